@@ -1,0 +1,28 @@
+"""The ``recgov`` command line: thin commands over library functions.
+
+Each command group lives in its own module and is registered below.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from governance.cli import core
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="recgov",
+    help="recgov: a governance and responsible-AI policy engine for recommender systems.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+core.register(app)
+# -- command groups (one line each) ------------------------------------------
+
+
+def main() -> None:
+    """Entry point of the ``recgov`` console script."""
+    app()

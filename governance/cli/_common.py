@@ -1,0 +1,76 @@
+"""What every command shares: output as JSON or tables, errors as one line, exit codes.
+
+Exit codes (documented in the README):
+
+* ``0`` success (for ``gate``: the gate passed)
+* ``1`` a blocking finding (the gate failed, the trail is broken)
+* ``2`` bad usage or bad input; the message says where and what
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import numpy as np
+import typer
+from rich.console import Console
+
+from recommender.errors import RecgovError
+
+__all__ = ["EXIT_OK", "EXIT_FINDING", "EXIT_USAGE", "console", "err_console", "fail", "emit_json", "user_errors", "progress_enabled"]
+
+EXIT_OK = 0
+EXIT_FINDING = 1
+EXIT_USAGE = 2
+
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    """Print ``error: message`` on stderr and return the ``typer.Exit`` to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn recgov's deliberate errors into one line on stderr and exit code 2."""
+    try:
+        yield
+    except RecgovError as err:
+        raise fail(str(err)) from None
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    if hasattr(obj, "isoformat"):
+        return obj.isoformat()
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def to_json(document: Any) -> str:
+    """Encode ``document`` as JSON (numpy scalars and arrays, datetimes, pydantic models allowed)."""
+    return json.dumps(document, default=_default, indent=2, sort_keys=False, allow_nan=False)
+
+
+def emit_json(document: Any) -> None:
+    """Print one JSON document on stdout."""
+    sys.stdout.write(to_json(document) + "\n")
+    sys.stdout.flush()
+
+
+def progress_enabled(json_output: bool) -> bool:
+    """Progress bars only for a person at a terminal, never under ``--json``."""
+    return not json_output and sys.stderr.isatty()

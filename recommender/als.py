@@ -1,0 +1,267 @@
+"""The ALS core: ``implicit.als.AlternatingLeastSquares`` behind recgov's interface.
+
+What this adds to raw ``implicit``:
+
+* string ids in and out, with the popularity fallback for unknown users;
+* BLAS thread pools limited to one thread around ``implicit`` (its own
+  recommendation, which avoids oversubscription with its OpenMP threads), so
+  that ``implicit`` never has to warn;
+* a content-addressed :attr:`ALSRecommender.version_id_`: the same training
+  data, parameters and library versions always give the same id;
+* a save format (``.npz``, no pickle) that keeps the ids and the training
+  history needed to filter seen items.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from contextlib import contextmanager
+from importlib.metadata import version as _pkg_version
+from pathlib import Path
+from typing import Any, ClassVar, Iterator
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from recommender.base import Recommender
+from recommender.data import InteractionMatrix
+from recommender.errors import ConfigError, DataError
+
+__all__ = ["ALSRecommender", "blas_single_thread", "library_versions", "model_version_id"]
+
+FORMAT = "recgov.als.v1"
+
+
+@contextmanager
+def blas_single_thread() -> Iterator[None]:
+    """Limit BLAS to one thread while ``implicit`` runs its own thread pool.
+
+    ``implicit`` parallelizes over users itself; a multi-threaded BLAS under it
+    oversubscribes the cores (implicit measured up to 10x slowdowns) and makes
+    it warn. threadpoolctl limits the pool for the block and restores it after.
+    """
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that determine a trained model's numbers."""
+    return {
+        "implicit": _pkg_version("implicit"),
+        "numpy": np.__version__,
+        "scipy": _pkg_version("scipy"),
+        "python": platform.python_version(),
+    }
+
+
+def model_version_id(kind: str, data_hash: str, params: dict[str, Any], libraries: dict[str, str]) -> str:
+    """The content-addressed id of a model: ``<kind>-<24 hex digits>``.
+
+    A SHA-256 over a canonical JSON of the model kind, the training data hash,
+    the parameters and the library versions, with a domain-separation prefix.
+    """
+    document = json.dumps(
+        {"kind": kind, "data": data_hash, "params": params, "libraries": libraries},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    digest = hashlib.sha256(b"recgov.model-version.v1\x00" + document.encode("utf-8")).hexdigest()
+    return f"{kind}-{digest[:24]}"
+
+
+def _check_param(name: str, value: Any, kind: type | tuple[type, ...], low: float, low_inclusive: bool = True) -> None:
+    ok = isinstance(value, kind) and not isinstance(value, bool) and (value >= low if low_inclusive else value > low)
+    if not ok:
+        bracket = "[" if low_inclusive else "("
+        type_name = "an int" if kind is int else "a float"
+        raise ConfigError(
+            f"The '{name}' parameter of ALSRecommender must be {type_name} in the range {bracket}{low}, inf). "
+            f"Got {value!r} instead."
+        )
+
+
+class ALSRecommender(Recommender):
+    """Matrix factorization by alternating least squares (Hu, Koren, Volinsky 2008).
+
+    Parameters
+    ----------
+    factors:
+        Latent dimensions.
+    regularization:
+        L2 weight on the factors.
+    alpha:
+        Confidence scaling: ``implicit`` uses ``alpha * weight`` as the confidence
+        of an observed pair.
+    iterations:
+        ALS sweeps.
+    random_state:
+        Seed of the factor initialization; the same seed gives the same model.
+    num_threads:
+        Threads for ``implicit`` (0: all cores).
+
+    Examples
+    --------
+    >>> model = ALSRecommender(factors=16, iterations=5).fit(train)  # doctest: +SKIP
+    >>> model.recommend(["u1"], k=10).as_records()  # doctest: +SKIP
+    """
+
+    name: ClassVar[str] = "als"
+
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 0.05,
+        alpha: float = 2.0,
+        iterations: int = 15,
+        random_state: int | None = 0,
+        num_threads: int = 0,
+    ) -> None:
+        self.factors = factors
+        self.regularization = regularization
+        self.alpha = alpha
+        self.iterations = iterations
+        self.random_state = random_state
+        self.num_threads = num_threads
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "factors": self.factors,
+            "regularization": self.regularization,
+            "alpha": self.alpha,
+            "iterations": self.iterations,
+            "random_state": self.random_state,
+        }
+
+    def _validate_params(self) -> None:
+        _check_param("factors", self.factors, int, 1)
+        _check_param("iterations", self.iterations, int, 1)
+        _check_param("regularization", self.regularization, (int, float), 0)
+        _check_param("alpha", self.alpha, (int, float), 0, low_inclusive=False)
+
+    def _fit(self, train: InteractionMatrix, *, show_progress: bool) -> None:
+        self._validate_params()
+        from implicit.als import AlternatingLeastSquares
+
+        with blas_single_thread():
+            model = AlternatingLeastSquares(
+                factors=self.factors,
+                regularization=float(self.regularization),
+                alpha=float(self.alpha),
+                iterations=self.iterations,
+                random_state=self.random_state,
+                num_threads=self.num_threads,
+                use_gpu=False,
+                calculate_training_loss=False,
+            )
+            model.fit(train.matrix, show_progress=show_progress)
+        self.model_ = model
+        self.user_factors_ = model.user_factors
+        self.item_factors_ = model.item_factors
+        self.data_hash_ = train.content_hash()
+        self.library_versions_ = library_versions()
+        self.version_id_ = model_version_id(self.name, self.data_hash_, self.get_params(), self.library_versions_)
+
+    def _recommend_known(self, user_index: np.ndarray, k: int, *, filter_seen: bool) -> tuple[np.ndarray, np.ndarray]:
+        n_items = self.train_.n_items
+        n = min(k, n_items)
+        with blas_single_thread():
+            ids, scores = self.model_.recommend(
+                user_index,
+                self.train_.matrix[user_index],
+                N=n,
+                filter_already_liked_items=filter_seen,
+            )
+        ids = np.asarray(ids, dtype=np.int64).reshape(len(user_index), -1)
+        scores = np.asarray(scores, dtype=np.float32).reshape(len(user_index), -1)
+        # implicit marks filtered items with -FLT_MAX (not -inf) when N exceeds
+        # what a user has left to see; those are not recommendations.
+        bad = (ids < 0) | ~np.isfinite(scores) | (scores <= np.finfo(np.float32).min)
+        ids[bad] = -1
+        scores[bad] = np.nan
+        if ids.shape[1] < k:
+            pad = k - ids.shape[1]
+            ids = np.hstack([ids, np.full((len(ids), pad), -1, dtype=np.int64)])
+            scores = np.hstack([scores, np.full((len(ids), pad), np.nan, dtype=np.float32)])
+        return ids, scores
+
+    def _similar_known(self, col: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        with blas_single_thread():
+            ids, scores = self.model_.similar_items(col, N=min(k + 1, self.train_.n_items))
+        keep = ids != col
+        ids, scores = np.asarray(ids[keep][:k], dtype=np.int64), np.asarray(scores[keep][:k], dtype=np.float32)
+        out_ids = np.full((1, k), -1, dtype=np.int64)
+        out_scores = np.full((1, k), np.nan, dtype=np.float32)
+        out_ids[0, : len(ids)], out_scores[0, : len(ids)] = ids, scores
+        return out_ids, out_scores
+
+    # -- persistence ------------------------------------------------------------
+    def save(self, path: str | Path) -> str:
+        """Write the fitted model to ``path`` (``.npz``) and return the file's SHA-256."""
+        self.check_fitted("save")
+        path = Path(path)
+        meta = {
+            "format": FORMAT,
+            "params": self.get_params(),
+            "version_id": self.version_id_,
+            "data_hash": self.data_hash_,
+            "library_versions": self.library_versions_,
+        }
+        m = self.train_.matrix
+        with path.open("wb") as fh:
+            np.savez(
+                fh,
+                meta=np.array(json.dumps(meta, sort_keys=True)),
+                user_factors=self.user_factors_,
+                item_factors=self.item_factors_,
+                user_ids=np.asarray(self.train_.user_ids, dtype=str),
+                item_ids=np.asarray(self.train_.item_ids, dtype=str),
+                indptr=m.indptr,
+                indices=m.indices,
+                data=m.data,
+            )
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    @classmethod
+    def load(cls, path: str | Path) -> ALSRecommender:
+        """Read a model written by :meth:`save`; the result recommends exactly as the original."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                meta = json.loads(str(npz["meta"]))
+                arrays = {name: npz[name] for name in npz.files if name != "meta"}
+        except (OSError, ValueError, KeyError) as err:
+            raise DataError(f"{path}: not a recgov ALS model file ({err})") from err
+        if meta.get("format") != FORMAT:
+            raise DataError(f"{path}: unsupported model format {meta.get('format')!r}; expected {FORMAT!r}")
+        from implicit.cpu.als import AlternatingLeastSquares as CpuALS
+
+        model = cls(**meta["params"])
+        user_ids = arrays["user_ids"].astype(object)
+        item_ids = arrays["item_ids"].astype(object)
+        matrix = sp.csr_matrix(
+            (arrays["data"], arrays["indices"], arrays["indptr"]), shape=(len(user_ids), len(item_ids))
+        )
+        train = InteractionMatrix(matrix=matrix, user_ids=user_ids, item_ids=item_ids)
+        with blas_single_thread():
+            inner = CpuALS(
+                factors=model.factors,
+                regularization=float(model.regularization),
+                alpha=float(model.alpha),
+                iterations=model.iterations,
+                random_state=model.random_state,
+            )
+        inner.user_factors = arrays["user_factors"]
+        inner.item_factors = arrays["item_factors"]
+        model.model_ = inner
+        model.user_factors_ = inner.user_factors
+        model.item_factors_ = inner.item_factors
+        model.data_hash_ = meta["data_hash"]
+        model.library_versions_ = meta["library_versions"]
+        model.version_id_ = meta["version_id"]
+        model.popularity_ = np.asarray((matrix > 0).sum(axis=0)).ravel().astype(np.float64)
+        model.train_ = train
+        return model

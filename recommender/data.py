@@ -1,0 +1,235 @@
+"""The data model: interaction events, user and item tables, and the matrices built from them.
+
+Every source (MovieLens, an event log, the synthetic generator) is turned into one
+:class:`Dataset`:
+
+``events``
+    one row per interaction, columns :data:`EVENT_COLUMNS`:
+
+    ===============  ==========================  =========================================
+    column           dtype                       meaning
+    ===============  ==========================  =========================================
+    ``user_id``      string or category          who acted (an opaque id, never a name)
+    ``item_id``      string or category          on what
+    ``event_type``   string or category          one of :data:`EVENT_TYPES` (others are
+                                                 reported by validation)
+    ``value``        float64, NaN allowed        a rating (1-5) or a dwell time (seconds)
+    ``timestamp``    datetime64[ns, UTC]         when
+    ``session_id``   string, missing allowed     the session the event belongs to
+    ``context``      string, missing allowed     free context (device, page, ...), JSON
+    ===============  ==========================  =========================================
+
+``users``
+    indexed by ``user_id``; attribute columns (age, gender, country, ...).
+``items``
+    indexed by ``item_id``; metadata columns, of which :data:`ITEM_COLUMNS` have a
+    fixed meaning (``categories`` and ``flags`` are ``|``-separated lists).
+
+Ids are strings to the outside world. Inside, an :class:`InteractionMatrix` maps
+them to dense row and column indices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recommender.errors import DataError
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "EVENT_TYPES",
+    "ITEM_COLUMNS",
+    "Dataset",
+    "InteractionMatrix",
+    "empty_events",
+    "ensure_event_schema",
+]
+
+EVENT_COLUMNS: tuple[str, ...] = (
+    "user_id",
+    "item_id",
+    "event_type",
+    "value",
+    "timestamp",
+    "session_id",
+    "context",
+)
+"""The columns of an events table, in order."""
+
+EVENT_TYPES: tuple[str, ...] = ("view", "click", "add_to_cart", "purchase", "rating")
+"""The event types recgov knows. Validation reports any other type."""
+
+ITEM_COLUMNS: tuple[str, ...] = ("title", "provider", "provider_group", "categories", "text", "flags")
+"""Item metadata columns with a fixed meaning. ``categories`` and ``flags`` are
+``|``-separated; a flag reads ``harmful:<category>``."""
+
+REQUIRED_EVENT_COLUMNS: tuple[str, ...] = ("user_id", "item_id", "timestamp")
+
+
+def empty_events() -> pd.DataFrame:
+    """An events table with no rows and the canonical dtypes."""
+    return pd.DataFrame(
+        {
+            "user_id": pd.Series([], dtype="string"),
+            "item_id": pd.Series([], dtype="string"),
+            "event_type": pd.Series([], dtype="string"),
+            "value": pd.Series([], dtype="float64"),
+            "timestamp": pd.Series([], dtype="datetime64[ns, UTC]"),
+            "session_id": pd.Series([], dtype="string"),
+            "context": pd.Series([], dtype="string"),
+        }
+    )
+
+
+def ensure_event_schema(events: pd.DataFrame, *, source: str = "events") -> pd.DataFrame:
+    """Check that ``events`` has the required columns and fill the optional ones.
+
+    Missing optional columns are added (``event_type`` defaults to ``"view"``,
+    ``value`` to NaN, ``session_id`` and ``context`` to missing). The timestamp is
+    converted to UTC. The input is not modified.
+
+    Raises
+    ------
+    DataError
+        When a required column is missing or the timestamp cannot be read.
+    """
+    missing = [c for c in REQUIRED_EVENT_COLUMNS if c not in events.columns]
+    if missing:
+        raise DataError(
+            f"{source}: missing required column(s) {', '.join(missing)}; "
+            f"an events table needs {', '.join(REQUIRED_EVENT_COLUMNS)} "
+            f"(got {', '.join(map(str, events.columns)) or 'no columns'})"
+        )
+    out = events.copy()
+    n = len(out)
+    if "event_type" not in out.columns:
+        out["event_type"] = pd.Series(["view"] * n, index=out.index, dtype="string")
+    if "value" not in out.columns:
+        out["value"] = np.full(n, np.nan)
+    for name in ("session_id", "context"):
+        if name not in out.columns:
+            out[name] = pd.Series(pd.NA, index=out.index, dtype="string")
+    ts = out["timestamp"]
+    if not isinstance(ts.dtype, pd.DatetimeTZDtype):
+        try:
+            if pd.api.types.is_numeric_dtype(ts):
+                ts = pd.to_datetime(ts, unit="s", utc=True)
+            else:
+                ts = pd.to_datetime(ts, utc=True, format="mixed")
+        except (ValueError, TypeError, OverflowError) as err:
+            raise DataError(f"{source}: column timestamp cannot be read as a time: {err}") from err
+    elif str(ts.dt.tz) != "UTC":
+        ts = ts.dt.tz_convert("UTC")
+    out["timestamp"] = ts
+    out["value"] = pd.to_numeric(out["value"], errors="coerce").astype("float64")
+    extra = [c for c in out.columns if c not in EVENT_COLUMNS]
+    return out[list(EVENT_COLUMNS) + extra]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Interaction events with their user and item tables.
+
+    Parameters
+    ----------
+    events:
+        The interactions, columns :data:`EVENT_COLUMNS`.
+    users:
+        User attributes indexed by ``user_id`` (may be empty).
+    items:
+        Item metadata indexed by ``item_id`` (may be empty).
+    name:
+        A short label for reports (``"movielens-100k"``, ``"synthetic"``).
+    source:
+        Where the data came from (a path or a generator spec), for lineage.
+    """
+
+    events: pd.DataFrame
+    users: pd.DataFrame = field(default_factory=pd.DataFrame)
+    items: pd.DataFrame = field(default_factory=pd.DataFrame)
+    name: str = "dataset"
+    source: str = ""
+
+    @property
+    def n_events(self) -> int:
+        """The number of interaction events."""
+        return len(self.events)
+
+    def with_events(self, events: pd.DataFrame) -> Dataset:
+        """A copy of this dataset holding other events (after filtering, say)."""
+        return Dataset(events=events, users=self.users, items=self.items, name=self.name, source=self.source)
+
+
+@dataclass(frozen=True)
+class InteractionMatrix:
+    """A users x items sparse matrix with the ids of its rows and columns.
+
+    ``matrix[u, i]`` is the confidence weight of user ``user_ids[u]`` for item
+    ``item_ids[i]`` (for the explicit view, the rating). The matrix is CSR,
+    float32, with sorted indices and no explicit zeros, which is what
+    ``implicit`` expects.
+    """
+
+    matrix: sp.csr_matrix
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+
+    def __post_init__(self) -> None:
+        n_users, n_items = self.matrix.shape
+        if n_users != len(self.user_ids) or n_items != len(self.item_ids):
+            raise DataError(
+                f"matrix shape {self.matrix.shape} does not match "
+                f"{len(self.user_ids)} user ids and {len(self.item_ids)} item ids"
+            )
+
+    @property
+    def n_users(self) -> int:
+        """Number of rows."""
+        return self.matrix.shape[0]
+
+    @property
+    def n_items(self) -> int:
+        """Number of columns."""
+        return self.matrix.shape[1]
+
+    @property
+    def nnz(self) -> int:
+        """Number of stored (user, item) pairs."""
+        return int(self.matrix.nnz)
+
+    def user_index(self, user_ids: object) -> np.ndarray:
+        """Row indices of ``user_ids``; -1 where a user is unknown."""
+        return _lookup(self.user_ids, user_ids)
+
+    def item_index(self, item_ids: object) -> np.ndarray:
+        """Column indices of ``item_ids``; -1 where an item is unknown."""
+        return _lookup(self.item_ids, item_ids)
+
+    def content_hash(self) -> str:
+        """A SHA-256 over the ids and the matrix content.
+
+        Two matrices with the same ids in the same order and the same values have
+        the same hash, whatever process built them.
+        """
+        m = self.matrix
+        h = hashlib.sha256(b"recgov.interaction-matrix.v1\x00")
+        h.update(np.asarray(m.shape, dtype="<i8").tobytes())
+        for ids in (self.user_ids, self.item_ids):
+            joined = "\x1f".join(map(str, ids)).encode("utf-8")
+            h.update(len(joined).to_bytes(8, "little"))
+            h.update(joined)
+        h.update(np.ascontiguousarray(m.indptr, dtype="<i8").tobytes())
+        h.update(np.ascontiguousarray(m.indices, dtype="<i4").tobytes())
+        h.update(np.ascontiguousarray(m.data, dtype="<f4").tobytes())
+        return h.hexdigest()
+
+
+def _lookup(universe: np.ndarray, ids: object) -> np.ndarray:
+    values = np.atleast_1d(np.asarray(ids, dtype=object)).astype(str)
+    index = pd.Index(np.asarray(universe, dtype=object).astype(str))
+    return np.asarray(index.get_indexer(values), dtype=np.int64)
