@@ -42,7 +42,7 @@ _UITEM = ("item", "title", "release_date", "video_release_date", "imdb_url", *ML
 # Messages tests assert on.
 EMPTY_FILE = "{path}: the file is empty; expected {what}"
 NOT_TEXT = "{path}: not a text file in the expected encoding ({encoding}); it contains NUL bytes (UTF-16 or binary?)"
-BAD_ENCODING = "{path}: cannot be decoded as {encoding} at byte {pos}; expected {encoding} text"
+BAD_ENCODING = "{path} line {line}: byte 0x{byte:02x} at offset {pos} cannot be decoded as {encoding}; expected {encoding} text"
 WRONG_FIELDS = "{path} line {line}: expected {expected} {sep}-separated fields ({names}), found {found}"
 NOT_NUMBER = "{path} line {line}: {column} {value!r} is not a number"
 OUT_OF_RANGE = "{path} line {line}: {column} {value!r} is outside {low}..{high}"
@@ -62,7 +62,8 @@ def _read_text(path: Path, encoding: str, what: str) -> str:
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as err:
-        raise DataError(BAD_ENCODING.format(path=path, encoding=encoding, pos=err.start)) from err
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise DataError(BAD_ENCODING.format(path=path, line=line, byte=raw[err.start], pos=err.start, encoding=encoding)) from err
 
 
 def _split_fields(path: Path, text: str, sep: str, names: tuple[str, ...], *, min_fields: int | None = None) -> pd.DataFrame:

@@ -1,0 +1,139 @@
+"""Loaders: MovieLens-100K layout and CSV/Parquet logs, with every broken input refused clearly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recommender import DataError
+from recommender.loaders import ColumnMapping, load_data, load_event_log, load_movielens_100k
+
+UDATA = "1\t10\t5\t881250949\n1\t20\t3\t881250950\n2\t10\t4\t891717742\n3\t30\t1\t878887116\n"
+UUSER = "1|24|M|technician|85711\n2|53|F|other|94043\n3|23|M|writer|32067\n"
+GENRES = "|".join(["0"] * 18)
+
+
+def uitem(n: int, title: str) -> str:
+    return f"{n}|{title}|01-Jan-1995||http://example.invalid/{n}|1|{GENRES}\n"
+
+
+@pytest.fixture
+def ml_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "ml-100k"
+    d.mkdir()
+    (d / "u.data").write_text(UDATA, encoding="ascii")
+    (d / "u.user").write_text(UUSER, encoding="latin-1")
+    # latin-1 title: the real u.item is latin-1, not UTF-8
+    (d / "u.item").write_bytes((uitem(10, "Caf\xe9 (1995)") + uitem(20, "B (1996)") + uitem(30, "C (1997)")).encode("latin-1"))
+    return d
+
+
+def test_movielens_directory_loads_with_latin1_titles(ml_dir: Path) -> None:
+    data = load_movielens_100k(ml_dir)
+    ev = data.events
+    assert len(ev) == 4
+    assert ev["user_id"].astype(str).tolist() == ["1", "1", "2", "3"]
+    assert ev["value"].tolist() == [5.0, 3.0, 4.0, 1.0]
+    assert (ev["event_type"].astype(str) == "rating").all()
+    assert ev["timestamp"].iloc[0] == pd.Timestamp(881250949, unit="s", tz="UTC")
+    assert data.items.loc["10", "title"] == "Café (1995)"
+    assert data.items.loc["10", "categories"] == "unknown"
+    assert data.users.loc["2", "gender"] == "F"
+    assert load_data(ml_dir).n_events == 4
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", "u.data: the file is empty; expected tab-separated lines 'user item rating timestamp'"),
+        (b"1,10,5,881250949\n", "u.data line 1: expected 4 tab-separated fields (user item rating timestamp), found 1"),
+        (b"1\t10\t5\n", "u.data line 1: expected 4 tab-separated fields (user item rating timestamp), found 3"),
+        (b"1\t10\t5\t881250949\n1\t10\tgood\t881250949\n", "u.data line 2: rating 'good' is not a number"),
+        (b"1\t10\t9\t881250949\n", "u.data line 1: rating '9' is outside 1..5"),
+        ("1\t10\t5\t881250949\n".encode("utf-16"), "u.data: not a text file in the expected encoding (ascii); it contains NUL bytes"),
+        ("1\t10\t5\t88125094\xe9\n".encode("latin-1"), "u.data line 1: byte 0xe9 at offset 15 cannot be decoded as ascii"),
+    ],
+    ids=["empty", "wrong-delimiter", "missing-column", "non-numeric-rating", "rating-range", "utf16", "wrong-encoding"],
+)
+def test_broken_udata_names_file_line_and_problem(tmp_path: Path, content: bytes, expected: str) -> None:
+    d = tmp_path / "ml"
+    d.mkdir()
+    (d / "u.data").write_bytes(content)
+    with pytest.raises(DataError) as info:
+        load_movielens_100k(d)
+    message = str(info.value)
+    assert "\n" not in message
+    assert expected in message
+    assert str(d / "u.data") in message
+
+
+def test_broken_uitem_is_located(ml_dir: Path) -> None:
+    (ml_dir / "u.item").write_bytes(b"10|A|01-Jan-1995||url|1|0\n")
+    with pytest.raises(DataError, match=r"u\.item line 1: expected 24 pipe-separated fields"):
+        load_movielens_100k(ml_dir)
+
+
+def test_directory_without_udata(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="a directory without u.data"):
+        load_data(tmp_path)
+    with pytest.raises(DataError, match="no such file or directory"):
+        load_data(tmp_path / "missing")
+
+
+def test_csv_log_with_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text("uid;sku;when;kind;secs\na;x;2024-01-01T10:00:00Z;view;12.5\nb;y;2024-01-01T11:00:00+01:00;click;\n")
+    mapping = ColumnMapping.parse("user_id=uid,item_id=sku,timestamp=when,event_type=kind,value=secs,delimiter=;")
+    data = load_event_log(path, mapping)
+    ev = data.events
+    assert ev["user_id"].astype(str).tolist() == ["a", "b"]
+    assert ev["event_type"].astype(str).tolist() == ["view", "click"]
+    assert ev["value"].iloc[0] == 12.5 and np.isnan(ev["value"].iloc[1])
+    assert ev["timestamp"].iloc[1] == pd.Timestamp("2024-01-01T10:00:00Z")
+
+
+def test_parquet_log_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "log.parquet"
+    pd.DataFrame({"user_id": ["a", "b"], "item_id": ["x", "x"], "timestamp": [1700000000, 1700000100]}).to_parquet(path)
+    data = load_event_log(path)
+    assert data.n_events == 2
+    assert (data.events["event_type"].astype(str) == "view").all()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("e.csv", "", "the file is empty"),
+        ("w.csv", "user_id;item_id;timestamp\na;x;1\n", "missing column(s) user_id (for user_id)"),
+        ("m.csv", "user_id,item_id\na,x\n", "missing column(s) timestamp (for timestamp)"),
+        ("v.csv", "user_id,item_id,timestamp,value\na,x,1,3\nb,y,2,lots\n", "line 3: value 'lots' is not a number"),
+        ("t.csv", "user_id,item_id,timestamp\na,x,yesterday\n", "line 2: timestamp 'yesterday' is not a time"),
+        ("p.parquet", "not parquet", "not a readable Parquet file"),
+        ("x.json", "{}", "unsupported file type '.json'"),
+    ],
+)
+def test_broken_logs_give_one_located_line(tmp_path: Path, name: str, content: str, expected: str) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(DataError) as info:
+        load_event_log(path)
+    assert expected in str(info.value)
+    assert str(path) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_wrong_delimiter_hints_at_it(tmp_path: Path) -> None:
+    path = tmp_path / "semi.csv"
+    path.write_text("user_id;item_id;timestamp\na;x;1\n")
+    with pytest.raises(DataError, match=r"is the delimiter right\?"):
+        load_event_log(path)
+
+
+def test_bad_mapping_text() -> None:
+    with pytest.raises(DataError, match="--map: unknown field"):
+        ColumnMapping.parse("user=uid")
+    with pytest.raises(DataError, match="is not of the form field=column"):
+        ColumnMapping.parse("uid")
