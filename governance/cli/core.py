@@ -1,9 +1,170 @@
-"""Core commands: ``data validate``, ``train``, ``evaluate``, ``demo``."""
+"""Core commands: ``data validate``, ``train``, ``evaluate``.
+
+Each command loads its DATA argument (a MovieLens-100K directory, a CSV/Parquet
+log with ``--map``, or ``synthetic[:name=value,...]``), calls one library
+function and prints either a readable table or, with ``--json``, one JSON
+document on stdout.
+"""
 
 from __future__ import annotations
 
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
 import typer
+from rich.table import Table
+
+from governance.cli._common import EXIT_FINDING, console, emit_json, err_console, progress_enabled, user_errors
+from recommender.data import Dataset
+from recommender.errors import ConfigError
+from recommender.feedback import FeedbackConfig
+from recommender.loaders import ColumnMapping, load_data
+
+__all__ = ["register", "DataArg", "MapOpt", "JsonOpt", "load_dataset", "print_rows"]
+
+DataArg = Annotated[
+    str,
+    typer.Argument(
+        help="A MovieLens-100K directory, a .csv/.parquet event log, or synthetic[:name=value,...].",
+        metavar="DATA",
+        show_default=False,
+    ),
+]
+MapOpt = Annotated[
+    Optional[str],
+    typer.Option("--map", help="Column mapping of an event log: field=column,... (user_id, item_id, timestamp, event_type, value, session_id, delimiter)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
+ThresholdOpt = Annotated[float, typer.Option("--threshold", min=0, help="Ratings at or above this are positives.")]
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Seed of every random step.")]
+
+
+class SplitKind(str, Enum):
+    """The split protocols of ``recgov evaluate``."""
+
+    random = "random"
+    time = "time"
+    leave_last = "leave_last"
+
+
+def load_dataset(data: str, mapping: str | None, *, json_output: bool) -> Dataset:
+    """Load DATA for a command, with a status line for people at a terminal."""
+    parsed = ColumnMapping.parse(mapping) if mapping else None
+    show = progress_enabled(json_output)
+    if show:
+        with err_console.status(f"loading {data}"):
+            return load_data(data, parsed, show_progress=show)
+    return load_data(data, parsed)
+
+
+def print_rows(rows: list[dict[str, Any]], title: str | None = None) -> None:
+    """Print a list of same-keyed dicts as a table."""
+    if not rows:
+        return
+    table = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
+    for column in rows[0]:
+        table.add_column(str(column), justify="left" if column in ("model", "metric", "finding", "code") else "right")
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    console.print(table)
+
+
+def comparison_rows(comparison: Any) -> list[dict[str, str]]:
+    """Metrics as rows and models as columns: narrow enough for a terminal."""
+    from recommender.evaluate import BEYOND_METRICS
+    from recommender.metrics import ACCURACY_METRICS
+
+    def fmt(value: Any) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    evaluations = comparison.evaluations
+    rows = [{"metric": f"{m}@{comparison.k}", **{label: fmt(ev.metrics.get(m)) for label, ev in evaluations.items()}} for m in ACCURACY_METRICS]
+    rows += [{"metric": m, **{label: fmt(ev.beyond.get(m)) for label, ev in evaluations.items()}} for m in BEYOND_METRICS]
+    for kind in comparison.baselines:
+        rows.append(
+            {
+                "metric": f"lift vs {kind}",
+                **{label: fmt(comparison.lift.get(label, {}).get(kind, {}).get("ndcg")) for label in evaluations},
+            }
+        )
+    return rows
+
+
+def validate_command(
+    data: DataArg,
+    mapping: MapOpt = None,
+    json_output: JsonOpt = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when validation finds anything.")] = False,
+) -> None:
+    """Validate a raw event log: duplicates, bots, missing or unknown ids, bad values, future times."""
+    from recommender.validate import validate_events
+
+    with user_errors():
+        dataset = load_dataset(data, mapping, json_output=json_output)
+        report = validate_events(dataset)
+    if json_output:
+        emit_json({"dataset": {"name": dataset.name, "source": dataset.source}, **report.to_dict()})
+    else:
+        console.print(f"[bold]{dataset.name}[/]: {report.n_rows:,} events")
+        if report.ok:
+            console.print("no findings")
+        else:
+            print_rows(report.summary_table(), title="findings")
+    if strict and not report.ok:
+        raise typer.Exit(code=EXIT_FINDING)
+
+
+def evaluate_command(
+    data: DataArg,
+    mapping: MapOpt = None,
+    split_kind: Annotated[SplitKind, typer.Option("--split", help="random holdout, global time cutoff, or each user's last events.")] = SplitKind.random,
+    test_fraction: Annotated[float, typer.Option("--test-fraction", help="Share held out (random, time).")] = 0.2,
+    leave_k: Annotated[int, typer.Option("--leave-k", min=1, help="Events held out per user (leave_last).")] = 1,
+    k: Annotated[int, typer.Option("--k", "-k", min=1, help="Length of the recommended lists.")] = 10,
+    threshold: ThresholdOpt = 4.0,
+    seed: SeedOpt = 0,
+    tune: Annotated[bool, typer.Option("--tune/--no-tune", help="Tune ALS and item-kNN on a validation split of the training data.")] = True,
+    trials: Annotated[int, typer.Option("--trials", min=1, help="ALS tuning budget.")] = 16,
+    json_output: JsonOpt = False,
+) -> None:
+    """Evaluate ALS against popularity, random and item-kNN on one split."""
+    from recommender.pipeline import run_evaluation
+    from recommender.split import SplitConfig
+
+    with user_errors():
+        if not 0 < test_fraction < 1:
+            raise ConfigError(f"--test-fraction must be a number in the range (0, 1). Got {test_fraction} instead.")
+        config = SplitConfig(kind=split_kind.value, test_fraction=test_fraction, k=leave_k, random_state=seed)
+        dataset = load_dataset(data, mapping, json_output=json_output)
+        run = run_evaluation(
+            dataset,
+            split_config=config,
+            feedback=FeedbackConfig(rating_threshold=threshold),
+            k=k,
+            tune=tune,
+            n_trials=trials,
+            random_state=seed,
+            show_progress=progress_enabled(json_output),
+        )
+    if json_output:
+        emit_json(run.to_dict())
+        return
+    d = run.dataset
+    s = run.split
+    console.print(f"[bold]{d['name']}[/]: {d['n_events']:,} events, {d['n_users']:,} users, {d['n_items']:,} items")
+    console.print(
+        f"split {s['kind']}: {s['n_train_pairs']:,} training positives, {s['n_test_pairs_kept']:,} test positives "
+        f"({s['n_dropped_unknown_user'] + s['n_dropped_unknown_item']:,} dropped as unknown to training)"
+    )
+    for name, result in run.tuning.items():
+        console.print(f"tuned {name} on a validation split of the training data: {result.best_params} (ndcg@{k} {result.best_score:.4f})")
+    print_rows(comparison_rows(run.comparison), title=f"models at k={k} (lift = ndcg / baseline ndcg)")
 
 
 def register(app: typer.Typer) -> None:
     """Add the core commands to ``app``."""
+    data_app = typer.Typer(help="Work with raw interaction data.", no_args_is_help=True)
+    data_app.command("validate")(validate_command)
+    app.add_typer(data_app, name="data")
+    app.command("evaluate")(evaluate_command)

@@ -1,0 +1,192 @@
+"""The two jobs the command line runs: evaluate models on a split, and train a model.
+
+Both take a loaded :class:`~recommender.data.Dataset` and return JSON-ready
+results; the command line only loads, calls and prints.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recommender.als import ALSRecommender
+from recommender.base import Recommender
+from recommender.baselines import ItemKNNRecommender, PopularityRecommender, RandomRecommender
+from recommender.data import Dataset, InteractionMatrix
+from recommender.evaluate import Comparison, compare_models
+from recommender.feedback import FeedbackConfig, to_implicit
+from recommender.split import SplitConfig, SplitMatrices, split, train_test_matrices
+from recommender.tuning import TuningResult, tune_als, tune_item_knn
+
+__all__ = ["EvaluationRun", "TrainingResult", "run_evaluation", "train_als", "user_segments", "item_categories_for"]
+
+MAX_SEGMENT_GROUPS = 12
+
+
+def user_segments(dataset: Dataset, train: InteractionMatrix) -> dict[str, np.ndarray]:
+    """User attributes with few distinct values, aligned with the training rows.
+
+    These are the segments every metric is broken down by (gender, age band,
+    occupation, ...). Attributes with many values (zip codes) are left out.
+    """
+    users = dataset.users
+    if users is None or users.empty:
+        return {}
+    aligned = users.reindex(pd.Index(train.user_ids.astype(str)))
+    out = {}
+    for column in aligned.columns:
+        values = aligned[column]
+        if values.nunique(dropna=True) <= MAX_SEGMENT_GROUPS:
+            out[str(column)] = values.astype("string").fillna("unknown").to_numpy(dtype=object)
+    return out
+
+
+def item_categories_for(dataset: Dataset, train: InteractionMatrix) -> list[str | None] | None:
+    """The ``categories`` of every training item column, or None when the data has none."""
+    items = dataset.items
+    if items is None or items.empty or "categories" not in items.columns:
+        return None
+    aligned = items["categories"].reindex(pd.Index(train.item_ids.astype(str)))
+    return [None if pd.isna(c) else str(c) for c in aligned]
+
+
+@dataclass(frozen=True)
+class EvaluationRun:
+    """Everything ``recgov evaluate`` reports."""
+
+    dataset: dict[str, Any]
+    split: dict[str, Any]
+    feedback: dict[str, Any]
+    tuning: dict[str, TuningResult]
+    comparison: Comparison
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready document."""
+        return {
+            "dataset": self.dataset,
+            "split": self.split,
+            "feedback": self.feedback,
+            "tuning": {name: result.to_dict() for name, result in self.tuning.items()},
+            **self.comparison.to_dict(),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def dataset_summary(dataset: Dataset) -> dict[str, Any]:
+    """Name, source and sizes of a dataset, for reports."""
+    ev = dataset.events
+    return {
+        "name": dataset.name,
+        "source": dataset.source,
+        "n_events": int(len(ev)),
+        "n_users": int(ev["user_id"].nunique()),
+        "n_items": int(ev["item_id"].nunique()),
+    }
+
+
+def run_evaluation(
+    dataset: Dataset,
+    *,
+    split_config: SplitConfig,
+    feedback: FeedbackConfig,
+    k: int = 10,
+    tune: bool = True,
+    n_trials: int = 16,
+    random_state: int = 0,
+    show_progress: bool = False,
+) -> EvaluationRun:
+    """Split, tune on a validation part of the training data, fit and compare.
+
+    ALS and item-kNN are tuned on a validation split carved from the training
+    matrix only (never the test set); popularity and random need no tuning. All
+    four models are then fitted on the whole training matrix and evaluated on the
+    same test positives.
+    """
+    started = time.perf_counter()
+    train_events, test_events = split(dataset.events, split_config)
+    mats: SplitMatrices = train_test_matrices(train_events, test_events, feedback)
+    train = mats.train
+    tuning: dict[str, TuningResult] = {}
+    als_params: dict[str, Any] = {}
+    knn_params: dict[str, Any] = {}
+    if tune:
+        tuning["als"] = tune_als(train, n_trials=n_trials, k=k, random_state=random_state, show_progress=show_progress)
+        tuning["item_knn"] = tune_item_knn(train, k=k, random_state=random_state, show_progress=show_progress)
+        als_params = dict(tuning["als"].best_params)
+        knn_params = dict(tuning["item_knn"].best_params)
+    models: dict[str, Recommender] = {
+        "als": ALSRecommender(**als_params, random_state=random_state),
+        "item_knn": ItemKNNRecommender(**knn_params),
+        "popularity": PopularityRecommender(),
+        "random": RandomRecommender(random_state=random_state),
+    }
+    for model in models.values():
+        model.fit(train)
+    comparison = compare_models(
+        models,
+        train,
+        mats.test,
+        k,
+        segments=user_segments(dataset, train),
+        item_categories=item_categories_for(dataset, train),
+        show_progress=show_progress,
+    )
+    return EvaluationRun(
+        dataset=dataset_summary(dataset),
+        split={**split_config.model_dump(), **mats.to_dict()},
+        feedback=feedback.model_dump(),
+        tuning=tuning,
+        comparison=comparison,
+        seconds=time.perf_counter() - started,
+    )
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """A fitted ALS model with what it was trained on."""
+
+    model: ALSRecommender
+    matrix: InteractionMatrix
+    tuning: TuningResult | None
+    started_at: float
+    ended_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {
+            "model_version": self.model.version_id_,
+            "params": self.model.get_params(),
+            "data_hash": self.model.data_hash_,
+            "library_versions": self.model.library_versions_,
+            "matrix": {"users": self.matrix.n_users, "items": self.matrix.n_items, "interactions": self.matrix.nnz},
+            "tuning": self.tuning.to_dict() if self.tuning else None,
+            "seconds": round(self.ended_at - self.started_at, 3),
+        }
+
+
+def train_als(
+    dataset: Dataset,
+    *,
+    feedback: FeedbackConfig,
+    params: dict[str, Any] | None = None,
+    tune: bool = False,
+    n_trials: int = 16,
+    random_state: int = 0,
+    show_progress: bool = False,
+) -> TrainingResult:
+    """Convert the events and fit ALS on all of them (tuning first when asked).
+
+    Explicit ``params`` override the tuned or default values.
+    """
+    started = time.time()
+    matrix = to_implicit(dataset.events, feedback)
+    tuning = tune_als(matrix, n_trials=n_trials, random_state=random_state, show_progress=show_progress) if tune else None
+    chosen: dict[str, Any] = dict(tuning.best_params) if tuning else {}
+    chosen.update(params or {})
+    model = ALSRecommender(**chosen, random_state=random_state).fit(matrix, show_progress=show_progress)
+    return TrainingResult(model=model, matrix=matrix, tuning=tuning, started_at=started, ended_at=time.time())
