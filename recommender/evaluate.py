@@ -1,0 +1,607 @@
+"""Offline evaluation of fitted recommenders on a held-out test matrix.
+
+:func:`evaluate_model` ranks items for every test user with at least one test
+positive (``filter_seen=True``, in batches), then measures accuracy
+(:mod:`recommender.metrics`), beyond-accuracy properties of the lists (coverage,
+exposure Gini, novelty, intra-list diversity, popularity, long-tail share) and
+accuracy per user segment (training-activity buckets and any user attribute).
+:func:`compare_models` does it for several models and adds each model's lift
+over the popularity and random baselines.
+
+Both results keep the per-user arrays (for fairness audits) and offer
+``to_dict()`` (JSON-ready: plain floats, ``None`` for undefined values) and
+``table_rows()`` (formatted strings for a console table).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from recommender import metrics as M
+from recommender.base import Recommender
+from recommender.data import InteractionMatrix
+from recommender.errors import ConfigError, DataError
+
+__all__ = [
+    "ModelEvaluation",
+    "Comparison",
+    "evaluate_model",
+    "compare_models",
+    "activity_segments",
+    "BEYOND_METRICS",
+    "BAD_K",
+    "UNIVERSE_MISMATCH",
+    "MODEL_UNIVERSE_MISMATCH",
+    "BAD_SEGMENT",
+]
+
+BEYOND_METRICS: tuple[str, ...] = (
+    "coverage",
+    "exposure_gini",
+    "exposure_gini_weighted",
+    "novelty",
+    "intra_list_diversity",
+    "average_popularity",
+    "long_tail_share",
+)
+"""The beyond-accuracy metrics of a :class:`ModelEvaluation`, in report order."""
+
+BAD_K = "The 'k' parameter of {func} must be an int in the range [1, inf). Got {got!r} instead."
+BAD_BATCH = "The 'batch_size' parameter of {func} must be an int in the range [1, inf) or None. Got {got!r} instead."
+UNIVERSE_MISMATCH = (
+    "{func}: the test matrix ({test_shape}) is not on the training matrix's users and items "
+    "({train_shape}); build both with recommender.split.train_test_matrices."
+)
+MODEL_UNIVERSE_MISMATCH = (
+    "{func}: model {model!r} was fitted on a different matrix ({model_shape}) than the training "
+    "matrix given ({train_shape}); fit it on that matrix first."
+)
+BAD_SEGMENT = (
+    "{func}: segment {name!r} has {got} values but the training matrix has {n_users} users; "
+    "give one value per training user row."
+)
+ACTIVITY_LABELS: tuple[str, ...] = ("light", "medium", "heavy")
+
+_DEFAULT_CELLS = 2**25  # recommendation batch of at most ~32M scores (128 MB of float32)
+
+
+# -- JSON helpers ---------------------------------------------------------------
+def _num(value: Any) -> float | None:
+    """A plain float, or None for NaN/inf/None."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def _plain(value: Any) -> Any:
+    """Recursively turn numpy scalars/arrays and NaN into JSON-ready Python values."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return _num(value)
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    value = _num(value)
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+# -- results ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelEvaluation:
+    """The offline evaluation of one model.
+
+    Attributes
+    ----------
+    model:
+        The label of the model (the key given to :func:`compare_models`, or its ``name``).
+    params:
+        The model's constructor parameters (``get_params()``).
+    k:
+        The list length.
+    user_index:
+        ``(n,)`` training-matrix rows of the evaluated users (those with a test positive).
+    recommended:
+        ``(n, k)`` the lists (item columns, ``-1`` padding), rows aligned with ``user_index``.
+    per_user:
+        Metric name -> ``(n,)`` float64: :data:`recommender.metrics.ACCURACY_METRICS`
+        plus ``novelty``, ``average_popularity``, ``long_tail_share`` and, when item
+        categories were given, ``intra_list_diversity``.
+    metrics:
+        Mean of each accuracy metric over the evaluated users.
+    beyond:
+        :data:`BEYOND_METRICS` (None where undefined, e.g. diversity without categories).
+    segments:
+        Segment name -> group label -> ``{"n_users": ..., metric: mean, ...}``.
+    n_test_users:
+        Users with at least one test positive (= evaluated users).
+    n_fallback:
+        Evaluated users served by the popularity fallback.
+    seconds:
+        Wall time of the evaluation.
+    train_hash, test_hash:
+        :meth:`InteractionMatrix.content_hash` of the matrices, for lineage.
+    """
+
+    model: str
+    params: dict[str, Any]
+    k: int
+    user_index: np.ndarray = field(repr=False)
+    recommended: np.ndarray = field(repr=False)
+    per_user: dict[str, np.ndarray] = field(repr=False)
+    metrics: dict[str, float]
+    beyond: dict[str, float | None]
+    segments: dict[str, dict[str, dict[str, float]]]
+    n_test_users: int
+    n_fallback: int
+    seconds: float
+    train_hash: str
+    test_hash: str
+
+    def per_user_frame(self, user_ids: np.ndarray | None = None) -> pd.DataFrame:
+        """The per-user metrics as a DataFrame indexed by training row (or by ``user_ids[row]``)."""
+        index = pd.Index(self.user_index, name="user_index")
+        if user_ids is not None:
+            index = pd.Index(np.asarray(user_ids, dtype=object)[self.user_index], name="user_id")
+        return pd.DataFrame(self.per_user, index=index)
+
+    def to_dict(self, *, per_user: bool = False) -> dict[str, Any]:
+        """JSON-ready summary; ``per_user=True`` adds the per-user arrays (large)."""
+        out: dict[str, Any] = {
+            "model": self.model,
+            "params": _plain(self.params),
+            "k": self.k,
+            "n_test_users": self.n_test_users,
+            "n_fallback": self.n_fallback,
+            "metrics": _plain(self.metrics),
+            "beyond": _plain(self.beyond),
+            "segments": _plain(self.segments),
+            "seconds": round(self.seconds, 4),
+            "train_hash": self.train_hash,
+            "test_hash": self.test_hash,
+        }
+        if per_user:
+            out["per_user"] = {"user_index": _plain(self.user_index), **_plain(self.per_user)}
+        return out
+
+    def table_rows(self) -> list[dict[str, str]]:
+        """One row per metric; columns ``metric``, ``all`` and one per segment group (``segment=group``)."""
+        groups = [
+            (f"{seg}={group}", values) for seg, by_group in self.segments.items() for group, values in by_group.items()
+        ]
+        rows = [
+            {
+                "metric": f"{name}@{self.k}",
+                "all": _fmt(self.metrics.get(name)),
+                **{col: _fmt(values.get(name)) for col, values in groups},
+            }
+            for name in M.ACCURACY_METRICS
+        ]
+        rows.append(
+            {
+                "metric": "n_users",
+                "all": str(self.n_test_users),
+                **{col: str(int(values["n_users"])) for col, values in groups},
+            }
+        )
+        rows.extend(
+            {"metric": name, "all": _fmt(self.beyond.get(name)), **{col: "" for col, _ in groups}}
+            for name in BEYOND_METRICS
+        )
+        return rows
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Several models evaluated on the same split.
+
+    Attributes
+    ----------
+    evaluations:
+        Label -> :class:`ModelEvaluation`, in the order given.
+    baselines:
+        Baseline kind (``"popularity"``, ``"random"``) -> the label of that model.
+    lift:
+        Label -> baseline kind -> accuracy metric -> ``model mean / baseline mean``
+        (None when the baseline's mean is 0 or undefined).
+    """
+
+    k: int
+    evaluations: dict[str, ModelEvaluation]
+    baselines: dict[str, str]
+    lift: dict[str, dict[str, dict[str, float | None]]]
+
+    def to_dict(self, *, per_user: bool = False) -> dict[str, Any]:
+        """JSON-ready: every evaluation, the baselines used and the lifts."""
+        return {
+            "k": self.k,
+            "models": {label: ev.to_dict(per_user=per_user) for label, ev in self.evaluations.items()},
+            "baselines": dict(self.baselines),
+            "lift": _plain(self.lift),
+        }
+
+    def table_rows(self) -> list[dict[str, str]]:
+        """One row per model: accuracy, beyond-accuracy and NDCG lift over each baseline."""
+        rows = []
+        for label, ev in self.evaluations.items():
+            row = {"model": label}
+            row.update({f"{name}@{self.k}": _fmt(ev.metrics.get(name)) for name in M.ACCURACY_METRICS})
+            row.update({name: _fmt(ev.beyond.get(name)) for name in BEYOND_METRICS})
+            for kind in self.baselines:
+                row[f"ndcg_lift_vs_{kind}"] = _fmt(self.lift.get(label, {}).get(kind, {}).get("ndcg"), 2)
+            rows.append(row)
+        return rows
+
+
+# -- segments ---------------------------------------------------------------------
+def activity_segments(
+    train: InteractionMatrix, rows: np.ndarray | None = None, labels: Sequence[str] = ACTIVITY_LABELS
+) -> pd.Categorical:
+    """Label each training user by activity: quantile buckets of their training positives.
+
+    The bucket edges are the ``1/len(labels)``, ``2/len(labels)``, ... quantiles
+    of the number of training positives of the users in ``rows`` (by default all
+    users), so the buckets hold about equal numbers of those users when counts
+    are not tied; a user exactly on an edge goes to the lower bucket (with heavy
+    ties some buckets stay empty). Returns one label per training row, as an
+    ordered categorical in the order of ``labels``.
+    """
+    labels = list(labels)
+    if not labels or len(set(labels)) != len(labels):
+        raise ConfigError(f"activity_segments needs distinct labels. Got {labels!r} instead.")
+    activity = np.diff(sp.csr_matrix(train.matrix > 0).indptr)
+    ref = activity if rows is None else activity[rows]
+    n = len(labels)
+    edges = np.quantile(ref, np.arange(1, n) / n) if len(ref) else np.zeros(n - 1)
+    bucket = np.searchsorted(edges, activity, side="left")
+    return pd.Categorical.from_codes(bucket, categories=labels, ordered=True)
+
+
+def _as_segment(values: object) -> pd.Categorical:
+    if isinstance(values, pd.Series):
+        values = values.array
+    if isinstance(values, pd.Categorical):
+        return values
+    return pd.Categorical(np.asarray(values, dtype=object))
+
+
+def _segment_means(
+    per_user: Mapping[str, np.ndarray], segments: Mapping[str, pd.Categorical], rows: np.ndarray
+) -> dict[str, dict[str, dict[str, float]]]:
+    frame = pd.DataFrame({name: per_user[name] for name in M.ACCURACY_METRICS})
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for seg, values in segments.items():
+        labels = values[rows]
+        if labels.isna().any():
+            labels = labels.add_categories(["missing"]).fillna("missing")
+        grouped = frame.groupby(labels, observed=True, sort=True)
+        means, counts = grouped.mean(), grouped.size()
+        out[seg] = {
+            str(group): {"n_users": int(counts[group]), **{m: float(means.loc[group, m]) for m in means.columns}}
+            for group in means.index
+        }
+    return out
+
+
+# -- evaluation -------------------------------------------------------------------
+def _same_universe(a: InteractionMatrix, b: InteractionMatrix) -> bool:
+    if a is b:
+        return True
+    if a.matrix.shape != b.matrix.shape:
+        return False
+    return (a.user_ids is b.user_ids or np.array_equal(a.user_ids, b.user_ids)) and (
+        a.item_ids is b.item_ids or np.array_equal(a.item_ids, b.item_ids)
+    )
+
+
+def _check_k(func: str, k: object) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ConfigError(BAD_K.format(func=func, got=k))
+    return int(k)
+
+
+def _check_inputs(func: str, train: InteractionMatrix, test: InteractionMatrix, k: object, batch_size: object) -> int:
+    k = _check_k(func, k)
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1
+    ):
+        raise ConfigError(BAD_BATCH.format(func=func, got=batch_size))
+    if not _same_universe(train, test):
+        raise DataError(
+            UNIVERSE_MISMATCH.format(func=func, test_shape=test.matrix.shape, train_shape=train.matrix.shape)
+        )
+    return k
+
+
+def _check_segments(func: str, segments: Mapping[str, Any] | None, n_users: int) -> dict[str, pd.Categorical]:
+    out = {}
+    for name, values in (segments or {}).items():
+        if np.ndim(values) != 1 or len(values) != n_users:
+            got = len(values) if np.ndim(values) else 1
+            raise DataError(BAD_SEGMENT.format(func=func, name=name, got=got, n_users=n_users))
+        out[str(name)] = _as_segment(values)
+    return out
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """What every model's evaluation on one split shares (computed once)."""
+
+    train: InteractionMatrix
+    relevant: sp.csr_matrix  # positives of the evaluated users, rows aligned with `rows`
+    rows: np.ndarray
+    popularity: np.ndarray
+    n_active: int
+    categories: sp.csr_matrix | None
+    segments: dict[str, pd.Categorical]
+    hashes: tuple[str, str]
+
+
+def _prepare(
+    func: str,
+    train: InteractionMatrix,
+    test: InteractionMatrix,
+    segments: Mapping[str, Any] | None,
+    item_categories: Any,
+    head_share: object,
+) -> _Shared:
+    if isinstance(head_share, bool) or not isinstance(head_share, (int, float)) or not 0 < head_share <= 1:
+        raise ConfigError(M.BAD_HEAD_SHARE.format(func=func, got=head_share))
+    extra = _check_segments(func, segments, train.n_users)
+    relevant = sp.csr_matrix(test.matrix > 0)
+    relevant.sort_indices()
+    rows = np.flatnonzero(np.diff(relevant.indptr) > 0)
+    all_segments = {} if "activity" in extra else {"activity": activity_segments(train, rows)}
+    all_segments.update(extra)
+    cats = None if item_categories is None else M.item_category_matrix(item_categories, n_items=train.n_items)
+    return _Shared(
+        train=train,
+        relevant=relevant[rows],
+        rows=rows,
+        popularity=M.item_popularity(train.matrix),
+        n_active=int((np.diff(train.matrix.indptr) > 0).sum()),
+        categories=cats,
+        segments=all_segments,
+        hashes=(train.content_hash(), test.content_hash()),
+    )
+
+
+def _evaluate(
+    func: str,
+    model: Recommender,
+    shared: _Shared,
+    k: int,
+    *,
+    label: str | None,
+    batch_size: int | None,
+    head_share: float,
+    show_progress: bool,
+) -> ModelEvaluation:
+    started = time.perf_counter()
+    model.check_fitted(func)
+    label = label or str(getattr(model, "name", type(model).__name__))
+    train, rows = shared.train, shared.rows
+    if not _same_universe(model.train_, train):
+        raise DataError(
+            MODEL_UNIVERSE_MISMATCH.format(
+                func=func, model=label, model_shape=model.train_.matrix.shape, train_shape=train.matrix.shape
+            )
+        )
+    n_items = train.n_items
+    if batch_size is None:
+        batch_size = int(np.clip(_DEFAULT_CELLS // max(n_items, 1), 64, 8192))
+
+    recommended = np.full((len(rows), k), -1, dtype=np.int64)
+    fallback = np.zeros(len(rows), dtype=bool)
+    with tqdm(total=len(rows), disable=not show_progress, desc=f"evaluate {label}", unit="user") as bar:
+        for start in range(0, len(rows), batch_size):
+            batch = rows[start : start + batch_size]
+            idx, _, fb = model.recommend_index(batch, k, filter_seen=True)
+            recommended[start : start + len(batch)] = idx
+            fallback[start : start + len(batch)] = fb
+            bar.update(len(batch))
+
+    ranking = M.ranking_metrics(recommended, shared.relevant, k)
+    per_user = dict(ranking.per_user)
+    per_user["novelty"] = M.novelty(recommended, shared.popularity, shared.n_active)
+    per_user["average_popularity"] = M.average_popularity(recommended, shared.popularity)
+    per_user["long_tail_share"] = M.long_tail_share(recommended, shared.popularity, head_share)
+    if shared.categories is not None:
+        per_user["intra_list_diversity"] = M.intra_list_diversity(recommended, shared.categories)
+    beyond: dict[str, float | None] = {
+        "coverage": M.catalog_coverage(recommended, n_items),
+        "exposure_gini": M.exposure_gini(recommended, n_items),
+        "exposure_gini_weighted": M.exposure_gini(recommended, n_items, position_weighted=True),
+        "novelty": M.defined_mean(per_user["novelty"]),
+        "intra_list_diversity": (
+            M.defined_mean(per_user["intra_list_diversity"]) if shared.categories is not None else None
+        ),
+        "average_popularity": M.defined_mean(per_user["average_popularity"]),
+        "long_tail_share": M.defined_mean(per_user["long_tail_share"]),
+    }
+    return ModelEvaluation(
+        model=label,
+        params=dict(model.get_params()),
+        k=k,
+        user_index=rows,
+        recommended=recommended,
+        per_user=per_user,
+        metrics=ranking.mean(),
+        beyond=beyond,
+        segments=_segment_means(per_user, shared.segments, rows),
+        n_test_users=len(rows),
+        n_fallback=int(fallback.sum()),
+        seconds=time.perf_counter() - started,
+        train_hash=shared.hashes[0],
+        test_hash=shared.hashes[1],
+    )
+
+
+def evaluate_model(
+    model: Recommender,
+    train: InteractionMatrix,
+    test: InteractionMatrix,
+    k: int = 10,
+    *,
+    segments: Mapping[str, Any] | None = None,
+    item_categories: Sequence[Iterable[object] | str | None] | sp.spmatrix | sp.sparray | None = None,
+    batch_size: int | None = None,
+    head_share: float = 0.8,
+    label: str | None = None,
+    show_progress: bool = False,
+) -> ModelEvaluation:
+    """Evaluate a fitted model on the test positives.
+
+    Every user with at least one test positive gets a top-``k`` list
+    (``recommend_index(..., filter_seen=True)``, in batches to bound memory);
+    users without one are not evaluated (see :mod:`recommender.metrics`).
+
+    Parameters
+    ----------
+    model:
+        A :class:`~recommender.base.Recommender` fitted on ``train``.
+    train, test:
+        Matrices on the same users and items (see
+        :func:`recommender.split.train_test_matrices`).
+    k:
+        List length.
+    segments:
+        Extra user segments: name -> labels with one entry per training user row
+        (array, Series or Categorical; a categorical keeps its category order),
+        e.g. a demographic attribute. Missing labels form the group ``"missing"``.
+        An ``activity`` segment (:func:`activity_segments`: tertiles
+        light/medium/heavy of training positives among the evaluated users) is
+        always added unless a segment of that name is given.
+    item_categories:
+        Categories per item column (sparse indicator, or one set or
+        ``"|"``-separated string per item) for intra-list diversity; without it
+        diversity is None.
+    batch_size:
+        Users per ``recommend_index`` call; by default ``2**25 // n_items``
+        clipped to [64, 8192], so one batch's dense scores stay near 128 MB.
+    head_share:
+        Share of training interactions that defines the popular head for the
+        long-tail share (see :func:`recommender.metrics.long_tail_items`).
+    label:
+        The name to report (default: the model's ``name``).
+    show_progress:
+        Show a tqdm progress bar over the users.
+
+    Raises
+    ------
+    ConfigError
+        For a bad ``k`` or ``batch_size``.
+    DataError
+        When ``test`` is not on ``train``'s universes, the model was fitted on
+        other data, or a segment has the wrong length.
+    NotFittedError
+        When the model is not fitted.
+    """
+    func = "evaluate_model"
+    k = _check_inputs(func, train, test, k, batch_size)
+    shared = _prepare(func, train, test, segments, item_categories, head_share)
+    return _evaluate(
+        func, model, shared, k, label=label, batch_size=batch_size, head_share=head_share, show_progress=show_progress
+    )
+
+
+_BASELINE_CLASSES = {"PopularityRecommender": "popularity", "RandomRecommender": "random"}
+
+
+def _find_baselines(models: Mapping[str, Recommender]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for label, model in models.items():
+        kind = _BASELINE_CLASSES.get(type(model).__name__) or (
+            getattr(model, "name", None) if getattr(model, "name", None) in ("popularity", "random") else None
+        )
+        if kind and kind not in found:
+            found[kind] = label
+    return found
+
+
+def _ratio(value: float, base: float) -> float | None:
+    if not (np.isfinite(value) and np.isfinite(base)) or base == 0:
+        return None
+    return float(value / base)
+
+
+def compare_models(
+    models: Mapping[str, Recommender],
+    train: InteractionMatrix,
+    test: InteractionMatrix,
+    k: int = 10,
+    *,
+    baselines: Mapping[str, str] | None = None,
+    segments: Mapping[str, Any] | None = None,
+    item_categories: Sequence[Iterable[object] | str | None] | sp.spmatrix | sp.sparray | None = None,
+    batch_size: int | None = None,
+    head_share: float = 0.8,
+    show_progress: bool = False,
+) -> Comparison:
+    """Evaluate several fitted models on one split and compare them with the baselines.
+
+    Parameters
+    ----------
+    models:
+        Label -> fitted model (all fitted on ``train``).
+    baselines:
+        Baseline kind -> label in ``models``, e.g. ``{"popularity": "pop"}``. By
+        default a :class:`PopularityRecommender` / :class:`RandomRecommender` (or a
+        model whose ``name`` is ``"popularity"`` / ``"random"``) is found
+        automatically; a kind without a model is simply not reported.
+    train, test, k, segments, item_categories, batch_size, head_share, show_progress:
+        As for :func:`evaluate_model`.
+
+    Returns
+    -------
+    Comparison
+        The evaluations and, for every model (baselines included, where it is 1),
+        the lift of each accuracy metric over each baseline present:
+        ``mean(model) / mean(baseline)``.
+    """
+    func = "compare_models"
+    k = _check_inputs(func, train, test, k, batch_size)
+    if not models:
+        raise ConfigError("compare_models needs at least one model.")
+    if baselines is None:
+        baselines = _find_baselines(models)
+    else:
+        unknown = [label for label in baselines.values() if label not in models]
+        if unknown:
+            raise ConfigError(
+                f"compare_models: baseline model(s) {', '.join(map(repr, unknown))} are not among the models "
+                f"({', '.join(map(repr, models))})."
+            )
+    shared = _prepare(func, train, test, segments, item_categories, head_share)
+    evaluations = {
+        label: _evaluate(
+            func, model, shared, k, label=label, batch_size=batch_size, head_share=head_share, show_progress=show_progress
+        )
+        for label, model in models.items()
+    }
+    lift = {
+        label: {
+            kind: {m: _ratio(ev.metrics[m], evaluations[base].metrics[m]) for m in M.ACCURACY_METRICS}
+            for kind, base in baselines.items()
+        }
+        for label, ev in evaluations.items()
+    }
+    return Comparison(k=k, evaluations=evaluations, baselines=dict(baselines), lift=lift)
