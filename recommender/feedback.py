@@ -21,7 +21,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from recommender.data import InteractionMatrix
 from recommender.errors import DataError
 
-__all__ = ["FeedbackConfig", "to_implicit", "to_explicit", "id_universe"]
+__all__ = ["MODEL_INPUT_COLUMNS", "FeedbackConfig", "to_implicit", "to_explicit", "id_universe"]
+
+MODEL_INPUT_COLUMNS: tuple[str, ...] = ("user_id", "item_id", "event_type", "value")
+"""The only event columns the conversion reads, and so the only fields a model
+trained on its output has seen. User attributes and item metadata never enter:
+the conversion takes nothing else, whatever the events table carries."""
 
 
 class FeedbackConfig(BaseModel):
@@ -132,6 +137,7 @@ def to_implicit(
     for column in ("user_id", "item_id"):
         if column not in events.columns:
             raise DataError(f"events: missing required column {column}")
+    events = events[[c for c in MODEL_INPUT_COLUMNS if c in events.columns]]
     n = len(events)
     if "event_type" in events.columns:
         types = events["event_type"].astype("category")

@@ -97,6 +97,7 @@ def run_evaluation(
     k: int = 10,
     tune: bool = True,
     n_trials: int = 16,
+    als_params: dict[str, Any] | None = None,
     random_state: int = 0,
     show_progress: bool = False,
 ) -> EvaluationRun:
@@ -105,20 +106,22 @@ def run_evaluation(
     ALS and item-kNN are tuned on a validation split carved from the training
     matrix only (never the test set); popularity and random need no tuning. All
     four models are then fitted on the whole training matrix and evaluated on the
-    same test positives.
+    same test positives. Fixed ``als_params`` (an audited model's) skip the ALS
+    tuning and are used as given.
     """
     started = time.perf_counter()
     train_events, test_events = split(dataset.events, split_config)
     mats: SplitMatrices = train_test_matrices(train_events, test_events, feedback)
     train = mats.train
     tuning: dict[str, TuningResult] = {}
-    als_params: dict[str, Any] = {}
     knn_params: dict[str, Any] = {}
-    if tune:
+    if tune and als_params is None:
         tuning["als"] = tune_als(train, n_trials=n_trials, k=k, random_state=random_state, show_progress=show_progress)
-        tuning["item_knn"] = tune_item_knn(train, k=k, random_state=random_state, show_progress=show_progress)
         als_params = dict(tuning["als"].best_params)
+    if tune:
+        tuning["item_knn"] = tune_item_knn(train, k=k, random_state=random_state, show_progress=show_progress)
         knn_params = dict(tuning["item_knn"].best_params)
+    als_params = {key: v for key, v in (als_params or {}).items() if key != "random_state"}
     models: dict[str, Recommender] = {
         "als": ALSRecommender(**als_params, random_state=random_state),
         "item_knn": ItemKNNRecommender(**knn_params),

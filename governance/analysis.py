@@ -1,0 +1,100 @@
+"""Static analysis of a policy pack, run on load before anything is evaluated.
+
+Like Cedar's validator, it finds what is wrong with a pack without data:
+
+* duplicate rule ids, and gate conditions naming rules that do not exist (errors);
+* contradictions: an attribute both allowed as a model input and forbidden (or
+  audit-only), or required by a rule while forbidden for every use (errors);
+* thresholds outside the range of their metric: a rule that can never pass is an
+  error, one that can never fail a warning;
+* with a dataset's columns at hand, attributes the data does not have (errors).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from governance.registry import get_check
+
+__all__ = ["analyse"]
+
+
+def analyse(
+    pack: Any, positions: dict[str, tuple[int, int]], source: str, *, dataset_columns: list[str] | None = None
+) -> list[Any]:
+    """Every issue found in ``pack`` (a validated :class:`~governance.policy.PolicyPack`)."""
+    from governance.policy import SECTIONS, PackIssue
+
+    issues: list[PackIssue] = []
+
+    def add(path: str, message: str, severity: str = "error") -> None:
+        line, col = positions.get(path, positions.get(path.rsplit(".", 1)[0], (None, None)))
+        issues.append(PackIssue(source, line, col, path, message, severity))  # type: ignore[arg-type]
+
+    # Duplicate ids.
+    seen: dict[str, str] = {}
+    for section in SECTIONS:
+        for i, rule in enumerate(getattr(pack, section).rules):
+            path = f"{section}.rules.{i}.id"
+            if rule.id in seen:
+                add(path, f"duplicate rule id {rule.id!r} (first used at {seen[rule.id]})")
+            else:
+                seen[rule.id] = path
+    for i, rule_id in enumerate(pack.gate.required_rules):
+        if rule_id not in seen:
+            add(f"gate.required_rules.{i}", f"gate requires rule {rule_id!r}, which the pack does not define; known: {', '.join(seen) or 'none'}")
+
+    # Contradictions in minimization.
+    m = pack.minimization
+    forbidden = set(m.forbidden_attributes)
+    audit_only = set(m.audit_only_attributes)
+    for purpose, spec in m.purposes.items():
+        for j, attr in enumerate(spec.allowed_inputs):
+            path = f"minimization.purposes.{purpose}.allowed_inputs.{j}"
+            if attr in forbidden:
+                add(path, f"attribute {attr!r} is allowed as a model input for {purpose!r} but listed in minimization.forbidden_attributes")
+            elif attr in audit_only:
+                add(path, f"attribute {attr!r} is allowed as a model input for {purpose!r} but listed in minimization.audit_only_attributes")
+    for j, attr in enumerate(pack.fairness.audit_attributes):
+        if attr in forbidden and attr not in audit_only:
+            add(
+                f"fairness.audit_attributes.{j}",
+                f"attribute {attr!r} is required by the fairness audit but forbidden for every use; list it under minimization.audit_only_attributes to let audits read it",
+            )
+
+    # Per-rule: attributes and threshold ranges.
+    referenced: list[tuple[str, str]] = []
+    for section in SECTIONS:
+        for i, rule in enumerate(getattr(pack, section).rules):
+            check = get_check(rule.check)
+            base = f"{section}.rules.{i}.params"
+            for attr in check.attributes(rule.params):
+                referenced.append((f"{base}", attr))
+                if attr in forbidden and attr not in audit_only:
+                    add(base, f"rule {rule.id!r} groups by {attr!r}, which is forbidden for every use; list it under minimization.audit_only_attributes to let audits read it")
+            for field, value, low, high in check.threshold_bounds(rule.params):
+                path = f"{base}.{field}"
+                kind = field.split(".")[0]
+                if kind in ("min", "min_ratio") and value > high:
+                    add(path, f"rule {rule.id!r} can never pass: {field} {value} is above the highest possible value {high}")
+                elif kind in ("min", "min_ratio") and value <= low:
+                    add(path, f"rule {rule.id!r} can never fail: {field} {value} is at or below the lowest possible value {low}", "warning")
+                elif kind != "min" and value < low:
+                    add(path, f"rule {rule.id!r} can never pass: {field} {value} is below the lowest possible value {low}")
+                elif kind != "min" and value >= high:
+                    add(path, f"rule {rule.id!r} can never fail: {field} {value} is at or above the highest possible value {high}", "warning")
+
+    # Attributes the dataset does not have.
+    if dataset_columns is not None:
+        columns = set(dataset_columns)
+        for path, attr in referenced:
+            if attr not in columns:
+                add(path, f"attribute {attr!r} is not in the dataset (its columns: {', '.join(sorted(columns))})")
+        for j, attr in enumerate(pack.fairness.audit_attributes):
+            if attr not in columns:
+                add(f"fairness.audit_attributes.{j}", f"attribute {attr!r} is not in the dataset (its columns: {', '.join(sorted(columns))})")
+        for purpose, spec in m.purposes.items():
+            for j, attr in enumerate(spec.allowed_inputs):
+                if attr not in columns:
+                    add(f"minimization.purposes.{purpose}.allowed_inputs.{j}", f"allowed input {attr!r} is not in the dataset", "warning")
+    return issues

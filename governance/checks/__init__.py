@@ -1,0 +1,8 @@
+"""The registered checks, one module per concern.
+
+Importing this package registers every check; later concerns only add modules.
+"""
+
+from governance.checks import carbon, data, minimization, quality
+
+__all__ = ["carbon", "data", "minimization", "quality"]

@@ -1,0 +1,25 @@
+"""Helpers shared by the check modules."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from governance.registry import CheckResult, Status
+
+__all__ = ["CheckConfig", "skipped", "verdict"]
+
+
+class CheckConfig(BaseModel):
+    """Base of every check's ``params``: unknown keys rejected, field docstrings documented."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+
+def skipped(reason: str) -> CheckResult:
+    """A result for a check that could not run on the facts at hand."""
+    return CheckResult(status=Status.skipped, message=reason)
+
+
+def verdict(ok: bool, message: str, **kwargs: object) -> CheckResult:
+    """``pass`` or ``fail`` with the message and the measured figures."""
+    return CheckResult(status=Status.passed if ok else Status.fail, message=message, **kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,56 @@
+"""Carbon accounting: training energy and emissions within the pack's budget."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import Field, model_validator
+
+from governance.checks._base import CheckConfig, skipped, verdict
+from governance.facts import AuditFacts
+from governance.registry import Check, CheckResult, register
+
+__all__ = ["CarbonBudget"]
+
+
+@register
+class CarbonBudget(Check):
+    """The measured run stays within an energy and emissions budget."""
+
+    name: ClassVar[str] = "carbon_budget"
+    section: ClassVar[str] = "carbon"
+    needs: ClassVar[tuple[str, ...]] = ("carbon",)
+    summary: ClassVar[str] = "Energy (kWh) and emissions (kg CO2e) measured by codecarbon stay within budget."
+
+    class Config(CheckConfig):
+        max_energy_kwh: float | None = Field(None, gt=0)
+        """Largest acceptable energy of the training run, in kWh."""
+        max_emissions_kg: float | None = Field(None, gt=0)
+        """Largest acceptable emissions of the training run, in kg CO2-equivalent."""
+
+        @model_validator(mode="after")
+        def _one_budget(self) -> "CarbonBudget.Config":
+            if self.max_energy_kwh is None and self.max_emissions_kg is None:
+                raise ValueError("give at least one of max_energy_kwh and max_emissions_kg")
+            return self
+
+    def evaluate(self, config: Config, facts: AuditFacts, section: Any) -> CheckResult:
+        c = facts.carbon
+        if c is None:
+            return skipped("no carbon measurement in the audit facts (carbon.measure is off, or nothing was trained)")
+        ok = (config.max_energy_kwh is None or c.energy_kwh <= config.max_energy_kwh) and (
+            config.max_emissions_kg is None or c.emissions_kg <= config.max_emissions_kg
+        )
+        budget = ", ".join(
+            p for p in (
+                f"energy <= {config.max_energy_kwh} kWh" if config.max_energy_kwh is not None else "",
+                f"emissions <= {config.max_emissions_kg} kg" if config.max_emissions_kg is not None else "",
+            ) if p
+        )  # fmt: skip
+        return verdict(
+            ok,
+            f"training used {c.energy_kwh:.6f} kWh and emitted {c.emissions_kg:.6f} kg CO2e in {c.duration_s:.1f} s ({c.country_iso_code}); budget {budget}",
+            value=c.emissions_kg if config.max_emissions_kg is not None else c.energy_kwh,
+            threshold=budget,
+            evidence=c.model_dump(),
+        )

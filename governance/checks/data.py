@@ -1,0 +1,91 @@
+"""Data checks: raw-log validation findings within limits, and drift against a baseline."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from governance.checks._base import CheckConfig, skipped, verdict
+from governance.facts import AuditFacts
+from governance.registry import Check, CheckResult, register
+
+__all__ = ["ValidationFindings", "DataDrift"]
+
+
+@register
+class ValidationFindings(Check):
+    """The share of rows behind each validation finding stays under its limit."""
+
+    name: ClassVar[str] = "validation_findings"
+    section: ClassVar[str] = "data"
+    needs: ClassVar[tuple[str, ...]] = ("validation",)
+    summary: ClassVar[str] = "Each finding of `recgov data validate` affects at most its `max_share` of the rows."
+
+    class Config(CheckConfig):
+        max_share: dict[str, float] = Field(default_factory=dict)
+        """Finding code -> largest acceptable share of rows (0..1); e.g. duplicate_events: 0.01."""
+        default_max_share: float = Field(0.0, ge=0, le=1)
+        """Limit of every finding not listed in ``max_share``."""
+
+    def evaluate(self, config: Config, facts: AuditFacts, section: Any) -> CheckResult:
+        if facts.validation is None:
+            return skipped("no validation report in the audit facts")
+        over = {}
+        for code, figures in facts.validation.findings.items():
+            limit = config.max_share.get(code, config.default_max_share)
+            share = float(figures.get("share", 0.0))
+            if share > limit:
+                over[code] = {"share": share, "limit": limit, "count": figures.get("count")}
+        worst = max((v["share"] - v["limit"] for v in over.values()), default=0.0)
+        if over:
+            detail = ", ".join(f"{c} {v['share']:.4%} > {v['limit']:.4%}" for c, v in over.items())
+            message = f"{len(over)} finding(s) over their limit: {detail}"
+        else:
+            message = f"all {len(facts.validation.findings)} finding(s) within their limits over {facts.validation.n_rows:,} rows"
+        return verdict(not over, message, value=worst, threshold=0.0, evidence={"over_limit": over, "findings": facts.validation.findings})
+
+    @classmethod
+    def threshold_bounds(cls, config: Config) -> list[tuple[str, float, float, float]]:
+        return [(f"max_share.{code}", v, 0.0, 1.0) for code, v in config.max_share.items()]
+
+
+@register
+class DataDrift(Check):
+    """The data has not drifted from the baseline dataset version beyond a limit."""
+
+    name: ClassVar[str] = "data_drift"
+    section: ClassVar[str] = "data"
+    needs: ClassVar[tuple[str, ...]] = ("drift",)
+    summary: ClassVar[str] = "Population stability index (or KS statistic) of user activity and item popularity against the baseline."
+
+    class Config(CheckConfig):
+        statistic: Literal["psi", "ks"] = "psi"
+        """PSI (0.1 moderate, 0.25 large shift by the usual rule of thumb) or the two-sample KS statistic."""
+        max: float = Field(0.25, gt=0)
+        """Largest acceptable value of the statistic for any feature."""
+        features: list[Literal["user_activity", "item_popularity"]] = Field(default_factory=lambda: ["user_activity", "item_popularity"])
+        """The distributions compared."""
+
+    def evaluate(self, config: Config, facts: AuditFacts, section: Any) -> CheckResult:
+        if facts.drift is None:
+            return skipped("no baseline dataset to compare with (pass --baseline to the audit)")
+        values = {}
+        for feature in config.features:
+            stats = facts.drift.features.get(feature)
+            if stats is None or config.statistic not in stats:
+                return skipped(f"drift statistic {config.statistic!r} of {feature!r} is not in the facts")
+            values[feature] = float(stats[config.statistic])
+        worst = max(values, key=values.__getitem__)
+        detail = ", ".join(f"{f} {v:.4f}" for f, v in values.items())
+        return verdict(
+            values[worst] <= config.max,
+            f"{config.statistic} against {facts.drift.baseline or 'the baseline'}: {detail}; required <= {config.max}",
+            value=values[worst],
+            threshold=config.max,
+            evidence={"baseline": facts.drift.baseline, config.statistic: values},
+        )
+
+    @classmethod
+    def threshold_bounds(cls, config: Config) -> list[tuple[str, float, float, float]]:
+        return [("max", config.max, 0.0, 1.0)] if config.statistic == "ks" else []

@@ -1,0 +1,146 @@
+"""Compute the audit facts of a pack from a dataset, a model configuration and measurements.
+
+This is where the ML core meets the policy engine: the offline evaluation runs
+with the pack's quality settings, the validation report and drift statistics
+are reduced to figures, and the model's inputs are read off the code path that
+built them. The checks then only compare figures with thresholds.
+
+The offline evaluation audits the model's *training recipe*: the audited
+version's parameters are refitted on the training part of a split of the same
+data and evaluated on the held-out part (a model fitted on all the data cannot
+be evaluated on any of it without leakage).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from governance.facts import (
+    AuditFacts,
+    CarbonFacts,
+    DriftFacts,
+    EvaluationFacts,
+    MinimizationFacts,
+    ModelFacts,
+    ValidationFacts,
+)
+from recommender.data import Dataset
+from recommender.drift import drift_statistics
+from recommender.feedback import MODEL_INPUT_COLUMNS, FeedbackConfig
+from recommender.split import SplitConfig
+
+__all__ = ["collect_facts", "dataset_columns", "evaluation_facts", "validation_facts"]
+
+
+def dataset_columns(dataset: Dataset) -> list[str]:
+    """Every field the dataset offers: event columns, user attributes, item metadata."""
+    cols = list(dataset.events.columns)
+    if dataset.users is not None:
+        cols += [str(c) for c in dataset.users.columns]
+    if dataset.items is not None:
+        cols += [str(c) for c in dataset.items.columns]
+    return sorted(set(cols))
+
+
+def validation_facts(report: Any) -> ValidationFacts:
+    """Reduce a :class:`~recommender.validate.ValidationReport` to counts and shares."""
+    doc = report.to_dict()
+    findings = {}
+    for f in doc.get("findings", []):
+        findings[f["code"]] = {"count": float(f["count"]), "share": float(f["share"])}
+    return ValidationFacts(n_rows=int(doc["n_rows"]), findings=findings)
+
+
+def evaluation_facts(run: Any, subject: str = "als") -> EvaluationFacts:
+    """The per-model figures of an :class:`~recommender.pipeline.EvaluationRun`."""
+    models = {}
+    for label, ev in run.comparison.evaluations.items():
+        d = ev.to_dict()
+        models[label] = ModelFacts(metrics=d["metrics"], beyond=d["beyond"], segments=d["segments"], n_test_users=d["n_test_users"])
+    return EvaluationFacts(k=run.comparison.k, subject=subject, models=models)
+
+
+def collect_facts(
+    pack: Any,
+    dataset: Dataset,
+    *,
+    als_params: dict[str, Any] | None = None,
+    baseline: Dataset | None = None,
+    carbon: CarbonFacts | None = None,
+    validation_report: Any = None,
+    dataset_version: str | None = None,
+    random_state: int = 0,
+    show_progress: bool = False,
+) -> tuple[AuditFacts, Any]:
+    """Everything the pack's checks may read, and the evaluation run behind it.
+
+    Parameters
+    ----------
+    pack:
+        The :class:`~governance.policy.PolicyPack` (its quality settings drive the evaluation).
+    dataset:
+        The audited data.
+    als_params:
+        The audited model's parameters; None tunes them on a validation split
+        when the pack's ``quality.tune`` is set, else uses the defaults.
+    baseline:
+        A baseline dataset for the drift checks.
+    carbon:
+        The measured training run, if any.
+    validation_report:
+        A validation report already computed (else it is computed here).
+    """
+    from recommender.pipeline import run_evaluation
+    from recommender.validate import validate_events
+
+    q = pack.quality
+    needs = {n for _, rule in pack.rules() for n in _needs(rule.check)}
+    evaluation = None
+    run = None
+    if "evaluation" in needs:
+        run = run_evaluation(
+            dataset,
+            split_config=SplitConfig(kind=q.split, test_fraction=q.test_fraction, random_state=random_state),
+            feedback=FeedbackConfig(rating_threshold=q.rating_threshold),
+            k=q.k,
+            tune=q.tune and als_params is None,
+            als_params=als_params,
+            random_state=random_state,
+            show_progress=show_progress,
+        )
+        evaluation = evaluation_facts(run)
+    validation = None
+    if "validation" in needs:
+        report = validation_report if validation_report is not None else validate_events(dataset)
+        validation = validation_facts(report)
+    drift = None
+    if baseline is not None:
+        drift = DriftFacts(baseline=baseline.name, features=drift_statistics(baseline.events, dataset.events))
+    minimization = MinimizationFacts(
+        purpose="personalization",
+        model_inputs=[c for c in MODEL_INPUT_COLUMNS if c in dataset.events.columns],
+        dataset_columns=dataset_columns(dataset),
+    )
+    ev = dataset.events
+    facts = AuditFacts(
+        dataset={
+            "name": dataset.name,
+            "version": dataset_version,
+            "n_events": int(len(ev)),
+            "n_users": int(ev["user_id"].nunique()),
+            "n_items": int(ev["item_id"].nunique()),
+        },
+        evaluation=evaluation,
+        validation=validation,
+        drift=drift,
+        minimization=minimization,
+        carbon=carbon,
+    )
+    return facts, run
+
+
+def _needs(check_name: str) -> tuple[str, ...]:
+    from governance.registry import get_check
+
+    return get_check(check_name).needs
+

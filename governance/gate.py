@@ -1,0 +1,217 @@
+"""The pre-deployment gate: decide from an audit report, and write it for machines and people.
+
+``decide`` applies the pack's gate conditions; the writers give the full result
+(passed checks too) as JSON with a published schema, JUnit XML for CI systems, a
+short Markdown summary and SARIF 2.1.0 pointing at each rule's line in the pack.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from governance.engine import AuditReport, RuleResult
+from governance.registry import Status
+
+__all__ = ["GateDecision", "GateDocument", "decide", "write_outputs", "to_junit", "to_markdown", "to_sarif", "gate_json_schema"]
+
+GATE_SCHEMA_VERSION = "recgov.gate/v1"
+
+
+class GateDecision(BaseModel):
+    """Whether the release may proceed, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    passed: bool
+    enforced: bool = True
+    """False in shadow mode: recorded, not enforced."""
+    reasons: list[str] = Field(default_factory=list)
+    """Why the gate blocks (empty when it passes)."""
+
+
+class GateDocument(BaseModel):
+    """The JSON document ``recgov gate`` writes (schema: ``recgov gate --schema``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal["recgov.gate/v1"] = GATE_SCHEMA_VERSION
+    decision: GateDecision
+    audit_id: str | None = None
+    pack: str
+    pack_version: str
+    pack_hash: str
+    pack_source: str
+    model_version: str | None
+    dataset_version: str | None
+    counts: dict[str, int]
+    results: list[RuleResult]
+
+
+def decide(report: AuditReport, gate: Any) -> GateDecision:
+    """Apply the pack's ``gate`` section to ``report``."""
+    block_on = set(gate.block_on)
+    reasons = [f"{r.rule_id} ({r.section}) is {r.status.value}: {r.message}" for r in report.results if r.status.value in block_on]
+    by_id = {r.rule_id: r for r in report.results}
+    for rule_id in gate.required_rules:
+        r = by_id.get(rule_id)
+        if r is None:
+            reasons.append(f"required rule {rule_id} did not run")
+        elif r.status != Status.passed and r.status.value not in block_on:
+            reasons.append(f"required rule {rule_id} is {r.status.value}: {r.message}")
+    n_warn = sum(r.status == Status.warn for r in report.results)
+    if gate.max_warnings is not None and n_warn > gate.max_warnings:
+        reasons.append(f"{n_warn} warnings exceed the gate's limit of {gate.max_warnings}")
+    if report.shadow:
+        return GateDecision(passed=True, enforced=False, reasons=[f"shadow mode, not enforced: {r}" for r in reasons])
+    return GateDecision(passed=not reasons, reasons=reasons)
+
+
+def document(report: AuditReport, decision: GateDecision, audit_id: str | None = None) -> GateDocument:
+    """The full gate result as one document."""
+    return GateDocument(
+        decision=decision,
+        audit_id=audit_id,
+        pack=report.pack,
+        pack_version=report.pack_version,
+        pack_hash=report.pack_hash,
+        pack_source=report.pack_source,
+        model_version=report.model_version,
+        dataset_version=report.dataset_version,
+        counts=report.counts(),
+        results=report.results,
+    )
+
+
+def gate_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the gate document."""
+    schema = GateDocument.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://recgov.dev/schemas/gate-result-v1.json"
+    return schema
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def to_junit(doc: GateDocument) -> str:
+    """JUnit XML: one test suite for the pack, one test case per rule."""
+    counts = doc.counts
+    suite = ET.Element(
+        "testsuite",
+        name=f"recgov:{doc.pack}",
+        tests=str(len(doc.results)),
+        failures=str(counts.get("fail", 0)),
+        errors=str(counts.get("error", 0)),
+        skipped=str(counts.get("skipped", 0)),
+    )
+    props = ET.SubElement(suite, "properties")
+    for key in ("pack", "pack_version", "pack_hash", "model_version", "dataset_version", "audit_id"):
+        ET.SubElement(props, "property", name=key, value=_fmt(getattr(doc, key)))
+    ET.SubElement(props, "property", name="decision", value="pass" if doc.decision.passed else "block")
+    for r in doc.results:
+        case = ET.SubElement(suite, "testcase", classname=f"{doc.pack}.{r.section}", name=r.rule_id)
+        text = f"{r.description}\n{r.message}" + (f"\nlegal reference: {r.legal_reference}" if r.legal_reference else "")
+        if r.status == Status.fail:
+            ET.SubElement(case, "failure", message=r.message, type=r.check).text = text
+        elif r.status == Status.error:
+            ET.SubElement(case, "error", message=r.message, type=r.check).text = text
+        elif r.status == Status.skipped:
+            ET.SubElement(case, "skipped", message=r.message)
+        else:
+            ET.SubElement(case, "system-out").text = f"{r.status.value.upper()}: {text}"
+    root = ET.Element("testsuites", name="recgov gate")
+    root.append(suite)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+_ICON = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "error": "ERROR", "skipped": "SKIP"}
+
+
+def to_markdown(doc: GateDocument) -> str:
+    """A short Markdown summary for a pull request or a CI job page."""
+    verdict = "passed" if doc.decision.passed else "BLOCKED"
+    if not doc.decision.enforced:
+        verdict += " (shadow mode, not enforced)"
+    lines = [
+        f"## recgov gate: {verdict}",
+        "",
+        f"Pack `{doc.pack}` {doc.pack_version} (`{doc.pack_hash[:12]}`), model `{doc.model_version or '-'}`, dataset `{(doc.dataset_version or '-')[:12]}`.",
+        "",
+        " · ".join(f"{k}: {v}" for k, v in doc.counts.items()),
+        "",
+        "| status | rule | section | measured | threshold | message |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in doc.results:
+        message = r.message.replace("|", "\\|")
+        lines.append(f"| {_ICON[r.status.value]} | `{r.rule_id}` | {r.section} | {_fmt(r.value)} | {_fmt(r.threshold)} | {message} |")
+    if doc.decision.reasons:
+        lines += ["", "**Why:**", ""] + [f"- {reason}" for reason in doc.decision.reasons]
+    return "\n".join(lines) + "\n"
+
+
+def to_sarif(doc: GateDocument) -> dict[str, Any]:
+    """SARIF 2.1.0: every rule as a reporting descriptor, every result located in the pack."""
+    level = {"fail": "error", "error": "error", "warn": "warning", "skipped": "note", "pass": "none"}
+    rules = []
+    results = []
+    for r in doc.results:
+        rules.append(
+            {
+                "id": r.rule_id,
+                "name": r.check,
+                "shortDescription": {"text": r.description},
+                "help": {"text": r.description + (f" ({r.legal_reference})" if r.legal_reference else "")},
+                "properties": {"section": r.section, "severity": r.severity, "legal_reference": r.legal_reference},
+            }
+        )
+        location = {"physicalLocation": {"artifactLocation": {"uri": doc.pack_source}}}
+        if r.line:
+            location["physicalLocation"]["region"] = {"startLine": r.line}
+        results.append(
+            {
+                "ruleId": r.rule_id,
+                "level": level[r.status.value],
+                "kind": "pass" if r.status == Status.passed else ("notApplicable" if r.status == Status.skipped else "fail"),
+                "message": {"text": r.message},
+                "locations": [location],
+                "properties": {"status": r.status.value, "value": r.value, "threshold": r.threshold},
+            }
+        )
+    return {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {"driver": {"name": "recgov", "informationUri": "https://recgov.dev", "rules": rules}},
+                "results": results,
+                "properties": {"pack": doc.pack, "pack_version": doc.pack_version, "pack_hash": doc.pack_hash, "model_version": doc.model_version},
+            }
+        ],
+    }
+
+
+def write_outputs(doc: GateDocument, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``gate.json``, ``junit.xml``, ``summary.md`` and ``gate.sarif`` into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": out / "gate.json",
+        "junit": out / "junit.xml",
+        "markdown": out / "summary.md",
+        "sarif": out / "gate.sarif",
+    }
+    paths["json"].write_text(json.dumps(doc.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
+    paths["junit"].write_text(to_junit(doc), encoding="utf-8")
+    paths["markdown"].write_text(to_markdown(doc), encoding="utf-8")
+    paths["sarif"].write_text(json.dumps(to_sarif(doc), indent=2) + "\n", encoding="utf-8")
+    return paths

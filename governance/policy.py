@@ -1,0 +1,361 @@
+"""Policy packs: YAML -> a validated, hashed :class:`PolicyPack`.
+
+A pack is data written by a compliance team. It says, per concern, which checks
+must hold, with which thresholds, and why (a plain description and, where a law
+requires it, the legal reference). Loading:
+
+1. parses the YAML keeping every node's line and column (ruamel.yaml);
+2. validates the whole document against the pydantic schema (unknown keys are
+   rejected; every check's ``params`` against that check's own config class);
+3. runs static analysis (:mod:`governance.analysis`);
+
+and reports *every* problem at once, each with file, line, column, the path
+inside the pack and what was expected. A pack with any error is never returned,
+so it can never be half-applied.
+
+The pack's identity is its ``metadata.version`` and its content hash (a SHA-256
+over a canonical JSON of the normalized pack); both are stamped on every audit
+result and every decision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+
+import governance.checks  # noqa: F401  (registers every check)
+from governance.located import PackIssue, PolicyError, load_yaml, validate_located
+from governance.registry import Check, registered_checks
+from recommender.errors import ConfigError
+
+__all__ = [
+    "API_VERSION",
+    "SECTIONS",
+    "PackIssue",
+    "PolicyError",
+    "PolicyPack",
+    "LoadedPack",
+    "load_pack",
+    "parse_pack",
+    "pack_json_schema",
+]
+
+API_VERSION = "recgov/v1"
+RULE_ID = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+# -- rules --------------------------------------------------------------------------
+class RuleBase(_Strict):
+    """Fields every rule has, whatever its check."""
+
+    id: str = Field(pattern=RULE_ID)
+    """Stable id of the rule, unique in the pack (lower case, digits, ``_ . -``)."""
+    description: str = Field(min_length=1)
+    """What the rule requires, in plain language."""
+    legal_reference: str | None = None
+    """The provision the rule implements, e.g. ``GDPR Art. 5(1)(c)``."""
+    severity: Literal["block", "warn"] = "block"
+    """``block``: a failure fails the gate; ``warn``: a failure is reported as a warning."""
+
+
+def _rule_model(check: type[Check]) -> type[RuleBase]:
+    model = create_model(
+        f"{''.join(p.title() for p in check.name.split('_'))}Rule",
+        __base__=RuleBase,
+        __doc__=check.summary or check.__doc__,
+        check=(Literal[check.name], Field(description=f"The registered check {check.name!r}.")),
+        params=(check.Config, Field(default_factory=dict, validate_default=True, description=f"Parameters of {check.name!r}.")),
+    )
+    return model
+
+
+_CHECKS = registered_checks()
+_RULE_MODELS = tuple(_rule_model(c) for c in _CHECKS.values())
+Rule = Annotated[Union[_RULE_MODELS], Field(discriminator="check")]  # type: ignore[valid-type]
+
+
+def _section_rules(section: str) -> Any:
+    """The type of a section's ``rules``: any registered check, but only this section's."""
+
+    def belongs(rule: Any) -> Any:
+        home = _CHECKS[rule.check].section
+        if home != section:
+            raise ValueError(f"check {rule.check!r} belongs in section {home!r}, not {section!r}")
+        return rule
+
+    return list[Annotated[Rule, AfterValidator(belongs)]]  # type: ignore[valid-type]
+
+
+class _Section(_Strict):
+    rules: list[Rule] = Field(default_factory=list)  # type: ignore[valid-type]
+    """The rules of this concern."""
+
+
+# -- sections -----------------------------------------------------------------------
+class PurposeInputs(_Strict):
+    """The fields a processing purpose may use."""
+
+    allowed_inputs: list[str] = Field(default_factory=list)
+    """Fields the model may read for this purpose (event columns, user or item attributes)."""
+    description: str = ""
+    legal_reference: str | None = None
+
+
+class MinimizationSection(_Section):
+    """Data minimization (GDPR Art. 5(1)(c); CCPA regs §7027 for sensitive data)."""
+
+    rules: _section_rules("minimization") = Field(default_factory=list)  # type: ignore[valid-type]
+    """The rules of this concern."""
+
+    purposes: dict[str, PurposeInputs] = Field(default_factory=dict)
+    """Purpose -> the inputs it may use."""
+    forbidden_attributes: list[str] = Field(default_factory=list)
+    """Attributes that must never reach a model (e.g. special categories of GDPR Art. 9)."""
+    audit_only_attributes: list[str] = Field(default_factory=list)
+    """Attributes readable by fairness audits only, never by a model."""
+    retention_days: int | None = Field(None, ge=1)
+    """Events older than this are excluded from training and purged."""
+
+
+class ConsentPurpose(_Strict):
+    """The lawful basis of one processing purpose."""
+
+    lawful_basis: Literal["consent", "legitimate_interest", "contract"]
+    """GDPR Art. 6(1) basis."""
+    model: Literal["opt_in", "opt_out"] = "opt_in"
+    """``opt_in``: no record means no; ``opt_out``: allowed until an objection or opt-out."""
+    legal_reference: str | None = None
+
+
+class ConsentSection(_Section):
+    """Who may be profiled, for which purpose (GDPR Art. 6, 7, 21; CCPA §1798.120)."""
+
+    rules: _section_rules("consent") = Field(default_factory=list)  # type: ignore[valid-type]
+    """The rules of this concern."""
+
+    purposes: dict[str, ConsentPurpose] = Field(default_factory=dict)
+    honour_gpc: bool = True
+    """Treat ``Sec-GPC: 1`` as an opt-out of sale/sharing (CCPA regs §7025)."""
+
+
+class FairnessSection(_Section):
+    """Fairness audits across user groups and item providers (DSA Art. 34, 35)."""
+
+    rules: _section_rules("fairness") = Field(default_factory=list)  # type: ignore[valid-type]
+    """The rules of this concern."""
+
+    audit_attributes: list[str] = Field(default_factory=list)
+    """User attributes the fairness audit groups by (they never reach a model)."""
+    provider_attribute: str | None = None
+    """Item metadata column holding the provider group."""
+
+
+class RerankingSection(_Section):
+    """Post-processing of ranked lists."""
+
+    rules: _section_rules("reranking") = Field(default_factory=list)  # type: ignore[valid-type]
+    """The rules of this concern."""
+
+    enabled: bool = False
+
+
+class ExplanationsSection(_Section):
+    """Explanation tags and the recommender disclosure (DSA Art. 27)."""
+
+    rules: _section_rules("explanations") = Field(default_factory=list)  # type: ignore[valid-type]
+    """The rules of this concern."""
+
+    required: bool = True
+    """Every served item must carry at least one explanation tag."""
+
+
+class CarbonSection(_Section):
+    """Energy and emissions accounting of training and audits."""
+
+    rules: _section_rules("carbon") = Field(default_factory=list)  # type: ignore[valid-type]
+    """The rules of this concern."""
+
+    country_iso_code: str = Field("USA", pattern=r"^[A-Z]{3}$")
+    """ISO 3166-1 alpha-3 code of the grid the runs use (codecarbon's offline mode)."""
+    measure: bool = True
+    """Measure runs with codecarbon."""
+
+
+class HarmfulContentSection(_Section):
+    """Harmful-content blocking and escalation (DSA Art. 34, 35)."""
+
+    rules: _section_rules("harmful_content") = Field(default_factory=list)  # type: ignore[valid-type]
+    """The rules of this concern."""
+
+    blocked_categories: list[str] = Field(default_factory=list)
+    """Flag categories never served."""
+
+
+class QualitySection(_Section):
+    """How the offline evaluation behind the quality rules is run."""
+
+    rules: _section_rules("quality") = Field(default_factory=list)  # type: ignore[valid-type]
+    """The rules of this concern."""
+
+    k: int = Field(10, ge=1, le=1000)
+    """List length of every metric."""
+    split: Literal["random", "time", "leave_last"] = "random"
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    rating_threshold: float = Field(4.0, ge=0)
+    """Ratings at or above this are positives."""
+    tune: bool = True
+    """Tune ALS on a validation split of the training data before the audit."""
+
+
+class DataSection(_Section):
+    """Raw-data validation and drift."""
+
+    rules: _section_rules("data") = Field(default_factory=list)  # type: ignore[valid-type]
+    """The rules of this concern."""
+
+
+class GateSection(_Strict):
+    """When ``recgov gate`` blocks a release."""
+
+    block_on: list[Literal["fail", "error", "warn", "skipped"]] = Field(default_factory=lambda: ["fail", "error"])
+    """Result statuses that block."""
+    required_rules: list[str] = Field(default_factory=list)
+    """Rule ids that must be present and pass (a skipped required rule blocks)."""
+    max_warnings: int | None = Field(None, ge=0)
+    """Block when more rules than this end in ``warn``."""
+
+
+class Metadata(_Strict):
+    """Who owns the pack and where it applies."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    version: str = Field(pattern=r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
+    """Semantic version of the pack."""
+    owner: str = Field(min_length=1)
+    jurisdictions: list[str] = Field(default_factory=list)
+    description: str = ""
+
+
+SECTIONS: tuple[str, ...] = (
+    "data",
+    "minimization",
+    "consent",
+    "fairness",
+    "reranking",
+    "explanations",
+    "carbon",
+    "harmful_content",
+    "quality",
+)
+
+
+class PolicyPack(_Strict):
+    """A recgov policy pack (``apiVersion: recgov/v1``)."""
+
+    apiVersion: Literal["recgov/v1"]  # noqa: N815  (the YAML key)
+    metadata: Metadata
+    data: DataSection = Field(default_factory=DataSection)
+    minimization: MinimizationSection = Field(default_factory=MinimizationSection)
+    consent: ConsentSection = Field(default_factory=ConsentSection)
+    fairness: FairnessSection = Field(default_factory=FairnessSection)
+    reranking: RerankingSection = Field(default_factory=RerankingSection)
+    explanations: ExplanationsSection = Field(default_factory=ExplanationsSection)
+    carbon: CarbonSection = Field(default_factory=CarbonSection)
+    harmful_content: HarmfulContentSection = Field(default_factory=HarmfulContentSection)
+    quality: QualitySection = Field(default_factory=QualitySection)
+    gate: GateSection = Field(default_factory=GateSection)
+
+    def rules(self) -> list[tuple[str, Any]]:
+        """Every rule as ``(section, rule)``, in pack order."""
+        return [(section, rule) for section in SECTIONS for rule in getattr(self, section).rules]
+
+
+# -- loading ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LoadedPack:
+    """A validated pack with its provenance."""
+
+    pack: PolicyPack
+    source: str
+    content_hash: str
+    positions: dict[str, tuple[int, int]] = field(repr=False, default_factory=dict)
+    """Pack path (``quality.rules.0``) -> (line, column), 1-based."""
+    warnings: list[PackIssue] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.pack.metadata.name
+
+    @property
+    def version(self) -> str:
+        return self.pack.metadata.version
+
+    def stamp(self) -> dict[str, str]:
+        """The identity stamped on every result and decision."""
+        return {"pack": self.name, "pack_version": self.version, "pack_hash": self.content_hash}
+
+    def rule_position(self, rule_id: str) -> tuple[int, int] | None:
+        """Line and column of the rule with ``rule_id`` in the source file."""
+        for section, rule in self.pack.rules():
+            if rule.id == rule_id:
+                index = getattr(self.pack, section).rules.index(rule)
+                return self.positions.get(f"{section}.rules.{index}")
+        return None
+
+
+def content_hash(pack: PolicyPack) -> str:
+    """SHA-256 over the canonical JSON of the normalized pack (domain separated)."""
+    document = json.dumps(pack.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(b"recgov.policy-pack.v1\x00" + document.encode("utf-8")).hexdigest()
+
+
+def parse_pack(text: str, source: str = "<string>", *, dataset_columns: list[str] | None = None) -> LoadedPack:
+    """Validate pack ``text``; raise :class:`PolicyError` listing every problem.
+
+    ``dataset_columns``, when given, enables the check that every attribute a
+    rule refers to exists in the dataset.
+    """
+    from governance.analysis import analyse
+
+    data, positions = load_yaml(text, source, "a YAML policy pack starting with 'apiVersion: recgov/v1'")
+    pack = validate_located(PolicyPack, data, positions, source, tags=_CHECKS)
+    issues = analyse(pack, positions, source, dataset_columns=dataset_columns)
+    if any(i.severity == "error" for i in issues):
+        raise PolicyError(issues)
+    return LoadedPack(pack=pack, source=source, content_hash=content_hash(pack), positions=positions, warnings=issues)
+
+
+def load_pack(path: str | Path, *, dataset_columns: list[str] | None = None) -> LoadedPack:
+    """Read and validate the pack at ``path`` (see :func:`parse_pack`)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise PolicyError([PackIssue(str(path), None, None, "", "no such file; expected a YAML policy pack")]) from None
+    except OSError as err:
+        raise PolicyError([PackIssue(str(path), None, None, "", f"cannot be read ({err.strerror})")]) from err
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise PolicyError([PackIssue(str(path), line, None, "", f"not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); a policy pack is UTF-8 YAML")]) from err
+    return parse_pack(text, str(path), dataset_columns=dataset_columns)
+
+
+def pack_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a policy pack, for editors and CI validation."""
+    schema = PolicyPack.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://recgov.dev/schemas/policy-pack-v1.json"
+    schema["title"] = "recgov policy pack (apiVersion recgov/v1)"
+    return schema
+
