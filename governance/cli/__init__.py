@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from governance.cli import core
+from governance.cli import core, policy
 
 __all__ = ["app", "main"]
 
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 
 core.register(app)
+policy.register(app)
 # -- command groups (one line each) ------------------------------------------
 
 

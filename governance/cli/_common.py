@@ -27,8 +27,14 @@ EXIT_OK = 0
 EXIT_FINDING = 1
 EXIT_USAGE = 2
 
-console = Console()
-err_console = Console(stderr=True)
+def _width() -> int | None:
+    # Rich falls back to 80 columns when output is not a terminal, which wraps
+    # hashes and table cells in logs; CI logs and pipes get a wide page instead.
+    return None if sys.stdout.isatty() else 160
+
+
+console = Console(soft_wrap=False, width=_width())
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -58,13 +58,22 @@ def load_dataset(data: str, mapping: str | None, *, json_output: bool) -> Datase
     return load_data(data, parsed)
 
 
+def _is_number(value: Any) -> bool:
+    try:
+        float(str(value).rstrip("%"))
+        return True
+    except ValueError:
+        return str(value) in ("-", "")
+
+
 def print_rows(rows: list[dict[str, Any]], title: str | None = None) -> None:
     """Print a list of same-keyed dicts as a table."""
     if not rows:
         return
     table = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
     for column in rows[0]:
-        table.add_column(str(column), justify="left" if column in ("model", "metric", "finding", "code") else "right")
+        numeric = all(_is_number(row.get(column)) for row in rows)
+        table.add_column(str(column), justify="right" if numeric else "left")
     for row in rows:
         table.add_row(*(str(v) for v in row.values()))
     console.print(table)

@@ -1,0 +1,168 @@
+"""``recgov policy validate|show|diff|test|schema``: work with policy packs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from governance.cli._common import EXIT_FINDING, console, emit_json, err_console, fail, user_errors
+from governance.cli.core import JsonOpt, MapOpt, load_dataset, print_rows
+from governance.located import PolicyError
+from governance.policy import LoadedPack, load_pack
+
+__all__ = ["register", "resolve_pack"]
+
+PackArg = Annotated[str, typer.Argument(help="A policy pack file, or the name of a shipped pack (baseline, eu-gdpr-dsa, california-ccpa).", metavar="PACK")]
+SHIPPED = Path(__file__).resolve().parents[2] / "policies"
+
+
+def resolve_pack(ref: str) -> Path:
+    """A path as given, or a shipped pack by name (``baseline`` -> ``policies/baseline.yaml``)."""
+    path = Path(ref)
+    if path.exists() or path.suffix in (".yaml", ".yml") or "/" in ref:
+        return path
+    shipped = SHIPPED / f"{ref}.yaml"
+    return shipped if shipped.exists() else path
+
+
+def load_or_fail(ref: str, *, json_output: bool, dataset_columns: list[str] | None = None) -> LoadedPack:
+    """Load a pack; on failure print every located issue and exit 2 (as JSON with ``--json``)."""
+    try:
+        return load_pack(resolve_pack(ref), dataset_columns=dataset_columns)
+    except PolicyError as err:
+        if json_output:
+            emit_json({"valid": False, "issues": [i.to_dict() for i in err.issues]})
+        else:
+            for issue in err.issues:
+                err_console.print(str(issue), highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(code=2) from None
+
+
+def validate_command(
+    pack: PackArg,
+    data: Annotated[Optional[str], typer.Option("--data", help="Also check that every attribute the pack names exists in this DATA.")] = None,
+    mapping: MapOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Validate a pack: schema, static analysis, and (with --data) the attributes it names."""
+    columns = None
+    if data:
+        from governance.collect import dataset_columns
+
+        with user_errors():
+            columns = dataset_columns(load_dataset(data, mapping, json_output=json_output))
+    loaded = load_or_fail(pack, json_output=json_output, dataset_columns=columns)
+    if json_output:
+        emit_json({"valid": True, **loaded.stamp(), "source": loaded.source, "issues": [w.to_dict() for w in loaded.warnings]})
+        return
+    for warning in loaded.warnings:
+        err_console.print(str(warning), highlight=False, soft_wrap=True, markup=False)
+    n_rules = len(loaded.pack.rules())
+    console.print(f"{loaded.source}: valid pack {loaded.name} {loaded.version}, {n_rules} rules, hash {loaded.content_hash}", highlight=False)
+
+
+def show_command(pack: PackArg, json_output: JsonOpt = False) -> None:
+    """Print the normalized pack (defaults filled in) with its version and content hash."""
+    loaded = load_or_fail(pack, json_output=json_output)
+    doc = {**loaded.stamp(), "pack_document": loaded.pack.model_dump(mode="json")}
+    if json_output:
+        emit_json(doc)
+        return
+    from ruamel.yaml import YAML
+
+    console.print(f"# {loaded.name} {loaded.version}  sha256:{loaded.content_hash}", highlight=False, markup=False)
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.dump(doc["pack_document"], sys.stdout)
+
+
+def diff_command(
+    pack_a: Annotated[str, typer.Argument(help="The pack before.", metavar="A")],
+    pack_b: Annotated[str, typer.Argument(help="The pack after.", metavar="B")],
+    json_output: JsonOpt = False,
+) -> None:
+    """What changed from pack A to pack B: rules by id, thresholds, settings."""
+    from governance.policydiff import diff_packs
+
+    a = load_or_fail(pack_a, json_output=json_output)
+    b = load_or_fail(pack_b, json_output=json_output)
+    changes = diff_packs(a, b)
+    if json_output:
+        emit_json({"a": a.stamp(), "b": b.stamp(), "changes": [c.to_dict() for c in changes]})
+        return
+    console.print(f"{a.name} {a.version} ({a.content_hash[:12]}) -> {b.name} {b.version} ({b.content_hash[:12]}): {len(changes)} change(s)", highlight=False)
+    for change in changes:
+        colour = {"added": "green", "removed": "red", "changed": "yellow"}[change.kind]
+        console.print(f"[{colour}]{change}[/]", highlight=False, soft_wrap=True)
+
+
+def test_command(
+    pack: PackArg,
+    cases: Annotated[Optional[Path], typer.Option("--cases", help="The fixture cases (default: <pack>.test.yaml beside the pack).")] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Run a pack's fixture cases: given these facts, these rules must pass, warn, fail or skip."""
+    from governance.policytest import cases_path_for, run_cases
+
+    loaded = load_or_fail(pack, json_output=json_output)
+    cases_file = cases or cases_path_for(loaded.source)
+    try:
+        outcomes = run_cases(loaded, cases_file)
+    except PolicyError as err:
+        if json_output:
+            emit_json({"ok": False, "issues": [i.to_dict() for i in err.issues]})
+        else:
+            for issue in err.issues:
+                err_console.print(str(issue), highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(code=2) from None
+    failed = [o for o in outcomes if not o.ok]
+    if json_output:
+        emit_json({"ok": not failed, **loaded.stamp(), "cases_file": str(cases_file), "passed": len(outcomes) - len(failed), "failed": len(failed), "outcomes": [o.to_dict() for o in outcomes]})
+    else:
+        for o in outcomes:
+            mark = "[green]ok[/]  " if o.ok else "[red]FAIL[/]"
+            extra = "" if o.ok else f" (expected {o.expected}, got {o.actual}: {o.message})"
+            console.print(f"{mark} {o.case} :: {o.rule_id} is {o.actual}{extra}", highlight=False, soft_wrap=True)
+        console.print(f"{len(outcomes) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        raise typer.Exit(code=EXIT_FINDING)
+
+
+def schema_command(
+    kind: Annotated[str, typer.Argument(help="pack (the policy-pack schema) or gate (the gate result document).")] = "pack",
+) -> None:
+    """Print a JSON Schema: of policy packs (for editors) or of the gate's JSON output."""
+    from governance.gate import gate_json_schema
+    from governance.policy import pack_json_schema
+
+    schemas = {"pack": pack_json_schema, "gate": gate_json_schema}
+    if kind not in schemas:
+        raise fail(f"unknown schema {kind!r}; choose one of: {', '.join(schemas)}")
+    sys.stdout.write(json.dumps(schemas[kind](), indent=2) + "\n")
+
+
+def checks_command(json_output: JsonOpt = False) -> None:
+    """List the registered checks: name, section, what it compares."""
+    from governance.registry import registered_checks
+
+    rows = [{"check": name, "section": c.section, "needs": ", ".join(c.needs), "summary": c.summary} for name, c in registered_checks().items()]
+    if json_output:
+        emit_json({"checks": rows})
+    else:
+        print_rows(rows)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``recgov policy ...``."""
+    policy_app = typer.Typer(help="Validate, inspect, compare and test policy packs.", no_args_is_help=True)
+    policy_app.command("validate")(validate_command)
+    policy_app.command("show")(show_command)
+    policy_app.command("diff")(diff_command)
+    policy_app.command("test")(test_command)
+    policy_app.command("schema")(schema_command)
+    policy_app.command("checks")(checks_command)
+    app.add_typer(policy_app, name="policy")
