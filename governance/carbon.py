@@ -10,7 +10,8 @@ from its bundled per-country data (the country is the policy pack's
 * RAM: an estimate from the installed memory size, not a measurement.
 * GPU: NVML when an NVIDIA GPU is present.
 
-The ``method`` stored with each run says which of these applied, so a reader
+The ``method`` stored with each run says which of these applied (``cpu rapl``,
+``cpu tdp-x-load (TDP 8 W)``: TDP scaled by load, ``cpu constant``), so a reader
 knows how much to trust the figure. On a virtual machine without power sensors
 (the common CI case) the figures are estimates, good for comparing runs on the
 same machine and for budgets with a margin, not for exact accounting.
@@ -75,25 +76,24 @@ def measure(country_iso_code: str, *, enabled: bool = True) -> Iterator[CarbonMe
             duration_s=float(getattr(data, "duration", time.perf_counter() - started) or 0.0),
             country_iso_code=country_iso_code,
             method=(
-                f"codecarbon {getattr(data, 'codecarbon_version', '?')} offline, tracking_mode=process, "
-                f"cpu {getattr(data, 'cpu_model', '?')}: {cpu_source}; ram: size-based estimate; "
-                f"gpu: {'NVML' if getattr(data, 'gpu_count', 0) else 'none'}"
-            ),
+                f"codecarbon {getattr(data, 'codecarbon_version', '?')} offline; cpu {cpu_source}; "
+                f"ram size-estimate; gpu {'nvml' if getattr(data, 'gpu_count', 0) else 'none'}"
+            )[:100],
         )
 
 
 def _cpu_method(tracker: object) -> str:
-    """How codecarbon measured the CPU: its hardware object's mode, in words."""
+    """How codecarbon measured the CPU (short; the module docstring explains each)."""
     for hardware in getattr(tracker, "_hardware", []) or []:
         if type(hardware).__name__ != "CPU":
             continue
         mode = str(getattr(hardware, "_mode", ""))
         tdp = getattr(hardware, "_tdp", None)
         if "rapl" in mode.lower():
-            return "RAPL energy counters"
+            return "rapl"
         if mode == "cpu_load":
-            return f"estimate: TDP {tdp} W scaled by measured CPU load (no power sensor)"
+            return f"tdp-x-load (TDP {tdp} W)"
         if mode == "constant":
-            return f"estimate: constant {tdp} W (CPU model not in codecarbon's table, no power sensor)"
-        return f"mode {mode}"
-    return "no CPU measurement"
+            return f"constant {tdp} W"
+        return mode or "unknown"
+    return "none"

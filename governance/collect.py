@@ -69,6 +69,7 @@ def collect_facts(
     carbon: CarbonFacts | None = None,
     validation_report: Any = None,
     dataset_version: str | None = None,
+    evaluation: EvaluationFacts | None = None,
     random_state: int = 0,
     show_progress: bool = False,
 ) -> tuple[AuditFacts, Any]:
@@ -89,15 +90,16 @@ def collect_facts(
         The measured training run, if any.
     validation_report:
         A validation report already computed (else it is computed here).
+    evaluation:
+        Evaluation facts computed elsewhere (a slate audit); no model is evaluated then.
     """
     from recommender.pipeline import run_evaluation
     from recommender.validate import validate_events
 
     q = pack.quality
     needs = {n for _, rule in pack.rules() for n in _needs(rule.check)}
-    evaluation = None
     run = None
-    if "evaluation" in needs:
+    if evaluation is None and "evaluation" in needs:
         run = run_evaluation(
             dataset,
             split_config=SplitConfig(kind=q.split, test_fraction=q.test_fraction, random_state=random_state),

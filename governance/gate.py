@@ -161,7 +161,8 @@ def to_markdown(doc: GateDocument) -> str:
 
 def to_sarif(doc: GateDocument) -> dict[str, Any]:
     """SARIF 2.1.0: every rule as a reporting descriptor, every result located in the pack."""
-    level = {"fail": "error", "error": "error", "warn": "warning", "skipped": "note", "pass": "none"}
+    # SARIF 2.1.0 §3.27.10: a result whose kind is not "fail" must have level "none".
+    level = {"fail": "error", "error": "error", "warn": "warning", "skipped": "none", "pass": "none"}
     rules = []
     results = []
     for r in doc.results:

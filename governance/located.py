@@ -59,7 +59,11 @@ def _positions(node: Any, prefix: str = "") -> dict[str, tuple[int, int]]:
     if isinstance(node, CommentedMap):
         for key in node:
             path = f"{prefix}.{key}" if prefix else str(key)
-            kline, kcol = node.lc.key(key)
+            try:
+                kline, kcol = node.lc.key(key)
+            except KeyError:  # merged in by "<<: *anchor": positioned where the anchor is
+                out.update(_positions(node[key], path))
+                continue
             try:
                 line, col = node.lc.value(key)
             except (KeyError, TypeError):
@@ -112,7 +116,7 @@ def load_yaml(text: str, source: str, what: str) -> tuple[dict[str, Any], dict[s
     except YAMLError as err:
         raise PolicyError([PackIssue(source, None, None, "", f"YAML error: {err}")]) from err
     if not isinstance(tree, dict):
-        kind = type(tree).__name__ if tree is not None else "nothing"
+        kind = "nothing" if tree is None else "a list" if isinstance(tree, list) else "a single value"
         raise PolicyError([PackIssue(source, 1, 1, "", f"expected a mapping at the top level ({what}); found {kind}")])
     return _plain(tree), _positions(tree)
 

@@ -70,7 +70,8 @@ class Check:
     """Fact groups the check reads (attributes of AuditFacts); missing -> skipped."""
     summary: ClassVar[str] = ""
 
-    def evaluate(self, config: Any, facts: Any) -> CheckResult:  # pragma: no cover - interface
+    def evaluate(self, config: Any, facts: Any, section: Any) -> CheckResult:  # pragma: no cover - interface
+        """Judge ``facts`` against ``config`` (the rule's params); ``section`` is the rule's pack section."""
         raise NotImplementedError
 
     @classmethod

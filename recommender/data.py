@@ -160,6 +160,28 @@ class Dataset:
         """The number of interaction events."""
         return len(self.events)
 
+    def content_hash(self) -> str:
+        """A SHA-256 over the events, the user table and the item table.
+
+        Row hashes come from pandas' vectorized ``hash_pandas_object`` (a fixed
+        key, so the same content gives the same hash in every process); columns
+        are taken in a fixed order and categorical ids are hashed by value, so
+        two loads of the same file hash the same.
+        """
+        h = hashlib.sha256(b"recgov.dataset.v1\x00")
+        for label, frame in (("events", self.events), ("users", self.users), ("items", self.items)):
+            frame = frame if frame is not None else pd.DataFrame()
+            h.update(f"{label}:{len(frame)}:{','.join(map(str, frame.columns))}\x00".encode())
+            if len(frame) == 0:
+                continue
+            plain = frame[sorted(frame.columns, key=str)].copy()
+            for column in plain.columns:
+                if isinstance(plain[column].dtype, pd.CategoricalDtype) or plain[column].dtype == object:
+                    plain[column] = plain[column].astype("string")
+            rows = pd.util.hash_pandas_object(plain, index=label != "events")
+            h.update(np.ascontiguousarray(rows.to_numpy(dtype=np.uint64)).tobytes())
+        return h.hexdigest()
+
     def with_events(self, events: pd.DataFrame) -> Dataset:
         """A copy of this dataset holding other events (after filtering, say)."""
         return Dataset(events=events, users=self.users, items=self.items, name=self.name, source=self.source)

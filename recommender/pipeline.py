@@ -96,7 +96,7 @@ def run_evaluation(
     feedback: FeedbackConfig,
     k: int = 10,
     tune: bool = True,
-    n_trials: int = 16,
+    n_trials: int = 20,
     als_params: dict[str, Any] | None = None,
     random_state: int = 0,
     show_progress: bool = False,
@@ -178,7 +178,7 @@ def train_als(
     feedback: FeedbackConfig,
     params: dict[str, Any] | None = None,
     tune: bool = False,
-    n_trials: int = 16,
+    n_trials: int = 20,
     random_state: int = 0,
     show_progress: bool = False,
 ) -> TrainingResult:

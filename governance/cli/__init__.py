@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import typer
 
-from governance.cli import core, policy
+from governance.cli import audit, core, demo, policy
+from governance.cli import store
 
 __all__ = ["app", "main"]
 
@@ -21,7 +22,10 @@ app = typer.Typer(
 
 core.register(app)
 policy.register(app)
+audit.register(app)
+demo.register(app)
 # -- command groups (one line each) ------------------------------------------
+store.register(app)
 
 
 def main() -> None:

@@ -134,7 +134,7 @@ def evaluate_command(
     threshold: ThresholdOpt = 4.0,
     seed: SeedOpt = 0,
     tune: Annotated[bool, typer.Option("--tune/--no-tune", help="Tune ALS and item-kNN on a validation split of the training data.")] = True,
-    trials: Annotated[int, typer.Option("--trials", min=1, help="ALS tuning budget.")] = 16,
+    trials: Annotated[int, typer.Option("--trials", min=1, help="ALS tuning budget.")] = 20,
     json_output: JsonOpt = False,
 ) -> None:
     """Evaluate ALS against popularity, random and item-kNN on one split."""
@@ -171,9 +171,70 @@ def evaluate_command(
     print_rows(comparison_rows(run.comparison), title=f"models at k={k} (lift = ndcg / baseline ndcg)")
 
 
+DatabaseOpt = Annotated[
+    Optional[str],
+    typer.Option("--database-url", help="SQLAlchemy URL of the store (default: RECGOV_DATABASE_URL, else the embedded SQLite file).", show_default=False),
+]
+
+
+def train_command(
+    data: DataArg,
+    mapping: MapOpt = None,
+    factors: Annotated[Optional[int], typer.Option("--factors", min=1, help="Latent dimensions (default: tuned, else 64).")] = None,
+    regularization: Annotated[Optional[float], typer.Option("--regularization", min=0, help="L2 weight (default: tuned, else 0.05).")] = None,
+    alpha: Annotated[Optional[float], typer.Option("--alpha", min=0, help="Confidence scaling (default: tuned, else 2.0).")] = None,
+    iterations: Annotated[Optional[int], typer.Option("--iterations", min=1, help="ALS sweeps (default: tuned, else 15).")] = None,
+    tune: Annotated[bool, typer.Option("--tune/--no-tune", help="Tune on a validation split of the data first.")] = True,
+    threshold: ThresholdOpt = 4.0,
+    seed: SeedOpt = 0,
+    country: Annotated[str, typer.Option("--country", help="ISO 3166-1 alpha-3 code of the grid, for the emissions estimate.")] = "USA",
+    carbon: Annotated[bool, typer.Option("--carbon/--no-carbon", help="Measure energy and emissions with codecarbon.")] = True,
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Train ALS on DATA, save the model and record its lineage (dataset, run, carbon, model) in the store."""
+    from audits import open_store
+    from audits.settings import get_settings
+    from governance.training import train_and_record
+
+    params = {k: v for k, v in {"factors": factors, "regularization": regularization, "alpha": alpha, "iterations": iterations}.items() if v is not None}
+    with user_errors():
+        if len(country) != 3 or not country.isalpha() or not country.isupper():
+            raise ConfigError(f"--country must be an ISO 3166-1 alpha-3 code such as USA or DEU. Got {country!r} instead.")
+        dataset = load_dataset(data, mapping, json_output=json_output)
+        store = open_store(database_url)
+        try:
+            run = train_and_record(
+                dataset,
+                store=store,
+                models_dir=get_settings().home / "models",
+                feedback=FeedbackConfig(rating_threshold=threshold),
+                params=params,
+                tune=tune,
+                country_iso_code=country,
+                measure_carbon=carbon,
+                random_state=seed,
+                show_progress=progress_enabled(json_output),
+            )
+        finally:
+            store.close()
+    doc = run.to_dict()
+    if json_output:
+        emit_json(doc)
+        return
+    console.print(f"model [bold]{doc['model_version']}[/] trained on {doc['matrix']['users']:,} users x {doc['matrix']['items']:,} items ({doc['matrix']['interactions']:,} interactions) in {doc['seconds']:.1f} s", highlight=False)
+    console.print(f"params {doc['params']}", highlight=False)
+    console.print(f"artifact {doc['artifact']} (sha256 {doc['artifact_hash'][:16]}...)", highlight=False)
+    if doc["carbon"]:
+        c = doc["carbon"]
+        console.print(f"energy {c['energy_kwh']:.3g} kWh, emissions {c['emissions_kg']:.3g} kg CO2e ({c['method']})", highlight=False)
+    console.print(f"recorded: dataset {doc['dataset_version'][:16]}..., training run {doc['training_run']}, model {doc['model_version']}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add the core commands to ``app``."""
     data_app = typer.Typer(help="Work with raw interaction data.", no_args_is_help=True)
     data_app.command("validate")(validate_command)
     app.add_typer(data_app, name="data")
     app.command("evaluate")(evaluate_command)
+    app.command("train")(train_command)

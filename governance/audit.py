@@ -1,0 +1,182 @@
+"""The audit runner: facts in, results out, everything recorded before anyone is told.
+
+``run_audit`` ties the pieces together: it resolves the audited model (a recorded
+version, or one trained and recorded now), collects the facts, evaluates every
+rule of the pack, applies the gate and writes the audit run, every result with
+its evidence and the trail events to the store in one transaction. Only then
+are the output files written. If the store cannot be written the audit fails
+(exit 2 for the gate): a release never passes without its record.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from governance.collect import collect_facts
+from governance.engine import AuditReport, evaluate
+from governance.facts import AuditFacts, CarbonFacts
+from governance.gate import GateDecision, GateDocument, decide, document, write_outputs
+from governance.policy import LoadedPack
+from recommender.data import Dataset
+from recommender.errors import ConfigError
+
+__all__ = ["AuditOutcome", "run_audit", "run_slate_audit", "audit_facts"]
+
+
+@dataclass(frozen=True)
+class AuditOutcome:
+    """A recorded audit and its gate decision."""
+
+    report: AuditReport
+    decision: GateDecision
+    audit_id: int
+    document: GateDocument
+    outputs: dict[str, Path]
+    facts: AuditFacts
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The gate document plus where its files are."""
+        return {**self.document.model_dump(mode="json"), "outputs": {k: str(v) for k, v in self.outputs.items()}, "seconds": round(self.seconds, 3)}
+
+
+def _recorded_model(store: Any, model_version: str) -> tuple[dict[str, Any], CarbonFacts | None, str]:
+    """Parameters, carbon figures and dataset hash of a recorded model version."""
+    from audits.models import DatasetVersion, ModelVersion, TrainingRun
+
+    with store.session() as session:
+        model = session.get(ModelVersion, model_version)
+        if model is None:
+            raise ConfigError(f"model version {model_version!r} is not in the store; train one with 'recgov train' or pass --train")
+        run = session.get(TrainingRun, model.training_run_id)
+        data = session.get(DatasetVersion, model.dataset_version_id)
+        params = {k: v for k, v in (run.params or {}).items() if k in ("factors", "regularization", "alpha", "iterations")}
+        carbon = None
+        if run.energy_kwh is not None and run.emissions_kg is not None and run.started_at and run.ended_at:
+            carbon = CarbonFacts(
+                energy_kwh=run.energy_kwh,
+                emissions_kg=run.emissions_kg,
+                duration_s=(run.ended_at - run.started_at).total_seconds(),
+                method=run.carbon_method or "",
+            )
+        return params, carbon, data.content_hash
+
+
+def audit_facts(
+    loaded: LoadedPack,
+    dataset: Dataset,
+    *,
+    store: Any,
+    model_version: str | None,
+    train: bool,
+    baseline: Dataset | None,
+    models_dir: Path,
+    actor: str | None,
+    show_progress: bool,
+) -> tuple[AuditFacts, str | None, str]:
+    """Resolve the audited model and collect the facts: ``(facts, model_version, dataset_version)``."""
+    pack = loaded.pack
+    carbon: CarbonFacts | None = None
+    params: dict[str, Any] | None = None
+    dataset_version = dataset.content_hash()
+    if model_version is not None:
+        # The audit may use other data than the training run did (a fresh
+        # sample); its results carry the hash of the data it used.
+        params, carbon, _ = _recorded_model(store, model_version)
+    elif train:
+        from governance.training import train_and_record
+
+        trained = train_and_record(
+            dataset,
+            store=store,
+            models_dir=models_dir,
+            tune=pack.quality.tune,
+            country_iso_code=pack.carbon.country_iso_code,
+            measure_carbon=pack.carbon.measure,
+            actor=actor,
+            show_progress=show_progress,
+        )
+        model_version = trained.model_version
+        carbon = trained.carbon
+        params = {k: v for k, v in trained.result.model.get_params().items() if k != "random_state"}
+    facts, _ = collect_facts(
+        pack, dataset, als_params=params, baseline=baseline, carbon=carbon, dataset_version=dataset_version, show_progress=show_progress
+    )
+    return facts, model_version, dataset_version
+
+
+def run_audit(
+    loaded: LoadedPack,
+    dataset: Dataset,
+    *,
+    store: Any,
+    out_dir: Path,
+    models_dir: Path,
+    model_version: str | None = None,
+    train: bool = True,
+    baseline: Dataset | None = None,
+    shadow: bool = False,
+    actor: str | None = None,
+    show_progress: bool = False,
+) -> AuditOutcome:
+    """Audit ``dataset`` (and a model) against ``loaded``, record everything, write the outputs."""
+    started_clock = time.perf_counter()
+    started = datetime.now(timezone.utc)
+    facts, model_version, dataset_version = audit_facts(
+        loaded, dataset, store=store, model_version=model_version, train=train, baseline=baseline,
+        models_dir=models_dir, actor=actor, show_progress=show_progress,
+    )  # fmt: skip
+    return _decide_and_record(loaded, dataset, facts, model_version, dataset_version, store, out_dir, shadow, actor, started, started_clock)
+
+
+def run_slate_audit(
+    loaded: LoadedPack,
+    dataset: Dataset,
+    slates_path: Path,
+    *,
+    store: Any,
+    out_dir: Path,
+    baseline: Dataset | None = None,
+    shadow: bool = False,
+    actor: str | None = None,
+) -> AuditOutcome:
+    """Audit logged slates (no model artifact): the output-only checks run, the others skip."""
+    from governance.slates import load_slates, slate_facts
+
+    started_clock = time.perf_counter()
+    started = datetime.now(timezone.utc)
+    slates = load_slates(slates_path)
+    dataset_version = dataset.content_hash()
+    facts, _ = collect_facts(
+        loaded.pack, dataset, baseline=baseline, dataset_version=dataset_version, evaluation=slate_facts(slates, dataset)
+    )
+    return _decide_and_record(loaded, dataset, facts, None, dataset_version, store, out_dir, shadow, actor, started, started_clock)
+
+
+def _decide_and_record(
+    loaded: LoadedPack, dataset: Dataset, facts: AuditFacts, model_version: str | None, dataset_version: str,
+    store: Any, out_dir: Path, shadow: bool, actor: str | None, started: datetime, started_clock: float,
+) -> AuditOutcome:  # fmt: skip
+    from audits.results import record_audit
+
+    report = evaluate(loaded, facts, model_version=model_version, dataset_version=dataset_version, shadow=shadow)
+    decision = decide(report, loaded.pack.gate)
+    ended = datetime.now(timezone.utc)
+    with store.session() as session:
+        audit_id = record_audit(
+            session,
+            report=report,
+            verdict="shadow" if shadow else ("pass" if decision.passed else "fail"),
+            reasons=decision.reasons,
+            dataset=dataset,
+            started_at=started,
+            ended_at=ended,
+            actor=actor,
+        )
+    doc = document(report, decision, audit_id=str(audit_id))
+    outputs = write_outputs(doc, out_dir)
+    return AuditOutcome(report, decision, audit_id, doc, outputs, facts, time.perf_counter() - started_clock)

@@ -1,0 +1,120 @@
+"""``recgov audit`` and ``recgov gate``: run a pack's checks, record them, and decide.
+
+``audit`` records and reports; ``gate`` does the same and exits with the
+decision: 0 when the pack's gate conditions hold, 1 when they do not, 2 when the
+pack, the data or the store cannot be used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from governance.cli._common import EXIT_FINDING, console, emit_json, progress_enabled, user_errors
+from governance.cli.core import DataArg, DatabaseOpt, JsonOpt, MapOpt, load_dataset, print_rows
+from governance.cli.policy import load_or_fail
+
+__all__ = ["register"]
+
+PackOpt = Annotated[str, typer.Option("--pack", "-p", help="Policy pack file, or a shipped pack name (baseline, eu-gdpr-dsa, california-ccpa).")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Audit this recorded model version (its parameters are refitted on a split for the offline evaluation).")]
+TrainOpt = Annotated[bool, typer.Option("--train/--no-train", help="Without --model: train and record a model now (else audit the data only).")]
+BaselineOpt = Annotated[Optional[str], typer.Option("--baseline", help="Baseline DATA for the drift checks.", show_default=False)]
+SlatesOpt = Annotated[Optional[Path], typer.Option("--slates", help="Audit logged recommendation slates (CSV user_id,item_id,rank or JSON lines) instead of a model.")]
+OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Folder for gate.json, junit.xml, summary.md and gate.sarif (default: ./recgov-gate).")]
+ShadowOpt = Annotated[bool, typer.Option("--shadow", help="Evaluate and record without enforcing (the gate always passes, the reasons are kept).")]
+
+
+def _run(
+    data: str, pack: str, mapping: str | None, model: str | None, train: bool, baseline: str | None, slates: Path | None,
+    out: Path | None, shadow: bool, database_url: str | None, json_output: bool,
+):  # fmt: skip
+    from audits import open_store
+    from audits.settings import get_settings
+    from governance.audit import run_audit, run_slate_audit
+
+    loaded = load_or_fail(pack, json_output=json_output)
+    show = progress_enabled(json_output)
+    settings = get_settings()
+    out_dir = out or Path("recgov-gate")
+    with user_errors():
+        dataset = load_dataset(data, mapping, json_output=json_output)
+        base = load_dataset(baseline, mapping, json_output=json_output) if baseline else None
+        store = open_store(database_url)
+        try:
+            if slates is not None:
+                return run_slate_audit(loaded, dataset, slates, store=store, out_dir=out_dir, baseline=base, shadow=shadow)
+            return run_audit(
+                loaded, dataset, store=store, out_dir=out_dir, models_dir=settings.home / "models", model_version=model,
+                train=train, baseline=base, shadow=shadow, show_progress=show,
+            )  # fmt: skip
+        finally:
+            store.close()
+
+
+def _print(outcome, *, json_output: bool) -> None:  # noqa: ANN001
+    if json_output:
+        emit_json(outcome.to_dict())
+        return
+    r = outcome.report
+    console.print(f"audit #{outcome.audit_id}: pack {r.pack} {r.pack_version} ({r.pack_hash[:12]}), model {r.model_version or '-'}, dataset {(r.dataset_version or '-')[:12]}", highlight=False)
+    rows = [
+        {"status": x.status.value.upper(), "rule": x.rule_id, "section": x.section, "measured": "" if x.value is None else (f"{x.value:.4g}" if isinstance(x.value, float) else str(x.value)), "message": x.message}
+        for x in r.results
+    ]
+    print_rows(rows)
+    d = outcome.decision
+    verdict = "PASS" if d.passed else "BLOCKED"
+    if not d.enforced:
+        verdict += " (shadow mode, not enforced)"
+    console.print(f"gate: [bold]{verdict}[/]", highlight=False)
+    for reason in d.reasons:
+        console.print(f"  - {reason}", highlight=False, soft_wrap=True)
+    for kind, path in outcome.outputs.items():
+        console.print(f"  {kind:8s} {path}", highlight=False)
+
+
+def audit_command(
+    data: DataArg,
+    pack: PackOpt,
+    mapping: MapOpt = None,
+    model: ModelOpt = None,
+    train: TrainOpt = True,
+    baseline: BaselineOpt = None,
+    slates: SlatesOpt = None,
+    out: OutOpt = None,
+    shadow: ShadowOpt = False,
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Run every check of a pack against DATA and a model, store every result with its evidence."""
+    outcome = _run(data, pack, mapping, model, train, baseline, slates, out, shadow, database_url, json_output)
+    _print(outcome, json_output=json_output)
+
+
+def gate_command(
+    data: DataArg,
+    pack: PackOpt,
+    mapping: MapOpt = None,
+    model: ModelOpt = None,
+    train: TrainOpt = True,
+    baseline: BaselineOpt = None,
+    slates: SlatesOpt = None,
+    out: OutOpt = None,
+    shadow: ShadowOpt = False,
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Audit, then decide: exit 0 when the gate passes, 1 when it blocks, 2 for bad input."""
+    outcome = _run(data, pack, mapping, model, train, baseline, slates, out, shadow, database_url, json_output)
+    _print(outcome, json_output=json_output)
+    if not outcome.decision.passed:
+        raise typer.Exit(code=EXIT_FINDING)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``recgov audit`` and ``recgov gate``."""
+    app.command("audit")(audit_command)
+    app.command("gate")(gate_command)

@@ -1,0 +1,166 @@
+"""Governed training: train ALS and record the lineage of what produced it.
+
+The recommender core trains; this module makes the run provable. It validates
+the data, records the dataset version, measures energy and emissions around the
+fit, saves the model artifact content-addressed, and records the training run
+and the model version, each with its trail event, in one transaction. A run
+whose records cannot be written fails: there is no model without its lineage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from governance.carbon import measure
+from governance.facts import CarbonFacts
+from recommender.data import Dataset
+from recommender.errors import ConfigError
+from recommender.feedback import MODEL_INPUT_COLUMNS, FeedbackConfig
+from recommender.pipeline import TrainingResult, train_als
+
+__all__ = ["GovernedTraining", "train_and_record", "dataset_schema"]
+
+
+def dataset_schema(dataset: Dataset) -> dict[str, Any]:
+    """Column names and dtypes of the events, user and item tables."""
+    def cols(frame: Any) -> dict[str, str]:
+        return {} if frame is None else {str(c): str(t) for c, t in frame.dtypes.items()}
+
+    return {"events": cols(dataset.events), "users": cols(dataset.users), "items": cols(dataset.items)}
+
+
+@dataclass(frozen=True)
+class GovernedTraining:
+    """A recorded training run."""
+
+    result: TrainingResult
+    dataset_version: str
+    training_run_id: int
+    model_version: str
+    artifact: Path
+    artifact_hash: str
+    carbon: CarbonFacts | None
+    validation: dict[str, Any]
+    reproduced: bool = False
+    """True when this run reproduced an already recorded model version bit for bit."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {
+            **self.result.to_dict(),
+            "dataset_version": self.dataset_version,
+            "training_run": self.training_run_id,
+            "artifact": str(self.artifact),
+            "artifact_hash": self.artifact_hash,
+            "reproduced": self.reproduced,
+            "model_inputs": list(MODEL_INPUT_COLUMNS),
+            "carbon": self.carbon.model_dump() if self.carbon else None,
+            "validation": {"n_rows": self.validation.get("n_rows"), "n_findings": len(self.validation.get("findings", []))},
+        }
+
+
+def train_and_record(
+    dataset: Dataset,
+    *,
+    store: Any,
+    models_dir: Path,
+    feedback: FeedbackConfig | None = None,
+    params: dict[str, Any] | None = None,
+    tune: bool = False,
+    country_iso_code: str = "USA",
+    measure_carbon: bool = True,
+    random_state: int = 0,
+    actor: str | None = None,
+    show_progress: bool = False,
+) -> GovernedTraining:
+    """Validate, train, save and record. ``store`` is an open :class:`audits.Store`."""
+    from audits import ModelVersion, record_carbon, record_dataset_version, record_model_version, record_training_run
+    from recommender.validate import validate_events
+
+    feedback = feedback or FeedbackConfig()
+    report = validate_events(dataset).to_dict()
+    data_hash = dataset.content_hash()
+    ev = dataset.events
+    started = datetime.now(timezone.utc)
+    with measure(country_iso_code, enabled=measure_carbon) as meter:
+        result = train_als(dataset, feedback=feedback, params=params, tune=tune, random_state=random_state, show_progress=show_progress)
+    ended = datetime.now(timezone.utc)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    artifact = models_dir / f"{result.model.version_id_}.npz"
+    # Write beside the final name and move into place only once the records
+    # are committed: a failed run never replaces a recorded artifact.
+    pending = models_dir / f".{result.model.version_id_}.{os.getpid()}.pending.npz"
+    artifact_hash = result.model.save(pending)
+    try:
+        with store.session() as session:
+            dv = record_dataset_version(
+                session,
+                content_hash=data_hash,
+                name=dataset.name,
+                source=dataset.source,
+                n_events=int(len(ev)),
+                n_users=int(ev["user_id"].nunique()),
+                n_items=int(ev["item_id"].nunique()),
+                schema=dataset_schema(dataset),
+                validation={"n_rows": report["n_rows"], "findings": {f["code"]: f["count"] for f in report.get("findings", [])}},
+                actor=actor,
+            )
+            run = record_training_run(
+                session,
+                dataset_version=dv,
+                params={**result.model.get_params(), "feedback": feedback.model_dump(), "model_inputs": list(MODEL_INPUT_COLUMNS)},
+                library_versions=result.model.library_versions_,
+                started_at=started,
+                ended_at=ended,
+                actor=actor,
+            )
+            if meter.facts is not None:
+                record_carbon(
+                    session,
+                    training_run=run,
+                    energy_kwh=meter.facts.energy_kwh,
+                    emissions_kg=meter.facts.emissions_kg,
+                    carbon_method=meter.facts.method,
+                    actor=actor,
+                )
+            existing = session.get(ModelVersion, result.model.version_id_)
+            if existing is None:
+                record_model_version(
+                    session,
+                    version_id=result.model.version_id_,
+                    kind="als",
+                    training_run=run,
+                    artifact_hash=artifact_hash,
+                    artifact_location=str(artifact),
+                    actor=actor,
+                )
+            elif existing.artifact_hash != artifact_hash:
+                raise ConfigError(
+                    f"model version {existing.version_id} is recorded with artifact {existing.artifact_hash[:16]}... but this "
+                    f"run produced {artifact_hash[:16]}... from the same data, parameters and libraries; the training is not "
+                    "reproducible on this machine, refusing to record it under the same version"
+                )
+            # else: the same data, parameters and libraries reproduced a recorded model
+            # bit for bit; the run is recorded, the model version is the existing one.
+            run_id = run.id
+            reproduced = existing is not None
+    except BaseException:
+        pending.unlink(missing_ok=True)
+        raise
+    os.replace(pending, artifact)
+    return GovernedTraining(
+        result=result,
+        dataset_version=data_hash,
+        training_run_id=run_id,
+        model_version=result.model.version_id_,
+        artifact=artifact,
+        artifact_hash=hashlib.sha256(artifact.read_bytes()).hexdigest(),
+        carbon=meter.facts,
+        validation=report,
+        reproduced=reproduced,
+    )
