@@ -62,19 +62,33 @@ def main() -> int:
     reference_matrix = to_implicit(events, feedback).matrix
 
     raw_times, recgov_times, convert_times = [], [], []
-    for _ in range(args.repeats):
+
+    def run_raw() -> AlternatingLeastSquares:
         with blas_single_thread():
             raw = AlternatingLeastSquares(**params, use_gpu=False, calculate_training_loss=False)
             t = time.perf_counter()
             raw.fit(reference_matrix, show_progress=False)
             raw_times.append(time.perf_counter() - t)
+        return raw
 
+    def run_recgov() -> tuple[ALSRecommender, object]:
         t = time.perf_counter()
         matrix = to_implicit(events, feedback)
         convert_times.append(time.perf_counter() - t)
         model = ALSRecommender(**params).fit(matrix)
         recgov_times.append(time.perf_counter() - t)
         assert model.version_id_
+        return model, matrix
+
+    # Alternate which side goes first so that neither always runs on a warmer
+    # (or more loaded) machine.
+    for i in range(args.repeats):
+        if i % 2 == 0:
+            raw = run_raw()
+            model, matrix = run_recgov()
+        else:
+            model, matrix = run_recgov()
+            raw = run_raw()
 
     # Same inputs, same parameters, same seed: the factors must agree.
     same = bool(np.allclose(model.item_factors_, raw.item_factors, atol=1e-4))
