@@ -44,6 +44,7 @@ __all__ = [
     "EVENT_COLUMNS",
     "EVENT_TYPES",
     "ITEM_COLUMNS",
+    "REQUIRED_EVENT_COLUMNS",
     "Dataset",
     "InteractionMatrix",
     "empty_events",
