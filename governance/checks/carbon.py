@@ -49,7 +49,7 @@ class CarbonBudget(Check):
         )  # fmt: skip
         return verdict(
             ok,
-            f"training used {c.energy_kwh:.6f} kWh and emitted {c.emissions_kg:.6f} kg CO2e in {c.duration_s:.1f} s ({c.country_iso_code}); budget {budget}",
+            f"training used {c.energy_kwh:.6f} kWh and emitted {c.emissions_kg:.6f} kg CO2e in {c.duration_s:.1f} s{f' ({c.country_iso_code} grid)' if c.country_iso_code else ''}; budget {budget}",
             value=c.emissions_kg if config.max_emissions_kg is not None else c.energy_kwh,
             threshold=budget,
             evidence=c.model_dump(),

@@ -33,11 +33,12 @@ class InputAllowlist(Check):
         inputs = list(facts.minimization.model_inputs)
         allowed = set(purpose.allowed_inputs)
         forbidden = set(section.forbidden_attributes) | set(section.audit_only_attributes)
-        not_allowed = sorted(set(inputs) - allowed)
         banned = sorted(set(inputs) & forbidden)
+        not_allowed = sorted(set(inputs) - allowed - forbidden)
         ok = not not_allowed and not banned
         if ok:
-            message = f"all {len(inputs)} model input(s) are allowed for {config.purpose}: {', '.join(inputs)}"
+            listed = ", ".join(inputs) if inputs else "none"
+            message = f"all {len(inputs)} model input(s) are allowed for {config.purpose}: {listed}"
         else:
             parts = []
             if banned:

@@ -125,7 +125,7 @@ class BaselineLift(Check):
         ratio = value / base
         return verdict(
             ratio >= config.min_ratio,
-            f"{config.metric}@{facts.evaluation.k} of {label} is {ratio:.2f}x {config.baseline}'s ({value:.4f} vs {base:.4f}); required >= {config.min_ratio}x",
+            f"{config.metric}@{facts.evaluation.k} of {label} is {ratio:.3f}x {config.baseline}'s ({value:.4f} vs {base:.4f}); required >= {config.min_ratio}x",
             value=ratio,
             threshold=config.min_ratio,
             evidence={"model": label, "baseline": config.baseline, "model_value": value, "baseline_value": base},
@@ -186,7 +186,7 @@ class SegmentConsistency(Check):
         return verdict(
             ok,
             f"{config.metric}@{ev.k} by {config.segment}: worst {worst_group} {worst:.4f}, best {best_group} {best:.4f} "
-            f"(ratio {ratio:.2f}, gap {gap:.4f}); required {required}",
+            f"(ratio {ratio:.3f}, gap {gap:.4f}); required {required}",
             value=ratio if config.min_ratio is not None else gap,
             threshold=required,
             evidence={"segment": config.segment, "groups": values, "worst": worst_group, "best": best_group},
