@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
+
 from governance.facts import (
     AuditFacts,
     CarbonFacts,
@@ -22,6 +24,7 @@ from governance.facts import (
     EvaluationFacts,
     MinimizationFacts,
     ModelFacts,
+    PrivacyFacts,
     ValidationFacts,
 )
 from recommender.data import Dataset
@@ -118,6 +121,9 @@ def collect_facts(
     drift = None
     if baseline is not None:
         drift = DriftFacts(baseline=baseline.name, features=drift_statistics(baseline.events, dataset.events))
+    privacy = None
+    if "privacy" in needs and run is not None:
+        privacy = privacy_facts(pack, dataset, run, random_state=random_state)
     minimization = MinimizationFacts(
         purpose="personalization",
         model_inputs=[c for c in MODEL_INPUT_COLUMNS if c in dataset.events.columns],
@@ -137,8 +143,38 @@ def collect_facts(
         drift=drift,
         minimization=minimization,
         carbon=carbon,
+        privacy=privacy,
     )
     return facts, run
+
+
+def privacy_facts(pack: Any, dataset: Dataset, run: Any, *, random_state: int = 0) -> PrivacyFacts:
+    """Proxy leakage of every attribute a ``proxy_leakage`` rule names, from the ALS user factors.
+
+    The attribute is read from the users table here, by the audit, and compared
+    with what the model learned; it never reaches the model itself.
+    """
+    from recommender.errors import DataError
+    from recommender.leakage import attribute_predictability
+
+    attributes = sorted({rule.params.attribute for _, rule in pack.rules() if rule.check == "proxy_leakage"})
+    model = run.models.get("als")
+    out: dict[str, dict[str, Any]] = {}
+    for attribute in attributes:
+        users = dataset.users
+        if model is None or users is None or attribute not in getattr(users, "columns", []):
+            out[attribute] = {"auc": None, "error": f"the users table has no column {attribute!r}" if model is not None else "no ALS model"}
+            continue
+        ids = pd.Index(model.train_.user_ids.astype(str))
+        labels = users[attribute].reindex(ids)
+        known = labels.notna().to_numpy()
+        try:
+            out[attribute] = attribute_predictability(
+                model.user_factors_[known], labels[known].astype(str).to_numpy(), random_state=random_state
+            )
+        except DataError as err:
+            out[attribute] = {"auc": None, "error": str(err)}
+    return PrivacyFacts(proxy=out)
 
 
 def _needs(check_name: str) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ __all__ = [
     "DriftFacts",
     "MinimizationFacts",
     "CarbonFacts",
+    "PrivacyFacts",
     "AuditFacts",
 ]
 
@@ -90,6 +91,14 @@ class CarbonFacts(_Facts):
     """How it was measured (codecarbon's tracking mode and power sources)."""
 
 
+class PrivacyFacts(_Facts):
+    """Privacy measurements: how much protected attributes leak through what the model learned."""
+
+    proxy: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Attribute -> ``{"auc": ..., "n": ..., "groups": {...}}``: cross-validated AUC of
+    predicting the attribute from the model's user factors."""
+
+
 class AuditFacts(_Facts):
     """Everything an audit knows; each group is optional."""
 
@@ -100,3 +109,4 @@ class AuditFacts(_Facts):
     drift: DriftFacts | None = None
     minimization: MinimizationFacts | None = None
     carbon: CarbonFacts | None = None
+    privacy: PrivacyFacts | None = None

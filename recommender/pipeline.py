@@ -7,7 +7,7 @@ results; the command line only loads, calls and prints.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -64,6 +64,10 @@ class EvaluationRun:
     tuning: dict[str, TuningResult]
     comparison: Comparison
     seconds: float
+    models: dict[str, Recommender] = field(default_factory=dict, repr=False)
+    """The fitted models (on the training part), for audits that inspect them."""
+    matrices: SplitMatrices | None = field(default=None, repr=False)
+    """The training and test matrices of the split."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready document."""
@@ -146,6 +150,8 @@ def run_evaluation(
         tuning=tuning,
         comparison=comparison,
         seconds=time.perf_counter() - started,
+        models=models,
+        matrices=mats,
     )
 
 

@@ -23,6 +23,7 @@ EXAMPLE_PARAMS: dict[str, dict] = {
     "metric_bound": {"metric": "ndcg", "min": 0.05},
     "baseline_lift": {},
     "segment_consistency": {"min_ratio": 0.5},
+    "proxy_leakage": {},
     "validation_findings": {},
     "data_drift": {},
     "input_allowlist": {},
