@@ -1,0 +1,86 @@
+"""Canonical JSON (RFC 8785, JCS): the exact bytes that the trail hashes.
+
+:func:`canonical_json` returns the RFC 8785 encoding of a JSON value: object keys
+sorted by their UTF-16 code units, no whitespace, UTF-8, the shortest escapes,
+numbers as ECMAScript prints them. The reference is the ``rfc8785`` package; for
+speed the common case goes through ``orjson`` with sorted keys, which gives the
+same bytes when the value holds no float and no object key with a character at
+or above U+D800 (where UTF-16 order and code-point order part ways). Anything
+else goes through ``rfc8785``. ``tests/audits/test_canonical.py`` checks that both
+paths agree.
+
+Accepted values: ``None``, ``bool``, ``int`` within +-(2**53 - 1) (what JSON's
+IEEE doubles represent exactly), finite ``float``, ``str`` (valid Unicode), and
+lists, tuples and dicts of those with ``str`` keys. Anything else raises
+:class:`~recommender.errors.DataError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import rfc8785
+
+from recommender.errors import DataError
+
+__all__ = ["canonical_json", "MAX_SAFE_INTEGER"]
+
+MAX_SAFE_INTEGER = 2**53 - 1
+"""Largest integer JSON numbers (IEEE doubles) hold exactly; larger ones must be strings."""
+
+_SORT = orjson.OPT_SORT_KEYS
+_FIRST_SURROGATE = "\ud800"
+
+
+def _check(value: Any, path: str) -> bool:
+    """Raise ``DataError`` on values JCS cannot encode; return True if orjson's output is canonical."""
+    if value is None or value is True or value is False or type(value) is str:
+        return True
+    kind = type(value)
+    if kind is int:
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return True
+        raise DataError(
+            f"{path}: integer {value} is outside +-(2**53 - 1), which JSON numbers cannot hold "
+            "exactly; store it as a string"
+        )
+    if isinstance(value, dict):
+        fast = True
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise DataError(f"{path}: object keys must be strings, got {type(key).__name__} {key!r}")
+            if not key.isascii() and max(key) >= _FIRST_SURROGATE:
+                fast = False
+            fast = _check(item, f"{path}.{key}") and fast
+        return fast
+    if isinstance(value, (list, tuple)):
+        fast = True
+        for index, item in enumerate(value):
+            fast = _check(item, f"{path}[{index}]") and fast
+        return fast
+    if kind is float:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise DataError(f"{path}: {value} is not a finite number; JSON cannot hold it")
+        return False
+    if isinstance(value, (bool, int, str, float)):  # subclasses (IntEnum, str Enum): take the slow path
+        return False
+    raise DataError(
+        f"{path}: a {type(value).__name__} cannot go into canonical JSON; use None, bool, int, float, str, list or dict"
+    )
+
+
+def canonical_json(value: Any) -> bytes:
+    """Return the RFC 8785 canonical JSON encoding of ``value`` as UTF-8 bytes.
+
+    Examples
+    --------
+    >>> canonical_json({"b": [1, "x"], "a": None})
+    b'{"a":null,"b":[1,"x"]}'
+    """
+    try:
+        if _check(value, "$"):
+            return orjson.dumps(value, option=_SORT)
+        return rfc8785.dumps(value)
+    except (orjson.JSONEncodeError, rfc8785.CanonicalizationError) as err:
+        raise DataError(f"cannot encode the value as canonical JSON: {err}") from err

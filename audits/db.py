@@ -1,0 +1,184 @@
+"""Engines and sessions: :func:`open_store` and :class:`Store`.
+
+SQLite (the embedded default) runs in WAL mode with foreign keys on; every write
+transaction starts with ``BEGIN IMMEDIATE``, so that two writers never read the
+same trail head (the second waits, up to 30 s). PostgreSQL is reached through
+psycopg 3; appends lock the one-row ``trail_head`` table with ``SELECT ... FOR
+UPDATE``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from audits.settings import StoreSettings, get_settings
+from recommender.errors import ConfigError
+
+__all__ = ["Store", "open_store", "create_store_engine", "describe_db_error", "masked_url"]
+
+SQLITE_BUSY_TIMEOUT_S = 30.0
+_SQLITE_BEGIN = "recgov_sqlite_begin"
+
+
+def masked_url(url: str | URL) -> str:
+    """The URL with its password hidden, fit for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def describe_db_error(err: BaseException) -> str:
+    """The first line of a database driver's message, without SQLAlchemy's boilerplate."""
+    original = getattr(err, "orig", None) or err
+    text = str(original).strip().splitlines()
+    return text[0] if text else type(original).__name__
+
+
+def _parse_url(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as err:
+        raise ConfigError(
+            f"cannot parse the database URL {url!r}; expected sqlite:///PATH or "
+            "postgresql+psycopg://USER@HOST:PORT/DBNAME"
+        ) from err
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        if parsed.get_driver_name() != "psycopg":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+    elif backend != "sqlite":
+        raise ConfigError(
+            f"unsupported database {backend!r} in {masked_url(parsed)}; recgov's store runs on "
+            "sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DBNAME"
+        )
+    return parsed
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy emit BEGIN itself (see "begin" below) instead of the driver.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(_SQLITE_BEGIN, "IMMEDIATE")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def create_store_engine(url: str) -> Engine:
+    """An engine for ``url`` with the store's connection settings (see module doc)."""
+    parsed = _parse_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+        _configure_sqlite(engine)
+        return engine
+    connect_args = {"connect_timeout": 10} if "connect_timeout" not in parsed.query else {}
+    return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+
+
+class Store:
+    """An open store: an engine and a session factory.
+
+    Use :meth:`session` for work that writes; each ``with`` block is one
+    transaction, committed at the end or rolled back on an exception.
+    """
+
+    def __init__(self, engine: Engine, settings: StoreSettings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self.engine.dialect.name
+
+    @property
+    def url(self) -> str:
+        """The database URL, password hidden."""
+        return masked_url(self.engine.url)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: commit on success, roll back on error.
+
+        Example
+        -------
+        >>> with store.session() as session:          # doctest: +SKIP
+        ...     record_dataset_version(session, ...)
+        """
+        with self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read-only connection that sees one consistent state of the store.
+
+        PostgreSQL: a ``REPEATABLE READ READ ONLY`` transaction; SQLite: a
+        deferred read transaction in WAL mode (writers are not blocked).
+        """
+        if self.dialect == "sqlite":
+            options: dict[str, Any] = {_SQLITE_BEGIN: "DEFERRED"}
+        else:
+            options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+        with self.engine.connect().execution_options(**options) as connection, connection.begin():
+            yield connection
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+
+def open_store(url: str | None = None, *, upgrade: bool = True) -> Store:
+    """Open the store at ``url`` (default: ``RECGOV_DATABASE_URL``, else the embedded SQLite file).
+
+    With ``upgrade`` (the default) the schema is created or upgraded to the
+    newest migration first, so a fresh database is ready to use.
+
+    Raises
+    ------
+    ConfigError
+        The URL is malformed, the database cannot be reached, or it carries a
+        schema revision this version of recgov does not know.
+    """
+    settings = get_settings()
+    engine = create_store_engine(url or settings.resolved_database_url())
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    except DBAPIError as err:
+        engine.dispose()
+        raise ConfigError(f"cannot connect to the database {masked_url(engine.url)}: {describe_db_error(err)}") from err
+    store = Store(engine, settings)
+    if upgrade:
+        from audits.migrate import ensure_head
+
+        try:
+            ensure_head(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+    return store

@@ -1,0 +1,282 @@
+"""The store's tables as SQLAlchemy 2 typed models.
+
+The schema is created and changed only by the Alembic migrations in
+``migrations/versions``; a test checks that these models and the migrations agree.
+
+Two groups of tables:
+
+* the audit trail: ``trail_events`` (append-only, enforced by triggers),
+  ``trail_head`` (one row: the last sequence number and hash, locked by writers),
+  ``trail_checkpoints`` and ``signing_keys`` (signed heads and the public keys
+  that check them), ``subject_secrets`` (per-subject pseudonym secrets, deleted
+  to erase a subject) and ``store_meta``;
+* lineage: ``dataset_versions`` -> ``training_runs`` -> ``model_versions`` ->
+  ``audit_runs`` and ``deployments``. Each lineage row names the trail event
+  that recorded it (``trail_seq``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from recommender.errors import DataError
+
+__all__ = [
+    "Base",
+    "TrailEvent",
+    "TrailHead",
+    "TrailCheckpoint",
+    "SigningKeyRecord",
+    "SubjectSecret",
+    "StoreMeta",
+    "DatasetVersion",
+    "TrainingRun",
+    "ModelVersion",
+    "AuditRun",
+    "Deployment",
+    "DEPLOYMENT_STAGES",
+    "AUDIT_VERDICTS",
+    "UtcDateTime",
+]
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+DEPLOYMENT_STAGES = ("shadow", "canary", "production", "retired")
+"""The stages a model version can be deployed to."""
+
+AUDIT_VERDICTS = ("pass", "fail", "error", "shadow")
+"""The verdicts an audit run can end with (``shadow``: evaluated and reported, never blocking)."""
+
+# A sequence number: BIGINT on PostgreSQL; on SQLite an INTEGER primary key is the rowid.
+SeqType = BigInteger().with_variant(Integer(), "sqlite")
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+HASH_LENGTH = 64
+TIME_LENGTH = 27  # 2024-01-31T12:34:56.123456Z
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on both engines (SQLite stores naive UTC).
+
+    Naive datetimes are refused: their zone is a guess.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise DataError(f"expected a datetime, got {type(value).__name__} {value!r}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise DataError(
+                f"datetime {value.isoformat()} has no time zone; pass an aware datetime such as datetime.now(UTC)"
+            )
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every store table."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# -- the audit trail -----------------------------------------------------------------------
+
+
+class TrailEvent(Base):
+    """One event of the append-only audit trail (see :mod:`audits.trail`)."""
+
+    __tablename__ = "trail_events"
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=False)
+    """1, 2, 3, ... without gaps."""
+    time: Mapped[str] = mapped_column(String(TIME_LENGTH))
+    """UTC time, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``; hashed exactly as stored."""
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(100))
+    subject: Mapped[str | None] = mapped_column(String(HASH_LENGTH), index=True)
+    """The subject's pseudonym (never a raw id), or NULL."""
+    objects: Mapped[str] = mapped_column(Text)
+    """Canonical JSON object of the ids the event concerns (dataset, model, policy, ...)."""
+    payload: Mapped[str] = mapped_column(Text)
+    """Canonical JSON object."""
+    prev_hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+    hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+
+
+class TrailHead(Base):
+    """The one row naming the last event; writers lock it to serialize appends."""
+
+    __tablename__ = "trail_head"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+
+
+class SigningKeyRecord(Base):
+    """A public key that signed checkpoints; kept after rotation so old checkpoints stay checkable."""
+
+    __tablename__ = "signing_keys"
+
+    key_id: Mapped[str] = mapped_column(String(HASH_LENGTH), primary_key=True)
+    algorithm: Mapped[str] = mapped_column(String(20))
+    public_key_pem: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=_now)
+
+
+class TrailCheckpoint(Base):
+    """A signed statement: at ``time`` the trail's head was (``seq``, ``hash``)."""
+
+    __tablename__ = "trail_checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+    time: Mapped[str] = mapped_column(String(TIME_LENGTH))
+    key_id: Mapped[str] = mapped_column(ForeignKey("signing_keys.key_id"), index=True)
+    signature: Mapped[str] = mapped_column(String(128))
+    """Ed25519 signature, hex."""
+
+
+class SubjectSecret(Base):
+    """The random secret behind one subject's pseudonym, found by a keyed hash of its id."""
+
+    __tablename__ = "subject_secrets"
+
+    lookup: Mapped[str] = mapped_column(String(HASH_LENGTH), primary_key=True)
+    """HMAC-SHA256 of the subject id under the installation key (never the id itself)."""
+    secret: Mapped[str] = mapped_column(String(HASH_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=_now)
+
+
+class StoreMeta(Base):
+    """Facts about this store (e.g. the fingerprint of its installation key)."""
+
+    __tablename__ = "store_meta"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+# -- lineage --------------------------------------------------------------------------------
+
+
+class DatasetVersion(Base):
+    """A version of a data set, identified by the hash of its content."""
+
+    __tablename__ = "dataset_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(Text)
+    n_events: Mapped[int] = mapped_column(BigInteger)
+    n_users: Mapped[int] = mapped_column(Integer)
+    n_items: Mapped[int] = mapped_column(Integer)
+    data_schema: Mapped[dict[str, Any]] = mapped_column("schema", JsonType)
+    validation: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=_now)
+    trail_seq: Mapped[int | None] = mapped_column(ForeignKey("trail_events.seq"))
+
+
+class TrainingRun(Base):
+    """One training run: its data, parameters, code and library versions, time and carbon."""
+
+    __tablename__ = "training_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"), index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    code_version: Mapped[str | None] = mapped_column(String(80))
+    library_versions: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    energy_kwh: Mapped[float | None] = mapped_column(Float)
+    emissions_kg: Mapped[float | None] = mapped_column(Float)
+    carbon_method: Mapped[str | None] = mapped_column(String(100))
+    trail_seq: Mapped[int | None] = mapped_column(ForeignKey("trail_events.seq"))
+
+
+class ModelVersion(Base):
+    """A trained model, identified by a caller-given content hash."""
+
+    __tablename__ = "model_versions"
+
+    version_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    training_run_id: Mapped[int] = mapped_column(ForeignKey("training_runs.id"), index=True)
+    dataset_version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"), index=True)
+    artifact_hash: Mapped[str] = mapped_column(String(128))
+    artifact_location: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=_now)
+    trail_seq: Mapped[int | None] = mapped_column(ForeignKey("trail_events.seq"))
+
+
+class AuditRun(Base):
+    """One run of a policy pack against a model and/or data set."""
+
+    __tablename__ = "audit_runs"
+    __table_args__ = (CheckConstraint("verdict IN ('pass', 'fail', 'error', 'shadow')", name="verdict"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    policy_pack: Mapped[str] = mapped_column(String(200))
+    policy_version: Mapped[str] = mapped_column(String(100))
+    policy_hash: Mapped[str] = mapped_column(String(128))
+    model_version_id: Mapped[str | None] = mapped_column(ForeignKey("model_versions.version_id"), index=True)
+    dataset_version_id: Mapped[int | None] = mapped_column(ForeignKey("dataset_versions.id"), index=True)
+    verdict: Mapped[str] = mapped_column(String(20))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    trail_seq: Mapped[int | None] = mapped_column(ForeignKey("trail_events.seq"))
+
+
+class Deployment(Base):
+    """A change of a model version's deployment stage."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (CheckConstraint("stage IN ('shadow', 'canary', 'production', 'retired')", name="stage"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_version_id: Mapped[str] = mapped_column(ForeignKey("model_versions.version_id"), index=True)
+    stage: Mapped[str] = mapped_column(String(20))
+    previous_stage: Mapped[str | None] = mapped_column(String(20))
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=_now)
+    actor: Mapped[str] = mapped_column(String(200))
+    trail_seq: Mapped[int | None] = mapped_column(ForeignKey("trail_events.seq"))

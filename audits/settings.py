@@ -1,0 +1,86 @@
+"""Where the store lives: settings read from the environment (prefix ``RECGOV_``).
+
+========================== ==================================================
+variable                   meaning
+========================== ==================================================
+``RECGOV_HOME``            recgov's data folder. Default: ``$XDG_DATA_HOME/recgov``,
+                           else ``~/.local/share/recgov``.
+``RECGOV_DATABASE_URL``    SQLAlchemy URL of the store. Default: the embedded SQLite
+                           file ``$RECGOV_HOME/recgov.db``. PostgreSQL:
+                           ``postgresql+psycopg://user:password@host:5432/dbname``.
+``RECGOV_SIGNING_KEY_PATH`` Ed25519 private key that signs trail checkpoints.
+                           Default: ``$RECGOV_HOME/keys/signing-key.pem``.
+``RECGOV_INSTALLATION_KEY`` 64 hex digits: the key under which subject ids are
+                           looked up in ``subject_secrets``. Default: the file
+                           ``$RECGOV_HOME/keys/installation.key``, created on first use.
+``RECGOV_ACTOR``           who the trail names as the actor of lineage records
+                           when the caller names nobody. Default ``recgov``.
+========================== ==================================================
+
+Settings are read afresh on every call of :func:`get_settings`, so a changed
+environment (a test, a CLI option) takes effect at once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["StoreSettings", "get_settings", "default_home"]
+
+
+def default_home() -> Path:
+    """``$XDG_DATA_HOME/recgov`` when ``XDG_DATA_HOME`` is set, else ``~/.local/share/recgov``."""
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "recgov"
+
+
+class StoreSettings(BaseSettings):
+    """The store's settings; every field can be set by ``RECGOV_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="RECGOV_", extra="ignore")
+
+    home: Path = Field(default_factory=default_home)
+    """recgov's data folder: the embedded database and the keys live here."""
+
+    database_url: str | None = None
+    """SQLAlchemy URL of the store; unset means the SQLite file ``home/recgov.db``."""
+
+    signing_key_path: Path | None = None
+    """The Ed25519 private key (PEM) that signs checkpoints; unset means ``home/keys/signing-key.pem``."""
+
+    installation_key: SecretStr | None = None
+    """64 hex digits; unset means the file ``home/keys/installation.key`` (created on first use)."""
+
+    actor: str = "recgov"
+    """The actor named in trail events of lineage records when the caller names none."""
+
+    @property
+    def keys_dir(self) -> Path:
+        """The folder of the signing keys, public keys and the installation key."""
+        return self.home / "keys"
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The embedded database file."""
+        return self.home / "recgov.db"
+
+    def resolved_database_url(self) -> str:
+        """``database_url`` if set, else the embedded SQLite file (its folder is created)."""
+        if self.database_url:
+            return self.database_url
+        self.home.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.sqlite_path}"
+
+    def resolved_signing_key_path(self) -> Path:
+        """``signing_key_path`` if set, else ``keys_dir/signing-key.pem``."""
+        return self.signing_key_path or self.keys_dir / "signing-key.pem"
+
+
+def get_settings() -> StoreSettings:
+    """Read the settings from the environment now."""
+    return StoreSettings()

@@ -1,0 +1,122 @@
+"""Pseudonyms for data subjects, and their erasure by crypto-shredding.
+
+No raw personal identifier enters the trail. A subject appears there as ::
+
+    pseudonym = HMAC-SHA256(secret, b"recgov.pseudonym.v1\\x00" + subject_id)   (hex)
+
+under a random 32-byte ``secret`` of its own, kept in ``subject_secrets``. That
+table holds no raw id either: a secret is found by ``lookup = HMAC-SHA256(
+installation_key, b"recgov.subject.v1\\x00" + subject_id)``, and the installation
+key lives outside the database (see :mod:`audits.keys`).
+
+Erasing a subject (:func:`shred_subject`) deletes its secret. Its trail events
+stay, and the chain stays valid, but nothing can link their pseudonym to the
+person any more; a later :func:`pseudonym` call for the same id makes a new
+secret and so a new, different pseudonym.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from datetime import UTC, datetime
+from hashlib import sha256
+
+from sqlalchemy import Connection, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from audits.keys import installation_key
+from audits.models import StoreMeta, SubjectSecret
+from audits.trail import append_event
+from recommender.errors import ConfigError, DataError
+
+__all__ = ["pseudonym", "shred_subject", "INSTALLATION_KEY_MISMATCH"]
+
+_PSEUDONYM_DOMAIN = b"recgov.pseudonym.v1\x00"
+_LOOKUP_DOMAIN = b"recgov.subject.v1\x00"
+_KEY_ID_DOMAIN = b"recgov.installation.v1\x00"
+_META_KEY = "installation_key_id"
+INSTALLATION_KEY_MISMATCH = (
+    "this database's subject secrets were made under installation key {stored}, but this process has "
+    "key {ours}; every process sharing the database needs the same key: copy "
+    "$RECGOV_HOME/keys/installation.key from the first host or set RECGOV_INSTALLATION_KEY"
+)
+
+
+def _subject_bytes(subject_id: str | int) -> bytes:
+    if isinstance(subject_id, bool) or not isinstance(subject_id, (str, int)):
+        raise DataError(f"a subject id must be a string or an integer, got {type(subject_id).__name__}")
+    text = str(subject_id)
+    if not text:
+        raise DataError("a subject id must not be empty")
+    return text.encode("utf-8")
+
+
+def _insert_ignore(session: Session | Connection, table: type, **values: object) -> None:
+    dialect = session.get_bind().dialect.name if isinstance(session, Session) else session.dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    session.execute(module.insert(table).values(**values).on_conflict_do_nothing())
+
+
+def _installation_key(session: Session | Connection) -> bytes:
+    """The installation key, after checking the database was keyed with the same one."""
+    key = installation_key()
+    ours = sha256(_KEY_ID_DOMAIN + key).hexdigest()[:32]
+    _insert_ignore(session, StoreMeta, key=_META_KEY, value=ours)
+    stored = session.execute(select(StoreMeta.value).where(StoreMeta.key == _META_KEY)).scalar_one()
+    if stored != ours:
+        raise ConfigError(INSTALLATION_KEY_MISMATCH.format(stored=stored, ours=ours))
+    return key
+
+
+def _lookup(key: bytes, subject: bytes) -> str:
+    return hmac.new(key, _LOOKUP_DOMAIN + subject, sha256).hexdigest()
+
+
+def _pseudonym(secret_hex: str, subject: bytes) -> str:
+    return hmac.new(bytes.fromhex(secret_hex), _PSEUDONYM_DOMAIN + subject, sha256).hexdigest()
+
+
+def pseudonym(session: Session | Connection, subject_id: str | int) -> str:
+    """The subject's pseudonym (64 hex digits); its secret is created on first use.
+
+    The same id gives the same pseudonym until the subject is shredded.
+    Integers and their decimal strings are the same subject.
+
+    Example
+    -------
+    >>> with store.session() as session:                       # doctest: +SKIP
+    ...     who = pseudonym(session, "user-42")
+    ...     append_event(session, actor="serving", action="decision.served", subject=who)
+    """
+    subject = _subject_bytes(subject_id)
+    lookup = _lookup(_installation_key(session), subject)
+    query = select(SubjectSecret.secret).where(SubjectSecret.lookup == lookup)
+    secret = session.execute(query).scalar_one_or_none()
+    if secret is None:
+        _insert_ignore(
+            session, SubjectSecret, lookup=lookup, secret=secrets.token_hex(32), created_at=datetime.now(UTC)
+        )
+        secret = session.execute(query).scalar_one()  # ours, or a concurrent writer's
+    return _pseudonym(secret, subject)
+
+
+def shred_subject(session: Session | Connection, subject_id: str | int, *, actor: str = "recgov") -> str | None:
+    """Erase a subject by deleting its secret (crypto-shredding).
+
+    Appends a ``subject.shredded`` event naming the old, now unlinkable,
+    pseudonym, in the same transaction. Returns that pseudonym, or ``None`` if
+    the subject had no secret (nothing to erase, no event).
+    """
+    subject = _subject_bytes(subject_id)
+    lookup = _lookup(_installation_key(session), subject)
+    secret = session.execute(
+        select(SubjectSecret.secret).where(SubjectSecret.lookup == lookup).with_for_update()
+    ).scalar_one_or_none()
+    if secret is None:
+        return None
+    old = _pseudonym(secret, subject)
+    session.execute(delete(SubjectSecret).where(SubjectSecret.lookup == lookup))
+    append_event(session, actor=actor, action="subject.shredded", subject=old)
+    return old

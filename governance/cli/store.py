@@ -1,0 +1,370 @@
+"""Store commands: ``db upgrade|downgrade|current``, ``trail ...`` and ``lineage``.
+
+Thin wrappers over :mod:`audits`. Exit codes: 0 success (the trail is intact),
+1 the trail is broken, 2 bad usage or input (unreachable database, unknown
+revision, unknown model version, unreadable key).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from sqlalchemy.exc import SQLAlchemyError
+
+from governance.cli._common import (
+    EXIT_FINDING,
+    console,
+    emit_json,
+    err_console,
+    fail,
+    progress_enabled,
+    user_errors,
+)
+
+__all__ = ["register"]
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="SQLAlchemy URL of the store. Default: RECGOV_DATABASE_URL, else $RECGOV_HOME/recgov.db.",
+        show_default=False,
+    ),
+]
+JsonOutput = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of text.")]
+KeyPath = Annotated[
+    Path | None,
+    typer.Option(
+        "--key",
+        help="Ed25519 private signing key (PEM). "
+        "Default: RECGOV_SIGNING_KEY_PATH, else $RECGOV_HOME/keys/signing-key.pem.",
+        show_default=False,
+    ),
+]
+
+db_app = typer.Typer(help="The store's schema (Alembic migrations).", no_args_is_help=True)
+trail_app = typer.Typer(help="The tamper-evident audit trail: verify, sign, export.", no_args_is_help=True)
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """recgov errors, database errors and file errors: one line on stderr, exit 2."""
+    from audits.db import describe_db_error
+
+    with user_errors():
+        try:
+            yield
+        except SQLAlchemyError as err:
+            raise fail(f"database error: {describe_db_error(err)}") from None
+        except OSError as err:
+            raise fail(f"{err.strerror or err}: {err.filename or ''}".rstrip(": ")) from None
+
+
+@contextmanager
+def _progress(enabled: bool, label: str) -> Iterator[Callable[[int, int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    with Progress(
+        TextColumn(label), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(), console=err_console, transient=True
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=max(total, done))
+
+        yield advance
+
+
+def _verify(url: str | None, json_output: bool) -> Any:
+    from audits import open_store, verify_trail
+
+    store = open_store(url)
+    try:
+        with store.snapshot() as connection, _progress(progress_enabled(json_output), "verifying") as progress:
+            return verify_trail(connection, progress=progress)
+    finally:
+        store.close()
+
+
+def _print_report(report: Any, json_output: bool) -> None:
+    if json_output:
+        emit_json(report.to_dict())
+    else:
+        console.print(report.summary(), highlight=False, soft_wrap=True)
+
+
+# -- db ------------------------------------------------------------------------------------
+
+
+def _revision_state(engine: Any) -> dict[str, Any]:
+    from audits.db import masked_url
+    from audits.migrate import current_revision, head_revision
+
+    current, head = current_revision(engine), head_revision()
+    return {"database": masked_url(engine.url), "current": current, "head": head, "up_to_date": current == head}
+
+
+def _print_state(state: dict[str, Any], json_output: bool, verb: str = "is") -> None:
+    if json_output:
+        emit_json(state)
+        return
+    where = state["current"] or "base (no tables)"
+    suffix = " (head)" if state["up_to_date"] else f" (head is {state['head']})"
+    console.print(f"{state['database']} {verb} at revision {where}{suffix}", highlight=False, soft_wrap=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    database_url: DatabaseUrl = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Create or upgrade the store's schema (default: to the newest revision)."""
+    from audits.db import open_store
+    from audits.migrate import upgrade
+
+    with store_errors():
+        store = open_store(database_url, upgrade=False)
+        try:
+            upgrade(store.engine, revision)
+            _print_state(_revision_state(store.engine), json_output, "is now")
+        finally:
+            store.close()
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision; 'base' drops every store table.")],
+    database_url: DatabaseUrl = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Downgrade the store's schema to REVISION (e.g. 0001, -1, base). Drops data of removed tables."""
+    from audits.db import open_store
+    from audits.migrate import downgrade
+
+    with store_errors():
+        store = open_store(database_url, upgrade=False)
+        try:
+            downgrade(store.engine, revision)
+            _print_state(_revision_state(store.engine), json_output, "is now")
+        finally:
+            store.close()
+
+
+@db_app.command("current")
+def db_current(database_url: DatabaseUrl = None, json_output: JsonOutput = False) -> None:
+    """Show the store's schema revision and whether it is the newest."""
+    from audits.db import open_store
+
+    with store_errors():
+        store = open_store(database_url, upgrade=False)
+        try:
+            _print_state(_revision_state(store.engine), json_output)
+        finally:
+            store.close()
+
+
+# -- trail ---------------------------------------------------------------------------------
+
+
+@trail_app.command("verify")
+def trail_verify(database_url: DatabaseUrl = None, json_output: JsonOutput = False) -> None:
+    """Walk the whole chain and the signed checkpoints; exit 1 at the first break."""
+    with store_errors():
+        report = _verify(database_url, json_output)
+    _print_report(report, json_output)
+    if not report.intact:
+        raise typer.Exit(code=EXIT_FINDING)
+
+
+def _checkpoint(url: str | None, key_path: Path | None, json_output: bool) -> Any:
+    """Verify, then sign the head. Returns (report, checkpoint or None)."""
+    from audits import load_signing_key, open_store
+    from audits.verify import verify_and_checkpoint
+
+    key = load_signing_key(key_path)
+    store = open_store(url)
+    try:
+        with _progress(progress_enabled(json_output), "verifying") as progress:
+            return verify_and_checkpoint(store, key, progress=progress)
+    finally:
+        store.close()
+
+
+@trail_app.command("checkpoint")
+def trail_checkpoint(database_url: DatabaseUrl = None, key: KeyPath = None, json_output: JsonOutput = False) -> None:
+    """Verify the trail, then sign its head with the Ed25519 key (created on first use)."""
+    with store_errors():
+        report, checkpoint = _checkpoint(database_url, key, json_output)
+    if checkpoint is None:
+        _print_report(report, json_output)
+        err_console.print("refusing to sign a broken trail", highlight=False)
+        raise typer.Exit(code=EXIT_FINDING)
+    if json_output:
+        emit_json(checkpoint.to_dict())
+    else:
+        console.print(
+            f"signed seq {checkpoint.seq} (hash {checkpoint.hash[:16]}) at {checkpoint.time} "
+            f"with key {checkpoint.key_id}",
+            highlight=False,
+        )
+
+
+@trail_app.command("export")
+def trail_export(
+    out: Annotated[Path, typer.Argument(help="The JSON-lines file to write.")],
+    database_url: DatabaseUrl = None,
+    key: KeyPath = None,
+    checkpoint: Annotated[
+        bool, typer.Option(help="Verify and sign the head first, so the export is signed to its end.")
+    ] = True,
+    json_output: JsonOutput = False,
+) -> None:
+    """Export the trail, its checkpoints and public keys as JSON lines for an external auditor."""
+    from audits import export_trail, open_store
+    from audits.settings import get_settings
+
+    with store_errors():
+        signed = None
+        if checkpoint:
+            report, signed = _checkpoint(database_url, key, json_output)
+            if signed is None:
+                _print_report(report, json_output)
+                err_console.print(
+                    "refusing to sign a broken trail; use --no-checkpoint to export it as it is", highlight=False
+                )
+                raise typer.Exit(code=EXIT_FINDING)
+        store = open_store(database_url)
+        try:
+            with store.snapshot() as connection, _progress(progress_enabled(json_output), "exporting") as progress:
+                summary = export_trail(connection, out, progress=progress)
+        finally:
+            store.close()
+    document = summary.to_dict()
+    if signed is not None:
+        document["public_key_file"] = str(get_settings().keys_dir / f"{signed.key_id}.pub.pem")
+    if json_output:
+        emit_json(document)
+        return
+    console.print(
+        f"wrote {summary.n_events} events and {summary.checkpoints} checkpoint(s) to {summary.path}", highlight=False
+    )
+    if signed is not None:
+        console.print(
+            f"give the auditor the public key {document['public_key_file']} (key {signed.key_id}) "
+            "by a separate channel; "
+            f"they check with: recgov trail verify-export {summary.path} --public-key KEY.pem",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@trail_app.command("verify-export")
+def trail_verify_export(
+    export: Annotated[Path, typer.Argument(help="An export written by `recgov trail export`.")],
+    public_key: Annotated[Path, typer.Option("--public-key", help="The signer's Ed25519 public key (PEM).")],
+    json_output: JsonOutput = False,
+) -> None:
+    """Verify an export offline (no database): the chain, and a checkpoint signed by PUBLIC_KEY."""
+    from audits import verify_export
+
+    with store_errors():
+        report = verify_export(export, public_key.read_bytes())
+    _print_report(report, json_output)
+    if not report.intact:
+        raise typer.Exit(code=EXIT_FINDING)
+
+
+@trail_app.command("rotate-key")
+def trail_rotate_key(key: KeyPath = None, json_output: JsonOutput = False) -> None:
+    """Replace the signing key with a new one (new key id); old checkpoints stay verifiable."""
+    from audits import rotate_signing_key
+    from audits.settings import get_settings
+
+    with store_errors():
+        old, new = rotate_signing_key(key)
+    document = {
+        "old_key_id": old,
+        "new_key_id": new.key_id,
+        "private_key": str(new.path),
+        "public_key_file": str(get_settings().keys_dir / f"{new.key_id}.pub.pem"),
+    }
+    if json_output:
+        emit_json(document)
+    else:
+        console.print(f"new signing key {new.key_id} at {new.path} (was {old or 'none'})", highlight=False)
+
+
+@trail_app.command("public-key")
+def trail_public_key(key: KeyPath = None) -> None:
+    """Print the public key (PEM) of the signing key, to hand to auditors."""
+    from audits import load_signing_key
+
+    with store_errors():
+        signing = load_signing_key(key, create=False)
+    typer.echo(signing.public_key_pem, nl=False)
+
+
+# -- lineage -------------------------------------------------------------------------------
+
+
+def _print_lineage(chain: dict[str, Any]) -> None:
+    model, run, data = chain["model_version"], chain["training_run"], chain["dataset_version"]
+    lines = [
+        f"model version  {model['version_id']} ({model['kind']}), "
+        f"artifact {model['artifact_hash']} at {model['artifact_location']}",
+        f"trained by     run {run['id']}, {run['started_at']} to {run['ended_at']}, "
+        f"code {run['code_version'] or 'unknown'}",
+        f"               params {run['params']}",
+        f"from data      {data['name']} {data['content_hash']}: {data['n_events']} events, {data['n_users']} users, "
+        f"{data['n_items']} items, from {data['source']}",
+    ]
+    if run["carbon_method"]:
+        lines.append(f"carbon         {run['energy_kwh']} kWh, {run['emissions_kg']} kg CO2eq ({run['carbon_method']})")
+    for audit in chain["audit_runs"] or [None]:
+        if audit is None:
+            lines.append("audits         none")
+            continue
+        lines.append(
+            f"audit          {audit['policy_pack']}@{audit['policy_version']} ({audit['policy_hash']}): "
+            f"{audit['verdict']} at {audit['ended_at']}"
+        )
+    stages = " -> ".join(f"{d['stage']} ({d['changed_at']})" for d in chain["deployments"]) or "never deployed"
+    lines.append(f"deployments    {stages}")
+    lines.append("trail events   " + ", ".join(f"{e['seq']} {e['action']}" for e in chain["trail"]))
+    for line in lines:
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
+
+
+def lineage(
+    model_version: Annotated[str, typer.Argument(help="The model version id.")],
+    database_url: DatabaseUrl = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Show a model version's chain from data to deployments."""
+    from audits import lineage_of, open_store
+
+    with store_errors():
+        store = open_store(database_url)
+        try:
+            with store.session() as session:
+                chain = lineage_of(session, model_version)
+        finally:
+            store.close()
+    if json_output:
+        emit_json(chain)
+    else:
+        _print_lineage(chain)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``db``, ``trail`` and ``lineage`` to ``app``."""
+    app.add_typer(db_app, name="db")
+    app.add_typer(trail_app, name="trail")
+    app.command("lineage")(lineage)

@@ -1,0 +1,90 @@
+"""Fixtures of the store tests: every store test runs on SQLite and on PostgreSQL.
+
+PostgreSQL comes from ``RECGOV_TEST_POSTGRES_URL`` (default
+``postgresql+psycopg://postgres@127.0.0.1:5432/test``). Each test gets a fresh
+schema of its own (``search_path`` set through the URL's ``options``), dropped
+afterwards. An unreachable server skips the PostgreSQL half, except under
+``CI=true``, where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from audits import Store, open_store
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(autouse=True)
+def recgov_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private RECGOV_HOME per test; no store setting leaks in from the environment."""
+    home = tmp_path / "recgov-home"
+    monkeypatch.setenv("RECGOV_HOME", str(home))
+    for name in ("RECGOV_DATABASE_URL", "RECGOV_SIGNING_KEY_PATH", "RECGOV_INSTALLATION_KEY", "RECGOV_ACTOR"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    """The test server's URL, after checking it answers."""
+    url = os.environ.get("RECGOV_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
+    engine = create_engine(url, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    except DBAPIError as err:
+        where = make_url(url).render_as_string(hide_password=True)
+        reason = f"PostgreSQL at {where} is unreachable: {str(err.orig).splitlines()[0]}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    finally:
+        engine.dispose()
+    return url
+
+
+def _postgres_schema_url(admin_url: str) -> Iterator[str]:
+    schema = f"recgov_test_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield (
+            make_url(admin_url)
+            .update_query_dict({"options": f"-csearch_path={schema}"})
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SET lock_timeout = '20s'")
+            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    yield from _postgres_schema_url(request.getfixturevalue("postgres_admin_url"))
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    """An open store at head on ``db_url``."""
+    opened = open_store(db_url)
+    try:
+        yield opened
+    finally:
+        opened.close()

@@ -1,0 +1,130 @@
+"""Migrations: empty -> head -> base and back on both engines; models and migrations never drift."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+from typer.testing import CliRunner
+
+from audits import open_store
+from audits.db import create_store_engine
+from audits.migrate import current_revision, downgrade, head_revision, known_revisions, upgrade
+from audits.models import Base
+from governance.cli import app
+from recommender.errors import ConfigError
+
+TRAIL_TABLES = {"trail_events", "trail_head", "trail_checkpoints", "signing_keys", "subject_secrets", "store_meta"}
+LINEAGE_TABLES = {"dataset_versions", "training_runs", "model_versions", "audit_runs", "deployments"}
+
+
+def _tables(engine) -> set[str]:
+    return set(inspect(engine).get_table_names()) - {"alembic_version"}
+
+
+def _triggers(engine) -> set[str]:
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            query = (
+                "SELECT tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                "WHERE NOT t.tgisinternal AND c.relnamespace = current_schema()::regnamespace"
+            )
+        else:
+            query = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+        return set(connection.execute(text(query)).scalars())
+
+
+def test_upgrade_from_empty_to_head_then_down_to_base_and_up_again(db_url: str) -> None:
+    engine = create_store_engine(db_url)
+    try:
+        assert current_revision(engine) is None and _tables(engine) == set()
+        upgrade(engine)
+        assert current_revision(engine) == head_revision() == known_revisions()[-1]
+        assert _tables(engine) == TRAIL_TABLES | LINEAGE_TABLES
+        assert len(_triggers(engine)) >= 8
+        downgrade(engine, "0001")
+        assert _tables(engine) == TRAIL_TABLES
+        downgrade(engine, "base")
+        assert current_revision(engine) is None
+        assert _tables(engine) == set() and _triggers(engine) == set()
+        upgrade(engine)
+        assert _tables(engine) == TRAIL_TABLES | LINEAGE_TABLES
+    finally:
+        engine.dispose()
+
+
+def test_models_and_migrations_do_not_drift(db_url: str) -> None:
+    store = open_store(db_url)  # upgrades to head on first use
+    try:
+        with store.engine.connect() as connection:
+            context = MigrationContext.configure(
+                connection, opts={"compare_type": True, "compare_server_default": True}
+            )
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        store.close()
+
+
+def test_open_store_refuses_a_database_from_a_newer_recgov(db_url: str) -> None:
+    open_store(db_url).close()
+    engine = create_store_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    with pytest.raises(ConfigError, match="is at schema revision '9999', which this version of recgov does not know"):
+        open_store(db_url)
+
+
+def test_db_commands(db_url: str) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["db", "current", "--database-url", db_url, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["current"] is None
+    result = runner.invoke(app, ["db", "upgrade", "--database-url", db_url])
+    assert result.exit_code == 0, result.output
+    assert f"is now at revision {head_revision()} (head)" in result.stdout
+    result = runner.invoke(app, ["db", "downgrade", "0001", "--database-url", db_url, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) | {"database": None} == {
+        "database": None,
+        "current": "0001",
+        "head": head_revision(),
+        "up_to_date": False,
+    }
+    result = runner.invoke(app, ["db", "downgrade", "nonsense", "--database-url", db_url])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: unknown or unreachable revision 'nonsense'")
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_db_commands_on_an_unreachable_database_fail_in_one_line() -> None:
+    result = CliRunner().invoke(
+        app, ["db", "upgrade", "--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2"]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        "error: cannot connect to the database postgresql+psycopg://nobody@127.0.0.1:1/none"
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_unsupported_url_is_a_usage_error() -> None:
+    result = CliRunner().invoke(app, ["trail", "verify", "--database-url", "mysql://x@y/z"])
+    assert result.exit_code == 2
+    assert "unsupported database 'mysql'" in result.stderr
+
+
+def test_the_default_store_is_an_sqlite_file_under_recgov_home(recgov_home) -> None:
+    store = open_store()
+    try:
+        assert store.dialect == "sqlite"
+        assert store.url == f"sqlite:///{recgov_home / 'recgov.db'}"
+        with store.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        store.close()
+    assert (recgov_home / "recgov.db").exists()
