@@ -50,8 +50,10 @@ __all__ = [
     "TrainingRun",
     "ModelVersion",
     "AuditRun",
+    "AuditResult",
     "Deployment",
     "DEPLOYMENT_STAGES",
+    "RESULT_STATUSES",
     "AUDIT_VERDICTS",
     "UtcDateTime",
 ]
@@ -69,6 +71,9 @@ DEPLOYMENT_STAGES = ("shadow", "canary", "production", "retired")
 
 AUDIT_VERDICTS = ("pass", "fail", "error", "shadow")
 """The verdicts an audit run can end with (``shadow``: evaluated and reported, never blocking)."""
+
+RESULT_STATUSES = ("pass", "warn", "fail", "error", "skipped")
+"""The statuses a rule's result can have."""
 
 # A sequence number: BIGINT on PostgreSQL; on SQLite an INTEGER primary key is the rowid.
 SeqType = BigInteger().with_variant(Integer(), "sqlite")
@@ -265,6 +270,40 @@ class AuditRun(Base):
     ended_at: Mapped[datetime] = mapped_column(UtcDateTime)
     summary: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
     trail_seq: Mapped[int | None] = mapped_column(ForeignKey("trail_events.seq"))
+
+
+class AuditResult(Base):
+    """The result of one rule in one audit, stamped with what produced it.
+
+    Each row repeats the pack (name, version, content hash), the model version and
+    the dataset version, so that a result read on its own still says exactly
+    which policy judged which model on which data.
+    """
+
+    __tablename__ = "audit_results"
+    __table_args__ = (
+        CheckConstraint("status IN ('pass', 'warn', 'fail', 'error', 'skipped')", name="status"),
+        CheckConstraint("severity IN ('block', 'warn')", name="severity"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    audit_run_id: Mapped[int] = mapped_column(ForeignKey("audit_runs.id"), index=True)
+    rule_id: Mapped[str] = mapped_column(String(64))
+    section: Mapped[str] = mapped_column(String(40))
+    check_name: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(10))
+    message: Mapped[str] = mapped_column(Text)
+    value: Mapped[Any | None] = mapped_column(JsonType)
+    threshold: Mapped[Any | None] = mapped_column(JsonType)
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    legal_reference: Mapped[str | None] = mapped_column(String(500))
+    pack_name: Mapped[str] = mapped_column(String(200))
+    pack_version: Mapped[str] = mapped_column(String(100))
+    pack_hash: Mapped[str] = mapped_column(String(128))
+    model_version_id: Mapped[str | None] = mapped_column(ForeignKey("model_versions.version_id"))
+    dataset_hash: Mapped[str | None] = mapped_column(String(128))
+    pack_line: Mapped[int | None] = mapped_column(Integer)
 
 
 class Deployment(Base):

@@ -161,22 +161,44 @@ def _decide_and_record(
     loaded: LoadedPack, dataset: Dataset, facts: AuditFacts, model_version: str | None, dataset_version: str,
     store: Any, out_dir: Path, shadow: bool, actor: str | None, started: datetime, started_clock: float,
 ) -> AuditOutcome:  # fmt: skip
-    from audits.results import record_audit
+    from audits import record_dataset_version
+    from audits.results import record_audit_results
+    from governance.training import dataset_schema
 
     report = evaluate(loaded, facts, model_version=model_version, dataset_version=dataset_version, shadow=shadow)
     decision = decide(report, loaded.pack.gate)
     ended = datetime.now(timezone.utc)
+    ev = dataset.events
+    validation = facts.validation.model_dump() if facts.validation else None
     with store.session() as session:
-        audit_id = record_audit(
+        data_row = record_dataset_version(
             session,
-            report=report,
-            verdict="shadow" if shadow else ("pass" if decision.passed else "fail"),
-            reasons=decision.reasons,
-            dataset=dataset,
-            started_at=started,
-            ended_at=ended,
+            content_hash=dataset_version,
+            name=dataset.name,
+            source=dataset.source,
+            n_events=int(len(ev)),
+            n_users=int(ev["user_id"].nunique()),
+            n_items=int(ev["item_id"].nunique()),
+            schema=dataset_schema(dataset),
+            validation=validation,
             actor=actor,
         )
+        run = record_audit_results(
+            session,
+            pack=report.pack,
+            pack_version=report.pack_version,
+            pack_hash=report.pack_hash,
+            model_version=model_version,
+            dataset_version=data_row,
+            dataset_hash=dataset_version,
+            verdict="shadow" if shadow else ("pass" if decision.passed else "fail"),
+            results=[r.model_dump(mode="json") for r in report.results],
+            started_at=started,
+            ended_at=ended,
+            summary={"counts": report.counts(), "reasons": decision.reasons, "enforced": decision.enforced},
+            actor=actor,
+        )
+        audit_id = run.id
     doc = document(report, decision, audit_id=str(audit_id))
     outputs = write_outputs(doc, out_dir)
     return AuditOutcome(report, decision, audit_id, doc, outputs, facts, time.perf_counter() - started_clock)

@@ -19,6 +19,7 @@ from recommender.errors import ConfigError
 
 TRAIL_TABLES = {"trail_events", "trail_head", "trail_checkpoints", "signing_keys", "subject_secrets", "store_meta"}
 LINEAGE_TABLES = {"dataset_versions", "training_runs", "model_versions", "audit_runs", "deployments"}
+AUDIT_TABLES = {"audit_results"}
 
 
 def _tables(engine) -> set[str]:
@@ -43,15 +44,17 @@ def test_upgrade_from_empty_to_head_then_down_to_base_and_up_again(db_url: str) 
         assert current_revision(engine) is None and _tables(engine) == set()
         upgrade(engine)
         assert current_revision(engine) == head_revision() == known_revisions()[-1]
-        assert _tables(engine) == TRAIL_TABLES | LINEAGE_TABLES
+        assert _tables(engine) == TRAIL_TABLES | LINEAGE_TABLES | AUDIT_TABLES
         assert len(_triggers(engine)) >= 8
+        downgrade(engine, "0002")
+        assert _tables(engine) == TRAIL_TABLES | LINEAGE_TABLES
         downgrade(engine, "0001")
         assert _tables(engine) == TRAIL_TABLES
         downgrade(engine, "base")
         assert current_revision(engine) is None
         assert _tables(engine) == set() and _triggers(engine) == set()
         upgrade(engine)
-        assert _tables(engine) == TRAIL_TABLES | LINEAGE_TABLES
+        assert _tables(engine) == TRAIL_TABLES | LINEAGE_TABLES | AUDIT_TABLES
     finally:
         engine.dispose()
 

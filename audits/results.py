@@ -1,0 +1,89 @@
+"""Recording an audit: the run, every rule's result with its evidence, and the trail event.
+
+This module takes plain data (it knows nothing of the policy engine's types):
+the caller passes the pack stamp, the results as dicts and the verdict. The
+trail event of the audit carries a SHA-256 over the canonical JSON of every
+result, so a result row changed later no longer matches the trail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from audits.canonical import canonical_json
+from audits.lineage import record_audit_run
+from audits.models import AuditResult, AuditRun
+
+__all__ = ["record_audit_results", "results_digest"]
+
+RESULT_FIELDS = ("rule_id", "section", "check", "severity", "status", "message", "value", "threshold", "evidence", "legal_reference", "line")
+
+
+def results_digest(results: list[dict[str, Any]]) -> str:
+    """SHA-256 over the canonical JSON of the results (in order), domain separated."""
+    plain = [{k: r.get(k) for k in RESULT_FIELDS} for r in results]
+    return hashlib.sha256(b"recgov.audit-results.v1\x00" + canonical_json(plain)).hexdigest()
+
+
+def record_audit_results(
+    session: Session,
+    *,
+    pack: str,
+    pack_version: str,
+    pack_hash: str,
+    model_version: str | None,
+    dataset_version: Any,
+    dataset_hash: str | None,
+    verdict: str,
+    results: list[dict[str, Any]],
+    started_at: datetime,
+    ended_at: datetime,
+    summary: dict[str, Any] | None = None,
+    actor: str | None = None,
+) -> AuditRun:
+    """Record the audit run (with its trail event) and one row per result.
+
+    ``results`` are JSON-ready dicts with the keys of :data:`RESULT_FIELDS`.
+    """
+    digest = results_digest(results)
+    run = record_audit_run(
+        session,
+        policy_pack=pack,
+        policy_version=pack_version,
+        policy_hash=pack_hash,
+        verdict=verdict,
+        started_at=started_at,
+        ended_at=ended_at,
+        model_version=model_version,
+        dataset_version=dataset_version,
+        summary={**(summary or {}), "n_results": len(results), "results_sha256": digest},
+        actor=actor,
+    )
+    session.add_all(
+        AuditResult(
+            audit_run_id=run.id,
+            rule_id=r["rule_id"],
+            section=r["section"],
+            check_name=r["check"],
+            severity=r["severity"],
+            status=r["status"],
+            message=r["message"],
+            value=r.get("value"),
+            threshold=r.get("threshold"),
+            evidence=r.get("evidence") or {},
+            legal_reference=r.get("legal_reference"),
+            pack_name=pack,
+            pack_version=pack_version,
+            pack_hash=pack_hash,
+            model_version_id=model_version,
+            dataset_hash=dataset_hash,
+            pack_line=r.get("line"),
+        )
+        for r in results
+    )
+    session.flush()
+    return run
