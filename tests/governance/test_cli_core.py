@@ -16,14 +16,6 @@ runner = CliRunner()
 SMALL = "synthetic:n_users=300,n_items=200,n_interactions=12000,seed=2"
 
 
-@pytest.fixture(autouse=True)
-def recgov_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    monkeypatch.setenv("RECGOV_HOME", str(home))
-    monkeypatch.delenv("RECGOV_DATABASE_URL", raising=False)
-    return home
-
-
 @pytest.fixture(scope="module")
 def ml_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny directory in the MovieLens-100K layout, written by the project itself."""

@@ -1,4 +1,4 @@
-"""Fixtures of the store tests: every store test runs on SQLite and on PostgreSQL.
+"""Shared fixtures: a private RECGOV_HOME per test, and databases on SQLite and PostgreSQL.
 
 PostgreSQL comes from ``RECGOV_TEST_POSTGRES_URL`` (default
 ``postgresql+psycopg://postgres@127.0.0.1:5432/test``). Each test gets a fresh
