@@ -56,7 +56,7 @@ def measure(country_iso_code: str, *, enabled: bool = True) -> Iterator[CarbonMe
 
     tracker = OfflineEmissionsTracker(
         country_iso_code=country_iso_code,
-        save_to_file=False,
+        output_methods=[],
         log_level="error",
         measure_power_secs=1,
         tracking_mode="process",
