@@ -1,0 +1,475 @@
+"""What every re-ranker reads and returns, and the base class they share.
+
+A re-ranker works per user on a model's candidate list: ``items (n_users, c)``
+best first, ``-1`` padding at the end. Every re-ranker is a *step*: it returns a
+new order of the candidate positions in which its first ``k`` places are its
+choice and the rest follow in the order it received them, so the next step of a
+:class:`~governance.rerank.pipeline.Pipeline` still sees every candidate.
+
+Provenance ("moves"). A step chooses greedily, place by place. The *default*
+choice at a place is the best remaining candidate in the order the step received
+(the previous step's order, or the model's). When a step puts any other item
+there, that item was *promoted* by the step: it gets the step's :class:`Reason`
+code and the step's index. An item the step left in its relative order keeps
+the reason and step it already had. So the final ``moves`` say, for every place,
+which step put that item above items that were ranked before it, and why.
+
+Relevance. Steps that trade relevance against something else (MMR, calibration,
+popularity de-biasing, Plackett-Luce exploration) read it from the candidates'
+working ``scores``, min-max scaled to ``[0, 1]`` within each list (so a trade-off
+weight means the same for every model). Popularity de-biasing writes its
+re-weighted scores back as the working scores; the other steps keep each item's
+score. A step that weighs relevance placed *after* a step that only reorders
+(FA*IR, exposure cap, epsilon exploration) may therefore undo that order: put
+constraint steps last. ``Reranked.constraints_met`` is evaluated on the final
+lists, so such a pipeline shows up there.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, replace
+from enum import IntEnum
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from recommender.errors import ConfigError, DataError
+
+__all__ = [
+    "Reason",
+    "Candidates",
+    "Reranked",
+    "RerankConfig",
+    "Reranker",
+    "BAD_K",
+    "MISSING_INPUT",
+]
+
+BAD_K = "The 'k' parameter of {func} must be an int in the range [1, inf). Got {got!r} instead."
+MISSING_INPUT = (
+    "re-ranker {name!r} needs '{field}' in the Candidates, but none was given; "
+    "pass {field}= when building the Candidates."
+)
+BAD_SHAPE = "Candidates: '{field}' must have shape {expected}. Got {got} instead."
+BAD_PADDING = "Candidates: row {row} has a candidate after a -1 pad; padding (-1) must come only at the end of a list."
+BAD_ITEM = "Candidates: row {row} holds item index {item}, outside the catalog of {n_items} items (0..{last}, -1 pads)."
+DUPLICATE_ITEM = "Candidates: row {row} lists item {item} more than once; candidates must be distinct."
+BAD_SCORE = "Candidates: row {row} has a non-finite score at position {pos} for item {item}; scores must be finite."
+BAD_VALUES = "Candidates: '{field}' {problem}."
+
+
+class Reason(IntEnum):
+    """Why an item sits where it is (``Reranked.moves``)."""
+
+    model = 0
+    """Model order: no step promoted the item."""
+    diversity = 1
+    """Promoted for diversity (MMR)."""
+    provider_fairness = 2
+    """From an under-exposed or protected provider (FA*IR)."""
+    calibration = 3
+    """Promoted to calibrate the list's categories to the user's history."""
+    popularity_debias = 4
+    """Promoted by long-tail / popularity de-biasing."""
+    exposure_cap = 5
+    """Replacement for an item whose group reached its exposure cap."""
+    exploration = 6
+    """Placed by controlled randomness (exploration)."""
+
+
+def _as_2d(name: str, value: Any, dtype: Any) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.ndim != 2:
+        raise DataError(BAD_SHAPE.format(field=name, expected="(n_users, n_candidates)", got=arr.shape))
+    return arr.astype(dtype, copy=False)
+
+
+@dataclass(frozen=True, eq=False)
+class Candidates:
+    """A batch of candidate lists and the side data the re-rankers read.
+
+    Attributes
+    ----------
+    items:
+        ``(n_users, c)`` int64 candidate item indices (catalog columns), best
+        first; ``-1`` pads a short list, only at the end.
+    scores:
+        ``(n_users, c)`` float32 model scores (anything where padded).
+    item_group:
+        ``(n_items,)`` int provider-group code of every catalog item; ``1`` is
+        the protected group by default, ``-1`` an unknown group (never counted
+        as protected, never capped).
+    item_popularity:
+        ``(n_items,)`` non-negative popularity (e.g. training users per item).
+    item_categories:
+        ``(n_items, n_categories)`` sparse indicator of item categories
+        (see :func:`recommender.metrics.item_category_matrix`).
+    user_category_dist:
+        ``(n_users, n_categories)`` each user's category distribution in their
+        history (calibration's target ``p``; see
+        :func:`governance.rerank.calibration.history_category_distribution`).
+        Rows are normalized to sum 1; an all-zero row means no history.
+    seeds:
+        ``(n_users,)`` int per-user seed of the randomness: the same seed gives
+        the same list, whatever else is in the batch. Without seeds the row
+        number is used, which is reproducible for the same batch only.
+    model_scores:
+        Internal: the model's scores while ``scores`` holds a step's adjusted
+        scores (``None``: same as ``scores``).
+    reasons, moved_by:
+        Internal: the :class:`Reason` and step index carried from earlier steps.
+    """
+
+    items: np.ndarray
+    scores: np.ndarray
+    item_group: np.ndarray | None = None
+    item_popularity: np.ndarray | None = None
+    item_categories: sp.csr_matrix | None = None
+    user_category_dist: np.ndarray | None = None
+    seeds: np.ndarray | None = None
+    model_scores: np.ndarray | None = field(default=None, repr=False)
+    reasons: np.ndarray | None = field(default=None, repr=False)
+    moved_by: np.ndarray | None = field(default=None, repr=False)
+    row_offset: int = field(default=0, repr=False)
+
+    def __post_init__(self) -> None:
+        raw = np.asarray(self.items)
+        if raw.size and not np.issubdtype(raw.dtype, np.integer):
+            raise DataError(
+                BAD_VALUES.format(
+                    field="items", problem=f"must hold integer item indices. Got dtype {raw.dtype} instead"
+                )
+            )
+        items = _as_2d("items", raw, np.int64)
+        scores = _as_2d("scores", self.scores, np.float32)
+        if scores.shape != items.shape:
+            raise DataError(BAD_SHAPE.format(field="scores", expected=items.shape, got=scores.shape))
+        object.__setattr__(self, "items", items)
+        object.__setattr__(self, "scores", scores)
+        if self.item_categories is not None and not isinstance(self.item_categories, sp.csr_matrix):
+            if not sp.issparse(self.item_categories):
+                raise DataError(BAD_VALUES.format(field="item_categories", problem="must be a scipy sparse matrix"))
+            object.__setattr__(self, "item_categories", sp.csr_matrix(self.item_categories))
+        if self.user_category_dist is not None and sp.issparse(self.user_category_dist):
+            object.__setattr__(self, "user_category_dist", self.user_category_dist.toarray())
+
+    # -- sizes -------------------------------------------------------------------------
+    @property
+    def n_users(self) -> int:
+        return self.items.shape[0]
+
+    @property
+    def width(self) -> int:
+        """``c``, the number of candidate columns."""
+        return self.items.shape[1]
+
+    @property
+    def valid(self) -> np.ndarray:
+        """``(n_users, c)`` True where a candidate is present."""
+        return self.items >= 0
+
+    @property
+    def n_items(self) -> int:
+        """The catalog size, from the side arrays (or the largest item index + 1)."""
+        for arr in (self.item_group, self.item_popularity, self.item_categories):
+            if arr is not None:
+                return int(arr.shape[0])
+        return int(self.items.max()) + 1 if self.items.size else 0
+
+    @classmethod
+    def from_batch(cls, batch: Any, **side: Any) -> Candidates:
+        """Candidates from a :class:`recommender.base.RecommendationBatch` (its indices and scores)."""
+        return cls(items=batch.item_indices, scores=batch.scores, **side)
+
+    # -- checks ----------------------------------------------------------------------------
+    def validate(self) -> Candidates:
+        """Check the content (padding at the end, catalog range, distinct items, finite scores).
+
+        Returns a copy with side arrays converted to their working dtypes; raises
+        :class:`~recommender.errors.DataError` naming the first bad row.
+        """
+        items, n_users = self.items, self.n_users
+        valid = items >= 0
+        n_items = self.n_items
+        if items.size and int(items.min()) < -1:
+            row = int(np.argmax((items < -1).any(axis=1)))
+            raise DataError(BAD_ITEM.format(row=row, item=int(items[items < -1][0]), n_items=n_items, last=n_items - 1))
+        if items.size and int(items.max()) >= n_items:
+            row = int(np.argmax((items >= n_items).any(axis=1)))
+            raise DataError(BAD_ITEM.format(row=row, item=int(items[row].max()), n_items=n_items, last=n_items - 1))
+        late = valid[:, 1:] & ~valid[:, :-1]
+        if late.any():
+            raise DataError(BAD_PADDING.format(row=int(np.argmax(late.any(axis=1)))))
+        if items.shape[1] > 1:
+            ordered = np.sort(items, axis=1)
+            dup = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
+            if dup.any():
+                row = int(np.argmax(dup.any(axis=1)))
+                raise DataError(DUPLICATE_ITEM.format(row=row, item=int(ordered[row, 1:][dup[row]][0])))
+        bad_score = valid & ~np.isfinite(self.scores)
+        if bad_score.any():
+            row = int(np.argmax(bad_score.any(axis=1)))
+            pos = int(np.argmax(bad_score[row]))
+            raise DataError(BAD_SCORE.format(row=row, pos=pos, item=int(items[row, pos])))
+        out: dict[str, Any] = {}
+        if self.item_group is not None:
+            group = np.asarray(self.item_group)
+            if group.shape != (n_items,) or not np.issubdtype(group.dtype, np.integer):
+                raise DataError(
+                    BAD_SHAPE.format(
+                        field="item_group", expected=f"({n_items},) of int", got=f"{group.shape} of {group.dtype}"
+                    )
+                )
+            if group.size and int(group.min()) < -1:
+                raise DataError(
+                    BAD_VALUES.format(field="item_group", problem="holds codes below -1 (-1 = unknown group)")
+                )
+            out["item_group"] = group.astype(np.int64, copy=False)
+        if self.item_popularity is not None:
+            pop = np.asarray(self.item_popularity, dtype=np.float64)
+            if pop.shape != (n_items,):
+                raise DataError(BAD_SHAPE.format(field="item_popularity", expected=(n_items,), got=pop.shape))
+            if not np.isfinite(pop).all() or (pop < 0).any():
+                raise DataError(BAD_VALUES.format(field="item_popularity", problem="must be finite and non-negative"))
+            out["item_popularity"] = pop
+        if self.item_categories is not None and self.item_categories.shape[0] != n_items:
+            raise DataError(
+                BAD_SHAPE.format(
+                    field="item_categories", expected=f"({n_items}, n_categories)", got=self.item_categories.shape
+                )
+            )
+        if self.user_category_dist is not None:
+            dist = np.asarray(self.user_category_dist, dtype=np.float64)
+            n_cat = self.item_categories.shape[1] if self.item_categories is not None else dist.shape[-1]
+            if dist.shape != (n_users, n_cat):
+                raise DataError(BAD_SHAPE.format(field="user_category_dist", expected=(n_users, n_cat), got=dist.shape))
+            if not np.isfinite(dist).all() or (dist < 0).any():
+                raise DataError(
+                    BAD_VALUES.format(field="user_category_dist", problem="must be finite and non-negative")
+                )
+            total = dist.sum(axis=1, keepdims=True)
+            out["user_category_dist"] = np.divide(dist, total, out=np.zeros_like(dist), where=total > 0)
+        if self.seeds is not None:
+            seeds = np.asarray(self.seeds)
+            if seeds.shape != (n_users,) or not np.issubdtype(seeds.dtype, np.integer):
+                raise DataError(
+                    BAD_SHAPE.format(
+                        field="seeds", expected=f"({n_users},) of int", got=f"{seeds.shape} of {seeds.dtype}"
+                    )
+                )
+            out["seeds"] = seeds.astype(np.int64, copy=False)
+        return replace(self, **out)
+
+    # -- internal ------------------------------------------------------------------------
+    def rows(self, start: int, stop: int) -> Candidates:
+        """The users ``start:stop`` (per-user arrays sliced, catalog arrays shared)."""
+
+        def cut(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[start:stop]
+
+        return replace(
+            self,
+            items=self.items[start:stop],
+            scores=self.scores[start:stop],
+            user_category_dist=cut(self.user_category_dist),
+            seeds=cut(self.seeds),
+            model_scores=cut(self.model_scores),
+            reasons=cut(self.reasons),
+            moved_by=cut(self.moved_by),
+            row_offset=self.row_offset + start,
+        )
+
+    def user_seeds(self) -> np.ndarray:
+        """``(n_users,)`` uint64 seeds: the given ones, else the row numbers."""
+        if self.seeds is not None:
+            return self.seeds.astype(np.uint64)
+        return np.arange(self.row_offset, self.row_offset + self.n_users, dtype=np.uint64)
+
+
+@dataclass(frozen=True, eq=False)
+class Reranked:
+    """Re-ranked lists, with what moved and which constraints hold.
+
+    Attributes
+    ----------
+    items:
+        ``(n_users, k)`` int64 item indices, best first, ``-1`` padding at the end.
+    scores:
+        ``(n_users, k)`` float32 the *model's* score of each placed item (NaN
+        where padded); after re-ranking they need not be sorted.
+    moves:
+        ``(n_users, k)`` int8 :class:`Reason` code of each place (0 = model order).
+    moved_by:
+        ``(n_users, k)`` int8 index into ``steps`` of the step that promoted the
+        item to its place; ``-1`` for model order and for padding.
+    steps:
+        The labels of the pipeline's steps, in order (a name, suffixed ``_2``,
+        ``_3`` when a step is repeated).
+    constraints_met:
+        Step label -> ``(n_users,)`` bool, for the steps that state a
+        constraint (FA*IR's ranked group fairness test, the exposure cap),
+        evaluated on the final lists.
+    """
+
+    items: np.ndarray
+    scores: np.ndarray
+    moves: np.ndarray
+    moved_by: np.ndarray
+    steps: tuple[str, ...]
+    constraints_met: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return self.items.shape[0]
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready counts: places per reason, and per constraint the share of lists meeting it."""
+        filled = self.items >= 0
+        codes = np.bincount(self.moves[filled].astype(np.int64), minlength=len(Reason))
+        return {
+            "n_users": int(self.items.shape[0]),
+            "k": int(self.items.shape[1]),
+            "steps": list(self.steps),
+            "places_by_reason": {r.name: int(codes[r]) for r in Reason},
+            "constraints_met_share": {
+                name: (float(met.mean()) if met.size else float("nan")) for name, met in self.constraints_met.items()
+            },
+        }
+
+
+class RerankConfig(BaseModel):
+    """Base of every re-ranker's config: unknown keys rejected, field docstrings documented."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+
+# -- helpers the steps share ------------------------------------------------------------
+def relevance(scores: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Scores min-max scaled to ``[0, 1]`` within each list (1 where a list's scores are all equal).
+
+    Padding gets 0; callers mask it out of every choice.
+    """
+    s = scores.astype(np.float64)
+    lo = np.where(valid, s, np.inf).min(axis=1, keepdims=True)
+    hi = np.where(valid, s, -np.inf).max(axis=1, keepdims=True)
+    span = hi - lo
+    with np.errstate(invalid="ignore"):
+        rel = np.where(span > 0, (s - lo) / np.where(span > 0, span, 1.0), 1.0)
+    return np.where(valid, rel, 0.0)
+
+
+def complete_order(chosen: np.ndarray, available: np.ndarray) -> np.ndarray:
+    """A full order of candidate positions: the ``chosen`` first, then the rest in input order.
+
+    ``chosen`` is ``(n, j)`` positions (``-1`` where nothing could be chosen, only
+    at the end of a row); ``available`` is ``(n, c)`` True for valid positions not
+    chosen. Returns ``(n, c)`` positions with ``-1`` padding at the end.
+    """
+    c = available.shape[1]
+    j = chosen.shape[1]
+    if j >= c:
+        return chosen[:, :c]
+    # a row that chose fewer than j places ran out of candidates, so its rest is all padding
+    rest = np.argsort(~available, axis=1, kind="stable")[:, : c - j]
+    rest = np.where(np.take_along_axis(available, rest, axis=1), rest, -1)
+    return np.concatenate([chosen, rest], axis=1)
+
+
+def promoted(order: np.ndarray) -> np.ndarray:
+    """``(n, c)`` True where the step put an item before one ranked above it in its input.
+
+    ``order`` holds input positions (``-1`` padding). The item at place ``j`` was
+    the step's default choice iff its input position is the smallest among the
+    places ``j`` onwards (``order`` covers every candidate).
+    """
+    big = np.iinfo(np.int64).max
+    pos = np.where(order >= 0, order, big)
+    suffix_min = np.minimum.accumulate(pos[:, ::-1], axis=1)[:, ::-1]
+    return (order >= 0) & (pos > suffix_min)
+
+
+def identity_order(cands: Candidates) -> np.ndarray:
+    """The input order unchanged (what a step with neutral parameters returns)."""
+    positions = np.broadcast_to(np.arange(cands.width, dtype=np.int64), cands.items.shape)
+    return np.where(cands.valid, positions, -1)
+
+
+TIE_TOLERANCE = 1e-12
+"""Gains this close to a list's best count as ties, won by the candidate ranked higher in the input."""
+
+
+def best_of(gain: np.ndarray) -> np.ndarray:
+    """Per row, the first index whose gain is within :data:`TIE_TOLERANCE` of the row's best.
+
+    Rounding differences between equal objectives then never decide a place:
+    the input order does.
+    """
+    top = gain.max(axis=1, keepdims=True)
+    return np.argmax(gain >= top - TIE_TOLERANCE, axis=1)
+
+
+def first_true(mask: np.ndarray) -> np.ndarray:
+    """Per row, the index of the first True (``-1`` when none)."""
+    idx = np.argmax(mask, axis=1)
+    return np.where(mask[np.arange(mask.shape[0]), idx], idx, -1)
+
+
+def check_k(k: Any, func: str) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ConfigError(BAD_K.format(func=func, got=k))
+    return int(k)
+
+
+class Reranker(ABC):
+    """Base class of the re-rankers (each one a pipeline step).
+
+    Subclasses set ``name`` (stable snake_case, never reused), ``Config``,
+    ``reason`` and ``needs`` (the Candidates fields they read), and implement
+    :meth:`order`; a step that states a constraint implements :meth:`check`.
+    Calling a re-ranker runs it as a one-step pipeline.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type[RerankConfig]]
+    reason: ClassVar[Reason]
+    needs: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: RerankConfig | None = None, **params: Any) -> None:
+        if config is None:
+            try:
+                config = self.Config(**params)
+            except ValidationError as err:
+                raise ConfigError(f"invalid parameters for re-ranker {self.name!r}: {err}") from err
+        elif params:
+            raise ConfigError(f"give {type(self).__name__} either a config or keyword parameters, not both")
+        elif not isinstance(config, self.Config):
+            raise ConfigError(
+                f"{type(self).__name__} needs a {self.Config.__name__}. Got {type(config).__name__} instead."
+            )
+        self.config = config
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config!r})"
+
+    @abstractmethod
+    def order(self, cands: Candidates, k: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Re-rank ``cands``: ``(order, new_scores)``.
+
+        ``order`` is ``(n, c)`` input positions covering every valid candidate,
+        ``-1`` padding at the end: the step's ``k`` choices first; a greedy step
+        leaves the others in input order, a re-scoring step sorts them too. With
+        neutral parameters a step returns its input order unchanged.
+        ``new_scores`` is ``(n, c)`` per *input* position, or ``None`` to keep them.
+        """
+
+    def check(self, items: np.ndarray, cands: Candidates) -> np.ndarray | None:
+        """Per user, whether the final ``items`` meet this step's constraint (``None``: states none)."""
+        return None
+
+    def __call__(self, candidates: Candidates, k: int) -> Reranked:
+        """Re-rank with this step alone."""
+        from governance.rerank.pipeline import Pipeline
+
+        return Pipeline([self])(candidates, k)
