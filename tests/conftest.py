@@ -81,6 +81,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL schema only, for what SQLite cannot express."""
+    yield from _postgres_schema_url(postgres_admin_url)
+
+
+@pytest.fixture
 def store(db_url: str) -> Iterator[Store]:
     """An open store at head on ``db_url``."""
     opened = open_store(db_url)

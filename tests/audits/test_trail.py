@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from audits import NewEvent, Store, append_event, append_many, read_head, verify_trail
+from audits import NewEvent, Store, append_event, append_many, open_store, read_head, verify_trail
 from audits.models import TrailEvent
 from audits.trail import GENESIS_HASH, NOT_A_PSEUDONYM, TIME_FORMAT, event_hash, event_message
 from recommender.errors import DataError
@@ -115,11 +115,15 @@ def test_the_database_refuses_to_change_history(store: Store, statement: str) ->
     assert _verify(store).intact
 
 
-def test_truncate_is_refused_on_postgresql(store: Store) -> None:
-    if store.dialect != "postgresql":
-        pytest.skip("SQLite has no TRUNCATE")
-    with pytest.raises(DBAPIError, match="append-only"), store.engine.begin() as connection:
-        connection.execute(text("TRUNCATE trail_events CASCADE"))
+@pytest.mark.postgres
+def test_truncate_is_refused_on_postgresql(postgres_url: str) -> None:
+    """SQLite has no TRUNCATE; PostgreSQL's bypasses DELETE triggers unless a TRUNCATE trigger refuses it."""
+    store = open_store(postgres_url)
+    try:
+        with pytest.raises(DBAPIError, match="append-only"), store.engine.begin() as connection:
+            connection.execute(text("TRUNCATE trail_events CASCADE"))
+    finally:
+        store.close()
 
 
 def test_appends_refuse_a_head_that_does_not_match_the_last_event(store: Store) -> None:
