@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Iterator
 
 import numpy as np
 import scipy.sparse as sp
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from recommender.base import Recommender
 from recommender.data import InteractionMatrix
@@ -35,6 +35,9 @@ __all__ = ["ALSRecommender", "blas_single_thread", "library_versions", "model_ve
 FORMAT = "recgov.als.v1"
 
 
+_CONTROLLER: ThreadpoolController | None = None
+
+
 @contextmanager
 def blas_single_thread() -> Iterator[None]:
     """Limit BLAS to one thread while ``implicit`` runs its own thread pool.
@@ -42,8 +45,13 @@ def blas_single_thread() -> Iterator[None]:
     ``implicit`` parallelizes over users itself; a multi-threaded BLAS under it
     oversubscribes the cores (implicit measured up to 10x slowdowns) and makes
     it warn. threadpoolctl limits the pool for the block and restores it after.
+    The controller is built once: building it scans the loaded libraries, which
+    costs milliseconds, too much for a request path.
     """
-    with threadpool_limits(limits=1, user_api="blas"):
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    with _CONTROLLER.limit(limits=1, user_api="blas"):
         yield
 
 

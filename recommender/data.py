@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -225,13 +226,21 @@ class InteractionMatrix:
         """Number of stored (user, item) pairs."""
         return int(self.matrix.nnz)
 
+    @cached_property
+    def _user_lookup(self) -> pd.Index:
+        return pd.Index(np.asarray(self.user_ids, dtype=object).astype(str))
+
+    @cached_property
+    def _item_lookup(self) -> pd.Index:
+        return pd.Index(np.asarray(self.item_ids, dtype=object).astype(str))
+
     def user_index(self, user_ids: object) -> np.ndarray:
         """Row indices of ``user_ids``; -1 where a user is unknown."""
-        return _lookup(self.user_ids, user_ids)
+        return _lookup(self._user_lookup, user_ids)
 
     def item_index(self, item_ids: object) -> np.ndarray:
         """Column indices of ``item_ids``; -1 where an item is unknown."""
-        return _lookup(self.item_ids, item_ids)
+        return _lookup(self._item_lookup, item_ids)
 
     def content_hash(self) -> str:
         """A SHA-256 over the ids and the matrix content.
@@ -252,7 +261,6 @@ class InteractionMatrix:
         return h.hexdigest()
 
 
-def _lookup(universe: np.ndarray, ids: object) -> np.ndarray:
+def _lookup(index: pd.Index, ids: object) -> np.ndarray:
     values = np.atleast_1d(np.asarray(ids, dtype=object)).astype(str)
-    index = pd.Index(np.asarray(universe, dtype=object).astype(str))
     return np.asarray(index.get_indexer(values), dtype=np.int64)
