@@ -74,14 +74,14 @@ def analyse(
                     add(base, f"rule {rule.id!r} groups by {attr!r}, which is forbidden for every use; list it under minimization.audit_only_attributes to let audits read it")
             for field, value, low, high in check.threshold_bounds(rule.params):
                 path = f"{base}.{field}"
-                kind = field.split(".")[0]
-                if kind in ("min", "min_ratio") and value > high:
+                lower_bound = field.split(".")[0].startswith("min")
+                if lower_bound and value > high:
                     add(path, f"rule {rule.id!r} can never pass: {field} {value} is above the highest possible value {high}")
-                elif kind in ("min", "min_ratio") and value <= low:
+                elif lower_bound and value <= low:
                     add(path, f"rule {rule.id!r} can never fail: {field} {value} is at or below the lowest possible value {low}", "warning")
-                elif kind != "min" and value < low:
+                elif not lower_bound and value < low:
                     add(path, f"rule {rule.id!r} can never pass: {field} {value} is below the lowest possible value {low}")
-                elif kind != "min" and value >= high:
+                elif not lower_bound and value >= high:
                     add(path, f"rule {rule.id!r} can never fail: {field} {value} is at or above the highest possible value {high}", "warning")
 
     # Attributes the dataset does not have.

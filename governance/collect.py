@@ -102,7 +102,7 @@ def collect_facts(
     q = pack.quality
     needs = {n for _, rule in pack.rules() for n in _needs(rule.check)}
     run = None
-    if evaluation is None and "evaluation" in needs:
+    if evaluation is None and needs & {"evaluation", "fairness", "privacy"}:
         run = run_evaluation(
             dataset,
             split_config=SplitConfig(kind=q.split, test_fraction=q.test_fraction, random_state=random_state),
@@ -121,6 +121,14 @@ def collect_facts(
     drift = None
     if baseline is not None:
         drift = DriftFacts(baseline=baseline.name, features=drift_statistics(baseline.events, dataset.events))
+    fairness = None
+    if "fairness" in needs and run is not None:
+        from governance.collect_fairness import fairness_facts
+
+        mats = run.matrices
+        fairness = fairness_facts(
+            dataset, run, pack, train=mats.train if mats else None, test=mats.test if mats else None, random_state=random_state
+        )
     privacy = None
     if "privacy" in needs and run is not None:
         privacy = privacy_facts(pack, dataset, run, random_state=random_state)
@@ -144,6 +152,7 @@ def collect_facts(
         minimization=minimization,
         carbon=carbon,
         privacy=privacy,
+        fairness=fairness,
     )
     return facts, run
 

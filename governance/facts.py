@@ -99,6 +99,165 @@ class PrivacyFacts(_Facts):
     predicting the attribute from the model's user factors."""
 
 
+Interval = tuple[float | None, float | None]
+"""A bootstrap confidence interval ``[low, high]`` (None where undefined)."""
+
+
+class GroupFigure(_Facts):
+    """A figure of one group, with its bootstrap confidence interval."""
+
+    n: int
+    """Users in the group."""
+    value: float | None
+    ci: Interval | None = None
+
+
+class GroupGap(_Facts):
+    """The gap between two user groups on one metric; ``higher`` has the larger value."""
+
+    higher: str
+    lower: str
+    difference: float | None
+    """``value(higher) - value(lower)``."""
+    difference_ci: Interval | None = None
+    ratio: float | None
+    """``value(lower) / value(higher)`` (None when both are 0)."""
+    ratio_ci: Interval | None = None
+
+
+class GroupMetricFacts(_Facts):
+    """One per-user metric across the groups of one audit attribute (fairlearn MetricFrame)."""
+
+    overall: float | None = None
+    groups: dict[str, GroupFigure] = Field(default_factory=dict)
+    difference: float | None = None
+    """``max - min`` over all groups."""
+    difference_ci: Interval | None = None
+    ratio: float | None = None
+    """``min / max`` over all groups."""
+    ratio_ci: Interval | None = None
+    pairs: list[GroupGap] = Field(default_factory=list)
+    """Every pair of groups (a rule judges the pairs of groups large enough)."""
+
+
+class ParityFacts(_Facts):
+    """Disparate impact and statistical parity difference against one privileged group (aif360)."""
+
+    disparate_impact: float | None = None
+    """``P(hit | every other group) / P(hit | privileged)``."""
+    disparate_impact_ci: Interval | None = None
+    statistical_parity_difference: float | None = None
+    """``P(hit | every other group) - P(hit | privileged)``."""
+    statistical_parity_difference_ci: Interval | None = None
+    groups: dict[str, "ParityFacts"] = Field(default_factory=dict)
+    """The same figures for each other group alone (their own ``groups`` stay empty)."""
+
+
+class OutcomeFacts(_Facts):
+    """The binary outcome "a relevant item in the top k" across the groups of one audit attribute."""
+
+    positive_rate: dict[str, GroupFigure] = Field(default_factory=dict)
+    parity: dict[str, ParityFacts] = Field(default_factory=dict)
+    """Privileged group -> parity of the other groups against it."""
+
+
+class ProviderGroupFacts(_Facts):
+    """Exposure of one provider group under one attention model."""
+
+    n_items: int
+    item_share: float | None = None
+    exposure_share: float | None = None
+    """Mean over users of the share of their attention on the group's items."""
+    exposure_share_ci: Interval | None = None
+    relevance_share: float | None = None
+    """Mean over users of the share of their test positives among the group's items."""
+    relevance_share_ci: Interval | None = None
+    exposure_ratio: float | None = None
+    """``exposure_share / relevance_share``: 1 is exposure in proportion to relevance."""
+    exposure_ratio_ci: Interval | None = None
+    coverage: float | None = None
+    """Share of the group's items shown to at least one user."""
+    gini: float | None = None
+    """Gini of item exposure within the group."""
+
+
+class ExposureFacts(_Facts):
+    """Item exposure under one attention model."""
+
+    gini: float | None = None
+    """Gini of item exposure over the catalog."""
+    coverage: float | None = None
+    groups: dict[str, ProviderGroupFacts] = Field(default_factory=dict)
+    """Provider group -> figures (empty without a provider attribute)."""
+
+
+class StratumFacts(_Facts):
+    """Recall on the test positives of one popularity stratum (pooled over users)."""
+
+    n_items: int
+    n_positives: int
+    n_hits: int
+    recall: float | None = None
+    recall_ci: Interval | None = None
+
+
+class PopularityFacts(_Facts):
+    """Popularity bias of the audited model's lists."""
+
+    arp: float | None = None
+    """Average recommendation popularity (training users per listed item)."""
+    profile_popularity: float | None = None
+    """The same over the users' own training positives."""
+    catalog_popularity: float | None = None
+    """Mean training popularity of a catalog item."""
+    arp_ratio: float | None = None
+    """``arp / profile_popularity``."""
+    arp_ratio_ci: Interval | None = None
+    arp_catalog_ratio: float | None = None
+    """``arp / catalog_popularity``."""
+    long_tail_share: float | None = None
+    long_tail_share_ci: Interval | None = None
+    profile_long_tail_share: float | None = None
+    strata: dict[str, StratumFacts] = Field(default_factory=dict)
+    """``head``, ``mid``, ``tail`` -> recall on their test positives."""
+    recall_gap: float | None = None
+    """``max - min`` stratified recall."""
+    recall_gap_ci: Interval | None = None
+
+
+class CalibrationFacts(_Facts):
+    """Steck's miscalibration of the lists against the users' histories, over item categories."""
+
+    mean_kl: float | None = None
+    mean_kl_ci: Interval | None = None
+    alpha: float = 0.01
+    n_users: int = 0
+
+
+class FairnessFacts(_Facts):
+    """The fairness audit of the audited model's ranked lists (:mod:`governance.collect_fairness`)."""
+
+    model: str = ""
+    k: int = 10
+    n_users: int = 0
+    """Evaluated users (those with a test positive)."""
+    confidence: float = 0.95
+    n_boot: int = 1000
+    relevance: str = "test_positives"
+    """What "relevance" means in disparate exposure: each user's held-out test positives."""
+    consumer: dict[str, dict[str, GroupMetricFacts]] = Field(default_factory=dict)
+    """Audit attribute -> metric (``ndcg``, ``recall``, ``hit_rate``) -> figures by group."""
+    outcomes: dict[str, OutcomeFacts] = Field(default_factory=dict)
+    """Audit attribute -> the hit outcome by group, disparate impact and parity."""
+    provider_attribute: str | None = None
+    exposure: dict[str, ExposureFacts] = Field(default_factory=dict)
+    """Attention model (``log``, ``uniform``, ``geometric(0.8)``) -> exposure figures."""
+    popularity: PopularityFacts | None = None
+    calibration: CalibrationFacts | None = None
+    unavailable: dict[str, str] = Field(default_factory=dict)
+    """What could not be computed (an attribute, ``provider``, ``calibration``) -> why."""
+
+
 class AuditFacts(_Facts):
     """Everything an audit knows; each group is optional."""
 
@@ -109,4 +268,5 @@ class AuditFacts(_Facts):
     drift: DriftFacts | None = None
     minimization: MinimizationFacts | None = None
     carbon: CarbonFacts | None = None
+    fairness: FairnessFacts | None = None
     privacy: PrivacyFacts | None = None

@@ -7,7 +7,7 @@ back to where it stands in the file.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -145,7 +145,7 @@ def locate(positions: dict[str, tuple[int, int]], loc: Iterable[Any], tags: Iter
     return path, None
 
 
-def friendly(error: Any, known_tags: Iterable[str] = ()) -> str:
+def friendly(error: Any, known_tags: Iterable[str] | Mapping[str, Iterable[str]] = ()) -> str:
     """A pydantic error as a sentence saying what was expected (and what was found)."""
     kind = error["type"]
     got = error.get("input")
@@ -153,10 +153,15 @@ def friendly(error: Any, known_tags: Iterable[str] = ()) -> str:
         return "unknown key; check the spelling against the schema (recgov policy schema)"
     if kind == "missing":
         return "required key is missing"
-    if kind == "union_tag_invalid":
-        return f"unknown check {error['ctx'].get('tag')!r}; the registered checks are: {', '.join(sorted(known_tags))}"
-    if kind == "union_tag_not_found":
-        return "a rule needs a 'check' naming a registered check"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        ctx = error.get("ctx", {})
+        field = str(ctx.get("discriminator", "'check'")).strip("'")
+        what = {"check": ("check", "a rule"), "name": ("re-ranker", "a re-ranking step")}.get(field, (field, "an entry"))
+        names = known_tags.get(field, ()) if isinstance(known_tags, Mapping) else known_tags
+        expected = ", ".join(sorted(names)) or str(ctx.get("expected_tags", ""))
+        if kind == "union_tag_not_found":
+            return f"{what[1]} needs a '{field}' naming a registered {what[0]} ({expected})"
+        return f"unknown {what[0]} {ctx.get('tag')!r}; the registered {what[0]}s are: {expected}"
     message = str(error["msg"]).removeprefix("Value error, ")
     if got is not None and not isinstance(got, (dict, list)):
         message += f" (got {got!r})"
@@ -164,15 +169,24 @@ def friendly(error: Any, known_tags: Iterable[str] = ()) -> str:
 
 
 def validate_located(
-    model: type[BaseModel], data: dict[str, Any], positions: dict[str, tuple[int, int]], source: str, tags: Iterable[str] = ()
+    model: type[BaseModel],
+    data: dict[str, Any],
+    positions: dict[str, tuple[int, int]],
+    source: str,
+    tags: Mapping[str, Iterable[str]] | None = None,
 ) -> Any:
-    """Validate ``data`` against ``model``; raise :class:`PolicyError` with every error located."""
-    tags = list(tags)
+    """Validate ``data`` against ``model``; raise :class:`PolicyError` with every error located.
+
+    ``tags`` maps each discriminator field (``check``, ``name``) to its valid
+    values, for the messages and to drop pydantic's union tags from paths.
+    """
+    tags = {field: list(names) for field, names in (tags or {}).items()}
+    all_tags = [t for names in tags.values() for t in names]
     try:
         return model.model_validate(data)
     except ValidationError as err:
         issues = []
         for e in err.errors():
-            path, pos = locate(positions, e["loc"], tags)
+            path, pos = locate(positions, e["loc"], all_tags)
             issues.append(PackIssue(source, pos[0] if pos else None, pos[1] if pos else None, path, friendly(e, tags)))
         raise PolicyError(issues) from err

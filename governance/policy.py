@@ -31,6 +31,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 import governance.checks  # noqa: F401  (registers every check)
 from governance.located import PackIssue, PolicyError, load_yaml, validate_located
 from governance.registry import Check, registered_checks
+from governance.rerank import registered_rerankers
 from recommender.errors import ConfigError
 
 __all__ = [
@@ -76,6 +77,16 @@ def _rule_model(check: type[Check]) -> type[RuleBase]:
         params=(check.Config, Field(default_factory=dict, validate_default=True, description=f"Parameters of {check.name!r}.")),
     )
     return model
+
+
+def _step_model(name: str, reranker: Any) -> type[BaseModel]:
+    return create_model(
+        f"{''.join(p.title() for p in name.split('_'))}Step",
+        __base__=_Strict,
+        __doc__=(reranker.__doc__ or "").strip().split("\n")[0],
+        name=(Literal[name], Field(description=f"The registered re-ranker {name!r}.")),
+        params=(reranker.Config, Field(default_factory=dict, validate_default=True, description=f"Parameters of {name!r}.")),
+    )
 
 
 _CHECKS = registered_checks()
@@ -157,15 +168,28 @@ class FairnessSection(_Section):
     """User attributes the fairness audit groups by (they never reach a model)."""
     provider_attribute: str | None = None
     """Item metadata column holding the provider group."""
+    protected_provider_group: str = "independent"
+    """The provider group the provider-side rules and re-rankers protect (e.g. independents against majors)."""
+
+
+_RERANKERS = registered_rerankers()
+RerankStep = Annotated[Union[tuple(_step_model(n, r) for n, r in _RERANKERS.items())], Field(discriminator="name")]  # type: ignore[valid-type]
 
 
 class RerankingSection(_Section):
-    """Post-processing of ranked lists."""
+    """Post-processing of ranked lists, in the order given (DSA Art. 35(1)(d))."""
 
     rules: _section_rules("reranking") = Field(default_factory=list)  # type: ignore[valid-type]
     """The rules of this concern."""
 
     enabled: bool = False
+    """Apply the steps to every served list and to the audited lists."""
+    candidates: int = Field(100, ge=1, le=10_000)
+    """How many of the model's best items the steps choose from."""
+    steps: list[RerankStep] = Field(default_factory=list)  # type: ignore[valid-type]
+    """Re-rankers by registered name with their params: fair_star, mmr, calibration,
+    popularity_debias, exposure_cap, exploration. Constraint steps (fair_star,
+    exposure_cap) belong last: later relevance-weighing steps can undo them."""
 
 
 class ExplanationsSection(_Section):
@@ -327,7 +351,7 @@ def parse_pack(text: str, source: str = "<string>", *, dataset_columns: list[str
     from governance.analysis import analyse
 
     data, positions = load_yaml(text, source, "a YAML policy pack starting with 'apiVersion: recgov/v1'")
-    pack = validate_located(PolicyPack, data, positions, source, tags=_CHECKS)
+    pack = validate_located(PolicyPack, data, positions, source, tags={"check": _CHECKS, "name": _RERANKERS})
     issues = analyse(pack, positions, source, dataset_columns=dataset_columns)
     if any(i.severity == "error" for i in issues):
         raise PolicyError(issues)

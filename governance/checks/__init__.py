@@ -3,6 +3,6 @@
 Importing this package registers every check; later concerns only add modules.
 """
 
-from governance.checks import carbon, data, minimization, privacy, quality
+from governance.checks import carbon, data, fairness, minimization, privacy, quality
 
-__all__ = ["carbon", "data", "minimization", "privacy", "quality"]
+__all__ = ["carbon", "data", "fairness", "minimization", "privacy", "quality"]

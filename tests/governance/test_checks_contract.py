@@ -28,6 +28,12 @@ EXAMPLE_PARAMS: dict[str, dict] = {
     "data_drift": {},
     "input_allowlist": {},
     "carbon_budget": {"max_energy_kwh": 1.0},
+    "consumer_gap": {"attribute": "gender", "max_difference": 0.05},
+    "disparate_impact": {"attribute": "gender", "privileged": "M"},
+    "provider_exposure": {"max_ratio": 1.25},
+    "exposure_gini": {"max": 0.9},
+    "popularity_bias": {"max_arp_ratio": 2.0},
+    "calibration": {"max_kl": 1.0},
 }
 
 CHECKS = registered_checks()

@@ -1,0 +1,622 @@
+"""Fairness checks over ranked lists: user groups, providers, popularity and calibration.
+
+Each check reads :class:`~governance.facts.FairnessFacts` (computed by
+:mod:`governance.collect_fairness`) and judges one figure against its bound.
+Every figure comes with a bootstrap confidence interval; a rule chooses how a
+gap is judged:
+
+``judge: point``
+    the point estimate must be within the bound (strict: noise can fail it);
+``judge: ci``
+    the rule fails only when the whole confidence interval lies beyond the
+    bound, i.e. the data show the violation beyond sampling noise (lenient: a
+    small group cannot fail it on noise alone, nor be shown to pass).
+
+Either way the evidence holds the point value, its interval and the group sizes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from governance.checks._base import CheckConfig, skipped, verdict
+from governance.facts import AuditFacts, ExposureFacts, FairnessFacts, GroupGap, GroupMetricFacts
+from governance.registry import Check, CheckResult, register
+
+__all__ = ["ConsumerGap", "DisparateImpact", "ProviderExposure", "ExposureGini", "PopularityBias", "Calibration"]
+
+NO_FAIRNESS = (
+    "no fairness audit in the audit facts (audit with a dataset and a fairness section, or give fairness facts)"
+)
+NOT_AUDITED = (
+    "attribute {attribute!r} is not in the fairness facts (audited: {known}); list it in fairness.audit_attributes"
+)
+TOO_FEW_GROUPS = "{what} by {attribute!r} has fewer than two groups with {size}+ users ({groups})"
+NO_ATTENTION = "the fairness facts hold exposure under {known} only, not {key!r}"
+NO_PROVIDERS = "the fairness facts have no provider groups ({why})"
+ATTRIBUTE = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+CALIBRATION_ALPHA = 0.01
+"""The smoothing of the calibration facts (``recommender.fairness.CALIBRATION_ALPHA``, kept here so that
+loading a pack does not import the numeric stack); the mean KL is at most ``log(1 / alpha)``."""
+
+Judge = Literal["point", "ci"]
+Attention = Literal["log", "geometric", "uniform"]
+
+
+# -- shared helpers --------------------------------------------------------------------------
+def _f(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _ci_text(ci: Any, digits: int = 4) -> str:
+    return "n/a" if ci is None else f"[{_f(ci[0], digits)}, {_f(ci[1], digits)}]"
+
+
+def _ends(value: float, ci: Any) -> tuple[float, float]:
+    """The interval's ends; a missing end (or interval) falls back to the point value."""
+    low = ci[0] if ci is not None and ci[0] is not None else value
+    high = ci[1] if ci is not None and ci[1] is not None else value
+    return low, high
+
+
+def above(value: float | None, ci: Any, bound: float | None, judge: str) -> bool:
+    """Is ``value`` above ``bound``? With ``ci``: is the whole interval above it? (No value or bound: no.)"""
+    if value is None or bound is None:
+        return False
+    return (_ends(value, ci)[0] if judge == "ci" else value) > bound
+
+
+def below(value: float | None, ci: Any, bound: float | None, judge: str) -> bool:
+    """Is ``value`` below ``bound``? With ``ci``: is the whole interval below it? (No value or bound: no.)"""
+    if value is None or bound is None:
+        return False
+    return (_ends(value, ci)[1] if judge == "ci" else value) < bound
+
+
+def _judged_on(judge: str, confidence: float) -> str:
+    return "the point estimate" if judge == "point" else f"the whole {confidence:.0%} CI"
+
+
+def _required(*parts: tuple[str, float | None]) -> str:
+    return " and ".join(f"{text} {bound:g}" for text, bound in parts if bound is not None)
+
+
+def _threshold(required: str, *bounds: float | None) -> float | str:
+    """The bound as a number when the rule has one, else the readable conjunction."""
+    present = [b for b in bounds if b is not None]
+    return float(present[0]) if len(present) == 1 else required
+
+
+def _fairness(facts: AuditFacts) -> FairnessFacts | None:
+    return facts.fairness
+
+
+def _pairs(figures: GroupMetricFacts, eligible: set[str]) -> list[GroupGap]:
+    """The gaps between every two eligible groups: the stored ones (with their intervals), and for a
+    pair the facts do not hold (facts written by hand) the gap of the point values, without an interval."""
+    stored = {frozenset((p.higher, p.lower)): p for p in figures.pairs if p.difference is not None}
+    out = []
+    for a, b in itertools.combinations(sorted(eligible), 2):
+        found = stored.get(frozenset((a, b)))
+        if found is None:
+            va, vb = figures.groups[a].value or 0.0, figures.groups[b].value or 0.0
+            (hi, vh), (lo, vl) = sorted(((a, va), (b, vb)), key=lambda t: -t[1])
+            found = GroupGap(higher=hi, lower=lo, difference=vh - vl, ratio=vl / vh if vh > 0 else None)
+        out.append(found)
+    return out
+
+
+class _GroupConfig(CheckConfig):
+    attribute: str = Field(pattern=ATTRIBUTE)
+    """The user attribute that groups users (one of fairness.audit_attributes)."""
+    judge: Judge = "point"
+    """``point``: the point estimate must respect the bound; ``ci``: fail only when the whole
+    confidence interval lies beyond it."""
+    min_group_size: int = Field(30, ge=2)
+    """Groups with fewer evaluated users are left out of the judgement (still reported)."""
+
+
+# -- consumer side ---------------------------------------------------------------------------
+@register
+class ConsumerGap(Check):
+    """Users of every group get lists of similar quality."""
+
+    name: ClassVar[str] = "consumer_gap"
+    section: ClassVar[str] = "fairness"
+    needs: ClassVar[tuple[str, ...]] = ("fairness",)
+    summary: ClassVar[str] = (
+        "Per-user NDCG, recall or hit rate at k by group of an audit attribute: the largest gap between two groups is "
+        "at most `max_difference` and the smallest ratio at least `min_ratio`."
+    )
+
+    class Config(_GroupConfig):
+        metric: Literal["ndcg", "recall", "hit_rate"] = "ndcg"
+        """The per-user metric at the pack's k compared across groups."""
+        max_difference: float | None = Field(None, ge=0, le=1)
+        """Largest acceptable ``value(better group) - value(worse group)`` over every pair of groups."""
+        min_ratio: float | None = Field(None, ge=0, le=1)
+        """Smallest acceptable ``value(worse group) / value(better group)`` over every pair of groups."""
+
+        @model_validator(mode="after")
+        def _one_bound(self) -> "ConsumerGap.Config":
+            if self.max_difference is None and self.min_ratio is None:
+                raise ValueError("give at least one of max_difference and min_ratio")
+            return self
+
+    def evaluate(self, config: Config, facts: AuditFacts, section: Any) -> CheckResult:
+        fair = _fairness(facts)
+        if fair is None:
+            return skipped(NO_FAIRNESS)
+        by_metric = fair.consumer.get(config.attribute)
+        if by_metric is None:
+            return skipped(NOT_AUDITED.format(attribute=config.attribute, known=", ".join(fair.consumer) or "none"))
+        figures = by_metric.get(config.metric)
+        if figures is None:
+            return skipped(f"metric {config.metric!r} is not in the fairness facts for {config.attribute!r}")
+        eligible = {g for g, v in figures.groups.items() if v.n >= config.min_group_size and v.value is not None}
+        if len(eligible) < 2:
+            sizes = ", ".join(f"{g}: {v.n}" for g, v in figures.groups.items()) or "none"
+            return skipped(
+                TOO_FEW_GROUPS.format(
+                    what=config.metric, attribute=config.attribute, size=config.min_group_size, groups=sizes
+                )
+            )
+        pairs = _pairs(figures, eligible)
+        widest = max(pairs, key=lambda p: p.difference or 0.0)
+        ratios = [p for p in pairs if p.ratio is not None]
+        narrowest = min(ratios, key=lambda p: p.ratio or 0.0) if ratios else None
+        failing = [
+            p
+            for p in pairs
+            if above(p.difference, p.difference_ci, config.max_difference, config.judge)
+            or below(p.ratio, p.ratio_ci, config.min_ratio, config.judge)
+        ]
+        label = f"{config.metric}@{fair.k}"
+        high, low = figures.groups[widest.higher].value, figures.groups[widest.lower].value
+        parts = [
+            (
+                f"largest gap {widest.difference:.4f} ({widest.higher} {high:.4f} vs {widest.lower} {low:.4f}, "
+                f"{fair.confidence:.0%} CI {_ci_text(widest.difference_ci)})"
+            ),
+        ]
+        if narrowest is not None and config.min_ratio is not None:
+            parts.append(
+                f"smallest ratio {narrowest.ratio:.3f} ({narrowest.lower}/{narrowest.higher}, CI {_ci_text(narrowest.ratio_ci, 3)})"
+            )
+        required = _required(("difference <=", config.max_difference), ("ratio >=", config.min_ratio))
+        excluded = sorted(set(figures.groups) - eligible)
+        return verdict(
+            not failing,
+            f"{label} by {config.attribute}: {'; '.join(parts)}; required {required}, judged on {_judged_on(config.judge, fair.confidence)}"
+            + (f" (left out, under {config.min_group_size} users: {', '.join(excluded)})" if excluded else ""),
+            value=widest.difference if config.max_difference is not None else (narrowest.ratio if narrowest else None),
+            threshold=_threshold(required, config.max_difference, config.min_ratio),
+            evidence={
+                "attribute": config.attribute,
+                "metric": config.metric,
+                "k": fair.k,
+                "judge": config.judge,
+                "confidence": fair.confidence,
+                "groups": {g: v.model_dump() for g, v in figures.groups.items()},
+                "excluded_groups": excluded,
+                "largest_gap": widest.model_dump(),
+                "smallest_ratio": narrowest.model_dump() if narrowest else None,
+                "failing_pairs": [p.model_dump() for p in failing],
+            },
+        )
+
+    @classmethod
+    def threshold_bounds(cls, config: Config) -> list[tuple[str, float, float, float]]:
+        out = []
+        if config.max_difference is not None:
+            out.append(("max_difference", float(config.max_difference), 0.0, 1.0))
+        if config.min_ratio is not None:
+            out.append(("min_ratio", float(config.min_ratio), 0.0, 1.0))
+        return out
+
+    @classmethod
+    def attributes(cls, config: Config) -> list[str]:
+        return [config.attribute]
+
+
+@register
+class DisparateImpact(Check):
+    """The chance of a relevant item in the top k is not much lower for any group than for the privileged one."""
+
+    name: ClassVar[str] = "disparate_impact"
+    section: ClassVar[str] = "fairness"
+    needs: ClassVar[tuple[str, ...]] = ("fairness",)
+    summary: ClassVar[str] = (
+        "Disparate impact P(hit@k | group) / P(hit@k | privileged) of every other group (or of all of them pooled) "
+        "is at least `min_ratio` (the four-fifths rule: 0.8)."
+    )
+
+    class Config(_GroupConfig):
+        privileged: str = Field(min_length=1)
+        """The privileged group, the reference of the ratio (a value of the attribute)."""
+        min_ratio: float = Field(0.8, gt=0, le=1)
+        """Smallest acceptable disparate impact (the four-fifths rule: 0.8)."""
+        max_ratio: float | None = Field(None, ge=1)
+        """Largest acceptable disparate impact (e.g. 1.25 to bound favouring the other groups too)."""
+        max_parity_difference: float | None = Field(None, ge=0, le=1)
+        """Largest acceptable |statistical parity difference| (``P(hit | group) - P(hit | privileged)``)."""
+        per_group: bool = True
+        """Judge each other group against the privileged one; false: all other groups pooled."""
+
+    def evaluate(self, config: Config, facts: AuditFacts, section: Any) -> CheckResult:
+        fair = _fairness(facts)
+        if fair is None:
+            return skipped(NO_FAIRNESS)
+        outcome = fair.outcomes.get(config.attribute)
+        if outcome is None:
+            return skipped(NOT_AUDITED.format(attribute=config.attribute, known=", ".join(fair.outcomes) or "none"))
+        rates = outcome.positive_rate
+        parity = outcome.parity.get(config.privileged)
+        if parity is None or config.privileged not in rates:
+            return skipped(
+                f"privileged group {config.privileged!r} is not a group of {config.attribute!r} ({', '.join(rates) or 'none'})"
+            )
+        if rates[config.privileged].n < config.min_group_size:
+            return skipped(
+                f"privileged group {config.privileged!r} has {rates[config.privileged].n} users, under min_group_size {config.min_group_size}"
+            )
+        if config.per_group:
+            judged = {g: p for g, p in parity.groups.items() if g in rates and rates[g].n >= config.min_group_size}
+        else:
+            judged = {"all others": parity}
+        judged = {g: p for g, p in judged.items() if p.disparate_impact is not None}
+        if not judged:
+            return skipped(TOO_FEW_GROUPS.format(what="hit@k", attribute=config.attribute, size=config.min_group_size,
+                                                 groups=", ".join(f"{g}: {v.n}" for g, v in rates.items())))  # fmt: skip
+        failing = []
+        for g, p in judged.items():
+            di, spd = p.disparate_impact, p.statistical_parity_difference
+            bad = below(di, p.disparate_impact_ci, config.min_ratio, config.judge)
+            bad |= above(di, p.disparate_impact_ci, config.max_ratio, config.judge)
+            if config.max_parity_difference is not None and spd is not None:
+                b = config.max_parity_difference
+                bad |= above(spd, p.statistical_parity_difference_ci, b, config.judge) or below(
+                    spd, p.statistical_parity_difference_ci, -b, config.judge
+                )
+            if bad:
+                failing.append(g)
+        worst = min(judged, key=lambda g: judged[g].disparate_impact or 0.0)
+        w = judged[worst]
+        required = _required(
+            ("DI >=", config.min_ratio), ("DI <=", config.max_ratio), ("|SPD| <=", config.max_parity_difference)
+        )
+        excluded = sorted(g for g in rates if g != config.privileged and g not in judged) if config.per_group else []
+        return verdict(
+            not failing,
+            f"hit@{fair.k} by {config.attribute} against {config.privileged} ({rates[config.privileged].value:.4f}): lowest disparate "
+            f"impact {w.disparate_impact:.3f} for {worst} ({fair.confidence:.0%} CI {_ci_text(w.disparate_impact_ci, 3)}), "
+            f"parity difference {_f(w.statistical_parity_difference)}; required {required}, judged on {_judged_on(config.judge, fair.confidence)}"
+            + (f" (left out: {', '.join(excluded)})" if excluded else ""),
+            value=w.disparate_impact,
+            threshold=_threshold(required, config.min_ratio, config.max_ratio, config.max_parity_difference),
+            evidence={
+                "attribute": config.attribute,
+                "privileged": config.privileged,
+                "k": fair.k,
+                "judge": config.judge,
+                "confidence": fair.confidence,
+                "positive_rate": {g: v.model_dump() for g, v in rates.items()},
+                "judged": {g: p.model_dump(exclude={"groups"}) for g, p in judged.items()},
+                "failing": failing,
+                "excluded_groups": excluded,
+            },
+        )
+
+    @classmethod
+    def threshold_bounds(cls, config: Config) -> list[tuple[str, float, float, float]]:
+        out = [("min_ratio", float(config.min_ratio), 0.0, math.inf)]
+        if config.max_ratio is not None:
+            out.append(("max_ratio", float(config.max_ratio), 0.0, math.inf))
+        if config.max_parity_difference is not None:
+            out.append(("max_parity_difference", float(config.max_parity_difference), 0.0, 1.0))
+        return out
+
+    @classmethod
+    def attributes(cls, config: Config) -> list[str]:
+        return [config.attribute]
+
+
+# -- provider side ---------------------------------------------------------------------------
+class _AttentionConfig(CheckConfig):
+    attention: Attention = "log"
+    """How attention falls with rank: ``log`` (1/log2(rank+1)), ``geometric`` (patience^(rank-1)) or ``uniform``."""
+    patience: float = Field(0.8, gt=0, lt=1)
+    """Probability of looking at the next item, for ``geometric`` attention."""
+
+    def key(self) -> str:
+        return f"geometric({self.patience:g})" if self.attention == "geometric" else self.attention
+
+
+def _exposure(fair: FairnessFacts, config: _AttentionConfig) -> tuple[ExposureFacts | None, str]:
+    """The exposure figures under the rule's attention model, or None and why not."""
+    figures = fair.exposure.get(config.key())
+    if figures is None:
+        return None, NO_ATTENTION.format(known=", ".join(fair.exposure) or "no model", key=config.key())
+    return figures, ""
+
+
+@register
+class ProviderExposure(Check):
+    """Provider groups are exposed in proportion to their relevance."""
+
+    name: ClassVar[str] = "provider_exposure"
+    section: ClassVar[str] = "fairness"
+    needs: ClassVar[tuple[str, ...]] = ("fairness",)
+    summary: ClassVar[str] = (
+        "Exposure share / relevance share of a provider group (or of every group) is at least `min_ratio` and at most "
+        "`max_ratio` (disparate exposure, Singh & Joachims 2018), and its exposure share at most `max_share`."
+    )
+
+    class Config(_AttentionConfig):
+        group: str | None = None
+        """The provider group judged (a value of fairness.provider_attribute); default: every group."""
+        min_ratio: float | None = Field(None, gt=0)
+        """Smallest acceptable exposure share / relevance share (under-exposure)."""
+        max_ratio: float | None = Field(None, gt=0)
+        """Largest acceptable exposure share / relevance share (over-exposure)."""
+        max_share: float | None = Field(None, ge=0, le=1)
+        """Largest acceptable share of all attention."""
+        judge: Judge = "point"
+        """``point``: the point estimate must respect the bounds; ``ci``: fail only when the whole
+        confidence interval lies beyond one."""
+
+        @model_validator(mode="after")
+        def _bounds(self) -> "ProviderExposure.Config":
+            if self.min_ratio is None and self.max_ratio is None and self.max_share is None:
+                raise ValueError("give at least one of min_ratio, max_ratio and max_share")
+            if self.min_ratio is not None and self.max_ratio is not None and self.min_ratio > self.max_ratio:
+                raise ValueError(f"min_ratio ({self.min_ratio}) is greater than max_ratio ({self.max_ratio})")
+            return self
+
+    def evaluate(self, config: Config, facts: AuditFacts, section: Any) -> CheckResult:
+        fair = _fairness(facts)
+        if fair is None:
+            return skipped(NO_FAIRNESS)
+        figures, why = _exposure(fair, config)
+        if figures is None:
+            return skipped(why)
+        if not figures.groups:
+            return skipped(NO_PROVIDERS.format(why=fair.unavailable.get("provider", "no provider attribute")))
+        if config.group is not None and config.group not in figures.groups:
+            return skipped(
+                f"provider group {config.group!r} is not in the fairness facts ({', '.join(figures.groups)})"
+            )
+        judged = {
+            g: f
+            for g, f in figures.groups.items()
+            if (config.group is None or g == config.group) and f.exposure_ratio is not None
+        }
+        if not judged:
+            return skipped("no provider group has test positives to measure its relevance share")
+        failing = []
+        for g, f in judged.items():
+            bad = above(f.exposure_ratio, f.exposure_ratio_ci, config.max_ratio, config.judge)
+            bad |= below(f.exposure_ratio, f.exposure_ratio_ci, config.min_ratio, config.judge)
+            bad |= above(f.exposure_share, f.exposure_share_ci, config.max_share, config.judge)
+            if bad:
+                failing.append(g)
+        by_ratio = config.min_ratio is not None or config.max_ratio is not None
+        if config.max_ratio is not None:
+            nearest = max(judged, key=lambda g: judged[g].exposure_ratio or 0.0)
+        elif config.min_ratio is not None:
+            nearest = min(judged, key=lambda g: judged[g].exposure_ratio or 0.0)
+        else:
+            nearest = max(judged, key=lambda g: judged[g].exposure_share or 0.0)
+        shown = failing[0] if failing else nearest  # the first failing group, else the one nearest its bound
+        f = judged[shown]
+        required = _required(
+            ("ratio >=", config.min_ratio), ("ratio <=", config.max_ratio), ("share <=", config.max_share)
+        )
+        return verdict(
+            not failing,
+            f"exposure share / relevance share under {config.key()} attention at k={fair.k}: {shown} {f.exposure_ratio:.3f} "
+            f"(exposure {_f(f.exposure_share)} vs relevance {_f(f.relevance_share)}, {fair.confidence:.0%} CI "
+            f"{_ci_text(f.exposure_ratio_ci, 3)}); required {required}, judged on {_judged_on(config.judge, fair.confidence)}",
+            value=f.exposure_ratio if by_ratio else f.exposure_share,
+            threshold=_threshold(required, config.min_ratio, config.max_ratio, config.max_share),
+            evidence={
+                "provider_attribute": fair.provider_attribute,
+                "attention": config.key(),
+                "relevance": fair.relevance,
+                "k": fair.k,
+                "judge": config.judge,
+                "confidence": fair.confidence,
+                "groups": {g: v.model_dump() for g, v in figures.groups.items()},
+                "failing": failing,
+            },
+        )
+
+    @classmethod
+    def threshold_bounds(cls, config: Config) -> list[tuple[str, float, float, float]]:
+        out = []
+        for name in ("min_ratio", "max_ratio"):
+            if getattr(config, name) is not None:
+                out.append((name, float(getattr(config, name)), 0.0, math.inf))
+        if config.max_share is not None:
+            out.append(("max_share", float(config.max_share), 0.0, 1.0))
+        return out
+
+
+@register
+class ExposureGini(Check):
+    """Exposure is not concentrated on few items."""
+
+    name: ClassVar[str] = "exposure_gini"
+    section: ClassVar[str] = "fairness"
+    needs: ClassVar[tuple[str, ...]] = ("fairness",)
+    summary: ClassVar[str] = (
+        "The Gini coefficient of position-weighted item exposure (over the catalog, or within a provider group) is at most `max`."
+    )
+
+    class Config(_AttentionConfig):
+        max: float = Field(ge=0, le=1)
+        """Largest acceptable Gini coefficient (0: every item equally exposed; near 1: a few items get it all)."""
+        group: str | None = None
+        """Measure within this provider group's items only; default: the whole catalog."""
+
+    def evaluate(self, config: Config, facts: AuditFacts, section: Any) -> CheckResult:
+        fair = _fairness(facts)
+        if fair is None:
+            return skipped(NO_FAIRNESS)
+        figures, why = _exposure(fair, config)
+        if figures is None:
+            return skipped(why)
+        if config.group is None:
+            value, scope = figures.gini, "the catalog"
+        elif config.group in figures.groups:
+            value, scope = figures.groups[config.group].gini, f"provider group {config.group}"
+        else:
+            return skipped(
+                f"provider group {config.group!r} is not in the fairness facts ({', '.join(figures.groups) or 'none'})"
+            )
+        if value is None:
+            return skipped(f"no item of {scope} was shown, so its exposure Gini is undefined")
+        return verdict(
+            value <= config.max,
+            f"exposure Gini over {scope} under {config.key()} attention at k={fair.k} is {value:.4f}; required <= {config.max}",
+            value=value,
+            threshold=float(config.max),
+            evidence={"attention": config.key(), "group": config.group, "k": fair.k, "coverage": figures.coverage,
+                      "gini_by_group": {g: v.gini for g, v in figures.groups.items()}},
+        )  # fmt: skip
+
+    @classmethod
+    def threshold_bounds(cls, config: Config) -> list[tuple[str, float, float, float]]:
+        return [("max", float(config.max), 0.0, 1.0)]
+
+
+@register
+class PopularityBias(Check):
+    """The lists do not lean to popular items much more than the users themselves do."""
+
+    name: ClassVar[str] = "popularity_bias"
+    section: ClassVar[str] = "fairness"
+    needs: ClassVar[tuple[str, ...]] = ("fairness",)
+    summary: ClassVar[str] = (
+        "Average recommendation popularity over the users' own (or the catalog's) mean popularity is at most "
+        "`max_arp_ratio`; the long-tail share of the lists at least `min_long_tail_share`; the recall gap between "
+        "popularity strata (head, mid, tail) at most `max_recall_gap`."
+    )
+
+    class Config(CheckConfig):
+        max_arp_ratio: float | None = Field(None, gt=0)
+        """Largest acceptable ARP / reference popularity (1: as popular as the reference)."""
+        reference: Literal["profile", "catalog"] = "profile"
+        """``profile``: the mean popularity of what the users chose in training (popularity lift + 1);
+        ``catalog``: the mean popularity of a catalog item."""
+        min_long_tail_share: float | None = Field(None, ge=0, le=1)
+        """Smallest acceptable mean share of long-tail items in the lists."""
+        max_recall_gap: float | None = Field(None, ge=0, le=1)
+        """Largest acceptable gap between the best and worst recall over popularity strata."""
+        judge: Judge = "point"
+        """``point``: the point estimate must respect the bounds; ``ci``: fail only when the whole
+        confidence interval lies beyond one (ARP ratio against the catalog has no interval: its point is used)."""
+
+        @model_validator(mode="after")
+        def _one_bound(self) -> "PopularityBias.Config":
+            if self.max_arp_ratio is None and self.min_long_tail_share is None and self.max_recall_gap is None:
+                raise ValueError("give at least one of max_arp_ratio, min_long_tail_share and max_recall_gap")
+            return self
+
+    def evaluate(self, config: Config, facts: AuditFacts, section: Any) -> CheckResult:
+        fair = _fairness(facts)
+        if fair is None:
+            return skipped(NO_FAIRNESS)
+        pop = fair.popularity
+        if pop is None:
+            return skipped("the fairness facts have no popularity figures")
+        ratio, ratio_ci = (
+            (pop.arp_ratio, pop.arp_ratio_ci) if config.reference == "profile" else (pop.arp_catalog_ratio, None)
+        )
+        wanted = [
+            ("ARP ratio", ratio, ratio_ci, config.max_arp_ratio, "max"),
+            ("long-tail share", pop.long_tail_share, pop.long_tail_share_ci, config.min_long_tail_share, "min"),
+            ("recall gap", pop.recall_gap, pop.recall_gap_ci, config.max_recall_gap, "max"),
+        ]
+        parts, failing, first = [], [], None
+        for label, value, ci, bound, kind in wanted:
+            if bound is None:
+                continue
+            if value is None:
+                return skipped(f"the {label} is undefined in the fairness facts")
+            bad = above(value, ci, bound, config.judge) if kind == "max" else below(value, ci, bound, config.judge)
+            parts.append(
+                f"{label} {value:.3f} (CI {_ci_text(ci, 3)}; required {'<=' if kind == 'max' else '>='} {bound:g})"
+            )
+            failing += [label] if bad else []
+            first = value if first is None else first
+        required = _required(
+            ("ARP ratio <=", config.max_arp_ratio),
+            ("long-tail share >=", config.min_long_tail_share),
+            ("recall gap <=", config.max_recall_gap),
+        )
+        return verdict(
+            not failing,
+            f"popularity bias at k={fair.k} ({config.reference} reference): {'; '.join(parts)}, judged on {_judged_on(config.judge, fair.confidence)}",
+            value=first,
+            threshold=_threshold(required, config.max_arp_ratio, config.min_long_tail_share, config.max_recall_gap),
+            evidence={"reference": config.reference, "judge": config.judge, "failing": failing, **pop.model_dump()},
+        )
+
+    @classmethod
+    def threshold_bounds(cls, config: Config) -> list[tuple[str, float, float, float]]:
+        # min_long_tail_share is not listed: static analysis reads only `min` and `min_ratio` as lower bounds.
+        out = []
+        if config.max_arp_ratio is not None:
+            out.append(("max_arp_ratio", float(config.max_arp_ratio), 0.0, math.inf))
+        if config.max_recall_gap is not None:
+            out.append(("max_recall_gap", float(config.max_recall_gap), 0.0, 1.0))
+        return out
+
+
+@register
+class Calibration(Check):
+    """Lists reflect the mix of categories each user chose (Steck 2018)."""
+
+    name: ClassVar[str] = "calibration"
+    section: ClassVar[str] = "fairness"
+    needs: ClassVar[tuple[str, ...]] = ("fairness",)
+    summary: ClassVar[str] = (
+        "The mean over users of KL(p || (1-a) q + a p), p the category mix of the user's history and q that of the "
+        "list (a = 0.01), is at most `max_kl`."
+    )
+
+    class Config(CheckConfig):
+        max_kl: float = Field(gt=0)
+        """Largest acceptable mean KL divergence (0: perfectly calibrated; at most log(1/0.01) = 4.6)."""
+        judge: Judge = "point"
+        """``point``: the mean must be at most ``max_kl``; ``ci``: fail only when the whole confidence
+        interval is above it."""
+
+    def evaluate(self, config: Config, facts: AuditFacts, section: Any) -> CheckResult:
+        fair = _fairness(facts)
+        if fair is None:
+            return skipped(NO_FAIRNESS)
+        cal = fair.calibration
+        if cal is None or cal.mean_kl is None:
+            return skipped(
+                f"the fairness facts have no calibration ({fair.unavailable.get('calibration', 'not computed')})"
+            )
+        return verdict(
+            not above(cal.mean_kl, cal.mean_kl_ci, config.max_kl, config.judge),
+            f"mean miscalibration KL of the top-{fair.k} lists over {cal.n_users} users is {cal.mean_kl:.4f} "
+            f"({fair.confidence:.0%} CI {_ci_text(cal.mean_kl_ci)}); required <= {config.max_kl:g}, judged on "
+            f"{_judged_on(config.judge, fair.confidence)}",
+            value=cal.mean_kl,
+            threshold=float(config.max_kl),
+            evidence={"judge": config.judge, "confidence": fair.confidence, **cal.model_dump()},
+        )
+
+    @classmethod
+    def threshold_bounds(cls, config: Config) -> list[tuple[str, float, float, float]]:
+        return [("max_kl", float(config.max_kl), 0.0, math.log(1.0 / CALIBRATION_ALPHA))]

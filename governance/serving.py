@@ -1,0 +1,302 @@
+"""The governed request path: one function serves one request, in the order the rules require.
+
+1. **Consent and minimization** decide what may be read: a subject who may not be
+   profiled gets the non-profiling ranking (DSA Art. 38: popularity within the
+   request's context) and their history is not read at all.
+2. The **model** proposes candidates (seen items filtered); an unknown user gets
+   the popularity fallback, tagged as such.
+3. **Harmful items** are removed: every item of a blocked category, and every
+   item blocked by an escalation case, never reaches a list.
+4. The pack's **re-rankers** run on the candidates.
+5. **Tags** say why each item is there: the exact ALS decomposition for model
+   items, the re-ranker's reason for moved items, the fallback's reason otherwise.
+6. The **decision record** (decision id, pack revision, model version, the slate
+   with tags, time) goes to the decision sink before the list is returned; if it
+   cannot be written, nothing is served (fail closed).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from governance.consent.state import ConsentRecord, ProfilingDecision, may_profile
+from governance.consent.tcf import decode_tc_string
+from governance.explain import TAG_TEXT, Tag, TagKind, explain_als_list
+from governance.policy import LoadedPack
+from recommender.als import ALSRecommender, blas_single_thread
+from recommender.errors import ConfigError
+
+__all__ = ["ServeRequest", "ServedList", "DecisionSink", "ServingEngine", "REASON_TAGS"]
+
+REASON_TAGS: dict[int, TagKind] = {
+    1: TagKind.diversity,
+    2: TagKind.under_exposed_provider,
+    3: TagKind.calibration,
+    4: TagKind.long_tail,
+    5: TagKind.exposure_cap,
+    6: TagKind.exploration,
+}
+"""Re-ranker reason codes (:class:`governance.rerank.Reason`) -> explanation tags."""
+
+
+class DecisionSink(Protocol):
+    """Where decision records go; ``submit_and_wait`` returns once the record is durable."""
+
+    def submit_and_wait(self, record: dict[str, Any], timeout: float = ...) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ServeRequest:
+    """One request for a list."""
+
+    subject_id: str
+    k: int = 10
+    consent: tuple[ConsentRecord, ...] = ()
+    """The subject's consent records (the caller reads them from the ledger)."""
+    gpc: bool = False
+    """The request carried ``Sec-GPC: 1``."""
+    tcf: str | None = None
+    """An IAB TCF v2.2 TC string sent with the request."""
+    context: Mapping[str, Any] = field(default_factory=dict)
+    """Free context; ``category`` restricts every list to items of that category."""
+
+
+@dataclass(frozen=True)
+class ServedList:
+    """What was served, and why."""
+
+    decision_id: str
+    mode: str
+    """``personalized``, ``fallback`` (unknown user) or ``non_profiling`` (no lawful basis to profile)."""
+    items: list[str]
+    scores: list[float | None]
+    tags: list[list[dict[str, Any]]]
+    pack: dict[str, str]
+    model_version: str | None
+    consent_reason: str
+    decided_at: str
+    blocked_removed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "decision_id": self.decision_id,
+            "mode": self.mode,
+            "items": [
+                {"item_id": item, "score": score, "tags": tags} for item, score, tags in zip(self.items, self.scores, self.tags)
+            ],
+            **self.pack,
+            "model_version": self.model_version,
+            "consent": self.consent_reason,
+            "decided_at": self.decided_at,
+            "blocked_removed": self.blocked_removed,
+        }
+
+
+def _tag(kind: TagKind) -> dict[str, Any]:
+    return Tag(kind, TAG_TEXT[kind]).to_dict()
+
+
+class ServingEngine:
+    """Serves governed lists for one pack and one model version.
+
+    Parameters
+    ----------
+    loaded:
+        The policy pack in force (its revision is stamped on every decision).
+    model:
+        The fitted ALS model.
+    items:
+        Item metadata (``provider_group``, ``categories``, ``flags``), indexed by item id.
+    blocked:
+        Item ids blocked by escalation cases (refresh with :meth:`set_blocked`).
+    sink:
+        The decision log; ``None`` only for dry runs (nothing is recorded, the
+        mode says ``dry_run``).
+    pseudonymize:
+        Maps a raw subject id to its pseudonym for the decision record.
+    vendor_id:
+        The IAB TCF vendor id whose consent a TC string must carry.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedPack,
+        model: ALSRecommender,
+        items: pd.DataFrame | None = None,
+        *,
+        blocked: Iterable[str] = (),
+        sink: DecisionSink | None = None,
+        pseudonymize: Callable[[str], str] | None = None,
+        vendor_id: int | None = None,
+    ) -> None:
+        model.check_fitted("serve")
+        self.loaded = loaded
+        self.model = model
+        self.sink = sink
+        self.pseudonymize = pseudonymize
+        self.vendor_id = vendor_id
+        pack = loaded.pack
+        ids = pd.Index(model.train_.item_ids.astype(str))
+        self._item_ids = np.asarray(ids, dtype=object)
+        self._yty = model.item_factors_.astype(np.float64).T @ model.item_factors_.astype(np.float64)
+        meta = items.reindex(ids) if items is not None and len(items) else pd.DataFrame(index=ids)
+        flags = meta["flags"].fillna("").astype(str) if "flags" in meta else pd.Series("", index=ids)
+        blocked_categories = set(pack.harmful_content.blocked_categories)
+        harmful = flags.map(lambda f: any(part.split(":", 1)[-1] in blocked_categories for part in f.split("|") if part.startswith("harmful:")))
+        self._category_blocked = harmful.to_numpy(dtype=bool)
+        self._categories = meta["categories"].fillna("").astype(str).to_numpy() if "categories" in meta else np.full(len(ids), "", dtype=object)
+        self._popularity_order = np.argsort(-model.popularity_, kind="stable")
+        self._pipeline = None
+        self._candidates = pack.reranking.candidates
+        self._side: dict[str, Any] = {}
+        if pack.reranking.enabled and pack.reranking.steps:
+            from governance.rerank import build_pipeline
+            from recommender.metrics import item_category_matrix
+
+            self._pipeline = build_pipeline([{"name": s.name, "params": s.params.model_dump()} for s in pack.reranking.steps])
+            provider = pack.fairness.provider_attribute or "provider_group"
+            groups = meta[provider].astype("string") if provider in meta else pd.Series(pd.NA, index=ids, dtype="string")
+            protected = pack.fairness.protected_provider_group
+            self._side = {
+                "item_group": np.where(groups.isna().to_numpy(), -1, (groups == protected).fillna(False).to_numpy(dtype=bool).astype(np.int64)),
+                "item_popularity": model.popularity_.astype(np.float64),
+                "item_categories": item_category_matrix(list(self._categories)),
+            }
+        self.set_blocked(blocked)
+
+    def set_blocked(self, item_ids: Iterable[str]) -> None:
+        """Replace the set of items blocked by escalation cases (takes effect at the next request)."""
+        mask = self._category_blocked.copy()
+        idx = pd.Index(self._item_ids).get_indexer(list(map(str, item_ids)))
+        mask[idx[idx >= 0]] = True
+        self._blocked = mask
+        self._blocked_idx = np.flatnonzero(mask)
+
+    # -- the path ---------------------------------------------------------------
+    def decide_consent(self, request: ServeRequest) -> ProfilingDecision:
+        """May this request's subject be profiled for personalization?"""
+        tcf = decode_tc_string(request.tcf) if request.tcf else None
+        if tcf is not None and self.vendor_id is None:
+            raise ConfigError("a TCF string was sent but no TCF vendor id is configured for this service")
+        return may_profile(
+            self.loaded.pack.consent, list(request.consent), purpose="personalization", gpc=request.gpc, tcf=tcf, vendor_id=self.vendor_id
+        )
+
+    def _context_mask(self, context: Mapping[str, Any]) -> np.ndarray | None:
+        category = context.get("category")
+        if not category:
+            return None
+        return np.array([str(category) in c.split("|") for c in self._categories], dtype=bool)
+
+    def _popular(self, k: int, allowed: np.ndarray | None) -> np.ndarray:
+        order = self._popularity_order
+        keep = ~self._blocked[order]
+        if allowed is not None:
+            keep &= allowed[order]
+        return order[keep][:k]
+
+    def serve(self, request: ServeRequest) -> ServedList:
+        """Serve one governed list (see the module docstring for the steps)."""
+        if not isinstance(request.k, int) or request.k < 1:
+            raise ConfigError(f"The 'k' parameter of serve must be an int in the range [1, inf). Got {request.k!r} instead.")
+        decided_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        decision = self.decide_consent(request)
+        allowed = self._context_mask(request.context)
+        k = request.k
+        model = self.model
+        row = int(model.train_.user_index([request.subject_id])[0]) if decision.allowed else -1
+        if not decision.allowed:
+            mode = "non_profiling"
+            items = self._popular(k, allowed)
+            scores = [None] * len(items)
+            tags = [[_tag(TagKind.not_personalized), _tag(TagKind.popular_in_context)] for _ in items]
+        elif row < 0:
+            mode = "fallback"
+            items = self._popular(k, allowed)
+            scores = [None] * len(items)
+            tags = [[_tag(TagKind.popular_in_context)] for _ in items]
+        else:
+            mode = "personalized"
+            items, scores, tags = self._personalized(row, k, allowed)
+        record = {
+            "decision_id": str(uuid.uuid4()),
+            "decided_at": decided_at,
+            "mode": mode,
+            **self.loaded.stamp(),
+            "model_version": model.version_id_,
+            "slate": {"items": [str(self._item_ids[i]) for i in items], "scores": scores, "tags": tags},
+            "context": {"consent": decision.reason[:500], "gpc": request.gpc, **{k_: v for k_, v in request.context.items() if k_ == "category"}},
+        }
+        if self.sink is not None:
+            record["subject"] = self.pseudonymize(request.subject_id) if self.pseudonymize else None
+            self.sink.submit_and_wait(record)
+        return ServedList(
+            decision_id=record["decision_id"],
+            mode=mode,
+            items=record["slate"]["items"],
+            scores=scores,
+            tags=tags,
+            pack=self.loaded.stamp(),
+            model_version=model.version_id_,
+            consent_reason=decision.reason,
+            decided_at=decided_at,
+            blocked_removed=int(self._blocked.sum()),
+        )
+
+    def _personalized(self, row: int, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, list[float | None], list[list[dict[str, Any]]]]:
+        model = self.model
+        matrix = model.train_.matrix
+        history = matrix[row]
+        n_candidates = max(k, self._candidates if self._pipeline is not None else k)
+        filter_items = self._blocked_idx
+        if allowed is not None:
+            filter_items = np.union1d(filter_items, np.flatnonzero(~allowed))
+        with blas_single_thread():
+            ids, scores = model.model_.recommend(
+                row, history, N=min(n_candidates, model.train_.n_items), filter_already_liked_items=True,
+                filter_items=filter_items if len(filter_items) else None,
+            )  # fmt: skip
+        ids = np.asarray(ids, dtype=np.int64)
+        scores = np.asarray(scores, dtype=np.float32)
+        valid = (ids >= 0) & np.isfinite(scores) & (scores > np.finfo(np.float32).min)
+        ids, scores = ids[valid], scores[valid]
+        reasons = np.zeros(len(ids), dtype=np.int8)
+        if self._pipeline is not None and len(ids):
+            from governance.rerank import Candidates
+
+            cands = Candidates(items=ids[None, :], scores=scores[None, :], seeds=np.array([row]), **self._side)
+            out = self._pipeline(cands, k)
+            keep = out.items[0] >= 0
+            ids = out.items[0][keep]
+            scores = out.scores[0][keep]
+            reasons = out.moves[0][keep]
+        else:
+            ids, scores = ids[:k], scores[:k]
+        ex = explain_als_list(model.item_factors_, model.regularization, model.alpha, history.indices, history.data, ids, n=3, yty=self._yty)
+        tags = []
+        for j in range(len(ids)):
+            item_tags = []
+            code = int(reasons[j])
+            if code in REASON_TAGS:
+                item_tags.append(_tag(REASON_TAGS[code]))
+            mask = ex.contributors[j] >= 0
+            because = [str(self._item_ids[i]) for i in ex.contributors[j][mask]]
+            item_tags.append(
+                Tag(
+                    TagKind.because_you_interacted,
+                    TAG_TEXT[TagKind.because_you_interacted].format(items=", ".join(because) or "your history"),
+                    tuple(because),
+                    tuple(float(w) for w in ex.weights[j][mask]),
+                ).to_dict()
+            )
+            tags.append(item_tags)
+        return ids, [round(float(s), 6) for s in scores], tags
+
