@@ -44,7 +44,7 @@ class AuditOutcome:
         return {**self.document.model_dump(mode="json"), "outputs": {k: str(v) for k, v in self.outputs.items()}, "seconds": round(self.seconds, 3)}
 
 
-def _recorded_model(store: Any, model_version: str) -> tuple[dict[str, Any], CarbonFacts | None, str]:
+def recorded_model(store: Any, model_version: str) -> tuple[dict[str, Any], CarbonFacts | None, str]:
     """Parameters, carbon figures and dataset hash of a recorded model version."""
     from audits.models import DatasetVersion, ModelVersion, TrainingRun
 
@@ -86,7 +86,7 @@ def audit_facts(
     if model_version is not None:
         # The audit may use other data than the training run did (a fresh
         # sample); its results carry the hash of the data it used.
-        params, carbon, _ = _recorded_model(store, model_version)
+        params, carbon, _ = recorded_model(store, model_version)
     elif train:
         from governance.training import train_and_record
 

@@ -156,6 +156,34 @@ def checks_command(json_output: JsonOpt = False) -> None:
         print_rows(rows)
 
 
+def disclosure_command(
+    pack: PackArg,
+    model: Annotated[Optional[str], typer.Option("--model", help="A recorded model version whose parameters to describe.")] = None,
+    database_url: Annotated[Optional[str], typer.Option("--database-url", help="The store (for --model).")] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Print the DSA Art. 27 disclosure derived from the pack (and the model) in force."""
+    from governance.disclosure import disclosure, disclosure_markdown
+
+    loaded = load_or_fail(pack, json_output=json_output)
+    params = None
+    if model:
+        from audits import open_store
+        from governance.audit import recorded_model
+
+        with user_errors():
+            store = open_store(database_url)
+            try:
+                params, _, _ = recorded_model(store, model)
+            finally:
+                store.close()
+    doc = disclosure(loaded.pack, params)
+    if json_output:
+        emit_json(doc)
+    else:
+        sys.stdout.write(disclosure_markdown(doc))
+
+
 def register(app: typer.Typer) -> None:
     """Add ``recgov policy ...``."""
     policy_app = typer.Typer(help="Validate, inspect, compare and test policy packs.", no_args_is_help=True)
@@ -165,4 +193,5 @@ def register(app: typer.Typer) -> None:
     policy_app.command("test")(test_command)
     policy_app.command("schema")(schema_command)
     policy_app.command("checks")(checks_command)
+    policy_app.command("disclosure")(disclosure_command)
     app.add_typer(policy_app, name="policy")
