@@ -14,6 +14,7 @@ What this adds to raw ``implicit``:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
@@ -55,14 +56,21 @@ def blas_single_thread() -> Iterator[None]:
         yield
 
 
+@functools.cache
+def _library_versions() -> tuple[tuple[str, str], ...]:
+    return tuple(
+        {
+            "implicit": _pkg_version("implicit"),
+            "numpy": np.__version__,
+            "scipy": _pkg_version("scipy"),
+            "python": platform.python_version(),
+        }.items()
+    )
+
+
 def library_versions() -> dict[str, str]:
-    """Versions of the libraries that determine a trained model's numbers."""
-    return {
-        "implicit": _pkg_version("implicit"),
-        "numpy": np.__version__,
-        "scipy": _pkg_version("scipy"),
-        "python": platform.python_version(),
-    }
+    """Versions of the libraries that determine a trained model's numbers (read once per process)."""
+    return dict(_library_versions())
 
 
 def model_version_id(kind: str, data_hash: str, params: dict[str, Any], libraries: dict[str, str]) -> str:
