@@ -15,8 +15,22 @@ checkpoints and offline verification, and crypto-shredding.
 """
 
 from audits.checkpoints import CheckpointRecord, create_checkpoint, list_checkpoints
+from audits.consent import consent_history, consent_states, effective_consent, lookup_pseudonyms, record_consent
 from audits.db import Store, open_store
+from audits.decisions import DecisionLog, DecisionReceipt, log_failure, verify_decisions
 from audits.export import ExportSummary, export_trail, verify_export
+from audits.harm import (
+    block_item,
+    blocked_items,
+    flag_item,
+    flags_for,
+    list_cases,
+    open_case,
+    report_counts,
+    report_item,
+    set_flag_active,
+    transition_case,
+)
 from audits.keys import SigningKey, load_signing_key, rotate_signing_key
 from audits.lineage import (
     current_code_version,
@@ -35,6 +49,7 @@ from audits.models import (
     ModelVersion,
     TrainingRun,
 )
+from audits.requests import list_requests, open_request, update_request
 from audits.subjects import pseudonym, shred_subject
 from audits.trail import AppendResult, EventRecord, NewEvent, append_event, append_many, read_head
 from audits.verify import TrailReport, verify_and_checkpoint, verify_trail
@@ -78,4 +93,30 @@ __all__ = [
     "record_carbon",
     "lineage_of",
     "current_code_version",
+    # consent history
+    "record_consent",
+    "consent_history",
+    "effective_consent",
+    "consent_states",
+    "lookup_pseudonyms",
+    # subject requests
+    "open_request",
+    "update_request",
+    "list_requests",
+    # harmful content
+    "flag_item",
+    "set_flag_active",
+    "report_item",
+    "open_case",
+    "transition_case",
+    "block_item",
+    "blocked_items",
+    "flags_for",
+    "report_counts",
+    "list_cases",
+    # served decisions
+    "DecisionLog",
+    "DecisionReceipt",
+    "verify_decisions",
+    "log_failure",
 ]

@@ -23,14 +23,17 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Text,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -56,6 +59,26 @@ __all__ = [
     "RESULT_STATUSES",
     "AUDIT_VERDICTS",
     "UtcDateTime",
+    # privacy, harmful content, serving (revision 0004)
+    "ConsentRecordRow",
+    "SubjectRequest",
+    "ItemFlag",
+    "ItemReport",
+    "EscalationCase",
+    "ItemBlock",
+    "DecisionRecord",
+    "FailedRequest",
+    "CONSENT_STATUSES",
+    "CONSENT_RESTRICTIVENESS",
+    "LAWFUL_BASES",
+    "CONSENT_SOURCES",
+    "REQUEST_KINDS",
+    "REQUEST_STATUSES",
+    "FLAG_SOURCES",
+    "CASE_SEVERITIES",
+    "CASE_STATUSES",
+    "CASE_ACTIONS",
+    "DECISION_MODES",
 ]
 
 NAMING_CONVENTION = {
@@ -319,3 +342,217 @@ class Deployment(Base):
     changed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=_now)
     actor: Mapped[str] = mapped_column(String(200))
     trail_seq: Mapped[int | None] = mapped_column(ForeignKey("trail_events.seq"))
+
+
+# -- privacy, harmful content and serving (revision 0004) -----------------------------------
+#
+# No table below holds a raw subject id: a subject is always its pseudonym (see
+# audits.subjects). Each row names the trail event that recorded it, or for rows that
+# change (subject requests, cases, blocks) the event of their latest change.
+
+CONSENT_STATUSES = ("granted", "denied", "withdrawn", "opted_out", "objected")
+"""The statuses of a consent record (as in :mod:`governance.consent.state`)."""
+
+CONSENT_RESTRICTIVENESS = {"granted": 0, "opted_out": 1, "objected": 2, "denied": 3, "withdrawn": 4}
+"""Among records of one purpose with the same time, the most restrictive status wins."""
+
+LAWFUL_BASES = ("consent", "legitimate_interest", "contract")
+"""The lawful bases a consent record can be given under (GDPR Art. 6(1)(a), (f), (b))."""
+
+CONSENT_SOURCES = ("api", "banner", "tcf", "gpc", "import")
+"""Where a consent record came from."""
+
+REQUEST_KINDS = ("access", "erasure", "objection")
+"""Data subject requests (GDPR Art. 15, 17, 21)."""
+
+REQUEST_STATUSES = ("received", "in_progress", "completed", "failed")
+"""A subject request's statuses; it moves received -> in_progress -> completed or failed."""
+
+FLAG_SOURCES = ("metadata", "api", "model", "report")
+"""Where a harmful-content flag on an item came from."""
+
+CASE_SEVERITIES = ("low", "medium", "high", "critical")
+CASE_STATUSES = ("open", "triaged", "resolved", "dismissed")
+"""An escalation case moves open -> triaged -> resolved or dismissed (or straight from open)."""
+CASE_ACTIONS = ("block", "unblock")
+
+DECISION_MODES = ("personalized", "fallback", "non_profiling")
+"""How a served list was made: from the subject's profile, a non-personal fallback, or on request without profiling (DSA Art. 38)."""
+
+UUID_LENGTH = 36
+ITEM_ID_LENGTH = 200
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
+    allowed = ", ".join(f"'{value}'" for value in values)
+    return CheckConstraint(f"{column} IN ({allowed})", name=column)
+
+
+class ConsentRecordRow(Base):
+    """One consent event of one subject (pseudonym) for one purpose: an append-only history.
+
+    Triggers refuse UPDATE and DELETE (and TRUNCATE on PostgreSQL). Erasing a
+    subject does not delete its rows: crypto-shredding (:func:`audits.shred_subject`)
+    makes their pseudonym unlinkable (see :mod:`audits.consent`).
+    """
+
+    __tablename__ = "consent_records"
+    __table_args__ = (
+        _one_of("status", CONSENT_STATUSES),
+        _one_of("lawful_basis", LAWFUL_BASES),
+        _one_of("source", CONSENT_SOURCES),
+        Index("ix_consent_records_subject", "subject", "purpose", "recorded_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(HASH_LENGTH))
+    """The subject's pseudonym."""
+    jurisdiction: Mapped[str | None] = mapped_column(String(32))
+    purpose: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20))
+    lawful_basis: Mapped[str] = mapped_column(String(30))
+    source: Mapped[str] = mapped_column(String(20))
+    evidence: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    """What proves the record (GDPR Art. 7(1)): TCF string, GPC header, UI version; never a raw id."""
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    trail_seq: Mapped[int] = mapped_column(ForeignKey("trail_events.seq"))
+
+
+class SubjectRequest(Base):
+    """A data subject's access, erasure or objection request and where it stands."""
+
+    __tablename__ = "subject_requests"
+    __table_args__ = (_one_of("kind", REQUEST_KINDS), _one_of("status", REQUEST_STATUSES))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    subject: Mapped[str] = mapped_column(String(HASH_LENGTH), index=True)
+    """The subject's pseudonym when the request was opened."""
+    status: Mapped[str] = mapped_column(String(20))
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    deadline: Mapped[datetime] = mapped_column(UtcDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """When it reached ``completed`` or ``failed``."""
+    result: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    """What was done (models affected, residual influence, ...); never a raw id."""
+    trail_seq: Mapped[int] = mapped_column(ForeignKey("trail_events.seq"))
+    """The trail event of the latest change."""
+
+
+class ItemFlag(Base):
+    """A harmful-content flag on an item (a category with a confidence)."""
+
+    __tablename__ = "item_flags"
+    __table_args__ = (
+        _one_of("source", FLAG_SOURCES),
+        CheckConstraint("confidence >= 0 AND confidence <= 1", name="confidence"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(ITEM_ID_LENGTH), index=True)
+    category: Mapped[str] = mapped_column(String(100))
+    confidence: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    active: Mapped[bool] = mapped_column(Boolean)
+    trail_seq: Mapped[int] = mapped_column(ForeignKey("trail_events.seq"))
+    """The trail event of the latest change."""
+
+
+class ItemReport(Base):
+    """A user's report of an item (DSA notice), the reporter named only by pseudonym."""
+
+    __tablename__ = "item_reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(ITEM_ID_LENGTH), index=True)
+    reporter: Mapped[str | None] = mapped_column(String(HASH_LENGTH))
+    """The reporter's pseudonym, or NULL for an anonymous report."""
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    trail_seq: Mapped[int] = mapped_column(ForeignKey("trail_events.seq"))
+
+
+class EscalationCase(Base):
+    """A harmful-content case for human review: one per open (item, rule)."""
+
+    __tablename__ = "escalation_cases"
+    __table_args__ = (
+        _one_of("severity", CASE_SEVERITIES),
+        _one_of("status", CASE_STATUSES),
+        _one_of("action", CASE_ACTIONS),
+        # At most one case per (item, rule) that is still open or triaged.
+        Index(
+            "uq_escalation_cases_open",
+            "item_id",
+            "rule_id",
+            unique=True,
+            sqlite_where=text("status IN ('open', 'triaged')"),
+            postgresql_where=text("status IN ('open', 'triaged')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(ITEM_ID_LENGTH), index=True)
+    rule_id: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    severity: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(10))
+    sla_due: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    resolution: Mapped[str | None] = mapped_column(Text)
+    action: Mapped[str | None] = mapped_column(String(10))
+    """The latest action taken on the item through this case: ``block``, ``unblock`` or NULL."""
+    trail_seq: Mapped[int] = mapped_column(ForeignKey("trail_events.seq"))
+    """The trail event of the latest change."""
+
+
+class ItemBlock(Base):
+    """The current block state of an item (one row per item ever blocked or unblocked)."""
+
+    __tablename__ = "item_blocks"
+
+    item_id: Mapped[str] = mapped_column(String(ITEM_ID_LENGTH), primary_key=True)
+    blocked: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(Text)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("escalation_cases.id"))
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    trail_seq: Mapped[int] = mapped_column(ForeignKey("trail_events.seq"))
+
+
+class DecisionRecord(Base):
+    """One served list: who (pseudonym), how (mode, pack, model) and what (slate, context).
+
+    Written in batches by :class:`audits.decisions.DecisionLog`; ``batch_seq`` is the
+    trail event (``decisions.committed``) whose SHA-256 covers the batch's rows.
+    """
+
+    __tablename__ = "decisions"
+    __table_args__ = (_one_of("mode", DECISION_MODES),)
+
+    decision_id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    decided_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    subject: Mapped[str | None] = mapped_column(String(HASH_LENGTH), index=True)
+    """The subject's pseudonym, or NULL for an anonymous request."""
+    mode: Mapped[str] = mapped_column(String(20))
+    pack_name: Mapped[str] = mapped_column(String(200))
+    pack_version: Mapped[str] = mapped_column(String(100))
+    pack_hash: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str | None] = mapped_column(String(128))
+    slate: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    """``{"items": [...], "scores": [...], "tags": ...}``."""
+    context: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    batch_seq: Mapped[int] = mapped_column(ForeignKey("trail_events.seq"), index=True)
+
+
+class FailedRequest(Base):
+    """A request that could not be served as asked (EU AI Act Art. 12 logging); never a raw id."""
+
+    __tablename__ = "failed_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    cause: Mapped[str] = mapped_column(String(100))
+    detail: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    trail_seq: Mapped[int] = mapped_column(ForeignKey("trail_events.seq"))

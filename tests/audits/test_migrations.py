@@ -20,6 +20,17 @@ from recommender.errors import ConfigError
 TRAIL_TABLES = {"trail_events", "trail_head", "trail_checkpoints", "signing_keys", "subject_secrets", "store_meta"}
 LINEAGE_TABLES = {"dataset_versions", "training_runs", "model_versions", "audit_runs", "deployments"}
 AUDIT_TABLES = {"audit_results"}
+PRIVACY_HARM_DECISION_TABLES = {
+    "consent_records",
+    "subject_requests",
+    "item_flags",
+    "item_reports",
+    "escalation_cases",
+    "item_blocks",
+    "decisions",
+    "failed_requests",
+}
+ALL_TABLES = TRAIL_TABLES | LINEAGE_TABLES | AUDIT_TABLES | PRIVACY_HARM_DECISION_TABLES
 
 
 def _tables(engine) -> set[str]:
@@ -44,7 +55,13 @@ def test_upgrade_from_empty_to_head_then_down_to_base_and_up_again(db_url: str) 
         assert current_revision(engine) is None and _tables(engine) == set()
         upgrade(engine)
         assert current_revision(engine) == head_revision() == known_revisions()[-1]
+        assert _tables(engine) == ALL_TABLES
+        triggers = _triggers(engine)
+        assert len(triggers) >= 10
+        assert {t for t in triggers if t.startswith("consent_records_")}, triggers
+        downgrade(engine, "0003")
         assert _tables(engine) == TRAIL_TABLES | LINEAGE_TABLES | AUDIT_TABLES
+        assert not {t for t in _triggers(engine) if t.startswith("consent_records_")}
         assert len(_triggers(engine)) >= 8
         downgrade(engine, "0002")
         assert _tables(engine) == TRAIL_TABLES | LINEAGE_TABLES
@@ -54,7 +71,7 @@ def test_upgrade_from_empty_to_head_then_down_to_base_and_up_again(db_url: str) 
         assert current_revision(engine) is None
         assert _tables(engine) == set() and _triggers(engine) == set()
         upgrade(engine)
-        assert _tables(engine) == TRAIL_TABLES | LINEAGE_TABLES | AUDIT_TABLES
+        assert _tables(engine) == ALL_TABLES
     finally:
         engine.dispose()
 

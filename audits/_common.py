@@ -1,0 +1,181 @@
+"""Helpers shared by the privacy, harmful-content and serving repositories (private).
+
+Validation with the store's messages, the guard that keeps raw subject ids out of
+stored JSON, a "column in a long list" clause that is one bound parameter on both
+engines, and a bulk pseudonym lookup.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, String, any_, bindparam, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from audits.canonical import canonical_json
+from audits.models import SubjectSecret
+from audits.settings import get_settings
+from audits.subjects import _installation_key, _lookup, _pseudonym, _subject_bytes
+from recommender.errors import ConfigError, DataError
+
+MUST_BE_ONE_OF = "{name} must be one of {allowed}; got {value!r}"
+RAW_ID_IN_JSON = (
+    "{field} must not carry a raw subject id, but {where} does; store only what is needed, "
+    "and name a subject by its pseudonym (audits.pseudonym)"
+)
+FUTURE_TIME = "{name} ({value}) is in the future; times up to {skew} ahead of now are accepted"
+
+RAW_ID_KEYS = frozenset({"subject_id", "user_id", "email", "ip", "ip_address"})
+"""JSON keys refused anywhere in stored JSON: they name raw personal identifiers."""
+CLOCK_SKEW = timedelta(minutes=5)
+_MIN_EXACT_LENGTH = 4  # shorter ids are not looked for in values (user 7 vs a banner version 7)
+_MIN_CONTAINED_LENGTH = 6  # shorter ids are refused only as whole values (no false alarms on "4242" in a hash)
+
+
+def one_of(value: Any, allowed: tuple[str, ...], name: str) -> str:
+    """``value`` if it is one of ``allowed``, else a ConfigError naming the choices."""
+    if not isinstance(value, str) or value not in allowed:
+        raise ConfigError(MUST_BE_ONE_OF.format(name=name, allowed=", ".join(allowed), value=value))
+    return value
+
+
+def text(value: Any, name: str, limit: int) -> str:
+    """A non-empty string of at most ``limit`` characters."""
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        raise DataError(f"{name} must be a non-empty string of at most {limit} characters, got {value!r}")
+    return value
+
+
+def item_id(value: Any, name: str = "item_id") -> str:
+    """An item id as stored: a string (integers are turned into their decimal string)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return text(value, name, 200)
+
+
+def aware(value: datetime | None, name: str, *, not_after_now: bool = False) -> datetime:
+    """``value`` (default now) as an aware UTC datetime; naive ones are refused."""
+    now = datetime.now(UTC)
+    if value is None:
+        return now
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        raise DataError(f"{name} must be a timezone-aware datetime such as datetime.now(UTC), got {value!r}")
+    value = value.astimezone(UTC)
+    if not_after_now and value > now + CLOCK_SKEW:
+        raise DataError(FUTURE_TIME.format(name=name, value=value.isoformat(), skew=CLOCK_SKEW))
+    return value
+
+
+def json_object(value: Mapping[str, Any] | None, name: str, *, subject_ids: Iterable[str | int] = ()) -> dict[str, Any]:
+    """A JSON object fit for the store and the trail: canonical-JSON encodable, no raw subject id."""
+    return canonical_object(value, name, subject_ids=subject_ids)[0]
+
+
+def canonical_object(
+    value: Mapping[str, Any] | None, name: str, *, subject_ids: Iterable[str | int] = ()
+) -> tuple[dict[str, Any], bytes]:
+    """:func:`json_object` and its canonical JSON (RFC 8785) bytes."""
+    if value is None:
+        return {}, b"{}"
+    if not isinstance(value, Mapping):
+        raise DataError(f"{name} must be a JSON object (a dict), got {type(value).__name__}")
+    plain = dict(value)
+    try:
+        encoded = canonical_json(plain)
+    except DataError as err:
+        raise DataError(f"{name}: {err}") from err
+    refuse_raw_ids(plain, field=name, subject_ids=subject_ids)
+    return plain, encoded
+
+
+def refuse_raw_ids(value: Any, *, field: str, subject_ids: Iterable[str | int] = ()) -> None:
+    """Raise DataError if ``value`` carries a raw subject id.
+
+    Refused: a key in :data:`RAW_ID_KEYS` at any depth, and any of ``subject_ids``
+    of at least four characters as a whole string or number, or inside a longer
+    string when the id has at least six. (Shorter ids, such as user 7, would match
+    too much innocent data: a banner version 7.) A guard against accidents, not a
+    proof: recgov cannot recognise every identifier in free text. The message
+    names where, never the id.
+    """
+    ids = {str(s) for s in subject_ids if s is not None and len(str(s)) >= _MIN_EXACT_LENGTH}
+    int_ids = {int(s) for s in ids if s.lstrip("-").isdigit()}
+    long_ids = [s for s in ids if len(s) >= _MIN_CONTAINED_LENGTH]
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, Mapping):
+            for key, child in node.items():
+                if key.lower() in RAW_ID_KEYS or key in ids:
+                    raise DataError(RAW_ID_IN_JSON.format(field=field, where=f"the key at {path}.{key}"))
+                walk(child, f"{path}.{key}")
+        elif isinstance(node, (list, tuple)):
+            for index, child in enumerate(node):
+                walk(child, f"{path}[{index}]")
+        elif isinstance(node, str):
+            if node in ids or any(raw in node for raw in long_ids):
+                raise DataError(RAW_ID_IN_JSON.format(field=field, where=f"the value at {path}"))
+        elif isinstance(node, int) and not isinstance(node, bool) and node in int_ids:
+            raise DataError(RAW_ID_IN_JSON.format(field=field, where=f"the value at {path}"))
+
+    walk(value, "$")
+
+
+def actor_name(actor: str | None) -> str:
+    """The caller's actor, else ``RECGOV_ACTOR``."""
+    return actor or get_settings().actor
+
+
+def in_values(session: Session, column: ColumnElement[Any], values: list[str]) -> ColumnElement[bool]:
+    """``column IN values`` as ONE bound parameter, however long the list.
+
+    PostgreSQL: ``column = ANY(:array)``; SQLite: ``column IN (SELECT value FROM
+    json_each(:json))``. (A plain IN list is one parameter per value, and both
+    drivers cap the number of parameters.)
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(String()), unique=True))
+    rows = func.json_each(bindparam(None, orjson.dumps(list(values)).decode(), unique=True)).table_valued("value")
+    return column.in_(select(rows.c.value))
+
+
+def lookup_pseudonyms(
+    session: Session, subject_ids: Iterable[str | int], *, create: bool = False
+) -> dict[str | int, str | None]:
+    """The pseudonym of each subject id, in one query (two when ``create`` adds secrets).
+
+    Without ``create``, a subject that has no secret yet (never seen, or shredded)
+    maps to None: it has no records. With ``create``, missing secrets are made,
+    as :func:`audits.pseudonym` would.
+    """
+    ids = list(dict.fromkeys(subject_ids))
+    if not ids:
+        return {}
+    key = _installation_key(session)
+    raw = {subject: _subject_bytes(subject) for subject in ids}
+    lookups = {subject: _lookup(key, raw[subject]) for subject in ids}
+
+    def fetch() -> dict[str, str]:
+        query = select(SubjectSecret.lookup, SubjectSecret.secret).where(
+            in_values(session, SubjectSecret.lookup, list(set(lookups.values())))
+        )
+        return dict(session.execute(query).all())
+
+    found = fetch()
+    missing = [subject for subject in ids if lookups[subject] not in found]
+    if create and missing:
+        module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        now = datetime.now(UTC)
+        rows = [
+            {"lookup": lookups[s], "secret": secrets.token_hex(32), "created_at": now} for s in dict.fromkeys(missing)
+        ]
+        session.execute(module.insert(SubjectSecret).on_conflict_do_nothing(), rows)
+        found = fetch()  # ours, or a concurrent writer's
+    return {
+        subject: (_pseudonym(found[lookups[subject]], raw[subject]) if lookups[subject] in found else None)
+        for subject in ids
+    }

@@ -1,0 +1,231 @@
+"""Consent history: an append-only record of every grant, refusal, withdrawal and objection.
+
+Each :func:`record_consent` appends one row to ``consent_records`` and a
+``consent.recorded`` trail event naming the subject by pseudonym, in the caller's
+transaction. Rows are never changed: a withdrawal is a new row. The state in force
+for a purpose is its latest record; records with the same time are ordered so
+that the most restrictive wins (``withdrawn`` > ``denied`` > ``objected`` >
+``opted_out`` > ``granted``), the rule :func:`governance.consent.state.effective_state`
+applies, so the answer never depends on the order rows were read in.
+
+Erasure and the consent history
+-------------------------------
+The database refuses UPDATE and DELETE on ``consent_records`` (triggers, as on the
+trail), with no exception for erasure. Erasing a subject is crypto-shredding
+(:func:`audits.shred_subject`): its secret is deleted, so its rows stay under a
+pseudonym that nothing links to the person any more, and a later
+:func:`audits.pseudonym` call gives a new pseudonym with an empty history. Why:
+
+* the history is the proof that processing had a lawful basis (GDPR Art. 7(1)),
+  which a controller may keep for legal claims (Art. 17(3)(e)); deleting it would
+  also orphan the ``consent.recorded`` events, which stay in the trail anyway;
+* one mechanism erases a subject everywhere (trail, consent, requests, decisions),
+  and no code path needs the right to delete from an append-only table;
+* the rows carry no raw id (evidence is checked for it), so once the secret is
+  gone they are unlinkable.
+
+A consequence to handle in the erasure workflow: a shredded subject who comes
+back starts with no records, so an earlier opt-out or objection no longer
+applies to an ``opt_out`` purpose. Record the restrictions again under the new
+pseudonym if they must survive the erasure (a suppression record), or rely on
+fresh signals (GPC) at the next request.
+
+Reading
+-------
+:func:`consent_history` and :func:`effective_consent` read one subject (and never
+create a pseudonym secret); :func:`consent_states` reads the state of many
+subjects in one query for training-time filtering, and
+:func:`lookup_pseudonyms` maps raw ids to pseudonyms in bulk for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from audits._common import actor_name, aware, in_values, json_object, lookup_pseudonyms, one_of, text
+from audits.models import (
+    CONSENT_RESTRICTIVENESS,
+    CONSENT_SOURCES,
+    CONSENT_STATUSES,
+    LAWFUL_BASES,
+    ConsentRecordRow,
+)
+from audits.subjects import pseudonym
+from audits.trail import append_event, format_time
+
+__all__ = [
+    "record_consent",
+    "consent_history",
+    "effective_consent",
+    "consent_states",
+    "lookup_pseudonyms",
+]
+
+
+def record_consent(
+    session: Session,
+    *,
+    subject_id: str | int,
+    purpose: str,
+    status: str,
+    lawful_basis: str,
+    source: str,
+    evidence: Mapping[str, Any] | None = None,
+    jurisdiction: str | None = None,
+    at: datetime | None = None,
+    actor: str | None = None,
+) -> ConsentRecordRow:
+    """Append a consent record for ``subject_id`` (stored only as its pseudonym).
+
+    Parameters
+    ----------
+    status
+        ``granted``, ``denied``, ``withdrawn``, ``opted_out`` or ``objected``.
+    lawful_basis
+        ``consent``, ``legitimate_interest`` or ``contract``: the basis the record was given under.
+    source
+        ``api``, ``banner``, ``tcf``, ``gpc`` or ``import``.
+    evidence
+        What proves it (GDPR Art. 7(1)): a TC string, the GPC header, the banner
+        version. Refused if it carries the subject's raw id or an identifier key
+        such as ``user_id``.
+    at
+        When it happened (default now); aware, and not in the future (a future
+        grant would outrank every later withdrawal).
+
+    Example
+    -------
+    >>> with store.session() as session:                                 # doctest: +SKIP
+    ...     record_consent(session, subject_id="user-42", purpose="personalization",
+    ...                    status="granted", lawful_basis="consent", source="banner",
+    ...                    evidence={"banner_version": "2024-05"}, jurisdiction="EU")
+    """
+    purpose = text(purpose, "purpose", 100)
+    status = one_of(status, CONSENT_STATUSES, "status")
+    lawful_basis = one_of(lawful_basis, LAWFUL_BASES, "lawful_basis")
+    source = one_of(source, CONSENT_SOURCES, "source")
+    jurisdiction = None if jurisdiction is None else text(jurisdiction, "jurisdiction", 32)
+    recorded_at = aware(at, "at", not_after_now=True)
+    evidence = json_object(evidence, "evidence", subject_ids=[subject_id])
+    who = pseudonym(session, subject_id)
+    event = append_event(
+        session,
+        actor=actor_name(actor),
+        action="consent.recorded",
+        subject=who,
+        objects={"purpose": purpose},
+        payload={
+            "status": status,
+            "lawful_basis": lawful_basis,
+            "source": source,
+            "jurisdiction": jurisdiction,
+            "evidence": evidence,
+            "recorded_at": format_time(recorded_at),
+        },
+    )
+    row = ConsentRecordRow(
+        subject=who,
+        jurisdiction=jurisdiction,
+        purpose=purpose,
+        status=status,
+        lawful_basis=lawful_basis,
+        source=source,
+        evidence=evidence,
+        recorded_at=recorded_at,
+        trail_seq=event.seq,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _as_dict(row: ConsentRecordRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "purpose": row.purpose,
+        "status": row.status,
+        "lawful_basis": row.lawful_basis,
+        "source": row.source,
+        "evidence": row.evidence,
+        "jurisdiction": row.jurisdiction,
+        "recorded_at": row.recorded_at,
+        "trail_seq": row.trail_seq,
+    }
+
+
+def _order_key(record: dict[str, Any]) -> tuple[datetime, int, int]:
+    return (record["recorded_at"], CONSENT_RESTRICTIVENESS[record["status"]], record["id"])
+
+
+def consent_history(session: Session, subject_id: str | int) -> list[dict[str, Any]]:
+    """Every consent record of the subject, oldest first (ties: least restrictive first).
+
+    Each record is a dict: ``id``, ``purpose``, ``status``, ``lawful_basis``,
+    ``source``, ``evidence``, ``jurisdiction``, ``recorded_at`` (aware UTC
+    datetime) and ``trail_seq``; the fields of
+    :class:`governance.consent.state.ConsentRecord` (``time`` is ``recorded_at``).
+    A subject never seen, or shredded, has an empty history.
+    """
+    who = lookup_pseudonyms(session, [subject_id])[subject_id]
+    if who is None:
+        return []
+    rows = session.scalars(select(ConsentRecordRow).where(ConsentRecordRow.subject == who)).all()
+    return sorted((_as_dict(row) for row in rows), key=_order_key)
+
+
+def effective_consent(session: Session, subject_id: str | int) -> dict[str, dict[str, Any]]:
+    """The record in force per purpose (sorted by purpose): the latest; at equal times the most restrictive."""
+    latest: dict[str, dict[str, Any]] = {}
+    for record in consent_history(session, subject_id):  # oldest first: later ones replace
+        latest[record["purpose"]] = record
+    return dict(sorted(latest.items()))
+
+
+def consent_states(session: Session, pseudonyms: list[str] | None = None) -> dict[str, dict[str, str]]:
+    """The status in force per purpose for many subjects, in ONE query.
+
+    For training-time filtering: ``{pseudonym: {purpose: status}}`` for every
+    subject in ``pseudonyms`` that has records (all subjects when None). The
+    database picks the latest record per (subject, purpose) with a window
+    function; the list of pseudonyms goes in as one parameter, however long.
+    Map raw ids to pseudonyms first with :func:`lookup_pseudonyms`.
+
+    Example
+    -------
+    >>> with store.session() as session:                                 # doctest: +SKIP
+    ...     who = lookup_pseudonyms(session, user_ids)
+    ...     states = consent_states(session, [p for p in who.values() if p])
+    ...     allowed = {u for u, p in who.items() if states.get(p, {}).get("personalization") == "granted"}
+    """
+    table = ConsentRecordRow
+    restrictiveness = case(
+        {status: rank for status, rank in CONSENT_RESTRICTIVENESS.items()}, value=table.status, else_=-1
+    )
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=(table.subject, table.purpose),
+            order_by=(table.recorded_at.desc(), restrictiveness.desc(), table.id.desc()),
+        )
+        .label("rank")
+    )
+    inner = select(table.subject, table.purpose, table.status, rank)
+    if pseudonyms is not None:
+        if not pseudonyms:
+            return {}
+        inner = inner.where(in_values(session, table.subject, list(pseudonyms)))
+    ranked = inner.subquery()
+    query = select(ranked.c.subject, ranked.c.purpose, ranked.c.status).where(ranked.c.rank == 1)
+    states: dict[str, dict[str, str]] = {}
+    for subject, purpose, status in session.execute(query):
+        per_subject = states.get(subject)
+        if per_subject is None:
+            states[subject] = {purpose: status}
+        else:
+            per_subject[purpose] = status
+    return states

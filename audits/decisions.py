@@ -1,0 +1,504 @@
+"""Served decisions, logged durably with group commit; and failed requests.
+
+Every served list gets a row in ``decisions``: who (pseudonym), how (mode, the
+policy pack's name, version and hash, the model version) and what (the slate:
+items, scores, tags; and the request context). Writing one transaction per
+request would cap serving at the database's commit rate, so
+:class:`DecisionLog` queues records and a background thread commits them in
+batches: ONE transaction per batch, one multi-row insert, and ONE trail event
+``decisions.committed`` whose payload carries the count, the first and last
+decision id and a SHA-256 over the canonical JSON of the batch's records
+(:func:`batch_digest`). A row changed later no longer matches its batch's
+digest; :func:`verify_decisions` finds it.
+
+Fail closed: :meth:`DecisionLog.submit_and_wait` returns only after the batch
+holding the record has committed, and raises if it did not; the serving path
+must not send a personalized list whose record is not stored (STYLE: write the
+audit record before you answer).
+
+Example
+-------
+>>> log = DecisionLog(store)                                           # doctest: +SKIP
+>>> receipt = log.submit_and_wait({
+...     "subject": who, "mode": "personalized",
+...     "pack_name": "eu-gdpr-dsa", "pack_version": "3", "pack_hash": "sha256:...",
+...     "model_version": "3f2a", "slate": {"items": ["i1", "i2"], "scores": [0.9, 0.7]},
+...     "context": {"surface": "home"}}, timeout=1.0)
+>>> log.close()                                                        # flushes
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import re
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Self
+
+import orjson
+from sqlalchemy import Connection, insert, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
+
+from audits._common import actor_name, aware, canonical_object, json_object, lookup_pseudonyms, one_of, text
+from audits.canonical import canonical_json
+from audits.db import Store, describe_db_error
+from audits.models import DECISION_MODES, DecisionRecord, FailedRequest, TrailEvent
+from audits.trail import append_event, format_time
+from recommender.errors import ConfigError, DataError, RecgovError
+
+__all__ = [
+    "DecisionLog",
+    "DecisionReceipt",
+    "batch_digest",
+    "verify_decisions",
+    "log_failure",
+    "DECISION_FIELDS",
+    "NOT_RECORDED",
+    "LOG_CLOSED",
+]
+
+DECISION_FIELDS = (
+    "decision_id",
+    "decided_at",
+    "subject",
+    "mode",
+    "pack_name",
+    "pack_version",
+    "pack_hash",
+    "model_version",
+    "slate",
+    "context",
+)
+"""The fields of a stored decision, as covered by the batch digest."""
+_INPUT_FIELDS = frozenset(DECISION_FIELDS) | {"subject_id"}
+_REQUIRED = ("mode", "pack_name", "pack_version", "pack_hash", "slate")
+_DIGEST_DOMAIN = b"recgov.decisions.v1\x00"
+# The canonical JSON of one record (keys in RFC 8785 order), filled in by the writer from parts
+# encoded once, in the caller's thread: the digest then costs one SHA-256 over the batch.
+_RECORD_JSON = (
+    b'{"context":%b,"decided_at":%b,"decision_id":%b,"mode":%b,"model_version":%b,'
+    b'"pack_hash":%b,"pack_name":%b,"pack_version":%b,"slate":%b,"subject":%b}'
+)
+_IDLE_GAP_S = 0.0005
+_PSEUDONYM = re.compile(r"[0-9a-f]{64}")
+
+NOT_RECORDED = "decision {id} was not recorded: {cause}; fail closed: do not serve it"
+LOG_CLOSED = "the decision log is closed; open a new DecisionLog"
+LOG_FULL = (
+    "the decision log has {n} records waiting: the database is not keeping up; refusing more "
+    "(fail closed) rather than holding unrecorded decisions in memory"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionReceipt:
+    """Proof that a decision is stored: its id and the trail event of its batch."""
+
+    decision_id: str
+    batch_seq: int
+
+
+@dataclass(slots=True)
+class _Pending:
+    row: dict[str, Any]
+    subject_id: str | int | None
+    future: Future[DecisionReceipt]
+    slate_json: bytes = b"{}"
+    context_json: bytes = b"{}"
+
+    def canonical(self) -> bytes:
+        """The record's canonical JSON, as :func:`batch_digest` encodes it."""
+        row, dumps = self.row, orjson.dumps
+        return _RECORD_JSON % (
+            self.context_json,
+            dumps(format_time(row["decided_at"])),
+            dumps(row["decision_id"]),
+            dumps(row["mode"]),
+            dumps(row["model_version"]),
+            dumps(row["pack_hash"]),
+            dumps(row["pack_name"]),
+            dumps(row["pack_version"]),
+            self.slate_json,
+            dumps(row["subject"]),
+        )
+
+
+@dataclass(slots=True)
+class _Flush:
+    future: Future[None]
+
+
+_STOP = object()
+
+
+def _canonical_record(row: Mapping[str, Any]) -> dict[str, Any]:
+    record = {name: row[name] for name in DECISION_FIELDS}
+    record["decided_at"] = format_time(row["decided_at"])
+    return record
+
+
+def batch_digest(rows: list[Mapping[str, Any]]) -> str:
+    """SHA-256 (hex) over the canonical JSON of a batch's records, in decision id order, domain separated.
+
+    ``sha256(b"recgov.decisions.v1\\x00" + JCS([record, ...]))``, each record the
+    :data:`DECISION_FIELDS` of a row with ``decided_at`` as a trail time string.
+    """
+    records = sorted((_canonical_record(row) for row in rows), key=lambda r: r["decision_id"])
+    return hashlib.sha256(_DIGEST_DOMAIN + canonical_json(records)).hexdigest()
+
+
+def _fast_digest(batch: list[_Pending]) -> str:
+    """:func:`batch_digest` from the parts encoded at submit time (the same bytes)."""
+    ordered = sorted(batch, key=lambda p: p.row["decision_id"])
+    return hashlib.sha256(_DIGEST_DOMAIN + b"[" + b",".join(p.canonical() for p in ordered) + b"]").hexdigest()
+
+
+def _prepare(record: Mapping[str, Any], future: Future[DecisionReceipt]) -> _Pending:
+    """Validate a decision record in the caller's thread; encode its JSON parts once."""
+    if not isinstance(record, Mapping):
+        raise DataError(f"a decision record must be a dict, got {type(record).__name__}")
+    unknown = set(record) - _INPUT_FIELDS
+    if unknown:
+        raise DataError(f"unknown decision fields {sorted(unknown)}; expected some of {sorted(_INPUT_FIELDS)}")
+    missing = [name for name in _REQUIRED if record.get(name) is None]
+    if missing:
+        raise DataError(f"a decision record needs {', '.join(_REQUIRED)}; missing {', '.join(missing)}")
+    raw_id = record.get("subject_id")
+    subject = record.get("subject")
+    if raw_id is not None and subject is not None:
+        raise DataError("give a decision's subject either as 'subject' (a pseudonym) or as 'subject_id', not both")
+    if subject is not None and not (isinstance(subject, str) and _PSEUDONYM.fullmatch(subject)):
+        raise DataError(
+            "a decision's 'subject' must be a pseudonym (64 hex digits) from audits.pseudonym; "
+            "pass a raw id as 'subject_id' and the log stores its pseudonym"
+        )
+    mode = one_of(record["mode"], DECISION_MODES, "mode")
+    if mode == "personalized" and subject is None and raw_id is None:
+        raise DataError("a personalized decision needs its subject ('subject' or 'subject_id')")
+    given_id = record.get("decision_id")
+    try:
+        decision_id = str(uuid.UUID(given_id)) if given_id is not None else str(uuid.uuid4())
+    except (TypeError, ValueError, AttributeError) as err:
+        raise DataError(f"decision_id must be a UUID string, got {given_id!r}") from err
+    raw_ids = [raw_id] if raw_id is not None else []
+    slate, slate_json = canonical_object(record["slate"], "slate", subject_ids=raw_ids)
+    if not isinstance(slate.get("items"), list):
+        raise DataError("slate must have 'items', a list of the item ids served in order")
+    scores = slate.get("scores")
+    if scores is not None and (not isinstance(scores, list) or len(scores) != len(slate["items"])):
+        raise DataError(f"slate 'scores' must be a list as long as 'items' ({len(slate['items'])})")
+    context, context_json = canonical_object(record.get("context"), "context", subject_ids=raw_ids)
+    model_version = record.get("model_version")
+    row = {
+        "decision_id": decision_id,
+        "decided_at": aware(record.get("decided_at"), "decided_at", not_after_now=True),
+        "subject": subject,
+        "mode": mode,
+        "pack_name": text(record["pack_name"], "pack_name", 200),
+        "pack_version": text(record["pack_version"], "pack_version", 100),
+        "pack_hash": text(record["pack_hash"], "pack_hash", 128),
+        "model_version": None if model_version is None else text(model_version, "model_version", 128),
+        "slate": slate,
+        "context": context,
+    }
+    return _Pending(row, raw_id, future, slate_json, context_json)
+
+
+class DecisionLog:
+    """Durable decision logging with group commit, from any number of threads.
+
+    Parameters
+    ----------
+    store
+        The store to write to.
+    max_batch
+        At most this many decisions per transaction.
+    max_delay_ms
+        The longest the writer waits for more decisions after the first of a
+        batch arrives. It stops waiting as soon as none arrives for half a
+        millisecond: under load, batches grow by themselves while the previous
+        one commits, and a lone request pays almost no delay.
+    max_pending
+        Refuse new decisions (fail closed) when this many wait to be written.
+    actor
+        Named in the trail's ``decisions.committed`` events (default ``RECGOV_ACTOR``).
+
+    Use as a context manager, or call :meth:`close`, which writes what is queued.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_batch: int = 256,
+        max_delay_ms: float = 5,
+        max_pending: int = 100_000,
+        actor: str | None = None,
+    ) -> None:
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise ConfigError(f"max_batch must be a positive integer; got {max_batch!r}")
+        if (
+            isinstance(max_delay_ms, bool)
+            or not isinstance(max_delay_ms, (int, float))
+            or not 0 <= max_delay_ms <= 10_000
+        ):
+            raise ConfigError(f"max_delay_ms must be a number from 0 to 10000; got {max_delay_ms!r}")
+        self.store = store
+        self.max_batch = max_batch
+        self.max_delay_ms = max_delay_ms
+        self.max_pending = max_pending
+        self.actor = actor_name(actor)
+        self.batches_committed = 0
+        self.decisions_committed = 0
+        self.batches_failed = 0
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._writer = threading.Thread(target=self._run, name="recgov-decision-log", daemon=True)
+        self._writer.start()
+
+    # -- the callers' side -------------------------------------------------------------------
+
+    def submit(self, record: Mapping[str, Any]) -> Future[DecisionReceipt]:
+        """Queue a decision; the future resolves to a :class:`DecisionReceipt` once its batch committed.
+
+        The record is validated here, in the caller's thread (a bad record
+        raises at once): ``mode``, ``pack_name``, ``pack_version``,
+        ``pack_hash``, ``slate`` (``{"items": [...], "scores": [...], "tags": ...}``)
+        are required; ``decision_id`` (a UUID; default a new one),
+        ``decided_at`` (default now), ``subject`` (a pseudonym) or
+        ``subject_id`` (a raw id, stored only as its pseudonym),
+        ``model_version`` and ``context`` are optional. The future fails with
+        :class:`~recommender.errors.RecgovError` if the write fails.
+        """
+        future: Future[DecisionReceipt] = Future()
+        self._put(_prepare(record, future))
+        return future
+
+    def submit_and_wait(self, record: Mapping[str, Any], timeout: float | None = 5.0) -> DecisionReceipt:
+        """Queue a decision and return only once it is durably stored.
+
+        Raises
+        ------
+        ConfigError, DataError
+            The record is invalid, or the write failed (the database refused or
+            is unreachable). Do not serve the list.
+        TimeoutError
+            Not committed within ``timeout`` seconds. Do not serve the list (it
+            may still be stored later, as a decision never served).
+        """
+        return self.submit(record).result(timeout=timeout)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every decision submitted before this call has been written (or has failed)."""
+        future: Future[None] = Future()
+        self._put(_Flush(future))
+        future.result(timeout=timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop accepting decisions, write every queued one, and stop the writer."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(_STOP)  # blocks only while the queue is full, which the writer drains
+        self._writer.join(timeout)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _put(self, item: Any) -> None:
+        with self._lock:
+            if self._closed:
+                raise ConfigError(LOG_CLOSED)
+            try:
+                self._queue.put_nowait(item)
+            except queue.Full:
+                raise ConfigError(LOG_FULL.format(n=self.max_pending)) from None
+
+    # -- the writer thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        delay = self.max_delay_ms / 1000
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            items = [first]
+            pending_count = 0 if isinstance(first, _Flush) else 1
+            # Take what is queued; wait for more only while records keep arriving (gaps under
+            # half a millisecond), and never longer than max_delay_ms after the first. Under
+            # load the batch grows by itself: records queue up while the last batch commits.
+            deadline = time.monotonic() + delay
+            while pending_count < self.max_batch and not isinstance(items[-1], _Flush):
+                wait = min(deadline - time.monotonic(), _IDLE_GAP_S)
+                try:
+                    item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                items.append(item)
+                pending_count += not isinstance(item, _Flush)
+            batch = [i for i in items if isinstance(i, _Pending) and i.future.set_running_or_notify_cancel()]
+            if batch:
+                self._write(batch)
+            for item in items:
+                if isinstance(item, _Flush):
+                    item.future.set_result(None)
+
+    def _write(self, batch: list[_Pending]) -> None:
+        try:
+            seq = self._commit(batch)
+        except IntegrityError as err:
+            if len(batch) > 1:  # one bad record (a duplicate id) must not sink the others
+                for pending in batch:
+                    self._write([pending])
+                return
+            self._fail(batch, DataError, describe_db_error(err), err)
+        except DBAPIError as err:
+            self._fail(batch, ConfigError, f"the database {self.store.url} failed: {describe_db_error(err)}", err)
+        except RecgovError as err:
+            self._fail(batch, type(err), str(err), err)
+        except BaseException as err:  # noqa: BLE001 - handed to every waiting caller; the writer lives on
+            self._fail(batch, ConfigError, f"the decision log's writer failed: {type(err).__name__}: {err}", err)
+        else:
+            self.batches_committed += 1
+            self.decisions_committed += len(batch)
+            for pending in batch:
+                pending.future.set_result(DecisionReceipt(pending.row["decision_id"], seq))
+
+    def _fail(self, batch: list[_Pending], kind: type[RecgovError], cause: str, err: BaseException) -> None:
+        """Fail every decision of the batch, each with an error of its own (raised in its caller's thread)."""
+        self.batches_failed += 1
+        where = self._ids(batch)
+        for pending in batch:
+            error = kind(NOT_RECORDED.format(id=where, cause=cause))
+            error.__cause__ = err
+            pending.future.set_exception(error)
+
+    @staticmethod
+    def _ids(batch: list[_Pending]) -> str:
+        first = batch[0].row["decision_id"]
+        return first if len(batch) == 1 else f"{first} and {len(batch) - 1} others in its batch"
+
+    def _commit(self, batch: list[_Pending]) -> int:
+        """Write one batch: pseudonyms, the trail event, the rows; one transaction. Return the event's seq."""
+        with self.store.session() as session:
+            raw_ids = [p.subject_id for p in batch if p.subject_id is not None]
+            if raw_ids:
+                names = lookup_pseudonyms(session, raw_ids, create=True)
+                for pending in batch:
+                    if pending.subject_id is not None:
+                        pending.row["subject"] = names[pending.subject_id]
+            rows = [p.row for p in batch]
+            ids = sorted(row["decision_id"] for row in rows)
+            event = append_event(
+                session,
+                actor=self.actor,
+                action="decisions.committed",
+                payload={
+                    "count": len(rows),
+                    "first_decision_id": ids[0],
+                    "last_decision_id": ids[-1],
+                    "sha256": _fast_digest(batch),
+                },
+            )
+            session.execute(insert(DecisionRecord.__table__), [row | {"batch_seq": event.seq} for row in rows])
+            return event.seq
+
+
+def verify_decisions(connection: Connection | Session) -> list[dict[str, Any]]:
+    """Check every stored decision against its batch's trail event; return the problems (empty: intact).
+
+    Each problem is ``{"batch_seq": ..., "problem": ...}``: a batch whose rows no
+    longer match its digest or count (a row changed, deleted or added), or rows
+    whose ``batch_seq`` is not a ``decisions.committed`` event. Verify the trail
+    itself with :func:`audits.verify_trail`.
+    """
+    events = {
+        seq: orjson.loads(payload)
+        for seq, payload in connection.execute(
+            select(TrailEvent.seq, TrailEvent.payload).where(TrailEvent.action == "decisions.committed")
+        )
+    }
+    columns = [getattr(DecisionRecord, name) for name in DECISION_FIELDS]
+    query = select(DecisionRecord.batch_seq, *columns).order_by(DecisionRecord.batch_seq)
+    problems: list[dict[str, Any]] = []
+
+    def check(seq: int, rows: list[dict[str, Any]]) -> None:
+        payload = events.pop(seq, None)
+        if payload is None:
+            problems.append({"batch_seq": seq, "problem": f"{len(rows)} decisions name no decisions.committed event"})
+        elif payload["count"] != len(rows):
+            problems.append(
+                {"batch_seq": seq, "problem": f"the trail says {payload['count']} decisions, {len(rows)} are stored"}
+            )
+        elif batch_digest(rows) != payload["sha256"]:
+            problems.append(
+                {"batch_seq": seq, "problem": "the decisions no longer match the batch's SHA-256 (changed)"}
+            )
+
+    current: int | None = None
+    rows: list[dict[str, Any]] = []
+    for batch_seq, *values in connection.execute(query):  # one batch in memory at a time
+        if batch_seq != current:
+            if current is not None:
+                check(current, rows)
+            current, rows = batch_seq, []
+        rows.append(dict(zip(DECISION_FIELDS, values, strict=True)))
+    if current is not None:
+        check(current, rows)
+    for seq in list(events):  # batches whose every row is gone
+        check(seq, [])
+    problems.sort(key=lambda p: p["batch_seq"])
+    return problems
+
+
+def log_failure(
+    target: Session | Store,
+    cause: str,
+    detail: Mapping[str, Any] | None = None,
+    *,
+    at: datetime | None = None,
+    actor: str | None = None,
+) -> FailedRequest:
+    """Record a request that failed (``cause``: e.g. ``policy.unverifiable``), with a trail event ``request.failed``.
+
+    ``target`` is a session (the caller's transaction) or a store (a transaction
+    of its own). ``detail`` is a JSON object and must not carry raw ids
+    (keys such as ``user_id`` are refused).
+    """
+    if isinstance(target, Store):
+        with target.session() as session:
+            return log_failure(session, cause, detail, at=at, actor=actor)
+    cause = text(cause, "cause", 100)
+    plain = json_object(detail, "detail")
+    when = aware(at, "at", not_after_now=True)
+    event = append_event(
+        target,
+        actor=actor_name(actor),
+        action="request.failed",
+        payload={"cause": cause, "detail": plain, "at": format_time(when)},
+    )
+    row = FailedRequest(at=when, cause=cause, detail=plain, trail_seq=event.seq)
+    target.add(row)
+    target.flush()
+    return row

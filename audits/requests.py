@@ -1,0 +1,192 @@
+"""Data subject requests (access, erasure, objection) and their deadlines.
+
+A request moves ``received -> in_progress -> completed`` or ``failed``; the last
+two are final. Each change appends a trail event (``subject_request.opened``,
+``subject_request.in_progress``, ``subject_request.completed``,
+``subject_request.failed``) naming the subject by the pseudonym the request was
+opened under, and the row's ``trail_seq`` names the latest one. An erasure that
+shreds the subject (:func:`audits.shred_subject`) can still be completed: the
+request keeps its (now unlinkable) pseudonym.
+
+The deadline is ``requested_at`` plus the days the caller's policy pack gives
+(one month under GDPR Art. 12(3), 45 days under CCPA §1798.130).
+
+Example
+-------
+>>> with store.session() as session:                                     # doctest: +SKIP
+...     req = open_request(session, subject_id="user-42", kind="erasure", deadline_days=30)
+>>> with store.session() as session:                                     # doctest: +SKIP
+...     update_request(session, req.id, status="in_progress", actor="dpo")
+...     update_request(session, req.id, status="completed", actor="dpo",
+...                    result={"models_affected": ["3f2a"], "residual_influence": 0.0})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from audits._common import actor_name, aware, json_object, one_of
+from audits.models import REQUEST_KINDS, REQUEST_STATUSES, SubjectRequest
+from audits.subjects import pseudonym
+from audits.trail import append_event, format_time, lock_head
+from recommender.errors import ConfigError, DataError
+
+__all__ = ["open_request", "update_request", "list_requests", "REQUEST_TRANSITIONS", "BAD_REQUEST_TRANSITION"]
+
+REQUEST_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "received": ("in_progress",),
+    "in_progress": ("completed", "failed"),
+    "completed": (),
+    "failed": (),
+}
+"""Where a request may go from each status."""
+OPEN_REQUEST_STATUSES = ("received", "in_progress")
+
+BAD_REQUEST_TRANSITION = "subject request {id} is {current!r}; {allowed}, not to {wanted!r}"
+UNKNOWN_REQUEST = "unknown subject request {id!r}; list them with list_requests"
+MAX_DEADLINE_DAYS = 366
+
+
+def _allowed(current: str) -> str:
+    targets = REQUEST_TRANSITIONS[current]
+    if not targets:
+        return "that is final: it can move nowhere"
+    return "it can move only to " + " or ".join(repr(t) for t in targets)
+
+
+def open_request(
+    session: Session,
+    *,
+    subject_id: str | int,
+    kind: str,
+    deadline_days: int,
+    requested_at: datetime | None = None,
+    actor: str | None = None,
+) -> SubjectRequest:
+    """Open a request of ``kind`` (access, erasure, objection) for ``subject_id`` (stored as its pseudonym).
+
+    ``deadline_days`` comes from the policy pack: the deadline is ``requested_at``
+    (default now) plus that many days.
+    """
+    kind = one_of(kind, REQUEST_KINDS, "kind")
+    if (
+        isinstance(deadline_days, bool)
+        or not isinstance(deadline_days, int)
+        or not 1 <= deadline_days <= MAX_DEADLINE_DAYS
+    ):
+        raise ConfigError(f"deadline_days must be an integer from 1 to {MAX_DEADLINE_DAYS}; got {deadline_days!r}")
+    requested_at = aware(requested_at, "requested_at", not_after_now=True)
+    deadline = requested_at + timedelta(days=deadline_days)
+    who = pseudonym(session, subject_id)
+    event = append_event(
+        session,
+        actor=actor_name(actor),
+        action="subject_request.opened",
+        subject=who,
+        payload={
+            "kind": kind,
+            "requested_at": format_time(requested_at),
+            "deadline": format_time(deadline),
+            "deadline_days": deadline_days,
+        },
+    )
+    row = SubjectRequest(
+        kind=kind, subject=who, status="received", requested_at=requested_at, deadline=deadline, trail_seq=event.seq
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def update_request(
+    session: Session,
+    request_id: int,
+    *,
+    status: str,
+    result: Mapping[str, Any] | None = None,
+    at: datetime | None = None,
+    actor: str | None = None,
+) -> SubjectRequest:
+    """Move a request to ``status`` (received -> in_progress -> completed | failed).
+
+    ``result`` (a JSON object: models affected, residual influence, the reason
+    for a failure; never a raw id) replaces the stored one when given. Reaching
+    ``completed`` or ``failed`` sets ``completed_at`` (``at``, default now).
+
+    Raises
+    ------
+    ConfigError
+        Unknown request, unknown status, or a transition the workflow does not allow.
+    """
+    status = one_of(status, REQUEST_STATUSES, "status")
+    when = aware(at, "at", not_after_now=True)
+    plain = None if result is None else json_object(result, "result")
+    lock_head(session)  # serialize with other writers: two updates never both pass the check
+    row = session.get(SubjectRequest, request_id, with_for_update=True) if isinstance(request_id, int) else None
+    if row is None:
+        raise ConfigError(UNKNOWN_REQUEST.format(id=request_id))
+    if status not in REQUEST_TRANSITIONS[row.status]:
+        raise ConfigError(
+            BAD_REQUEST_TRANSITION.format(id=row.id, current=row.status, allowed=_allowed(row.status), wanted=status)
+        )
+    if when < row.requested_at:
+        raise DataError(f"at ({when.isoformat()}) is before the request was made ({row.requested_at.isoformat()})")
+    previous = row.status
+    event = append_event(
+        session,
+        actor=actor_name(actor),
+        action=f"subject_request.{status}",
+        subject=row.subject,
+        objects={"subject_request": row.id},
+        payload={"kind": row.kind, "previous_status": previous, "at": format_time(when), "result": plain},
+    )
+    row.status = status
+    if plain is not None:
+        row.result = plain
+    if status not in OPEN_REQUEST_STATUSES:
+        row.completed_at = when
+    row.trail_seq = event.seq
+    session.flush()
+    return row
+
+
+def _as_dict(row: SubjectRequest) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "subject": row.subject,
+        "status": row.status,
+        "requested_at": row.requested_at,
+        "deadline": row.deadline,
+        "completed_at": row.completed_at,
+        "result": row.result,
+        "trail_seq": row.trail_seq,
+    }
+
+
+def list_requests(
+    session: Session,
+    *,
+    kind: str | None = None,
+    status: str | None = None,
+    overdue_at: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Requests, oldest first, as dicts (datetimes aware UTC; ``subject`` is the pseudonym).
+
+    ``overdue_at``: only requests still open (received or in progress) whose
+    deadline is before that moment.
+    """
+    query = select(SubjectRequest).order_by(SubjectRequest.requested_at, SubjectRequest.id)
+    if kind is not None:
+        query = query.where(SubjectRequest.kind == one_of(kind, REQUEST_KINDS, "kind"))
+    if status is not None:
+        query = query.where(SubjectRequest.status == one_of(status, REQUEST_STATUSES, "status"))
+    if overdue_at is not None:
+        moment = aware(overdue_at, "overdue_at")
+        query = query.where(SubjectRequest.status.in_(OPEN_REQUEST_STATUSES), SubjectRequest.deadline < moment)
+    return [_as_dict(row) for row in session.scalars(query)]
