@@ -207,7 +207,8 @@ class ServingEngine:
         """Serve one governed list (see the module docstring for the steps)."""
         if not isinstance(request.k, int) or request.k < 1:
             raise ConfigError(f"The 'k' parameter of serve must be an int in the range [1, inf). Got {request.k!r} instead.")
-        decided_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        now = datetime.now(timezone.utc)
+        decided_at = now.isoformat(timespec="microseconds")
         decision = self.decide_consent(request)
         allowed = self._context_mask(request.context)
         k = request.k
@@ -226,17 +227,25 @@ class ServingEngine:
         else:
             mode = "personalized"
             items, scores, tags = self._personalized(row, k, allowed)
+        stamp = self.loaded.stamp()
         record = {
             "decision_id": str(uuid.uuid4()),
-            "decided_at": decided_at,
+            "decided_at": now,
             "mode": mode,
-            **self.loaded.stamp(),
+            "pack_name": stamp["pack"],
+            "pack_version": stamp["pack_version"],
+            "pack_hash": stamp["pack_hash"],
             "model_version": model.version_id_,
             "slate": {"items": [str(self._item_ids[i]) for i in items], "scores": scores, "tags": tags},
             "context": {"consent": decision.reason[:500], "gpc": request.gpc, **{k_: v for k_, v in request.context.items() if k_ == "category"}},
         }
         if self.sink is not None:
-            record["subject"] = self.pseudonymize(request.subject_id) if self.pseudonymize else None
+            # The sink stores a pseudonym: given here, or computed from the raw id
+            # inside the sink's own transaction (the raw id is never stored).
+            if self.pseudonymize is not None:
+                record["subject"] = self.pseudonymize(request.subject_id)
+            else:
+                record["subject_id"] = request.subject_id
             self.sink.submit_and_wait(record)
         return ServedList(
             decision_id=record["decision_id"],

@@ -29,6 +29,20 @@ def world():
     return data, matrix, model
 
 
+def pack_with(*, reranking: dict, blocked: list[str]):
+    """The EU pack with another re-ranking and other blocked categories."""
+    from ruamel.yaml import YAML
+    import io
+
+    yaml = YAML(typ="safe", pure=True)
+    doc = yaml.load(open("policies/eu-gdpr-dsa.yaml"))
+    doc["reranking"] = reranking
+    doc.setdefault("harmful_content", {})["blocked_categories"] = blocked
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    return parse_pack(out.getvalue(), "eu-variant.yaml")
+
+
 def record(status: str, minutes: int, basis: str = "consent") -> ConsentRecord:
     return ConsentRecord(purpose="personalization", status=status, lawful_basis=basis, source="api", time=T0 + timedelta(minutes=minutes))
 
@@ -108,14 +122,12 @@ def test_no_blocked_item_is_ever_served(world, blocked, user, consent, rerank, c
     """Property: whatever the candidates, the consent state and the re-rankers, a blocked item never goes out."""
     data, matrix, model = world
     steps = {
-        "none": "",
-        "mmr": "reranking:\n  enabled: true\n  steps:\n    - {name: mmr, params: {tradeoff: 0.5}}\n",
-        "fair": "reranking:\n  enabled: true\n  steps:\n    - {name: fair_star, params: {p: 0.6}}\n",
-        "explore": "reranking:\n  enabled: true\n  steps:\n    - {name: exploration, params: {epsilon: 0.5}}\n",
+        "none": [],
+        "mmr": [{"name": "mmr", "params": {"tradeoff": 0.5}}],
+        "fair": [{"name": "fair_star", "params": {"p": 0.6}}],
+        "explore": [{"name": "exploration", "params": {"epsilon": 0.5}}],
     }[rerank]
-    text = open("policies/eu-gdpr-dsa.yaml").read() + steps
-    text = text.replace("blocked_categories: [csam, terrorism, self_harm]", "blocked_categories: [violence, self-harm]")
-    engine = ServingEngine(parse_pack(text, "eu.yaml"), model, data.items)
+    engine = ServingEngine(pack_with(reranking={"enabled": bool(steps), "steps": steps}, blocked=["violence", "self-harm"]), model, data.items)
     blocked_ids = {str(matrix.item_ids[i]) for i in blocked}
     engine.set_blocked(blocked_ids)
     flags = data.items["flags"].reindex(pd.Index(matrix.item_ids.astype(str))).fillna("")
@@ -151,6 +163,7 @@ def test_every_decision_goes_to_the_sink_before_the_list_is_returned(world) -> N
     served = engine.serve(ServeRequest(str(matrix.user_ids[1]), consent=(record("granted", 0),)))
     assert written[0]["decision_id"] == served.decision_id and written[0]["slate"]["items"] == served.items
     assert written[0]["pack_hash"] == served.pack["pack_hash"] and written[0]["subject"].startswith("p-")
+    assert written[0]["pack_name"] == "eu-gdpr-dsa" and written[0]["mode"] == "personalized"
     assert str(matrix.user_ids[1]) not in repr(written[0])
     failing = eu_engine(world, sink=Failing())
     with pytest.raises(OSError, match="disk full"):
