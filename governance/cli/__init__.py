@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from governance.cli import audit, core, demo, policy
+from governance.cli import audit, core, demo, policy, serve
 from governance.cli import store
 
 __all__ = ["app", "main"]
@@ -24,6 +24,7 @@ core.register(app)
 policy.register(app)
 audit.register(app)
 demo.register(app)
+serve.register(app)
 # -- command groups (one line each) ------------------------------------------
 store.register(app)
 
