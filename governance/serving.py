@@ -213,7 +213,7 @@ class ServingEngine:
         allowed = self._context_mask(request.context)
         k = request.k
         model = self.model
-        row = int(model.train_.user_index([request.subject_id])[0]) if decision.allowed else -1
+        row = int(model.train_.user_index(str(request.subject_id))[0]) if decision.allowed else -1
         if not decision.allowed:
             mode = "non_profiling"
             items = self._popular(k, allowed)
@@ -262,8 +262,7 @@ class ServingEngine:
 
     def _personalized(self, row: int, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, list[float | None], list[list[dict[str, Any]]]]:
         model = self.model
-        matrix = model.train_.matrix
-        history = matrix[row]
+        history = model.train_.user_row(row)
         n_candidates = max(k, self._candidates if self._pipeline is not None else k)
         filter_items = self._blocked_idx
         if allowed is not None:

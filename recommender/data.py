@@ -234,9 +234,23 @@ class InteractionMatrix:
     def _item_lookup(self) -> pd.Index:
         return pd.Index(np.asarray(self.item_ids, dtype=object).astype(str))
 
+    @cached_property
+    def _user_positions(self) -> dict[str, int]:
+        return {u: i for i, u in enumerate(self._user_lookup)}
+
     def user_index(self, user_ids: object) -> np.ndarray:
         """Row indices of ``user_ids``; -1 where a user is unknown."""
+        if isinstance(user_ids, str):  # one id: a dict lookup beats building an indexer
+            return np.array([self._user_positions.get(user_ids, -1)], dtype=np.int64)
         return _lookup(self._user_lookup, user_ids)
+
+    def user_row(self, row: int) -> sp.csr_matrix:
+        """Row ``row`` of the matrix as a 1 x n_items CSR matrix (cheaper than indexing)."""
+        m = self.matrix
+        start, end = m.indptr[row], m.indptr[row + 1]
+        return sp.csr_matrix(
+            (m.data[start:end], m.indices[start:end], np.array([0, end - start], dtype=m.indptr.dtype)), shape=(1, m.shape[1])
+        )
 
     def item_index(self, item_ids: object) -> np.ndarray:
         """Column indices of ``item_ids``; -1 where an item is unknown."""
