@@ -9,10 +9,19 @@ The offline evaluation audits the model's *training recipe*: the audited
 version's parameters are refitted on the training part of a split of the same
 data and evaluated on the held-out part (a model fitted on all the data cannot
 be evaluated on any of it without leakage).
+
+When the pack re-ranks served lists (``reranking.enabled`` with steps), the
+audited subject is what is served: the evaluation facts' subject is the
+re-ranked lists (``als+rerank``, :func:`governance.tradeoff.rerank_evaluation`)
+next to the plain ``als`` and the baselines, and the fairness facts are those of
+the re-ranked lists. The fairness facts of the plain lists are computed too and
+kept, with the side-by-side figures of :func:`governance.tradeoff.tradeoff_summary`,
+in ``AuditFacts.tradeoff``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -54,10 +63,14 @@ def validation_facts(report: Any) -> ValidationFacts:
     return ValidationFacts(n_rows=int(doc["n_rows"]), findings=findings)
 
 
-def evaluation_facts(run: Any, subject: str = "als") -> EvaluationFacts:
-    """The per-model figures of an :class:`~recommender.pipeline.EvaluationRun`."""
+def evaluation_facts(run: Any, subject: str = "als", *, extra: Mapping[str, Any] | None = None) -> EvaluationFacts:
+    """The per-model figures of an :class:`~recommender.pipeline.EvaluationRun`.
+
+    ``extra`` adds evaluations made outside the run on its split (label ->
+    :class:`~recommender.evaluate.ModelEvaluation`), such as the re-ranked lists.
+    """
     models = {}
-    for label, ev in run.comparison.evaluations.items():
+    for label, ev in {**run.comparison.evaluations, **(extra or {})}.items():
         d = ev.to_dict()
         models[label] = ModelFacts(metrics=d["metrics"], beyond=d["beyond"], segments=d["segments"], n_test_users=d["n_test_users"])
     return EvaluationFacts(k=run.comparison.k, subject=subject, models=models)
@@ -96,13 +109,16 @@ def collect_facts(
     evaluation:
         Evaluation facts computed elsewhere (a slate audit); no model is evaluated then.
     """
+    from governance.tradeoff import rerank_evaluation, reranking_enabled, tradeoff_summary
     from recommender.pipeline import run_evaluation
     from recommender.validate import validate_events
 
     q = pack.quality
     needs = {n for _, rule in pack.rules() for n in _needs(rule.check)}
+    rerank = reranking_enabled(pack)
     run = None
-    if evaluation is None and needs & {"evaluation", "fairness", "privacy"}:
+    reranked = None
+    if evaluation is None and (rerank or needs & {"evaluation", "fairness", "privacy"}):
         run = run_evaluation(
             dataset,
             split_config=SplitConfig(kind=q.split, test_fraction=q.test_fraction, random_state=random_state),
@@ -113,7 +129,11 @@ def collect_facts(
             random_state=random_state,
             show_progress=show_progress,
         )
-        evaluation = evaluation_facts(run)
+        if rerank:
+            reranked = rerank_evaluation(run, dataset, pack, q.k, show_progress=show_progress)
+            evaluation = evaluation_facts(run, subject=reranked.model, extra={reranked.model: reranked})
+        else:
+            evaluation = evaluation_facts(run)
     validation = None
     if "validation" in needs:
         report = validation_report if validation_report is not None else validate_events(dataset)
@@ -122,13 +142,20 @@ def collect_facts(
     if baseline is not None:
         drift = DriftFacts(baseline=baseline.name, features=drift_statistics(baseline.events, dataset.events))
     fairness = None
-    if "fairness" in needs and run is not None:
+    tradeoff = None
+    if run is not None and ("fairness" in needs or reranked is not None):
         from governance.collect_fairness import fairness_facts
 
         mats = run.matrices
-        fairness = fairness_facts(
-            dataset, run, pack, train=mats.train if mats else None, test=mats.test if mats else None, random_state=random_state
-        )
+        train, test = (mats.train, mats.test) if mats else (None, None)
+        fairness = fairness_facts(dataset, run, pack, train=train, test=test, random_state=random_state)
+        if reranked is not None:
+            plain_fairness = fairness
+            fairness = fairness_facts(dataset, reranked, pack, train=train, test=test, random_state=random_state)
+            tradeoff = {
+                **tradeoff_summary(run.comparison.evaluations[reranked.base_model], reranked, plain_fairness, fairness),
+                "plain_fairness": plain_fairness.model_dump(mode="json"),
+            }
     privacy = None
     if "privacy" in needs and run is not None:
         privacy = privacy_facts(pack, dataset, run, random_state=random_state)
@@ -153,6 +180,7 @@ def collect_facts(
         carbon=carbon,
         privacy=privacy,
         fairness=fairness,
+        tradeoff=tradeoff,
     )
     return facts, run
 

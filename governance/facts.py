@@ -270,3 +270,8 @@ class AuditFacts(_Facts):
     carbon: CarbonFacts | None = None
     fairness: FairnessFacts | None = None
     privacy: PrivacyFacts | None = None
+    tradeoff: dict[str, Any] | None = None
+    """When the pack re-ranks served lists: the re-ranking's trade-off side by side with the plain
+    model's lists (:func:`governance.tradeoff.tradeoff_summary`: accuracy, beyond-accuracy, provider
+    exposure, consumer gaps, constraints met), plus ``plain_fairness``, the fairness facts of the plain
+    lists (``fairness`` then holds those of the served, re-ranked lists)."""
