@@ -9,6 +9,7 @@ import typer
 
 from governance.cli import audit, core, demo, policy, serve
 from governance.cli import store
+from governance.cli import privacy
 
 __all__ = ["app", "main"]
 
@@ -27,6 +28,7 @@ demo.register(app)
 serve.register(app)
 # -- command groups (one line each) ------------------------------------------
 store.register(app)
+privacy.register(app)
 
 
 def main() -> None:

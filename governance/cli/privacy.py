@@ -1,0 +1,472 @@
+"""The DPO's commands: ``consent set|show``, ``subject export|erase``, ``processing-record``.
+
+Thin wrappers over :mod:`governance.privacy` and :mod:`audits`. A subject is
+given by the id your systems know them by; recgov stores only its pseudonym, and
+no output of these commands repeats the raw id, except the access export itself
+(it goes to the subject). Exit codes: 0 done, 2 bad usage or input (unknown
+status, a purpose the pack does not list, a missing file, an unreachable
+database), with one line on stderr and nothing stored.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from governance.cli._common import console, emit_json, err_console, progress_enabled, to_json
+from governance.cli.core import DatabaseOpt, JsonOpt, MapOpt, load_dataset, print_rows
+from governance.cli.policy import load_or_fail
+from governance.cli.store import store_errors
+from recommender.errors import ConfigError
+
+__all__ = ["register"]
+
+SubjectArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="SUBJECT",
+        help="The subject's id as your systems know it; recgov stores only its pseudonym.",
+        show_default=False,
+    ),
+]
+PackHelp = "Policy pack file, or a shipped pack name (baseline, eu-gdpr-dsa, california-ccpa)."
+OptionalPackOpt = Annotated[str | None, typer.Option("--pack", "-p", help=PackHelp, show_default=False)]
+RequiredPackOpt = Annotated[str, typer.Option("--pack", "-p", help=PackHelp, show_default=False)]
+
+BAD_CHOICE = "{option} must be one of {allowed}; got {value!r}"
+PURPOSE_NOT_IN_PACK = (
+    "--purpose {purpose!r} is not a purpose of pack {pack} (its purposes: {listed}); "
+    "use one of those, or add the purpose to the pack's consent section"
+)
+BASIS_NEEDED = (
+    "--basis is needed without --pack (one of {allowed}); with --pack it defaults to the purpose's lawful basis"
+)
+BAD_PROPAGATE = "--propagate must be an integer from 0 to {max}; got {value}"
+MAX_PROPAGATE = 10
+OUT_FOLDER_MISSING = "--out {out}: the folder {folder} does not exist; create it first"
+
+
+def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
+    if value not in allowed:
+        raise ConfigError(BAD_CHOICE.format(option=option, allowed=", ".join(allowed), value=value))
+    return value
+
+
+@contextmanager
+def _opened(database_url: str | None) -> Iterator[Any]:
+    from audits import open_store
+
+    store = open_store(database_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _short(pseudonym: str | None) -> str:
+    return f"{pseudonym[:16]}..." if pseudonym else "none (no record under this id)"
+
+
+# -- consent ---------------------------------------------------------------------------------
+def consent_set(
+    subject: SubjectArg,
+    purpose: Annotated[
+        str, typer.Option("--purpose", help="The processing purpose, e.g. personalization.", show_default=False)
+    ],
+    status: Annotated[
+        str, typer.Option("--status", help="granted, denied, withdrawn, opted_out or objected.", show_default=False)
+    ],
+    basis: Annotated[
+        str | None,
+        typer.Option(
+            "--basis",
+            help="consent, legitimate_interest or contract (default with --pack: the purpose's basis).",
+            show_default=False,
+        ),
+    ] = None,
+    source: Annotated[str, typer.Option("--source", help="api, banner, tcf, gpc or import.")] = "api",
+    jurisdiction: Annotated[
+        str | None, typer.Option("--jurisdiction", help="Where the subject is, e.g. EU or US-CA.", show_default=False)
+    ] = None,
+    evidence: Annotated[
+        str | None,
+        typer.Option(
+            "--evidence",
+            help="What proves it (GDPR Art. 7(1)): a ticket, a banner version, a letter.",
+            show_default=False,
+        ),
+    ] = None,
+    pack: OptionalPackOpt = None,
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Append a consent record for SUBJECT (a withdrawal is a new record; nothing is overwritten)."""
+    from audits import record_consent
+    from audits.models import CONSENT_SOURCES, CONSENT_STATUSES, LAWFUL_BASES
+
+    with store_errors():
+        _choice(status, CONSENT_STATUSES, "--status")
+        _choice(source, CONSENT_SOURCES, "--source")
+        if basis is not None:
+            _choice(basis, LAWFUL_BASES, "--basis")
+        if pack is not None:
+            loaded = load_or_fail(pack, json_output=json_output)
+            purposes = loaded.pack.consent.purposes
+            if purpose not in purposes:
+                listed = ", ".join(sorted(purposes)) or "none"
+                raise ConfigError(PURPOSE_NOT_IN_PACK.format(purpose=purpose, pack=loaded.name, listed=listed))
+            basis = basis or purposes[purpose].lawful_basis
+        elif basis is None:
+            raise ConfigError(BASIS_NEEDED.format(allowed=", ".join(LAWFUL_BASES)))
+        proof = {"via": "recgov consent set"} | ({"note": evidence} if evidence else {})
+        with _opened(database_url) as store, store.session() as session:
+            row = record_consent(
+                session,
+                subject_id=subject,
+                purpose=purpose,
+                status=status,
+                lawful_basis=basis,
+                source=source,
+                evidence=proof,
+                jurisdiction=jurisdiction,
+            )
+            doc = {
+                "recorded": {
+                    "id": row.id,
+                    "subject": row.subject,
+                    "purpose": row.purpose,
+                    "status": row.status,
+                    "lawful_basis": row.lawful_basis,
+                    "source": row.source,
+                    "jurisdiction": row.jurisdiction,
+                    "evidence": row.evidence,
+                    "recorded_at": row.recorded_at.isoformat(),
+                    "trail_seq": row.trail_seq,
+                }
+            }
+    if json_output:
+        emit_json(doc)
+        return
+    r = doc["recorded"]
+    console.print(
+        f"recorded consent #{r['id']}: {r['purpose']} {r['status']} (basis {r['lawful_basis']}, source {r['source']}) "
+        f"for pseudonym {_short(r['subject'])}, trail event {r['trail_seq']}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def consent_show(
+    subject: SubjectArg,
+    pack: OptionalPackOpt = None,
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Show SUBJECT's consent history, the record in force per purpose and (with --pack) whether each purpose may profile them."""
+    from governance.privacy import show_consent
+
+    loaded = load_or_fail(pack, json_output=json_output) if pack is not None else None
+    with store_errors(), _opened(database_url) as store:
+        doc = show_consent(store, subject, pack=loaded)
+    profiling = doc["profiling"]
+    if json_output:
+        emit_json(doc)
+        return
+    console.print(f"pseudonym {_short(doc['subject'])}: {len(doc['history'])} consent record(s)", highlight=False)
+    print_rows(
+        [
+            {
+                "recorded_at": h["recorded_at"],
+                "purpose": h["purpose"],
+                "status": h["status"],
+                "basis": h["lawful_basis"],
+                "source": h["source"],
+                "jurisdiction": h["jurisdiction"] or "-",
+            }
+            for h in doc["history"]
+        ],
+        title="history (oldest first)",
+    )
+    for purpose, entry in doc["in_force"].items():
+        console.print(f"in force: {purpose} {entry['status']} since {entry['recorded_at']}", highlight=False)
+    for purpose, decision in (profiling or {}).items():
+        verdict = "may profile" if decision["allowed"] else "may NOT profile"
+        console.print(f"{purpose}: {verdict}: {decision['reason']}", highlight=False, soft_wrap=True)
+
+
+# -- subject requests ------------------------------------------------------------------------
+def subject_export(
+    subject: SubjectArg,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="DATA holding the subject's interactions (a MovieLens directory, an event log with --map, ...).",
+            show_default=False,
+        ),
+    ] = None,
+    mapping: MapOpt = None,
+    pack: OptionalPackOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the export (JSON) to this file instead of stdout.", show_default=False),
+    ] = None,
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Answer an access request (GDPR Art. 15): everything recgov holds about SUBJECT, as JSON for them."""
+    from governance.privacy import export_subject
+
+    loaded = load_or_fail(pack, json_output=json_output) if pack is not None else None
+    with store_errors():
+        if out is not None and not out.parent.is_dir():
+            raise ConfigError(OUT_FOLDER_MISSING.format(out=out, folder=out.parent))
+        dataset = load_dataset(data, mapping, json_output=json_output) if data is not None else None
+        with _opened(database_url) as store:
+            doc = export_subject(store, subject, dataset=dataset, pack=loaded)
+        if out is not None:
+            partial = out.with_name(f".{out.name}.partial")
+            try:
+                partial.write_text(to_json(doc) + "\n", encoding="utf-8")
+                os.replace(partial, out)
+            finally:
+                partial.unlink(missing_ok=True)
+    if out is None:
+        emit_json(doc)
+        return
+    summary = {
+        "request": doc["request"],
+        "out": str(out),
+        "counts": {
+            "consent_records": len(doc["consent"]["history"]),
+            "interactions": doc["interactions"]["count"],
+            "decisions": len(doc["decisions"]),
+            "trail_events": len(doc["trail"]),
+            "models": len(doc["models"]),
+        },
+    }
+    if json_output:
+        emit_json(summary)
+        return
+    c = summary["counts"]
+    console.print(
+        f"access request #{doc['request']['id']} completed: wrote {out} ({c['consent_records']} consent records, "
+        f"{c['interactions']} interactions, {c['decisions']} decisions, {c['trail_events']} trail events, "
+        f"{c['models']} model versions); send it to the subject by a secure channel",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def subject_erase(
+    subject: SubjectArg,
+    pack: RequiredPackOpt,
+    model: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--model",
+            help="A model artifact (.npz) to unlearn the subject from; repeat for several.",
+            show_default=False,
+        ),
+    ] = None,
+    models_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--models-dir",
+            help="Where to write the unlearned artifacts (default: beside each --model).",
+            show_default=False,
+        ),
+    ] = None,
+    delete_previous: Annotated[
+        bool, typer.Option("--delete-previous", help="Delete each --model file once its unlearned copy is saved.")
+    ] = False,
+    residual: Annotated[
+        bool,
+        typer.Option(
+            "--residual/--no-residual",
+            help="Measure residual influence against a retrain (only on models under 200,000 interactions).",
+        ),
+    ] = True,
+    propagate: Annotated[
+        int,
+        typer.Option(
+            "--propagate",
+            help="Sweeps re-solving the users who share the subject's items, then the items (0: the items only).",
+        ),
+    ] = 1,
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Erase SUBJECT (GDPR Art. 17): unlearn them from --model, list models that may hold them, record, crypto-shred."""
+    from governance.privacy import erase_subject
+
+    loaded = load_or_fail(pack, json_output=json_output)
+    show = progress_enabled(json_output)
+    with store_errors():
+        if not 0 <= propagate <= MAX_PROPAGATE:
+            raise ConfigError(BAD_PROPAGATE.format(max=MAX_PROPAGATE, value=propagate))
+    with store_errors(), _opened(database_url) as store:
+        if show:
+            with err_console.status("erasing") as status:
+                report = erase_subject(
+                    store, subject, pack=loaded, model_path=model or None, models_dir=models_dir,
+                    delete_previous=delete_previous, measure_residual=residual, propagate=propagate, progress=status.update,
+                )  # fmt: skip
+        else:
+            report = erase_subject(
+                store, subject, pack=loaded, model_path=model or None, models_dir=models_dir,
+                delete_previous=delete_previous, measure_residual=residual, propagate=propagate,
+            )  # fmt: skip
+    if json_output:
+        emit_json(report)
+        return
+    _print_erasure(report)
+
+
+def _print_erasure(report: dict[str, Any]) -> None:
+    r = report["request"]
+    console.print(
+        f"erasure request #{r['id']} {r['status']} in {report['seconds']:.2f} s (deadline {r['deadline']}; {r['deadline_basis']})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if not report["unlearning"]:
+        console.print("no model artifact given: nothing unlearned", highlight=False)
+    for step in report["unlearning"]:
+        if step["status"] != "unlearned":
+            console.print(f"model {step['previous_version']}: {step['note']}", highlight=False, soft_wrap=True)
+            continue
+        console.print(
+            f"model {step['previous_version']} -> {step['version']}: {step['n_interactions_removed']} interactions removed, "
+            f"{step['n_items_refreshed']} items re-solved in {step['seconds'] * 1000:.1f} ms; artifact {step['artifact']}"
+            + ("" if step.get("recorded") else f" ({step.get('recorded_note', 'not recorded')})"),
+            highlight=False,
+            soft_wrap=True,
+        )
+        ri = step["residual_influence"]
+        if ri.get("measured"):
+            un, orig = ri["unlearned_vs_retrained"], ri["original_vs_retrained"]
+            console.print(
+                f"  residual influence vs a retrain without the subject ({ri['seconds']:.2f} s): top-{ri['k']} Jaccard "
+                f"{un['topk_jaccard_mean']:.3f} (original model {orig['topk_jaccard_mean']:.3f}), relative Frobenius "
+                f"{un['relative_frobenius']:.4f} (original {orig['relative_frobenius']:.4f})",
+                highlight=False,
+                soft_wrap=True,
+            )
+        else:
+            console.print(f"  residual influence not measured: {ri['reason']}", highlight=False, soft_wrap=True)
+        if step["previous_artifact_deleted"]:
+            console.print(f"  deleted the previous artifact {step['previous_artifact']}", highlight=False)
+    versions = report["models"]["versions"]
+    if versions:
+        print_rows(
+            [
+                {"model version": v["version_id"], "membership": v["membership"], "action": v["action"]}
+                for v in versions
+            ],
+            title=f"recorded model versions that include or may include the subject ({report['models']['n_checked']} checked)",
+        )
+    else:
+        console.print(
+            f"none of the {report['models']['n_checked']} recorded model versions includes the subject", highlight=False
+        )
+    u = report["unlinked"]
+    console.print(
+        f"crypto-shredded pseudonym {_short(report['pseudonym'])}: {u['consent_records']} consent records, "
+        f"{u['subject_requests']} requests, {u['decisions']} decisions and {u['trail_events']} trail events "
+        "stay, unlinkable to the person",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for item in report["not_done"]:
+        console.print(f"still to do: {item}", highlight=False, soft_wrap=True)
+
+
+# -- records of processing -------------------------------------------------------------------
+def processing_record_command(
+    pack: RequiredPackOpt,
+    recipient: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--recipient",
+            help="A recipient of the data (repeat); default: none outside the controller.",
+            show_default=False,
+        ),
+    ] = None,
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Print the record of processing activities (GDPR Art. 30) from the pack and the store."""
+    from governance.privacy import processing_record
+
+    loaded = load_or_fail(pack, json_output=json_output)
+    with store_errors(), _opened(database_url) as store:
+        doc = processing_record(loaded, store, recipients=recipient or None)
+    if json_output:
+        emit_json(doc)
+        return
+    console.print(
+        f"[bold]Record of processing activities[/] (GDPR Art. 30): pack {doc['pack']} {doc['pack_version']}, controller {doc['controller']}",
+        highlight=False,
+    )
+    print_rows(
+        [
+            {
+                "purpose": p["purpose"],
+                "lawful basis": p["lawful_basis"] or "-",
+                "model": p["consent_model"] or "-",
+                "legal reference": p["legal_reference"] or "-",
+            }
+            for p in doc["purposes"]
+        ],
+        title="purposes",
+    )
+    cats = doc["categories_of_data"]
+    console.print(f"model inputs: {', '.join(cats['model_inputs'])}", highlight=False)
+    console.print(f"audit-only attributes: {', '.join(cats['audit_only_attributes']) or '-'}", highlight=False)
+    console.print(
+        f"forbidden attributes: {', '.join(cats['forbidden_attributes']) or '-'}", highlight=False, soft_wrap=True
+    )
+    console.print(f"recipients: {'; '.join(doc['recipients'])}", highlight=False)
+    console.print(f"retention: {doc['retention']['training_events']}", highlight=False, soft_wrap=True)
+    for item in doc["safeguards"]:
+        console.print(f"safeguard: {item}", highlight=False, soft_wrap=True)
+    counts = doc["counts"]
+    rows = [
+        {
+            "purpose": purpose,
+            "status": status,
+            "records": n,
+            "subjects in force": counts["subjects_in_force"].get(purpose, {}).get(status, 0),
+        }
+        for purpose, statuses in sorted(counts["consent_records"].items())
+        for status, n in sorted(statuses.items())
+    ]
+    print_rows(rows, title="consent in the store")
+    console.print(
+        f"subject requests: {counts['open_requests']} open, {counts['overdue_requests']} overdue; "
+        f"decisions served: {sum(counts['decisions'].values())}",
+        highlight=False,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``recgov consent``, ``recgov subject`` and ``recgov processing-record``."""
+    consent_app = typer.Typer(
+        help="Consent records: append and show (GDPR Art. 6, 7, 21; CCPA §1798.120).", no_args_is_help=True
+    )
+    consent_app.command("set")(consent_set)
+    consent_app.command("show")(consent_show)
+    app.add_typer(consent_app, name="consent")
+    subject_app = typer.Typer(
+        help="Data subject requests: access and erasure (GDPR Art. 15, 17).", no_args_is_help=True
+    )
+    subject_app.command("export")(subject_export)
+    subject_app.command("erase")(subject_erase)
+    app.add_typer(subject_app, name="subject")
+    app.command("processing-record")(processing_record_command)

@@ -1,0 +1,1306 @@
+"""The DPO's work: consent in training, subject access and erasure, the record of processing.
+
+Library functions over the store (:mod:`audits`) and the pure consent logic
+(:mod:`governance.consent`); the command line (:mod:`governance.cli.privacy`)
+and the API call them.
+
+* :func:`filter_training_events` -- privacy by construction: a training set holds
+  only events of subjects the pack allows to be profiled (the rules of
+  :func:`governance.consent.state.may_profile`, read in bulk) and only events
+  younger than ``minimization.retention_days``.
+* :func:`export_subject` -- GDPR Art. 15: what recgov holds about a subject.
+* :func:`erase_subject` -- GDPR Art. 17: unlearn the subject from a model
+  artifact, list the models that may still hold them, record it all, then
+  crypto-shred the subject's pseudonym secret.
+* :func:`record_consent_from_request` -- record the ``Sec-GPC: 1`` signal and a
+  TCF string as consent records.
+* :func:`processing_record` -- GDPR Art. 30: purposes, categories of data,
+  recipients, retention, safeguards, and counts from the store.
+
+Subjects reach the store only as pseudonyms (the :mod:`audits` functions see to
+it); nothing here writes a raw subject id to a table, a trail payload, a request
+result or an exception message. The one place a raw id appears is the access
+export, which goes to the subject who asked.
+
+Deadlines: the pack schema has no field for subject-request deadlines, so every
+request gets :data:`REQUEST_DEADLINE_DAYS` (30 days, within GDPR Art. 12(3)'s one
+month and CCPA §1798.130's 45 days).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import math
+import os
+import re
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from audits import (
+    consent_history,
+    consent_states,
+    effective_consent,
+    list_requests,
+    lookup_pseudonyms,
+    open_request,
+    record_consent,
+    record_dataset_version,
+    record_model_version,
+    record_training_run,
+    shred_subject,
+    update_request,
+)
+from audits._common import actor_name, in_values
+from audits.models import (
+    CONSENT_RESTRICTIVENESS,
+    ConsentRecordRow,
+    DatasetVersion,
+    DecisionRecord,
+    ModelVersion,
+    SubjectRequest,
+    TrailEvent,
+)
+from audits.trail import append_event
+from governance.consent.gpc import gpc_opt_out
+from governance.consent.state import MSG_VENDOR_REQUIRED, ConsentRecord, may_profile
+from governance.consent.tcf import decode_tc_string, tcf_allows_profiling
+from governance.policy import LoadedPack, PolicyPack, content_hash
+from recommender.data import Dataset
+from recommender.errors import ConfigError, DataError
+from recommender.feedback import MODEL_INPUT_COLUMNS
+
+_log = logging.getLogger(__name__)
+
+__all__ = [
+    "EXCLUSION_REASONS",
+    "REQUEST_DEADLINE_DAYS",
+    "RESIDUAL_MAX_INTERACTIONS",
+    "erase_subject",
+    "export_subject",
+    "filter_training_events",
+    "processing_record",
+    "record_consent_from_request",
+    "show_consent",
+]
+
+REQUEST_DEADLINE_DAYS = 30
+"""Days to answer an access or erasure request. The pack schema has no deadline
+field; 30 days is within GDPR Art. 12(3) (one month) and CCPA §1798.130 (45 days)."""
+DEADLINE_BASIS = (
+    "30 days: the policy pack sets no deadline, so recgov uses 30 days, within GDPR Art. 12(3) "
+    "(one month, extendable by two for complex requests) and CCPA §1798.130 (45 days)"
+)
+RESIDUAL_MAX_INTERACTIONS = 200_000
+"""Measure residual influence (which needs a full retrain to compare with) only below this many interactions."""
+EXPORT_FORMAT = "recgov.subject-export.v1"
+
+EXCLUSION_REASONS: dict[str, str] = {
+    "no_consent_record": "no consent record for an opt-in purpose: no record means no (GDPR Art. 6(1)(a), 7(1))",
+    "withdrawn": "consent withdrawn: processing stops at once (GDPR Art. 7(3))",
+    "denied": "consent refused",
+    "objected": "objection to profiling (GDPR Art. 21)",
+    "opted_out": "opted out, by request or by a GPC signal (CCPA §1798.120; GDPR Art. 21(5))",
+    "wrong_basis": "the record in force was not given as consent, but the purpose rests on consent (GDPR Art. 7(1))",
+    "missing_subject_id": "the event names no subject, so no consent can be shown for it",
+    "retention": "older than minimization.retention_days (GDPR Art. 5(1)(e)), or of unknown time",
+}
+"""Why an event or subject is left out of a training set, keyed as in the exclusions report."""
+_CONSENT_REASONS = ("withdrawn", "denied", "objected", "opted_out")
+
+# Messages tests assert on.
+UNLISTED_PURPOSE = (
+    "purpose {purpose!r} is not listed in the consent section of pack {pack} (listed: {listed}); "
+    "name one of those, or add the purpose to the pack"
+)
+MODEL_NOT_FOUND = "model artifact {path} does not exist; expected a .npz file written by `recgov train`"
+BAD_SUBJECT = "a subject id must be a non-empty string or an integer; got {kind}"
+EXPORT_FAILED = "the access request {id} failed: {cause}"
+ERASURE_FAILED = "the erasure request {id} failed and the subject was NOT shredded: {cause}"
+
+
+# -- helpers ----------------------------------------------------------------------------
+def _policy(pack: LoadedPack | PolicyPack) -> PolicyPack:
+    if isinstance(pack, LoadedPack):
+        return pack.pack
+    if isinstance(pack, PolicyPack):
+        return pack
+    raise ConfigError(
+        f"pack must be a LoadedPack (governance.policy.load_pack) or a PolicyPack; got {type(pack).__name__}"
+    )
+
+
+def _stamp(pack: LoadedPack | PolicyPack) -> dict[str, str]:
+    if isinstance(pack, LoadedPack):
+        return pack.stamp()
+    return {"pack": pack.metadata.name, "pack_version": pack.metadata.version, "pack_hash": content_hash(pack)}
+
+
+def _subject(subject_id: Any) -> str:
+    """The subject id as the store reads it (integers are their decimal string)."""
+    if isinstance(subject_id, bool) or not isinstance(subject_id, (str, int)) or subject_id == "":
+        raise DataError(BAD_SUBJECT.format(kind=type(subject_id).__name__ if subject_id != "" else "an empty string"))
+    return str(subject_id)
+
+
+def _moment(value: datetime | None, name: str) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        raise DataError(f"{name} must be a timezone-aware datetime such as datetime.now(UTC), got {value!r}")
+    return value.astimezone(UTC)
+
+
+def _iso(value: Any) -> str | None:
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as plain JSON: numpy scalars unwrapped, NaN and missing as None, times as ISO 8601."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (datetime, date, pd.Timestamp)):
+        return _iso(value)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return str(value)
+
+
+RAW_ID_IN_RESULT = (
+    "{field} would carry the subject's raw id at {where}; nothing recgov stores may name a subject "
+    "other than by pseudonym (rename the folder or file that holds it)"
+)
+_MIN_CONTAINED = 6  # shorter ids are refused only as whole strings (no false alarms on "4242" inside a hash)
+
+
+def _holds(text: str, subject: str) -> bool:
+    return text == subject or (len(subject) >= _MIN_CONTAINED and subject in text)
+
+
+def _guard(value: Any, field: str, subject: str, where: str = "$") -> Any:
+    """Refuse ``value`` if a string (key or value) in it is, or contains, the subject's raw id.
+
+    Only strings are looked at: a result is full of counts, and a numeric id
+    such as 1234 would otherwise collide with one of them.
+    """
+    if isinstance(value, Mapping):
+        for key, child in value.items():
+            if _holds(str(key), subject):
+                raise DataError(RAW_ID_IN_RESULT.format(field=field, where=f"a key of {where}"))
+            _guard(child, field, subject, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, child in enumerate(value):
+            _guard(child, field, subject, f"{where}[{index}]")
+    elif isinstance(value, str) and _holds(value, subject):
+        raise DataError(RAW_ID_IN_RESULT.format(field=field, where=where))
+    return value
+
+
+def _scrubbed(err: BaseException, subject: str) -> str:
+    """An error's message fit to store and show: no raw id of the subject in it."""
+    message = f"{type(err).__name__}: {err}"[:500]
+    if len(subject) >= 4:
+        message = message.replace(subject, "<subject>")
+    if _holds(message, subject) or re.search(rf"(?<![\w-]){re.escape(subject)}(?![\w-])", message):
+        return f"{type(err).__name__} (message withheld: it may name the subject)"
+    return message
+
+
+def _fail_request(store: Any, request_id: int, err: BaseException, subject: str, actor: str | None) -> str:
+    cause = _scrubbed(err, subject)
+    try:
+        with store.session() as session:
+            update_request(session, request_id, status="failed", result={"cause": cause}, actor=actor)
+    except Exception as failure:  # noqa: BLE001 - the original error is what the caller must see
+        _log.warning("could not mark subject request %s failed: %s", request_id, type(failure).__name__)
+    return cause
+
+
+def _records(history: Iterable[Mapping[str, Any]]) -> list[ConsentRecord]:
+    return [
+        ConsentRecord(
+            purpose=r["purpose"],
+            status=r["status"],
+            lawful_basis=r["lawful_basis"],
+            source=r["source"],
+            time=r["recorded_at"],
+            evidence=r["evidence"] or {},
+        )
+        for r in history
+    ]
+
+
+def _history_json(history: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "recorded_at": _iso(r["recorded_at"]),
+            "purpose": r["purpose"],
+            "status": r["status"],
+            "lawful_basis": r["lawful_basis"],
+            "source": r["source"],
+            "jurisdiction": r["jurisdiction"],
+            "evidence": _plain(r["evidence"]),
+            "trail_seq": r["trail_seq"],
+        }
+        for r in history
+    ]
+
+
+def show_consent(store: Any, subject_id: str | int, *, pack: LoadedPack | PolicyPack | None = None) -> dict[str, Any]:
+    """A subject's consent as the DPO sees it: pseudonym, history, record in force per purpose, and
+    (with a pack) whether each purpose may profile them now, with the reason.
+
+    A read: it creates no pseudonym secret and records nothing. The subject is
+    named by pseudonym only (``None`` when recgov has no record under this id).
+    """
+    subject = _subject(subject_id)
+    policy = _policy(pack) if pack is not None else None
+    with store.session() as session:
+        who = lookup_pseudonyms(session, [subject])[subject]
+        history = consent_history(session, subject)
+    entries = _history_json(history)
+    in_force: dict[str, Any] = {}
+    for entry in entries:  # oldest first: later ones replace
+        in_force[entry["purpose"]] = entry
+    profiling = None
+    if policy is not None:
+        records = _records(history)
+        profiling = {}
+        for purpose in sorted(policy.consent.purposes):
+            decision = may_profile(policy.consent, records, purpose=purpose)
+            profiling[purpose] = {"allowed": decision.allowed, "reason": decision.reason}
+    return {"subject": who, "history": entries, "in_force": dict(sorted(in_force.items())), "profiling": profiling}
+
+
+# -- 1. training-time filtering ------------------------------------------------------------
+def _latest_bases(session: Session, pseudonyms: list[str], purpose: str) -> dict[str, str]:
+    """The lawful basis of the record in force for ``purpose``, per pseudonym, in one query.
+
+    ``consent_states`` gives the status in force but not its basis, which the
+    wrong-basis rule of ``may_profile`` needs; ties are broken as it does
+    (latest time, then most restrictive, then highest id).
+    """
+    if not pseudonyms:
+        return {}
+    table = ConsentRecordRow
+    query = select(table.subject, table.status, table.lawful_basis, table.recorded_at, table.id).where(
+        table.purpose == purpose, in_values(session, table.subject, pseudonyms)
+    )
+    best: dict[str, tuple[Any, ...]] = {}
+    for subject, status, basis, recorded_at, row_id in session.execute(query):
+        key = (recorded_at, CONSENT_RESTRICTIVENESS.get(status, -1), row_id)
+        if subject not in best or key > best[subject][0]:
+            best[subject] = (key, basis)
+    return {subject: basis for subject, (_, basis) in best.items()}
+
+
+def filter_training_events(
+    dataset: Dataset,
+    pack: LoadedPack | PolicyPack,
+    store: Any,
+    *,
+    purpose: str = "personalization",
+    now: datetime | None = None,
+    record: bool = True,
+    actor: str | None = None,
+) -> tuple[Dataset, dict[str, Any]]:
+    """Keep the events a model may learn from: consented subjects, within retention.
+
+    A subject's events are kept when the pack allows profiling them for
+    ``purpose`` under the rules of :func:`governance.consent.state.may_profile`
+    (the record in force decides: ``withdrawn``, ``denied``, ``objected`` and
+    ``opted_out`` exclude; under ``opt_in`` no record excludes, and for a
+    purpose resting on consent so does a grant given under another basis). A GPC
+    signal counts once it is recorded (:func:`record_consent_from_request`); a
+    training run has no request to read one from. Events older than
+    ``pack.minimization.retention_days`` before ``now`` (default: now), or
+    without a time, are dropped too. Events naming no subject are dropped.
+
+    The store is read in bulk: one pseudonym lookup and one ``consent_states``
+    query for all subjects (plus one query for the basis of grants, for an
+    opt-in purpose resting on consent); the decision is then broadcast to the
+    events with numpy, never row by row. The result is deterministic: the same
+    events, store state and ``now`` give the same output, in the input order.
+
+    With ``record`` (default), a ``privacy.training_filtered`` trail event keeps
+    the counts and the hashes of the data before and after.
+
+    Returns
+    -------
+    (Dataset, dict)
+        The filtered data (the users table keeps only kept subjects' rows;
+        unused categories are dropped, so no excluded id hides in a
+        categorical dtype) and the exclusions: counts of events and subjects
+        kept and excluded per reason (:data:`EXCLUSION_REASONS`).
+
+    Raises
+    ------
+    ConfigError
+        ``purpose`` is not in the pack's consent section.
+    """
+    policy = _policy(pack)
+    config = policy.consent.purposes.get(purpose)
+    if config is None:
+        listed = ", ".join(sorted(policy.consent.purposes)) or "none"
+        raise ConfigError(UNLISTED_PURPOSE.format(purpose=purpose, pack=policy.metadata.name, listed=listed))
+    moment = _moment(now, "now")
+    reasons = list(EXCLUSION_REASONS)
+    code_of = {name: index + 1 for index, name in enumerate(reasons)}  # 0 is "kept"
+
+    events = dataset.events
+    codes, uniques = pd.factorize(events["user_id"].astype("string"), sort=True)
+    subjects = [str(u) for u in uniques]
+    need_basis = config.model == "opt_in" and config.lawful_basis == "consent"
+
+    with store.session() as session:
+        names = lookup_pseudonyms(session, subjects)
+        known = sorted({p for p in names.values() if p is not None})
+        states = consent_states(session, known)
+        status = [states.get(names[s], {}).get(purpose) if names[s] else None for s in subjects]
+        bases: dict[str, str] = {}
+        if need_basis:
+            granted = [names[s] for s, st in zip(subjects, status) if st == "granted"]
+            bases = _latest_bases(session, granted, purpose)
+
+    subject_reason = np.zeros(len(subjects), dtype=np.int8)
+    for index, (subject, st) in enumerate(zip(subjects, status)):
+        if st in _CONSENT_REASONS:
+            subject_reason[index] = code_of[st]
+        elif st is None and config.model == "opt_in":
+            subject_reason[index] = code_of["no_consent_record"]
+        elif need_basis and st == "granted" and bases.get(names[subject]) != "consent":
+            subject_reason[index] = code_of["wrong_basis"]
+
+    # codes of events without a subject are -1: the extra last entry gives them their reason
+    event_reason = np.append(subject_reason, np.int8(code_of["missing_subject_id"]))[codes]
+    cutoff = None
+    if policy.minimization.retention_days is not None:
+        cutoff = moment - timedelta(days=policy.minimization.retention_days)
+        stamps = pd.to_datetime(events["timestamp"], utc=True)
+        young = np.asarray(stamps >= pd.Timestamp(cutoff), dtype=bool)
+        event_reason = np.where((event_reason == 0) & ~young, code_of["retention"], event_reason).astype(np.int8)
+
+    keep = event_reason == 0
+    kept_events = events.loc[keep].reset_index(drop=True)
+    for column in ("user_id", "item_id"):
+        if isinstance(kept_events[column].dtype, pd.CategoricalDtype):
+            kept_events[column] = kept_events[column].cat.remove_unused_categories()
+    kept_codes = np.unique(codes[keep])
+    kept_subjects = {subjects[c] for c in kept_codes if c >= 0}
+    users = dataset.users
+    if users is not None and len(users):
+        users = users.loc[np.asarray(users.index.astype(str).isin(list(kept_subjects)), dtype=bool)]
+    filtered = Dataset(events=kept_events, users=users, items=dataset.items, name=dataset.name, source=dataset.source)
+
+    event_counts = np.bincount(event_reason, minlength=len(reasons) + 1)
+    subject_counts = np.bincount(subject_reason, minlength=len(reasons) + 1)
+    consented = int(subject_counts[0])
+    aged_out = consented - len(kept_subjects)
+    subjects_excluded = {name: int(subject_counts[code_of[name]]) for name in reasons}
+    subjects_excluded["retention"] = aged_out
+    report: dict[str, Any] = {
+        "purpose": purpose,
+        "lawful_basis": config.lawful_basis,
+        "model": config.model,
+        "legal_reference": config.legal_reference,
+        **_stamp(pack),
+        "now": moment.isoformat(),
+        "retention_days": policy.minimization.retention_days,
+        "cutoff": cutoff.isoformat() if cutoff else None,
+        "events": {
+            "total": len(events),
+            "kept": int(keep.sum()),
+            "excluded": {name: int(event_counts[code_of[name]]) for name in reasons},
+        },
+        "subjects": {
+            "total": len(subjects),
+            "kept": len(kept_subjects),
+            "excluded": subjects_excluded,
+        },
+        "reasons": dict(EXCLUSION_REASONS),
+    }
+    if record:  # a second, short transaction: no lock is held while the data is hashed
+        before, after = dataset.content_hash(), filtered.content_hash()
+        report["dataset"] = {"before": before, "after": after}
+        with store.session() as session:
+            append_event(
+                session,
+                actor=actor_name(actor),
+                action="privacy.training_filtered",
+                objects={"dataset": before, "policy": f"{policy.metadata.name}@{policy.metadata.version}"},
+                payload={
+                    k: report[k] for k in ("purpose", "now", "cutoff", "events", "subjects", "dataset", "pack_hash")
+                },
+            )
+    return filtered, report
+
+
+# -- models that may hold a subject ----------------------------------------------------------
+def _artifact_membership(location: str, artifact_hash: str, subject: str) -> tuple[str, str]:
+    """Whether the recorded artifact holds the subject: (``includes``|``does_not_include``|``may_include``, why)."""
+    path = Path(location)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return (
+            "may_include",
+            "the artifact is not readable at its recorded location; the store records data set versions, not who is in them",
+        )
+    if hashlib.sha256(data).hexdigest() != artifact_hash.removeprefix("sha256:"):
+        return "may_include", "the file at the recorded location is not the recorded artifact (its hash differs)"
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            user_ids = npz["user_ids"]
+    except (OSError, ValueError, KeyError):
+        return "may_include", "the artifact is not a readable recgov model file"
+    if bool((user_ids.astype(str) == subject).any()):
+        return "includes", "the recorded artifact's training rows include the subject"
+    return "does_not_include", "the recorded artifact's training rows do not include the subject"
+
+
+def _models_for(
+    store: Any, subject: str, *, dataset_hash: str | None = None, subject_in_dataset: bool = False
+) -> list[dict[str, Any]]:
+    """Every recorded model version with whether its training data includes the subject.
+
+    The store keeps data set versions (hashes and counts), not who is in them,
+    so membership is read from each model's artifact when it is still at its
+    recorded location with its recorded hash; else, if ``dataset_hash`` is the
+    model's data set version, from the data given; else ``may_include``. The
+    artifacts are read after the (short) transaction that lists the models.
+    """
+    with store.session() as session:
+        rows = session.execute(
+            select(
+                ModelVersion.version_id,
+                ModelVersion.kind,
+                ModelVersion.created_at,
+                ModelVersion.artifact_location,
+                ModelVersion.artifact_hash,
+                DatasetVersion.content_hash,
+                DatasetVersion.name,
+            )
+            .join(DatasetVersion, ModelVersion.dataset_version_id == DatasetVersion.id)
+            .order_by(ModelVersion.created_at, ModelVersion.version_id)
+        ).all()
+    out = []
+    for version_id, kind, created_at, location, artifact_hash, data_hash, data_name in rows:
+        membership, why = _artifact_membership(location, artifact_hash, subject)
+        if membership == "may_include" and dataset_hash is not None and data_hash == dataset_hash:
+            membership = "includes" if subject_in_dataset else "does_not_include"
+            why = "trained on the data set version of the data given, " + (
+                "which holds the subject's events" if subject_in_dataset else "which holds no event of the subject"
+            )
+        out.append(
+            {
+                "version_id": version_id,
+                "kind": kind,
+                "created_at": _iso(created_at),
+                "dataset_version": data_hash,
+                "dataset_name": data_name,
+                "membership": membership,
+                "why": why,
+            }
+        )
+    return out
+
+
+def _count_by_subject(session: Session, pseudonym: str) -> dict[str, int]:
+    def count(column: Any) -> int:
+        return int(session.scalar(select(func.count()).where(column == pseudonym)) or 0)
+
+    return {
+        "consent_records": count(ConsentRecordRow.subject),
+        "subject_requests": count(SubjectRequest.subject),
+        "decisions": count(DecisionRecord.subject),
+        "trail_events": count(TrailEvent.subject),
+    }
+
+
+# -- 2. access (GDPR Art. 15) ---------------------------------------------------------------
+def _subject_events(dataset: Dataset | None, subject: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    if dataset is None:
+        return [], None
+    events = dataset.events
+    mine = events.loc[np.asarray(events["user_id"].astype("string") == subject, dtype=bool)]
+    columns = [c for c in events.columns if c != "user_id"]
+    rows = [_plain(dict(zip(columns, values))) for values in mine[columns].itertuples(index=False, name=None)]
+    attributes = None
+    users = dataset.users
+    if users is not None and len(users):
+        match = np.flatnonzero(np.asarray(users.index.astype(str) == subject))
+        if match.size:
+            attributes = _plain(users.iloc[int(match[0])].to_dict())
+    return rows, attributes
+
+
+def export_subject(
+    store: Any,
+    subject_id: str | int,
+    *,
+    dataset: Dataset | None = None,
+    pack: LoadedPack | PolicyPack | None = None,
+    actor: str | None = None,
+) -> dict[str, Any]:
+    """Everything recgov holds about a subject, for an access request (GDPR Art. 15).
+
+    Opens an ``access`` request (deadline :data:`REQUEST_DEADLINE_DAYS`), gathers,
+    and completes it with counts only; a failure marks it failed (with a
+    message that names no subject) and re-raises. The export holds:
+
+    * ``consent``: the whole history and the record in force per purpose;
+    * ``profiling`` (with a pack): whether each purpose may profile them now, and why;
+    * ``requests``: their subject requests;
+    * ``interactions``: their events in ``dataset`` (and their attribute row),
+      when a data set is given: the store itself holds no raw interactions;
+    * ``decisions``: the lists served to them, with items, scores and explanation tags;
+    * ``trail``: the audit events that name them (time, actor, action);
+    * ``models``: the recorded model versions whose training data includes or
+      may include them (see :func:`_models_for` for how that is known);
+    * ``logic`` (with a pack): the DSA Art. 27 disclosure
+      (:func:`governance.disclosure.disclosure`), the meaningful information
+      about the logic that Art. 15(1)(h) asks for.
+
+    The export names the subject by ``subject_id`` (it goes to them); nothing
+    stored carries it.
+    """
+    from governance.disclosure import disclosure
+
+    subject = _subject(subject_id)
+    policy = _policy(pack) if pack is not None else None
+    events, attributes = _subject_events(dataset, subject)
+    dataset_hash = dataset.content_hash() if dataset is not None else None
+
+    with store.session() as session:
+        request = open_request(
+            session, subject_id=subject, kind="access", deadline_days=REQUEST_DEADLINE_DAYS, actor=actor
+        )
+        update_request(session, request.id, status="in_progress", actor=actor)
+        request_id, who = request.id, request.subject
+        deadline = request.deadline
+    try:
+        models = [
+            m
+            for m in _models_for(store, subject, dataset_hash=dataset_hash, subject_in_dataset=bool(events))
+            if m["membership"] != "does_not_include"
+        ]
+        with store.session() as session:
+            history = consent_history(session, subject)
+            in_force = effective_consent(session, subject)
+            decisions = session.scalars(
+                select(DecisionRecord)
+                .where(DecisionRecord.subject == who)
+                .order_by(DecisionRecord.decided_at, DecisionRecord.decision_id)
+            ).all()
+            trail = session.execute(
+                select(TrailEvent.seq, TrailEvent.time, TrailEvent.actor, TrailEvent.action)
+                .where(TrailEvent.subject == who)
+                .order_by(TrailEvent.seq)
+            ).all()
+            counts = {
+                "consent_records": len(history),
+                "interactions": len(events),
+                "decisions": len(decisions),
+                "trail_events": len(trail),
+                "models": len(models),
+            }
+            update_request(session, request_id, status="completed", result={"counts": counts}, actor=actor)
+            requests = session.scalars(
+                select(SubjectRequest)
+                .where(SubjectRequest.subject == who)
+                .order_by(SubjectRequest.requested_at, SubjectRequest.id)
+            ).all()
+            document: dict[str, Any] = {
+                "format": EXPORT_FORMAT,
+                "subject": {"id": subject},
+                "generated_at": datetime.now(UTC).isoformat(),
+                "request": {
+                    "id": request_id,
+                    "kind": "access",
+                    "deadline": _iso(deadline),
+                    "deadline_basis": DEADLINE_BASIS,
+                    "legal_reference": "GDPR Art. 15",
+                },
+                "controller": policy.metadata.owner if policy else None,
+                "consent": {
+                    "history": _history_json(history),
+                    "in_force": {p: _history_json([r])[0] for p, r in in_force.items()},
+                },
+                "profiling": None,
+                "requests": [
+                    {
+                        "id": r.id,
+                        "kind": r.kind,
+                        "status": r.status,
+                        "requested_at": _iso(r.requested_at),
+                        "deadline": _iso(r.deadline),
+                        "completed_at": _iso(r.completed_at),
+                    }
+                    for r in requests
+                ],
+                "interactions": {
+                    "source": None if dataset is None else (dataset.source or dataset.name),
+                    "held": dataset is not None,
+                    "note": (
+                        "the interactions recgov was given for this export"
+                        if dataset is not None
+                        else "no data set was given: recgov's store keeps no raw interactions, only the records below"
+                    ),
+                    "count": len(events),
+                    "events": events,
+                    "attributes": attributes,
+                },
+                "decisions": [
+                    {
+                        "decision_id": d.decision_id,
+                        "decided_at": _iso(d.decided_at),
+                        "mode": d.mode,
+                        "policy": f"{d.pack_name}@{d.pack_version}",
+                        "model_version": d.model_version,
+                        "items": _plain(d.slate.get("items", [])),
+                        "scores": _plain(d.slate.get("scores")),
+                        "tags": _plain(d.slate.get("tags")),
+                        "context": _plain(d.context),
+                    }
+                    for d in decisions
+                ],
+                "trail": [{"seq": seq, "time": t, "actor": a, "action": action} for seq, t, a, action in trail],
+                "models": models,
+                "logic": None,
+                "retention_days": policy.minimization.retention_days if policy else None,
+            }
+    except BaseException as err:
+        cause = _fail_request(store, request_id, err, subject, actor)
+        if not isinstance(err, (ConfigError, DataError)):
+            raise
+        raise type(err)(EXPORT_FAILED.format(id=request_id, cause=cause)) from err
+
+    if policy is not None:
+        records = _records(history)
+        document["profiling"] = {
+            purpose: {
+                "allowed": (d := may_profile(policy.consent, records, purpose=purpose)).allowed,
+                "reason": d.reason,
+            }
+            for purpose in sorted(policy.consent.purposes)
+        }
+        document["logic"] = disclosure(policy)
+    return document
+
+
+# -- 3. erasure (GDPR Art. 17) ---------------------------------------------------------------
+def _model_paths(model_path: str | Path | Sequence[str | Path] | None) -> list[Path]:
+    if model_path is None:
+        return []
+    paths = [Path(model_path)] if isinstance(model_path, (str, Path)) else [Path(p) for p in model_path]
+    for path in paths:
+        if not path.is_file():
+            raise ConfigError(MODEL_NOT_FOUND.format(path=path))
+    return paths
+
+
+def _unlearn(
+    model: Any,
+    path: Path,
+    out_dir: Path,
+    subject: str,
+    *,
+    measure_residual: bool,
+    delete_previous: bool,
+    propagate: int = 1,
+) -> tuple[dict[str, Any], Any, Path | None, str | None]:
+    """Remove the subject from one loaded model; save the new artifact. Returns (report, result, new path, hash)."""
+    from recommender.als import ALSRecommender
+    from recommender.unlearning import forget_users, residual_influence
+
+    report: dict[str, Any] = {"previous_version": model.version_id_, "n_interactions": model.train_.nnz}
+    if model.train_.user_index([subject])[0] < 0:
+        report.update(
+            status="not_in_model", note="the model's training rows do not include the subject: nothing to unlearn"
+        )
+        return report, None, None, None
+    result = forget_users(model, [subject], propagate=propagate)
+    report.update(status="unlearned", **_plain(result.as_dict()))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{result.version}.npz"
+    pending = out_dir / f".{result.version}.{os.getpid()}.pending.npz"
+    try:
+        artifact_hash = result.model.save(pending)
+        saved = ALSRecommender.load(pending)
+        if saved.train_.user_index([subject])[0] >= 0:  # belt and braces: the saved file must not hold them
+            raise DataError(f"the unlearned artifact {target} still lists the subject among its users; not saved")
+        os.replace(pending, target)
+    finally:
+        pending.unlink(missing_ok=True)
+    report.update(artifact=str(target), artifact_hash=artifact_hash)
+
+    if not measure_residual:
+        report["residual_influence"] = {"measured": False, "reason": "not asked for"}
+    elif model.train_.nnz >= RESIDUAL_MAX_INTERACTIONS:
+        report["residual_influence"] = {
+            "measured": False,
+            "reason": (
+                f"the model holds {model.train_.nnz:,} interactions, at or above {RESIDUAL_MAX_INTERACTIONS:,}: "
+                "measuring needs a full retrain without the subject to compare with; skipped"
+            ),
+        }
+    else:
+        started = time.perf_counter()
+        retrained = ALSRecommender(**model.get_params(), num_threads=model.num_threads).fit(result.model.train_)
+        # A constant score row makes a correlation NaN (reported as null), with a RuntimeWarning: not news.
+        with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            figures = residual_influence(result.model, retrained, original=model, forgotten=[subject])
+        report["residual_influence"] = {"measured": True, "seconds": time.perf_counter() - started, **_plain(figures)}
+
+    report["previous_artifact"] = str(path)
+    if delete_previous:
+        path.unlink()
+        report["previous_artifact_deleted"] = True
+    else:
+        report["previous_artifact_deleted"] = False
+        report["previous_artifact_note"] = (
+            "the previous artifact still holds the subject: delete it (delete_previous / --delete-previous) "
+            "once the new one is deployed"
+        )
+    return report, result, target, artifact_hash
+
+
+def _record_unlearned(
+    session: Session,
+    report: dict[str, Any],
+    result: Any,
+    target: Path,
+    artifact_hash: str,
+    request_id: int,
+    started: datetime,
+    ended: datetime,
+    actor: str | None,
+) -> None:
+    """Record the unlearned model's lineage when the model it came from is recorded."""
+    from recommender.unlearning import UNLEARNING_METHOD
+
+    previous = session.get(ModelVersion, result.previous_version)
+    if previous is None:
+        report["recorded"] = False
+        report["recorded_note"] = (
+            "the model it came from is not recorded in this store; record the new model before serving it"
+        )
+        return
+    source = session.get(DatasetVersion, previous.dataset_version_id)
+    train = result.model.train_
+    data = record_dataset_version(
+        session,
+        content_hash=result.model.data_hash_,
+        name=f"{source.name} after unlearning"[:200],
+        source=f"interaction matrix of model {result.previous_version} minus the rows removed for erasure request {request_id}",
+        n_events=train.nnz,
+        n_users=train.n_users,
+        n_items=train.n_items,
+        schema={
+            "kind": "interaction matrix (n_events counts stored user-item pairs)",
+            "derived_from": source.content_hash,
+        },
+        validation=None,
+        actor=actor,
+    )
+    run = record_training_run(
+        session,
+        dataset_version=data,
+        params={
+            **result.model.get_params(),
+            "unlearning": {
+                "method": UNLEARNING_METHOD,
+                "from": result.previous_version,
+                "refresh_items": result.refresh_items,
+                "propagate": result.propagate,
+                "subject_request": request_id,
+            },
+            "model_inputs": list(MODEL_INPUT_COLUMNS),
+        },
+        library_versions=result.model.library_versions_,
+        started_at=started,
+        ended_at=ended,
+        actor=actor,
+    )
+    record_model_version(
+        session,
+        version_id=result.version,
+        kind="als",
+        training_run=run,
+        artifact_hash=artifact_hash,
+        artifact_location=str(target),
+        actor=actor,
+    )
+    report["recorded"] = True
+    report["training_run"] = run.id
+
+
+def erase_subject(
+    store: Any,
+    subject_id: str | int,
+    *,
+    pack: LoadedPack | PolicyPack,
+    model_path: str | Path | Sequence[str | Path] | None = None,
+    models_dir: str | Path | None = None,
+    delete_previous: bool = False,
+    measure_residual: bool = True,
+    propagate: int = 1,
+    actor: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Erase a subject (GDPR Art. 17): list what holds them, unlearn, record, then shred.
+
+    Steps, in this order:
+
+    1. Check the input (the pack, each model file, that no path recgov would
+       record names the subject) before anything is stored.
+    2. Open an ``erasure`` request (deadline :data:`REQUEST_DEADLINE_DAYS`: the
+       pack has no deadline field) and move it to ``in_progress``.
+    3. List every recorded model version and whether its training data
+       includes the subject: read from its artifact when that is still at its
+       recorded location with its recorded hash, otherwise ``may_include`` (the
+       store records data set versions, not who is in them).
+    4. For each model artifact given (``model_path``: one path or several):
+       remove the subject with :func:`recommender.unlearning.forget_users`
+       (their row and factor go, the items they touched are re-solved, and
+       ``propagate`` sweeps re-solve the users sharing those items and the
+       items again: at MovieLens-100K scale one sweep costs ~40 ms and halves
+       what a heavy user leaves in the model), save the new artifact content-addressed in ``models_dir`` (default: the
+       artifact's folder), check that the saved file does not list them, and,
+       when the model is small (fewer than :data:`RESIDUAL_MAX_INTERACTIONS`
+       interactions), measure :func:`~recommender.unlearning.residual_influence`
+       against a retrain without them. The previous file is deleted only with
+       ``delete_previous``.
+    5. In ONE transaction: record each new model's lineage (data set version
+       of the reduced matrix, training run naming the unlearning, model
+       version) when the model it came from is recorded; count what stays
+       under the pseudonym (consent records, requests, decisions, trail
+       events: kept, unlinkable, as the proof of lawful processing, GDPR Art.
+       17(3)(e)); crypto-shred the pseudonym secret
+       (:func:`audits.shred_subject`), last of everything that needs the
+       pseudonym; complete the request with the results.
+
+    A failure before step 5 commits marks the request failed (with a message
+    that names no subject) and leaves the subject unshredded; the error is
+    re-raised (ConfigError and DataError with the request id). Files already
+    written stay: an unlearned artifact holds no trace of the subject. The
+    trail verifies afterwards either way.
+
+    Returns a JSON-ready report (no raw id): the request, each model's
+    unlearning figures, the recorded models and what to do about each, what
+    became unlinkable, the former pseudonym and what recgov could not do.
+    """
+    from recommender.als import ALSRecommender
+
+    subject = _subject(subject_id)
+    policy = _policy(pack)
+    say = progress or (lambda _step: None)
+    paths = _model_paths(model_path)
+    models = [(path, ALSRecommender.load(path)) for path in paths]
+    out_dir = Path(models_dir) if models_dir is not None else None
+    for path, _model in models:
+        where = {"previous_artifact": str(path), "artifact_location": str((out_dir or path.parent).resolve())}
+        _guard(where, "the erasure record", subject)
+
+    started = time.perf_counter()
+    with store.session() as session:
+        request = open_request(
+            session, subject_id=subject, kind="erasure", deadline_days=REQUEST_DEADLINE_DAYS, actor=actor
+        )
+        update_request(session, request.id, status="in_progress", actor=actor)
+        request_id, who, deadline = request.id, request.subject, request.deadline
+
+    steps: dict[str, Any] = {}
+    try:
+        say("listing the model versions that may hold the subject")
+        catalogue = _models_for(store, subject)  # before unlearning: an artifact deleted below is still read here
+        unlearned: list[tuple[dict[str, Any], Any, Path, str, datetime, datetime]] = []
+        reports = []
+        for path, model in models:
+            say(f"unlearning the subject from {path.name}")
+            t0 = datetime.now(UTC)
+            report, result, target, artifact_hash = _unlearn(
+                model,
+                path,
+                out_dir or path.parent,
+                subject,
+                measure_residual=measure_residual,
+                propagate=propagate,
+                delete_previous=delete_previous,
+            )
+            reports.append(report)
+            if result is not None:
+                ended = t0 + timedelta(seconds=result.seconds)  # the unlearning itself, not the measurement
+                unlearned.append((report, result, target, artifact_hash, t0, ended))
+        steps["unlearning"] = reports
+
+        new_versions = {r.version for _, r, *_ in unlearned}
+        unlearned_from = {r.previous_version for _, r, *_ in unlearned}
+        for entry in catalogue:
+            if entry["version_id"] in new_versions:
+                entry["action"] = "new: unlearned by this request"
+            elif entry["membership"] == "does_not_include":
+                entry["action"] = "none"
+            elif entry["version_id"] in unlearned_from:
+                entry["action"] = "unlearned by this request; retire this version and serve the new one"
+            else:
+                entry["action"] = "unlearn it (recgov subject erase ... --model ARTIFACT) or retrain and retire it"
+        steps["models"] = {
+            "note": (
+                "membership is read from each model's artifact where it is still at its recorded location with its "
+                "recorded hash; otherwise the store cannot tell (it records data set versions, not who is in them) "
+                "and the model is listed as may_include"
+            ),
+            "versions": [e for e in catalogue if e["membership"] != "does_not_include"],
+            "n_checked": len(catalogue),
+        }
+
+        say("recording and crypto-shredding")
+        with store.session() as session:
+            for report, result, target, artifact_hash, t0, t1 in unlearned:
+                _record_unlearned(session, report, result, target, artifact_hash, request_id, t0, t1, actor)
+            unlinked = _count_by_subject(session, who)
+            shredded = shred_subject(session, subject, actor=actor_name(actor))
+            result_doc = _guard(
+                _plain(
+                    {
+                        "deadline_basis": DEADLINE_BASIS,
+                        "policy": _stamp(pack),
+                        "unlearning": steps["unlearning"],
+                        "models": steps["models"]["versions"],
+                        "unlinked": unlinked,
+                        "shredded": shredded is not None,
+                        "seconds": time.perf_counter() - started,
+                    }
+                ),
+                "result",
+                subject,
+            )
+            update_request(session, request_id, status="completed", result=result_doc, actor=actor)
+    except BaseException as err:
+        cause = _fail_request(store, request_id, err, subject, actor)
+        if not isinstance(err, (ConfigError, DataError)):
+            raise
+        raise type(err)(ERASURE_FAILED.format(id=request_id, cause=cause)) from err
+
+    return {
+        "request": {
+            "id": request_id,
+            "kind": "erasure",
+            "status": "completed",
+            "deadline": _iso(deadline),
+            "deadline_basis": DEADLINE_BASIS,
+            "legal_reference": "GDPR Art. 17",
+        },
+        **_stamp(pack),
+        "pseudonym": who,
+        "shredded": shredded is not None,
+        "unlearning": result_doc["unlearning"],
+        "models": steps["models"],
+        "unlinked": unlinked,
+        "retained": (
+            "consent records, requests, decisions and trail events stay under the former pseudonym, which nothing links "
+            "to the person any more: the proof of lawful processing (GDPR Art. 7(1), 17(3)(e)); the trail still verifies"
+        ),
+        "not_done": [
+            "raw event logs outside recgov (the DATA recgov trains from) still hold the subject's events: delete them at "
+            "the source, or a later training run on them learns the subject again"
+            + (
+                "; under this pack's opt-out purposes the training filter would not exclude them"
+                if any(p.model == "opt_out" for p in policy.consent.purposes.values())
+                else ""
+            ),
+            *(
+                f"model version {v['version_id']} {'includes' if v['membership'] == 'includes' else 'may include'} the subject and was not "
+                "unlearned: pass its artifact with --model (model_path) or retrain without the subject and retire it"
+                for v in steps["models"]["versions"]
+                if v["action"].startswith("unlearn it")
+            ),
+            *(
+                f"the previous artifact {r['previous_artifact']} still holds the subject: delete it once the "
+                "unlearned model is deployed"
+                for r in steps["unlearning"]
+                if r.get("status") == "unlearned" and not r["previous_artifact_deleted"]
+            ),
+        ],
+        "seconds": result_doc["seconds"],
+    }
+
+
+# -- 4. consent from a request's signals ------------------------------------------------------
+def record_consent_from_request(
+    store: Any,
+    subject_id: str | int,
+    *,
+    pack: LoadedPack | PolicyPack,
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+    tcf: str | None = None,
+    vendor_id: int | None = None,
+    tcf_purpose: str = "personalization",
+    jurisdiction: str | None = None,
+    at: datetime | None = None,
+    actor: str | None = None,
+) -> dict[str, Any]:
+    """Record the consent signals a request carries: GPC and a TCF string.
+
+    * ``Sec-GPC: 1`` in ``headers`` (when the pack honours GPC): an
+      ``opted_out`` record, source ``gpc``, for every ``opt_out`` purpose of the
+      pack (CCPA regs §7025; GDPR Art. 21(5)). Opt-in purposes already need a grant.
+    * ``tcf``, a TC string, checked for ``vendor_id``: a record for
+      ``tcf_purpose`` (the pack purpose TCF purposes 5 and 6 stand for), source
+      ``tcf``, basis ``consent``: ``granted`` when the string allows profiling,
+      else ``withdrawn`` if the record in force was a grant, else ``denied``.
+      The evidence holds the TC string and the decision's reason.
+
+    A signal that only repeats the record in force (same status and source;
+    for TCF, the same string) is not recorded again, so a request path can call
+    this on every request. All records of one call share one time.
+
+    Returns ``{"gpc", "tcf", "recorded", "unchanged", "ignored"}`` (no raw id).
+    """
+    subject = _subject(subject_id)
+    policy = _policy(pack)
+    moment = _moment(at, "at")
+    gpc = gpc_opt_out(headers) if headers is not None else False
+    tc = decode_tc_string(tcf) if tcf is not None else None
+    if tc is not None:
+        if vendor_id is None:
+            raise ConfigError(MSG_VENDOR_REQUIRED)
+        if tcf_purpose not in policy.consent.purposes:
+            listed = ", ".join(sorted(policy.consent.purposes)) or "none"
+            raise ConfigError(UNLISTED_PURPOSE.format(purpose=tcf_purpose, pack=policy.metadata.name, listed=listed))
+
+    outcome: dict[str, Any] = {"gpc": gpc, "tcf": None, "recorded": [], "unchanged": [], "ignored": []}
+    planned: list[tuple[str, str, str, str, dict[str, Any]]] = []
+    if gpc:
+        opt_out = sorted(p for p, c in policy.consent.purposes.items() if c.model == "opt_out")
+        if not policy.consent.honour_gpc:
+            outcome["ignored"].append(
+                {"signal": "gpc", "reason": "the pack does not honour GPC (consent.honour_gpc: false)"}
+            )
+        elif not opt_out:
+            outcome["ignored"].append(
+                {"signal": "gpc", "reason": "the pack has no opt-out purpose; opt-in purposes already need a grant"}
+            )
+        for purpose in opt_out if policy.consent.honour_gpc else []:
+            basis = policy.consent.purposes[purpose].lawful_basis
+            planned.append(
+                (purpose, "opted_out", basis, "gpc", {"signal": "Sec-GPC: 1", "spec": "Global Privacy Control"})
+            )
+
+    with store.session() as session:
+        in_force = effective_consent(session, subject) if (gpc or tc is not None) else {}
+        if tc is not None:
+            decision = tcf_allows_profiling(tc, vendor_id)  # type: ignore[arg-type]
+            previous = in_force.get(tcf_purpose)
+            if decision.allowed:
+                status = "granted"
+            else:
+                status = "withdrawn" if previous is not None and previous["status"] == "granted" else "denied"
+            outcome["tcf"] = {"allowed": decision.allowed, "reason": decision.reason}
+            planned.append(
+                (
+                    tcf_purpose,
+                    status,
+                    "consent",
+                    "tcf",
+                    {
+                        "tc_string": tcf,
+                        "vendor_id": vendor_id,
+                        "cmp_id": tc.cmp_id,
+                        "tc_last_updated": tc.last_updated.isoformat(),
+                        "tcf_policy_version": tc.tcf_policy_version,
+                        "decision": decision.reason,
+                    },
+                )
+            )
+        for purpose, status, basis, source, evidence in planned:
+            current = in_force.get(purpose)
+            same = (
+                current is not None
+                and current["status"] == status
+                and current["source"] == source
+                and (source != "tcf" or (current["evidence"] or {}).get("tc_string") == evidence.get("tc_string"))
+            )
+            if same:
+                outcome["unchanged"].append({"purpose": purpose, "status": status, "source": source})
+                continue
+            row = record_consent(
+                session,
+                subject_id=subject,
+                purpose=purpose,
+                status=status,
+                lawful_basis=basis,
+                source=source,
+                evidence=evidence,
+                jurisdiction=jurisdiction,
+                at=moment,
+                actor=actor,
+            )
+            outcome["recorded"].append(
+                {"id": row.id, "purpose": purpose, "status": status, "source": source, "trail_seq": row.trail_seq}
+            )
+    return outcome
+
+
+# -- 5. records of processing (GDPR Art. 30) ---------------------------------------------------
+DEFAULT_RECIPIENTS = ("none outside the controller",)
+
+
+def processing_record(
+    pack: LoadedPack | PolicyPack,
+    store: Any,
+    *,
+    recipients: Sequence[str] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The record of processing activities (GDPR Art. 30(1)) of the recommender, from the pack and the store.
+
+    Purposes with their lawful bases and legal references (the pack's consent
+    and minimization sections), categories of data (model inputs, audit-only
+    and forbidden attributes, what the store keeps), recipients (``recipients``;
+    default: none outside the controller), retention, safeguards, and counts
+    from the store: consent records per purpose and status (every row, erased
+    subjects' included), subjects per purpose and status in force (erased
+    subjects left out), subject requests per kind and status (open and overdue
+    ones), served decisions.
+    """
+    policy = _policy(pack)
+    moment = _moment(now, "now")
+    consent, minimization = policy.consent, policy.minimization
+    names = sorted(set(consent.purposes) | set(minimization.purposes))
+    purposes = []
+    for name in names:
+        c, m = consent.purposes.get(name), minimization.purposes.get(name)
+        purposes.append(
+            {
+                "purpose": name,
+                "description": (m.description if m and m.description else None),
+                "lawful_basis": c.lawful_basis if c else None,
+                "consent_model": c.model if c else None,
+                "legal_reference": (c.legal_reference if c else None) or (m.legal_reference if m else None),
+                "allowed_inputs": list(m.allowed_inputs) if m else None,
+                "note": None
+                if c
+                else "no lawful basis in the pack's consent section: recgov never profiles for it (fail closed)",
+            }
+        )
+
+    with store.session() as session:
+        per_record = session.execute(
+            select(ConsentRecordRow.purpose, ConsentRecordRow.status, func.count())
+            .group_by(ConsentRecordRow.purpose, ConsentRecordRow.status)
+            .order_by(ConsentRecordRow.purpose, ConsentRecordRow.status)
+        ).all()
+        shredded = set(session.scalars(select(TrailEvent.subject).where(TrailEvent.action == "subject.shredded")))
+        in_force: dict[str, dict[str, int]] = {}
+        erased_with_records = 0
+        for who, states in consent_states(session).items():
+            if who in shredded:  # an erased subject's records stay, unlinkable; they no longer describe anyone
+                erased_with_records += 1
+                continue
+            for purpose, status in states.items():
+                bucket = in_force.setdefault(purpose, {})
+                bucket[status] = bucket.get(status, 0) + 1
+        requests = session.execute(
+            select(SubjectRequest.kind, SubjectRequest.status, func.count())
+            .group_by(SubjectRequest.kind, SubjectRequest.status)
+            .order_by(SubjectRequest.kind, SubjectRequest.status)
+        ).all()
+        overdue = len(list_requests(session, overdue_at=moment))
+        decisions = session.execute(
+            select(DecisionRecord.mode, func.count()).group_by(DecisionRecord.mode).order_by(DecisionRecord.mode)
+        ).all()
+
+    records: dict[str, dict[str, int]] = {}
+    for purpose, status, n in per_record:
+        records.setdefault(purpose, {})[status] = int(n)
+    by_request: dict[str, dict[str, int]] = {}
+    for kind, status, n in requests:
+        by_request.setdefault(kind, {})[status] = int(n)
+    open_requests = sum(n for k in by_request.values() for s, n in k.items() if s in ("received", "in_progress"))
+    retention = minimization.retention_days
+    return {
+        "legal_reference": "GDPR Art. 30(1)",
+        **_stamp(pack),
+        "generated_at": moment.isoformat(),
+        "controller": policy.metadata.owner,
+        "jurisdictions": list(policy.metadata.jurisdictions),
+        "processing": "recommendations of items to users from their interactions, governed by recgov",
+        "purposes": purposes,
+        "categories_of_subjects": ["users of the service whose interactions are recorded"],
+        "categories_of_data": {
+            "model_inputs": list(MODEL_INPUT_COLUMNS),
+            "allowed_inputs_by_purpose": {p: list(m.allowed_inputs) for p, m in sorted(minimization.purposes.items())},
+            "audit_only_attributes": list(minimization.audit_only_attributes),
+            "forbidden_attributes": list(minimization.forbidden_attributes),
+            "kept_by_recgov": [
+                "consent records (pseudonymised: purpose, status, basis, source, evidence, time)",
+                "subject requests (pseudonymised)",
+                "served decisions (pseudonymised: items, scores, explanation tags, context)",
+                "the audit trail (pseudonymised events)",
+                "model artifacts (the training interactions as a matrix, with user ids) and their lineage",
+            ],
+        },
+        "recipients": list(recipients) if recipients else list(DEFAULT_RECIPIENTS),
+        "transfers_to_third_countries": "none declared in the pack",
+        "retention": {
+            "training_events_days": retention,
+            "training_events": (
+                f"events older than {retention} days are excluded from training (filter_training_events)"
+                if retention
+                else "the pack sets no retention period (minimization.retention_days)"
+            ),
+            "consent_and_requests": "kept as the proof of lawful processing (GDPR Art. 7(1), 17(3)(e)); unlinkable after erasure",
+            "trail": "append-only, kept for the life of the system (EU AI Act Art. 12)",
+        },
+        "safeguards": [
+            "pseudonymisation: subjects appear only as HMAC-SHA256 pseudonyms under per-subject secrets; no raw id is stored",
+            "crypto-shredding on erasure: the subject's secret is deleted, every record under the pseudonym becomes unlinkable",
+            "machine unlearning of model artifacts on erasure (forget_users), with residual influence measured on small models",
+            "a hash-chained, append-only audit trail with signed checkpoints; UPDATE and DELETE are refused by the database",
+            "consent checked at serving and at training (filter_training_events); GPC honoured"
+            + ("" if consent.honour_gpc else " (disabled in this pack)"),
+            "data minimization: models read only " + ", ".join(MODEL_INPUT_COLUMNS),
+        ],
+        "counts": {
+            "consent_records": records,
+            "subjects_in_force": {p: dict(sorted(v.items())) for p, v in sorted(in_force.items())},
+            "erased_subjects": len(shredded),
+            "erased_subjects_with_consent_records": erased_with_records,
+            "subject_requests": by_request,
+            "open_requests": open_requests,
+            "overdue_requests": overdue,
+            "decisions": {mode: int(n) for mode, n in decisions},
+        },
+    }

@@ -1,0 +1,447 @@
+"""The DPO's library (governance.privacy) on SQLite and PostgreSQL: consent-filtered training
+data that agrees with may_profile subject by subject, GPC and TCF signals recorded, the access
+export, and an erasure after which the raw id is nowhere and the trail still verifies."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event, inspect, select, text
+
+from audits import (
+    DecisionLog,
+    Store,
+    consent_history,
+    list_requests,
+    lookup_pseudonyms,
+    record_consent,
+    verify_trail,
+)
+from audits.models import SubjectRequest
+from governance import privacy
+from governance.consent.state import may_profile
+from governance.policy import load_pack
+from governance.privacy import (
+    EXCLUSION_REASONS,
+    erase_subject,
+    export_subject,
+    filter_training_events,
+    processing_record,
+    record_consent_from_request,
+    show_consent,
+)
+from governance.training import train_and_record
+from recommender.data import Dataset
+from recommender.errors import ConfigError, DataError
+from recommender.synthetic import SyntheticSpec, generate
+
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
+EU = load_pack(
+    POLICIES / "eu-gdpr-dsa.yaml"
+)  # personalization: consent, opt_in; analytics: legitimate interest, opt_out
+CA = load_pack(
+    POLICIES / "california-ccpa.yaml"
+)  # personalization: legitimate interest, opt_out; sale_sharing: opt_out
+NOW = datetime(2024, 7, 2, tzinfo=UTC)  # the synthetic log runs 2024-01-01 to 2024-07-01
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+VICTIM = "dsr-victim-7Qx9"
+TC_ALLOWS_23 = "COrEAV4OrXx94ACABBENAHCIAD-AAAAAAACAAxAAAAgAIAwgAgAAAAEAgQAAAAAEAYQAQAAAACAAAABAAA"  # IAB iabtcf-java
+TC_DENIES = "COtybn4PA_zT4KjACBENAPCIAEBAAECAAIAAAAAAAAAA"  # purposes 2 and 10 only
+
+
+def _dump(store: Store) -> str:
+    """Every row of every table, as text: what an attacker with a database dump sees."""
+    parts = []
+    with store.engine.connect() as connection:
+        for table in inspect(store.engine).get_table_names():
+            for row in connection.execute(text(f'SELECT * FROM "{table}"')):
+                parts.append(repr(tuple(row)))
+    return "\n".join(parts)
+
+
+def _dataset(n_users: int = 60, n_items: int = 40, n: int = 1500, seed: int = 4, victim: bool = True) -> Dataset:
+    data = generate(
+        SyntheticSpec(n_users=n_users, n_items=n_items, n_interactions=n, seed=seed, event_mix={"rating": 1.0})
+    )
+    events = data.events.copy()
+    events["user_id"] = events["user_id"].astype(str)
+    if victim:  # the busiest user becomes the subject with a distinctive id
+        busiest = events["user_id"].value_counts().index[0]
+        events.loc[events["user_id"] == busiest, "user_id"] = VICTIM
+    return Dataset(events=events, items=data.items, name="privacy-test", source="synthetic:privacy-test")
+
+
+def _consent(
+    store: Store,
+    subject: str,
+    status: str,
+    *,
+    at: datetime = T0,
+    purpose: str = "personalization",
+    basis: str = "consent",
+    source: str = "banner",
+) -> None:
+    with store.session() as session:
+        record_consent(
+            session, subject_id=subject, purpose=purpose, status=status, lawful_basis=basis, source=source, at=at
+        )
+
+
+# -- filter_training_events -----------------------------------------------------------------
+def test_the_filter_agrees_with_may_profile_subject_by_subject(store: Store) -> None:
+    data = _dataset(victim=False)
+    users = sorted(data.events["user_id"].unique())
+    plan = {
+        users[0]: [("granted", "consent", T0)],
+        users[1]: [("granted", "consent", T0), ("withdrawn", "consent", T0 + timedelta(days=1))],
+        users[2]: [("denied", "consent", T0)],
+        users[3]: [("objected", "consent", T0)],
+        users[4]: [("opted_out", "consent", T0)],
+        users[5]: [("granted", "legitimate_interest", T0)],  # not given as consent
+        users[6]: [("granted", "consent", T0), ("withdrawn", "consent", T0)],  # same time: most restrictive wins
+        users[7]: [("withdrawn", "consent", T0), ("granted", "consent", T0 + timedelta(days=2))],  # granted again
+        **{u: [("granted", "consent", T0)] for u in users[8:30]},
+    }
+    with store.session() as session:
+        for subject, records in plan.items():
+            for status, basis, at in records:
+                record_consent(
+                    session,
+                    subject_id=subject,
+                    purpose="personalization",
+                    status=status,
+                    lawful_basis=basis,
+                    source="banner",
+                    at=at,
+                )
+    events = data.events.copy()
+    events.loc[events.index[:5], "user_id"] = None  # events that name no subject
+    data = data.with_events(events)
+
+    filtered, report = filter_training_events(data, EU, store, now=NOW)
+
+    with store.session() as session:
+        expected = {
+            u for u in users if may_profile(EU.pack.consent, privacy._records(consent_history(session, u))).allowed
+        }
+    assert set(filtered.events["user_id"].astype(str).unique()) == expected
+    assert expected == {users[0], users[7], *users[8:30]}
+    excluded = report["subjects"]["excluded"]
+    assert excluded["withdrawn"] == 2 and excluded["denied"] == 1 and excluded["objected"] == 1
+    assert excluded["opted_out"] == 1 and excluded["wrong_basis"] == 1
+    assert excluded["no_consent_record"] == len(users) - len(plan)
+    assert report["events"]["excluded"]["missing_subject_id"] == 5
+    assert (
+        report["events"]["kept"] + sum(report["events"]["excluded"].values())
+        == report["events"]["total"]
+        == len(events)
+    )
+    assert report["events"]["kept"] == len(filtered.events)
+    assert set(report["events"]["excluded"]) == set(EXCLUSION_REASONS)
+
+
+def test_a_withdrawal_takes_effect_at_the_next_training_filter(store: Store) -> None:
+    data = _dataset()
+    for subject in data.events["user_id"].unique():
+        _consent(store, subject, "granted")
+    first, report = filter_training_events(data, EU, store, now=NOW)
+    assert VICTIM in set(first.events["user_id"])
+    assert report["subjects"]["excluded"]["withdrawn"] == 0
+
+    _consent(store, VICTIM, "withdrawn", at=T0 + timedelta(days=3), source="api")
+    second, report = filter_training_events(data, EU, store, now=NOW)
+    n_victim = int((data.events["user_id"] == VICTIM).sum())
+    assert VICTIM not in set(second.events["user_id"])
+    assert report["subjects"]["excluded"]["withdrawn"] == 1
+    assert report["events"]["excluded"]["withdrawn"] == n_victim
+    assert len(second.events) == len(first.events) - n_victim
+    with store.snapshot() as connection:
+        filtered_events = connection.execute(
+            text("SELECT COUNT(*) FROM trail_events WHERE action = 'privacy.training_filtered'")
+        ).scalar_one()
+        assert filtered_events == 2
+        assert verify_trail(connection).intact
+    assert VICTIM not in _dump(store)
+
+
+def test_retention_and_opt_out_purposes(store: Store) -> None:
+    data = _dataset()
+    # California: personalization is opt-out, so no record means yes; an opt-out means no.
+    _consent(store, VICTIM, "opted_out", basis="legitimate_interest", source="gpc")
+    now = datetime(2024, 12, 1, tzinfo=UTC)  # retention 365 days: events before 2023-12-02 go; none here
+    _, report = filter_training_events(data, CA, store, now=now)
+    assert report["subjects"]["excluded"]["opted_out"] == 1
+    assert report["subjects"]["excluded"]["no_consent_record"] == 0
+    assert report["subjects"]["kept"] == data.events["user_id"].nunique() - 1
+    # A year later, half of the log is older than the 365 days the pack keeps.
+    later = datetime(2025, 4, 1, tzinfo=UTC)
+    aged, report = filter_training_events(data, CA, store, now=later)
+    cutoff = later - timedelta(days=365)
+    assert report["cutoff"] == cutoff.isoformat()
+    assert (aged.events["timestamp"] >= cutoff).all()
+    young_others = (data.events["timestamp"] >= cutoff) & (data.events["user_id"] != VICTIM)
+    assert len(aged.events) == int(young_others.sum())
+    assert report["events"]["excluded"]["retention"] == int(
+        ((data.events["timestamp"] < cutoff) & (data.events["user_id"] != VICTIM)).sum()
+    )
+
+
+def test_the_filter_reads_consent_in_bulk_and_is_deterministic(store: Store) -> None:
+    def statements(data: Dataset) -> int:
+        seen: list[str] = []
+
+        def count(conn, cursor, statement, *args) -> None:
+            seen.append(statement)
+
+        event.listen(store.engine, "before_cursor_execute", count)
+        try:
+            filter_training_events(data, EU, store, now=NOW, record=False)
+        finally:
+            event.remove(store.engine, "before_cursor_execute", count)
+        return len(seen)
+
+    small, large = _dataset(n_users=20, n=400, victim=False), _dataset(n_users=300, n=6000, victim=False)
+    for data in (small, large):
+        for subject in data.events["user_id"].unique()[::2]:
+            _consent(store, subject, "granted")
+    assert statements(small) == statements(large) <= 8  # no per-subject query
+    a, report_a = filter_training_events(large, EU, store, now=NOW, record=False)
+    b, report_b = filter_training_events(large, EU, store, now=NOW, record=False)
+    assert a.content_hash() == b.content_hash() and report_a == report_b
+
+
+def test_the_filter_refuses_a_purpose_the_pack_does_not_list(store: Store) -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"purpose 'marketing' is not listed in the consent section of pack eu-gdpr-dsa \(listed: analytics, personalization\)",
+    ):
+        filter_training_events(_dataset(), EU, store, purpose="marketing")
+
+
+# -- signals from a request -------------------------------------------------------------------
+def test_gpc_is_recorded_as_an_opt_out_with_source_gpc(store: Store) -> None:
+    outcome = record_consent_from_request(store, VICTIM, pack=CA, headers={"sec-gpc": " 1 "}, jurisdiction="US-CA")
+    assert outcome["gpc"] is True
+    assert sorted((r["purpose"], r["status"], r["source"]) for r in outcome["recorded"]) == [
+        ("personalization", "opted_out", "gpc"),
+        ("sale_sharing", "opted_out", "gpc"),
+    ]
+    again = record_consent_from_request(store, VICTIM, pack=CA, headers={"Sec-GPC": "1"})
+    assert again["recorded"] == [] and len(again["unchanged"]) == 2  # a repeated signal is not recorded twice
+    with store.session() as session:
+        history = consent_history(session, VICTIM)
+    assert {(h["source"], h["status"], h["jurisdiction"]) for h in history} == {("gpc", "opted_out", "US-CA")}
+    assert all(h["lawful_basis"] == CA.pack.consent.purposes[h["purpose"]].lawful_basis for h in history)
+    filtered, report = filter_training_events(_dataset(), CA, store, now=NOW)
+    assert VICTIM not in set(filtered.events["user_id"]) and report["subjects"]["excluded"]["opted_out"] == 1
+    # Under the EU pack, GPC opts out of the opt-out purpose only; no signal, nothing recorded.
+    eu = record_consent_from_request(store, "someone-else-1", pack=EU, headers=[("Sec-GPC", "1")])
+    assert [(r["purpose"], r["status"]) for r in eu["recorded"]] == [("analytics", "opted_out")]
+    assert record_consent_from_request(store, "someone-else-2", pack=EU, headers={"Sec-GPC": "0"})["recorded"] == []
+    assert VICTIM not in _dump(store)
+
+
+def test_a_tcf_string_is_recorded_with_its_evidence(store: Store) -> None:
+    granted = record_consent_from_request(store, VICTIM, pack=EU, tcf=TC_ALLOWS_23, vendor_id=23)
+    assert [(r["purpose"], r["status"], r["source"]) for r in granted["recorded"]] == [
+        ("personalization", "granted", "tcf")
+    ]
+    assert record_consent_from_request(store, VICTIM, pack=EU, tcf=TC_ALLOWS_23, vendor_id=23)["recorded"] == []
+    refused = record_consent_from_request(store, VICTIM, pack=EU, tcf=TC_DENIES, vendor_id=23)
+    assert [r["status"] for r in refused["recorded"]] == ["withdrawn"]  # it was granted before
+    assert (
+        record_consent_from_request(store, "new-subject-9", pack=EU, tcf=TC_DENIES, vendor_id=23)["recorded"][0][
+            "status"
+        ]
+        == "denied"
+    )
+    with store.session() as session:
+        history = consent_history(session, VICTIM)
+    assert [h["evidence"]["tc_string"] for h in history] == [TC_ALLOWS_23, TC_DENIES]
+    assert all(h["source"] == "tcf" and h["lawful_basis"] == "consent" for h in history)
+    assert "purpose 5" in history[-1]["evidence"]["decision"]
+    with pytest.raises(ConfigError, match="no vendor_id"):
+        record_consent_from_request(store, VICTIM, pack=EU, tcf=TC_ALLOWS_23)
+    with pytest.raises(DataError, match="not base64url"):
+        record_consent_from_request(store, VICTIM, pack=EU, tcf="not a tc string!", vendor_id=23)
+
+
+# -- access and erasure -----------------------------------------------------------------------
+@pytest.fixture
+def trained(store: Store, recgov_home: Path) -> tuple[Dataset, object]:
+    data = _dataset()
+    run = train_and_record(
+        data,
+        store=store,
+        models_dir=recgov_home / "models",
+        params={"factors": 8, "iterations": 5},
+        measure_carbon=False,
+    )
+    _consent(store, VICTIM, "granted")
+    _consent(store, VICTIM, "withdrawn", at=T0 + timedelta(days=10), source="api")
+    with DecisionLog(store) as log:
+        log.submit_and_wait(
+            {
+                "subject_id": VICTIM,
+                "mode": "personalized",
+                "model_version": run.model_version,
+                "slate": {
+                    "items": ["i00001", "i00002"],
+                    "scores": [0.9, 0.7],
+                    "tags": [["because_you_watched"], ["popular"]],
+                },
+                "context": {"surface": "home"},
+                "pack_name": EU.name,
+                "pack_version": EU.version,
+                "pack_hash": EU.content_hash,
+            }
+        )
+    return data, run
+
+
+def test_the_export_holds_history_events_decisions_models_and_logic(store: Store, trained) -> None:
+    data, run = trained
+    doc = export_subject(store, VICTIM, dataset=data, pack=EU)
+    assert doc["subject"] == {"id": VICTIM}
+    assert [h["status"] for h in doc["consent"]["history"]] == ["granted", "withdrawn"]
+    assert doc["consent"]["in_force"]["personalization"]["status"] == "withdrawn"
+    assert doc["profiling"]["personalization"]["allowed"] is False
+    assert "withdrawn" in doc["profiling"]["personalization"]["reason"]
+    mine = data.events[data.events["user_id"] == VICTIM]
+    assert doc["interactions"]["count"] == len(mine) > 0
+    assert sorted(e["item_id"] for e in doc["interactions"]["events"]) == sorted(mine["item_id"].astype(str))
+    assert all("user_id" not in e for e in doc["interactions"]["events"])
+    assert [d["tags"] for d in doc["decisions"]] == [[["because_you_watched"], ["popular"]]]
+    assert [(m["version_id"], m["membership"]) for m in doc["models"]] == [(run.model_version, "includes")]
+    assert doc["logic"]["legal_reference"].startswith("DSA Art. 27") and doc["logic"]["inputs"]
+    assert [r["kind"] for r in doc["requests"]] == ["access"] and doc["requests"][0]["status"] == "completed"
+    assert doc["request"]["deadline_basis"].startswith("30 days")
+    json.dumps(doc, allow_nan=False)  # plain JSON
+    with store.session() as session:
+        (request,) = list_requests(session, kind="access")
+    assert request["status"] == "completed" and request["result"]["counts"]["interactions"] == len(mine)
+    assert VICTIM not in _dump(store)
+
+
+def test_erasure_unlearns_records_and_shreds_leaving_no_raw_id(store: Store, trained, recgov_home: Path) -> None:
+    data, run = trained
+    needles = [VICTIM.encode("utf-8"), VICTIM.encode("utf-32-le")]  # numpy keeps str arrays as UTF-32
+    original = run.artifact.read_bytes()
+    assert any(n in original for n in needles), "the check must be able to see the id in an artifact"
+    with store.session() as session:
+        before = lookup_pseudonyms(session, [VICTIM])[VICTIM]
+
+    report = erase_subject(store, VICTIM, pack=EU, model_path=run.artifact, delete_previous=True)
+
+    (step,) = report["unlearning"]
+    assert step["status"] == "unlearned" and step["n_users_removed"] == 1 and step["recorded"] is True
+    assert step["propagate"] == 1 and step["n_users_refreshed"] > 0  # one sweep over the users sharing their items
+    assert step["previous_artifact_deleted"] and not run.artifact.exists()
+    new_artifact = Path(step["artifact"])
+    assert not any(n in new_artifact.read_bytes() for n in needles)
+    residual = step["residual_influence"]
+    assert residual["measured"] is True and 0 <= residual["unlearned_vs_retrained"]["topk_jaccard_mean"] <= 1
+    assert [(v["version_id"], v["membership"]) for v in report["models"]["versions"]] == [
+        (run.model_version, "includes")
+    ]
+    assert report["shredded"] and report["pseudonym"] == before
+    assert report["unlinked"] == {
+        "consent_records": 2,
+        "subject_requests": 1,
+        "decisions": 1,
+        "trail_events": report["unlinked"]["trail_events"],
+    }
+    assert VICTIM not in json.dumps(report)
+
+    with store.snapshot() as connection:
+        assert verify_trail(connection).intact
+    assert VICTIM not in _dump(store)
+    with store.session() as session:
+        assert lookup_pseudonyms(session, [VICTIM])[VICTIM] is None  # the secret is gone
+        assert consent_history(session, VICTIM) == []
+        (request,) = list_requests(session, kind="erasure")
+        models = session.execute(text("SELECT version_id FROM model_versions")).scalars().all()
+    assert request["status"] == "completed" and request["subject"] == before
+    assert request["result"]["shredded"] is True
+    assert sorted(models) == sorted([run.model_version, step["version"]])
+    # The next training filter no longer finds a grant under this id (opt-in: no record, no profiling).
+    _, filtered = filter_training_events(data, EU, store, now=NOW, record=False)
+    assert filtered["subjects"]["excluded"]["withdrawn"] == 0
+    assert show_consent(store, VICTIM, pack=EU)["subject"] is None
+
+
+def test_a_failed_erasure_is_recorded_and_shreds_nothing(
+    store: Store, trained, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, run = trained
+
+    def broken(*args, **kwargs):
+        raise DataError(f"disk full while writing the model of {VICTIM}")
+
+    monkeypatch.setattr(privacy, "_unlearn", broken)
+    with pytest.raises(DataError) as caught:
+        erase_subject(store, VICTIM, pack=EU, model_path=run.artifact)
+    assert VICTIM not in str(caught.value) and "was NOT shredded" in str(caught.value)
+    with store.session() as session:
+        (request,) = list_requests(session, kind="erasure")
+        assert consent_history(session, VICTIM)  # still linked: nothing was shredded
+    assert request["status"] == "failed" and "<subject>" in request["result"]["cause"]
+    assert run.artifact.exists()
+    assert VICTIM not in _dump(store)
+
+
+def test_erasure_input_is_checked_before_anything_is_stored(store: Store, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist; expected a .npz file written by `recgov train`"):
+        erase_subject(store, VICTIM, pack=EU, model_path=tmp_path / "missing.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a model")
+    with pytest.raises(DataError, match="not a recgov ALS model file"):
+        erase_subject(store, VICTIM, pack=EU, model_path=tmp_path / "junk.npz")
+    with store.session() as session:
+        assert session.scalar(select(SubjectRequest.id)) is None
+        assert lookup_pseudonyms(session, [VICTIM])[VICTIM] is None
+
+
+def test_residual_influence_is_skipped_on_large_models(store: Store, trained, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, run = trained
+    monkeypatch.setattr(privacy, "RESIDUAL_MAX_INTERACTIONS", 10)
+    report = erase_subject(store, VICTIM, pack=EU, model_path=run.artifact, measure_residual=True)
+    residual = report["unlearning"][0]["residual_influence"]
+    assert residual["measured"] is False and "at or above 10" in residual["reason"]
+    assert run.artifact.exists()  # kept without delete_previous
+    assert "still holds the subject" in report["unlearning"][0]["previous_artifact_note"]
+
+
+def test_erasure_without_a_model_still_lists_models_and_shreds(store: Store, trained) -> None:
+    report = erase_subject(store, VICTIM, pack=EU)
+    assert report["unlearning"] == []
+    (entry,) = report["models"]["versions"]
+    assert entry["membership"] == "includes" and entry["action"].startswith("unlearn it")
+    assert report["shredded"]
+
+
+# -- records of processing ----------------------------------------------------------------------
+def test_the_processing_record_lists_purposes_retention_and_counts(store: Store) -> None:
+    _consent(store, "subject-aaaa", "granted")
+    _consent(store, "subject-bbbb", "granted")
+    _consent(store, "subject-bbbb", "withdrawn", at=T0 + timedelta(days=1))
+    record_consent_from_request(store, "subject-cccc", pack=EU, headers={"Sec-GPC": "1"})
+    erase_subject(store, "subject-aaaa", pack=EU)
+    doc = processing_record(EU, store, recipients=["hosting provider (processor, Art. 28)"])
+    purposes = {p["purpose"]: p for p in doc["purposes"]}
+    assert purposes["personalization"]["lawful_basis"] == "consent"
+    assert purposes["personalization"]["legal_reference"].startswith("GDPR Art. 6(1)(a)")
+    assert purposes["analytics"]["consent_model"] == "opt_out"
+    assert doc["retention"]["training_events_days"] == 730
+    assert "health" in doc["categories_of_data"]["forbidden_attributes"]
+    assert doc["categories_of_data"]["audit_only_attributes"] == ["gender", "age_band"]
+    assert doc["recipients"] == ["hosting provider (processor, Art. 28)"]
+    assert processing_record(EU, store)["recipients"] == ["none outside the controller"]
+    counts = doc["counts"]
+    assert counts["consent_records"]["personalization"] == {"granted": 2, "withdrawn": 1}
+    assert counts["subjects_in_force"] == {"analytics": {"opted_out": 1}, "personalization": {"withdrawn": 1}}
+    assert counts["erased_subjects"] == 1 and counts["erased_subjects_with_consent_records"] == 1
+    assert counts["subject_requests"] == {"erasure": {"completed": 1}} and counts["open_requests"] == 0
+    assert doc["pack_hash"] == EU.content_hash
