@@ -99,6 +99,7 @@ def audit_facts(
             measure_carbon=pack.carbon.measure,
             actor=actor,
             show_progress=show_progress,
+            pack=loaded if pack.consent.purposes else None,
         )
         model_version = trained.model_version
         carbon = trained.carbon

@@ -48,6 +48,8 @@ class GovernedTraining:
     validation: dict[str, Any]
     reproduced: bool = False
     """True when this run reproduced an already recorded model version bit for bit."""
+    exclusions: dict[str, Any] | None = None
+    """What the pack's consent and retention rules kept out of training (None without a pack)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
@@ -58,6 +60,7 @@ class GovernedTraining:
             "artifact": str(self.artifact),
             "artifact_hash": self.artifact_hash,
             "reproduced": self.reproduced,
+            "privacy_filter": self.exclusions,
             "model_inputs": list(MODEL_INPUT_COLUMNS),
             "carbon": self.carbon.model_dump() if self.carbon else None,
             "validation": {"n_rows": self.validation.get("n_rows"), "n_findings": len(self.validation.get("findings", []))},
@@ -77,12 +80,31 @@ def train_and_record(
     random_state: int = 0,
     actor: str | None = None,
     show_progress: bool = False,
+    pack: Any = None,
+    now: datetime | None = None,
 ) -> GovernedTraining:
-    """Validate, train, save and record. ``store`` is an open :class:`audits.Store`."""
+    """Validate, train, save and record. ``store`` is an open :class:`audits.Store`.
+
+    With a policy ``pack``, training sees only the events the pack allows
+    (:func:`governance.privacy.filter_training_events`: subjects whose consent
+    state allows profiling, events within the retention window); the exclusions
+    are recorded with the training run.
+    """
     from audits import ModelVersion, record_carbon, record_dataset_version, record_model_version, record_training_run
     from recommender.validate import validate_events
 
     feedback = feedback or FeedbackConfig()
+    exclusions: dict[str, Any] | None = None
+    if pack is not None:
+        from governance.privacy import filter_training_events
+
+        dataset, exclusions = filter_training_events(dataset, pack, store, now=now, actor=actor)
+        if len(dataset.events) == 0:
+            raise ConfigError(
+                "no event may be used for training under the pack: "
+                + ", ".join(f"{n:,} {reason}" for reason, n in exclusions["events"]["excluded"].items() if n)
+                + "; record consent (recgov consent set) or check the retention window"
+            )
     report = validate_events(dataset).to_dict()
     data_hash = dataset.content_hash()
     ev = dataset.events
@@ -113,7 +135,12 @@ def train_and_record(
             run = record_training_run(
                 session,
                 dataset_version=dv,
-                params={**result.model.get_params(), "feedback": feedback.model_dump(), "model_inputs": list(MODEL_INPUT_COLUMNS)},
+                params={
+                    **result.model.get_params(),
+                    "feedback": feedback.model_dump(),
+                    "model_inputs": list(MODEL_INPUT_COLUMNS),
+                    "privacy_filter": exclusions,
+                },
                 library_versions=result.model.library_versions_,
                 started_at=started,
                 ended_at=ended,
@@ -163,4 +190,5 @@ def train_and_record(
         carbon=meter.facts,
         validation=report,
         reproduced=reproduced,
+        exclusions=exclusions,
     )

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from governance.cli._common import EXIT_FINDING, console, emit_json, err_console, progress_enabled, user_errors
+from governance.cli._common import EXIT_FINDING, console, emit_json, err_console, fail, progress_enabled, user_errors
 from recommender.data import Dataset
 from recommender.errors import ConfigError
 from recommender.feedback import FeedbackConfig
@@ -189,6 +189,8 @@ def train_command(
     seed: SeedOpt = 0,
     country: Annotated[str, typer.Option("--country", help="ISO 3166-1 alpha-3 code of the grid, for the emissions estimate.")] = "USA",
     carbon: Annotated[bool, typer.Option("--carbon/--no-carbon", help="Measure energy and emissions with codecarbon.")] = True,
+    pack: Annotated[Optional[str], typer.Option("--pack", "-p", help="Train only on what this pack allows: consented subjects, events within retention.")] = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Measure the retention window from this ISO date instead of now (backfills, reproducible runs).")] = None,
     database_url: DatabaseOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -198,6 +200,20 @@ def train_command(
     from governance.training import train_and_record
 
     params = {k: v for k, v in {"factors": factors, "regularization": regularization, "alpha": alpha, "iterations": iterations}.items() if v is not None}
+    loaded = None
+    now = None
+    if as_of:
+        from datetime import datetime, timezone
+
+        try:
+            now = datetime.fromisoformat(as_of)
+        except ValueError:
+            raise fail(f"--as-of must be an ISO 8601 date or time such as 2024-07-01. Got {as_of!r} instead.") from None
+        now = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+    if pack:
+        from governance.cli.policy import load_or_fail
+
+        loaded = load_or_fail(pack, json_output=json_output)
     with user_errors():
         if len(country) != 3 or not country.isalpha() or not country.isupper():
             raise ConfigError(f"--country must be an ISO 3166-1 alpha-3 code such as USA or DEU. Got {country!r} instead.")
@@ -215,6 +231,8 @@ def train_command(
                 measure_carbon=carbon,
                 random_state=seed,
                 show_progress=progress_enabled(json_output),
+                pack=loaded,
+                now=now,
             )
         finally:
             store.close()
@@ -228,6 +246,10 @@ def train_command(
     if doc["carbon"]:
         c = doc["carbon"]
         console.print(f"energy {c['energy_kwh']:.3g} kWh, emissions {c['emissions_kg']:.3g} kg CO2e ({c['method']})", highlight=False)
+    if doc.get("privacy_filter"):
+        f = doc["privacy_filter"]
+        excluded = ", ".join(f"{n:,} {r}" for r, n in f["events"]["excluded"].items() if n) or "none"
+        console.print(f"pack {f.get('pack', pack)}: trained on {f['events']['kept']:,} of {f['events']['total']:,} events; excluded: {excluded}", highlight=False)
     console.print(f"recorded: dataset {doc['dataset_version'][:16]}..., training run {doc['training_run']}, model {doc['model_version']}", highlight=False)
 
 

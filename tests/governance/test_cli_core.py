@@ -107,3 +107,21 @@ def test_train_records_lineage_and_the_same_data_gives_the_same_version(recgov_h
     lineage = invoke("lineage", doc["model_version"], "--json")
     assert lineage.exit_code == 0, lineage.output
     assert doc["dataset_version"] in lineage.stdout
+
+
+def test_train_under_a_pack_leaves_out_who_may_not_be_profiled(recgov_home: Path) -> None:
+    """Withdrawal and objection take effect at the next training run; retention counts from --as-of."""
+    base = ["train", SMALL, "--no-tune", "--no-carbon", "--factors", "4", "--iterations", "2", "--json", "--as-of", "2024-07-01"]
+    opt_out = json.loads(invoke(*base, "--pack", "california-ccpa").stdout)
+    assert opt_out["privacy_filter"]["events"]["excluded"]["objected"] == 0
+    everyone = opt_out["privacy_filter"]["events"]["kept"]
+    assert invoke("consent", "set", "u000007", "--purpose", "personalization", "--status", "objected", "--basis", "legitimate_interest").exit_code == 0
+    after = json.loads(invoke(*base, "--pack", "california-ccpa").stdout)["privacy_filter"]
+    assert after["events"]["excluded"]["objected"] > 0
+    assert after["events"]["kept"] == everyone - after["events"]["excluded"]["objected"]
+    assert after["subjects"]["excluded"]["objected"] == 1
+    # opt-in consent: nobody has granted, so nothing may be trained on
+    refused = runner.invoke(app, [*base, "--pack", "eu-gdpr-dsa"])
+    assert refused.exit_code == 2
+    assert "no event may be used for training under the pack" in refused.stderr and "no_consent_record" in refused.stderr
+    assert runner.invoke(app, [*base[:-2], "--as-of", "soon"]).exit_code == 2
