@@ -222,6 +222,15 @@ class HarmfulContentSection(_Section):
 
     blocked_categories: list[str] = Field(default_factory=list)
     """Flag categories never served."""
+    block_confidence: float = Field(0.8, ge=0, le=1)
+    """A flag of a blocked category at or above this confidence blocks the item at once;
+    below it, the item goes to the review queue (an escalation case) and stays out of lists."""
+    reports_to_escalate: int = Field(3, ge=1)
+    """User reports on one item that open an escalation case."""
+    max_flagged_share: float = Field(0.05, ge=0, le=1)
+    """Largest share of served list places that may go to flagged (not yet blocked) items before a case opens."""
+    sla_hours: float = Field(24, gt=0, le=24 * 90)
+    """Time to resolve an escalation case."""
 
 
 class QualitySection(_Section):
