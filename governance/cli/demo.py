@@ -8,6 +8,7 @@ the gate decision, and end by signing and verifying the audit trail.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -24,6 +25,85 @@ DEMO_SPEC = "synthetic:n_users=3000,n_items=1500,n_interactions=150000,seed=7,bo
 def _step(show: bool, text: str) -> None:
     if show:
         err_console.print(f"[dim]{text}[/]")
+
+
+def _governed_tour(store, dataset, outcome, settings, show: bool) -> dict[str, Any]:  # noqa: ANN001
+    """The EU pack on the recorded model: fairness before and after re-ranking, a governed
+    list with tags, an escalation case, a withdrawal, an access export and an erasure."""
+    from audits.consent import record_consent
+    from audits.decisions import DecisionLog
+    from audits.harm import report_item
+    from audits.models import ModelVersion
+    from governance.audit import run_audit
+    from governance.cli.policy import resolve_pack
+    from governance.escalation import evaluate_escalations, items_out_of_lists
+    from governance.policy import load_pack
+    from governance.privacy import erase_subject, export_subject
+    from governance.serving import ServeRequest, ServingEngine
+    from governance.consent.state import ConsentRecord
+    from recommender.als import ALSRecommender
+
+    eu = load_pack(resolve_pack("eu-gdpr-dsa"))
+    version = outcome.report.model_version
+    tour: dict[str, Any] = {"pack": f"{eu.name} {eu.version} ({eu.content_hash[:12]})"}
+    _step(show, "auditing the recorded model against the EU pack in shadow mode (fairness before and after re-ranking)")
+    eu_audit = run_audit(
+        eu, dataset, store=store, out_dir=settings.home / "demo-eu", models_dir=settings.home / "models",
+        model_version=version, train=False, shadow=True, show_progress=show,
+    )  # fmt: skip
+    trade = eu_audit.facts.tradeoff or {}
+    exposure = trade.get("provider_exposure", {})
+    tour["eu_audit"] = {
+        "audit_id": eu_audit.audit_id,
+        "counts": eu_audit.report.counts(),
+        "would_block_for": [r.rule_id for r in eu_audit.report.results if r.status.value in ("fail", "error")],
+        "ndcg_plain": trade.get("accuracy", {}).get("ndcg", {}).get("plain"),
+        "ndcg_reranked": trade.get("accuracy", {}).get("ndcg", {}).get("reranked"),
+        "exposure_gap_plain": exposure.get("gap", {}).get("plain"),
+        "exposure_gap_reranked": exposure.get("gap", {}).get("reranked"),
+    }
+    with store.session() as session:
+        location = session.get(ModelVersion, version).artifact_location
+    model = ALSRecommender.load(location)
+    subject = str(model.train_.user_ids[0])
+    log = DecisionLog(store)
+    try:
+        engine = ServingEngine(eu, model, dataset.items, sink=log)
+        with store.session() as session:
+            record_consent(session, subject_id=subject, purpose="personalization", status="granted", lawful_basis="consent", source="banner")
+        granted = (ConsentRecord(purpose="personalization", status="granted", lawful_basis="consent", source="banner", time=datetime.now(timezone.utc)),)
+        _step(show, "serving a governed list with explanation tags")
+        first = engine.serve(ServeRequest(subject, k=5, consent=granted))
+        tour["list"] = [{"item": i, "why": "; ".join(t["text"] for t in tags)} for i, tags in zip(first.items, first.tags)]
+        _step(show, "three users report the top item: an escalation case opens and the item leaves every list")
+        top = first.items[0]
+        with store.session() as session:
+            for n in range(3):
+                report_item(session, item_id=top, reason=f"report {n + 1}: misleading")
+            cases = evaluate_escalations(session, eu.pack)
+            engine.set_blocked(items_out_of_lists(session))
+        second = engine.serve(ServeRequest(subject, k=5, consent=granted))
+        tour["escalation"] = {"cases": cases, "item": top, "still_served": top in second.items}
+        _step(show, "the subject withdraws consent: the next list is not personalized")
+        with store.session() as session:
+            record_consent(session, subject_id=subject, purpose="personalization", status="withdrawn", lawful_basis="consent", source="api")
+        withdrawn = (*granted, ConsentRecord(purpose="personalization", status="withdrawn", lawful_basis="consent", source="api", time=datetime.now(timezone.utc)))
+        third = engine.serve(ServeRequest(subject, k=5, consent=withdrawn))
+        tour["after_withdrawal"] = {"mode": third.mode, "reason": third.consent_reason}
+    finally:
+        log.close()
+    _step(show, "access export and erasure of the subject")
+    export = export_subject(store, subject, dataset=dataset, pack=eu)
+    tour["access_export"] = {k: len(export.get(k) or []) for k in ("consent", "interactions", "decisions", "models")}
+    erased = erase_subject(store, subject, pack=eu, model_path=location, measure_residual=True)
+    first_unlearning = (erased.get("unlearning") or [{}])[0]
+    tour["erasure"] = {
+        "request": erased["request"]["status"],
+        "shredded": erased["shredded"],
+        "unlearned_model": first_unlearning.get("version"),
+        "unlearning_ms": round(1000 * float(first_unlearning.get("seconds") or 0), 2),
+    }
+    return tour
 
 
 def demo_command(
@@ -88,6 +168,7 @@ def demo_command(
             }
             carbon = outcome.facts.carbon
             summary["carbon"] = carbon.model_dump() if carbon else None
+            summary["governed"] = _governed_tour(store, clean, outcome, settings, show)
             _step(show, "signing a checkpoint and verifying the trail")
             with store.session() as session:
                 checkpoint = create_checkpoint(session, load_signing_key())
@@ -113,6 +194,23 @@ def demo_command(
     console.print(f"[bold]gate[/]  {a['gate'].upper()}" + (f": {'; '.join(a['reasons'])}" if a["reasons"] else ""), highlight=False)
     for kind, path in a["outputs"].items():
         console.print(f"  {kind:8s} {path}", highlight=False)
+    g = summary["governed"]
+    e = g["eu_audit"]
+    console.print(f"[bold]EU audit[/]  #{e['audit_id']} in shadow mode against {g['pack']}: {e['counts']}; would block for {e['would_block_for'] or 'nothing'}", highlight=False)
+    if e["ndcg_plain"] is not None:
+        console.print(
+            f"[bold]re-ranking[/]  ndcg@10 {e['ndcg_plain']:.4f} -> {e['ndcg_reranked']:.4f}; provider exposure gap {e['exposure_gap_plain']:.3f} -> {e['exposure_gap_reranked']:.3f}",
+            highlight=False,
+        )
+    console.print("[bold]governed list[/] (EU pack, consent granted):", highlight=False)
+    for row in g["list"]:
+        console.print(f"  {row['item']}  {row['why']}", highlight=False, soft_wrap=True)
+    esc = g["escalation"]
+    console.print(f"[bold]escalation[/]  {len(esc['cases'])} case(s) opened for {esc['item']} after 3 reports; still served: {esc['still_served']}", highlight=False)
+    console.print(f"[bold]withdrawal[/]  next list is {g['after_withdrawal']['mode']}: {g['after_withdrawal']['reason']}", highlight=False, soft_wrap=True)
+    console.print(f"[bold]access export[/]  {g['access_export']}", highlight=False)
+    er = g["erasure"]
+    console.print(f"[bold]erasure[/]  request {er['request']}, pseudonym shredded: {er['shredded']}, subject removed from the model in {er['unlearning_ms']} ms -> {er['unlearned_model']}", highlight=False)
     t = summary["trail"]
     console.print(f"[bold]trail[/]  {'intact' if t['intact'] else 'BROKEN'} up to event {t['head']}, checkpoint signed by key {t['checkpoint_key']}", highlight=False)
     console.print(f"[bold]store[/]  {summary['database']}", highlight=False)

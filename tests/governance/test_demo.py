@@ -32,3 +32,11 @@ def test_demo_runs_the_governed_path_end_to_end(recgov_home: Path) -> None:
     assert doc["database"] == f"sqlite:///{recgov_home / 'recgov.db'}"
     assert doc["trail"]["intact"] is True and doc["trail"]["head"] >= 5
     assert doc["carbon"]["energy_kwh"] > 0
+    # the governed tour: tags on every item, escalation, withdrawal, export, erasure
+    g = doc["governed"]
+    assert g["list"] and all(row["why"] for row in g["list"])
+    assert g["escalation"]["cases"] and g["escalation"]["still_served"] is False
+    assert g["after_withdrawal"]["mode"] == "non_profiling"
+    assert g["access_export"]["consent"] == 2 and g["access_export"]["decisions"] >= 2
+    assert g["erasure"]["request"] == "completed" and g["erasure"]["shredded"] is True
+    assert g["eu_audit"]["ndcg_plain"] is not None and g["eu_audit"]["exposure_gap_plain"] is not None
