@@ -44,6 +44,16 @@ class AuditOutcome:
         return {**self.document.model_dump(mode="json"), "outputs": {k: str(v) for k, v in self.outputs.items()}, "seconds": round(self.seconds, 3)}
 
 
+def training_filter_of(store: Any, model_version: str) -> dict[str, Any] | None:
+    """The consent and retention filter recorded with a model version's training run (None if none ran)."""
+    from audits.models import ModelVersion, TrainingRun
+
+    with store.session() as session:
+        model = session.get(ModelVersion, model_version)
+        run = session.get(TrainingRun, model.training_run_id) if model else None
+        return (run.params or {}).get("privacy_filter") if run else None
+
+
 def recorded_model(store: Any, model_version: str) -> tuple[dict[str, Any], CarbonFacts | None, str]:
     """Parameters, carbon figures and dataset hash of a recorded model version."""
     from audits.models import DatasetVersion, ModelVersion, TrainingRun
@@ -107,7 +117,26 @@ def audit_facts(
     facts, _ = collect_facts(
         pack, dataset, als_params=params, baseline=baseline, carbon=carbon, dataset_version=dataset_version, show_progress=show_progress
     )
-    return facts, model_version, dataset_version
+    return _with_store_facts(facts, store, model_version), model_version, dataset_version
+
+
+def _with_store_facts(facts: AuditFacts, store: Any, model_version: str | None) -> AuditFacts:
+    """Add what only the store knows: the training run's consent filter and overdue subject requests."""
+    from audits.models import REQUEST_KINDS
+    from audits.requests import list_requests
+    from governance.facts import PrivacyFacts
+
+    with store.session() as session:
+        overdue = {kind: len(list_requests(session, kind=kind, overdue_at=datetime.now(timezone.utc))) for kind in REQUEST_KINDS}
+    privacy = facts.privacy or PrivacyFacts()
+    privacy = privacy.model_copy(
+        update={
+            "training_filter": training_filter_of(store, model_version) if model_version else None,
+            "model_trained": model_version is not None,
+            "overdue_requests": overdue,
+        }
+    )
+    return facts.model_copy(update={"privacy": privacy})
 
 
 def run_audit(
@@ -155,6 +184,7 @@ def run_slate_audit(
     facts, _ = collect_facts(
         loaded.pack, dataset, baseline=baseline, dataset_version=dataset_version, evaluation=slate_facts(slates, dataset)
     )
+    facts = _with_store_facts(facts, store, None)
     return _decide_and_record(loaded, dataset, facts, None, dataset_version, store, out_dir, shadow, actor, started, started_clock)
 
 

@@ -97,6 +97,14 @@ class PrivacyFacts(_Facts):
     proxy: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Attribute -> ``{"auc": ..., "n": ..., "groups": {...}}``: cross-validated AUC of
     predicting the attribute from the model's user factors."""
+    training_filter: dict[str, Any] | None = None
+    """The consent and retention filter applied to the audited model's training data
+    (:func:`governance.privacy.filter_training_events`: pack, cutoff, counts kept and
+    excluded by reason); None when the model was trained without one."""
+    model_trained: bool = False
+    """Whether the audit concerns a trained model (the filter facts are meaningful)."""
+    overdue_requests: dict[str, int] | None = None
+    """Subject requests past their deadline, by kind (``erasure``, ``access``, ``objection``)."""
 
 
 Interval = tuple[float | None, float | None]

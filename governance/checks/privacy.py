@@ -10,7 +10,7 @@ from governance.checks._base import CheckConfig, skipped, verdict
 from governance.facts import AuditFacts
 from governance.registry import Check, CheckResult, register
 
-__all__ = ["ProxyLeakage"]
+__all__ = ["ProxyLeakage", "ConsentCoverage", "RetentionWindow", "ErasureDeadline"]
 
 
 @register
@@ -51,3 +51,103 @@ class ProxyLeakage(Check):
     @classmethod
     def attributes(cls, config: Config) -> list[str]:
         return [config.attribute]
+
+
+@register
+class ConsentCoverage(Check):
+    """The audited model learned only from subjects with a checked lawful basis."""
+
+    name: ClassVar[str] = "consent_coverage"
+    section: ClassVar[str] = "consent"
+    needs: ClassVar[tuple[str, ...]] = ("privacy",)
+    summary: ClassVar[str] = "The model's training data went through this pack's consent filter: no profiled subject without a lawful basis."
+
+    class Config(CheckConfig):
+        purpose: str = "personalization"
+        """The processing purpose the training served."""
+
+    def evaluate(self, config: Config, facts: AuditFacts, section: Any) -> CheckResult:
+        p = facts.privacy
+        if p is None or not p.model_trained:
+            return skipped("no trained model in the audit: there is no training data to check")
+        f = p.training_filter
+        if not f:
+            return verdict(
+                False,
+                "the model was trained without the consent filter: no check that every profiled subject had a lawful basis",
+                value=None,
+                threshold="filtered by the pack",
+                evidence={},
+            )
+        ok = f.get("purpose") == config.purpose and config.purpose in section.purposes
+        events = f.get("events", {})
+        return verdict(
+            ok,
+            f"training kept {events.get('kept', 0):,} of {events.get('total', 0):,} events after the {f.get('pack')} {f.get('pack_version')} consent filter "
+            f"for {f.get('purpose')}; excluded: " + (", ".join(f"{n:,} {r}" for r, n in events.get("excluded", {}).items() if n) or "none"),
+            value=events.get("kept"),
+            threshold=f"filtered for {config.purpose}",
+            evidence={k: f.get(k) for k in ("pack", "pack_version", "pack_hash", "purpose", "lawful_basis", "model", "events", "subjects")},
+        )
+
+
+@register
+class RetentionWindow(Check):
+    """No training event is older than the pack's retention window."""
+
+    name: ClassVar[str] = "retention_window"
+    section: ClassVar[str] = "minimization"
+    needs: ClassVar[tuple[str, ...]] = ("privacy",)
+    summary: ClassVar[str] = "The training filter's retention cutoff is at least as strict as minimization.retention_days."
+
+    class Config(CheckConfig):
+        pass
+
+    def evaluate(self, config: Config, facts: AuditFacts, section: Any) -> CheckResult:
+        p = facts.privacy
+        if section.retention_days is None:
+            return skipped("the pack sets no retention window (minimization.retention_days)")
+        if p is None or not p.model_trained:
+            return skipped("no trained model in the audit: there is no training data to check")
+        f = p.training_filter or {}
+        used = f.get("retention_days")
+        ok = used is not None and used <= section.retention_days
+        return verdict(
+            ok,
+            (f"training used events newer than {f.get('cutoff')} ({used} days); required at most {section.retention_days} days")
+            if used is not None
+            else f"training applied no retention window; required at most {section.retention_days} days",
+            value=used,
+            threshold=section.retention_days,
+            evidence={"cutoff": f.get("cutoff"), "excluded_for_retention": (f.get("events", {}).get("excluded", {}) or {}).get("retention")},
+        )
+
+
+@register
+class ErasureDeadline(Check):
+    """No erasure (or other subject) request is past its deadline."""
+
+    name: ClassVar[str] = "erasure_deadline"
+    section: ClassVar[str] = "consent"
+    needs: ClassVar[tuple[str, ...]] = ("privacy",)
+    summary: ClassVar[str] = "Open subject requests past their deadline are at most `max_overdue`."
+
+    class Config(CheckConfig):
+        kinds: list[str] = Field(default_factory=lambda: ["erasure"])
+        """Request kinds held to their deadline (erasure, access, objection)."""
+        max_overdue: int = Field(0, ge=0)
+        """Largest acceptable number of overdue requests."""
+
+    def evaluate(self, config: Config, facts: AuditFacts, section: Any) -> CheckResult:
+        p = facts.privacy
+        if p is None or p.overdue_requests is None:
+            return skipped("no record of subject requests in the audit facts (audit with a store)")
+        overdue = {k: int(p.overdue_requests.get(k, 0)) for k in config.kinds}
+        total = sum(overdue.values())
+        return verdict(
+            total <= config.max_overdue,
+            f"{total} {'/'.join(config.kinds)} request(s) past their deadline; required at most {config.max_overdue}",
+            value=total,
+            threshold=config.max_overdue,
+            evidence={"overdue": overdue},
+        )
