@@ -124,6 +124,48 @@ def validate_command(
         raise typer.Exit(code=EXIT_FINDING)
 
 
+def purge_command(
+    data: DataArg,
+    pack: Annotated[str, typer.Option("--pack", "-p", help="The pack whose minimization.retention_days applies.")],
+    mapping: MapOpt = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Measure the window from this ISO date instead of now.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be purged; change nothing.")] = False,
+    database_url: Annotated[Optional[str], typer.Option("--database-url", help="The store (for the trail event).")] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Remove events older than the pack's retention window from a stored log, with a trail event."""
+    from datetime import datetime, timezone
+
+    from audits import open_store
+    from governance.cli.policy import load_or_fail
+    from governance.retention import purge_expired
+
+    loaded = load_or_fail(pack, json_output=json_output)
+    now = None
+    if as_of:
+        try:
+            now = datetime.fromisoformat(as_of)
+        except ValueError:
+            raise fail(f"--as-of must be an ISO 8601 date or time such as 2024-07-01. Got {as_of!r} instead.") from None
+        now = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+    with user_errors():
+        parsed = ColumnMapping.parse(mapping) if mapping else None
+        store = open_store(database_url)
+        try:
+            report = purge_expired(data, loaded.pack, store, mapping=parsed, now=now, dry_run=dry_run)
+        finally:
+            store.close()
+    if json_output:
+        emit_json(report)
+        return
+    verb = "would purge" if dry_run else "purged"
+    console.print(
+        f"{report['source']}: {verb} {report['events_purged']:,} of {report['events_total']:,} events older than {report['cutoff']} "
+        f"({report['retention_days']} days under {report['pack']} {report['pack_version']})",
+        highlight=False,
+    )
+
+
 def evaluate_command(
     data: DataArg,
     mapping: MapOpt = None,
@@ -257,6 +299,7 @@ def register(app: typer.Typer) -> None:
     """Add the core commands to ``app``."""
     data_app = typer.Typer(help="Work with raw interaction data.", no_args_is_help=True)
     data_app.command("validate")(validate_command)
+    data_app.command("purge")(purge_command)
     app.add_typer(data_app, name="data")
     app.command("evaluate")(evaluate_command)
     app.command("train")(train_command)
