@@ -3,7 +3,7 @@
 The schema is created and changed only by the Alembic migrations in
 ``migrations/versions``; a test checks that these models and the migrations agree.
 
-Two groups of tables:
+Three groups of tables:
 
 * the audit trail: ``trail_events`` (append-only, enforced by triggers),
   ``trail_head`` (one row: the last sequence number and hash, locked by writers),
@@ -11,8 +11,11 @@ Two groups of tables:
   that check them), ``subject_secrets`` (per-subject pseudonym secrets, deleted
   to erase a subject) and ``store_meta``;
 * lineage: ``dataset_versions`` -> ``training_runs`` -> ``model_versions`` ->
-  ``audit_runs`` and ``deployments``. Each lineage row names the trail event
-  that recorded it (``trail_seq``).
+  ``audit_runs`` (with ``audit_results``) and ``deployments``. Each lineage row
+  names the trail event that recorded it (``trail_seq``);
+* privacy, harmful content and serving: ``consent_records`` (append-only),
+  ``subject_requests``, ``item_flags``, ``item_reports``, ``escalation_cases``,
+  ``item_blocks``, ``decisions`` and ``failed_requests``.
 """
 
 from __future__ import annotations
@@ -556,3 +559,4 @@ class FailedRequest(Base):
     cause: Mapped[str] = mapped_column(String(100))
     detail: Mapped[dict[str, Any]] = mapped_column(JsonType)
     trail_seq: Mapped[int] = mapped_column(ForeignKey("trail_events.seq"))
+import audits.api_keys  # noqa: E402,F401  (revision 0005: register the api_keys table on Base.metadata)
