@@ -136,6 +136,7 @@ class ServingEngine:
         sink: DecisionSink | None = None,
         pseudonymize: Callable[[str], str] | None = None,
         vendor_id: int | None = None,
+        on_failure: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         model.check_fitted("serve")
         self.loaded = loaded
@@ -143,6 +144,7 @@ class ServingEngine:
         self.sink = sink
         self.pseudonymize = pseudonymize
         self.vendor_id = vendor_id
+        self.on_failure = on_failure
         pack = loaded.pack
         ids = pd.Index(model.train_.item_ids.astype(str))
         self._item_ids = np.asarray(ids, dtype=object)
@@ -204,7 +206,30 @@ class ServingEngine:
         return order[keep][:k]
 
     def serve(self, request: ServeRequest) -> ServedList:
-        """Serve one governed list (see the module docstring for the steps)."""
+        """Serve one governed list (see the module docstring for the steps).
+
+        A request that fails is reported to ``on_failure`` with its cause (the
+        subject id scrubbed from the message) before the error propagates.
+        """
+        try:
+            return self._serve(request)
+        except Exception as err:
+            if self.on_failure is not None:
+                message = str(err).replace(str(request.subject_id), "<subject>") if request.subject_id else str(err)
+                detail = {
+                    "message": message[:1000],
+                    "k": request.k,
+                    "gpc": request.gpc,
+                    "tcf": request.tcf is not None,
+                    "context": sorted(request.context),
+                }
+                try:
+                    self.on_failure(f"serve.{type(err).__name__}"[:100], detail)
+                except Exception:  # noqa: BLE001 - the original error is the one to raise
+                    pass
+            raise
+
+    def _serve(self, request: ServeRequest) -> ServedList:
         if not isinstance(request.k, int) or request.k < 1:
             raise ConfigError(f"The 'k' parameter of serve must be an int in the range [1, inf). Got {request.k!r} instead.")
         now = datetime.now(timezone.utc)

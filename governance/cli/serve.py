@@ -32,8 +32,14 @@ def open_engine(store, loaded, model_version: str, items=None, vendor_id: int | 
     model = ALSRecommender.load(location)
     if model.version_id_ != model_version:
         raise ConfigError(f"the artifact at {location} holds model {model.version_id_}, not {model_version}; the store and the file disagree")
+    from audits.decisions import log_failure
+
     log = DecisionLog(store)
-    return ServingEngine(loaded, model, items, blocked=blocked, sink=log, vendor_id=vendor_id), log
+    engine = ServingEngine(
+        loaded, model, items, blocked=blocked, sink=log, vendor_id=vendor_id,
+        on_failure=lambda cause, detail: log_failure(store, cause, detail),
+    )  # fmt: skip
+    return engine, log
 
 
 def recommend_command(

@@ -59,3 +59,20 @@ def test_unknown_model_is_one_line(db_url: str) -> None:
     result = runner.invoke(app, ["recommend", "u1", "--model", "als-missing", "--database-url", db_url])
     assert result.exit_code == 2
     assert "model version 'als-missing' is not in the store" in result.stderr
+
+
+def test_a_failed_request_is_logged_with_its_cause(db_url: str) -> None:
+    from audits.models import FailedRequest
+
+    trained = runner.invoke(app, ["train", DATA, "--no-tune", "--no-carbon", "--factors", "4", "--iterations", "2", "--database-url", db_url, "--json"])
+    version = json.loads(trained.stdout)["model_version"]
+    result = runner.invoke(app, ["recommend", "u000003", "--model", version, "--pack", "eu-gdpr-dsa", "--tcf", "not-a-tc-string!", "--vendor-id", "7", "--database-url", db_url])
+    assert result.exit_code == 2 and "TC string" in result.stderr
+    store = open_store(db_url)
+    try:
+        with store.snapshot() as connection:
+            rows = connection.execute(select(FailedRequest)).all()
+    finally:
+        store.close()
+    assert len(rows) == 1 and rows[0].cause == "serve.DataError" and "TC string" in rows[0].detail["message"]
+    assert "u000003" not in repr(tuple(rows[0]))
