@@ -188,7 +188,9 @@ def _prepare(record: Mapping[str, Any], future: Future[DecisionReceipt]) -> _Pen
     except (TypeError, ValueError, AttributeError) as err:
         raise DataError(f"decision_id must be a UUID string, got {given_id!r}") from err
     raw_ids = [raw_id] if raw_id is not None else []
-    slate, slate_json = canonical_object(record["slate"], "slate", subject_ids=raw_ids)
+    # A slate's values are item ids by schema; an item id may equal a user id in
+    # numeric logs, so only its keys are checked for identifiers.
+    slate, slate_json = canonical_object(record["slate"], "slate", subject_ids=[])
     if not isinstance(slate.get("items"), list):
         raise DataError("slate must have 'items', a list of the item ids served in order")
     scores = slate.get("scores")

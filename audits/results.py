@@ -18,7 +18,7 @@ from audits.canonical import canonical_json
 from audits.lineage import record_audit_run
 from audits.models import AuditResult, AuditRun
 
-__all__ = ["record_audit_results", "results_digest"]
+__all__ = ["record_audit_results", "results_digest", "verify_audit_results"]
 
 RESULT_FIELDS = ("rule_id", "section", "check", "severity", "status", "message", "value", "threshold", "evidence", "legal_reference", "line")
 
@@ -87,3 +87,33 @@ def record_audit_results(
     )
     session.flush()
     return run
+
+
+def verify_audit_results(connection: Any) -> list[dict[str, Any]]:
+    """Check every audit's stored results against the digest in its trail event; return the problems."""
+    import orjson
+    from sqlalchemy import select
+
+    from audits.models import TrailEvent
+
+    problems: list[dict[str, Any]] = []
+    runs = connection.execute(select(AuditRun.id, AuditRun.trail_seq, AuditRun.verdict)).all()
+    for run_id, seq, verdict in runs:
+        payload = connection.execute(select(TrailEvent.payload).where(TrailEvent.seq == seq)).scalar_one_or_none()
+        doc = orjson.loads(payload) if isinstance(payload, (str, bytes)) else (payload or {})
+        summary = doc.get("summary") or {}
+        expected = summary.get("results_sha256")
+        if expected is None:
+            continue  # an audit recorded without per-rule results
+        if doc.get("verdict") != verdict:
+            problems.append({"audit": run_id, "problem": f"the verdict is {verdict!r} but the trail recorded {doc.get('verdict')!r}"})
+        columns = (
+            AuditResult.rule_id, AuditResult.section, AuditResult.check_name, AuditResult.severity, AuditResult.status,
+            AuditResult.message, AuditResult.value, AuditResult.threshold, AuditResult.evidence, AuditResult.legal_reference,
+            AuditResult.pack_line,
+        )  # fmt: skip
+        query = select(*columns).where(AuditResult.audit_run_id == run_id).order_by(AuditResult.id)
+        results = [dict(zip(RESULT_FIELDS, row, strict=True)) for row in connection.execute(query)]
+        if len(results) != summary.get("n_results") or results_digest(results) != expected:
+            problems.append({"audit": run_id, "problem": "the stored results no longer match the audit's SHA-256 (changed, added or deleted)"})
+    return problems

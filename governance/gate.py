@@ -54,7 +54,8 @@ class GateDocument(BaseModel):
 
 def decide(report: AuditReport, gate: Any) -> GateDecision:
     """Apply the pack's ``gate`` section to ``report``."""
-    block_on = set(gate.block_on)
+    # A crashed check is never a pass, whatever the pack's block_on says.
+    block_on = set(gate.block_on) | {"error"}
     reasons = [f"{r.rule_id} ({r.section}) is {r.status.value}: {r.message}" for r in report.results if r.status.value in block_on]
     by_id = {r.rule_id: r for r in report.results}
     for rule_id in gate.required_rules:

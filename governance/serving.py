@@ -118,8 +118,8 @@ class ServingEngine:
     blocked:
         Item ids blocked by escalation cases (refresh with :meth:`set_blocked`).
     sink:
-        The decision log; ``None`` only for dry runs (nothing is recorded, the
-        mode says ``dry_run``).
+        The decision log. ``None`` records nothing: only for tests and
+        benchmarks of the path itself; every command and the service pass one.
     pseudonymize:
         Maps a raw subject id to its pseudonym for the decision record.
     vendor_id:

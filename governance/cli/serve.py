@@ -17,7 +17,7 @@ __all__ = ["register", "open_engine"]
 def open_engine(store, loaded, model_version: str, items=None, vendor_id: int | None = None):  # noqa: ANN001, ANN201
     """A :class:`~governance.serving.ServingEngine` for a recorded model version, its blocks, and a decision log."""
     from audits.decisions import DecisionLog
-    from audits.harm import blocked_items
+    from governance.escalation import items_out_of_lists
     from audits.models import ModelVersion
     from governance.serving import ServingEngine
     from recommender.als import ALSRecommender
@@ -28,7 +28,7 @@ def open_engine(store, loaded, model_version: str, items=None, vendor_id: int | 
         if row is None:
             raise ConfigError(f"model version {model_version!r} is not in the store; train one with 'recgov train'")
         location = row.artifact_location
-        blocked = blocked_items(session)
+        blocked = items_out_of_lists(session, loaded.pack)
     model = ALSRecommender.load(location)
     if model.version_id_ != model_version:
         raise ConfigError(f"the artifact at {location} holds model {model.version_id_}, not {model_version}; the store and the file disagree")

@@ -81,22 +81,37 @@ def _progress(enabled: bool, label: str) -> Iterator[Callable[[int, int], None] 
         yield advance
 
 
-def _verify(url: str | None, json_output: bool) -> Any:
+def _verify(url: str | None, json_output: bool) -> tuple[Any, list[dict[str, Any]]]:
+    """The chain's report, and the records anchored in it that no longer match it.
+
+    Decisions are anchored by each batch's digest and audit results by each
+    audit's digest, both held in trail events: a row changed behind the
+    database's back breaks its digest even though the chain itself is intact.
+    """
     from audits import open_store, verify_trail
+    from audits.decisions import verify_decisions
+    from audits.results import verify_audit_results
 
     store = open_store(url)
     try:
         with store.snapshot() as connection, _progress(progress_enabled(json_output), "verifying") as progress:
-            return verify_trail(connection, progress=progress)
+            report = verify_trail(connection, progress=progress)
+            anchored = [{"table": "decisions", **p} for p in verify_decisions(connection)]
+            anchored += [{"table": "audit_results", **p} for p in verify_audit_results(connection)]
+            return report, anchored
     finally:
         store.close()
 
 
-def _print_report(report: Any, json_output: bool) -> None:
+def _print_report(report: Any, json_output: bool, anchored: list[dict[str, Any]] | None = None) -> None:
+    anchored = anchored or []
     if json_output:
-        emit_json(report.to_dict())
-    else:
-        console.print(report.summary(), highlight=False, soft_wrap=True)
+        emit_json({**report.to_dict(), "anchored_records_intact": not anchored, "anchored_problems": anchored})
+        return
+    console.print(report.summary(), highlight=False, soft_wrap=True)
+    for problem in anchored:
+        where = f"batch at seq {problem['batch_seq']}" if "batch_seq" in problem else f"audit #{problem.get('audit')}"
+        console.print(f"{problem['table']} BROKEN ({where}): {problem['problem']}", highlight=False, soft_wrap=True)
 
 
 # -- db ------------------------------------------------------------------------------------
@@ -177,9 +192,9 @@ def db_current(database_url: DatabaseUrl = None, json_output: JsonOutput = False
 def trail_verify(database_url: DatabaseUrl = None, json_output: JsonOutput = False) -> None:
     """Walk the whole chain and the signed checkpoints; exit 1 at the first break."""
     with store_errors():
-        report = _verify(database_url, json_output)
-    _print_report(report, json_output)
-    if not report.intact:
+        report, anchored = _verify(database_url, json_output)
+    _print_report(report, json_output, anchored)
+    if not report.intact or anchored:
         raise typer.Exit(code=EXIT_FINDING)
 
 

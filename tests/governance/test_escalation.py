@@ -34,6 +34,16 @@ def test_rules_fire_and_a_block_takes_effect_at_the_next_request(store) -> None:
         transition_case(session, case["id"], status="triaged", actor="reviewer")
         transition_case(session, case["id"], status="dismissed", note="not misleading", actor="reviewer")
         assert "i4" not in items_out_of_lists(session)
+    with store.session() as session:  # the dismissal stands until new evidence arrives
+        assert evaluate_escalations(session, pack) == []
+        assert "i4" not in items_out_of_lists(session)
+        for _ in range(3):
+            report_item(session, item_id="i4", reason="misleading, again")
+        reopened = evaluate_escalations(session, pack)
+    assert [(c["item_id"], c["rule"]) for c in reopened] == [("i4", "harm.reports")]
+    with store.session() as session:  # a flag of a blocked category keeps an item out even without a case
+        flag_item(session, item_id="i9", category="csam", confidence=0.1, source="report")
+        assert "i9" in items_out_of_lists(session, pack)
 
 
 def test_flagged_items_over_their_share_of_served_places_open_cases(store) -> None:

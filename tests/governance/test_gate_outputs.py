@@ -128,10 +128,11 @@ def test_warnings_and_skips_pass_the_default_gate():
 @pytest.mark.parametrize(
     ("block_on", "reasons"),
     [
-        (["fail"], ["b (quality) is fail: b message"]),
-        (["warn"], ["d (quality) is warn: d message"]),
+        # an error always blocks: a crashed check is never a pass, whatever block_on says
+        (["fail"], ["b (quality) is fail: b message", "c (quality) is error: c message"]),
+        (["warn"], ["c (quality) is error: c message", "d (quality) is warn: d message"]),
         (["skipped", "error"], ["c (quality) is error: c message", "e (quality) is skipped: e message"]),
-        ([], []),
+        ([], ["c (quality) is error: c message"]),
     ],
 )
 def test_block_on_chooses_the_blocking_statuses(block_on, reasons):

@@ -1,0 +1,30 @@
+"""Records anchored in the trail by digest: a decision or an audit result changed behind the database's back is caught."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from audits import open_store
+from governance.cli import app
+
+runner = CliRunner()
+
+
+def test_a_rewritten_audit_result_or_verdict_breaks_trail_verify(db_url: str, tmp_path) -> None:
+    result = runner.invoke(app, ["audit", "synthetic:n_users=150,n_items=90,n_interactions=5000", "--pack", "baseline", "--out", str(tmp_path / "o"), "--database-url", db_url])
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(app, ["trail", "verify", "--database-url", db_url]).exit_code == 0
+    store = open_store(db_url)
+    try:
+        with store.engine.begin() as connection:  # no trigger protects results: the digest does
+            connection.execute(text("UPDATE audit_results SET message = 'looks fine' WHERE id = (SELECT MIN(id) FROM audit_results)"))
+    finally:
+        store.close()
+    broken = runner.invoke(app, ["trail", "verify", "--database-url", db_url, "--json"])
+    assert broken.exit_code == 1
+    doc = json.loads(broken.stdout)
+    assert doc["intact"] is True and doc["anchored_records_intact"] is False
+    assert doc["anchored_problems"][0]["table"] == "audit_results"
