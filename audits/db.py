@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from audits.settings import StoreSettings, get_settings
@@ -121,8 +121,15 @@ class Store:
         >>> with store.session() as session:          # doctest: +SKIP
         ...     record_dataset_version(session, ...)
         """
-        with self._sessions.begin() as session:
-            yield session
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except IntegrityError:
+            raise  # a constraint the caller may handle (a duplicate id, say)
+        except DBAPIError as err:
+            # A store that cannot be written is bad input to the caller (exit 2),
+            # never a policy finding; nothing of the transaction was committed.
+            raise ConfigError(f"the database {masked_url(self.engine.url)} refused the write: {describe_db_error(err)}") from err
 
     @contextmanager
     def snapshot(self) -> Iterator[Connection]:

@@ -11,6 +11,7 @@ file order within a user), or JSON lines ``{"user_id": ..., "items": [...]}``.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -33,7 +34,12 @@ def load_slates(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file; expected a slate log (CSV user_id,item_id[,rank] or JSON lines)")
-    text = path.read_text(encoding="utf-8", errors="strict") if path.stat().st_size else ""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise DataError(f"{path} line {line}: byte 0x{raw[err.start]:02x} is not UTF-8; a slate log is UTF-8 text") from err
     if not text.strip():
         raise DataError(f"{path}: the file is empty; expected a slate log")
     if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
@@ -50,7 +56,10 @@ def load_slates(path: str | Path) -> pd.DataFrame:
             rows.extend((str(doc["user_id"]), str(item), rank) for rank, item in enumerate(doc["items"], start=1))
         frame = pd.DataFrame(rows, columns=["user_id", "item_id", "rank"])
     else:
-        frame = pd.read_csv(path, dtype=str)
+        try:
+            frame = pd.read_csv(io.StringIO(text), dtype=str)
+        except (pd.errors.ParserError, ValueError) as err:
+            raise DataError(f"{path}: malformed CSV ({str(err).strip()})") from err
         missing = [c for c in ("user_id", "item_id") if c not in frame.columns]
         if missing:
             raise DataError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(frame.columns)}")

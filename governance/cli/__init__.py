@@ -29,6 +29,7 @@ serve.register(app)
 # -- command groups (one line each) ------------------------------------------
 store.register(app)
 privacy.register(app)
+from governance.cli import api as _api; _api.register(app)
 
 
 def main() -> None:

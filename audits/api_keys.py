@@ -1,0 +1,36 @@
+"""API keys of the REST API (revision 0005): a name, a role, and only the SHA-256 of the token.
+
+The token itself is shown once, when the key is created, and never stored:
+``key_hash`` is the hex SHA-256 of the token. A key is revoked by setting
+``revoked_at``; revoked keys stay listed so the trail's ``key:<id>:<name>``
+actors can always be resolved.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from audits.models import HASH_LENGTH, Base, UtcDateTime
+
+__all__ = ["API_ROLES", "ApiKey"]
+
+API_ROLES = ("viewer", "auditor", "operator", "admin")
+"""The roles, from least to most privileged; each role may do what the roles before it may."""
+
+
+class ApiKey(Base):
+    """One API key: who it is for, what it may do, and the hash of its token."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (CheckConstraint("role IN ('viewer', 'auditor', 'operator', 'admin')", name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    key_hash: Mapped[str] = mapped_column(String(HASH_LENGTH), unique=True)
+    """Hex SHA-256 of the token; the token itself is never stored."""
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -1,0 +1,49 @@
+"""The FastAPI application: :func:`create_app` builds it from :class:`ApiSettings`.
+
+    uvicorn --factory governance.api.app:app_from_env      # or: recgov serve
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from audits.db import open_store
+from governance.api.errors import install_error_handlers
+from governance.api.routes import consent, health, lineage, packs, recommendations, trail
+from governance.api.settings import ApiSettings
+
+__all__ = ["ApiSettings", "app_from_env", "create_app"]
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    """The app; the store is opened (and upgraded to head) at startup and closed at shutdown."""
+    settings = settings or ApiSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.store = open_store(settings.database_url)
+        try:
+            yield
+        finally:
+            app.state.store.close()
+
+    app = FastAPI(
+        title="recgov compliance API",
+        version="1",
+        description="Policy packs, the audit trail, lineage, consent and governed recommendations. "
+        "Every /v1 endpoint needs 'Authorization: Bearer <token>' (see 'recgov keys create'); errors are RFC 9457 problem details.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app, expose_errors=settings.api_expose_errors)
+    for module in (health, packs, trail, lineage, consent, recommendations):
+        app.include_router(module.router)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """``create_app`` with settings from the environment (for ``uvicorn --factory``)."""
+    return create_app(ApiSettings())

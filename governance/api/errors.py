@@ -1,0 +1,122 @@
+"""Every error as RFC 9457 problem details (``application/problem+json``).
+
+A problem has ``type``, ``title``, ``status``, ``detail`` and ``instance`` (the
+request path). Validation problems add ``errors``: one entry per problem, naming
+where (``location``/``field``, or ``line``/``column``/``path`` in a policy pack)
+and why (``message``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from governance.located import PolicyError
+from recommender.errors import ConfigError, DataError, RecgovError
+
+__all__ = ["PROBLEM_BASE", "PROBLEM_JSON", "Problem", "install_error_handlers", "problem_response"]
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "https://recgov.dev/problems/"
+log = logging.getLogger("recgov.api")
+
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    415: "Unsupported media type",
+    422: "Validation failed",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+_TYPES = {401: "unauthorized", 403: "forbidden", 404: "not-found", 409: "conflict", 422: "validation", 500: "internal"}
+
+
+class Problem(Exception):
+    """Raise from a route to answer with a problem document."""
+
+    def __init__(self, status: int, detail: str, *, kind: str | None = None, errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.kind = kind
+        self.errors = errors
+        self.headers = headers
+
+
+def problem_response(request: Request, status: int, detail: str, *, kind: str | None = None, errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    """A problem+json response for ``request``."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + (kind or _TYPES.get(status, str(status))),
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _validation_errors(err: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for e in err.errors():
+        loc = [str(p) for p in e.get("loc", ())]
+        where, field = (loc[0], ".".join(loc[1:])) if loc else ("body", "")
+        out.append({"location": where, "field": field, "message": e.get("msg", ""), "type": e.get("type", "")})
+    return out
+
+
+def pack_issues(err: PolicyError) -> list[dict[str, Any]]:
+    """A pack's located issues as problem ``errors``."""
+    return [{"line": i.line, "column": i.column, "path": i.path, "message": i.message, "severity": i.severity} for i in err.issues]
+
+
+def install_error_handlers(app: FastAPI, *, expose_errors: bool = False) -> None:
+    """Answer every error with problem details."""
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(request, exc.status, exc.detail, kind=exc.kind, errors=exc.errors, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return problem_response(request, exc.status_code, detail, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _validation_errors(exc)
+        names = ", ".join(f"{e['location']}.{e['field']}".rstrip(".") for e in errors)
+        return problem_response(request, 422, f"the request is invalid: {names}", errors=errors)
+
+    @app.exception_handler(PolicyError)
+    async def _policy(request: Request, exc: PolicyError) -> JSONResponse:
+        n = sum(1 for i in exc.issues if i.severity == "error")
+        return problem_response(request, 422, f"the policy pack is invalid: {n} error(s)", kind="invalid-pack", errors=pack_issues(exc))
+
+    @app.exception_handler(ConfigError)
+    async def _config(request: Request, exc: ConfigError) -> JSONResponse:
+        return problem_response(request, 422, str(exc), kind="invalid-input")
+
+    @app.exception_handler(DataError)
+    async def _data(request: Request, exc: DataError) -> JSONResponse:
+        return problem_response(request, 422, str(exc), kind="invalid-data")
+
+    @app.exception_handler(RecgovError)
+    async def _recgov(request: Request, exc: RecgovError) -> JSONResponse:
+        return problem_response(request, 422, str(exc), kind="invalid-input")
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        detail = f"{type(exc).__name__}: {exc}" if expose_errors else "an internal error occurred; it has been logged"
+        return problem_response(request, 500, detail)

@@ -1,0 +1,78 @@
+"""API keys: random tokens shown once, stored only as SHA-256 hashes, each with a role.
+
+Roles are ordered ``viewer < auditor < operator < admin``; a key may call every
+endpoint whose required role is at or below its own.
+
+>>> with store.session() as session:                      # doctest: +SKIP
+...     key, token = create_key(session, name="dpo-laptop", role="auditor")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from audits.api_keys import API_ROLES, ApiKey
+from audits.trail import append_event
+from recommender.errors import ConfigError
+
+__all__ = ["API_ROLES", "TOKEN_PREFIX", "actor_of", "authenticate", "create_key", "hash_token", "list_keys", "revoke_key", "role_allows"]
+
+TOKEN_PREFIX = "rgk_"
+UNKNOWN_ROLE = "unknown role {role!r}; choose one of: viewer, auditor, operator, admin"
+UNKNOWN_KEY = "no API key with id {key_id}; see 'recgov keys list'"
+
+
+def hash_token(token: str) -> str:
+    """The hex SHA-256 of ``token``: what the store keeps instead of the token."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def role_allows(role: str, required: str) -> bool:
+    """True when ``role`` is ``required`` or above it."""
+    return API_ROLES.index(role) >= API_ROLES.index(required)
+
+
+def actor_of(key: ApiKey) -> str:
+    """How the trail names a key: ``key:<id>:<name>``."""
+    return f"key:{key.id}:{key.name}"
+
+
+def create_key(session: Session, *, name: str, role: str, actor: str = "recgov") -> tuple[ApiKey, str]:
+    """Create a key; return it and its token (the only time the token exists outside the caller)."""
+    if role not in API_ROLES:
+        raise ConfigError(UNKNOWN_ROLE.format(role=role))
+    if not name.strip() or len(name) > 100:
+        raise ConfigError(f"the key name must be 1 to 100 characters; got {name!r}")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(name=name, role=role, key_hash=hash_token(token), created_at=datetime.now(UTC))
+    session.add(key)
+    session.flush()
+    append_event(session, actor=actor, action="api_key.created", objects={"api_key": key.id}, payload={"name": name, "role": role})
+    return key, token
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    """Every key, revoked ones included, oldest first."""
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+
+
+def revoke_key(session: Session, key_id: int, *, actor: str = "recgov") -> ApiKey:
+    """Revoke key ``key_id`` (idempotent: a revoked key keeps its first revocation time)."""
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        raise ConfigError(UNKNOWN_KEY.format(key_id=key_id))
+    if key.revoked_at is None:
+        key.revoked_at = datetime.now(UTC)
+        append_event(session, actor=actor, action="api_key.revoked", objects={"api_key": key.id}, payload={"name": key.name})
+    return key
+
+
+def authenticate(session: Session, token: str) -> ApiKey | None:
+    """The live key whose token is ``token``, else None (unknown or revoked)."""
+    key = session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_token(token))).one_or_none()
+    return key if key is not None and key.revoked_at is None else None

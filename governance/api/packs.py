@@ -1,0 +1,84 @@
+"""Stored policy packs: ``$RECGOV_HOME/packs/<name>/<version>.yaml``, exactly as posted.
+
+Files, not a table: a pack is data that people review and diff, and the stored
+text is what was validated (its content hash is recomputed on every read). A
+version, once stored, is immutable: posting the same version with another
+content is a conflict.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from governance.cli.policy import SHIPPED, resolve_pack
+from governance.policy import LoadedPack, load_pack, parse_pack
+from governance.policydiff import diff_packs
+
+__all__ = ["PackConflict", "PackNotFound", "diff_versions", "list_packs", "load_ref", "load_stored", "store_pack"]
+
+
+class PackConflict(Exception):
+    """The version is stored already, with another content."""
+
+
+class PackNotFound(Exception):
+    """No such stored pack or version."""
+
+
+def store_pack(packs_dir: Path, *, text: str) -> tuple[LoadedPack, bool]:
+    """Validate and store ``text``; return the pack and whether it was new."""
+    loaded = parse_pack(text, "<request body>")
+    path = packs_dir / loaded.name / f"{loaded.version}.yaml"
+    if path.exists():
+        existing = load_pack(path)
+        if existing.content_hash != loaded.content_hash:
+            raise PackConflict(f"pack {loaded.name} {loaded.version} is stored already with hash {existing.content_hash}; bump metadata.version")
+        return existing, False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return loaded, True
+
+
+def list_packs(packs_dir: Path) -> list[dict[str, Any]]:
+    """Every shipped pack and every stored version, with its identity."""
+    out = []
+    for path in sorted(SHIPPED.glob("*.yaml")):
+        if path.name.endswith(".test.yaml"):
+            continue
+        loaded = load_pack(path)
+        out.append({"origin": "shipped", "ref": path.stem, **loaded.stamp()})
+    for path in sorted(packs_dir.glob("*/*.yaml")):
+        loaded = load_pack(path)
+        out.append({"origin": "stored", "ref": f"{loaded.name}@{loaded.version}", **loaded.stamp()})
+    return out
+
+
+def load_stored(packs_dir: Path, name: str, version: str) -> LoadedPack:
+    """Stored pack ``name`` at ``version``."""
+    path = packs_dir / name / f"{version}.yaml"
+    if "/" in name or "/" in version or ".." in name or ".." in version or not path.is_file():
+        versions = sorted(p.stem for p in (packs_dir / name).glob("*.yaml")) if "/" not in name and ".." not in name else []
+        raise PackNotFound(f"no stored pack {name!r} at version {version!r}; stored versions: {', '.join(versions) or 'none'}")
+    return load_pack(path)
+
+
+def load_ref(packs_dir: Path, ref: str) -> LoadedPack:
+    """A shipped pack by name (``baseline``), or a stored one as ``NAME@VERSION``."""
+    if "@" in ref:
+        name, version = ref.split("@", 1)
+        return load_stored(packs_dir, name, version)
+    path = resolve_pack(ref)
+    if path.parent != SHIPPED or not path.is_file():
+        shipped = ", ".join(sorted(p.stem for p in SHIPPED.glob("*.yaml") if not p.name.endswith(".test.yaml")))
+        raise PackNotFound(f"no shipped pack {ref!r} (shipped: {shipped}); name a stored pack as NAME@VERSION")
+    return load_pack(path)
+
+
+def diff_versions(packs_dir: Path, name: str, *, before: str, after: str) -> dict[str, Any]:
+    """What changed in stored pack ``name`` from version ``before`` to ``after``."""
+    a = load_stored(packs_dir, name, before)
+    b = load_stored(packs_dir, name, after)
+    return {"from": a.stamp(), "to": b.stamp(), "changes": [c.to_dict() for c in diff_packs(a, b)]}

@@ -1,0 +1,79 @@
+"""``/v1/packs``: validate, store, list and diff policy packs (YAML bodies)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from governance.api import packs as pack_store
+from governance.api.deps import Admin, SessionDep, SettingsDep, Viewer
+from governance.api.errors import Problem
+from governance.api.routes._audit import record_call
+from governance.policy import parse_pack
+
+router = APIRouter(prefix="/v1/packs", tags=["packs"])
+
+EXAMPLE_PACK = """apiVersion: recgov/v1
+metadata:
+  name: example
+  version: 1.0.0
+  owner: compliance team
+"""
+YAML_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/yaml": {"schema": {"type": "string"}, "example": EXAMPLE_PACK}},
+    }
+}
+
+
+async def _text(request: Request) -> str:
+    raw = await request.body()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise Problem(422, f"the body is not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); send the pack as UTF-8 YAML") from None
+
+
+def _identity(loaded) -> dict[str, Any]:
+    return {**loaded.stamp(), "rules": len(loaded.pack.rules()), "warnings": [w.to_dict() for w in loaded.warnings]}
+
+
+@router.post("/validate", openapi_extra=YAML_BODY, summary="Validate a pack (YAML body)")
+async def validate_pack(request: Request, key: Viewer) -> dict[str, Any]:
+    """200 with the pack's name, version and hash, or 422 with every located issue."""
+    return {"valid": True, **_identity(parse_pack(await _text(request), "<request body>"))}
+
+
+@router.post("", openapi_extra=YAML_BODY, status_code=201, summary="Store a pack version (admin)")
+async def create_pack(request: Request, response: Response, session: SessionDep, settings: SettingsDep, key: Admin) -> dict[str, Any]:
+    """Store the pack at ``$RECGOV_HOME/packs/<name>/<version>.yaml``; 200 if that exact version is stored already."""
+    text = await _text(request)
+    try:
+        loaded, created = pack_store.store_pack(settings.packs_dir, text=text)
+    except pack_store.PackConflict as err:
+        raise Problem(409, str(err)) from None
+    record_call(session, key, "packs.create", objects={"policy": loaded.content_hash}, payload={**loaded.stamp(), "created": created})
+    if not created:
+        response.status_code = 200
+    return {"created": created, **_identity(loaded)}
+
+
+@router.get("", summary="List shipped and stored packs")
+def list_packs(settings: SettingsDep, key: Viewer) -> dict[str, Any]:
+    return {"packs": pack_store.list_packs(settings.packs_dir)}
+
+
+@router.get("/{name}/diff", summary="Diff two stored versions of a pack")
+def diff_pack(
+    name: str,
+    settings: SettingsDep,
+    key: Viewer,
+    from_version: str = Query(alias="from", description="The version before.", examples=["1.0.0"]),
+    to_version: str = Query(alias="to", description="The version after.", examples=["1.1.0"]),
+) -> dict[str, Any]:
+    try:
+        return pack_store.diff_versions(settings.packs_dir, name, before=from_version, after=to_version)
+    except pack_store.PackNotFound as err:
+        raise Problem(404, str(err)) from None

@@ -1,0 +1,56 @@
+"""The API's settings (prefix ``RECGOV_``); the database comes from :mod:`audits.settings`.
+
+================================ ==================================================
+``RECGOV_ENVIRONMENT``           ``development`` (default) or ``production``.
+``RECGOV_DATABASE_URL``          the store (see :mod:`audits.settings`).
+``RECGOV_HOME``                  data folder; stored packs live in ``packs/<name>/<version>.yaml``.
+``RECGOV_API_EXPOSE_ERRORS``     put internal error messages in 500 responses (development only).
+================================ ==================================================
+
+Outside development, insecure defaults are refused: the store must be named
+explicitly (no implicit embedded SQLite file) and internal errors are never exposed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from audits.settings import default_home
+
+__all__ = ["ApiSettings"]
+
+
+class ApiSettings(BaseSettings):
+    """Settings of the REST API."""
+
+    model_config = SettingsConfigDict(env_prefix="RECGOV_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    """``production`` refuses the insecure defaults (see module doc)."""
+
+    home: Path = Field(default_factory=default_home)
+    """recgov's data folder."""
+
+    database_url: str | None = None
+    """SQLAlchemy URL of the store; unset means the SQLite file ``home/recgov.db`` (development only)."""
+
+    api_expose_errors: bool = False
+    """Show internal error messages in 500 responses (refused in production)."""
+
+    @model_validator(mode="after")
+    def _refuse_insecure_defaults(self) -> ApiSettings:
+        if self.environment == "production":
+            if not self.database_url:
+                raise ValueError("RECGOV_DATABASE_URL must be set in production; the embedded SQLite default is for development")
+            if self.api_expose_errors:
+                raise ValueError("RECGOV_API_EXPOSE_ERRORS must be off in production")
+        return self
+
+    @property
+    def packs_dir(self) -> Path:
+        """Where ``POST /v1/packs`` stores pack texts: ``home/packs/<name>/<version>.yaml``."""
+        return self.home / "packs"
