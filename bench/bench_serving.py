@@ -99,6 +99,21 @@ def main() -> int:
             governed.append(time.perf_counter() - t)
         log.flush()
 
+        bare = ServingEngine(pack, model, data.items)  # no decision record: the path's own cost
+        no_record = []
+        for user in users:
+            t = time.perf_counter()
+            bare.serve(ServeRequest(user, k=10, consent=granted))
+            no_record.append(time.perf_counter() - t)
+        plain_pack = pack.pack.model_copy(update={"reranking": pack.pack.reranking.model_copy(update={"enabled": False})})
+        plain_loaded = type(pack)(pack=plain_pack, source=pack.source, content_hash=pack.content_hash, positions=pack.positions)
+        no_rerank = []
+        plain = ServingEngine(plain_loaded, model, data.items)
+        for user in users:
+            t = time.perf_counter()
+            plain.serve(ServeRequest(user, k=10, consent=granted))
+            no_rerank.append(time.perf_counter() - t)
+
         durable_engine = ServingEngine(pack, model, data.items, sink=log)
         durable: list[float] = []
 
@@ -135,6 +150,8 @@ def main() -> int:
         "scale": {"users": matrix.n_users, "items": matrix.n_items, "interactions": matrix.nnz, "factors": 64},
         "requests": args.requests,
         "raw_implicit_recommend": raw_p,
+        "governed_no_record_no_rerank": percentiles(no_rerank),
+        "governed_no_record": percentiles(no_record),
         "governed_in_process": {**percentiles(governed), "ratio_p50": round(percentiles(governed)["p50_ms"] / raw_p["p50_ms"], 2)},
         "governed_durable_8_threads": {**percentiles(durable), "requests_per_s": round(len(users) / durable_wall, 1)},
         "tags_top10": {
@@ -150,6 +167,9 @@ def main() -> int:
     else:
         g, d, tg = result["governed_in_process"], result["governed_durable_8_threads"], result["tags_top10"]
         print(f"raw implicit.recommend      p50 {raw_p['p50_ms']:.3f} ms  p99 {raw_p['p99_ms']:.3f} ms")
+        for label, key in (("governed, no record, no re-ranking", "governed_no_record_no_rerank"), ("governed, no record", "governed_no_record")):
+            q = result[key]
+            print(f"{label:34s} p50 {q['p50_ms']:.3f} ms  p99 {q['p99_ms']:.3f} ms")
         print(f"governed (log queued)       p50 {g['p50_ms']:.3f} ms  p99 {g['p99_ms']:.3f} ms  ({g['ratio_p50']}x raw at p50)")
         print(f"governed (durable, 8 thr)   p50 {d['p50_ms']:.3f} ms  p99 {d['p99_ms']:.3f} ms  {d['requests_per_s']} req/s")
         print(f"tags for a top-10 list      {tg['batched_ms']:.3f} ms vs {tg['ten_explain_calls_ms']:.3f} ms for ten explain calls ({tg['speedup']}x)")

@@ -784,7 +784,8 @@ def _unlearn(
 
     report["previous_artifact"] = str(path)
     if delete_previous:
-        path.unlink()
+        # Deleted by the caller once the new model is recorded: a failed recording
+        # must not leave the recorded version pointing at a deleted file.
         report["previous_artifact_deleted"] = True
     else:
         report["previous_artifact_deleted"] = False
@@ -1007,6 +1008,9 @@ def erase_subject(
                 subject,
             )
             update_request(session, request_id, status="completed", result=result_doc, actor=actor)
+        if delete_previous:  # only now that the new versions and the completion are committed
+            for report, *_ in unlearned:
+                Path(report["previous_artifact"]).unlink(missing_ok=True)
     except BaseException as err:
         cause = _fail_request(store, request_id, err, subject, actor)
         if not isinstance(err, (ConfigError, DataError)):
