@@ -29,6 +29,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _hardware import cpu_model  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -42,12 +45,6 @@ from recommender.als import ALSRecommender, blas_single_thread  # noqa: E402
 from recommender.feedback import to_implicit  # noqa: E402
 from recommender.synthetic import SyntheticSpec, generate  # noqa: E402
 
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def percentiles(seconds: list[float]) -> dict[str, float]:
@@ -160,7 +157,7 @@ def main() -> int:
             "speedup": round(statistics.median(per_item) / statistics.median(batched), 1),
         },
         "targets": {"governed_p50_ms": 1.0, "governed_p99_ms": 3.0, "tags_speedup": 8.0},
-        "hardware": {"cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "hardware": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()},
     }
     if args.json:
         print(json.dumps(result, indent=2))

@@ -23,6 +23,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _hardware import cpu_model  # noqa: E402
 
 import numpy as np  # noqa: E402
 from implicit.als import AlternatingLeastSquares  # noqa: E402
@@ -31,15 +34,6 @@ from recommender.als import ALSRecommender, blas_single_thread  # noqa: E402
 from recommender.feedback import FeedbackConfig, to_implicit  # noqa: E402
 from recommender.synthetic import SyntheticSpec, generate  # noqa: E402
 
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> int:
@@ -106,7 +100,7 @@ def main() -> int:
         "ratio": round(recgov_s / raw_s, 3),
         "target_ratio": 1.15,
         "same_factors_as_raw": same,
-        "hardware": {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "hardware": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()},
     }
     if args.json:
         print(json.dumps(result, indent=2))

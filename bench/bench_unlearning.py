@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _hardware import cpu_model  # noqa: E402
 
 import numpy as np
 
@@ -37,15 +40,6 @@ from recommender.unlearning import forget_users, residual_influence
 
 TARGET_MS = 50.0
 
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _mean_of(reports: list[dict[str, Any]], section: str) -> dict[str, float]:
@@ -171,7 +165,7 @@ def main() -> int:
             "subject_propagate1": _subject_summary(reports_prop),
         },
         "hardware": {
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "cores": os.cpu_count(),
             "load_average_1m": round(os.getloadavg()[0], 2),
             "python": platform.python_version(),
