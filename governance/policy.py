@@ -32,7 +32,6 @@ import governance.checks  # noqa: F401  (registers every check)
 from governance.located import PackIssue, PolicyError, load_yaml, validate_located
 from governance.registry import Check, registered_checks
 from governance.rerank import registered_rerankers
-from recommender.errors import ConfigError
 
 __all__ = [
     "API_VERSION",
