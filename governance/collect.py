@@ -162,6 +162,7 @@ def collect_facts(
     minimization = MinimizationFacts(
         purpose="personalization",
         model_inputs=[c for c in MODEL_INPUT_COLUMNS if c in dataset.events.columns],
+        input_sources={c: src for c, src in (dataset.columns_from or {}).items() if c in MODEL_INPUT_COLUMNS and src != c},
         dataset_columns=dataset_columns(dataset),
     )
     ev = dataset.events

@@ -76,6 +76,8 @@ class MinimizationFacts(_Facts):
     purpose: str = "personalization"
     model_inputs: list[str] = Field(default_factory=list)
     """Every field the training path read into the model."""
+    input_sources: dict[str, str] = Field(default_factory=dict)
+    """Model input -> the source column it was read from, where a column mapping renamed it."""
     dataset_columns: list[str] = Field(default_factory=list)
     """Every column the dataset offers (events, user attributes, item metadata)."""
 

@@ -156,6 +156,9 @@ class Dataset:
     items: pd.DataFrame = field(default_factory=pd.DataFrame)
     name: str = "dataset"
     source: str = ""
+    columns_from: dict[str, str] = field(default_factory=dict)
+    """Canonical event column -> the source column it was read from (for a log read
+    with a column mapping), so audits can see what a model input really is."""
 
     @property
     def n_events(self) -> int:
@@ -186,7 +189,7 @@ class Dataset:
 
     def with_events(self, events: pd.DataFrame) -> Dataset:
         """A copy of this dataset holding other events (after filtering, say)."""
-        return Dataset(events=events, users=self.users, items=self.items, name=self.name, source=self.source)
+        return Dataset(events=events, users=self.users, items=self.items, name=self.name, source=self.source, columns_from=self.columns_from)
 
 
 @dataclass(frozen=True)

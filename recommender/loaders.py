@@ -308,7 +308,8 @@ def load_event_log(path: str | Path, mapping: ColumnMapping | None = None) -> Da
     events["timestamp"] = parsed
     for column in ("user_id", "item_id", "event_type"):
         events[column] = events[column].astype("string").str.strip().astype("category")
-    return Dataset(events=ensure_event_schema(events, source=str(path)), name=path.stem, source=str(path))
+    sources = {dst: src for dst, src in wanted.items() if src is not None and src in raw.columns}
+    return Dataset(events=ensure_event_schema(events, source=str(path)), name=path.stem, source=str(path), columns_from=sources)
 
 
 SYNTHETIC_PREFIX = "synthetic"

@@ -33,7 +33,9 @@ class InputAllowlist(Check):
         inputs = list(facts.minimization.model_inputs)
         allowed = set(purpose.allowed_inputs)
         forbidden = set(section.forbidden_attributes) | set(section.audit_only_attributes)
-        banned = sorted(set(inputs) & forbidden)
+        # A mapped input is what its source column holds: `--map value=gender` feeds gender to the model.
+        sources = facts.minimization.input_sources
+        banned = sorted((set(inputs) | set(sources.values())) & forbidden)
         not_allowed = sorted(set(inputs) - allowed - forbidden)
         ok = not not_allowed and not banned
         if ok:
@@ -51,5 +53,5 @@ class InputAllowlist(Check):
             message,
             value=len(not_allowed) + len(banned),
             threshold=0,
-            evidence={"model_inputs": inputs, "allowed": sorted(allowed), "forbidden_present": banned, "not_allowed": not_allowed},
+            evidence={"model_inputs": inputs, "input_sources": sources, "allowed": sorted(allowed), "forbidden_present": banned, "not_allowed": not_allowed},
         )

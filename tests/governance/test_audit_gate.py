@@ -184,3 +184,19 @@ def test_policy_test_runs_the_shipped_packs_fixture_cases(pack: str) -> None:
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["ok"] and doc["failed"] == 0 and doc["passed"] >= 10
+
+
+def test_a_forbidden_column_mapped_onto_a_model_input_fails_minimization(db_url: str, tmp_path: Path) -> None:
+    """Regression (review): `--map value=gender` fed an audit-only attribute to the model unnoticed."""
+    log = tmp_path / "log.csv"
+    rows = ["uid,sku,ts,gender"] + [f"u{u},i{(u * 3 + j) % 40},{1700000000 + u * 100 + j},{u % 2}" for u in range(120) for j in range(12)]
+    log.write_text("\n".join(rows) + "\n")
+    pack = tmp_path / "pack.yaml"
+    pack.write_text(PACK.replace("LIFT", "1").replace("personalization: {allowed_inputs: [user_id, item_id, event_type, value]}", "personalization: {allowed_inputs: [user_id, item_id, event_type, value]}\n  audit_only_attributes: [gender]"))
+    base = ["audit", str(log), "--pack", str(pack), "--out", str(tmp_path / "o"), "--database-url", db_url, "--json", "--map"]
+    clean = json.loads(runner.invoke(app, [*base, "user_id=uid,item_id=sku,timestamp=ts"]).stdout)
+    assert {r["rule_id"]: r["status"] for r in clean["results"]}["min-inputs"] == "pass"
+    leaked = runner.invoke(app, [*base, "user_id=uid,item_id=sku,timestamp=ts,value=gender"])
+    result = {r["rule_id"]: r for r in json.loads(leaked.stdout)["results"]}["min-inputs"]
+    assert result["status"] == "fail" and "gender" in result["message"]
+    assert result["evidence"]["input_sources"] == {"user_id": "uid", "item_id": "sku", "value": "gender"}
