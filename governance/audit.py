@@ -117,6 +117,11 @@ def audit_facts(
     facts, _ = collect_facts(
         pack, dataset, als_params=params, baseline=baseline, carbon=carbon, dataset_version=dataset_version, show_progress=show_progress
     )
+    if model_version is not None and facts.evaluation is not None:
+        # Offline figures come from the model's recipe refitted on a split of this
+        # data (a model fitted on all of it cannot be evaluated on any of it).
+        note = {"offline_evaluation": f"parameters of {model_version} refitted on the training part of a split of this data"}
+        facts = facts.model_copy(update={"dataset": {**facts.dataset, **note}})
     return _with_store_facts(facts, store, model_version), model_version, dataset_version
 
 
