@@ -231,7 +231,7 @@ def _decide_and_record(
             results=[r.model_dump(mode="json") for r in report.results],
             started_at=started,
             ended_at=ended,
-            summary={"counts": report.counts(), "reasons": decision.reasons, "enforced": decision.enforced},
+            summary={"counts": report.counts(), "reasons": decision.reasons, "enforced": decision.enforced, "dataset": facts.dataset},
             actor=actor,
         )
         audit_id = run.id
