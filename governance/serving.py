@@ -305,7 +305,12 @@ class ServingEngine:
         if self._pipeline is not None and len(ids):
             from governance.rerank import Candidates
 
-            cands = Candidates(items=ids[None, :], scores=scores[None, :], seeds=np.array([row]), **self._side)
+            extra = {}
+            if any("user_category_dist" in step.needs for step in self._pipeline.steps):
+                from governance.rerank import history_category_distribution
+
+                extra["user_category_dist"] = history_category_distribution(history, self._side["item_categories"])
+            cands = Candidates(items=ids[None, :], scores=scores[None, :], seeds=np.array([row]), **self._side, **extra)
             out = self._pipeline(cands, k)
             keep = out.items[0] >= 0
             ids = out.items[0][keep]

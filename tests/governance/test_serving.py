@@ -114,7 +114,7 @@ def test_history_is_not_read_without_a_lawful_basis(world, monkeypatch) -> None:
     blocked=st.sets(st.integers(0, 199), max_size=60),
     user=st.integers(0, 299),
     consent=st.booleans(),
-    rerank=st.sampled_from(["none", "mmr", "fair", "explore"]),
+    rerank=st.sampled_from(["none", "mmr", "fair", "explore", "calibrate"]),
     category=st.sampled_from([None, "Drama", "Comedy"]),
 )
 def test_no_blocked_item_is_ever_served(world, blocked, user, consent, rerank, category) -> None:
@@ -125,6 +125,7 @@ def test_no_blocked_item_is_ever_served(world, blocked, user, consent, rerank, c
         "mmr": [{"name": "mmr", "params": {"tradeoff": 0.5}}],
         "fair": [{"name": "fair_star", "params": {"p": 0.6}}],
         "explore": [{"name": "exploration", "params": {"epsilon": 0.5}}],
+        "calibrate": [{"name": "calibration", "params": {"tradeoff": 0.5}}],
     }[rerank]
     engine = ServingEngine(pack_with(reranking={"enabled": bool(steps), "steps": steps}, blocked=["violence", "self-harm"]), model, data.items)
     blocked_ids = {str(matrix.item_ids[i]) for i in blocked}
