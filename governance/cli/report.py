@@ -1,0 +1,104 @@
+"""``recgov report MODEL_VERSION``: the regulator's lineage report (HTML) and OpenLineage events.
+
+Exit codes: 0 written, 2 bad usage or input (unknown model version, unreadable
+pack, unreachable database, unwritable file).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from governance.cli._common import console, emit_json, fail
+from governance.cli.store import DatabaseUrl, JsonOutput, store_errors
+
+__all__ = ["register", "report_command"]
+
+
+def _pack_in_force(pack: str | None, audits: list[dict[str, Any]], json_output: bool) -> Any:
+    """The pack given, else the pack of the latest audit when it is a shipped or local pack with the audited hash."""
+    from governance.cli.policy import load_or_fail, resolve_pack
+    from governance.policy import PolicyError, load_pack
+
+    if pack is not None:
+        return load_or_fail(pack, json_output=json_output)
+    if not audits:
+        return None
+    latest = audits[-1]
+    try:
+        loaded = load_pack(resolve_pack(latest["policy_pack"]))
+    except PolicyError:
+        return None
+    return loaded if loaded.content_hash == latest["policy_hash"] else None
+
+
+def report_command(
+    model_version: Annotated[str, typer.Argument(help="The model version id.", metavar="MODEL_VERSION")],
+    pack: Annotated[
+        str | None,
+        typer.Option(
+            "--pack",
+            "-p",
+            help="The pack in force (file or shipped name). Default: the latest audit's pack, if found with the same hash.",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="The HTML file to write. Default: ./report-MODEL_VERSION.html.", show_default=False),
+    ] = None,
+    openlineage: Annotated[
+        Path | None,
+        typer.Option("--openlineage", help="Also write OpenLineage run events (JSON lines) here.", show_default=False),
+    ] = None,
+    database_url: DatabaseUrl = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Write the regulator's lineage report of MODEL_VERSION: one self-contained HTML page."""
+    from audits import open_store
+    from audits.lineage import lineage_of
+    from governance.report import collect, render_html
+    from governance.report.openlineage import openlineage_events, write_jsonl
+
+    with store_errors():
+        store = open_store(database_url)
+        try:
+            with store.session() as session:
+                audits = lineage_of(session, model_version)["audit_runs"]  # unknown model: exit 2 here
+                loaded = _pack_in_force(pack, audits, json_output)
+                document = collect(session, model_version, loaded)
+        finally:
+            store.close()
+        target = out or Path(f"report-{model_version}.html")
+        if target.suffix.lower() not in (".html", ".htm"):
+            raise fail(f"--out must name an .html file, got {str(target)!r}")
+        target.write_text(render_html(document), encoding="utf-8")
+        events = openlineage_events(document)
+        if openlineage is not None:
+            write_jsonl(events, openlineage)
+    summary = {
+        "model_version": model_version,
+        "html": str(target),
+        "openlineage": str(openlineage) if openlineage is not None else None,
+        "openlineage_events": len(events) if openlineage is not None else 0,
+        "pack": None if document["policy"] is None else {k: document["policy"][k] for k in ("pack", "version", "hash")},
+        "audits": len(document["audit_runs"]),
+        "checkpoint": document["trail"]["checkpoint"],
+    }
+    if json_output:
+        emit_json(summary)
+        return
+    console.print(f"wrote the lineage report of {model_version} to {target}", highlight=False, soft_wrap=True)
+    if document["policy"] is None:
+        console.print(
+            "no pack in force was found: the DSA Art. 27 disclosure is left out (use --pack)", highlight=False
+        )
+    if openlineage is not None:
+        console.print(f"wrote {len(events)} OpenLineage events to {openlineage}", highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``recgov report``."""
+    app.command("report")(report_command)
