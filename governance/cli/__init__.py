@@ -1,15 +1,13 @@
 """The ``recgov`` command line: thin commands over library functions.
 
-Each command group lives in its own module and is registered below.
+Each command group lives in its own module and registers itself on ``app``.
 """
 
 from __future__ import annotations
 
 import typer
 
-from governance.cli import audit, core, demo, policy, serve
-from governance.cli import store
-from governance.cli import privacy
+from governance.cli import api, audit, core, demo, policy, privacy, report, serve, store
 
 __all__ = ["app", "main"]
 
@@ -21,15 +19,8 @@ app = typer.Typer(
     add_completion=False,
 )
 
-core.register(app)
-policy.register(app)
-audit.register(app)
-demo.register(app)
-serve.register(app)
-# -- command groups (one line each) ------------------------------------------
-store.register(app)
-privacy.register(app)
-from governance.cli import api as _api; _api.register(app)
+for _group in (core, policy, audit, demo, serve, store, privacy, api, report):
+    _group.register(app)
 
 
 def main() -> None:
