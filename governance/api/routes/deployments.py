@@ -1,0 +1,66 @@
+"""``/v1/deployments``: promote a model version through the gate (admin), roll back (admin), list (viewer)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from audits.models import ModelVersion
+from governance import deploy
+from governance.api import packs as pack_store
+from governance.api.deps import Admin, SessionDep, SettingsDep, StoreDep, Viewer
+from governance.api.errors import Problem
+from governance.api.keys import actor_of
+from governance.api.routes._audit import record_call
+from recommender.loaders import load_data
+
+router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
+
+
+class PromotionCreate(BaseModel):
+    """Where to move a model version, and the pack and data its gate runs on."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"stage": "canary", "pack": "baseline", "data": "synthetic:n_users=300,seed=4"}]})
+
+    stage: Literal["shadow", "canary", "production"]
+    pack: str = Field("baseline", min_length=1, max_length=200, description="A shipped pack name, or a stored pack as NAME@VERSION.")
+    data: str | None = Field(None, min_length=1, max_length=10_000, description="DATA spec for the gate's audit (needed for canary and production).")
+
+
+@router.post("/{model_version}/promote", summary="Move a model version one stage on, through the gate")
+def promote(model_version: str, body: PromotionCreate, store: StoreDep, session: SessionDep, settings: SettingsDep, key: Admin) -> dict[str, Any]:
+    """404 for an unknown model or pack; 409 when the gate refuses (reasons and audit id in ``errors``); 422 for an illegal move."""
+    try:
+        loaded = pack_store.load_ref(settings.packs_dir, body.pack)
+    except pack_store.PackNotFound as err:
+        raise Problem(404, str(err)) from None
+    if session.get(ModelVersion, model_version) is None:
+        raise Problem(404, f"model version {model_version!r} is not in the store; train one with 'recgov train'")
+    session.rollback()  # end the read before the gate's own transactions (SQLite holds one writer)
+    if body.stage != "shadow" and body.data is None:
+        raise Problem(422, f"'data' is needed to promote to {body.stage}: the gate audits the model on it")
+    dataset = load_data(body.data) if body.data else None
+    out_dir = settings.home / "deployments" / f"{model_version}-{body.stage}"
+    try:
+        result = deploy.promote(
+            store, model_version=model_version, to_stage=body.stage, pack=loaded, dataset=dataset,
+            out_dir=out_dir, models_dir=settings.home / "models", actor=actor_of(key),
+        )  # fmt: skip
+    except deploy.GateRefused as err:
+        raise Problem(409, str(err), kind="gate-refused", errors=[{"audit_id": err.audit_id, "reason": r} for r in err.reasons]) from None
+    record_call(session, key, "deployments.promote", objects={"model": model_version}, payload=result)
+    return result
+
+
+@router.post("/rollback", summary="Restore the previous production version")
+def rollback(store: StoreDep, session: SessionDep, key: Admin) -> dict[str, Any]:
+    result = deploy.rollback(store, actor=actor_of(key))
+    record_call(session, key, "deployments.rollback", objects={"model": result["restored"]}, payload=result)
+    return result
+
+
+@router.get("", summary="Deployed model versions by stage")
+def list_deployments(store: StoreDep, key: Viewer) -> dict[str, Any]:
+    return deploy.status(store)

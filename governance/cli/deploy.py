@@ -1,0 +1,116 @@
+"""``recgov deploy``: promote a model version through the gate, roll back, show what runs where.
+
+Exit codes: 0 done, 1 the gate refused the promotion, 2 bad input (unknown
+model or stage, an illegal move such as shadow -> production).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from governance.cli._common import EXIT_FINDING, console, emit_json, fail, user_errors
+from governance.cli.core import DatabaseOpt, JsonOpt, MapOpt, load_dataset, print_rows
+from governance.cli.policy import load_or_fail
+
+__all__ = ["register"]
+
+StageOpt = Annotated[str, typer.Option("--to", help="The stage to move to: shadow, canary or production (one step at a time).")]
+PackOpt = Annotated[str, typer.Option("--pack", "-p", help="Policy pack whose gate decides (file or shipped name).")]
+DataOpt = Annotated[str | None, typer.Option("--data", help="DATA for the gate's audit (needed for canary and production).", show_default=False)]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Folder for the gate's files (default: ./recgov-gate).")]
+
+deploy_app = typer.Typer(help="Governed deployments: shadow -> canary -> production through the gate.", no_args_is_help=True)
+
+
+@deploy_app.command("promote")
+def promote_command(
+    model_version: Annotated[str, typer.Argument(help="A recorded model version (see 'recgov train').")],
+    to: StageOpt,
+    pack: PackOpt = "baseline",
+    data: DataOpt = None,
+    mapping: MapOpt = None,
+    out: OutOpt = None,
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Move MODEL_VERSION one stage on; canary and production first pass the pack's gate."""
+    from audits import open_store
+    from audits.settings import get_settings
+    from governance.deploy import GateRefused, promote
+
+    loaded = load_or_fail(pack, json_output=json_output)
+    with user_errors():
+        if to in ("canary", "production") and data is None:
+            raise fail(f"--data is needed to promote to {to}: the gate audits the model on it")
+        dataset = load_dataset(data, mapping, json_output=json_output) if data else None
+        store = open_store(database_url)
+        try:
+            result = promote(
+                store, model_version=model_version, to_stage=to, pack=loaded, dataset=dataset,
+                out_dir=out or Path("recgov-gate"), models_dir=get_settings().home / "models", actor=None,
+            )  # fmt: skip
+        except GateRefused as err:
+            if json_output:
+                emit_json({"promoted": False, "model_version": model_version, "stage": to, "audit_id": err.audit_id, "reasons": err.reasons})
+            raise fail(str(err), code=EXIT_FINDING) from None
+        finally:
+            store.close()
+    if json_output:
+        emit_json({"promoted": True, **result})
+        return
+    gate = f" (gate passed, audit #{result['audit_id']})" if result["audit_id"] is not None else ""
+    console.print(f"{model_version}: {result['previous_stage'] or 'nothing'} -> {to}{gate}", highlight=False)
+    if result["displaced"]:
+        console.print(f"{result['displaced']}: production -> shadow (kept for rollback)", highlight=False)
+
+
+@deploy_app.command("rollback")
+def rollback_command(database_url: DatabaseOpt = None, json_output: JsonOpt = False) -> None:
+    """Put the previous production version back in production and retire the current one."""
+    from audits import open_store
+    from governance.deploy import rollback
+
+    with user_errors():
+        store = open_store(database_url)
+        try:
+            result = rollback(store)
+        finally:
+            store.close()
+    if json_output:
+        emit_json(result)
+        return
+    console.print(f"{result['restored']}: shadow -> production; {result['retired']}: production -> retired", highlight=False)
+
+
+@deploy_app.command("status")
+def status_command(database_url: DatabaseOpt = None, json_output: JsonOpt = False) -> None:
+    """Deployed model versions by stage, with their latest audit verdict."""
+    from audits import open_store
+    from governance.deploy import status
+
+    with user_errors():
+        store = open_store(database_url)
+        try:
+            stages = status(store)
+        finally:
+            store.close()
+    if json_output:
+        emit_json(stages)
+        return
+    rows = [
+        {"stage": s["stage"] + (" (previous)" if s["previous"] else ""), "model": s["model_version"], "since": s["since"] or "",
+         "audit": "" if s["latest_audit"] is None else f"#{s['latest_audit']['id']} {s['latest_audit']['verdict']} ({s['latest_audit']['pack']})"}
+        for stage in stages.values() for s in stage
+    ]  # fmt: skip
+    if not rows:
+        console.print("no model version is deployed")
+        return
+    print_rows(rows)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``recgov deploy promote|rollback|status``."""
+    app.add_typer(deploy_app, name="deploy")

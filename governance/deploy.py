@@ -1,0 +1,219 @@
+"""Governed deployments: a model version moves shadow -> canary -> production only through the gate.
+
+Moves allowed by :func:`promote`:
+
+* nothing -> ``shadow`` (no gate: shadow traffic is never served);
+* ``shadow`` -> ``canary`` and ``canary`` -> ``production``, each after the pack's
+  gate passed (``run_audit(..., train=False, shadow=False)``); a gate that does not
+  pass raises :class:`GateRefused` with its blocking reasons and nothing moves.
+
+Only one version is in production. Promoting a new one moves the one it
+replaces back to ``shadow`` (not ``retired``): it stays warm and is the
+*previous* production version that :func:`rollback` restores. ``retired`` is
+final (``record_deployment`` refuses to move a retired version), so it is
+used only for the version a rollback takes out of production.
+
+Every move is a ``deployment.changed`` event (``record_deployment``) followed by
+a ``deployment.promoted`` or ``deployment.rolled_back`` event naming the audit
+whose gate allowed it, in the same transaction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from audits.lineage import UNKNOWN_MODEL_VERSION, record_deployment
+from audits.models import AuditRun, Deployment, ModelVersion
+from audits.settings import get_settings
+from audits.trail import append_event, lock_head
+from governance.policy import LoadedPack
+from recommender.data import Dataset
+from recommender.errors import ConfigError
+
+__all__ = ["GATE_REFUSED", "ILLEGAL_MOVE", "NO_PREVIOUS", "PROMOTION_STAGES", "GateRefused", "promote", "rollback", "status"]
+
+PROMOTION_STAGES = ("shadow", "canary", "production")
+_ALLOWED = {None: "shadow", "shadow": "canary", "canary": "production"}
+_GATED = ("canary", "production")
+
+ILLEGAL_MOVE = "cannot move model version {version!r} from {current} to {stage}: {why}"
+NO_PREVIOUS = "nothing to roll back to: {why}"
+GATE_REFUSED = "the gate refused model version {version!r} for {stage} (audit #{audit_id}, pack {pack}): {reasons}"
+
+
+class GateRefused(ConfigError):
+    """The gate did not pass: the promotion is refused (CLI exit 1, API 409)."""
+
+    def __init__(self, message: str, *, reasons: list[str], audit_id: int) -> None:
+        super().__init__(message)
+        self.reasons = reasons
+        self.audit_id = audit_id
+
+
+def _stages(session: Session) -> dict[str, Deployment]:
+    """Each deployed model version's latest deployment row."""
+    latest: dict[str, Deployment] = {}
+    for row in session.scalars(select(Deployment).order_by(Deployment.id)):
+        latest[row.model_version_id] = row
+    return latest
+
+
+def _production(latest: dict[str, Deployment]) -> str | None:
+    return next((mv for mv, row in latest.items() if row.stage == "production"), None)
+
+
+def _previous(session: Session, latest: dict[str, Deployment]) -> str | None:
+    """The version most recently displaced from production and still in shadow."""
+    rows = session.scalars(
+        select(Deployment).where(Deployment.previous_stage == "production", Deployment.stage == "shadow").order_by(Deployment.id.desc())
+    )
+    for row in rows:
+        if latest.get(row.model_version_id) is row:
+            return row.model_version_id
+    return None
+
+
+def _check_move(session: Session, model_version: str, stage: str) -> str | None:
+    """The current stage, after checking that ``model_version`` may move to ``stage``."""
+    if stage not in PROMOTION_STAGES:
+        raise ConfigError(f"stage must be one of {', '.join(PROMOTION_STAGES)}; got {stage!r} (use 'rollback' to leave production)")
+    if session.get(ModelVersion, model_version) is None:
+        recent = session.scalars(select(ModelVersion.version_id).order_by(ModelVersion.created_at.desc()).limit(5)).all()
+        known = f"recorded: {', '.join(recent)}" if recent else "no model version is recorded yet"
+        raise ConfigError(UNKNOWN_MODEL_VERSION.format(version=model_version, known=known))
+    row = _stages(session).get(model_version)
+    current = row.stage if row else None
+    if _ALLOWED.get(current) != stage:
+        if current == stage:
+            why = "it is already there"
+        elif current == "retired":
+            why = "it is retired; record a new model version instead"
+        elif current == "production":
+            why = "it is in production; use rollback to take it out"
+        else:
+            why = f"the next stage is {_ALLOWED.get(current)}; promote to {_ALLOWED.get(current)} first"
+        raise ConfigError(ILLEGAL_MOVE.format(version=model_version, current=current or "nothing", stage=stage, why=why))
+    return current
+
+
+def promote(
+    store: Any,
+    *,
+    model_version: str,
+    to_stage: str,
+    pack: LoadedPack,
+    dataset: Dataset,
+    out_dir: Path,
+    models_dir: Path,
+    actor: str | None = None,
+) -> dict[str, Any]:
+    """Move ``model_version`` one stage on, through the gate for canary and production.
+
+    Returns ``{"model_version", "stage", "previous_stage", "audit_id", "displaced"}``
+    (``displaced``: the version moved from production back to shadow, or None).
+
+    Raises
+    ------
+    ConfigError
+        Unknown model version, unknown stage, or an illegal move (the message says which stage comes next).
+    GateRefused
+        The gate did not pass; nothing moved. ``reasons`` and ``audit_id`` say why and where.
+    """
+    from governance.audit import run_audit
+
+    who = actor or get_settings().actor
+    with store.session() as session:
+        _check_move(session, model_version, to_stage)
+    audit_id: int | None = None
+    if to_stage in _GATED:
+        outcome = run_audit(
+            pack, dataset, store=store, out_dir=out_dir, models_dir=models_dir, model_version=model_version,
+            train=False, shadow=False, actor=who,
+        )  # fmt: skip
+        audit_id = outcome.audit_id
+        if not outcome.decision.passed:
+            reasons = list(outcome.decision.reasons) or ["the gate did not pass"]
+            message = GATE_REFUSED.format(version=model_version, stage=to_stage, audit_id=audit_id, pack=f"{pack.name}@{pack.version}", reasons="; ".join(reasons))
+            raise GateRefused(message, reasons=reasons, audit_id=audit_id)
+    with store.session() as session:
+        lock_head(session)
+        current = _check_move(session, model_version, to_stage)  # again, under the lock
+        displaced = _production(_stages(session)) if to_stage == "production" else None
+        if displaced is not None:
+            record_deployment(session, model_version=displaced, stage="shadow", actor=who)
+        row = record_deployment(session, model_version=model_version, stage=to_stage, actor=who)
+        objects: dict[str, Any] = {"model": model_version, "deployment": row.id}
+        if audit_id is not None:
+            objects["audit"] = audit_id
+        append_event(
+            session, actor=who, action="deployment.promoted", objects=objects,
+            payload={"stage": to_stage, "previous_stage": current, "audit_id": audit_id, "displaced": displaced, "policy": pack.stamp() if audit_id else None},
+        )  # fmt: skip
+    return {"model_version": model_version, "stage": to_stage, "previous_stage": current, "audit_id": audit_id, "displaced": displaced}
+
+
+def rollback(store: Any, *, actor: str | None = None) -> dict[str, Any]:
+    """Put the previous production version back in production and retire the current one.
+
+    The restored version does not go through the gate again: it passed it when it
+    was first promoted, and a rollback must work when the gate cannot run. The
+    ``deployment.rolled_back`` event names the audit of that promotion.
+
+    Raises
+    ------
+    ConfigError
+        Nothing is in production, or no earlier production version is waiting in shadow.
+    """
+    who = actor or get_settings().actor
+    with store.session() as session:
+        lock_head(session)
+        latest = _stages(session)
+        current = _production(latest)
+        if current is None:
+            raise ConfigError(NO_PREVIOUS.format(why="no model version is in production"))
+        previous = _previous(session, latest)
+        if previous is None:
+            raise ConfigError(NO_PREVIOUS.format(why=f"{current!r} is in production and no earlier production version is kept in shadow"))
+        retired = record_deployment(session, model_version=current, stage="retired", actor=who)
+        restored = record_deployment(session, model_version=previous, stage="production", actor=who)
+        audit_id = _last_passed_audit(session, previous)
+        append_event(
+            session, actor=who, action="deployment.rolled_back",
+            objects={"model": previous, "deployment": restored.id, **({"audit": audit_id} if audit_id else {})},
+            payload={"restored": previous, "retired": current, "retired_deployment": retired.id, "audit_id": audit_id},
+        )  # fmt: skip
+    return {"restored": previous, "retired": current, "audit_id": audit_id}
+
+
+def _last_passed_audit(session: Session, model_version: str) -> int | None:
+    return session.scalar(
+        select(AuditRun.id).where(AuditRun.model_version_id == model_version, AuditRun.verdict == "pass").order_by(AuditRun.id.desc()).limit(1)
+    )
+
+
+def status(store: Any) -> dict[str, list[dict[str, Any]]]:
+    """Deployed versions by stage (``production``, ``canary``, ``shadow``, ``retired``), each with its latest audit.
+
+    A shadow version displaced from production, which a rollback would restore, has ``"previous": true``.
+    """
+    with store.session() as session:
+        latest = _stages(session)
+        previous = _previous(session, latest)
+        out: dict[str, list[dict[str, Any]]] = {"production": [], "canary": [], "shadow": [], "retired": []}
+        for mv, row in latest.items():
+            audit = session.scalars(select(AuditRun).where(AuditRun.model_version_id == mv).order_by(AuditRun.id.desc()).limit(1)).first()
+            out[row.stage].append(
+                {
+                    "model_version": mv,
+                    "stage": row.stage,
+                    "since": row.changed_at.isoformat() if row.changed_at else None,
+                    "actor": row.actor,
+                    "previous": mv == previous,
+                    "latest_audit": None if audit is None else {"id": audit.id, "verdict": audit.verdict, "pack": f"{audit.policy_pack}@{audit.policy_version}"},
+                }
+            )
+    return out

@@ -1,0 +1,51 @@
+"""``/v1/deployments`` over real HTTP, on both engines: roles, the gate's 409, promotion and rollback."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from audits.models import TrailEvent
+from governance.api.errors import PROBLEM_JSON
+from governance.cli import app as cli
+from governance.cli.policy import SHIPPED
+
+DATA = "synthetic:n_users=300,n_items=200,n_interactions=12000,seed=4"
+IMPOSSIBLE = (SHIPPED / "baseline.yaml").read_text().replace("name: baseline", "name: impossible").replace("min_ratio: 2.0", "min_ratio: 1000.0")
+
+
+def test_deployments_through_the_api(server) -> None:
+    first = server.model_version
+    trained = CliRunner().invoke(cli, ["train", DATA, "--no-tune", "--no-carbon", "--factors", "6", "--iterations", "4", "--database-url", server.db_url, "--json"])
+    assert trained.exit_code == 0, trained.output
+    second = json.loads(trained.stdout)["model_version"]
+
+    with server.client("operator") as client:
+        assert client.post(f"/v1/deployments/{first}/promote", json={"stage": "shadow"}).status_code == 403
+    with server.client("viewer") as client:
+        assert client.get("/v1/deployments").status_code == 200
+    with server.client("admin", **{"Content-Type": "application/yaml"}) as client:
+        assert client.post("/v1/packs", content=IMPOSSIBLE).status_code in (200, 201)
+    with server.client("admin") as client:
+        for mv in (first, second):
+            assert client.post(f"/v1/deployments/{mv}/promote", json={"stage": "shadow"}).status_code == 200
+        refused = client.post(f"/v1/deployments/{first}/promote", json={"stage": "canary", "pack": "impossible@1.0.0", "data": DATA})
+        assert refused.status_code == 409 and refused.headers["content-type"] == PROBLEM_JSON
+        assert "quality-beats-random" in refused.json()["detail"]
+        assert client.post("/v1/deployments/als-nope/promote", json={"stage": "shadow"}).status_code == 404
+        skip = client.post(f"/v1/deployments/{first}/promote", json={"stage": "production", "data": DATA})
+        assert skip.status_code == 422 and "promote to canary first" in skip.json()["detail"]
+        for mv in (first, second):
+            for stage in ("canary", "production"):
+                done = client.post(f"/v1/deployments/{mv}/promote", json={"stage": stage, "data": DATA})
+                assert done.status_code == 200, done.text
+        back = client.post("/v1/deployments/rollback")
+        assert back.status_code == 200 and back.json() == {"restored": first, "retired": second, "audit_id": back.json()["audit_id"]}
+        listed = client.get("/v1/deployments").json()
+    assert [s["model_version"] for s in listed["production"]] == [first]
+    assert [s["model_version"] for s in listed["retired"]] == [second]
+    with server.store.session() as session:
+        actors = set(session.scalars(select(TrailEvent.actor).where(TrailEvent.action == "deployment.promoted")))
+    assert actors == {f"key:{server.key_ids['admin']}:test-admin"}
