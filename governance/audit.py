@@ -197,28 +197,15 @@ def _decide_and_record(
     loaded: LoadedPack, dataset: Dataset, facts: AuditFacts, model_version: str | None, dataset_version: str,
     store: Any, out_dir: Path, shadow: bool, actor: str | None, started: datetime, started_clock: float,
 ) -> AuditOutcome:  # fmt: skip
-    from audits import record_dataset_version
     from audits.results import record_audit_results
-    from governance.training import dataset_schema
+    from governance.training import record_dataset
 
     report = evaluate(loaded, facts, model_version=model_version, dataset_version=dataset_version, shadow=shadow)
     decision = decide(report, loaded.pack.gate)
     ended = datetime.now(timezone.utc)
-    ev = dataset.events
     validation = facts.validation.model_dump() if facts.validation else None
     with store.session() as session:
-        data_row = record_dataset_version(
-            session,
-            content_hash=dataset_version,
-            name=dataset.name,
-            source=dataset.source,
-            n_events=int(len(ev)),
-            n_users=int(ev["user_id"].nunique()),
-            n_items=int(ev["item_id"].nunique()),
-            schema=dataset_schema(dataset),
-            validation=validation,
-            actor=actor,
-        )
+        data_row = record_dataset(session, dataset, content_hash=dataset_version, validation=validation, actor=actor)
         run = record_audit_results(
             session,
             pack=report.pack,

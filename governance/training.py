@@ -26,6 +26,25 @@ from recommender.pipeline import TrainingResult, train_als
 __all__ = ["GovernedTraining", "train_and_record", "dataset_schema"]
 
 
+def record_dataset(session: Any, dataset: Dataset, *, content_hash: str, validation: dict[str, Any] | None, actor: str | None) -> Any:
+    """Record ``dataset`` as a dataset version (idempotent on its content hash)."""
+    from audits import record_dataset_version
+
+    ev = dataset.events
+    return record_dataset_version(
+        session,
+        content_hash=content_hash,
+        name=dataset.name,
+        source=dataset.source,
+        n_events=int(len(ev)),
+        n_users=int(ev["user_id"].nunique()),
+        n_items=int(ev["item_id"].nunique()),
+        schema=dataset_schema(dataset),
+        validation=validation,
+        actor=actor,
+    )
+
+
 def dataset_schema(dataset: Dataset) -> dict[str, Any]:
     """Column names and dtypes of the events, user and item tables."""
     def cols(frame: Any) -> dict[str, str]:
@@ -90,7 +109,7 @@ def train_and_record(
     state allows profiling, events within the retention window); the exclusions
     are recorded with the training run.
     """
-    from audits import ModelVersion, record_carbon, record_dataset_version, record_model_version, record_training_run
+    from audits import ModelVersion, record_carbon, record_model_version, record_training_run
     from recommender.validate import validate_events
 
     feedback = feedback or FeedbackConfig()
@@ -107,7 +126,6 @@ def train_and_record(
             )
     report = validate_events(dataset).to_dict()
     data_hash = dataset.content_hash()
-    ev = dataset.events
     started = datetime.now(timezone.utc)
     with measure(country_iso_code, enabled=measure_carbon) as meter:
         result = train_als(dataset, feedback=feedback, params=params, tune=tune, random_state=random_state, show_progress=show_progress)
@@ -120,15 +138,10 @@ def train_and_record(
     artifact_hash = result.model.save(pending)
     try:
         with store.session() as session:
-            dv = record_dataset_version(
+            dv = record_dataset(
                 session,
+                dataset,
                 content_hash=data_hash,
-                name=dataset.name,
-                source=dataset.source,
-                n_events=int(len(ev)),
-                n_users=int(ev["user_id"].nunique()),
-                n_items=int(ev["item_id"].nunique()),
-                schema=dataset_schema(dataset),
                 validation={"n_rows": report["n_rows"], "findings": {f["code"]: f["count"] for f in report.get("findings", [])}},
                 actor=actor,
             )

@@ -57,6 +57,19 @@ def load_dataset(data: str, mapping: str | None, *, json_output: bool) -> Datase
     return load_data(data, parsed)
 
 
+def parse_as_of(as_of: str | None):  # -> datetime | None
+    """``--as-of``: an ISO 8601 date or time (UTC when no zone is given), or None."""
+    from datetime import datetime, timezone
+
+    if not as_of:
+        return None
+    try:
+        moment = datetime.fromisoformat(as_of)
+    except ValueError:
+        raise fail(f"--as-of must be an ISO 8601 date or time such as 2024-07-01. Got {as_of!r} instead.") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
 def _is_number(value: Any) -> bool:
     try:
         float(str(value).rstrip("%"))
@@ -133,20 +146,13 @@ def purge_command(
     json_output: JsonOpt = False,
 ) -> None:
     """Remove events older than the pack's retention window from a stored log, with a trail event."""
-    from datetime import datetime, timezone
 
     from audits import open_store
     from governance.cli.policy import load_or_fail
     from governance.retention import purge_expired
 
     loaded = load_or_fail(pack, json_output=json_output)
-    now = None
-    if as_of:
-        try:
-            now = datetime.fromisoformat(as_of)
-        except ValueError:
-            raise fail(f"--as-of must be an ISO 8601 date or time such as 2024-07-01. Got {as_of!r} instead.") from None
-        now = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+    now = parse_as_of(as_of)
     with user_errors():
         parsed = ColumnMapping.parse(mapping) if mapping else None
         store = open_store(database_url)
@@ -242,15 +248,7 @@ def train_command(
 
     params = {k: v for k, v in {"factors": factors, "regularization": regularization, "alpha": alpha, "iterations": iterations}.items() if v is not None}
     loaded = None
-    now = None
-    if as_of:
-        from datetime import datetime, timezone
-
-        try:
-            now = datetime.fromisoformat(as_of)
-        except ValueError:
-            raise fail(f"--as-of must be an ISO 8601 date or time such as 2024-07-01. Got {as_of!r} instead.") from None
-        now = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+    now = parse_as_of(as_of)
     if pack:
         from governance.cli.policy import load_or_fail
 
