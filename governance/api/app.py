@@ -12,7 +12,8 @@ from fastapi import FastAPI
 
 from audits.db import open_store
 from governance.api.errors import install_error_handlers
-from governance.api.routes import consent, deployments, health, lineage, packs, recommendations, trail
+from governance.api.metrics import install_metrics
+from governance.api.routes import consent, deployments, harm, health, lineage, packs, recommendations, subjects, trail
 from governance.api.settings import ApiSettings
 
 __all__ = ["ApiSettings", "app_from_env", "create_app"]
@@ -39,8 +40,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app, expose_errors=settings.api_expose_errors)
-    for module in (health, packs, trail, lineage, consent, recommendations, deployments):
+    for module in (health, packs, trail, lineage, consent, recommendations, deployments, harm, subjects):
         app.include_router(module.router)
+    install_metrics(app)  # GET /metrics (viewer) and per-route latency, errors, decisions
     return app
 
 

@@ -117,6 +117,8 @@ def install_error_handlers(app: FastAPI, *, expose_errors: bool = False) -> None
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        # The route template, never the raw path: a path can hold a subject id.
+        route = getattr(request.scope.get("route"), "path", "<unmatched>")
+        log.exception("unhandled error on %s %s", request.method, route)
         detail = f"{type(exc).__name__}: {exc}" if expose_errors else "an internal error occurred; it has been logged"
         return problem_response(request, 500, detail)

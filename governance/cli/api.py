@@ -26,7 +26,8 @@ def serve_command(
 
     with user_errors():
         settings = ApiSettings(**({"database_url": database_url} if database_url else {}))
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    # No access log: request paths can hold subject ids (/v1/subjects/{id}/...).
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
 
 
 def _store(database_url: str | None):

@@ -54,6 +54,7 @@ def recommend(
             for r in history
         )
         served = engine.serve(ServeRequest(body.subject, k=body.k, consent=records, gpc=gpc))
+        request.app.state.metrics.decisions.labels(outcome=served.mode).inc()
     finally:
         log.close()
     record_call(session, key, "recommendations.create", objects={"decision": served.decision_id, "model": body.model_version}, payload={"mode": served.mode, "gpc": gpc, **loaded.stamp()})

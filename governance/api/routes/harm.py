@@ -1,0 +1,179 @@
+"""Harmful content: ``/v1/items/{item_id}/reports|flags`` (operator) and ``/v1/escalations`` (auditor reads, admin acts).
+
+* ``POST /v1/items/{item_id}/reports`` (operator): a user's report, relayed by
+  the service; the reporter, when given, is stored only as a pseudonym.
+* ``POST /v1/items/{item_id}/flags`` (operator): a flag (category, confidence, source).
+* ``POST /v1/escalations/evaluate`` (admin): apply a pack's harmful-content rules;
+  answers with the cases newly opened (items may be blocked outright too).
+* ``GET /v1/escalations?status=`` (auditor): cases, by due time.
+* ``POST /v1/escalations/{case_id}`` (admin): move a case (triaged, resolved,
+  dismissed), optionally blocking or unblocking its item; 404 for an unknown
+  case, 409 for a move the workflow does not allow.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from audits.harm import flag_item, list_cases, report_item, transition_case
+from governance.api import packs as pack_store
+from governance.api.deps import Admin, Auditor, Operator, SessionDep, SettingsDep
+from governance.api.errors import Problem
+from governance.api.keys import actor_of
+from governance.api.routes._audit import record_call
+from governance.escalation import evaluate_escalations
+from recommender.errors import ConfigError
+
+router = APIRouter(tags=["harmful content"])
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReportCreate(_Body):
+    """A user's report of an item."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"reason": "graphic violence in the thumbnail", "reporter": "u000012"}]},
+    )
+
+    reason: str = Field(
+        min_length=1,
+        max_length=10_000,
+        description="Why the user reported the item (must not contain the reporter's id).",
+    )
+    reporter: str | None = Field(
+        None, min_length=1, max_length=200, description="The reporting subject's id; stored only as its pseudonym."
+    )
+
+
+class FlagCreate(_Body):
+    """A flag: the item may be harmful."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"category": "self_harm", "confidence": 0.7, "source": "model"}]},
+    )
+
+    category: str = Field(min_length=1, max_length=100, description="e.g. self_harm, violence.")
+    confidence: float = Field(ge=0, le=1)
+    source: Literal["metadata", "api", "model", "report"] = "api"
+
+
+class EvaluationCreate(_Body):
+    """The pack whose harmful-content rules to apply."""
+
+    pack: str = Field(
+        "baseline", min_length=1, max_length=200, description="A shipped pack name, or a stored pack as NAME@VERSION."
+    )
+    since: AwareDatetime | None = Field(
+        None,
+        description="Count reports and served places from this moment (default: all reports, the last day of decisions).",
+    )
+
+
+class CaseTransition(_Body):
+    """Where a reviewer moves a case, and what happens to its item."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"status": "resolved", "action": "block", "note": "confirmed graphic violence"}]
+        },
+    )
+
+    status: Literal["triaged", "resolved", "dismissed"]
+    action: Literal["block", "unblock"] | None = None
+    note: str | None = Field(None, min_length=1, max_length=10_000)
+
+
+@router.post("/v1/items/{item_id}/reports", status_code=201, summary="Record a user's report of an item (operator)")
+def report(item_id: str, body: ReportCreate, session: SessionDep, key: Operator) -> dict[str, Any]:
+    row = report_item(session, item_id=item_id, reason=body.reason, reporter_id=body.reporter, actor=actor_of(key))
+    record_call(session, key, "items.report", subject=row.reporter, objects={"item": row.item_id, "report": row.id})
+    return {
+        "id": row.id,
+        "item_id": row.item_id,
+        "reporter": row.reporter,
+        "reason": row.reason,
+        "created_at": row.created_at.isoformat(),
+    }
+
+
+@router.post("/v1/items/{item_id}/flags", status_code=201, summary="Flag an item as possibly harmful (operator)")
+def flag(item_id: str, body: FlagCreate, session: SessionDep, key: Operator) -> dict[str, Any]:
+    row = flag_item(
+        session,
+        item_id=item_id,
+        category=body.category,
+        confidence=body.confidence,
+        source=body.source,
+        actor=actor_of(key),
+    )
+    record_call(
+        session,
+        key,
+        "items.flag",
+        objects={"item": row.item_id, "flag": row.id},
+        payload={"category": row.category, "source": row.source},
+    )
+    return {
+        "id": row.id,
+        "item_id": row.item_id,
+        "category": row.category,
+        "confidence": row.confidence,
+        "source": row.source,
+        "active": row.active,
+        "created_at": row.created_at.isoformat(),
+    }
+
+
+@router.post("/v1/escalations/evaluate", summary="Apply a pack's harmful-content rules; the cases newly opened (admin)")
+def evaluate(body: EvaluationCreate, session: SessionDep, settings: SettingsDep, key: Admin) -> dict[str, Any]:
+    try:
+        loaded = pack_store.load_ref(settings.packs_dir, body.pack)
+    except pack_store.PackNotFound as err:
+        raise Problem(404, str(err)) from None
+    opened = evaluate_escalations(session, loaded.pack, since=body.since, actor=actor_of(key))
+    record_call(
+        session, key, "escalations.evaluate", objects={"cases": [c["case_id"] for c in opened]}, payload=loaded.stamp()
+    )
+    return {"opened": opened, **loaded.stamp()}
+
+
+@router.get("/v1/escalations", summary="Escalation cases, by due time (auditor)")
+def cases(
+    session: SessionDep,
+    key: Auditor,
+    status: Literal["open", "triaged", "resolved", "dismissed"] | None = Query(
+        None, description="Only cases with this status."
+    ),
+) -> dict[str, Any]:
+    return {"cases": list_cases(session, status=status)}
+
+
+@router.post("/v1/escalations/{case_id}", summary="Move a case through the workflow; block or unblock its item (admin)")
+def transition(case_id: int, body: CaseTransition, session: SessionDep, key: Admin) -> dict[str, Any]:
+    """404 for an unknown case; 409 for a move the workflow refuses (e.g. out of a final status, or dismiss with block)."""
+    try:
+        row = transition_case(
+            session, case_id, status=body.status, action=body.action, note=body.note, actor=actor_of(key)
+        )
+    except ConfigError as err:
+        session.rollback()
+        if str(err).startswith("unknown escalation case"):
+            raise Problem(404, str(err)) from None
+        raise Problem(409, str(err), kind="case-workflow") from None
+    record_call(
+        session,
+        key,
+        "escalations.transition",
+        objects={"case": row.id, "item": row.item_id},
+        payload={"status": row.status, "action": body.action},
+    )
+    return next(c for c in list_cases(session) if c["id"] == row.id)

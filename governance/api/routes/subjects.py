@@ -1,0 +1,128 @@
+"""Data subject requests: ``/v1/subjects/{subject_id}/export|erasure`` (admin), ``/v1/requests`` (auditor).
+
+* ``POST /v1/subjects/{subject_id}/export`` (admin): the GDPR Art. 15 access
+  export. The answer names the subject (it goes to them); nothing stored does.
+* ``POST /v1/subjects/{subject_id}/erasure`` (admin): GDPR Art. 17 over the
+  ledger: lists the recorded models that may hold the subject, then
+  crypto-shreds the pseudonym. No model file is unlearned over HTTP (use
+  ``recgov subject erase --model``); the report says which models still need it.
+* ``GET /v1/requests?kind=&status=`` (auditor): the subject requests (pseudonyms only).
+
+No raw subject id reaches a log line or the trail: the privacy functions keep
+it out of stored records and of their error messages, and an unexpected
+failure here is logged by its exception type only (the app's generic handler
+would log the request path, which holds the id).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from audits import list_requests
+from governance.api import packs as pack_store
+from governance.api.deps import Admin, Auditor, SessionDep, SettingsDep, StoreDep
+from governance.api.errors import Problem
+from governance.api.keys import actor_of
+from governance.api.routes._audit import record_call
+from governance.privacy import erase_subject, export_subject
+from recommender.errors import RecgovError
+
+router = APIRouter(tags=["subject requests"])
+log = logging.getLogger("recgov.api")
+
+INTERNAL = "an internal error occurred; it has been logged (without the subject id)"
+
+
+class ExportCreate(BaseModel):
+    """Optionally, a pack: adds whether each purpose may profile the subject now, and the logic disclosure."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pack: str | None = Field(
+        None, min_length=1, max_length=200, description="A shipped pack name, or a stored pack as NAME@VERSION."
+    )
+
+
+class ErasureCreate(BaseModel):
+    """The pack in force (its consent purposes shape the report)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pack: str = Field(
+        "baseline", min_length=1, max_length=200, description="A shipped pack name, or a stored pack as NAME@VERSION."
+    )
+
+
+def _pack(settings, ref: str):
+    try:
+        return pack_store.load_ref(settings.packs_dir, ref)
+    except pack_store.PackNotFound as err:
+        raise Problem(404, str(err)) from None
+
+
+@router.post(
+    "/v1/subjects/{subject_id}/export", summary="Everything recgov holds about a subject (GDPR Art. 15; admin)"
+)
+def export(
+    subject_id: str,
+    store: StoreDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    key: Admin,
+    body: ExportCreate | None = None,
+) -> dict[str, Any]:
+    loaded = _pack(settings, body.pack) if body is not None and body.pack else None
+    try:
+        document = export_subject(store, subject_id, pack=loaded, actor=actor_of(key))
+    except RecgovError:
+        raise  # its message names no subject; answered 422
+    except Exception as err:  # noqa: BLE001 -- logged by type only: the path and message may hold the id
+        log.error("subject export failed: %s", type(err).__name__)
+        raise Problem(500, INTERNAL) from None
+    record_call(session, key, "subjects.export", objects={"request": document["request"]["id"]})
+    return document
+
+
+@router.post(
+    "/v1/subjects/{subject_id}/erasure",
+    summary="Erase a subject from the ledger and crypto-shred them (GDPR Art. 17; admin)",
+)
+def erasure(
+    subject_id: str,
+    store: StoreDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    key: Admin,
+    body: ErasureCreate | None = None,
+) -> dict[str, Any]:
+    """No model file is unlearned over HTTP: ``models`` lists the recorded versions that may still hold the subject."""
+    loaded = _pack(settings, body.pack if body is not None else "baseline")
+    try:
+        report = erase_subject(store, subject_id, pack=loaded, model_path=None, actor=actor_of(key))
+    except RecgovError:
+        raise
+    except Exception as err:  # noqa: BLE001 -- logged by type only: the path and message may hold the id
+        log.error("subject erasure failed: %s", type(err).__name__)
+        raise Problem(500, INTERNAL) from None
+    record_call(
+        session,
+        key,
+        "subjects.erasure",
+        objects={"request": report["request"]["id"]},
+        payload={"shredded": report["shredded"]},
+    )
+    return report
+
+
+@router.get("/v1/requests", summary="Subject requests, oldest first (auditor)")
+def requests(
+    session: SessionDep,
+    key: Auditor,
+    kind: Literal["access", "erasure", "objection"] | None = Query(None),
+    status: Literal["received", "in_progress", "completed", "failed"] | None = Query(None),
+) -> dict[str, Any]:
+    return {"requests": list_requests(session, kind=kind, status=status)}
