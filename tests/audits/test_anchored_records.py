@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
 from audits import open_store
@@ -18,9 +20,19 @@ def test_a_rewritten_audit_result_or_verdict_breaks_trail_verify(db_url: str, tm
     assert result.exit_code == 0, result.output
     assert runner.invoke(app, ["trail", "verify", "--database-url", db_url]).exit_code == 0
     store = open_store(db_url)
+    statement = text("UPDATE audit_results SET message = 'looks fine' WHERE id = (SELECT MIN(id) FROM audit_results)")
     try:
-        with store.engine.begin() as connection:  # no trigger protects results: the digest does
-            connection.execute(text("UPDATE audit_results SET message = 'looks fine' WHERE id = (SELECT MIN(id) FROM audit_results)"))
+        with pytest.raises(DBAPIError, match="append-only|refused"):  # the database refuses it
+            with store.engine.begin() as connection:
+                connection.execute(statement)
+        with store.engine.begin() as connection:  # an attacker with database access goes around the triggers
+            if store.dialect == "postgresql":
+                connection.execute(text("ALTER TABLE audit_results DISABLE TRIGGER USER"))
+                connection.execute(statement)
+                connection.execute(text("ALTER TABLE audit_results ENABLE TRIGGER USER"))
+            else:
+                connection.execute(text("DROP TRIGGER audit_results_no_update"))
+                connection.execute(statement)
     finally:
         store.close()
     broken = runner.invoke(app, ["trail", "verify", "--database-url", db_url, "--json"])
