@@ -506,6 +506,27 @@ def test_exposure_cap_infeasible_is_reported_not_hidden():
     assert out.constraints_met["exposure_cap"].tolist() == [False]
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    c=st.integers(1, 40),
+    k=st.integers(1, 25),
+    max_share=st.floats(0.05, 1.0),
+    weighting=st.sampled_from(["positions", "attention"]),
+    capped=st.sampled_from([None, [0], [1, 2]]),
+)
+def test_exposure_cap_one_list_path_equals_the_batch_path(seed, c, k, max_share, weighting, capped):
+    # A single list takes a plain-Python path (the serving case); a batch takes the vectorized one.
+    cands = make_batch(seed, n_users=6, c=c)
+    step = ExposureCapReranker(max_share=max_share, weighting=weighting, groups=capped)
+    batch = Pipeline([step])(cands, k)
+    for u in range(cands.n_users):
+        one = Pipeline([step])(cands.rows(u, u + 1), k)
+        assert one.items[0].tolist() == batch.items[u].tolist()
+        assert one.moves[0].tolist() == batch.moves[u].tolist()
+        assert one.constraints_met["exposure_cap"][0] == batch.constraints_met["exposure_cap"][u]
+
+
 def test_exposure_cap_only_on_the_named_groups():
     groups = np.array([0, 0, 0, 1, 1, 1, -1])
     cands = Candidates(items=np.array([[3, 4, 5, 6, 0, 1, 2]]), scores=-np.arange(7.0)[None, :], item_group=groups)
