@@ -1,7 +1,8 @@
-"""``recgov report MODEL_VERSION``: the regulator's lineage report (HTML) and OpenLineage events.
+"""``recgov report MODEL_VERSION``: the regulator's lineage report (HTML, optionally PDF) and OpenLineage events.
 
 Exit codes: 0 written, 2 bad usage or input (unknown model version, unreadable
-pack, unreachable database, unwritable file).
+pack, unreachable database, unwritable file, no local Chromium for ``--pdf`` or
+a failed print).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from governance.cli._common import console, emit_json, fail
+from governance.cli._common import console, emit_json, fail, user_errors
 from governance.cli.store import DatabaseUrl, JsonOutput, store_errors
 
 __all__ = ["register", "report_command"]
@@ -53,15 +54,31 @@ def report_command(
         Path | None,
         typer.Option("--openlineage", help="Also write OpenLineage run events (JSON lines) here.", show_default=False),
     ] = None,
+    pdf: Annotated[
+        Path | None,
+        typer.Option(
+            "--pdf",
+            help="Also print the HTML report to this PDF file, offline, with the local Chromium "
+            "(RECGOV_CHROMIUM, else chromium, chromium-browser or google-chrome on PATH).",
+            show_default=False,
+        ),
+    ] = None,
     database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
 ) -> None:
-    """Write the regulator's lineage report of MODEL_VERSION: one self-contained HTML page."""
+    """Write the regulator's lineage report of MODEL_VERSION: one self-contained HTML page, and its PDF with --pdf."""
     from audits import open_store
     from audits.lineage import lineage_of
     from governance.report import collect, render_html
     from governance.report.openlineage import openlineage_events, write_jsonl
+    from governance.report.pdf import PdfError, find_browser, html_to_pdf
 
+    if pdf is not None and pdf.suffix.lower() != ".pdf":
+        raise fail(f"--pdf must name a .pdf file, got {str(pdf)!r}")
+    browser = None
+    if pdf is not None:
+        with user_errors():  # no browser: say so before any work is done
+            browser = find_browser()
     with store_errors():
         store = open_store(database_url)
         try:
@@ -78,9 +95,15 @@ def report_command(
         events = openlineage_events(document)
         if openlineage is not None:
             write_jsonl(events, openlineage)
+        if pdf is not None:
+            try:
+                html_to_pdf(target, pdf, browser=browser)
+            except PdfError as err:
+                raise fail(f"{err} (the HTML report was written to {target})") from None
     summary = {
         "model_version": model_version,
         "html": str(target),
+        "pdf": str(pdf) if pdf is not None else None,
         "openlineage": str(openlineage) if openlineage is not None else None,
         "openlineage_events": len(events) if openlineage is not None else 0,
         "pack": None if document["policy"] is None else {k: document["policy"][k] for k in ("pack", "version", "hash")},
@@ -95,6 +118,8 @@ def report_command(
         console.print(
             "no pack in force was found: the DSA Art. 27 disclosure is left out (use --pack)", highlight=False
         )
+    if pdf is not None:
+        console.print(f"printed it to {pdf}", highlight=False, soft_wrap=True)
     if openlineage is not None:
         console.print(f"wrote {len(events)} OpenLineage events to {openlineage}", highlight=False, soft_wrap=True)
 

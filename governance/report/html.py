@@ -3,6 +3,12 @@
 Inline CSS, plots as inline base64 PNG (matplotlib, Agg backend), no script and
 no external URL: the page opens offline, in any browser, years from now. The
 template is a string here, so the package needs no data files.
+
+Every section is an ``<h2>`` with a stable id and every plot a
+``<figure class="plot" data-plot="groups|exposure|popularity|carbon">``, so a
+browser test (or a reader's tooling) can find them. Print rules (A4 pages, no
+figure or table row split across pages) make the same page the PDF of
+:mod:`governance.report.pdf`.
 """
 
 from __future__ import annotations
@@ -221,10 +227,13 @@ _TEMPLATE = r"""<!DOCTYPE html>
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222;line-height:1.45}
 h1{border-bottom:3px solid #4c72b0}h2{border-bottom:1px solid #ccc;margin-top:2.2rem}
 table{border-collapse:collapse;width:100%;margin:.6rem 0;font-size:.9rem}th,td{border:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}
-th{background:#f3f5f9}code,.hash{font-family:ui-monospace,monospace;font-size:.85rem;word-break:break-all}
+th{background:#f3f5f9}code,.hash{font-family:ui-monospace,monospace;font-size:.85rem;word-break:break-all}.long{overflow-wrap:anywhere}
 .pass{color:#1a7f37;font-weight:600}.fail,.error{color:#c62828;font-weight:600}.warn{color:#b26a00;font-weight:600}.skipped{color:#777}
 .note{color:#555;font-style:italic}figure{margin:1rem 0}figcaption{font-size:.85rem;color:#555}
-pre{background:#f6f8fa;padding:.6rem;overflow-x:auto}
+pre{background:#f6f8fa;padding:.6rem;overflow-x:auto}img{max-width:100%;height:auto}
+@page{size:A4;margin:14mm 12mm}
+@media print{body{max-width:none;margin:0;padding:0;font-size:10pt}th{print-color-adjust:exact;-webkit-print-color-adjust:exact}
+figure,tr,pre{break-inside:avoid}h1,h2,h3{break-after:avoid}pre{white-space:pre-wrap}}
 </style></head><body>
 <h1>Lineage report for model {{ m.version_id }}</h1>
 <p>Generated {{ d.generated_at }} by recgov ({{ d.schema }}). This page is self-contained: it needs no software, network or account to read.
@@ -265,7 +274,7 @@ It uses only these fields: {{ ds.inputs|join(", ") }}.{% if ds.not_used %} It ne
 
 <h2 id="data">4. Data</h2>
 <table><tr><th>Name</th><th>Content hash</th><th>Events</th><th>Users</th><th>Items</th><th>Source</th><th>Recorded</th></tr>
-<tr><td>{{ dv.name }}</td><td class="hash">{{ dv.content_hash }}</td><td>{{ dv.n_events }}</td><td>{{ dv.n_users }}</td><td>{{ dv.n_items }}</td><td>{{ dv.source }}</td><td>{{ dv.created_at }}</td></tr></table>
+<tr><td>{{ dv.name }}</td><td class="hash">{{ dv.content_hash }}</td><td>{{ dv.n_events }}</td><td>{{ dv.n_users }}</td><td>{{ dv.n_items }}</td><td class="long">{{ dv.source }}</td><td>{{ dv.created_at }}</td></tr></table>
 {% for a in d.audit_runs %}{% set ad = (a.summary or {}).get("dataset") %}{% if ad %}<p>Audit #{{ a.id }} evaluated on {{ ad.name }} <span class="hash">{{ ad.version }}</span>: {{ ad.n_events }} events, {{ ad.n_users }} users, {{ ad.n_items }} items{% if ad.offline_evaluation %} ({{ ad.offline_evaluation }}){% endif %}.</p>{% endif %}{% endfor %}
 <p>Training run {{ r.id }}: {{ r.started_at }} to {{ r.ended_at }}, code version <code>{{ r.code_version or "unknown" }}</code>.</p>
 <table><tr><th>Library</th><th>Version</th></tr>{% for k, v in r.library_versions.items() %}<tr><td>{{ k }}</td><td>{{ v }}</td></tr>{% endfor %}</table>
@@ -293,12 +302,12 @@ It uses only these fields: {{ ds.inputs|join(", ") }}.{% if ds.not_used %} It ne
 {% for x in a.results %}<tr><td>{{ x.rule_id }}</td><td>{{ x.check }}</td><td>{{ x.severity }}</td><td class="{{ x.status }}">{{ x.status }}</td><td>{{ fmt(x.value) }}</td><td>{{ fmt(x.threshold) }}</td><td>{{ x.legal_reference or "—" }}</td><td>{{ x.message }}</td></tr>{% endfor %}</table>
 {% else %}<p class="note">No audit of this model is recorded.</p>{% endfor %}
 {% for section, title in (("groups", "Group metrics with confidence intervals"), ("exposure", "Exposure by provider group"), ("popularity", "Popularity")) %}
-<h3>{{ title }}</h3>{% for pl in figs[section] %}{% if pl.png %}<figure><img alt="{{ pl.title }}" src="data:image/png;base64,{{ pl.png }}"><figcaption>{{ pl.title }}{% if pl.note %}: {{ pl.note }}{% endif %}</figcaption></figure>{% else %}<p class="note">{{ pl.title }}: {{ pl.note }}.</p>{% endif %}{% endfor %}
+<h3 id="plots-{{ section }}">{{ title }}</h3>{% for pl in figs[section] %}{% if pl.png %}<figure class="plot" data-plot="{{ section }}"><img alt="{{ pl.title }}" src="data:image/png;base64,{{ pl.png }}"><figcaption>{{ pl.title }}{% if pl.note %}: {{ pl.note }}{% endif %}</figcaption></figure>{% else %}<p class="note">{{ pl.title }}: {{ pl.note }}.</p>{% endif %}{% endfor %}
 {% endfor %}
 
 <h2 id="carbon">7. Energy and emissions</h2>
 {% if r.energy_kwh is not none %}<p>Training used {{ fmt(r.energy_kwh) }} kWh and emitted {{ fmt(r.emissions_kg) }} kg CO2eq ({{ r.carbon_method }}).</p>{% endif %}
-{% for pl in figs.carbon %}{% if pl.png %}<figure><img alt="{{ pl.title }}" src="data:image/png;base64,{{ pl.png }}"><figcaption>{{ pl.title }}{% if pl.note %}: {{ pl.note }}{% endif %}</figcaption></figure>{% else %}<p class="note">{{ pl.title }}: {{ pl.note }}.</p>{% endif %}{% endfor %}
+{% for pl in figs.carbon %}{% if pl.png %}<figure class="plot" data-plot="carbon"><img alt="{{ pl.title }}" src="data:image/png;base64,{{ pl.png }}"><figcaption>{{ pl.title }}{% if pl.note %}: {{ pl.note }}{% endif %}</figcaption></figure>{% else %}<p class="note">{{ pl.title }}: {{ pl.note }}.</p>{% endif %}{% endfor %}
 
 <h2 id="escalations">8. Escalations of harmful content</h2>
 {% if d.escalations.by_status %}<table><tr><th>Status</th><th>Cases</th></tr>{% for k, v in d.escalations.by_status.items() %}<tr><td>{{ k }}</td><td>{{ v }}</td></tr>{% endfor %}</table>
