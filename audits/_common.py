@@ -89,8 +89,28 @@ def canonical_object(
         encoded = canonical_json(plain)
     except DataError as err:
         raise DataError(f"{name}: {err}") from err
-    refuse_raw_ids(plain, field=name, subject_ids=subject_ids)
+    ids = [s for s in subject_ids if s is not None]
+    if ids or _may_hold_raw_id_key(encoded):
+        refuse_raw_ids(plain, field=name, subject_ids=ids)
     return plain, encoded
+
+
+_RAW_KEY_PATTERNS = tuple(f'"{key}":'.encode() for key in sorted(RAW_ID_KEYS))
+
+
+def _may_hold_raw_id_key(encoded: bytes) -> bool:
+    """False only if no object key of this canonical JSON can be one of :data:`RAW_ID_KEYS` (any case).
+
+    A key appears in the encoding as ``"key":`` (keys from RAW_ID_KEYS need no
+    escape), so an ASCII encoding without any of those byte patterns, lowercased,
+    holds none: the walk of :func:`refuse_raw_ids` is skipped (it is the costly
+    part of recording a served list). Non-ASCII encodings always get the walk,
+    since some non-ASCII characters lowercase to ASCII ones.
+    """
+    if not encoded.isascii():
+        return True
+    lowered = encoded.lower()
+    return any(pattern in lowered for pattern in _RAW_KEY_PATTERNS)
 
 
 def refuse_raw_ids(value: Any, *, field: str, subject_ids: Iterable[str | int] = ()) -> None:
@@ -144,18 +164,21 @@ def in_values(session: Session, column: ColumnElement[Any], values: list[str]) -
 
 
 def lookup_pseudonyms(
-    session: Session, subject_ids: Iterable[str | int], *, create: bool = False
+    session: Session, subject_ids: Iterable[str | int], *, create: bool = False, key: bytes | None = None
 ) -> dict[str | int, str | None]:
     """The pseudonym of each subject id, in one query (two when ``create`` adds secrets).
 
     Without ``create``, a subject that has no secret yet (never seen, or shredded)
     maps to None: it has no records. With ``create``, missing secrets are made,
-    as :func:`audits.pseudonym` would.
+    as :func:`audits.pseudonym` would. ``key`` is the installation key as
+    :func:`audits.subjects._installation_key` returned it for this database
+    (a long-lived writer checks it once); by default it is read and checked here.
     """
     ids = list(dict.fromkeys(subject_ids))
     if not ids:
         return {}
-    key = _installation_key(session)
+    if key is None:
+        key = _installation_key(session)
     raw = {subject: _subject_bytes(subject) for subject in ids}
     lookups = {subject: _lookup(key, raw[subject]) for subject in ids}
 

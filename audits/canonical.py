@@ -4,9 +4,12 @@
 sorted by their UTF-16 code units, no whitespace, UTF-8, the shortest escapes,
 numbers as ECMAScript prints them. The reference is the ``rfc8785`` package; for
 speed the common case goes through ``orjson`` with sorted keys, which gives the
-same bytes when the value holds no float and no object key with a character at
-or above U+D800 (where UTF-16 order and code-point order part ways). Anything
-else goes through ``rfc8785``. ``tests/audits/test_canonical.py`` checks that both
+same bytes when every float is non-integral with a magnitude in [1e-4, 1e15)
+and no object key has a character at or above U+D800 (where UTF-16 order and
+code-point order part ways). In that float range both print the shortest digits
+that round-trip, closest to the value, in plain decimal notation (ECMAScript
+switches to exponents only below 1e-6 or from 1e21; integral floats print as
+``1`` there and ``1.0`` in orjson). Anything else goes through ``rfc8785``. ``tests/audits/test_canonical.py`` checks that both
 paths agree.
 
 Accepted values: ``None``, ``bool``, ``int`` within +-(2**53 - 1) (what JSON's
@@ -31,6 +34,8 @@ MAX_SAFE_INTEGER = 2**53 - 1
 
 _SORT = orjson.OPT_SORT_KEYS
 _FIRST_SURROGATE = "\ud800"
+_FAST_FLOAT_MIN = 1e-4
+_FAST_FLOAT_MAX = 1e15
 
 
 def _check(value: Any, path: str) -> bool:
@@ -62,7 +67,7 @@ def _check(value: Any, path: str) -> bool:
     if kind is float:
         if value != value or value in (float("inf"), float("-inf")):
             raise DataError(f"{path}: {value} is not a finite number; JSON cannot hold it")
-        return False
+        return _FAST_FLOAT_MIN <= abs(value) < _FAST_FLOAT_MAX and not value.is_integer()
     if isinstance(value, (bool, int, str, float)):  # subclasses (IntEnum, str Enum): take the slow path
         return False
     raise DataError(

@@ -10,6 +10,7 @@ UPDATE``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+import json
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,7 +22,25 @@ from sqlalchemy.orm import Session, sessionmaker
 from audits.settings import StoreSettings, get_settings
 from recommender.errors import ConfigError
 
-__all__ = ["Store", "open_store", "create_store_engine", "describe_db_error", "masked_url"]
+__all__ = ["EncodedJson", "Store", "open_store", "create_store_engine", "describe_db_error", "masked_url"]
+
+
+class EncodedJson(str):
+    """JSON text that is already encoded (e.g. the canonical bytes a digest was taken over).
+
+    Given as the value of a JSON column it is stored as it is, not encoded again:
+    a hot writer (the decision log) then serializes each record once. Any other
+    value, a plain ``str`` included, is encoded as usual.
+    """
+
+    __slots__ = ()
+
+
+def _json_serializer(value: Any) -> str:
+    """The engines' JSON serializer: :class:`EncodedJson` as is, anything else through ``json.dumps``."""
+    if type(value) is EncodedJson:
+        return value
+    return json.dumps(value)
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 _SQLITE_BEGIN = "recgov_sqlite_begin"
@@ -83,11 +102,11 @@ def create_store_engine(url: str) -> Engine:
     """An engine for ``url`` with the store's connection settings (see module doc)."""
     parsed = _parse_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, json_serializer=_json_serializer)
         _configure_sqlite(engine)
         return engine
     connect_args = {"connect_timeout": 10} if "connect_timeout" not in parsed.query else {}
-    return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+    return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args, json_serializer=_json_serializer)
 
 
 class Store:

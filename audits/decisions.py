@@ -48,8 +48,9 @@ from sqlalchemy.orm import Session
 
 from audits._common import actor_name, aware, canonical_object, json_object, lookup_pseudonyms, one_of, text
 from audits.canonical import canonical_json
-from audits.db import Store, describe_db_error
+from audits.db import EncodedJson, Store, describe_db_error
 from audits.models import DECISION_MODES, DecisionRecord, FailedRequest, TrailEvent
+from audits.subjects import _installation_key
 from audits.trail import append_event, format_time
 from recommender.errors import ConfigError, DataError, RecgovError
 
@@ -260,6 +261,7 @@ class DecisionLog:
         self.batches_committed = 0
         self.decisions_committed = 0
         self.batches_failed = 0
+        self._installation_key: bytes | None = None
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
         self._lock = threading.Lock()
         self._closed = False
@@ -406,7 +408,9 @@ class DecisionLog:
         with self.store.session() as session:
             raw_ids = [p.subject_id for p in batch if p.subject_id is not None]
             if raw_ids:
-                names = lookup_pseudonyms(session, raw_ids, create=True)
+                if self._installation_key is None:  # read and checked against the database once per log
+                    self._installation_key = _installation_key(session)
+                names = lookup_pseudonyms(session, raw_ids, create=True, key=self._installation_key)
                 for pending in batch:
                     if pending.subject_id is not None:
                         pending.row["subject"] = names[pending.subject_id]
@@ -423,7 +427,14 @@ class DecisionLog:
                     "sha256": _fast_digest(batch),
                 },
             )
-            session.execute(insert(DecisionRecord.__table__), [row | {"batch_seq": event.seq} for row in rows])
+            # slate and context go in as the canonical JSON the digest covers, encoded once at submit
+            session.execute(
+                insert(DecisionRecord.__table__),
+                [
+                    p.row | {"slate": EncodedJson(p.slate_json.decode()), "context": EncodedJson(p.context_json.decode()), "batch_seq": event.seq}
+                    for p in batch
+                ],
+            )
             return event.seq
 
 

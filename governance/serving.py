@@ -100,8 +100,12 @@ class ServedList:
         }
 
 
+_FIXED_TAGS: dict[TagKind, dict[str, Any]] = {kind: Tag(kind, TAG_TEXT[kind]).to_dict() for kind in TagKind}
+
+
 def _tag(kind: TagKind) -> dict[str, Any]:
-    return Tag(kind, TAG_TEXT[kind]).to_dict()
+    """A fresh dict of a tag without items (a copy: callers may add to it)."""
+    return dict(_FIXED_TAGS[kind])
 
 
 class ServingEngine:
@@ -292,11 +296,20 @@ class ServingEngine:
         filter_items = self._blocked_idx
         if allowed is not None:
             filter_items = np.union1d(filter_items, np.flatnonzero(~allowed))
+        # One BLAS thread for the whole list: the model's scoring and the tags' small solves would
+        # otherwise wake BLAS's pool for 64x64 products, which costs more than it saves and, on a
+        # busy machine, stalls the request behind the other cores' work.
         with blas_single_thread():
-            ids, scores = model.model_.recommend(
-                row, history, N=min(n_candidates, model.train_.n_items), filter_already_liked_items=True,
-                filter_items=filter_items if len(filter_items) else None,
-            )  # fmt: skip
+            return self._personalized_single_thread(row, history, n_candidates, filter_items, k)
+
+    def _personalized_single_thread(
+        self, row: int, history: Any, n_candidates: int, filter_items: np.ndarray, k: int
+    ) -> tuple[np.ndarray, list[float | None], list[list[dict[str, Any]]]]:
+        model = self.model
+        ids, scores = model.model_.recommend(
+            row, history, N=min(n_candidates, model.train_.n_items), filter_already_liked_items=True,
+            filter_items=filter_items if len(filter_items) else None,
+        )  # fmt: skip
         ids = np.asarray(ids, dtype=np.int64)
         scores = np.asarray(scores, dtype=np.float32)
         valid = (ids >= 0) & np.isfinite(scores) & (scores > np.finfo(np.float32).min)
@@ -319,22 +332,20 @@ class ServingEngine:
         else:
             ids, scores = ids[:k], scores[:k]
         ex = explain_als_list(model.item_factors_, model.regularization, model.alpha, history.indices, history.data, ids, n=3, yty=self._yty)
+        # Tags as plain dicts, built from whole arrays (the same dicts as Tag(...).to_dict()):
+        # this runs for every served item, so no per-tag object or per-weight round() call.
+        names = self._item_ids[np.maximum(ex.contributors, 0)].tolist()
+        present = (ex.contributors >= 0).tolist()
+        weights = ex.weights.tolist()
+        template = TAG_TEXT[TagKind.because_you_interacted]
+        kind = TagKind.because_you_interacted.value
         tags = []
-        for j in range(len(ids)):
-            item_tags = []
-            code = int(reasons[j])
-            if code in REASON_TAGS:
-                item_tags.append(_tag(REASON_TAGS[code]))
-            mask = ex.contributors[j] >= 0
-            because = [str(self._item_ids[i]) for i in ex.contributors[j][mask]]
-            item_tags.append(
-                Tag(
-                    TagKind.because_you_interacted,
-                    TAG_TEXT[TagKind.because_you_interacted].format(items=", ".join(because) or "your history"),
-                    tuple(because),
-                    tuple(float(w) for w in ex.weights[j][mask]),
-                ).to_dict()
-            )
-            tags.append(item_tags)
-        return ids, [round(float(s), 6) for s in scores], tags
+        for j, code in enumerate(reasons.tolist()):
+            because = [name for name, here in zip(names[j], present[j]) if here]
+            tag: dict[str, Any] = {"kind": kind, "text": template.format(items=", ".join(because) or "your history")}
+            if because:
+                tag["items"] = because
+                tag["weights"] = [round(w, 6) for w, here in zip(weights[j], present[j]) if here]
+            tags.append([_tag(REASON_TAGS[code]), tag] if code in REASON_TAGS else [tag])
+        return ids, [round(s, 6) for s in scores.tolist()], tags
 

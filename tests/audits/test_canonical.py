@@ -47,6 +47,22 @@ def test_canonical_json_equals_the_rfc8785_reference(value: object) -> None:
     assert canonical_json(value) == rfc8785.dumps(value)
 
 
+# Floats canonical_json sends through orjson: non-integral, magnitude in [1e-4, 1e15).
+fast_floats = finite_floats.filter(lambda x: 1e-4 <= abs(x) < 1e15 and not x.is_integer())
+rounded_scores = st.floats(-100, 100, allow_nan=False).map(lambda x: round(x, 6)).filter(lambda x: 1e-4 <= abs(x) and not x.is_integer())
+
+
+@settings(max_examples=500, deadline=None)
+@given(json_values(fast_floats | rounded_scores | safe_ints | any_text, low_keys))
+def test_orjson_prints_floats_of_the_fast_range_as_rfc8785_does(value: object) -> None:
+    assert orjson.dumps(value, option=orjson.OPT_SORT_KEYS) == rfc8785.dumps(value)
+
+
+@pytest.mark.parametrize("value", [1e-5, 9.99e-5, 1e-6, 2.5e-6, 1.5e-7, 1e15, 1.5e16, 1e21, 2.0, -0.0, 0.0, 1e300, 5e-324])
+def test_floats_outside_the_fast_range_still_encode_as_rfc8785(value: float) -> None:
+    assert canonical_json({"x": [value, 0.5]}) == rfc8785.dumps({"x": [value, 0.5]})
+
+
 def test_keys_sort_by_utf16_code_units_not_code_points() -> None:
     value = {"\ue000": 1, "\U0001f600": 2, "a": 3}
     # U+1F600 is the surrogate pair D83D DE00, which sorts before U+E000 in UTF-16.
