@@ -209,14 +209,19 @@ class ServingEngine:
             keep &= allowed[order]
         return order[keep][:k]
 
-    def serve(self, request: ServeRequest) -> ServedList:
+    def serve(self, request: ServeRequest, *, shadow_of: str | None = None) -> ServedList:
         """Serve one governed list (see the module docstring for the steps).
 
         A request that fails is reported to ``on_failure`` with its cause (the
         subject id scrubbed from the message) before the error propagates.
+
+        ``shadow_of``: this engine runs a shadow deployment and the request was
+        served by the decision of that id; the list is made and recorded the
+        same way (its record's context says ``served: false`` and names that
+        decision) and must not be shown (see :mod:`governance.shadow`).
         """
         try:
-            return self._serve(request)
+            return self._serve(request, shadow_of)
         except Exception as err:
             if self.on_failure is not None:
                 message = str(err).replace(str(request.subject_id), "<subject>") if request.subject_id else str(err)
@@ -233,7 +238,7 @@ class ServingEngine:
                     pass
             raise
 
-    def _serve(self, request: ServeRequest) -> ServedList:
+    def _serve(self, request: ServeRequest, shadow_of: str | None = None) -> ServedList:
         if not isinstance(request.k, int) or request.k < 1:
             raise ConfigError(f"The 'k' parameter of serve must be an int in the range [1, inf). Got {request.k!r} instead.")
         now = datetime.now(timezone.utc)
@@ -268,6 +273,8 @@ class ServingEngine:
             "slate": {"items": [str(self._item_ids[i]) for i in items], "scores": scores, "tags": tags},
             "context": {"consent": decision.reason[:500], "gpc": request.gpc, **{k_: v for k_, v in request.context.items() if k_ == "category"}},
         }
+        if shadow_of is not None:
+            record["context"] |= {"served": False, "shadow_of": shadow_of}
         if self.sink is not None:
             # The sink stores a pseudonym: given here, or computed from the raw id
             # inside the sink's own transaction (the raw id is never stored).
