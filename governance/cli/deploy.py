@@ -111,6 +111,39 @@ def status_command(database_url: DatabaseOpt = None, json_output: JsonOpt = Fals
     print_rows(rows)
 
 
+@deploy_app.command("shadows")
+def shadows_command(
+    model_version: Annotated[str | None, typer.Option("--model", help="Only this shadow version.", show_default=False)] = None,
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """How the shadow versions' recorded lists compare with the lists served for the same requests."""
+    from audits import open_store
+    from governance.shadow import compare_shadows
+
+    with user_errors():
+        store = open_store(database_url)
+        try:
+            report = compare_shadows(store, model_version)
+        finally:
+            store.close()
+    if json_output:
+        emit_json({"shadows": report})
+        return
+    if not report:
+        console.print("no shadow list is recorded" + (f" for {model_version}" if model_version else ""))
+        return
+    print_rows(
+        [
+            {"shadow": r["model_version"], "requests": r["requests"], "compared": r["compared"],
+             "top-k overlap": "" if r["overlap"] is None else f"{r['overlap']:.3f}",
+             "same first item": "" if r["same_first"] is None else f"{r['same_first']:.3f}",
+             "same mode": "" if r["same_mode"] is None else f"{r['same_mode']:.3f}"}
+            for r in report
+        ]
+    )  # fmt: skip
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``recgov deploy promote|rollback|status``."""
+    """Add ``recgov deploy promote|rollback|status|shadows``."""
     app.add_typer(deploy_app, name="deploy")

@@ -146,3 +146,20 @@ def test_nothing_in_production_and_bad_shares_are_clear_errors(db_url: str, tmp_
             DeployedServing(object(), canary_share=0.2)  # type: ignore[arg-type]
     finally:
         store.close()
+
+
+def test_the_shadows_command_reports_the_comparison(deployed) -> None:
+    store, _, candidate = deployed
+    empty = runner.invoke(cli, ["deploy", "shadows", "--database-url", str(store.engine.url.render_as_string(hide_password=False)), "--json"])
+    assert empty.exit_code == 0, empty.output
+    assert json.loads(empty.stdout) == {"shadows": []}
+    with open_deployed(store, load_pack(EU)) as serving:
+        for user in USERS[:10]:
+            serving.serve(ServeRequest(user, k=5, consent=GRANTED))
+    url = store.engine.url.render_as_string(hide_password=False)
+    done = runner.invoke(cli, ["deploy", "shadows", "--database-url", url, "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout) == {"shadows": compare_shadows(store)}
+    assert json.loads(done.stdout)["shadows"][0]["model_version"] == candidate
+    table = runner.invoke(cli, ["deploy", "shadows", "--database-url", url])
+    assert table.exit_code == 0 and candidate in table.stdout and "overlap" in table.stdout
