@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from governance.cli import api, audit, core, demo, deploy, policy, privacy, report, serve, store
+from governance.cli import api, audit, core, demo, deploy, harm, policy, privacy, report, serve, store
 
 __all__ = ["app", "main"]
 
@@ -19,7 +19,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for _group in (core, policy, audit, demo, serve, store, privacy, api, report, deploy):
+for _group in (core, policy, audit, demo, serve, store, privacy, api, report, deploy, harm):
     _group.register(app)
 
 

@@ -1,0 +1,185 @@
+"""``recgov harm``: harmful-content flags, user reports, escalation rules and the case workflow.
+
+What a trust-and-safety reviewer runs. ``evaluate --every SECONDS`` applies the
+pack's rules on a schedule (a long-running watcher, stopped with Ctrl-C or after
+``--times`` rounds), so that cases open without anyone asking.
+
+Exit codes: 0 done, 2 bad input (unknown case or pack, a move the workflow does
+not allow, a confidence outside 0..1).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from governance.cli._common import console, emit_json, fail, user_errors
+from governance.cli.core import DatabaseOpt, JsonOpt, print_rows
+from governance.cli.policy import load_or_fail
+
+__all__ = ["register"]
+
+harm_app = typer.Typer(help="Harmful content: flags, reports, escalation rules and cases.", no_args_is_help=True)
+PackOpt = Annotated[str, typer.Option("--pack", "-p", help="Policy pack whose harmful-content rules apply (file or shipped name).")]
+
+
+def _store(database_url: str | None):  # noqa: ANN202
+    from audits import open_store
+
+    return open_store(database_url)
+
+
+@harm_app.command("flag")
+def flag_command(
+    item: Annotated[str, typer.Argument(help="The item to flag.")],
+    category: Annotated[str, typer.Option("--category", help="Harm category, e.g. self_harm or violence.")],
+    confidence: Annotated[float, typer.Option("--confidence", help="How sure the source is, from 0 to 1.")],
+    source: Annotated[str, typer.Option("--source", help="metadata, api, model or report.")] = "api",
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Flag ITEM as possibly harmful (on the trail); 'evaluate' decides what the flag does."""
+    from audits.harm import flag_item
+
+    with user_errors():
+        store = _store(database_url)
+        try:
+            with store.session() as session:
+                row = flag_item(session, item_id=item, category=category, confidence=confidence, source=source)
+                result = {"flag_id": row.id, "item_id": row.item_id, "category": row.category, "confidence": row.confidence, "source": row.source}
+        finally:
+            store.close()
+    if json_output:
+        emit_json(result)
+        return
+    console.print(f"flag {result['flag_id']}: {item} {category} ({confidence:.2f}, {source})", highlight=False)
+
+
+@harm_app.command("report")
+def report_command(
+    item: Annotated[str, typer.Argument(help="The item reported.")],
+    reason: Annotated[str, typer.Option("--reason", help="What the user said (stored; no personal data, please).")],
+    reporter: Annotated[str | None, typer.Option("--reporter", help="The reporting user (stored only as a pseudonym).", show_default=False)] = None,
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Record a user's report of ITEM; enough reports open a case at the next 'evaluate'."""
+    from audits.harm import report_item
+
+    with user_errors():
+        store = _store(database_url)
+        try:
+            with store.session() as session:
+                row = report_item(session, item_id=item, reason=reason, reporter_id=reporter)
+                result = {"report_id": row.id, "item_id": row.item_id}
+        finally:
+            store.close()
+    if json_output:
+        emit_json(result)
+        return
+    console.print(f"report {result['report_id']} on {item} recorded", highlight=False)
+
+
+@harm_app.command("evaluate")
+def evaluate_command(
+    pack: PackOpt = "baseline",
+    every: Annotated[float | None, typer.Option("--every", min=1.0, help="Run again every SECONDS (a watcher; Ctrl-C stops it).", show_default=False)] = None,
+    times: Annotated[int | None, typer.Option("--times", min=1, help="With --every: stop after this many rounds.", show_default=False)] = None,
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Apply the pack's harmful-content rules to flags, reports and served lists; print the cases opened.
+
+    With --every, one line per round (one JSON document per round with --json).
+    """
+    from governance.escalation import evaluate_escalations
+
+    if times is not None and every is None:
+        raise fail("--times needs --every")
+    loaded = load_or_fail(pack, json_output=json_output)
+    rounds = 0
+    with user_errors():
+        store = _store(database_url)
+        try:
+            while True:
+                with store.session() as session:
+                    opened = evaluate_escalations(session, loaded.pack)
+                rounds += 1
+                at = datetime.now(UTC).isoformat(timespec="seconds")
+                if json_output:
+                    emit_json({"at": at, "round": rounds, "opened": opened, **loaded.stamp()})
+                elif opened:
+                    for case in opened:
+                        console.print(f"{at} case {case['case_id']} opened on {case['item_id']} ({case['rule']})", highlight=False)
+                else:
+                    console.print(f"{at} no new case", highlight=False)
+                if every is None or (times is not None and rounds >= times):
+                    break
+                time.sleep(every)
+        except KeyboardInterrupt:
+            console.print(f"stopped after {rounds} round(s)")
+        finally:
+            store.close()
+
+
+@harm_app.command("cases")
+def cases_command(
+    status: Annotated[str | None, typer.Option("--status", help="open, triaged, resolved or dismissed.", show_default=False)] = None,
+    overdue: Annotated[bool, typer.Option("--overdue", help="Only cases past their SLA now.")] = False,
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Escalation cases by due time."""
+    from audits.harm import list_cases
+
+    with user_errors():
+        store = _store(database_url)
+        try:
+            with store.session() as session:
+                cases = list_cases(session, status=status, overdue_at=datetime.now(UTC) if overdue else None)
+        finally:
+            store.close()
+    if json_output:
+        emit_json({"cases": cases})
+        return
+    if not cases:
+        console.print("no case")
+        return
+    print_rows(
+        [{"case": c["id"], "item": c["item_id"], "rule": c["rule_id"], "severity": c["severity"], "status": c["status"], "due": str(c["sla_due"])} for c in cases]
+    )
+
+
+@harm_app.command("case")
+def case_command(
+    case_id: Annotated[int, typer.Argument(help="The case to move.")],
+    to: Annotated[str, typer.Option("--to", help="triaged, resolved or dismissed.")],
+    action: Annotated[str | None, typer.Option("--action", help="block or unblock the case's item, now.", show_default=False)] = None,
+    note: Annotated[str | None, typer.Option("--note", help="The reviewer's note (the resolution, when closing).", show_default=False)] = None,
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Move a case through the workflow; a block or unblock takes effect at the next request."""
+    from audits._common import actor_name
+    from audits.harm import transition_case
+
+    with user_errors():
+        store = _store(database_url)
+        try:
+            with store.session() as session:
+                row = transition_case(session, case_id, status=to, action=action, note=note, actor=actor_name(None))
+                result = {"case_id": row.id, "item_id": row.item_id, "status": row.status, "action": action}
+        finally:
+            store.close()
+    if json_output:
+        emit_json(result)
+        return
+    console.print(f"case {case_id}: {to}" + (f", item {result['item_id']} {action}ed" if action else ""), highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``recgov harm flag|report|evaluate|cases|case``."""
+    app.add_typer(harm_app, name="harm")
