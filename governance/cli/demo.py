@@ -175,6 +175,8 @@ def demo_command(
             with store.snapshot() as connection:
                 trail = verify_trail(connection)
             summary["trail"] = {"intact": trail.intact, "head": checkpoint.seq, "checkpoint_key": checkpoint.key_id, "report": trail.to_dict()}
+            _step(show, "writing the regulator's lineage report (HTML) and its OpenLineage events")
+            summary["regulator_report"] = _regulator_report(store, summary["model_version"], out_dir)
             summary["database"] = store.url
         finally:
             store.close()
@@ -214,6 +216,24 @@ def demo_command(
     t = summary["trail"]
     console.print(f"[bold]trail[/]  {'intact' if t['intact'] else 'BROKEN'} up to event {t['head']}, checkpoint signed by key {t['checkpoint_key']}", highlight=False)
     console.print(f"[bold]store[/]  {summary['database']}", highlight=False)
+    r = summary["regulator_report"]
+    console.print(f"[bold]regulator report[/]  {r['html']}  (OpenLineage events: {r['openlineage']}; PDF: recgov report {summary['model_version']} --pdf FILE)", highlight=False, soft_wrap=True)
+
+
+def _regulator_report(store: Any, model_version: str, out_dir: Path) -> dict[str, str]:
+    """Write the lineage report of the demo's model (the EU pack in force) and its OpenLineage events."""
+    from governance.cli.policy import resolve_pack
+    from governance.policy import load_pack
+    from governance.report import collect, render_html
+    from governance.report.openlineage import openlineage_events, write_jsonl
+
+    with store.session() as session:
+        document = collect(session, model_version, load_pack(resolve_pack("eu-gdpr-dsa")))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    html = out_dir / f"report-{model_version}.html"
+    html.write_text(render_html(document), encoding="utf-8")
+    events = write_jsonl(openlineage_events(document), out_dir / f"openlineage-{model_version}.jsonl")
+    return {"html": str(html), "openlineage": str(events)}
 
 
 def register(app: typer.Typer) -> None:

@@ -40,3 +40,10 @@ def test_demo_runs_the_governed_path_end_to_end(recgov_home: Path) -> None:
     assert g["access_export"]["consent"] == 2 and g["access_export"]["decisions"] >= 2
     assert g["erasure"]["request"] == "completed" and g["erasure"]["shredded"] is True
     assert g["eu_audit"]["ndcg_plain"] is not None and g["eu_audit"]["exposure_gap_plain"] is not None
+    # it ends with the regulator's report: a self-contained page naming the model, and OpenLineage events
+    report = Path(doc["regulator_report"]["html"])
+    page = report.read_text(encoding="utf-8")
+    assert report.parent == recgov_home / "demo" and doc["model_version"] in page
+    assert "<script" not in page and "http://" not in page.replace("http://www.w3.org", "")
+    events = [json.loads(line) for line in Path(doc["regulator_report"]["openlineage"]).read_text().splitlines()]
+    assert {e["eventType"] for e in events} == {"START", "COMPLETE"}
