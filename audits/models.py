@@ -365,8 +365,8 @@ LAWFUL_BASES = ("consent", "legitimate_interest", "contract")
 CONSENT_SOURCES = ("api", "banner", "tcf", "gpc", "import")
 """Where a consent record came from."""
 
-REQUEST_KINDS = ("access", "erasure", "objection")
-"""Data subject requests (GDPR Art. 15, 17, 21)."""
+REQUEST_KINDS = ("access", "erasure", "objection", "retrain")
+"""Data subject requests (GDPR Art. 15, 17, 21), and the full retrain an erasure calls for (revision 0008)."""
 
 REQUEST_STATUSES = ("received", "in_progress", "completed", "failed")
 """A subject request's statuses; it moves received -> in_progress -> completed or failed."""
@@ -560,3 +560,83 @@ class FailedRequest(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JsonType)
     trail_seq: Mapped[int] = mapped_column(ForeignKey("trail_events.seq"))
 import audits.api_keys  # noqa: E402,F401  (revision 0005: register the api_keys table on Base.metadata)
+
+
+# -- suppression (revision 0008) -------------------------------------------------------------
+
+
+class Suppression(Base):
+    """What must stay true of a subject after erasure, keyed so that it survives crypto-shredding.
+
+    Shredding makes a new pseudonym for a returning subject, with no consent
+    history: an opt-out or objection would be forgotten, and the raw logs
+    recgov trains from would teach the subject to the next model again. A row
+    here is found by ``lookup``, a keyed hash of the raw subject id under the
+    installation key (a domain of its own, see :mod:`audits.suppression`), and
+    says which purposes stay denied and that events up to ``erased_at`` are
+    never learned again. Append-only (triggers refuse UPDATE and DELETE).
+    """
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lookup: Mapped[str] = mapped_column(String(HASH_LENGTH), index=True)
+    """HMAC-SHA256 of the subject id under the installation key (never the id itself)."""
+    denied: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    """Purpose -> ``{"status", "lawful_basis"}``: the opt-outs and objections in force at erasure, which stay."""
+    erased_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    """The subject's events up to this time are excluded from every later training run."""
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("subject_requests.id"))
+    """The erasure request that wrote the row."""
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=_now)
+    trail_seq: Mapped[int] = mapped_column(ForeignKey("trail_events.seq"))
+
+
+__all__ += ["Suppression"]
+
+
+# -- audit jobs (revision 0007) -----------------------------------------------------------------
+
+AUDIT_JOB_STATUSES = ("queued", "running", "succeeded", "failed")
+"""An audit job moves queued -> running -> succeeded or failed (a queued job may fail before it runs)."""
+
+
+class AuditJob(Base):
+    """An audit requested over the REST API and run in the background (see :mod:`audits.jobs`).
+
+    The status lives here, not in the serving process: a job outlives the
+    process that accepted it (a queued job starts again at the next startup).
+    ``request`` holds the pack reference, the DATA spec and the options as
+    asked; ``pack_hash`` the content hash of the pack when it was asked, so
+    that a pack changed in between is refused rather than audited unknowingly.
+    Each change of status is a trail event (``trail_seq`` names the latest).
+    """
+
+    __tablename__ = "audit_jobs"
+    __table_args__ = (_one_of("status", AUDIT_JOB_STATUSES), Index("ix_audit_jobs_created_at", "created_at"))
+
+    id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    """A random UUID: job ids are not guessable from one another."""
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    request: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    """The request as accepted: ``pack``, ``model_version``, ``data``, ``slates``, ``baseline``, ``shadow``."""
+    pack_hash: Mapped[str] = mapped_column(String(128))
+    model_version_id: Mapped[str | None] = mapped_column(ForeignKey("model_versions.version_id"), index=True)
+    requested_by: Mapped[str] = mapped_column(String(200))
+    """The trail actor of the key that asked (``key:<id>:<name>``)."""
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    runner: Mapped[str | None] = mapped_column(String(200))
+    """Which process runs or ran the job (``host:pid:token``), to tell a live job from an interrupted one."""
+    audit_run_id: Mapped[int | None] = mapped_column(ForeignKey("audit_runs.id"), index=True)
+    """The recorded audit, once the job has succeeded."""
+    gate: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    """The gate document (``recgov.gate/v1``) of the recorded audit, once the job has succeeded."""
+    error: Mapped[str | None] = mapped_column(Text)
+    """One line: why the job failed."""
+    trail_seq: Mapped[int] = mapped_column(ForeignKey("trail_events.seq"))
+    """The trail event of the latest change of status."""
+
+
+__all__ += ["AuditJob", "AUDIT_JOB_STATUSES"]

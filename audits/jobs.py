@@ -1,0 +1,178 @@
+"""Audit jobs in the store: audits asked for over the API, run in the background.
+
+A job moves ``queued -> running -> succeeded`` or ``failed`` (a queued job may
+also fail before it runs). Each change of status is written with its trail
+event in the caller's transaction, by the actor that asked for the audit:
+
+================================ ===============================================
+``audit_job.queued``             the request was accepted (objects: job, policy, model)
+``audit_job.started``            a runner claimed it
+``audit_job.succeeded``          the audit was recorded (objects: job, audit)
+``audit_job.failed``             it could not be completed (payload: the kind of cause)
+================================ ===============================================
+
+The cause's text stays in the job row (where the caller reads it), not in the
+trail: a loader's message may quote the data it refused.
+
+Claiming is atomic (``UPDATE ... WHERE status = 'queued'``), so two processes
+that both resume the same queued job never both run it.
+
+>>> with store.session() as session:                                  # doctest: +SKIP
+...     job = create_job(session, request={"pack": "baseline", "data": "synthetic"},
+...                      pack_hash=loaded.content_hash, requested_by="key:3:dpo")
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from audits.models import AUDIT_JOB_STATUSES, AuditJob
+from audits.trail import append_event
+from recommender.errors import ConfigError
+
+__all__ = [
+    "FINAL_STATUSES",
+    "MAX_ERROR_LENGTH",
+    "claim_job",
+    "create_job",
+    "fail_job",
+    "finish_job",
+    "get_job",
+    "list_jobs",
+    "one_line",
+    "recover_jobs",
+]
+
+FINAL_STATUSES = ("succeeded", "failed")
+"""Statuses a job never leaves."""
+MAX_ERROR_LENGTH = 1000
+"""A failure's cause is cut to its first line and at most this many characters."""
+INTERRUPTED = "interrupted: the process running the audit stopped before it finished; start a new audit"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _objects(job: AuditJob, **extra: Any) -> dict[str, Any]:
+    objects: dict[str, Any] = {"audit_job": job.id, "policy": str(job.request.get("pack"))}
+    if job.model_version_id:
+        objects["model"] = job.model_version_id
+    return {**objects, **extra}
+
+
+def _mark(session: Session, job: AuditJob, action: str, *, objects: dict[str, Any] | None = None, payload: dict[str, Any] | None = None) -> AuditJob:
+    event = append_event(session, actor=job.requested_by, action=action, objects=objects or _objects(job), payload=payload or {})
+    job.trail_seq = event.seq
+    session.flush()
+    return job
+
+
+def one_line(text: str) -> str:
+    """The first non-empty line of ``text``, cut to :data:`MAX_ERROR_LENGTH` characters."""
+    line = next((part.strip() for part in str(text).splitlines() if part.strip()), "") or "unknown cause"
+    return line if len(line) <= MAX_ERROR_LENGTH else line[: MAX_ERROR_LENGTH - 3] + "..."
+
+
+def create_job(
+    session: Session, *, request: dict[str, Any], pack_hash: str, requested_by: str, model_version: str | None = None
+) -> AuditJob:
+    """Record a queued job for ``request`` (JSON-ready), with its ``audit_job.queued`` event."""
+    job = AuditJob(
+        id=str(uuid.uuid4()),
+        status="queued",
+        request=request,
+        pack_hash=pack_hash,
+        model_version_id=model_version,
+        requested_by=requested_by,
+        created_at=_now(),
+        trail_seq=0,  # set below, once the event exists
+    )
+    event = append_event(session, actor=requested_by, action="audit_job.queued", objects=_objects(job), payload={"request": request, "pack_hash": pack_hash})
+    job.trail_seq = event.seq
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, job_id: str) -> AuditJob | None:
+    """The job ``job_id``, or None."""
+    return session.get(AuditJob, job_id)
+
+
+def _job(session: Session, job_id: str) -> AuditJob:
+    job = session.get(AuditJob, job_id, populate_existing=True)
+    if job is None:
+        raise ConfigError(f"no audit job {job_id!r} in the store")
+    return job
+
+
+def claim_job(session: Session, job_id: str, *, runner: str) -> AuditJob | None:
+    """Move ``job_id`` from queued to running for ``runner``; None when it is not queued (any more)."""
+    claimed = session.execute(
+        update(AuditJob)
+        .where(AuditJob.id == job_id, AuditJob.status == "queued")
+        .values(status="running", started_at=_now(), runner=runner)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:
+        return None
+    job = _job(session, job_id)
+    return _mark(session, job, "audit_job.started", payload={"runner": runner})
+
+
+def finish_job(session: Session, job_id: str, *, audit_run_id: int, gate: dict[str, Any]) -> AuditJob:
+    """Move a running job to succeeded: it names its recorded audit and keeps the gate document."""
+    job = _job(session, job_id)
+    if job.status != "running":
+        raise ConfigError(f"audit job {job_id} is {job.status}, not running; only a running job can succeed")
+    job.status, job.finished_at, job.audit_run_id, job.gate = "succeeded", _now(), audit_run_id, gate
+    decision = gate.get("decision") or {}
+    payload = {"passed": decision.get("passed"), "enforced": decision.get("enforced")}
+    return _mark(session, job, "audit_job.succeeded", objects=_objects(job, audit=audit_run_id), payload=payload)
+
+
+def fail_job(session: Session, job_id: str, *, error: str, kind: str) -> AuditJob:
+    """Move a queued or running job to failed with its one-line cause (``kind`` names the cause's class)."""
+    job = _job(session, job_id)
+    if job.status in FINAL_STATUSES:
+        raise ConfigError(f"audit job {job_id} is {job.status} already; a finished job does not change")
+    job.status, job.finished_at, job.error = "failed", _now(), one_line(error)
+    return _mark(session, job, "audit_job.failed", payload={"cause": kind})
+
+
+def list_jobs(session: Session, *, status: str | None = None, limit: int = 20, offset: int = 0) -> tuple[list[AuditJob], int]:
+    """Jobs, newest first, and how many there are in all (with ``status``, only those)."""
+    if status is not None and status not in AUDIT_JOB_STATUSES:
+        raise ConfigError(f"status must be one of {', '.join(AUDIT_JOB_STATUSES)}; got {status!r}")
+    if not 1 <= limit <= 1000 or offset < 0:
+        raise ConfigError(f"limit must be in [1, 1000] and offset at least 0; got limit={limit}, offset={offset}")
+    query = select(AuditJob)
+    count = select(func.count()).select_from(AuditJob)
+    if status is not None:
+        query = query.where(AuditJob.status == status)
+        count = count.where(AuditJob.status == status)
+    rows = session.scalars(query.order_by(AuditJob.created_at.desc(), AuditJob.id).limit(limit).offset(offset))
+    return list(rows), int(session.scalar(count) or 0)
+
+
+def recover_jobs(session: Session, *, is_alive: Callable[[str], bool]) -> tuple[list[str], list[str]]:
+    """After a restart: fail the running jobs whose runner is gone, and list the queued ones to start.
+
+    ``is_alive(runner)`` says whether the process named ``runner`` may still be
+    running the job (a runner on another host cannot be checked: say True).
+    Returns ``(queued job ids, oldest first; ids of the jobs failed as interrupted)``.
+    """
+    interrupted = []
+    for job in session.scalars(select(AuditJob).where(AuditJob.status == "running").order_by(AuditJob.created_at)):
+        if not is_alive(job.runner or ""):
+            fail_job(session, job.id, error=INTERRUPTED, kind="interrupted")
+            interrupted.append(job.id)
+    queued = list(session.scalars(select(AuditJob.id).where(AuditJob.status == "queued").order_by(AuditJob.created_at)))
+    return queued, interrupted
