@@ -1,0 +1,472 @@
+"""``/v1/audits``: start an audit (auditor), poll it, read its results, evidence and gate (viewer).
+
+* ``POST /v1/audits`` answers ``202 Accepted`` at once with the job id and a
+  ``Location: /v1/audits/{id}``; the audit runs in the background, on a
+  bounded pool of threads (:class:`AuditRunner`) owned by the app.
+* ``GET /v1/audits/{id}`` gives the status (``queued``, ``running``,
+  ``succeeded``, ``failed``); once succeeded, every rule's result with its
+  evidence, read back from ``audit_results``, and the gate decision; once
+  failed, the one-line cause. A failure is a status to read, never a 500.
+* ``GET /v1/audits/{id}/gate`` gives the gate document (``recgov.gate/v1``,
+  the shape of ``gate.json``); 409 while the job has none.
+* ``GET /v1/audits?status=&limit=&offset=`` lists jobs, newest first.
+
+The status lives in SQL (:mod:`audits.jobs`): at startup the runner fails the
+jobs a stopped process left running and starts the queued ones again; at
+shutdown it lets running audits finish and leaves queued ones for next time.
+
+Files named in a request (``data``, ``slates``, ``baseline``) are read only
+from ``$RECGOV_HOME/data``: a loader's error quotes the file it refuses, and an
+auditor's key must not be a way to read the server's other files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from audits import jobs as job_store
+from audits.db import Store
+from audits.models import AuditJob, AuditResult, AuditRun, ModelVersion
+from audits.results import results_digest
+from governance import audit as audit_runner
+from governance.api import packs as pack_store
+from governance.api.deps import Auditor, SessionDep, SettingsDep, Viewer
+from governance.api.errors import Problem, problems
+from governance.api.keys import actor_of
+from governance.api.routes._audit import record_call
+from governance.api.settings import ApiSettings
+from governance.gate import GateDecision, GateDocument
+from recommender.errors import ConfigError, DataError, RecgovError
+from recommender.loaders import load_data
+
+__all__ = ["AuditCreate", "AuditRunner", "router"]
+
+log = logging.getLogger("recgov.api.audits")
+
+router = APIRouter(prefix="/v1/audits", tags=["audits"], responses=problems(401, 500))
+
+MAX_CONCURRENT_AUDITS = 2
+"""Audits run at most this many at a time per process; more wait in the queue."""
+SYNTHETIC = "synthetic"
+POLL_AFTER_S = "2"
+"""``Retry-After`` of answers about a job still queued or running."""
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]+$"
+"""Names, versions and paths are printable text (PostgreSQL refuses NUL in text; paths refuse it too)."""
+_LIVE_RUNNERS: set[str] = set()
+"""The runner ids of this process's live :class:`AuditRunner` instances."""
+
+
+# -- bodies ------------------------------------------------------------------------------
+
+
+class AuditCreate(BaseModel):
+    """What to audit: a pack, the data, and a recorded model version (or logged slates)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"pack": "baseline", "model_version": "als-75b761bdc3941eead4d61bf7", "data": "synthetic:n_users=300,seed=4"},
+                {"pack": "eu-gdpr-dsa", "model_version": "als-75b761bdc3941eead4d61bf7", "data": "events/2026-11.csv", "shadow": True},
+            ]
+        },
+    )
+
+    pack: str = Field(min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS, description="A shipped pack name, or a stored pack as NAME@VERSION.")
+    data: str = Field(
+        min_length=1,
+        max_length=1000,
+        pattern=NO_CONTROL_CHARACTERS,
+        description="DATA spec, as for 'recgov audit': synthetic[:name=value,...], or a MovieLens-100K folder or "
+        "a .csv/.parquet event log under $RECGOV_HOME/data (a relative path is taken from there).",
+    )
+    model_version: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        pattern=NO_CONTROL_CHARACTERS,
+        description="Audit this recorded model version (its parameters are refitted on a split of the data for the "
+        "offline figures). Without it, the data alone is audited and the model checks are skipped.",
+    )
+    slates: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1000,
+        pattern=NO_CONTROL_CHARACTERS,
+        description="Audit logged slates instead of a model: a slate log (CSV user_id,item_id[,rank] or JSON lines) "
+        "under $RECGOV_HOME/data.",
+    )
+    baseline: str | None = Field(None, min_length=1, max_length=1000, pattern=NO_CONTROL_CHARACTERS, description="Baseline DATA for the drift checks.")
+    shadow: bool = Field(False, description="Evaluate and record without enforcing: the gate passes and keeps its reasons.")
+
+    @model_validator(mode="after")
+    def _model_or_slates(self) -> AuditCreate:
+        if self.model_version is not None and self.slates is not None:
+            raise ValueError("give model_version or slates, not both: a slate audit has no model artifact")
+        return self
+
+
+class RuleOutcome(BaseModel):
+    """One rule's recorded result and the evidence behind it."""
+
+    rule_id: str
+    section: str
+    check: str
+    severity: str
+    status: Literal["pass", "warn", "fail", "error", "skipped"]
+    message: str
+    value: float | str | bool | None = None
+    threshold: float | str | None = None
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    legal_reference: str | None = None
+    line: int | None = Field(None, description="The rule's line in the pack file.")
+
+
+class AuditJobPublic(BaseModel):
+    """An audit job and where it stands."""
+
+    id: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    request: dict[str, Any] = Field(description="The request as accepted.")
+    pack_hash: str = Field(description="Content hash of the pack when the audit was asked for.")
+    requested_by: str = Field(description="The key that asked, as the trail names it (key:<id>:<name>).")
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    audit_id: int | None = Field(None, description="The recorded audit run, once succeeded.")
+    error: str | None = Field(None, description="Why the job failed, in one line.")
+    links: dict[str, str]
+
+
+class AuditJobDetail(AuditJobPublic):
+    """A job; once succeeded, its results with their evidence and the gate decision."""
+
+    verdict: Literal["pass", "fail", "error", "shadow"] | None = None
+    decision: GateDecision | None = None
+    counts: dict[str, int] | None = None
+    results: list[RuleOutcome] | None = None
+
+
+class AuditJobList(BaseModel):
+    """A page of audit jobs, newest first."""
+
+    jobs: list[AuditJobPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+# -- the runner ----------------------------------------------------------------------------
+
+
+def _runner_alive(runner: str) -> bool:
+    """Whether the process named ``runner`` (``host:pid:token``) may still be running its job.
+
+    A runner on another host cannot be checked from here: it counts as alive.
+    """
+    host, _, rest = runner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname():
+        return bool(host)
+    if not pid_text.isdigit():
+        return False
+    if int(pid_text) == os.getpid():
+        return runner in _LIVE_RUNNERS
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def failure_cause(err: BaseException, *, expose: bool = False) -> str:
+    """One line saying why an audit failed: recgov's own message, or the kind of an unexpected error."""
+    if isinstance(err, (RecgovError, pack_store.PackNotFound)):
+        return job_store.one_line(str(err))
+    detail = f": {err}" if expose else "; it has been logged"
+    return job_store.one_line(f"internal error ({type(err).__name__}){detail}")
+
+
+class AuditRunner:
+    """Runs audit jobs on a bounded pool of threads; the job's status is kept in the store.
+
+    Created in the app's lifespan (:meth:`start`), stopped at shutdown
+    (:meth:`shutdown`). Each job opens its own transactions on the store: the
+    claim, the audit (recorded by :func:`governance.audit.run_audit`) and the
+    final status.
+    """
+
+    def __init__(self, store: Store, settings: ApiSettings, *, max_workers: int = MAX_CONCURRENT_AUDITS) -> None:
+        self.store = store
+        self.settings = settings
+        self.runner_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="recgov-audit")
+
+    def start(self) -> list[str]:
+        """Fail the jobs a stopped process left running, start the queued ones; return the ids started."""
+        _LIVE_RUNNERS.add(self.runner_id)
+        with self.store.session() as session:
+            queued, interrupted = job_store.recover_jobs(session, is_alive=_runner_alive)
+        if interrupted:
+            log.warning("audit jobs interrupted by a stop, now failed: %s", ", ".join(interrupted))
+        for job_id in queued:
+            self.submit(job_id)
+        return queued
+
+    def submit(self, job_id: str) -> bool:
+        """Queue ``job_id`` to run; False when the runner is shutting down (the job stays queued in the store)."""
+        try:
+            self._executor.submit(self._run, job_id)
+        except RuntimeError:  # "cannot schedule new futures after shutdown"
+            return False
+        return True
+
+    def shutdown(self) -> None:
+        """Stop: queued jobs not yet started stay queued in the store; running audits finish and are recorded."""
+        _LIVE_RUNNERS.discard(self.runner_id)
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def _run(self, job_id: str) -> None:
+        """Claim, audit, record; any failure ends the job ``failed`` with its cause."""
+        try:
+            with self.store.session() as session:
+                job = job_store.claim_job(session, job_id, runner=self.runner_id)
+                if job is None:
+                    return  # another runner has it, or it is finished
+                request, pack_hash, actor = dict(job.request), job.pack_hash, job.requested_by
+            outcome = self._audit(job_id, request, pack_hash, actor)
+            with self.store.session() as session:
+                job_store.finish_job(session, job_id, audit_run_id=outcome.audit_id, gate=outcome.document.model_dump(mode="json"))
+        except Exception as err:  # every failure becomes the job's status, never an escaping error
+            expected = isinstance(err, (RecgovError, pack_store.PackNotFound))
+            if not expected:
+                log.exception("audit job %s crashed", job_id)
+            cause = failure_cause(err, expose=self.settings.api_expose_errors)
+            try:
+                with self.store.session() as session:
+                    job_store.fail_job(session, job_id, error=cause, kind=type(err).__name__)
+            except Exception:  # the store itself is failing: the job is failed as interrupted at the next start
+                log.exception("could not record the failure of audit job %s", job_id)
+
+    def _audit(self, job_id: str, request: dict[str, Any], pack_hash: str, actor: str) -> audit_runner.AuditOutcome:
+        """Load the pack (as it was when asked for) and the data, then run and record the audit as the CLI does."""
+        loaded = pack_store.load_ref(self.settings.packs_dir, request["pack"])
+        if loaded.content_hash != pack_hash:
+            raise ConfigError(
+                f"pack {request['pack']!r} has changed since the audit was asked for (hash {pack_hash[:12]}... then, "
+                f"{loaded.content_hash[:12]}... now); start a new audit"
+            )
+        data_dir = self.settings.home / "data"
+        dataset = load_data(resolve_input(request["data"], data_dir))
+        baseline = load_data(resolve_input(request["baseline"], data_dir)) if request.get("baseline") else None
+        out_dir = self.settings.home / "audits" / job_id
+        if request.get("slates"):
+            slates = Path(resolve_input(request["slates"], data_dir))
+            return audit_runner.run_slate_audit(
+                loaded, dataset, slates, store=self.store, out_dir=out_dir, baseline=baseline, shadow=request["shadow"], actor=actor
+            )
+        return audit_runner.run_audit(
+            loaded, dataset, store=self.store, out_dir=out_dir, models_dir=self.settings.home / "models",
+            model_version=request.get("model_version"), train=False, baseline=baseline, shadow=request["shadow"], actor=actor,
+        )  # fmt: skip
+
+
+def resolve_input(spec: str, data_dir: Path) -> str:
+    """``spec`` as the loader takes it: a synthetic spec unchanged, a file as its path under ``data_dir``.
+
+    Raises
+    ------
+    DataError
+        The file is outside ``data_dir`` or does not exist (the message says which).
+    """
+    if spec == SYNTHETIC or spec.startswith(SYNTHETIC + ":"):
+        return spec
+    root = data_dir.resolve()
+    try:
+        path = (root / spec).resolve()
+        inside = path.is_relative_to(root)
+        found = inside and path.exists()
+    except OSError as err:  # a name too long for the file system, say
+        raise DataError(f"{spec!r} is not a usable path: {err.strerror or err}") from None
+    if not inside:
+        raise DataError(f"{spec!r} is outside $RECGOV_HOME/data ({data_dir}); the API reads files only from there (or use synthetic:...)")
+    if not found:
+        raise DataError(f"{spec!r}: no such file or folder under $RECGOV_HOME/data ({data_dir})")
+    return str(path)
+
+
+def get_runner(request: Request) -> AuditRunner:
+    """The runner the app started in its lifespan."""
+    return request.app.state.audit_runner
+
+
+RunnerDep = Annotated[AuditRunner, Depends(get_runner)]
+
+
+# -- routes --------------------------------------------------------------------------------
+
+
+def _public(job: AuditJob) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "status": job.status,
+        "request": job.request,
+        "pack_hash": job.pack_hash,
+        "requested_by": job.requested_by,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "audit_id": job.audit_run_id,
+        "error": job.error,
+        "links": {"self": f"/v1/audits/{job.id}", "gate": f"/v1/audits/{job.id}/gate"},
+    }
+
+
+def _outcome(row: AuditResult) -> dict[str, Any]:
+    """A recorded result as the API shows it (the names of the gate document's results)."""
+    return {
+        "rule_id": row.rule_id,
+        "section": row.section,
+        "check": row.check_name,
+        "severity": row.severity,
+        "status": row.status,
+        "message": row.message,
+        "value": row.value,
+        "threshold": row.threshold,
+        "evidence": row.evidence or {},
+        "legal_reference": row.legal_reference,
+        "line": row.pack_line,
+    }
+
+
+def _found(session: Session, job_id: UUID) -> AuditJob:
+    job = job_store.get_job(session, str(job_id))
+    if job is None:
+        raise Problem(404, f"no audit job {job_id} in the store; see GET /v1/audits")
+    return job
+
+
+_ACCEPTED = {
+    202: {
+        "description": "The audit is queued; poll the job at its Location.",
+        "headers": {"Location": {"description": "The job: /v1/audits/{id}.", "schema": {"type": "string"}}},
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=AuditJobPublic,
+    responses={**_ACCEPTED, **problems(403, 404, 422)},
+    summary="Start an audit in the background; poll the job at its Location (auditor)",
+)
+def start_audit(body: AuditCreate, response: Response, session: SessionDep, settings: SettingsDep, runner: RunnerDep, key: Auditor) -> dict[str, Any]:
+    """404 for an unknown pack or model version; 422 for an invalid body or a file outside ``$RECGOV_HOME/data``."""
+    try:
+        loaded = pack_store.load_ref(settings.packs_dir, body.pack)
+    except pack_store.PackNotFound as err:
+        raise Problem(404, str(err)) from None
+    if body.model_version is not None and session.get(ModelVersion, body.model_version) is None:
+        raise Problem(404, f"model version {body.model_version!r} is not in the store; train one with 'recgov train'")
+    errors = []
+    for field in ("data", "slates", "baseline"):
+        spec = getattr(body, field)
+        if spec is None:
+            continue
+        try:
+            resolve_input(spec, settings.home / "data")
+        except DataError as err:
+            errors.append({"location": "body", "field": field, "message": str(err), "type": "value_error"})
+    if errors:
+        raise Problem(422, f"the request is invalid: {', '.join('body.' + e['field'] for e in errors)}", errors=errors)
+    request = body.model_dump(mode="json")
+    job = job_store.create_job(session, request=request, pack_hash=loaded.content_hash, requested_by=actor_of(key), model_version=body.model_version)
+    record_call(session, key, "audits.create", objects={"audit_job": job.id, "policy": body.pack}, payload={"request": request, **loaded.stamp()})
+    runner.submit(job.id)  # a runner shutting down leaves it queued: it starts at the next startup
+    response.headers["Location"] = f"/v1/audits/{job.id}"
+    return _public(job)
+
+
+@router.get("", response_model=AuditJobList, responses=problems(403, 422), summary="Audit jobs, newest first (viewer)")
+def list_audits(
+    session: SessionDep,
+    key: Viewer,
+    status: Literal["queued", "running", "succeeded", "failed"] | None = Query(None, description="Only jobs with this status."),
+    limit: int = Query(20, ge=1, le=100, description="Jobs per page."),
+    offset: int = Query(0, ge=0, le=1_000_000, description="Jobs to skip."),
+) -> dict[str, Any]:
+    rows, total = job_store.list_jobs(session, status=status, limit=limit, offset=offset)
+    page = [_public(job) for job in rows]
+    session.rollback()
+    return {"jobs": page, "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/{job_id}", response_model=AuditJobDetail, responses=problems(403, 404, 422), summary="An audit job; once done, its results, evidence and gate decision (viewer)")
+def get_audit(job_id: UUID, response: Response, session: SessionDep, key: Viewer) -> dict[str, Any]:
+    job = _found(session, job_id)
+    out = _public(job)
+    if job.status in ("queued", "running"):
+        response.headers["Retry-After"] = POLL_AFTER_S
+    if job.status == "succeeded" and job.audit_run_id is not None:
+        run = session.get(AuditRun, job.audit_run_id)
+        rows = session.scalars(select(AuditResult).where(AuditResult.audit_run_id == job.audit_run_id).order_by(AuditResult.id))
+        out["results"] = [_outcome(r) for r in rows]
+        out["verdict"] = run.verdict if run else None
+        out["decision"] = (job.gate or {}).get("decision")
+        out["counts"] = (job.gate or {}).get("counts")
+    session.rollback()
+    return out
+
+
+@router.get(
+    "/{job_id}/gate",
+    response_model=GateDocument,
+    responses=problems(403, 404, 409, 422),
+    summary="The gate document of a finished audit (recgov.gate/v1, as gate.json) (viewer)",
+)
+def get_gate(job_id: UUID, session: SessionDep, key: Viewer) -> dict[str, Any]:
+    """409 while the job is queued or running (poll again), or when it failed (its cause in ``errors``)."""
+    job = _found(session, job_id)
+    if job.status != "succeeded" or job.gate is None:
+        session.rollback()
+        pending = job.status in ("queued", "running")
+        detail = (
+            f"audit job {job.id} is {job.status}: it has no gate decision yet; poll GET /v1/audits/{job.id} until it has succeeded"
+            if pending
+            else f"audit job {job.id} is {job.status}: it has no gate decision ({job.error}); start a new audit"
+        )
+        raise Problem(
+            409,
+            detail,
+            kind="audit-not-finished",
+            errors=[{"status": job.status, "error": job.error}],
+            headers={"Retry-After": POLL_AFTER_S} if pending else None,
+        )
+    run = session.get(AuditRun, job.audit_run_id)
+    expected = ((run.summary or {}) if run else {}).get("results_sha256")
+    gate = job.gate
+    session.rollback()
+    if expected is not None and results_digest(gate.get("results") or []) != expected:
+        raise Problem(
+            409,
+            f"the gate document of audit job {job.id} no longer matches the results recorded for audit {job.audit_run_id}; "
+            "run 'recgov trail verify' and start a new audit",
+            kind="gate-mismatch",
+        )
+    return gate
