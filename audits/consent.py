@@ -24,11 +24,11 @@ pseudonym that nothing links to the person any more, and a later
 * the rows carry no raw id (evidence is checked for it), so once the secret is
   gone they are unlinkable.
 
-A consequence to handle in the erasure workflow: a shredded subject who comes
-back starts with no records, so an earlier opt-out or objection no longer
-applies to an ``opt_out`` purpose. Record the restrictions again under the new
-pseudonym if they must survive the erasure (a suppression record), or rely on
-fresh signals (GPC) at the next request.
+A shredded subject who comes back starts with no records, so an earlier
+opt-out or objection would no longer apply to an ``opt_out`` purpose. The
+erasure workflow therefore writes a suppression record (:mod:`audits.suppression`),
+found by a keyed hash of the raw id rather than by pseudonym, and
+:func:`consent_history` returns its restrictions beside the records.
 
 Reading
 -------
@@ -54,8 +54,10 @@ from audits.models import (
     CONSENT_STATUSES,
     LAWFUL_BASES,
     ConsentRecordRow,
+    SubjectSecret,
 )
-from audits.subjects import pseudonym
+from audits.subjects import _installation_key, _lookup, _pseudonym, _subject_bytes, pseudonym
+from audits.suppression import suppression_records
 from audits.trail import append_event, format_time
 
 __all__ = [
@@ -162,20 +164,34 @@ def _order_key(record: dict[str, Any]) -> tuple[datetime, int, int]:
     return (record["recorded_at"], CONSENT_RESTRICTIVENESS[record["status"]], record["id"])
 
 
-def consent_history(session: Session, subject_id: str | int) -> list[dict[str, Any]]:
+def consent_history(
+    session: Session, subject_id: str | int, *, include_suppressions: bool = True
+) -> list[dict[str, Any]]:
     """Every consent record of the subject, oldest first (ties: least restrictive first).
 
     Each record is a dict: ``id``, ``purpose``, ``status``, ``lawful_basis``,
     ``source``, ``evidence``, ``jurisdiction``, ``recorded_at`` (aware UTC
     datetime) and ``trail_seq``; the fields of
     :class:`governance.consent.state.ConsentRecord` (``time`` is ``recorded_at``).
-    A subject never seen, or shredded, has an empty history.
+
+    With ``include_suppressions`` (default), the restrictions an erasure kept
+    (opt-outs, objections, refusals, withdrawals; :mod:`audits.suppression`) come too, as records at the
+    erasure time with ``id`` 0 and source ``import``: this is the history
+    serving decides on, so a suppressed subject who comes back under a new
+    pseudonym is still not profiled for those purposes, until they record a
+    later grant. A subject never seen, or shredded, has only those.
     """
-    who = lookup_pseudonyms(session, [subject_id])[subject_id]
-    if who is None:
-        return []
+    key = _installation_key(session)  # checked against the store once, for both lookups
+    raw = _subject_bytes(subject_id)
+    suppressed = suppression_records(session, subject_id, key=key) if include_suppressions else []
+    secret = session.execute(
+        select(SubjectSecret.secret).where(SubjectSecret.lookup == _lookup(key, raw))
+    ).scalar_one_or_none()
+    if secret is None:
+        return sorted(suppressed, key=_order_key)
+    who = _pseudonym(secret, raw)
     rows = session.scalars(select(ConsentRecordRow).where(ConsentRecordRow.subject == who)).all()
-    return sorted((_as_dict(row) for row in rows), key=_order_key)
+    return sorted([*(_as_dict(row) for row in rows), *suppressed], key=_order_key)
 
 
 def effective_consent(session: Session, subject_id: str | int) -> dict[str, dict[str, Any]]:

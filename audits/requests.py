@@ -1,4 +1,4 @@
-"""Data subject requests (access, erasure, objection) and their deadlines.
+"""Data subject requests (access, erasure, objection), the retrains erasures call for, and their deadlines.
 
 A request moves ``received -> in_progress -> completed`` or ``failed``; the last
 two are final. Each change appends a trail event (``subject_request.opened``,
@@ -9,12 +9,16 @@ shreds the subject (:func:`audits.shred_subject`) can still be completed: the
 request keeps its (now unlinkable) pseudonym.
 
 The deadline is ``requested_at`` plus the days the caller's policy pack gives
-(one month under GDPR Art. 12(3), 45 days under CCPA §1798.130).
+(``consent.requests``: one month under GDPR Art. 12(3), 45 days under CCPA
+§1798.130). A ``retrain`` request is opened by an erasure for the model versions
+trained on the erased subject's data, under the same (now unlinkable)
+pseudonym; it is completed when a full retrain without the subject replaces them.
 
 Example
 -------
 >>> with store.session() as session:                                     # doctest: +SKIP
-...     req = open_request(session, subject_id="user-42", kind="erasure", deadline_days=30)
+...     days = pack.consent.requests.days_for("erasure")
+...     req = open_request(session, subject_id="user-42", kind="erasure", deadline_days=days)
 >>> with store.session() as session:                                     # doctest: +SKIP
 ...     update_request(session, req.id, status="in_progress", actor="dpo")
 ...     update_request(session, req.id, status="completed", actor="dpo",
@@ -66,12 +70,15 @@ def open_request(
     kind: str,
     deadline_days: int,
     requested_at: datetime | None = None,
+    details: Mapping[str, Any] | None = None,
     actor: str | None = None,
 ) -> SubjectRequest:
-    """Open a request of ``kind`` (access, erasure, objection) for ``subject_id`` (stored as its pseudonym).
+    """Open a request of ``kind`` (access, erasure, objection, retrain) for ``subject_id`` (stored as its pseudonym).
 
     ``deadline_days`` comes from the policy pack: the deadline is ``requested_at``
-    (default now) plus that many days.
+    (default now) plus that many days. ``details`` (a JSON object; never a raw
+    id), what the request is about from the start (a retrain's model versions,
+    the erasure it follows), is stored as its ``result`` and in the trail event.
     """
     kind = one_of(kind, REQUEST_KINDS, "kind")
     if (
@@ -81,6 +88,7 @@ def open_request(
     ):
         raise ConfigError(f"deadline_days must be an integer from 1 to {MAX_DEADLINE_DAYS}; got {deadline_days!r}")
     requested_at = aware(requested_at, "requested_at", not_after_now=True)
+    plain = None if details is None else json_object(details, "details", subject_ids=[subject_id])
     deadline = requested_at + timedelta(days=deadline_days)
     who = pseudonym(session, subject_id)
     event = append_event(
@@ -93,10 +101,17 @@ def open_request(
             "requested_at": format_time(requested_at),
             "deadline": format_time(deadline),
             "deadline_days": deadline_days,
+            **({"details": plain} if plain is not None else {}),
         },
     )
     row = SubjectRequest(
-        kind=kind, subject=who, status="received", requested_at=requested_at, deadline=deadline, trail_seq=event.seq
+        kind=kind,
+        subject=who,
+        status="received",
+        requested_at=requested_at,
+        deadline=deadline,
+        result=plain,
+        trail_seq=event.seq,
     )
     session.add(row)
     session.flush()
@@ -175,13 +190,16 @@ def list_requests(
     kind: str | None = None,
     status: str | None = None,
     overdue_at: datetime | None = None,
+    open_only: bool = False,
 ) -> list[dict[str, Any]]:
     """Requests, oldest first, as dicts (datetimes aware UTC; ``subject`` is the pseudonym).
 
     ``overdue_at``: only requests still open (received or in progress) whose
-    deadline is before that moment.
+    deadline is before that moment. ``open_only``: only requests still open.
     """
     query = select(SubjectRequest).order_by(SubjectRequest.requested_at, SubjectRequest.id)
+    if open_only:
+        query = query.where(SubjectRequest.status.in_(OPEN_REQUEST_STATUSES))
     if kind is not None:
         query = query.where(SubjectRequest.kind == one_of(kind, REQUEST_KINDS, "kind"))
     if status is not None:

@@ -106,7 +106,7 @@ class PrivacyFacts(_Facts):
     model_trained: bool = False
     """Whether the audit concerns a trained model (the filter facts are meaningful)."""
     overdue_requests: dict[str, int] | None = None
-    """Subject requests past their deadline, by kind (``erasure``, ``access``, ``objection``)."""
+    """Subject requests past their deadline, by kind (``erasure``, ``access``, ``objection``, ``retrain``)."""
 
 
 Interval = tuple[float | None, float | None]

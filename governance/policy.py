@@ -146,6 +146,38 @@ class ConsentPurpose(_Strict):
     legal_reference: str | None = None
 
 
+MAX_REQUEST_DAYS = 366
+"""The longest deadline a pack may set for a subject request (the store refuses longer ones)."""
+
+
+class RequestDeadlines(_Strict):
+    """Days to answer each kind of subject request, counted from its receipt.
+
+    The defaults are GDPR Art. 12(3)'s one month, read as 30 days; CCPA
+    §1798.130(a)(2)(A) allows 45. A request's deadline is fixed when it is
+    opened, so changing the pack moves only the deadlines of later requests.
+    """
+
+    access_days: int = Field(30, strict=True, ge=1, le=MAX_REQUEST_DAYS)
+    """Days to answer an access request (GDPR Art. 15; CCPA §1798.110)."""
+    erasure_days: int = Field(30, strict=True, ge=1, le=MAX_REQUEST_DAYS)
+    """Days to answer an erasure request (GDPR Art. 17; CCPA §1798.105)."""
+    objection_days: int = Field(30, strict=True, ge=1, le=MAX_REQUEST_DAYS)
+    """Days to act on an objection to profiling (GDPR Art. 21)."""
+    retrain_days: int = Field(30, strict=True, ge=1, le=MAX_REQUEST_DAYS)
+    """Days, from an erasure, to replace every model trained on the erased subject's data by a
+    full retrain without them (fast unlearning only approximates one)."""
+    legal_reference: str | None = "GDPR Art. 12(3)"
+    """The provision the deadlines implement, quoted with every request they set."""
+
+    def days_for(self, kind: str) -> int:
+        """The deadline in days for a request of ``kind`` (access, erasure, objection, retrain)."""
+        try:
+            return int(getattr(self, f"{kind}_days"))
+        except AttributeError:
+            raise ValueError(f"no deadline for request kind {kind!r}; kinds: access, erasure, objection, retrain") from None
+
+
 class ConsentSection(_Section):
     """Who may be profiled, for which purpose (GDPR Art. 6, 7, 21; CCPA §1798.120)."""
 
@@ -155,6 +187,8 @@ class ConsentSection(_Section):
     purposes: dict[str, ConsentPurpose] = Field(default_factory=dict)
     honour_gpc: bool = True
     """Treat ``Sec-GPC: 1`` as an opt-out of sale/sharing (CCPA regs §7025)."""
+    requests: RequestDeadlines = Field(default_factory=RequestDeadlines)
+    """Deadlines of subject requests (access, erasure, objection) and of the full retrain an erasure calls for."""
 
 
 class FairnessSection(_Section):

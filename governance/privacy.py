@@ -22,15 +22,26 @@ it); nothing here writes a raw subject id to a table, a trail payload, a request
 result or an exception message. The one place a raw id appears is the access
 export, which goes to the subject who asked.
 
-Deadlines: the pack schema has no field for subject-request deadlines, so every
-request gets :data:`REQUEST_DEADLINE_DAYS` (30 days, within GDPR Art. 12(3)'s one
-month and CCPA §1798.130's 45 days).
+* :func:`pending_retrains` and :func:`run_retrains` -- the full retrain an
+  erasure calls for: fast unlearning approximates a model without the subject;
+  a retrain without them replaces every model version trained on their data
+  within the pack's ``consent.requests.retrain_days``.
+
+Deadlines come from the pack's ``consent.requests`` section (defaults: GDPR Art.
+12(3)'s one month, as 30 days); each request's answer quotes the days and the
+provision (:func:`request_deadline`).
+
+An erasure writes a suppression record (:mod:`audits.suppression`), found by a
+keyed hash of the raw id, so that what it settled survives crypto-shredding:
+the opt-outs and objections in force stay in force at serving and training,
+and the subject's events from before the erasure are never trained on again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import math
 import os
@@ -71,11 +82,12 @@ from audits.models import (
     SubjectRequest,
     TrailEvent,
 )
+from audits.suppression import SUPPRESSED_STATUSES, suppress_subject, suppressions_for
 from audits.trail import append_event
 from governance.consent.gpc import gpc_opt_out
 from governance.consent.state import MSG_VENDOR_REQUIRED, ConsentRecord, may_profile
 from governance.consent.tcf import decode_tc_string, tcf_allows_profiling
-from governance.policy import LoadedPack, PolicyPack, content_hash
+from governance.policy import LoadedPack, PolicyPack, RequestDeadlines, content_hash
 from recommender.data import Dataset
 from recommender.errors import ConfigError, DataError
 from recommender.feedback import MODEL_INPUT_COLUMNS
@@ -89,18 +101,16 @@ __all__ = [
     "erase_subject",
     "export_subject",
     "filter_training_events",
+    "pending_retrains",
     "processing_record",
     "record_consent_from_request",
+    "request_deadline",
+    "run_retrains",
     "show_consent",
 ]
 
-REQUEST_DEADLINE_DAYS = 30
-"""Days to answer an access or erasure request. The pack schema has no deadline
-field; 30 days is within GDPR Art. 12(3) (one month) and CCPA §1798.130 (45 days)."""
-DEADLINE_BASIS = (
-    "30 days: the policy pack sets no deadline, so recgov uses 30 days, within GDPR Art. 12(3) "
-    "(one month, extendable by two for complex requests) and CCPA §1798.130 (45 days)"
-)
+REQUEST_DEADLINE_DAYS = RequestDeadlines().access_days
+"""Days to answer a request when no pack is given: the schema's default, GDPR Art. 12(3)'s one month as 30 days."""
 RESIDUAL_MAX_INTERACTIONS = 200_000
 """Measure residual influence (which needs a full retrain to compare with) only below this many interactions."""
 EXPORT_FORMAT = "recgov.subject-export.v1"
@@ -113,6 +123,10 @@ EXCLUSION_REASONS: dict[str, str] = {
     "opted_out": "opted out, by request or by a GPC signal (CCPA §1798.120; GDPR Art. 21(5))",
     "wrong_basis": "the record in force was not given as consent, but the purpose rests on consent (GDPR Art. 7(1))",
     "missing_subject_id": "the event names no subject, so no consent can be shown for it",
+    "erased": (
+        "the subject was erased and the event is from before the erasure, or of unknown time (GDPR Art. 17): "
+        "never learned again"
+    ),
     "retention": "older than minimization.retention_days (GDPR Art. 5(1)(e)), or of unknown time",
 }
 """Why an event or subject is left out of a training set, keyed as in the exclusions report."""
@@ -127,6 +141,17 @@ MODEL_NOT_FOUND = "model artifact {path} does not exist; expected a .npz file wr
 BAD_SUBJECT = "a subject id must be a non-empty string or an integer; got {kind}"
 EXPORT_FAILED = "the access request {id} failed: {cause}"
 ERASURE_FAILED = "the erasure request {id} failed and the subject was NOT shredded: {cause}"
+RETRAIN_AFTER_ERASURE_FAILED = (
+    "erasure request {erasure} is complete and the subject is shredded, but the retrain failed: {cause}; "
+    "retrain request {id} stays open until {deadline}: run `recgov retrain run DATA` once the cause is fixed"
+)
+RETRAIN_NO_EVENTS = (
+    "the retrain data {name} leaves no event to train on once the subject's events and those the pack excludes are "
+    "out ({excluded}); nothing was erased: give the data the live model was trained from"
+)
+RETRAIN_SUBJECT_IN_ARTIFACT = "the retrained artifact {path} still lists the erased subject among its users; retire it"
+UNKNOWN_RETRAIN = "retrain request {id} is not open (open ones: {open}); list them with `recgov retrain due`"
+MODELS_DIR_IS_FILE = "the models folder {path} is a file; give a folder for the retrained model artifacts"
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -144,6 +169,22 @@ def _stamp(pack: LoadedPack | PolicyPack) -> dict[str, str]:
     if isinstance(pack, LoadedPack):
         return pack.stamp()
     return {"pack": pack.metadata.name, "pack_version": pack.metadata.version, "pack_hash": content_hash(pack)}
+
+
+def request_deadline(pack: LoadedPack | PolicyPack | None, kind: str) -> tuple[int, str]:
+    """The deadline in days of a request of ``kind``, and the basis quoted with it.
+
+    From the pack's ``consent.requests`` (without a pack: the schema's
+    defaults, GDPR Art. 12(3)'s one month as 30 days).
+    """
+    if pack is None:
+        deadlines, source = RequestDeadlines(), "recgov's default (no policy pack given)"
+    else:
+        policy = _policy(pack)
+        deadlines, source = policy.consent.requests, f"consent.requests.{kind}_days of pack {policy.metadata.name}"
+    days = deadlines.days_for(kind)
+    reference = f", {deadlines.legal_reference}" if deadlines.legal_reference else ""
+    return days, f"{days} days: {source}{reference}"
 
 
 def _subject(subject_id: Any) -> str:
@@ -345,9 +386,17 @@ def filter_training_events(
     ``pack.minimization.retention_days`` before ``now`` (default: now), or
     without a time, are dropped too. Events naming no subject are dropped.
 
-    The store is read in bulk: one pseudonym lookup and one ``consent_states``
-    query for all subjects (plus one query for the basis of grants, for an
-    opt-in purpose resting on consent); the decision is then broadcast to the
+    Erased subjects are found through their suppression records
+    (:mod:`audits.suppression`), which survive crypto-shredding: an opt-out or
+    objection kept through the erasure excludes them as a record at the
+    erasure time would (a later grant under their new pseudonym outranks it),
+    and their events from before the erasure, or of unknown time, are dropped
+    (reason ``erased``), whatever their consent today.
+
+    The store is read in bulk: one pseudonym lookup, one suppression lookup and
+    one ``consent_states`` query for all subjects (plus one query for the basis
+    of grants, for an opt-in purpose resting on consent, and one for the
+    records of suppressed subjects); the decision is then broadcast to the
     events with numpy, never row by row. The result is deterministic: the same
     events, store state and ``now`` give the same output, in the input order.
 
@@ -386,6 +435,9 @@ def filter_training_events(
         known = sorted({p for p in names.values() if p is not None})
         states = consent_states(session, known)
         status = [states.get(names[s], {}).get(purpose) if names[s] else None for s in subjects]
+        suppressed = suppressions_for(session, subjects)
+        if suppressed:
+            status = _with_suppressions(session, subjects, names, status, suppressed, purpose)
         bases: dict[str, str] = {}
         if need_basis:
             granted = [names[s] for s, st in zip(subjects, status) if st == "granted"]
@@ -402,10 +454,32 @@ def filter_training_events(
 
     # codes of events without a subject are -1: the extra last entry gives them their reason
     event_reason = np.append(subject_reason, np.int8(code_of["missing_subject_id"]))[codes]
+    stamps = None
+    erased_subjects = 0
+    if suppressed:
+        # Per subject, the latest erasure time (NaT: none); an event at or before it, or of unknown time, goes.
+        until = np.array(
+            [
+                pd.Timestamp(suppressed[s].erased_at).tz_convert(None).to_datetime64()
+                if s in suppressed
+                else np.datetime64("NaT")
+                for s in subjects
+            ],
+            dtype="datetime64[ns]",
+        )
+        stamps = pd.to_datetime(events["timestamp"], utc=True)
+        limit = np.append(until, np.datetime64("NaT", "ns"))[codes]
+        fresh = stamps.to_numpy(dtype="datetime64[ns]") > limit  # False where either is NaT
+        gone = (event_reason == 0) & ~np.isnat(limit) & ~fresh
+        event_reason = np.where(gone, code_of["erased"], event_reason).astype(np.int8)
+        alive = set(np.unique(codes[(event_reason == 0) & (codes >= 0)]).tolist())
+        erased_subjects = sum(
+            1 for c in np.unique(codes[gone]).tolist() if c >= 0 and subject_reason[c] == 0 and c not in alive
+        )
     cutoff = None
     if policy.minimization.retention_days is not None:
         cutoff = moment - timedelta(days=policy.minimization.retention_days)
-        stamps = pd.to_datetime(events["timestamp"], utc=True)
+        stamps = pd.to_datetime(events["timestamp"], utc=True) if stamps is None else stamps
         young = np.asarray(stamps >= pd.Timestamp(cutoff), dtype=bool)
         event_reason = np.where((event_reason == 0) & ~young, code_of["retention"], event_reason).astype(np.int8)
 
@@ -424,8 +498,9 @@ def filter_training_events(
     event_counts = np.bincount(event_reason, minlength=len(reasons) + 1)
     subject_counts = np.bincount(subject_reason, minlength=len(reasons) + 1)
     consented = int(subject_counts[0])
-    aged_out = consented - len(kept_subjects)
+    aged_out = consented - len(kept_subjects) - erased_subjects
     subjects_excluded = {name: int(subject_counts[code_of[name]]) for name in reasons}
+    subjects_excluded["erased"] = erased_subjects
     subjects_excluded["retention"] = aged_out
     report: dict[str, Any] = {
         "purpose": purpose,
@@ -462,6 +537,50 @@ def filter_training_events(
                 },
             )
     return filtered, report
+
+
+def _with_suppressions(
+    session: Session,
+    subjects: list[str],
+    names: Mapping[str, str | None],
+    status: list[str | None],
+    suppressed: Mapping[str, Any],
+    purpose: str,
+) -> list[str | None]:
+    """``status`` with the restrictions kept by suppression records applied.
+
+    A suppression acts as a record at its erasure time: it is in force unless
+    the subject's own latest record for ``purpose`` is later (or as late and
+    at least as restrictive), as :func:`governance.consent.state.effective_state` orders records.
+    """
+    held = [s for s in subjects if s in suppressed and purpose in suppressed[s].denied]
+    if not held:
+        return status
+    pseudonyms = [names[s] for s in held if names[s]]
+    latest = _latest_records(session, pseudonyms, purpose) if pseudonyms else {}
+    position = {s: i for i, s in enumerate(subjects)}
+    out = list(status)
+    for subject in held:
+        kept = suppressed[subject]
+        kept_status = kept.denied[purpose]["status"]
+        own = latest.get(names[subject]) if names[subject] else None
+        if own is None or (own[0], own[1]) <= (kept.erased_at, CONSENT_RESTRICTIVENESS[kept_status]):
+            out[position[subject]] = kept_status
+    return out
+
+
+def _latest_records(session: Session, pseudonyms: list[str], purpose: str) -> dict[str, tuple[Any, int, str]]:
+    """The record in force for ``purpose`` per pseudonym: (time, restrictiveness, status), in one query."""
+    table = ConsentRecordRow
+    query = select(table.subject, table.status, table.recorded_at, table.id).where(
+        table.purpose == purpose, in_values(session, table.subject, pseudonyms)
+    )
+    best: dict[str, tuple[Any, int, int, str]] = {}
+    for subject, status, recorded_at, row_id in session.execute(query):
+        key = (recorded_at, CONSENT_RESTRICTIVENESS.get(status, -1), row_id, status)
+        if subject not in best or key[:3] > best[subject][:3]:
+            best[subject] = key
+    return {subject: (k[0], k[1], k[3]) for subject, k in best.items()}
 
 
 # -- models that may hold a subject ----------------------------------------------------------
@@ -573,7 +692,8 @@ def export_subject(
 ) -> dict[str, Any]:
     """Everything recgov holds about a subject, for an access request (GDPR Art. 15).
 
-    Opens an ``access`` request (deadline :data:`REQUEST_DEADLINE_DAYS`), gathers,
+    Opens an ``access`` request (deadline: the pack's ``consent.requests.access_days``,
+    without a pack :data:`REQUEST_DEADLINE_DAYS`), gathers,
     and completes it with counts only; a failure marks it failed (with a
     message that names no subject) and re-raises. The export holds:
 
@@ -599,11 +719,10 @@ def export_subject(
     policy = _policy(pack) if pack is not None else None
     events, attributes = _subject_events(dataset, subject)
     dataset_hash = dataset.content_hash() if dataset is not None else None
+    deadline_days, deadline_basis = request_deadline(pack, "access")
 
     with store.session() as session:
-        request = open_request(
-            session, subject_id=subject, kind="access", deadline_days=REQUEST_DEADLINE_DAYS, actor=actor
-        )
+        request = open_request(session, subject_id=subject, kind="access", deadline_days=deadline_days, actor=actor)
         update_request(session, request.id, status="in_progress", actor=actor)
         request_id, who = request.id, request.subject
         deadline = request.deadline
@@ -647,7 +766,7 @@ def export_subject(
                     "id": request_id,
                     "kind": "access",
                     "deadline": _iso(deadline),
-                    "deadline_basis": DEADLINE_BASIS,
+                    "deadline_basis": deadline_basis,
                     "legal_reference": "GDPR Art. 15",
                 },
                 "controller": policy.metadata.owner if policy else None,
@@ -758,7 +877,15 @@ def _unlearn(
         saved = ALSRecommender.load(pending)
         if saved.train_.user_index([subject])[0] >= 0:  # belt and braces: the saved file must not hold them
             raise DataError(f"the unlearned artifact {target} still lists the subject among its users; not saved")
-        os.replace(pending, target)
+        existing = ALSRecommender.load(target) if target.exists() else None
+        if existing is not None and existing.version_id_ == result.version and existing.train_.user_index([subject])[0] < 0:
+            # The same model minus the same rows was unlearned before (the version id is derived from
+            # them): keep the file already there, which its recorded version points at, rather than
+            # replace it with a copy whose bytes may differ in the last bits of a float.
+            artifact_hash = hashlib.sha256(target.read_bytes()).hexdigest()
+            report["artifact_reused"] = True
+        else:
+            os.replace(pending, target)
     finally:
         pending.unlink(missing_ok=True)
     report.update(artifact=str(target), artifact_hash=artifact_hash)
@@ -810,6 +937,13 @@ def _record_unlearned(
     """Record the unlearned model's lineage when the model it came from is recorded."""
     from recommender.unlearning import UNLEARNING_METHOD
 
+    already = session.get(ModelVersion, result.version)
+    if already is not None and already.artifact_location == str(target) and already.artifact_hash == artifact_hash:
+        # recorded by an earlier erasure that removed the same rows from the same model
+        report["recorded"] = True
+        report["training_run"] = already.training_run_id
+        report["recorded_note"] = f"the same unlearned model was recorded before (training run {already.training_run_id}); reused"
+        return
     previous = session.get(ModelVersion, result.previous_version)
     if previous is None:
         report["recorded"] = False
@@ -876,17 +1010,21 @@ def erase_subject(
     delete_previous: bool = False,
     measure_residual: bool = True,
     propagate: int = 1,
+    retrain_data: Dataset | None = None,
+    retrain_models_dir: str | Path | None = None,
+    measure_carbon: bool = True,
     actor: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Erase a subject (GDPR Art. 17): list what holds them, unlearn, record, then shred.
+    """Erase a subject (GDPR Art. 17): list what holds them, unlearn, record, shred, and retrain.
 
     Steps, in this order:
 
     1. Check the input (the pack, each model file, that no path recgov would
-       record names the subject) before anything is stored.
-    2. Open an ``erasure`` request (deadline :data:`REQUEST_DEADLINE_DAYS`: the
-       pack has no deadline field) and move it to ``in_progress``.
+       record names the subject; with ``retrain_data``, that a training set
+       is left once the subject's events are out) before anything is stored.
+    2. Open an ``erasure`` request (deadline: the pack's
+       ``consent.requests.erasure_days``) and move it to ``in_progress``.
     3. List every recorded model version and whether its training data
        includes the subject: read from its artifact when that is still at its
        recorded location with its recorded hash, otherwise ``may_include`` (the
@@ -909,7 +1047,19 @@ def erase_subject(
        events: kept, unlinkable, as the proof of lawful processing, GDPR Art.
        17(3)(e)); crypto-shred the pseudonym secret
        (:func:`audits.shred_subject`), last of everything that needs the
-       pseudonym; complete the request with the results.
+       pseudonym; complete the request with the results. In the same
+       transaction, before the shredding: open a ``retrain`` request (deadline:
+       ``consent.requests.retrain_days``) listing the model versions that
+       include or may include the subject, the unlearned ones too (fast
+       unlearning approximates a retrain), when there are any; and write a
+       suppression record (:func:`audits.suppression.suppress_subject`)
+       keeping the restrictions in force (opt-outs, objections, refusals,
+       withdrawals) and the erasure time, so that neither serving nor a later
+       training run undoes the erasure.
+    6. With ``retrain_data``: run the retrain at once (:func:`run_retrains`
+       for this request only), which completes the retrain request. If it
+       fails, the erasure stands and the retrain request stays open, with its
+       deadline; the error says so.
 
     A failure before step 5 commits marks the request failed (with a message
     that names no subject) and leaves the subject unshredded; the error is
@@ -919,7 +1069,8 @@ def erase_subject(
 
     Returns a JSON-ready report (no raw id): the request, each model's
     unlearning figures, the recorded models and what to do about each, what
-    became unlinkable, the former pseudonym and what recgov could not do.
+    became unlinkable, the former pseudonym, the retrain request and run, the
+    suppression record, and what recgov could not do.
     """
     from recommender.als import ALSRecommender
 
@@ -932,12 +1083,14 @@ def erase_subject(
     for path, _model in models:
         where = {"previous_artifact": str(path), "artifact_location": str((out_dir or path.parent).resolve())}
         _guard(where, "the erasure record", subject)
+    if retrain_data is not None:
+        _check_retrain_data(retrain_data, subject, pack, store, retrain_models_dir)
+    deadline_days, deadline_basis = request_deadline(pack, "erasure")
+    retrain_days, retrain_basis = request_deadline(pack, "retrain")
 
     started = time.perf_counter()
     with store.session() as session:
-        request = open_request(
-            session, subject_id=subject, kind="erasure", deadline_days=REQUEST_DEADLINE_DAYS, actor=actor
-        )
+        request = open_request(session, subject_id=subject, kind="erasure", deadline_days=deadline_days, actor=actor)
         update_request(session, request.id, status="in_progress", actor=actor)
         request_id, who, deadline = request.id, request.subject, request.deadline
 
@@ -990,12 +1143,54 @@ def erase_subject(
         with store.session() as session:
             for report, result, target, artifact_hash, t0, t1 in unlearned:
                 _record_unlearned(session, report, result, target, artifact_hash, request_id, t0, t1, actor)
+            holding = [e["version_id"] for e in catalogue if e["membership"] != "does_not_include"]
+            holding += [r.version for report, r, *_ in unlearned if report.get("recorded") and r.version not in holding]
+            retrain = None
+            if holding:
+                retrain_row = open_request(
+                    session,
+                    subject_id=subject,
+                    kind="retrain",
+                    deadline_days=retrain_days,
+                    details={
+                        "erasure_request": request_id,
+                        "models": holding,
+                        "deadline_basis": retrain_basis,
+                        "policy": _stamp(pack),
+                    },
+                    actor=actor,
+                )
+                retrain = {
+                    "id": retrain_row.id,
+                    "kind": "retrain",
+                    "status": retrain_row.status,
+                    "deadline": _iso(retrain_row.deadline),
+                    "deadline_basis": retrain_basis,
+                    "models": holding,
+                }
+            denied = {
+                purpose: {"status": record["status"], "lawful_basis": record["lawful_basis"]}
+                for purpose, record in effective_consent(session, subject).items()
+                if record["status"] in SUPPRESSED_STATUSES
+            }
+            suppression = suppress_subject(
+                session,
+                subject,
+                denied=denied,
+                erased_at=datetime.now(UTC),
+                request_id=request_id,
+                pseudonym=who,
+                actor=actor,
+            )
+            kept = {"id": suppression.id, "denied": dict(sorted(denied.items())), "erased_at": _iso(suppression.erased_at)}
             unlinked = _count_by_subject(session, who)
             shredded = shred_subject(session, subject, actor=actor_name(actor))
             result_doc = _guard(
                 _plain(
                     {
-                        "deadline_basis": DEADLINE_BASIS,
+                        "deadline_basis": deadline_basis,
+                        "retrain_request": retrain["id"] if retrain else None,
+                        "suppression": kept,
                         "policy": _stamp(pack),
                         "unlearning": steps["unlearning"],
                         "models": steps["models"]["versions"],
@@ -1017,13 +1212,36 @@ def erase_subject(
             raise
         raise type(err)(ERASURE_FAILED.format(id=request_id, cause=cause)) from err
 
+    run = None
+    if retrain is not None and retrain_data is not None:
+        say("retraining without the subject")
+        try:
+            run = run_retrains(
+                store,
+                retrain_data,
+                pack=pack,
+                models_dir=retrain_models_dir,
+                request_ids=[retrain["id"]],
+                measure_carbon=measure_carbon,
+                actor=actor,
+            )
+        except (ConfigError, DataError) as err:
+            raise type(err)(
+                RETRAIN_AFTER_ERASURE_FAILED.format(
+                    erasure=request_id, id=retrain["id"], deadline=retrain["deadline"], cause=_scrubbed(err, subject)
+                )
+            ) from err
+        retrain["status"] = "completed"
+        for entry in run["retrained"]:
+            _check_not_in_artifact(Path(entry["artifact"]), subject)
+
     return {
         "request": {
             "id": request_id,
             "kind": "erasure",
             "status": "completed",
             "deadline": _iso(deadline),
-            "deadline_basis": DEADLINE_BASIS,
+            "deadline_basis": deadline_basis,
             "legal_reference": "GDPR Art. 17",
         },
         **_stamp(pack),
@@ -1031,18 +1249,24 @@ def erase_subject(
         "shredded": shredded is not None,
         "unlearning": result_doc["unlearning"],
         "models": steps["models"],
+        "retrain": {"request": retrain, "run": run},
+        "suppression": kept,
         "unlinked": unlinked,
         "retained": (
             "consent records, requests, decisions and trail events stay under the former pseudonym, which nothing links "
             "to the person any more: the proof of lawful processing (GDPR Art. 7(1), 17(3)(e)); the trail still verifies"
         ),
         "not_done": [
-            "raw event logs outside recgov (the DATA recgov trains from) still hold the subject's events: delete them at "
-            "the source, or a later training run on them learns the subject again"
-            + (
-                "; under this pack's opt-out purposes the training filter would not exclude them"
-                if any(p.model == "opt_out" for p in policy.consent.purposes.values())
-                else ""
+            "raw event logs outside recgov (the DATA recgov trains from) still hold the subject's events: recgov's "
+            "training filter leaves out those from before the erasure (suppression record), but other systems may read "
+            "them: delete them at the source",
+            *(
+                [
+                    f"a full retrain without the subject is due by {retrain['deadline']} (retrain request #{retrain['id']}, "
+                    f"{retrain['deadline_basis']}): recgov retrain run DATA --pack {policy.metadata.name}"
+                ]
+                if retrain is not None and run is None
+                else []
             ),
             *(
                 f"model version {v['version_id']} {'includes' if v['membership'] == 'includes' else 'may include'} the subject and was not "
@@ -1058,6 +1282,259 @@ def erase_subject(
             ),
         ],
         "seconds": result_doc["seconds"],
+    }
+
+
+# -- 3b. the full retrain an erasure calls for -----------------------------------------------
+_RECIPE_PARAMS = ("factors", "regularization", "alpha", "iterations")
+
+
+def _default_models_dir(models_dir: str | Path | None) -> Path:
+    if models_dir is not None:
+        return Path(models_dir)
+    from audits.settings import get_settings
+
+    return get_settings().home / "models"
+
+
+def _check_retrain_data(
+    dataset: Dataset, subject: str, pack: LoadedPack | PolicyPack, store: Any, models_dir: str | Path | None
+) -> None:
+    """Refuse, before anything is stored, a retrain that could not run: no event left to train on, or no folder."""
+    folder = _default_models_dir(models_dir)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(MODELS_DIR_IS_FILE.format(path=folder))
+    events = dataset.events
+    others = events.loc[np.asarray(events["user_id"].astype("string") != subject, dtype=bool)].reset_index(drop=True)
+    probe = Dataset(events=others, users=None, items=None, name=dataset.name, source=dataset.source)
+    kept, report = filter_training_events(probe, pack, store, record=False)
+    if len(kept.events) == 0:
+        excluded = ", ".join(f"{n:,} {r}" for r, n in report["events"]["excluded"].items() if n) or "no event at all"
+        raise ConfigError(RETRAIN_NO_EVENTS.format(name=dataset.source or dataset.name, excluded=excluded))
+
+
+def _check_not_in_artifact(path: Path, subject: str) -> None:
+    """Belt and braces: the retrained artifact must not list the erased subject."""
+    with np.load(path, allow_pickle=False) as npz:
+        if bool((npz["user_ids"].astype(str) == subject).any()):
+            raise DataError(RETRAIN_SUBJECT_IN_ARTIFACT.format(path=path))
+
+
+def _recipe(session: Session, version_id: str) -> dict[str, Any] | None:
+    """How a model version was trained (ALS parameters, seed, feedback conversion), or None if the store cannot tell.
+
+    An unlearned version was derived from another (``params.unlearning.from``):
+    its recipe is that model's, followed back to a training run.
+    """
+    from audits.models import TrainingRun
+    from recommender.feedback import FeedbackConfig
+
+    seen: set[str] = set()
+    current: str | None = version_id
+    while current is not None and current not in seen:
+        seen.add(current)
+        row = session.get(ModelVersion, current)
+        run = session.get(TrainingRun, row.training_run_id) if row is not None else None
+        if run is None:
+            return None
+        params = dict(run.params or {})
+        unlearning = params.get("unlearning")
+        if isinstance(unlearning, Mapping) and isinstance(unlearning.get("from"), str):
+            current = unlearning["from"]
+            continue
+        if not all(k in params for k in _RECIPE_PARAMS):
+            return None
+        try:
+            feedback = FeedbackConfig(**(params.get("feedback") or {})).model_dump(mode="json")
+        except (TypeError, ValueError):
+            return None
+        random_state = params.get("random_state", 0)
+        return {
+            "from": current,
+            "params": {k: params[k] for k in _RECIPE_PARAMS},
+            "random_state": random_state if isinstance(random_state, int) else 0,
+            "feedback": feedback,
+        }
+    return None
+
+
+def _retrain_view(row: Mapping[str, Any], moment: datetime) -> dict[str, Any]:
+    details = row["result"] or {}
+    deadline = row["deadline"]
+    return {
+        "id": row["id"],
+        "status": row["status"],
+        "requested_at": _iso(row["requested_at"]),
+        "deadline": _iso(deadline),
+        "overdue": deadline < moment,
+        "days_left": round((deadline - moment).total_seconds() / 86400, 1),
+        "erasure_request": details.get("erasure_request"),
+        "models": list(details.get("models", [])),
+        "deadline_basis": details.get("deadline_basis"),
+    }
+
+
+def pending_retrains(store: Any, *, now: datetime | None = None) -> dict[str, Any]:
+    """The retrains erasures called for that are still open, oldest first, with their deadlines.
+
+    Each entry: the request id, when it was opened and its deadline (from the
+    pack in force at the erasure), whether it is overdue at ``now`` (default
+    now) and the days left, the erasure request it follows, and the model
+    versions a retrain must replace. No subject is named, not even by pseudonym.
+    """
+    moment = _moment(now, "now")
+    with store.session() as session:
+        rows = list_requests(session, kind="retrain", open_only=True)
+    entries = [_retrain_view(r, moment) for r in rows]
+    return {
+        "now": moment.isoformat(),
+        "pending": entries,
+        "overdue": sum(1 for e in entries if e["overdue"]),
+        "legal_reference": "GDPR Art. 17(1), 12(3)",
+    }
+
+
+def run_retrains(
+    store: Any,
+    dataset: Dataset,
+    *,
+    pack: LoadedPack | PolicyPack,
+    models_dir: str | Path | None = None,
+    request_ids: Sequence[int] | None = None,
+    measure_carbon: bool = True,
+    now: datetime | None = None,
+    actor: str | None = None,
+    show_progress: bool = False,
+) -> dict[str, Any]:
+    """Run the open retrain requests (``request_ids``: only those): full retrains without the erased subjects.
+
+    The model versions the requests list are grouped by recipe (the ALS
+    parameters, seed and feedback conversion of the run that trained them,
+    followed back through unlearning); for each recipe, one model is trained
+    on ``dataset`` through the pack's training filter
+    (:func:`governance.training.train_and_record`), which leaves out erased
+    subjects' events from before their erasure (suppression records) and
+    whatever else the pack excludes, and its lineage is recorded as for any
+    training run. Then, in ONE transaction, a ``model.retrained`` trail event
+    names each new version and the versions it replaces, and every request is
+    completed with what replaced its models. A version whose recipe the store
+    cannot tell (recorded without ALS parameters) is listed under
+    ``not_retrainable``: retire it.
+
+    Training comes first: if it fails, no request changes and the error is
+    raised (they stay open, with their deadlines).
+    """
+    from governance.training import train_and_record
+    from recommender.feedback import FeedbackConfig
+
+    folder = _default_models_dir(models_dir)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(MODELS_DIR_IS_FILE.format(path=folder))
+    moment = _moment(now, "now")
+    with store.session() as session:
+        rows = list_requests(session, kind="retrain", open_only=True)
+        if request_ids is not None:
+            wanted = list(dict.fromkeys(request_ids))
+            known = {r["id"] for r in rows}
+            for request_id in wanted:
+                if request_id not in known:
+                    listed = ", ".join(str(i) for i in sorted(known)) or "none"
+                    raise ConfigError(UNKNOWN_RETRAIN.format(id=request_id, open=listed))
+            rows = [r for r in rows if r["id"] in set(wanted)]
+        versions = list(dict.fromkeys(v for r in rows for v in (r["result"] or {}).get("models", [])))
+        recipes = {v: _recipe(session, v) for v in versions}
+    if not rows:
+        return {**_stamp(pack), "requests": [], "retrained": [], "not_retrainable": [], "note": "no retrain is due"}
+
+    groups: dict[str, dict[str, Any]] = {}
+    for version in versions:
+        recipe = recipes[version]
+        if recipe is None:
+            continue
+        key = json.dumps({k: recipe[k] for k in ("params", "random_state", "feedback")}, sort_keys=True)
+        groups.setdefault(key, {"recipe": recipe, "replaces": []})["replaces"].append(version)
+    not_retrainable = [v for v in versions if recipes[v] is None]
+
+    retrained = []
+    for group in groups.values():
+        recipe = group["recipe"]
+        run = train_and_record(
+            dataset,
+            store=store,
+            models_dir=folder,
+            feedback=FeedbackConfig(**recipe["feedback"]),
+            params=recipe["params"],
+            tune=False,
+            random_state=recipe["random_state"],
+            measure_carbon=measure_carbon,
+            actor=actor,
+            show_progress=show_progress,
+            pack=pack,
+            now=moment,
+        )
+        retrained.append(
+            {
+                "version": run.model_version,
+                "replaces": group["replaces"],
+                "recipe_of": recipe["from"],
+                "params": recipe["params"],
+                "training_run": run.training_run_id,
+                "artifact": str(run.artifact),
+                "reproduced": run.reproduced,
+                "events": (run.exclusions or {}).get("events"),
+            }
+        )
+
+    ids = [r["id"] for r in rows]
+    policy = _policy(pack)
+    with store.session() as session:
+        for entry in retrained:
+            append_event(
+                session,
+                actor=actor_name(actor),
+                action="model.retrained",
+                objects={"model_version": entry["version"], "policy": f"{policy.metadata.name}@{policy.metadata.version}"},
+                payload={
+                    "replaces": entry["replaces"],
+                    "recipe_of": entry["recipe_of"],
+                    "subject_requests": ids,
+                    "reason": "a full retrain without erased subjects (GDPR Art. 17), replacing models trained on them",
+                },
+            )
+        done = []
+        for row in rows:
+            mine = set((row["result"] or {}).get("models", []))
+            result = {
+                **(row["result"] or {}),
+                "retrained": [
+                    {"version": e["version"], "replaces": [v for v in e["replaces"] if v in mine]}
+                    for e in retrained
+                    if mine & set(e["replaces"])
+                ],
+                "not_retrainable": [v for v in not_retrainable if v in mine],
+                "policy_of_run": _stamp(pack),
+            }
+            if row["status"] == "received":
+                update_request(session, row["id"], status="in_progress", actor=actor)
+            update_request(session, row["id"], status="completed", result=result, actor=actor)
+            done.append(
+                {
+                    "id": row["id"],
+                    "status": "completed",
+                    "deadline": _iso(row["deadline"]),
+                    "met_deadline": row["deadline"] >= datetime.now(UTC),
+                }
+            )
+    return {
+        **_stamp(pack),
+        "requests": done,
+        "retrained": retrained,
+        "not_retrainable": not_retrainable,
+        "note": (
+            "serve the new model version(s) once they pass the gate, and retire the versions they replace"
+            if retrained
+            else "no listed model version could be retrained: retire them"
+        ),
     }
 
 
@@ -1292,6 +1769,10 @@ def processing_record(
             "pseudonymisation: subjects appear only as HMAC-SHA256 pseudonyms under per-subject secrets; no raw id is stored",
             "crypto-shredding on erasure: the subject's secret is deleted, every record under the pseudonym becomes unlinkable",
             "machine unlearning of model artifacts on erasure (forget_users), with residual influence measured on small models",
+            "a full retrain without the erased subject within consent.requests.retrain_days "
+            f"({consent.requests.retrain_days} days) of the erasure, tracked as a retrain request",
+            "suppression records on erasure: the restrictions in force and the erasure time, kept under a keyed hash of "
+            "the id, so a returning subject is neither profiled nor trained on against them",
             "a hash-chained, append-only audit trail with signed checkpoints; UPDATE and DELETE are refused by the database",
             "consent checked at serving and at training (filter_training_events); GPC honoured"
             + ("" if consent.honour_gpc else " (disabled in this pack)"),

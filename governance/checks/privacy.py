@@ -1,8 +1,9 @@
-"""Privacy checks that measure: proxy leakage of protected attributes through the model."""
+"""Privacy checks: proxy leakage of protected attributes through the model, consent coverage and
+retention of the training data, and subject requests (and the retrains erasures call for) within their deadlines."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -11,6 +12,9 @@ from governance.facts import AuditFacts
 from governance.registry import Check, CheckResult, register
 
 __all__ = ["ProxyLeakage", "ConsentCoverage", "RetentionWindow", "ErasureDeadline"]
+
+RequestKind = Literal["access", "erasure", "objection", "retrain"]
+"""The kinds of subject request the store keeps (``audits.models.REQUEST_KINDS``)."""
 
 
 @register
@@ -125,16 +129,18 @@ class RetentionWindow(Check):
 
 @register
 class ErasureDeadline(Check):
-    """No erasure (or other subject) request is past its deadline."""
+    """No erasure (or other subject) request, nor the retrain an erasure calls for, is past its deadline."""
 
     name: ClassVar[str] = "erasure_deadline"
     section: ClassVar[str] = "consent"
     needs: ClassVar[tuple[str, ...]] = ("privacy",)
-    summary: ClassVar[str] = "Open subject requests past their deadline are at most `max_overdue`."
+    summary: ClassVar[str] = "Open subject requests of the listed kinds past their deadline are at most `max_overdue`."
 
     class Config(CheckConfig):
-        kinds: list[str] = Field(default_factory=lambda: ["erasure"])
-        """Request kinds held to their deadline (erasure, access, objection)."""
+        kinds: list[RequestKind] = Field(default_factory=lambda: ["erasure"], min_length=1)
+        """Request kinds held to their deadline: access, erasure, objection, and retrain (the full
+        retrain that replaces every model trained on an erased subject's data). Each deadline is
+        the pack's ``consent.requests`` days in force when the request was opened."""
         max_overdue: int = Field(0, ge=0)
         """Largest acceptable number of overdue requests."""
 
@@ -144,9 +150,15 @@ class ErasureDeadline(Check):
             return skipped("no record of subject requests in the audit facts (audit with a store)")
         overdue = {k: int(p.overdue_requests.get(k, 0)) for k in config.kinds}
         total = sum(overdue.values())
+        message = f"{total} {'/'.join(config.kinds)} request(s) past their deadline; required at most {config.max_overdue}"
+        if overdue.get("retrain"):
+            message += (
+                f"; {overdue['retrain']} retrain(s) overdue: model versions trained on erased subjects' data were not "
+                f"replaced within {section.requests.retrain_days} days (recgov retrain due, recgov retrain run DATA)"
+            )
         return verdict(
             total <= config.max_overdue,
-            f"{total} {'/'.join(config.kinds)} request(s) past their deadline; required at most {config.max_overdue}",
+            message,
             value=total,
             threshold=config.max_overdue,
             evidence={"overdue": overdue},

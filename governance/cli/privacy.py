@@ -1,11 +1,12 @@
-"""The DPO's commands: ``consent set|show``, ``subject export|erase``, ``processing-record``.
+"""The DPO's commands: ``consent set|show``, ``subject export|erase``, ``retrain due|run``, ``processing-record``.
 
 Thin wrappers over :mod:`governance.privacy` and :mod:`audits`. A subject is
 given by the id your systems know them by; recgov stores only its pseudonym, and
 no output of these commands repeats the raw id, except the access export itself
 (it goes to the subject). Exit codes: 0 done, 2 bad usage or input (unknown
-status, a purpose the pack does not list, a missing file, an unreachable
-database), with one line on stderr and nothing stored.
+status, a purpose the pack does not list, a missing file, broken data, an
+unreachable database), with one line on stderr and nothing stored.
+``retrain due`` exits 1 when a retrain is overdue.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from governance.cli._common import console, emit_json, err_console, progress_enabled, to_json
-from governance.cli.core import DatabaseOpt, JsonOpt, MapOpt, load_dataset, print_rows
+from governance.cli.core import DataArg, DatabaseOpt, JsonOpt, MapOpt, load_dataset, print_rows
 from governance.cli.policy import load_or_fail
 from governance.cli.store import store_errors
 from recommender.errors import ConfigError
@@ -49,6 +50,7 @@ BASIS_NEEDED = (
 BAD_PROPAGATE = "--propagate must be an integer from 0 to {max}; got {value}"
 MAX_PROPAGATE = 10
 OUT_FOLDER_MISSING = "--out {out}: the folder {folder} does not exist; create it first"
+MAP_WITHOUT_DATA = "--map describes the columns of the {option} DATA; give {option} DATA too"
 
 
 def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
@@ -299,10 +301,27 @@ def subject_erase(
             help="Sweeps re-solving the users who share the subject's items, then the items (0: the items only).",
         ),
     ] = 1,
+    retrain: Annotated[
+        str | None,
+        typer.Option(
+            "--retrain",
+            metavar="DATA",
+            help=(
+                "Run the full retrain at once: train from DATA without the subject, with the recipe of the models "
+                "that held them, and complete the retrain request (else it is due by the pack's retrain_days)."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    mapping: MapOpt = None,
+    carbon: Annotated[
+        bool, typer.Option("--carbon/--no-carbon", help="Measure the retrain's energy and emissions with codecarbon.")
+    ] = True,
     database_url: DatabaseOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Erase SUBJECT (GDPR Art. 17): unlearn them from --model, list models that may hold them, record, crypto-shred."""
+    """Erase SUBJECT (GDPR Art. 17): unlearn them from --model, list models that may hold them, record, crypto-shred,
+    keep their restrictions in a suppression record, and call for (or with --retrain run) a full retrain."""
     from governance.privacy import erase_subject
 
     loaded = load_or_fail(pack, json_output=json_output)
@@ -310,18 +329,19 @@ def subject_erase(
     with store_errors():
         if not 0 <= propagate <= MAX_PROPAGATE:
             raise ConfigError(BAD_PROPAGATE.format(max=MAX_PROPAGATE, value=propagate))
+        if mapping is not None and retrain is None:
+            raise ConfigError(MAP_WITHOUT_DATA.format(option="--retrain"))
+        dataset = load_dataset(retrain, mapping, json_output=json_output) if retrain is not None else None
     with store_errors(), _opened(database_url) as store:
+        options = dict(
+            pack=loaded, model_path=model or None, models_dir=models_dir, delete_previous=delete_previous,
+            measure_residual=residual, propagate=propagate, retrain_data=dataset, measure_carbon=carbon,
+        )  # fmt: skip
         if show:
             with err_console.status("erasing") as status:
-                report = erase_subject(
-                    store, subject, pack=loaded, model_path=model or None, models_dir=models_dir,
-                    delete_previous=delete_previous, measure_residual=residual, propagate=propagate, progress=status.update,
-                )  # fmt: skip
+                report = erase_subject(store, subject, progress=status.update, **options)
         else:
-            report = erase_subject(
-                store, subject, pack=loaded, model_path=model or None, models_dir=models_dir,
-                delete_previous=delete_previous, measure_residual=residual, propagate=propagate,
-            )  # fmt: skip
+            report = erase_subject(store, subject, **options)
     if json_output:
         emit_json(report)
         return
@@ -383,8 +403,120 @@ def _print_erasure(report: dict[str, Any]) -> None:
         highlight=False,
         soft_wrap=True,
     )
+    s = report["suppression"]
+    denied = ", ".join(f"{p} {d['status']}" for p, d in s["denied"].items()) or "no restriction was in force"
+    console.print(
+        f"suppression record #{s['id']}: events from before {s['erased_at']} are never trained on again; "
+        f"kept restrictions: {denied}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    retrain = report["retrain"]["request"]
+    if retrain is None:
+        console.print("no recorded model holds the subject: no retrain is needed", highlight=False)
+    elif report["retrain"]["run"] is not None:
+        _print_retrain_run(report["retrain"]["run"])
+    else:
+        console.print(
+            f"retrain request #{retrain['id']} due by {retrain['deadline']} ({retrain['deadline_basis']}) for "
+            f"{len(retrain['models'])} model version(s)",
+            highlight=False,
+            soft_wrap=True,
+        )
     for item in report["not_done"]:
         console.print(f"still to do: {item}", highlight=False, soft_wrap=True)
+
+
+# -- retrains ----------------------------------------------------------------------------------
+def retrain_due(
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """List the open retrains erasures called for, with their deadlines (exit 1 if one is overdue)."""
+    from governance.privacy import pending_retrains
+
+    with store_errors(), _opened(database_url) as store:
+        doc = pending_retrains(store)
+    if json_output:
+        emit_json(doc)
+    elif not doc["pending"]:
+        console.print("no retrain is due", highlight=False)
+    else:
+        print_rows(
+            [
+                {
+                    "request": str(e["id"]),
+                    "erasure": str(e["erasure_request"]),
+                    "deadline": e["deadline"],
+                    "days left": f"{e['days_left']:.1f}",
+                    "overdue": "OVERDUE" if e["overdue"] else "",
+                    "model versions": ", ".join(e["models"]),
+                }
+                for e in doc["pending"]
+            ],
+            title=(
+                f"{len(doc['pending'])} retrain(s) due, {doc['overdue']} overdue: recgov retrain run DATA --pack PACK"
+            ),
+        )
+    if doc["overdue"]:
+        raise typer.Exit(code=1)
+
+
+def retrain_run(
+    data: DataArg,
+    pack: RequiredPackOpt,
+    mapping: MapOpt = None,
+    request: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--request", help="Run only this retrain request (repeat); default: every open one.", show_default=False
+        ),
+    ] = None,
+    carbon: Annotated[
+        bool, typer.Option("--carbon/--no-carbon", help="Measure energy and emissions with codecarbon.")
+    ] = True,
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Run the open retrains: train from DATA, without erased subjects, with the recipe of each model to replace."""
+    from governance.privacy import run_retrains
+
+    loaded = load_or_fail(pack, json_output=json_output)
+    with store_errors():
+        dataset = load_dataset(data, mapping, json_output=json_output)
+        with _opened(database_url) as store:
+            doc = run_retrains(
+                store,
+                dataset,
+                pack=loaded,
+                request_ids=request or None,
+                measure_carbon=carbon,
+                show_progress=progress_enabled(json_output),
+            )
+    if json_output:
+        emit_json(doc)
+        return
+    _print_retrain_run(doc)
+
+
+def _print_retrain_run(doc: dict[str, Any]) -> None:
+    if not doc["requests"]:
+        console.print(doc["note"], highlight=False)
+        return
+    for entry in doc["retrained"]:
+        events = entry.get("events") or {}
+        console.print(
+            f"retrained model {entry['version']} (recipe of {entry['recipe_of']}, {events.get('kept', 0):,} of "
+            f"{events.get('total', 0):,} events) replaces {', '.join(entry['replaces'])}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    for version in doc["not_retrainable"]:
+        console.print(
+            f"model {version}: the store does not record how it was trained; retire it", highlight=False, soft_wrap=True
+        )
+    ids = ", ".join(f"#{r['id']}" for r in doc["requests"])
+    console.print(f"completed retrain request(s) {ids}; {doc['note']}", highlight=False, soft_wrap=True)
 
 
 # -- records of processing -------------------------------------------------------------------
@@ -456,7 +588,7 @@ def processing_record_command(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``recgov consent``, ``recgov subject`` and ``recgov processing-record``."""
+    """Add ``recgov consent``, ``recgov subject``, ``recgov retrain`` and ``recgov processing-record``."""
     consent_app = typer.Typer(
         help="Consent records: append and show (GDPR Art. 6, 7, 21; CCPA §1798.120).", no_args_is_help=True
     )
@@ -469,4 +601,11 @@ def register(app: typer.Typer) -> None:
     subject_app.command("export")(subject_export)
     subject_app.command("erase")(subject_erase)
     app.add_typer(subject_app, name="subject")
+    retrain_app = typer.Typer(
+        help="Full retrains after erasure: what is due, and running them (GDPR Art. 17; CCPA §1798.105).",
+        no_args_is_help=True,
+    )
+    retrain_app.command("due")(retrain_due)
+    retrain_app.command("run")(retrain_run)
+    app.add_typer(retrain_app, name="retrain")
     app.command("processing-record")(processing_record_command)

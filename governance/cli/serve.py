@@ -49,7 +49,7 @@ def recommend_command(
     k: Annotated[int, typer.Option("--k", "-k", min=1, help="List length.")] = 10,
     data: Annotated[Optional[str], typer.Option("--data", help="DATA holding the item metadata (categories, providers, flags).")] = None,
     mapping: MapOpt = None,
-    gpc: Annotated[bool, typer.Option("--gpc", help="Treat the request as carrying Sec-GPC: 1.")] = False,
+    gpc: Annotated[bool, typer.Option("--gpc", help="Treat the request as carrying Sec-GPC: 1 (recorded as an opt-out under a pack that honours GPC).")] = False,
     tcf: Annotated[Optional[str], typer.Option("--tcf", help="An IAB TCF v2.2 TC string sent with the request.")] = None,
     vendor_id: Annotated[Optional[int], typer.Option("--vendor-id", help="Our IAB TCF vendor id (needed with --tcf).")] = None,
     category: Annotated[Optional[str], typer.Option("--category", help="Context: only items of this category.")] = None,
@@ -67,6 +67,12 @@ def recommend_command(
         items = load_dataset(data, mapping, json_output=json_output).items if data else None
         store = open_store(database_url)
         try:
+            if gpc:
+                # As the API does: the signal becomes an opt-out record (under a pack that honours GPC)
+                # before serving, so training and later requests honour it too (CCPA regs §7025).
+                from governance.privacy import record_consent_from_request
+
+                record_consent_from_request(store, user, pack=loaded, headers=[("Sec-GPC", "1")])
             engine, log = open_engine(store, loaded, model, items, vendor_id)
             try:
                 with store.session() as session:

@@ -113,7 +113,7 @@ def collect(session: Session, model_version_id: str, pack: Any | None = None) ->
         },
         "subject_requests": {
             kind: _counts(session, SubjectRequest.status, SubjectRequest.kind == kind)
-            for kind in ("erasure", "access", "objection")
+            for kind in ("erasure", "access", "objection", "retrain")
         },
         "trail": {
             "head_seq": head_seq,

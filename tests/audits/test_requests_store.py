@@ -118,7 +118,7 @@ def test_the_workflow_refuses_other_transitions(store: Store) -> None:
 
 
 BAD_REQUESTS = [
-    ({"kind": "rectification"}, ConfigError, "kind must be one of access, erasure, objection; got 'rectification'"),
+    ({"kind": "rectification"}, ConfigError, "kind must be one of access, erasure, objection, retrain; got 'rectification'"),
     ({"deadline_days": 0}, ConfigError, "deadline_days must be an integer from 1 to 366; got 0"),
     ({"deadline_days": 30.5}, ConfigError, "deadline_days must be an integer from 1 to 366; got 30.5"),
     ({"requested_at": datetime(2026, 3, 1)}, DataError, "requested_at must be a timezone-aware datetime"),
@@ -171,7 +171,7 @@ def test_overdue_lists_only_open_requests_past_their_deadline(store: Store) -> N
         erasures = [r["id"] for r in list_requests(session, kind="erasure")]
         completed = [r["id"] for r in list_requests(session, status="completed")]
         received = [r["id"] for r in list_requests(session, status="received", overdue_at=now)]
-        with pytest.raises(ConfigError, match="kind must be one of access, erasure, objection; got 'delete'"):
+        with pytest.raises(ConfigError, match="kind must be one of access, erasure, objection, retrain; got 'delete'"):
             list_requests(session, kind="delete")
     assert overdue == [late.id, late_working.id]
     assert (erasures, completed, received) == ([late_working.id], [done.id], [late.id])

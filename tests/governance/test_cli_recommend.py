@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from audits import open_store
-from audits.consent import record_consent
+from audits.consent import consent_history, record_consent
 from audits.decisions import verify_decisions
 from audits.models import DecisionRecord
 from governance.cli import app
@@ -39,7 +39,8 @@ def test_recommend_honours_consent_and_gpc_and_records_every_decision(db_url: st
     assert personalized["mode"] == "personalized" and len(personalized["items"]) == 5
     assert all(item["tags"] for item in personalized["items"])
     gpc = recommend("--pack", "california-ccpa", "--gpc")
-    assert gpc["mode"] == "non_profiling" and "Sec-GPC" in gpc["consent"]
+    # the signal is recorded first, as the API does: the opt-out in force decides
+    assert gpc["mode"] == "non_profiling" and "opted_out via gpc" in gpc["consent"]
 
     store = open_store(db_url)
     try:
@@ -76,3 +77,48 @@ def test_a_failed_request_is_logged_with_its_cause(db_url: str) -> None:
         store.close()
     assert len(rows) == 1 and rows[0].cause == "serve.DataError" and "TC string" in rows[0].detail["message"]
     assert "u000003" not in repr(tuple(rows[0]))
+
+
+def _ledger(db_url: str, user: str) -> list[tuple[str, str, str]]:
+    store = open_store(db_url)
+    try:
+        with store.session() as session:
+            return [(r["purpose"], r["status"], r["source"]) for r in consent_history(session, user)]
+    finally:
+        store.close()
+
+
+def test_gpc_from_the_command_line_is_recorded_in_the_ledger_like_the_api(db_url: str, tmp_path) -> None:
+    """Regression: `recgov recommend --gpc` marked the decision but wrote no consent record, so the
+    opt-out was forgotten by the next request and by training."""
+    trained = runner.invoke(app, ["train", DATA, "--no-tune", "--no-carbon", "--factors", "4", "--iterations", "2", "--database-url", db_url, "--json"])
+    assert trained.exit_code == 0, trained.output
+    version = json.loads(trained.stdout)["model_version"]
+    user = "u000021"
+
+    def recommend(pack: str, *extra: str) -> dict:
+        result = runner.invoke(app, ["recommend", user, "--model", version, "--pack", pack, "--k", "3", "--database-url", db_url, "--json", *extra])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    assert recommend("california-ccpa")["mode"] == "personalized"  # opt-out purpose, nothing recorded
+    assert _ledger(db_url, user) == []
+    assert recommend("california-ccpa", "--gpc")["mode"] == "non_profiling"
+    expected = [("personalization", "opted_out", "gpc"), ("sale_sharing", "opted_out", "gpc")]
+    assert sorted(_ledger(db_url, user)) == expected
+    assert recommend("california-ccpa", "--gpc")["mode"] == "non_profiling"
+    assert sorted(_ledger(db_url, user)) == expected  # a repeated signal is not recorded twice
+    later = recommend("california-ccpa")  # no signal this time: the recorded opt-out still holds
+    assert later["mode"] == "non_profiling" and "opted_out via gpc" in later["consent"]
+
+    # Under a pack that does not honour GPC nothing is recorded.
+    pack = tmp_path / "no-gpc.yaml"
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parents[2] / "policies" / "california-ccpa.yaml").read_text()
+    pack.write_text(source.replace("honour_gpc: true", "honour_gpc: false").replace("name: california-ccpa", "name: no-gpc"))
+    other = "u000022"
+    result = runner.invoke(app, ["recommend", other, "--model", version, "--pack", str(pack), "--k", "3", "--gpc", "--database-url", db_url, "--json"])
+    assert result.exit_code == 0, result.output
+    assert _ledger(db_url, other) == []
+    assert user not in result.output and runner.invoke(app, ["trail", "verify", "--database-url", db_url]).exit_code == 0

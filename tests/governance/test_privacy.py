@@ -8,6 +8,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from sqlalchemy import event, inspect, select, text
 
@@ -207,7 +209,8 @@ def test_the_filter_reads_consent_in_bulk_and_is_deterministic(store: Store) -> 
     for data in (small, large):
         for subject in data.events["user_id"].unique()[::2]:
             _consent(store, subject, "granted")
-    assert statements(small) == statements(large) <= 8  # no per-subject query
+    # no per-subject query: the installation key check, pseudonyms, suppressions, states, bases
+    assert statements(small) == statements(large) <= 10
     a, report_a = filter_training_events(large, EU, store, now=NOW, record=False)
     b, report_b = filter_training_events(large, EU, store, now=NOW, record=False)
     assert a.content_hash() == b.content_hash() and report_a == report_b
@@ -350,7 +353,7 @@ def test_erasure_unlearns_records_and_shreds_leaving_no_raw_id(store: Store, tra
     assert report["shredded"] and report["pseudonym"] == before
     assert report["unlinked"] == {
         "consent_records": 2,
-        "subject_requests": 1,
+        "subject_requests": 2,  # the erasure and the retrain it calls for
         "decisions": 1,
         "trail_events": report["unlinked"]["trail_events"],
     }
@@ -361,15 +364,27 @@ def test_erasure_unlearns_records_and_shreds_leaving_no_raw_id(store: Store, tra
     assert VICTIM not in _dump(store)
     with store.session() as session:
         assert lookup_pseudonyms(session, [VICTIM])[VICTIM] is None  # the secret is gone
-        assert consent_history(session, VICTIM) == []
+        # only the restriction the suppression record keeps, at the erasure time
+        (kept,) = consent_history(session, VICTIM)
+        assert consent_history(session, VICTIM, include_suppressions=False) == []
         (request,) = list_requests(session, kind="erasure")
+        (retrain,) = list_requests(session, kind="retrain")
         models = session.execute(text("SELECT version_id FROM model_versions")).scalars().all()
     assert request["status"] == "completed" and request["subject"] == before
     assert request["result"]["shredded"] is True
+    assert (kept["purpose"], kept["status"], kept["source"], kept["id"]) == ("personalization", "withdrawn", "import", 0)
+    assert kept["evidence"]["subject_request"] == request["id"]
     assert sorted(models) == sorted([run.model_version, step["version"]])
-    # The next training filter no longer finds a grant under this id (opt-in: no record, no profiling).
+    assert retrain["status"] == "received" and retrain["subject"] == before
+    assert retrain["result"]["erasure_request"] == request["id"]
+    assert sorted(retrain["result"]["models"]) == sorted(models)  # the unlearned version too: it approximates
+    assert retrain["deadline"] - retrain["requested_at"] == timedelta(days=EU.pack.consent.requests.retrain_days)
+    assert report["retrain"]["request"]["id"] == retrain["id"] and report["retrain"]["run"] is None
+    assert any("recgov retrain run DATA" in item for item in report["not_done"])
+    # The next training filter leaves the subject out: the withdrawal is kept, and their old events are erased.
     _, filtered = filter_training_events(data, EU, store, now=NOW, record=False)
-    assert filtered["subjects"]["excluded"]["withdrawn"] == 0
+    assert filtered["subjects"]["excluded"]["withdrawn"] == 1
+    assert filtered["events"]["excluded"]["withdrawn"] == int((data.events["user_id"] == VICTIM).sum())
     assert show_consent(store, VICTIM, pack=EU)["subject"] is None
 
 
@@ -445,3 +460,102 @@ def test_the_processing_record_lists_purposes_retention_and_counts(store: Store)
     assert counts["erased_subjects"] == 1 and counts["erased_subjects_with_consent_records"] == 1
     assert counts["subject_requests"] == {"erasure": {"completed": 1}} and counts["open_requests"] == 0
     assert doc["pack_hash"] == EU.content_hash
+
+
+# -- suppression: what an erasure keeps ------------------------------------------------------------
+RETURNING = "returning-subject-Zq41"
+
+
+def test_an_opt_out_survives_erasure_until_a_later_grant_and_old_events_stay_erased(store: Store) -> None:
+    """Regression: after crypto-shredding, a subject who had opted out came back with an empty
+    history, so an opt-out purpose profiled them again and their old events were trained on again."""
+    record_consent_from_request(store, RETURNING, pack=CA, headers={"Sec-GPC": "1"})
+    report = erase_subject(store, RETURNING, pack=CA)
+    assert report["suppression"]["denied"] == {
+        "personalization": {"status": "opted_out", "lawful_basis": "legitimate_interest"},
+        "sale_sharing": {"status": "opted_out", "lawful_basis": "consent"},
+    }
+    assert report["retrain"] == {"request": None, "run": None}  # no model held them
+    erased_at = datetime.fromisoformat(report["suppression"]["erased_at"])
+
+    data = _dataset(victim=False)
+    events = data.events.copy()
+    busiest = events["user_id"].value_counts().index[0]
+    mine = np.flatnonzero(np.asarray(events["user_id"] == busiest))
+    events.loc[events["user_id"] == busiest, "user_id"] = RETURNING
+    later = mine[: len(mine) // 3]  # a third of their events come after the erasure
+    stamps = pd.to_datetime(events["timestamp"], utc=True)
+    stamps.iloc[later] = pd.Timestamp(erased_at + timedelta(minutes=5))
+    events["timestamp"] = stamps
+    returning = Dataset(events=events, items=data.items, name="returning", source="synthetic:returning")
+    moment = erased_at + timedelta(hours=1)
+
+    # Serving and training: still opted out, under a pseudonym nothing links to the old one.
+    assert show_consent(store, RETURNING, pack=CA)["profiling"]["personalization"]["allowed"] is False
+    with store.session() as session:
+        (kept, _) = consent_history(session, RETURNING)
+    assert (kept["status"], kept["source"], kept["recorded_at"]) == ("opted_out", "import", erased_at)
+    _, report_out = filter_training_events(returning, CA, store, now=moment, record=False)
+    assert report_out["events"]["excluded"]["opted_out"] == len(mine)
+    assert report_out["subjects"]["excluded"]["opted_out"] == 1
+
+    # They opt back in after the erasure: the later grant outranks the suppression, for new events only.
+    with store.session() as session:
+        record_consent(session, subject_id=RETURNING, purpose="personalization", status="granted",
+                       lawful_basis="legitimate_interest", source="api", at=erased_at + timedelta(seconds=1))  # fmt: skip
+    assert show_consent(store, RETURNING, pack=CA)["profiling"]["personalization"]["allowed"] is True
+    kept_data, report_in = filter_training_events(returning, CA, store, now=moment, record=False)
+    assert report_in["events"]["excluded"]["erased"] == len(mine) - len(later)
+    assert report_in["events"]["excluded"]["opted_out"] == 0
+    assert int((kept_data.events["user_id"] == RETURNING).sum()) == len(later)
+    # sale_sharing stays opted out: only the purpose they granted came back
+    assert show_consent(store, RETURNING, pack=CA)["profiling"]["sale_sharing"]["allowed"] is False
+
+    # No raw id, and the suppression key is neither a pseudonym nor a secret lookup.
+    assert RETURNING not in _dump(store)
+    with store.session() as session:
+        (lookup,) = session.execute(text("SELECT lookup FROM suppressions")).scalars().all()
+        secrets_ = set(session.execute(text("SELECT lookup FROM subject_secrets")).scalars())
+        subjects = set(session.execute(text("SELECT subject FROM consent_records")).scalars())
+    assert len(lookup) == 64 and lookup not in secrets_ and lookup not in subjects
+    with store.snapshot() as connection:
+        assert verify_trail(connection).intact
+
+
+def test_suppressions_are_append_only(store: Store) -> None:
+    erase_subject(store, RETURNING, pack=CA)
+    for statement in ("UPDATE suppressions SET denied = NULL", "DELETE FROM suppressions"):
+        with pytest.raises(Exception, match="append-only"):
+            with store.session() as session:
+                session.execute(text(statement))
+    with store.session() as session:
+        assert session.execute(text("SELECT COUNT(*) FROM suppressions")).scalar_one() == 1
+
+
+def test_request_deadlines_come_from_the_pack(store: Store) -> None:
+    doc = export_subject(store, "deadline-subject", pack=CA)
+    with store.session() as session:
+        (request,) = list_requests(session, kind="access")
+    assert request["deadline"] - request["requested_at"] == timedelta(days=45)
+    assert doc["request"]["deadline_basis"].startswith("45 days: consent.requests.access_days of pack california-ccpa")
+    assert "CCPA §1798.130(a)(2)(A)" in doc["request"]["deadline_basis"]
+    report = erase_subject(store, "deadline-subject", pack=EU)
+    assert report["request"]["deadline_basis"].startswith("30 days: consent.requests.erasure_days of pack eu-gdpr-dsa")
+    plain = export_subject(store, "deadline-subject-2")  # no pack: the schema's default
+    assert plain["request"]["deadline_basis"].startswith("30 days: recgov's default")
+
+
+def test_a_second_erasure_does_not_revive_a_restriction_the_subject_lifted(store: Store) -> None:
+    record_consent_from_request(store, RETURNING, pack=CA, headers={"Sec-GPC": "1"})
+    first = erase_subject(store, RETURNING, pack=CA)
+    with store.session() as session:
+        record_consent(session, subject_id=RETURNING, purpose="personalization", status="granted",
+                       lawful_basis="legitimate_interest", source="api")  # fmt: skip
+    second = erase_subject(store, RETURNING, pack=CA)
+    assert sorted(first["suppression"]["denied"]) == ["personalization", "sale_sharing"]
+    assert sorted(second["suppression"]["denied"]) == ["sale_sharing"]  # the grant had lifted the opt-out
+    profiling = show_consent(store, RETURNING, pack=CA)["profiling"]
+    assert profiling["personalization"]["allowed"] is True and profiling["sale_sharing"]["allowed"] is False
+    data = _dataset(victim=False)
+    _, report = filter_training_events(data, CA, store, now=NOW, record=False)
+    assert report["subjects"]["excluded"]["opted_out"] == 0
