@@ -13,7 +13,18 @@ from fastapi import FastAPI
 from audits.db import open_store
 from governance.api.errors import install_error_handlers
 from governance.api.metrics import install_metrics
-from governance.api.routes import consent, deployments, harm, health, lineage, packs, recommendations, subjects, trail
+from governance.api.routes import (
+    audits,
+    consent,
+    deployments,
+    harm,
+    health,
+    lineage,
+    packs,
+    recommendations,
+    subjects,
+    trail,
+)
 from governance.api.settings import ApiSettings
 
 __all__ = ["ApiSettings", "app_from_env", "create_app"]
@@ -26,21 +37,27 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.store = open_store(settings.database_url)
+        # Background audits: interrupted jobs are failed and queued ones started again;
+        # at shutdown running audits finish (and are recorded) before the store closes.
+        app.state.audit_runner = audits.AuditRunner(app.state.store, settings)
         try:
+            app.state.audit_runner.start()
             yield
         finally:
+            app.state.audit_runner.shutdown()
+            recommendations.close_engines(app)  # writes what the shared decision log holds
             app.state.store.close()
 
     app = FastAPI(
         title="recgov compliance API",
         version="1",
-        description="Policy packs, the audit trail, lineage, consent and governed recommendations. "
+        description="Policy packs, audits and gate decisions, the audit trail, lineage, consent and governed recommendations. "
         "Every /v1 endpoint needs 'Authorization: Bearer <token>' (see 'recgov keys create'); errors are RFC 9457 problem details.",
         lifespan=lifespan,
     )
     app.state.settings = settings
     install_error_handlers(app, expose_errors=settings.api_expose_errors)
-    for module in (health, packs, trail, lineage, consent, recommendations, deployments, harm, subjects):
+    for module in (health, packs, trail, lineage, consent, recommendations, deployments, harm, subjects, audits):
         app.include_router(module.router)
     install_metrics(app)  # GET /metrics (viewer) and per-route latency, errors, decisions
     return app

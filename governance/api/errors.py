@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from governance.located import PolicyError
 from recommender.errors import ConfigError, DataError, RecgovError
 
-__all__ = ["PROBLEM_BASE", "PROBLEM_JSON", "Problem", "install_error_handlers", "problem_response"]
+__all__ = ["BODY_NOT_PARSED", "PROBLEM_BASE", "PROBLEM_JSON", "Problem", "install_error_handlers", "problem_response", "problems"]
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://recgov.dev/problems/"
@@ -37,7 +37,45 @@ _TITLES = {
     500: "Internal server error",
     503: "Service unavailable",
 }
-_TYPES = {401: "unauthorized", 403: "forbidden", 404: "not-found", 409: "conflict", 422: "validation", 500: "internal"}
+_TYPES = {401: "unauthorized", 403: "forbidden", 404: "not-found", 409: "conflict", 422: "validation", 500: "internal", 503: "unavailable"}
+
+
+# FastAPI raises a 400 with this text when a JSON body is not even UTF-8 (malformed UTF-8
+# JSON is a 422 ``json_invalid``); both are answered alike, as a 422 naming the body.
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"
+BODY_NOT_PARSED = "the body is not JSON: send a JSON object, encoded as UTF-8, with 'Content-Type: application/json'"
+
+_DESCRIPTIONS = {
+    401: "No API key, or an unknown or revoked one.",
+    403: "The key's role is below the one this endpoint needs.",
+    404: "A named resource (model version, pack, case) is not in the store.",
+    409: "The request conflicts with what is stored.",
+    422: "The request is invalid: ``errors`` says where and why.",
+    500: "An internal error; it has been logged.",
+    503: "The service is shutting down: retry on another instance.",
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting the problem documents a route may answer with.
+
+    Routes and routers pass it as ``responses=`` so that the document names every
+    error status with its media type and schema (schema-driven fuzzing holds the
+    API to it).
+
+    >>> sorted(problems(401, 404))
+    [401, 404]
+    """
+    from governance.api.schemas import ProblemDetail  # schemas import nothing from here
+
+    schema = ProblemDetail.model_json_schema()  # flat: no references to resolve
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        out[status] = {
+            "description": _DESCRIPTIONS.get(status, _TITLES.get(status, "Error")),
+            "content": {PROBLEM_JSON: {"schema": schema}},
+        }
+    return out
 
 
 class Problem(Exception):
@@ -90,6 +128,9 @@ def install_error_handlers(app: FastAPI, *, expose_errors: bool = False) -> None
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 400 and detail == _FASTAPI_BODY_ERROR:
+            errors = [{"location": "body", "field": "", "message": BODY_NOT_PARSED, "type": "json_invalid"}]
+            return problem_response(request, 422, f"the request is invalid: body ({BODY_NOT_PARSED})", errors=errors)
         return problem_response(request, exc.status_code, detail, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)

@@ -28,6 +28,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from governance.api.deps import require
+from governance.api.errors import problems
 
 __all__ = ["DECISION_OUTCOMES", "Metrics", "install_metrics"]
 
@@ -117,6 +118,7 @@ def install_metrics(app: FastAPI) -> Metrics:
         summary="Prometheus metrics (viewer)",
         response_class=Response,
         dependencies=[Depends(require("viewer"))],
+        responses=problems(401, 403, 500),
     )
     def metrics_endpoint(request: Request) -> Response:
         return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

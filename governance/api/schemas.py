@@ -6,7 +6,33 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ConsentCreate", "Health", "PackPublic", "RecommendationCreate"]
+__all__ = [
+    "IDENTIFIER",
+    "INT4_MAX",
+    "TEXT",
+    "ConsentCreate",
+    "ConsentPublic",
+    "GovernedList",
+    "Health",
+    "PackDiff",
+    "PackList",
+    "PackPublic",
+    "PackStored",
+    "PackValidation",
+    "ProblemDetail",
+    "RecommendationCreate",
+]
+
+
+IDENTIFIER = r"^[^\x00-\x1f\x7f]+$"
+"""Pattern of ids and names (subjects, items, purposes, packs, model versions): no control character.
+
+PostgreSQL text cannot hold NUL at all; the other control characters have no
+business in an id, and would be hard to see in a log or a report."""
+TEXT = r"^[^\x00]*$"
+"""Pattern of free text (a reason, a note): anything but NUL, which PostgreSQL text cannot hold."""
+INT4_MAX = 2**31 - 1
+"""The largest row id (PostgreSQL ``integer``): a larger id in a path is a 422, never a database error."""
 
 
 class _Body(BaseModel):
@@ -21,8 +47,8 @@ class ConsentCreate(_Body):
         json_schema_extra={"examples": [{"subject": "u000012", "purpose": "personalization", "status": "granted", "basis": "consent", "source": "banner"}]},
     )
 
-    subject: str = Field(min_length=1, max_length=200, description="The subject's id (stored only as its pseudonym).")
-    purpose: str = Field(min_length=1, max_length=100, description="A purpose of the pack in force, e.g. personalization.")
+    subject: str = Field(min_length=1, max_length=200, pattern=IDENTIFIER, description="The subject's id (stored only as its pseudonym).")
+    purpose: str = Field(min_length=1, max_length=100, pattern=IDENTIFIER, description="A purpose of the pack in force, e.g. personalization.")
     status: Literal["granted", "denied", "withdrawn", "opted_out", "objected"]
     basis: Literal["consent", "legitimate_interest", "contract"] = Field(description="The lawful basis the record was given under.")
     source: Literal["api", "banner", "tcf", "gpc", "import"] = "api"
@@ -36,22 +62,117 @@ class RecommendationCreate(_Body):
         json_schema_extra={"examples": [{"subject": "u000012", "k": 10, "model_version": "3f2a9c...", "pack": "california-ccpa"}]},
     )
 
-    subject: str = Field(min_length=1, max_length=200, description="The subject to recommend for.")
+    subject: str = Field(min_length=1, max_length=200, pattern=IDENTIFIER, description="The subject to recommend for.")
     k: int = Field(10, ge=1, le=100, description="List length.")
-    model_version: str = Field(min_length=1, max_length=128, description="A recorded model version (see 'recgov train').")
-    pack: str = Field("baseline", min_length=1, max_length=200, description="A shipped pack name, or a stored pack as NAME@VERSION.")
+    model_version: str = Field(min_length=1, max_length=128, pattern=IDENTIFIER, description="A recorded model version (see 'recgov train').")
+    pack: str = Field("baseline", min_length=1, max_length=200, pattern=IDENTIFIER, description="A shipped pack name, or a stored pack as NAME@VERSION.")
 
 
-class PackPublic(BaseModel):
-    """A validated pack's identity."""
+class PackStamp(BaseModel):
+    """A pack's identity, as stamped on every result and decision."""
 
-    pack: str
-    pack_version: str
-    pack_hash: str
+    pack: str = Field(description="metadata.name")
+    pack_version: str = Field(description="metadata.version")
+    pack_hash: str = Field(description="The SHA-256 of the pack's canonical content.")
+
+
+class PackPublic(PackStamp):
+    """A validated pack's identity, its number of rules and its warnings."""
+
     rules: int
     warnings: list[dict[str, Any]] = []
+
+
+class PackValidation(PackPublic):
+    """The answer of ``POST /v1/packs/validate`` for a valid pack (an invalid one is a 422 problem)."""
+
+    valid: Literal[True] = True
+
+
+class PackStored(PackPublic):
+    """The answer of ``POST /v1/packs``: ``created`` is false when that exact version was stored already."""
+
+    created: bool
+
+
+class PackRef(PackStamp):
+    """A pack the API can serve with: ``ref`` is what a request names it by."""
+
+    origin: Literal["shipped", "stored"]
+    ref: str = Field(description="A shipped pack's name, or NAME@VERSION for a stored one.")
+
+
+class PackList(BaseModel):
+    """Every shipped pack and every stored version."""
+
+    packs: list[PackRef]
+
+
+class PackDiff(BaseModel):
+    """What changed between two stored versions of a pack."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: PackStamp = Field(alias="from")
+    to: PackStamp
+    changes: list[dict[str, Any]] = Field(description="One entry per change: kind, path, before, after, threshold.")
+
+
+class ConsentPublic(BaseModel):
+    """A consent record as appended (the subject named by pseudonym)."""
+
+    subject: str = Field(description="The subject's pseudonym.")
+    purpose: str
+    status: str
+    basis: str
+    source: str
+    recorded_at: str = Field(description="ISO 8601, UTC.")
+
+
+class ServedItem(BaseModel):
+    """One item of a governed list."""
+
+    item_id: str
+    score: float | None = Field(description="The model's score; null for a non-personalized list.")
+    tags: list[dict[str, Any]] = Field(description="Explanation tags: why the item is in the list.")
+
+
+class ConsentSignals(BaseModel):
+    """The consent signals the request carried and what was recorded for them."""
+
+    gpc: bool
+    tcf: dict[str, Any] | None
+    recorded: list[dict[str, Any]]
+    unchanged: list[dict[str, Any]]
+    ignored: list[dict[str, Any]]
+
+
+class GovernedList(PackStamp):
+    """A governed list; its decision record was committed before this answer."""
+
+    decision_id: str
+    mode: Literal["personalized", "fallback", "non_profiling"]
+    items: list[ServedItem]
+    model_version: str
+    consent: str = Field(description="Why the subject may or may not be profiled.")
+    decided_at: str = Field(description="ISO 8601, UTC.")
+    blocked_removed: int = Field(description="How many items the harmful-content filters kept out.")
+    signals: ConsentSignals
 
 
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     version: str
+
+
+class ProblemDetail(BaseModel):
+    """An error, as RFC 9457 problem details (``application/problem+json``)."""
+
+    type: str = Field(description="A URI naming the kind of problem, under https://recgov.dev/problems/.")
+    title: str = Field(description="A short summary of the kind of problem.")
+    status: int = Field(description="The HTTP status code.")
+    detail: str = Field(description="What went wrong in this request, and what to do.")
+    instance: str = Field(description="The request path.")
+    errors: list[dict[str, Any]] | None = Field(
+        None, description="Located issues (422), or the gate's reasons (409 on promotion)."
+    )

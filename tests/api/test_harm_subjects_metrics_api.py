@@ -115,9 +115,12 @@ def test_export_erasure_and_requests_without_raw_ids_in_logs(server, caplog: pyt
         assert report["unlearning"] == [] and "versions" in report["models"]
         assert ERASED not in erased.text
         after = client.post(f"/v1/subjects/{ERASED}/export").json()
-        assert (
-            after["consent"]["history"] == [] and after["decisions"] == [] and after["requests"][0]["kind"] == "access"
-        )
+        # the old records are unlinkable; only the restriction kept through erasure (a suppression
+        # entry, so that the withdrawal still holds) is still theirs
+        kept = after["consent"]["history"]
+        assert [(r["purpose"], r["status"]) for r in kept] == [("personalization", "withdrawn")]
+        assert kept[0]["evidence"]["note"].startswith("kept through erasure")
+        assert after["decisions"] == [] and after["requests"][0]["kind"] == "access"
         assert len(after["requests"]) == 1  # only this very request: the old ones are unlinkable
     with server.client("auditor") as client:
         erasures = client.get("/v1/requests", params={"kind": "erasure", "status": "completed"})

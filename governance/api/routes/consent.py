@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 
 from audits.consent import record_consent
 from governance.api.deps import Operator, SessionDep, StoreDep
+from governance.api.errors import problems
 from governance.api.keys import actor_of
 from governance.api.routes._audit import record_call
-from governance.api.schemas import ConsentCreate
+from governance.api.schemas import IDENTIFIER, ConsentCreate, ConsentPublic
 from governance.privacy import show_consent
 
-router = APIRouter(prefix="/v1/consent", tags=["consent"])
+router = APIRouter(prefix="/v1/consent", tags=["consent"], responses=problems(401, 403, 422, 500))
 
 
-@router.post("", status_code=201, summary="Append a consent record")
+@router.post("", status_code=201, response_model=ConsentPublic, summary="Append a consent record")
 def create(body: ConsentCreate, session: SessionDep, key: Operator) -> dict[str, Any]:
     row = record_consent(
         session, subject_id=body.subject, purpose=body.purpose, status=body.status,
@@ -27,5 +28,5 @@ def create(body: ConsentCreate, session: SessionDep, key: Operator) -> dict[str,
 
 
 @router.get("/{subject}", summary="A subject's consent history and the records in force")
-def show(subject: str, store: StoreDep, key: Operator) -> dict[str, Any]:
+def show(subject: Annotated[str, Path(min_length=1, max_length=200, pattern=IDENTIFIER, description="The subject's id.")], store: StoreDep, key: Operator) -> dict[str, Any]:
     return show_consent(store, subject)

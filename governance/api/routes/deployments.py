@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from audits.models import ModelVersion
 from governance import deploy
 from governance.api import packs as pack_store
 from governance.api.deps import Admin, SessionDep, SettingsDep, StoreDep, Viewer
-from governance.api.errors import Problem
+from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.routes._audit import record_call
+from governance.api.schemas import IDENTIFIER
 from recommender.loaders import load_data
 
-router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
+DATA_UNREADABLE = (
+    "'data' cannot be read as a dataset ({reason}); give synthetic[:name=value,...], "
+    "a MovieLens-100K directory or a .csv/.parquet event log on the server"
+)
+
+router = APIRouter(prefix="/v1/deployments", tags=["deployments"], responses=problems(401, 500))
 
 
 class PromotionCreate(BaseModel):
@@ -25,12 +31,12 @@ class PromotionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"stage": "canary", "pack": "baseline", "data": "synthetic:n_users=300,seed=4"}]})
 
     stage: Literal["shadow", "canary", "production"]
-    pack: str = Field("baseline", min_length=1, max_length=200, description="A shipped pack name, or a stored pack as NAME@VERSION.")
-    data: str | None = Field(None, min_length=1, max_length=10_000, description="DATA spec for the gate's audit (needed for canary and production).")
+    pack: str = Field("baseline", min_length=1, max_length=200, pattern=IDENTIFIER, description="A shipped pack name, or a stored pack as NAME@VERSION.")
+    data: str | None = Field(None, min_length=1, max_length=10_000, pattern=IDENTIFIER, description="DATA spec for the gate's audit (needed for canary and production).")
 
 
-@router.post("/{model_version}/promote", summary="Move a model version one stage on, through the gate")
-def promote(model_version: str, body: PromotionCreate, store: StoreDep, session: SessionDep, settings: SettingsDep, key: Admin) -> dict[str, Any]:
+@router.post("/{model_version}/promote", responses=problems(403, 404, 409, 422), summary="Move a model version one stage on, through the gate")
+def promote(model_version: Annotated[str, Path(min_length=1, max_length=128, pattern=IDENTIFIER)], body: PromotionCreate, store: StoreDep, session: SessionDep, settings: SettingsDep, key: Admin) -> dict[str, Any]:
     """404 for an unknown model or pack; 409 when the gate refuses (reasons and audit id in ``errors``); 422 for an illegal move."""
     try:
         loaded = pack_store.load_ref(settings.packs_dir, body.pack)
@@ -41,7 +47,10 @@ def promote(model_version: str, body: PromotionCreate, store: StoreDep, session:
     session.rollback()  # end the read before the gate's own transactions (SQLite holds one writer)
     if body.stage != "shadow" and body.data is None:
         raise Problem(422, f"'data' is needed to promote to {body.stage}: the gate audits the model on it")
-    dataset = load_data(body.data) if body.data else None
+    try:
+        dataset = load_data(body.data) if body.data else None
+    except OSError as err:  # e.g. a name longer than the file system allows: the client's mistake, not ours
+        raise Problem(422, DATA_UNREADABLE.format(reason=err.strerror or type(err).__name__), kind="invalid-data") from None
     out_dir = settings.home / "deployments" / f"{model_version}-{body.stage}"
     try:
         result = deploy.promote(
@@ -54,7 +63,15 @@ def promote(model_version: str, body: PromotionCreate, store: StoreDep, session:
     return result
 
 
-@router.post("/rollback", summary="Restore the previous production version")
+class Rollback(BaseModel):
+    """What a rollback restored and retired."""
+
+    restored: str = Field(description="The model version back in production.")
+    retired: str = Field(description="The model version taken out of production.")
+    audit_id: int | None = Field(description="The passed audit of the restored version's promotion.")
+
+
+@router.post("/rollback", response_model=Rollback, responses=problems(403, 422), summary="Restore the previous production version")
 def rollback(store: StoreDep, session: SessionDep, key: Admin) -> dict[str, Any]:
     result = deploy.rollback(store, actor=actor_of(key))
     record_call(session, key, "deployments.rollback", objects={"model": result["restored"]}, payload=result)

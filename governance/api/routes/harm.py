@@ -13,21 +13,23 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from audits.harm import flag_item, list_cases, report_item, transition_case
 from governance.api import packs as pack_store
 from governance.api.deps import Admin, Auditor, Operator, SessionDep, SettingsDep
-from governance.api.errors import Problem
+from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.routes._audit import record_call
+from governance.api.schemas import IDENTIFIER, INT4_MAX, TEXT
 from governance.escalation import evaluate_escalations
 from recommender.errors import ConfigError
 
-router = APIRouter(tags=["harmful content"])
+router = APIRouter(tags=["harmful content"], responses=problems(401, 403, 422, 500))
 
 
 class _Body(BaseModel):
@@ -45,10 +47,11 @@ class ReportCreate(_Body):
     reason: str = Field(
         min_length=1,
         max_length=10_000,
+        pattern=TEXT,
         description="Why the user reported the item (must not contain the reporter's id).",
     )
     reporter: str | None = Field(
-        None, min_length=1, max_length=200, description="The reporting subject's id; stored only as its pseudonym."
+        None, min_length=1, max_length=200, pattern=IDENTIFIER, description="The reporting subject's id; stored only as its pseudonym."
     )
 
 
@@ -60,7 +63,7 @@ class FlagCreate(_Body):
         json_schema_extra={"examples": [{"category": "self_harm", "confidence": 0.7, "source": "model"}]},
     )
 
-    category: str = Field(min_length=1, max_length=100, description="e.g. self_harm, violence.")
+    category: str = Field(min_length=1, max_length=100, pattern=IDENTIFIER, description="e.g. self_harm, violence.")
     confidence: float = Field(ge=0, le=1)
     source: Literal["metadata", "api", "model", "report"] = "api"
 
@@ -69,7 +72,7 @@ class EvaluationCreate(_Body):
     """The pack whose harmful-content rules to apply."""
 
     pack: str = Field(
-        "baseline", min_length=1, max_length=200, description="A shipped pack name, or a stored pack as NAME@VERSION."
+        "baseline", min_length=1, max_length=200, pattern=IDENTIFIER, description="A shipped pack name, or a stored pack as NAME@VERSION."
     )
     since: AwareDatetime | None = Field(
         None,
@@ -89,11 +92,60 @@ class CaseTransition(_Body):
 
     status: Literal["triaged", "resolved", "dismissed"]
     action: Literal["block", "unblock"] | None = None
-    note: str | None = Field(None, min_length=1, max_length=10_000)
+    note: str | None = Field(None, min_length=1, max_length=10_000, pattern=TEXT)
 
 
-@router.post("/v1/items/{item_id}/reports", status_code=201, summary="Record a user's report of an item (operator)")
-def report(item_id: str, body: ReportCreate, session: SessionDep, key: Operator) -> dict[str, Any]:
+class ReportPublic(BaseModel):
+    """A report as recorded (the reporter named by pseudonym, or null)."""
+
+    id: int
+    item_id: str
+    reporter: str | None
+    reason: str
+    created_at: str = Field(description="ISO 8601, UTC.")
+
+
+class FlagPublic(BaseModel):
+    """A flag as recorded."""
+
+    id: int
+    item_id: str
+    category: str
+    confidence: float
+    source: str
+    active: bool
+    created_at: str = Field(description="ISO 8601, UTC.")
+
+
+class Case(BaseModel):
+    """An escalation case."""
+
+    id: int
+    item_id: str
+    rule_id: str
+    reason: str
+    severity: str
+    status: Literal["open", "triaged", "resolved", "dismissed"]
+    sla_due: datetime
+    created_at: datetime
+    updated_at: datetime
+    resolution: str | None
+    action: str | None = Field(description="The latest action on the item through this case: block, unblock or null.")
+    trail_seq: int = Field(description="The trail event of the latest change.")
+
+
+class CaseList(BaseModel):
+    """Escalation cases, by due time."""
+
+    cases: list[Case]
+
+
+ItemId = Annotated[str, Path(min_length=1, max_length=200, pattern=IDENTIFIER, description="The item's id.")]
+CaseId = Annotated[int, Path(ge=1, le=INT4_MAX, description="The case's id.")]
+
+
+@router.post("/v1/items/{item_id}/reports", status_code=201, response_model=ReportPublic, summary="Record a user's report of an item (operator)")
+def report(item_id: ItemId, body: ReportCreate, session: SessionDep, key: Operator) -> dict[str, Any]:
     row = report_item(session, item_id=item_id, reason=body.reason, reporter_id=body.reporter, actor=actor_of(key))
     record_call(session, key, "items.report", subject=row.reporter, objects={"item": row.item_id, "report": row.id})
     return {
@@ -105,8 +157,8 @@ def report(item_id: str, body: ReportCreate, session: SessionDep, key: Operator)
     }
 
 
-@router.post("/v1/items/{item_id}/flags", status_code=201, summary="Flag an item as possibly harmful (operator)")
-def flag(item_id: str, body: FlagCreate, session: SessionDep, key: Operator) -> dict[str, Any]:
+@router.post("/v1/items/{item_id}/flags", status_code=201, response_model=FlagPublic, summary="Flag an item as possibly harmful (operator)")
+def flag(item_id: ItemId, body: FlagCreate, session: SessionDep, key: Operator) -> dict[str, Any]:
     row = flag_item(
         session,
         item_id=item_id,
@@ -133,7 +185,7 @@ def flag(item_id: str, body: FlagCreate, session: SessionDep, key: Operator) -> 
     }
 
 
-@router.post("/v1/escalations/evaluate", summary="Apply a pack's harmful-content rules; the cases newly opened (admin)")
+@router.post("/v1/escalations/evaluate", responses=problems(404), summary="Apply a pack's harmful-content rules; the cases newly opened (admin)")
 def evaluate(body: EvaluationCreate, session: SessionDep, settings: SettingsDep, key: Admin) -> dict[str, Any]:
     try:
         loaded = pack_store.load_ref(settings.packs_dir, body.pack)
@@ -146,7 +198,7 @@ def evaluate(body: EvaluationCreate, session: SessionDep, settings: SettingsDep,
     return {"opened": opened, **loaded.stamp()}
 
 
-@router.get("/v1/escalations", summary="Escalation cases, by due time (auditor)")
+@router.get("/v1/escalations", response_model=CaseList, summary="Escalation cases, by due time (auditor)")
 def cases(
     session: SessionDep,
     key: Auditor,
@@ -157,8 +209,8 @@ def cases(
     return {"cases": list_cases(session, status=status)}
 
 
-@router.post("/v1/escalations/{case_id}", summary="Move a case through the workflow; block or unblock its item (admin)")
-def transition(case_id: int, body: CaseTransition, session: SessionDep, key: Admin) -> dict[str, Any]:
+@router.post("/v1/escalations/{case_id}", response_model=Case, responses=problems(404, 409), summary="Move a case through the workflow; block or unblock its item (admin)")
+def transition(case_id: CaseId, body: CaseTransition, session: SessionDep, key: Admin) -> dict[str, Any]:
     """404 for an unknown case; 409 for a move the workflow refuses (e.g. out of a final status, or dismiss with block)."""
     try:
         row = transition_case(

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 
 from audits.lineage import lineage_of
 from audits.models import ModelVersion
 from governance.api.deps import SessionDep, Viewer
-from governance.api.errors import Problem
+from governance.api.errors import Problem, problems
+from governance.api.schemas import IDENTIFIER
 
-router = APIRouter(prefix="/v1/lineage", tags=["lineage"])
+router = APIRouter(prefix="/v1/lineage", tags=["lineage"], responses=problems(401, 500))
 
 
-@router.get("/{model_version}", summary="The lineage of a model version")
-def lineage(model_version: str, session: SessionDep, key: Viewer) -> dict[str, Any]:
+@router.get("/{model_version}", responses=problems(404, 422), summary="The lineage of a model version")
+def lineage(model_version: Annotated[str, Path(min_length=1, max_length=128, pattern=IDENTIFIER)], session: SessionDep, key: Viewer) -> dict[str, Any]:
     if session.get(ModelVersion, model_version) is None:
         raise Problem(404, f"model version {model_version!r} is not in the store")
     document = lineage_of(session, model_version)

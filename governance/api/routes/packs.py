@@ -8,11 +8,12 @@ from fastapi import APIRouter, Query, Request, Response
 
 from governance.api import packs as pack_store
 from governance.api.deps import Admin, SessionDep, SettingsDep, Viewer
-from governance.api.errors import Problem
+from governance.api.errors import Problem, problems
 from governance.api.routes._audit import record_call
+from governance.api.schemas import PackDiff, PackList, PackStored, PackValidation
 from governance.policy import parse_pack
 
-router = APIRouter(prefix="/v1/packs", tags=["packs"])
+router = APIRouter(prefix="/v1/packs", tags=["packs"], responses=problems(401, 500))
 
 EXAMPLE_PACK = """apiVersion: recgov/v1
 metadata:
@@ -40,13 +41,20 @@ def _identity(loaded) -> dict[str, Any]:
     return {**loaded.stamp(), "rules": len(loaded.pack.rules()), "warnings": [w.to_dict() for w in loaded.warnings]}
 
 
-@router.post("/validate", openapi_extra=YAML_BODY, summary="Validate a pack (YAML body)")
+@router.post("/validate", response_model=PackValidation, openapi_extra=YAML_BODY, responses=problems(422), summary="Validate a pack (YAML body)")
 async def validate_pack(request: Request, key: Viewer) -> dict[str, Any]:
     """200 with the pack's name, version and hash, or 422 with every located issue."""
     return {"valid": True, **_identity(parse_pack(await _text(request), "<request body>"))}
 
 
-@router.post("", openapi_extra=YAML_BODY, status_code=201, summary="Store a pack version (admin)")
+@router.post(
+    "",
+    response_model=PackStored,
+    openapi_extra=YAML_BODY,
+    status_code=201,
+    responses={200: {"description": "That exact version is stored already.", "model": PackStored}, **problems(403, 409, 422)},
+    summary="Store a pack version (admin)",
+)
 async def create_pack(request: Request, response: Response, session: SessionDep, settings: SettingsDep, key: Admin) -> dict[str, Any]:
     """Store the pack at ``$RECGOV_HOME/packs/<name>/<version>.yaml``; 200 if that exact version is stored already."""
     text = await _text(request)
@@ -60,12 +68,12 @@ async def create_pack(request: Request, response: Response, session: SessionDep,
     return {"created": created, **_identity(loaded)}
 
 
-@router.get("", summary="List shipped and stored packs")
+@router.get("", response_model=PackList, summary="List shipped and stored packs")
 def list_packs(settings: SettingsDep, key: Viewer) -> dict[str, Any]:
     return {"packs": pack_store.list_packs(settings.packs_dir)}
 
 
-@router.get("/{name}/diff", summary="Diff two stored versions of a pack")
+@router.get("/{name}/diff", response_model=PackDiff, responses=problems(404, 422), summary="Diff two stored versions of a pack")
 def diff_pack(
     name: str,
     settings: SettingsDep,

@@ -1,61 +1,335 @@
-"""``/v1/recommendations``: one governed list (operator), honouring ``Sec-GPC: 1``."""
+"""``/v1/recommendations``: one governed list (operator), honouring ``Sec-GPC: 1``; ``/v1/ping`` beside it.
+
+Serving engines are cached on ``app.state.engines`` (:class:`EngineCache`), so a
+request does not parse its pack, load its model and open a decision log again:
+
+* a pack is re-read when its file changes (stat: size and modification time);
+  its identity in the cache is its content hash;
+* a model is re-read when its artifact file changes, and is checked to hold the
+  version the store records for that file;
+* the escalation blocks are checked on every request: a block, flag or case
+  answered by the API (or made by the CLI) holds for every request that starts
+  after it. Every
+  change to a flag, case or block row stamps it with its new trail event, so
+  the largest ``trail_seq`` of the three tables is a revision of what is
+  blocked (:func:`blocks_revision`, one query); only when it moved are the
+  blocked items read again and an engine built for them (from the cached pack
+  and model). Engines are never changed in place, so concurrent requests each
+  serve with the blocks of the revision they read;
+* one :class:`~audits.decisions.DecisionLog` is shared by every engine: decisions
+  of concurrent requests are committed together (group commit), and each request
+  waits for its own commit before answering. The trail record of each call
+  (``api.recommendations.create``, by the calling key) is group-committed the
+  same way by a :class:`CallRecordLog`. Both are closed when the app stops.
+
+The model row and the blocks are read in one read-only snapshot: on SQLite
+that read does not queue behind the writers for the write lock.
+A request without a consent signal writes nothing but its decision and its
+trail record.
+
+``GET /v1/ping`` answers an operator key with no other work: a liveness check for
+authenticated clients, and the baseline against which ``bench/bench_http.py``
+measures what governance costs per request.
+"""
 
 from __future__ import annotations
 
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import UTC
+from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, FastAPI, Header, Request
+from pydantic import BaseModel
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from audits.consent import consent_history
-from audits.models import ModelVersion
+from audits.decisions import DecisionLog, log_failure
+from audits.models import EscalationCase, ItemBlock, ItemFlag, ModelVersion
+from audits.trail import NewEvent, append_many
 from governance.api import packs as pack_store
-from governance.api.deps import Operator, SessionDep, SettingsDep, StoreDep
-from governance.api.errors import Problem
+from governance.api.deps import Operator, SettingsDep, StoreDep
+from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
-from governance.api.routes._audit import record_call
-from governance.api.schemas import RecommendationCreate
-from governance.cli.serve import open_engine
+from governance.api.schemas import GovernedList, RecommendationCreate
+from governance.cli.policy import SHIPPED, resolve_pack
 from governance.consent.gpc import gpc_opt_out
 from governance.consent.state import ConsentRecord
+from governance.escalation import items_out_of_lists
+from governance.policy import LoadedPack
 from governance.privacy import record_consent_from_request
-from governance.serving import ServeRequest
+from governance.serving import ServeRequest, ServingEngine
+from recommender.als import ALSRecommender
+from recommender.errors import ConfigError
 
-router = APIRouter(prefix="/v1/recommendations", tags=["recommendations"])
+__all__ = ["CallRecordLog", "EngineCache", "close_engines", "router"]
+
+router = APIRouter(tags=["recommendations"], responses=problems(401, 403, 500))
+
+SHUTTING_DOWN = "the service is shutting down; retry the request on another instance"
+NO_MODEL = "model version {model_version!r} is not in the store; train one with 'recgov train'"
+MODEL_MISMATCH = "the artifact at {location} holds model {found}, not {expected}; the store and the file disagree"
 
 
-@router.post("", summary="Serve one governed list")
+class Pong(BaseModel):
+    """The answer of ``GET /v1/ping``."""
+
+    status: str = "ok"
+    key_id: int
+
+
+def _stat_key(path: Path) -> tuple[int, int] | None:
+    """(size, modification time in ns) of ``path``, or None when it cannot be read."""
+    try:
+        stat = path.stat()
+    except (OSError, ValueError):
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _pack_path(packs_dir: Path, ref: str) -> Path | None:
+    """The file ``pack_store.load_ref`` reads for ``ref`` (None for a ref it would refuse)."""
+    if "@" in ref:
+        name, version = ref.split("@", 1)
+        if "/" in name or "/" in version or ".." in name or ".." in version:
+            return None
+        return packs_dir / name / f"{version}.yaml"
+    path = resolve_pack(ref)
+    return path if path.parent == SHIPPED else None
+
+
+class CallRecordLog:
+    """Trail records of API calls, appended by one writer thread and committed in groups.
+
+    :meth:`record` returns once the event is committed (the record is written
+    before the answer; a failed write raises in the caller, which then answers
+    500 and serves nothing more). Events queued while a batch commits go into
+    the next one, so concurrent requests share a commit instead of queueing for
+    the write lock one by one.
+    """
+
+    MAX_BATCH = 256
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._queue: queue.Queue[tuple[NewEvent, Future[None]] | None] = queue.Queue()
+        self._writer = threading.Thread(target=self._run, name="recgov-api-call-log", daemon=True)
+        self._writer.start()
+
+    def record(self, event: NewEvent, timeout: float = 30.0) -> None:
+        """Append ``event`` to the trail; return once it is committed."""
+        done: Future[None] = Future()
+        self._queue.put((event, done))
+        done.result(timeout=timeout)
+
+    def close(self) -> None:
+        """Write what is queued, then stop the writer."""
+        self._queue.put(None)
+        self._writer.join(timeout=30)
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            try:
+                with self.store.session() as session:
+                    append_many(session, [event for event, _ in batch])
+            except BaseException as err:  # noqa: BLE001 -- handed to every waiting request; the writer lives on
+                for _, done in batch:
+                    done.set_exception(err)
+            else:
+                for _, done in batch:
+                    done.set_result(None)
+
+
+def blocks_revision(session: Session) -> tuple[int, int, int]:
+    """The latest trail event that changed a flag, a case or a block: it moves whenever what is blocked may change."""
+    latest = [select(func.coalesce(func.max(t.trail_seq), 0)).scalar_subquery() for t in (ItemFlag, EscalationCase, ItemBlock)]
+    flags, cases, blocks = session.execute(select(*latest)).one()
+    return int(flags), int(cases), int(blocks)
+
+
+@dataclass(frozen=True)
+class _Engine:
+    """An engine, and the revision of the blocks it was built with."""
+
+    revision: tuple[int, int, int]
+    engine: ServingEngine
+
+
+class EngineCache:
+    """Packs, models and serving engines of one app, and the decision log they share.
+
+    Thread-safe: FastAPI runs the route in a thread pool. Loading happens under
+    the lock (a burst of first requests loads a model once).
+    """
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._packs: dict[str, tuple[tuple[int, int], LoadedPack]] = {}
+        self._models: dict[str, tuple[tuple[int, int], ALSRecommender]] = {}
+        self._engines: dict[tuple[str, str], _Engine] = {}
+        self._log: DecisionLog | None = None
+        self._calls: CallRecordLog | None = None
+        self._closed = False
+
+    def pack(self, packs_dir: Path, ref: str) -> LoadedPack:
+        """The pack ``ref`` names (raises ``PackNotFound``), parsed again only when its file changed."""
+        path = _pack_path(packs_dir, ref)
+        stat = _stat_key(path) if path is not None else None
+        cached = self._packs.get(ref)
+        if cached is not None and stat is not None and cached[0] == stat:
+            return cached[1]
+        loaded = pack_store.load_ref(packs_dir, ref)
+        if stat is not None:
+            with self._lock:
+                self._packs[ref] = (stat, loaded)
+        return loaded
+
+    def _model(self, model_version: str, location: str) -> ALSRecommender:
+        stat = _stat_key(Path(location))
+        cached = self._models.get(model_version)
+        if cached is not None and stat is not None and cached[0] == stat:
+            return cached[1]
+        model = ALSRecommender.load(location)
+        if model.version_id_ != model_version:
+            raise ConfigError(MODEL_MISMATCH.format(location=location, found=model.version_id_, expected=model_version))
+        if stat is not None:
+            self._models[model_version] = (stat, model)
+        return model
+
+    def engine(self, loaded: LoadedPack, model_version: str, location: str, read: Session) -> ServingEngine:
+        """The engine serving ``loaded`` with ``model_version`` and the blocks as ``read`` (a snapshot) sees them."""
+        key = (loaded.content_hash, model_version)
+        revision = blocks_revision(read)
+        with self._lock:
+            if self._closed:
+                raise Problem(503, SHUTTING_DOWN)
+            model = self._model(model_version, location)
+            cached = self._engines.get(key)
+            if cached is not None and cached.revision == revision and cached.engine.model is model:
+                return cached.engine
+        blocked = frozenset(items_out_of_lists(read, loaded.pack))  # outside the lock: a read of the snapshot
+        with self._lock:
+            if self._closed:
+                raise Problem(503, SHUTTING_DOWN)
+            if self._log is None:
+                self._log = DecisionLog(self.store)
+            store = self.store
+            engine = ServingEngine(
+                loaded, model, None, blocked=blocked, sink=self._log,
+                on_failure=lambda cause, detail: log_failure(store, cause, detail),
+            )  # fmt: skip
+            cached = self._engines.get(key)
+            if cached is None or cached.revision <= revision:  # a slower request must not put older blocks back
+                self._engines[key] = _Engine(revision, engine)
+            return engine
+
+    def calls(self) -> CallRecordLog:
+        """The shared writer of the calls' trail records."""
+        with self._lock:
+            if self._closed:
+                raise Problem(503, SHUTTING_DOWN)
+            if self._calls is None:
+                self._calls = CallRecordLog(self.store)
+            return self._calls
+
+    def close(self) -> None:
+        """Write what the decision log and the call log hold and stop them; later requests are refused (503)."""
+        with self._lock:
+            self._closed = True
+            log, self._log = self._log, None
+            calls, self._calls = self._calls, None
+            self._engines.clear()
+        if log is not None:
+            log.close()
+        if calls is not None:
+            calls.close()
+
+
+_create_lock = threading.Lock()
+
+
+def engines_of(app: FastAPI) -> EngineCache:
+    """The app's engine cache, created at its first use."""
+    cache = getattr(app.state, "engines", None)
+    if cache is None:
+        with _create_lock:
+            cache = getattr(app.state, "engines", None)
+            if cache is None:
+                cache = app.state.engines = EngineCache(app.state.store)
+    return cache
+
+
+def close_engines(app: FastAPI) -> None:
+    """Close the app's engine cache (its decision log), if it was ever used; call before closing the store."""
+    cache = getattr(app.state, "engines", None)
+    if cache is not None:
+        cache.close()
+
+
+@router.post("/v1/recommendations", response_model=GovernedList, responses=problems(404, 422, 503), summary="Serve one governed list")
 def recommend(
     body: RecommendationCreate,
     request: Request,
     store: StoreDep,
-    session: SessionDep,
     settings: SettingsDep,
     key: Operator,
     # Declared so that OpenAPI documents the header; it is read from the raw headers below.
     sec_gpc: Annotated[str | None, Header(alias="Sec-GPC", description="Global Privacy Control: '1' opts the subject out.")] = None,
 ) -> dict[str, Any]:
     """A ``Sec-GPC: 1`` header is recorded as an opt-out (under a pack that honours GPC) before serving."""
+    cache = engines_of(request.app)
     try:
-        loaded = pack_store.load_ref(settings.packs_dir, body.pack)
+        loaded = cache.pack(settings.packs_dir, body.pack)
     except pack_store.PackNotFound as err:
         raise Problem(404, str(err)) from None
-    if session.get(ModelVersion, body.model_version) is None:
-        raise Problem(404, f"model version {body.model_version!r} is not in the store; train one with 'recgov train'")
-    session.rollback()
+    with store.snapshot() as connection, Session(bind=connection) as read:  # the model and the blocks as of now
+        row = read.get(ModelVersion, body.model_version)
+        if row is None:
+            raise Problem(404, NO_MODEL.format(model_version=body.model_version))
+        engine = cache.engine(loaded, body.model_version, row.artifact_location, read)
     gpc = gpc_opt_out(request.headers.raw)  # any Sec-GPC: 1, even beside a conflicting duplicate
-    signals = record_consent_from_request(store, body.subject, pack=loaded, headers=request.headers.raw, actor=actor_of(key))
-    engine, log = open_engine(store, loaded, body.model_version)
-    try:
-        with store.session() as history_session:
-            history = consent_history(history_session, body.subject)
-        records = tuple(
-            ConsentRecord(purpose=r["purpose"], status=r["status"], lawful_basis=r["lawful_basis"], source=r["source"], time=r["recorded_at"].astimezone(UTC))
-            for r in history
+    if gpc:
+        signals = record_consent_from_request(store, body.subject, pack=loaded, headers=request.headers.raw, actor=actor_of(key))
+    else:  # nothing to record: what record_consent_from_request answers for a request without a signal
+        signals = {"gpc": False, "tcf": None, "recorded": [], "unchanged": [], "ignored": []}
+    with store.session() as read:  # a write transaction: looking a subject up may key the store on first use
+        history = consent_history(read, body.subject)
+    records = tuple(
+        ConsentRecord(purpose=r["purpose"], status=r["status"], lawful_basis=r["lawful_basis"], source=r["source"], time=r["recorded_at"].astimezone(UTC))
+        for r in history
+    )
+    served = engine.serve(ServeRequest(body.subject, k=body.k, consent=records, gpc=gpc))
+    request.app.state.metrics.decisions.labels(outcome=served.mode).inc()
+    cache.calls().record(
+        NewEvent(
+            actor=actor_of(key), action="api.recommendations.create",
+            objects={"decision": served.decision_id, "model": body.model_version},
+            payload={"mode": served.mode, "gpc": gpc, **loaded.stamp()},
         )
-        served = engine.serve(ServeRequest(body.subject, k=body.k, consent=records, gpc=gpc))
-        request.app.state.metrics.decisions.labels(outcome=served.mode).inc()
-    finally:
-        log.close()
-    record_call(session, key, "recommendations.create", objects={"decision": served.decision_id, "model": body.model_version}, payload={"mode": served.mode, "gpc": gpc, **loaded.stamp()})
+    )  # fmt: skip
     return {**served.to_dict(), "signals": signals}
+
+
+@router.get("/v1/ping", response_model=Pong, tags=["health"], summary="Liveness for authenticated clients (operator)")
+def ping(key: Operator) -> Pong:
+    """Checks the key (as every /v1 endpoint does) and nothing else: no store write, no trail record."""
+    return Pong(key_id=key.id)

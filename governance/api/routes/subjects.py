@@ -17,21 +17,22 @@ would log the request path, which holds the id).
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from audits import list_requests
 from governance.api import packs as pack_store
 from governance.api.deps import Admin, Auditor, SessionDep, SettingsDep, StoreDep
-from governance.api.errors import Problem
+from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.routes._audit import record_call
+from governance.api.schemas import IDENTIFIER
 from governance.privacy import erase_subject, export_subject
 from recommender.errors import RecgovError
 
-router = APIRouter(tags=["subject requests"])
+router = APIRouter(tags=["subject requests"], responses=problems(401, 403, 422, 500))
 log = logging.getLogger("recgov.api")
 
 INTERNAL = "an internal error occurred; it has been logged (without the subject id)"
@@ -43,7 +44,7 @@ class ExportCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     pack: str | None = Field(
-        None, min_length=1, max_length=200, description="A shipped pack name, or a stored pack as NAME@VERSION."
+        None, min_length=1, max_length=200, pattern=IDENTIFIER, description="A shipped pack name, or a stored pack as NAME@VERSION."
     )
 
 
@@ -53,8 +54,11 @@ class ErasureCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     pack: str = Field(
-        "baseline", min_length=1, max_length=200, description="A shipped pack name, or a stored pack as NAME@VERSION."
+        "baseline", min_length=1, max_length=200, pattern=IDENTIFIER, description="A shipped pack name, or a stored pack as NAME@VERSION."
     )
+
+
+SubjectId = Annotated[str, Path(min_length=1, max_length=200, pattern=IDENTIFIER, description="The subject's id.")]
 
 
 def _pack(settings, ref: str):
@@ -65,10 +69,10 @@ def _pack(settings, ref: str):
 
 
 @router.post(
-    "/v1/subjects/{subject_id}/export", summary="Everything recgov holds about a subject (GDPR Art. 15; admin)"
+    "/v1/subjects/{subject_id}/export", responses=problems(404), summary="Everything recgov holds about a subject (GDPR Art. 15; admin)"
 )
 def export(
-    subject_id: str,
+    subject_id: SubjectId,
     store: StoreDep,
     session: SessionDep,
     settings: SettingsDep,
@@ -89,10 +93,11 @@ def export(
 
 @router.post(
     "/v1/subjects/{subject_id}/erasure",
+    responses=problems(404),
     summary="Erase a subject from the ledger and crypto-shred them (GDPR Art. 17; admin)",
 )
 def erasure(
-    subject_id: str,
+    subject_id: SubjectId,
     store: StoreDep,
     session: SessionDep,
     settings: SettingsDep,
@@ -122,7 +127,7 @@ def erasure(
 def requests(
     session: SessionDep,
     key: Auditor,
-    kind: Literal["access", "erasure", "objection"] | None = Query(None),
+    kind: Literal["access", "erasure", "objection", "retrain"] | None = Query(None),
     status: Literal["received", "in_progress", "completed", "failed"] | None = Query(None),
 ) -> dict[str, Any]:
     return {"requests": list_requests(session, kind=kind, status=status)}

@@ -9,10 +9,10 @@ from fastapi import APIRouter
 from audits.keys import load_signing_key
 from audits.verify import verify_and_checkpoint, verify_trail
 from governance.api.deps import Admin, Auditor, SessionDep, StoreDep
-from governance.api.errors import Problem
+from governance.api.errors import Problem, problems
 from governance.api.routes._audit import record_call
 
-router = APIRouter(prefix="/v1/trail", tags=["trail"])
+router = APIRouter(prefix="/v1/trail", tags=["trail"], responses=problems(401, 403, 500))
 
 
 @router.get("/verify", summary="Verify the whole trail and its signed checkpoints")
@@ -21,7 +21,7 @@ def verify(store: StoreDep, key: Auditor) -> dict[str, Any]:
         return verify_trail(connection).to_dict()
 
 
-@router.post("/checkpoint", status_code=201, summary="Verify the trail, then sign its head")
+@router.post("/checkpoint", status_code=201, responses=problems(409), summary="Verify the trail, then sign its head")
 def checkpoint(store: StoreDep, session: SessionDep, key: Admin) -> dict[str, Any]:
     record_call(session, key, "trail.checkpoint")  # the request is in the trail, so the head is never empty
     report, signed = verify_and_checkpoint(store, load_signing_key(settings=store.settings))

@@ -1,0 +1,69 @@
+"""The cached serving path over real HTTP: blocks take effect at once, decisions are durable, GET /v1/ping.
+
+Engines are cached per (pack, model version) on the app; these tests pin what
+the cache must not change: a harmful item flagged through the API is out of the
+very next list, every answered list has its decision row before the answer, and
+concurrent requests share the decision log without losing a decision.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import func, select
+
+from audits.models import DecisionRecord
+from governance.api.errors import PROBLEM_JSON
+
+PACK = "eu-gdpr-dsa"  # blocks the categories csam, terrorism and self-harm
+
+
+def _decision_ids(server) -> set[str]:
+    with server.store.snapshot() as connection:
+        return set(connection.execute(select(DecisionRecord.decision_id)).scalars())
+
+
+def test_an_item_flagged_in_a_blocked_category_leaves_the_next_list(server) -> None:
+    request = {"subject": "u000021", "k": 10, "model_version": server.model_version, "pack": PACK}
+    with server.client("operator") as client:
+        before = client.post("/v1/recommendations", json=request)
+        assert before.status_code == 200, before.text
+        top = before.json()["items"][0]["item_id"]
+        flagged = client.post(f"/v1/items/{top}/flags", json={"category": "terrorism", "confidence": 0.9, "source": "model"})
+        after = client.post("/v1/recommendations", json=request)
+    assert flagged.status_code == 201, flagged.text
+    assert after.status_code == 200, after.text
+    assert top not in [i["item_id"] for i in after.json()["items"]]
+    assert after.json()["blocked_removed"] == before.json()["blocked_removed"] + 1
+
+
+def test_every_answered_list_has_its_decision_row_even_under_concurrency(server) -> None:
+    before = _decision_ids(server)
+
+    def one(n: int) -> str:
+        with server.client("operator") as client:
+            response = client.post("/v1/recommendations", json={"subject": f"u{n:06d}", "k": 5, "model_version": server.model_version})
+        assert response.status_code == 200, response.text
+        assert response.json()["decision_id"] in _decision_ids(server), "answered before its decision was written"
+        return response.json()["decision_id"]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answered = list(pool.map(one, range(40)))
+    assert len(set(answered)) == 40
+    assert _decision_ids(server) - before == set(answered)
+
+
+def test_ping_checks_the_key_and_writes_nothing(server) -> None:
+    with server.store.snapshot() as connection:
+        decisions_before = connection.execute(select(func.count()).select_from(DecisionRecord)).scalar_one()
+    with server.client("operator") as client:
+        pong = client.get("/v1/ping")
+    with server.client("viewer") as client:
+        forbidden = client.get("/v1/ping")
+    with server.client() as client:
+        missing = client.get("/v1/ping")
+    assert pong.status_code == 200 and pong.json() == {"status": "ok", "key_id": server.key_ids["operator"]}
+    assert forbidden.status_code == 403 and forbidden.headers["content-type"] == PROBLEM_JSON
+    assert missing.status_code == 401
+    with server.store.snapshot() as connection:
+        assert connection.execute(select(func.count()).select_from(DecisionRecord)).scalar_one() == decisions_before
