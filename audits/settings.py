@@ -81,6 +81,27 @@ class StoreSettings(BaseSettings):
         return self.signing_key_path or self.keys_dir / "signing-key.pem"
 
 
+_CACHE: tuple[tuple[tuple[str, str], ...], StoreSettings] | None = None
+
+
+def _environment() -> tuple[tuple[str, str], ...]:
+    """Everything the settings are read from: the ``RECGOV_*`` variables (any case), ``XDG_DATA_HOME``, ``HOME``."""
+    return tuple(
+        sorted((k.upper(), v) for k, v in os.environ.items() if k.upper().startswith("RECGOV_") or k in ("XDG_DATA_HOME", "HOME"))
+    )
+
+
 def get_settings() -> StoreSettings:
-    """Read the settings from the environment now."""
-    return StoreSettings()
+    """The settings as the environment gives them now.
+
+    Parsed again only when a variable they are read from changed: request paths
+    call this many times, and a parse costs a few hundred microseconds.
+    """
+    global _CACHE
+    env = _environment()
+    cached = _CACHE
+    if cached is not None and cached[0] == env:
+        return cached[1]
+    settings = StoreSettings()
+    _CACHE = (env, settings)
+    return settings

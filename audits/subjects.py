@@ -18,11 +18,12 @@ secret and so a new, different pseudonym.
 from __future__ import annotations
 
 import hmac
+import weakref
 import secrets
 from datetime import UTC, datetime
 from hashlib import sha256
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Engine, Connection, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -59,14 +60,30 @@ def _insert_ignore(session: Session | Connection, table: type, **values: object)
     session.execute(module.insert(table).values(**values).on_conflict_do_nothing())
 
 
+_KEYED_ENGINES: weakref.WeakKeyDictionary[Engine, set[str]] = weakref.WeakKeyDictionary()
+"""Per open engine, the installation key ids already checked against its database."""
+
+
 def _installation_key(session: Session | Connection) -> bytes:
-    """The installation key, after checking the database was keyed with the same one."""
+    """The installation key, after checking the database was keyed with the same one.
+
+    The check (an insert-if-absent and a read of ``store_meta``) runs once per
+    engine and key: lookups run on every served request, and the check would
+    otherwise turn each of those reads into a write transaction.
+    """
     key = installation_key()
     ours = sha256(_KEY_ID_DOMAIN + key).hexdigest()[:32]
+    bind = session.get_bind() if isinstance(session, Session) else session
+    engine = bind.engine if bind is not None else None
+    checked = _KEYED_ENGINES.get(engine) if engine is not None else None
+    if checked is not None and ours in checked:
+        return key
     _insert_ignore(session, StoreMeta, key=_META_KEY, value=ours)
     stored = session.execute(select(StoreMeta.value).where(StoreMeta.key == _META_KEY)).scalar_one()
     if stored != ours:
         raise ConfigError(INSTALLATION_KEY_MISMATCH.format(stored=stored, ours=ours))
+    if engine is not None:
+        _KEYED_ENGINES.setdefault(engine, set()).add(ours)
     return key
 
 

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from audits import Store, append_event, pseudonym, shred_subject, verify_trail
+from audits.db import create_store_engine
 from audits.subjects import _PSEUDONYM_DOMAIN
 from recommender.errors import ConfigError
 
@@ -127,3 +128,37 @@ def test_the_installation_key_can_come_from_the_environment(
     monkeypatch.setenv("RECGOV_INSTALLATION_KEY", "not hex")
     with pytest.raises(ConfigError, match="must be 64 hex digits"), store.session() as session:
         pseudonym(session, "bob")
+
+
+def test_a_process_with_another_installation_key_is_refused(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECGOV_INSTALLATION_KEY", "11" * 32)
+    with store.session() as session:
+        first = pseudonym(session, "user-1")
+    # the same engine, then a fresh one: both refuse a key the database was not keyed with
+    monkeypatch.setenv("RECGOV_INSTALLATION_KEY", "22" * 32)
+    with pytest.raises(ConfigError, match="installation key"):
+        with store.session() as session:
+            pseudonym(session, "user-1")
+    other = Store(create_store_engine(store.url), store.settings)
+    try:
+        with pytest.raises(ConfigError, match="installation key"):
+            with other.session() as session:
+                pseudonym(session, "user-1")
+    finally:
+        other.engine.dispose()
+    monkeypatch.setenv("RECGOV_INSTALLATION_KEY", "11" * 32)
+    with store.session() as session:
+        assert pseudonym(session, "user-1") == first
+
+
+def test_the_key_check_writes_once_per_engine(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy import event
+
+    statements: list[str] = []
+    event.listen(store.engine, "before_cursor_execute", lambda conn, cursor, stmt, *a: statements.append(stmt))
+    with store.session() as session:
+        pseudonym(session, "user-1")
+        pseudonym(session, "user-2")
+    with store.session() as session:
+        pseudonym(session, "user-3")
+    assert sum("store_meta" in s for s in statements) <= 2  # one insert-if-absent and one read, once
