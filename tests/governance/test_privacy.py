@@ -4,6 +4,7 @@ export, and an erasure after which the raw id is nowhere and the trail still ver
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from audits import (
     record_consent,
     verify_trail,
 )
-from audits.models import SubjectRequest
+from audits.models import ModelVersion, SubjectRequest
 from governance import privacy
 from governance.consent.state import may_profile
 from governance.policy import load_pack
@@ -427,6 +428,24 @@ def test_residual_influence_is_skipped_on_large_models(store: Store, trained, mo
     assert residual["measured"] is False and "at or above 10" in residual["reason"]
     assert run.artifact.exists()  # kept without delete_previous
     assert "still holds the subject" in report["unlearning"][0]["previous_artifact_note"]
+
+
+def test_erasing_the_same_rows_from_the_same_model_again_reuses_the_recorded_unlearned_model(store: Store, trained) -> None:
+    # The unlearned model's version id is derived from the model and the rows removed: a second
+    # erasure of the same subject from the same artifact (the subject came back, or the demo ran
+    # twice) makes the same version; it must reuse the recorded one, not fail on its id.
+    _, run = trained
+    first = erase_subject(store, VICTIM, pack=EU, model_path=run.artifact)["unlearning"][0]
+    artifact = Path(first["artifact"])
+    recorded_bytes = artifact.read_bytes()
+    second = erase_subject(store, VICTIM, pack=EU, model_path=run.artifact)["unlearning"][0]
+    assert second["version"] == first["version"] and second["recorded"] is True
+    assert second["artifact_reused"] is True and "reused" in second["recorded_note"]
+    assert artifact.read_bytes() == recorded_bytes  # the file its record points at is untouched
+    with store.session() as session:
+        row = session.get(ModelVersion, first["version"])
+        assert row.artifact_hash == hashlib.sha256(recorded_bytes).hexdigest()
+        assert verify_trail(session.connection()).intact
 
 
 def test_erasure_without_a_model_still_lists_models_and_shreds(store: Store, trained) -> None:
