@@ -1000,6 +1000,66 @@ def _record_unlearned(
     report["training_run"] = run.id
 
 
+WITHDRAWAL_STATUSES = ("withdrawn", "objected", "opted_out")
+"""Consent statuses that end a purpose's processing (and may ask for erasure, see ``erase_on_withdrawal``)."""
+
+
+def _pending_erasure(session: Session, subject: str | int) -> Any:
+    """The subject's oldest erasure request still waiting to be carried out (``received``), or None."""
+    from audits import lookup_pseudonyms
+    from audits.models import SubjectRequest
+
+    who = lookup_pseudonyms(session, [subject]).get(subject)
+    if who is None:
+        return None
+    return session.scalars(
+        select(SubjectRequest)
+        .where(SubjectRequest.subject == who, SubjectRequest.kind == "erasure", SubjectRequest.status == "received")
+        .order_by(SubjectRequest.requested_at, SubjectRequest.id)
+        .limit(1)
+    ).first()
+
+
+def record_consent_under_pack(
+    session: Session,
+    loaded: Any,
+    *,
+    subject_id: str | int,
+    purpose: str,
+    status: str,
+    lawful_basis: str,
+    source: str,
+    evidence: dict[str, Any] | None = None,
+    jurisdiction: str | None = None,
+    actor: str | None = None,
+) -> tuple[Any, Any]:
+    """Append a consent record and apply what the pack says follows from it. Returns ``(record, erasure request or None)``.
+
+    A withdrawal, objection or opt-out of a purpose with ``erase_on_withdrawal``
+    opens an erasure request due within the pack's ``requests.erasure_days``
+    (unless one is already waiting), in the same transaction as the record.
+    """
+    from audits import record_consent
+    from audits.requests import open_request
+
+    row = record_consent(
+        session, subject_id=subject_id, purpose=purpose, status=status, lawful_basis=lawful_basis,
+        source=source, evidence=evidence, jurisdiction=jurisdiction, actor=actor,
+    )  # fmt: skip
+    policy = loaded.pack.consent.purposes.get(purpose)
+    if policy is None or not policy.erase_on_withdrawal or status not in WITHDRAWAL_STATUSES:
+        return row, None
+    pending = _pending_erasure(session, subject_id)
+    if pending is not None:
+        return row, pending
+    days, basis = request_deadline(loaded, "erasure")
+    request = open_request(
+        session, subject_id=subject_id, kind="erasure", deadline_days=days, actor=actor,
+        details={"trigger": status, "purpose": purpose, "consent_record": row.id, "pack": loaded.name, "deadline_basis": basis},
+    )  # fmt: skip
+    return row, request
+
+
 def erase_subject(
     store: Any,
     subject_id: str | int,
@@ -1090,7 +1150,10 @@ def erase_subject(
 
     started = time.perf_counter()
     with store.session() as session:
-        request = open_request(session, subject_id=subject, kind="erasure", deadline_days=deadline_days, actor=actor)
+        # An erasure a withdrawal already asked for (erase_on_withdrawal) is carried out, not opened twice.
+        request = _pending_erasure(session, subject) or open_request(
+            session, subject_id=subject, kind="erasure", deadline_days=deadline_days, actor=actor
+        )
         update_request(session, request.id, status="in_progress", actor=actor)
         request_id, who, deadline = request.id, request.subject, request.deadline
 

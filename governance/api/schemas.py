@@ -52,6 +52,11 @@ class ConsentCreate(_Body):
     status: Literal["granted", "denied", "withdrawn", "opted_out", "objected"]
     basis: Literal["consent", "legitimate_interest", "contract"] = Field(description="The lawful basis the record was given under.")
     source: Literal["api", "banner", "tcf", "gpc", "import"] = "api"
+    pack: str | None = Field(
+        None, min_length=1, max_length=200, pattern=IDENTIFIER,
+        description="The pack in force (a shipped name or NAME@VERSION): the purpose must be one of its own, and "
+        "a withdrawal of a purpose it erases on (erase_on_withdrawal) opens an erasure request.",
+    )
 
 
 class RecommendationCreate(_Body):
@@ -127,6 +132,9 @@ class ConsentPublic(BaseModel):
     basis: str
     source: str
     recorded_at: str = Field(description="ISO 8601, UTC.")
+    erasure_request: dict[str, Any] | None = Field(
+        None, description="The erasure request the record opened under the pack (erase_on_withdrawal): id, status, deadline."
+    )
 
 
 class ServedItem(BaseModel):

@@ -110,6 +110,7 @@ def consent_set(
     """Append a consent record for SUBJECT (a withdrawal is a new record; nothing is overwritten)."""
     from audits import record_consent
     from audits.models import CONSENT_SOURCES, CONSENT_STATUSES, LAWFUL_BASES
+    from governance.privacy import record_consent_under_pack
 
     with store_errors():
         _choice(status, CONSENT_STATUSES, "--status")
@@ -127,17 +128,27 @@ def consent_set(
             raise ConfigError(BASIS_NEEDED.format(allowed=", ".join(LAWFUL_BASES)))
         proof = {"via": "recgov consent set"} | ({"note": evidence} if evidence else {})
         with _opened(database_url) as store, store.session() as session:
-            row = record_consent(
-                session,
-                subject_id=subject,
-                purpose=purpose,
-                status=status,
-                lawful_basis=basis,
-                source=source,
-                evidence=proof,
-                jurisdiction=jurisdiction,
-            )
+            erasure = None
+            if pack is not None:  # what the pack says follows (erase_on_withdrawal), in the same transaction
+                row, erasure = record_consent_under_pack(
+                    session, loaded, subject_id=subject, purpose=purpose, status=status, lawful_basis=basis,
+                    source=source, evidence=proof, jurisdiction=jurisdiction,
+                )  # fmt: skip
+            else:
+                row = record_consent(
+                    session,
+                    subject_id=subject,
+                    purpose=purpose,
+                    status=status,
+                    lawful_basis=basis,
+                    source=source,
+                    evidence=proof,
+                    jurisdiction=jurisdiction,
+                )
             doc = {
+                "erasure_request": None
+                if erasure is None
+                else {"id": erasure.id, "status": erasure.status, "deadline": erasure.deadline.isoformat()},
                 "recorded": {
                     "id": row.id,
                     "subject": row.subject,
@@ -161,6 +172,14 @@ def consent_set(
         highlight=False,
         soft_wrap=True,
     )
+    if doc["erasure_request"] is not None:
+        e = doc["erasure_request"]
+        console.print(
+            f"the pack erases on withdrawal: erasure request {e['id']} is open, due {e['deadline']} "
+            "(carry it out with 'recgov subject erase')",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def consent_show(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
@@ -194,3 +195,33 @@ def test_openapi_documents_the_routes_with_examples(server) -> None:
     assert schemas["ConsentCreate"]["examples"] and schemas["RecommendationCreate"]["examples"]
     assert "application/yaml" in spec["paths"]["/v1/packs/validate"]["post"]["requestBody"]["content"]
     assert json.dumps(spec).count("HTTPBearer") >= 1
+
+
+ERASING_PACK = (
+    (Path(__file__).resolve().parents[2] / "policies" / "eu-gdpr-dsa.yaml").read_text()
+    .replace("  name: eu-gdpr-dsa\n", "  name: eu-erasing\n", 1)
+    .replace("      model: opt_in\n", "      model: opt_in\n      erase_on_withdrawal: true\n", 1)
+)
+
+
+def test_consent_under_a_pack_that_erases_on_withdrawal_opens_the_erasure_request(server) -> None:
+    assert "erase_on_withdrawal: true" in ERASING_PACK and "name: eu-erasing" in ERASING_PACK
+    with server.client("admin", **{"Content-Type": "application/yaml"}) as admin:
+        stored = admin.post("/v1/packs", content=ERASING_PACK)
+    assert stored.status_code in (200, 201), stored.text
+    ref = f"eu-erasing@{stored.json()['pack_version']}"
+    body = {"subject": "u000031", "purpose": "personalization", "basis": "consent", "pack": ref}
+    with server.client("operator") as client:
+        granted = client.post("/v1/consent", json=body | {"status": "granted"})
+        withdrawn = client.post("/v1/consent", json=body | {"status": "withdrawn"})
+        unknown = client.post("/v1/consent", json=body | {"status": "withdrawn", "pack": "no-such-pack"})
+        foreign = client.post("/v1/consent", json=body | {"status": "withdrawn", "purpose": "sale_or_sharing"})
+    assert granted.status_code == 201 and granted.json()["erasure_request"] is None
+    assert withdrawn.status_code == 201, withdrawn.text
+    request = withdrawn.json()["erasure_request"]
+    assert request["status"] == "received"
+    assert unknown.status_code == 404 and unknown.headers["content-type"] == PROBLEM_JSON
+    assert foreign.status_code == 422 and "not one of pack eu-erasing" in foreign.json()["detail"]
+    with server.client("auditor") as client:
+        erasures = client.get("/v1/requests", params={"kind": "erasure", "status": "received"}).json()["requests"]
+    assert request["id"] in [r["id"] for r in erasures]

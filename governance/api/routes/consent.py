@@ -7,24 +7,45 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 
 from audits.consent import record_consent
-from governance.api.deps import Operator, SessionDep, StoreDep
-from governance.api.errors import problems
+from governance.api import packs as pack_store
+from governance.api.deps import Operator, SessionDep, SettingsDep, StoreDep
+from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.routes._audit import record_call
 from governance.api.schemas import IDENTIFIER, ConsentCreate, ConsentPublic
-from governance.privacy import show_consent
+from governance.privacy import record_consent_under_pack, show_consent
 
 router = APIRouter(prefix="/v1/consent", tags=["consent"], responses=problems(401, 403, 422, 500))
 
 
-@router.post("", status_code=201, response_model=ConsentPublic, summary="Append a consent record")
-def create(body: ConsentCreate, session: SessionDep, key: Operator) -> dict[str, Any]:
-    row = record_consent(
-        session, subject_id=body.subject, purpose=body.purpose, status=body.status,
-        lawful_basis=body.basis, source=body.source, actor=actor_of(key),
-    )  # fmt: skip
-    record_call(session, key, "consent.create", subject=row.subject, payload={"purpose": body.purpose, "status": body.status})
-    return {"subject": row.subject, "purpose": row.purpose, "status": row.status, "basis": row.lawful_basis, "source": row.source, "recorded_at": row.recorded_at.isoformat()}
+@router.post("", status_code=201, response_model=ConsentPublic, responses=problems(404), summary="Append a consent record")
+def create(body: ConsentCreate, session: SessionDep, settings: SettingsDep, key: Operator) -> dict[str, Any]:
+    """With ``pack``, the purpose must be the pack's, and what the pack says follows is applied (erase_on_withdrawal)."""
+    erasure = None
+    if body.pack is None:
+        row = record_consent(
+            session, subject_id=body.subject, purpose=body.purpose, status=body.status,
+            lawful_basis=body.basis, source=body.source, actor=actor_of(key),
+        )  # fmt: skip
+    else:
+        try:
+            loaded = pack_store.load_ref(settings.packs_dir, body.pack)
+        except pack_store.PackNotFound as err:
+            raise Problem(404, str(err)) from None
+        if body.purpose not in loaded.pack.consent.purposes:
+            listed = ", ".join(sorted(loaded.pack.consent.purposes)) or "none"
+            raise Problem(422, f"purpose {body.purpose!r} is not one of pack {loaded.name}'s consent purposes ({listed})")
+        row, erasure = record_consent_under_pack(
+            session, loaded, subject_id=body.subject, purpose=body.purpose, status=body.status,
+            lawful_basis=body.basis, source=body.source, actor=actor_of(key),
+        )  # fmt: skip
+    payload = {"purpose": body.purpose, "status": body.status} | ({"erasure_request": erasure.id} if erasure is not None else {})
+    record_call(session, key, "consent.create", subject=row.subject, payload=payload)
+    return {
+        "subject": row.subject, "purpose": row.purpose, "status": row.status, "basis": row.lawful_basis,
+        "source": row.source, "recorded_at": row.recorded_at.isoformat(),
+        "erasure_request": None if erasure is None else {"id": erasure.id, "status": erasure.status, "deadline": erasure.deadline.isoformat()},
+    }  # fmt: skip
 
 
 @router.get("/{subject}", summary="A subject's consent history and the records in force")
