@@ -34,7 +34,7 @@ from governance.policy import LoadedPack
 from recommender.data import Dataset
 from recommender.errors import ConfigError
 
-__all__ = ["GATE_REFUSED", "ILLEGAL_MOVE", "NO_PREVIOUS", "PROMOTION_STAGES", "GateRefused", "promote", "rollback", "status"]
+__all__ = ["GATE_REFUSED", "ILLEGAL_MOVE", "NO_PREVIOUS", "PROMOTION_STAGES", "GateRefused", "deployed_versions", "promote", "rollback", "status"]
 
 PROMOTION_STAGES = ("shadow", "canary", "production")
 _ALLOWED = {None: "shadow", "shadow": "canary", "canary": "production"}
@@ -60,6 +60,14 @@ def _stages(session: Session) -> dict[str, Deployment]:
     for row in session.scalars(select(Deployment).order_by(Deployment.id)):
         latest[row.model_version_id] = row
     return latest
+
+
+def deployed_versions(session: Session) -> dict[str, list[str]]:
+    """Model versions by their current stage (``production``, ``canary``, ``shadow``, ``retired``), in one read."""
+    out: dict[str, list[str]] = {"production": [], "canary": [], "shadow": [], "retired": []}
+    for mv, row in _stages(session).items():
+        out[row.stage].append(mv)
+    return out
 
 
 def _production(latest: dict[str, Deployment]) -> str | None:

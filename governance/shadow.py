@@ -44,13 +44,13 @@ from governance.policy import LoadedPack
 from governance.serving import ServedList, ServeRequest, ServingEngine
 from recommender.errors import ConfigError
 
-__all__ = ["DeployedServing", "NOTHING_IN_PRODUCTION", "compare_shadows", "open_deployed"]
+__all__ = ["DeployedServing", "NOTHING_IN_PRODUCTION", "canary_bucket", "compare_shadows", "open_deployed"]
 
 NOTHING_IN_PRODUCTION = "no model version is in production; promote one with 'recgov deploy promote MODEL --stage ...'"
 _CANARY_DOMAIN = b"recgov.canary.v1\x00"
 
 
-def _canary_bucket(subject_id: str) -> float:
+def canary_bucket(subject_id: str) -> float:
     """A fixed number in [0, 1) per subject: who goes to the canary (the id itself is not kept)."""
     digest = hashlib.sha256(_CANARY_DOMAIN + str(subject_id).encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
@@ -104,7 +104,7 @@ class DeployedServing:
 
     def engine_for(self, subject_id: str) -> ServingEngine:
         """The engine that answers this subject (canary or production)."""
-        if self.canary is not None and _canary_bucket(subject_id) < self.canary_share:
+        if self.canary is not None and canary_bucket(subject_id) < self.canary_share:
             return self.canary
         return self.production
 

@@ -69,7 +69,11 @@ class RecommendationCreate(_Body):
 
     subject: str = Field(min_length=1, max_length=200, pattern=IDENTIFIER, description="The subject to recommend for.")
     k: int = Field(10, ge=1, le=100, description="List length.")
-    model_version: str = Field(min_length=1, max_length=128, pattern=IDENTIFIER, description="A recorded model version (see 'recgov train').")
+    model_version: str | None = Field(
+        None, min_length=1, max_length=128, pattern=IDENTIFIER,
+        description="A recorded model version (see 'recgov train'). Omitted: what is deployed answers (production, or the "
+        "canary for its share of subjects) and every shadow version gets the same request, recorded unserved.",
+    )
     pack: str = Field("baseline", min_length=1, max_length=200, pattern=IDENTIFIER, description="A shipped pack name, or a stored pack as NAME@VERSION.")
 
 
@@ -166,6 +170,9 @@ class GovernedList(PackStamp):
     decided_at: str = Field(description="ISO 8601, UTC.")
     blocked_removed: int = Field(description="How many items the harmful-content filters kept out.")
     signals: ConsentSignals
+    deployment: dict[str, Any] | None = Field(
+        None, description="When the request named no model version: the stage that answered and the shadow versions it was mirrored to."
+    )
 
 
 class Health(BaseModel):

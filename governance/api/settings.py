@@ -39,6 +39,9 @@ class ApiSettings(BaseSettings):
     """SQLAlchemy URL of the store; unset means the SQLite file ``home/recgov.db`` (development only)."""
 
     api_expose_errors: bool = False
+    canary_share: float = Field(0.0, ge=0.0, le=1.0)
+    """Share of subjects the canary version answers when a request names no model version
+    (``RECGOV_CANARY_SHARE``; a subject always lands on the same side)."""
     """Show internal error messages in 500 responses (refused in production)."""
 
     @model_validator(mode="after")

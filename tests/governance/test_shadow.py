@@ -19,7 +19,7 @@ from governance.cli import app as cli
 from governance.consent.state import ConsentRecord
 from governance.policy import load_pack
 from governance.serving import ServeRequest
-from governance.shadow import NOTHING_IN_PRODUCTION, DeployedServing, _canary_bucket, compare_shadows, open_deployed
+from governance.shadow import NOTHING_IN_PRODUCTION, DeployedServing, canary_bucket, compare_shadows, open_deployed
 from recommender.errors import ConfigError
 
 DATA = "synthetic:n_users=300,n_items=200,n_interactions=12000,seed=4"
@@ -127,7 +127,7 @@ def test_the_canary_answers_a_stable_share_of_subjects(db_url: str, tmp_path: Pa
             first = {u: serving.serve(ServeRequest(u, k=3)).model_version for u in USERS}
             again = {u: serving.serve(ServeRequest(u, k=3)).model_version for u in USERS}
         assert first == again  # a subject stays on its side
-        expected = {u: candidate if _canary_bucket(u) < 0.5 else live for u in USERS}
+        expected = {u: candidate if canary_bucket(u) < 0.5 else live for u in USERS}
         assert first == expected and set(first.values()) == {live, candidate}
     finally:
         store.close()

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
@@ -59,10 +59,12 @@ from governance.api.schemas import GovernedList, RecommendationCreate
 from governance.cli.policy import SHIPPED, resolve_pack
 from governance.consent.gpc import gpc_opt_out
 from governance.consent.state import ConsentRecord
+from governance.deploy import deployed_versions
 from governance.escalation import items_out_of_lists
 from governance.policy import LoadedPack
 from governance.privacy import record_consent_from_request
 from governance.serving import ServeRequest, ServingEngine
+from governance.shadow import NOTHING_IN_PRODUCTION, canary_bucket
 from recommender.als import ALSRecommender
 from recommender.errors import ConfigError
 
@@ -188,6 +190,8 @@ class EngineCache:
         self._engines: dict[tuple[str, str], _Engine] = {}
         self._log: DecisionLog | None = None
         self._calls: CallRecordLog | None = None
+        self._shadows: ThreadPoolExecutor | None = None
+        self.shadow_failures = 0
         self._closed = False
 
     def pack(self, packs_dir: Path, ref: str) -> LoadedPack:
@@ -242,6 +246,32 @@ class EngineCache:
                 self._engines[key] = _Engine(revision, engine)
             return engine
 
+    def mirror(self, request: ServeRequest, decision_id: str, shadows: list[ServingEngine]) -> None:
+        """Hand a served request to the shadow versions' engines, on a thread of their own.
+
+        Their lists are recorded (``served: false``, ``shadow_of`` the served
+        decision) and never returned; a failing shadow is logged by its engine
+        and counted, never felt by the request. :meth:`close` waits for them.
+        """
+        if not shadows:
+            return
+        with self._lock:
+            if self._closed:
+                return
+            if self._shadows is None:
+                self._shadows = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recgov-api-shadow")
+            pool = self._shadows
+
+        def run() -> None:
+            for engine in shadows:
+                try:
+                    engine.serve(request, shadow_of=decision_id)
+                except Exception:  # noqa: BLE001 - the engine logged the failure with its cause
+                    with self._lock:
+                        self.shadow_failures += 1
+
+        pool.submit(run)
+
     def calls(self) -> CallRecordLog:
         """The shared writer of the calls' trail records."""
         with self._lock:
@@ -257,7 +287,10 @@ class EngineCache:
             self._closed = True
             log, self._log = self._log, None
             calls, self._calls = self._calls, None
+            shadows, self._shadows = self._shadows, None
             self._engines.clear()
+        if shadows is not None:  # mirrored requests finish (and are recorded) before the log closes
+            shadows.shutdown(wait=True)
         if log is not None:
             log.close()
         if calls is not None:
@@ -301,11 +334,26 @@ def recommend(
         loaded = cache.pack(settings.packs_dir, body.pack)
     except pack_store.PackNotFound as err:
         raise Problem(404, str(err)) from None
+    shadow_engines: list[ServingEngine] = []
+    deployment: dict[str, Any] | None = None
     with store.snapshot() as connection, Session(bind=connection) as read:  # the model and the blocks as of now
-        row = read.get(ModelVersion, body.model_version)
+        model_version = body.model_version
+        if model_version is None:  # what is deployed answers; the shadows get the request too
+            stages = deployed_versions(read)
+            if not stages["production"]:
+                raise Problem(404, NOTHING_IN_PRODUCTION)
+            stage, model_version = "production", stages["production"][0]
+            if stages["canary"] and settings.canary_share > 0 and canary_bucket(body.subject) < settings.canary_share:
+                stage, model_version = "canary", stages["canary"][0]
+            for shadow in stages["shadow"]:
+                shadow_row = read.get(ModelVersion, shadow)
+                if shadow_row is not None:
+                    shadow_engines.append(cache.engine(loaded, shadow, shadow_row.artifact_location, read))
+            deployment = {"stage": stage, "shadows": list(stages["shadow"])}
+        row = read.get(ModelVersion, model_version)
         if row is None:
-            raise Problem(404, NO_MODEL.format(model_version=body.model_version))
-        engine = cache.engine(loaded, body.model_version, row.artifact_location, read)
+            raise Problem(404, NO_MODEL.format(model_version=model_version))
+        engine = cache.engine(loaded, model_version, row.artifact_location, read)
     gpc = gpc_opt_out(request.headers.raw)  # any Sec-GPC: 1, even beside a conflicting duplicate
     if gpc:
         signals = record_consent_from_request(store, body.subject, pack=loaded, headers=request.headers.raw, actor=actor_of(key))
@@ -317,16 +365,18 @@ def recommend(
         ConsentRecord(purpose=r["purpose"], status=r["status"], lawful_basis=r["lawful_basis"], source=r["source"], time=r["recorded_at"].astimezone(UTC))
         for r in history
     )
-    served = engine.serve(ServeRequest(body.subject, k=body.k, consent=records, gpc=gpc))
+    serve_request = ServeRequest(body.subject, k=body.k, consent=records, gpc=gpc)
+    served = engine.serve(serve_request)
     request.app.state.metrics.decisions.labels(outcome=served.mode).inc()
+    cache.mirror(serve_request, served.decision_id, shadow_engines)
     cache.calls().record(
         NewEvent(
             actor=actor_of(key), action="api.recommendations.create",
-            objects={"decision": served.decision_id, "model": body.model_version},
+            objects={"decision": served.decision_id, "model": model_version},
             payload={"mode": served.mode, "gpc": gpc, **loaded.stamp()},
         )
     )  # fmt: skip
-    return {**served.to_dict(), "signals": signals}
+    return {**served.to_dict(), "signals": signals, "deployment": deployment}
 
 
 @router.get("/v1/ping", response_model=Pong, tags=["health"], summary="Liveness for authenticated clients (operator)")
