@@ -295,10 +295,13 @@ def load_event_log(path: str | Path, mapping: ColumnMapping | None = None) -> Da
             raise DataError(f"{path} {line_of(pos)}: {mapping.value} {str(text_values.iloc[pos])!r} is not a number")
         events["value"] = values.astype("float64")
     ts = events["timestamp"]
-    numeric_ts = pd.to_numeric(ts, errors="coerce")
-    if numeric_ts.notna().sum() >= max(1, ts.notna().sum() // 2):
-        bad = numeric_ts.isna() & ts.notna()
+    numeric_ts = pd.to_numeric(ts, errors="coerce") if not pd.api.types.is_datetime64_any_dtype(ts) else None
+    if numeric_ts is None:  # a real time column (Parquet): as it is, naive read as UTC
+        parsed = ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts.dt.tz_convert("UTC")
+        bad = pd.Series(False, index=ts.index)
+    elif numeric_ts.notna().sum() >= max(1, ts.notna().sum() // 2):
         parsed = pd.to_datetime(numeric_ts, unit="s", utc=True, errors="coerce")
+        bad = parsed.isna() & ts.notna()  # not a number, or seconds no time can hold
     else:
         parsed = pd.to_datetime(ts, utc=True, errors="coerce", format="mixed")
         bad = parsed.isna() & ts.notna()

@@ -142,10 +142,11 @@ def purge_command(
     mapping: MapOpt = None,
     as_of: Annotated[Optional[str], typer.Option("--as-of", help="Measure the window from this ISO date instead of now.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be purged; change nothing.")] = False,
+    erased: Annotated[bool, typer.Option("--erased/--no-erased", help="Also remove every event of an erased subject up to their erasure.")] = True,
     database_url: Annotated[Optional[str], typer.Option("--database-url", help="The store (for the trail event).")] = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Remove events older than the pack's retention window from a stored log, with a trail event."""
+    """Remove events older than the pack's retention window, and the events of erased subjects, from a stored log (with a trail event)."""
 
     from audits import open_store
     from governance.cli.policy import load_or_fail
@@ -157,17 +158,23 @@ def purge_command(
         parsed = ColumnMapping.parse(mapping) if mapping else None
         store = open_store(database_url)
         try:
-            report = purge_expired(data, loaded.pack, store, mapping=parsed, now=now, dry_run=dry_run)
+            report = purge_expired(data, loaded.pack, store, mapping=parsed, now=now, dry_run=dry_run, erased=erased)
         finally:
             store.close()
     if json_output:
         emit_json(report)
         return
     verb = "would purge" if dry_run else "purged"
+    window = (
+        f"{report['events_past_retention']:,} older than {report['cutoff']} ({report['retention_days']} days under {report['pack']} {report['pack_version']})"
+        if report["cutoff"] is not None
+        else f"none for age ({report['pack']} sets no retention window)"
+    )
     console.print(
-        f"{report['source']}: {verb} {report['events_purged']:,} of {report['events_total']:,} events older than {report['cutoff']} "
-        f"({report['retention_days']} days under {report['pack']} {report['pack_version']})",
+        f"{report['source']}: {verb} {report['events_purged']:,} of {report['events_total']:,} events: {window}; "
+        f"{report['events_of_erased_subjects']:,} of {report['erased_subjects_found']:,} erased subject(s)",
         highlight=False,
+        soft_wrap=True,
     )
 
 

@@ -48,8 +48,53 @@ def test_purge_movielens_directory(db_url: str, tmp_path: Path) -> None:
 def test_purge_refuses_a_pack_without_retention_and_bad_dates(db_url: str, tmp_path: Path) -> None:
     log = tmp_path / "log.csv"
     log.write_text("user_id,item_id,timestamp\na,x,1\n")
-    no_window = runner.invoke(app, ["data", "purge", str(log), "--pack", "baseline", "--database-url", db_url])
+    no_window = runner.invoke(app, ["data", "purge", str(log), "--pack", "baseline", "--no-erased", "--database-url", db_url])
     assert no_window.exit_code == 2 and "sets no retention window" in no_window.stderr
+    only_erased = runner.invoke(app, ["data", "purge", str(log), "--pack", "baseline", "--database-url", db_url, "--json"])
+    assert only_erased.exit_code == 0, only_erased.output  # no window: only erased subjects' events would go
+    assert json.loads(only_erased.stdout)["cutoff"] is None and json.loads(only_erased.stdout)["events_purged"] == 0
     bad = runner.invoke(app, ["data", "purge", str(log), "--pack", "eu-gdpr-dsa", "--as-of", "later", "--database-url", db_url])
     assert bad.exit_code == 2 and "--as-of must be an ISO 8601 date" in bad.stderr
     assert log.read_text() == "user_id,item_id,timestamp\na,x,1\n"
+
+
+ERASED = "erased-subject-Zk31"
+
+
+def test_purge_removes_every_event_of_an_erased_subject_even_after_shredding(db_url: str, tmp_path: Path) -> None:
+    log = tmp_path / "log.parquet"
+    pd.DataFrame(
+        {"user_id": [ERASED, "kept-1", ERASED, "kept-2", ERASED],
+         "item_id": ["x", "y", "z", "x", "y"],
+         "timestamp": pd.to_datetime(["2024-06-01", "2024-06-02", "2024-06-03", "2024-06-04", "2024-06-05"], utc=True)}
+    ).to_parquet(log, index=False)  # fmt: skip
+    granted = runner.invoke(app, ["consent", "set", ERASED, "--purpose", "personalization", "--status", "granted", "--pack", "eu-gdpr-dsa", "--database-url", db_url])
+    assert granted.exit_code == 0, granted.output
+    erased = runner.invoke(app, ["subject", "erase", ERASED, "--pack", "eu-gdpr-dsa", "--database-url", db_url, "--json"])
+    assert erased.exit_code == 0, erased.output
+    assert json.loads(erased.stdout)["shredded"] is True  # the pseudonym is gone: only the suppression knows them
+    args = ["data", "purge", str(log), "--pack", "eu-gdpr-dsa", "--as-of", "2024-07-01", "--database-url", db_url, "--json"]
+    kept_by_flag = json.loads(runner.invoke(app, [*args, "--no-erased", "--dry-run"]).stdout)
+    assert kept_by_flag["events_of_erased_subjects"] == 0 and kept_by_flag["events_purged"] == 0
+    done = runner.invoke(app, args)
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert (report["events_of_erased_subjects"], report["erased_subjects_found"], report["events_past_retention"]) == (3, 1, 0)
+    left = pd.read_parquet(log)
+    assert left["user_id"].tolist() == ["kept-1", "kept-2"]
+    assert ERASED.encode() not in log.read_bytes()
+    assert ERASED not in done.output
+    from sqlalchemy import select
+
+    from audits import open_store
+    from audits.models import TrailEvent
+
+    store = open_store(db_url)
+    try:
+        with store.session() as session:
+            payloads = list(session.scalars(select(TrailEvent.payload).where(TrailEvent.action == "data.purged")))
+    finally:
+        store.close()
+    assert len(payloads) == 1 and ERASED not in str(payloads[0])
+    verify = runner.invoke(app, ["trail", "verify", "--database-url", db_url, "--json"])
+    assert verify.exit_code == 0, verify.output

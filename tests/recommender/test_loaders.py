@@ -103,6 +103,26 @@ def test_parquet_log_round_trip(tmp_path: Path) -> None:
     assert (data.events["event_type"].astype(str) == "view").all()
 
 
+@pytest.mark.parametrize("tz", ["UTC", "Europe/Berlin", None])
+def test_parquet_log_with_a_real_time_column_keeps_its_times(tmp_path: Path, tz: str | None) -> None:
+    # A datetime column must not be read as a number of seconds (which silently gave NaT).
+    path = tmp_path / "log.parquet"
+    times = pd.to_datetime(["2024-06-01 10:00", "2024-06-02 11:30"])
+    times = times.tz_localize(tz) if tz else times
+    pd.DataFrame({"user_id": ["a", "b"], "item_id": ["x", "y"], "timestamp": times}).to_parquet(path)
+    got = load_event_log(path).events.sort_values("user_id")["timestamp"]
+    expected = times.tz_convert("UTC") if tz else times.tz_localize("UTC")
+    assert got.notna().all()
+    assert list(got) == list(expected)
+
+
+def test_seconds_no_time_can_hold_are_refused_not_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "huge.csv"
+    path.write_text("user_id,item_id,timestamp\na,x,1700000000\nb,y,99999999999999999\n")
+    with pytest.raises(DataError, match="line 3: timestamp '99999999999999999' is not a time"):
+        load_event_log(path)
+
+
 @pytest.mark.parametrize(
     ("name", "content", "expected"),
     [
