@@ -1322,7 +1322,8 @@ def erase_subject(
         "not_done": [
             "raw event logs outside recgov (the DATA recgov trains from) still hold the subject's events: recgov's "
             "training filter leaves out those from before the erasure (suppression record), but other systems may read "
-            "them: delete them at the source",
+            f"them: run 'recgov data purge DATA --pack {policy.metadata.name}' on each log (it deletes the events of "
+            "erased subjects) or delete them at the source",
             *(
                 [
                     f"a full retrain without the subject is due by {retrain['deadline']} (retrain request #{retrain['id']}, "
