@@ -71,13 +71,19 @@ def aware(value: datetime | None, name: str, *, not_after_now: bool = False) -> 
     return value
 
 
-def json_object(value: Mapping[str, Any] | None, name: str, *, subject_ids: Iterable[str | int] = ()) -> dict[str, Any]:
-    """A JSON object fit for the store and the trail: canonical-JSON encodable, no raw subject id."""
-    return canonical_object(value, name, subject_ids=subject_ids)[0]
+def json_object(
+    value: Mapping[str, Any] | None, name: str, *, subject_ids: Iterable[str | int] = (), numbers: bool = True
+) -> dict[str, Any]:
+    """A JSON object fit for the store and the trail: canonical-JSON encodable, no raw subject id.
+
+    ``numbers=False``: numeric values are not compared with numeric subject ids
+    (for objects whose numbers the code itself makes: row ids, counts).
+    """
+    return canonical_object(value, name, subject_ids=subject_ids, numbers=numbers)[0]
 
 
 def canonical_object(
-    value: Mapping[str, Any] | None, name: str, *, subject_ids: Iterable[str | int] = ()
+    value: Mapping[str, Any] | None, name: str, *, subject_ids: Iterable[str | int] = (), numbers: bool = True
 ) -> tuple[dict[str, Any], bytes]:
     """:func:`json_object` and its canonical JSON (RFC 8785) bytes."""
     if value is None:
@@ -91,7 +97,7 @@ def canonical_object(
         raise DataError(f"{name}: {err}") from err
     ids = [s for s in subject_ids if s is not None]
     if ids or _may_hold_raw_id_key(encoded):
-        refuse_raw_ids(plain, field=name, subject_ids=ids)
+        refuse_raw_ids(plain, field=name, subject_ids=ids, numbers=numbers)
     return plain, encoded
 
 
@@ -113,7 +119,7 @@ def _may_hold_raw_id_key(encoded: bytes) -> bool:
     return any(pattern in lowered for pattern in _RAW_KEY_PATTERNS)
 
 
-def refuse_raw_ids(value: Any, *, field: str, subject_ids: Iterable[str | int] = ()) -> None:
+def refuse_raw_ids(value: Any, *, field: str, subject_ids: Iterable[str | int] = (), numbers: bool = True) -> None:
     """Raise DataError if ``value`` carries a raw subject id.
 
     Refused: a key in :data:`RAW_ID_KEYS` at any depth, and any of ``subject_ids``
@@ -124,7 +130,7 @@ def refuse_raw_ids(value: Any, *, field: str, subject_ids: Iterable[str | int] =
     names where, never the id.
     """
     ids = {str(s) for s in subject_ids if s is not None and len(str(s)) >= _MIN_EXACT_LENGTH}
-    int_ids = {int(s) for s in ids if s.lstrip("-").isdigit()}
+    int_ids = {int(s) for s in ids if s.lstrip("-").isdigit()} if numbers else set()
     long_ids = [s for s in ids if len(s) >= _MIN_CONTAINED_LENGTH]
 
     def walk(node: Any, path: str) -> None:

@@ -50,7 +50,6 @@ from audits._common import actor_name, aware, canonical_object, json_object, loo
 from audits.canonical import canonical_json
 from audits.db import EncodedJson, Store, describe_db_error
 from audits.models import DECISION_MODES, DecisionRecord, FailedRequest, TrailEvent
-from audits.subjects import _installation_key
 from audits.trail import append_event, format_time
 from recommender.errors import ConfigError, DataError, RecgovError
 
@@ -261,7 +260,6 @@ class DecisionLog:
         self.batches_committed = 0
         self.decisions_committed = 0
         self.batches_failed = 0
-        self._installation_key: bytes | None = None
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
         self._lock = threading.Lock()
         self._closed = False
@@ -408,9 +406,7 @@ class DecisionLog:
         with self.store.session() as session:
             raw_ids = [p.subject_id for p in batch if p.subject_id is not None]
             if raw_ids:
-                if self._installation_key is None:  # read and checked against the database once per log
-                    self._installation_key = _installation_key(session)
-                names = lookup_pseudonyms(session, raw_ids, create=True, key=self._installation_key)
+                names = lookup_pseudonyms(session, raw_ids, create=True)
                 for pending in batch:
                     if pending.subject_id is not None:
                         pending.row["subject"] = names[pending.subject_id]

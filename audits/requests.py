@@ -88,7 +88,9 @@ def open_request(
     ):
         raise ConfigError(f"deadline_days must be an integer from 1 to {MAX_DEADLINE_DAYS}; got {deadline_days!r}")
     requested_at = aware(requested_at, "requested_at", not_after_now=True)
-    plain = None if details is None else json_object(details, "details", subject_ids=[subject_id])
+    # Numbers in details are ids and counts the code made (a consent record's id may equal a numeric
+    # subject id by chance); strings and keys are still checked for the raw id.
+    plain = None if details is None else json_object(details, "details", subject_ids=[subject_id], numbers=False)
     deadline = requested_at + timedelta(days=deadline_days)
     who = pseudonym(session, subject_id)
     event = append_event(

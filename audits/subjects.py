@@ -61,15 +61,18 @@ def _insert_ignore(session: Session | Connection, table: type, **values: object)
 
 
 _KEYED_ENGINES: weakref.WeakKeyDictionary[Engine, set[str]] = weakref.WeakKeyDictionary()
-"""Per open engine, the installation key ids already checked against its database."""
+"""Per open engine, the installation key ids found committed in its database."""
+_KEYED_HERE = "recgov_keyed_store_meta"  # in session.info: this transaction wrote the key id
 
 
 def _installation_key(session: Session | Connection) -> bytes:
     """The installation key, after checking the database was keyed with the same one.
 
-    The check (an insert-if-absent and a read of ``store_meta``) runs once per
-    engine and key: lookups run on every served request, and the check would
-    otherwise turn each of those reads into a write transaction.
+    The check reads ``store_meta`` (and keys the database when it holds no key
+    yet). Once the key id is found there, committed by an earlier transaction,
+    the check is skipped for the rest of the engine's life: lookups run on every
+    served request. A key id this very transaction inserted is not remembered,
+    since the transaction may still roll back and leave the database unkeyed.
     """
     key = installation_key()
     ours = sha256(_KEY_ID_DOMAIN + key).hexdigest()[:32]
@@ -78,11 +81,16 @@ def _installation_key(session: Session | Connection) -> bytes:
     checked = _KEYED_ENGINES.get(engine) if engine is not None else None
     if checked is not None and ours in checked:
         return key
-    _insert_ignore(session, StoreMeta, key=_META_KEY, value=ours)
-    stored = session.execute(select(StoreMeta.value).where(StoreMeta.key == _META_KEY)).scalar_one()
+    query = select(StoreMeta.value).where(StoreMeta.key == _META_KEY)
+    stored = session.execute(query).scalar_one_or_none()
+    keyed_here = session.info.get(_KEYED_HERE, False)
+    if stored is None:
+        _insert_ignore(session, StoreMeta, key=_META_KEY, value=ours)
+        stored = session.execute(query).scalar_one()  # ours, or a concurrent process's
+        session.info[_KEYED_HERE] = keyed_here = True
     if stored != ours:
         raise ConfigError(INSTALLATION_KEY_MISMATCH.format(stored=stored, ours=ours))
-    if engine is not None:
+    if engine is not None and not keyed_here:
         _KEYED_ENGINES.setdefault(engine, set()).add(ours)
     return key
 

@@ -17,7 +17,10 @@ pseudonym: it is found by ::
 
 a domain of its own, so it matches neither the ``subject_secrets`` lookup nor
 any pseudonym. Whoever holds the installation key and a raw id can tell that
-the id is suppressed, which is the point; nothing else can.
+the id is suppressed, which is the point; nothing else can. The row and its
+trail event name neither the shredded pseudonym nor the erasure request, so
+the row does not lead back to the records made before the erasure (its
+``request_id`` column, kept by the schema, is always NULL).
 
 What a row means, as read by :func:`suppression_records` (one subject, for
 serving) and :func:`suppressions_for` (many, for training). Only a subject's
@@ -108,17 +111,17 @@ def suppress_subject(
     *,
     denied: Mapping[str, Mapping[str, str]],
     erased_at: datetime,
-    request_id: int | None = None,
-    pseudonym: str | None = None,
     actor: str | None = None,
 ) -> Suppression:
     """Write a suppression row for ``subject_id`` (stored only as its keyed hash), in the caller's transaction.
 
     ``denied`` maps each purpose that stays denied to the ``status`` (one of
     :data:`SUPPRESSED_STATUSES`) and ``lawful_basis`` of the record in force.
-    ``pseudonym``, the subject's pseudonym before shredding, names the subject
-    in the ``subject.suppressed`` trail event; the keyed hash never enters the
-    trail, which is kept for ever.
+    Neither the row nor its ``subject.suppressed`` trail event names the
+    subject's pseudonym or their erasure request: whoever holds the
+    installation key and a raw id finds the row, and from it nothing that leads
+    to the records made under the shredded pseudonym (only the erasure time
+    is shared with them).
     """
     plain: dict[str, dict[str, str]] = {}
     for purpose, record in denied.items():
@@ -137,11 +140,9 @@ def suppress_subject(
         session,
         actor=actor_name(actor),
         action="subject.suppressed",
-        subject=pseudonym,
-        objects={"subject_request": request_id} if request_id is not None else None,
         payload={"denied": plain, "erased_at": format_time(when)},
     )
-    row = Suppression(lookup=lookup, denied=plain, erased_at=when, request_id=request_id, trail_seq=event.seq)
+    row = Suppression(lookup=lookup, denied=plain, erased_at=when, request_id=None, trail_seq=event.seq)
     session.add(row)
     session.flush()
     return row
@@ -192,7 +193,6 @@ def suppression_records(session: Session, subject_id: str | int, *, key: bytes |
             "source": "import",
             "evidence": {
                 "suppression": row.id,
-                "subject_request": row.request_id,
                 "note": "kept through erasure: the restriction in force when the subject was erased",
             },
             "jurisdiction": None,

@@ -144,10 +144,11 @@ class ConsentPurpose(_Strict):
     model: Literal["opt_in", "opt_out"] = "opt_in"
     """``opt_in``: no record means no; ``opt_out``: allowed until an objection or opt-out."""
     erase_on_withdrawal: bool = False
-    """A withdrawal, objection or opt-out of this purpose also opens an erasure request for the
-    subject (GDPR Art. 17(1)(b) and (c): no other ground to keep their data), due within
-    ``requests.erasure_days``; ``recgov subject erase`` carries it out. Off: profiling stops, the
-    data is kept."""
+    """A withdrawal, objection or opt-out of this purpose, recorded under this pack (``recgov consent
+    set --pack``, ``POST /v1/consent`` with ``pack``), also opens an erasure request for the subject
+    (GDPR Art. 17(1)(b) and (c): no other ground to keep their data), due within
+    ``requests.erasure_days``; ``recgov subject erase`` carries it out. Opt-outs carried by a request's
+    GPC or TCF signal stop profiling only. Off: profiling stops, the data is kept."""
     legal_reference: str | None = None
 
 

@@ -1241,8 +1241,6 @@ def erase_subject(
                 subject,
                 denied=denied,
                 erased_at=datetime.now(UTC),
-                request_id=request_id,
-                pseudonym=who,
                 actor=actor,
             )
             kept = {"id": suppression.id, "denied": dict(sorted(denied.items())), "erased_at": _iso(suppression.erased_at)}

@@ -46,6 +46,8 @@ from recommender.errors import ConfigError
 
 __all__ = ["DeployedServing", "NOTHING_IN_PRODUCTION", "canary_bucket", "compare_shadows", "open_deployed"]
 
+MAX_SHADOW_BACKLOG = 1000
+"""Served requests that may wait for the shadow versions; more are not mirrored (and are counted)."""
 NOTHING_IN_PRODUCTION = "no model version is in production; promote one with 'recgov deploy promote MODEL --stage ...'"
 _CANARY_DOMAIN = b"recgov.canary.v1\x00"
 
@@ -98,6 +100,7 @@ class DeployedServing:
         self.shadows = [_Shadow(mv, engine) for mv, engine in shadows]
         self.log = log
         self.shadow_failures = 0
+        self.shadow_dropped = 0
         self._pending: set[Future[Any]] = set()
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recgov-shadow") if self.shadows else None
@@ -112,8 +115,11 @@ class DeployedServing:
         """Answer the request, then hand it to every shadow version (in the background)."""
         served = self.engine_for(request.subject_id).serve(request)
         if self._pool is not None:
-            future = self._pool.submit(self._mirror, request, served.decision_id)
-            with self._lock:
+            with self._lock:  # bounded: beyond MAX_SHADOW_BACKLOG waiting requests, a mirror is dropped and counted
+                if len(self._pending) >= MAX_SHADOW_BACKLOG:
+                    self.shadow_dropped += 1
+                    return served
+                future = self._pool.submit(self._mirror, request, served.decision_id)
                 self._pending.add(future)
             future.add_done_callback(self._done)
         return served

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from audits.models import DecisionRecord
+from audits.models import DecisionRecord, FailedRequest, ModelVersion
 from governance.api.errors import PROBLEM_JSON
 from governance.cli import app as cli
 from governance.shadow import NOTHING_IN_PRODUCTION
@@ -64,3 +65,24 @@ def test_the_deployed_version_answers_and_the_shadow_is_recorded_unserved(server
     assert {r.context["shadow_of"] for r in shadow_rows} == served_ids
     assert all(r.context["served"] is False and r.mode == "personalized" for r in shadow_rows)
     assert not {r.decision_id for r in shadow_rows} & served_ids  # the shadow's lists were never the answer
+
+    # A shadow that cannot even load is logged, and production answers as before.
+    with server.store.session() as session:
+        location = Path(session.get(ModelVersion, candidate).artifact_location)
+    hidden = location.with_suffix(".moved")
+    location.rename(hidden)
+    try:
+        with server.client("operator") as client:
+            answer = client.post("/v1/recommendations", json={"subject": SUBJECTS[1], "k": 5, "pack": PACK})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["model_version"] == live and str(location) not in answer.text
+        deadline = time.monotonic() + 60
+        while True:
+            with server.store.session() as session:
+                causes = list(session.scalars(select(FailedRequest.cause)))
+            if any(c.startswith("shadow.") for c in causes) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert any(c.startswith("shadow.") for c in causes), causes
+    finally:
+        hidden.rename(location)

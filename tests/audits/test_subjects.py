@@ -151,14 +151,29 @@ def test_a_process_with_another_installation_key_is_refused(store: Store, monkey
         assert pseudonym(session, "user-1") == first
 
 
-def test_the_key_check_writes_once_per_engine(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_key_check_runs_until_the_key_is_committed_then_not_again(store: Store) -> None:
     from sqlalchemy import event
 
     statements: list[str] = []
     event.listen(store.engine, "before_cursor_execute", lambda conn, cursor, stmt, *a: statements.append(stmt))
-    with store.session() as session:
+    meta = lambda: [s for s in statements if "store_meta" in s]  # noqa: E731
+    # A transaction that keys the store and rolls back must not be remembered as keyed.
+    with pytest.raises(RuntimeError):
+        with store.session() as session:
+            pseudonym(session, "user-1")
+            raise RuntimeError("rolled back")
+    with store.engine.connect() as connection:
+        assert connection.execute(text("SELECT COUNT(*) FROM store_meta")).scalar_one() == 0
+    statements.clear()
+    with store.session() as session:  # checks again, keys the store, commits
         pseudonym(session, "user-1")
+    assert any(s.lstrip().upper().startswith("INSERT") for s in meta())
+    statements.clear()
+    with store.session() as session:  # finds the committed key id: remembered from now on
         pseudonym(session, "user-2")
+    assert len(meta()) == 1
+    statements.clear()
     with store.session() as session:
         pseudonym(session, "user-3")
-    assert sum("store_meta" in s for s in statements) <= 2  # one insert-if-absent and one read, once
+        pseudonym(session, "user-4")
+    assert meta() == []

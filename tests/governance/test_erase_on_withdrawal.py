@@ -89,3 +89,18 @@ def test_the_switch_must_be_a_boolean_and_is_located() -> None:
     (issue,) = [i for i in info.value.issues if "erase_on_withdrawal" in str(i)]
     line = broken.splitlines().index("      erase_on_withdrawal: sometimes") + 1
     assert f"eu.yaml:{line}:" in str(issue)
+
+
+def test_a_numeric_subject_id_equal_to_a_record_id_still_withdraws(db_url: str, erasing_pack: Path) -> None:
+    # The withdrawal's erasure request names the consent record by its id; a subject whose numeric
+    # id equals that id must still be able to withdraw (GDPR Art. 7(3)), and still never be stored raw.
+    numeric = "0002"
+    for status in ("granted", "withdrawn"):
+        result = runner.invoke(
+            app, ["consent", "set", numeric, "--purpose", "personalization", "--status", status, "--pack", str(erasing_pack), "--database-url", db_url, "--json"]
+        )
+        assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["recorded"]["id"] == 2 and doc["erasure_request"] is not None
+    (request,) = _requests(db_url)
+    assert request.result["consent_record"] == 2

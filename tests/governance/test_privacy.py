@@ -23,7 +23,7 @@ from audits import (
     record_consent,
     verify_trail,
 )
-from audits.models import ModelVersion, SubjectRequest
+from audits.models import ModelVersion, SubjectRequest, TrailEvent
 from governance import privacy
 from governance.consent.state import may_profile
 from governance.policy import load_pack
@@ -374,7 +374,14 @@ def test_erasure_unlearns_records_and_shreds_leaving_no_raw_id(store: Store, tra
     assert request["status"] == "completed" and request["subject"] == before
     assert request["result"]["shredded"] is True
     assert (kept["purpose"], kept["status"], kept["source"], kept["id"]) == ("personalization", "withdrawn", "import", 0)
-    assert kept["evidence"]["subject_request"] == request["id"]
+    # the kept restriction leads nowhere: no request, no pseudonym, in the row and in its trail event
+    assert "subject_request" not in kept["evidence"]
+    with store.session() as session:
+        suppressed = session.execute(
+            select(TrailEvent.subject, TrailEvent.objects).where(TrailEvent.action == "subject.suppressed")
+        ).one()
+        assert session.execute(text("SELECT request_id FROM suppressions")).scalars().all() == [None]
+    assert suppressed.subject is None and before not in str(suppressed.objects)
     assert sorted(models) == sorted([run.model_version, step["version"]])
     assert retrain["status"] == "received" and retrain["subject"] == before
     assert retrain["result"]["erasure_request"] == request["id"]

@@ -73,6 +73,8 @@ __all__ = ["CallRecordLog", "EngineCache", "close_engines", "router"]
 router = APIRouter(tags=["recommendations"], responses=problems(401, 403, 500))
 
 SHUTTING_DOWN = "the service is shutting down; retry the request on another instance"
+MAX_SHADOW_BACKLOG = 1000
+"""Served requests that may wait for the shadow versions; more are not mirrored (and are counted)."""
 NO_MODEL = "model version {model_version!r} is not in the store; train one with 'recgov train'"
 MODEL_MISMATCH = "the artifact at {location} holds model {found}, not {expected}; the store and the file disagree"
 
@@ -191,7 +193,9 @@ class EngineCache:
         self._log: DecisionLog | None = None
         self._calls: CallRecordLog | None = None
         self._shadows: ThreadPoolExecutor | None = None
+        self._shadow_backlog = 0
         self.shadow_failures = 0
+        self.shadow_dropped = 0
         self._closed = False
 
     def pack(self, packs_dir: Path, ref: str) -> LoadedPack:
@@ -246,31 +250,51 @@ class EngineCache:
                 self._engines[key] = _Engine(revision, engine)
             return engine
 
-    def mirror(self, request: ServeRequest, decision_id: str, shadows: list[ServingEngine]) -> None:
-        """Hand a served request to the shadow versions' engines, on a thread of their own.
+    def mirror(self, request: ServeRequest, decision_id: str, loaded: LoadedPack, shadows: list[tuple[str, str]]) -> None:
+        """Hand a served request to the shadow versions ``(model_version, artifact location)``, on a thread of their own.
 
-        Their lists are recorded (``served: false``, ``shadow_of`` the served
-        decision) and never returned; a failing shadow is logged by its engine
-        and counted, never felt by the request. :meth:`close` waits for them.
+        Their engines are built and their lists made and recorded there
+        (``served: false``, ``shadow_of`` the served decision), never returned:
+        a shadow that cannot load or serve is logged as a failed request and
+        counted, never felt by the request. At most :data:`MAX_SHADOW_BACKLOG`
+        requests wait for the shadows; beyond that a mirror is dropped and
+        counted (``shadow_dropped``) rather than held in memory.
         """
         if not shadows:
             return
-        with self._lock:
+        with self._lock:  # submitted under the lock: close() cannot shut the pool in between
             if self._closed:
+                return
+            if self._shadow_backlog >= MAX_SHADOW_BACKLOG:
+                self.shadow_dropped += 1
                 return
             if self._shadows is None:
                 self._shadows = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recgov-api-shadow")
-            pool = self._shadows
+            self._shadow_backlog += 1
+            self._shadows.submit(self._run_shadows, request, decision_id, loaded, shadows)
 
-        def run() -> None:
-            for engine in shadows:
+    def _run_shadows(self, request: ServeRequest, decision_id: str, loaded: LoadedPack, shadows: list[tuple[str, str]]) -> None:
+        try:
+            for model_version, location in shadows:
+                try:
+                    with self.store.snapshot() as connection, Session(bind=connection) as read:
+                        engine = self.engine(loaded, model_version, location, read)
+                except Exception as err:  # noqa: BLE001 - a shadow that cannot load is logged, never raised
+                    with self._lock:
+                        self.shadow_failures += 1
+                    try:
+                        log_failure(self.store, f"shadow.{type(err).__name__}"[:100], {"model_version": model_version, "message": str(err)[:500]})
+                    except Exception:  # noqa: BLE001 - the store is failing too; the count stays
+                        pass
+                    continue
                 try:
                     engine.serve(request, shadow_of=decision_id)
                 except Exception:  # noqa: BLE001 - the engine logged the failure with its cause
                     with self._lock:
                         self.shadow_failures += 1
-
-        pool.submit(run)
+        finally:
+            with self._lock:
+                self._shadow_backlog -= 1
 
     def calls(self) -> CallRecordLog:
         """The shared writer of the calls' trail records."""
@@ -334,7 +358,7 @@ def recommend(
         loaded = cache.pack(settings.packs_dir, body.pack)
     except pack_store.PackNotFound as err:
         raise Problem(404, str(err)) from None
-    shadow_engines: list[ServingEngine] = []
+    shadow_refs: list[tuple[str, str]] = []
     deployment: dict[str, Any] | None = None
     with store.snapshot() as connection, Session(bind=connection) as read:  # the model and the blocks as of now
         model_version = body.model_version
@@ -345,10 +369,10 @@ def recommend(
             stage, model_version = "production", stages["production"][0]
             if stages["canary"] and settings.canary_share > 0 and canary_bucket(body.subject) < settings.canary_share:
                 stage, model_version = "canary", stages["canary"][0]
-            for shadow in stages["shadow"]:
+            for shadow in stages["shadow"]:  # loaded and served after the answer, on the shadows' thread
                 shadow_row = read.get(ModelVersion, shadow)
                 if shadow_row is not None:
-                    shadow_engines.append(cache.engine(loaded, shadow, shadow_row.artifact_location, read))
+                    shadow_refs.append((shadow, shadow_row.artifact_location))
             deployment = {"stage": stage, "shadows": list(stages["shadow"])}
         row = read.get(ModelVersion, model_version)
         if row is None:
@@ -368,7 +392,7 @@ def recommend(
     serve_request = ServeRequest(body.subject, k=body.k, consent=records, gpc=gpc)
     served = engine.serve(serve_request)
     request.app.state.metrics.decisions.labels(outcome=served.mode).inc()
-    cache.mirror(serve_request, served.decision_id, shadow_engines)
+    cache.mirror(serve_request, served.decision_id, loaded, shadow_refs)
     cache.calls().record(
         NewEvent(
             actor=actor_of(key), action="api.recommendations.create",
