@@ -36,7 +36,6 @@ from schemathesis.checks import (
 )
 
 from governance.api.errors import BODY_NOT_PARSED, PROBLEM_JSON
-from governance.api.routes.deployments import DATA_UNREADABLE
 
 EXAMPLES = int(os.environ.get("RECGOV_FUZZ_EXAMPLES", "25"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -147,4 +146,11 @@ def test_regression_a_data_spec_the_file_system_refuses_is_a_422(server) -> None
     with server.client("admin") as client:
         response = client.post(f"/v1/deployments/{server.model_version}/promote", json={"stage": "canary", "data": "0" * 5000})
     problem = _problem(response, 422)
-    assert problem["detail"] == DATA_UNREADABLE.format(reason="File name too long")
+    assert "File name too long" in problem["detail"]
+
+
+def test_promotion_reads_data_files_only_from_the_data_folder(server) -> None:
+    with server.client("admin") as client:
+        response = client.post(f"/v1/deployments/{server.model_version}/promote", json={"stage": "canary", "data": "/etc/passwd"})
+    problem = _problem(response, 422)
+    assert "outside $RECGOV_HOME/data" in problem["detail"] and "root:" not in response.text

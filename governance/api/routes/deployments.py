@@ -14,6 +14,7 @@ from governance.api.deps import Admin, SessionDep, SettingsDep, StoreDep, Viewer
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.routes._audit import record_call
+from governance.api.routes.audits import resolve_input
 from governance.api.schemas import IDENTIFIER
 from recommender.loaders import load_data
 
@@ -47,8 +48,8 @@ def promote(model_version: Annotated[str, Path(min_length=1, max_length=128, pat
     session.rollback()  # end the read before the gate's own transactions (SQLite holds one writer)
     if body.stage != "shadow" and body.data is None:
         raise Problem(422, f"'data' is needed to promote to {body.stage}: the gate audits the model on it")
-    try:
-        dataset = load_data(body.data) if body.data else None
+    try:  # files only from $RECGOV_HOME/data, as for audits: a request must not read any path of the server
+        dataset = load_data(resolve_input(body.data, settings.home / "data")) if body.data else None
     except OSError as err:  # e.g. a name longer than the file system allows: the client's mistake, not ours
         raise Problem(422, DATA_UNREADABLE.format(reason=err.strerror or type(err).__name__), kind="invalid-data") from None
     out_dir = settings.home / "deployments" / f"{model_version}-{body.stage}"
