@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -45,6 +46,8 @@ class Server:
     tokens: dict[str, str] = field(default_factory=dict)
     key_ids: dict[str, int] = field(default_factory=dict)
     model_version: str = ""
+    app: Any = None
+    """The app the server runs (for tests that look at its in-process state)."""
 
     def client(self, role: str | None = None, **headers: str) -> httpx.Client:
         """An httpx client sending the token of ``role`` (``None``: no key; ``revoked``: a revoked admin key)."""
@@ -112,6 +115,7 @@ def server(api_home: Path, api_db_url: str) -> Iterator[Server]:
                 srv.tokens[role], srv.key_ids[role] = token, key.id
             revoke_key(session, srv.key_ids["revoked"])
         app = create_app(ApiSettings(home=api_home, database_url=api_db_url))
+        srv.app = app
 
         @app.get("/v1/_boom", include_in_schema=False)
         def boom() -> None:  # a route that crashes, to see the 500 problem

@@ -8,14 +8,20 @@ concurrent requests share the decision log without losing a decision.
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
 from audits.models import DecisionRecord
 from governance.api.errors import PROBLEM_JSON
+from governance.cli import app as cli
 
 PACK = "eu-gdpr-dsa"  # blocks the categories csam, terrorism and self-harm
+
+
+DATA = "synthetic:n_users=300,n_items=200,n_interactions=12000,seed=4"
 
 
 def _decision_ids(server) -> set[str]:
@@ -67,3 +73,19 @@ def test_ping_checks_the_key_and_writes_nothing(server) -> None:
     assert missing.status_code == 401
     with server.store.snapshot() as connection:
         assert connection.execute(select(func.count()).select_from(DecisionRecord)).scalar_one() == decisions_before
+
+
+def test_the_engine_cache_keeps_only_the_latest_models(server, monkeypatch) -> None:  # noqa: ANN001
+    from governance.api.routes import recommendations as routes
+
+    monkeypatch.setattr(routes, "MAX_CACHED_MODELS", 1)
+    trained = CliRunner().invoke(cli, ["train", DATA, "--no-tune", "--no-carbon", "--factors", "5", "--iterations", "3", "--database-url", server.db_url, "--json"])
+    assert trained.exit_code == 0, trained.output
+    other = json.loads(trained.stdout)["model_version"]
+    with server.client("operator") as client:
+        for mv in (server.model_version, other, server.model_version):
+            answer = client.post("/v1/recommendations", json={"subject": "u000005", "k": 3, "model_version": mv, "pack": "california-ccpa"})
+            assert answer.status_code == 200 and answer.json()["model_version"] == mv
+    cache = routes.engines_of(server.app)
+    assert list(cache._models) == [server.model_version]
+    assert {k[1] for k in cache._engines} <= {server.model_version}

@@ -73,6 +73,8 @@ __all__ = ["CallRecordLog", "EngineCache", "close_engines", "router"]
 router = APIRouter(tags=["recommendations"], responses=problems(401, 403, 500))
 
 SHUTTING_DOWN = "the service is shutting down; retry the request on another instance"
+MAX_CACHED_MODELS = 8
+"""Models (and their engines) kept loaded by a server process, least recently used evicted first."""
 MAX_SHADOW_BACKLOG = 1000
 """Served requests that may wait for the shadow versions; more are not mirrored (and are counted)."""
 NO_MODEL = "model version {model_version!r} is not in the store; train one with 'recgov train'"
@@ -212,15 +214,23 @@ class EngineCache:
         return loaded
 
     def _model(self, model_version: str, location: str) -> ALSRecommender:
+        """Under the lock. The last :data:`MAX_CACHED_MODELS` models used stay loaded (retrains and
+        unlearned versions come and go; a long-running service must not keep them all)."""
         stat = _stat_key(Path(location))
-        cached = self._models.get(model_version)
+        cached = self._models.pop(model_version, None)
         if cached is not None and stat is not None and cached[0] == stat:
+            self._models[model_version] = cached  # most recently used last
             return cached[1]
         model = ALSRecommender.load(location)
         if model.version_id_ != model_version:
             raise ConfigError(MODEL_MISMATCH.format(location=location, found=model.version_id_, expected=model_version))
         if stat is not None:
             self._models[model_version] = (stat, model)
+            while len(self._models) > MAX_CACHED_MODELS:
+                evicted = next(iter(self._models))
+                del self._models[evicted]
+                for key in [k for k in self._engines if k[1] == evicted]:
+                    del self._engines[key]
         return model
 
     def engine(self, loaded: LoadedPack, model_version: str, location: str, read: Session) -> ServingEngine:
