@@ -1,0 +1,146 @@
+"""A decision log whose database work runs in a process of its own.
+
+:class:`~audits.decisions.DecisionLog` commits batches from a writer thread.
+In a serving process that thread competes with the request threads for the
+interpreter lock: while it runs SQLAlchemy and hashes a batch, a request
+waits, which is the tail of the serving latency (``bench/bench_serving.py``).
+:class:`ProcessDecisionLog` keeps everything else the same (validation and
+encoding in the caller's thread, batching and group commit, fail closed,
+receipts) and moves the commit itself to a child process: the parent's writer
+thread only sends each batch's pre-encoded rows down a pipe and waits for the
+answer, with the interpreter lock released.
+
+The child opens the same store (URL and ``RECGOV_*`` settings inherited) and
+writes each batch exactly as the thread would: pseudonyms, one
+``decisions.committed`` trail event with the batch digest, the rows, one
+transaction. If the child dies, every pending and later decision fails (fail
+closed) with the cause.
+
+Use it for a long-running service; it costs a process start (about a second
+of imports) before the first commit.
+
+>>> with ProcessDecisionLog(store) as log:                      # doctest: +SKIP
+...     receipt = log.submit_and_wait(record)
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from multiprocessing.connection import Connection
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from audits.db import Store, describe_db_error
+from audits.decisions import DecisionLog, _Pending
+from recommender.errors import ConfigError, DataError, RecgovError
+
+__all__ = ["ProcessDecisionLog", "WRITER_DIED"]
+
+WRITER_DIED = "the decision log's writer process is gone ({cause}); fail closed: open a new log"
+_LIGHT = ("slate", "context")  # sent as their canonical JSON bytes, not as objects
+
+
+def _child_main(url: str, actor: str, conn: Connection) -> None:
+    """The writer process: commit each batch received, answer with its trail seq or the error."""
+    from audits.db import open_store
+
+    store = open_store(url)
+    writer = DecisionLog.__new__(DecisionLog)  # only _commit is used: it needs the store and the actor
+    writer.store, writer.actor = store, actor
+    try:
+        while True:
+            try:
+                message = conn.recv()
+            except EOFError:
+                return
+            if message is None:
+                conn.send(("closed",))
+                return
+            batch = [_Pending(row, subject_id, None, slate_json, context_json) for row, subject_id, slate_json, context_json in message]
+            try:
+                seq = DecisionLog._commit(writer, batch)
+            except IntegrityError as err:
+                conn.send(("integrity", describe_db_error(err)))
+            except DBAPIError as err:
+                conn.send(("database", describe_db_error(err)))
+            except RecgovError as err:
+                conn.send(("recgov", type(err).__name__, str(err)))
+            except BaseException as err:  # noqa: BLE001 - answered, and the writer lives on
+                conn.send(("other", f"{type(err).__name__}: {err}"))
+            else:
+                conn.send(("ok", seq))
+    finally:
+        store.close()
+
+
+class _ChildIntegrityError(IntegrityError):
+    """An IntegrityError the child reported (so that the per-record retry of the thread log applies)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(statement=None, params=None, orig=Exception(message))
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ProcessDecisionLog(DecisionLog):
+    """:class:`~audits.decisions.DecisionLog` with the commits in a child process (same parameters)."""
+
+    def __init__(self, store: Store, **options: Any) -> None:
+        context = multiprocessing.get_context("spawn")  # never fork a process that runs threads
+        self._conn, child = context.Pipe()
+        self._pipe_lock = threading.Lock()
+        self._dead: str | None = None
+        url = store.engine.url.render_as_string(hide_password=False)
+        from audits._common import actor_name
+
+        self._process = context.Process(
+            target=_child_main, args=(url, actor_name(options.get("actor")), child), name="recgov-decision-writer", daemon=True
+        )
+        self._process.start()
+        child.close()
+        super().__init__(store, **options)
+
+    def _commit(self, batch: list[_Pending]) -> int:
+        message = [
+            ({k: v for k, v in p.row.items() if k not in _LIGHT}, p.subject_id, p.slate_json, p.context_json) for p in batch
+        ]
+        with self._pipe_lock:
+            if self._dead is not None:
+                raise ConfigError(WRITER_DIED.format(cause=self._dead))
+            try:
+                self._conn.send(message)
+                answer = self._conn.recv()
+            except (EOFError, OSError) as err:
+                self._dead = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+                raise ConfigError(WRITER_DIED.format(cause=self._dead)) from err
+        kind = answer[0]
+        if kind == "ok":
+            return int(answer[1])
+        if kind == "integrity":
+            raise _ChildIntegrityError(answer[1])
+        if kind == "database":
+            raise ConfigError(f"the database {self.store.url} failed: {answer[1]}")
+        if kind == "recgov":
+            error_type = {"DataError": DataError, "ConfigError": ConfigError}.get(answer[1], RecgovError)
+            raise error_type(answer[2])
+        raise ConfigError(f"the decision log's writer failed: {answer[1]}")
+
+    def close(self, timeout: float | None = None) -> None:
+        """Write what is queued (through the child), then stop the writer thread and the child."""
+        super().close(timeout)
+        with self._pipe_lock:
+            if self._dead is None:
+                try:
+                    self._conn.send(None)
+                    self._conn.recv()
+                except (EOFError, OSError):
+                    pass
+                self._dead = "closed"
+            self._conn.close()
+        self._process.join(timeout if timeout is not None else 30)
+        if self._process.is_alive():
+            self._process.kill()
