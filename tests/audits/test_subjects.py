@@ -71,9 +71,10 @@ def test_a_pseudonym_is_stable_distinct_and_never_the_raw_id(store: Store) -> No
     assert all(re.fullmatch(r"[0-9a-f]{64}", p) for p in first.values())
     with store.session() as session:
         assert pseudonym(session, 4242) == first["4242"]  # ints and their strings are one subject
-    dump = _dump(store)
+    dump, cells = _dump(store), _cells(store)
     for raw in RAW_IDS:
-        assert raw not in dump
+        # a short numeric id is looked for as a whole value: '4242' turns up inside hex hashes by chance
+        assert raw not in cells if raw.isdigit() and len(raw) < 6 else raw not in dump
         assert sha256(raw.encode()).hexdigest() not in dump  # not even a plain hash of it
 
 
