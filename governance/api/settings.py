@@ -39,6 +39,10 @@ class ApiSettings(BaseSettings):
     """SQLAlchemy URL of the store; unset means the SQLite file ``home/recgov.db`` (development only)."""
 
     api_expose_errors: bool = False
+    decision_writer: Literal["process", "thread"] = "process"
+    """Where the decision log commits (``RECGOV_DECISION_WRITER``): ``process``, a child process of its
+    own, so request threads never wait on the writer's share of the interpreter lock; ``thread``, a
+    thread of the server process (no child to start)."""
     canary_share: float = Field(0.0, ge=0.0, le=1.0)
     """Share of subjects the canary version answers when a request names no model version
     (``RECGOV_CANARY_SHARE``; a subject always lands on the same side)."""

@@ -48,6 +48,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from audits.consent import consent_history
+from audits.decision_writer import ProcessDecisionLog
 from audits.decisions import DecisionLog, log_failure
 from audits.models import EscalationCase, ItemBlock, ItemFlag, ModelVersion
 from audits.trail import NewEvent, append_many
@@ -186,8 +187,9 @@ class EngineCache:
     the lock (a burst of first requests loads a model once).
     """
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, decision_writer: str = "thread") -> None:
         self.store = store
+        self.decision_writer = decision_writer
         self._lock = threading.Lock()
         self._packs: dict[str, tuple[tuple[int, int], LoadedPack]] = {}
         self._models: dict[str, tuple[tuple[int, int], ALSRecommender]] = {}
@@ -249,7 +251,7 @@ class EngineCache:
             if self._closed:
                 raise Problem(503, SHUTTING_DOWN)
             if self._log is None:
-                self._log = DecisionLog(self.store)
+                self._log = ProcessDecisionLog(self.store) if self.decision_writer == "process" else DecisionLog(self.store)
             store = self.store
             engine = ServingEngine(
                 loaded, model, None, blocked=blocked, sink=self._log,
@@ -341,7 +343,7 @@ def engines_of(app: FastAPI) -> EngineCache:
         with _create_lock:
             cache = getattr(app.state, "engines", None)
             if cache is None:
-                cache = app.state.engines = EngineCache(app.state.store)
+                cache = app.state.engines = EngineCache(app.state.store, app.state.settings.decision_writer)
     return cache
 
 
