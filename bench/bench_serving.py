@@ -8,7 +8,8 @@ At MovieLens-100K scale (943 users, 1,682 items, 100k interactions, 64 factors):
   handed to the decision log. The log is measured two ways: submitted (the
   record is queued for group commit and the request does not wait), and durable
   (the request waits until the batch holding its record has committed to SQLite,
-  with 8 concurrent request threads sharing the commits);
+  with 8 concurrent request threads sharing the commits); and submitted to
+  ``ProcessDecisionLog``, whose commits run in a child process;
 * tags: one batched decomposition for a top-10 list against ten ``explain`` calls.
 
 Run:  python bench/bench_serving.py [--requests 2000] [--json]
