@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from report_store import build_report_store, run_cli
 from typer.testing import CliRunner
 
 from governance.cli import app
 
-DATA = "synthetic:n_users=300,n_items=200,n_interactions=12000,seed=4"
 SUBJECTS = ("report-subject-alice-7", "report-subject-bob-9")
 SECTIONS = (
     "1. The system and its purpose",
@@ -30,10 +30,7 @@ SECTIONS = (
 )
 
 
-def _run(runner: CliRunner, *args: str, codes: tuple[int, ...] = (0,)) -> str:
-    done = runner.invoke(app, list(args), catch_exceptions=False)
-    assert done.exit_code in codes, (args, done.exit_code, done.output)
-    return done.stdout
+_run = run_cli
 
 
 @pytest.fixture(scope="module")
@@ -47,37 +44,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
             env.delenv(name, raising=False)
         env.setenv("RECGOV_DATABASE_URL", f"sqlite:///{db}")
         runner = CliRunner()
-        trained = json.loads(_run(runner, "train", DATA, "--no-tune", "--no-carbon", "--json"))
-        version = trained["model_version"]
-        _run(
-            runner,
-            "audit",
-            DATA,
-            "--pack",
-            "baseline",
-            "--model",
-            version,
-            "--no-train",
-            "--out",
-            str(root / "gate"),
-            "--json",
-            codes=(0, 1),
-        )
-        for subject, status in zip(SUBJECTS, ("granted", "withdrawn")):
-            _run(
-                runner,
-                "consent",
-                "set",
-                subject,
-                "--purpose",
-                "personalization",
-                "--status",
-                status,
-                "--basis",
-                "consent",
-            )
-        _run(runner, "subject", "erase", SUBJECTS[1], "--pack", "baseline")
-        _run(runner, "trail", "checkpoint")
+        version = build_report_store(root, SUBJECTS)
         html, events = root / "report.html", root / "events.jsonl"
         summary = json.loads(
             _run(runner, "report", version, "--out", str(html), "--openlineage", str(events), "--json")

@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+from report_store import build_report_store, run_cli
 from typer.testing import CliRunner
 
 from governance.cli import app
 from governance.report.pdf import BROWSER_ENV, PRINT_TIMED_OUT, PdfError, find_browser, html_to_pdf
 
-DATA = "synthetic:n_users=300,n_items=200,n_interactions=12000,seed=4"
 SUBJECTS = ("browser-subject-carol-3", "browser-subject-dave-5")
 SECTIONS = (
     "1. The system and its purpose",
@@ -69,10 +69,7 @@ def _unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-def _run(runner: CliRunner, *args: str, codes: tuple[int, ...] = (0,)) -> str:
-    done = runner.invoke(app, list(args), catch_exceptions=False)
-    assert done.exit_code in codes, (args, done.exit_code, done.output)
-    return done.stdout
+_run = run_cli
 
 
 @pytest.fixture(scope="module")
@@ -95,36 +92,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             env.delenv(name, raising=False)
         env.setenv("RECGOV_DATABASE_URL", f"sqlite:///{db}")
         runner = CliRunner()
-        version = json.loads(_run(runner, "train", DATA, "--no-tune", "--no-carbon", "--json"))["model_version"]
-        _run(
-            runner,
-            "audit",
-            DATA,
-            "--pack",
-            "baseline",
-            "--model",
-            version,
-            "--no-train",
-            "--out",
-            str(root / "gate"),
-            "--json",
-            codes=(0, 1),
-        )
-        for subject, status in zip(SUBJECTS, ("granted", "withdrawn")):
-            _run(
-                runner,
-                "consent",
-                "set",
-                subject,
-                "--purpose",
-                "personalization",
-                "--status",
-                status,
-                "--basis",
-                "consent",
-            )
-        _run(runner, "subject", "erase", SUBJECTS[1], "--pack", "baseline")
-        _run(runner, "trail", "checkpoint")
+        version = build_report_store(root, SUBJECTS)
         site = root / "site"
         site.mkdir()
         html = site / "report.html"
