@@ -89,3 +89,49 @@ def test_the_engine_cache_keeps_only_the_latest_models(server, monkeypatch) -> N
     cache = routes.engines_of(server.app)
     assert list(cache._models) == [server.model_version]
     assert {k[1] for k in cache._engines} <= {server.model_version}
+
+
+def test_closing_the_call_log_fails_what_a_stuck_writer_never_took(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    import threading
+    import time as _time
+
+    from sqlalchemy import create_engine
+
+    from audits import open_store
+    from audits.trail import NewEvent
+    from governance.api.routes.recommendations import CallRecordLog
+    from recommender.errors import ConfigError
+
+    monkeypatch.setenv("RECGOV_HOME", str(tmp_path / "home"))
+    url = f"sqlite:///{tmp_path / 'stuck.db'}"
+    store = open_store(url)
+    blocker = create_engine(url, connect_args={"timeout": 60}).connect()
+    blocker.exec_driver_sql("BEGIN EXCLUSIVE")  # the database stops taking writes
+    calls = CallRecordLog(store)
+    event = NewEvent(actor="test", action="api.test")
+    first: list[BaseException | None] = []
+    waiting = threading.Thread(target=lambda: first.append(_record_or_error(calls, event)), daemon=True)
+    waiting.start()
+    _time.sleep(0.5)  # the writer took the first record and waits for the lock
+    second: list[BaseException | None] = []
+    queued = threading.Thread(target=lambda: second.append(_record_or_error(calls, event)), daemon=True)
+    queued.start()
+    _time.sleep(0.2)
+    started = _time.monotonic()
+    calls.close(timeout=0.5)
+    assert _time.monotonic() - started < 5
+    queued.join(5)
+    assert second and isinstance(second[0], ConfigError) and "stopped before" in str(second[0])
+    blocker.exec_driver_sql("ROLLBACK")  # the database comes back: the record in flight is written
+    blocker.close()
+    waiting.join(60)
+    assert first == [None]
+    store.close()
+
+
+def _record_or_error(calls, event) -> BaseException | None:  # noqa: ANN001
+    try:
+        calls.record(event, timeout=60)
+    except BaseException as err:  # noqa: BLE001
+        return err
+    return None

@@ -133,10 +133,17 @@ class CallRecordLog:
         self._queue.put((event, done))
         done.result(timeout=timeout)
 
-    def close(self) -> None:
-        """Write what is queued, then stop the writer."""
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is queued, then stop the writer; a record still waiting after ``timeout`` fails (never hangs)."""
         self._queue.put(None)
-        self._writer.join(timeout=30)
+        self._writer.join(timeout=timeout)
+        while True:  # the writer is stuck (the database hangs): fail whoever still waits, fail closed
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None and not item[1].done():
+                item[1].set_exception(ConfigError("the service stopped before this call's trail record was written"))
 
     def _run(self) -> None:
         stop = False
@@ -401,11 +408,12 @@ def recommend(
         ConsentRecord(purpose=r["purpose"], status=r["status"], lawful_basis=r["lawful_basis"], source=r["source"], time=r["recorded_at"].astimezone(UTC))
         for r in history
     )
+    calls = cache.calls()  # before serving: a service that is shutting down refuses (503) before it decides anything
     serve_request = ServeRequest(body.subject, k=body.k, consent=records, gpc=gpc)
     served = engine.serve(serve_request)
     request.app.state.metrics.decisions.labels(outcome=served.mode).inc()
     cache.mirror(serve_request, served.decision_id, loaded, shadow_refs)
-    cache.calls().record(
+    calls.record(
         NewEvent(
             actor=actor_of(key), action="api.recommendations.create",
             objects={"decision": served.decision_id, "model": model_version},
