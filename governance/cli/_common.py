@@ -21,7 +21,7 @@ from rich.console import Console
 
 from recommender.errors import RecgovError
 
-__all__ = ["EXIT_OK", "EXIT_FINDING", "EXIT_USAGE", "console", "err_console", "fail", "emit_json", "user_errors", "progress_enabled"]
+__all__ = ["EXIT_OK", "EXIT_FINDING", "EXIT_USAGE", "console", "err_console", "fail", "emit_json", "opened_store", "user_errors", "progress_enabled"]
 
 EXIT_OK = 0
 EXIT_FINDING = 1
@@ -52,6 +52,18 @@ def user_errors() -> Iterator[None]:
         yield
     except RecgovError as err:
         raise fail(str(err)) from None
+
+
+@contextmanager
+def opened_store(database_url: str | None) -> Iterator[Any]:
+    """The store ``database_url`` names (default: the embedded SQLite file), closed at the end of the block."""
+    from audits import open_store
+
+    store = open_store(database_url)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def _default(obj: Any) -> Any:

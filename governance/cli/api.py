@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from governance.cli._common import console, emit_json, err_console, user_errors
+from governance.cli._common import console, emit_json, err_console, opened_store, user_errors
 from governance.cli.core import DatabaseOpt, JsonOpt, print_rows
 
 __all__ = ["register"]
@@ -30,12 +30,6 @@ def serve_command(
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
 
 
-def _store(database_url: str | None):
-    from audits import open_store
-
-    return open_store(database_url)
-
-
 def keys_create(
     name: Annotated[str, typer.Argument(help="Who or what the key is for.", metavar="NAME")],
     role: Annotated[str, typer.Option("--role", help="viewer, auditor, operator or admin.")] = "viewer",
@@ -46,12 +40,9 @@ def keys_create(
     from governance.api.keys import create_key
 
     with user_errors():
-        store = _store(database_url)
-        try:
+        with opened_store(database_url) as store:
             with store.session() as session:
                 key, token = create_key(session, name=name, role=role, actor=store.settings.actor)
-        finally:
-            store.close()
     if json_output:
         emit_json({"id": key.id, "name": key.name, "role": key.role, "token": token})
         return
@@ -65,15 +56,12 @@ def keys_list(database_url: DatabaseOpt = None, json_output: JsonOpt = False) ->
     from governance.api.keys import list_keys
 
     with user_errors():
-        store = _store(database_url)
-        try:
+        with opened_store(database_url) as store:
             with store.session() as session:
                 rows = [
                     {"id": k.id, "name": k.name, "role": k.role, "created_at": k.created_at.isoformat(), "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None}
                     for k in list_keys(session)
                 ]
-        finally:
-            store.close()
     if json_output:
         emit_json({"keys": rows})
     else:
@@ -88,12 +76,9 @@ def keys_revoke(
     from governance.api.keys import revoke_key
 
     with user_errors():
-        store = _store(database_url)
-        try:
+        with opened_store(database_url) as store:
             with store.session() as session:
                 key = revoke_key(session, key_id, actor=store.settings.actor)
-        finally:
-            store.close()
     console.print(f"revoked key {key.id} ({key.name}) at {key.revoked_at.isoformat()}", highlight=False)
 
 

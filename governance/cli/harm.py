@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from governance.cli._common import console, emit_json, fail, user_errors
+from governance.cli._common import console, emit_json, fail, opened_store, user_errors
 from governance.cli.core import DatabaseOpt, JsonOpt, print_rows
 from governance.cli.policy import load_or_fail
 
@@ -24,12 +24,6 @@ __all__ = ["register"]
 
 harm_app = typer.Typer(help="Harmful content: flags, reports, escalation rules and cases.", no_args_is_help=True)
 PackOpt = Annotated[str, typer.Option("--pack", "-p", help="Policy pack whose harmful-content rules apply (file or shipped name).")]
-
-
-def _store(database_url: str | None):  # noqa: ANN202
-    from audits import open_store
-
-    return open_store(database_url)
 
 
 @harm_app.command("flag")
@@ -45,13 +39,10 @@ def flag_command(
     from audits.harm import flag_item
 
     with user_errors():
-        store = _store(database_url)
-        try:
+        with opened_store(database_url) as store:
             with store.session() as session:
                 row = flag_item(session, item_id=item, category=category, confidence=confidence, source=source)
                 result = {"flag_id": row.id, "item_id": row.item_id, "category": row.category, "confidence": row.confidence, "source": row.source}
-        finally:
-            store.close()
     if json_output:
         emit_json(result)
         return
@@ -70,13 +61,10 @@ def report_command(
     from audits.harm import report_item
 
     with user_errors():
-        store = _store(database_url)
-        try:
+        with opened_store(database_url) as store:
             with store.session() as session:
                 row = report_item(session, item_id=item, reason=reason, reporter_id=reporter)
                 result = {"report_id": row.id, "item_id": row.item_id}
-        finally:
-            store.close()
     if json_output:
         emit_json(result)
         return
@@ -101,8 +89,7 @@ def evaluate_command(
         raise fail("--times needs --every")
     loaded = load_or_fail(pack, json_output=json_output)
     rounds = 0
-    with user_errors():
-        store = _store(database_url)
+    with user_errors(), opened_store(database_url) as store:
         try:
             while True:
                 with store.session() as session:
@@ -121,8 +108,6 @@ def evaluate_command(
                 time.sleep(every)
         except KeyboardInterrupt:
             console.print(f"stopped after {rounds} round(s)")
-        finally:
-            store.close()
 
 
 @harm_app.command("cases")
@@ -136,12 +121,9 @@ def cases_command(
     from audits.harm import list_cases
 
     with user_errors():
-        store = _store(database_url)
-        try:
+        with opened_store(database_url) as store:
             with store.session() as session:
                 cases = list_cases(session, status=status, overdue_at=datetime.now(UTC) if overdue else None)
-        finally:
-            store.close()
     if json_output:
         emit_json({"cases": cases})
         return
@@ -167,13 +149,10 @@ def case_command(
     from audits.harm import transition_case
 
     with user_errors():
-        store = _store(database_url)
-        try:
+        with opened_store(database_url) as store:
             with store.session() as session:
                 row = transition_case(session, case_id, status=to, action=action, note=note, actor=actor_name(None))
                 result = {"case_id": row.id, "item_id": row.item_id, "status": row.status, "action": action}
-        finally:
-            store.close()
     if json_output:
         emit_json(result)
         return

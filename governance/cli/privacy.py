@@ -12,14 +12,12 @@ unreachable database), with one line on stderr and nothing stored.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from governance.cli._common import console, emit_json, err_console, progress_enabled, to_json
+from governance.cli._common import console, emit_json, err_console, opened_store, progress_enabled, to_json
 from governance.cli.core import DataArg, DatabaseOpt, JsonOpt, MapOpt, load_dataset, print_rows
 from governance.cli.policy import load_or_fail
 from governance.cli.store import store_errors
@@ -59,15 +57,7 @@ def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
     return value
 
 
-@contextmanager
-def _opened(database_url: str | None) -> Iterator[Any]:
-    from audits import open_store
-
-    store = open_store(database_url)
-    try:
-        yield store
-    finally:
-        store.close()
+_opened = opened_store
 
 
 def _short(pseudonym: str | None) -> str:

@@ -8,49 +8,20 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, text
-from typer.testing import CliRunner
+from cli_helpers import count, dump, invoke, ok  # noqa: E402
 
 from audits import DecisionLog, open_store
-from governance.cli import app
 from recommender.synthetic import SyntheticSpec, generate
 
-runner = CliRunner()
 VICTIM = "dsr-cli-victim-R2d7"
 NEEDLES = (VICTIM.encode("utf-8"), VICTIM.encode("utf-32-le"))  # numpy keeps str arrays as UTF-32
 MAP = "user_id=user_id,item_id=item_id,timestamp=timestamp,event_type=event_type,value=value"
 
 
-def invoke(*args: str):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
-def ok(*args: str) -> dict:
-    result = invoke(*args, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
-def dump(url: str) -> str:
-    """Every row of every table, as text."""
-    store = open_store(url)
-    try:
-        parts = []
-        with store.engine.connect() as connection:
-            for table in inspect(store.engine).get_table_names():
-                parts.extend(repr(tuple(row)) for row in connection.execute(text(f'SELECT * FROM "{table}"')))
-        return "\n".join(parts)
-    finally:
-        store.close()
-
-
-def count(url: str, table: str) -> int:
-    store = open_store(url)
-    try:
-        with store.engine.connect() as connection:
-            return connection.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
-    finally:
-        store.close()
 
 
 @pytest.fixture(scope="module")

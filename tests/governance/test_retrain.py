@@ -18,57 +18,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import inspect, text
-from typer.testing import CliRunner
+from cli_helpers import count, dump, invoke, ok  # noqa: E402
+from sqlalchemy import text
 
 from audits import list_requests, open_request, open_store
 from audits.models import REQUEST_KINDS
 from governance.audit import _with_store_facts
-from governance.cli import app
 from governance.engine import evaluate
 from governance.facts import AuditFacts
 from governance.policy import PolicyError, load_pack, parse_pack
 from governance.privacy import pending_retrains
 from recommender.synthetic import SyntheticSpec, generate
 
-runner = CliRunner()
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 VICTIM = "dsr-retrain-victim-K8p3"
 NEEDLES = (VICTIM.encode("utf-8"), VICTIM.encode("utf-32-le"))  # numpy keeps str arrays as UTF-32
 MAP = "user_id=user_id,item_id=item_id,timestamp=timestamp,event_type=event_type,value=value"
 
 
-def invoke(*args: object):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
-def ok(*args: object) -> dict:
-    result = invoke(*args, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
-def dump(url: str) -> str:
-    """Every row of every table, as text: what a database dump shows."""
-    store = open_store(url)
-    try:
-        with store.engine.connect() as connection:
-            return "\n".join(
-                repr(tuple(row))
-                for table in inspect(store.engine).get_table_names()
-                for row in connection.execute(text(f'SELECT * FROM "{table}"'))
-            )
-    finally:
-        store.close()
-
-
-def count(url: str, table: str) -> int:
-    store = open_store(url)
-    try:
-        with store.engine.connect() as connection:
-            return connection.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
-    finally:
-        store.close()
 
 
 @pytest.fixture(scope="module")
