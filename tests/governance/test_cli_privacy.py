@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_helpers import count, dump, invoke, ok  # noqa: E402
+from cli_helpers import count, dump, invoke, ok
 
 from audits import DecisionLog, open_store
 from recommender.synthetic import SyntheticSpec, generate

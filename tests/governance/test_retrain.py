@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from cli_helpers import count, dump, invoke, ok  # noqa: E402
+from cli_helpers import count, dump, invoke, ok
 from sqlalchemy import text
 
 from audits import list_requests, open_request, open_store
