@@ -4,8 +4,9 @@ The batch: ``--users`` users with ``--candidates`` distinct candidates each
 (scores sorted best first), a catalog of ``--items`` items with power-law
 popularity, two provider groups (``--protected-share`` of items protected, and
 less popular), 1 to 3 of ``--categories`` categories per item, a Dirichlet
-history distribution per user, and a seed per user. The pipeline composes
-popularity de-biasing, MMR, calibration, exploration, exposure cap and FA*IR
+history distribution per user (of categories, and of the two provider groups),
+and a seed per user. The pipeline composes popularity de-biasing, MMR,
+calibration, provider calibration, exploration, exposure cap and FA*IR
 (constraint steps last), cutting to ``--k``. Each step is also timed alone.
 The target: the composed pipeline under 60 s for 100,000 users (c=100, k=10).
 
@@ -38,11 +39,11 @@ from governance.rerank import (  # noqa: E402
     FairStarConfig,
     MMRConfig,
     PopularityDebiasConfig,
+    ProviderCalibrationConfig,
     build_pipeline,
 )
 
 TARGET_SECONDS = 60.0
-
 
 
 def _next_prime(n: int) -> int:
@@ -74,6 +75,7 @@ def synthetic_candidates(
     items = (a * j[None, :] + b) % n_items
     scores = np.sort(rng.random((n_users, c), dtype=np.float32), axis=1)[:, ::-1]
     user_dist = rng.dirichlet(np.full(n_categories, 0.3), size=n_users)
+    group_mix = rng.dirichlet(np.ones(2), size=n_users)
     return Candidates(
         items=items.astype(np.int64),
         scores=np.ascontiguousarray(scores),
@@ -81,6 +83,7 @@ def synthetic_candidates(
         item_popularity=popularity,
         item_categories=item_categories,
         user_category_dist=user_dist,
+        user_group_dist=group_mix,
         seeds=np.arange(n_users, dtype=np.int64) * 7919 + 1,
     )
 
@@ -89,6 +92,7 @@ STEPS = [
     PopularityDebiasConfig(beta=0.2),
     MMRConfig(tradeoff=0.3),
     CalibrationConfig(tradeoff=0.3),
+    ProviderCalibrationConfig(tradeoff=0.75),
     ExplorationConfig(method="epsilon", epsilon=0.05),
     ExposureCapConfig(max_share=0.7),
     FairStarConfig(p=0.3, alpha=0.1),

@@ -282,6 +282,26 @@ def fairness_facts(
     boot = {"n_boot": n_boot, "confidence": confidence}
     unavailable: dict[str, str] = {}
 
+    provider = section.provider_attribute
+    item_groups = _aligned(dataset.items, provider, train.item_ids) if provider else None
+    categories = _aligned(dataset.items, "categories", train.item_ids)
+    kl = (
+        None
+        if categories is None
+        else F.calibration_kl(
+            rec, history, [None if pd.isna(c) else str(c) for c in categories], alpha=F.CALIBRATION_ALPHA
+        )
+    )
+    # Per-user miscalibration, compared across user groups like the accuracy metrics: which users'
+    # lists stray furthest from their own tastes' mix of genres, and of providers.
+    calibration_per_user = {}
+    if kl is not None:
+        calibration_per_user["miscalibration"] = kl
+    if item_groups is not None:
+        calibration_per_user["provider_miscalibration"] = F.calibration_kl(
+            rec, history, [None if pd.isna(g) else str(g) for g in item_groups], alpha=F.CALIBRATION_ALPHA
+        )
+
     consumer, outcomes = {}, {}
     for attribute in section.audit_attributes:
         labels = _aligned(dataset.users, attribute, train.user_ids)
@@ -290,6 +310,7 @@ def fairness_facts(
             continue
         labels = labels[rows]
         per_user = {m: ev.per_user[m] for m in F.CONSUMER_METRICS if m in ev.per_user}
+        per_user.update({m: values for m, values in calibration_per_user.items() if np.isfinite(values).any()})
         compared = F.compare_groups(
             per_user, labels, attribute=attribute, random_state=_seed(random_state, "consumer", attribute), **boot
         )
@@ -304,8 +325,6 @@ def fairness_facts(
             )
             outcomes[attribute] = _outcome(reports)
 
-    provider = section.provider_attribute
-    item_groups = _aligned(dataset.items, provider, train.item_ids) if provider else None
     if provider is None:
         unavailable["provider"] = "fairness.provider_attribute is not set"
     elif item_groups is None:
@@ -327,12 +346,9 @@ def fairness_facts(
     )  # fmt: skip
 
     calibration = None
-    categories = _aligned(dataset.items, "categories", train.item_ids)
-    if categories is None:
+    if kl is None:
         unavailable["calibration"] = "the items table has no 'categories' column"
     else:
-        cats = [None if pd.isna(c) else str(c) for c in categories]
-        kl = F.calibration_kl(rec, history, cats, alpha=F.CALIBRATION_ALPHA)
         defined = int((~np.isnan(kl)).sum())
         if defined:
             mean, ci = F.mean_with_interval(kl, random_state=_seed(random_state, "calibration"), **boot)

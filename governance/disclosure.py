@@ -19,6 +19,7 @@ _STEP_TEXT = {
     "fair_star": "items from under-exposed providers are guaranteed a minimum share of every list (FA*IR ranked group fairness)",
     "mmr": "lists are diversified so that similar items do not crowd each other out",
     "calibration": "lists are balanced to match the mix of interests in your history",
+    "provider_calibration": "the mix of providers in each list is balanced to match the mix in your own history, so that providers the system already favours are not pushed beyond your own tastes",
     "popularity_debias": "very popular items are down-weighted so that less-known items get a chance",
     "exposure_cap": "no provider group may take more than a set share of a list",
     "exploration": "a small share of places is given to items chosen partly at random, so that the system does not only reinforce past behaviour",

@@ -326,10 +326,15 @@ class ServingEngine:
             from governance.rerank import Candidates
 
             extra = {}
-            if any("user_category_dist" in step.needs for step in self._pipeline.steps):
+            needs = self._pipeline.needs()
+            if "user_category_dist" in needs:
                 from governance.rerank import history_category_distribution
 
                 extra["user_category_dist"] = history_category_distribution(history, self._side["item_categories"])
+            if "user_group_dist" in needs:
+                from governance.rerank import history_group_distribution
+
+                extra["user_group_dist"] = history_group_distribution(history, self._side["item_group"])
             cands = Candidates(items=ids[None, :], scores=scores[None, :], seeds=np.array([row]), **self._side, **extra)
             out = self._pipeline(cands, k)
             keep = out.items[0] >= 0

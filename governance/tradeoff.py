@@ -41,7 +41,15 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from governance.facts import FairnessFacts, GroupMetricFacts
-from governance.rerank import Candidates, Pipeline, Reason, Reranker, build_pipeline, history_category_distribution
+from governance.rerank import (
+    Candidates,
+    Pipeline,
+    Reason,
+    Reranker,
+    build_pipeline,
+    history_category_distribution,
+    history_group_distribution,
+)
 from recommender import metrics as M
 from recommender.base import Recommender
 from recommender.data import Dataset, InteractionMatrix
@@ -227,13 +235,17 @@ def _rerank_rows(
     met = {label: np.ones(n, dtype=bool) for label in constraint_steps}
     met_plain = {label: np.ones(n, dtype=bool) for label in constraint_steps}
     wants_dist = "user_category_dist" in pipeline.needs()
+    wants_groups = "user_group_dist" in pipeline.needs()
     batch = int(np.clip(_BATCH_CELLS // max(base.train_.n_items, 1), 64, 4096))
     for start in tqdm(range(0, n, batch), disable=not show_progress, desc="re-rank", unit="batch"):
         stop = min(start + batch, n)
         chunk = rows[start:stop]
         items, scores, _ = base.recommend_index(chunk, n_candidates, filter_seen=True)
         dist = history_category_distribution(history[chunk], side["item_categories"]) if wants_dist else None
-        cands = Candidates(items=items, scores=scores, seeds=chunk, user_category_dist=dist, **side)
+        mix = history_group_distribution(history[chunk], side["item_group"]) if wants_groups else None
+        cands = Candidates(
+            items=items, scores=scores, seeds=chunk, user_category_dist=dist, user_group_dist=mix, **side
+        )
         out = pipeline(cands, k)
         lists[start:stop], moves[start:stop] = out.items, out.moves
         checked = cands.validate()

@@ -180,7 +180,35 @@ class Catalog:
     cluster_log_prior: np.ndarray  # (n_clusters,) log of the clusters' total prior weight
     items_by_cluster: np.ndarray  # item indices sorted by cluster
     within_cdf: np.ndarray  # prior CDF of items_by_cluster inside each cluster, plus the cluster index
+    prior_weight: np.ndarray  # (n_items,) popularity x exposure weight of each item
+    favoured: np.ndarray  # (n_items,) bool: the item's provider group is the over-exposed one
     table: pd.DataFrame
+
+    def proposal(self, affinity: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(cluster_log_prior, within_cdf)`` for users drawn ``affinity`` times more to the items of the
+        other provider groups than to the favoured one's (``spec.group_provider_affinity``)."""
+        if affinity == 1.0:
+            return self.cluster_log_prior, self.within_cdf
+        weights = self.prior_weight * np.where(self.favoured, 1.0, affinity)
+        return _cluster_proposal(weights, self.cluster, self.items_by_cluster)
+
+
+def _cluster_proposal(
+    weights: np.ndarray, cluster: np.ndarray, items_by_cluster: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The log of each cluster's total weight, and the CDF of ``weights`` inside each cluster laid end to
+    end over ``items_by_cluster`` (cluster ``c``'s CDF shifted by ``c``, for one ``searchsorted``)."""
+    n = len(weights)
+    sizes = np.bincount(cluster)
+    n_clusters = len(sizes)
+    cluster_weight = np.bincount(cluster, weights=weights, minlength=n_clusters)
+    sorted_cluster = cluster[items_by_cluster]
+    within = np.cumsum(weights[items_by_cluster])
+    cluster_start = _segment_starts(sizes)
+    within -= (within - weights[items_by_cluster])[cluster_start][sorted_cluster]
+    within /= cluster_weight[sorted_cluster]
+    within[np.append(cluster_start[1:], n) - 1] = 1.0  # exact ends, for the offset search
+    return np.log(cluster_weight), within + sorted_cluster
 
 
 @dataclass(frozen=True)
@@ -189,6 +217,7 @@ class Population:
     bias: np.ndarray  # rating bias per user
     counts: np.ndarray  # genuine events per user
     signup_ns: np.ndarray
+    group: np.ndarray  # protected group code per user (index into spec.protected_groups)
     table: pd.DataFrame
 
 
@@ -233,14 +262,7 @@ def make_catalog(spec: SyntheticSpec, id_width: int) -> Catalog:
     )
     weights = np.exp(prior - prior.max())
     items_by_cluster = np.argsort(cluster, kind="stable")
-    n_clusters = len(first_of_cluster)
-    cluster_weight = np.bincount(cluster, weights=weights, minlength=n_clusters)
-    sorted_cluster = cluster[items_by_cluster]
-    within = np.cumsum(weights[items_by_cluster])
-    cluster_start = _segment_starts(np.bincount(cluster, minlength=n_clusters))
-    within -= (within - weights[items_by_cluster])[cluster_start][sorted_cluster]
-    within /= cluster_weight[sorted_cluster]
-    within[np.append(cluster_start[1:], n) - 1] = 1.0  # exact ends, for the offset search
+    cluster_log_prior, within_cdf = _cluster_proposal(weights, cluster, items_by_cluster)
     # Providers: a few big ones in the favoured group, many small ones elsewhere.
     provider = np.empty(n, dtype=object)
     for code, name in enumerate(names):
@@ -269,9 +291,11 @@ def make_catalog(spec: SyntheticSpec, id_width: int) -> Catalog:
         bias=rng.normal(0.0, 0.3, n),
         cluster=cluster,
         cluster_factors=_GENRE_WEIGHT * shared[first_of_cluster],
-        cluster_log_prior=np.log(cluster_weight),
+        cluster_log_prior=cluster_log_prior,
         items_by_cluster=items_by_cluster,
-        within_cdf=within + sorted_cluster,
+        within_cdf=within_cdf,
+        prior_weight=weights,
+        favoured=group_code == favoured,
         table=table,
     )
 
@@ -323,6 +347,7 @@ def make_population(spec: SyntheticSpec, id_width: int) -> Population:
         bias=users["bias"],
         counts=counts.astype(np.int64),
         signup_ns=users["signup"],
+        group=users["group"],
         table=table,
     )
 
@@ -388,26 +413,46 @@ def _layout_sessions(
 
 
 def _propose(
-    rng: np.random.Generator, spec: SyntheticSpec, user_factors: np.ndarray, catalog: Catalog, pool_user: np.ndarray
+    rng: np.random.Generator,
+    spec: SyntheticSpec,
+    user_factors: np.ndarray,
+    catalog: Catalog,
+    pool_user: np.ndarray,
+    user_affinity: np.ndarray,
 ) -> np.ndarray:
     """Draw one candidate item per entry of ``pool_user`` (row indices into ``user_factors``).
 
     Cluster first, with probability proportional to the cluster's prior weight times
     ``exp(taste_strength * user . cluster_factor)``, then item within the cluster by
     prior weight. Both draws are one ``searchsorted`` over CDFs laid end to end
-    (row ``r``'s CDF shifted by ``r``).
+    (row ``r``'s CDF shifted by ``r``). A user whose group has a provider affinity
+    (``user_affinity`` != 1) draws from priors with the non-favoured providers' items
+    weighted by it, so that the planted link is part of the proposal and the target
+    alike; the uniform draws are shared, so users without one draw as if there were none.
     """
-    logits = spec.taste_strength * (user_factors @ catalog.cluster_factors.T) + catalog.cluster_log_prior[None, :]
-    logits -= logits.max(axis=1, keepdims=True)
-    cdf = np.cumsum(np.exp(logits), axis=1)
-    cdf /= cdf[:, -1:]
-    cdf[:, -1] = 1.0
-    cdf += np.arange(len(user_factors))[:, None]
-    n_clusters = cdf.shape[1]
-    flat = np.searchsorted(cdf.ravel(), pool_user + rng.random(len(pool_user)), side="right")
-    cluster = np.minimum(flat - pool_user * n_clusters, n_clusters - 1)
-    position = np.searchsorted(catalog.within_cdf, cluster + rng.random(len(cluster)), side="right")
-    return catalog.items_by_cluster[np.minimum(position, len(catalog.items_by_cluster) - 1)]
+    taste = spec.taste_strength * (user_factors @ catalog.cluster_factors.T)
+    u_cluster = rng.random(len(pool_user))
+    u_item = rng.random(len(pool_user))
+    n_clusters = taste.shape[1]
+    out = np.empty(len(pool_user), dtype=np.int64)
+    # One pass per affinity level (one per protected group at most; a single pass without the link).
+    levels, level_of_user = np.unique(user_affinity, return_inverse=True)
+    for level, affinity in enumerate(levels.tolist()):
+        cluster_log_prior, within_cdf = catalog.proposal(affinity)
+        users = np.flatnonzero(level_of_user == level)
+        rows = np.flatnonzero(level_of_user[pool_user] == level)
+        local = np.searchsorted(users, pool_user[rows])
+        logits = taste[users] + cluster_log_prior[None, :]
+        logits -= logits.max(axis=1, keepdims=True)
+        cdf = np.cumsum(np.exp(logits), axis=1)
+        cdf /= cdf[:, -1:]
+        cdf[:, -1] = 1.0
+        cdf += np.arange(len(users))[:, None]
+        flat = np.searchsorted(cdf.ravel(), local + u_cluster[rows], side="right")
+        cluster = np.minimum(flat - local * n_clusters, n_clusters - 1)
+        position = np.searchsorted(within_cdf, cluster + u_item[rows], side="right")
+        out[rows] = catalog.items_by_cluster[np.minimum(position, len(catalog.items_by_cluster) - 1)]
+    return out
 
 
 def generate_chunk(
@@ -446,7 +491,9 @@ def generate_chunk(
     #    replacement (Gumbel top-k, weighted target / proposal: sampling-importance-resampling).
     pool_size = np.where(per_user > 0, _POOL_FACTOR * per_user + _POOL_MIN, 0)
     pool_user = np.repeat(np.arange(n_users), pool_size)
-    pool_item = _propose(rng, spec, population.factors[user_lo:user_hi], catalog, pool_user)
+    affinity = np.asarray([spec.group_provider_affinity.get(g, 1.0) for g in spec.protected_groups])
+    user_affinity = affinity[population.group[user_lo:user_hi]]
+    pool_item = _propose(rng, spec, population.factors[user_lo:user_hi], catalog, pool_user, user_affinity)
     key, multiplicity = np.unique(pool_user * np.int64(spec.n_items) + pool_item, return_counts=True)
     cand_user, cand_item = key // spec.n_items, key % spec.n_items
     user_factors = population.factors[user_lo + cand_user]

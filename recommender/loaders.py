@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -323,13 +324,27 @@ def _synthetic_spec(text: str):  # -> SyntheticSpec (imported lazily: generation
 
     from recommender.synthetic import SyntheticSpec
 
-    params: dict[str, str] = {}
+    params: dict[str, Any] = {}
     body = text[len(SYNTHETIC_PREFIX) :].lstrip(":")
     for part in filter(None, (p.strip() for p in body.split(","))):
         key, sep, value = part.partition("=")
         if not sep:
             raise DataError(f"{text}: {part!r} is not of the form name=value (e.g. synthetic:n_users=1000,seed=1)")
-        params[key.strip()] = value.strip()
+        key, value = key.strip(), value.strip()
+        annotation = SyntheticSpec.model_fields[key].annotation if key in SyntheticSpec.model_fields else None
+        if annotation == dict[str, float]:  # a mapping: name:number;name:number
+            mapping = {}
+            for entry in filter(None, (e.strip() for e in value.split(";"))):
+                name, colon, number = entry.partition(":")
+                if not colon or not name.strip():
+                    raise DataError(
+                        f"{text}: {key}: {entry!r} is not of the form name:number "
+                        f"(e.g. {key}=X:4 or {key}=a:0.3;b:0.7)"
+                    )
+                mapping[name.strip()] = number.strip()
+            params[key] = mapping
+        else:
+            params[key] = value
     try:
         return SyntheticSpec(**params)
     except ValidationError as err:

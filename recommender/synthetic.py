@@ -14,7 +14,11 @@ something real to find:
   items. Popularity ranks are spread evenly over the groups, so the bias is the
   only reason for the excess;
 * **a protected attribute** (``gender`` by default) with a mild planted
-  difference in activity and taste between groups;
+  difference in activity and taste between groups and, optionally
+  (``group_provider_affinity``), a planted link between a group and the
+  providers its users like: combined with the exposure bias, the users of a
+  group drawn to the under-exposed providers are the ones a model that follows
+  the logged exposure serves worst;
 * **harmful items**, flagged ``harmful:<category>`` in the items table;
 * **sessions**: every event belongs to a session of a few events on one device;
   a session is a sequence of engagements (``view`` -> ``click`` ->
@@ -131,6 +135,14 @@ class SyntheticSpec(BaseModel):
     """Length of the shift of each protected group's mean taste vector (a planted,
     mild difference in taste); 0 gives all groups the same taste distribution."""
 
+    group_provider_affinity: dict[str, float] = Field(default_factory=dict)
+    """A planted link between who users are and which providers they like: for each
+    protected group listed, how many times more its users are drawn to the items of
+    the provider groups other than ``favoured_group`` than other users with the same
+    taste vector are; groups not listed have 1. Combined with ``exposure_bias``, a
+    group with an affinity above 1 is the one a popularity- and exposure-following
+    model serves worst, as on real platforms whose niche audiences are underserved."""
+
     start: datetime = datetime(2024, 1, 1, tzinfo=UTC)
     """Start of the log (UTC; a naive time is read as UTC)."""
 
@@ -193,12 +205,12 @@ class SyntheticSpec(BaseModel):
             raise ValueError(f"shares must sum to 1; got {total:.6g} from {value}")
         return value
 
-    @field_validator("group_activity")
+    @field_validator("group_activity", "group_provider_affinity")
     @classmethod
     def _activity(cls, value: dict[str, float]) -> dict[str, float]:
-        bad = {k: v for k, v in value.items() if not (v > 0 and math.isfinite(v))}
+        bad = {k: v for k, v in value.items() if not (0 < v <= 100 and math.isfinite(v))}
         if bad:
-            raise ValueError(f"relative activities must be finite and > 0; got {bad}")
+            raise ValueError(f"relative weights must be finite, > 0 and at most 100; got {bad}")
         return value
 
     @model_validator(mode="after")
@@ -208,11 +220,12 @@ class SyntheticSpec(BaseModel):
                 f"favoured_group {self.favoured_group!r} is not one of provider_groups "
                 f"({', '.join(self.provider_groups)})"
             )
-        unknown = sorted(set(self.group_activity) - set(self.protected_groups))
-        if unknown:
-            raise ValueError(
-                f"group_activity names group(s) {unknown} not in protected_groups ({', '.join(self.protected_groups)})"
-            )
+        for name in ("group_activity", "group_provider_affinity"):
+            unknown = sorted(set(getattr(self, name)) - set(self.protected_groups))
+            if unknown:
+                raise ValueError(
+                    f"{name} names group(s) {unknown} not in protected_groups ({', '.join(self.protected_groups)})"
+                )
         if self.protected_attribute in ("age_band", "country", "signup"):
             raise ValueError(
                 f"protected_attribute {self.protected_attribute!r} collides with a users-table column; "

@@ -130,13 +130,17 @@ class ConsumerGap(Check):
     section: ClassVar[str] = "fairness"
     needs: ClassVar[tuple[str, ...]] = ("fairness",)
     summary: ClassVar[str] = (
-        "Per-user NDCG, recall or hit rate at k by group of an audit attribute: the largest gap between two groups is "
+        "Per-user NDCG, recall or hit rate at k, or the miscalibration of each list against the user's history "
+        "(genres, or provider groups), by group of an audit attribute: the largest gap between two groups is "
         "at most `max_difference` and the smallest ratio at least `min_ratio`."
     )
 
     class Config(_GroupConfig):
-        metric: Literal["ndcg", "recall", "hit_rate"] = "ndcg"
-        """The per-user metric at the pack's k compared across groups."""
+        metric: Literal["ndcg", "recall", "hit_rate", "miscalibration", "provider_miscalibration"] = "ndcg"
+        """The per-user metric at the pack's k compared across groups. ``miscalibration`` is Steck's
+        KL of the list's genre mix against the user's history's, ``provider_miscalibration`` the
+        same over provider groups (both lower-is-better: a gap means one group's lists stray further
+        from its users' own tastes)."""
         max_difference: float | None = Field(None, ge=0, le=1)
         """Largest acceptable ``value(better group) - value(worse group)`` over every pair of groups."""
         min_ratio: float | None = Field(None, ge=0, le=1)

@@ -19,7 +19,10 @@ from governance.cli.core import DatabaseOpt, JsonOpt, comparison_rows, print_row
 
 __all__ = ["register"]
 
-DEMO_SPEC = "synthetic:n_users=3000,n_items=1500,n_interactions=150000,seed=7,bot_users=3,duplicate_rate=0.01,missing_id_rate=0.002,future_rate=0.001"
+DEMO_SPEC = (
+    "synthetic:n_users=3000,n_items=1500,n_interactions=150000,seed=7,exposure_bias=3,group_provider_affinity=X:4,"
+    "bot_users=3,duplicate_rate=0.01,missing_id_rate=0.002,future_rate=0.001"
+)
 
 
 def _step(show: bool, text: str) -> None:
@@ -53,6 +56,7 @@ def _governed_tour(store, dataset, outcome, settings, show: bool) -> dict[str, A
     )  # fmt: skip
     trade = eu_audit.facts.tradeoff or {}
     exposure = trade.get("provider_exposure", {})
+    calibration_gap = trade.get("consumer_gap", {}).get("gender", {}).get("provider_miscalibration", {})
     tour["eu_audit"] = {
         "audit_id": eu_audit.audit_id,
         "counts": eu_audit.report.counts(),
@@ -61,6 +65,8 @@ def _governed_tour(store, dataset, outcome, settings, show: bool) -> dict[str, A
         "ndcg_reranked": trade.get("accuracy", {}).get("ndcg", {}).get("reranked"),
         "exposure_gap_plain": exposure.get("gap", {}).get("plain"),
         "exposure_gap_reranked": exposure.get("gap", {}).get("reranked"),
+        "gender_calibration_gap_plain": calibration_gap.get("plain"),
+        "gender_calibration_gap_reranked": calibration_gap.get("reranked"),
     }
     with store.session() as session:
         location = session.get(ModelVersion, version).artifact_location
@@ -201,7 +207,12 @@ def demo_command(
     console.print(f"[bold]EU audit[/]  #{e['audit_id']} in shadow mode against {g['pack']}: {e['counts']}; would block for {e['would_block_for'] or 'nothing'}", highlight=False)
     if e["ndcg_plain"] is not None:
         console.print(
-            f"[bold]re-ranking[/]  ndcg@10 {e['ndcg_plain']:.4f} -> {e['ndcg_reranked']:.4f}; provider exposure gap {e['exposure_gap_plain']:.3f} -> {e['exposure_gap_reranked']:.3f}",
+            f"[bold]re-ranking[/]  ndcg@10 {e['ndcg_plain']:.4f} -> {e['ndcg_reranked']:.4f}; provider exposure gap {e['exposure_gap_plain']:.3f} -> {e['exposure_gap_reranked']:.3f}"
+            + (
+                f"; gender gap in provider miscalibration {e['gender_calibration_gap_plain']:.3f} -> {e['gender_calibration_gap_reranked']:.3f} nats"
+                if e.get("gender_calibration_gap_plain") is not None and e.get("gender_calibration_gap_reranked") is not None
+                else ""
+            ),
             highlight=False,
         )
     console.print("[bold]governed list[/] (EU pack, consent granted):", highlight=False)

@@ -5,16 +5,17 @@ rejected, bounds, a docstring per field) and records what it moved and why.
 Compose them with :func:`build_pipeline`; a policy pack names them by their
 registered name (:func:`get_reranker`, :func:`config_from_params`).
 
-=====================  ===========================================  ===========================
-name                   what                                         reason code of its moves
-=====================  ===========================================  ===========================
-``fair_star``          FA*IR ranked group fairness (Zehlike 2017)   2 provider_fairness
-``mmr``                MMR diversity (Carbonell & Goldstein 1998)   1 diversity
-``calibration``        calibrated lists (Steck 2018)                3 calibration
-``popularity_debias``  inverse-popularity re-weighting              4 popularity_debias
-``exposure_cap``       cap a group's share of a list's exposure     5 exposure_cap
-``exploration``        epsilon or Plackett-Luce randomness          6 exploration
-=====================  ===========================================  ===========================
+========================  ===========================================  ===========================
+name                      what                                         reason code of its moves
+========================  ===========================================  ===========================
+``fair_star``             FA*IR ranked group fairness (Zehlike 2017)   2 provider_fairness
+``mmr``                   MMR diversity (Carbonell & Goldstein 1998)   1 diversity
+``calibration``           calibrated lists (Steck 2018)                3 calibration
+``provider_calibration``  calibration over provider groups             3 calibration
+``popularity_debias``     inverse-popularity re-weighting              4 popularity_debias
+``exposure_cap``          cap a group's share of a list's exposure     5 exposure_cap
+``exploration``           epsilon or Plackett-Luce randomness          6 exploration
+========================  ===========================================  ===========================
 
 >>> import numpy as np
 >>> from governance.rerank import Candidates, build_pipeline, FairStarConfig
@@ -31,7 +32,10 @@ from governance.rerank.base import Candidates, Reason, RerankConfig, Reranked, R
 from governance.rerank.calibration import (
     CalibrationConfig,
     CalibrationReranker,
+    ProviderCalibrationConfig,
+    ProviderCalibrationReranker,
     history_category_distribution,
+    history_group_distribution,
 )
 from governance.rerank.exploration import ExplorationConfig, ExplorationReranker
 from governance.rerank.exposure_cap import ExposureCapConfig, ExposureCapReranker
@@ -74,6 +78,9 @@ __all__ = [
     "CalibrationConfig",
     "CalibrationReranker",
     "history_category_distribution",
+    "ProviderCalibrationConfig",
+    "ProviderCalibrationReranker",
+    "history_group_distribution",
     "PopularityDebiasConfig",
     "PopularityDebiasReranker",
     "ExposureCapConfig",

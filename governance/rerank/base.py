@@ -87,6 +87,18 @@ def _as_2d(name: str, value: Any, dtype: Any) -> np.ndarray:
     return arr.astype(dtype, copy=False)
 
 
+def _distribution(name: str, value: Any, n_users: int, n_cat: int | None) -> np.ndarray:
+    """``value`` as ``(n_users, n_cat)`` float64 rows summing to 1 (all-zero rows stay zero)."""
+    dist = np.asarray(value, dtype=np.float64)
+    expected = (n_users, (dist.shape[-1] if dist.ndim else 0) if n_cat is None else n_cat)
+    if dist.shape != expected:
+        raise DataError(BAD_SHAPE.format(field=name, expected=expected, got=dist.shape))
+    if not np.isfinite(dist).all() or (dist < 0).any():
+        raise DataError(BAD_VALUES.format(field=name, problem="must be finite and non-negative"))
+    total = dist.sum(axis=1, keepdims=True)
+    return np.divide(dist, total, out=np.zeros_like(dist), where=total > 0)
+
+
 @dataclass(frozen=True, eq=False)
 class Candidates:
     """A batch of candidate lists and the side data the re-rankers read.
@@ -112,6 +124,12 @@ class Candidates:
         history (calibration's target ``p``; see
         :func:`governance.rerank.calibration.history_category_distribution`).
         Rows are normalized to sum 1; an all-zero row means no history.
+    user_group_dist:
+        ``(n_users, n_groups)`` each user's provider mix in their history: the
+        share of items of each ``item_group`` code (``n_groups`` is the largest
+        code + 1, at least 2), the target of provider calibration (see
+        :func:`governance.rerank.calibration.history_group_distribution`).
+        Normalized like ``user_category_dist``.
     seeds:
         ``(n_users,)`` int per-user seed of the randomness: the same seed gives
         the same list, whatever else is in the batch. Without seeds the row
@@ -129,6 +147,7 @@ class Candidates:
     item_popularity: np.ndarray | None = None
     item_categories: sp.csr_matrix | None = None
     user_category_dist: np.ndarray | None = None
+    user_group_dist: np.ndarray | None = None
     seeds: np.ndarray | None = None
     model_scores: np.ndarray | None = field(default=None, repr=False)
     reasons: np.ndarray | None = field(default=None, repr=False)
@@ -153,8 +172,10 @@ class Candidates:
             if not sp.issparse(self.item_categories):
                 raise DataError(BAD_VALUES.format(field="item_categories", problem="must be a scipy sparse matrix"))
             object.__setattr__(self, "item_categories", sp.csr_matrix(self.item_categories))
-        if self.user_category_dist is not None and sp.issparse(self.user_category_dist):
-            object.__setattr__(self, "user_category_dist", self.user_category_dist.toarray())
+        for name in ("user_category_dist", "user_group_dist"):
+            value = getattr(self, name)
+            if value is not None and sp.issparse(value):
+                object.__setattr__(self, name, value.toarray())
 
     # -- sizes -------------------------------------------------------------------------
     @property
@@ -242,16 +263,14 @@ class Candidates:
                 )
             )
         if self.user_category_dist is not None:
-            dist = np.asarray(self.user_category_dist, dtype=np.float64)
-            n_cat = self.item_categories.shape[1] if self.item_categories is not None else dist.shape[-1]
-            if dist.shape != (n_users, n_cat):
-                raise DataError(BAD_SHAPE.format(field="user_category_dist", expected=(n_users, n_cat), got=dist.shape))
-            if not np.isfinite(dist).all() or (dist < 0).any():
-                raise DataError(
-                    BAD_VALUES.format(field="user_category_dist", problem="must be finite and non-negative")
-                )
-            total = dist.sum(axis=1, keepdims=True)
-            out["user_category_dist"] = np.divide(dist, total, out=np.zeros_like(dist), where=total > 0)
+            n_cat = self.item_categories.shape[1] if self.item_categories is not None else None
+            out["user_category_dist"] = _distribution("user_category_dist", self.user_category_dist, n_users, n_cat)
+        if self.user_group_dist is not None:
+            n_groups = None
+            if self.item_group is not None:
+                codes = np.asarray(self.item_group)
+                n_groups = max(2, int(codes.max()) + 1 if codes.size else 2)  # calibration.n_provider_groups
+            out["user_group_dist"] = _distribution("user_group_dist", self.user_group_dist, n_users, n_groups)
         if self.seeds is not None:
             seeds = np.asarray(self.seeds)
             if seeds.shape != (n_users,) or not np.issubdtype(seeds.dtype, np.integer):
@@ -275,6 +294,7 @@ class Candidates:
             items=self.items[start:stop],
             scores=self.scores[start:stop],
             user_category_dist=cut(self.user_category_dist),
+            user_group_dist=cut(self.user_group_dist),
             seeds=cut(self.seeds),
             model_scores=cut(self.model_scores),
             reasons=cut(self.reasons),

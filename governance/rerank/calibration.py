@@ -21,6 +21,7 @@ per place, not ``(users, c, n_categories)``.
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import numpy as np
@@ -28,6 +29,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from governance.rerank.base import (
+    TIE_TOLERANCE,
     Candidates,
     Reason,
     RerankConfig,
@@ -39,7 +41,17 @@ from governance.rerank.base import (
 )
 from governance.rerank.registry import register_reranker
 
-__all__ = ["CalibrationConfig", "CalibrationReranker", "history_category_distribution", "item_category_split"]
+__all__ = [
+    "CalibrationConfig",
+    "CalibrationReranker",
+    "ProviderCalibrationConfig",
+    "ProviderCalibrationReranker",
+    "history_category_distribution",
+    "history_group_distribution",
+    "item_category_split",
+    "n_provider_groups",
+    "provider_categories",
+]
 
 _TINY = 1e-300
 
@@ -155,3 +167,165 @@ class CalibrationReranker(Reranker):
             )
             n_cat_items += add
         return complete_order(chosen, available), None
+
+
+def provider_categories(item_group: np.ndarray) -> sp.csr_matrix:
+    """``(n_items, n_groups)`` indicator of each item's provider group: column ``g`` for code ``g``
+    (``n_groups`` is the largest code + 1, at least 2); an item of unknown group (code -1) has none."""
+    group = np.asarray(item_group, dtype=np.int64)
+    known = np.flatnonzero(group >= 0)
+    return sp.csr_matrix(
+        (np.ones(len(known)), (known, group[known])), shape=(len(group), n_provider_groups(group)), dtype=np.float64
+    )
+
+
+def n_provider_groups(item_group: np.ndarray) -> int:
+    """The number of provider-group columns for ``item_group`` codes: the largest code + 1, at least 2."""
+    group = np.asarray(item_group)
+    return max(2, int(group.max()) + 1 if group.size else 2)
+
+
+def history_group_distribution(history: sp.spmatrix | sp.sparray, item_group: np.ndarray) -> np.ndarray:
+    """Each user's provider mix in their history, ``(n_users, n_groups)`` over the codes of
+    :func:`provider_categories`, weighted like :func:`history_category_distribution` (entries > 0
+    count, by their value; items of unknown group left out; an all-zero row for a user with none).
+
+    One item has one group, so this is a weighted count per (user, group): one ``bincount`` over
+    the history's entries, which is what keeps a single request's re-ranking cheap.
+    """
+    group = np.asarray(item_group, dtype=np.int64)
+    n_groups = n_provider_groups(group)
+    hist = sp.csr_matrix(history)
+    n_users = hist.shape[0]
+    codes = group[hist.indices]
+    rows = np.repeat(np.arange(n_users), np.diff(hist.indptr))
+    keep = codes >= 0
+    weights = np.maximum(np.asarray(hist.data, dtype=np.float64), 0.0)[keep]
+    dist = np.bincount(rows[keep] * n_groups + codes[keep], weights=weights, minlength=n_users * n_groups)
+    dist = dist.reshape(n_users, n_groups)
+    total = dist.sum(axis=1, keepdims=True)
+    return np.divide(dist, total, out=np.zeros_like(dist), where=total > 0)
+
+
+class ProviderCalibrationConfig(CalibrationConfig):
+    """Parameters of :class:`ProviderCalibrationReranker` (those of :class:`CalibrationConfig`)."""
+
+
+@register_reranker
+class ProviderCalibrationReranker(CalibrationReranker):
+    """Steck's calibrated re-ranking over provider groups instead of item categories.
+
+    Each list's mix of provider groups (the ``item_group`` codes) is pulled towards
+    the mix of the user's own history, with the same greedy objective and ``tradeoff``
+    as :class:`CalibrationReranker` (one category per group; items of unknown group
+    leave the mix unchanged). It reads no user attribute, only the
+    user's history and the items' provider groups.
+
+    Why it serves provider and consumer fairness at once: a model trained on a log
+    that over-exposed one provider group amplifies that group in every list, and the
+    users whose own tastes lean to the other providers get the least calibrated
+    lists (their served mix is furthest from their history's). Calibrating each list
+    to its user's mix removes that amplification user by user, so the aggregate
+    attention moves towards the groups' share of the users' demand, and the users
+    the amplification served worst gain the most.
+    """
+
+    name: ClassVar[str] = "provider_calibration"
+    Config: ClassVar[type[RerankConfig]] = ProviderCalibrationConfig
+    reason: ClassVar[Reason] = Reason.calibration
+    needs: ClassVar[tuple[str, ...]] = ("item_group", "user_group_dist")
+    config: ProviderCalibrationConfig
+
+    def order(self, cands: Candidates, k: int) -> tuple[np.ndarray, None]:
+        # The same greedy objective as CalibrationReranker.order, specialised to one category per
+        # item: adding an item of group g changes q in one known way, so each place needs the KL of
+        # n_groups + 1 outcomes per user instead of one per candidate and category.
+        n, c = cands.items.shape
+        width = min(k, c)
+        lam, a = self.config.tradeoff, self.config.smoothing
+        if lam == 0.0:
+            return identity_order(cands), None
+        valid = cands.valid
+        rel = relevance(cands.scores, valid)
+        p = np.asarray(cands.user_group_dist, dtype=np.float64)
+        n_groups = p.shape[1]
+        codes = np.where(valid, np.asarray(cands.item_group)[np.maximum(cands.items, 0)], -1)
+        p_log_p = np.where(p > 0, p * np.log(np.maximum(p, _TINY)), 0.0).sum(axis=1)
+        if n == 1:
+            return self._order_one(rel[0], valid[0], codes[0], p[0], float(p_log_p[0]), width), None
+        grouped = codes >= 0
+        safe_codes = np.maximum(codes, 0)
+        eye = np.eye(n_groups)
+        counts = np.zeros((n, n_groups))  # placed items per group
+        placed = np.zeros(n)  # placed items with a group
+        base_gain = (1.0 - lam) * rel
+        available = valid.copy()
+        chosen = np.full((n, width), -1, dtype=np.int64)
+        rows = np.arange(n)
+        for i in range(width):
+            q0 = (1 - a) * counts / np.maximum(placed, 1.0)[:, None] + a * p
+            kl0 = p_log_p - (p * np.log(np.maximum(q0, _TINY))).sum(axis=1)
+            q_add = (1 - a) * (counts[:, None, :] + eye[None, :, :]) / (placed + 1.0)[:, None, None] + a * p[:, None, :]
+            kl_add = p_log_p[:, None] - (p[:, None, :] * np.log(np.maximum(q_add, _TINY))).sum(axis=2)  # (n, groups)
+            kl = np.where(grouped, np.take_along_axis(kl_add, safe_codes, axis=1), kl0[:, None])
+            gain = np.where(available, base_gain - lam * kl, -np.inf)
+            pick = best_of(gain)
+            ok = available[rows, pick]
+            chosen[:, i] = np.where(ok, pick, -1)
+            available[rows[ok], pick[ok]] = False
+            add = ok & grouped[rows, pick]
+            np.add.at(counts, (rows[add], codes[rows[add], pick[add]]), 1.0)
+            placed += add
+        return complete_order(chosen, available), None
+
+    def _order_one(
+        self, rel: np.ndarray, valid: np.ndarray, codes: np.ndarray, p: np.ndarray, p_log_p: float, width: int
+    ) -> np.ndarray:
+        """The batch loop for one list (a served request), without the per-user axis's overhead.
+
+        Within one outcome (an item of group g, or of no group) every candidate changes the
+        divergence alike, so the best candidate of a place is the most relevant remaining one of
+        some outcome: each place weighs the heads of ``n_groups + 1`` queues, the divergences computed
+        with the batch's own arithmetic. Ties go to the earlier position, as in :func:`best_of`.
+        """
+        lam, a = self.config.tradeoff, self.config.smoothing
+        n_groups = len(p)
+        positions = np.flatnonzero(valid)
+        ranked = positions[np.lexsort((positions, -rel[positions]))]  # most relevant first, ties by position
+        outcome = np.where(codes[ranked] >= 0, codes[ranked], n_groups)
+        queues = [ranked[outcome == o].tolist() for o in range(n_groups + 1)]
+        heads = [0] * (n_groups + 1)
+        relevance_of = rel.tolist()
+        target = p.tolist()
+        counts = [0.0] * n_groups
+        placed = 0.0
+        chosen: list[int] = []
+        for _ in range(width):
+            # The divergence after adding one item of group o (o = n_groups: an item of no group).
+            kl = []
+            for o in range(n_groups + 1):
+                denominator = placed + 1.0 if o < n_groups else max(placed, 1.0)
+                cross = 0.0
+                for g, p_g in enumerate(target):
+                    q_g = (1 - a) * (counts[g] + (1.0 if g == o else 0.0)) / denominator + a * p_g
+                    cross += p_g * math.log(max(q_g, _TINY))
+                kl.append(p_log_p - cross)
+            options = [
+                ((1.0 - lam) * relevance_of[queue[head]] - lam * kl[o], queue[head], o)
+                for o, (queue, head) in enumerate(zip(queues, heads))
+                if head < len(queue)
+            ]
+            if not options:
+                break
+            top = max(option[0] for option in options)
+            _, pick, o = min((option for option in options if option[0] >= top - TIE_TOLERANCE), key=lambda x: x[1])
+            chosen.append(pick)
+            heads[o] += 1
+            if o < n_groups:
+                counts[o] += 1.0
+                placed += 1.0
+        available = valid.copy()
+        available[chosen] = False
+        order = np.full((1, width), -1, dtype=np.int64)
+        order[0, : len(chosen)] = chosen
+        return complete_order(order, available[None, :])

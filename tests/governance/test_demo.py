@@ -40,6 +40,11 @@ def test_demo_runs_the_governed_path_end_to_end(recgov_home: Path) -> None:
     assert g["access_export"]["consent"] == 2 and g["access_export"]["decisions"] >= 2
     assert g["erasure"]["request"] == "completed" and g["erasure"]["shredded"] is True
     assert g["eu_audit"]["ndcg_plain"] is not None and g["eu_audit"]["exposure_gap_plain"] is not None
+    # the demo's data plants a group-provider link: the re-ranking narrows both the provider exposure
+    # gap and the gender gap in the lists' provider miscalibration
+    e = g["eu_audit"]
+    assert e["exposure_gap_reranked"] < e["exposure_gap_plain"]
+    assert e["gender_calibration_gap_reranked"] < e["gender_calibration_gap_plain"]
     # it ends with the regulator's report: a self-contained page naming the model, and OpenLineage events
     report = Path(doc["regulator_report"]["html"])
     page = report.read_text(encoding="utf-8")

@@ -32,3 +32,14 @@ def test_disclosure_command() -> None:
     assert result.exit_code == 0 and "**Your options.**" in result.stdout
     missing = CliRunner().invoke(app, ["policy", "disclosure", "baseline", "--model", "als-nope"])
     assert missing.exit_code == 2 and "is not in the store" in missing.stderr
+
+
+def test_every_registered_reranker_is_described_in_plain_language() -> None:
+    from governance.disclosure import _STEP_TEXT
+    from governance.rerank import registered_rerankers
+
+    missing = sorted(set(registered_rerankers()) - set(_STEP_TEXT))
+    assert not missing, f"re-rankers without a disclosure text: {missing}"
+    eu = disclosure(load_pack("policies/eu-gdpr-dsa.yaml").pack)
+    assert [s["step"] for s in eu["post_processing"]] == ["provider_calibration"]
+    assert "providers" in eu["post_processing"][0]["what"]

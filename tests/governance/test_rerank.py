@@ -52,6 +52,7 @@ NEUTRAL_PARAMS: dict[str, dict] = {
     "fair_star": {"p": 0.01, "alpha": 0.01},  # a table of zeros at these sizes: nothing to enforce
     "mmr": {"tradeoff": 0.0},
     "calibration": {"tradeoff": 0.0},
+    "provider_calibration": {"tradeoff": 0.0},
     "popularity_debias": {"beta": 0.0},
     "exposure_cap": {"max_share": 1.0},
     "exploration": {"epsilon": 0.0},
@@ -60,6 +61,7 @@ ACTIVE_PARAMS: dict[str, dict] = {
     "fair_star": {"p": 0.6, "alpha": 0.1},
     "mmr": {"tradeoff": 0.6},
     "calibration": {"tradeoff": 0.5},
+    "provider_calibration": {"tradeoff": 0.75},
     "popularity_debias": {"beta": 1.0},
     "exposure_cap": {"max_share": 0.4, "weighting": "attention"},
     "exploration": {"epsilon": 0.5},
@@ -90,14 +92,19 @@ def make_batch(
     if sorted_scores:
         scores = np.sort(scores, axis=1)[:, ::-1].copy()
     cats = sp.random(n_items, n_cat, density=0.35, random_state=rng, format="csr")
+    group = rng.choice([-1, 0, 1, 2], size=n_items, p=[0.05, 0.5, 0.3, 0.15])
+    popularity = rng.pareto(1.2, n_items) * 10
+    user_dist = rng.dirichlet(np.ones(n_cat), size=n_users)
+    seeds = rng.integers(0, 2**31, n_users)
     return Candidates(
         items=items,
         scores=scores,
-        item_group=rng.choice([-1, 0, 1, 2], size=n_items, p=[0.05, 0.5, 0.3, 0.15]),
-        item_popularity=rng.pareto(1.2, n_items) * 10,
+        item_group=group,
+        item_popularity=popularity,
         item_categories=cats,
-        user_category_dist=rng.dirichlet(np.ones(n_cat), size=n_users),
-        seeds=rng.integers(0, 2**31, n_users),
+        user_category_dist=user_dist,
+        user_group_dist=rng.dirichlet(np.ones(max(2, int(group.max()) + 1)), size=n_users),  # one per code
+        seeds=seeds,
     )
 
 
