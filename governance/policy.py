@@ -227,7 +227,7 @@ class RerankingSection(_Section):
     """How many of the model's best items the steps choose from."""
     steps: list[RerankStep] = Field(default_factory=list)  # type: ignore[valid-type]
     """Re-rankers by registered name with their params: fair_star, mmr, calibration,
-    popularity_debias, exposure_cap, exploration. Constraint steps (fair_star,
+    provider_calibration, popularity_debias, exposure_cap, exploration. Constraint steps (fair_star,
     exposure_cap) belong last: later relevance-weighing steps can undo them."""
 
 

@@ -296,7 +296,9 @@ class ProviderCalibrationReranker(CalibrationReranker):
         queues = [ranked[outcome == o].tolist() for o in range(n_groups + 1)]
         heads = [0] * (n_groups + 1)
         relevance_of = rel.tolist()
-        target = p.tolist()
+        # The terms of the divergence with p(g) > 0 (the others add exactly 0 in the batch's sum).
+        terms = [(g, p_g, a * p_g) for g, p_g in enumerate(p.tolist()) if p_g > 0]
+        keep, log = 1 - a, math.log
         counts = [0.0] * n_groups
         placed = 0.0
         chosen: list[int] = []
@@ -304,11 +306,11 @@ class ProviderCalibrationReranker(CalibrationReranker):
             # The divergence after adding one item of group o (o = n_groups: an item of no group).
             kl = []
             for o in range(n_groups + 1):
-                denominator = placed + 1.0 if o < n_groups else max(placed, 1.0)
+                denominator = placed + 1.0 if o < n_groups else (placed if placed > 1.0 else 1.0)
                 cross = 0.0
-                for g, p_g in enumerate(target):
-                    q_g = (1 - a) * (counts[g] + (1.0 if g == o else 0.0)) / denominator + a * p_g
-                    cross += p_g * math.log(max(q_g, _TINY))
+                for g, p_g, a_p_g in terms:
+                    q_g = keep * (counts[g] + 1.0 if g == o else counts[g]) / denominator + a_p_g
+                    cross += p_g * log(q_g if q_g > _TINY else _TINY)
                 kl.append(p_log_p - cross)
             options = [
                 ((1.0 - lam) * relevance_of[queue[head]] - lam * kl[o], queue[head], o)
