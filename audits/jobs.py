@@ -17,6 +17,19 @@ trail: a loader's message may quote the data it refused.
 Claiming is atomic (``UPDATE ... WHERE status = 'queued'``), so two processes
 that both resume the same queued job never both run it.
 
+A running job is held on a lease. The claim sets ``heartbeat_at``; the runner
+renews it every few seconds while the audit runs (:func:`renew_leases`, one
+``UPDATE ... WHERE status = 'running' AND runner = <runner>``, so a job another
+runner has failed in the meantime stays failed). :func:`recover_jobs`, run by
+every runner at its start and again periodically, fails as interrupted each
+running job whose runner is gone (a process on this host that no longer runs)
+or whose lease has expired (no heartbeat for :data:`DEFAULT_LEASE_S`, or the
+lease given, whatever host the job ran on: a host that disappeared cannot be
+checked, but it stops renewing). Failing is atomic too: a job renewed or
+finished in between is left alone. Hosts' clocks must agree to well within a
+lease (NTP does); the runner renews three times per lease. A job claimed before
+revision 0009 has no heartbeat: its start stands for it.
+
 >>> with store.session() as session:                                  # doctest: +SKIP
 ...     job = create_job(session, request={"pack": "baseline", "data": "synthetic"},
 ...                      pack_hash=loaded.content_hash, requested_by="key:3:dpo")
@@ -26,10 +39,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from audits.models import AUDIT_JOB_STATUSES, AuditJob
@@ -37,6 +50,7 @@ from audits.trail import append_event
 from recommender.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_LEASE_S",
     "FINAL_STATUSES",
     "MAX_ERROR_LENGTH",
     "claim_job",
@@ -47,6 +61,7 @@ __all__ = [
     "list_jobs",
     "one_line",
     "recover_jobs",
+    "renew_leases",
 ]
 
 FINAL_STATUSES = ("succeeded", "failed")
@@ -54,6 +69,16 @@ FINAL_STATUSES = ("succeeded", "failed")
 MAX_ERROR_LENGTH = 1000
 """A failure's cause is cut to its first line and at most this many characters."""
 INTERRUPTED = "interrupted: the process running the audit stopped before it finished; start a new audit"
+DEFAULT_LEASE_S = 60.0
+"""How long a running job stays held without a heartbeat from its runner, in seconds."""
+
+
+def _no_heartbeat(age_s: float, lease_s: float) -> str:
+    """The cause of a job failed for an expired lease (no host or runner named: only how long it was silent)."""
+    return (
+        f"interrupted: no heartbeat from the runner for {age_s:.0f} s (lease {lease_s:g} s); "
+        "the process or host running the audit is gone; start a new audit"
+    )
 
 
 def _now() -> datetime:
@@ -114,11 +139,12 @@ def _job(session: Session, job_id: str) -> AuditJob:
 
 
 def claim_job(session: Session, job_id: str, *, runner: str) -> AuditJob | None:
-    """Move ``job_id`` from queued to running for ``runner``; None when it is not queued (any more)."""
+    """Move ``job_id`` from queued to running for ``runner``, its lease starting now; None when it is not queued (any more)."""
+    now = _now()
     claimed = session.execute(
         update(AuditJob)
         .where(AuditJob.id == job_id, AuditJob.status == "queued")
-        .values(status="running", started_at=_now(), runner=runner)
+        .values(status="running", started_at=now, heartbeat_at=now, runner=runner)
         .execution_options(synchronize_session=False)
     )
     if claimed.rowcount != 1:
@@ -162,17 +188,97 @@ def list_jobs(session: Session, *, status: str | None = None, limit: int = 20, o
     return list(rows), int(session.scalar(count) or 0)
 
 
-def recover_jobs(session: Session, *, is_alive: Callable[[str], bool]) -> tuple[list[str], list[str]]:
-    """After a restart: fail the running jobs whose runner is gone, and list the queued ones to start.
+def renew_leases(session: Session, *, runner: str, now: datetime | None = None) -> list[str]:
+    """Renew the lease of every job ``runner`` is running (its heartbeat is ``now``); the ids renewed.
+
+    One atomic ``UPDATE ... WHERE status = 'running' AND runner = :runner``: a
+    job that has finished, or that another runner has failed as interrupted,
+    is not touched (and never made running again).
+    """
+    renewed = session.execute(
+        update(AuditJob)
+        .where(AuditJob.status == "running", AuditJob.runner == runner)
+        .values(heartbeat_at=now or _now())
+        .returning(AuditJob.id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(renewed.scalars())
+
+
+def _last_heartbeat(job: AuditJob) -> datetime:
+    """When the job's runner last showed it was alive (the claim, for a job claimed before revision 0009)."""
+    return job.heartbeat_at or job.started_at or job.created_at
+
+
+def _interrupt(session: Session, job: AuditJob, *, error: str, now: datetime, expired_before: datetime | None) -> bool:
+    """Fail the running ``job`` as interrupted, unless it changed since it was read; whether it was failed.
+
+    The ``UPDATE`` repeats the conditions: still running, by the same runner,
+    and (``expired_before``) still without a heartbeat since then. A runner
+    that renewed its lease, or another recovery that failed the job first,
+    wins; nothing is written twice.
+    """
+    conditions: list[ColumnElement[bool]] = [AuditJob.id == job.id, AuditJob.status == "running"]
+    conditions.append(AuditJob.runner.is_(None) if job.runner is None else AuditJob.runner == job.runner)
+    if expired_before is not None:
+        conditions.append(or_(AuditJob.heartbeat_at.is_(None), AuditJob.heartbeat_at < expired_before))
+    failed = session.execute(
+        update(AuditJob)
+        .where(*conditions)
+        .values(status="failed", finished_at=now, error=one_line(error))
+        .execution_options(synchronize_session=False)
+    )
+    if failed.rowcount != 1:
+        return False
+    _mark(session, _job(session, job.id), "audit_job.failed", payload={"cause": "interrupted"})
+    return True
+
+
+def recover_jobs(
+    session: Session,
+    *,
+    is_alive: Callable[[str], bool],
+    lease_s: float = DEFAULT_LEASE_S,
+    now: datetime | None = None,
+    queued_before: datetime | None = None,
+) -> tuple[list[str], list[str]]:
+    """Fail the running jobs whose runner is gone or whose lease expired, and list the queued ones to start.
+
+    Run at every runner's start, and periodically by a live runner (so that a
+    crashed peer's jobs are failed without a restart).
 
     ``is_alive(runner)`` says whether the process named ``runner`` may still be
     running the job (a runner on another host cannot be checked: say True).
+    Independently of it, a running job whose last heartbeat is more than
+    ``lease_s`` seconds before ``now`` (default: the current time) is failed
+    as interrupted: its runner, on whatever host, stopped renewing the lease.
+    ``queued_before`` lists only the queued jobs created before it.
     Returns ``(queued job ids, oldest first; ids of the jobs failed as interrupted)``.
+
+    Raises
+    ------
+    ConfigError
+        ``lease_s`` is not a positive number of seconds.
     """
+    if not lease_s > 0:
+        raise ConfigError(f"the audit job lease must be a positive number of seconds; got {lease_s!r}")
+    now = now or _now()
+    expired_before = now - timedelta(seconds=lease_s)
+    running = list(session.scalars(select(AuditJob).where(AuditJob.status == "running").order_by(AuditJob.created_at)))
     interrupted = []
-    for job in session.scalars(select(AuditJob).where(AuditJob.status == "running").order_by(AuditJob.created_at)):
+    for job in running:
+        last = _last_heartbeat(job)
         if not is_alive(job.runner or ""):
-            fail_job(session, job.id, error=INTERRUPTED, kind="interrupted")
+            failed = _interrupt(session, job, error=INTERRUPTED, now=now, expired_before=None)
+        elif last < expired_before:
+            age = (now - last).total_seconds()
+            failed = _interrupt(session, job, error=_no_heartbeat(age, lease_s), now=now, expired_before=expired_before)
+        else:
+            continue
+        if failed:
             interrupted.append(job.id)
-    queued = list(session.scalars(select(AuditJob.id).where(AuditJob.status == "queued").order_by(AuditJob.created_at)))
+    query = select(AuditJob.id).where(AuditJob.status == "queued")
+    if queued_before is not None:
+        query = query.where(AuditJob.created_at < queued_before)
+    queued = list(session.scalars(query.order_by(AuditJob.created_at)))
     return queued, interrupted

@@ -610,6 +610,7 @@ class AuditJob(Base):
     asked; ``pack_hash`` the content hash of the pack when it was asked, so
     that a pack changed in between is refused rather than audited unknowingly.
     Each change of status is a trail event (``trail_seq`` names the latest).
+    A running job is held on a lease that its runner renews (``heartbeat_at``).
     """
 
     __tablename__ = "audit_jobs"
@@ -629,6 +630,10 @@ class AuditJob(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     runner: Mapped[str | None] = mapped_column(String(200))
     """Which process runs or ran the job (``host:pid:token``), to tell a live job from an interrupted one."""
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """The runner's latest renewal of its lease on the running job (revision 0009): set at the claim,
+    renewed while the audit runs. A running job whose heartbeat is older than the lease is failed as
+    interrupted, whatever host it ran on. NULL for jobs never claimed (or claimed before 0009)."""
     audit_run_id: Mapped[int | None] = mapped_column(ForeignKey("audit_runs.id"), index=True)
     """The recorded audit, once the job has succeeded."""
     gate: Mapped[dict[str, Any] | None] = mapped_column(JsonType)

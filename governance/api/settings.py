@@ -5,6 +5,7 @@
 ``RECGOV_DATABASE_URL``          the store (see :mod:`audits.settings`).
 ``RECGOV_HOME``                  data folder; stored packs live in ``packs/<name>/<version>.yaml``.
 ``RECGOV_API_EXPOSE_ERRORS``     put internal error messages in 500 responses (development only).
+``RECGOV_AUDIT_LEASE_S``         seconds a running audit job stays held without a heartbeat (default 60).
 ================================ ==================================================
 
 Outside development, insecure defaults are refused: the store must be named
@@ -19,6 +20,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from audits.jobs import DEFAULT_LEASE_S
 from audits.settings import default_home
 
 __all__ = ["ApiSettings"]
@@ -47,6 +49,11 @@ class ApiSettings(BaseSettings):
     """Share of subjects the canary version answers when a request names no model version
     (``RECGOV_CANARY_SHARE``; a subject always lands on the same side)."""
     """Show internal error messages in 500 responses (refused in production)."""
+
+    audit_lease_s: float = Field(DEFAULT_LEASE_S, gt=0, le=86_400)
+    """Lease of a running audit job, in seconds (``RECGOV_AUDIT_LEASE_S``): its runner renews it three
+    times per lease; a job with no heartbeat for longer is failed as interrupted by any server on the
+    store, whatever host ran it. Every server on one store should use the same value."""
 
     @model_validator(mode="after")
     def _refuse_insecure_defaults(self) -> ApiSettings:

@@ -14,6 +14,10 @@
 The status lives in SQL (:mod:`audits.jobs`): at startup the runner fails the
 jobs a stopped process left running and starts the queued ones again; at
 shutdown it lets running audits finish and leaves queued ones for next time.
+While it runs, the runner renews the lease of the jobs it holds
+(``RECGOV_AUDIT_LEASE_S``, three heartbeats per lease) and, once per lease,
+fails the running jobs of any host whose lease has expired and adopts jobs left
+queued for longer than a lease.
 
 Files named in a request (``data``, ``slates``, ``baseline``) are read only
 from ``$RECGOV_HOME/data``: a loader's error quotes the file it refuses, and an
@@ -26,8 +30,10 @@ import logging
 import os
 import secrets
 import socket
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -35,6 +41,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from audits import jobs as job_store
@@ -209,40 +216,117 @@ class AuditRunner:
     (:meth:`shutdown`). Each job opens its own transactions on the store: the
     claim, the audit (recorded by :func:`governance.audit.run_audit`) and the
     final status.
+
+    A thread of its own (``recgov-audit-lease``) renews the lease of the jobs
+    this runner holds every third of ``lease_s`` (default: the setting
+    ``audit_lease_s``) and, once per lease, runs the recovery again: running
+    jobs of any host whose lease has expired are failed as interrupted, and
+    jobs left queued for longer than a lease (their process gone before it
+    started them) are started here. A job failed elsewhere while its audit still
+    runs here stays failed: the lease is renewed only on running jobs.
     """
 
-    def __init__(self, store: Store, settings: ApiSettings, *, max_workers: int = MAX_CONCURRENT_AUDITS) -> None:
+    def __init__(
+        self, store: Store, settings: ApiSettings, *, max_workers: int = MAX_CONCURRENT_AUDITS, lease_s: float | None = None
+    ) -> None:
         self.store = store
         self.settings = settings
+        self.lease_s = float(settings.audit_lease_s if lease_s is None else lease_s)
+        if not self.lease_s > 0:
+            raise ConfigError(f"the audit job lease must be a positive number of seconds; got {self.lease_s!r}")
         self.runner_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="recgov-audit")
+        self._lock = threading.Lock()
+        self._pending: set[str] = set()
+        """Jobs submitted to the pool and not yet started (never submitted twice by the periodic recovery)."""
+        self._held = 0
+        """How many jobs this runner is running: no renewal is written while it holds none."""
+        self._stop = threading.Event()
+        self._recovering = True
+        self._lease_thread: threading.Thread | None = None
 
     def start(self) -> list[str]:
-        """Fail the jobs a stopped process left running, start the queued ones; return the ids started."""
+        """Fail the jobs a stopped process left running, start the queued ones, start renewing leases; return the ids started."""
         _LIVE_RUNNERS.add(self.runner_id)
+        queued = self.recover()
+        self._lease_thread = threading.Thread(target=self._keep_leases, name="recgov-audit-lease", daemon=True)
+        self._lease_thread.start()
+        return queued
+
+    def recover(self, *, queued_before: datetime | None = None) -> list[str]:
+        """Fail the running jobs whose runner is gone or whose lease expired; start the queued jobs; return their ids.
+
+        ``queued_before`` starts only the jobs queued before it (the periodic
+        recovery leaves a live peer's fresh queue to that peer).
+        """
         with self.store.session() as session:
-            queued, interrupted = job_store.recover_jobs(session, is_alive=_runner_alive)
+            queued, interrupted = job_store.recover_jobs(
+                session, is_alive=_runner_alive, lease_s=self.lease_s, queued_before=queued_before
+            )
         if interrupted:
-            log.warning("audit jobs interrupted by a stop, now failed: %s", ", ".join(interrupted))
+            log.warning("audit jobs whose runner stopped or lost its lease, now failed: %s", ", ".join(interrupted))
+        with self._lock:
+            queued = [job_id for job_id in queued if job_id not in self._pending]
         for job_id in queued:
             self.submit(job_id)
         return queued
 
+    def renew(self) -> list[str]:
+        """Renew the lease of the jobs this runner holds; the ids renewed (none is written while it holds none)."""
+        with self._lock:
+            if not self._held:
+                return []
+        with self.store.session() as session:
+            return job_store.renew_leases(session, runner=self.runner_id)
+
     def submit(self, job_id: str) -> bool:
         """Queue ``job_id`` to run; False when the runner is shutting down (the job stays queued in the store)."""
+        with self._lock:
+            self._pending.add(job_id)
         try:
             self._executor.submit(self._run, job_id)
         except RuntimeError:  # "cannot schedule new futures after shutdown"
+            with self._lock:
+                self._pending.discard(job_id)
             return False
         return True
 
     def shutdown(self) -> None:
-        """Stop: queued jobs not yet started stay queued in the store; running audits finish and are recorded."""
-        _LIVE_RUNNERS.discard(self.runner_id)
+        """Stop: queued jobs not yet started stay queued in the store; running audits finish and are recorded.
+
+        Their leases are renewed until they have finished; then the lease thread stops.
+        """
+        self._recovering = False
         self._executor.shutdown(wait=True, cancel_futures=True)
+        self._stop.set()
+        if self._lease_thread is not None:
+            self._lease_thread.join()
+        _LIVE_RUNNERS.discard(self.runner_id)
+
+    def _keep_leases(self) -> None:
+        """The lease thread: renew every third of a lease, recover once per lease, until :meth:`shutdown`."""
+        next_recovery = time.monotonic() + self.lease_s
+        while not self._stop.wait(self.lease_s / 3):
+            try:
+                self.renew()
+                if self._recovering and time.monotonic() >= next_recovery:
+                    next_recovery = time.monotonic() + self.lease_s
+                    self.recover(queued_before=datetime.now(UTC) - timedelta(seconds=self.lease_s))
+            except Exception:  # the store is failing: try again at the next beat, never end the thread
+                log.exception("could not renew the leases of audit runner %s", self.runner_id)
 
     def _run(self, job_id: str) -> None:
         """Claim, audit, record; any failure ends the job ``failed`` with its cause."""
+        with self._lock:
+            self._pending.discard(job_id)
+            self._held += 1
+        try:
+            self._claim_and_audit(job_id)
+        finally:
+            with self._lock:
+                self._held -= 1
+
+    def _claim_and_audit(self, job_id: str) -> None:
         try:
             with self.store.session() as session:
                 job = job_store.claim_job(session, job_id, runner=self.runner_id)
@@ -253,6 +337,9 @@ class AuditRunner:
             with self.store.session() as session:
                 job_store.finish_job(session, job_id, audit_run_id=outcome.audit_id, gate=outcome.document.model_dump(mode="json"))
         except Exception as err:  # every failure becomes the job's status, never an escaping error
+            if self._ended_elsewhere(job_id):
+                log.warning("audit job %s was ended by another runner (its lease expired) before its audit finished here", job_id)
+                return
             expected = isinstance(err, (RecgovError, pack_store.PackNotFound))
             if not expected:
                 log.exception("audit job %s crashed", job_id)
@@ -260,8 +347,17 @@ class AuditRunner:
             try:
                 with self.store.session() as session:
                     job_store.fail_job(session, job_id, error=cause, kind=type(err).__name__)
-            except Exception:  # the store itself is failing: the job is failed as interrupted at the next start
+            except Exception:  # the store itself is failing: the job is failed as interrupted later (lease or restart)
                 log.exception("could not record the failure of audit job %s", job_id)
+
+    def _ended_elsewhere(self, job_id: str) -> bool:
+        """Whether ``job_id`` is already finished (failed by a recovery after its lease expired, say)."""
+        try:
+            with self.store.session() as session:
+                job = job_store.get_job(session, job_id)
+                return job is not None and job.status in job_store.FINAL_STATUSES
+        except (RecgovError, SQLAlchemyError):  # the store is failing: let the caller try to record the failure
+            return False
 
     def _audit(self, job_id: str, request: dict[str, Any], pack_hash: str, actor: str) -> audit_runner.AuditOutcome:
         """Load the pack (as it was when asked for) and the data, then run and record the audit as the CLI does."""
