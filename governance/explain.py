@@ -38,6 +38,7 @@ class TagKind(str, Enum):
     long_tail = "long_tail"
     exposure_cap = "exposure_cap"
     exploration = "exploration"
+    provider_calibration = "provider_calibration"
 
 
 TAG_TEXT: dict[TagKind, str] = {
@@ -47,6 +48,7 @@ TAG_TEXT: dict[TagKind, str] = {
     TagKind.diversity: "Shown for diversity",
     TagKind.under_exposed_provider: "From an under-exposed provider",
     TagKind.calibration: "Shown to match the mix of your interests",
+    TagKind.provider_calibration: "Shown to match the mix of providers you engage with",
     TagKind.long_tail: "A less popular item you may not have seen",
     TagKind.exposure_cap: "Shown to keep exposure balanced across providers",
     TagKind.exploration: "Exploratory: shown to learn what you like",

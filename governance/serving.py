@@ -42,6 +42,7 @@ REASON_TAGS: dict[int, TagKind] = {
     4: TagKind.long_tail,
     5: TagKind.exposure_cap,
     6: TagKind.exploration,
+    7: TagKind.provider_calibration,
 }
 """Re-ranker reason codes (:class:`governance.rerank.Reason`) -> explanation tags."""
 

@@ -205,12 +205,20 @@ class SyntheticSpec(BaseModel):
             raise ValueError(f"shares must sum to 1; got {total:.6g} from {value}")
         return value
 
-    @field_validator("group_activity", "group_provider_affinity")
+    @field_validator("group_activity")
     @classmethod
     def _activity(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if not (v > 0 and math.isfinite(v))}
+        if bad:
+            raise ValueError(f"relative activities must be finite and > 0; got {bad}")
+        return value
+
+    @field_validator("group_provider_affinity")
+    @classmethod
+    def _affinity(cls, value: dict[str, float]) -> dict[str, float]:
         bad = {k: v for k, v in value.items() if not (0 < v <= 100 and math.isfinite(v))}
         if bad:
-            raise ValueError(f"relative weights must be finite, > 0 and at most 100; got {bad}")
+            raise ValueError(f"provider affinities must be finite, > 0 and at most 100; got {bad}")
         return value
 
     @model_validator(mode="after")

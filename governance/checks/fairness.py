@@ -142,9 +142,10 @@ class ConsumerGap(Check):
         same over provider groups (both lower-is-better: a gap means one group's lists stray further
         from its users' own tastes)."""
         max_difference: float | None = Field(None, ge=0, le=1)
-        """Largest acceptable ``value(better group) - value(worse group)`` over every pair of groups."""
+        """Largest acceptable ``value(higher group) - value(lower group)`` over every pair of groups (for
+        NDCG, recall and hit rate the lower group is the worse served; for the miscalibrations, the higher)."""
         min_ratio: float | None = Field(None, ge=0, le=1)
-        """Smallest acceptable ``value(worse group) / value(better group)`` over every pair of groups."""
+        """Smallest acceptable ``value(lower group) / value(higher group)`` over every pair of groups."""
 
         @model_validator(mode="after")
         def _one_bound(self) -> "ConsumerGap.Config":

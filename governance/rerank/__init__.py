@@ -11,7 +11,7 @@ name                      what                                         reason co
 ``fair_star``             FA*IR ranked group fairness (Zehlike 2017)   2 provider_fairness
 ``mmr``                   MMR diversity (Carbonell & Goldstein 1998)   1 diversity
 ``calibration``           calibrated lists (Steck 2018)                3 calibration
-``provider_calibration``  calibration over provider groups             3 calibration
+``provider_calibration``  calibration over provider groups             7 provider_calibration
 ``popularity_debias``     inverse-popularity re-weighting              4 popularity_debias
 ``exposure_cap``          cap a group's share of a list's exposure     5 exposure_cap
 ``exploration``           epsilon or Plackett-Luce randomness          6 exploration

@@ -78,6 +78,8 @@ class Reason(IntEnum):
     """Replacement for an item whose group reached its exposure cap."""
     exploration = 6
     """Placed by controlled randomness (exploration)."""
+    provider_calibration = 7
+    """Promoted to calibrate the list's provider mix to the user's history."""
 
 
 def _as_2d(name: str, value: Any, dtype: Any) -> np.ndarray:
@@ -85,6 +87,12 @@ def _as_2d(name: str, value: Any, dtype: Any) -> np.ndarray:
     if arr.ndim != 2:
         raise DataError(BAD_SHAPE.format(field=name, expected="(n_users, n_candidates)", got=arr.shape))
     return arr.astype(dtype, copy=False)
+
+
+def n_provider_groups(item_group: np.ndarray) -> int:
+    """The number of provider-group columns for ``item_group`` codes: the largest code + 1, at least 2."""
+    group = np.asarray(item_group)
+    return max(2, int(group.max()) + 1 if group.size else 2)
 
 
 def _distribution(name: str, value: Any, n_users: int, n_cat: int | None) -> np.ndarray:
@@ -125,11 +133,13 @@ class Candidates:
         :func:`governance.rerank.calibration.history_category_distribution`).
         Rows are normalized to sum 1; an all-zero row means no history.
     user_group_dist:
-        ``(n_users, n_groups)`` each user's provider mix in their history: the
-        share of items of each ``item_group`` code (``n_groups`` is the largest
-        code + 1, at least 2), the target of provider calibration (see
-        :func:`governance.rerank.calibration.history_group_distribution`).
-        Normalized like ``user_category_dist``.
+        ``(n_users, n_groups)`` each user's provider mix in their history, one
+        column per ``item_group`` code in code order (``n_groups`` is the
+        largest code + 1, at least 2; needs ``item_group``), the target of
+        provider calibration (see
+        :func:`governance.rerank.calibration.history_group_distribution`, which
+        counts every distinct history item once). Normalized like
+        ``user_category_dist``.
     seeds:
         ``(n_users,)`` int per-user seed of the randomness: the same seed gives
         the same list, whatever else is in the batch. Without seeds the row
@@ -266,10 +276,13 @@ class Candidates:
             n_cat = self.item_categories.shape[1] if self.item_categories is not None else None
             out["user_category_dist"] = _distribution("user_category_dist", self.user_category_dist, n_users, n_cat)
         if self.user_group_dist is not None:
-            n_groups = None
-            if self.item_group is not None:
-                codes = np.asarray(self.item_group)
-                n_groups = max(2, int(codes.max()) + 1 if codes.size else 2)  # calibration.n_provider_groups
+            if self.item_group is None:
+                raise DataError(
+                    BAD_VALUES.format(
+                        field="user_group_dist", problem="needs item_group: its columns are the item_group codes"
+                    )
+                )
+            n_groups = n_provider_groups(out["item_group"])
             out["user_group_dist"] = _distribution("user_group_dist", self.user_group_dist, n_users, n_groups)
         if self.seeds is not None:
             seeds = np.asarray(self.seeds)

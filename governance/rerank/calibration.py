@@ -35,11 +35,13 @@ from governance.rerank.base import (
     RerankConfig,
     Reranker,
     best_of,
+    n_provider_groups,
     complete_order,
     identity_order,
     relevance,
 )
 from governance.rerank.registry import register_reranker
+from recommender.errors import DataError
 
 __all__ = [
     "CalibrationConfig",
@@ -49,20 +51,23 @@ __all__ = [
     "history_category_distribution",
     "history_group_distribution",
     "item_category_split",
-    "n_provider_groups",
     "provider_categories",
 ]
 
 _TINY = 1e-300
 
 
-class CalibrationConfig(RerankConfig):
-    """Parameters of :class:`CalibrationReranker`."""
+class _CalibrationParams(RerankConfig):
+    """The parameters both calibrations share."""
 
     tradeoff: float = Field(0.5, ge=0.0, le=1.0)
     """Weight of calibration against relevance (the paper's lambda): 0 keeps the input order."""
     smoothing: float = Field(0.01, gt=0.0, lt=1.0)
     """Share of ``p`` mixed into ``q`` (the paper's alpha, 0.01) so that KL stays finite."""
+
+
+class CalibrationConfig(_CalibrationParams):
+    """Parameters of :class:`CalibrationReranker`."""
 
 
 def item_category_split(item_categories: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
@@ -179,36 +184,42 @@ def provider_categories(item_group: np.ndarray) -> sp.csr_matrix:
     )
 
 
-def n_provider_groups(item_group: np.ndarray) -> int:
-    """The number of provider-group columns for ``item_group`` codes: the largest code + 1, at least 2."""
-    group = np.asarray(item_group)
-    return max(2, int(group.max()) + 1 if group.size else 2)
+def _non_increasing(values: np.ndarray) -> bool:
+    """Whether ``values`` never increase: then, within one outcome, the most relevant remaining
+    candidate is also the earliest, and the one-list path makes the batch loop's choices."""
+    return bool(np.all(values[1:] <= values[:-1]))
 
 
 def history_group_distribution(history: sp.spmatrix | sp.sparray, item_group: np.ndarray) -> np.ndarray:
     """Each user's provider mix in their history, ``(n_users, n_groups)`` over the codes of
-    :func:`provider_categories`, weighted like :func:`history_category_distribution` (entries > 0
-    count, by their value; items of unknown group left out; an all-zero row for a user with none).
+    :func:`provider_categories`: the share of the distinct items the user engaged with (entries > 0)
+    that belong to each group, every item counting once, as the audit's ``provider_miscalibration``
+    counts them, so that the re-ranker aims at what the audit measures. Items of unknown group are
+    left out; a user with none gets an all-zero row.
 
-    One item has one group, so this is a weighted count per (user, group): one ``bincount`` over
-    the history's entries, which is what keeps a single request's re-ranking cheap.
+    One item has one group, so this is a count per (user, group): one ``bincount`` over the
+    history's entries, which is what keeps a single request's re-ranking cheap.
     """
     group = np.asarray(item_group, dtype=np.int64)
-    n_groups = n_provider_groups(group)
     hist = sp.csr_matrix(history)
+    if hist.shape[1] != len(group):
+        raise DataError(
+            f"history_group_distribution: the history has {hist.shape[1]} item columns but item_group "
+            f"gives {len(group)} items"
+        )
+    n_groups = n_provider_groups(group)
     n_users = hist.shape[0]
     codes = group[hist.indices]
     rows = np.repeat(np.arange(n_users), np.diff(hist.indptr))
-    keep = codes >= 0
-    weights = np.maximum(np.asarray(hist.data, dtype=np.float64), 0.0)[keep]
-    dist = np.bincount(rows[keep] * n_groups + codes[keep], weights=weights, minlength=n_users * n_groups)
+    keep = (codes >= 0) & (np.asarray(hist.data) > 0)
+    dist = np.bincount(rows[keep] * n_groups + codes[keep], minlength=n_users * n_groups).astype(np.float64)
     dist = dist.reshape(n_users, n_groups)
     total = dist.sum(axis=1, keepdims=True)
     return np.divide(dist, total, out=np.zeros_like(dist), where=total > 0)
 
 
-class ProviderCalibrationConfig(CalibrationConfig):
-    """Parameters of :class:`ProviderCalibrationReranker` (those of :class:`CalibrationConfig`)."""
+class ProviderCalibrationConfig(_CalibrationParams):
+    """Parameters of :class:`ProviderCalibrationReranker` (the same as :class:`CalibrationConfig`'s)."""
 
 
 @register_reranker
@@ -232,7 +243,7 @@ class ProviderCalibrationReranker(CalibrationReranker):
 
     name: ClassVar[str] = "provider_calibration"
     Config: ClassVar[type[RerankConfig]] = ProviderCalibrationConfig
-    reason: ClassVar[Reason] = Reason.calibration
+    reason: ClassVar[Reason] = Reason.provider_calibration
     needs: ClassVar[tuple[str, ...]] = ("item_group", "user_group_dist")
     config: ProviderCalibrationConfig
 
@@ -251,7 +262,7 @@ class ProviderCalibrationReranker(CalibrationReranker):
         n_groups = p.shape[1]
         codes = np.where(valid, np.asarray(cands.item_group)[np.maximum(cands.items, 0)], -1)
         p_log_p = np.where(p > 0, p * np.log(np.maximum(p, _TINY)), 0.0).sum(axis=1)
-        if n == 1:
+        if n == 1 and _non_increasing(rel[0][valid[0]]):
             return self._order_one(rel[0], valid[0], codes[0], p[0], float(p_log_p[0]), width), None
         grouped = codes >= 0
         safe_codes = np.maximum(codes, 0)
@@ -285,8 +296,10 @@ class ProviderCalibrationReranker(CalibrationReranker):
 
         Within one outcome (an item of group g, or of no group) every candidate changes the
         divergence alike, so the best candidate of a place is the most relevant remaining one of
-        some outcome: each place weighs the heads of ``n_groups + 1`` queues, the divergences computed
-        with the batch's own arithmetic. Ties go to the earlier position, as in :func:`best_of`.
+        some outcome: each place weighs the heads of ``n_groups + 1`` queues. Ties go to the earlier
+        position, as in :func:`best_of`; that is the batch loop's choice only while relevance does not
+        increase along the list (the model's order), so :meth:`order` takes this path only then (an
+        earlier step that reorders a list without changing its scores sends it to the batch loop).
         """
         lam, a = self.config.tradeoff, self.config.smoothing
         n_groups = len(p)

@@ -36,12 +36,14 @@ from recommender.split import SplitConfig
 from recommender.synthetic import SyntheticSpec, generate
 
 
-def batch(seed: int, n_users: int = 4, c: int = 12, n_items: int = 30) -> Candidates:
+def batch(seed: int, n_users: int = 4, c: int = 12, n_items: int = 30, sorted_scores: bool = True) -> Candidates:
     rng = np.random.default_rng(seed)
     items = np.stack([rng.permutation(n_items)[:c] for _ in range(n_users)]).astype(np.int64)
     lengths = rng.integers(0, c + 1, n_users)
     items[np.arange(c)[None, :] >= lengths[:, None]] = -1
-    scores = np.sort(rng.normal(size=(n_users, c)).astype(np.float32), axis=1)[:, ::-1].copy()
+    scores = rng.normal(size=(n_users, c)).astype(np.float32)
+    if sorted_scores:
+        scores = np.sort(scores, axis=1)[:, ::-1].copy()
     group = rng.choice([-1, 0, 1, 2], size=n_items, p=[0.1, 0.5, 0.3, 0.1])
     history = sp.csr_matrix(rng.random((n_users, n_items)) < 0.3, dtype=np.float64)
     return Candidates(
@@ -68,7 +70,7 @@ def test_provider_calibration_is_calibration_over_the_provider_groups(seed, lam,
     expected = CalibrationReranker(tradeoff=lam)(as_categories, k)
     assert out.items.tolist() == expected.items.tolist()
     moved = out.moves[out.moves != Reason.model]
-    assert set(moved.tolist()) <= {int(Reason.calibration)}
+    assert set(moved.tolist()) <= {int(Reason.provider_calibration)}
 
 
 def test_a_user_who_prefers_the_independents_gets_them_back():
@@ -90,7 +92,7 @@ def test_a_user_who_prefers_the_independents_gets_them_back():
     # place 3: item 1 gives q = (2/3, 1/3), KL .355, gain -.037; item 4 gives q = (1/3, 2/3), KL .016, gain .009
     # place 4: item 1 gives q = (.5, .5), gain .127; item 5 gives q = (.25, .75), KL 0, gain 0
     assert out.items[0].tolist() == [3, 0, 4, 1]  # plain: [0, 1, 2, 3], one independent in four
-    assert [int(m) for m in out.moves[0]] == [int(Reason.calibration), 0, int(Reason.calibration), 0]
+    assert [int(m) for m in out.moves[0]] == [int(Reason.provider_calibration), 0, int(Reason.provider_calibration), 0]
 
 
 def test_provider_categories_and_history_mix_by_hand():
@@ -98,8 +100,8 @@ def test_provider_categories_and_history_mix_by_hand():
     cats = provider_categories(group).toarray()
     assert cats.tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 0], [0, 0, 1], [0, 1, 0]]
     history = sp.csr_matrix(np.array([[2, 1, 5, 0, 1], [0, 0, 3, 0, 0]], dtype=np.float64))
-    # Weighted by value as Steck's w_ui; the unknown-group item is left out.
-    assert np.allclose(history_group_distribution(history, group), [[0.5, 0.5, 0.0], [0.0, 0.0, 0.0]])
+    # Every item once, whatever its weight (as the audit counts them); the unknown-group item is left out.
+    assert np.allclose(history_group_distribution(history, group), [[1 / 3, 2 / 3, 0.0], [0.0, 0.0, 0.0]])
     assert provider_categories(np.array([0, 0])).shape == (2, 2)  # at least two columns
 
 
@@ -111,6 +113,8 @@ def test_bad_provider_mixes_are_located_errors():
     with pytest.raises(DataError, match="user_group_dist"):
         Candidates(items=cands.items, scores=cands.scores, item_group=cands.item_group,
                    user_group_dist=-np.ones((4, 3))).validate()  # fmt: skip
+    with pytest.raises(DataError, match="user_group_dist.*needs item_group"):
+        Candidates(items=cands.items, scores=cands.scores, user_group_dist=np.ones((4, 3))).validate()
     with pytest.raises(DataError, match="user_group_dist"):
         build_pipeline([{"name": "provider_calibration", "params": {"tradeoff": 0.5}}])(
             Candidates(items=cands.items, scores=cands.scores, item_group=cands.item_group), 5
@@ -199,8 +203,9 @@ def test_the_planted_link_draws_the_group_to_the_independents_and_nothing_else_w
     ("affinity", "message"),
     [
         ({"Z": 2.0}, "group_provider_affinity names group"),
-        ({"X": 0.0}, "relative weights"),
-        ({"X": math.inf}, "relative weights"),
+        ({"X": 0.0}, "provider affinities"),
+        ({"X": math.inf}, "provider affinities"),
+        ({"X": 101.0}, "at most 100"),
     ],
 )
 def test_a_bad_planted_link_is_a_clear_error(affinity, message):
@@ -215,14 +220,50 @@ def test_the_planted_link_reads_from_a_synthetic_data_argument():
     pd.testing.assert_frame_equal(load_data(text).events, expected.events)
 
 
-@settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), lam=st.sampled_from([0.3, 0.75, 1.0]), k=st.integers(1, 12))
-def test_one_list_alone_is_ranked_as_in_a_batch(seed, lam, k):
-    # A served request re-ranks one list through a path of its own; it must give the batch's list.
-    cands = batch(seed, n_users=5).validate()
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1), lam=st.sampled_from([0.3, 0.75, 1.0]), k=st.integers(1, 12),
+    sorted_scores=st.booleans(),
+)  # fmt: skip
+def test_one_list_alone_is_ranked_as_in_a_batch(seed, lam, k, sorted_scores):
+    # A served request re-ranks one list through a path of its own; it must give the batch's list,
+    # whether the scores come in the model's order or reordered by an earlier step.
+    cands = batch(seed, n_users=5, sorted_scores=sorted_scores).validate()
     step = ProviderCalibrationReranker(tradeoff=lam)
     together = step(cands, k)
     for u in range(cands.n_users):
         alone = step(cands.rows(u, u + 1), k)
         assert alone.items.tolist() == together.items[u : u + 1].tolist()
         assert alone.moves.tolist() == together.moves[u : u + 1].tolist()
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), lam=st.sampled_from([0.75, 1.0]), k=st.integers(1, 10))
+def test_after_a_reordering_step_the_served_list_is_the_batch_list(seed, lam, k):
+    cands = batch(seed, n_users=4, c=15)
+    rng = np.random.default_rng(seed)
+    cats = sp.random(cands.n_items, 4, density=0.4, random_state=rng, format="csr")
+    cands = Candidates(items=cands.items, scores=cands.scores, item_group=cands.item_group,
+                       user_group_dist=cands.user_group_dist, item_categories=cats, seeds=cands.seeds)  # fmt: skip
+    pipe = build_pipeline(
+        [{"name": "mmr", "params": {"tradeoff": 0.7}}, {"name": "provider_calibration", "params": {"tradeoff": lam}}]
+    )
+    together = pipe(cands, k)
+    for u in range(cands.n_users):
+        alone = pipe(cands.rows(u, u + 1), k)
+        assert alone.items.tolist() == together.items[u : u + 1].tolist()
+
+
+def test_the_history_mix_must_match_the_catalog():
+    with pytest.raises(DataError, match="3 item columns but item_group gives 4 items"):
+        history_group_distribution(sp.csr_matrix(np.ones((1, 3))), np.array([0, 1, 0, 1]))
+
+
+def test_each_calibration_takes_only_its_own_config():
+    from governance.rerank import CalibrationConfig, ProviderCalibrationConfig
+    from recommender.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs a CalibrationConfig"):
+        CalibrationReranker(ProviderCalibrationConfig(tradeoff=0.5))
+    with pytest.raises(ConfigError, match="needs a ProviderCalibrationConfig"):
+        ProviderCalibrationReranker(CalibrationConfig(tradeoff=0.5))

@@ -100,8 +100,8 @@ def test_the_audited_lists_are_the_lists_the_serving_path_serves(small):
         served = engine.serve(ServeRequest(str(train.user_ids[out.user_index[j]]), k=10, consent=granted))
         listed = out.recommended[j][out.recommended[j] >= 0]
         assert served.items == [str(i) for i in train.item_ids[listed]]
-        moved += sum(any(t["kind"] == "calibration" for t in tags) for tags in served.tags)
-    assert moved == int((out.moves[::10] == Reason.calibration).sum()) > 0
+        moved += sum(any(t["kind"] == "provider_calibration" for t in tags) for tags in served.tags)
+    assert moved == int((out.moves[::10] == Reason.provider_calibration).sum()) > 0
 
 
 def test_every_constraint_is_checked_on_the_plain_and_the_reranked_lists(small):
