@@ -33,7 +33,9 @@ found by a keyed hash of the raw id rather than by pseudonym, and
 Reading
 -------
 :func:`consent_history` and :func:`effective_consent` read one subject (and never
-create a pseudonym secret); :func:`consent_states` reads the state of many
+create a pseudonym secret); :func:`read_consent_history` is the same history for
+a read-only snapshot (the serving path: it never writes, and runs a few
+prebuilt core statements instead of ORM queries); :func:`consent_states` reads the state of many
 subjects in one query for training-time filtering, and
 :func:`lookup_pseudonyms` maps raw ids to pseudonyms in bulk for it.
 """
@@ -44,7 +46,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Connection, bindparam, case, func, select
 from sqlalchemy.orm import Session
 
 from audits._common import actor_name, aware, in_values, json_object, lookup_pseudonyms, one_of, text
@@ -55,17 +57,20 @@ from audits.models import (
     LAWFUL_BASES,
     ConsentRecordRow,
     SubjectSecret,
+    Suppression,
 )
-from audits.subjects import _installation_key, _lookup, _pseudonym, _subject_bytes, pseudonym
-from audits.suppression import suppression_records
+from audits.subjects import _installation_key, _lookup, _pseudonym, _subject_bytes, pseudonym, reading_installation_key
+from audits.suppression import _lookup as _suppression_lookup
+from audits.suppression import suppression_as_records, suppression_records
 from audits.trail import append_event, format_time
 
 __all__ = [
-    "record_consent",
     "consent_history",
-    "effective_consent",
     "consent_states",
+    "effective_consent",
     "lookup_pseudonyms",
+    "read_consent_history",
+    "record_consent",
 ]
 
 
@@ -146,20 +151,6 @@ def record_consent(
     return row
 
 
-def _as_dict(row: ConsentRecordRow) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "purpose": row.purpose,
-        "status": row.status,
-        "lawful_basis": row.lawful_basis,
-        "source": row.source,
-        "evidence": row.evidence,
-        "jurisdiction": row.jurisdiction,
-        "recorded_at": row.recorded_at,
-        "trail_seq": row.trail_seq,
-    }
-
-
 def _order_key(record: dict[str, Any]) -> tuple[datetime, int, int]:
     return (record["recorded_at"], CONSENT_RESTRICTIVENESS[record["status"]], record["id"])
 
@@ -184,14 +175,66 @@ def consent_history(
     key = _installation_key(session)  # checked against the store once, for both lookups
     raw = _subject_bytes(subject_id)
     suppressed = suppression_records(session, subject_id, key=key) if include_suppressions else []
-    secret = session.execute(
-        select(SubjectSecret.secret).where(SubjectSecret.lookup == _lookup(key, raw))
-    ).scalar_one_or_none()
+    return sorted([*_records_of(session, key, raw), *suppressed], key=_order_key)
+
+
+# Built once: a statement's cache key is then computed once, not on every execution.
+_SECRET_OF = select(SubjectSecret.secret).where(SubjectSecret.lookup == bindparam("lookup"))
+_RECORDS_OF = select(
+    ConsentRecordRow.id,
+    ConsentRecordRow.purpose,
+    ConsentRecordRow.status,
+    ConsentRecordRow.lawful_basis,
+    ConsentRecordRow.source,
+    ConsentRecordRow.evidence,
+    ConsentRecordRow.jurisdiction,
+    ConsentRecordRow.recorded_at,
+    ConsentRecordRow.trail_seq,
+).where(ConsentRecordRow.subject == bindparam("subject"))
+_RECORD_FIELDS = ("id", "purpose", "status", "lawful_basis", "source", "evidence", "jurisdiction", "recorded_at", "trail_seq")
+_LATEST_SUPPRESSION = (
+    select(Suppression.id, Suppression.denied, Suppression.erased_at, Suppression.trail_seq)
+    .where(Suppression.lookup == bindparam("lookup"))
+    .order_by(Suppression.id.desc())
+    .limit(1)
+)
+
+
+def _records_of(bind: Session | Connection | Any, key: bytes, raw: bytes) -> list[dict[str, Any]]:
+    """The subject's consent rows as dicts (none when it has no secret: never seen, or shredded)."""
+    secret = bind.execute(_SECRET_OF, {"lookup": _lookup(key, raw)}).scalar_one_or_none()
     if secret is None:
-        return sorted(suppressed, key=_order_key)
-    who = _pseudonym(secret, raw)
-    rows = session.scalars(select(ConsentRecordRow).where(ConsentRecordRow.subject == who)).all()
-    return sorted([*(_as_dict(row) for row in rows), *suppressed], key=_order_key)
+        return []
+    rows = bind.execute(_RECORDS_OF, {"subject": _pseudonym(secret, raw)})
+    return [dict(zip(_RECORD_FIELDS, row, strict=True)) for row in rows]
+
+
+def _suppressed_records(bind: Session | Connection | Any, key: bytes, raw: bytes) -> list[dict[str, Any]]:
+    """:func:`audits.suppression.suppression_records` as one core statement (the same dicts; a test holds them equal)."""
+    row = bind.execute(_LATEST_SUPPRESSION, {"lookup": _suppression_lookup(key, raw)}).one_or_none()
+    if row is None:
+        return []
+    row_id, denied, erased_at, trail_seq = row
+    return suppression_as_records(row_id, denied, erased_at, trail_seq)
+
+
+def read_consent_history(bind: Connection | Session | Any, subject_id: str | int) -> list[dict[str, Any]]:
+    """:func:`consent_history` (suppressions included) for a read-only transaction, e.g. ``Store.snapshot()``.
+
+    ``bind``: a session, a connection, or any read-only snapshot answering
+    ``execute(statement, params)`` like a connection and naming its ``engine``
+    (``governance.api.reads.FastSnapshot``).
+
+    The same records in the same order, read with three prebuilt core
+    statements (the subject's secret, its consent rows, its latest suppression)
+    and nothing written: a database that holds no installation key id yet is
+    not keyed here (see :func:`audits.subjects.reading_installation_key`).
+    Everything committed before the snapshot began is seen, so a withdrawal or
+    an erasure holds from the next request on.
+    """
+    key = reading_installation_key(bind)
+    raw = _subject_bytes(subject_id)
+    return sorted([*_records_of(bind, key, raw), *_suppressed_records(bind, key, raw)], key=_order_key)
 
 
 def effective_consent(session: Session, subject_id: str | int) -> dict[str, dict[str, Any]]:

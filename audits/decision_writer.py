@@ -12,8 +12,8 @@ answer, with the interpreter lock released.
 
 The child opens the same store (URL and ``RECGOV_*`` settings inherited) and
 writes each batch exactly as the thread would: pseudonyms, one
-``decisions.committed`` trail event with the batch digest, the rows, one
-transaction. If the child dies, every pending and later decision fails (fail
+``decisions.committed`` trail event with the batch digest, the events the
+decisions brought (an API call's own record), the rows, one transaction. If the child dies, every pending and later decision fails (fail
 closed) with the cause.
 
 Use it for a long-running service; it costs a process start (about a second
@@ -34,6 +34,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from audits.db import Store, describe_db_error
 from audits.decisions import DecisionLog, _Pending
+from audits.trail import NewEvent
 from recommender.errors import ConfigError, DataError, RecgovError
 
 __all__ = ["ProcessDecisionLog", "WRITER_DIED"]
@@ -58,7 +59,10 @@ def _child_main(url: str, actor: str, conn: Connection) -> None:
             if message is None:
                 conn.send(("closed",))
                 return
-            batch = [_Pending(row, subject_id, None, slate_json, context_json) for row, subject_id, slate_json, context_json in message]
+            batch = [
+                _Pending(row, subject_id, None, slate_json, context_json, tuple(NewEvent(*event) for event in events))
+                for row, subject_id, slate_json, context_json, events in message
+            ]
             try:
                 seq = DecisionLog._commit(writer, batch)
             except IntegrityError as err:
@@ -106,7 +110,14 @@ class ProcessDecisionLog(DecisionLog):
 
     def _commit(self, batch: list[_Pending]) -> int:
         message = [
-            ({k: v for k, v in p.row.items() if k not in _LIGHT}, p.subject_id, p.slate_json, p.context_json) for p in batch
+            (
+                {k: v for k, v in p.row.items() if k not in _LIGHT},
+                p.subject_id,
+                p.slate_json,
+                p.context_json,
+                [(e.actor, e.action, e.subject, e.objects, e.payload) for e in p.events],
+            )
+            for p in batch
         ]
         with self._pipe_lock:
             if self._dead is not None:

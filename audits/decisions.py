@@ -16,6 +16,11 @@ holding the record has committed, and raises if it did not; the serving path
 must not send a personalized list whose record is not stored (STYLE: write the
 audit record before you answer).
 
+A decision may bring trail events of its own (``events``: e.g. the API call that
+asked for it, attributed to its key). They are validated when the decision is
+submitted and appended right after the batch's ``decisions.committed`` event,
+in the same transaction as the decision row: both are stored, or neither.
+
 Example
 -------
 >>> log = DecisionLog(store)                                           # doctest: +SKIP
@@ -50,7 +55,7 @@ from audits._common import actor_name, aware, canonical_object, json_object, loo
 from audits.canonical import canonical_json
 from audits.db import EncodedJson, Store, describe_db_error
 from audits.models import DECISION_MODES, DecisionRecord, FailedRequest, TrailEvent
-from audits.trail import append_event, format_time
+from audits.trail import NewEvent, _encode, append_event, append_many, format_time
 from recommender.errors import ConfigError, DataError, RecgovError
 
 __all__ = [
@@ -112,6 +117,8 @@ class _Pending:
     future: Future[DecisionReceipt]
     slate_json: bytes = b"{}"
     context_json: bytes = b"{}"
+    events: tuple[NewEvent, ...] = ()
+    """Trail events committed with the record (after the batch's ``decisions.committed`` event)."""
 
     def canonical(self) -> bytes:
         """The record's canonical JSON, as :func:`batch_digest` encodes it."""
@@ -160,8 +167,8 @@ def _fast_digest(batch: list[_Pending]) -> str:
     return hashlib.sha256(_DIGEST_DOMAIN + b"[" + b",".join(p.canonical() for p in ordered) + b"]").hexdigest()
 
 
-def _prepare(record: Mapping[str, Any], future: Future[DecisionReceipt]) -> _Pending:
-    """Validate a decision record in the caller's thread; encode its JSON parts once."""
+def _prepare(record: Mapping[str, Any], future: Future[DecisionReceipt], events: tuple[NewEvent, ...] = ()) -> _Pending:
+    """Validate a decision record (and the trail events it brings) in the caller's thread; encode its JSON parts once."""
     if not isinstance(record, Mapping):
         raise DataError(f"a decision record must be a dict, got {type(record).__name__}")
     unknown = set(record) - _INPUT_FIELDS
@@ -210,7 +217,11 @@ def _prepare(record: Mapping[str, Any], future: Future[DecisionReceipt]) -> _Pen
         "slate": slate,
         "context": context,
     }
-    return _Pending(row, raw_id, future, slate_json, context_json)
+    for event in events:  # a bad event fails its own request here, never the batch it would have joined
+        if not isinstance(event, NewEvent):
+            raise DataError(f"a decision's events must be NewEvent objects, got {type(event).__name__}")
+        _encode(event)
+    return _Pending(row, raw_id, future, slate_json, context_json, tuple(events))
 
 
 class DecisionLog:
@@ -268,7 +279,7 @@ class DecisionLog:
 
     # -- the callers' side -------------------------------------------------------------------
 
-    def submit(self, record: Mapping[str, Any]) -> Future[DecisionReceipt]:
+    def submit(self, record: Mapping[str, Any], *, events: tuple[NewEvent, ...] = ()) -> Future[DecisionReceipt]:
         """Queue a decision; the future resolves to a :class:`DecisionReceipt` once its batch committed.
 
         The record is validated here, in the caller's thread (a bad record
@@ -279,13 +290,20 @@ class DecisionLog:
         ``subject_id`` (a raw id, stored only as its pseudonym),
         ``model_version`` and ``context`` are optional. The future fails with
         :class:`~recommender.errors.RecgovError` if the write fails.
+
+        ``events``: trail events that belong to this decision (validated here;
+        no raw subject id, a ``subject`` must be a pseudonym). They are appended
+        after the batch's ``decisions.committed`` event, in the same
+        transaction as the record.
         """
         future: Future[DecisionReceipt] = Future()
-        self._put(_prepare(record, future))
+        self._put(_prepare(record, future, events))
         return future
 
-    def submit_and_wait(self, record: Mapping[str, Any], timeout: float | None = 5.0) -> DecisionReceipt:
-        """Queue a decision and return only once it is durably stored.
+    def submit_and_wait(
+        self, record: Mapping[str, Any], timeout: float | None = 5.0, *, events: tuple[NewEvent, ...] = ()
+    ) -> DecisionReceipt:
+        """Queue a decision (with its ``events``, see :meth:`submit`) and return only once it is durably stored.
 
         Raises
         ------
@@ -296,7 +314,7 @@ class DecisionLog:
             Not committed within ``timeout`` seconds. Do not serve the list (it
             may still be stored later, as a decision never served).
         """
-        return self.submit(record).result(timeout=timeout)
+        return self.submit(record, events=events).result(timeout=timeout)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every decision submitted before this call has been written (or has failed)."""
@@ -402,7 +420,7 @@ class DecisionLog:
         return first if len(batch) == 1 else f"{first} and {len(batch) - 1} others in its batch"
 
     def _commit(self, batch: list[_Pending]) -> int:
-        """Write one batch: pseudonyms, the trail event, the rows; one transaction. Return the event's seq."""
+        """Write one batch: pseudonyms, the trail events, the rows; one transaction. Return the batch event's seq."""
         with self.store.session() as session:
             raw_ids = [p.subject_id for p in batch if p.subject_id is not None]
             if raw_ids:
@@ -412,8 +430,7 @@ class DecisionLog:
                         pending.row["subject"] = names[pending.subject_id]
             rows = [p.row for p in batch]
             ids = sorted(row["decision_id"] for row in rows)
-            event = append_event(
-                session,
+            committed = NewEvent(
                 actor=self.actor,
                 action="decisions.committed",
                 payload={
@@ -423,15 +440,17 @@ class DecisionLog:
                     "sha256": _fast_digest(batch),
                 },
             )
+            # The batch's event first (the rows point at it), then the events the decisions brought.
+            seq = append_many(session, [committed, *(event for p in batch for event in p.events)]).first_seq
             # slate and context go in as the canonical JSON the digest covers, encoded once at submit
             session.execute(
                 insert(DecisionRecord.__table__),
                 [
-                    p.row | {"slate": EncodedJson(p.slate_json.decode()), "context": EncodedJson(p.context_json.decode()), "batch_seq": event.seq}
+                    p.row | {"slate": EncodedJson(p.slate_json.decode()), "context": EncodedJson(p.context_json.decode()), "batch_seq": seq}
                     for p in batch
                 ],
             )
-            return event.seq
+            return seq
 
 
 def verify_decisions(connection: Connection | Session) -> list[dict[str, Any]]:

@@ -18,10 +18,12 @@ secret and so a new, different pseudonym.
 from __future__ import annotations
 
 import hmac
-import weakref
+import os
 import secrets
+import weakref
 from datetime import UTC, datetime
 from hashlib import sha256
+from typing import Any
 
 from sqlalchemy import Engine, Connection, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -29,10 +31,11 @@ from sqlalchemy.orm import Session
 
 from audits.keys import installation_key
 from audits.models import StoreMeta, SubjectSecret
+from audits.settings import get_settings
 from audits.trail import append_event
 from recommender.errors import ConfigError, DataError
 
-__all__ = ["pseudonym", "shred_subject", "INSTALLATION_KEY_MISMATCH"]
+__all__ = ["pseudonym", "reading_installation_key", "shred_subject", "INSTALLATION_KEY_MISMATCH"]
 
 _PSEUDONYM_DOMAIN = b"recgov.pseudonym.v1\x00"
 _LOOKUP_DOMAIN = b"recgov.subject.v1\x00"
@@ -91,6 +94,70 @@ def _installation_key(session: Session | Connection) -> bytes:
     if stored != ours:
         raise ConfigError(INSTALLATION_KEY_MISMATCH.format(stored=stored, ours=ours))
     if engine is not None and not keyed_here:
+        _KEYED_ENGINES.setdefault(engine, set()).add(ours)
+    return key
+
+
+_KEY_READ: tuple[tuple[object, ...], bytes] | None = None
+"""The installation key last read, and what it was read from (see :func:`_serving_installation_key`)."""
+
+
+def _serving_installation_key() -> bytes:
+    """:func:`audits.keys.installation_key`, read again only when its source changed.
+
+    A request path looks the key up on every request; reading (and checking)
+    the key file costs a file open and read each time. The key is kept with
+    what it came from: the ``RECGOV_INSTALLATION_KEY`` value, or the key
+    file's path, inode, size, modification time and mode (one ``stat``). Any
+    change reads it again through :func:`~audits.keys.installation_key`, which
+    also checks the file's mode (a key made readable by others is refused again).
+    """
+    global _KEY_READ
+    settings = get_settings()
+    if settings.installation_key is not None:
+        source: tuple[object, ...] = ("env", settings.installation_key.get_secret_value())
+    else:
+        path = settings.keys_dir / "installation.key"
+        try:
+            st = os.stat(path)
+        except OSError:
+            return installation_key(settings)  # created (or refused) there
+        source = ("file", str(path), st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_mode)
+    cached = _KEY_READ
+    if cached is not None and cached[0] == source:
+        return cached[1]
+    key = installation_key(settings)
+    _KEY_READ = (source, key)
+    return key
+
+
+_KEY_ID_QUERY = select(StoreMeta.value).where(StoreMeta.key == _META_KEY)
+
+
+def reading_installation_key(bind: Session | Connection | Any) -> bytes:
+    """The installation key, checked against the database without ever writing to it.
+
+    ``bind``: a session, a connection, or any read-only snapshot with
+    ``execute(statement)`` and an ``engine`` (``governance.api.reads``).
+    For read-only transactions (a serving snapshot): like :func:`_installation_key`
+    it refuses a database keyed with another key, and it remembers a match for
+    the engine's life, but a database that holds no key id yet is not keyed here
+    (a read-only transaction cannot; the first write does it): the key is
+    returned unchecked and the check runs again next time.
+    """
+    key = _serving_installation_key()
+    ours = sha256(_KEY_ID_DOMAIN + key).hexdigest()[:32]
+    connectable = bind.get_bind() if isinstance(bind, Session) else bind
+    engine = getattr(connectable, "engine", None)
+    checked = _KEYED_ENGINES.get(engine) if engine is not None else None
+    if checked is not None and ours in checked:
+        return key
+    stored = bind.execute(_KEY_ID_QUERY).scalar_one_or_none()
+    if stored is None:
+        return key
+    if stored != ours:
+        raise ConfigError(INSTALLATION_KEY_MISMATCH.format(stored=stored, ours=ours))
+    if engine is not None:
         _KEYED_ENGINES.setdefault(engine, set()).add(ours)
     return key
 

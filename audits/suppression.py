@@ -60,6 +60,7 @@ __all__ = [
     "SuppressionEntry",
     "suppress_subject",
     "suppression_lookup",
+    "suppression_as_records",
     "suppression_records",
     "suppressions_for",
 ]
@@ -183,7 +184,16 @@ def suppression_records(session: Session, subject_id: str | int, *, key: bytes |
     latest = session.scalars(
         select(Suppression).where(Suppression.lookup == lookup).order_by(Suppression.id.desc()).limit(1)
     ).first()
-    rows = [latest] if latest is not None else []
+    if latest is None:
+        return []
+    return suppression_as_records(latest.id, latest.denied, latest.erased_at, latest.trail_seq)
+
+
+def suppression_as_records(
+    row_id: int, denied: dict[str, Any] | None, erased_at: Any, trail_seq: int | None
+) -> list[dict[str, Any]]:
+    """One suppression row (its id, denied purposes, erasure time and trail seq) as the consent
+    records of :func:`suppression_records`, one per denied purpose in purpose order."""
     return [
         {
             "id": 0,
@@ -192,13 +202,12 @@ def suppression_records(session: Session, subject_id: str | int, *, key: bytes |
             "lawful_basis": record["lawful_basis"],
             "source": "import",
             "evidence": {
-                "suppression": row.id,
+                "suppression": row_id,
                 "note": "kept through erasure: the restriction in force when the subject was erased",
             },
             "jurisdiction": None,
-            "recorded_at": row.erased_at,
-            "trail_seq": row.trail_seq,
+            "recorded_at": erased_at,
+            "trail_seq": trail_seq,
         }
-        for row in rows
-        for purpose, record in sorted((row.denied or {}).items())
+        for purpose, record in sorted((denied or {}).items())
     ]

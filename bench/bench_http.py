@@ -8,8 +8,10 @@ the full path: the key check, the GPC signal, the consent history and the
 escalation blocks read from the store, the EU pack's consent decision, model
 candidates, re-ranking, explanation tags, the decision record committed
 durably (group commit, the request waits for its batch) and the request's own
-trail record. The no-op endpoint is ``GET /v1/ping``: the same key check and
-nothing else.
+trail record (``api.recommendations.create``, by the calling key), committed in
+the decision's own transaction. The no-op endpoint is ``GET /v1/ping``: the same
+key check and nothing else. Both endpoints run in the same server process, with
+the same settings, in the same run.
 
 The load comes from ``wrk`` (``apt-get install wrk``) with a fixed number of
 connections; each endpoint is measured for ``--seconds`` after a warm-up, in

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from audits.db import open_store
 from governance.api.errors import install_error_handlers
 from governance.api.metrics import install_metrics
+from governance.api.reads import FastReads
 from governance.api.routes import (
     audits,
     consent,
@@ -37,6 +38,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.store = open_store(settings.database_url)
+        app.state.reads = FastReads(app.state.store.engine)  # the hot paths' read-only snapshots
         # Background audits: interrupted jobs are failed and queued ones started again;
         # at shutdown running audits finish (and are recorded) before the store closes.
         app.state.audit_runner = audits.AuditRunner(app.state.store, settings)

@@ -1,12 +1,18 @@
 """Request dependencies: one database session per request, the calling key, role checks.
 
+The key check reads the key on every request, in a read-only snapshot (on
+SQLite it takes no write lock) with one prepared statement
+(:mod:`governance.api.reads`): a revoked key is refused from the next request
+on. Dependencies that do no I/O are ``async``: FastAPI runs them in the event
+loop instead of handing each to the thread pool.
+
 >>> @router.get("/things")                                   # doctest: +SKIP
 ... def things(session: SessionDep, key: Annotated[ApiKey, Depends(require("viewer"))]): ...
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -16,10 +22,11 @@ from sqlalchemy.orm import Session
 from audits.api_keys import ApiKey
 from audits.db import Store
 from governance.api.errors import Problem
-from governance.api.keys import API_ROLES, authenticate, role_allows
+from governance.api.keys import API_ROLES, live_key, role_allows
+from governance.api.reads import FastReads
 from governance.api.settings import ApiSettings
 
-__all__ = ["BAD_KEY", "MISSING_KEY", "CurrentKey", "SessionDep", "SettingsDep", "StoreDep", "require"]
+__all__ = ["BAD_KEY", "MISSING_KEY", "CurrentKey", "ReadsDep", "SessionDep", "SettingsDep", "StoreDep", "require"]
 
 MISSING_KEY = "this endpoint needs an API key: send 'Authorization: Bearer <token>' (create one with 'recgov keys create')"
 BAD_KEY = "the API key is unknown or revoked"
@@ -28,18 +35,24 @@ FORBIDDEN = "this endpoint needs the role {required} or above; key {key_id} has 
 _bearer = HTTPBearer(auto_error=False, description="An API key from 'recgov keys create NAME --role ROLE'.")
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
     """The store opened at startup."""
     return request.app.state.store
 
 
-def get_settings(request: Request) -> ApiSettings:
+async def get_settings(request: Request) -> ApiSettings:
     """The settings the app was created with."""
     return request.app.state.settings
 
 
+async def get_reads(request: Request) -> FastReads:
+    """The app's prepared read-only snapshots (:mod:`governance.api.reads`)."""
+    return request.app.state.reads
+
+
 StoreDep = Annotated[Store, Depends(get_store)]
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+ReadsDep = Annotated[FastReads, Depends(get_reads)]
 
 
 def get_session(store: StoreDep) -> Iterator[Session]:
@@ -58,18 +71,18 @@ def get_session(store: StoreDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def current_key(session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
-    """The live key the request carries; 401 without one, or with an unknown or revoked one."""
+def current_key(reads: ReadsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
+    """The live key the request carries; 401 without one, or with an unknown or revoked one.
+
+    Read in a read-only snapshot of its own (a prepared statement on a pooled
+    connection), ended before the route runs. It runs in the thread pool, like
+    any database call: the event loop never waits on the database.
+    """
     challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Problem(401, MISSING_KEY, headers=challenge)
-    key = authenticate(session, credentials.credentials)
-    # End the read transaction now: on SQLite every transaction holds the write lock,
-    # and the route may open sessions of its own (privacy functions take the store).
-    # The key is detached first, so that reading its role does not begin a new one.
-    if key is not None:
-        session.expunge(key)
-    session.rollback()
+    with reads.snapshot() as read:
+        key = live_key(read, credentials.credentials)
     if key is None:
         raise Problem(401, BAD_KEY, headers=challenge)
     return key
@@ -78,12 +91,12 @@ def current_key(session: SessionDep, credentials: Annotated[HTTPAuthorizationCre
 CurrentKey = Annotated[ApiKey, Depends(current_key)]
 
 
-def require(role: str) -> Callable[[ApiKey], ApiKey]:
+def require(role: str) -> Callable[[ApiKey], Awaitable[ApiKey]]:
     """A dependency that lets through keys of ``role`` or above (403 otherwise)."""
     if role not in API_ROLES:
         raise ValueError(f"unknown role {role!r}; choose one of: {', '.join(API_ROLES)}")
 
-    def check(key: CurrentKey) -> ApiKey:
+    async def check(key: CurrentKey) -> ApiKey:  # no I/O: run in the event loop, not the thread pool
         if not role_allows(key.role, role):
             raise Problem(403, FORBIDDEN.format(required=role, key_id=key.id, role=key.role))
         return key

@@ -12,15 +12,27 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from audits.api_keys import API_ROLES, ApiKey
 from audits.trail import append_event
 from recommender.errors import ConfigError
 
-__all__ = ["API_ROLES", "TOKEN_PREFIX", "actor_of", "authenticate", "create_key", "hash_token", "list_keys", "revoke_key", "role_allows"]
+__all__ = [
+    "API_ROLES",
+    "TOKEN_PREFIX",
+    "actor_of",
+    "authenticate",
+    "create_key",
+    "hash_token",
+    "list_keys",
+    "live_key",
+    "revoke_key",
+    "role_allows",
+]
 
 TOKEN_PREFIX = "rgk_"
 UNKNOWN_ROLE = "unknown role {role!r}; choose one of: viewer, auditor, operator, admin"
@@ -76,3 +88,24 @@ def authenticate(session: Session, token: str) -> ApiKey | None:
     """The live key whose token is ``token``, else None (unknown or revoked)."""
     key = session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_token(token))).one_or_none()
     return key if key is not None and key.revoked_at is None else None
+
+
+# Built once: its cache key is computed once, not on every request.
+_LIVE_KEY = select(ApiKey.id, ApiKey.name, ApiKey.role).where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
+
+
+def live_key(read: Connection | Session | Any, token: str) -> ApiKey | None:
+    """:func:`authenticate` for a read-only transaction: one prebuilt statement.
+
+    ``read``: a session, a connection (``Store.snapshot()``) or a
+    :class:`governance.api.reads.FastSnapshot`.
+
+    Returns a detached :class:`ApiKey` carrying ``id``, ``name`` and ``role``
+    (all a request needs), or None for an unknown or revoked token. Nothing is
+    cached: a key revoked before the transaction began is refused.
+    """
+    row = read.execute(_LIVE_KEY, {"key_hash": hash_token(token)}).one_or_none()
+    if row is None:
+        return None
+    key_id, name, role = row
+    return ApiKey(id=key_id, name=name, role=role)

@@ -292,3 +292,48 @@ def test_short_ids_do_not_trip_the_raw_id_guard_on_innocent_values(store: Store)
         assert [r["evidence"] for r in consent_history(session, 7)] == [{"banner_version": 7, "ui": "7"}]
     with pytest.raises(DataError, match=r"the key at \$.user_id"), store.session() as session:
         _record(session, subject=7, evidence={"user_id": 7})  # an identifier key is refused whatever the id
+
+
+def test_the_read_only_history_is_the_history_and_writes_nothing(store: Store) -> None:
+    from audits.consent import read_consent_history
+    from audits.suppression import suppress_subject
+
+    with store.snapshot() as connection:  # an unkeyed store: the read keys nothing and creates no secret
+        assert read_consent_history(connection, "nobody") == []
+    assert _count(store, "store_meta") == 0 and _count(store, "subject_secrets") == 0
+    with store.session() as session:
+        _record(session, status="granted")
+        _record(session, status="withdrawn", at=T0 + timedelta(hours=1))
+        _record(session, subject="bob", purpose="analytics", status="objected", lawful_basis="legitimate_interest", evidence={"form": "v2"})
+        suppress_subject(session, "carol", denied={"personalization": {"status": "opted_out", "lawful_basis": "consent"}}, erased_at=T0)
+        _record(session, subject="carol", status="granted", at=T0 + timedelta(hours=2))  # back, and opted in again
+    for subject in ("alice@example.org", "bob", "carol", "nobody"):
+        with store.session() as session:
+            expected = consent_history(session, subject)
+        with store.snapshot() as connection:
+            assert read_consent_history(connection, subject) == expected, subject
+    with store.snapshot() as connection:
+        carol = read_consent_history(connection, "carol")
+        assert [(r["source"], r["status"]) for r in carol] == [("import", "opted_out"), ("banner", "granted")]
+        assert read_consent_history(connection, "nobody") == []
+
+
+def test_the_read_only_history_refuses_another_installation_key_and_a_readable_key_file(
+    store: Store, monkeypatch: pytest.MonkeyPatch, recgov_home
+) -> None:
+    from audits.consent import read_consent_history
+
+    with store.session() as session:
+        _record(session)
+    with store.snapshot() as connection:
+        assert len(read_consent_history(connection, "alice@example.org")) == 1
+    key_file = recgov_home / "keys" / "installation.key"
+    key_file.chmod(0o644)  # the key file readable by others: refused from the next read on
+    try:
+        with pytest.raises(ConfigError, match="readable by others"), store.snapshot() as connection:
+            read_consent_history(connection, "alice@example.org")
+    finally:
+        key_file.chmod(0o600)
+    monkeypatch.setenv("RECGOV_INSTALLATION_KEY", "ab" * 32)
+    with pytest.raises(ConfigError, match="every process sharing the database needs the same key"), store.snapshot() as connection:
+        read_consent_history(connection, "alice@example.org")

@@ -84,3 +84,18 @@ def test_when_the_writer_process_is_gone_every_decision_fails_closed(store: Stor
         log.close()
     with store.session() as session:
         assert len(list(session.scalars(select(DecisionRecord)))) == 1
+
+
+def test_a_decisions_own_events_go_through_the_child_in_the_same_transaction(store: Store, log: ProcessDecisionLog) -> None:
+    from audits.models import TrailEvent
+    from audits.trail import NewEvent
+
+    receipt = log.submit_and_wait(
+        _record(3), timeout=60, events=(NewEvent(actor="key:7:ops", action="api.recommendations.create", objects={"model": "als-1"}, payload={"gpc": False}),)
+    )
+    with store.snapshot() as connection:
+        events = {seq: (actor, action) for seq, actor, action in connection.execute(select(TrailEvent.seq, TrailEvent.actor, TrailEvent.action))}
+        batch_seq = connection.execute(select(DecisionRecord.batch_seq).where(DecisionRecord.decision_id == receipt.decision_id)).scalar_one()
+        assert verify_trail(connection).intact and verify_decisions(connection) == []
+    assert batch_seq == receipt.batch_seq and events[batch_seq][1] == "decisions.committed"
+    assert events[batch_seq + 1] == ("key:7:ops", "api.recommendations.create")

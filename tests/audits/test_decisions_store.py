@@ -354,3 +354,47 @@ def test_the_writers_fast_digest_is_the_canonical_one_for_awkward_text_and_numbe
     ]
     pending = [_prepare(r, Future()) for r in records]
     assert _fast_digest(pending) == batch_digest([p.row for p in pending])
+
+
+def test_a_decisions_own_events_are_committed_after_its_batch_event_in_the_same_transaction(store: Store) -> None:
+    from sqlalchemy import select
+
+    from audits.models import DecisionRecord, TrailEvent
+    from audits.trail import NewEvent
+
+    with DecisionLog(store) as log:
+        futures = [
+            log.submit(_record(n, subject_id=READERS[n]), events=(NewEvent(actor=f"key:{n}:caller", action="api.test.call", objects={"n": n}),))
+            for n in range(6)
+        ]
+        receipts = [f.result(timeout=30) for f in futures]
+        log.submit_and_wait(_record(99, subject_id=READERS[9]))  # a decision without events
+    with store.snapshot() as connection:
+        rows = {d: b for d, b in connection.execute(select(DecisionRecord.decision_id, DecisionRecord.batch_seq))}
+        events = list(connection.execute(select(TrailEvent.seq, TrailEvent.actor, TrailEvent.action, TrailEvent.objects)))
+    by_seq = {seq: (actor, action) for seq, actor, action, _ in events}
+    calls = [(seq, actor, json.loads(objects) if isinstance(objects, str) else objects) for seq, actor, action, objects in events if action == "api.test.call"]
+    assert sorted(c[2]["n"] for c in calls) == list(range(6)) and len(calls) == 6
+    for receipt in receipts:  # each decision's batch event is followed by the events its decisions brought
+        assert by_seq[rows[receipt.decision_id]][1] == "decisions.committed"
+    for seq, actor, objects in calls:
+        batch_seq = max(s for s, (_, action) in by_seq.items() if action == "decisions.committed" and s < seq)
+        assert rows[receipts[objects["n"]].decision_id] == batch_seq, "an event went into another batch than its decision"
+        assert actor == f"key:{objects['n']}:caller"
+    _assert_clean(store)
+
+
+def test_a_bad_event_fails_its_own_decision_at_submit_and_never_its_batch(store: Store) -> None:
+    from audits.trail import NewEvent
+
+    with DecisionLog(store) as log:
+        with pytest.raises(DataError, match="action must be dotted lowercase"):
+            log.submit(_record(1, subject_id=READERS[1]), events=(NewEvent(actor="key:1:x", action="Not An Action"),))
+        with pytest.raises(DataError, match="must be a pseudonym"):
+            log.submit(_record(2, subject_id=READERS[2]), events=(NewEvent(actor="key:1:x", action="api.call", subject="alice@example.org"),))
+        with pytest.raises(DataError, match="NewEvent"):
+            log.submit(_record(3, subject_id=READERS[3]), events=({"actor": "key:1:x", "action": "api.call"},))  # type: ignore[arg-type]
+        good = log.submit_and_wait(_record(4, subject_id=READERS[4]), events=(NewEvent(actor="key:1:x", action="api.call"),))
+    assert good.batch_seq > 0
+    assert _scalar(store, "SELECT COUNT(*) FROM decisions") == 1
+    assert _scalar(store, "SELECT COUNT(*) FROM trail_events WHERE action = 'api.call'") == 1

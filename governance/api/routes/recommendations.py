@@ -19,13 +19,21 @@ request does not parse its pack, load its model and open a decision log again:
 * one :class:`~audits.decisions.DecisionLog` is shared by every engine: decisions
   of concurrent requests are committed together (group commit), and each request
   waits for its own commit before answering. The trail record of each call
-  (``api.recommendations.create``, by the calling key) is group-committed the
-  same way by a :class:`CallRecordLog`. Both are closed when the app stops.
+  (``api.recommendations.create``, by the calling key) goes with its decision:
+  the engines' sink (:class:`CallAttributingSink`) hands it to the log with the
+  record, and it is appended in the same transaction as the decision row, so
+  a list is answered only once both are durable. The log is closed when the app
+  stops.
 
-The model row and the blocks are read in one read-only snapshot: on SQLite
-that read does not queue behind the writers for the write lock.
+The model row, the blocks and the subject's consent history are read in one
+read-only snapshot (:mod:`governance.api.reads`: prepared statements on a pooled
+connection; a SQLAlchemy snapshot when the deployments must be read too): on
+SQLite that read does not queue behind the writer for the write lock, and
+everything committed before the request began (a block, a withdrawal, an
+erasure) is seen by it; nothing of it is cached across requests.
 A request without a consent signal writes nothing but its decision and its
-trail record.
+trail record. The answer is encoded once, from the served list, in the shape of
+:class:`~governance.api.schemas.GovernedList` (the documented response model).
 
 ``GET /v1/ping`` answers an operator key with no other work: a liveness check for
 authenticated clients, and the baseline against which ``bench/bench_http.py``
@@ -34,24 +42,27 @@ measures what governance costs per request.
 
 from __future__ import annotations
 
-import queue
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Header, Request
+import orjson
+from fastapi import APIRouter, FastAPI, Header, Request, Response
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
 
-from audits.consent import consent_history
+from audits.consent import read_consent_history
 from audits.decision_writer import ProcessDecisionLog
-from audits.decisions import DecisionLog, log_failure
+from audits.decisions import DecisionLog, DecisionReceipt, log_failure
 from audits.models import EscalationCase, ItemBlock, ItemFlag, ModelVersion
-from audits.trail import NewEvent, append_many
+from audits.trail import NewEvent
 from governance.api import packs as pack_store
 from governance.api.deps import Operator, SettingsDep, StoreDep
 from governance.api.errors import Problem, problems
@@ -64,12 +75,12 @@ from governance.deploy import deployed_versions
 from governance.escalation import items_out_of_lists
 from governance.policy import LoadedPack
 from governance.privacy import record_consent_from_request
-from governance.serving import ServeRequest, ServingEngine
+from governance.serving import ServedList, ServeRequest, ServingEngine
 from governance.shadow import NOTHING_IN_PRODUCTION, canary_bucket
 from recommender.als import ALSRecommender
 from recommender.errors import ConfigError
 
-__all__ = ["CallRecordLog", "EngineCache", "close_engines", "router"]
+__all__ = ["CallAttributingSink", "EngineCache", "close_engines", "router"]
 
 router = APIRouter(tags=["recommendations"], responses=problems(401, 403, 500))
 
@@ -109,74 +120,65 @@ def _pack_path(packs_dir: Path, ref: str) -> Path | None:
     return path if path.parent == SHIPPED else None
 
 
-class CallRecordLog:
-    """Trail records of API calls, appended by one writer thread and committed in groups.
+_CALLER: ContextVar[tuple[str, bool] | None] = ContextVar("recgov_api_caller", default=None)
+"""The request being served in this context: (the calling key's trail actor, whether it sent GPC)."""
 
-    :meth:`record` returns once the event is committed (the record is written
-    before the answer; a failed write raises in the caller, which then answers
-    500 and serves nothing more). Events queued while a batch commits go into
-    the next one, so concurrent requests share a commit instead of queueing for
-    the write lock one by one.
+
+class CallAttributingSink:
+    """The engines' decision sink: the shared log, plus the trail record of the call being served.
+
+    Inside :meth:`calling` (the route wraps ``engine.serve`` in it), each
+    decision goes to the log with an ``api.recommendations.create`` event by
+    the calling key, naming the decision, the model, the mode, the GPC signal
+    and the pack; the log appends it in the same transaction as the decision
+    row. Outside it (the shadows' thread) a decision goes alone: a mirrored
+    list is no call. The caller is held in a context variable, so concurrent
+    requests never see each other's.
     """
 
-    MAX_BATCH = 256
+    def __init__(self, log: DecisionLog) -> None:
+        self.log = log
 
-    def __init__(self, store: Any) -> None:
-        self.store = store
-        self._queue: queue.Queue[tuple[NewEvent, Future[None]] | None] = queue.Queue()
-        self._writer = threading.Thread(target=self._run, name="recgov-api-call-log", daemon=True)
-        self._writer.start()
+    @staticmethod
+    @contextmanager
+    def calling(actor: str, *, gpc: bool) -> Iterator[None]:
+        """Attribute the decisions made in this block to ``actor`` (a key's ``key:<id>:<name>``)."""
+        token = _CALLER.set((actor, gpc))
+        try:
+            yield
+        finally:
+            _CALLER.reset(token)
 
-    def record(self, event: NewEvent, timeout: float = 30.0) -> None:
-        """Append ``event`` to the trail; return once it is committed."""
-        done: Future[None] = Future()
-        self._queue.put((event, done))
-        done.result(timeout=timeout)
-
-    def close(self, timeout: float = 30.0) -> None:
-        """Write what is queued, then stop the writer; a record still waiting after ``timeout`` fails (never hangs)."""
-        self._queue.put(None)
-        self._writer.join(timeout=timeout)
-        while True:  # the writer is stuck (the database hangs): fail whoever still waits, fail closed
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if item is not None and not item[1].done():
-                item[1].set_exception(ConfigError("the service stopped before this call's trail record was written"))
-
-    def _run(self) -> None:
-        stop = False
-        while not stop:
-            first = self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < self.MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            try:
-                with self.store.session() as session:
-                    append_many(session, [event for event, _ in batch])
-            except BaseException as err:  # noqa: BLE001 -- handed to every waiting request; the writer lives on
-                for _, done in batch:
-                    done.set_exception(err)
-            else:
-                for _, done in batch:
-                    done.set_result(None)
+    def submit_and_wait(self, record: dict[str, Any], timeout: float = 5.0) -> DecisionReceipt:
+        """Store ``record`` (and the current call's trail record) durably; return once committed."""
+        caller = _CALLER.get()
+        if caller is None:
+            return self.log.submit_and_wait(record, timeout=timeout)
+        actor, gpc = caller
+        event = NewEvent(
+            actor=actor, action="api.recommendations.create",
+            objects={"decision": record["decision_id"], "model": record["model_version"]},
+            payload={"mode": record["mode"], "gpc": gpc, "pack": record["pack_name"], "pack_version": record["pack_version"], "pack_hash": record["pack_hash"]},
+        )  # fmt: skip
+        return self.log.submit_and_wait(record, timeout=timeout, events=(event,))
 
 
-def blocks_revision(session: Session) -> tuple[int, int, int]:
+# Built once: a statement's cache key is then computed once, not on every request.
+_LATEST_BLOCK_CHANGES = select(
+    *(select(func.coalesce(func.max(t.trail_seq), 0)).scalar_subquery() for t in (ItemFlag, EscalationCase, ItemBlock))
+)
+_ARTIFACT_OF = select(ModelVersion.artifact_location).where(ModelVersion.version_id == bindparam("version"))
+
+
+def blocks_revision(read: Session | Connection | Any) -> tuple[int, int, int]:
     """The latest trail event that changed a flag, a case or a block: it moves whenever what is blocked may change."""
-    latest = [select(func.coalesce(func.max(t.trail_seq), 0)).scalar_subquery() for t in (ItemFlag, EscalationCase, ItemBlock)]
-    flags, cases, blocks = session.execute(select(*latest)).one()
+    flags, cases, blocks = read.execute(_LATEST_BLOCK_CHANGES).one()
     return int(flags), int(cases), int(blocks)
+
+
+def artifact_location(read: Session | Connection | Any, model_version: str) -> str | None:
+    """Where the store says ``model_version``'s artifact is (None: no such version)."""
+    return read.execute(_ARTIFACT_OF, {"version": model_version}).scalar_one_or_none()
 
 
 @dataclass(frozen=True)
@@ -202,7 +204,7 @@ class EngineCache:
         self._models: dict[str, tuple[tuple[int, int], ALSRecommender]] = {}
         self._engines: dict[tuple[str, str], _Engine] = {}
         self._log: DecisionLog | None = None
-        self._calls: CallRecordLog | None = None
+        self._sink: CallAttributingSink | None = None
         self._shadows: ThreadPoolExecutor | None = None
         self._shadow_backlog = 0
         self.shadow_failures = 0
@@ -242,8 +244,14 @@ class EngineCache:
                     del self._engines[key]
         return model
 
-    def engine(self, loaded: LoadedPack, model_version: str, location: str, read: Session) -> ServingEngine:
-        """The engine serving ``loaded`` with ``model_version`` and the blocks as ``read`` (a snapshot) sees them."""
+    def engine(self, loaded: LoadedPack, model_version: str, location: str, read: Any) -> ServingEngine:
+        """The engine serving ``loaded`` with ``model_version`` and the blocks as ``read`` (a snapshot) sees them, or newer.
+
+        ``read`` is a read-only snapshot (a ``Connection`` or a
+        :class:`~governance.api.reads.FastSnapshot`); when the blocks moved, what
+        is blocked is read with the ORM in a snapshot of its own, begun after
+        ``read``, so the engine built holds every block ``read`` sees.
+        """
         key = (loaded.content_hash, model_version)
         revision = blocks_revision(read)
         with self._lock:
@@ -253,15 +261,18 @@ class EngineCache:
             cached = self._engines.get(key)
             if cached is not None and cached.revision == revision and cached.engine.model is model:
                 return cached.engine
-        blocked = frozenset(items_out_of_lists(read, loaded.pack))  # outside the lock: a read of the snapshot
+        with self.store.snapshot() as connection, Session(bind=connection) as session:  # outside the lock
+            revision = blocks_revision(connection)
+            blocked = frozenset(items_out_of_lists(session, loaded.pack))
         with self._lock:
             if self._closed:
                 raise Problem(503, SHUTTING_DOWN)
             if self._log is None:
                 self._log = ProcessDecisionLog(self.store) if self.decision_writer == "process" else DecisionLog(self.store)
+                self._sink = CallAttributingSink(self._log)
             store = self.store
             engine = ServingEngine(
-                loaded, model, None, blocked=blocked, sink=self._log,
+                loaded, model, None, blocked=blocked, sink=self._sink,
                 on_failure=lambda cause, detail: log_failure(store, cause, detail),
             )  # fmt: skip
             cached = self._engines.get(key)
@@ -296,7 +307,7 @@ class EngineCache:
         try:
             for model_version, location in shadows:
                 try:
-                    with self.store.snapshot() as connection, Session(bind=connection) as read:
+                    with self.store.snapshot() as read:
                         engine = self.engine(loaded, model_version, location, read)
                 except Exception as err:  # noqa: BLE001 - a shadow that cannot load is logged, never raised
                     with self._lock:
@@ -315,29 +326,22 @@ class EngineCache:
             with self._lock:
                 self._shadow_backlog -= 1
 
-    def calls(self) -> CallRecordLog:
-        """The shared writer of the calls' trail records."""
-        with self._lock:
-            if self._closed:
-                raise Problem(503, SHUTTING_DOWN)
-            if self._calls is None:
-                self._calls = CallRecordLog(self.store)
-            return self._calls
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (the app is stopping)."""
+        return self._closed
 
     def close(self) -> None:
-        """Write what the decision log and the call log hold and stop them; later requests are refused (503)."""
+        """Write what the decision log holds and stop it; later requests are refused (503)."""
         with self._lock:
             self._closed = True
-            log, self._log = self._log, None
-            calls, self._calls = self._calls, None
+            log, self._log, self._sink = self._log, None, None
             shadows, self._shadows = self._shadows, None
             self._engines.clear()
         if shadows is not None:  # mirrored requests finish (and are recorded) before the log closes
             shadows.shutdown(wait=True)
         if log is not None:
             log.close()
-        if calls is not None:
-            calls.close()
 
 
 _create_lock = threading.Lock()
@@ -361,6 +365,34 @@ def close_engines(app: FastAPI) -> None:
         cache.close()
 
 
+def _consent_records(history: list[dict[str, Any]]) -> tuple[ConsentRecord, ...]:
+    return tuple(
+        ConsentRecord(purpose=r["purpose"], status=r["status"], lawful_basis=r["lawful_basis"], source=r["source"], time=r["recorded_at"].astimezone(UTC))
+        for r in history
+    )
+
+
+def _answer(served: ServedList, signals: dict[str, Any], deployment: dict[str, Any] | None) -> Response:
+    """The served list as :class:`GovernedList` JSON (its fields, in its order), encoded once.
+
+    The list was made by the engine, so it is not validated again field by
+    field; ``tests/api`` holds every answer to the model.
+    """
+    body = {
+        **served.pack,
+        "decision_id": served.decision_id,
+        "mode": served.mode,
+        "items": [{"item_id": item, "score": score, "tags": tags} for item, score, tags in zip(served.items, served.scores, served.tags, strict=True)],
+        "model_version": served.model_version,
+        "consent": served.consent_reason,
+        "decided_at": served.decided_at,
+        "blocked_removed": served.blocked_removed,
+        "signals": signals,
+        "deployment": deployment,
+    }
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
 @router.post("/v1/recommendations", response_model=GovernedList, responses=problems(404, 422, 503), summary="Serve one governed list")
 def recommend(
     body: RecommendationCreate,
@@ -370,57 +402,56 @@ def recommend(
     key: Operator,
     # Declared so that OpenAPI documents the header; it is read from the raw headers below.
     sec_gpc: Annotated[str | None, Header(alias="Sec-GPC", description="Global Privacy Control: '1' opts the subject out.")] = None,
-) -> dict[str, Any]:
+) -> Response:
     """A ``Sec-GPC: 1`` header is recorded as an opt-out (under a pack that honours GPC) before serving."""
     cache = engines_of(request.app)
     try:
         loaded = cache.pack(settings.packs_dir, body.pack)
     except pack_store.PackNotFound as err:
         raise Problem(404, str(err)) from None
+    actor = actor_of(key)
+    gpc = gpc_opt_out(request.headers.raw)  # any Sec-GPC: 1, even beside a conflicting duplicate
     shadow_refs: list[tuple[str, str]] = []
     deployment: dict[str, Any] | None = None
-    with store.snapshot() as connection, Session(bind=connection) as read:  # the model and the blocks as of now
+    # The model, the blocks and the consent history as of now, in one read-only snapshot: prepared
+    # statements on a pooled DBAPI connection, or (to read the deployments) a SQLAlchemy one.
+    snapshot = request.app.state.reads.snapshot() if body.model_version is not None else store.snapshot()
+    with snapshot as read:
         model_version = body.model_version
         if model_version is None:  # what is deployed answers; the shadows get the request too
-            stages = deployed_versions(read)
+            with Session(bind=read) as session:
+                stages = deployed_versions(session)
             if not stages["production"]:
                 raise Problem(404, NOTHING_IN_PRODUCTION)
             stage, model_version = "production", stages["production"][0]
             if stages["canary"] and settings.canary_share > 0 and canary_bucket(body.subject) < settings.canary_share:
                 stage, model_version = "canary", stages["canary"][0]
             for shadow in stages["shadow"]:  # loaded and served after the answer, on the shadows' thread
-                shadow_row = read.get(ModelVersion, shadow)
-                if shadow_row is not None:
-                    shadow_refs.append((shadow, shadow_row.artifact_location))
+                shadow_location = artifact_location(read, shadow)
+                if shadow_location is not None:
+                    shadow_refs.append((shadow, shadow_location))
             deployment = {"stage": stage, "shadows": list(stages["shadow"])}
-        row = read.get(ModelVersion, model_version)
-        if row is None:
+        location = artifact_location(read, model_version)
+        if location is None:
             raise Problem(404, NO_MODEL.format(model_version=model_version))
-        engine = cache.engine(loaded, model_version, row.artifact_location, read)
-    gpc = gpc_opt_out(request.headers.raw)  # any Sec-GPC: 1, even beside a conflicting duplicate
+        engine = cache.engine(loaded, model_version, location, read)
+        # With a signal to record, the history is read after recording it (below).
+        history_now = [] if gpc else read_consent_history(read, body.subject)
     if gpc:
-        signals = record_consent_from_request(store, body.subject, pack=loaded, headers=request.headers.raw, actor=actor_of(key))
+        signals = record_consent_from_request(store, body.subject, pack=loaded, headers=request.headers.raw, actor=actor)
+        with request.app.state.reads.snapshot() as read:
+            history = read_consent_history(read, body.subject)
     else:  # nothing to record: what record_consent_from_request answers for a request without a signal
         signals = {"gpc": False, "tcf": None, "recorded": [], "unchanged": [], "ignored": []}
-    with store.session() as read:  # a write transaction: looking a subject up may key the store on first use
-        history = consent_history(read, body.subject)
-    records = tuple(
-        ConsentRecord(purpose=r["purpose"], status=r["status"], lawful_basis=r["lawful_basis"], source=r["source"], time=r["recorded_at"].astimezone(UTC))
-        for r in history
-    )
-    calls = cache.calls()  # before serving: a service that is shutting down refuses (503) before it decides anything
-    serve_request = ServeRequest(body.subject, k=body.k, consent=records, gpc=gpc)
-    served = engine.serve(serve_request)
+        history = history_now
+    if cache.closed:  # a service that is shutting down refuses (503) before it decides anything
+        raise Problem(503, SHUTTING_DOWN)
+    serve_request = ServeRequest(body.subject, k=body.k, consent=_consent_records(history), gpc=gpc)
+    with CallAttributingSink.calling(actor, gpc=gpc):  # the call's trail record is committed with its decision
+        served = engine.serve(serve_request)
     request.app.state.metrics.decisions.labels(outcome=served.mode).inc()
     cache.mirror(serve_request, served.decision_id, loaded, shadow_refs)
-    calls.record(
-        NewEvent(
-            actor=actor_of(key), action="api.recommendations.create",
-            objects={"decision": served.decision_id, "model": model_version},
-            payload={"mode": served.mode, "gpc": gpc, **loaded.stamp()},
-        )
-    )  # fmt: skip
-    return {**served.to_dict(), "signals": signals, "deployment": deployment}
+    return _answer(served, signals, deployment)
 
 
 @router.get("/v1/ping", response_model=Pong, tags=["health"], summary="Liveness for authenticated clients (operator)")
