@@ -12,7 +12,7 @@ At MovieLens-100K scale (943 users, 1,682 items, 100k interactions, 64 factors):
   ``ProcessDecisionLog``, whose commits run in a child process;
 * tags: one batched decomposition for a top-10 list against ten ``explain`` calls.
 
-Run:  python bench/bench_serving.py [--requests 2000] [--json]
+Run:  python bench/bench_serving.py [--requests 2000] [--pack PACK.yaml] [--json]
 """
 
 from __future__ import annotations
@@ -68,12 +68,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--pack", type=Path, default=Path(__file__).resolve().parents[1] / "policies" / "eu-gdpr-dsa.yaml",
+        help="the policy pack served (default: the EU pack); e.g. to compare two re-rankings on one machine",
+    )  # fmt: skip
     args = parser.parse_args()
 
     data = generate(SyntheticSpec(n_users=943, n_items=1682, n_interactions=100_000, seed=0, harmful_share=0.02))
     matrix = to_implicit(data.events)
     model = ALSRecommender(factors=64, iterations=15).fit(matrix)
-    pack = load_pack(Path(__file__).resolve().parents[1] / "policies" / "eu-gdpr-dsa.yaml")
+    pack = load_pack(args.pack)
     granted = (ConsentRecord(purpose="personalization", status="granted", lawful_basis="consent", source="api", time=datetime(2025, 1, 1, tzinfo=UTC)),)
     rows = np.arange(args.requests) % matrix.n_users
     users = [str(matrix.user_ids[r]) for r in rows]
