@@ -36,6 +36,7 @@ _SORT = orjson.OPT_SORT_KEYS
 _FIRST_SURROGATE = "\ud800"
 _FAST_FLOAT_MIN = 1e-4
 _FAST_FLOAT_MAX = 1e15
+_INF = float("inf")
 
 
 def _check(value: Any, path: str) -> bool:
@@ -75,6 +76,47 @@ def _check(value: Any, path: str) -> bool:
     )
 
 
+class _Refused(Exception):
+    """:func:`_scan` met a value it does not accept; :func:`_check` says where and why."""
+
+
+def _scan(value: Any) -> bool:
+    """:func:`_check` without the paths: True if orjson's output is canonical; raises :class:`_Refused`.
+
+    Every record of the decision log and the trail goes through here, so it
+    builds no path string per value; only a refused value is walked again by
+    :func:`_check`, which names where it is.
+    """
+    kind = type(value)
+    if kind is str or value is None or kind is bool:
+        return True
+    if kind is float:
+        if value != value or value == _INF or value == -_INF:
+            raise _Refused
+        return _FAST_FLOAT_MIN <= abs(value) < _FAST_FLOAT_MAX and not value.is_integer()
+    if kind is int:
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return True
+        raise _Refused
+    if kind is list or kind is tuple:
+        fast = True
+        for item in value:
+            if type(item) is not str and not _scan(item):
+                fast = False
+        return fast
+    if kind is dict:
+        fast = True
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _Refused
+            if not key.isascii() and max(key) >= _FIRST_SURROGATE:
+                fast = False
+            if type(item) is not str and not _scan(item):
+                fast = False
+        return fast
+    raise _Refused  # subclasses (IntEnum, str Enum, dict subclasses) and other types: _check decides
+
+
 def canonical_json(value: Any) -> bytes:
     """Return the RFC 8785 canonical JSON encoding of ``value`` as UTF-8 bytes.
 
@@ -84,7 +126,11 @@ def canonical_json(value: Any) -> bytes:
     b'{"a":null,"b":[1,"x"]}'
     """
     try:
-        if _check(value, "$"):
+        try:
+            fast = _scan(value)
+        except _Refused:
+            fast = _check(value, "$")  # raises DataError naming the value, or accepts a subclass (slow path)
+        if fast:
             return orjson.dumps(value, option=_SORT)
         return rfc8785.dumps(value)
     except (orjson.JSONEncodeError, rfc8785.CanonicalizationError) as err:

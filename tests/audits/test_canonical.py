@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import math
 import re
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audits.canonical import MAX_SAFE_INTEGER, canonical_json
+from audits.canonical import MAX_SAFE_INTEGER, _check, _Refused, _scan, canonical_json
 from audits.trail import event_message
 from recommender.errors import DataError
 
@@ -45,6 +46,40 @@ def test_orjson_with_sorted_keys_is_canonical_on_the_fast_domain(value: object) 
 @given(all_values)
 def test_canonical_json_equals_the_rfc8785_reference(value: object) -> None:
     assert canonical_json(value) == rfc8785.dumps(value)
+
+
+class _Level(enum.IntEnum):
+    low = 1
+
+
+class _Kind(str, enum.Enum):
+    a = "a"
+
+
+def _verdict(fn: object, value: object) -> object:
+    """What a checker says of ``value``: its fast/slow answer, or that it refuses it."""
+    try:
+        return fn(value)  # type: ignore[operator]
+    except (_Refused, DataError):
+        return "refused"
+
+
+odd_scalars = st.sampled_from([_Level.low, _Kind.a, math.nan, math.inf, -math.inf, 2**53, -(2**60), 1.0, 1e-7, 1e16, True, False])
+mixed_values = json_values(st.none() | st.booleans() | safe_ints | any_text | finite_floats | odd_scalars, any_text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(mixed_values)
+def test_the_path_free_scan_agrees_with_the_located_check(value: object) -> None:
+    """canonical_json trusts _scan on the hot path: wherever _scan accepts, _check gives the same answer;
+    where _scan refuses, _check either refuses with a location or sends a subclass down the slow path."""
+    scanned, checked = _verdict(_scan, value), _verdict(lambda v: _check(v, "$"), value)
+    if scanned == "refused":
+        assert checked in ("refused", False)
+    else:
+        assert scanned == checked
+    if checked != "refused":
+        assert canonical_json(value) == rfc8785.dumps(value)
 
 
 # Floats canonical_json sends through orjson: non-integral, magnitude in [1e-4, 1e15).
