@@ -12,6 +12,10 @@ At MovieLens-100K scale (943 users, 1,682 items, 100k interactions, 64 factors):
   ``ProcessDecisionLog``, whose commits run in a child process;
 * tags: one batched decomposition for a top-10 list against ten ``explain`` calls.
 
+BLAS is pinned to one thread for the whole run, as ``recgov serve`` pins it at
+start-up (:func:`recommender.als.pin_blas_single_thread`); raw ``implicit`` runs
+under the same setting.
+
 Run:  python bench/bench_serving.py [--requests 2000] [--pack PACK.yaml] [--json]
 """
 
@@ -43,7 +47,7 @@ from governance.consent.state import ConsentRecord  # noqa: E402
 from governance.explain import explain_als_list  # noqa: E402
 from governance.policy import load_pack  # noqa: E402
 from governance.serving import ServeRequest, ServingEngine  # noqa: E402
-from recommender.als import ALSRecommender, blas_single_thread  # noqa: E402
+from recommender.als import ALSRecommender, blas_single_thread, pin_blas_single_thread  # noqa: E402
 from recommender.feedback import to_implicit  # noqa: E402
 from recommender.synthetic import SyntheticSpec, generate  # noqa: E402
 
@@ -73,6 +77,7 @@ def main() -> int:
         help="the policy pack served (default: the EU pack); e.g. to compare two re-rankings on one machine",
     )  # fmt: skip
     args = parser.parse_args()
+    pin_blas_single_thread()  # as the service does at start-up
 
     data = generate(SyntheticSpec(n_users=943, n_items=1682, n_interactions=100_000, seed=0, harmful_share=0.02))
     matrix = to_implicit(data.events)

@@ -31,12 +31,29 @@ from recommender.base import Recommender
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
 
-__all__ = ["ALSRecommender", "blas_single_thread", "library_versions", "model_version_id"]
+__all__ = ["ALSRecommender", "blas_single_thread", "library_versions", "model_version_id", "pin_blas_single_thread"]
 
 FORMAT = "recgov.als.v1"
 
 
 _CONTROLLER: ThreadpoolController | None = None
+
+
+def _controller() -> ThreadpoolController:
+    """The process's thread-pool controller, built once, after the BLAS libraries in use are loaded.
+
+    A controller knows the libraries loaded when it was built: numpy's OpenBLAS
+    is there from the start, but scipy's (which ``implicit``'s solver and
+    ``scipy.linalg`` call) loads with ``scipy.linalg``; building the controller
+    before it would leave that one at its default thread count.
+    """
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        import implicit.cpu.als  # noqa: F401 - loads implicit's solver and, through scipy.linalg, scipy's BLAS
+        import scipy.linalg  # noqa: F401
+
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER
 
 
 @contextmanager
@@ -47,13 +64,29 @@ def blas_single_thread() -> Iterator[None]:
     oversubscribes the cores (implicit measured up to 10x slowdowns) and makes
     it warn. threadpoolctl limits the pool for the block and restores it after.
     The controller is built once: building it scans the loaded libraries, which
-    costs milliseconds, too much for a request path.
+    costs milliseconds, too much for a request path. When every BLAS is already
+    at one thread (a service that pinned it, see :func:`pin_blas_single_thread`,
+    or a machine with one core) the block asks each library once and changes
+    nothing: a served list pays a few microseconds, not threadpoolctl's limit.
     """
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        _CONTROLLER = ThreadpoolController()
-    with _CONTROLLER.limit(limits=1, user_api="blas"):
+    blas = _controller().select(user_api="blas").lib_controllers
+    if all(lib.get_num_threads() == 1 for lib in blas):
         yield
+        return
+    with _controller().limit(limits=1, user_api="blas"):
+        yield
+
+
+def pin_blas_single_thread() -> None:
+    """Set every BLAS of this process to one thread, for good (a service's start-up).
+
+    A service answers many small requests at once: each list's products are
+    64-wide, and a BLAS thread pool woken per request costs more than it saves
+    and, limited and restored per request, races with the other requests'
+    limits (the setting is the process's). ``implicit``'s own training wants
+    single-threaded BLAS too, so nothing in a service loses by it.
+    """
+    _controller().limit(limits=1, user_api="blas")  # not restored: the process keeps it
 
 
 @functools.cache

@@ -27,6 +27,7 @@ from governance.api.routes import (
     trail,
 )
 from governance.api.settings import ApiSettings
+from recommender.als import pin_blas_single_thread
 
 __all__ = ["ApiSettings", "app_from_env", "create_app"]
 
@@ -39,6 +40,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.store = open_store(settings.database_url)
         app.state.reads = FastReads(app.state.store.engine)  # the hot paths' read-only snapshots
+        # Concurrent requests are the service's parallelism: one BLAS thread each (see the function).
+        pin_blas_single_thread()
         # Background audits: interrupted jobs are failed and queued ones started again;
         # at shutdown running audits finish (and are recorded) before the store closes.
         app.state.audit_runner = audits.AuditRunner(app.state.store, settings)
