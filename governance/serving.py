@@ -299,11 +299,16 @@ class ServingEngine:
 
     def _personalized(self, row: int, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, list[float | None], list[list[dict[str, Any]]]]:
         model = self.model
-        history = model.train_.user_row(row)
         n_candidates = max(k, self._candidates if self._pipeline is not None else k)
-        filter_items = self._blocked_idx
+        # The items the user has seen are filtered with the blocked ones: the model is asked for
+        # its ranking of the rest, which is what filter_already_liked_items gives, without a
+        # sparse row built and indexed per request.
+        matrix = model.train_.matrix
+        start, end = int(matrix.indptr[row]), int(matrix.indptr[row + 1])
+        history = (matrix.indices[start:end], matrix.data[start:end])
+        filter_items = np.concatenate((self._blocked_idx, history[0]))
         if allowed is not None:
-            filter_items = np.union1d(filter_items, np.flatnonzero(~allowed))
+            filter_items = np.concatenate((filter_items, np.flatnonzero(~allowed)))
         # One BLAS thread for the whole list: the model's scoring and the tags' small solves would
         # otherwise wake BLAS's pool for 64x64 products, which costs more than it saves and, on a
         # busy machine, stalls the request behind the other cores' work.
@@ -311,11 +316,11 @@ class ServingEngine:
             return self._personalized_single_thread(row, history, n_candidates, filter_items, k)
 
     def _personalized_single_thread(
-        self, row: int, history: Any, n_candidates: int, filter_items: np.ndarray, k: int
+        self, row: int, history: tuple[np.ndarray, np.ndarray], n_candidates: int, filter_items: np.ndarray, k: int
     ) -> tuple[np.ndarray, list[float | None], list[list[dict[str, Any]]]]:
         model = self.model
         ids, scores = model.model_.recommend(
-            row, history, N=min(n_candidates, model.train_.n_items), filter_already_liked_items=True,
+            row, None, N=min(n_candidates, model.train_.n_items), filter_already_liked_items=False,
             filter_items=filter_items if len(filter_items) else None,
         )  # fmt: skip
         ids = np.asarray(ids, dtype=np.int64)
@@ -331,11 +336,11 @@ class ServingEngine:
             if "user_category_dist" in needs:
                 from governance.rerank import history_category_distribution
 
-                extra["user_category_dist"] = history_category_distribution(history, self._side["item_categories"])
+                extra["user_category_dist"] = history_category_distribution(model.train_.user_row(row), self._side["item_categories"])
             if "user_group_dist" in needs:
-                from governance.rerank import history_group_distribution
+                from governance.rerank.calibration import history_group_distribution_of_row
 
-                extra["user_group_dist"] = history_group_distribution(history, self._side["item_group"])
+                extra["user_group_dist"] = history_group_distribution_of_row(history[0], history[1], self._side["item_group"])
             cands = Candidates(items=ids[None, :], scores=scores[None, :], seeds=np.array([row]), **self._side, **extra)
             out = self._pipeline(cands, k)
             keep = out.items[0] >= 0
@@ -344,7 +349,7 @@ class ServingEngine:
             reasons = out.moves[0][keep]
         else:
             ids, scores = ids[:k], scores[:k]
-        ex = explain_als_list(model.item_factors_, model.regularization, model.alpha, history.indices, history.data, ids, n=3, yty=self._yty)
+        ex = explain_als_list(model.item_factors_, model.regularization, model.alpha, history[0], history[1], ids, n=3, yty=self._yty)
         # Tags as plain dicts, built from whole arrays (the same dicts as Tag(...).to_dict()):
         # this runs for every served item, so no per-tag object or per-weight round() call.
         names = self._item_ids[np.maximum(ex.contributors, 0)].tolist()

@@ -201,17 +201,31 @@ def history_group_distribution(history: sp.spmatrix | sp.sparray, item_group: np
     history's entries, which is what keeps a single request's re-ranking cheap.
     """
     group = np.asarray(item_group, dtype=np.int64)
-    hist = sp.csr_matrix(history)
+    hist = history if type(history) is sp.csr_matrix else sp.csr_matrix(history)
     if hist.shape[1] != len(group):
         raise DataError(
             f"history_group_distribution: the history has {hist.shape[1]} item columns but item_group "
             f"gives {len(group)} items"
         )
+    return _group_shares(hist.indptr, hist.indices, np.asarray(hist.data), group)
+
+
+def history_group_distribution_of_row(indices: np.ndarray, data: np.ndarray, item_group: np.ndarray) -> np.ndarray:
+    """:func:`history_group_distribution` of one user, from the row's item indices and values
+    (a served request's history, read from the model's matrix without building a sparse row)."""
+    group = np.asarray(item_group, dtype=np.int64)
+    indices = np.asarray(indices)
+    if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= len(group)):
+        raise DataError(f"history_group_distribution: the history names items outside the {len(group)} of item_group")
+    return _group_shares(np.array([0, len(indices)]), indices, np.asarray(data), group)
+
+
+def _group_shares(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, group: np.ndarray) -> np.ndarray:
     n_groups = n_provider_groups(group)
-    n_users = hist.shape[0]
-    codes = group[hist.indices]
-    rows = np.repeat(np.arange(n_users), np.diff(hist.indptr))
-    keep = (codes >= 0) & (np.asarray(hist.data) > 0)
+    n_users = len(indptr) - 1
+    codes = group[indices]
+    rows = np.repeat(np.arange(n_users), np.diff(indptr))
+    keep = (codes >= 0) & (data > 0)
     dist = np.bincount(rows[keep] * n_groups + codes[keep], minlength=n_users * n_groups).astype(np.float64)
     dist = dist.reshape(n_users, n_groups)
     total = dist.sum(axis=1, keepdims=True)

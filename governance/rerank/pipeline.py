@@ -30,7 +30,7 @@ from governance.rerank.base import (
 from governance.rerank.registry import config_from_params, reranker_for_config
 from recommender.errors import ConfigError, DataError
 
-__all__ = ["Pipeline", "build_pipeline", "DEFAULT_CHUNK_SIZE"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "Pipeline", "build_pipeline"]
 
 DEFAULT_CHUNK_SIZE = 4096
 """Users per chunk (memory of the widest step is about ``chunk * c * 8`` bytes times a few)."""
@@ -98,6 +98,18 @@ class Pipeline:
                     raise DataError(MISSING_INPUT.format(name=step.name, field=name))
         cands = candidates.validate()
         n = cands.n_users
+        if n <= self.chunk_size:  # one chunk (a served request): its result is the answer, no copy into a frame
+            out, checked = self._run(cands, k)
+            met = {
+                self.labels[i]: np.ones(n, dtype=bool)
+                for i, s in enumerate(self.steps)
+                if type(s).check is not Reranker.check
+            }
+            for label, value in checked.items():
+                met[label][:] = value
+            return Reranked(
+                items=out.items, scores=out.scores, moves=out.moves, moved_by=out.moved_by, steps=self.labels, constraints_met=met
+            )
         items = np.full((n, k), -1, dtype=np.int64)
         scores = np.full((n, k), np.nan, dtype=np.float32)
         moves = np.zeros((n, k), dtype=np.int8)
@@ -156,9 +168,10 @@ def _apply(
     """The candidates in the step's ``order``, with the step's reasons recorded."""
     safe = np.maximum(order, 0)
     pad = order < 0
+    rows = np.arange(order.shape[0])[:, None]
 
     def take(a: np.ndarray, fill: Any) -> np.ndarray:
-        out = np.take_along_axis(a, safe, axis=1)
+        out = a[rows, safe]  # take_along_axis on axis 1, without its per-call index building
         out[pad] = fill
         return out
 

@@ -27,7 +27,7 @@ from governance.rerank import (
     build_pipeline,
     history_group_distribution,
 )
-from governance.rerank.calibration import provider_categories
+from governance.rerank.calibration import history_group_distribution_of_row, provider_categories
 from recommender.errors import DataError
 from recommender.feedback import FeedbackConfig
 from recommender.loaders import load_data
@@ -257,6 +257,25 @@ def test_after_a_reordering_step_the_served_list_is_the_batch_list(seed, lam, k)
 def test_the_history_mix_must_match_the_catalog():
     with pytest.raises(DataError, match="3 item columns but item_group gives 4 items"):
         history_group_distribution(sp.csr_matrix(np.ones((1, 3))), np.array([0, 1, 0, 1]))
+    with pytest.raises(DataError, match="outside the 4 of item_group"):
+        history_group_distribution_of_row(np.array([0, 4]), np.ones(2), np.array([0, 1, 0, 1]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), n_groups=st.integers(1, 4))
+def test_a_served_rows_history_mix_is_the_matrix_rows(seed, n_groups):
+    """The serving path reads one user's mix from the row's arrays; it must be that row of the matrix form."""
+    rng = np.random.default_rng(seed)
+    n_users, n_items = 6, 12
+    values = rng.integers(-1, 3, size=(n_users, n_items)) * (rng.random((n_users, n_items)) < 0.5)
+    history = sp.csr_matrix(values.astype(np.float64))
+    group = rng.integers(-1, n_groups, size=n_items)
+    whole = history_group_distribution(history, group)
+    for row in range(n_users):
+        start, end = history.indptr[row], history.indptr[row + 1]
+        one = history_group_distribution_of_row(history.indices[start:end], history.data[start:end], group)
+        assert one.shape == (1, whole.shape[1])
+        assert np.array_equal(one[0], whole[row])
 
 
 def test_each_calibration_takes_only_its_own_config():
