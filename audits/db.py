@@ -98,15 +98,21 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
-def create_store_engine(url: str) -> Engine:
-    """An engine for ``url`` with the store's connection settings (see module doc)."""
+def create_store_engine(url: str, *, pool_size: int | None = None) -> Engine:
+    """An engine for ``url`` with the store's connection settings (see module doc).
+
+    ``pool_size``: connections kept open (default SQLAlchemy's 5). A service with
+    many worker threads sizes it to them: a connection opened beyond the pool is
+    closed again when returned, and on SQLite each new one runs its PRAGMAs.
+    """
     parsed = _parse_url(url)
+    pool = {} if pool_size is None else {"pool_size": pool_size}
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, json_serializer=_json_serializer)
+        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, json_serializer=_json_serializer, **pool)
         _configure_sqlite(engine)
         return engine
     connect_args = {"connect_timeout": 10} if "connect_timeout" not in parsed.query else {}
-    return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args, json_serializer=_json_serializer)
+    return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args, json_serializer=_json_serializer, **pool)
 
 
 class Store:
@@ -178,11 +184,12 @@ class Store:
         return f"Store({self.url!r})"
 
 
-def open_store(url: str | None = None, *, upgrade: bool = True) -> Store:
+def open_store(url: str | None = None, *, upgrade: bool = True, pool_size: int | None = None) -> Store:
     """Open the store at ``url`` (default: ``RECGOV_DATABASE_URL``, else the embedded SQLite file).
 
     With ``upgrade`` (the default) the schema is created or upgraded to the
-    newest migration first, so a fresh database is ready to use.
+    newest migration first, so a fresh database is ready to use. ``pool_size``:
+    see :func:`create_store_engine`.
 
     Raises
     ------
@@ -191,7 +198,7 @@ def open_store(url: str | None = None, *, upgrade: bool = True) -> Store:
         schema revision this version of recgov does not know.
     """
     settings = get_settings()
-    engine = create_store_engine(url or settings.resolved_database_url())
+    engine = create_store_engine(url or settings.resolved_database_url(), pool_size=pool_size)
     try:
         with engine.connect() as connection:
             connection.exec_driver_sql("SELECT 1")

@@ -224,20 +224,30 @@ class ServingEngine:
         try:
             return self._serve(request, shadow_of)
         except Exception as err:
-            if self.on_failure is not None:
-                message = str(err).replace(str(request.subject_id), "<subject>") if request.subject_id else str(err)
-                detail = {
-                    "message": message[:1000],
-                    "k": request.k,
-                    "gpc": request.gpc,
-                    "tcf": request.tcf is not None,
-                    "context": sorted(request.context),
-                }
-                try:
-                    self.on_failure(f"serve.{type(err).__name__}"[:100], detail)
-                except Exception:  # noqa: BLE001 - the original error is the one to raise
-                    pass
+            self.report_failure(request, err)
             raise
+
+    def report_failure(self, request: ServeRequest, err: BaseException) -> None:
+        """Report a failed request to ``on_failure``: its cause, the subject id scrubbed from the message.
+
+        :meth:`serve` calls it for its own failures; a caller that waits for the
+        decision's commit itself (a sink that defers it) calls it when the commit
+        fails. It never raises: the request's own error is the one to raise.
+        """
+        if self.on_failure is None:
+            return
+        message = str(err).replace(str(request.subject_id), "<subject>") if request.subject_id else str(err)
+        detail = {
+            "message": message[:1000],
+            "k": request.k,
+            "gpc": request.gpc,
+            "tcf": request.tcf is not None,
+            "context": sorted(request.context),
+        }
+        try:
+            self.on_failure(f"serve.{type(err).__name__}"[:100], detail)
+        except Exception:  # noqa: BLE001 - the original error is the one to raise
+            pass
 
     def _serve(self, request: ServeRequest, shadow_of: str | None = None) -> ServedList:
         if not isinstance(request.k, int) or request.k < 1:

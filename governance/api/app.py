@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from audits.db import open_store
@@ -38,7 +39,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.store = open_store(settings.database_url)
+        # The blocking work of the endpoints runs on settings.api_threads worker threads, each
+        # holding at most one pooled connection at a time; the rest of the pool serves the decision
+        # log, the audit runner and the shadows.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        app.state.store = open_store(settings.database_url, pool_size=settings.api_threads + 4)
         app.state.reads = FastReads(app.state.store.engine)  # the hot paths' read-only snapshots
         # Concurrent requests are the service's parallelism: one BLAS thread each (see the function).
         pin_blas_single_thread()

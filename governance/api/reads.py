@@ -127,6 +127,8 @@ class FastReads:
         self.engine = engine
         self.dialect = engine.dialect
         self._sqlite = engine.dialect.name == "sqlite"
+        self.embedded = self._sqlite
+        """Whether the store is an embedded SQLite file: a read is local file access, not a network round trip."""
         self._prepared: dict[int, tuple[Select[Any], _Prepared]] = {}
         self._lock = threading.Lock()
 

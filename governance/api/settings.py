@@ -6,6 +6,7 @@
 ``RECGOV_HOME``                  data folder; stored packs live in ``packs/<name>/<version>.yaml``.
 ``RECGOV_API_EXPOSE_ERRORS``     put internal error messages in 500 responses (development only).
 ``RECGOV_AUDIT_LEASE_S``         seconds a running audit job stays held without a heartbeat (default 60).
+``RECGOV_API_THREADS``           worker threads for the endpoints' blocking work (default 8).
 ================================ ==================================================
 
 Outside development, insecure defaults are refused: the store must be named
@@ -49,6 +50,13 @@ class ApiSettings(BaseSettings):
     """Share of subjects the canary version answers when a request names no model version
     (``RECGOV_CANARY_SHARE``; a subject always lands on the same side)."""
     """Show internal error messages in 500 responses (refused in production)."""
+
+    api_threads: int = Field(8, ge=1, le=256)
+    """Worker threads that run the endpoints' blocking work (``RECGOV_API_THREADS``): key checks, store
+    reads and writes, the serving engine. The store's connection pool is sized to match. Requests
+    beyond it wait for a thread; a governed list waits for its decision's commit without holding one.
+    On one interpreter more threads add contention, not speed: a few per core is enough for SQLite;
+    a PostgreSQL store further away may want more."""
 
     audit_lease_s: float = Field(DEFAULT_LEASE_S, gt=0, le=86_400)
     """Lease of a running audit job, in seconds (``RECGOV_AUDIT_LEASE_S``): its runner renews it three

@@ -170,3 +170,46 @@ def test_the_answer_is_exactly_the_documented_model(server) -> None:
 def _json(value: object) -> object:
     """A JSON column as the engine gives it back (text on SQLite, decoded on PostgreSQL)."""
     return json.loads(value) if isinstance(value, str) else value
+
+
+def test_a_commit_that_fails_or_comes_late_fails_the_request_and_is_logged(server, monkeypatch) -> None:  # noqa: ANN001
+    """The route awaits its decision's commit off the worker thread; a failed or late commit is no answer."""
+    from concurrent.futures import Future
+
+    from audits.models import FailedRequest
+    from governance.api.routes import recommendations as routes
+    from recommender.errors import ConfigError
+
+    body = {"subject": "u000061", "k": 3, "model_version": server.model_version, "pack": PACK}
+    with server.client("operator") as client:
+        assert client.post("/v1/recommendations", json=body).status_code == 200  # the shared log exists
+        log = routes.engines_of(server.app)._log
+        queued: list[Future] = []
+
+        def refused(record, *, events=()):  # noqa: ANN001, ANN202 - the database refuses the batch
+            future = Future()
+            future.set_exception(ConfigError("the database refused the batch"))
+            queued.append(future)
+            return future
+
+        def never(record, *, events=()):  # noqa: ANN001, ANN202 - the batch never commits
+            queued.append(Future())
+            return queued[-1]
+
+        before = _decision_ids(server)
+        monkeypatch.setattr(log, "submit", refused)
+        answer = client.post("/v1/recommendations", json=body)
+        assert answer.status_code == 422 and "refused the batch" in answer.json()["detail"]
+        monkeypatch.setattr(log, "submit", never)
+        monkeypatch.setattr(routes, "DECISION_TIMEOUT_S", 0.3)
+        answer = client.post("/v1/recommendations", json=body)
+        assert answer.status_code == 500
+        monkeypatch.undo()
+        assert len(queued) == 2 and not queued[1].done()  # the log's own future is left alone, never cancelled
+    with server.client("operator") as client:  # (a 500 closes its connection)
+        assert client.post("/v1/recommendations", json=body).status_code == 200  # the service goes on
+    assert len(_decision_ids(server) - before) == 1  # only the last list was recorded (and answered)
+    with server.store.snapshot() as connection:
+        rows = connection.execute(select(FailedRequest.cause, FailedRequest.detail).order_by(FailedRequest.id.desc()).limit(2)).all()
+    assert [cause for cause, _ in rows] == ["serve.TimeoutError", "serve.ConfigError"]
+    assert all("u000061" not in json.dumps(_json(detail)) for _, detail in rows)  # the subject is scrubbed

@@ -25,6 +25,18 @@ request does not parse its pack, load its model and open a decision log again:
   a list is answered only once both are durable. The log is closed when the app
   stops.
 
+Where a list is decided: on an embedded SQLite store, a request that writes
+nothing (no consent signal) and finds its pack, model and engine loaded is
+decided on the event loop itself: its reads are a few microseconds of local file
+access, and on one interpreter a worker thread adds only lock hand-offs
+(``bench/bench_http.py`` measured about 1.5x the lists per second this way).
+Everything else (a PostgreSQL store, whose reads are network round trips; a
+consent signal to record; a pack, model or engine to load) runs on a worker
+thread (``RECGOV_API_THREADS``). Either way the wait for the commit holds no
+thread: the decision is queued and the request awaits its commit on the event
+loop. A commit that fails or times out is logged as the request's failure, as
+the engine logs its own, and the list is not answered.
+
 The model row, the blocks and the subject's consent history are read in one
 read-only snapshot (:mod:`governance.api.reads`: prepared statements on a pooled
 connection; a SQLAlchemy snapshot when the deployments must be read too): on
@@ -42,9 +54,10 @@ measures what governance costs per request.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -52,6 +65,7 @@ from datetime import UTC
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio.to_thread
 import orjson
 from fastapi import APIRouter, FastAPI, Header, Request, Response
 from pydantic import BaseModel
@@ -93,6 +107,10 @@ NO_MODEL = "model version {model_version!r} is not in the store; train one with 
 MODEL_MISMATCH = "the artifact at {location} holds model {found}, not {expected}; the store and the file disagree"
 
 
+class _NotReady(Exception):
+    """Deciding this list inline would block the event loop (a load, a build or a write): use a worker thread."""
+
+
 class Pong(BaseModel):
     """The answer of ``GET /v1/ping``."""
 
@@ -120,8 +138,26 @@ def _pack_path(packs_dir: Path, ref: str) -> Path | None:
     return path if path.parent == SHIPPED else None
 
 
-_CALLER: ContextVar[tuple[str, bool] | None] = ContextVar("recgov_api_caller", default=None)
-"""The request being served in this context: (the calling key's trail actor, whether it sent GPC)."""
+DECISION_TIMEOUT_S = 5.0
+"""Seconds a governed list waits for its decision's commit; past it the list is not answered."""
+
+
+@dataclass
+class _Call:
+    """The request being served in this context."""
+
+    actor: str
+    """The calling key's trail actor."""
+    gpc: bool
+    """Whether the request sent ``Sec-GPC: 1``."""
+    defer: bool = False
+    """Queue the decision and leave the wait to the caller (who awaits :attr:`pending`)."""
+    pending: Future[DecisionReceipt] | None = None
+    """The queued decision's commit, when deferred."""
+
+
+_CALLER: ContextVar[_Call | None] = ContextVar("recgov_api_caller", default=None)
+"""The request being served in this context."""
 
 
 class CallAttributingSink:
@@ -133,7 +169,9 @@ class CallAttributingSink:
     and the pack; the log appends it in the same transaction as the decision
     row. Outside it (the shadows' thread) a decision goes alone: a mirrored
     list is no call. The caller is held in a context variable, so concurrent
-    requests never see each other's.
+    requests never see each other's. With ``defer=True`` the decision is
+    queued and its commit left in the call's ``pending`` future, for the caller
+    to wait for (on the event loop) before it answers.
     """
 
     def __init__(self, log: DecisionLog) -> None:
@@ -141,25 +179,34 @@ class CallAttributingSink:
 
     @staticmethod
     @contextmanager
-    def calling(actor: str, *, gpc: bool) -> Iterator[None]:
+    def calling(actor: str, *, gpc: bool, defer: bool = False) -> Iterator[_Call]:
         """Attribute the decisions made in this block to ``actor`` (a key's ``key:<id>:<name>``)."""
-        token = _CALLER.set((actor, gpc))
+        call = _Call(actor, gpc, defer)
+        token = _CALLER.set(call)
         try:
-            yield
+            yield call
         finally:
             _CALLER.reset(token)
 
-    def submit_and_wait(self, record: dict[str, Any], timeout: float = 5.0) -> DecisionReceipt:
-        """Store ``record`` (and the current call's trail record) durably; return once committed."""
-        caller = _CALLER.get()
-        if caller is None:
+    def submit_and_wait(self, record: dict[str, Any], timeout: float = DECISION_TIMEOUT_S) -> DecisionReceipt | None:
+        """Store ``record`` (and the current call's trail record) durably; return once committed.
+
+        In a deferred call, return at once (``None``): the commit is the call's ``pending`` future.
+        """
+        call = _CALLER.get()
+        if call is None:
             return self.log.submit_and_wait(record, timeout=timeout)
-        actor, gpc = caller
+        gpc = call.gpc
         event = NewEvent(
-            actor=actor, action="api.recommendations.create",
+            actor=call.actor, action="api.recommendations.create",
             objects={"decision": record["decision_id"], "model": record["model_version"]},
             payload={"mode": record["mode"], "gpc": gpc, "pack": record["pack_name"], "pack_version": record["pack_version"], "pack_hash": record["pack_hash"]},
         )  # fmt: skip
+        if call.defer:
+            if call.pending is not None:
+                raise RuntimeError("one call made two decisions")
+            call.pending = self.log.submit(record, events=(event,))
+            return None
         return self.log.submit_and_wait(record, timeout=timeout, events=(event,))
 
 
@@ -211,27 +258,37 @@ class EngineCache:
         self.shadow_dropped = 0
         self._closed = False
 
-    def pack(self, packs_dir: Path, ref: str) -> LoadedPack:
-        """The pack ``ref`` names (raises ``PackNotFound``), parsed again only when its file changed."""
+    def pack(self, packs_dir: Path, ref: str, *, loaded_only: bool = False) -> LoadedPack:
+        """The pack ``ref`` names (raises ``PackNotFound``), parsed again only when its file changed.
+
+        ``loaded_only``: raise :class:`_NotReady` rather than parse it.
+        """
         path = _pack_path(packs_dir, ref)
         stat = _stat_key(path) if path is not None else None
         cached = self._packs.get(ref)
         if cached is not None and stat is not None and cached[0] == stat:
             return cached[1]
+        if loaded_only:
+            raise _NotReady
         loaded = pack_store.load_ref(packs_dir, ref)
         if stat is not None:
             with self._lock:
                 self._packs[ref] = (stat, loaded)
         return loaded
 
-    def _model(self, model_version: str, location: str) -> ALSRecommender:
+    def _model(self, model_version: str, location: str, *, loaded_only: bool = False) -> ALSRecommender:
         """Under the lock. The last :data:`MAX_CACHED_MODELS` models used stay loaded (retrains and
-        unlearned versions come and go; a long-running service must not keep them all)."""
+        unlearned versions come and go; a long-running service must not keep them all).
+        ``loaded_only``: raise :class:`_NotReady` rather than load it."""
         stat = _stat_key(Path(location))
-        cached = self._models.pop(model_version, None)
+        cached = self._models.get(model_version)
         if cached is not None and stat is not None and cached[0] == stat:
+            del self._models[model_version]
             self._models[model_version] = cached  # most recently used last
             return cached[1]
+        if loaded_only:
+            raise _NotReady
+        self._models.pop(model_version, None)
         model = ALSRecommender.load(location)
         if model.version_id_ != model_version:
             raise ConfigError(MODEL_MISMATCH.format(location=location, found=model.version_id_, expected=model_version))
@@ -244,23 +301,26 @@ class EngineCache:
                     del self._engines[key]
         return model
 
-    def engine(self, loaded: LoadedPack, model_version: str, location: str, read: Any) -> ServingEngine:
+    def engine(self, loaded: LoadedPack, model_version: str, location: str, read: Any, *, built_only: bool = False) -> ServingEngine:
         """The engine serving ``loaded`` with ``model_version`` and the blocks as ``read`` (a snapshot) sees them, or newer.
 
         ``read`` is a read-only snapshot (a ``Connection`` or a
         :class:`~governance.api.reads.FastSnapshot`); when the blocks moved, what
         is blocked is read with the ORM in a snapshot of its own, begun after
         ``read``, so the engine built holds every block ``read`` sees.
+        ``built_only``: raise :class:`_NotReady` rather than load a model or build an engine.
         """
         key = (loaded.content_hash, model_version)
         revision = blocks_revision(read)
         with self._lock:
             if self._closed:
                 raise Problem(503, SHUTTING_DOWN)
-            model = self._model(model_version, location)
+            model = self._model(model_version, location, loaded_only=built_only)
             cached = self._engines.get(key)
             if cached is not None and cached.revision == revision and cached.engine.model is model:
                 return cached.engine
+        if built_only:
+            raise _NotReady
         with self.store.snapshot() as connection, Session(bind=connection) as session:  # outside the lock
             revision = blocks_revision(connection)
             blocked = frozenset(items_out_of_lists(session, loaded.pack))
@@ -393,24 +453,35 @@ def _answer(served: ServedList, signals: dict[str, Any], deployment: dict[str, A
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-@router.post("/v1/recommendations", response_model=GovernedList, responses=problems(404, 422, 503), summary="Serve one governed list")
-def recommend(
-    body: RecommendationCreate,
-    request: Request,
-    store: StoreDep,
-    settings: SettingsDep,
-    key: Operator,
-    # Declared so that OpenAPI documents the header; it is read from the raw headers below.
-    sec_gpc: Annotated[str | None, Header(alias="Sec-GPC", description="Global Privacy Control: '1' opts the subject out.")] = None,
-) -> Response:
-    """A ``Sec-GPC: 1`` header is recorded as an opt-out (under a pack that honours GPC) before serving."""
+@dataclass
+class _Decided:
+    """What the worker thread hands back to the event loop: the list, and what answering it needs."""
+
+    served: ServedList
+    pending: Future[DecisionReceipt]
+    engine: ServingEngine
+    request: ServeRequest
+    signals: dict[str, Any]
+    deployment: dict[str, Any] | None
+    loaded: LoadedPack
+    shadows: list[tuple[str, str]]
+
+
+def _decide(body: RecommendationCreate, request: Request, store: Any, settings: Any, actor: str, inline: bool = False) -> _Decided:
+    """The list's reads, consent decision and engine, up to its decision queued (see the module doc).
+
+    ``inline`` (on the event loop): raise :class:`_NotReady`, having written
+    nothing, where the work would block (a pack, model or engine to load, a
+    consent signal to record).
+    """
     cache = engines_of(request.app)
     try:
-        loaded = cache.pack(settings.packs_dir, body.pack)
+        loaded = cache.pack(settings.packs_dir, body.pack, loaded_only=inline)
     except pack_store.PackNotFound as err:
         raise Problem(404, str(err)) from None
-    actor = actor_of(key)
     gpc = gpc_opt_out(request.headers.raw)  # any Sec-GPC: 1, even beside a conflicting duplicate
+    if inline and gpc:
+        raise _NotReady
     shadow_refs: list[tuple[str, str]] = []
     deployment: dict[str, Any] | None = None
     # The model, the blocks and the consent history as of now, in one read-only snapshot: prepared
@@ -434,7 +505,7 @@ def recommend(
         location = artifact_location(read, model_version)
         if location is None:
             raise Problem(404, NO_MODEL.format(model_version=model_version))
-        engine = cache.engine(loaded, model_version, location, read)
+        engine = cache.engine(loaded, model_version, location, read, built_only=inline)
         # With a signal to record, the history is read after recording it (below).
         history_now = [] if gpc else read_consent_history(read, body.subject)
     if gpc:
@@ -447,11 +518,58 @@ def recommend(
     if cache.closed:  # a service that is shutting down refuses (503) before it decides anything
         raise Problem(503, SHUTTING_DOWN)
     serve_request = ServeRequest(body.subject, k=body.k, consent=_consent_records(history), gpc=gpc)
-    with CallAttributingSink.calling(actor, gpc=gpc):  # the call's trail record is committed with its decision
+    # The call's trail record is committed with its decision; the commit is awaited on the event loop.
+    with CallAttributingSink.calling(actor, gpc=gpc, defer=True) as call:
         served = engine.serve(serve_request)
+    if call.pending is None:
+        raise RuntimeError("the serving engine recorded no decision for a served list")
+    return _Decided(served, call.pending, engine, serve_request, signals, deployment, loaded, shadow_refs)
+
+
+async def _committed(decided: _Decided) -> None:
+    """Wait (on the event loop) until the list's decision is durable; a failed or late commit fails the request.
+
+    The failure is logged with its cause, as the engine logs its own, and
+    raised: the list is not answered. A late commit may still store the
+    decision, as one never served (see ``DecisionLog.submit_and_wait``).
+    """
+    waiting = asyncio.wrap_future(decided.pending)
+    done, _ = await asyncio.wait({waiting}, timeout=DECISION_TIMEOUT_S)  # never cancels the log's future
+    try:
+        if not done:
+            waiting.add_done_callback(lambda f: f.cancelled() or f.exception())  # its outcome is read, never lost
+            raise TimeoutError(f"the decision was not committed within {DECISION_TIMEOUT_S:g} s")
+        waiting.result()
+    except Exception as err:
+        await anyio.to_thread.run_sync(decided.engine.report_failure, decided.request, err)
+        raise
+
+
+@router.post("/v1/recommendations", response_model=GovernedList, responses=problems(404, 422, 503), summary="Serve one governed list")
+async def recommend(
+    body: RecommendationCreate,
+    request: Request,
+    store: StoreDep,
+    settings: SettingsDep,
+    key: Operator,
+    # Declared so that OpenAPI documents the header; it is read from the raw headers below.
+    sec_gpc: Annotated[str | None, Header(alias="Sec-GPC", description="Global Privacy Control: '1' opts the subject out.")] = None,
+) -> Response:
+    """A ``Sec-GPC: 1`` header is recorded as an opt-out (under a pack that honours GPC) before serving."""
+    actor = actor_of(key)
+    decided = None
+    if request.app.state.reads.embedded:  # see the module doc: local reads are decided on the loop
+        try:
+            decided = _decide(body, request, store, settings, actor, inline=True)
+        except _NotReady:
+            pass
+    if decided is None:
+        decided = await anyio.to_thread.run_sync(_decide, body, request, store, settings, actor)
+    await _committed(decided)
+    served = decided.served
     request.app.state.metrics.decisions.labels(outcome=served.mode).inc()
-    cache.mirror(serve_request, served.decision_id, loaded, shadow_refs)
-    return _answer(served, signals, deployment)
+    engines_of(request.app).mirror(decided.request, served.decision_id, decided.loaded, decided.shadows)
+    return _answer(served, decided.signals, decided.deployment)
 
 
 @router.get("/v1/ping", response_model=Pong, tags=["health"], summary="Liveness for authenticated clients (operator)")
