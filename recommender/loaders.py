@@ -326,6 +326,12 @@ def _synthetic_spec(text: str):  # -> SyntheticSpec (imported lazily: generation
 
     params: dict[str, Any] = {}
     body = text[len(SYNTHETIC_PREFIX) :].lstrip(":")
+    if body.startswith("{"):  # the spec as a dataset records its source (SyntheticSpec JSON): the same data again
+        try:
+            return SyntheticSpec.model_validate_json(body)
+        except ValidationError as err:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+            raise DataError(f"{text[:200]}: invalid synthetic spec: {problems}") from err
     for part in filter(None, (p.strip() for p in body.split(","))):
         key, sep, value = part.partition("=")
         if not sep:
@@ -358,7 +364,9 @@ def load_data(source: str | Path, mapping: ColumnMapping | None = None, *, show_
     ``source`` is one of: a MovieLens-100K directory; a ``.csv``/``.tsv``/``.parquet``
     event log (columns renamed by ``mapping``); or ``synthetic`` /
     ``synthetic:name=value,...`` for the generator with those
-    :class:`~recommender.synthetic.SyntheticSpec` fields.
+    :class:`~recommender.synthetic.SyntheticSpec` fields, or
+    ``synthetic:{...}``, the spec's JSON, as a generated dataset records its
+    ``source`` (so a recorded source loads the same data again).
     """
     text = str(source)
     if text == SYNTHETIC_PREFIX or text.startswith(SYNTHETIC_PREFIX + ":"):

@@ -123,17 +123,66 @@ def test_a_consent_withdrawal_holds_from_the_next_request_on(server) -> None:
     assert again["mode"] == "personalized"
 
 
-def test_a_personalized_eu_list_is_served_through_its_provider_calibration(server) -> None:
-    # The EU pack re-ranks personalized lists; the service has no items table, so every item's
-    # provider group is unknown and the calibration has no mix to aim at: the list must still be served.
-    subject = "u000043"
-    request = {"subject": subject, "k": 5, "model_version": server.model_version, "pack": PACK}
-    record = {"subject": subject, "purpose": "personalization", "basis": "consent", "source": "api"}
+def test_a_personalized_eu_list_is_the_engines_list_with_the_models_item_table(server) -> None:
+    """The service serves with the item table of the model's dataset, so the EU pack's provider
+    calibration has the groups to work with: over HTTP the list is the one the engine makes in process."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy.orm import Session
+
+    from audits.models import DatasetVersion, ModelVersion
+    from governance.cli.policy import resolve_pack
+    from governance.consent.state import ConsentRecord
+    from governance.escalation import items_out_of_lists
+    from governance.policy import load_pack
+    from governance.serving import ServeRequest, ServingEngine
+    from recommender.als import ALSRecommender
+    from recommender.loaders import load_data
+
+    record = {"purpose": "personalization", "basis": "consent", "source": "api", "status": "granted"}
+    subjects = [f"u{n:06d}" for n in range(40, 52)]
     with server.client("operator") as client:
-        assert client.post("/v1/consent", json=record | {"status": "granted"}).status_code == 201
-        answer = client.post("/v1/recommendations", json=request)
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["mode"] == "personalized" and len(answer.json()["items"]) == 5
+        for subject in subjects:
+            assert client.post("/v1/consent", json=record | {"subject": subject}).status_code == 201
+        answers = [client.post("/v1/recommendations", json={"subject": s, "k": 5, "model_version": server.model_version, "pack": PACK}) for s in subjects]
+    assert all(a.status_code == 200 and a.json()["mode"] == "personalized" for a in answers), answers[0].text
+    with server.store.snapshot() as connection, Session(bind=connection) as session:
+        location, source = connection.execute(
+            select(ModelVersion.artifact_location, DatasetVersion.source).join(DatasetVersion, DatasetVersion.id == ModelVersion.dataset_version_id).where(ModelVersion.version_id == server.model_version)
+        ).one()
+        pack = load_pack(resolve_pack(PACK))
+        blocked = items_out_of_lists(session, pack.pack)
+    engine = ServingEngine(pack, ALSRecommender.load(location), load_data(source).items, blocked=blocked)
+    granted = (ConsentRecord(purpose="personalization", status="granted", lawful_basis="consent", source="api", time=datetime.now(UTC)),)
+    moved = 0
+    for subject, answer in zip(subjects, answers, strict=True):
+        local = engine.serve(ServeRequest(subject, k=5, consent=granted))
+        served = answer.json()["items"]
+        assert [i["item_id"] for i in served] == local.items
+        assert [i["tags"] for i in served] == local.tags
+        moved += sum(any(t["kind"] == "provider_calibration" for t in i["tags"]) for i in served)
+    assert moved > 0, "no list was re-ranked: the service did not have the items' provider groups"
+
+
+def test_a_dataset_the_service_cannot_read_leaves_lists_served_without_item_metadata(server, monkeypatch, caplog) -> None:  # noqa: ANN001
+    from governance.api.routes import recommendations as routes
+
+    cache = routes.engines_of(server.app)
+
+    def unreadable(source):  # noqa: ANN001, ANN202
+        raise FileNotFoundError(f"no such file: {source}")
+
+    monkeypatch.setattr(routes, "load_data", unreadable)
+    with cache._lock:
+        cache._catalogs.clear()
+        cache._engines.clear()
+    with server.client("operator") as client, caplog.at_level("WARNING", logger=routes.__name__):
+        answer = client.post("/v1/recommendations", json={"subject": "u000043", "k": 5, "model_version": server.model_version, "pack": PACK})
+    assert answer.status_code == 200 and len(answer.json()["items"]) == 5
+    assert any("cannot be read here" in r.getMessage() and "without item metadata" in r.getMessage() for r in caplog.records)
+    with cache._lock:  # the next test reads the real table again
+        cache._catalogs.clear()
+        cache._engines.clear()
 
 
 def test_each_answered_list_has_its_call_record_in_its_decisions_transaction(server) -> None:

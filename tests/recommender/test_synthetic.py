@@ -144,6 +144,19 @@ def test_same_spec_gives_identical_data(small: Dataset) -> None:
     assert small.source == again.source and small.source.startswith("synthetic:")
 
 
+def test_a_recorded_source_loads_the_same_data_again(small: Dataset) -> None:
+    """A dataset version records its source; the service reads a model's item table back from it."""
+    from recommender.errors import DataError
+    from recommender.loaders import load_data
+
+    again = load_data(small.source)
+    pd.testing.assert_frame_equal(small.events, again.events)
+    pd.testing.assert_frame_equal(small.items, again.items)
+    assert again.source == small.source
+    with pytest.raises(DataError, match="invalid synthetic spec: n_users"):
+        load_data(small.source.replace('"n_users":', '"n_users":-', 1))
+
+
 def test_another_seed_gives_other_data(small: Dataset) -> None:
     other = generate(SMALL.model_copy(update={"seed": 12}))
     assert not small.events["item_id"].astype(str).equals(other.events["item_id"].astype(str))

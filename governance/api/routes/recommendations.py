@@ -7,6 +7,12 @@ request does not parse its pack, load its model and open a decision log again:
   its identity in the cache is its content hash;
 * a model is re-read when its artifact file changes, and is checked to hold the
   version the store records for that file;
+* a model's engines serve with the item table of the dataset it was trained on
+  (its provider groups, categories and harmful-content flags, read once per
+  model from the dataset version's recorded source): the pack's re-ranking and
+  the category blocks need them. A source the service cannot read (a relative
+  path from another working directory, a moved file) is logged as a warning and
+  the model's lists are served without item metadata, as before;
 * the escalation blocks are checked on every request: a block, flag or case
   answered by the API (or made by the CLI) holds for every request that starts
   after it. Every
@@ -55,6 +61,7 @@ measures what governance costs per request.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -67,6 +74,7 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 import orjson
+import pandas as pd
 from fastapi import APIRouter, FastAPI, Header, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import Connection, bindparam, func, select
@@ -75,7 +83,7 @@ from sqlalchemy.orm import Session
 from audits.consent import read_consent_history
 from audits.decision_writer import ProcessDecisionLog
 from audits.decisions import DecisionLog, DecisionReceipt, log_failure
-from audits.models import EscalationCase, ItemBlock, ItemFlag, ModelVersion
+from audits.models import DatasetVersion, EscalationCase, ItemBlock, ItemFlag, ModelVersion
 from audits.trail import NewEvent
 from governance.api import packs as pack_store
 from governance.api.deps import Operator, SettingsDep, StoreDep
@@ -93,8 +101,11 @@ from governance.serving import ServedList, ServeRequest, ServingEngine
 from governance.shadow import NOTHING_IN_PRODUCTION, canary_bucket
 from recommender.als import ALSRecommender
 from recommender.errors import ConfigError
+from recommender.loaders import load_data
 
 __all__ = ["CallAttributingSink", "EngineCache", "close_engines", "router"]
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["recommendations"], responses=problems(401, 403, 500))
 
@@ -215,6 +226,11 @@ _LATEST_BLOCK_CHANGES = select(
     *(select(func.coalesce(func.max(t.trail_seq), 0)).scalar_subquery() for t in (ItemFlag, EscalationCase, ItemBlock))
 )
 _ARTIFACT_OF = select(ModelVersion.artifact_location).where(ModelVersion.version_id == bindparam("version"))
+_DATASET_SOURCE_OF = (
+    select(DatasetVersion.source)
+    .join(ModelVersion, ModelVersion.dataset_version_id == DatasetVersion.id)
+    .where(ModelVersion.version_id == bindparam("version"))
+)
 
 
 def blocks_revision(read: Session | Connection | Any) -> tuple[int, int, int]:
@@ -250,6 +266,7 @@ class EngineCache:
         self._packs: dict[str, tuple[tuple[int, int], LoadedPack]] = {}
         self._models: dict[str, tuple[tuple[int, int], ALSRecommender]] = {}
         self._engines: dict[tuple[str, str], _Engine] = {}
+        self._catalogs: dict[str, pd.DataFrame | None] = {}
         self._log: DecisionLog | None = None
         self._sink: CallAttributingSink | None = None
         self._shadows: ThreadPoolExecutor | None = None
@@ -299,6 +316,7 @@ class EngineCache:
                 del self._models[evicted]
                 for key in [k for k in self._engines if k[1] == evicted]:
                     del self._engines[key]
+                self._catalogs.pop(evicted, None)
         return model
 
     def engine(self, loaded: LoadedPack, model_version: str, location: str, read: Any, *, built_only: bool = False) -> ServingEngine:
@@ -324,6 +342,7 @@ class EngineCache:
         with self.store.snapshot() as connection, Session(bind=connection) as session:  # outside the lock
             revision = blocks_revision(connection)
             blocked = frozenset(items_out_of_lists(session, loaded.pack))
+            catalog = self._catalog(model_version, connection)
         with self._lock:
             if self._closed:
                 raise Problem(503, SHUTTING_DOWN)
@@ -332,13 +351,33 @@ class EngineCache:
                 self._sink = CallAttributingSink(self._log)
             store = self.store
             engine = ServingEngine(
-                loaded, model, None, blocked=blocked, sink=self._sink,
+                loaded, model, catalog, blocked=blocked, sink=self._sink,
                 on_failure=lambda cause, detail: log_failure(store, cause, detail),
             )  # fmt: skip
             cached = self._engines.get(key)
             if cached is None or cached.revision <= revision:  # a slower request must not put older blocks back
                 self._engines[key] = _Engine(revision, engine)
             return engine
+
+    def _catalog(self, model_version: str, read: Connection) -> pd.DataFrame | None:
+        """The item table of the dataset ``model_version`` was trained on (None: not readable here), read once per model."""
+        with self._lock:
+            if model_version in self._catalogs:
+                return self._catalogs[model_version]
+        source = read.execute(_DATASET_SOURCE_OF, {"version": model_version}).scalar_one_or_none()
+        items: pd.DataFrame | None = None
+        if source:
+            try:
+                items = load_data(source).items
+            except Exception as err:  # noqa: BLE001 - a catalog that cannot be read degrades to no metadata, loudly
+                log.warning(
+                    "model %s: the item table of its dataset %r cannot be read here (%s: %s); its lists are served "
+                    "without item metadata (no provider groups for the re-ranking, no category blocks from metadata)",
+                    model_version, source, type(err).__name__, str(err)[:300],
+                )  # fmt: skip
+        with self._lock:
+            self._catalogs[model_version] = items
+        return items
 
     def mirror(self, request: ServeRequest, decision_id: str, loaded: LoadedPack, shadows: list[tuple[str, str]]) -> None:
         """Hand a served request to the shadow versions ``(model_version, artifact location)``, on a thread of their own.
