@@ -101,7 +101,14 @@ def _scan(value: Any) -> bool:
     if kind is list or kind is tuple:
         fast = True
         for item in value:
-            if type(item) is not str and not _scan(item):
+            if type(item) is str:
+                continue
+            if type(item) is float:  # the scores and weights of a slate: checked here, no call per number
+                if item != item or item == _INF or item == -_INF:
+                    raise _Refused
+                if not (_FAST_FLOAT_MIN <= abs(item) < _FAST_FLOAT_MAX) or item.is_integer():
+                    fast = False
+            elif not _scan(item):
                 fast = False
         return fast
     if kind is dict:
