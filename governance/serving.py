@@ -210,7 +210,7 @@ class ServingEngine:
             keep &= allowed[order]
         return order[keep][:k]
 
-    def serve(self, request: ServeRequest, *, shadow_of: str | None = None) -> ServedList:
+    def serve(self, request: ServeRequest, *, shadow_of: str | None = None, report_failures: bool = True) -> ServedList:
         """Serve one governed list (see the module docstring for the steps).
 
         A request that fails is reported to ``on_failure`` with its cause (the
@@ -220,11 +220,15 @@ class ServingEngine:
         served by the decision of that id; the list is made and recorded the
         same way (its record's context says ``served: false`` and names that
         decision) and must not be shown (see :mod:`governance.shadow`).
+
+        ``report_failures=False``: the caller reports a failure itself
+        (:meth:`report_failure`), e.g. from where a store write may block.
         """
         try:
             return self._serve(request, shadow_of)
         except Exception as err:
-            self.report_failure(request, err)
+            if report_failures:
+                self.report_failure(request, err)
             raise
 
     def report_failure(self, request: ServeRequest, err: BaseException) -> None:

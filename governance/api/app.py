@@ -40,8 +40,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The blocking work of the endpoints runs on settings.api_threads worker threads, each
-        # holding at most one pooled connection at a time; the rest of the pool serves the decision
-        # log, the audit runner and the shadows.
+        # holding one pooled connection at a time (two while it builds an engine); the rest of the
+        # pool, and SQLAlchemy's overflow beyond it, serve the decision log, the audit runner and
+        # the shadows. GET /health is answered on the event loop, never behind the workers.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         app.state.store = open_store(settings.database_url, pool_size=settings.api_threads + 4)
         app.state.reads = FastReads(app.state.store.engine)  # the hot paths' read-only snapshots

@@ -98,7 +98,7 @@ class Pipeline:
                     raise DataError(MISSING_INPUT.format(name=step.name, field=name))
         cands = candidates.validate()
         n = cands.n_users
-        if n <= self.chunk_size:  # one chunk (a served request): its result is the answer, no copy into a frame
+        if 0 < n <= self.chunk_size:  # one chunk (a served request): its result is the answer, no copy into a frame
             out, checked = self._run(cands, k)
             met = {
                 self.labels[i]: np.ones(n, dtype=bool)

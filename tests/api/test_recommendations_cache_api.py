@@ -179,7 +179,7 @@ def test_a_dataset_the_service_cannot_read_leaves_lists_served_without_item_meta
     with server.client("operator") as client, caplog.at_level("WARNING", logger=routes.__name__):
         answer = client.post("/v1/recommendations", json={"subject": "u000043", "k": 5, "model_version": server.model_version, "pack": PACK})
     assert answer.status_code == 200 and len(answer.json()["items"]) == 5
-    assert any("cannot be read here" in r.getMessage() and "without item metadata" in r.getMessage() for r in caplog.records)
+    assert any("can be read here" in r.getMessage() and "without item metadata" in r.getMessage() for r in caplog.records)
     with cache._lock:  # the next test reads the real table again
         cache._catalogs.clear()
         cache._engines.clear()
@@ -262,3 +262,45 @@ def test_a_commit_that_fails_or_comes_late_fails_the_request_and_is_logged(serve
         rows = connection.execute(select(FailedRequest.cause, FailedRequest.detail).order_by(FailedRequest.id.desc()).limit(2)).all()
     assert [cause for cause, _ in rows] == ["serve.TimeoutError", "serve.ConfigError"]
     assert all("u000061" not in json.dumps(_json(detail)) for _, detail in rows)  # the subject is scrubbed
+
+
+def test_warm_lists_on_the_embedded_store_are_decided_on_the_event_loop(server) -> None:
+    """SQLite: a list that writes nothing and finds its engine built is decided inline; PostgreSQL: never."""
+    from governance.api.routes import recommendations as routes
+
+    cache = routes.engines_of(server.app)
+    body = {"subject": "u000070", "k": 3, "model_version": server.model_version, "pack": PACK}
+    with server.client("operator") as client:
+        assert client.post("/v1/recommendations", json=body).status_code == 200  # builds what is missing
+        inline, threaded = cache.decided_inline, cache.decided_on_threads
+        for _ in range(5):
+            assert client.post("/v1/recommendations", json=body).status_code == 200
+        assert client.post("/v1/recommendations", json=body, headers={"Sec-GPC": "1"}).status_code == 200  # records: a thread
+    if server.db_url.startswith("sqlite"):
+        assert (cache.decided_inline - inline, cache.decided_on_threads - threaded) == (5, 1)
+    else:
+        assert (cache.decided_inline - inline, cache.decided_on_threads - threaded) == (0, 6)
+
+
+def test_a_list_that_fails_while_deciding_is_logged_and_not_answered(server, monkeypatch) -> None:  # noqa: ANN001
+    """The decision log refuses the record at once (e.g. full): the failure is logged (off the event
+    loop when the list was decided on it), with the subject scrubbed, and the list is not answered."""
+    from audits.models import FailedRequest
+    from governance.api.routes import recommendations as routes
+    from recommender.errors import ConfigError
+
+    body = {"subject": "u000071", "k": 3, "model_version": server.model_version, "pack": PACK}
+    with server.client("operator") as client:
+        assert client.post("/v1/recommendations", json=body).status_code == 200
+        log = routes.engines_of(server.app)._log
+
+        def full(record, *, events=()):  # noqa: ANN001, ANN202
+            raise ConfigError("the decision log is full for u000071")
+
+        monkeypatch.setattr(log, "submit", full)
+        answer = client.post("/v1/recommendations", json=body)
+        monkeypatch.undo()
+    assert answer.status_code == 422 and "decision log is full" in answer.json()["detail"]
+    with server.store.snapshot() as connection:
+        cause, detail = connection.execute(select(FailedRequest.cause, FailedRequest.detail).order_by(FailedRequest.id.desc()).limit(1)).one()
+    assert cause == "serve.ConfigError" and "<subject>" in _json(detail)["message"] and "u000071" not in json.dumps(_json(detail))

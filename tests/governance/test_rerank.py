@@ -243,8 +243,19 @@ def test_results_are_reproducible_and_independent_of_chunking(reranker):
     chunked = Pipeline([step], chunk_size=2)(cands, 6)
     for out in (again, chunked):
         assert (out.items == whole.items).all() and (out.moves == whole.moves).all()
+        assert (out.scores[out.items >= 0] == whole.scores[whole.items >= 0]).all() and (out.moved_by == whole.moved_by).all()
+        assert list(out.constraints_met) == list(whole.constraints_met)  # same keys, same order
         for key in whole.constraints_met:
+            assert out.constraints_met[key].dtype == whole.constraints_met[key].dtype == bool
             assert (out.constraints_met[key] == whole.constraints_met[key]).all()
+
+
+def test_no_users_gives_an_empty_result(reranker):
+    cands = make_batch(3, n_users=1, c=6)
+    none = Candidates(**{**cands.__dict__, "items": cands.items[:0], "scores": cands.scores[:0], "seeds": cands.seeds[:0],
+                         "user_category_dist": cands.user_category_dist[:0], "user_group_dist": cands.user_group_dist[:0]})  # fmt: skip
+    out = Pipeline([reranker(**ACTIVE_PARAMS[reranker.name])])(none, 4)
+    assert out.items.shape == (0, 4) and out.scores.shape == (0, 4)
 
 
 def test_k_larger_than_the_candidates_pads(reranker):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import APIRouter
@@ -12,9 +13,14 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health", response_model=Health)
-def health() -> Health:
+async def health() -> Health:  # answered on the event loop, never queued behind the worker threads
+    return Health(version=_version())
+
+
+@functools.cache
+def _version() -> str:
+    """The installed version (read from the package metadata once: it does not change while the process runs)."""
     try:
-        v = version("recgov")
+        return version("recgov")
     except PackageNotFoundError:
-        v = "unknown"
-    return Health(version=v)
+        return "unknown"

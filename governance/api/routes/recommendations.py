@@ -63,6 +63,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -112,6 +113,8 @@ router = APIRouter(tags=["recommendations"], responses=problems(401, 403, 500))
 SHUTTING_DOWN = "the service is shutting down; retry the request on another instance"
 MAX_CACHED_MODELS = 8
 """Models (and their engines) kept loaded by a server process, least recently used evicted first."""
+CATALOG_RETRY_S = 60.0
+"""Seconds before a model's item table that could not be read is tried again."""
 MAX_SHADOW_BACKLOG = 1000
 """Served requests that may wait for the shadow versions; more are not mirrored (and are counted)."""
 NO_MODEL = "model version {model_version!r} is not in the store; train one with 'recgov train'"
@@ -120,6 +123,14 @@ MODEL_MISMATCH = "the artifact at {location} holds model {found}, not {expected}
 
 class _NotReady(Exception):
     """Deciding this list inline would block the event loop (a load, a build or a write): use a worker thread."""
+
+
+class _Unreported(Exception):
+    """An inline request failed; its failure is still to be logged (a store write: on a worker thread)."""
+
+    def __init__(self, error: Exception, engine: ServingEngine, request: ServeRequest) -> None:
+        super().__init__(str(error))
+        self.error, self.engine, self.request = error, engine, request
 
 
 class Pong(BaseModel):
@@ -226,11 +237,34 @@ _LATEST_BLOCK_CHANGES = select(
     *(select(func.coalesce(func.max(t.trail_seq), 0)).scalar_subquery() for t in (ItemFlag, EscalationCase, ItemBlock))
 )
 _ARTIFACT_OF = select(ModelVersion.artifact_location).where(ModelVersion.version_id == bindparam("version"))
-_DATASET_SOURCE_OF = (
-    select(DatasetVersion.source)
+_DATASET_OF = (
+    select(DatasetVersion.source, DatasetVersion.data_schema)
     .join(ModelVersion, ModelVersion.dataset_version_id == DatasetVersion.id)
     .where(ModelVersion.version_id == bindparam("version"))
 )
+_DATASET_BY_HASH = select(DatasetVersion.source, DatasetVersion.data_schema).where(DatasetVersion.content_hash == bindparam("hash"))
+MAX_DERIVATIONS = 8
+"""Unlearned datasets followed back to the one a catalog can be read from (each erasure adds one)."""
+
+
+def _dataset_sources(read: Connection, model_version: str) -> list[str]:
+    """Where the dataset of ``model_version`` came from: its recorded source, then (an unlearned model's
+    dataset is a matrix derived from another) the sources of the datasets it derives from."""
+    sources: list[str] = []
+    seen: set[str] = set()
+    row = read.execute(_DATASET_OF, {"version": model_version}).one_or_none()
+    for _ in range(MAX_DERIVATIONS):
+        if row is None:
+            break
+        source, schema = row
+        if source and source not in sources:
+            sources.append(source)
+        parent = schema.get("derived_from") if isinstance(schema, dict) else None
+        if not isinstance(parent, str) or parent in seen:
+            break
+        seen.add(parent)
+        row = read.execute(_DATASET_BY_HASH, {"hash": parent}).one_or_none()
+    return sources
 
 
 def blocks_revision(read: Session | Connection | Any) -> tuple[int, int, int]:
@@ -255,8 +289,10 @@ class _Engine:
 class EngineCache:
     """Packs, models and serving engines of one app, and the decision log they share.
 
-    Thread-safe: FastAPI runs the route in a thread pool. Loading happens under
-    the lock (a burst of first requests loads a model once).
+    Thread-safe: the route runs on worker threads and on the event loop. The
+    cache's lock guards only its dictionaries and is never held while loading or
+    building; a burst of first requests loads a model (and its item table) once,
+    under a lock of that version's own.
     """
 
     def __init__(self, store: Any, decision_writer: str = "thread") -> None:
@@ -266,13 +302,17 @@ class EngineCache:
         self._packs: dict[str, tuple[tuple[int, int], LoadedPack]] = {}
         self._models: dict[str, tuple[tuple[int, int], ALSRecommender]] = {}
         self._engines: dict[tuple[str, str], _Engine] = {}
-        self._catalogs: dict[str, pd.DataFrame | None] = {}
+        self._catalogs: dict[str, tuple[float, pd.DataFrame | None]] = {}
+        self._load_locks: dict[str, threading.Lock] = {}
         self._log: DecisionLog | None = None
         self._sink: CallAttributingSink | None = None
         self._shadows: ThreadPoolExecutor | None = None
         self._shadow_backlog = 0
         self.shadow_failures = 0
         self.shadow_dropped = 0
+        self.decided_inline = 0
+        """Lists decided on the event loop (see the module doc), and below on a worker thread."""
+        self.decided_on_threads = 0
         self._closed = False
 
     def pack(self, packs_dir: Path, ref: str, *, loaded_only: bool = False) -> LoadedPack:
@@ -293,31 +333,46 @@ class EngineCache:
                 self._packs[ref] = (stat, loaded)
         return loaded
 
-    def _model(self, model_version: str, location: str, *, loaded_only: bool = False) -> ALSRecommender:
-        """Under the lock. The last :data:`MAX_CACHED_MODELS` models used stay loaded (retrains and
-        unlearned versions come and go; a long-running service must not keep them all).
-        ``loaded_only``: raise :class:`_NotReady` rather than load it."""
+    def _loading(self, name: str) -> threading.Lock:
+        """The lock under which ``name`` (a model version) is loaded: one load per version at a time,
+        outside :attr:`_lock`, which guards only the dictionaries and is never held for I/O (the event
+        loop takes it too)."""
+        with self._lock:
+            return self._load_locks.setdefault(name, threading.Lock())
+
+    def _cached_model(self, model_version: str, location: str) -> ALSRecommender | None:
+        """Under :attr:`_lock`: the loaded model if its artifact is unchanged (then most recently used)."""
         stat = _stat_key(Path(location))
         cached = self._models.get(model_version)
-        if cached is not None and stat is not None and cached[0] == stat:
-            del self._models[model_version]
-            self._models[model_version] = cached  # most recently used last
-            return cached[1]
-        if loaded_only:
-            raise _NotReady
-        self._models.pop(model_version, None)
-        model = ALSRecommender.load(location)
-        if model.version_id_ != model_version:
-            raise ConfigError(MODEL_MISMATCH.format(location=location, found=model.version_id_, expected=model_version))
-        if stat is not None:
-            self._models[model_version] = (stat, model)
-            while len(self._models) > MAX_CACHED_MODELS:
-                evicted = next(iter(self._models))
-                del self._models[evicted]
-                for key in [k for k in self._engines if k[1] == evicted]:
-                    del self._engines[key]
-                self._catalogs.pop(evicted, None)
-        return model
+        if cached is None or stat is None or cached[0] != stat:
+            return None
+        del self._models[model_version]
+        self._models[model_version] = cached  # most recently used last
+        return cached[1]
+
+    def _load_model(self, model_version: str, location: str) -> ALSRecommender:
+        """Load ``model_version`` (outside :attr:`_lock`); the last :data:`MAX_CACHED_MODELS` models used stay
+        loaded (retrains and unlearned versions come and go; a long-running service must not keep them all)."""
+        with self._loading(model_version):
+            with self._lock:
+                model = self._cached_model(model_version, location)
+            if model is not None:  # another request loaded it meanwhile
+                return model
+            stat = _stat_key(Path(location))
+            model = ALSRecommender.load(location)
+            if model.version_id_ != model_version:
+                raise ConfigError(MODEL_MISMATCH.format(location=location, found=model.version_id_, expected=model_version))
+            if stat is not None:
+                with self._lock:
+                    self._models.pop(model_version, None)
+                    self._models[model_version] = (stat, model)
+                    while len(self._models) > MAX_CACHED_MODELS:
+                        evicted = next(iter(self._models))
+                        del self._models[evicted]
+                        for key in [k for k in self._engines if k[1] == evicted]:
+                            del self._engines[key]
+                        self._catalogs.pop(evicted, None)
+            return model
 
     def engine(self, loaded: LoadedPack, model_version: str, location: str, read: Any, *, built_only: bool = False) -> ServingEngine:
         """The engine serving ``loaded`` with ``model_version`` and the blocks as ``read`` (a snapshot) sees them, or newer.
@@ -327,57 +382,85 @@ class EngineCache:
         is blocked is read with the ORM in a snapshot of its own, begun after
         ``read``, so the engine built holds every block ``read`` sees.
         ``built_only``: raise :class:`_NotReady` rather than load a model or build an engine.
+        Loading and building happen outside the cache's lock.
         """
         key = (loaded.content_hash, model_version)
         revision = blocks_revision(read)
         with self._lock:
             if self._closed:
                 raise Problem(503, SHUTTING_DOWN)
-            model = self._model(model_version, location, loaded_only=built_only)
+            model = self._cached_model(model_version, location)
             cached = self._engines.get(key)
-            if cached is not None and cached.revision == revision and cached.engine.model is model:
+            if model is not None and cached is not None and cached.revision == revision and cached.engine.model is model:
                 return cached.engine
         if built_only:
             raise _NotReady
-        with self.store.snapshot() as connection, Session(bind=connection) as session:  # outside the lock
+        if model is None:
+            model = self._load_model(model_version, location)
+        with self.store.snapshot() as connection, Session(bind=connection) as session:
             revision = blocks_revision(connection)
             blocked = frozenset(items_out_of_lists(session, loaded.pack))
-            catalog = self._catalog(model_version, connection)
+            sources = _dataset_sources(connection, model_version)
+        catalog = self._catalog(model_version, model, sources)  # after the snapshot: loading a dataset is slow
         with self._lock:
             if self._closed:
                 raise Problem(503, SHUTTING_DOWN)
             if self._log is None:
                 self._log = ProcessDecisionLog(self.store) if self.decision_writer == "process" else DecisionLog(self.store)
                 self._sink = CallAttributingSink(self._log)
-            store = self.store
-            engine = ServingEngine(
-                loaded, model, catalog, blocked=blocked, sink=self._sink,
-                on_failure=lambda cause, detail: log_failure(store, cause, detail),
-            )  # fmt: skip
+            sink = self._sink
+        store = self.store
+        engine = ServingEngine(
+            loaded, model, catalog, blocked=blocked, sink=sink,
+            on_failure=lambda cause, detail: log_failure(store, cause, detail),
+        )  # fmt: skip
+        with self._lock:
             cached = self._engines.get(key)
-            if cached is None or cached.revision <= revision:  # a slower request must not put older blocks back
-                self._engines[key] = _Engine(revision, engine)
-            return engine
+            if model_version in self._models and (cached is None or cached.revision <= revision):
+                self._engines[key] = _Engine(revision, engine)  # a slower request must not put older blocks back
+        return engine
 
-    def _catalog(self, model_version: str, read: Connection) -> pd.DataFrame | None:
-        """The item table of the dataset ``model_version`` was trained on (None: not readable here), read once per model."""
+    def _catalog(self, model_version: str, model: ALSRecommender, sources: list[str]) -> pd.DataFrame | None:
+        """The item table of the dataset ``model_version`` was trained on (None: not readable here).
+
+        Read once per model (one reader at a time per version); a failed read is
+        tried again after :data:`CATALOG_RETRY_S`. The first of ``sources`` (the
+        dataset's recorded source, then for an unlearned model the sources of the
+        datasets it derives from) that loads and names every item of the model is used.
+        """
         with self._lock:
-            if model_version in self._catalogs:
-                return self._catalogs[model_version]
-        source = read.execute(_DATASET_SOURCE_OF, {"version": model_version}).scalar_one_or_none()
-        items: pd.DataFrame | None = None
-        if source:
-            try:
-                items = load_data(source).items
-            except Exception as err:  # noqa: BLE001 - a catalog that cannot be read degrades to no metadata, loudly
+            entry = self._catalogs.get(model_version)
+        if entry is not None and (entry[1] is not None or time.monotonic() - entry[0] < CATALOG_RETRY_S):
+            return entry[1]
+        with self._loading(f"catalog:{model_version}"):
+            with self._lock:
+                entry = self._catalogs.get(model_version)
+            if entry is not None and (entry[1] is not None or time.monotonic() - entry[0] < CATALOG_RETRY_S):
+                return entry[1]
+            items, problems = None, []
+            needed = pd.Index(model.train_.item_ids.astype(str))
+            for source in sources:
+                try:
+                    table = load_data(source).items
+                except Exception as err:  # noqa: BLE001 - a catalog that cannot be read degrades to no metadata, loudly
+                    problems.append(f"{source[:200]!r}: {type(err).__name__}: {str(err)[:200]}")
+                    continue
+                missing = needed.difference(table.index.astype(str))
+                if len(missing):
+                    problems.append(f"{source[:200]!r}: {len(missing)} of the model's {len(needed)} items are not in its item table")
+                    continue
+                items = table
+                break
+            if items is None:
                 log.warning(
-                    "model %s: the item table of its dataset %r cannot be read here (%s: %s); its lists are served "
-                    "without item metadata (no provider groups for the re-ranking, no category blocks from metadata)",
-                    model_version, source, type(err).__name__, str(err)[:300],
+                    "model %s: no item table of its dataset can be read here (%s); its lists are served without item "
+                    "metadata (no provider groups for the re-ranking, no category blocks from metadata); tried again "
+                    "in %g s", model_version, "; ".join(problems) or "no source recorded", CATALOG_RETRY_S,
                 )  # fmt: skip
-        with self._lock:
-            self._catalogs[model_version] = items
-        return items
+            with self._lock:
+                if model_version in self._models:  # an evicted model's table is not kept
+                    self._catalogs[model_version] = (time.monotonic(), items)
+            return items
 
     def mirror(self, request: ServeRequest, decision_id: str, loaded: LoadedPack, shadows: list[tuple[str, str]]) -> None:
         """Hand a served request to the shadow versions ``(model_version, artifact location)``, on a thread of their own.
@@ -559,7 +642,12 @@ def _decide(body: RecommendationCreate, request: Request, store: Any, settings: 
     serve_request = ServeRequest(body.subject, k=body.k, consent=_consent_records(history), gpc=gpc)
     # The call's trail record is committed with its decision; the commit is awaited on the event loop.
     with CallAttributingSink.calling(actor, gpc=gpc, defer=True) as call:
-        served = engine.serve(serve_request)
+        try:
+            served = engine.serve(serve_request, report_failures=not inline)
+        except Exception as err:
+            if inline:  # logging the failure writes to the store: not on the event loop
+                raise _Unreported(err, engine, serve_request) from err
+            raise
     if call.pending is None:
         raise RuntimeError("the serving engine recorded no decision for a served list")
     return _Decided(served, call.pending, engine, serve_request, signals, deployment, loaded, shadow_refs)
@@ -596,14 +684,20 @@ async def recommend(
 ) -> Response:
     """A ``Sec-GPC: 1`` header is recorded as an opt-out (under a pack that honours GPC) before serving."""
     actor = actor_of(key)
+    cache = engines_of(request.app)
     decided = None
     if request.app.state.reads.embedded:  # see the module doc: local reads are decided on the loop
         try:
             decided = _decide(body, request, store, settings, actor, inline=True)
+            cache.decided_inline += 1
         except _NotReady:
             pass
+        except _Unreported as failed:
+            await anyio.to_thread.run_sync(failed.engine.report_failure, failed.request, failed.error)
+            raise failed.error from None
     if decided is None:
         decided = await anyio.to_thread.run_sync(_decide, body, request, store, settings, actor)
+        cache.decided_on_threads += 1
     await _committed(decided)
     served = decided.served
     request.app.state.metrics.decisions.labels(outcome=served.mode).inc()
