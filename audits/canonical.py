@@ -56,8 +56,8 @@ def _check(value: Any, path: str) -> bool:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise DataError(f"{path}: object keys must be strings, got {type(key).__name__} {key!r}")
-            if not key.isascii() and max(key) >= _FIRST_SURROGATE:
-                fast = False
+            if type(key) is not str or (not key.isascii() and max(key) >= _FIRST_SURROGATE):
+                fast = False  # orjson takes only exact str keys; a str Enum key goes to rfc8785
             fast = _check(item, f"{path}.{key}") and fast
         return fast
     if isinstance(value, (list, tuple)):
