@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from recommender.errors import RecgovError
@@ -47,11 +48,32 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn recgov's deliberate errors into one line on stderr and exit code 2."""
+    """Turn recgov's deliberate errors, and settings the environment gets wrong, into one line on stderr and exit code 2."""
     try:
         yield
     except RecgovError as err:
         raise fail(str(err)) from None
+    except ValidationError as err:
+        if err.title not in _SETTINGS_MODELS:
+            raise
+        raise fail(settings_problem(err)) from None
+
+
+_SETTINGS_MODELS = ("ApiSettings", "StoreSettings")
+"""The settings read from ``RECGOV_*`` variables: their validation errors name the variable."""
+
+
+def settings_problem(err: ValidationError) -> str:
+    """A settings error as the user set it: each bad ``RECGOV_*`` variable, why, and the value given."""
+    parts = []
+    for e in err.errors():
+        message = str(e["msg"]).removeprefix("Value error, ")
+        if e["loc"]:
+            variable = "RECGOV_" + "_".join(map(str, e["loc"])).upper()
+            parts.append(f"{variable}: {message} (got {e.get('input')!r})")
+        else:
+            parts.append(message)
+    return "invalid settings: " + "; ".join(parts)
 
 
 @contextmanager

@@ -54,3 +54,20 @@ def test_production_refuses_insecure_defaults(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(ValidationError, match="RECGOV_API_EXPOSE_ERRORS must be off in production"):
         ApiSettings(database_url="postgresql+psycopg://u@h/db", api_expose_errors=True)
     assert ApiSettings(database_url="postgresql+psycopg://u@h/db").environment == "production"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("RECGOV_API_THREADS", "0", "RECGOV_API_THREADS: Input should be greater than or equal to 1 (got '0')"),
+        ("RECGOV_API_THREADS", "many", "RECGOV_API_THREADS: Input should be a valid integer"),
+        ("RECGOV_CANARY_SHARE", "2", "RECGOV_CANARY_SHARE: Input should be less than or equal to 1 (got '2')"),
+        ("RECGOV_ENVIRONMENT", "production", "RECGOV_DATABASE_URL must be set in production"),
+    ],
+)
+def test_serve_with_bad_settings_is_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str) -> None:
+    monkeypatch.setenv(variable, value)
+    result = runner.invoke(app, ["serve", "--port", "1"])  # refused before anything listens
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().startswith("error: invalid settings: ") and message in result.stderr
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
