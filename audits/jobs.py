@@ -26,9 +26,12 @@ running job whose runner is gone (a process on this host that no longer runs)
 or whose lease has expired (no heartbeat for :data:`DEFAULT_LEASE_S`, or the
 lease given, whatever host the job ran on: a host that disappeared cannot be
 checked, but it stops renewing). Failing is atomic too: a job renewed or
-finished in between is left alone. Hosts' clocks must agree to well within a
-lease (NTP does); the runner renews three times per lease. A job claimed before
-revision 0009 has no heartbeat: its start stands for it.
+finished in between is left alone. On PostgreSQL every time a job records
+(queued, claimed, renewed, finished, and the "now" a recovery judges leases by)
+is the database server's clock, so hosts whose clocks disagree still agree on
+the leases; on SQLite (one file, one host) it is the process's clock. The runner
+renews three times per lease. A job claimed before revision 0009 has no
+heartbeat: its start stands for it.
 
 >>> with store.session() as session:                                  # doctest: +SKIP
 ...     job = create_job(session, request={"pack": "baseline", "data": "synthetic"},
@@ -85,6 +88,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def store_clock(session: Session) -> datetime:
+    """Now, by the store's clock: the database server's on PostgreSQL (one clock for every host that
+    shares the store), this process's on SQLite (an embedded file is used from one host)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return session.execute(select(func.statement_timestamp())).scalar_one().astimezone(UTC)
+    return _now()
+
+
 def _objects(job: AuditJob, **extra: Any) -> dict[str, Any]:
     objects: dict[str, Any] = {"audit_job": job.id, "policy": str(job.request.get("pack"))}
     if job.model_version_id:
@@ -116,7 +127,7 @@ def create_job(
         pack_hash=pack_hash,
         model_version_id=model_version,
         requested_by=requested_by,
-        created_at=_now(),
+        created_at=store_clock(session),
         trail_seq=0,  # set below, once the event exists
     )
     event = append_event(session, actor=requested_by, action="audit_job.queued", objects=_objects(job), payload={"request": request, "pack_hash": pack_hash})
@@ -140,7 +151,7 @@ def _job(session: Session, job_id: str) -> AuditJob:
 
 def claim_job(session: Session, job_id: str, *, runner: str) -> AuditJob | None:
     """Move ``job_id`` from queued to running for ``runner``, its lease starting now; None when it is not queued (any more)."""
-    now = _now()
+    now = store_clock(session)
     claimed = session.execute(
         update(AuditJob)
         .where(AuditJob.id == job_id, AuditJob.status == "queued")
@@ -158,7 +169,7 @@ def finish_job(session: Session, job_id: str, *, audit_run_id: int, gate: dict[s
     job = _job(session, job_id)
     if job.status != "running":
         raise ConfigError(f"audit job {job_id} is {job.status}, not running; only a running job can succeed")
-    job.status, job.finished_at, job.audit_run_id, job.gate = "succeeded", _now(), audit_run_id, gate
+    job.status, job.finished_at, job.audit_run_id, job.gate = "succeeded", store_clock(session), audit_run_id, gate
     decision = gate.get("decision") or {}
     payload = {"passed": decision.get("passed"), "enforced": decision.get("enforced")}
     return _mark(session, job, "audit_job.succeeded", objects=_objects(job, audit=audit_run_id), payload=payload)
@@ -169,7 +180,7 @@ def fail_job(session: Session, job_id: str, *, error: str, kind: str) -> AuditJo
     job = _job(session, job_id)
     if job.status in FINAL_STATUSES:
         raise ConfigError(f"audit job {job_id} is {job.status} already; a finished job does not change")
-    job.status, job.finished_at, job.error = "failed", _now(), one_line(error)
+    job.status, job.finished_at, job.error = "failed", store_clock(session), one_line(error)
     return _mark(session, job, "audit_job.failed", payload={"cause": kind})
 
 
@@ -198,7 +209,7 @@ def renew_leases(session: Session, *, runner: str, now: datetime | None = None) 
     renewed = session.execute(
         update(AuditJob)
         .where(AuditJob.status == "running", AuditJob.runner == runner)
-        .values(heartbeat_at=now or _now())
+        .values(heartbeat_at=now or store_clock(session))
         .returning(AuditJob.id)
         .execution_options(synchronize_session=False)
     )
@@ -241,6 +252,7 @@ def recover_jobs(
     lease_s: float = DEFAULT_LEASE_S,
     now: datetime | None = None,
     queued_before: datetime | None = None,
+    queued_for_s: float | None = None,
 ) -> tuple[list[str], list[str]]:
     """Fail the running jobs whose runner is gone or whose lease expired, and list the queued ones to start.
 
@@ -250,9 +262,11 @@ def recover_jobs(
     ``is_alive(runner)`` says whether the process named ``runner`` may still be
     running the job (a runner on another host cannot be checked: say True).
     Independently of it, a running job whose last heartbeat is more than
-    ``lease_s`` seconds before ``now`` (default: the current time) is failed
-    as interrupted: its runner, on whatever host, stopped renewing the lease.
-    ``queued_before`` lists only the queued jobs created before it.
+    ``lease_s`` seconds before ``now`` (default: the store's clock, see
+    :func:`store_clock`) is failed as interrupted: its runner, on whatever host,
+    stopped renewing the lease. ``queued_before`` lists only the queued jobs
+    created before it; ``queued_for_s`` only those queued for longer than that
+    many seconds by the store's clock.
     Returns ``(queued job ids, oldest first; ids of the jobs failed as interrupted)``.
 
     Raises
@@ -262,8 +276,11 @@ def recover_jobs(
     """
     if not lease_s > 0:
         raise ConfigError(f"the audit job lease must be a positive number of seconds; got {lease_s!r}")
-    now = now or _now()
+    now = now or store_clock(session)
     expired_before = now - timedelta(seconds=lease_s)
+    if queued_for_s is not None:
+        cutoff = now - timedelta(seconds=queued_for_s)
+        queued_before = cutoff if queued_before is None else min(queued_before, cutoff)
     running = list(session.scalars(select(AuditJob).where(AuditJob.status == "running").order_by(AuditJob.created_at)))
     interrupted = []
     for job in running:

@@ -300,3 +300,35 @@ def test_a_job_failed_elsewhere_stays_failed_when_its_audit_completes(store: Sto
     runner.shutdown()  # waits for the audit
     after = _job(store, job_id)
     assert (after.status, after.error, after.trail_seq) == ("failed", failed.error, failed.trail_seq)
+
+
+def test_on_postgresql_the_leases_follow_the_database_clock_not_the_hosts(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runner on a host whose clock is an hour behind claims and renews; a peer with a right clock
+    recovers: the lease is live by the one clock both share (the database server's), so it stays."""
+    store = open_store(postgres_url)
+    try:
+        job_id = _new(store)
+        behind = datetime.now(UTC) - timedelta(hours=1)
+        monkeypatch.setattr(job_store, "_now", lambda: behind)  # this process's clock, for every job time it would write
+        with store.session() as session:
+            assert job_store.claim_job(session, job_id, runner=OTHER_HOST) is not None
+        with store.session() as session:
+            assert job_store.renew_leases(session, runner=OTHER_HOST) == [job_id]
+        monkeypatch.undo()
+        with store.session() as session:
+            assert job_store.recover_jobs(session, is_alive=_runner_alive, lease_s=60) == ([], [])
+            database_now = job_store.store_clock(session)
+        job = _job(store, job_id)
+        assert job.status == "running" and abs((database_now - job.heartbeat_at).total_seconds()) < 60
+    finally:
+        store.close()
+
+
+def test_on_sqlite_the_store_clock_is_the_process_clock(tmp_path: Any) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'jobs.db'}")
+    try:
+        with store.session() as session:
+            before = datetime.now(UTC)
+            assert before <= job_store.store_clock(session) <= datetime.now(UTC)
+    finally:
+        store.close()

@@ -33,7 +33,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -253,15 +253,16 @@ class AuditRunner:
         self._lease_thread.start()
         return queued
 
-    def recover(self, *, queued_before: datetime | None = None) -> list[str]:
+    def recover(self, *, queued_for_s: float | None = None) -> list[str]:
         """Fail the running jobs whose runner is gone or whose lease expired; start the queued jobs; return their ids.
 
-        ``queued_before`` starts only the jobs queued before it (the periodic
-        recovery leaves a live peer's fresh queue to that peer).
+        ``queued_for_s`` starts only the jobs queued for longer than that, by
+        the store's clock (the periodic recovery leaves a live peer's fresh
+        queue to that peer).
         """
         with self.store.session() as session:
             queued, interrupted = job_store.recover_jobs(
-                session, is_alive=_runner_alive, lease_s=self.lease_s, queued_before=queued_before
+                session, is_alive=_runner_alive, lease_s=self.lease_s, queued_for_s=queued_for_s
             )
         if interrupted:
             log.warning("audit jobs whose runner stopped or lost its lease, now failed: %s", ", ".join(interrupted))
@@ -311,7 +312,7 @@ class AuditRunner:
                 self.renew()
                 if self._recovering and time.monotonic() >= next_recovery:
                     next_recovery = time.monotonic() + self.lease_s
-                    self.recover(queued_before=datetime.now(UTC) - timedelta(seconds=self.lease_s))
+                    self.recover(queued_for_s=self.lease_s)
             except Exception:  # the store is failing: try again at the next beat, never end the thread
                 log.exception("could not renew the leases of audit runner %s", self.runner_id)
 
