@@ -694,7 +694,7 @@ async def recommend(
             pass
         except _Unreported as failed:
             await anyio.to_thread.run_sync(failed.engine.report_failure, failed.request, failed.error)
-            raise failed.error from None
+            raise failed.error from failed.error.__cause__  # the original error, with its own cause
     if decided is None:
         decided = await anyio.to_thread.run_sync(_decide, body, request, store, settings, actor)
         cache.decided_on_threads += 1
