@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from governance.explain import TagKind, because_tags, explain_als_list, fallback_tags
+from governance.explain import TagKind, because_tags, explain_als_list, fallback_tags, regularized_gram
 from recommender.als import ALSRecommender, blas_single_thread
 from recommender.feedback import to_implicit
 from recommender.synthetic import SyntheticSpec, generate
@@ -31,6 +31,35 @@ def test_batched_decomposition_equals_implicit_explain(fitted, user: int) -> Non
             assert ex.scores[j] == pytest.approx(total, abs=1e-5)
             assert [c for c, _ in top] == ex.contributors[j][: len(top)].tolist()
             np.testing.assert_allclose(ex.weights[j][: len(top)], [w for _, w in top], atol=1e-5)
+
+
+@pytest.mark.parametrize("user", [0, 123])
+def test_a_precomputed_gram_gives_the_same_explanation(fitted, user: int) -> None:
+    model, matrix = fitted
+    recs, _, _ = model.recommend_index(np.array([user]), 10)
+    row = matrix.matrix[user]
+    Y = model.item_factors_
+    gram = regularized_gram(Y.T.astype(np.float64) @ Y.astype(np.float64), model.regularization)
+    args = (Y, model.regularization, model.alpha, row.indices, row.data, recs[0])
+    plain, fast = explain_als_list(*args, n=3), explain_als_list(*args, n=3, gram=gram)
+    np.testing.assert_allclose(fast.scores, plain.scores, rtol=1e-12)
+    assert (fast.contributors == plain.contributors).all()
+    np.testing.assert_allclose(fast.weights, plain.weights, rtol=1e-12)
+    with blas_single_thread():  # and both are implicit's, item by item
+        for j, item in enumerate(recs[0][:3]):
+            total, top, _ = model.model_.explain(user, matrix.matrix, int(item), N=3)
+            assert fast.scores[j] == pytest.approx(total, abs=1e-5)
+            assert [c for c, _ in top] == fast.contributors[j][: len(top)].tolist()
+
+
+def test_a_broken_system_is_a_clear_error_not_a_wrong_tag() -> None:
+    Y = np.eye(3, dtype=np.float32)
+    broken = Y.copy()
+    broken[0, 1] = np.nan  # a history item's factor
+    with pytest.raises(ValueError, match="not finite"):
+        explain_als_list(broken, 0.1, 1.0, np.array([0]), np.array([2.0]), np.array([1]), n=2)
+    with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):  # a negative regularization
+        explain_als_list(Y, -5.0, 1.0, np.array([0]), np.array([2.0]), np.array([1]), n=2)
 
 
 def test_scores_sum_the_contributions_and_match_the_model_score(fitted) -> None:
