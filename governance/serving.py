@@ -28,7 +28,7 @@ import pandas as pd
 
 from governance.consent.state import ConsentRecord, ProfilingDecision, may_profile
 from governance.consent.tcf import decode_tc_string
-from governance.explain import TAG_TEXT, Tag, TagKind, explain_als_list
+from governance.explain import TAG_TEXT, Tag, TagKind, explain_als_list, regularized_gram
 from governance.policy import LoadedPack
 from recommender.als import ALSRecommender, blas_single_thread
 from recommender.errors import ConfigError
@@ -51,6 +51,10 @@ class DecisionSink(Protocol):
     """Where decision records go; ``submit_and_wait`` returns once the record is durable."""
 
     def submit_and_wait(self, record: dict[str, Any], timeout: float = ...) -> Any: ...
+
+
+_FLOAT32_MIN = np.finfo(np.float32).min
+"""What implicit scores a filtered item with."""
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,9 @@ class ServingEngine:
         pack = loaded.pack
         ids = pd.Index(model.train_.item_ids.astype(str))
         self._item_ids = np.asarray(ids, dtype=object)
-        self._yty = model.item_factors_.astype(np.float64).T @ model.item_factors_.astype(np.float64)
+        # Y^T Y + lambda I, the user-independent part of every list's explanation system (once per engine).
+        factors = model.item_factors_.astype(np.float64)
+        self._gram = regularized_gram(factors.T @ factors, model.regularization)
         meta = items.reindex(ids) if items is not None and len(items) else pd.DataFrame(index=ids)
         flags = meta["flags"].fillna("").astype(str) if "flags" in meta else pd.Series("", index=ids)
         blocked_categories = set(pack.harmful_content.blocked_categories)
@@ -163,20 +169,21 @@ class ServingEngine:
         self._popularity_order = np.argsort(-model.popularity_, kind="stable")
         self._pipeline = None
         self._candidates = pack.reranking.candidates
-        self._side: dict[str, Any] = {}
         if pack.reranking.enabled and pack.reranking.steps:
-            from governance.rerank import build_pipeline
+            from governance.rerank import CheckedCatalog, build_pipeline
             from recommender.metrics import item_category_matrix
 
             self._pipeline = build_pipeline([{"name": s.name, "params": s.params.model_dump()} for s in pack.reranking.steps])
             provider = pack.fairness.provider_attribute or "provider_group"
             groups = meta[provider].astype("string") if provider in meta else pd.Series(pd.NA, index=ids, dtype="string")
             protected = pack.fairness.protected_provider_group
-            self._side = {
+            side = {
                 "item_group": np.where(groups.isna().to_numpy(), -1, (groups == protected).fillna(False).to_numpy(dtype=bool).astype(np.int64)),
                 "item_popularity": model.popularity_.astype(np.float64),
                 "item_categories": item_category_matrix(list(self._categories)),
             }
+            self._catalog = CheckedCatalog.check(**side)  # checked once, not per request
+            self._n_groups = self._catalog.n_groups
         self.set_blocked(blocked)
 
     def set_blocked(self, item_ids: Iterable[str]) -> None:
@@ -339,23 +346,21 @@ class ServingEngine:
         )  # fmt: skip
         ids = np.asarray(ids, dtype=np.int64)
         scores = np.asarray(scores, dtype=np.float32)
-        valid = (ids >= 0) & np.isfinite(scores) & (scores > np.finfo(np.float32).min)
+        valid = (ids >= 0) & np.isfinite(scores) & (scores > _FLOAT32_MIN)
         ids, scores = ids[valid], scores[valid]
         reasons = np.zeros(len(ids), dtype=np.int8)
         if self._pipeline is not None and len(ids):
-            from governance.rerank import Candidates
-
             extra = {}
             needs = self._pipeline.needs()
             if "user_category_dist" in needs:
                 from governance.rerank import history_category_distribution
 
-                extra["user_category_dist"] = history_category_distribution(model.train_.user_row(row), self._side["item_categories"])
+                extra["user_category_dist"] = history_category_distribution(model.train_.user_row(row), self._catalog.item_categories)
             if "user_group_dist" in needs:
                 from governance.rerank.calibration import history_group_distribution_of_row
 
-                extra["user_group_dist"] = history_group_distribution_of_row(history[0], history[1], self._side["item_group"])
-            cands = Candidates(items=ids[None, :], scores=scores[None, :], seeds=np.array([row]), **self._side, **extra)
+                extra["user_group_dist"] = history_group_distribution_of_row(history[0], history[1], self._catalog.item_group, self._n_groups)
+            cands = self._catalog.candidates(items=ids[None, :], scores=scores[None, :], seeds=np.array([row]), **extra)
             out = self._pipeline(cands, k)
             keep = out.items[0] >= 0
             ids = out.items[0][keep]
@@ -363,7 +368,7 @@ class ServingEngine:
             reasons = out.moves[0][keep]
         else:
             ids, scores = ids[:k], scores[:k]
-        ex = explain_als_list(model.item_factors_, model.regularization, model.alpha, history[0], history[1], ids, n=3, yty=self._yty)
+        ex = explain_als_list(model.item_factors_, model.regularization, model.alpha, history[0], history[1], ids, n=3, gram=self._gram)
         # Tags as plain dicts, built from whole arrays (the same dicts as Tag(...).to_dict()):
         # this runs for every served item, so no per-tag object or per-weight round() call.
         names = self._item_ids[np.maximum(ex.contributors, 0)].tolist()

@@ -28,7 +28,7 @@ name                      what                                         reason co
 ([[0, 1, 2, 3]], [[0, 0, 0, 0]], [True])
 """
 
-from governance.rerank.base import Candidates, Reason, RerankConfig, Reranked, Reranker
+from governance.rerank.base import Candidates, CheckedCatalog, Reason, RerankConfig, Reranked, Reranker
 from governance.rerank.calibration import (
     CalibrationConfig,
     CalibrationReranker,
@@ -58,6 +58,7 @@ from governance.rerank.registry import (
 
 __all__ = [
     "Candidates",
+    "CheckedCatalog",
     "Reranked",
     "Reason",
     "RerankConfig",

@@ -28,7 +28,7 @@ lists, so such a pipeline shows up there.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, ClassVar
 
@@ -41,6 +41,7 @@ from recommender.errors import ConfigError, DataError
 __all__ = [
     "Reason",
     "Candidates",
+    "CheckedCatalog",
     "Reranked",
     "RerankConfig",
     "Reranker",
@@ -107,6 +108,93 @@ def _distribution(name: str, value: Any, n_users: int, n_cat: int | None) -> np.
     return np.divide(dist, total, out=np.zeros_like(dist), where=total > 0)
 
 
+def _checked_catalog(item_group: Any, item_popularity: Any, item_categories: Any, n_items: int) -> dict[str, Any]:
+    """The catalog's side arrays checked against ``n_items`` and converted to their working dtypes."""
+    out: dict[str, Any] = {}
+    if item_group is not None:
+        group = np.asarray(item_group)
+        if group.shape != (n_items,) or not np.issubdtype(group.dtype, np.integer):
+            raise DataError(
+                BAD_SHAPE.format(field="item_group", expected=f"({n_items},) of int", got=f"{group.shape} of {group.dtype}")
+            )
+        if group.size and int(group.min()) < -1:
+            raise DataError(BAD_VALUES.format(field="item_group", problem="holds codes below -1 (-1 = unknown group)"))
+        out["item_group"] = group.astype(np.int64, copy=False)
+    if item_popularity is not None:
+        pop = np.asarray(item_popularity, dtype=np.float64)
+        if pop.shape != (n_items,):
+            raise DataError(BAD_SHAPE.format(field="item_popularity", expected=(n_items,), got=pop.shape))
+        if not np.isfinite(pop).all() or (pop < 0).any():
+            raise DataError(BAD_VALUES.format(field="item_popularity", problem="must be finite and non-negative"))
+        out["item_popularity"] = pop
+    if item_categories is not None and item_categories.shape[0] != n_items:
+        raise DataError(
+            BAD_SHAPE.format(field="item_categories", expected=f"({n_items}, n_categories)", got=item_categories.shape)
+        )
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class CheckedCatalog:
+    """A catalog's side arrays, checked once and kept as copies of its own, for many :class:`Candidates`.
+
+    A serving engine re-ranks one list per request over the same catalog.
+    :meth:`Candidates.validate` checks every side array it is given (a pass over
+    the whole catalog for each: at a million items that is most of a request);
+    candidates made by :meth:`candidates` carry these arrays, which were checked
+    here and are not shared with the caller (the numpy arrays are read-only), so
+    their validation checks only their own rows.
+
+    >>> catalog = CheckedCatalog.check(item_group=np.array([0, 1, 1]))
+    >>> cands = catalog.candidates(items=np.array([[2, 0]]), scores=np.array([[0.9, 0.5]]))
+    """
+
+    item_group: np.ndarray | None
+    item_popularity: np.ndarray | None
+    item_categories: sp.csr_matrix | None
+    n_items: int
+    n_groups: int | None
+    """:func:`n_provider_groups` of ``item_group`` (None without one)."""
+
+    @classmethod
+    def check(
+        cls,
+        *,
+        item_group: Any = None,
+        item_popularity: Any = None,
+        item_categories: Any = None,
+    ) -> CheckedCatalog:
+        """Check the arrays as :meth:`Candidates.validate` does (raises its errors) and keep copies of them."""
+        template = Candidates(
+            items=np.zeros((0, 0), dtype=np.int64), scores=np.zeros((0, 0), dtype=np.float32),
+            item_group=item_group, item_popularity=item_popularity, item_categories=item_categories,
+        )  # fmt: skip
+        n_items = template.n_items
+        out = _checked_catalog(template.item_group, template.item_popularity, template.item_categories, n_items)
+        group, pop = out.get("item_group"), out.get("item_popularity")
+        categories = template.item_categories
+        frozen = []
+        for array in (group, pop):
+            if array is not None:
+                array = np.array(array, copy=True)
+                array.flags.writeable = False
+            frozen.append(array)
+        if categories is not None:  # a copy of its own (scipy may sort a matrix's indices in place: not frozen)
+            categories = categories.copy()
+        n_groups = n_provider_groups(frozen[0]) if frozen[0] is not None else None
+        return cls(item_group=frozen[0], item_popularity=frozen[1], item_categories=categories, n_items=n_items, n_groups=n_groups)
+
+    def candidates(self, items: Any, scores: Any, **per_user: Any) -> Candidates:
+        """:class:`Candidates` of ``items`` and ``scores`` (and ``user_group_dist``, ``user_category_dist``,
+        ``seeds``) over this catalog; their validation checks only their own rows."""
+        cands = Candidates(
+            items=items, scores=scores, item_group=self.item_group, item_popularity=self.item_popularity,
+            item_categories=self.item_categories, **per_user,
+        )  # fmt: skip
+        object.__setattr__(cands, "_catalog", self)
+        return cands
+
+
 @dataclass(frozen=True, eq=False)
 class Candidates:
     """A batch of candidate lists and the side data the re-rankers read.
@@ -163,6 +251,8 @@ class Candidates:
     reasons: np.ndarray | None = field(default=None, repr=False)
     moved_by: np.ndarray | None = field(default=None, repr=False)
     row_offset: int = field(default=0, repr=False)
+    _catalog: ClassVar[CheckedCatalog | None] = None
+    """Set (on the instance) by :meth:`CheckedCatalog.candidates`: the catalog whose arrays these are."""
 
     def __post_init__(self) -> None:
         raw = np.asarray(self.items)
@@ -245,33 +335,18 @@ class Candidates:
             row = int(np.argmax(bad_score.any(axis=1)))
             pos = int(np.argmax(bad_score[row]))
             raise DataError(BAD_SCORE.format(row=row, pos=pos, item=int(items[row, pos])))
-        out: dict[str, Any] = {}
-        if self.item_group is not None:
-            group = np.asarray(self.item_group)
-            if group.shape != (n_items,) or not np.issubdtype(group.dtype, np.integer):
-                raise DataError(
-                    BAD_SHAPE.format(
-                        field="item_group", expected=f"({n_items},) of int", got=f"{group.shape} of {group.dtype}"
-                    )
-                )
-            if group.size and int(group.min()) < -1:
-                raise DataError(
-                    BAD_VALUES.format(field="item_group", problem="holds codes below -1 (-1 = unknown group)")
-                )
-            out["item_group"] = group.astype(np.int64, copy=False)
-        if self.item_popularity is not None:
-            pop = np.asarray(self.item_popularity, dtype=np.float64)
-            if pop.shape != (n_items,):
-                raise DataError(BAD_SHAPE.format(field="item_popularity", expected=(n_items,), got=pop.shape))
-            if not np.isfinite(pop).all() or (pop < 0).any():
-                raise DataError(BAD_VALUES.format(field="item_popularity", problem="must be finite and non-negative"))
-            out["item_popularity"] = pop
-        if self.item_categories is not None and self.item_categories.shape[0] != n_items:
-            raise DataError(
-                BAD_SHAPE.format(
-                    field="item_categories", expected=f"({n_items}, n_categories)", got=self.item_categories.shape
-                )
-            )
+        checked = self._catalog
+        if (
+            checked is not None
+            and self.item_group is checked.item_group
+            and self.item_popularity is checked.item_popularity
+            and self.item_categories is checked.item_categories
+        ):
+            out: dict[str, Any] = {}  # the catalog's own copies, checked once
+            n_groups = checked.n_groups
+        else:
+            out = _checked_catalog(self.item_group, self.item_popularity, self.item_categories, n_items)
+            n_groups = n_provider_groups(out["item_group"]) if "item_group" in out else None
         if self.user_category_dist is not None:
             n_cat = self.item_categories.shape[1] if self.item_categories is not None else None
             out["user_category_dist"] = _distribution("user_category_dist", self.user_category_dist, n_users, n_cat)
@@ -282,7 +357,6 @@ class Candidates:
                         field="user_group_dist", problem="needs item_group: its columns are the item_group codes"
                     )
                 )
-            n_groups = n_provider_groups(out["item_group"])
             out["user_group_dist"] = _distribution("user_group_dist", self.user_group_dist, n_users, n_groups)
         if self.seeds is not None:
             seeds = np.asarray(self.seeds)
@@ -293,17 +367,28 @@ class Candidates:
                     )
                 )
             out["seeds"] = seeds.astype(np.int64, copy=False)
-        return replace(self, **out)
+        return self._evolve(**out)
 
     # -- internal ------------------------------------------------------------------------
+    def _evolve(self, **changes: Any) -> Candidates:
+        """A copy with ``changes``, which are already in their working shapes and dtypes.
+
+        For the pipeline's own updates (a step's order applied, a chunk of rows):
+        ``dataclasses.replace`` would run ``__post_init__``'s conversions again on
+        every field, which for one served list costs more than the step itself.
+        """
+        new = object.__new__(Candidates)
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(changes)
+        return new
+
     def rows(self, start: int, stop: int) -> Candidates:
         """The users ``start:stop`` (per-user arrays sliced, catalog arrays shared)."""
 
         def cut(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else a[start:stop]
 
-        return replace(
-            self,
+        return self._evolve(
             items=self.items[start:stop],
             scores=self.scores[start:stop],
             user_category_dist=cut(self.user_category_dist),
@@ -410,6 +495,9 @@ def complete_order(chosen: np.ndarray, available: np.ndarray) -> np.ndarray:
     return np.concatenate([chosen, rest], axis=1)
 
 
+_INT64_MAX = np.iinfo(np.int64).max
+
+
 def promoted(order: np.ndarray) -> np.ndarray:
     """``(n, c)`` True where the step put an item before one ranked above it in its input.
 
@@ -417,8 +505,7 @@ def promoted(order: np.ndarray) -> np.ndarray:
     the step's default choice iff its input position is the smallest among the
     places ``j`` onwards (``order`` covers every candidate).
     """
-    big = np.iinfo(np.int64).max
-    pos = np.where(order >= 0, order, big)
+    pos = np.where(order >= 0, order, _INT64_MAX)
     suffix_min = np.minimum.accumulate(pos[:, ::-1], axis=1)[:, ::-1]
     return (order >= 0) & (pos > suffix_min)
 

@@ -210,14 +210,25 @@ def history_group_distribution(history: sp.spmatrix | sp.sparray, item_group: np
     return _group_shares(hist.indptr, hist.indices, np.asarray(hist.data), group)
 
 
-def history_group_distribution_of_row(indices: np.ndarray, data: np.ndarray, item_group: np.ndarray) -> np.ndarray:
-    """:func:`history_group_distribution` of one user, from the row's item indices and values
-    (a served request's history, read from the model's matrix without building a sparse row)."""
+def history_group_distribution_of_row(
+    indices: np.ndarray, data: np.ndarray, item_group: np.ndarray, n_groups: int | None = None
+) -> np.ndarray:
+    """:func:`history_group_distribution` of one user, as a ``(1, n_groups)`` row, from the row's item
+    indices and values (a served request's history, read from the model's matrix without building a
+    sparse row). ``n_groups``: :func:`n_provider_groups` of ``item_group``, when the caller knows it
+    (a serving engine computes it once rather than scanning the catalog per request)."""
     group = np.asarray(item_group, dtype=np.int64)
+    if n_groups is None:
+        n_groups = n_provider_groups(group)
     indices = np.asarray(indices)
     if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= len(group)):
         raise DataError(f"history_group_distribution: the history names items outside the {len(group)} of item_group")
-    return _group_shares(np.array([0, len(indices)]), indices, np.asarray(data), group)
+    codes = group[indices]
+    counts = np.bincount(codes[(codes >= 0) & (np.asarray(data) > 0)], minlength=n_groups).astype(np.float64)
+    if len(counts) != n_groups:
+        raise DataError(f"history_group_distribution: item_group holds codes beyond the {n_groups} groups given")
+    total = counts.sum()
+    return (counts / total if total > 0 else counts)[None, :]
 
 
 def _group_shares(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -271,13 +282,15 @@ class ProviderCalibrationReranker(CalibrationReranker):
         if lam == 0.0:
             return identity_order(cands), None
         valid = cands.valid
-        rel = relevance(cands.scores, valid)
         p = np.asarray(cands.user_group_dist, dtype=np.float64)
+        if n == 1:  # a served request: the one-list path, when the list is in relevance order
+            one = self._try_one(cands, valid[0], p[0], width)
+            if one is not None:
+                return one, None
+        rel = relevance(cands.scores, valid)
         n_groups = p.shape[1]
         codes = np.where(valid, np.asarray(cands.item_group)[np.maximum(cands.items, 0)], -1)
         p_log_p = np.where(p > 0, p * np.log(np.maximum(p, _TINY)), 0.0).sum(axis=1)
-        if n == 1 and _non_increasing(rel[0][valid[0]]):
-            return self._order_one(rel[0], valid[0], codes[0], p[0], float(p_log_p[0]), width), None
         grouped = codes >= 0
         safe_codes = np.maximum(codes, 0)
         eye = np.eye(n_groups)
@@ -303,6 +316,24 @@ class ProviderCalibrationReranker(CalibrationReranker):
             placed += add
         return complete_order(chosen, available), None
 
+    def _try_one(self, cands: Candidates, valid: np.ndarray, p: np.ndarray, width: int) -> np.ndarray | None:
+        """:meth:`_order_one` for the one list of ``cands``, or None when its relevance increases somewhere
+        along the list (then the batch loop decides). The relevance, codes and ``sum p log p`` are the
+        batch's values, computed on the one row."""
+        scores = cands.scores[0].astype(np.float64)
+        present = scores[valid]
+        rel = np.zeros(len(scores))
+        if present.size:
+            lo, hi = present.min(), present.max()
+            span = hi - lo
+            rel[valid] = (present - lo) / span if span > 0 else 1.0  # relevance(): min-max within the list
+            if not _non_increasing(rel[valid]):
+                return None
+        codes = np.full(len(scores), -1, dtype=np.int64)
+        codes[valid] = np.asarray(cands.item_group)[cands.items[0][valid]]
+        p_log_p = float(np.where(p > 0, p * np.log(np.maximum(p, _TINY)), 0.0).sum())
+        return self._order_one(rel, valid, codes, p, p_log_p, width)
+
     def _order_one(
         self, rel: np.ndarray, valid: np.ndarray, codes: np.ndarray, p: np.ndarray, p_log_p: float, width: int
     ) -> np.ndarray:
@@ -317,10 +348,13 @@ class ProviderCalibrationReranker(CalibrationReranker):
         """
         lam, a = self.config.tradeoff, self.config.smoothing
         n_groups = len(p)
-        positions = np.flatnonzero(valid)
-        ranked = positions[np.lexsort((positions, -rel[positions]))]  # most relevant first, ties by position
-        outcome = np.where(codes[ranked] >= 0, codes[ranked], n_groups)
-        queues = [ranked[outcome == o].tolist() for o in range(n_groups + 1)]
+        # Relevance never increases along the valid positions (the caller checked), so the ranking
+        # by relevance with ties by position is the positions themselves.
+        ranked = np.flatnonzero(valid)
+        outcome = codes[ranked]
+        outcome[outcome < 0] = n_groups
+        # No more than ``width`` of one outcome can be placed: each queue is cut there.
+        queues = [ranked[outcome == o][:width].tolist() for o in range(n_groups + 1)]
         heads = [0] * (n_groups + 1)
         relevance_of = rel.tolist()
         # The terms of the divergence with p(g) > 0 (the others add exactly 0 in the batch's sum).
@@ -329,32 +363,37 @@ class ProviderCalibrationReranker(CalibrationReranker):
         counts = [0.0] * n_groups
         placed = 0.0
         chosen: list[int] = []
+        weight = 1.0 - lam
+        outcomes = range(n_groups + 1)
         for _ in range(width):
-            # The divergence after adding one item of group o (o = n_groups: an item of no group).
-            kl = []
-            for o in range(n_groups + 1):
+            options = []
+            for o in outcomes:
+                queue, head = queues[o], heads[o]
+                if head == len(queue):
+                    continue
+                # The divergence after adding one item of group o (o = n_groups: an item of no group).
                 denominator = placed + 1.0 if o < n_groups else (placed if placed > 1.0 else 1.0)
                 cross = 0.0
                 for g, p_g, a_p_g in terms:
                     q_g = keep * (counts[g] + 1.0 if g == o else counts[g]) / denominator + a_p_g
                     cross += p_g * log(q_g if q_g > _TINY else _TINY)
-                kl.append(p_log_p - cross)
-            options = [
-                ((1.0 - lam) * relevance_of[queue[head]] - lam * kl[o], queue[head], o)
-                for o, (queue, head) in enumerate(zip(queues, heads))
-                if head < len(queue)
-            ]
+                options.append((weight * relevance_of[queue[head]] - lam * (p_log_p - cross), queue[head], o))
             if not options:
                 break
-            top = max(option[0] for option in options)
-            _, pick, o = min((option for option in options if option[0] >= top - TIE_TOLERANCE), key=lambda x: x[1])
+            top = max(option[0] for option in options) - TIE_TOLERANCE
+            pick, o = min((option[1], option[2]) for option in options if option[0] >= top)
             chosen.append(pick)
             heads[o] += 1
             if o < n_groups:
                 counts[o] += 1.0
                 placed += 1.0
-        available = valid.copy()
-        available[chosen] = False
-        order = np.full((1, width), -1, dtype=np.int64)
+        # complete_order for one list: the chosen, then the valid positions not chosen in input order,
+        # then padding (a list that ran out of candidates chose every valid one).
+        c = len(valid)
+        order = np.full((1, c), -1, dtype=np.int64)
         order[0, : len(chosen)] = chosen
-        return complete_order(order, available[None, :])
+        rest = valid.copy()
+        rest[chosen] = False
+        rest = np.flatnonzero(rest)
+        order[0, len(chosen) : len(chosen) + len(rest)] = rest
+        return order

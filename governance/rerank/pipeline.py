@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -132,8 +131,7 @@ class Pipeline:
 
     def _run(self, cands: Candidates, k: int) -> tuple[Reranked, dict[str, np.ndarray]]:
         n, c = cands.items.shape
-        cands = replace(
-            cands,
+        cands = cands._evolve(
             model_scores=cands.scores,
             reasons=np.zeros((n, c), dtype=np.int8),
             moved_by=np.full((n, c), -1, dtype=np.int8),
@@ -181,8 +179,7 @@ def _apply(
     moved_by = take(cands.moved_by, -1)
     moved_by[lift] = index
     scores = cands.scores if new_scores is None else new_scores.astype(np.float32, copy=False)
-    return replace(
-        cands,
+    return cands._evolve(
         items=take(cands.items, -1),
         scores=take(scores, np.nan),
         model_scores=take(cands.model_scores, np.nan),

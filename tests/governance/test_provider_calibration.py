@@ -259,6 +259,8 @@ def test_the_history_mix_must_match_the_catalog():
         history_group_distribution(sp.csr_matrix(np.ones((1, 3))), np.array([0, 1, 0, 1]))
     with pytest.raises(DataError, match="outside the 4 of item_group"):
         history_group_distribution_of_row(np.array([0, 4]), np.ones(2), np.array([0, 1, 0, 1]))
+    with pytest.raises(DataError, match="codes beyond the 2 groups given"):
+        history_group_distribution_of_row(np.array([0, 3]), np.ones(2), np.array([0, 1, 0, 2]), n_groups=2)
 
 
 @settings(max_examples=60, deadline=None)
@@ -284,6 +286,8 @@ def test_a_served_rows_history_mix_is_the_matrix_rows(seed, n_groups):
         one = history_group_distribution_of_row(history.indices[start:end], history.data[start:end], group)
         assert one.shape == (1, whole.shape[1])
         assert np.array_equal(one[0], whole[row])
+        known = history_group_distribution_of_row(history.indices[start:end], history.data[start:end], group, whole.shape[1])
+        assert np.array_equal(known, one)
 
 
 def test_each_calibration_takes_only_its_own_config():

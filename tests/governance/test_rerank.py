@@ -654,3 +654,59 @@ def test_without_seeds_the_row_number_seeds_and_chunking_does_not_matter():
     chunked = Pipeline([step], chunk_size=3)(unseeded, 6)
     assert (whole.items == chunked.items).all()
     assert (whole.items != step(cands, 6).items).any()
+
+
+# -- a catalog checked once ----------------------------------------------------------------
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    k=st.integers(1, 12),
+    steps=st.permutations(sorted(ACTIVE_PARAMS)),
+    n_steps=st.integers(1, 4),
+)
+def test_candidates_over_a_checked_catalog_rerank_as_plain_ones(seed, k, steps, n_steps):
+    from governance.rerank import CheckedCatalog
+
+    plain = make_batch(seed, n_users=3, c=14, sorted_scores=bool(seed % 2))
+    catalog = CheckedCatalog.check(item_group=plain.item_group, item_popularity=plain.item_popularity, item_categories=plain.item_categories)
+    over = catalog.candidates(
+        items=plain.items, scores=plain.scores, user_category_dist=plain.user_category_dist,
+        user_group_dist=plain.user_group_dist, seeds=plain.seeds,
+    )  # fmt: skip
+    pipe = build_pipeline([{"name": name, "params": ACTIVE_PARAMS[name]} for name in steps[:n_steps]])
+    a, b = pipe(plain, k), pipe(over, k)
+    assert np.array_equal(a.items, b.items) and np.array_equal(a.moves, b.moves) and np.array_equal(a.moved_by, b.moved_by)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    assert a.constraints_met.keys() == b.constraints_met.keys()
+    assert all(np.array_equal(a.constraints_met[key], b.constraints_met[key]) for key in a.constraints_met)
+
+
+def test_a_checked_catalog_refuses_what_validate_refuses_and_keeps_its_own_copies():
+    from dataclasses import replace
+
+    from governance.rerank import CheckedCatalog
+
+    with pytest.raises(DataError, match="'item_group' holds codes below -1"):
+        CheckedCatalog.check(item_group=np.array([0, -2, 1]))
+    with pytest.raises(DataError, match="'item_popularity' must be finite and non-negative"):
+        CheckedCatalog.check(item_group=np.array([0, 1, 1]), item_popularity=np.array([1.0, np.nan, 2.0]))
+    with pytest.raises(DataError, match="'item_popularity' must have shape"):
+        CheckedCatalog.check(item_group=np.array([0, 1, 1]), item_popularity=np.array([1.0, 2.0]))
+    group = np.array([0, 1, 1, 0])
+    catalog = CheckedCatalog.check(item_group=group, item_popularity=np.ones(4))
+    assert catalog.n_items == 4 and catalog.n_groups == 2
+    group[1] = -7  # the caller's array changes; the catalog's copy does not
+    assert catalog.item_group.tolist() == [0, 1, 1, 0]
+    with pytest.raises(ValueError, match="read-only"):
+        catalog.item_group[0] = 5
+    # each list's own rows are still checked
+    with pytest.raises(DataError, match="row 0 holds item index 4, outside the catalog of 4 items"):
+        catalog.candidates(items=np.array([[4, 0]]), scores=np.array([[1.0, 0.5]])).validate()
+    with pytest.raises(DataError, match="row 0 lists item 2 more than once"):
+        catalog.candidates(items=np.array([[2, 2]]), scores=np.array([[1.0, 0.5]])).validate()
+    with pytest.raises(DataError, match="'user_group_dist' must have shape"):
+        catalog.candidates(items=np.array([[2, 0]]), scores=np.array([[1.0, 0.5]]), user_group_dist=np.ones((1, 3))).validate()
+    # other side arrays swapped in: they are checked again
+    swapped = replace(catalog.candidates(items=np.array([[2, 0]]), scores=np.array([[1.0, 0.5]])), item_group=np.array([0, 1, -3, 0]))
+    with pytest.raises(DataError, match="holds codes below -1"):
+        swapped.validate()
