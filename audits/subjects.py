@@ -77,7 +77,7 @@ def _installation_key(session: Session | Connection) -> bytes:
     served request. A key id this very transaction inserted is not remembered,
     since the transaction may still roll back and leave the database unkeyed.
     """
-    key = installation_key()
+    key = _serving_installation_key()  # the key file is read again only when it changed
     ours = sha256(_KEY_ID_DOMAIN + key).hexdigest()[:32]
     bind = session.get_bind() if isinstance(session, Session) else session
     engine = bind.engine if bind is not None else None

@@ -178,3 +178,19 @@ def test_the_key_check_runs_until_the_key_is_committed_then_not_again(store: Sto
         pseudonym(session, "user-3")
         pseudonym(session, "user-4")
     assert meta() == []
+
+
+def test_a_key_file_changed_on_disk_is_read_and_checked_again(store: Store, monkeypatch: pytest.MonkeyPatch, recgov_home) -> None:
+    """The key file is read once and kept while it is unchanged; a change of mode or content is seen at once."""
+    monkeypatch.delenv("RECGOV_INSTALLATION_KEY", raising=False)
+    first = _serve(store, "carol")
+    key_file = recgov_home / "keys" / "installation.key"
+    assert key_file.exists()
+    key_file.chmod(0o644)  # readable by others: refused from the next lookup on
+    with pytest.raises(ConfigError, match="readable by others"), store.session() as session:
+        pseudonym(session, "carol")
+    key_file.chmod(0o600)
+    assert _serve(store, "carol") == first
+    key_file.write_text("ef" * 32 + "\n")  # another key: the database refuses it
+    with pytest.raises(ConfigError, match="installation key"), store.session() as session:
+        pseudonym(session, "carol")
