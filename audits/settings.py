@@ -112,11 +112,14 @@ def get_settings() -> StoreSettings:
     seen = _SEEN
     if seen is not None and type(raw) is dict and raw == seen[0]:
         return seen[1]
+    # The copy is taken before the settings are read: a variable another thread changes meanwhile
+    # then differs from the copy, and the next call reads the settings again.
+    snapshot = dict(raw) if type(raw) is dict else None
     env = _environment()
     cached = _CACHE
     if cached is None or cached[0] != env:
         cached = (env, StoreSettings())
         _CACHE = cached
-    if type(raw) is dict:
-        _SEEN = (dict(raw), cached[1])
+    if snapshot is not None:
+        _SEEN = (snapshot, cached[1])
     return cached[1]

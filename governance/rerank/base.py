@@ -184,6 +184,13 @@ class CheckedCatalog:
         n_groups = n_provider_groups(frozen[0]) if frozen[0] is not None else None
         return cls(item_group=frozen[0], item_popularity=frozen[1], item_categories=categories, n_items=n_items, n_groups=n_groups)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Unpickled (e.g. in another process): the copies are read-only again, as check() left them.
+        self.__dict__.update(state)
+        for array in (self.item_group, self.item_popularity):
+            if array is not None:
+                array.flags.writeable = False
+
     def candidates(self, items: Any, scores: Any, **per_user: Any) -> Candidates:
         """:class:`Candidates` of ``items`` and ``scores`` (and ``user_group_dist``, ``user_category_dist``,
         ``seeds``) over this catalog; their validation checks only their own rows."""

@@ -699,6 +699,12 @@ def test_a_checked_catalog_refuses_what_validate_refuses_and_keeps_its_own_copie
     assert catalog.item_group.tolist() == [0, 1, 1, 0]
     with pytest.raises(ValueError, match="read-only"):
         catalog.item_group[0] = 5
+    import pickle
+
+    copied = pickle.loads(pickle.dumps(catalog))  # as another process receives it: read-only there too
+    with pytest.raises(ValueError, match="read-only"):
+        copied.item_group[0] = 5
+    assert copied.n_groups == 2 and copied.item_group.tolist() == [0, 1, 1, 0]
     # each list's own rows are still checked
     with pytest.raises(DataError, match="row 0 holds item index 4, outside the catalog of 4 items"):
         catalog.candidates(items=np.array([[4, 0]]), scores=np.array([[1.0, 0.5]])).validate()
