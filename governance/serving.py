@@ -105,6 +105,21 @@ class ServedList:
         }
 
 
+@dataclass(frozen=True)
+class ServePlan:
+    """A request between :meth:`ServingEngine.begin` and :meth:`ServingEngine.finish`."""
+
+    request: ServeRequest
+    now: datetime
+    decision: ProfilingDecision
+    allowed: np.ndarray | None
+    """The items the request's context admits (None: all)."""
+    row: int
+    """The subject's model row (-1: unknown, or not to be profiled)."""
+    mode: str
+    """``personalized``, ``fallback`` or ``non_profiling``."""
+
+
 _FIXED_TAGS: dict[TagKind, dict[str, Any]] = {kind: Tag(kind, TAG_TEXT[kind]).to_dict() for kind in TagKind}
 
 
@@ -168,6 +183,7 @@ class ServingEngine:
         self._categories = meta["categories"].fillna("").astype(str).to_numpy() if "categories" in meta else np.full(len(ids), "", dtype=object)
         self._popularity_order = np.argsort(-model.popularity_, kind="stable")
         self._pipeline = None
+        self._catalog = None
         self._candidates = pack.reranking.candidates
         if pack.reranking.enabled and pack.reranking.steps:
             from governance.rerank import CheckedCatalog, build_pipeline
@@ -183,7 +199,6 @@ class ServingEngine:
                 "item_categories": item_category_matrix(list(self._categories)),
             }
             self._catalog = CheckedCatalog.check(**side)  # checked once, not per request
-            self._n_groups = self._catalog.n_groups
         self.set_blocked(blocked)
 
     def set_blocked(self, item_ids: Iterable[str]) -> None:
@@ -192,7 +207,9 @@ class ServingEngine:
         idx = pd.Index(self._item_ids).get_indexer(list(map(str, item_ids)))
         mask[idx[idx >= 0]] = True
         self._blocked = mask
-        self._blocked_idx = np.flatnonzero(mask)
+        self.personalizer = Personalizer(
+            self.model, self._gram, self._item_ids, self._pipeline, self._catalog, self._candidates, np.flatnonzero(mask)
+        )
 
     # -- the path ---------------------------------------------------------------
     def decide_consent(self, request: ServeRequest) -> ProfilingDecision:
@@ -261,28 +278,44 @@ class ServingEngine:
             pass
 
     def _serve(self, request: ServeRequest, shadow_of: str | None = None) -> ServedList:
+        return self.finish(self.begin(request), shadow_of=shadow_of)
+
+    def begin(self, request: ServeRequest) -> ServePlan:
+        """The request's consent decision and what its list will be made of (steps 1 and 2).
+
+        :meth:`finish` makes the list and records it; between the two a caller may have
+        :attr:`personalizer` run elsewhere (the service's compute process) for a personalized plan.
+        """
         if not isinstance(request.k, int) or request.k < 1:
             raise ConfigError(f"The 'k' parameter of serve must be an int in the range [1, inf). Got {request.k!r} instead.")
         now = datetime.now(timezone.utc)
-        decided_at = now.isoformat(timespec="microseconds")
         decision = self.decide_consent(request)
-        allowed = self._context_mask(request.context)
+        row = int(self.model.train_.user_index(str(request.subject_id))[0]) if decision.allowed else -1
+        mode = "non_profiling" if not decision.allowed else ("fallback" if row < 0 else "personalized")
+        return ServePlan(request, now, decision, self._context_mask(request.context), row, mode)
+
+    def finish(
+        self,
+        plan: ServePlan,
+        personalized: tuple[np.ndarray, list[float | None], list[list[dict[str, Any]]]] | None = None,
+        *,
+        shadow_of: str | None = None,
+    ) -> ServedList:
+        """Make the plan's list (``personalized``: what :attr:`personalizer` gave for it elsewhere,
+        or None to run it here), record the decision and return the list (steps 3 to 6)."""
+        request, now, decision, allowed, row, mode = plan.request, plan.now, plan.decision, plan.allowed, plan.row, plan.mode
         k = request.k
         model = self.model
-        row = int(model.train_.user_index(str(request.subject_id))[0]) if decision.allowed else -1
-        if not decision.allowed:
-            mode = "non_profiling"
+        if mode == "non_profiling":
             items = self._popular(k, allowed)
             scores = [None] * len(items)
             tags = [[_tag(TagKind.not_personalized), _tag(TagKind.popular_in_context)] for _ in items]
-        elif row < 0:
-            mode = "fallback"
+        elif mode == "fallback":
             items = self._popular(k, allowed)
             scores = [None] * len(items)
             tags = [[_tag(TagKind.popular_in_context)] for _ in items]
         else:
-            mode = "personalized"
-            items, scores, tags = self._personalized(row, k, allowed)
+            items, scores, tags = personalized if personalized is not None else self.personalizer.personalize(row, k, allowed)
         stamp = self.loaded.stamp()
         record = {
             "decision_id": str(uuid.uuid4()),
@@ -311,14 +344,46 @@ class ServingEngine:
             items=record["slate"]["items"],
             scores=scores,
             tags=tags,
-            pack=self.loaded.stamp(),
+            pack=stamp,
             model_version=model.version_id_,
             consent_reason=decision.reason,
-            decided_at=decided_at,
+            decided_at=now.isoformat(timespec="microseconds"),
             blocked_removed=int(self._blocked.sum()),
         )
 
-    def _personalized(self, row: int, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, list[float | None], list[list[dict[str, Any]]]]:
+
+class Personalizer:
+    """The model's part of one served list: candidates without the blocked and seen items, the
+    pack's re-ranking, and the explanation tags.
+
+    A pure function of what it holds (the model, the re-ranking and its checked catalog, the
+    blocked items), so it gives the same list wherever it runs: the service runs it in a process
+    of its own beside the event loop (:mod:`governance.api.compute`), and here when that process
+    cannot answer. It is never changed in place: :meth:`ServingEngine.set_blocked` makes a new one,
+    with a new ``token``, the name a process that holds a copy knows it by.
+    """
+
+    def __init__(
+        self,
+        model: ALSRecommender,
+        gram: np.ndarray,
+        item_ids: np.ndarray,
+        pipeline: Any,
+        catalog: Any,
+        candidates: int,
+        blocked_idx: np.ndarray,
+    ) -> None:
+        self.token = uuid.uuid4().hex
+        self.model = model
+        self._gram = gram
+        self._item_ids = item_ids
+        self._pipeline = pipeline
+        self._catalog = catalog
+        self._n_groups = catalog.n_groups if catalog is not None else None
+        self._candidates = candidates
+        self._blocked_idx = blocked_idx
+
+    def personalize(self, row: int, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, list[float | None], list[list[dict[str, Any]]]]:
         model = self.model
         n_candidates = max(k, self._candidates if self._pipeline is not None else k)
         # The items the user has seen are filtered with the blocked ones: the model is asked for

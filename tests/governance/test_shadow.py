@@ -103,7 +103,7 @@ def test_a_failing_shadow_is_logged_and_never_felt_by_the_caller(deployed) -> No
     def broken(*args):  # noqa: ANN002
         raise RuntimeError("shadow model exploded")
 
-    shadow._personalized = broken  # the shadow's model part fails from now on
+    shadow.personalizer.personalize = broken  # the shadow's model part fails from now on
     try:
         served = serving.serve(ServeRequest(USERS[0], k=5, consent=GRANTED))
         serving.drain(timeout=30)
