@@ -7,6 +7,8 @@
 ``RECGOV_API_EXPOSE_ERRORS``     put internal error messages in 500 responses (development only).
 ``RECGOV_AUDIT_LEASE_S``         seconds a running audit job stays held without a heartbeat (default 60).
 ``RECGOV_API_THREADS``           worker threads for the endpoints' blocking work (default 8).
+``RECGOV_API_COMPUTE``           ``process`` (default) or ``inline``: where a list's model part is made.
+``RECGOV_DECISION_WRITER``       ``process`` (default) or ``thread``: where the decision log commits.
 ================================ ==================================================
 
 Outside development, insecure defaults are refused: the store must be named
@@ -50,6 +52,13 @@ class ApiSettings(BaseSettings):
     """Share of subjects the canary version answers when a request names no model version
     (``RECGOV_CANARY_SHARE``; a subject always lands on the same side)."""
     """Show internal error messages in 500 responses (refused in production)."""
+
+    api_compute: Literal["process", "inline"] = "process"
+    """Where the model's part of a list decided on the event loop is made (``RECGOV_API_COMPUTE``):
+    ``process``, a child process beside the server's interpreter, so that the loop serves other
+    requests meanwhile and a second core does the numpy work (:mod:`governance.api.compute`; it
+    changes no answer, and a list it cannot make is made in the server); ``inline``, in the server
+    (one core, no child to start)."""
 
     api_threads: int = Field(8, ge=1, le=256)
     """Worker threads that run the endpoints' blocking work (``RECGOV_API_THREADS``): key checks, store

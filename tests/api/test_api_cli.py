@@ -62,6 +62,7 @@ def test_production_refuses_insecure_defaults(monkeypatch: pytest.MonkeyPatch) -
         ("RECGOV_API_THREADS", "0", "RECGOV_API_THREADS: Input should be greater than or equal to 1 (got '0')"),
         ("RECGOV_API_THREADS", "many", "RECGOV_API_THREADS: Input should be a valid integer"),
         ("RECGOV_CANARY_SHARE", "2", "RECGOV_CANARY_SHARE: Input should be less than or equal to 1 (got '2')"),
+        ("RECGOV_API_COMPUTE", "gpu", "RECGOV_API_COMPUTE: Input should be 'process' or 'inline' (got 'gpu')"),
         ("RECGOV_ENVIRONMENT", "production", "RECGOV_DATABASE_URL must be set in production"),
     ],
 )

@@ -304,3 +304,39 @@ def test_a_list_that_fails_while_deciding_is_logged_and_not_answered(server, mon
     with server.store.snapshot() as connection:
         cause, detail = connection.execute(select(FailedRequest.cause, FailedRequest.detail).order_by(FailedRequest.id.desc()).limit(1)).one()
     assert cause == "serve.ConfigError" and "<subject>" in _json(detail)["message"] and "u000071" not in json.dumps(_json(detail))
+
+
+def test_lists_made_in_the_compute_process_are_the_engines_lists(server) -> None:
+    """SQLite: warm lists decided on the event loop have their model part made in the compute process
+    (RECGOV_API_COMPUTE, default ``process``), and the answers are the in-process engine's; PostgreSQL:
+    lists are decided on worker threads, which make them themselves."""
+    import time
+
+    from governance.api.routes import recommendations as routes
+
+    cache = routes.engines_of(server.app)
+    assert cache.compute is not None
+    subjects = [f"u{n:06d}" for n in range(80, 95)]
+    record = {"purpose": "personalization", "basis": "consent", "source": "api", "status": "granted"}
+    with server.client("operator") as client:
+        for subject in subjects:
+            assert client.post("/v1/consent", json=record | {"subject": subject}).status_code == 201
+        body = {"subject": subjects[0], "k": 5, "model_version": server.model_version, "pack": PACK}
+        before = cache.compute.made_there
+        deadline = time.monotonic() + 90
+        while server.db_url.startswith("sqlite") and cache.compute.made_there == before and time.monotonic() < deadline:
+            assert client.post("/v1/recommendations", json=body).status_code == 200  # starts it, sends the engine
+            time.sleep(0.05)
+        there = cache.compute.made_there
+        answers = [client.post("/v1/recommendations", json=body | {"subject": s}) for s in subjects]
+    assert all(a.status_code == 200 and a.json()["mode"] == "personalized" for a in answers), answers[0].text
+    if server.db_url.startswith("sqlite"):
+        assert cache.compute.made_there - there == len(subjects)
+    else:
+        assert cache.compute.made_there == there == 0
+    engine = next(cached.engine for key, cached in cache._engines.items() if key[1] == server.model_version)
+    for subject, answer in zip(subjects, answers, strict=True):
+        ids, scores, tags = engine.personalizer.personalize(int(engine.model.train_.user_index(subject)[0]), 5)
+        served = answer.json()["items"]
+        assert [i["item_id"] for i in served] == [str(engine.model.train_.item_ids[i]) for i in ids]
+        assert [i["score"] for i in served] == scores and [i["tags"] for i in served] == tags

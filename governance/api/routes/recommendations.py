@@ -36,6 +36,9 @@ nothing (no consent signal) and finds its pack, model and engine loaded is
 decided on the event loop itself: its reads are a few microseconds of local file
 access, and on one interpreter a worker thread adds only lock hand-offs
 (``bench/bench_http.py`` measured about 1.5x the lists per second this way).
+The model's part of such a list (candidates, re-ranking, tags) is made in the
+compute process (``RECGOV_API_COMPUTE``, :mod:`governance.api.compute`) while
+the loop serves other requests; the consent decision and the record stay here.
 Everything else (a PostgreSQL store, whose reads are network round trips; a
 consent signal to record; a pack, model or engine to load) runs on a worker
 thread (``RECGOV_API_THREADS``). Either way the wait for the commit holds no
@@ -87,6 +90,7 @@ from audits.decisions import DecisionLog, DecisionReceipt, log_failure
 from audits.models import DatasetVersion, EscalationCase, ItemBlock, ItemFlag, ModelVersion
 from audits.trail import NewEvent
 from governance.api import packs as pack_store
+from governance.api.compute import ComputeProcess
 from governance.api.deps import Operator, SettingsDep, StoreDep
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
@@ -123,14 +127,6 @@ MODEL_MISMATCH = "the artifact at {location} holds model {found}, not {expected}
 
 class _NotReady(Exception):
     """Deciding this list inline would block the event loop (a load, a build or a write): use a worker thread."""
-
-
-class _Unreported(Exception):
-    """An inline request failed; its failure is still to be logged (a store write: on a worker thread)."""
-
-    def __init__(self, error: Exception, engine: ServingEngine, request: ServeRequest) -> None:
-        super().__init__(str(error))
-        self.error, self.engine, self.request = error, engine, request
 
 
 class Pong(BaseModel):
@@ -295,9 +291,11 @@ class EngineCache:
     under a lock of that version's own.
     """
 
-    def __init__(self, store: Any, decision_writer: str = "thread") -> None:
+    def __init__(self, store: Any, decision_writer: str = "thread", compute: str = "inline") -> None:
         self.store = store
         self.decision_writer = decision_writer
+        self.compute: ComputeProcess | None = ComputeProcess() if compute == "process" else None
+        """Makes the model's part of the lists decided on the event loop (``RECGOV_API_COMPUTE``)."""
         self._lock = threading.Lock()
         self._packs: dict[str, tuple[tuple[int, int], LoadedPack]] = {}
         self._models: dict[str, tuple[tuple[int, int], ALSRecommender]] = {}
@@ -524,6 +522,8 @@ class EngineCache:
             shadows.shutdown(wait=True)
         if log is not None:
             log.close()
+        if self.compute is not None:
+            self.compute.close()
 
 
 _create_lock = threading.Lock()
@@ -536,7 +536,8 @@ def engines_of(app: FastAPI) -> EngineCache:
         with _create_lock:
             cache = getattr(app.state, "engines", None)
             if cache is None:
-                cache = app.state.engines = EngineCache(app.state.store, app.state.settings.decision_writer)
+                settings = app.state.settings
+                cache = app.state.engines = EngineCache(app.state.store, settings.decision_writer, settings.api_compute)
     return cache
 
 
@@ -589,12 +590,27 @@ class _Decided:
     shadows: list[tuple[str, str]]
 
 
-def _decide(body: RecommendationCreate, request: Request, store: Any, settings: Any, actor: str, inline: bool = False) -> _Decided:
+@dataclass
+class _Prepared:
+    """A request read and resolved on the event loop, its list still to make (:func:`_decide_on_loop`)."""
+
+    engine: ServingEngine
+    request: ServeRequest
+    signals: dict[str, Any]
+    deployment: dict[str, Any] | None
+    loaded: LoadedPack
+    shadows: list[tuple[str, str]]
+    actor: str
+    gpc: bool
+
+
+def _decide(body: RecommendationCreate, request: Request, store: Any, settings: Any, actor: str, inline: bool = False) -> _Decided | _Prepared:
     """The list's reads, consent decision and engine, up to its decision queued (see the module doc).
 
     ``inline`` (on the event loop): raise :class:`_NotReady`, having written
     nothing, where the work would block (a pack, model or engine to load, a
-    consent signal to record).
+    consent signal to record); otherwise return the request prepared, for
+    :func:`_decide_on_loop` to make and record its list.
     """
     cache = engines_of(request.app)
     try:
@@ -640,17 +656,42 @@ def _decide(body: RecommendationCreate, request: Request, store: Any, settings: 
     if cache.closed:  # a service that is shutting down refuses (503) before it decides anything
         raise Problem(503, SHUTTING_DOWN)
     serve_request = ServeRequest(body.subject, k=body.k, consent=_consent_records(history), gpc=gpc)
+    if inline:  # the list is made and recorded by _decide_on_loop
+        return _Prepared(engine, serve_request, signals, deployment, loaded, shadow_refs, actor, gpc)
     # The call's trail record is committed with its decision; the commit is awaited on the event loop.
     with CallAttributingSink.calling(actor, gpc=gpc, defer=True) as call:
-        try:
-            served = engine.serve(serve_request, report_failures=not inline)
-        except Exception as err:
-            if inline:  # logging the failure writes to the store: not on the event loop
-                raise _Unreported(err, engine, serve_request) from err
-            raise
+        served = engine.serve(serve_request)
     if call.pending is None:
         raise RuntimeError("the serving engine recorded no decision for a served list")
     return _Decided(served, call.pending, engine, serve_request, signals, deployment, loaded, shadow_refs)
+
+
+async def _decide_on_loop(prepared: _Prepared, cache: EngineCache) -> _Decided:
+    """Make and record the list of a request :func:`_decide` prepared on the event loop.
+
+    The model's part of a personalized list is made in the compute process
+    (:mod:`governance.api.compute`) while the loop serves other requests, or
+    here when that process cannot. A failure is logged from a worker thread (a
+    store write never runs on the loop) and raised with its own cause.
+    """
+    engine, serve_request = prepared.engine, prepared.request
+    try:
+        plan = engine.begin(serve_request)
+        made = None
+        if cache.compute is not None and plan.mode == "personalized" and plan.allowed is None:
+            made = await cache.compute.personalize(engine.personalizer, plan.row, serve_request.k)
+        if cache.closed:  # the service began to stop meanwhile
+            raise Problem(503, SHUTTING_DOWN)
+        with CallAttributingSink.calling(prepared.actor, gpc=prepared.gpc, defer=True) as call:
+            served = engine.finish(plan, made)
+    except Problem:
+        raise
+    except Exception as err:
+        await anyio.to_thread.run_sync(engine.report_failure, serve_request, err)
+        raise err from err.__cause__  # the original error, with its own cause
+    if call.pending is None:
+        raise RuntimeError("the serving engine recorded no decision for a served list")
+    return _Decided(served, call.pending, engine, serve_request, prepared.signals, prepared.deployment, prepared.loaded, prepared.shadows)
 
 
 async def _committed(decided: _Decided) -> None:
@@ -688,15 +729,16 @@ async def recommend(
     decided = None
     if request.app.state.reads.embedded:  # see the module doc: local reads are decided on the loop
         try:
-            decided = _decide(body, request, store, settings, actor, inline=True)
-            cache.decided_inline += 1
+            prepared = _decide(body, request, store, settings, actor, inline=True)
         except _NotReady:
             pass
-        except _Unreported as failed:
-            await anyio.to_thread.run_sync(failed.engine.report_failure, failed.request, failed.error)
-            raise failed.error from failed.error.__cause__  # the original error, with its own cause
+        else:
+            assert isinstance(prepared, _Prepared)
+            decided = await _decide_on_loop(prepared, cache)
+            cache.decided_inline += 1
     if decided is None:
         decided = await anyio.to_thread.run_sync(_decide, body, request, store, settings, actor)
+        assert isinstance(decided, _Decided)
         cache.decided_on_threads += 1
     await _committed(decided)
     served = decided.served
