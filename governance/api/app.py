@@ -48,6 +48,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.state.reads = FastReads(app.state.store.engine)  # the hot paths' read-only snapshots
         # Concurrent requests are the service's parallelism: one BLAS thread each (see the function).
         pin_blas_single_thread()
+        # On the embedded store lists are decided on the event loop and their model part is made in
+        # the compute process: started now, it is ready (imports done) before the first lists come.
+        cache = recommendations.engines_of(app)
+        if cache.compute is not None and app.state.reads.embedded:
+            cache.compute.start()
         # Background audits: interrupted jobs are failed and queued ones started again;
         # at shutdown running audits finish (and are recorded) before the store closes.
         app.state.audit_runner = audits.AuditRunner(app.state.store, settings)

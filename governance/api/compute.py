@@ -176,6 +176,11 @@ class ComputeProcess:
             self.made_there += 1
         return answer
 
+    def start(self) -> None:
+        """Start the process now (on the event loop), so that it is ready before the first lists."""
+        if self._process is None and not self._closed:
+            self._start()
+
     def close(self) -> None:
         """Stop the compute process (the app is stopping); later lists are made in the server."""
         self._closed = True
