@@ -169,6 +169,14 @@ def in_values(session: Session, column: ColumnElement[Any], values: list[str]) -
     return column.in_(select(rows.c.value))
 
 
+_SECRETS_POSTGRES = select(SubjectSecret.lookup, SubjectSecret.secret).where(
+    SubjectSecret.lookup == any_(bindparam("lookups", type_=postgresql.ARRAY(String())))
+)
+_SECRETS_SQLITE = select(SubjectSecret.lookup, SubjectSecret.secret).where(
+    SubjectSecret.lookup.in_(select(func.json_each(bindparam("lookups", type_=String())).table_valued("value").c.value))
+)
+
+
 def lookup_pseudonyms(
     session: Session, subject_ids: Iterable[str | int], *, create: bool = False, key: bytes | None = None
 ) -> dict[str | int, str | None]:
@@ -188,16 +196,19 @@ def lookup_pseudonyms(
     raw = {subject: _subject_bytes(subject) for subject in ids}
     lookups = {subject: _lookup(key, raw[subject]) for subject in ids}
 
+    postgres = session.get_bind().dialect.name == "postgresql"
+    wanted = list(set(lookups.values()))
+
     def fetch() -> dict[str, str]:
-        query = select(SubjectSecret.lookup, SubjectSecret.secret).where(
-            in_values(session, SubjectSecret.lookup, list(set(lookups.values())))
-        )
-        return dict(session.execute(query).all())
+        # One prebuilt statement per dialect, the lookups as one parameter (see in_values).
+        if postgres:
+            return dict(session.execute(_SECRETS_POSTGRES, {"lookups": wanted}).all())
+        return dict(session.execute(_SECRETS_SQLITE, {"lookups": orjson.dumps(wanted).decode()}).all())
 
     found = fetch()
     missing = [subject for subject in ids if lookups[subject] not in found]
     if create and missing:
-        module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        module = postgresql if postgres else sqlite
         now = datetime.now(UTC)
         rows = [
             {"lookup": lookups[s], "secret": secrets.token_hex(32), "created_at": now} for s in dict.fromkeys(missing)

@@ -32,7 +32,7 @@ from itertools import islice
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from audits.canonical import canonical_json
@@ -204,10 +204,19 @@ def _encode(event: NewEvent | Mapping[str, Any]) -> tuple[str, str, str | None, 
     return actor, action, subject, _json_object(event.objects, "objects"), _json_object(event.payload, "payload")
 
 
+# Built once: every append runs these, and building a statement (and its cache key) per call costs
+# more than the database's work for it.
+_HEAD = select(TrailHead.seq, TrailHead.hash).where(TrailHead.id == 1)
+_HEAD_LOCKED = _HEAD.with_for_update()
+_EVENT_HASH = select(TrailEvent.hash).where(TrailEvent.seq == bindparam("seq"))
+_INSERT_EVENTS = insert(TrailEvent.__table__)
+_HEAD_TABLE = TrailHead.__table__
+_MOVE_HEAD = update(_HEAD_TABLE).where(_HEAD_TABLE.c.id == 1).values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+
+
 def read_head(session: Session | Connection, *, lock: bool = False) -> tuple[int, str]:
     """The trail head: (last sequence number, its hash); ``(0, GENESIS_HASH)`` when empty."""
-    query = select(TrailHead.seq, TrailHead.hash).where(TrailHead.id == 1)
-    row = session.execute(query.with_for_update() if lock else query).one_or_none()
+    row = session.execute(_HEAD_LOCKED if lock else _HEAD).one_or_none()
     if row is None:
         raise DataError("the trail head row is missing; the store is damaged: run `recgov trail verify`")
     return int(row[0]), str(row[1])
@@ -225,7 +234,7 @@ def lock_head(session: Session | Connection) -> tuple[int, str]:
     if seq > 0:
         # A separate statement: under READ COMMITTED it sees the events committed before we got the lock
         # (a join inside the locking statement would not; PostgreSQL re-checks only the locked row).
-        stored = session.execute(select(TrailEvent.hash).where(TrailEvent.seq == seq)).scalar_one_or_none()
+        stored = session.execute(_EVENT_HASH, {"seq": seq}).scalar_one_or_none()
         if stored != head:
             found = "is missing" if stored is None else f"has hash {stored[:12]}..."
             raise DataError(HEAD_MISMATCH.format(seq=seq, head=head[:12], found=found))
@@ -271,7 +280,6 @@ def append_many(
     """
     if chunk_size < 1:
         raise DataError(f"chunk_size must be at least 1, got {chunk_size}")
-    table = TrailEvent.__table__
     iterator = iter(events)
     seq = prev = None
     first_seq = 0
@@ -302,10 +310,10 @@ def append_many(
                 }
             )
             prev = digest
-        session.execute(insert(table), rows)
+        session.execute(_INSERT_EVENTS, rows)
         # Move the head with every chunk: even a caller who catches an error in a later chunk
         # and commits anyway leaves a consistent chain (a prefix of the batch).
-        session.execute(update(TrailHead).where(TrailHead.id == 1).values(seq=seq, hash=prev))
+        session.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev})
         if keep_records:
             records.extend(_record(row) for row in rows)
     if seq is None:
