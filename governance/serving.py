@@ -118,6 +118,8 @@ class ServePlan:
     """The subject's model row (-1: unknown, or not to be profiled)."""
     mode: str
     """``personalized``, ``fallback`` or ``non_profiling``."""
+    personalizer: Personalizer
+    """The engine's model part when the plan was made: a list made elsewhere is made with it."""
 
 
 _FIXED_TAGS: dict[TagKind, dict[str, Any]] = {kind: Tag(kind, TAG_TEXT[kind]).to_dict() for kind in TagKind}
@@ -292,7 +294,7 @@ class ServingEngine:
         decision = self.decide_consent(request)
         row = int(self.model.train_.user_index(str(request.subject_id))[0]) if decision.allowed else -1
         mode = "non_profiling" if not decision.allowed else ("fallback" if row < 0 else "personalized")
-        return ServePlan(request, now, decision, self._context_mask(request.context), row, mode)
+        return ServePlan(request, now, decision, self._context_mask(request.context), row, mode, self.personalizer)
 
     def finish(
         self,
@@ -301,8 +303,9 @@ class ServingEngine:
         *,
         shadow_of: str | None = None,
     ) -> ServedList:
-        """Make the plan's list (``personalized``: what :attr:`personalizer` gave for it elsewhere,
-        or None to run it here), record the decision and return the list (steps 3 to 6)."""
+        """Make the plan's list (``personalized``: what ``plan.personalizer`` gave for it elsewhere,
+        or None to run it here; it is made here again if the blocks changed since :meth:`begin`),
+        record the decision and return the list (steps 3 to 6)."""
         request, now, decision, allowed, row, mode = plan.request, plan.now, plan.decision, plan.allowed, plan.row, plan.mode
         k = request.k
         model = self.model
@@ -315,7 +318,9 @@ class ServingEngine:
             scores = [None] * len(items)
             tags = [[_tag(TagKind.popular_in_context)] for _ in items]
         else:
-            items, scores, tags = personalized if personalized is not None else self.personalizer.personalize(row, k, allowed)
+            if personalized is None or plan.personalizer is not self.personalizer:  # none given, or the blocks changed since
+                personalized = self.personalizer.personalize(row, k, allowed)
+            items, scores, tags = personalized
         stamp = self.loaded.stamp()
         record = {
             "decision_id": str(uuid.uuid4()),

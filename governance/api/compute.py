@@ -96,6 +96,8 @@ def _compute_main(conn: Connection) -> None:
             message = conn.recv()
         except (EOFError, OSError):
             return
+        except Exception:  # noqa: BLE001 - a message that does not unpickle here (read whole): skipped, not fatal
+            continue
         kind = message[0]
         if kind == "run":
             _, number, token, row, k = message
@@ -157,19 +159,19 @@ class ComputeProcess:
         loop = asyncio.get_running_loop()
         waiting: asyncio.Future[Any] = loop.create_future()
         self._waiting[number] = waiting
+        # One deadline for the whole exchange: the request is written by a task of its own (it may wait
+        # behind a large message being written), and the timer settles the wait whatever holds it up.
         timer = loop.call_later(self.answer_timeout_s, _expire, waiting)
+        sending = loop.create_task(self._send(("run", number, token, row, k)))
+        sending.add_done_callback(lambda task: self._sent(task, waiting))
         try:
-            await self._send(("run", number, token, row, k))
             answer = await waiting
-            if answer is _LATE:
-                self._stop(f"no answer within {self.answer_timeout_s:g} s")
-                answer = None
-        except (OSError, ConnectionError) as err:
-            self._stop(f"{type(err).__name__}: {err}")
-            answer = None
         finally:
             timer.cancel()
             self._waiting.pop(number, None)
+        if answer is _LATE:
+            self._stop(f"no answer within {self.answer_timeout_s:g} s")
+            answer = None
         if answer is None:
             self.made_here += 1
         else:
@@ -206,8 +208,16 @@ class ComputeProcess:
         context = multiprocessing.get_context("spawn")  # never fork a process that runs threads
         ours, theirs = socket.socketpair()
         child = Connection(theirs.detach())  # the child's end, as multiprocessing.Pipe() would give it
-        self._process = context.Process(target=_compute_main, args=(child,), name="recgov-api-compute", daemon=True)
-        self._process.start()
+        process = context.Process(target=_compute_main, args=(child,), name="recgov-api-compute", daemon=True)
+        try:
+            process.start()
+        except Exception as err:  # noqa: BLE001 - no process: lists are made here, another try later
+            _close(ours)
+            child.close()
+            self._down_until = time.monotonic() + RESTART_AFTER_S
+            log.warning("the compute process could not start (%s: %s); lists are made in the server", type(err).__name__, err)
+            return
+        self._process = process
         child.close()
         # The loop reads and writes its end without blocking, in Connection's framing.
         ours.setblocking(False)
@@ -217,6 +227,14 @@ class ComputeProcess:
         self._held.clear()
         self._loop = asyncio.get_running_loop()
         self._reader = self._loop.create_task(self._read(self._sock))
+
+    def _sent(self, task: asyncio.Task[None], waiting: asyncio.Future[Any]) -> None:
+        """A request written, or not: a failed write settles its wait at once (the list is made here)."""
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            if not waiting.done():
+                waiting.set_result(None)
+            self._stop(f"{type(error).__name__}: {error}")
 
     def _hold(self, personalizer: Personalizer) -> None:
         self._held[personalizer.token] = False
@@ -231,6 +249,8 @@ class ComputeProcess:
                 await self._send(message)
             except (OSError, ConnectionError) as err:
                 self._stop(f"{type(err).__name__}: {err}")
+            except Exception as err:  # noqa: BLE001 - e.g. a model part that cannot be pickled: its lists are made here
+                log.warning("the compute process cannot be sent %s (%s: %s); those lists are made in the server", message[0], type(err).__name__, err)
 
         asyncio.get_running_loop().create_task(send())
 

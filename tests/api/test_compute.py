@@ -113,3 +113,41 @@ def test_inline_keeps_the_model_part_in_the_server(tmp_path: Path) -> None:
         assert isinstance(EngineCache(store, compute="process").compute, ComputeProcess)
     finally:
         store.close()
+
+
+def test_a_request_never_waits_longer_than_its_deadline_behind_a_stuck_transfer(engine: ServingEngine) -> None:
+    """A stuck process that stops reading mid-transfer (a new engine's model part) must not hold up the
+    lists of the engines it already has: each is made here after the deadline, and the process replaced."""
+
+    async def scenario() -> None:
+        process = ComputeProcess(answer_timeout_s=1.0)
+        held = engine.personalizer
+        try:
+            await _until_made_there(process, held, 1, 5)
+            os.kill(process._process.pid, signal.SIGSTOP)
+            engine.set_blocked([engine.model.train_.item_ids[0]])  # a new model part: sent in the background
+            assert await process.personalize(engine.personalizer, 1, 5) is None
+            started = asyncio.get_running_loop().time()
+            answer = await asyncio.wait_for(process.personalize(held, 2, 5), 10)
+            assert answer is None and asyncio.get_running_loop().time() - started < 5
+            assert process.restarts == 1
+        finally:
+            engine.set_blocked([])
+            process.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_app_started_twice_serves_with_a_fresh_cache(tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from governance.api import ApiSettings, create_app
+
+    app = create_app(ApiSettings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'store.db'}"))
+    with TestClient(app):
+        first = app.state.engines
+        assert first.compute is not None and first.compute._process is not None  # started with the app
+    assert first.closed and app.state.engines is None and not first.compute.running
+    with TestClient(app):
+        second = app.state.engines
+        assert second is not first and not second.closed and second.store is app.state.store

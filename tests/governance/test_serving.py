@@ -168,3 +168,20 @@ def test_every_decision_goes_to_the_sink_before_the_list_is_returned(world) -> N
     failing = eu_engine(world, sink=Failing())
     with pytest.raises(OSError, match="disk full"):
         failing.serve(ServeRequest(str(matrix.user_ids[1]), consent=(record("granted", 0),)))
+
+
+def test_a_list_made_before_new_blocks_is_made_again_with_them(world) -> None:
+    """begin() and finish() may be apart (the service makes the model part elsewhere meanwhile): a list
+    made with the model part of before a set_blocked is not served; finish makes it with the new blocks."""
+    data, matrix, model = world
+    engine = ServingEngine(load_pack("policies/eu-gdpr-dsa.yaml"), model, data.items)
+    request = ServeRequest(str(matrix.user_ids[2]), k=5, consent=(record("granted", 0),))
+    plan = engine.begin(request)
+    made = plan.personalizer.personalize(plan.row, 5)
+    first = str(matrix.item_ids[int(made[0][0])])
+    assert engine.finish(plan, made).items[0] == first  # the same blocks: the list made elsewhere is used
+    plan = engine.begin(request)
+    made = plan.personalizer.personalize(plan.row, 5)
+    engine.set_blocked([first])
+    served = engine.finish(plan, made)
+    assert first not in served.items and served.items == engine.serve(request).items

@@ -546,6 +546,7 @@ def close_engines(app: FastAPI) -> None:
     cache = getattr(app.state, "engines", None)
     if cache is not None:
         cache.close()
+        app.state.engines = None  # a later start of the same app makes a cache of its own
 
 
 def _consent_records(history: list[dict[str, Any]]) -> tuple[ConsentRecord, ...]:
@@ -679,7 +680,7 @@ async def _decide_on_loop(prepared: _Prepared, cache: EngineCache) -> _Decided:
         plan = engine.begin(serve_request)
         made = None
         if cache.compute is not None and plan.mode == "personalized" and plan.allowed is None:
-            made = await cache.compute.personalize(engine.personalizer, plan.row, serve_request.k)
+            made = await cache.compute.personalize(plan.personalizer, plan.row, serve_request.k)
         if cache.closed:  # the service began to stop meanwhile
             raise Problem(503, SHUTTING_DOWN)
         with CallAttributingSink.calling(prepared.actor, gpc=prepared.gpc, defer=True) as call:
