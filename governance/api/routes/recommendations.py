@@ -578,22 +578,8 @@ def _answer(served: ServedList, signals: dict[str, Any], deployment: dict[str, A
 
 
 @dataclass
-class _Decided:
-    """What the worker thread hands back to the event loop: the list, and what answering it needs."""
-
-    served: ServedList
-    pending: Future[DecisionReceipt]
-    engine: ServingEngine
-    request: ServeRequest
-    signals: dict[str, Any]
-    deployment: dict[str, Any] | None
-    loaded: LoadedPack
-    shadows: list[tuple[str, str]]
-
-
-@dataclass
 class _Prepared:
-    """A request read and resolved on the event loop, its list still to make (:func:`_decide_on_loop`)."""
+    """A request read and resolved: its engine, and what answering it needs, its list still to make."""
 
     engine: ServingEngine
     request: ServeRequest
@@ -603,6 +589,15 @@ class _Prepared:
     shadows: list[tuple[str, str]]
     actor: str
     gpc: bool
+
+
+@dataclass
+class _Decided:
+    """A request whose list is made and whose decision is queued: what the event loop answers with."""
+
+    prepared: _Prepared
+    served: ServedList
+    pending: Future[DecisionReceipt]
 
 
 def _decide(body: RecommendationCreate, request: Request, store: Any, settings: Any, actor: str, inline: bool = False) -> _Decided | _Prepared:
@@ -657,14 +652,15 @@ def _decide(body: RecommendationCreate, request: Request, store: Any, settings: 
     if cache.closed:  # a service that is shutting down refuses (503) before it decides anything
         raise Problem(503, SHUTTING_DOWN)
     serve_request = ServeRequest(body.subject, k=body.k, consent=_consent_records(history), gpc=gpc)
+    prepared = _Prepared(engine, serve_request, signals, deployment, loaded, shadow_refs, actor, gpc)
     if inline:  # the list is made and recorded by _decide_on_loop
-        return _Prepared(engine, serve_request, signals, deployment, loaded, shadow_refs, actor, gpc)
+        return prepared
     # The call's trail record is committed with its decision; the commit is awaited on the event loop.
     with CallAttributingSink.calling(actor, gpc=gpc, defer=True) as call:
-        served = engine.serve(serve_request)
+        served = engine.serve(prepared.request)
     if call.pending is None:
         raise RuntimeError("the serving engine recorded no decision for a served list")
-    return _Decided(served, call.pending, engine, serve_request, signals, deployment, loaded, shadow_refs)
+    return _Decided(prepared, served, call.pending)
 
 
 async def _decide_on_loop(prepared: _Prepared, cache: EngineCache) -> _Decided:
@@ -692,7 +688,7 @@ async def _decide_on_loop(prepared: _Prepared, cache: EngineCache) -> _Decided:
         raise err from err.__cause__  # the original error, with its own cause
     if call.pending is None:
         raise RuntimeError("the serving engine recorded no decision for a served list")
-    return _Decided(served, call.pending, engine, serve_request, prepared.signals, prepared.deployment, prepared.loaded, prepared.shadows)
+    return _Decided(prepared, served, call.pending)
 
 
 async def _committed(decided: _Decided) -> None:
@@ -710,7 +706,7 @@ async def _committed(decided: _Decided) -> None:
             raise TimeoutError(f"the decision was not committed within {DECISION_TIMEOUT_S:g} s")
         waiting.result()
     except Exception as err:
-        await anyio.to_thread.run_sync(decided.engine.report_failure, decided.request, err)
+        await anyio.to_thread.run_sync(decided.prepared.engine.report_failure, decided.prepared.request, err)
         raise
 
 
@@ -744,8 +740,9 @@ async def recommend(
     await _committed(decided)
     served = decided.served
     request.app.state.metrics.decisions.labels(outcome=served.mode).inc()
-    engines_of(request.app).mirror(decided.request, served.decision_id, decided.loaded, decided.shadows)
-    return _answer(served, decided.signals, decided.deployment)
+    prepared = decided.prepared
+    engines_of(request.app).mirror(prepared.request, served.decision_id, prepared.loaded, prepared.shadows)
+    return _answer(served, prepared.signals, prepared.deployment)
 
 
 @router.get("/v1/ping", response_model=Pong, tags=["health"], summary="Liveness for authenticated clients (operator)")
