@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from governance.cli.policy import SHIPPED, resolve_pack
 from governance.policy import LoadedPack, load_pack, parse_pack
 from governance.policydiff import diff_packs
+from governance.shipped import SHIPPED_PACKS as SHIPPED
+from governance.shipped import shipped_pack_names, shipped_pack_path
 
 __all__ = ["PackConflict", "PackNotFound", "diff_versions", "list_packs", "load_ref", "load_stored", "store_pack"]
 
@@ -70,9 +71,9 @@ def load_ref(packs_dir: Path, ref: str) -> LoadedPack:
     if "@" in ref:
         name, version = ref.split("@", 1)
         return load_stored(packs_dir, name, version)
-    path = resolve_pack(ref)
-    if path.parent != SHIPPED or not path.is_file():
-        shipped = ", ".join(sorted(p.stem for p in SHIPPED.glob("*.yaml") if not p.name.endswith(".test.yaml")))
+    path = shipped_pack_path(ref)
+    if "/" in ref or ".." in ref or ref.endswith(".test") or not path.is_file():
+        shipped = ", ".join(shipped_pack_names())
         raise PackNotFound(f"no shipped pack {ref!r} (shipped: {shipped}); name a stored pack as NAME@VERSION")
     return load_pack(path)
 

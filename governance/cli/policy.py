@@ -13,20 +13,12 @@ from governance.cli._common import EXIT_FINDING, console, emit_json, err_console
 from governance.cli.core import JsonOpt, MapOpt, load_dataset, print_rows
 from governance.located import PolicyError
 from governance.policy import LoadedPack, load_pack
+from governance.shipped import SHIPPED_PACKS, resolve_pack
 
 __all__ = ["register", "resolve_pack"]
 
 PackArg = Annotated[str, typer.Argument(help="A policy pack file, or the name of a shipped pack (baseline, eu-gdpr-dsa, california-ccpa).", metavar="PACK")]
-SHIPPED = Path(__file__).resolve().parents[2] / "policies"
-
-
-def resolve_pack(ref: str) -> Path:
-    """A path as given, or a shipped pack by name (``baseline`` -> ``policies/baseline.yaml``)."""
-    path = Path(ref)
-    if path.exists() or path.suffix in (".yaml", ".yml") or "/" in ref:
-        return path
-    shipped = SHIPPED / f"{ref}.yaml"
-    return shipped if shipped.exists() else path
+SHIPPED = SHIPPED_PACKS
 
 
 def load_or_fail(ref: str, *, json_output: bool, dataset_columns: list[str] | None = None) -> LoadedPack:

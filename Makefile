@@ -1,0 +1,29 @@
+# The two commands of a fresh machine: `make demo` and `make test`.
+# Each creates (or updates, when pyproject.toml changed) the virtual environment
+# in .venv with recgov and its test tools, then does its job.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test env wheel-smoke lint-imports docs clean-env
+
+demo: $(INSTALLED)
+	$(BIN)/recgov demo
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+env: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "make: Python 3.11 is needed (python3.11 or python3 on PATH)" >&2; exit 2; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q --upgrade pip
+	$(BIN)/python -m pip install --disable-pip-version-check -e ".[dev]"
+	touch $(INSTALLED)
+
+clean-env:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""The JSON Schemas recgov publishes (generated); read them through ``governance.shipped``."""
