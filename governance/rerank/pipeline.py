@@ -1,11 +1,8 @@
-"""Composition: steps run in order, each on the previous step's output.
+"""A pipeline: re-rankers in order, built from configs or from a policy pack's steps.
 
-Each step returns a full order of its input (its ``k`` choices first, then the
-other candidates: in the order it received them, or re-sorted by a re-scoring
-step), so a later step still sees every candidate; the final lists are cut to ``k``. Reasons of earlier moves are
-kept unless a later step promotes the item again (see :mod:`governance.rerank.base`).
-Users are processed in chunks to bound memory; every step is vectorized over
-the users of a chunk and loops only over list places.
+How the steps run is :mod:`governance.rerank.compose`; this module checks the
+steps, labels them, stamps their configuration's hash, and builds them by
+registered name.
 """
 
 from __future__ import annotations
@@ -15,33 +12,12 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
-from governance.rerank.base import (
-    MISSING_INPUT,
-    Candidates,
-    RerankConfig,
-    Reranked,
-    Reranker,
-    check_k,
-    promoted,
-)
+from governance.rerank.base import Candidates, RerankConfig, Reranked, Reranker, check_k
+from governance.rerank.compose import DEFAULT_CHUNK_SIZE, run_steps, step_labels
 from governance.rerank.registry import config_from_params, reranker_for_config
-from recommender.errors import ConfigError, DataError
+from recommender.errors import ConfigError
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "Pipeline", "build_pipeline"]
-
-DEFAULT_CHUNK_SIZE = 4096
-"""Users per chunk (memory of the widest step is about ``chunk * c * 8`` bytes times a few)."""
-
-
-def _labels(steps: Sequence[Reranker]) -> tuple[str, ...]:
-    seen: dict[str, int] = {}
-    out = []
-    for step in steps:
-        seen[step.name] = seen.get(step.name, 0) + 1
-        out.append(step.name if seen[step.name] == 1 else f"{step.name}_{seen[step.name]}")
-    return tuple(out)
 
 
 class Pipeline:
@@ -68,7 +44,7 @@ class Pipeline:
                 f"Got {chunk_size!r} instead."
             )
         self.chunk_size = chunk_size
-        self.labels = _labels(self.steps)
+        self.labels = step_labels(self.steps)
 
     def __repr__(self) -> str:
         return f"Pipeline({self.steps!r})"
@@ -88,104 +64,7 @@ class Pipeline:
 
     def __call__(self, candidates: Candidates, k: int) -> Reranked:
         """Re-rank every user of ``candidates`` to lists of ``k``."""
-        k = check_k(k, "Pipeline")
-        if not isinstance(candidates, Candidates):
-            raise DataError(f"a pipeline re-ranks Candidates. Got {type(candidates).__name__} instead.")
-        for step in self.steps:
-            for name in step.needs:
-                if getattr(candidates, name) is None:
-                    raise DataError(MISSING_INPUT.format(name=step.name, field=name))
-        cands = candidates.validate()
-        n = cands.n_users
-        if 0 < n <= self.chunk_size:  # one chunk (a served request): its result is the answer, no copy into a frame
-            out, checked = self._run(cands, k)
-            met = {
-                self.labels[i]: np.ones(n, dtype=bool)
-                for i, s in enumerate(self.steps)
-                if type(s).check is not Reranker.check
-            }
-            for label, value in checked.items():
-                met[label][:] = value
-            return Reranked(
-                items=out.items, scores=out.scores, moves=out.moves, moved_by=out.moved_by, steps=self.labels, constraints_met=met
-            )
-        items = np.full((n, k), -1, dtype=np.int64)
-        scores = np.full((n, k), np.nan, dtype=np.float32)
-        moves = np.zeros((n, k), dtype=np.int8)
-        moved_by = np.full((n, k), -1, dtype=np.int8)
-        met = {
-            self.labels[i]: np.ones(n, dtype=bool)
-            for i, s in enumerate(self.steps)
-            if type(s).check is not Reranker.check
-        }
-        for start in range(0, n, self.chunk_size):
-            stop = min(start + self.chunk_size, n)
-            out, chunk_met = self._run(cands.rows(start, stop), k)
-            items[start:stop], scores[start:stop] = out.items, out.scores
-            moves[start:stop], moved_by[start:stop] = out.moves, out.moved_by
-            for label, value in chunk_met.items():
-                met[label][start:stop] = value
-        return Reranked(
-            items=items, scores=scores, moves=moves, moved_by=moved_by, steps=self.labels, constraints_met=met
-        )
-
-    def _run(self, cands: Candidates, k: int) -> tuple[Reranked, dict[str, np.ndarray]]:
-        n, c = cands.items.shape
-        cands = cands._evolve(
-            model_scores=cands.scores,
-            reasons=np.zeros((n, c), dtype=np.int8),
-            moved_by=np.full((n, c), -1, dtype=np.int8),
-        )
-        for index, step in enumerate(self.steps):
-            if c == 0:
-                break
-            order, new_scores = step.order(cands, k)
-            cands = _apply(cands, order, new_scores, step, index)
-        width = min(k, c)
-        items = np.full((n, k), -1, dtype=np.int64)
-        scores = np.full((n, k), np.nan, dtype=np.float32)
-        moves = np.zeros((n, k), dtype=np.int8)
-        moved_by = np.full((n, k), -1, dtype=np.int8)
-        items[:, :width] = cands.items[:, :width]
-        filled = items >= 0
-        scores[:, :width] = cands.model_scores[:, :width]
-        scores[~filled] = np.nan
-        moves[:, :width] = np.where(filled[:, :width], cands.reasons[:, :width], 0)
-        moved_by[:, :width] = np.where(filled[:, :width], cands.moved_by[:, :width], -1)
-        met = {}
-        for label, step in zip(self.labels, self.steps):
-            value = step.check(items, cands)
-            if value is not None:
-                met[label] = value
-        return Reranked(items, scores, moves, moved_by, self.labels, {}), met
-
-
-def _apply(
-    cands: Candidates, order: np.ndarray, new_scores: np.ndarray | None, step: Reranker, index: int
-) -> Candidates:
-    """The candidates in the step's ``order``, with the step's reasons recorded."""
-    safe = np.maximum(order, 0)
-    pad = order < 0
-    rows = np.arange(order.shape[0])[:, None]
-
-    def take(a: np.ndarray, fill: Any) -> np.ndarray:
-        out = a[rows, safe]  # take_along_axis on axis 1, without its per-call index building
-        out[pad] = fill
-        return out
-
-    lift = promoted(order)
-    reasons = take(cands.reasons, 0)
-    reasons[lift] = int(step.reason)
-    moved_by = take(cands.moved_by, -1)
-    moved_by[lift] = index
-    scores = cands.scores if new_scores is None else new_scores.astype(np.float32, copy=False)
-    return cands._evolve(
-        items=take(cands.items, -1),
-        scores=take(scores, np.nan),
-        model_scores=take(cands.model_scores, np.nan),
-        reasons=reasons,
-        moved_by=moved_by,
-    )
+        return run_steps(self.steps, self.labels, candidates, check_k(k, "Pipeline"), chunk_size=self.chunk_size)
 
 
 StepSpec = RerankConfig | Reranker | Mapping[str, Any]
