@@ -19,6 +19,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from audits.db_messages import describe_db_error, masked_url
 from audits.settings import StoreSettings, get_settings
 from recommender.errors import ConfigError
 
@@ -44,21 +45,6 @@ def _json_serializer(value: Any) -> str:
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 _SQLITE_BEGIN = "recgov_sqlite_begin"
-
-
-def masked_url(url: str | URL) -> str:
-    """The URL with its password hidden, fit for messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable URL>"
-
-
-def describe_db_error(err: BaseException) -> str:
-    """The first line of a database driver's message, without SQLAlchemy's boilerplate."""
-    original = getattr(err, "orig", None) or err
-    text = str(original).strip().splitlines()
-    return text[0] if text else type(original).__name__
 
 
 def _parse_url(url: str) -> URL:

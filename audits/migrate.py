@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 import migrations
-from audits.db import describe_db_error, masked_url
+from audits.db_messages import describe_db_error, masked_url
 from recommender.errors import ConfigError
 
 __all__ = [
