@@ -25,5 +25,14 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --disable-pip-version-check -e ".[dev]"
 	touch $(INSTALLED)
 
+docs: $(INSTALLED)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+lint-imports: $(INSTALLED)
+	$(BIN)/lint-imports
+
+wheel-smoke:
+	bash .ci/wheel-smoke
+
 clean-env:
 	rm -rf $(VENV)
