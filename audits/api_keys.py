@@ -1,4 +1,4 @@
-"""API keys of the REST API (revision 0005): a name, a role, and only the SHA-256 of the token.
+"""API keys of the REST API (revisions 0005, 0011): a name, a role, and only the SHA-256 of the token.
 
 The token itself is shown once, when the key is created, and never stored:
 ``key_hash`` is the hex SHA-256 of the token. A key is revoked by setting
@@ -15,17 +15,22 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from audits.models import HASH_LENGTH, Base, UtcDateTime
 
-__all__ = ["API_ROLES", "ApiKey"]
+__all__ = ["API_ROLES", "LADDER_ROLES", "ApiKey"]
 
-API_ROLES = ("viewer", "auditor", "operator", "admin")
-"""The roles, from least to most privileged; each role may do what the roles before it may."""
+LADDER_ROLES = ("viewer", "auditor", "operator", "admin")
+"""The people's roles, from least to most privileged; each may do what the roles before it may."""
+API_ROLES = (*LADDER_ROLES, "serving")
+"""Every role a key may have: the ladder, and ``serving`` (a serving system's key) outside it.
+
+What each role may do is :data:`governance.api.keys.ROLE_SCOPES`.
+"""
 
 
 class ApiKey(Base):
     """One API key: who it is for, what it may do, and the hash of its token."""
 
     __tablename__ = "api_keys"
-    __table_args__ = (CheckConstraint("role IN ('viewer', 'auditor', 'operator', 'admin')", name="role"),)
+    __table_args__ = (CheckConstraint("role IN ('viewer', 'auditor', 'operator', 'admin', 'serving')", name="role"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100))

@@ -1,4 +1,4 @@
-"""Request dependencies: one database session per request, the calling key, role checks.
+"""Request dependencies: one database session per request, the calling key, scope checks.
 
 The key check reads the key on every request, in a read-only snapshot (on
 SQLite it takes no write lock) with one prepared statement
@@ -7,30 +7,54 @@ on. Dependencies that do no I/O are ``async``: FastAPI runs them in the event
 loop instead of handing each to the thread pool.
 
 >>> @router.get("/things")                                   # doctest: +SKIP
-... def things(session: SessionDep, key: Annotated[ApiKey, Depends(require("viewer"))]): ...
+... def things(session: SessionDep, key: ReadKey): ...
+
+Every route names the scope it needs (:data:`governance.api.keys.SCOPES`) through
+one of the aliases below (``ReadKey``, ``AuditKey``, ``OperateKey``, ``ListsKey``,
+``GovernKey``) or :func:`needs`, which also names the scope in the OpenAPI
+document, from which :mod:`governance.api.access` reads the role x endpoint matrix.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from audits.api_keys import ApiKey
 from audits.db import Store
 from governance.api.errors import Problem
-from governance.api.keys import API_ROLES, live_key, role_allows
+from governance.api.keys import SCOPES, live_key, role_allows, roles_holding
 from governance.api.reads import FastReads
 from governance.api.settings import ApiSettings
 
-__all__ = ["BAD_KEY", "MISSING_KEY", "CurrentKey", "ReadsDep", "SessionDep", "SettingsDep", "StoreDep", "require"]
+__all__ = [
+    "BAD_KEY",
+    "FORBIDDEN",
+    "MISSING_KEY",
+    "AuditKey",
+    "CurrentKey",
+    "GovernKey",
+    "ListsKey",
+    "OperateKey",
+    "ReadKey",
+    "ReadsDep",
+    "SessionDep",
+    "SettingsDep",
+    "StoreDep",
+    "needs",
+    "require",
+]
 
 MISSING_KEY = "this endpoint needs an API key: send 'Authorization: Bearer <token>' (create one with 'recgov keys create')"
 BAD_KEY = "the API key is unknown or revoked"
-FORBIDDEN = "this endpoint needs the role {required} or above; key {key_id} has the role {role}"
+FORBIDDEN = "this endpoint needs {roles} (scope {scope!r}); key {key_id} has the role {role}"
+
+LEGACY_ROLE_SCOPES = {"viewer": "read", "auditor": "audit", "operator": "operate", "admin": "govern"}
+"""``require("admin")`` from when endpoints named a role: the scope that role's endpoints needed."""
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from 'recgov keys create NAME --role ROLE'.")
 
@@ -91,21 +115,39 @@ def current_key(reads: ReadsDep, credentials: Annotated[HTTPAuthorizationCredent
 CurrentKey = Annotated[ApiKey, Depends(current_key)]
 
 
-def require(role: str) -> Callable[[ApiKey], Awaitable[ApiKey]]:
-    """A dependency that lets through keys of ``role`` or above (403 otherwise)."""
-    if role not in API_ROLES:
-        raise ValueError(f"unknown role {role!r}; choose one of: {', '.join(API_ROLES)}")
+def require(scope: str) -> Callable[[ApiKey], Awaitable[ApiKey]]:
+    """A dependency that lets through keys whose role holds ``scope`` (403 otherwise).
+
+    Routes use it through :func:`needs` (or the aliases), which also documents the scope.
+    """
+    scope = LEGACY_ROLE_SCOPES.get(scope, scope)
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; choose one of: {', '.join(SCOPES)}")
 
     async def check(key: CurrentKey) -> ApiKey:  # no I/O: run in the event loop, not the thread pool
-        if not role_allows(key.role, role):
-            raise Problem(403, FORBIDDEN.format(required=role, key_id=key.id, role=key.role))
+        if not role_allows(key.role, scope):
+            raise Problem(403, FORBIDDEN.format(roles=roles_holding(scope), scope=scope, key_id=key.id, role=key.role))
         return key
 
-    check.__name__ = f"require_{role}"
+    check.__name__ = f"require_{scope}"
     return check
 
 
-Viewer = Annotated[ApiKey, Depends(require("viewer"))]
-Auditor = Annotated[ApiKey, Depends(require("auditor"))]
-Operator = Annotated[ApiKey, Depends(require("operator"))]
-Admin = Annotated[ApiKey, Depends(require("admin"))]
+def needs(scope: str) -> Any:
+    """``Security(require(scope))``: the check, with ``scope`` documented on the operation in OpenAPI.
+
+    The OpenAPI document then says what each operation needs (``security``:
+    ``[{"HTTPBearer": [scope]}]``), and :mod:`governance.api.access` reads the
+    role x endpoint matrix from it.
+    """
+    return Security(require(scope), scopes=[scope])
+
+
+ReadKey = Annotated[ApiKey, needs("read")]
+AuditKey = Annotated[ApiKey, needs("audit")]
+OperateKey = Annotated[ApiKey, needs("operate")]
+ListsKey = Annotated[ApiKey, needs("lists")]
+GovernKey = Annotated[ApiKey, needs("govern")]
+
+# The names routes used when roles were a ladder only, for the scope each role's endpoints needed.
+Viewer, Auditor, Operator, Admin = ReadKey, AuditKey, OperateKey, GovernKey

@@ -1,7 +1,14 @@
 """API keys: random tokens shown once, stored only as SHA-256 hashes, each with a role.
 
-Roles are ordered ``viewer < auditor < operator < admin``; a key may call every
-endpoint whose required role is at or below its own.
+Every endpoint names the scope it needs (:data:`SCOPES`); a role is the set of
+scopes its keys hold (:data:`ROLE_SCOPES`). The people's roles form a ladder,
+``viewer < auditor < operator < admin``, each holding the scopes of the roles
+below it. ``serving`` stands outside the ladder: the key of a serving system
+holds ``lists`` only, so it can ask for governed lists (and pass the consent
+signals that come with them: the ``Sec-GPC`` header, a TCF string) without
+reading audits, the trail, consent histories or subject requests, nor writing
+anything else. :func:`governance.api.access.access_matrix` is the resulting
+role x endpoint table, as the README shows it.
 
 >>> with store.session() as session:                      # doctest: +SKIP
 ...     key, token = create_key(session, name="dpo-laptop", role="auditor")
@@ -17,12 +24,14 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
-from audits.api_keys import API_ROLES, ApiKey
+from audits.api_keys import API_ROLES, LADDER_ROLES, ApiKey
 from audits.trail import append_event
 from recommender.errors import ConfigError
 
 __all__ = [
     "API_ROLES",
+    "ROLE_SCOPES",
+    "SCOPES",
     "TOKEN_PREFIX",
     "actor_of",
     "authenticate",
@@ -32,10 +41,29 @@ __all__ = [
     "live_key",
     "revoke_key",
     "role_allows",
+    "roles_holding",
 ]
 
 TOKEN_PREFIX = "rgk_"
-UNKNOWN_ROLE = "unknown role {role!r}; choose one of: viewer, auditor, operator, admin"
+UNKNOWN_ROLE = "unknown role {role!r}; choose one of: viewer, auditor, operator, admin, serving"
+
+SCOPES: dict[str, str] = {
+    "read": "read packs, lineage, deployments, audit jobs and metrics; validate a pack",
+    "audit": "start audits; verify the trail; read escalation cases and subject requests",
+    "operate": "append and read consent records; report and flag items",
+    "lists": "ask for governed lists, with their consent signals (Sec-GPC header, TCF string)",
+    "govern": "store packs, sign checkpoints, promote and roll back, move escalation cases, answer subject requests",
+}
+"""What an endpoint may need, and what each scope lets a key do."""
+
+ROLE_SCOPES: dict[str, frozenset[str]] = {
+    "viewer": frozenset({"read"}),
+    "auditor": frozenset({"read", "audit"}),
+    "operator": frozenset({"read", "audit", "operate", "lists"}),
+    "admin": frozenset(SCOPES),
+    "serving": frozenset({"lists"}),
+}
+"""The scopes each role holds: the ladder's roles hold those of the roles below them; ``serving`` only ``lists``."""
 UNKNOWN_KEY = "no API key with id {key_id}; see 'recgov keys list'"
 
 
@@ -44,9 +72,25 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def role_allows(role: str, required: str) -> bool:
-    """True when ``role`` is ``required`` or above it."""
-    return API_ROLES.index(role) >= API_ROLES.index(required)
+def role_allows(role: str, scope: str) -> bool:
+    """True when keys of ``role`` hold ``scope`` (False for an unknown role or scope).
+
+    >>> role_allows("serving", "lists"), role_allows("serving", "audit"), role_allows("admin", "audit")
+    (True, False, True)
+    """
+    return scope in ROLE_SCOPES.get(role, ())
+
+
+def roles_holding(scope: str) -> str:
+    """The roles that hold ``scope``, in words: the least ladder role "or above", then the others.
+
+    >>> roles_holding("lists")
+    'the role operator or above, or serving'
+    """
+    ladder = [role for role in LADDER_ROLES if role_allows(role, scope)]
+    others = [role for role in API_ROLES if role not in LADDER_ROLES and role_allows(role, scope)]
+    words = [f"the role {ladder[0]}" + (" or above" if ladder[0] != LADDER_ROLES[-1] else "")] if ladder else []
+    return ", or ".join([*words, *others]) if words else "the role " + " or ".join(others)
 
 
 def actor_of(key: ApiKey) -> str:

@@ -1,4 +1,4 @@
-"""Prometheus metrics: ``GET /metrics`` (viewer key required, like every /v1 endpoint).
+"""Prometheus metrics: ``GET /metrics`` (a key with the scope `read`, like every /v1 endpoint).
 
 Exported (each app has its own registry, on ``app.state.metrics``):
 
@@ -24,10 +24,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-from governance.api.deps import require
+from governance.api.deps import needs
 from governance.api.errors import problems
 
 __all__ = ["DECISION_OUTCOMES", "Metrics", "install_metrics"]
@@ -117,7 +117,7 @@ def install_metrics(app: FastAPI) -> Metrics:
         "/metrics",
         summary="Prometheus metrics (viewer)",
         response_class=Response,
-        dependencies=[Depends(require("viewer"))],
+        dependencies=[needs("read")],
         responses=problems(401, 403, 500),
     )
     def metrics_endpoint(request: Request) -> Response:

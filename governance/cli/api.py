@@ -32,7 +32,7 @@ def serve_command(
 
 def keys_create(
     name: Annotated[str, typer.Argument(help="Who or what the key is for.", metavar="NAME")],
-    role: Annotated[str, typer.Option("--role", help="viewer, auditor, operator or admin.")] = "viewer",
+    role: Annotated[str, typer.Option("--role", help="viewer, auditor, operator or admin (a ladder), or serving (lists only, for a serving system).")] = "viewer",
     database_url: DatabaseOpt = None,
     json_output: JsonOpt = False,
 ) -> None:

@@ -42,7 +42,7 @@ def test_keys_create_shows_the_token_once_and_list_and_revoke_work(db_url: str) 
 def test_keys_bad_input_is_one_line_and_exit_2(db_url: str) -> None:
     bad_role = runner.invoke(app, ["keys", "create", "x", "--role", "root", "--database-url", db_url])
     assert bad_role.exit_code == 2
-    assert bad_role.stderr.strip() == "error: unknown role 'root'; choose one of: viewer, auditor, operator, admin"
+    assert bad_role.stderr.strip() == "error: unknown role 'root'; choose one of: viewer, auditor, operator, admin, serving"
     missing = runner.invoke(app, ["keys", "revoke", "42", "--database-url", db_url])
     assert missing.exit_code == 2 and missing.stderr.strip() == "error: no API key with id 42; see 'recgov keys list'"
 

@@ -50,7 +50,7 @@ from audits.models import AuditJob, AuditResult, AuditRun, ModelVersion
 from audits.results import results_digest
 from governance import audit as audit_runner
 from governance.api import packs as pack_store
-from governance.api.deps import Auditor, SessionDep, SettingsDep, Viewer
+from governance.api.deps import AuditKey, ReadKey, SessionDep, SettingsDep
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.routes._audit import record_call
@@ -473,7 +473,7 @@ _ACCEPTED = {
     responses={**_ACCEPTED, **problems(403, 404, 422)},
     summary="Start an audit in the background; poll the job at its Location (auditor)",
 )
-def start_audit(body: AuditCreate, response: Response, session: SessionDep, settings: SettingsDep, runner: RunnerDep, key: Auditor) -> dict[str, Any]:
+def start_audit(body: AuditCreate, response: Response, session: SessionDep, settings: SettingsDep, runner: RunnerDep, key: AuditKey) -> dict[str, Any]:
     """404 for an unknown pack or model version; 422 for an invalid body or a file outside ``$RECGOV_HOME/data``."""
     try:
         loaded = pack_store.load_ref(settings.packs_dir, body.pack)
@@ -503,7 +503,7 @@ def start_audit(body: AuditCreate, response: Response, session: SessionDep, sett
 @router.get("", response_model=AuditJobList, responses=problems(403, 422), summary="Audit jobs, newest first (viewer)")
 def list_audits(
     session: SessionDep,
-    key: Viewer,
+    key: ReadKey,
     status: Literal["queued", "running", "succeeded", "failed"] | None = Query(None, description="Only jobs with this status."),
     limit: int = Query(20, ge=1, le=100, description="Jobs per page."),
     offset: int = Query(0, ge=0, le=1_000_000, description="Jobs to skip."),
@@ -515,7 +515,7 @@ def list_audits(
 
 
 @router.get("/{job_id}", response_model=AuditJobDetail, responses=problems(403, 404, 422), summary="An audit job; once done, its results, evidence and gate decision (viewer)")
-def get_audit(job_id: UUID, response: Response, session: SessionDep, key: Viewer) -> dict[str, Any]:
+def get_audit(job_id: UUID, response: Response, session: SessionDep, key: ReadKey) -> dict[str, Any]:
     job = _found(session, job_id)
     out = _public(job)
     if job.status in ("queued", "running"):
@@ -537,7 +537,7 @@ def get_audit(job_id: UUID, response: Response, session: SessionDep, key: Viewer
     responses=problems(403, 404, 409, 422),
     summary="The gate document of a finished audit (recgov.gate/v1, as gate.json) (viewer)",
 )
-def get_gate(job_id: UUID, session: SessionDep, key: Viewer) -> dict[str, Any]:
+def get_gate(job_id: UUID, session: SessionDep, key: ReadKey) -> dict[str, Any]:
     """409 while the job is queued or running (poll again), or when it failed (its cause in ``errors``)."""
     job = _found(session, job_id)
     if job.status != "succeeded" or job.gate is None:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path
 
 from audits.consent import record_consent
 from governance.api import packs as pack_store
-from governance.api.deps import Operator, SessionDep, SettingsDep, StoreDep
+from governance.api.deps import OperateKey, SessionDep, SettingsDep, StoreDep
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.routes._audit import record_call
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1/consent", tags=["consent"], responses=problems(40
 
 
 @router.post("", status_code=201, response_model=ConsentPublic, responses=problems(404), summary="Append a consent record")
-def create(body: ConsentCreate, session: SessionDep, settings: SettingsDep, key: Operator) -> dict[str, Any]:
+def create(body: ConsentCreate, session: SessionDep, settings: SettingsDep, key: OperateKey) -> dict[str, Any]:
     """With ``pack``, the purpose must be the pack's, and what the pack says follows is applied (erase_on_withdrawal)."""
     erasure = None
     if body.pack is None:
@@ -49,5 +49,5 @@ def create(body: ConsentCreate, session: SessionDep, settings: SettingsDep, key:
 
 
 @router.get("/{subject}", summary="A subject's consent history and the records in force")
-def show(subject: Annotated[str, Path(min_length=1, max_length=200, pattern=IDENTIFIER, description="The subject's id.")], store: StoreDep, key: Operator) -> dict[str, Any]:
+def show(subject: Annotated[str, Path(min_length=1, max_length=200, pattern=IDENTIFIER, description="The subject's id.")], store: StoreDep, key: OperateKey) -> dict[str, Any]:
     return show_consent(store, subject)

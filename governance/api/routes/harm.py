@@ -21,7 +21,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from audits.harm import flag_item, list_cases, report_item, transition_case
 from governance.api import packs as pack_store
-from governance.api.deps import Admin, Auditor, Operator, SessionDep, SettingsDep
+from governance.api.deps import AuditKey, GovernKey, OperateKey, SessionDep, SettingsDep
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.routes._audit import record_call
@@ -145,7 +145,7 @@ CaseId = Annotated[int, Path(ge=1, le=INT4_MAX, description="The case's id.")]
 
 
 @router.post("/v1/items/{item_id}/reports", status_code=201, response_model=ReportPublic, summary="Record a user's report of an item (operator)")
-def report(item_id: ItemId, body: ReportCreate, session: SessionDep, key: Operator) -> dict[str, Any]:
+def report(item_id: ItemId, body: ReportCreate, session: SessionDep, key: OperateKey) -> dict[str, Any]:
     row = report_item(session, item_id=item_id, reason=body.reason, reporter_id=body.reporter, actor=actor_of(key))
     record_call(session, key, "items.report", subject=row.reporter, objects={"item": row.item_id, "report": row.id})
     return {
@@ -158,7 +158,7 @@ def report(item_id: ItemId, body: ReportCreate, session: SessionDep, key: Operat
 
 
 @router.post("/v1/items/{item_id}/flags", status_code=201, response_model=FlagPublic, summary="Flag an item as possibly harmful (operator)")
-def flag(item_id: ItemId, body: FlagCreate, session: SessionDep, key: Operator) -> dict[str, Any]:
+def flag(item_id: ItemId, body: FlagCreate, session: SessionDep, key: OperateKey) -> dict[str, Any]:
     row = flag_item(
         session,
         item_id=item_id,
@@ -186,7 +186,7 @@ def flag(item_id: ItemId, body: FlagCreate, session: SessionDep, key: Operator) 
 
 
 @router.post("/v1/escalations/evaluate", responses=problems(404), summary="Apply a pack's harmful-content rules; the cases newly opened (admin)")
-def evaluate(body: EvaluationCreate, session: SessionDep, settings: SettingsDep, key: Admin) -> dict[str, Any]:
+def evaluate(body: EvaluationCreate, session: SessionDep, settings: SettingsDep, key: GovernKey) -> dict[str, Any]:
     try:
         loaded = pack_store.load_ref(settings.packs_dir, body.pack)
     except pack_store.PackNotFound as err:
@@ -201,7 +201,7 @@ def evaluate(body: EvaluationCreate, session: SessionDep, settings: SettingsDep,
 @router.get("/v1/escalations", response_model=CaseList, summary="Escalation cases, by due time (auditor)")
 def cases(
     session: SessionDep,
-    key: Auditor,
+    key: AuditKey,
     status: Literal["open", "triaged", "resolved", "dismissed"] | None = Query(
         None, description="Only cases with this status."
     ),
@@ -210,7 +210,7 @@ def cases(
 
 
 @router.post("/v1/escalations/{case_id}", response_model=Case, responses=problems(404, 409), summary="Move a case through the workflow; block or unblock its item (admin)")
-def transition(case_id: CaseId, body: CaseTransition, session: SessionDep, key: Admin) -> dict[str, Any]:
+def transition(case_id: CaseId, body: CaseTransition, session: SessionDep, key: GovernKey) -> dict[str, Any]:
     """404 for an unknown case; 409 for a move the workflow refuses (e.g. out of a final status, or dismiss with block)."""
     try:
         row = transition_case(

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path
 
 from audits.lineage import lineage_of
 from audits.models import ModelVersion
-from governance.api.deps import SessionDep, Viewer
+from governance.api.deps import ReadKey, SessionDep
 from governance.api.errors import Problem, problems
 from governance.api.schemas import IDENTIFIER
 
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1/lineage", tags=["lineage"], responses=problems(40
 
 
 @router.get("/{model_version}", responses=problems(404, 422), summary="The lineage of a model version")
-def lineage(model_version: Annotated[str, Path(min_length=1, max_length=128, pattern=IDENTIFIER)], session: SessionDep, key: Viewer) -> dict[str, Any]:
+def lineage(model_version: Annotated[str, Path(min_length=1, max_length=128, pattern=IDENTIFIER)], session: SessionDep, key: ReadKey) -> dict[str, Any]:
     if session.get(ModelVersion, model_version) is None:
         raise Problem(404, f"model version {model_version!r} is not in the store")
     document = lineage_of(session, model_version)

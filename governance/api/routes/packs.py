@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response
 
 from governance.api import packs as pack_store
-from governance.api.deps import Admin, SessionDep, SettingsDep, Viewer
+from governance.api.deps import GovernKey, ReadKey, SessionDep, SettingsDep
 from governance.api.errors import Problem, problems
 from governance.api.routes._audit import record_call
 from governance.api.schemas import PackDiff, PackList, PackStored, PackValidation
@@ -42,7 +42,7 @@ def _identity(loaded) -> dict[str, Any]:
 
 
 @router.post("/validate", response_model=PackValidation, openapi_extra=YAML_BODY, responses=problems(422), summary="Validate a pack (YAML body)")
-async def validate_pack(request: Request, key: Viewer) -> dict[str, Any]:
+async def validate_pack(request: Request, key: ReadKey) -> dict[str, Any]:
     """200 with the pack's name, version and hash, or 422 with every located issue."""
     return {"valid": True, **_identity(parse_pack(await _text(request), "<request body>"))}
 
@@ -55,7 +55,7 @@ async def validate_pack(request: Request, key: Viewer) -> dict[str, Any]:
     responses={200: {"description": "That exact version is stored already.", "model": PackStored}, **problems(403, 409, 422)},
     summary="Store a pack version (admin)",
 )
-async def create_pack(request: Request, response: Response, session: SessionDep, settings: SettingsDep, key: Admin) -> dict[str, Any]:
+async def create_pack(request: Request, response: Response, session: SessionDep, settings: SettingsDep, key: GovernKey) -> dict[str, Any]:
     """Store the pack at ``$RECGOV_HOME/packs/<name>/<version>.yaml``; 200 if that exact version is stored already."""
     text = await _text(request)
     try:
@@ -69,7 +69,7 @@ async def create_pack(request: Request, response: Response, session: SessionDep,
 
 
 @router.get("", response_model=PackList, summary="List shipped and stored packs")
-def list_packs(settings: SettingsDep, key: Viewer) -> dict[str, Any]:
+def list_packs(settings: SettingsDep, key: ReadKey) -> dict[str, Any]:
     return {"packs": pack_store.list_packs(settings.packs_dir)}
 
 
@@ -77,7 +77,7 @@ def list_packs(settings: SettingsDep, key: Viewer) -> dict[str, Any]:
 def diff_pack(
     name: str,
     settings: SettingsDep,
-    key: Viewer,
+    key: ReadKey,
     from_version: str = Query(alias="from", description="The version before.", examples=["1.0.0"]),
     to_version: str = Query(alias="to", description="The version after.", examples=["1.1.0"]),
 ) -> dict[str, Any]:

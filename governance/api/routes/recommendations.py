@@ -91,7 +91,7 @@ from audits.models import DatasetVersion, EscalationCase, ItemBlock, ItemFlag, M
 from audits.trail import NewEvent
 from governance.api import packs as pack_store
 from governance.api.compute import ComputeProcess
-from governance.api.deps import Operator, SettingsDep, StoreDep
+from governance.api.deps import ListsKey, SettingsDep, StoreDep
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.schemas import GovernedList, RecommendationCreate
@@ -716,7 +716,7 @@ async def recommend(
     request: Request,
     store: StoreDep,
     settings: SettingsDep,
-    key: Operator,
+    key: ListsKey,
     # Declared so that OpenAPI documents the header; it is read from the raw headers below.
     sec_gpc: Annotated[str | None, Header(alias="Sec-GPC", description="Global Privacy Control: '1' opts the subject out.")] = None,
 ) -> Response:
@@ -745,7 +745,7 @@ async def recommend(
     return _answer(served, prepared.signals, prepared.deployment)
 
 
-@router.get("/v1/ping", response_model=Pong, tags=["health"], summary="Liveness for authenticated clients (operator)")
-def ping(key: Operator) -> Pong:
+@router.get("/v1/ping", response_model=Pong, tags=["health"], summary="Liveness for authenticated clients (lists: operator, admin, serving)")
+def ping(key: ListsKey) -> Pong:
     """Checks the key (as every /v1 endpoint does) and nothing else: no store write, no trail record."""
     return Pong(key_id=key.id)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from audits import list_requests
 from governance.api import packs as pack_store
-from governance.api.deps import Admin, Auditor, SessionDep, SettingsDep, StoreDep
+from governance.api.deps import AuditKey, GovernKey, SessionDep, SettingsDep, StoreDep
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.routes._audit import record_call
@@ -76,7 +76,7 @@ def export(
     store: StoreDep,
     session: SessionDep,
     settings: SettingsDep,
-    key: Admin,
+    key: GovernKey,
     body: ExportCreate | None = None,
 ) -> dict[str, Any]:
     loaded = _pack(settings, body.pack) if body is not None and body.pack else None
@@ -101,7 +101,7 @@ def erasure(
     store: StoreDep,
     session: SessionDep,
     settings: SettingsDep,
-    key: Admin,
+    key: GovernKey,
     body: ErasureCreate | None = None,
 ) -> dict[str, Any]:
     """No model file is unlearned over HTTP: ``models`` lists the recorded versions that may still hold the subject."""
@@ -126,7 +126,7 @@ def erasure(
 @router.get("/v1/requests", summary="Subject requests, oldest first (auditor)")
 def requests(
     session: SessionDep,
-    key: Auditor,
+    key: AuditKey,
     kind: Literal["access", "erasure", "objection", "retrain"] | None = Query(None),
     status: Literal["received", "in_progress", "completed", "failed"] | None = Query(None),
 ) -> dict[str, Any]:
