@@ -33,6 +33,15 @@ exact ones, a change of about 1.4 % that has nothing to do with the subject.
 What one half-step cannot reach is the subject's second-order influence: the
 other users' factors were fitted to items the subject had shaped. ``propagate``
 re-solves those users; :func:`residual_influence` measures what remains.
+Propagation stays in the subject's neighbourhood, and the influence that has
+spread beyond it stays too. ``sweeps`` runs full ALS iterations over the
+remaining data, warm-started from the unlearned factors (each costs one
+iteration of a fit), and reaches further. Neither makes an unlearned model a
+retrain: measured by the held-out-half protocol
+(:mod:`recommender.unlearning_quality`; figures in BENCHMARKS.md), a model
+unlearned this way still predicts an erased subject's held-out items better
+than the retrains without them do. An unlearned model is a stopgap until the
+full retrain an erasure schedules.
 
 :func:`residual_influence` compares the unlearned model with a model retrained
 without the subject, judged against how far the original model was from it,
@@ -88,6 +97,7 @@ _REFRESH_ITEMS_TYPE = "The 'refresh_items' parameter of forget_users must be a b
 _PROPAGATE_TYPE = (
     "The 'propagate' parameter of forget_users must be an int in the range [0, inf). Got {value!r} instead."
 )
+_SWEEPS_TYPE = "The 'sweeps' parameter of forget_users must be an int in the range [0, inf). Got {value!r} instead."
 _PROPAGATE_NEEDS_REFRESH = (
     "forget_users got propagate={value} with refresh_items=False; propagation re-solves the users around "
     "the refreshed items, so it needs refresh_items=True"
@@ -116,7 +126,10 @@ class UnlearningResult:
     n_items_refreshed:
         Items whose factor was recomputed (those the users interacted with).
     n_users_refreshed:
-        User factors recomputed by ``propagate`` sweeps (0 without them).
+        User factors recomputed by ``propagate`` sweeps (0 without them; every
+        remaining user with ``sweeps``).
+    sweeps:
+        Full warm-started ALS iterations run over the remaining data.
     seconds:
         Wall time of the whole call.
     """
@@ -131,6 +144,7 @@ class UnlearningResult:
     refresh_items: bool
     propagate: int
     seconds: float
+    sweeps: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready record of the operation (without the model)."""
@@ -144,6 +158,7 @@ class UnlearningResult:
             "n_users_refreshed": self.n_users_refreshed,
             "refresh_items": self.refresh_items,
             "propagate": self.propagate,
+            "sweeps": self.sweeps,
             "seconds": self.seconds,
         }
 
@@ -166,7 +181,12 @@ def _rows_to_forget(model: ALSRecommender, user_ids: Sequence[str]) -> np.ndarra
 
 
 def forget_users(
-    model: ALSRecommender, user_ids: Sequence[str], *, refresh_items: bool = True, propagate: int = 0
+    model: ALSRecommender,
+    user_ids: Sequence[str],
+    *,
+    refresh_items: bool = True,
+    propagate: int = 0,
+    sweeps: int = 0,
 ) -> UnlearningResult:
     """A new fitted model without ``user_ids``: their rows, ids and factors gone, their items re-solved.
 
@@ -187,6 +207,12 @@ def forget_users(
         Extra sweeps, each re-solving the users who share those items (exact
         user half-step against the refreshed items) and then those items again.
         Needs ``refresh_items``.
+    sweeps:
+        Full ALS iterations (every user, then every item, as ``fit`` does)
+        over the remaining data, warm-started from the factors above, run
+        last. Each costs one iteration of a fit; they reach the influence that
+        spread beyond the subject's neighbourhood, which ``propagate`` leaves
+        (see :mod:`recommender.unlearning_quality`).
 
     Returns
     -------
@@ -216,6 +242,8 @@ def forget_users(
         raise ConfigError(_REFRESH_ITEMS_TYPE.format(value=refresh_items))
     if not isinstance(propagate, int) or isinstance(propagate, bool) or propagate < 0:
         raise ConfigError(_PROPAGATE_TYPE.format(value=propagate))
+    if not isinstance(sweeps, int) or isinstance(sweeps, bool) or sweeps < 0:
+        raise ConfigError(_SWEEPS_TYPE.format(value=sweeps))
     if propagate and not refresh_items:
         raise ConfigError(_PROPAGATE_NEEDS_REFRESH.format(value=propagate))
     rows = _rows_to_forget(model, user_ids)
@@ -253,6 +281,12 @@ def forget_users(
                     inner.partial_fit_users(neighbours, matrix[neighbours])
                     inner.partial_fit_items(touched, item_users)
                 n_users_refreshed = int(neighbours.size)
+        if sweeps:
+            # implicit's fit keeps factors already set (it draws only missing ones): a warm start.
+            inner.iterations = sweeps
+            inner.fit(matrix, show_progress=False)
+            inner.iterations = model.iterations
+            n_items_refreshed, n_users_refreshed = matrix.shape[1], matrix.shape[0]
 
     params = model.get_params()
     provenance = {
@@ -260,6 +294,7 @@ def forget_users(
         "from": model.version_id_,
         "refresh_items": refresh_items,
         "propagate": propagate,
+        **({"sweeps": sweeps} if sweeps else {}),  # absent at 0: the ids of models unlearned before stay as they were
     }
     out = ALSRecommender(**params, num_threads=model.num_threads)
     out.popularity_ = np.asarray((matrix > 0).sum(axis=0)).ravel().astype(np.float64)
@@ -283,6 +318,7 @@ def forget_users(
         refresh_items=refresh_items,
         propagate=propagate,
         seconds=time.perf_counter() - started,
+        sweeps=sweeps,
     )
 
 
