@@ -9,17 +9,26 @@ remaining data, in the same run. A first, untimed removal warms the code paths u
 against the retrain, with the original model as the reference, and once, as a
 noise floor, two retrains that differ only by their seed are compared.
 
-Prints one JSON document.
+Then the held-out-half protocol (:mod:`recommender.unlearning_quality`): for
+``--quality-subjects`` users with at least 4 items, over ``--seeds`` ALS seeds,
+half of each user's items is folded into the original model, the model
+unlearned from it (``forget_users`` with ``propagate=1`` and each of
+``--sweeps``; ``propagate=1, sweeps=0`` is what ``recgov subject erase`` does)
+and a retrain without the user, and the AUC of the other half is measured.
+The verdict per method says whether the unlearned models are distinguishable
+from the retrains.
 
-Run:  python bench/bench_unlearning.py [--subjects 20] [--factors 64] [--iterations 15]
+``--data DIR`` runs on a MovieLens-100K-layout directory (``u.data``) instead
+of the synthetic data. Prints one JSON document, with the hardware.
+
+Run:  python bench/bench_unlearning.py [--subjects 20] [--quality-subjects 20] [--seeds 5] [--sweeps 0,2,5]
+      python bench/bench_unlearning.py --data path/to/ml-100k
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -29,17 +38,18 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _hardware import cpu_model  # noqa: E402
-
 import numpy as np
+from _hardware import hardware
 
 from recommender.als import ALSRecommender, library_versions
+from recommender.data import InteractionMatrix
 from recommender.feedback import to_implicit
+from recommender.loaders import load_movielens_100k
 from recommender.synthetic import SyntheticSpec, generate
 from recommender.unlearning import forget_users, residual_influence
+from recommender.unlearning_quality import UnlearningMethod, measure_unlearning_quality
 
 TARGET_MS = 50.0
-
 
 
 def _mean_of(reports: list[dict[str, Any]], section: str) -> dict[str, float]:
@@ -66,6 +76,26 @@ def _subject_summary(reports: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _held_out_half(train: InteractionMatrix, params: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The held-out-half protocol on ``--quality-subjects`` users with at least 4 (and not all) items."""
+    counts = np.diff(train.matrix.indptr)
+    eligible = np.flatnonzero((counts >= 4) & (counts < train.n_items))
+    rng = np.random.default_rng(args.seed + 1)
+    rows = rng.choice(eligible, size=min(args.quality_subjects, eligible.size), replace=False)
+    methods = [UnlearningMethod(propagate=1, sweeps=int(s)) for s in args.sweeps.split(",")]
+    quality = measure_unlearning_quality(
+        train,
+        [str(train.user_ids[r]) for r in rows],
+        params={k: v for k, v in params.items() if k != "random_state"} | {"num_threads": args.threads},
+        seeds=tuple(range(args.seeds)),
+        methods=methods,
+        random_state=args.seed,
+    )
+    out = quality.as_dict()
+    out["subject_items_median"] = float(np.median(counts[rows]))
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=943)
@@ -75,11 +105,25 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=15)
     parser.add_argument("--subjects", type=int, default=20, help="users removed, one at a time")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quality-subjects", type=int, default=20, help="users in the held-out-half protocol")
+    parser.add_argument("--seeds", type=int, default=5, help="ALS seeds of the held-out-half protocol (at least 2)")
+    parser.add_argument("--sweeps", default="0,2,5", help="comma-separated forget_users sweeps to measure")
+    parser.add_argument("--threads", type=int, default=1, help="implicit threads in the held-out-half protocol")
+    parser.add_argument("--data", type=Path, default=None, help="a MovieLens-100K-layout directory (u.data)")
+    parser.add_argument("--skip-timing", action="store_true", help="run the held-out-half protocol only")
     args = parser.parse_args()
 
-    data = generate(
-        SyntheticSpec(n_users=args.users, n_items=args.items, n_interactions=args.interactions, seed=args.seed)
-    )
+    if args.data is not None:
+        data = load_movielens_100k(args.data)
+        spec = f"MovieLens-100K layout from {args.data.name}"
+    else:
+        data = generate(
+            SyntheticSpec(n_users=args.users, n_items=args.items, n_interactions=args.interactions, seed=args.seed)
+        )
+        spec = (
+            f"SyntheticSpec(n_users={args.users}, n_items={args.items}, "
+            f"n_interactions={args.interactions}, seed={args.seed})"
+        )
     train = to_implicit(data.events)
     params = {
         "factors": args.factors,
@@ -88,6 +132,19 @@ def main() -> int:
         "iterations": args.iterations,
         "random_state": 0,
     }
+    described = {
+        "n_users": train.n_users,
+        "n_items": train.n_items,
+        "n_events": int(data.n_events),
+        "nnz": train.nnz,
+        "spec": spec,
+    }
+    if args.skip_timing:
+        out = {"benchmark": "unlearning", "data": described, "params": params}
+        out["held_out_half"] = _held_out_half(train, params, args)
+        out.update(hardware=hardware(), libraries=library_versions())
+        print(json.dumps(out, indent=2))
+        return 0
     t = time.perf_counter()
     original = ALSRecommender(**params).fit(train)
     fit_s = time.perf_counter() - t
@@ -123,13 +180,7 @@ def main() -> int:
     median_retrain = statistics.median(retrain_s)
     out = {
         "benchmark": "unlearning",
-        "data": {
-            "n_users": train.n_users,
-            "n_items": train.n_items,
-            "n_events": int(data.n_events),
-            "nnz": train.nnz,
-            "spec": f"SyntheticSpec(n_users={args.users}, n_items={args.items}, n_interactions={args.interactions}, seed={args.seed})",
-        },
+        "data": described,
         "params": params,
         "subjects": len(subjects),
         "subject_interactions_median": statistics.median(n_interactions),
@@ -164,12 +215,8 @@ def main() -> int:
             "subject": _subject_summary(reports),
             "subject_propagate1": _subject_summary(reports_prop),
         },
-        "hardware": {
-            "cpu": cpu_model(),
-            "cores": os.cpu_count(),
-            "load_average_1m": round(os.getloadavg()[0], 2),
-            "python": platform.python_version(),
-        },
+        "held_out_half": _held_out_half(train, params, args),
+        "hardware": hardware(),
         "libraries": library_versions(),
     }
     print(json.dumps(out, indent=2))

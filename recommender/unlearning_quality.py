@@ -55,15 +55,18 @@ from recommender.unlearning import forget_users
 
 __all__ = [
     "ERASE_DEFAULT",
+    "NOT_MEASURED",
     "HeldOutHalves",
     "QualityVerdict",
     "SubjectFigures",
+    "UnlearnedStanding",
     "UnlearningMethod",
     "UnlearningQuality",
     "held_out_auc",
     "held_out_halves",
     "judge_unlearning",
     "measure_unlearning_quality",
+    "unlearned_model_standing",
 ]
 
 TOO_FEW_SEEDS = (
@@ -391,6 +394,44 @@ def _decide(p_unl: float, p_orig: float, excess: float, gap: float, significance
         f"(excess {excess:.4f}, p = {p_unl:.3g} >= {significance}), while the originals' is "
         f"(excess {gap:.4f}, p = {p_orig:.3g})"
     )
+
+
+# -- what the verdict means for a model that serves -------------------------------------------
+NOT_MEASURED = (
+    "no held-out-half verdict for this unlearned model; measured on data of realistic shape, models unlearned "
+    "this way stay outside the range of retrains (BENCHMARKS.md): provisional until the full retrain replaces it"
+)
+
+
+@dataclass(frozen=True)
+class UnlearnedStanding:
+    """How an unlearned model may be used: as a stand-in for a retrain, or as a stopgap until one.
+
+    ``provisional`` models may serve in place of the model they were unlearned
+    from (they hold less of the subject than it does), but only until the full
+    retrain the erasure scheduled replaces them; ``retrain_required`` says
+    that retrain must run.
+    """
+
+    provisional: bool
+    retrain_required: bool
+    reason: str
+
+
+def unlearned_model_standing(verdict: QualityVerdict | None) -> UnlearnedStanding:
+    """Decide, from a measured verdict (or none), whether an unlearned model is final or provisional. Pure.
+
+    Final only when the held-out-half protocol found it inside the retrain
+    range (``verdict.acceptable``); ``outside``, ``inconclusive`` and not
+    measured (``None``) all leave it provisional with a retrain required:
+    an erasure must not rest on a model nobody showed to be as good as a
+    retrain.
+    """
+    if verdict is None:
+        return UnlearnedStanding(provisional=True, retrain_required=True, reason=NOT_MEASURED)
+    if verdict.acceptable:
+        return UnlearnedStanding(provisional=False, retrain_required=False, reason=verdict.reason)
+    return UnlearnedStanding(provisional=True, retrain_required=True, reason=f"{verdict.verdict}: {verdict.reason}")
 
 
 # -- the protocol -----------------------------------------------------------------------------

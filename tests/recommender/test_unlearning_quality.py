@@ -30,6 +30,7 @@ from recommender.unlearning import UNLEARNING_METHOD, forget_users
 from recommender.unlearning_quality import (
     BAD_SIGNIFICANCE,
     ERASE_DEFAULT,
+    NOT_MEASURED,
     TOO_FEW_SEEDS,
     UNKNOWN_SUBJECTS,
     UNSPLITTABLE,
@@ -38,6 +39,7 @@ from recommender.unlearning_quality import (
     held_out_halves,
     judge_unlearning,
     measure_unlearning_quality,
+    unlearned_model_standing,
 )
 
 PARAMS = {"factors": 8, "regularization": 0.05, "alpha": 2.0, "iterations": 10, "num_threads": 1}
@@ -257,3 +259,19 @@ def test_sweeps_default_keeps_the_version_ids_of_models_unlearned_before(train):
     assert swept.n_users_refreshed == train.n_users - 1
     with pytest.raises(ConfigError, match="'sweeps' parameter"):
         forget_users(model, ["u0"], sweeps=-1)
+
+
+# -- what serving may do with an unlearned model ------------------------------------------------------
+def test_only_a_verdict_inside_the_range_makes_an_unlearned_model_final(quality):
+    """An unlearned model that nobody measured, or that was measured outside the retrain range, must not
+    count as a retrain: it stays provisional and its retrain stays required."""
+    unmeasured = unlearned_model_standing(None)
+    assert unmeasured.provisional and unmeasured.retrain_required and unmeasured.reason == NOT_MEASURED
+    outside = unlearned_model_standing(quality.verdicts[ERASE_DEFAULT.name])
+    assert outside.provisional and outside.retrain_required and outside.reason.startswith("outside: ")
+    inside = unlearned_model_standing(quality.verdicts[WITH_SWEEPS.name])
+    assert not inside.provisional and not inside.retrain_required
+    rng = np.random.default_rng(1)
+    retrained = 0.8 + rng.normal(0, 0.01, size=(8, 5))
+    inconclusive = judge_unlearning(retrained[:, ::-1], retrained[:, ::-1], retrained)
+    assert unlearned_model_standing(inconclusive).provisional
