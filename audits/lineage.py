@@ -405,9 +405,13 @@ def record_audit_run(
 
 
 def record_deployment(
-    session: Session, *, model_version: ModelVersion | str, stage: str, actor: str | None = None
+    session: Session, *, model_version: ModelVersion | str, stage: str, actor: str | None = None, gate: dict[str, Any] | None = None
 ) -> Deployment:
-    """Move a model version to ``stage`` (shadow, canary, production, retired); the previous stage is kept."""
+    """Move a model version to ``stage`` (shadow, canary, production, retired); the previous stage is kept.
+
+    ``gate`` is the gate that allowed the move (``pack``, ``pack_version``, ``pack_hash``,
+    ``audit_id``, ``policy_id``), stored on the row and in the event; None for a move no gate allows.
+    """
     if stage not in DEPLOYMENT_STAGES:
         raise ConfigError(f"stage must be one of {', '.join(DEPLOYMENT_STAGES)}; got {stage!r}")
     lock_head(session)
@@ -424,6 +428,9 @@ def record_deployment(
         raise ConfigError(f"model version {model.version_id!r} is retired; record a new model version instead")
     who = _actor(actor)
     row = Deployment(model_version_id=model.version_id, stage=stage, previous_stage=previous, actor=who)
+    if gate is not None:
+        row.gate_pack, row.gate_pack_version, row.gate_pack_hash = gate["pack"], gate["pack_version"], gate["pack_hash"]
+        row.gate_audit_id, row.gate_policy_id = gate.get("audit_id"), gate.get("policy_id")
     session.add(row)
     session.flush()
     event = append_event(
@@ -431,7 +438,7 @@ def record_deployment(
         actor=who,
         action="deployment.changed",
         objects={"model": model.version_id, "deployment": row.id},
-        payload={"stage": stage, "previous_stage": previous},
+        payload={"stage": stage, "previous_stage": previous, "gate": gate},
     )
     row.trail_seq = event.seq
     session.flush()
@@ -530,6 +537,15 @@ def lineage_of(session: Session, model_version_id: str) -> dict[str, Any]:
                 "changed_at": _iso(d.changed_at),
                 "actor": d.actor,
                 "trail_seq": d.trail_seq,
+                "gate": None
+                if d.gate_pack is None
+                else {
+                    "pack": d.gate_pack,
+                    "pack_version": d.gate_pack_version,
+                    "pack_hash": d.gate_pack_hash,
+                    "audit_id": d.gate_audit_id,
+                    "policy_id": d.gate_policy_id,
+                },
             }
             for d in deployments
         ],

@@ -13,9 +13,17 @@ replaces back to ``shadow`` (not ``retired``): it stays warm and is the
 final (``record_deployment`` refuses to move a retired version), so it is
 used only for the version a rollback takes out of production.
 
+Which pack gates canary and production is not the caller's choice: the
+installation's deployment policy (:mod:`governance.deploy_policy`) binds each
+to a pack and to what the gate's data must cover, and a promotion under any
+other pack, or on data that falls short, is refused before the gate runs.
+
 Every move is a ``deployment.changed`` event (``record_deployment``) followed by
 a ``deployment.promoted`` or ``deployment.rolled_back`` event naming the audit
-whose gate allowed it, in the same transaction.
+whose gate allowed it, in the same transaction. Each move's row and event carry
+that gate (pack name, version, content hash, audit, binding): a promotion's own
+gate, shared by the version it displaces; for a rollback, the gate that let the
+restored version into production, shared by the version it retires.
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ from audits.lineage import UNKNOWN_MODEL_VERSION, record_deployment
 from audits.models import AuditRun, Deployment, ModelVersion
 from audits.settings import get_settings
 from audits.trail import append_event, lock_head
+from governance import deploy_policy
+from governance.deploy_policy import Gate, PackLoader
 from governance.policy import LoadedPack
 from recommender.data import Dataset
 from recommender.errors import ConfigError
@@ -113,55 +123,75 @@ def promote(
     *,
     model_version: str,
     to_stage: str,
-    pack: LoadedPack,
-    dataset: Dataset,
+    pack: LoadedPack | None,
+    load_pack: PackLoader,
+    dataset: Dataset | None,
     out_dir: Path,
     models_dir: Path,
     actor: str | None = None,
 ) -> dict[str, Any]:
-    """Move ``model_version`` one stage on, through the gate for canary and production.
+    """Move ``model_version`` one stage on, through the gate the deployment policy binds for canary and production.
 
-    Returns ``{"model_version", "stage", "previous_stage", "audit_id", "displaced"}``
-    (``displaced``: the version moved from production back to shadow, or None).
+    ``pack`` is the pack the caller named, or None for the stage's bound pack
+    (read through ``load_pack``). Returns ``{"model_version", "stage",
+    "previous_stage", "audit_id", "displaced", "gate"}`` (``displaced``: the
+    version moved from production back to shadow, or None; ``gate``: the pack
+    and audit that allowed the move, None into shadow).
 
     Raises
     ------
     ConfigError
         Unknown model version, unknown stage, or an illegal move (the message says which stage comes next).
+    DeploymentPolicyRefused
+        No pack is bound to the stage, the caller named another pack, the bound pack changed since it was
+        bound, or the data does not cover what the binding requires; no gate ran.
     GateRefused
         The gate did not pass; nothing moved. ``reasons`` and ``audit_id`` say why and where.
     """
-    from governance.audit import run_audit
-
     who = actor or get_settings().actor
+    gate: Gate | None = None
     with store.session() as session:
         _check_move(session, model_version, to_stage)
-    audit_id: int | None = None
+        if to_stage in _GATED:
+            if dataset is None:
+                raise ConfigError(f"data is needed to promote to {to_stage}: the gate audits the model on it")
+            gating, binding = deploy_policy.gate_pack(session, to_stage, asked=pack, load=load_pack)
+            deploy_policy.check_data(session, binding, dataset, model_version=model_version)
     if to_stage in _GATED:
-        outcome = run_audit(
-            pack, dataset, store=store, out_dir=out_dir, models_dir=models_dir, model_version=model_version,
-            train=False, shadow=False, actor=who,
-        )  # fmt: skip
-        audit_id = outcome.audit_id
-        if not outcome.decision.passed:
-            reasons = list(outcome.decision.reasons) or ["the gate did not pass"]
-            message = GATE_REFUSED.format(version=model_version, stage=to_stage, audit_id=audit_id, pack=f"{pack.name}@{pack.version}", reasons="; ".join(reasons))
-            raise GateRefused(message, reasons=reasons, audit_id=audit_id)
+        audit_id = _run_gate(store, gating, dataset, model_version, to_stage, out_dir, models_dir, who)
+        gate = Gate(gating.name, gating.version, gating.content_hash, audit_id, binding.id)
     with store.session() as session:
         lock_head(session)
         current = _check_move(session, model_version, to_stage)  # again, under the lock
         displaced = _production(_stages(session)) if to_stage == "production" else None
+        recorded = None if gate is None else gate.to_dict()
         if displaced is not None:
-            record_deployment(session, model_version=displaced, stage="shadow", actor=who)
-        row = record_deployment(session, model_version=model_version, stage=to_stage, actor=who)
+            record_deployment(session, model_version=displaced, stage="shadow", actor=who, gate=recorded)
+        row = record_deployment(session, model_version=model_version, stage=to_stage, actor=who, gate=recorded)
+        audit_id = None if gate is None else gate.audit_id
         objects: dict[str, Any] = {"model": model_version, "deployment": row.id}
         if audit_id is not None:
             objects["audit"] = audit_id
         append_event(
             session, actor=who, action="deployment.promoted", objects=objects,
-            payload={"stage": to_stage, "previous_stage": current, "audit_id": audit_id, "displaced": displaced, "policy": pack.stamp() if audit_id else None},
+            payload={"stage": to_stage, "previous_stage": current, "audit_id": audit_id, "displaced": displaced, "policy": gating.stamp() if gate else None, "gate": recorded},
         )  # fmt: skip
-    return {"model_version": model_version, "stage": to_stage, "previous_stage": current, "audit_id": audit_id, "displaced": displaced}
+    return {"model_version": model_version, "stage": to_stage, "previous_stage": current, "audit_id": audit_id, "displaced": displaced, "gate": recorded}
+
+
+def _run_gate(store: Any, pack: LoadedPack, dataset: Dataset, model_version: str, stage: str, out_dir: Path, models_dir: Path, actor: str) -> int:
+    """Run the gate under ``pack``; the recorded audit's id, or :class:`GateRefused`."""
+    from governance.audit import run_audit
+
+    outcome = run_audit(
+        pack, dataset, store=store, out_dir=out_dir, models_dir=models_dir, model_version=model_version,
+        train=False, shadow=False, actor=actor,
+    )  # fmt: skip
+    if not outcome.decision.passed:
+        reasons = list(outcome.decision.reasons) or ["the gate did not pass"]
+        message = GATE_REFUSED.format(version=model_version, stage=stage, audit_id=outcome.audit_id, pack=f"{pack.name}@{pack.version}", reasons="; ".join(reasons))
+        raise GateRefused(message, reasons=reasons, audit_id=outcome.audit_id)
+    return outcome.audit_id
 
 
 def rollback(store: Any, *, actor: str | None = None) -> dict[str, Any]:
@@ -171,10 +201,16 @@ def rollback(store: Any, *, actor: str | None = None) -> dict[str, Any]:
     was first promoted, and a rollback must work when the gate cannot run. The
     ``deployment.rolled_back`` event names the audit of that promotion.
 
+    The restored version must have entered production under the pack production
+    is bound to now (when a binding exists): a rollback must not bring back what
+    the installation's current pack was never asked about.
+
     Raises
     ------
     ConfigError
         Nothing is in production, or no earlier production version is waiting in shadow.
+    DeploymentPolicyRefused
+        The restored version passed production under another pack than the one bound now.
     """
     who = actor or get_settings().actor
     with store.session() as session:
@@ -186,15 +222,26 @@ def rollback(store: Any, *, actor: str | None = None) -> dict[str, Any]:
         previous = _previous(session, latest)
         if previous is None:
             raise ConfigError(NO_PREVIOUS.format(why=f"{current!r} is in production and no earlier production version is kept in shadow"))
-        retired = record_deployment(session, model_version=current, stage="retired", actor=who)
-        restored = record_deployment(session, model_version=previous, stage="production", actor=who)
-        audit_id = _last_passed_audit(session, previous)
+        gate = _production_gate(session, previous)
+        deploy_policy.check_rollback(session, version=previous, gate=gate)
+        recorded = None if gate is None else gate.to_dict()
+        retired = record_deployment(session, model_version=current, stage="retired", actor=who, gate=recorded)
+        restored = record_deployment(session, model_version=previous, stage="production", actor=who, gate=recorded)
+        audit_id = gate.audit_id if gate is not None and gate.audit_id is not None else _last_passed_audit(session, previous)
         append_event(
             session, actor=who, action="deployment.rolled_back",
             objects={"model": previous, "deployment": restored.id, **({"audit": audit_id} if audit_id else {})},
-            payload={"restored": previous, "retired": current, "retired_deployment": retired.id, "audit_id": audit_id},
+            payload={"restored": previous, "retired": current, "retired_deployment": retired.id, "audit_id": audit_id, "gate": recorded},
         )  # fmt: skip
-    return {"restored": previous, "retired": current, "audit_id": audit_id}
+    return {"restored": previous, "retired": current, "audit_id": audit_id, "gate": recorded}
+
+
+def _production_gate(session: Session, model_version: str) -> Gate | None:
+    """The gate of ``model_version``'s latest move into production (None if unrecorded)."""
+    row = session.scalars(
+        select(Deployment).where(Deployment.model_version_id == model_version, Deployment.stage == "production").order_by(Deployment.id.desc()).limit(1)
+    ).first()
+    return None if row is None else Gate.of_row(row)
 
 
 def _last_passed_audit(session: Session, model_version: str) -> int | None:
@@ -221,6 +268,7 @@ def status(store: Any) -> dict[str, list[dict[str, Any]]]:
                     "since": row.changed_at.isoformat() if row.changed_at else None,
                     "actor": row.actor,
                     "previous": mv == previous,
+                    "gate": None if (gate := Gate.of_row(row)) is None else gate.to_dict(),
                     "latest_audit": None if audit is None else {"id": audit.id, "verdict": audit.verdict, "pack": f"{audit.policy_pack}@{audit.policy_version}"},
                 }
             )

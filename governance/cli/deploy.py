@@ -1,7 +1,9 @@
 """``recgov deploy``: promote a model version through the gate, roll back, show what runs where.
 
 Exit codes: 0 done, 1 the gate refused the promotion, 2 bad input (unknown
-model or stage, an illegal move such as shadow -> production).
+model or stage, an illegal move such as shadow -> production) or a move the
+deployment policy refuses (no pack bound to the stage, another pack than the
+bound one, data short of what the binding requires).
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from governance.cli.policy import load_or_fail
 __all__ = ["register"]
 
 StageOpt = Annotated[str, typer.Option("--to", help="The stage to move to: shadow, canary or production (one step at a time).")]
-PackOpt = Annotated[str, typer.Option("--pack", "-p", help="Policy pack whose gate decides (file or shipped name).")]
+PackOpt = Annotated[
+    str | None,
+    typer.Option("--pack", "-p", help="Default: the pack the deployment policy binds to the stage; any other pack is refused.", show_default=False),
+]
 DataOpt = Annotated[str | None, typer.Option("--data", help="DATA for the gate's audit (needed for canary and production).", show_default=False)]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Folder for the gate's files (default: ./recgov-gate).")]
 
@@ -29,19 +34,20 @@ deploy_app = typer.Typer(help="Governed deployments: shadow -> canary -> product
 def promote_command(
     model_version: Annotated[str, typer.Argument(help="A recorded model version (see 'recgov train').")],
     to: StageOpt,
-    pack: PackOpt = "baseline",
+    pack: PackOpt = None,
     data: DataOpt = None,
     mapping: MapOpt = None,
     out: OutOpt = None,
     database_url: DatabaseOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Move MODEL_VERSION one stage on; canary and production first pass the pack's gate."""
+    """Move MODEL_VERSION one stage on; canary and production first pass the gate of the pack the deployment policy binds."""
     from audits import open_store
     from audits.settings import get_settings
+    from governance.cli.deploy_policy import installation_pack_loader, packs_dir
     from governance.deploy import GateRefused, promote
 
-    loaded = load_or_fail(pack, json_output=json_output)
+    loaded = load_or_fail(pack, json_output=json_output) if pack is not None else None
     with user_errors():
         if to in ("canary", "production") and data is None:
             raise fail(f"--data is needed to promote to {to}: the gate audits the model on it")
@@ -49,7 +55,7 @@ def promote_command(
         store = open_store(database_url)
         try:
             result = promote(
-                store, model_version=model_version, to_stage=to, pack=loaded, dataset=dataset,
+                store, model_version=model_version, to_stage=to, pack=loaded, load_pack=installation_pack_loader(packs_dir()), dataset=dataset,
                 out_dir=out or Path("recgov-gate"), models_dir=get_settings().home / "models", actor=None,
             )  # fmt: skip
         except GateRefused as err:
@@ -61,7 +67,8 @@ def promote_command(
     if json_output:
         emit_json({"promoted": True, **result})
         return
-    gate = f" (gate passed, audit #{result['audit_id']})" if result["audit_id"] is not None else ""
+    gated = result["gate"]
+    gate = f" (gate {gated['pack']}@{gated['pack_version']} passed, audit #{gated['audit_id']})" if gated is not None else ""
     console.print(f"{model_version}: {result['previous_stage'] or 'nothing'} -> {to}{gate}", highlight=False)
     if result["displaced"]:
         console.print(f"{result['displaced']}: production -> shadow (kept for rollback)", highlight=False)
@@ -145,5 +152,8 @@ def shadows_command(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``recgov deploy promote|rollback|status|shadows``."""
+    """Add ``recgov deploy promote|rollback|status|shadows|policy``."""
+    from governance.cli.deploy_policy import policy_app
+
+    deploy_app.add_typer(policy_app, name="policy")
     app.add_typer(deploy_app, name="deploy")

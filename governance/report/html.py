@@ -247,8 +247,11 @@ audited against a policy pack, and every step is written to a tamper-evident, si
 <tr><th>Artifact hash</th><td class="hash">{{ m.artifact_hash }}</td></tr>
 <tr><th>Recorded</th><td>{{ m.created_at }}</td></tr>
 <tr><th>Deployment stage</th><td>{{ d.current_stage or "never deployed" }}</td></tr></table>
-{% if d.deployments %}<table><tr><th>Stage</th><th>From</th><th>Changed at</th><th>Trail seq</th></tr>
-{% for x in d.deployments %}<tr><td>{{ x.stage }}</td><td>{{ x.previous_stage or "—" }}</td><td>{{ x.changed_at }}</td><td>{{ x.trail_seq }}</td></tr>{% endfor %}</table>{% endif %}
+{% if d.deployments %}<table><tr><th>Stage</th><th>From</th><th>Changed at</th><th>Gated by</th><th>Pack hash</th><th>Gate audit</th><th>Trail seq</th></tr>
+{% for x in d.deployments %}{% set g = x.get("gate") %}<tr><td>{{ x.stage }}</td><td>{{ x.previous_stage or "—" }}</td><td>{{ x.changed_at }}</td>
+{% if g %}<td>{{ g.pack }} {{ g.pack_version }}{% if g.policy_id %} (deployment policy #{{ g.policy_id }}){% endif %}</td><td class="hash">{{ g.pack_hash }}</td><td>{{ "#" ~ g.audit_id if g.audit_id else "—" }}</td>
+{% else %}<td colspan="3">{{ "no gate: shadow is never served" if x.stage == "shadow" else "not recorded" }}</td>{% endif %}<td>{{ x.trail_seq }}</td></tr>{% endfor %}</table>
+<p class="note">Which pack gates canary and production is set by the installation's deployment policy, not by whoever promotes; each move names the pack (version and content hash) and the audit that allowed it.</p>{% endif %}
 
 <h2 id="disclosure">2. DSA Art. 27 disclosure in force</h2>
 {% if p %}{% set ds = p.disclosure %}
@@ -280,7 +283,9 @@ It uses only these fields: {{ ds.inputs|join(", ") }}.{% if ds.not_used %} It ne
 <table><tr><th>Library</th><th>Version</th></tr>{% for k, v in r.library_versions.items() %}<tr><td>{{ k }}</td><td>{{ v }}</td></tr>{% endfor %}</table>
 
 <h2 id="consent">5. Consent basis and data minimization</h2>
-{% if pf %}<p>Training data was filtered for purpose <strong>{{ pf.purpose }}</strong> on the lawful basis <strong>{{ pf.lawful_basis }}</strong>
+{% if pf and not pf.get("purpose") %}<p>No consent filter was applied at training time; {{ pf.get("rules", "events were left out") }}:
+{{ pf.events.excluded.get("erased", 0) }} of {{ pf.events.total }} events left out.</p>
+{% elif pf %}<p>Training data was filtered for purpose <strong>{{ pf.purpose }}</strong> on the lawful basis <strong>{{ pf.lawful_basis }}</strong>
 ({{ pf.model }}{% if pf.legal_reference %}; {{ pf.legal_reference }}{% endif %}){% if pf.get("pack") %}, pack {{ pf.get("pack") }} {{ pf.get("pack_version", "") }}{% endif %}.</p>
 <table><tr><th></th><th>Total</th><th>Kept</th>{% for reason in reasons %}<th>Excluded: {{ reason }}</th>{% endfor %}</tr>
 {% for what in ("events", "subjects") %}{% set c = pf[what] %}<tr><th>{{ what }}</th><td>{{ c.total }}</td><td>{{ c.kept }}</td>{% for reason in reasons %}<td>{{ c.excluded.get(reason, 0) }}</td>{% endfor %}</tr>{% endfor %}</table>
@@ -340,7 +345,7 @@ def render_html(document: dict[str, Any]) -> str:
     env = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     template = env.from_string(_TEMPLATE)
     pf = document.get("privacy_filter")
-    reasons = sorted({*pf["events"]["excluded"], *pf["subjects"]["excluded"]}) if pf else []
+    reasons = sorted({*pf["events"].get("excluded", {}), *pf["subjects"].get("excluded", {})}) if pf else []
     latest = document["audit_runs"][-1]["results"] if document["audit_runs"] else []
     return template.render(
         d=document,

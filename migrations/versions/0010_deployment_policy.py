@@ -52,7 +52,9 @@ def upgrade() -> None:
         sa.Column("actor", sa.String(length=200), nullable=False),
         sa.Column("trail_seq", SEQ, nullable=False),
         sa.CheckConstraint("stage IN ('canary', 'production')", name=op.f("ck_deployment_policies_stage")),
-        sa.ForeignKeyConstraint(["trail_seq"], ["trail_events.seq"], name=op.f("fk_deployment_policies_trail_seq_trail_events")),
+        sa.ForeignKeyConstraint(
+            ["trail_seq"], ["trail_events.seq"], name=op.f("fk_deployment_policies_trail_seq_trail_events")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_deployment_policies")),
     )
     op.create_index("ix_deployment_policies_stage", TABLE, ["stage", "id"])

@@ -66,6 +66,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/v1/deployments/{model_version}/promote"): Row("admin", 200, "/v1/deployments/{model_version}/promote", {"json": {"stage": "shadow"}}),
     # Nothing is in production in this module's store: the admin reaches the handler, which refuses (422).
     ("POST", "/v1/deployments/rollback"): Row("admin", 422, "/v1/deployments/rollback"),
+    ("GET", "/v1/deployments/policy"): Row("viewer", 200, "/v1/deployments/policy"),
+    ("PUT", "/v1/deployments/policy/{stage}"): Row("admin", 200, "/v1/deployments/policy/production", {"json": {"pack": "baseline"}}),
     ("POST", "/v1/items/{item_id}/reports"): Row("operator", 201, "/v1/items/authz-item/reports", {"json": {"reason": "spam"}}),
     ("POST", "/v1/items/{item_id}/flags"): Row("operator", 201, "/v1/items/authz-item/flags", {"json": {"category": "spam", "confidence": 0.2}}),
     ("POST", "/v1/escalations/evaluate"): Row("admin", 200, "/v1/escalations/evaluate", {"json": {"pack": "baseline"}}),

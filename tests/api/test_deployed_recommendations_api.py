@@ -44,6 +44,8 @@ def test_the_deployed_version_answers_and_the_shadow_is_recorded_unserved(server
     with server.client("admin") as client:
         for mv in (live, candidate):
             assert client.post(f"/v1/deployments/{mv}/promote", json={"stage": "shadow"}).status_code == 200
+        for stage in ("canary", "production"):  # the installation's deployment policy: the baseline pack gates both
+            assert client.put(f"/v1/deployments/policy/{stage}", json={"pack": "baseline"}).status_code == 200
         for stage in ("canary", "production"):
             done = client.post(f"/v1/deployments/{live}/promote", json={"stage": stage, "data": DATA})
             assert done.status_code == 200, done.text

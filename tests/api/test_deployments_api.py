@@ -31,18 +31,23 @@ def test_deployments_through_the_api(server) -> None:
     with server.client("admin") as client:
         for mv in (first, second):
             assert client.post(f"/v1/deployments/{mv}/promote", json={"stage": "shadow"}).status_code == 200
-        refused = client.post(f"/v1/deployments/{first}/promote", json={"stage": "canary", "pack": "impossible@1.0.0", "data": DATA})
+        # The installation's deployment policy decides the gate's pack: first an impossible one for canary.
+        assert client.put("/v1/deployments/policy/canary", json={"pack": "impossible@1.0.0"}).status_code == 200
+        refused = client.post(f"/v1/deployments/{first}/promote", json={"stage": "canary", "data": DATA})
         assert refused.status_code == 409 and refused.headers["content-type"] == PROBLEM_JSON
         assert "quality-beats-random" in refused.json()["detail"]
         assert client.post("/v1/deployments/als-nope/promote", json={"stage": "shadow"}).status_code == 404
         skip = client.post(f"/v1/deployments/{first}/promote", json={"stage": "production", "data": DATA})
         assert skip.status_code == 422 and "promote to canary first" in skip.json()["detail"]
+        for stage in ("canary", "production"):
+            assert client.put(f"/v1/deployments/policy/{stage}", json={"pack": "baseline"}).status_code == 200
         for mv in (first, second):
             for stage in ("canary", "production"):
                 done = client.post(f"/v1/deployments/{mv}/promote", json={"stage": stage, "data": DATA})
                 assert done.status_code == 200, done.text
         back = client.post("/v1/deployments/rollback")
-        assert back.status_code == 200 and back.json() == {"restored": first, "retired": second, "audit_id": back.json()["audit_id"]}
+        assert back.status_code == 200 and back.json() == {"restored": first, "retired": second, "audit_id": back.json()["audit_id"], "gate": back.json()["gate"]}
+        assert back.json()["gate"]["pack"] == "baseline" and back.json()["gate"]["audit_id"] == back.json()["audit_id"]
         listed = client.get("/v1/deployments").json()
     assert [s["model_version"] for s in listed["production"]] == [first]
     assert [s["model_version"] for s in listed["retired"]] == [second]

@@ -28,8 +28,15 @@ def _deploy(db_url: str, *args: str):
     return runner.invoke(cli, ["deploy", *args, "--database-url", db_url])
 
 
-def _promote(db_url: str, mv: str, stage: str, tmp_path: Path, pack: str = "baseline"):
-    return _deploy(db_url, "promote", mv, "--to", stage, "--pack", pack, "--data", DATA, "--out", str(tmp_path / "gate"), "--json")
+def _promote(db_url: str, mv: str, stage: str, tmp_path: Path):
+    return _deploy(db_url, "promote", mv, "--to", stage, "--data", DATA, "--out", str(tmp_path / "gate"), "--json")
+
+
+def _bind(db_url: str, pack: str, *stages: str) -> None:
+    """The installation's deployment policy: ``pack`` gates ``stages``."""
+    for stage in stages:
+        done = _deploy(db_url, "policy", "set", stage, "--pack", pack)
+        assert done.exit_code == 0, done.output
 
 
 def _actions(db_url: str) -> list[str]:
@@ -45,8 +52,9 @@ def test_a_model_that_fails_the_gate_is_refused_with_the_rule_named(db_url: str,
     impossible = tmp_path / "impossible.yaml"
     impossible.write_text((SHIPPED / "baseline.yaml").read_text().replace("min_ratio: 2.0", "min_ratio: 1000.0"))
     mv = _train(db_url, 8)
+    _bind(db_url, str(impossible), "canary")
     assert _deploy(db_url, "promote", mv, "--to", "shadow").exit_code == 0
-    refused = _promote(db_url, mv, "canary", tmp_path, pack=str(impossible))
+    refused = _promote(db_url, mv, "canary", tmp_path)
     assert refused.exit_code == 1, refused.output
     assert "quality-beats-random" in refused.stderr
     assert json.loads(refused.stdout)["promoted"] is False
@@ -60,6 +68,7 @@ def test_a_model_that_fails_the_gate_is_refused_with_the_rule_named(db_url: str,
 
 def test_promotion_through_the_gate_and_rollback(db_url: str, tmp_path: Path) -> None:
     old, new = _train(db_url, 8), _train(db_url, 6)
+    _bind(db_url, "baseline", "canary", "production")
     for mv in (old, new):
         assert _deploy(db_url, "promote", mv, "--to", "shadow").exit_code == 0
     # Illegal moves and bad input: exit 2, said in one line, before any gate runs.

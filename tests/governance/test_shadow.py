@@ -38,7 +38,10 @@ def _train(db_url: str, factors: int) -> str:
 
 def _deploy(db_url: str, tmp_path: Path, mv: str, *stages: str) -> None:
     for stage in stages:
-        extra = [] if stage == "shadow" else ["--pack", "baseline", "--data", DATA, "--out", str(tmp_path / f"gate-{mv}-{stage}")]
+        if stage != "shadow":  # the installation's deployment policy: baseline gates canary and production
+            bound = runner.invoke(cli, ["deploy", "policy", "set", stage, "--pack", "baseline", "--database-url", db_url])
+            assert bound.exit_code == 0, bound.output
+        extra = [] if stage == "shadow" else ["--data", DATA, "--out", str(tmp_path / f"gate-{mv}-{stage}")]
         done = runner.invoke(cli, ["deploy", "promote", mv, "--to", stage, *extra, "--database-url", db_url, "--json"])
         assert done.exit_code == 0, done.output
 

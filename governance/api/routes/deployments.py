@@ -1,4 +1,10 @@
-"""``/v1/deployments``: promote a model version through the gate (admin), roll back (admin), list (viewer)."""
+"""``/v1/deployments``: promote a model version through the gate (admin), roll back (admin), list (viewer),
+and the deployment policy: which pack gates each served stage (set: admin, read: viewer).
+
+The caller of a promotion does not choose the gate's pack: the stage's binding
+does (:mod:`governance.deploy_policy`). A promotion the policy refuses is a 409
+problem of kind ``deployment-policy``; no gate runs.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +14,16 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from audits.models import ModelVersion
-from governance import deploy
+from governance import deploy, deploy_policy
 from governance.api import packs as pack_store
-from governance.api.deps import GovernKey, ReadKey, SessionDep, SettingsDep, StoreDep
+from governance.api.deps import Admin, SessionDep, SettingsDep, StoreDep, Viewer
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
+from governance.api.routes import deployment_policy
 from governance.api.routes._audit import record_call
 from governance.api.routes.audits import resolve_input
 from governance.api.schemas import IDENTIFIER
+from recommender.errors import ConfigError
 from recommender.loaders import load_data
 
 DATA_UNREADABLE = (
@@ -29,18 +37,21 @@ router = APIRouter(prefix="/v1/deployments", tags=["deployments"], responses=pro
 class PromotionCreate(BaseModel):
     """Where to move a model version, and the pack and data its gate runs on."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"stage": "canary", "pack": "baseline", "data": "synthetic:n_users=300,seed=4"}]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"stage": "canary", "data": "synthetic:n_users=300,seed=4"}]})
 
     stage: Literal["shadow", "canary", "production"]
-    pack: str = Field("baseline", min_length=1, max_length=200, pattern=IDENTIFIER, description="A shipped pack name, or a stored pack as NAME@VERSION.")
+    pack: str | None = Field(
+        None, min_length=1, max_length=200, pattern=IDENTIFIER,
+        description="Leave out: the deployment policy's pack for the stage gates. Naming any other pack (shipped name or NAME@VERSION) is refused.",
+    )  # fmt: skip
     data: str | None = Field(None, min_length=1, max_length=10_000, pattern=IDENTIFIER, description="DATA spec for the gate's audit (needed for canary and production).")
 
 
 @router.post("/{model_version}/promote", responses=problems(403, 404, 409, 422), summary="Move a model version one stage on, through the gate")
-def promote(model_version: Annotated[str, Path(min_length=1, max_length=128, pattern=IDENTIFIER)], body: PromotionCreate, store: StoreDep, session: SessionDep, settings: SettingsDep, key: GovernKey) -> dict[str, Any]:
-    """404 for an unknown model or pack; 409 when the gate refuses (reasons and audit id in ``errors``); 422 for an illegal move."""
+def promote(model_version: Annotated[str, Path(min_length=1, max_length=128, pattern=IDENTIFIER)], body: PromotionCreate, store: StoreDep, session: SessionDep, settings: SettingsDep, key: Admin) -> dict[str, Any]:
+    """404 for an unknown model or pack; 409 when the deployment policy or the gate refuses (the gate's reasons and audit id in ``errors``); 422 for an illegal move."""
     try:
-        loaded = pack_store.load_ref(settings.packs_dir, body.pack)
+        loaded = pack_store.load_ref(settings.packs_dir, body.pack) if body.pack is not None else None
     except pack_store.PackNotFound as err:
         raise Problem(404, str(err)) from None
     if session.get(ModelVersion, model_version) is None:
@@ -55,13 +66,27 @@ def promote(model_version: Annotated[str, Path(min_length=1, max_length=128, pat
     out_dir = settings.home / "deployments" / f"{model_version}-{body.stage}"
     try:
         result = deploy.promote(
-            store, model_version=model_version, to_stage=body.stage, pack=loaded, dataset=dataset,
+            store, model_version=model_version, to_stage=body.stage, pack=loaded, load_pack=_loader(settings.packs_dir), dataset=dataset,
             out_dir=out_dir, models_dir=settings.home / "models", actor=actor_of(key),
         )  # fmt: skip
     except deploy.GateRefused as err:
         raise Problem(409, str(err), kind="gate-refused", errors=[{"audit_id": err.audit_id, "reason": r} for r in err.reasons]) from None
+    except deploy_policy.DeploymentPolicyRefused as err:
+        raise Problem(409, str(err), kind="deployment-policy") from None
     record_call(session, key, "deployments.promote", objects={"model": model_version}, payload=result)
     return result
+
+
+def _loader(packs_dir: Any) -> deploy_policy.PackLoader:
+    """Shipped and stored packs by reference, a missing one as ConfigError."""
+
+    def load(ref: str) -> Any:
+        try:
+            return pack_store.load_ref(packs_dir, ref)
+        except pack_store.PackNotFound as err:
+            raise ConfigError(str(err)) from None
+
+    return load
 
 
 class Rollback(BaseModel):
@@ -70,15 +95,22 @@ class Rollback(BaseModel):
     restored: str = Field(description="The model version back in production.")
     retired: str = Field(description="The model version taken out of production.")
     audit_id: int | None = Field(description="The passed audit of the restored version's promotion.")
+    gate: dict[str, Any] | None = Field(None, description="The gate that let the restored version into production: pack, pack_version, pack_hash, audit_id, policy_id.")
 
 
-@router.post("/rollback", response_model=Rollback, responses=problems(403, 422), summary="Restore the previous production version")
-def rollback(store: StoreDep, session: SessionDep, key: GovernKey) -> dict[str, Any]:
-    result = deploy.rollback(store, actor=actor_of(key))
+@router.post("/rollback", response_model=Rollback, responses=problems(403, 409, 422), summary="Restore the previous production version")
+def rollback(store: StoreDep, session: SessionDep, key: Admin) -> dict[str, Any]:
+    try:
+        result = deploy.rollback(store, actor=actor_of(key))
+    except deploy_policy.DeploymentPolicyRefused as err:
+        raise Problem(409, str(err), kind="deployment-policy") from None
     record_call(session, key, "deployments.rollback", objects={"model": result["restored"]}, payload=result)
     return result
 
 
 @router.get("", summary="Deployed model versions by stage")
-def list_deployments(store: StoreDep, key: ReadKey) -> dict[str, Any]:
+def list_deployments(store: StoreDep, key: Viewer) -> dict[str, Any]:
     return deploy.status(store)
+
+
+router.include_router(deployment_policy.router)  # /v1/deployments/policy

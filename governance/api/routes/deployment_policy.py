@@ -1,0 +1,87 @@
+"""``/v1/deployments/policy``: which pack gates each served stage (read: viewer; set: admin).
+
+A binding names a shipped pack or a stored one (``NAME@VERSION``, see
+``POST /v1/packs``), pinned by its content hash when it is set, and what the
+gate's data must cover. Each change is a new row and a trail event
+(``deployment.policy_set``, then ``api.deployments.policy_set``), committed
+before the answer.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, Field
+
+from governance import deploy_policy
+from governance.api import packs as pack_store
+from governance.api.deps import Admin, SessionDep, SettingsDep, Viewer
+from governance.api.errors import Problem, problems
+from governance.api.keys import actor_of
+from governance.api.routes._audit import record_call
+from governance.api.schemas import IDENTIFIER
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["deployments"], responses=problems(401, 500))
+
+
+class PolicySet(BaseModel):
+    """The pack that gates a stage, and what the gate's data must cover."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"pack": "eu-gdpr-dsa", "min_events": 10000, "dataset": "training"}]},
+    )
+
+    pack: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=IDENTIFIER,
+        description="A shipped pack name, or a stored pack as NAME@VERSION.",
+    )
+    min_events: int = Field(0, ge=0, le=10**12, description="The gate's data has at least this many events.")
+    min_users: int = Field(0, ge=0, le=10**10, description="The gate's data has at least this many distinct users.")
+    dataset: str = Field(
+        "training", pattern=r"^(training|any|[0-9a-f]{64})$",
+        description="training (the model's own training data), any, or a recorded dataset's content hash.",
+    )  # fmt: skip
+
+
+@router.get("/policy", summary="The pack bound to each gated stage (an unbound stage refuses every promotion)")
+def show_policy(session: SessionDep, key: Viewer) -> dict[str, Any]:
+    bindings = deploy_policy.current_bindings(session)
+    return {"stages": {stage: None if b is None else b.to_dict() for stage, b in bindings.items()}}
+
+
+@router.put("/policy/{stage}", responses=problems(403, 404, 422), summary="Bind a gated stage to a pack (admin)")
+def set_policy(
+    stage: Annotated[str, Path(min_length=1, max_length=20, pattern=IDENTIFIER)],
+    body: PolicySet,
+    session: SessionDep,
+    settings: SettingsDep,
+    key: Admin,
+) -> dict[str, Any]:
+    """422 for a stage that is not gated (shadow) or a bad requirement; 404 for an unknown pack."""
+    if stage not in deploy_policy.GATED_STAGES:
+        raise Problem(422, deploy_policy.NOT_A_GATED_STAGE.format(stage=stage), kind="invalid-input")
+    try:
+        loaded = pack_store.load_ref(settings.packs_dir, body.pack)
+    except pack_store.PackNotFound as err:
+        raise Problem(404, str(err)) from None
+    requirements = deploy_policy.StageRequirements(
+        min_events=body.min_events, min_users=body.min_users, dataset=body.dataset
+    )
+    binding = deploy_policy.set_binding(
+        session, stage=stage, ref=body.pack, pack=loaded, requirements=requirements, actor=actor_of(key)
+    )
+    answer = binding.to_dict()
+    record_call(
+        session,
+        key,
+        "deployments.policy_set",
+        objects={"policy": binding.label},
+        payload={k: answer[k] for k in ("stage", "pack_hash", "policy_id")},
+    )
+    return answer
