@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from recommender.errors import ConfigError
+from governance.named import Registry
 
 __all__ = ["Status", "CheckResult", "Check", "register", "get_check", "registered_checks", "UNKNOWN_CHECK"]
 
@@ -88,30 +88,19 @@ class Check:
         return []
 
 
-_REGISTRY: dict[str, type[Check]] = {}
+_CHECKS: Registry[type[Check]] = Registry("check", UNKNOWN_CHECK)
 
 
 def register(cls: type[Check]) -> type[Check]:
     """Class decorator: add a check to the registry under its ``name``."""
-    name = cls.name
-    if not name.isidentifier() or name.lower() != name:
-        raise ConfigError(f"check name {name!r} must be snake_case")
-    if name in _REGISTRY and _REGISTRY[name] is not cls:
-        raise ConfigError(f"check name {name!r} is already registered by {_REGISTRY[name].__qualname__}")
-    if "extra" not in cls.Config.model_config or cls.Config.model_config["extra"] != "forbid":
-        raise ConfigError(f"{cls.__qualname__}.Config must set extra='forbid'")
-    _REGISTRY[name] = cls
-    return cls
+    return _CHECKS.register(cls)
 
 
 def get_check(name: str) -> type[Check]:
     """The check registered as ``name``; an unknown name lists the known ones."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(UNKNOWN_CHECK.format(name=name, known=", ".join(sorted(_REGISTRY)))) from None
+    return _CHECKS.get(name)
 
 
 def registered_checks() -> dict[str, type[Check]]:
     """All registered checks by name (a copy)."""
-    return dict(sorted(_REGISTRY.items()))
+    return _CHECKS.all()

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from governance.named import Registry
 from governance.rerank.base import RerankConfig, Reranker
 from recommender.errors import ConfigError
 
@@ -26,43 +27,33 @@ __all__ = [
 UNKNOWN_RERANKER = "unknown re-ranker {name!r}; the registered re-rankers are: {known}"
 UNKNOWN_CONFIG = "no registered re-ranker takes a {config}; give one of: {known}"
 
-_REGISTRY: dict[str, type[Reranker]] = {}
+_RERANKERS: Registry[type[Reranker]] = Registry("re-ranker", UNKNOWN_RERANKER)
 
 
 def register_reranker(cls: type[Reranker]) -> type[Reranker]:
     """Class decorator: add a re-ranker to the registry under its ``name``."""
-    name = cls.name
-    if not name.isidentifier() or name.lower() != name:
-        raise ConfigError(f"re-ranker name {name!r} must be snake_case")
-    if name in _REGISTRY and _REGISTRY[name] is not cls:
-        raise ConfigError(f"re-ranker name {name!r} is already registered by {_REGISTRY[name].__qualname__}")
-    if cls.Config.model_config.get("extra") != "forbid":
-        raise ConfigError(f"{cls.__qualname__}.Config must set extra='forbid'")
-    if any(other.Config is cls.Config for other in _REGISTRY.values() if other is not cls):
+    if any(other.Config is getattr(cls, "Config", None) for other in _RERANKERS.all().values() if other is not cls):
         raise ConfigError(f"{cls.Config.__qualname__} is already the config of another re-ranker")
-    _REGISTRY[name] = cls
-    return cls
+    return _RERANKERS.register(cls)
 
 
 def get_reranker(name: str) -> type[Reranker]:
     """The re-ranker registered as ``name``; an unknown name lists the known ones."""
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ConfigError(UNKNOWN_RERANKER.format(name=name, known=", ".join(sorted(_REGISTRY)))) from None
+    return _RERANKERS.get(name)
 
 
 def registered_rerankers() -> dict[str, type[Reranker]]:
     """All registered re-rankers by name (a copy, sorted by name)."""
-    return dict(sorted(_REGISTRY.items()))
+    return _RERANKERS.all()
 
 
 def reranker_for_config(config: RerankConfig) -> type[Reranker]:
     """The re-ranker whose ``Config`` ``config`` is."""
-    for cls in _REGISTRY.values():
+    registered = _RERANKERS.all()
+    for cls in registered.values():
         if type(config) is cls.Config:
             return cls
-    known = ", ".join(f"{c.Config.__name__} ({n})" for n, c in sorted(_REGISTRY.items()))
+    known = ", ".join(f"{c.Config.__name__} ({n})" for n, c in registered.items())
     raise ConfigError(UNKNOWN_CONFIG.format(config=type(config).__name__, known=known))
 
 
