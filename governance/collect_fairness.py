@@ -46,7 +46,9 @@ from recommender import metrics as M
 from recommender.data import Dataset, InteractionMatrix
 from recommender.errors import ConfigError, DataError
 
-__all__ = ["fairness_facts", "attention_models", "NO_MATRICES", "MATRIX_MISMATCH", "UNKNOWN_SUBJECT"]
+__all__ = [
+    "fairness_facts", "attention_models", "NO_MATRICES", "MATRIX_MISMATCH", "UNKNOWN_SUBJECT", "EMPTY_ITEM_COLUMN",
+]  # fmt: skip
 
 NO_MATRICES = (
     "fairness_facts: give the train and test matrices the evaluation of {model!r} used "
@@ -57,6 +59,9 @@ MATRIX_MISMATCH = (
     "(content hash {got} instead of {expected}); pass the matrices of that evaluation."
 )
 UNKNOWN_SUBJECT = "fairness_facts: model {subject!r} is not in the evaluation run; its models are: {known}."
+EMPTY_ITEM_COLUMN = (
+    "the items table's column {column!r} is empty for all {n} audited items (give an item table with --items)"
+)
 
 
 def _num(value: Any) -> float | None:
@@ -128,11 +133,37 @@ def _aligned(table: pd.DataFrame | None, column: str, ids: np.ndarray) -> np.nda
     return table[column].reindex(pd.Index(np.asarray(ids, dtype=object).astype(str))).to_numpy(dtype=object)
 
 
+def _present(values: np.ndarray | None) -> np.ndarray | None:
+    """``values`` with empty strings as missing; None when no item has a value (no evidence at all)."""
+    if values is None:
+        return None
+    text = pd.Series(values, dtype=object).astype("string").str.strip()
+    empty = (text.isna() | (text == "")).to_numpy(dtype=bool)
+    if empty.all():
+        return None
+    out = np.asarray(values, dtype=object).copy()
+    out[empty] = None
+    return out
+
+
+def _why_absent(dataset: Dataset, column: str, n_items: int) -> str:
+    if column not in getattr(dataset.items, "columns", ()):
+        return f"the items table has no {column!r} column" if column == "categories" else (
+            f"the items table has no column {column!r}"
+        )  # fmt: skip
+    return EMPTY_ITEM_COLUMN.format(column=column, n=n_items)
+
+
 def _group_metric(report: F.GroupComparison) -> GroupMetricFacts:
     return GroupMetricFacts(
         overall=_num(report.overall),
         groups={
-            g: GroupFigure(n=report.n_users[g], value=_num(report.by_group[g]), ci=_ci(report.by_group_ci[g]))
+            g: GroupFigure(
+                n=report.n_users[g],
+                value=_num(report.by_group[g]),
+                ci=_ci(report.by_group_ci[g]),
+                sd=_num(report.by_group_sd[g]),
+            )
             for g in report.groups
         },
         difference=_num(report.difference),
@@ -283,8 +314,8 @@ def fairness_facts(
     unavailable: dict[str, str] = {}
 
     provider = section.provider_attribute
-    item_groups = _aligned(dataset.items, provider, train.item_ids) if provider else None
-    categories = _aligned(dataset.items, "categories", train.item_ids)
+    item_groups = _present(_aligned(dataset.items, provider, train.item_ids) if provider else None)
+    categories = _present(_aligned(dataset.items, "categories", train.item_ids))
     kl = (
         None
         if categories is None
@@ -328,7 +359,7 @@ def fairness_facts(
     if provider is None:
         unavailable["provider"] = "fairness.provider_attribute is not set"
     elif item_groups is None:
-        unavailable["provider"] = f"the items table has no column {provider!r}"
+        unavailable["provider"] = _why_absent(dataset, provider, train.n_items)
     groups_or_one = item_groups if item_groups is not None else np.full(train.n_items, "all", dtype=object)
     exposure = {}
     for attention, patience in attention_models(pack):
@@ -347,7 +378,7 @@ def fairness_facts(
 
     calibration = None
     if kl is None:
-        unavailable["calibration"] = "the items table has no 'categories' column"
+        unavailable["calibration"] = _why_absent(dataset, "categories", train.n_items)
     else:
         defined = int((~np.isnan(kl)).sum())
         if defined:
@@ -368,6 +399,7 @@ def fairness_facts(
         consumer=consumer,
         outcomes=outcomes,
         provider_attribute=provider if item_groups is not None else None,
+        items_without_provider=0 if item_groups is None else int(pd.isna(item_groups).sum()),
         exposure=exposure,
         popularity=_popularity(popularity),
         calibration=calibration,

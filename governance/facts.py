@@ -120,6 +120,10 @@ class GroupFigure(_Facts):
     """Users in the group."""
     value: float | None
     ci: Interval | None = None
+    sd: float | None = None
+    """Sample standard deviation (``ddof=1``) of the group's per-user values: with ``n`` and ``value``,
+    what the test of a gap between two groups reads (facts written by hand may leave it out; the
+    standard error then comes from ``ci``)."""
 
 
 class GroupGap(_Facts):
@@ -260,6 +264,9 @@ class FairnessFacts(_Facts):
     outcomes: dict[str, OutcomeFacts] = Field(default_factory=dict)
     """Audit attribute -> the hit outcome by group, disparate impact and parity."""
     provider_attribute: str | None = None
+    items_without_provider: int = 0
+    """Catalog items with no value of the provider attribute: their exposure is reported under the
+    group ``missing`` and never judged as a provider group's."""
     exposure: dict[str, ExposureFacts] = Field(default_factory=dict)
     """Attention model (``log``, ``uniform``, ``geometric(0.8)``) -> exposure figures."""
     popularity: PopularityFacts | None = None

@@ -13,8 +13,9 @@ Consumer side (users grouped by an audit attribute such as gender):
 * :func:`compare_groups` -- the mean of per-user NDCG, recall or hit rate at k
   by group, the gap (``max - min``) and the ratio (``min / max``) between groups,
   computed through fairlearn's :class:`~fairlearn.metrics.MetricFrame`, each with
-  a bootstrap confidence interval, plus every pair of groups so that a rule may
-  leave out groups too small to judge;
+  a bootstrap confidence interval, plus every pair of groups (Welch's interval
+  of the difference, Fieller's of the ratio: :mod:`recommender.significance`)
+  so that a rule may leave out groups too small to judge;
 * :func:`parity` -- disparate impact (``P(hit | unprivileged) / P(hit |
   privileged)``) and statistical parity difference (``P(hit | unprivileged) -
   P(hit | privileged)``) of the binary outcome "a relevant item in the top k",
@@ -336,6 +337,9 @@ class GroupComparison:
     n_users: dict[str, int]
     by_group: dict[str, float]
     by_group_ci: dict[str, Interval]
+    by_group_sd: dict[str, float]
+    """Sample standard deviation (``ddof=1``) of the per-user values in each group (NaN for one user):
+    with ``n_users`` and ``by_group``, what a two-sample test between groups needs."""
     overall: float
     difference: float
     """``max - min`` of the group values (fairlearn ``difference(method="between_groups")``)."""
@@ -344,7 +348,8 @@ class GroupComparison:
     """``min / max`` of the group values (fairlearn ``ratio(method="between_groups")``)."""
     ratio_ci: Interval
     pairs: tuple[GroupGap, ...]
-    """Every pair of groups, in group order."""
+    """Every pair of groups, in group order, with Welch's interval of the difference and Fieller's of
+    the ratio (not the bootstrap's: see :mod:`recommender.significance`)."""
     confidence: float
     n_boot: int
 
@@ -365,6 +370,34 @@ def _metric_frame(values: np.ndarray, labels: np.ndarray, name: str) -> Any:
     return MetricFrame(
         metrics=mean_of_values, y_true=values, y_pred=values, sensitive_features=pd.Series(labels, name=name)
     )
+
+
+def _pairs(
+    by_group: dict[str, float], n_users: dict[str, int], sd: Any, confidence: float
+) -> tuple[GroupGap, ...]:
+    """Every pair of groups with Welch's interval of the difference and Fieller's of the ratio
+    (:mod:`recommender.significance`): intervals that keep their coverage for small, skewed groups."""
+    from recommender.significance import difference_interval, ratio_interval
+
+    out = []
+    for g_a, g_b in itertools.combinations(list(by_group), 2):
+        g_hi, g_lo = (g_a, g_b) if by_group[g_a] >= by_group[g_b] else (g_b, g_a)
+        args = []
+        for g in (g_hi, g_lo):
+            n = n_users[g]
+            se = float(sd[g]) / np.sqrt(n) if n > 1 and np.isfinite(sd[g]) else np.nan
+            args += [by_group[g], se, n]
+        out.append(
+            GroupGap(
+                higher=g_hi,
+                lower=g_lo,
+                difference=by_group[g_hi] - by_group[g_lo],
+                difference_ci=difference_interval(*args, confidence),
+                ratio=float(_div(by_group[g_lo], by_group[g_hi])),
+                ratio_ci=ratio_interval(*args, confidence),
+            )
+        )
+    return tuple(out)
 
 
 def compare_groups(
@@ -427,6 +460,7 @@ def compare_groups(
             continue
         frame = _metric_frame(values[ok], names_arr[codes[ok]], attribute)
         by_group = {str(g): float(v) for g, v in frame.by_group.items()}
+        spread_of = pd.Series(values[ok]).groupby(names_arr[codes[ok]]).std(ddof=1)
         idx = [names.index(g) for g in by_group]
         sample = draws[:, idx, j]
         low, high = percentile_interval(sample, confidence)
@@ -434,26 +468,14 @@ def compare_groups(
             warnings.simplefilter("ignore", RuntimeWarning)
             spread = np.nanmax(sample, axis=1) - np.nanmin(sample, axis=1)
             ratio = _div(np.nanmin(sample, axis=1), np.nanmax(sample, axis=1))
-        pairs = []
-        for a, b in itertools.combinations(range(len(idx)), 2):
-            hi, lo = (a, b) if by_group[names[idx[a]]] >= by_group[names[idx[b]]] else (b, a)
-            g_hi, g_lo = names[idx[hi]], names[idx[lo]]
-            pairs.append(
-                GroupGap(
-                    higher=g_hi,
-                    lower=g_lo,
-                    difference=by_group[g_hi] - by_group[g_lo],
-                    difference_ci=_interval(sample[:, hi] - sample[:, lo], confidence),
-                    ratio=float(_div(by_group[g_lo], by_group[g_hi])),
-                    ratio_ci=_interval(_div(sample[:, lo], sample[:, hi]), confidence),
-                )
-            )
+        pairs = _pairs(by_group, {g: int(present[names.index(g)]) for g in by_group}, spread_of, confidence)
         out[metric] = GroupComparison(
             metric=metric,
             groups=tuple(by_group),
             n_users={g: int(present[names.index(g)]) for g in by_group},
             by_group=by_group,
             by_group_ci={g: (float(low[i]), float(high[i])) for i, g in enumerate(by_group)},
+            by_group_sd={g: float(spread_of[g]) for g in by_group},
             overall=float(frame.overall),
             difference=float(frame.difference()),
             difference_ci=_interval(spread, confidence),

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from governance.checks._base import CheckConfig, skipped, verdict
+from governance.checks._significance import CORRECTIONS, Correction, tested_pairs
 from governance.facts import AuditFacts, ExposureFacts, FairnessFacts, GroupGap, GroupMetricFacts
 from governance.registry import Check, CheckResult, register
 
@@ -38,6 +39,14 @@ NOT_AUDITED = (
 TOO_FEW_GROUPS = "{what} by {attribute!r} has fewer than two groups with {size}+ users ({groups})"
 NO_ATTENTION = "the fairness facts hold exposure under {known} only, not {key!r}"
 NO_PROVIDERS = "the fairness facts have no provider groups ({why})"
+MISSING_PROVIDER = "missing"
+"""The exposure group of items without a provider (``recommender.fairness.MISSING_GROUP``): reported, never
+judged as a provider group."""
+NOT_A_PROVIDER = (
+    "group 'missing' holds the {n} items without a value of the provider attribute; it is not a provider group"
+)
+SMALL_PROVIDER = "provider group {group!r} has {n} items, under min_group_size {size}: reported, not judged"
+NO_LARGE_PROVIDER = "no provider group has {size}+ items to judge ({groups})"
 ATTRIBUTE = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 CALIBRATION_ALPHA = 0.01
@@ -111,6 +120,43 @@ def _pairs(figures: GroupMetricFacts, eligible: set[str]) -> list[GroupGap]:
     return out
 
 
+def _gap_tests(figures: GroupMetricFacts, pairs: list[GroupGap], config: Any, confidence: float) -> list[dict[str, Any]]:
+    bounds = [("max_difference", "difference", config.max_difference), ("min_ratio", "ratio", config.min_ratio)]
+    return tested_pairs(
+        figures.groups,
+        [(p.higher, p.lower) for p in pairs],
+        [(field, kind, float(value)) for field, kind, value in bounds if value is not None],
+        correction=config.correction,
+        confidence=confidence,
+    )
+
+
+def _pair_fails(pair: GroupGap, tests: list[dict[str, Any]], config: Any, alpha: float) -> bool:
+    """Point: a bound the point value breaks. CI: a bound rejected after the correction (a bound without
+    a test, for groups written by hand with a bare value, falls back to the point value)."""
+    point = {
+        "max_difference": above(pair.difference, None, config.max_difference, "point"),
+        "min_ratio": below(pair.ratio, None, config.min_ratio, "point"),
+    }
+    if config.judge == "point":
+        return any(point.values())
+    mine = [t for t in tests if (t["higher"], t["lower"]) == (pair.higher, pair.lower)]
+    return any(
+        point[t["bound"]] if t["p_adjusted"] is None else t["p_adjusted"] <= alpha for t in mine
+    )
+
+
+def _tests_text(tests: list[dict[str, Any]], config: Any) -> str:
+    adjusted = [t["p_adjusted"] for t in tests if t["p_adjusted"] is not None]
+    name = {"holm": "Holm", "bh": "Benjamini-Hochberg"}[config.correction]
+    if not adjusted:
+        return "the point estimate (no group has a standard error to test with)"
+    return (
+        f"Welch tests, {name}-adjusted over {len(adjusted)} hypothes{'is' if len(adjusted) == 1 else 'es'} "
+        f"(smallest adjusted p {min(adjusted):.4g})"
+    )
+
+
 class _GroupConfig(CheckConfig):
     attribute: str = Field(pattern=ATTRIBUTE)
     """The user attribute that groups users (one of fairness.audit_attributes)."""
@@ -146,6 +192,16 @@ class ConsumerGap(Check):
         NDCG, recall and hit rate the lower group is the worse served; for the miscalibrations, the higher)."""
         min_ratio: float | None = Field(None, ge=0, le=1)
         """Smallest acceptable ``value(lower group) / value(higher group)`` over every pair of groups."""
+        judge: Judge = "point"
+        """``point``: every pair's point estimate must respect the bounds (strict: noise can fail it);
+        ``ci``: a pair fails only when a Welch test shows its gap beyond a bound at level 1 - confidence,
+        after the p-values of every pair and bound are adjusted together (``correction``), so that a
+        rule with nothing to find fails at most at that rate however many groups it compares."""
+        correction: Correction = "holm"
+        """How the p-values of the pairs are adjusted for testing them all at once: ``holm`` (Holm's
+        step-down; the chance that any pair fails on noise alone is at most 1 - confidence) or ``bh``
+        (Benjamini-Hochberg; the expected share of failing pairs that fail on noise is at most that).
+        The evidence states the raw and the adjusted p-value of every pair, and the method."""
 
         @model_validator(mode="after")
         def _one_bound(self) -> "ConsumerGap.Config":
@@ -162,7 +218,12 @@ class ConsumerGap(Check):
             return skipped(NOT_AUDITED.format(attribute=config.attribute, known=", ".join(fair.consumer) or "none"))
         figures = by_metric.get(config.metric)
         if figures is None:
-            return skipped(f"metric {config.metric!r} is not in the fairness facts for {config.attribute!r}")
+            why = {"miscalibration": "calibration", "provider_miscalibration": "provider"}.get(config.metric, "")
+            reason = fair.unavailable.get(why)
+            return skipped(
+                f"metric {config.metric!r} is not in the fairness facts for {config.attribute!r}"
+                + (f" ({reason})" if reason else "")
+            )
         eligible = {g for g, v in figures.groups.items() if v.n >= config.min_group_size and v.value is not None}
         if len(eligible) < 2:
             sizes = ", ".join(f"{g}: {v.n}" for g, v in figures.groups.items()) or "none"
@@ -175,12 +236,8 @@ class ConsumerGap(Check):
         widest = max(pairs, key=lambda p: p.difference or 0.0)
         ratios = [p for p in pairs if p.ratio is not None]
         narrowest = min(ratios, key=lambda p: p.ratio or 0.0) if ratios else None
-        failing = [
-            p
-            for p in pairs
-            if above(p.difference, p.difference_ci, config.max_difference, config.judge)
-            or below(p.ratio, p.ratio_ci, config.min_ratio, config.judge)
-        ]
+        tests = _gap_tests(figures, pairs, config, fair.confidence)
+        failing = [p for p in pairs if _pair_fails(p, tests, config, 1.0 - fair.confidence)]
         label = f"{config.metric}@{fair.k}"
         high, low = figures.groups[widest.higher].value, figures.groups[widest.lower].value
         parts = [
@@ -195,9 +252,10 @@ class ConsumerGap(Check):
             )
         required = _required(("difference <=", config.max_difference), ("ratio >=", config.min_ratio))
         excluded = sorted(set(figures.groups) - eligible)
+        judged_on = _judged_on(config.judge, fair.confidence) if config.judge == "point" else _tests_text(tests, config)
         return verdict(
             not failing,
-            f"{label} by {config.attribute}: {'; '.join(parts)}; required {required}, judged on {_judged_on(config.judge, fair.confidence)}"
+            f"{label} by {config.attribute}: {'; '.join(parts)}; required {required}, judged on {judged_on}"
             + (f" (left out, under {config.min_group_size} users: {', '.join(excluded)})" if excluded else ""),
             value=widest.difference if config.max_difference is not None else (narrowest.ratio if narrowest else None),
             threshold=_threshold(required, config.max_difference, config.min_ratio),
@@ -212,6 +270,14 @@ class ConsumerGap(Check):
                 "largest_gap": widest.model_dump(),
                 "smallest_ratio": narrowest.model_dump() if narrowest else None,
                 "failing_pairs": [p.model_dump() for p in failing],
+                "tests": {
+                    "test": "Welch two-sample t test of each pair's gap against each bound (two-sided p-values)",
+                    "correction": config.correction,
+                    "correction_method": CORRECTIONS[config.correction],
+                    "alpha": round(1.0 - fair.confidence, 12),
+                    "decides": config.judge == "ci",
+                    "hypotheses": tests,
+                },
             },
         )
 
@@ -337,9 +403,31 @@ class _AttentionConfig(CheckConfig):
     """How attention falls with rank: ``log`` (1/log2(rank+1)), ``geometric`` (patience^(rank-1)) or ``uniform``."""
     patience: float = Field(0.8, gt=0, lt=1)
     """Probability of looking at the next item, for ``geometric`` attention."""
+    min_group_size: int = Field(10, ge=1)
+    """Provider groups with fewer items in the catalog are reported but not judged: the exposure of a
+    handful of items is noise, not a provider's treatment."""
 
     def key(self) -> str:
         return f"geometric({self.patience:g})" if self.attention == "geometric" else self.attention
+
+
+def _unjudged(figures: ExposureFacts, min_group_size: int) -> dict[str, str]:
+    """Exposure groups reported but not judged, with why: the items without a provider, and groups too small."""
+    out = {}
+    for g, f in figures.groups.items():
+        if g == MISSING_PROVIDER:
+            out[g] = NOT_A_PROVIDER.format(n=f.n_items)
+        elif f.n_items < min_group_size:
+            out[g] = SMALL_PROVIDER.format(group=g, n=f.n_items, size=min_group_size)
+    return out
+
+
+def _none_judged(figures: ExposureFacts, min_group_size: int) -> str:
+    groups = ", ".join(f"{g}: {f.n_items}" for g, f in figures.groups.items() if g != MISSING_PROVIDER)
+    if not groups:
+        missing = figures.groups[MISSING_PROVIDER].n_items if MISSING_PROVIDER in figures.groups else 0
+        return NO_PROVIDERS.format(why=f"none of the {missing} items has a value of the provider attribute")
+    return NO_LARGE_PROVIDER.format(size=min_group_size, groups=groups)
 
 
 def _exposure(fair: FairnessFacts, config: _AttentionConfig) -> tuple[ExposureFacts | None, str]:
@@ -396,11 +484,16 @@ class ProviderExposure(Check):
             return skipped(
                 f"provider group {config.group!r} is not in the fairness facts ({', '.join(figures.groups)})"
             )
+        unjudged = _unjudged(figures, config.min_group_size)
+        if config.group is not None and config.group in unjudged:
+            return skipped(unjudged[config.group])
         judged = {
             g: f
             for g, f in figures.groups.items()
-            if (config.group is None or g == config.group) and f.exposure_ratio is not None
+            if (config.group is None or g == config.group) and f.exposure_ratio is not None and g not in unjudged
         }
+        if not judged and set(figures.groups) <= set(unjudged):
+            return skipped(_none_judged(figures, config.min_group_size))
         if not judged:
             return skipped("no provider group has test positives to measure its relevance share")
         failing = []
@@ -438,6 +531,8 @@ class ProviderExposure(Check):
                 "confidence": fair.confidence,
                 "groups": {g: v.model_dump() for g, v in figures.groups.items()},
                 "failing": failing,
+                "min_group_size": config.min_group_size,
+                "not_judged": unjudged,
             },
         )
 
@@ -476,8 +571,11 @@ class ExposureGini(Check):
         figures, why = _exposure(fair, config)
         if figures is None:
             return skipped(why)
+        unjudged = _unjudged(figures, config.min_group_size)
         if config.group is None:
             value, scope = figures.gini, "the catalog"
+        elif config.group in unjudged:
+            return skipped(unjudged[config.group])
         elif config.group in figures.groups:
             value, scope = figures.groups[config.group].gini, f"provider group {config.group}"
         else:

@@ -160,12 +160,18 @@ def with_figures(**changes: Any) -> dict[str, Any]:
         ({"max_difference": 0.05}, "fail", 0.0625),
         ({"max_difference": 0.05, "judge": "ci"}, "pass", 0.0625),  # the CI [0, 0.125] reaches below the bound
         ({"max_difference": 0.15, "min_group_size": 5}, "fail", 0.1875),  # X counts now: M - X
-        ({"max_difference": 0.05, "min_group_size": 5, "judge": "ci"}, "fail", 0.1875),  # M - X CI [0.0625, 0.3125]
-        ({"max_difference": 0.0625, "min_group_size": 5, "judge": "ci"}, "pass", 0.1875),  # low end at the bound
+        # judge: ci is Welch's test of each pair from the groups' standard errors (here from their CIs), adjusted
+        # over the pairs: M - X (X has 10 users) is p 0.107 against 0.05, not beyond noise.
+        ({"max_difference": 0.05, "min_group_size": 5, "judge": "ci"}, "pass", 0.1875),
+        ({"max_difference": 0.0625, "min_group_size": 5, "judge": "ci"}, "pass", 0.1875),
+        ({"max_difference": 0.0, "judge": "ci"}, "fail", 0.0625),  # M - F alone: p 0.023
+        ({"max_difference": 0.0, "min_group_size": 5, "judge": "ci"}, "pass", 0.1875),  # 3 pairs: Holm 0.070
+        ({"max_difference": 0.0, "min_group_size": 5, "judge": "ci", "correction": "bh"}, "pass", 0.1875),  # BH 0.056
         ({"min_ratio": 0.8}, "pass", 0.8),
         ({"min_ratio": 0.8125}, "fail", 0.8),
         ({"min_ratio": 0.95, "judge": "ci"}, "pass", 0.8),  # CI [0.625, 1.0] reaches above
-        ({"min_ratio": 0.95, "min_group_size": 5, "judge": "ci"}, "fail", 0.4),  # M/X CI [0, 0.9]
+        ({"min_ratio": 0.95, "min_group_size": 5, "judge": "ci"}, "pass", 0.4),  # M/X: p 0.052, Holm 0.156
+        ({"min_ratio": 1.0, "judge": "ci"}, "fail", 0.8),  # F/M alone: p 0.023
     ],
 )
 def test_consumer_gap(params, status, value):
@@ -188,12 +194,18 @@ def test_consumer_gap_message_and_evidence():
 
 
 def test_consumer_gap_on_facts_written_by_hand_without_pairs():
-    """A policy-test fixture may give only the group figures: gaps come from the point values, without intervals."""
+    """A policy-test fixture may give only the group figures: gaps come from the point values, without intervals;
+    the groups' own intervals still give the tests their standard errors, and without them the point decides."""
     groups = FAIRNESS["consumer"]["gender"]["ndcg"]["groups"]
     bare = with_figures(consumer={"gender": {"ndcg": {"groups": groups}}})
     result = run("consumer_gap", {"attribute": "gender", "max_difference": 0.05, "judge": "ci"}, bare)
-    assert outcome(result) == ("fail", 0.0625)  # no interval: the point value decides
+    assert outcome(result) == ("pass", 0.0625)  # Welch from the groups' CIs: p 0.65
     assert "95% CI n/a" in result.message
+    valueless = {g: {"n": v["n"], "value": v["value"]} for g, v in groups.items()}
+    bare = with_figures(consumer={"gender": {"ndcg": {"groups": valueless}}})
+    result = run("consumer_gap", {"attribute": "gender", "max_difference": 0.05, "judge": "ci"}, bare)
+    assert outcome(result) == ("fail", 0.0625)  # no spread at all: the point value decides
+    assert "judged on the point estimate (no group has a standard error to test with)" in result.message
     assert outcome(run("consumer_gap", {"attribute": "gender", "min_ratio": 0.8}, bare)) == ("pass", 0.8)
 
 
