@@ -559,33 +559,8 @@ def validate_events(
     low, high = _check_parameters(
         rating_range, bot_rate_threshold, bot_min_gap, bot_volume_zscore, bot_min_events, max_examples
     )
-    if isinstance(dataset, Dataset):
-        events, users, items = dataset.events, dataset.users, dataset.items
-    elif isinstance(dataset, pd.DataFrame):
-        events, users, items = dataset, None, None
-    else:
-        raise DataError(NOT_EVENTS.format(got=type(dataset).__name__))
-    if not isinstance(events, pd.DataFrame):
-        raise DataError(NOT_EVENTS.format(got=f"a Dataset whose events are a {type(events).__name__}"))
-    missing_columns = [c for c in REQUIRED_EVENT_COLUMNS if c not in events.columns]
-    if missing_columns:
-        raise DataError(
-            MISSING_COLUMNS.format(
-                missing=", ".join(missing_columns),
-                required=", ".join(REQUIRED_EVENT_COLUMNS),
-                got=", ".join(map(str, events.columns)) or "no columns",
-            )
-        )
-    repeated = sorted({str(c) for c in events.columns[events.columns.duplicated()]})
-    if repeated:
-        raise DataError(DUPLICATE_COLUMNS.format(names=", ".join(repeated)))
-    if now is None:
-        now = datetime.now(UTC)
-    elif now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    else:
-        now = now.astimezone(UTC)
-
+    events, users, items = _tables(dataset)
+    now = _as_utc(now)
     n = len(events)
     flags: dict[str, np.ndarray] = {}
     details: dict[str, dict[str, Any]] = {}
@@ -597,66 +572,18 @@ def validate_events(
     flags["missing_user_id"] = user < 0
     flags["missing_item_id"] = item < 0
     flags["missing_timestamp"] = ts_missing
-
-    if "event_type" in events.columns:
-        etype, type_names = _id_codes(events["event_type"])
-        known_type = np.asarray(type_names.isin(EVENT_TYPES), dtype=bool)
-        flags["unknown_event_type"] = (etype < 0) | ~known_type[np.maximum(etype, 0)] if len(type_names) else etype < 0
-        rating_code = type_names.get_indexer(["rating"])[0] if len(type_names) else -1
-        is_rating = (etype == rating_code) & (rating_code >= 0)
-    else:
-        etype = np.zeros(n, dtype=np.int64)
-        is_rating = np.zeros(n, dtype=bool)
-        skipped["unknown_event_type"] = "no event_type column (every row counts as a view)"
-
-    for code, codes, ids, table, what in (
-        ("unknown_user", user, user_ids, users, "users"),
-        ("unknown_item", item, item_ids, items, "items"),
-    ):
-        if table is None or len(table) == 0:
-            skipped[code] = f"no {what} table to compare with"
-            continue
-        known = np.asarray(ids.isin(_ids_as_text(pd.Index(table.index))), dtype=bool)
-        flags[code] = (codes >= 0) & ~known[np.maximum(codes, 0)] if len(ids) else np.zeros(n, dtype=bool)
-
+    etype, is_rating = _flag_event_types(events, flags, skipped)
+    _flag_unknown("unknown_user", user, user_ids, users, "users", flags, skipped)
+    _flag_unknown("unknown_item", item, item_ids, items, "items", flags, skipped)
     eligible = (user >= 0) & (item >= 0) & ~ts_missing
     flags["duplicate_events"] = _duplicates(user, item, etype, ts, eligible)
-
-    if "value" in events.columns:
-        value, unreadable = _numbers(events["value"])
-        finite = np.isfinite(value)
-        bad_rating = is_rating & ~(finite & (value >= low) & (value <= high))
-        bad_other = ~is_rating & (unreadable | (~np.isnan(value) & ((value < 0) | np.isinf(value))))
-        flags["value_out_of_range"] = bad_rating | bad_other
-        details["value_out_of_range"] = {
-            "ratings_outside_range": int((is_rating & finite & ((value < low) | (value > high))).sum()),
-            "ratings_missing_or_not_finite": int((is_rating & ~finite).sum()),
-            "other_values_invalid": int(bad_other.sum()),
-        }
-    else:
-        skipped["value_out_of_range"] = "no value column"
-
+    _flag_values(events, is_rating, low, high, flags, details, skipped)
     flags["future_timestamp"] = ~ts_missing & (ts > _in_unit(now, per_second))
-
-    bots, stats = _bots(
-        user,
-        ts,
-        eligible & ~flags["duplicate_events"],
-        per_second,
-        rate_threshold=float(bot_rate_threshold),
-        min_gap=float(bot_min_gap),
-        volume_zscore=float(bot_volume_zscore),
-        min_events=int(bot_min_events),
-    )
-    is_bot = np.zeros(len(user_ids), dtype=bool)
-    is_bot[bots] = True
-    flags["bot_users"] = (user >= 0) & is_bot[np.maximum(user, 0)] if len(user_ids) else np.zeros(n, dtype=bool)
-    if len(bots):
-        details["bot_users"] = {
-            "n_users": len(bots),
-            "fast": int(stats["fast"][bots].sum()),
-            "volume_outliers": int(stats["heavy"][bots].sum()),
-        }
+    stats = _flag_bots(
+        user, user_ids, ts, eligible & ~flags["duplicate_events"], per_second, flags, details,
+        rate_threshold=float(bot_rate_threshold), min_gap=float(bot_min_gap),
+        volume_zscore=float(bot_volume_zscore), min_events=int(bot_min_events),
+    )  # fmt: skip
 
     findings = []
     for code in CODES:
@@ -682,6 +609,101 @@ def validate_events(
         "bot_min_events": int(bot_min_events),
     }
     return ValidationReport(n, findings, flags, now, skipped, parameters)
+
+
+def _tables(dataset: Dataset | pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]:
+    """The events table (checked for its required, unique columns) and the users and items tables, if any."""
+    if isinstance(dataset, Dataset):
+        events, users, items = dataset.events, dataset.users, dataset.items
+    elif isinstance(dataset, pd.DataFrame):
+        events, users, items = dataset, None, None
+    else:
+        raise DataError(NOT_EVENTS.format(got=type(dataset).__name__))
+    if not isinstance(events, pd.DataFrame):
+        raise DataError(NOT_EVENTS.format(got=f"a Dataset whose events are a {type(events).__name__}"))
+    missing_columns = [c for c in REQUIRED_EVENT_COLUMNS if c not in events.columns]
+    if missing_columns:
+        raise DataError(
+            MISSING_COLUMNS.format(
+                missing=", ".join(missing_columns),
+                required=", ".join(REQUIRED_EVENT_COLUMNS),
+                got=", ".join(map(str, events.columns)) or "no columns",
+            )
+        )
+    repeated = sorted({str(c) for c in events.columns[events.columns.duplicated()]})
+    if repeated:
+        raise DataError(DUPLICATE_COLUMNS.format(names=", ".join(repeated)))
+    return events, users, items
+
+
+def _as_utc(now: datetime | None) -> datetime:
+    """``now`` in UTC (a naive time is read as UTC); the current time when None."""
+    if now is None:
+        return datetime.now(UTC)
+    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+
+
+def _flag_event_types(events: pd.DataFrame, flags: dict[str, np.ndarray], skipped: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """Flag unknown event types; return each row's event-type code and whether it is a rating."""
+    n = len(events)
+    if "event_type" not in events.columns:
+        skipped["unknown_event_type"] = "no event_type column (every row counts as a view)"
+        return np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
+    etype, type_names = _id_codes(events["event_type"])
+    known_type = np.asarray(type_names.isin(EVENT_TYPES), dtype=bool)
+    flags["unknown_event_type"] = (etype < 0) | ~known_type[np.maximum(etype, 0)] if len(type_names) else etype < 0
+    rating_code = type_names.get_indexer(["rating"])[0] if len(type_names) else -1
+    return etype, (etype == rating_code) & (rating_code >= 0)
+
+
+def _flag_unknown(
+    code: str, codes: np.ndarray, ids: pd.Index, table: pd.DataFrame | None, what: str,
+    flags: dict[str, np.ndarray], skipped: dict[str, str],
+) -> None:  # fmt: skip
+    """Flag rows whose id is not in the users or items ``table`` (skipped without a table)."""
+    if table is None or len(table) == 0:
+        skipped[code] = f"no {what} table to compare with"
+        return
+    known = np.asarray(ids.isin(_ids_as_text(pd.Index(table.index))), dtype=bool)
+    flags[code] = (codes >= 0) & ~known[np.maximum(codes, 0)] if len(ids) else np.zeros(len(codes), dtype=bool)
+
+
+def _flag_values(
+    events: pd.DataFrame, is_rating: np.ndarray, low: float, high: float,
+    flags: dict[str, np.ndarray], details: dict[str, dict[str, Any]], skipped: dict[str, str],
+) -> None:  # fmt: skip
+    """Flag ratings outside ``[low, high]`` and other values that are unreadable, negative or infinite."""
+    if "value" not in events.columns:
+        skipped["value_out_of_range"] = "no value column"
+        return
+    value, unreadable = _numbers(events["value"])
+    finite = np.isfinite(value)
+    bad_rating = is_rating & ~(finite & (value >= low) & (value <= high))
+    bad_other = ~is_rating & (unreadable | (~np.isnan(value) & ((value < 0) | np.isinf(value))))
+    flags["value_out_of_range"] = bad_rating | bad_other
+    details["value_out_of_range"] = {
+        "ratings_outside_range": int((is_rating & finite & ((value < low) | (value > high))).sum()),
+        "ratings_missing_or_not_finite": int((is_rating & ~finite).sum()),
+        "other_values_invalid": int(bad_other.sum()),
+    }
+
+
+def _flag_bots(
+    user: np.ndarray, user_ids: pd.Index, ts: np.ndarray, eligible: np.ndarray, per_second: int,
+    flags: dict[str, np.ndarray], details: dict[str, dict[str, Any]], **thresholds: Any,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Flag every row of a bot-like user (see :func:`_bots`); return the per-user statistics."""
+    bots, stats = _bots(user, ts, eligible, per_second, **thresholds)
+    is_bot = np.zeros(len(user_ids), dtype=bool)
+    is_bot[bots] = True
+    flags["bot_users"] = (user >= 0) & is_bot[np.maximum(user, 0)] if len(user_ids) else np.zeros(len(user), dtype=bool)
+    if len(bots):
+        details["bot_users"] = {
+            "n_users": len(bots),
+            "fast": int(stats["fast"][bots].sum()),
+            "volume_outliers": int(stats["heavy"][bots].sum()),
+        }
+    return stats
 
 
 _EXAMPLE_FIELDS: dict[str, tuple[str, ...]] = {
