@@ -189,10 +189,15 @@ def demo_command(
     if json_output:
         emit_json(summary)
         return
+    _print_summary(summary, run.comparison)
+
+
+def _print_summary(summary: dict[str, Any], comparison: Any) -> None:
+    """The demo's summary for people: one line per step, the evaluation as a table."""
     d = summary["data"]
     console.print(f"[bold]data[/]  {d['n_events']:,} synthetic events; validation found {d['findings'] or 'nothing'}; {d['n_events_after_cleaning']:,} kept", highlight=False)
     console.print(f"[bold]tuned ALS[/]  {summary['tuned_params']}", highlight=False)
-    print_rows(comparison_rows(run.comparison)[:6] + comparison_rows(run.comparison)[-2:], title="offline evaluation (random 80/20 split, k=10)")
+    print_rows(comparison_rows(comparison)[:6] + comparison_rows(comparison)[-2:], title="offline evaluation (random 80/20 split, k=10)")
     a = summary["audit"]
     console.print(f"[bold]model[/]  {summary['model_version']} recorded with its dataset and training run", highlight=False)
     if summary["carbon"]:
