@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from audits.models import ModelVersion
 from governance import deploy, deploy_policy
 from governance.api import packs as pack_store
-from governance.api.deps import Admin, SessionDep, SettingsDep, StoreDep, Viewer
+from governance.api.deps import GovernKey, ReadKey, SessionDep, SettingsDep, StoreDep
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.routes import deployment_policy
@@ -48,7 +48,7 @@ class PromotionCreate(BaseModel):
 
 
 @router.post("/{model_version}/promote", responses=problems(403, 404, 409, 422), summary="Move a model version one stage on, through the gate")
-def promote(model_version: Annotated[str, Path(min_length=1, max_length=128, pattern=IDENTIFIER)], body: PromotionCreate, store: StoreDep, session: SessionDep, settings: SettingsDep, key: Admin) -> dict[str, Any]:
+def promote(model_version: Annotated[str, Path(min_length=1, max_length=128, pattern=IDENTIFIER)], body: PromotionCreate, store: StoreDep, session: SessionDep, settings: SettingsDep, key: GovernKey) -> dict[str, Any]:
     """404 for an unknown model or pack; 409 when the deployment policy or the gate refuses (the gate's reasons and audit id in ``errors``); 422 for an illegal move."""
     try:
         loaded = pack_store.load_ref(settings.packs_dir, body.pack) if body.pack is not None else None
@@ -99,7 +99,7 @@ class Rollback(BaseModel):
 
 
 @router.post("/rollback", response_model=Rollback, responses=problems(403, 409, 422), summary="Restore the previous production version")
-def rollback(store: StoreDep, session: SessionDep, key: Admin) -> dict[str, Any]:
+def rollback(store: StoreDep, session: SessionDep, key: GovernKey) -> dict[str, Any]:
     try:
         result = deploy.rollback(store, actor=actor_of(key))
     except deploy_policy.DeploymentPolicyRefused as err:
@@ -109,7 +109,7 @@ def rollback(store: StoreDep, session: SessionDep, key: Admin) -> dict[str, Any]
 
 
 @router.get("", summary="Deployed model versions by stage")
-def list_deployments(store: StoreDep, key: Viewer) -> dict[str, Any]:
+def list_deployments(store: StoreDep, key: ReadKey) -> dict[str, Any]:
     return deploy.status(store)
 
 
