@@ -1,4 +1,4 @@
-"""``/v1/deployments/policy``: which pack gates each served stage (read: viewer; set: admin).
+"""``/v1/deployments/policy``: which pack gates each served stage (read: the read scope; set: the govern scope, admin).
 
 A binding names a shipped pack or a stored one (``NAME@VERSION``, see
 ``POST /v1/packs``), pinned by its content hash when it is set, and what the
@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from governance import deploy_policy
 from governance.api import packs as pack_store
-from governance.api.deps import Admin, SessionDep, SettingsDep, Viewer
+from governance.api.deps import GovernKey, ReadKey, SessionDep, SettingsDep
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.routes._audit import record_call
@@ -50,7 +50,7 @@ class PolicySet(BaseModel):
 
 
 @router.get("/policy", summary="The pack bound to each gated stage (an unbound stage refuses every promotion)")
-def show_policy(session: SessionDep, key: Viewer) -> dict[str, Any]:
+def show_policy(session: SessionDep, key: ReadKey) -> dict[str, Any]:
     bindings = deploy_policy.current_bindings(session)
     return {"stages": {stage: None if b is None else b.to_dict() for stage, b in bindings.items()}}
 
@@ -61,7 +61,7 @@ def set_policy(
     body: PolicySet,
     session: SessionDep,
     settings: SettingsDep,
-    key: Admin,
+    key: GovernKey,
 ) -> dict[str, Any]:
     """422 for a stage that is not gated (shadow) or a bad requirement; 404 for an unknown pack."""
     if stage not in deploy_policy.GATED_STAGES:
