@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from recommender.data import Dataset, ensure_event_schema
 from recommender.errors import DataError
+from recommender.item_table import release_columns
 
 __all__ = [
     "ML100K_GENRES",
@@ -47,6 +48,7 @@ BAD_ENCODING = "{path} line {line}: byte 0x{byte:02x} at offset {pos} cannot be 
 WRONG_FIELDS = "{path} line {line}: expected {expected} {sep}-separated fields ({names}), found {found}"
 NOT_NUMBER = "{path} line {line}: {column} {value!r} is not a number"
 OUT_OF_RANGE = "{path} line {line}: {column} {value!r} is outside {low}..{high}"
+BAD_RELEASE = "{path} line {line}: release date {value!r} is not a date like 01-Jan-1995"
 
 
 def _read_text(path: Path, encoding: str, what: str) -> str:
@@ -106,6 +108,17 @@ def _numeric(path: Path, frame: pd.DataFrame, column: str, *, integer: bool = Fa
     return arr
 
 
+def _release_years(path: Path, frame: pd.DataFrame) -> pd.Series:
+    """Years of ``u.item``'s release dates (``01-Jan-1995``); an empty date stays missing."""
+    text = frame["release_date"].str.strip()
+    dates = pd.to_datetime(text.where(text != "", None), format="%d-%b-%Y", errors="coerce")
+    bad = (text != "") & dates.isna()
+    if bad.any():
+        line = bad.idxmax()
+        raise DataError(BAD_RELEASE.format(path=path, line=line, value=str(text.loc[line])))
+    return pd.Series(dates.dt.year.to_numpy(), dtype="Int64")
+
+
 def is_movielens_dir(path: Path) -> bool:
     """True when ``path`` is a directory holding a MovieLens-100K ``u.data``."""
     return path.is_dir() and (path / "u.data").exists()
@@ -117,7 +130,11 @@ def load_movielens_100k(directory: str | Path) -> Dataset:
     ``u.data`` is tab-separated ``user item rating timestamp`` (ratings 1-5, Unix
     seconds); ``u.user`` is pipe-separated ``user|age|gender|occupation|zip``;
     ``u.item`` is pipe-separated and latin-1 encoded, with 19 genre flags.
-    Ratings become ``rating`` events whose ``value`` is the rating.
+    Ratings become ``rating`` events whose ``value`` is the rating. The genres
+    become the items' ``categories`` (``|``-separated, in ``u.genre`` order), the
+    release dates their ``release_year`` and ``release_decade`` (``1990s``): item
+    groups that calibration and exposure rules can read. MovieLens names no
+    provider: give an item table (``--items``) for provider rules.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -154,10 +171,13 @@ def load_movielens_100k(directory: str | Path) -> Dataset:
         flags = np.column_stack([_numeric(uitem, itf, g, integer=True, low=0, high=1) for g in ML100K_GENRES]).astype(bool)
         genre_names = np.array(ML100K_GENRES, dtype=object)
         categories = ["|".join(genre_names[row]) for row in flags]
+        released = release_columns(_release_years(uitem, itf))
         items = pd.DataFrame(
             {
                 "title": itf["title"].to_numpy(),
                 "release_date": itf["release_date"].to_numpy(),
+                "release_year": released["release_year"].to_numpy(),
+                "release_decade": released["release_decade"].to_numpy(),
                 "categories": categories,
                 "provider": pd.array([pd.NA] * len(itf), dtype="string"),
                 "provider_group": pd.array([pd.NA] * len(itf), dtype="string"),

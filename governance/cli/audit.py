@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from governance.cli._common import EXIT_FINDING, console, emit_json, progress_enabled, user_errors
-from governance.cli.core import DataArg, DatabaseOpt, JsonOpt, MapOpt, load_dataset, print_rows
+from governance.cli.core import DataArg, DatabaseOpt, ItemsMapOpt, ItemsOpt, JsonOpt, MapOpt, load_dataset, print_rows
 from governance.cli.policy import load_or_fail
 
 __all__ = ["register"]
@@ -29,7 +29,8 @@ ShadowOpt = Annotated[bool, typer.Option("--shadow", help="Evaluate and record w
 
 def _run(
     data: str, pack: str, mapping: str | None, model: str | None, train: bool, baseline: str | None, slates: Path | None,
-    out: Path | None, shadow: bool, database_url: str | None, json_output: bool,
+    out: Path | None, shadow: bool, database_url: str | None, json_output: bool, items: str | None = None,
+    items_map: str | None = None,
 ):  # fmt: skip
     from audits import open_store
     from audits.settings import get_settings
@@ -40,7 +41,7 @@ def _run(
     settings = get_settings()
     out_dir = out or Path("recgov-gate")
     with user_errors():
-        dataset = load_dataset(data, mapping, json_output=json_output)
+        dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output)
         base = load_dataset(baseline, mapping, json_output=json_output) if baseline else None
         store = open_store(database_url)
         try:
@@ -80,6 +81,8 @@ def audit_command(
     data: DataArg,
     pack: PackOpt,
     mapping: MapOpt = None,
+    items: ItemsOpt = None,
+    items_map: ItemsMapOpt = None,
     model: ModelOpt = None,
     train: TrainOpt = True,
     baseline: BaselineOpt = None,
@@ -90,7 +93,7 @@ def audit_command(
     json_output: JsonOpt = False,
 ) -> None:
     """Run every check of a pack against DATA and a model, store every result with its evidence."""
-    outcome = _run(data, pack, mapping, model, train, baseline, slates, out, shadow, database_url, json_output)
+    outcome = _run(data, pack, mapping, model, train, baseline, slates, out, shadow, database_url, json_output, items, items_map)
     _print(outcome, json_output=json_output)
 
 
@@ -98,6 +101,8 @@ def gate_command(
     data: DataArg,
     pack: PackOpt,
     mapping: MapOpt = None,
+    items: ItemsOpt = None,
+    items_map: ItemsMapOpt = None,
     model: ModelOpt = None,
     train: TrainOpt = True,
     baseline: BaselineOpt = None,
@@ -108,7 +113,7 @@ def gate_command(
     json_output: JsonOpt = False,
 ) -> None:
     """Audit, then decide: exit 0 when the gate passes, 1 when it blocks, 2 for bad input."""
-    outcome = _run(data, pack, mapping, model, train, baseline, slates, out, shadow, database_url, json_output)
+    outcome = _run(data, pack, mapping, model, train, baseline, slates, out, shadow, database_url, json_output, items, items_map)
     _print(outcome, json_output=json_output)
     if not outcome.decision.passed:
         raise typer.Exit(code=EXIT_FINDING)

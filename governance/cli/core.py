@@ -20,7 +20,9 @@ from recommender.errors import ConfigError
 from recommender.feedback import FeedbackConfig
 from recommender.loaders import ColumnMapping, load_data
 
-__all__ = ["register", "DataArg", "MapOpt", "JsonOpt", "load_dataset", "print_rows"]
+__all__ = ["register", "DataArg", "MapOpt", "ItemsOpt", "ItemsMapOpt", "JsonOpt", "load_dataset", "print_rows"]
+
+ITEMS_MAP_WITHOUT_ITEMS = "--items-map describes the columns of an item table; give the table with --items PATH"
 
 DataArg = Annotated[
     str,
@@ -33,6 +35,22 @@ DataArg = Annotated[
 MapOpt = Annotated[
     Optional[str],
     typer.Option("--map", help="Column mapping of an event log: field=column,... (user_id, item_id, timestamp, event_type, value, session_id, delimiter)."),
+]
+ItemsOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--items",
+        help="Item table (.csv/.parquet): providers, categories, release dates of the catalog, for provider and category rules.",
+        show_default=False,
+    ),
+]
+ItemsMapOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--items-map",
+        help="Column mapping of the item table: field=column,... (item_id, provider, provider_group, category, release, category_separator, delimiter, encoding).",
+        show_default=False,
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
 ThresholdOpt = Annotated[float, typer.Option("--threshold", min=0, help="Ratings at or above this are positives.")]
@@ -47,14 +65,25 @@ class SplitKind(str, Enum):
     leave_last = "leave_last"
 
 
-def load_dataset(data: str, mapping: str | None, *, json_output: bool) -> Dataset:
-    """Load DATA for a command, with a status line for people at a terminal."""
+def load_dataset(
+    data: str, mapping: str | None, *, json_output: bool, items: str | None = None, items_map: str | None = None
+) -> Dataset:
+    """Load DATA for a command (and its item table, ``--items``), with a status line for people at a terminal."""
+    from recommender.item_table import ItemMapping, attach_items, load_item_table
+
+    if items_map is not None and items is None:
+        raise ConfigError(ITEMS_MAP_WITHOUT_ITEMS)
     parsed = ColumnMapping.parse(mapping) if mapping else None
+    item_mapping = ItemMapping.parse(items_map) if items_map else None
     show = progress_enabled(json_output)
     if show:
         with err_console.status(f"loading {data}"):
-            return load_data(data, parsed, show_progress=show)
-    return load_data(data, parsed)
+            dataset = load_data(data, parsed, show_progress=show)
+    else:
+        dataset = load_data(data, parsed)
+    if items is None:
+        return dataset
+    return attach_items(dataset, load_item_table(items, item_mapping), source=items)
 
 
 def parse_as_of(as_of: str | None):  # -> datetime | None
@@ -115,6 +144,8 @@ def comparison_rows(comparison: Any) -> list[dict[str, str]]:
 def validate_command(
     data: DataArg,
     mapping: MapOpt = None,
+    items: ItemsOpt = None,
+    items_map: ItemsMapOpt = None,
     json_output: JsonOpt = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when validation finds anything.")] = False,
 ) -> None:
@@ -122,7 +153,7 @@ def validate_command(
     from recommender.validate import validate_events
 
     with user_errors():
-        dataset = load_dataset(data, mapping, json_output=json_output)
+        dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output)
         report = validate_events(dataset)
     if json_output:
         emit_json({"dataset": {"name": dataset.name, "source": dataset.source}, **report.to_dict()})
@@ -181,6 +212,8 @@ def purge_command(
 def evaluate_command(
     data: DataArg,
     mapping: MapOpt = None,
+    items: ItemsOpt = None,
+    items_map: ItemsMapOpt = None,
     split_kind: Annotated[SplitKind, typer.Option("--split", help="random holdout, global time cutoff, or each user's last events.")] = SplitKind.random,
     test_fraction: Annotated[float, typer.Option("--test-fraction", help="Share held out (random, time).")] = 0.2,
     leave_k: Annotated[int, typer.Option("--leave-k", min=1, help="Events held out per user (leave_last).")] = 1,
@@ -199,7 +232,7 @@ def evaluate_command(
         if not 0 < test_fraction < 1:
             raise ConfigError(f"--test-fraction must be a number in the range (0, 1). Got {test_fraction} instead.")
         config = SplitConfig(kind=split_kind.value, test_fraction=test_fraction, k=leave_k, random_state=seed)
-        dataset = load_dataset(data, mapping, json_output=json_output)
+        dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output)
         run = run_evaluation(
             dataset,
             split_config=config,
@@ -234,6 +267,8 @@ DatabaseOpt = Annotated[
 def train_command(
     data: DataArg,
     mapping: MapOpt = None,
+    items: ItemsOpt = None,
+    items_map: ItemsMapOpt = None,
     factors: Annotated[Optional[int], typer.Option("--factors", min=1, help="Latent dimensions (default: tuned, else 64).")] = None,
     regularization: Annotated[Optional[float], typer.Option("--regularization", min=0, help="L2 weight (default: tuned, else 0.05).")] = None,
     alpha: Annotated[Optional[float], typer.Option("--alpha", min=0, help="Confidence scaling (default: tuned, else 2.0).")] = None,
@@ -263,7 +298,7 @@ def train_command(
     with user_errors():
         if len(country) != 3 or not country.isalpha() or not country.isupper():
             raise ConfigError(f"--country must be an ISO 3166-1 alpha-3 code such as USA or DEU. Got {country!r} instead.")
-        dataset = load_dataset(data, mapping, json_output=json_output)
+        dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output)
         store = open_store(database_url)
         try:
             run = train_and_record(
