@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from audits.api_keys import ApiKey
 from audits.db import Store
+from governance.api.disclosure import ROLE_STATE
 from governance.api.errors import Problem
 from governance.api.keys import SCOPES, live_key, role_allows, roles_holding
 from governance.api.reads import FastReads
@@ -124,7 +125,8 @@ def require(scope: str) -> Callable[[ApiKey], Awaitable[ApiKey]]:
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; choose one of: {', '.join(SCOPES)}")
 
-    async def check(key: CurrentKey) -> ApiKey:  # no I/O: run in the event loop, not the thread pool
+    async def check(request: Request, key: CurrentKey) -> ApiKey:  # no I/O: run in the event loop, not the thread pool
+        setattr(request.state, ROLE_STATE, key.role)  # what its problem documents may show (governance.api.disclosure)
         if not role_allows(key.role, scope):
             raise Problem(403, FORBIDDEN.format(roles=roles_holding(scope), scope=scope, key_id=key.id, role=key.role))
         return key

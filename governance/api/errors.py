@@ -3,7 +3,12 @@
 A problem has ``type``, ``title``, ``status``, ``detail`` and ``instance`` (the
 request path). Validation problems add ``errors``: one entry per problem, naming
 where (``location``/``field``, or ``line``/``column``/``path`` in a policy pack)
-and why (``message``).
+and why (``message``), never the value received.
+
+Every problem passes :func:`governance.api.disclosure.disclosed` on its way
+out: no raw subject id reaches any caller (not in ``detail``, ``errors`` nor
+``instance``), and server paths and values read from data files reach only the
+roles that run the service.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from governance.api.disclosure import disclosed
 from governance.located import PolicyError
 from recommender.errors import ConfigError, DataError, RecgovError
 
@@ -90,9 +96,21 @@ class Problem(Exception):
         self.headers = headers
 
 
-def problem_response(request: Request, status: int, detail: str, *, kind: str | None = None, errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
-    """A problem+json response for ``request``."""
-    body: dict[str, Any] = {
+def problem_response(
+    request: Request,
+    status: int,
+    detail: str,
+    *,
+    kind: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    body: Any = None,
+) -> JSONResponse:
+    """A problem+json response for ``request``, as its caller may see it (:func:`~governance.api.disclosure.disclosed`).
+
+    ``body``: the request's parsed JSON body, when the caller has it (a validation error carries it).
+    """
+    problem: dict[str, Any] = {
         "type": PROBLEM_BASE + (kind or _TYPES.get(status, str(status))),
         "title": _TITLES.get(status, "Error"),
         "status": status,
@@ -100,8 +118,8 @@ def problem_response(request: Request, status: int, detail: str, *, kind: str | 
         "instance": request.url.path,
     }
     if errors is not None:
-        body["errors"] = errors
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+        problem["errors"] = errors
+    return JSONResponse(disclosed(request, problem, body=body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 def _validation_errors(err: RequestValidationError) -> list[dict[str, Any]]:
@@ -137,7 +155,7 @@ def install_error_handlers(app: FastAPI, *, expose_errors: bool = False) -> None
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _validation_errors(exc)
         names = ", ".join(f"{e['location']}.{e['field']}".rstrip(".") for e in errors)
-        return problem_response(request, 422, f"the request is invalid: {names}", errors=errors)
+        return problem_response(request, 422, f"the request is invalid: {names}", errors=errors, body=exc.body)
 
     @app.exception_handler(PolicyError)
     async def _policy(request: Request, exc: PolicyError) -> JSONResponse:

@@ -51,6 +51,7 @@ from audits.results import results_digest
 from governance import audit as audit_runner
 from governance.api import packs as pack_store
 from governance.api.deps import AuditKey, ReadKey, SessionDep, SettingsDep
+from governance.api.disclosure import shown_to
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.routes._audit import record_call
@@ -418,7 +419,8 @@ RunnerDep = Annotated[AuditRunner, Depends(get_runner)]
 # -- routes --------------------------------------------------------------------------------
 
 
-def _public(job: AuditJob) -> dict[str, Any]:
+def _public(job: AuditJob, role: str | None = None, home: Path | None = None) -> dict[str, Any]:
+    """A job as a key of ``role`` sees it: a failure's server paths and data values only for the roles that run the service."""
     return {
         "id": job.id,
         "status": job.status,
@@ -429,7 +431,7 @@ def _public(job: AuditJob) -> dict[str, Any]:
         "started_at": job.started_at,
         "finished_at": job.finished_at,
         "audit_id": job.audit_run_id,
-        "error": job.error,
+        "error": shown_to(role, job.error, home),
         "links": {"self": f"/v1/audits/{job.id}", "gate": f"/v1/audits/{job.id}/gate"},
     }
 
@@ -503,21 +505,22 @@ def start_audit(body: AuditCreate, response: Response, session: SessionDep, sett
 @router.get("", response_model=AuditJobList, responses=problems(403, 422), summary="Audit jobs, newest first (viewer)")
 def list_audits(
     session: SessionDep,
+    settings: SettingsDep,
     key: ReadKey,
     status: Literal["queued", "running", "succeeded", "failed"] | None = Query(None, description="Only jobs with this status."),
     limit: int = Query(20, ge=1, le=100, description="Jobs per page."),
     offset: int = Query(0, ge=0, le=1_000_000, description="Jobs to skip."),
 ) -> dict[str, Any]:
     rows, total = job_store.list_jobs(session, status=status, limit=limit, offset=offset)
-    page = [_public(job) for job in rows]
+    page = [_public(job, key.role, settings.home) for job in rows]
     session.rollback()
     return {"jobs": page, "total": total, "limit": limit, "offset": offset}
 
 
 @router.get("/{job_id}", response_model=AuditJobDetail, responses=problems(403, 404, 422), summary="An audit job; once done, its results, evidence and gate decision (viewer)")
-def get_audit(job_id: UUID, response: Response, session: SessionDep, key: ReadKey) -> dict[str, Any]:
+def get_audit(job_id: UUID, response: Response, session: SessionDep, settings: SettingsDep, key: ReadKey) -> dict[str, Any]:
     job = _found(session, job_id)
-    out = _public(job)
+    out = _public(job, key.role, settings.home)
     if job.status in ("queued", "running"):
         response.headers["Retry-After"] = POLL_AFTER_S
     if job.status == "succeeded" and job.audit_run_id is not None:
