@@ -16,6 +16,12 @@ MovieLens-100K's (without ``unknown``), so that a synthetic catalog round-trips
 through the ``u.item`` layout; each genre has its own vocabulary, so that an
 item's description carries its genres and a TF-IDF model of the text has signal
 to find. Everything is ASCII, so that ``u.item`` (latin-1) can hold it.
+
+:func:`generate_chunk` is one long function on purpose: its five numbered steps
+draw from one random stream in a fixed order (the same seed must give the same
+events, and data set versions are content-addressed), and split into functions
+they would hand a dozen arrays from step to step without making any step
+clearer.
 """
 
 from __future__ import annotations
