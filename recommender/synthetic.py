@@ -30,9 +30,9 @@ something real to find:
   tested against it.
 
 Generation is vectorized and runs in chunks of users (never a Python loop per
-event): 100,000 events take a fraction of a second, 10 million (200,000 users,
-50,000 items) under a minute on two cores, with a peak of under 3 GB.
-The same spec always gives the same data (on the same library versions).
+event), so memory is bounded by the chunk, not by the data set; how long large
+sets take is measured in BENCHMARKS.md. The same spec always gives the same data
+(on the same library versions).
 """
 
 from __future__ import annotations
