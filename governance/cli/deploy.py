@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from governance.cli._common import EXIT_FINDING, console, emit_json, fail, user_errors
-from governance.cli.core import DatabaseOpt, JsonOpt, MapOpt, load_dataset, print_rows
+from governance.cli.core import DatabaseOpt, ItemsMapOpt, ItemsOpt, JsonOpt, MapOpt, load_dataset, print_rows
 from governance.cli.policy import load_or_fail
 
 __all__ = ["register"]
@@ -37,6 +37,8 @@ def promote_command(
     pack: PackOpt = None,
     data: DataOpt = None,
     mapping: MapOpt = None,
+    items: ItemsOpt = None,
+    items_map: ItemsMapOpt = None,
     out: OutOpt = None,
     database_url: DatabaseOpt = None,
     json_output: JsonOpt = False,
@@ -51,7 +53,7 @@ def promote_command(
     with user_errors():
         if to in ("canary", "production") and data is None:
             raise fail(f"--data is needed to promote to {to}: the gate audits the model on it")
-        dataset = load_dataset(data, mapping, json_output=json_output) if data else None
+        dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output) if data else None
         store = open_store(database_url)
         try:
             result = promote(

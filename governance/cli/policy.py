@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from governance.cli._common import EXIT_FINDING, console, emit_json, err_console, fail, user_errors
-from governance.cli.core import JsonOpt, MapOpt, load_dataset, print_rows
+from governance.cli.core import ItemsMapOpt, ItemsOpt, JsonOpt, MapOpt, load_dataset, print_rows
 from governance.located import PolicyError
 from governance.policy import LoadedPack, load_pack
 from governance.shipped import SHIPPED_PACKS, resolve_pack
@@ -38,6 +38,8 @@ def validate_command(
     pack: PackArg,
     data: Annotated[Optional[str], typer.Option("--data", help="Also check that every attribute the pack names exists in this DATA.")] = None,
     mapping: MapOpt = None,
+    items: ItemsOpt = None,
+    items_map: ItemsMapOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Validate a pack: schema, static analysis, and (with --data) the attributes it names."""
@@ -46,7 +48,7 @@ def validate_command(
         from governance.collect import dataset_columns
 
         with user_errors():
-            columns = dataset_columns(load_dataset(data, mapping, json_output=json_output))
+            columns = dataset_columns(load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output))
     loaded = load_or_fail(pack, json_output=json_output, dataset_columns=columns)
     if json_output:
         emit_json({"valid": True, **loaded.stamp(), "source": loaded.source, "issues": [w.to_dict() for w in loaded.warnings]})

@@ -94,9 +94,11 @@ def test_a_bad_item_table_is_one_located_line_and_exit_2(db_url: str, tmp_path: 
 
 
 @pytest.mark.parametrize("command", [["data", "validate"], ["evaluate", "--no-tune"], ["train", "--no-tune", "--no-carbon"],
-                                     ["audit", "--pack", "baseline"], ["gate", "--pack", "baseline"]])  # fmt: skip
+                                     ["audit", "--pack", "baseline"], ["gate", "--pack", "baseline"],
+                                     ["policy", "validate"], ["deploy", "promote"]])  # fmt: skip
 def test_every_command_that_takes_data_takes_an_item_table(command: list[str]) -> None:
-    """One definition of the options, on every command that loads DATA."""
+    """One definition of the options, on every command that loads DATA for a model, an audit or a pack check
+    (the subject-request commands load a subject's events only: an item table has nothing to add there)."""
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0
     assert "--items " in result.stdout and "--items-map" in result.stdout
