@@ -188,6 +188,17 @@ def lookup_pseudonyms(
     :func:`audits.subjects._installation_key` returned it for this database
     (a long-lived writer checks it once); by default it is read and checked here.
     """
+    found = lookup_subject_secrets(session, subject_ids, create=create, key=key)
+    return {subject: (None if entry is None else entry[0]) for subject, entry in found.items()}
+
+
+def lookup_subject_secrets(
+    session: Session, subject_ids: Iterable[str | int], *, create: bool = False, key: bytes | None = None
+) -> dict[str | int, tuple[str, str] | None]:
+    """:func:`lookup_pseudonyms` with each subject's secret: ``{id: (pseudonym, secret hex) or None}``.
+
+    For writers that seal under the subject's record key (:func:`audits.subjects.record_key`).
+    """
     ids = list(dict.fromkeys(subject_ids))
     if not ids:
         return {}
@@ -215,7 +226,8 @@ def lookup_pseudonyms(
         ]
         session.execute(module.insert(SubjectSecret).on_conflict_do_nothing(), rows)
         found = fetch()  # ours, or a concurrent writer's
-    return {
-        subject: (_pseudonym(found[lookups[subject]], raw[subject]) if lookups[subject] in found else None)
-        for subject in ids
-    }
+    out: dict[str | int, tuple[str, str] | None] = {}
+    for subject in ids:
+        secret = found.get(lookups[subject])
+        out[subject] = None if secret is None else (_pseudonym(secret, raw[subject]), secret)
+    return out

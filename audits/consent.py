@@ -21,8 +21,13 @@ pseudonym that nothing links to the person any more, and a later
   also orphan the ``consent.recorded`` events, which stay in the trail anyway;
 * one mechanism erases a subject everywhere (trail, consent, requests, decisions),
   and no code path needs the right to delete from an append-only table;
-* the rows carry no raw id (evidence is checked for it), so once the secret is
-  gone they are unlinkable.
+* the rows carry no raw id (evidence is checked for it), and the evidence, free
+  text that may still name the person in a spelling no check recognises (upper
+  case, inside a URL), is sealed under the subject's record key
+  (:mod:`audits.sealing`), in the row and in its trail event alike: once the
+  secret and that key are shredded the rows are unlinkable and the evidence
+  unreadable. What stays readable is the ledger itself (purpose, status, lawful
+  basis, source, jurisdiction, time), the proof that processing had a basis.
 
 A shredded subject who comes back starts with no records, so an earlier
 opt-out or objection would no longer apply to an ``opt_out`` purpose. The
@@ -48,6 +53,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from audits._common import actor_name, aware, in_values, json_object, lookup_pseudonyms, one_of, text
 from audits.models import (
@@ -59,7 +65,16 @@ from audits.models import (
     SubjectSecret,
     Suppression,
 )
-from audits.subjects import _installation_key, _lookup, _pseudonym, _subject_bytes, pseudonym, reading_installation_key
+from audits.sealing import find_record_keys, is_sealed, open_evidence, seal_evidence
+from audits.subjects import (
+    _installation_key,
+    _lookup,
+    _pseudonym,
+    _subject_bytes,
+    reading_installation_key,
+    record_key,
+    subject_record_key,
+)
 from audits.suppression import _lookup as _suppression_lookup
 from audits.suppression import suppression_as_records, suppression_records
 from audits.trail import append_event, format_time
@@ -119,7 +134,8 @@ def record_consent(
     jurisdiction = None if jurisdiction is None else text(jurisdiction, "jurisdiction", 32)
     recorded_at = aware(at, "at", not_after_now=True)
     evidence = json_object(evidence, "evidence", subject_ids=[subject_id])
-    who = pseudonym(session, subject_id)
+    who, key = subject_record_key(session, subject_id)
+    sealed = seal_evidence(key, who, evidence)  # the same token in the trail event and the row
     event = append_event(
         session,
         actor=actor_name(actor),
@@ -131,7 +147,7 @@ def record_consent(
             "lawful_basis": lawful_basis,
             "source": source,
             "jurisdiction": jurisdiction,
-            "evidence": evidence,
+            "evidence": sealed,
             "recorded_at": format_time(recorded_at),
         },
     )
@@ -142,12 +158,13 @@ def record_consent(
         status=status,
         lawful_basis=lawful_basis,
         source=source,
-        evidence=evidence,
+        evidence=sealed,
         recorded_at=recorded_at,
         trail_seq=event.seq,
     )
     session.add(row)
     session.flush()
+    set_committed_value(row, "evidence", evidence)  # the caller reads what it wrote; the row holds it sealed
     return row
 
 
@@ -205,8 +222,26 @@ def _records_of(bind: Session | Connection | Any, key: bytes, raw: bytes) -> lis
     secret = bind.execute(_SECRET_OF, {"lookup": _lookup(key, raw)}).scalar_one_or_none()
     if secret is None:
         return []
-    rows = bind.execute(_RECORDS_OF, {"subject": _pseudonym(secret, raw)})
-    return [dict(zip(_RECORD_FIELDS, row, strict=True)) for row in rows]
+    who = _pseudonym(secret, raw)
+    records = [dict(zip(_RECORD_FIELDS, row, strict=True)) for row in bind.execute(_RECORDS_OF, {"subject": who})]
+    _open_evidence(bind, key, who, record_key(secret), records)
+    return records
+
+
+def _open_evidence(bind: Any, key: bytes, who: str, derived: bytes, records: list[dict[str, Any]]) -> None:
+    """Open each record's sealed evidence in place: with the key derived from the secret, else the one filed
+    for the pseudonym (they differ only for a pseudonym whose key was filed before it was derived)."""
+    filed: bytes | None = None
+    for record in records:
+        stored = record["evidence"]
+        if not is_sealed(stored):
+            continue
+        opened = open_evidence(derived, who, stored)
+        if opened is stored:
+            if filed is None:
+                filed = find_record_keys(bind, key, [who]).get(who, b"")
+            opened = open_evidence(filed or None, who, stored)
+        record["evidence"] = opened
 
 
 def _suppressed_records(bind: Session | Connection | Any, key: bytes, raw: bytes) -> list[dict[str, Any]]:

@@ -11,7 +11,9 @@ thread only sends each batch's pre-encoded rows down a pipe and waits for the
 answer, with the interpreter lock released.
 
 The child opens the same store (URL and ``RECGOV_*`` settings inherited) and
-writes each batch exactly as the thread would: pseudonyms, one
+writes each batch exactly as the thread would: pseudonyms, the slates and
+contexts sealed under each subject's record key (:mod:`audits.sealing`: the
+encryption runs here, off the serving process), one
 ``decisions.committed`` trail event with the batch digest, the events the
 decisions brought (an API call's own record), the rows, one transaction. If the child dies, every pending and later decision fails (fail
 closed) with the cause.
@@ -48,8 +50,8 @@ def _child_main(url: str, actor: str, conn: Connection) -> None:
     from audits.db import open_store
 
     store = open_store(url)
-    writer = DecisionLog.__new__(DecisionLog)  # only _commit is used: it needs the store and the actor
-    writer.store, writer.actor = store, actor
+    writer = DecisionLog.__new__(DecisionLog)  # only _commit is used: the store, the actor, the filed record keys
+    writer.store, writer.actor, writer._filed = store, actor, set()
     try:
         while True:
             try:

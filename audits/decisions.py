@@ -35,6 +35,7 @@ Example
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import re
 import threading
@@ -47,14 +48,17 @@ from datetime import datetime
 from typing import Any, Self
 
 import orjson
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from audits._common import actor_name, aware, canonical_object, json_object, lookup_pseudonyms, one_of, text
+from audits._common import actor_name, aware, canonical_object, json_object, lookup_subject_secrets, one_of, text
 from audits.canonical import canonical_json
 from audits.db import EncodedJson, Store, describe_db_error
 from audits.models import DECISION_MODES, DecisionRecord, FailedRequest, TrailEvent
+from audits.sealing import file_record_keys, find_record_keys, seal_decision
+from audits.subjects import _installation_key, hold_head_for_keys, record_key
 from audits.trail import NewEvent, _encode, append_event, append_many, format_time
 from recommender.errors import ConfigError, DataError, RecgovError
 
@@ -92,6 +96,7 @@ _RECORD_JSON = (
     b'"pack_hash":%b,"pack_name":%b,"pack_version":%b,"slate":%b,"subject":%b}'
 )
 _IDLE_GAP_S = 0.0005
+_MAX_FILED = 200_000  # pseudonyms remembered as having their record key filed (then forgotten, and filed again)
 _PSEUDONYM = re.compile(r"[0-9a-f]{64}")
 
 NOT_RECORDED = "decision {id} was not recorded: {cause}; fail closed: do not serve it"
@@ -271,6 +276,7 @@ class DecisionLog:
         self.batches_committed = 0
         self.decisions_committed = 0
         self.batches_failed = 0
+        self._filed: set[str] = set()
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
         self._lock = threading.Lock()
         self._closed = False
@@ -420,14 +426,9 @@ class DecisionLog:
         return first if len(batch) == 1 else f"{first} and {len(batch) - 1} others in its batch"
 
     def _commit(self, batch: list[_Pending]) -> int:
-        """Write one batch: pseudonyms, the trail events, the rows; one transaction. Return the batch event's seq."""
+        """Write one batch: pseudonyms, sealing, the trail events, the rows; one transaction. Return the batch event's seq."""
         with self.store.session() as session:
-            raw_ids = [p.subject_id for p in batch if p.subject_id is not None]
-            if raw_ids:
-                names = lookup_pseudonyms(session, raw_ids, create=True)
-                for pending in batch:
-                    if pending.subject_id is not None:
-                        pending.row["subject"] = names[pending.subject_id]
+            filed = self._seal(session, batch)
             rows = [p.row for p in batch]
             ids = sorted(row["decision_id"] for row in rows)
             committed = NewEvent(
@@ -442,7 +443,7 @@ class DecisionLog:
             )
             # The batch's event first (the rows point at it), then the events the decisions brought.
             seq = append_many(session, [committed, *(event for p in batch for event in p.events)]).first_seq
-            # slate and context go in as the canonical JSON the digest covers, encoded once at submit
+            # slate and context go in as the canonical JSON the digest covers, encoded once
             session.execute(
                 insert(DecisionRecord.__table__),
                 [
@@ -450,7 +451,60 @@ class DecisionLog:
                     for p in batch
                 ],
             )
-            return seq
+        if len(self._filed) > _MAX_FILED:
+            self._filed.clear()
+        self._filed.update(filed)  # only once committed
+        return seq
+
+    def _seal(self, session: Session, batch: list[_Pending]) -> list[str]:
+        """Name each decision's subject by pseudonym and seal its slate and context under the subject's record key.
+
+        Record keys are derived from the subjects' secrets (read in one query,
+        with the pseudonyms) and filed for pseudonym readers the first time
+        this writer meets a subject (:mod:`audits.sealing`). A decision given
+        by pseudonym opens with the key filed for it; a pseudonym with none
+        (erased since, or not one recgov issued) is sealed under a key kept
+        nowhere. Anonymous decisions stay as they are. Returns the pseudonyms
+        whose key this transaction filed.
+        """
+        raw_ids = [p.subject_id for p in batch if p.subject_id is not None]
+        given = {p.row["subject"] for p in batch if p.subject_id is None and p.row["subject"] is not None}
+        if not raw_ids and not given:
+            return []
+        installation = _installation_key(session)
+        hold_head_for_keys(session)
+        keys: dict[str, bytes] = {}
+        filed: list[str] = []
+        if raw_ids:
+            found = lookup_subject_secrets(session, raw_ids, create=True, key=installation)
+            for pending in batch:
+                if pending.subject_id is not None:
+                    who, secret = found[pending.subject_id]  # type: ignore[misc]
+                    pending.row["subject"] = who
+                    keys[who] = record_key(secret)
+            unfiled = {who: key for who, key in keys.items() if who not in self._filed}
+            if unfiled:
+                stored = file_record_keys(session, installation, unfiled)
+                keys.update(stored)  # a key filed earlier for the pseudonym wins
+                filed = [who for who, key in stored.items() if key == unfiled[who]]
+        missing = [who for who in given if who not in keys]
+        if missing:
+            keys.update(find_record_keys(session, installation, missing))
+        ciphers: dict[str, AESGCM] = {}
+        for pending in batch:
+            who = pending.row["subject"]
+            if who is None:
+                continue
+            key = keys.get(who)
+            if key is None:
+                key = keys[who] = os.urandom(32)
+            cipher = ciphers.get(who)
+            if cipher is None:
+                cipher = ciphers[who] = AESGCM(key)
+            pending.slate_json, pending.context_json = seal_decision(
+                key, pending.row["decision_id"], who, pending.slate_json, pending.context_json, cipher
+            )
+        return filed
 
 
 def verify_decisions(connection: Connection | Session) -> list[dict[str, Any]]:

@@ -13,6 +13,21 @@ Erasing a subject (:func:`shred_subject`) deletes its secret. Its trail events
 stay, and the chain stays valid, but nothing can link their pseudonym to the
 person any more; a later :func:`pseudonym` call for the same id makes a new
 secret and so a new, different pseudonym.
+
+Record keys
+-----------
+What recgov keeps about a subject beyond the pseudonym (the lists served to
+them, consent evidence) is sealed under the subject's **record key** (see
+:mod:`audits.sealing`)::
+
+    record_key = HMAC-SHA256(secret, b"recgov.record-key.v1\\x00")
+
+A reader that holds the raw id derives it from the secret. So that readers
+holding only the pseudonym (the decision log's reports, a shadow comparison)
+find it too, it is filed in ``subject_secrets`` as a second row, under
+``HMAC-SHA256(installation_key, b"recgov.record-key-lookup.v1\\x00" + pseudonym)``.
+:func:`shred_subject` deletes both rows: the record key is then gone with the
+secret, and everything sealed under it is unreadable for good.
 """
 
 from __future__ import annotations
@@ -25,19 +40,29 @@ from datetime import UTC, datetime
 from hashlib import sha256
 from typing import Any
 
-from sqlalchemy import Engine, Connection, delete, select
+from sqlalchemy import Connection, Engine, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from audits.keys import installation_key
 from audits.models import StoreMeta, SubjectSecret
 from audits.settings import get_settings
-from audits.trail import append_event
+from audits.trail import append_event, read_head
 from recommender.errors import ConfigError, DataError
 
-__all__ = ["pseudonym", "reading_installation_key", "shred_subject", "INSTALLATION_KEY_MISMATCH"]
+__all__ = [
+    "pseudonym",
+    "subject_record_key",
+    "reading_installation_key",
+    "shred_subject",
+    "record_key",
+    "record_key_lookup",
+    "INSTALLATION_KEY_MISMATCH",
+]
 
 _PSEUDONYM_DOMAIN = b"recgov.pseudonym.v1\x00"
+_RECORD_KEY_DOMAIN = b"recgov.record-key.v1\x00"
+_RECORD_KEY_LOOKUP_DOMAIN = b"recgov.record-key-lookup.v1\x00"
 _LOOKUP_DOMAIN = b"recgov.subject.v1\x00"
 _KEY_ID_DOMAIN = b"recgov.installation.v1\x00"
 _META_KEY = "installation_key_id"
@@ -170,8 +195,54 @@ def _pseudonym(secret_hex: str, subject: bytes) -> str:
     return hmac.new(bytes.fromhex(secret_hex), _PSEUDONYM_DOMAIN + subject, sha256).hexdigest()
 
 
+def record_key(secret_hex: str) -> bytes:
+    """The subject's record key (32 bytes) from its pseudonym secret: what sealed content is encrypted under."""
+    return hmac.new(bytes.fromhex(secret_hex), _RECORD_KEY_DOMAIN, sha256).digest()
+
+
+def record_key_lookup(key: bytes, pseudonym_hex: str) -> str:
+    """Where a pseudonym's record key is filed in ``subject_secrets``: a keyed hash of the pseudonym."""
+    return hmac.new(key, _RECORD_KEY_LOOKUP_DOMAIN + pseudonym_hex.encode("ascii"), sha256).hexdigest()
+
+
+def hold_head_for_keys(session: Session | Connection) -> None:
+    """Take the trail head's lock before reading or filing subject secrets (PostgreSQL; SQLite writers queue anyway).
+
+    Erasure deletes a secret and appends its event under the head's lock; a
+    writer that takes the same lock first never files a record key for a
+    pseudonym being shredded, nor waits on the shredding while holding the head.
+    """
+    dialect = session.get_bind().dialect.name if isinstance(session, Session) else session.dialect.name
+    if dialect == "postgresql":
+        read_head(session, lock=True)
+
+
+def subject_record_key(session: Session | Connection, subject_id: str | int) -> tuple[str, bytes]:
+    """The subject's pseudonym and record key, both created on first use; the key is filed for pseudonym readers.
+
+    The key returned is the one filed (a key filed earlier for the same
+    pseudonym wins over the derived one), so everything sealed under a
+    pseudonym opens with the key its readers find.
+    """
+    subject = _subject_bytes(subject_id)
+    key = _installation_key(session)
+    hold_head_for_keys(session)
+    lookup = _lookup(key, subject)
+    query = select(SubjectSecret.secret).where(SubjectSecret.lookup == lookup)
+    secret = session.execute(query).scalar_one_or_none()
+    now = datetime.now(UTC)
+    if secret is None:
+        _insert_ignore(session, SubjectSecret, lookup=lookup, secret=secrets.token_hex(32), created_at=now)
+        secret = session.execute(query).scalar_one()  # ours, or a concurrent writer's
+    who = _pseudonym(secret, subject)
+    filed_at = record_key_lookup(key, who)
+    _insert_ignore(session, SubjectSecret, lookup=filed_at, secret=record_key(secret).hex(), created_at=now)
+    filed = session.execute(select(SubjectSecret.secret).where(SubjectSecret.lookup == filed_at)).scalar_one()
+    return who, bytes.fromhex(filed)
+
+
 def pseudonym(session: Session | Connection, subject_id: str | int) -> str:
-    """The subject's pseudonym (64 hex digits); its secret is created on first use.
+    """The subject's pseudonym (64 hex digits); its secret (and record key) are created on first use.
 
     The same id gives the same pseudonym until the subject is shredded.
     Integers and their decimal strings are the same subject.
@@ -182,33 +253,26 @@ def pseudonym(session: Session | Connection, subject_id: str | int) -> str:
     ...     who = pseudonym(session, "user-42")
     ...     append_event(session, actor="serving", action="decision.served", subject=who)
     """
-    subject = _subject_bytes(subject_id)
-    lookup = _lookup(_installation_key(session), subject)
-    query = select(SubjectSecret.secret).where(SubjectSecret.lookup == lookup)
-    secret = session.execute(query).scalar_one_or_none()
-    if secret is None:
-        _insert_ignore(
-            session, SubjectSecret, lookup=lookup, secret=secrets.token_hex(32), created_at=datetime.now(UTC)
-        )
-        secret = session.execute(query).scalar_one()  # ours, or a concurrent writer's
-    return _pseudonym(secret, subject)
+    return subject_record_key(session, subject_id)[0]
 
 
 def shred_subject(session: Session | Connection, subject_id: str | int, *, actor: str = "recgov") -> str | None:
-    """Erase a subject by deleting its secret (crypto-shredding).
+    """Erase a subject by deleting its secret and its record key (crypto-shredding).
 
     Appends a ``subject.shredded`` event naming the old, now unlinkable,
     pseudonym, in the same transaction. Returns that pseudonym, or ``None`` if
     the subject had no secret (nothing to erase, no event).
     """
     subject = _subject_bytes(subject_id)
-    lookup = _lookup(_installation_key(session), subject)
+    key = _installation_key(session)
+    hold_head_for_keys(session)
+    lookup = _lookup(key, subject)
     secret = session.execute(
         select(SubjectSecret.secret).where(SubjectSecret.lookup == lookup).with_for_update()
     ).scalar_one_or_none()
     if secret is None:
         return None
     old = _pseudonym(secret, subject)
-    session.execute(delete(SubjectSecret).where(SubjectSecret.lookup == lookup))
+    session.execute(delete(SubjectSecret).where(SubjectSecret.lookup.in_([lookup, record_key_lookup(key, old)])))
     append_event(session, actor=actor, action="subject.shredded", subject=old)
     return old

@@ -59,6 +59,7 @@ def evaluate_escalations(session: Any, pack: Any, *, since: datetime | None = No
     """Apply the pack's harmful-content rules to flags, reports and served decisions; return the cases newly opened."""
     from audits.harm import block_item, blocked_items, flags_for, open_case
     from audits.models import DecisionRecord, ItemFlag, ItemReport
+    from audits.sealing import open_decisions
 
     from audits.harm import list_cases
 
@@ -106,8 +107,9 @@ def evaluate_escalations(session: Any, pack: Any, *, since: datetime | None = No
     window = since or datetime.now(timezone.utc) - timedelta(days=1)
     places: Counter[str] = Counter()
     total = 0
-    for slate in session.scalars(select(DecisionRecord.slate).where(DecisionRecord.decided_at >= window)):
-        items = (slate or {}).get("items", [])
+    served = select(DecisionRecord.decision_id, DecisionRecord.subject, DecisionRecord.slate, DecisionRecord.context)
+    for content in open_decisions(session, session.execute(served.where(DecisionRecord.decided_at >= window)).all()):
+        items = ((content[0] if content else None) or {}).get("items", [])  # None: sealed, its subject erased
         total += len(items)
         places.update(items)
     if total and flagged_items:

@@ -82,6 +82,7 @@ from audits.models import (
     SubjectRequest,
     TrailEvent,
 )
+from audits.sealing import KEPT_IN_THE_CLEAR, SEALED_CONTENT, SEALING_SAFEGUARD
 from audits.suppression import SUPPRESSED_STATUSES, suppress_subject, suppressions_for
 from audits.trail import append_event
 from governance.consent.gpc import gpc_opt_out
@@ -1601,51 +1602,6 @@ def run_retrains(
 
 
 # -- 4. consent from a request's signals ------------------------------------------------------
-TCF_NOT_A_SOURCE = "the pack does not let a TC string grant (consent.tcf.grants is false): a TC string can only refuse"
-TCF_OLDER_THAN_RECORD = (
-    "the TC string was last updated {updated}, before the record in force ({record} at {recorded}): "
-    "it cannot undo a later choice"
-)
-TCF_STRING_UNUSABLE = "the TC string cannot be used: {failures}"
-
-
-def _tcf_plan(
-    tc: Any, text: str, vendor_id: int, requirements: Any, previous: Mapping[str, Any] | None, moment: datetime
-) -> tuple[dict[str, Any], tuple[str, str, str, str, dict[str, Any]] | None, dict[str, Any] | None]:
-    """What a TC string leads to: ``(outcome["tcf"], the record to write or None, an "ignored" entry or None)``.
-
-    A string that meets the pack's ``consent.tcf`` requirements grants (where the pack lets TCF
-    grant, and unless a later choice is on record); one that does not, for a reason about the
-    user's choices (a purpose, the vendor, a publisher restriction), refuses: ``withdrawn`` over
-    a grant, else ``denied``. A string unusable in itself (policy version, age) records nothing.
-    """
-    decision = tcf_allows_profiling(tc, vendor_id, requirements, now=moment)
-    outcome = {"allowed": decision.allowed, "reason": decision.reason}
-    evidence = {
-        "tc_string": text,
-        "vendor_id": vendor_id,
-        "cmp_id": tc.cmp_id,
-        "tc_created": tc.created.isoformat(),
-        "tc_last_updated": tc.last_updated.isoformat(),
-        "tcf_policy_version": tc.tcf_policy_version,
-        "decision": decision.reason,
-    }
-    if decision.string_failures:
-        return outcome, None, {"signal": "tcf", "reason": TCF_STRING_UNUSABLE.format(failures="; ".join(decision.string_failures))}
-    if not decision.allowed:
-        status = "withdrawn" if previous is not None and previous["status"] == "granted" else "denied"
-        return outcome, (requirements.purpose, status, "consent", "tcf", evidence), None
-    if not requirements.grants:
-        return outcome, None, {"signal": "tcf", "reason": TCF_NOT_A_SOURCE}
-    if previous is not None and previous["status"] != "granted" and previous["recorded_at"] > tc.last_updated:
-        reason = TCF_OLDER_THAN_RECORD.format(
-            updated=tc.last_updated.isoformat(), record=f"{previous['status']} via {previous['source']}",
-            recorded=previous["recorded_at"].isoformat(),
-        )  # fmt: skip
-        return outcome, None, {"signal": "tcf", "reason": reason}
-    return outcome, (requirements.purpose, "granted", "consent", "tcf", evidence), None
-
-
 def record_consent_from_request(
     store: Any,
     subject_id: str | int,
@@ -1654,6 +1610,7 @@ def record_consent_from_request(
     headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
     tcf: str | None = None,
     vendor_id: int | None = None,
+    tcf_purpose: str = "personalization",
     jurisdiction: str | None = None,
     at: datetime | None = None,
     actor: str | None = None,
@@ -1663,17 +1620,11 @@ def record_consent_from_request(
     * ``Sec-GPC: 1`` in ``headers`` (when the pack honours GPC): an
       ``opted_out`` record, source ``gpc``, for every ``opt_out`` purpose of the
       pack (CCPA regs §7025; GDPR Art. 21(5)). Opt-in purposes already need a grant.
-    * ``tcf``, a TC string, judged for ``vendor_id`` (default: the pack's
-      ``consent.tcf.vendor_id``) under the pack's ``consent.tcf`` requirements
-      (IAB TCF v2.2: purpose 1 and the mapped purposes, vendor consent or the
-      allowed legitimate interest, publisher restrictions, policy version, age),
-      for the pack purpose ``consent.tcf.purpose``, source ``tcf``, basis
-      ``consent``, the string as evidence: ``granted`` when it meets them and
-      the pack lets TCF grant (``consent.tcf.grants``) and no later choice is on
-      record; when it does not meet them for a reason about the user's choices,
-      ``withdrawn`` over a grant, else ``denied``; nothing (an ``ignored`` entry
-      saying why) when the string is unusable in itself (made under an older
-      policy, too old, dated in the future) or may not grant.
+    * ``tcf``, a TC string, checked for ``vendor_id``: a record for
+      ``tcf_purpose`` (the pack purpose TCF purposes 5 and 6 stand for), source
+      ``tcf``, basis ``consent``: ``granted`` when the string allows profiling,
+      else ``withdrawn`` if the record in force was a grant, else ``denied``.
+      The evidence holds the TC string and the decision's reason.
 
     A signal that only repeats the record in force (same status and source;
     for TCF, the same string) is not recorded again, so a request path can call
@@ -1686,14 +1637,12 @@ def record_consent_from_request(
     moment = _moment(at, "at")
     gpc = gpc_opt_out(headers) if headers is not None else False
     tc = decode_tc_string(tcf) if tcf is not None else None
-    requirements = policy.consent.tcf_requirements()
-    vendor_id = vendor_id if vendor_id is not None else requirements.vendor_id
     if tc is not None:
         if vendor_id is None:
             raise ConfigError(MSG_VENDOR_REQUIRED)
-        if requirements.purpose not in policy.consent.purposes:
+        if tcf_purpose not in policy.consent.purposes:
             listed = ", ".join(sorted(policy.consent.purposes)) or "none"
-            raise ConfigError(UNLISTED_PURPOSE.format(purpose=requirements.purpose, pack=policy.metadata.name, listed=listed))
+            raise ConfigError(UNLISTED_PURPOSE.format(purpose=tcf_purpose, pack=policy.metadata.name, listed=listed))
 
     outcome: dict[str, Any] = {"gpc": gpc, "tcf": None, "recorded": [], "unchanged": [], "ignored": []}
     planned: list[tuple[str, str, str, str, dict[str, Any]]] = []
@@ -1716,10 +1665,29 @@ def record_consent_from_request(
     with store.session() as session:
         in_force = effective_consent(session, subject) if (gpc or tc is not None) else {}
         if tc is not None:
-            previous = in_force.get(requirements.purpose)
-            outcome["tcf"], write, ignored = _tcf_plan(tc, tcf, vendor_id, requirements, previous, moment)  # type: ignore[arg-type]
-            planned.extend([write] if write is not None else [])
-            outcome["ignored"].extend([ignored] if ignored is not None else [])
+            decision = tcf_allows_profiling(tc, vendor_id)  # type: ignore[arg-type]
+            previous = in_force.get(tcf_purpose)
+            if decision.allowed:
+                status = "granted"
+            else:
+                status = "withdrawn" if previous is not None and previous["status"] == "granted" else "denied"
+            outcome["tcf"] = {"allowed": decision.allowed, "reason": decision.reason}
+            planned.append(
+                (
+                    tcf_purpose,
+                    status,
+                    "consent",
+                    "tcf",
+                    {
+                        "tc_string": tcf,
+                        "vendor_id": vendor_id,
+                        "cmp_id": tc.cmp_id,
+                        "tc_last_updated": tc.last_updated.isoformat(),
+                        "tcf_policy_version": tc.tcf_policy_version,
+                        "decision": decision.reason,
+                    },
+                )
+            )
         for purpose, status, basis, source, evidence in planned:
             current = in_force.get(purpose)
             same = (
@@ -1841,10 +1809,12 @@ def processing_record(
             "audit_only_attributes": list(minimization.audit_only_attributes),
             "forbidden_attributes": list(minimization.forbidden_attributes),
             "kept_by_recgov": [
-                "consent records (pseudonymised: purpose, status, basis, source, evidence, time)",
-                "subject requests (pseudonymised)",
-                "served decisions (pseudonymised: items, scores, explanation tags, context)",
-                "the audit trail (pseudonymised events)",
+                f"consent records (pseudonymised; in the clear: {KEPT_IN_THE_CLEAR['consent_records']}; "
+                f"sealed under the subject's record key: {SEALED_CONTENT['consent_records']})",
+                "subject requests (pseudonymised: kind, status, times, deadline, and what was done, in the clear)",
+                f"served decisions (pseudonymised; in the clear: {KEPT_IN_THE_CLEAR['decisions']}; "
+                f"sealed under the subject's record key: {SEALED_CONTENT['decisions']})",
+                "the audit trail (pseudonymised events; consent evidence in them sealed as in the consent records)",
                 "model artifacts (the training interactions as a matrix, with user ids) and their lineage",
             ],
         },
@@ -1861,14 +1831,19 @@ def processing_record(
             "trail": "append-only, kept for the life of the system (EU AI Act Art. 12)",
         },
         "safeguards": [
-            "pseudonymisation: subjects appear only as HMAC-SHA256 pseudonyms under per-subject secrets; no raw id is stored",
-            "crypto-shredding on erasure: the subject's secret is deleted, every record under the pseudonym becomes unlinkable",
+            "pseudonymisation: subjects appear in the store only as HMAC-SHA256 pseudonyms under per-subject secrets; "
+            "no raw id is stored in the database (model artifacts, files, list user ids: see categories of data)",
+            "crypto-shredding on erasure: the subject's pseudonym secret and record key are deleted; every record under "
+            "the pseudonym becomes unlinkable, and what was sealed under the key unreadable",
+            SEALING_SAFEGUARD,
             "machine unlearning of model artifacts on erasure (forget_users), with residual influence measured on small models",
             "a full retrain without the erased subject within consent.requests.retrain_days "
             f"({consent.requests.retrain_days} days) of the erasure, tracked as a retrain request",
             "suppression records on erasure: the restrictions in force and the erasure time, kept under a keyed hash of "
             "the id, so a returning subject is neither profiled nor trained on against them",
-            "a hash-chained, append-only audit trail with signed checkpoints; UPDATE and DELETE are refused by the database",
+            "a hash-chained, append-only audit trail with signed checkpoints; the database refuses UPDATE and DELETE of "
+            "the trail, the consent records, audit results and suppression records; served decisions are covered by "
+            "per-batch digests on the trail, so a changed decision is found by recgov trail verify",
             "consent checked at serving and at training (filter_training_events); GPC honoured"
             + ("" if consent.honour_gpc else " (disabled in this pack)"),
             "data minimization: models read only " + ", ".join(MODEL_INPUT_COLUMNS),

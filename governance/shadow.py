@@ -40,6 +40,7 @@ from sqlalchemy import select
 from audits._common import in_values
 from audits.decisions import DecisionLog, log_failure
 from audits.models import DecisionRecord, ModelVersion
+from audits.sealing import open_decisions
 from governance.policy import LoadedPack
 from governance.serving import ServedList, ServeRequest, ServingEngine
 from recommender.errors import ConfigError
@@ -220,20 +221,22 @@ def compare_shadows(store: Any, model_version: str | None = None) -> list[dict[s
     both were made the same way (personalized, fallback, non-profiling).
     """
     shadow_of = DecisionRecord.context["shadow_of"].as_string()
-    query = select(DecisionRecord.model_version, DecisionRecord.mode, DecisionRecord.slate, shadow_of).where(shadow_of.is_not(None))
+    sealed = (DecisionRecord.decision_id, DecisionRecord.subject, DecisionRecord.slate, DecisionRecord.context)
+    query = select(DecisionRecord.model_version, DecisionRecord.mode, shadow_of, *sealed).where(shadow_of.is_not(None))
     if model_version is not None:
         query = query.where(DecisionRecord.model_version == model_version)
     out: dict[str, dict[str, Any]] = {}
     with store.session() as session:
-        shadows = session.execute(query).all()
+        rows = session.execute(query).all()
+        # slates are sealed under their subject's record key (audits.sealing); an erased subject's stay closed
+        shadows = [(mv, mode, (opened or ({},))[0], served_id) for (mv, mode, served_id, *_), opened in zip(rows, open_decisions(session, (r[3:] for r in rows)))]
         primary: dict[str, tuple[str, list[str]]] = {}
         ids = sorted({row[3] for row in shadows})
         for start in range(0, len(ids), 5000):
             chunk = ids[start : start + 5000]
-            for decision_id, mode, slate in session.execute(
-                select(DecisionRecord.decision_id, DecisionRecord.mode, DecisionRecord.slate).where(in_values(session, DecisionRecord.decision_id, chunk))
-            ):
-                primary[decision_id] = (mode, list(slate.get("items", [])))
+            found = session.execute(select(DecisionRecord.mode, *sealed).where(in_values(session, DecisionRecord.decision_id, chunk))).all()
+            for (mode, decision_id, *_), opened in zip(found, open_decisions(session, (r[1:] for r in found))):
+                primary[decision_id] = (mode, list((opened or ({},))[0].get("items", [])))
     for mv, mode, slate, served_id in shadows:
         stats = out.setdefault(mv, {"model_version": mv, "requests": 0, "compared": 0, "overlap": 0.0, "same_first": 0, "same_mode": 0})
         stats["requests"] += 1

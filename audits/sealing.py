@@ -1,0 +1,282 @@
+"""Sealing: the personal content of kept records, encrypted under a per-subject key that erasure destroys.
+
+An erasure keeps a subject's decisions, consent records and trail events under
+the former pseudonym, as the proof of lawful processing. The pseudonym alone
+leads nowhere once its secret is shredded, but the content of those rows could:
+a served list, its scores and the explanation tags naming the items of the
+person's history can be matched against a raw event log, and free-text consent
+evidence may name the person in a spelling no guard recognises. So that content
+is never stored in the clear. It is sealed with AES-256-GCM under the subject's
+record key (:func:`audits.subjects.record_key`, derived from the pseudonym
+secret and filed beside it), and :func:`audits.shred_subject` deletes that key
+with the secret: what was sealed is then unreadable by construction, whatever it
+held. ::
+
+    token = "v1:" + base64( nonce (12 random bytes) || AES-256-GCM(record_key, nonce, plaintext, aad) )
+    aad   = b"recgov.sealed.v1\\x00" + kind + b"\\x00" + pseudonym + b"\\x00" + bound
+
+``kind`` names what is sealed (``decision``, ``consent.evidence``) and ``bound``
+the row it belongs to (a decision's id), so a token moved to another field,
+subject or decision does not open. A sealed value is stored as the JSON object
+``{"sealed": token}``.
+
+What is hashed is what is stored: the batch digest of the decision log and the
+trail's hash chain cover the sealed form, so both verify without any key, and
+still verify after an erasure destroyed it.
+
+Reading: :func:`open_decisions` opens many decisions at once (one query for the
+record keys of their pseudonyms); ORM loads of :class:`~audits.models.DecisionRecord`
+and :class:`~audits.models.ConsentRecordRow` are opened as they load (the
+listeners at the end of this module), so an entity read while the key exists
+shows what was written. A record whose key is gone keeps its sealed form.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import String, any_, bindparam, event, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, attributes
+
+from audits.canonical import canonical_json
+from audits.models import ConsentRecordRow, DecisionRecord, SubjectSecret
+from audits.subjects import reading_installation_key, record_key_lookup
+
+__all__ = [
+    "DECISION_ROUTING",
+    "KEPT_IN_THE_CLEAR",
+    "SEALED",
+    "SEALED_CONTENT",
+    "SEALING_SAFEGUARD",
+    "file_record_keys",
+    "find_record_keys",
+    "is_sealed",
+    "open_decision",
+    "open_decisions",
+    "open_evidence",
+    "seal",
+    "seal_decision",
+    "seal_evidence",
+    "unseal",
+]
+
+SEALED_CONTENT = {
+    "decisions": "the served items, their scores and explanation tags, and the request's context",
+    "consent_records": "the evidence (TC string, banner version, notes), in the row and in its trail event",
+}
+"""What each kept table holds only sealed under the subject's record key (the Art. 30 record quotes it)."""
+KEPT_IN_THE_CLEAR = {
+    "decisions": (
+        "the decision id and time, the subject's pseudonym, the mode, the policy pack (name, version, hash), "
+        "the model version and, for a shadow list, the served decision it mirrors"
+    ),
+    "consent_records": "the subject's pseudonym, purpose, status, lawful basis, source, jurisdiction and time",
+}
+"""What each kept table holds in the clear: what the processing was, never what it was about."""
+SEALING_SAFEGUARD = (
+    "sealing of kept records: what a kept record says about the person (for served decisions "
+    + SEALED_CONTENT["decisions"]
+    + "; for consent records "
+    + SEALED_CONTENT["consent_records"]
+    + ") is encrypted with AES-256-GCM under a record key of the subject's own, derived from their pseudonym "
+    "secret; erasure deletes the secret and the record key, after which nobody, recgov included, can read it "
+    "(rows written before sealing existed stay as written); the trail's hash chain and the decision log's "
+    "digests cover the sealed form, so both still verify after an erasure"
+)
+"""The safeguard sentence of the Art. 30 record (:func:`governance.privacy.processing_record`)."""
+
+SEALED = "sealed"
+"""The one key of a sealed value: ``{"sealed": token}``."""
+DECISION_ROUTING = ("served", "shadow_of")
+"""Context keys of a decision kept in the clear: they say which served decision a shadow list mirrors, nothing about the person."""
+_VERSION = "v1:"
+_AAD = b"recgov.sealed.v1\x00"
+_NONCE_BYTES = 12
+DECISION_KIND = "decision"
+EVIDENCE_KIND = "consent.evidence"
+
+
+def _aad(kind: str, pseudonym: str, bound: str) -> bytes:
+    return b"%b%b\x00%b\x00%b" % (_AAD, kind.encode("ascii"), pseudonym.encode("ascii"), bound.encode("utf-8"))
+
+
+def seal(key: bytes, plaintext: bytes, *, kind: str, pseudonym: str, bound: str = "", cipher: AESGCM | None = None) -> str:
+    """Encrypt ``plaintext`` under ``key`` (a record key), bound to ``kind``, ``pseudonym`` and ``bound``; the token."""
+    nonce = os.urandom(_NONCE_BYTES)
+    sealed = (cipher or AESGCM(key)).encrypt(nonce, plaintext, _aad(kind, pseudonym, bound))
+    return _VERSION + base64.b64encode(nonce + sealed).decode("ascii")
+
+
+def unseal(key: bytes, token: str, *, kind: str, pseudonym: str, bound: str = "") -> bytes | None:
+    """The plaintext of ``token``, or None if it does not open under ``key`` (wrong key, other row, changed)."""
+    if not isinstance(token, str) or not token.startswith(_VERSION):
+        return None
+    try:
+        raw = base64.b64decode(token[len(_VERSION) :], validate=True)
+        return AESGCM(key).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _aad(kind, pseudonym, bound))
+    except (InvalidTag, ValueError, binascii.Error):
+        return None
+
+
+def is_sealed(value: Any) -> bool:
+    """Whether a stored JSON value is a sealed one (``{"sealed": token}``)."""
+    return isinstance(value, Mapping) and isinstance(value.get(SEALED), str)
+
+
+# -- record keys, filed by pseudonym ---------------------------------------------------------------
+
+_KEYS_POSTGRES = select(SubjectSecret.lookup, SubjectSecret.secret).where(
+    SubjectSecret.lookup == any_(bindparam("lookups", type_=postgresql.ARRAY(String())))
+)
+_KEYS_SQLITE = select(SubjectSecret.lookup, SubjectSecret.secret).where(
+    SubjectSecret.lookup.in_(select(func.json_each(bindparam("lookups", type_=String())).table_valued("value").c.value))
+)
+
+
+def _dialect(bind: Any) -> str:
+    if isinstance(bind, Session):
+        return bind.get_bind().dialect.name
+    dialect = getattr(bind, "dialect", None)
+    return (dialect if dialect is not None else bind.engine.dialect).name
+
+
+def find_record_keys(bind: Any, installation_key: bytes, pseudonyms: Iterable[str]) -> dict[str, bytes]:
+    """The record key of each pseudonym that has one, in one query (erased and unknown pseudonyms have none).
+
+    ``bind``: a session, a connection or a read-only snapshot (``execute`` and ``engine``).
+    """
+    where = {record_key_lookup(installation_key, p): p for p in dict.fromkeys(pseudonyms) if p}
+    if not where:
+        return {}
+    lookups = list(where)
+    if _dialect(bind) == "postgresql":
+        rows = bind.execute(_KEYS_POSTGRES, {"lookups": lookups})
+    else:
+        rows = bind.execute(_KEYS_SQLITE, {"lookups": orjson.dumps(lookups).decode()})
+    return {where[lookup]: bytes.fromhex(secret) for lookup, secret in rows}
+
+
+def file_record_keys(session: Any, installation_key: bytes, keys: Mapping[str, bytes]) -> dict[str, bytes]:
+    """File each pseudonym's record key unless one is filed already; return the keys filed (the earlier ones win)."""
+    if not keys:
+        return {}
+    module = postgresql if _dialect(session) == "postgresql" else sqlite
+    now = datetime.now(UTC)
+    rows = [{"lookup": record_key_lookup(installation_key, p), "secret": k.hex(), "created_at": now} for p, k in keys.items()]
+    session.execute(module.insert(SubjectSecret).on_conflict_do_nothing(), rows)
+    return find_record_keys(session, installation_key, keys)
+
+
+# -- decisions ------------------------------------------------------------------------------------
+
+
+def seal_decision(
+    key: bytes, decision_id: str, pseudonym: str, slate_json: bytes, context_json: bytes, cipher: AESGCM | None = None
+) -> tuple[bytes, bytes]:
+    """A decision's stored slate and context (canonical JSON) from its plain ones: everything sealed in one token
+    in the slate, the context reduced to its :data:`DECISION_ROUTING` keys."""
+    plaintext = b'{"context":%b,"slate":%b}' % (context_json, slate_json)
+    token = seal(key, plaintext, kind=DECISION_KIND, pseudonym=pseudonym, bound=decision_id, cipher=cipher)
+    stored_slate = b'{"sealed":"%b"}' % token.encode("ascii")
+    if any(b'"%b":' % name.encode() in context_json for name in DECISION_ROUTING):
+        context = orjson.loads(context_json)
+        routing = {name: context[name] for name in DECISION_ROUTING if name in context}
+        return stored_slate, canonical_json(routing)
+    return stored_slate, b"{}"
+
+
+def open_decision(
+    key: bytes | None, decision_id: str, pseudonym: str | None, slate: Any, context: Any
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """A stored decision's slate and context as written, or None if sealed and ``key`` does not open it.
+
+    A decision stored in the clear (anonymous, or written before sealing) comes back as it is.
+    """
+    if not is_sealed(slate):
+        return slate, context
+    if key is None or pseudonym is None:
+        return None
+    plaintext = unseal(key, slate[SEALED], kind=DECISION_KIND, pseudonym=pseudonym, bound=decision_id)
+    if plaintext is None:
+        return None
+    opened = orjson.loads(plaintext)
+    return opened["slate"], opened["context"]
+
+
+def open_decisions(bind: Any, rows: Iterable[tuple[str, str | None, Any, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]] | None]:
+    """Open many stored decisions, given as ``(decision_id, subject, slate, context)``; one query for their keys.
+
+    Each comes back as ``(slate, context)`` as written, or None when it is sealed
+    and its key is gone (the subject was erased).
+    """
+    rows = list(rows)
+    wanted = {subject for _, subject, slate, _ in rows if subject is not None and is_sealed(slate)}
+    keys = find_record_keys(bind, reading_installation_key(bind), wanted) if wanted else {}
+    return [open_decision(keys.get(subject), did, subject, slate, context) for did, subject, slate, context in rows]
+
+
+# -- consent evidence -----------------------------------------------------------------------------
+
+
+def seal_evidence(key: bytes, pseudonym: str, evidence: Mapping[str, Any]) -> dict[str, Any]:
+    """Consent evidence as stored: sealed when it holds anything (an empty object says nothing)."""
+    if not evidence:
+        return {}
+    return {SEALED: seal(key, canonical_json(dict(evidence)), kind=EVIDENCE_KIND, pseudonym=pseudonym)}
+
+
+def open_evidence(key: bytes | None, pseudonym: str, stored: Any) -> Any:
+    """Stored consent evidence as written, or its sealed form if ``key`` does not open it."""
+    if not is_sealed(stored) or key is None:
+        return stored
+    plaintext = unseal(key, stored[SEALED], kind=EVIDENCE_KIND, pseudonym=pseudonym)
+    return stored if plaintext is None else orjson.loads(plaintext)
+
+
+# -- entities opened as they load ------------------------------------------------------------------
+
+_SESSION_KEYS = "recgov_record_keys"  # in session.info: pseudonym -> record key (or None), for this session
+
+
+def _key_for(session: Session, pseudonym: str) -> bytes | None:
+    cache: dict[str, bytes | None] = session.info.setdefault(_SESSION_KEYS, {})
+    if pseudonym not in cache:
+        connection = session.connection()
+        cache[pseudonym] = find_record_keys(connection, reading_installation_key(connection), [pseudonym]).get(pseudonym)
+    return cache[pseudonym]
+
+
+def _open_loaded_decision(target: DecisionRecord, context: Any, *_: Any) -> None:
+    values = attributes.instance_state(target).dict
+    slate, subject = values.get("slate"), values.get("subject")
+    if not is_sealed(slate) or subject is None or context.session is None:
+        return
+    key = _key_for(context.session, subject)
+    opened = open_decision(key, values.get("decision_id", ""), subject, slate, values.get("context"))
+    if opened is not None:
+        attributes.set_committed_value(target, "slate", opened[0])
+        attributes.set_committed_value(target, "context", opened[1])
+
+
+def _open_loaded_evidence(target: ConsentRecordRow, context: Any, *_: Any) -> None:
+    values = attributes.instance_state(target).dict
+    stored, subject = values.get("evidence"), values.get("subject")
+    if not is_sealed(stored) or subject is None or context.session is None:
+        return
+    opened = open_evidence(_key_for(context.session, subject), subject, stored)
+    if opened is not stored:
+        attributes.set_committed_value(target, "evidence", opened)
+
+
+for _entity, _listener in ((DecisionRecord, _open_loaded_decision), (ConsentRecordRow, _open_loaded_evidence)):
+    event.listen(_entity, "load", _listener)
+    event.listen(_entity, "refresh", _listener)
