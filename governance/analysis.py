@@ -5,6 +5,7 @@ Like Cedar's validator, it finds what is wrong with a pack without data:
 * duplicate rule ids, and gate conditions naming rules that do not exist (errors);
 * contradictions: an attribute both allowed as a model input and forbidden (or
   audit-only), or required by a rule while forbidden for every use (errors);
+* a ``consent.tcf.purpose`` that is not a consent purpose of the pack (an error);
 * thresholds outside the range of their metric: a rule that can never pass is an
   error, one that can never fail a warning;
 * with a dataset's columns at hand, attributes the data does not have (errors).
@@ -61,6 +62,16 @@ def analyse(
                 f"fairness.audit_attributes.{j}",
                 f"attribute {attr!r} is required by the fairness audit but forbidden for every use; list it under minimization.audit_only_attributes to let audits read it",
             )
+
+    # The purpose a pack maps IAB TCF to must be one of its own, resting on consent.
+    tcf = pack.consent.tcf
+    if tcf is not None:
+        mapped = pack.consent.purposes.get(tcf.purpose)
+        if mapped is None:
+            listed = ", ".join(sorted(pack.consent.purposes)) or "none"
+            add("consent.tcf.purpose", f"consent.tcf.purpose {tcf.purpose!r} is not one of the pack's consent purposes ({listed})")
+        elif mapped.lawful_basis != "consent":
+            add("consent.tcf.purpose", f"consent.tcf.purpose {tcf.purpose!r} rests on {mapped.lawful_basis}, but TCF purposes 1, 5 and 6 need consent; map TCF to a purpose whose lawful_basis is consent")
 
     # Per-rule: attributes and threshold ranges.
     referenced: list[tuple[str, str]] = []

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
 
 import governance.checks  # noqa: F401  (registers every check)
 from governance.located import PackIssue, PolicyError, load_yaml, validate_located
@@ -184,6 +184,74 @@ class RequestDeadlines(_Strict):
             raise ValueError(f"no deadline for request kind {kind!r}; kinds: access, erasure, objection, retrain") from None
 
 
+TCF_CONSENT_ONLY_PURPOSES = (1, 3, 4, 5, 6)
+"""TCF purposes that rest on consent only: purpose 1 (store and/or access information on a device, which
+ePrivacy Art. 5(3) ties to consent) and, since TCF v2.2, purposes 3 to 6 (personalised advertising and
+content profiles: "Vendors will only be able to select consent as an acceptable legal basis for purposes
+3, 4, 5 and 6", IAB Europe, TCF v2.2 Implementation FAQs)."""
+TCF_POLICY_VERSION_V22 = 4
+"""``TcfPolicyVersion`` of strings made under TCF Policies v2.2 (5 under v2.3); 2 is v2.0/v2.1."""
+
+
+MSG_TCF_PURPOSE_ONE = (
+    "consent.tcf.purposes must include TCF purpose 1 (store and/or access information on a device), which "
+    "every other purpose needs; got {purposes}"
+)
+MSG_TCF_LI_OUTSIDE = "consent.tcf.legitimate_interest_purposes {outside} are not in consent.tcf.purposes {purposes}"
+MSG_TCF_LI_FORBIDDEN = (
+    "TCF purposes {purposes} cannot rest on legitimate interest: the TCF Policies v2.2 allow only consent for "
+    "purposes 1, 3, 4, 5 and 6; remove them from consent.tcf.legitimate_interest_purposes"
+)
+
+
+class TcfRequirements(_Strict):
+    """What a request's IAB TCF v2.2 TC string must show before personalisation, and whether it may grant.
+
+    Read with the IAB Tech Lab "Transparency and Consent String with Global Vendor & CMP List Formats"
+    (TCF v2.2: the core segment's ``TcfPolicyVersion``, ``Created``, ``LastUpdated``, ``PurposesConsent``,
+    ``PurposesLITransparency``, ``Vendor Consent`` and ``Vendor Legitimate Interest`` sections and the
+    ``PubRestrictionEntry`` list) and the IAB Europe TCF Policies v2.2.
+    """
+
+    purpose: str = "personalization"
+    """The pack purpose (a key of ``consent.purposes`` resting on consent) that the TCF purposes below stand for."""
+    purposes: list[Annotated[int, Field(ge=1, le=11)]] = Field(default_factory=lambda: [1, 5, 6])
+    """TCF purposes that must each have a legal basis for the installation's vendor: 1 (store and/or access
+    information on a device) underlies the others and is always required; 5 (create profiles for
+    personalised content) and 6 (use profiles to select personalised content); 11 (use limited data to
+    select content) where the service uses it."""
+    legitimate_interest_purposes: list[Annotated[int, Field(ge=1, le=11)]] = Field(default_factory=list)
+    """Of ``purposes``, those that may rest on the vendor's legitimate interest instead of consent (the
+    string's purpose LI transparency and vendor LI bits, no objection, no publisher restriction requiring
+    consent). Purposes 1 and 3 to 6 are refused here: the TCF Policies v2.2 allow them only on consent."""
+    min_policy_version: int = Field(TCF_POLICY_VERSION_V22, ge=2, le=63)
+    """Lowest ``TcfPolicyVersion`` accepted: 4 is TCF Policies v2.2 (2023), 5 v2.3; a version 2 string was
+    made under v2.0/v2.1, when vendors could still claim legitimate interest for purposes 3 to 6."""
+    max_age_days: int | None = Field(390, ge=1, le=3660)
+    """Oldest ``LastUpdated`` accepted, in days (also the life of a grant a TC string recorded). The TCF
+    v2.0 Policies asked for users to be reminded of their choices at least every 13 months; the v2.2
+    Policies defer the interval to the publisher's data protection authority (6 to 24 months in the
+    guidance IAB Europe's v2.2 FAQs list). 390 days is 13 months; null: no limit."""
+    vendor_id: int | None = Field(None, ge=1, le=65535)
+    """The installation's IAB Global Vendor List id: the vendor whose consent (or legitimate interest)
+    the string must carry and whose publisher restrictions apply. A service may also be given one."""
+    grants: bool = False
+    """TCF is a consent source for ``purpose``: a string that meets these requirements records a grant
+    (source ``tcf``, the string as evidence, GDPR Art. 7(1)). Off: a string can only refuse."""
+
+    @model_validator(mode="after")
+    def _purpose_one_and_bases(self) -> TcfRequirements:
+        if 1 not in self.purposes:
+            raise ValueError(MSG_TCF_PURPOSE_ONE.format(purposes=self.purposes))
+        outside = sorted(set(self.legitimate_interest_purposes) - set(self.purposes))
+        if outside:
+            raise ValueError(MSG_TCF_LI_OUTSIDE.format(outside=outside, purposes=self.purposes))
+        consent_only = sorted(set(self.legitimate_interest_purposes) & set(TCF_CONSENT_ONLY_PURPOSES))
+        if consent_only:
+            raise ValueError(MSG_TCF_LI_FORBIDDEN.format(purposes=consent_only))
+        return self
+
+
 class ConsentSection(_Section):
     """Who may be profiled, for which purpose (GDPR Art. 6, 7, 21; CCPA §1798.120)."""
 
@@ -195,6 +263,13 @@ class ConsentSection(_Section):
     """Treat ``Sec-GPC: 1`` as an opt-out of sale/sharing (CCPA regs §7025)."""
     requests: RequestDeadlines = Field(default_factory=RequestDeadlines)
     """Deadlines of subject requests (access, erasure, objection) and of the full retrain an erasure calls for."""
+    tcf: TcfRequirements | None = None
+    """How a request's IAB TCF v2.2 TC string is judged (null: by the defaults of this section, TCF only
+    refusing); see :class:`TcfRequirements`."""
+
+    def tcf_requirements(self) -> TcfRequirements:
+        """The TCF requirements in force: the pack's, else the defaults (TCF Policies v2.2; TCF never grants)."""
+        return self.tcf if self.tcf is not None else TcfRequirements()
 
 
 class FairnessSection(_Section):

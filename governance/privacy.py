@@ -1602,6 +1602,51 @@ def run_retrains(
 
 
 # -- 4. consent from a request's signals ------------------------------------------------------
+TCF_NOT_A_SOURCE = "the pack does not let a TC string grant (consent.tcf.grants is false): a TC string can only refuse"
+TCF_OLDER_THAN_RECORD = (
+    "the TC string was last updated {updated}, before the record in force ({record} at {recorded}): "
+    "it cannot undo a later choice"
+)
+TCF_STRING_UNUSABLE = "the TC string cannot be used: {failures}"
+
+
+def _tcf_plan(
+    tc: Any, text: str, vendor_id: int, requirements: Any, previous: Mapping[str, Any] | None, moment: datetime
+) -> tuple[dict[str, Any], tuple[str, str, str, str, dict[str, Any]] | None, dict[str, Any] | None]:
+    """What a TC string leads to: ``(outcome["tcf"], the record to write or None, an "ignored" entry or None)``.
+
+    A string that meets the pack's ``consent.tcf`` requirements grants (where the pack lets TCF
+    grant, and unless a later choice is on record); one that does not, for a reason about the
+    user's choices (a purpose, the vendor, a publisher restriction), refuses: ``withdrawn`` over
+    a grant, else ``denied``. A string unusable in itself (policy version, age) records nothing.
+    """
+    decision = tcf_allows_profiling(tc, vendor_id, requirements, now=moment)
+    outcome = {"allowed": decision.allowed, "reason": decision.reason}
+    evidence = {
+        "tc_string": text,
+        "vendor_id": vendor_id,
+        "cmp_id": tc.cmp_id,
+        "tc_created": tc.created.isoformat(),
+        "tc_last_updated": tc.last_updated.isoformat(),
+        "tcf_policy_version": tc.tcf_policy_version,
+        "decision": decision.reason,
+    }
+    if decision.string_failures:
+        return outcome, None, {"signal": "tcf", "reason": TCF_STRING_UNUSABLE.format(failures="; ".join(decision.string_failures))}
+    if not decision.allowed:
+        status = "withdrawn" if previous is not None and previous["status"] == "granted" else "denied"
+        return outcome, (requirements.purpose, status, "consent", "tcf", evidence), None
+    if not requirements.grants:
+        return outcome, None, {"signal": "tcf", "reason": TCF_NOT_A_SOURCE}
+    if previous is not None and previous["status"] != "granted" and previous["recorded_at"] > tc.last_updated:
+        reason = TCF_OLDER_THAN_RECORD.format(
+            updated=tc.last_updated.isoformat(), record=f"{previous['status']} via {previous['source']}",
+            recorded=previous["recorded_at"].isoformat(),
+        )  # fmt: skip
+        return outcome, None, {"signal": "tcf", "reason": reason}
+    return outcome, (requirements.purpose, "granted", "consent", "tcf", evidence), None
+
+
 def record_consent_from_request(
     store: Any,
     subject_id: str | int,
@@ -1610,7 +1655,6 @@ def record_consent_from_request(
     headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
     tcf: str | None = None,
     vendor_id: int | None = None,
-    tcf_purpose: str = "personalization",
     jurisdiction: str | None = None,
     at: datetime | None = None,
     actor: str | None = None,
@@ -1620,11 +1664,17 @@ def record_consent_from_request(
     * ``Sec-GPC: 1`` in ``headers`` (when the pack honours GPC): an
       ``opted_out`` record, source ``gpc``, for every ``opt_out`` purpose of the
       pack (CCPA regs §7025; GDPR Art. 21(5)). Opt-in purposes already need a grant.
-    * ``tcf``, a TC string, checked for ``vendor_id``: a record for
-      ``tcf_purpose`` (the pack purpose TCF purposes 5 and 6 stand for), source
-      ``tcf``, basis ``consent``: ``granted`` when the string allows profiling,
-      else ``withdrawn`` if the record in force was a grant, else ``denied``.
-      The evidence holds the TC string and the decision's reason.
+    * ``tcf``, a TC string, judged for ``vendor_id`` (default: the pack's
+      ``consent.tcf.vendor_id``) under the pack's ``consent.tcf`` requirements
+      (IAB TCF v2.2: purpose 1 and the mapped purposes, vendor consent or the
+      allowed legitimate interest, publisher restrictions, policy version, age),
+      for the pack purpose ``consent.tcf.purpose``, source ``tcf``, basis
+      ``consent``, the string as evidence: ``granted`` when it meets them and
+      the pack lets TCF grant (``consent.tcf.grants``) and no later choice is on
+      record; when it does not meet them for a reason about the user's choices,
+      ``withdrawn`` over a grant, else ``denied``; nothing (an ``ignored`` entry
+      saying why) when the string is unusable in itself (made under an older
+      policy, too old, dated in the future) or may not grant.
 
     A signal that only repeats the record in force (same status and source;
     for TCF, the same string) is not recorded again, so a request path can call
@@ -1637,12 +1687,14 @@ def record_consent_from_request(
     moment = _moment(at, "at")
     gpc = gpc_opt_out(headers) if headers is not None else False
     tc = decode_tc_string(tcf) if tcf is not None else None
+    requirements = policy.consent.tcf_requirements()
+    vendor_id = vendor_id if vendor_id is not None else requirements.vendor_id
     if tc is not None:
         if vendor_id is None:
             raise ConfigError(MSG_VENDOR_REQUIRED)
-        if tcf_purpose not in policy.consent.purposes:
+        if requirements.purpose not in policy.consent.purposes:
             listed = ", ".join(sorted(policy.consent.purposes)) or "none"
-            raise ConfigError(UNLISTED_PURPOSE.format(purpose=tcf_purpose, pack=policy.metadata.name, listed=listed))
+            raise ConfigError(UNLISTED_PURPOSE.format(purpose=requirements.purpose, pack=policy.metadata.name, listed=listed))
 
     outcome: dict[str, Any] = {"gpc": gpc, "tcf": None, "recorded": [], "unchanged": [], "ignored": []}
     planned: list[tuple[str, str, str, str, dict[str, Any]]] = []
@@ -1665,29 +1717,10 @@ def record_consent_from_request(
     with store.session() as session:
         in_force = effective_consent(session, subject) if (gpc or tc is not None) else {}
         if tc is not None:
-            decision = tcf_allows_profiling(tc, vendor_id)  # type: ignore[arg-type]
-            previous = in_force.get(tcf_purpose)
-            if decision.allowed:
-                status = "granted"
-            else:
-                status = "withdrawn" if previous is not None and previous["status"] == "granted" else "denied"
-            outcome["tcf"] = {"allowed": decision.allowed, "reason": decision.reason}
-            planned.append(
-                (
-                    tcf_purpose,
-                    status,
-                    "consent",
-                    "tcf",
-                    {
-                        "tc_string": tcf,
-                        "vendor_id": vendor_id,
-                        "cmp_id": tc.cmp_id,
-                        "tc_last_updated": tc.last_updated.isoformat(),
-                        "tcf_policy_version": tc.tcf_policy_version,
-                        "decision": decision.reason,
-                    },
-                )
-            )
+            previous = in_force.get(requirements.purpose)
+            outcome["tcf"], write, ignored = _tcf_plan(tc, tcf, vendor_id, requirements, previous, moment)  # type: ignore[arg-type]
+            planned.extend([write] if write is not None else [])
+            outcome["ignored"].extend([ignored] if ignored is not None else [])
         for purpose, status, basis, source, evidence in planned:
             current = in_force.get(purpose)
             same = (

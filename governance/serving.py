@@ -217,8 +217,8 @@ class ServingEngine:
     def decide_consent(self, request: ServeRequest) -> ProfilingDecision:
         """May this request's subject be profiled for personalization?"""
         tcf = decode_tc_string(request.tcf) if request.tcf else None
-        if tcf is not None and self.vendor_id is None:
-            raise ConfigError("a TCF string was sent but no TCF vendor id is configured for this service")
+        if tcf is not None and self.vendor_id is None and self.loaded.pack.consent.tcf_requirements().vendor_id is None:
+            raise ConfigError("a TCF string was sent but no TCF vendor id is configured for this service (nor in the pack's consent.tcf.vendor_id)")
         return may_profile(
             self.loaded.pack.consent, list(request.consent), purpose="personalization", gpc=request.gpc, tcf=tcf, vendor_id=self.vendor_id
         )

@@ -42,6 +42,20 @@ def open_engine(store, loaded, model_version: str, items=None, vendor_id: int | 
     return engine, log
 
 
+def _decodes(tcf: str | None) -> bool:
+    """Whether ``tcf`` is a TC string that decodes (a malformed one is the engine's to refuse and log)."""
+    from governance.consent.tcf import decode_tc_string
+    from recommender.errors import DataError
+
+    if not tcf:
+        return False
+    try:
+        decode_tc_string(tcf)
+    except DataError:
+        return False
+    return True
+
+
 def recommend_command(
     user: Annotated[str, typer.Argument(help="The subject to recommend for.", metavar="USER")],
     model: Annotated[str, typer.Option("--model", help="A recorded model version (see recgov train).")],
@@ -67,12 +81,20 @@ def recommend_command(
         items = load_dataset(data, mapping, json_output=json_output).items if data else None
         store = open_store(database_url)
         try:
-            if gpc:
-                # As the API does: the signal becomes an opt-out record (under a pack that honours GPC)
-                # before serving, so training and later requests honour it too (CCPA regs §7025).
+            tcf_vendor = vendor_id if vendor_id is not None else loaded.pack.consent.tcf_requirements().vendor_id
+            record_tcf = _decodes(tcf) and tcf_vendor is not None
+            if gpc or record_tcf:
+                # As the API does: the signals become records before serving, so training and later
+                # requests honour them too: GPC an opt-out (under a pack that honours it, CCPA regs
+                # §7025); a TC string a grant (where the pack lets TCF grant) or a refusal (IAB TCF v2.2).
+                # A string that does not decode (or has no vendor to judge it for) is left to the engine,
+                # which refuses it and logs why.
                 from governance.privacy import record_consent_from_request
 
-                record_consent_from_request(store, user, pack=loaded, headers=[("Sec-GPC", "1")])
+                record_consent_from_request(
+                    store, user, pack=loaded, headers=[("Sec-GPC", "1")] if gpc else None,
+                    tcf=tcf if record_tcf else None, vendor_id=tcf_vendor,
+                )  # fmt: skip
             engine, log = open_engine(store, loaded, model, items, vendor_id)
             try:
                 with store.session() as session:
@@ -80,7 +102,7 @@ def recommend_command(
                 records = tuple(
                     ConsentRecord(
                         purpose=r["purpose"], status=r["status"], lawful_basis=r["lawful_basis"], source=r["source"],
-                        time=r["recorded_at"].astimezone(timezone.utc),
+                        time=r["recorded_at"].astimezone(timezone.utc), evidence=r["evidence"] or {},
                     )  # fmt: skip
                     for r in history
                 )

@@ -2,7 +2,7 @@
 
 The inputs are the pack's ``consent`` section and the subject's consent records;
 the signals of the current request (GPC, a TCF string) can only take permission
-away, never give it. The rules, in the order they are applied:
+away, never give it (a TC string grants through a record, see below). The rules, in the order they are applied:
 
 1. A purpose the pack does not list is never allowed (fail closed).
 2. The latest record for the purpose decides first: ``withdrawn`` and ``denied``
@@ -16,8 +16,19 @@ away, never give it. The rules, in the order they are applied:
 4. ``opt_in``: no record means no; only a latest ``granted`` record allows, and
    for a purpose whose basis is ``consent`` it must have been given as consent.
    ``opt_out``: allowed unless step 2 or 3 said no.
-5. For a purpose whose basis is ``consent``, a TCF string (when given) must also
-   allow profiling by the vendor (TCF purposes 5 and 6 and the vendor consented).
+5. For the purpose the pack's ``consent.tcf`` maps TCF to (``personalization``
+   by default), when its basis is ``consent``, a TCF string (when given) must
+   also meet the pack's TCF requirements for the vendor (purpose 1 and the
+   mapped purposes with a legal basis, no publisher veto, policy version and
+   age: :func:`governance.consent.tcf.tcf_allows_profiling`).
+6. A grant recorded from a TC string (source ``tcf``) lapses when the string it
+   rests on is older than ``consent.tcf.max_age_days``: the user must be asked
+   again (under opt-in, a lapsed grant is no grant).
+
+A TC string in the request never grants here: a string that meets the
+requirements grants only through a record (source ``tcf``, the string as
+evidence), written by :func:`governance.privacy.record_consent_from_request`
+where the pack lets TCF grant (``consent.tcf.grants``).
 
 Among records of one purpose, the latest ``time`` wins; records with the same
 time are ordered by a fixed total order in which the most restrictive status wins
@@ -30,11 +41,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, get_args
 
 from governance.consent.tcf import TcfDecision, TCString, tcf_allows_profiling
-from governance.policy import ConsentPurpose, ConsentSection
+from governance.policy import ConsentPurpose, ConsentSection, TcfRequirements
 from recommender.errors import ConfigError, DataError
 
 __all__ = ["ConsentRecord", "ConsentSource", "ConsentStatus", "ProfilingDecision", "effective_state", "may_profile"]
@@ -81,6 +92,10 @@ REASON_WRONG_BASIS = (
     "only a consent given as consent counts (GDPR Art. 7(1))"
 )
 REASON_TCF = "the TCF string blocks consent-based profiling for purpose {purpose!r}: {tcf}"
+REASON_TCF_LAPSED = (
+    "the grant ({record}) rests on a TC string last updated {when}, more than {days} days ago "
+    "(consent.tcf.max_age_days): under opt-in {basis} ({ref}) the user must be asked again"
+)
 REASON_GRANTED = "allowed: the latest record ({record}) grants purpose {purpose!r} under opt-in {basis} ({ref})"
 REASON_OPT_OUT_NO_RECORD = (
     "allowed: no objection or opt-out recorded for purpose {purpose!r} under opt-out {basis} ({ref})"
@@ -163,6 +178,22 @@ class ProfilingDecision:
     jurisdiction: str | None = None
 
 
+def _lapsed_tcf_grant(record: ConsentRecord | None, requirements: TcfRequirements, now: datetime) -> str | None:
+    """When ``record`` is a grant from a TC string now older than the pack allows: that string's LastUpdated."""
+    if record is None or record.status != "granted" or record.source != "tcf" or requirements.max_age_days is None:
+        return None
+    stamp = record.evidence.get("tc_last_updated") if isinstance(record.evidence, Mapping) else None
+    try:
+        updated = datetime.fromisoformat(stamp) if isinstance(stamp, str) else record.time
+    except ValueError:
+        updated = record.time
+    if updated.tzinfo is None:
+        updated = updated.replace(tzinfo=UTC)
+    if now - updated <= timedelta(days=requirements.max_age_days):
+        return None
+    return updated.isoformat()
+
+
 def may_profile(
     section: ConsentSection,
     records: Iterable[ConsentRecord],
@@ -172,11 +203,14 @@ def may_profile(
     tcf: TCString | None = None,
     vendor_id: int | None = None,
     jurisdiction: str | None = None,
+    now: datetime | None = None,
 ) -> ProfilingDecision:
     """Decide whether the subject whose ``records`` these are may be profiled for ``purpose``.
 
     ``gpc`` is the request's GPC signal (see :func:`governance.consent.gpc.gpc_opt_out`);
-    ``tcf`` a decoded TC string, checked for ``vendor_id`` (required with ``tcf``).
+    ``tcf`` a decoded TC string, checked for ``vendor_id`` (default: the pack's
+    ``consent.tcf.vendor_id``; one of the two is required with ``tcf``) under the
+    pack's ``consent.tcf`` requirements, at ``now`` (default: now).
     ``jurisdiction`` is carried into the decision for the audit record; the pack
     already encodes what the jurisdiction requires.
 
@@ -185,8 +219,11 @@ def may_profile(
         may_profile(pack.consent, [], purpose="personalization").reason
         # "no consent record for purpose 'personalization': under opt-in consent (GDPR Art. 6(1)(a)) no record means no"
     """
+    requirements = section.tcf_requirements()
+    vendor_id = vendor_id if vendor_id is not None else requirements.vendor_id
     if tcf is not None and vendor_id is None:
         raise ConfigError(MSG_VENDOR_REQUIRED)
+    now = datetime.now(UTC) if now is None else now
     state = effective_state(records)
     config: ConsentPurpose | None = section.purposes.get(purpose)
     if config is None:
@@ -215,6 +252,11 @@ def may_profile(
         return decide(False, template[record.status].format(record=record.describe(), **names), record)
     if gpc and section.honour_gpc and model == "opt_out":
         return decide(False, REASON_GPC.format(**names), record, gpc=True)
+    lapsed = _lapsed_tcf_grant(record, requirements, now)
+    if lapsed is not None and model == "opt_in":
+        return decide(False, REASON_TCF_LAPSED.format(record=record.describe(), when=lapsed, days=requirements.max_age_days, **names), record)  # type: ignore[union-attr]
+    if lapsed is not None:
+        record = None  # under opt-out a lapsed grant is no record at all
     if model == "opt_in":
         if record is None:
             return decide(False, REASON_NO_RECORD.format(**names))
@@ -225,8 +267,8 @@ def may_profile(
                 record,
             )
     tcf_decision = None
-    if tcf is not None and basis == "consent":
-        tcf_decision = tcf_allows_profiling(tcf, vendor_id)  # type: ignore[arg-type]
+    if tcf is not None and basis == "consent" and purpose == requirements.purpose:
+        tcf_decision = tcf_allows_profiling(tcf, vendor_id, requirements, now=now)  # type: ignore[arg-type]
         if not tcf_decision.allowed:
             return decide(False, REASON_TCF.format(tcf=tcf_decision.reason, **names), record, tcf=tcf_decision)
     if model == "opt_in":

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from governance.policy import TCF_CONSENT_ONLY_PURPOSES, TcfRequirements
 from recommender.errors import ConfigError, DataError
 
 __all__ = [
@@ -53,7 +54,10 @@ PURPOSE_CONTENT_SELECTION = 6
 """TCF purpose 6: use profiles to select personalised content."""
 PURPOSE_LIMITED_CONTENT = 11
 """TCF purpose 11: use limited data to select content (no profile)."""
+PURPOSE_STORAGE = 1
+"""TCF purpose 1: store and/or access information on a device."""
 PURPOSE_NAMES = {
+    PURPOSE_STORAGE: "store and/or access information on a device",
     PURPOSE_CONTENT_PROFILE: "create profiles for personalised content",
     PURPOSE_CONTENT_SELECTION: "use profiles to select personalised content",
     PURPOSE_LIMITED_CONTENT: "use limited data to select content",
@@ -395,73 +399,160 @@ def decode_tc_string(s: str) -> TCString:
 
 
 # -- the decision ------------------------------------------------------------------
+# What the IAB Europe TCF Policies v2.2 and the IAB Tech Lab TC string format (v2.2) make a vendor check
+# before it processes for a purpose, as :func:`tcf_allows_profiling` applies them:
+#
+# * the string was made under the policy in force: core field ``TcfPolicyVersion`` (4 for v2.2, 5 for
+#   v2.3) at least the pack's ``min_policy_version``;
+# * it is fresh: ``LastUpdated`` not before ``Created``, not in the future, and at most the pack's
+#   ``max_age_days`` old (the v2.0 Policies' 13-month reminder; v2.2 defers to the local regulator);
+# * purpose 1 and every purpose the pack maps have a legal basis for this vendor: consent (the purpose's
+#   ``PurposesConsent`` bit and the vendor's ``Vendor Consent`` bit) or, for a purpose the pack lets
+#   rest on it and the Policies allow (never 1 or 3-6 under v2.2), legitimate interest (the
+#   ``PurposesLITransparency`` and ``Vendor Legitimate Interest`` bits: transparency given and no
+#   objection);
+# * no publisher restriction (``PubRestrictionEntry``: ``PurposeId``, ``RestrictionType``, vendor ranges)
+#   forbids it: type 0 "purpose flatly not allowed by publisher" forbids the purpose; type 1 "require
+#   consent" rules out the legitimate-interest path; type 2 "require legitimate interest" rules out the
+#   consent path (so, for a consent-only purpose, forbids it); type 3 is undefined and read as a veto.
+REASON_POLICY_VERSION = (
+    "the string was made under TCF policy version {got}; the pack accepts {minimum} or later "
+    "(consent.tcf.min_policy_version; 4 is TCF v2.2)"
+)
+REASON_TOO_OLD = (
+    "the string was last updated {when} ({days} days ago); the pack accepts strings at most {limit} days old "
+    "(consent.tcf.max_age_days): the user must be asked again"
+)
+REASON_FUTURE = "the string's LastUpdated {when} is in the future"
+REASON_CREATED_AFTER = "the string's Created {created} is after its LastUpdated {updated}"
+REASON_PURPOSE_ONE_TREATMENT = (
+    "purpose 1 (store and/or access information on a device) was not disclosed (PurposeOneTreatment set)"
+)
+REASON_NOT_CONSENTED = "purpose {p} ({name}) not consented"
+REASON_VENDOR = "vendor {vendor} not consented"
+REASON_NO_BASIS = "purpose {p} ({name}): neither consented nor under the vendor's legitimate interest"
+REASON_RESTRICTED = "publisher restricts purpose {p} for vendor {vendor}"
+REASON_REQUIRES_LI = (
+    "publisher restricts purpose {p} for vendor {vendor} to legitimate interest, which the TCF Policies v2.2 "
+    "do not allow for it"
+)
+REASON_ALLOWED = "TCF: vendor {vendor} may profile for personalised content: {bases}"
+REASON_REFUSED = "TCF: no profiling for personalised content by vendor {vendor}: {failures}"
+FUTURE_SKEW = timedelta(minutes=5)
+"""How far in the future a ``LastUpdated`` may lie (clock skew between the CMP and us)."""
+_VETO = frozenset({RESTRICTION_NOT_ALLOWED, 3})
+
+
 @dataclass(frozen=True)
 class TcfDecision:
-    """What a TC string allows one vendor to do with personalised content."""
+    """What a TC string allows one vendor to do with personalised content, under the pack's requirements."""
 
     allowed: bool
-    """Profiling for personalised content: purposes 5 and 6 consented, the vendor consented, no publisher veto."""
+    """Every requirement met: policy version, age, and a legal basis for each required purpose."""
     vendor_id: int
     purpose_5_consent: bool
     purpose_6_consent: bool
     vendor_consent: bool
     restricted_purposes: tuple[int, ...]
-    """Purposes among 5, 6 and 11 that a publisher restriction forbids this vendor under consent."""
+    """Purposes among those required (and 11) that a publisher restriction forbids this vendor under consent."""
     limited_content_allowed: bool
     """Purpose 11 (limited data to select content, no profile) allowed, by consent or legitimate interest."""
     reason: str
+    failures: tuple[str, ...] = ()
+    """Each requirement not met, in plain language."""
+    bases: tuple[tuple[int, str], ...] = ()
+    """The legal basis each required purpose rests on (``consent`` or ``legitimate_interest``), when it has one."""
+    string_failures: tuple[str, ...] = ()
+    """The failures that make the string itself unusable (policy version, age, times): it says nothing
+    about the user's choice, so it is neither a grant nor a refusal to record."""
 
 
-def tcf_allows_profiling(tc: TCString, vendor_id: int) -> TcfDecision:
-    """Whether ``tc`` allows ``vendor_id`` to profile for personalised content.
+def _purpose_basis(tc: TCString, vendor_id: int, p: int, li_allowed: bool) -> tuple[str | None, list[str]]:
+    """The basis purpose ``p`` has for ``vendor_id`` (or None) and why not, under the publisher restrictions."""
+    types = tc.restrictions_for(vendor_id, p)
+    name = PURPOSE_NAMES.get(p, f"TCF purpose {p}")
+    if types & _VETO:
+        return None, [REASON_RESTRICTED.format(p=p, vendor=vendor_id)]
+    consent_path = RESTRICTION_REQUIRE_LI not in types
+    li_path = li_allowed and RESTRICTION_REQUIRE_CONSENT not in types
+    if consent_path and tc.purpose_consent(p) and tc.vendor_consent(vendor_id):
+        return "consent", []
+    if li_path and tc.purpose_li(p) and tc.vendor_li(vendor_id):
+        return "legitimate_interest", []
+    if not consent_path and not li_path:
+        return None, [REASON_REQUIRES_LI.format(p=p, vendor=vendor_id)]
+    if li_path:
+        return None, [REASON_NO_BASIS.format(p=p, name=name)]
+    if not tc.purpose_consent(p):
+        if p == 1 and tc.purpose_one_treatment:
+            return None, [REASON_PURPOSE_ONE_TREATMENT]
+        return None, [REASON_NOT_CONSENTED.format(p=p, name=name)]
+    return None, []  # consented, but not the vendor: said once, by the caller
 
-    Profiling needs TCF purposes 5 (create profiles for personalised content) and
-    6 (use profiles to select personalised content), both on consent (TCF v2.2
-    forbids legitimate interest for them), the vendor's consent, and no publisher
-    restriction of type 0 (not allowed) or 2 (require legitimate interest, which
-    these purposes cannot use) on 5 or 6 for this vendor. Purpose 11 is reported
-    separately: it allows content selection from limited data, without a profile.
+
+def _string_failures(tc: TCString, requirements: TcfRequirements, now: datetime) -> list[str]:
+    """What makes the string itself unusable: its policy version and its age."""
+    failures = []
+    if tc.tcf_policy_version < requirements.min_policy_version:
+        failures.append(REASON_POLICY_VERSION.format(got=tc.tcf_policy_version, minimum=requirements.min_policy_version))
+    if tc.created > tc.last_updated:
+        failures.append(REASON_CREATED_AFTER.format(created=tc.created.isoformat(), updated=tc.last_updated.isoformat()))
+    if tc.last_updated > now + FUTURE_SKEW:
+        failures.append(REASON_FUTURE.format(when=tc.last_updated.isoformat()))
+    elif requirements.max_age_days is not None and now - tc.last_updated > timedelta(days=requirements.max_age_days):
+        days = (now - tc.last_updated).days
+        failures.append(REASON_TOO_OLD.format(when=tc.last_updated.isoformat(), days=days, limit=requirements.max_age_days))
+    return failures
+
+
+def tcf_allows_profiling(
+    tc: TCString, vendor_id: int, requirements: TcfRequirements | None = None, *, now: datetime | None = None
+) -> TcfDecision:
+    """Whether ``tc`` allows ``vendor_id`` to profile for personalised content under ``requirements``.
+
+    ``requirements`` is the pack's ``consent.tcf`` (default: :class:`~governance.policy.TcfRequirements`,
+    purposes 1, 5 and 6 on consent, policy version 4 or later, at most 390 days old); ``now`` the
+    moment the string is judged at (default: now). See the comment above for what is checked and why.
+    Purpose 11 is reported separately (``limited_content_allowed``) unless the pack requires it.
     """
     _vendor_id(vendor_id)
-    p5 = tc.purpose_consent(PURPOSE_CONTENT_PROFILE)
-    p6 = tc.purpose_consent(PURPOSE_CONTENT_SELECTION)
+    requirements = requirements if requirements is not None else TcfRequirements()
+    now = datetime.now(UTC) if now is None else now
+    invalid = _string_failures(tc, requirements, now)
+    failures = list(invalid)
     vendor = tc.vendor_consent(vendor_id)
-    vetoes = {RESTRICTION_NOT_ALLOWED, RESTRICTION_REQUIRE_LI, 3}
-    restricted = tuple(
-        p
-        for p in (PURPOSE_CONTENT_PROFILE, PURPOSE_CONTENT_SELECTION, PURPOSE_LIMITED_CONTENT)
-        if tc.restrictions_for(vendor_id, p) & vetoes
-    )
+    bases: list[tuple[int, str]] = []
+    vendor_missing = False
+    for p in sorted(set(requirements.purposes)):
+        li_allowed = p in requirements.legitimate_interest_purposes and p not in TCF_CONSENT_ONLY_PURPOSES
+        basis, why = _purpose_basis(tc, vendor_id, p, li_allowed)
+        if basis is not None:
+            bases.append((p, basis))
+            continue
+        failures.extend(why)
+        vendor_missing = vendor_missing or not vendor
+    if vendor_missing:
+        failures.append(REASON_VENDOR.format(vendor=vendor_id))
+    checked = sorted(set(requirements.purposes) | {PURPOSE_LIMITED_CONTENT})
+    restricted = tuple(p for p in checked if tc.restrictions_for(vendor_id, p) & (_VETO | {RESTRICTION_REQUIRE_LI}))
     p11_types = tc.restrictions_for(vendor_id, PURPOSE_LIMITED_CONTENT)
-    p11_by_consent = tc.purpose_consent(PURPOSE_LIMITED_CONTENT) and vendor and not p11_types & vetoes
-    p11_by_li = (
-        tc.purpose_li(PURPOSE_LIMITED_CONTENT)
-        and tc.vendor_li(vendor_id)
-        and not p11_types & {RESTRICTION_NOT_ALLOWED, RESTRICTION_REQUIRE_CONSENT, 3}
-    )
-    missing = []
-    if not p5:
-        missing.append(f"purpose 5 ({PURPOSE_NAMES[5]}) not consented")
-    if not p6:
-        missing.append(f"purpose 6 ({PURPOSE_NAMES[6]}) not consented")
-    if not vendor:
-        missing.append(f"vendor {vendor_id} not consented")
-    missing.extend(
-        f"publisher restricts purpose {p} for vendor {vendor_id}" for p in restricted if p != PURPOSE_LIMITED_CONTENT
-    )
-    allowed = not missing
-    if allowed:
-        reason = f"TCF: vendor {vendor_id} may profile for personalised content: purposes 5 and 6 and the vendor are consented"
+    p11 = _purpose_basis(tc, vendor_id, PURPOSE_LIMITED_CONTENT, True)[0] is not None and not p11_types & _VETO
+    if failures:
+        reason = REASON_REFUSED.format(vendor=vendor_id, failures="; ".join(failures))
     else:
-        reason = f"TCF: no profiling for personalised content by vendor {vendor_id}: " + "; ".join(missing)
+        described = ", ".join(f"purpose {p} on {b.replace('_', ' ')}" for p, b in bases)
+        reason = REASON_ALLOWED.format(vendor=vendor_id, bases=described)
     reason += f" (TC string of CMP {tc.cmp_id}, last updated {tc.last_updated.isoformat()}, policy version {tc.tcf_policy_version})"
     return TcfDecision(
-        allowed=allowed,
+        allowed=not failures,
         vendor_id=vendor_id,
-        purpose_5_consent=p5,
-        purpose_6_consent=p6,
+        purpose_5_consent=tc.purpose_consent(PURPOSE_CONTENT_PROFILE),
+        purpose_6_consent=tc.purpose_consent(PURPOSE_CONTENT_SELECTION),
         vendor_consent=vendor,
         restricted_purposes=restricted,
-        limited_content_allowed=bool(p11_by_consent or p11_by_li),
+        limited_content_allowed=p11,
         reason=reason,
+        failures=tuple(failures),
+        bases=tuple(bases),
+        string_failures=tuple(invalid),
     )

@@ -298,28 +298,31 @@ def test_unlisted_purpose_reason():
 
 
 # -- TCF ---------------------------------------------------------------------------
+STRING_DAY = datetime(1970, 1, 2, tzinfo=UTC)  # core() strings were last updated at the epoch: judged a day later
+
+
 def test_tcf_without_purposes_5_and_6_blocks_consent_based_personalization():
     granted = [record("granted")]
     tc_no = decode_tc_string(core(purposes={1, 2}, vendors={VENDOR}))
-    decision = may_profile(SECTION, granted, tcf=tc_no, vendor_id=VENDOR)
+    decision = may_profile(SECTION, granted, tcf=tc_no, vendor_id=VENDOR, now=STRING_DAY)
     assert decision.allowed is False and decision.tcf is not None and not decision.tcf.allowed
     assert "the TCF string blocks consent-based profiling" in decision.reason and "purpose 5" in decision.reason
     tc_yes = decode_tc_string(core(purposes={1, 5, 6}, vendors={VENDOR}))
-    allowed = may_profile(SECTION, granted, tcf=tc_yes, vendor_id=VENDOR)
+    allowed = may_profile(SECTION, granted, tcf=tc_yes, vendor_id=VENDOR, now=STRING_DAY)
     assert allowed.allowed is True and allowed.tcf.allowed is True
 
 
 def test_tcf_without_the_vendor_blocks():
-    tc = decode_tc_string(core(purposes={5, 6}, vendors={1, 2}))
-    decision = may_profile(SECTION, [record("granted")], tcf=tc, vendor_id=VENDOR)
+    tc = decode_tc_string(core(purposes={1, 5, 6}, vendors={1, 2}))
+    decision = may_profile(SECTION, [record("granted")], tcf=tc, vendor_id=VENDOR, now=STRING_DAY)
     assert decision.allowed is False and f"vendor {VENDOR} not consented" in decision.reason
 
 
 def test_tcf_never_grants_and_does_not_touch_legitimate_interest_purposes():
-    tc = decode_tc_string(core(purposes={5, 6}, vendors={VENDOR}))
-    assert may_profile(SECTION, [], tcf=tc, vendor_id=VENDOR).allowed is False  # still no record
+    tc = decode_tc_string(core(purposes={1, 5, 6}, vendors={VENDOR}))
+    assert may_profile(SECTION, [], tcf=tc, vendor_id=VENDOR, now=STRING_DAY).allowed is False  # still no record
     tc_no = decode_tc_string(core())
-    decision = may_profile(SECTION, [], purpose="analytics", tcf=tc_no, vendor_id=VENDOR)
+    decision = may_profile(SECTION, [], purpose="analytics", tcf=tc_no, vendor_id=VENDOR, now=STRING_DAY)
     assert decision.allowed is True and decision.tcf is None
 
 

@@ -26,7 +26,7 @@ from audits import (
 from audits.models import ModelVersion, SubjectRequest, TrailEvent
 from governance import privacy
 from governance.consent.state import may_profile
-from governance.policy import load_pack
+from governance.policy import TcfRequirements, load_pack
 from governance.privacy import (
     EXCLUSION_REASONS,
     erase_subject,
@@ -51,8 +51,12 @@ CA = load_pack(
 NOW = datetime(2024, 7, 2, tzinfo=UTC)  # the synthetic log runs 2024-01-01 to 2024-07-01
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 VICTIM = "dsr-victim-7Qx9"
-TC_ALLOWS_23 = "COrEAV4OrXx94ACABBENAHCIAD-AAAAAAACAAxAAAAgAIAwgAgAAAAEAgQAAAAAEAYQAQAAAACAAAABAAA"  # IAB iabtcf-java
-TC_DENIES = "COtybn4PA_zT4KjACBENAPCIAEBAAECAAIAAAAAAAAAA"  # purposes 2 and 10 only
+# TCF v2.2 strings (policy version 4) last updated 2024-03-01, built bit by bit as in test_tcf.py:
+TC_ALLOWS_23 = "CP60edpP60edpAKADBDECWEgAL-AAAAAAAYgALgAAAgAAAAA"  # purposes 1, 3-9; vendor 23
+TC_DENIES = "CP60edpP60edpAKADBDECWEgAEBAAAAAAAYgALgAAAgAAAAA"  # purposes 2 and 10 only
+EU_TCF_ANY_AGE = EU.pack.model_copy(  # EU, letting TCF grant, without the age limit, so the strings above never expire
+    update={"consent": EU.pack.consent.model_copy(update={"tcf": TcfRequirements(max_age_days=None, grants=True)})}
+)
 
 
 def _dump(store: Store) -> str:
@@ -249,15 +253,15 @@ def test_gpc_is_recorded_as_an_opt_out_with_source_gpc(store: Store) -> None:
 
 
 def test_a_tcf_string_is_recorded_with_its_evidence(store: Store) -> None:
-    granted = record_consent_from_request(store, VICTIM, pack=EU, tcf=TC_ALLOWS_23, vendor_id=23)
+    granted = record_consent_from_request(store, VICTIM, pack=EU_TCF_ANY_AGE, tcf=TC_ALLOWS_23, vendor_id=23)
     assert [(r["purpose"], r["status"], r["source"]) for r in granted["recorded"]] == [
         ("personalization", "granted", "tcf")
     ]
-    assert record_consent_from_request(store, VICTIM, pack=EU, tcf=TC_ALLOWS_23, vendor_id=23)["recorded"] == []
-    refused = record_consent_from_request(store, VICTIM, pack=EU, tcf=TC_DENIES, vendor_id=23)
+    assert record_consent_from_request(store, VICTIM, pack=EU_TCF_ANY_AGE, tcf=TC_ALLOWS_23, vendor_id=23)["recorded"] == []
+    refused = record_consent_from_request(store, VICTIM, pack=EU_TCF_ANY_AGE, tcf=TC_DENIES, vendor_id=23)
     assert [r["status"] for r in refused["recorded"]] == ["withdrawn"]  # it was granted before
     assert (
-        record_consent_from_request(store, "new-subject-9", pack=EU, tcf=TC_DENIES, vendor_id=23)["recorded"][0][
+        record_consent_from_request(store, "new-subject-9", pack=EU_TCF_ANY_AGE, tcf=TC_DENIES, vendor_id=23)["recorded"][0][
             "status"
         ]
         == "denied"
@@ -268,9 +272,9 @@ def test_a_tcf_string_is_recorded_with_its_evidence(store: Store) -> None:
     assert all(h["source"] == "tcf" and h["lawful_basis"] == "consent" for h in history)
     assert "purpose 5" in history[-1]["evidence"]["decision"]
     with pytest.raises(ConfigError, match="no vendor_id"):
-        record_consent_from_request(store, VICTIM, pack=EU, tcf=TC_ALLOWS_23)
+        record_consent_from_request(store, VICTIM, pack=EU_TCF_ANY_AGE, tcf=TC_ALLOWS_23)
     with pytest.raises(DataError, match="not base64url"):
-        record_consent_from_request(store, VICTIM, pack=EU, tcf="not a tc string!", vendor_id=23)
+        record_consent_from_request(store, VICTIM, pack=EU_TCF_ANY_AGE, tcf="not a tc string!", vendor_id=23)
 
 
 # -- access and erasure -----------------------------------------------------------------------

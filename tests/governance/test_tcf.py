@@ -26,6 +26,7 @@ from governance.consent.tcf import (
     decode_tc_string,
     tcf_allows_profiling,
 )
+from governance.policy import TcfRequirements
 from recommender.errors import ConfigError, DataError
 
 
@@ -593,70 +594,79 @@ def test_vendor_ids_outside_1_to_65535_are_a_caller_error(vendor_id):
 
 # -- the profiling decision --------------------------------------------------------
 VENDOR = 755
+NOW = CREATED + timedelta(days=1)  # the strings built here were last updated a day before
 
 
+def allows(tc: TCString, vendor_id: int = VENDOR, **requirements):
+    return tcf_allows_profiling(tc, vendor_id, TcfRequirements(**requirements), now=NOW)
+
+
+@pytest.mark.parametrize("p1", [True, False])
 @pytest.mark.parametrize("p5", [True, False])
 @pytest.mark.parametrize("p6", [True, False])
 @pytest.mark.parametrize("vendor", [True, False])
-def test_profiling_needs_purposes_5_and_6_and_the_vendor(p5, p6, vendor):
-    purposes = {n for n, on in ((5, p5), (6, p6)) if on} | {1, 2}
+def test_profiling_needs_purposes_1_5_and_6_and_the_vendor(p1, p5, p6, vendor):
+    purposes = {n for n, on in ((1, p1), (5, p5), (6, p6)) if on} | {2}
     tc = decode_tc_string(core(purposes=purposes, vendors={VENDOR} if vendor else {1}))
-    decision = tcf_allows_profiling(tc, VENDOR)
-    assert decision.allowed is (p5 and p6 and vendor)
+    decision = allows(tc)
+    assert decision.allowed is (p1 and p5 and p6 and vendor)
     assert (decision.purpose_5_consent, decision.purpose_6_consent, decision.vendor_consent) == (p5, p6, vendor)
+    assert ("purpose 1 (store and/or access information on a device) not consented" in decision.reason) is not p1
     assert ("purpose 5 (create profiles for personalised content) not consented" in decision.reason) is not p5
     assert ("purpose 6 (use profiles to select personalised content) not consented" in decision.reason) is not p6
     assert (f"vendor {VENDOR} not consented" in decision.reason) is not vendor
 
 
-def test_allowed_reason_cites_the_string():
-    decision = tcf_allows_profiling(decode_tc_string(core(purposes={5, 6}, vendors={VENDOR})), VENDOR)
-    assert decision.allowed
+def test_allowed_reason_cites_the_string_and_the_bases():
+    decision = allows(decode_tc_string(core(purposes={1, 5, 6}, vendors={VENDOR})))
+    assert decision.allowed and decision.bases == ((1, "consent"), (5, "consent"), (6, "consent"))
     assert decision.reason == (
-        f"TCF: vendor {VENDOR} may profile for personalised content: purposes 5 and 6 and the vendor are consented "
-        f"(TC string of CMP 10, last updated {CREATED.isoformat()}, policy version 4)"
+        f"TCF: vendor {VENDOR} may profile for personalised content: purpose 1 on consent, purpose 5 on consent, "
+        f"purpose 6 on consent (TC string of CMP 10, last updated {CREATED.isoformat()}, policy version 4)"
     )
 
 
 def test_legitimate_interest_never_allows_profiling():
-    tc = decode_tc_string(core(purposes_li={5, 6}, vendors_li={VENDOR}))
-    assert not tcf_allows_profiling(tc, VENDOR).allowed
+    tc = decode_tc_string(core(purposes={1}, purposes_li={5, 6}, vendors={VENDOR}, vendors_li={VENDOR}))
+    assert not allows(tc).allowed
 
 
 @pytest.mark.parametrize(("restriction_type", "blocks"), [(0, True), (1, False), (2, True), (3, True)])
 def test_publisher_restrictions_on_purposes_5_and_6(restriction_type, blocks):
     for purpose in (5, 6):
         tc = decode_tc_string(
-            core(purposes={5, 6}, vendors={VENDOR}, restrictions=[(purpose, restriction_type, [(700, 800)])])
+            core(purposes={1, 5, 6}, vendors={VENDOR}, restrictions=[(purpose, restriction_type, [(700, 800)])])
         )
-        decision = tcf_allows_profiling(tc, VENDOR)
+        decision = allows(tc)
         assert decision.allowed is not blocks
         assert (purpose in decision.restricted_purposes) is blocks
-        assert tcf_allows_profiling(tc, 801).allowed is False  # not consented anyway
-    other = decode_tc_string(core(purposes={5, 6}, vendors={VENDOR}, restrictions=[(5, 0, [(1, 10)])]))
-    assert tcf_allows_profiling(other, VENDOR).allowed  # the restriction covers other vendors
+        assert allows(tc, 801).allowed is False  # not consented anyway
+    other = decode_tc_string(core(purposes={1, 5, 6}, vendors={VENDOR}, restrictions=[(5, 0, [(1, 10)])]))
+    assert allows(other).allowed  # the restriction covers other vendors
 
 
 def test_purpose_11_is_reported_separately():
     by_consent = decode_tc_string(core(purposes={11}, vendors={VENDOR}))
-    decision = tcf_allows_profiling(by_consent, VENDOR)
+    decision = allows(by_consent)
     assert decision.allowed is False and decision.limited_content_allowed is True
     by_li = decode_tc_string(core(purposes_li={11}, vendors_li={VENDOR}))
-    assert tcf_allows_profiling(by_li, VENDOR).limited_content_allowed is True
+    assert allows(by_li).limited_content_allowed is True
     vetoed = decode_tc_string(core(purposes={11}, vendors={VENDOR}, restrictions=[(11, 0, [(VENDOR, VENDOR)])]))
-    assert tcf_allows_profiling(vetoed, VENDOR).limited_content_allowed is False
-    assert tcf_allows_profiling(vetoed, VENDOR).restricted_purposes == (11,)
+    assert allows(vetoed).limited_content_allowed is False
+    assert allows(vetoed).restricted_purposes == (11,)
     nothing = decode_tc_string(core(purposes={11}))
-    assert tcf_allows_profiling(nothing, VENDOR).limited_content_allowed is False
+    assert allows(nothing).limited_content_allowed is False
 
 
 def test_published_strings_decisions():
-    # [lib_tcstring]'s all-segments example consents purposes 5, 6 and 11 and vendors 2-5
+    # [lib_tcstring]'s all-segments example consents purposes 1, 5, 6 and 11 and vendors 2-5, under policy version 2
     tc = decode_tc_string(LIB_TCSTRING_ALL_SEGMENTS)
-    assert tcf_allows_profiling(tc, 3).allowed
-    assert not tcf_allows_profiling(tc, 6).allowed
+    then = tc.last_updated + timedelta(days=1)
+    assert tcf_allows_profiling(tc, 3, TcfRequirements(min_policy_version=2), now=then).allowed
+    assert not tcf_allows_profiling(tc, 3, now=then).allowed  # made before TCF v2.2
+    assert not tcf_allows_profiling(tc, 6, TcfRequirements(min_policy_version=2), now=then).allowed
     # [IAB-java]'s encoder example consents only purposes 2 and 10
-    assert not tcf_allows_profiling(decode_tc_string(IAB_JAVA_ENCODER), 3).allowed
+    assert not tcf_allows_profiling(decode_tc_string(IAB_JAVA_ENCODER), 3, TcfRequirements(min_policy_version=2)).allowed
 
 
 def test_created_is_timedelta_exact_for_the_maximum_timestamp():
