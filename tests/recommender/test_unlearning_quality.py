@@ -9,9 +9,10 @@ Holes these tests pin:
   the spread of retrains over seeds;
 * the AUC behind that judgement must be the textbook one (checked against
   scikit-learn, ties included, and against an independent dense fold-in);
-* unlearning must stay inside the retrain range on a person whose taste is a
-  planted cluster (the regression pin), while the protocol still sees a
-  model that kept them.
+* on a person whose taste is a planted cluster, the protocol must see what
+  erasure's fast unlearning leaves (outside the retrain range, so the model
+  is provisional), and must accept unlearning that runs as long as a retrain
+  (the positive control: a judge that says "outside" to everything fails).
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ from recommender.unlearning_quality import (
 
 PARAMS = {"factors": 8, "regularization": 0.05, "alpha": 2.0, "iterations": 10, "num_threads": 1}
 SEEDS = tuple(range(6))
-WITH_SWEEPS = UnlearningMethod(propagate=1, sweeps=2)
+WITH_SWEEPS = UnlearningMethod(propagate=1, sweeps=2 * PARAMS["iterations"])
+"""Warm-started full sweeps worth two retrains: as far from the original as a retrain goes."""
+ROW_ONLY = UnlearningMethod(propagate=0, refresh_items=False)
 
 
 def planted(seed: int = 0, n_users: int = 80, n_background: int = 40, n_cluster: int = 12) -> InteractionMatrix:
@@ -76,14 +79,11 @@ def train() -> InteractionMatrix:
     return planted()
 
 
-@pytest.fixture(scope="module")
-def quality(train):
+@pytest.fixture(scope="module", params=[0, 1, 2], ids=lambda seed: f"data{seed}")
+def quality(request):
+    """The protocol on three planted data sets (the verdicts must not hang on one draw)."""
     return measure_unlearning_quality(
-        train,
-        ["u0"],
-        params=PARAMS,
-        seeds=SEEDS,
-        methods=(ERASE_DEFAULT, WITH_SWEEPS, UnlearningMethod(propagate=0, refresh_items=False)),
+        planted(request.param), ["u0"], params=PARAMS, seeds=SEEDS, methods=(ERASE_DEFAULT, WITH_SWEEPS, ROW_ONLY)
     )
 
 
@@ -161,14 +161,14 @@ def test_protocol_sees_a_planted_person_original_high_retrain_low(quality):
     summary = quality.summary()
     assert summary["original"]["mean"] > 0.75
     assert summary["retrained"]["mean"] < summary["original"]["mean"] - 0.3
-    dropping_the_row_only = quality.verdicts["propagate=0,sweeps=0,refresh_items=False"]
+    dropping_the_row_only = quality.verdicts[ROW_ONLY.name]
     assert dropping_the_row_only.verdict == "outside"  # negative control: keeping the items keeps the person
     assert dropping_the_row_only.p_value_original < 0.05
 
 
-def test_unlearning_with_sweeps_stays_inside_the_retrain_range(quality):
-    """The regression pin: if forget_users with two sweeps stops removing a planted person as well as a
-    retrain does, this fails."""
+def test_unlearning_as_long_as_a_retrain_is_inside_the_retrain_range(quality):
+    """The positive control, and a regression pin on sweeps: warm-started sweeps worth two retrains must be
+    judged as good as a retrain; if the judge or the sweeps break, this fails."""
     verdict = quality.verdicts[WITH_SWEEPS.name]
     assert verdict.verdict == "inside", verdict.reason
     assert verdict.acceptable
