@@ -176,15 +176,30 @@ def held_out_auc(model: ALSRecommender, halves: HeldOutHalves, *, kind: str = "g
     with blas_single_thread():
         users = model.model_.recalculate_user(np.arange(halves.n_subjects), halves.fold_in)
     users = np.atleast_2d(np.asarray(users, dtype=np.float64))
-    scores = users @ np.asarray(model.item_factors_, dtype=np.float64).T
-    excluded = halves.fold_in.toarray() != 0
-    positive = halves.held_out.toarray() != 0
-    negative = halves.history.toarray() == 0
-    # Below every candidate: a candidate's rank among candidates is its rank minus this count.
-    scores[excluded] = -np.inf
+    items = np.asarray(model.item_factors_, dtype=np.float64)
+    block = max(1, _BLOCK_CELLS // max(items.shape[0], 1))
+    return np.concatenate(
+        [_auc_block(users[start : start + block], items, halves, start) for start in range(0, len(users), block)]
+    )
+
+
+_BLOCK_CELLS = 4_000_000
+"""Scores held at once (subjects x items): bounds memory on large catalogues."""
+
+
+def _auc_block(users: np.ndarray, items: np.ndarray, halves: HeldOutHalves, start: int) -> np.ndarray:
+    """The AUCs of subjects ``start .. start + len(users)``: ranks of all items, the fold-in pushed below all."""
+    stop = start + len(users)
+    fold, held = halves.fold_in[start:stop], halves.held_out[start:stop]
+    scores = users @ items.T
+    # Below every candidate: a candidate's rank among candidates is its rank minus the fold-in count.
+    scores[fold.nonzero()] = -np.inf
     ranks = stats.rankdata(scores, axis=1)
-    n_pos, n_neg, n_ex = positive.sum(axis=1), negative.sum(axis=1), excluded.sum(axis=1)
-    u_stat = (ranks * positive).sum(axis=1) - n_pos * n_ex - n_pos * (n_pos + 1) / 2.0
+    rows, cols = held.nonzero()
+    rank_sum = np.bincount(rows, weights=ranks[rows, cols], minlength=len(users))
+    n_pos, n_ex = np.diff(held.indptr), np.diff(fold.indptr)
+    n_neg = items.shape[0] - np.diff(halves.history[start:stop].indptr)
+    u_stat = rank_sum - n_pos * n_ex - n_pos * (n_pos + 1) / 2.0
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where((n_pos > 0) & (n_neg > 0), u_stat / (n_pos * n_neg), np.nan)
 

@@ -275,3 +275,14 @@ def test_only_a_verdict_inside_the_range_makes_an_unlearned_model_final(quality)
     retrained = 0.8 + rng.normal(0, 0.01, size=(8, 5))
     inconclusive = judge_unlearning(retrained[:, ::-1], retrained[:, ::-1], retrained)
     assert unlearned_model_standing(inconclusive).provisional
+
+
+def test_auc_in_blocks_equals_auc_at_once(train, monkeypatch):
+    """Large catalogues are scored a block of subjects at a time; the blocks must not change a figure."""
+    import recommender.unlearning_quality as quality_module
+
+    model = ALSRecommender(**{**PARAMS, "random_state": 2}).fit(train)
+    halves = held_out_halves(rows_of(train, [f"u{i}" for i in range(10)]), random_state=1)
+    at_once = held_out_auc(model, halves)
+    monkeypatch.setattr(quality_module, "_BLOCK_CELLS", 3 * train.n_items)  # blocks of 3 subjects
+    np.testing.assert_array_equal(held_out_auc(model, halves), at_once)
