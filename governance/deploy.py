@@ -155,14 +155,18 @@ def promote(
         if to_stage in _GATED:
             if dataset is None:
                 raise ConfigError(f"data is needed to promote to {to_stage}: the gate audits the model on it")
-            gating, binding = deploy_policy.gate_pack(session, to_stage, asked=pack, load=load_pack)
-            deploy_policy.check_data(session, binding, dataset, model_version=model_version)
-    if to_stage in _GATED:
+            binding = deploy_policy.binding_in_force(session, to_stage)
+            trained_on = deploy_policy.training_hashes(session, model_version)
+    if to_stage in _GATED:  # packs are read and data hashed outside any transaction
+        gating = deploy_policy.gate_pack(binding, asked=pack, load=load_pack)
+        deploy_policy.check_data(binding, dataset, trained_on=trained_on)
         audit_id = _run_gate(store, gating, dataset, model_version, to_stage, out_dir, models_dir, who)
         gate = Gate(gating.name, gating.version, gating.content_hash, audit_id, binding.id)
     with store.session() as session:
         lock_head(session)
         current = _check_move(session, model_version, to_stage)  # again, under the lock
+        if gate is not None:
+            deploy_policy.check_unchanged(session, to_stage, gate)
         displaced = _production(_stages(session)) if to_stage == "production" else None
         recorded = None if gate is None else gate.to_dict()
         if displaced is not None:

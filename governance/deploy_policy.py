@@ -51,6 +51,7 @@ __all__ = [
     "NOT_A_GATED_STAGE",
     "NO_BINDING",
     "PACK_NOT_BOUND",
+    "POLICY_CHANGED",
     "ROLLBACK_UNDER_OTHER_PACK",
     "Binding",
     "DeploymentPolicyRefused",
@@ -58,11 +59,14 @@ __all__ = [
     "PackLoader",
     "StageRequirements",
     "binding_for",
+    "binding_in_force",
     "check_data",
     "check_rollback",
+    "check_unchanged",
     "current_bindings",
     "gate_pack",
     "set_binding",
+    "training_hashes",
 ]
 
 NOT_A_GATED_STAGE = "a deployment policy binds canary or production, the stages that serve; got {stage!r} (shadow is never served and has no gate)"
@@ -90,6 +94,10 @@ DATA_NOT_TRAINING = (
 )
 DATA_NOT_NAMED = (
     "the deployment policy requires the {stage} gate to audit dataset {expected}; the data given is dataset {got}"
+)
+POLICY_CHANGED = (
+    "the deployment policy for {stage} changed while the gate ran (binding #{was}, now #{now}): "
+    "nothing moved; promote again to run the gate the policy binds now"
 )
 ROLLBACK_UNDER_OTHER_PACK = (
     "cannot roll back to {version!r} (it passed production under pack {gated}): production is now bound to pack {bound}; "
@@ -242,39 +250,38 @@ def set_binding(
     return Binding.of(row)
 
 
-def gate_pack(
-    session: Session, stage: str, *, asked: LoadedPack | None, load: PackLoader
-) -> tuple[LoadedPack, Binding]:
-    """The pack that gates ``stage`` under the policy, after refusing any other the caller ``asked`` for."""
+def binding_in_force(session: Session, stage: str) -> Binding:
+    """The binding of ``stage``, or :class:`DeploymentPolicyRefused` when there is none (fail closed)."""
     binding = binding_for(session, stage)
     if binding is None:
         raise DeploymentPolicyRefused(NO_BINDING.format(stage=stage))
+    return binding
+
+
+def gate_pack(binding: Binding, *, asked: LoadedPack | None, load: PackLoader) -> LoadedPack:
+    """The pack that gates ``binding``'s stage, after refusing any other the caller ``asked`` for.
+
+    Reads no store: call it outside a transaction (reading a pack must not hold the store's writer lock).
+    """
+    stage = binding.stage
     if asked is not None and asked.content_hash != binding.pack_hash:
         asked_label = f"{asked.name}@{asked.version}"
         message = PACK_NOT_BOUND.format(
-            stage=stage,
-            bound=binding.label,
-            bound_hash=_short(binding.pack_hash),
-            asked=asked_label,
-            asked_hash=_short(asked.content_hash),
+            stage=stage, bound=binding.label, bound_hash=_short(binding.pack_hash), asked=asked_label, asked_hash=_short(asked.content_hash)
         )
         raise DeploymentPolicyRefused(message)
     try:
         loaded = load(binding.ref)
     except ConfigError as err:
-        raise DeploymentPolicyRefused(
-            BOUND_PACK_MISSING.format(stage=stage, ref=binding.ref, reason=str(err).splitlines()[0])
-        ) from err
+        raise DeploymentPolicyRefused(BOUND_PACK_MISSING.format(stage=stage, ref=binding.ref, reason=str(err).splitlines()[0])) from err
     if loaded.content_hash != binding.pack_hash:
         raise DeploymentPolicyRefused(
-            BOUND_PACK_CHANGED.format(
-                stage=stage, ref=binding.ref, now=_short(loaded.content_hash), pinned=_short(binding.pack_hash)
-            )
+            BOUND_PACK_CHANGED.format(stage=stage, ref=binding.ref, now=_short(loaded.content_hash), pinned=_short(binding.pack_hash))
         )
-    return loaded, binding
+    return loaded
 
 
-def _training_hashes(session: Session, model_version: str) -> set[str]:
+def training_hashes(session: Session, model_version: str) -> set[str]:
     """The content hashes of the data ``model_version`` was trained on: as recorded, and before any privacy filter."""
     model = session.get(ModelVersion, model_version)
     if model is None:
@@ -285,8 +292,8 @@ def _training_hashes(session: Session, model_version: str) -> set[str]:
     return {h for h in (*hashes, before) if h}
 
 
-def check_data(session: Session, binding: Binding, dataset: Dataset, *, model_version: str) -> None:
-    """Refuse gate data that does not cover what ``binding`` requires."""
+def check_data(binding: Binding, dataset: Dataset, *, trained_on: set[str]) -> None:
+    """Refuse gate data that does not cover what ``binding`` requires (``trained_on``: :func:`training_hashes`)."""
     need = binding.requirements
     n_users = int(dataset.events["user_id"].nunique()) if len(dataset.events) else 0
     for n, what, minimum in ((dataset.n_events, "events", need.min_events), (n_users, "users", need.min_users)):
@@ -296,16 +303,18 @@ def check_data(session: Session, binding: Binding, dataset: Dataset, *, model_ve
         return
     got = dataset.content_hash()
     if need.dataset == "training":
-        expected = _training_hashes(session, model_version)
-        if got not in expected:
-            shown = ", ".join(sorted(_short(h) for h in expected)) or "unknown"
-            raise DeploymentPolicyRefused(
-                DATA_NOT_TRAINING.format(stage=binding.stage, expected=shown, got=_short(got))
-            )
+        if got not in trained_on:
+            shown = ", ".join(sorted(_short(h) for h in trained_on)) or "unknown"
+            raise DeploymentPolicyRefused(DATA_NOT_TRAINING.format(stage=binding.stage, expected=shown, got=_short(got)))
     elif got != need.dataset:
-        raise DeploymentPolicyRefused(
-            DATA_NOT_NAMED.format(stage=binding.stage, expected=_short(need.dataset), got=_short(got))
-        )
+        raise DeploymentPolicyRefused(DATA_NOT_NAMED.format(stage=binding.stage, expected=_short(need.dataset), got=_short(got)))
+
+
+def check_unchanged(session: Session, stage: str, gate: Gate) -> None:
+    """Refuse to record a move whose gate ran under a binding that is no longer in force (call under the trail lock)."""
+    binding = binding_for(session, stage)
+    if binding is None or binding.id != gate.policy_id:
+        raise DeploymentPolicyRefused(POLICY_CHANGED.format(stage=stage, was=gate.policy_id, now=None if binding is None else binding.id))
 
 
 def check_rollback(session: Session, *, version: str, gate: Gate | None) -> None:

@@ -12,14 +12,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from audits import open_store
 from audits.models import AuditRun, Deployment, DeploymentPolicy, TrailEvent
+from audits.settings import get_settings
 from audits.verify import verify_trail
 from governance.cli import app as cli
+from governance.cli.deploy_policy import installation_pack_loader, packs_dir
 from governance.cli.policy import SHIPPED
+from governance.deploy import promote
 from governance.deploy_policy import (
     BOUND_PACK_CHANGED,
     DATA_NOT_TRAINING,
@@ -27,9 +31,15 @@ from governance.deploy_policy import (
     NO_BINDING,
     NOT_A_GATED_STAGE,
     PACK_NOT_BOUND,
+    POLICY_CHANGED,
     ROLLBACK_UNDER_OTHER_PACK,
+    DeploymentPolicyRefused,
+    StageRequirements,
+    set_binding,
 )
+from governance.policy import LoadedPack
 from governance.report import collect, render_html
+from recommender.loaders import load_data
 
 DATA = "synthetic:n_users=300,n_items=200,n_interactions=12000,seed=4"
 OTHER_DATA = "synthetic:n_users=300,n_items=200,n_interactions=12000,seed=5"
@@ -256,3 +266,31 @@ def test_rollback_cannot_restore_a_version_gated_under_a_pack_production_no_long
     assert refused.exit_code == 2
     assert _one_line(refused).startswith("error: " + ROLLBACK_UNDER_OTHER_PACK.split("(")[0].format(version=old))
     assert [d.stage for d in _rows(db_url, Deployment, Deployment.model_version_id == new)][-1] == "production"
+
+
+def test_a_binding_replaced_while_the_gate_ran_moves_nothing(db_url: str, tmp_path: Path) -> None:
+    """Hole: a move recorded under a binding that an admin replaced while its gate was running."""
+    mv = _train(db_url)
+    assert _set(db_url, "canary", "baseline").exit_code == 0
+    assert _promote(db_url, mv, "shadow", tmp_path).exit_code == 0
+    store = open_store(db_url)
+    installation = installation_pack_loader(packs_dir())
+
+    def meanwhile_an_admin_rebinds(ref: str) -> LoadedPack:
+        loaded = installation(ref)
+        with store.session() as session:
+            stricter = StageRequirements(min_users=250)
+            set_binding(session, stage="canary", ref=ref, pack=loaded, requirements=stricter, actor="another-admin")
+        return loaded
+
+    try:
+        with pytest.raises(DeploymentPolicyRefused) as refused:
+            promote(
+                store, model_version=mv, to_stage="canary", pack=None, load_pack=meanwhile_an_admin_rebinds,
+                dataset=load_data(DATA), out_dir=tmp_path / "gate", models_dir=get_settings().home / "models",
+            )  # fmt: skip
+    finally:
+        store.close()
+    first, second = (p.id for p in _rows(db_url, DeploymentPolicy))
+    assert str(refused.value) == POLICY_CHANGED.format(stage="canary", was=first, now=second)
+    assert [d.stage for d in _rows(db_url, Deployment)] == ["shadow"]
