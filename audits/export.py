@@ -31,6 +31,7 @@ from audits.canonical import canonical_json
 from audits.chain import ChainWalker, TrailReport, by_seq, check_signatures, gc_paused, report
 from audits.checkpoints import CheckpointRecord, list_checkpoints
 from audits.keys import ALGORITHM, key_id_of, load_public_key
+from audits.private_files import reserve_export
 from audits.trail import GENESIS_HASH, read_head
 from audits.verify import iter_rows
 from recommender.errors import DataError
@@ -80,7 +81,7 @@ def export_trail(
     head_seq, head_hash = read_head(connection)
     checkpoints = [c for c in list_checkpoints(connection) if c.seq <= head_seq]
     keys = {c.key_id: c.public_key_pem for c in checkpoints}
-    partial = out.with_name(f".{out.name}.partial")
+    partial = reserve_export(out)  # owner-only from its first byte: the trail names subjects by pseudonym
     dumps = orjson.dumps
     n_events = 0
     try:

@@ -14,13 +14,13 @@ interactions themselves are deleted, not only kept away from models).
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from audits.private_files import replace_keeping_mode, reserve_replacement
 from recommender.data import Dataset
 from recommender.errors import ConfigError, DataError
 from recommender.loaders import ColumnMapping, is_movielens_dir, load_event_log, load_movielens_100k
@@ -116,12 +116,12 @@ def purge_expired(
     }
     if dry_run or n_kept == n_total:
         return report
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.purge")
+    tmp = reserve_replacement(target)  # the log's own permission bits, never the umask's
     try:
         write(tmp)
         with store.session() as session:  # the record first: a purge without its trail event never lands
             event = append_event(session, actor=actor or "recgov", action="data.purged", objects={"dataset": before}, payload=report)
-            os.replace(tmp, target)
+            replace_keeping_mode(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
     report["trail_seq"] = event.seq

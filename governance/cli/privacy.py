@@ -11,7 +11,6 @@ unreachable database), with one line on stderr and nothing stored.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -231,6 +230,7 @@ def subject_export(
     json_output: JsonOpt = False,
 ) -> None:
     """Answer an access request (GDPR Art. 15): everything recgov holds about SUBJECT, as JSON for them."""
+    from audits.private_files import write_private
     from governance.privacy import export_subject
 
     loaded = load_or_fail(pack, json_output=json_output) if pack is not None else None
@@ -241,12 +241,7 @@ def subject_export(
         with _opened(database_url) as store:
             doc = export_subject(store, subject, dataset=dataset, pack=loaded)
         if out is not None:
-            partial = out.with_name(f".{out.name}.partial")
-            try:
-                partial.write_text(to_json(doc) + "\n", encoding="utf-8")
-                os.replace(partial, out)
-            finally:
-                partial.unlink(missing_ok=True)
+            write_private(out, to_json(doc) + "\n")  # owner-only: it holds the subject's data
     if out is None:
         emit_json(doc)
         return
