@@ -96,7 +96,7 @@ def rollback_command(database_url: DatabaseOpt = None, json_output: JsonOpt = Fa
 
 @deploy_app.command("status")
 def status_command(database_url: DatabaseOpt = None, json_output: JsonOpt = False) -> None:
-    """Deployed model versions by stage, with their latest audit verdict."""
+    """Deployed model versions by stage, with their latest audit verdict and the pack that gated their current stage."""
     from audits import open_store
     from governance.deploy import status
 
@@ -111,7 +111,8 @@ def status_command(database_url: DatabaseOpt = None, json_output: JsonOpt = Fals
         return
     rows = [
         {"stage": s["stage"] + (" (previous)" if s["previous"] else ""), "model": s["model_version"], "since": s["since"] or "",
-         "audit": "" if s["latest_audit"] is None else f"#{s['latest_audit']['id']} {s['latest_audit']['verdict']} ({s['latest_audit']['pack']})"}
+         "audit": "" if s["latest_audit"] is None else f"#{s['latest_audit']['id']} {s['latest_audit']['verdict']} ({s['latest_audit']['pack']})",
+         "gated by": "" if s["gate"] is None else f"{s['gate']['pack']}@{s['gate']['pack_version']} ({s['gate']['pack_hash'][:12]})"}
         for stage in stages.values() for s in stage
     ]  # fmt: skip
     if not rows:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from audits.models import AuditRun, Deployment, TrailEvent
 from governance.api.errors import PROBLEM_JSON
-from governance.deploy_policy import NO_BINDING, NOT_A_GATED_STAGE, PACK_NOT_BOUND
+from governance.cli import app as cli
+from governance.deploy_policy import NO_BINDING, NOT_A_GATED_STAGE, PACK_NOT_BOUND, ROLLBACK_UNDER_OTHER_PACK
 
 DATA = "synthetic:n_users=300,n_items=200,n_interactions=12000,seed=4"
 DEPLOYMENT_POLICY = "deployment-policy"
@@ -119,3 +121,37 @@ def test_a_promotion_under_the_bound_pack_records_its_gate(server) -> None:
         ]
         payload = json.loads(session.scalar(select(TrailEvent.payload).where(TrailEvent.seq == rows[-1].trail_seq)))
     assert payload["gate"]["pack_hash"] == hash_
+
+
+def test_a_rollback_cannot_restore_what_the_pack_bound_now_never_gated(server) -> None:
+    """Hole: after production was bound to the EU pack, a rollback restored a version only the baseline had passed."""
+    first = server.model_version
+    trained = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            DATA,
+            "--no-tune",
+            "--no-carbon",
+            "--factors",
+            "6",
+            "--iterations",
+            "4",
+            "--database-url",
+            server.db_url,
+            "--json",
+        ],
+    )
+    assert trained.exit_code == 0, trained.output
+    second = json.loads(trained.stdout)["model_version"]
+    with server.client("admin") as client:
+        assert client.post(f"/v1/deployments/{second}/promote", json={"stage": "shadow"}).status_code == 200
+        for stage in ("canary", "production"):
+            done = client.post(f"/v1/deployments/{second}/promote", json={"stage": stage, "data": DATA})
+            assert done.status_code == 200, done.text
+        assert client.put("/v1/deployments/policy/production", json={"pack": "eu-gdpr-dsa"}).status_code == 200
+        refused = _problem(client.post("/v1/deployments/rollback"), 409)
+        listed = client.get("/v1/deployments").json()
+    assert refused["type"].endswith(DEPLOYMENT_POLICY)
+    assert refused["detail"].startswith(ROLLBACK_UNDER_OTHER_PACK.split("(")[0].format(version=first))
+    assert [s["model_version"] for s in listed["production"]] == [second]

@@ -203,6 +203,8 @@ def test_every_move_records_the_pack_that_gated_it_and_the_report_shows_it(db_ur
     assert gates[0] is None and all(g["pack"] == "baseline" and g["pack_hash"] == baseline_hash for g in gates[1:])
     page = render_html(document)
     assert "Gated by" in page and page.count(baseline_hash) >= len(gates) - 1
+    table = _cli(db_url, "deploy", "status")
+    assert table.exit_code == 0 and f"baseline@1.0.0 ({baseline_hash[:12]})" in table.stdout
 
 
 def test_policy_changes_are_on_the_trail_and_bad_settings_are_located(db_url: str, tmp_path: Path) -> None:
