@@ -11,6 +11,14 @@ Three rules, from the pack's ``harmful_content`` section:
 
 Cases move through open -> triaged -> resolved or dismissed; an action (block,
 unblock) changes what is served at the next request. Everything is on the trail.
+
+Harm categories are a vocabulary: the pack's ``harmful_content.categories`` and
+``blocked_categories``. :func:`flag_under_pack` refuses a flag whose category the
+pack does not know, naming the known ones, and says what the flag will do under
+the pack; a flag already stored with a category the evaluating pack does not know
+(written under another pack, or straight to the store) is not ignored either: it
+opens a ``harm.unknown_category`` review case, and the item stays out of lists
+until a reviewer decides. A misspelt category never blocks nothing in silence.
 """
 
 from __future__ import annotations
@@ -21,7 +29,65 @@ from typing import Any
 
 from sqlalchemy import select
 
-__all__ = ["evaluate_escalations", "items_out_of_lists"]
+from recommender.errors import ConfigError
+
+__all__ = [
+    "NO_HARM_CATEGORIES",
+    "UNKNOWN_HARM_CATEGORY",
+    "UnknownHarmCategory",
+    "evaluate_escalations",
+    "flag_effect",
+    "flag_under_pack",
+    "items_out_of_lists",
+]
+
+UNKNOWN_HARM_CATEGORY = (
+    "harm category {category!r} is not one pack {pack} knows; known: {known} "
+    "(harmful_content.categories and blocked_categories)"
+)
+NO_HARM_CATEGORIES = (
+    "pack {pack} knows no harm category, so a flag would do nothing under it; "
+    "list the categories in its harmful_content.categories (or blocked_categories)"
+)
+EFFECT_BLOCK = "keeps the item out of lists under pack {pack} (a blocked category); at confidence {confidence:.2f} (>= {threshold}) 'evaluate' blocks it"
+EFFECT_REVIEW = "keeps the item out of lists under pack {pack} (a blocked category); at confidence {confidence:.2f} (< {threshold}) 'evaluate' opens a review case"
+EFFECT_COUNTED = "pack {pack} does not block {category!r}: the flag counts towards harmful_content.max_flagged_share ({share:.0%} of the places served)"
+REASON_UNKNOWN = "flagged {category!r}, a category pack {pack} does not know (known: {known}): review"
+
+
+class UnknownHarmCategory(ConfigError):
+    """A flag's category is not in the pack's harm vocabulary (a bad input: CLI exit 2, API 422)."""
+
+
+def _pack_name(pack: Any) -> str:
+    return getattr(getattr(pack, "metadata", None), "name", "?")
+
+
+def flag_effect(pack: Any, category: str, confidence: float) -> str:
+    """What a flag of a known ``category`` at ``confidence`` does under ``pack``, in one sentence."""
+    section, name = pack.harmful_content, _pack_name(pack)
+    if category in section.blocked_categories:
+        template = EFFECT_BLOCK if confidence >= section.block_confidence else EFFECT_REVIEW
+        return template.format(pack=name, confidence=confidence, threshold=section.block_confidence)
+    return EFFECT_COUNTED.format(pack=name, category=category, share=section.max_flagged_share)
+
+
+def flag_under_pack(
+    session: Any, pack: Any, *, item_id: str | int, category: str, confidence: float, source: str, actor: str | None = None
+) -> tuple[Any, str]:
+    """Record a flag whose ``category`` ``pack`` knows; return ``(the flag row, what it does under the pack)``.
+
+    Raises :class:`UnknownHarmCategory` (nothing written) when the pack does not know the category.
+    """
+    from audits.harm import flag_item
+
+    known = pack.harmful_content.known_categories()
+    if category not in known:
+        if not known:
+            raise UnknownHarmCategory(NO_HARM_CATEGORIES.format(pack=_pack_name(pack)))
+        raise UnknownHarmCategory(UNKNOWN_HARM_CATEGORY.format(category=category, pack=_pack_name(pack), known=", ".join(known)))
+    row = flag_item(session, item_id=item_id, category=category, confidence=confidence, source=source, actor=actor)
+    return row, flag_effect(pack, category, float(row.confidence))
 
 
 def items_out_of_lists(session: Any, pack: Any = None) -> set[str]:
@@ -65,6 +131,7 @@ def evaluate_escalations(session: Any, pack: Any, *, since: datetime | None = No
 
     section = pack.harmful_content
     blocked_categories = set(section.blocked_categories)
+    known_categories = section.known_categories()
     known = {c["id"] for status in ("open", "triaged") for c in list_cases(session, status=status)}
     # A reviewer's decision stands: a closed case reopens only on evidence newer than it.
     closed = _closed_cases(session)
@@ -75,6 +142,16 @@ def evaluate_escalations(session: Any, pack: Any, *, since: datetime | None = No
     for item, item_flags in flags.items():
         for flag in item_flags:
             category, confidence = flag["category"], float(flag["confidence"])
+            if category not in known_categories:
+                if (item, "harm.unknown_category") in closed and closed[(item, "harm.unknown_category")] >= flag["created_at"]:
+                    continue
+                reason = REASON_UNKNOWN.format(category=category, pack=_pack_name(pack), known=", ".join(known_categories) or "none")
+                case = open_case(
+                    session, item_id=item, rule_id="harm.unknown_category", severity="medium", sla_hours=section.sla_hours,
+                    reason=reason, actor=actor,
+                )  # fmt: skip
+                opened.append({"case_id": case.id, "item_id": item, "rule": "harm.unknown_category"})
+                continue
             if category not in blocked_categories:
                 continue
             if confidence >= section.block_confidence:
@@ -123,5 +200,6 @@ def evaluate_escalations(session: Any, pack: Any, *, since: datetime | None = No
                     actor=actor,
                 )  # fmt: skip
                 opened.append({"case_id": case.id, "item_id": item, "rule": "harm.exposure"})
-    # open_case returns a case already open for the same item and rule: report only new ones.
-    return [c for c in opened if c["case_id"] not in known]
+    # open_case returns a case already open for the same item and rule: report only new ones, once.
+    fresh = {c["case_id"]: c for c in reversed(opened) if c["case_id"] not in known}
+    return [fresh[c["case_id"]] for c in opened if fresh.get(c["case_id"]) is c]

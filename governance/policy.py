@@ -328,13 +328,22 @@ class CarbonSection(_Section):
     """Measure runs with codecarbon."""
 
 
+HARM_CATEGORY = r"^[a-z0-9][a-z0-9_-]{0,99}$"
+"""A harm category: lower case letters, digits, ``-`` and ``_`` (``self-harm``, ``csam``)."""
+
+
 class HarmfulContentSection(_Section):
     """Harmful-content blocking and escalation (DSA Art. 34, 35)."""
 
     rules: _section_rules("harmful_content") = Field(default_factory=list)  # type: ignore[valid-type]
     """The rules of this concern."""
 
-    blocked_categories: list[str] = Field(default_factory=list)
+    categories: list[Annotated[str, Field(pattern=HARM_CATEGORY)]] = Field(default_factory=list)
+    """The harm categories this pack knows, besides ``blocked_categories`` (which it knows too): its
+    vocabulary. A flag must name a known category (``recgov harm flag``, ``POST /v1/items/{item_id}/flags``
+    refuse any other, naming the known ones), so that a misspelt category never blocks nothing in
+    silence. A flag of a known category that is not blocked counts towards ``max_flagged_share``."""
+    blocked_categories: list[Annotated[str, Field(pattern=HARM_CATEGORY)]] = Field(default_factory=list)
     """Flag categories never served."""
     block_confidence: float = Field(0.8, ge=0, le=1)
     """A flag of a blocked category at or above this confidence blocks the item at once;
@@ -345,6 +354,10 @@ class HarmfulContentSection(_Section):
     """Largest share of served list places that may go to flagged (not yet blocked) items before a case opens."""
     sla_hours: float = Field(24, gt=0, le=24 * 90)
     """Time to resolve an escalation case."""
+
+    def known_categories(self) -> list[str]:
+        """The pack's harm vocabulary: ``categories`` and ``blocked_categories``, sorted."""
+        return sorted(set(self.categories) | set(self.blocked_categories))
 
 
 class QualitySection(_Section):

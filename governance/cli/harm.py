@@ -4,8 +4,8 @@ What a trust-and-safety reviewer runs. ``evaluate --every SECONDS`` applies the
 pack's rules on a schedule (a long-running watcher, stopped with Ctrl-C or after
 ``--times`` rounds), so that cases open without anyone asking.
 
-Exit codes: 0 done, 2 bad input (unknown case or pack, a move the workflow does
-not allow, a confidence outside 0..1).
+Exit codes: 0 done, 2 bad input (unknown case or pack, a harm category the pack
+does not know, a move the workflow does not allow, a confidence outside 0..1).
 """
 
 from __future__ import annotations
@@ -29,24 +29,34 @@ PackOpt = Annotated[str, typer.Option("--pack", "-p", help="Policy pack whose ha
 @harm_app.command("flag")
 def flag_command(
     item: Annotated[str, typer.Argument(help="The item to flag.")],
-    category: Annotated[str, typer.Option("--category", help="Harm category, e.g. self_harm or violence.")],
+    category: Annotated[str, typer.Option("--category", help="Harm category, one the pack knows (harmful_content.categories or blocked_categories), e.g. self-harm or violence.")],
     confidence: Annotated[float, typer.Option("--confidence", help="How sure the source is, from 0 to 1.")],
     source: Annotated[str, typer.Option("--source", help="metadata, api, model or report.")] = "api",
+    pack: Annotated[str, typer.Option("--pack", "-p", help="Policy pack whose harm vocabulary the category must belong to (file or shipped name).")] = "baseline",
     database_url: DatabaseOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Flag ITEM as possibly harmful (on the trail); 'evaluate' decides what the flag does."""
-    from audits.harm import flag_item
+    """Flag ITEM as possibly harmful (on the trail) and say what the flag does under the pack.
 
+    A category the pack does not know is refused (exit 2), naming the known ones.
+    """
+    from governance.escalation import flag_under_pack
+
+    loaded = load_or_fail(pack, json_output=json_output)
     with user_errors():
         with opened_store(database_url) as store:
             with store.session() as session:
-                row = flag_item(session, item_id=item, category=category, confidence=confidence, source=source)
-                result = {"flag_id": row.id, "item_id": row.item_id, "category": row.category, "confidence": row.confidence, "source": row.source}
+                row, effect = flag_under_pack(
+                    session, loaded.pack, item_id=item, category=category, confidence=confidence, source=source
+                )
+                result = {
+                    "flag_id": row.id, "item_id": row.item_id, "category": row.category, "confidence": row.confidence,
+                    "source": row.source, "effect": effect, **loaded.stamp(),
+                }  # fmt: skip
     if json_output:
         emit_json(result)
         return
-    console.print(f"flag {result['flag_id']}: {item} {category} ({confidence:.2f}, {source})", highlight=False)
+    console.print(f"flag {result['flag_id']}: {item} {category} ({confidence:.2f}, {source}): {effect}", highlight=False)
 
 
 @harm_app.command("report")

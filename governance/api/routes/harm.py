@@ -2,7 +2,9 @@
 
 * ``POST /v1/items/{item_id}/reports`` (operator): a user's report, relayed by
   the service; the reporter, when given, is stored only as a pseudonym.
-* ``POST /v1/items/{item_id}/flags`` (operator): a flag (category, confidence, source).
+* ``POST /v1/items/{item_id}/flags`` (operator): a flag (category, confidence, source)
+  whose category the named pack knows (else 422, naming the known ones), answered
+  with what the flag does under that pack.
 * ``POST /v1/escalations/evaluate`` (admin): apply a pack's harmful-content rules;
   answers with the cases newly opened (items may be blocked outright too).
 * ``GET /v1/escalations?status=`` (auditor): cases, by due time.
@@ -19,14 +21,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from audits.harm import flag_item, list_cases, report_item, transition_case
+from audits.harm import list_cases, report_item, transition_case
 from governance.api import packs as pack_store
 from governance.api.deps import AuditKey, GovernKey, OperateKey, SessionDep, SettingsDep
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.routes._audit import record_call
 from governance.api.schemas import IDENTIFIER, INT4_MAX, TEXT
-from governance.escalation import evaluate_escalations
+from governance.escalation import UnknownHarmCategory, evaluate_escalations, flag_under_pack
 from recommender.errors import ConfigError
 
 router = APIRouter(tags=["harmful content"], responses=problems(401, 403, 422, 500))
@@ -60,12 +62,19 @@ class FlagCreate(_Body):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"category": "self_harm", "confidence": 0.7, "source": "model"}]},
+        json_schema_extra={"examples": [{"category": "self-harm", "confidence": 0.7, "source": "model", "pack": "eu-gdpr-dsa"}]},
     )
 
-    category: str = Field(min_length=1, max_length=100, pattern=IDENTIFIER, description="e.g. self_harm, violence.")
+    category: str = Field(
+        min_length=1, max_length=100, pattern=IDENTIFIER,
+        description="A harm category the pack knows (harmful_content.categories or blocked_categories), e.g. self-harm, violence.",
+    )  # fmt: skip
     confidence: float = Field(ge=0, le=1)
     source: Literal["metadata", "api", "model", "report"] = "api"
+    pack: str = Field(
+        "baseline", min_length=1, max_length=200, pattern=IDENTIFIER,
+        description="The pack whose harm vocabulary the category must belong to: a shipped pack name, or a stored pack as NAME@VERSION.",
+    )  # fmt: skip
 
 
 class EvaluationCreate(_Body):
@@ -115,6 +124,10 @@ class FlagPublic(BaseModel):
     source: str
     active: bool
     created_at: str = Field(description="ISO 8601, UTC.")
+    effect: str = Field(description="What the flag does under the pack, in one sentence.")
+    pack: str
+    pack_version: str
+    pack_hash: str
 
 
 class Case(BaseModel):
@@ -157,16 +170,22 @@ def report(item_id: ItemId, body: ReportCreate, session: SessionDep, key: Operat
     }
 
 
-@router.post("/v1/items/{item_id}/flags", status_code=201, response_model=FlagPublic, summary="Flag an item as possibly harmful (operator)")
-def flag(item_id: ItemId, body: FlagCreate, session: SessionDep, key: OperateKey) -> dict[str, Any]:
-    row = flag_item(
-        session,
-        item_id=item_id,
-        category=body.category,
-        confidence=body.confidence,
-        source=body.source,
-        actor=actor_of(key),
-    )
+@router.post("/v1/items/{item_id}/flags", status_code=201, response_model=FlagPublic, responses=problems(404), summary="Flag an item as possibly harmful (operator)")
+def flag(item_id: ItemId, body: FlagCreate, session: SessionDep, settings: SettingsDep, key: OperateKey) -> dict[str, Any]:
+    """422 (naming the known categories) for a category the pack does not know; 404 for an unknown pack."""
+    try:
+        loaded = pack_store.load_ref(settings.packs_dir, body.pack)
+    except pack_store.PackNotFound as err:
+        raise Problem(404, str(err)) from None
+    try:
+        row, effect = flag_under_pack(
+            session, loaded.pack, item_id=item_id, category=body.category, confidence=body.confidence,
+            source=body.source, actor=actor_of(key),
+        )  # fmt: skip
+    except UnknownHarmCategory as err:
+        session.rollback()
+        problem = [{"location": "body", "field": "category", "message": str(err)}]
+        raise Problem(422, str(err), kind="unknown-harm-category", errors=problem) from None
     record_call(
         session,
         key,
@@ -182,6 +201,8 @@ def flag(item_id: ItemId, body: FlagCreate, session: SessionDep, key: OperateKey
         "source": row.source,
         "active": row.active,
         "created_at": row.created_at.isoformat(),
+        "effect": effect,
+        **loaded.stamp(),
     }
 
 
