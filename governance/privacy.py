@@ -89,6 +89,7 @@ from governance.consent.gpc import gpc_opt_out
 from governance.consent.state import MSG_VENDOR_REQUIRED, ConsentRecord, may_profile
 from governance.consent.tcf import decode_tc_string, tcf_allows_profiling
 from governance.policy import LoadedPack, PolicyPack, RequestDeadlines, content_hash
+from governance.suppressed import ERASURES_SEEN, suppressions_read_at
 from recommender.data import Dataset
 from recommender.errors import ConfigError, DataError
 from recommender.feedback import MODEL_INPUT_COLUMNS
@@ -432,6 +433,7 @@ def filter_training_events(
     need_basis = config.model == "opt_in" and config.lawful_basis == "consent"
 
     with store.session() as session:
+        erasures_read_at = suppressions_read_at(session)  # before the suppression rows (see governance.suppressed)
         names = lookup_pseudonyms(session, subjects)
         known = sorted({p for p in names.values() if p is not None})
         states = consent_states(session, known)
@@ -523,6 +525,7 @@ def filter_training_events(
             "excluded": subjects_excluded,
         },
         "reasons": dict(EXCLUSION_REASONS),
+        ERASURES_SEEN: erasures_read_at,
     }
     if record:  # a second, short transaction: no lock is held while the data is hashed
         before, after = dataset.content_hash(), filtered.content_hash()
@@ -924,6 +927,37 @@ def _unlearn(
     return report, result, target, artifact_hash
 
 
+NOT_LOADED = "the recorded artifact {path} holds the subject but could not be loaded ({cause}); retrain without them and retire it"
+
+
+def _recorded_models_holding(
+    store: Any, catalogue: list[dict[str, Any]], *, skip: set[str]
+) -> tuple[list[tuple[Path, Any]], list[dict[str, Any]]]:
+    """The recorded model versions whose artifact (read at its recorded location, with its recorded hash)
+    lists the subject, loaded for unlearning, except the versions in ``skip``; and a report entry for each
+    such artifact that could not be loaded."""
+    from recommender.als import ALSRecommender
+
+    versions = [e["version_id"] for e in catalogue if e["membership"] == "includes" and e["version_id"] not in skip]
+    if not versions:
+        return [], []
+    with store.session() as session:
+        rows = session.execute(
+            select(ModelVersion.version_id, ModelVersion.artifact_location).where(in_values(session, ModelVersion.version_id, versions))
+        ).all()
+    loaded, unreadable = [], []
+    for version, location in sorted(rows):
+        path = Path(location)
+        try:
+            model = ALSRecommender.load(path)
+        except (OSError, ValueError, KeyError, ConfigError, DataError) as err:
+            unreadable.append({"previous_version": version, "status": "not_unlearned", "note": NOT_LOADED.format(path=path, cause=type(err).__name__)})
+            continue
+        if model.version_id_ == version:
+            loaded.append((path, model))
+    return loaded, unreadable
+
+
 def _record_unlearned(
     session: Session,
     report: dict[str, Any],
@@ -1076,6 +1110,7 @@ def erase_subject(
     measure_carbon: bool = True,
     actor: str | None = None,
     progress: Callable[[str], None] | None = None,
+    unlearn_recorded: bool = True,
 ) -> dict[str, Any]:
     """Erase a subject (GDPR Art. 17): list what holds them, unlearn, record, shred, and retrain.
 
@@ -1100,7 +1135,14 @@ def erase_subject(
        when the model is small (fewer than :data:`RESIDUAL_MAX_INTERACTIONS`
        interactions), measure :func:`~recommender.unlearning.residual_influence`
        against a retrain without them. The previous file is deleted only with
-       ``delete_previous``.
+       ``delete_previous``. With ``unlearn_recorded`` (default), every recorded
+       model version whose artifact recgov can open at its recorded location
+       (with its recorded hash) and whose rows include the subject is unlearned
+       the same way (its previous file is never deleted: it may be deployed),
+       so that an erasure reaches the models that serve, not only the files a
+       caller names; serving gives the subject the non-profiling list from
+       every version that read its data before the erasure
+       (:func:`governance.serving.erasure_decision`).
     5. In ONE transaction: record each new model's lineage (data set version
        of the reduced matrix, training run naming the unlearning, model
        version) when the model it came from is recorded; count what stays
@@ -1164,7 +1206,12 @@ def erase_subject(
         catalogue = _models_for(store, subject)  # before unlearning: an artifact deleted below is still read here
         unlearned: list[tuple[dict[str, Any], Any, Path, str, datetime, datetime]] = []
         reports = []
-        for path, model in models:
+        recorded: list[tuple[Path, Any]] = []
+        if unlearn_recorded:
+            named = {model.version_id_ for _path, model in models}
+            recorded, unreadable = _recorded_models_holding(store, catalogue, skip=named)
+            reports.extend(unreadable)
+        for path, model, named_by_caller in [*((p, m, True) for p, m in models), *((p, m, False) for p, m in recorded)]:
             say(f"unlearning the subject from {path.name}")
             t0 = datetime.now(UTC)
             report, result, target, artifact_hash = _unlearn(
@@ -1174,7 +1221,7 @@ def erase_subject(
                 subject,
                 measure_residual=measure_residual,
                 propagate=propagate,
-                delete_previous=delete_previous,
+                delete_previous=delete_previous and named_by_caller,
             )
             reports.append(report)
             if result is not None:
@@ -1267,7 +1314,8 @@ def erase_subject(
             update_request(session, request_id, status="completed", result=result_doc, actor=actor)
         if delete_previous:  # only now that the new versions and the completion are committed
             for report, *_ in unlearned:
-                Path(report["previous_artifact"]).unlink(missing_ok=True)
+                if report["previous_artifact_deleted"]:
+                    Path(report["previous_artifact"]).unlink(missing_ok=True)
     except BaseException as err:
         cause = _fail_request(store, request_id, err, subject, actor)
         if not isinstance(err, (ConfigError, DataError)):

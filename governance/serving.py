@@ -1,8 +1,10 @@
 """The governed request path: one function serves one request, in the order the rules require.
 
-1. **Consent and minimization** decide what may be read: a subject who may not be
+1. **Erasure, consent and minimization** decide what may be read: a subject who may not be
    profiled gets the non-profiling ranking (DSA Art. 38: popularity within the
-   request's context) and their history is not read at all.
+   request's context) and their history is not read at all. A subject erased
+   after the model read its training data is never profiled by it, whatever
+   their consent says since (:func:`erasure_decision`, :mod:`governance.suppressed`).
 2. The **model** proposes candidates (seen items filtered); an unknown user gets
    the popularity fallback, tagged as such.
 3. **Harmful items** are removed: every item of a blocked category, and every
@@ -33,7 +35,7 @@ from governance.policy import LoadedPack
 from recommender.als import ALSRecommender, blas_single_thread
 from recommender.errors import ConfigError
 
-__all__ = ["ServeRequest", "ServedList", "DecisionSink", "ServingEngine", "REASON_TAGS"]
+__all__ = ["ERASED_HISTORY", "ServeRequest", "ServedList", "DecisionSink", "ServingEngine", "REASON_TAGS", "erasure_decision"]
 
 REASON_TAGS: dict[int, TagKind] = {
     1: TagKind.diversity,
@@ -71,6 +73,9 @@ class ServeRequest:
     """An IAB TCF v2.2 TC string sent with the request."""
     context: Mapping[str, Any] = field(default_factory=dict)
     """Free context; ``category`` restricts every list to items of that category."""
+    erasure_seq: int | None = None
+    """The trail sequence number of the subject's latest erasure (the caller reads it with
+    :func:`governance.suppressed.erasure_seq`), None if they were never erased."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,27 @@ class ServePlan:
     """The engine's model part when the plan was made: a list made elsewhere is made with it."""
 
 
+ERASED_HISTORY = (
+    "not profiled: the subject was erased (GDPR Art. 17) after model {model} read its training data, so its factors "
+    "may hold their erased history; non-profiling list (a model trained after the erasure serves what they did since)"
+)
+
+
+def erasure_decision(erasure_seq: int | None, erasures_seen: int | None, model_version: str | None) -> ProfilingDecision | None:
+    """The decision for an erased subject whose erased history the model may hold, or None to decide on consent.
+
+    ``erasure_seq``: the trail event of the subject's latest erasure (None: never erased);
+    ``erasures_seen``: up to which trail event erasures were left out of the model's data
+    (None: unknown). Consent cannot lift this: a grant after an erasure starts a new
+    history, it does not revive the factors learned from the old one.
+    """
+    if erasure_seq is None or (erasures_seen is not None and erasure_seq <= erasures_seen):
+        return None
+    return ProfilingDecision(
+        allowed=False, reason=ERASED_HISTORY.format(model=model_version), purpose="personalization", legal_reference="GDPR Art. 17"
+    )
+
+
 _FIXED_TAGS: dict[TagKind, dict[str, Any]] = {kind: Tag(kind, TAG_TEXT[kind]).to_dict() for kind in TagKind}
 
 
@@ -150,6 +176,11 @@ class ServingEngine:
         Maps a raw subject id to its pseudonym for the decision record.
     vendor_id:
         The IAB TCF vendor id whose consent a TC string must carry.
+    erasures_seen:
+        Up to which trail sequence number erasures were left out of the model's
+        training data (:func:`governance.suppressed.erasures_seen`). A subject
+        erased after it (or, when None, erased at all) may be in the model's
+        factors with their erased history: they get the non-profiling list.
     """
 
     def __init__(
@@ -163,10 +194,12 @@ class ServingEngine:
         pseudonymize: Callable[[str], str] | None = None,
         vendor_id: int | None = None,
         on_failure: Callable[[str, dict[str, Any]], None] | None = None,
+        erasures_seen: int | None = None,
     ) -> None:
         model.check_fitted("serve")
         self.loaded = loaded
         self.model = model
+        self.erasures_seen = erasures_seen
         self.sink = sink
         self.pseudonymize = pseudonymize
         self.vendor_id = vendor_id
@@ -291,7 +324,7 @@ class ServingEngine:
         if not isinstance(request.k, int) or request.k < 1:
             raise ConfigError(f"The 'k' parameter of serve must be an int in the range [1, inf). Got {request.k!r} instead.")
         now = datetime.now(timezone.utc)
-        decision = self.decide_consent(request)
+        decision = erasure_decision(request.erasure_seq, self.erasures_seen, self.model.version_id_) or self.decide_consent(request)
         row = int(self.model.train_.user_index(str(request.subject_id))[0]) if decision.allowed else -1
         mode = "non_profiling" if not decision.allowed else ("fallback" if row < 0 else "personalized")
         return ServePlan(request, now, decision, self._context_mask(request.context), row, mode, self.personalizer)

@@ -18,6 +18,7 @@ from typing import Any
 
 from governance.carbon import measure
 from governance.facts import CarbonFacts
+from governance.suppressed import ERASURES_SEEN, drop_erased_events
 from recommender.data import Dataset
 from recommender.errors import ConfigError
 from recommender.feedback import MODEL_INPUT_COLUMNS, FeedbackConfig
@@ -68,7 +69,8 @@ class GovernedTraining:
     reproduced: bool = False
     """True when this run reproduced an already recorded model version bit for bit."""
     exclusions: dict[str, Any] | None = None
-    """What the pack's consent and retention rules kept out of training (None without a pack)."""
+    """What was kept out of training: the pack's consent and retention rules, or without a pack the
+    events of erased subjects (:func:`governance.suppressed.drop_erased_events`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
@@ -84,6 +86,37 @@ class GovernedTraining:
             "carbon": self.carbon.model_dump() if self.carbon else None,
             "validation": {"n_rows": self.validation.get("n_rows"), "n_findings": len(self.validation.get("findings", []))},
         }
+
+
+NO_EVENTS_UNDER_PACK = (
+    "no event may be used for training under the pack: {excluded}; record consent (recgov consent set) or check the "
+    "retention window"
+)
+NO_EVENTS_AFTER_ERASURES = (
+    "no event is left to train on once the events of erased subjects are out ({excluded}); give data that holds "
+    "events of other subjects"
+)
+
+
+def _training_events(
+    dataset: Dataset, store: Any, *, pack: Any, now: datetime | None, actor: str | None
+) -> tuple[Dataset, dict[str, Any]]:
+    """The events a run may learn from, and what was left out: the pack's rules with a pack
+    (:func:`governance.privacy.filter_training_events`), else the erasures alone
+    (:func:`governance.suppressed.drop_erased_events`). Erased subjects' events from before
+    their erasure never train again, with or without a pack."""
+    if pack is not None:
+        from governance.privacy import filter_training_events
+
+        kept, exclusions = filter_training_events(dataset, pack, store, now=now, actor=actor)
+        message = NO_EVENTS_UNDER_PACK
+    else:
+        kept, exclusions = drop_erased_events(dataset, store)
+        message = NO_EVENTS_AFTER_ERASURES
+    if len(kept.events) == 0:
+        excluded = ", ".join(f"{n:,} {reason}" for reason, n in exclusions["events"]["excluded"].items() if n)
+        raise ConfigError(message.format(excluded=excluded or "no event at all"))
+    return kept, exclusions
 
 
 def train_and_record(
@@ -106,24 +139,17 @@ def train_and_record(
 
     With a policy ``pack``, training sees only the events the pack allows
     (:func:`governance.privacy.filter_training_events`: subjects whose consent
-    state allows profiling, events within the retention window); the exclusions
-    are recorded with the training run.
+    state allows profiling, events within the retention window); without one,
+    all events but those of erased subjects from before their erasure
+    (:func:`governance.suppressed.drop_erased_events`). The exclusions, and up to
+    which trail event erasures were honoured (``params.erasures_seen``, which
+    serving reads), are recorded with the training run.
     """
     from audits import ModelVersion, record_carbon, record_model_version, record_training_run
     from recommender.validate import validate_events
 
     feedback = feedback or FeedbackConfig()
-    exclusions: dict[str, Any] | None = None
-    if pack is not None:
-        from governance.privacy import filter_training_events
-
-        dataset, exclusions = filter_training_events(dataset, pack, store, now=now, actor=actor)
-        if len(dataset.events) == 0:
-            raise ConfigError(
-                "no event may be used for training under the pack: "
-                + ", ".join(f"{n:,} {reason}" for reason, n in exclusions["events"]["excluded"].items() if n)
-                + "; record consent (recgov consent set) or check the retention window"
-            )
+    dataset, exclusions = _training_events(dataset, store, pack=pack, now=now, actor=actor)
     report = validate_events(dataset).to_dict()
     data_hash = dataset.content_hash()
     started = datetime.now(timezone.utc)
@@ -153,6 +179,7 @@ def train_and_record(
                     "feedback": feedback.model_dump(),
                     "model_inputs": list(MODEL_INPUT_COLUMNS),
                     "privacy_filter": exclusions,
+                    ERASURES_SEEN: exclusions[ERASURES_SEEN],
                 },
                 library_versions=result.model.library_versions_,
                 started_at=started,

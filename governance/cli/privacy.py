@@ -360,7 +360,7 @@ def _print_erasure(report: dict[str, Any]) -> None:
         soft_wrap=True,
     )
     if not report["unlearning"]:
-        console.print("no model artifact given: nothing unlearned", highlight=False)
+        console.print("no model artifact given or recorded holds the subject: nothing unlearned", highlight=False)
     for step in report["unlearning"]:
         if step["status"] != "unlearned":
             console.print(f"model {step['previous_version']}: {step['note']}", highlight=False, soft_wrap=True)

@@ -20,6 +20,7 @@ def open_engine(store, loaded, model_version: str, items=None, vendor_id: int | 
     from governance.escalation import items_out_of_lists
     from audits.models import ModelVersion
     from governance.serving import ServingEngine
+    from governance.suppressed import erasures_seen
     from recommender.als import ALSRecommender
     from recommender.errors import ConfigError
 
@@ -29,6 +30,7 @@ def open_engine(store, loaded, model_version: str, items=None, vendor_id: int | 
             raise ConfigError(f"model version {model_version!r} is not in the store; train one with 'recgov train'")
         location = row.artifact_location
         blocked = items_out_of_lists(session, loaded.pack)
+        seen = erasures_seen(session, model_version)
     model = ALSRecommender.load(location)
     if model.version_id_ != model_version:
         raise ConfigError(f"the artifact at {location} holds model {model.version_id_}, not {model_version}; the store and the file disagree")
@@ -37,7 +39,7 @@ def open_engine(store, loaded, model_version: str, items=None, vendor_id: int | 
     log = DecisionLog(store)
     engine = ServingEngine(
         loaded, model, items, blocked=blocked, sink=log, vendor_id=vendor_id,
-        on_failure=lambda cause, detail: log_failure(store, cause, detail),
+        on_failure=lambda cause, detail: log_failure(store, cause, detail), erasures_seen=seen,
     )  # fmt: skip
     return engine, log
 
@@ -75,6 +77,7 @@ def recommend_command(
     from audits.consent import consent_history
     from governance.consent.state import ConsentRecord
     from governance.serving import ServeRequest
+    from governance.suppressed import erasure_seq
 
     loaded = load_or_fail(pack, json_output=json_output)
     with user_errors():
@@ -99,6 +102,7 @@ def recommend_command(
             try:
                 with store.session() as session:
                     history = consent_history(session, user)
+                    erased = erasure_seq(session, user)
                 records = tuple(
                     ConsentRecord(
                         purpose=r["purpose"], status=r["status"], lawful_basis=r["lawful_basis"], source=r["source"],
@@ -106,7 +110,7 @@ def recommend_command(
                     )  # fmt: skip
                     for r in history
                 )
-                served = engine.serve(ServeRequest(user, k=k, consent=records, gpc=gpc, tcf=tcf, context={"category": category} if category else {}))
+                served = engine.serve(ServeRequest(user, k=k, consent=records, gpc=gpc, tcf=tcf, context={"category": category} if category else {}, erasure_seq=erased))
             finally:
                 log.close()
         finally:

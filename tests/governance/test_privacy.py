@@ -459,8 +459,20 @@ def test_erasing_the_same_rows_from_the_same_model_again_reuses_the_recorded_unl
         assert verify_trail(session.connection()).intact
 
 
-def test_erasure_without_a_model_still_lists_models_and_shreds(store: Store, trained) -> None:
-    report = erase_subject(store, VICTIM, pack=EU)
+def test_erasure_without_a_model_unlearns_the_recorded_artifact_lists_models_and_shreds(store: Store, trained) -> None:
+    _, run = trained
+    report = erase_subject(store, VICTIM, pack=EU, measure_residual=False)
+    (step,) = report["unlearning"]  # the recorded artifact holds the subject: it is unlearned without being named
+    assert step["previous_version"] == run.model_version and step["status"] == "unlearned"
+    assert step["previous_artifact_deleted"] is False and run.artifact.exists()  # it may be deployed
+    (entry,) = report["models"]["versions"]  # listed before unlearning
+    assert entry["membership"] == "includes" and entry["action"].startswith("unlearned by this request")
+    assert report["retrain"]["request"]["models"] == [run.model_version, step["version"]]
+    assert report["shredded"]
+
+
+def test_erasure_can_leave_recorded_artifacts_alone(store: Store, trained) -> None:
+    report = erase_subject(store, VICTIM, pack=EU, unlearn_recorded=False)
     assert report["unlearning"] == []
     (entry,) = report["models"]["versions"]
     assert entry["membership"] == "includes" and entry["action"].startswith("unlearn it")

@@ -22,6 +22,11 @@ request does not parse its pack, load its model and open a decision log again:
   blocked items read again and an engine built for them (from the cached pack
   and model). Engines are never changed in place, so concurrent requests each
   serve with the blocks of the revision they read;
+* an erasure needs no engine rebuilt: each engine knows up to which erasure its
+  model's data was cleaned (:func:`governance.suppressed.erasures_seen`, read
+  when it is built) and each request reads the subject's latest erasure in its
+  snapshot, so a subject erased after the model read its data gets the
+  non-profiling list from every cached engine, from the next request on;
 * one :class:`~audits.decisions.DecisionLog` is shared by every engine: decisions
   of concurrent requests are committed together (group commit), and each request
   waits for its own commit before answering. The trail record of each call
@@ -104,6 +109,7 @@ from governance.policy import LoadedPack
 from governance.privacy import record_consent_from_request
 from governance.serving import ServedList, ServeRequest, ServingEngine
 from governance.shadow import NOTHING_IN_PRODUCTION, canary_bucket
+from governance.suppressed import erasure_seq, erasures_seen
 from recommender.als import ALSRecommender
 from recommender.errors import ConfigError
 from recommender.loaders import load_data
@@ -399,6 +405,7 @@ class EngineCache:
             revision = blocks_revision(connection)
             blocked = frozenset(items_out_of_lists(session, loaded.pack))
             sources = _dataset_sources(connection, model_version)
+            seen = erasures_seen(connection, model_version)
         catalog = self._catalog(model_version, model, sources)  # after the snapshot: loading a dataset is slow
         with self._lock:
             if self._closed:
@@ -410,7 +417,7 @@ class EngineCache:
         store = self.store
         engine = ServingEngine(
             loaded, model, catalog, blocked=blocked, sink=sink,
-            on_failure=lambda cause, detail: log_failure(store, cause, detail),
+            on_failure=lambda cause, detail: log_failure(store, cause, detail), erasures_seen=seen,
         )  # fmt: skip
         with self._lock:
             cached = self._engines.get(key)
@@ -642,6 +649,7 @@ def _decide(body: RecommendationCreate, request: Request, store: Any, settings: 
         engine = cache.engine(loaded, model_version, location, read, built_only=inline)
         # With a signal to record, the history is read after recording it (below).
         history_now = [] if gpc else read_consent_history(read, body.subject)
+        erased = erasure_seq(read, body.subject)  # an erasure is never undone: read once, with or without a signal
     if gpc:
         signals = record_consent_from_request(store, body.subject, pack=loaded, headers=request.headers.raw, actor=actor)
         with request.app.state.reads.snapshot() as read:
@@ -651,7 +659,7 @@ def _decide(body: RecommendationCreate, request: Request, store: Any, settings: 
         history = history_now
     if cache.closed:  # a service that is shutting down refuses (503) before it decides anything
         raise Problem(503, SHUTTING_DOWN)
-    serve_request = ServeRequest(body.subject, k=body.k, consent=_consent_records(history), gpc=gpc)
+    serve_request = ServeRequest(body.subject, k=body.k, consent=_consent_records(history), gpc=gpc, erasure_seq=erased)
     prepared = _Prepared(engine, serve_request, signals, deployment, loaded, shadow_refs, actor, gpc)
     if inline:  # the list is made and recorded by _decide_on_loop
         return prepared

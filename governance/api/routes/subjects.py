@@ -2,10 +2,14 @@
 
 * ``POST /v1/subjects/{subject_id}/export`` (admin): the GDPR Art. 15 access
   export. The answer names the subject (it goes to them); nothing stored does.
-* ``POST /v1/subjects/{subject_id}/erasure`` (admin): GDPR Art. 17 over the
-  ledger: lists the recorded models that may hold the subject, then
-  crypto-shreds the pseudonym. No model file is unlearned over HTTP (use
-  ``recgov subject erase --model``); the report says which models still need it.
+* ``POST /v1/subjects/{subject_id}/erasure`` (admin): GDPR Art. 17: lists the
+  recorded models that may hold the subject, unlearns them from every recorded
+  artifact the service can open that holds them (deployed versions included;
+  the new versions are recorded, the old files stay for those who still serve
+  from them), writes the suppression record and crypto-shreds the pseudonym.
+  From the next request on, every version that read its data before the erasure
+  serves the subject the non-profiling list. The report says what it could not
+  reach (artifacts it cannot open: retrain and retire them).
 * ``GET /v1/requests?kind=&status=`` (auditor): the subject requests (pseudonyms only).
 
 No raw subject id reaches a log line or the trail: the privacy functions keep
@@ -104,10 +108,11 @@ def erasure(
     key: GovernKey,
     body: ErasureCreate | None = None,
 ) -> dict[str, Any]:
-    """No model file is unlearned over HTTP: ``models`` lists the recorded versions that may still hold the subject."""
+    """Unlearns the subject from every recorded artifact that holds them (residual influence is not measured
+    here: it retrains each model); ``models`` lists the recorded versions that may still hold them."""
     loaded = _pack(settings, body.pack if body is not None else "baseline")
     try:
-        report = erase_subject(store, subject_id, pack=loaded, model_path=None, actor=actor_of(key))
+        report = erase_subject(store, subject_id, pack=loaded, model_path=None, measure_residual=False, actor=actor_of(key))
     except RecgovError:
         raise
     except Exception as err:  # noqa: BLE001 -- logged by type only: the path and message may hold the id

@@ -1,0 +1,148 @@
+"""What an erasure settled, read where lists are served and where models are trained.
+
+An erasure (:func:`governance.privacy.erase_subject`) writes a suppression row
+(:mod:`audits.suppression`) with its own trail event. The trail is serialized
+(one writer at a time, in commit order), so that event's sequence number orders
+the erasure against everything else the store saw:
+
+* **Training** reads the trail head *before* it reads the suppression rows, in
+  the same transaction (:func:`suppressions_read_at`): every erasure whose event
+  is at or below that head was committed before the read, so it was seen and its
+  events were left out. The run records the head as :data:`ERASURES_SEEN` in its
+  parameters. A run without a pack still leaves erased subjects' events out
+  (:func:`drop_erased_events`): the raw log recgov trains from is not purged, and
+  a retrain from it must never give back a version that held them.
+* **Serving** compares the subject's latest erasure (:func:`erasure_seq`, one
+  indexed read) with the model's :func:`erasures_seen` (followed back through
+  unlearning to the run that read the data): a model that read its data before
+  the erasure may hold the erased history, whatever happened since (a grant, an
+  unlearning, another pack), so the subject gets the non-profiling list
+  (:func:`governance.serving.erasure_decision`). A model trained after the
+  erasure holds only what the subject did since: a new history, served as usual.
+
+Nothing here stores or logs a raw subject id: ids are hashed the way
+:mod:`audits.suppression` hashes them, in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
+from audits.models import ModelVersion, Suppression, TrainingRun
+from audits.subjects import _subject_bytes, reading_installation_key
+from audits.suppression import _lookup as _suppression_lookup
+from audits.suppression import suppressions_for
+from audits.trail import read_head
+from recommender.data import Dataset
+
+__all__ = ["ERASURES_SEEN", "drop_erased_events", "erasure_seq", "erasures_seen", "suppressions_read_at"]
+
+ERASURES_SEEN = "erasures_seen"
+"""Training-run parameter: the trail sequence number up to which erasures were left out of the run's data."""
+MAX_LINEAGE = 64
+"""Unlearning steps followed back to the run that read a model's data (each erasure may add one)."""
+
+# Built once: serving runs them per request (a statement's cache key is then computed once).
+_LATEST_ERASURE = (
+    select(Suppression.trail_seq).where(Suppression.lookup == bindparam("lookup")).order_by(Suppression.id.desc()).limit(1)
+)
+_RUN_PARAMS = (
+    select(TrainingRun.params)
+    .join(ModelVersion, ModelVersion.training_run_id == TrainingRun.id)
+    .where(ModelVersion.version_id == bindparam("version"))
+)
+
+
+def erasure_seq(read: Session | Any, subject_id: str | int) -> int | None:
+    """The trail sequence number of the subject's latest erasure, or None if they were never erased.
+
+    ``read``: a session, a connection, or a read-only snapshot answering
+    ``execute(statement, params)`` (``governance.api.reads.FastSnapshot``);
+    nothing is written.
+    """
+    key = reading_installation_key(read)
+    lookup = _suppression_lookup(key, _subject_bytes(subject_id))
+    seq = read.execute(_LATEST_ERASURE, {"lookup": lookup}).scalar_one_or_none()
+    return None if seq is None else int(seq)
+
+
+def erasures_seen(read: Session | Any, model_version: str) -> int | None:
+    """Up to which trail sequence number erasures were left out of ``model_version``'s training data.
+
+    An unlearned version is followed back (``params.unlearning.from``) to the
+    run that read the data: unlearning removes the subjects it names, not
+    those erased before it who were still in the model. None when the store
+    cannot tell (a version recorded before runs noted it, or not recorded):
+    serving then treats every erased subject as possibly in the model.
+    """
+    current: str | None = model_version
+    for _ in range(MAX_LINEAGE):
+        params = read.execute(_RUN_PARAMS, {"version": current}).scalar_one_or_none()
+        if not isinstance(params, Mapping):
+            return None
+        unlearning = params.get("unlearning")
+        if isinstance(unlearning, Mapping) and isinstance(unlearning.get("from"), str):
+            current = unlearning["from"]
+            continue
+        seen = params.get(ERASURES_SEEN)
+        return seen if isinstance(seen, int) and not isinstance(seen, bool) else None
+    return None
+
+
+def suppressions_read_at(session: Session) -> int:
+    """The trail head, read before a training set's suppression rows in the same transaction.
+
+    Every erasure whose trail event is at or below it was committed before the
+    rows were read, so the read saw it (see the module doc).
+    """
+    return read_head(session)[0]
+
+
+def drop_erased_events(dataset: Dataset, store: Any) -> tuple[Dataset, dict[str, Any]]:
+    """Leave out every event of an erased subject from up to their latest erasure (or of unknown time).
+
+    What a training run without a pack does (with a pack,
+    :func:`governance.privacy.filter_training_events` does this among its other
+    rules): the events a subject made after their erasure are a new history and
+    stay. Returns the data (the input itself when nothing goes) and a report:
+    event and subject counts, and :data:`ERASURES_SEEN`.
+    """
+    events = dataset.events
+    codes, uniques = pd.factorize(events["user_id"].astype("string"), sort=True)
+    subjects = [str(u) for u in uniques]
+    with store.session() as session:
+        seen = suppressions_read_at(session)
+        found = suppressions_for(session, subjects)
+    gone = np.zeros(len(events), dtype=bool)
+    if found:
+        until = np.array(
+            [pd.Timestamp(found[s].erased_at).tz_convert(None).to_datetime64() if s in found else np.datetime64("NaT") for s in subjects],
+            dtype="datetime64[ns]",
+        )
+        limit = np.append(until, np.datetime64("NaT", "ns"))[codes]  # events without a subject: no erasure
+        stamps = pd.to_datetime(events["timestamp"], utc=True, errors="coerce").to_numpy(dtype="datetime64[ns]")
+        gone = ~np.isnat(limit) & ~(stamps > limit)  # at or before the erasure, or of unknown time
+    report = {
+        "pack": "(none: erasures only)",
+        "rules": "erasures only (no pack): events of erased subjects up to their erasure are left out (GDPR Art. 17)",
+        "events": {"total": int(len(events)), "kept": int((~gone).sum()), "excluded": {"erased": int(gone.sum())}},
+        "subjects": {"erased": int(len(np.unique(codes[gone])))},
+        ERASURES_SEEN: seen,
+    }
+    if not gone.any():
+        return dataset, report
+    kept = events.loc[~gone].reset_index(drop=True)
+    for column in ("user_id", "item_id"):
+        if isinstance(kept[column].dtype, pd.CategoricalDtype):
+            kept[column] = kept[column].cat.remove_unused_categories()
+    users = dataset.users
+    if users is not None and len(users):
+        left = set(kept["user_id"].astype(str).unique().tolist())
+        users = users.loc[np.asarray(users.index.astype(str).isin(list(left)), dtype=bool)]
+    return Dataset(events=kept, users=users, items=dataset.items, name=dataset.name, source=dataset.source), report
