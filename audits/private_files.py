@@ -3,8 +3,8 @@
 recgov writes personal data to files in two ways, and both go through here:
 
 * an **export** (an access export, the trail) is a new file the caller asked
-  for: it is written owner-only (``0600``; a folder made for it ``0700``),
-  whatever the process umask, and never wider than the file it replaces;
+  for: it is written owner-only (``0600``), whatever the process umask, and
+  never wider than the file it replaces;
 * a **rewrite** (``recgov data purge`` removing events from a log) replaces a
   file that already exists: the new content keeps the old file's permission
   bits, so a log kept ``0600`` never becomes ``0644``.
@@ -17,7 +17,7 @@ place, a missing folder) is a :class:`~recommender.errors.DataError` of one
 line naming it, which the command line answers with exit 2 and the API with a
 problem document.
 
->>> write_private(Path(folder) / "export.json", b"{}")         # doctest: +SKIP
+>>> write_private(Path("export.json"), b"{}")                   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ __all__ = [
     "OWNER_ONLY",
     "OWNER_ONLY_FOLDER",
     "UNWRITABLE",
-    "private_folder",
     "replace_keeping_mode",
     "reserve_export",
     "reserve_replacement",
@@ -43,7 +42,7 @@ __all__ = [
 OWNER_ONLY = 0o600
 """Permission bits of an export: read and write for its owner, nothing for anyone else."""
 OWNER_ONLY_FOLDER = 0o700
-"""Permission bits of a folder recgov makes for exports."""
+"""Permission bits of a folder recgov makes to hold personal data (``RECGOV_HOME``, which holds the embedded store)."""
 UNWRITABLE = "{path}: cannot be written ({reason}); choose a file in a folder you may write to"
 
 
@@ -57,15 +56,6 @@ def _mode_of(path: Path) -> int | None:
         return stat.S_IMODE(path.stat().st_mode)
     except FileNotFoundError:
         return None
-
-
-def private_folder(path: Path) -> Path:
-    """Make ``path`` (and missing parents) owner-only; an existing folder is left as it is."""
-    try:
-        path.mkdir(mode=OWNER_ONLY_FOLDER, parents=True, exist_ok=True)
-    except OSError as err:
-        raise _unwritable(path, err) from None
-    return path
 
 
 def _reserve(target: Path, mode: int) -> Path:

@@ -30,6 +30,8 @@ from typing import Any
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from audits.private_files import OWNER_ONLY_FOLDER
+
 __all__ = ["StoreSettings", "get_settings", "default_home"]
 
 
@@ -74,7 +76,7 @@ class StoreSettings(BaseSettings):
         """``database_url`` if set, else the embedded SQLite file (its folder is created)."""
         if self.database_url:
             return self.database_url
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(mode=OWNER_ONLY_FOLDER, parents=True, exist_ok=True)  # the store holds personal data
         return f"sqlite:///{self.sqlite_path}"
 
     def resolved_signing_key_path(self) -> Path:

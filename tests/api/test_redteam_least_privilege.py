@@ -9,6 +9,7 @@ subject requests. A ``serving`` key now holds the scope ``lists`` only.
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,7 @@ def test_a_serving_key_asks_for_lists_and_passes_consent_signals(server, serving
 def test_the_people_roles_keep_their_ladder() -> None:
     """Existing keys keep working: each ladder role holds what the roles below it hold; serving holds lists only."""
     ladder = ("viewer", "auditor", "operator", "admin")
-    for lower, higher in zip(ladder, ladder[1:]):
+    for lower, higher in pairwise(ladder):
         assert ROLE_SCOPES[lower] < ROLE_SCOPES[higher]
     assert ROLE_SCOPES["serving"] == {"lists"}
     assert not role_allows("serving", "audit") and not role_allows("unknown-role", "read")

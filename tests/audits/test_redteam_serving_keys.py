@@ -74,11 +74,10 @@ def test_a_downgrade_without_serving_keys_keeps_the_others(db_url: str) -> None:
         with engine.connect() as connection:
             kept = live_key(connection, "rgk_dpo")
         assert kept is not None and kept.role == "auditor"
-        with pytest.raises(IntegrityError):  # the old constraint refuses the role again
-            with engine.begin() as connection:
-                connection.execute(
-                    text("INSERT INTO api_keys (name, key_hash, role, created_at) VALUES ('web', :h, 'serving', :t)"),
-                    {"h": hash_token("rgk_web"), "t": datetime.now(UTC)},
-                )
+        with pytest.raises(IntegrityError), engine.begin() as connection:  # the old constraint refuses the role again
+            connection.execute(
+                text("INSERT INTO api_keys (name, key_hash, role, created_at) VALUES ('web', :h, 'serving', :t)"),
+                {"h": hash_token("rgk_web"), "t": datetime.now(UTC)},
+            )
     finally:
         engine.dispose()

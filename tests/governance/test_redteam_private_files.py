@@ -67,6 +67,14 @@ def test_a_trail_export_is_owner_only(db_url: str, tmp_path: Path) -> None:
     assert _mode(out) == 0o600 and out.stat().st_size > 0
 
 
+def test_the_home_of_the_embedded_store_is_owner_only(recgov_home: Path) -> None:
+    """RECGOV_HOME holds the SQLite store (consent records, decisions, requests): it was made 0755."""
+    assert not recgov_home.exists()
+    done = runner.invoke(app, ["db", "upgrade"])
+    assert done.exit_code == 0, done.output
+    assert (recgov_home / "recgov.db").exists() and _mode(recgov_home) == 0o700
+
+
 @pytest.mark.parametrize("mode", [0o600, 0o640])
 def test_a_purged_log_keeps_its_mode(db_url: str, tmp_path: Path, mode: int) -> None:
     log = tmp_path / "log.csv"
