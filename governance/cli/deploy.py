@@ -22,7 +22,10 @@ __all__ = ["register"]
 StageOpt = Annotated[str, typer.Option("--to", help="The stage to move to: shadow, canary or production (one step at a time).")]
 PackOpt = Annotated[
     str | None,
-    typer.Option("--pack", "-p", help="Default: the pack the deployment policy binds to the stage; any other pack is refused.", show_default=False),
+    typer.Option(
+        "--pack", "-p", show_default=False,
+        help="Default: the pack the deployment policy binds to the stage; any other pack (file, shipped name or stored NAME@VERSION) is refused.",
+    ),
 ]
 DataOpt = Annotated[str | None, typer.Option("--data", help="DATA for the gate's audit (needed for canary and production).", show_default=False)]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Folder for the gate's files (default: ./recgov-gate).")]
@@ -49,8 +52,11 @@ def promote_command(
     from governance.cli.deploy_policy import installation_pack_loader, packs_dir
     from governance.deploy import GateRefused, promote
 
-    loaded = load_or_fail(pack, json_output=json_output) if pack is not None else None
+    stored = pack is not None and "@" in pack  # a stored pack, NAME@VERSION, as the API names it
+    loaded = load_or_fail(pack, json_output=json_output) if pack is not None and not stored else None
     with user_errors():
+        if stored:
+            loaded = installation_pack_loader(packs_dir())(pack)
         if to in ("canary", "production") and data is None:
             raise fail(f"--data is needed to promote to {to}: the gate audits the model on it")
         dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output) if data else None

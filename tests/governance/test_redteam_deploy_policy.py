@@ -296,3 +296,17 @@ def test_a_binding_replaced_while_the_gate_ran_moves_nothing(db_url: str, tmp_pa
     first, second = (p.id for p in _rows(db_url, DeploymentPolicy))
     assert str(refused.value) == POLICY_CHANGED.format(stage="canary", was=first, now=second)
     assert [d.stage for d in _rows(db_url, Deployment)] == ["shadow"]
+
+
+def test_the_bound_pack_may_be_named_as_stored_and_nothing_else(db_url: str, tmp_path: Path) -> None:
+    """Hole: a caller naming a stored NAME@VERSION could not be checked against the binding (it was read as a file)."""
+    own = tmp_path / "house.yaml"
+    own.write_text((SHIPPED / "baseline.yaml").read_text().replace("name: baseline", "name: house"))
+    mv = _train(db_url)
+    assert _set(db_url, "canary", str(own)).exit_code == 0
+    assert _promote(db_url, mv, "shadow", tmp_path).exit_code == 0
+    missing = _promote(db_url, mv, "canary", tmp_path, "--pack", "house@9.9.9")
+    assert missing.exit_code == 2 and "no stored pack 'house' at version '9.9.9'" in _one_line(missing)
+    named = _promote(db_url, mv, "canary", tmp_path, "--pack", "house@1.0.0")
+    assert named.exit_code == 0, named.output
+    assert json.loads(named.stdout)["gate"]["pack"] == "house"
