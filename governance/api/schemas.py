@@ -44,7 +44,7 @@ class ConsentCreate(_Body):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"subject": "u000012", "purpose": "personalization", "status": "granted", "basis": "consent", "source": "banner"}]},
+        json_schema_extra={"examples": [{"subject": "u000012", "purpose": "personalization", "status": "granted", "basis": "consent", "source": "banner", "evidence": {"banner_version": "2026-03"}}]},
     )
 
     subject: str = Field(min_length=1, max_length=200, pattern=IDENTIFIER, description="The subject's id (stored only as its pseudonym).")
@@ -52,6 +52,13 @@ class ConsentCreate(_Body):
     status: Literal["granted", "denied", "withdrawn", "opted_out", "objected"]
     basis: Literal["consent", "legitimate_interest", "contract"] = Field(description="The lawful basis the record was given under.")
     source: Literal["api", "banner", "tcf", "gpc", "import"] = "api"
+    evidence: dict[str, Any] | None = Field(
+        None,
+        description="What proves the record (GDPR Art. 7(1)); required by the sources that claim it: banner "
+        "(evidence.banner_version), import (evidence.origin), tcf (evidence.tc_string, a TC string that supports the "
+        "status under the pack's consent.tcf; evidence.vendor_id where the pack sets no consent.tcf.vendor_id). "
+        "Never the subject's id.",
+    )
     pack: str | None = Field(
         None, min_length=1, max_length=200, pattern=IDENTIFIER,
         description="The pack in force (a shipped name or NAME@VERSION): the purpose must be one of its own, and "

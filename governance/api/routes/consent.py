@@ -1,4 +1,7 @@
-"""``/v1/consent``: append a consent record, show a subject's consent (operator)."""
+"""``/v1/consent``: append a consent record, show a subject's consent (operator).
+
+A record whose source claims evidence brings it (:mod:`governance.consent.evidence`).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.routes._audit import record_call
 from governance.api.schemas import IDENTIFIER, ConsentCreate, ConsentPublic
+from governance.consent.evidence import EvidenceError, check_consent_evidence
 from governance.privacy import record_consent_under_pack, show_consent
 
 router = APIRouter(prefix="/v1/consent", tags=["consent"], responses=problems(401, 403, 422, 500))
@@ -20,14 +24,14 @@ router = APIRouter(prefix="/v1/consent", tags=["consent"], responses=problems(40
 
 @router.post("", status_code=201, response_model=ConsentPublic, responses=problems(404), summary="Append a consent record")
 def create(body: ConsentCreate, session: SessionDep, settings: SettingsDep, key: OperateKey) -> dict[str, Any]:
-    """With ``pack``, the purpose must be the pack's, and what the pack says follows is applied (erase_on_withdrawal)."""
+    """With ``pack``, the purpose must be the pack's, and what the pack says follows is applied (erase_on_withdrawal).
+
+    A source that claims evidence (``banner``, ``tcf``, ``import``) needs it: 422 naming the field
+    otherwise; a ``tcf`` record's TC string must support its status under the pack's ``consent.tcf``.
+    """
     erasure = None
-    if body.pack is None:
-        row = record_consent(
-            session, subject_id=body.subject, purpose=body.purpose, status=body.status,
-            lawful_basis=body.basis, source=body.source, actor=actor_of(key),
-        )  # fmt: skip
-    else:
+    loaded = None
+    if body.pack is not None:
         try:
             loaded = pack_store.load_ref(settings.packs_dir, body.pack)
         except pack_store.PackNotFound as err:
@@ -35,9 +39,22 @@ def create(body: ConsentCreate, session: SessionDep, settings: SettingsDep, key:
         if body.purpose not in loaded.pack.consent.purposes:
             listed = ", ".join(sorted(loaded.pack.consent.purposes)) or "none"
             raise Problem(422, f"purpose {body.purpose!r} is not one of pack {loaded.name}'s consent purposes ({listed})")
+    try:
+        evidence = check_consent_evidence(
+            source=body.source, status=body.status, lawful_basis=body.basis, purpose=body.purpose,
+            evidence=body.evidence, section=None if loaded is None else loaded.pack.consent,
+        )  # fmt: skip
+    except EvidenceError as err:
+        raise Problem(422, str(err), kind="consent-evidence", errors=[{"location": "body", "field": err.field, "message": str(err)}]) from None
+    if loaded is None:
+        row = record_consent(
+            session, subject_id=body.subject, purpose=body.purpose, status=body.status,
+            lawful_basis=body.basis, source=body.source, evidence=evidence, actor=actor_of(key),
+        )  # fmt: skip
+    else:
         row, erasure = record_consent_under_pack(
             session, loaded, subject_id=body.subject, purpose=body.purpose, status=body.status,
-            lawful_basis=body.basis, source=body.source, actor=actor_of(key),
+            lawful_basis=body.basis, source=body.source, evidence=evidence, actor=actor_of(key),
         )  # fmt: skip
     payload = {"purpose": body.purpose, "status": body.status} | ({"erasure_request": erasure.id} if erasure is not None else {})
     record_call(session, key, "consent.create", subject=row.subject, payload=payload)
