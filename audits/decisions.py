@@ -426,7 +426,7 @@ class DecisionLog:
         return first if len(batch) == 1 else f"{first} and {len(batch) - 1} others in its batch"
 
     def _commit(self, batch: list[_Pending]) -> int:
-        """Write one batch: pseudonyms, sealing, the trail events, the rows; one transaction. Return the batch event's seq."""
+        """Write one batch (pseudonyms, sealing, the trail events, the rows) in one transaction; return its event's seq."""
         with self.store.session() as session:
             filed = self._seal(session, batch)
             rows = [p.row for p in batch]
@@ -481,7 +481,8 @@ class DecisionLog:
                 if pending.subject_id is not None:
                     who, secret = found[pending.subject_id]  # type: ignore[misc]
                     pending.row["subject"] = who
-                    keys[who] = record_key(secret)
+                    if who not in keys:
+                        keys[who] = record_key(secret)
             unfiled = {who: key for who, key in keys.items() if who not in self._filed}
             if unfiled:
                 stored = file_record_keys(session, installation, unfiled)

@@ -8,6 +8,13 @@ opened under, and the row's ``trail_seq`` names the latest one. An erasure that
 shreds the subject (:func:`audits.shred_subject`) can still be completed: the
 request keeps its (now unlinkable) pseudonym.
 
+A result may hold figures about the person (``personal``: how many of their
+interactions an access export found, say). Those are sealed under the subject's
+record key (:mod:`audits.sealing`), in the row and in the trail event, and read
+back merged into the result while the key exists: once the subject is erased
+they are unreadable, and the kept request says what was done, not how much of
+the person there was.
+
 The deadline is ``requested_at`` plus the days the caller's policy pack gives
 (``consent.requests``: one month under GDPR Art. 12(3), 45 days under CCPA
 §1798.130). A ``retrain`` request is opened by an erasure for the model versions
@@ -33,9 +40,11 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from audits._common import actor_name, aware, json_object, one_of
 from audits.models import REQUEST_KINDS, REQUEST_STATUSES, SubjectRequest
+from audits.sealing import seal_request_figures
 from audits.subjects import pseudonym
 from audits.trail import append_event, format_time, lock_head
 from recommender.errors import ConfigError, DataError
@@ -126,14 +135,18 @@ def update_request(
     *,
     status: str,
     result: Mapping[str, Any] | None = None,
+    personal: Mapping[str, Any] | None = None,
     at: datetime | None = None,
     actor: str | None = None,
 ) -> SubjectRequest:
     """Move a request to ``status`` (received -> in_progress -> completed | failed).
 
     ``result`` (a JSON object: models affected, residual influence, the reason
-    for a failure; never a raw id) replaces the stored one when given. Reaching
-    ``completed`` or ``failed`` sets ``completed_at`` (``at``, default now).
+    for a failure; never a raw id) replaces the stored one when given.
+    ``personal`` (a JSON object: figures about the person, such as counts of
+    their data) joins it sealed under the subject's record key, readable while
+    the subject is not erased (see the module doc). Reaching ``completed`` or
+    ``failed`` sets ``completed_at`` (``at``, default now).
 
     Raises
     ------
@@ -153,6 +166,10 @@ def update_request(
         )
     if when < row.requested_at:
         raise DataError(f"at ({when.isoformat()}) is before the request was made ({row.requested_at.isoformat()})")
+    figures = None
+    if personal is not None:
+        figures = json_object(personal, "personal")
+        plain = (plain or {}) | seal_request_figures(session, row.subject, row.id, figures)
     previous = row.status
     event = append_event(
         session,
@@ -165,6 +182,9 @@ def update_request(
     row.status = status
     if plain is not None:
         row.result = plain
+    if figures is not None:
+        session.flush()
+        set_committed_value(row, "result", {k: v for k, v in plain.items() if k != "sealed"} | figures)
     if status not in OPEN_REQUEST_STATUSES:
         row.completed_at = when
     row.trail_seq = event.seq

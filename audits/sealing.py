@@ -48,8 +48,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, attributes
 
 from audits.canonical import canonical_json
-from audits.models import ConsentRecordRow, DecisionRecord, SubjectSecret
-from audits.subjects import reading_installation_key, record_key_lookup
+from audits.models import ConsentRecordRow, DecisionRecord, SubjectRequest, SubjectSecret
+from audits.subjects import _installation_key, reading_installation_key, record_key_lookup
 
 __all__ = [
     "DECISION_ROUTING",
@@ -63,6 +63,8 @@ __all__ = [
     "open_decision",
     "open_decisions",
     "open_evidence",
+    "open_request_result",
+    "seal_request_figures",
     "seal",
     "seal_decision",
     "seal_evidence",
@@ -72,6 +74,7 @@ __all__ = [
 SEALED_CONTENT = {
     "decisions": "the served items, their scores and explanation tags, and the request's context",
     "consent_records": "the evidence (TC string, banner version, notes), in the row and in its trail event",
+    "subject_requests": "the figures about the person in a request's result (an access export's counts of their data)",
 }
 """What each kept table holds only sealed under the subject's record key (the Art. 30 record quotes it)."""
 KEPT_IN_THE_CLEAR = {
@@ -80,6 +83,11 @@ KEPT_IN_THE_CLEAR = {
         "the model version and, for a shadow list, the served decision it mirrors"
     ),
     "consent_records": "the subject's pseudonym, purpose, status, lawful basis, source, jurisdiction and time",
+    "subject_requests": (
+        "the subject's pseudonym, kind, status, times, deadline and what was done (an erasure's result is written "
+        "once the key is gone, so the figures of its unlearning, the number of the person's interactions removed "
+        "among them, stay in the clear)"
+    ),
 }
 """What each kept table holds in the clear: what the processing was, never what it was about."""
 SEALING_SAFEGUARD = (
@@ -87,6 +95,8 @@ SEALING_SAFEGUARD = (
     + SEALED_CONTENT["decisions"]
     + "; for consent records "
     + SEALED_CONTENT["consent_records"]
+    + "; for subject requests "
+    + SEALED_CONTENT["subject_requests"]
     + ") is encrypted with AES-256-GCM under a record key of the subject's own, derived from their pseudonym "
     "secret; erasure deletes the secret and the record key, after which nobody, recgov included, can read it "
     "(rows written before sealing existed stay as written); the trail's hash chain and the decision log's "
@@ -97,19 +107,22 @@ SEALING_SAFEGUARD = (
 SEALED = "sealed"
 """The one key of a sealed value: ``{"sealed": token}``."""
 DECISION_ROUTING = ("served", "shadow_of")
-"""Context keys of a decision kept in the clear: they say which served decision a shadow list mirrors, nothing about the person."""
+"""Context keys of a decision kept in the clear: which served decision a shadow list mirrors."""
 _VERSION = "v1:"
 _AAD = b"recgov.sealed.v1\x00"
 _NONCE_BYTES = 12
 DECISION_KIND = "decision"
 EVIDENCE_KIND = "consent.evidence"
+REQUEST_KIND = "request.result"
 
 
 def _aad(kind: str, pseudonym: str, bound: str) -> bytes:
     return b"%b%b\x00%b\x00%b" % (_AAD, kind.encode("ascii"), pseudonym.encode("ascii"), bound.encode("utf-8"))
 
 
-def seal(key: bytes, plaintext: bytes, *, kind: str, pseudonym: str, bound: str = "", cipher: AESGCM | None = None) -> str:
+def seal(
+    key: bytes, plaintext: bytes, *, kind: str, pseudonym: str, bound: str = "", cipher: AESGCM | None = None
+) -> str:
     """Encrypt ``plaintext`` under ``key`` (a record key), bound to ``kind``, ``pseudonym`` and ``bound``; the token."""
     nonce = os.urandom(_NONCE_BYTES)
     sealed = (cipher or AESGCM(key)).encrypt(nonce, plaintext, _aad(kind, pseudonym, bound))
@@ -171,7 +184,10 @@ def file_record_keys(session: Any, installation_key: bytes, keys: Mapping[str, b
         return {}
     module = postgresql if _dialect(session) == "postgresql" else sqlite
     now = datetime.now(UTC)
-    rows = [{"lookup": record_key_lookup(installation_key, p), "secret": k.hex(), "created_at": now} for p, k in keys.items()]
+    rows = [
+        {"lookup": record_key_lookup(installation_key, p), "secret": k.hex(), "created_at": now}
+        for p, k in keys.items()
+    ]
     session.execute(module.insert(SubjectSecret).on_conflict_do_nothing(), rows)
     return find_record_keys(session, installation_key, keys)
 
@@ -212,7 +228,9 @@ def open_decision(
     return opened["slate"], opened["context"]
 
 
-def open_decisions(bind: Any, rows: Iterable[tuple[str, str | None, Any, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]] | None]:
+def open_decisions(
+    bind: Any, rows: Iterable[tuple[str, str | None, Any, Any]]
+) -> list[tuple[dict[str, Any], dict[str, Any]] | None]:
     """Open many stored decisions, given as ``(decision_id, subject, slate, context)``; one query for their keys.
 
     Each comes back as ``(slate, context)`` as written, or None when it is sealed
@@ -242,6 +260,30 @@ def open_evidence(key: bytes | None, pseudonym: str, stored: Any) -> Any:
     return stored if plaintext is None else orjson.loads(plaintext)
 
 
+# -- figures about the person in a subject request's result ------------------------------------------
+
+
+def seal_request_figures(session: Any, pseudonym: str, request_id: int, figures: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"sealed": token}``: figures about the person, sealed for a request's result under the subject's record key.
+
+    A subject with no record key filed (erased already) gets them sealed under a
+    key kept nowhere: they are never stored in the clear.
+    """
+    key = find_record_keys(session, _installation_key(session), [pseudonym]).get(pseudonym) or os.urandom(32)
+    token = seal(key, canonical_json(dict(figures)), kind=REQUEST_KIND, pseudonym=pseudonym, bound=str(request_id))
+    return {SEALED: token}
+
+
+def open_request_result(key: bytes | None, pseudonym: str, request_id: int, stored: Any) -> Any:
+    """A stored request result with its sealed figures merged back in, or as stored if ``key`` does not open them."""
+    if not is_sealed(stored) or key is None:
+        return stored
+    plaintext = unseal(key, stored[SEALED], kind=REQUEST_KIND, pseudonym=pseudonym, bound=str(request_id))
+    if plaintext is None:
+        return stored
+    return {k: v for k, v in stored.items() if k != SEALED} | orjson.loads(plaintext)
+
+
 # -- entities opened as they load ------------------------------------------------------------------
 
 _SESSION_KEYS = "recgov_record_keys"  # in session.info: pseudonym -> record key (or None), for this session
@@ -251,7 +293,9 @@ def _key_for(session: Session, pseudonym: str) -> bytes | None:
     cache: dict[str, bytes | None] = session.info.setdefault(_SESSION_KEYS, {})
     if pseudonym not in cache:
         connection = session.connection()
-        cache[pseudonym] = find_record_keys(connection, reading_installation_key(connection), [pseudonym]).get(pseudonym)
+        cache[pseudonym] = find_record_keys(connection, reading_installation_key(connection), [pseudonym]).get(
+            pseudonym
+        )
     return cache[pseudonym]
 
 
@@ -277,6 +321,20 @@ def _open_loaded_evidence(target: ConsentRecordRow, context: Any, *_: Any) -> No
         attributes.set_committed_value(target, "evidence", opened)
 
 
-for _entity, _listener in ((DecisionRecord, _open_loaded_decision), (ConsentRecordRow, _open_loaded_evidence)):
+def _open_loaded_request(target: SubjectRequest, context: Any, *_: Any) -> None:
+    values = attributes.instance_state(target).dict
+    stored, subject = values.get("result"), values.get("subject")
+    if not is_sealed(stored) or subject is None or context.session is None:
+        return
+    opened = open_request_result(_key_for(context.session, subject), subject, values.get("id", 0), stored)
+    if opened is not stored:
+        attributes.set_committed_value(target, "result", opened)
+
+
+for _entity, _listener in (
+    (DecisionRecord, _open_loaded_decision),
+    (ConsentRecordRow, _open_loaded_evidence),
+    (SubjectRequest, _open_loaded_request),
+):
     event.listen(_entity, "load", _listener)
     event.listen(_entity, "refresh", _listener)

@@ -756,7 +756,7 @@ def export_subject(
                 "trail_events": len(trail),
                 "models": len(models),
             }
-            update_request(session, request_id, status="completed", result={"counts": counts}, actor=actor)
+            update_request(session, request_id, status="completed", personal={"counts": counts}, actor=actor)
             requests = session.scalars(
                 select(SubjectRequest)
                 .where(SubjectRequest.subject == who)
@@ -1892,7 +1892,8 @@ def processing_record(
             "kept_by_recgov": [
                 f"consent records (pseudonymised; in the clear: {KEPT_IN_THE_CLEAR['consent_records']}; "
                 f"sealed under the subject's record key: {SEALED_CONTENT['consent_records']})",
-                "subject requests (pseudonymised: kind, status, times, deadline, and what was done, in the clear)",
+                f"subject requests (pseudonymised; in the clear: {KEPT_IN_THE_CLEAR['subject_requests']}; "
+                f"sealed under the subject's record key: {SEALED_CONTENT['subject_requests']})",
                 f"served decisions (pseudonymised; in the clear: {KEPT_IN_THE_CLEAR['decisions']}; "
                 f"sealed under the subject's record key: {SEALED_CONTENT['decisions']})",
                 "the audit trail (pseudonymised events; consent evidence in them sealed as in the consent records)",

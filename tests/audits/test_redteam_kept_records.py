@@ -59,7 +59,7 @@ def world(store: Store, recgov_home: Path) -> tuple[Dataset, ALSRecommender, lis
     data = generate(SyntheticSpec(n_users=80, n_items=300, n_interactions=4000, seed=4, event_mix={"rating": 1.0}))
     events = data.events.copy()
     events["user_id"] = events["user_id"].astype(str)
-    busiest = events["user_id"].value_counts().index[5]
+    busiest = events["user_id"].value_counts().index[2]
     events.loc[events["user_id"] == busiest, "user_id"] = VICTIM
     dataset = Dataset(events=events, items=data.items, name="redteam", source="synthetic:redteam")
     model = ALSRecommender(factors=16, iterations=8, random_state=0).fit(to_implicit(events))
@@ -77,6 +77,7 @@ def world(store: Store, recgov_home: Path) -> tuple[Dataset, ALSRecommender, lis
             for subject in subjects:
                 served = engine.serve(ServeRequest(subject, k=10, consent=GRANTED))
                 assert served.mode == "personalized"
+    export_subject(store, VICTIM, dataset=dataset, pack=EU)  # an access request, answered from the raw log
     return dataset, model, subjects
 
 
@@ -92,7 +93,9 @@ def _dump(store: Store) -> list[tuple[str, str]]:
 
 def _erased_pseudonyms(store: Store) -> set[str]:
     with store.engine.connect() as connection:
-        return set(connection.execute(text("SELECT subject FROM trail_events WHERE action = 'subject.shredded'")).scalars())
+        return set(
+            connection.execute(text("SELECT subject FROM trail_events WHERE action = 'subject.shredded'")).scalars()
+        )
 
 
 def _normalise(value: str) -> str:
@@ -126,7 +129,11 @@ def _history_match(store: Store, data: Dataset, model: ALSRecommender) -> dict[s
     found = {}
     for pseudonym in _erased_pseudonyms(store):
         kept = Counter(
-            token for _, row in rows if pseudonym in row for token in re.findall(r"[A-Za-z0-9_]+", row) if token in catalog
+            token
+            for _, row in rows
+            if pseudonym in row
+            for token in re.findall(r"[A-Za-z0-9_]+", row)
+            if token in catalog
         )
         if kept and (user := _single_out(kept, data, model)) is not None:
             found[pseudonym] = user
@@ -138,6 +145,21 @@ def _spelling_match(kept: str, data: Dataset) -> set[str]:
     ids = {_normalise(u): u for u in data.events["user_id"].astype(str).unique() if len(_normalise(u)) >= 6}
     found = _normalise(kept.replace("\\", ""))
     return {raw for normal, raw in ids.items() if normal in found}
+
+
+def _count_match(store: Store, data: Dataset) -> set[str]:
+    """The users of the raw log whose number of events is a count kept in a row naming an erased pseudonym,
+    and nobody else's (a count under a key that speaks of interactions, events or counts)."""
+    per_user = data.events["user_id"].astype(str).value_counts()
+    unique = {int(n): u for n, u in zip(per_user.to_numpy(), per_user.index, strict=True) if (per_user == n).sum() == 1}
+    found = set()
+    for pseudonym in _erased_pseudonyms(store):
+        for _, row in _dump(store):
+            if pseudonym in row:
+                for n in re.findall(r'(?:interaction|event|count)[a-z_]*\\?"\s*:\s*(\d+)', row):
+                    if int(n) >= 5 and int(n) in unique:
+                        found.add(unique[int(n)])
+    return found
 
 
 def _every_row(store: Store) -> str:
@@ -153,12 +175,15 @@ def test_the_attack_picks_out_a_person_from_their_readable_decisions(store: Stor
     kept += Counter(i for d in doc["decisions"] for tags in d["tags"] for tag in tags for i in tag.get("items", []))
     assert len(doc["decisions"]) == N_SERVED and kept
     assert _single_out(kept, data, model) == VICTIM
+    per_user = data.events["user_id"].value_counts()
+    assert (per_user == per_user[VICTIM]).sum() == 1, "their number of events alone names them"
 
 
 def test_kept_decisions_and_evidence_do_not_single_out_the_erased_person(store: Store, world) -> None:
     """Hole: kept decisions listed the erased person's history items (tags), their served lists and
-    scores in the clear, and consent evidence named them in another spelling; matching against the raw
-    log picked them out. Now that content is sealed under a per-subject key that erasure destroys."""
+    scores in the clear, consent evidence named them in another spelling, and their access request kept
+    the number of their interactions; matching against the raw log picked them out. Now that content is
+    sealed under a per-subject key that erasure destroys."""
     data, model, _ = world
     with store.session() as session:  # the matcher is sharp: the evidence, read with the key, names the person
         readable = json.dumps(consent_history(session, VICTIM, include_suppressions=False), default=str)
@@ -166,7 +191,10 @@ def test_kept_decisions_and_evidence_do_not_single_out_the_erased_person(store: 
     erase_subject(store, VICTIM, pack=EU, measure_residual=False)
 
     assert _history_match(store, data, model) == {}, "the kept rows point at the erased person's history"
-    assert VICTIM not in _spelling_match(_every_row(store), data), "a kept row names the erased person in another spelling"
+    assert VICTIM not in _spelling_match(_every_row(store), data), (
+        "a kept row names the erased person in another spelling"
+    )
+    assert VICTIM not in _count_match(store, data), "a kept count is the erased person's number of events"
 
 
 def test_others_are_still_readable_and_the_chain_verifies_after_erasure(store: Store, world) -> None:
@@ -191,7 +219,9 @@ def test_others_are_still_readable_and_the_chain_verifies_after_erasure(store: S
     # Tampering: a kept decision of the erased person swapped for another's sealed slate, and a trail event changed.
     (erased,) = _erased_pseudonyms(store)
     with store.engine.begin() as connection:
-        victim_id = connection.execute(select(DecisionRecord.decision_id).where(DecisionRecord.subject == erased).limit(1)).scalar_one()
+        victim_id = connection.execute(
+            select(DecisionRecord.decision_id).where(DecisionRecord.subject == erased).limit(1)
+        ).scalar_one()
         other_slate = connection.execute(
             select(DecisionRecord.slate).where(DecisionRecord.subject != erased).limit(1)
         ).scalar_one()
@@ -202,12 +232,16 @@ def test_others_are_still_readable_and_the_chain_verifies_after_erasure(store: S
         problems = verify_decisions(connection)
     assert len(problems) == 1 and "changed" in problems[0]["problem"]
     with store.engine.begin() as connection:
-        seq = connection.execute(text("SELECT MIN(seq) FROM trail_events WHERE action = 'consent.recorded'")).scalar_one()
+        seq = connection.execute(
+            text("SELECT MIN(seq) FROM trail_events WHERE action = 'consent.recorded'")
+        ).scalar_one()
         if store.dialect == "postgresql":
             connection.execute(text("ALTER TABLE trail_events DISABLE TRIGGER USER"))
         else:
             connection.execute(text("DROP TRIGGER trail_events_no_update"))
-        connection.execute(text("UPDATE trail_events SET payload = REPLACE(payload, 'banner', 'import') WHERE seq = :s"), {"s": seq})
+        connection.execute(
+            text("UPDATE trail_events SET payload = REPLACE(payload, 'banner', 'import') WHERE seq = :s"), {"s": seq}
+        )
         if store.dialect == "postgresql":
             connection.execute(text("ALTER TABLE trail_events ENABLE TRIGGER USER"))
     with store.snapshot() as connection:
@@ -219,7 +253,9 @@ def test_a_sealed_record_is_unreadable_once_the_key_is_gone(store: Store, world)
     """After erasure no key for the former pseudonym is left in the store: nothing can open what is sealed."""
     with store.session() as session:
         rows = session.execute(select(DecisionRecord.subject, DecisionRecord.slate)).all()
-    assert all("items" not in (s if isinstance(s, dict) else json.loads(s)) for _, s in rows), "slates are stored sealed"
+    assert all("items" not in (s if isinstance(s, dict) else json.loads(s)) for _, s in rows), (
+        "slates are stored sealed"
+    )
     report = erase_subject(store, VICTIM, pack=EU, measure_residual=False)
     with store.session() as session:
         mine = session.scalars(select(DecisionRecord).where(DecisionRecord.subject == report["pseudonym"])).all()
@@ -236,15 +272,20 @@ def test_the_art30_record_says_what_is_sealed_and_what_erasure_destroys(store: S
     assert SEALING_SAFEGUARD in record["safeguards"]
     assert any("record key are deleted" in line for line in record["safeguards"])
     kept = record["categories_of_data"]["kept_by_recgov"]
-    for table in ("decisions", "consent_records"):
+    for table in ("decisions", "consent_records", "subject_requests"):
         (line,) = [k for k in kept if SEALED_CONTENT[table] in k]
         assert KEPT_IN_THE_CLEAR[table] in line
-    assert not any(line.endswith("UPDATE and DELETE are refused by the database") for line in record["safeguards"])
-    # what the record says is sealed is stored sealed: the slate, the context beyond routing, the evidence (row and trail)
+    safeguards = record["safeguards"]
+    assert not any(line.endswith("UPDATE and DELETE are refused by the database") for line in safeguards)
+    # what the record says is sealed is stored sealed: slate, context beyond routing, evidence (row and trail)
     with store.engine.connect() as connection:
         slates = connection.execute(select(DecisionRecord.slate, DecisionRecord.context)).all()
         evidence = connection.execute(text("SELECT evidence FROM consent_records")).scalars().all()
-        payloads = connection.execute(text("SELECT payload FROM trail_events WHERE action = 'consent.recorded'")).scalars().all()
+        payloads = (
+            connection.execute(text("SELECT payload FROM trail_events WHERE action = 'consent.recorded'"))
+            .scalars()
+            .all()
+        )
     assert slates and all(set(s) == {"sealed"} and c == {} for s, c in slates)
     assert evidence and all(set(e if isinstance(e, dict) else json.loads(e)) == {"sealed"} for e in evidence)
     assert all(set(json.loads(p)["evidence"]) == {"sealed"} for p in payloads)
