@@ -53,7 +53,7 @@ BODY_NOT_PARSED = "the body is not JSON: send a JSON object, encoded as UTF-8, w
 
 _DESCRIPTIONS = {
     401: "No API key, or an unknown or revoked one.",
-    403: "The key's role is below the one this endpoint needs.",
+    403: "The key's role does not hold the scope this endpoint needs (see the operation's security).",
     404: "A named resource (model version, pack, case) is not in the store.",
     409: "The request conflicts with what is stored.",
     422: "The request is invalid: ``errors`` says where and why.",
