@@ -33,6 +33,7 @@ __all__ = [
     "OWNER_ONLY",
     "OWNER_ONLY_FOLDER",
     "UNWRITABLE",
+    "check_writable",
     "replace_keeping_mode",
     "reserve_export",
     "reserve_replacement",
@@ -71,6 +72,15 @@ def _reserve(target: Path, mode: int) -> Path:
     finally:
         os.close(fd)
     return Path(name)
+
+
+def check_writable(target: Path) -> None:
+    """Raise the one-line :class:`DataError` now if an export to ``target`` could not be written; leave nothing.
+
+    For a caller that records something before it writes (an access request):
+    the record is not made for a file that cannot be.
+    """
+    _reserve(Path(target), OWNER_ONLY).unlink()
 
 
 def reserve_export(target: Path) -> Path:

@@ -230,13 +230,15 @@ def subject_export(
     json_output: JsonOpt = False,
 ) -> None:
     """Answer an access request (GDPR Art. 15): everything recgov holds about SUBJECT, as JSON for them."""
-    from audits.private_files import write_private
+    from audits.private_files import check_writable, write_private
     from governance.privacy import export_subject
 
     loaded = load_or_fail(pack, json_output=json_output) if pack is not None else None
     with store_errors():
         if out is not None and not out.parent.is_dir():
             raise ConfigError(OUT_FOLDER_MISSING.format(out=out, folder=out.parent))
+        if out is not None:
+            check_writable(out)  # before the request is recorded: a file that cannot be written records nothing
         dataset = load_dataset(data, mapping, json_output=json_output) if data is not None else None
         with _opened(database_url) as store:
             doc = export_subject(store, subject, dataset=dataset, pack=loaded)

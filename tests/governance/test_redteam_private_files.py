@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from audits import list_requests, open_store
 from audits.private_files import UNWRITABLE
 from governance.cli import app
 
@@ -89,12 +90,18 @@ def test_a_purged_log_keeps_its_mode(db_url: str, tmp_path: Path, mode: int) -> 
 @pytest.mark.parametrize("target", ["folder", "system"])
 def test_an_unwritable_export_target_is_one_line_and_exit_2(db_url: str, tmp_path: Path, target: str) -> None:
     out = tmp_path if target == "folder" else Path("/sys/recgov-export.json")
-    for args in (["subject", "export", "subj-perm-3", "--out", str(out)], ["trail", "export", str(out)]):
+    for args in (["subject", "export", "subj-perm-3", "--out", str(out)], ["trail", "export", str(out), "--no-checkpoint"]):
         done = runner.invoke(app, [*args, "--database-url", db_url])
         assert done.exit_code == 2, done.output
         reason = "it is a folder" if target == "folder" else "Permission denied"
         assert done.stderr.strip() == "error: " + UNWRITABLE.format(path=out, reason=reason), done.stderr
     assert _leftovers(tmp_path) == []
+    store = open_store(db_url)
+    try:
+        with store.session() as session:
+            assert list_requests(session, kind="access") == [], "an export that cannot be written records no answered request"
+    finally:
+        store.close()
 
 
 @contextmanager
