@@ -13,6 +13,15 @@ gap is judged:
     small group cannot fail it on noise alone, nor be shown to pass).
 
 Either way the evidence holds the point value, its interval and the group sizes.
+
+``consumer_gap`` compares every pair of groups at once, so under ``judge: ci`` it
+tests each bound of each pair (Welch; :mod:`governance.checks._significance`) and
+adjusts the p-values together (Holm, or Benjamini-Hochberg) before failing a
+pair: a rule with nothing to find fails at most at 1 - confidence, however many
+groups it compares.
+
+No evidence is no pass: a provider rule on items without providers, or a group
+too small to say anything, is reported and not judged.
 """
 
 from __future__ import annotations
