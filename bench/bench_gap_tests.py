@@ -23,9 +23,9 @@ import math
 import time
 
 import numpy as np
+from _hardware import hardware
 
 import governance.checks  # noqa: F401  (registers the checks)
-from _hardware import hardware
 from governance.checks._significance import adjust
 from governance.facts import AuditFacts, FairnessFacts, GroupFigure, GroupMetricFacts
 from governance.registry import get_check
