@@ -174,6 +174,7 @@ def open_deployed(
     """
     from governance import deploy
     from governance.escalation import items_out_of_lists
+    from governance.suppressed import erasures_seen
     from recommender.als import ALSRecommender
 
     stages = deploy.status(store)
@@ -181,6 +182,8 @@ def open_deployed(
         raise ConfigError(NOTHING_IN_PRODUCTION)
     with store.session() as session:
         blocked = items_out_of_lists(session, loaded.pack)
+        versions = [d["model_version"] for key in ("production", "canary", "shadow") for d in stages[key]]
+        seen = {version: erasures_seen(session, version) for version in versions}
         locations = {
             row.version_id: row.artifact_location
             for row in session.scalars(
@@ -198,6 +201,7 @@ def open_deployed(
         return ServingEngine(
             loaded, model, items, blocked=blocked, sink=log, vendor_id=vendor_id,
             on_failure=lambda cause, detail: log_failure(store, cause, {**detail, "model_version": model_version}),
+            erasures_seen=seen[model_version],
         )  # fmt: skip
 
     try:

@@ -50,7 +50,10 @@ MAX_LINEAGE = 64
 
 # Built once: serving runs them per request (a statement's cache key is then computed once).
 _LATEST_ERASURE = (
-    select(Suppression.trail_seq).where(Suppression.lookup == bindparam("lookup")).order_by(Suppression.id.desc()).limit(1)
+    select(Suppression.trail_seq)
+    .where(Suppression.lookup == bindparam("lookup"))
+    .order_by(Suppression.id.desc())
+    .limit(1)
 )
 _RUN_PARAMS = (
     select(TrainingRun.params)
@@ -122,7 +125,12 @@ def drop_erased_events(dataset: Dataset, store: Any) -> tuple[Dataset, dict[str,
     gone = np.zeros(len(events), dtype=bool)
     if found:
         until = np.array(
-            [pd.Timestamp(found[s].erased_at).tz_convert(None).to_datetime64() if s in found else np.datetime64("NaT") for s in subjects],
+            [
+                pd.Timestamp(found[s].erased_at).tz_convert(None).to_datetime64()
+                if s in found
+                else np.datetime64("NaT")
+                for s in subjects
+            ],
             dtype="datetime64[ns]",
         )
         limit = np.append(until, np.datetime64("NaT", "ns"))[codes]  # events without a subject: no erasure
@@ -131,8 +139,8 @@ def drop_erased_events(dataset: Dataset, store: Any) -> tuple[Dataset, dict[str,
     report = {
         "pack": "(none: erasures only)",
         "rules": "erasures only (no pack): events of erased subjects up to their erasure are left out (GDPR Art. 17)",
-        "events": {"total": int(len(events)), "kept": int((~gone).sum()), "excluded": {"erased": int(gone.sum())}},
-        "subjects": {"erased": int(len(np.unique(codes[gone])))},
+        "events": {"total": len(events), "kept": int((~gone).sum()), "excluded": {"erased": int(gone.sum())}},
+        "subjects": {"erased": len(np.unique(codes[gone]))},
         ERASURES_SEEN: seen,
     }
     if not gone.any():

@@ -26,7 +26,11 @@ def _list(client, subject: str, pack: str, model_version: str | None) -> dict:
 
 
 def _non_profiling(served: dict) -> bool:
-    return served["mode"] == "non_profiling" and "erased" in served["consent"] and all(i["score"] is None for i in served["items"])
+    return (
+        served["mode"] == "non_profiling"
+        and "erased" in served["consent"]
+        and all(i["score"] is None for i in served["items"])
+    )
 
 
 def test_cached_engines_do_not_serve_an_erased_subject_from_old_factors(server) -> None:
@@ -70,7 +74,10 @@ def test_a_grant_after_erasure_over_the_api_does_not_revive_old_factors(server) 
     with server.client("admin") as client:
         assert client.post(f"/v1/subjects/{subject}/erasure", json={"pack": "eu-gdpr-dsa"}).status_code == 200
     with server.client("operator") as client:
-        granted = client.post("/v1/consent", json={"subject": subject, "purpose": "personalization", "status": "granted", "basis": "consent"})
+        granted = client.post(
+            "/v1/consent",
+            json={"subject": subject, "purpose": "personalization", "status": "granted", "basis": "consent"},
+        )
         assert granted.status_code == 201, granted.text
         served = _list(client, subject, "eu-gdpr-dsa", server.model_version)
     assert _non_profiling(served)

@@ -68,7 +68,19 @@ def test_a_grant_after_erasure_does_not_revive_old_factors(events_csv: Path, db_
     version = _train(events_csv, db_url)["model_version"]
     erased = ok("subject", "erase", VICTIM, "--pack", "eu-gdpr-dsa", "--no-residual", "--database-url", db_url)
     unlearned = [u["version"] for u in erased["unlearning"] if u["status"] == "unlearned"]
-    ok("consent", "set", VICTIM, "--purpose", "personalization", "--status", "granted", "--pack", "eu-gdpr-dsa", "--database-url", db_url)
+    ok(
+        "consent",
+        "set",
+        VICTIM,
+        "--purpose",
+        "personalization",
+        "--status",
+        "granted",
+        "--pack",
+        "eu-gdpr-dsa",
+        "--database-url",
+        db_url,
+    )
     for served_by in (version, *unlearned):
         served = _recommend(served_by, "eu-gdpr-dsa", db_url)
         assert served["mode"] == "non_profiling", (served_by, served["mode"])
