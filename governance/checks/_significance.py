@@ -43,9 +43,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from governance.facts import GroupFigure
+from governance.facts import GroupFigure, GroupGap
 
-__all__ = ["CORRECTIONS", "Correction", "PairTest", "adjust", "gap_test", "standard_error", "tested_pairs"]
+__all__ = [
+    "CORRECTIONS",
+    "Correction",
+    "PairTest",
+    "adjust",
+    "gap_test",
+    "interval_test",
+    "standard_error",
+    "tested_pairs",
+]
 
 Correction = Literal["holm", "bh"]
 CORRECTIONS: dict[str, str] = {
@@ -135,31 +144,55 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def interval_test(
+    pair: GroupGap, *, bound: float, kind: Literal["difference", "ratio"], confidence: float
+) -> PairTest | None:
+    """The same test from the pair's own interval, for facts written by hand whose groups have no spread:
+    the standard error is the half-width over z, the reference distribution the normal."""
+    value, ci = (pair.difference, pair.difference_ci) if kind == "difference" else (pair.ratio, pair.ratio_ci)
+    if value is None or ci is None or ci[0] is None or ci[1] is None:
+        return None
+    se = max(ci[1] - ci[0], 0.0) / (2.0 * _z(confidence))
+    excess = value - bound if kind == "difference" else bound - value
+    if se == 0.0:
+        return PairTest(statistic=math.copysign(math.inf, excess) if excess else 0.0, df=math.inf,
+                        p_value=0.0 if excess > 0 else 1.0)  # fmt: skip
+    from statistics import NormalDist
+
+    statistic = excess / se
+    return PairTest(statistic=statistic, df=math.inf, p_value=min(1.0, 2.0 * (1.0 - NormalDist().cdf(statistic))))
+
+
 def tested_pairs(
     groups: dict[str, GroupFigure],
-    pairs: Sequence[tuple[str, str]],
+    pairs: Sequence[GroupGap],
     bounds: Sequence[tuple[str, Literal["difference", "ratio"], float]],
     *,
     correction: Correction,
     confidence: float,
 ) -> list[dict[str, object]]:
-    """Every bound of every ``(higher, lower)`` pair tested, then adjusted together.
+    """Every bound of every pair tested, then adjusted together.
 
     ``bounds`` holds ``(field, kind, value)``, e.g. ``("max_difference", "difference", 0.05)``.
-    Each row has the pair, the bound, the statistic, its degrees of freedom, the raw
-    p-value and the adjusted one; a pair whose groups have no standard error has
-    no test (``p_value`` None) and is not part of the family.
+    Each row has the pair, the bound, the test (``welch`` from the groups, or ``interval``
+    from the pair's own interval when its groups have no spread), the statistic, its degrees
+    of freedom, the raw p-value and the adjusted one; a pair with neither has no test
+    (``p_value`` None) and is not part of the family.
     """
     rows: list[dict[str, object]] = []
-    for higher, lower in pairs:
+    for pair in pairs:
         for field, kind, value in bounds:
-            found = gap_test(groups[higher], groups[lower], bound=value, kind=kind, confidence=confidence)
+            found = gap_test(groups[pair.higher], groups[pair.lower], bound=value, kind=kind, confidence=confidence)
+            how = "welch"
+            if found is None:
+                found, how = interval_test(pair, bound=value, kind=kind, confidence=confidence), "interval"
             rows.append(
                 {
-                    "higher": higher,
-                    "lower": lower,
+                    "higher": pair.higher,
+                    "lower": pair.lower,
                     "bound": field,
                     "bound_value": value,
+                    "test": None if found is None else how,
                     "statistic": None if found is None else _finite(found.statistic),
                     "df": None if found is None else _finite(found.df),
                     "p_value": None if found is None else found.p_value,

@@ -133,7 +133,7 @@ def _gap_tests(figures: GroupMetricFacts, pairs: list[GroupGap], config: Any, co
     bounds = [("max_difference", "difference", config.max_difference), ("min_ratio", "ratio", config.min_ratio)]
     return tested_pairs(
         figures.groups,
-        [(p.higher, p.lower) for p in pairs],
+        pairs,
         [(field, kind, float(value)) for field, kind, value in bounds if value is not None],
         correction=config.correction,
         confidence=confidence,
@@ -159,7 +159,7 @@ def _tests_text(tests: list[dict[str, Any]], config: Any) -> str:
     adjusted = [t["p_adjusted"] for t in tests if t["p_adjusted"] is not None]
     name = {"holm": "Holm", "bh": "Benjamini-Hochberg"}[config.correction]
     if not adjusted:
-        return "the point estimate (no group has a standard error to test with)"
+        return "the point estimate (no group has a spread, nor any pair an interval, to test with)"
     return (
         f"Welch tests, {name}-adjusted over {len(adjusted)} hypothes{'is' if len(adjusted) == 1 else 'es'} "
         f"(smallest adjusted p {min(adjusted):.4g})"
@@ -280,7 +280,11 @@ class ConsumerGap(Check):
                 "smallest_ratio": narrowest.model_dump() if narrowest else None,
                 "failing_pairs": [p.model_dump() for p in failing],
                 "tests": {
-                    "test": "Welch two-sample t test of each pair's gap against each bound (two-sided p-values)",
+                    "test": (
+                        "Welch two-sample t test of each pair's gap against each bound, from the groups' sizes, means "
+                        "and standard deviations (two-sided p-values); for groups written without a spread, a normal "
+                        "test from the pair's own interval"
+                    ),
                     "correction": config.correction,
                     "correction_method": CORRECTIONS[config.correction],
                     "alpha": round(1.0 - fair.confidence, 12),

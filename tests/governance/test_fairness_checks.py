@@ -205,7 +205,7 @@ def test_consumer_gap_on_facts_written_by_hand_without_pairs():
     bare = with_figures(consumer={"gender": {"ndcg": {"groups": valueless}}})
     result = run("consumer_gap", {"attribute": "gender", "max_difference": 0.05, "judge": "ci"}, bare)
     assert outcome(result) == ("fail", 0.0625)  # no spread at all: the point value decides
-    assert "judged on the point estimate (no group has a standard error to test with)" in result.message
+    assert "judged on the point estimate (no group has a spread, nor any pair an interval, to test with)" in result.message
     assert outcome(run("consumer_gap", {"attribute": "gender", "min_ratio": 0.8}, bare)) == ("pass", 0.8)
 
 

@@ -184,3 +184,24 @@ def test_the_evidence_states_the_method_and_both_p_values():
     assert (
         get_check("consumer_gap").Config.model_validate({"attribute": "g", "max_difference": 0.1}).correction == "holm"
     )
+
+
+def test_facts_written_by_hand_with_pair_intervals_only_are_still_tested_and_corrected():
+    """Groups without a spread but pairs with intervals (a policy-test fixture): each pair is tested from its own
+    interval (normal, se = half-width / 1.96), in the same family as the others, never judged on its point alone."""
+    groups = {g: GroupFigure(n=100, value=v) for g, v in (("a", 0.3), ("b", 0.2), ("c", 0.2))}
+    pairs = [
+        {"higher": "a", "lower": "b", "difference": 0.1, "difference_ci": (0.05, 0.15), "ratio": 2 / 3},
+        {"higher": "a", "lower": "c", "difference": 0.1, "difference_ci": (-0.2, 0.4), "ratio": 2 / 3},
+        {"higher": "b", "lower": "c", "difference": 0.0, "difference_ci": (-0.2, 0.2), "ratio": 1.0},
+    ]
+    metric = GroupMetricFacts(groups=groups, pairs=pairs)
+    facts = AuditFacts(fairness=FairnessFacts(consumer={"g": {"ndcg": metric}}))
+    result = consumer_gap(facts, max_difference=0.0)
+    hypotheses = result.evidence["tests"]["hypotheses"]
+    assert [h["test"] for h in hypotheses] == ["interval"] * 3
+    first = hypotheses[0]
+    assert first["statistic"] == pytest.approx(0.1 / (0.1 / (2 * 1.959963984540054)))
+    assert first["p_adjusted"] == pytest.approx(3 * first["p_value"])
+    assert result.status.value == "fail"  # a - b: z 3.92, p 9e-5, Holm 3e-4
+    assert consumer_gap(facts, max_difference=0.06).status.value == "pass"  # z 1.57: not beyond noise
