@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from governance.collect import collect_facts
+from governance.suppressed import drop_erased_events
 from governance.engine import AuditReport, evaluate
 from governance.facts import AuditFacts, CarbonFacts
 from governance.gate import GateDecision, GateDocument, decide, document, write_outputs
@@ -114,9 +115,13 @@ def audit_facts(
         model_version = trained.model_version
         carbon = trained.carbon
         params = {k: v for k, v in trained.result.model.get_params().items() if k != "random_state"}
+    # The offline evaluation refits the recipe on this data: never on erased subjects' events (GDPR Art. 17).
+    audited, erasures = drop_erased_events(dataset, store)
     facts, _ = collect_facts(
-        pack, dataset, als_params=params, baseline=baseline, carbon=carbon, dataset_version=dataset_version, show_progress=show_progress
+        pack, audited, als_params=params, baseline=baseline, carbon=carbon, dataset_version=dataset_version, show_progress=show_progress
     )
+    if erasures["events"]["excluded"]["erased"]:
+        facts = facts.model_copy(update={"dataset": {**facts.dataset, "erased_events_left_out": erasures["events"]["excluded"]["erased"]}})
     if model_version is not None and facts.evaluation is not None:
         # Offline figures come from the model's recipe refitted on a split of this
         # data (a model fitted on all of it cannot be evaluated on any of it).

@@ -82,3 +82,21 @@ def test_drop_erased_events_leaves_out_only_the_erased_and_says_up_to_when(store
     assert victim not in set(kept.events["user_id"].astype(str))
     with store.session() as session:
         assert report[ERASURES_SEEN] >= erasure_seq(session, victim)
+
+
+def test_an_audit_does_not_fit_its_evaluation_models_on_erased_events(store: Store, trained, recgov_home: Path) -> None:
+    """Hole: an audit of an unpurged log refitted the model's recipe on every event in it, the
+    erased subject's pre-erasure events included: their data trained (evaluation) models again."""
+    from governance.audit import audit_facts
+
+    data, run, victim = trained
+    erase_subject(store, victim, pack=BASELINE, measure_residual=False, unlearn_recorded=False)
+    facts, _, dataset_version = audit_facts(
+        BASELINE, data, store=store, model_version=run.model_version, train=False, baseline=None,
+        models_dir=recgov_home / "models", actor=None, show_progress=False,
+    )  # fmt: skip
+    n_victim = int((data.events["user_id"].astype(str) == victim).sum())
+    assert facts.dataset["n_users"] == data.events["user_id"].nunique() - 1
+    assert facts.dataset["n_events"] == len(data.events) - n_victim
+    assert facts.dataset["erased_events_left_out"] == n_victim
+    assert dataset_version == data.content_hash()  # the audit still names the data it was given
