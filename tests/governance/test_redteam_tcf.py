@@ -97,6 +97,15 @@ def test_a_pack_cannot_claim_legitimate_interest_for_purposes_3_to_6_nor_drop_pu
     assert message in str(info.value) and "consent.tcf" in str(info.value)
 
 
+@pytest.mark.parametrize(("purpose", "message"), [("analytics", "rests on legitimate_interest, but TCF purposes 1, 5 and 6 need consent"), ("ads", "is not one of the pack's consent purposes (analytics, personalization)")])
+def test_a_pack_maps_tcf_only_to_a_consent_purpose_of_its_own(purpose: str, message: str) -> None:
+    """Hole: nothing checked that the purpose a pack maps TCF to exists and rests on consent."""
+    text = Path("policies/eu-gdpr-dsa.yaml").read_text(encoding="utf-8").replace("  tcf:\n    purpose: personalization\n", f"  tcf:\n    purpose: {purpose}\n", 1)
+    with pytest.raises(PolicyError) as info:
+        parse_pack(text, "eu-variant.yaml")
+    assert "consent.tcf.purpose" in str(info.value) and message in str(info.value)
+
+
 def test_a_valid_string_grants_only_where_the_pack_lets_tcf_grant(store) -> None:  # noqa: ANN001
     """Hole: a TC string recorded a grant under any pack; only a pack with consent.tcf.grants may take TCF as a source."""
     text = tc_string(**CONSENTED)
