@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from governance.cli._common import console, emit_json, user_errors
-from governance.cli.core import DatabaseOpt, JsonOpt, MapOpt, load_dataset, print_rows
+from governance.cli.core import DatabaseOpt, ItemsMapOpt, ItemsOpt, JsonOpt, MapOpt, load_dataset, print_rows
 from governance.cli.policy import load_or_fail
 
 __all__ = ["register", "open_engine"]
@@ -65,6 +65,8 @@ def recommend_command(
     k: Annotated[int, typer.Option("--k", "-k", min=1, help="List length.")] = 10,
     data: Annotated[Optional[str], typer.Option("--data", help="DATA holding the item metadata (categories, providers, flags).")] = None,
     mapping: MapOpt = None,
+    item_table: ItemsOpt = None,
+    item_table_map: ItemsMapOpt = None,
     gpc: Annotated[bool, typer.Option("--gpc", help="Treat the request as carrying Sec-GPC: 1 (recorded as an opt-out under a pack that honours GPC).")] = False,
     tcf: Annotated[Optional[str], typer.Option("--tcf", help="An IAB TCF v2.2 TC string sent with the request.")] = None,
     vendor_id: Annotated[Optional[int], typer.Option("--vendor-id", help="Our IAB TCF vendor id (needed with --tcf).")] = None,
@@ -81,7 +83,11 @@ def recommend_command(
 
     loaded = load_or_fail(pack, json_output=json_output)
     with user_errors():
-        items = load_dataset(data, mapping, json_output=json_output).items if data else None
+        items = (
+            load_dataset(data, mapping, items=item_table, items_map=item_table_map, json_output=json_output).items
+            if data
+            else None
+        )
         store = open_store(database_url)
         try:
             tcf_vendor = vendor_id if vendor_id is not None else loaded.pack.consent.tcf_requirements().vendor_id

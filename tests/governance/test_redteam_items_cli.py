@@ -95,7 +95,7 @@ def test_a_bad_item_table_is_one_located_line_and_exit_2(db_url: str, tmp_path: 
 
 @pytest.mark.parametrize("command", [["data", "validate"], ["evaluate", "--no-tune"], ["train", "--no-tune", "--no-carbon"],
                                      ["audit", "--pack", "baseline"], ["gate", "--pack", "baseline"],
-                                     ["policy", "validate"], ["deploy", "promote"]])  # fmt: skip
+                                     ["policy", "validate"], ["deploy", "promote"], ["recommend", "u1"]])  # fmt: skip
 def test_every_command_that_takes_data_takes_an_item_table(command: list[str]) -> None:
     """One definition of the options, on every command that loads DATA for a model, an audit or a pack check
     (the subject-request commands load a subject's events only: an item table has nothing to add there)."""
