@@ -3,10 +3,20 @@
 Shared by policy packs and their fixture cases: ruamel.yaml keeps each node's
 position, pydantic validates the plain data, and every validation error is mapped
 back to where it stands in the file.
+
+A document is a hostile input until it has passed :data:`YAML_LIMITS`: before any
+tree is built, one pass over the parser's events (linear in the text, iterative,
+never recursive) measures its size, its nesting depth, its aliases and the number
+of nodes it would have once every alias is expanded. An alias bomb ("billion
+laughs": anchors of anchors, a few hundred bytes that expand to billions of
+nodes), a cycle (an alias inside the node it names) or ten thousand nested
+brackets is refused there, at the cost of reading it once, with the line where
+the limit was crossed. The same limits hold for the command line and the API.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -15,7 +25,31 @@ from pydantic import BaseModel, ValidationError
 
 from recommender.errors import ConfigError
 
-__all__ = ["PackIssue", "PolicyError", "load_yaml", "validate_located"]
+__all__ = ["YAML_LIMITS", "PackIssue", "PolicyError", "YamlLimits", "load_yaml", "validate_located"]
+
+
+@dataclass(frozen=True)
+class YamlLimits:
+    """What a YAML document may hold before it is even built into a tree."""
+
+    max_bytes: int = 256 * 1024
+    """Size of the text, in bytes (UTF-8); the largest shipped file is about 21 KiB."""
+    max_depth: int = 32
+    """Nesting of mappings and sequences; a pack nests about six deep."""
+    max_aliases: int = 100
+    """Aliases (``*name``) in the document."""
+    max_nodes: int = 20_000
+    """Nodes once every alias is expanded (what the validated data would hold)."""
+
+
+YAML_LIMITS = YamlLimits()
+"""The limits of every pack and cases file, for the command line and the API alike."""
+
+TOO_LARGE = "the document is {size} bytes; at most {limit} bytes are accepted; split it or remove what it does not need"
+TOO_DEEP = "nesting deeper than {limit} levels; a policy document nests a few levels deep"
+TOO_MANY_ALIASES = "more than {limit} aliases (*name); write the values out, or use fewer anchors"
+TOO_MANY_NODES = "the document would expand to more than {limit} values once its aliases are resolved (an alias bomb?); write the values out"
+ALIAS_CYCLE = "the alias *{anchor} stands inside the node it names (a cycle); an alias must name a finished node"
 
 
 @dataclass(frozen=True)
@@ -106,7 +140,11 @@ def load_yaml(text: str, source: str, what: str) -> tuple[dict[str, Any], dict[s
         raise PolicyError([PackIssue(source, 1, 1, "", f"the file is empty; expected {what}")])
     if "\x00" in text:
         raise PolicyError([PackIssue(source, None, None, "", f"not a text file (it contains NUL bytes); expected {what}")])
+    size = len(text.encode("utf-8"))
+    if size > YAML_LIMITS.max_bytes:
+        raise PolicyError([PackIssue(source, None, None, "", TOO_LARGE.format(size=size, limit=YAML_LIMITS.max_bytes))])
     try:
+        measure_yaml(text, source)
         tree = YAML(typ="rt").load(text)
     except MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
@@ -119,6 +157,61 @@ def load_yaml(text: str, source: str, what: str) -> tuple[dict[str, Any], dict[s
         kind = "nothing" if tree is None else "a list" if isinstance(tree, list) else "a single value"
         raise PolicyError([PackIssue(source, 1, 1, "", f"expected a mapping at the top level ({what}); found {kind}")])
     return _plain(tree), _positions(tree)
+
+
+def measure_yaml(text: str, source: str, limits: YamlLimits = YAML_LIMITS) -> int:
+    """Refuse ``text`` when it crosses ``limits``; the number of nodes it expands to otherwise.
+
+    One pass over the parser's events, before any tree is built: the expanded
+    size of each anchored node is recorded when the node closes, and an alias
+    counts as that many nodes. Raises :class:`PolicyError` located at the event
+    that crossed a limit; YAML syntax errors propagate as ruamel raises them.
+
+    Flow brackets (``[`` and ``{``) opened deeper than the limit are refused first,
+    by one regular expression: ruamel's scanner keeps a possible key per open
+    bracket and rescans them all on each token, so its cost grows with their
+    square (seconds for a few thousand). Brackets inside quoted text count too:
+    no real pack opens that many in a row.
+    """
+    from ruamel.yaml import YAML
+    from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, NodeEvent
+
+    def refuse(event: Any, message: str) -> PolicyError:
+        mark = event.start_mark
+        return PolicyError([PackIssue(source, mark.line + 1, mark.column + 1, "", message)])
+
+    deep = re.search(r"(?:[\[{][^\[\]{}]*){%d}" % (limits.max_depth + 1), text)
+    if deep is not None:  # flow brackets opened and never closed: refused before the scanner, whose cost grows with their square
+        line = text.count("\n", 0, deep.end()) + 1
+        column = deep.end() - (text.rfind("\n", 0, deep.end()) + 1)
+        raise PolicyError([PackIssue(source, line, column, "", TOO_DEEP.format(limit=limits.max_depth))])
+    open_nodes: list[tuple[str | None, int]] = []  # (anchor, expanded count when it opened)
+    sizes: dict[str, int] = {}
+    expanded = aliases = 0
+    for event in YAML(typ="rt").parse(text):
+        if isinstance(event, AliasEvent):
+            aliases += 1
+            if aliases > limits.max_aliases:
+                raise refuse(event, TOO_MANY_ALIASES.format(limit=limits.max_aliases))
+            if event.anchor not in sizes and any(anchor == event.anchor for anchor, _ in open_nodes):
+                raise refuse(event, ALIAS_CYCLE.format(anchor=event.anchor))
+            expanded += sizes.get(event.anchor, 1)
+        elif isinstance(event, CollectionStartEvent):
+            open_nodes.append((event.anchor, expanded))
+            expanded += 1
+            if len(open_nodes) > limits.max_depth:
+                raise refuse(event, TOO_DEEP.format(limit=limits.max_depth))
+        elif isinstance(event, CollectionEndEvent):
+            anchor, before = open_nodes.pop()
+            if anchor is not None:
+                sizes[anchor] = expanded - before
+        elif isinstance(event, NodeEvent):  # a scalar
+            expanded += 1
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+        if expanded > limits.max_nodes:
+            raise refuse(event, TOO_MANY_NODES.format(limit=limits.max_nodes))
+    return expanded
 
 
 def locate(positions: dict[str, tuple[int, int]], loc: Iterable[Any], tags: Iterable[str] = ()) -> tuple[str, tuple[int, int] | None]:

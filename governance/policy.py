@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
 
 import governance.checks  # noqa: F401  (registers every check)
-from governance.located import PackIssue, PolicyError, load_yaml, validate_located
+from governance.located import TOO_LARGE, YAML_LIMITS, PackIssue, PolicyError, load_yaml, validate_located
 from governance.registry import Check, registered_checks
 from governance.rerank import registered_rerankers
 
@@ -498,17 +498,30 @@ def load_pack(path: str | Path, *, dataset_columns: list[str] | None = None) -> 
     """Read and validate the pack at ``path`` (see :func:`parse_pack`)."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as handle:  # never more than the limit: a device or a huge file is not read whole
+            raw = handle.read(YAML_LIMITS.max_bytes + 1)
     except FileNotFoundError:
         raise PolicyError([PackIssue(str(path), None, None, "", "no such file; expected a YAML policy pack")]) from None
     except OSError as err:
         raise PolicyError([PackIssue(str(path), None, None, "", f"cannot be read ({err.strerror})")]) from err
+    if len(raw) > YAML_LIMITS.max_bytes:
+        size = _file_size(path, len(raw))
+        raise PolicyError([PackIssue(str(path), None, None, "", TOO_LARGE.format(size=size, limit=YAML_LIMITS.max_bytes))])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         line = raw.count(b"\n", 0, err.start) + 1
         raise PolicyError([PackIssue(str(path), line, None, "", f"not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); a policy pack is UTF-8 YAML")]) from err
     return parse_pack(text, str(path), dataset_columns=dataset_columns)
+
+
+def _file_size(path: Path, read: int) -> str:
+    """The size of ``path`` for a message: its length, or "more than N" for what has no length (a device, a pipe)."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0
+    return str(size) if size >= read else f"more than {read - 1}"
 
 
 def pack_json_schema() -> dict[str, Any]:
