@@ -930,15 +930,47 @@ def _unlearn(
 NOT_LOADED = "the recorded artifact {path} holds the subject but could not be loaded ({cause}); retrain without them and retire it"
 
 
+SUPERSEDED_ACTION = (
+    "withdrawn from serving for the subject (it read its data before the erasure); versions were unlearned from "
+    "it since, and the newest of its lineage is the one to unlearn: retire it"
+)
+
+
+def _superseded(session: Session) -> set[str]:
+    """The recorded versions an unlearned version was derived from (``params.unlearning.from``).
+
+    An erasure unlearns only the newest version of each lineage: unlearning the
+    older ones too would double the recorded versions with every erasure, and
+    serving already withdraws every version that read its data before an
+    erasure from the erased subject (:func:`governance.serving.erasure_decision`).
+    """
+    from audits.models import TrainingRun
+
+    parents = set()
+    for (params,) in session.execute(select(TrainingRun.params).join(ModelVersion, ModelVersion.training_run_id == TrainingRun.id)):
+        unlearning = params.get("unlearning") if isinstance(params, Mapping) else None
+        if isinstance(unlearning, Mapping) and isinstance(unlearning.get("from"), str):
+            parents.add(unlearning["from"])
+    return parents
+
+
 def _recorded_models_holding(
     store: Any, catalogue: list[dict[str, Any]], *, skip: set[str]
 ) -> tuple[list[tuple[Path, Any]], list[dict[str, Any]]]:
-    """The recorded model versions whose artifact (read at its recorded location, with its recorded hash)
-    lists the subject, loaded for unlearning, except the versions in ``skip``; and a report entry for each
-    such artifact that could not be loaded."""
+    """The newest recorded model versions of their lineage whose artifact (read at its recorded location,
+    with its recorded hash) lists the subject, loaded for unlearning, except the versions in ``skip``; and a
+    report entry for each such artifact that could not be loaded. The older versions they replace are
+    marked in ``catalogue`` (:data:`SUPERSEDED_ACTION`)."""
     from recommender.als import ALSRecommender
 
-    versions = [e["version_id"] for e in catalogue if e["membership"] == "includes" and e["version_id"] not in skip]
+    with store.session() as session:
+        superseded = _superseded(session)
+    for entry in catalogue:
+        if entry["membership"] == "includes" and entry["version_id"] in superseded:
+            entry["action"] = SUPERSEDED_ACTION
+    versions = [
+        e["version_id"] for e in catalogue if e["membership"] == "includes" and e["version_id"] not in skip | superseded
+    ]
     if not versions:
         return [], []
     with store.session() as session:
@@ -1232,6 +1264,8 @@ def erase_subject(
         new_versions = {r.version for _, r, *_ in unlearned}
         unlearned_from = {r.previous_version for _, r, *_ in unlearned}
         for entry in catalogue:
+            if entry.get("action") == SUPERSEDED_ACTION and entry["version_id"] not in unlearned_from:
+                continue
             if entry["version_id"] in new_versions:
                 entry["action"] = "new: unlearned by this request"
             elif entry["membership"] == "does_not_include":

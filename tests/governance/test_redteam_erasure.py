@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from cli_helpers import invoke, ok
+from cli_helpers import count, invoke, ok
 
 from recommender.synthetic import SyntheticSpec, generate
 
@@ -141,3 +141,16 @@ def test_trail_verifies_after_the_attacks(events_csv: Path, db_url: str) -> None
     ok("subject", "erase", VICTIM, "--pack", "baseline", "--no-residual", "--database-url", db_url)
     _recommend(version, "california-ccpa", db_url)
     assert invoke("trail", "verify", "--database-url", db_url).exit_code == 0
+
+
+def test_erasures_unlearn_each_lineage_once_instead_of_doubling_the_versions(events_csv: Path, db_url: str) -> None:
+    """Hole: unlearning every recorded artifact that held the subject also unlearned the versions
+    earlier erasures had already replaced, so each erasure doubled the recorded versions (1, 2, 4, 8...)."""
+    _train(events_csv, db_url)
+    users = pd.read_csv(events_csv)["user_id"].astype(str).value_counts().index[1:4]
+    for n, subject in enumerate(users, start=1):
+        report = ok("subject", "erase", subject, "--pack", "baseline", "--no-residual", "--database-url", db_url)
+        assert [u["status"] for u in report["unlearning"]] == ["unlearned"], n  # the lineage's newest version only
+        assert count(db_url, "model_versions") == 1 + n
+        superseded = [v for v in report["models"]["versions"] if v["action"].startswith("withdrawn from serving")]
+        assert len(superseded) == n - 1
