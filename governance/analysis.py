@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from governance.located import PackIssue
 from governance.registry import get_check
 
 __all__ = ["analyse"]
@@ -24,8 +25,6 @@ def analyse(
     pack: Any, positions: dict[str, tuple[int, int]], source: str, *, dataset_columns: list[str] | None = None
 ) -> list[Any]:
     """Every issue found in ``pack`` (a validated :class:`~governance.policy.PolicyPack`)."""
-    from governance.policy import SECTIONS, PackIssue
-
     issues: list[PackIssue] = []
 
     def add(path: str, message: str, severity: str = "error") -> None:
@@ -34,13 +33,12 @@ def analyse(
 
     # Duplicate ids.
     seen: dict[str, str] = {}
-    for section in SECTIONS:
-        for i, rule in enumerate(getattr(pack, section).rules):
-            path = f"{section}.rules.{i}.id"
-            if rule.id in seen:
-                add(path, f"duplicate rule id {rule.id!r} (first used at {seen[rule.id]})")
-            else:
-                seen[rule.id] = path
+    for section, i, rule in _numbered_rules(pack):
+        path = f"{section}.rules.{i}.id"
+        if rule.id in seen:
+            add(path, f"duplicate rule id {rule.id!r} (first used at {seen[rule.id]})")
+        else:
+            seen[rule.id] = path
     for i, rule_id in enumerate(pack.gate.required_rules):
         if rule_id not in seen:
             add(f"gate.required_rules.{i}", f"gate requires rule {rule_id!r}, which the pack does not define; known: {', '.join(seen) or 'none'}")
@@ -75,25 +73,24 @@ def analyse(
 
     # Per-rule: attributes and threshold ranges.
     referenced: list[tuple[str, str]] = []
-    for section in SECTIONS:
-        for i, rule in enumerate(getattr(pack, section).rules):
-            check = get_check(rule.check)
-            base = f"{section}.rules.{i}.params"
-            for attr in check.attributes(rule.params):
-                referenced.append((f"{base}", attr))
-                if attr in forbidden and attr not in audit_only:
-                    add(base, f"rule {rule.id!r} groups by {attr!r}, which is forbidden for every use; list it under minimization.audit_only_attributes to let audits read it")
-            for field, value, low, high in check.threshold_bounds(rule.params):
-                path = f"{base}.{field}"
-                lower_bound = field.split(".")[0].startswith("min")
-                if lower_bound and value > high:
-                    add(path, f"rule {rule.id!r} can never pass: {field} {value} is above the highest possible value {high}")
-                elif lower_bound and value <= low:
-                    add(path, f"rule {rule.id!r} can never fail: {field} {value} is at or below the lowest possible value {low}", "warning")
-                elif not lower_bound and value < low:
-                    add(path, f"rule {rule.id!r} can never pass: {field} {value} is below the lowest possible value {low}")
-                elif not lower_bound and value >= high:
-                    add(path, f"rule {rule.id!r} can never fail: {field} {value} is at or above the highest possible value {high}", "warning")
+    for section, i, rule in _numbered_rules(pack):
+        check = get_check(rule.check)
+        base = f"{section}.rules.{i}.params"
+        for attr in check.attributes(rule.params):
+            referenced.append((f"{base}", attr))
+            if attr in forbidden and attr not in audit_only:
+                add(base, f"rule {rule.id!r} groups by {attr!r}, which is forbidden for every use; list it under minimization.audit_only_attributes to let audits read it")
+        for field, value, low, high in check.threshold_bounds(rule.params):
+            path = f"{base}.{field}"
+            lower_bound = field.split(".")[0].startswith("min")
+            if lower_bound and value > high:
+                add(path, f"rule {rule.id!r} can never pass: {field} {value} is above the highest possible value {high}")
+            elif lower_bound and value <= low:
+                add(path, f"rule {rule.id!r} can never fail: {field} {value} is at or below the lowest possible value {low}", "warning")
+            elif not lower_bound and value < low:
+                add(path, f"rule {rule.id!r} can never pass: {field} {value} is below the lowest possible value {low}")
+            elif not lower_bound and value >= high:
+                add(path, f"rule {rule.id!r} can never fail: {field} {value} is at or above the highest possible value {high}", "warning")
 
     # Attributes the dataset does not have.
     if dataset_columns is not None:
@@ -109,3 +106,14 @@ def analyse(
                 if attr not in columns:
                     add(f"minimization.purposes.{purpose}.allowed_inputs.{j}", f"allowed input {attr!r} is not in the dataset", "warning")
     return issues
+
+
+def _numbered_rules(pack: Any) -> list[tuple[str, int, Any]]:
+    """Every rule as ``(section, index within its section, rule)``, in pack order."""
+    counts: dict[str, int] = {}
+    out = []
+    for section, rule in pack.rules():
+        index = counts.get(section, 0)
+        counts[section] = index + 1
+        out.append((section, index, rule))
+    return out
