@@ -20,9 +20,12 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from governance.located import PolicyError
+from governance.policy import LoadedPack, load_pack
+from governance.shipped import resolve_pack
 from recommender.errors import RecgovError
 
-__all__ = ["EXIT_OK", "EXIT_FINDING", "EXIT_USAGE", "console", "err_console", "fail", "emit_json", "opened_store", "user_errors", "progress_enabled"]
+__all__ = ["EXIT_OK", "EXIT_FINDING", "EXIT_USAGE", "console", "err_console", "fail", "emit_json", "opened_store", "user_errors", "progress_enabled", "load_or_fail"]
 
 EXIT_OK = 0
 EXIT_FINDING = 1
@@ -114,3 +117,16 @@ def emit_json(document: Any) -> None:
 def progress_enabled(json_output: bool) -> bool:
     """Progress bars only for a person at a terminal, never under ``--json``."""
     return not json_output and sys.stderr.isatty()
+
+
+def load_or_fail(ref: str, *, json_output: bool, dataset_columns: list[str] | None = None) -> LoadedPack:
+    """Load a pack; on failure print every located issue and exit 2 (as JSON with ``--json``)."""
+    try:
+        return load_pack(resolve_pack(ref), dataset_columns=dataset_columns)
+    except PolicyError as err:
+        if json_output:
+            emit_json({"valid": False, "issues": [i.to_dict() for i in err.issues]})
+        else:
+            for issue in err.issues:
+                err_console.print(str(issue), highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(code=2) from None

@@ -14,7 +14,7 @@ import typer
 
 from governance.cli._common import EXIT_FINDING, console, emit_json, progress_enabled, user_errors
 from governance.cli.core import DataArg, DatabaseOpt, ItemsMapOpt, ItemsOpt, JsonOpt, MapOpt, load_dataset, print_rows
-from governance.cli.policy import load_or_fail
+from governance.cli._common import load_or_fail
 
 __all__ = ["register"]
 

@@ -180,7 +180,7 @@ def purge_command(
     """Remove events older than the pack's retention window, and the events of erased subjects, from a stored log (with a trail event)."""
 
     from audits import open_store
-    from governance.cli.policy import load_or_fail
+    from governance.cli._common import load_or_fail
     from governance.retention import purge_expired
 
     loaded = load_or_fail(pack, json_output=json_output)
@@ -292,7 +292,7 @@ def train_command(
     loaded = None
     now = parse_as_of(as_of)
     if pack:
-        from governance.cli.policy import load_or_fail
+        from governance.cli._common import load_or_fail
 
         loaded = load_or_fail(pack, json_output=json_output)
     with user_errors():

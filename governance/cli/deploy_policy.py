@@ -49,7 +49,7 @@ def installation_pack_loader(folder: Path) -> Any:
 def _resolve(ref: str, folder: Path, *, json_output: bool) -> tuple[str, LoadedPack]:
     """``ref`` as bound: a shipped name or ``NAME@VERSION`` as is; a pack file is stored first and bound by reference."""
     from governance.api import packs as pack_store
-    from governance.cli.policy import load_or_fail
+    from governance.cli._common import load_or_fail
     from governance.shipped import shipped_pack_path
 
     if "@" in ref or (("/" not in ref) and not ref.endswith((".yaml", ".yml")) and shipped_pack_path(ref).is_file()):

@@ -18,7 +18,7 @@ import typer
 
 from governance.cli._common import console, emit_json, fail, opened_store, user_errors
 from governance.cli.core import DatabaseOpt, JsonOpt, print_rows
-from governance.cli.policy import load_or_fail
+from governance.cli._common import load_or_fail
 
 __all__ = ["register"]
 

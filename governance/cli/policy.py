@@ -9,29 +9,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from governance.cli._common import EXIT_FINDING, console, emit_json, err_console, fail, user_errors
+from governance.cli._common import EXIT_FINDING, console, emit_json, err_console, fail, load_or_fail, user_errors
 from governance.cli.core import ItemsMapOpt, ItemsOpt, JsonOpt, MapOpt, load_dataset, print_rows
 from governance.located import PolicyError
-from governance.policy import LoadedPack, load_pack
 from governance.shipped import SHIPPED_PACKS, resolve_pack
 
 __all__ = ["register", "resolve_pack"]
 
 PackArg = Annotated[str, typer.Argument(help="A policy pack file, or the name of a shipped pack (baseline, eu-gdpr-dsa, california-ccpa).", metavar="PACK")]
 SHIPPED = SHIPPED_PACKS
-
-
-def load_or_fail(ref: str, *, json_output: bool, dataset_columns: list[str] | None = None) -> LoadedPack:
-    """Load a pack; on failure print every located issue and exit 2 (as JSON with ``--json``)."""
-    try:
-        return load_pack(resolve_pack(ref), dataset_columns=dataset_columns)
-    except PolicyError as err:
-        if json_output:
-            emit_json({"valid": False, "issues": [i.to_dict() for i in err.issues]})
-        else:
-            for issue in err.issues:
-                err_console.print(str(issue), highlight=False, soft_wrap=True, markup=False)
-        raise typer.Exit(code=2) from None
 
 
 def validate_command(
