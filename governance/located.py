@@ -180,7 +180,7 @@ def measure_yaml(text: str, source: str, limits: YamlLimits = YAML_LIMITS) -> in
         mark = event.start_mark
         return PolicyError([PackIssue(source, mark.line + 1, mark.column + 1, "", message)])
 
-    deep = re.search(r"(?:[\[{][^\[\]{}]*){%d}" % (limits.max_depth + 1), text)
+    deep = re.search(r"(?:[\[{][^\[\]{}]*){" + str(limits.max_depth + 1) + "}", text)
     if deep is not None:  # flow brackets opened and never closed: refused before the scanner, whose cost grows with their square
         line = text.count("\n", 0, deep.end()) + 1
         column = deep.end() - (text.rfind("\n", 0, deep.end()) + 1)

@@ -13,7 +13,9 @@ from fastapi import FastAPI
 
 from audits.db import open_store
 from governance.api.errors import install_error_handlers
+from governance.api.limits import BodyLimit
 from governance.api.metrics import install_metrics
+from governance.api.pack_parser import PackParser
 from governance.api.reads import FastReads
 from governance.api.routes import (
     audits,
@@ -53,6 +55,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         cache = recommendations.engines_of(app)
         if cache.compute is not None and app.state.reads.embedded:
             cache.compute.start()
+        # The decision log's writer too: a governed list waits for its decision's commit, and a writer
+        # started by the first list could make that list wait past its deadline. GET /ready says when.
+        await anyio.to_thread.run_sync(cache.start_decision_log)
+        app.state.pack_parser = PackParser()  # posted packs are parsed there, never on the loop's interpreter
+        app.state.pack_parser.start()
+        # The OpenAPI document is built once, now, on a worker thread: the error handlers read it (the
+        # paths that name a subject), and built by the first problem it held the event loop for seconds.
+        await anyio.to_thread.run_sync(app.openapi)
         # Background audits: interrupted jobs are failed and queued ones started again;
         # at shutdown running audits finish (and are recorded) before the store closes.
         app.state.audit_runner = audits.AuditRunner(app.state.store, settings)
@@ -61,6 +71,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             yield
         finally:
             app.state.audit_runner.shutdown()
+            app.state.pack_parser.close()
             recommendations.close_engines(app)  # writes what the shared decision log holds
             app.state.store.close()
 
@@ -76,6 +87,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     for module in (health, packs, trail, lineage, consent, recommendations, deployments, harm, subjects, audits):
         app.include_router(module.router)
     install_metrics(app)  # GET /metrics (viewer) and per-route latency, errors, decisions
+    # Outermost but for the server's own: a body past the limit is refused before or while it streams in.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 
 

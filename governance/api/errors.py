@@ -38,12 +38,13 @@ _TITLES = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    413: "Content too large",
     415: "Unsupported media type",
     422: "Validation failed",
     500: "Internal server error",
     503: "Service unavailable",
 }
-_TYPES = {401: "unauthorized", 403: "forbidden", 404: "not-found", 409: "conflict", 422: "validation", 500: "internal", 503: "unavailable"}
+_TYPES = {401: "unauthorized", 403: "forbidden", 404: "not-found", 409: "conflict", 413: "too-large", 422: "validation", 500: "internal", 503: "unavailable"}
 
 
 # FastAPI raises a 400 with this text when a JSON body is not even UTF-8 (malformed UTF-8
@@ -56,6 +57,7 @@ _DESCRIPTIONS = {
     403: "The key's role does not hold the scope this endpoint needs (see the operation's security).",
     404: "A named resource (model version, pack, case) is not in the store.",
     409: "The request conflicts with what is stored.",
+    413: "The body is larger than the installation accepts.",
     422: "The request is invalid: ``errors`` says where and why.",
     500: "An internal error; it has been logged.",
     503: "The service is shutting down: retry on another instance.",

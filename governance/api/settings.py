@@ -9,6 +9,13 @@
 ``RECGOV_API_THREADS``           worker threads for the endpoints' blocking work (default 8).
 ``RECGOV_API_COMPUTE``           ``process`` (default) or ``inline``: where a list's model part is made.
 ``RECGOV_DECISION_WRITER``       ``process`` (default) or ``thread``: where the decision log commits.
+``RECGOV_MAX_BODY_BYTES``        largest request body, in bytes (default 1 MiB); more is a 413.
+``RECGOV_PACK_PARSE_TIMEOUT_S``  time budget to parse and validate a posted pack (default 5 s).
+``RECGOV_AUDIT_MAX_INTERACTIONS`` largest synthetic data an audit may ask for, in events (default 5 million).
+``RECGOV_AUDIT_MAX_SUBJECTS``    largest synthetic data an audit may ask for, in users and in items (default 1 million).
+``RECGOV_AUDIT_MAX_FILE_BYTES``  largest data file an audit may read, in bytes (default 1 GiB).
+``RECGOV_AUDIT_TIME_BUDGET_S``   an audit running longer is failed (default 3600 s).
+``RECGOV_AUDIT_SHUTDOWN_GRACE_S`` how long shutdown waits for running audits (default 10 s).
 ================================ ==================================================
 
 Outside development, insecure defaults are refused: the store must be named
@@ -71,6 +78,34 @@ class ApiSettings(BaseSettings):
     """Lease of a running audit job, in seconds (``RECGOV_AUDIT_LEASE_S``): its runner renews it three
     times per lease; a job with no heartbeat for longer is failed as interrupted by any server on the
     store, whatever host ran it. Every server on one store should use the same value."""
+
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, le=1024**3)
+    """Largest request body, in bytes (``RECGOV_MAX_BODY_BYTES``): a declared ``Content-Length`` above it
+    is answered 413 before any of the body is read, and a body streamed without one is cut off with a
+    413 as soon as it passes the limit. A pack has its own, smaller limit (the YAML limits of
+    :mod:`governance.located`)."""
+
+    pack_parse_timeout_s: float = Field(5.0, gt=0, le=600)
+    """Time budget to parse and validate a posted pack (``RECGOV_PACK_PARSE_TIMEOUT_S``); parsing runs
+    on a worker thread, never on the event loop, and a pack that takes longer is a 422."""
+
+    audit_max_interactions: int = Field(5_000_000, ge=1)
+    """Largest synthetic data set an audit may ask for, in events (``RECGOV_AUDIT_MAX_INTERACTIONS``)."""
+
+    audit_max_subjects: int = Field(1_000_000, ge=1)
+    """Largest synthetic data set an audit may ask for, in users and in items (``RECGOV_AUDIT_MAX_SUBJECTS``)."""
+
+    audit_max_file_bytes: int = Field(1024**3, ge=1)
+    """Largest file (or folder, in all) an audit may read from ``$RECGOV_HOME/data``, in bytes
+    (``RECGOV_AUDIT_MAX_FILE_BYTES``)."""
+
+    audit_time_budget_s: float = Field(3600.0, gt=0, le=7 * 86_400)
+    """An audit still running after this many seconds is failed with that reason
+    (``RECGOV_AUDIT_TIME_BUDGET_S``); whatever it computes after that is not recorded as the job's."""
+
+    audit_shutdown_grace_s: float = Field(10.0, ge=0, le=3600)
+    """How long shutdown waits for running audits (``RECGOV_AUDIT_SHUTDOWN_GRACE_S``); those still
+    running then are failed as stopped, and the server exits without them."""
 
     @model_validator(mode="after")
     def _refuse_insecure_defaults(self) -> ApiSettings:

@@ -50,6 +50,7 @@ class Row:
 YAML = {"Content-Type": "application/yaml"}
 MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/health"): Row(PUBLIC, 200, "/health"),
+    ("GET", "/ready"): Row(PUBLIC, 200, "/ready"),
     ("GET", "/metrics"): Row("viewer", 200, "/metrics"),
     ("POST", "/v1/packs/validate"): Row("viewer", 200, "/v1/packs/validate", {"content": PACK.format(version="1.0.0"), "headers": YAML}),
     ("GET", "/v1/packs"): Row("viewer", 200, "/v1/packs"),

@@ -78,6 +78,8 @@ def test_no_operation_answers_5xx_or_off_its_schema(case: schemathesis.Case, ser
     statuses = seen[server.url][operation]
     _with_known_ids(case, server, sum(statuses.values()))
     excluded = [status_code_conformance] if operation in UNDOCUMENTED_STATUS else []
+    if operation == ("GET", "/ready"):  # 503 is its documented answer while a helper process (re)starts
+        excluded.append(not_a_server_error)
     headers = {"Authorization": f"Bearer {server.tokens['admin']}"}
     response = case.call(headers=headers, timeout=60)
     statuses[response.status_code] += 1

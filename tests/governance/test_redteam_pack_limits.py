@@ -19,7 +19,15 @@ import pytest
 from typer.testing import CliRunner
 
 from governance.cli import app
-from governance.located import ALIAS_CYCLE, TOO_DEEP, TOO_LARGE, TOO_MANY_ALIASES, TOO_MANY_NODES, YAML_LIMITS, measure_yaml
+from governance.located import (
+    ALIAS_CYCLE,
+    TOO_DEEP,
+    TOO_LARGE,
+    TOO_MANY_ALIASES,
+    TOO_MANY_NODES,
+    YAML_LIMITS,
+    measure_yaml,
+)
 from governance.policy import PolicyError, load_pack, parse_pack
 
 HEADER = "apiVersion: recgov/v1\nmetadata: {name: hostile, version: 1.0.0, owner: red team}\n"

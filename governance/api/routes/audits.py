@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import secrets
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -50,17 +50,19 @@ from audits.models import AuditJob, AuditResult, AuditRun, ModelVersion
 from audits.results import results_digest
 from governance import audit as audit_runner
 from governance.api import packs as pack_store
+from governance.api.audit_limits import SPEC_TOO_LARGE, check_input_size
 from governance.api.deps import AuditKey, ReadKey, SessionDep, SettingsDep
 from governance.api.disclosure import shown_to
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.routes._audit import record_call
+from governance.api.routes.recommendations import engines_of
 from governance.api.settings import ApiSettings
 from governance.gate import GateDecision, GateDocument
 from recommender.errors import ConfigError, DataError, RecgovError
 from recommender.loaders import load_data
 
-__all__ = ["AuditCreate", "AuditRunner", "router"]
+__all__ = ["AUDIT_OVER_TIME", "AUDIT_STOPPED", "SPEC_TOO_LARGE", "AuditCreate", "AuditRunner", "router"]
 
 log = logging.getLogger("recgov.api.audits")
 
@@ -73,6 +75,8 @@ POLL_AFTER_S = "2"
 """``Retry-After`` of answers about a job still queued or running."""
 NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]+$"
 """Names, versions and paths are printable text (PostgreSQL refuses NUL in text; paths refuse it too)."""
+AUDIT_OVER_TIME = "the audit ran longer than its time budget of {budget:g} s (RECGOV_AUDIT_TIME_BUDGET_S); audit less data, or raise the budget"
+AUDIT_STOPPED = "stopped: the server shut down before the audit finished (it waited {grace:g} s for it); start a new audit"
 _LIVE_RUNNERS: set[str] = set()
 """The runner ids of this process's live :class:`AuditRunner` instances."""
 
@@ -232,11 +236,18 @@ class AuditRunner:
     ) -> None:
         self.store = store
         self.settings = settings
+        self.max_workers = max_workers
         self.lease_s = float(settings.audit_lease_s if lease_s is None else lease_s)
         if not self.lease_s > 0:
             raise ConfigError(f"the audit job lease must be a positive number of seconds; got {self.lease_s!r}")
         self.runner_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="recgov-audit")
+        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._workers: list[threading.Thread] = []
+        self._accepting = True
+        self._started: dict[str, float] = {}
+        """Running jobs of this runner and when (monotonic) each started: the time budget is counted from there."""
+        self._abandoned: set[str] = set()
+        """Jobs failed for their time budget or at shutdown while their audit still runs on its thread."""
         self._lock = threading.Lock()
         self._pending: set[str] = set()
         """Jobs submitted to the pool and not yet started (never submitted twice by the periodic recovery)."""
@@ -245,6 +256,8 @@ class AuditRunner:
         self._stop = threading.Event()
         self._recovering = True
         self._lease_thread: threading.Thread | None = None
+        for _ in range(max_workers):
+            self._add_worker()
 
     def start(self) -> list[str]:
         """Fail the jobs a stopped process left running, start the queued ones, start renewing leases; return the ids started."""
@@ -284,32 +297,91 @@ class AuditRunner:
     def submit(self, job_id: str) -> bool:
         """Queue ``job_id`` to run; False when the runner is shutting down (the job stays queued in the store)."""
         with self._lock:
+            if not self._accepting:
+                return False
             self._pending.add(job_id)
-        try:
-            self._executor.submit(self._run, job_id)
-        except RuntimeError:  # "cannot schedule new futures after shutdown"
-            with self._lock:
-                self._pending.discard(job_id)
-            return False
+        self._queue.put(job_id)
         return True
 
-    def shutdown(self) -> None:
-        """Stop: queued jobs not yet started stay queued in the store; running audits finish and are recorded.
+    def shutdown(self, grace_s: float | None = None) -> None:
+        """Stop: queued jobs not yet started stay queued in the store; running audits have ``grace_s`` to finish.
 
-        Their leases are renewed until they have finished; then the lease thread stops.
+        ``grace_s`` defaults to the setting ``audit_shutdown_grace_s``. Audits that
+        finish within it are recorded (their leases renewed meanwhile); those still
+        running then are failed as stopped, and their threads (daemon threads) are
+        left behind: shutdown, and the process's exit, never wait on them.
         """
+        grace = self.settings.audit_shutdown_grace_s if grace_s is None else grace_s
         self._recovering = False
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            self._accepting = False
+            self._pending.clear()
+            workers = list(self._workers)
+        for _ in workers:
+            self._queue.put(None)
+        deadline = time.monotonic() + grace
+        for worker in workers:
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            stopped = [job_id for job_id in self._started if job_id not in self._abandoned]
+        for job_id in stopped:
+            self._give_up(job_id, AUDIT_STOPPED.format(grace=grace), kind="ShutDown")
         self._stop.set()
         if self._lease_thread is not None:
             self._lease_thread.join()
         _LIVE_RUNNERS.discard(self.runner_id)
 
+    def _add_worker(self) -> None:
+        worker = threading.Thread(target=self._work, name="recgov-audit", daemon=True)
+        with self._lock:
+            self._workers.append(worker)
+        worker.start()
+
+    def _work(self) -> None:
+        """A worker thread: run queued jobs until told to stop, or until its job was abandoned (a new worker replaced it)."""
+        while (job_id := self._queue.get()) is not None:
+            with self._lock:
+                if not self._accepting:
+                    continue  # shutting down: the job stays queued in the store
+            self._run(job_id)
+            with self._lock:
+                if job_id in self._abandoned:
+                    self._abandoned.discard(job_id)
+                    self._workers.remove(threading.current_thread())
+                    return
+
+    def _give_up(self, job_id: str, cause: str, *, kind: str) -> bool:
+        """Fail the running ``job_id`` with ``cause`` while its audit still runs; whether it was failed here."""
+        with self._lock:
+            if job_id not in self._started or job_id in self._abandoned:
+                return False
+            self._abandoned.add(job_id)
+        try:
+            with self.store.session() as session:
+                job_store.fail_job(session, job_id, error=cause, kind=kind)
+        except (RecgovError, SQLAlchemyError):  # finished meanwhile, or the store is failing (the lease ends it)
+            log.warning("audit job %s could not be failed (%s); it finished meanwhile or the store is failing", job_id, kind)
+            return False
+        log.warning("audit job %s failed: %s", job_id, cause)
+        return True
+
+    def enforce_budget(self, now: float | None = None) -> list[str]:
+        """Fail the running jobs over the time budget (a new worker takes each one's place); the ids failed."""
+        budget = self.settings.audit_time_budget_s
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            over = [job_id for job_id, began in self._started.items() if now - began > budget and job_id not in self._abandoned]
+        failed = [job_id for job_id in over if self._give_up(job_id, AUDIT_OVER_TIME.format(budget=budget), kind="TimeBudgetExceeded")]
+        for _ in failed:
+            self._add_worker()
+        return failed
+
     def _keep_leases(self) -> None:
         """The lease thread: renew every third of a lease, recover once per lease, until :meth:`shutdown`."""
         next_recovery = time.monotonic() + self.lease_s
-        while not self._stop.wait(self.lease_s / 3):
+        while not self._stop.wait(min(self.lease_s / 3, self.settings.audit_time_budget_s / 4)):
             try:
+                self.enforce_budget()
                 self.renew()
                 if self._recovering and time.monotonic() >= next_recovery:
                     next_recovery = time.monotonic() + self.lease_s
@@ -322,11 +394,13 @@ class AuditRunner:
         with self._lock:
             self._pending.discard(job_id)
             self._held += 1
+            self._started[job_id] = time.monotonic()
         try:
             self._claim_and_audit(job_id)
         finally:
             with self._lock:
                 self._held -= 1
+                self._started.pop(job_id, None)
 
     def _claim_and_audit(self, job_id: str) -> None:
         try:
@@ -475,10 +549,10 @@ _ACCEPTED = {
     responses={**_ACCEPTED, **problems(403, 404, 422)},
     summary="Start an audit in the background; poll the job at its Location (auditor)",
 )
-def start_audit(body: AuditCreate, response: Response, session: SessionDep, settings: SettingsDep, runner: RunnerDep, key: AuditKey) -> dict[str, Any]:
+def start_audit(body: AuditCreate, request: Request, response: Response, session: SessionDep, settings: SettingsDep, runner: RunnerDep, key: AuditKey) -> dict[str, Any]:
     """404 for an unknown pack or model version; 422 for an invalid body or a file outside ``$RECGOV_HOME/data``."""
-    try:
-        loaded = pack_store.load_ref(settings.packs_dir, body.pack)
+    try:  # through the app's pack cache: parsing a pack for every request would cost each one a parse
+        loaded = engines_of(request.app).pack(settings.packs_dir, body.pack)
     except pack_store.PackNotFound as err:
         raise Problem(404, str(err)) from None
     if body.model_version is not None and session.get(ModelVersion, body.model_version) is None:
@@ -489,7 +563,7 @@ def start_audit(body: AuditCreate, response: Response, session: SessionDep, sett
         if spec is None:
             continue
         try:
-            resolve_input(spec, settings.home / "data")
+            check_input_size(field, spec, resolve_input(spec, settings.home / "data"), settings)
         except DataError as err:
             errors.append({"location": "body", "field": field, "message": str(err), "type": "value_error"})
     if errors:

@@ -21,6 +21,7 @@ from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.routes import deployment_policy
 from governance.api.routes._audit import record_call
+from governance.api.audit_limits import check_input_size
 from governance.api.routes.audits import resolve_input
 from governance.api.schemas import IDENTIFIER
 from recommender.errors import ConfigError
@@ -60,6 +61,8 @@ def promote(model_version: Annotated[str, Path(min_length=1, max_length=128, pat
     if body.stage != "shadow" and body.data is None:
         raise Problem(422, f"'data' is needed to promote to {body.stage}: the gate audits the model on it")
     try:  # files only from $RECGOV_HOME/data, as for audits: a request must not read any path of the server
+        if body.data:  # and no more than the installation's audit limits: the gate loads the data in the server
+            check_input_size("data", body.data, resolve_input(body.data, settings.home / "data"), settings)
         dataset = load_data(resolve_input(body.data, settings.home / "data")) if body.data else None
     except OSError as err:  # e.g. a name longer than the file system allows: the client's mistake, not ours
         raise Problem(422, DATA_UNREADABLE.format(reason=err.strerror or type(err).__name__), kind="invalid-data") from None

@@ -1,19 +1,31 @@
-"""``/v1/packs``: validate, store, list and diff policy packs (YAML bodies)."""
+"""``/v1/packs``: validate, store, list and diff policy packs (YAML bodies).
+
+A posted pack is read no further than the YAML size limit (413 past it) and
+parsed in the pack parser's process within ``RECGOV_PACK_PARSE_TIMEOUT_S``
+(:mod:`governance.api.pack_parser`): a hostile pack costs that process a bounded
+time and never the event loop (see :mod:`governance.located` for the limits it
+must pass first).
+"""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
 
 from governance.api import packs as pack_store
 from governance.api.deps import GovernKey, ReadKey, SessionDep, SettingsDep
 from governance.api.errors import Problem, problems
+from governance.api.limits import read_body
+from governance.api.pack_parser import PackParser, PackTooSlow
 from governance.api.routes._audit import record_call
 from governance.api.schemas import PackDiff, PackList, PackStored, PackValidation
-from governance.policy import parse_pack
+from governance.api.settings import ApiSettings
+from governance.located import YAML_LIMITS
 
-router = APIRouter(prefix="/v1/packs", tags=["packs"], responses=problems(401, 500))
+router = APIRouter(prefix="/v1/packs", tags=["packs"], responses=problems(401, 413, 500))
 
 EXAMPLE_PACK = """apiVersion: recgov/v1
 metadata:
@@ -29,12 +41,29 @@ YAML_BODY: dict[str, Any] = {
 }
 
 
+PACK_TOO_LARGE = "the pack is larger than {limit} bytes, the most a policy pack may be; split it or remove what it does not need"
+PACK_TOO_SLOW = "the pack could not be parsed and validated within {budget:g} s (RECGOV_PACK_PARSE_TIMEOUT_S); simplify it"
+
+
 async def _text(request: Request) -> str:
-    raw = await request.body()
+    """The body as text, read no further than a pack may be (413 past it)."""
+    limit = YAML_LIMITS.max_bytes
+    raw = await read_body(request, limit, PACK_TOO_LARGE.format(limit=limit))
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise Problem(422, f"the body is not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); send the pack as UTF-8 YAML") from None
+
+
+async def _checked(request: Request, settings: ApiSettings, text: str) -> dict[str, Any]:
+    """The pack's identity, parsed in the pack parser's process within the time budget (a 422 past it)."""
+    parser = getattr(request.app.state, "pack_parser", None)
+    if parser is None:  # an app started without its lifespan
+        parser = request.app.state.pack_parser = PackParser()
+    try:
+        return await parser.identity(text, "<request body>", budget_s=settings.pack_parse_timeout_s)
+    except PackTooSlow:
+        raise Problem(422, PACK_TOO_SLOW.format(budget=settings.pack_parse_timeout_s), kind="invalid-pack") from None
 
 
 def _identity(loaded) -> dict[str, Any]:
@@ -42,9 +71,9 @@ def _identity(loaded) -> dict[str, Any]:
 
 
 @router.post("/validate", response_model=PackValidation, openapi_extra=YAML_BODY, responses=problems(422), summary="Validate a pack (YAML body)")
-async def validate_pack(request: Request, key: ReadKey) -> dict[str, Any]:
+async def validate_pack(request: Request, settings: SettingsDep, key: ReadKey) -> dict[str, Any]:
     """200 with the pack's name, version and hash, or 422 with every located issue."""
-    return {"valid": True, **_identity(parse_pack(await _text(request), "<request body>"))}
+    return {"valid": True, **await _checked(request, settings, await _text(request))}
 
 
 @router.post(
@@ -58,8 +87,9 @@ async def validate_pack(request: Request, key: ReadKey) -> dict[str, Any]:
 async def create_pack(request: Request, response: Response, session: SessionDep, settings: SettingsDep, key: GovernKey) -> dict[str, Any]:
     """Store the pack at ``$RECGOV_HOME/packs/<name>/<version>.yaml``; 200 if that exact version is stored already."""
     text = await _text(request)
+    await _checked(request, settings, text)  # parsed in the pack parser first: only a pack within the limits gets here
     try:
-        loaded, created = pack_store.store_pack(settings.packs_dir, text=text)
+        loaded, created = await anyio.to_thread.run_sync(functools.partial(pack_store.store_pack, settings.packs_dir, text=text))
     except pack_store.PackConflict as err:
         raise Problem(409, str(err)) from None
     record_call(session, key, "packs.create", objects={"policy": loaded.content_hash}, payload={**loaded.stamp(), "created": created})

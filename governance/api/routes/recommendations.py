@@ -319,6 +319,14 @@ class EngineCache:
         self.decided_on_threads = 0
         self._closed = False
 
+    def start_decision_log(self) -> DecisionLog:
+        """Start the shared decision log now (the app does at startup: the first list must not wait for its writer)."""
+        with self._lock:
+            if self._log is None:
+                self._log = ProcessDecisionLog(self.store) if self.decision_writer == "process" else DecisionLog(self.store)
+                self._sink = CallAttributingSink(self._log)
+            return self._log
+
     def pack(self, packs_dir: Path, ref: str, *, loaded_only: bool = False) -> LoadedPack:
         """The pack ``ref`` names (raises ``PackNotFound``), parsed again only when its file changed.
 
