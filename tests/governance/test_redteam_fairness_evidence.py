@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 import governance.checks  # noqa: F401  (registers the checks)
-from governance.checks.fairness import NOT_A_PROVIDER, SMALL_PROVIDER
+from governance.checks.exposure import NOT_A_PROVIDER, SMALL_PROVIDER
 from governance.collect_fairness import EMPTY_ITEM_COLUMN, fairness_facts
 from governance.engine import AuditReport, RuleResult, evaluate
 from governance.facts import AuditFacts
