@@ -76,7 +76,7 @@ def _governed_tour(store, dataset, outcome, settings, show: bool) -> dict[str, A
     try:
         engine = ServingEngine(eu, model, dataset.items, sink=log)
         with store.session() as session:
-            record_consent(session, subject_id=subject, purpose="personalization", status="granted", lawful_basis="consent", source="banner")
+            record_consent(session, subject_id=subject, purpose="personalization", status="granted", lawful_basis="consent", source="banner", evidence={"banner_version": "demo"})
         granted = (ConsentRecord(purpose="personalization", status="granted", lawful_basis="consent", source="banner", time=datetime.now(timezone.utc)),)
         _step(show, "serving a governed list with explanation tags")
         first = engine.serve(ServeRequest(subject, k=5, consent=granted))

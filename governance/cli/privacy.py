@@ -48,6 +48,17 @@ BAD_PROPAGATE = "--propagate must be an integer from 0 to {max}; got {value}"
 MAX_PROPAGATE = 10
 OUT_FOLDER_MISSING = "--out {out}: the folder {folder} does not exist; create it first"
 MAP_WITHOUT_DATA = "--map describes the columns of the {option} DATA; give {option} DATA too"
+EVIDENCE_MISSING = "--source {source} claims evidence (GDPR Art. 7(1)): give {option}, {what}"
+EVIDENCE_REFUSED = "{option}: {detail}"
+EVIDENCE_OF_OTHER_SOURCE = "{option} is evidence of --source {wanted}, not of --source {source}; drop it or change --source"
+EVIDENCE_OPTIONS: dict[str, tuple[str, str]] = {
+    "banner_version": ("--evidence-banner-version", "banner"),
+    "origin": ("--evidence-origin", "import"),
+    "tc_string": ("--tc-string", "tcf"),
+    "vendor_id": ("--vendor-id", "tcf"),
+}
+"""Evidence key -> (the ``consent set`` option that gives it, the source it is evidence of)."""
+_FIELD_OPTIONS = {"purpose": "--purpose", "basis": "--basis", "source": "--source"}
 
 
 def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
@@ -57,6 +68,29 @@ def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
 
 
 _opened = opened_store
+
+
+def _checked_evidence(source: str, status: str, basis: str, purpose: str, given: dict[str, Any], section: Any) -> dict[str, Any] | None:
+    """The evidence to store for a record from ``source``, checked by the rule the API applies
+    (:func:`governance.consent.evidence.check_consent_evidence`); a refusal names the option at fault."""
+    from governance.consent.evidence import EVIDENCE_KEYS, MSG_MISSING, EvidenceError, check_consent_evidence
+
+    for key, (option, wanted) in EVIDENCE_OPTIONS.items():
+        if key in given and wanted != source:
+            raise ConfigError(EVIDENCE_OF_OTHER_SOURCE.format(option=option, wanted=wanted, source=source))
+    evidence = {"via": "recgov consent set", **given}
+    try:
+        return check_consent_evidence(
+            source=source, status=status, lawful_basis=basis, purpose=purpose, evidence=evidence, section=section
+        )
+    except EvidenceError as err:
+        key, what = EVIDENCE_KEYS.get(source, ("", ""))
+        option = EVIDENCE_OPTIONS[key][0] if key in EVIDENCE_OPTIONS else "--evidence"
+        if str(err) == MSG_MISSING.format(source=source, key=key, what=what):
+            raise ConfigError(EVIDENCE_MISSING.format(source=source, option=option, what=what)) from None
+        field = err.field.removeprefix("evidence.")
+        option = EVIDENCE_OPTIONS[field][0] if field in EVIDENCE_OPTIONS else _FIELD_OPTIONS.get(err.field, option)
+        raise ConfigError(EVIDENCE_REFUSED.format(option=option, detail=err)) from None
 
 
 def _short(pseudonym: str | None) -> str:
@@ -88,9 +122,25 @@ def consent_set(
         str | None,
         typer.Option(
             "--evidence",
-            help="What proves it (GDPR Art. 7(1)): a ticket, a banner version, a letter.",
+            help="A note on what proves it (GDPR Art. 7(1)): a ticket, a letter.",
             show_default=False,
         ),
+    ] = None,
+    banner_version: Annotated[
+        str | None,
+        typer.Option("--evidence-banner-version", help="With --source banner (required): the consent dialogue's version.", show_default=False),
+    ] = None,
+    origin: Annotated[
+        str | None,
+        typer.Option("--evidence-origin", help="With --source import (required): where the record was imported from.", show_default=False),
+    ] = None,
+    tc_string: Annotated[
+        str | None,
+        typer.Option("--tc-string", help="With --source tcf (required): the IAB TCF v2.2 TC string; it must support --status under the pack's consent.tcf.", show_default=False),
+    ] = None,
+    vendor_id: Annotated[
+        int | None,
+        typer.Option("--vendor-id", help="With --source tcf: our IAB vendor id, where the pack sets no consent.tcf.vendor_id.", show_default=False),
     ] = None,
     pack: OptionalPackOpt = None,
     database_url: DatabaseOpt = None,
@@ -115,7 +165,9 @@ def consent_set(
             basis = basis or purposes[purpose].lawful_basis
         elif basis is None:
             raise ConfigError(BASIS_NEEDED.format(allowed=", ".join(LAWFUL_BASES)))
-        proof = {"via": "recgov consent set"} | ({"note": evidence} if evidence else {})
+        given = {"note": evidence, "banner_version": banner_version, "origin": origin, "tc_string": tc_string, "vendor_id": vendor_id}
+        section = loaded.pack.consent if pack is not None else None
+        proof = _checked_evidence(source, status, basis, purpose, {k: v for k, v in given.items() if v is not None}, section)
         with _opened(database_url) as store, store.session() as session:
             erasure = None
             if pack is not None:  # what the pack says follows (erase_on_withdrawal), in the same transaction
@@ -386,6 +438,15 @@ def _print_erasure(report: dict[str, Any]) -> None:
             )
         else:
             console.print(f"  residual influence not measured: {ri['reason']}", highlight=False, soft_wrap=True)
+        standing = step.get("standing")
+        if standing:
+            console.print(
+                f"  standing: {standing['standing']} until the full retrain (request #{standing['retrain_request']}, due "
+                f"{standing['deadline']}) replaces it"
+                + ("" if standing["retrainable"] else "; recgov cannot run that retrain (see below)"),
+                highlight=False,
+                soft_wrap=True,
+            )
         if step["previous_artifact_deleted"]:
             console.print(f"  deleted the previous artifact {step['previous_artifact']}", highlight=False)
     versions = report["models"]["versions"]
@@ -456,7 +517,7 @@ def retrain_due(
                     "deadline": e["deadline"],
                     "days left": f"{e['days_left']:.1f}",
                     "overdue": "OVERDUE" if e["overdue"] else "",
-                    "model versions": ", ".join(e["models"]),
+                    "model versions": ", ".join(v + (" (provisional)" if v in e["provisional"] else "") for v in e["models"]),
                 }
                 for e in doc["pending"]
             ],
@@ -513,14 +574,17 @@ def _print_retrain_run(doc: dict[str, Any]) -> None:
         events = entry.get("events") or {}
         console.print(
             f"retrained model {entry['version']} (recipe of {entry['recipe_of']}, {events.get('kept', 0):,} of "
-            f"{events.get('total', 0):,} events) replaces {', '.join(entry['replaces'])}",
+            f"{events.get('total', 0):,} events) replaces {', '.join(entry['replaces'])}"
+            + (
+                f" (provisional unlearned version(s) {', '.join(entry['replaces_provisional'])}: their standing ends)"
+                if entry.get("replaces_provisional")
+                else ""
+            ),
             highlight=False,
             soft_wrap=True,
         )
-    for version in doc["not_retrainable"]:
-        console.print(
-            f"model {version}: the store does not record how it was trained; retire it", highlight=False, soft_wrap=True
-        )
+    for entry in doc.get("cannot_retrain", []):
+        console.print(entry["message"], highlight=False, soft_wrap=True)
     ids = ", ".join(f"#{r['id']}" for r in doc["requests"])
     console.print(f"completed retrain request(s) {ids}; {doc['note']}", highlight=False, soft_wrap=True)
 

@@ -39,7 +39,8 @@ def events_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_consent_set_and_show_round_trip(db_url: str) -> None:
     granted = ok("consent", "set", VICTIM, "--purpose", "personalization", "--status", "granted", "--pack", "eu-gdpr-dsa",
-                 "--source", "banner", "--jurisdiction", "EU", "--evidence", "banner v2024-05", "--database-url", db_url)  # fmt: skip
+                 "--source", "banner", "--jurisdiction", "EU", "--evidence", "banner v2024-05",
+                 "--evidence-banner-version", "2024-05", "--database-url", db_url)  # fmt: skip
     assert granted["recorded"]["lawful_basis"] == "consent"  # the pack's basis for the purpose
     ok(
         "consent",
@@ -74,7 +75,7 @@ def test_consent_set_and_show_round_trip(db_url: str) -> None:
         ("analytics", "objected"),
         ("personalization", "withdrawn"),
     ]
-    assert shown["history"][0]["evidence"] == {"via": "recgov consent set", "note": "banner v2024-05"}
+    assert shown["history"][0]["evidence"] == {"via": "recgov consent set", "note": "banner v2024-05", "banner_version": "2024-05"}
     assert shown["history"][0]["jurisdiction"] == "EU"
     assert {p: e["status"] for p, e in shown["in_force"].items()} == {
         "analytics": "objected",
