@@ -4,8 +4,9 @@ Holes pinned (each test fails on the loader without limits):
 
 * an alias bomb ("billion laughs") was expanded node by node: a few hundred
   bytes took seconds and gigabytes (9 levels of 9 aliases: 387 million strings);
-* an alias inside the node it names, or nesting thousands deep, ended in a
-  ``RecursionError``: a traceback, not a located error with exit 2;
+* nesting thousands deep (brackets or indented mappings) ended in a
+  ``RecursionError``: a traceback, not a located error with exit 2 (an alias
+  inside the node it names is pinned as a guard: it did not crash before);
 * a pack file was read whole whatever its size (a device such as
   ``/dev/zero`` never ends).
 """
