@@ -151,6 +151,12 @@ RETRAIN_NO_EVENTS = (
     "the retrain data {name} leaves no event to train on once the subject's events and those the pack excludes are "
     "out ({excluded}); nothing was erased: give the data the live model was trained from"
 )
+CANNOT_RETRAIN = (
+    "model {version} is provisional (an unlearned stand-in until a full retrain replaces it); recgov cannot retrain "
+    "it because {why}: train without the subject (recgov train DATA --pack {pack}) and retire it"
+)
+WHY_UNRECORDED = "the model it was unlearned from ({source}) is not recorded in this store, so its training recipe is unknown"
+WHY_NO_RECIPE = "the store does not record how its lineage was trained (no ALS parameters in the training run of {source})"
 RETRAIN_SUBJECT_IN_ARTIFACT = "the retrained artifact {path} still lists the erased subject among its users; retire it"
 UNKNOWN_RETRAIN = "retrain request {id} is not open (open ones: {open}); list them with `recgov retrain due`"
 MODELS_DIR_IS_FILE = "the models folder {path} is a file; give a folder for the retrained model artifacts"
@@ -1000,8 +1006,9 @@ def _record_unlearned(
     started: datetime,
     ended: datetime,
     actor: str | None,
+    standing: Mapping[str, Any] | None = None,
 ) -> None:
-    """Record the unlearned model's lineage when the model it came from is recorded."""
+    """Record the unlearned model's lineage, with its ``standing``, when the model it came from is recorded."""
     from recommender.unlearning import UNLEARNING_METHOD
 
     already = session.get(ModelVersion, result.version)
@@ -1046,6 +1053,7 @@ def _record_unlearned(
                 "refresh_items": result.refresh_items,
                 "propagate": result.propagate,
                 "subject_request": request_id,
+                **({"standing": dict(standing)} if standing is not None else {}),
             },
             "model_inputs": list(MODEL_INPUT_COLUMNS),
         },
@@ -1065,6 +1073,36 @@ def _record_unlearned(
     )
     report["recorded"] = True
     report["training_run"] = run.id
+
+
+def _provisional_standing(retrain: Mapping[str, Any] | None) -> dict[str, Any]:
+    """An unlearned model's standing as recorded with it: provisional until the erasure's retrain replaces it.
+
+    The erasure does not run the held-out-half protocol, so the decision is
+    :func:`recommender.unlearning_quality.unlearned_model_standing` without a
+    verdict: provisional, retrain required (measured, such models stay outside
+    the range of retrains; BENCHMARKS.md).
+    """
+    from recommender.unlearning_quality import unlearned_model_standing
+
+    decided = unlearned_model_standing(None)
+    return {
+        "standing": "provisional" if decided.provisional else "final",
+        "retrain_required": decided.retrain_required,
+        "reason": decided.reason,
+        "retrain_request": None if retrain is None else retrain["id"],
+        "deadline": None if retrain is None else retrain["deadline"],
+    }
+
+
+def _retrainability(session: Session, report: Mapping[str, Any], result: Any, standing: Mapping[str, Any]) -> dict[str, Any]:
+    """The standing with whether recgov can run the retrain (a recorded recipe), and why not."""
+    why = None
+    if not report.get("recorded"):
+        why = WHY_UNRECORDED.format(source=result.previous_version)
+    elif _recipe(session, result.version) is None:
+        why = WHY_NO_RECIPE.format(source=result.previous_version)
+    return {**standing, "retrainable": why is None, "why_not": why}
 
 
 WITHDRAWAL_STATUSES = ("withdrawn", "objected", "opted_out")
@@ -1286,10 +1324,10 @@ def erase_subject(
 
         say("recording and crypto-shredding")
         with store.session() as session:
-            for report, result, target, artifact_hash, t0, t1 in unlearned:
-                _record_unlearned(session, report, result, target, artifact_hash, request_id, t0, t1, actor)
             holding = [e["version_id"] for e in catalogue if e["membership"] != "does_not_include"]
-            holding += [r.version for report, r, *_ in unlearned if report.get("recorded") and r.version not in holding]
+            # every unlearned model is a provisional stand-in, recorded or not: the retrain must replace it
+            provisional = [r.version for _report, r, *_ in unlearned]
+            holding += [v for v in provisional if v not in holding]
             retrain = None
             if holding:
                 retrain_row = open_request(
@@ -1300,6 +1338,7 @@ def erase_subject(
                     details={
                         "erasure_request": request_id,
                         "models": holding,
+                        "provisional": provisional,
                         "deadline_basis": retrain_basis,
                         "policy": _stamp(pack),
                     },
@@ -1312,7 +1351,12 @@ def erase_subject(
                     "deadline": _iso(retrain_row.deadline),
                     "deadline_basis": retrain_basis,
                     "models": holding,
+                    "provisional": provisional,
                 }
+            for report, result, target, artifact_hash, t0, t1 in unlearned:
+                standing = _provisional_standing(retrain)
+                _record_unlearned(session, report, result, target, artifact_hash, request_id, t0, t1, actor, standing)
+                report["standing"] = _retrainability(session, report, result, standing)
             denied = {
                 purpose: {"status": record["status"], "lawful_basis": record["lawful_basis"]}
                 for purpose, record in effective_consent(session, subject).items()
@@ -1414,6 +1458,11 @@ def erase_subject(
                 else []
             ),
             *(
+                CANNOT_RETRAIN.format(version=r["version"], why=r["standing"]["why_not"], pack=policy.metadata.name)
+                for r in steps["unlearning"]
+                if r.get("status") == "unlearned" and not r["standing"]["retrainable"]
+            ),
+            *(
                 f"model version {v['version_id']} {'includes' if v['membership'] == 'includes' else 'may include'} the subject and was not "
                 "unlearned: pass its artifact with --model (model_path) or retrain without the subject and retire it"
                 for v in steps["models"]["versions"]
@@ -1503,9 +1552,28 @@ def _recipe(session: Session, version_id: str) -> dict[str, Any] | None:
     return None
 
 
-def _retrain_view(row: Mapping[str, Any], moment: datetime) -> dict[str, Any]:
+def _unlearned_versions(session: Session, rows: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The versions the retrain requests list that are unlearned models (provisional until a retrain replaces them):
+    those the erasure listed as such, and recorded versions whose run names an unlearning."""
+    from audits.models import TrainingRun
+
+    rows = list(rows)
+    out = {str(v) for r in rows for v in ((r["result"] or {}).get("provisional") or ())}
+    versions = sorted({v for r in rows for v in (r["result"] or {}).get("models", [])} - out)
+    if versions:
+        found = session.execute(
+            select(ModelVersion.version_id, TrainingRun.params)
+            .join(TrainingRun, ModelVersion.training_run_id == TrainingRun.id)
+            .where(in_values(session, ModelVersion.version_id, versions))
+        ).all()
+        out |= {v for v, params in found if isinstance(params, Mapping) and isinstance(params.get("unlearning"), Mapping)}
+    return out
+
+
+def _retrain_view(row: Mapping[str, Any], moment: datetime, provisional: set[str] = frozenset()) -> dict[str, Any]:
     details = row["result"] or {}
     deadline = row["deadline"]
+    models = list(details.get("models", []))
     return {
         "id": row["id"],
         "status": row["status"],
@@ -1514,9 +1582,25 @@ def _retrain_view(row: Mapping[str, Any], moment: datetime) -> dict[str, Any]:
         "overdue": deadline < moment,
         "days_left": round((deadline - moment).total_seconds() / 86400, 1),
         "erasure_request": details.get("erasure_request"),
-        "models": list(details.get("models", [])),
+        "models": models,
+        "provisional": [v for v in models if v in provisional],
         "deadline_basis": details.get("deadline_basis"),
     }
+
+
+def _cannot_retrain(version: str, provisional: bool, recorded: bool, pack: str) -> dict[str, Any]:
+    """Why recgov cannot retrain ``version``, and what to do instead."""
+    if provisional:
+        why = "it is not recorded in this store (the model it was unlearned from is not), so its training recipe is unknown"
+        if recorded:
+            why = "the store does not record how its lineage was trained (no ALS parameters)"
+        message = CANNOT_RETRAIN.format(version=version, why=why, pack=pack)
+    else:
+        message = (
+            f"model {version}: recgov cannot retrain it because the store does not record how it was trained; "
+            f"train without the erased subjects (recgov train DATA --pack {pack}) and retire it"
+        )
+    return {"version": version, "provisional": provisional, "message": message}
 
 
 def pending_retrains(store: Any, *, now: datetime | None = None) -> dict[str, Any]:
@@ -1525,12 +1609,15 @@ def pending_retrains(store: Any, *, now: datetime | None = None) -> dict[str, An
     Each entry: the request id, when it was opened and its deadline (from the
     pack in force at the erasure), whether it is overdue at ``now`` (default
     now) and the days left, the erasure request it follows, and the model
-    versions a retrain must replace. No subject is named, not even by pseudonym.
+    versions a retrain must replace, and which of them are ``provisional``:
+    unlearned models that serve only until the retrain replaces them (and
+    profile nobody once it is overdue). No subject is named, not even by pseudonym.
     """
     moment = _moment(now, "now")
     with store.session() as session:
         rows = list_requests(session, kind="retrain", open_only=True)
-    entries = [_retrain_view(r, moment) for r in rows]
+        provisional = _unlearned_versions(session, rows)
+    entries = [_retrain_view(r, moment, provisional) for r in rows]
     return {
         "now": moment.isoformat(),
         "pending": entries,
@@ -1588,8 +1675,10 @@ def run_retrains(
             rows = [r for r in rows if r["id"] in set(wanted)]
         versions = list(dict.fromkeys(v for r in rows for v in (r["result"] or {}).get("models", [])))
         recipes = {v: _recipe(session, v) for v in versions}
+        provisional = _unlearned_versions(session, rows)
+        recorded = set(session.scalars(select(ModelVersion.version_id).where(in_values(session, ModelVersion.version_id, versions)))) if versions else set()
     if not rows:
-        return {**_stamp(pack), "requests": [], "retrained": [], "not_retrainable": [], "note": "no retrain is due"}
+        return {**_stamp(pack), "requests": [], "retrained": [], "not_retrainable": [], "cannot_retrain": [], "provisional_replaced": [], "note": "no retrain is due"}
 
     groups: dict[str, dict[str, Any]] = {}
     for version in versions:
@@ -1627,8 +1716,10 @@ def run_retrains(
                 "artifact": str(run.artifact),
                 "reproduced": run.reproduced,
                 "events": (run.exclusions or {}).get("events"),
+                "replaces_provisional": [v for v in group["replaces"] if v in provisional],
             }
         )
+    cannot = [_cannot_retrain(v, v in provisional, v in recorded, _policy(pack).metadata.name) for v in not_retrainable]
 
     ids = [r["id"] for r in rows]
     policy = _policy(pack)
@@ -1643,6 +1734,7 @@ def run_retrains(
                     "replaces": entry["replaces"],
                     "recipe_of": entry["recipe_of"],
                     "subject_requests": ids,
+                    "replaces_provisional": entry["replaces_provisional"],
                     "reason": "a full retrain without erased subjects (GDPR Art. 17), replacing models trained on them",
                 },
             )
@@ -1657,6 +1749,7 @@ def run_retrains(
                     if mine & set(e["replaces"])
                 ],
                 "not_retrainable": [v for v in not_retrainable if v in mine],
+                "cannot_retrain": [c for c in cannot if c["version"] in mine],
                 "policy_of_run": _stamp(pack),
             }
             if row["status"] == "received":
@@ -1675,6 +1768,8 @@ def run_retrains(
         "requests": done,
         "retrained": retrained,
         "not_retrainable": not_retrainable,
+        "cannot_retrain": cannot,
+        "provisional_replaced": [v for e in retrained for v in e["replaces_provisional"]],
         "note": (
             "serve the new model version(s) once they pass the gate, and retire the versions they replace"
             if retrained
@@ -1928,6 +2023,8 @@ def processing_record(
                 f"sealed under the subject's record key: {SEALED_CONTENT['consent_records']})",
                 f"subject requests (pseudonymised; in the clear: {KEPT_IN_THE_CLEAR['subject_requests']}; "
                 f"sealed under the subject's record key: {SEALED_CONTENT['subject_requests']})",
+                f"item reports (the reporter pseudonymised; in the clear: {KEPT_IN_THE_CLEAR['item_reports']}; "
+                f"sealed under the reporter's record key when signed: {SEALED_CONTENT['item_reports']})",
                 f"served decisions (pseudonymised; in the clear: {KEPT_IN_THE_CLEAR['decisions']}; "
                 f"sealed under the subject's record key: {SEALED_CONTENT['decisions']})",
                 "the audit trail (pseudonymised events; consent evidence in them sealed as in the consent records)",
