@@ -5,9 +5,12 @@
    request's context) and their history is not read at all. A subject erased
    after the model read its training data is never profiled by it, whatever
    their consent says since (:func:`erasure_decision`, :mod:`governance.suppressed`).
+   A provisional unlearned model (an erasure's stand-in until its full retrain)
+   whose retrain is overdue profiles nobody (:func:`standing_decision`).
 2. The **model** proposes candidates (seen items filtered); an unknown user gets
    the popularity fallback, tagged as such.
-3. **Harmful items** are removed: every item of a blocked category, and every
+3. **Harmful items** are removed: every item of a blocked category (or of a harm
+   category the pack does not know, :mod:`governance.harm_vocabulary`), and every
    item blocked by an escalation case, never reaches a list.
 4. The pack's **re-rankers** run on the candidates.
 5. **Tags** say why each item is there: the exact ALS decomposition for model
@@ -19,6 +22,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -31,11 +36,23 @@ import pandas as pd
 from governance.consent.state import ConsentRecord, ProfilingDecision, may_profile
 from governance.consent.tcf import decode_tc_string
 from governance.explain import TAG_TEXT, Tag, TagKind, explain_als_list, regularized_gram
+from governance.harm_vocabulary import items_kept_out
 from governance.policy import LoadedPack
+from governance.suppressed import TRAINED, ModelStanding
 from recommender.als import ALSRecommender, blas_single_thread
 from recommender.errors import ConfigError
 
-__all__ = ["ERASED_HISTORY", "ServeRequest", "ServedList", "DecisionSink", "ServingEngine", "REASON_TAGS", "erasure_decision"]
+__all__ = [
+    "ERASED_HISTORY",
+    "RETRAIN_OVERDUE",
+    "ServeRequest",
+    "ServedList",
+    "DecisionSink",
+    "ServingEngine",
+    "REASON_TAGS",
+    "erasure_decision",
+    "standing_decision",
+]
 
 REASON_TAGS: dict[int, TagKind] = {
     1: TagKind.diversity,
@@ -93,6 +110,10 @@ class ServedList:
     consent_reason: str
     decided_at: str
     blocked_removed: int
+    model_standing: str | None = None
+    """``trained``, ``provisional`` (an unlearned stand-in until its full retrain) or ``replaced``; None: not read."""
+    retrain_request: int | None = None
+    """For an unlearned model: the retrain request that replaces it."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -107,6 +128,8 @@ class ServedList:
             "consent": self.consent_reason,
             "decided_at": self.decided_at,
             "blocked_removed": self.blocked_removed,
+            "model_standing": self.model_standing,
+            "retrain_request": self.retrain_request,
         }
 
 
@@ -146,6 +169,25 @@ def erasure_decision(erasure_seq: int | None, erasures_seen: int | None, model_v
     return ProfilingDecision(
         allowed=False, reason=ERASED_HISTORY.format(model=model_version), purpose="personalization", legal_reference="GDPR Art. 17"
     )
+
+
+RETRAIN_OVERDUE = (
+    "not profiled: model {model} is a provisional unlearned model (an erasure's stand-in) and the full retrain that "
+    "replaces it (retrain request #{request}) was due by {deadline}; nobody is profiled by it until that retrain "
+    "replaces it: recgov retrain run DATA --pack {pack}, then serve the new version"
+)
+STANDING_RECHECK_S = 30.0
+"""Seconds between re-reads of an overdue model's standing (a retrain run since lifts the block)."""
+
+
+def standing_decision(standing: ModelStanding | None, now: datetime, pack: str) -> ProfilingDecision | None:
+    """The decision for everyone when the model is a provisional unlearned one whose retrain is overdue, else None."""
+    if standing is None or not standing.overdue(now):
+        return None
+    reason = RETRAIN_OVERDUE.format(
+        model=standing.model_version, request=standing.retrain_request, deadline=standing.deadline.isoformat(), pack=pack
+    )
+    return ProfilingDecision(allowed=False, reason=reason, purpose="personalization", legal_reference="GDPR Art. 17")
 
 
 _FIXED_TAGS: dict[TagKind, dict[str, Any]] = {kind: Tag(kind, TAG_TEXT[kind]).to_dict() for kind in TagKind}
@@ -195,11 +237,17 @@ class ServingEngine:
         vendor_id: int | None = None,
         on_failure: Callable[[str, dict[str, Any]], None] | None = None,
         erasures_seen: int | None = None,
+        standing: ModelStanding | None = None,
+        reread_standing: Callable[[], ModelStanding] | None = None,
     ) -> None:
         model.check_fitted("serve")
         self.loaded = loaded
         self.model = model
         self.erasures_seen = erasures_seen
+        self.standing = standing
+        self._reread_standing = reread_standing
+        self._standing_read_at = time.monotonic()
+        self._standing_lock = threading.Lock()
         self.sink = sink
         self.pseudonymize = pseudonymize
         self.vendor_id = vendor_id
@@ -212,9 +260,8 @@ class ServingEngine:
         self._gram = regularized_gram(factors.T @ factors, model.regularization)
         meta = items.reindex(ids) if items is not None and len(items) else pd.DataFrame(index=ids)
         flags = meta["flags"].fillna("").astype(str) if "flags" in meta else pd.Series("", index=ids)
-        blocked_categories = set(pack.harmful_content.blocked_categories)
-        harmful = flags.map(lambda f: any(part.split(":", 1)[-1] in blocked_categories for part in f.split("|") if part.startswith("harmful:")))
-        self._category_blocked = harmful.to_numpy(dtype=bool)
+        # A blocked category, or one the pack does not know (never a flag that blocks nothing), stays out of lists.
+        self._category_blocked = items_kept_out(pack, flags)
         self._categories = meta["categories"].fillna("").astype(str).to_numpy() if "categories" in meta else np.full(len(ids), "", dtype=object)
         self._popularity_order = np.argsort(-model.popularity_, kind="stable")
         self._pipeline = None
@@ -255,6 +302,22 @@ class ServingEngine:
         return may_profile(
             self.loaded.pack.consent, list(request.consent), purpose="personalization", gpc=request.gpc, tcf=tcf, vendor_id=self.vendor_id
         )
+
+    def _standing_now(self, now: datetime) -> ModelStanding | None:
+        """The standing to serve with: re-read (rarely, see ``reread_standing``) while it is overdue."""
+        standing = self.standing
+        if standing is None or self._reread_standing is None or not standing.overdue(now):
+            return standing
+        if time.monotonic() - self._standing_read_at < STANDING_RECHECK_S or not self._standing_lock.acquire(blocking=False):
+            return standing
+        try:
+            self.standing = standing = self._reread_standing()
+        except Exception:  # noqa: BLE001 - a failed re-read keeps the stricter standing already held
+            pass
+        finally:
+            self._standing_read_at = time.monotonic()
+            self._standing_lock.release()
+        return standing
 
     def _context_mask(self, context: Mapping[str, Any]) -> np.ndarray | None:
         category = context.get("category")
@@ -324,7 +387,11 @@ class ServingEngine:
         if not isinstance(request.k, int) or request.k < 1:
             raise ConfigError(f"The 'k' parameter of serve must be an int in the range [1, inf). Got {request.k!r} instead.")
         now = datetime.now(timezone.utc)
-        decision = erasure_decision(request.erasure_seq, self.erasures_seen, self.model.version_id_) or self.decide_consent(request)
+        decision = (
+            erasure_decision(request.erasure_seq, self.erasures_seen, self.model.version_id_)
+            or standing_decision(self._standing_now(now), now, self.loaded.name)
+            or self.decide_consent(request)
+        )
         row = int(self.model.train_.user_index(str(request.subject_id))[0]) if decision.allowed else -1
         mode = "non_profiling" if not decision.allowed else ("fallback" if row < 0 else "personalized")
         return ServePlan(request, now, decision, self._context_mask(request.context), row, mode, self.personalizer)
@@ -366,6 +433,9 @@ class ServingEngine:
             "slate": {"items": [str(self._item_ids[i]) for i in items], "scores": scores, "tags": tags},
             "context": {"consent": decision.reason[:500], "gpc": request.gpc, **{k_: v for k_, v in request.context.items() if k_ == "category"}},
         }
+        standing = self.standing
+        if standing is not None and standing.standing != TRAINED:
+            record["context"] |= {"model_standing": standing.standing, "retrain_request": standing.retrain_request}
         if shadow_of is not None:
             record["context"] |= {"served": False, "shadow_of": shadow_of}
         if self.sink is not None:
@@ -387,6 +457,8 @@ class ServingEngine:
             consent_reason=decision.reason,
             decided_at=now.isoformat(timespec="microseconds"),
             blocked_removed=int(self._blocked.sum()),
+            model_standing=None if standing is None else standing.standing,
+            retrain_request=None if standing is None else standing.retrain_request,
         )
 
 

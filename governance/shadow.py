@@ -174,7 +174,7 @@ def open_deployed(
     """
     from governance import deploy
     from governance.escalation import items_out_of_lists
-    from governance.suppressed import erasures_seen
+    from governance.suppressed import erasures_seen, model_standing, standing_reader
     from recommender.als import ALSRecommender
 
     stages = deploy.status(store)
@@ -184,6 +184,7 @@ def open_deployed(
         blocked = items_out_of_lists(session, loaded.pack)
         versions = [d["model_version"] for key in ("production", "canary", "shadow") for d in stages[key]]
         seen = {version: erasures_seen(session, version) for version in versions}
+        standings = {version: model_standing(session, version) for version in versions}
         locations = {
             row.version_id: row.artifact_location
             for row in session.scalars(
@@ -202,6 +203,7 @@ def open_deployed(
             loaded, model, items, blocked=blocked, sink=log, vendor_id=vendor_id,
             on_failure=lambda cause, detail: log_failure(store, cause, {**detail, "model_version": model_version}),
             erasures_seen=seen[model_version],
+            standing=standings[model_version], reread_standing=standing_reader(store, model_version),
         )  # fmt: skip
 
     try:

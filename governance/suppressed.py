@@ -20,13 +20,26 @@ the erasure against everything else the store saw:
   (:func:`governance.serving.erasure_decision`). A model trained after the
   erasure holds only what the subject did since: a new history, served as usual.
 
+* **Standing**: a model unlearned by an erasure is a provisional stand-in
+  until the full retrain the erasure scheduled replaces it (the held-out-half
+  protocol found such models outside the range of retrains, BENCHMARKS.md).
+  The erasure records its standing in the training run's parameters
+  (``params.unlearning.standing``: the retrain request and its deadline);
+  :func:`model_standing` reads it, with the retrain request's state, once per
+  serving engine. Serving stamps the standing on every decision, and once the
+  retrain is overdue (its deadline passed and no full retrain replaced the
+  model) it stops personalising from that model for everyone
+  (:func:`governance.serving.standing_decision`).
+
 Nothing here stores or logs a raw subject id: ids are hashed the way
 :mod:`audits.suppression` hashes them, in memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -34,14 +47,26 @@ import pandas as pd
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from audits.models import ModelVersion, Suppression, TrainingRun
+from audits.models import ModelVersion, SubjectRequest, Suppression, TrainingRun
 from audits.subjects import _subject_bytes, reading_installation_key
 from audits.suppression import _lookup as _suppression_lookup
 from audits.suppression import suppressions_for
 from audits.trail import read_head
 from recommender.data import Dataset
 
-__all__ = ["ERASURES_SEEN", "drop_erased_events", "erasure_seq", "erasures_seen", "suppressions_read_at"]
+__all__ = [
+    "ERASURES_SEEN",
+    "PROVISIONAL",
+    "REPLACED",
+    "TRAINED",
+    "ModelStanding",
+    "drop_erased_events",
+    "erasure_seq",
+    "erasures_seen",
+    "model_standing",
+    "standing_reader",
+    "suppressions_read_at",
+]
 
 ERASURES_SEEN = "erasures_seen"
 """Training-run parameter: the trail sequence number up to which erasures were left out of the run's data."""
@@ -96,6 +121,111 @@ def erasures_seen(read: Session | Any, model_version: str) -> int | None:
         seen = params.get(ERASURES_SEEN)
         return seen if isinstance(seen, int) and not isinstance(seen, bool) else None
     return None
+
+
+TRAINED = "trained"
+"""Standing of a model trained from data (a training run or a full retrain)."""
+PROVISIONAL = "provisional"
+"""Standing of an unlearned model whose full retrain has not replaced it yet."""
+REPLACED = "replaced"
+"""Standing of an unlearned model a full retrain replaced (serve the retrain, retire this one)."""
+
+_REQUEST = select(SubjectRequest.status, SubjectRequest.deadline, SubjectRequest.result).where(
+    SubjectRequest.id == bindparam("id"), SubjectRequest.kind == "retrain"
+)
+_RETRAIN_REQUESTS = select(SubjectRequest.id, SubjectRequest.status, SubjectRequest.deadline, SubjectRequest.result).where(
+    SubjectRequest.kind == "retrain"
+)
+
+
+@dataclass(frozen=True)
+class ModelStanding:
+    """What a model version may be used as: trained from data, or an unlearned stand-in for a retrain."""
+
+    model_version: str
+    standing: str
+    """:data:`TRAINED`, :data:`PROVISIONAL` or :data:`REPLACED`."""
+    retrain_request: int | None = None
+    """The retrain request that replaces a provisional model (None for a trained one, or when none is recorded)."""
+    deadline: datetime | None = None
+    """When that retrain is due (the request's own deadline, aware UTC)."""
+    reason: str | None = None
+    """Why the unlearned model is provisional (:func:`recommender.unlearning_quality.unlearned_model_standing`)."""
+    replaced_by: tuple[str, ...] = ()
+    """The full retrains that replaced it."""
+
+    def overdue(self, now: datetime) -> bool:
+        """Whether the retrain is overdue at ``now``: provisional, and past its deadline."""
+        return self.standing == PROVISIONAL and self.deadline is not None and now > self.deadline
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (what a decision record's context and the reports carry)."""
+        return {
+            "model_standing": self.standing,
+            "retrain_request": self.retrain_request,
+            "retrain_deadline": None if self.deadline is None else self.deadline.isoformat(),
+            "replaced_by": list(self.replaced_by),
+        }
+
+
+def _replaced_by(result: Any, version: str) -> tuple[str, ...]:
+    retrained = result.get("retrained") if isinstance(result, Mapping) else None
+    if not isinstance(retrained, list):
+        return ()
+    return tuple(
+        str(e["version"]) for e in retrained if isinstance(e, Mapping) and version in (e.get("replaces") or ()) and "version" in e
+    )
+
+
+def _legacy_request(read: Session | Any, unlearning: Mapping[str, Any], version: str) -> tuple[Any, ...] | None:
+    """The retrain request listing an unlearned version recorded before standings were (its erasure's, or any)."""
+    erasure = unlearning.get("subject_request")
+    rows = read.execute(_RETRAIN_REQUESTS).all()
+    for row in rows:
+        result = row[3] if isinstance(row[3], Mapping) else {}
+        if version in (result.get("models") or ()) or (erasure is not None and result.get("erasure_request") == erasure):
+            return tuple(row)
+    return None
+
+
+def model_standing(read: Session | Any, model_version: str) -> ModelStanding:
+    """The standing of ``model_version``: :data:`TRAINED`, or, for a model unlearned by an erasure,
+    :data:`PROVISIONAL` until a full retrain replaced it (then :data:`REPLACED`).
+
+    Two indexed reads (the run's parameters, the retrain request); an
+    unlearned version recorded before standings were is matched to its
+    erasure's retrain request by a scan of the retrain requests. A version
+    the store does not know is :data:`TRAINED` (serving refuses it elsewhere).
+    """
+    params = read.execute(_RUN_PARAMS, {"version": model_version}).scalar_one_or_none()
+    unlearning = params.get("unlearning") if isinstance(params, Mapping) else None
+    if not isinstance(unlearning, Mapping):
+        return ModelStanding(model_version, TRAINED)
+    recorded = unlearning.get("standing") if isinstance(unlearning.get("standing"), Mapping) else {}
+    reason = recorded.get("reason") if isinstance(recorded.get("reason"), str) else None
+    request_id = recorded.get("retrain_request")
+    if isinstance(request_id, int) and not isinstance(request_id, bool):
+        found = read.execute(_REQUEST, {"id": request_id}).first()
+        row = None if found is None else (request_id, *found)
+    else:
+        row = _legacy_request(read, unlearning, model_version)
+    if row is None:  # no retrain request recorded: provisional, with no deadline to enforce
+        return ModelStanding(model_version, PROVISIONAL, reason=reason)
+    request_id, status, deadline, result = row
+    replaced = _replaced_by(result, model_version) if status == "completed" else ()
+    return ModelStanding(
+        model_version, REPLACED if replaced else PROVISIONAL, retrain_request=int(request_id), deadline=deadline, reason=reason, replaced_by=replaced
+    )
+
+
+def standing_reader(store: Any, model_version: str) -> Callable[[], ModelStanding]:
+    """A callable reading ``model_version``'s standing afresh (a serving engine re-reads an overdue one)."""
+
+    def read() -> ModelStanding:
+        with store.session() as session:
+            return model_standing(session, model_version)
+
+    return read
 
 
 def suppressions_read_at(session: Session) -> int:

@@ -20,7 +20,7 @@ def open_engine(store, loaded, model_version: str, items=None, vendor_id: int | 
     from governance.escalation import items_out_of_lists
     from audits.models import ModelVersion
     from governance.serving import ServingEngine
-    from governance.suppressed import erasures_seen
+    from governance.suppressed import erasures_seen, model_standing, standing_reader
     from recommender.als import ALSRecommender
     from recommender.errors import ConfigError
 
@@ -31,6 +31,7 @@ def open_engine(store, loaded, model_version: str, items=None, vendor_id: int | 
         location = row.artifact_location
         blocked = items_out_of_lists(session, loaded.pack)
         seen = erasures_seen(session, model_version)
+        standing = model_standing(session, model_version)
     model = ALSRecommender.load(location)
     if model.version_id_ != model_version:
         raise ConfigError(f"the artifact at {location} holds model {model.version_id_}, not {model_version}; the store and the file disagree")
@@ -40,6 +41,7 @@ def open_engine(store, loaded, model_version: str, items=None, vendor_id: int | 
     engine = ServingEngine(
         loaded, model, items, blocked=blocked, sink=log, vendor_id=vendor_id,
         on_failure=lambda cause, detail: log_failure(store, cause, detail), erasures_seen=seen,
+        standing=standing, reread_standing=standing_reader(store, model_version),
     )  # fmt: skip
     return engine, log
 
