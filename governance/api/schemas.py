@@ -31,6 +31,8 @@ PostgreSQL text cannot hold NUL at all; the other control characters have no
 business in an id, and would be hard to see in a log or a report."""
 TEXT = r"^[^\x00]*$"
 """Pattern of free text (a reason, a note): anything but NUL, which PostgreSQL text cannot hold."""
+MAX_TC_STRING = 8192
+"""Characters of a TC string (one with every vendor range and publisher restriction of the Global Vendor List fits)."""
 INT4_MAX = 2**31 - 1
 """The largest row id (PostgreSQL ``integer``): a larger id in a path is a 422, never a database error."""
 
@@ -82,6 +84,15 @@ class RecommendationCreate(_Body):
         "canary for its share of subjects) and every shadow version gets the same request, recorded unserved.",
     )
     pack: str = Field("baseline", min_length=1, max_length=200, pattern=IDENTIFIER, description="A shipped pack name, or a stored pack as NAME@VERSION.")
+    tcf: str | None = Field(
+        None, min_length=1, max_length=MAX_TC_STRING, pattern=IDENTIFIER,
+        description="The IAB TCF v2.2 TC string the subject's CMP holds (its tcString), passed with the request as the "
+        "Sec-GPC header is: recorded before serving (source tcf, the string as evidence; a grant only where the pack's "
+        "consent.tcf.grants allows) and judged under the pack's consent.tcf for this list, for the pack's "
+        "consent.tcf.vendor_id. A string that does not meet the pack (a purpose, the vendor, a publisher restriction, "
+        "an older policy, too old) gets the non-profiling list, and 'consent' (or 'signals.ignored', for a string recorded as nothing) says why; one "
+        "that does not decode, or a pack with no consent.tcf.vendor_id, is a 422 naming tcf.",
+    )  # fmt: skip
 
 
 class PackStamp(BaseModel):
@@ -176,6 +187,15 @@ class GovernedList(PackStamp):
     consent: str = Field(description="Why the subject may or may not be profiled.")
     decided_at: str = Field(description="ISO 8601, UTC.")
     blocked_removed: int = Field(description="How many items the harmful-content filters kept out.")
+    model_standing: Literal["trained", "provisional", "replaced"] | None = Field(
+        None,
+        description=(
+            "trained: a model trained from data; provisional: a model an erasure unlearned, a stand-in until the full "
+            "retrain replaces it (it profiles nobody once that retrain is overdue); replaced: such a model a full "
+            "retrain has replaced (serve the retrain)."
+        ),
+    )
+    retrain_request: int | None = Field(None, description="For an unlearned model: the retrain request that replaces it.")
     signals: ConsentSignals
     deployment: dict[str, Any] | None = Field(
         None, description="When the request named no model version: the stage that answered and the shadow versions it was mirrored to."

@@ -1,4 +1,4 @@
-"""``/v1/recommendations``: one governed list (operator), honouring ``Sec-GPC: 1``; ``/v1/ping`` beside it.
+"""``/v1/recommendations``: one governed list (operator), honouring ``Sec-GPC: 1`` and a TC string (``tcf``); ``/v1/ping`` beside it.
 
 Serving engines are cached on ``app.state.engines`` (:class:`EngineCache`), so a
 request does not parse its pack, load its model and open a decision log again:
@@ -103,6 +103,7 @@ from governance.api.schemas import GovernedList, RecommendationCreate
 from governance.cli.policy import SHIPPED, resolve_pack
 from governance.consent.gpc import gpc_opt_out
 from governance.consent.state import ConsentRecord
+from governance.consent.tcf import decode_tc_string
 from governance.deploy import deployed_versions
 from governance.escalation import items_out_of_lists
 from governance.policy import LoadedPack
@@ -111,7 +112,7 @@ from governance.serving import ServedList, ServeRequest, ServingEngine
 from governance.shadow import NOTHING_IN_PRODUCTION, canary_bucket
 from governance.suppressed import erasure_seq, erasures_seen
 from recommender.als import ALSRecommender
-from recommender.errors import ConfigError
+from recommender.errors import ConfigError, DataError
 from recommender.loaders import load_data
 
 __all__ = ["CallAttributingSink", "EngineCache", "close_engines", "router"]
@@ -129,6 +130,25 @@ MAX_SHADOW_BACKLOG = 1000
 """Served requests that may wait for the shadow versions; more are not mirrored (and are counted)."""
 NO_MODEL = "model version {model_version!r} is not in the store; train one with 'recgov train'"
 MODEL_MISMATCH = "the artifact at {location} holds model {found}, not {expected}; the store and the file disagree"
+TCF_UNREADABLE = "tcf is not a TC string: {detail}; send the string the subject's CMP holds, or no tcf"
+TCF_NO_VENDOR = (
+    "pack {pack} sets no consent.tcf.vendor_id, so a TC string cannot be judged for this service; "
+    "set the installation's IAB vendor id there"
+)
+
+
+def _check_tcf(tcf: str, loaded: LoadedPack) -> None:
+    """A 422 naming ``tcf`` unless the string decodes and the pack names the vendor to judge it for
+    (IAB TCF v2.2: a string is read for one vendor); nothing is recorded or served then."""
+    try:
+        decode_tc_string(tcf)
+    except DataError as err:
+        detail = TCF_UNREADABLE.format(detail=err)
+    else:
+        if loaded.pack.consent.tcf_requirements().vendor_id is not None:
+            return
+        detail = TCF_NO_VENDOR.format(pack=loaded.name)
+    raise Problem(422, detail, kind="consent-signal", errors=[{"location": "body", "field": "tcf", "message": detail}])
 
 
 class _NotReady(Exception):
@@ -566,7 +586,10 @@ def close_engines(app: FastAPI) -> None:
 
 def _consent_records(history: list[dict[str, Any]]) -> tuple[ConsentRecord, ...]:
     return tuple(
-        ConsentRecord(purpose=r["purpose"], status=r["status"], lawful_basis=r["lawful_basis"], source=r["source"], time=r["recorded_at"].astimezone(UTC))
+        ConsentRecord(
+            purpose=r["purpose"], status=r["status"], lawful_basis=r["lawful_basis"], source=r["source"],
+            time=r["recorded_at"].astimezone(UTC), evidence=r.get("evidence") or {},  # a TCF grant lapses by its string's age
+        )  # fmt: skip
         for r in history
     )
 
@@ -629,8 +652,11 @@ def _decide(body: RecommendationCreate, request: Request, store: Any, settings: 
     except pack_store.PackNotFound as err:
         raise Problem(404, str(err)) from None
     gpc = gpc_opt_out(request.headers.raw)  # any Sec-GPC: 1, even beside a conflicting duplicate
-    if inline and gpc:
+    signalled = gpc or body.tcf is not None  # a consent signal to record before serving
+    if inline and signalled:
         raise _NotReady
+    if body.tcf is not None:
+        _check_tcf(body.tcf, loaded)
     shadow_refs: list[tuple[str, str]] = []
     deployment: dict[str, Any] | None = None
     # The model, the blocks and the consent history as of now, in one read-only snapshot: prepared
@@ -656,10 +682,10 @@ def _decide(body: RecommendationCreate, request: Request, store: Any, settings: 
             raise Problem(404, NO_MODEL.format(model_version=model_version))
         engine = cache.engine(loaded, model_version, location, read, built_only=inline)
         # With a signal to record, the history is read after recording it (below).
-        history_now = [] if gpc else read_consent_history(read, body.subject)
+        history_now = [] if signalled else read_consent_history(read, body.subject)
         erased = erasure_seq(read, body.subject)  # an erasure is never undone: read once, with or without a signal
-    if gpc:
-        signals = record_consent_from_request(store, body.subject, pack=loaded, headers=request.headers.raw, actor=actor)
+    if signalled:
+        signals = record_consent_from_request(store, body.subject, pack=loaded, headers=request.headers.raw, tcf=body.tcf, actor=actor)
         with request.app.state.reads.snapshot() as read:
             history = read_consent_history(read, body.subject)
     else:  # nothing to record: what record_consent_from_request answers for a request without a signal
@@ -667,7 +693,7 @@ def _decide(body: RecommendationCreate, request: Request, store: Any, settings: 
         history = history_now
     if cache.closed:  # a service that is shutting down refuses (503) before it decides anything
         raise Problem(503, SHUTTING_DOWN)
-    serve_request = ServeRequest(body.subject, k=body.k, consent=_consent_records(history), gpc=gpc, erasure_seq=erased)
+    serve_request = ServeRequest(body.subject, k=body.k, consent=_consent_records(history), gpc=gpc, tcf=body.tcf, erasure_seq=erased)
     prepared = _Prepared(engine, serve_request, signals, deployment, loaded, shadow_refs, actor, gpc)
     if inline:  # the list is made and recorded by _decide_on_loop
         return prepared
@@ -736,7 +762,9 @@ async def recommend(
     # Declared so that OpenAPI documents the header; it is read from the raw headers below.
     sec_gpc: Annotated[str | None, Header(alias="Sec-GPC", description="Global Privacy Control: '1' opts the subject out.")] = None,
 ) -> Response:
-    """A ``Sec-GPC: 1`` header is recorded as an opt-out (under a pack that honours GPC) before serving."""
+    """A ``Sec-GPC: 1`` header is recorded as an opt-out (under a pack that honours GPC) before serving; a TC string
+    (``tcf``) is recorded and judged under the pack's ``consent.tcf`` (a string that does not decode, or a pack that
+    names no vendor id, is a 422 naming ``tcf``)."""
     actor = actor_of(key)
     cache = engines_of(request.app)
     decided = None
