@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from audits._common import actor_name, aware, in_values, one_of, refuse_raw_ids, text
 from audits._common import item_id as _item
@@ -40,7 +41,8 @@ from audits.models import (
     ItemFlag,
     ItemReport,
 )
-from audits.subjects import pseudonym
+from audits.sealing import seal_report_reason
+from audits.subjects import subject_record_key
 from audits.trail import append_event, format_time, lock_head
 from recommender.errors import ConfigError, DataError
 
@@ -163,18 +165,22 @@ def report_item(
     if reporter_id is not None:
         refuse_raw_ids(reason, field="reason", subject_ids=[reporter_id])
     created_at = aware(at, "at", not_after_now=True)
-    who = None if reporter_id is None else pseudonym(session, reporter_id)
+    who, stored = None, reason
+    if reporter_id is not None:  # a signed report's free text is sealed under the reporter's record key
+        who, key = subject_record_key(session, reporter_id)
+        stored = seal_report_reason(key, who, reason)
     event = append_event(
         session,
         actor=actor_name(actor),
         action="item.reported",
         subject=who,
         objects={"item": item},
-        payload={"reason": reason, "at": format_time(created_at)},
+        payload={"reason": stored, "at": format_time(created_at)},
     )
-    row = ItemReport(item_id=item, reporter=who, reason=reason, created_at=created_at, trail_seq=event.seq)
+    row = ItemReport(item_id=item, reporter=who, reason=stored, created_at=created_at, trail_seq=event.seq)
     session.add(row)
     session.flush()
+    set_committed_value(row, "reason", reason)  # the caller reads what it wrote
     return row
 
 

@@ -48,7 +48,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, attributes
 
 from audits.canonical import canonical_json
-from audits.models import ConsentRecordRow, DecisionRecord, SubjectRequest, SubjectSecret
+from audits.models import ConsentRecordRow, DecisionRecord, ItemReport, SubjectRequest, SubjectSecret
 from audits.subjects import _installation_key, reading_installation_key, record_key_lookup
 
 __all__ = [
@@ -63,7 +63,9 @@ __all__ = [
     "open_decision",
     "open_decisions",
     "open_evidence",
+    "open_report_reason",
     "open_request_result",
+    "seal_report_reason",
     "seal_request_figures",
     "seal",
     "seal_decision",
@@ -75,6 +77,7 @@ SEALED_CONTENT = {
     "decisions": "the served items, their scores and explanation tags, and the request's context",
     "consent_records": "the evidence (TC string, banner version, notes), in the row and in its trail event",
     "subject_requests": "the figures about the person in a request's result (an access export's counts of their data)",
+    "item_reports": "the free text of a report a subject signed, in the row and in its trail event",
 }
 """What each kept table holds only sealed under the subject's record key (the Art. 30 record quotes it)."""
 KEPT_IN_THE_CLEAR = {
@@ -83,6 +86,7 @@ KEPT_IN_THE_CLEAR = {
         "the model version and, for a shadow list, the served decision it mirrors"
     ),
     "consent_records": "the subject's pseudonym, purpose, status, lawful basis, source, jurisdiction and time",
+    "item_reports": "the item reported, the reporter's pseudonym and the time",
     "subject_requests": (
         "the subject's pseudonym, kind, status, times, deadline and what was done (an erasure's result is written "
         "once the key is gone, so the figures of its unlearning, the number of the person's interactions removed "
@@ -97,6 +101,8 @@ SEALING_SAFEGUARD = (
     + SEALED_CONTENT["consent_records"]
     + "; for subject requests "
     + SEALED_CONTENT["subject_requests"]
+    + "; for item reports "
+    + SEALED_CONTENT["item_reports"]
     + ") is encrypted with AES-256-GCM under a record key of the subject's own, derived from their pseudonym "
     "secret; erasure deletes the secret and the record key, after which nobody, recgov included, can read it "
     "(rows written before sealing existed stay as written); the trail's hash chain and the decision log's "
@@ -114,6 +120,9 @@ _NONCE_BYTES = 12
 DECISION_KIND = "decision"
 EVIDENCE_KIND = "consent.evidence"
 REQUEST_KIND = "request.result"
+REPORT_KIND = "report.reason"
+SEALED_TEXT = "recgov-sealed:"
+"""How a sealed free text starts when its column is text, not JSON: ``"recgov-sealed:" + token``."""
 
 
 def _aad(kind: str, pseudonym: str, bound: str) -> bytes:
@@ -284,6 +293,22 @@ def open_request_result(key: bytes | None, pseudonym: str, request_id: int, stor
     return {k: v for k, v in stored.items() if k != SEALED} | orjson.loads(plaintext)
 
 
+# -- the free text of a signed report ----------------------------------------------------------------
+
+
+def seal_report_reason(key: bytes, pseudonym: str, reason: str) -> str:
+    """A report's reason as stored when a subject signed it: ``"recgov-sealed:" + token``."""
+    return SEALED_TEXT + seal(key, reason.encode("utf-8"), kind=REPORT_KIND, pseudonym=pseudonym)
+
+
+def open_report_reason(key: bytes | None, pseudonym: str, stored: str) -> str:
+    """A stored reason as written, or as stored if it is not sealed or ``key`` does not open it."""
+    if key is None or not isinstance(stored, str) or not stored.startswith(SEALED_TEXT):
+        return stored
+    plaintext = unseal(key, stored[len(SEALED_TEXT) :], kind=REPORT_KIND, pseudonym=pseudonym)
+    return stored if plaintext is None else plaintext.decode("utf-8")
+
+
 # -- entities opened as they load ------------------------------------------------------------------
 
 _SESSION_KEYS = "recgov_record_keys"  # in session.info: pseudonym -> record key (or None), for this session
@@ -331,10 +356,21 @@ def _open_loaded_request(target: SubjectRequest, context: Any, *_: Any) -> None:
         attributes.set_committed_value(target, "result", opened)
 
 
+def _open_loaded_report(target: ItemReport, context: Any, *_: Any) -> None:
+    values = attributes.instance_state(target).dict
+    stored, reporter = values.get("reason"), values.get("reporter")
+    if reporter is None or not isinstance(stored, str) or not stored.startswith(SEALED_TEXT) or context.session is None:
+        return
+    opened = open_report_reason(_key_for(context.session, reporter), reporter, stored)
+    if opened is not stored:
+        attributes.set_committed_value(target, "reason", opened)
+
+
 for _entity, _listener in (
     (DecisionRecord, _open_loaded_decision),
     (ConsentRecordRow, _open_loaded_evidence),
     (SubjectRequest, _open_loaded_request),
+    (ItemReport, _open_loaded_report),
 ):
     event.listen(_entity, "load", _listener)
     event.listen(_entity, "refresh", _listener)

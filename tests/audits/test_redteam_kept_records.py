@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, select, text
 
-from audits import DecisionLog, Store, consent_history, record_consent, verify_decisions, verify_trail
+from audits import DecisionLog, Store, consent_history, record_consent, report_item, verify_decisions, verify_trail
 from audits.models import DecisionRecord
 from audits.sealing import KEPT_IN_THE_CLEAR, SEALED_CONTENT, SEALING_SAFEGUARD
 from governance.consent.state import ConsentRecord
@@ -45,11 +45,15 @@ VICTIM = "dsr-victim-7Qx9"
 N_SERVED = 8  # lists served to each subject before the erasure
 
 
+def _spelling_note(subject: str) -> str:
+    return "signed by " + " ".join(subject)
+
+
 def _spellings(subject: str) -> dict[str, str]:
     """Evidence that names the subject in spellings the raw-id guard does not recognise."""
     return {
         "banner_url": "https://cmp.example/consent?uid=" + urllib.parse.quote(subject.upper()),
-        "note": "signed by " + " ".join(subject),
+        "note": _spelling_note(subject),
     }
 
 
@@ -78,6 +82,8 @@ def world(store: Store, recgov_home: Path) -> tuple[Dataset, ALSRecommender, lis
                 served = engine.serve(ServeRequest(subject, k=10, consent=GRANTED))
                 assert served.mode == "personalized"
     export_subject(store, VICTIM, dataset=dataset, pack=EU)  # an access request, answered from the raw log
+    with store.session() as session:  # a DSA notice, its free text signed in another spelling
+        report_item(session, item_id="i00001", reason="misleading; " + _spelling_note(VICTIM), reporter_id=VICTIM)
     return dataset, model, subjects
 
 
@@ -181,7 +187,8 @@ def test_the_attack_picks_out_a_person_from_their_readable_decisions(store: Stor
 
 def test_kept_decisions_and_evidence_do_not_single_out_the_erased_person(store: Store, world) -> None:
     """Hole: kept decisions listed the erased person's history items (tags), their served lists and
-    scores in the clear, consent evidence named them in another spelling, and their access request kept
+    scores in the clear, consent evidence and a report's free text named them in another spelling, and
+    their access request kept
     the number of their interactions; matching against the raw log picked them out. Now that content is
     sealed under a per-subject key that erasure destroys."""
     data, model, _ = world
@@ -272,7 +279,7 @@ def test_the_art30_record_says_what_is_sealed_and_what_erasure_destroys(store: S
     assert SEALING_SAFEGUARD in record["safeguards"]
     assert any("record key are deleted" in line for line in record["safeguards"])
     kept = record["categories_of_data"]["kept_by_recgov"]
-    for table in ("decisions", "consent_records", "subject_requests"):
+    for table in ("decisions", "consent_records", "subject_requests", "item_reports"):
         (line,) = [k for k in kept if SEALED_CONTENT[table] in k]
         assert KEPT_IN_THE_CLEAR[table] in line
     safeguards = record["safeguards"]
