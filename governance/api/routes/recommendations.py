@@ -110,7 +110,7 @@ from governance.policy import LoadedPack
 from governance.privacy import record_consent_from_request
 from governance.serving import ServedList, ServeRequest, ServingEngine
 from governance.shadow import NOTHING_IN_PRODUCTION, canary_bucket
-from governance.suppressed import erasure_seq, erasures_seen
+from governance.suppressed import erasure_seq, erasures_seen, model_standing, standing_reader
 from recommender.als import ALSRecommender
 from recommender.errors import ConfigError, DataError
 from recommender.loaders import load_data
@@ -434,6 +434,7 @@ class EngineCache:
             blocked = frozenset(items_out_of_lists(session, loaded.pack))
             sources = _dataset_sources(connection, model_version)
             seen = erasures_seen(connection, model_version)
+            standing = model_standing(connection, model_version)
         catalog = self._catalog(model_version, model, sources)  # after the snapshot: loading a dataset is slow
         with self._lock:
             if self._closed:
@@ -446,6 +447,7 @@ class EngineCache:
         engine = ServingEngine(
             loaded, model, catalog, blocked=blocked, sink=sink,
             on_failure=lambda cause, detail: log_failure(store, cause, detail), erasures_seen=seen,
+            standing=standing, reread_standing=standing_reader(store, model_version),
         )  # fmt: skip
         with self._lock:
             cached = self._engines.get(key)
@@ -609,6 +611,8 @@ def _answer(served: ServedList, signals: dict[str, Any], deployment: dict[str, A
         "consent": served.consent_reason,
         "decided_at": served.decided_at,
         "blocked_removed": served.blocked_removed,
+        "model_standing": served.model_standing,
+        "retrain_request": served.retrain_request,
         "signals": signals,
         "deployment": deployment,
     }
