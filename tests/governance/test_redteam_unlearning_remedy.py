@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from cli_helpers import ok
+from cli_helpers import invoke, ok
 from sqlalchemy import select, update
 
 from audits import open_store
@@ -25,7 +25,7 @@ from governance import serving
 from governance.policy import load_pack
 from governance.privacy import CANNOT_RETRAIN, erase_subject, pending_retrains
 from governance.serving import ServeRequest, ServingEngine
-from governance.shipped import resolve_pack
+from governance.packs import resolve_pack
 from governance.suppressed import PROVISIONAL, REPLACED, TRAINED, ModelStanding, model_standing
 from governance.training import train_and_record
 from recommender.als import ALSRecommender
@@ -238,3 +238,15 @@ def test_the_cli_serves_the_standing_and_blocks_when_overdue(store: Store, train
 
 def _url(store: Store) -> str:
     return store.engine.url.render_as_string(hide_password=False)
+
+
+def test_the_erasure_and_retrain_reports_say_it_in_words(store: Store, trained, tmp_path: Path) -> None:
+    """Hole: the readable reports of ``recgov subject erase`` and ``recgov retrain run`` did not say
+    that the unlearned model is provisional, nor that the retrain replaced a provisional version."""
+    data, _run, victim, _other = trained
+    erased = invoke("subject", "erase", victim, "--pack", "california-ccpa", "--no-residual", "--database-url", _url(store))
+    assert erased.exit_code == 0, erased.output
+    assert "standing: provisional until the full retrain (request #" in erased.output
+    ran = invoke("retrain", "run", _csv(data, tmp_path), "--pack", "california-ccpa", "--map", MAP, "--no-carbon", "--database-url", _url(store))
+    assert ran.exit_code == 0, ran.output
+    assert "provisional unlearned version(s)" in ran.output and "their standing ends" in ran.output
