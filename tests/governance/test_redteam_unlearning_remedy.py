@@ -250,3 +250,36 @@ def test_the_erasure_and_retrain_reports_say_it_in_words(store: Store, trained, 
     ran = invoke("retrain", "run", _csv(data, tmp_path), "--pack", "california-ccpa", "--map", MAP, "--no-carbon", "--database-url", _url(store))
     assert ran.exit_code == 0, ran.output
     assert "provisional unlearned version(s)" in ran.output and "their standing ends" in ran.output
+
+
+def test_the_deployed_engines_know_a_shadowed_unlearned_model_is_provisional(db_url: str, tmp_path: Path, recgov_home: Path) -> None:
+    """Hole: the deployed engines (``open_deployed``) served an unlearned version like a trained
+    one: its records did not say it is provisional, and it kept profiling once its retrain was overdue."""
+    from governance.shadow import open_deployed
+
+    data = "synthetic:n_users=120,n_items=80,n_interactions=3000,seed=4"
+    live = ok("train", data, "--no-tune", "--no-carbon", "--factors", "8", "--iterations", "4", "--database-url", db_url)["model_version"]
+    erased = ok("subject", "erase", "u000003", "--pack", "baseline", "--no-residual", "--database-url", db_url)
+    unlearned = _unlearned(erased)["version"]
+    ok("deploy", "promote", live, "--to", "shadow", "--database-url", db_url)
+    for stage in ("canary", "production"):  # the installation's deployment policy: baseline gates both
+        assert invoke("deploy", "policy", "set", stage, "--pack", "baseline", "--database-url", db_url).exit_code == 0
+        ok("deploy", "promote", live, "--to", stage, "--data", data, "--out", str(tmp_path / stage), "--database-url", db_url)
+    ok("deploy", "promote", unlearned, "--to", "shadow", "--database-url", db_url)
+    store = open_store(db_url)
+    try:
+        _make_overdue(store, erased["retrain"]["request"]["id"])
+        with open_deployed(store, load_pack(resolve_pack("baseline"))) as deployed:
+            served = deployed.serve(ServeRequest("u000010", k=5))
+        with store.session() as session:
+            rows = session.execute(
+                select(DecisionRecord.decision_id, DecisionRecord.subject, DecisionRecord.slate, DecisionRecord.context, DecisionRecord.mode)
+                .where(DecisionRecord.model_version == unlearned)
+            ).all()
+            opened = open_decisions(session, [tuple(r[:4]) for r in rows])
+    finally:
+        store.close()
+    assert served.model_version == live and served.model_standing == TRAINED
+    ((_slate, context),) = opened
+    assert rows[0].mode == "non_profiling" and context["model_standing"] == PROVISIONAL
+    assert "recgov retrain run DATA --pack baseline" in context["consent"]
