@@ -1,1 +1,1 @@
-"""The policy packs recgov ships, as data (YAML); read them through ``governance.shipped``."""
+"""The policy packs recgov ships, as data (YAML); read them through ``governance.packs``."""

@@ -30,7 +30,7 @@ from audits.settings import get_settings
 from governance.audit import AuditOutcome, run_audit
 from governance.policy import LoadedPack
 from governance.policy import load_pack as _load_pack
-from governance.shipped import resolve_pack
+from governance.packs import resolve_pack
 from governance.training import GovernedTraining, train_and_record
 from recommender.data import Dataset
 from recommender.errors import ConfigError, DataError, RecgovError

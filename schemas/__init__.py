@@ -1,1 +1,1 @@
-"""The JSON Schemas recgov publishes (generated); read them through ``governance.shipped``."""
+"""The JSON Schemas recgov publishes (generated); read them through ``governance.packs``."""

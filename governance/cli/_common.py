@@ -22,7 +22,7 @@ from rich.console import Console
 
 from governance.located import PolicyError
 from governance.policy import LoadedPack, load_pack
-from governance.shipped import resolve_pack
+from governance.packs import resolve_pack
 from recommender.errors import RecgovError
 
 __all__ = ["EXIT_OK", "EXIT_FINDING", "EXIT_USAGE", "console", "err_console", "fail", "emit_json", "opened_store", "user_errors", "progress_enabled", "load_or_fail"]

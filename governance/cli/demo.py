@@ -38,7 +38,7 @@ def _governed_tour(store, dataset, outcome, settings, show: bool) -> dict[str, A
     from audits.harm import report_item
     from audits.models import ModelVersion
     from governance.audit import run_audit
-    from governance.shipped import resolve_pack
+    from governance.packs import resolve_pack
     from governance.escalation import evaluate_escalations, items_out_of_lists
     from governance.policy import load_pack
     from governance.privacy import erase_subject, export_subject
@@ -121,7 +121,7 @@ def demo_command(
     from audits import create_checkpoint, load_signing_key, open_store, verify_trail
     from audits.settings import get_settings
     from governance.audit import run_audit
-    from governance.shipped import resolve_pack
+    from governance.packs import resolve_pack
     from governance.policy import load_pack
     from recommender.feedback import FeedbackConfig
     from recommender.loaders import load_data
@@ -238,7 +238,7 @@ def _print_summary(summary: dict[str, Any], comparison: Any) -> None:
 
 def _regulator_report(store: Any, model_version: str, out_dir: Path) -> dict[str, str]:
     """Write the lineage report of the demo's model (the EU pack in force) and its OpenLineage events."""
-    from governance.shipped import resolve_pack
+    from governance.packs import resolve_pack
     from governance.policy import load_pack
     from governance.report import collect, render_html
     from governance.report.openlineage import openlineage_events, write_jsonl

@@ -35,7 +35,7 @@ def packs_dir() -> Path:
 
 def installation_pack_loader(folder: Path) -> Any:
     """A pack reader for shipped names and stored ``NAME@VERSION`` references, raising ConfigError."""
-    from governance.api import packs as pack_store
+    from governance import packs as pack_store
 
     def load(ref: str) -> LoadedPack:
         try:
@@ -48,9 +48,9 @@ def installation_pack_loader(folder: Path) -> Any:
 
 def _resolve(ref: str, folder: Path, *, json_output: bool) -> tuple[str, LoadedPack]:
     """``ref`` as bound: a shipped name or ``NAME@VERSION`` as is; a pack file is stored first and bound by reference."""
-    from governance.api import packs as pack_store
+    from governance import packs as pack_store
     from governance.cli._common import load_or_fail
-    from governance.shipped import shipped_pack_path
+    from governance.packs import shipped_pack_path
 
     if "@" in ref or (("/" not in ref) and not ref.endswith((".yaml", ".yml")) and shipped_pack_path(ref).is_file()):
         return ref, installation_pack_loader(folder)(ref)

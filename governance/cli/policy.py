@@ -12,7 +12,7 @@ import typer
 from governance.cli._common import EXIT_FINDING, console, emit_json, err_console, fail, load_or_fail, user_errors
 from governance.cli.core import ItemsMapOpt, ItemsOpt, JsonOpt, MapOpt, load_dataset, print_rows
 from governance.located import PolicyError
-from governance.shipped import SHIPPED_PACKS, resolve_pack
+from governance.packs import SHIPPED_PACKS, resolve_pack
 
 __all__ = ["register", "resolve_pack"]
 

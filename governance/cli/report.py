@@ -21,7 +21,7 @@ __all__ = ["register", "report_command"]
 def _pack_in_force(pack: str | None, audits: list[dict[str, Any]], json_output: bool) -> Any:
     """The pack given, else the pack of the latest audit when it is a shipped or local pack with the audited hash."""
     from governance.cli._common import load_or_fail
-    from governance.shipped import resolve_pack
+    from governance.packs import resolve_pack
     from governance.policy import PolicyError, load_pack
 
     if pack is not None:

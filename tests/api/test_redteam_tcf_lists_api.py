@@ -15,7 +15,7 @@ from tc_strings import tc_string
 
 from governance.api.keys import create_key
 from governance.api.routes.recommendations import TCF_NO_VENDOR
-from governance.shipped import resolve_pack
+from governance.packs import resolve_pack
 
 VENDOR = 755
 GRANTS = tc_string(purposes={1, 5, 6}, vendors={VENDOR})

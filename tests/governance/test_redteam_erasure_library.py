@@ -15,7 +15,7 @@ from audits.db import Store
 from governance.policy import load_pack
 from governance.privacy import erase_subject
 from governance.serving import ERASED_HISTORY, ServeRequest, ServingEngine, erasure_decision
-from governance.shipped import resolve_pack
+from governance.packs import resolve_pack
 from governance.suppressed import ERASURES_SEEN, drop_erased_events, erasure_seq, erasures_seen
 from governance.training import train_and_record
 from recommender.als import ALSRecommender

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from governance.api.packs import PackNotFound, load_ref
-from governance.shipped import SHIPPED_PACKS, resolve_pack, shipped_pack_names, shipped_pack_path, shipped_schema_path
+from governance.packs import PackNotFound, load_ref
+from governance.packs import SHIPPED_PACKS, resolve_pack, shipped_pack_names, shipped_pack_path, shipped_schema_path
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,5 +61,5 @@ def test_the_wheel_carries_packs_schemas_and_migrations(tmp_path):
         assert f"schemas/{schema.name}" in names
     for migration in ROOT.joinpath("migrations", "versions").glob("*.py"):
         assert f"migrations/versions/{migration.name}" in names
-    assert "governance/shipped.py" in names
+    assert "governance/packs.py" in names
     assert not any(n.startswith("tests/") for n in names)

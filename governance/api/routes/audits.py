@@ -49,7 +49,7 @@ from audits.db import Store
 from audits.models import AuditJob, AuditResult, AuditRun, ModelVersion
 from audits.results import results_digest
 from governance import audit as audit_runner
-from governance.api import packs as pack_store
+from governance import packs as pack_store
 from governance.api.audit_limits import SPEC_TOO_LARGE, check_input_size
 from governance.api.deps import AuditKey, ReadKey, SessionDep, SettingsDep
 from governance.api.disclosure import shown_to

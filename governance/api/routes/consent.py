@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 
 from audits.consent import record_consent
-from governance.api import packs as pack_store
+from governance import packs as pack_store
 from governance.api.deps import OperateKey, SessionDep, SettingsDep, StoreDep
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from audits.models import ModelVersion
 from governance import deploy, deploy_policy
-from governance.api import packs as pack_store
+from governance import packs as pack_store
 from governance.api.deps import GovernKey, ReadKey, SessionDep, SettingsDep, StoreDep
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of

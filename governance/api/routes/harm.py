@@ -22,7 +22,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from audits.harm import list_cases, report_item, transition_case
-from governance.api import packs as pack_store
+from governance import packs as pack_store
 from governance.api.deps import AuditKey, GovernKey, OperateKey, SessionDep, SettingsDep
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of

@@ -15,7 +15,7 @@ from typing import Any
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
 
-from governance.api import packs as pack_store
+from governance import packs as pack_store
 from governance.api.deps import GovernKey, ReadKey, SessionDep, SettingsDep
 from governance.api.errors import Problem, problems
 from governance.api.limits import read_body

@@ -94,7 +94,7 @@ from audits.decision_writer import ProcessDecisionLog
 from audits.decisions import DecisionLog, DecisionReceipt, log_failure
 from audits.models import DatasetVersion, EscalationCase, ItemBlock, ItemFlag, ModelVersion
 from audits.trail import NewEvent
-from governance.api import packs as pack_store
+from governance import packs as pack_store
 from governance.api.compute import ComputeProcess
 from governance.api.deps import ListsKey, SettingsDep, StoreDep
 from governance.api.errors import Problem, problems

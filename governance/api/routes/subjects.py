@@ -27,7 +27,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from audits import list_requests
-from governance.api import packs as pack_store
+from governance import packs as pack_store
 from governance.api.deps import AuditKey, GovernKey, SessionDep, SettingsDep, StoreDep
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
