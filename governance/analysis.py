@@ -8,13 +8,17 @@ Like Cedar's validator, it finds what is wrong with a pack without data:
 * a ``consent.tcf.purpose`` that is not a consent purpose of the pack (an error);
 * thresholds outside the range of their metric: a rule that can never pass is an
   error, one that can never fail a warning;
-* with a dataset's columns at hand, attributes the data does not have (errors).
+* with a dataset's columns at hand, attributes the data does not have (errors);
+* with its item table's harm categories at hand, categories the pack's vocabulary
+  does not know (an error naming them and the known ones,
+  :mod:`governance.harm_vocabulary`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from governance.harm_vocabulary import vocabulary_issue_message
 from governance.located import PackIssue
 from governance.registry import get_check
 
@@ -22,9 +26,17 @@ __all__ = ["analyse"]
 
 
 def analyse(
-    pack: Any, positions: dict[str, tuple[int, int]], source: str, *, dataset_columns: list[str] | None = None
+    pack: Any,
+    positions: dict[str, tuple[int, int]],
+    source: str,
+    *,
+    dataset_columns: list[str] | None = None,
+    item_harm_categories: dict[str, int] | None = None,
 ) -> list[Any]:
-    """Every issue found in ``pack`` (a validated :class:`~governance.policy.PolicyPack`)."""
+    """Every issue found in ``pack`` (a validated :class:`~governance.policy.PolicyPack`).
+
+    ``item_harm_categories``: category -> items a dataset's item table flags with it.
+    """
     issues: list[PackIssue] = []
 
     def add(path: str, message: str, severity: str = "error") -> None:
@@ -105,6 +117,10 @@ def analyse(
             for j, attr in enumerate(spec.allowed_inputs):
                 if attr not in columns:
                     add(f"minimization.purposes.{purpose}.allowed_inputs.{j}", f"allowed input {attr!r} is not in the dataset", "warning")
+    if item_harm_categories is not None:
+        message = vocabulary_issue_message(pack, item_harm_categories)
+        if message is not None:  # a pack with no vocabulary at all takes no position on harm: a warning
+            add("harmful_content.categories", message, "error" if pack.harmful_content.known_categories() else "warning")
     return issues
 
 

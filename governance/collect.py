@@ -54,6 +54,17 @@ def dataset_columns(dataset: Dataset) -> list[str]:
     return sorted(set(cols))
 
 
+def _harm_categories(dataset: Dataset) -> dict[str, Any]:
+    """``{"item_harm_categories": {category: items}}`` when the item table flags items harmful, else nothing."""
+    from governance.harm_vocabulary import item_harm_categories
+
+    items = dataset.items
+    if items is None or "flags" not in items.columns:
+        return {}
+    categories = item_harm_categories(items["flags"])
+    return {"item_harm_categories": categories} if categories else {}
+
+
 def validation_facts(report: Any) -> ValidationFacts:
     """Reduce a :class:`~recommender.validate.ValidationReport` to counts and shares."""
     doc = report.to_dict()
@@ -173,6 +184,7 @@ def collect_facts(
             "n_events": int(len(ev)),
             "n_users": int(ev["user_id"].nunique()),
             "n_items": int(ev["item_id"].nunique()),
+            **_harm_categories(dataset),
         },
         evaluation=evaluation,
         validation=validation,

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from governance.facts import AuditFacts
+from governance.harm_vocabulary import vocabulary_result
 from governance.registry import CheckResult, Status, get_check
 
 __all__ = ["RuleResult", "AuditReport", "evaluate"]
@@ -108,6 +109,11 @@ def evaluate(
                 line=position[0] if position else None,
             )
         )
+    # Not a rule of the pack: item-table harm categories it does not know are an error of the data against its
+    # vocabulary (a flag that would block nothing), reported and blocking whatever rules the pack has.
+    vocabulary = vocabulary_result(pack, facts.dataset.get("item_harm_categories"))
+    if vocabulary is not None:
+        results.append(RuleResult(**vocabulary))
     return AuditReport(
         pack=loaded.name,
         pack_version=loaded.version,

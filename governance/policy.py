@@ -478,23 +478,28 @@ def content_hash(pack: PolicyPack) -> str:
     return hashlib.sha256(b"recgov.policy-pack.v1\x00" + document.encode("utf-8")).hexdigest()
 
 
-def parse_pack(text: str, source: str = "<string>", *, dataset_columns: list[str] | None = None) -> LoadedPack:
+def parse_pack(
+    text: str, source: str = "<string>", *, dataset_columns: list[str] | None = None, item_harm_categories: dict[str, int] | None = None
+) -> LoadedPack:
     """Validate pack ``text``; raise :class:`PolicyError` listing every problem.
 
     ``dataset_columns``, when given, enables the check that every attribute a
-    rule refers to exists in the dataset.
+    rule refers to exists in the dataset; ``item_harm_categories`` (category ->
+    items its item table flags), the check that the pack knows every category.
     """
     from governance.analysis import analyse
 
     data, positions = load_yaml(text, source, "a YAML policy pack starting with 'apiVersion: recgov/v1'")
     pack = validate_located(PolicyPack, data, positions, source, tags={"check": _CHECKS, "name": _RERANKERS})
-    issues = analyse(pack, positions, source, dataset_columns=dataset_columns)
+    issues = analyse(pack, positions, source, dataset_columns=dataset_columns, item_harm_categories=item_harm_categories)
     if any(i.severity == "error" for i in issues):
         raise PolicyError(issues)
     return LoadedPack(pack=pack, source=source, content_hash=content_hash(pack), positions=positions, warnings=issues)
 
 
-def load_pack(path: str | Path, *, dataset_columns: list[str] | None = None) -> LoadedPack:
+def load_pack(
+    path: str | Path, *, dataset_columns: list[str] | None = None, item_harm_categories: dict[str, int] | None = None
+) -> LoadedPack:
     """Read and validate the pack at ``path`` (see :func:`parse_pack`)."""
     path = Path(path)
     try:
@@ -512,7 +517,7 @@ def load_pack(path: str | Path, *, dataset_columns: list[str] | None = None) -> 
     except UnicodeDecodeError as err:
         line = raw.count(b"\n", 0, err.start) + 1
         raise PolicyError([PackIssue(str(path), line, None, "", f"not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); a policy pack is UTF-8 YAML")]) from err
-    return parse_pack(text, str(path), dataset_columns=dataset_columns)
+    return parse_pack(text, str(path), dataset_columns=dataset_columns, item_harm_categories=item_harm_categories)
 
 
 def _file_size(path: Path, read: int) -> str:

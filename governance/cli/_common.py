@@ -119,10 +119,12 @@ def progress_enabled(json_output: bool) -> bool:
     return not json_output and sys.stderr.isatty()
 
 
-def load_or_fail(ref: str, *, json_output: bool, dataset_columns: list[str] | None = None) -> LoadedPack:
+def load_or_fail(
+    ref: str, *, json_output: bool, dataset_columns: list[str] | None = None, item_harm_categories: dict[str, int] | None = None
+) -> LoadedPack:
     """Load a pack; on failure print every located issue and exit 2 (as JSON with ``--json``)."""
     try:
-        return load_pack(resolve_pack(ref), dataset_columns=dataset_columns)
+        return load_pack(resolve_pack(ref), dataset_columns=dataset_columns, item_harm_categories=item_harm_categories)
     except PolicyError as err:
         if json_output:
             emit_json({"valid": False, "issues": [i.to_dict() for i in err.issues]})
