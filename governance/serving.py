@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -41,6 +42,8 @@ from governance.policy import LoadedPack
 from governance.suppressed import TRAINED, ModelStanding
 from recommender.als import ALSRecommender, blas_single_thread
 from recommender.errors import ConfigError
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "ERASED_HISTORY",
@@ -312,8 +315,8 @@ class ServingEngine:
             return standing
         try:
             self.standing = standing = self._reread_standing()
-        except Exception:  # noqa: BLE001 - a failed re-read keeps the stricter standing already held
-            pass
+        except Exception as err:  # noqa: BLE001 - a failed re-read keeps the stricter standing already held
+            _log.warning("model %s: re-reading its standing failed (%s); it stays overdue", standing.model_version, type(err).__name__)
         finally:
             self._standing_read_at = time.monotonic()
             self._standing_lock.release()

@@ -22,10 +22,10 @@ from audits.db import Store
 from audits.models import DecisionRecord, ModelVersion, SubjectRequest, TrainingRun
 from audits.sealing import open_decisions
 from governance import serving
+from governance.packs import resolve_pack
 from governance.policy import load_pack
 from governance.privacy import CANNOT_RETRAIN, erase_subject, pending_retrains
 from governance.serving import ServeRequest, ServingEngine
-from governance.packs import resolve_pack
 from governance.suppressed import PROVISIONAL, REPLACED, TRAINED, ModelStanding, model_standing
 from governance.training import train_and_record
 from recommender.als import ALSRecommender
@@ -81,7 +81,7 @@ def _make_overdue(store: Store, request_id: int) -> None:
 def test_the_erasure_records_each_unlearned_model_as_provisional_with_its_retrain(store: Store, trained) -> None:
     """Hole: an unlearned model was recorded like any trained one: nothing said it is a stand-in the
     held-out-half protocol found outside the retrain range, nor which retrain replaces it, by when."""
-    _data_, _run, victim, _other = trained
+    _, _run, victim, _other = trained
     report = _erase(store, victim)
     step = _unlearned(report)
     retrain = report["retrain"]["request"]
@@ -137,7 +137,7 @@ def _csv(data, tmp_path: Path) -> Path:
 def test_serving_stamps_the_standing_on_every_decision(store: Store, trained) -> None:
     """Hole: lists from a provisional unlearned model looked like any other: neither the list nor
     its decision record said the model is a stand-in awaiting its retrain."""
-    _data_, run, victim, other = trained
+    _, run, victim, other = trained
     report = _erase(store, victim)
     step = _unlearned(report)
     engine = _engine(store, step["version"])
@@ -163,7 +163,7 @@ class _Kept:
 def test_an_overdue_retrain_stops_the_unlearned_model_profiling_anyone(store: Store, trained) -> None:
     """Hole: once the retrain deadline passed with the stand-in still serving, it kept profiling
     everyone from factors the held-out-half protocol showed still carry the erased history."""
-    _data_, _run, victim, other = trained
+    _, _run, victim, other = trained
     report = _erase(store, victim)
     step = _unlearned(report)
     request_id = report["retrain"]["request"]["id"]
@@ -214,7 +214,7 @@ def model_standing_of(store: Store, version: str) -> ModelStanding:
 def test_the_cli_serves_the_standing_and_blocks_when_overdue(store: Store, trained, tmp_path: Path) -> None:
     """Hole: ``recgov recommend`` on an unlearned version neither said it is provisional nor stopped
     profiling once its retrain was overdue; ``recgov subject erase`` did not state the standing."""
-    data, _run, victim, other = trained
+    _, _run, victim, other = trained
     erased = ok("subject", "erase", victim, "--pack", "california-ccpa", "--no-residual", "--database-url", _url(store))
     step = _unlearned(erased)
     assert step["standing"]["standing"] == PROVISIONAL
