@@ -1223,8 +1223,15 @@ def erase_subject(
        pseudonym; complete the request with the results. In the same
        transaction, before the shredding: open a ``retrain`` request (deadline:
        ``consent.requests.retrain_days``) listing the model versions that
-       include or may include the subject, the unlearned ones too (fast
-       unlearning approximates a retrain), when there are any; and write a
+       include or may include the subject, and always every unlearned one
+       (recorded or not): fast unlearning approximates a retrain, and the
+       held-out-half protocol found such models outside the retrain range
+       (:func:`recommender.unlearning_quality.unlearned_model_standing`), so
+       each is recorded as ``provisional`` (``params.unlearning.standing``:
+       why, the retrain request, its deadline), which serving stamps on every
+       decision and enforces once the retrain is overdue
+       (:func:`governance.serving.standing_decision`); one whose recipe the
+       store cannot tell is reported with what to do (:data:`CANNOT_RETRAIN`); and write a
        suppression record (:func:`audits.suppression.suppress_subject`)
        keeping the restrictions in force (opt-outs, objections, refusals,
        withdrawals) and the erasure time, so that neither serving nor a later
@@ -1650,8 +1657,11 @@ def run_retrains(
     training run. Then, in ONE transaction, a ``model.retrained`` trail event
     names each new version and the versions it replaces, and every request is
     completed with what replaced its models. A version whose recipe the store
-    cannot tell (recorded without ALS parameters) is listed under
-    ``not_retrainable``: retire it.
+    cannot tell (recorded without ALS parameters, or not recorded) is listed
+    under ``not_retrainable``, and under ``cannot_retrain`` with why and what to
+    do. Each retrain says which provisional unlearned versions it replaced
+    (``replaces_provisional``): their standing ends (:data:`governance.suppressed.REPLACED`).
+    The retrain is always trained from ``dataset``, never from unlearned factors.
 
     Training comes first: if it fails, no request changes and the error is
     raised (they stay open, with their deadlines).
