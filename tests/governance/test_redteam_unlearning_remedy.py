@@ -283,3 +283,22 @@ def test_the_deployed_engines_know_a_shadowed_unlearned_model_is_provisional(db_
     ((_slate, context),) = opened
     assert rows[0].mode == "non_profiling" and context["model_standing"] == PROVISIONAL
     assert "recgov retrain run DATA --pack baseline" in context["consent"]
+
+
+def test_a_model_unlearned_before_standings_were_recorded_is_provisional_too(store: Store, trained) -> None:
+    """Hole: a model an earlier erasure unlearned (recorded before its standing was) would pass for
+    a trained one and never be blocked: its erasure's retrain request is found instead."""
+    _, _run, victim, other = trained
+    report = _erase(store, victim)
+    version = _unlearned(report)["version"]
+    request_id = report["retrain"]["request"]["id"]
+    with store.session() as session:
+        run_id = session.get(ModelVersion, version).training_run_id
+        run = session.get(TrainingRun, run_id)
+        params = dict(run.params)
+        params["unlearning"] = {k: v for k, v in params["unlearning"].items() if k != "standing"}
+        session.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(params=params))
+    _make_overdue(store, request_id)
+    standing = model_standing_of(store, version)
+    assert standing.standing == PROVISIONAL and standing.retrain_request == request_id
+    assert _engine(store, version).serve(ServeRequest(other, k=5)).mode == "non_profiling"
