@@ -1429,6 +1429,9 @@ def erase_subject(
         retrain["status"] = "completed"
         for entry in run["retrained"]:
             _check_not_in_artifact(Path(entry["artifact"]), subject)
+        for step in result_doc["unlearning"]:  # the retrain ran: the stand-ins it replaced are provisional no more
+            if step.get("version") in run["provisional_replaced"]:
+                step["standing"] = {**step["standing"], "standing": "replaced"}
 
     return {
         "request": {

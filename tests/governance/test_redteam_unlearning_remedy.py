@@ -302,3 +302,16 @@ def test_a_model_unlearned_before_standings_were_recorded_is_provisional_too(sto
     standing = model_standing_of(store, version)
     assert standing.standing == PROVISIONAL and standing.retrain_request == request_id
     assert _engine(store, version).serve(ServeRequest(other, k=5)).mode == "non_profiling"
+
+
+def test_an_erasure_that_retrains_at_once_reports_its_stand_in_replaced(store: Store, trained, recgov_home: Path) -> None:
+    """Hole: with the retrain run by the erasure itself, its report still called the unlearned
+    model provisional, although the retrain had just replaced it."""
+    data, _run, victim, _other = trained
+    report = erase_subject(
+        store, victim, pack=CCPA, measure_residual=False, measure_carbon=False, retrain_data=data, retrain_models_dir=recgov_home / "retrained"
+    )
+    step = _unlearned(report)
+    assert report["retrain"]["run"]["provisional_replaced"] == [step["version"]]
+    assert step["standing"]["standing"] == REPLACED
+    assert model_standing_of(store, step["version"]).standing == REPLACED
