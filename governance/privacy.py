@@ -2038,8 +2038,6 @@ def processing_record(
                 f"sealed under the subject's record key: {SEALED_CONTENT['subject_requests']})",
                 f"item reports (the reporter pseudonymised; in the clear: {KEPT_IN_THE_CLEAR['item_reports']}; "
                 f"sealed under the reporter's record key when signed: {SEALED_CONTENT['item_reports']})",
-                f"item reports (the reporter pseudonymised; in the clear: {KEPT_IN_THE_CLEAR['item_reports']}; "
-                f"sealed under the reporter's record key when signed: {SEALED_CONTENT['item_reports']})",
                 f"served decisions (pseudonymised; in the clear: {KEPT_IN_THE_CLEAR['decisions']}; "
                 f"sealed under the subject's record key: {SEALED_CONTENT['decisions']})",
                 "the audit trail (pseudonymised events; consent evidence in them sealed as in the consent records)",

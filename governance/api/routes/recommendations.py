@@ -100,7 +100,8 @@ from governance.api.deps import ListsKey, SettingsDep, StoreDep
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.schemas import GovernedList, RecommendationCreate
-from governance.cli.policy import SHIPPED, resolve_pack
+from governance.packs import SHIPPED_PACKS as SHIPPED
+from governance.packs import resolve_pack
 from governance.consent.gpc import gpc_opt_out
 from governance.consent.state import ConsentRecord
 from governance.consent.tcf import decode_tc_string
