@@ -106,7 +106,7 @@ def _training_events(
     (:func:`governance.suppressed.drop_erased_events`). Erased subjects' events from before
     their erasure never train again, with or without a pack."""
     if pack is not None:
-        from governance.privacy import filter_training_events
+        from governance.training_filter import filter_training_events
 
         kept, exclusions = filter_training_events(dataset, pack, store, now=now, actor=actor)
         message = NO_EVENTS_UNDER_PACK
