@@ -1110,7 +1110,8 @@ def erase_subject(
                 "result",
                 subject,
             )
-            update_request(session, request_id, status="completed", result=result_doc, actor=actor)
+            stored, personal = _erasure_result_parts(result_doc)
+            update_request(session, request_id, status="completed", result=stored, personal=personal, actor=actor)
         if delete_previous:  # only now that the new versions and the completion are committed
             for report, *_ in unlearned:
                 if report["previous_artifact_deleted"]:
@@ -1205,6 +1206,20 @@ def erase_subject(
 
 # -- 3b. the full retrain an erasure calls for -----------------------------------------------
 _RECIPE_PARAMS = ("factors", "regularization", "alpha", "iterations")
+
+
+def _erasure_result_parts(result_doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An erasure's result split into what is stored in the clear and the figures about the person.
+
+    The counts of the person's rows and interactions could single them out
+    against a raw log, so they are sealed (after the shredding, under a key kept
+    nowhere: never readable again); the caller's answer keeps them.
+    """
+    personal_keys = ("n_interactions_removed", "n_users_removed")
+    stored = {key: value for key, value in result_doc.items() if key != "unlinked"}
+    stored["unlearning"] = [{k: v for k, v in step.items() if k not in personal_keys} for step in result_doc["unlearning"]]
+    removed = [{k: step.get(k) for k in ("version", *personal_keys) if k in step} for step in result_doc["unlearning"]]
+    return stored, {"unlinked": result_doc.get("unlinked"), "removed": removed}
 
 
 def _default_models_dir(models_dir: str | Path | None) -> Path:

@@ -296,3 +296,18 @@ def test_the_art30_record_says_what_is_sealed_and_what_erasure_destroys(store: S
     assert slates and all(set(s) == {"sealed"} and c == {} for s, c in slates)
     assert evidence and all(set(e if isinstance(e, dict) else json.loads(e)) == {"sealed"} for e in evidence)
     assert all(set(json.loads(p)["evidence"]) == {"sealed"} for p in payloads)
+
+
+def test_the_erasure_result_keeps_no_count_of_the_persons_data_in_the_clear(store: Store, world) -> None:
+    """Regression: the erasure's own result was stored after the shredding with the counts of the person's
+    consent records, decisions and removed interactions in the clear: figures that match a raw log."""
+    report = erase_subject(store, VICTIM, pack=EU, measure_residual=False)
+    assert report["unlinked"], "the caller's answer still says what was unlinked"
+    with store.engine.connect() as connection:
+        rows = connection.execute(text("SELECT kind, result FROM subject_requests")).all()
+    stored = [json.loads(result) if isinstance(result, str) else result for kind, result in rows if kind == "erasure"]
+    assert stored
+    for result in stored:
+        assert "unlinked" not in result
+        assert all("n_interactions_removed" not in step for step in result.get("unlearning", []))
+        assert "sealed" in result
