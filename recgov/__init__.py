@@ -16,6 +16,8 @@ A whole session, on the embedded store and synthetic data (each step is one call
     outcome = recgov.audit(pack, data, store=store)   # train, record, audit, decide
     if not outcome.decision.passed:
         print(outcome.decision.reasons)
+    served = recgov.serve(store, pack, outcome.report.model_version, "u000012")  # one governed list
+    recgov.erase(store, "u000012", pack=pack)         # GDPR Art. 17: unlearn, record, shred
 
 Each function below says what it records and has an example of its own.
 """
@@ -28,7 +30,10 @@ from audits.db import Store
 from audits.db import open_store as _open_store
 from audits.settings import get_settings
 from governance.audit import AuditOutcome, run_audit
+from governance.governed_list import serve_list
 from governance.policy import LoadedPack
+from governance.privacy import erase_subject
+from governance.serving import ServedList
 from governance.policy import load_pack as _load_pack
 from governance.packs import resolve_pack
 from governance.training import GovernedTraining, train_and_record
@@ -50,12 +55,15 @@ __all__ = [
     "GovernedTraining",
     "LoadedPack",
     "RecgovError",
+    "ServedList",
     "Store",
     "audit",
+    "erase",
     "evaluate",
     "load_data",
     "load_pack",
     "open_store",
+    "serve",
     "train",
 ]
 
@@ -224,3 +232,59 @@ def audit(
         train=model_version is None,
         shadow=shadow,
     )
+
+
+def serve(
+    store: Store,
+    pack: LoadedPack,
+    model_version: str,
+    subject_id: str,
+    *,
+    k: int = 10,
+    gpc: bool = False,
+    tcf: str | None = None,
+) -> ServedList:
+    """Serve one governed list from a recorded model version, as ``recgov recommend`` does.
+
+    Consent is decided from the subject's records in the store (a ``gpc`` or
+    ``tcf`` signal is recorded first); blocked items are removed, the pack's
+    re-rankers run, every item carries its explanation tags, and the decision
+    is recorded, with the pack's revision and the model version, before the
+    list is returned. A subject who may not be profiled (no consent, an
+    opt-out, an erasure) gets the non-profiling list, and ``served.mode`` and
+    ``served.consent_reason`` say why.
+
+    Examples
+    --------
+    >>> store = open_store()
+    >>> data = load_data("synthetic:n_users=200,n_items=100,n_interactions=4000,seed=7")
+    >>> version = train(data, store=store, measure_carbon=False).model_version
+    >>> served = serve(store, load_pack("eu-gdpr-dsa"), version, str(data.events.user_id.iloc[0]), k=5)
+    >>> served.mode, len(served.items)
+    ('non_profiling', 5)
+    >>> store.close()
+    """
+    return serve_list(store, pack, model_version, subject_id, k=k, gpc=gpc, tcf=tcf)
+
+
+def erase(store: Store, subject_id: str, *, pack: LoadedPack) -> dict:
+    """Erase a subject (GDPR Art. 17): unlearn them from every recorded model, record it, crypto-shred them.
+
+    Every recorded model artifact that holds the subject is unlearned (the new
+    versions are provisional stand-ins until the full retrain the erasure
+    schedules replaces them), a suppression record keeps them out of training
+    and personalised serving from then on, and their pseudonym's secret is
+    destroyed. Returns the erasure's report (the request, its deadline, the
+    models and their standing).
+
+    Examples
+    --------
+    >>> store = open_store()
+    >>> data = load_data("synthetic:n_users=200,n_items=100,n_interactions=4000,seed=8")
+    >>> version = train(data, store=store, measure_carbon=False).model_version
+    >>> report = erase(store, str(data.events.user_id.iloc[0]), pack=load_pack("eu-gdpr-dsa"))
+    >>> report["request"]["status"], report["request"]["legal_reference"]
+    ('completed', 'GDPR Art. 17')
+    >>> store.close()
+    """
+    return erase_subject(store, subject_id, pack=pack, measure_residual=False)
