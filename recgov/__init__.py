@@ -34,6 +34,7 @@ from governance.governed_list import serve_list
 from governance.policy import LoadedPack
 from governance.privacy import erase_subject
 from governance.serving import ServedList
+from governance.suppressed import drop_erased_events
 from governance.policy import load_pack as _load_pack
 from governance.packs import resolve_pack
 from governance.training import GovernedTraining, train_and_record
@@ -133,12 +134,15 @@ def evaluate(
     tune: bool = True,
     n_trials: int = 20,
     random_state: int = 0,
+    store: Store | None = None,
 ) -> EvaluationRun:
     """Split, tune on a validation part of the training data, and compare ALS with the baselines.
 
     Nothing is recorded: this is the offline evaluation of ``recgov evaluate``
     (precision, recall, NDCG, MAP, coverage, exposure Gini, novelty and more,
-    per segment, and each model's lift over popularity and random).
+    per segment, and each model's lift over popularity and random). With a
+    ``store``, the events of subjects erased there are left out first, as
+    training leaves them out.
 
     Examples
     --------
@@ -147,6 +151,8 @@ def evaluate(
     >>> sorted(run.comparison.evaluations)[:2]
     ['als', 'item_knn']
     """
+    if store is not None:
+        dataset, _ = drop_erased_events(dataset, store)
     return run_evaluation(
         dataset,
         split_config=SplitConfig(kind=split, test_fraction=test_fraction),

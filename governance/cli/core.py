@@ -209,6 +209,27 @@ def purge_command(
     )
 
 
+def without_erased_events(dataset: Any, database_url: str | None) -> tuple[Any, dict[str, Any] | None]:
+    """``dataset`` without the events of erased subjects (up to their erasure), as training always leaves them out.
+
+    Reads the suppression records of the store named (or the default one); a
+    default embedded store that does not exist yet holds no erasure, and is not
+    created for the asking.
+    """
+    from audits import open_store
+    from audits.settings import get_settings
+    from governance.suppressed import drop_erased_events
+
+    settings = get_settings()
+    if database_url is None and settings.database_url is None and not settings.sqlite_path.exists():
+        return dataset, None
+    store = open_store(database_url)
+    try:
+        return drop_erased_events(dataset, store)
+    finally:
+        store.close()
+
+
 def evaluate_command(
     data: DataArg,
     mapping: MapOpt = None,
@@ -222,9 +243,10 @@ def evaluate_command(
     seed: SeedOpt = 0,
     tune: Annotated[bool, typer.Option("--tune/--no-tune", help="Tune ALS and item-kNN on a validation split of the training data.")] = True,
     trials: Annotated[int, typer.Option("--trials", min=1, help="ALS tuning budget.")] = 20,
+    database_url: DatabaseOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Evaluate ALS against popularity, random and item-kNN on one split."""
+    """Evaluate ALS against popularity, random and item-kNN on one split (erased subjects' events left out)."""
     from recommender.pipeline import run_evaluation
     from recommender.split import SplitConfig
 
@@ -233,6 +255,7 @@ def evaluate_command(
             raise ConfigError(f"--test-fraction must be a number in the range (0, 1). Got {test_fraction} instead.")
         config = SplitConfig(kind=split_kind.value, test_fraction=test_fraction, k=leave_k, random_state=seed)
         dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output)
+        dataset, erased = without_erased_events(dataset, database_url)
         run = run_evaluation(
             dataset,
             split_config=config,
@@ -244,8 +267,11 @@ def evaluate_command(
             show_progress=progress_enabled(json_output),
         )
     if json_output:
-        emit_json(run.to_dict())
+        emit_json({**run.to_dict(), "privacy_filter": erased})
         return
+    left_out = (erased or {}).get("events", {}).get("excluded", {}).get("erased", 0)
+    if left_out:
+        console.print(f"left out {left_out:,} events of erased subjects (GDPR Art. 17)", highlight=False)
     d = run.dataset
     s = run.split
     console.print(f"[bold]{d['name']}[/]: {d['n_events']:,} events, {d['n_users']:,} users, {d['n_items']:,} items")
