@@ -103,6 +103,16 @@ class ApiSettings(BaseSettings):
     """An audit still running after this many seconds is failed with that reason
     (``RECGOV_AUDIT_TIME_BUDGET_S``); whatever it computes after that is not recorded as the job's."""
 
+    audit_isolation: Literal["process", "thread"] = "process"
+    """Where an audit started over the API runs (``RECGOV_AUDIT_ISOLATION``): ``process``, a child
+    process of its own, with the memory budget below and killed when its time budget runs out or the
+    server stops; or ``thread``, a thread of the server (no memory budget; an audit over its time budget
+    is failed but its thread runs on)."""
+
+    audit_memory_budget_mb: int = Field(4096, ge=64, le=1024 * 1024)
+    """Memory an audit's process may take beyond what its imports took, in MB
+    (``RECGOV_AUDIT_MEMORY_BUDGET_MB``): an audit that needs more fails with that reason."""
+
     audit_shutdown_grace_s: float = Field(10.0, ge=0, le=3600)
     """How long shutdown waits for running audits (``RECGOV_AUDIT_SHUTDOWN_GRACE_S``); those still
     running then are failed as stopped, and the server exits without them."""

@@ -214,6 +214,8 @@ def test_a_crashing_audit_ends_failed_without_leaking_its_message(server, monkey
     def crash(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("kaboom with a secret inside")
 
+    # The audit function is replaced in this process, so the audit runs on a thread of it, not in a child.
+    monkeypatch.setattr(server.app.state.settings, "audit_isolation", "thread")
     monkeypatch.setattr(audit_module, "run_audit", crash)
     job = _wait(server, _start(server, {"pack": "baseline", "data": SMALL}))
     assert job["status"] == "failed"
@@ -231,6 +233,7 @@ def test_a_long_audit_blocks_no_request_and_its_gate_is_a_409_until_done(server,
         assert release.wait(timeout=POLL_DEADLINE_S), "never released"
         return original(*args, **kwargs)
 
+    monkeypatch.setattr(server.app.state.settings, "audit_isolation", "thread")  # see the test above
     monkeypatch.setattr(audit_module, "run_audit", slow)
     job_id = _start(server, {"pack": "baseline", "model_version": server.model_version, "data": SMALL})
     try:

@@ -48,9 +48,10 @@ from audits import jobs as job_store
 from audits.db import Store
 from audits.models import AuditJob, AuditResult, AuditRun, ModelVersion
 from audits.results import results_digest
-from governance import audit as audit_runner
 from governance import packs as pack_store
+from governance.api.audit_job import audit_job, resolve_input
 from governance.api.audit_limits import SPEC_TOO_LARGE, check_input_size
+from governance.api.audit_process import AuditFailed, IsolatedAudit, run_isolated
 from governance.api.deps import AuditKey, ReadKey, SessionDep, SettingsDep
 from governance.api.disclosure import shown_to
 from governance.api.errors import Problem, problems
@@ -60,7 +61,6 @@ from governance.api.routes.recommendations import engines_of
 from governance.api.settings import ApiSettings
 from governance.gate import GateDecision, GateDocument
 from recommender.errors import ConfigError, DataError, RecgovError
-from recommender.loaders import load_data
 
 __all__ = ["AUDIT_OVER_TIME", "AUDIT_STOPPED", "SPEC_TOO_LARGE", "AuditCreate", "AuditRunner", "router"]
 
@@ -70,7 +70,6 @@ router = APIRouter(prefix="/v1/audits", tags=["audits"], responses=problems(401,
 
 MAX_CONCURRENT_AUDITS = 2
 """Audits run at most this many at a time per process; more wait in the queue."""
-SYNTHETIC = "synthetic"
 POLL_AFTER_S = "2"
 """``Retry-After`` of answers about a job still queued or running."""
 NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]+$"
@@ -208,7 +207,9 @@ def _runner_alive(runner: str) -> bool:
 
 def failure_cause(err: BaseException, *, expose: bool = False) -> str:
     """One line saying why an audit failed: recgov's own message, or the kind of an unexpected error."""
-    if isinstance(err, (RecgovError, pack_store.PackNotFound)):
+    if isinstance(err, AuditFailed):  # from the audit's process: its message is already fit to show
+        return job_store.one_line(str(err) if err.expected or not expose else f"internal error ({err.kind})")
+    if isinstance(err, RecgovError):
         return job_store.one_line(str(err))
     detail = f": {err}" if expose else "; it has been logged"
     return job_store.one_line(f"internal error ({type(err).__name__}){detail}")
@@ -410,19 +411,22 @@ class AuditRunner:
                     return  # another runner has it, or it is finished
                 request, pack_hash, actor = dict(job.request), job.pack_hash, job.requested_by
             outcome = self._audit(job_id, request, pack_hash, actor)
+            if outcome is None:
+                return  # abandoned (time budget, shutdown): the job was failed with that reason
+            gate = outcome.gate if isinstance(outcome, IsolatedAudit) else outcome.document.model_dump(mode="json")
             with self.store.session() as session:
-                job_store.finish_job(session, job_id, audit_run_id=outcome.audit_id, gate=outcome.document.model_dump(mode="json"))
+                job_store.finish_job(session, job_id, audit_run_id=outcome.audit_id, gate=gate)
         except Exception as err:  # every failure becomes the job's status, never an escaping error
             if self._ended_elsewhere(job_id):
                 log.warning("audit job %s was ended by another runner (its lease expired) before its audit finished here", job_id)
                 return
-            expected = isinstance(err, (RecgovError, pack_store.PackNotFound))
+            expected = getattr(err, "expected", isinstance(err, RecgovError))
             if not expected:
                 log.exception("audit job %s crashed", job_id)
             cause = failure_cause(err, expose=self.settings.api_expose_errors)
             try:
                 with self.store.session() as session:
-                    job_store.fail_job(session, job_id, error=cause, kind=type(err).__name__)
+                    job_store.fail_job(session, job_id, error=cause, kind=getattr(err, "kind", type(err).__name__))
             except Exception:  # the store itself is failing: the job is failed as interrupted later (lease or restart)
                 log.exception("could not record the failure of audit job %s", job_id)
 
@@ -435,51 +439,19 @@ class AuditRunner:
         except (RecgovError, SQLAlchemyError):  # the store is failing: let the caller try to record the failure
             return False
 
-    def _audit(self, job_id: str, request: dict[str, Any], pack_hash: str, actor: str) -> audit_runner.AuditOutcome:
-        """Load the pack (as it was when asked for) and the data, then run and record the audit as the CLI does."""
-        loaded = pack_store.load_ref(self.settings.packs_dir, request["pack"])
-        if loaded.content_hash != pack_hash:
-            raise ConfigError(
-                f"pack {request['pack']!r} has changed since the audit was asked for (hash {pack_hash[:12]}... then, "
-                f"{loaded.content_hash[:12]}... now); start a new audit"
-            )
-        data_dir = self.settings.home / "data"
-        dataset = load_data(resolve_input(request["data"], data_dir))
-        baseline = load_data(resolve_input(request["baseline"], data_dir)) if request.get("baseline") else None
-        out_dir = self.settings.home / "audits" / job_id
-        if request.get("slates"):
-            slates = Path(resolve_input(request["slates"], data_dir))
-            return audit_runner.run_slate_audit(
-                loaded, dataset, slates, store=self.store, out_dir=out_dir, baseline=baseline, shadow=request["shadow"], actor=actor
-            )
-        return audit_runner.run_audit(
-            loaded, dataset, store=self.store, out_dir=out_dir, models_dir=self.settings.home / "models",
-            model_version=request.get("model_version"), train=False, baseline=baseline, shadow=request["shadow"], actor=actor,
-        )  # fmt: skip
+    def _audit(self, job_id: str, request: dict[str, Any], pack_hash: str, actor: str) -> Any:
+        """Run and record the job's audit: in a child process with the memory budget (the default), or on this thread.
 
+        Returns the recorded outcome (``audit_id`` and the gate document), or None
+        when the job was abandoned meanwhile (its child process is killed).
+        """
+        if self.settings.audit_isolation == "thread":
+            return audit_job(self.store, self.settings, job_id, request, pack_hash, actor)
+        return run_isolated(self.settings, job_id, request, pack_hash, actor, abandoned=lambda: self._is_abandoned(job_id))
 
-def resolve_input(spec: str, data_dir: Path) -> str:
-    """``spec`` as the loader takes it: a synthetic spec unchanged, a file as its path under ``data_dir``.
-
-    Raises
-    ------
-    DataError
-        The file is outside ``data_dir`` or does not exist (the message says which).
-    """
-    if spec == SYNTHETIC or spec.startswith(SYNTHETIC + ":"):
-        return spec
-    root = data_dir.resolve()
-    try:
-        path = (root / spec).resolve()
-        inside = path.is_relative_to(root)
-        found = inside and path.exists()
-    except OSError as err:  # a name too long for the file system, say
-        raise DataError(f"{spec!r} is not a usable path: {err.strerror or err}") from None
-    if not inside:
-        raise DataError(f"{spec!r} is outside $RECGOV_HOME/data ({data_dir}); the API reads files only from there (or use synthetic:...)")
-    if not found:
-        raise DataError(f"{spec!r}: no such file or folder under $RECGOV_HOME/data ({data_dir})")
-    return str(path)
+    def _is_abandoned(self, job_id: str) -> bool:
+        with self._lock:
+            return job_id in self._abandoned
 
 
 def get_runner(request: Request) -> AuditRunner:

@@ -22,7 +22,7 @@ from governance.api.keys import actor_of
 from governance.api.routes import deployment_policy
 from governance.api.routes._audit import record_call
 from governance.api.audit_limits import check_input_size
-from governance.api.routes.audits import resolve_input
+from governance.api.audit_job import resolve_input
 from governance.api.schemas import IDENTIFIER
 from recommender.errors import ConfigError
 from recommender.loaders import load_data
