@@ -86,7 +86,7 @@ from audits.suppression import SUPPRESSED_STATUSES, suppress_subject
 from audits.trail import append_event
 from governance.consent.gpc import gpc_opt_out
 from governance.consent.state import MSG_VENDOR_REQUIRED, ConsentRecord, may_profile
-from governance.consent.tcf import decode_tc_string, tcf_allows_profiling
+from governance.consent.tcf import decode_tc_string, tc_evidence, tcf_allows_profiling
 from governance.policy import LoadedPack, PolicyPack, RequestDeadlines
 from governance.privacy_common import UNLISTED_PURPOSE
 from governance.privacy_common import as_moment as _moment
@@ -1541,15 +1541,7 @@ def _tcf_plan(
     """
     decision = tcf_allows_profiling(tc, vendor_id, requirements, now=moment)
     outcome = {"allowed": decision.allowed, "reason": decision.reason}
-    evidence = {
-        "tc_string": text,
-        "vendor_id": vendor_id,
-        "cmp_id": tc.cmp_id,
-        "tc_created": tc.created.isoformat(),
-        "tc_last_updated": tc.last_updated.isoformat(),
-        "tcf_policy_version": tc.tcf_policy_version,
-        "decision": decision.reason,
-    }
+    evidence = {"tc_string": text, **tc_evidence(tc, vendor_id, decision)}
     if decision.string_failures:
         return outcome, None, {"signal": "tcf", "reason": TCF_STRING_UNUSABLE.format(failures="; ".join(decision.string_failures))}
     if not decision.allowed:

@@ -56,6 +56,7 @@ from recommender.data import Dataset
 
 __all__ = [
     "ERASURES_SEEN",
+    "erased_until",
     "PROVISIONAL",
     "REPLACED",
     "TRAINED",
@@ -254,15 +255,7 @@ def drop_erased_events(dataset: Dataset, store: Any) -> tuple[Dataset, dict[str,
         found = suppressions_for(session, subjects)
     gone = np.zeros(len(events), dtype=bool)
     if found:
-        until = np.array(
-            [
-                pd.Timestamp(found[s].erased_at).tz_convert(None).to_datetime64()
-                if s in found
-                else np.datetime64("NaT")
-                for s in subjects
-            ],
-            dtype="datetime64[ns]",
-        )
+        until = erased_until(subjects, found)
         limit = np.append(until, np.datetime64("NaT", "ns"))[codes]  # events without a subject: no erasure
         stamps = pd.to_datetime(events["timestamp"], utc=True, errors="coerce").to_numpy(dtype="datetime64[ns]")
         gone = ~np.isnat(limit) & ~(stamps > limit)  # at or before the erasure, or of unknown time
@@ -284,3 +277,14 @@ def drop_erased_events(dataset: Dataset, store: Any) -> tuple[Dataset, dict[str,
         left = set(kept["user_id"].astype(str).unique().tolist())
         users = users.loc[np.asarray(users.index.astype(str).isin(list(left)), dtype=bool)]
     return Dataset(events=kept, users=users, items=dataset.items, name=dataset.name, source=dataset.source), report
+
+
+def erased_until(subjects: list[str], suppressions: dict[str, Any]) -> np.ndarray:
+    """Per subject, the time of their latest erasure (``NaT`` for none), as naive UTC ``datetime64[ns]``."""
+    return np.array(
+        [
+            pd.Timestamp(suppressions[s].erased_at).tz_convert(None).to_datetime64() if s in suppressions else np.datetime64("NaT")
+            for s in subjects
+        ],
+        dtype="datetime64[ns]",
+    )

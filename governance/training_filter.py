@@ -33,7 +33,7 @@ from audits.suppression import suppressions_for
 from audits.trail import append_event
 from governance.policy import LoadedPack, PolicyPack
 from governance.privacy_common import UNLISTED_PURPOSE, as_moment, pack_policy, pack_stamp
-from governance.suppressed import ERASURES_SEEN, suppressions_read_at
+from governance.suppressed import ERASURES_SEEN, erased_until, suppressions_read_at
 from recommender.data import Dataset
 from recommender.errors import ConfigError
 
@@ -173,15 +173,7 @@ def filter_training_events(
     erased_subjects = 0
     if suppressed:
         # Per subject, the latest erasure time (NaT: none); an event at or before it, or of unknown time, goes.
-        until = np.array(
-            [
-                pd.Timestamp(suppressed[s].erased_at).tz_convert(None).to_datetime64()
-                if s in suppressed
-                else np.datetime64("NaT")
-                for s in subjects
-            ],
-            dtype="datetime64[ns]",
-        )
+        until = erased_until(subjects, suppressed)
         stamps = pd.to_datetime(events["timestamp"], utc=True)
         limit = np.append(until, np.datetime64("NaT", "ns"))[codes]
         fresh = stamps.to_numpy(dtype="datetime64[ns]") > limit  # False where either is NaT

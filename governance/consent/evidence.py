@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from governance.consent.tcf import decode_tc_string, tcf_allows_profiling
+from governance.consent.tcf import decode_tc_string, tc_evidence, tcf_allows_profiling
 from governance.policy import ConsentSection, TcfRequirements
 from recommender.errors import ConfigError, DataError
 
@@ -111,15 +111,7 @@ def _check_tcf(
             raise EvidenceError("evidence.tc_string", MSG_TC_NO_GRANT.format(reason=decision.reason))
     elif not set(decision.failures) - set(decision.string_failures):
         raise EvidenceError("evidence.tc_string", MSG_TC_NO_REFUSAL.format(status=status, reason=decision.reason))
-    return {
-        **evidence,
-        "vendor_id": vendor_id,
-        "cmp_id": tc.cmp_id,
-        "tc_created": tc.created.isoformat(),
-        "tc_last_updated": tc.last_updated.isoformat(),
-        "tcf_policy_version": tc.tcf_policy_version,
-        "decision": decision.reason,
-    }
+    return {**evidence, **tc_evidence(tc, vendor_id, decision)}
 
 
 def check_consent_evidence(

@@ -28,11 +28,13 @@ import bisect
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from governance.policy import TCF_CONSENT_ONLY_PURPOSES, TcfRequirements
 from recommender.errors import ConfigError, DataError
 
 __all__ = [
+    "tc_evidence",
     "PURPOSE_CONTENT_PROFILE",
     "PURPOSE_CONTENT_SELECTION",
     "PURPOSE_LIMITED_CONTENT",
@@ -556,3 +558,15 @@ def tcf_allows_profiling(
         bases=tuple(bases),
         string_failures=tuple(invalid),
     )
+
+
+def tc_evidence(tc: TCString, vendor_id: int, decision: TcfDecision) -> dict[str, Any]:
+    """What a consent record keeps of a TC string it was judged on: who, when, under which policy, and the verdict."""
+    return {
+        "vendor_id": vendor_id,
+        "cmp_id": tc.cmp_id,
+        "tc_created": tc.created.isoformat(),
+        "tc_last_updated": tc.last_updated.isoformat(),
+        "tcf_policy_version": tc.tcf_policy_version,
+        "decision": decision.reason,
+    }
