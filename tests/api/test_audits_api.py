@@ -329,8 +329,16 @@ def test_after_a_restart_queued_jobs_run_and_interrupted_ones_fail(server) -> No
     runner = AuditRunner(server.store, ApiSettings(home=server.home, database_url=server.db_url), max_workers=1)
     try:
         started = runner.start()
+        # The audit it started runs to its end before this process "stops" (a shutdown at once could
+        # come before the worker takes the job, which then rightly stays queued for the next start).
+        deadline = time.monotonic() + POLL_DEADLINE_S
+        while time.monotonic() < deadline:
+            with server.store.session() as session:
+                if session.get(AuditJob, queued.id).status in job_store.FINAL_STATUSES:
+                    break
+            time.sleep(0.2)
     finally:
-        runner.shutdown()  # waits for the audit it started
+        runner.shutdown()
     assert queued.id in started
     with server.store.session() as session:
         by_id = {j.id: j for j in session.scalars(select(AuditJob).where(AuditJob.id.in_([queued.id, stale.id, dead.id])))}

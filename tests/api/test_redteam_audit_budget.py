@@ -108,6 +108,7 @@ def test_an_audit_over_its_time_budget_fails_with_the_reason_and_frees_its_worke
 
 def test_shutdown_waits_for_a_running_audit_no_longer_than_its_grace(store: Store, db_url: str, recgov_home) -> None:
     settings = ApiSettings(home=recgov_home, database_url=db_url, audit_time_budget_s=3600, audit_shutdown_grace_s=BUDGET_S)
+    before = set(threading.enumerate())
     runner = StuckRunner(store, settings, max_workers=1, lease_s=30)
     runner.start()
     job_id = _new(store)
@@ -126,3 +127,7 @@ def test_shutdown_waits_for_a_running_audit_no_longer_than_its_grace(store: Stor
         assert all(t.daemon for t in threading.enumerate() if t.name == "recgov-audit")
     finally:
         runner.release.set()
+        # The released audit writes its (unattached) run: let it finish before the database goes away.
+        for worker in set(threading.enumerate()) - before:
+            if worker.name == "recgov-audit":
+                worker.join(timeout=DEADLINE_S)
