@@ -56,7 +56,7 @@ from governance.api.deps import AuditKey, ReadKey, SessionDep, SettingsDep
 from governance.api.disclosure import shown_to
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
-from governance.api.routes._audit import record_call
+from governance.api.call_record import record_call
 from governance.api.routes.recommendations import engines_of
 from governance.api.settings import ApiSettings
 from governance.gate import GateDecision, GateDocument

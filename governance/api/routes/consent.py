@@ -14,7 +14,7 @@ from governance import packs as pack_store
 from governance.api.deps import OperateKey, SessionDep, SettingsDep, StoreDep
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
-from governance.api.routes._audit import record_call
+from governance.api.call_record import record_call
 from governance.api.schemas import IDENTIFIER, ConsentCreate, ConsentPublic
 from governance.consent.evidence import EvidenceError, check_consent_evidence
 from governance.privacy import record_consent_under_pack, show_consent

@@ -19,7 +19,7 @@ from governance import packs as pack_store
 from governance.api.deps import GovernKey, ReadKey, SessionDep, SettingsDep
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
-from governance.api.routes._audit import record_call
+from governance.api.call_record import record_call
 from governance.api.schemas import IDENTIFIER
 
 __all__ = ["router"]

@@ -20,7 +20,7 @@ from governance.api.deps import GovernKey, ReadKey, SessionDep, SettingsDep, Sto
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.routes import deployment_policy
-from governance.api.routes._audit import record_call
+from governance.api.call_record import record_call
 from governance.api.audit_limits import check_input_size
 from governance.api.audit_job import resolve_input
 from governance.api.schemas import IDENTIFIER

@@ -26,7 +26,7 @@ from governance import packs as pack_store
 from governance.api.deps import AuditKey, GovernKey, OperateKey, SessionDep, SettingsDep
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
-from governance.api.routes._audit import record_call
+from governance.api.call_record import record_call
 from governance.api.schemas import IDENTIFIER, INT4_MAX, TEXT
 from governance.escalation import UnknownHarmCategory, evaluate_escalations, flag_under_pack
 from recommender.errors import ConfigError

@@ -31,7 +31,7 @@ from governance import packs as pack_store
 from governance.api.deps import AuditKey, GovernKey, SessionDep, SettingsDep, StoreDep
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
-from governance.api.routes._audit import record_call
+from governance.api.call_record import record_call
 from governance.api.schemas import IDENTIFIER
 from governance.privacy import erase_subject, export_subject
 from recommender.errors import RecgovError

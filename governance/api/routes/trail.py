@@ -10,7 +10,7 @@ from audits.keys import load_signing_key
 from audits.verify import verify_and_checkpoint, verify_trail
 from governance.api.deps import AuditKey, GovernKey, SessionDep, StoreDep
 from governance.api.errors import Problem, problems
-from governance.api.routes._audit import record_call
+from governance.api.call_record import record_call
 
 router = APIRouter(prefix="/v1/trail", tags=["trail"], responses=problems(401, 403, 500))
 

@@ -1,4 +1,4 @@
-"""Attribute writes to their key in the trail."""
+"""Attribute API writes to their key on the trail: the call record every writing route appends before it answers."""
 
 from __future__ import annotations
 
