@@ -1,4 +1,9 @@
-"""Request and response bodies of the REST API (separate from the SQLAlchemy models)."""
+"""Request and response bodies of the REST API (separate from the SQLAlchemy models).
+
+One module per resource sits beside this one (``governance.api.schemas.<resource>``);
+the shared field patterns and the bodies used by more than one route live here. Routes
+declare no body models of their own.
+"""
 
 from __future__ import annotations
 
