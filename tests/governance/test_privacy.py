@@ -24,7 +24,7 @@ from audits import (
     verify_trail,
 )
 from audits.models import ModelVersion, SubjectRequest, TrailEvent
-from governance import privacy
+from governance.privacy import erasure as privacy_erasure
 from governance.consent.state import may_profile
 from governance.policy import TcfRequirements, load_pack
 from governance.privacy import (
@@ -132,7 +132,7 @@ def test_the_filter_agrees_with_may_profile_subject_by_subject(store: Store) -> 
 
     with store.session() as session:
         expected = {
-            u for u in users if may_profile(EU.pack.consent, privacy._records(consent_history(session, u))).allowed
+            u for u in users if may_profile(EU.pack.consent, privacy_erasure._records(consent_history(session, u))).allowed
         }
     assert set(filtered.events["user_id"].astype(str).unique()) == expected
     assert expected == {users[0], users[7], *users[8:30]}
@@ -408,7 +408,7 @@ def test_a_failed_erasure_is_recorded_and_shreds_nothing(
     def broken(*args, **kwargs):
         raise DataError(f"disk full while writing the model of {VICTIM}")
 
-    monkeypatch.setattr(privacy, "_unlearn", broken)
+    monkeypatch.setattr(privacy_erasure, "_unlearn", broken)
     with pytest.raises(DataError) as caught:
         erase_subject(store, VICTIM, pack=EU, model_path=run.artifact)
     assert VICTIM not in str(caught.value) and "was NOT shredded" in str(caught.value)
@@ -433,7 +433,7 @@ def test_erasure_input_is_checked_before_anything_is_stored(store: Store, tmp_pa
 
 def test_residual_influence_is_skipped_on_large_models(store: Store, trained, monkeypatch: pytest.MonkeyPatch) -> None:
     _, run = trained
-    monkeypatch.setattr(privacy, "RESIDUAL_MAX_INTERACTIONS", 10)
+    monkeypatch.setattr(privacy_erasure, "RESIDUAL_MAX_INTERACTIONS", 10)
     report = erase_subject(store, VICTIM, pack=EU, model_path=run.artifact, measure_residual=True)
     residual = report["unlearning"][0]["residual_influence"]
     assert residual["measured"] is False and "at or above 10" in residual["reason"]
