@@ -1,0 +1,75 @@
+"""What every fairness measure shares: the checks on its inputs and the group coding.
+
+Every measure takes the same inputs (lists as ``(n_users, k)`` item columns
+with ``-1`` padding, sparse matrices whose rows are the same users, labels per
+user or per item), so their validation lives here once, with the messages of
+:mod:`recommender.metrics` for the lists. Group labels become integer codes
+once (:func:`group_labels`) so that every per-group sum is a ``bincount``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recommender import metrics as M
+from recommender.errors import DataError
+
+MISSING_GROUP = "missing"
+"""The group of users (or items) whose attribute is missing."""
+
+BAD_ROWS = "{func}: {name} has {got} rows but 'recommended' has {n_users}; row u of both must be the same user."
+BAD_LENGTH = "{func}: {name} has {got} entries but {expected} were expected ({what})."
+
+
+def _lists(recommended: np.ndarray, func: str, n_items: int) -> np.ndarray:
+    """The lists as int64, validated against the catalog (the rules and messages of :mod:`recommender.metrics`)."""
+    rec = np.asarray(recommended)
+    if rec.ndim != 2 or not (np.issubdtype(rec.dtype, np.integer) or rec.size == 0):
+        got = f"an array of shape {rec.shape} and dtype {rec.dtype}"
+        raise DataError(M.BAD_RECOMMENDED.format(func=func, got=got))
+    rec = rec.astype(np.int64, copy=False)
+    if rec.size and (int(rec.max()) >= n_items or int(rec.min()) < -1):
+        bad = int(rec.max()) if int(rec.max()) >= n_items else int(rec.min())
+        raise DataError(M.BAD_ITEM.format(func=func, item=bad, n_items=n_items, last=n_items - 1))
+    return rec
+
+
+def _rows_match(func: str, name: str, matrix: Any, n_users: int) -> None:
+    if matrix.shape[0] != n_users:
+        raise DataError(BAD_ROWS.format(func=func, name=name, got=matrix.shape[0], n_users=n_users))
+
+
+def _positives(matrix: sp.spmatrix | sp.sparray) -> sp.csr_matrix:
+    out = sp.csr_matrix(sp.csr_matrix(matrix) > 0)
+    out.sort_indices()
+    return out
+
+
+def _div(a: Any, b: Any) -> Any:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.divide(a, b)
+
+
+def group_labels(values: Any, missing: str = MISSING_GROUP) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Integer codes and sorted string names of group labels; missing labels form the group ``missing``.
+
+    >>> group_labels(["M", "F", None, "F"])
+    (array([1, 0, 2, 0]), ('F', 'M', 'missing'))
+    """
+    labels = pd.Series(pd.array(np.asarray(values, dtype=object), dtype="string")).fillna(missing)
+    codes, names = pd.factorize(labels, sort=True)
+    return codes.astype(np.int64), tuple(str(n) for n in names)
+
+
+def _per_user_groups(
+    rows: np.ndarray, codes: np.ndarray, weights: np.ndarray | None, n_users: int, n_groups: int
+) -> np.ndarray:
+    """``(n_users, n_groups)`` sums of ``weights`` by (row, group) with one bincount."""
+    flat = rows.astype(np.int64) * n_groups + codes
+    return (
+        np.bincount(flat, weights=weights, minlength=n_users * n_groups).reshape(n_users, n_groups).astype(np.float64)
+    )

@@ -1,0 +1,214 @@
+"""Consumer side, accuracy: a per-user metric compared across the groups of one user attribute.
+
+The point values are fairlearn's: :class:`~fairlearn.metrics.MetricFrame` over
+the per-user values gives the mean by group, the gap (``max - min``) and the
+ratio (``min / max``) between groups. The bootstrap of
+:mod:`recommender.fairness._intervals` adds an interval to each; every pair of
+groups also gets Welch's interval of the difference and Fieller's of the ratio
+(:mod:`recommender.significance`), which keep their coverage for small, skewed
+groups, so that a rule may leave out groups too small to judge.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recommender.errors import DataError
+from recommender.fairness._common import BAD_LENGTH, _div, group_labels
+from recommender.fairness._intervals import (
+    Interval,
+    Seed,
+    _check_boot,
+    _interval,
+    bootstrap_means,
+    percentile_interval,
+)
+
+CONSUMER_METRICS: tuple[str, ...] = ("ndcg", "recall", "hit_rate")
+"""The per-user accuracy metrics compared across user groups."""
+
+
+@dataclass(frozen=True)
+class GroupGap:
+    """The gap between two groups: ``higher`` has the larger point value."""
+
+    higher: str
+    lower: str
+    difference: float
+    """``value(higher) - value(lower)`` (>= 0)."""
+    difference_ci: Interval
+    ratio: float
+    """``value(lower) / value(higher)`` (in [0, 1]; NaN when both are 0)."""
+    ratio_ci: Interval
+
+
+@dataclass(frozen=True)
+class GroupComparison:
+    """One per-user metric across the groups of one attribute.
+
+    Point values come from fairlearn's ``MetricFrame`` (``by_group``,
+    ``overall``, ``difference()`` and ``ratio()`` between groups); intervals
+    from :func:`bootstrap_means`.
+    """
+
+    metric: str
+    groups: tuple[str, ...]
+    n_users: dict[str, int]
+    by_group: dict[str, float]
+    by_group_ci: dict[str, Interval]
+    by_group_sd: dict[str, float]
+    """Sample standard deviation (``ddof=1``) of the per-user values in each group (NaN for one user):
+    with ``n_users`` and ``by_group``, what a two-sample test between groups needs."""
+    overall: float
+    difference: float
+    """``max - min`` of the group values (fairlearn ``difference(method="between_groups")``)."""
+    difference_ci: Interval
+    ratio: float
+    """``min / max`` of the group values (fairlearn ``ratio(method="between_groups")``)."""
+    ratio_ci: Interval
+    pairs: tuple[GroupGap, ...]
+    """Every pair of groups, in group order, with Welch's interval of the difference and Fieller's of
+    the ratio (not the bootstrap's: see :mod:`recommender.significance`)."""
+    confidence: float
+    n_boot: int
+
+
+def mean_of_values(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """The fairlearn metric of a per-user value: the mean of the values passed as ``y_true``.
+
+    A user's NDCG or recall is already the outcome to compare, so the frame gets
+    the values as ``y_true`` (and, because ``MetricFrame`` requires it, as
+    ``y_pred``, which is ignored).
+    """
+    return float(np.mean(y_true))
+
+
+def _metric_frame(values: np.ndarray, labels: np.ndarray, name: str) -> Any:
+    from fairlearn.metrics import MetricFrame
+
+    return MetricFrame(
+        metrics=mean_of_values, y_true=values, y_pred=values, sensitive_features=pd.Series(labels, name=name)
+    )
+
+
+def _pairs(
+    by_group: dict[str, float], n_users: dict[str, int], sd: Any, confidence: float
+) -> tuple[GroupGap, ...]:
+    """Every pair of groups with Welch's interval of the difference and Fieller's of the ratio
+    (:mod:`recommender.significance`): intervals that keep their coverage for small, skewed groups."""
+    from recommender.significance import difference_interval, ratio_interval
+
+    out = []
+    for g_a, g_b in itertools.combinations(list(by_group), 2):
+        g_hi, g_lo = (g_a, g_b) if by_group[g_a] >= by_group[g_b] else (g_b, g_a)
+        args = []
+        for g in (g_hi, g_lo):
+            n = n_users[g]
+            se = float(sd[g]) / np.sqrt(n) if n > 1 and np.isfinite(sd[g]) else np.nan
+            args += [by_group[g], se, n]
+        out.append(
+            GroupGap(
+                higher=g_hi,
+                lower=g_lo,
+                difference=by_group[g_hi] - by_group[g_lo],
+                difference_ci=difference_interval(*args, confidence),
+                ratio=float(_div(by_group[g_lo], by_group[g_hi])),
+                ratio_ci=ratio_interval(*args, confidence),
+            )
+        )
+    return tuple(out)
+
+
+def compare_groups(
+    per_user: Mapping[str, np.ndarray],
+    groups: Any,
+    *,
+    attribute: str = "group",
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    random_state: Seed = 0,
+) -> dict[str, GroupComparison]:
+    """Compare each per-user metric across groups, with bootstrap intervals.
+
+    Parameters
+    ----------
+    per_user:
+        Metric name -> ``(n_users,)`` values (e.g. ``ModelEvaluation.per_user``
+        restricted to :data:`CONSUMER_METRICS`); NaN values are left out.
+    groups:
+        ``(n_users,)`` group labels; missing labels form the group ``"missing"``.
+    attribute:
+        The attribute's name (the ``MetricFrame``'s sensitive feature name).
+    n_boot, confidence, random_state:
+        The bootstrap: all metrics share the same resamples.
+
+    Returns
+    -------
+    dict
+        Metric name -> :class:`GroupComparison` (always a dict, even for one metric).
+
+    Examples
+    --------
+    >>> out = compare_groups({"ndcg": np.array([1.0, 0.0, 0.5, 0.5])}, ["a", "a", "b", "b"], n_boot=50)
+    >>> out["ndcg"].by_group, out["ndcg"].difference, out["ndcg"].ratio
+    ({'a': 0.5, 'b': 0.5}, 0.0, 1.0)
+    """
+    func = "compare_groups"
+    n_boot, confidence = _check_boot(func, n_boot, confidence)
+    codes, names = group_labels(groups)
+    names_arr = np.asarray(names, dtype=object)
+    n = len(codes)
+    metrics = list(per_user)
+    matrix = np.empty((n, len(metrics)))
+    for j, metric in enumerate(metrics):
+        values = np.asarray(per_user[metric], dtype=np.float64)
+        if values.shape != (n,):
+            raise DataError(
+                BAD_LENGTH.format(
+                    func=func, name=f"metric {metric!r}", got=len(values), expected=n, what="one per user"
+                )
+            )
+        matrix[:, j] = values
+    draws = bootstrap_means(matrix, codes, len(names), n_boot=n_boot, random_state=random_state)
+    out = {}
+    for j, metric in enumerate(metrics):
+        values = matrix[:, j]
+        ok = ~np.isnan(values)
+        present = np.bincount(codes[ok], minlength=len(names))
+        if not ok.any():
+            continue
+        frame = _metric_frame(values[ok], names_arr[codes[ok]], attribute)
+        by_group = {str(g): float(v) for g, v in frame.by_group.items()}
+        spread_of = pd.Series(values[ok]).groupby(names_arr[codes[ok]]).std(ddof=1)
+        idx = [names.index(g) for g in by_group]
+        sample = draws[:, idx, j]
+        low, high = percentile_interval(sample, confidence)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            spread = np.nanmax(sample, axis=1) - np.nanmin(sample, axis=1)
+            ratio = _div(np.nanmin(sample, axis=1), np.nanmax(sample, axis=1))
+        pairs = _pairs(by_group, {g: int(present[names.index(g)]) for g in by_group}, spread_of, confidence)
+        out[metric] = GroupComparison(
+            metric=metric,
+            groups=tuple(by_group),
+            n_users={g: int(present[names.index(g)]) for g in by_group},
+            by_group=by_group,
+            by_group_ci={g: (float(low[i]), float(high[i])) for i, g in enumerate(by_group)},
+            by_group_sd={g: float(spread_of[g]) for g in by_group},
+            overall=float(frame.overall),
+            difference=float(frame.difference()),
+            difference_ci=_interval(spread, confidence),
+            ratio=float(frame.ratio()),
+            ratio_ci=_interval(ratio, confidence),
+            pairs=tuple(pairs),
+            confidence=confidence,
+            n_boot=n_boot,
+        )
+    return out
