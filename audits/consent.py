@@ -43,6 +43,14 @@ a read-only snapshot (the serving path: it never writes, and runs a few
 prebuilt core statements instead of ORM queries); :func:`consent_states` reads the state of many
 subjects in one query for training-time filtering, and
 :func:`lookup_pseudonyms` maps raw ids to pseudonyms in bulk for it.
+
+Importing in bulk
+-----------------
+:func:`append_consent_batch` (:mod:`audits.consent_import`) appends many
+records at once, for a consent history brought from another system: the same
+rows, sealed the same way, but one ``consent.imported`` trail event anchors a
+whole batch (the records point at it), and an import key per record makes a
+second import of the same rows add nothing.
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from audits._common import actor_name, aware, in_values, json_object, lookup_pseudonyms, one_of, text
+from audits.consent_import import BatchOutcome, append_consent_batch
 from audits.models import (
     CONSENT_RESTRICTIVENESS,
     CONSENT_SOURCES,
@@ -80,6 +89,8 @@ from audits.suppression import suppression_as_records, suppression_records
 from audits.trail import append_event, format_time
 
 __all__ = [
+    "BatchOutcome",
+    "append_consent_batch",
     "consent_history",
     "consent_states",
     "effective_consent",
