@@ -9,7 +9,10 @@ What this adds to raw ``implicit``:
 * a content-addressed :attr:`ALSRecommender.version_id_`: the same training
   data, parameters and library versions always give the same id;
 * a save format (``.npz``, no pickle) that keeps the ids and the training
-  history needed to filter seen items.
+  history needed to filter seen items;
+* one constructor of the ``implicit`` model (:func:`make_als`) shared by
+  fitting, loading and unlearning (:mod:`recommender.unlearning`), so that all
+  three run the same solver with the same dtype and thread handling.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ import functools
 import hashlib
 import json
 import platform
+from collections.abc import Mapping
 from contextlib import contextmanager
 from importlib.metadata import version as _pkg_version
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -31,7 +35,17 @@ from recommender.base import Recommender
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
 
-__all__ = ["ALSRecommender", "blas_single_thread", "library_versions", "model_version_id", "pin_blas_single_thread"]
+if TYPE_CHECKING:
+    from implicit.cpu.als import AlternatingLeastSquares
+
+__all__ = [
+    "ALSRecommender",
+    "blas_single_thread",
+    "library_versions",
+    "make_als",
+    "model_version_id",
+    "pin_blas_single_thread",
+]
 
 FORMAT = "recgov.als.v1"
 
@@ -122,6 +136,35 @@ def model_version_id(kind: str, data_hash: str, params: dict[str, Any], librarie
     return f"{kind}-{digest[:24]}"
 
 
+def make_als(params: Mapping[str, Any], *, num_threads: int = 0) -> AlternatingLeastSquares:
+    """``implicit``'s CPU ALS model for recgov's parameters: the one place recgov builds it.
+
+    Fitting, loading a saved model and unlearning all need an ``implicit``
+    model with the same settings, or their factors would not be comparable:
+    ``params`` is :meth:`ALSRecommender.get_params` (factors, regularization,
+    alpha, iterations, random_state), the factors are float32, the solver is
+    ``fit``'s conjugate gradient and no training loss is computed. recgov
+    builds the CPU implementation directly (what ``implicit.als``'s factory
+    returns with ``use_gpu=False``): recgov's numbers never depend on a GPU.
+    The model is built under :func:`blas_single_thread`, because ``implicit``
+    checks the BLAS thread pool when built and warns under a threaded one;
+    running it (``fit``, ``partial_fit_*``) needs the same block around it.
+    """
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    with blas_single_thread():
+        return AlternatingLeastSquares(
+            factors=params["factors"],
+            regularization=float(params["regularization"]),
+            alpha=float(params["alpha"]),
+            dtype=np.float32,
+            iterations=params["iterations"],
+            calculate_training_loss=False,
+            num_threads=num_threads,
+            random_state=params["random_state"],
+        )
+
+
 def _check_param(name: str, value: Any, kind: type | tuple[type, ...], low: float, low_inclusive: bool = True) -> None:
     ok = isinstance(value, kind) and not isinstance(value, bool) and (value >= low if low_inclusive else value > low)
     if not ok:
@@ -193,19 +236,8 @@ class ALSRecommender(Recommender):
 
     def _fit(self, train: InteractionMatrix, *, show_progress: bool) -> None:
         self._validate_params()
-        from implicit.als import AlternatingLeastSquares
-
+        model = make_als(self.get_params(), num_threads=self.num_threads)
         with blas_single_thread():
-            model = AlternatingLeastSquares(
-                factors=self.factors,
-                regularization=float(self.regularization),
-                alpha=float(self.alpha),
-                iterations=self.iterations,
-                random_state=self.random_state,
-                num_threads=self.num_threads,
-                use_gpu=False,
-                calculate_training_loss=False,
-            )
             model.fit(train.matrix, show_progress=show_progress)
         self.model_ = model
         self.user_factors_ = model.user_factors
@@ -286,8 +318,6 @@ class ALSRecommender(Recommender):
             raise DataError(f"{path}: not a recgov ALS model file ({err})") from err
         if meta.get("format") != FORMAT:
             raise DataError(f"{path}: unsupported model format {meta.get('format')!r}; expected {FORMAT!r}")
-        from implicit.cpu.als import AlternatingLeastSquares as CpuALS
-
         model = cls(**meta["params"])
         user_ids = arrays["user_ids"].astype(object)
         item_ids = arrays["item_ids"].astype(object)
@@ -295,14 +325,7 @@ class ALSRecommender(Recommender):
             (arrays["data"], arrays["indices"], arrays["indptr"]), shape=(len(user_ids), len(item_ids))
         )
         train = InteractionMatrix(matrix=matrix, user_ids=user_ids, item_ids=item_ids)
-        with blas_single_thread():
-            inner = CpuALS(
-                factors=model.factors,
-                regularization=float(model.regularization),
-                alpha=float(model.alpha),
-                iterations=model.iterations,
-                random_state=model.random_state,
-            )
+        inner = make_als(model.get_params(), num_threads=model.num_threads)
         inner.user_factors = arrays["user_factors"]
         inner.item_factors = arrays["item_factors"]
         model.model_ = inner

@@ -54,17 +54,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
-from recommender.als import ALSRecommender, blas_single_thread, library_versions, model_version_id
+from recommender.als import ALSRecommender, blas_single_thread, library_versions, make_als, model_version_id
 from recommender.base import top_k_from_scores
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from implicit.cpu.als import AlternatingLeastSquares
 
 __all__ = [
     "ALL_USERS",
@@ -235,6 +238,44 @@ def forget_users(
     >>> result.model.recommend(["u7"], k=10)  # doctest: +SKIP
     """
     started = time.perf_counter()
+    _check_request(model, refresh_items, propagate, sweeps)
+    rows = _rows_to_forget(model, user_ids)
+    train = model.train_
+    keep = np.ones(train.n_users, dtype=bool)
+    keep[rows] = False
+    removed = train.matrix[rows]
+    matrix = train.matrix[keep]
+    matrix.sort_indices()
+    touched = np.unique(removed.indices).astype(np.int64)
+    new_train = InteractionMatrix(matrix=matrix, user_ids=train.user_ids[keep], item_ids=train.item_ids.copy())
+    inner, n_items_refreshed, n_users_refreshed = _unlearned_factors(
+        model, keep, matrix, touched, refresh_items=refresh_items, propagate=propagate, sweeps=sweeps
+    )
+    provenance = {
+        "method": UNLEARNING_METHOD,
+        "from": model.version_id_,
+        "refresh_items": refresh_items,
+        "propagate": propagate,
+        **({"sweeps": sweeps} if sweeps else {}),  # absent at 0: the ids of models unlearned before stay as they were
+    }
+    out = _fitted_model(model, inner, new_train, provenance)
+    return UnlearningResult(
+        model=out,
+        version=out.version_id_,
+        previous_version=model.version_id_,
+        n_users_removed=int(rows.size),
+        n_interactions_removed=int(removed.nnz),
+        n_items_refreshed=n_items_refreshed,
+        n_users_refreshed=n_users_refreshed,
+        refresh_items=refresh_items,
+        propagate=propagate,
+        seconds=time.perf_counter() - started,
+        sweeps=sweeps,
+    )
+
+
+def _check_request(model: ALSRecommender, refresh_items: object, propagate: object, sweeps: object) -> None:
+    """Refuse, before anything is computed, a model that cannot be unlearned or a bad parameter."""
     if not isinstance(model, ALSRecommender):
         raise ConfigError(_NOT_ALS.format(kind=type(model).__name__))
     model.check_fitted("forget_users")
@@ -246,29 +287,28 @@ def forget_users(
         raise ConfigError(_SWEEPS_TYPE.format(value=sweeps))
     if propagate and not refresh_items:
         raise ConfigError(_PROPAGATE_NEEDS_REFRESH.format(value=propagate))
-    rows = _rows_to_forget(model, user_ids)
 
-    train = model.train_
-    keep = np.ones(train.n_users, dtype=bool)
-    keep[rows] = False
-    removed = train.matrix[rows]
-    matrix = train.matrix[keep]
-    matrix.sort_indices()
-    touched = np.unique(removed.indices).astype(np.int64)
-    new_train = InteractionMatrix(matrix=matrix, user_ids=train.user_ids[keep], item_ids=train.item_ids.copy())
 
-    from implicit.cpu.als import AlternatingLeastSquares as CpuALS
+def _unlearned_factors(
+    model: ALSRecommender,
+    keep: np.ndarray,
+    matrix: sp.csr_matrix,
+    touched: np.ndarray,
+    *,
+    refresh_items: bool,
+    propagate: int,
+    sweeps: int,
+) -> tuple[AlternatingLeastSquares, int, int]:
+    """The ``implicit`` model of the remaining users, its factors updated; and how many items and users moved.
 
+    Starts from the original factors without the forgotten rows, then runs the
+    updates asked for, in this order: the item half-step on the ``touched``
+    items, ``propagate`` sweeps over their users and them, ``sweeps`` full
+    warm-started iterations. ``matrix`` is the remaining training matrix.
+    """
+    inner = make_als(model.get_params(), num_threads=model.num_threads)
     n_items_refreshed = n_users_refreshed = 0
-    with blas_single_thread():  # implicit warns when built, and oversubscribes when run, under threaded BLAS
-        inner = CpuALS(
-            factors=model.factors,
-            regularization=float(model.regularization),
-            alpha=float(model.alpha),
-            iterations=model.iterations,
-            random_state=model.random_state,
-            num_threads=model.num_threads,
-        )
+    with blas_single_thread():  # implicit oversubscribes the cores when run under threaded BLAS
         inner.user_factors = np.ascontiguousarray(model.user_factors_[keep])
         inner.item_factors = np.array(model.item_factors_, copy=True)
         if refresh_items and touched.size:
@@ -287,15 +327,20 @@ def forget_users(
             inner.fit(matrix, show_progress=False)
             inner.iterations = model.iterations
             n_items_refreshed, n_users_refreshed = matrix.shape[1], matrix.shape[0]
+    return inner, n_items_refreshed, n_users_refreshed
 
+
+def _fitted_model(
+    model: ALSRecommender, inner: AlternatingLeastSquares, new_train: InteractionMatrix, provenance: dict[str, Any]
+) -> ALSRecommender:
+    """The unlearned :class:`ALSRecommender`, fitted state set as ``fit`` would, with its own version id.
+
+    The version id hashes the new data, the parameters, the library versions
+    and ``provenance`` (the method and the version unlearned from): an
+    unlearned model never shares an id with a model retrained on the same data.
+    """
     params = model.get_params()
-    provenance = {
-        "method": UNLEARNING_METHOD,
-        "from": model.version_id_,
-        "refresh_items": refresh_items,
-        "propagate": propagate,
-        **({"sweeps": sweeps} if sweeps else {}),  # absent at 0: the ids of models unlearned before stay as they were
-    }
+    matrix = new_train.matrix
     out = ALSRecommender(**params, num_threads=model.num_threads)
     out.popularity_ = np.asarray((matrix > 0).sum(axis=0)).ravel().astype(np.float64)
     out.model_ = inner
@@ -307,19 +352,7 @@ def forget_users(
         out.name, out.data_hash_, {**params, "unlearning": provenance}, out.library_versions_
     )
     out.train_ = new_train
-    return UnlearningResult(
-        model=out,
-        version=out.version_id_,
-        previous_version=model.version_id_,
-        n_users_removed=int(rows.size),
-        n_interactions_removed=int(removed.nnz),
-        n_items_refreshed=n_items_refreshed,
-        n_users_refreshed=n_users_refreshed,
-        refresh_items=refresh_items,
-        propagate=propagate,
-        seconds=time.perf_counter() - started,
-        sweeps=sweeps,
-    )
+    return out
 
 
 # -- measuring what remains ---------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 import scipy.sparse as sp
 
 from recommender import ConfigError, DataError, NotFittedError
-from recommender.als import ALSRecommender
+from recommender.als import ALSRecommender, blas_single_thread
 from recommender.baselines import PopularityRecommender
 from recommender.data import InteractionMatrix
 from recommender.feedback import to_implicit
@@ -336,3 +336,52 @@ def test_residual_influence_arguments(model):
         residual_influence(model, model, k=0)
     with pytest.raises(DataError, match="unknown to the"):
         residual_influence(model, model, users=["nobody"])
+
+
+# -- one construction of implicit's model --------------------------------------------------------------
+def _unlearned_the_former_way(model: ALSRecommender, rows: np.ndarray, refresh_items: bool, propagate: int, sweeps: int):
+    """The factors forget_users gave when it built implicit's CPU model itself: the reference, bit for bit."""
+    from implicit.cpu.als import AlternatingLeastSquares as CpuALS
+
+    keep = np.ones(model.train_.n_users, dtype=bool)
+    keep[rows] = False
+    matrix = model.train_.matrix[keep]
+    matrix.sort_indices()
+    touched = np.unique(model.train_.matrix[rows].indices).astype(np.int64)
+    with blas_single_thread():
+        inner = CpuALS(
+            factors=model.factors,
+            regularization=float(model.regularization),
+            alpha=float(model.alpha),
+            iterations=model.iterations,
+            random_state=model.random_state,
+            num_threads=model.num_threads,
+        )
+        inner.user_factors = np.ascontiguousarray(model.user_factors_[keep])
+        inner.item_factors = np.array(model.item_factors_, copy=True)
+        if refresh_items and touched.size:
+            item_users = matrix[:, touched].T.tocsr()
+            inner.partial_fit_items(touched, item_users)
+            if propagate:
+                neighbours = np.unique(item_users.indices).astype(np.int64)
+                for _ in range(propagate):
+                    inner.partial_fit_users(neighbours, matrix[neighbours])
+                    inner.partial_fit_items(touched, item_users)
+        if sweeps:
+            inner.iterations = sweeps
+            inner.fit(matrix, show_progress=False)
+    return inner.user_factors, inner.item_factors
+
+
+@pytest.mark.parametrize(
+    "refresh_items, propagate, sweeps", [(True, 0, 0), (False, 0, 0), (True, 2, 0), (True, 0, 2), (True, 1, 1)]
+)
+def test_unlearned_factors_are_bit_identical_to_the_former_construction(model, train, refresh_items, propagate, sweeps):
+    forgotten = [heavy_user(train), str(train.user_ids[5]), str(train.user_ids[77])]
+    rows = np.unique(train.user_index(forgotten))
+    users, items = _unlearned_the_former_way(model, rows, refresh_items, propagate, sweeps)
+    result = forget_users(model, forgotten, refresh_items=refresh_items, propagate=propagate, sweeps=sweeps)
+    assert result.model.user_factors_.dtype == users.dtype == np.float32
+    assert np.array_equal(result.model.user_factors_, users)
+    assert np.array_equal(result.model.item_factors_, items)
+    assert result.model.model_.iterations == model.iterations
