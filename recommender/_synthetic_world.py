@@ -9,7 +9,7 @@ Private to the generator. Everything here is vectorized over a chunk of users:
 * :func:`generate_chunk` samples the events of a range of users: engagements
   (funnels or ratings), their items (sampling-importance-resampling from a
   genre-cluster proposal), sessions and timestamps;
-* :func:`generate_bots` samples the bot accounts' bursts.
+* the bot accounts are sampled by :mod:`recommender._synthetic_bots`.
 
 It also holds the words items are described with. The genres are
 MovieLens-100K's (without ``unknown``), so that a synthetic catalog round-trips
@@ -56,8 +56,6 @@ _ITEMS_PER_PROVIDER_OTHER = 10  # many small ones
 _POOL_FACTOR = 3  # candidates drawn per engagement, before taste picks among them
 _POOL_MIN = 20  # plus this many candidates per user
 _GENRE_WEIGHT, _OWN_WEIGHT = 0.8, 0.6  # an item's taste vector: its genres' and its own direction
-_BOT_SESSION_EVENTS = 250
-_BOT_SLACK_NS = 5 * 60 * NS  # idle time of a bot between its sessions, in all
 _RATING_CENTER = 2.6  # calibrated so that ratings average about 3.5, as on MovieLens
 
 
@@ -572,43 +570,4 @@ def generate_chunk(
         "timestamp": timestamp,
         "session": ev_session.astype(np.int64),
         "device": device[ev_session],
-    }
-
-
-def generate_bots(spec: SyntheticSpec, population: Population) -> dict[str, np.ndarray]:
-    """Bot accounts: a scraper's pace (0.05 to 0.9 s between events), items at random."""
-    rng = rng_for(spec, 4)
-    per_bot = spec.bot_events_per_user
-    n = spec.bot_users * per_bot
-    user = np.repeat(np.arange(spec.n_users, spec.n_users + spec.bot_users), per_bot)
-    position = np.tile(np.arange(per_bot), spec.bot_users)
-    session = (
-        np.repeat(np.arange(spec.bot_users), per_bot) * (-(-per_bot // _BOT_SESSION_EVENTS))
-        + position // _BOT_SESSION_EVENTS
-    )
-    gap_ms = rng.integers(50, 900, n)
-    elapsed = np.cumsum(gap_ms) - gap_ms
-    first = np.searchsorted(session, session)  # index of each session's first event
-    elapsed -= elapsed[first]
-    session_ids, session_first = np.unique(session, return_index=True)
-    session_last = np.append(session_first[1:], n) - 1 if n else np.zeros(0, np.int64)
-    duration_ns = elapsed[session_last] * 1_000_000
-    # One burst per bot: its sessions back to back, with a few minutes of slack in all.
-    busy = np.zeros(len(population.signup_ns), dtype=np.int64)
-    np.add.at(busy, user[session_first], duration_ns + NS)
-    lower = np.maximum(population.signup_ns, to_ns(spec.start))
-    room = np.maximum(to_ns(spec.end) - busy - _BOT_SLACK_NS - lower, 0)
-    lower = lower + (rng.random(len(lower)) * room).astype(np.int64)
-    t0 = _layout_sessions(rng, user[session_first], duration_ns, lower, lower + busy + _BOT_SLACK_NS)
-    t0 = t0 // 1_000_000 * 1_000_000
-    local = np.searchsorted(session_ids, session)
-    etype = np.where(rng.random(n) < 0.8, _VIEW_CODE, _CLICK_CODE).astype(np.int8)
-    return {
-        "user": user.astype(np.int32),
-        "item": rng.integers(0, spec.n_items, n).astype(np.int32),
-        "etype": etype,
-        "value": np.where(etype == _VIEW_CODE, gap_ms / 1000.0, np.nan),
-        "timestamp": t0[local] + elapsed * 1_000_000,
-        "session": local.astype(np.int64),
-        "device": np.zeros(n, dtype=np.int8),
     }

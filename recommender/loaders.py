@@ -369,6 +369,8 @@ def _synthetic_spec(text: str):  # -> SyntheticSpec (imported lazily: generation
                     )
                 mapping[name.strip()] = number.strip()
             params[key] = mapping
+        elif getattr(annotation, "__origin__", None) is list:  # a list: a;b;c
+            params[key] = [entry.strip() for entry in value.split(";") if entry.strip()]
         else:
             params[key] = value
     try:

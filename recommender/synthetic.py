@@ -24,7 +24,8 @@ something real to find:
   a session is a sequence of engagements (``view`` -> ``click`` ->
   ``add_to_cart`` -> ``purchase`` on one item, or a ``rating``), with
   timestamps strictly increasing inside it; a user's sessions never overlap;
-* **optional dirt**, off by default: bot accounts, duplicated rows, missing
+* **optional dirt**, off by default: bot accounts in four styles, with their
+  labels (:func:`bot_labels`), duplicated rows, missing
   ids, timestamps in the future, unknown items and out-of-range ratings, each
   planted in a known number of rows so that :mod:`recommender.validate` can be
   tested against it.
@@ -40,7 +41,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -49,10 +50,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from tqdm.auto import tqdm
 
 from recommender import _synthetic_world as world
+from recommender._synthetic_bots import bot_styles_of, generate_bots
 from recommender.data import EVENT_COLUMNS, EVENT_TYPES, Dataset
 from recommender.errors import ConfigError
 
-__all__ = ["FUTURE_OFFSET", "SyntheticSpec", "bot_user_ids", "generate"]
+__all__ = ["FUTURE_OFFSET", "SyntheticSpec", "bot_labels", "bot_user_ids", "generate"]
 
 FUTURE_OFFSET = timedelta(days=80 * 365)
 """How far after ``end`` the planted future timestamps lie (at least): a device
@@ -161,11 +163,20 @@ class SyntheticSpec(BaseModel):
     funnel needs ``view >= click >= add_to_cart >= purchase``."""
 
     bot_users: int = Field(0, ge=0, le=100_000)
-    """Dirt: number of bot accounts (huge and very fast activity). They get the last
-    user ids (see :func:`bot_user_ids`) and are in the users table."""
+    """Dirt: number of bot accounts. They get the last user ids (see
+    :func:`bot_user_ids`, and :func:`bot_labels` for each one's style) and are in
+    the users table."""
 
     bot_events_per_user: int = Field(2000, ge=20, le=10_000_000)
-    """Dirt: events of each bot account, less than a second apart."""
+    """Dirt: events of each bot account."""
+
+    bot_styles: list[Literal["scraper", "crawler", "click_farm", "stealthy"]] = Field(
+        default_factory=lambda: ["scraper"], min_length=1
+    )
+    """Dirt: the styles of the bot accounts, given to them in turn: ``scraper`` (a
+    burst less than a second apart), ``crawler`` (walks the catalog), ``click_farm``
+    (hammers three items at a human pace), ``stealthy`` (a person's pace and
+    choices, round the clock)."""
 
     duplicate_rate: float = Field(0.0, ge=0, le=0.2)
     """Dirt: duplicated rows, as a share of ``n_interactions`` (each an exact copy of a
@@ -256,6 +267,11 @@ class SyntheticSpec(BaseModel):
         if self.end - self.start < timedelta(days=7):
             raise ValueError(f"end must be at least 7 days after start; got start={self.start} end={self.end}")
         return self
+
+
+def bot_labels(spec: SyntheticSpec) -> dict[str, str]:
+    """The ground truth of the planted bots: each bot account's user id and its style."""
+    return dict(zip(bot_user_ids(spec), bot_styles_of(spec)))
 
 
 def bot_user_ids(spec: SyntheticSpec) -> list[str]:
@@ -403,7 +419,7 @@ def generate(spec: SyntheticSpec | None = None, *, show_progress: bool = False) 
             parts.append(part)
             bar.update(len(part["user"]))
     if spec.bot_users:
-        bots = world.generate_bots(spec, population)
+        bots = generate_bots(spec, population)
         bots["session"] += session_offset
         parts.append(bots)
     names = ("user", "item", "etype", "value", "timestamp", "session", "device")

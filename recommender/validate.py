@@ -29,11 +29,15 @@ The checks, by code:
 ``future_timestamp``
     after ``now``.
 ``bot_users``
-    every row of a user whose activity is not human: at least ``bot_min_events``
-    events and a median gap between events under ``bot_min_gap`` seconds, or more
-    than ``bot_rate_threshold`` events per minute over the active span, or a
-    volume that is an extreme outlier (robust z-score of the log event count,
-    median and MAD, above ``bot_volume_zscore``).
+    every row of a user whose activity is not human: fast, machine-regular,
+    tireless, crawling the catalog, hammering a few items, or an extreme volume
+    outlier (:mod:`recommender.bots` says how each is measured; its
+    :class:`~recommender.bots.BotRules` holds the thresholds, which a policy pack
+    or the caller may set). Events sharing one timestamp count as one action,
+    so that a page of ratings submitted at once is not taken for a bot.
+
+The column readers, which never raise on a bad value, are in
+:mod:`recommender.event_columns`.
 
 Privacy: examples show row numbers (0-based positions), items, types, values and
 times, never a user id, so that a report can be shared without personal data.
@@ -50,8 +54,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recommender.bots import BOT_REASONS, BotRules, BotSignals, bot_signals, parse_bot_rules
 from recommender.data import EVENT_TYPES, REQUIRED_EVENT_COLUMNS, Dataset
 from recommender.errors import ConfigError, DataError
+from recommender.event_columns import format_time, id_codes, ids_as_text, in_unit, json_value, numbers, timestamps
 
 __all__ = [
     "CODES",
@@ -91,7 +97,7 @@ MESSAGES: dict[str, str] = {
     "future_timestamp": "{count} row(s) are timestamped after {now} (the validation time)",
     "bot_users": (
         "{count} row(s) come from {n_users} user(s) whose activity is not human "
-        "(implausibly fast or an extreme volume outlier)"
+        "(fast, machine-regular, tireless, crawling the catalog, repeating a few items, or an extreme volume outlier)"
     ),
 }
 """Message template of each finding (tests assert on these)."""
@@ -105,13 +111,6 @@ NOT_EVENTS = "validate_events expects a Dataset or an events DataFrame; got {got
 WRONG_LENGTH = "this report is for {expected} rows; the events given have {got}. Validate these events first."
 UNKNOWN_CODES = "unknown finding code(s) {codes}; the codes are {known}"
 
-_MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
-_MIN_LOG_SCALE = 0.5  # floor of the spread of log counts: when (almost) every user has the same
-# count, MAD is 0 and any difference would be infinitely far; with the floor and the default
-# z-score of 5, a volume outlier has at least e ** 2.5, about 12 times, the median count
-_MIN_USERS_FOR_VOLUME = 20  # fewer users than this: no volume outliers (the median means little)
-_UNIT_PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
-_MAX_EXAMPLE_TEXT = 60
 
 
 @dataclass(frozen=True)
@@ -260,97 +259,6 @@ class ValidationReport:
         return selected
 
 
-# -- reading columns defensively ------------------------------------------------
-
-
-def _id_codes(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
-    """Integer codes of an id column (-1 where missing or blank) and the distinct ids as strings."""
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        codes = np.asarray(column.cat.codes, dtype=np.int64)
-        uniques = pd.Index(column.cat.categories)
-    else:
-        try:
-            codes, uniques = pd.factorize(column, use_na_sentinel=True)
-        except TypeError:  # unhashable values (lists, dicts): compare their text
-            text = column.astype(str).where(column.notna())
-            codes, uniques = pd.factorize(text, use_na_sentinel=True)
-        codes = np.asarray(codes, dtype=np.int64)
-        uniques = pd.Index(uniques)
-    as_text = _ids_as_text(uniques)
-    blank = np.asarray(as_text.str.strip() == "", dtype=bool)
-    if blank.any():
-        codes = np.where((codes >= 0) & blank[np.maximum(codes, 0)], -1, codes)
-    return codes, as_text
-
-
-def _ids_as_text(ids: pd.Index) -> pd.Index:
-    """Ids as strings; integral floats (ids that went through NaN) lose their ``.0``."""
-    if pd.api.types.is_float_dtype(ids.dtype):
-        values = ids.to_numpy(dtype=np.float64)
-        if np.all(np.isfinite(values)) and np.all(values == np.round(values)) and np.all(np.abs(values) < 2**53):
-            return pd.Index(values.astype(np.int64).astype(str), dtype=object)
-    return pd.Index([str(v) for v in ids], dtype=object) if ids.dtype == object else ids.astype(str)
-
-
-def _timestamps(column: pd.Series) -> tuple[np.ndarray, np.ndarray, int]:
-    """``(values, missing, units_per_second)``: the times as int64 in the column's unit, UTC.
-
-    Missing or unreadable times are flagged in ``missing`` (their value is 0).
-    Numbers are Unix seconds; naive times are read as UTC.
-    """
-    ts = column
-    if isinstance(ts.dtype, pd.DatetimeTZDtype):
-        ts = ts.dt.tz_convert("UTC")
-    elif pd.api.types.is_datetime64_dtype(ts.dtype):
-        ts = ts.dt.tz_localize("UTC")
-    elif pd.api.types.is_numeric_dtype(ts.dtype) and not pd.api.types.is_bool_dtype(ts.dtype):
-        ts = pd.to_datetime(pd.to_numeric(ts, errors="coerce"), unit="s", utc=True, errors="coerce")
-    else:
-        ts = _parse_times(ts)
-    missing = np.asarray(ts.isna(), dtype=bool)
-    values = np.asarray(ts.array.asi8, dtype=np.int64).copy()
-    values[missing] = 0
-    return values, missing, _UNIT_PER_SECOND[ts.dt.unit]
-
-
-def _in_unit(moment: datetime, per_second: int) -> int:
-    """``moment`` (aware) as an integer count of ``1 / per_second`` seconds since the epoch."""
-    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86400 + delta.seconds) * per_second + delta.microseconds * per_second // 10**6
-
-
-def _parse_times(ts: pd.Series) -> pd.Series:
-    """Parse text or mixed times; Unix seconds when most values are numbers."""
-    ts = ts.astype(object).where(ts.notna(), None)
-    numeric = pd.to_numeric(ts, errors="coerce")
-    present = int(ts.notna().sum())
-    if present and int(numeric.notna().sum()) >= max(1, present // 2):
-        return pd.to_datetime(numeric, unit="s", utc=True, errors="coerce")
-    try:
-        return pd.to_datetime(ts, utc=True, errors="coerce", format="mixed")
-    except (ValueError, TypeError, OverflowError):  # mixed garbage: read the distinct values one by one
-        return pd.to_datetime(ts.map({value: _one_time(value) for value in pd.unique(ts.dropna())}), utc=True)
-
-
-def _one_time(value: Any) -> pd.Timestamp:
-    """One value as a UTC time, NaT when it is not one."""
-    try:
-        moment = pd.Timestamp(value)
-    except (ValueError, TypeError, OverflowError):
-        return pd.NaT
-    return moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
-
-
-def _numbers(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """``(values, unreadable)``: the column as float64, and where a present value is not a number."""
-    if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
-        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
-        return values, np.zeros(len(values), dtype=bool)
-    values = np.asarray(pd.to_numeric(column.astype(object), errors="coerce"), dtype=np.float64)
-    unreadable = np.asarray(column.notna(), dtype=bool) & np.isnan(values)
-    return values, unreadable
-
-
 # -- the checks -----------------------------------------------------------------
 
 
@@ -379,6 +287,8 @@ def _check_parameters(
         ("bot_min_gap", bot_min_gap, 0.0),
         ("bot_volume_zscore", bot_volume_zscore, 0.0),
     ):
+        if value is None:
+            continue
         if (
             isinstance(value, bool)
             or not isinstance(value, (int, float))
@@ -386,11 +296,23 @@ def _check_parameters(
         ):
             raise ConfigError(BAD_PARAMETER.format(name=name, expected="a finite number >= 0", got=value))
     for name, value, lowest in (("bot_min_events", bot_min_events, 2), ("max_examples", max_examples, 0)):
+        if value is None and name == "bot_min_events":
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lowest:
             raise ConfigError(
                 BAD_PARAMETER.format(name=name, expected=f"an int in the range [{lowest}, inf)", got=value)
             )
     return low, high
+
+
+def _bot_rules(
+    rules: BotRules | dict[str, Any] | None, rate: float | None, gap: float | None, zscore: float | None, events: int | None
+) -> BotRules:
+    """The bot thresholds: ``rules`` with the shorthand parameters that were given laid over them."""
+    base = parse_bot_rules(rules)
+    shorthand = {"rate_threshold": rate, "min_gap": gap, "volume_zscore": zscore, "min_events": events}
+    given = {name: value for name, value in shorthand.items() if value is not None}
+    return parse_bot_rules({**base.model_dump(), **given}) if given else base
 
 
 def _duplicates(
@@ -414,96 +336,16 @@ def _duplicates(
     return flags
 
 
-def _bots(
-    user: np.ndarray,
-    ts: np.ndarray,
-    eligible: np.ndarray,
-    per_second: int,
-    *,
-    rate_threshold: float,
-    min_gap: float,
-    volume_zscore: float,
-    min_events: int,
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Bot user codes and per-user statistics, from the eligible rows."""
-    rows = np.flatnonzero(eligible)
-    n_codes = int(user.max()) + 1 if len(user) else 0
-    empty = np.zeros(0, dtype=np.int64)
-    if len(rows) == 0 or n_codes == 0:
-        return empty, {}
-    u, t = user[rows], ts[rows]
-    order = np.lexsort((t, u))
-    u, t = u[order], t[order]
-    counts = np.bincount(u, minlength=n_codes)
-    first = np.searchsorted(u, np.arange(n_codes))
-    last = first + counts - 1
-    active = counts > 0
-    span_s = np.zeros(n_codes)
-    span_s[active] = (t[last[active]] - t[first[active]]) / per_second
-    # Median gap per user: gaps sorted within user, then the middle one(s).
-    same = u[1:] == u[:-1]
-    gaps = (np.diff(t)[same] / per_second).astype(np.float64)
-    gap_user = u[1:][same]
-    gaps = gaps[np.lexsort((gaps, gap_user))]
-    n_gaps = np.bincount(gap_user, minlength=n_codes)
-    gap_start = np.concatenate([[0], np.cumsum(n_gaps)[:-1]])
-    median_gap = np.full(n_codes, np.inf)
-    has_gap = n_gaps > 0
-    lo = gap_start[has_gap] + (n_gaps[has_gap] - 1) // 2
-    hi = gap_start[has_gap] + n_gaps[has_gap] // 2
-    median_gap[has_gap] = (gaps[lo] + gaps[hi]) / 2.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        per_minute = np.where(counts > 1, (counts - 1) / (span_s / 60.0), 0.0)
-    enough = counts >= min_events
-    fast = enough & ((median_gap < min_gap) | (per_minute > rate_threshold))
-    # Volume: robust z-score of log counts among active users.
-    zscore = np.zeros(n_codes)
-    log_counts = np.log(counts[active].astype(np.float64))
-    if active.sum() >= _MIN_USERS_FOR_VOLUME:
-        center = float(np.median(log_counts))
-        scale = max(_MAD_TO_SIGMA * float(np.median(np.abs(log_counts - center))), _MIN_LOG_SCALE)
-        zscore[active] = (log_counts - center) / scale
-    heavy = enough & (zscore > volume_zscore)
-    bots = np.flatnonzero(fast | heavy)
-    stats = {
-        "counts": counts,
-        "median_gap": median_gap,
-        "per_minute": per_minute,
-        "zscore": zscore,
-        "fast": fast,
-        "heavy": heavy,
-    }
-    return bots, stats
-
-
-def _json_value(value: Any) -> Any:
-    """A value fit for JSON: NaN and NaT become None, long text is cut."""
-    if value is None or value is pd.NaT:
-        return None
-    if isinstance(value, (np.floating, float)):
-        return None if not math.isfinite(float(value)) else float(value)
-    if isinstance(value, (np.integer, int)) and not isinstance(value, bool):
-        return int(value)
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    try:
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    text = str(value)
-    return text if len(text) <= _MAX_EXAMPLE_TEXT else text[: _MAX_EXAMPLE_TEXT - 3] + "..."
-
-
 def validate_events(
     dataset: Dataset | pd.DataFrame,
     *,
     now: datetime | None = None,
     rating_range: tuple[float, float] = (1, 5),
-    bot_rate_threshold: float = 60.0,
-    bot_min_gap: float = 1.0,
-    bot_volume_zscore: float = 5.0,
-    bot_min_events: int = 20,
+    bot_rate_threshold: float | None = None,
+    bot_min_gap: float | None = None,
+    bot_volume_zscore: float | None = None,
+    bot_min_events: int | None = None,
+    bot_rules: BotRules | dict[str, Any] | None = None,
     max_examples: int = 5,
 ) -> ValidationReport:
     """Run every check on an events table and report what is wrong, row by row.
@@ -520,19 +362,12 @@ def validate_events(
         make a report reproducible.
     rating_range:
         The valid ``(low, high)`` range of ``rating`` values, inclusive.
-    bot_rate_threshold:
-        Events per minute over a user's active span above which the user is a bot.
-    bot_min_gap:
-        Median seconds between a user's events below which the user is a bot. Logs
-        with whole-second timestamps that batch events (MovieLens rates many movies
-        in the same second) may need 0 here, which disables this rule.
-    bot_volume_zscore:
-        Robust z-score of a user's log event count (median and MAD, the MAD floored
-        at 0.5 / 1.4826 so that a log where nearly everybody has the same count
-        does not make small differences infinite) above which the user is a bot
-        whatever its pace. Needs 20 active users or more.
-    bot_min_events:
-        Users with fewer events are never bots (a human may click twice quickly).
+    bot_rules:
+        The thresholds of bot detection (:class:`~recommender.bots.BotRules`, or a
+        mapping of its fields, as a policy pack gives them); the defaults when None.
+    bot_rate_threshold, bot_min_gap, bot_volume_zscore, bot_min_events:
+        Shorthands that override ``bot_rules``' ``rate_threshold``, ``min_gap``,
+        ``volume_zscore`` and ``min_events``.
     max_examples:
         Examples kept per finding.
 
@@ -559,6 +394,7 @@ def validate_events(
     low, high = _check_parameters(
         rating_range, bot_rate_threshold, bot_min_gap, bot_volume_zscore, bot_min_events, max_examples
     )
+    rules = _bot_rules(bot_rules, bot_rate_threshold, bot_min_gap, bot_volume_zscore, bot_min_events)
     events, users, items = _tables(dataset)
     now = _as_utc(now)
     n = len(events)
@@ -566,9 +402,9 @@ def validate_events(
     details: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
 
-    user, user_ids = _id_codes(events["user_id"])
-    item, item_ids = _id_codes(events["item_id"])
-    ts, ts_missing, per_second = _timestamps(events["timestamp"])
+    user, user_ids = id_codes(events["user_id"])
+    item, item_ids = id_codes(events["item_id"])
+    ts, ts_missing, per_second = timestamps(events["timestamp"])
     flags["missing_user_id"] = user < 0
     flags["missing_item_id"] = item < 0
     flags["missing_timestamp"] = ts_missing
@@ -578,12 +414,12 @@ def validate_events(
     eligible = (user >= 0) & (item >= 0) & ~ts_missing
     flags["duplicate_events"] = _duplicates(user, item, etype, ts, eligible)
     _flag_values(events, is_rating, low, high, flags, details, skipped)
-    flags["future_timestamp"] = ~ts_missing & (ts > _in_unit(now, per_second))
-    stats = _flag_bots(
-        user, user_ids, ts, eligible & ~flags["duplicate_events"], per_second, flags, details,
-        rate_threshold=float(bot_rate_threshold), min_gap=float(bot_min_gap),
-        volume_zscore=float(bot_volume_zscore), min_events=int(bot_min_events),
+    flags["future_timestamp"] = ~ts_missing & (ts > in_unit(now, per_second))
+    signals = bot_signals(
+        user, item, etype, ts, eligible & ~flags["duplicate_events"], per_second, rules,
+        n_users=len(user_ids), catalog_size=0 if items is None else len(items),
     )  # fmt: skip
+    _flag_bots(user, signals, flags, details)
 
     findings = []
     for code in CODES:
@@ -599,15 +435,9 @@ def validate_events(
             now=now.isoformat(timespec="seconds"),
             n_users=details.get("bot_users", {}).get("n_users", 0),
         )
-        examples = _examples(code, mask, events, max_examples, stats, user, ts, per_second) if max_examples else ()
+        examples = _examples(code, mask, events, max_examples, signals, user, ts, per_second) if max_examples else ()
         findings.append(Finding(code, count, count / n if n else 0.0, message, examples, details.get(code, {})))
-    parameters = {
-        "rating_range": [low, high],
-        "bot_rate_threshold": float(bot_rate_threshold),
-        "bot_min_gap": float(bot_min_gap),
-        "bot_volume_zscore": float(bot_volume_zscore),
-        "bot_min_events": int(bot_min_events),
-    }
+    parameters = {"rating_range": [low, high], "bots": rules.model_dump()}
     return ValidationReport(n, findings, flags, now, skipped, parameters)
 
 
@@ -649,7 +479,7 @@ def _flag_event_types(events: pd.DataFrame, flags: dict[str, np.ndarray], skippe
     if "event_type" not in events.columns:
         skipped["unknown_event_type"] = "no event_type column (every row counts as a view)"
         return np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
-    etype, type_names = _id_codes(events["event_type"])
+    etype, type_names = id_codes(events["event_type"])
     known_type = np.asarray(type_names.isin(EVENT_TYPES), dtype=bool)
     flags["unknown_event_type"] = (etype < 0) | ~known_type[np.maximum(etype, 0)] if len(type_names) else etype < 0
     rating_code = type_names.get_indexer(["rating"])[0] if len(type_names) else -1
@@ -664,7 +494,7 @@ def _flag_unknown(
     if table is None or len(table) == 0:
         skipped[code] = f"no {what} table to compare with"
         return
-    known = np.asarray(ids.isin(_ids_as_text(pd.Index(table.index))), dtype=bool)
+    known = np.asarray(ids.isin(ids_as_text(pd.Index(table.index))), dtype=bool)
     flags[code] = (codes >= 0) & ~known[np.maximum(codes, 0)] if len(ids) else np.zeros(len(codes), dtype=bool)
 
 
@@ -676,7 +506,7 @@ def _flag_values(
     if "value" not in events.columns:
         skipped["value_out_of_range"] = "no value column"
         return
-    value, unreadable = _numbers(events["value"])
+    value, unreadable = numbers(events["value"])
     finite = np.isfinite(value)
     bad_rating = is_rating & ~(finite & (value >= low) & (value <= high))
     bad_other = ~is_rating & (unreadable | (~np.isnan(value) & ((value < 0) | np.isinf(value))))
@@ -689,21 +519,16 @@ def _flag_values(
 
 
 def _flag_bots(
-    user: np.ndarray, user_ids: pd.Index, ts: np.ndarray, eligible: np.ndarray, per_second: int,
-    flags: dict[str, np.ndarray], details: dict[str, dict[str, Any]], **thresholds: Any,
-) -> dict[str, np.ndarray]:  # fmt: skip
-    """Flag every row of a bot-like user (see :func:`_bots`); return the per-user statistics."""
-    bots, stats = _bots(user, ts, eligible, per_second, **thresholds)
-    is_bot = np.zeros(len(user_ids), dtype=bool)
-    is_bot[bots] = True
-    flags["bot_users"] = (user >= 0) & is_bot[np.maximum(user, 0)] if len(user_ids) else np.zeros(len(user), dtype=bool)
-    if len(bots):
+    user: np.ndarray, signals: BotSignals, flags: dict[str, np.ndarray], details: dict[str, dict[str, Any]]
+) -> None:
+    """Flag every row of a bot user; count the bot users behind each reason."""
+    is_bot = signals.is_bot
+    flags["bot_users"] = (user >= 0) & is_bot[np.maximum(user, 0)] if len(is_bot) else np.zeros(len(user), dtype=bool)
+    if is_bot.any():
         details["bot_users"] = {
-            "n_users": len(bots),
-            "fast": int(stats["fast"][bots].sum()),
-            "volume_outliers": int(stats["heavy"][bots].sum()),
+            "n_users": int(is_bot.sum()),
+            **{reason: int(signals.reasons[reason].sum()) for reason in BOT_REASONS},
         }
-    return stats
 
 
 _EXAMPLE_FIELDS: dict[str, tuple[str, ...]] = {
@@ -719,21 +544,12 @@ _EXAMPLE_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _format_time(value: int, per_second: int) -> str:
-    """ISO 8601 text of a time in ``1 / per_second`` units, or a count when it has no calendar date."""
-    unit = next(name for name, size in _UNIT_PER_SECOND.items() if size == per_second)
-    try:
-        return pd.Timestamp(np.datetime64(value, unit)).tz_localize("UTC").isoformat()
-    except (OverflowError, ValueError):  # OutOfBoundsDatetime is a ValueError
-        return f"{value} {unit} after 1970-01-01"
-
-
 def _examples(
     code: str,
     mask: np.ndarray,
     events: pd.DataFrame,
     limit: int,
-    stats: dict[str, np.ndarray],
+    stats: BotSignals,
     user: np.ndarray,
     ts: np.ndarray,
     per_second: int,
@@ -741,22 +557,7 @@ def _examples(
     """A few flagged rows of ``code``, JSON-ready, without user ids."""
     rows = np.flatnonzero(mask)
     if code == "bot_users":
-        # One example per bot user: its first row and its statistics, not its id.
-        codes = user[rows]
-        _, first = np.unique(codes, return_index=True)
-        out = []
-        for row in np.sort(rows[first])[:limit]:
-            u = user[row]
-            out.append(
-                {
-                    "first_row": int(row),
-                    "n_events": int(stats["counts"][u]),
-                    "median_gap_seconds": _json_value(round(float(stats["median_gap"][u]), 3)),
-                    "events_per_minute": _json_value(round(float(stats["per_minute"][u]), 2)),
-                    "volume_zscore": _json_value(round(float(stats["zscore"][u]), 2)),
-                }
-            )
-        return tuple(out)
+        return _bot_examples(rows, limit, stats, user)
     fields = [f for f in _EXAMPLE_FIELDS[code] if f in events.columns]
     picked = events.iloc[rows[:limit]]
     out = []
@@ -764,8 +565,31 @@ def _examples(
         example: dict[str, Any] = {"row": int(row)}
         for name in fields:
             if name == "timestamp" and code != "missing_timestamp":  # the time as read, not as written
-                example[name] = _format_time(int(ts[row]), per_second)
+                example[name] = format_time(int(ts[row]), per_second)
             else:
-                example[name] = _json_value(picked[name].iloc[k])
+                example[name] = json_value(picked[name].iloc[k])
         out.append(example)
+    return tuple(out)
+
+
+def _bot_examples(rows: np.ndarray, limit: int, signals: BotSignals, user: np.ndarray) -> tuple[dict[str, Any], ...]:
+    """One example per bot user: its first row, its statistics and its reasons, never its id."""
+    _, first = np.unique(user[rows], return_index=True)
+    out = []
+    for row in np.sort(rows[first])[:limit]:
+        u = user[row]
+        out.append(
+            {
+                "first_row": int(row),
+                "n_events": int(signals.counts[u]),
+                "median_gap_seconds": json_value(round(float(signals.median_gap[u]), 3)),
+                "events_per_minute": json_value(round(float(signals.per_minute[u]), 2)),
+                "gap_cv": json_value(round(float(signals.gap_cv[u]), 3)),
+                "longest_active_hours": json_value(round(float(signals.longest_hours[u]), 2)),
+                "catalog_share": json_value(round(float(signals.catalog_share[u]), 4)),
+                "events_per_item": json_value(round(float(signals.events_per_pair[u]), 2)),
+                "volume_zscore": json_value(round(float(signals.zscore[u]), 2)),
+                "reasons": signals.reasons_of(u),
+            }
+        )
     return tuple(out)
