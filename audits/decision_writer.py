@@ -7,7 +7,9 @@ waits, which is the tail of the serving latency (``bench/bench_serving.py``).
 :class:`ProcessDecisionLog` keeps everything else the same (validation and
 encoding in the caller's thread, batching and group commit, fail closed,
 receipts) and moves the commit itself to a child process: the parent's writer
-thread only sends each batch's pre-encoded rows down a pipe and waits for the
+thread only sends each batch's validated records
+(:class:`~audits.decisions.Decision`, their slates and contexts as the canonical
+JSON encoded at submit time) down a pipe and waits for the
 answer, with the interpreter lock released.
 
 The child opens the same store (URL and ``RECGOV_*`` settings inherited) and
@@ -35,14 +37,13 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from audits.db import Store, describe_db_error
-from audits.decisions import DecisionLog, _Pending
+from audits.decisions import Decision, DecisionLog, _Pending
 from audits.trail import NewEvent
 from recommender.errors import ConfigError, DataError, RecgovError
 
 __all__ = ["ProcessDecisionLog", "WRITER_DIED"]
 
 WRITER_DIED = "the decision log's writer process is gone ({cause}); fail closed: open a new log"
-_LIGHT = ("slate", "context")  # sent as their canonical JSON bytes, not as objects
 
 
 def _child_main(url: str, actor: str, conn: Connection) -> None:
@@ -62,8 +63,8 @@ def _child_main(url: str, actor: str, conn: Connection) -> None:
                 conn.send(("closed",))
                 return
             batch = [
-                _Pending(row, subject_id, None, slate_json, context_json, tuple(NewEvent(*event) for event in events))
-                for row, subject_id, slate_json, context_json, events in message
+                _Pending(decision, None, slate_json, context_json, tuple(NewEvent(*event) for event in events), decision.subject)
+                for decision, slate_json, context_json, events in message
             ]
             try:
                 seq = DecisionLog._commit(writer, batch)
@@ -111,14 +112,9 @@ class ProcessDecisionLog(DecisionLog):
         super().__init__(store, **options)
 
     def _commit(self, batch: list[_Pending]) -> int:
-        message = [
-            (
-                {k: v for k, v in p.row.items() if k not in _LIGHT},
-                p.subject_id,
-                p.slate_json,
-                p.context_json,
-                [(e.actor, e.action, e.subject, e.objects, e.payload) for e in p.events],
-            )
+        # Each record as its validated Decision, its slate and context as the canonical JSON encoded at submit time.
+        message: list[tuple[Decision, bytes, bytes, list[tuple[Any, ...]]]] = [
+            (p.decision.without_objects(), p.slate_json, p.context_json, [(e.actor, e.action, e.subject, e.objects, e.payload) for e in p.events])
             for p in batch
         ]
         with self._pipe_lock:

@@ -16,6 +16,19 @@ holding the record has committed, and raises if it did not; the serving path
 must not send a personalized list whose record is not stored (STYLE: write the
 audit record before you answer).
 
+One typed record crosses the seam between serving and the store: a
+:class:`Decision` (a frozen dataclass) is built once by the serving path and
+handed to :meth:`DecisionLog.submit`; the log validates it in the caller's
+thread, encodes its slate and context once as canonical JSON, and sends the
+validated record (without those two objects, whose bytes travel instead) to
+the writer, in this process or in :mod:`audits.decision_writer`'s child.
+Callers outside serving (tests, benchmarks, the command line's tools) may
+submit the same fields as a plain dict; it becomes a :class:`Decision` first.
+The tags and re-rank reasons in a slate are the values of the serving layer's
+enums (``governance.explain.TagKind``, ``governance.rerank.Reason``): the
+store sits below governance and must not import them, and it only encodes what
+it is given, so the stored and sealed bytes never depend on how an enum prints.
+
 A decision may bring trail events of its own (``events``: e.g. the API call that
 asked for it, attributed to its key). They are validated when the decision is
 submitted and appended right after the batch's ``decisions.committed`` event,
@@ -24,11 +37,11 @@ in the same transaction as the decision row: both are stored, or neither.
 Example
 -------
 >>> log = DecisionLog(store)                                           # doctest: +SKIP
->>> receipt = log.submit_and_wait({
-...     "subject": who, "mode": "personalized",
-...     "pack_name": "eu-gdpr-dsa", "pack_version": "3", "pack_hash": "sha256:...",
-...     "model_version": "3f2a", "slate": {"items": ["i1", "i2"], "scores": [0.9, 0.7]},
-...     "context": {"surface": "home"}}, timeout=1.0)
+>>> receipt = log.submit_and_wait(Decision(
+...     subject=who, mode="personalized",
+...     pack_name="eu-gdpr-dsa", pack_version="3", pack_hash="sha256:...",
+...     model_version="3f2a", slate={"items": ["i1", "i2"], "scores": [0.9, 0.7]},
+...     context={"surface": "home"}), timeout=1.0)
 >>> log.close()                                                        # flushes
 """
 
@@ -43,7 +56,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Self
 
@@ -63,6 +76,7 @@ from audits.trail import NewEvent, _encode, append_event, append_many, format_ti
 from recommender.errors import ConfigError, DataError, RecgovError
 
 __all__ = [
+    "Decision",
     "DecisionLog",
     "DecisionReceipt",
     "batch_digest",
@@ -86,7 +100,7 @@ DECISION_FIELDS = (
     "context",
 )
 """The fields of a stored decision, as covered by the batch digest."""
-_INPUT_FIELDS = frozenset(DECISION_FIELDS) | {"subject_id"}
+_INPUT_FIELDS = (*DECISION_FIELDS, "subject_id")
 _REQUIRED = ("mode", "pack_name", "pack_version", "pack_hash", "slate")
 _DIGEST_DOMAIN = b"recgov.decisions.v1\x00"
 # The canonical JSON of one record (keys in RFC 8785 order), filled in by the writer from parts
@@ -108,6 +122,59 @@ LOG_FULL = (
 
 
 @dataclass(frozen=True, slots=True)
+class Decision:
+    """One decision record, as the serving path hands it to the log (and the log to its writer).
+
+    Required: ``mode`` (one of :data:`~audits.models.DECISION_MODES`), the pack's
+    ``pack_name``, ``pack_version`` and ``pack_hash``, and the ``slate``
+    (``{"items": [...], "scores": [...], "tags": [[...], ...]}``: item ids in
+    order, their scores, and per item its explanation tags as JSON objects whose
+    ``kind`` is a tag kind's value). Optional: ``decision_id`` (a UUID; default
+    a new one), ``decided_at`` (aware; default now), ``model_version``,
+    ``context`` (a JSON object without raw ids), and the subject, either as
+    ``subject`` (a pseudonym) or as ``subject_id`` (a raw id, stored only as its
+    pseudonym, and never shown by ``repr``).
+    """
+
+    mode: str
+    pack_name: str
+    pack_version: str
+    pack_hash: str
+    slate: Mapping[str, Any]
+    model_version: str | None = None
+    context: Mapping[str, Any] | None = None
+    decision_id: str | None = None
+    decided_at: datetime | None = None
+    subject: str | None = None
+    subject_id: str | int | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_mapping(cls, record: Mapping[str, Any]) -> Decision:
+        """The record a plain dict describes (its keys are the field names); unknown keys are refused."""
+        if not isinstance(record, Mapping):
+            raise DataError(f"a decision record must be a dict, got {type(record).__name__}")
+        unknown = set(record) - set(_INPUT_FIELDS)
+        if unknown:
+            raise DataError(f"unknown decision fields {sorted(unknown)}; expected some of {sorted(_INPUT_FIELDS)}")
+        return cls(**{name: record.get(name) for name in _INPUT_FIELDS})
+
+    def __reduce__(self) -> tuple[type[Decision], tuple[Any, ...]]:
+        # Pickled as its constructor's arguments: the writer process receives every record of a
+        # batch, and this is about half the cost of the slots dataclass's generated state methods.
+        return Decision, (
+            self.mode, self.pack_name, self.pack_version, self.pack_hash, self.slate, self.model_version,
+            self.context, self.decision_id, self.decided_at, self.subject, self.subject_id,
+        )  # fmt: skip
+
+    def without_objects(self) -> Decision:
+        """This record with an empty slate and context: what the writer needs once their JSON is encoded."""
+        return Decision(
+            self.mode, self.pack_name, self.pack_version, self.pack_hash, {}, self.model_version,
+            {}, self.decision_id, self.decided_at, self.subject, self.subject_id,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class DecisionReceipt:
     """Proof that a decision is stored: its id and the trail event of its batch."""
 
@@ -117,28 +184,47 @@ class DecisionReceipt:
 
 @dataclass(slots=True)
 class _Pending:
-    row: dict[str, Any]
-    subject_id: str | int | None
-    future: Future[DecisionReceipt]
+    decision: Decision
+    """The validated record (id and time filled in); its slate and context travel as the JSON below."""
+    future: Future[DecisionReceipt] | None
     slate_json: bytes = b"{}"
     context_json: bytes = b"{}"
     events: tuple[NewEvent, ...] = ()
     """Trail events committed with the record (after the batch's ``decisions.committed`` event)."""
+    subject: str | None = None
+    """The stored pseudonym: the one given, or (set by the writer) the raw id's."""
+
+    @property
+    def row(self) -> dict[str, Any]:
+        """The stored fields (:data:`DECISION_FIELDS`), slate and context as objects."""
+        d = self.decision
+        return {
+            "decision_id": d.decision_id,
+            "decided_at": d.decided_at,
+            "subject": self.subject,
+            "mode": d.mode,
+            "pack_name": d.pack_name,
+            "pack_version": d.pack_version,
+            "pack_hash": d.pack_hash,
+            "model_version": d.model_version,
+            "slate": d.slate,
+            "context": d.context,
+        }
 
     def canonical(self) -> bytes:
         """The record's canonical JSON, as :func:`batch_digest` encodes it."""
-        row, dumps = self.row, orjson.dumps
+        d, dumps = self.decision, orjson.dumps
         return _RECORD_JSON % (
             self.context_json,
-            dumps(format_time(row["decided_at"])),
-            dumps(row["decision_id"]),
-            dumps(row["mode"]),
-            dumps(row["model_version"]),
-            dumps(row["pack_hash"]),
-            dumps(row["pack_name"]),
-            dumps(row["pack_version"]),
+            dumps(format_time(d.decided_at)),
+            dumps(d.decision_id),
+            dumps(d.mode),
+            dumps(d.model_version),
+            dumps(d.pack_hash),
+            dumps(d.pack_name),
+            dumps(d.pack_version),
             self.slate_json,
-            dumps(row["subject"]),
+            dumps(self.subject),
         )
 
 
@@ -168,22 +254,19 @@ def batch_digest(rows: list[Mapping[str, Any]]) -> str:
 
 def _fast_digest(batch: list[_Pending]) -> str:
     """:func:`batch_digest` from the parts encoded at submit time (the same bytes)."""
-    ordered = sorted(batch, key=lambda p: p.row["decision_id"])
+    ordered = sorted(batch, key=lambda p: p.decision.decision_id or "")
     return hashlib.sha256(_DIGEST_DOMAIN + b"[" + b",".join(p.canonical() for p in ordered) + b"]").hexdigest()
 
 
-def _prepare(record: Mapping[str, Any], future: Future[DecisionReceipt], events: tuple[NewEvent, ...] = ()) -> _Pending:
+def _prepare(
+    record: Decision | Mapping[str, Any], future: Future[DecisionReceipt] | None, events: tuple[NewEvent, ...] = ()
+) -> _Pending:
     """Validate a decision record (and the trail events it brings) in the caller's thread; encode its JSON parts once."""
-    if not isinstance(record, Mapping):
-        raise DataError(f"a decision record must be a dict, got {type(record).__name__}")
-    unknown = set(record) - _INPUT_FIELDS
-    if unknown:
-        raise DataError(f"unknown decision fields {sorted(unknown)}; expected some of {sorted(_INPUT_FIELDS)}")
-    missing = [name for name in _REQUIRED if record.get(name) is None]
+    given = record if isinstance(record, Decision) else Decision.from_mapping(record)
+    missing = [name for name in _REQUIRED if getattr(given, name) is None]
     if missing:
         raise DataError(f"a decision record needs {', '.join(_REQUIRED)}; missing {', '.join(missing)}")
-    raw_id = record.get("subject_id")
-    subject = record.get("subject")
+    raw_id, subject = given.subject_id, given.subject
     if raw_id is not None and subject is not None:
         raise DataError("give a decision's subject either as 'subject' (a pseudonym) or as 'subject_id', not both")
     if subject is not None and not (isinstance(subject, str) and _PSEUDONYM.fullmatch(subject)):
@@ -191,10 +274,10 @@ def _prepare(record: Mapping[str, Any], future: Future[DecisionReceipt], events:
             "a decision's 'subject' must be a pseudonym (64 hex digits) from audits.pseudonym; "
             "pass a raw id as 'subject_id' and the log stores its pseudonym"
         )
-    mode = one_of(record["mode"], DECISION_MODES, "mode")
+    mode = one_of(given.mode, DECISION_MODES, "mode")
     if mode == "personalized" and subject is None and raw_id is None:
         raise DataError("a personalized decision needs its subject ('subject' or 'subject_id')")
-    given_id = record.get("decision_id")
+    given_id = given.decision_id
     try:
         decision_id = str(uuid.UUID(given_id)) if given_id is not None else str(uuid.uuid4())
     except (TypeError, ValueError, AttributeError) as err:
@@ -202,31 +285,32 @@ def _prepare(record: Mapping[str, Any], future: Future[DecisionReceipt], events:
     raw_ids = [raw_id] if raw_id is not None else []
     # A slate's values are item ids by schema; an item id may equal a user id in
     # numeric logs, so only its keys are checked for identifiers.
-    slate, slate_json = canonical_object(record["slate"], "slate", subject_ids=[])
+    slate, slate_json = canonical_object(given.slate, "slate", subject_ids=[])
     if not isinstance(slate.get("items"), list):
         raise DataError("slate must have 'items', a list of the item ids served in order")
     scores = slate.get("scores")
     if scores is not None and (not isinstance(scores, list) or len(scores) != len(slate["items"])):
         raise DataError(f"slate 'scores' must be a list as long as 'items' ({len(slate['items'])})")
-    context, context_json = canonical_object(record.get("context"), "context", subject_ids=raw_ids)
-    model_version = record.get("model_version")
-    row = {
-        "decision_id": decision_id,
-        "decided_at": aware(record.get("decided_at"), "decided_at", not_after_now=True),
-        "subject": subject,
-        "mode": mode,
-        "pack_name": text(record["pack_name"], "pack_name", 200),
-        "pack_version": text(record["pack_version"], "pack_version", 100),
-        "pack_hash": text(record["pack_hash"], "pack_hash", 128),
-        "model_version": None if model_version is None else text(model_version, "model_version", 128),
-        "slate": slate,
-        "context": context,
-    }
+    context, context_json = canonical_object(given.context, "context", subject_ids=raw_ids)
+    model_version = given.model_version
+    decision = Decision(
+        decision_id=decision_id,
+        decided_at=aware(given.decided_at, "decided_at", not_after_now=True),
+        subject=subject,
+        subject_id=raw_id,
+        mode=mode,
+        pack_name=text(given.pack_name, "pack_name", 200),
+        pack_version=text(given.pack_version, "pack_version", 100),
+        pack_hash=text(given.pack_hash, "pack_hash", 128),
+        model_version=None if model_version is None else text(model_version, "model_version", 128),
+        slate=slate,
+        context=context,
+    )
     for event in events:  # a bad event fails its own request here, never the batch it would have joined
         if not isinstance(event, NewEvent):
             raise DataError(f"a decision's events must be NewEvent objects, got {type(event).__name__}")
         _encode(event)
-    return _Pending(row, raw_id, future, slate_json, context_json, tuple(events))
+    return _Pending(decision, future, slate_json, context_json, tuple(events), subject)
 
 
 class DecisionLog:
@@ -285,16 +369,12 @@ class DecisionLog:
 
     # -- the callers' side -------------------------------------------------------------------
 
-    def submit(self, record: Mapping[str, Any], *, events: tuple[NewEvent, ...] = ()) -> Future[DecisionReceipt]:
+    def submit(self, record: Decision | Mapping[str, Any], *, events: tuple[NewEvent, ...] = ()) -> Future[DecisionReceipt]:
         """Queue a decision; the future resolves to a :class:`DecisionReceipt` once its batch committed.
 
-        The record is validated here, in the caller's thread (a bad record
-        raises at once): ``mode``, ``pack_name``, ``pack_version``,
-        ``pack_hash``, ``slate`` (``{"items": [...], "scores": [...], "tags": ...}``)
-        are required; ``decision_id`` (a UUID; default a new one),
-        ``decided_at`` (default now), ``subject`` (a pseudonym) or
-        ``subject_id`` (a raw id, stored only as its pseudonym),
-        ``model_version`` and ``context`` are optional. The future fails with
+        The record (a :class:`Decision`, or a dict of its fields) is validated
+        here, in the caller's thread (a bad record raises at once; see
+        :class:`Decision` for what is required). The future fails with
         :class:`~recommender.errors.RecgovError` if the write fails.
 
         ``events``: trail events that belong to this decision (validated here;
@@ -307,7 +387,7 @@ class DecisionLog:
         return future
 
     def submit_and_wait(
-        self, record: Mapping[str, Any], timeout: float | None = 5.0, *, events: tuple[NewEvent, ...] = ()
+        self, record: Decision | Mapping[str, Any], timeout: float | None = 5.0, *, events: tuple[NewEvent, ...] = ()
     ) -> DecisionReceipt:
         """Queue a decision (with its ``events``, see :meth:`submit`) and return only once it is durably stored.
 
@@ -409,7 +489,7 @@ class DecisionLog:
             self.batches_committed += 1
             self.decisions_committed += len(batch)
             for pending in batch:
-                pending.future.set_result(DecisionReceipt(pending.row["decision_id"], seq))
+                pending.future.set_result(DecisionReceipt(pending.decision.decision_id, seq))
 
     def _fail(self, batch: list[_Pending], kind: type[RecgovError], cause: str, err: BaseException) -> None:
         """Fail every decision of the batch, each with an error of its own (raised in its caller's thread)."""
@@ -422,20 +502,19 @@ class DecisionLog:
 
     @staticmethod
     def _ids(batch: list[_Pending]) -> str:
-        first = batch[0].row["decision_id"]
+        first = batch[0].decision.decision_id
         return first if len(batch) == 1 else f"{first} and {len(batch) - 1} others in its batch"
 
     def _commit(self, batch: list[_Pending]) -> int:
         """Write one batch (pseudonyms, sealing, the trail events, the rows) in one transaction; return its event's seq."""
         with self.store.session() as session:
             filed = self._seal(session, batch)
-            rows = [p.row for p in batch]
-            ids = sorted(row["decision_id"] for row in rows)
+            ids = sorted(p.decision.decision_id for p in batch)
             committed = NewEvent(
                 actor=self.actor,
                 action="decisions.committed",
                 payload={
-                    "count": len(rows),
+                    "count": len(batch),
                     "first_decision_id": ids[0],
                     "last_decision_id": ids[-1],
                     "sha256": _fast_digest(batch),
@@ -446,10 +525,7 @@ class DecisionLog:
             # slate and context go in as the canonical JSON the digest covers, encoded once
             session.execute(
                 insert(DecisionRecord.__table__),
-                [
-                    p.row | {"slate": EncodedJson(p.slate_json.decode()), "context": EncodedJson(p.context_json.decode()), "batch_seq": seq}
-                    for p in batch
-                ],
+                [p.row | {"slate": EncodedJson(p.slate_json.decode()), "context": EncodedJson(p.context_json.decode()), "batch_seq": seq} for p in batch],
             )
         if len(self._filed) > _MAX_FILED:
             self._filed.clear()
@@ -467,8 +543,8 @@ class DecisionLog:
         nowhere. Anonymous decisions stay as they are. Returns the pseudonyms
         whose key this transaction filed.
         """
-        raw_ids = [p.subject_id for p in batch if p.subject_id is not None]
-        given = {p.row["subject"] for p in batch if p.subject_id is None and p.row["subject"] is not None}
+        raw_ids = [p.decision.subject_id for p in batch if p.decision.subject_id is not None]
+        given = {p.subject for p in batch if p.decision.subject_id is None and p.subject is not None}
         if not raw_ids and not given:
             return []
         installation = _installation_key(session)
@@ -478,9 +554,9 @@ class DecisionLog:
         if raw_ids:
             found = lookup_subject_secrets(session, raw_ids, create=True, key=installation)
             for pending in batch:
-                if pending.subject_id is not None:
-                    who, secret = found[pending.subject_id]  # type: ignore[misc]
-                    pending.row["subject"] = who
+                if pending.decision.subject_id is not None:
+                    who, secret = found[pending.decision.subject_id]  # type: ignore[misc]
+                    pending.subject = who
                     if who not in keys:
                         keys[who] = record_key(secret)
             unfiled = {who: key for who, key in keys.items() if who not in self._filed}
@@ -493,7 +569,7 @@ class DecisionLog:
             keys.update(find_record_keys(session, installation, missing))
         ciphers: dict[str, AESGCM] = {}
         for pending in batch:
-            who = pending.row["subject"]
+            who = pending.subject
             if who is None:
                 continue
             key = keys.get(who)
@@ -503,7 +579,7 @@ class DecisionLog:
             if cipher is None:
                 cipher = ciphers[who] = AESGCM(key)
             pending.slate_json, pending.context_json = seal_decision(
-                key, pending.row["decision_id"], who, pending.slate_json, pending.context_json, cipher
+                key, pending.decision.decision_id, who, pending.slate_json, pending.context_json, cipher
             )
         return filed
 

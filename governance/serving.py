@@ -18,6 +18,14 @@
 6. The **decision record** (decision id, pack revision, model version, the slate
    with tags, time) goes to the decision sink before the list is returned; if it
    cannot be written, nothing is served (fail closed).
+
+The record is built once, here, as an :class:`audits.decisions.Decision`: the
+decision log validates, seals and stores exactly that object, and the served
+list the caller gets (:class:`ServedList`) holds the same item, score and tag
+lists. Tags are made from :class:`~governance.explain.TagKind` and re-ranking
+moves read by :class:`~governance.rerank.Reason` (:data:`REASON_TAGS`); the
+record carries their values, since the store sits below governance and only
+encodes what it is given.
 """
 
 from __future__ import annotations
@@ -29,16 +37,18 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
 
+from audits.decisions import Decision
 from governance.consent.state import ConsentRecord, ProfilingDecision, may_profile
 from governance.consent.tcf import decode_tc_string
 from governance.explain import TAG_TEXT, Tag, TagKind, explain_als_list, regularized_gram
 from governance.harm_vocabulary import items_kept_out
 from governance.policy import LoadedPack
+from governance.rerank.candidates import Reason
 from governance.suppressed import TRAINED, ModelStanding
 from recommender.als import ALSRecommender, blas_single_thread
 from recommender.errors import ConfigError
@@ -48,6 +58,7 @@ _log = logging.getLogger(__name__)
 __all__ = [
     "ERASED_HISTORY",
     "RETRAIN_OVERDUE",
+    "PersonalizedList",
     "ServeRequest",
     "ServedList",
     "DecisionSink",
@@ -57,22 +68,35 @@ __all__ = [
     "standing_decision",
 ]
 
-REASON_TAGS: dict[int, TagKind] = {
-    1: TagKind.diversity,
-    2: TagKind.under_exposed_provider,
-    3: TagKind.calibration,
-    4: TagKind.long_tail,
-    5: TagKind.exposure_cap,
-    6: TagKind.exploration,
-    7: TagKind.provider_calibration,
+REASON_TAGS: dict[Reason, TagKind] = {
+    Reason.diversity: TagKind.diversity,
+    Reason.provider_fairness: TagKind.under_exposed_provider,
+    Reason.calibration: TagKind.calibration,
+    Reason.popularity_debias: TagKind.long_tail,
+    Reason.exposure_cap: TagKind.exposure_cap,
+    Reason.exploration: TagKind.exploration,
+    Reason.provider_calibration: TagKind.provider_calibration,
 }
-"""Re-ranker reason codes (:class:`governance.rerank.Reason`) -> explanation tags."""
+"""The explanation tag of each re-ranking move (an item in model order, ``Reason.model``, gets none).
+
+``Reason`` is an ``IntEnum``: the pipeline's move codes (small integers in an array) look it up directly."""
 
 
 class DecisionSink(Protocol):
     """Where decision records go; ``submit_and_wait`` returns once the record is durable."""
 
-    def submit_and_wait(self, record: dict[str, Any], timeout: float = ...) -> Any: ...
+    def submit_and_wait(self, record: Decision, timeout: float = ...) -> Any: ...
+
+
+class PersonalizedList(NamedTuple):
+    """The model's part of a personalized list (:meth:`Personalizer.personalize`)."""
+
+    items: np.ndarray
+    """Model rows of the items, in served order."""
+    scores: list[float | None]
+    """Their scores, rounded to 6 decimals."""
+    tags: list[list[dict[str, Any]]]
+    """Their explanation tags, as JSON objects."""
 
 
 _FLOAT32_MIN = np.finfo(np.float32).min
@@ -118,14 +142,16 @@ class ServedList:
     retrain_request: int | None = None
     """For an unlearned model: the retrain request that replaces it."""
 
+    def item_dicts(self) -> list[dict[str, Any]]:
+        """The served items as JSON objects (``item_id``, ``score``, ``tags``), in order."""
+        return [{"item_id": item, "score": score, "tags": tags} for item, score, tags in zip(self.items, self.scores, self.tags, strict=True)]
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
         return {
             "decision_id": self.decision_id,
             "mode": self.mode,
-            "items": [
-                {"item_id": item, "score": score, "tags": tags} for item, score, tags in zip(self.items, self.scores, self.tags)
-            ],
+            "items": self.item_dicts(),
             **self.pack,
             "model_version": self.model_version,
             "consent": self.consent_reason,
@@ -399,13 +425,7 @@ class ServingEngine:
         mode = "non_profiling" if not decision.allowed else ("fallback" if row < 0 else "personalized")
         return ServePlan(request, now, decision, self._context_mask(request.context), row, mode, self.personalizer)
 
-    def finish(
-        self,
-        plan: ServePlan,
-        personalized: tuple[np.ndarray, list[float | None], list[list[dict[str, Any]]]] | None = None,
-        *,
-        shadow_of: str | None = None,
-    ) -> ServedList:
+    def finish(self, plan: ServePlan, personalized: PersonalizedList | None = None, *, shadow_of: str | None = None) -> ServedList:
         """Make the plan's list (``personalized``: what ``plan.personalizer`` gave for it elsewhere,
         or None to run it here; it is made here again if the blocks changed since :meth:`begin`),
         record the decision and return the list (steps 3 to 6)."""
@@ -425,34 +445,20 @@ class ServingEngine:
                 personalized = self.personalizer.personalize(row, k, allowed)
             items, scores, tags = personalized
         stamp = self.loaded.stamp()
-        record = {
-            "decision_id": str(uuid.uuid4()),
-            "decided_at": now,
-            "mode": mode,
-            "pack_name": stamp["pack"],
-            "pack_version": stamp["pack_version"],
-            "pack_hash": stamp["pack_hash"],
-            "model_version": model.version_id_,
-            "slate": {"items": [str(self._item_ids[i]) for i in items], "scores": scores, "tags": tags},
-            "context": {"consent": decision.reason[:500], "gpc": request.gpc, **{k_: v for k_, v in request.context.items() if k_ == "category"}},
-        }
         standing = self.standing
-        if standing is not None and standing.standing != TRAINED:
-            record["context"] |= {"model_standing": standing.standing, "retrain_request": standing.retrain_request}
-        if shadow_of is not None:
-            record["context"] |= {"served": False, "shadow_of": shadow_of}
+        served_items = [str(self._item_ids[i]) for i in items]
+        record = Decision(
+            mode=mode, pack_name=stamp["pack"], pack_version=stamp["pack_version"], pack_hash=stamp["pack_hash"],
+            slate={"items": served_items, "scores": scores, "tags": tags}, model_version=model.version_id_,
+            context=_record_context(request, decision, standing, shadow_of), decision_id=str(uuid.uuid4()), decided_at=now,
+            **self._subject_of(request),
+        )  # fmt: skip
         if self.sink is not None:
-            # The sink stores a pseudonym: given here, or computed from the raw id
-            # inside the sink's own transaction (the raw id is never stored).
-            if self.pseudonymize is not None:
-                record["subject"] = self.pseudonymize(request.subject_id)
-            else:
-                record["subject_id"] = request.subject_id
             self.sink.submit_and_wait(record)
         return ServedList(
-            decision_id=record["decision_id"],
+            decision_id=record.decision_id,
             mode=mode,
-            items=record["slate"]["items"],
+            items=served_items,
             scores=scores,
             tags=tags,
             pack=stamp,
@@ -463,6 +469,26 @@ class ServingEngine:
             model_standing=None if standing is None else standing.standing,
             retrain_request=None if standing is None else standing.retrain_request,
         )
+
+    def _subject_of(self, request: ServeRequest) -> dict[str, str | None]:
+        """How the record names the subject: nothing without a sink; else a pseudonym given here, or the
+        raw id, which the sink turns into its pseudonym inside its own transaction (it is never stored)."""
+        if self.sink is None:
+            return {}
+        if self.pseudonymize is not None:
+            return {"subject": self.pseudonymize(request.subject_id)}
+        return {"subject_id": request.subject_id}
+
+
+def _record_context(request: ServeRequest, decision: ProfilingDecision, standing: ModelStanding | None, shadow_of: str | None) -> dict[str, Any]:
+    """The record's context: why the subject was (not) profiled, the GPC signal, the request's category,
+    an unlearned model's standing, and for a shadow's list that it was not served and whose list was."""
+    context: dict[str, Any] = {"consent": decision.reason[:500], "gpc": request.gpc, **{k: v for k, v in request.context.items() if k == "category"}}
+    if standing is not None and standing.standing != TRAINED:
+        context |= {"model_standing": standing.standing, "retrain_request": standing.retrain_request}
+    if shadow_of is not None:
+        context |= {"served": False, "shadow_of": shadow_of}
+    return context
 
 
 class Personalizer:
@@ -496,7 +522,9 @@ class Personalizer:
         self._candidates = candidates
         self._blocked_idx = blocked_idx
 
-    def personalize(self, row: int, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, list[float | None], list[list[dict[str, Any]]]]:
+    def personalize(self, row: int, k: int, allowed: np.ndarray | None = None) -> PersonalizedList:
+        """The list of the subject in model row ``row``: ``k`` items (fewer if the catalog runs out), none of
+        ``allowed``'s excluded ones."""
         model = self.model
         n_candidates = max(k, self._candidates if self._pipeline is not None else k)
         # The items the user has seen are filtered with the blocked ones: the model is asked for
@@ -516,7 +544,7 @@ class Personalizer:
 
     def _personalized_single_thread(
         self, row: int, history: tuple[np.ndarray, np.ndarray], n_candidates: int, filter_items: np.ndarray, k: int
-    ) -> tuple[np.ndarray, list[float | None], list[list[dict[str, Any]]]]:
+    ) -> PersonalizedList:
         model = self.model
         ids, scores = model.model_.recommend(
             row, None, N=min(n_candidates, model.train_.n_items), filter_already_liked_items=False,
@@ -562,5 +590,5 @@ class Personalizer:
                 tag["items"] = because
                 tag["weights"] = [round(w, 6) for w, here in zip(weights[j], present[j]) if here]
             tags.append([_tag(REASON_TAGS[code]), tag] if code in REASON_TAGS else [tag])
-        return ids, [round(s, 6) for s in scores.tolist()], tags
+        return PersonalizedList(ids, [round(s, 6) for s in scores.tolist()], tags)
 

@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 
 from audits import open_store
 from audits.db import Store
+from audits.decisions import Decision
 from audits.models import DecisionRecord, ModelVersion, SubjectRequest, TrainingRun
 from audits.sealing import open_decisions
 from governance import serving
@@ -146,7 +147,7 @@ def test_serving_stamps_the_standing_on_every_decision(store: Store, trained) ->
     assert served.mode == "personalized"
     assert served.model_standing == PROVISIONAL and served.retrain_request == report["retrain"]["request"]["id"]
     assert served.to_dict()["model_standing"] == PROVISIONAL
-    context = engine.sink.records[-1]["context"]
+    context = engine.sink.records[-1].context
     assert context["model_standing"] == PROVISIONAL and context["retrain_request"] == served.retrain_request
     plain = _engine(store, run.model_version).serve(ServeRequest(other, k=5))
     assert plain.model_standing == TRAINED and plain.retrain_request is None
@@ -154,9 +155,9 @@ def test_serving_stamps_the_standing_on_every_decision(store: Store, trained) ->
 
 class _Kept:
     def __init__(self) -> None:
-        self.records: list[dict] = []
+        self.records: list[Decision] = []
 
-    def submit_and_wait(self, record: dict, timeout: float = 0) -> None:
+    def submit_and_wait(self, record: Decision, timeout: float = 0) -> None:
         self.records.append(record)
 
 

@@ -161,9 +161,9 @@ def test_every_decision_goes_to_the_sink_before_the_list_is_returned(world) -> N
 
     engine = eu_engine(world, sink=Sink(), pseudonymize=lambda s: "p-" + str(abs(hash(s)) % 1000))
     served = engine.serve(ServeRequest(str(matrix.user_ids[1]), consent=(record("granted", 0),)))
-    assert written[0]["decision_id"] == served.decision_id and written[0]["slate"]["items"] == served.items
-    assert written[0]["pack_hash"] == served.pack["pack_hash"] and written[0]["subject"].startswith("p-")
-    assert written[0]["pack_name"] == "eu-gdpr-dsa" and written[0]["mode"] == "personalized"
+    assert written[0].decision_id == served.decision_id and written[0].slate["items"] == served.items
+    assert written[0].pack_hash == served.pack["pack_hash"] and written[0].subject.startswith("p-")
+    assert written[0].pack_name == "eu-gdpr-dsa" and written[0].mode == "personalized"
     assert str(matrix.user_ids[1]) not in repr(written[0])
     failing = eu_engine(world, sink=Failing())
     with pytest.raises(OSError, match="disk full"):

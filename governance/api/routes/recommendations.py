@@ -91,7 +91,7 @@ from sqlalchemy.orm import Session
 
 from audits.consent import read_consent_history
 from audits.decision_writer import ProcessDecisionLog
-from audits.decisions import DecisionLog, DecisionReceipt, log_failure
+from audits.decisions import Decision, DecisionLog, DecisionReceipt, log_failure
 from audits.models import DatasetVersion, EscalationCase, ItemBlock, ItemFlag, ModelVersion
 from audits.trail import NewEvent
 from governance import packs as pack_store
@@ -233,7 +233,7 @@ class CallAttributingSink:
         finally:
             _CALLER.reset(token)
 
-    def submit_and_wait(self, record: dict[str, Any], timeout: float = DECISION_TIMEOUT_S) -> DecisionReceipt | None:
+    def submit_and_wait(self, record: Decision, timeout: float = DECISION_TIMEOUT_S) -> DecisionReceipt | None:
         """Store ``record`` (and the current call's trail record) durably; return once committed.
 
         In a deferred call, return at once (``None``): the commit is the call's ``pending`` future.
@@ -244,8 +244,8 @@ class CallAttributingSink:
         gpc = call.gpc
         event = NewEvent(
             actor=call.actor, action="api.recommendations.create",
-            objects={"decision": record["decision_id"], "model": record["model_version"]},
-            payload={"mode": record["mode"], "gpc": gpc, "pack": record["pack_name"], "pack_version": record["pack_version"], "pack_hash": record["pack_hash"]},
+            objects={"decision": record.decision_id, "model": record.model_version},
+            payload={"mode": record.mode, "gpc": gpc, "pack": record.pack_name, "pack_version": record.pack_version, "pack_hash": record.pack_hash},
         )  # fmt: skip
         if call.defer:
             if call.pending is not None:
