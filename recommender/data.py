@@ -32,7 +32,7 @@ them to dense row and column indices.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -159,6 +159,9 @@ class Dataset:
     columns_from: dict[str, str] = field(default_factory=dict)
     """Canonical event column -> the source column it was read from (for a log read
     with a column mapping), so audits can see what a model input really is."""
+    rating_range: tuple[float, float] = (1.0, 5.0)
+    """The scale of ``rating`` values in this data set (MovieLens' CSV sets rate 0.5
+    to 5 stars), which validation checks ratings against."""
 
     @property
     def n_events(self) -> int:
@@ -189,7 +192,7 @@ class Dataset:
 
     def with_events(self, events: pd.DataFrame) -> Dataset:
         """A copy of this dataset holding other events (after filtering, say)."""
-        return Dataset(events=events, users=self.users, items=self.items, name=self.name, source=self.source, columns_from=self.columns_from)
+        return replace(self, events=events)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ line (row, for Parquet) and the column; nothing is half-loaded.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from pathlib import Path
 
@@ -217,5 +218,4 @@ def attach_items(dataset: Dataset, table: pd.DataFrame, *, source: str = "items"
     base = base.drop(columns=[c for c in table.columns if c in base.columns])
     items = base.join(table, how="outer") if len(base.columns) or len(base) else table.copy()
     items.index = items.index.astype("string").rename("item_id")
-    return Dataset(events=dataset.events, users=dataset.users, items=items, name=dataset.name, source=dataset.source,
-                   columns_from=dataset.columns_from)  # fmt: skip
+    return dataclasses.replace(dataset, items=items)

@@ -340,7 +340,7 @@ def validate_events(
     dataset: Dataset | pd.DataFrame,
     *,
     now: datetime | None = None,
-    rating_range: tuple[float, float] = (1, 5),
+    rating_range: tuple[float, float] | None = None,
     bot_rate_threshold: float | None = None,
     bot_min_gap: float | None = None,
     bot_volume_zscore: float | None = None,
@@ -361,7 +361,8 @@ def validate_events(
         time; a naive time is read as UTC). Pass the extraction time of the log to
         make a report reproducible.
     rating_range:
-        The valid ``(low, high)`` range of ``rating`` values, inclusive.
+        The valid ``(low, high)`` range of ``rating`` values, inclusive (default:
+        the dataset's ``rating_range``, 1 to 5 for a bare events table).
     bot_rules:
         The thresholds of bot detection (:class:`~recommender.bots.BotRules`, or a
         mapping of its fields, as a policy pack gives them); the defaults when None.
@@ -391,6 +392,8 @@ def validate_events(
     >>> validate_events(events).codes
     ['missing_user_id', 'duplicate_events']
     """
+    if rating_range is None:
+        rating_range = dataset.rating_range if isinstance(dataset, Dataset) else (1, 5)
     low, high = _check_parameters(
         rating_range, bot_rate_threshold, bot_min_gap, bot_volume_zscore, bot_min_events, max_examples
     )

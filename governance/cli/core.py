@@ -1,7 +1,8 @@
 """Core commands: ``data validate``, ``train``, ``evaluate``.
 
-Each command loads its DATA argument (a MovieLens-100K directory, a CSV/Parquet
-log with ``--map``, or ``synthetic[:name=value,...]``), calls one library
+Each command loads its DATA argument (a published data set's directory or file,
+read in the layout its files show or the one ``--format`` names; a CSV/Parquet
+log with ``--map``; or ``synthetic[:name=value,...]``), calls one library
 function and prints either a readable table or, with ``--json``, one JSON
 document on stdout.
 """
@@ -14,21 +15,30 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
+from governance.cli.download import download_command
 from governance.cli._common import EXIT_FINDING, console, emit_json, err_console, fail, progress_enabled, user_errors
 from recommender.data import Dataset
 from recommender.errors import ConfigError
 from recommender.feedback import FeedbackConfig
 from recommender.loaders import ColumnMapping, load_data
 
-__all__ = ["register", "DataArg", "MapOpt", "ItemsOpt", "ItemsMapOpt", "JsonOpt", "load_dataset", "print_rows"]
+__all__ = ["register", "DataArg", "FormatOpt", "MapOpt", "ItemsOpt", "ItemsMapOpt", "JsonOpt", "load_dataset", "print_rows"]
 
 ITEMS_MAP_WITHOUT_ITEMS = "--items-map describes the columns of an item table; give the table with --items PATH"
 
 DataArg = Annotated[
     str,
     typer.Argument(
-        help="A MovieLens-100K directory, a .csv/.parquet event log, or synthetic[:name=value,...].",
+        help="A data set directory or file (MovieLens, Amazon, Last.fm, Book-Crossing, Retailrocket), a .csv/.parquet event log, or synthetic[:name=value,...].",
         metavar="DATA",
+        show_default=False,
+    ),
+]
+FormatOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--format",
+        help="Layout of DATA: movielens-100k, movielens-1m, movielens-csv, amazon, lastfm-1k, lastfm-360k, book-crossing, retailrocket, events (default: told by its files).",
         show_default=False,
     ),
 ]
@@ -66,7 +76,13 @@ class SplitKind(str, Enum):
 
 
 def load_dataset(
-    data: str, mapping: str | None, *, json_output: bool, items: str | None = None, items_map: str | None = None
+    data: str,
+    mapping: str | None,
+    *,
+    json_output: bool,
+    items: str | None = None,
+    items_map: str | None = None,
+    data_format: str | None = None,
 ) -> Dataset:
     """Load DATA for a command (and its item table, ``--items``), with a status line for people at a terminal."""
     from recommender.item_table import ItemMapping, attach_items, load_item_table
@@ -78,9 +94,9 @@ def load_dataset(
     show = progress_enabled(json_output)
     if show:
         with err_console.status(f"loading {data}"):
-            dataset = load_data(data, parsed, show_progress=show)
+            dataset = load_data(data, parsed, show_progress=show, format=data_format)
     else:
-        dataset = load_data(data, parsed)
+        dataset = load_data(data, parsed, format=data_format)
     if items is None:
         return dataset
     return attach_items(dataset, load_item_table(items, item_mapping), source=items)
@@ -143,18 +159,25 @@ def comparison_rows(comparison: Any) -> list[dict[str, str]]:
 
 def validate_command(
     data: DataArg,
+    data_format: FormatOpt = None,
     mapping: MapOpt = None,
     items: ItemsOpt = None,
     items_map: ItemsMapOpt = None,
+    bots: Annotated[
+        Optional[str],
+        typer.Option("--bots", help="Bot thresholds: name=value,... (min_events, min_gap, rate_threshold, regular_cv, max_session_hours, catalog_share, repeat_ratio, ...).", show_default=False),
+    ] = None,
     json_output: JsonOpt = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when validation finds anything.")] = False,
 ) -> None:
     """Validate a raw event log: duplicates, bots, missing or unknown ids, bad values, future times."""
+    from recommender.bots import parse_bot_rules
     from recommender.validate import validate_events
 
     with user_errors():
-        dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output)
-        report = validate_events(dataset)
+        rules = parse_bot_rules(_pairs("--bots", bots)) if bots else None
+        dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output, data_format=data_format)
+        report = validate_events(dataset, bot_rules=rules)
     if json_output:
         emit_json({"dataset": {"name": dataset.name, "source": dataset.source}, **report.to_dict()})
     else:
@@ -165,6 +188,17 @@ def validate_command(
             print_rows(report.summary_table(), title="findings")
     if strict and not report.ok:
         raise typer.Exit(code=EXIT_FINDING)
+
+
+def _pairs(option: str, text: str) -> dict[str, str]:
+    """``name=value,...`` as a dict (values stay text: the model they feed converts and checks them)."""
+    pairs = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"{option}: {part!r} is not of the form name=value (e.g. {option} min_events=50)")
+        pairs[name.strip()] = value.strip()
+    return pairs
 
 
 def purge_command(
@@ -232,6 +266,7 @@ def without_erased_events(dataset: Any, database_url: str | None) -> tuple[Any, 
 
 def evaluate_command(
     data: DataArg,
+    data_format: FormatOpt = None,
     mapping: MapOpt = None,
     items: ItemsOpt = None,
     items_map: ItemsMapOpt = None,
@@ -254,7 +289,7 @@ def evaluate_command(
         if not 0 < test_fraction < 1:
             raise ConfigError(f"--test-fraction must be a number in the range (0, 1). Got {test_fraction} instead.")
         config = SplitConfig(kind=split_kind.value, test_fraction=test_fraction, k=leave_k, random_state=seed)
-        dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output)
+        dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output, data_format=data_format)
         dataset, erased = without_erased_events(dataset, database_url)
         run = run_evaluation(
             dataset,
@@ -292,6 +327,7 @@ DatabaseOpt = Annotated[
 
 def train_command(
     data: DataArg,
+    data_format: FormatOpt = None,
     mapping: MapOpt = None,
     items: ItemsOpt = None,
     items_map: ItemsMapOpt = None,
@@ -324,7 +360,7 @@ def train_command(
     with user_errors():
         if len(country) != 3 or not country.isalpha() or not country.isupper():
             raise ConfigError(f"--country must be an ISO 3166-1 alpha-3 code such as USA or DEU. Got {country!r} instead.")
-        dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output)
+        dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output, data_format=data_format)
         store = open_store(database_url)
         try:
             run = train_and_record(
@@ -365,6 +401,7 @@ def register(app: typer.Typer) -> None:
     data_app = typer.Typer(help="Work with raw interaction data.", no_args_is_help=True)
     data_app.command("validate")(validate_command)
     data_app.command("purge")(purge_command)
+    data_app.command("download")(download_command)
     app.add_typer(data_app, name="data")
     app.command("evaluate")(evaluate_command)
     app.command("train")(train_command)

@@ -1,0 +1,118 @@
+"""Amazon reviews, JSON lines: the 2014/2018 layout and the 2023 one.
+
+2014/2018 rows read ``reviewerID``, ``asin``, ``overall`` (1..5) and
+``unixReviewTime`` (seconds), with ``summary`` and ``reviewText``; 2023 rows read
+``user_id``, ``parent_asin`` (else ``asin``), ``rating`` and ``timestamp``
+(milliseconds), with ``title`` and ``text``. Each review is a ``rating`` event.
+The review texts become the item's content: the item table's ``text`` joins the
+first :data:`TEXT_REVIEWS` review titles and texts of each item, which the
+content models read. A ``.gz`` file is read as is.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recommender.data import Dataset, ensure_event_schema
+from recommender.datasets._read import BAD_FIELD, read_bytes, seconds_to_times
+from recommender.errors import DataError
+
+__all__ = ["LAYOUTS", "TEXT_REVIEWS", "load_amazon"]
+
+TEXT_REVIEWS = 5
+"""Reviews per item whose text makes the item's content."""
+TEXT_CHARS = 2000
+"""Longest item content kept, in characters."""
+
+LAYOUTS: dict[str, dict[str, object]] = {
+    "2014": {"user": "reviewerID", "item": ("asin",), "rating": "overall", "time": "unixReviewTime", "unit": "s",
+             "text": ("summary", "reviewText")},
+    "2023": {"user": "user_id", "item": ("parent_asin", "asin"), "rating": "rating", "time": "timestamp", "unit": "ms",
+             "text": ("title", "text")},
+}  # fmt: skip
+"""Which keys each layout uses."""
+
+NOT_JSON = "{path} line {line}, column {column}: expected one JSON object per line ({problem})"
+UNKNOWN_LAYOUT = (
+    "{path}: keys {found} are neither the 2014/2018 layout (reviewerID, asin, overall, unixReviewTime) "
+    "nor the 2023 layout (user_id, parent_asin or asin, rating, timestamp)"
+)
+
+
+def _rows(path: Path) -> pd.DataFrame:
+    raw = read_bytes(path, "Amazon reviews as JSON lines")
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as err:
+            raise DataError(f"{path}: not a readable gzip file ({err})") from err
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        return pd.read_json(io.StringIO(text), lines=True, dtype=False)
+    except ValueError as err:
+        for number, line in enumerate(text.splitlines(), start=1):  # find the line, only once it is known to be bad
+            if not line.strip():
+                continue
+            try:
+                if not isinstance(json.loads(line), dict):
+                    raise DataError(NOT_JSON.format(path=path, line=number, column=1, problem="found another JSON value"))
+            except json.JSONDecodeError as bad:
+                raise DataError(NOT_JSON.format(path=path, line=number, column=bad.colno, problem=bad.msg)) from err
+        raise DataError(f"{path}: not JSON lines ({err})") from err
+
+
+def _column(path: Path, frame: pd.DataFrame, key: str, expected: str) -> pd.Series:
+    values = frame[key]
+    missing = values.isna() | values.astype(str).str.strip().eq("")
+    if missing.any():
+        line = int(np.flatnonzero(missing.to_numpy())[0]) + 1
+        raise DataError(BAD_FIELD.format(path=path, line=line, column=key, expected=expected, value=""))
+    return values
+
+
+def load_amazon(path: str | Path) -> Dataset:
+    """Load an Amazon reviews file (``.json``, ``.jsonl``, ``.gz``) of either layout."""
+    path = Path(path)
+    frame = _rows(path)
+    layout = next(
+        (spec for spec in LAYOUTS.values() if {spec["user"], spec["rating"], spec["time"]} <= set(frame.columns)
+         and any(k in frame.columns for k in spec["item"])),  # type: ignore[union-attr]
+        None,
+    )  # fmt: skip
+    if layout is None:
+        raise DataError(UNKNOWN_LAYOUT.format(path=path, found=", ".join(map(str, frame.columns[:10])) or "none"))
+    item_key = next(k for k in layout["item"] if k in frame.columns)  # type: ignore[union-attr]
+    rating = pd.to_numeric(_column(path, frame, layout["rating"], "a rating 1..5"), errors="coerce")
+    bad = rating.isna() | (rating < 1) | (rating > 5)
+    if bad.any():
+        line = int(np.flatnonzero(bad.to_numpy())[0]) + 1
+        raise DataError(BAD_FIELD.format(path=path, line=line, column=layout["rating"], expected="a rating 1..5", value=frame[layout["rating"]].iloc[line - 1]))
+    when = pd.to_numeric(_column(path, frame, layout["time"], "a Unix time"), errors="coerce")
+    if when.isna().any() or (when < 0).any():
+        line = int(np.flatnonzero((when.isna() | (when < 0)).to_numpy())[0]) + 1
+        raise DataError(BAD_FIELD.format(path=path, line=line, column=layout["time"], expected="a Unix time", value=frame[layout["time"]].iloc[line - 1]))
+    item = _column(path, frame, item_key, "a product id").astype(str).str.strip()
+    events = pd.DataFrame({
+        "user_id": _column(path, frame, layout["user"], "a reviewer id").astype(str).str.strip().astype("category").to_numpy(),
+        "item_id": pd.Categorical(item),
+        "event_type": pd.Categorical(np.full(len(frame), "rating")),
+        "value": rating.to_numpy(dtype=np.float64),
+        "timestamp": seconds_to_times(when.to_numpy(), str(layout["unit"])).to_numpy(),
+    })  # fmt: skip
+    parts = [frame[k].fillna("").astype(str) for k in layout["text"] if k in frame.columns]  # type: ignore[union-attr]
+    review = pd.Series("", index=frame.index) if not parts else parts[0].str.cat(parts[1:], sep=" ").str.strip()
+    first = pd.DataFrame({"item": item, "text": review}).groupby("item", sort=False).head(TEXT_REVIEWS)
+    content = first.groupby("item", sort=False)["text"].agg(" ".join).str.slice(0, TEXT_CHARS)
+    items = pd.DataFrame(
+        {"title": pd.array([pd.NA] * len(content), dtype="string"), "categories": [""] * len(content),
+         "text": content.to_numpy(), "flags": [""] * len(content)},
+        index=pd.Index(content.index.astype(str), name="item_id", dtype="string"),
+    )  # fmt: skip
+    name = path.name.split(".")[0]
+    return Dataset(events=ensure_event_schema(events, source=str(path)), items=items, name=f"amazon-{name}", source=str(path))

@@ -1,0 +1,153 @@
+"""Loaders of published data set layouts: tiny files in each layout, and broken files refused with their line."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recommender.datasets import FORMATS, detect_format, load_format
+from recommender.datasets.logs import BOOK_CROSSING_SNAPSHOT, LASTFM_360K_SNAPSHOT
+from recommender.errors import ConfigError, DataError
+from recommender.loaders import load_data
+
+
+def _write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+@pytest.fixture()
+def ml1m(tmp_path: Path) -> Path:
+    d = tmp_path / "ml-1m"
+    _write(d / "ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n")
+    _write(d / "movies.dat", "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n661::James and the Giant Peach (1996)::Animation|Children's|Musical\n", "latin-1")
+    _write(d / "users.dat", "1::F::1::10::48067\n2::M::56::16::70072\n", "latin-1")
+    return d
+
+
+def test_movielens_1m(ml1m: Path) -> None:
+    data = load_data(ml1m)
+    assert data.name == "movielens-1m" and data.n_events == 3
+    assert list(data.events["value"]) == [5.0, 3.0, 4.0]
+    assert data.items.loc["661", "categories"] == "Animation|Children's|Musical"
+    assert data.items.loc["1193", "release_year"] == 1975
+    assert data.users.loc["2", "age"] == 56
+
+
+def test_movielens_1m_broken_rating_is_located(ml1m: Path) -> None:
+    _write(ml1m / "ratings.dat", "1::1193::5::978300760\n1::661::9::978302109\n")
+    with pytest.raises(DataError, match=re.escape(f"{ml1m / 'ratings.dat'} line 2, column rating: expected a number in 1..5, found '9'")):
+        load_data(ml1m)
+
+
+def test_movielens_csv_layout(tmp_path: Path) -> None:
+    d = tmp_path / "ml-25m"
+    _write(d / "ratings.csv", "userId,movieId,rating,timestamp\n1,296,5.0,1147880044\n1,306,3.5,1147868817\n")
+    _write(d / "movies.csv", 'movieId,title,genres\n296,"Pulp Fiction, The (1994)",Comedy|Crime\n306,Three Colors: Red (1994),(no genres listed)\n')
+    data = load_data(d)
+    assert data.name == "movielens-ml-25m" and list(data.events["value"]) == [5.0, 3.5]
+    assert data.items.loc["296", "title"] == "Pulp Fiction, The (1994)"
+    assert data.items.loc["306", "categories"] == ""
+
+
+def test_movielens_csv_short_line_is_located(tmp_path: Path) -> None:
+    d = tmp_path / "ml-32m"
+    _write(d / "ratings.csv", "userId,movieId,rating,timestamp\n1,296,5.0,1147880044\n1,306\n")
+    with pytest.raises(DataError, match=re.escape(f"{d / 'ratings.csv'} line 3: expected 4 comma-separated fields")):
+        load_data(d)
+
+
+def test_amazon_both_layouts_with_review_text_as_content(tmp_path: Path) -> None:
+    old = [{"reviewerID": "A1", "asin": "B01", "overall": 5.0, "unixReviewTime": 1400000000, "summary": "Great", "reviewText": "works well"},
+           {"reviewerID": "A2", "asin": "B01", "overall": 2.0, "unixReviewTime": 1400000100, "summary": "Meh", "reviewText": "broke"}]  # fmt: skip
+    path = _write(tmp_path / "Electronics_5.json", "\n".join(map(json.dumps, old)) + "\n")
+    data = load_data(path)
+    assert data.n_events == 2 and data.items.loc["B01", "text"] == "Great works well Meh broke"
+    new = [{"user_id": "U1", "parent_asin": "P9", "asin": "X", "rating": 4.0, "timestamp": 1600000000000, "title": "Nice", "text": "ok"}]
+    gz = tmp_path / "Books.jsonl.gz"
+    gz.write_bytes(gzip.compress((json.dumps(new[0]) + "\n").encode()))
+    data = load_data(gz)
+    assert list(data.events["item_id"].astype(str)) == ["P9"]
+    assert data.events["timestamp"].iloc[0].year == 2020
+
+
+def test_amazon_broken_line_is_located(tmp_path: Path) -> None:
+    row = json.dumps({"reviewerID": "A1", "asin": "B01", "overall": 5.0, "unixReviewTime": 1400000000})
+    path = _write(tmp_path / "reviews.jsonl", row + "\n" + '{"reviewerID": "A2", "asin": \n')
+    with pytest.raises(DataError, match=re.escape(f"{path} line 2, column 30: expected one JSON object per line (Expecting value)")):
+        load_data(path)
+
+
+def test_lastfm_1k_and_profiles(tmp_path: Path) -> None:
+    d = tmp_path / "lastfm-dataset-1K"
+    _write(d / "userid-timestamp-artid-artname-traid-traname.tsv",
+           "user_000001\t2009-05-04T23:08:57Z\tf1b1cf71\tDeep Dish\t\tFuck Me Im Famous\n"
+           "user_000001\t2009-05-04T13:54:10Z\ta7f7df4a\tAphex Twin\tf7c1f8f8\tWindowlicker\n")  # fmt: skip
+    _write(d / "userid-profile.tsv", "#id\tgender\tage\tcountry\tregistered\nuser_000001\tm\t\tJapan\tAug 13, 2006\n")
+    data = load_data(d)
+    assert data.name == "lastfm-1k" and set(data.events["event_type"]) == {"view"}
+    assert data.items.loc["f7c1f8f8", "provider"] == "Aphex Twin"
+    assert "Deep Dish - Fuck Me Im Famous" in data.items.index
+    assert data.users.loc["user_000001", "country"] == "Japan"
+
+
+def test_lastfm_1k_bad_time_is_located(tmp_path: Path) -> None:
+    path = _write(tmp_path / "userid-timestamp-artid-artname-traid-traname.tsv", "u1\tyesterday\ta\tA\tt\tT\n")
+    with pytest.raises(DataError, match=re.escape(f"{path} line 1, column time: expected an ISO 8601 time")):
+        load_data(path)
+
+
+def test_lastfm_360k_plays_are_values(tmp_path: Path) -> None:
+    path = _write(tmp_path / "usersha1-artmbid-artname-plays.tsv", "00000c28\t3bd73256\tbetty blowtorch\t2137\n00000c28\t\tdie Ärzte\t1099\n")
+    data = load_format(path, "lastfm-360k")
+    assert list(data.events["value"]) == [2137.0, 1099.0]
+    assert (data.events["timestamp"] == LASTFM_360K_SNAPSHOT).all()
+    _write(path, "00000c28\t3bd73256\tbetty blowtorch\tmany\n")
+    with pytest.raises(DataError, match=r"line 1, column plays: expected an integer in 0\.\.1e\+09, found 'many'"):
+        load_format(path, "lastfm-360k")
+
+
+def test_book_crossing(tmp_path: Path) -> None:
+    d = tmp_path / "BX-CSV-Dump"
+    _write(d / "BX-Book-Ratings.csv", '"User-ID";"ISBN";"Book-Rating"\n"276725";"034545104X";"0"\n"276726";"0155061224";"10"\n', "latin-1")
+    _write(d / "BX-Books.csv", '"ISBN";"Book-Title";"Book-Author";"Year-Of-Publication";"Publisher";"Image-URL-S";"Image-URL-M";"Image-URL-L"\n'
+           '"0155061224";"Rites of Passage; a novel";"Judith Rae";"2001";"Heinle";"s";"m";"l"\n', "latin-1")  # fmt: skip
+    _write(d / "BX-Users.csv", '"User-ID";"Location";"Age"\n"276725";"tyler, texas, usa";NULL\n"276726";"seattle, washington, usa";"23"\n', "latin-1")
+    data = load_data(d)
+    assert list(data.events["event_type"].astype(str)) == ["view", "rating"]
+    assert np.isnan(data.events["value"].iloc[0]) and data.events["value"].iloc[1] == 5.0
+    assert (data.events["timestamp"] == BOOK_CROSSING_SNAPSHOT).all()
+    assert data.items.loc["0155061224", "title"] == "Rites of Passage; a novel"
+    assert np.isnan(data.users.loc["276725", "age"])
+    _write(d / "BX-Book-Ratings.csv", '"User-ID";"ISBN";"Book-Rating"\n"276725";"034545104X";"11"\n', "latin-1")
+    with pytest.raises(DataError, match=re.escape("BX-Book-Ratings.csv line 2, column rating: expected an integer in 0..10, found '11'")):
+        load_data(d)
+
+
+def test_retailrocket_events(tmp_path: Path) -> None:
+    path = _write(tmp_path / "events.csv", "timestamp,visitorid,event,itemid,transactionid\n"
+                  "1433221332117,257597,view,355908,\n1433224214164,992329,addtocart,248676,\n1433224214165,992329,transaction,248676,4000\n")  # fmt: skip
+    data = load_format(tmp_path, "retailrocket")
+    assert list(data.events["event_type"].astype(str)) == ["view", "add_to_cart", "purchase"]
+    assert data.events["context"].iloc[2] == '{"transaction":"4000"}'
+    _write(path, "timestamp,visitorid,event,itemid,transactionid\n1433221332117,257597,like,355908,\n")
+    with pytest.raises(DataError, match=re.escape(f"{path} line 2, column event: expected one of view, addtocart, transaction, found 'like'")):
+        load_format(path, "retailrocket")
+
+
+def test_formats_are_detected_and_an_unknown_one_is_refused(tmp_path: Path, ml1m: Path) -> None:
+    assert detect_format(ml1m) == "movielens-1m"
+    assert detect_format(tmp_path / "x.csv") is None
+    with pytest.raises(ConfigError, match=re.escape(f"unknown data format 'imdb'; the formats are {', '.join(FORMATS)}")):
+        load_format(ml1m, "imdb")
+
+
+def test_a_missing_file_names_what_was_expected(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'ratings.dat'}: no such file; expected '::'-separated lines")):
+        load_format(tmp_path, "movielens-1m")
