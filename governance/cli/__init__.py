@@ -7,7 +7,22 @@ from __future__ import annotations
 
 import typer
 
-from governance.cli import api, audit, core, demo, deploy, harm, policy, privacy, report, serve, store
+from governance.cli import (
+    api,
+    audit,
+    consent,
+    core,
+    demo,
+    deploy,
+    harm,
+    policy,
+    processing,
+    report,
+    retrain,
+    serve,
+    store,
+    subjects,
+)
 
 __all__ = ["app", "main"]
 
@@ -19,7 +34,8 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for _group in (core, policy, audit, demo, serve, store, privacy, api, report, deploy, harm):
+_GROUPS = (core, policy, audit, demo, serve, store, consent, subjects, retrain, processing, api, report, deploy, harm)
+for _group in _GROUPS:
     _group.register(app)
 
 

@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
 import typer
@@ -25,7 +25,7 @@ from governance.policy import LoadedPack, load_pack
 from governance.packs import resolve_pack
 from recommender.errors import RecgovError
 
-__all__ = ["EXIT_OK", "EXIT_FINDING", "EXIT_USAGE", "console", "err_console", "fail", "emit_json", "opened_store", "user_errors", "progress_enabled", "load_or_fail"]
+__all__ = ["EXIT_OK", "EXIT_FINDING", "EXIT_USAGE", "console", "err_console", "fail", "emit_json", "opened_store", "user_errors", "progress_enabled", "load_or_fail", "SubjectArg", "OptionalPackOpt", "RequiredPackOpt", "short_pseudonym"]
 
 EXIT_OK = 0
 EXIT_FINDING = 1
@@ -132,3 +132,22 @@ def load_or_fail(
             for issue in err.issues:
                 err_console.print(str(issue), highlight=False, soft_wrap=True, markup=False)
         raise typer.Exit(code=2) from None
+
+
+# -- what the commands about a subject share (consent, subject requests, retrains, the Art. 30 record) --
+SubjectArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="SUBJECT",
+        help="The subject's id as your systems know it; recgov stores only its pseudonym.",
+        show_default=False,
+    ),
+]
+PackHelp = "Policy pack file, or a shipped pack name (baseline, eu-gdpr-dsa, california-ccpa)."
+OptionalPackOpt = Annotated[str | None, typer.Option("--pack", "-p", help=PackHelp, show_default=False)]
+RequiredPackOpt = Annotated[str, typer.Option("--pack", "-p", help=PackHelp, show_default=False)]
+
+
+def short_pseudonym(pseudonym: str | None) -> str:
+    """A pseudonym's first 16 characters, enough to match a record without spelling out the key."""
+    return f"{pseudonym[:16]}..." if pseudonym else "none (no record under this id)"

@@ -24,6 +24,7 @@ from audits import (
     verify_trail,
 )
 from audits.models import ModelVersion, SubjectRequest, TrailEvent
+from governance.privacy import consent as privacy_consent
 from governance.privacy import erasure as privacy_erasure
 from governance.consent.state import may_profile
 from governance.policy import TcfRequirements, load_pack
@@ -132,7 +133,7 @@ def test_the_filter_agrees_with_may_profile_subject_by_subject(store: Store) -> 
 
     with store.session() as session:
         expected = {
-            u for u in users if may_profile(EU.pack.consent, privacy_erasure._records(consent_history(session, u))).allowed
+            u for u in users if may_profile(EU.pack.consent, privacy_consent.consent_records(consent_history(session, u))).allowed
         }
     assert set(filtered.events["user_id"].astype(str).unique()) == expected
     assert expected == {users[0], users[7], *users[8:30]}

@@ -11,7 +11,7 @@ import pytest
 from cli_helpers import invoke, ok
 from tc_strings import tc_string
 
-from governance.cli.privacy import EVIDENCE_MISSING, EVIDENCE_OF_OTHER_SOURCE, EVIDENCE_REFUSED
+from governance.cli.consent import EVIDENCE_MISSING, EVIDENCE_OF_OTHER_SOURCE, EVIDENCE_REFUSED
 from governance.consent.evidence import EVIDENCE_KEYS, MSG_TC_NO_GRANT, MSG_TC_VENDOR
 
 SUBJECT = "cli-evidence-subj-8812"

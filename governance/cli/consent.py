@@ -1,0 +1,246 @@
+"""The consent commands: ``recgov consent set`` appends a record, ``recgov consent show`` reads them.
+
+Thin wrappers over :mod:`governance.privacy.consent` and :mod:`audits`. A
+subject is given by the id your systems know them by; recgov stores only its
+pseudonym and no output repeats the raw id. A record claiming evidence (a
+banner, an import, a TCF string) is checked by the rule the API applies, and a
+refusal names the option at fault. Exit codes: 0 done, 2 bad usage or input
+(unknown status, a purpose the pack does not list, an unreachable database),
+with one line on stderr and nothing stored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from governance.cli._common import OptionalPackOpt, SubjectArg, console, emit_json, opened_store, short_pseudonym
+from governance.cli.core import DatabaseOpt, JsonOpt, print_rows
+from governance.cli.policy import load_or_fail
+from governance.cli.store import store_errors
+from recommender.errors import ConfigError
+
+__all__ = ["register"]
+
+BAD_CHOICE = "{option} must be one of {allowed}; got {value!r}"
+PURPOSE_NOT_IN_PACK = (
+    "--purpose {purpose!r} is not a purpose of pack {pack} (its purposes: {listed}); "
+    "use one of those, or add the purpose to the pack's consent section"
+)
+BASIS_NEEDED = (
+    "--basis is needed without --pack (one of {allowed}); with --pack it defaults to the purpose's lawful basis"
+)
+EVIDENCE_MISSING = "--source {source} claims evidence (GDPR Art. 7(1)): give {option}, {what}"
+EVIDENCE_REFUSED = "{option}: {detail}"
+EVIDENCE_OF_OTHER_SOURCE = "{option} is evidence of --source {wanted}, not of --source {source}; drop it or change --source"
+EVIDENCE_OPTIONS: dict[str, tuple[str, str]] = {
+    "banner_version": ("--evidence-banner-version", "banner"),
+    "origin": ("--evidence-origin", "import"),
+    "tc_string": ("--tc-string", "tcf"),
+    "vendor_id": ("--vendor-id", "tcf"),
+}
+"""Evidence key -> (the ``consent set`` option that gives it, the source it is evidence of)."""
+_FIELD_OPTIONS = {"purpose": "--purpose", "basis": "--basis", "source": "--source"}
+
+
+def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
+    if value not in allowed:
+        raise ConfigError(BAD_CHOICE.format(option=option, allowed=", ".join(allowed), value=value))
+    return value
+
+
+def _checked_evidence(source: str, status: str, basis: str, purpose: str, given: dict[str, Any], section: Any) -> dict[str, Any] | None:
+    """The evidence to store for a record from ``source``, checked by the rule the API applies
+    (:func:`governance.consent.evidence.check_consent_evidence`); a refusal names the option at fault."""
+    from governance.consent.evidence import EVIDENCE_KEYS, MSG_MISSING, EvidenceError, check_consent_evidence
+
+    for key, (option, wanted) in EVIDENCE_OPTIONS.items():
+        if key in given and wanted != source:
+            raise ConfigError(EVIDENCE_OF_OTHER_SOURCE.format(option=option, wanted=wanted, source=source))
+    evidence = {"via": "recgov consent set", **given}
+    try:
+        return check_consent_evidence(
+            source=source, status=status, lawful_basis=basis, purpose=purpose, evidence=evidence, section=section
+        )
+    except EvidenceError as err:
+        key, what = EVIDENCE_KEYS.get(source, ("", ""))
+        option = EVIDENCE_OPTIONS[key][0] if key in EVIDENCE_OPTIONS else "--evidence"
+        if str(err) == MSG_MISSING.format(source=source, key=key, what=what):
+            raise ConfigError(EVIDENCE_MISSING.format(source=source, option=option, what=what)) from None
+        field = err.field.removeprefix("evidence.")
+        option = EVIDENCE_OPTIONS[field][0] if field in EVIDENCE_OPTIONS else _FIELD_OPTIONS.get(err.field, option)
+        raise ConfigError(EVIDENCE_REFUSED.format(option=option, detail=err)) from None
+
+
+def consent_set(
+    subject: SubjectArg,
+    purpose: Annotated[
+        str, typer.Option("--purpose", help="The processing purpose, e.g. personalization.", show_default=False)
+    ],
+    status: Annotated[
+        str, typer.Option("--status", help="granted, denied, withdrawn, opted_out or objected.", show_default=False)
+    ],
+    basis: Annotated[
+        str | None,
+        typer.Option(
+            "--basis",
+            help="consent, legitimate_interest or contract (default with --pack: the purpose's basis).",
+            show_default=False,
+        ),
+    ] = None,
+    source: Annotated[str, typer.Option("--source", help="api, banner, tcf, gpc or import.")] = "api",
+    jurisdiction: Annotated[
+        str | None, typer.Option("--jurisdiction", help="Where the subject is, e.g. EU or US-CA.", show_default=False)
+    ] = None,
+    evidence: Annotated[
+        str | None,
+        typer.Option(
+            "--evidence",
+            help="A note on what proves it (GDPR Art. 7(1)): a ticket, a letter.",
+            show_default=False,
+        ),
+    ] = None,
+    banner_version: Annotated[
+        str | None,
+        typer.Option("--evidence-banner-version", help="With --source banner (required): the consent dialogue's version.", show_default=False),
+    ] = None,
+    origin: Annotated[
+        str | None,
+        typer.Option("--evidence-origin", help="With --source import (required): where the record was imported from.", show_default=False),
+    ] = None,
+    tc_string: Annotated[
+        str | None,
+        typer.Option("--tc-string", help="With --source tcf (required): the IAB TCF v2.2 TC string; it must support --status under the pack's consent.tcf.", show_default=False),
+    ] = None,
+    vendor_id: Annotated[
+        int | None,
+        typer.Option("--vendor-id", help="With --source tcf: our IAB vendor id, where the pack sets no consent.tcf.vendor_id.", show_default=False),
+    ] = None,
+    pack: OptionalPackOpt = None,
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Append a consent record for SUBJECT (a withdrawal is a new record; nothing is overwritten)."""
+    from audits import record_consent
+    from audits.models import CONSENT_SOURCES, CONSENT_STATUSES, LAWFUL_BASES
+    from governance.privacy import record_consent_under_pack
+
+    with store_errors():
+        _choice(status, CONSENT_STATUSES, "--status")
+        _choice(source, CONSENT_SOURCES, "--source")
+        if basis is not None:
+            _choice(basis, LAWFUL_BASES, "--basis")
+        if pack is not None:
+            loaded = load_or_fail(pack, json_output=json_output)
+            purposes = loaded.pack.consent.purposes
+            if purpose not in purposes:
+                listed = ", ".join(sorted(purposes)) or "none"
+                raise ConfigError(PURPOSE_NOT_IN_PACK.format(purpose=purpose, pack=loaded.name, listed=listed))
+            basis = basis or purposes[purpose].lawful_basis
+        elif basis is None:
+            raise ConfigError(BASIS_NEEDED.format(allowed=", ".join(LAWFUL_BASES)))
+        given = {"note": evidence, "banner_version": banner_version, "origin": origin, "tc_string": tc_string, "vendor_id": vendor_id}
+        section = loaded.pack.consent if pack is not None else None
+        proof = _checked_evidence(source, status, basis, purpose, {k: v for k, v in given.items() if v is not None}, section)
+        with opened_store(database_url) as store, store.session() as session:
+            erasure = None
+            if pack is not None:  # what the pack says follows (erase_on_withdrawal), in the same transaction
+                row, erasure = record_consent_under_pack(
+                    session, loaded, subject_id=subject, purpose=purpose, status=status, lawful_basis=basis,
+                    source=source, evidence=proof, jurisdiction=jurisdiction,
+                )  # fmt: skip
+            else:
+                row = record_consent(
+                    session,
+                    subject_id=subject,
+                    purpose=purpose,
+                    status=status,
+                    lawful_basis=basis,
+                    source=source,
+                    evidence=proof,
+                    jurisdiction=jurisdiction,
+                )
+            doc = {
+                "erasure_request": None
+                if erasure is None
+                else {"id": erasure.id, "status": erasure.status, "deadline": erasure.deadline.isoformat()},
+                "recorded": {
+                    "id": row.id,
+                    "subject": row.subject,
+                    "purpose": row.purpose,
+                    "status": row.status,
+                    "lawful_basis": row.lawful_basis,
+                    "source": row.source,
+                    "jurisdiction": row.jurisdiction,
+                    "evidence": row.evidence,
+                    "recorded_at": row.recorded_at.isoformat(),
+                    "trail_seq": row.trail_seq,
+                }
+            }
+    if json_output:
+        emit_json(doc)
+        return
+    r = doc["recorded"]
+    console.print(
+        f"recorded consent #{r['id']}: {r['purpose']} {r['status']} (basis {r['lawful_basis']}, source {r['source']}) "
+        f"for pseudonym {short_pseudonym(r['subject'])}, trail event {r['trail_seq']}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if doc["erasure_request"] is not None:
+        e = doc["erasure_request"]
+        console.print(
+            f"the pack erases on withdrawal: erasure request {e['id']} is open, due {e['deadline']} "
+            "(carry it out with 'recgov subject erase')",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def consent_show(
+    subject: SubjectArg,
+    pack: OptionalPackOpt = None,
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Show SUBJECT's consent history, the record in force per purpose and (with --pack) whether each purpose may profile them."""
+    from governance.privacy import show_consent
+
+    loaded = load_or_fail(pack, json_output=json_output) if pack is not None else None
+    with store_errors(), opened_store(database_url) as store:
+        doc = show_consent(store, subject, pack=loaded)
+    profiling = doc["profiling"]
+    if json_output:
+        emit_json(doc)
+        return
+    console.print(f"pseudonym {short_pseudonym(doc['subject'])}: {len(doc['history'])} consent record(s)", highlight=False)
+    print_rows(
+        [
+            {
+                "recorded_at": h["recorded_at"],
+                "purpose": h["purpose"],
+                "status": h["status"],
+                "basis": h["lawful_basis"],
+                "source": h["source"],
+                "jurisdiction": h["jurisdiction"] or "-",
+            }
+            for h in doc["history"]
+        ],
+        title="history (oldest first)",
+    )
+    for purpose, entry in doc["in_force"].items():
+        console.print(f"in force: {purpose} {entry['status']} since {entry['recorded_at']}", highlight=False)
+    for purpose, decision in (profiling or {}).items():
+        verdict = "may profile" if decision["allowed"] else "may NOT profile"
+        console.print(f"{purpose}: {verdict}: {decision['reason']}", highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``recgov consent set|show``."""
+    consent_app = typer.Typer(
+        help="Consent records: append and show (GDPR Art. 6, 7, 21; CCPA §1798.120).", no_args_is_help=True
+    )
+    consent_app.command("set")(consent_set)
+    consent_app.command("show")(consent_show)
+    app.add_typer(consent_app, name="consent")

@@ -1,0 +1,122 @@
+"""The full retrains an erasure calls for: ``recgov retrain due`` lists them, ``recgov retrain run`` runs them.
+
+Thin wrappers over :mod:`governance.privacy.retrains`. ``retrain due`` exits 1
+when a retrain is overdue; bad input exits 2 with one line on stderr.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from governance.cli._common import RequiredPackOpt, console, emit_json, opened_store, progress_enabled
+from governance.cli.core import DataArg, DatabaseOpt, JsonOpt, MapOpt, load_dataset, print_rows
+from governance.cli.policy import load_or_fail
+from governance.cli.store import store_errors
+
+__all__ = ["register"]
+
+def retrain_due(
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """List the open retrains erasures called for, with their deadlines (exit 1 if one is overdue)."""
+    from governance.privacy import pending_retrains
+
+    with store_errors(), opened_store(database_url) as store:
+        doc = pending_retrains(store)
+    if json_output:
+        emit_json(doc)
+    elif not doc["pending"]:
+        console.print("no retrain is due", highlight=False)
+    else:
+        print_rows(
+            [
+                {
+                    "request": str(e["id"]),
+                    "erasure": str(e["erasure_request"]),
+                    "deadline": e["deadline"],
+                    "days left": f"{e['days_left']:.1f}",
+                    "overdue": "OVERDUE" if e["overdue"] else "",
+                    "model versions": ", ".join(v + (" (provisional)" if v in e["provisional"] else "") for v in e["models"]),
+                }
+                for e in doc["pending"]
+            ],
+            title=(
+                f"{len(doc['pending'])} retrain(s) due, {doc['overdue']} overdue: recgov retrain run DATA --pack PACK"
+            ),
+        )
+    if doc["overdue"]:
+        raise typer.Exit(code=1)
+
+
+def retrain_run(
+    data: DataArg,
+    pack: RequiredPackOpt,
+    mapping: MapOpt = None,
+    request: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--request", help="Run only this retrain request (repeat); default: every open one.", show_default=False
+        ),
+    ] = None,
+    carbon: Annotated[
+        bool, typer.Option("--carbon/--no-carbon", help="Measure energy and emissions with codecarbon.")
+    ] = True,
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Run the open retrains: train from DATA, without erased subjects, with the recipe of each model to replace."""
+    from governance.privacy import run_retrains
+
+    loaded = load_or_fail(pack, json_output=json_output)
+    with store_errors():
+        dataset = load_dataset(data, mapping, json_output=json_output)
+        with opened_store(database_url) as store:
+            doc = run_retrains(
+                store,
+                dataset,
+                pack=loaded,
+                request_ids=request or None,
+                measure_carbon=carbon,
+                show_progress=progress_enabled(json_output),
+            )
+    if json_output:
+        emit_json(doc)
+        return
+    print_retrain_run(doc)
+
+
+def print_retrain_run(doc: dict[str, Any]) -> None:
+    if not doc["requests"]:
+        console.print(doc["note"], highlight=False)
+        return
+    for entry in doc["retrained"]:
+        events = entry.get("events") or {}
+        console.print(
+            f"retrained model {entry['version']} (recipe of {entry['recipe_of']}, {events.get('kept', 0):,} of "
+            f"{events.get('total', 0):,} events) replaces {', '.join(entry['replaces'])}"
+            + (
+                f" (provisional unlearned version(s) {', '.join(entry['replaces_provisional'])}: their standing ends)"
+                if entry.get("replaces_provisional")
+                else ""
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
+    for entry in doc.get("cannot_retrain", []):
+        console.print(entry["message"], highlight=False, soft_wrap=True)
+    ids = ", ".join(f"#{r['id']}" for r in doc["requests"])
+    console.print(f"completed retrain request(s) {ids}; {doc['note']}", highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``recgov retrain due|run``."""
+    retrain_app = typer.Typer(
+        help="Full retrains after erasure: what is due, and running them (GDPR Art. 17; CCPA §1798.105).",
+        no_args_is_help=True,
+    )
+    retrain_app.command("due")(retrain_due)
+    retrain_app.command("run")(retrain_run)
+    app.add_typer(retrain_app, name="retrain")

@@ -1,0 +1,288 @@
+"""Consent: what a subject has agreed to, and recording it under the pack (GDPR Art. 6(1)(a), 7, 21).
+
+* :func:`show_consent` -- a subject's consent history and what the pack lets
+  recgov do with their data now.
+* :func:`record_consent_under_pack` -- record a consent decision for a purpose
+  the pack lists; a withdrawal, objection or opt-out also closes the way for an
+  erasure request still open.
+* :func:`record_consent_from_request` -- record the ``Sec-GPC: 1`` signal and a
+  TCF string carried by a request as consent records (:func:`_tcf_plan` decides
+  what a TC string may say under the pack).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from audits import consent_history, effective_consent, lookup_pseudonyms, open_request, record_consent
+from governance.consent.gpc import gpc_opt_out
+from governance.consent.state import MSG_VENDOR_REQUIRED, ConsentRecord, may_profile
+from governance.consent.tcf import decode_tc_string, tc_evidence, tcf_allows_profiling
+from governance.policy import LoadedPack, PolicyPack
+from governance.privacy.common import (
+    UNLISTED_PURPOSE,
+    as_moment,
+    as_subject,
+    iso,
+    pack_policy,
+    pending_erasure,
+    plain,
+    request_deadline,
+)
+from recommender.errors import ConfigError
+
+__all__ = [
+    "TCF_NOT_A_SOURCE",
+    "TCF_OLDER_THAN_RECORD",
+    "TCF_STRING_UNUSABLE",
+    "WITHDRAWAL_STATUSES",
+    "consent_records",
+    "history_json",
+    "record_consent_from_request",
+    "record_consent_under_pack",
+    "show_consent",
+]
+
+def consent_records(history: Iterable[Mapping[str, Any]]) -> list[ConsentRecord]:
+    return [
+        ConsentRecord(
+            purpose=r["purpose"],
+            status=r["status"],
+            lawful_basis=r["lawful_basis"],
+            source=r["source"],
+            time=r["recorded_at"],
+            evidence=r["evidence"] or {},
+        )
+        for r in history
+    ]
+
+
+def history_json(history: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "recorded_at": iso(r["recorded_at"]),
+            "purpose": r["purpose"],
+            "status": r["status"],
+            "lawful_basis": r["lawful_basis"],
+            "source": r["source"],
+            "jurisdiction": r["jurisdiction"],
+            "evidence": plain(r["evidence"]),
+            "trail_seq": r["trail_seq"],
+        }
+        for r in history
+    ]
+
+
+def show_consent(store: Any, subject_id: str | int, *, pack: LoadedPack | PolicyPack | None = None) -> dict[str, Any]:
+    """A subject's consent as the DPO sees it: pseudonym, history, record in force per purpose, and
+    (with a pack) whether each purpose may profile them now, with the reason.
+
+    A read: it creates no pseudonym secret and records nothing. The subject is
+    named by pseudonym only (``None`` when recgov has no record under this id).
+    """
+    subject = as_subject(subject_id)
+    policy = pack_policy(pack) if pack is not None else None
+    with store.session() as session:
+        who = lookup_pseudonyms(session, [subject])[subject]
+        history = consent_history(session, subject)
+    entries = history_json(history)
+    in_force: dict[str, Any] = {}
+    for entry in entries:  # oldest first: later ones replace
+        in_force[entry["purpose"]] = entry
+    profiling = None
+    if policy is not None:
+        records = consent_records(history)
+        profiling = {}
+        for purpose in sorted(policy.consent.purposes):
+            decision = may_profile(policy.consent, records, purpose=purpose)
+            profiling[purpose] = {"allowed": decision.allowed, "reason": decision.reason}
+    return {"subject": who, "history": entries, "in_force": dict(sorted(in_force.items())), "profiling": profiling}
+
+
+WITHDRAWAL_STATUSES = ("withdrawn", "objected", "opted_out")
+"""Consent statuses that end a purpose's processing (and may ask for erasure, see ``erase_on_withdrawal``)."""
+
+
+def record_consent_under_pack(
+    session: Session,
+    loaded: Any,
+    *,
+    subject_id: str | int,
+    purpose: str,
+    status: str,
+    lawful_basis: str,
+    source: str,
+    evidence: dict[str, Any] | None = None,
+    jurisdiction: str | None = None,
+    actor: str | None = None,
+) -> tuple[Any, Any]:
+    """Append a consent record and apply what the pack says follows from it. Returns ``(record, erasure request or None)``.
+
+    A withdrawal, objection or opt-out of a purpose with ``erase_on_withdrawal``
+    opens an erasure request due within the pack's ``requests.erasure_days``
+    (unless one is already waiting), in the same transaction as the record.
+    """
+    from audits import record_consent
+    from audits.requests import open_request
+
+    row = record_consent(
+        session, subject_id=subject_id, purpose=purpose, status=status, lawful_basis=lawful_basis,
+        source=source, evidence=evidence, jurisdiction=jurisdiction, actor=actor,
+    )  # fmt: skip
+    policy = loaded.pack.consent.purposes.get(purpose)
+    if policy is None or not policy.erase_on_withdrawal or status not in WITHDRAWAL_STATUSES:
+        return row, None
+    pending = pending_erasure(session, subject_id)
+    if pending is not None:
+        return row, pending
+    days, basis = request_deadline(loaded, "erasure")
+    request = open_request(
+        session, subject_id=subject_id, kind="erasure", deadline_days=days, actor=actor,
+        details={"trigger": status, "purpose": purpose, "consent_record": row.id, "pack": loaded.name, "deadline_basis": basis},
+    )  # fmt: skip
+    return row, request
+
+
+# -- consent from a request's signals -----------------------------------------------------------
+TCF_NOT_A_SOURCE = "the pack does not let a TC string grant (consent.tcf.grants is false): a TC string can only refuse"
+TCF_OLDER_THAN_RECORD = (
+    "the TC string was last updated {updated}, before the record in force ({record} at {recorded}): "
+    "it cannot undo a later choice"
+)
+TCF_STRING_UNUSABLE = "the TC string cannot be used: {failures}"
+
+
+def _tcf_plan(
+    tc: Any, text: str, vendor_id: int, requirements: Any, previous: Mapping[str, Any] | None, moment: datetime
+) -> tuple[dict[str, Any], tuple[str, str, str, str, dict[str, Any]] | None, dict[str, Any] | None]:
+    """What a TC string leads to: ``(outcome["tcf"], the record to write or None, an "ignored" entry or None)``.
+
+    A string that meets the pack's ``consent.tcf`` requirements grants (where the pack lets TCF
+    grant, and unless a later choice is on record); one that does not, for a reason about the
+    user's choices (a purpose, the vendor, a publisher restriction), refuses: ``withdrawn`` over
+    a grant, else ``denied``. A string unusable in itself (policy version, age) records nothing.
+    """
+    decision = tcf_allows_profiling(tc, vendor_id, requirements, now=moment)
+    outcome = {"allowed": decision.allowed, "reason": decision.reason}
+    evidence = {"tc_string": text, **tc_evidence(tc, vendor_id, decision)}
+    if decision.string_failures:
+        return outcome, None, {"signal": "tcf", "reason": TCF_STRING_UNUSABLE.format(failures="; ".join(decision.string_failures))}
+    if not decision.allowed:
+        status = "withdrawn" if previous is not None and previous["status"] == "granted" else "denied"
+        return outcome, (requirements.purpose, status, "consent", "tcf", evidence), None
+    if not requirements.grants:
+        return outcome, None, {"signal": "tcf", "reason": TCF_NOT_A_SOURCE}
+    if previous is not None and previous["status"] != "granted" and previous["recorded_at"] > tc.last_updated:
+        reason = TCF_OLDER_THAN_RECORD.format(
+            updated=tc.last_updated.isoformat(), record=f"{previous['status']} via {previous['source']}",
+            recorded=previous["recorded_at"].isoformat(),
+        )  # fmt: skip
+        return outcome, None, {"signal": "tcf", "reason": reason}
+    return outcome, (requirements.purpose, "granted", "consent", "tcf", evidence), None
+
+
+def record_consent_from_request(
+    store: Any,
+    subject_id: str | int,
+    *,
+    pack: LoadedPack | PolicyPack,
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+    tcf: str | None = None,
+    vendor_id: int | None = None,
+    jurisdiction: str | None = None,
+    at: datetime | None = None,
+    actor: str | None = None,
+) -> dict[str, Any]:
+    """Record the consent signals a request carries: GPC and a TCF string.
+
+    * ``Sec-GPC: 1`` in ``headers`` (when the pack honours GPC): an
+      ``opted_out`` record, source ``gpc``, for every ``opt_out`` purpose of the
+      pack (CCPA regs §7025; GDPR Art. 21(5)). Opt-in purposes already need a grant.
+    * ``tcf``, a TC string, judged for ``vendor_id`` (default: the pack's
+      ``consent.tcf.vendor_id``) under the pack's ``consent.tcf`` requirements
+      (IAB TCF v2.2: purpose 1 and the mapped purposes, vendor consent or the
+      allowed legitimate interest, publisher restrictions, policy version, age),
+      for the pack purpose ``consent.tcf.purpose``, source ``tcf``, basis
+      ``consent``, the string as evidence: ``granted`` when it meets them and
+      the pack lets TCF grant (``consent.tcf.grants``) and no later choice is on
+      record; when it does not meet them for a reason about the user's choices,
+      ``withdrawn`` over a grant, else ``denied``; nothing (an ``ignored`` entry
+      saying why) when the string is unusable in itself (made under an older
+      policy, too old, dated in the future) or may not grant.
+
+    A signal that only repeats the record in force (same status and source;
+    for TCF, the same string) is not recorded again, so a request path can call
+    this on every request. All records of one call share one time.
+
+    Returns ``{"gpc", "tcf", "recorded", "unchanged", "ignored"}`` (no raw id).
+    """
+    subject = as_subject(subject_id)
+    policy = pack_policy(pack)
+    moment = as_moment(at, "at")
+    gpc = gpc_opt_out(headers) if headers is not None else False
+    tc = decode_tc_string(tcf) if tcf is not None else None
+    requirements = policy.consent.tcf_requirements()
+    vendor_id = vendor_id if vendor_id is not None else requirements.vendor_id
+    if tc is not None:
+        if vendor_id is None:
+            raise ConfigError(MSG_VENDOR_REQUIRED)
+        if requirements.purpose not in policy.consent.purposes:
+            listed = ", ".join(sorted(policy.consent.purposes)) or "none"
+            raise ConfigError(UNLISTED_PURPOSE.format(purpose=requirements.purpose, pack=policy.metadata.name, listed=listed))
+
+    outcome: dict[str, Any] = {"gpc": gpc, "tcf": None, "recorded": [], "unchanged": [], "ignored": []}
+    planned: list[tuple[str, str, str, str, dict[str, Any]]] = []
+    if gpc:
+        opt_out = sorted(p for p, c in policy.consent.purposes.items() if c.model == "opt_out")
+        if not policy.consent.honour_gpc:
+            outcome["ignored"].append(
+                {"signal": "gpc", "reason": "the pack does not honour GPC (consent.honour_gpc: false)"}
+            )
+        elif not opt_out:
+            outcome["ignored"].append(
+                {"signal": "gpc", "reason": "the pack has no opt-out purpose; opt-in purposes already need a grant"}
+            )
+        for purpose in opt_out if policy.consent.honour_gpc else []:
+            basis = policy.consent.purposes[purpose].lawful_basis
+            planned.append(
+                (purpose, "opted_out", basis, "gpc", {"signal": "Sec-GPC: 1", "spec": "Global Privacy Control"})
+            )
+
+    with store.session() as session:
+        in_force = effective_consent(session, subject) if (gpc or tc is not None) else {}
+        if tc is not None:
+            previous = in_force.get(requirements.purpose)
+            outcome["tcf"], write, ignored = _tcf_plan(tc, tcf, vendor_id, requirements, previous, moment)  # type: ignore[arg-type]
+            planned.extend([write] if write is not None else [])
+            outcome["ignored"].extend([ignored] if ignored is not None else [])
+        for purpose, status, basis, source, evidence in planned:
+            current = in_force.get(purpose)
+            same = (
+                current is not None
+                and current["status"] == status
+                and current["source"] == source
+                and (source != "tcf" or (current["evidence"] or {}).get("tc_string") == evidence.get("tc_string"))
+            )
+            if same:
+                outcome["unchanged"].append({"purpose": purpose, "status": status, "source": source})
+                continue
+            row = record_consent(
+                session,
+                subject_id=subject,
+                purpose=purpose,
+                status=status,
+                lawful_basis=basis,
+                source=source,
+                evidence=evidence,
+                jurisdiction=jurisdiction,
+                at=moment,
+                actor=actor,
+            )
+            outcome["recorded"].append(
+                {"id": row.id, "purpose": purpose, "status": status, "source": source, "trail_seq": row.trail_seq}
+            )
+    return outcome

@@ -1,0 +1,170 @@
+"""The record of processing activities (GDPR Art. 30): purposes, data, recipients, retention, safeguards.
+
+:func:`processing_record` reads them from the pack and adds the counts the
+store holds, so the record the DPO hands over matches what recgov does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from audits import consent_states, list_requests
+from audits.models import ConsentRecordRow, DecisionRecord, SubjectRequest, TrailEvent
+from audits.sealing import KEPT_IN_THE_CLEAR, SEALED_CONTENT, SEALING_SAFEGUARD
+from governance.policy import LoadedPack, PolicyPack
+from governance.privacy.common import as_moment, pack_policy, pack_stamp
+from recommender.feedback import MODEL_INPUT_COLUMNS
+
+__all__ = [
+    "DEFAULT_RECIPIENTS",
+    "processing_record",
+]
+
+DEFAULT_RECIPIENTS = ("none outside the controller",)
+
+
+def processing_record(
+    pack: LoadedPack | PolicyPack,
+    store: Any,
+    *,
+    recipients: Sequence[str] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The record of processing activities (GDPR Art. 30(1)) of the recommender, from the pack and the store.
+
+    Purposes with their lawful bases and legal references (the pack's consent
+    and minimization sections), categories of data (model inputs, audit-only
+    and forbidden attributes, what the store keeps), recipients (``recipients``;
+    default: none outside the controller), retention, safeguards, and counts
+    from the store: consent records per purpose and status (every row, erased
+    subjects' included), subjects per purpose and status in force (erased
+    subjects left out), subject requests per kind and status (open and overdue
+    ones), served decisions.
+    """
+    policy = pack_policy(pack)
+    moment = as_moment(now, "now")
+    consent, minimization = policy.consent, policy.minimization
+    names = sorted(set(consent.purposes) | set(minimization.purposes))
+    purposes = []
+    for name in names:
+        c, m = consent.purposes.get(name), minimization.purposes.get(name)
+        purposes.append(
+            {
+                "purpose": name,
+                "description": (m.description if m and m.description else None),
+                "lawful_basis": c.lawful_basis if c else None,
+                "consent_model": c.model if c else None,
+                "legal_reference": (c.legal_reference if c else None) or (m.legal_reference if m else None),
+                "allowed_inputs": list(m.allowed_inputs) if m else None,
+                "note": None
+                if c
+                else "no lawful basis in the pack's consent section: recgov never profiles for it (fail closed)",
+            }
+        )
+
+    with store.session() as session:
+        per_record = session.execute(
+            select(ConsentRecordRow.purpose, ConsentRecordRow.status, func.count())
+            .group_by(ConsentRecordRow.purpose, ConsentRecordRow.status)
+            .order_by(ConsentRecordRow.purpose, ConsentRecordRow.status)
+        ).all()
+        shredded = set(session.scalars(select(TrailEvent.subject).where(TrailEvent.action == "subject.shredded")))
+        in_force: dict[str, dict[str, int]] = {}
+        erased_with_records = 0
+        for who, states in consent_states(session).items():
+            if who in shredded:  # an erased subject's records stay, unlinkable; they no longer describe anyone
+                erased_with_records += 1
+                continue
+            for purpose, status in states.items():
+                bucket = in_force.setdefault(purpose, {})
+                bucket[status] = bucket.get(status, 0) + 1
+        requests = session.execute(
+            select(SubjectRequest.kind, SubjectRequest.status, func.count())
+            .group_by(SubjectRequest.kind, SubjectRequest.status)
+            .order_by(SubjectRequest.kind, SubjectRequest.status)
+        ).all()
+        overdue = len(list_requests(session, overdue_at=moment))
+        decisions = session.execute(
+            select(DecisionRecord.mode, func.count()).group_by(DecisionRecord.mode).order_by(DecisionRecord.mode)
+        ).all()
+
+    records: dict[str, dict[str, int]] = {}
+    for purpose, status, n in per_record:
+        records.setdefault(purpose, {})[status] = int(n)
+    by_request: dict[str, dict[str, int]] = {}
+    for kind, status, n in requests:
+        by_request.setdefault(kind, {})[status] = int(n)
+    open_requests = sum(n for k in by_request.values() for s, n in k.items() if s in ("received", "in_progress"))
+    retention = minimization.retention_days
+    return {
+        "legal_reference": "GDPR Art. 30(1)",
+        **pack_stamp(pack),
+        "generated_at": moment.isoformat(),
+        "controller": policy.metadata.owner,
+        "jurisdictions": list(policy.metadata.jurisdictions),
+        "processing": "recommendations of items to users from their interactions, governed by recgov",
+        "purposes": purposes,
+        "categories_of_subjects": ["users of the service whose interactions are recorded"],
+        "categories_of_data": {
+            "model_inputs": list(MODEL_INPUT_COLUMNS),
+            "allowed_inputs_by_purpose": {p: list(m.allowed_inputs) for p, m in sorted(minimization.purposes.items())},
+            "audit_only_attributes": list(minimization.audit_only_attributes),
+            "forbidden_attributes": list(minimization.forbidden_attributes),
+            "kept_by_recgov": [
+                f"consent records (pseudonymised; in the clear: {KEPT_IN_THE_CLEAR['consent_records']}; "
+                f"sealed under the subject's record key: {SEALED_CONTENT['consent_records']})",
+                f"subject requests (pseudonymised; in the clear: {KEPT_IN_THE_CLEAR['subject_requests']}; "
+                f"sealed under the subject's record key: {SEALED_CONTENT['subject_requests']})",
+                f"item reports (the reporter pseudonymised; in the clear: {KEPT_IN_THE_CLEAR['item_reports']}; "
+                f"sealed under the reporter's record key when signed: {SEALED_CONTENT['item_reports']})",
+                f"served decisions (pseudonymised; in the clear: {KEPT_IN_THE_CLEAR['decisions']}; "
+                f"sealed under the subject's record key: {SEALED_CONTENT['decisions']})",
+                "the audit trail (pseudonymised events; consent evidence in them sealed as in the consent records)",
+                "model artifacts (the training interactions as a matrix, with user ids) and their lineage",
+            ],
+        },
+        "recipients": list(recipients) if recipients else list(DEFAULT_RECIPIENTS),
+        "transfers_to_third_countries": "none declared in the pack",
+        "retention": {
+            "training_events_days": retention,
+            "training_events": (
+                f"events older than {retention} days are excluded from training (filter_training_events)"
+                if retention
+                else "the pack sets no retention period (minimization.retention_days)"
+            ),
+            "consent_and_requests": "kept as the proof of lawful processing (GDPR Art. 7(1), 17(3)(e)); unlinkable after erasure",
+            "trail": "append-only, kept for the life of the system (EU AI Act Art. 12)",
+        },
+        "safeguards": [
+            "pseudonymisation: subjects appear in the store only as HMAC-SHA256 pseudonyms under per-subject secrets; "
+            "no raw id is stored in the database (model artifacts, files, list user ids: see categories of data)",
+            "crypto-shredding on erasure: the subject's pseudonym secret and record key are deleted; every record under "
+            "the pseudonym becomes unlinkable, and what was sealed under the key unreadable",
+            SEALING_SAFEGUARD,
+            "machine unlearning of model artifacts on erasure (forget_users), with residual influence measured on small models",
+            "a full retrain without the erased subject within consent.requests.retrain_days "
+            f"({consent.requests.retrain_days} days) of the erasure, tracked as a retrain request",
+            "suppression records on erasure: the restrictions in force and the erasure time, kept under a keyed hash of "
+            "the id, so a returning subject is neither profiled nor trained on against them",
+            "a hash-chained, append-only audit trail with signed checkpoints; the database refuses UPDATE and DELETE of "
+            "the trail, the consent records, audit results and suppression records; served decisions are covered by "
+            "per-batch digests on the trail, so a changed decision is found by recgov trail verify",
+            "consent checked at serving and at training (filter_training_events); GPC honoured"
+            + ("" if consent.honour_gpc else " (disabled in this pack)"),
+            "data minimization: models read only " + ", ".join(MODEL_INPUT_COLUMNS),
+        ],
+        "counts": {
+            "consent_records": records,
+            "subjects_in_force": {p: dict(sorted(v.items())) for p, v in sorted(in_force.items())},
+            "erased_subjects": len(shredded),
+            "erased_subjects_with_consent_records": erased_with_records,
+            "subject_requests": by_request,
+            "open_requests": open_requests,
+            "overdue_requests": overdue,
+            "decisions": {mode: int(n) for mode, n in decisions},
+        },
+    }

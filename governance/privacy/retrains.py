@@ -1,0 +1,361 @@
+"""The full retrain an erasure calls for: fast unlearning approximates a model without the subject.
+
+A retrain without them replaces every model version trained on their data
+within the pack's ``consent.requests.retrain_days``.
+
+* :func:`pending_retrains` -- the open retrain requests and how late they are.
+* :func:`run_retrains` -- retrain each model version an erasure left standing,
+  with its recorded recipe (:func:`training_recipe`), on the filtered data.
+
+The checks an erasure runs before it stores anything (:func:`check_retrain_data`)
+and after a retrain (:func:`check_not_in_artifact`) live here too, beside the
+retrain they guard.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from audits import list_requests, update_request
+from audits._common import actor_name, in_values
+from audits.models import ModelVersion
+from audits.trail import append_event
+from governance.policy import LoadedPack, PolicyPack
+from governance.privacy.common import as_moment, iso, pack_policy, pack_stamp
+from governance.training_filter import filter_training_events
+from recommender.data import Dataset
+from recommender.errors import ConfigError, DataError
+
+__all__ = [
+    "CANNOT_RETRAIN",
+    "MODELS_DIR_IS_FILE",
+    "RETRAIN_NO_EVENTS",
+    "RETRAIN_SUBJECT_IN_ARTIFACT",
+    "UNKNOWN_RETRAIN",
+    "check_not_in_artifact",
+    "check_retrain_data",
+    "pending_retrains",
+    "run_retrains",
+    "training_recipe",
+]
+
+RETRAIN_NO_EVENTS = (
+    "the retrain data {name} leaves no event to train on once the subject's events and those the pack excludes are "
+    "out ({excluded}); nothing was erased: give the data the live model was trained from"
+)
+CANNOT_RETRAIN = (
+    "model {version} is provisional (an unlearned stand-in until a full retrain replaces it); recgov cannot retrain "
+    "it because {why}: train without the subject (recgov train DATA --pack {pack}) and retire it"
+)
+RETRAIN_SUBJECT_IN_ARTIFACT = "the retrained artifact {path} still lists the erased subject among its users; retire it"
+UNKNOWN_RETRAIN = "retrain request {id} is not open (open ones: {open}); list them with `recgov retrain due`"
+MODELS_DIR_IS_FILE = "the models folder {path} is a file; give a folder for the retrained model artifacts"
+
+
+_RECIPE_PARAMS = ("factors", "regularization", "alpha", "iterations")
+
+
+def _default_models_dir(models_dir: str | Path | None) -> Path:
+    if models_dir is not None:
+        return Path(models_dir)
+    from audits.settings import get_settings
+
+    return get_settings().home / "models"
+
+
+def check_retrain_data(
+    dataset: Dataset, subject: str, pack: LoadedPack | PolicyPack, store: Any, models_dir: str | Path | None
+) -> None:
+    """Refuse, before anything is stored, a retrain that could not run: no event left to train on, or no folder."""
+    folder = _default_models_dir(models_dir)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(MODELS_DIR_IS_FILE.format(path=folder))
+    events = dataset.events
+    others = events.loc[np.asarray(events["user_id"].astype("string") != subject, dtype=bool)].reset_index(drop=True)
+    probe = Dataset(events=others, users=None, items=None, name=dataset.name, source=dataset.source)
+    kept, report = filter_training_events(probe, pack, store, record=False)
+    if len(kept.events) == 0:
+        excluded = ", ".join(f"{n:,} {r}" for r, n in report["events"]["excluded"].items() if n) or "no event at all"
+        raise ConfigError(RETRAIN_NO_EVENTS.format(name=dataset.source or dataset.name, excluded=excluded))
+
+
+def check_not_in_artifact(path: Path, subject: str) -> None:
+    """Belt and braces: the retrained artifact must not list the erased subject."""
+    with np.load(path, allow_pickle=False) as npz:
+        if bool((npz["user_ids"].astype(str) == subject).any()):
+            raise DataError(RETRAIN_SUBJECT_IN_ARTIFACT.format(path=path))
+
+
+def training_recipe(session: Session, version_id: str) -> dict[str, Any] | None:
+    """How a model version was trained (ALS parameters, seed, feedback conversion), or None if the store cannot tell.
+
+    An unlearned version was derived from another (``params.unlearning.from``):
+    its recipe is that model's, followed back to a training run.
+    """
+    from audits.models import TrainingRun
+    from recommender.feedback import FeedbackConfig
+
+    seen: set[str] = set()
+    current: str | None = version_id
+    while current is not None and current not in seen:
+        seen.add(current)
+        row = session.get(ModelVersion, current)
+        run = session.get(TrainingRun, row.training_run_id) if row is not None else None
+        if run is None:
+            return None
+        params = dict(run.params or {})
+        unlearning = params.get("unlearning")
+        if isinstance(unlearning, Mapping) and isinstance(unlearning.get("from"), str):
+            current = unlearning["from"]
+            continue
+        if not all(k in params for k in _RECIPE_PARAMS):
+            return None
+        try:
+            feedback = FeedbackConfig(**(params.get("feedback") or {})).model_dump(mode="json")
+        except (TypeError, ValueError):
+            return None
+        random_state = params.get("random_state", 0)
+        return {
+            "from": current,
+            "params": {k: params[k] for k in _RECIPE_PARAMS},
+            "random_state": random_state if isinstance(random_state, int) else 0,
+            "feedback": feedback,
+        }
+    return None
+
+
+def _unlearned_versions(session: Session, rows: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The versions the retrain requests list that are unlearned models (provisional until a retrain replaces them):
+    those the erasure listed as such, and recorded versions whose run names an unlearning."""
+    from audits.models import TrainingRun
+
+    rows = list(rows)
+    out = {str(v) for r in rows for v in ((r["result"] or {}).get("provisional") or ())}
+    versions = sorted({v for r in rows for v in (r["result"] or {}).get("models", [])} - out)
+    if versions:
+        found = session.execute(
+            select(ModelVersion.version_id, TrainingRun.params)
+            .join(TrainingRun, ModelVersion.training_run_id == TrainingRun.id)
+            .where(in_values(session, ModelVersion.version_id, versions))
+        ).all()
+        out |= {v for v, params in found if isinstance(params, Mapping) and isinstance(params.get("unlearning"), Mapping)}
+    return out
+
+
+def _retrain_view(row: Mapping[str, Any], moment: datetime, provisional: set[str] = frozenset()) -> dict[str, Any]:
+    details = row["result"] or {}
+    deadline = row["deadline"]
+    models = list(details.get("models", []))
+    return {
+        "id": row["id"],
+        "status": row["status"],
+        "requested_at": iso(row["requested_at"]),
+        "deadline": iso(deadline),
+        "overdue": deadline < moment,
+        "days_left": round((deadline - moment).total_seconds() / 86400, 1),
+        "erasure_request": details.get("erasure_request"),
+        "models": models,
+        "provisional": [v for v in models if v in provisional],
+        "deadline_basis": details.get("deadline_basis"),
+    }
+
+
+def _cannot_retrain(version: str, provisional: bool, recorded: bool, pack: str) -> dict[str, Any]:
+    """Why recgov cannot retrain ``version``, and what to do instead."""
+    if provisional:
+        why = "it is not recorded in this store (the model it was unlearned from is not), so its training recipe is unknown"
+        if recorded:
+            why = "the store does not record how its lineage was trained (no ALS parameters)"
+        message = CANNOT_RETRAIN.format(version=version, why=why, pack=pack)
+    else:
+        message = (
+            f"model {version}: recgov cannot retrain it because the store does not record how it was trained; "
+            f"train without the erased subjects (recgov train DATA --pack {pack}) and retire it"
+        )
+    return {"version": version, "provisional": provisional, "message": message}
+
+
+def pending_retrains(store: Any, *, now: datetime | None = None) -> dict[str, Any]:
+    """The retrains erasures called for that are still open, oldest first, with their deadlines.
+
+    Each entry: the request id, when it was opened and its deadline (from the
+    pack in force at the erasure), whether it is overdue at ``now`` (default
+    now) and the days left, the erasure request it follows, and the model
+    versions a retrain must replace, and which of them are ``provisional``:
+    unlearned models that serve only until the retrain replaces them (and
+    profile nobody once it is overdue). No subject is named, not even by pseudonym.
+    """
+    moment = as_moment(now, "now")
+    with store.session() as session:
+        rows = list_requests(session, kind="retrain", open_only=True)
+        provisional = _unlearned_versions(session, rows)
+    entries = [_retrain_view(r, moment, provisional) for r in rows]
+    return {
+        "now": moment.isoformat(),
+        "pending": entries,
+        "overdue": sum(1 for e in entries if e["overdue"]),
+        "legal_reference": "GDPR Art. 17(1), 12(3)",
+    }
+
+
+def run_retrains(
+    store: Any,
+    dataset: Dataset,
+    *,
+    pack: LoadedPack | PolicyPack,
+    models_dir: str | Path | None = None,
+    request_ids: Sequence[int] | None = None,
+    measure_carbon: bool = True,
+    now: datetime | None = None,
+    actor: str | None = None,
+    show_progress: bool = False,
+) -> dict[str, Any]:
+    """Run the open retrain requests (``request_ids``: only those): full retrains without the erased subjects.
+
+    The model versions the requests list are grouped by recipe (the ALS
+    parameters, seed and feedback conversion of the run that trained them,
+    followed back through unlearning); for each recipe, one model is trained
+    on ``dataset`` through the pack's training filter
+    (:func:`governance.training.train_and_record`), which leaves out erased
+    subjects' events from before their erasure (suppression records) and
+    whatever else the pack excludes, and its lineage is recorded as for any
+    training run. Then, in ONE transaction, a ``model.retrained`` trail event
+    names each new version and the versions it replaces, and every request is
+    completed with what replaced its models. A version whose recipe the store
+    cannot tell (recorded without ALS parameters, or not recorded) is listed
+    under ``not_retrainable``, and under ``cannot_retrain`` with why and what to
+    do. Each retrain says which provisional unlearned versions it replaced
+    (``replaces_provisional``): their standing ends (:data:`governance.suppressed.REPLACED`).
+    The retrain is always trained from ``dataset``, never from unlearned factors.
+
+    Training comes first: if it fails, no request changes and the error is
+    raised (they stay open, with their deadlines).
+    """
+    from governance.training import train_and_record
+    from recommender.feedback import FeedbackConfig
+
+    folder = _default_models_dir(models_dir)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(MODELS_DIR_IS_FILE.format(path=folder))
+    moment = as_moment(now, "now")
+    with store.session() as session:
+        rows = list_requests(session, kind="retrain", open_only=True)
+        if request_ids is not None:
+            wanted = list(dict.fromkeys(request_ids))
+            known = {r["id"] for r in rows}
+            for request_id in wanted:
+                if request_id not in known:
+                    listed = ", ".join(str(i) for i in sorted(known)) or "none"
+                    raise ConfigError(UNKNOWN_RETRAIN.format(id=request_id, open=listed))
+            rows = [r for r in rows if r["id"] in set(wanted)]
+        versions = list(dict.fromkeys(v for r in rows for v in (r["result"] or {}).get("models", [])))
+        recipes = {v: training_recipe(session, v) for v in versions}
+        provisional = _unlearned_versions(session, rows)
+        recorded = set(session.scalars(select(ModelVersion.version_id).where(in_values(session, ModelVersion.version_id, versions)))) if versions else set()
+    if not rows:
+        return {**pack_stamp(pack), "requests": [], "retrained": [], "not_retrainable": [], "cannot_retrain": [], "provisional_replaced": [], "note": "no retrain is due"}
+
+    groups: dict[str, dict[str, Any]] = {}
+    for version in versions:
+        recipe = recipes[version]
+        if recipe is None:
+            continue
+        key = json.dumps({k: recipe[k] for k in ("params", "random_state", "feedback")}, sort_keys=True)
+        groups.setdefault(key, {"recipe": recipe, "replaces": []})["replaces"].append(version)
+    not_retrainable = [v for v in versions if recipes[v] is None]
+
+    retrained = []
+    for group in groups.values():
+        recipe = group["recipe"]
+        run = train_and_record(
+            dataset,
+            store=store,
+            models_dir=folder,
+            feedback=FeedbackConfig(**recipe["feedback"]),
+            params=recipe["params"],
+            tune=False,
+            random_state=recipe["random_state"],
+            measure_carbon=measure_carbon,
+            actor=actor,
+            show_progress=show_progress,
+            pack=pack,
+            now=moment,
+        )
+        retrained.append(
+            {
+                "version": run.model_version,
+                "replaces": group["replaces"],
+                "recipe_of": recipe["from"],
+                "params": recipe["params"],
+                "training_run": run.training_run_id,
+                "artifact": str(run.artifact),
+                "reproduced": run.reproduced,
+                "events": (run.exclusions or {}).get("events"),
+                "replaces_provisional": [v for v in group["replaces"] if v in provisional],
+            }
+        )
+    cannot = [_cannot_retrain(v, v in provisional, v in recorded, pack_policy(pack).metadata.name) for v in not_retrainable]
+
+    ids = [r["id"] for r in rows]
+    policy = pack_policy(pack)
+    with store.session() as session:
+        for entry in retrained:
+            append_event(
+                session,
+                actor=actor_name(actor),
+                action="model.retrained",
+                objects={"model_version": entry["version"], "policy": f"{policy.metadata.name}@{policy.metadata.version}"},
+                payload={
+                    "replaces": entry["replaces"],
+                    "recipe_of": entry["recipe_of"],
+                    "subject_requests": ids,
+                    "replaces_provisional": entry["replaces_provisional"],
+                    "reason": "a full retrain without erased subjects (GDPR Art. 17), replacing models trained on them",
+                },
+            )
+        done = []
+        for row in rows:
+            mine = set((row["result"] or {}).get("models", []))
+            result = {
+                **(row["result"] or {}),
+                "retrained": [
+                    {"version": e["version"], "replaces": [v for v in e["replaces"] if v in mine]}
+                    for e in retrained
+                    if mine & set(e["replaces"])
+                ],
+                "not_retrainable": [v for v in not_retrainable if v in mine],
+                "cannot_retrain": [c for c in cannot if c["version"] in mine],
+                "policy_of_run": pack_stamp(pack),
+            }
+            if row["status"] == "received":
+                update_request(session, row["id"], status="in_progress", actor=actor)
+            update_request(session, row["id"], status="completed", result=result, actor=actor)
+            done.append(
+                {
+                    "id": row["id"],
+                    "status": "completed",
+                    "deadline": iso(row["deadline"]),
+                    "met_deadline": row["deadline"] >= datetime.now(UTC),
+                }
+            )
+    return {
+        **pack_stamp(pack),
+        "requests": done,
+        "retrained": retrained,
+        "not_retrainable": not_retrainable,
+        "cannot_retrain": cannot,
+        "provisional_replaced": [v for e in retrained for v in e["replaces_provisional"]],
+        "note": (
+            "serve the new model version(s) once they pass the gate, and retire the versions they replace"
+            if retrained
+            else "no listed model version could be retrained: retire them"
+        ),
+    }
