@@ -5,9 +5,11 @@ import appended, a digest of what the record says (the subject's pseudonym,
 purpose, status, time, source), under a primary key: a row already imported is
 found and skipped, and two imports racing on the same rows cannot both append
 them. The digest names no one: it is made from the pseudonym, never the raw id.
-``record_id`` names the record a key stands for; it is no foreign key, so that
-``consent_records`` stays exactly as its own triggers guard it (PostgreSQL
-checks a referencing key before the append-only trigger on TRUNCATE).
+``trail_seq`` names the ``consent.imported`` event of the batch that appended
+the record, the event its consent record points at too. It is no foreign key,
+so that the tables it would refer to stay exactly as their own triggers guard
+them (PostgreSQL checks a referencing key before an append-only trigger on
+TRUNCATE).
 
 Revision ID: 0012
 Revises: 0011
@@ -26,6 +28,7 @@ down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 TABLE = "consent_import_keys"
 
 
@@ -33,7 +36,7 @@ def upgrade() -> None:
     op.create_table(
         TABLE,
         sa.Column("key", sa.String(length=64), nullable=False),
-        sa.Column("record_id", sa.Integer(), nullable=False),
+        sa.Column("trail_seq", SEQ, nullable=False),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_consent_import_keys")),
     )
     if op.get_bind().dialect.name == "postgresql":

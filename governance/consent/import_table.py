@@ -1,0 +1,256 @@
+"""A consent export as a table: read from CSV, JSON Lines or Parquet, its columns mapped to consent fields.
+
+:func:`read_consent_table` turns a file (or the bytes of one) into a
+:class:`ConsentTable`: one string column per consent field, each row's place in
+the file (the CSV or JSONL line, the Parquet row), and the file's sha256, which
+anchors the import on the trail. Only the structure is checked here; a file
+that cannot be read as a table, or lacks a mapped column, raises one
+:class:`~recommender.errors.DataError` that says where, and nothing is
+imported. Whether each row makes a valid record is :mod:`governance.consent.import_rows`'
+question.
+
+The mapping (:class:`ConsentImportMapping`) names the file's column for each
+field; a field not mapped is read from the column of its own name (required
+for subject, purpose, status and time; where the file has one for the
+others), so a file whose header is ``subject,purpose,status,time`` needs no
+mapping. It comes as
+``field=column,...`` text (the CLI's ``--map``, as ``--items-map`` does for
+item tables) or as a YAML file of ``field: column`` pairs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from recommender.errors import DataError
+
+__all__ = [
+    "FORMATS",
+    "ConsentImportMapping",
+    "ConsentTable",
+    "format_of",
+    "read_consent_table",
+]
+
+FORMATS = ("csv", "jsonl", "parquet")
+"""The file formats a consent export can come in."""
+_FIELDS = ("subject", "purpose", "status", "time", "basis", "source", "jurisdiction", "banner_version", "origin", "tc_string", "vendor_id")
+_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+
+UNKNOWN_FORMAT = "{name}: cannot tell the format from the suffix {suffix!r}; name the file .csv, .jsonl or .parquet, or give --format"
+BAD_MAP_PART = "--map: {part!r} is not of the form field=column (e.g. subject=user_id)"
+UNKNOWN_MAP_FIELDS = "--map: unknown field(s) {unknown}; known: {known}"
+MISSING_COLUMN = (
+    "{name}: no column {column!r} for the field {field}; the file's columns: {columns}; "
+    "map the field to one of them with --map {field}=COLUMN"
+)
+NOT_A_TABLE = "{name}: not a readable {kind} file ({detail})"
+EMPTY_FILE = "{name}: the file is empty; expected a consent export with a header row (CSV) or one JSON object a line"
+NOT_AN_OBJECT = "{name} line {line}: not a JSON object ({detail})"
+NO_SUCH_FILE = "{name}: no such file; expected a consent export (.csv, .jsonl or .parquet)"
+
+
+class ConsentImportMapping(BaseModel):
+    """The file's column for each consent field (default: the column named like the field)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    subject: str = Field("subject", min_length=1, description="The subject's id as your systems know it (stored only as its pseudonym).")
+    purpose: str = Field("purpose", min_length=1, description="The processing purpose; with a pack, one of its consent purposes.")
+    status: str = Field("status", min_length=1, description="granted, denied, withdrawn, opted_out or objected.")
+    time: str = Field("time", min_length=1, description="When the choice was made: ISO 8601 (UTC when no zone is given) or Unix seconds.")
+    basis: str | None = Field(None, description="The lawful basis (default with a pack: the purpose's basis).")
+    source: str | None = Field(None, description="api, banner, tcf, gpc or import (default: import).")
+    jurisdiction: str | None = Field(None, description="Where the subject is, e.g. EU or US-CA.")
+    banner_version: str | None = Field(None, description="Evidence of a banner record: the consent dialogue's version.")
+    origin: str | None = Field(None, description="Evidence of an import record (default: the file's name and sha256).")
+    tc_string: str | None = Field(None, description="Evidence of a tcf record: the IAB TCF v2.2 TC string.")
+    vendor_id: str | None = Field(None, description="With tc_string: the IAB vendor id, where the pack sets none.")
+    delimiter: str = Field(",", min_length=1, max_length=1, description="The CSV field separator.")
+
+    @classmethod
+    def parse(cls, text: str) -> ConsentImportMapping:
+        """Parse ``"subject=user_id,purpose=purpose_name,time=ts"``, or read a YAML file of ``field: column`` pairs."""
+        if text.endswith((".yaml", ".yml")) and Path(text).is_file():
+            return cls._from_yaml(Path(text))
+        pairs: dict[str, str | None] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            if "=" not in part:
+                raise DataError(BAD_MAP_PART.format(part=part))
+            key, _, value = part.partition("=")
+            pairs[key.strip()] = value.strip() or None
+        return cls._checked(pairs, "--map")
+
+    @classmethod
+    def _from_yaml(cls, path: Path) -> ConsentImportMapping:
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            raise DataError(f"--map {path}: not a readable YAML mapping ({err})") from err
+        if not isinstance(loaded, dict):
+            raise DataError(f"--map {path}: expected a YAML mapping of field: column pairs")
+        return cls._checked({str(k): None if v is None else str(v) for k, v in loaded.items()}, f"--map {path}")
+
+    @classmethod
+    def _checked(cls, pairs: dict[str, str | None], where: str) -> ConsentImportMapping:
+        unknown = sorted(set(pairs) - set(cls.model_fields))
+        if unknown:
+            raise DataError(UNKNOWN_MAP_FIELDS.format(unknown=", ".join(unknown), known=", ".join(cls.model_fields)).replace("--map", where, 1))
+        try:
+            return cls(**{k: v for k, v in pairs.items() if v is not None})
+        except ValidationError as err:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+            raise DataError(f"{where}: {problems}") from err
+
+    def columns(self, available: Iterable[str] = ()) -> dict[str, str]:
+        """Field -> the file's column: the required fields and the mapped ones, and an optional field
+        not mapped when ``available`` (the file's columns) has a column of its name."""
+        present = set(available)
+        out: dict[str, str] = {}
+        for name in _FIELDS:
+            column = getattr(self, name)
+            if column is not None:
+                out[name] = column
+            elif name in present:
+                out[name] = name
+        return out
+
+
+@dataclass(frozen=True)
+class ConsentTable:
+    """A consent export read as strings: one column per mapped field, and where each row is in the file."""
+
+    name: str
+    """The file's name (or what the caller called the bytes)."""
+    sha256: str
+    format: Literal["csv", "jsonl", "parquet"]
+    rows: pd.DataFrame
+    """One string column per mapped field (empty cells are ``""``), in file order."""
+    positions: np.ndarray
+    """Each row's CSV/JSONL line (the header is line 1) or Parquet row (from 1)."""
+
+    @property
+    def located_by(self) -> Literal["line", "row"]:
+        """How :attr:`positions` count: file lines, or Parquet rows."""
+        return "row" if self.format == "parquet" else "line"
+
+
+def format_of(name: str, given: str | None = None) -> str:
+    """The format ``given`` (``--format``), else the one the file's suffix names."""
+    if given is not None:
+        if given not in FORMATS:
+            raise DataError(f"--format must be one of {', '.join(FORMATS)}; got {given!r}")
+        return given
+    suffix = Path(name).suffix.lower()
+    if suffix not in _SUFFIXES:
+        raise DataError(UNKNOWN_FORMAT.format(name=name, suffix=suffix or "(none)"))
+    return _SUFFIXES[suffix]
+
+
+def _strings(column: pd.Series) -> pd.Series:
+    """A column as stripped strings, missing values as ``""``."""
+    plain = column.astype(object)
+    return plain.where(plain.notna(), "").astype(str).str.strip()
+
+
+def _csv(name: str, data: bytes, mapping: ConsentImportMapping) -> tuple[pd.DataFrame, np.ndarray]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)  # more fields than the header: not silently dropped
+            raw = pd.read_csv(
+                io.BytesIO(data), sep=mapping.delimiter, dtype=str, keep_default_na=False, skip_blank_lines=False,
+                encoding="utf-8", index_col=False,
+            )  # fmt: skip
+    except (pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError, ValueError) as err:
+        raise DataError(NOT_A_TABLE.format(name=name, kind="CSV", detail=str(err).strip())) from err
+    # A quoted cell may span lines: each row starts after the newlines of the rows before it.
+    newlines = np.zeros(len(raw), dtype=np.int64)
+    for column in raw.columns:
+        newlines += raw[column].str.count("\n").to_numpy(dtype=np.int64, na_value=0)
+    positions = 2 + np.arange(len(raw), dtype=np.int64) + np.concatenate(([0], np.cumsum(newlines)[:-1])) if len(raw) else newlines
+    return raw, positions
+
+
+def _jsonl(name: str, data: bytes) -> tuple[pd.DataFrame, np.ndarray]:
+    records: list[dict[str, Any]] = []
+    positions: list[int] = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError as err:
+            raise DataError(NOT_AN_OBJECT.format(name=name, line=number, detail=err)) from err
+        if not isinstance(value, dict):
+            raise DataError(NOT_AN_OBJECT.format(name=name, line=number, detail=f"got a {type(value).__name__}"))
+        records.append(value)
+        positions.append(number)
+    return pd.DataFrame.from_records(records), np.asarray(positions, dtype=np.int64)
+
+
+def _parquet(name: str, data: bytes) -> tuple[pd.DataFrame, np.ndarray]:
+    try:
+        raw = pd.read_parquet(io.BytesIO(data))
+    except Exception as err:  # pyarrow raises many types for a corrupt file
+        raise DataError(NOT_A_TABLE.format(name=name, kind="Parquet", detail=f"{type(err).__name__}: {err}")) from err
+    for column in raw.columns:
+        if isinstance(raw[column].dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(raw[column]):
+            raw[column] = raw[column].map(lambda t: "" if pd.isna(t) else t.isoformat())
+    return raw, np.arange(1, len(raw) + 1, dtype=np.int64)
+
+
+def read_consent_table(
+    source: str | Path | bytes, mapping: ConsentImportMapping | None = None, *, fmt: str | None = None, name: str | None = None
+) -> ConsentTable:
+    """Read a consent export (a path, or the bytes of a file called ``name``) into a :class:`ConsentTable`.
+
+    ``fmt`` is ``csv``, ``jsonl`` or ``parquet`` (default: from the suffix).
+    Raises :class:`~recommender.errors.DataError` naming the file, and the line
+    where there is one, when the file is not a table of that format or lacks a
+    mapped column.
+    """
+    mapping = mapping or ConsentImportMapping()
+    if isinstance(source, bytes):
+        label, data = name or "upload", source
+    else:
+        path = Path(source)
+        label = name or str(path)
+        if not path.is_file():
+            raise DataError(NO_SUCH_FILE.format(name=label))
+        data = path.read_bytes()
+    kind = format_of(label, fmt)
+    if not data.strip():
+        raise DataError(EMPTY_FILE.format(name=label))
+    if kind == "csv":
+        raw, positions = _csv(label, data, mapping)
+    elif kind == "jsonl":
+        raw, positions = _jsonl(label, data)
+    else:
+        raw, positions = _parquet(label, data)
+    wanted = mapping.columns(map(str, raw.columns))
+    for field, column in wanted.items():
+        if column not in raw.columns:
+            columns = ", ".join(map(str, raw.columns)) or "none"
+            raise DataError(MISSING_COLUMN.format(name=label, column=column, field=field, columns=columns))
+    rows = pd.DataFrame({field: _strings(raw[column]) for field, column in wanted.items()})
+    keep = (rows != "").any(axis=1).to_numpy()  # a blank line is no row
+    return ConsentTable(
+        name=label,
+        sha256=hashlib.sha256(data).hexdigest(),
+        format=kind,  # type: ignore[arg-type]
+        rows=rows[keep].reset_index(drop=True),
+        positions=positions[keep],
+    )

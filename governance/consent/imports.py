@@ -1,0 +1,136 @@
+"""Bulk consent import: a consent export from another system becomes consent records, in batches, once.
+
+:func:`import_consent` reads the file (:mod:`governance.consent.import_table`),
+judges every row (:mod:`governance.consent.import_rows`), and appends the valid
+rows in batches (:func:`audits.consent.append_consent_batch`), each batch one
+transaction anchored on the trail by one ``consent.imported`` event that
+carries the file's sha256, the batch's first and last line, and counts, never a
+subject id. Rows already imported are skipped, so a second import of the same
+file adds nothing, and an import cut short is finished by running it again.
+
+A file that is not a table, or lacks a mapped column, raises before anything is
+written. Rows at fault are reported (:class:`~governance.consent.import_rows.RowProblem`),
+never written; the others are.
+
+Unlike ``recgov consent set --pack``, an import does not open erasure requests
+for the withdrawals it carries (``erase_on_withdrawal``): it brings a history
+that another system already acted on, and each of its withdrawals stops
+profiling from the moment it is in the store, at training and at serving alike.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from audits.consent import BatchOutcome, append_consent_batch
+from audits.consent_import import BATCH_COLUMNS
+from governance.consent.import_rows import RowProblem, check_consent_rows
+from governance.consent.import_table import ConsentImportMapping, ConsentTable, read_consent_table
+from governance.policy import LoadedPack
+from recommender.errors import ConfigError
+
+__all__ = ["DEFAULT_BATCH_SIZE", "ConsentImportReport", "import_consent", "import_consent_table"]
+
+DEFAULT_BATCH_SIZE = 50_000
+"""Records appended per transaction (and per trail anchor)."""
+MAX_BATCH_SIZE = 1_000_000
+BAD_BATCH_SIZE = "the batch size must be an integer from 1 to {max}; got {value!r}"
+
+
+@dataclass(frozen=True)
+class ConsentImportReport:
+    """What an import did: the file, the counts, each batch's anchor, and every row at fault."""
+
+    file: str
+    sha256: str
+    format: str
+    pack: str | None
+    rows: int
+    valid: int
+    invalid: int
+    added: int
+    already_recorded: int
+    batches: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[RowProblem] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; problems as ``{"line" | "row", "field", "reason"}``."""
+        return {
+            "file": self.file, "sha256": self.sha256, "format": self.format, "pack": self.pack,
+            "rows": self.rows, "valid": self.valid, "invalid": self.invalid, "added": self.added,
+            "already_recorded": self.already_recorded, "batches": self.batches,
+            "problems": [p.to_dict() for p in self.problems],
+        }  # fmt: skip
+
+
+def _batch_size(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_BATCH_SIZE:
+        raise ConfigError(BAD_BATCH_SIZE.format(max=MAX_BATCH_SIZE, value=value))
+    return value
+
+
+def import_consent_table(
+    store: Any,
+    table: ConsentTable,
+    *,
+    pack: LoadedPack | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    actor: str | None = None,
+    show_progress: bool = False,
+) -> ConsentImportReport:
+    """Judge the rows of ``table`` and append the valid ones in batches of ``batch_size``; see the module docstring."""
+    batch_size = _batch_size(batch_size)
+    section = pack.pack.consent if pack is not None else None
+    checked = check_consent_rows(table, section=section, pack=None if pack is None else pack.name)
+    valid = checked.valid
+    located = table.located_by
+    outcomes: list[dict[str, Any]] = []
+    starts = range(0, len(valid), batch_size)
+    with tqdm(total=len(valid), disable=not show_progress, unit="record", desc="import consent", file=sys.stderr) as bar:
+        for number, start in enumerate(starts, start=1):
+            chunk = valid.iloc[start : start + batch_size]
+            anchor = {
+                "file_sha256": table.sha256, "format": table.format, "pack": None if pack is None else pack.name,
+                "batch": number, "batches": len(starts),
+                f"first_{located}": int(chunk["position"].iloc[0]), f"last_{located}": int(chunk["position"].iloc[-1]),
+            }  # fmt: skip
+            with store.session() as session:
+                outcome: BatchOutcome = append_consent_batch(session, chunk[list(BATCH_COLUMNS)], anchor=anchor, actor=actor)
+            outcomes.append({"batch": number, **{k: anchor[k] for k in (f"first_{located}", f"last_{located}")}, **outcome.to_dict()})
+            bar.update(len(chunk))
+    return ConsentImportReport(
+        file=table.name, sha256=table.sha256, format=table.format, pack=None if pack is None else pack.name,
+        rows=len(table.rows), valid=len(valid), invalid=checked.invalid_rows,
+        added=sum(o["added"] for o in outcomes), already_recorded=sum(o["already_recorded"] for o in outcomes),
+        batches=outcomes, problems=checked.problems,
+    )  # fmt: skip
+
+
+def import_consent(
+    store: Any,
+    source: str | Path | bytes,
+    *,
+    mapping: ConsentImportMapping | None = None,
+    fmt: str | None = None,
+    name: str | None = None,
+    pack: LoadedPack | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    actor: str | None = None,
+    show_progress: bool = False,
+) -> ConsentImportReport:
+    """Import a consent export (a path, or the bytes of a file called ``name``) into ``store``.
+
+    Example
+    -------
+    >>> report = import_consent(store, "consent.csv", pack=load_pack(resolve_pack("eu-gdpr-dsa")),  # doctest: +SKIP
+    ...                         mapping=ConsentImportMapping.parse("subject=user_id,time=updated_at"))
+    >>> report.added, [str(p) for p in report.problems]                                              # doctest: +SKIP
+    """
+    _batch_size(batch_size)  # refused before the file is read
+    table = read_consent_table(source, mapping, fmt=fmt, name=name)
+    return import_consent_table(store, table, pack=pack, batch_size=batch_size, actor=actor, show_progress=show_progress)

@@ -1,0 +1,194 @@
+"""Bulk consent import, on SQLite and PostgreSQL: every format, a mapping, bad rows located, broken files refused
+whole, a second import adding nothing, and each batch anchored on the trail without a subject id."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import func, select
+from tc_strings import tc_string
+
+from audits import open_store, verify_trail
+from audits.consent import consent_history, effective_consent
+from audits.consent_import import IMPORT_ACTION
+from audits.db import Store
+from audits.models import ConsentRecordRow, TrailEvent
+from governance.consent.evidence import MSG_MISSING, MSG_TC_UNREADABLE
+from governance.consent.import_rows import BAD_TIME, FUTURE_TIME, NOT_IN_PACK, NOT_ONE_OF
+from governance.consent.import_table import MISSING_COLUMN, ConsentImportMapping
+from governance.consent.imports import import_consent
+from governance.packs import resolve_pack
+from governance.policy import load_pack
+from recommender.errors import DataError
+
+EU = load_pack(resolve_pack("eu-gdpr-dsa"))
+VENDOR = 755
+ALLOWS = tc_string(purposes={1, 5, 6}, vendors={VENDOR})
+GOOD = [
+    {"subject": "alice-20811", "purpose": "personalization", "status": "granted", "time": "2026-01-05T09:30:00Z", "source": "banner", "banner_version": "2025-11"},
+    {"subject": "bob-3391177", "purpose": "personalization", "status": "withdrawn", "time": "2026-01-06T10:00:00+01:00", "source": "import", "banner_version": ""},
+    {"subject": "carol-55120", "purpose": "analytics", "status": "opted_out", "time": "1767600000", "source": "gpc", "banner_version": ""},
+]
+SUBJECTS = [row["subject"] for row in GOOD]
+
+
+def _write(tmp_path: Path, rows: list[dict[str, str]], suffix: str, name: str = "consent") -> Path:
+    path = tmp_path / f"{name}.{suffix}"
+    frame = pd.DataFrame(rows)
+    if suffix == "csv":
+        frame.to_csv(path, index=False)
+    elif suffix == "jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.to_parquet(path, index=False)
+    return path
+
+
+def _count(store: Store) -> int:
+    with store.session() as session:
+        return session.scalar(select(func.count()).select_from(ConsentRecordRow))
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl", "parquet"])
+def test_each_format_imports_every_good_row(store: Store, tmp_path: Path, suffix: str) -> None:
+    report = import_consent(store, _write(tmp_path, GOOD, suffix), pack=EU)
+    assert (report.format, report.rows, report.valid, report.invalid, report.added) == (suffix, 3, 3, 0, 3)
+    with store.session() as session:
+        assert effective_consent(session, "alice-20811")["personalization"]["evidence"] == {"banner_version": "2025-11"}
+        withdrawn = effective_consent(session, "bob-3391177")["personalization"]
+        assert (withdrawn["status"], withdrawn["lawful_basis"]) == ("withdrawn", "consent")  # the pack's basis
+        assert withdrawn["evidence"]["origin"].endswith(f"(sha256 {report.sha256})")  # the file is the origin
+        assert withdrawn["recorded_at"].isoformat() == "2026-01-06T09:00:00+00:00"
+        opted = effective_consent(session, "carol-55120")["analytics"]
+        assert (opted["source"], opted["lawful_basis"], opted["recorded_at"].isoformat()) == ("gpc", "legitimate_interest", "2026-01-05T08:00:00+00:00")
+
+
+def test_a_mapping_names_the_columns_as_text_or_yaml(store: Store, tmp_path: Path) -> None:
+    renamed = [{"user_id": r["subject"], "why": r["purpose"], "state": r["status"], "ts": r["time"], "channel": "import"} for r in GOOD]
+    path = _write(tmp_path, renamed, "csv")
+    with pytest.raises(DataError) as missing:
+        import_consent(store, path, pack=EU)
+    assert str(missing.value) == MISSING_COLUMN.format(
+        name=str(path), column="subject", field="subject", columns="user_id, why, state, ts, channel"
+    )
+    mapping = ConsentImportMapping.parse("subject=user_id,purpose=why,status=state,time=ts,source=channel")
+    assert import_consent(store, path, pack=EU, mapping=mapping).added == 3
+    yaml_file = tmp_path / "map.yaml"
+    yaml_file.write_text("subject: user_id\npurpose: why\nstatus: state\ntime: ts\nsource: channel\n")
+    assert ConsentImportMapping.parse(str(yaml_file)) == mapping
+    with pytest.raises(DataError, match="unknown field"):
+        ConsentImportMapping.parse("user=user_id")
+
+
+def test_bad_rows_are_reported_with_their_line_and_the_rest_imported(store: Store, tmp_path: Path) -> None:
+    bad = [
+        {**GOOD[0], "subject": "dave-771203", "purpose": "nonsense"},
+        {**GOOD[0], "subject": "erin-281190", "status": "maybe"},
+        {**GOOD[0], "subject": "frank-99120", "time": "2999-01-01T00:00:00Z"},
+        {**GOOD[0], "subject": "gina-4410021", "banner_version": ""},
+        {**GOOD[0], "subject": "hank-551020", "source": "tcf", "tc_string": "not-a-tc-string!"},
+        {**GOOD[0], "subject": "ivan-3310092", "time": "yesterday"},
+    ]
+    rows = [*GOOD, *bad]
+    for row in rows:
+        row.setdefault("tc_string", "")
+    path = _write(tmp_path, rows, "csv")
+    report = import_consent(store, path, pack=EU)
+    assert (report.valid, report.invalid, report.added) == (3, 6, 3)
+    problems = [p.to_dict() for p in report.problems]
+    assert problems == [
+        {"line": 5, "field": "purpose", "reason": NOT_IN_PACK.format(value="nonsense", pack="eu-gdpr-dsa", listed="analytics, personalization")},
+        {"line": 6, "field": "status", "reason": NOT_ONE_OF.format(field="status", value="maybe", allowed="granted, denied, withdrawn, opted_out, objected")},
+        {"line": 7, "field": "time", "reason": FUTURE_TIME.format(value="2999-01-01T00:00:00Z")},
+        {"line": 8, "field": "evidence", "reason": MSG_MISSING.format(source="banner", key="banner_version", what="the version of the consent dialogue the subject answered")},
+        {"line": 9, "field": "evidence.tc_string", "reason": MSG_TC_UNREADABLE.format(detail=problems[4]["reason"].split(": ", 1)[1])},
+        {"line": 10, "field": "time", "reason": BAD_TIME.format(value="yesterday")},
+    ]
+    assert all(row["subject"] not in json.dumps(problems) for row in rows)
+    assert _count(store) == 3
+
+
+def test_a_tc_string_row_is_judged_under_the_pack_and_kept_with_its_decision(store: Store, tmp_path: Path) -> None:
+    now = datetime.now(UTC).isoformat()  # a TC string is judged at the row's time: after the string was made
+    row = {"subject": "tcf-subj-88123", "purpose": "personalization", "status": "granted", "time": now,
+           "source": "tcf", "tc_string": ALLOWS, "vendor_id": str(VENDOR)}  # fmt: skip
+    refused = {**row, "subject": "tcf-subj-88124", "vendor_id": ""}
+    report = import_consent(store, _write(tmp_path, [row, refused], "jsonl"), pack=EU)
+    assert report.added == 1 and [(p.position, p.field) for p in report.problems] == [(2, "evidence.vendor_id")]
+    with store.session() as session:
+        evidence = effective_consent(session, "tcf-subj-88123")["personalization"]["evidence"]
+    assert evidence["tc_string"] == ALLOWS and evidence["vendor_id"] == VENDOR
+
+
+def test_multiline_cells_and_blank_lines_keep_lines_exact(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "lines.csv"
+    path.write_text(
+        "subject,purpose,status,time,source,origin\n"
+        'line2-subj-1,personalization,granted,2026-01-05T09:30:00Z,import,"a note\nover two lines"\n'
+        "\n"
+        "line5-subj-1,personalization,bogus,2026-01-05T09:30:00Z,import,crm\n"
+    )
+    report = import_consent(store, path, pack=EU)
+    assert [p.position for p in report.problems] == [5] and report.added == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", "the file is empty"),
+        (b'{"subject": "a"}\n[1, 2]\n', "line 2: not a JSON object"),
+        (b"subject,purpose\nx,y,z,w\n", "not a readable CSV file"),
+        (b"PAR1 not really", "not a readable Parquet file"),
+    ],
+)
+def test_a_broken_file_is_one_located_error_and_writes_nothing(store: Store, tmp_path: Path, content: bytes, expected: str) -> None:
+    kind = "jsonl" if b"[1" in content else "parquet" if content.startswith(b"PAR1") else "csv"
+    path = tmp_path / f"broken.{kind}"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=expected) as err:
+        import_consent(store, path, pack=EU)
+    assert str(err.value).startswith(str(path))
+    assert _count(store) == 0
+
+
+def test_importing_the_same_file_twice_adds_nothing(store: Store, tmp_path: Path) -> None:
+    path = _write(tmp_path, GOOD, "csv")
+    first = import_consent(store, path, pack=EU, batch_size=2)
+    second = import_consent(store, path, pack=EU, batch_size=2)
+    assert (first.added, first.already_recorded, len(first.batches)) == (3, 0, 2)
+    assert (second.added, second.already_recorded) == (0, 3)
+    assert [b["trail_seq"] for b in second.batches] == [None, None]  # nothing new, no event
+    assert _count(store) == 3
+
+
+def test_each_batch_is_anchored_on_the_trail_with_counts_and_the_file_hash_never_a_subject(store: Store, tmp_path: Path) -> None:
+    report = import_consent(store, _write(tmp_path, GOOD, "csv"), pack=EU, batch_size=2)
+    with store.session() as session:
+        events = session.scalars(select(TrailEvent).where(TrailEvent.action == IMPORT_ACTION).order_by(TrailEvent.seq)).all()
+        records = session.execute(select(ConsentRecordRow.trail_seq)).scalars().all()
+        history = consent_history(session, "alice-20811")
+    payloads = [json.loads(e.payload) if isinstance(e.payload, str) else e.payload for e in events]
+    assert [e.seq for e in events] == [b["trail_seq"] for b in report.batches]
+    assert [(p["batch"], p["batches"], p["first_line"], p["last_line"], p["added"]) for p in payloads] == [(1, 2, 2, 3, 2), (2, 2, 4, 4, 1)]
+    assert all(p["file_sha256"] == report.sha256 and p["pack"] == "eu-gdpr-dsa" for p in payloads)
+    assert sorted(records) == [events[0].seq, events[0].seq, events[1].seq]
+    assert history[0]["trail_seq"] == events[0].seq
+    trail_text = json.dumps([[e.subject, e.objects, e.payload] for e in events])
+    assert all(subject not in trail_text for subject in SUBJECTS)
+    with store.engine.connect() as connection:
+        assert verify_trail(connection).intact
+
+
+def test_without_a_pack_each_row_needs_a_basis(db_url: str, tmp_path: Path) -> None:
+    store = open_store(db_url)
+    try:
+        report = import_consent(store, _write(tmp_path, GOOD[:1], "csv"))
+        assert [p.field for p in report.problems] == ["basis"] and report.added == 0
+        report = import_consent(store, _write(tmp_path, [{**GOOD[0], "basis": "consent"}], "csv", "with-basis"))
+        assert report.added == 1
+    finally:
+        store.close()
