@@ -1,19 +1,44 @@
 """Privacy by construction at training time: a training set holds only what the pack allows.
 
-:func:`filter_training_events` keeps the events of subjects the pack allows to
-be profiled for its purpose (the rules of ``may_profile``, read from the store in
-bulk, with the suppression records that outlive an erasure), drops an erased
-subject's events from before their erasure, and events older than
-``minimization.retention_days``; it reports how many events and subjects it left
-out and why (:data:`EXCLUSION_REASONS`), and the trail position its suppression
-reads saw (so serving can tell whether a model may hold an erasure).
+A model learns from personal data, so every training run is processing that
+needs a lawful basis for its purpose (GDPR Art. 6(1)) and must stop where the
+subject said no (Art. 7(3), 21) or was erased (Art. 17), and personal data are
+kept no longer than needed (Art. 5(1)(e)). :func:`filter_training_events`
+applies these rules to a data set before a model sees it, as named steps:
+
+1. **The purpose** (:func:`_purpose_config`): the pack's consent section must
+   list it; an unlisted purpose is a configuration error, never a pass.
+2. **Consent in force** (:func:`_read_consent`): one transaction reads, in
+   bulk, the trail head (:func:`governance.suppressed.suppressions_read_at`,
+   so serving can tell whether a model may hold an erasure), the subjects'
+   pseudonyms, their consent in force, the suppression records that outlive an
+   erasure, and (for an opt-in purpose resting on consent) the basis of each
+   grant. It returns a :class:`ConsentReading`.
+3. **Per subject** (:func:`_subject_reasons`): the rules of
+   :func:`governance.consent.state.may_profile` give each subject a reason
+   code (0: kept).
+4. **Per event** (:func:`_event_reasons`): the subject's code is broadcast to
+   its events with numpy; events naming no subject, an erased subject's events
+   from before their erasure, and events older than
+   ``minimization.retention_days`` get their own reasons (a :class:`Verdict`).
+5. **The data kept** (:func:`_kept_data`) and **the counts**
+   (:class:`ExclusionCounts`): how many events and subjects were kept and left
+   out, and why (:data:`EXCLUSION_REASONS`).
+6. **The record**: a ``privacy.training_filtered`` trail event with the counts
+   and the hashes of the data before and after, so an audit can show what a
+   model was allowed to learn from.
+
+The report is plain JSON (a dict), as training runs store it in their
+parameters and audits read it back (:func:`governance.audit.training_filter_of`).
+Nothing here names a subject in the report or the trail: counts only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -29,15 +54,15 @@ from audits.models import (
     CONSENT_RESTRICTIVENESS,
     ConsentRecordRow,
 )
-from audits.suppression import suppressions_for
+from audits.suppression import SuppressionEntry, suppressions_for
 from audits.trail import append_event
-from governance.policy import LoadedPack, PolicyPack
+from governance.policy import ConsentPurpose, LoadedPack, PolicyPack
 from governance.privacy_common import UNLISTED_PURPOSE, as_moment, pack_policy, pack_stamp
 from governance.suppressed import ERASURES_SEEN, erased_until, suppressions_read_at
 from recommender.data import Dataset
 from recommender.errors import ConfigError
 
-__all__ = ["EXCLUSION_REASONS", "filter_training_events"]
+__all__ = ["EXCLUSION_REASONS", "ExclusionCounts", "filter_training_events"]
 
 EXCLUSION_REASONS: dict[str, str] = {
     "no_consent_record": "no consent record for an opt-in purpose: no record means no (GDPR Art. 6(1)(a), 7(1))",
@@ -55,27 +80,75 @@ EXCLUSION_REASONS: dict[str, str] = {
 }
 """Why an event or subject is left out of a training set, keyed as in the exclusions report."""
 _CONSENT_REASONS = ("withdrawn", "denied", "objected", "opted_out")
+_REASONS = list(EXCLUSION_REASONS)
+_CODE = {name: index + 1 for index, name in enumerate(_REASONS)}  # 0 is "kept"
+_REPORT_IN_TRAIL = ("purpose", "now", "cutoff", "events", "subjects", "dataset", "pack_hash")
 
 
-def _latest_bases(session: Session, pseudonyms: list[str], purpose: str) -> dict[str, str]:
-    """The lawful basis of the record in force for ``purpose``, per pseudonym, in one query.
+@dataclass(frozen=True)
+class ConsentReading:
+    """What the store says of the data set's subjects for one purpose, read in one transaction."""
 
-    ``consent_states`` gives the status in force but not its basis, which the
-    wrong-basis rule of ``may_profile`` needs; ties are broken as it does
-    (latest time, then most restrictive, then highest id).
-    """
-    if not pseudonyms:
-        return {}
-    table = ConsentRecordRow
-    query = select(table.subject, table.status, table.lawful_basis, table.recorded_at, table.id).where(
-        table.purpose == purpose, in_values(session, table.subject, pseudonyms)
-    )
-    best: dict[str, tuple[Any, ...]] = {}
-    for subject, status, basis, recorded_at, row_id in session.execute(query):
-        key = (recorded_at, CONSENT_RESTRICTIVENESS.get(status, -1), row_id)
-        if subject not in best or key > best[subject][0]:
-            best[subject] = (key, basis)
-    return {subject: basis for subject, (_, basis) in best.items()}
+    pseudonyms: Mapping[str, str | None]
+    """Raw id -> pseudonym (``None``: recgov has no record under this id)."""
+    status: list[str | None]
+    """Per subject (in the order of the factorized ids), the status in force, suppressions applied."""
+    suppressed: Mapping[str, SuppressionEntry]
+    """Raw id -> the latest suppression record of an erased subject."""
+    bases: Mapping[str, str]
+    """Pseudonym -> the lawful basis of the grant in force (read only when the rules need it)."""
+    erasures_read_at: int
+    """The trail head read before the suppression rows (:data:`governance.suppressed.ERASURES_SEEN`)."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Why each subject and each event is left out (reason codes into :data:`EXCLUSION_REASONS`; 0: kept)."""
+
+    subject_reason: np.ndarray
+    """int8 per subject: its consent verdict (erasure and retention are per event)."""
+    event_reason: np.ndarray
+    """int8 per event: the first rule that excludes it."""
+    erased_subjects: int
+    """Subjects allowed by consent whose every event went for their erasure (none kept, some erased)."""
+
+
+@dataclass(frozen=True)
+class ExclusionCounts:
+    """How many events and subjects a training set kept, and how many it left out per reason."""
+
+    events_total: int
+    events_kept: int
+    events_excluded: dict[str, int]
+    subjects_total: int
+    subjects_kept: int
+    subjects_excluded: dict[str, int]
+
+    @classmethod
+    def of(cls, verdict: Verdict, kept_subjects: int) -> ExclusionCounts:
+        """Count a verdict: each subject under its consent reason, then the erased and the aged-out ones."""
+        event_counts = np.bincount(verdict.event_reason, minlength=len(_REASONS) + 1)
+        subject_counts = np.bincount(verdict.subject_reason, minlength=len(_REASONS) + 1)
+        subjects_excluded = {name: int(subject_counts[_CODE[name]]) for name in _REASONS}
+        subjects_excluded["erased"] = verdict.erased_subjects
+        # consented subjects with no event kept and not erased lost them all to retention
+        subjects_excluded["retention"] = int(subject_counts[0]) - kept_subjects - verdict.erased_subjects
+        return cls(
+            events_total=len(verdict.event_reason),
+            events_kept=int(event_counts[0]),
+            events_excluded={name: int(event_counts[_CODE[name]]) for name in _REASONS},
+            subjects_total=len(verdict.subject_reason),
+            subjects_kept=kept_subjects,
+            subjects_excluded=subjects_excluded,
+        )
+
+    def events(self) -> dict[str, Any]:
+        """The report's ``events`` section."""
+        return {"total": self.events_total, "kept": self.events_kept, "excluded": dict(self.events_excluded)}
+
+    def subjects(self) -> dict[str, Any]:
+        """The report's ``subjects`` section."""
+        return {"total": self.subjects_total, "kept": self.subjects_kept, "excluded": dict(self.subjects_excluded)}
 
 
 def filter_training_events(
@@ -131,21 +204,58 @@ def filter_training_events(
         ``purpose`` is not in the pack's consent section.
     """
     policy = pack_policy(pack)
+    config = _purpose_config(policy, purpose)
+    moment = as_moment(now, "now")
+    codes, uniques = pd.factorize(dataset.events["user_id"].astype("string"), sort=True)
+    subjects = [str(u) for u in uniques]
+    need_basis = config.model == "opt_in" and config.lawful_basis == "consent"
+
+    reading = _read_consent(store, subjects, purpose, need_basis=need_basis)
+    subject_reason = _subject_reasons(subjects, reading, config, need_basis=need_basis)
+    cutoff = None
+    if policy.minimization.retention_days is not None:
+        cutoff = moment - timedelta(days=policy.minimization.retention_days)
+    verdict = _event_reasons(dataset.events, codes, subjects, subject_reason, reading, cutoff)
+    filtered, kept_subjects = _kept_data(dataset, codes, subjects, verdict.event_reason == 0)
+    counts = ExclusionCounts.of(verdict, kept_subjects)
+
+    report: dict[str, Any] = {
+        "purpose": purpose,
+        "lawful_basis": config.lawful_basis,
+        "model": config.model,
+        "legal_reference": config.legal_reference,
+        **pack_stamp(pack),
+        "now": moment.isoformat(),
+        "retention_days": policy.minimization.retention_days,
+        "cutoff": cutoff.isoformat() if cutoff else None,
+        "events": counts.events(),
+        "subjects": counts.subjects(),
+        "reasons": dict(EXCLUSION_REASONS),
+        ERASURES_SEEN: reading.erasures_read_at,
+    }
+    if record:
+        policy_name = f"{policy.metadata.name}@{policy.metadata.version}"
+        _record_filtering(store, dataset, filtered, report, policy_name=policy_name, actor=actor)
+    return filtered, report
+
+
+def _purpose_config(policy: PolicyPack, purpose: str) -> ConsentPurpose:
+    """The pack's rules for ``purpose``; an unlisted purpose has no lawful basis here, so it is refused."""
     config = policy.consent.purposes.get(purpose)
     if config is None:
         listed = ", ".join(sorted(policy.consent.purposes)) or "none"
         raise ConfigError(UNLISTED_PURPOSE.format(purpose=purpose, pack=policy.metadata.name, listed=listed))
-    moment = as_moment(now, "now")
-    reasons = list(EXCLUSION_REASONS)
-    code_of = {name: index + 1 for index, name in enumerate(reasons)}  # 0 is "kept"
+    return config
 
-    events = dataset.events
-    codes, uniques = pd.factorize(events["user_id"].astype("string"), sort=True)
-    subjects = [str(u) for u in uniques]
-    need_basis = config.model == "opt_in" and config.lawful_basis == "consent"
 
+def _read_consent(store: Any, subjects: list[str], purpose: str, *, need_basis: bool) -> ConsentReading:
+    """Read, in one transaction and in bulk, what decides each subject's consent for ``purpose``.
+
+    The trail head is read before the suppression rows (see
+    :mod:`governance.suppressed`): every erasure at or below it was seen.
+    """
     with store.session() as session:
-        erasures_read_at = suppressions_read_at(session)  # before the suppression rows (see governance.suppressed)
+        erasures_read_at = suppressions_read_at(session)
         names = lookup_pseudonyms(session, subjects)
         known = sorted({p for p in names.values() if p is not None})
         states = consent_states(session, known)
@@ -156,95 +266,117 @@ def filter_training_events(
         bases: dict[str, str] = {}
         if need_basis:
             granted = [names[s] for s, st in zip(subjects, status) if st == "granted"]
-            bases = _latest_bases(session, granted, purpose)
+            bases = {p: r.lawful_basis for p, r in _records_in_force(session, granted, purpose).items()}
+    return ConsentReading(
+        pseudonyms=names, status=status, suppressed=suppressed, bases=bases, erasures_read_at=erasures_read_at
+    )
 
-    subject_reason = np.zeros(len(subjects), dtype=np.int8)
-    for index, (subject, st) in enumerate(zip(subjects, status)):
-        if st in _CONSENT_REASONS:
-            subject_reason[index] = code_of[st]
-        elif st is None and config.model == "opt_in":
-            subject_reason[index] = code_of["no_consent_record"]
-        elif need_basis and st == "granted" and bases.get(names[subject]) != "consent":
-            subject_reason[index] = code_of["wrong_basis"]
 
+def _subject_reasons(
+    subjects: list[str], reading: ConsentReading, config: ConsentPurpose, *, need_basis: bool
+) -> np.ndarray:
+    """Per subject, the reason code of the consent rules of ``may_profile`` (0: may be profiled)."""
+    reasons = np.zeros(len(subjects), dtype=np.int8)
+    for index, (subject, status) in enumerate(zip(subjects, reading.status)):
+        if status in _CONSENT_REASONS:
+            reasons[index] = _CODE[status]
+        elif status is None and config.model == "opt_in":
+            reasons[index] = _CODE["no_consent_record"]
+        elif need_basis and status == "granted" and reading.bases.get(reading.pseudonyms[subject]) != "consent":
+            reasons[index] = _CODE["wrong_basis"]
+    return reasons
+
+
+def _event_reasons(
+    events: pd.DataFrame,
+    codes: np.ndarray,
+    subjects: list[str],
+    subject_reason: np.ndarray,
+    reading: ConsentReading,
+    cutoff: datetime | None,
+) -> Verdict:
+    """Broadcast the subjects' reasons to their events, then apply the per-event rules in order.
+
+    An event keeps the first reason that excludes it: its subject's consent, no
+    subject at all, the subject's erasure, then retention.
+    """
     # codes of events without a subject are -1: the extra last entry gives them their reason
-    event_reason = np.append(subject_reason, np.int8(code_of["missing_subject_id"]))[codes]
+    event_reason = np.append(subject_reason, np.int8(_CODE["missing_subject_id"]))[codes]
     stamps = None
     erased_subjects = 0
-    if suppressed:
-        # Per subject, the latest erasure time (NaT: none); an event at or before it, or of unknown time, goes.
-        until = erased_until(subjects, suppressed)
+    if reading.suppressed:
         stamps = pd.to_datetime(events["timestamp"], utc=True)
-        limit = np.append(until, np.datetime64("NaT", "ns"))[codes]
-        fresh = stamps.to_numpy(dtype="datetime64[ns]") > limit  # False where either is NaT
-        gone = (event_reason == 0) & ~np.isnat(limit) & ~fresh
-        event_reason = np.where(gone, code_of["erased"], event_reason).astype(np.int8)
-        alive = set(np.unique(codes[(event_reason == 0) & (codes >= 0)]).tolist())
-        erased_subjects = sum(
-            1 for c in np.unique(codes[gone]).tolist() if c >= 0 and subject_reason[c] == 0 and c not in alive
+        event_reason, erased_subjects = _erased_events(
+            stamps, codes, subjects, subject_reason, event_reason, reading.suppressed
         )
-    cutoff = None
-    if policy.minimization.retention_days is not None:
-        cutoff = moment - timedelta(days=policy.minimization.retention_days)
+    if cutoff is not None:
         stamps = pd.to_datetime(events["timestamp"], utc=True) if stamps is None else stamps
         young = np.asarray(stamps >= pd.Timestamp(cutoff), dtype=bool)
-        event_reason = np.where((event_reason == 0) & ~young, code_of["retention"], event_reason).astype(np.int8)
+        event_reason = np.where((event_reason == 0) & ~young, _CODE["retention"], event_reason).astype(np.int8)
+    return Verdict(subject_reason=subject_reason, event_reason=event_reason, erased_subjects=erased_subjects)
 
-    keep = event_reason == 0
-    kept_events = events.loc[keep].reset_index(drop=True)
+
+def _erased_events(
+    stamps: pd.Series,
+    codes: np.ndarray,
+    subjects: list[str],
+    subject_reason: np.ndarray,
+    event_reason: np.ndarray,
+    suppressed: Mapping[str, SuppressionEntry],
+) -> tuple[np.ndarray, int]:
+    """``event_reason`` with erased subjects' events from up to their erasure marked ``erased``, and how
+    many subjects allowed by consent lost every event to it.
+
+    Per subject, the latest erasure time (NaT: none); an event at or before it,
+    or of unknown time, goes. Events after it are a new history and stay.
+    """
+    until = erased_until(subjects, dict(suppressed))
+    limit = np.append(until, np.datetime64("NaT", "ns"))[codes]
+    fresh = stamps.to_numpy(dtype="datetime64[ns]") > limit  # False where either is NaT
+    gone = (event_reason == 0) & ~np.isnat(limit) & ~fresh
+    event_reason = np.where(gone, _CODE["erased"], event_reason).astype(np.int8)
+    alive = set(np.unique(codes[(event_reason == 0) & (codes >= 0)]).tolist())
+    erased_subjects = sum(
+        1 for c in np.unique(codes[gone]).tolist() if c >= 0 and subject_reason[c] == 0 and c not in alive
+    )
+    return event_reason, erased_subjects
+
+
+def _kept_data(dataset: Dataset, codes: np.ndarray, subjects: list[str], keep: np.ndarray) -> tuple[Dataset, int]:
+    """The data set of the kept events, and how many subjects they name.
+
+    Unused categories are dropped, so no excluded id hides in a categorical
+    dtype, and the users table keeps only the kept subjects' rows.
+    """
+    kept_events = dataset.events.loc[keep].reset_index(drop=True)
     for column in ("user_id", "item_id"):
         if isinstance(kept_events[column].dtype, pd.CategoricalDtype):
             kept_events[column] = kept_events[column].cat.remove_unused_categories()
-    kept_codes = np.unique(codes[keep])
-    kept_subjects = {subjects[c] for c in kept_codes if c >= 0}
+    kept_subjects = {subjects[c] for c in np.unique(codes[keep]) if c >= 0}
     users = dataset.users
     if users is not None and len(users):
         users = users.loc[np.asarray(users.index.astype(str).isin(list(kept_subjects)), dtype=bool)]
     filtered = Dataset(events=kept_events, users=users, items=dataset.items, name=dataset.name, source=dataset.source)
+    return filtered, len(kept_subjects)
 
-    event_counts = np.bincount(event_reason, minlength=len(reasons) + 1)
-    subject_counts = np.bincount(subject_reason, minlength=len(reasons) + 1)
-    consented = int(subject_counts[0])
-    aged_out = consented - len(kept_subjects) - erased_subjects
-    subjects_excluded = {name: int(subject_counts[code_of[name]]) for name in reasons}
-    subjects_excluded["erased"] = erased_subjects
-    subjects_excluded["retention"] = aged_out
-    report: dict[str, Any] = {
-        "purpose": purpose,
-        "lawful_basis": config.lawful_basis,
-        "model": config.model,
-        "legal_reference": config.legal_reference,
-        **pack_stamp(pack),
-        "now": moment.isoformat(),
-        "retention_days": policy.minimization.retention_days,
-        "cutoff": cutoff.isoformat() if cutoff else None,
-        "events": {
-            "total": len(events),
-            "kept": int(keep.sum()),
-            "excluded": {name: int(event_counts[code_of[name]]) for name in reasons},
-        },
-        "subjects": {
-            "total": len(subjects),
-            "kept": len(kept_subjects),
-            "excluded": subjects_excluded,
-        },
-        "reasons": dict(EXCLUSION_REASONS),
-        ERASURES_SEEN: erasures_read_at,
-    }
-    if record:  # a second, short transaction: no lock is held while the data is hashed
-        before, after = dataset.content_hash(), filtered.content_hash()
-        report["dataset"] = {"before": before, "after": after}
-        with store.session() as session:
-            append_event(
-                session,
-                actor=actor_name(actor),
-                action="privacy.training_filtered",
-                objects={"dataset": before, "policy": f"{policy.metadata.name}@{policy.metadata.version}"},
-                payload={
-                    k: report[k] for k in ("purpose", "now", "cutoff", "events", "subjects", "dataset", "pack_hash")
-                },
-            )
-    return filtered, report
+
+def _record_filtering(
+    store: Any, dataset: Dataset, filtered: Dataset, report: dict[str, Any], *, policy_name: str, actor: str | None
+) -> None:
+    """Add the data hashes to ``report`` and append the ``privacy.training_filtered`` trail event.
+
+    A second, short transaction: no lock is held while the data is hashed.
+    """
+    before, after = dataset.content_hash(), filtered.content_hash()
+    report["dataset"] = {"before": before, "after": after}
+    with store.session() as session:
+        append_event(
+            session,
+            actor=actor_name(actor),
+            action="privacy.training_filtered",
+            objects={"dataset": before, "policy": policy_name},
+            payload={k: report[k] for k in _REPORT_IN_TRAIL},
+        )
 
 
 def _with_suppressions(
@@ -252,7 +384,7 @@ def _with_suppressions(
     subjects: list[str],
     names: Mapping[str, str | None],
     status: list[str | None],
-    suppressed: Mapping[str, Any],
+    suppressed: Mapping[str, SuppressionEntry],
     purpose: str,
 ) -> list[str | None]:
     """``status`` with the restrictions kept by suppression records applied.
@@ -265,30 +397,45 @@ def _with_suppressions(
     if not held:
         return status
     pseudonyms = [names[s] for s in held if names[s]]
-    latest = _latest_records(session, pseudonyms, purpose) if pseudonyms else {}
+    latest = _records_in_force(session, pseudonyms, purpose)
     position = {s: i for i, s in enumerate(subjects)}
     out = list(status)
     for subject in held:
         kept = suppressed[subject]
         kept_status = kept.denied[purpose]["status"]
         own = latest.get(names[subject]) if names[subject] else None
-        if own is None or (own[0], own[1]) <= (kept.erased_at, CONSENT_RESTRICTIVENESS[kept_status]):
+        at_erasure = (kept.erased_at, CONSENT_RESTRICTIVENESS[kept_status])
+        if own is None or (own.recorded_at, own.restrictiveness) <= at_erasure:
             out[position[subject]] = kept_status
     return out
 
 
-def _latest_records(session: Session, pseudonyms: list[str], purpose: str) -> dict[str, tuple[Any, int, str]]:
-    """The record in force for ``purpose`` per pseudonym: (time, restrictiveness, status), in one query."""
+class _InForce(NamedTuple):
+    """The record in force for a purpose, as :func:`governance.consent.state.effective_state` orders records."""
+
+    recorded_at: datetime
+    restrictiveness: int
+    status: str
+    lawful_basis: str
+
+
+def _records_in_force(session: Session, pseudonyms: list[str], purpose: str) -> dict[str, _InForce]:
+    """The record in force for ``purpose`` per pseudonym, in one query.
+
+    ``consent_states`` gives the status in force but not its time or basis,
+    which the suppression and wrong-basis rules need; ties are broken as it
+    does (latest time, then most restrictive, then highest id).
+    """
+    if not pseudonyms:
+        return {}
     table = ConsentRecordRow
-    query = select(table.subject, table.status, table.recorded_at, table.id).where(
+    query = select(table.subject, table.status, table.lawful_basis, table.recorded_at, table.id).where(
         table.purpose == purpose, in_values(session, table.subject, pseudonyms)
     )
-    best: dict[str, tuple[Any, int, int, str]] = {}
-    for subject, status, recorded_at, row_id in session.execute(query):
-        key = (recorded_at, CONSENT_RESTRICTIVENESS.get(status, -1), row_id, status)
-        if subject not in best or key[:3] > best[subject][:3]:
-            best[subject] = key
-    return {subject: (k[0], k[1], k[3]) for subject, k in best.items()}
-
-
-# -- models that may hold a subject ----------------------------------------------------------
+    best: dict[str, tuple[tuple[Any, int, int], _InForce]] = {}
+    for subject, status, basis, recorded_at, row_id in session.execute(query):
+        restrictiveness = CONSENT_RESTRICTIVENESS.get(status, -1)
+        key = (recorded_at, restrictiveness, row_id)
+        if subject not in best or key > best[subject][0]:
+            best[subject] = (key, _InForce(recorded_at, restrictiveness, status, basis))
+    return {subject: record for subject, (_, record) in best.items()}
