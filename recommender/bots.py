@@ -22,7 +22,8 @@ compares it with a :class:`BotRules` threshold:
     because a short single session of a person can look even by chance.
 ``tireless``
     the user never pauses: a stretch of activity without a break of
-    ``session_gap_minutes`` lasts ``max_session_hours`` or more. People sleep;
+    ``session_gap_minutes`` lasts ``max_session_hours`` or more, or holds
+    ``max_session_events`` distinct event times or more. People sleep and tire;
     a slow, jittered crawler that stays under every rate limit does not.
 ``catalog_crawl``
     the user touched ``catalog_share`` of the catalog or more (the catalog being
@@ -91,6 +92,8 @@ class BotRules(BaseModel):
     """A pause this long ends a stretch of activity."""
     max_session_hours: float = Field(12.0, gt=0)
     """A stretch of activity without a pause this long or longer is tireless; ``inf`` turns it off."""
+    max_session_events: int = Field(1500, ge=2)
+    """A stretch of activity with this many distinct event times or more is tireless."""
     catalog_share: float = Field(0.5, gt=0, le=1)
     """Share of the catalog touched at or above which the user crawls it."""
     catalog_min_items: int = Field(500, ge=1)
@@ -134,6 +137,7 @@ class BotSignals:
     per_minute: np.ndarray
     gap_cv: np.ndarray
     longest_hours: np.ndarray
+    longest_events: np.ndarray
     catalog_share: np.ndarray
     events_per_pair: np.ndarray
     zscore: np.ndarray
@@ -195,7 +199,8 @@ def bot_signals(
         "fast": timed & ((timing["median_gap"] < rules.min_gap) | (timing["per_minute"] > rules.rate_threshold)),
         "regular": (timing["distinct_times"] >= max(rules.regular_min_events, rules.min_events))
         & (timing["gap_cv"] < rules.regular_cv),
-        "tireless": enough & (timing["longest_hours"] >= rules.max_session_hours),
+        "tireless": enough
+        & ((timing["longest_hours"] >= rules.max_session_hours) | (timing["longest_events"] >= rules.max_session_events)),
         "catalog_crawl": enough & (catalog >= rules.catalog_min_items) & (catalog_share >= rules.catalog_share),
         "repetition": enough & (n_pairs <= rules.repeat_max_items) & (events_per_pair >= rules.repeat_ratio),
         "volume_outliers": enough & (zscore > rules.volume_zscore),
@@ -251,12 +256,15 @@ def _timing(u: np.ndarray, t: np.ndarray, per_second: int, rules: BotRules, n_us
     s_last = np.append(s_first[1:], len(du))[: len(s_first)].astype(np.int64) - 1
     longest_hours = np.zeros(n_users)
     np.maximum.at(longest_hours, du[s_first], (dt[s_last] - dt[s_first]) / per_second / 3600.0)
+    longest_events = np.zeros(n_users, dtype=np.int64)
+    np.maximum.at(longest_events, du[s_first], s_last - s_first + 1)
     return {
         "distinct_times": distinct,
         "median_gap": median_gap,
         "per_minute": per_minute,
         "gap_cv": gap_cv,
         "longest_hours": longest_hours,
+        "longest_events": longest_events,
     }
 
 

@@ -485,8 +485,8 @@ def _flag_event_types(events: pd.DataFrame, flags: dict[str, np.ndarray], skippe
     etype, type_names = id_codes(events["event_type"])
     known_type = np.asarray(type_names.isin(EVENT_TYPES), dtype=bool)
     flags["unknown_event_type"] = (etype < 0) | ~known_type[np.maximum(etype, 0)] if len(type_names) else etype < 0
-    rating_code = type_names.get_indexer(["rating"])[0] if len(type_names) else -1
-    return etype, (etype == rating_code) & (rating_code >= 0)
+    is_rating = np.asarray(type_names == "rating", dtype=bool)  # by position: 1 and "1" both read "1"
+    return etype, (etype >= 0) & is_rating[np.maximum(etype, 0)] if len(type_names) else np.zeros(n, dtype=bool)
 
 
 def _flag_unknown(
@@ -589,6 +589,7 @@ def _bot_examples(rows: np.ndarray, limit: int, signals: BotSignals, user: np.nd
                 "events_per_minute": json_value(round(float(signals.per_minute[u]), 2)),
                 "gap_cv": json_value(round(float(signals.gap_cv[u]), 3)),
                 "longest_active_hours": json_value(round(float(signals.longest_hours[u]), 2)),
+                "longest_active_events": int(signals.longest_events[u]),
                 "catalog_share": json_value(round(float(signals.catalog_share[u]), 4)),
                 "events_per_item": json_value(round(float(signals.events_per_pair[u]), 2)),
                 "volume_zscore": json_value(round(float(signals.zscore[u]), 2)),

@@ -17,8 +17,8 @@ from pathlib import Path
 from recommender.data import Dataset
 from recommender.datasets.amazon import load_amazon
 from recommender.datasets.logs import load_book_crossing, load_lastfm_1k, load_lastfm_360k, load_retailrocket
+from recommender.datasets.movielens import load_movielens_1m, load_movielens_csv
 from recommender.datasets.movielens_100k import load_movielens_100k
-from recommender.datasets.movielens import is_movielens_1m, is_movielens_csv, load_movielens_1m, load_movielens_csv
 from recommender.errors import ConfigError
 
 __all__ = ["FORMATS", "UNKNOWN_FORMAT", "detect_format", "load_format"]

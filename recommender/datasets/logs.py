@@ -53,7 +53,9 @@ _EMPTY_ITEMS = pd.DataFrame(index=pd.Index([], name="item_id", dtype="string"))
 _EMPTY_USERS = pd.DataFrame(index=pd.Index([], name="user_id", dtype="string"))
 
 
-def _dataset(events: pd.DataFrame, source: Path, name: str, *, users=None, items=None) -> Dataset:  # noqa: ANN001
+def _dataset(
+    events: pd.DataFrame, source: Path, name: str, *, users: pd.DataFrame | None = None, items: pd.DataFrame | None = None
+) -> Dataset:
     for column in ("user_id", "item_id", "event_type"):
         events[column] = events[column].astype("category")
     return Dataset(

@@ -216,6 +216,7 @@ def test_a_fast_user_is_a_bot() -> None:
             "events_per_minute": 300.0,
             "gap_cv": 0.0,
             "longest_active_hours": 0.0,
+            "longest_active_events": 40,
             "catalog_share": 1.0,
             "events_per_item": 5.71,
             "volume_zscore": 3.79,
@@ -517,3 +518,10 @@ def test_finding_is_immutable() -> None:
     finding = Finding("missing_user_id", 1, 0.1, "m")
     with pytest.raises(AttributeError):
         finding.count = 2  # type: ignore[misc]
+
+
+def test_event_types_that_read_alike_do_not_crash() -> None:
+    # Regression: the number 1 and the text "1" are two types that both read "1";
+    # looking the rating type up by name then failed on the repeated name.
+    ev = pd.DataFrame({"user_id": ["a", "b"], "item_id": ["x", "y"], "timestamp": [1, 2], "event_type": [1, "1"]})
+    assert validate_events(ev, now=NOW).codes == ["unknown_event_type"]
