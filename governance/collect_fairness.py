@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -256,6 +257,168 @@ def _popularity(report: F.PopularityReport) -> PopularityFacts:
     )
 
 
+@dataclass(frozen=True)
+class _Bootstrap:
+    """The bootstrap behind every interval, seeded per analysis."""
+
+    n_boot: int
+    confidence: float
+    random_state: int
+
+    def seed(self, *parts: str) -> list[int]:
+        """The seed of one analysis (see :func:`_seed`)."""
+        return _seed(self.random_state, *parts)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """``n_boot`` and ``confidence``, as the :mod:`recommender.fairness` reductions take them."""
+        return {"n_boot": self.n_boot, "confidence": self.confidence}
+
+
+@dataclass(frozen=True)
+class _Lists:
+    """The audited model's lists, beside what each evaluated user had and wanted."""
+
+    evaluation: Any
+    """The :class:`~recommender.evaluate.ModelEvaluation` of the audited model."""
+    train: InteractionMatrix
+    rows: np.ndarray
+    """The evaluated users' rows in the train and test matrices."""
+    recommended: np.ndarray
+    history: Any
+    """The evaluated users' training interactions (sparse rows)."""
+    relevant: Any
+    """The evaluated users' held-out test positives (sparse rows)."""
+
+
+@dataclass(frozen=True)
+class _ItemLabels:
+    """What the items table says of each item, aligned with the matrices' items (None: no evidence)."""
+
+    provider: str | None
+    groups: np.ndarray | None
+    categories: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class _ConsumerFacts:
+    """How the lists serve each group of users, per audit attribute."""
+
+    consumer: dict[str, dict[str, GroupMetricFacts]]
+    outcomes: dict[str, OutcomeFacts]
+    unavailable: dict[str, str]
+
+
+def _lists(dataset: Dataset, evaluation: Any, subject: str, train: Any, test: Any) -> _Lists:
+    ev, run = _resolve(evaluation, subject)
+    train, test = _matrices(dataset, ev, run, train, test)
+    rows = np.asarray(ev.user_index, dtype=np.int64)
+    return _Lists(
+        evaluation=ev,
+        train=train,
+        rows=rows,
+        recommended=np.asarray(ev.recommended),
+        history=train.matrix[rows],
+        relevant=test.matrix[rows],
+    )
+
+
+def _item_labels(dataset: Dataset, provider: str | None, train: InteractionMatrix) -> _ItemLabels:
+    return _ItemLabels(
+        provider=provider,
+        groups=_present(_aligned(dataset.items, provider, train.item_ids) if provider else None),
+        categories=_present(_aligned(dataset.items, "categories", train.item_ids)),
+    )
+
+
+def _miscalibration(lists: _Lists, labels: np.ndarray) -> np.ndarray:
+    """Per user, the KL divergence of the list's mix of ``labels`` from the history's."""
+    return F.calibration_kl(
+        lists.recommended, lists.history, [None if pd.isna(x) else str(x) for x in labels], alpha=F.CALIBRATION_ALPHA
+    )
+
+
+def _per_user_calibration(lists: _Lists, labels: _ItemLabels) -> dict[str, np.ndarray]:
+    """Per-user miscalibration, compared across user groups like the accuracy metrics: which users'
+    lists stray furthest from their own tastes' mix of genres (``miscalibration``), and of providers
+    (``provider_miscalibration``). A figure without its item labels is left out."""
+    per_user = {}
+    if labels.categories is not None:
+        per_user["miscalibration"] = _miscalibration(lists, labels.categories)
+    if labels.groups is not None:
+        per_user["provider_miscalibration"] = _miscalibration(lists, labels.groups)
+    return per_user
+
+
+def _consumer_facts(
+    dataset: Dataset, attributes: Iterable[str], lists: _Lists, calibration: dict[str, np.ndarray], boot: _Bootstrap
+) -> _ConsumerFacts:
+    """Accuracy and calibration by user group, and parity of hits, for every audit attribute."""
+    ev = lists.evaluation
+    consumer, outcomes, unavailable = {}, {}, {}
+    for attribute in attributes:
+        labels = _aligned(dataset.users, attribute, lists.train.user_ids)
+        if labels is None:
+            unavailable[attribute] = f"the users table has no column {attribute!r}"
+            continue
+        labels = labels[lists.rows]
+        per_user = {m: ev.per_user[m] for m in F.CONSUMER_METRICS if m in ev.per_user}
+        per_user.update({m: values for m, values in calibration.items() if np.isfinite(values).any()})
+        compared = F.compare_groups(
+            per_user, labels, attribute=attribute, random_state=boot.seed("consumer", attribute), **boot.options
+        )
+        consumer[attribute] = {metric: _group_metric(report) for metric, report in compared.items()}
+        if "hit_rate" in ev.per_user:
+            reports = F.parity(
+                ev.per_user["hit_rate"],
+                labels,
+                attribute=attribute,
+                random_state=boot.seed("parity", attribute),
+                **boot.options,
+            )
+            outcomes[attribute] = _outcome(reports)
+    return _ConsumerFacts(consumer=consumer, outcomes=outcomes, unavailable=unavailable)
+
+
+def _provider_absence(dataset: Dataset, labels: _ItemLabels, n_items: int) -> str | None:
+    """Why provider exposure cannot be grouped, or None when it can."""
+    if labels.provider is None:
+        return "fairness.provider_attribute is not set"
+    if labels.groups is None:
+        return _why_absent(dataset, labels.provider, n_items)
+    return None
+
+
+def _exposure_facts(pack: Any, lists: _Lists, groups: np.ndarray | None, boot: _Bootstrap) -> dict[str, ExposureFacts]:
+    """Exposure of the provider groups under each attention model the pack's rules use."""
+    n_items = lists.train.n_items
+    groups_or_one = groups if groups is not None else np.full(n_items, "all", dtype=object)
+    exposure = {}
+    for attention, patience in attention_models(pack):
+        key = F.attention_key(attention, patience)
+        report = F.provider_exposure(
+            lists.recommended, groups_or_one, lists.relevant, attention=attention, patience=patience,
+            confidence=boot.confidence,
+            n_boot=boot.n_boot if groups is not None else 1,  # without providers only the Gini is used
+            random_state=boot.seed("exposure", key),
+        )  # fmt: skip
+        exposure[key] = _exposure(report, with_groups=groups is not None)
+    return exposure
+
+
+def _calibration_facts(
+    dataset: Dataset, kl: np.ndarray | None, n_items: int, boot: _Bootstrap
+) -> tuple[CalibrationFacts | None, str | None]:
+    """The mean miscalibration of the lists' genres with its interval, or why there is none."""
+    if kl is None:
+        return None, _why_absent(dataset, "categories", n_items)
+    defined = int((~np.isnan(kl)).sum())
+    if not defined:
+        return None, "no evaluated user has a categorised item in both history and list"
+    mean, ci = F.mean_with_interval(kl, random_state=boot.seed("calibration"), **boot.options)
+    return CalibrationFacts(mean_kl=_num(mean), mean_kl_ci=_ci(ci), alpha=F.CALIBRATION_ALPHA, n_users=defined), None
+
+
 def fairness_facts(
     dataset: Dataset,
     evaluation: Any,
@@ -304,101 +467,33 @@ def fairness_facts(
     """
     pack = getattr(pack, "pack", pack)
     section = pack.fairness
-    ev, run = _resolve(evaluation, subject)
-    train, test = _matrices(dataset, ev, run, train, test)
-    rows = np.asarray(ev.user_index, dtype=np.int64)
-    rec = np.asarray(ev.recommended)
-    relevant = test.matrix[rows]
-    history = train.matrix[rows]
-    boot = {"n_boot": n_boot, "confidence": confidence}
-    unavailable: dict[str, str] = {}
-
-    provider = section.provider_attribute
-    item_groups = _present(_aligned(dataset.items, provider, train.item_ids) if provider else None)
-    categories = _present(_aligned(dataset.items, "categories", train.item_ids))
-    kl = (
-        None
-        if categories is None
-        else F.calibration_kl(
-            rec, history, [None if pd.isna(c) else str(c) for c in categories], alpha=F.CALIBRATION_ALPHA
-        )
-    )
-    # Per-user miscalibration, compared across user groups like the accuracy metrics: which users'
-    # lists stray furthest from their own tastes' mix of genres, and of providers.
-    calibration_per_user = {}
-    if kl is not None:
-        calibration_per_user["miscalibration"] = kl
-    if item_groups is not None:
-        calibration_per_user["provider_miscalibration"] = F.calibration_kl(
-            rec, history, [None if pd.isna(g) else str(g) for g in item_groups], alpha=F.CALIBRATION_ALPHA
-        )
-
-    consumer, outcomes = {}, {}
-    for attribute in section.audit_attributes:
-        labels = _aligned(dataset.users, attribute, train.user_ids)
-        if labels is None:
-            unavailable[attribute] = f"the users table has no column {attribute!r}"
-            continue
-        labels = labels[rows]
-        per_user = {m: ev.per_user[m] for m in F.CONSUMER_METRICS if m in ev.per_user}
-        per_user.update({m: values for m, values in calibration_per_user.items() if np.isfinite(values).any()})
-        compared = F.compare_groups(
-            per_user, labels, attribute=attribute, random_state=_seed(random_state, "consumer", attribute), **boot
-        )
-        consumer[attribute] = {metric: _group_metric(report) for metric, report in compared.items()}
-        if "hit_rate" in ev.per_user:
-            reports = F.parity(
-                ev.per_user["hit_rate"],
-                labels,
-                attribute=attribute,
-                random_state=_seed(random_state, "parity", attribute),
-                **boot,
-            )
-            outcomes[attribute] = _outcome(reports)
-
-    if provider is None:
-        unavailable["provider"] = "fairness.provider_attribute is not set"
-    elif item_groups is None:
-        unavailable["provider"] = _why_absent(dataset, provider, train.n_items)
-    groups_or_one = item_groups if item_groups is not None else np.full(train.n_items, "all", dtype=object)
-    exposure = {}
-    for attention, patience in attention_models(pack):
-        key = F.attention_key(attention, patience)
-        report = F.provider_exposure(
-            rec, groups_or_one, relevant, attention=attention, patience=patience, confidence=confidence,
-            n_boot=n_boot if item_groups is not None else 1,  # without providers only the Gini is used
-            random_state=_seed(random_state, "exposure", key),
-        )  # fmt: skip
-        exposure[key] = _exposure(report, with_groups=item_groups is not None)
-
+    boot = _Bootstrap(n_boot=n_boot, confidence=confidence, random_state=random_state)
+    lists = _lists(dataset, evaluation, subject, train, test)
+    n_items = lists.train.n_items
+    labels = _item_labels(dataset, section.provider_attribute, lists.train)
+    per_user_calibration = _per_user_calibration(lists, labels)
+    consumer = _consumer_facts(dataset, section.audit_attributes, lists, per_user_calibration, boot)
+    exposure = _exposure_facts(pack, lists, labels.groups, boot)
     popularity = F.popularity_bias(
-        rec, history, relevant, M.item_popularity(train.matrix), head_share=head_share,
-        random_state=_seed(random_state, "popularity"), **boot,
+        lists.recommended, lists.history, lists.relevant, M.item_popularity(lists.train.matrix),
+        head_share=head_share, random_state=boot.seed("popularity"), **boot.options,
     )  # fmt: skip
-
-    calibration = None
-    if kl is None:
-        unavailable["calibration"] = _why_absent(dataset, "categories", train.n_items)
-    else:
-        defined = int((~np.isnan(kl)).sum())
-        if defined:
-            mean, ci = F.mean_with_interval(kl, random_state=_seed(random_state, "calibration"), **boot)
-            calibration = CalibrationFacts(
-                mean_kl=_num(mean), mean_kl_ci=_ci(ci), alpha=F.CALIBRATION_ALPHA, n_users=defined
-            )
-        else:
-            unavailable["calibration"] = "no evaluated user has a categorised item in both history and list"
-
+    calibration, no_calibration = _calibration_facts(
+        dataset, per_user_calibration.get("miscalibration"), n_items, boot
+    )
+    absent = {"provider": _provider_absence(dataset, labels, n_items), "calibration": no_calibration}
+    unavailable = {**consumer.unavailable, **{what: why for what, why in absent.items() if why is not None}}
+    ev, item_groups = lists.evaluation, labels.groups
     return FairnessFacts(
         model=ev.model,
         k=ev.k,
-        n_users=len(rows),
+        n_users=len(lists.rows),
         confidence=confidence,
         n_boot=n_boot,
         relevance="test_positives",
-        consumer=consumer,
-        outcomes=outcomes,
-        provider_attribute=provider if item_groups is not None else None,
+        consumer=consumer.consumer,
+        outcomes=consumer.outcomes,
+        provider_attribute=labels.provider if item_groups is not None else None,
         items_without_provider=0 if item_groups is None else int(pd.isna(item_groups).sum()),
         exposure=exposure,
         popularity=_popularity(popularity),
