@@ -119,6 +119,115 @@ def _training_events(
     return kept, exclusions
 
 
+@dataclass(frozen=True)
+class _Fit:
+    """A fitted model, with when it was fitted and what the fit cost."""
+
+    result: TrainingResult
+    started: datetime
+    ended: datetime
+    carbon: CarbonFacts | None
+
+
+def _fit(
+    dataset: Dataset,
+    *,
+    feedback: FeedbackConfig,
+    params: dict[str, Any] | None,
+    tune: bool,
+    random_state: int,
+    show_progress: bool,
+    country_iso_code: str,
+    measure_carbon: bool,
+) -> _Fit:
+    """Train ALS on ``dataset``, measuring energy and emissions around the fit."""
+    started = datetime.now(timezone.utc)
+    with measure(country_iso_code, enabled=measure_carbon) as meter:
+        result = train_als(dataset, feedback=feedback, params=params, tune=tune, random_state=random_state, show_progress=show_progress)
+    ended = datetime.now(timezone.utc)
+    return _Fit(result=result, started=started, ended=ended, carbon=meter.facts)
+
+
+def _record_training(
+    session: Any,
+    dataset: Dataset,
+    fit: _Fit,
+    *,
+    data_hash: str,
+    report: dict[str, Any],
+    feedback: FeedbackConfig,
+    exclusions: dict[str, Any],
+    actor: str | None,
+) -> Any:
+    """Record the dataset version, the training run and its carbon; return the run's row."""
+    from audits import record_carbon, record_training_run
+
+    dv = record_dataset(
+        session,
+        dataset,
+        content_hash=data_hash,
+        validation={"n_rows": report["n_rows"], "findings": {f["code"]: f["count"] for f in report.get("findings", [])}},
+        actor=actor,
+    )
+    model = fit.result.model
+    run = record_training_run(
+        session,
+        dataset_version=dv,
+        params={
+            **model.get_params(),
+            "feedback": feedback.model_dump(),
+            "model_inputs": list(MODEL_INPUT_COLUMNS),
+            "privacy_filter": exclusions,
+            ERASURES_SEEN: exclusions[ERASURES_SEEN],
+        },
+        library_versions=model.library_versions_,
+        started_at=fit.started,
+        ended_at=fit.ended,
+        actor=actor,
+    )
+    if fit.carbon is not None:
+        record_carbon(
+            session,
+            training_run=run,
+            energy_kwh=fit.carbon.energy_kwh,
+            emissions_kg=fit.carbon.emissions_kg,
+            carbon_method=fit.carbon.method,
+            actor=actor,
+        )
+    return run
+
+
+def _record_model(session: Any, model: Any, *, run: Any, artifact: Path, artifact_hash: str, actor: str | None) -> bool:
+    """Record the model version of ``run``; True when it reproduced a recorded version bit for bit.
+
+    The same data, parameters and libraries make the same version id: a recorded
+    version with the same artifact hash is reproduced (the run is recorded, the
+    model version is the existing one); one with another hash means the training
+    is not reproducible here, and is refused rather than recorded under the same version.
+    """
+    from audits import ModelVersion, record_model_version
+
+    existing = session.get(ModelVersion, model.version_id_)
+    if existing is None:
+        record_model_version(
+            session,
+            version_id=model.version_id_,
+            kind="als",
+            training_run=run,
+            artifact_hash=artifact_hash,
+            artifact_location=str(artifact),
+            actor=actor,
+        )
+        return False
+    if existing.artifact_hash != artifact_hash:
+        raise ConfigError(
+            f"model version {existing.version_id} is recorded with artifact {existing.artifact_hash[:16]}... but this "
+            f"run produced {artifact_hash[:16]}... from the same data, parameters and libraries; the training is not "
+            "reproducible on this machine, refusing to record it under the same version"
+        )
+    return True
+
+
 def train_and_record(
     dataset: Dataset,
     *,
@@ -145,17 +254,17 @@ def train_and_record(
     which trail event erasures were honoured (``params.erasures_seen``, which
     serving reads), are recorded with the training run.
     """
-    from audits import ModelVersion, record_carbon, record_model_version, record_training_run
     from recommender.validate import validate_events
 
     feedback = feedback or FeedbackConfig()
     dataset, exclusions = _training_events(dataset, store, pack=pack, now=now, actor=actor)
     report = validate_events(dataset).to_dict()
     data_hash = dataset.content_hash()
-    started = datetime.now(timezone.utc)
-    with measure(country_iso_code, enabled=measure_carbon) as meter:
-        result = train_als(dataset, feedback=feedback, params=params, tune=tune, random_state=random_state, show_progress=show_progress)
-    ended = datetime.now(timezone.utc)
+    fit = _fit(
+        dataset, feedback=feedback, params=params, tune=tune, random_state=random_state, show_progress=show_progress,
+        country_iso_code=country_iso_code, measure_carbon=measure_carbon,
+    )  # fmt: skip
+    result = fit.result
     models_dir.mkdir(parents=True, exist_ok=True)
     artifact = models_dir / f"{result.model.version_id_}.npz"
     # Write beside the final name and move into place only once the records
@@ -164,58 +273,14 @@ def train_and_record(
     artifact_hash = result.model.save(pending)
     try:
         with store.session() as session:
-            dv = record_dataset(
-                session,
-                dataset,
-                content_hash=data_hash,
-                validation={"n_rows": report["n_rows"], "findings": {f["code"]: f["count"] for f in report.get("findings", [])}},
+            run = _record_training(
+                session, dataset, fit, data_hash=data_hash, report=report, feedback=feedback, exclusions=exclusions,
                 actor=actor,
+            )  # fmt: skip
+            reproduced = _record_model(
+                session, result.model, run=run, artifact=artifact, artifact_hash=artifact_hash, actor=actor
             )
-            run = record_training_run(
-                session,
-                dataset_version=dv,
-                params={
-                    **result.model.get_params(),
-                    "feedback": feedback.model_dump(),
-                    "model_inputs": list(MODEL_INPUT_COLUMNS),
-                    "privacy_filter": exclusions,
-                    ERASURES_SEEN: exclusions[ERASURES_SEEN],
-                },
-                library_versions=result.model.library_versions_,
-                started_at=started,
-                ended_at=ended,
-                actor=actor,
-            )
-            if meter.facts is not None:
-                record_carbon(
-                    session,
-                    training_run=run,
-                    energy_kwh=meter.facts.energy_kwh,
-                    emissions_kg=meter.facts.emissions_kg,
-                    carbon_method=meter.facts.method,
-                    actor=actor,
-                )
-            existing = session.get(ModelVersion, result.model.version_id_)
-            if existing is None:
-                record_model_version(
-                    session,
-                    version_id=result.model.version_id_,
-                    kind="als",
-                    training_run=run,
-                    artifact_hash=artifact_hash,
-                    artifact_location=str(artifact),
-                    actor=actor,
-                )
-            elif existing.artifact_hash != artifact_hash:
-                raise ConfigError(
-                    f"model version {existing.version_id} is recorded with artifact {existing.artifact_hash[:16]}... but this "
-                    f"run produced {artifact_hash[:16]}... from the same data, parameters and libraries; the training is not "
-                    "reproducible on this machine, refusing to record it under the same version"
-                )
-            # else: the same data, parameters and libraries reproduced a recorded model
-            # bit for bit; the run is recorded, the model version is the existing one.
             run_id = run.id
-            reproduced = existing is not None
     except BaseException:
         pending.unlink(missing_ok=True)
         raise
@@ -227,7 +292,7 @@ def train_and_record(
         model_version=result.model.version_id_,
         artifact=artifact,
         artifact_hash=hashlib.sha256(artifact.read_bytes()).hexdigest(),
-        carbon=meter.facts,
+        carbon=fit.carbon,
         validation=report,
         reproduced=reproduced,
         exclusions=exclusions,
