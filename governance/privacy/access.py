@@ -1,19 +1,42 @@
-"""Subject access and portability (GDPR Art. 15 and 20): what recgov holds about a subject.
+"""The right of access and to portability (GDPR Art. 15, 20): everything recgov holds about a subject.
 
-:func:`export_subject` gathers the subject's consent history, requests,
-decision records, the models that may hold them and, when a data set is given,
-their events, in a portable JSON document (:data:`EXPORT_FORMAT`). This is the
-one place a raw subject id appears in an output, because it goes to the subject
-who asked; the request recorded in the store names them only by pseudonym.
+Art. 15 gives a subject a copy of their personal data with the purposes, the
+recipients, the retention, their rights and, for automated decisions, the
+meaningful information about the logic involved (Art. 15(1)(h)); Art. 20 asks
+for it in a structured, machine-readable form. :func:`export_subject` answers
+with one JSON document (:data:`EXPORT_FORMAT`) built in named steps:
+
+1. **The data given** (:func:`_subject_in_data`): recgov's store keeps no raw
+   interactions, so the subject's events and attribute row come from the data
+   set the caller passes, if any.
+2. **The request** (:func:`_open_access_request`): an ``access`` request is
+   opened with the pack's deadline and moved to ``in_progress``, so the answer
+   is on the record before it is gathered.
+3. **The models** (:func:`governance.privacy.erasure.models_for`): each recorded
+   model version whose training data includes or may include the subject.
+4. **The store** (:func:`_read_holdings`): consent history and records in
+   force, served decisions and the trail events under the subject's pseudonym
+   (a :class:`StoreHoldings`).
+5. **The record**: the request is completed with counts only
+   (:class:`ExportCounts`, sealed under the subject's record key by
+   :func:`audits.update_request`); the export itself is not kept.
+6. **The document** (:func:`_document`), then, with a pack, whether each purpose
+   may profile them now and the DSA Art. 27 disclosure of the logic.
+
+Steps 3 to 6 run under one guard: a failure marks the request failed, with a
+message that names no subject, and re-raises. The document names the subject by
+the id they gave (it goes to them); nothing stored carries that id.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from audits import consent_history, effective_consent, open_request, update_request
 from audits.models import DecisionRecord, SubjectRequest, TrailEvent
@@ -25,30 +48,93 @@ from governance.privacy.erasure import models_for
 from recommender.data import Dataset
 from recommender.errors import ConfigError, DataError
 
-__all__ = [
-    "EXPORT_FAILED",
-    "EXPORT_FORMAT",
-    "export_subject",
-]
+__all__ = ["EXPORT_FAILED", "EXPORT_FORMAT", "ExportCounts", "StoreHoldings", "export_subject"]
 
 EXPORT_FORMAT = "recgov.subject-export.v1"
 EXPORT_FAILED = "the access request {id} failed: {cause}"
+NO_DATA_NOTE = "no data set was given: recgov's store keeps no raw interactions, only the records below"
+DATA_NOTE = "the interactions recgov was given for this export"
 
 
-def _subject_events(dataset: Dataset | None, subject: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    if dataset is None:
-        return [], None
-    events = dataset.events
-    mine = events.loc[np.asarray(events["user_id"].astype("string") == subject, dtype=bool)]
-    columns = [c for c in events.columns if c != "user_id"]
-    rows = [plain(dict(zip(columns, values))) for values in mine[columns].itertuples(index=False, name=None)]
-    attributes = None
-    users = dataset.users
-    if users is not None and len(users):
-        match = np.flatnonzero(np.asarray(users.index.astype(str) == subject))
-        if match.size:
-            attributes = plain(users.iloc[int(match[0])].to_dict())
-    return rows, attributes
+@dataclass(frozen=True)
+class SubjectInData:
+    """The subject's rows in the data set given with the request (none without one)."""
+
+    events: list[dict[str, Any]]
+    """Their events, without the ``user_id`` column, as plain JSON."""
+    attributes: dict[str, Any] | None
+    """Their row of the users table, if it has one."""
+    source: str | None
+    """Where the data set came from (its source, else its name); ``None`` without a data set."""
+    given: bool
+    """Whether a data set was given at all."""
+    dataset_hash: str | None
+    """The data set's content hash, to tell which recorded models were trained on it."""
+
+
+@dataclass(frozen=True)
+class OpenedRequest:
+    """The access request answering this export, as opened in the store."""
+
+    id: int
+    pseudonym: str
+    deadline: datetime
+    deadline_basis: str
+
+
+class ExportCounts(TypedDict):
+    """What the completed request keeps of an export: counts, never the content."""
+
+    consent_records: int
+    interactions: int
+    decisions: int
+    trail_events: int
+    models: int
+
+
+class DecisionEntry(TypedDict):
+    """A list served to the subject, as the export shows it."""
+
+    decision_id: str
+    decided_at: str | None
+    mode: str
+    policy: str
+    model_version: str | None
+    items: Any
+    scores: Any
+    tags: Any
+    context: Any
+
+
+class TrailEntry(TypedDict):
+    """An audit event that names the subject: when, who, what."""
+
+    seq: int
+    time: Any
+    actor: str
+    action: str
+
+
+@dataclass(frozen=True)
+class StoreHoldings:
+    """What the store holds under the subject's pseudonym, read in the transaction that completes the request."""
+
+    history: list[dict[str, Any]]
+    """Their consent records, oldest first (as :func:`audits.consent_history` gives them)."""
+    in_force: dict[str, dict[str, Any]]
+    """Purpose -> the record in force."""
+    decisions: list[DecisionEntry]
+    trail: list[TrailEntry]
+
+    def counts(self, *, interactions: int, models: int) -> ExportCounts:
+        """The counts the completed request keeps."""
+        return ExportCounts(
+            consent_records=len(self.history),
+            interactions=interactions,
+            decisions=len(self.decisions),
+            trail_events=len(self.trail),
+            models=models,
+        )
 
 
 def export_subject(
@@ -86,120 +172,183 @@ def export_subject(
 
     subject = as_subject(subject_id)
     policy = pack_policy(pack) if pack is not None else None
-    events, attributes = _subject_events(dataset, subject)
-    dataset_hash = dataset.content_hash() if dataset is not None else None
-    deadline_days, deadline_basis = request_deadline(pack, "access")
-
-    with store.session() as session:
-        request = open_request(session, subject_id=subject, kind="access", deadline_days=deadline_days, actor=actor)
-        update_request(session, request.id, status="in_progress", actor=actor)
-        request_id, who = request.id, request.subject
-        deadline = request.deadline
+    mine = _subject_in_data(dataset, subject)
+    request = _open_access_request(store, subject, pack, actor)
     try:
         models = [
             m
-            for m in models_for(store, subject, dataset_hash=dataset_hash, subject_in_dataset=bool(events))
+            for m in models_for(store, subject, dataset_hash=mine.dataset_hash, subject_in_dataset=bool(mine.events))
             if m["membership"] != "does_not_include"
         ]
         with store.session() as session:
-            history = consent_history(session, subject)
-            in_force = effective_consent(session, subject)
-            decisions = session.scalars(
-                select(DecisionRecord)
-                .where(DecisionRecord.subject == who)
-                .order_by(DecisionRecord.decided_at, DecisionRecord.decision_id)
-            ).all()
-            trail = session.execute(
-                select(TrailEvent.seq, TrailEvent.time, TrailEvent.actor, TrailEvent.action)
-                .where(TrailEvent.subject == who)
-                .order_by(TrailEvent.seq)
-            ).all()
-            counts = {
-                "consent_records": len(history),
-                "interactions": len(events),
-                "decisions": len(decisions),
-                "trail_events": len(trail),
-                "models": len(models),
-            }
-            update_request(session, request_id, status="completed", personal={"counts": counts}, actor=actor)
-            requests = session.scalars(
-                select(SubjectRequest)
-                .where(SubjectRequest.subject == who)
-                .order_by(SubjectRequest.requested_at, SubjectRequest.id)
-            ).all()
-            document: dict[str, Any] = {
-                "format": EXPORT_FORMAT,
-                "subject": {"id": subject},
-                "generated_at": datetime.now(UTC).isoformat(),
-                "request": {
-                    "id": request_id,
-                    "kind": "access",
-                    "deadline": iso(deadline),
-                    "deadline_basis": deadline_basis,
-                    "legal_reference": "GDPR Art. 15",
-                },
-                "controller": policy.metadata.owner if policy else None,
-                "consent": {
-                    "history": history_json(history),
-                    "in_force": {p: history_json([r])[0] for p, r in in_force.items()},
-                },
-                "profiling": None,
-                "requests": [
-                    {
-                        "id": r.id,
-                        "kind": r.kind,
-                        "status": r.status,
-                        "requested_at": iso(r.requested_at),
-                        "deadline": iso(r.deadline),
-                        "completed_at": iso(r.completed_at),
-                    }
-                    for r in requests
-                ],
-                "interactions": {
-                    "source": None if dataset is None else (dataset.source or dataset.name),
-                    "held": dataset is not None,
-                    "note": (
-                        "the interactions recgov was given for this export"
-                        if dataset is not None
-                        else "no data set was given: recgov's store keeps no raw interactions, only the records below"
-                    ),
-                    "count": len(events),
-                    "events": events,
-                    "attributes": attributes,
-                },
-                "decisions": [
-                    {
-                        "decision_id": d.decision_id,
-                        "decided_at": iso(d.decided_at),
-                        "mode": d.mode,
-                        "policy": f"{d.pack_name}@{d.pack_version}",
-                        "model_version": d.model_version,
-                        "items": plain(d.slate.get("items", [])),
-                        "scores": plain(d.slate.get("scores")),
-                        "tags": plain(d.slate.get("tags")),
-                        "context": plain(d.context),
-                    }
-                    for d in decisions
-                ],
-                "trail": [{"seq": seq, "time": t, "actor": a, "action": action} for seq, t, a, action in trail],
-                "models": models,
-                "logic": None,
-                "retention_days": policy.minimization.retention_days if policy else None,
-            }
+            held = _read_holdings(session, subject, request.pseudonym)
+            counts = held.counts(interactions=len(mine.events), models=len(models))
+            update_request(session, request.id, status="completed", personal={"counts": counts}, actor=actor)
+            requests = _request_entries(session, request.pseudonym)
+            document = _document(subject, request, policy, held, mine, requests, models)
     except BaseException as err:
-        cause = fail_request(store, request_id, err, subject, actor)
+        cause = fail_request(store, request.id, err, subject, actor)
         if not isinstance(err, (ConfigError, DataError)):
             raise
-        raise type(err)(EXPORT_FAILED.format(id=request_id, cause=cause)) from err
+        raise type(err)(EXPORT_FAILED.format(id=request.id, cause=cause)) from err
 
     if policy is not None:
-        records = consent_records(history)
-        document["profiling"] = {
-            purpose: {
-                "allowed": (d := may_profile(policy.consent, records, purpose=purpose)).allowed,
-                "reason": d.reason,
-            }
-            for purpose in sorted(policy.consent.purposes)
-        }
+        document["profiling"] = _profiling(policy, held.history)
         document["logic"] = disclosure(policy)
     return document
+
+
+def _subject_in_data(dataset: Dataset | None, subject: str) -> SubjectInData:
+    """The subject's events (without their id) and attribute row in ``dataset``, vectorised."""
+    if dataset is None:
+        return SubjectInData(events=[], attributes=None, source=None, given=False, dataset_hash=None)
+    events = dataset.events
+    mine = events.loc[np.asarray(events["user_id"].astype("string") == subject, dtype=bool)]
+    columns = [c for c in events.columns if c != "user_id"]
+    rows = [plain(dict(zip(columns, values))) for values in mine[columns].itertuples(index=False, name=None)]
+    attributes = None
+    users = dataset.users
+    if users is not None and len(users):
+        match = np.flatnonzero(np.asarray(users.index.astype(str) == subject))
+        if match.size:
+            attributes = plain(users.iloc[int(match[0])].to_dict())
+    return SubjectInData(
+        events=rows,
+        attributes=attributes,
+        source=dataset.source or dataset.name,
+        given=True,
+        dataset_hash=dataset.content_hash(),
+    )
+
+
+def _open_access_request(
+    store: Any, subject: str, pack: LoadedPack | PolicyPack | None, actor: str | None
+) -> OpenedRequest:
+    """Open the ``access`` request with the pack's deadline and move it to ``in_progress``."""
+    deadline_days, deadline_basis = request_deadline(pack, "access")
+    with store.session() as session:
+        request = open_request(session, subject_id=subject, kind="access", deadline_days=deadline_days, actor=actor)
+        update_request(session, request.id, status="in_progress", actor=actor)
+        return OpenedRequest(
+            id=request.id, pseudonym=request.subject, deadline=request.deadline, deadline_basis=deadline_basis
+        )
+
+
+def _read_holdings(session: Session, subject: str, pseudonym: str) -> StoreHoldings:
+    """Consent, served decisions and trail events under the subject's pseudonym, oldest first."""
+    history = consent_history(session, subject)
+    in_force = effective_consent(session, subject)
+    decisions = session.scalars(
+        select(DecisionRecord)
+        .where(DecisionRecord.subject == pseudonym)
+        .order_by(DecisionRecord.decided_at, DecisionRecord.decision_id)
+    ).all()
+    trail = session.execute(
+        select(TrailEvent.seq, TrailEvent.time, TrailEvent.actor, TrailEvent.action)
+        .where(TrailEvent.subject == pseudonym)
+        .order_by(TrailEvent.seq)
+    ).all()
+    return StoreHoldings(
+        history=history,
+        in_force=in_force,
+        decisions=[
+            DecisionEntry(
+                decision_id=d.decision_id,
+                decided_at=iso(d.decided_at),
+                mode=d.mode,
+                policy=f"{d.pack_name}@{d.pack_version}",
+                model_version=d.model_version,
+                items=plain(d.slate.get("items", [])),
+                scores=plain(d.slate.get("scores")),
+                tags=plain(d.slate.get("tags")),
+                context=plain(d.context),
+            )
+            for d in decisions
+        ],
+        trail=[TrailEntry(seq=seq, time=t, actor=a, action=action) for seq, t, a, action in trail],
+    )
+
+
+class RequestEntry(TypedDict):
+    """One of the subject's requests, as the export lists them."""
+
+    id: int
+    kind: str
+    status: str
+    requested_at: str | None
+    deadline: str | None
+    completed_at: str | None
+
+
+def _request_entries(session: Session, pseudonym: str) -> list[RequestEntry]:
+    """The subject's requests, oldest first, this one (now completed) included."""
+    requests = session.scalars(
+        select(SubjectRequest)
+        .where(SubjectRequest.subject == pseudonym)
+        .order_by(SubjectRequest.requested_at, SubjectRequest.id)
+    ).all()
+    return [
+        RequestEntry(
+            id=r.id,
+            kind=r.kind,
+            status=r.status,
+            requested_at=iso(r.requested_at),
+            deadline=iso(r.deadline),
+            completed_at=iso(r.completed_at),
+        )
+        for r in requests
+    ]
+
+
+def _document(
+    subject: str,
+    request: OpenedRequest,
+    policy: PolicyPack | None,
+    held: StoreHoldings,
+    mine: SubjectInData,
+    requests: list[RequestEntry],
+    models: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The export document, its sections in the format's order (``profiling`` and ``logic`` come with a pack)."""
+    return {
+        "format": EXPORT_FORMAT,
+        "subject": {"id": subject},
+        "generated_at": datetime.now(UTC).isoformat(),
+        "request": {
+            "id": request.id,
+            "kind": "access",
+            "deadline": iso(request.deadline),
+            "deadline_basis": request.deadline_basis,
+            "legal_reference": "GDPR Art. 15",
+        },
+        "controller": policy.metadata.owner if policy else None,
+        "consent": {
+            "history": history_json(held.history),
+            "in_force": {p: history_json([r])[0] for p, r in held.in_force.items()},
+        },
+        "profiling": None,
+        "requests": requests,
+        "interactions": {
+            "source": mine.source,
+            "held": mine.given,
+            "note": DATA_NOTE if mine.given else NO_DATA_NOTE,
+            "count": len(mine.events),
+            "events": mine.events,
+            "attributes": mine.attributes,
+        },
+        "decisions": held.decisions,
+        "trail": held.trail,
+        "models": models,
+        "logic": None,
+        "retention_days": policy.minimization.retention_days if policy else None,
+    }
+
+
+def _profiling(policy: PolicyPack, history: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per purpose of the pack, whether it may profile the subject now, and why (:func:`may_profile`)."""
+    records = consent_records(history)
+    profiling = {}
+    for purpose in sorted(policy.consent.purposes):
+        decision = may_profile(policy.consent, records, purpose=purpose)
+        profiling[purpose] = {"allowed": decision.allowed, "reason": decision.reason}
+    return profiling
