@@ -24,10 +24,15 @@ from governance.api.routes import (
     harm,
     health,
     lineage,
+    models,
+    pack_texts,
     packs,
     recommendations,
+    records,
+    reports,
     subjects,
     trail,
+    trail_events,
 )
 from governance.api.settings import ApiSettings
 from recommender.als import pin_blas_single_thread
@@ -78,13 +83,16 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app = FastAPI(
         title="recgov compliance API",
         version="1",
-        description="Policy packs, audits and gate decisions, the audit trail, lineage, consent and governed recommendations. "
+        description="Policy packs, audits and gate decisions, the audit trail, lineage, models, the regulator's report, the records "
+        "of processing and the Art. 27 disclosure, consent and governed recommendations. "
         "Every /v1 endpoint needs 'Authorization: Bearer <token>' (see 'recgov keys create'); errors are RFC 9457 problem details.",
         lifespan=lifespan,
     )
     app.state.settings = settings
     install_error_handlers(app, expose_errors=settings.api_expose_errors)
-    for module in (health, packs, trail, lineage, consent, recommendations, deployments, harm, subjects, audits):
+    # Two routers share /v1/packs and two /v1/trail: their paths differ in shape, so none shadows another.
+    review = (models, reports, records, pack_texts, trail_events)  # what a compliance review reads
+    for module in (health, packs, trail, lineage, consent, recommendations, deployments, harm, subjects, audits, *review):
         app.include_router(module.router)
     install_metrics(app)  # GET /metrics (viewer) and per-route latency, errors, decisions
     # Outermost but for the server's own: a body past the limit is refused before or while it streams in.

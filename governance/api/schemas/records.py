@@ -1,0 +1,41 @@
+"""Bodies of ``/v1/records``: the record of processing activities (GDPR Art. 30) and the DSA Art. 27 disclosure.
+
+Both documents are built by the library (:func:`governance.privacy.processing_record`,
+:func:`governance.disclosure.disclosure`); these models name their top-level
+fields for the OpenAPI document and let the rest through unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["Disclosure", "ProcessingRecord"]
+
+
+class ProcessingRecord(BaseModel):
+    """The record of processing activities of the recommender, from the pack and the store's counts."""
+
+    model_config = ConfigDict(extra="allow")
+
+    legal_reference: str = Field(description="GDPR Art. 30(1)")
+    pack: str
+    pack_version: str
+    pack_hash: str
+    generated_at: str
+    controller: str | None
+    purposes: list[dict[str, Any]] = Field(description="Each purpose with its lawful basis, consent model, legal reference and allowed inputs.")
+    categories_of_data: dict[str, Any]
+    recipients: list[str]
+    counts: dict[str, Any] = Field(description="Consent records and subjects in force per purpose and status, subject requests, decisions served.")
+
+
+class Disclosure(BaseModel):
+    """The main parameters of the recommender in plain language (DSA Art. 27; Art. 38's option not based on profiling)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    system: str = Field(description="The pack's metadata.name.")
+    policy_version: str
+    model: dict[str, Any] = Field(description="What kind of model, its parameters (those of model_version when given), what it learns.")
