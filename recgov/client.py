@@ -1,0 +1,268 @@
+"""A Python client of the recgov compliance API, for a whole review over HTTP.
+
+:class:`Client` wraps one ``httpx.Client`` with the caller's API key (keys are
+made by an admin with ``recgov keys create NAME --role ROLE``) and has one
+method per step of a review: packs and their exact text, audits (start, wait,
+gate), deployments, the trail (events, verification, the signed export and the
+signers' keys), the regulator's report, models and lineage, and the records
+(GDPR Art. 30, DSA Art. 27). Every refusal of the API is raised as a
+:class:`ClientError` that carries the problem document (RFC 9457), so a caller
+reads the same ``detail`` and located ``errors`` the API sent.
+
+The export is verified offline, on the caller's machine, by
+:func:`audits.export.verify_export`: it trusts nothing in the file and checks the
+chain and at least one checkpoint against a public key the caller chose (by
+default the keys ``GET /v1/trail/keys`` answers; pass keys obtained over another
+channel to trust the server less).
+
+Example
+-------
+>>> with Client("https://recgov.example", token) as api:                          # doctest: +SKIP
+...     job = api.wait_for_audit(api.start_audit("eu-gdpr-dsa", data="events/2026-11.csv", model_version=mv)["id"])
+...     api.download_report(mv, Path("report.html"))
+...     export = api.download_trail_export(Path("trail.jsonl"))
+...     assert api.verify_export(export).intact
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+
+from audits.chain import TrailReport
+from audits.export import verify_export
+
+__all__ = ["AuditTimeout", "Client", "ClientError"]
+
+DONE = ("succeeded", "failed")
+NO_KEYS = "the API knows no key that signed a checkpoint: ask an admin to sign one (POST /v1/trail/checkpoint) before verifying"
+REPORT_SUFFIXES = {".html": "html", ".htm": "html", ".pdf": "pdf"}
+
+
+class ClientError(Exception):
+    """The API refused a request: ``status`` and the problem document it answered (``problem``)."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        self.status = status
+        self.problem = problem
+        super().__init__(f"{status} {problem.get('title', 'Error')}: {problem.get('detail', '')}")
+
+    @property
+    def detail(self) -> str:
+        """What went wrong, and what to do, as the API said."""
+        return str(self.problem.get("detail", ""))
+
+
+class AuditTimeout(TimeoutError):
+    """An audit was still queued or running when the wait ran out; ``job`` is its last state."""
+
+    def __init__(self, job: dict[str, Any], timeout: float) -> None:
+        self.job = job
+        super().__init__(f"audit job {job.get('id')} is still {job.get('status')} after {timeout:g} s; wait again or look at GET /v1/audits/{job.get('id')}")
+
+
+def _problem(response: httpx.Response) -> dict[str, Any]:
+    """The problem document of a refusal (a minimal one when the body is not JSON)."""
+    try:
+        document = response.json()
+    except ValueError:
+        document = None
+    if isinstance(document, dict):
+        return document
+    return {"title": response.reason_phrase, "status": response.status_code, "detail": response.text[:500]}
+
+
+class Client:
+    """The compliance API at ``base_url``, called with ``api_key`` (a token ``rgk_...``).
+
+    Use it as a context manager, or call :meth:`close`. ``transport`` is passed
+    to ``httpx.Client`` (tests give an in-process one).
+    """
+
+    def __init__(self, base_url: str, api_key: str, *, timeout: float = 60.0, transport: httpx.BaseTransport | None = None) -> None:
+        if not api_key:
+            raise ValueError("an API key is needed: create one with 'recgov keys create NAME --role auditor'")
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout, transport=transport)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._http.close()
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = self._http.request(method, path, **kwargs)
+        if response.is_error:
+            raise ClientError(response.status_code, _problem(response))
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._send(method, path, **kwargs).json()
+
+    def _download(self, path: str, target: Path, **kwargs: Any) -> Path:
+        """Stream ``path`` into ``target`` (through a file beside it: a failed download leaves nothing)."""
+        target = Path(target)
+        partial = target.with_name(f".{target.name}.partial")
+        with self._http.stream("GET", path, **kwargs) as response:
+            if response.is_error:
+                response.read()
+                raise ClientError(response.status_code, _problem(response))
+            with partial.open("wb") as handle:
+                for chunk in response.iter_bytes():
+                    handle.write(chunk)
+        partial.replace(target)
+        return target
+
+    # -- packs ------------------------------------------------------------------------------------
+    def packs(self) -> list[dict[str, Any]]:
+        """Every shipped pack and stored version: origin, ref, pack, pack_version, pack_hash."""
+        return self._json("GET", "/v1/packs")["packs"]
+
+    def validate_pack(self, text: str) -> dict[str, Any]:
+        """Validate a pack's YAML; its identity, or a :class:`ClientError` (422) with every located issue."""
+        return self._json("POST", "/v1/packs/validate", content=text.encode("utf-8"), headers={"Content-Type": "application/yaml"})
+
+    def store_pack(self, text: str) -> dict[str, Any]:
+        """Store a pack version (admin); ``created`` is false when that exact version was stored already."""
+        return self._json("POST", "/v1/packs", content=text.encode("utf-8"), headers={"Content-Type": "application/yaml"})
+
+    def pack_text(self, name: str, version: str) -> str:
+        """A pack's exact text, as stored (or shipped)."""
+        return self._send("GET", f"/v1/packs/{_segment(name)}/{_segment(version)}/text").text
+
+    def diff_packs(self, name: str, before: str, after: str) -> dict[str, Any]:
+        """What changed in stored pack ``name`` from version ``before`` to ``after``."""
+        return self._json("GET", f"/v1/packs/{_segment(name)}/diff", params={"from": before, "to": after})
+
+    # -- audits and the gate ----------------------------------------------------------------------
+    def start_audit(self, pack: str, *, data: str, model_version: str | None = None, **options: Any) -> dict[str, Any]:
+        """Queue an audit of ``data`` (and ``model_version``) under ``pack`` (auditor); the job, with its ``id``.
+
+        ``options`` are the other fields of ``POST /v1/audits`` (``slates``, ``baseline``, ``shadow``).
+        """
+        body = {"pack": pack, "data": data, **({"model_version": model_version} if model_version is not None else {}), **options}
+        return self._json("POST", "/v1/audits", json=body)
+
+    def audit(self, job_id: str) -> dict[str, Any]:
+        """An audit job; once it has succeeded, its results, verdict and gate decision."""
+        return self._json("GET", f"/v1/audits/{_segment(job_id)}")
+
+    def wait_for_audit(self, job_id: str, *, timeout: float = 600.0, poll_s: float = 1.0) -> dict[str, Any]:
+        """Poll the job until it has succeeded or failed; raise :class:`AuditTimeout` past ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.audit(job_id)
+            if job["status"] in DONE:
+                return job
+            if time.monotonic() >= deadline:
+                raise AuditTimeout(job, timeout)
+            time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+
+    def gate(self, job_id: str) -> dict[str, Any]:
+        """The gate document (recgov.gate/v1) of a finished audit."""
+        return self._json("GET", f"/v1/audits/{_segment(job_id)}/gate")
+
+    def deployments(self) -> dict[str, list[dict[str, Any]]]:
+        """Deployed model versions by stage, each with its gate and latest audit."""
+        return self._json("GET", "/v1/deployments")
+
+    def promote(self, model_version: str, stage: Literal["shadow", "canary", "production"], *, data: str | None = None) -> dict[str, Any]:
+        """Move a model version one stage on, through the gate (admin); a refusal is a 409 :class:`ClientError`."""
+        body = {"stage": stage, **({"data": data} if data is not None else {})}
+        return self._json("POST", f"/v1/deployments/{_segment(model_version)}/promote", json=body)
+
+    # -- the trail --------------------------------------------------------------------------------
+    def trail_events(
+        self, *, action: str | None = None, since: datetime | None = None, until: datetime | None = None, page_size: int = 500
+    ) -> Iterator[dict[str, Any]]:
+        """Every trail event that matches, in sequence order, page after page (the cursor is followed for you)."""
+        params: dict[str, Any] = {"limit": page_size}
+        params.update({k: v for k, v in (("action", action), ("since", since and since.isoformat()), ("until", until and until.isoformat())) if v})
+        after: int | None = 0
+        while after is not None:
+            page = self._json("GET", "/v1/trail/events", params={**params, "after": after})
+            yield from page["events"]
+            after = page["next_after"]
+
+    def verify_trail(self) -> dict[str, Any]:
+        """The server's verification of the whole trail and its checkpoints (auditor)."""
+        return self._json("GET", "/v1/trail/verify")
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Verify the trail and sign its head (admin)."""
+        return self._json("POST", "/v1/trail/checkpoint")
+
+    def trail_keys(self) -> list[dict[str, Any]]:
+        """The public keys that signed checkpoints: key_id, public_key_pem, jwk, checkpoints."""
+        return self._json("GET", "/v1/trail/keys")["keys"]
+
+    def download_trail_export(self, target: Path) -> Path:
+        """Download the signed export of the whole trail to ``target`` (auditor)."""
+        return self._download("/v1/trail/export", target)
+
+    def verify_export(self, export: Path, public_keys: str | Sequence[str] | None = None) -> TrailReport:
+        """Verify a downloaded export offline (:func:`audits.export.verify_export`).
+
+        ``public_keys``: PEM keys to trust (one or several); default: the keys of
+        :meth:`trail_keys` that signed a checkpoint. The export is intact when its
+        chain holds and a checkpoint by one of them verifies: the first such
+        report is returned, else the last one.
+        """
+        if public_keys is None:
+            public_keys = [k["public_key_pem"] for k in self.trail_keys() if k["checkpoints"]]
+        keys = [public_keys] if isinstance(public_keys, str) else list(public_keys)
+        if not keys:
+            raise ValueError(NO_KEYS)
+        report = None
+        for pem in keys:
+            report = verify_export(Path(export), pem)
+            if report.intact:
+                break
+        assert report is not None
+        return report
+
+    # -- models, the report and the records -------------------------------------------------------
+    def models(self, *, limit: int = 20, offset: int = 0) -> dict[str, Any]:
+        """A page of model versions, newest first: ``models``, ``total``, ``limit``, ``offset``."""
+        return self._json("GET", "/v1/models", params={"limit": limit, "offset": offset})
+
+    def model(self, version: str) -> dict[str, Any]:
+        """A model version's summary and its lineage."""
+        return self._json("GET", f"/v1/models/{_segment(version)}")
+
+    def lineage(self, model_version: str) -> dict[str, Any]:
+        """The chain from data to deployments of a model version."""
+        return self._json("GET", f"/v1/lineage/{_segment(model_version)}")
+
+    def download_report(self, model_version: str, target: Path, *, pack: str | None = None) -> Path:
+        """The regulator's report of ``model_version``, as HTML or PDF after ``target``'s suffix (auditor)."""
+        kind = REPORT_SUFFIXES.get(Path(target).suffix.lower())
+        if kind is None:
+            raise ValueError(f"the report is written as .html or .pdf; got {str(target)!r}")
+        params = {"format": kind, **({"pack": pack} if pack is not None else {})}
+        return self._download(f"/v1/reports/{_segment(model_version)}", Path(target), params=params)
+
+    def processing_record(self, pack: str, *, recipients: Sequence[str] | None = None) -> dict[str, Any]:
+        """The record of processing activities (GDPR Art. 30) under ``pack`` (auditor)."""
+        return self._json("GET", "/v1/records/processing", params={"pack": pack, "recipient": list(recipients or [])})
+
+    def disclosure(self, pack: str, *, model_version: str | None = None) -> dict[str, Any]:
+        """The DSA Art. 27 disclosure under ``pack``, with ``model_version``'s parameters when given."""
+        params = {"pack": pack, **({"model_version": model_version} if model_version is not None else {})}
+        return self._json("GET", "/v1/records/disclosure", params=params)
+
+
+def _segment(value: str) -> str:
+    """``value`` as one path segment (a '/' or '?' in an id must not change the path)."""
+    return quote(str(value), safe="")

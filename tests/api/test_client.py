@@ -1,0 +1,98 @@
+"""A whole compliance review with the Python client only, from keys made by the command line.
+
+Over real HTTP on SQLite and PostgreSQL (``tests/api/conftest.py``): the
+reviewer's key and the admin's are created with ``recgov keys create``; then
+packs, an audit and its gate, a promotion, the trail's events, a signed export
+verified offline, the report, models, lineage and the records, all through
+:class:`recgov.client.Client`. Refusals come back as :class:`ClientError` with
+the API's problem document.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from governance.cli import app as cli
+from recgov.client import AuditTimeout, Client, ClientError
+
+AUDIT_DATA = "synthetic:n_users=300,n_items=200,n_interactions=12000,seed=4"
+PACK = "apiVersion: recgov/v1\nmetadata:\n  name: client-review\n  version: 1.0.0\n  owner: compliance team\n"
+
+
+def _cli_key(server, role: str) -> str:
+    """A key made the way an admin makes one: ``recgov keys create``."""
+    made = CliRunner().invoke(cli, ["keys", "create", f"client-{role}", "--role", role, "--database-url", server.db_url, "--json"])
+    assert made.exit_code == 0, made.output
+    return json.loads(made.stdout)["token"]
+
+
+def test_a_whole_review_with_the_client(server, tmp_path: Path) -> None:
+    auditor_token, admin_token = _cli_key(server, "auditor"), _cli_key(server, "admin")
+    mv = server.model_version
+    with Client(server.url, auditor_token) as reviewer, Client(server.url, admin_token) as admin:
+        assert admin.store_pack(PACK)["created"] in (True, False)
+        refs = {p["ref"] for p in reviewer.packs()}
+        assert {"baseline", "client-review@1.0.0"} <= refs
+        assert reviewer.pack_text("client-review", "1.0.0") == PACK
+        assert reviewer.validate_pack(PACK)["pack"] == "client-review"
+
+        job = reviewer.start_audit("baseline", data=AUDIT_DATA, model_version=mv)
+        done = reviewer.wait_for_audit(job["id"], timeout=300, poll_s=0.5)
+        assert done["status"] == "succeeded", done
+        gate = reviewer.gate(job["id"])
+        assert isinstance(gate["decision"]["passed"], bool) and gate["results"]
+        promoted = admin.promote(mv, "shadow")
+        assert promoted
+        assert any(d["model_version"] == mv for d in reviewer.deployments()["shadow"])
+
+        events = list(reviewer.trail_events(page_size=7))
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        audits = list(reviewer.trail_events(action="audit", page_size=2))
+        assert audits and all(e["action"].startswith("audit") for e in audits)
+        assert reviewer.verify_trail()["intact"]
+
+        admin.checkpoint()
+        export = reviewer.download_trail_export(tmp_path / "trail.jsonl")
+        report = reviewer.verify_export(export)  # offline, with the keys the API publishes
+        assert report.intact and report.checkpoints_verified >= 1
+        pem = reviewer.trail_keys()[0]["public_key_pem"]
+        assert reviewer.verify_export(export, pem).intact
+
+        page = reviewer.download_report(mv, tmp_path / "report.html")
+        assert mv in page.read_text(encoding="utf-8")
+        summary = reviewer.model(mv)
+        assert summary["pack"]["pack"] == "baseline" and summary["current_stage"] == "shadow"
+        assert any(m["version_id"] == mv for m in reviewer.models(limit=100)["models"])
+        assert reviewer.lineage(mv)["model_version"]["version_id"] == mv
+        assert reviewer.processing_record("baseline", recipients=["hosting provider"])["recipients"] == ["hosting provider"]
+        assert reviewer.disclosure("baseline", model_version=mv)["model"]["params"]
+
+        with pytest.raises(ClientError) as refused:
+            reviewer.model("no-such-model")
+        assert refused.value.status == 404 and "'no-such-model' is not in the store" in refused.value.detail
+        assert refused.value.problem["instance"] == "/v1/models/no-such-model"
+        with pytest.raises(ClientError) as forbidden:
+            reviewer.checkpoint()
+        assert forbidden.value.status == 403 and forbidden.value.problem["type"].endswith("/forbidden")
+        assert not (tmp_path / "missing.html").exists()
+        with pytest.raises(ClientError):
+            reviewer.download_report("no-such-model", tmp_path / "missing.html")
+        assert not (tmp_path / "missing.html").exists() and not (tmp_path / ".missing.html.partial").exists()
+
+
+def test_wait_gives_up_at_its_timeout(server) -> None:
+    with Client(server.url, server.tokens["auditor"]) as reviewer:
+        job = reviewer.start_audit("baseline", data=AUDIT_DATA, model_version=server.model_version)
+        with pytest.raises(AuditTimeout) as waited:
+            reviewer.wait_for_audit(job["id"], timeout=0)
+        assert waited.value.job["id"] == job["id"]
+        reviewer.wait_for_audit(job["id"], timeout=300, poll_s=0.5)  # let it finish before the server stops
+
+
+def test_a_client_needs_a_key() -> None:
+    with pytest.raises(ValueError, match="recgov keys create"):
+        Client("http://127.0.0.1:1", "")
