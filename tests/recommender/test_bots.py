@@ -111,3 +111,11 @@ def test_every_reason_is_counted_even_when_none_fires() -> None:
     )
     details = validate_events(ev, now=NOW).finding("bot_users").details
     assert set(details) == {"n_users", *BOT_REASONS}
+
+
+def test_bot_styles_can_be_named_in_a_synthetic_data_argument() -> None:
+    from recommender.loaders import load_data
+
+    data = load_data("synthetic:n_users=10,n_items=50,n_interactions=100,bot_users=2,bot_events_per_user=30,bot_styles=crawler;stealthy")
+    assert data.n_events == 160
+    assert '"bot_styles":["crawler","stealthy"]' in data.source
