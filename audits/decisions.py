@@ -19,15 +19,16 @@ audit record before you answer).
 One typed record crosses the seam between serving and the store: a
 :class:`Decision` (a frozen dataclass) is built once by the serving path and
 handed to :meth:`DecisionLog.submit`; the log validates it in the caller's
-thread, encodes its slate and context once as canonical JSON, and sends the
-validated record (without those two objects, whose bytes travel instead) to
-the writer, in this process or in :mod:`audits.decision_writer`'s child.
+thread, encodes its slate and context once as canonical JSON, and hands the
+validated record to the writer thread, or (without those two objects, whose
+bytes travel instead) to :mod:`audits.decision_writer`'s child process.
 Callers outside serving (tests, benchmarks, the command line's tools) may
 submit the same fields as a plain dict; it becomes a :class:`Decision` first.
-The tags and re-rank reasons in a slate are the values of the serving layer's
-enums (``governance.explain.TagKind``, ``governance.rerank.Reason``): the
-store sits below governance and must not import them, and it only encodes what
-it is given, so the stored and sealed bytes never depend on how an enum prints.
+A slate's tags carry the values of the serving layer's ``TagKind`` (a
+re-ranking move, ``governance.rerank.Reason``, is recorded as its tag):
+serving converts at its edge, because the store sits below governance and must
+not import its enums, and because the store only encodes what it is given, the
+stored and sealed bytes never depend on how an enum prints.
 
 A decision may bring trail events of its own (``events``: e.g. the API call that
 asked for it, attributed to its key). They are validated when the decision is

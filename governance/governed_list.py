@@ -8,7 +8,8 @@ the recorded model version with its blocks, the erasures its training data saw
 and its standing; the subject's consent history and erasure are read; the list
 is served, and its decision is written by the decision log before the list is
 returned. The REST API keeps engines warm between requests
-(:mod:`governance.api.routes.recommendations`) and runs the same engine.
+(:mod:`governance.api.services.engines`) and runs the same engine, with the
+same reading of the consent ledger (:func:`consent_records`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from governance.suppressed import erasure_seq, erasures_seen, model_standing, st
 from recommender.als import ALSRecommender
 from recommender.errors import ConfigError, DataError
 
-__all__ = ["MODEL_NOT_RECORDED", "open_engine", "serve_list"]
+__all__ = ["MODEL_NOT_RECORDED", "consent_records", "open_engine", "serve_list"]
 
 MODEL_NOT_RECORDED = "model version {version!r} is not in the store; train one with 'recgov train'"
 ARTIFACT_MISMATCH = "the artifact at {location} holds model {found}, not {version}; the store and the file disagree"
@@ -89,18 +90,24 @@ def serve_list(
         with store.session() as session:
             history = consent_history(session, subject_id)
             erased = erasure_seq(session, subject_id)
-        records = tuple(
-            ConsentRecord(
-                purpose=r["purpose"], status=r["status"], lawful_basis=r["lawful_basis"], source=r["source"],
-                time=r["recorded_at"].astimezone(UTC), evidence=r["evidence"] or {},
-            )  # fmt: skip
-            for r in history
-        )
+        records = consent_records(history)
         context = {"category": category} if category else {}
         request = ServeRequest(subject_id, k=k, consent=records, gpc=gpc, tcf=tcf, context=context, erasure_seq=erased)
         return engine.serve(request)
     finally:
         log.close()
+
+
+def consent_records(history: list[dict[str, Any]]) -> tuple[ConsentRecord, ...]:
+    """A subject's consent history, as the ledger reads it (:func:`audits.consent.consent_history`), as the
+    records a :class:`~governance.serving.ServeRequest` carries."""
+    return tuple(
+        ConsentRecord(
+            purpose=r["purpose"], status=r["status"], lawful_basis=r["lawful_basis"], source=r["source"],
+            time=r["recorded_at"].astimezone(UTC), evidence=r.get("evidence") or {},  # a TCF grant lapses by its string's age
+        )  # fmt: skip
+        for r in history
+    )
 
 
 def _decodes(tcf: str | None) -> bool:

@@ -25,7 +25,7 @@ the work runs:
   again after :data:`RESTART_AFTER_S`, as is one that died.
 
 Only the event loop uses it (the lists it decides itself, see
-:mod:`governance.api.routes.recommendations`); lists decided on worker threads
+:mod:`governance.api.services.lists`); lists decided on worker threads
 are made there.
 """
 
@@ -43,7 +43,7 @@ from collections import OrderedDict
 from multiprocessing.connection import Connection
 from typing import Any
 
-from governance.serving import Personalizer
+from governance.serving import PersonalizedList, Personalizer
 
 __all__ = ["ANSWER_TIMEOUT_S", "MAX_HELD", "RESTART_AFTER_S", "ComputeProcess"]
 
@@ -139,7 +139,7 @@ class ComputeProcess:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- the server's side (event loop only) ------------------------------------------------
-    async def personalize(self, personalizer: Personalizer, row: int, k: int) -> tuple[Any, ...] | None:
+    async def personalize(self, personalizer: Personalizer, row: int, k: int) -> PersonalizedList | None:
         """``personalizer.personalize(row, k)`` made in the compute process, or None: make it here."""
         if not self._usable():
             self.made_here += 1

@@ -105,7 +105,7 @@ def test_a_dead_or_stuck_compute_process_changes_no_answer(engine: ServingEngine
 
 def test_inline_keeps_the_model_part_in_the_server(tmp_path: Path) -> None:
     from audits import open_store
-    from governance.api.routes.recommendations import EngineCache
+    from governance.api.services.engines import EngineCache
 
     store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
     try:

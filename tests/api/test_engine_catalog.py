@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from audits.lineage import record_dataset_version, record_model_version, record_training_run
-from governance.api.routes.recommendations import _dataset_sources
+from governance.api.services.engines import _dataset_sources
 
 
 def _model_on(session, name: str, source: str, schema: dict) -> str:  # noqa: ANN001

@@ -76,7 +76,7 @@ def test_ping_checks_the_key_and_writes_nothing(server) -> None:
 
 
 def test_the_engine_cache_keeps_only_the_latest_models(server, monkeypatch) -> None:  # noqa: ANN001
-    from governance.api.routes import recommendations as routes
+    from governance.api.services import engines as routes
 
     monkeypatch.setattr(routes, "MAX_CACHED_MODELS", 1)
     trained = CliRunner().invoke(cli, ["train", DATA, "--no-tune", "--no-carbon", "--factors", "5", "--iterations", "3", "--database-url", server.db_url, "--json"])
@@ -165,7 +165,7 @@ def test_a_personalized_eu_list_is_the_engines_list_with_the_models_item_table(s
 
 
 def test_a_dataset_the_service_cannot_read_leaves_lists_served_without_item_metadata(server, monkeypatch, caplog) -> None:  # noqa: ANN001
-    from governance.api.routes import recommendations as routes
+    from governance.api.services import engines as routes
 
     cache = routes.engines_of(server.app)
 
@@ -226,7 +226,8 @@ def test_a_commit_that_fails_or_comes_late_fails_the_request_and_is_logged(serve
     from concurrent.futures import Future
 
     from audits.models import FailedRequest
-    from governance.api.routes import recommendations as routes
+    from governance.api.services import call_sink
+    from governance.api.services import engines as routes
     from recommender.errors import ConfigError
 
     body = {"subject": "u000061", "k": 3, "model_version": server.model_version, "pack": PACK}
@@ -250,7 +251,7 @@ def test_a_commit_that_fails_or_comes_late_fails_the_request_and_is_logged(serve
         answer = client.post("/v1/recommendations", json=body)
         assert answer.status_code == 422 and "refused the batch" in answer.json()["detail"]
         monkeypatch.setattr(log, "submit", never)
-        monkeypatch.setattr(routes, "DECISION_TIMEOUT_S", 0.3)
+        monkeypatch.setattr(call_sink, "DECISION_TIMEOUT_S", 0.3)
         answer = client.post("/v1/recommendations", json=body)
         assert answer.status_code == 500
         monkeypatch.undo()
@@ -266,7 +267,7 @@ def test_a_commit_that_fails_or_comes_late_fails_the_request_and_is_logged(serve
 
 def test_warm_lists_on_the_embedded_store_are_decided_on_the_event_loop(server) -> None:
     """SQLite: a list that writes nothing and finds its engine built is decided inline; PostgreSQL: never."""
-    from governance.api.routes import recommendations as routes
+    from governance.api.services import engines as routes
 
     cache = routes.engines_of(server.app)
     body = {"subject": "u000070", "k": 3, "model_version": server.model_version, "pack": PACK}
@@ -286,7 +287,7 @@ def test_a_list_that_fails_while_deciding_is_logged_and_not_answered(server, mon
     """The decision log refuses the record at once (e.g. full): the failure is logged (off the event
     loop when the list was decided on it), with the subject scrubbed, and the list is not answered."""
     from audits.models import FailedRequest
-    from governance.api.routes import recommendations as routes
+    from governance.api.services import engines as routes
     from recommender.errors import ConfigError
 
     body = {"subject": "u000071", "k": 3, "model_version": server.model_version, "pack": PACK}
@@ -312,7 +313,7 @@ def test_lists_made_in_the_compute_process_are_the_engines_lists(server) -> None
     lists are decided on worker threads, which make them themselves."""
     import time
 
-    from governance.api.routes import recommendations as routes
+    from governance.api.services import engines as routes
 
     cache = routes.engines_of(server.app)
     assert cache.compute is not None

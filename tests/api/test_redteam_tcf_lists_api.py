@@ -14,7 +14,7 @@ import pytest
 from tc_strings import tc_string
 
 from governance.api.keys import create_key
-from governance.api.routes.recommendations import TCF_NO_VENDOR
+from governance.api.services.lists import TCF_NO_VENDOR
 from governance.packs import resolve_pack
 
 VENDOR = 755

@@ -17,6 +17,7 @@ __all__ = [
     "TEXT",
     "ConsentCreate",
     "ConsentPublic",
+    "ConsentSignals",
     "GovernedList",
     "Health",
     "PackDiff",
@@ -26,6 +27,7 @@ __all__ = [
     "PackValidation",
     "ProblemDetail",
     "RecommendationCreate",
+    "ServedItem",
 ]
 
 
@@ -71,33 +73,6 @@ class ConsentCreate(_Body):
         description="The pack in force (a shipped name or NAME@VERSION): the purpose must be one of its own, and "
         "a withdrawal of a purpose it erases on (erase_on_withdrawal) opens an erasure request.",
     )
-
-
-class RecommendationCreate(_Body):
-    """A request for one governed list."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"subject": "u000012", "k": 10, "model_version": "3f2a9c...", "pack": "california-ccpa"}]},
-    )
-
-    subject: str = Field(min_length=1, max_length=200, pattern=IDENTIFIER, description="The subject to recommend for.")
-    k: int = Field(10, ge=1, le=100, description="List length.")
-    model_version: str | None = Field(
-        None, min_length=1, max_length=128, pattern=IDENTIFIER,
-        description="A recorded model version (see 'recgov train'). Omitted: what is deployed answers (production, or the "
-        "canary for its share of subjects) and every shadow version gets the same request, recorded unserved.",
-    )
-    pack: str = Field("baseline", min_length=1, max_length=200, pattern=IDENTIFIER, description="A shipped pack name, or a stored pack as NAME@VERSION.")
-    tcf: str | None = Field(
-        None, min_length=1, max_length=MAX_TC_STRING, pattern=IDENTIFIER,
-        description="The IAB TCF v2.2 TC string the subject's CMP holds (its tcString), passed with the request as the "
-        "Sec-GPC header is: recorded before serving (source tcf, the string as evidence; a grant only where the pack's "
-        "consent.tcf.grants allows) and judged under the pack's consent.tcf for this list, for the pack's "
-        "consent.tcf.vendor_id. A string that does not meet the pack (a purpose, the vendor, a publisher restriction, "
-        "an older policy, too old) gets the non-profiling list, and 'consent' (or 'signals.ignored', for a string recorded as nothing) says why; one "
-        "that does not decode, or a pack with no consent.tcf.vendor_id, is a 422 naming tcf.",
-    )  # fmt: skip
 
 
 class PackStamp(BaseModel):
@@ -164,49 +139,6 @@ class ConsentPublic(BaseModel):
     )
 
 
-class ServedItem(BaseModel):
-    """One item of a governed list."""
-
-    item_id: str
-    score: float | None = Field(description="The model's score; null for a non-personalized list.")
-    tags: list[dict[str, Any]] = Field(description="Explanation tags: why the item is in the list.")
-
-
-class ConsentSignals(BaseModel):
-    """The consent signals the request carried and what was recorded for them."""
-
-    gpc: bool
-    tcf: dict[str, Any] | None
-    recorded: list[dict[str, Any]]
-    unchanged: list[dict[str, Any]]
-    ignored: list[dict[str, Any]]
-
-
-class GovernedList(PackStamp):
-    """A governed list; its decision record was committed before this answer."""
-
-    decision_id: str
-    mode: Literal["personalized", "fallback", "non_profiling"]
-    items: list[ServedItem]
-    model_version: str
-    consent: str = Field(description="Why the subject may or may not be profiled.")
-    decided_at: str = Field(description="ISO 8601, UTC.")
-    blocked_removed: int = Field(description="How many items the harmful-content filters kept out.")
-    model_standing: Literal["trained", "provisional", "replaced"] | None = Field(
-        None,
-        description=(
-            "trained: a model trained from data; provisional: a model an erasure unlearned, a stand-in until the full "
-            "retrain replaces it (it profiles nobody once that retrain is overdue); replaced: such a model a full "
-            "retrain has replaced (serve the retrain)."
-        ),
-    )
-    retrain_request: int | None = Field(None, description="For an unlearned model: the retrain request that replaces it.")
-    signals: ConsentSignals
-    deployment: dict[str, Any] | None = Field(
-        None, description="When the request named no model version: the stage that answered and the shadow versions it was mirrored to."
-    )
-
-
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     version: str
@@ -223,3 +155,7 @@ class ProblemDetail(BaseModel):
     errors: list[dict[str, Any]] | None = Field(
         None, description="Located issues (422), or the gate's reasons (409 on promotion)."
     )
+
+
+# Bodies of /v1/recommendations, kept importable from here (they moved to their resource's module).
+from governance.api.schemas.recommendations import ConsentSignals, GovernedList, RecommendationCreate, ServedItem  # noqa: E402

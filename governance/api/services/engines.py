@@ -1,0 +1,400 @@
+"""The app's engine cache: packs, models, item tables and serving engines, and the decision log they share.
+
+Serving engines are cached on ``app.state.engines`` (:class:`EngineCache`), so a
+request does not parse its pack, load its model and open a decision log again:
+
+* a pack is re-read when its file changes (stat: size and modification time);
+  its identity in the cache is its content hash;
+* a model is re-read when its artifact file changes, and is checked to hold the
+  version the store records for that file; the :data:`MAX_CACHED_MODELS` used
+  last stay loaded;
+* a model's engines serve with the item table of the dataset it was trained on
+  (its provider groups, categories and harmful-content flags, read once per
+  model from the dataset version's recorded source): the pack's re-ranking and
+  the category blocks need them. A source the service cannot read (a relative
+  path from another working directory, a moved file) is logged as a warning and
+  the model's lists are served without item metadata, as before;
+* the escalation blocks are checked on every request: a block, flag or case
+  answered by the API (or made by the CLI) holds for every request that starts
+  after it. Every change to a flag, case or block row stamps it with its new
+  trail event, so the largest ``trail_seq`` of the three tables is a revision of
+  what is blocked (:func:`blocks_revision`, one query); only when it moved are
+  the blocked items read again and an engine built for them (from the cached
+  pack and model). Engines are never changed in place, so concurrent requests
+  each serve with the blocks of the revision they read;
+* an erasure needs no engine rebuilt: each engine knows up to which erasure its
+  model's data was cleaned (:func:`governance.suppressed.erasures_seen`, read
+  when it is built) and each request reads the subject's latest erasure in its
+  snapshot, so a subject erased after the model read its data gets the
+  non-profiling list from every cached engine, from the next request on;
+* one :class:`~audits.decisions.DecisionLog` (or its process-backed writer) is
+  shared by every engine, behind a
+  :class:`~governance.api.services.call_sink.CallAttributingSink`; the requests'
+  deployed shadow versions are served by a
+  :class:`~governance.api.services.shadows.ShadowMirror`. :meth:`EngineCache.close`
+  stops both when the app stops.
+
+Where the request path must not block (the event loop), :meth:`EngineCache.pack`
+and :meth:`EngineCache.engine` raise :class:`NotReady` instead of loading.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from fastapi import FastAPI
+from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy.orm import Session
+
+from audits.decision_writer import ProcessDecisionLog
+from audits.decisions import DecisionLog, log_failure
+from audits.models import DatasetVersion, EscalationCase, ItemBlock, ItemFlag, ModelVersion
+from governance import packs as pack_store
+from governance.api.compute import ComputeProcess
+from governance.api.errors import Problem
+from governance.api.services.call_sink import CallAttributingSink
+from governance.api.services.shadows import ShadowMirror
+from governance.escalation import items_out_of_lists
+from governance.packs import SHIPPED_PACKS as SHIPPED
+from governance.packs import resolve_pack
+from governance.policy import LoadedPack
+from governance.serving import ServingEngine
+from governance.suppressed import erasures_seen, model_standing, standing_reader
+from recommender.als import ALSRecommender
+from recommender.errors import ConfigError
+from recommender.loaders import load_data
+
+__all__ = [
+    "MAX_CACHED_MODELS",
+    "SHUTTING_DOWN",
+    "EngineCache",
+    "NotReady",
+    "artifact_location",
+    "blocks_revision",
+    "close_engines",
+    "engines_of",
+]
+
+log = logging.getLogger(__name__)
+
+SHUTTING_DOWN = "the service is shutting down; retry the request on another instance"
+MAX_CACHED_MODELS = 8
+"""Models (and their engines) kept loaded by a server process, least recently used evicted first."""
+CATALOG_RETRY_S = 60.0
+"""Seconds before a model's item table that could not be read is tried again."""
+MODEL_MISMATCH = "the artifact at {location} holds model {found}, not {expected}; the store and the file disagree"
+
+
+class NotReady(Exception):
+    """Deciding this list inline would block the event loop (a load, a build or a write): use a worker thread."""
+
+
+def _stat_key(path: Path) -> tuple[int, int] | None:
+    """(size, modification time in ns) of ``path``, or None when it cannot be read."""
+    try:
+        stat = path.stat()
+    except (OSError, ValueError):
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _pack_path(packs_dir: Path, ref: str) -> Path | None:
+    """The file ``pack_store.load_ref`` reads for ``ref`` (None for a ref it would refuse)."""
+    if "@" in ref:
+        name, version = ref.split("@", 1)
+        if "/" in name or "/" in version or ".." in name or ".." in version:
+            return None
+        return packs_dir / name / f"{version}.yaml"
+    path = resolve_pack(ref)
+    return path if path.parent == SHIPPED else None
+
+
+# Built once: a statement's cache key is then computed once, not on every request.
+_LATEST_BLOCK_CHANGES = select(
+    *(select(func.coalesce(func.max(t.trail_seq), 0)).scalar_subquery() for t in (ItemFlag, EscalationCase, ItemBlock))
+)
+_ARTIFACT_OF = select(ModelVersion.artifact_location).where(ModelVersion.version_id == bindparam("version"))
+_DATASET_OF = (
+    select(DatasetVersion.source, DatasetVersion.data_schema)
+    .join(ModelVersion, ModelVersion.dataset_version_id == DatasetVersion.id)
+    .where(ModelVersion.version_id == bindparam("version"))
+)
+_DATASET_BY_HASH = select(DatasetVersion.source, DatasetVersion.data_schema).where(DatasetVersion.content_hash == bindparam("hash"))
+MAX_DERIVATIONS = 8
+"""Unlearned datasets followed back to the one a catalog can be read from (each erasure adds one)."""
+
+
+def _dataset_sources(read: Connection, model_version: str) -> list[str]:
+    """Where the dataset of ``model_version`` came from: its recorded source, then (an unlearned model's
+    dataset is a matrix derived from another) the sources of the datasets it derives from."""
+    sources: list[str] = []
+    seen: set[str] = set()
+    row = read.execute(_DATASET_OF, {"version": model_version}).one_or_none()
+    for _ in range(MAX_DERIVATIONS):
+        if row is None:
+            break
+        source, schema = row
+        if source and source not in sources:
+            sources.append(source)
+        parent = schema.get("derived_from") if isinstance(schema, dict) else None
+        if not isinstance(parent, str) or parent in seen:
+            break
+        seen.add(parent)
+        row = read.execute(_DATASET_BY_HASH, {"hash": parent}).one_or_none()
+    return sources
+
+
+def blocks_revision(read: Session | Connection | Any) -> tuple[int, int, int]:
+    """The latest trail event that changed a flag, a case or a block: it moves whenever what is blocked may change."""
+    flags, cases, blocks = read.execute(_LATEST_BLOCK_CHANGES).one()
+    return int(flags), int(cases), int(blocks)
+
+
+def artifact_location(read: Session | Connection | Any, model_version: str) -> str | None:
+    """Where the store says ``model_version``'s artifact is (None: no such version)."""
+    return read.execute(_ARTIFACT_OF, {"version": model_version}).scalar_one_or_none()
+
+
+@dataclass(frozen=True)
+class _Engine:
+    """An engine, and the revision of the blocks it was built with."""
+
+    revision: tuple[int, int, int]
+    engine: ServingEngine
+
+
+class EngineCache:
+    """Packs, models and serving engines of one app, and the decision log they share.
+
+    Thread-safe: the route runs on worker threads and on the event loop. The
+    cache's lock guards only its dictionaries and is never held while loading or
+    building; a burst of first requests loads a model (and its item table) once,
+    under a lock of that version's own.
+    """
+
+    def __init__(self, store: Any, decision_writer: str = "thread", compute: str = "inline") -> None:
+        self.store = store
+        self.decision_writer = decision_writer
+        self.compute: ComputeProcess | None = ComputeProcess() if compute == "process" else None
+        """Makes the model's part of the lists decided on the event loop (``RECGOV_API_COMPUTE``)."""
+        self._lock = threading.Lock()
+        self._packs: dict[str, tuple[tuple[int, int], LoadedPack]] = {}
+        self._models: dict[str, tuple[tuple[int, int], ALSRecommender]] = {}
+        self._engines: dict[tuple[str, str], _Engine] = {}
+        self._catalogs: dict[str, tuple[float, pd.DataFrame | None]] = {}
+        self._load_locks: dict[str, threading.Lock] = {}
+        self._log: DecisionLog | None = None
+        self._sink: CallAttributingSink | None = None
+        self.shadows = ShadowMirror(self.engine, store, self._lock)
+        """Serves each answered request again with the deployed shadow versions, on a thread of their own."""
+        self.decided_inline = 0
+        """Lists decided on the event loop (see :mod:`governance.api.services.lists`), and below on a worker thread."""
+        self.decided_on_threads = 0
+        self._closed = False
+
+    def start_decision_log(self) -> DecisionLog:
+        """Start the shared decision log now (the app does at startup: the first list must not wait for its writer)."""
+        with self._lock:
+            return self._started_sink().log
+
+    def _started_sink(self) -> CallAttributingSink:
+        """Under :attr:`_lock`: the engines' sink over the shared decision log, started at its first use."""
+        if self._sink is None:
+            self._log = ProcessDecisionLog(self.store) if self.decision_writer == "process" else DecisionLog(self.store)
+            self._sink = CallAttributingSink(self._log)
+        return self._sink
+
+    def pack(self, packs_dir: Path, ref: str, *, loaded_only: bool = False) -> LoadedPack:
+        """The pack ``ref`` names (raises ``PackNotFound``), parsed again only when its file changed.
+
+        ``loaded_only``: raise :class:`NotReady` rather than parse it.
+        """
+        path = _pack_path(packs_dir, ref)
+        stat = _stat_key(path) if path is not None else None
+        cached = self._packs.get(ref)
+        if cached is not None and stat is not None and cached[0] == stat:
+            return cached[1]
+        if loaded_only:
+            raise NotReady
+        loaded = pack_store.load_ref(packs_dir, ref)
+        if stat is not None:
+            with self._lock:
+                self._packs[ref] = (stat, loaded)
+        return loaded
+
+    def _loading(self, name: str) -> threading.Lock:
+        """The lock under which ``name`` (a model version) is loaded: one load per version at a time,
+        outside :attr:`_lock`, which guards only the dictionaries and is never held for I/O (the event
+        loop takes it too)."""
+        with self._lock:
+            return self._load_locks.setdefault(name, threading.Lock())
+
+    def _cached_model(self, model_version: str, location: str) -> ALSRecommender | None:
+        """Under :attr:`_lock`: the loaded model if its artifact is unchanged (then most recently used)."""
+        stat = _stat_key(Path(location))
+        cached = self._models.get(model_version)
+        if cached is None or stat is None or cached[0] != stat:
+            return None
+        del self._models[model_version]
+        self._models[model_version] = cached  # most recently used last
+        return cached[1]
+
+    def _load_model(self, model_version: str, location: str) -> ALSRecommender:
+        """Load ``model_version`` (outside :attr:`_lock`); the last :data:`MAX_CACHED_MODELS` models used stay
+        loaded (retrains and unlearned versions come and go; a long-running service must not keep them all)."""
+        with self._loading(model_version):
+            with self._lock:
+                model = self._cached_model(model_version, location)
+            if model is not None:  # another request loaded it meanwhile
+                return model
+            stat = _stat_key(Path(location))
+            model = ALSRecommender.load(location)
+            if model.version_id_ != model_version:
+                raise ConfigError(MODEL_MISMATCH.format(location=location, found=model.version_id_, expected=model_version))
+            if stat is not None:
+                with self._lock:
+                    self._models.pop(model_version, None)
+                    self._models[model_version] = (stat, model)
+                    while len(self._models) > MAX_CACHED_MODELS:
+                        evicted = next(iter(self._models))
+                        del self._models[evicted]
+                        for key in [k for k in self._engines if k[1] == evicted]:
+                            del self._engines[key]
+                        self._catalogs.pop(evicted, None)
+            return model
+
+    def engine(self, loaded: LoadedPack, model_version: str, location: str, read: Any, *, built_only: bool = False) -> ServingEngine:
+        """The engine serving ``loaded`` with ``model_version`` and the blocks as ``read`` (a snapshot) sees them, or newer.
+
+        ``read`` is a read-only snapshot (a ``Connection`` or a
+        :class:`~governance.api.reads.FastSnapshot`); when the blocks moved, what
+        is blocked is read with the ORM in a snapshot of its own, begun after
+        ``read``, so the engine built holds every block ``read`` sees.
+        ``built_only``: raise :class:`NotReady` rather than load a model or build an engine.
+        Loading and building happen outside the cache's lock.
+        """
+        key = (loaded.content_hash, model_version)
+        revision = blocks_revision(read)
+        with self._lock:
+            if self._closed:
+                raise Problem(503, SHUTTING_DOWN)
+            model = self._cached_model(model_version, location)
+            cached = self._engines.get(key)
+            if model is not None and cached is not None and cached.revision == revision and cached.engine.model is model:
+                return cached.engine
+        if built_only:
+            raise NotReady
+        if model is None:
+            model = self._load_model(model_version, location)
+        with self.store.snapshot() as connection, Session(bind=connection) as session:
+            revision = blocks_revision(connection)
+            blocked = frozenset(items_out_of_lists(session, loaded.pack))
+            sources = _dataset_sources(connection, model_version)
+            seen = erasures_seen(connection, model_version)
+            standing = model_standing(connection, model_version)
+        catalog = self._catalog(model_version, model, sources)  # after the snapshot: loading a dataset is slow
+        with self._lock:
+            if self._closed:
+                raise Problem(503, SHUTTING_DOWN)
+            sink = self._started_sink()
+        store = self.store
+        engine = ServingEngine(
+            loaded, model, catalog, blocked=blocked, sink=sink,
+            on_failure=lambda cause, detail: log_failure(store, cause, detail), erasures_seen=seen,
+            standing=standing, reread_standing=standing_reader(store, model_version),
+        )  # fmt: skip
+        with self._lock:
+            cached = self._engines.get(key)
+            if model_version in self._models and (cached is None or cached.revision <= revision):
+                self._engines[key] = _Engine(revision, engine)  # a slower request must not put older blocks back
+        return engine
+
+    def _catalog(self, model_version: str, model: ALSRecommender, sources: list[str]) -> pd.DataFrame | None:
+        """The item table of the dataset ``model_version`` was trained on (None: not readable here).
+
+        Read once per model (one reader at a time per version); a failed read is
+        tried again after :data:`CATALOG_RETRY_S`. The first of ``sources`` (the
+        dataset's recorded source, then for an unlearned model the sources of the
+        datasets it derives from) that loads and names every item of the model is used.
+        """
+        with self._lock:
+            entry = self._catalogs.get(model_version)
+        if entry is not None and (entry[1] is not None or time.monotonic() - entry[0] < CATALOG_RETRY_S):
+            return entry[1]
+        with self._loading(f"catalog:{model_version}"):
+            with self._lock:
+                entry = self._catalogs.get(model_version)
+            if entry is not None and (entry[1] is not None or time.monotonic() - entry[0] < CATALOG_RETRY_S):
+                return entry[1]
+            items, problems = None, []
+            needed = pd.Index(model.train_.item_ids.astype(str))
+            for source in sources:
+                try:
+                    table = load_data(source).items
+                except Exception as err:  # noqa: BLE001 - a catalog that cannot be read degrades to no metadata, loudly
+                    problems.append(f"{source[:200]!r}: {type(err).__name__}: {str(err)[:200]}")
+                    continue
+                missing = needed.difference(table.index.astype(str))
+                if len(missing):
+                    problems.append(f"{source[:200]!r}: {len(missing)} of the model's {len(needed)} items are not in its item table")
+                    continue
+                items = table
+                break
+            if items is None:
+                log.warning(
+                    "model %s: no item table of its dataset can be read here (%s); its lists are served without item "
+                    "metadata (no provider groups for the re-ranking, no category blocks from metadata); tried again "
+                    "in %g s", model_version, "; ".join(problems) or "no source recorded", CATALOG_RETRY_S,
+                )  # fmt: skip
+            with self._lock:
+                if model_version in self._models:  # an evicted model's table is not kept
+                    self._catalogs[model_version] = (time.monotonic(), items)
+            return items
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (the app is stopping)."""
+        return self._closed
+
+    def close(self) -> None:
+        """Write what the decision log holds and stop it; later requests are refused (503)."""
+        with self._lock:
+            self._closed = True
+            log, self._log, self._sink = self._log, None, None
+            mirrors = self.shadows.refuse()  # under the lock: no request is mirrored after this
+            self._engines.clear()
+        if mirrors is not None:  # mirrored requests finish (and are recorded) before the log closes
+            mirrors.shutdown(wait=True)
+        if log is not None:
+            log.close()
+        if self.compute is not None:
+            self.compute.close()
+
+
+_create_lock = threading.Lock()
+
+
+def engines_of(app: FastAPI) -> EngineCache:
+    """The app's engine cache, created at its first use."""
+    cache = getattr(app.state, "engines", None)
+    if cache is None:
+        with _create_lock:
+            cache = getattr(app.state, "engines", None)
+            if cache is None:
+                settings = app.state.settings
+                cache = app.state.engines = EngineCache(app.state.store, settings.decision_writer, settings.api_compute)
+    return cache
+
+
+def close_engines(app: FastAPI) -> None:
+    """Close the app's engine cache (its decision log), if it was ever used; call before closing the store."""
+    cache = getattr(app.state, "engines", None)
+    if cache is not None:
+        cache.close()
+        app.state.engines = None  # a later start of the same app makes a cache of its own

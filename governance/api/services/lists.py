@@ -1,0 +1,266 @@
+"""One governed list for the API: the request's reads, consent and engine, its list decided, its commit awaited.
+
+The steps, in order: the pack (cached, :mod:`governance.api.services.engines`);
+the request's consent signals (``Sec-GPC: 1``, a TC string) and the TC string's
+check; in one read-only snapshot, the model version (named, or what is deployed:
+production, the canary for its share of subjects, and the shadows to mirror to),
+its engine with the blocks as of now, the subject's consent history and latest
+erasure; the signals recorded (then the history read again); the list made by the
+engine and its decision queued with the call's trail record
+(:class:`~governance.api.services.call_sink.CallAttributingSink`); the commit
+awaited on the event loop.
+
+Where a list is decided: on an embedded SQLite store, a request that writes
+nothing (no consent signal) and finds its pack, model and engine loaded is
+decided on the event loop itself (:func:`prepare_on_loop`, then
+:func:`decide_on_loop`): its reads are a few microseconds of local file access,
+and on one interpreter a worker thread adds only lock hand-offs. The model's part
+of such a list (candidates, re-ranking, tags) is made in the compute process
+(``RECGOV_API_COMPUTE``, :mod:`governance.api.compute`) while the loop serves
+other requests; the consent decision and the record stay here. Everything else
+(a PostgreSQL store, whose reads are network round trips; a consent signal to
+record; a pack, model or engine to load) runs on a worker thread
+(:func:`decide_on_thread`). Either way the wait for the commit holds no thread:
+the decision is queued and the request awaits its commit on the event loop
+(:func:`committed`). A commit that fails or times out is logged as the request's
+failure, as the engine logs its own, and the list is not answered.
+
+The model row, the blocks and the subject's consent history are read in one
+read-only snapshot (:mod:`governance.api.reads`: prepared statements on a pooled
+connection; a SQLAlchemy snapshot when the deployments must be read too): on
+SQLite that read does not queue behind the writer for the write lock, and
+everything committed before the request began (a block, a withdrawal, an
+erasure) is seen by it; nothing of it is cached across requests. A request
+without a consent signal writes nothing but its decision and its trail record.
+
+A refusal is raised as the API's :class:`~governance.api.errors.Problem` (404: no
+such pack or model, nothing in production; 422: a TC string that cannot be judged;
+503: the service is stopping), with the messages below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+from sqlalchemy.orm import Session
+
+from audits.consent import read_consent_history
+from audits.decisions import DecisionReceipt
+from governance import packs as pack_store
+from governance.api.errors import Problem
+from governance.api.schemas.recommendations import RecommendationCreate
+from governance.api.services import call_sink
+from governance.api.services.call_sink import CallAttributingSink
+from governance.api.services.engines import SHUTTING_DOWN, EngineCache, NotReady, artifact_location
+from governance.consent.gpc import gpc_opt_out
+from governance.consent.tcf import decode_tc_string
+from governance.deploy import deployed_versions
+from governance.governed_list import consent_records
+from governance.policy import LoadedPack
+from governance.privacy import record_consent_from_request
+from governance.serving import ServedList, ServeRequest, ServingEngine
+from governance.shadow import NOTHING_IN_PRODUCTION, canary_bucket
+from governance.suppressed import erasure_seq
+from recommender.errors import DataError
+
+__all__ = [
+    "NO_MODEL",
+    "TCF_NO_VENDOR",
+    "TCF_UNREADABLE",
+    "Decided",
+    "ListContext",
+    "NotReady",
+    "Prepared",
+    "committed",
+    "decide_on_loop",
+    "decide_on_thread",
+    "prepare_on_loop",
+]
+
+NO_MODEL = "model version {model_version!r} is not in the store; train one with 'recgov train'"
+TCF_UNREADABLE = "tcf is not a TC string: {detail}; send the string the subject's CMP holds, or no tcf"
+TCF_NO_VENDOR = (
+    "pack {pack} sets no consent.tcf.vendor_id, so a TC string cannot be judged for this service; "
+    "set the installation's IAB vendor id there"
+)
+
+
+@dataclass
+class Prepared:
+    """A request read and resolved: its engine, and what answering it needs, its list still to make."""
+
+    engine: ServingEngine
+    request: ServeRequest
+    signals: dict[str, Any]
+    """The consent signals the request carried and what was recorded for them."""
+    deployment: dict[str, Any] | None
+    """When the request named no model version: the stage that answered and the shadow versions."""
+    loaded: LoadedPack
+    shadows: list[tuple[str, str]]
+    """The shadow versions to mirror the request to, as ``(model_version, artifact location)``."""
+    actor: str
+    gpc: bool
+
+
+@dataclass
+class Decided:
+    """A request whose list is made and whose decision is queued: what the event loop answers with."""
+
+    prepared: Prepared
+    served: ServedList
+    pending: Future[DecisionReceipt]
+
+
+@dataclass(frozen=True)
+class ListContext:
+    """What the list service reads from the app for one request."""
+
+    cache: EngineCache
+    reads: Any
+    """The app's :class:`~governance.api.reads.FastReads`."""
+    store: Any
+    settings: Any
+    headers: list[tuple[bytes, bytes]]
+    """The request's raw headers (``Sec-GPC``)."""
+    actor: str
+    """The calling key's trail actor."""
+
+
+def prepare_on_loop(body: RecommendationCreate, ctx: ListContext) -> Prepared:
+    """The request's reads, consent decision and engine, without blocking: raise :class:`NotReady`, having
+    written nothing, where the work would block (a pack, model or engine to load, a consent signal to record)."""
+    return _prepare(body, ctx, inline=True)
+
+
+def decide_on_thread(body: RecommendationCreate, ctx: ListContext) -> Decided:
+    """The request's reads, consent decision and engine (loading what is missing), its list made and its
+    decision queued with the call's trail record; the commit is awaited on the event loop (:func:`committed`)."""
+    prepared = _prepare(body, ctx, inline=False)
+    with CallAttributingSink.calling(prepared.actor, gpc=prepared.gpc, defer=True) as call:
+        served = prepared.engine.serve(prepared.request)
+    if call.pending is None:
+        raise RuntimeError("the serving engine recorded no decision for a served list")
+    return Decided(prepared, served, call.pending)
+
+
+async def decide_on_loop(prepared: Prepared, cache: EngineCache) -> Decided:
+    """Make and record the list of a request :func:`prepare_on_loop` prepared, on the event loop.
+
+    The model's part of a personalized list is made in the compute process
+    (:mod:`governance.api.compute`) while the loop serves other requests, or
+    here when that process cannot. A failure is logged from a worker thread (a
+    store write never runs on the loop) and raised with its own cause.
+    """
+    engine, serve_request = prepared.engine, prepared.request
+    try:
+        plan = engine.begin(serve_request)
+        made = None
+        if cache.compute is not None and plan.mode == "personalized" and plan.allowed is None:
+            made = await cache.compute.personalize(plan.personalizer, plan.row, serve_request.k)
+        if cache.closed:  # the service began to stop meanwhile
+            raise Problem(503, SHUTTING_DOWN)
+        with CallAttributingSink.calling(prepared.actor, gpc=prepared.gpc, defer=True) as call:
+            served = engine.finish(plan, made)
+    except Problem:
+        raise
+    except Exception as err:
+        await anyio.to_thread.run_sync(engine.report_failure, serve_request, err)
+        raise err from err.__cause__  # the original error, with its own cause
+    if call.pending is None:
+        raise RuntimeError("the serving engine recorded no decision for a served list")
+    return Decided(prepared, served, call.pending)
+
+
+async def committed(decided: Decided) -> None:
+    """Wait (on the event loop) until the list's decision is durable; a failed or late commit fails the request.
+
+    The failure is logged with its cause, as the engine logs its own, and
+    raised: the list is not answered. A late commit may still store the
+    decision, as one never served (see ``DecisionLog.submit_and_wait``).
+    """
+    waiting = asyncio.wrap_future(decided.pending)
+    timeout = call_sink.DECISION_TIMEOUT_S  # read now: one setting for the sink's waits and this one
+    done, _ = await asyncio.wait({waiting}, timeout=timeout)  # never cancels the log's future
+    try:
+        if not done:
+            waiting.add_done_callback(lambda f: f.cancelled() or f.exception())  # its outcome is read, never lost
+            raise TimeoutError(f"the decision was not committed within {timeout:g} s")
+        waiting.result()
+    except Exception as err:
+        await anyio.to_thread.run_sync(decided.prepared.engine.report_failure, decided.prepared.request, err)
+        raise
+
+
+def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> Prepared:
+    """The steps up to the list (see the module doc); ``inline``: raise :class:`NotReady` rather than block."""
+    cache, store = ctx.cache, ctx.store
+    try:
+        loaded = cache.pack(ctx.settings.packs_dir, body.pack, loaded_only=inline)
+    except pack_store.PackNotFound as err:
+        raise Problem(404, str(err)) from None
+    gpc = gpc_opt_out(ctx.headers)  # any Sec-GPC: 1, even beside a conflicting duplicate
+    signalled = gpc or body.tcf is not None  # a consent signal to record before serving
+    if inline and signalled:
+        raise NotReady
+    if body.tcf is not None:
+        _check_tcf(body.tcf, loaded)
+    # The model, the blocks and the consent history as of now, in one read-only snapshot: prepared
+    # statements on a pooled DBAPI connection, or (to read the deployments) a SQLAlchemy one.
+    snapshot = ctx.reads.snapshot() if body.model_version is not None else store.snapshot()
+    with snapshot as read:
+        model_version, shadow_refs, deployment = _model_to_serve(read, body, ctx.settings)
+        location = artifact_location(read, model_version)
+        if location is None:
+            raise Problem(404, NO_MODEL.format(model_version=model_version))
+        engine = cache.engine(loaded, model_version, location, read, built_only=inline)
+        # With a signal to record, the history is read after recording it (below).
+        history = [] if signalled else read_consent_history(read, body.subject)
+        erased = erasure_seq(read, body.subject)  # an erasure is never undone: read once, with or without a signal
+    # Nothing to record: what record_consent_from_request answers for a request without a signal.
+    signals: dict[str, Any] = {"gpc": False, "tcf": None, "recorded": [], "unchanged": [], "ignored": []}
+    if signalled:
+        signals = record_consent_from_request(store, body.subject, pack=loaded, headers=ctx.headers, tcf=body.tcf, actor=ctx.actor)
+        with ctx.reads.snapshot() as read:
+            history = read_consent_history(read, body.subject)
+    if cache.closed:  # a service that is shutting down refuses (503) before it decides anything
+        raise Problem(503, SHUTTING_DOWN)
+    serve_request = ServeRequest(body.subject, k=body.k, consent=consent_records(history), gpc=gpc, tcf=body.tcf, erasure_seq=erased)
+    return Prepared(engine, serve_request, signals, deployment, loaded, shadow_refs, ctx.actor, gpc)
+
+
+def _model_to_serve(read: Any, body: RecommendationCreate, settings: Any) -> tuple[str, list[tuple[str, str]], dict[str, Any] | None]:
+    """The model version that answers, the shadow versions ``(version, location)`` the request is mirrored to,
+    and the deployment the answer names (None when the request named its model version)."""
+    if body.model_version is not None:
+        return body.model_version, [], None
+    with Session(bind=read) as session:  # what is deployed answers; the shadows get the request too
+        stages = deployed_versions(session)
+    if not stages["production"]:
+        raise Problem(404, NOTHING_IN_PRODUCTION)
+    stage, model_version = "production", stages["production"][0]
+    if stages["canary"] and settings.canary_share > 0 and canary_bucket(body.subject) < settings.canary_share:
+        stage, model_version = "canary", stages["canary"][0]
+    shadow_refs: list[tuple[str, str]] = []
+    for shadow in stages["shadow"]:  # loaded and served after the answer, on the shadows' thread
+        shadow_location = artifact_location(read, shadow)
+        if shadow_location is not None:
+            shadow_refs.append((shadow, shadow_location))
+    return model_version, shadow_refs, {"stage": stage, "shadows": list(stages["shadow"])}
+
+
+def _check_tcf(tcf: str, loaded: LoadedPack) -> None:
+    """A 422 naming ``tcf`` unless the string decodes and the pack names the vendor to judge it for
+    (IAB TCF v2.2: a string is read for one vendor); nothing is recorded or served then."""
+    try:
+        decode_tc_string(tcf)
+    except DataError as err:
+        detail = TCF_UNREADABLE.format(detail=err)
+    else:
+        if loaded.pack.consent.tcf_requirements().vendor_id is not None:
+            return
+        detail = TCF_NO_VENDOR.format(pack=loaded.name)
+    raise Problem(422, detail, kind="consent-signal", errors=[{"location": "body", "field": "tcf", "message": detail}])
