@@ -203,7 +203,8 @@ def _subject_in_data(dataset: Dataset | None, subject: str) -> SubjectInData:
     if dataset is None:
         return SubjectInData(events=[], attributes=None, source=None, given=False, dataset_hash=None)
     events = dataset.events
-    mine = events.loc[np.asarray(events["user_id"].astype("string") == subject, dtype=bool)]
+    is_theirs = (events["user_id"].astype("string") == subject).fillna(False)  # an event naming no one is not theirs
+    mine = events.loc[np.asarray(is_theirs, dtype=bool)]
     columns = [c for c in events.columns if c != "user_id"]
     rows = [plain(dict(zip(columns, values))) for values in mine[columns].itertuples(index=False, name=None)]
     attributes = None
