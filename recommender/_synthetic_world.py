@@ -459,22 +459,16 @@ def _propose(
     return out
 
 
-def generate_chunk(
-    spec: SyntheticSpec,
-    chunk: int,
-    user_lo: int,
-    user_hi: int,
-    population: Population,
-    catalog: Catalog,
-) -> dict[str, np.ndarray]:
-    """The genuine events of users ``user_lo .. user_hi - 1``, grouped by user."""
-    rng = rng_for(spec, 3, chunk)
-    counts = population.counts[user_lo:user_hi]
-    n_users = len(counts)
-    n_events = int(counts.sum())
-    p_rating, deeper, mean_depth = _funnel_probabilities(spec)
+def _engagements(
+    rng: np.random.Generator, counts: np.ndarray, p_rating: float, deeper: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Step 1: each user's engagements (a rating, or a funnel of some depth on one item).
 
-    # 1. Engagements: draw one depth per event slot, keep the prefix that covers each user's count.
+    One depth is drawn per event slot and the prefix that covers each user's count
+    is kept. Returns the user, whether it is a rating, and the depth of every
+    engagement, and the number of engagements per user.
+    """
+    n_users, n_events = len(counts), int(counts.sum())
     slot_user = np.repeat(np.arange(n_users), counts)
     draw = rng.random(n_events)
     is_rating = rng.random(n_events) < p_rating
@@ -488,11 +482,22 @@ def generate_chunk(
     keep = begin < counts[slot_user]
     eng_user, eng_rating = slot_user[keep], is_rating[keep]
     eng_depth = np.minimum(depth[keep], counts[eng_user] - begin[keep])
-    per_user = np.bincount(eng_user, minlength=n_users)
+    return eng_user, eng_rating, eng_depth, np.bincount(eng_user, minlength=n_users)
 
-    # 2. Items: a candidate pool per user drawn from a proposal close to the target
-    #    popularity x exposure x exp(taste), then the engaged items picked without
-    #    replacement (Gumbel top-k, weighted target / proposal: sampling-importance-resampling).
+
+def _engaged_items(
+    rng: np.random.Generator, spec: SyntheticSpec, user_lo: int, user_hi: int, population: Population,
+    catalog: Catalog, eng_user: np.ndarray, per_user: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Step 2: the item of every engagement, its taste score, and the order that shuffles them in time.
+
+    A candidate pool per user is drawn from a proposal close to the target
+    popularity x exposure x exp(taste), then the engaged items are picked without
+    replacement (Gumbel top-k, weighted target / proposal: sampling-importance-resampling).
+    Items and tastes come back already shuffled in time within each user; the
+    caller applies the returned order to its own per-engagement arrays.
+    """
+    n_users = len(per_user)
     pool_size = np.where(per_user > 0, _POOL_FACTOR * per_user + _POOL_MIN, 0)
     pool_user = np.repeat(np.arange(n_users), pool_size)
     affinity = np.asarray([spec.group_provider_affinity.get(g, 1.0) for g in spec.protected_groups])
@@ -512,15 +517,27 @@ def generate_chunk(
     # engagements than distinct candidates comes back to the best ones (repeat visits).
     eng_rank = np.arange(len(eng_user)) - _segment_starts(per_user)[eng_user]
     pick = cand_start[eng_user] + eng_rank % np.maximum(n_cand[eng_user], 1)
-    eng_item, eng_taste = cand_item[pick], taste[pick]
-    # Shuffle engagements in time within each user.
     shuffle = np.argsort(eng_user + rng.random(len(eng_user)) * 0.5, kind="stable")
-    eng_item, eng_taste, eng_rating, eng_depth = (
-        eng_item[shuffle],
-        eng_taste[shuffle],
-        eng_rating[shuffle],
-        eng_depth[shuffle],
-    )
+    return cand_item[pick][shuffle], taste[pick][shuffle], shuffle
+
+
+def generate_chunk(
+    spec: SyntheticSpec,
+    chunk: int,
+    user_lo: int,
+    user_hi: int,
+    population: Population,
+    catalog: Catalog,
+) -> dict[str, np.ndarray]:
+    """The genuine events of users ``user_lo .. user_hi - 1``, grouped by user."""
+    rng = rng_for(spec, 3, chunk)
+    counts = population.counts[user_lo:user_hi]
+    n_events = int(counts.sum())
+    p_rating, deeper, mean_depth = _funnel_probabilities(spec)
+
+    eng_user, eng_rating, eng_depth, per_user = _engagements(rng, counts, p_rating, deeper)
+    eng_item, eng_taste, shuffle = _engaged_items(rng, spec, user_lo, user_hi, population, catalog, eng_user, per_user)
+    eng_rating, eng_depth = eng_rating[shuffle], eng_depth[shuffle]
 
     # 3. Sessions: a new one starts at an engagement with probability 1 / engagements per session.
     p_new = min(1.0, mean_depth / spec.mean_session_length)
