@@ -186,91 +186,106 @@ def subject_erase(
 
 
 def _print_erasure(report: dict[str, Any]) -> None:
+    """The erasure report for a person at a terminal, part by part, in the order it was carried out."""
     r = report["request"]
-    console.print(
-        f"erasure request #{r['id']} {r['status']} in {report['seconds']:.2f} s (deadline {r['deadline']}; {r['deadline_basis']})",
-        highlight=False,
-        soft_wrap=True,
+    _say(
+        f"erasure request #{r['id']} {r['status']} in {report['seconds']:.2f} s "
+        f"(deadline {r['deadline']}; {r['deadline_basis']})"
     )
     if not report["unlearning"]:
         console.print("no model artifact given or recorded holds the subject: nothing unlearned", highlight=False)
     for step in report["unlearning"]:
-        if step["status"] != "unlearned":
-            console.print(f"model {step['previous_version']}: {step['note']}", highlight=False, soft_wrap=True)
-            continue
-        console.print(
-            f"model {step['previous_version']} -> {step['version']}: {step['n_interactions_removed']} interactions removed, "
-            f"{step['n_items_refreshed']} items re-solved in {step['seconds'] * 1000:.1f} ms; artifact {step['artifact']}"
-            + ("" if step.get("recorded") else f" ({step.get('recorded_note', 'not recorded')})"),
-            highlight=False,
-            soft_wrap=True,
+        _print_unlearning_step(step)
+    _print_models(report["models"])
+    _print_unlinked(report)
+    _print_suppression(report["suppression"])
+    _print_retrain(report["retrain"])
+    for item in report["not_done"]:
+        _say(f"still to do: {item}")
+
+
+def _say(line: str) -> None:
+    console.print(line, highlight=False, soft_wrap=True)
+
+
+def _print_unlearning_step(step: dict[str, Any]) -> None:
+    """One model: what unlearning removed, the residual influence, the stand-in's standing, the old file."""
+    if step["status"] != "unlearned":
+        _say(f"model {step['previous_version']}: {step['note']}")
+        return
+    _say(
+        f"model {step['previous_version']} -> {step['version']}: {step['n_interactions_removed']} interactions removed, "
+        f"{step['n_items_refreshed']} items re-solved in {step['seconds'] * 1000:.1f} ms; artifact {step['artifact']}"
+        + ("" if step.get("recorded") else f" ({step.get('recorded_note', 'not recorded')})")
+    )
+    ri = step["residual_influence"]
+    if ri.get("measured"):
+        un, orig = ri["unlearned_vs_retrained"], ri["original_vs_retrained"]
+        _say(
+            f"  residual influence vs a retrain without the subject ({ri['seconds']:.2f} s): top-{ri['k']} Jaccard "
+            f"{un['topk_jaccard_mean']:.3f} (original model {orig['topk_jaccard_mean']:.3f}), relative Frobenius "
+            f"{un['relative_frobenius']:.4f} (original {orig['relative_frobenius']:.4f})"
         )
-        ri = step["residual_influence"]
-        if ri.get("measured"):
-            un, orig = ri["unlearned_vs_retrained"], ri["original_vs_retrained"]
-            console.print(
-                f"  residual influence vs a retrain without the subject ({ri['seconds']:.2f} s): top-{ri['k']} Jaccard "
-                f"{un['topk_jaccard_mean']:.3f} (original model {orig['topk_jaccard_mean']:.3f}), relative Frobenius "
-                f"{un['relative_frobenius']:.4f} (original {orig['relative_frobenius']:.4f})",
-                highlight=False,
-                soft_wrap=True,
-            )
-        else:
-            console.print(f"  residual influence not measured: {ri['reason']}", highlight=False, soft_wrap=True)
-        standing = step.get("standing")
-        if standing:
-            console.print(
-                f"  standing: {standing['standing']} until the full retrain (request #{standing['retrain_request']}, due "
-                f"{standing['deadline']}) replaces it"
-                + ("" if standing["retrainable"] else "; recgov cannot run that retrain (see below)"),
-                highlight=False,
-                soft_wrap=True,
-            )
-        if step["previous_artifact_deleted"]:
-            console.print(f"  deleted the previous artifact {step['previous_artifact']}", highlight=False)
-    versions = report["models"]["versions"]
+    else:
+        _say(f"  residual influence not measured: {ri['reason']}")
+    standing = step.get("standing")
+    if standing:
+        _say(
+            f"  standing: {standing['standing']} until the full retrain (request #{standing['retrain_request']}, due "
+            f"{standing['deadline']}) replaces it"
+            + ("" if standing["retrainable"] else "; recgov cannot run that retrain (see below)")
+        )
+    if step["previous_artifact_deleted"]:
+        console.print(f"  deleted the previous artifact {step['previous_artifact']}", highlight=False)
+
+
+def _print_models(models: dict[str, Any]) -> None:
+    """The recorded model versions that include or may include the subject, and what to do about each."""
+    versions = models["versions"]
     if versions:
         print_rows(
             [
                 {"model version": v["version_id"], "membership": v["membership"], "action": v["action"]}
                 for v in versions
             ],
-            title=f"recorded model versions that include or may include the subject ({report['models']['n_checked']} checked)",
+            title=f"recorded model versions that include or may include the subject ({models['n_checked']} checked)",
         )
     else:
-        console.print(
-            f"none of the {report['models']['n_checked']} recorded model versions includes the subject", highlight=False
-        )
+        n_checked = models["n_checked"]
+        console.print(f"none of the {n_checked} recorded model versions includes the subject", highlight=False)
+
+
+def _print_unlinked(report: dict[str, Any]) -> None:
+    """What stays under the shredded pseudonym, unlinkable to the person."""
     u = report["unlinked"]
-    console.print(
+    _say(
         f"crypto-shredded pseudonym {short_pseudonym(report['pseudonym'])}: {u['consent_records']} consent records, "
         f"{u['subject_requests']} requests, {u['decisions']} decisions and {u['trail_events']} trail events "
-        "stay, unlinkable to the person",
-        highlight=False,
-        soft_wrap=True,
+        "stay, unlinkable to the person"
     )
-    s = report["suppression"]
+
+
+def _print_suppression(s: dict[str, Any]) -> None:
+    """The suppression record that outlives the shredding."""
     denied = ", ".join(f"{p} {d['status']}" for p, d in s["denied"].items()) or "no restriction was in force"
-    console.print(
+    _say(
         f"suppression record #{s['id']}: events from before {s['erased_at']} are never trained on again; "
-        f"kept restrictions: {denied}",
-        highlight=False,
-        soft_wrap=True,
+        f"kept restrictions: {denied}"
     )
-    retrain = report["retrain"]["request"]
+
+
+def _print_retrain(retrain_part: dict[str, Any]) -> None:
+    """The retrain the erasure calls for: none needed, run at once, or due by its deadline."""
+    retrain = retrain_part["request"]
     if retrain is None:
         console.print("no recorded model holds the subject: no retrain is needed", highlight=False)
-    elif report["retrain"]["run"] is not None:
-        print_retrain_run(report["retrain"]["run"])
+    elif retrain_part["run"] is not None:
+        print_retrain_run(retrain_part["run"])
     else:
-        console.print(
+        _say(
             f"retrain request #{retrain['id']} due by {retrain['deadline']} ({retrain['deadline_basis']}) for "
-            f"{len(retrain['models'])} model version(s)",
-            highlight=False,
-            soft_wrap=True,
+            f"{len(retrain['models'])} model version(s)"
         )
-    for item in report["not_done"]:
-        console.print(f"still to do: {item}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

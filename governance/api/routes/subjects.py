@@ -24,7 +24,6 @@ import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
 
 from audits import list_requests
 from governance import packs as pack_store
@@ -33,6 +32,7 @@ from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.call_record import record_call
 from governance.api.schemas import IDENTIFIER
+from governance.api.schemas.subjects import ErasureCreate, ExportCreate
 from governance.privacy import erase_subject, export_subject
 from recommender.errors import RecgovError
 
@@ -40,26 +40,6 @@ router = APIRouter(tags=["subject requests"], responses=problems(401, 403, 422, 
 log = logging.getLogger("recgov.api")
 
 INTERNAL = "an internal error occurred; it has been logged (without the subject id)"
-
-
-class ExportCreate(BaseModel):
-    """Optionally, a pack: adds whether each purpose may profile the subject now, and the logic disclosure."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    pack: str | None = Field(
-        None, min_length=1, max_length=200, pattern=IDENTIFIER, description="A shipped pack name, or a stored pack as NAME@VERSION."
-    )
-
-
-class ErasureCreate(BaseModel):
-    """The pack in force (its consent purposes shape the report)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    pack: str = Field(
-        "baseline", min_length=1, max_length=200, pattern=IDENTIFIER, description="A shipped pack name, or a stored pack as NAME@VERSION."
-    )
 
 
 SubjectId = Annotated[str, Path(min_length=1, max_length=200, pattern=IDENTIFIER, description="The subject's id.")]
