@@ -168,3 +168,21 @@ def test_an_unknown_set_lists_the_known_ones() -> None:
     result = runner.invoke(app, ["data", "download", "netflix-prize", "--accept-licence"])
     assert result.exit_code == 2
     assert result.stderr.strip() == f"error: unknown data set 'netflix-prize'; the sets that can be downloaded are {', '.join(downloads.SOURCES)}"
+
+
+def test_a_tar_archive_is_checked_and_unpacked(server, tmp_path: Path) -> None:
+    import tarfile
+
+    base, state = server
+    buffer = io.BytesIO()
+    plays = b"user_000001\t2009-05-04T23:08:57Z\ta1\tArtist\tt1\tTrack\n"
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("lastfm-dataset-1K/userid-timestamp-artid-artname-traid-traname.tsv")
+        info.size = len(plays)
+        tar.addfile(info, io.BytesIO(plays))
+    state.body = buffer.getvalue()
+    result = invoke("data", "download", "lastfm-1k", "--dest", str(tmp_path), "--accept-licence", "--url", base + "/l.tar.gz")
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "lastfm-dataset-1K"
+    validated = invoke("data", "validate", str(folder), "--json")
+    assert validated.exit_code == 0 and json.loads(validated.stdout)["dataset"]["name"] == "lastfm-1k"
