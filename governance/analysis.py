@@ -16,13 +16,21 @@ Like Cedar's validator, it finds what is wrong with a pack without data:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from governance.harm_vocabulary import vocabulary_issue_message
 from governance.located import PackIssue
 from governance.registry import get_check
 
 __all__ = ["analyse"]
+
+
+class _Finding(NamedTuple):
+    """One issue at a path of the pack, before it is located in the pack's source."""
+
+    path: str
+    message: str
+    severity: str = "error"
 
 
 def analyse(
@@ -37,25 +45,49 @@ def analyse(
 
     ``item_harm_categories``: category -> items a dataset's item table flags with it.
     """
-    issues: list[PackIssue] = []
+    rule_findings, referenced = _rule_findings(pack)
+    findings = [*_id_findings(pack), *_minimization_findings(pack), *_tcf_findings(pack), *rule_findings]
+    if dataset_columns is not None:
+        findings += _dataset_findings(pack, referenced, set(dataset_columns))
+    if item_harm_categories is not None:
+        message = vocabulary_issue_message(pack, item_harm_categories)
+        if message is not None:  # a pack with no vocabulary at all takes no position on harm: a warning
+            severity = "error" if pack.harmful_content.known_categories() else "warning"
+            findings.append(_Finding("harmful_content.categories", message, severity))
+    return [_located(finding, positions, source) for finding in findings]
 
-    def add(path: str, message: str, severity: str = "error") -> None:
-        line, col = positions.get(path, positions.get(path.rsplit(".", 1)[0], (None, None)))
-        issues.append(PackIssue(source, line, col, path, message, severity))  # type: ignore[arg-type]
 
-    # Duplicate ids.
+def _located(finding: _Finding, positions: dict[str, tuple[int, int]], source: str) -> PackIssue:
+    """The finding at its line and column in the pack (or its parent's, when the path itself has none)."""
+    path = finding.path
+    line, col = positions.get(path, positions.get(path.rsplit(".", 1)[0], (None, None)))
+    return PackIssue(source, line, col, path, finding.message, finding.severity)  # type: ignore[arg-type]
+
+
+def _id_findings(pack: Any) -> list[_Finding]:
+    """Duplicate rule ids, and gate conditions naming rules that do not exist."""
+    findings = []
     seen: dict[str, str] = {}
     for section, i, rule in _numbered_rules(pack):
         path = f"{section}.rules.{i}.id"
         if rule.id in seen:
-            add(path, f"duplicate rule id {rule.id!r} (first used at {seen[rule.id]})")
+            findings.append(_Finding(path, f"duplicate rule id {rule.id!r} (first used at {seen[rule.id]})"))
         else:
             seen[rule.id] = path
     for i, rule_id in enumerate(pack.gate.required_rules):
         if rule_id not in seen:
-            add(f"gate.required_rules.{i}", f"gate requires rule {rule_id!r}, which the pack does not define; known: {', '.join(seen) or 'none'}")
+            findings.append(_Finding(f"gate.required_rules.{i}", f"gate requires rule {rule_id!r}, which the pack does not define; known: {', '.join(seen) or 'none'}"))
+    return findings
 
-    # Contradictions in minimization.
+
+def _forbidden_for_every_use(pack: Any, attr: str) -> bool:
+    m = pack.minimization
+    return attr in m.forbidden_attributes and attr not in m.audit_only_attributes
+
+
+def _minimization_findings(pack: Any) -> list[_Finding]:
+    """Contradictions in minimization: an input also forbidden or audit-only; an audit attribute no use may read."""
+    findings = []
     m = pack.minimization
     forbidden = set(m.forbidden_attributes)
     audit_only = set(m.audit_only_attributes)
@@ -63,65 +95,80 @@ def analyse(
         for j, attr in enumerate(spec.allowed_inputs):
             path = f"minimization.purposes.{purpose}.allowed_inputs.{j}"
             if attr in forbidden:
-                add(path, f"attribute {attr!r} is allowed as a model input for {purpose!r} but listed in minimization.forbidden_attributes")
+                findings.append(_Finding(path, f"attribute {attr!r} is allowed as a model input for {purpose!r} but listed in minimization.forbidden_attributes"))
             elif attr in audit_only:
-                add(path, f"attribute {attr!r} is allowed as a model input for {purpose!r} but listed in minimization.audit_only_attributes")
+                findings.append(_Finding(path, f"attribute {attr!r} is allowed as a model input for {purpose!r} but listed in minimization.audit_only_attributes"))
     for j, attr in enumerate(pack.fairness.audit_attributes):
-        if attr in forbidden and attr not in audit_only:
-            add(
+        if _forbidden_for_every_use(pack, attr):
+            findings.append(_Finding(
                 f"fairness.audit_attributes.{j}",
                 f"attribute {attr!r} is required by the fairness audit but forbidden for every use; list it under minimization.audit_only_attributes to let audits read it",
-            )
+            ))  # fmt: skip
+    return findings
 
-    # The purpose a pack maps IAB TCF to must be one of its own, resting on consent.
+
+def _tcf_findings(pack: Any) -> list[_Finding]:
+    """The purpose a pack maps IAB TCF to must be one of its own, resting on consent."""
     tcf = pack.consent.tcf
-    if tcf is not None:
-        mapped = pack.consent.purposes.get(tcf.purpose)
-        if mapped is None:
-            listed = ", ".join(sorted(pack.consent.purposes)) or "none"
-            add("consent.tcf.purpose", f"consent.tcf.purpose {tcf.purpose!r} is not one of the pack's consent purposes ({listed})")
-        elif mapped.lawful_basis != "consent":
-            add("consent.tcf.purpose", f"consent.tcf.purpose {tcf.purpose!r} rests on {mapped.lawful_basis}, but TCF purposes 1, 5 and 6 need consent; map TCF to a purpose whose lawful_basis is consent")
+    if tcf is None:
+        return []
+    mapped = pack.consent.purposes.get(tcf.purpose)
+    if mapped is None:
+        listed = ", ".join(sorted(pack.consent.purposes)) or "none"
+        return [_Finding("consent.tcf.purpose", f"consent.tcf.purpose {tcf.purpose!r} is not one of the pack's consent purposes ({listed})")]
+    if mapped.lawful_basis != "consent":
+        return [_Finding("consent.tcf.purpose", f"consent.tcf.purpose {tcf.purpose!r} rests on {mapped.lawful_basis}, but TCF purposes 1, 5 and 6 need consent; map TCF to a purpose whose lawful_basis is consent")]
+    return []
 
-    # Per-rule: attributes and threshold ranges.
+
+def _rule_findings(pack: Any) -> tuple[list[_Finding], list[tuple[str, str]]]:
+    """Per rule, attributes no use may read and thresholds outside their metric's range;
+    and every ``(params path, attribute)`` the rules read, for the dataset's check."""
+    findings = []
     referenced: list[tuple[str, str]] = []
     for section, i, rule in _numbered_rules(pack):
         check = get_check(rule.check)
         base = f"{section}.rules.{i}.params"
         for attr in check.attributes(rule.params):
             referenced.append((f"{base}", attr))
-            if attr in forbidden and attr not in audit_only:
-                add(base, f"rule {rule.id!r} groups by {attr!r}, which is forbidden for every use; list it under minimization.audit_only_attributes to let audits read it")
+            if _forbidden_for_every_use(pack, attr):
+                findings.append(_Finding(base, f"rule {rule.id!r} groups by {attr!r}, which is forbidden for every use; list it under minimization.audit_only_attributes to let audits read it"))
         for field, value, low, high in check.threshold_bounds(rule.params):
-            path = f"{base}.{field}"
-            lower_bound = field.split(".")[0].startswith("min")
-            if lower_bound and value > high:
-                add(path, f"rule {rule.id!r} can never pass: {field} {value} is above the highest possible value {high}")
-            elif lower_bound and value <= low:
-                add(path, f"rule {rule.id!r} can never fail: {field} {value} is at or below the lowest possible value {low}", "warning")
-            elif not lower_bound and value < low:
-                add(path, f"rule {rule.id!r} can never pass: {field} {value} is below the lowest possible value {low}")
-            elif not lower_bound and value >= high:
-                add(path, f"rule {rule.id!r} can never fail: {field} {value} is at or above the highest possible value {high}", "warning")
+            finding = _threshold_finding(rule.id, f"{base}.{field}", field, value, low, high)
+            if finding is not None:
+                findings.append(finding)
+    return findings, referenced
 
-    # Attributes the dataset does not have.
-    if dataset_columns is not None:
-        columns = set(dataset_columns)
-        for path, attr in referenced:
+
+def _threshold_finding(rule_id: str, path: str, field: str, value: Any, low: Any, high: Any) -> _Finding | None:
+    """A rule that can never pass (an error) or never fail (a warning) for its threshold's range; else None."""
+    lower_bound = field.split(".")[0].startswith("min")
+    if lower_bound and value > high:
+        return _Finding(path, f"rule {rule_id!r} can never pass: {field} {value} is above the highest possible value {high}")
+    if lower_bound and value <= low:
+        return _Finding(path, f"rule {rule_id!r} can never fail: {field} {value} is at or below the lowest possible value {low}", "warning")
+    if not lower_bound and value < low:
+        return _Finding(path, f"rule {rule_id!r} can never pass: {field} {value} is below the lowest possible value {low}")
+    if not lower_bound and value >= high:
+        return _Finding(path, f"rule {rule_id!r} can never fail: {field} {value} is at or above the highest possible value {high}", "warning")
+    return None
+
+
+def _dataset_findings(pack: Any, referenced: list[tuple[str, str]], columns: set[str]) -> list[_Finding]:
+    """Attributes the pack reads that the dataset does not have."""
+    findings = []
+    listed = ", ".join(sorted(columns))
+    for path, attr in referenced:
+        if attr not in columns:
+            findings.append(_Finding(path, f"attribute {attr!r} is not in the dataset (its columns: {listed})"))
+    for j, attr in enumerate(pack.fairness.audit_attributes):
+        if attr not in columns:
+            findings.append(_Finding(f"fairness.audit_attributes.{j}", f"attribute {attr!r} is not in the dataset (its columns: {listed})"))
+    for purpose, spec in pack.minimization.purposes.items():
+        for j, attr in enumerate(spec.allowed_inputs):
             if attr not in columns:
-                add(path, f"attribute {attr!r} is not in the dataset (its columns: {', '.join(sorted(columns))})")
-        for j, attr in enumerate(pack.fairness.audit_attributes):
-            if attr not in columns:
-                add(f"fairness.audit_attributes.{j}", f"attribute {attr!r} is not in the dataset (its columns: {', '.join(sorted(columns))})")
-        for purpose, spec in m.purposes.items():
-            for j, attr in enumerate(spec.allowed_inputs):
-                if attr not in columns:
-                    add(f"minimization.purposes.{purpose}.allowed_inputs.{j}", f"allowed input {attr!r} is not in the dataset", "warning")
-    if item_harm_categories is not None:
-        message = vocabulary_issue_message(pack, item_harm_categories)
-        if message is not None:  # a pack with no vocabulary at all takes no position on harm: a warning
-            add("harmful_content.categories", message, "error" if pack.harmful_content.known_categories() else "warning")
-    return issues
+                findings.append(_Finding(f"minimization.purposes.{purpose}.allowed_inputs.{j}", f"allowed input {attr!r} is not in the dataset", "warning"))
+    return findings
 
 
 def _numbered_rules(pack: Any) -> list[tuple[str, int, Any]]:
