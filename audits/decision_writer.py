@@ -37,7 +37,8 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from audits.db import Store, describe_db_error
-from audits.decisions import Decision, DecisionLog, _Pending
+from audits.decision_record import Decision, _Pending
+from audits.decisions import DecisionLog
 from audits.trail import NewEvent
 from recommender.errors import ConfigError, DataError, RecgovError
 

@@ -19,7 +19,7 @@
    with tags, time) goes to the decision sink before the list is returned; if it
    cannot be written, nothing is served (fail closed).
 
-The record is built once, here, as an :class:`audits.decisions.Decision`: the
+The record is built once, here, as an :class:`audits.decision_record.Decision`: the
 decision log validates, seals and stores exactly that object, and the served
 list the caller gets (:class:`ServedList`) holds the same item, score and tag
 lists. Tags are made from :class:`~governance.explain.TagKind` and re-ranking
@@ -42,7 +42,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 import pandas as pd
 
-from audits.decisions import Decision
+from audits.decision_record import Decision
 from governance.consent.state import ConsentRecord, ProfilingDecision, may_profile
 from governance.consent.tcf import decode_tc_string
 from governance.explain import TAG_TEXT, Tag, TagKind, explain_als_list, regularized_gram

@@ -21,7 +21,7 @@ from audits import (
     verify_trail,
 )
 from audits.db import create_store_engine
-from audits.decisions import _fast_digest, _prepare, batch_digest
+from audits.decision_record import Decision, _fast_digest, _prepare, batch_digest
 from audits.settings import get_settings
 from recommender.errors import ConfigError, DataError, RecgovError
 
@@ -354,6 +354,24 @@ def test_the_writers_fast_digest_is_the_canonical_one_for_awkward_text_and_numbe
     ]
     pending = [_prepare(r, Future()) for r in records]
     assert _fast_digest(pending) == batch_digest([p.row for p in pending])
+
+
+def test_a_decision_and_the_dict_of_its_fields_are_the_same_record_and_it_pickles_whole() -> None:
+    """The serving path hands the log a Decision, other callers a dict: the same fields give the same
+    stored bytes; the writer process receives the validated Decision pickled, and it arrives whole."""
+    import pickle
+    from concurrent.futures import Future
+
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    fields = _record(3, decision_id=str(uuid.uuid4()), decided_at=at, subject_id="raw-subject-3")
+    from_dict, typed = _prepare(fields, Future()), _prepare(Decision(**fields), Future())
+    assert from_dict.canonical() == typed.canonical() and from_dict.decision == typed.decision
+    assert "raw-subject-3" not in repr(typed.decision)  # a raw id is never shown
+    assert pickle.loads(pickle.dumps(typed.decision)) == typed.decision
+    light = typed.decision.without_objects()
+    assert (light.slate, light.context) == ({}, {}) and light.decision_id == typed.decision.decision_id
+    with pytest.raises(DataError, match="unknown decision fields"):
+        Decision.from_mapping({**fields, "user_email": "x"})
 
 
 def test_a_decisions_own_events_are_committed_after_its_batch_event_in_the_same_transaction(store: Store) -> None:

@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from audits.decisions import Decision, DecisionLog, DecisionReceipt
+from audits.decision_record import Decision, DecisionReceipt
+from audits.decisions import DecisionLog
 from audits.trail import NewEvent
 
 __all__ = ["DECISION_TIMEOUT_S", "CallAttributingSink"]
