@@ -177,3 +177,19 @@ def test_report_as_pdf(server) -> None:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/pdf" and response.content.startswith(b"%PDF-")
     assert f'filename="report-{server.model_version}.pdf"' in response.headers["content-disposition"]
+
+
+def test_openapi_documents_the_review_with_examples(server) -> None:
+    with server.client() as http:
+        spec = http.get("/openapi.json").json()
+    review = ["/v1/models", "/v1/models/{version}", "/v1/reports/{model_version}", "/v1/trail/events", "/v1/trail/export",
+              "/v1/trail/keys", "/v1/packs/{name}/{version}/text", "/v1/records/processing", "/v1/records/disclosure"]  # fmt: skip
+    for path in review:
+        operation = spec["paths"][path]["get"]
+        assert operation["summary"] and operation["security"], path
+    assert spec["paths"]["/v1/trail/verify"]["get"] and spec["paths"]["/v1/packs/{name}/diff"]["get"]  # the routers sharing a prefix
+    schemas = spec["components"]["schemas"]
+    for name in ("ModelSummary", "TrailEventPage", "ProcessingRecord", "Disclosure"):
+        assert schemas[name]["examples"], name
+    report = spec["paths"]["/v1/reports/{model_version}"]["get"]["responses"]["200"]["content"]
+    assert {"text/html", "application/pdf"} <= set(report) and report["text/html"]["example"]

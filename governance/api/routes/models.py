@@ -3,9 +3,10 @@
 A summary names the data set and training run a version came from, the pack
 stamp and verdict of its latest audit, its standing (a model unlearned by an
 erasure is provisional until a full retrain replaces it,
-:func:`governance.suppressed.model_standing`) and its stage changes. A page is
-read with one query per table (the page's audits and deployments by ``IN``), so
-its cost does not grow with the number of versions on it.
+:func:`governance.suppressed.model_standing`) and its stage changes. A page
+reads each table once (the page's runs, data sets, audits and deployments by
+``IN``), plus the standing's two indexed reads per version; a page holds at
+most 100 versions.
 """
 
 from __future__ import annotations

@@ -17,7 +17,21 @@ __all__ = ["Disclosure", "ProcessingRecord"]
 class ProcessingRecord(BaseModel):
     """The record of processing activities of the recommender, from the pack and the store's counts."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "legal_reference": "GDPR Art. 30(1)", "pack": "eu-gdpr-dsa", "pack_version": "1.0.0", "pack_hash": "9c1f...",
+                    "generated_at": "2026-12-05T10:00:00+00:00", "controller": "compliance team",
+                    "purposes": [{"purpose": "personalization", "lawful_basis": "consent", "consent_model": "opt_in", "legal_reference": "GDPR Art. 6(1)(a)"}],
+                    "categories_of_data": {"model_inputs": ["user_id", "item_id", "timestamp", "event_type"]},
+                    "recipients": ["none outside the controller"],
+                    "counts": {"consent_records": {"personalization": {"granted": 120}}, "open_requests": 1, "overdue_requests": 0},
+                }
+            ]
+        },
+    )  # fmt: skip
 
     legal_reference: str = Field(description="GDPR Art. 30(1)")
     pack: str
@@ -34,7 +48,19 @@ class ProcessingRecord(BaseModel):
 class Disclosure(BaseModel):
     """The main parameters of the recommender in plain language (DSA Art. 27; Art. 38's option not based on profiling)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "system": "eu-gdpr-dsa", "policy_version": "1.0.0",
+                    "model": {"kind": "matrix factorization by alternating least squares (implicit feedback)", "params": {"factors": 64}},
+                    "options": ["A list not based on profiling is always available: ... (DSA Art. 38)."],
+                    "legal_reference": "DSA Art. 27(1), Art. 38",
+                }
+            ]
+        },
+    )  # fmt: skip
 
     system: str = Field(description="The pack's metadata.name.")
     policy_version: str
