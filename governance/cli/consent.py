@@ -1,4 +1,5 @@
-"""The consent commands: ``recgov consent set`` appends a record, ``recgov consent show`` reads them.
+"""The consent commands: ``recgov consent set`` appends a record, ``recgov consent show`` reads them;
+``consent import`` and ``consent synth-export`` (:mod:`governance.cli.consent_import`) work in bulk.
 
 Thin wrappers over :mod:`governance.privacy.consent` and :mod:`audits`. A
 subject is given by the id your systems know them by; recgov stores only its
@@ -50,20 +51,30 @@ def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
     return value
 
 
-def _checked_evidence(source: str, status: str, basis: str, purpose: str, given: dict[str, Any], section: Any) -> dict[str, Any] | None:
-    """The evidence to store for a record from ``source``, checked by the rule the API applies
-    (:func:`governance.consent.evidence.check_consent_evidence`); a refusal names the option at fault."""
-    from governance.consent.evidence import EVIDENCE_KEYS, MSG_MISSING, EvidenceError, check_consent_evidence
-
+def _other_source(source: str, given: dict[str, Any]) -> None:
+    """Refuse evidence options of another source than --source."""
     for key, (option, wanted) in EVIDENCE_OPTIONS.items():
         if key in given and wanted != source:
             raise ConfigError(EVIDENCE_OF_OTHER_SOURCE.format(option=option, wanted=wanted, source=source))
-    evidence = {"via": "recgov consent set", **given}
+
+
+def _checked_change(loaded: Any, purpose: str, status: str, source: str, basis: str | None, given: dict[str, Any]) -> Any:
+    """The record checked by the one rule the API applies (:func:`governance.privacy.consent.check_consent_change`),
+    its refusals said in the command's terms: the option at fault."""
+    from governance.consent.evidence import EVIDENCE_KEYS, MSG_MISSING, EvidenceError
+    from governance.privacy.consent import BasisRequired, UnlistedConsentPurpose, check_consent_change
+
     try:
-        return check_consent_evidence(
-            source=source, status=status, lawful_basis=basis, purpose=purpose, evidence=evidence, section=section
-        )
+        change = check_consent_change(
+            loaded, purpose=purpose, status=status, source=source, lawful_basis=basis,
+            evidence={"via": "recgov consent set", **given},
+        )  # fmt: skip
+    except UnlistedConsentPurpose as err:
+        raise ConfigError(PURPOSE_NOT_IN_PACK.format(purpose=err.purpose, pack=err.pack, listed=err.listed)) from None
+    except BasisRequired as err:
+        raise ConfigError(BASIS_NEEDED.format(allowed=", ".join(err.allowed))) from None
     except EvidenceError as err:
+        _other_source(source, given)
         key, what = EVIDENCE_KEYS.get(source, ("", ""))
         option = EVIDENCE_OPTIONS[key][0] if key in EVIDENCE_OPTIONS else "--evidence"
         if str(err) == MSG_MISSING.format(source=source, key=key, what=what):
@@ -71,6 +82,8 @@ def _checked_evidence(source: str, status: str, basis: str, purpose: str, given:
         field = err.field.removeprefix("evidence.")
         option = EVIDENCE_OPTIONS[field][0] if field in EVIDENCE_OPTIONS else _FIELD_OPTIONS.get(err.field, option)
         raise ConfigError(EVIDENCE_REFUSED.format(option=option, detail=err)) from None
+    _other_source(source, given)
+    return change
 
 
 def consent_set(
@@ -122,62 +135,26 @@ def consent_set(
     json_output: JsonOpt = False,
 ) -> None:
     """Append a consent record for SUBJECT (a withdrawal is a new record; nothing is overwritten)."""
-    from audits import record_consent
     from audits.models import CONSENT_SOURCES, CONSENT_STATUSES, LAWFUL_BASES
-    from governance.privacy import record_consent_under_pack
+    from governance.privacy.consent import check_consent_change, record_consent_change
 
     with store_errors():
         _choice(status, CONSENT_STATUSES, "--status")
         _choice(source, CONSENT_SOURCES, "--source")
         if basis is not None:
             _choice(basis, LAWFUL_BASES, "--basis")
-        if pack is not None:
-            loaded = load_or_fail(pack, json_output=json_output)
-            purposes = loaded.pack.consent.purposes
-            if purpose not in purposes:
-                listed = ", ".join(sorted(purposes)) or "none"
-                raise ConfigError(PURPOSE_NOT_IN_PACK.format(purpose=purpose, pack=loaded.name, listed=listed))
-            basis = basis or purposes[purpose].lawful_basis
-        elif basis is None:
-            raise ConfigError(BASIS_NEEDED.format(allowed=", ".join(LAWFUL_BASES)))
+        loaded = load_or_fail(pack, json_output=json_output) if pack is not None else None
         given = {"note": evidence, "banner_version": banner_version, "origin": origin, "tc_string": tc_string, "vendor_id": vendor_id}
-        section = loaded.pack.consent if pack is not None else None
-        proof = _checked_evidence(source, status, basis, purpose, {k: v for k, v in given.items() if v is not None}, section)
+        change = _checked_change(loaded, purpose, status, source, basis, {k: v for k, v in given.items() if v is not None})
         with opened_store(database_url) as store, store.session() as session:
-            erasure = None
-            if pack is not None:  # what the pack says follows (erase_on_withdrawal), in the same transaction
-                row, erasure = record_consent_under_pack(
-                    session, loaded, subject_id=subject, purpose=purpose, status=status, lawful_basis=basis,
-                    source=source, evidence=proof, jurisdiction=jurisdiction,
-                )  # fmt: skip
-            else:
-                row = record_consent(
-                    session,
-                    subject_id=subject,
-                    purpose=purpose,
-                    status=status,
-                    lawful_basis=basis,
-                    source=source,
-                    evidence=proof,
-                    jurisdiction=jurisdiction,
-                )
-            doc = {
-                "erasure_request": None
-                if erasure is None
-                else {"id": erasure.id, "status": erasure.status, "deadline": erasure.deadline.isoformat()},
-                "recorded": {
-                    "id": row.id,
-                    "subject": row.subject,
-                    "purpose": row.purpose,
-                    "status": row.status,
-                    "lawful_basis": row.lawful_basis,
-                    "source": row.source,
-                    "jurisdiction": row.jurisdiction,
-                    "evidence": row.evidence,
-                    "recorded_at": row.recorded_at.isoformat(),
-                    "trail_seq": row.trail_seq,
-                }
-            }
+            done = record_consent_change(session, loaded, change, subject_id=subject, jurisdiction=jurisdiction)
+            row = done.record
+            recorded = {
+                "id": row.id, "subject": row.subject, "purpose": row.purpose, "status": row.status,
+                "lawful_basis": row.lawful_basis, "source": row.source, "jurisdiction": row.jurisdiction,
+                "evidence": row.evidence, "recorded_at": row.recorded_at.isoformat(), "trail_seq": row.trail_seq,
+            }  # fmt: skip
+            doc = {"erasure_request": done.erasure_json(), "recorded": recorded}
     if json_output:
         emit_json(doc)
         return
@@ -237,10 +214,13 @@ def consent_show(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``recgov consent set|show``."""
+    """Add ``recgov consent set|show|import|synth-export``."""
+    from governance.cli.consent_import import register_import_commands
+
     consent_app = typer.Typer(
-        help="Consent records: append and show (GDPR Art. 6, 7, 21; CCPA §1798.120).", no_args_is_help=True
+        help="Consent records: append, show and import in bulk (GDPR Art. 6, 7, 21; CCPA §1798.120).", no_args_is_help=True
     )
     consent_app.command("set")(consent_set)
     consent_app.command("show")(consent_show)
+    register_import_commands(consent_app)
     app.add_typer(consent_app, name="consent")

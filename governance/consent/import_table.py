@@ -82,10 +82,18 @@ class ConsentImportMapping(BaseModel):
     delimiter: str = Field(",", min_length=1, max_length=1, description="The CSV field separator.")
 
     @classmethod
-    def parse(cls, text: str) -> ConsentImportMapping:
-        """Parse ``"subject=user_id,purpose=purpose_name,time=ts"``, or read a YAML file of ``field: column`` pairs."""
+    def from_option(cls, text: str) -> ConsentImportMapping:
+        """The CLI's ``--map``: a YAML file of ``field: column`` pairs if ``text`` names one, else :meth:`parse`.
+
+        Only for a local user: a service must not read files a caller names (use :meth:`parse`).
+        """
         if text.endswith((".yaml", ".yml")) and Path(text).is_file():
             return cls._from_yaml(Path(text))
+        return cls.parse(text)
+
+    @classmethod
+    def parse(cls, text: str) -> ConsentImportMapping:
+        """Parse ``"subject=user_id,purpose=purpose_name,time=ts"``."""
         pairs: dict[str, str | None] = {}
         for part in filter(None, (p.strip() for p in text.split(","))):
             if "=" not in part:

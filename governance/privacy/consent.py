@@ -2,9 +2,16 @@
 
 * :func:`show_consent` -- a subject's consent history and what the pack lets
   recgov do with their data now.
-* :func:`record_consent_under_pack` -- record a consent decision for a purpose
-  the pack lists; a withdrawal, objection or opt-out also closes the way for an
-  erasure request still open.
+* :func:`check_consent_change` then :func:`record_consent_change` -- the one
+  path of a consent record given by a person or an operator (``recgov consent
+  set``, ``POST /v1/consent``): the purpose is the pack's, the basis comes from
+  the pack or is given, the evidence backs the source, and the record is
+  appended with what the pack says follows (a withdrawal of a purpose with
+  ``erase_on_withdrawal`` opens an erasure request). The callers only say the
+  errors their way (:class:`UnlistedConsentPurpose`, :class:`BasisRequired`,
+  :class:`~governance.consent.evidence.EvidenceError`).
+  :func:`record_consent_under_pack` is the recording step for a record
+  checked elsewhere.
 * :func:`record_consent_from_request` -- record the ``Sec-GPC: 1`` signal and a
   TCF string carried by a request as consent records (:func:`_tcf_plan` decides
   what a TC string may say under the pack).
@@ -13,12 +20,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from audits import consent_history, effective_consent, lookup_pseudonyms, open_request, record_consent
+from audits.models import LAWFUL_BASES
+from governance.consent.evidence import check_consent_evidence
 from governance.consent.gpc import gpc_opt_out
 from governance.consent.state import MSG_VENDOR_REQUIRED, ConsentRecord, may_profile
 from governance.consent.tcf import decode_tc_string, tc_evidence, tcf_allows_profiling
@@ -36,6 +46,14 @@ from governance.privacy.common import (
 from recommender.errors import ConfigError
 
 __all__ = [
+    "BASIS_REQUIRED",
+    "UNLISTED_CONSENT_PURPOSE",
+    "BasisRequired",
+    "CheckedConsent",
+    "ConsentChange",
+    "UnlistedConsentPurpose",
+    "check_consent_change",
+    "record_consent_change",
     "TCF_NOT_A_SOURCE",
     "TCF_OLDER_THAN_RECORD",
     "TCF_STRING_UNUSABLE",
@@ -107,6 +125,122 @@ WITHDRAWAL_STATUSES = ("withdrawn", "objected", "opted_out")
 """Consent statuses that end a purpose's processing (and may ask for erasure, see ``erase_on_withdrawal``)."""
 
 
+UNLISTED_CONSENT_PURPOSE = "purpose {purpose!r} is not one of pack {pack}'s consent purposes ({listed})"
+BASIS_REQUIRED = "a lawful basis is needed without a pack (one of {allowed}); with a pack it defaults to the purpose's"
+
+
+class UnlistedConsentPurpose(ConfigError):
+    """A consent record for a purpose the pack does not list; ``purpose``, ``pack`` and ``listed`` let a caller say it its way."""
+
+    def __init__(self, purpose: str, pack: str, listed: str) -> None:
+        super().__init__(UNLISTED_CONSENT_PURPOSE.format(purpose=purpose, pack=pack, listed=listed))
+        self.purpose, self.pack, self.listed = purpose, pack, listed
+
+
+class BasisRequired(ConfigError):
+    """A consent record without a lawful basis, and no pack to take the purpose's from."""
+
+    def __init__(self, allowed: tuple[str, ...]) -> None:
+        super().__init__(BASIS_REQUIRED.format(allowed=", ".join(allowed)))
+        self.allowed = allowed
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedConsent:
+    """A consent record ready to append: its purpose is the pack's, its basis settled, its evidence checked."""
+
+    purpose: str
+    status: str
+    lawful_basis: str
+    source: str
+    evidence: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentChange:
+    """What recording a consent record did: the record, and the erasure request the pack opened or found (or None)."""
+
+    record: Any
+    erasure_request: Any = None
+
+    def erasure_json(self) -> dict[str, Any] | None:
+        """The erasure request as the CLI and the API show it: id, status, deadline."""
+        e = self.erasure_request
+        return None if e is None else {"id": e.id, "status": e.status, "deadline": e.deadline.isoformat()}
+
+
+def check_consent_change(
+    pack: LoadedPack | None,
+    *,
+    purpose: str,
+    status: str,
+    source: str,
+    lawful_basis: str | None = None,
+    evidence: Mapping[str, Any] | None = None,
+) -> CheckedConsent:
+    """Check one consent record against the pack in force (or none), before anything is written.
+
+    With a pack, the purpose must be one of its own (:class:`UnlistedConsentPurpose`)
+    and the basis defaults to the purpose's; without one the basis is required
+    (:class:`BasisRequired`). The evidence must back the source and status
+    (:func:`governance.consent.evidence.check_consent_evidence`, raising
+    :class:`~governance.consent.evidence.EvidenceError`); the evidence returned
+    is what to store.
+    """
+    section = None
+    if pack is not None:
+        purposes = pack.pack.consent.purposes
+        if purpose not in purposes:
+            raise UnlistedConsentPurpose(purpose, pack.name, ", ".join(sorted(purposes)) or "none")
+        lawful_basis = lawful_basis or purposes[purpose].lawful_basis
+        section = pack.pack.consent
+    elif lawful_basis is None:
+        raise BasisRequired(LAWFUL_BASES)
+    checked = check_consent_evidence(
+        source=source, status=status, lawful_basis=lawful_basis, purpose=purpose, evidence=evidence, section=section
+    )
+    return CheckedConsent(purpose=purpose, status=status, lawful_basis=lawful_basis, source=source, evidence=checked)
+
+
+def record_consent_change(
+    session: Session,
+    pack: LoadedPack | None,
+    change: CheckedConsent,
+    *,
+    subject_id: str | int,
+    jurisdiction: str | None = None,
+    actor: str | None = None,
+) -> ConsentChange:
+    """Append ``change`` for the subject and apply what ``pack`` says follows from it, in the caller's transaction.
+
+    A withdrawal, objection or opt-out of a purpose with ``erase_on_withdrawal``
+    opens an erasure request due within the pack's ``requests.erasure_days``
+    (unless one is already waiting, which is returned instead).
+    """
+    row = record_consent(
+        session, subject_id=subject_id, purpose=change.purpose, status=change.status, lawful_basis=change.lawful_basis,
+        source=change.source, evidence=change.evidence, jurisdiction=jurisdiction, actor=actor,
+    )  # fmt: skip
+    if pack is None:
+        return ConsentChange(record=row)
+    return ConsentChange(record=row, erasure_request=_erasure_on_withdrawal(session, pack, row, subject_id, actor))
+
+
+def _erasure_on_withdrawal(session: Session, pack: Any, row: Any, subject_id: str | int, actor: str | None) -> Any:
+    """The erasure request a withdrawal under ``pack`` opens (or the one already waiting); None when none follows."""
+    policy = pack.pack.consent.purposes.get(row.purpose)
+    if policy is None or not policy.erase_on_withdrawal or row.status not in WITHDRAWAL_STATUSES:
+        return None
+    pending = pending_erasure(session, subject_id)
+    if pending is not None:
+        return pending
+    days, basis = request_deadline(pack, "erasure")
+    return open_request(
+        session, subject_id=subject_id, kind="erasure", deadline_days=days, actor=actor,
+        details={"trigger": row.status, "purpose": row.purpose, "consent_record": row.id, "pack": pack.name, "deadline_basis": basis},
+    )  # fmt: skip
+
+
 def record_consent_under_pack(
     session: Session,
     loaded: Any,
@@ -120,31 +254,10 @@ def record_consent_under_pack(
     jurisdiction: str | None = None,
     actor: str | None = None,
 ) -> tuple[Any, Any]:
-    """Append a consent record and apply what the pack says follows from it. Returns ``(record, erasure request or None)``.
-
-    A withdrawal, objection or opt-out of a purpose with ``erase_on_withdrawal``
-    opens an erasure request due within the pack's ``requests.erasure_days``
-    (unless one is already waiting), in the same transaction as the record.
-    """
-    from audits import record_consent
-    from audits.requests import open_request
-
-    row = record_consent(
-        session, subject_id=subject_id, purpose=purpose, status=status, lawful_basis=lawful_basis,
-        source=source, evidence=evidence, jurisdiction=jurisdiction, actor=actor,
-    )  # fmt: skip
-    policy = loaded.pack.consent.purposes.get(purpose)
-    if policy is None or not policy.erase_on_withdrawal or status not in WITHDRAWAL_STATUSES:
-        return row, None
-    pending = pending_erasure(session, subject_id)
-    if pending is not None:
-        return row, pending
-    days, basis = request_deadline(loaded, "erasure")
-    request = open_request(
-        session, subject_id=subject_id, kind="erasure", deadline_days=days, actor=actor,
-        details={"trigger": status, "purpose": purpose, "consent_record": row.id, "pack": loaded.name, "deadline_basis": basis},
-    )  # fmt: skip
-    return row, request
+    """:func:`record_consent_change` for a record checked elsewhere; returns ``(record, erasure request or None)``."""
+    change = CheckedConsent(purpose=purpose, status=status, lawful_basis=lawful_basis, source=source, evidence=evidence)
+    done = record_consent_change(session, loaded, change, subject_id=subject_id, jurisdiction=jurisdiction, actor=actor)
+    return done.record, done.erasure_request
 
 
 # -- consent from a request's signals -----------------------------------------------------------

@@ -79,7 +79,9 @@ def test_a_mapping_names_the_columns_as_text_or_yaml(store: Store, tmp_path: Pat
     assert import_consent(store, path, pack=EU, mapping=mapping).added == 3
     yaml_file = tmp_path / "map.yaml"
     yaml_file.write_text("subject: user_id\npurpose: why\nstatus: state\ntime: ts\nsource: channel\n")
-    assert ConsentImportMapping.parse(str(yaml_file)) == mapping
+    assert ConsentImportMapping.from_option(str(yaml_file)) == mapping
+    with pytest.raises(DataError, match="is not of the form field=column"):
+        ConsentImportMapping.parse(str(yaml_file))  # a service never reads a file a caller names
     with pytest.raises(DataError, match="unknown field"):
         ConsentImportMapping.parse("user=user_id")
 

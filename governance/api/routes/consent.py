@@ -1,23 +1,34 @@
-"""``/v1/consent``: append a consent record, show a subject's consent (operator).
+"""``/v1/consent``: append a consent record, import many, show a subject's consent (operator).
 
-A record whose source claims evidence brings it (:mod:`governance.consent.evidence`).
+Thin routes: a record goes through :func:`governance.privacy.consent.check_consent_change`
+and :func:`~governance.privacy.consent.record_consent_change`, the path ``recgov
+consent set`` takes, and its refusals become problem documents (404 for an
+unknown pack, 422 naming the field otherwise). An import goes through
+:func:`governance.consent.imports.import_consent`, as ``recgov consent import``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import functools
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path
+import anyio
+from fastapi import APIRouter, Path, Query, Request
 
-from audits.consent import record_consent
 from governance import packs as pack_store
 from governance.api.deps import OperateKey, SessionDep, SettingsDep, StoreDep
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.call_record import record_call
+from governance.api.limits import read_body
 from governance.api.schemas import IDENTIFIER, ConsentCreate, ConsentPublic
-from governance.consent.evidence import EvidenceError, check_consent_evidence
-from governance.privacy import record_consent_under_pack, show_consent
+from governance.api.schemas.consent import ConsentImportPublic
+from governance.consent.evidence import EvidenceError
+from governance.consent.import_table import ConsentImportMapping
+from governance.consent.imports import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, import_consent
+from governance.privacy import show_consent
+from governance.privacy.consent import UnlistedConsentPurpose, check_consent_change, record_consent_change
+from recommender.errors import DataError
 
 router = APIRouter(prefix="/v1/consent", tags=["consent"], responses=problems(401, 403, 422, 500))
 
@@ -29,40 +40,104 @@ def create(body: ConsentCreate, session: SessionDep, settings: SettingsDep, key:
     A source that claims evidence (``banner``, ``tcf``, ``import``) needs it: 422 naming the field
     otherwise; a ``tcf`` record's TC string must support its status under the pack's ``consent.tcf``.
     """
-    erasure = None
-    loaded = None
-    if body.pack is not None:
-        try:
-            loaded = pack_store.load_ref(settings.packs_dir, body.pack)
-        except pack_store.PackNotFound as err:
-            raise Problem(404, str(err)) from None
-        if body.purpose not in loaded.pack.consent.purposes:
-            listed = ", ".join(sorted(loaded.pack.consent.purposes)) or "none"
-            raise Problem(422, f"purpose {body.purpose!r} is not one of pack {loaded.name}'s consent purposes ({listed})")
+    loaded = _pack(settings, body.pack)
     try:
-        evidence = check_consent_evidence(
-            source=body.source, status=body.status, lawful_basis=body.basis, purpose=body.purpose,
-            evidence=body.evidence, section=None if loaded is None else loaded.pack.consent,
-        )  # fmt: skip
+        change = check_consent_change(
+            loaded, purpose=body.purpose, status=body.status, source=body.source, lawful_basis=body.basis, evidence=body.evidence
+        )
+    except UnlistedConsentPurpose as err:
+        raise Problem(422, str(err)) from None
     except EvidenceError as err:
         raise Problem(422, str(err), kind="consent-evidence", errors=[{"location": "body", "field": err.field, "message": str(err)}]) from None
-    if loaded is None:
-        row = record_consent(
-            session, subject_id=body.subject, purpose=body.purpose, status=body.status,
-            lawful_basis=body.basis, source=body.source, evidence=evidence, actor=actor_of(key),
-        )  # fmt: skip
-    else:
-        row, erasure = record_consent_under_pack(
-            session, loaded, subject_id=body.subject, purpose=body.purpose, status=body.status,
-            lawful_basis=body.basis, source=body.source, evidence=evidence, actor=actor_of(key),
-        )  # fmt: skip
+    done = record_consent_change(session, loaded, change, subject_id=body.subject, actor=actor_of(key))
+    row, erasure = done.record, done.erasure_request
     payload = {"purpose": body.purpose, "status": body.status} | ({"erasure_request": erasure.id} if erasure is not None else {})
     record_call(session, key, "consent.create", subject=row.subject, payload=payload)
     return {
         "subject": row.subject, "purpose": row.purpose, "status": row.status, "basis": row.lawful_basis,
-        "source": row.source, "recorded_at": row.recorded_at.isoformat(),
-        "erasure_request": None if erasure is None else {"id": erasure.id, "status": erasure.status, "deadline": erasure.deadline.isoformat()},
+        "source": row.source, "recorded_at": row.recorded_at.isoformat(), "erasure_request": done.erasure_json(),
     }  # fmt: skip
+
+
+def _pack(settings: Any, ref: str | None) -> Any:
+    """The pack ``ref`` names (None for none); 404 when there is no such pack."""
+    if ref is None:
+        return None
+    try:
+        return pack_store.load_ref(settings.packs_dir, ref)
+    except pack_store.PackNotFound as err:
+        raise Problem(404, str(err)) from None
+
+
+IMPORT_TOO_LARGE = (
+    "the consent export is larger than {limit} bytes, the most this installation accepts in one request "
+    "(RECGOV_MAX_BODY_BYTES); send it in parts, or import it with `recgov consent import`"
+)
+IMPORT_FORMAT_UNKNOWN = "say the export's format: ?format=csv or ?format=jsonl, or a Content-Type of text/csv or application/x-ndjson"
+_CONTENT_TYPES = {"text/csv": "csv", "application/x-ndjson": "jsonl", "application/jsonl": "jsonl", "application/json-lines": "jsonl"}
+IMPORT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "text/csv": {"schema": {"type": "string"}, "example": "subject,purpose,status,time\nu000012,personalization,granted,2026-03-01T09:30:00Z\n"},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+def _import_format(request: Request, given: str | None) -> str:
+    if given is not None:
+        return given
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in _CONTENT_TYPES:
+        raise Problem(422, IMPORT_FORMAT_UNKNOWN, errors=[{"location": "query", "field": "format", "message": IMPORT_FORMAT_UNKNOWN}])
+    return _CONTENT_TYPES[media]
+
+
+@router.post(
+    "/imports",
+    response_model=ConsentImportPublic,
+    responses=problems(404, 413),
+    openapi_extra=IMPORT_BODY,
+    summary="Import consent records in bulk (a CSV or JSON Lines body)",
+)
+async def import_records(
+    request: Request,
+    store: StoreDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    key: OperateKey,
+    fmt: Annotated[Literal["csv", "jsonl"] | None, Query(alias="format", description="csv or jsonl (default: from the Content-Type).")] = None,
+    pack: Annotated[str | None, Query(min_length=1, max_length=200, pattern=IDENTIFIER, description="The pack in force: each purpose must be its own; the basis defaults to the purpose's.")] = None,
+    mapping: Annotated[str | None, Query(alias="map", max_length=2000, pattern=IDENTIFIER, description="The export's column for each field: field=column,... (as recgov consent import --map).")] = None,
+    batch_size: Annotated[int, Query(ge=1, le=MAX_BATCH_SIZE, description="Records per transaction, each batch anchored by one trail event.")] = DEFAULT_BATCH_SIZE,
+    name: Annotated[str, Query(min_length=1, max_length=200, pattern=IDENTIFIER, description="What to call the export in the report.")] = "upload",
+) -> dict[str, Any]:
+    """Judge every row as ``POST /v1/consent`` judges one record and append the valid ones; a second import adds nothing.
+
+    Refused rows are listed with their line and reason (200). A body that is not
+    a table of the format, or lacks a mapped column, is a 422 locating the fault,
+    and nothing is written.
+    """
+    kind = _import_format(request, fmt)
+    loaded = _pack(settings, pack)
+    body = await read_body(request, settings.max_body_bytes, IMPORT_TOO_LARGE.format(limit=settings.max_body_bytes))
+    try:
+        parsed = ConsentImportMapping.parse(mapping) if mapping else None
+    except DataError as err:
+        raise Problem(422, str(err), errors=[{"location": "query", "field": "map", "message": str(err)}]) from None
+    run = functools.partial(
+        import_consent, store, body, mapping=parsed, fmt=kind, name=name, pack=loaded, batch_size=batch_size, actor=actor_of(key)
+    )
+    try:
+        report = await anyio.to_thread.run_sync(run)
+    except DataError as err:
+        raise Problem(422, str(err), errors=[{"location": "body", "message": str(err)}]) from None
+    doc = report.to_dict()
+    counts = {k: doc[k] for k in ("rows", "valid", "invalid", "added", "already_recorded")}
+    record_call(session, key, "consent.import", objects={"file_sha256": report.sha256}, payload={"pack": pack, **counts})
+    return doc
 
 
 @router.get("/{subject}", summary="A subject's consent history and the records in force")
