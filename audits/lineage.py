@@ -474,81 +474,101 @@ def lineage_of(session: Session, model_version_id: str) -> dict[str, Any]:
     deployments = session.scalars(
         select(Deployment).where(Deployment.model_version_id == model.version_id).order_by(Deployment.id)
     ).all()
-    seqs = [r.trail_seq for r in (data, run, model, *audits, *deployments) if r.trail_seq is not None]
+    return {
+        "model_version": _model_doc(model),
+        "training_run": _run_doc(run),
+        "dataset_version": _dataset_doc(data),
+        "audit_runs": [_audit_doc(a) for a in audits],
+        "deployments": [_deployment_doc(d) for d in deployments],
+        "current_stage": deployments[-1].stage if deployments else None,
+        "trail": _trail_of(session, (data, run, model, *audits, *deployments)),
+    }
+
+
+def _model_doc(model: ModelVersion) -> dict[str, Any]:
+    return {
+        "version_id": model.version_id,
+        "kind": model.kind,
+        "artifact_hash": model.artifact_hash,
+        "artifact_location": model.artifact_location,
+        "created_at": _iso(model.created_at),
+        "trail_seq": model.trail_seq,
+    }
+
+
+def _run_doc(run: TrainingRun) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "params": run.params,
+        "code_version": run.code_version,
+        "library_versions": run.library_versions,
+        "started_at": _iso(run.started_at),
+        "ended_at": _iso(run.ended_at),
+        "energy_kwh": run.energy_kwh,
+        "emissions_kg": run.emissions_kg,
+        "carbon_method": run.carbon_method,
+        "trail_seq": run.trail_seq,
+    }
+
+
+def _dataset_doc(data: DatasetVersion) -> dict[str, Any]:
+    return {
+        "id": data.id,
+        "content_hash": data.content_hash,
+        "name": data.name,
+        "source": data.source,
+        "n_events": data.n_events,
+        "n_users": data.n_users,
+        "n_items": data.n_items,
+        "schema": data.data_schema,
+        "validation": data.validation,
+        "created_at": _iso(data.created_at),
+        "trail_seq": data.trail_seq,
+    }
+
+
+def _audit_doc(audit: AuditRun) -> dict[str, Any]:
+    return {
+        "id": audit.id,
+        "policy_pack": audit.policy_pack,
+        "policy_version": audit.policy_version,
+        "policy_hash": audit.policy_hash,
+        "dataset_version_id": audit.dataset_version_id,
+        "verdict": audit.verdict,
+        "started_at": _iso(audit.started_at),
+        "ended_at": _iso(audit.ended_at),
+        "summary": audit.summary,
+        "trail_seq": audit.trail_seq,
+    }
+
+
+def _deployment_doc(deployment: Deployment) -> dict[str, Any]:
+    gate = None
+    if deployment.gate_pack is not None:
+        gate = {
+            "pack": deployment.gate_pack,
+            "pack_version": deployment.gate_pack_version,
+            "pack_hash": deployment.gate_pack_hash,
+            "audit_id": deployment.gate_audit_id,
+            "policy_id": deployment.gate_policy_id,
+        }
+    return {
+        "id": deployment.id,
+        "stage": deployment.stage,
+        "previous_stage": deployment.previous_stage,
+        "changed_at": _iso(deployment.changed_at),
+        "actor": deployment.actor,
+        "trail_seq": deployment.trail_seq,
+        "gate": gate,
+    }
+
+
+def _trail_of(session: Session, rows: tuple[Any, ...]) -> list[dict[str, Any]]:
+    """The trail events that recorded ``rows`` (seq, time, action, hash), in trail order."""
+    seqs = [r.trail_seq for r in rows if r.trail_seq is not None]
     events = session.execute(
         select(TrailEvent.seq, TrailEvent.time, TrailEvent.action, TrailEvent.hash)
         .where(TrailEvent.seq.in_(seqs))
         .order_by(TrailEvent.seq)
     ).all()
-    return {
-        "model_version": {
-            "version_id": model.version_id,
-            "kind": model.kind,
-            "artifact_hash": model.artifact_hash,
-            "artifact_location": model.artifact_location,
-            "created_at": _iso(model.created_at),
-            "trail_seq": model.trail_seq,
-        },
-        "training_run": {
-            "id": run.id,
-            "params": run.params,
-            "code_version": run.code_version,
-            "library_versions": run.library_versions,
-            "started_at": _iso(run.started_at),
-            "ended_at": _iso(run.ended_at),
-            "energy_kwh": run.energy_kwh,
-            "emissions_kg": run.emissions_kg,
-            "carbon_method": run.carbon_method,
-            "trail_seq": run.trail_seq,
-        },
-        "dataset_version": {
-            "id": data.id,
-            "content_hash": data.content_hash,
-            "name": data.name,
-            "source": data.source,
-            "n_events": data.n_events,
-            "n_users": data.n_users,
-            "n_items": data.n_items,
-            "schema": data.data_schema,
-            "validation": data.validation,
-            "created_at": _iso(data.created_at),
-            "trail_seq": data.trail_seq,
-        },
-        "audit_runs": [
-            {
-                "id": a.id,
-                "policy_pack": a.policy_pack,
-                "policy_version": a.policy_version,
-                "policy_hash": a.policy_hash,
-                "dataset_version_id": a.dataset_version_id,
-                "verdict": a.verdict,
-                "started_at": _iso(a.started_at),
-                "ended_at": _iso(a.ended_at),
-                "summary": a.summary,
-                "trail_seq": a.trail_seq,
-            }
-            for a in audits
-        ],
-        "deployments": [
-            {
-                "id": d.id,
-                "stage": d.stage,
-                "previous_stage": d.previous_stage,
-                "changed_at": _iso(d.changed_at),
-                "actor": d.actor,
-                "trail_seq": d.trail_seq,
-                "gate": None
-                if d.gate_pack is None
-                else {
-                    "pack": d.gate_pack,
-                    "pack_version": d.gate_pack_version,
-                    "pack_hash": d.gate_pack_hash,
-                    "audit_id": d.gate_audit_id,
-                    "policy_id": d.gate_policy_id,
-                },
-            }
-            for d in deployments
-        ],
-        "current_stage": deployments[-1].stage if deployments else None,
-        "trail": [{"seq": e.seq, "time": e.time, "action": e.action, "hash": e.hash} for e in events],
-    }
+    return [{"seq": e.seq, "time": e.time, "action": e.action, "hash": e.hash} for e in events]
