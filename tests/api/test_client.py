@@ -62,8 +62,8 @@ def test_a_whole_review_with_the_client(server, tmp_path: Path) -> None:
         pem = reviewer.trail_keys()[0]["public_key_pem"]
         assert reviewer.verify_export(export, pem).intact
 
-        page = reviewer.download_report(mv, tmp_path / "report.html")
-        assert mv in page.read_text(encoding="utf-8")
+        page = reviewer.download_report(mv, tmp_path / "report.html").read_text(encoding="utf-8")
+        assert mv in page and gate["pack_hash"] in page  # the audited pack is the one in force: its disclosure is in
         summary = reviewer.model(mv)
         assert summary["pack"]["pack"] == "baseline" and summary["current_stage"] == "shadow"
         assert any(m["version_id"] == mv for m in reviewer.models(limit=100)["models"])
