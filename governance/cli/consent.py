@@ -86,50 +86,48 @@ def _checked_change(loaded: Any, purpose: str, status: str, source: str, basis: 
     return change
 
 
+# The options of ``consent set``, named once so the command reads as its steps.
+PurposeOpt = Annotated[str, typer.Option("--purpose", help="The processing purpose, e.g. personalization.", show_default=False)]
+StatusOpt = Annotated[str, typer.Option("--status", help="granted, denied, withdrawn, opted_out or objected.", show_default=False)]
+BasisOpt = Annotated[
+    str | None,
+    typer.Option("--basis", help="consent, legitimate_interest or contract (default with --pack: the purpose's basis).", show_default=False),
+]
+SourceOpt = Annotated[str, typer.Option("--source", help="api, banner, tcf, gpc or import.")]
+JurisdictionOpt = Annotated[str | None, typer.Option("--jurisdiction", help="Where the subject is, e.g. EU or US-CA.", show_default=False)]
+NoteOpt = Annotated[
+    str | None, typer.Option("--evidence", help="A note on what proves it (GDPR Art. 7(1)): a ticket, a letter.", show_default=False)
+]
+BannerVersionOpt = Annotated[
+    str | None,
+    typer.Option("--evidence-banner-version", help="With --source banner (required): the consent dialogue's version.", show_default=False),
+]
+OriginOpt = Annotated[
+    str | None,
+    typer.Option("--evidence-origin", help="With --source import (required): where the record was imported from.", show_default=False),
+]
+TcStringOpt = Annotated[
+    str | None,
+    typer.Option("--tc-string", help="With --source tcf (required): the IAB TCF v2.2 TC string; it must support --status under the pack's consent.tcf.", show_default=False),
+]
+VendorIdOpt = Annotated[
+    int | None,
+    typer.Option("--vendor-id", help="With --source tcf: our IAB vendor id, where the pack sets no consent.tcf.vendor_id.", show_default=False),
+]
+
+
 def consent_set(
     subject: SubjectArg,
-    purpose: Annotated[
-        str, typer.Option("--purpose", help="The processing purpose, e.g. personalization.", show_default=False)
-    ],
-    status: Annotated[
-        str, typer.Option("--status", help="granted, denied, withdrawn, opted_out or objected.", show_default=False)
-    ],
-    basis: Annotated[
-        str | None,
-        typer.Option(
-            "--basis",
-            help="consent, legitimate_interest or contract (default with --pack: the purpose's basis).",
-            show_default=False,
-        ),
-    ] = None,
-    source: Annotated[str, typer.Option("--source", help="api, banner, tcf, gpc or import.")] = "api",
-    jurisdiction: Annotated[
-        str | None, typer.Option("--jurisdiction", help="Where the subject is, e.g. EU or US-CA.", show_default=False)
-    ] = None,
-    evidence: Annotated[
-        str | None,
-        typer.Option(
-            "--evidence",
-            help="A note on what proves it (GDPR Art. 7(1)): a ticket, a letter.",
-            show_default=False,
-        ),
-    ] = None,
-    banner_version: Annotated[
-        str | None,
-        typer.Option("--evidence-banner-version", help="With --source banner (required): the consent dialogue's version.", show_default=False),
-    ] = None,
-    origin: Annotated[
-        str | None,
-        typer.Option("--evidence-origin", help="With --source import (required): where the record was imported from.", show_default=False),
-    ] = None,
-    tc_string: Annotated[
-        str | None,
-        typer.Option("--tc-string", help="With --source tcf (required): the IAB TCF v2.2 TC string; it must support --status under the pack's consent.tcf.", show_default=False),
-    ] = None,
-    vendor_id: Annotated[
-        int | None,
-        typer.Option("--vendor-id", help="With --source tcf: our IAB vendor id, where the pack sets no consent.tcf.vendor_id.", show_default=False),
-    ] = None,
+    purpose: PurposeOpt,
+    status: StatusOpt,
+    basis: BasisOpt = None,
+    source: SourceOpt = "api",
+    jurisdiction: JurisdictionOpt = None,
+    evidence: NoteOpt = None,
+    banner_version: BannerVersionOpt = None,
+    origin: OriginOpt = None,
+    tc_string: TcStringOpt = None,
+    vendor_id: VendorIdOpt = None,
     pack: OptionalPackOpt = None,
     database_url: DatabaseOpt = None,
     json_output: JsonOpt = False,
