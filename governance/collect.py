@@ -22,6 +22,7 @@ in ``AuditFacts.tradeoff``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -31,6 +32,7 @@ from governance.facts import (
     CarbonFacts,
     DriftFacts,
     EvaluationFacts,
+    FairnessFacts,
     MinimizationFacts,
     ModelFacts,
     PrivacyFacts,
@@ -87,6 +89,104 @@ def evaluation_facts(run: Any, subject: str = "als", *, extra: Mapping[str, Any]
     return EvaluationFacts(k=run.comparison.k, subject=subject, models=models)
 
 
+@dataclass(frozen=True)
+class _Evaluated:
+    """The offline evaluation behind an audit: the run (None when none was needed or the
+    figures came from elsewhere), the re-ranked lists when the pack re-ranks, and the figures."""
+
+    run: Any
+    reranked: Any
+    facts: EvaluationFacts | None
+
+
+@dataclass(frozen=True)
+class _Fairness:
+    """The fairness facts of the audited lists, and with re-ranking their side-by-side with the plain lists."""
+
+    facts: FairnessFacts | None = None
+    tradeoff: dict[str, Any] | None = None
+
+
+def _evaluate(
+    pack: Any,
+    dataset: Dataset,
+    needs: set[str],
+    *,
+    als_params: dict[str, Any] | None,
+    evaluation: EvaluationFacts | None,
+    random_state: int,
+    show_progress: bool,
+) -> _Evaluated:
+    """Run the offline evaluation the pack's checks need, with its quality settings (and re-ranking)."""
+    from governance.tradeoff import rerank_evaluation, reranking_enabled
+    from recommender.pipeline import run_evaluation
+
+    q = pack.quality
+    rerank = reranking_enabled(pack)
+    if evaluation is not None or not (rerank or needs & {"evaluation", "fairness", "privacy"}):
+        return _Evaluated(run=None, reranked=None, facts=evaluation)
+    run = run_evaluation(
+        dataset,
+        split_config=SplitConfig(kind=q.split, test_fraction=q.test_fraction, random_state=random_state),
+        feedback=FeedbackConfig(rating_threshold=q.rating_threshold),
+        k=q.k,
+        tune=q.tune and als_params is None,
+        als_params=als_params,
+        random_state=random_state,
+        show_progress=show_progress,
+    )
+    if not rerank:
+        return _Evaluated(run=run, reranked=None, facts=evaluation_facts(run))
+    reranked = rerank_evaluation(run, dataset, pack, q.k, show_progress=show_progress)
+    return _Evaluated(
+        run=run, reranked=reranked, facts=evaluation_facts(run, subject=reranked.model, extra={reranked.model: reranked})
+    )
+
+
+def _fairness(pack: Any, dataset: Dataset, evaluated: _Evaluated, needs: set[str], random_state: int) -> _Fairness:
+    """The fairness facts of what is served: the re-ranked lists when the pack re-ranks, else the plain ones."""
+    run, reranked = evaluated.run, evaluated.reranked
+    if run is None or ("fairness" not in needs and reranked is None):
+        return _Fairness()
+    from governance.collect_fairness import fairness_facts
+    from governance.tradeoff import tradeoff_summary
+
+    mats = run.matrices
+    train, test = (mats.train, mats.test) if mats else (None, None)
+    fairness = fairness_facts(dataset, run, pack, train=train, test=test, random_state=random_state)
+    if reranked is None:
+        return _Fairness(facts=fairness)
+    served = fairness_facts(dataset, reranked, pack, train=train, test=test, random_state=random_state)
+    tradeoff = {
+        **tradeoff_summary(run.comparison.evaluations[reranked.base_model], reranked, fairness, served),
+        "plain_fairness": fairness.model_dump(mode="json"),
+    }
+    return _Fairness(facts=served, tradeoff=tradeoff)
+
+
+def _minimization(dataset: Dataset) -> MinimizationFacts:
+    """The model's inputs as read off the code path that builds them, and where each came from."""
+    return MinimizationFacts(
+        purpose="personalization",
+        model_inputs=[c for c in MODEL_INPUT_COLUMNS if c in dataset.events.columns],
+        input_sources={c: src for c, src in (dataset.columns_from or {}).items() if c in MODEL_INPUT_COLUMNS and src != c},
+        dataset_columns=dataset_columns(dataset),
+    )
+
+
+def _dataset_summary(dataset: Dataset, dataset_version: str | None) -> dict[str, Any]:
+    """The audited data's name, version and size (and its items' harm categories, when flagged)."""
+    ev = dataset.events
+    return {
+        "name": dataset.name,
+        "version": dataset_version,
+        "n_events": int(len(ev)),
+        "n_users": int(ev["user_id"].nunique()),
+        "n_items": int(ev["item_id"].nunique()),
+        **_harm_categories(dataset),
+    }
+
+
 def collect_facts(
     pack: Any,
     dataset: Dataset,
@@ -120,31 +220,14 @@ def collect_facts(
     evaluation:
         Evaluation facts computed elsewhere (a slate audit); no model is evaluated then.
     """
-    from governance.tradeoff import rerank_evaluation, reranking_enabled, tradeoff_summary
-    from recommender.pipeline import run_evaluation
     from recommender.validate import validate_events
 
-    q = pack.quality
     needs = {n for _, rule in pack.rules() for n in _needs(rule.check)}
-    rerank = reranking_enabled(pack)
-    run = None
-    reranked = None
-    if evaluation is None and (rerank or needs & {"evaluation", "fairness", "privacy"}):
-        run = run_evaluation(
-            dataset,
-            split_config=SplitConfig(kind=q.split, test_fraction=q.test_fraction, random_state=random_state),
-            feedback=FeedbackConfig(rating_threshold=q.rating_threshold),
-            k=q.k,
-            tune=q.tune and als_params is None,
-            als_params=als_params,
-            random_state=random_state,
-            show_progress=show_progress,
-        )
-        if rerank:
-            reranked = rerank_evaluation(run, dataset, pack, q.k, show_progress=show_progress)
-            evaluation = evaluation_facts(run, subject=reranked.model, extra={reranked.model: reranked})
-        else:
-            evaluation = evaluation_facts(run)
+    evaluated = _evaluate(
+        pack, dataset, needs, als_params=als_params, evaluation=evaluation, random_state=random_state,
+        show_progress=show_progress,
+    )  # fmt: skip
+    run = evaluated.run
     validation = None
     if "validation" in needs:
         report = validation_report if validation_report is not None else validate_events(dataset)
@@ -152,48 +235,20 @@ def collect_facts(
     drift = None
     if baseline is not None:
         drift = DriftFacts(baseline=baseline.name, features=drift_statistics(baseline.events, dataset.events))
-    fairness = None
-    tradeoff = None
-    if run is not None and ("fairness" in needs or reranked is not None):
-        from governance.collect_fairness import fairness_facts
-
-        mats = run.matrices
-        train, test = (mats.train, mats.test) if mats else (None, None)
-        fairness = fairness_facts(dataset, run, pack, train=train, test=test, random_state=random_state)
-        if reranked is not None:
-            plain_fairness = fairness
-            fairness = fairness_facts(dataset, reranked, pack, train=train, test=test, random_state=random_state)
-            tradeoff = {
-                **tradeoff_summary(run.comparison.evaluations[reranked.base_model], reranked, plain_fairness, fairness),
-                "plain_fairness": plain_fairness.model_dump(mode="json"),
-            }
+    fairness = _fairness(pack, dataset, evaluated, needs, random_state)
     privacy = None
     if "privacy" in needs and run is not None:
         privacy = privacy_facts(pack, dataset, run, random_state=random_state)
-    minimization = MinimizationFacts(
-        purpose="personalization",
-        model_inputs=[c for c in MODEL_INPUT_COLUMNS if c in dataset.events.columns],
-        input_sources={c: src for c, src in (dataset.columns_from or {}).items() if c in MODEL_INPUT_COLUMNS and src != c},
-        dataset_columns=dataset_columns(dataset),
-    )
-    ev = dataset.events
     facts = AuditFacts(
-        dataset={
-            "name": dataset.name,
-            "version": dataset_version,
-            "n_events": int(len(ev)),
-            "n_users": int(ev["user_id"].nunique()),
-            "n_items": int(ev["item_id"].nunique()),
-            **_harm_categories(dataset),
-        },
-        evaluation=evaluation,
+        dataset=_dataset_summary(dataset, dataset_version),
+        evaluation=evaluated.facts,
         validation=validation,
         drift=drift,
-        minimization=minimization,
+        minimization=_minimization(dataset),
         carbon=carbon,
         privacy=privacy,
-        fairness=fairness,
-        tradeoff=tradeoff,
+        fairness=fairness.facts,
+        tradeoff=fairness.tradeoff,
     )
     return facts, run
 
