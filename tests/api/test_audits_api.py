@@ -21,7 +21,7 @@ from audits.models import AuditJob, TrailEvent
 from governance import audit as audit_module
 from governance.api import ApiSettings
 from governance.api.errors import PROBLEM_JSON
-from governance.api.routes.audits import AuditRunner
+from governance.api.audit_jobs import AuditRunner
 from governance.cli.policy import SHIPPED
 from governance.gate import GateDocument, gate_json_schema
 from governance.policy import load_pack

@@ -26,7 +26,7 @@ from audits import Store
 from audits import jobs as job_store
 from audits.models import AuditJob, TrailEvent
 from audits.results import record_audit_results
-from governance.api.routes.audits import AUDIT_OVER_TIME, AUDIT_STOPPED, AuditRunner
+from governance.api.audit_jobs import AUDIT_OVER_TIME, AUDIT_STOPPED, AuditRunner
 from governance.api.settings import ApiSettings
 
 REQUEST = {"pack": "baseline", "data": "synthetic:n_users=50,seed=1", "model_version": None, "slates": None, "baseline": None, "shadow": False}

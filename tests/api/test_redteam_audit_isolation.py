@@ -24,8 +24,7 @@ from audits import jobs as job_store
 from audits.db import Store
 from audits.models import AuditJob
 from governance.api import ApiSettings
-from governance.api.audit_process import AUDIT_OVER_MEMORY, AUDIT_PROCESS_DIED
-from governance.api.routes.audits import AUDIT_OVER_TIME, AuditRunner
+from governance.api.audit_jobs import AUDIT_OVER_MEMORY, AUDIT_OVER_TIME, AUDIT_PROCESS_DIED, AuditRunner
 from governance.packs import load_ref
 
 ACTOR = "key:7:dpo-review"

@@ -29,7 +29,7 @@ import pytest
 
 from governance.api.errors import PROBLEM_JSON
 from governance.api.limits import BODY_TOO_LARGE
-from governance.api.routes.audits import SPEC_TOO_LARGE
+from governance.api.audit_jobs import SPEC_TOO_LARGE
 from governance.api.routes.packs import PACK_TOO_LARGE
 from governance.api.settings import ApiSettings
 from governance.located import ALIAS_CYCLE, TOO_DEEP, TOO_MANY_NODES, YAML_LIMITS

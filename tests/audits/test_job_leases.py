@@ -25,7 +25,7 @@ from audits.migrate import current_revision, downgrade, head_revision, upgrade
 from audits.models import AuditJob, TrailEvent
 from audits.results import record_audit_results
 from audits.verify import verify_trail
-from governance.api.routes.audits import AuditRunner, _runner_alive
+from governance.api.audit_jobs.runner import AuditRunner, _runner_alive
 from governance.api.settings import ApiSettings
 from recommender.errors import ConfigError
 

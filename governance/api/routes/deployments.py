@@ -21,8 +21,7 @@ from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.routes import deployment_policy
 from governance.api.call_record import record_call
-from governance.api.audit_limits import check_input_size
-from governance.api.audit_job import resolve_input
+from governance.api.audit_jobs import check_input_size, resolve_input
 from governance.api.schemas import IDENTIFIER
 from recommender.errors import ConfigError
 from recommender.loaders import load_data

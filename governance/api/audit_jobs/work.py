@@ -1,7 +1,7 @@
-"""What an audit job asked for, run as the command line runs it: the pack as it was, the data under ``$RECGOV_HOME/data``.
+"""A job's work: what the job asked for, audited as the command line audits it (the pack as it was, the data under ``$RECGOV_HOME/data``).
 
 Shared by the runner's thread (``RECGOV_AUDIT_ISOLATION=thread``) and the
-child process an audit runs in by default (:mod:`governance.api.audit_process`).
+child process a job runs in by default (:mod:`governance.api.audit_jobs.process`).
 Files named in a request are read only from ``$RECGOV_HOME/data``
 (:func:`resolve_input`); ``synthetic:...`` specs work as on the command line.
 """
@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from governance import audit as audit_runner
+from governance import audit
 from governance import packs as pack_store
 from recommender.errors import ConfigError, DataError
 from recommender.loaders import load_data
 
-__all__ = ["SYNTHETIC", "audit_job", "resolve_input"]
+__all__ = ["SYNTHETIC", "resolve_input", "run_job"]
 
 SYNTHETIC = "synthetic"
 
@@ -45,8 +45,11 @@ def resolve_input(spec: str, data_dir: Path) -> str:
     return str(path)
 
 
-def audit_job(store: Any, settings: Any, job_id: str, request: dict[str, Any], pack_hash: str, actor: str) -> audit_runner.AuditOutcome:
-    """Load the pack (as it was when asked for) and the data, then run and record the audit as the CLI does."""
+def run_job(store: Any, settings: Any, job_id: str, request: dict[str, Any], pack_hash: str, actor: str) -> audit.AuditOutcome:
+    """Load the pack (as it was when asked for) and the data, then run and record the job's audit as the CLI does.
+
+    ``governance.audit`` is called through the module, so that a test may replace its functions.
+    """
     loaded = pack_store.load_ref(settings.packs_dir, request["pack"])
     if loaded.content_hash != pack_hash:
         raise ConfigError(
@@ -59,10 +62,10 @@ def audit_job(store: Any, settings: Any, job_id: str, request: dict[str, Any], p
     out_dir = settings.home / "audits" / job_id
     if request.get("slates"):
         slates = Path(resolve_input(request["slates"], data_dir))
-        return audit_runner.run_slate_audit(
+        return audit.run_slate_audit(
             loaded, dataset, slates, store=store, out_dir=out_dir, baseline=baseline, shadow=request["shadow"], actor=actor
         )
-    return audit_runner.run_audit(
+    return audit.run_audit(
         loaded, dataset, store=store, out_dir=out_dir, models_dir=settings.home / "models",
         model_version=request.get("model_version"), train=False, baseline=baseline, shadow=request["shadow"], actor=actor,
     )  # fmt: skip

@@ -1,4 +1,4 @@
-"""An API audit in a child process of its own: a memory budget it cannot exceed, a time budget that stops it.
+"""A job in a child process of its own: a memory budget it cannot exceed, a time budget that stops it.
 
 An audit started over the API reads data the caller named and fits models on
 it; in a thread of the server it could take the server's memory with it, and a
@@ -119,7 +119,7 @@ def _child(
 ) -> None:
     """The child: cap the address space, open the store, audit, answer, exit."""
     from audits.db import open_store
-    from governance.api.audit_job import audit_job
+    from governance.api.audit_jobs.work import run_job
     from governance.api.settings import ApiSettings
 
     _cap_address_space(budget_mb)
@@ -127,7 +127,7 @@ def _child(
         settings = ApiSettings.model_validate(settings_json)
         store = open_store(settings.database_url)
         try:
-            outcome = audit_job(store, settings, job_id, request, pack_hash, actor)
+            outcome = run_job(store, settings, job_id, request, pack_hash, actor)
             answer: tuple[Any, ...] = ("ok", outcome.audit_id, outcome.document.model_dump(mode="json"))
         finally:
             store.close()
