@@ -12,41 +12,19 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, Field
 
 from governance import deploy_policy
 from governance import packs as pack_store
+from governance.api.call_record import record_call
 from governance.api.deps import GovernKey, ReadKey, SessionDep, SettingsDep
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
-from governance.api.call_record import record_call
 from governance.api.schemas import IDENTIFIER
+from governance.api.schemas.deployments import PolicySet
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["deployments"], responses=problems(401, 500))
-
-
-class PolicySet(BaseModel):
-    """The pack that gates a stage, and what the gate's data must cover."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"pack": "eu-gdpr-dsa", "min_events": 10000, "dataset": "training"}]},
-    )
-
-    pack: str = Field(
-        min_length=1,
-        max_length=200,
-        pattern=IDENTIFIER,
-        description="A shipped pack name, or a stored pack as NAME@VERSION.",
-    )
-    min_events: int = Field(0, ge=0, le=10**12, description="The gate's data has at least this many events.")
-    min_users: int = Field(0, ge=0, le=10**10, description="The gate's data has at least this many distinct users.")
-    dataset: str = Field(
-        "training", pattern=r"^(training|any|[0-9a-f]{64})$",
-        description="training (the model's own training data), any, or a recorded dataset's content hash.",
-    )  # fmt: skip
 
 
 @router.get("/policy", summary="The pack bound to each gated stage (an unbound stage refuses every promotion)")

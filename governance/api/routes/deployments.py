@@ -8,21 +8,21 @@ problem of kind ``deployment-policy``; no gate runs.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, Field
 
 from audits.models import ModelVersion
 from governance import deploy, deploy_policy
 from governance import packs as pack_store
+from governance.api.audit_jobs import check_input_size, resolve_input
+from governance.api.call_record import record_call
 from governance.api.deps import GovernKey, ReadKey, SessionDep, SettingsDep, StoreDep
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.routes import deployment_policy
-from governance.api.call_record import record_call
-from governance.api.audit_jobs import check_input_size, resolve_input
 from governance.api.schemas import IDENTIFIER
+from governance.api.schemas.deployments import PromotionCreate, Rollback
 from recommender.errors import ConfigError
 from recommender.loaders import load_data
 
@@ -32,19 +32,6 @@ DATA_UNREADABLE = (
 )
 
 router = APIRouter(prefix="/v1/deployments", tags=["deployments"], responses=problems(401, 500))
-
-
-class PromotionCreate(BaseModel):
-    """Where to move a model version, and the pack and data its gate runs on."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"stage": "canary", "data": "synthetic:n_users=300,seed=4"}]})
-
-    stage: Literal["shadow", "canary", "production"]
-    pack: str | None = Field(
-        None, min_length=1, max_length=200, pattern=IDENTIFIER,
-        description="Leave out: the deployment policy's pack for the stage gates. Naming any other pack (shipped name or NAME@VERSION) is refused.",
-    )  # fmt: skip
-    data: str | None = Field(None, min_length=1, max_length=10_000, pattern=IDENTIFIER, description="DATA spec for the gate's audit (needed for canary and production).")
 
 
 @router.post("/{model_version}/promote", responses=problems(403, 404, 409, 422), summary="Move a model version one stage on, through the gate")
@@ -89,15 +76,6 @@ def _loader(packs_dir: Any) -> deploy_policy.PackLoader:
             raise ConfigError(str(err)) from None
 
     return load
-
-
-class Rollback(BaseModel):
-    """What a rollback restored and retired."""
-
-    restored: str = Field(description="The model version back in production.")
-    retired: str = Field(description="The model version taken out of production.")
-    audit_id: int | None = Field(description="The passed audit of the restored version's promotion.")
-    gate: dict[str, Any] | None = Field(None, description="The gate that let the restored version into production: pack, pack_version, pack_hash, audit_id, policy_id.")
 
 
 @router.post("/rollback", response_model=Rollback, responses=problems(403, 409, 422), summary="Restore the previous production version")

@@ -20,29 +20,14 @@ import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 from sqlalchemy import text
 
-from governance.api.schemas import Health
+from governance.api.schemas.health import Check, Health, Readiness
 
 router = APIRouter(tags=["health"])
 
 READY_CHECK_TIMEOUT_S = 2.0
 """A store that does not answer within this is reported as unreachable."""
-
-
-class Check(BaseModel):
-    """One thing the service waits for."""
-
-    ok: bool
-    detail: str = Field(description="What was found, or what is awaited.")
-
-
-class Readiness(BaseModel):
-    """Whether the service can serve, and each thing it waits for."""
-
-    ready: bool
-    checks: dict[str, Check]
 
 
 @router.get("/health", response_model=Health)

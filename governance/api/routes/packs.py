@@ -21,7 +21,7 @@ from governance.api.errors import Problem, problems
 from governance.api.limits import read_body
 from governance.api.pack_parser import PackParser, PackTooSlow
 from governance.api.call_record import record_call
-from governance.api.schemas import PackDiff, PackList, PackStored, PackValidation
+from governance.api.schemas.packs import PackDiff, PackList, PackStored, PackValidation
 from governance.api.settings import ApiSettings
 from governance.located import YAML_LIMITS
 
