@@ -68,11 +68,7 @@ def report_command(
     json_output: JsonOutput = False,
 ) -> None:
     """Write the regulator's lineage report of MODEL_VERSION: one self-contained HTML page, and its PDF with --pdf."""
-    from audits import open_store
-    from audits.lineage import lineage_of
-    from governance.report import collect, render_html
-    from governance.report.openlineage import openlineage_events, write_jsonl
-    from governance.report.pdf import PdfError, find_browser, html_to_pdf
+    from governance.report.pdf import find_browser
 
     if pdf is not None and pdf.suffix.lower() != ".pdf":
         raise fail(f"--pdf must name a .pdf file, got {str(pdf)!r}")
@@ -81,26 +77,8 @@ def report_command(
         with user_errors():  # no browser: say so before any work is done
             browser = find_browser()
     with store_errors():
-        store = open_store(database_url)
-        try:
-            with store.session() as session:
-                audits = lineage_of(session, model_version)["audit_runs"]  # unknown model: exit 2 here
-                loaded = _pack_in_force(pack, audits, json_output)
-                document = collect(session, model_version, loaded)
-        finally:
-            store.close()
-        target = out or Path(f"report-{model_version}.html")
-        if target.suffix.lower() not in (".html", ".htm"):
-            raise fail(f"--out must name an .html file, got {str(target)!r}")
-        target.write_text(render_html(document), encoding="utf-8")
-        events = openlineage_events(document)
-        if openlineage is not None:
-            write_jsonl(events, openlineage)
-        if pdf is not None:
-            try:
-                html_to_pdf(target, pdf, browser=browser)
-            except PdfError as err:
-                raise fail(f"{err} (the HTML report was written to {target})") from None
+        document = _collect(model_version, pack, database_url, json_output)
+        target, events = _write(document, model_version, out=out, openlineage=openlineage, pdf=pdf, browser=browser)
     summary = {
         "model_version": model_version,
         "html": str(target),
@@ -114,6 +92,52 @@ def report_command(
     if json_output:
         emit_json(summary)
         return
+    _say_written(model_version, document, target, pdf=pdf, openlineage=openlineage, events=len(events))
+
+
+def _collect(model_version: str, pack: str | None, database_url: str | None, json_output: bool) -> dict[str, Any]:
+    """The report's document, read from the store (an unknown model version is a user error, exit 2)."""
+    from audits import open_store
+    from audits.lineage import lineage_of
+    from governance.report import collect
+
+    store = open_store(database_url)
+    try:
+        with store.session() as session:
+            audits = lineage_of(session, model_version)["audit_runs"]  # unknown model: exit 2 here
+            loaded = _pack_in_force(pack, audits, json_output)
+            return collect(session, model_version, loaded)
+    finally:
+        store.close()
+
+
+def _write(
+    document: dict[str, Any], model_version: str, *, out: Path | None, openlineage: Path | None, pdf: Path | None, browser: Any
+) -> tuple[Path, list[dict[str, Any]]]:
+    """Write the HTML report, and the OpenLineage events and the PDF when asked; the HTML file and the events."""
+    from governance.report import render_html
+    from governance.report.openlineage import openlineage_events, write_jsonl
+    from governance.report.pdf import PdfError, html_to_pdf
+
+    target = out or Path(f"report-{model_version}.html")
+    if target.suffix.lower() not in (".html", ".htm"):
+        raise fail(f"--out must name an .html file, got {str(target)!r}")
+    target.write_text(render_html(document), encoding="utf-8")
+    events = openlineage_events(document)
+    if openlineage is not None:
+        write_jsonl(events, openlineage)
+    if pdf is not None:
+        try:
+            html_to_pdf(target, pdf, browser=browser)
+        except PdfError as err:
+            raise fail(f"{err} (the HTML report was written to {target})") from None
+    return target, events
+
+
+def _say_written(
+    model_version: str, document: dict[str, Any], target: Path, *, pdf: Path | None, openlineage: Path | None, events: int
+) -> None:
+    """Tell a person what was written, and that the disclosure is left out when no pack in force was found."""
     console.print(f"wrote the lineage report of {model_version} to {target}", highlight=False, soft_wrap=True)
     if document["policy"] is None:
         console.print(
@@ -122,7 +146,7 @@ def report_command(
     if pdf is not None:
         console.print(f"printed it to {pdf}", highlight=False, soft_wrap=True)
     if openlineage is not None:
-        console.print(f"wrote {len(events)} OpenLineage events to {openlineage}", highlight=False, soft_wrap=True)
+        console.print(f"wrote {events} OpenLineage events to {openlineage}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
