@@ -1,4 +1,4 @@
-"""The audit runner: facts in, results out, everything recorded before anyone is told.
+"""One audit of a model (or of logged slates) under a pack: facts in, results out, everything recorded before anyone is told.
 
 ``run_audit`` ties the pieces together: it resolves the audited model (a recorded
 version, or one trained and recorded now), collects the facts, evaluates every

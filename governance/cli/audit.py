@@ -1,8 +1,9 @@
 """``recgov audit`` and ``recgov gate``: run a pack's checks, record them, and decide.
 
-``audit`` records and reports; ``gate`` does the same and exits with the
-decision: 0 when the pack's gate conditions hold, 1 when they do not, 2 when the
-pack, the data or the store cannot be used.
+The command line of :mod:`governance.audit`: ``audit`` records and reports;
+``gate`` does the same and exits with the decision: 0 when the pack's gate
+conditions hold, 1 when they do not, 2 when the pack, the data or the store
+cannot be used.
 """
 
 from __future__ import annotations
