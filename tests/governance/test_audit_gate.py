@@ -1,4 +1,4 @@
-"""The audit runner and the gate, through the CLI, on SQLite and PostgreSQL.
+"""Audits (governance.audit) and the gate, through the CLI, on SQLite and PostgreSQL.
 
 A pack the model satisfies passes (exit 0); tightening one threshold blocks
 (exit 1) and names the rule; JUnit parses with a standard parser; every result
