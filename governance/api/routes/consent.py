@@ -21,8 +21,8 @@ from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.call_record import record_call
 from governance.api.limits import read_body
-from governance.api.schemas import IDENTIFIER, ConsentCreate, ConsentPublic
-from governance.api.schemas.consent import ConsentImportPublic
+from governance.api.schemas import IDENTIFIER
+from governance.api.schemas.consent import ConsentCreate, ConsentImportPublic, ConsentPublic
 from governance.consent.evidence import EvidenceError
 from governance.consent.import_table import ConsentImportMapping
 from governance.consent.imports import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, import_consent

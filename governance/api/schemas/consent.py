@@ -1,16 +1,60 @@
-"""Bodies of ``/v1/consent/imports``: what a bulk consent import did.
+"""Bodies of ``/v1/consent``: one record appended, and what a bulk import did.
 
-The request body is the export itself (CSV or JSON Lines), not JSON, so only the
-answer has a model here; the import's options come as query parameters.
+An import's request body is the export itself (CSV or JSON Lines), not JSON, so
+only its answer has a model here; its options come as query parameters.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ConsentImportPublic"]
+from governance.api.schemas import IDENTIFIER, _Body
+
+__all__ = ["ConsentCreate", "ConsentImportPublic", "ConsentPublic"]
+
+
+class ConsentCreate(_Body):
+    """One consent record to append to a subject's history."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"subject": "u000012", "purpose": "personalization", "status": "granted", "basis": "consent", "source": "banner", "evidence": {"banner_version": "2026-03"}}]},
+    )
+
+    subject: str = Field(min_length=1, max_length=200, pattern=IDENTIFIER, description="The subject's id (stored only as its pseudonym).")
+    purpose: str = Field(min_length=1, max_length=100, pattern=IDENTIFIER, description="A purpose of the pack in force, e.g. personalization.")
+    status: Literal["granted", "denied", "withdrawn", "opted_out", "objected"]
+    basis: Literal["consent", "legitimate_interest", "contract"] = Field(description="The lawful basis the record was given under.")
+    source: Literal["api", "banner", "tcf", "gpc", "import"] = "api"
+    evidence: dict[str, Any] | None = Field(
+        None,
+        description="What proves the record (GDPR Art. 7(1)); required by the sources that claim it: banner "
+        "(evidence.banner_version), import (evidence.origin), tcf (evidence.tc_string, a TC string that supports the "
+        "status under the pack's consent.tcf; evidence.vendor_id where the pack sets no consent.tcf.vendor_id). "
+        "Never the subject's id.",
+    )
+    pack: str | None = Field(
+        None, min_length=1, max_length=200, pattern=IDENTIFIER,
+        description="The pack in force (a shipped name or NAME@VERSION): the purpose must be one of its own, and "
+        "a withdrawal of a purpose it erases on (erase_on_withdrawal) opens an erasure request.",
+    )
+
+
+class ConsentPublic(BaseModel):
+    """A consent record as appended (the subject named by pseudonym)."""
+
+    subject: str = Field(description="The subject's pseudonym.")
+    purpose: str
+    status: str
+    basis: str
+    source: str
+    recorded_at: str = Field(description="ISO 8601, UTC.")
+    erasure_request: dict[str, Any] | None = Field(
+        None, description="The erasure request the record opened under the pack (erase_on_withdrawal): id, status, deadline."
+    )
+
 
 
 class ConsentImportPublic(BaseModel):
