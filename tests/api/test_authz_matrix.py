@@ -85,6 +85,15 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/v1/audits"): Row("viewer", 200, "/v1/audits"),
     ("GET", "/v1/audits/{job_id}"): Row("viewer", 200, "/v1/audits/{job_id}"),
     ("GET", "/v1/audits/{job_id}/gate"): Row("viewer", 200, "/v1/audits/{job_id}/gate"),
+    ("GET", "/v1/models"): Row("viewer", 200, "/v1/models"),
+    ("GET", "/v1/models/{version}"): Row("viewer", 200, "/v1/models/{model_version}"),
+    ("GET", "/v1/reports/{model_version}"): Row("auditor", 200, "/v1/reports/{model_version}"),
+    ("GET", "/v1/records/processing"): Row("auditor", 200, "/v1/records/processing", {"params": {"pack": "baseline"}}),
+    ("GET", "/v1/records/disclosure"): Row("viewer", 200, "/v1/records/disclosure", {"params": {"pack": "baseline"}}),
+    ("GET", "/v1/packs/{name}/{version}/text"): Row("viewer", 200, "/v1/packs/authz-matrix/1.0.0/text"),
+    ("GET", "/v1/trail/events"): Row("auditor", 200, "/v1/trail/events"),
+    ("GET", "/v1/trail/export"): Row("auditor", 200, "/v1/trail/export"),
+    ("GET", "/v1/trail/keys"): Row("viewer", 200, "/v1/trail/keys"),
 }
 
 
