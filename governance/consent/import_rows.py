@@ -3,7 +3,7 @@
 :func:`check_consent_rows` takes a :class:`~governance.consent.import_table.ConsentTable`
 and the pack's ``consent`` section and returns :class:`CheckedRows`: the valid
 rows as a batch ready for :func:`audits.consent.append_consent_batch`, and a
-:class:`RowProblem` for every fault of every other row, located by its line
+:class:`RowProblem` for each other row (its first fault, in the order below), located by its line
 (CSV, JSONL) or row (Parquet), naming the field and saying why. A row is judged
 as one record of ``recgov consent set`` would be:
 
@@ -73,7 +73,7 @@ class RowProblem:
 
 @dataclass(frozen=True)
 class CheckedRows:
-    """The valid rows as a batch (:data:`audits.consent_import.BATCH_COLUMNS` and ``position``), and every problem."""
+    """The valid rows as a batch (:data:`audits.consent_import.BATCH_COLUMNS` and ``position``), and one problem per refused row."""
 
     valid: pd.DataFrame
     problems: list[RowProblem]
@@ -118,6 +118,7 @@ def _text(faults: _Faults, values: pd.Series, field: str, limit: int, *, require
 
 def _choice(faults: _Faults, values: pd.Series, field: str, allowed: tuple[str, ...]) -> None:
     template = NOT_ONE_OF.replace("{field}", field).replace("{allowed}", ", ".join(allowed))
+    faults.add(values == "", field, NO_VALUE.format(field=field))
     faults.add(~values.isin(allowed), field, template, values)
 
 

@@ -72,4 +72,4 @@ class ConsentImportPublic(BaseModel):
     batches: list[dict[str, Any]] = Field(
         description="Per batch: its number, first and last line, trail_seq of its consent.imported event (null when it added nothing), rows, added, already_recorded."
     )
-    problems: list[dict[str, Any]] = Field(description='Per refused row fault: {"line": n, "field": ..., "reason": ...}; never a subject id.')
+    problems: list[dict[str, Any]] = Field(description='Per refused row (its first fault): {"line": n, "field": ..., "reason": ...}; never a subject id.')
