@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 
@@ -121,21 +121,53 @@ def _closed_cases(session: Any) -> dict[tuple[str, str], datetime]:
     return closed
 
 
-def evaluate_escalations(session: Any, pack: Any, *, since: datetime | None = None, actor: str = "recgov-escalation") -> list[dict[str, Any]]:
-    """Apply the pack's harmful-content rules to flags, reports and served decisions; return the cases newly opened."""
-    from audits.harm import block_item, blocked_items, flags_for, open_case
-    from audits.models import DecisionRecord, ItemFlag, ItemReport
-    from audits.sealing import open_decisions
+class _Opened(NamedTuple):
+    """A case a rule opened (or found already open: :func:`audits.harm.open_case` returns that one)."""
 
+    case_id: int
+    item_id: str
+    rule: str
+
+
+def evaluate_escalations(session: Any, pack: Any, *, since: datetime | None = None, actor: str = "recgov-escalation") -> list[dict[str, Any]]:
+    """Apply the pack's harmful-content rules to flags, reports and served decisions; return the cases newly opened.
+
+    Each returned case is ``{"case_id", "item_id", "rule"}``, once, in the order the rules opened them.
+    """
     from audits.harm import list_cases
+
+    known = {c["id"] for status in ("open", "triaged") for c in list_cases(session, status=status)}
+    # A reviewer's decision stands: a closed case reopens only on evidence newer than it.
+    closed = _closed_cases(session)
+    flagged_items, flag_cases = _apply_flags(session, pack, closed, actor)
+    opened = [
+        *flag_cases,
+        *_report_cases(session, pack.harmful_content, closed, since, actor),
+        *_exposure_cases(session, pack.harmful_content, flagged_items, closed, since, actor),
+    ]
+    # open_case returns a case already open for the same item and rule: report only new ones, once.
+    fresh: list[dict[str, Any]] = []
+    seen = set(known)
+    for case in opened:
+        if case.case_id not in seen:
+            seen.add(case.case_id)
+            fresh.append(case._asdict())
+    return fresh
+
+
+def _apply_flags(
+    session: Any, pack: Any, closed: dict[tuple[str, str], datetime], actor: str
+) -> tuple[list[str], list[_Opened]]:
+    """Act on every active flag of a blocked category: block at or above ``block_confidence``, else open a
+    review case; a flag of a category the pack does not know opens a ``harm.unknown_category`` case.
+    Return the flagged items and the cases."""
+    from audits.harm import block_item, blocked_items, flags_for
+    from audits.models import ItemFlag
 
     section = pack.harmful_content
     blocked_categories = set(section.blocked_categories)
     known_categories = section.known_categories()
-    known = {c["id"] for status in ("open", "triaged") for c in list_cases(session, status=status)}
-    # A reviewer's decision stands: a closed case reopens only on evidence newer than it.
-    closed = _closed_cases(session)
-    opened: list[dict[str, Any]] = []
+    opened: list[_Opened] = []
     flagged_items = sorted(set(session.scalars(select(ItemFlag.item_id).where(ItemFlag.active.is_(True)))))
     flags = flags_for(session, flagged_items) if flagged_items else {}
     already = blocked_items(session)
@@ -143,30 +175,44 @@ def evaluate_escalations(session: Any, pack: Any, *, since: datetime | None = No
         for flag in item_flags:
             category, confidence = flag["category"], float(flag["confidence"])
             if category not in known_categories:
-                if (item, "harm.unknown_category") in closed and closed[(item, "harm.unknown_category")] >= flag["created_at"]:
+                if _decided_since(closed, item, "harm.unknown_category", flag["created_at"]):
                     continue
-                reason = REASON_UNKNOWN.format(category=category, pack=_pack_name(pack), known=", ".join(known_categories) or "none")
-                case = open_case(
-                    session, item_id=item, rule_id="harm.unknown_category", severity="medium", sla_hours=section.sla_hours,
-                    reason=reason, actor=actor,
-                )  # fmt: skip
-                opened.append({"case_id": case.id, "item_id": item, "rule": "harm.unknown_category"})
+                listed = ", ".join(known_categories) or "none"
+                reason = REASON_UNKNOWN.format(category=category, pack=_pack_name(pack), known=listed)
+                opened.append(_open(session, item, "harm.unknown_category", "medium", reason, section, actor))
+            elif category not in blocked_categories:
                 continue
-            if category not in blocked_categories:
-                continue
-            if confidence >= section.block_confidence:
+            elif confidence >= section.block_confidence:
                 if item not in already and (item, "harm.block") not in closed:
-                    block_item(session, item_id=item, blocked=True, reason=f"flagged {category} at confidence {confidence:.2f}", actor=actor)
+                    reason = f"flagged {category} at confidence {confidence:.2f}"
+                    block_item(session, item_id=item, blocked=True, reason=reason, actor=actor)
                     already.add(item)
-            else:
-                if (item, "harm.review") in closed and closed[(item, "harm.review")] >= flag["created_at"]:
-                    continue
-                case = open_case(
-                    session, item_id=item, rule_id="harm.review", severity="medium", sla_hours=section.sla_hours,
-                    reason=f"flagged {category} at confidence {confidence:.2f}, below {section.block_confidence}: review",
-                    actor=actor,
-                )  # fmt: skip
-                opened.append({"case_id": case.id, "item_id": item, "rule": "harm.review"})
+            elif not _decided_since(closed, item, "harm.review", flag["created_at"]):
+                reason = f"flagged {category} at confidence {confidence:.2f}, below {section.block_confidence}: review"
+                opened.append(_open(session, item, "harm.review", "medium", reason, section, actor))
+    return flagged_items, opened
+
+
+def _decided_since(closed: dict[tuple[str, str], datetime], item: str, rule: str, evidence_at: datetime) -> bool:
+    """Whether a reviewer closed the item's case under ``rule`` at or after the evidence's time."""
+    return (item, rule) in closed and closed[(item, rule)] >= evidence_at
+
+
+def _open(session: Any, item: str, rule: str, severity: str, reason: str, section: Any, actor: str) -> _Opened:
+    from audits.harm import open_case
+
+    case = open_case(
+        session, item_id=item, rule_id=rule, severity=severity, sla_hours=section.sla_hours, reason=reason, actor=actor
+    )
+    return _Opened(case.id, item, rule)
+
+
+def _report_cases(
+    session: Any, section: Any, closed: dict[tuple[str, str], datetime], since: datetime | None, actor: str
+) -> list[_Opened]:
+    """A case per item with ``reports_to_escalate`` user reports (since ``since``, and since its last closed case)."""
+    from audits.models import ItemReport
+
     reports: Counter[str] = Counter()
     for item, created in session.execute(select(ItemReport.item_id, ItemReport.created_at)):
         if since is not None and created < since:
@@ -174,13 +220,27 @@ def evaluate_escalations(session: Any, pack: Any, *, since: datetime | None = No
         if (item, "harm.reports") in closed and created <= closed[(item, "harm.reports")]:
             continue  # counted already when the closed case was decided
         reports[item] += 1
-    for item, n in reports.items():
-        if n >= section.reports_to_escalate:
-            case = open_case(
-                session, item_id=item, rule_id="harm.reports", severity="high", sla_hours=section.sla_hours,
-                reason=f"{n} user reports (threshold {section.reports_to_escalate})", actor=actor,
-            )  # fmt: skip
-            opened.append({"case_id": case.id, "item_id": item, "rule": "harm.reports"})
+    threshold = section.reports_to_escalate
+    return [
+        _open(session, item, "harm.reports", "high", f"{n} user reports (threshold {threshold})", section, actor)
+        for item, n in reports.items()
+        if n >= threshold
+    ]
+
+
+def _exposure_cases(
+    session: Any,
+    section: Any,
+    flagged_items: list[str],
+    closed: dict[tuple[str, str], datetime],
+    since: datetime | None,
+    actor: str,
+) -> list[_Opened]:
+    """A case per flagged item served when flagged items took more than ``max_flagged_share`` of the places
+    served since ``since`` (else the last day), from the decision log."""
+    from audits.models import DecisionRecord
+    from audits.sealing import open_decisions
+
     window = since or datetime.now(timezone.utc) - timedelta(days=1)
     places: Counter[str] = Counter()
     total = 0
@@ -189,17 +249,14 @@ def evaluate_escalations(session: Any, pack: Any, *, since: datetime | None = No
         items = ((content[0] if content else None) or {}).get("items", [])  # None: sealed, its subject erased
         total += len(items)
         places.update(items)
-    if total and flagged_items:
-        flagged_served = {i: places[i] for i in flagged_items if places[i]}
-        share = sum(flagged_served.values()) / total
-        if share > section.max_flagged_share:
-            for item in sorted(i for i in flagged_served if (i, "harm.exposure") not in closed):
-                case = open_case(
-                    session, item_id=item, rule_id="harm.exposure", severity="high", sla_hours=section.sla_hours,
-                    reason=f"flagged items took {share:.1%} of {total} places served (limit {section.max_flagged_share:.0%})",
-                    actor=actor,
-                )  # fmt: skip
-                opened.append({"case_id": case.id, "item_id": item, "rule": "harm.exposure"})
-    # open_case returns a case already open for the same item and rule: report only new ones, once.
-    fresh = {c["case_id"]: c for c in reversed(opened) if c["case_id"] not in known}
-    return [fresh[c["case_id"]] for c in opened if fresh.get(c["case_id"]) is c]
+    if not (total and flagged_items):
+        return []
+    flagged_served = {i: places[i] for i in flagged_items if places[i]}
+    share = sum(flagged_served.values()) / total
+    if share <= section.max_flagged_share:
+        return []
+    reason = f"flagged items took {share:.1%} of {total} places served (limit {section.max_flagged_share:.0%})"
+    return [
+        _open(session, item, "harm.exposure", "high", reason, section, actor)
+        for item in sorted(i for i in flagged_served if (i, "harm.exposure") not in closed)
+    ]
