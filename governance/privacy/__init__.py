@@ -53,9 +53,10 @@ from governance.privacy.consent import (
     record_consent_under_pack,
     show_consent,
 )
-from governance.privacy.erasure import RESIDUAL_MAX_INTERACTIONS, erase_subject
+from governance.privacy.erasure import erase_subject
 from governance.privacy.record import DEFAULT_RECIPIENTS, processing_record
 from governance.privacy.retrains import CANNOT_RETRAIN, pending_retrains, run_retrains
+from governance.privacy.unlearning import RESIDUAL_MAX_INTERACTIONS
 from governance.training_filter import EXCLUSION_REASONS, filter_training_events
 
 __all__ = [

@@ -1,11 +1,25 @@
-"""Erasure (GDPR Art. 17): unlearn the subject, list what may still hold them, record it, then shred.
+"""Erasure (GDPR Art. 17): list what holds the subject, unlearn, record, suppress, shred, and retrain.
 
-:func:`erase_subject` unlearns the subject from the model artifacts given
-(:func:`_unlearn`), records the unlearned versions and their standing
-(:func:`_record_unlearned`), lists the recorded models that may still hold the
-subject (:func:`models_for`, also read by the access export), optionally runs
-the full retrain at once (:mod:`governance.privacy.retrains`), and only then
-crypto-shreds the subject's pseudonym secret.
+:func:`erase_subject` is a sequence of named steps, each returning a typed
+report whose ``to_dict()`` is its part of the JSON answer:
+
+1. :func:`_checked_input` -- the pack, each model file, the paths recgov would
+   record, the retrain data: all checked before anything is stored.
+2. :func:`_opened_erasure` -- the erasure request (:class:`ErasureRequest`).
+3. :func:`~governance.privacy.unlearning.models_for` -- every recorded model
+   version and whether it holds the subject (also read by the access export,
+   which imports it from here).
+4. :func:`governance.privacy.unlearning.unlearn_models` -- unlearn the subject
+   from each artifact; :func:`_listing` says what to do about each recorded
+   version (:class:`ModelsListing`).
+5. :func:`_opened_retrain` (:class:`RetrainRequest`),
+   :func:`governance.privacy.unlearning.record_unlearned_models`,
+   :func:`_suppressed` (:class:`Suppression`) and :func:`_shred_and_complete`
+   (:class:`SealedErasure`) -- in one transaction: the retrain the erasure
+   calls for, the unlearned versions and their standing, the suppression
+   record, the crypto-shredding, the completed request.
+6. :func:`_retrain_at_once` -- with retrain data, the full retrain
+   (:mod:`governance.privacy.retrains`).
 
 An erasure writes a suppression record (:mod:`audits.suppression`), found by a
 keyed hash of the raw id, so that what it settled survives crypto-shredding:
@@ -16,31 +30,19 @@ Nothing here writes a raw subject id anywhere (:func:`governance.privacy.common.
 
 from __future__ import annotations
 
-import hashlib
-import io
-import os
 import time
-import warnings
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from audits import (
-    effective_consent,
-    open_request,
-    record_dataset_version,
-    record_model_version,
-    record_training_run,
-    shred_subject,
-    update_request,
-)
-from audits._common import actor_name, in_values
-from audits.models import ConsentRecordRow, DatasetVersion, DecisionRecord, ModelVersion, SubjectRequest, TrailEvent
+from audits import effective_consent, open_request, shred_subject, update_request
+from audits._common import actor_name
+from audits.models import ConsentRecordRow, DecisionRecord, SubjectRequest, TrailEvent
 from audits.suppression import SUPPRESSED_STATUSES, suppress_subject
 from governance.policy import LoadedPack, PolicyPack
 from governance.privacy.common import (
@@ -55,111 +57,46 @@ from governance.privacy.common import (
     request_deadline,
     scrubbed,
 )
-from governance.privacy.retrains import (
-    CANNOT_RETRAIN,
-    check_not_in_artifact,
-    check_retrain_data,
-    run_retrains,
-    training_recipe,
+from governance.privacy.retrains import CANNOT_RETRAIN, check_not_in_artifact, check_retrain_data, run_retrains
+from governance.privacy.unlearning import (
+    SUPERSEDED_ACTION,
+    UnlearningOptions,
+    UnlearningReport,
+    model_paths,
+    models_for,
+    record_unlearned_models,
+    unlearn_models,
 )
 from recommender.data import Dataset
 from recommender.errors import ConfigError, DataError
-from recommender.feedback import MODEL_INPUT_COLUMNS
 
 __all__ = [
     "ERASURE_FAILED",
-    "MODEL_NOT_FOUND",
-    "NOT_LOADED",
-    "RESIDUAL_MAX_INTERACTIONS",
     "RETRAIN_AFTER_ERASURE_FAILED",
-    "SUPERSEDED_ACTION",
-    "WHY_NO_RECIPE",
-    "WHY_UNRECORDED",
+    "ErasureRequest",
+    "ModelsListing",
+    "RetrainRequest",
+    "SealedErasure",
+    "Suppression",
     "erase_subject",
     "models_for",
 ]
 
-RESIDUAL_MAX_INTERACTIONS = 200_000
-"""Measure residual influence (which needs a full retrain to compare with) only below this many interactions."""
-
 # What an erasure answers when it cannot go on.
-MODEL_NOT_FOUND = "model artifact {path} does not exist; expected a .npz file written by `recgov train`"
 ERASURE_FAILED = "the erasure request {id} failed and the subject was NOT shredded: {cause}"
 RETRAIN_AFTER_ERASURE_FAILED = (
     "erasure request {erasure} is complete and the subject is shredded, but the retrain failed: {cause}; "
     "retrain request {id} stays open until {deadline}: run `recgov retrain run DATA` once the cause is fixed"
 )
-WHY_UNRECORDED = "the model it was unlearned from ({source}) is not recorded in this store, so its training recipe is unknown"
-WHY_NO_RECIPE = "the store does not record how its lineage was trained (no ALS parameters in the training run of {source})"
-
-
-def _artifact_membership(location: str, artifact_hash: str, subject: str) -> tuple[str, str]:
-    """Whether the recorded artifact holds the subject: (``includes``|``does_not_include``|``may_include``, why)."""
-    path = Path(location)
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return (
-            "may_include",
-            "the artifact is not readable at its recorded location; the store records data set versions, not who is in them",
-        )
-    if hashlib.sha256(data).hexdigest() != artifact_hash.removeprefix("sha256:"):
-        return "may_include", "the file at the recorded location is not the recorded artifact (its hash differs)"
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            user_ids = npz["user_ids"]
-    except (OSError, ValueError, KeyError):
-        return "may_include", "the artifact is not a readable recgov model file"
-    if bool((user_ids.astype(str) == subject).any()):
-        return "includes", "the recorded artifact's training rows include the subject"
-    return "does_not_include", "the recorded artifact's training rows do not include the subject"
-
-
-def models_for(
-    store: Any, subject: str, *, dataset_hash: str | None = None, subject_in_dataset: bool = False
-) -> list[dict[str, Any]]:
-    """Every recorded model version with whether its training data includes the subject.
-
-    The store keeps data set versions (hashes and counts), not who is in them,
-    so membership is read from each model's artifact when it is still at its
-    recorded location with its recorded hash; else, if ``dataset_hash`` is the
-    model's data set version, from the data given; else ``may_include``. The
-    artifacts are read after the (short) transaction that lists the models.
-    """
-    with store.session() as session:
-        rows = session.execute(
-            select(
-                ModelVersion.version_id,
-                ModelVersion.kind,
-                ModelVersion.created_at,
-                ModelVersion.artifact_location,
-                ModelVersion.artifact_hash,
-                DatasetVersion.content_hash,
-                DatasetVersion.name,
-            )
-            .join(DatasetVersion, ModelVersion.dataset_version_id == DatasetVersion.id)
-            .order_by(ModelVersion.created_at, ModelVersion.version_id)
-        ).all()
-    out = []
-    for version_id, kind, created_at, location, artifact_hash, data_hash, data_name in rows:
-        membership, why = _artifact_membership(location, artifact_hash, subject)
-        if membership == "may_include" and dataset_hash is not None and data_hash == dataset_hash:
-            membership = "includes" if subject_in_dataset else "does_not_include"
-            why = "trained on the data set version of the data given, " + (
-                "which holds the subject's events" if subject_in_dataset else "which holds no event of the subject"
-            )
-        out.append(
-            {
-                "version_id": version_id,
-                "kind": kind,
-                "created_at": iso(created_at),
-                "dataset_version": data_hash,
-                "dataset_name": data_name,
-                "membership": membership,
-                "why": why,
-            }
-        )
-    return out
+RETAINED = (
+    "consent records, requests, decisions and trail events stay under the former pseudonym, which nothing links "
+    "to the person any more: the proof of lawful processing (GDPR Art. 7(1), 17(3)(e)); the trail still verifies"
+)
+MODELS_NOTE = (
+    "membership is read from each model's artifact where it is still at its recorded location with its "
+    "recorded hash; otherwise the store cannot tell (it records data set versions, not who is in them) "
+    "and the model is listed as may_include"
+)
 
 
 def _count_by_subject(session: Session, pseudonym: str) -> dict[str, int]:
@@ -174,262 +111,88 @@ def _count_by_subject(session: Session, pseudonym: str) -> dict[str, int]:
     }
 
 
-def _model_paths(model_path: str | Path | Sequence[str | Path] | None) -> list[Path]:
-    if model_path is None:
-        return []
-    paths = [Path(model_path)] if isinstance(model_path, (str, Path)) else [Path(p) for p in model_path]
-    for path in paths:
-        if not path.is_file():
-            raise ConfigError(MODEL_NOT_FOUND.format(path=path))
-    return paths
+@dataclass(frozen=True)
+class _Deadlines:
+    erasure_days: int
+    erasure_basis: str
+    retrain_days: int
+    retrain_basis: str
 
 
-def _unlearn(
-    model: Any,
-    path: Path,
-    out_dir: Path,
-    subject: str,
-    *,
-    measure_residual: bool,
-    delete_previous: bool,
-    propagate: int = 1,
-) -> tuple[dict[str, Any], Any, Path | None, str | None]:
-    """Remove the subject from one loaded model; save the new artifact. Returns (report, result, new path, hash)."""
-    from recommender.als import ALSRecommender
-    from recommender.unlearning import forget_users, residual_influence
+@dataclass(frozen=True)
+class ErasureRequest:
+    """The erasure request this run carries out: its id, the subject's pseudonym, and its deadline."""
 
-    report: dict[str, Any] = {"previous_version": model.version_id_, "n_interactions": model.train_.nnz}
-    if model.train_.user_index([subject])[0] < 0:
-        report.update(
-            status="not_in_model", note="the model's training rows do not include the subject: nothing to unlearn"
-        )
-        return report, None, None, None
-    result = forget_users(model, [subject], propagate=propagate)
-    report.update(status="unlearned", **plain(result.as_dict()))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"{result.version}.npz"
-    pending = out_dir / f".{result.version}.{os.getpid()}.pending.npz"
-    try:
-        artifact_hash = result.model.save(pending)
-        saved = ALSRecommender.load(pending)
-        if saved.train_.user_index([subject])[0] >= 0:  # belt and braces: the saved file must not hold them
-            raise DataError(f"the unlearned artifact {target} still lists the subject among its users; not saved")
-        existing = ALSRecommender.load(target) if target.exists() else None
-        if existing is not None and existing.version_id_ == result.version and existing.train_.user_index([subject])[0] < 0:
-            # The same model minus the same rows was unlearned before (the version id is derived from
-            # them): keep the file already there, which its recorded version points at, rather than
-            # replace it with a copy whose bytes may differ in the last bits of a float.
-            artifact_hash = hashlib.sha256(target.read_bytes()).hexdigest()
-            report["artifact_reused"] = True
-        else:
-            os.replace(pending, target)
-    finally:
-        pending.unlink(missing_ok=True)
-    report.update(artifact=str(target), artifact_hash=artifact_hash)
+    id: int
+    pseudonym: str
+    deadline: datetime
+    deadline_basis: str
 
-    if not measure_residual:
-        report["residual_influence"] = {"measured": False, "reason": "not asked for"}
-    elif model.train_.nnz >= RESIDUAL_MAX_INTERACTIONS:
-        report["residual_influence"] = {
-            "measured": False,
-            "reason": (
-                f"the model holds {model.train_.nnz:,} interactions, at or above {RESIDUAL_MAX_INTERACTIONS:,}: "
-                "measuring needs a full retrain without the subject to compare with; skipped"
-            ),
+    def to_dict(self) -> dict[str, Any]:
+        """The request as the answer reports it, once completed."""
+        return {
+            "id": self.id,
+            "kind": "erasure",
+            "status": "completed",
+            "deadline": iso(self.deadline),
+            "deadline_basis": self.deadline_basis,
+            "legal_reference": "GDPR Art. 17",
         }
-    else:
-        started = time.perf_counter()
-        retrained = ALSRecommender(**model.get_params(), num_threads=model.num_threads).fit(result.model.train_)
-        # A constant score row makes a correlation NaN (reported as null), with a RuntimeWarning: not news.
-        with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
-            warnings.simplefilter("ignore", RuntimeWarning)
-            figures = residual_influence(result.model, retrained, original=model, forgotten=[subject])
-        report["residual_influence"] = {"measured": True, "seconds": time.perf_counter() - started, **plain(figures)}
-
-    report["previous_artifact"] = str(path)
-    if delete_previous:
-        # Deleted by the caller once the new model is recorded: a failed recording
-        # must not leave the recorded version pointing at a deleted file.
-        report["previous_artifact_deleted"] = True
-    else:
-        report["previous_artifact_deleted"] = False
-        report["previous_artifact_note"] = (
-            "the previous artifact still holds the subject: delete it (delete_previous / --delete-previous) "
-            "once the new one is deployed"
-        )
-    return report, result, target, artifact_hash
 
 
-NOT_LOADED = "the recorded artifact {path} holds the subject but could not be loaded ({cause}); retrain without them and retire it"
+@dataclass(frozen=True)
+class ModelsListing:
+    """The recorded model versions that include or may include the subject, each with what to do about it."""
+
+    versions: list[dict[str, Any]]
+    n_checked: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"note": MODELS_NOTE, "versions": self.versions, "n_checked": self.n_checked}
 
 
-SUPERSEDED_ACTION = (
-    "withdrawn from serving for the subject (it read its data before the erasure); versions were unlearned from "
-    "it since, and the newest of its lineage is the one to unlearn: retire it"
-)
+@dataclass(frozen=True)
+class RetrainRequest:
+    """The retrain request the erasure opened: every version holding the subject, and the unlearned stand-ins."""
+
+    id: int
+    status: str
+    deadline: str | None
+    deadline_basis: str
+    models: list[str]
+    provisional: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": "retrain",
+            "status": self.status,
+            "deadline": self.deadline,
+            "deadline_basis": self.deadline_basis,
+            "models": self.models,
+            "provisional": self.provisional,
+        }
 
 
-def _superseded(session: Session) -> set[str]:
-    """The recorded versions an unlearned version was derived from (``params.unlearning.from``).
+@dataclass(frozen=True)
+class Suppression:
+    """The suppression record that outlives the shredding: the restrictions kept, and from when events are left out."""
 
-    An erasure unlearns only the newest version of each lineage: unlearning the
-    older ones too would double the recorded versions with every erasure, and
-    serving already withdraws every version that read its data before an
-    erasure from the erased subject (:func:`governance.serving.erasure_decision`).
-    """
-    from audits.models import TrainingRun
+    id: int
+    denied: dict[str, dict[str, Any]]
+    erased_at: str | None
 
-    parents = set()
-    for (params,) in session.execute(select(TrainingRun.params).join(ModelVersion, ModelVersion.training_run_id == TrainingRun.id)):
-        unlearning = params.get("unlearning") if isinstance(params, Mapping) else None
-        if isinstance(unlearning, Mapping) and isinstance(unlearning.get("from"), str):
-            parents.add(unlearning["from"])
-    return parents
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "denied": self.denied, "erased_at": self.erased_at}
 
 
-def _recorded_models_holding(
-    store: Any, catalogue: list[dict[str, Any]], *, skip: set[str]
-) -> tuple[list[tuple[Path, Any]], list[dict[str, Any]]]:
-    """The newest recorded model versions of their lineage whose artifact (read at its recorded location,
-    with its recorded hash) lists the subject, loaded for unlearning, except the versions in ``skip``; and a
-    report entry for each such artifact that could not be loaded. The older versions they replace are
-    marked in ``catalogue`` (:data:`SUPERSEDED_ACTION`)."""
-    from recommender.als import ALSRecommender
+@dataclass(frozen=True)
+class SealedErasure:
+    """The shredding and the completed request: what became unlinkable, and the result as recorded (JSON-ready)."""
 
-    with store.session() as session:
-        superseded = _superseded(session)
-    for entry in catalogue:
-        if entry["membership"] == "includes" and entry["version_id"] in superseded:
-            entry["action"] = SUPERSEDED_ACTION
-    versions = [
-        e["version_id"] for e in catalogue if e["membership"] == "includes" and e["version_id"] not in skip | superseded
-    ]
-    if not versions:
-        return [], []
-    with store.session() as session:
-        rows = session.execute(
-            select(ModelVersion.version_id, ModelVersion.artifact_location).where(in_values(session, ModelVersion.version_id, versions))
-        ).all()
-    loaded, unreadable = [], []
-    for version, location in sorted(rows):
-        path = Path(location)
-        try:
-            model = ALSRecommender.load(path)
-        except (OSError, ValueError, KeyError, ConfigError, DataError) as err:
-            unreadable.append({"previous_version": version, "status": "not_unlearned", "note": NOT_LOADED.format(path=path, cause=type(err).__name__)})
-            continue
-        if model.version_id_ == version:
-            loaded.append((path, model))
-    return loaded, unreadable
-
-
-def _record_unlearned(
-    session: Session,
-    report: dict[str, Any],
-    result: Any,
-    target: Path,
-    artifact_hash: str,
-    request_id: int,
-    started: datetime,
-    ended: datetime,
-    actor: str | None,
-    standing: Mapping[str, Any] | None = None,
-) -> None:
-    """Record the unlearned model's lineage, with its ``standing``, when the model it came from is recorded."""
-    from recommender.unlearning import UNLEARNING_METHOD
-
-    already = session.get(ModelVersion, result.version)
-    if already is not None and already.artifact_location == str(target) and already.artifact_hash == artifact_hash:
-        # recorded by an earlier erasure that removed the same rows from the same model
-        report["recorded"] = True
-        report["training_run"] = already.training_run_id
-        report["recorded_note"] = f"the same unlearned model was recorded before (training run {already.training_run_id}); reused"
-        return
-    previous = session.get(ModelVersion, result.previous_version)
-    if previous is None:
-        report["recorded"] = False
-        report["recorded_note"] = (
-            "the model it came from is not recorded in this store; record the new model before serving it"
-        )
-        return
-    source = session.get(DatasetVersion, previous.dataset_version_id)
-    train = result.model.train_
-    data = record_dataset_version(
-        session,
-        content_hash=result.model.data_hash_,
-        name=f"{source.name} after unlearning"[:200],
-        source=f"interaction matrix of model {result.previous_version} minus the rows removed for erasure request {request_id}",
-        n_events=train.nnz,
-        n_users=train.n_users,
-        n_items=train.n_items,
-        schema={
-            "kind": "interaction matrix (n_events counts stored user-item pairs)",
-            "derived_from": source.content_hash,
-        },
-        validation=None,
-        actor=actor,
-    )
-    run = record_training_run(
-        session,
-        dataset_version=data,
-        params={
-            **result.model.get_params(),
-            "unlearning": {
-                "method": UNLEARNING_METHOD,
-                "from": result.previous_version,
-                "refresh_items": result.refresh_items,
-                "propagate": result.propagate,
-                "subject_request": request_id,
-                **({"standing": dict(standing)} if standing is not None else {}),
-            },
-            "model_inputs": list(MODEL_INPUT_COLUMNS),
-        },
-        library_versions=result.model.library_versions_,
-        started_at=started,
-        ended_at=ended,
-        actor=actor,
-    )
-    record_model_version(
-        session,
-        version_id=result.version,
-        kind="als",
-        training_run=run,
-        artifact_hash=artifact_hash,
-        artifact_location=str(target),
-        actor=actor,
-    )
-    report["recorded"] = True
-    report["training_run"] = run.id
-
-
-def _provisional_standing(retrain: Mapping[str, Any] | None) -> dict[str, Any]:
-    """An unlearned model's standing as recorded with it: provisional until the erasure's retrain replaces it.
-
-    The erasure does not run the held-out-half protocol, so the decision is
-    :func:`recommender.unlearning_quality.unlearned_model_standing` without a
-    verdict: provisional, retrain required (measured, such models stay outside
-    the range of retrains; BENCHMARKS.md).
-    """
-    from recommender.unlearning_quality import unlearned_model_standing
-
-    decided = unlearned_model_standing(None)
-    return {
-        "standing": "provisional" if decided.provisional else "final",
-        "retrain_required": decided.retrain_required,
-        "reason": decided.reason,
-        "retrain_request": None if retrain is None else retrain["id"],
-        "deadline": None if retrain is None else retrain["deadline"],
-    }
-
-
-def _retrainability(session: Session, report: Mapping[str, Any], result: Any, standing: Mapping[str, Any]) -> dict[str, Any]:
-    """The standing with whether recgov can run the retrain (a recorded recipe), and why not."""
-    why = None
-    if not report.get("recorded"):
-        why = WHY_UNRECORDED.format(source=result.previous_version)
-    elif training_recipe(session, result.version) is None:
-        why = WHY_NO_RECIPE.format(source=result.previous_version)
-    return {**standing, "retrainable": why is None, "why_not": why}
+    unlinked: dict[str, int]
+    shredded: bool
+    result: dict[str, Any]
 
 
 def erase_subject(
@@ -519,242 +282,294 @@ def erase_subject(
     became unlinkable, the former pseudonym, the retrain request and run, the
     suppression record, and what recgov could not do.
     """
-    from recommender.als import ALSRecommender
-
     subject = as_subject(subject_id)
     policy = pack_policy(pack)
     say = progress or (lambda _step: None)
-    paths = _model_paths(model_path)
-    models = [(path, ALSRecommender.load(path)) for path in paths]
-    out_dir = Path(models_dir) if models_dir is not None else None
+    options = UnlearningOptions(
+        out_dir=Path(models_dir) if models_dir is not None else None,
+        delete_previous=delete_previous,
+        measure_residual=measure_residual,
+        propagate=propagate,
+        unlearn_recorded=unlearn_recorded,
+    )
+    models = _checked_input(store, subject, pack, model_path, options.out_dir, retrain_data, retrain_models_dir)
+    deadlines = _Deadlines(*request_deadline(pack, "erasure"), *request_deadline(pack, "retrain"))
+    started = time.perf_counter()
+    request = _opened_erasure(store, subject, deadlines, actor)
+    try:
+        say("listing the model versions that may hold the subject")
+        catalogue = models_for(store, subject)  # before unlearning: an artifact deleted below is still read here
+        unlearning = unlearn_models(store, subject, models, catalogue, options, say)
+        listing = _listing(catalogue, unlearning)
+        say("recording and crypto-shredding")
+        with store.session() as session:
+            retrain = _opened_retrain(session, subject, request.id, pack, listing, unlearning, deadlines, actor)
+            record_unlearned_models(session, unlearning, retrain.to_dict() if retrain else None, request.id, actor)
+            suppression = _suppressed(session, subject, actor)
+            parts = (unlearning, listing, retrain, suppression)
+            sealed = _shred_and_complete(session, subject, request, pack, parts, started, actor)
+        if delete_previous:  # only now that the new versions and the completion are committed
+            _delete_previous_artifacts(unlearning)
+    except BaseException as err:
+        cause = fail_request(store, request.id, err, subject, actor)
+        if not isinstance(err, (ConfigError, DataError)):
+            raise
+        raise type(err)(ERASURE_FAILED.format(id=request.id, cause=cause)) from err
+    run = None
+    if retrain is not None and retrain_data is not None:
+        say("retraining without the subject")
+        retrain, run = _retrain_at_once(
+            store,
+            subject,
+            request.id,
+            retrain,
+            sealed,
+            retrain_data,
+            pack=pack,
+            models_dir=retrain_models_dir,
+            measure_carbon=measure_carbon,
+            actor=actor,
+        )
+    return {
+        "request": request.to_dict(),
+        **pack_stamp(pack),
+        "pseudonym": request.pseudonym,
+        "shredded": sealed.shredded,
+        "unlearning": sealed.result["unlearning"],
+        "models": listing.to_dict(),
+        "retrain": {"request": retrain.to_dict() if retrain else None, "run": run},
+        "suppression": suppression.to_dict(),
+        "unlinked": sealed.unlinked,
+        "retained": RETAINED,
+        "not_done": _not_done(policy.metadata.name, retrain, run, unlearning, listing),
+        "seconds": sealed.result["seconds"],
+    }
+
+
+def _checked_input(
+    store: Any,
+    subject: str,
+    pack: LoadedPack | PolicyPack,
+    model_path: str | Path | Sequence[str | Path] | None,
+    out_dir: Path | None,
+    retrain_data: Dataset | None,
+    retrain_models_dir: str | Path | None,
+) -> list[tuple[Path, Any]]:
+    """Step 1: load each model file, refuse a path recgov would record that names the subject, check the retrain data.
+
+    Before anything is stored, so that bad input changes nothing.
+    """
+    from recommender.als import ALSRecommender
+
+    models = [(path, ALSRecommender.load(path)) for path in model_paths(model_path)]
     for path, _model in models:
         where = {"previous_artifact": str(path), "artifact_location": str((out_dir or path.parent).resolve())}
         guard(where, "the erasure record", subject)
     if retrain_data is not None:
         check_retrain_data(retrain_data, subject, pack, store, retrain_models_dir)
-    deadline_days, deadline_basis = request_deadline(pack, "erasure")
-    retrain_days, retrain_basis = request_deadline(pack, "retrain")
+    return models
 
-    started = time.perf_counter()
+
+def _opened_erasure(store: Any, subject: str, deadlines: _Deadlines, actor: str | None) -> ErasureRequest:
+    """Step 2: open the erasure request (or take up the one a withdrawal opened) and move it to ``in_progress``."""
     with store.session() as session:
         # An erasure a withdrawal already asked for (erase_on_withdrawal) is carried out, not opened twice.
         request = pending_erasure(session, subject) or open_request(
-            session, subject_id=subject, kind="erasure", deadline_days=deadline_days, actor=actor
+            session, subject_id=subject, kind="erasure", deadline_days=deadlines.erasure_days, actor=actor
         )
         update_request(session, request.id, status="in_progress", actor=actor)
-        request_id, who, deadline = request.id, request.subject, request.deadline
+        return ErasureRequest(request.id, request.subject, request.deadline, deadlines.erasure_basis)
 
-    steps: dict[str, Any] = {}
-    try:
-        say("listing the model versions that may hold the subject")
-        catalogue = models_for(store, subject)  # before unlearning: an artifact deleted below is still read here
-        unlearned: list[tuple[dict[str, Any], Any, Path, str, datetime, datetime]] = []
-        reports = []
-        recorded: list[tuple[Path, Any]] = []
-        if unlearn_recorded:
-            named = {model.version_id_ for _path, model in models}
-            recorded, unreadable = _recorded_models_holding(store, catalogue, skip=named)
-            reports.extend(unreadable)
-        for path, model, named_by_caller in [*((p, m, True) for p, m in models), *((p, m, False) for p, m in recorded)]:
-            say(f"unlearning the subject from {path.name}")
-            t0 = datetime.now(UTC)
-            report, result, target, artifact_hash = _unlearn(
-                model,
-                path,
-                out_dir or path.parent,
-                subject,
-                measure_residual=measure_residual,
-                propagate=propagate,
-                delete_previous=delete_previous and named_by_caller,
-            )
-            reports.append(report)
-            if result is not None:
-                ended = t0 + timedelta(seconds=result.seconds)  # the unlearning itself, not the measurement
-                unlearned.append((report, result, target, artifact_hash, t0, ended))
-        steps["unlearning"] = reports
 
-        new_versions = {r.version for _, r, *_ in unlearned}
-        unlearned_from = {r.previous_version for _, r, *_ in unlearned}
-        for entry in catalogue:
-            if entry.get("action") == SUPERSEDED_ACTION and entry["version_id"] not in unlearned_from:
-                continue
-            if entry["version_id"] in new_versions:
-                entry["action"] = "new: unlearned by this request"
-            elif entry["membership"] == "does_not_include":
-                entry["action"] = "none"
-            elif entry["version_id"] in unlearned_from:
-                entry["action"] = "unlearned by this request; retire this version and serve the new one"
-            else:
-                entry["action"] = "unlearn it (recgov subject erase ... --model ARTIFACT) or retrain and retire it"
-        steps["models"] = {
-            "note": (
-                "membership is read from each model's artifact where it is still at its recorded location with its "
-                "recorded hash; otherwise the store cannot tell (it records data set versions, not who is in them) "
-                "and the model is listed as may_include"
-            ),
-            "versions": [e for e in catalogue if e["membership"] != "does_not_include"],
-            "n_checked": len(catalogue),
-        }
+def _listing(catalogue: list[dict[str, Any]], unlearning: UnlearningReport) -> ModelsListing:
+    """Step 4b: what to do about each recorded version, now that the unlearning is done."""
+    new_versions, unlearned_from = unlearning.new_versions, unlearning.sources
+    for entry in catalogue:
+        if entry.get("action") == SUPERSEDED_ACTION and entry["version_id"] not in unlearned_from:
+            continue
+        if entry["version_id"] in new_versions:
+            entry["action"] = "new: unlearned by this request"
+        elif entry["membership"] == "does_not_include":
+            entry["action"] = "none"
+        elif entry["version_id"] in unlearned_from:
+            entry["action"] = "unlearned by this request; retire this version and serve the new one"
+        else:
+            entry["action"] = "unlearn it (recgov subject erase ... --model ARTIFACT) or retrain and retire it"
+    return ModelsListing([e for e in catalogue if e["membership"] != "does_not_include"], len(catalogue))
 
-        say("recording and crypto-shredding")
-        with store.session() as session:
-            holding = [e["version_id"] for e in catalogue if e["membership"] != "does_not_include"]
-            # every unlearned model is a provisional stand-in, recorded or not: the retrain must replace it
-            provisional = [r.version for _report, r, *_ in unlearned]
-            holding += [v for v in provisional if v not in holding]
-            retrain = None
-            if holding:
-                retrain_row = open_request(
-                    session,
-                    subject_id=subject,
-                    kind="retrain",
-                    deadline_days=retrain_days,
-                    details={
-                        "erasure_request": request_id,
-                        "models": holding,
-                        "provisional": provisional,
-                        "deadline_basis": retrain_basis,
-                        "policy": pack_stamp(pack),
-                    },
-                    actor=actor,
-                )
-                retrain = {
-                    "id": retrain_row.id,
-                    "kind": "retrain",
-                    "status": retrain_row.status,
-                    "deadline": iso(retrain_row.deadline),
-                    "deadline_basis": retrain_basis,
-                    "models": holding,
-                    "provisional": provisional,
-                }
-            for report, result, target, artifact_hash, t0, t1 in unlearned:
-                standing = _provisional_standing(retrain)
-                _record_unlearned(session, report, result, target, artifact_hash, request_id, t0, t1, actor, standing)
-                report["standing"] = _retrainability(session, report, result, standing)
-            denied = {
-                purpose: {"status": record["status"], "lawful_basis": record["lawful_basis"]}
-                for purpose, record in effective_consent(session, subject).items()
-                if record["status"] in SUPPRESSED_STATUSES
-            }
-            suppression = suppress_subject(
-                session,
-                subject,
-                denied=denied,
-                erased_at=datetime.now(UTC),
-                actor=actor,
-            )
-            kept = {"id": suppression.id, "denied": dict(sorted(denied.items())), "erased_at": iso(suppression.erased_at)}
-            unlinked = _count_by_subject(session, who)
-            shredded = shred_subject(session, subject, actor=actor_name(actor))
-            result_doc = guard(
-                plain(
-                    {
-                        "deadline_basis": deadline_basis,
-                        "retrain_request": retrain["id"] if retrain else None,
-                        "suppression": kept,
-                        "policy": pack_stamp(pack),
-                        "unlearning": steps["unlearning"],
-                        "models": steps["models"]["versions"],
-                        "unlinked": unlinked,
-                        "shredded": shredded is not None,
-                        "seconds": time.perf_counter() - started,
-                    }
-                ),
-                "result",
-                subject,
-            )
-            stored, personal = _erasure_result_parts(result_doc)
-            update_request(session, request_id, status="completed", result=stored, personal=personal, actor=actor)
-        if delete_previous:  # only now that the new versions and the completion are committed
-            for report, *_ in unlearned:
-                if report["previous_artifact_deleted"]:
-                    Path(report["previous_artifact"]).unlink(missing_ok=True)
-    except BaseException as err:
-        cause = fail_request(store, request_id, err, subject, actor)
-        if not isinstance(err, (ConfigError, DataError)):
-            raise
-        raise type(err)(ERASURE_FAILED.format(id=request_id, cause=cause)) from err
 
-    run = None
-    if retrain is not None and retrain_data is not None:
-        say("retraining without the subject")
-        try:
-            run = run_retrains(
-                store,
-                retrain_data,
-                pack=pack,
-                models_dir=retrain_models_dir,
-                request_ids=[retrain["id"]],
-                measure_carbon=measure_carbon,
-                actor=actor,
-            )
-        except (ConfigError, DataError) as err:
-            raise type(err)(
-                RETRAIN_AFTER_ERASURE_FAILED.format(
-                    erasure=request_id, id=retrain["id"], deadline=retrain["deadline"], cause=scrubbed(err, subject)
-                )
-            ) from err
-        retrain["status"] = "completed"
-        for entry in run["retrained"]:
-            check_not_in_artifact(Path(entry["artifact"]), subject)
-        for step in result_doc["unlearning"]:  # the retrain ran: the stand-ins it replaced are provisional no more
-            if step.get("version") in run["provisional_replaced"]:
-                step["standing"] = {**step["standing"], "standing": "replaced"}
-
-    return {
-        "request": {
-            "id": request_id,
-            "kind": "erasure",
-            "status": "completed",
-            "deadline": iso(deadline),
-            "deadline_basis": deadline_basis,
-            "legal_reference": "GDPR Art. 17",
+def _opened_retrain(
+    session: Session,
+    subject: str,
+    request_id: int,
+    pack: LoadedPack | PolicyPack,
+    listing: ModelsListing,
+    unlearning: UnlearningReport,
+    deadlines: _Deadlines,
+    actor: str | None,
+) -> RetrainRequest | None:
+    """Step 5a: the retrain request for every version holding the subject; None when none does."""
+    holding = [e["version_id"] for e in listing.versions]
+    # every unlearned model is a provisional stand-in, recorded or not: the retrain must replace it
+    provisional = unlearning.provisional
+    holding += [v for v in provisional if v not in holding]
+    if not holding:
+        return None
+    row = open_request(
+        session,
+        subject_id=subject,
+        kind="retrain",
+        deadline_days=deadlines.retrain_days,
+        details={
+            "erasure_request": request_id,
+            "models": holding,
+            "provisional": provisional,
+            "deadline_basis": deadlines.retrain_basis,
+            "policy": pack_stamp(pack),
         },
-        **pack_stamp(pack),
-        "pseudonym": who,
-        "shredded": shredded is not None,
-        "unlearning": result_doc["unlearning"],
-        "models": steps["models"],
-        "retrain": {"request": retrain, "run": run},
-        "suppression": kept,
-        "unlinked": unlinked,
-        "retained": (
-            "consent records, requests, decisions and trail events stay under the former pseudonym, which nothing links "
-            "to the person any more: the proof of lawful processing (GDPR Art. 7(1), 17(3)(e)); the trail still verifies"
-        ),
-        "not_done": [
-            "raw event logs outside recgov (the DATA recgov trains from) still hold the subject's events: recgov's "
-            "training filter leaves out those from before the erasure (suppression record), but other systems may read "
-            f"them: run 'recgov data purge DATA --pack {policy.metadata.name}' on each log (it deletes the events of "
-            "erased subjects) or delete them at the source",
-            *(
-                [
-                    f"a full retrain without the subject is due by {retrain['deadline']} (retrain request #{retrain['id']}, "
-                    f"{retrain['deadline_basis']}): recgov retrain run DATA --pack {policy.metadata.name}"
-                ]
-                if retrain is not None and run is None
-                else []
-            ),
-            *(
-                CANNOT_RETRAIN.format(version=r["version"], why=r["standing"]["why_not"], pack=policy.metadata.name)
-                for r in steps["unlearning"]
-                if r.get("status") == "unlearned" and not r["standing"]["retrainable"]
-            ),
-            *(
-                f"model version {v['version_id']} {'includes' if v['membership'] == 'includes' else 'may include'} the subject and was not "
-                "unlearned: pass its artifact with --model (model_path) or retrain without the subject and retire it"
-                for v in steps["models"]["versions"]
-                if v["action"].startswith("unlearn it")
-            ),
-            *(
-                f"the previous artifact {r['previous_artifact']} still holds the subject: delete it once the "
-                "unlearned model is deployed"
-                for r in steps["unlearning"]
-                if r.get("status") == "unlearned" and not r["previous_artifact_deleted"]
-            ),
-        ],
-        "seconds": result_doc["seconds"],
+        actor=actor,
+    )
+    return RetrainRequest(row.id, row.status, iso(row.deadline), deadlines.retrain_basis, holding, provisional)
+
+
+def _suppressed(session: Session, subject: str, actor: str | None) -> Suppression:
+    """Step 5c: the suppression record, keeping the opt-outs and objections in force past the shredding."""
+    denied = {
+        purpose: {"status": record["status"], "lawful_basis": record["lawful_basis"]}
+        for purpose, record in effective_consent(session, subject).items()
+        if record["status"] in SUPPRESSED_STATUSES
     }
+    row = suppress_subject(session, subject, denied=denied, erased_at=datetime.now(UTC), actor=actor)
+    return Suppression(row.id, dict(sorted(denied.items())), iso(row.erased_at))
+
+
+def _shred_and_complete(
+    session: Session,
+    subject: str,
+    request: ErasureRequest,
+    pack: LoadedPack | PolicyPack,
+    parts: tuple[UnlearningReport, ModelsListing, RetrainRequest | None, Suppression],
+    started: float,
+    actor: str | None,
+) -> SealedErasure:
+    """Step 5d: count what becomes unlinkable, crypto-shred, and complete the request with its result.
+
+    The person's figures in the result are sealed apart (:func:`_erasure_result_parts`).
+    """
+    unlearning, listing, retrain, suppression = parts
+    unlinked = _count_by_subject(session, request.pseudonym)
+    shredded = shred_subject(session, subject, actor=actor_name(actor)) is not None
+    result_doc = guard(
+        plain(
+            {
+                "deadline_basis": request.deadline_basis,
+                "retrain_request": retrain.id if retrain else None,
+                "suppression": suppression.to_dict(),
+                "policy": pack_stamp(pack),
+                "unlearning": unlearning.steps,
+                "models": listing.versions,
+                "unlinked": unlinked,
+                "shredded": shredded,
+                "seconds": time.perf_counter() - started,
+            }
+        ),
+        "result",
+        subject,
+    )
+    stored, personal = _erasure_result_parts(result_doc)
+    update_request(session, request.id, status="completed", result=stored, personal=personal, actor=actor)
+    return SealedErasure(unlinked, shredded, result_doc)
+
+
+def _delete_previous_artifacts(unlearning: UnlearningReport) -> None:
+    """Step 5e: delete the previous artifacts marked for deletion (the caller's, with ``delete_previous``)."""
+    for u in unlearning.unlearned:
+        if u.report["previous_artifact_deleted"]:
+            Path(u.report["previous_artifact"]).unlink(missing_ok=True)
+
+
+def _retrain_at_once(
+    store: Any,
+    subject: str,
+    request_id: int,
+    retrain: RetrainRequest,
+    sealed: SealedErasure,
+    data: Dataset,
+    *,
+    pack: LoadedPack | PolicyPack,
+    models_dir: str | Path | None,
+    measure_carbon: bool,
+    actor: str | None,
+) -> tuple[RetrainRequest, dict[str, Any]]:
+    """Step 6: the full retrain for this erasure's request; the stand-ins it replaces are provisional no more.
+
+    If it fails, the erasure stands and the retrain request stays open; the error says so.
+    """
+    try:
+        run = run_retrains(
+            store,
+            data,
+            pack=pack,
+            models_dir=models_dir,
+            request_ids=[retrain.id],
+            measure_carbon=measure_carbon,
+            actor=actor,
+        )
+    except (ConfigError, DataError) as err:
+        raise type(err)(
+            RETRAIN_AFTER_ERASURE_FAILED.format(
+                erasure=request_id, id=retrain.id, deadline=retrain.deadline, cause=scrubbed(err, subject)
+            )
+        ) from err
+    retrain = replace(retrain, status="completed")
+    for entry in run["retrained"]:
+        check_not_in_artifact(Path(entry["artifact"]), subject)
+    for step in sealed.result["unlearning"]:  # the retrain ran: the stand-ins it replaced are provisional no more
+        if step.get("version") in run["provisional_replaced"]:
+            step["standing"] = {**step["standing"], "standing": "replaced"}
+    return retrain, run
+
+
+def _not_done(
+    pack_name: str,
+    retrain: RetrainRequest | None,
+    run: dict[str, Any] | None,
+    unlearning: UnlearningReport,
+    listing: ModelsListing,
+) -> list[str]:
+    """What recgov could not do, each with the way to do it."""
+    unlearned = [r for r in unlearning.steps if r.get("status") == "unlearned"]
+    return [
+        "raw event logs outside recgov (the DATA recgov trains from) still hold the subject's events: recgov's "
+        "training filter leaves out those from before the erasure (suppression record), but other systems may read "
+        f"them: run 'recgov data purge DATA --pack {pack_name}' on each log (it deletes the events of "
+        "erased subjects) or delete them at the source",
+        *(
+            [
+                f"a full retrain without the subject is due by {retrain.deadline} (retrain request #{retrain.id}, "
+                f"{retrain.deadline_basis}): recgov retrain run DATA --pack {pack_name}"
+            ]
+            if retrain is not None and run is None
+            else []
+        ),
+        *(
+            CANNOT_RETRAIN.format(version=r["version"], why=r["standing"]["why_not"], pack=pack_name)
+            for r in unlearned
+            if not r["standing"]["retrainable"]
+        ),
+        *(
+            f"model version {v['version_id']} {'includes' if v['membership'] == 'includes' else 'may include'} the subject and was not "
+            "unlearned: pass its artifact with --model (model_path) or retrain without the subject and retire it"
+            for v in listing.versions
+            if v["action"].startswith("unlearn it")
+        ),
+        *(
+            f"the previous artifact {r['previous_artifact']} still holds the subject: delete it once the "
+            "unlearned model is deployed"
+            for r in unlearned
+            if not r["previous_artifact_deleted"]
+        ),
+    ]
 
 
 def _erasure_result_parts(result_doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

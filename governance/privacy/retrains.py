@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ from recommender.errors import ConfigError, DataError
 
 __all__ = [
     "CANNOT_RETRAIN",
+    "DueRetrains",
+    "RetrainRun",
     "MODELS_DIR_IS_FILE",
     "RETRAIN_NO_EVENTS",
     "RETRAIN_SUBJECT_IN_ARTIFACT",
@@ -239,13 +242,73 @@ def run_retrains(
     Training comes first: if it fails, no request changes and the error is
     raised (they stay open, with their deadlines).
     """
-    from governance.training import train_and_record
-    from recommender.feedback import FeedbackConfig
-
     folder = _default_models_dir(models_dir)
     if folder.exists() and not folder.is_dir():
         raise ConfigError(MODELS_DIR_IS_FILE.format(path=folder))
     moment = as_moment(now, "now")
+    due = _due(store, request_ids)
+    if not due.rows:
+        return {
+            **pack_stamp(pack),
+            "requests": [],
+            "retrained": [],
+            "not_retrainable": [],
+            "cannot_retrain": [],
+            "provisional_replaced": [],
+            "note": "no retrain is due",
+        }
+
+    groups, not_retrainable = _by_recipe(due)
+    retrained = [
+        _retrained(store, dataset, group, due.provisional, folder, pack, moment, measure_carbon, actor, show_progress)
+        for group in groups
+    ]
+    name = pack_policy(pack).metadata.name
+    cannot = [_cannot_retrain(v, v in due.provisional, v in due.recorded, name) for v in not_retrainable]
+    done = _completed(store, due.rows, retrained, not_retrainable, cannot, pack, actor)
+    return RetrainRun(pack_stamp(pack), done, retrained, not_retrainable, cannot).to_dict()
+
+
+@dataclass(frozen=True)
+class DueRetrains:
+    """The open retrain requests to run, the model versions they list, and what the store knows of each."""
+
+    rows: list[dict[str, Any]]
+    versions: list[str]
+    recipes: dict[str, dict[str, Any] | None]
+    provisional: set[str]
+    """Versions that are unlearned stand-ins (their standing ends when a retrain replaces them)."""
+    recorded: set[str]
+
+
+@dataclass(frozen=True)
+class RetrainRun:
+    """What a run of retrains did: the requests completed, the new versions, and the versions it could not retrain."""
+
+    stamp: dict[str, str]
+    requests: list[dict[str, Any]]
+    retrained: list[dict[str, Any]]
+    not_retrainable: list[str]
+    cannot_retrain: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.stamp,
+            "requests": self.requests,
+            "retrained": self.retrained,
+            "not_retrainable": self.not_retrainable,
+            "cannot_retrain": self.cannot_retrain,
+            "provisional_replaced": [v for e in self.retrained for v in e["replaces_provisional"]],
+            "note": (
+                "serve the new model version(s) once they pass the gate, and retire the versions they replace"
+                if self.retrained
+                else "no listed model version could be retrained: retire them"
+            ),
+        }
+
+
+def _due(store: Any, request_ids: Sequence[int] | None) -> DueRetrains:
+    """The open retrain requests (``request_ids``: only those, each must be open) and their versions' recipes."""
     with store.session() as session:
         rows = list_requests(session, kind="retrain", open_only=True)
         if request_ids is not None:
@@ -260,50 +323,75 @@ def run_retrains(
         recipes = {v: training_recipe(session, v) for v in versions}
         provisional = _unlearned_versions(session, rows)
         recorded = set(session.scalars(select(ModelVersion.version_id).where(in_values(session, ModelVersion.version_id, versions)))) if versions else set()
-    if not rows:
-        return {**pack_stamp(pack), "requests": [], "retrained": [], "not_retrainable": [], "cannot_retrain": [], "provisional_replaced": [], "note": "no retrain is due"}
+    return DueRetrains(rows, versions, recipes, provisional, recorded)
 
+
+def _by_recipe(due: DueRetrains) -> tuple[list[dict[str, Any]], list[str]]:
+    """The versions grouped by recipe (one model trained per recipe), and those whose recipe the store cannot tell."""
     groups: dict[str, dict[str, Any]] = {}
-    for version in versions:
-        recipe = recipes[version]
+    for version in due.versions:
+        recipe = due.recipes[version]
         if recipe is None:
             continue
         key = json.dumps({k: recipe[k] for k in ("params", "random_state", "feedback")}, sort_keys=True)
         groups.setdefault(key, {"recipe": recipe, "replaces": []})["replaces"].append(version)
-    not_retrainable = [v for v in versions if recipes[v] is None]
+    return list(groups.values()), [v for v in due.versions if due.recipes[v] is None]
 
-    retrained = []
-    for group in groups.values():
-        recipe = group["recipe"]
-        run = train_and_record(
-            dataset,
-            store=store,
-            models_dir=folder,
-            feedback=FeedbackConfig(**recipe["feedback"]),
-            params=recipe["params"],
-            tune=False,
-            random_state=recipe["random_state"],
-            measure_carbon=measure_carbon,
-            actor=actor,
-            show_progress=show_progress,
-            pack=pack,
-            now=moment,
-        )
-        retrained.append(
-            {
-                "version": run.model_version,
-                "replaces": group["replaces"],
-                "recipe_of": recipe["from"],
-                "params": recipe["params"],
-                "training_run": run.training_run_id,
-                "artifact": str(run.artifact),
-                "reproduced": run.reproduced,
-                "events": (run.exclusions or {}).get("events"),
-                "replaces_provisional": [v for v in group["replaces"] if v in provisional],
-            }
-        )
-    cannot = [_cannot_retrain(v, v in provisional, v in recorded, pack_policy(pack).metadata.name) for v in not_retrainable]
 
+def _retrained(
+    store: Any,
+    dataset: Dataset,
+    group: dict[str, Any],
+    provisional: set[str],
+    folder: Path,
+    pack: LoadedPack | PolicyPack,
+    moment: datetime,
+    measure_carbon: bool,
+    actor: str | None,
+    show_progress: bool,
+) -> dict[str, Any]:
+    """Train one model with a group's recipe through the pack's training filter, and record it as any training run."""
+    from governance.training import train_and_record
+    from recommender.feedback import FeedbackConfig
+
+    recipe = group["recipe"]
+    run = train_and_record(
+        dataset,
+        store=store,
+        models_dir=folder,
+        feedback=FeedbackConfig(**recipe["feedback"]),
+        params=recipe["params"],
+        tune=False,
+        random_state=recipe["random_state"],
+        measure_carbon=measure_carbon,
+        actor=actor,
+        show_progress=show_progress,
+        pack=pack,
+        now=moment,
+    )
+    return {
+        "version": run.model_version,
+        "replaces": group["replaces"],
+        "recipe_of": recipe["from"],
+        "params": recipe["params"],
+        "training_run": run.training_run_id,
+        "artifact": str(run.artifact),
+        "reproduced": run.reproduced,
+        "events": (run.exclusions or {}).get("events"),
+        "replaces_provisional": [v for v in group["replaces"] if v in provisional],
+    }
+
+
+def _completed(
+    store: Any,
+    rows: list[dict[str, Any]],
+    retrained: list[dict[str, Any]],
+    not_retrainable: list[str],
+    cannot: list[dict[str, Any]],
+    pack: LoadedPack | PolicyPack,
+    actor: str | None,
+) -> list[dict[str, Any]]:
+    """In ONE transaction: a ``model.retrained`` trail event per new version, and every request completed."""
     ids = [r["id"] for r in rows]
     policy = pack_policy(pack)
     with store.session() as session:
@@ -346,16 +434,4 @@ def run_retrains(
                     "met_deadline": row["deadline"] >= datetime.now(UTC),
                 }
             )
-    return {
-        **pack_stamp(pack),
-        "requests": done,
-        "retrained": retrained,
-        "not_retrainable": not_retrainable,
-        "cannot_retrain": cannot,
-        "provisional_replaced": [v for e in retrained for v in e["replaces_provisional"]],
-        "note": (
-            "serve the new model version(s) once they pass the gate, and retire the versions they replace"
-            if retrained
-            else "no listed model version could be retrained: retire them"
-        ),
-    }
+    return done

@@ -25,7 +25,7 @@ from audits import (
 )
 from audits.models import ModelVersion, SubjectRequest, TrailEvent
 from governance.privacy import consent as privacy_consent
-from governance.privacy import erasure as privacy_erasure
+from governance.privacy import unlearning as privacy_unlearning
 from governance.consent.state import may_profile
 from governance.policy import TcfRequirements, load_pack
 from governance.privacy import (
@@ -409,7 +409,7 @@ def test_a_failed_erasure_is_recorded_and_shreds_nothing(
     def broken(*args, **kwargs):
         raise DataError(f"disk full while writing the model of {VICTIM}")
 
-    monkeypatch.setattr(privacy_erasure, "_unlearn", broken)
+    monkeypatch.setattr(privacy_unlearning, "_unlearn", broken)
     with pytest.raises(DataError) as caught:
         erase_subject(store, VICTIM, pack=EU, model_path=run.artifact)
     assert VICTIM not in str(caught.value) and "was NOT shredded" in str(caught.value)
@@ -434,7 +434,7 @@ def test_erasure_input_is_checked_before_anything_is_stored(store: Store, tmp_pa
 
 def test_residual_influence_is_skipped_on_large_models(store: Store, trained, monkeypatch: pytest.MonkeyPatch) -> None:
     _, run = trained
-    monkeypatch.setattr(privacy_erasure, "RESIDUAL_MAX_INTERACTIONS", 10)
+    monkeypatch.setattr(privacy_unlearning, "RESIDUAL_MAX_INTERACTIONS", 10)
     report = erase_subject(store, VICTIM, pack=EU, model_path=run.artifact, measure_residual=True)
     residual = report["unlearning"][0]["residual_influence"]
     assert residual["measured"] is False and "at or above 10" in residual["reason"]

@@ -1,0 +1,502 @@
+"""The model side of an erasure: which models hold the subject, unlearning them, recording the new versions.
+
+:func:`models_for` lists every recorded model version with whether its
+training data includes the subject, read from its artifact where it can be.
+:func:`unlearn_models` is the unlearning step of :func:`governance.privacy.erasure.erase_subject`:
+it unlearns the subject from each model artifact the caller names and, with
+``unlearn_recorded``, from every recorded artifact that holds them
+(:func:`recommender.unlearning.forget_users`), and measures the residual
+influence against a retrain on models small enough (:data:`RESIDUAL_MAX_INTERACTIONS`).
+:func:`record_unlearned_models` records each new version's lineage in the store
+with its standing: a provisional stand-in until the full retrain replaces it,
+and whether recgov can run that retrain (a recorded recipe).
+
+Nothing here writes the raw subject id: reports name model versions and paths,
+which the erasure checks with :func:`governance.privacy.common.guard`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from audits import record_dataset_version, record_model_version, record_training_run
+from audits._common import in_values
+from audits.models import DatasetVersion, ModelVersion
+from governance.privacy.common import iso, plain
+from governance.privacy.retrains import training_recipe
+from recommender.errors import ConfigError, DataError
+from recommender.feedback import MODEL_INPUT_COLUMNS
+
+__all__ = [
+    "MODEL_NOT_FOUND",
+    "NOT_LOADED",
+    "RESIDUAL_MAX_INTERACTIONS",
+    "SUPERSEDED_ACTION",
+    "WHY_NO_RECIPE",
+    "WHY_UNRECORDED",
+    "UnlearnedModel",
+    "UnlearningOptions",
+    "UnlearningReport",
+    "model_paths",
+    "models_for",
+    "record_unlearned_models",
+    "unlearn_models",
+]
+
+RESIDUAL_MAX_INTERACTIONS = 200_000
+"""Measure residual influence (which needs a full retrain to compare with) only below this many interactions."""
+
+MODEL_NOT_FOUND = "model artifact {path} does not exist; expected a .npz file written by `recgov train`"
+WHY_UNRECORDED = "the model it was unlearned from ({source}) is not recorded in this store, so its training recipe is unknown"
+WHY_NO_RECIPE = "the store does not record how its lineage was trained (no ALS parameters in the training run of {source})"
+
+
+@dataclass(frozen=True)
+class UnlearningOptions:
+    """How the unlearning step treats each artifact (the erasure's keyword options of the same names)."""
+
+    out_dir: Path | None = None
+    """Folder for the unlearned artifacts; None: beside each previous artifact."""
+    delete_previous: bool = False
+    """Delete each previous artifact the caller named, once the erasure is committed."""
+    measure_residual: bool = True
+    propagate: int = 1
+    unlearn_recorded: bool = True
+    """Also unlearn from every recorded artifact that holds the subject, not only those named."""
+
+
+@dataclass(frozen=True)
+class UnlearnedModel:
+    """One model the subject was unlearned from: its report, the unlearning result, the new artifact, and when."""
+
+    report: dict[str, Any]
+    result: Any
+    target: Path
+    artifact_hash: str
+    started: datetime
+    ended: datetime
+
+
+@dataclass(frozen=True)
+class UnlearningReport:
+    """What the unlearning step did: one JSON-ready report per model tried (``steps``), and the models unlearned."""
+
+    steps: list[dict[str, Any]]
+    unlearned: list[UnlearnedModel]
+
+    @property
+    def new_versions(self) -> set[str]:
+        """The model versions this erasure created."""
+        return {u.result.version for u in self.unlearned}
+
+    @property
+    def sources(self) -> set[str]:
+        """The model versions the subject was unlearned from."""
+        return {u.result.previous_version for u in self.unlearned}
+
+    @property
+    def provisional(self) -> list[str]:
+        """The new versions, in order: provisional stand-ins the full retrain must replace."""
+        return [u.result.version for u in self.unlearned]
+
+
+def _artifact_membership(location: str, artifact_hash: str, subject: str) -> tuple[str, str]:
+    """Whether the recorded artifact holds the subject: (``includes``|``does_not_include``|``may_include``, why)."""
+    path = Path(location)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return (
+            "may_include",
+            "the artifact is not readable at its recorded location; the store records data set versions, not who is in them",
+        )
+    if hashlib.sha256(data).hexdigest() != artifact_hash.removeprefix("sha256:"):
+        return "may_include", "the file at the recorded location is not the recorded artifact (its hash differs)"
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            user_ids = npz["user_ids"]
+    except (OSError, ValueError, KeyError):
+        return "may_include", "the artifact is not a readable recgov model file"
+    if bool((user_ids.astype(str) == subject).any()):
+        return "includes", "the recorded artifact's training rows include the subject"
+    return "does_not_include", "the recorded artifact's training rows do not include the subject"
+
+
+def models_for(
+    store: Any, subject: str, *, dataset_hash: str | None = None, subject_in_dataset: bool = False
+) -> list[dict[str, Any]]:
+    """Every recorded model version with whether its training data includes the subject.
+
+    The store keeps data set versions (hashes and counts), not who is in them,
+    so membership is read from each model's artifact when it is still at its
+    recorded location with its recorded hash; else, if ``dataset_hash`` is the
+    model's data set version, from the data given; else ``may_include``. The
+    artifacts are read after the (short) transaction that lists the models.
+    """
+    with store.session() as session:
+        rows = session.execute(
+            select(
+                ModelVersion.version_id,
+                ModelVersion.kind,
+                ModelVersion.created_at,
+                ModelVersion.artifact_location,
+                ModelVersion.artifact_hash,
+                DatasetVersion.content_hash,
+                DatasetVersion.name,
+            )
+            .join(DatasetVersion, ModelVersion.dataset_version_id == DatasetVersion.id)
+            .order_by(ModelVersion.created_at, ModelVersion.version_id)
+        ).all()
+    out = []
+    for version_id, kind, created_at, location, artifact_hash, data_hash, data_name in rows:
+        membership, why = _artifact_membership(location, artifact_hash, subject)
+        if membership == "may_include" and dataset_hash is not None and data_hash == dataset_hash:
+            membership = "includes" if subject_in_dataset else "does_not_include"
+            why = "trained on the data set version of the data given, " + (
+                "which holds the subject's events" if subject_in_dataset else "which holds no event of the subject"
+            )
+        out.append(
+            {
+                "version_id": version_id,
+                "kind": kind,
+                "created_at": iso(created_at),
+                "dataset_version": data_hash,
+                "dataset_name": data_name,
+                "membership": membership,
+                "why": why,
+            }
+        )
+    return out
+
+
+def model_paths(model_path: str | Path | Sequence[str | Path] | None) -> list[Path]:
+    if model_path is None:
+        return []
+    paths = [Path(model_path)] if isinstance(model_path, (str, Path)) else [Path(p) for p in model_path]
+    for path in paths:
+        if not path.is_file():
+            raise ConfigError(MODEL_NOT_FOUND.format(path=path))
+    return paths
+
+
+def _unlearn(
+    model: Any,
+    path: Path,
+    out_dir: Path,
+    subject: str,
+    *,
+    measure_residual: bool,
+    delete_previous: bool,
+    propagate: int = 1,
+) -> tuple[dict[str, Any], Any, Path | None, str | None]:
+    """Remove the subject from one loaded model; save the new artifact. Returns (report, result, new path, hash)."""
+    from recommender.als import ALSRecommender
+    from recommender.unlearning import forget_users, residual_influence
+
+    report: dict[str, Any] = {"previous_version": model.version_id_, "n_interactions": model.train_.nnz}
+    if model.train_.user_index([subject])[0] < 0:
+        report.update(
+            status="not_in_model", note="the model's training rows do not include the subject: nothing to unlearn"
+        )
+        return report, None, None, None
+    result = forget_users(model, [subject], propagate=propagate)
+    report.update(status="unlearned", **plain(result.as_dict()))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{result.version}.npz"
+    pending = out_dir / f".{result.version}.{os.getpid()}.pending.npz"
+    try:
+        artifact_hash = result.model.save(pending)
+        saved = ALSRecommender.load(pending)
+        if saved.train_.user_index([subject])[0] >= 0:  # belt and braces: the saved file must not hold them
+            raise DataError(f"the unlearned artifact {target} still lists the subject among its users; not saved")
+        existing = ALSRecommender.load(target) if target.exists() else None
+        if existing is not None and existing.version_id_ == result.version and existing.train_.user_index([subject])[0] < 0:
+            # The same model minus the same rows was unlearned before (the version id is derived from
+            # them): keep the file already there, which its recorded version points at, rather than
+            # replace it with a copy whose bytes may differ in the last bits of a float.
+            artifact_hash = hashlib.sha256(target.read_bytes()).hexdigest()
+            report["artifact_reused"] = True
+        else:
+            os.replace(pending, target)
+    finally:
+        pending.unlink(missing_ok=True)
+    report.update(artifact=str(target), artifact_hash=artifact_hash)
+
+    if not measure_residual:
+        report["residual_influence"] = {"measured": False, "reason": "not asked for"}
+    elif model.train_.nnz >= RESIDUAL_MAX_INTERACTIONS:
+        report["residual_influence"] = {
+            "measured": False,
+            "reason": (
+                f"the model holds {model.train_.nnz:,} interactions, at or above {RESIDUAL_MAX_INTERACTIONS:,}: "
+                "measuring needs a full retrain without the subject to compare with; skipped"
+            ),
+        }
+    else:
+        started = time.perf_counter()
+        retrained = ALSRecommender(**model.get_params(), num_threads=model.num_threads).fit(result.model.train_)
+        # A constant score row makes a correlation NaN (reported as null), with a RuntimeWarning: not news.
+        with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            figures = residual_influence(result.model, retrained, original=model, forgotten=[subject])
+        report["residual_influence"] = {"measured": True, "seconds": time.perf_counter() - started, **plain(figures)}
+
+    report["previous_artifact"] = str(path)
+    if delete_previous:
+        # Deleted by the caller once the new model is recorded: a failed recording
+        # must not leave the recorded version pointing at a deleted file.
+        report["previous_artifact_deleted"] = True
+    else:
+        report["previous_artifact_deleted"] = False
+        report["previous_artifact_note"] = (
+            "the previous artifact still holds the subject: delete it (delete_previous / --delete-previous) "
+            "once the new one is deployed"
+        )
+    return report, result, target, artifact_hash
+
+
+NOT_LOADED = "the recorded artifact {path} holds the subject but could not be loaded ({cause}); retrain without them and retire it"
+
+
+SUPERSEDED_ACTION = (
+    "withdrawn from serving for the subject (it read its data before the erasure); versions were unlearned from "
+    "it since, and the newest of its lineage is the one to unlearn: retire it"
+)
+
+
+def _superseded(session: Session) -> set[str]:
+    """The recorded versions an unlearned version was derived from (``params.unlearning.from``).
+
+    An erasure unlearns only the newest version of each lineage: unlearning the
+    older ones too would double the recorded versions with every erasure, and
+    serving already withdraws every version that read its data before an
+    erasure from the erased subject (:func:`governance.serving.erasure_decision`).
+    """
+    from audits.models import TrainingRun
+
+    parents = set()
+    for (params,) in session.execute(select(TrainingRun.params).join(ModelVersion, ModelVersion.training_run_id == TrainingRun.id)):
+        unlearning = params.get("unlearning") if isinstance(params, Mapping) else None
+        if isinstance(unlearning, Mapping) and isinstance(unlearning.get("from"), str):
+            parents.add(unlearning["from"])
+    return parents
+
+
+def _recorded_models_holding(
+    store: Any, catalogue: list[dict[str, Any]], *, skip: set[str]
+) -> tuple[list[tuple[Path, Any]], list[dict[str, Any]]]:
+    """The newest recorded model versions of their lineage whose artifact (read at its recorded location,
+    with its recorded hash) lists the subject, loaded for unlearning, except the versions in ``skip``; and a
+    report entry for each such artifact that could not be loaded. The older versions they replace are
+    marked in ``catalogue`` (:data:`SUPERSEDED_ACTION`)."""
+    from recommender.als import ALSRecommender
+
+    with store.session() as session:
+        superseded = _superseded(session)
+    for entry in catalogue:
+        if entry["membership"] == "includes" and entry["version_id"] in superseded:
+            entry["action"] = SUPERSEDED_ACTION
+    versions = [
+        e["version_id"] for e in catalogue if e["membership"] == "includes" and e["version_id"] not in skip | superseded
+    ]
+    if not versions:
+        return [], []
+    with store.session() as session:
+        rows = session.execute(
+            select(ModelVersion.version_id, ModelVersion.artifact_location).where(in_values(session, ModelVersion.version_id, versions))
+        ).all()
+    loaded, unreadable = [], []
+    for version, location in sorted(rows):
+        path = Path(location)
+        try:
+            model = ALSRecommender.load(path)
+        except (OSError, ValueError, KeyError, ConfigError, DataError) as err:
+            unreadable.append({"previous_version": version, "status": "not_unlearned", "note": NOT_LOADED.format(path=path, cause=type(err).__name__)})
+            continue
+        if model.version_id_ == version:
+            loaded.append((path, model))
+    return loaded, unreadable
+
+
+def _record_unlearned(
+    session: Session,
+    report: dict[str, Any],
+    result: Any,
+    target: Path,
+    artifact_hash: str,
+    request_id: int,
+    started: datetime,
+    ended: datetime,
+    actor: str | None,
+    standing: Mapping[str, Any] | None = None,
+) -> None:
+    """Record the unlearned model's lineage, with its ``standing``, when the model it came from is recorded."""
+    from recommender.unlearning import UNLEARNING_METHOD
+
+    already = session.get(ModelVersion, result.version)
+    if already is not None and already.artifact_location == str(target) and already.artifact_hash == artifact_hash:
+        # recorded by an earlier erasure that removed the same rows from the same model
+        report["recorded"] = True
+        report["training_run"] = already.training_run_id
+        report["recorded_note"] = f"the same unlearned model was recorded before (training run {already.training_run_id}); reused"
+        return
+    previous = session.get(ModelVersion, result.previous_version)
+    if previous is None:
+        report["recorded"] = False
+        report["recorded_note"] = (
+            "the model it came from is not recorded in this store; record the new model before serving it"
+        )
+        return
+    source = session.get(DatasetVersion, previous.dataset_version_id)
+    train = result.model.train_
+    data = record_dataset_version(
+        session,
+        content_hash=result.model.data_hash_,
+        name=f"{source.name} after unlearning"[:200],
+        source=f"interaction matrix of model {result.previous_version} minus the rows removed for erasure request {request_id}",
+        n_events=train.nnz,
+        n_users=train.n_users,
+        n_items=train.n_items,
+        schema={
+            "kind": "interaction matrix (n_events counts stored user-item pairs)",
+            "derived_from": source.content_hash,
+        },
+        validation=None,
+        actor=actor,
+    )
+    run = record_training_run(
+        session,
+        dataset_version=data,
+        params={
+            **result.model.get_params(),
+            "unlearning": {
+                "method": UNLEARNING_METHOD,
+                "from": result.previous_version,
+                "refresh_items": result.refresh_items,
+                "propagate": result.propagate,
+                "subject_request": request_id,
+                **({"standing": dict(standing)} if standing is not None else {}),
+            },
+            "model_inputs": list(MODEL_INPUT_COLUMNS),
+        },
+        library_versions=result.model.library_versions_,
+        started_at=started,
+        ended_at=ended,
+        actor=actor,
+    )
+    record_model_version(
+        session,
+        version_id=result.version,
+        kind="als",
+        training_run=run,
+        artifact_hash=artifact_hash,
+        artifact_location=str(target),
+        actor=actor,
+    )
+    report["recorded"] = True
+    report["training_run"] = run.id
+
+
+def _provisional_standing(retrain: Mapping[str, Any] | None) -> dict[str, Any]:
+    """An unlearned model's standing as recorded with it: provisional until the erasure's retrain replaces it.
+
+    The erasure does not run the held-out-half protocol, so the decision is
+    :func:`recommender.unlearning_quality.unlearned_model_standing` without a
+    verdict: provisional, retrain required (measured, such models stay outside
+    the range of retrains; BENCHMARKS.md).
+    """
+    from recommender.unlearning_quality import unlearned_model_standing
+
+    decided = unlearned_model_standing(None)
+    return {
+        "standing": "provisional" if decided.provisional else "final",
+        "retrain_required": decided.retrain_required,
+        "reason": decided.reason,
+        "retrain_request": None if retrain is None else retrain["id"],
+        "deadline": None if retrain is None else retrain["deadline"],
+    }
+
+
+def _retrainability(session: Session, report: Mapping[str, Any], result: Any, standing: Mapping[str, Any]) -> dict[str, Any]:
+    """The standing with whether recgov can run the retrain (a recorded recipe), and why not."""
+    why = None
+    if not report.get("recorded"):
+        why = WHY_UNRECORDED.format(source=result.previous_version)
+    elif training_recipe(session, result.version) is None:
+        why = WHY_NO_RECIPE.format(source=result.previous_version)
+    return {**standing, "retrainable": why is None, "why_not": why}
+
+
+def unlearn_models(
+    store: Any,
+    subject: str,
+    models: Sequence[tuple[Path, Any]],
+    catalogue: list[dict[str, Any]],
+    options: UnlearningOptions,
+    say: Callable[[str], None],
+) -> UnlearningReport:
+    """Unlearn the subject from each model given and, with ``unlearn_recorded``, each recorded model holding them.
+
+    ``catalogue`` is :func:`governance.privacy.erasure.models_for`, read before
+    any artifact is deleted. A recorded artifact that cannot be loaded is
+    reported (:data:`NOT_LOADED`), not unlearned; the previous artifact is marked
+    for deletion only for models the caller named.
+    """
+    unlearned: list[UnlearnedModel] = []
+    reports: list[dict[str, Any]] = []
+    recorded: list[tuple[Path, Any]] = []
+    if options.unlearn_recorded:
+        named = {model.version_id_ for _path, model in models}
+        recorded, unreadable = _recorded_models_holding(store, catalogue, skip=named)
+        reports.extend(unreadable)
+    for path, model, named_by_caller in [*((p, m, True) for p, m in models), *((p, m, False) for p, m in recorded)]:
+        say(f"unlearning the subject from {path.name}")
+        t0 = datetime.now(UTC)
+        report, result, target, artifact_hash = _unlearn(
+            model,
+            path,
+            options.out_dir or path.parent,
+            subject,
+            measure_residual=options.measure_residual,
+            propagate=options.propagate,
+            delete_previous=options.delete_previous and named_by_caller,
+        )
+        reports.append(report)
+        if result is not None:
+            ended = t0 + timedelta(seconds=result.seconds)  # the unlearning itself, not the measurement
+            unlearned.append(UnlearnedModel(report, result, target, artifact_hash, t0, ended))
+    return UnlearningReport(steps=reports, unlearned=unlearned)
+
+
+def record_unlearned_models(
+    session: Session,
+    unlearning: UnlearningReport,
+    retrain: Mapping[str, Any] | None,
+    request_id: int,
+    actor: str | None,
+) -> None:
+    """Record each unlearned version with its standing, and add the standing to its report.
+
+    The standing is provisional until ``retrain`` (the erasure's retrain
+    request, if any) replaces the version; it says whether recgov can run that
+    retrain (a recorded recipe) and why not.
+    """
+    for u in unlearning.unlearned:
+        standing = _provisional_standing(retrain)
+        _record_unlearned(
+            session, u.report, u.result, u.target, u.artifact_hash, request_id, u.started, u.ended, actor, standing
+        )
+        u.report["standing"] = _retrainability(session, u.report, u.result, standing)
