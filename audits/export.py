@@ -218,7 +218,7 @@ class _Malformed(Exception):
         self.line_number, self.seq, self.detail = line_number, seq, detail
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Walked:
     """What walking an export's lines found: the chain as checked, and the checkpoints it was checked against."""
 

@@ -29,7 +29,17 @@ exported here: ``from audits.models import X`` is the import path to use.
 
 from __future__ import annotations
 
-from audits.models.base import Base, UtcDateTime
+from audits.models.base import (
+    HASH_LENGTH,
+    ITEM_ID_LENGTH,
+    NAMING_CONVENTION,
+    TIME_LENGTH,
+    UUID_LENGTH,
+    Base,
+    JsonType,
+    SeqType,
+    UtcDateTime,
+)
 from audits.models.decisions import DECISION_MODES, DecisionRecord, FailedRequest
 from audits.models.deployments import DEPLOYMENT_STAGES, GATED_STAGES, Deployment, DeploymentPolicy
 from audits.models.harm import (
@@ -75,7 +85,15 @@ from audits.models.trail import (
 
 __all__ = [
     "Base",
+    # column types and sizes shared by the tables
     "UtcDateTime",
+    "JsonType",
+    "SeqType",
+    "NAMING_CONVENTION",
+    "HASH_LENGTH",
+    "TIME_LENGTH",
+    "UUID_LENGTH",
+    "ITEM_ID_LENGTH",
     # the audit trail
     "TrailEvent",
     "TrailHead",
