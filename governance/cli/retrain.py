@@ -89,6 +89,7 @@ def retrain_run(
 
 
 def print_retrain_run(doc: dict[str, Any]) -> None:
+    """A run of retrains for a person at a terminal (also the last part of ``subject erase --retrain``)."""
     if not doc["requests"]:
         console.print(doc["note"], highlight=False)
         return

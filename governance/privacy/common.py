@@ -90,6 +90,7 @@ def as_subject(subject_id: Any) -> str:
 
 
 def iso(value: Any) -> str | None:
+    """A moment as ISO 8601 (a naive one read as UTC), or None for a missing one."""
     if value is None or value is pd.NaT:
         return None
     if isinstance(value, pd.Timestamp):
@@ -164,6 +165,7 @@ def scrubbed(err: BaseException, subject: str) -> str:
 
 
 def fail_request(store: Any, request_id: int, err: BaseException, subject: str, actor: str | None) -> str:
+    """Mark the request failed with the cause, the subject scrubbed from it; return that cause."""
     cause = scrubbed(err, subject)
     try:
         with store.session() as session:

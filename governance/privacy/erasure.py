@@ -100,6 +100,7 @@ MODELS_NOTE = (
 
 
 def _count_by_subject(session: Session, pseudonym: str) -> dict[str, int]:
+    """What stays under the pseudonym once it is shredded, unlinkable to the person, by kind."""
     def count(column: Any) -> int:
         return int(session.scalar(select(func.count()).where(column == pseudonym)) or 0)
 
@@ -113,6 +114,8 @@ def _count_by_subject(session: Session, pseudonym: str) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class _Deadlines:
+    """The pack's deadlines for the erasure and for the retrain it calls for, each with the provision it quotes."""
+
     erasure_days: int
     erasure_basis: str
     retrain_days: int
@@ -148,6 +151,7 @@ class ModelsListing:
     n_checked: int
 
     def to_dict(self) -> dict[str, Any]:
+        """The ``models`` part of the answer: how membership was read, the versions, and how many were checked."""
         return {"note": MODELS_NOTE, "versions": self.versions, "n_checked": self.n_checked}
 
 
@@ -163,6 +167,7 @@ class RetrainRequest:
     provisional: list[str]
 
     def to_dict(self) -> dict[str, Any]:
+        """The ``retrain.request`` part of the answer."""
         return {
             "id": self.id,
             "kind": "retrain",
@@ -183,6 +188,7 @@ class Suppression:
     erased_at: str | None
 
     def to_dict(self) -> dict[str, Any]:
+        """The ``suppression`` part of the answer (and of the stored result)."""
         return {"id": self.id, "denied": self.denied, "erased_at": self.erased_at}
 
 

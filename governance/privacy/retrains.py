@@ -292,6 +292,7 @@ class RetrainRun:
     cannot_retrain: list[dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
+        """The answer of :func:`run_retrains`, with the pack's stamp first."""
         return {
             **self.stamp,
             "requests": self.requests,

@@ -183,6 +183,7 @@ def models_for(
 
 
 def model_paths(model_path: str | Path | Sequence[str | Path] | None) -> list[Path]:
+    """The model artifacts named (one path or several), each checked to exist."""
     if model_path is None:
         return []
     paths = [Path(model_path)] if isinstance(model_path, (str, Path)) else [Path(p) for p in model_path]
