@@ -25,14 +25,12 @@ from governance.api.routes import (
     health,
     lineage,
     models,
-    pack_texts,
     packs,
     recommendations,
     records,
     reports,
     subjects,
     trail,
-    trail_events,
 )
 from governance.api.settings import ApiSettings
 from recommender.als import pin_blas_single_thread
@@ -90,8 +88,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app, expose_errors=settings.api_expose_errors)
-    # Two routers share /v1/packs and two /v1/trail: their paths differ in shape, so none shadows another.
-    review = (models, reports, records, pack_texts, trail_events)  # what a compliance review reads
+    review = (models, reports, records)  # what a compliance review reads beside the trail, lineage and packs
     for module in (health, packs, trail, lineage, consent, recommendations, deployments, harm, subjects, audits, *review):
         app.include_router(module.router)
     install_metrics(app)  # GET /metrics (viewer) and per-route latency, errors, decisions

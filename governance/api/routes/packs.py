@@ -1,19 +1,26 @@
-"""``/v1/packs``: validate, store, list and diff policy packs (YAML bodies).
+"""``/v1/packs``: validate, store, list and diff policy packs (YAML bodies), and read a pack's exact text.
 
 A posted pack is read no further than the YAML size limit (413 past it) and
 parsed in the pack parser's process within ``RECGOV_PACK_PARSE_TIMEOUT_S``
 (:mod:`governance.api.pack_parser`): a hostile pack costs that process a bounded
 time and never the event loop (see :mod:`governance.located` for the limits it
 must pass first).
+
+A reviewer reads the rules that were in force byte for byte
+(``GET /v1/packs/{name}/{version}/text``), beside the content hash every result
+and decision stamps (``X-Pack-Hash``, recomputed on every read from those very
+bytes). A stored version is answered first; a shipped pack is answered when its
+own ``metadata.version`` is the one asked for (audits of ``baseline`` name it so).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from pathlib import Path as FilePath
+from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from governance import packs as pack_store
 from governance.api.deps import GovernKey, ReadKey, SessionDep, SettingsDep
@@ -21,9 +28,11 @@ from governance.api.errors import Problem, problems
 from governance.api.limits import read_body
 from governance.api.pack_parser import PackParser, PackTooSlow
 from governance.api.call_record import record_call
+from governance.api.schemas import IDENTIFIER
 from governance.api.schemas.packs import PackDiff, PackList, PackStored, PackValidation
 from governance.api.settings import ApiSettings
 from governance.located import YAML_LIMITS
+from governance.policy import load_pack
 
 router = APIRouter(prefix="/v1/packs", tags=["packs"], responses=problems(401, 413, 500))
 
@@ -115,3 +124,39 @@ def diff_pack(
         return pack_store.diff_versions(settings.packs_dir, name, before=from_version, after=to_version)
     except pack_store.PackNotFound as err:
         raise Problem(404, str(err)) from None
+
+YAML = "application/yaml"
+Segment = Annotated[str, Path(min_length=1, max_length=200, pattern=IDENTIFIER)]
+
+
+def _source(packs_dir: FilePath, name: str, version: str) -> tuple[FilePath, str]:
+    """The file of pack ``name`` at ``version`` and its content hash; 404 when neither stored nor shipped."""
+    try:
+        loaded = pack_store.load_stored(packs_dir, name, version)
+        return packs_dir / name / f"{version}.yaml", loaded.content_hash
+    except pack_store.PackNotFound as err:
+        missing = err
+    if name in pack_store.shipped_pack_names():
+        path = pack_store.shipped_pack_path(name)
+        shipped = load_pack(path)
+        if shipped.version == version:
+            return path, shipped.content_hash
+    raise Problem(404, str(missing))
+
+
+@router.get(
+    "/{name}/{version}/text",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The pack's exact bytes.",
+            "content": {YAML: {"schema": {"type": "string"}, "example": "apiVersion: recgov/v1\nmetadata:\n  name: example\n  version: 1.0.0\n"}},
+            "headers": {"X-Pack-Hash": {"description": "The SHA-256 of the pack's canonical content.", "schema": {"type": "string"}}},
+        },
+        **problems(403, 404, 422),
+    },
+    summary="A pack's exact text, stored or shipped (viewer)",
+)
+def pack_text(name: Segment, version: Segment, settings: SettingsDep, key: ReadKey) -> Response:
+    path, content_hash = _source(settings.packs_dir, name, version)
+    return Response(path.read_bytes(), media_type=YAML, headers={"X-Pack-Hash": content_hash})

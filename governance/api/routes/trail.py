@@ -1,16 +1,44 @@
-"""``/v1/trail``: verify the audit trail (auditor) and sign its head (admin)."""
+"""``/v1/trail``: verify the trail (auditor) and sign its head (admin); read its events page by page, download its signed export, and the signers' public keys.
+
+A reviewer reads the events over HTTP, downloads the export that
+:func:`audits.export.export_trail` writes, and verifies it offline with a key
+from ``GET /v1/trail/keys`` (:func:`audits.export.verify_export`): nothing in the
+export needs to be trusted.
+
+Events are paged by sequence number, not by offset: ``after`` is the last
+``seq`` of the previous page, so a page is one indexed range read however long
+the trail, and events appended meanwhile never shift a page. The trail names a
+subject only by pseudonym; that column is answered as stored.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+import orjson
+from cryptography.hazmat.primitives import serialization
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
+from sqlalchemy import func, select
+from starlette.background import BackgroundTask
 
-from audits.keys import load_signing_key
+from audits.export import export_trail
+from audits.keys import ALGORITHM, load_public_key, load_signing_key
+from audits.models import SigningKeyRecord, TrailCheckpoint, TrailEvent
+from audits.trail import format_time, read_head
 from audits.verify import verify_and_checkpoint, verify_trail
-from governance.api.deps import AuditKey, GovernKey, SessionDep, StoreDep
-from governance.api.errors import Problem, problems
 from governance.api.call_record import record_call
+from governance.api.deps import AuditKey, GovernKey, ReadKey, SessionDep, StoreDep
+from governance.api.errors import Problem, problems
+from governance.api.schemas import IDENTIFIER
+from governance.api.schemas.trail_events import PublicKeyList, TrailEventPage
+
+__all__ = ["EXPORT_MEDIA_TYPE", "router"]
 
 router = APIRouter(prefix="/v1/trail", tags=["trail"], responses=problems(401, 403, 500))
 
@@ -28,3 +56,127 @@ def checkpoint(store: StoreDep, session: SessionDep, key: GovernKey) -> dict[str
     if signed is None:
         raise Problem(409, f"refusing to sign a broken trail: first bad event {report.first_bad_seq} ({report.reason})", kind="broken-trail")
     return signed.to_dict()
+
+EXPORT_MEDIA_TYPE = "application/x-ndjson"
+BAD_WINDOW = "'since' ({since}) is after 'until' ({until}): no event can be in that window"
+BAD_TIME = "'{name}' ({value}) is not a time the trail can hold: give an ISO 8601 time between the years 1 and 9999 in UTC"
+_EVENT_COLUMNS = (
+    TrailEvent.seq, TrailEvent.time, TrailEvent.actor, TrailEvent.action, TrailEvent.subject,
+    TrailEvent.objects, TrailEvent.payload, TrailEvent.prev_hash, TrailEvent.hash,
+)  # fmt: skip
+
+
+def _moment(name: str, value: datetime | None) -> str | None:
+    """A query time as the trail writes times (a naive time is taken as UTC); 422 past the calendar's ends."""
+    if value is None:
+        return None
+    try:
+        utc = (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).astimezone(UTC)
+        return f"{utc.year:04d}{format_time(utc)[len(str(utc.year)):]}"  # four-digit years: text order stays time order
+    except (OverflowError, ValueError):  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise Problem(422, BAD_TIME.format(name=name, value=value.isoformat()), errors=[{"location": "query", "field": name, "message": "out of range", "type": "value_error"}]) from None
+
+
+@router.get(
+    "/events",
+    response_model=TrailEventPage,
+    responses=problems(422),
+    summary="Trail events in sequence order, page by page (auditor)",
+    description="Follow `next_after` until it is null. `action` keeps the events whose action starts with it "
+    "(`audit.` for every audit event); `since` and `until` bound the event time (ISO 8601, inclusive).",
+)
+def list_events(
+    store: StoreDep,
+    key: AuditKey,
+    limit: int = Query(100, ge=1, le=1000, description="Events per page."),
+    after: int = Query(0, ge=0, le=2**62, description="The cursor: the last seq of the previous page (0: from the first event)."),
+    action: Annotated[str | None, Query(min_length=1, max_length=100, pattern=IDENTIFIER, description="An action prefix, e.g. 'audit.' or 'deployment.promoted'.")] = None,
+    since: datetime | None = Query(None, description="Only events at or after this time (ISO 8601)."),
+    until: datetime | None = Query(None, description="Only events at or before this time (ISO 8601)."),
+) -> dict[str, Any]:
+    start, end = _moment("since", since), _moment("until", until)
+    if start is not None and end is not None and start > end:
+        raise Problem(422, BAD_WINDOW.format(since=since.isoformat(), until=until.isoformat()))  # type: ignore[union-attr]
+    query = select(*_EVENT_COLUMNS).where(TrailEvent.seq > after)
+    if action is not None:
+        query = query.where(TrailEvent.action.startswith(action, autoescape=True))
+    if start is not None:  # trail times are fixed-width UTC strings: text order is time order
+        query = query.where(TrailEvent.time >= start)
+    if end is not None:
+        query = query.where(TrailEvent.time <= end)
+    with store.snapshot() as connection:
+        head_seq, _ = read_head(connection)
+        rows = connection.execute(query.order_by(TrailEvent.seq).limit(limit + 1)).all()
+    events = [
+        {
+            "seq": seq, "time": time, "actor": actor, "action": act, "subject": subject,
+            "objects": orjson.loads(objects), "payload": orjson.loads(payload), "prev_hash": prev_hash, "hash": digest,
+        }  # fmt: skip
+        for seq, time, actor, act, subject, objects, payload, prev_hash, digest in rows[:limit]
+    ]
+    more = len(rows) > limit
+    return {"events": events, "next_after": events[-1]["seq"] if more else None, "head_seq": head_seq}
+
+
+@router.get(
+    "/export",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "The export, JSON lines: a header, the signers' public keys, the checkpoints, then every event.",
+            "content": {EXPORT_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+            "headers": {"X-Trail-Head-Seq": {"description": "The last event exported.", "schema": {"type": "integer"}}},
+        }
+    },
+    summary="Download the signed export of the whole trail (auditor)",
+    description="Verify it offline with a public key from GET /v1/trail/keys: `recgov trail verify-export FILE --public-key KEY.pem`, "
+    "or `audits.export.verify_export`. One consistent snapshot of the trail, up to its head when the download began.",
+)
+def download_export(store: StoreDep, key: AuditKey) -> FileResponse:
+    folder = Path(tempfile.mkdtemp(prefix="recgov-trail-export-"))  # owner-only; the file names subjects by pseudonym
+    try:
+        with store.snapshot() as connection:
+            summary = export_trail(connection, folder / "trail.jsonl")
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return FileResponse(
+        summary.path,
+        media_type=EXPORT_MEDIA_TYPE,
+        filename=f"recgov-trail-{summary.head_seq}.jsonl",
+        headers={"X-Trail-Head-Seq": str(summary.head_seq)},
+        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
+    )
+
+
+def _jwk(key_id: str, pem: str) -> dict[str, str]:
+    """The key as a JSON Web Key (RFC 8037: an OKP key on Ed25519)."""
+    raw = load_public_key(pem).public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return {"kty": "OKP", "crv": "Ed25519", "x": base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii"), "kid": key_id, "use": "sig"}
+
+
+@router.get(
+    "/keys",
+    response_model=PublicKeyList,
+    summary="The public keys that signed checkpoints, as PEM and JWK (viewer)",
+    description="What an external auditor verifies an export with. Obtain them over a channel you trust: "
+    "a key read from the export itself proves nothing.",
+)
+def list_keys(store: StoreDep, key: ReadKey) -> dict[str, Any]:
+    signed = select(TrailCheckpoint.key_id, func.count().label("n")).group_by(TrailCheckpoint.key_id).subquery()
+    query = (
+        select(SigningKeyRecord.key_id, SigningKeyRecord.algorithm, SigningKeyRecord.public_key_pem, SigningKeyRecord.created_at, signed.c.n)
+        .outerjoin(signed, signed.c.key_id == SigningKeyRecord.key_id)
+        .order_by(SigningKeyRecord.created_at, SigningKeyRecord.key_id)
+    )
+    with store.snapshot() as connection:
+        rows = connection.execute(query).all()
+    return {
+        "keys": [
+            {
+                "key_id": key_id, "algorithm": algorithm or ALGORITHM, "public_key_pem": pem, "jwk": _jwk(key_id, pem),
+                "created_at": None if created is None else created.isoformat(), "checkpoints": int(n or 0),
+            }  # fmt: skip
+            for key_id, algorithm, pem, created, n in rows
+        ]
+    }
