@@ -76,9 +76,9 @@ def test_ping_checks_the_key_and_writes_nothing(server) -> None:
 
 
 def test_the_engine_cache_keeps_only_the_latest_models(server, monkeypatch) -> None:  # noqa: ANN001
-    from governance.api.services import engines as routes
+    from governance.api.services import engines
 
-    monkeypatch.setattr(routes, "MAX_CACHED_MODELS", 1)
+    monkeypatch.setattr(engines, "MAX_CACHED_MODELS", 1)
     trained = CliRunner().invoke(cli, ["train", DATA, "--no-tune", "--no-carbon", "--factors", "5", "--iterations", "3", "--database-url", server.db_url, "--json"])
     assert trained.exit_code == 0, trained.output
     other = json.loads(trained.stdout)["model_version"]
@@ -86,7 +86,7 @@ def test_the_engine_cache_keeps_only_the_latest_models(server, monkeypatch) -> N
         for mv in (server.model_version, other, server.model_version):
             answer = client.post("/v1/recommendations", json={"subject": "u000005", "k": 3, "model_version": mv, "pack": "california-ccpa"})
             assert answer.status_code == 200 and answer.json()["model_version"] == mv
-    cache = routes.engines_of(server.app)
+    cache = engines.engines_of(server.app)
     assert list(cache._models) == [server.model_version]
     assert {k[1] for k in cache._engines} <= {server.model_version}
 
@@ -165,18 +165,18 @@ def test_a_personalized_eu_list_is_the_engines_list_with_the_models_item_table(s
 
 
 def test_a_dataset_the_service_cannot_read_leaves_lists_served_without_item_metadata(server, monkeypatch, caplog) -> None:  # noqa: ANN001
-    from governance.api.services import engines as routes
+    from governance.api.services import engines
 
-    cache = routes.engines_of(server.app)
+    cache = engines.engines_of(server.app)
 
     def unreadable(source):  # noqa: ANN001, ANN202
         raise FileNotFoundError(f"no such file: {source}")
 
-    monkeypatch.setattr(routes, "load_data", unreadable)
+    monkeypatch.setattr(engines, "load_data", unreadable)
     with cache._lock:
         cache._catalogs.clear()
         cache._engines.clear()
-    with server.client("operator") as client, caplog.at_level("WARNING", logger=routes.__name__):
+    with server.client("operator") as client, caplog.at_level("WARNING", logger=engines.__name__):
         answer = client.post("/v1/recommendations", json={"subject": "u000043", "k": 5, "model_version": server.model_version, "pack": PACK})
     assert answer.status_code == 200 and len(answer.json()["items"]) == 5
     assert any("can be read here" in r.getMessage() and "without item metadata" in r.getMessage() for r in caplog.records)
@@ -227,13 +227,13 @@ def test_a_commit_that_fails_or_comes_late_fails_the_request_and_is_logged(serve
 
     from audits.models import FailedRequest
     from governance.api.services import call_sink
-    from governance.api.services import engines as routes
+    from governance.api.services import engines
     from recommender.errors import ConfigError
 
     body = {"subject": "u000061", "k": 3, "model_version": server.model_version, "pack": PACK}
     with server.client("operator") as client:
         assert client.post("/v1/recommendations", json=body).status_code == 200  # the shared log exists
-        log = routes.engines_of(server.app)._log
+        log = engines.engines_of(server.app)._log
         queued: list[Future] = []
 
         def refused(record, *, events=()):  # noqa: ANN001, ANN202 - the database refuses the batch
@@ -267,9 +267,9 @@ def test_a_commit_that_fails_or_comes_late_fails_the_request_and_is_logged(serve
 
 def test_warm_lists_on_the_embedded_store_are_decided_on_the_event_loop(server) -> None:
     """SQLite: a list that writes nothing and finds its engine built is decided inline; PostgreSQL: never."""
-    from governance.api.services import engines as routes
+    from governance.api.services import engines
 
-    cache = routes.engines_of(server.app)
+    cache = engines.engines_of(server.app)
     body = {"subject": "u000070", "k": 3, "model_version": server.model_version, "pack": PACK}
     with server.client("operator") as client:
         assert client.post("/v1/recommendations", json=body).status_code == 200  # builds what is missing
@@ -287,13 +287,13 @@ def test_a_list_that_fails_while_deciding_is_logged_and_not_answered(server, mon
     """The decision log refuses the record at once (e.g. full): the failure is logged (off the event
     loop when the list was decided on it), with the subject scrubbed, and the list is not answered."""
     from audits.models import FailedRequest
-    from governance.api.services import engines as routes
+    from governance.api.services import engines
     from recommender.errors import ConfigError
 
     body = {"subject": "u000071", "k": 3, "model_version": server.model_version, "pack": PACK}
     with server.client("operator") as client:
         assert client.post("/v1/recommendations", json=body).status_code == 200
-        log = routes.engines_of(server.app)._log
+        log = engines.engines_of(server.app)._log
 
         def full(record, *, events=()):  # noqa: ANN001, ANN202
             raise ConfigError("the decision log is full for u000071")
@@ -313,9 +313,9 @@ def test_lists_made_in_the_compute_process_are_the_engines_lists(server) -> None
     lists are decided on worker threads, which make them themselves."""
     import time
 
-    from governance.api.services import engines as routes
+    from governance.api.services import engines
 
-    cache = routes.engines_of(server.app)
+    cache = engines.engines_of(server.app)
     assert cache.compute is not None
     subjects = [f"u{n:06d}" for n in range(80, 95)]
     record = {"purpose": "personalization", "basis": "consent", "source": "api", "status": "granted"}
