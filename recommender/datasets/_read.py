@@ -20,7 +20,7 @@ import pandas as pd
 
 from recommender.errors import DataError
 
-__all__ = ["BAD_FIELD", "MISSING_FILE", "numbers", "read_bytes", "read_table", "required", "seconds_to_times"]
+__all__ = ["BAD_FIELD", "MISSING_FILE", "layout_dir", "numbers", "read_bytes", "read_table", "required", "seconds_to_times"]
 
 BAD_FIELD = "{path} line {line}, column {column}: expected {expected}, found {value!r}"
 """A field that is not what the layout says (tests assert on it)."""
@@ -31,6 +31,19 @@ UNDECODABLE = "{path} line {line}: byte 0x{byte:02x} cannot be decoded as {encod
 
 _SEP_NAMES = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe", "::": "'::'"}
 _PANDAS_LINE = re.compile(r"line (\d+)")
+
+
+def layout_dir(path: Path, main: str, layout: str) -> Path:
+    """The directory of a layout read as a folder: ``path`` itself, or the folder of ``path`` when it is ``main``.
+
+    A user points at the folder or at its main file; any other file is one line
+    saying which folder the layout wants, rather than a path joined onto a file.
+    """
+    if path.is_file():
+        if path.name == main:
+            return path.parent
+        raise DataError(f"{path}: a file; the {layout} layout is read from the folder holding {main} (give that folder, or {main} itself)")
+    return path
 
 
 def read_bytes(path: Path, what: str) -> bytes:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from recommender.data import Dataset, ensure_event_schema
-from recommender.datasets._read import numbers, read_table, required, seconds_to_times
+from recommender.datasets._read import layout_dir, numbers, read_table, required, seconds_to_times
 from recommender.item_table import release_columns
 
 __all__ = ["is_movielens_1m", "is_movielens_csv", "load_movielens_1m", "load_movielens_csv"]
@@ -72,7 +72,7 @@ def _movies(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
 
 def load_movielens_1m(directory: str | Path) -> Dataset:
     """Load a MovieLens-1M directory: ``ratings.dat``, and ``movies.dat`` / ``users.dat`` when present (latin-1)."""
-    directory = Path(directory)
+    directory = layout_dir(Path(directory), "ratings.dat", "MovieLens-1M")
     ratings = directory / "ratings.dat"
     frame = read_table(ratings, ("userId", "movieId", "rating", "timestamp"), sep="::", encoding="latin-1",
                        what="'::'-separated lines 'UserID::MovieID::Rating::Timestamp'")  # fmt: skip
@@ -99,7 +99,7 @@ def load_movielens_1m(directory: str | Path) -> Dataset:
 
 def load_movielens_csv(directory: str | Path) -> Dataset:
     """Load the CSV layout of MovieLens 20M/25M/32M/latest: ``ratings.csv`` (0.5 to 5 stars) and ``movies.csv``."""
-    directory = Path(directory)
+    directory = layout_dir(Path(directory), "ratings.csv", "MovieLens CSV (20M, 25M, 32M, latest)")
     ratings = directory / "ratings.csv"
     frame = read_table(ratings, ("userId", "movieId", "rating", "timestamp"), sep=",", header=True,
                        what="a CSV with header userId,movieId,rating,timestamp")  # fmt: skip

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recommender.datasets._read import layout_dir
 from recommender.data import Dataset, ensure_event_schema
 from recommender.errors import DataError
 from recommender.item_table import release_columns
@@ -138,7 +139,7 @@ def load_movielens_100k(directory: str | Path) -> Dataset:
     groups that calibration and exposure rules can read. MovieLens names no
     provider: give an item table (``--items``) for provider rules.
     """
-    directory = Path(directory)
+    directory = layout_dir(Path(directory), "u.data", "MovieLens-100K")
     if not directory.is_dir():
         raise DataError(f"{directory}: not a directory; expected a MovieLens-100K directory holding u.data")
     udata = directory / "u.data"

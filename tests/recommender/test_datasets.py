@@ -151,3 +151,17 @@ def test_formats_are_detected_and_an_unknown_one_is_refused(tmp_path: Path, ml1m
 def test_a_missing_file_names_what_was_expected(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'ratings.dat'}: no such file; expected '::'-separated lines")):
         load_format(tmp_path, "movielens-1m")
+
+
+@pytest.mark.parametrize(("fmt", "main", "line"), [
+    ("movielens-1m", "ratings.dat", "1::1193::5::978300760\n"),
+    ("movielens-csv", "ratings.csv", "userId,movieId,rating,timestamp\n1,2,4.5,978300760\n"),
+    ("movielens-100k", "u.data", "1\t2\t4\t978300760\n"),
+])  # fmt: skip
+def test_a_layout_read_as_a_folder_takes_its_main_file_and_refuses_another_file(tmp_path: Path, fmt: str, main: str, line: str) -> None:
+    folder = tmp_path / fmt
+    ratings = _write(folder / main, line)
+    assert load_format(ratings, fmt).n_events == load_format(folder, fmt).n_events == 1
+    other = _write(tmp_path / "export.txt", line)
+    with pytest.raises(DataError, match=rf"^{re.escape(str(other))}: a file; the .* layout is read from the folder holding {re.escape(main)}"):
+        load_format(other, fmt)
