@@ -15,7 +15,11 @@ so it can never be half-applied.
 
 The pack's identity is its ``metadata.version`` and its content hash (a SHA-256
 over a canonical JSON of the normalized pack); both are stamped on every audit
-result and every decision.
+result and every decision. The optional accountability sections (controller, DPO,
+model card, systemic risks) are left out of the normal form when absent, so a pack
+without them keeps its hash. The module is a little over 600 lines because the
+whole pack schema, from which the reference and the JSON Schema are generated,
+reads best in one place.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_serializer, model_validator
 
 import governance.checks  # noqa: F401  (registers every check)
 from governance.located import TOO_LARGE, YAML_LIMITS, PackIssue, PolicyError, load_yaml, validate_located
@@ -394,6 +398,54 @@ class GateSection(_Strict):
     """Block when more rules than this end in ``warn``."""
 
 
+# -- accountability: who answers for the system, what it is for, the risks it carries (optional) ----------
+MITIGATION_MECHANISMS = ("item_blocks", "escalation", "non_profiling", "exploration", "reranking")
+"""Mechanisms a systemic risk may name besides the pack's rule ids and re-rankers."""
+
+
+class Controller(_Strict):
+    """The controller (GDPR Art. 4(7)) the report names as answerable for the recommender."""
+
+    name: str = Field(min_length=1)
+    address: str = Field(min_length=1)
+    contact: str = Field(min_length=1)
+    """Where a regulator or a data subject reaches the controller: an e-mail address, a web form."""
+
+
+class DataProtectionOfficer(_Strict):
+    """The data protection officer (GDPR Art. 37 to 39)."""
+
+    name: str = Field(min_length=1)
+    contact: str = Field(min_length=1)
+
+
+class SystemicRisk(_Strict):
+    """A systemic risk of the recommender (DSA Art. 34(1)) as assessed, and what mitigates it (Art. 35(1))."""
+
+    id: str = Field(pattern=RULE_ID)
+    category: Literal["illegal_content", "fundamental_rights", "civic_discourse", "public_health_and_minors"]
+    """The Art. 34(1) category: (a) illegal content, (b) fundamental rights, (c) civic discourse, elections and
+    public security, (d) gender-based violence, public health, minors and well-being."""
+    description: str = Field(min_length=1)
+    likelihood: Literal["low", "medium", "high"]
+    severity: Literal["low", "medium", "high"]
+    mitigations: list[str] = Field(default_factory=list)
+    """Rule ids of this pack, re-ranker names, or one of ``item_blocks``, ``escalation``, ``non_profiling``,
+    ``exploration``, ``reranking``; the report shows the evidence each one works."""
+
+
+class ModelCard(_Strict):
+    """What the model is for and what it is not (the model-card content of the report)."""
+
+    intended_use: str = Field(min_length=1)
+    out_of_scope_use: list[str] = Field(default_factory=list)
+    limitations: list[str] = Field(default_factory=list)
+
+
+ACCOUNTABILITY: tuple[str, ...] = ("controller", "dpo", "model_card", "systemic_risks")
+"""Optional top-level sections, left out of a pack's normal form (and so of its hash) when absent."""
+
+
 class Metadata(_Strict):
     """Who owns the pack and where it applies."""
 
@@ -433,6 +485,35 @@ class PolicyPack(_Strict):
     harmful_content: HarmfulContentSection = Field(default_factory=HarmfulContentSection)
     quality: QualitySection = Field(default_factory=QualitySection)
     gate: GateSection = Field(default_factory=GateSection)
+    controller: Controller | None = None
+    dpo: DataProtectionOfficer | None = None
+    model_card: ModelCard | None = None
+    systemic_risks: list[SystemicRisk] | None = None
+    """DSA Art. 34/35: the risks assessed, each with its likelihood, severity and mitigations."""
+
+    @model_validator(mode="after")
+    def _known_mitigations(self) -> PolicyPack:
+        """Every mitigation a risk names is a rule of this pack, a re-ranker or a known mechanism; ids are unique."""
+        known = {rule.id for _, rule in self.rules()} | set(_RERANKERS) | set(MITIGATION_MECHANISMS)
+        ids = [risk.id for risk in self.systemic_risks or ()]
+        if len(set(ids)) < len(ids):
+            raise ValueError(f"systemic_risks: ids must be unique, got {sorted({i for i in ids if ids.count(i) > 1})}")
+        for index, risk in enumerate(self.systemic_risks or ()):
+            if unknown := [m for m in risk.mitigations if m not in known]:
+                raise ValueError(
+                    f"systemic_risks.{index} ({risk.id}): mitigations {unknown} name no rule of this pack, "
+                    f"no re-ranker and none of {', '.join(MITIGATION_MECHANISMS)}"
+                )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_absent(self, handler: Any) -> dict[str, Any]:
+        """Leave absent optional sections out, so a pack without them keeps the hash it always had."""
+        data = handler(self)
+        for key in ACCOUNTABILITY:
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
 
     def rules(self) -> list[tuple[str, Any]]:
         """Every rule as ``(section, rule)``, in pack order."""
