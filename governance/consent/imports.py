@@ -10,7 +10,9 @@ file adds nothing, and an import cut short is finished by running it again.
 
 A file that is not a table, or lacks a mapped column, raises before anything is
 written. Rows at fault are reported (:class:`~governance.consent.import_rows.RowProblem`),
-never written; the others are.
+never written; the others are. So are the rows of an erased subject dated
+before their erasure: importing them again would give the history back to the
+person the erasure unlinked (the erasure's suppression record says when).
 
 Unlike ``recgov consent set --pack``, an import does not open erasure requests
 for the withdrawals it carries (``erase_on_withdrawal``): it brings a history
@@ -25,10 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from tqdm.auto import tqdm
 
 from audits.consent import BatchOutcome, append_consent_batch
 from audits.consent_import import BATCH_COLUMNS
+from audits.suppression import suppressions_for
 from governance.consent.import_rows import RowProblem, check_consent_rows
 from governance.consent.import_table import ConsentImportMapping, ConsentTable, read_consent_table
 from governance.policy import LoadedPack
@@ -40,6 +44,9 @@ DEFAULT_BATCH_SIZE = 50_000
 """Records appended per transaction (and per trail anchor)."""
 MAX_BATCH_SIZE = 1_000_000
 BAD_BATCH_SIZE = "the batch size must be an integer from 1 to {max}; got {value!r}"
+ERASED_BEFORE = (
+    "the subject was erased at {erased_at}; a record from before the erasure is not imported again (GDPR Art. 17)"
+)
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,28 @@ def _batch_size(value: int) -> int:
     return value
 
 
+def _without_erased(store: Any, valid: pd.DataFrame, located_by: Any) -> tuple[pd.DataFrame, list[RowProblem]]:
+    """The valid rows less those of erased subjects dated before their erasure, and a problem for each of those.
+
+    An erasure crypto-shreds the subject; importing their old history again would
+    give it back to them under a new pseudonym. The suppression record the
+    erasure left (:mod:`audits.suppression`, one query for the whole file) says when.
+    """
+    if valid.empty:
+        return valid, []
+    with store.session() as session:
+        suppressed = suppressions_for(session, valid["subject"].unique().tolist())
+    if not suppressed:
+        return valid, []
+    erased_at = valid["subject"].map({s: pd.Timestamp(e.erased_at) for s, e in suppressed.items()})
+    before = (valid["recorded_at"] <= erased_at).to_numpy(dtype=bool, na_value=False)
+    problems = [
+        RowProblem(int(position), located_by, "time", ERASED_BEFORE.format(erased_at=moment.isoformat()))
+        for position, moment in zip(valid["position"][before], erased_at[before], strict=True)
+    ]
+    return valid[~before].reset_index(drop=True), problems
+
+
 def import_consent_table(
     store: Any,
     table: ConsentTable,
@@ -87,7 +116,8 @@ def import_consent_table(
     batch_size = _batch_size(batch_size)
     section = pack.pack.consent if pack is not None else None
     checked = check_consent_rows(table, section=section, pack=None if pack is None else pack.name)
-    valid = checked.valid
+    valid, erased = _without_erased(store, checked.valid, table.located_by)
+    problems = sorted([*checked.problems, *erased], key=lambda p: p.position)
     located = table.located_by
     outcomes: list[dict[str, Any]] = []
     starts = range(0, len(valid), batch_size)
@@ -105,9 +135,9 @@ def import_consent_table(
             bar.update(len(chunk))
     return ConsentImportReport(
         file=table.name, sha256=table.sha256, format=table.format, pack=None if pack is None else pack.name,
-        rows=len(table.rows), valid=len(valid), invalid=checked.invalid_rows,
+        rows=len(table.rows), valid=len(valid), invalid=checked.invalid_rows + len(erased),
         added=sum(o["added"] for o in outcomes), already_recorded=sum(o["already_recorded"] for o in outcomes),
-        batches=outcomes, problems=checked.problems,
+        batches=outcomes, problems=problems,
     )  # fmt: skip
 
 

@@ -194,3 +194,17 @@ def test_without_a_pack_each_row_needs_a_basis(db_url: str, tmp_path: Path) -> N
         assert report.added == 1
     finally:
         store.close()
+
+
+def test_an_erased_subjects_history_from_before_the_erasure_is_not_imported_again(store: Store, tmp_path: Path) -> None:
+    """An erasure unlinks the person; importing their old history again would give it back to them."""
+    from governance.privacy import erase_subject
+
+    path = _write(tmp_path, GOOD, "csv")
+    assert import_consent(store, path, pack=EU).added == 3
+    erase_subject(store, "alice-20811", pack=EU, measure_carbon=False)
+    report = import_consent(store, path, pack=EU)
+    assert [(p.position, p.field, p.reason.split(";")[0].startswith("the subject was erased at")) for p in report.problems] == [(2, "time", True)]
+    assert (report.added, report.already_recorded, report.invalid) == (0, 2, 1)
+    with store.session() as session:
+        assert all(r["source"] != "banner" for r in consent_history(session, "alice-20811"))
