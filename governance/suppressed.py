@@ -52,7 +52,7 @@ from audits.subjects import _subject_bytes, reading_installation_key
 from audits.suppression import _lookup as _suppression_lookup
 from audits.suppression import suppressions_for
 from audits.trail import read_head
-from recommender.data import Dataset
+from recommender.data import Dataset, event_times
 
 __all__ = [
     "ERASURES_SEEN",
@@ -244,8 +244,17 @@ def drop_erased_events(dataset: Dataset, store: Any) -> tuple[Dataset, dict[str,
     What a training run without a pack does (with a pack,
     :func:`governance.privacy.filter_training_events` does this among its other
     rules): the events a subject made after their erasure are a new history and
-    stay. Returns the data (the input itself when nothing goes) and a report:
-    event and subject counts, and :data:`ERASURES_SEEN`.
+    stay. Returns the data (the input itself when nothing goes; else
+    :meth:`~recommender.data.Dataset.subset`, which keeps the rating scale and
+    column origins) and a report: event and subject counts, and
+    :data:`ERASURES_SEEN`.
+
+    Raises
+    ------
+    DataError
+        When an event's timestamp is present but not a time
+        (:func:`recommender.data.event_times`): a missing time is an event of
+        unknown time, which goes, but a broken one is reported, not guessed at.
     """
     events = dataset.events
     codes, uniques = pd.factorize(events["user_id"].astype("string"), sort=True)
@@ -257,7 +266,7 @@ def drop_erased_events(dataset: Dataset, store: Any) -> tuple[Dataset, dict[str,
     if found:
         until = erased_until(subjects, found)
         limit = np.append(until, np.datetime64("NaT", "ns"))[codes]  # events without a subject: no erasure
-        stamps = pd.to_datetime(events["timestamp"], utc=True, errors="coerce").to_numpy(dtype="datetime64[ns]")
+        stamps = event_times(events, source=dataset.name)
         gone = ~np.isnat(limit) & ~(stamps > limit)  # at or before the erasure, or of unknown time
     report = {
         "pack": "(none: erasures only)",
@@ -268,15 +277,7 @@ def drop_erased_events(dataset: Dataset, store: Any) -> tuple[Dataset, dict[str,
     }
     if not gone.any():
         return dataset, report
-    kept = events.loc[~gone].reset_index(drop=True)
-    for column in ("user_id", "item_id"):
-        if isinstance(kept[column].dtype, pd.CategoricalDtype):
-            kept[column] = kept[column].cat.remove_unused_categories()
-    users = dataset.users
-    if users is not None and len(users):
-        left = set(kept["user_id"].astype(str).unique().tolist())
-        users = users.loc[np.asarray(users.index.astype(str).isin(list(left)), dtype=bool)]
-    return Dataset(events=kept, users=users, items=dataset.items, name=dataset.name, source=dataset.source), report
+    return dataset.subset(~gone), report
 
 
 def erased_until(subjects: list[str], suppressions: dict[str, Any]) -> np.ndarray:

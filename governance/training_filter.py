@@ -59,7 +59,7 @@ from audits.trail import append_event
 from governance.policy import ConsentPurpose, LoadedPack, PolicyPack
 from governance.privacy_common import UNLISTED_PURPOSE, as_moment, pack_policy, pack_stamp
 from governance.suppressed import ERASURES_SEEN, erased_until, suppressions_read_at
-from recommender.data import Dataset
+from recommender.data import Dataset, event_times
 from recommender.errors import ConfigError
 
 __all__ = ["EXCLUSION_REASONS", "ExclusionCounts", "filter_training_events"]
@@ -216,7 +216,7 @@ def filter_training_events(
     if policy.minimization.retention_days is not None:
         cutoff = moment - timedelta(days=policy.minimization.retention_days)
     verdict = _event_reasons(dataset.events, codes, subjects, subject_reason, reading, cutoff)
-    filtered, kept_subjects = _kept_data(dataset, codes, subjects, verdict.event_reason == 0)
+    filtered, kept_subjects = _kept_data(dataset, codes, verdict.event_reason == 0)
     counts = ExclusionCounts.of(verdict, kept_subjects)
 
     report: dict[str, Any] = {
@@ -305,19 +305,19 @@ def _event_reasons(
     stamps = None
     erased_subjects = 0
     if reading.suppressed:
-        stamps = pd.to_datetime(events["timestamp"], utc=True)
+        stamps = event_times(events)
         event_reason, erased_subjects = _erased_events(
             stamps, codes, subjects, subject_reason, event_reason, reading.suppressed
         )
     if cutoff is not None:
-        stamps = pd.to_datetime(events["timestamp"], utc=True) if stamps is None else stamps
-        young = np.asarray(stamps >= pd.Timestamp(cutoff), dtype=bool)
+        stamps = event_times(events) if stamps is None else stamps
+        young = stamps >= pd.Timestamp(cutoff).tz_convert("UTC").tz_localize(None).to_datetime64()  # False for NaT
         event_reason = np.where((event_reason == 0) & ~young, _CODE["retention"], event_reason).astype(np.int8)
     return Verdict(subject_reason=subject_reason, event_reason=event_reason, erased_subjects=erased_subjects)
 
 
 def _erased_events(
-    stamps: pd.Series,
+    stamps: np.ndarray,
     codes: np.ndarray,
     subjects: list[str],
     subject_reason: np.ndarray,
@@ -332,7 +332,7 @@ def _erased_events(
     """
     until = erased_until(subjects, dict(suppressed))
     limit = np.append(until, np.datetime64("NaT", "ns"))[codes]
-    fresh = stamps.to_numpy(dtype="datetime64[ns]") > limit  # False where either is NaT
+    fresh = stamps > limit  # False where either is NaT
     gone = (event_reason == 0) & ~np.isnat(limit) & ~fresh
     event_reason = np.where(gone, _CODE["erased"], event_reason).astype(np.int8)
     alive = set(np.unique(codes[(event_reason == 0) & (codes >= 0)]).tolist())
@@ -342,22 +342,12 @@ def _erased_events(
     return event_reason, erased_subjects
 
 
-def _kept_data(dataset: Dataset, codes: np.ndarray, subjects: list[str], keep: np.ndarray) -> tuple[Dataset, int]:
-    """The data set of the kept events, and how many subjects they name.
-
-    Unused categories are dropped, so no excluded id hides in a categorical
-    dtype, and the users table keeps only the kept subjects' rows.
-    """
-    kept_events = dataset.events.loc[keep].reset_index(drop=True)
-    for column in ("user_id", "item_id"):
-        if isinstance(kept_events[column].dtype, pd.CategoricalDtype):
-            kept_events[column] = kept_events[column].cat.remove_unused_categories()
-    kept_subjects = {subjects[c] for c in np.unique(codes[keep]) if c >= 0}
-    users = dataset.users
-    if users is not None and len(users):
-        users = users.loc[np.asarray(users.index.astype(str).isin(list(kept_subjects)), dtype=bool)]
-    filtered = Dataset(events=kept_events, users=users, items=dataset.items, name=dataset.name, source=dataset.source)
-    return filtered, len(kept_subjects)
+def _kept_data(dataset: Dataset, codes: np.ndarray, keep: np.ndarray) -> tuple[Dataset, int]:
+    """The data set of the kept events (:meth:`~recommender.data.Dataset.subset`: the rating scale and
+    column origins stay, unused categories go, so no excluded id hides in a categorical dtype, and the
+    users table keeps only the kept subjects' rows), and how many subjects they name."""
+    kept_subjects = int(np.count_nonzero(np.unique(codes[keep]) >= 0))
+    return dataset.subset(keep), kept_subjects
 
 
 def _record_filtering(

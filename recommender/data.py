@@ -50,6 +50,7 @@ __all__ = [
     "InteractionMatrix",
     "empty_events",
     "ensure_event_schema",
+    "event_times",
 ]
 
 EVENT_COLUMNS: tuple[str, ...] = (
@@ -133,6 +134,37 @@ def ensure_event_schema(events: pd.DataFrame, *, source: str = "events") -> pd.D
     return out[list(EVENT_COLUMNS) + extra]
 
 
+def event_times(events: pd.DataFrame, *, source: str = "events") -> np.ndarray:
+    """The events' times as naive UTC ``datetime64[ns]``; ``NaT`` where a time is missing.
+
+    Every rule that compares event times (erasure, retention) reads them here, so
+    they agree on what a time is: a missing one is an event of unknown time (each
+    rule says what becomes of it), while a value that is present but is not a time
+    is a broken input, never silently treated as missing.
+
+    Raises
+    ------
+    DataError
+        Naming the first row (its position in ``events``) whose timestamp cannot
+        be read as a time, and the value.
+    """
+    raw = events["timestamp"]
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):
+        return raw.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        stamps = pd.to_datetime(raw, unit="s", utc=True, errors="coerce")
+    else:
+        stamps = pd.to_datetime(raw, utc=True, errors="coerce", format="mixed")
+    bad = np.asarray(stamps.isna(), dtype=bool) & np.asarray(raw.notna(), dtype=bool)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{source}: row {row} column timestamp {raw.iloc[row]!r} cannot be read as a time "
+            f"({int(bad.sum())} such row(s)); give Unix seconds or ISO 8601"
+        )
+    return stamps.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Interaction events with their user and item tables.
@@ -193,6 +225,35 @@ class Dataset:
     def with_events(self, events: pd.DataFrame) -> Dataset:
         """A copy of this dataset holding other events (after filtering, say)."""
         return replace(self, events=events)
+
+    def subset(self, keep: np.ndarray | pd.Series) -> Dataset:
+        """A copy holding only the events where ``keep`` is true, every other attribute kept.
+
+        What filtering for privacy needs (erasures, consent, retention): the rating
+        scale, the column origins, the name, source and item catalog stay as they
+        were, so validating the result judges it as the original was judged. The
+        events are renumbered from 0 in their input order; unused ``user_id`` and
+        ``item_id`` categories are dropped, so no left-out id hides in a
+        categorical dtype; the user table keeps only the rows of users who still
+        have an event.
+
+        Raises
+        ------
+        DataError
+            When ``keep`` is not one boolean per event.
+        """
+        mask = np.asarray(keep)
+        if mask.dtype != bool or mask.shape != (len(self.events),):
+            raise DataError(f"subset: keep must be one boolean per event ({len(self.events)}), got {mask.dtype} of shape {mask.shape}")
+        events = self.events.loc[mask].reset_index(drop=True)
+        for column in ("user_id", "item_id"):
+            if isinstance(events[column].dtype, pd.CategoricalDtype):
+                events[column] = events[column].cat.remove_unused_categories()
+        users = self.users
+        if users is not None and len(users):
+            left = pd.Index(events["user_id"].dropna().astype(str).unique())
+            users = users.loc[np.asarray(users.index.astype(str).isin(left), dtype=bool)]
+        return replace(self, events=events, users=users)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,138 @@
+"""Filtering a data set for privacy (erasures, consent, retention) keeps what the data set is:
+its rating scale and column origins, so a half-star MovieLens set is still judged on 0.5-5 stars
+afterwards; and both filters read event times alike (a missing time is unknown, a broken one an error)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from audits import Store, record_consent
+from audits.suppression import suppress_subject
+from governance.policy import load_pack
+from governance.privacy import filter_training_events
+from governance.suppressed import drop_erased_events
+from recommender.data import Dataset, event_times
+from recommender.datasets.movielens import load_movielens_csv
+from recommender.errors import DataError
+from recommender.validate import validate_events
+
+EU = load_pack(Path(__file__).resolve().parents[2] / "policies" / "eu-gdpr-dsa.yaml")
+NOW = datetime(2024, 7, 2, tzinfo=UTC)
+ERASED_AT = datetime(2024, 6, 1, tzinfo=UTC)
+# user, movie, rating, Unix time (2024-03 to 2024-05): half stars, the lowest 0.5 among them
+RATINGS = [
+    (1, 10, 0.5, 1709251200), (1, 11, 4.5, 1709337600), (1, 12, 3.0, 1709424000),
+    (2, 10, 5.0, 1711929600), (2, 12, 2.5, 1712016000),
+    (3, 11, 0.5, 1714521600), (3, 12, 1.5, 1714608000), (3, 13, 4.0, 1714694400),
+]  # fmt: skip
+
+
+@pytest.fixture
+def half_stars(tmp_path: Path) -> Dataset:
+    lines = ["userId,movieId,rating,timestamp", *(f"{u},{m},{r},{t}" for u, m, r, t in RATINGS)]
+    (tmp_path / "ratings.csv").write_text("\n".join(lines) + "\n")
+    data = load_movielens_csv(tmp_path)
+    assert data.rating_range == (0.5, 5.0)
+    return data
+
+
+def _out_of_range(data: Dataset) -> int:
+    return sum(f.count for f in validate_events(data, now=NOW).findings if f.code == "value_out_of_range")
+
+
+def _grant(store: Store, *subjects: str) -> None:
+    with store.session() as session:
+        for subject in subjects:
+            record_consent(session, subject_id=subject, purpose="personalization", status="granted",
+                           lawful_basis="consent", source="banner", at=datetime(2024, 1, 1, tzinfo=UTC))  # fmt: skip
+
+
+def _erase(store: Store, subject: str) -> None:
+    with store.session() as session:
+        suppress_subject(session, subject, denied={}, erased_at=ERASED_AT)
+
+
+def test_an_erasure_keeps_the_half_star_scale(store: Store, half_stars: Dataset) -> None:
+    assert _out_of_range(half_stars) == 0
+    _erase(store, "2")
+    kept, report = drop_erased_events(half_stars, store)
+    assert report["events"]["excluded"]["erased"] == 2 and "2" not in set(kept.events["user_id"].astype(str))
+    assert kept.rating_range == (0.5, 5.0) and kept.columns_from == half_stars.columns_from
+    assert (kept.name, kept.source) == (half_stars.name, half_stars.source) and kept.items is half_stars.items
+    assert _out_of_range(kept) == 0  # the 0.5-star ratings left are not reported as bad values
+
+
+def test_the_training_filter_keeps_the_half_star_scale(store: Store, half_stars: Dataset) -> None:
+    _grant(store, "1", "3")  # user 2 gave no consent: opt-in, so their events go
+    _erase(store, "3")
+    kept, report = filter_training_events(half_stars, EU, store, now=NOW, record=False)
+    assert report["events"]["kept"] == 3 and set(kept.events["user_id"].astype(str)) == {"1"}
+    assert report["events"]["excluded"]["erased"] == 3 and report["subjects"]["kept"] == 1
+    assert kept.rating_range == (0.5, 5.0) and kept.columns_from == half_stars.columns_from
+    assert _out_of_range(kept) == 0
+
+
+def _with_times(data: Dataset, times: list[object]) -> Dataset:
+    events = data.events.copy()
+    events["timestamp"] = pd.Series(times, dtype=object)
+    return data.with_events(events)
+
+
+def test_both_filters_refuse_a_broken_time_naming_its_row(store: Store, half_stars: Dataset) -> None:
+    times = [e.isoformat() for e in half_stars.events["timestamp"]]
+    times[4] = "the fifth of never"
+    broken = _with_times(half_stars, times)
+    _grant(store, "1", "2", "3")
+    _erase(store, "2")
+    with pytest.raises(DataError, match=r"row 4 column timestamp 'the fifth of never'"):
+        drop_erased_events(broken, store)
+    with pytest.raises(DataError, match=r"row 4 column timestamp 'the fifth of never'"):
+        filter_training_events(broken, EU, store, now=NOW, record=False)
+
+
+def test_both_filters_leave_out_an_event_of_unknown_time(store: Store, half_stars: Dataset) -> None:
+    times: list[object] = [e.isoformat() for e in half_stars.events["timestamp"]]
+    times[3] = None  # user 2's first event
+    unknown = _with_times(half_stars, times)
+    _grant(store, "1", "2", "3")
+    _erase(store, "2")
+    kept, report = drop_erased_events(unknown, store)
+    assert report["events"]["excluded"]["erased"] == 2  # at or before the erasure, or of unknown time
+    kept, report = filter_training_events(unknown, EU, store, now=NOW, record=False)
+    assert report["events"]["excluded"]["erased"] == 2 and len(kept.events) == 6
+
+
+def test_event_times_reads_seconds_text_and_aware_times_alike() -> None:
+    moment = pd.Timestamp("2024-03-01T00:00:00Z")
+    frames = [
+        pd.DataFrame({"timestamp": [moment.timestamp(), np.nan]}),
+        pd.DataFrame({"timestamp": ["2024-03-01T01:00:00+01:00", None]}),
+        pd.DataFrame({"timestamp": pd.Series([moment, pd.NaT], dtype="datetime64[ns, UTC]")}),
+    ]
+    for frame in frames:
+        got = event_times(frame)
+        assert got.dtype == np.dtype("datetime64[ns]") and got[0] == moment.tz_convert(None).to_datetime64()
+        assert np.isnat(got[1])
+
+
+def test_subset_keeps_every_attribute_and_drops_what_it_left_out(half_stars: Dataset) -> None:
+    events = half_stars.events.copy()
+    events["user_id"] = events["user_id"].astype("category")
+    users = pd.DataFrame({"age": [20, 30, 40]}, index=pd.Index(["1", "2", "3"], name="user_id"))
+    data = Dataset(events=events, users=users, items=half_stars.items, name="n", source="s",
+                   columns_from={"value": "rating"}, rating_range=(0.5, 5.0))  # fmt: skip
+    keep = (data.events["user_id"].astype(str) != "2").to_numpy()
+    part = data.subset(keep)
+    assert (part.name, part.source, part.columns_from, part.rating_range) == ("n", "s", {"value": "rating"}, (0.5, 5.0))
+    assert list(part.events.index) == list(range(6)) and "2" not in list(part.events["user_id"].cat.categories)
+    assert list(part.users.index) == ["1", "3"]
+    assert data.subset(np.ones(len(events), dtype=bool)).n_events == len(events)
+    with pytest.raises(DataError, match="one boolean per event"):
+        data.subset(np.ones(3, dtype=bool))
+    with pytest.raises(DataError, match="one boolean per event"):
+        data.subset(np.arange(len(events)))
