@@ -5,27 +5,76 @@ purging removes them from the log itself, writes the log back in its own format
 and puts a ``data.purged`` event on the trail (counts and content hashes only).
 The file is replaced atomically: a crash leaves either the old or the new log.
 
+The log is read as ``recgov data validate`` reads it: in the layout its files
+show or the one ``format`` names (:mod:`recommender.datasets`), or as a
+CSV/Parquet event log. Which events go is decided on the loaded events; the
+file is then written back without them:
+
+* a CSV/Parquet event log is rewritten from its own table, every column kept;
+* a published layout keeps its events one record a line in one file
+  (:data:`EVENT_FILES`: ``u.data``, ``ratings.dat``, ``ratings.csv``, the Last.fm
+  TSVs, ``BX-Book-Ratings.csv``, ``events.csv``): the purge drops those lines,
+  byte for byte, and leaves every other line and file as it was. Before
+  anything is written each event's line is matched to it (the same number of
+  records, and each line's user field names the event's user), so a file the
+  purge cannot align with its events is refused and nothing changes. Amazon's
+  JSON reviews are not rewritten: convert them to an event log first.
+
 An erased subject is known only by their suppression entry (a keyed hash of
 the raw id, see :mod:`audits.suppression`), which outlives the crypto-shredding
 of their pseudonym: the log's user ids are hashed the same way and every event
 of an erased subject up to the erasure is dropped (GDPR Art. 17: the
-interactions themselves are deleted, not only kept away from models).
+interactions themselves are deleted, not only kept away from models). What
+the user and item tables of a layout hold (a person's age, say) is not an
+event, and stays.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from audits.private_files import replace_keeping_mode, reserve_replacement
 from recommender.data import Dataset
+from recommender.datasets import FORMATS, UNKNOWN_FORMAT, detect_format, load_format
 from recommender.errors import ConfigError, DataError
-from recommender.loaders import ColumnMapping, is_movielens_dir, load_event_log, load_movielens_100k
+from recommender.loaders import ColumnMapping, load_event_log
 
-__all__ = ["purge_expired"]
+__all__ = ["EVENT_FILES", "EventFile", "purge_expired"]
+
+_LOG_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet")
+
+
+class EventFile(NamedTuple):
+    """Where a published layout keeps its events: one record a line of one file."""
+
+    name: str
+    """The file, in the layout's folder."""
+    header: int
+    """Lines before the first record."""
+    sep: bytes
+    """The field separator."""
+    user_field: int
+    """Which field (from 0) holds the user id, checked against each event before a line is dropped."""
+    encoding: str
+    """How the user field is decoded."""
+
+
+EVENT_FILES: dict[str, EventFile] = {
+    "movielens-100k": EventFile("u.data", 0, b"\t", 0, "ascii"),
+    "movielens-1m": EventFile("ratings.dat", 0, b"::", 0, "latin-1"),
+    "movielens-csv": EventFile("ratings.csv", 1, b",", 0, "utf-8"),
+    "lastfm-1k": EventFile("userid-timestamp-artid-artname-traid-traname.tsv", 0, b"\t", 0, "utf-8"),
+    "lastfm-360k": EventFile("usersha1-artmbid-artname-plays.tsv", 0, b"\t", 0, "utf-8"),
+    "book-crossing": EventFile("BX-Book-Ratings.csv", 1, b";", 0, "latin-1"),
+    "retailrocket": EventFile("events.csv", 1, b",", 1, "utf-8"),
+}
+"""Format name -> the file a purge rewrites, for every published layout it can write back."""
 
 
 def _cutoff(pack: Any, now: datetime | None, erased: bool) -> datetime | None:
@@ -54,65 +103,137 @@ def _erased_rows(store: Any, users: pd.Series, times: pd.Series) -> tuple[pd.Ser
     return hit.fillna(False).astype(bool), len(found)
 
 
+def _layout(path: Path, format: str | None) -> str | None:
+    """The published layout of ``path`` (None: a CSV/Parquet event log), refusing what a purge cannot rewrite."""
+    if format == "events":
+        layout = None
+    else:
+        layout = format or detect_format(path)
+    if layout is None:
+        if path.is_file() and path.suffix.lower() in _LOG_SUFFIXES:
+            return None
+        raise DataError(f"{path}: purge works on a CSV/Parquet event log or a data set folder ({', '.join(EVENT_FILES)}); name its layout with --format")
+    if layout not in FORMATS:
+        raise ConfigError(UNKNOWN_FORMAT.format(name=layout, known=", ".join([*FORMATS, "events"])))
+    if layout not in EVENT_FILES:
+        raise DataError(
+            f"{path}: purge cannot write back the {layout} layout (its events are not one line each of one file); "
+            "convert it to a CSV/Parquet event log and purge that"
+        )
+    return layout
+
+
+def _log_writer(path: Path, mapping: ColumnMapping, keep: np.ndarray) -> Callable[[Path], None]:
+    """Writes the kept rows of a CSV/Parquet event log, every column as it was."""
+    if path.suffix.lower() == ".parquet":
+        table = pd.read_parquet(path)
+        return lambda tmp: table[keep].to_parquet(tmp, index=False)
+    table = pd.read_csv(path, sep=mapping.delimiter, dtype=str, keep_default_na=False)
+    return lambda tmp: table[keep].to_csv(tmp, sep=mapping.delimiter, index=False)
+
+
+def _lines(raw: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Byte offsets of each line of ``raw`` (start, end past its newline) and whether it holds anything but blanks."""
+    data = np.frombuffer(raw, dtype=np.uint8)
+    breaks = np.flatnonzero(data == 0x0A)
+    starts = np.concatenate(([0], breaks + 1))
+    ends = np.concatenate((breaks + 1, [len(data)]))
+    if starts[-1] == len(data):  # the file ends with a newline: no line after it
+        starts, ends = starts[:-1], ends[:-1]
+    printed = np.concatenate(([0], np.cumsum(data > 0x20)))  # anything but space, tab, CR, LF and controls
+    return starts, ends, printed[ends] - printed[starts] > 0
+
+
+def _record_lines(target: Path, layout: str, events: pd.DataFrame) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
+    """The bytes of ``target``, its line offsets, and for each event the index of its line.
+
+    Blank lines are no records (the loaders skip them). Refuses, changing
+    nothing, a file whose records do not match the events one to one in order
+    (a count or a user id that differs).
+    """
+    spec = EVENT_FILES[layout]
+    raw = target.read_bytes()
+    starts, ends, filled = _lines(raw)
+    records = np.flatnonzero(filled)
+    records = records[records >= spec.header]
+    if len(records) != len(events):
+        raise DataError(f"{target}: {len(records):,} records but {len(events):,} events were read from them; nothing purged")
+    text = pd.Series(raw.decode(spec.encoding, errors="replace").split("\n"), dtype=object).iloc[records]
+    users = text.str.split(spec.sep.decode(), n=spec.user_field + 1, regex=False).str[spec.user_field]
+    users = users.fillna("").str.strip().str.strip('"').str.strip().to_numpy(dtype=object)
+    differ = np.flatnonzero(users != events["user_id"].astype(str).to_numpy(dtype=object))
+    if len(differ):
+        line = int(records[differ[0]]) + 1
+        raise DataError(f"{target} line {line}: the record does not name the user of the event read from it; nothing purged")
+    return raw, starts, ends, records
+
+
+def _line_writer(path: Path, layout: str, events: pd.DataFrame, keep: np.ndarray) -> tuple[Path, Callable[[Path], None]]:
+    """The layout's event file, and a writer of its bytes without the lines of the purged records."""
+    spec = EVENT_FILES[layout]
+    target = path / spec.name if path.is_dir() else path
+    raw, starts, ends, records = _record_lines(target, layout, events)
+    kept_lines = np.ones(len(starts), dtype=bool)
+    kept_lines[records[~keep]] = False
+    kept_bytes = np.repeat(kept_lines, ends - starts)  # the lines cover the file, in order
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(np.frombuffer(raw, dtype=np.uint8)[kept_bytes].tobytes())
+
+    return target, write
+
+
 def purge_expired(
-    source: str | Path, pack: Any, store: Any, *, mapping: ColumnMapping | None = None, now: datetime | None = None,
-    dry_run: bool = False, actor: str | None = None, erased: bool = True,
+    source: str | Path, pack: Any, store: Any, *, mapping: ColumnMapping | None = None, format: str | None = None,
+    now: datetime | None = None, dry_run: bool = False, actor: str | None = None, erased: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
     """Remove events older than the retention window, and (``erased``) every event of an erased subject
-    up to their erasure, from the log at ``source`` (CSV, Parquet or a MovieLens directory)."""
+    up to their erasure, from the log at ``source``.
+
+    ``source`` is read in ``format`` (a name of :data:`recommender.datasets.FORMATS`,
+    or ``"events"``), else in the layout its files show, else as a CSV/Parquet event
+    log renamed by ``mapping``. Returns the report also put on the trail.
+
+    Raises
+    ------
+    ConfigError
+        The pack sets no retention window and ``erased`` is off; or ``format`` is unknown.
+    DataError
+        The log cannot be read, is a layout the purge cannot write back, or its
+        records cannot be matched to its events. Nothing is changed.
+    """
     from audits import append_event
 
     path = Path(source)
     cutoff = _cutoff(pack, now, erased)
-    if path.is_dir() and is_movielens_dir(path):
-        target = path / "u.data"
-        raw = pd.read_csv(target, sep="\t", header=None, names=["user", "item", "rating", "timestamp"], dtype=str)
-        seconds = pd.to_numeric(raw["timestamp"], errors="coerce")
-        old = (seconds < cutoff.timestamp()) if cutoff is not None else pd.Series(False, index=raw.index)
-        times = pd.to_datetime(seconds, unit="s", utc=True)
-        gone, n_erased = _erased_rows(store, raw["user"], times) if erased else (pd.Series(False, index=raw.index), 0)
-        keep = (~old & ~gone).to_numpy()
-        before = load_movielens_100k(path).content_hash()
-
-        def write(tmp: Path) -> None:
-            raw[keep].to_csv(tmp, sep="\t", header=False, index=False)
-    elif path.suffix.lower() in (".csv", ".tsv", ".txt", ".parquet"):
-        target = path
-        mapping = mapping or ColumnMapping()
-        dataset: Dataset = load_event_log(path, mapping)
-        before = dataset.content_hash()
-        events = dataset.events
-        old = (events["timestamp"] < pd.Timestamp(cutoff)) if cutoff is not None else pd.Series(False, index=events.index)
-        gone, n_erased = _erased_rows(store, events["user_id"], events["timestamp"]) if erased else (pd.Series(False, index=events.index), 0)
-        keep = (~old.fillna(False) & ~gone).to_numpy()
-        if path.suffix.lower() == ".parquet":
-            table = pd.read_parquet(path)
-
-            def write(tmp: Path) -> None:
-                table[keep].to_parquet(tmp, index=False)
-        else:
-            table = pd.read_csv(path, sep=mapping.delimiter, dtype=str, keep_default_na=False)
-
-            def write(tmp: Path) -> None:
-                table[keep].to_csv(tmp, sep=mapping.delimiter, index=False)
+    layout = _layout(path, format)
+    mapping = mapping or ColumnMapping()
+    dataset: Dataset = load_event_log(path, mapping) if layout is None else load_format(path, layout)
+    events = dataset.events
+    none = pd.Series(False, index=events.index)
+    old = (events["timestamp"] < pd.Timestamp(cutoff)).fillna(False) if cutoff is not None else none
+    gone, n_erased = _erased_rows(store, events["user_id"], events["timestamp"]) if erased else (none, 0)
+    keep = (~old & ~gone).to_numpy(dtype=bool)
+    if layout is None:
+        target, write = path, _log_writer(path, mapping, keep)
     else:
-        raise DataError(f"{path}: purge works on a CSV/Parquet event log or a MovieLens-100K directory")
+        target, write = _line_writer(path, layout, events, keep)
     n_total, n_kept = int(len(keep)), int(keep.sum())
-    n_old, n_gone = int(old.fillna(False).sum()), int(gone.sum())
     report: dict[str, Any] = {
         "source": str(path),
+        "format": layout or "events",
         "pack": pack.metadata.name,
         "pack_version": pack.metadata.version,
         "retention_days": pack.minimization.retention_days,
         "cutoff": cutoff.isoformat() if cutoff is not None else None,
         "events_total": n_total,
         "events_purged": n_total - n_kept,
-        "events_past_retention": n_old,
-        "events_of_erased_subjects": n_gone,
+        "events_past_retention": int(old.sum()),
+        "events_of_erased_subjects": int(gone.sum()),
         "erased_subjects_found": n_erased,
         "events_kept": n_kept,
         "dry_run": dry_run,
-        "dataset_before": before,
+        "dataset_before": dataset.content_hash(),
     }
     if dry_run or n_kept == n_total:
         return report
@@ -120,7 +241,7 @@ def purge_expired(
     try:
         write(tmp)
         with store.session() as session:  # the record first: a purge without its trail event never lands
-            event = append_event(session, actor=actor or "recgov", action="data.purged", objects={"dataset": before}, payload=report)
+            event = append_event(session, actor=actor or "recgov", action="data.purged", objects={"dataset": report["dataset_before"]}, payload=report)
             replace_keeping_mode(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
