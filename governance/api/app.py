@@ -12,6 +12,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from audits.db import open_store
+from governance.api.console import router as console_router
 from governance.api.errors import install_error_handlers
 from governance.api.limits import BodyLimit
 from governance.api.metrics import install_metrics
@@ -20,6 +21,7 @@ from governance.api.reads import FastReads
 from governance.api.routes import (
     audits,
     consent,
+    deployment_policy,
     deployments,
     harm,
     health,
@@ -32,6 +34,7 @@ from governance.api.routes import (
     subjects,
     trail,
 )
+from governance.api.services.engines import close_engines, engines_of
 from governance.api.settings import ApiSettings
 from recommender.als import pin_blas_single_thread
 
@@ -55,7 +58,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         pin_blas_single_thread()
         # On the embedded store lists are decided on the event loop and their model part is made in
         # the compute process: started now, it is ready (imports done) before the first lists come.
-        cache = recommendations.engines_of(app)
+        cache = engines_of(app)
         if cache.compute is not None and app.state.reads.embedded:
             cache.compute.start()
         # The decision log's writer too: a governed list waits for its decision's commit, and a writer
@@ -75,7 +78,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         finally:
             app.state.audit_runner.shutdown()
             app.state.pack_parser.close()
-            recommendations.close_engines(app)  # writes what the shared decision log holds
+            close_engines(app)  # writes what the shared decision log holds
             app.state.store.close()
 
     app = FastAPI(
@@ -89,8 +92,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app, expose_errors=settings.api_expose_errors)
     review = (models, reports, records)  # what a compliance review reads beside the trail, lineage and packs
-    for module in (health, packs, trail, lineage, consent, recommendations, deployments, harm, subjects, audits, *review):
+    for module in (health, packs, trail, lineage, consent, recommendations, deployments, deployment_policy, harm, subjects, audits, *review):
         app.include_router(module.router)
+    app.include_router(console_router)  # the reviewer's console: HTML pages under /console, outside the OpenAPI document
     install_metrics(app)  # GET /metrics (viewer) and per-route latency, errors, decisions
     # Outermost but for the server's own: a body past the limit is refused before or while it streams in.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

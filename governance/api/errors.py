@@ -25,7 +25,7 @@ from governance.api.disclosure import disclosed
 from governance.located import PolicyError
 from recommender.errors import ConfigError, DataError, RecgovError
 
-__all__ = ["BODY_NOT_PARSED", "PROBLEM_BASE", "PROBLEM_JSON", "Problem", "install_error_handlers", "problem_response", "problems"]
+__all__ = ["BODY_NOT_PARSED", "PROBLEM_BASE", "PROBLEM_JSON", "UNKNOWN_MODEL", "Problem", "install_error_handlers", "problem_response", "problems"]
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://recgov.dev/problems/"
@@ -50,6 +50,8 @@ _TYPES = {401: "unauthorized", 403: "forbidden", 404: "not-found", 409: "conflic
 # FastAPI raises a 400 with this text when a JSON body is not even UTF-8 (malformed UTF-8
 # JSON is a 422 ``json_invalid``); both are answered alike, as a 422 naming the body.
 _FASTAPI_BODY_ERROR = "There was an error parsing the body"
+UNKNOWN_MODEL = "model version {version!r} is not in the store; GET /v1/models lists the versions it holds"
+"""The 404 of every resource addressed by a model version (models, reports, records)."""
 BODY_NOT_PARSED = "the body is not JSON: send a JSON object, encoded as UTF-8, with 'Content-Type: application/json'"
 
 _DESCRIPTIONS = {

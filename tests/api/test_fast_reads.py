@@ -18,7 +18,7 @@ from audits.models import StoreMeta
 from audits.suppression import suppress_subject
 from governance.api.keys import create_key, live_key, revoke_key
 from governance.api.reads import MAX_PREPARED, FastReads
-from governance.api.routes.recommendations import blocks_revision
+from governance.api.services.engines import blocks_revision
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 

@@ -38,7 +38,7 @@ from governance.api.deps import AuditKey, ReadKey, SessionDep, SettingsDep
 from governance.api.disclosure import shown_to
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
-from governance.api.routes.recommendations import engines_of
+from governance.api.services.engines import engines_of
 from governance.api.schemas.audits import AuditCreate, AuditJobDetail, AuditJobList, AuditJobPublic
 from governance.gate import GateDocument
 from recommender.errors import DataError

@@ -24,7 +24,7 @@ from governance.api.schemas.deployments import PolicySet
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["deployments"], responses=problems(401, 500))
+router = APIRouter(prefix="/v1/deployments", tags=["deployments"], responses=problems(401, 500))
 
 
 @router.get("/policy", summary="The pack bound to each gated stage (an unbound stage refuses every promotion)")

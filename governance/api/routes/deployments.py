@@ -20,7 +20,6 @@ from governance.api.call_record import record_call
 from governance.api.deps import GovernKey, ReadKey, SessionDep, SettingsDep, StoreDep
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
-from governance.api.routes import deployment_policy
 from governance.api.schemas import IDENTIFIER
 from governance.api.schemas.deployments import PromotionCreate, Rollback
 from recommender.errors import ConfigError
@@ -92,5 +91,3 @@ def rollback(store: StoreDep, session: SessionDep, key: GovernKey) -> dict[str, 
 def list_deployments(store: StoreDep, key: ReadKey) -> dict[str, Any]:
     return deploy.status(store)
 
-
-router.include_router(deployment_policy.router)  # /v1/deployments/policy

@@ -21,16 +21,15 @@ from sqlalchemy.orm import Session
 from audits.lineage import lineage_of
 from audits.models import AuditRun, DatasetVersion, Deployment, ModelVersion, TrainingRun
 from governance.api.deps import ReadKey, SessionDep
-from governance.api.errors import Problem, problems
+from governance.api.errors import UNKNOWN_MODEL, Problem, problems
 from governance.api.schemas import IDENTIFIER
 from governance.api.schemas.models import ModelDetail, ModelList
 from governance.suppressed import model_standing
 
-__all__ = ["UNKNOWN_MODEL", "router"]
+__all__ = ["router"]
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=problems(401, 403, 500))
 
-UNKNOWN_MODEL = "model version {version!r} is not in the store; GET /v1/models lists the versions it holds"
 VersionPath = Annotated[str, Path(min_length=1, max_length=128, pattern=IDENTIFIER, description="A model version id.")]
 
 

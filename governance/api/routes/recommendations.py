@@ -26,12 +26,10 @@ from governance.api.deps import ListsKey, SettingsDep, StoreDep
 from governance.api.errors import problems
 from governance.api.keys import actor_of
 from governance.api.schemas.recommendations import GovernedList, Pong, RecommendationCreate, governed_list_json
-from governance.api.services.engines import blocks_revision, close_engines, engines_of
+from governance.api.services.engines import engines_of
 from governance.api.services.lists import Decided, ListContext, NotReady, committed, decide_on_loop, decide_on_thread, prepare_on_loop
 
-# blocks_revision, close_engines and engines_of live in governance.api.services.engines; they stay
-# importable from here for the callers that found them on this module.
-__all__ = ["blocks_revision", "close_engines", "engines_of", "router"]
+__all__ = ["router"]
 
 router = APIRouter(tags=["recommendations"], responses=problems(401, 403, 500))
 

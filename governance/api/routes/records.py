@@ -16,8 +16,7 @@ from fastapi import APIRouter, Query
 
 from governance import packs as pack_store
 from governance.api.deps import AuditKey, ReadKey, SettingsDep, StoreDep
-from governance.api.errors import Problem, problems
-from governance.api.routes.models import UNKNOWN_MODEL
+from governance.api.errors import UNKNOWN_MODEL, Problem, problems
 from governance.api.schemas import IDENTIFIER
 from governance.api.schemas.records import Disclosure, ProcessingRecord
 from governance.audit import recorded_model

@@ -24,8 +24,7 @@ from fastapi.responses import HTMLResponse, Response
 from audits.models import ModelVersion
 from governance import packs as pack_store
 from governance.api.deps import AuditKey, SessionDep, SettingsDep
-from governance.api.errors import Problem, problems
-from governance.api.routes.models import UNKNOWN_MODEL
+from governance.api.errors import UNKNOWN_MODEL, Problem, problems
 from governance.api.schemas import IDENTIFIER
 from governance.report import render_html
 from governance.report.gather import report_document
