@@ -1,4 +1,10 @@
-"""Data checks: raw-log validation findings within limits, and drift against a baseline."""
+"""Data checks: raw-log validation findings within limits, and drift against a baseline.
+
+The validation findings are computed by the audit before any check runs
+(:func:`recommender.validate.validate_events`); the ``validation_findings``
+rule's ``bots`` thresholds are what it validates with, so a pack tunes bot
+detection to its traffic in the same place it sets the share it accepts.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from pydantic import Field
 from governance.checks._base import CheckConfig, skipped, verdict
 from governance.facts import AuditFacts
 from governance.registry import Check, CheckResult, register
+from recommender.bots import BotRules
 
 __all__ = ["ValidationFindings", "DataDrift"]
 
@@ -27,6 +34,10 @@ class ValidationFindings(Check):
         """Finding code -> largest acceptable share of rows (0..1); e.g. duplicate_events: 0.01."""
         default_max_share: float = Field(0.0, ge=0, le=1)
         """Limit of every finding not listed in ``max_share``."""
+        bots: BotRules = Field(default_factory=BotRules)
+        """Thresholds of the ``bot_users`` finding (:class:`recommender.bots.BotRules`; each one left out keeps its
+        default), e.g. ``{min_events: 50, catalog_share: 0.8}`` for a shop whose best customers see most of a
+        small catalog. The audit validates the data with them, so the share judged is the share these rules call bots."""
 
     def evaluate(self, config: Config, facts: AuditFacts, section: Any) -> CheckResult:
         if facts.validation is None:
