@@ -4,6 +4,10 @@ which checks it passed, what it emitted, and the trail that proves nothing was r
 :func:`collect` reads the store into one JSON-ready document (counts only for
 subjects: no raw id and no pseudonym ever enters it); :func:`render_html` turns it
 into a self-contained page and :func:`openlineage_events` into OpenLineage run events.
+The document opens with an executive summary (:mod:`governance.report.summary`)
+and carries what a DSA auditor asks for first (:mod:`governance.report.accountability`):
+controller and DPO, model card, timeliness, the non-profiling option and the
+systemic risks with their mitigations.
 
 Example
 -------
@@ -24,6 +28,8 @@ from audits.checkpoints import list_checkpoints
 from audits.lineage import lineage_of
 from audits.models import AuditResult, EscalationCase, SubjectRequest
 from audits.trail import read_head
+from governance.report.accountability import accountability
+from governance.report.summary import executive_summary
 
 __all__ = ["REPORT_SCHEMA", "collect", "openlineage_events", "render_html"]
 
@@ -94,7 +100,7 @@ def collect(session: Session, model_version_id: str, pack: Any | None = None) ->
             "audited": any(a["policy_hash"] == pack.content_hash for a in audits),
             "consent_purposes": {name: c.model_dump() for name, c in pack.pack.consent.purposes.items()},
         }
-    return {
+    document = {
         "schema": REPORT_SCHEMA,
         "generated_at": datetime.now(UTC).isoformat(),
         "model_version": chain["model_version"],
@@ -124,7 +130,10 @@ def collect(session: Session, model_version_id: str, pack: Any | None = None) ->
             else {"seq": latest.seq, "hash": latest.hash, "time": latest.time, "key_id": latest.key_id},
             "n_checkpoints": len(checkpoints),
         },
+        "accountability": accountability(session, model_version_id, audits, None if pack is None else pack.pack),
     }
+    document["executive_summary"] = executive_summary(document, document["accountability"])
+    return document
 
 
 def render_html(document: dict[str, Any]) -> str:

@@ -6,7 +6,10 @@ template is a string here, so the package needs no data files.
 
 Every section is an ``<h2>`` with a stable id and every plot a
 ``<figure class="plot" data-plot="groups|exposure|popularity|carbon">``, so a
-browser test (or a reader's tooling) can find them. Print rules (A4 pages, no
+browser test (or a reader's tooling) can find them. Plots come from every audit
+of the model, each captioned with its audit and pack. The executive summary and
+the accountability sections are fragments of their own
+(:mod:`governance.report.html_accountability`). Print rules (A4 pages, no
 figure or table row split across pages) make the same page the PDF of
 :mod:`governance.report.pdf`.
 """
@@ -19,6 +22,8 @@ import math
 from typing import Any
 
 from jinja2 import Environment, StrictUndefined
+
+from governance.report.html_accountability import SECTIONS, SUMMARY
 
 __all__ = ["plots", "render_html"]
 
@@ -88,7 +93,7 @@ def _bars(
 def _group_plots(results: list[dict[str, Any]]) -> list[Plot]:
     out: list[Plot] = []
     for r in results:
-        if r["check"] in ("exposure_share", "popularity_bias"):
+        if r["check"] in ("exposure_share", "provider_exposure", "popularity_bias"):
             continue
         figures = _group_figures(r["evidence"])
         if len(figures) < 2:
@@ -139,6 +144,8 @@ def _exposure_plots(results: list[dict[str, Any]]) -> list[Plot]:
                         "note": "exposure of the served lists; the evidence holds no figures before re-ranking",
                     }
                 )
+        elif r["check"] == "provider_exposure" and isinstance(ev.get("groups"), dict):
+            out += _ratio_plot(r["rule_id"], ev["groups"])
     if not out:
         out.append(
             {
@@ -148,6 +155,26 @@ def _exposure_plots(results: list[dict[str, Any]]) -> list[Plot]:
             }
         )
     return out
+
+
+def _ratio_plot(rule_id: str, groups: dict[str, Any]) -> list[Plot]:
+    """Each provider group's exposure share over its relevance share, with the interval the audit recorded."""
+    figures: dict[str, tuple[float, float | None, float | None]] = {}
+    for name, g in groups.items():
+        ratio = _number(g.get("exposure_ratio")) if isinstance(g, dict) else None
+        ci = g.get("exposure_ratio_ci") if ratio is not None else None
+        if ratio is not None:
+            low, high = (_number(ci[0]), _number(ci[1])) if isinstance(ci, (list, tuple)) and len(ci) == 2 else (None, None)
+            figures[str(name)] = (ratio, low, high)
+    if not figures:
+        return []
+    return [
+        {
+            "title": f"{rule_id}: exposure share over relevance share by provider group",
+            "png": _bars(f"{rule_id}: exposure / relevance", figures, "exposure share / relevance share"),
+            "note": "served lists; bars: point estimate, whiskers: confidence interval; 1 is exposure in proportion to relevance",
+        }
+    ]
 
 
 def _popularity_plots(results: list[dict[str, Any]]) -> list[Plot]:
@@ -201,15 +228,28 @@ def _carbon_plot(run: dict[str, Any]) -> Plot:
     return {"title": "Energy and emissions", "png": _png(fig), "note": run.get("carbon_method") or ""}
 
 
+_AUDIT_PLOTS = {"groups": _group_plots, "exposure": _exposure_plots, "popularity": _popularity_plots}
+
+
 def plots(document: dict[str, Any]) -> dict[str, list[Plot]]:
-    """Every plot of the report, from the latest audit's results."""
-    latest = document["audit_runs"][-1]["results"] if document["audit_runs"] else []
-    return {
-        "groups": _group_plots(latest),
-        "exposure": _exposure_plots(latest),
-        "popularity": _popularity_plots(latest),
-        "carbon": [_carbon_plot(document["training_run"])],
-    }
+    """Every plot of the report, from every audit of the model, each caption naming its audit and pack.
+
+    A model gated under one pack and audited under another has its evidence in
+    both audits, so each is plotted; a kind of plot no audit can draw is one note.
+    """
+    out: dict[str, list[Plot]] = {section: [] for section in _AUDIT_PLOTS}
+    for audit in document["audit_runs"]:
+        label = f"audit #{audit['id']}, pack {audit['policy_pack']} {audit['policy_version']}"
+        for section, make in _AUDIT_PLOTS.items():
+            out[section] += [{**pl, "title": f"{pl['title']} ({label})"} for pl in make(audit["results"]) if pl["png"]]
+    for section, make in _AUDIT_PLOTS.items():
+        out[section] = out[section] or make([])
+    return {**out, "carbon": [_carbon_plot(document["training_run"])]}
+
+
+def _raw(value: Any) -> str:
+    """A figure as a data attribute holds it: unrounded, and empty when absent."""
+    return "" if value is None else str(value)
 
 
 def _fmt(value: Any) -> str:
@@ -238,6 +278,7 @@ figure,tr,pre{break-inside:avoid}h1,h2,h3{break-after:avoid}pre{white-space:pre-
 <h1>Lineage report for model {{ m.version_id }}</h1>
 <p>Generated {{ d.generated_at }} by recgov ({{ d.schema }}). This page is self-contained: it needs no software, network or account to read.
 No data subject is named in it, not even by pseudonym: subjects appear as counts only.</p>
+""" + SUMMARY + r"""
 
 <h2 id="system">1. The system and its purpose</h2>
 <p>A recommender system ranking items for users from their interactions, governed by recgov: every model is trained on recorded data,
@@ -336,6 +377,7 @@ It uses only these fields: {{ ds.inputs|join(", ") }}.{% if ds.not_used %} It ne
 <pre>recgov trail export trail.jsonl                      # operator: writes the trail, checkpoints and public keys
 recgov trail verify-export trail.jsonl --public-key KEY.pem   # auditor: no database needed</pre>
 <p>The export verifies when its hash chain is intact and reaches a checkpoint signed by that key; the events above must then appear in it with the same hashes.</p>
+""" + SECTIONS + r"""
 </body></html>
 """
 
@@ -359,4 +401,5 @@ def render_html(document: dict[str, Any]) -> str:
         minimization=[x for x in latest if x["check"] == "input_allowlist"],
         figs=plots(document),
         fmt=_fmt,
+        raw=_raw,
     )

@@ -201,6 +201,7 @@ def test_every_section_heading_is_visible(page: dict[str, Any]) -> None:
         assert report.get_by_role("heading", level=3, name=heading, exact=True).is_visible(), heading
     ids = report.eval_on_selector_all("h2", "hs => hs.map(h => h.id)")
     assert ids == [
+        "summary",
         "system",
         "disclosure",
         "policy",
@@ -211,6 +212,10 @@ def test_every_section_heading_is_visible(page: dict[str, Any]) -> None:
         "escalations",
         "requests",
         "trail",
+        "accountability",
+        "timeliness",
+        "non-profiling",
+        "systemic-risks",
     ]
 
 
