@@ -12,6 +12,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from audits.db import open_store
+from governance.api.console import router as console_router
 from governance.api.errors import install_error_handlers
 from governance.api.limits import BodyLimit
 from governance.api.metrics import install_metrics
@@ -93,6 +94,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     review = (models, reports, records)  # what a compliance review reads beside the trail, lineage and packs
     for module in (health, packs, trail, lineage, consent, recommendations, deployments, deployment_policy, harm, subjects, audits, *review):
         app.include_router(module.router)
+    app.include_router(console_router)  # the reviewer's console: HTML pages under /console, outside the OpenAPI document
     install_metrics(app)  # GET /metrics (viewer) and per-route latency, errors, decisions
     # Outermost but for the server's own: a body past the limit is refused before or while it streams in.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

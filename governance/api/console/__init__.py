@@ -1,0 +1,24 @@
+"""The reviewer's console: server-rendered pages over the API's own data, for people who do not use curl.
+
+``recgov serve`` serves it under ``/console`` beside the REST API. A reviewer
+signs in with an API key (:mod:`.signin`) and gets a session cookie that holds
+no token (:mod:`.sessions`); the pages (:mod:`.pages`) read and write through
+the library functions the API's routes call, under the same scopes, and write
+the same trail records. Every page works without JavaScript: plain HTML forms,
+Jinja2 templates shipped in the package (``templates/``), one stylesheet
+(``static/console.css``). The console's routes are left out of the OpenAPI
+document: they are pages, not API operations, and the role x endpoint matrix
+(:mod:`governance.api.access`) stays the API's.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from governance.api.console import pages, signin
+
+__all__ = ["router"]
+
+router = APIRouter()
+router.include_router(signin.router)
+router.include_router(pages.router)

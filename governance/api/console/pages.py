@@ -1,0 +1,208 @@
+"""The console's pages: audit runs, the escalation queue, the trail's state and the deployments.
+
+Each page reads what the matching API route reads, through the same library
+functions, under the same scope: ``GET /v1/audits`` and ``GET /v1/audits/{id}``
+(read), ``GET /v1/escalations`` (audit), ``POST /v1/escalations/{case_id}``
+(govern), ``GET /v1/trail/verify`` (audit) and ``GET /v1/deployments`` (read).
+A case moved from the console writes the trail records the API writes
+(``case.<status>``, ``item.blocked`` or ``item.unblocked`` by
+:func:`audits.harm.transition_case`), then the call record
+``api.console.escalations.transition``, all by ``key:<id>:<name>``.
+The pages answer after a POST with a redirect (post/redirect/get), so a reload
+never sends a form twice.
+
+Verifying the trail walks all of it, as ``GET /v1/trail/verify`` does: the
+trail page costs what that call costs.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from importlib.resources import files
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
+
+from audits import jobs as job_store
+from audits.checkpoints import list_checkpoints
+from audits.harm import CASE_ACTIONS, CASE_TRANSITIONS, OPEN_CASE_STATUSES, list_cases, transition_case
+from audits.models import AuditResult, AuditRun, TrailEvent
+from audits.results import results_digest
+from audits.verify import verify_trail
+from governance import deploy
+from governance.api.call_record import record_call
+from governance.api.console.web import ConsoleRoute, FormDep, Refusal, Reviewer, acting_for, first_values, render, reviewer_for
+from governance.api.deps import SessionDep, SettingsDep, StoreDep
+from governance.api.disclosure import shown_to
+from governance.api.keys import actor_of
+from governance.api.schemas import INT4_MAX
+from recommender.errors import ConfigError
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
+
+ReadingKey = Annotated[Reviewer, Depends(reviewer_for("read"))]
+AuditingKey = Annotated[Reviewer, Depends(reviewer_for("audit"))]
+GoverningKey = Annotated[Reviewer, Depends(acting_for("govern"))]
+CaseId = Annotated[int, Path(ge=1, le=INT4_MAX)]
+
+RECENT_EVENTS = 25
+"""How many of the trail's latest events the trail page lists."""
+STAGES = ("production", "canary", "shadow", "retired")
+CASE_VERBS = {"triaged": "Triage", "resolved": "Resolve", "dismissed": "Dismiss"}
+BAD_MOVE = "a case moves to one of {statuses} (got {status!r}), and its item's action is one of {actions} or none (got {action!r})"
+NO_SUCH_JOB = "there is no audit job {job_id}; see the list of audit runs"
+_STYLESHEET = files("governance.api.console").joinpath("static", "console.css").read_bytes()
+
+
+@router.get("/static/console.css", summary="The console's stylesheet")
+def stylesheet() -> Response:
+    return Response(_STYLESHEET, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
+
+
+@router.get("/audits", summary="Audit jobs, newest first")
+def audits(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    reviewer: ReadingKey,
+    status: Literal["queued", "running", "succeeded", "failed"] | None = None,
+    offset: int = Query(0, ge=0, le=1_000_000),
+) -> Response:
+    limit = 25
+    rows, total = job_store.list_jobs(session, status=status, limit=limit, offset=offset)
+    jobs = [_job_view(job, reviewer, settings.home) for job in rows]
+    session.rollback()
+    return render(
+        request, "audits.html", title="Audit runs", reviewer=reviewer, jobs=jobs, total=total, status=status,
+        statuses=("queued", "running", "succeeded", "failed"), offset=offset, limit=limit,
+    )  # fmt: skip
+
+
+def _job_view(job: Any, reviewer: Reviewer, home: Any) -> dict[str, Any]:
+    """A job as a key of the reviewer's role may see it (a failure's server details only for the roles that run the service)."""
+    request = job.request or {}
+    return {
+        "id": job.id,
+        "status": job.status,
+        "pack": request.get("pack"),
+        "model_version": request.get("model_version"),
+        "requested_by": job.requested_by,
+        "created_at": job.created_at,
+        "finished_at": job.finished_at,
+        "audit_id": job.audit_run_id,
+        "error": shown_to(reviewer.key.role, job.error, home),
+        "decision": _decision_words((job.gate or {}).get("decision")),
+    }
+
+
+def _decision_words(decision: dict[str, Any] | None) -> str | None:
+    """A gate decision in a word or two: 'passes', 'blocks', or either 'in shadow mode (not enforced)'."""
+    if not decision:
+        return None
+    words = "passes" if decision.get("passed") else "blocks"
+    return words if decision.get("enforced", True) else f"{words} in shadow mode (not enforced)"
+
+
+@router.get("/audits/{job_id}", summary="One audit: every rule with its outcome and evidence, and the gate decision")
+def audit(job_id: UUID, request: Request, session: SessionDep, settings: SettingsDep, reviewer: ReadingKey) -> Response:
+    job = job_store.get_job(session, str(job_id))
+    if job is None:
+        raise Refusal(404, NO_SUCH_JOB.format(job_id=job_id))
+    view = _job_view(job, reviewer, settings.home)
+    results: list[AuditResult] = []
+    gate: dict[str, Any] = {}
+    if job.status == "succeeded" and job.audit_run_id is not None:
+        run = session.get(AuditRun, job.audit_run_id)
+        results = list(session.scalars(select(AuditResult).where(AuditResult.audit_run_id == job.audit_run_id).order_by(AuditResult.id)))
+        expected = ((run.summary or {}) if run else {}).get("results_sha256")
+        gate = dict(job.gate or {})
+        gate["verdict"] = run.verdict if run else None
+        gate["words"] = view["decision"]
+        gate["reasons"] = (gate.get("decision") or {}).get("reasons") or []
+        # As GET /v1/audits/{id}/gate: a gate document whose results no longer match the recorded ones is not to be trusted.
+        gate["matches_results"] = expected is not None and results_digest(gate.get("results") or []) == expected
+    session.rollback()
+    return render(request, "audit.html", title=f"Audit job {job.id}", reviewer=reviewer, job=view, results=results, gate=gate)
+
+
+@router.get("/escalations", summary="The escalation queue")
+def escalations(
+    request: Request,
+    session: SessionDep,
+    reviewer: AuditingKey,
+    status: Literal["open", "triaged", "resolved", "dismissed"] | None = None,
+    moved: int | None = Query(None, ge=1, le=INT4_MAX),
+) -> Response:
+    return _queue(request, session, reviewer, status=status, moved=moved)
+
+
+def _queue(request: Request, session: Any, reviewer: Reviewer, *, status: str | None, moved: int | None = None, error: str | None = None, http_status: int = 200) -> Response:
+    """The queue page: open and triaged cases by due time (or the cases of ``status``), with the moves each allows."""
+    cases = list_cases(session, status=status) if status else [c for c in list_cases(session) if c["status"] in OPEN_CASE_STATUSES]
+    session.rollback()
+    now = datetime.now(UTC)
+    for case in cases:
+        case["overdue"] = case["status"] in OPEN_CASE_STATUSES and case["sla_due"] is not None and _aware(case["sla_due"]) < now
+        case["moves"] = [(target, CASE_VERBS[target]) for target in CASE_TRANSITIONS[case["status"]]]
+    notice = next((f"Case {c['id']} is now {c['status']}." for c in list_cases(session) if c["id"] == moved), None) if moved else None
+    session.rollback()
+    return render(
+        request, "escalations.html", status_code=http_status, title="Escalation queue", reviewer=reviewer, cases=cases,
+        status_filter=status, statuses=("open", "triaged", "resolved", "dismissed"), can_act=reviewer.can("govern"),
+        actions=CASE_ACTIONS, notice=notice, error=error,
+    )  # fmt: skip
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@router.post("/escalations/{case_id}", summary="Move a case through the workflow; block or unblock its item")
+def move_case(case_id: CaseId, request: Request, form: FormDep, session: SessionDep, reviewer: GoverningKey) -> Response:
+    """As ``POST /v1/escalations/{case_id}``: 404 for an unknown case, 409 for a move the workflow refuses; nothing changes then."""
+    status, action, note = first_values(form, "status", "action", "note")
+    if status not in CASE_VERBS or (action is not None and action not in CASE_ACTIONS):
+        message = BAD_MOVE.format(status=status, action=action, statuses=", ".join(CASE_VERBS), actions=", ".join(CASE_ACTIONS))
+        return _queue(request, session, reviewer, status=None, error=message, http_status=422)
+    try:
+        row = transition_case(session, case_id, status=status, action=action, note=note, actor=actor_of(reviewer.key))
+    except ConfigError as err:
+        session.rollback()
+        code = 404 if str(err).startswith("unknown escalation case") else 409
+        return _queue(request, session, reviewer, status=None, error=str(err), http_status=code)
+    record_call(
+        session, reviewer.key, "console.escalations.transition", objects={"case": row.id, "item": row.item_id},
+        payload={"status": row.status, "action": action},
+    )  # fmt: skip
+    return RedirectResponse(f"/console/escalations?moved={row.id}", status_code=303)
+
+
+@router.get("/trail", summary="The trail's state: verification and signed checkpoints")
+def trail(request: Request, store: StoreDep, reviewer: AuditingKey) -> Response:
+    latest = select(TrailEvent.seq, TrailEvent.time, TrailEvent.actor, TrailEvent.action, TrailEvent.objects)
+    with store.snapshot() as connection:
+        report = verify_trail(connection)
+        checkpoints = list_checkpoints(connection)
+        events = connection.execute(latest.order_by(TrailEvent.seq.desc()).limit(RECENT_EVENTS)).all()
+    return render(
+        request, "trail.html", title="Audit trail", reviewer=reviewer, report=report, summary=report.summary(),
+        checkpoints=list(reversed(checkpoints)), events=[_event_view(row) for row in events],
+    )  # fmt: skip
+
+
+def _event_view(row: Any) -> dict[str, Any]:
+    """An event as the page lists it: no subject column (the trail names subjects by pseudonym only, and a page needs none)."""
+    seq, time, actor, action, objects = row
+    shown = objects if isinstance(objects, str) else str(objects)
+    return {"seq": seq, "time": time, "actor": actor, "action": action, "objects": shown}
+
+
+@router.get("/deployments", summary="Deployed model versions by stage, with their gate")
+def deployments(request: Request, store: StoreDep, reviewer: ReadingKey) -> Response:
+    stages = deploy.status(store)
+    return render(request, "deployments.html", title="Deployments", reviewer=reviewer, stages=[(stage, stages.get(stage, [])) for stage in STAGES])

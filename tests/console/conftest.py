@@ -1,0 +1,165 @@
+"""A real uvicorn server for the console tests (one for all of them), with a finished audit, open escalation cases and one key per role.
+
+As in ``tests/api``: the server runs in a thread of the test process on a free
+port of 127.0.0.1, over a SQLite store; audits run on a thread of the server
+(no child processes to start). The store is seeded over
+the API itself (an auditor starts a data-only audit; an operator relays user
+reports; an admin applies the baseline pack's harmful-content rules), so the
+console reads what a real installation would hold.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from audits import open_store
+from audits.db import Store
+from governance.api import ApiSettings, create_app
+from governance.api.keys import create_key
+
+ROLES = ("viewer", "auditor", "operator", "admin", "serving")
+DATA = "synthetic:n_users=60,n_items=40,n_interactions=900,seed=2"
+N_CASES = 6
+AUDIT_DEADLINE_S = 120
+STORE_SETTINGS = ("RECGOV_DATABASE_URL", "RECGOV_SIGNING_KEY_PATH", "RECGOV_INSTALLATION_KEY", "RECGOV_ACTOR", "RECGOV_ENVIRONMENT")
+LOGIN_TOKEN = re.compile(r'name="login_token" value="([^"]+)"')
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@dataclass
+class ConsoleServer:
+    """A running app: its URL, store, a token and key id per role, the finished audit job and the seeded cases."""
+
+    url: str
+    store: Store
+    tokens: dict[str, str] = field(default_factory=dict)
+    key_ids: dict[str, int] = field(default_factory=dict)
+    audit_job: dict[str, Any] = field(default_factory=dict)
+    case_ids: list[int] = field(default_factory=list)
+
+    def api(self, role: str) -> httpx.Client:
+        """A REST client with the key of ``role``."""
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.tokens[role]}"}, timeout=60)
+
+    def browser_client(self) -> httpx.Client:
+        """A client that keeps cookies and does not follow redirects, like a browser whose every hop we check."""
+        return httpx.Client(base_url=self.url, timeout=60, follow_redirects=False)
+
+    def signed_in(self, role: str) -> tuple[httpx.Client, str]:
+        """A browser-like client signed in with the key of ``role``, and its session's CSRF token."""
+        client = self.browser_client()
+        form = client.get("/console/login")
+        assert form.status_code == 200, form.text
+        answer = client.post("/console/login", data={"login_token": LOGIN_TOKEN.search(form.text).group(1), "token": self.tokens[role]})
+        assert answer.status_code == 303, answer.text
+        page = client.get("/console/audits")
+        assert page.status_code == 200, page.text
+        return client, CSRF.search(page.text).group(1)
+
+    def case(self, case_id: int) -> dict[str, Any]:
+        """A case as the REST API answers it."""
+        with self.api("admin") as client:
+            return next(c for c in client.get("/v1/escalations").json()["cases"] if c["id"] == case_id)
+
+    def trail_head(self) -> int:
+        with self.api("admin") as client:
+            return client.get("/v1/trail/events", params={"limit": 1}).json()["head_seq"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def console_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("console") / "recgov-home"
+
+
+@pytest.fixture(autouse=True)
+def recgov_home(console_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The session's RECGOV_HOME (the server uses it too)."""
+    monkeypatch.setenv("RECGOV_HOME", str(console_home))
+    for name in STORE_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    return console_home
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where screenshots go: $RECGOV_TEST_ARTIFACTS (kept by CI), else a temporary directory."""
+    folder = Path(os.environ["RECGOV_TEST_ARTIFACTS"]) / "console" if os.environ.get("RECGOV_TEST_ARTIFACTS") else tmp_path_factory.mktemp("console-shots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _seed(server: ConsoleServer) -> None:
+    """A data-only audit (finished), and N_CASES open cases from users' reports."""
+    with server.api("auditor") as client:
+        started = client.post("/v1/audits", json={"pack": "baseline", "data": DATA})
+        assert started.status_code == 202, started.text
+        job_id = started.json()["id"]
+    with server.api("operator") as client:
+        for item in range(N_CASES):
+            for n in range(3):
+                reported = client.post(f"/v1/items/console-item-{item}/reports", json={"reason": f"abusive ({n})"})
+                assert reported.status_code == 201, reported.text
+    with server.api("admin") as client:
+        opened = client.post("/v1/escalations/evaluate", json={"pack": "baseline"})
+        assert opened.status_code == 200, opened.text
+        server.case_ids = sorted(c["case_id"] for c in opened.json()["opened"])
+    assert len(server.case_ids) == N_CASES
+    deadline = time.monotonic() + AUDIT_DEADLINE_S
+    with server.api("viewer") as client:
+        while (job := client.get(f"/v1/audits/{job_id}").json())["status"] not in ("succeeded", "failed"):
+            assert time.monotonic() < deadline, f"audit job {job_id} still {job['status']}"
+            time.sleep(0.1)
+    assert job["status"] == "succeeded", job
+    server.audit_job = job
+
+
+@pytest.fixture(scope="session")
+def server(console_home: Path) -> Iterator[ConsoleServer]:
+    """Create the keys, start uvicorn, seed the store; stop it at the end of the session."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RECGOV_HOME", str(console_home))
+        for name in STORE_SETTINGS:
+            mp.delenv(name, raising=False)
+        db_url = f"sqlite:///{console_home.parent / 'console.db'}"
+        store = open_store(db_url)
+        port = _free_port()
+        srv = ConsoleServer(url=f"http://127.0.0.1:{port}", store=store)
+        with store.session() as session:
+            for role in ROLES:
+                key, token = create_key(session, name=f"console-{role}", role=role)
+                srv.tokens[role], srv.key_ids[role] = token, key.id
+        # No child processes: the console needs none, and starting them costs the tests seconds.
+        settings = ApiSettings(home=console_home, database_url=db_url, audit_isolation="thread", decision_writer="thread", api_compute="inline")
+        app = create_app(settings)
+        uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="on"))
+        thread = threading.Thread(target=uv.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not uv.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        try:
+            _seed(srv)
+            yield srv
+        finally:
+            uv.should_exit = True
+            thread.join(timeout=10)
+            store.close()
