@@ -486,8 +486,11 @@ class PolicyPack(_Strict):
     quality: QualitySection = Field(default_factory=QualitySection)
     gate: GateSection = Field(default_factory=GateSection)
     controller: Controller | None = None
+    """Who answers for the recommender (GDPR Art. 4(7)); the report names them, or says the pack does not."""
     dpo: DataProtectionOfficer | None = None
+    """The data protection officer and how to reach them (GDPR Art. 37 to 39)."""
     model_card: ModelCard | None = None
+    """Intended use, out-of-scope use and limitations, shown in the report's model card."""
     systemic_risks: list[SystemicRisk] | None = None
     """DSA Art. 34/35: the risks assessed, each with its likelihood, severity and mitigations."""
 
