@@ -1,0 +1,141 @@
+"""The reviewer's console in a real headless Chromium: what a reviewer, an auditor and a viewer see and can do.
+
+Playwright drives the system's Chromium (no browser download), as the lineage
+report's browser tests do; no Chromium or no Playwright skips these tests,
+except under ``CI=true``, where it fails them. Every page visited is checked
+for accessibility (:mod:`console_a11y`) in the DOM the browser rendered, and
+saved as a screenshot under ``$RECGOV_TEST_ARTIFACTS/console``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+from conftest import ConsoleServer
+from console_a11y import accessibility_problems
+
+from governance.report.pdf import PdfError, find_browser
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+VIEWPORT = {"width": 1280, "height": 900}
+
+
+def _unavailable(reason: str) -> NoReturn:
+    """Skip for lack of a browser, but fail under CI, which must run these tests."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the module."""
+    try:
+        chromium = find_browser()
+    except PdfError as err:
+        _unavailable(f"no local Chromium for the browser tests: {err}")
+    try:
+        from playwright.sync_api import Error, sync_playwright
+    except ImportError as err:
+        _unavailable(f"Playwright is not installed ({err}): pip install -e '.[dev]'")
+    with sync_playwright() as playwright:
+        try:
+            launched = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, timeout=30_000)
+        except Error as err:
+            _unavailable(f"Chromium at {chromium} does not start under Playwright: {str(err).splitlines()[0]}")
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser window (its own cookies)."""
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def _checked(page: Any, artifacts: Path, name: str, *, navigation: bool = True) -> None:
+    """The page passes the accessibility check; its screenshot is saved as ``name``.png."""
+    assert accessibility_problems(page.content(), navigation=navigation) == [], page.url
+    page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
+
+
+def _sign_in(page: Any, server: ConsoleServer, role: str, artifacts: Path, start: str = "/console/audits") -> None:
+    """Open ``start``, be sent to the sign-in form, and sign in with the key of ``role`` from the keyboard."""
+    page.goto(server.url + start)
+    assert page.url.startswith(server.url + "/console/login")
+    _checked(page, artifacts, f"sign-in-{role}", navigation=False)
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to the content"
+    page.get_by_label("API key").fill(server.tokens[role])
+    page.get_by_label("API key").press("Enter")
+    page.wait_for_url(server.url + start)
+
+
+def test_a_reviewer_triages_then_resolves_a_case_and_the_trail_shows_the_key(page: Any, server: ConsoleServer, artifacts: Path) -> None:
+    case_id = server.case_ids[4]
+    item = server.case(case_id)["item_id"]
+    _sign_in(page, server, "admin", artifacts)
+    _checked(page, artifacts, "audit-runs")
+    page.get_by_role("link", name="Escalation queue").click()
+    assert page.get_by_role("heading", level=1).inner_text() == "Escalation queue"
+    _checked(page, artifacts, "escalation-queue")
+    page.get_by_label(f"Note for case {case_id}").fill("reviewing the reports")
+    page.get_by_role("button", name=f"Triage case {case_id}", exact=True).click()
+    assert page.get_by_role("status").inner_text() == f"Case {case_id} is now triaged."
+    page.get_by_label(f"Item {item}").select_option("block")
+    page.get_by_label(f"Note for case {case_id}").fill("abusive: item blocked")
+    page.get_by_role("button", name=f"Resolve case {case_id}", exact=True).click()
+    assert page.get_by_role("status").inner_text() == f"Case {case_id} is now resolved."
+    _checked(page, artifacts, "escalation-queue-after")
+    page.get_by_role("link", name="Audit trail").click()
+    _checked(page, artifacts, "audit-trail")
+    actor = f"key:{server.key_ids['admin']}:console-admin"
+    rows = page.get_by_role("row").filter(has_text=actor).all_inner_texts()
+    actions = [re.split(r"\t", row)[3] for row in rows]
+    assert {"case.triaged", "case.resolved", "item.blocked", "api.console.escalations.transition"} <= set(actions)
+    assert "trail intact" in page.get_by_role("status").inner_text()
+    assert server.case(case_id)["status"] == "resolved"
+
+
+def test_an_auditor_reads_an_audit_and_its_gate(page: Any, server: ConsoleServer, artifacts: Path) -> None:
+    job = server.audit_job
+    _sign_in(page, server, "auditor", artifacts)
+    page.get_by_role("link", name=job["id"]).click()
+    assert page.get_by_role("heading", name="Gate decision").is_visible()
+    assert page.get_by_role("heading", name="Rules and their evidence").is_visible()
+    table = page.get_by_role("table").filter(has=page.get_by_role("columnheader", name="Evidence"))
+    assert table.get_by_role("row").count() == len(job["results"]) + 1
+    with_evidence = next(r["rule_id"] for r in job["results"] if r["evidence"])
+    summary = page.get_by_text(f"Evidence for {with_evidence}", exact=True)
+    summary.focus()
+    page.keyboard.press("Enter")  # a <details> opens from the keyboard
+    assert page.locator("details[open]").count() == 1
+    _checked(page, artifacts, "audit-detail")
+    page.get_by_role("link", name="Deployments").click()
+    assert page.get_by_role("heading", name="Production").is_visible()
+    _checked(page, artifacts, "deployments")
+
+
+def test_a_viewer_has_no_action_and_a_forged_post_is_refused(page: Any, server: ConsoleServer, artifacts: Path) -> None:
+    case_id = server.case_ids[5]
+    _sign_in(page, server, "viewer", artifacts)
+    assert page.get_by_role("link", name="Escalation queue").count() == 0
+    answer = page.goto(server.url + "/console/escalations")
+    assert answer.status == 403 and page.get_by_role("button", name=re.compile("case")).count() == 0
+    _checked(page, artifacts, "escalation-queue-viewer")
+    csrf = page.locator("input[name=csrf_token]").first.get_attribute("value")
+    head = server.trail_head()
+    forged = page.request.post(f"{server.url}/console/escalations/{case_id}", form={"csrf_token": csrf, "status": "resolved", "action": "block"})
+    assert forged.status == 403
+    assert server.case(case_id)["status"] == "open" and server.trail_head() == head
