@@ -26,6 +26,7 @@ from governance.api.console.web import (
     Refusal,
     Reviewer,
     acting_for,
+    clear_cookie,
     render,
     set_cookie,
 )
@@ -93,15 +94,15 @@ def login(request: Request, form: FormDep, book: BookDep, reads: ReadsDep, sessi
     _, cookie = book.open(key_id=key.id)
     response = RedirectResponse(_next_page(wanted), status_code=303)
     set_cookie(request, response, COOKIE, cookie, max_age=LIFETIME_S)
-    response.delete_cookie(LOGIN_COOKIE, path="/console")
+    clear_cookie(request, response, LOGIN_COOKIE)
     return response
 
 
 @router.post("/logout", summary="Sign out")
-def logout(book: BookDep, session: SessionDep, reviewer: Annotated[Reviewer, Depends(acting_for("read"))]) -> Response:
+def logout(request: Request, book: BookDep, session: SessionDep, reviewer: Annotated[Reviewer, Depends(acting_for("read"))]) -> Response:
     book.close(reviewer.session.id)
     record_call(session, reviewer.key, "console.logout")
     response = RedirectResponse("/console/login", status_code=303)
-    response.delete_cookie(COOKIE, path="/console")
+    clear_cookie(request, response, COOKIE)
     return response
 

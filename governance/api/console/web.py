@@ -42,6 +42,7 @@ __all__ = [
     "Reviewer",
     "acting_for",
     "book_of",
+    "clear_cookie",
     "first_values",
     "render",
     "reviewer_for",
@@ -85,6 +86,11 @@ def _when(value: datetime | str | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _figure(value: Any) -> Any:
+    """A measured value as people read it: four significant digits for a float, anything else as it is."""
+    return f"{value:.4g}" if isinstance(value, float) else value
+
+
 _templates = Environment(
     loader=PackageLoader("governance.api.console", "templates"),
     autoescape=select_autoescape(["html"]),
@@ -93,6 +99,7 @@ _templates = Environment(
     lstrip_blocks=True,
 )
 _templates.filters["when"] = _when
+_templates.filters["figure"] = _figure
 
 
 @dataclass(frozen=True)
@@ -257,6 +264,11 @@ def set_cookie(request: Request, response: Response, name: str, value: str, *, m
     response.set_cookie(
         name, value, max_age=max_age, path="/console", httponly=True, samesite="strict", secure=request.url.scheme == "https"
     )
+
+
+def clear_cookie(request: Request, response: Response, name: str) -> None:
+    """Delete a console cookie (with the attributes it was set with)."""
+    response.delete_cookie(name, path="/console", httponly=True, samesite="strict", secure=request.url.scheme == "https")
 
 
 def first_values(fields: Mapping[str, str], *names: str) -> list[str | None]:
