@@ -193,6 +193,8 @@ def accountability(
     ``pack`` is the :class:`~governance.policy.PolicyPack` in force, or None; each
     section the pack does not declare is None and named in ``missing``.
     """
+    from governance.deploy import deployed_versions
+
     times = timeliness(session)
     modes = decision_modes(session, model_version_id)
     blocks = int(session.scalar(select(func.count()).select_from(ItemBlock).where(ItemBlock.blocked.is_(True))) or 0)
@@ -211,4 +213,5 @@ def accountability(
         "timeliness": times,
         "decisions": modes,
         "items_blocked": blocks,
+        "deployed": {stage: sorted(versions) for stage, versions in deployed_versions(session).items() if stage != "retired"},
     }

@@ -27,7 +27,7 @@ SECTIONS = r"""{% set ac = d.accountability %}
 <p><strong>Limitations.</strong></p><ul>{% for x in mc.limitations %}<li>{{ x }}</li>{% else %}<li>none listed</li>{% endfor %}</ul>
 {% else %}<p class="note" data-missing="model_card">Model card: intended use, out-of-scope use and limitations are not declared by {{ "the pack in force" if p else "any pack" }}; add a <code>model_card</code> section to the pack.</p>{% endif %}
 <h3 id="headline-metrics">Headline metrics and their baselines</h3>
-{% if ac.headline_metrics %}<table><tr><th>Rule</th><th>Audit</th><th>Metric</th><th>Model</th><th>Baseline</th><th>Baseline value</th><th>Threshold</th><th>Status</th></tr>
+{% if ac.headline_metrics %}<table><tr><th>Rule</th><th>Audit</th><th>Metric or check</th><th>Model</th><th>Baseline</th><th>Baseline value</th><th>Threshold</th><th>Status</th></tr>
 {% for x in ac.headline_metrics %}<tr><td>{{ x.rule_id }}</td><td>#{{ x.audit_id }} ({{ x.pack }})</td><td>{{ x.metric }}</td><td data-figure="metric.{{ x.rule_id }}.value" data-value="{{ raw(x.value) }}">{{ fmt(x.value) }}</td><td>{{ x.baseline or "—" }}</td><td data-figure="metric.{{ x.rule_id }}.baseline" data-value="{{ raw(x.baseline_value) }}">{{ fmt(x.baseline_value) }}</td><td>{{ fmt(x.threshold) }}</td><td class="{{ x.status }}">{{ x.status }}</td></tr>{% endfor %}</table>
 {% else %}<p class="note" data-missing="headline_metrics">No audit of this model measured a quality rule.</p>{% endif %}
 

@@ -47,6 +47,12 @@ def _deployment_sentences(document: dict[str, Any]) -> list[str]:
     return out
 
 
+def _installation_sentence(deployed: dict[str, list[str]]) -> str:
+    """Which model versions the installation serves now, stage by stage."""
+    stages = "; ".join(f"{stage}: {', '.join(versions) or 'none'}" for stage, versions in deployed.items())
+    return f"Deployed in this installation now, stage by stage: {stages}."
+
+
 def _gating_sentence(document: dict[str, Any]) -> str:
     """The pack that gated the current stage, and whether it is the pack the report discloses."""
     gates = [m["gate"] for m in document["deployments"] if m.get("gate")]
@@ -103,6 +109,7 @@ def executive_summary(document: dict[str, Any], extra: dict[str, Any]) -> list[s
     """The summary's sentences, from the report's document and its accountability part (see the module)."""
     return [
         *_deployment_sentences(document),
+        _installation_sentence(extra["deployed"]),
         _gating_sentence(document),
         *_audit_sentences(document["audit_runs"], document["deployments"]),
         *_in_force_sentences(extra, document.get("policy")),

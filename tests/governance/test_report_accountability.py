@@ -196,6 +196,7 @@ def test_summary_says_what_is_deployed_under_which_pack(built: dict) -> None:
         if digest:
             assert f"to {stage}, gated by pack eu-gdpr-dsa 1.0.0 (hash {digest[:12]}) on audit #{audit_id}" in text
     assert f"content hash {moves[-1].gate_pack_hash}" in text
+    assert f"stage by stage: production: {built['gated']}; canary: none; shadow: {built['refused']}." in text
     assert not parsed.missing - {"headline_metrics"}
 
 

@@ -46,6 +46,13 @@ SECTIONS = (
     "9. Erasure and other data subject requests",
     "10. Audit trail and how to verify it",
 )
+DSA_SECTIONS = (
+    "Executive summary",
+    "11. Controller, data protection officer and model card",
+    "12. Timeliness of subject requests and notice-and-action",
+    "13. The option not based on profiling (DSA Art. 38)",
+    "14. Systemic risks and their mitigation (DSA Art. 34 and 35)",
+)
 PLOT_HEADINGS = ("Group metrics with confidence intervals", "Exposure by provider group", "Popularity")
 VIEWPORT = {"width": 1280, "height": 900}
 EVERY_PLOT = "every-plot.html"
@@ -195,7 +202,7 @@ def test_screenshot_shows_a_rendered_page(page: dict[str, Any], tmp_path: Path) 
 
 def test_every_section_heading_is_visible(page: dict[str, Any]) -> None:
     report = page["page"]
-    for heading in SECTIONS:
+    for heading in (*SECTIONS, *DSA_SECTIONS):
         assert report.get_by_role("heading", level=2, name=heading, exact=True).is_visible(), heading
     for heading in PLOT_HEADINGS:
         assert report.get_by_role("heading", level=3, name=heading, exact=True).is_visible(), heading
@@ -380,7 +387,7 @@ def test_pdf_from_the_cli_has_pages_and_a_bookmark_per_section(
     assert sizes == {(0, 0, 595, 842)}, "A4 pages, as the page's print rules ask"
     titles = _pdf_strings(data, b"/Title")
     assert f"Lineage report: {built['version']}" in titles  # the document title
-    for heading in (*SECTIONS, *PLOT_HEADINGS):
+    for heading in (*SECTIONS, *DSA_SECTIONS, *PLOT_HEADINGS):
         assert heading in titles, heading  # the outline: one bookmark per heading
     assert not list(pdf.parent.glob("*.partial"))
     if shutil.which("pdftotext"):  # poppler-utils, when installed: the text itself
