@@ -87,6 +87,7 @@ def report_command(
         "openlineage_events": len(events) if openlineage is not None else 0,
         "pack": None if document["policy"] is None else {k: document["policy"][k] for k in ("pack", "version", "hash")},
         "audits": len(document["audit_runs"]),
+        "missing": document["accountability"]["missing"],
         "checkpoint": document["trail"]["checkpoint"],
     }
     if json_output:
@@ -143,6 +144,8 @@ def _say_written(
         console.print(
             "no pack in force was found: the DSA Art. 27 disclosure is left out (use --pack)", highlight=False
         )
+    elif missing := document["accountability"]["missing"]:
+        console.print(f"the pack in force does not declare {', '.join(missing)}: the report says so", highlight=False)
     if pdf is not None:
         console.print(f"printed it to {pdf}", highlight=False, soft_wrap=True)
     if openlineage is not None:

@@ -117,12 +117,13 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
             run_cli(runner, "harm", "case", str(case_id), "--to", "resolved", "--action", "block", "--note", "confirmed", "--json")
         run_cli(runner, "subject", "erase", ERASED, "--pack", "eu-gdpr-dsa", "--json", codes=(0, 1))
         run_cli(runner, "subject", "export", ACCESSED, "--pack", "eu-gdpr-dsa", "--out", str(root / "access.json"), codes=(0,))
-        pages = {}
+        pages, summaries = {}, {}
         for name, version, extra in (("eu", gated, ("--pack", "eu-gdpr-dsa")), ("refused", refused, ()), ("baseline", gated, ("--pack", "baseline"))):
             target = root / f"{name}.html"
-            run_cli(runner, "report", version, "--out", str(target), *extra, "--json")
+            summaries[name] = json.loads(run_cli(runner, "report", version, "--out", str(target), *extra, "--json"))
             pages[name] = target.read_text(encoding="utf-8")
-        yield {"url": url, "gated": gated, "refused": refused, "pages": pages}
+        said = run_cli(runner, "report", gated, "--out", str(root / "said.html"), "--pack", "baseline")
+        yield {"url": url, "gated": gated, "refused": refused, "pages": pages, "summaries": summaries, "said": said}
 
 
 def test_non_profiling_share_is_the_decision_logs(built: dict) -> None:
@@ -226,6 +227,9 @@ def test_a_pack_without_the_sections_says_what_is_missing(built: dict) -> None:
     assert "example.com" not in page and "risk." not in " ".join(parsed.figures)
     assert "does not declare: controller, dpo, model_card, systemic_risks" in " ".join(parsed.summary)
     assert parsed.figures["non_profiling_share"]  # the store's figures do not depend on the pack
+    assert built["summaries"]["baseline"]["missing"] == ["controller", "dpo", "model_card", "systemic_risks"]
+    assert built["summaries"]["eu"]["missing"] == []
+    assert "does not declare controller, dpo, model_card, systemic_risks: the report says so" in " ".join(built["said"].split())
 
 
 def test_no_subject_appears_in_the_pages(built: dict) -> None:
