@@ -59,6 +59,19 @@ def test_signing_in_sets_a_strict_http_only_cookie_that_holds_no_token(server: C
         assert page.headers["cache-control"] == "no-store"
 
 
+def test_over_https_the_cookies_are_secure(server: ConsoleServer) -> None:
+    """Behind a TLS proxy on this host (uvicorn trusts 127.0.0.1's X-Forwarded-Proto), the page came over https."""
+    with server.browser_client() as client:
+        client.headers["X-Forwarded-Proto"] = "https"
+        form = client.get("/console/login")
+        assert "; secure" in form.headers["set-cookie"].lower()
+        nonce = form.cookies["recgov_console_login"]  # a client sends a Secure cookie over https only: hand it over
+        fields = {"login_token": LOGIN_TOKEN.search(form.text).group(1), "token": server.tokens["viewer"]}
+        signed = client.post("/console/login", data=fields, headers={"Cookie": f"recgov_console_login={nonce}"})
+        cookie = next(c for c in signed.headers.get_list("set-cookie") if c.startswith("recgov_console="))
+        assert "; secure" in cookie.lower() and "samesite=strict" in cookie.lower()
+
+
 @pytest.mark.parametrize(
     ("fields", "status", "text"),
     [
