@@ -11,7 +11,7 @@ from contextlib import closing
 from html import unescape
 
 import pytest
-from conftest import CSRF, LOGIN_TOKEN, ConsoleServer
+from conftest import LOGIN_TOKEN, ConsoleServer
 from console_a11y import accessibility_problems
 
 from governance.api.keys import create_key, revoke_key

@@ -7,7 +7,8 @@ and an HMAC of it under a secret drawn when the process starts. A cookie is
 therefore worthless without this process's memory: a restart, a sign-out or
 the session's expiry (idle or absolute) signs the reviewer out, and a key
 revoked meanwhile is refused on the next page (the pages read the key on every
-request, as the API does).
+request, as the API does). Sessions live in one server process: several
+servers behind one address need sticky sessions for the console.
 
 Every form that changes something carries the session's CSRF token (the
 synchronizer-token pattern) and is refused with 403 without it. The sign-in
