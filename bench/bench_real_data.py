@@ -139,20 +139,23 @@ def time_serving(data: Dataset, trained: Any, requests: int) -> dict[str, Any]:
 
 
 def time_gate(data: Dataset, pack_ref: str) -> dict[str, Any]:
-    """``recgov audit DATA --pack PACK``: train, record, evaluate, run every rule and decide, timed."""
-    with tempfile.TemporaryDirectory() as home:
-        os.environ["RECGOV_HOME"] = home
-        import recgov
+    """``recgov audit DATA --pack PACK``: train, record, evaluate, run every rule and decide, timed.
 
-        store = recgov.open_store(f"sqlite:///{home}/gate.db")
-        try:
-            pack = recgov.load_pack(pack_ref)
-            load = load_average()
-            t0 = time.perf_counter()
-            outcome = recgov.audit(pack, data, store=store, out_dir=Path(home) / "gate")
-            seconds = time.perf_counter() - t0
-        finally:
-            store.close()
+    On a store of its own under ``RECGOV_HOME`` (a throw-away folder :func:`main` sets for the whole run).
+    """
+    import recgov
+
+    home = Path(os.environ["RECGOV_HOME"])
+    folder = Path(tempfile.mkdtemp(prefix="gate-", dir=home))
+    store = recgov.open_store(f"sqlite:///{folder}/gate.db")
+    try:
+        pack = recgov.load_pack(pack_ref)
+        load = load_average()
+        t0 = time.perf_counter()
+        outcome = recgov.audit(pack, data, store=store, out_dir=folder / "gate")
+        seconds = time.perf_counter() - t0
+    finally:
+        store.close()
     statuses = {r["rule_id"]: r["status"] for r in outcome.to_dict()["results"]}
     return {
         "pack": pack_ref, "passed": bool(outcome.decision.passed), "seconds": round(seconds, 3), "load_average_1m": load,
@@ -221,7 +224,9 @@ def main() -> int:
     parser.add_argument("--gate", action=argparse.BooleanOptionalAction, default=True, help="time the gate (an audit) too")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args()
-    doc = {"machine": hardware(), "runs": [run(path, args) for path in args.data]}
+    with tempfile.TemporaryDirectory(prefix="recgov-bench-") as home:
+        os.environ["RECGOV_HOME"] = home  # the gate's models and files are thrown away with it
+        doc = {"machine": hardware(), "runs": [run(path, args) for path in args.data]}
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
