@@ -24,9 +24,13 @@ An erased subject is known only by their suppression entry (a keyed hash of
 the raw id, see :mod:`audits.suppression`), which outlives the crypto-shredding
 of their pseudonym: the log's user ids are hashed the same way and every event
 of an erased subject up to the erasure is dropped (GDPR Art. 17: the
-interactions themselves are deleted, not only kept away from models). What
-the user and item tables of a layout hold (a person's age, say) is not an
-event, and stays.
+interactions themselves are deleted, not only kept away from models). A
+layout's file of people (:data:`PROFILE_FILES`: ``u.user``, ``users.dat``,
+Last.fm's and Book-Crossing's profiles) loses the erased subjects' rows the
+same way (their age, gender, location: personal data with no time, so the row
+goes whatever they did since); the item files are not touched. Each file is
+replaced atomically after the trail event; should a crash fall between two,
+purging again finishes the work (a purge finds only what is left).
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from recommender.datasets import FORMATS, UNKNOWN_FORMAT, detect_format, load_fo
 from recommender.errors import ConfigError, DataError
 from recommender.loaders import ColumnMapping, load_event_log
 
-__all__ = ["EVENT_FILES", "EventFile", "purge_expired"]
+__all__ = ["EVENT_FILES", "PROFILE_FILES", "EventFile", "purge_expired"]
 
 _LOG_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet")
 
@@ -75,6 +79,14 @@ EVENT_FILES: dict[str, EventFile] = {
     "retailrocket": EventFile("events.csv", 1, b",", 1, "utf-8"),
 }
 """Format name -> the file a purge rewrites, for every published layout it can write back."""
+
+PROFILE_FILES: dict[str, EventFile] = {
+    "movielens-100k": EventFile("u.user", 0, b"|", 0, "latin-1"),
+    "movielens-1m": EventFile("users.dat", 0, b"::", 0, "latin-1"),
+    "lastfm-1k": EventFile("userid-profile.tsv", 1, b"\t", 0, "utf-8"),
+    "book-crossing": EventFile("BX-Users.csv", 1, b";", 0, "latin-1"),
+}
+"""Format name -> the file of its people (age, gender, location, ...), from which an erased subject's row goes."""
 
 
 def _cutoff(pack: Any, now: datetime | None, erased: bool) -> datetime | None:
@@ -144,6 +156,25 @@ def _lines(raw: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return starts, ends, printed[ends] - printed[starts] > 0
 
 
+def _user_fields(raw: bytes, spec: EventFile, records: np.ndarray) -> np.ndarray:
+    """The user id of each record line (stripped of blanks and quotes), as strings."""
+    text = pd.Series(raw.decode(spec.encoding, errors="replace").split("\n"), dtype=object).iloc[records]
+    users = text.str.split(spec.sep.decode(), n=spec.user_field + 1, regex=False).str[spec.user_field]
+    return users.fillna("").str.strip().str.strip('"').str.strip().to_numpy(dtype=object)
+
+
+def _without_lines(raw: bytes, starts: np.ndarray, ends: np.ndarray, dropped: np.ndarray) -> Callable[[Path], None]:
+    """A writer of ``raw`` without the lines ``dropped`` (indices), every other byte as it was."""
+    kept_lines = np.ones(len(starts), dtype=bool)
+    kept_lines[dropped] = False
+    kept_bytes = np.repeat(kept_lines, ends - starts)  # the lines cover the file, in order
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(np.frombuffer(raw, dtype=np.uint8)[kept_bytes].tobytes())
+
+    return write
+
+
 def _record_lines(target: Path, layout: str, events: pd.DataFrame) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
     """The bytes of ``target``, its line offsets, and for each event the index of its line.
 
@@ -158,9 +189,7 @@ def _record_lines(target: Path, layout: str, events: pd.DataFrame) -> tuple[byte
     records = records[records >= spec.header]
     if len(records) != len(events):
         raise DataError(f"{target}: {len(records):,} records but {len(events):,} events were read from them; nothing purged")
-    text = pd.Series(raw.decode(spec.encoding, errors="replace").split("\n"), dtype=object).iloc[records]
-    users = text.str.split(spec.sep.decode(), n=spec.user_field + 1, regex=False).str[spec.user_field]
-    users = users.fillna("").str.strip().str.strip('"').str.strip().to_numpy(dtype=object)
+    users = _user_fields(raw, spec, records)
     differ = np.flatnonzero(users != events["user_id"].astype(str).to_numpy(dtype=object))
     if len(differ):
         line = int(records[differ[0]]) + 1
@@ -173,14 +202,35 @@ def _line_writer(path: Path, layout: str, events: pd.DataFrame, keep: np.ndarray
     spec = EVENT_FILES[layout]
     target = path / spec.name if path.is_dir() else path
     raw, starts, ends, records = _record_lines(target, layout, events)
-    kept_lines = np.ones(len(starts), dtype=bool)
-    kept_lines[records[~keep]] = False
-    kept_bytes = np.repeat(kept_lines, ends - starts)  # the lines cover the file, in order
+    return target, _without_lines(raw, starts, ends, records[~keep])
 
-    def write(tmp: Path) -> None:
-        tmp.write_bytes(np.frombuffer(raw, dtype=np.uint8)[kept_bytes].tobytes())
 
-    return target, write
+def _profile_writer(path: Path, layout: str | None, store: Any) -> tuple[Path, Callable[[Path], None], int] | None:
+    """The layout's file of people, a writer of it without the rows of erased subjects, and how many go.
+
+    A row of attributes has no time: every erased subject's row goes, whatever
+    they did since (events after an erasure are a new history, with no profile).
+    None when the layout has no such file, or no row goes.
+    """
+    from audits.suppression import suppressions_for
+
+    spec = PROFILE_FILES.get(layout or "")
+    if spec is None:
+        return None
+    target = (path if path.is_dir() else path.parent) / spec.name
+    if not target.is_file():
+        return None
+    raw = target.read_bytes()
+    starts, ends, filled = _lines(raw)
+    records = np.flatnonzero(filled)
+    records = records[records >= spec.header]
+    users = _user_fields(raw, spec, records)
+    with store.session() as session:
+        found = suppressions_for(session, sorted(set(users.tolist())))
+    dropped = records[np.isin(users, list(found))] if found else records[:0]
+    if not len(dropped):
+        return None
+    return target, _without_lines(raw, starts, ends, dropped), len(dropped)
 
 
 def purge_expired(
@@ -219,6 +269,10 @@ def purge_expired(
     else:
         target, write = _line_writer(path, layout, events, keep)
     n_total, n_kept = int(len(keep)), int(keep.sum())
+    rewrites = [(target, write)] if n_kept < n_total else []
+    profiles = _profile_writer(path, layout, store) if erased else None
+    if profiles is not None:
+        rewrites.append(profiles[:2])
     report: dict[str, Any] = {
         "source": str(path),
         "format": layout or "events",
@@ -232,18 +286,22 @@ def purge_expired(
         "events_of_erased_subjects": int(gone.sum()),
         "erased_subjects_found": n_erased,
         "events_kept": n_kept,
+        "profiles_of_erased_subjects": profiles[2] if profiles is not None else 0,
         "dry_run": dry_run,
         "dataset_before": dataset.content_hash(),
     }
-    if dry_run or n_kept == n_total:
+    if dry_run or not rewrites:
         return report
-    tmp = reserve_replacement(target)  # the log's own permission bits, never the umask's
+    temporary = [reserve_replacement(file) for file, _ in rewrites]  # each file's own permission bits, never the umask's
     try:
-        write(tmp)
+        for tmp, (_, write_file) in zip(temporary, rewrites):
+            write_file(tmp)
         with store.session() as session:  # the record first: a purge without its trail event never lands
             event = append_event(session, actor=actor or "recgov", action="data.purged", objects={"dataset": report["dataset_before"]}, payload=report)
-            replace_keeping_mode(tmp, target)
+            for tmp, (file, _) in zip(temporary, rewrites):  # each file at once; a crash between two: purge again
+                replace_keeping_mode(tmp, file)
     finally:
-        tmp.unlink(missing_ok=True)
+        for tmp in temporary:
+            tmp.unlink(missing_ok=True)
     report["trail_seq"] = event.seq
     return report

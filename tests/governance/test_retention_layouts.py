@@ -87,3 +87,30 @@ def test_a_layout_that_cannot_be_written_back_is_refused(store: Store, tmp_path:
     with pytest.raises(DataError, match="name its layout with --format"):
         purge_expired(tmp_path, EU, store, now=NOW)
     assert reviews.read_text().startswith('{"reviewerID": "a"')
+
+
+def _movielens_100k(tmp_path: Path) -> Path:
+    folder = tmp_path / "ml-100k"
+    folder.mkdir()
+    (folder / "u.data").write_text(f"1\t10\t4\t{NEW}\n2\t10\t5\t{NEW}\n1\t11\t3\t{NEW}\n3\t11\t2\t{NEW}\n")
+    (folder / "u.user").write_text("1|24|M|technician|85711\n2|53|F|other|94043\n3|23|M|writer|32067\n4|33|F|other|15213\n")
+    return folder
+
+
+def test_an_erased_subjects_row_of_attributes_leaves_the_file_of_people(store: Store, tmp_path: Path) -> None:
+    folder = _movielens_100k(tmp_path)
+    with store.session() as session:
+        suppress_subject(session, "1", denied={}, erased_at=datetime(2024, 6, 1, tzinfo=UTC))
+    report = purge_expired(folder, EU, store, now=NOW)
+    assert (report["events_of_erased_subjects"], report["profiles_of_erased_subjects"]) == (2, 1)
+    assert (folder / "u.data").read_text() == f"2\t10\t5\t{NEW}\n3\t11\t2\t{NEW}\n"
+    assert (folder / "u.user").read_text() == "2|53|F|other|94043\n3|23|M|writer|32067\n4|33|F|other|15213\n"
+    # a subject erased with no event left still has a row of attributes: the purge removes it alone
+    with store.session() as session:
+        suppress_subject(session, "4", denied={}, erased_at=datetime(2024, 6, 1, tzinfo=UTC))
+    dry = purge_expired(folder, EU, store, now=NOW, dry_run=True)
+    assert (dry["events_purged"], dry["profiles_of_erased_subjects"]) == (0, 1)
+    assert "4|33" in (folder / "u.user").read_text()
+    done = purge_expired(folder, EU, store, now=NOW)
+    assert done["trail_seq"] > report["trail_seq"] and "4|33" not in (folder / "u.user").read_text()
+    assert purge_expired(folder, EU, store, now=NOW, erased=False)["profiles_of_erased_subjects"] == 0
