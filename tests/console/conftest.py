@@ -1,8 +1,9 @@
 """A real uvicorn server for the console tests (one for all of them), with a finished audit, open escalation cases and one key per role.
 
 As in ``tests/api``: the server runs in a thread of the test process on a free
-port of 127.0.0.1, over a SQLite store; audits run on a thread of the server
-(no child processes to start). The store is seeded over
+port of 127.0.0.1, over a SQLite store and then a fresh PostgreSQL schema
+(``-m "not postgres"`` keeps SQLite only); audits run on a thread of the
+server (no child processes to start). The store is seeded over
 the API itself (an auditor starts a data-only audit; an operator relays user
 reports; an admin applies the baseline pack's harmful-content rules), so the
 console reads what a real installation would hold.
@@ -15,6 +16,7 @@ import re
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,8 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
 
 from audits import open_store
 from audits.db import Store
@@ -78,6 +82,18 @@ class ConsoleServer:
             return client.get("/v1/trail/events", params={"limit": 1}).json()["head_seq"]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The browser tests run once, on SQLite: what a page shows does not depend on the store (the HTTP tests run on both)."""
+    twice = [
+        item for item in items
+        if item.path.name == "test_console_browser.py" and getattr(item, "callspec", None) is not None
+        and item.callspec.params.get("console_db_url") != "sqlite"
+    ]  # fmt: skip
+    if twice:
+        config.hook.pytest_deselected(items=twice)
+        items[:] = [item for item in items if item not in twice]
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -131,14 +147,33 @@ def _seed(server: ConsoleServer) -> None:
     server.audit_job = job
 
 
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def console_db_url(request: pytest.FixtureRequest, console_home: Path) -> Iterator[str]:
+    """The store's database: a SQLite file, or a fresh PostgreSQL schema dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{console_home.parent / 'console.db'}"
+        return
+    admin_url = request.getfixturevalue("postgres_admin_url")
+    schema = f"recgov_console_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield make_url(admin_url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        engine.dispose()
+
+
 @pytest.fixture(scope="session")
-def server(console_home: Path) -> Iterator[ConsoleServer]:
+def server(console_home: Path, console_db_url: str) -> Iterator[ConsoleServer]:
     """Create the keys, start uvicorn, seed the store; stop it at the end of the session."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RECGOV_HOME", str(console_home))
         for name in STORE_SETTINGS:
             mp.delenv(name, raising=False)
-        db_url = f"sqlite:///{console_home.parent / 'console.db'}"
+        db_url = console_db_url
         store = open_store(db_url)
         port = _free_port()
         srv = ConsoleServer(url=f"http://127.0.0.1:{port}", store=store)
