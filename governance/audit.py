@@ -223,7 +223,11 @@ def _decide_and_record(
             results=[r.model_dump(mode="json") for r in report.results],
             started_at=started,
             ended_at=ended,
-            summary={"counts": report.counts(), "reasons": decision.reasons, "enforced": decision.enforced, "dataset": facts.dataset},
+            summary={
+                "counts": report.counts(), "reasons": decision.reasons, "enforced": decision.enforced, "dataset": facts.dataset,
+                # the plain lists beside the re-ranked ones: the evidence that each re-ranking step works
+                "tradeoff": facts.tradeoff,
+            },  # fmt: skip
             actor=actor,
         )
         audit_id = run.id

@@ -140,7 +140,7 @@ def _rule_evidence(rule_id: str, audits: Sequence[dict[str, Any]]) -> dict[str, 
 
 
 def _mechanism_evidence(
-    name: str, pack: Any, modes: dict[str, Any], times: dict[str, Any], blocks: int
+    name: str, pack: Any, modes: dict[str, Any], times: dict[str, Any], blocks: int, audits: Sequence[dict[str, Any]] = ()
 ) -> tuple[bool, str]:
     """(in force, what shows it works) for a mechanism or a re-ranker named as a mitigation."""
     steps = [s.name for s in pack.reranking.steps] if pack.reranking.enabled else []
@@ -158,12 +158,42 @@ def _mechanism_evidence(
     if name in ("reranking", "exploration"):
         named = steps if name == "reranking" else [s for s in steps if s == "exploration"]
         return bool(named), f"steps in force: {', '.join(named)}" if named else "no such step is enabled in the pack"
-    return name in steps, (
-        f"re-ranking step {name} is enabled: the audits' fairness and quality figures are those of the re-ranked "
-        "lists served; the plain lists' figures (the re-ranking trade-off) are not kept in the store"
-        if name in steps
-        else f"re-ranking step {name} is not enabled in the pack"
-    )
+    if name not in steps:
+        return False, f"re-ranking step {name} is not enabled in the pack"
+    return True, f"re-ranking step {name} is enabled; " + tradeoff_evidence(name, audits)
+
+
+def _fmt(value: Any, spec: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def tradeoff_evidence(step: str, audits: Sequence[dict[str, Any]]) -> str:
+    """What the latest audit that measured the re-ranking saw, plain lists against re-ranked (one sentence).
+
+    The audit keeps the trade-off in its summary (:func:`governance.tradeoff.tradeoff_summary`):
+    the provider exposure gap, the share of lists meeting ``step``'s constraint and
+    the accuracy at k, each before and after re-ranking.
+    """
+    for audit in reversed(audits):
+        trade = (audit.get("summary") or {}).get("tradeoff")
+        if not trade:
+            continue
+        k = trade.get("k")
+        parts = []
+        gap = (trade.get("provider_exposure") or {}).get("gap")
+        if gap:
+            reduction = gap.get("reduction")
+            parts.append(f"provider exposure gap {_fmt(gap['plain'])} → {_fmt(gap['reranked'])}"
+                         + (f" ({_fmt(reduction, '.0%')} smaller)" if reduction is not None else ""))  # fmt: skip
+        met = (trade.get("constraints_met") or {}).get(step)
+        if isinstance(met, dict):
+            parts.append(f"lists meeting its constraint {_fmt(met.get('plain'), '.0%')} → {_fmt(met.get('reranked'), '.0%')}")
+        ndcg = (trade.get("accuracy") or {}).get("ndcg")
+        if ndcg:
+            parts.append(f"ndcg@{k} {_fmt(ndcg['plain'])} → {_fmt(ndcg['reranked'])}")
+        if parts:
+            return f"audit {audit['id']} ({audit['policy_pack']}), plain → re-ranked lists: " + "; ".join(parts)
+    return "no audit of this model measured the re-ranking against the plain lists yet"
 
 
 def systemic_risks(
@@ -179,7 +209,7 @@ def systemic_risks(
                 evidence = _rule_evidence(name, audits)
                 mitigations.append({"name": name, "kind": "rule", "in_force": True, "evidence": evidence})
             else:
-                in_force, said = _mechanism_evidence(name, pack, modes, times, blocks)
+                in_force, said = _mechanism_evidence(name, pack, modes, times, blocks, audits)
                 mitigations.append({"name": name, "kind": "mechanism", "in_force": in_force, "evidence": said})
         out.append({**risk.model_dump(exclude={"mitigations"}), "mitigations": mitigations})
     return out

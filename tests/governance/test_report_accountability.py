@@ -11,6 +11,7 @@ an erasure and an access request. The page's figures are parsed from its
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -274,3 +275,17 @@ def test_a_request_completed_after_its_deadline_counts_late() -> None:
         (True, now, due, True),  # failed
     ]
     assert _tally(rows, now) == {"total": 5, "on_time": 1, "late": 1, "open": 1, "open_overdue": 1, "failed": 1}
+
+
+def test_a_reranking_mitigation_shows_the_audits_plain_and_reranked_figures(built: dict) -> None:
+    runs = _rows(built["url"], AuditRun.id, AuditRun.policy_pack, AuditRun.summary, where=[AuditRun.model_version_id == built["gated"]])
+    measured = [(i, s["tradeoff"]) for i, pack, s in runs if pack == "eu-gdpr-dsa" and (s or {}).get("tradeoff")]
+    assert measured, "the EU audits keep the re-ranking trade-off in their summary"
+    audit_id, trade = max(measured, key=lambda r: r[0])
+    gap, ndcg = trade["provider_exposure"]["gap"], trade["accuracy"]["ndcg"]
+    row = re.search(r'<tr data-mitigation="provider_calibration">(.*?)</tr>', built["pages"]["eu"], re.S)
+    assert row is not None
+    text = row.group(1)
+    assert f"audit {audit_id} (eu-gdpr-dsa), plain → re-ranked lists" in text
+    assert f"provider exposure gap {gap['plain']:.3f} → {gap['reranked']:.3f}" in text
+    assert f"ndcg@{trade['k']} {ndcg['plain']:.3f} → {ndcg['reranked']:.3f}" in text
