@@ -26,6 +26,10 @@ the server process's CPU time per request, and its child processes' (the
 decision writer and the compute process) per request.
 
 Run:  python bench/bench_http.py [--seconds 15] [--connections 16] [--rounds 2] [--json]
+
+``main`` is long on purpose: it is the benchmark's protocol, read top to bottom
+(set up, warm up, measure each path in the same run, report), as its figures are
+checked against it.
 """
 
 from __future__ import annotations

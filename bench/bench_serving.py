@@ -17,6 +17,10 @@ start-up (:func:`recommender.als.pin_blas_single_thread`); raw ``implicit`` runs
 under the same setting.
 
 Run:  python bench/bench_serving.py [--requests 2000] [--pack PACK.yaml] [--json]
+
+``main`` is long on purpose: it is the benchmark's protocol, read top to bottom
+(set up, warm up, measure each path in the same run, report), as its figures are
+checked against it.
 """
 
 from __future__ import annotations

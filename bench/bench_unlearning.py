@@ -23,6 +23,10 @@ of the synthetic data. Prints one JSON document, with the hardware.
 
 Run:  python bench/bench_unlearning.py [--subjects 20] [--quality-subjects 20] [--seeds 5] [--sweeps 0,2,5]
       python bench/bench_unlearning.py --data path/to/ml-100k
+
+``main`` is long on purpose: it is the benchmark's protocol, read top to bottom
+(set up, warm up, measure each path in the same run, report), as its figures are
+checked against it.
 """
 
 from __future__ import annotations

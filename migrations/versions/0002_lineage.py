@@ -1,5 +1,9 @@
 """Lineage: dataset versions, training runs, model versions, audit runs, deployments.
 
+``upgrade`` is one long function on purpose: a migration is read and reviewed
+as one script that creates these tables in order, and it never changes once
+applied.
+
 Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-27

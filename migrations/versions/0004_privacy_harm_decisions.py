@@ -5,6 +5,10 @@ escalation cases, item blocks, served decisions and failed requests.
 DELETE (and on PostgreSQL TRUNCATE). Erasure does not delete consent rows; it
 shreds the subject's pseudonym secret (see ``audits/consent.py``).
 
+``upgrade`` is one long function on purpose: a migration is read and reviewed
+as one script that creates these tables in order, and it never changes once
+applied, so splitting it would only scatter the schema it states.
+
 Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-04
