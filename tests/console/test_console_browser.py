@@ -3,8 +3,10 @@
 Playwright drives the system's Chromium (no browser download), as the lineage
 report's browser tests do; no Chromium or no Playwright skips these tests,
 except under ``CI=true``, where it fails them. Every page visited is checked
-for accessibility (:mod:`console_a11y`) in the DOM the browser rendered, and
-saved as a screenshot under ``$RECGOV_TEST_ARTIFACTS/console``.
+for accessibility in the DOM the browser rendered, twice: by axe-core (the
+rules of WCAG 2.x A and AA; no violation of serious or critical impact may
+remain) and by :mod:`console_a11y` (landmarks, labels, heading order, the skip
+link); each page is saved as a screenshot under ``$RECGOV_TEST_ARTIFACTS/console``.
 """
 
 from __future__ import annotations
@@ -64,8 +66,27 @@ def page(browser: Any) -> Iterator[Any]:
         context.close()
 
 
+SERIOUS = ("serious", "critical")
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
+
+
+def axe_violations(page: Any) -> list[str]:
+    """The serious and critical axe-core violations of the page as the browser rendered it (rule: nodes)."""
+    try:
+        from axe_playwright_python.sync_playwright import Axe
+    except ImportError as err:
+        _unavailable(f"axe-core for Playwright is not installed ({err}): pip install -e '.[dev]'")
+    found = Axe().run(page, options={"runOnly": {"type": "tag", "values": AXE_TAGS}, "resultTypes": ["violations"]})
+    return [
+        f"{v['id']} ({v['impact']}): {', '.join(str(n['target']) for n in v['nodes'])}"
+        for v in found.response["violations"]
+        if v.get("impact") in SERIOUS
+    ]
+
+
 def _checked(page: Any, artifacts: Path, name: str, *, navigation: bool = True) -> None:
-    """The page passes the accessibility check; its screenshot is saved as ``name``.png."""
+    """The page passes axe-core and the structural check; its screenshot is saved as ``name``.png."""
+    assert axe_violations(page) == [], page.url
     assert accessibility_problems(page.content(), navigation=navigation) == [], page.url
     page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
 
