@@ -230,7 +230,7 @@ def collect_facts(
     run = evaluated.run
     validation = None
     if "validation" in needs:
-        report = validation_report if validation_report is not None else validate_events(dataset)
+        report = validation_report if validation_report is not None else validate_events(dataset, bot_rules=bot_rules(pack))
         validation = validation_facts(report)
     drift = None
     if baseline is not None:
@@ -251,6 +251,16 @@ def collect_facts(
         tradeoff=fairness.tradeoff,
     )
     return facts, run
+
+
+def bot_rules(pack: Any) -> Any:
+    """The bot thresholds of the pack's (first) ``validation_findings`` rule; None leaves the defaults."""
+    from governance.checks.data import ValidationFindings
+
+    for _, rule in pack.rules():
+        if rule.check == ValidationFindings.name:
+            return rule.params.bots
+    return None
 
 
 def privacy_facts(pack: Any, dataset: Dataset, run: Any, *, random_state: int = 0) -> PrivacyFacts:

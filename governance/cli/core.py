@@ -204,6 +204,7 @@ def _pairs(option: str, text: str) -> dict[str, str]:
 def purge_command(
     data: DataArg,
     pack: Annotated[str, typer.Option("--pack", "-p", help="The pack whose minimization.retention_days applies.")],
+    data_format: FormatOpt = None,
     mapping: MapOpt = None,
     as_of: Annotated[Optional[str], typer.Option("--as-of", help="Measure the window from this ISO date instead of now.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be purged; change nothing.")] = False,
@@ -223,7 +224,7 @@ def purge_command(
         parsed = ColumnMapping.parse(mapping) if mapping else None
         store = open_store(database_url)
         try:
-            report = purge_expired(data, loaded.pack, store, mapping=parsed, now=now, dry_run=dry_run, erased=erased)
+            report = purge_expired(data, loaded.pack, store, mapping=parsed, format=data_format, now=now, dry_run=dry_run, erased=erased)
         finally:
             store.close()
     if json_output:
@@ -237,7 +238,8 @@ def purge_command(
     )
     console.print(
         f"{report['source']}: {verb} {report['events_purged']:,} of {report['events_total']:,} events: {window}; "
-        f"{report['events_of_erased_subjects']:,} of {report['erased_subjects_found']:,} erased subject(s)",
+        f"{report['events_of_erased_subjects']:,} of {report['erased_subjects_found']:,} erased subject(s)"
+        + (f"; {report['profiles_of_erased_subjects']:,} row(s) of erased subjects' attributes" if report.get("profiles_of_erased_subjects") else ""),
         highlight=False,
         soft_wrap=True,
     )

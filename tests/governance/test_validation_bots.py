@@ -46,3 +46,11 @@ def test_an_unknown_or_out_of_range_threshold_is_refused_where_it_is(lines: str,
         parse_pack(_with_bots(lines), "pack.yaml")
     message = str(caught.value)
     assert "bots" in message and wrong in message and "pack.yaml" in message
+
+
+def test_the_audit_validates_with_the_packs_bot_thresholds() -> None:
+    from governance.collect import bot_rules
+
+    pack = parse_pack(BASELINE.replace(PARAMS, PARAMS + "        bots:\n          min_events: 50\n"), "p.yaml").pack
+    assert bot_rules(pack).min_events == 50
+    assert bot_rules(parse_pack(BASELINE, "p.yaml").pack) == BotRules()
