@@ -20,7 +20,7 @@ import pandas as pd
 
 from recommender.errors import DataError
 
-__all__ = ["BAD_FIELD", "MISSING_FILE", "layout_dir", "numbers", "read_bytes", "read_table", "required", "seconds_to_times"]
+__all__ = ["BAD_FIELD", "MISSING_FILE", "MOVIELENS_AGE_BANDS", "age_bands", "layout_dir", "numbers", "read_bytes", "read_table", "required", "seconds_to_times"]
 
 BAD_FIELD = "{path} line {line}, column {column}: expected {expected}, found {value!r}"
 """A field that is not what the layout says (tests assert on it)."""
@@ -31,6 +31,20 @@ UNDECODABLE = "{path} line {line}: byte 0x{byte:02x} cannot be decoded as {encod
 
 _SEP_NAMES = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe", "::": "'::'"}
 _PANDAS_LINE = re.compile(r"line (\d+)")
+
+
+MOVIELENS_AGE_BANDS = ("under 18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+")
+"""MovieLens-1M's age groups (its ``users.dat`` codes 1, 18, 25, 35, 45, 50, 56), used for 100K's raw ages too."""
+_AGE_EDGES = np.array([18, 25, 35, 45, 50, 56])
+
+
+def age_bands(ages: np.ndarray) -> pd.Categorical:
+    """Each age's MovieLens band (:data:`MOVIELENS_AGE_BANDS`), so fairness rules can group people by ``age_band``.
+
+    A raw age and a MovieLens-1M age code fall in the same band (code 25 is 25-34).
+    """
+    codes = np.searchsorted(_AGE_EDGES, np.asarray(ages, dtype=np.float64), side="right")
+    return pd.Categorical.from_codes(codes, categories=MOVIELENS_AGE_BANDS)
 
 
 def layout_dir(path: Path, main: str, layout: str) -> Path:

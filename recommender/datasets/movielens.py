@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from recommender.data import Dataset, ensure_event_schema
-from recommender.datasets._read import layout_dir, numbers, read_table, required, seconds_to_times
+from recommender.datasets._read import age_bands, layout_dir, numbers, read_table, required, seconds_to_times
 from recommender.item_table import release_columns
 
 __all__ = ["is_movielens_1m", "is_movielens_csv", "load_movielens_1m", "load_movielens_csv"]
@@ -89,7 +89,7 @@ def load_movielens_1m(directory: str | Path) -> Dataset:
                            what="'::'-separated lines 'UserID::Gender::Age::Occupation::Zip-code'")  # fmt: skip
         ages = numbers(path, frame, "age", integer=True, low=0, high=150)
         users = pd.DataFrame(
-            {"gender": frame["gender"].to_numpy(), "age": ages.astype(np.int64), "occupation": frame["occupation"].to_numpy(),
+            {"gender": frame["gender"].to_numpy(), "age": ages.astype(np.int64), "age_band": age_bands(ages), "occupation": frame["occupation"].to_numpy(),
              "zip": frame["zip"].to_numpy()},
             index=pd.Index(required(path, frame, "userId", "a user id").to_numpy(), name="user_id", dtype="string"),
         )  # fmt: skip

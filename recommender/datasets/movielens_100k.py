@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recommender.datasets._read import layout_dir
+from recommender.datasets._read import age_bands, layout_dir
 from recommender.data import Dataset, ensure_event_schema
 from recommender.errors import DataError
 from recommender.item_table import release_columns
@@ -164,7 +164,7 @@ def load_movielens_100k(directory: str | Path) -> Dataset:
         uf = _split_fields(uuser, read_text(uuser, "latin-1", "pipe-separated lines 'user|age|gender|occupation|zip'"), "|", _UUSER)
         ages = _numeric(uuser, uf, "age", integer=True, low=0, high=150)
         users = pd.DataFrame(
-            {"age": ages.astype(np.int64), "gender": uf["gender"].to_numpy(), "occupation": uf["occupation"].to_numpy(), "zip": uf["zip"].to_numpy()},
+            {"age": ages.astype(np.int64), "age_band": age_bands(ages), "gender": uf["gender"].to_numpy(), "occupation": uf["occupation"].to_numpy(), "zip": uf["zip"].to_numpy()},
             index=pd.Index(uf["user"].str.strip().to_numpy(), name="user_id", dtype="string"),
         )
     items = pd.DataFrame(index=pd.Index([], name="item_id", dtype="string"))

@@ -62,4 +62,7 @@ def test_the_wheel_carries_packs_schemas_and_migrations(tmp_path):
     for migration in ROOT.joinpath("migrations", "versions").glob("*.py"):
         assert f"migrations/versions/{migration.name}" in names
     assert "governance/packs.py" in names
+    console = ROOT / "governance" / "api" / "console"
+    for page in [*console.joinpath("templates").glob("*.html"), *console.joinpath("static").glob("*")]:
+        assert page.relative_to(ROOT).as_posix() in names
     assert not any(n.startswith("tests/") for n in names)

@@ -165,3 +165,11 @@ def test_a_layout_read_as_a_folder_takes_its_main_file_and_refuses_another_file(
     other = _write(tmp_path / "export.txt", line)
     with pytest.raises(DataError, match=rf"^{re.escape(str(other))}: a file; the .* layout is read from the folder holding {re.escape(main)}"):
         load_format(other, fmt)
+
+
+def test_movielens_ages_get_movielens_bands(ml1m: Path, tmp_path: Path) -> None:
+    assert list(load_data(ml1m).users["age_band"]) == ["under 18", "56+"]  # 1M's codes 1 and 56
+    folder = tmp_path / "ml-100k"
+    _write(folder / "u.data", "1\t1\t4\t881250949\n2\t1\t3\t881250950\n3\t1\t5\t881250951\n")
+    _write(folder / "u.user", "1|17|M|student|1\n2|18|F|writer|2\n3|55|M|other|3\n")
+    assert list(load_data(folder).users["age_band"]) == ["under 18", "18-24", "50-55"]
