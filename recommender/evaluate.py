@@ -1,7 +1,9 @@
 """Offline evaluation of fitted recommenders on a held-out test matrix.
 
 :func:`evaluate_model` ranks items for every test user with at least one test
-positive (``filter_seen=True``, in batches), then measures accuracy
+positive (``filter_seen=True``, in batches; a plain ALS model is scored in
+blocks by :mod:`recommender.scoring`, the same lists as its ``recommend_index``
+without the per-batch sparse slicing), then measures accuracy
 (:mod:`recommender.metrics`), beyond-accuracy properties of the lists (coverage,
 exposure Gini, novelty, intra-list diversity, popularity, long-tail share) and
 accuracy per user segment (training-activity buckets and any user attribute).
@@ -31,6 +33,7 @@ from recommender.base import Recommender
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
 from recommender.evaluation_results import BEYOND_METRICS, Comparison, ModelEvaluation
+from recommender.scoring import ranked_lists
 
 __all__ = [
     "ModelEvaluation",
@@ -227,7 +230,7 @@ def _evaluate(
     with tqdm(total=len(rows), disable=not show_progress, desc=f"evaluate {label}", unit="user") as bar:
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
-            idx, _, fb = model.recommend_index(batch, k, filter_seen=True)
+            idx, fb = ranked_lists(model, batch, k, batch_size=len(batch))
             recommended[start : start + len(batch)] = idx
             fallback[start : start + len(batch)] = fb
             bar.update(len(batch))
