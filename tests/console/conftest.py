@@ -5,8 +5,11 @@ port of 127.0.0.1, over a SQLite store and then a fresh PostgreSQL schema
 (``-m "not postgres"`` keeps SQLite only); audits run on a thread of the
 server (no child processes to start). The store is seeded over
 the API itself (an auditor starts a data-only audit; an operator relays user
-reports; an admin applies the baseline pack's harmful-content rules), so the
-console reads what a real installation would hold.
+reports; an admin applies the baseline pack's harmful-content rules; an admin
+stores two versions of a pack), so the console reads what a real installation
+would hold. What the API cannot make (a trained model's lineage, subject
+requests opened weeks ago) is recorded through the store's own functions, as
+``recgov train`` and the privacy workflows record them.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +32,16 @@ import uvicorn
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
-from audits import open_store
+from audits import (
+    open_request,
+    open_store,
+    record_audit_run,
+    record_dataset_version,
+    record_deployment,
+    record_model_version,
+    record_training_run,
+    update_request,
+)
 from audits.db import Store
 from governance.api import ApiSettings, create_app
 from governance.api.keys import create_key
@@ -40,6 +53,48 @@ AUDIT_DEADLINE_S = 120
 STORE_SETTINGS = ("RECGOV_DATABASE_URL", "RECGOV_SIGNING_KEY_PATH", "RECGOV_INSTALLATION_KEY", "RECGOV_ACTOR", "RECGOV_ENVIRONMENT")
 LOGIN_TOKEN = re.compile(r'name="login_token" value="([^"]+)"')
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+MODEL_VERSION = "console-model-1"
+PACK_NAME = "console-reviewed"
+PACK_V1 = f"""apiVersion: recgov/v1
+metadata:
+  name: {PACK_NAME}
+  version: 1.0.0
+  owner: compliance team
+data:
+  rules:
+    - id: data-validation
+      check: validation_findings
+      description: Few validation findings.
+      params:
+        default_max_share: 0.05
+carbon:
+  rules:
+    - id: carbon-budget
+      check: carbon_budget
+      description: A small energy budget.
+      params:
+        max_energy_kwh: 1.0
+"""
+PACK_V2 = f"""apiVersion: recgov/v1
+metadata:
+  name: {PACK_NAME}
+  version: 1.1.0
+  owner: privacy office
+data:
+  rules:
+    - id: data-validation
+      check: validation_findings
+      description: Few validation findings.
+      params:
+        default_max_share: 0.02
+    - id: data-drift
+      check: data_drift
+      description: No large drift.
+      params:
+        statistic: psi
+        max: 0.25
+"""
+"""Version 1.1.0: a threshold tightened (0.05 to 0.02), the carbon rule removed, a drift rule added, a new owner."""
 
 
 @dataclass
@@ -52,6 +107,8 @@ class ConsoleServer:
     key_ids: dict[str, int] = field(default_factory=dict)
     audit_job: dict[str, Any] = field(default_factory=dict)
     case_ids: list[int] = field(default_factory=list)
+    request_ids: dict[str, int] = field(default_factory=dict)
+    """Subject requests by what they show: 'overdue' (open past its deadline), 'due' (open, in time), 'completed'."""
 
     def api(self, role: str) -> httpx.Client:
         """A REST client with the key of ``role``."""
@@ -145,6 +202,48 @@ def _seed(server: ConsoleServer) -> None:
             time.sleep(0.1)
     assert job["status"] == "succeeded", job
     server.audit_job = job
+    with server.api("admin") as client:
+        for text in (PACK_V1, PACK_V2):
+            stored = client.post("/v1/packs", content=text, headers={"Content-Type": "application/yaml"})
+            assert stored.status_code in (200, 201), stored.text
+    _record_lineage(server.store)
+    server.request_ids = _open_requests(server.store)
+
+
+def _record_lineage(store: Store) -> None:
+    """A trained model version with its data set, training run, one audit and a move to shadow (as ``recgov train`` records them)."""
+    started = datetime.now(UTC) - timedelta(hours=2)
+    with store.session() as session:
+        data = record_dataset_version(
+            session, content_hash="sha256:console-data", name="console-synthetic", source=DATA, n_events=900, n_users=60,
+            n_items=40, schema={"user": "int64", "item": "int64"}, validation={"duplicates": 0},
+        )  # fmt: skip
+        run = record_training_run(
+            session, dataset_version=data, params={"factors": 16, "regularization": 0.05}, library_versions={"implicit": "0.7.2"},
+            started_at=started, ended_at=started + timedelta(seconds=30),
+        )  # fmt: skip
+        record_model_version(
+            session, version_id=MODEL_VERSION, kind="als", training_run=run, artifact_hash="sha256:console-artifact",
+            artifact_location="models/console-model-1.npz",
+        )  # fmt: skip
+        record_audit_run(
+            session, policy_pack="baseline", policy_version="1.0.0", policy_hash="sha256:console-pack", verdict="pass",
+            started_at=started + timedelta(minutes=5), ended_at=started + timedelta(minutes=6), model_version=MODEL_VERSION,
+            dataset_version=data,
+        )  # fmt: skip
+        record_deployment(session, model_version=MODEL_VERSION, stage="shadow", actor="console-tests")
+
+
+def _open_requests(store: Store) -> dict[str, int]:
+    """Three subject requests: one open past its deadline, one open in time, one completed."""
+    now = datetime.now(UTC)
+    with store.session() as session:
+        overdue = open_request(session, subject_id="console-subject-1", kind="erasure", deadline_days=30, requested_at=now - timedelta(days=40))
+        due = open_request(session, subject_id="console-subject-2", kind="access", deadline_days=30, requested_at=now - timedelta(days=3))
+        done = open_request(session, subject_id="console-subject-3", kind="access", deadline_days=30, requested_at=now - timedelta(days=10))
+        update_request(session, done.id, status="in_progress")
+        update_request(session, done.id, status="completed", result={"exported": True})
+        return {"overdue": overdue.id, "due": due.id, "completed": done.id}
 
 
 @pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

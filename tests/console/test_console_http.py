@@ -11,12 +11,15 @@ from contextlib import closing
 from html import unescape
 
 import pytest
-from conftest import LOGIN_TOKEN, ConsoleServer
+from conftest import LOGIN_TOKEN, MODEL_VERSION, PACK_NAME, ConsoleServer
 from console_a11y import accessibility_problems
 
 from governance.api.keys import create_key, revoke_key
 
-PAGES = ("/console/audits", "/console/escalations", "/console/trail", "/console/deployments")
+PAGES = (
+    "/console/audits", "/console/escalations", "/console/trail", "/console/deployments", "/console/requests", "/console/packs",
+    f"/console/packs/{PACK_NAME}", f"/console/lineage/{MODEL_VERSION}",
+)  # fmt: skip
 ACTION_FORM = re.compile(r'<form method="post" action="/console/escalations/\d+"')
 
 
@@ -229,3 +232,99 @@ def test_every_page_passes_the_accessibility_check(server: ConsoleServer, role: 
             assert accessibility_problems(page.text) == [], path
     with server.browser_client() as anonymous:
         assert accessibility_problems(anonymous.get("/console/login").text, navigation=False) == []
+
+
+def test_a_viewer_follows_a_deployed_model_version_to_its_lineage(server: ConsoleServer) -> None:
+    client, _ = server.signed_in("viewer")
+    with closing(client):
+        deployments = client.get("/console/deployments")
+        assert f'<a href="/console/lineage/{MODEL_VERSION}">{MODEL_VERSION}</a>' in deployments.text
+        page = client.get(f"/console/lineage/{MODEL_VERSION}")
+        assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+        text = unescape(page.text)
+        assert "console-synthetic" in text and "sha256:console-data" in text  # the data set version
+        assert "factors = 16" in text and "implicit 0.7.2" in text  # the training run
+        assert "sha256:console-artifact" in text and "<dt>Stage now</dt><dd>shadow</dd>" in text
+        assert "baseline 1.0.0" in text and "status-pass" in text  # the audit of the model
+        assert "<td>shadow</td>" in text and "console-tests" in text  # its move to shadow
+        for action in ("dataset.recorded", "training_run.recorded", "model.recorded", "audit.recorded", "deployment.changed"):
+            assert f"<td>{action}</td>" in text  # the trail events that recorded each step
+        audit = client.get(f"/console/audits/{server.audit_job['id']}")  # a data-only audit has no model version to follow
+        assert "an audit of data only" in audit.text and "/console/lineage/" not in audit.text
+
+
+def test_an_unknown_model_version_is_a_not_found_page(server: ConsoleServer) -> None:
+    client, _ = server.signed_in("viewer")
+    with closing(client):
+        missing = client.get("/console/lineage/no-such-model")
+        assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+        assert "no model version 'no-such-model'" in unescape(missing.text) and 'role="alert"' in missing.text
+        assert client.get("/console/lineage/" + "m" * 129).status_code == 404  # longer than any version id
+    with server.browser_client() as anonymous:
+        assert anonymous.get(f"/console/lineage/{MODEL_VERSION}").status_code == 303  # sign in first
+
+
+def test_an_auditor_reads_subject_requests_by_pseudonym_with_the_overdue_marked(server: ConsoleServer) -> None:
+    ids = server.request_ids
+    client, _ = server.signed_in("auditor")
+    with closing(client):
+        page = client.get("/console/requests")
+        assert page.status_code == 200
+        rows = {n: re.search(rf'<tr id="request-{n}">(.*?)</tr>', page.text, re.S).group(1) for n in ids.values()}
+        assert 'class="overdue"' in rows[ids["overdue"]] and "received" in rows[ids["overdue"]]
+        assert 'class="overdue"' not in rows[ids["due"]] and 'class="overdue"' not in rows[ids["completed"]]
+        assert "completed" in rows[ids["completed"]] and "1 overdue" in page.text
+        assert "console-subject" not in page.text  # pseudonyms only, never the raw id
+        with server.api("auditor") as api:
+            pseudonyms = {r["id"]: r["subject"] for r in api.get("/v1/requests").json()["requests"]}
+        assert all(pseudonyms[n] in rows[n] for n in ids.values())
+        erasures = client.get("/console/requests", params={"kind": "erasure"})
+        assert f'id="request-{ids["overdue"]}"' in erasures.text and f'id="request-{ids["due"]}"' not in erasures.text
+        bad = client.get("/console/requests", params={"status": "lost"})
+        assert bad.status_code == 422 and "status" in bad.text
+
+
+def test_a_viewer_is_refused_the_subject_requests(server: ConsoleServer) -> None:
+    client, _ = server.signed_in("viewer")
+    with closing(client):
+        refused = client.get("/console/requests")
+        assert refused.status_code == 403 and "scope 'audit'" in unescape(refused.text)
+        assert "request-" not in refused.text
+        assert 'href="/console/requests"' not in client.get("/console/audits").text
+
+
+def test_a_viewer_compares_two_versions_of_a_stored_pack(server: ConsoleServer) -> None:
+    client, _ = server.signed_in("viewer")
+    with closing(client):
+        listing = client.get("/console/packs")
+        assert listing.status_code == 200 and f'href="/console/packs/{PACK_NAME}"' in listing.text
+        assert '<th scope="row">baseline</th>' in listing.text  # a shipped pack
+        page = client.get(f"/console/packs/{PACK_NAME}")  # the two latest versions by default
+        assert page.status_code == 200
+        text = unescape(page.text)
+        assert '<option value="1.0.0" selected>' in text and '<option value="1.1.0" selected>' in text
+        added = text[text.index('id="added-heading"') : text.index('id="removed-heading"')]
+        removed = text[text.index('id="removed-heading"') : text.index('id="changed-heading"')]
+        changed = text[text.index('id="changed-heading"') : text.index('id="settings-heading"')]
+        assert '<th scope="row">data-drift</th>' in added and "params.max</dt><dd>0.25" in added
+        assert '<th scope="row">carbon-budget</th>' in removed and "params.max_energy_kwh</dt><dd>1" in removed
+        assert re.search(r"data-validation</th>\s*<td>params.default_max_share</td>\s*<td>0.05</td>\s*<td>0.02</td>\s*<td>yes</td>", changed)
+        assert "metadata.owner" in text and "privacy office" in text
+        same = client.get(f"/console/packs/{PACK_NAME}", params={"from": "1.1.0", "to": "1.1.0"})
+        assert same.status_code == 200 and "hold the same rules and settings" in same.text
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "text"),
+    [
+        ("/console/packs/no-such-pack", {}, "no stored pack 'no-such-pack'"),
+        ("/console/packs/baseline", {}, "no stored pack 'baseline'"),  # shipped: one version, nothing to compare
+        (f"/console/packs/{PACK_NAME}", {"from": "1.0.0", "to": "9.9.9"}, "stored versions: 1.0.0, 1.1.0"),
+    ],
+)
+def test_an_unknown_pack_or_version_is_a_not_found_page(server: ConsoleServer, path: str, params: dict[str, str], text: str) -> None:
+    client, _ = server.signed_in("viewer")
+    with closing(client):
+        missing = client.get(path, params=params)
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+    assert text in unescape(missing.text)

@@ -4,21 +4,24 @@
 signs in with an API key (:mod:`.signin`) and gets a session cookie that holds
 no token (:mod:`.sessions`); the pages (:mod:`.pages`) read and write through
 the library functions the API's routes call, under the same scopes, and write
-the same trail records. Every page works without JavaScript: plain HTML forms,
-Jinja2 templates shipped in the package (``templates/``), one stylesheet
-(``static/console.css``). The console's routes are left out of the OpenAPI
-document: they are pages, not API operations, and the role x endpoint matrix
-(:mod:`governance.api.access`) stays the API's.
+the same trail records; the record pages (:mod:`.records`: a model version's
+lineage, subject requests, pack versions side by side) only read. Every page
+works without JavaScript: plain HTML forms, Jinja2 templates shipped in the
+package (``templates/``), one stylesheet (``static/console.css``). The
+console's routes are left out of the OpenAPI document: they are pages, not API
+operations, and the role x endpoint matrix (:mod:`governance.api.access`)
+stays the API's.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from governance.api.console import pages, signin
+from governance.api.console import pages, records, signin
 
 __all__ = ["router"]
 
 router = APIRouter()
 router.include_router(signin.router)
 router.include_router(pages.router)
+router.include_router(records.router)

@@ -72,6 +72,8 @@ NAV = (
     ("escalations", "/console/escalations", "Escalation queue", "audit"),
     ("trail", "/console/trail", "Audit trail", "audit"),
     ("deployments", "/console/deployments", "Deployments", "read"),
+    ("requests", "/console/requests", "Subject requests", "audit"),
+    ("packs", "/console/packs", "Policy packs", "read"),
 )
 """The console's pages: name, path, label, and the scope that opens it (links a role cannot open are left out)."""
 

@@ -1,0 +1,165 @@
+"""The console's record pages: a model version's lineage, the subject requests and the policy packs side by side.
+
+Each page reads what the matching API route reads, through the same library
+function, under the same scope: ``GET /v1/lineage/{model_version}``
+(:func:`audits.lineage.lineage_of`; read), ``GET /v1/requests``
+(:func:`audits.list_requests`; audit) and ``GET /v1/packs`` with
+``GET /v1/packs/{name}/diff`` (:mod:`governance.packs`, which diffs with
+:func:`governance.policydiff.diff_packs`; read). They only read: no form
+here changes anything, so the filters and the choice of two pack versions are
+GET forms without a CSRF token.
+
+A subject request is shown by the pseudonym it was opened under, never by a
+raw id (the store holds none), and without its result: the result may hold
+figures about the person, which the page does not need to say when a request
+is due. The lineage page links each audit run to its audit job's page when
+the run came from a job (runs recorded by the command line have none).
+
+A pack diff groups :func:`governance.policydiff.diff_packs`'s changes as a
+reviewer reads a new rule book: rules added, rules removed, rules changed
+(each changed field with its value before and after; a rule's parameters are
+its thresholds) and the pack's other settings.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+
+from audits import list_requests
+from audits.lineage import lineage_of
+from audits.models import AuditJob, ModelVersion
+from audits.requests import OPEN_REQUEST_STATUSES
+from governance import packs as pack_store
+from governance.api.console.pages import AuditingKey, ReadingKey
+from governance.api.console.web import ConsoleRoute, Refusal, render
+from governance.api.deps import SessionDep, SettingsDep
+from governance.api.schemas import IDENTIFIER
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
+
+ModelVersionId = Annotated[str, Path(min_length=1, max_length=128, pattern=IDENTIFIER)]
+PackName = Annotated[str, Path(min_length=1, max_length=200, pattern=IDENTIFIER)]
+
+REQUEST_KINDS = ("access", "erasure", "objection", "retrain")
+REQUEST_STATUSES = ("received", "in_progress", "completed", "failed")
+NO_SUCH_MODEL = "there is no model version {version!r} in the store; see the deployments, or the model versions (GET /v1/models)"
+NO_SUCH_PACK = "there is no stored pack {name!r}; see the list of packs (a shipped pack has one version, so it has no diff)"
+
+
+@router.get("/lineage/{model_version}", summary="A model version from its data to its deployments")
+def lineage(model_version: ModelVersionId, request: Request, session: SessionDep, reviewer: ReadingKey) -> Response:
+    if session.get(ModelVersion, model_version) is None:
+        session.rollback()
+        raise Refusal(404, NO_SUCH_MODEL.format(version=model_version))
+    document = lineage_of(session, model_version)
+    run_ids = [run["id"] for run in document["audit_runs"]]
+    jobs = dict(session.execute(select(AuditJob.audit_run_id, AuditJob.id).where(AuditJob.audit_run_id.in_(run_ids))).all()) if run_ids else {}
+    session.rollback()
+    return render(
+        request, "lineage.html", title=f"Lineage of {model_version}", reviewer=reviewer, lineage=document, jobs=jobs,
+    )  # fmt: skip
+
+
+@router.get("/requests", summary="Subject requests and their deadlines")
+def requests(
+    request: Request,
+    session: SessionDep,
+    reviewer: AuditingKey,
+    kind: Literal["access", "erasure", "objection", "retrain"] | None = None,
+    status: Literal["received", "in_progress", "completed", "failed"] | None = None,
+) -> Response:
+    rows = list_requests(session, kind=kind, status=status)
+    session.rollback()
+    now = datetime.now(UTC)
+    shown = [_request_view(row, now) for row in rows]
+    return render(
+        request, "requests.html", title="Subject requests", reviewer=reviewer, requests=shown, kind=kind, status=status,
+        kinds=REQUEST_KINDS, statuses=REQUEST_STATUSES, n_overdue=sum(1 for row in shown if row["overdue"]),
+    )  # fmt: skip
+
+
+def _request_view(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """A request as the page lists it: the pseudonym, the dates, and overdue when still open past its deadline."""
+    deadline = row["deadline"]
+    open_ = row["status"] in OPEN_REQUEST_STATUSES
+    return {
+        "id": row["id"],
+        "kind": row["kind"],
+        "subject": row["subject"],
+        "status": row["status"],
+        "opened": row["requested_at"],
+        "deadline": deadline,
+        "completed": row["completed_at"],
+        "overdue": open_ and deadline is not None and deadline < now,
+    }
+
+
+@router.get("/packs", summary="Shipped and stored policy packs")
+def packs(request: Request, settings: SettingsDep, reviewer: ReadingKey) -> Response:
+    listed = pack_store.list_packs(settings.packs_dir)
+    shipped = [p for p in listed if p["origin"] == "shipped"]
+    stored: dict[str, list[dict[str, Any]]] = {}
+    for entry in listed:
+        if entry["origin"] == "stored":
+            stored.setdefault(entry["pack"], []).append(entry)
+    for versions in stored.values():
+        versions.sort(key=lambda entry: _version_key(entry["pack_version"]))
+    return render(request, "packs.html", title="Policy packs", reviewer=reviewer, shipped=shipped, stored=sorted(stored.items()))
+
+
+def _version_key(version: str) -> list[Any]:
+    """Versions in the order people number them: 1.2.0 before 1.10.0 (numbers as numbers, the rest as text)."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", version) if part]
+
+
+@router.get("/packs/{name}", summary="Two versions of a stored pack side by side: what changed")
+def pack_diff(
+    name: PackName,
+    request: Request,
+    settings: SettingsDep,
+    reviewer: ReadingKey,
+    from_version: str | None = Query(None, alias="from", min_length=1, max_length=200, pattern=IDENTIFIER),
+    to_version: str | None = Query(None, alias="to", min_length=1, max_length=200, pattern=IDENTIFIER),
+) -> Response:
+    """The two versions chosen (by default the two latest); 404 for a pack not stored or a version it does not have."""
+    versions = sorted(
+        (p["pack_version"] for p in pack_store.list_packs(settings.packs_dir) if p["origin"] == "stored" and p["pack"] == name),
+        key=_version_key,
+    )
+    if not versions:
+        raise Refusal(404, NO_SUCH_PACK.format(name=name))
+    before = from_version or versions[max(len(versions) - 2, 0)]
+    after = to_version or versions[-1]
+    try:
+        diff = pack_store.diff_versions(settings.packs_dir, name, before=before, after=after)
+    except pack_store.PackNotFound as err:
+        raise Refusal(404, str(err)) from None
+    return render(
+        request, "pack_diff.html", title=f"Pack {name}: {before} to {after}", reviewer=reviewer, name=name, versions=versions,
+        before=before, after=after, diff=diff, groups=_grouped(diff["changes"]),
+    )  # fmt: skip
+
+
+def _grouped(changes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The changes as a reviewer reads them: rules added and removed (whole), rules changed (by field), other settings."""
+    added, removed, settings = [], [], []
+    changed: dict[str, list[dict[str, Any]]] = {}
+    for change in changes:
+        head, _, field = change["path"].partition(".")
+        if not head.startswith("rule:"):
+            settings.append(change)
+        elif not field and change["kind"] == "added":
+            added.append({"rule": head[5:], "fields": change["after"] or {}})
+        elif not field:
+            removed.append({"rule": head[5:], "fields": change["before"] or {}})
+        else:
+            changed.setdefault(head[5:], []).append({**change, "field": field})
+    return {"added": added, "removed": removed, "changed": sorted(changed.items()), "settings": settings}
