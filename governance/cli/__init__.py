@@ -18,6 +18,7 @@ from governance.cli import (
     policy,
     processing,
     report,
+    research,
     retrain,
     serve,
     store,
@@ -34,7 +35,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-_GROUPS = (core, policy, audit, demo, serve, store, consent, subjects, retrain, processing, api, report, deploy, harm)
+_GROUPS = (core, policy, audit, demo, serve, store, consent, subjects, retrain, processing, api, report, research, deploy, harm)
 for _group in _GROUPS:
     _group.register(app)
 
