@@ -6,12 +6,30 @@ inner training part). Candidates are scored by NDCG@k on that validation set and
 the best wins; the final model is then fitted on the whole training matrix. The
 test set is never touched, so the reported test figures stay honest.
 
-The ALS search is a seeded random search over log-uniform ranges (Bergstra and
-Bengio 2012: random search beats a grid of the same budget when few parameters
-matter), always including the library defaults, followed by a short refinement of
-the iteration count for the winner. A few anchor configurations that are often
-good on MovieLens-like data are always among the candidates. Item-kNN gets the same treatment over its
-neighbourhood size, so that the baseline comparison is fair.
+The ALS candidates are drawn by a seeded random search over log-uniform ranges
+(Bergstra and Bengio 2012: random search beats a grid of the same budget when few
+parameters matter), always including the library defaults and a few anchor
+configurations that are often good on MovieLens-like data.
+
+How the candidates are searched (``search=``):
+
+* ``"halving"`` (the default): successive halving (Jamieson and Talwalkar 2016;
+  Li et al.'s Hyperband uses it as its inner loop). Every candidate is trained
+  for a few ALS sweeps and scored; the best third continue to more sweeps, and so
+  on up to the full 15 (rungs of 3, 8 and 15 sweeps). Poor configurations stop
+  at a fifth of the iterations. A survivor is not refitted: ALS's state is its
+  two factor matrices, so continuing a fit for more sweeps gives exactly the
+  factors of a fit with the total count, and the score recorded at a rung is the
+  score of that configuration at that iteration count (a refit with the
+  recorded parameters reproduces it). The winner's 8-sweep score is the one its
+  rung already computed, and its 30-sweep refinement continues its 15-sweep fit.
+* ``"random"``: every candidate fitted for the full 15 sweeps, then the
+  winner's iteration count refined with fresh fits at 8 and 30 sweeps.
+
+Either way every trial is scored by :func:`validation_ndcg`, which ranks a
+plain ALS model's users in blocks (:mod:`recommender.scoring`) instead of
+through ``implicit``'s per-batch sparse slicing. Item-kNN gets the same
+validation over its neighbourhood size, so that the baseline comparison is fair.
 """
 
 from __future__ import annotations
@@ -25,12 +43,13 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from recommender.als import ALSRecommender
+from recommender.als import ALSRecommender, blas_single_thread, make_als
 from recommender.base import Recommender
 from recommender.baselines import ItemKNNRecommender
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError
 from recommender.metrics import ndcg_at_k
+from recommender.scoring import factor_top_k, ranked_lists
 
 __all__ = ["TuningResult", "carve_validation", "tune_als", "tune_item_knn", "validation_ndcg"]
 
@@ -48,6 +67,13 @@ ALS_ANCHORS: tuple[dict[str, float], ...] = (
 """Configurations that are often good on MovieLens-like data; always tried, so a
 small random budget never leaves the search without a reasonable candidate."""
 KNN_NEIGHBOURS: tuple[int, ...] = (10, 25, 50, 100, 200, 400)
+HALVING_RUNGS: tuple[int, ...] = (3, 8, 15)
+"""ALS sweeps at which successive halving scores its survivors; the last is the full fit."""
+HALVING_KEEP = 3
+"""One candidate in this many goes on to the next rung (rounded up, at least one)."""
+REFINE_ITERATIONS: tuple[int, int] = (8, 30)
+"""Iteration counts tried for the winner besides its 15."""
+SEARCHES = ("halving", "random")
 
 
 @dataclass(frozen=True)
@@ -106,16 +132,26 @@ def carve_validation(
 
 
 def validation_ndcg(model: Recommender, validation: InteractionMatrix, k: int = 10, batch_size: int = 4096) -> float:
-    """Mean NDCG@k of a fitted model over the users with validation pairs."""
+    """Mean NDCG@k of a fitted model over the users with validation pairs.
+
+    The lists filter the model's training items; a plain ALS model is ranked in
+    blocks (:func:`recommender.scoring.ranked_lists`), any other model through
+    ``recommend_index`` in batches of ``batch_size`` users.
+    """
+    users = _validation_users(validation)
+    recs, _ = ranked_lists(model, users, k, batch_size=batch_size)
+    return _mean_ndcg(recs, validation, users, k)
+
+
+def _validation_users(validation: InteractionMatrix) -> np.ndarray:
     users = np.flatnonzero(np.diff(validation.matrix.indptr) > 0)
     if len(users) == 0:
         raise ConfigError("the validation split is empty: too little data to tune on")
-    total = 0.0
-    for start in range(0, len(users), batch_size):
-        chunk = users[start : start + batch_size]
-        recs, _, _ = model.recommend_index(chunk, k)
-        total += float(np.sum(ndcg_at_k(recs, validation.matrix[chunk], k)))
-    return total / len(users)
+    return users
+
+
+def _mean_ndcg(recs: np.ndarray, validation: InteractionMatrix, users: np.ndarray, k: int) -> float:
+    return float(np.sum(ndcg_at_k(recs, validation.matrix[users], k))) / len(users)
 
 
 def _search(
@@ -134,6 +170,103 @@ def _search(
     return trials
 
 
+def _als_candidates(n_trials: int, random_state: int) -> list[dict[str, Any]]:
+    """The defaults, the anchors, then seeded log-uniform draws up to ``n_trials``, all at 15 sweeps."""
+    rng = np.random.default_rng(random_state)
+    defaults = ALSRecommender()
+    candidates: list[dict[str, Any]] = [
+        {"factors": defaults.factors, "regularization": defaults.regularization, "alpha": defaults.alpha, "iterations": 15}
+    ]
+    candidates += [
+        {**anchor, "iterations": 15}
+        for anchor in ALS_ANCHORS
+        if anchor["factors"] != defaults.factors or anchor["alpha"] != defaults.alpha
+    ]
+    for _ in range(max(n_trials - len(candidates), 0)):
+        params: dict[str, Any] = {"factors": int(rng.choice(ALS_FACTORS)), "iterations": 15}
+        for key, (low, high) in ALS_SPACE.items():
+            params[key] = float(f"{np.exp(rng.uniform(np.log(low), np.log(high))):.4g}")
+        candidates.append(params)
+    return candidates
+
+
+def _random_search(
+    candidates: list[dict[str, Any]], inner: InteractionMatrix, valid: InteractionMatrix, k: int, random_state: int, show_progress: bool
+) -> list[dict[str, Any]]:
+    """Every candidate fitted in full, then fresh fits of the winner at the refinement counts."""
+
+    def build(p: dict[str, Any]) -> Recommender:
+        return ALSRecommender(**p, random_state=random_state)
+
+    trials = _search("als", candidates, build, inner, valid, k, show_progress)
+    best = max(trials, key=lambda t: t["ndcg"])
+    refine = [{**best["params"], "iterations": it} for it in REFINE_ITERATIONS]
+    return trials + _search("als", refine, build, inner, valid, k, show_progress)
+
+
+class _Continued:
+    """One candidate's ``implicit`` model, trained sweep count by sweep count and scored at each rung."""
+
+    def __init__(self, params: dict[str, Any], random_state: int) -> None:
+        self.params = params
+        self.model = make_als({**params, "iterations": 1, "random_state": random_state})
+        self.done = 0
+        self.scores: dict[int, float] = {}
+
+    def advance(self, iterations: int, inner: InteractionMatrix, valid: InteractionMatrix, users: np.ndarray, k: int) -> float:
+        """Continue the fit up to ``iterations`` sweeps (exactly a fresh fit's factors) and score it."""
+        if iterations > self.done:
+            self.model.iterations = iterations - self.done
+            with blas_single_thread():
+                self.model.fit(inner.matrix, show_progress=False)
+            self.done = iterations
+        recs, _ = factor_top_k(self.model.user_factors, self.model.item_factors, users, k, seen=inner.matrix)
+        self.scores[iterations] = round(_mean_ndcg(recs, valid, users, k), 6)
+        return self.scores[iterations]
+
+    def trial(self, iterations: int) -> dict[str, Any]:
+        return {"params": {**self.params, "iterations": iterations}, "ndcg": self.scores[iterations]}
+
+
+def _halving_search(
+    candidates: list[dict[str, Any]], inner: InteractionMatrix, valid: InteractionMatrix, k: int, random_state: int, show_progress: bool
+) -> list[dict[str, Any]]:
+    """Successive halving over ``candidates`` (see the module docstring); one trial per candidate at its last rung, plus the winner's refinements."""
+    users = _validation_users(valid)
+    alive = [_Continued(params, random_state) for params in candidates]
+    finished: list[_Continued] = []
+    with tqdm(total=len(candidates), desc="tuning als", disable=not show_progress, leave=False) as bar:
+        for depth, iterations in enumerate(HALVING_RUNGS):
+            for run in alive:
+                run.advance(iterations, inner, valid, users, k)
+            # Stable sort: among equal scores the earlier candidate (defaults, anchors first) stays ahead.
+            alive.sort(key=lambda r: -r.scores[iterations])
+            if depth == len(HALVING_RUNGS) - 1:
+                break
+            keep = max(1, -(-len(alive) // HALVING_KEEP))
+            finished += alive[keep:]
+            bar.update(len(alive) - keep)
+            alive = alive[:keep]
+        bar.update(len(alive))
+    trials = [run.trial(max(run.scores)) for run in finished + alive]
+    winner = alive[0]
+    for iterations in REFINE_ITERATIONS:
+        if iterations > winner.done:
+            winner.advance(iterations, inner, valid, users, k)
+        elif iterations not in winner.scores:
+            _refit_score(winner, iterations, inner, valid, users, k, random_state)
+        trials.append(winner.trial(iterations))
+    return trials
+
+
+def _refit_score(
+    run: _Continued, iterations: int, inner: InteractionMatrix, valid: InteractionMatrix, users: np.ndarray, k: int, random_state: int
+) -> None:
+    """Score ``run``'s parameters at fewer sweeps than it has done: a fresh fit (its rungs did not pass there)."""
+    fresh = _Continued(run.params, random_state)
+    run.scores[iterations] = fresh.advance(iterations, inner, valid, users, k)
+
+
 def tune_als(
     train: InteractionMatrix,
     *,
@@ -142,29 +275,23 @@ def tune_als(
     validation_fraction: float = 0.2,
     random_state: int = 0,
     show_progress: bool = False,
+    search: str = "halving",
 ) -> TuningResult:
-    """Choose ALS hyperparameters by NDCG@k on a validation split of ``train``."""
+    """Choose ALS hyperparameters by NDCG@k on a validation split of ``train``.
+
+    ``n_trials`` candidates (the defaults and anchors among them) are searched by
+    successive halving (``search="halving"``, the default) or each fitted in full
+    (``search="random"``); see the module docstring. The trials hold one entry per
+    candidate (at the sweep count it reached) and the winner's refinements, best
+    first; every entry's score is what a fresh fit with its parameters gets.
+    """
+    if search not in SEARCHES:
+        raise ConfigError(f"The 'search' parameter of tune_als must be one of {', '.join(map(repr, SEARCHES))}. Got {search!r} instead.")
     started = time.perf_counter()
     inner, valid = carve_validation(train, validation_fraction, random_state)
-    rng = np.random.default_rng(random_state)
-    defaults = ALSRecommender()
-    candidates: list[dict[str, Any]] = [
-        {"factors": defaults.factors, "regularization": defaults.regularization, "alpha": defaults.alpha, "iterations": 15}
-    ]
-    candidates += [{**anchor, "iterations": 15} for anchor in ALS_ANCHORS if anchor["factors"] != defaults.factors or anchor["alpha"] != defaults.alpha]
-    for _ in range(max(n_trials - len(candidates), 0)):
-        params: dict[str, Any] = {"factors": int(rng.choice(ALS_FACTORS)), "iterations": 15}
-        for key, (low, high) in ALS_SPACE.items():
-            params[key] = float(f"{np.exp(rng.uniform(np.log(low), np.log(high))):.4g}")
-        candidates.append(params)
-
-    def build(p: dict[str, Any]) -> Recommender:
-        return ALSRecommender(**p, random_state=random_state)
-
-    trials = _search("als", candidates, build, inner, valid, k, show_progress)
-    best = max(trials, key=lambda t: t["ndcg"])
-    refine = [{**best["params"], "iterations": it} for it in (8, 30) ]
-    trials += _search("als", refine, build, inner, valid, k, show_progress)
+    candidates = _als_candidates(n_trials, random_state)
+    run = _halving_search if search == "halving" else _random_search
+    trials = run(candidates, inner, valid, k, random_state, show_progress)
     trials.sort(key=lambda t: -t["ndcg"])
     return TuningResult("als", trials[0]["params"], trials[0]["ndcg"], f"ndcg@{k}", trials, time.perf_counter() - started)
 

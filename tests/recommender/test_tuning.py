@@ -86,3 +86,29 @@ def test_empty_validation_is_refused() -> None:
     model = ALSRecommender(factors=4, iterations=2).fit(train)
     with pytest.raises(ConfigError, match="the validation split is empty"):
         validation_ndcg(model, empty)
+
+
+def test_halving_stops_poor_configurations_early_and_is_seeded() -> None:
+    train = taste_matrix(seed=1)
+    first = tune_als(train, n_trials=9, random_state=0)
+    again = tune_als(train, n_trials=9, random_state=0)
+    assert first.trials == again.trials
+    reached = sorted(t["params"]["iterations"] for t in first.trials)
+    # 9 candidates: 6 stop after 3 sweeps, 2 after 8, 1 reaches 15; then the winner's 8 and 30.
+    assert reached.count(3) == 6 and reached.count(15) == 1 and reached.count(30) == 1 and reached.count(8) == 3
+    # Every recorded score is the score of a fresh fit with those parameters.
+    inner, valid = carve_validation(train, 0.2, 0)
+    for trial in (first.trials[0], first.trials[-1]):
+        refit = ALSRecommender(**trial["params"], random_state=0).fit(inner)
+        assert validation_ndcg(refit, valid) == pytest.approx(trial["ndcg"], abs=1e-6)
+
+
+def test_random_search_fits_every_candidate_in_full() -> None:
+    result = tune_als(taste_matrix(seed=1), n_trials=6, random_state=0, search="random")
+    assert len(result.trials) == 8
+    assert sorted(t["params"]["iterations"] for t in result.trials).count(15) == 6
+
+
+def test_unknown_search_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"The 'search' parameter of tune_als must be one of 'halving', 'random'\. Got 'grid' instead\."):
+        tune_als(taste_matrix(), search="grid")
