@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
-from conftest import ConsoleServer
+from conftest import MODEL_VERSION, PACK_NAME, ConsoleServer
 from console_a11y import accessibility_problems
 
 from governance.report.pdf import PdfError, find_browser
@@ -160,3 +160,48 @@ def test_a_viewer_has_no_action_and_a_forged_post_is_refused(page: Any, server: 
     forged = page.request.post(f"{server.url}/console/escalations/{case_id}", form={"csrf_token": csrf, "status": "resolved", "action": "block"})
     assert forged.status == 403
     assert server.case(case_id)["status"] == "open" and server.trail_head() == head
+
+
+def test_a_viewer_follows_a_model_to_its_lineage_and_compares_two_pack_versions(page: Any, server: ConsoleServer, artifacts: Path) -> None:
+    _sign_in(page, server, "viewer", artifacts)
+    page.get_by_role("link", name="Deployments").click()
+    page.get_by_role("link", name=MODEL_VERSION, exact=True).click()
+    assert page.get_by_role("heading", level=1).inner_text() == f"Lineage of {MODEL_VERSION}"
+    for heading in ("Training run", "Model version", "Audits", "Deployments", "Trail events"):
+        assert page.get_by_role("heading", name=re.compile(f"^{heading}")).is_visible()
+    _checked(page, artifacts, "lineage")
+    assert page.goto(f"{server.url}/console/lineage/no-such-model").status == 404
+    _checked(page, artifacts, "lineage-not-found")
+    page.goto(server.url + "/console/audits")
+    page.get_by_role("link", name="Policy packs").click()
+    _checked(page, artifacts, "packs")
+    page.get_by_role("link", name=f"Compare versions of {PACK_NAME}").click()
+    assert page.get_by_role("row").filter(has_text="default_max_share").inner_text().split("\t")[2:] == ["0.05", "0.02", "yes"]
+    _checked(page, artifacts, "pack-diff")
+    page.get_by_label("From version").select_option("1.1.0")
+    page.get_by_label("To version").select_option("1.0.0")
+    page.get_by_role("button", name="Compare").click()
+    page.wait_for_url(re.compile(r"from=1\.1\.0&to=1\.0\.0"))
+    added = page.get_by_role("table").filter(has=page.get_by_role("columnheader", name="Its settings and thresholds in 1.0.0")).first
+    assert added.get_by_role("rowheader").all_inner_texts() == ["carbon-budget"]  # reversed: the carbon rule comes back
+    _checked(page, artifacts, "pack-diff-reversed")
+    assert page.goto(f"{server.url}/console/packs/{PACK_NAME}?from=1.0.0&to=9.9.9").status == 404
+    _checked(page, artifacts, "pack-diff-not-found")
+    assert page.get_by_role("link", name="Subject requests").count() == 0
+    assert page.goto(server.url + "/console/requests").status == 403
+    _checked(page, artifacts, "subject-requests-viewer")
+
+
+def test_an_auditor_reads_the_subject_requests_and_their_deadlines(page: Any, server: ConsoleServer, artifacts: Path) -> None:
+    ids = server.request_ids
+    _sign_in(page, server, "auditor", artifacts)
+    page.get_by_role("link", name="Subject requests").click()
+    assert page.get_by_role("heading", level=1).inner_text() == "Subject requests"
+    assert "overdue" in page.locator(f"#request-{ids['overdue']}").inner_text()
+    assert "overdue" not in page.locator(f"#request-{ids['due']}").inner_text()
+    _checked(page, artifacts, "subject-requests")
+    page.get_by_label("Kind").select_option("erasure")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_url(re.compile(r"kind=erasure"))
+    assert page.locator(f"#request-{ids['overdue']}").count() == 1 and page.locator(f"#request-{ids['due']}").count() == 0
+    _checked(page, artifacts, "subject-requests-erasures")

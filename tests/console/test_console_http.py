@@ -197,6 +197,7 @@ def test_malformed_addresses_are_pages_too(server: ConsoleServer) -> None:
     with closing(client):
         assert client.get("/console/audits/not-a-job").status_code == 404
         assert client.get("/console/audits/00000000-0000-0000-0000-000000000000").status_code == 404
+        assert client.get("/console/audits", params={"status": ""}).status_code == 200  # the filter form's "any" filters nothing
         bad = client.get("/console/audits", params={"offset": -1})
         assert bad.status_code == 422 and bad.headers["content-type"].startswith("text/html") and "offset" in bad.text
 
@@ -280,6 +281,9 @@ def test_an_auditor_reads_subject_requests_by_pseudonym_with_the_overdue_marked(
         assert all(pseudonyms[n] in rows[n] for n in ids.values())
         erasures = client.get("/console/requests", params={"kind": "erasure"})
         assert f'id="request-{ids["overdue"]}"' in erasures.text and f'id="request-{ids["due"]}"' not in erasures.text
+        anything = client.get("/console/requests", params={"kind": "", "status": ""})  # the filter form's "any"
+        assert anything.status_code == 200 and all(f'id="request-{n}"' in anything.text for n in ids.values())
+        assert client.get("/console/escalations", params={"status": ""}).status_code == 200
         bad = client.get("/console/requests", params={"status": "lost"})
         assert bad.status_code == 422 and "status" in bad.text
 

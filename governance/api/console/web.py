@@ -17,7 +17,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, urlencode
 
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
@@ -242,13 +242,30 @@ def _invalid(request: Request, err: RequestValidationError) -> Response:
     return render(request, "refused.html", status_code=404 if in_path else 422, title="Not found" if in_path else "Cannot do that", reviewer=reviewer, message=message)
 
 
+def _without_blanks(request: Request) -> Request:
+    """The request without its blank query fields: a filter form's "any" sends ``status=``, which means no filter."""
+    if not request.url.query:
+        return request
+    pairs = parse_qsl(request.url.query, keep_blank_values=True)
+    kept = [(name, value) for name, value in pairs if value.strip()]
+    if len(kept) == len(pairs):
+        return request
+    request.scope["query_string"] = urlencode(kept).encode("latin-1")
+    return Request(request.scope, request.receive)
+
+
 class ConsoleRoute(APIRoute):
-    """A console page: refusals and malformed requests as HTML pages, and the console's security headers on every answer."""
+    """A console page: refusals and malformed requests as HTML pages, and the console's security headers on every answer.
+
+    A blank query field is dropped before the page reads its query, so a GET
+    form's empty choice ("any") filters nothing instead of failing validation.
+    """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
 
         async def page(request: Request) -> Response:
+            request = _without_blanks(request)
             try:
                 response = await handle(request)
             except Refusal as refusal:
