@@ -1,5 +1,10 @@
 """``recgov report MODEL_VERSION``: the regulator's lineage report (HTML, optionally PDF) and OpenLineage events.
 
+With ``--dsa-audit-export OUT.json`` it also writes what the provider hands its
+independent auditor (DSA Art. 37), in the layout of the audit report template
+(:mod:`governance.report.dsa_audit`), and its Markdown rendering beside it
+(``OUT.md``).
+
 Exit codes: 0 written, 2 bad usage or input (unknown model version, unreadable
 pack, unreachable database, unwritable file, no local Chromium for ``--pdf`` or
 a failed print).
@@ -64,6 +69,14 @@ def report_command(
             show_default=False,
         ),
     ] = None,
+    dsa_audit: Annotated[
+        Path | None,
+        typer.Option(
+            "--dsa-audit-export",
+            help="Also write the DSA Art. 37 audit export (JSON, schemas/dsa-audit-export.schema.json) here, and its Markdown beside it (.md).",
+            show_default=False,
+        ),
+    ] = None,
     database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
 ) -> None:
@@ -72,6 +85,8 @@ def report_command(
 
     if pdf is not None and pdf.suffix.lower() != ".pdf":
         raise fail(f"--pdf must name a .pdf file, got {str(pdf)!r}")
+    if dsa_audit is not None and dsa_audit.suffix.lower() != ".json":
+        raise fail(f"--dsa-audit-export must name a .json file, got {str(dsa_audit)!r}")
     browser = None
     if pdf is not None:
         with user_errors():  # no browser: say so before any work is done
@@ -79,6 +94,8 @@ def report_command(
     with store_errors():
         document = _collect(model_version, pack, database_url, json_output)
         target, events = _write(document, model_version, out=out, openlineage=openlineage, pdf=pdf, browser=browser)
+        if dsa_audit is not None:
+            _write_dsa_audit(document, dsa_audit)
     summary = {
         "model_version": model_version,
         "html": str(target),
@@ -89,11 +106,14 @@ def report_command(
         "audits": len(document["audit_runs"]),
         "missing": document["accountability"]["missing"],
         "checkpoint": document["trail"]["checkpoint"],
+        "dsa_audit_export": None if dsa_audit is None else {"json": str(dsa_audit), "markdown": str(dsa_audit.with_suffix(".md"))},
     }
     if json_output:
         emit_json(summary)
         return
     _say_written(model_version, document, target, pdf=pdf, openlineage=openlineage, events=len(events))
+    if dsa_audit is not None:
+        console.print(f"wrote the DSA audit export to {dsa_audit} and {dsa_audit.with_suffix('.md')}", highlight=False, soft_wrap=True)
 
 
 def _collect(model_version: str, pack: str | None, database_url: str | None, json_output: bool) -> dict[str, Any]:
@@ -133,6 +153,18 @@ def _write(
         except PdfError as err:
             raise fail(f"{err} (the HTML report was written to {target})") from None
     return target, events
+
+
+def _write_dsa_audit(document: dict[str, Any], target: Path) -> None:
+    """Write the DSA Art. 37 audit export as JSON, and its Markdown beside it (an unwritable file exits 2)."""
+    from governance.report.dsa_audit import dsa_audit_export, render_markdown
+
+    export = dsa_audit_export(document)
+    try:
+        target.write_text(export.model_dump_json(by_alias=True, indent=2) + "\n", encoding="utf-8")
+        target.with_suffix(".md").write_text(render_markdown(export), encoding="utf-8")
+    except OSError as err:
+        raise fail(f"cannot write the DSA audit export to {target}: {err.strerror or err}") from None
 
 
 def _say_written(
