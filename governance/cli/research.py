@@ -55,17 +55,22 @@ def research_package_command(
     """Write the researchers' package of MODEL_VERSION's served lists: aggregates, slates, datasheet, manifest."""
     from audits import open_store
     from governance.cli.core import load_dataset
-    from governance.report.research import MIN_GROUP_TOO_SMALL, write_research_package
+    from governance.report.research import MIN_GROUP_TOO_SMALL, discard_package, write_research_package
 
     if min_group < 2:  # before any data is loaded
         raise fail(MIN_GROUP_TOO_SMALL.format(value=min_group))
     start, end = _moment(since, "--since"), _moment(until, "--until")
+    fresh = not out.exists() or (out.is_dir() and not any(out.iterdir()))  # only then may a failure remove what is there
     with store_errors():
         items = load_dataset(data, None, json_output=json_output).items if data else None
         store = open_store(database_url)
         try:
-            with store.session() as session:
+            with store.session() as session:  # the trail event commits here, after the files are written
                 package = write_research_package(session, model_version, out, items=items, since=start, until=end, min_group=min_group)
+        except BaseException:
+            if fresh:
+                discard_package(out)  # fail closed: no package goes out without its lineage on the trail
+            raise
         finally:
             store.close()
     summary = {

@@ -50,11 +50,28 @@ from audits.sealing import open_decisions
 from audits.trail import append_event
 from recommender.errors import ConfigError
 
-__all__ = ["DEFAULT_MIN_GROUP", "RESEARCH_SCHEMA", "PackageParameters", "ResearchPackage", "write_research_package"]
+__all__ = [
+    "DEFAULT_MIN_GROUP",
+    "PACKAGE_FILES",
+    "RESEARCH_SCHEMA",
+    "PackageParameters",
+    "ResearchPackage",
+    "discard_package",
+    "write_research_package",
+]
 
 RESEARCH_SCHEMA = "recgov.research-package/v1"
 DEFAULT_MIN_GROUP = 10
 SUPPRESSED = "suppressed"
+PACKAGE_FILES = (
+    "decisions_by_day.csv",
+    "exposure_by_provider_group.csv",
+    "exposure_by_category.csv",
+    "slates.csv",
+    "README.md",
+    "manifest.json",
+)
+"""Every file a package may hold (the exposure files only with an item table)."""
 MIN_GROUP_TOO_SMALL = "min_group must be an integer of at least 2 (a group of one is a person), got {value}"
 WINDOW_REVERSED = "since ({since}) must be before until ({until})"
 NOT_A_FOLDER = "cannot write the research package to {path}: {reason}"
@@ -299,6 +316,15 @@ def write_research_package(
     )
     package.trail_seq = event.seq
     return package
+
+
+def discard_package(out: Path) -> None:
+    """Remove a package's files from ``out`` (and ``out`` when left empty): a package whose trail event was not
+    committed must not be handed out, since nothing would show it was made."""
+    for name in PACKAGE_FILES:
+        (out / name).unlink(missing_ok=True)
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
 
 
 def _datasheet_fields(package: ResearchPackage) -> dict[str, str]:

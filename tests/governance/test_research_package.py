@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,10 +24,11 @@ from typer.testing import CliRunner
 
 from audits import open_store
 from audits.models import DecisionRecord, TrailEvent
+from governance.cli import app
 from governance.governed_list import serve_list
 from governance.packs import resolve_pack
 from governance.policy import load_pack
-from governance.report.research import MIN_GROUP_TOO_SMALL, write_research_package
+from governance.report.research import MIN_GROUP_TOO_SMALL, PACKAGE_FILES, write_research_package
 from recommender.errors import ConfigError
 from recommender.loaders import load_data
 
@@ -208,7 +210,7 @@ def test_the_package_is_on_the_trail_with_its_file_hashes(built: dict) -> None:
 def test_bad_input_exits_2_and_writes_nothing(built: dict, tmp_path: Path, args: tuple[str, ...], message: str) -> None:
     argv = [a.format(model=built["model"]) for a in args]
     done = built["runner"].invoke(
-        __import__("governance.cli", fromlist=["app"]).app,
+        app,
         ["research-package", *argv, "--out", str(tmp_path / "p"), "--database-url", built["url"]],
     )
     assert done.exit_code == 2, done.output
@@ -226,9 +228,33 @@ def test_a_folder_that_is_a_file_or_not_empty_is_refused(built: dict, tmp_path: 
                 with pytest.raises(ConfigError, match=reason):
                     write_research_package(session, built["model"], target)
             with pytest.raises(ConfigError, match="since .* must be before until"):
-                from datetime import UTC, datetime
-
-                write_research_package(session, built["model"], tmp_path / "w", since=datetime(2026, 2, 1, tzinfo=UTC), until=datetime(2026, 1, 1, tzinfo=UTC))
+                            write_research_package(session, built["model"], tmp_path / "w", since=datetime(2026, 2, 1, tzinfo=UTC), until=datetime(2026, 1, 1, tzinfo=UTC))
     finally:
         store.close()
     assert [p.name for p in (tmp_path / "full").iterdir()] == ["keep.txt"]
+
+
+def test_an_empty_window_writes_empty_files(built: dict, tmp_path: Path) -> None:
+    store = open_store(built["url"])
+    try:
+        with store.session() as session:
+            package = write_research_package(session, built["model"], tmp_path / "p", items=built["items"], since=datetime(2100, 1, 1, tzinfo=UTC))
+    finally:
+        store.close()
+    assert set(package.rows.values()) == {0} and set(package.files) | {"manifest.json"} == set(PACKAGE_FILES)
+    assert _csv(tmp_path / "p" / "slates.csv") == []
+
+
+def test_a_package_whose_trail_event_fails_is_removed(built: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import governance.report.research as research
+
+    def refuse(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(research, "append_event", refuse)
+    done = built["runner"].invoke(
+        app,
+        ["research-package", built["model"], "--out", str(tmp_path / "p"), "--database-url", built["url"]],
+    )
+    assert done.exit_code == 2 and "No space left on device" in done.stderr
+    assert not (tmp_path / "p").exists()
