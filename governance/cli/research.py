@@ -85,7 +85,7 @@ def research_package_command(
     if json_output:
         emit_json(summary)
         return
-    console.print(f"wrote the research package of {model_version} to {out}: {', '.join(package.files)}", highlight=False, soft_wrap=True)
+    console.print(f"wrote the research package of {model_version} to {out}: {', '.join([*package.files, 'manifest.json'])}", highlight=False, soft_wrap=True)
     console.print(
         f"cells under {min_group} subjects suppressed: "
         + ", ".join(f"{name} {n}" for name, n in package.suppressed.items())
