@@ -227,7 +227,7 @@ def _record_lineage(store: Store) -> None:
             artifact_location="models/console-model-1.npz",
         )  # fmt: skip
         record_audit_run(
-            session, policy_pack="baseline", policy_version="1.0.0", policy_hash="sha256:console-pack", verdict="pass",
+            session, policy_pack="baseline", policy_version="1.0.0", policy_hash="c0" * 32, verdict="pass",
             started_at=started + timedelta(minutes=5), ended_at=started + timedelta(minutes=6), model_version=MODEL_VERSION,
             dataset_version=data,
         )  # fmt: skip
