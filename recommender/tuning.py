@@ -23,6 +23,8 @@ How the candidates are searched (``search=``):
   score of that configuration at that iteration count (a refit with the
   recorded parameters reproduces it). The winner's 8-sweep score is the one its
   rung already computed, and its 30-sweep refinement continues its 15-sweep fit.
+  A candidate's factors are released as soon as it falls out of a rung's running
+  top third, so at most that many fits plus one are held in memory at once.
 * ``"random"``: every candidate fitted for the full 15 sweeps, then the
   winner's iteration count refined with fresh fits at 8 and 30 sweeps.
 
@@ -37,7 +39,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -50,6 +52,9 @@ from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError
 from recommender.metrics import ndcg_at_k
 from recommender.scoring import factor_top_k, ranked_lists
+
+if TYPE_CHECKING:
+    from implicit.cpu.als import AlternatingLeastSquares
 
 __all__ = ["TuningResult", "carve_validation", "tune_als", "tune_item_knn", "validation_ndcg"]
 
@@ -209,12 +214,14 @@ class _Continued:
 
     def __init__(self, params: dict[str, Any], random_state: int) -> None:
         self.params = params
-        self.model = make_als({**params, "iterations": 1, "random_state": random_state})
+        self.model: AlternatingLeastSquares | None = make_als({**params, "iterations": 1, "random_state": random_state})
         self.done = 0
         self.scores: dict[int, float] = {}
 
     def advance(self, iterations: int, inner: InteractionMatrix, valid: InteractionMatrix, users: np.ndarray, k: int) -> float:
         """Continue the fit up to ``iterations`` sweeps (exactly a fresh fit's factors) and score it."""
+        if self.model is None:
+            raise RuntimeError("a candidate dropped by successive halving cannot be advanced")
         if iterations > self.done:
             self.model.iterations = iterations - self.done
             with blas_single_thread():
@@ -237,17 +244,19 @@ def _halving_search(
     finished: list[_Continued] = []
     with tqdm(total=len(candidates), desc="tuning als", disable=not show_progress, leave=False) as bar:
         for depth, iterations in enumerate(HALVING_RUNGS):
+            last = depth == len(HALVING_RUNGS) - 1
+            keep = len(alive) if last else max(1, -(-len(alive) // HALVING_KEEP))
+            ranked: list[_Continued] = []
             for run in alive:
                 run.advance(iterations, inner, valid, users, k)
-            # Stable sort: among equal scores the earlier candidate (defaults, anchors first) stays ahead.
-            alive.sort(key=lambda r: -r.scores[iterations])
-            if depth == len(HALVING_RUNGS) - 1:
-                break
-            keep = max(1, -(-len(alive) // HALVING_KEEP))
-            finished += alive[keep:]
-            bar.update(len(alive) - keep)
-            alive = alive[:keep]
-        bar.update(len(alive))
+                # Stable sort: among equal scores the earlier candidate (defaults, anchors first) stays ahead.
+                ranked.append(run)
+                ranked.sort(key=lambda r: -r.scores[iterations])
+                for dropped in ranked[keep:]:
+                    dropped.model = None  # out of the running: at most keep + 1 fits held at once
+            finished += ranked[keep:]
+            bar.update(len(ranked) if last else len(ranked) - keep)
+            alive = ranked[:keep]
     trials = [run.trial(max(run.scores)) for run in finished + alive]
     winner = alive[0]
     for iterations in REFINE_ITERATIONS:
