@@ -117,13 +117,14 @@ def test_command(
 
 
 def schema_command(
-    kind: Annotated[str, typer.Argument(help="pack (the policy-pack schema) or gate (the gate result document).")] = "pack",
+    kind: Annotated[str, typer.Argument(help="pack (the policy-pack schema), gate (the gate result document) or dsa-audit (the DSA Art. 37 audit export).")] = "pack",
 ) -> None:
-    """Print a JSON Schema: of policy packs (for editors) or of the gate's JSON output."""
+    """Print a JSON Schema: of policy packs (for editors), of the gate's JSON output, or of the DSA audit export."""
     from governance.gate import gate_json_schema
     from governance.policy import pack_json_schema
+    from governance.report.dsa_audit import dsa_audit_json_schema
 
-    schemas = {"pack": pack_json_schema, "gate": gate_json_schema}
+    schemas = {"pack": pack_json_schema, "gate": gate_json_schema, "dsa-audit": dsa_audit_json_schema}
     if kind not in schemas:
         raise fail(f"unknown schema {kind!r}; choose one of: {', '.join(schemas)}")
     sys.stdout.write(json.dumps(schemas[kind](), indent=2) + "\n")
