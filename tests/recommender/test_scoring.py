@@ -101,3 +101,17 @@ def test_bad_arguments_are_refused(fitted: ALSRecommender) -> None:
     with pytest.raises(ConfigError, match="budget_bytes"):
         block_rows(10, 0)
     assert block_rows(10, 1) == 1
+
+
+@pytest.mark.parametrize("n_cols,k", [(997, 10), (1000, 10), (64, 3), (31, 1), (500, 50), (12, 12)])
+def test_grouped_selection_equals_a_full_sort(n_cols: int, k: int) -> None:
+    rng = np.random.default_rng(n_cols + k)
+    scores = rng.normal(size=(40, n_cols)).astype(np.float32)
+    scores[rng.random(scores.shape) < 0.3] = -np.inf  # masked cells
+    scores[0, :] = -np.inf
+    scores[1, : n_cols - 2] = -np.inf  # fewer eligible items than k
+    idx, val = top_k_rows(scores, k)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    expected = np.where(np.isfinite(np.take_along_axis(scores, order, axis=1)), order, -1)
+    np.testing.assert_array_equal(idx, expected)
+    assert np.isnan(val[0]).all()
