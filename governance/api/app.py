@@ -16,6 +16,7 @@ from governance.api.console import router as console_router
 from governance.api.errors import install_error_handlers
 from governance.api.limits import BodyLimit
 from governance.api.metrics import install_metrics
+from governance.api.options import OptionsAnswer
 from governance.api.pack_parser import PackParser
 from governance.api.reads import FastReads
 from governance.api.routes import (
@@ -96,6 +97,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(console_router)  # the reviewer's console: HTML pages under /console, outside the OpenAPI document
     install_metrics(app)  # GET /metrics (viewer) and per-route latency, errors, decisions
+    app.add_middleware(OptionsAnswer)  # OPTIONS on every path: 204 with the methods it has in Allow
     # Outermost but for the server's own: a body past the limit is refused before or while it streams in.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

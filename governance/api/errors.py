@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from governance.api.disclosure import disclosed
+from governance.api.options import allowed_methods
 from governance.located import PolicyError
 from recommender.errors import ConfigError, DataError, RecgovError
 
@@ -153,7 +154,10 @@ def install_error_handlers(app: FastAPI, *, expose_errors: bool = False) -> None
         if exc.status_code == 400 and detail == _FASTAPI_BODY_ERROR:
             errors = [{"location": "body", "field": "", "message": BODY_NOT_PARSED, "type": "json_invalid"}]
             return problem_response(request, 422, f"the request is invalid: body ({BODY_NOT_PARSED})", errors=errors)
-        return problem_response(request, exc.status_code, detail, headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # every method the path has, not only those of the first route that matched it
+            headers = {**(headers or {}), "Allow": ", ".join(sorted({*allowed_methods(request.scope), "OPTIONS"}))}
+        return problem_response(request, exc.status_code, detail, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

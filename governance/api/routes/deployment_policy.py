@@ -35,7 +35,8 @@ def show_policy(session: SessionDep, key: ReadKey) -> dict[str, Any]:
 
 @router.put("/policy/{stage}", responses=problems(403, 404, 422), summary="Bind a gated stage to a pack (admin)")
 def set_policy(
-    stage: Annotated[str, Path(min_length=1, max_length=20, pattern=IDENTIFIER)],
+    # The document names the gated stages; any other is answered by the handler, saying why (shadow has no gate).
+    stage: Annotated[str, Path(min_length=1, max_length=20, pattern=IDENTIFIER, json_schema_extra={"enum": list(deploy_policy.GATED_STAGES)})],
     body: PolicySet,
     session: SessionDep,
     settings: SettingsDep,

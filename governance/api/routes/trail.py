@@ -35,7 +35,7 @@ from audits.verify import verify_and_checkpoint, verify_trail
 from governance.api.call_record import record_call
 from governance.api.deps import AuditKey, GovernKey, ReadKey, SessionDep, StoreDep
 from governance.api.errors import Problem, problems
-from governance.api.schemas import IDENTIFIER
+from governance.api.schemas import IDENTIFIER, Moment
 from governance.api.schemas.trail_events import PublicKeyList, TrailEventPage
 
 __all__ = ["EXPORT_MEDIA_TYPE", "router"]
@@ -91,8 +91,8 @@ def list_events(
     limit: int = Query(100, ge=1, le=1000, description="Events per page."),
     after: int = Query(0, ge=0, le=2**62, description="The cursor: the last seq of the previous page (0: from the first event)."),
     action: Annotated[str | None, Query(min_length=1, max_length=100, pattern=IDENTIFIER, description="An action prefix, e.g. 'audit.' or 'deployment.promoted'.")] = None,
-    since: datetime | None = Query(None, description="Only events at or after this time (ISO 8601)."),
-    until: datetime | None = Query(None, description="Only events at or before this time (ISO 8601)."),
+    since: Moment | None = Query(None, description="Only events at or after this time (ISO 8601)."),
+    until: Moment | None = Query(None, description="Only events at or before this time (ISO 8601)."),
 ) -> dict[str, Any]:
     start, end = _moment("since", since), _moment("until", until)
     if start is not None and end is not None and start > end:

@@ -7,9 +7,11 @@ declare no body models of their own.
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from datetime import datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from governance.api.schemas.health import Health
 from governance.api.schemas.packs import PackDiff, PackList, PackPublic, PackRef, PackStamp, PackStored, PackValidation
@@ -17,6 +19,9 @@ from governance.api.schemas.packs import PackDiff, PackList, PackPublic, PackRef
 __all__ = [
     "IDENTIFIER",
     "INT4_MAX",
+    "AwareMoment",
+    "Count",
+    "Moment",
     "TEXT",
     "ConsentCreate",
     "ConsentPublic",
@@ -34,8 +39,8 @@ __all__ = [
 ]
 
 
-IDENTIFIER = r"^[^\x00-\x1f\x7f]+$"
-"""Pattern of ids and names (subjects, items, purposes, packs, model versions): no control character.
+IDENTIFIER = r"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s][^\x00-\x1f\x7f]*$"
+"""Pattern of ids and names (subjects, items, purposes, packs, model versions): no control character, not blank.
 
 PostgreSQL text cannot hold NUL at all; the other control characters have no
 business in an id, and would be hard to see in a log or a report."""
@@ -45,6 +50,31 @@ MAX_TC_STRING = 8192
 """Characters of a TC string (one with every vendor range and publisher restriction of the Global Vendor List fits)."""
 INT4_MAX = 2**31 - 1
 """The largest row id (PostgreSQL ``integer``): a larger id in a path is a 422, never a database error."""
+
+_ISO_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]")
+NOT_A_DATE_TIME = "an ISO 8601 date and time is expected (e.g. 2026-03-01T09:30:00Z), not a number nor a bare date"
+
+
+def _date_time_only(value: Any) -> Any:
+    """Refuse what pydantic would read as a time but the document's ``date-time`` forbids: numbers (Unix times) and bare dates."""
+    if isinstance(value, (int, float)) or (isinstance(value, str) and not _ISO_DATE_TIME.match(value)):
+        raise ValueError(NOT_A_DATE_TIME)
+    return value
+
+
+def _a_json_number(value: Any) -> Any:
+    """Refuse what pydantic would read as a number but JSON Schema's ``integer`` forbids: booleans and text."""
+    if isinstance(value, (bool, str, bytes)):
+        raise ValueError("a JSON number is expected, not a boolean nor a string")
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_a_json_number)]
+"""An integer as the document declares it (``type: integer``): 3 and 3.0, never true nor "3"."""
+Moment = Annotated[datetime, BeforeValidator(_date_time_only)]
+"""A time as the document declares it (``format: date-time``): ISO 8601 text only."""
+AwareMoment = Annotated[AwareDatetime, BeforeValidator(_date_time_only)]
+"""A :data:`Moment` that must carry its offset."""
 
 
 class _Body(BaseModel):

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from governance.api.schemas import IDENTIFIER
+from governance.api.schemas import IDENTIFIER, Count
 
 __all__ = ["PolicySet", "PromotionCreate", "Rollback"]
 
@@ -14,7 +14,15 @@ __all__ = ["PolicySet", "PromotionCreate", "Rollback"]
 class PromotionCreate(BaseModel):
     """Where to move a model version, and the pack and data its gate runs on."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"stage": "canary", "data": "synthetic:n_users=300,seed=4"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"stage": "canary", "data": "synthetic:n_users=300,seed=4"}],
+            # A gated stage audits the model on the data: the route answers 422 without it.
+            "if": {"properties": {"stage": {"enum": ["canary", "production"]}}},
+            "then": {"required": ["data"], "properties": {"data": {"type": "string"}}},
+        },
+    )
 
     stage: Literal["shadow", "canary", "production"]
     pack: str | None = Field(
@@ -47,8 +55,8 @@ class PolicySet(BaseModel):
         pattern=IDENTIFIER,
         description="A shipped pack name, or a stored pack as NAME@VERSION.",
     )
-    min_events: int = Field(0, ge=0, le=10**12, description="The gate's data has at least this many events.")
-    min_users: int = Field(0, ge=0, le=10**10, description="The gate's data has at least this many distinct users.")
+    min_events: Count = Field(0, ge=0, le=10**12, description="The gate's data has at least this many events.")
+    min_users: Count = Field(0, ge=0, le=10**10, description="The gate's data has at least this many distinct users.")
     dataset: str = Field(
         "training", pattern=r"^(training|any|[0-9a-f]{64})$",
         description="training (the model's own training data), any, or a recorded dataset's content hash.",

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from governance.api.schemas import IDENTIFIER, TEXT, _Body
+from governance.api.schemas import IDENTIFIER, TEXT, AwareMoment, _Body
 
 __all__ = ["Case", "CaseList", "CaseTransition", "EvaluationCreate", "FlagCreate", "FlagPublic", "ReportCreate", "ReportPublic"]
 
@@ -43,7 +43,7 @@ class FlagCreate(_Body):
         min_length=1, max_length=100, pattern=IDENTIFIER,
         description="A harm category the pack knows (harmful_content.categories or blocked_categories), e.g. self-harm, violence.",
     )  # fmt: skip
-    confidence: float = Field(ge=0, le=1)
+    confidence: float = Field(ge=0, le=1, strict=True)  # a number: true and "0.5" are not confidences
     source: Literal["metadata", "api", "model", "report"] = "api"
     pack: str = Field(
         "baseline", min_length=1, max_length=200, pattern=IDENTIFIER,
@@ -57,7 +57,7 @@ class EvaluationCreate(_Body):
     pack: str = Field(
         "baseline", min_length=1, max_length=200, pattern=IDENTIFIER, description="A shipped pack name, or a stored pack as NAME@VERSION."
     )
-    since: AwareDatetime | None = Field(
+    since: AwareMoment | None = Field(
         None,
         description="Count reports and served places from this moment (default: all reports, the last day of decisions).",
     )

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from governance.api.schemas import IDENTIFIER, MAX_TC_STRING, PackStamp, _Body
+from governance.api.schemas import IDENTIFIER, MAX_TC_STRING, Count, PackStamp, _Body
 from governance.serving import ServedList
 
 __all__ = ["ConsentSignals", "GovernedList", "Pong", "RecommendationCreate", "ServedItem", "governed_list_json"]
@@ -28,7 +28,7 @@ class RecommendationCreate(_Body):
     )
 
     subject: str = Field(min_length=1, max_length=200, pattern=IDENTIFIER, description="The subject to recommend for.")
-    k: int = Field(10, ge=1, le=100, description="List length.")
+    k: Count = Field(10, ge=1, le=100, description="List length.")
     model_version: str | None = Field(
         None, min_length=1, max_length=128, pattern=IDENTIFIER,
         description="A recorded model version (see 'recgov train'). Omitted: what is deployed answers (production, or the "
