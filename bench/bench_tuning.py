@@ -80,7 +80,8 @@ def _run(size: str, seed: int, trials: int) -> dict[str, Any]:
     n_users, n_items, n_events = SIZES[size]
     data = generate(SyntheticSpec(n_users=n_users, n_items=n_items, n_interactions=n_events, seed=seed))
     train = to_implicit(data.events)
-    out: dict[str, Any] = {"size": size, "seed": seed, "events": n_events, "matrix_nnz": train.nnz, "load_before": _load()}
+    out: dict[str, Any] = {"size": size, "seed": seed, "events": n_events, "matrix_nnz": train.nnz}
+    out["load_before"] = _load()
     for search in ("random", "halving"):
         result = tune_als(train, n_trials=trials, random_state=seed, search=search)
         out[search] = {

@@ -48,7 +48,8 @@ def block_rows(n_items: int, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> int:
     """Users per block so that a ``(block, n_items)`` float32 matrix fits ``budget_bytes`` (at least 1)."""
     if isinstance(budget_bytes, bool) or not isinstance(budget_bytes, (int, np.integer)) or budget_bytes < 1:
         raise ConfigError(
-            f"The 'budget_bytes' parameter of block_rows must be an int in the range [1, inf). Got {budget_bytes!r} instead."
+            "The 'budget_bytes' parameter of block_rows must be an int in the range [1, inf). "
+            f"Got {budget_bytes!r} instead."
         )
     return max(1, int(budget_bytes) // (4 * max(int(n_items), 1)))
 
@@ -182,7 +183,10 @@ def factor_top_k(
 
 
 def uses_factor_scores(model: object) -> bool:
-    """Whether ``model`` ranks by plain ``user_factors_ @ item_factors_.T`` (recgov's ALS, not a subclass that changes it)."""
+    """Whether ``model`` ranks by plain ``user_factors_ @ item_factors_.T``.
+
+    True for a fitted recgov ALS model, not for a subclass that changes how it ranks.
+    """
     from recommender.als import ALSRecommender
 
     return (

@@ -196,7 +196,12 @@ def _als_candidates(n_trials: int, random_state: int) -> list[dict[str, Any]]:
 
 
 def _random_search(
-    candidates: list[dict[str, Any]], inner: InteractionMatrix, valid: InteractionMatrix, k: int, random_state: int, show_progress: bool
+    candidates: list[dict[str, Any]],
+    inner: InteractionMatrix,
+    valid: InteractionMatrix,
+    k: int,
+    random_state: int,
+    show_progress: bool,
 ) -> list[dict[str, Any]]:
     """Every candidate fitted in full, then fresh fits of the winner at the refinement counts."""
 
@@ -218,7 +223,9 @@ class _Continued:
         self.done = 0
         self.scores: dict[int, float] = {}
 
-    def advance(self, iterations: int, inner: InteractionMatrix, valid: InteractionMatrix, users: np.ndarray, k: int) -> float:
+    def advance(
+        self, iterations: int, inner: InteractionMatrix, valid: InteractionMatrix, users: np.ndarray, k: int
+    ) -> float:
         """Continue the fit up to ``iterations`` sweeps (exactly a fresh fit's factors) and score it."""
         if self.model is None:
             raise RuntimeError("a candidate dropped by successive halving cannot be advanced")
@@ -236,9 +243,18 @@ class _Continued:
 
 
 def _halving_search(
-    candidates: list[dict[str, Any]], inner: InteractionMatrix, valid: InteractionMatrix, k: int, random_state: int, show_progress: bool
+    candidates: list[dict[str, Any]],
+    inner: InteractionMatrix,
+    valid: InteractionMatrix,
+    k: int,
+    random_state: int,
+    show_progress: bool,
 ) -> list[dict[str, Any]]:
-    """Successive halving over ``candidates`` (see the module docstring); one trial per candidate at its last rung, plus the winner's refinements."""
+    """Successive halving over ``candidates`` (see the module docstring).
+
+    Returns one trial per candidate, at the last rung it reached, plus the
+    winner's refinements.
+    """
     users = _validation_users(valid)
     alive = [_Continued(params, random_state) for params in candidates]
     finished: list[_Continued] = []
@@ -269,7 +285,13 @@ def _halving_search(
 
 
 def _refit_score(
-    run: _Continued, iterations: int, inner: InteractionMatrix, valid: InteractionMatrix, users: np.ndarray, k: int, random_state: int
+    run: _Continued,
+    iterations: int,
+    inner: InteractionMatrix,
+    valid: InteractionMatrix,
+    users: np.ndarray,
+    k: int,
+    random_state: int,
 ) -> None:
     """Score ``run``'s parameters at fewer sweeps than it has done: a fresh fit (its rungs did not pass there)."""
     fresh = _Continued(run.params, random_state)
@@ -295,7 +317,8 @@ def tune_als(
     first; every entry's score is what a fresh fit with its parameters gets.
     """
     if search not in SEARCHES:
-        raise ConfigError(f"The 'search' parameter of tune_als must be one of {', '.join(map(repr, SEARCHES))}. Got {search!r} instead.")
+        choices = ", ".join(map(repr, SEARCHES))
+        raise ConfigError(f"The 'search' parameter of tune_als must be one of {choices}. Got {search!r} instead.")
     started = time.perf_counter()
     inner, valid = carve_validation(train, validation_fraction, random_state)
     candidates = _als_candidates(n_trials, random_state)

@@ -94,7 +94,8 @@ def test_other_models_go_through_recommend_index() -> None:
 
 
 def test_bad_arguments_are_refused(fitted: ALSRecommender) -> None:
-    with pytest.raises(ConfigError, match=r"The 'k' parameter of factor_top_k must be an int in the range \[1, inf\)\. Got 0 instead\."):
+    bad_k = r"The 'k' parameter of factor_top_k must be an int in the range \[1, inf\)\. Got 0 instead\."
+    with pytest.raises(ConfigError, match=bad_k):
         factor_top_k(fitted.user_factors_, fitted.item_factors_, np.arange(3), 0)
     with pytest.raises(ConfigError, match=r"user rows must be in 0\.\."):
         factor_top_k(fitted.user_factors_, fitted.item_factors_, np.array([-1]), 3)

@@ -110,5 +110,6 @@ def test_random_search_fits_every_candidate_in_full() -> None:
 
 
 def test_unknown_search_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"The 'search' parameter of tune_als must be one of 'halving', 'random'\. Got 'grid' instead\."):
+    expected = r"The 'search' parameter of tune_als must be one of 'halving', 'random'\. Got 'grid' instead\."
+    with pytest.raises(ConfigError, match=expected):
         tune_als(taste_matrix(), search="grid")
