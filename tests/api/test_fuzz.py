@@ -93,7 +93,7 @@ STATEFUL_422: dict[tuple[str, str], tuple[set[str], str]] = {
     ("POST", "/v1/packs/validate"): ({"invalid-pack"}, "any text is a string; the answer says whether it is a valid pack"),
     ("POST", "/v1/audits"): ({"body.data", "body.slates", "body.baseline"}, "a data spec names a file that must be under $RECGOV_HOME/data"),
     ("POST", "/v1/consent"): ({"consent purposes", "consent-signal", "consent-evidence"}, "a purpose must be one of the pack's, evidence as its source claims"),
-    ("POST", "/v1/consent/imports"): ({"upload:", "invalid-data", "consent purposes"}, "the upload must be a consent export"),
+    ("POST", "/v1/consent/imports"): ({"body", "invalid-data", "consent purposes"}, "the upload must be a consent export (its rows, its columns)"),
     ("POST", "/v1/recommendations"): ({"consent-signal"}, "a TC string must decode, and meet the pack"),
     ("POST", "/v1/deployments/{model_version}/promote"): ({"invalid-input", "invalid-data"}, "stages are taken in order, on data under $RECGOV_HOME/data"),
     ("POST", "/v1/deployments/rollback"): ({"invalid-input"}, "there must be a production version to roll back from"),
@@ -175,7 +175,7 @@ def _refused_on_content(operation: tuple[str, str], response) -> bool:
         return False
     problem = response.json()
     found = {problem["type"].removeprefix(PROBLEM_BASE)}
-    found |= {f"{e.get('location')}.{e['field']}".rstrip(".") for e in problem.get("errors") or () if "field" in e}
+    found |= {f"{e.get('location')}.{e.get('field', '')}".rstrip(".") for e in problem.get("errors") or ()}
     return bool(found & kinds) or any(marker in problem["detail"] for marker in kinds)
 
 
