@@ -79,24 +79,31 @@ def _grouped_candidates(scores: np.ndarray, k: int) -> np.ndarray | None:
     The columns are cut into groups of ``g``; a row's ``k`` best entries lie in
     its ``k`` groups with the largest maxima (an entry above the ``k``-th best is
     in a group whose maximum beats it, and at most ``k - 1`` groups can), up to
-    ties at the ``k``-th place. Group maxima are one vectorised reduction over a
-    view, so the selection works on ``n / g + k * g`` entries per row instead of
-    ``n``: with ``g`` near ``sqrt(n / k)``, a few hundred instead of thousands.
+    ties at the ``k``-th place. Group ``j`` is the columns ``j, j + G, j + 2G, ...``
+    (``G = n // g``; the last ``n - G * g`` columns form one more group), so the
+    maxima are an element-wise maximum of ``g`` contiguous slices: one vectorised
+    pass over the block. The selection then works on ``G + k * g`` entries per row
+    instead of ``n``: with ``g`` near ``sqrt(n / k)``, a few hundred instead of thousands.
     """
     n_rows, n_cols = scores.shape
     g = max(1, int(np.sqrt(n_cols / k)))
-    full = n_cols // g
-    n_groups = -(-n_cols // g)
+    stride = n_cols // g
+    rest = n_cols - stride * g
+    n_groups = stride + (rest > 0)
     if n_groups <= 2 * k or g < 2:
         return None
     maxima = np.empty((n_rows, n_groups), dtype=scores.dtype)
-    maxima[:, :full] = scores[:, : full * g].reshape(n_rows, full, g).max(axis=2)
-    if n_groups > full:
-        maxima[:, full] = scores[:, full * g :].max(axis=1)
+    np.max(scores[:, : stride * g].reshape(n_rows, g, stride), axis=1, out=maxima[:, :stride])
+    if rest:
+        maxima[:, stride] = scores[:, stride * g :].max(axis=1)
     groups = np.argpartition(maxima, n_groups - k, axis=1)[:, n_groups - k :]
-    cols = (groups[:, :, None] * g + np.arange(g)[None, None, :]).reshape(n_rows, k * g)
-    cols[cols >= n_cols] = -1
-    return cols
+    steps = np.arange(g)
+    cols = np.where(
+        (groups < stride)[:, :, None],
+        groups[:, :, None] + stride * steps[None, None, :],
+        np.where(steps < rest, stride * g + steps, -1)[None, None, :],
+    )
+    return cols.reshape(n_rows, k * g)
 
 
 def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
