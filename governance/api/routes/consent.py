@@ -32,7 +32,9 @@ from recommender.errors import DataError
 
 _PAIR = r" *(?:" + "|".join(ConsentImportMapping.model_fields) + r") *=[^,=\x00-\x1f\x7f]*"
 MAP_PATTERN = rf"^{_PAIR}(?:,{_PAIR})*$"
-"""``map`` as the document states it: field=column pairs of the known fields (the handler checks it, saying what is wrong)."""
+"""``map`` as the document states it: field=column pairs of the known fields.
+
+The handler checks it, saying what is wrong."""
 
 router = APIRouter(prefix="/v1/consent", tags=["consent"], responses=problems(401, 403, 422, 500))
 
@@ -83,7 +85,10 @@ IMPORT_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "text/csv": {"schema": {"type": "string", "minLength": 1}, "example": "subject,purpose,status,time\nu000012,personalization,granted,2026-03-01T09:30:00Z\n"},
+            "text/csv": {
+                "schema": {"type": "string", "minLength": 1},
+                "example": "subject,purpose,status,time\nu000012,personalization,granted,2026-03-01T09:30:00Z\n",
+            },
             "application/x-ndjson": {"schema": {"type": "string", "minLength": 1}},
         },
     }
@@ -114,7 +119,9 @@ async def import_records(
     key: OperateKey,
     fmt: Annotated[Literal["csv", "jsonl"] | None, Query(alias="format", description="csv or jsonl (default: from the Content-Type).")] = None,
     pack: Annotated[str | None, Query(min_length=1, max_length=200, pattern=IDENTIFIER, description="The pack in force: each purpose must be its own; the basis defaults to the purpose's.")] = None,
-    mapping: Annotated[str | None, Query(alias="map", max_length=2000, pattern=IDENTIFIER, json_schema_extra={"pattern": MAP_PATTERN}, description="The export's column for each field: field=column,... (as recgov consent import --map).")] = None,
+    mapping: Annotated[str | None, Query(
+        alias="map", max_length=2000, pattern=IDENTIFIER, json_schema_extra={"pattern": MAP_PATTERN},
+        description="The export's column for each field: field=column,... (as recgov consent import --map).")] = None,
     batch_size: Annotated[int, Query(ge=1, le=MAX_BATCH_SIZE, description="Records per transaction, each batch anchored by one trail event.")] = DEFAULT_BATCH_SIZE,
     name: Annotated[str, Query(min_length=1, max_length=200, pattern=IDENTIFIER, description="What to call the export in the report.")] = "upload",
 ) -> dict[str, Any]:

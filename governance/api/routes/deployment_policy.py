@@ -33,10 +33,17 @@ def show_policy(session: SessionDep, key: ReadKey) -> dict[str, Any]:
     return {"stages": {stage: None if b is None else b.to_dict() for stage, b in bindings.items()}}
 
 
+GATED = {"enum": list(deploy_policy.GATED_STAGES)}
+"""The stages a policy binds, in the document (any other is answered by the handler, saying why)."""
+
+
 @router.put("/policy/{stage}", responses=problems(403, 404, 422), summary="Bind a gated stage to a pack (admin)")
 def set_policy(
     # The document names the gated stages; any other is answered by the handler, saying why (shadow has no gate).
-    stage: Annotated[str, Path(min_length=1, max_length=20, pattern=IDENTIFIER, json_schema_extra={"enum": list(deploy_policy.GATED_STAGES)})],
+    stage: Annotated[
+        str,
+        Path(min_length=1, max_length=20, pattern=IDENTIFIER, json_schema_extra=GATED),
+    ],
     body: PolicySet,
     session: SessionDep,
     settings: SettingsDep,

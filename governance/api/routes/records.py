@@ -41,7 +41,10 @@ def _pack(settings: Any, ref: str) -> LoadedPack:
 
 
 # What the handler accepts, in the document (the handler checks it, with its own message).
-RECIPIENTS = {"maxItems": MAX_RECIPIENTS, "items": {"type": "string", "minLength": 1, "maxLength": 500, "pattern": r"^[^\x00]*\S[^\x00]*$"}}
+RECIPIENTS = {
+    "maxItems": MAX_RECIPIENTS,
+    "items": {"type": "string", "minLength": 1, "maxLength": 500, "pattern": r"^[^\x00]*\S[^\x00]*$"},
+}
 
 
 @router.get(
@@ -56,7 +59,13 @@ def get_processing_record(
     settings: SettingsDep,
     key: AuditKey,
     pack: PackRef,
-    recipient: Annotated[list[str] | None, Query(description="A recipient of the data (repeat, at most 50); default: none outside the controller.", json_schema_extra=RECIPIENTS)] = None,
+    recipient: Annotated[
+        list[str] | None,
+        Query(
+            description="A recipient of the data (repeat, at most 50); default: none outside the controller.",
+            json_schema_extra=RECIPIENTS,
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     if len(recipient or ()) > MAX_RECIPIENTS:
         raise Problem(422, f"at most {MAX_RECIPIENTS} recipients may be named; got {len(recipient or ())}")

@@ -56,7 +56,7 @@ NOT_A_DATE_TIME = "an ISO 8601 date and time is expected (e.g. 2026-03-01T09:30:
 
 
 def _date_time_only(value: Any) -> Any:
-    """Refuse what pydantic would read as a time but the document's ``date-time`` forbids: numbers (Unix times) and bare dates."""
+    """Refuse what pydantic would read as a time but ``date-time`` forbids: numbers (Unix times), bare dates."""
     if isinstance(value, (int, float)) or (isinstance(value, str) and not _ISO_DATE_TIME.match(value)):
         raise ValueError(NOT_A_DATE_TIME)
     return value

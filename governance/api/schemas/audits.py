@@ -24,7 +24,10 @@ class AuditCreate(BaseModel):
                 {"pack": "eu-gdpr-dsa", "model_version": "als-75b761bdc3941eead4d61bf7", "data": "events/2026-11.csv", "shadow": True},
             ],
             # model_version and slates are alternatives (see _model_or_slates).
-            "not": {"required": ["model_version", "slates"], "properties": {"model_version": {"type": "string"}, "slates": {"type": "string"}}},
+            "not": {
+                "required": ["model_version", "slates"],
+                "properties": {"model_version": {"type": "string"}, "slates": {"type": "string"}},
+            },
         },
     )
 
