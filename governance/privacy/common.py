@@ -52,6 +52,7 @@ __all__ = [
     "as_subject",
     "fail_request",
     "guard",
+    "vocabulary_of",
     "iso",
     "pack_policy",
     "pack_stamp",
@@ -135,23 +136,42 @@ def _holds(text: str, subject: str) -> bool:
     return text == subject or (len(subject) >= _MIN_CONTAINED and subject in text)
 
 
-def guard(value: Any, field: str, subject: str, where: str = "$") -> Any:
+def guard(value: Any, field: str, subject: str, where: str = "$", vocabulary: frozenset[str] = frozenset()) -> Any:
     """Refuse ``value`` if a string (key or value) in it is, or contains, the subject's raw id.
 
     Only strings are looked at: a result is full of counts, and a numeric id
-    such as 1234 would otherwise collide with one of them.
+    such as 1234 would otherwise collide with one of them. A string that is
+    exactly a word of ``vocabulary`` (the pack's purposes, its name, the store's
+    statuses: :func:`vocabulary_of`) is the system's own word, not the person's,
+    even when a subject happens to bear the same id: erasing subject ``"0"``
+    under a pack with a purpose ``"0"`` must not fail. A longer string holding
+    the id is still refused.
     """
     if isinstance(value, Mapping):
         for key, child in value.items():
-            if _holds(str(key), subject):
+            if str(key) not in vocabulary and _holds(str(key), subject):
                 raise DataError(RAW_ID_IN_RESULT.format(field=field, where=f"a key of {where}"))
-            guard(child, field, subject, f"{where}.{key}")
+            guard(child, field, subject, f"{where}.{key}", vocabulary)
     elif isinstance(value, (list, tuple)):
         for index, child in enumerate(value):
-            guard(child, field, subject, f"{where}[{index}]")
-    elif isinstance(value, str) and _holds(value, subject):
+            guard(child, field, subject, f"{where}[{index}]", vocabulary)
+    elif isinstance(value, str) and value not in vocabulary and _holds(value, subject):
         raise DataError(RAW_ID_IN_RESULT.format(field=field, where=where))
     return value
+
+
+def vocabulary_of(pack: Any) -> frozenset[str]:
+    """The words a privacy result takes from the pack and the store, never from the person.
+
+    The pack's consent purposes, its name, version and content hash, and the
+    store's consent statuses, lawful bases and request kinds and statuses.
+    """
+    from audits.models import CONSENT_STATUSES, LAWFUL_BASES, REQUEST_KINDS, REQUEST_STATUSES
+
+    policy = pack_policy(pack)
+    stamp = pack_stamp(pack)
+    words = {*policy.consent.purposes, *stamp.values(), *CONSENT_STATUSES, *LAWFUL_BASES, *REQUEST_KINDS, *REQUEST_STATUSES}
+    return frozenset(str(w) for w in words)
 
 
 def scrubbed(err: BaseException, subject: str) -> str:

@@ -56,6 +56,7 @@ from governance.privacy.common import (
     plain,
     request_deadline,
     scrubbed,
+    vocabulary_of,
 )
 from governance.privacy.retrains import CANNOT_RETRAIN, check_not_in_artifact, check_retrain_data, run_retrains
 from governance.privacy.unlearning import (
@@ -481,6 +482,7 @@ def _shred_and_complete(
         ),
         "result",
         subject,
+        vocabulary=vocabulary_of(pack) | frozenset(suppression.denied),  # purposes: the controller's words
     )
     stored, personal = _erasure_result_parts(result_doc)
     update_request(session, request.id, status="completed", result=stored, personal=personal, actor=actor)

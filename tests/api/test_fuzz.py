@@ -111,12 +111,6 @@ STATEFUL_422: dict[tuple[str, str], tuple[set[str], str]] = {
     ("POST", "/v1/deployments/rollback"): ({"invalid-input"}, "there must be a production version to roll back from"),
     ("POST", "/v1/items/{item_id}/flags"): ({"unknown-harm-category"}, "the category must be one the pack knows"),
     ("GET", "/v1/trail/events"): ({"is after 'until'"}, "JSON Schema cannot compare two parameters (since, until)"),
-    # The erasure guard refuses a result with a key equal to the subject's raw id: a subject named like a
-    # purpose the fuzz recorded for it (both "0") is refused, and nothing is shredded.
-    ("POST", "/v1/subjects/{subject_id}/erasure"): (
-        {"would carry the subject's raw id"},
-        "a purpose named like the subject",
-    ),
 }
 # GET /v1/consent/{subject} also serves /v1/consent/imports (the subject "imports"): its Allow says GET
 # truthfully, where the document, whose concrete paths win over templated ones, has POST only.

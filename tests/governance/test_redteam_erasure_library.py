@@ -19,6 +19,7 @@ from governance.packs import resolve_pack
 from governance.suppressed import ERASURES_SEEN, drop_erased_events, erasure_seq, erasures_seen
 from governance.training import train_and_record
 from recommender.als import ALSRecommender
+from recommender.errors import DataError
 from recommender.synthetic import SyntheticSpec, generate
 
 CCPA = load_pack(resolve_pack("california-ccpa"))  # opt-out: no record means "profile them"
@@ -100,3 +101,20 @@ def test_an_audit_does_not_fit_its_evaluation_models_on_erased_events(store: Sto
     assert facts.dataset["n_events"] == len(data.events) - n_victim
     assert facts.dataset["erased_events_left_out"] == n_victim
     assert dataset_version == data.content_hash()  # the audit still names the data it was given
+
+
+@pytest.mark.parametrize("subject", ["personalization", "granted"])
+def test_a_subject_whose_id_is_one_of_the_packs_words_can_be_erased(store: Store, subject: str) -> None:
+    """Hole: erasing a subject whose id equals a consent purpose or a status failed with 'raw id in the
+    result' (the purpose is a key of the result's suppression), shredding nothing. A word of the pack or
+    the store is not the person's id; a longer string holding the id is still refused."""
+    from audits import record_consent
+    from governance.privacy.common import guard, vocabulary_of
+
+    with store.session() as session:
+        record_consent(session, subject_id=subject, purpose="personalization", status="denied", lawful_basis="consent", source="api")
+        session.commit()
+    result = erase_subject(store, subject, pack=BASELINE, measure_residual=False, unlearn_recorded=False)
+    assert result["request"]["status"] == "completed"
+    with pytest.raises(DataError):
+        guard({"path": f"/models/{subject}/x"}, "the result", subject, vocabulary=vocabulary_of(load_pack(resolve_pack("baseline"))))
