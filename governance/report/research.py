@@ -113,7 +113,7 @@ Files: {files}. Exposure files: {exposure}.
 | provider_group / category | the item's provider group, or one of its categories (an item of several categories counts in each); `missing` when the item table has no value |
 | impressions | list positions the group's items took (empty when suppressed) |
 | subjects | distinct subjects who saw them (empty when suppressed) |
-| exposure_share | the group's share of position-weighted attention, each position weighing 1 / log2(rank + 1) (empty when suppressed) |
+| exposure_share | the group's share of position-weighted attention, each position weighing 1 / log2(rank + 1) (empty when suppressed; when only one group is suppressed, the smallest published share is left empty too, so that the suppressed one cannot be worked out as one minus the others) |
 | suppressed | true when subjects < {min_group} |
 
 ## slates.csv
@@ -230,7 +230,20 @@ def _exposure(served: pd.DataFrame, groups: pd.Series, column: str, min_group: i
     grouped = frame.groupby(column, sort=True).agg(impressions=("item_id", "size"), subjects=("subject", "nunique"), exposure=("exposure", "sum"))
     grouped["exposure_share"] = grouped["exposure"] / grouped["exposure"].sum() if len(grouped) else []
     grouped = grouped.drop(columns="exposure").reset_index()
-    return _suppress(grouped, min_group, ["impressions"])
+    out, n = _suppress(grouped, min_group, ["impressions"])
+    return _complement(out), n
+
+
+def _complement(frame: pd.DataFrame) -> pd.DataFrame:
+    """Blank one more share when exactly one is suppressed: shares sum to one, so the lone blank could be worked out.
+
+    The published group with the smallest share loses its share too (its counts
+    stay: no total of them is published); with two or more blanks, none can be solved for.
+    """
+    blank = frame["exposure_share"].isna()
+    if int(blank.sum()) == 1 and int((~blank).sum()) >= 1:
+        frame.loc[frame.loc[~blank, "exposure_share"].idxmin(), "exposure_share"] = np.nan
+    return frame
 
 
 def _categories(items: pd.DataFrame) -> pd.Series:

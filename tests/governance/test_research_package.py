@@ -258,3 +258,20 @@ def test_a_package_whose_trail_event_fails_is_removed(built: dict, tmp_path: Pat
     )
     assert done.exit_code == 2 and "No space left on device" in done.stderr
     assert not (tmp_path / "p").exists()
+
+
+def test_a_lone_suppressed_share_cannot_be_worked_out_from_the_others() -> None:
+    """Hole: with one group suppressed, its exposure share was one minus the published shares."""
+    import numpy as np
+    import pandas as pd
+
+    from governance.report.research import _exposure
+
+    rows = [(f"s{s}", f"i{g}", rank) for g, n in ((0, 12), (1, 15), (2, 3)) for s in range(n) for rank in (1, 2)]
+    served = pd.DataFrame(rows, columns=["subject", "item_id", "rank"])
+    groups = pd.Series(["big", "bigger", "small"], index=["i0", "i1", "i2"])
+    frame, suppressed = _exposure(served, groups, "provider_group", 10)
+    assert suppressed == 1
+    shares = dict(zip(frame["provider_group"], frame["exposure_share"]))
+    assert np.isnan(shares["small"]) and np.isnan(shares["big"]) and not np.isnan(shares["bigger"])
+    assert int(frame.set_index("provider_group").loc["big", "subjects"]) == 12  # its counts stay
