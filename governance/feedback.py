@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
 from audits.models import OUTCOME_KINDS
-from audits.outcomes import BATCH_COLUMNS, DEFAULT_WINDOW, OutcomeBatch, Refusal, record_outcomes
+from audits.outcomes import BATCH_COLUMNS, DEFAULT_WINDOW, OutcomeBatch, OutcomesRefused, Refusal, record_outcomes
 from governance.consent.import_rows import _CONTROL
 from governance.consent.import_table import _csv, _jsonl, _parquet, format_of
 from recommender.errors import ConfigError, DataError
@@ -413,8 +413,8 @@ def import_feedback_table(
     span = parse_window(window)
     valid, problems = check_outcome_rows(table)
     located = table.located_by
-    if whole and problems:
-        raise FeedbackRefused(problems)
+    if whole:
+        batch_size = max(len(valid), 1)  # one transaction: all or nothing
     outcomes: list[tuple[dict[str, Any], OutcomeBatch]] = []
     starts = range(0, len(valid), batch_size)
     with tqdm(total=len(valid), disable=not show_progress, unit="event", desc="import feedback", file=sys.stderr) as bar:
@@ -424,10 +424,15 @@ def import_feedback_table(
                 "file_sha256": table.sha256, "format": table.format, "batch": number, "batches": len(starts),
                 f"first_{located}": int(chunk["line"].iloc[0]), f"last_{located}": int(chunk["line"].iloc[-1]),
             }  # fmt: skip
-            with store.session() as session:
-                outcome = record_outcomes(session, chunk, source=source, anchor=anchor, window=span, actor=actor, whole=whole)
+            if whole:
+                outcome = _whole(store, chunk, problems, source=source, anchor=anchor, window=span, actor=actor)
+            else:
+                with store.session() as session:
+                    outcome = record_outcomes(session, chunk, source=source, anchor=anchor, window=span, actor=actor)
             outcomes.append(({"batch": number, f"first_{located}": anchor[f"first_{located}"], f"last_{located}": anchor[f"last_{located}"]}, outcome))
             bar.update(len(chunk))
+    if whole and problems:  # no valid row at all: nothing was tried in the store
+        raise FeedbackRefused(problems)
     refused = [p for _, o in outcomes for p in _as_problems(o.refused, located)]
     by_attribution: dict[str, int] = {}
     for _, o in outcomes:
@@ -441,6 +446,30 @@ def import_feedback_table(
         by_attribution=dict(sorted(by_attribution.items())), batches=[{**b, **o.to_dict()} for b, o in outcomes],
         problems=sorted([*problems, *refused], key=lambda p: p.position), unattributed=unattributed,
     )  # fmt: skip
+
+
+class _RollBack(Exception):
+    """Raised inside a transaction to undo what it stored: the list had faults the store did not see."""
+
+
+def _whole(store: Any, chunk: pd.DataFrame, problems: list[RowProblem], **options: Any) -> OutcomeBatch:
+    """Store ``chunk`` only if neither the row checks (``problems``) nor the store refuse anything; else raise
+    :class:`FeedbackRefused` with every fault, the store's included, and nothing stored."""
+    refused: list[Refusal] = []
+    outcome: OutcomeBatch | None = None
+    try:
+        with store.session() as session:
+            outcome = record_outcomes(session, chunk, whole=True, **options)
+            if problems:
+                raise _RollBack
+    except OutcomesRefused as err:
+        refused = err.refusals
+    except _RollBack:
+        pass
+    faults = sorted([*problems, *_as_problems(refused, "index")], key=lambda p: p.position)
+    if faults or outcome is None:
+        raise FeedbackRefused(faults)
+    return outcome
 
 
 class FeedbackRefused(DataError):
@@ -484,12 +513,4 @@ def record_feedback(
     """Store a JSON list of events whole, or nothing: a fault anywhere raises :class:`FeedbackRefused` (or
     :class:`~audits.outcomes.OutcomesRefused` for a join the store refuses), each fault located as ``events[i]``."""
     table = table_of_events(events)
-    try:
-        return import_feedback_table(store, table, window=window, batch_size=MAX_BATCH_SIZE, actor=actor, whole=True, source="api")
-    except FeedbackRefused:
-        raise
-    except DataError as err:
-        refusals = getattr(err, "refusals", None)
-        if refusals is None:
-            raise
-        raise FeedbackRefused(_as_problems(refusals, "index")) from None
+    return import_feedback_table(store, table, window=window, batch_size=MAX_BATCH_SIZE, actor=actor, whole=True, source="api")
