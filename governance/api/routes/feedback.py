@@ -89,9 +89,9 @@ def _counts(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: doc[k] for k in ("rows", "valid", "invalid", "added", "already_recorded", "by_attribution", "window_seconds")}
 
 
-@router.post("", response_model=FeedbackReportPublic, summary="Store outcome events (a JSON list), joined to their decisions")
+@router.post("", response_model=FeedbackReportPublic, responses=problems(413), summary="Store outcome events (a JSON list), joined to their decisions")
 async def record(
-    events: Annotated[FeedbackList, Body(description="1 to 10,000 outcome events; stored whole or not at all.")],
+    events: Annotated[FeedbackList, Body(description="1 to 1,000 outcome events; stored whole or not at all.")],
     store: StoreDep,
     session: SessionDep,
     key: ListsKey,

@@ -91,5 +91,5 @@ class FeedbackReportPublic(BaseModel):
     unattributed: list[dict[str, Any]] = Field(description='Per event stored without a decision: {"line" | "row" | "index": n, "reason": ...}.')
 
 
-FeedbackList = Annotated[list[FeedbackEventIn], Field(min_length=1, max_length=10_000)]
-"""The body of ``POST /v1/feedback``: 1 to 10,000 events."""
+FeedbackList = Annotated[list[FeedbackEventIn], Field(min_length=1, max_length=1_000)]
+"""The body of ``POST /v1/feedback``: 1 to 1,000 events (a list that fits the body limit; more: send several, or upload a file)."""
