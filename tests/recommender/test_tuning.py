@@ -113,3 +113,29 @@ def test_unknown_search_is_refused() -> None:
     expected = r"The 'search' parameter of tune_als must be one of 'halving', 'random'\. Got 'grid' instead\."
     with pytest.raises(ConfigError, match=expected):
         tune_als(taste_matrix(), search="grid")
+
+
+def test_validation_users_are_a_seeded_sample_only_above_the_cap() -> None:
+    """Up to the cap every validation user is scored; above it, the same seeded sample of exactly the cap,
+    and the NDCG over it is the hand-computed mean of those users' NDCG."""
+    from recommender.metrics import ndcg_at_k
+    from recommender.scoring import ranked_lists
+    from recommender.tuning import _validation_users
+
+    train = taste_matrix(seed=3)
+    inner, valid = carve_validation(train, 0.2, random_state=0)
+    everyone = np.flatnonzero(np.diff(valid.matrix.indptr) > 0)
+    assert np.array_equal(_validation_users(valid, 0, None), everyone)
+    assert np.array_equal(_validation_users(valid, 0, len(everyone)), everyone)
+    sample = _validation_users(valid, 5, 50)
+    assert len(sample) == 50 and len(set(sample.tolist())) == 50
+    assert np.all(np.diff(sample) > 0) and np.isin(sample, everyone).all()
+    assert np.array_equal(sample, _validation_users(valid, 5, 50))
+    assert not np.array_equal(sample, _validation_users(valid, 6, 50))
+    model = ALSRecommender(factors=8, iterations=3).fit(inner)
+    recs, _ = ranked_lists(model, sample, 10)
+    expected = float(np.mean(ndcg_at_k(recs, valid.matrix[sample], 10)))
+    assert validation_ndcg(model, valid, 10, max_users=50, random_state=5) == pytest.approx(expected, abs=1e-12)
+    assert validation_ndcg(model, valid, 10) == pytest.approx(
+        float(np.mean(ndcg_at_k(ranked_lists(model, everyone, 10)[0], valid.matrix[everyone], 10))), abs=1e-12
+    )
