@@ -248,6 +248,7 @@ def _child(size: str, seed: int, out: Path) -> None:
     result["gate_s"] = round(gate_s, 2)
     result["gate_passed"] = outcome.decision.passed
     result["gate_counts"] = outcome.report.counts()
+    result["gate_not_passed"] = sorted(r.rule_id for r in outcome.report.results if r.status.value != "pass")
     result["rss_after_gate_mb"] = round(_maxrss_mb())
     timed = dict(stages.seconds)
     timed["other"] = gate_s - sum(timed.values())

@@ -139,3 +139,24 @@ def test_validation_users_are_a_seeded_sample_only_above_the_cap() -> None:
     assert validation_ndcg(model, valid, 10) == pytest.approx(
         float(np.mean(ndcg_at_k(ranked_lists(model, everyone, 10)[0], valid.matrix[everyone], 10))), abs=1e-12
     )
+
+
+def test_tuning_sample_keeps_all_items_and_only_users_with_data() -> None:
+    """At most max_users users with data, every item column, each sampled row exactly its original row."""
+    from recommender.tuning import user_sample
+
+    train = taste_matrix(seed=2)
+    assert user_sample(train, None) is train
+    assert user_sample(train, train.n_users) is train
+    sample = user_sample(train, 40, random_state=1)
+    assert sample.matrix.shape == (40, train.n_items)
+    assert list(sample.item_ids) == list(train.item_ids)
+    positions = {u: i for i, u in enumerate(train.user_ids)}
+    for r, user in enumerate(sample.user_ids):
+        assert (sample.matrix[r] != train.matrix[positions[user]]).nnz == 0
+        assert sample.matrix[r].nnz > 0
+    assert list(user_sample(train, 40, random_state=1).user_ids) == list(sample.user_ids)
+    tuned = tune_als(train, n_trials=3, max_users=40, random_state=0)
+    assert tuned.best_params and 0 <= tuned.best_score <= 1
+    with pytest.raises(ConfigError, match="max_users"):
+        tune_als(train, max_users=0)
