@@ -149,6 +149,14 @@ def _load() -> float | None:
         return None
 
 
+def _cpu_s() -> float:
+    """CPU seconds this process has used (all threads): on a shared machine, what the work cost when wall time is inflated."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _maxrss_mb() -> float:
     import resource
 
@@ -238,11 +246,13 @@ def _child(size: str, seed: int, out: Path) -> None:
     stages = _Stages()
     _instrument(stages)
     result["load_gate_start"] = _load()
+    cpu = _cpu_s()
     t = time.perf_counter()
     outcome = run_audit(
         loaded, dataset, store=store, out_dir=home / "gate", models_dir=home / "models", train=True, baseline=baseline
     )
     gate_s = time.perf_counter() - t
+    result["gate_cpu_s"] = round(_cpu_s() - cpu, 1)
     store.close()
     result["load_gate_end"] = _load()
     result["gate_s"] = round(gate_s, 2)
