@@ -80,6 +80,19 @@ from recommender.fairness._exposure import (
     item_exposure,
     provider_exposure,
 )
+from recommender.fairness._grouping import (
+    INTERSECTION_SEPARATOR,
+    Binning,
+    GroupCensus,
+    GroupingSpec,
+    bin_values,
+    census,
+    groups_for,
+    intersect,
+    item_groups,
+    membership_exposure,
+    multi_membership,
+)
 from recommender.fairness._groups import CONSUMER_METRICS, GroupComparison, GroupGap, compare_groups, mean_of_values
 from recommender.fairness._intervals import (
     BAD_CONFIDENCE,
@@ -101,6 +114,17 @@ from recommender.fairness._popularity import (
 )
 
 __all__ = [
+    "INTERSECTION_SEPARATOR",
+    "Binning",
+    "GroupCensus",
+    "GroupingSpec",
+    "bin_values",
+    "census",
+    "groups_for",
+    "intersect",
+    "item_groups",
+    "membership_exposure",
+    "multi_membership",
     "AmortisedFigure",
     "EquityOfAttention",
     "ExpectedExposure",
