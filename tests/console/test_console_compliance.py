@@ -8,12 +8,10 @@ store's own table) and the server's log lines.
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import re
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -21,64 +19,9 @@ from typing import Any
 import pytest
 from conftest import CONSENTING, DATA, DENYING, EU_PACK, MODEL_VERSION, ConsoleServer
 from console_a11y import accessibility_problems
-from sqlalchemy import select
-
-from audits.models import TrailEvent
+from console_privacy import all_trail_events, assert_nowhere_in_the_trail, server_log
 
 COMPLIANCE_PAGES = ("/console/records/processing", "/console/records/disclosure", "/console/datasets")
-LOGGERS = ("", "uvicorn", "uvicorn.error", "uvicorn.access", "governance", "audits", "recgov", "fastapi")
-
-
-class _Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage() + " " + " ".join(str(a) for a in (record.args or ()) if not isinstance(record.args, dict)))
-
-
-@contextmanager
-def server_log() -> Iterator[list[str]]:
-    """Every log line the server (in this process) writes meanwhile, access log included, at DEBUG."""
-    handler = _Lines()
-    saved = []
-    for name in LOGGERS:
-        logger = logging.getLogger(name)
-        saved.append((logger, logger.level, logger.disabled))
-        logger.setLevel(logging.DEBUG)
-        logger.disabled = False
-        logger.addHandler(handler)
-    try:
-        yield handler.lines
-    finally:
-        for logger, level, disabled in saved:
-            logger.removeHandler(handler)
-            logger.setLevel(level)
-            logger.disabled = disabled
-
-
-def all_trail_events(server: ConsoleServer) -> list[dict[str, Any]]:
-    """The whole trail over the API, following ``next_after``."""
-    events: list[dict[str, Any]] = []
-    after = 0
-    with server.api("admin") as api:
-        while True:
-            page = api.get("/v1/trail/events", params={"limit": 1000, "after": after}).json()
-            events += page["events"]
-            if page["next_after"] is None:
-                return events
-            after = page["next_after"]
-
-
-def assert_nowhere_in_the_trail(server: ConsoleServer, raw: str) -> None:
-    """``raw`` is in no trail event, as the API gives them and as the store holds them."""
-    assert raw not in json.dumps(all_trail_events(server))
-    with server.store.session() as session:
-        rows = session.execute(select(TrailEvent.actor, TrailEvent.action, TrailEvent.subject, TrailEvent.objects, TrailEvent.payload)).all()
-    assert rows and not any(raw in str(value) for row in rows for value in row)
-
-
 def _lookup(client: Any, csrf: str | None, **fields: str) -> Any:
     data = dict(fields) | ({"csrf_token": csrf} if csrf is not None else {})
     return client.post("/console/consent", data=data)
@@ -210,6 +153,10 @@ def test_an_auditor_reads_the_processing_record_and_downloads_the_apis_document(
     assert named.json()["recipients"] == ["hosting provider", "payment processor"]
     counts = document["counts"]["consent_records"]["personalization"]
     assert counts["granted"] >= 1 and counts["denied"] >= 1  # the seeded records, counted by the store
+    table = re.search(r'<table id="count-consent">(.*?)</table>', page.text, re.S).group(1)
+    columns = re.findall(r'<th scope="col">([^<]+)</th>', table)[1:]
+    cells = re.findall(r"<td>(\d+)</td>", re.search(r'<th scope="row">personalization</th>(.*?)</tr>', table, re.S).group(1))
+    assert dict(zip(columns, map(int, cells))) == {status.replace("_", " "): n for status, n in counts.items()}
     text = unescape(page.text)
     assert f"<dt>Controller</dt><dd>{document['controller']}</dd>" in text
     for purpose in document["purposes"]:
@@ -291,7 +238,7 @@ def test_an_auditor_lists_the_data_sets_an_audit_may_use_and_the_audit_agrees(se
         "notes.md": ("file", "not a layout recgov reads", "no"),
     }  # no hidden file, nothing behind the link that leads out of the folder
     recorded = re.search(r'<table id="recorded-sets">(.*?)</table>', page.text, re.S).group(1)
-    assert "console-synthetic" in recorded and f"<code>{unescape(DATA)}</code>" in unescape(recorded)
+    assert "console-synthetic" in recorded and f"<code class=\"long\">{DATA}</code>" in unescape(recorded)
     with server.api("auditor") as api:  # the audit's own check refuses what the page leaves out
         outside = api.post("/v1/audits", json={"pack": "baseline", "data": "elsewhere/hostname"})
         missing = api.post("/v1/audits", json={"pack": "baseline", "data": ".absent.csv"})
