@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from typing import Any
 
 from recommender.errors import ConfigError
@@ -73,6 +74,9 @@ def spark_session(master: str | None = None, *, app_name: str = "recgov", shuffl
     from pyspark.sql import SparkSession
 
     url = spark_master(master)
+    # Python workers run this interpreter (recgov and its re-rankers are installed here), unless told otherwise.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = (
         SparkSession.builder.master(url)
         .appName(app_name)

@@ -25,7 +25,7 @@ def spark() -> Iterator[Any]:
         pytest.skip(missing)
     from governance.spark.session import spark_session
 
-    session = spark_session("local[2]", app_name="recgov-tests", shuffle_partitions=4)
+    session = spark_session("local[2]", app_name="recgov-tests", shuffle_partitions=2)
     try:
         yield session
     finally:
