@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CONSENTING, DATA, DENYING, EU_PACK, MODEL_VERSION, ConsoleServer
+from conftest import CONSENTING, DATA, DENYING, EU_PACK, MODEL_VERSION, PACK_NAME, ConsoleServer
 from console_a11y import accessibility_problems
 from console_privacy import all_trail_events, assert_nowhere_in_the_trail, server_log
 
@@ -258,3 +258,36 @@ def test_the_new_pages_pass_the_accessibility_check_for_each_role_that_opens_the
                 answer = _lookup(client, csrf, subject=CONSENTING, pack=EU_PACK)
                 assert accessibility_problems(answer.text) == []
                 assert accessibility_problems(_lookup(client, csrf, subject="", pack=EU_PACK).text) == []
+
+
+def test_a_stored_pack_version_serves_too_and_a_malformed_query_is_a_422_page(server: ConsoleServer) -> None:
+    stored = f"{PACK_NAME}@1.1.0"
+    client, csrf = server.signed_in("admin")
+    with closing(client):
+        record = client.get("/console/records/processing", params={"pack": stored})
+        told = client.get("/console/records/disclosure", params={"pack": stored})
+        lookup = _lookup(client, csrf, subject=CONSENTING, pack=stored)
+        bad_pack = client.get("/console/records/processing", params={"pack": "a\x01b"})
+        bad_model = client.get("/console/records/disclosure", params={"model_version": "m" * 129})
+        unknown_version = client.get("/console/records/disclosure.json", params={"pack": f"{PACK_NAME}@9.9.9"})
+    with server.api("admin") as api:
+        from_api = api.get("/v1/records/processing", params={"pack": stored}).json()
+    assert record.status_code == 200 and f'<option value="{stored}" selected>' in record.text
+    assert f"<dt>Controller</dt><dd>{from_api['controller']}</dd>" in unescape(record.text)
+    assert told.status_code == 200 and f"{PACK_NAME} 1.1.0" in told.text
+    assert lookup.status_code == 200 and "The pack declares no consent purpose." in lookup.text and CONSENTING not in lookup.text
+    assert lookup.headers["cache-control"] == "no-store" and lookup.headers["referrer-policy"] == "no-referrer"
+    assert bad_pack.status_code == 422 and "pack" in bad_pack.text
+    assert bad_model.status_code == 422 and "model_version" in bad_model.text
+    assert unknown_version.status_code == 404 and "no stored pack" in unescape(unknown_version.text)
+
+
+def test_every_shipped_pack_has_its_record_and_disclosure_pages(server: ConsoleServer) -> None:
+    client, _ = server.signed_in("auditor")
+    with closing(client), server.api("auditor") as api:
+        shipped = [p["ref"] for p in api.get("/v1/packs").json()["packs"] if p["origin"] == "shipped"]
+        assert EU_PACK in shipped and len(shipped) >= 3
+        for ref in shipped:
+            for path in ("/console/records/processing", "/console/records/disclosure"):
+                page = client.get(path, params={"pack": ref})
+                assert page.status_code == 200 and accessibility_problems(page.text) == [], (path, ref)
