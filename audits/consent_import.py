@@ -293,7 +293,7 @@ def append_consent_batch(
     installation_key = _installation_key(session)
     hold_head_for_keys(session)  # before reading or filing any record key, as erasure expects
     codes, uniques = pd.factorize(batch["subject"], sort=False)
-    raw = [_subject_bytes(s) for s in uniques.tolist()]
+    raw = [s.encode() if type(s) is str and s else _subject_bytes(s) for s in uniques.tolist()]  # as _subject_bytes
     secrets_hex, created = _subject_secrets(session, raw, installation_key)
     pseudonym_list, derived_keys = pseudonyms_and_record_keys(secrets_hex, raw)
     unique_pseudonyms = np.asarray(pseudonym_list, dtype=object)
