@@ -307,3 +307,25 @@ def test_every_shipped_pack_has_its_record_and_disclosure_pages(server: ConsoleS
             for path in ("/console/records/processing", "/console/records/disclosure"):
                 page = client.get(path, params={"pack": ref})
                 assert page.status_code == 200 and accessibility_problems(page.text) == [], (path, ref)
+
+
+def test_a_stored_pack_file_that_is_no_pack_is_a_located_422_page_without_server_paths(server: ConsoleServer) -> None:
+    folder = server.home / "packs" / "console-broken"
+    folder.mkdir(parents=True)
+    (folder / "1.0.0.yaml").write_text("apiVersion: recgov/v1\nmetadata: [not, a, mapping]\n")
+    try:
+        client, csrf = server.signed_in("operator")
+        with closing(client):
+            form = client.get("/console/consent")
+            assert '<option value="console-broken@1.0.0">' in form.text  # listed from its file name, not parsed to be listed
+            record = client.get("/console/records/processing", params={"pack": "console-broken@1.0.0"})
+            lookup = _lookup(client, csrf, subject=CONSENTING, pack="console-broken@1.0.0")
+        auditor, _ = server.signed_in("auditor")
+        with closing(auditor):
+            told = auditor.get("/console/records/disclosure", params={"pack": "console-broken@1.0.0"})
+    finally:
+        (folder / "1.0.0.yaml").unlink()
+        folder.rmdir()
+    assert record.status_code == 422 and "cannot be used" in unescape(record.text)
+    assert lookup.status_code == 422 and "cannot be used" in unescape(lookup.text) and CONSENTING not in lookup.text
+    assert told.status_code == 422 and str(server.home) not in told.text  # an auditor is shown no server path
