@@ -116,7 +116,8 @@ def literature_facts(
         entry: dict[str, Any] = {"judged_groups": sorted(judged)}
         if ndcg is not None:
             mad = F.user_mad(ndcg[keep], labels[keep].astype(str))
-            entry["user_mad_ndcg"] = {"value": _num(mad.value), "by_group": {g: _num(v) for g, v in mad.by_group.items()}}
+            by_group = {g: _num(v) for g, v in mad.by_group.items()}
+            entry["user_mad_ndcg"] = {"value": _num(mad.value), "by_group": by_group}
         pairs = {}
         for a, b in itertools.combinations(sorted(judged), 2):
             pairs[f"{a} | {b}"] = _num(F.exposure_l1(recommended[keep], n_items, labels[keep].astype(str), a, b))
