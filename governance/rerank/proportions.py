@@ -171,7 +171,9 @@ class GroupProportionsReranker(Reranker):
         available[np.repeat(np.arange(n), width)[picked.ravel()], chosen[picked]] = False
         return complete_order(chosen, available), None
 
-    def _greedy_family(self, heads: np.ndarray, shares: np.ndarray, width: int, c: int, valid: np.ndarray) -> np.ndarray:
+    def _greedy_family(
+        self, heads: np.ndarray, shares: np.ndarray, width: int, c: int, valid: np.ndarray
+    ) -> np.ndarray:
         n, n_groups, _ = heads.shape
         rows = np.arange(n)
         floor_at, ceil_at = minimum_counts(max(width, 1), shares)
