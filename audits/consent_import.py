@@ -6,9 +6,11 @@ history of a million subjects. :func:`append_consent_batch` appends a batch of
 records (already validated by the caller, see :mod:`governance.consent.imports`)
 with a few bulk statements:
 
-1. the subjects' pseudonyms and record keys, created in bulk where missing
-   (:func:`audits._common.lookup_subject_secrets`, :func:`audits.sealing.file_record_keys`),
-   after taking the trail head's lock, as every writer of record keys does;
+1. the subjects' secrets, pseudonyms and record keys, created in bulk where
+   missing (the rows :func:`audits.subjects.subject_record_key` files for one
+   subject: the secret under its lookup, the record key under its pseudonym's;
+   a record key filed earlier wins), after taking the trail head's lock, as
+   every writer of record keys does;
 2. an import key per record (:func:`import_key`), a digest of the pseudonym,
    purpose, status, time and source: a record whose key is already in
    ``consent_import_keys`` (or earlier in the same batch) is skipped, so
