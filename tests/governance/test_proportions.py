@@ -30,8 +30,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from governance.rerank import Candidates, GroupProportionsConfig, GroupProportionsReranker, config_from_params, minimum_counts
+from governance.rerank import (
+    Candidates,
+    GroupProportionsConfig,
+    GroupProportionsReranker,
+    Pipeline,
+    config_from_params,
+    minimum_counts,
+)
 from recommender.errors import ConfigError
+from tests.governance.test_rerank import assert_valid_output, make_batch
 
 ALGORITHMS = {"greedy": "Greedy", "conservative": "Conservative", "relaxed": "Relaxed", "constrained": "Constrained"}
 
@@ -263,3 +271,21 @@ def test_a_pack_targets_several_provider_groups_through_their_codes():
         parse_pack(head + fairness.replace("indie_a: 1, indie_b: 2", "indie_a: 2, indie_b: 1"), "p.yaml")
     with pytest.raises(PolicyError, match="distinct"):
         parse_pack(head + fairness.replace("indie_c: 3", "indie_c: 2"), "p.yaml")
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_users=st.integers(1, 5),
+    c=st.integers(1, 16),
+    k=st.integers(1, 20),
+    variant=st.sampled_from([(a, "positions") for a in ALGORITHMS] + [("greedy", "attention")]),
+)
+def test_every_variant_passes_the_contract_on_random_batches(seed, n_users, c, k, variant):
+    cands = make_batch(seed, n_users=n_users, c=c, sorted_scores=bool(seed % 2))
+    algorithm, weighting = variant
+    step = GroupProportionsReranker(targets={0: 0.3, 1: 0.3, 2: 0.2}, algorithm=algorithm, weighting=weighting)
+    out = step(cands, k)
+    assert_valid_output(out, cands, k)
+    chunked = Pipeline([step], chunk_size=2)(cands, k)
+    assert (chunked.items == out.items).all()
