@@ -57,10 +57,10 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.state.reads = FastReads(app.state.store.engine)  # the hot paths' read-only snapshots
         # Concurrent requests are the service's parallelism: one BLAS thread each (see the function).
         pin_blas_single_thread()
-        # On the embedded store lists are decided on the event loop and their model part is made in
-        # the compute process: started now, it is ready (imports done) before the first lists come.
+        # The model's part of every list is made in the compute process: started now, it is ready
+        # (imports done) before the first lists come.
         cache = engines_of(app)
-        if cache.compute is not None and app.state.reads.embedded:
+        if cache.compute is not None:
             cache.compute.start()
         # The decision log's writer too: a governed list waits for its decision's commit, and a writer
         # started by the first list could make that list wait past its deadline. GET /ready says when.
