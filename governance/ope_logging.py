@@ -48,8 +48,9 @@ _EXPLORATION_TAG = Tag(TagKind.exploration, TAG_TEXT[TagKind.exploration]).to_di
 
 
 def decision_seed(decision_id: str) -> int:
-    """The draw's seed: the top 63 bits of the decision's (random) UUID, so it is recorded with the decision."""
-    return uuid.UUID(decision_id).int >> 65
+    """The draw's seed: the top 52 bits of the decision's (random) UUID, recorded with the decision (a JSON
+    number holds integers up to 2**53 exactly, and the canonical encoding refuses larger ones)."""
+    return uuid.UUID(decision_id).int >> 76
 
 
 @dataclass(frozen=True)

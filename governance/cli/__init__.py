@@ -15,6 +15,7 @@ from governance.cli import (
     demo,
     deploy,
     harm,
+    ope,
     policy,
     processing,
     report,
@@ -35,7 +36,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-_GROUPS = (core, policy, audit, demo, serve, store, consent, subjects, retrain, processing, api, report, research, deploy, harm)
+_GROUPS = (core, policy, audit, demo, serve, store, consent, subjects, retrain, processing, api, report, research, deploy, harm, ope)
 for _group in _GROUPS:
     _group.register(app)
 

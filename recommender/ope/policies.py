@@ -45,10 +45,12 @@ __all__ = [
     "ExactBoundError",
     "SlatePolicy",
     "enumerate_slates",
+    "first_position",
     "pairwise_probabilities",
     "position_marginals",
     "sample_slate",
     "slate_probabilities",
+    "support_mask",
 ]
 
 DEFAULT_MAX_STATES = 200_000
@@ -175,7 +177,7 @@ def slate_probabilities(policy: SlatePolicy, scores: np.ndarray, slate: np.ndarr
     k = len(slate)
     _check(policy, m, k)
     if len(np.unique(slate)) != k or slate.min() < 0 or slate.max() >= m:
-        return 0.0, np.zeros(k)
+        return _probabilities_of_any(policy, scores, slate)
     step = np.ones(k)
     if policy.deterministic:
         step = (slate == np.arange(k)).astype(np.float64)
@@ -183,7 +185,7 @@ def slate_probabilities(policy: SlatePolicy, scores: np.ndarray, slate: np.ndarr
         positions, items = _free(policy, m, k)
         fixed = np.setdiff1d(np.arange(k), positions)
         if (slate[fixed] != fixed).any() or np.isin(slate[positions], fixed).any():
-            return 0.0, np.zeros(k)
+            return _probabilities_of_any(policy, scores, slate)
         e = _weights(np.asarray(scores)[items], policy.temperature)
         where = np.full(m, -1, dtype=np.int64)
         where[items] = np.arange(len(items))
@@ -195,16 +197,54 @@ def slate_probabilities(policy: SlatePolicy, scores: np.ndarray, slate: np.ndarr
     else:
         explore = np.array(sorted(policy.explore), dtype=np.int64)
         others = np.setdiff1d(np.arange(k), explore)
-        if (slate[others] != others).any():
-            return 0.0, np.zeros(k)
         shown = slate[explore]
         kept = shown == explore
-        if not np.all(kept | (shown >= k)):
-            return 0.0, np.zeros(k)
+        if (slate[others] != others).any() or not np.all(kept | (shown >= k)):
+            return _probabilities_of_any(policy, scores, slate)
         replaced_before = np.concatenate(([0], np.cumsum(~kept)[:-1]))
         r = m - k
         step[explore] = np.where(kept, 1.0 - policy.epsilon, policy.epsilon / (r - replaced_before))
     prefix = np.cumprod(step)
+    return float(prefix[-1]), prefix
+
+
+def _probabilities_of_any(policy: SlatePolicy, scores: np.ndarray, slate: np.ndarray) -> tuple[float, np.ndarray]:
+    """:func:`slate_probabilities` of a slate the policy cannot show whole: position by position, so that the
+    prefixes before the first impossible position keep their probability (cascade estimators need them)."""
+    m, k = len(scores), len(slate)
+    steps = np.zeros(k)
+    used: set[int] = set()
+    fixed, explore = set(policy.fixed), set(policy.explore)
+    e = np.zeros(m)
+    if policy.kind == "plackett_luce" and not policy.deterministic:
+        _, items = _free(policy, m, k)
+        e[items] = _weights(np.asarray(scores)[items], policy.temperature)
+    remaining, replaced = float(e.sum()), 0
+    for j, a in enumerate(int(x) for x in slate):
+        if a < 0 or a >= m or a in used:
+            break
+        if policy.deterministic:
+            step = 1.0 if a == j else 0.0
+        elif policy.kind == "plackett_luce":
+            if j in fixed:
+                step = 1.0 if a == j else 0.0
+            else:
+                step = 0.0 if e[a] == 0 else e[a] / remaining
+                remaining -= e[a]
+        elif j not in explore:
+            step = 1.0 if a == j else 0.0
+        elif a == j:
+            step = 1.0 - policy.epsilon
+        elif a >= k:
+            step = policy.epsilon / (m - k - replaced)
+            replaced += 1
+        else:
+            step = 0.0
+        if step == 0.0:
+            break
+        steps[j] = step
+        used.add(a)
+    prefix = np.cumprod(steps)
     return float(prefix[-1]), prefix
 
 
@@ -307,3 +347,46 @@ def pairwise_probabilities(policy: SlatePolicy, scores: np.ndarray, k: int, *, m
     gamma = np.zeros((k * m, k * m))
     np.add.at(gamma, (np.repeat(cells, k, axis=1).ravel(), np.tile(cells, (1, k)).ravel()), np.repeat(probs, k * k))
     return gamma
+
+
+def support_mask(policy: SlatePolicy, m: int, k: int) -> np.ndarray:
+    """``(k, m)`` bool: the (position, item) cells the policy can show, from its structure alone (no probabilities).
+
+    A target that puts probability on a cell outside it is outside the logger's support; for these
+    policies a slate is possible exactly when all its cells are (and its items are distinct), so a
+    target with positive mass on some impossible slate always has positive mass on some impossible cell.
+    """
+    _check(policy, m, k)
+    mask = np.zeros((k, m), dtype=bool)
+    if policy.deterministic:
+        mask[np.arange(k), np.arange(k)] = True
+    elif policy.kind == "plackett_luce":
+        positions, items = _free(policy, m, k)
+        fixed = np.setdiff1d(np.arange(k), positions)
+        mask[fixed, fixed] = True
+        mask[positions[:, None], items[None, :]] = True
+    else:
+        mask[np.arange(k), np.arange(k)] = True
+        explore = np.array(sorted(policy.explore), dtype=np.int64)
+        mask[explore[:, None], np.arange(k, m)[None, :]] = True
+    return mask
+
+
+def first_position(policy: SlatePolicy, scores: np.ndarray, k: int) -> np.ndarray:
+    """``(m,)``: the probability of each pool item at the first position (the single-action view), exactly and cheaply."""
+    m = len(scores)
+    _check(policy, m, k)
+    if policy.kind == "plackett_luce" and not policy.deterministic and 0 not in policy.fixed:
+        _, items = _free(policy, m, k)
+        out = np.zeros(m)
+        e = _weights(np.asarray(scores)[items], policy.temperature)
+        out[items] = e / e.sum()
+        return out
+    if policy.kind == "epsilon_slots" and not policy.deterministic and 0 in policy.explore:
+        out = np.zeros(m)
+        out[0] = 1.0 - policy.epsilon
+        out[k:] = policy.epsilon / (m - k)
+        return out
+    out = np.zeros(m)
+    out[0] = 1.0
+    return out

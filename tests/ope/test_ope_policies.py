@@ -129,3 +129,16 @@ def test_bad_policies_and_pools_are_refused() -> None:
     with pytest.raises(DataError, match="unknown slate policy"):
         SlatePolicy.from_dict({"kind": "thompson"})
     assert SlatePolicy.from_dict(POLICIES[1].to_dict()) == POLICIES[1]
+
+
+@pytest.mark.parametrize("policy", [SlatePolicy(), *POLICIES], ids=["deterministic", "pl", "pl_fixed", "epsilon"])
+def test_prefix_probabilities_of_impossible_slates_agree_with_enumeration(policy: SlatePolicy) -> None:
+    """A slate the policy cannot show whole still has the probability of its possible prefix (cascade IPS needs it)."""
+    scores = np.random.default_rng(5).normal(size=6)
+    k = 3
+    slates, probs = enumerate_slates(policy, scores, k)
+    for slate in itertools.permutations(range(6), k):
+        _, prefix = slate_probabilities(policy, scores, np.array(slate))
+        for j in range(k):
+            expected = sum(p for s, p in zip(slates.tolist(), probs) if tuple(s[: j + 1]) == slate[: j + 1])
+            assert prefix[j] == pytest.approx(expected, abs=1e-14), (slate, j)
