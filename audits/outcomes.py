@@ -248,17 +248,16 @@ def _by_decision_id(session: Session, events: pd.DataFrame) -> tuple[pd.DataFram
     return events.loc[ok.index].assign(position=ok["position"].astype(np.int64), attribution="decision_id"), refusals
 
 
-def _first_decisions(session: Session, pseudonyms: list[str]) -> pd.Series:
-    """Each pseudonym's first decision time (any decision)."""
+def _first_decisions(session: Session, pseudonyms: list[str]) -> dict[str, pd.Timestamp]:
+    """Each pseudonym's first decision time (any decision); pseudonyms without one are left out."""
     if not pseudonyms:
-        return pd.Series(dtype="datetime64[ns, UTC]")
+        return {}
     rows = session.execute(
         select(DecisionRecord.subject, func.min(DecisionRecord.decided_at))
         .where(in_values(session, DecisionRecord.subject, pseudonyms))
         .group_by(DecisionRecord.subject)
     ).all()
-    firsts = pd.to_datetime(pd.Series([t for _, t in rows], dtype=object), utc=True).astype("datetime64[ns, UTC]")
-    return pd.Series(firsts.to_numpy(), index=[s for s, _ in rows], dtype="datetime64[ns, UTC]")
+    return {subject: pd.Timestamp(t).tz_localize("UTC") if pd.Timestamp(t).tzinfo is None else pd.Timestamp(t).tz_convert("UTC") for subject, t in rows if t is not None}
 
 
 def _by_window(session: Session, events: pd.DataFrame, window: timedelta) -> pd.DataFrame:
@@ -288,7 +287,8 @@ def _by_window(session: Session, events: pd.DataFrame, window: timedelta) -> pd.
         decisions.rename(columns={"d_subject": "pseudonym"}).sort_values("decided_at", kind="stable")[["decided_at", "pseudonym"]],
         left_on="_at", right_on="decided_at", by="pseudonym", direction="backward", tolerance=tolerance, allow_exact_matches=True,
     )  # fmt: skip
-    first = left["pseudonym"].map(_first_decisions(session, pseudonyms))
+    firsts = _first_decisions(session, pseudonyms)
+    first = pd.to_datetime(left["pseudonym"].map(lambda p: firsts.get(p, pd.NaT)), utc=True).astype("datetime64[ns, UTC]")
     hit = matched["decision_id_served"].notna().to_numpy()
     reason = np.where(
         any_list["decided_at"].notna().to_numpy(), "item_not_served",

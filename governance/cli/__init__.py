@@ -39,6 +39,7 @@ app = typer.Typer(
 _GROUPS = (core, policy, audit, demo, serve, store, consent, subjects, retrain, processing, api, report, research, deploy, harm, ope)
 for _group in _GROUPS:
     _group.register(app)
+__import__("governance.cli.feedback", fromlist=["register"]).register(app)
 
 
 def main() -> None:

@@ -81,6 +81,7 @@ from recommender.fairness._exposure import (
     provider_exposure,
 )
 from recommender.fairness._grouping import (
+    INTERSECTION_JOIN,
     INTERSECTION_SEPARATOR,
     Binning,
     GroupCensus,
@@ -114,6 +115,7 @@ from recommender.fairness._popularity import (
 )
 
 __all__ = [
+    "INTERSECTION_JOIN",
     "INTERSECTION_SEPARATOR",
     "Binning",
     "GroupCensus",

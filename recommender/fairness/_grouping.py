@@ -14,7 +14,8 @@ declares them, so that the measures never see raw attribute values:
   (an item's categories ``"drama|comedy"``) becomes a sparse membership matrix
   (:func:`multi_membership`): an entity belongs to each of its groups.
 * **intersections** (:func:`intersect`): ``gender x age band`` is one label per
-  user, ``"F x 25-34"``, missing when any part is missing. A pack lists which
+  user, ``"F x 25-34"``, missing when any part is missing; the intersection's
+  name is its attributes joined by ``_x_`` (``gender_x_age``). A pack lists which
   intersections matter; :func:`groups_for` builds exactly those.
 * **minimum group size** (:func:`census`): a group with fewer members than
   ``min_size`` is reported with its figures but not judged, and its entry says
@@ -42,6 +43,7 @@ from recommender.errors import ConfigError, DataError
 from recommender.fairness._common import MISSING_GROUP, group_labels
 
 __all__ = [
+    "INTERSECTION_JOIN",
     "INTERSECTION_SEPARATOR",
     "Binning",
     "GroupingSpec",
@@ -57,6 +59,9 @@ __all__ = [
 
 INTERSECTION_SEPARATOR = " x "
 """Between the parts of an intersectional label (``"F x 25-34"``)."""
+
+INTERSECTION_JOIN = "_x_"
+"""Between the attribute names of an intersection (``gender_x_age``: still a name a rule can give)."""
 
 BAD_BINNING = "binning of {attribute!r}: {problem}. Got edges={edges!r}, labels={labels!r}."
 UNKNOWN_ATTRIBUTE = "{what}: no attribute {name!r}; the table has: {known}."
@@ -82,7 +87,8 @@ class Binning:
         labels = tuple(str(label) for label in self.labels)
 
         def bad(problem: str) -> ConfigError:
-            return ConfigError(BAD_BINNING.format(attribute=self.attribute, problem=problem, edges=self.edges, labels=self.labels))
+            text = BAD_BINNING.format(attribute=self.attribute, problem=problem, edges=self.edges, labels=self.labels)
+            return ConfigError(text)
 
         if len(edges) < 2:
             raise bad("at least two edges are needed (one bin)")
@@ -173,7 +179,10 @@ def multi_membership(values: Any, separator: str = "|") -> tuple[sp.csr_matrix, 
     names = tuple(sorted(set(vals)))
     col = {g: j for j, g in enumerate(names)}
     matrix = sp.csr_matrix(
-        (np.ones(len(rows), dtype=np.int64), (np.asarray(rows, dtype=np.int64), np.asarray([col[v] for v in vals], dtype=np.int64))),
+        (
+            np.ones(len(rows), dtype=np.int64),
+            (np.asarray(rows, dtype=np.int64), np.asarray([col[v] for v in vals], dtype=np.int64)),
+        ),
         shape=(len(labels), len(names)),
     )
     return matrix, names
@@ -259,7 +268,8 @@ class GroupingSpec:
 
 def _column(table: pd.DataFrame, name: str, spec: GroupingSpec, what: str) -> np.ndarray:
     if name not in table.columns:
-        raise DataError(UNKNOWN_ATTRIBUTE.format(what=what, name=name, known=", ".join(map(str, table.columns)) or "no columns"))
+        known = ", ".join(map(str, table.columns)) or "no columns"
+        raise DataError(UNKNOWN_ATTRIBUTE.format(what=what, name=name, known=known))
     values = table[name].to_numpy(dtype=object)
     return bin_values(values, spec.bins[name]) if name in spec.bins else _as_labels(values)
 
@@ -268,19 +278,19 @@ def groups_for(table: pd.DataFrame, spec: GroupingSpec, *, what: str = "user att
     """Labels (one per row of ``table``) for every attribute and intersection the spec declares.
 
     Keys are the attribute name, or the intersection's names joined by
-    :data:`INTERSECTION_SEPARATOR` (``"gender x age"``). Values are object
-    arrays of labels, ``None`` for missing.
+    :data:`INTERSECTION_JOIN` (``"gender_x_age"``). Values are object arrays
+    of labels (``"F x 30+"``), ``None`` for missing.
 
     >>> users = pd.DataFrame({"gender": ["F", "M", "F"], "age": [19, 40, 31]})
     >>> spec = GroupingSpec(("gender",), {"age": Binning("age", (18, 30, 120), ("18-29", "30+"))}, (("gender", "age"),))
     >>> {k: v.tolist() for k, v in groups_for(users, spec).items()}
-    {'gender': ['F', 'M', 'F'], 'gender x age': ['F x 18-29', 'M x 30+', 'F x 30+']}
+    {'gender': ['F', 'M', 'F'], 'gender_x_age': ['F x 18-29', 'M x 30+', 'F x 30+']}
     """
     out: dict[str, np.ndarray] = {}
     for name in spec.attributes:
         out[name] = _column(table, name, spec, what)
     for combo in spec.intersections:
-        out[INTERSECTION_SEPARATOR.join(combo)] = intersect({n: _column(table, n, spec, what) for n in combo})
+        out[INTERSECTION_JOIN.join(combo)] = intersect({n: _column(table, n, spec, what) for n in combo})
     return out
 
 
@@ -303,7 +313,8 @@ def item_groups(
     [[0, 1], [1, 1]]
     """
     if column not in items.columns:
-        raise DataError(UNKNOWN_ATTRIBUTE.format(what="item table", name=column, known=", ".join(map(str, items.columns)) or "no columns"))
+        known = ", ".join(map(str, items.columns)) or "no columns"
+        raise DataError(UNKNOWN_ATTRIBUTE.format(what="item table", name=column, known=known))
     ids = pd.Index(np.asarray(item_ids).astype(str))
     aligned = items[column].copy()
     aligned.index = aligned.index.astype(str)

@@ -203,3 +203,46 @@ def test_a_bad_batch_or_window_is_refused(store: Store) -> None:
     with pytest.raises(DataError, match="missing value"):
         _record(store, batch.drop(columns=["value"]))
     assert _stored(store) == []
+
+
+def test_window_attribution_agrees_with_a_brute_force_reference(store: Store) -> None:
+    """A seeded random world (ties in time included) against a plain loop over every decision of the subject."""
+    rng = np.random.default_rng(7)
+    subjects = [f"ref-subject-{i}" for i in range(6)]
+    items = [f"i{i}" for i in range(8)]
+    window = timedelta(minutes=30)
+    decisions = []  # (subject, decided_at, decision_id, slate)
+    for _ in range(40):
+        subject = subjects[rng.integers(len(subjects))]
+        at = T0 + timedelta(minutes=int(rng.integers(0, 240)) // 5 * 5)  # on a 5-minute grid: ties happen
+        slate = [str(x) for x in rng.choice(items, size=3, replace=False)]
+        decisions.append((subject, at, _decide(store, subject, at, slate), slate))
+    events = []
+    for _ in range(300):
+        events.append({
+            "subject": subjects[rng.integers(len(subjects))], "kind": "click", "item_id": items[rng.integers(len(items))],
+            "occurred_at": T0 + timedelta(minutes=int(rng.integers(-20, 280)), seconds=int(rng.integers(0, 60)) // 30 * 30),
+        })  # fmt: skip
+    outcome = _record(store, _batch(*events), window=window)
+    assert outcome.refused == []
+
+    def reference(e: dict) -> tuple[str, str | None, int | None]:
+        mine = [d for d in decisions if d[0] == e["subject"]]
+        inside = [d for d in mine if e["occurred_at"] - window <= d[1] <= e["occurred_at"]]
+        serving = [d for d in inside if e["item_id"] in d[3]]
+        if serving:
+            best = max(serving, key=lambda d: (d[1], d[2]))
+            return "window", best[2], best[3].index(e["item_id"])
+        if inside:
+            return "item_not_served", None, None
+        return ("outside_window" if any(d[1] <= e["occurred_at"] for d in mine) else "no_decision_before"), None, None
+
+    expected: dict[tuple, tuple] = {}
+    for e in events:
+        expected.setdefault((e["subject"], e["item_id"], e["occurred_at"]), reference(e))
+    with store.session() as session:
+        who = {s: pseudonym(session, s) for s in subjects}
+    back = {v: k for k, v in who.items()}
+    got = {(back[r.subject], r.item_id, r.occurred_at): (r.attribution, r.decision_id, r.position) for r in _stored(store)}
+    assert got == expected
+    assert {a for a, _, _ in expected.values()} == {"window", "item_not_served", "outside_window", "no_decision_before"}

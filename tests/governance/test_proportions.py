@@ -183,3 +183,45 @@ def test_targets_from_a_yaml_pack_read_as_group_codes():
 def test_floor_and_ceil_do_not_trip_on_rounding():
     floor_at, ceil_at = minimum_counts(10, np.array([0.3, 0.7]))
     assert floor_at[-1].tolist() == [3, 7] and ceil_at[-1].tolist() == [3, 7]
+
+
+def test_attention_weighting_on_places_of_equal_worth_is_the_papers_greedy(monkeypatch):
+    import governance.rerank.proportions as P
+
+    rng = np.random.default_rng(2)
+    items = np.stack([rng.permutation(40)[:30] for _ in range(20)])
+    group = rng.integers(0, 3, 40)
+    cands = Candidates(items=items, scores=-np.tile(np.arange(30.0), (20, 1)), item_group=group)
+    targets = {0: 0.5, 1: 0.3, 2: 0.2}
+    paper = GroupProportionsReranker(targets=targets)(cands, 10)
+    monkeypatch.setattr(P, "_attention", lambda k: np.ones(k))  # every place worth 1: counting places
+    flat = GroupProportionsReranker(targets=targets, weighting="attention")(cands, 10)
+    assert (flat.items == paper.items).all()
+    # the attention constraint is tested on the whole list only: what the paper's prefixes hold, it holds
+    assert flat.constraints_met["group_proportions"][paper.constraints_met["group_proportions"]].all()
+
+
+def test_attention_weighting_brings_exposure_shares_to_their_targets():
+    rng = np.random.default_rng(5)
+    n, c, k = 300, 60, 10
+    items = np.stack([rng.permutation(200)[:c] for _ in range(n)])
+    group = np.where(np.arange(200) < 50, 0, rng.integers(1, 4, 200))  # group 0: the model's favourite, on top
+    scores = -np.arange(c, dtype=float)[None, :] + 50.0 * (group[items] == 0)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    cands = Candidates(items=np.take_along_axis(items, order, 1), scores=np.take_along_axis(scores, order, 1), item_group=group)
+    w = 1.0 / np.log2(np.arange(2, k + 2))
+
+    def exposure_gap(out):
+        g = group[out.items]
+        shares = np.stack([(w[None, :] * (g == j)).sum(axis=1) / w.sum() for j in range(4)], axis=1)
+        return np.abs(shares - 0.25).max(axis=1)
+
+    places = GroupProportionsReranker(targets={j: 0.25 for j in range(4)})(cands, k)
+    attention = GroupProportionsReranker(targets={j: 0.25 for j in range(4)}, weighting="attention")(cands, k)
+    assert (exposure_gap(attention) <= 0.05).mean() > (exposure_gap(places) <= 0.05).mean() + 0.5
+    assert attention.constraints_met["group_proportions"].mean() > 0.95
+
+
+def test_attention_weighting_is_for_greedy_only():
+    with pytest.raises(ConfigError, match="'greedy' only"):
+        config_from_params("group_proportions", {"algorithm": "constrained", "weighting": "attention"})

@@ -71,13 +71,13 @@ def test_pack_declared_intersections_feed_the_group_comparison() -> None:
     users.loc[::37, "gender"] = None
     spec = GroupingSpec(attributes=("gender",), bins={"age": AGE}, intersections=(("gender", "age"),), min_size=20)
     groups = groups_for(users, spec)
-    assert set(groups) == {"gender", "gender x age"}  # only what the pack declared: no "age" alone
+    assert set(groups) == {"gender", "gender_x_age"}  # only what the pack declared: no "age" alone
     ndcg = rng.random(n)
-    out = compare_groups({"ndcg": ndcg}, groups["gender x age"], n_boot=20)["ndcg"]
-    frame = pd.DataFrame({"g": pd.Series(groups["gender x age"]).fillna("missing"), "v": ndcg})
+    out = compare_groups({"ndcg": ndcg}, groups["gender_x_age"], n_boot=20)["ndcg"]
+    frame = pd.DataFrame({"g": pd.Series(groups["gender_x_age"]).fillna("missing"), "v": ndcg})
     expected = frame.groupby("g")["v"].mean().to_dict()
     assert out.by_group == pytest.approx(expected)
-    c = census(groups["gender x age"], spec.min_size)
+    c = census(groups["gender_x_age"], spec.min_size)
     assert c.n == frame.groupby("g").size().to_dict()
     small = [g for g in c.groups if 0 < c.n[g] < 20 and g != "missing"]
     assert small, "the synthetic X group is small in every age band"
