@@ -138,6 +138,8 @@ def _weights(scores: np.ndarray, temperature: float) -> np.ndarray:
 
 def _free(policy: SlatePolicy, m: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Plackett-Luce: the free positions (in order) and the free pool items."""
+    if not policy.fixed:
+        return np.arange(k), np.arange(m)
     fixed = np.array(sorted(p for p in policy.fixed if p < k), dtype=np.int64)
     positions = np.setdiff1d(np.arange(k), fixed)
     items = np.setdiff1d(np.arange(m), fixed)
@@ -176,24 +178,25 @@ def slate_probabilities(policy: SlatePolicy, scores: np.ndarray, slate: np.ndarr
     slate = np.asarray(slate, dtype=np.int64)
     k = len(slate)
     _check(policy, m, k)
-    if len(np.unique(slate)) != k or slate.min() < 0 or slate.max() >= m:
+    if len(set(slate.tolist())) != k or slate.min() < 0 or slate.max() >= m:
         return _probabilities_of_any(policy, scores, slate)
     step = np.ones(k)
     if policy.deterministic:
         step = (slate == np.arange(k)).astype(np.float64)
     elif policy.kind == "plackett_luce":
         positions, items = _free(policy, m, k)
-        fixed = np.setdiff1d(np.arange(k), positions)
-        if (slate[fixed] != fixed).any() or np.isin(slate[positions], fixed).any():
-            return _probabilities_of_any(policy, scores, slate)
-        e = _weights(np.asarray(scores)[items], policy.temperature)
-        where = np.full(m, -1, dtype=np.int64)
-        where[items] = np.arange(len(items))
-        chosen = where[slate[positions]]
-        rank = np.full(len(items), len(positions), dtype=np.int64)
-        rank[chosen] = np.arange(len(positions))
-        remaining = rank[None, :] >= np.arange(len(positions))[:, None]  # items not yet drawn before each draw
-        step[positions] = e[chosen] / (remaining * e[None, :]).sum(axis=1)
+        if policy.fixed:
+            fixed = np.setdiff1d(np.arange(k), positions)
+            if (slate[fixed] != fixed).any() or np.isin(slate[positions], fixed).any():
+                return _probabilities_of_any(policy, scores, slate)
+        e = np.zeros(m)
+        e[items] = _weights(np.asarray(scores)[items], policy.temperature)
+        chosen = e[slate[positions]]
+        undrawn = np.ones(m, dtype=bool)
+        undrawn[slate] = False
+        # the mass left before each draw: the never-drawn items' plus the chosen ones from that draw on
+        # (sums of positive terms only, so a small remaining mass keeps its relative precision)
+        step[positions] = chosen / (e[undrawn].sum() + np.cumsum(chosen[::-1])[::-1])
     else:
         explore = np.array(sorted(policy.explore), dtype=np.int64)
         others = np.setdiff1d(np.arange(k), explore)
