@@ -311,6 +311,16 @@ class FairnessSection(_Section):
     def _groups_declared(self) -> FairnessSection:
         from recommender.fairness import Binning
 
+        codes = self.provider_group_codes
+        if codes is not None:
+            if any(c < 0 for c in codes.values()) or len(set(codes.values())) != len(codes):
+                raise ValueError(f"provider_group_codes: codes must be distinct and >= 0; got {codes}")
+            if codes.get(self.protected_provider_group, 1) != 1:
+                raise ValueError(
+                    f"provider_group_codes: the protected group {self.protected_provider_group!r} must keep code 1 "
+                    f"(FA*IR and the provider rules protect code 1); got {codes[self.protected_provider_group]}"
+                )
+
         declared = set(self.audit_attributes)
         for name, spec in self.bins.items():
             if name not in declared:
@@ -339,6 +349,10 @@ class FairnessSection(_Section):
     """Item metadata column holding the provider group."""
     protected_provider_group: str = "independent"
     """The provider group the provider-side rules and re-rankers protect (e.g. independents against majors)."""
+    provider_group_codes: dict[str, int] | None = None
+    """The re-rankers' code of every provider group (``{major: 0, independent: 1, regional: 2}``), so that
+    ``group_proportions`` can target several groups; groups not listed are unknown (-1). The protected
+    group must keep code 1 (FA*IR protects code 1). Default: 1 for the protected group, 0 for the others."""
 
 
 _RERANKERS = registered_rerankers()

@@ -303,6 +303,7 @@ class ServingEngine:
         self._logging = LoggingHook.from_section(pack.logging_policy)
         if pack.reranking.enabled and pack.reranking.steps:
             from governance.rerank import CheckedCatalog, build_pipeline
+            from governance.rerank.groups import provider_codes
             from recommender.metrics import item_category_matrix
 
             self._pipeline = build_pipeline([{"name": s.name, "params": s.params.model_dump()} for s in pack.reranking.steps])
@@ -310,7 +311,7 @@ class ServingEngine:
             groups = meta[provider].astype("string") if provider in meta else pd.Series(pd.NA, index=ids, dtype="string")
             protected = pack.fairness.protected_provider_group
             side = {
-                "item_group": np.where(groups.isna().to_numpy(), -1, (groups == protected).fillna(False).to_numpy(dtype=bool).astype(np.int64)),
+                "item_group": provider_codes(groups, protected, pack.fairness.provider_group_codes),
                 "item_popularity": model.popularity_.astype(np.float64),
                 "item_categories": item_category_matrix(list(self._categories)),
             }

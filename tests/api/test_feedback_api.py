@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import json
-import uuid
+import time
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -22,10 +22,11 @@ def _count(server) -> int:
 
 def _served(server, subject: str) -> dict:
     with server.client("operator") as client:
-        for _ in range(3):  # the decision writer's first commit may outlast the deadline on a loaded machine
+        for attempt in range(6):  # a commit may outlast the serving deadline on a loaded machine: ask again
             response = client.post("/v1/recommendations", json={"subject": subject, "k": 3, "model_version": server.model_version})
             if response.status_code < 500:
                 break
+            time.sleep(0.5 * (attempt + 1))
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -154,7 +155,6 @@ def test_the_openapi_document_shows_examples(server) -> None:
         document = client.get("/openapi.json").json()
     post = document["paths"]["/v1/feedback"]["post"]
     assert post["security"] == [{"HTTPBearer": ["lists"]}]
-    assert "feedback-refused" not in json.dumps(post) or True
     schemas = document["components"]["schemas"]
     assert schemas["FeedbackEventIn"]["examples"] and schemas["FeedbackReportPublic"]["examples"]
     assert document["paths"]["/v1/feedback/imports"]["post"]["requestBody"]["content"]["text/csv"]["example"]
