@@ -323,9 +323,23 @@ def test_a_stored_pack_file_that_is_no_pack_is_a_located_422_page_without_server
         auditor, _ = server.signed_in("auditor")
         with closing(auditor):
             told = auditor.get("/console/records/disclosure", params={"pack": "console-broken@1.0.0"})
+            listed = auditor.get("/console/packs")
+            compared = auditor.get("/console/packs/console-broken")
     finally:
         (folder / "1.0.0.yaml").unlink()
         folder.rmdir()
     assert record.status_code == 422 and "cannot be used" in unescape(record.text)
     assert lookup.status_code == 422 and "cannot be used" in unescape(lookup.text) and CONSENTING not in lookup.text
     assert told.status_code == 422 and str(server.home) not in told.text  # an auditor is shown no server path
+    assert listed.status_code == 200 and "cannot be used" in listed.text and str(server.home) not in listed.text  # the other packs still listed
+    assert f'<a href="/console/records/processing?pack={EU_PACK}">Art. 30 record under {EU_PACK}</a>' in listed.text
+    assert compared.status_code == 422 and "cannot be used" in unescape(compared.text)
+
+
+def test_an_id_put_in_the_address_is_neither_looked_up_nor_shown_back(server: ConsoleServer) -> None:
+    client, _ = server.signed_in("operator")
+    head = server.trail_head()
+    with closing(client):
+        page = client.get("/console/consent", params={"subject": CONSENTING, "pack": EU_PACK})
+    assert page.status_code == 200 and CONSENTING not in page.text and "<table" not in page.text
+    assert server.trail_head() == head
