@@ -140,6 +140,7 @@ def evaluate_from_log(store: Any, logged: LoadedPack, target: LoadedPack, settin
     from audits.sealing import open_decisions
 
     settings = settings or OpeSettings()
+    _check_settings(settings)  # before anything is read
     if logged.pack.reranking.model_dump(mode="json") != target.pack.reranking.model_dump(mode="json"):
         raise ConfigError(RERANKING_DIFFERS.format(logged=f"{logged.name} {logged.version}", target=f"{target.name} {target.version}"))
     excluded: dict[str, int] = {}
@@ -192,6 +193,19 @@ def evaluate_from_log(store: Any, logged: LoadedPack, target: LoadedPack, settin
         },
     }
     return report
+
+
+def _check_settings(settings: OpeSettings) -> None:
+    from audits.models import OUTCOME_KINDS
+    from recommender.ope._common import check_settings
+
+    check_settings(settings.n_bootstrap, settings.confidence, settings.min_ess)
+    if unknown := sorted(set(settings.kinds) - set(OUTCOME_KINDS)):
+        raise ConfigError(f"unknown outcome kind(s) {', '.join(unknown)}; known: {', '.join(OUTCOME_KINDS)}")
+    if not settings.kinds:
+        raise ConfigError("name at least one outcome kind to estimate")
+    if settings.limit is not None and settings.limit < 1:
+        raise ConfigError(f"limit must be at least 1, got {settings.limit}")
 
 
 def _count(counts: dict[str, int], reason: str, n: int) -> None:

@@ -189,3 +189,6 @@ def test_the_command_line_reports_json_and_refuses_bad_input(store: Store, db_ur
     assert bad.exit_code == 2 and "neither a database URL" in bad.output
     worse = runner.invoke(app, [*args, "--bootstrap", "-1"])
     assert worse.exit_code == 2 and "--bootstrap" in worse.output
+    for flag, value, says in (("--kind", "hover", "unknown outcome kind"), ("--confidence", "2", "confidence"), ("--min-ess", "-1", "min_ess")):
+        refused = runner.invoke(app, [*args, flag, value])
+        assert refused.exit_code == 2 and says in refused.output, refused.output
