@@ -498,7 +498,8 @@ def fairness_facts(
     census = {name: F.census(values, section.min_group_size) for name, values in (labelled or {}).items()}
     literature = literature_facts(
         lists.recommended, lists.history, lists.relevant, M.item_popularity(lists.train.matrix),
-        ev.per_user.get("ndcg"), labelled or {}, census, item_groups, head_share=head_share,
+        ev.per_user.get("ndcg"), labelled or {}, census, item_groups, item_categories=labels.categories,
+        head_share=head_share,
     ) if section.literature_metrics else None  # fmt: skip
     return FairnessFacts(
         model=ev.model,

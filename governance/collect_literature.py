@@ -10,7 +10,9 @@ or intersections nothing changes: the collector reads the attributes as before.
 :func:`literature_facts` computes, on the audited lists, the figures of
 :mod:`recommender.fairness` that papers report (PopREO, PopRSP, ACLT, RBP, the
 rank-weighted exposure Gini, exposure entropy, aggregate diversity,
-serendipity against the most popular items, item MAD and bias disparity over
+serendipity against the most popular items, each category's share of the
+lists' log attention beside its share of the catalog (an item in several
+categories counts in each), item MAD and bias disparity over
 the provider groups, user MAD of NDCG per attribute over the judged groups, and
 the exposure total variation between every pair of judged groups). They are
 reported, never judged: no rule reads them yet. Exposure amortised over repeated
@@ -89,6 +91,7 @@ def literature_facts(
     census: dict[str, F.GroupCensus],
     item_groups: np.ndarray | None,
     *,
+    item_categories: np.ndarray | None = None,
     head_share: float = 0.8,
 ) -> dict[str, Any]:
     """The literature's figures of the audited lists (plain JSON types; NaN becomes None)."""
@@ -106,6 +109,13 @@ def literature_facts(
     out["aggregate_diversity"] = _num(F.aggregate_diversity(recommended, n_items))
     most_popular = np.argsort(-popularity, kind="stable")[:k]
     out["serendipity"] = _num(M.defined_mean(F.serendipity(recommended, relevant, most_popular)))
+    if item_categories is not None:  # many-valued: an item counts in each of its categories
+        membership = F.multi_membership(item_categories)
+        shares = F.membership_exposure(recommended, membership, F.attention_weights(k, "log"))
+        size = np.asarray((membership[0] > 0).sum(axis=0)).ravel() / max(n_items, 1)
+        out["category_exposure"] = {
+            g: {"exposure_share": _num(shares[g]), "catalog_share": _num(size[j])} for j, g in enumerate(membership[1])
+        }
     if item_groups is not None:
         mad = F.item_mad(recommended, relevant, item_groups)
         out["item_mad"] = {"value": _num(mad.value), "by_group": {g: _num(v) for g, v in mad.by_group.items()}}
@@ -116,7 +126,8 @@ def literature_facts(
         entry: dict[str, Any] = {"judged_groups": sorted(judged)}
         if ndcg is not None:
             mad = F.user_mad(ndcg[keep], labels[keep].astype(str))
-            entry["user_mad_ndcg"] = {"value": _num(mad.value), "by_group": {g: _num(v) for g, v in mad.by_group.items()}}
+            by_group = {g: _num(v) for g, v in mad.by_group.items()}
+            entry["user_mad_ndcg"] = {"value": _num(mad.value), "by_group": by_group}
         pairs = {}
         for a, b in itertools.combinations(sorted(judged), 2):
             pairs[f"{a} | {b}"] = _num(F.exposure_l1(recommended[keep], n_items, labels[keep].astype(str), a, b))

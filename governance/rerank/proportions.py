@@ -30,9 +30,22 @@ unknown group ``-1``) form one group with target ``1 - sum(p)``; when it is 0
 they are used only when no targeted group can fill a place (a group runs out
 of candidates), and so is the best remaining candidate of any group.
 
+Attention weighting (``weighting: attention``, greedy only) is the same greedy
+rule on attention instead of places: with ``A_g`` the attention a group's items
+hold so far and ``W_i`` the total attention of places ``1..i`` (``1/log2(rank +
+1)`` each), a group is below its minimum when ``A_g + w_i <= p_g W_i`` (it is
+owed a whole place even if it takes this one) and below its maximum when ``A_g
+< p_g W_i``. With ``w = 1`` these are exactly ``count < floor(i p_g)`` and ``count
+< ceil(i p_g)``: the paper's rule. It targets each group's share of a list's
+exposure rather than of its places (the top place is worth more than the
+tenth), which the place-counting algorithms leave to the model's order.
+
 The constraint reported (``constraints_met``) is Geyik et al.'s feasibility
 condition on the final list: every prefix ``1..i`` holds at least
-``floor(i p_g)`` items of every targeted group. Lists whose candidates cannot
+``floor(i p_g)`` items of every targeted group. With attention weighting it is
+the whole list's: every group is less than the last place's attention short of
+its share, ``A_g(k) + w_k > p_g W_k`` (prefixes are not tested: with attention
+falling off, a short prefix cannot give four groups a place each). Lists whose candidates cannot
 meet it (too few items of a group) are reported as not meeting it.
 
 Cross-checked against aif360's ``DeterministicReranking`` on the same inputs
@@ -48,7 +61,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from governance.rerank.base import Candidates, Reason, RerankConfig, Reranker, complete_order
 from governance.rerank.registry import register_reranker
@@ -68,6 +81,15 @@ class GroupProportionsConfig(RerankConfig):
     algorithm: Literal["greedy", "conservative", "relaxed", "constrained"] = "greedy"
     """Geyik et al.'s algorithm: ``greedy`` (DetGreedy), ``conservative`` (DetCons), ``relaxed``
     (DetRelaxed) or ``constrained`` (DetConstSort)."""
+    weighting: Literal["positions", "attention"] = "positions"
+    """What the shares count: places (the paper's) or attention ``1/log2(rank + 1)``, so that a group's
+    share of a list's *exposure* follows its target (``greedy`` only; see the module docstring)."""
+
+    @model_validator(mode="after")
+    def _attention_with_greedy(self) -> GroupProportionsConfig:
+        if self.weighting == "attention" and self.algorithm != "greedy":
+            raise ValueError("weighting 'attention' is defined for algorithm 'greedy' only")
+        return self
 
     @field_validator("targets")
     @classmethod
@@ -80,6 +102,11 @@ class GroupProportionsConfig(RerankConfig):
         if sum(value.values()) > 1.0 + _TOL:
             raise ValueError(f"the shares must sum to at most 1; they sum to {sum(value.values()):g}")
         return value
+
+
+def _attention(k: int) -> np.ndarray:
+    """``1/log2(rank + 1)`` for ranks ``1..k`` (the NDCG discount)."""
+    return 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
 
 
 def minimum_counts(k: int, shares: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -135,6 +162,8 @@ class GroupProportionsReranker(Reranker):
         heads = self._heads(cand_group, valid, n_groups)
         if self.config.algorithm == "constrained":
             chosen = self._constrained(heads, shares, n_targeted, width, c, valid)
+        elif self.config.weighting == "attention":
+            chosen = self._greedy_attention(heads, shares, width, c)
         else:
             chosen = self._greedy_family(heads, shares, width, c, valid)
         available = valid.copy()
@@ -142,7 +171,9 @@ class GroupProportionsReranker(Reranker):
         available[np.repeat(np.arange(n), width)[picked.ravel()], chosen[picked]] = False
         return complete_order(chosen, available), None
 
-    def _greedy_family(self, heads: np.ndarray, shares: np.ndarray, width: int, c: int, valid: np.ndarray) -> np.ndarray:
+    def _greedy_family(
+        self, heads: np.ndarray, shares: np.ndarray, width: int, c: int, valid: np.ndarray
+    ) -> np.ndarray:
         n, n_groups, _ = heads.shape
         rows = np.arange(n)
         floor_at, ceil_at = minimum_counts(max(width, 1), shares)
@@ -171,6 +202,32 @@ class GroupProportionsReranker(Reranker):
             ok = has[rows, group]
             chosen[:, i] = np.where(ok, head[rows, group], -1)
             counts[rows[ok], group[ok]] += 1
+        return chosen
+
+    def _greedy_attention(self, heads: np.ndarray, shares: np.ndarray, width: int, c: int) -> np.ndarray:
+        """DetGreedy on attention (see the module docstring): ``A_g + w_i <= p W_i`` is below the minimum."""
+        n, n_groups, _ = heads.shape
+        rows = np.arange(n)
+        w = _attention(max(width, 1))
+        total = np.cumsum(w)
+        held = np.zeros((n, n_groups))
+        counts = np.zeros((n, n_groups), dtype=np.int64)
+        chosen = np.full((n, width), -1, dtype=np.int64)
+        big = np.iinfo(np.int64).max
+        for i in range(width):
+            owed = shares[None, :] * total[i]
+            head = np.take_along_axis(heads, counts[:, :, None], axis=2)[:, :, 0]
+            has = head < c
+            below_min = has & (held + w[i] <= owed + _TOL)
+            below_max = has & ~below_min & (held < owed - _TOL)
+            best_min = np.where(below_min, head, big).argmin(axis=1)
+            best_max = np.where(below_max, head, big).argmin(axis=1)
+            any_best = np.where(has, head, big).argmin(axis=1)
+            group = np.where(below_min.any(axis=1), best_min, np.where(below_max.any(axis=1), best_max, any_best))
+            ok = has[rows, group]
+            chosen[:, i] = np.where(ok, head[rows, group], -1)
+            counts[rows[ok], group[ok]] += 1
+            held[rows[ok], group[ok]] += w[i]
         return chosen
 
     def _constrained(
@@ -246,7 +303,18 @@ class GroupProportionsReranker(Reranker):
         if not n_targeted or not items.shape[1]:
             return np.ones(items.shape[0], dtype=bool)
         group = np.where(filled, dense[np.maximum(items, 0)], n_targeted)
-        floor_at, _ = minimum_counts(items.shape[1], shares[:n_targeted])
-        held = np.cumsum(group[:, :, None] == np.arange(n_targeted)[None, None, :], axis=1)  # (n, k, G)
+        member = group[:, :, None] == np.arange(n_targeted)[None, None, :]
+        if self.config.weighting == "attention":
+            w = _attention(items.shape[1])
+            held_w = np.cumsum(member * w[None, :, None], axis=1)  # (n, k, G)
+            owed = np.cumsum(w)[None, :, None] * shares[None, None, :n_targeted]
+            n_filled = filled.sum(axis=1)
+            last = np.maximum(n_filled - 1, 0)
+            rows = np.arange(items.shape[0])
+            ok_end = held_w[rows, last] + w[last][:, None] > owed[0, last] + _TOL  # (n, G) the whole list
+            return ok_end.all(axis=1) | (n_filled == 0)
+        else:
+            floor_at, _ = minimum_counts(items.shape[1], shares[:n_targeted])
+            ok = np.cumsum(member, axis=1) >= floor_at[None, :, :]  # (n, k, G)
         # prefixes beyond a short list's end are not tested (as FA*IR's)
-        return ((held >= floor_at[None, :, :]) | ~filled[:, :, None]).all(axis=(1, 2))
+        return (ok | ~filled[:, :, None]).all(axis=(1, 2))

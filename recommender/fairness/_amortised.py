@@ -109,11 +109,13 @@ def _requests(
     who = np.asarray(users)
     if who.shape != (rec.shape[0],) or not (np.issubdtype(who.dtype, np.integer) or who.size == 0):
         raise DataError(
-            BAD_LENGTH.format(func=func, name="'users'", got=who.shape, expected=(rec.shape[0],), what="one int user row per request")
+            f"{func}: 'users' must hold one int user row per request ({rec.shape[0]} requests). "
+            f"Got an array of shape {who.shape} and dtype {who.dtype} instead."
         )
     who = who.astype(np.int64)
     if who.size and (who.min() < 0 or who.max() >= n_users):
-        raise DataError(f"{func}: 'users' holds row {int(who.max() if who.max() >= n_users else who.min())}, outside 0..{n_users - 1} of 'relevant'.")
+        bad = int(who.max() if who.max() >= n_users else who.min())
+        raise DataError(f"{func}: 'users' holds row {bad}, outside 0..{n_users - 1} of 'relevant'.")
     has_rel = np.diff(rel.indptr) > 0
     keep = has_rel[who]
     return who[keep], rec[keep], rel, int((~keep).sum())
@@ -133,7 +135,9 @@ def _user_means(per_request: sp.csr_matrix, who: np.ndarray, n_users: int) -> tu
     """Rows of ``per_request`` averaged by user (``(n_users, n_cols)``) and each user's request count."""
     n_r = per_request.shape[0]
     count = np.bincount(who, minlength=n_users).astype(np.float64)
-    agg = sp.csr_matrix((1.0 / count[who], (who, np.arange(n_r))), shape=(n_users, n_r)) if n_r else sp.csr_matrix((n_users, 0))
+    if not n_r:
+        return sp.csr_matrix((n_users, per_request.shape[1])), count
+    agg = sp.csr_matrix((1.0 / count[who], (who, np.arange(n_r))), shape=(n_users, n_r))
     return sp.csr_matrix(agg @ per_request), count
 
 
@@ -165,7 +169,11 @@ def equity_of_attention(
     else:
         columns, names = group_labels(item_groups)
         if len(columns) != n_items:
-            raise DataError(BAD_LENGTH.format(func=func, name="'item_groups'", got=len(columns), expected=n_items, what="one per item column"))
+            raise DataError(
+                BAD_LENGTH.format(
+                    func=func, name="'item_groups'", got=len(columns), expected=n_items, what="one per item column"
+                )
+            )
         lvl = level
     n_cols = n_items if names is None else len(names)
     w = attention_weights(rec.shape[1], attention, patience)
@@ -227,7 +235,9 @@ def expected_exposure(
     n_users, n_items = rel.shape
     hist = _positives(history) if history is not None else sp.csr_matrix((n_users, n_items), dtype=bool)
     if hist.shape != rel.shape:
-        raise DataError(f"{func}: 'history' has shape {hist.shape} but 'relevant' has {rel.shape}; rows are users, columns items.")
+        raise DataError(
+            f"{func}: 'history' has shape {hist.shape} but 'relevant' has {rel.shape}; rows are users, columns items."
+        )
     rel = _positives(rel - rel.multiply(hist))  # a relevant item already in the history is no candidate
     k = rec.shape[1]
     w = attention_weights(k, attention, patience)

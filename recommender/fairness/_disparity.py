@@ -66,7 +66,9 @@ class BiasDisparity:
     def as_dict(self) -> dict[str, dict[str, dict[str, float]]]:
         """``{"bs"|"br"|"bd": {user_group: {category: value}}}`` for reports."""
         return {
-            name: {g: {c: float(m[i, j]) for j, c in enumerate(self.categories)} for i, g in enumerate(self.user_groups)}
+            name: {
+                g: {c: float(m[i, j]) for j, c in enumerate(self.categories)} for i, g in enumerate(self.user_groups)
+            }
             for name, m in (("bs", self.bs), ("br", self.br), ("bd", self.bd))
         }
 
@@ -93,7 +95,9 @@ def user_mad(per_user: np.ndarray, user_groups: Any) -> GroupMAD:
     codes, names = group_labels(user_groups)
     if values.shape != codes.shape:
         raise DataError(
-            BAD_LENGTH.format(func="user_mad", name="'user_groups'", got=len(codes), expected=len(values), what="one per user")
+            BAD_LENGTH.format(
+                func="user_mad", name="'user_groups'", got=len(codes), expected=len(values), what="one per user"
+            )
         )
     ok = ~np.isnan(values)
     counts = np.bincount(codes[ok], minlength=len(names))
@@ -102,7 +106,7 @@ def user_mad(per_user: np.ndarray, user_groups: Any) -> GroupMAD:
 
 
 def item_mad(recommended: np.ndarray, relevant: sp.spmatrix | sp.sparray, item_groups: Any) -> GroupMAD:
-    """Item MAD (Deldjoo et al. 2021, Elliot's ``ItemMADranking``): gap between item groups in the mean gain per showing.
+    """Item MAD (Deldjoo et al. 2021, Elliot's ``ItemMADranking``): item groups' gap in mean gain per showing.
 
     Each item shown at least once gets ``hits / showings``; each group the mean
     over its shown items; MAD the mean absolute difference over pairs of groups.
@@ -116,7 +120,11 @@ def item_mad(recommended: np.ndarray, relevant: sp.spmatrix | sp.sparray, item_g
     n_items = rel.shape[1]
     codes, names = group_labels(item_groups)
     if len(codes) != n_items:
-        raise DataError(BAD_LENGTH.format(func=func, name="'item_groups'", got=len(codes), expected=n_items, what="one per item column"))
+        raise DataError(
+            BAD_LENGTH.format(
+                func=func, name="'item_groups'", got=len(codes), expected=n_items, what="one per item column"
+            )
+        )
     rec = _lists(recommended, func, n_items)
     _rows_match(func, "'relevant'", rel, rec.shape[0])
     valid = rec >= 0
@@ -153,9 +161,17 @@ def bias_disparity(
     u_codes, u_names = group_labels(user_groups)
     c_codes, c_names = group_labels(item_categories)
     if len(u_codes) != n_users:
-        raise DataError(BAD_LENGTH.format(func=func, name="'user_groups'", got=len(u_codes), expected=n_users, what="one per user"))
+        raise DataError(
+            BAD_LENGTH.format(
+                func=func, name="'user_groups'", got=len(u_codes), expected=n_users, what="one per user"
+            )
+        )
     if len(c_codes) != n_items:
-        raise DataError(BAD_LENGTH.format(func=func, name="'item_categories'", got=len(c_codes), expected=n_items, what="one per item column"))
+        raise DataError(
+            BAD_LENGTH.format(
+                func=func, name="'item_categories'", got=len(c_codes), expected=n_items, what="one per item column"
+            )
+        )
     rec = _lists(recommended, func, n_items)
     _rows_match(func, "'recommended'", rec, n_users)
     n_g, n_c = len(u_names), len(c_names)

@@ -101,6 +101,8 @@ def exposure_distribution(
 
 
 def _entropy(q: np.ndarray) -> float:
+    if not np.isfinite(q).all():  # no attention at all: undefined, not 0
+        return float("nan")
     nz = q > 0
     return float(-(q[nz] * np.log(q[nz])).sum())
 
@@ -117,12 +119,23 @@ def exposure_entropy(
 
 
 def _two_groups(
-    func: str, recommended: np.ndarray, n_items: int, user_groups: Any, group_a: str, group_b: str, attention: str, patience: float
+    func: str,
+    recommended: np.ndarray,
+    n_items: int,
+    user_groups: Any,
+    group_a: str,
+    group_b: str,
+    attention: str,
+    patience: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     rec = _lists(recommended, func, n_items)
     codes, names = group_labels(user_groups)
     if len(codes) != rec.shape[0]:
-        raise DataError(BAD_LENGTH.format(func=func, name="'user_groups'", got=len(codes), expected=rec.shape[0], what="one per user"))
+        raise DataError(
+            BAD_LENGTH.format(
+                func=func, name="'user_groups'", got=len(codes), expected=rec.shape[0], what="one per user"
+            )
+        )
     out = []
     for g in (group_a, group_b):
         if g not in names:
@@ -149,6 +162,8 @@ def exposure_kl(
     0.0
     """
     qa, qb = _two_groups("exposure_kl", recommended, n_items, user_groups, group_a, group_b, attention, patience)
+    if not (np.isfinite(qa).all() and np.isfinite(qb).all()):  # a group's lists hold no attention
+        return float("nan")
     nz = qa > 0
     with np.errstate(divide="ignore"):
         return float((qa[nz] * np.log(qa[nz] / qb[nz])).sum())
@@ -164,7 +179,7 @@ def exposure_l1(
     attention: str = "uniform",
     patience: float = 0.8,
 ) -> float:
-    """Total variation ``(1/2) sum_i |q_a,i - q_b,i|`` between two user groups' exposure (Holistic AI's ``exposure_l1``).
+    """Total variation ``(1/2) sum_i |q_a,i - q_b,i|`` of two user groups' exposure (Holistic AI's ``exposure_l1``).
 
     >>> exposure_l1(np.array([[0, 1], [0, 2]]), 3, ["a", "b"], "a", "b")
     0.5

@@ -87,7 +87,8 @@ class Binning:
         labels = tuple(str(label) for label in self.labels)
 
         def bad(problem: str) -> ConfigError:
-            return ConfigError(BAD_BINNING.format(attribute=self.attribute, problem=problem, edges=self.edges, labels=self.labels))
+            text = BAD_BINNING.format(attribute=self.attribute, problem=problem, edges=self.edges, labels=self.labels)
+            return ConfigError(text)
 
         if len(edges) < 2:
             raise bad("at least two edges are needed (one bin)")
@@ -178,7 +179,10 @@ def multi_membership(values: Any, separator: str = "|") -> tuple[sp.csr_matrix, 
     names = tuple(sorted(set(vals)))
     col = {g: j for j, g in enumerate(names)}
     matrix = sp.csr_matrix(
-        (np.ones(len(rows), dtype=np.int64), (np.asarray(rows, dtype=np.int64), np.asarray([col[v] for v in vals], dtype=np.int64))),
+        (
+            np.ones(len(rows), dtype=np.int64),
+            (np.asarray(rows, dtype=np.int64), np.asarray([col[v] for v in vals], dtype=np.int64)),
+        ),
         shape=(len(labels), len(names)),
     )
     return matrix, names
@@ -264,7 +268,8 @@ class GroupingSpec:
 
 def _column(table: pd.DataFrame, name: str, spec: GroupingSpec, what: str) -> np.ndarray:
     if name not in table.columns:
-        raise DataError(UNKNOWN_ATTRIBUTE.format(what=what, name=name, known=", ".join(map(str, table.columns)) or "no columns"))
+        known = ", ".join(map(str, table.columns)) or "no columns"
+        raise DataError(UNKNOWN_ATTRIBUTE.format(what=what, name=name, known=known))
     values = table[name].to_numpy(dtype=object)
     return bin_values(values, spec.bins[name]) if name in spec.bins else _as_labels(values)
 
@@ -308,7 +313,8 @@ def item_groups(
     [[0, 1], [1, 1]]
     """
     if column not in items.columns:
-        raise DataError(UNKNOWN_ATTRIBUTE.format(what="item table", name=column, known=", ".join(map(str, items.columns)) or "no columns"))
+        known = ", ".join(map(str, items.columns)) or "no columns"
+        raise DataError(UNKNOWN_ATTRIBUTE.format(what="item table", name=column, known=known))
     ids = pd.Index(np.asarray(item_ids).astype(str))
     aligned = items[column].copy()
     aligned.index = aligned.index.astype(str)

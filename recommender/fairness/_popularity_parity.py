@@ -66,7 +66,9 @@ def _item_codes(func: str, item_groups: Any, n_items: int) -> tuple[np.ndarray, 
     codes, names = group_labels(item_groups)
     if len(codes) != n_items:
         raise DataError(
-            BAD_LENGTH.format(func=func, name="'item_groups'", got=len(codes), expected=n_items, what="one per item column")
+            BAD_LENGTH.format(
+                func=func, name="'item_groups'", got=len(codes), expected=n_items, what="one per item column"
+            )
         )
     return codes, names
 
@@ -166,7 +168,9 @@ def _groups_for(
         pop = np.asarray(popularity, dtype=np.float64)
         if len(pop) != n_items:
             raise DataError(
-                BAD_LENGTH.format(func=func, name="'popularity'", got=len(pop), expected=n_items, what="one per item column")
+                BAD_LENGTH.format(
+                    func=func, name="'popularity'", got=len(pop), expected=n_items, what="one per item column"
+                )
             )
         item_groups = head_tail_groups(pop, head_share)
     return _item_codes(func, item_groups, n_items)

@@ -103,6 +103,11 @@ STATEFUL_422: dict[tuple[str, str], tuple[set[str], str]] = {
         {"body", "invalid-data", "consent purposes"},
         "the upload must be a consent export (its rows, its columns)",
     ),
+    ("POST", "/v1/feedback"): (
+        {"feedback-refused", "query.window"},
+        "a window of at most 365 days; a time must not be in the future, a dwell needs seconds, a decision id must name a list served to the subject",
+    ),
+    ("POST", "/v1/feedback/imports"): ({"body", "invalid-data", "query.window", "query.map"}, "the upload must be a table of outcome events (its rows, its columns)"),
     ("POST", "/v1/recommendations"): ({"consent-signal"}, "a TC string must decode, and meet the pack"),
     ("POST", "/v1/deployments/{model_version}/promote"): (
         {"invalid-input", "invalid-data"},

@@ -169,6 +169,8 @@ def test_estimators_read_outcomes_as_arrays(store: Store) -> None:
     _record(store, batch)
     with store.session() as session:
         clicks = decision_rewards(session, [c, a, b], kind="click", slate_size=3)
+        twice = decision_rewards(session, [b, a, b], kind="click", slate_size=3)
+        nothing = decision_rewards(session, [], kind="click", slate_size=3)
         counts = decision_rewards(session, [a, b, c], kind="click", slate_size=2, reduce="count")
         dwell = decision_rewards(session, [a, b], kind="dwell", slate_size=3)
         ratings = decision_rewards(session, [a, b], kind="rating", slate_size=3)
@@ -176,6 +178,8 @@ def test_estimators_read_outcomes_as_arrays(store: Store) -> None:
         with pytest.raises(DataError, match="unknown outcome kind"):
             decision_rewards(session, [a], kind="like", slate_size=3)
     np.testing.assert_array_equal(clicks, [[0, 0, 0], [0, 1, 0], [0, 0, 1]])
+    np.testing.assert_array_equal(twice, [[0, 0, 1], [0, 1, 0], [0, 0, 1]])
+    assert nothing.shape == (0, 3)
     np.testing.assert_array_equal(counts, [[0, 2], [0, 0], [0, 0]])  # position 2 of b is beyond slate_size 2
     np.testing.assert_array_equal(dwell, [[0, 12.5, 0], [0, 0, 0]])
     np.testing.assert_array_equal(ratings, [[np.nan, np.nan, np.nan], [5.0, np.nan, np.nan]])
@@ -203,3 +207,46 @@ def test_a_bad_batch_or_window_is_refused(store: Store) -> None:
     with pytest.raises(DataError, match="missing value"):
         _record(store, batch.drop(columns=["value"]))
     assert _stored(store) == []
+
+
+def test_window_attribution_agrees_with_a_brute_force_reference(store: Store) -> None:
+    """A seeded random world (ties in time included) against a plain loop over every decision of the subject."""
+    rng = np.random.default_rng(7)
+    subjects = [f"ref-subject-{i}" for i in range(6)]
+    items = [f"i{i}" for i in range(8)]
+    window = timedelta(minutes=30)
+    decisions = []  # (subject, decided_at, decision_id, slate)
+    for _ in range(40):
+        subject = subjects[rng.integers(len(subjects))]
+        at = T0 + timedelta(minutes=int(rng.integers(0, 240)) // 5 * 5)  # on a 5-minute grid: ties happen
+        slate = [str(x) for x in rng.choice(items, size=3, replace=False)]
+        decisions.append((subject, at, _decide(store, subject, at, slate), slate))
+    events = []
+    for _ in range(300):
+        events.append({
+            "subject": subjects[rng.integers(len(subjects))], "kind": "click", "item_id": items[rng.integers(len(items))],
+            "occurred_at": T0 + timedelta(minutes=int(rng.integers(-20, 280)), seconds=int(rng.integers(0, 60)) // 30 * 30),
+        })  # fmt: skip
+    outcome = _record(store, _batch(*events), window=window)
+    assert outcome.refused == []
+
+    def reference(e: dict) -> tuple[str, str | None, int | None]:
+        mine = [d for d in decisions if d[0] == e["subject"]]
+        inside = [d for d in mine if e["occurred_at"] - window <= d[1] <= e["occurred_at"]]
+        serving = [d for d in inside if e["item_id"] in d[3]]
+        if serving:
+            best = max(serving, key=lambda d: (d[1], d[2]))
+            return "window", best[2], best[3].index(e["item_id"])
+        if inside:
+            return "item_not_served", None, None
+        return ("outside_window" if any(d[1] <= e["occurred_at"] for d in mine) else "no_decision_before"), None, None
+
+    expected: dict[tuple, tuple] = {}
+    for e in events:
+        expected.setdefault((e["subject"], e["item_id"], e["occurred_at"]), reference(e))
+    with store.session() as session:
+        who = {s: pseudonym(session, s) for s in subjects}
+    back = {v: k for k, v in who.items()}
+    got = {(back[r.subject], r.item_id, r.occurred_at): (r.attribution, r.decision_id, r.position) for r in _stored(store)}
+    assert got == expected
+    assert {a for a, _, _ in expected.values()} == {"window", "item_not_served", "outside_window", "no_decision_before"}

@@ -21,6 +21,8 @@ from conftest import CONSENTING, DATA, DENYING, EU_PACK, MODEL_VERSION, PACK_NAM
 from console_a11y import accessibility_problems
 from console_privacy import all_trail_events, assert_nowhere_in_the_trail, server_log
 
+from audits import record_dataset_version
+
 COMPLIANCE_PAGES = ("/console/records/processing", "/console/records/disclosure", "/console/datasets")
 def _lookup(client: Any, csrf: str | None, **fields: str) -> Any:
     data = dict(fields) | ({"csrf_token": csrf} if csrf is not None else {})
@@ -43,7 +45,7 @@ def test_an_operator_reads_a_subjects_consent_under_the_eu_pack_and_the_trail_re
     head = server.trail_head()
     with closing(client), server_log() as lines:
         form = client.get("/console/consent")
-        assert form.status_code == 200 and '<form method="post" action="/console/consent"' in form.text
+        assert form.status_code == 200 and '<form method="post" action="/console/consent#result-heading"' in form.text
         answer = _lookup(client, csrf, subject=CONSENTING, pack=EU_PACK)
     assert answer.status_code == 200, answer.text
     assert any("POST /console/consent" in line for line in lines), lines  # the access log was caught: the next check can fail
@@ -220,9 +222,18 @@ def data_folder(server: ConsoleServer) -> Iterator[Path]:
 
 
 def test_an_auditor_lists_the_data_sets_an_audit_may_use_and_the_audit_agrees(server: ConsoleServer, data_folder: Path) -> None:
+    with server.store.session() as session:  # recorded by `recgov train` from a file in the folder, and from one elsewhere
+        for n, source in enumerate((str(data_folder / "events.csv"), "/srv/private/exports/events.csv")):
+            record_dataset_version(
+                session, content_hash=f"sha256:console-file-{n}-{server.url[-5:]}", name=f"console-file-{n}", source=source, n_events=1,
+                n_users=1, n_items=1, schema={"user": "int64"}, validation={},
+            )  # fmt: skip
     client, _ = server.signed_in("auditor")
     with closing(client):
         page = client.get("/console/datasets")
+    admin, _ = server.signed_in("admin")
+    with closing(admin):
+        admin_page = unescape(admin.get("/console/datasets").text)
     assert page.status_code == 200 and accessibility_problems(page.text) == []
     table = re.search(r'<table id="data-files">(.*?)</table>', page.text, re.S).group(1)
     rows = {
@@ -239,6 +250,11 @@ def test_an_auditor_lists_the_data_sets_an_audit_may_use_and_the_audit_agrees(se
     }  # no hidden file, nothing behind the link that leads out of the folder
     recorded = re.search(r'<table id="recorded-sets">(.*?)</table>', page.text, re.S).group(1)
     assert "console-synthetic" in recorded and f"<code class=\"long\">{DATA}</code>" in unescape(recorded)
+    inside = re.search(r'<th scope="row">console-file-0</th>(.*?)</tr>', unescape(recorded), re.S).group(1)
+    assert "<code class=\"long\">$RECGOV_HOME/data/events.csv</code>" in inside and inside.endswith('<code class="long">events.csv</code></td>\n    ')
+    outside = re.search(r'<th scope="row">console-file-1</th>(.*?)</tr>', unescape(recorded), re.S).group(1)
+    assert "/srv/private" not in outside and "<server path>" in outside and "cannot" in outside  # an auditor is not shown server paths
+    assert "/srv/private/exports/events.csv" in admin_page  # an admin runs the server: shown them, as the API shows them
     with server.api("auditor") as api:  # the audit's own check refuses what the page leaves out
         outside = api.post("/v1/audits", json={"pack": "baseline", "data": "elsewhere/hostname"})
         missing = api.post("/v1/audits", json={"pack": "baseline", "data": ".absent.csv"})
@@ -291,3 +307,39 @@ def test_every_shipped_pack_has_its_record_and_disclosure_pages(server: ConsoleS
             for path in ("/console/records/processing", "/console/records/disclosure"):
                 page = client.get(path, params={"pack": ref})
                 assert page.status_code == 200 and accessibility_problems(page.text) == [], (path, ref)
+
+
+def test_a_stored_pack_file_that_is_no_pack_is_a_located_422_page_without_server_paths(server: ConsoleServer) -> None:
+    folder = server.home / "packs" / "console-broken"
+    folder.mkdir(parents=True)
+    (folder / "1.0.0.yaml").write_text("apiVersion: recgov/v1\nmetadata: [not, a, mapping]\n")
+    try:
+        client, csrf = server.signed_in("operator")
+        with closing(client):
+            form = client.get("/console/consent")
+            assert '<option value="console-broken@1.0.0">' in form.text  # listed from its file name, not parsed to be listed
+            record = client.get("/console/records/processing", params={"pack": "console-broken@1.0.0"})
+            lookup = _lookup(client, csrf, subject=CONSENTING, pack="console-broken@1.0.0")
+        auditor, _ = server.signed_in("auditor")
+        with closing(auditor):
+            told = auditor.get("/console/records/disclosure", params={"pack": "console-broken@1.0.0"})
+            listed = auditor.get("/console/packs")
+            compared = auditor.get("/console/packs/console-broken")
+    finally:
+        (folder / "1.0.0.yaml").unlink()
+        folder.rmdir()
+    assert record.status_code == 422 and "cannot be used" in unescape(record.text)
+    assert lookup.status_code == 422 and "cannot be used" in unescape(lookup.text) and CONSENTING not in lookup.text
+    assert told.status_code == 422 and str(server.home) not in told.text  # an auditor is shown no server path
+    assert listed.status_code == 200 and "cannot be used" in listed.text and str(server.home) not in listed.text  # the other packs still listed
+    assert f'<a href="/console/records/processing?pack={EU_PACK}">Art. 30 record under {EU_PACK}</a>' in listed.text
+    assert compared.status_code == 422 and "cannot be used" in unescape(compared.text)
+
+
+def test_an_id_put_in_the_address_is_neither_looked_up_nor_shown_back(server: ConsoleServer) -> None:
+    client, _ = server.signed_in("operator")
+    head = server.trail_head()
+    with closing(client):
+        page = client.get("/console/consent", params={"subject": CONSENTING, "pack": EU_PACK})
+    assert page.status_code == 200 and CONSENTING not in page.text and "<table" not in page.text
+    assert server.trail_head() == head

@@ -105,6 +105,10 @@ def test_literature_figures_are_those_of_the_library(audited):
     joint = lit["by_attribute"]["gender_x_age"]
     judged = {g for g, c in facts.groups["gender_x_age"]["groups"].items() if c["judged"]}
     assert set(joint["judged_groups"]) == judged and set(joint["user_mad_ndcg"]["by_group"]) == judged
+    cats = dataset.items["categories"].reindex(pd.Index(mats.train.item_ids.astype(str))).to_numpy(dtype=object)
+    shares = F.membership_exposure(rec, F.multi_membership(cats), F.attention_weights(10, "log"))
+    assert {g: v["exposure_share"] for g, v in lit["category_exposure"].items()} == pytest.approx(shares)
+    assert sum(v["exposure_share"] for v in lit["category_exposure"].values()) >= 0.99  # multi-valued: may pass 1
     assert AuditFacts.model_validate_json(AuditFacts(fairness=facts).model_dump_json()).fairness == facts
 
 

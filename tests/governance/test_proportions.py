@@ -30,8 +30,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from governance.rerank import Candidates, GroupProportionsConfig, GroupProportionsReranker, config_from_params, minimum_counts
+from governance.rerank import (
+    Candidates,
+    GroupProportionsConfig,
+    GroupProportionsReranker,
+    Pipeline,
+    config_from_params,
+    minimum_counts,
+)
 from recommender.errors import ConfigError
+from tests.governance.test_rerank import assert_valid_output, make_batch
 
 ALGORITHMS = {"greedy": "Greedy", "conservative": "Conservative", "relaxed": "Relaxed", "constrained": "Constrained"}
 
@@ -183,3 +191,101 @@ def test_targets_from_a_yaml_pack_read_as_group_codes():
 def test_floor_and_ceil_do_not_trip_on_rounding():
     floor_at, ceil_at = minimum_counts(10, np.array([0.3, 0.7]))
     assert floor_at[-1].tolist() == [3, 7] and ceil_at[-1].tolist() == [3, 7]
+
+
+def test_attention_weighting_on_places_of_equal_worth_is_the_papers_greedy(monkeypatch):
+    import governance.rerank.proportions as P
+
+    rng = np.random.default_rng(2)
+    items = np.stack([rng.permutation(40)[:30] for _ in range(20)])
+    group = rng.integers(0, 3, 40)
+    cands = Candidates(items=items, scores=-np.tile(np.arange(30.0), (20, 1)), item_group=group)
+    targets = {0: 0.5, 1: 0.3, 2: 0.2}
+    paper = GroupProportionsReranker(targets=targets)(cands, 10)
+    monkeypatch.setattr(P, "_attention", lambda k: np.ones(k))  # every place worth 1: counting places
+    flat = GroupProportionsReranker(targets=targets, weighting="attention")(cands, 10)
+    assert (flat.items == paper.items).all()
+    # the attention constraint is tested on the whole list only: what the paper's prefixes hold, it holds
+    assert flat.constraints_met["group_proportions"][paper.constraints_met["group_proportions"]].all()
+
+
+def test_attention_weighting_brings_exposure_shares_to_their_targets():
+    rng = np.random.default_rng(5)
+    n, c, k = 300, 60, 10
+    items = np.stack([rng.permutation(200)[:c] for _ in range(n)])
+    group = np.where(np.arange(200) < 50, 0, rng.integers(1, 4, 200))  # group 0: the model's favourite, on top
+    scores = -np.arange(c, dtype=float)[None, :] + 50.0 * (group[items] == 0)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    cands = Candidates(items=np.take_along_axis(items, order, 1), scores=np.take_along_axis(scores, order, 1), item_group=group)
+    w = 1.0 / np.log2(np.arange(2, k + 2))
+
+    def exposure_gap(out):
+        g = group[out.items]
+        shares = np.stack([(w[None, :] * (g == j)).sum(axis=1) / w.sum() for j in range(4)], axis=1)
+        return np.abs(shares - 0.25).max(axis=1)
+
+    places = GroupProportionsReranker(targets={j: 0.25 for j in range(4)})(cands, k)
+    attention = GroupProportionsReranker(targets={j: 0.25 for j in range(4)}, weighting="attention")(cands, k)
+    assert (exposure_gap(attention) <= 0.05).mean() > (exposure_gap(places) <= 0.05).mean() + 0.5
+    assert attention.constraints_met["group_proportions"].mean() > 0.95
+
+
+def test_attention_weighting_is_for_greedy_only():
+    with pytest.raises(ConfigError, match="'greedy' only"):
+        config_from_params("group_proportions", {"algorithm": "constrained", "weighting": "attention"})
+
+
+def test_a_pack_targets_several_provider_groups_through_their_codes():
+    import pandas as pd
+
+    from governance.policy import PolicyError, parse_pack
+    from governance.rerank import build_pipeline
+    from governance.tradeoff import rerank_side_arrays
+    from recommender.split import SplitConfig, split, train_test_matrices
+    from recommender.synthetic import SyntheticSpec, generate
+
+    head = "apiVersion: recgov/v1\nmetadata: {name: p, version: 0.1.0, owner: tests}\n"
+    fairness = (
+        "fairness:\n  provider_attribute: provider_group\n  protected_provider_group: indie_a\n"
+        "  provider_group_codes: {major: 0, indie_a: 1, indie_b: 2, indie_c: 3}\n"
+    )
+    steps = "reranking:\n  enabled: true\n  steps:\n    - {name: group_proportions, params: {targets: {0: 0.25, 1: 0.25, 2: 0.25, 3: 0.25}}}\n"
+    pack = parse_pack(head + fairness + steps, "p.yaml")
+    groups = ("major", "indie_a", "indie_b", "indie_c")
+    dataset = generate(SyntheticSpec(n_users=150, n_items=200, n_interactions=4000, seed=3,
+                                     provider_groups={g: 0.25 for g in groups}, favoured_group="major", exposure_bias=3.0))  # fmt: skip
+    train = train_test_matrices(*split(dataset.events, SplitConfig(kind="random", test_fraction=0.2))).train
+    side = rerank_side_arrays(dataset, pack, train)
+    names = dataset.items["provider_group"].reindex(pd.Index(train.item_ids.astype(str))).to_numpy(dtype=object)
+    assert side["item_group"].tolist() == [groups.index(n) for n in names]
+    rng = np.random.default_rng(0)
+    items = np.stack([rng.permutation(train.n_items)[:40] for _ in range(30)])
+    out = build_pipeline([{"name": s.name, "params": s.params.model_dump()} for s in pack.pack.reranking.steps])(
+        Candidates(items=items, scores=-np.tile(np.arange(40.0), (30, 1)), **side), 8
+    )
+    counts = np.stack([(side["item_group"][out.items] == j).sum(axis=1) for j in range(4)], axis=1)
+    assert (counts == 2).all()  # a quarter of 8 places each
+    default = parse_pack(head + fairness.replace("  provider_group_codes: {major: 0, indie_a: 1, indie_b: 2, indie_c: 3}\n", ""), "p.yaml")
+    assert set(rerank_side_arrays(dataset, default, train)["item_group"].tolist()) <= {0, 1}  # unchanged default
+    with pytest.raises(PolicyError, match="must keep code 1"):
+        parse_pack(head + fairness.replace("indie_a: 1, indie_b: 2", "indie_a: 2, indie_b: 1"), "p.yaml")
+    with pytest.raises(PolicyError, match="distinct"):
+        parse_pack(head + fairness.replace("indie_c: 3", "indie_c: 2"), "p.yaml")
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_users=st.integers(1, 5),
+    c=st.integers(1, 16),
+    k=st.integers(1, 20),
+    variant=st.sampled_from([(a, "positions") for a in ALGORITHMS] + [("greedy", "attention")]),
+)
+def test_every_variant_passes_the_contract_on_random_batches(seed, n_users, c, k, variant):
+    cands = make_batch(seed, n_users=n_users, c=c, sorted_scores=bool(seed % 2))
+    algorithm, weighting = variant
+    step = GroupProportionsReranker(targets={0: 0.3, 1: 0.3, 2: 0.2}, algorithm=algorithm, weighting=weighting)
+    out = step(cands, k)
+    assert_valid_output(out, cands, k)
+    chunked = Pipeline([step], chunk_size=2)(cands, k)
+    assert (chunked.items == out.items).all()

@@ -348,3 +348,16 @@ def test_bad_inputs_give_located_errors() -> None:
         pop_rsp(np.array([[0]] * 3), rel)
     with pytest.raises(DataError, match="no user is in group 'z'"):
         exposure_l1(np.array([[0]] * 3), 3, ["a", "b", "b"], "a", "z")
+
+
+def test_nothing_shown_is_undefined_not_zero() -> None:
+    empty = np.full((3, 4), -1)
+    assert math.isnan(exposure_entropy(empty, 5))
+    assert math.isnan(exposure_kl(empty, 5, ["a", "b", "a"], "a", "b"))
+    assert math.isnan(exposure_l1(empty, 5, ["a", "b", "a"], "a", "b"))
+    assert math.isnan(rank_weighted_exposure_gini(empty, 5))
+    assert aggregate_diversity(empty, 5) == 0.0
+    rel = sp.csr_matrix((3, 5))
+    assert math.isnan(pop_rsp(empty, rel, popularity=np.ones(5)).value)
+    with pytest.raises(DataError, match="one int user row per request"):
+        expected_exposure(np.array([0.5]), np.zeros((1, 3), dtype=int), rel)

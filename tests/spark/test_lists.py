@@ -53,6 +53,13 @@ def _variant() -> Any:
     return parse_pack(out.getvalue(), "eu-variant.yaml")
 
 
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    """SQLite only here: the store is read and written by the in-process code, whose PostgreSQL copies run
+    elsewhere (and the Spark filter's in test_filters.py); a second database would double the Spark time."""
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
 @pytest.fixture(scope="module")
 def world() -> Any:
     data = generate(SyntheticSpec(n_users=70, n_items=60, n_interactions=3000, seed=11, harmful_share=0.05))
@@ -217,3 +224,54 @@ def test_mllib_als_end_to_end_with_exact_tags_of_its_own_scores(spark: Any, stor
     assert all(len(json.loads(s)["items"]) == K for s in stored["slate"])
     with store.snapshot() as connection:
         assert verify_spark_batches(connection) == []
+
+
+def test_a_batch_on_either_engine_records_its_lineage_and_anchored_lists(spark: Any, store: Store, world: Any, tmp_path: Path) -> None:
+    from sqlalchemy import select
+
+    from audits.models import ModelVersion, TrainingRun
+    from governance.spark.batch import batch_lists
+    from recommender.data import Dataset
+
+    subjects = sorted(world.events["user_id"].unique())
+    _grant_all(store, subjects)
+    data = Dataset(events=world.events, items=world.items, name="batch", source="synthetic:batch")
+    now = datetime(2024, 7, 2, tzinfo=UTC)
+    params = {"factors": 8, "iterations": 4}
+    runs = {
+        engine: batch_lists(data, EU, store, out=str(tmp_path / engine), engine=engine, k=K, models_dir=tmp_path / "models",
+                            params=params, now=now, buckets=3, spark=spark)
+        for engine in ("inprocess", "spark")
+    }  # fmt: skip
+    for engine, run in runs.items():
+        assert run.lists["records"] == len(subjects), engine
+        assert run.exclusions["events"]["kept"] == len(world.events)
+        stored = _read(tmp_path / engine)
+        assert set(stored.columns) >= {"decision_id", "subject", "slate", "context", "position", "prev_hash", "hash"}
+        assert all(len(json.loads(s)["items"]) == K for s in stored["slate"])
+    with store.session() as session:
+        kinds = {v.version_id: v.kind for v in session.execute(select(ModelVersion)).scalars()}
+        spark_run = session.get(TrainingRun, runs["spark"].training_run)
+        assert kinds[runs["spark"].model_version] == "als-spark" and kinds[runs["inprocess"].model_version] == "als"
+        assert spark_run.params["engine"] == "spark" and spark_run.params["privacy_filter"]["events"]["kept"] == len(world.events)
+    with store.snapshot() as connection:
+        assert verify_trail(connection).intact and verify_spark_batches(connection) == []
+    with pytest.raises(ConfigError, match="--engine must be one of"):
+        batch_lists(data, EU, store, out=str(tmp_path / "x"), engine="dask", models_dir=tmp_path / "models")
+
+
+def test_the_commands_refuse_an_unknown_engine_and_spark_training_without_a_pack(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from governance.cli import app
+
+    events = tmp_path / "events.csv"
+    pd.DataFrame({"user_id": ["a"], "item_id": ["x"], "timestamp": [1_700_000_000]}).to_csv(events, index=False)
+    runner = CliRunner()
+    bad = runner.invoke(app, ["batch", str(events), "--pack", "eu-gdpr-dsa", "--out", str(tmp_path / "o"), "--engine", "dask"])
+    assert bad.exit_code != 0 and "--engine must be one of inprocess, spark" in bad.output
+    no_pack = runner.invoke(app, ["train", str(events), "--engine", "spark"])
+    assert no_pack.exit_code != 0 and "give --pack" in no_pack.output
+    (tmp_path / "o").mkdir()
+    exists = runner.invoke(app, ["batch", str(events), "--pack", "eu-gdpr-dsa", "--out", str(tmp_path / "o")])
+    assert exists.exit_code != 0 and "already exists" in exists.output

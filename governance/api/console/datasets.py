@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 
 from audits.models import DatasetVersion
 from governance.api.audit_jobs import check_input_size, resolve_input
+from governance.api.audit_jobs.work import SYNTHETIC
 from governance.api.disclosure import shown_to
 from recommender.datasets import detect_format
 from recommender.errors import DataError
@@ -162,7 +163,8 @@ def _recorded(session: Session, settings: Any, data_dir: Path, role: str) -> lis
         try:
             resolved = resolve_input(row.source, data_dir)
             check_input_size("data", row.source, resolved, settings)
-            audit_data = row.source if resolved == row.source else Path(resolved).relative_to(data_dir.resolve()).as_posix()
+            synthetic = row.source == SYNTHETIC or row.source.startswith(SYNTHETIC + ":")
+            audit_data = row.source if synthetic else Path(resolved).relative_to(data_dir.resolve()).as_posix()
         except (DataError, ValueError, OSError) as err:
             why_not = shown_to(role, str(err), settings.home)
         found.append(

@@ -33,11 +33,10 @@ from fastapi.responses import Response
 from sqlalchemy import select
 
 from audits.models import ModelVersion
-from governance import packs as pack_store
-from governance.api.console.consent import DEFAULT_PACK, pack_choices
+from governance.api.console.consent import DEFAULT_PACK, load_choice, pack_choices
 from governance.api.console.datasets import audit_inputs
 from governance.api.console.pages import AuditingKey, ReadingKey
-from governance.api.console.web import ConsoleRoute, Refusal, render
+from governance.api.console.web import ConsoleRoute, Refusal, Reviewer, render
 from governance.api.deps import SessionDep, SettingsDep, StoreDep
 from governance.api.schemas import IDENTIFIER
 from governance.audit import recorded_model
@@ -61,14 +60,11 @@ BAD_RECIPIENTS = f"name at most {MAX_RECIPIENTS} recipients, one a line, each 1 
 NO_SUCH_MODEL = "there is no model version {version!r} in the store; choose one from the list"
 
 
-def _pack(settings: Any, ref: str | None) -> tuple[LoadedPack, str, list[str]]:
-    """The pack ``ref`` names (by default the EU pack, or the first there is), its ref, and the packs to choose from; 404 for an unknown one."""
+def _pack(request: Request, reviewer: Reviewer, settings: Any, ref: str | None) -> tuple[LoadedPack, str, list[str]]:
+    """The pack ``ref`` names (by default the EU pack, or the first there is), its ref, and the packs to choose from; 404 or 422 pages."""
     choices = pack_choices(settings.packs_dir)
     chosen = ref or (DEFAULT_PACK if DEFAULT_PACK in choices else choices[0])
-    try:
-        return pack_store.load_ref(settings.packs_dir, chosen), chosen, choices
-    except pack_store.PackNotFound as err:
-        raise Refusal(404, str(err)) from None
+    return load_choice(request, reviewer, settings.packs_dir, chosen), chosen, choices
 
 
 def _recipients(text: str | None) -> list[str] | None:
@@ -94,7 +90,7 @@ def _stamp_name(loaded: LoadedPack) -> str:
 
 @router.get("/records/processing", summary="The record of processing activities (GDPR Art. 30)")
 def processing(request: Request, store: StoreDep, settings: SettingsDep, reviewer: AuditingKey, pack: PackRef = None, recipients: Recipients = None) -> Response:
-    loaded, ref, choices = _pack(settings, pack)
+    loaded, ref, choices = _pack(request, reviewer, settings, pack)
     record = processing_record(loaded, store, recipients=_recipients(recipients))
     query = {"pack": ref} | ({"recipients": recipients} if recipients and recipients.strip() else {})
     return render(
@@ -104,8 +100,8 @@ def processing(request: Request, store: StoreDep, settings: SettingsDep, reviewe
 
 
 @router.get("/records/processing.json", summary="The Art. 30 record as JSON, to keep")
-def processing_json(store: StoreDep, settings: SettingsDep, reviewer: AuditingKey, pack: PackRef = None, recipients: Recipients = None) -> Response:
-    loaded, _, _ = _pack(settings, pack)
+def processing_json(request: Request, store: StoreDep, settings: SettingsDep, reviewer: AuditingKey, pack: PackRef = None, recipients: Recipients = None) -> Response:
+    loaded, _, _ = _pack(request, reviewer, settings, pack)
     record = processing_record(loaded, store, recipients=_recipients(recipients))
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     return _download(record, f"processing-record-{_stamp_name(loaded)}-{day}.json")
@@ -118,9 +114,9 @@ def _models(session: Any) -> list[str]:
     return found
 
 
-def _disclosure(settings: Any, store: Any, pack: str | None, model_version: str | None) -> tuple[dict[str, Any], LoadedPack, str, list[str]]:
+def _disclosure(request: Request, reviewer: Reviewer, settings: Any, store: Any, pack: str | None, model_version: str | None) -> tuple[dict[str, Any], LoadedPack, str, list[str]]:
     """The disclosure under the pack (with the model version's recorded parameters), the pack, its ref, the choices; 404s."""
-    loaded, ref, choices = _pack(settings, pack)
+    loaded, ref, choices = _pack(request, reviewer, settings, pack)
     params = None
     if model_version is not None:
         try:
@@ -134,7 +130,7 @@ def _disclosure(settings: Any, store: Any, pack: str | None, model_version: str 
 def disclosure_page(
     request: Request, store: StoreDep, session: SessionDep, settings: SettingsDep, reviewer: ReadingKey, pack: PackRef = None, model_version: ModelRef = None
 ) -> Response:
-    document, _, ref, choices = _disclosure(settings, store, pack, model_version)
+    document, _, ref, choices = _disclosure(request, reviewer, settings, store, pack, model_version)
     query = {"pack": ref} | ({"model_version": model_version} if model_version else {})
     return render(
         request, "disclosure.html", title="Main parameters of the recommender", reviewer=reviewer, document=document, packs=choices,
@@ -143,8 +139,8 @@ def disclosure_page(
 
 
 @router.get("/records/disclosure.json", summary="The Art. 27 disclosure as JSON, to keep")
-def disclosure_json(store: StoreDep, settings: SettingsDep, reviewer: ReadingKey, pack: PackRef = None, model_version: ModelRef = None) -> Response:
-    document, loaded, _, _ = _disclosure(settings, store, pack, model_version)
+def disclosure_json(request: Request, store: StoreDep, settings: SettingsDep, reviewer: ReadingKey, pack: PackRef = None, model_version: ModelRef = None) -> Response:
+    document, loaded, _, _ = _disclosure(request, reviewer, settings, store, pack, model_version)
     suffix = f"-{model_version}" if model_version else ""
     name = "".join(c if c.isalnum() or c in "-._" else "_" for c in f"disclosure-{_stamp_name(loaded)}{suffix}")[:160]
     return _download(document, f"{name}.json")
