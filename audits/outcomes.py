@@ -61,7 +61,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from audits._common import actor_name, in_values, lookup_subject_secrets
-from audits.models import ATTRIBUTED, OUTCOME_KINDS, OUTCOME_SOURCES, UNATTRIBUTED, DecisionRecord, OutcomeEvent
+from audits.models import ATTRIBUTED, OUTCOME_KINDS, OUTCOME_SOURCES, DecisionRecord, OutcomeEvent
 from audits.sealing import open_decisions
 from audits.subjects import _installation_key, hold_head_for_keys
 from audits.suppression import suppressions_for
