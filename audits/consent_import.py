@@ -6,9 +6,11 @@ history of a million subjects. :func:`append_consent_batch` appends a batch of
 records (already validated by the caller, see :mod:`governance.consent.imports`)
 with a few bulk statements:
 
-1. the subjects' pseudonyms and record keys, created in bulk where missing
-   (:func:`audits._common.lookup_subject_secrets`, :func:`audits.sealing.file_record_keys`),
-   after taking the trail head's lock, as every writer of record keys does;
+1. the subjects' secrets, pseudonyms and record keys, created in bulk where
+   missing (the rows :func:`audits.subjects.subject_record_key` files for one
+   subject: the secret under its lookup, the record key under its pseudonym's;
+   a record key filed earlier wins), after taking the trail head's lock, as
+   every writer of record keys does;
 2. an import key per record (:func:`import_key`), a digest of the pseudonym,
    purpose, status, time and source: a record whose key is already in
    ``consent_import_keys`` (or earlier in the same batch) is skipped, so
@@ -186,22 +188,21 @@ def _copy_rows(session: Session, table: str, columns: tuple[str, ...], rows: lis
 def _subject_secrets(session: Session, subjects: list[bytes], key: bytes) -> tuple[list[str], np.ndarray]:
     """Each subject's secret (hex), created where missing, and which of them this call created.
 
-    Two queries at most: the secrets found, and (only if a concurrent writer
-    filed some of the same subjects between the two) the ones filed instead of ours.
+    Insert first: a fresh secret is offered for every subject and the store
+    keeps the ones it already has (``ON CONFLICT DO NOTHING``). When every
+    offer was taken (a first import), that one statement is all; otherwise the
+    secrets are read back in one query, and a subject counts as created only
+    where the stored secret is the one offered (a secret filed before, or by
+    another writer meanwhile, wins).
     """
     lookups = lookups_of(key, subjects)
-    found = _fetch_secrets(session, lookups)
-    missing = [i for i, lookup in enumerate(lookups) if lookup not in found]
-    created = np.zeros(len(subjects), dtype=bool)
-    if missing:
-        fresh = os.urandom(32 * len(missing)).hex()
-        rows = [(lookups[i], fresh[64 * n : 64 * (n + 1)]) for n, i in enumerate(missing)]
-        inserted = _insert_new_secrets(session, rows, datetime.now(UTC))
-        if inserted == len(rows):  # every one ours: no need to read them back
-            found.update(rows)
-            created[missing] = True
-        else:  # some were filed by another writer meanwhile: theirs win, and none counts as new
-            found.update(_fetch_secrets(session, [lookups[i] for i in missing]))
+    offered = list(dict.fromkeys(lookups))  # 7 and "7" are one subject
+    fresh = os.urandom(32 * len(offered)).hex()
+    ours = {lookup: fresh[64 * n : 64 * (n + 1)] for n, lookup in enumerate(offered)}
+    if _insert_new_secrets(session, list(ours.items()), datetime.now(UTC)) == len(ours):
+        return [ours[lookup] for lookup in lookups], np.ones(len(lookups), dtype=bool)
+    found = _fetch_secrets(session, offered)
+    created = np.fromiter((found[lookup] == ours[lookup] for lookup in lookups), dtype=bool, count=len(lookups))
     return [found[lookup] for lookup in lookups], created
 
 
