@@ -20,6 +20,11 @@ id, which the log does not hold). A decision without a logging record (a pack
 without a logging policy) is a deterministic log: its pool is the served list,
 and every estimate for another policy is refused for lack of overlap.
 
+Segments. With ``segment`` (item ids, e.g. newly launched items), every estimate is
+made again for the outcomes on those items alone (the reward at a position counts
+only when its item is in the segment), with its own interval: rare items get their
+own, usually wider, intervals instead of vanishing in the average.
+
 Views. Slate estimators take the list's reward (the sum over positions, or
 per position for the independent and cascade estimators); the single-action
 estimators (IPS, SNIPS, DM, DR) take the first position as the action and its
@@ -85,6 +90,8 @@ class OpeSettings:
     max_slates: int = 50_000
     limit: int | None = None
     """Read at most this many decisions (the newest)."""
+    segment: frozenset[str] | None = None
+    """Item ids of a segment (e.g. newly launched items): the report adds estimates of the outcomes on them alone."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,7 @@ class _Contexts:
     first_tgt: list[np.ndarray] = field(default_factory=list)
     first_items: list[list[str]] = field(default_factory=list)
     first_action: list[int] = field(default_factory=list)
+    shown: list[list[str]] = field(default_factory=list)
     pi_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = field(default_factory=list)
     pi_refusal: str | None = None
     marg_refusal: str | None = None
@@ -140,6 +148,7 @@ def evaluate_from_log(store: Any, logged: LoadedPack, target: LoadedPack, settin
     from audits.sealing import open_decisions
 
     settings = settings or OpeSettings()
+    _check_settings(settings)  # before anything is read
     if logged.pack.reranking.model_dump(mode="json") != target.pack.reranking.model_dump(mode="json"):
         raise ConfigError(RERANKING_DIFFERS.format(logged=f"{logged.name} {logged.version}", target=f"{target.name} {target.version}"))
     excluded: dict[str, int] = {}
@@ -191,7 +200,27 @@ def evaluate_from_log(store: Any, logged: LoadedPack, target: LoadedPack, settin
             "ips/snips/dm/dr": "single-action view: the first position is the action and its outcome the reward; dm/dr use per-item mean rewards",
         },
     }
+    if settings.segment is not None:
+        mask = _pad([np.array([item in settings.segment for item in shown], dtype=float) for shown in contexts.shown], big_k, 0.0)
+        report["segment"] = {
+            "items": len(settings.segment),
+            "lists_showing_one": int((mask.sum(axis=1) > 0).sum()),
+            "metrics": {kind: _estimates(contexts, rewards[kind] * mask, big_k, settings) for kind in settings.kinds},
+        }
     return report
+
+
+def _check_settings(settings: OpeSettings) -> None:
+    from audits.models import OUTCOME_KINDS
+    from recommender.ope._common import check_settings
+
+    check_settings(settings.n_bootstrap, settings.confidence, settings.min_ess)
+    if unknown := sorted(set(settings.kinds) - set(OUTCOME_KINDS)):
+        raise ConfigError(f"unknown outcome kind(s) {', '.join(unknown)}; known: {', '.join(OUTCOME_KINDS)}")
+    if not settings.kinds:
+        raise ConfigError("name at least one outcome kind to estimate")
+    if settings.limit is not None and settings.limit < 1:
+        raise ConfigError(f"limit must be at least 1, got {settings.limit}")
 
 
 def _count(counts: dict[str, int], reason: str, n: int) -> None:
@@ -250,6 +279,7 @@ def _replay(rows: list[_Logged], target: LoadedPack, settings: OpeSettings) -> _
         out.first_tgt.append(first_position(tpol, scores, k))
         out.first_items.append(pool_items)
         out.first_action.append(int(positions[0]))
+        out.shown.append([pool_items[p] for p in positions])
         if out.pi_parts is not None and tmat is not None:
             try:
                 gamma = pairwise_probabilities(policy, scores, k, max_slates=settings.max_slates)

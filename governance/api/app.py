@@ -22,6 +22,8 @@ from governance.api.reads import FastReads
 from governance.api.routes import (
     audits,
     consent,
+    consent_state,
+    datasets,
     deployment_policy,
     deployments,
     harm,
@@ -93,7 +95,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app, expose_errors=settings.api_expose_errors)
-    review = (models, reports, records)  # what a compliance review reads beside the trail, lineage and packs
+    review = (models, reports, records, consent_state, datasets)  # what a compliance review reads beside the trail, lineage and packs
     for module in (health, packs, trail, lineage, consent, recommendations, deployments, deployment_policy, harm, subjects, audits, *review):
         app.include_router(module.router)
     app.include_router(feedback_router)

@@ -16,7 +16,7 @@ without an analytics purpose, an unreachable store).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -47,6 +47,9 @@ def ope_command(
     seed: Annotated[int, typer.Option("--seed", help="The bootstrap's seed.")] = 0,
     confidence: Annotated[float, typer.Option("--confidence", help="The intervals' confidence level.")] = 0.95,
     limit: Annotated[int | None, typer.Option("--limit", help="Read at most this many decisions (the newest).")] = None,
+    segment_items: Annotated[
+        Path | None, typer.Option("--segment-items", help="A text file of item ids, one a line: estimates for their outcomes alone too.", show_default=False)
+    ] = None,
     json_output: JsonOutput = False,
 ) -> None:
     """Estimate what CANDIDATE would have earned on the lists served under CURRENT (IPS, SNIPS, DM, DR; slate IPS)."""
@@ -59,7 +62,17 @@ def ope_command(
         raise fail(f"--limit must be at least 1, got {limit}")
     if bootstrap < 0:
         raise fail(f"--bootstrap must be at least 0, got {bootstrap}")
-    settings = OpeSettings(kinds=tuple(kind or ("click", "conversion")), min_ess=min_ess, n_bootstrap=bootstrap, seed=seed, confidence=confidence, limit=limit)
+    segment = None
+    if segment_items is not None:
+        try:
+            segment = frozenset(line.strip() for line in segment_items.read_text(encoding="utf-8").splitlines() if line.strip())
+        except (OSError, UnicodeDecodeError) as err:
+            raise fail(f"--segment-items: {segment_items} cannot be read ({err})") from None
+        if not segment:
+            raise fail(f"--segment-items: {segment_items} lists no item id")
+    settings = OpeSettings(
+        kinds=tuple(kind or ("click", "conversion")), min_ess=min_ess, n_bootstrap=bootstrap, seed=seed, confidence=confidence, limit=limit, segment=segment
+    )
     with store_errors():
         url = _store_url(data)
         store = open_store(url)
@@ -78,7 +91,14 @@ def ope_command(
         highlight=False,
         soft_wrap=True,
     )
-    for metric, estimates in report["metrics"].items():
+    sections = [("", report["metrics"])] + ([("segment ", report["segment"]["metrics"])] if "segment" in report else [])
+    for label, metrics in sections:
+        _print_metrics(label, metrics)
+
+
+def _print_metrics(label: str, metrics: dict[str, dict[str, Any]]) -> None:
+    for metric, estimates in metrics.items():
+        metric = f"{label}{metric}"
         for name, est in estimates.items():
             if est.get("refused"):
                 console.print(f"  {metric:10} {name:24} refused: {est['reason']}", highlight=False, soft_wrap=True, markup=False)

@@ -64,8 +64,10 @@ def _world() -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
     return scores, attract, items
 
 
-def _truth(target: dict[str, Any] | None, types: np.ndarray) -> float:
+def _truth(target: dict[str, Any] | None, types: np.ndarray, segment: tuple[int, ...] | None = None) -> float:
     scores, attract, _ = _world()
+    if segment is not None:  # only the outcomes on the segment's items (pool places) count
+        attract = attract * np.isin(np.arange(M), segment)[None, :]
     hook = LoggingHook.from_section(parse_pack(pack_text(target)).pack.logging_policy)
     values = np.zeros(TYPES)
     for t in range(TYPES):
@@ -123,7 +125,8 @@ def test_every_estimator_finds_the_truth_for_three_target_packs_and_consent_is_h
     types = _fill(store, 3000, logged_text, objecting=40)
     kept = np.array([i % 400 >= 40 for i in range(3000)])
     logged = parse_pack(logged_text, "logged.yaml")
-    settings = OpeSettings(kinds=("click",), n_bootstrap=300)
+    segment = (4, 5)  # the pool's last two places: items the governed order ranks low, rarely shown
+    settings = OpeSettings(kinds=("click",), n_bootstrap=300, segment=frozenset(f"item-{t}-{j}" for t in range(TYPES) for j in segment))
     for name, target in TARGETS.items():
         report = evaluate_from_log(store, logged, parse_pack(pack_text(target, "9.1.0"), f"{name}.yaml"), settings)
         assert report["decisions_read"] == 3000 and report["decisions_used"] == int(kept.sum())
@@ -139,6 +142,15 @@ def test_every_estimator_finds_the_truth_for_three_target_packs_and_consent_is_h
         assert estimates["logged_policy"]["value"] == pytest.approx(_observed_clicks(store) / int(kept.sum()), rel=0.2)
         for estimator in ("ips", "snips", "dm", "dr"):
             assert estimates[estimator]["view"] == "first position"
+        # the segment's own estimates, with their own (wider, relative to the value) intervals
+        rare = report["segment"]["metrics"]["click"]
+        seg_truth = _truth(target, types[kept], segment)
+        assert report["segment"]["items"] == 6 and 0 < report["segment"]["lists_showing_one"] < int(kept.sum())
+        for estimator in ("slate_standard_ips", "slate_independent_ips", "slate_cascade_ips", "slate_pseudo_inverse"):
+            est = rare[estimator]
+            if name == "deterministic":  # the governed top 4 never shows the last two places: nothing to find
+                assert seg_truth == 0.0
+            assert not est["refused"] and abs(est["value"] - seg_truth) <= 3 * (est["ci_high"] - est["ci_low"]) / 2 + 1e-12, (name, estimator, est, seg_truth)
     text = json.dumps(report)
     assert "user-" not in text  # no raw subject id in the report
 
@@ -183,9 +195,17 @@ def test_the_command_line_reports_json_and_refuses_bad_input(store: Store, db_ur
     report = json.loads(result.stdout)
     assert report["decisions_used"] == 300 and set(report["metrics"]) == {"click"}
     assert report["target_pack"]["pack_version"] == "9.1.0"
+    (tmp_path / "new.txt").write_text("item-0-4\nitem-1-5\n\n")
+    seg = json.loads(runner.invoke(app, [*args, "--segment-items", str(tmp_path / "new.txt"), "--json"], catch_exceptions=False).stdout)
+    assert seg["segment"]["items"] == 2 and set(seg["segment"]["metrics"]["click"]) == set(report["metrics"]["click"])
+    (tmp_path / "none.txt").write_text("\n")
+    assert runner.invoke(app, [*args, "--segment-items", str(tmp_path / "none.txt")]).exit_code == 2
     human = runner.invoke(app, args, catch_exceptions=False)
     assert human.exit_code == 0 and "slate_cascade_ips" in human.stdout
     bad = runner.invoke(app, ["ope", str(tmp_path / "nothing.db"), "--logged-pack", str(tmp_path / "logged.yaml"), "--target-pack", str(tmp_path / "target.yaml")])
     assert bad.exit_code == 2 and "neither a database URL" in bad.output
     worse = runner.invoke(app, [*args, "--bootstrap", "-1"])
     assert worse.exit_code == 2 and "--bootstrap" in worse.output
+    for flag, value, says in (("--kind", "hover", "unknown outcome kind"), ("--confidence", "2", "confidence"), ("--min-ess", "-1", "min_ess")):
+        refused = runner.invoke(app, [*args, flag, value])
+        assert refused.exit_code == 2 and says in refused.output, refused.output
