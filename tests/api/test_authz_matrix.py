@@ -61,8 +61,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/v1/lineage/{model_version}"): Row("viewer", 200, "/v1/lineage/{model_version}"),
     ("POST", "/v1/consent"): Row("operator", 201, "/v1/consent", {"json": {"subject": "authz-1", "purpose": "personalization", "status": "granted", "basis": "consent"}}),
     ("GET", "/v1/consent/{subject}"): Row("operator", 200, "/v1/consent/authz-1"),
-    ("POST", "/v1/consent/imports"): Row(
-        "operator", 200, "/v1/consent/imports",
+    ("POST", "/v1/consent-imports"): Row(
+        "operator", 200, "/v1/consent-imports",
         {"content": "subject,purpose,status,time,basis\nauthz-2,personalization,granted,2026-01-05T09:30:00Z,consent\n", "headers": {"Content-Type": "text/csv"}},
     ),
     ("POST", "/v1/recommendations"): Row("operator", 200, "/v1/recommendations", {"json": {"subject": "u000005", "k": 3, "model_version": "{model_version}"}}),
@@ -70,7 +70,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/v1/deployments"): Row("viewer", 200, "/v1/deployments"),
     ("POST", "/v1/deployments/{model_version}/promote"): Row("admin", 200, "/v1/deployments/{model_version}/promote", {"json": {"stage": "shadow"}}),
     # Nothing is in production in this module's store: the admin reaches the handler, which refuses (422).
-    ("POST", "/v1/deployments/rollback"): Row("admin", 422, "/v1/deployments/rollback"),
+    ("POST", "/v1/deployments/rollback"): Row("admin", 409, "/v1/deployments/rollback"),
     ("GET", "/v1/deployments/policy"): Row("viewer", 200, "/v1/deployments/policy"),
     ("PUT", "/v1/deployments/policy/{stage}"): Row("admin", 200, "/v1/deployments/policy/production", {"json": {"pack": "baseline"}}),
     ("POST", "/v1/items/{item_id}/reports"): Row("operator", 201, "/v1/items/authz-item/reports", {"json": {"reason": "spam"}}),
