@@ -23,6 +23,17 @@ with a few bulk statements:
 
 All of it happens in the caller's transaction: one batch is all or nothing.
 
+How it stays fast at a million records
+--------------------------------------
+No ORM object and no per-row SQLAlchemy parameter processing: the keyed hashes
+run in tight loops (:func:`audits.subjects.lookups_of` and its siblings), the
+evidence is sealed in one pass (:func:`audits.sealing.sealed_evidence_texts`),
+long lists of hex digests travel as one parameter, and rows go in through the
+driver: SQLite's ``executemany`` in key order, PostgreSQL's ``COPY``. A secret
+this batch created needs no read-back, nor its pseudonym an import-key lookup
+(a fresh pseudonym has no keys); only when another writer filed the same
+subject meanwhile (the insert reports fewer new rows) are they read back.
+
 Why the table ``consent_import_keys`` is declared here
 ------------------------------------------------------
 The table belongs to bulk imports only, so it lives beside the code that writes
@@ -34,19 +45,31 @@ is what Alembic and the migration check read.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
-from sqlalchemy import BigInteger, Integer, String, insert, select
+from sqlalchemy import BigInteger, Integer, String
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from audits._common import actor_name, in_values, lookup_subject_secrets, refuse_raw_ids
-from audits.models import Base, ConsentRecordRow
-from audits.sealing import file_record_keys, seal_evidence
-from audits.subjects import _installation_key, hold_head_for_keys, record_key
+from audits._common import actor_name, refuse_raw_ids
+from audits.canonical import canonical_json
+from audits.models import Base
+from audits.sealing import find_record_keys, sealed_evidence_texts
+from audits.subjects import (
+    _installation_key,
+    _subject_bytes,
+    hold_head_for_keys,
+    lookups_of,
+    pseudonyms_and_record_keys,
+    record_key_lookups_of,
+)
 from audits.trail import append_event
 
 __all__ = ["BATCH_COLUMNS", "IMPORT_ACTION", "BatchOutcome", "ConsentImportKey", "append_consent_batch", "import_key"]
@@ -95,53 +118,156 @@ def import_key(pseudonym: str, purpose: str, status: str, recorded_at: str, sour
 
 
 def _known_keys(session: Session, keys: list[str]) -> set[str]:
-    if not keys:
-        return set()
-    query = select(ConsentImportKey.key).where(in_values(session, ConsentImportKey.key, keys))
-    return set(session.scalars(query))
+    """Which of these import keys are in ``consent_import_keys`` (one query)."""
+    return {row[0] for row in _hex_in(session, 'SELECT "key" FROM consent_import_keys', '"key"', keys)}
 
 
-def _with_keys(session: Session, batch: pd.DataFrame, installation_key: bytes) -> tuple[pd.DataFrame, dict[str, str]]:
-    """The batch with each row's pseudonym and import key; and each subject's secret, by pseudonym."""
-    found = lookup_subject_secrets(session, batch["subject"].unique().tolist(), create=True, key=installation_key)
-    subjects = batch["subject"].to_numpy(dtype=object)
-    pseudonyms = [found[s][0] for s in subjects]  # type: ignore[index]
-    times = batch["recorded_at"].dt.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00").tolist()
-    keys = [
-        import_key(p, purpose, status, t, source)
+# -- bulk statements: the driver's own executemany (SQLite) or COPY and array parameters (PostgreSQL) ------------
+#
+# SQLAlchemy's executemany processes every parameter of every row in Python (type decorators, JSON, dates) and
+# builds a dict a row; at a million records that is most of the time. These write the same values as the ORM
+# would store them (SQLite: naive UTC text "YYYY-MM-DD HH:MM:SS.ffffff" and JSON text; PostgreSQL: timestamptz
+# and jsonb from their text forms), in the session's own transaction.
+
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def _driver(session: Session) -> Any:
+    """The DB-API connection under the session's current transaction."""
+    return session.connection().connection.driver_connection
+
+
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _insert_new_secrets(session: Session, rows: list[tuple[str, str]], now: datetime) -> int:
+    """File ``(lookup, secret)`` rows in ``subject_secrets`` unless filed already; how many were new."""
+    if not rows:
+        return 0
+    if _postgres(session):  # hex digests only: two comma-joined texts, split by the server (see _hex_in)
+        with _driver(session).cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO subject_secrets (lookup, secret, created_at) "
+                "SELECT l, s, %s FROM unnest(string_to_array(%s, ','), string_to_array(%s, ',')) AS t(l, s) "
+                "ORDER BY l ON CONFLICT DO NOTHING",
+                (now, ",".join(r[0] for r in rows), ",".join(r[1] for r in rows)),
+            )
+            return int(cursor.rowcount)
+    stamp = now.astimezone(UTC).strftime(_SQLITE_TIME)
+    cursor = _driver(session).cursor()
+    try:
+        cursor.executemany(  # in key order: each page of the index is visited once, not once per row
+            "INSERT INTO subject_secrets (lookup, secret, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            [(lookup, secret, stamp) for lookup, secret in sorted(rows)],
+        )
+        return int(cursor.rowcount)
+    finally:
+        cursor.close()
+
+
+def _copy_rows(session: Session, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    """Append ``rows`` to ``table`` (no conflict expected: a duplicate key fails the whole batch)."""
+    if not rows:
+        return
+    names = ", ".join(f'"{c}"' for c in columns)
+    if _postgres(session):
+        with _driver(session).cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    cursor = _driver(session).cursor()
+    try:
+        cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})", rows)
+    finally:
+        cursor.close()
+
+
+def _subject_secrets(session: Session, subjects: list[bytes], key: bytes) -> tuple[list[str], np.ndarray]:
+    """Each subject's secret (hex), created where missing, and which of them this call created.
+
+    Two queries at most: the secrets found, and (only if a concurrent writer
+    filed some of the same subjects between the two) the ones filed instead of ours.
+    """
+    lookups = lookups_of(key, subjects)
+    found = _fetch_secrets(session, lookups)
+    missing = [i for i, lookup in enumerate(lookups) if lookup not in found]
+    created = np.zeros(len(subjects), dtype=bool)
+    if missing:
+        fresh = os.urandom(32 * len(missing)).hex()
+        rows = [(lookups[i], fresh[64 * n : 64 * (n + 1)]) for n, i in enumerate(missing)]
+        inserted = _insert_new_secrets(session, rows, datetime.now(UTC))
+        if inserted == len(rows):  # every one ours: no need to read them back
+            found.update(rows)
+            created[missing] = True
+        else:  # some were filed by another writer meanwhile: theirs win, and none counts as new
+            found.update(_fetch_secrets(session, [lookups[i] for i in missing]))
+    return [found[lookup] for lookup in lookups], created
+
+
+def _fetch_secrets(session: Session, lookups: list[str]) -> dict[str, str]:
+    return {lookup: secret for lookup, secret in _hex_in(session, "SELECT lookup, secret FROM subject_secrets", "lookup", lookups)}
+
+
+def _hex_in(session: Session, query: str, column: str, values: list[str]) -> list[tuple[Any, ...]]:
+    """The rows of ``query WHERE column IN values`` for a long list of hex digests, as ONE text parameter.
+
+    Hex needs no quoting, so the list travels as one comma-joined string that
+    the database splits (PostgreSQL ``string_to_array``; SQLite a JSON array
+    through ``json_each``): a driver adapting fifty thousand values one by one
+    costs more than the query.
+    """
+    if not values:
+        return []
+    if _postgres(session):
+        with _driver(session).cursor() as cursor:
+            cursor.execute(f"{query} WHERE {column} = ANY(string_to_array(%s, ','))", (",".join(values),))
+            return cursor.fetchall()
+    cursor = _driver(session).cursor()
+    try:
+        cursor.execute(f"{query} WHERE {column} IN (SELECT value FROM json_each(?))", (orjson.dumps(values).decode(),))
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def _filed_record_keys(session: Session, key: bytes, pseudonyms: list[str], derived: list[bytes]) -> dict[str, bytes]:
+    """The record key readers find for each pseudonym: filed now from ``derived``, or the one filed before (it wins)."""
+    lookups = record_key_lookups_of(key, pseudonyms)
+    rows = [(lookup, k.hex()) for lookup, k in zip(lookups, derived, strict=True)]
+    if _insert_new_secrets(session, rows, datetime.now(UTC)) == len(rows):
+        return dict(zip(pseudonyms, derived, strict=True))
+    return find_record_keys(session, key, pseudonyms)
+
+
+def _import_keys(pseudonyms: list[str], batch: pd.DataFrame, iso_times: list[str]) -> list[str]:
+    """:func:`import_key` of every row, in one tight loop."""
+    digest = hashlib.sha256
+    head = _KEY_DOMAIN + "\x00"
+    return [
+        digest(f"{head}{p}\x00{purpose}\x00{status}\x00{t}\x00{source}".encode()).hexdigest()
         for p, purpose, status, t, source in zip(
-            pseudonyms, batch["purpose"].tolist(), batch["status"].tolist(), times, batch["source"].tolist(), strict=True
+            pseudonyms, batch["purpose"].tolist(), batch["status"].tolist(), iso_times, batch["source"].tolist(), strict=True
         )
     ]
-    secrets = {pair[0]: pair[1] for pair in found.values() if pair is not None}
-    return batch.assign(pseudonym=pseudonyms, import_key=keys), secrets
 
 
-def _record_rows(fresh: pd.DataFrame, record_keys: Mapping[str, bytes], trail_seq: int) -> list[dict[str, Any]]:
-    """The ``consent_records`` rows of the fresh records, evidence sealed under each subject's record key."""
-    rows = []
-    encoded: dict[int, str] = {}  # rows of one file share evidence objects: each is encoded once
-    for row in fresh.itertuples(index=False):
-        evidence = row.evidence or {}
-        text = encoded.get(id(evidence))
-        if text is None:
-            text = encoded[id(evidence)] = orjson.dumps(evidence).decode().lower()
-        if str(row.subject).lower() in text:  # a cheap screen; the guard itself says where, never the id
-            refuse_raw_ids(evidence, field="evidence", subject_ids=[row.subject])
-        rows.append(
-            {
-                "subject": row.pseudonym,
-                "jurisdiction": row.jurisdiction,
-                "purpose": row.purpose,
-                "status": row.status,
-                "lawful_basis": row.lawful_basis,
-                "source": row.source,
-                "evidence": seal_evidence(record_keys[row.pseudonym], row.pseudonym, evidence),
-                "recorded_at": row.recorded_at.to_pydatetime(),
-                "trail_seq": trail_seq,
-            }
-        )
-    return rows
+def _evidence_plaintexts(fresh: pd.DataFrame) -> list[bytes | None]:
+    """Each fresh row's evidence as canonical JSON (None when empty), after the raw-id guard; shared objects encoded once."""
+    encoded: dict[int, tuple[bytes | None, str]] = {}  # rows of one file share evidence objects
+    out: list[bytes | None] = []
+    for subject, evidence in zip(fresh["subject"].tolist(), fresh["evidence"].tolist(), strict=True):
+        entry = encoded.get(id(evidence))
+        if entry is None:
+            plain = dict(evidence) if evidence else {}
+            entry = encoded[id(evidence)] = (
+                canonical_json(plain) if plain else None,
+                orjson.dumps(plain).decode().lower(),
+            )
+        if str(subject).lower() in entry[1]:  # a cheap screen; the guard itself says where, never the id
+            refuse_raw_ids(evidence or {}, field="evidence", subject_ids=[subject])
+        out.append(entry[0])
+    return out
 
 
 def append_consent_batch(
@@ -154,21 +280,40 @@ def append_consent_batch(
     trail refuses anyway. Records already imported (same import key) are
     skipped and counted in ``already_recorded``. Runs in the caller's
     transaction.
+
+    Cost: a handful of statements per batch whatever its size (the secrets
+    found, those filed, the import keys already known, the record keys, the
+    records, their import keys), and per row a few keyed hashes and one
+    AES-GCM seal in tight loops; no ORM object. Import keys are looked up only
+    for subjects that had a secret before the batch: a subject whose secret
+    this batch made has a new pseudonym, so none of its keys can exist.
     """
     if batch.empty:
         return BatchOutcome(trail_seq=None, rows=0, added=0, already_recorded=0)
     installation_key = _installation_key(session)
     hold_head_for_keys(session)  # before reading or filing any record key, as erasure expects
-    keyed, secrets = _with_keys(session, batch, installation_key)
+    codes, uniques = pd.factorize(batch["subject"], sort=False)
+    raw = [_subject_bytes(s) for s in uniques.tolist()]
+    secrets_hex, created = _subject_secrets(session, raw, installation_key)
+    pseudonym_list, derived_keys = pseudonyms_and_record_keys(secrets_hex, raw)
+    unique_pseudonyms = np.asarray(pseudonym_list, dtype=object)
+    pseudonyms = unique_pseudonyms[codes].tolist()
+    times = batch["recorded_at"].to_numpy(dtype="datetime64[us]")
+    iso = np.datetime_as_string(times, unit="us").tolist()
+    keys = _import_keys(pseudonyms, batch, [t + "+00:00" for t in iso])
+    keyed = batch.assign(pseudonym=pseudonyms, import_key=keys, _time=iso, _old=~created[codes])
     unique = keyed.drop_duplicates("import_key")
-    known = _known_keys(session, unique["import_key"].tolist())
-    fresh = unique[~unique["import_key"].isin(known)]
+    known = _known_keys(session, unique.loc[unique["_old"], "import_key"].tolist())
+    fresh = unique[~unique["import_key"].isin(known)] if known else unique
     already = len(keyed) - len(fresh)
     if fresh.empty:
         return BatchOutcome(trail_seq=None, rows=len(batch), added=0, already_recorded=already)
-    needed = fresh["pseudonym"].unique().tolist()
-    record_keys = file_record_keys(session, installation_key, {p: record_key(secrets[p]) for p in needed})
-    added_keys = sorted(fresh["import_key"].tolist())
+    plaintexts = _evidence_plaintexts(fresh)  # refuses the batch before anything more is written
+    needed, inverse = np.unique(fresh["pseudonym"].to_numpy(dtype=str), return_inverse=True)
+    derived_of = dict(zip(pseudonym_list, derived_keys, strict=True))
+    needed_list = needed.tolist()
+    filed = _filed_record_keys(session, installation_key, needed_list, [derived_of[p] for p in needed_list])
+    added_keys = fresh["import_key"].tolist()
     event = append_event(
         session,
         actor=actor_name(actor),
@@ -179,13 +324,26 @@ def append_consent_batch(
             "added": len(fresh),
             "already_recorded": already,
             "by_status": {k: int(v) for k, v in sorted(fresh["status"].value_counts().items())},
-            "import_keys_sha256": hashlib.sha256("\n".join(added_keys).encode("ascii")).hexdigest(),
+            "import_keys_sha256": hashlib.sha256("\n".join(sorted(added_keys)).encode("ascii")).hexdigest(),
         },
     )
-    rows = _record_rows(fresh, record_keys, event.seq)
-    # Core statements without RETURNING: the ORM's per-row bookkeeping, and ordered RETURNING (one statement
-    # a row on SQLite), are what make a bulk insert slow.
-    session.execute(insert(ConsentRecordRow.__table__), rows)
-    session.execute(insert(ConsentImportKey.__table__), [{"key": k, "trail_seq": event.seq} for k in fresh["import_key"].tolist()])
-    return BatchOutcome(trail_seq=event.seq, rows=len(batch), added=len(fresh), already_recorded=already)
+    row_pseudonyms = fresh["pseudonym"].tolist()
+    evidence = sealed_evidence_texts([filed[needed_list[i]] for i in inverse.tolist()], row_pseudonyms, plaintexts)
+    postgres = _postgres(session)
+    stored_times = [t + "+00" for t in fresh["_time"].tolist()] if postgres else [t.replace("T", " ") for t in fresh["_time"].tolist()]
+    seq = event.seq
+    jurisdictions = fresh["jurisdiction"].astype(object).where(fresh["jurisdiction"].notna(), None).tolist()
+    records = list(
+        zip(
+            row_pseudonyms, jurisdictions, fresh["purpose"].tolist(), fresh["status"].tolist(),
+            fresh["lawful_basis"].tolist(), fresh["source"].tolist(), evidence, stored_times, repeat(seq, len(fresh)),
+            strict=True,
+        )
+    )  # fmt: skip
+    order = np.argsort(np.asarray(row_pseudonyms, dtype=object), kind="stable")  # a subject's rows keep file order
+    _copy_rows(session, "consent_records", _RECORD_COLUMNS, [records[i] for i in order.tolist()])
+    _copy_rows(session, "consent_import_keys", ("key", "trail_seq"), [(k, seq) for k in sorted(added_keys)])
+    return BatchOutcome(trail_seq=seq, rows=len(batch), added=len(fresh), already_recorded=already)
 
+
+_RECORD_COLUMNS = ("subject", "jurisdiction", "purpose", "status", "lawful_basis", "source", "evidence", "recorded_at", "trail_seq")

@@ -36,7 +36,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,6 +70,7 @@ __all__ = [
     "seal",
     "seal_decision",
     "seal_evidence",
+    "sealed_evidence_texts",
     "unseal",
 ]
 
@@ -259,6 +260,35 @@ def seal_evidence(key: bytes, pseudonym: str, evidence: Mapping[str, Any]) -> di
     if not evidence:
         return {}
     return {SEALED: seal(key, canonical_json(dict(evidence)), kind=EVIDENCE_KIND, pseudonym=pseudonym)}
+
+
+def sealed_evidence_texts(
+    keys: Sequence[bytes], pseudonyms: Sequence[str], plaintexts: Sequence[bytes | None]
+) -> list[str]:
+    """The stored JSON text of many consent evidences, row by row: ``{"sealed": token}``, or ``{}`` for no evidence.
+
+    The same tokens :func:`seal_evidence` makes (one random nonce each, bound to
+    the row's pseudonym), for a bulk writer: ``plaintexts`` are the evidences'
+    canonical JSON (None for an empty one), ``keys`` each row's record key. The
+    nonces come from one read of the system's random source, and a cipher is
+    set up once per key.
+    """
+    count = len(plaintexts)
+    nonces = os.urandom(_NONCE_BYTES * count)
+    ciphers: dict[bytes, AESGCM] = {}
+    prefix = b"%b%b\x00" % (_AAD, EVIDENCE_KIND.encode("ascii"))
+    out: list[str] = []
+    for index, (key, pseudonym, plaintext) in enumerate(zip(keys, pseudonyms, plaintexts, strict=True)):
+        if not plaintext:
+            out.append("{}")
+            continue
+        cipher = ciphers.get(key)
+        if cipher is None:
+            cipher = ciphers[key] = AESGCM(key)
+        nonce = nonces[index * _NONCE_BYTES : (index + 1) * _NONCE_BYTES]
+        sealed = cipher.encrypt(nonce, plaintext, prefix + pseudonym.encode("ascii") + b"\x00")
+        out.append('{"sealed": "' + _VERSION + base64.b64encode(nonce + sealed).decode("ascii") + '"}')
+    return out
 
 
 def open_evidence(key: bytes | None, pseudonym: str, stored: Any) -> Any:

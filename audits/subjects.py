@@ -36,6 +36,7 @@ import hmac
 import os
 import secrets
 import weakref
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from hashlib import sha256
 from typing import Any
@@ -187,22 +188,87 @@ def reading_installation_key(bind: Session | Connection | Any) -> bytes:
     return key
 
 
+# hmac.digest is the one-shot form of hmac.new(...).digest(): the same HMAC-SHA256, computed in C without a
+# Python HMAC object, which is what the bulk paths below need (millions of subjects in one import).
+
+
 def _lookup(key: bytes, subject: bytes) -> str:
-    return hmac.new(key, _LOOKUP_DOMAIN + subject, sha256).hexdigest()
+    return hmac.digest(key, _LOOKUP_DOMAIN + subject, "sha256").hex()
 
 
 def _pseudonym(secret_hex: str, subject: bytes) -> str:
-    return hmac.new(bytes.fromhex(secret_hex), _PSEUDONYM_DOMAIN + subject, sha256).hexdigest()
+    return hmac.digest(bytes.fromhex(secret_hex), _PSEUDONYM_DOMAIN + subject, "sha256").hex()
 
 
 def record_key(secret_hex: str) -> bytes:
     """The subject's record key (32 bytes) from its pseudonym secret: what sealed content is encrypted under."""
-    return hmac.new(bytes.fromhex(secret_hex), _RECORD_KEY_DOMAIN, sha256).digest()
+    return hmac.digest(bytes.fromhex(secret_hex), _RECORD_KEY_DOMAIN, "sha256")
 
 
 def record_key_lookup(key: bytes, pseudonym_hex: str) -> str:
     """Where a pseudonym's record key is filed in ``subject_secrets``: a keyed hash of the pseudonym."""
-    return hmac.new(key, _RECORD_KEY_LOOKUP_DOMAIN + pseudonym_hex.encode("ascii"), sha256).hexdigest()
+    return hmac.digest(key, _RECORD_KEY_LOOKUP_DOMAIN + pseudonym_hex.encode("ascii"), "sha256").hex()
+
+
+class _KeyedHash:
+    """HMAC-SHA256 under one fixed key, its padded key blocks hashed once (RFC 2104), for many messages.
+
+    Equal to ``hmac.digest(key, message, "sha256")``; about twice as fast for the
+    short messages of a bulk lookup, since each message then costs two copies of
+    a prepared hash state instead of a fresh HMAC set-up.
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        block = (sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\x00")
+        self._inner = sha256(block.translate(_IPAD))
+        self._outer = sha256(block.translate(_OPAD))
+
+    def hexdigests(self, messages: Iterable[bytes]) -> list[str]:
+        """The HMAC of each message, as hex."""
+        inner, outer = self._inner, self._outer
+        out = []
+        for message in messages:
+            i = inner.copy()
+            i.update(message)
+            o = outer.copy()
+            o.update(i.digest())
+            out.append(o.hexdigest())
+        return out
+
+
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+def lookups_of(key: bytes, subjects: Sequence[bytes]) -> list[str]:
+    """:func:`_lookup` of many subjects (their ids as bytes, see :func:`_subject_bytes`), in order."""
+    domain = _LOOKUP_DOMAIN
+    return _KeyedHash(key).hexdigests(domain + s for s in subjects)
+
+
+def pseudonyms_and_record_keys(secrets_hex: Sequence[str], subjects: Sequence[bytes]) -> tuple[list[str], list[bytes]]:
+    """:func:`_pseudonym` and :func:`record_key` of many (secret, subject) pairs, in order.
+
+    Both are HMACs under the subject's secret: its padded key blocks are made
+    once for the two (32-byte secrets need no pre-hashing).
+    """
+    pseudonyms: list[str] = []
+    record_keys: list[bytes] = []
+    unhex, ipad, opad, pdomain, rdomain = bytes.fromhex, _IPAD, _OPAD, _PSEUDONYM_DOMAIN, _RECORD_KEY_DOMAIN
+    for secret_hex, subject in zip(secrets_hex, subjects, strict=True):
+        block = unhex(secret_hex).ljust(64, b"\x00")
+        inner, outer = block.translate(ipad), block.translate(opad)
+        pseudonyms.append(sha256(outer + sha256(inner + pdomain + subject).digest()).hexdigest())
+        record_keys.append(sha256(outer + sha256(inner + rdomain).digest()).digest())
+    return pseudonyms, record_keys
+
+
+def record_key_lookups_of(key: bytes, pseudonyms: Sequence[str]) -> list[str]:
+    """:func:`record_key_lookup` of many pseudonyms, in order."""
+    domain = _RECORD_KEY_LOOKUP_DOMAIN
+    return _KeyedHash(key).hexdigests(domain + p.encode("ascii") for p in pseudonyms)
 
 
 def hold_head_for_keys(session: Session | Connection) -> None:

@@ -21,11 +21,22 @@ connections; each endpoint is measured for ``--seconds`` after a warm-up, in
 counted: they must equal the lists the server counted as served
 (``recgov_decisions_total``), and be at least the 2xx answers wrk received.
 
+Request mixes (``--mixes``): ``governed``, the list above without a consent
+signal; ``gpc``, the same list with ``Sec-GPC: 1`` on every request, as a browser
+with Global Privacy Control sends it (the first request of a subject records
+the opt-out, the next ones find it on record). Stores (``--stores``): the
+embedded SQLite file and PostgreSQL (``--postgres-url``, a server the bench may
+create and drop a database on). ``--population N`` adds N more subjects, each
+holding a consent record (imported with ``recgov consent import``), so that the
+consent reads of the served subjects run against a store of that size.
+
 Reported per endpoint and round: the rate of 2xx answers, latency percentiles,
 the server process's CPU time per request, and its child processes' (the
-decision writer and the compute process) per request.
+decision writer and the compute process) per request; per store, each mix's
+rate as a ratio to the no-op's in the same server.
 
-Run:  python bench/bench_http.py [--seconds 15] [--connections 16] [--rounds 2] [--json]
+Run:  python bench/bench_http.py [--seconds 15] [--connections 16] [--rounds 2] [--mixes governed,gpc]
+      [--stores sqlite,postgresql] [--population 1000000] [--json]
 
 ``main`` is long on purpose: it is the benchmark's protocol, read top to bottom
 (set up, warm up, measure each path in the same run, report), as its figures are
@@ -52,9 +63,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx
+import numpy as np
+import pandas as pd
 import psutil
+import psycopg
 from _hardware import hardware
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
 
 from audits import open_store
 from audits.consent import record_consent
@@ -71,6 +85,7 @@ local n = 0
 wrk.method = "%(method)s"
 wrk.headers["Authorization"] = "Bearer %(token)s"
 wrk.headers["Content-Type"] = "application/json"
+%(extra_headers)s
 request = function()
   if wrk.method == "GET" then
     return wrk.format(nil, "%(path)s")
@@ -166,106 +181,131 @@ def _decision_rows(store: Any) -> int:
         return connection.execute(select(func.count()).select_from(DecisionRecord)).scalar_one()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=int, default=15, help="Measured seconds per endpoint and round.")
-    parser.add_argument("--warmup", type=int, default=3, help="Warm-up seconds per endpoint (not counted).")
-    parser.add_argument("--connections", type=int, default=16, help="Concurrent HTTP connections.")
-    parser.add_argument("--threads", type=int, default=1, help="wrk threads (the load generator shares the machine).")
-    parser.add_argument("--rounds", type=int, default=2, help="Alternating rounds (no-op, governed) per run.")
-    parser.add_argument("--json", action="store_true", help="Print JSON only.")
-    args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is not installed; install it with 'apt-get install -y wrk'")
+MIXES = {
+    # name: (method, path, extra Lua header lines)
+    "noop": ("GET", "/v1/ping", ""),
+    "governed": ("POST", "/v1/recommendations", ""),
+    "gpc": ("POST", "/v1/recommendations", 'wrk.headers["Sec-GPC"] = "1"'),
+}
 
-    def say(message: str) -> None:
-        if not args.json:
-            print(message, file=sys.stderr, flush=True)
 
-    with tempfile.TemporaryDirectory(prefix="recgov-bench-http-") as tmp:
-        home = Path(tmp) / "home"
-        home.mkdir()
-        db_url = f"sqlite:///{Path(tmp) / 'store.db'}"
-        env = {**os.environ, "RECGOV_HOME": str(home), "RECGOV_DATABASE_URL": db_url}
-        for name in ("RECGOV_SIGNING_KEY_PATH", "RECGOV_INSTALLATION_KEY", "RECGOV_ENVIRONMENT"):
-            env.pop(name, None)
-        os.environ.update({"RECGOV_HOME": env["RECGOV_HOME"], "RECGOV_DATABASE_URL": db_url})
+def _population_file(path: Path, n: int) -> Path:
+    """A consent export of ``n`` subjects who are not in the model's data (``p0000000``...), one grant each."""
+    ids = pd.Series(np.arange(n)).map("p{:07d}".format)
+    pd.DataFrame(
+        {"subject": ids, "purpose": "personalization", "status": "granted", "time": "2026-01-01T00:00:00+00:00",
+         "source": "banner", "banner_version": "bench-population"}
+    ).to_csv(path, index=False)  # fmt: skip
+    return path
 
-        say(f"training on {DATA} ...")
-        started = time.perf_counter()
-        trained = json.loads(_cli("train", DATA, "--no-tune", "--no-carbon", "--database-url", db_url, "--json", env=env))
-        train_seconds = time.perf_counter() - started
-        model_version = trained["model_version"]
-        subjects = sorted(map(str, load_data(DATA).events["user_id"].unique()))
 
-        store = open_store(db_url)
-        with store.session() as session:
-            _, token = create_key(session, name="bench-http", role="operator")
-            for subject in subjects:
-                record_consent(
-                    session, subject_id=subject, purpose="personalization", status="granted",
-                    lawful_basis="consent", source="import", actor="bench",
-                )  # fmt: skip
+def _postgres_database(admin_url: str, name: str, *, drop: bool) -> str:
+    """Create (or drop) database ``name`` on the server of ``admin_url``; the URL of the new database."""
+    url = make_url(admin_url)
+    with psycopg.connect(host=url.host, port=url.port or 5432, user=url.username, dbname=url.database, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not drop:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    return url.set(database=name).render_as_string(hide_password=False)
 
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "governance.api.app:app_from_env", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning", "--no-access-log"],
-            env=env, cwd=str(Path(__file__).resolve().parents[1]),
-        )  # fmt: skip
+
+def _start_server(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """uvicorn with the app's factory on a free port, answering /health."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "governance.api.app:app_from_env", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning", "--no-access-log"],
+        env=env, cwd=str(Path(__file__).resolve().parents[1]),
+    )  # fmt: skip
+    deadline = time.monotonic() + 90
+    while True:
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("uvicorn did not start")
-                time.sleep(0.2)
-            quoted = ",".join(f'"{s}"' for s in subjects)
-            scripts = {}
-            for name, method, path in (("noop", "GET", "/v1/ping"), ("governed", "POST", "/v1/recommendations")):
-                scripts[name] = Path(tmp) / f"{name}.lua"
-                scripts[name].write_text(WRK_SCRIPT % {"subjects": quoted, "method": method, "token": token, "path": path, "model": model_version, "pack": PACK})
-            probe = httpx.post(f"{url}/v1/recommendations", json={"subject": subjects[0], "k": 10, "model_version": model_version, "pack": PACK}, headers={"Authorization": f"Bearer {token}"}, timeout=60)
-            if probe.status_code != 200 or probe.json()["mode"] != "personalized":
-                raise SystemExit(f"the governed endpoint does not serve a personalized list: {probe.status_code} {probe.text[:500]}")
-
-            rows_before, served_before = _decision_rows(store), _decisions_served(url, token)
-            say(f"warming up ({args.warmup:g} s per endpoint) ...")
-            warm = [_wrk(url, scripts[name], seconds=args.warmup, connections=args.connections, threads=args.threads) for name in ("noop", "governed")]
-            rounds: list[dict[str, Any]] = []
-            for n in range(args.rounds):
-                say(f"round {n + 1}/{args.rounds}: {args.seconds:g} s per endpoint, {args.connections} connections ...")
-                rounds.append({name: _measured(url, scripts[name], server.pid, seconds=args.seconds, connections=args.connections, threads=args.threads) for name in ("noop", "governed")})
-            time.sleep(0.5)  # requests wrk gave up on at its deadline still finish on the server
-            rows_added = _decision_rows(store) - rows_before
-            served = int(_decisions_served(url, token) - served_before)
-        finally:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return server, url
+        except httpx.TransportError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
             server.terminate()
-            server.wait(timeout=30)
-            store.close()
+            raise SystemExit("uvicorn did not start")
+        time.sleep(0.2)
 
-    governed_ok = warm[1]["ok"] + sum(r["governed"]["ok"] for r in rounds)
+
+def _bench_store(kind: str, db_url: str, tmp: Path, args: argparse.Namespace, say: Any) -> dict[str, Any]:
+    """Train, fill and serve one store; measure the no-op and every mix in alternating rounds."""
+    home = tmp / f"home-{kind}"
+    home.mkdir()
+    env = {**os.environ, "RECGOV_HOME": str(home), "RECGOV_DATABASE_URL": db_url}
+    for name in ("RECGOV_SIGNING_KEY_PATH", "RECGOV_INSTALLATION_KEY", "RECGOV_ENVIRONMENT"):
+        env.pop(name, None)
+    os.environ.update({"RECGOV_HOME": env["RECGOV_HOME"], "RECGOV_DATABASE_URL": db_url})
+
+    say(f"[{kind}] training on {DATA} ...")
+    started = time.perf_counter()
+    trained = json.loads(_cli("train", DATA, "--no-tune", "--no-carbon", "--database-url", db_url, "--json", env=env))
+    train_seconds = time.perf_counter() - started
+    model_version = trained["model_version"]
+    subjects = sorted(map(str, load_data(DATA).events["user_id"].unique()))
+    population_seconds = None
+    if args.population:
+        say(f"[{kind}] importing consent records of {args.population:,} more subjects ...")
+        started = time.perf_counter()
+        _cli("consent", "import", str(_population_file(tmp / f"population-{kind}.csv", args.population)), "--pack", PACK,
+             "--database-url", db_url, "--json", env=env)  # fmt: skip
+        population_seconds = round(time.perf_counter() - started, 1)
+
+    store = open_store(db_url)
+    with store.session() as session:
+        _, token = create_key(session, name="bench-http", role="operator")
+        for subject in subjects:
+            record_consent(
+                session, subject_id=subject, purpose="personalization", status="granted",
+                lawful_basis="consent", source="import", actor="bench",
+            )  # fmt: skip
+
+    server, url = _start_server(env)
+    mixes = ["noop", *args.mixes]
+    try:
+        quoted = ",".join(f'"{s}"' for s in subjects)
+        scripts = {}
+        for name in mixes:
+            method, path, extra = MIXES[name]
+            scripts[name] = tmp / f"{kind}-{name}.lua"
+            scripts[name].write_text(
+                WRK_SCRIPT % {"subjects": quoted, "method": method, "token": token, "path": path, "model": model_version, "pack": PACK, "extra_headers": extra}
+            )  # fmt: skip
+        probe = httpx.post(f"{url}/v1/recommendations", json={"subject": subjects[0], "k": 10, "model_version": model_version, "pack": PACK}, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        if probe.status_code != 200 or probe.json()["mode"] != "personalized":
+            raise SystemExit(f"the governed endpoint does not serve a personalized list: {probe.status_code} {probe.text[:500]}")
+
+        rows_before, served_before = _decision_rows(store), _decisions_served(url, token)
+        say(f"[{kind}] warming up ({args.warmup:g} s per endpoint) ...")
+        warm = {name: _wrk(url, scripts[name], seconds=args.warmup, connections=args.connections, threads=args.threads) for name in mixes}
+        rounds: list[dict[str, Any]] = []
+        for n in range(args.rounds):
+            say(f"[{kind}] round {n + 1}/{args.rounds}: {args.seconds:g} s per endpoint, {args.connections} connections ...")
+            rounds.append({name: _measured(url, scripts[name], server.pid, seconds=args.seconds, connections=args.connections, threads=args.threads) for name in mixes})
+        time.sleep(0.5)  # requests wrk gave up on at its deadline still finish on the server
+        rows_added = _decision_rows(store) - rows_before
+        served = int(_decisions_served(url, token) - served_before)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        store.close()
+
+    governed_ok = sum(warm[m]["ok"] + sum(r[m]["ok"] for r in rounds) for m in args.mixes)
     noop_rate = statistics.mean(r["noop"]["per_second"] for r in rounds)
-    governed_rate = statistics.mean(r["governed"]["per_second"] for r in rounds)
-    result = {
-        "benchmark": "http",
-        "hardware": hardware(),
-        "data": DATA,
-        "pack": PACK,
+    rates = {m: round(statistics.mean(r[m]["per_second"] for r in rounds), 1) for m in mixes}
+    return {
+        "store": kind,
         "model_version": model_version,
         "train_seconds": round(train_seconds, 1),
-        "server": "uvicorn, 1 process (a child process commits the decisions, another makes the lists' model part), SQLite (WAL), decision log with group commit",
-        "load": {"tool": "wrk", "connections": args.connections, "threads": args.threads, "seconds": args.seconds, "rounds": args.rounds},
+        "population": args.population,
+        "population_import_seconds": population_seconds,
         "rounds": rounds,
-        "noop_per_second": round(noop_rate, 1),
-        "governed_per_second": round(governed_rate, 1),
-        "ratio": round(governed_rate / noop_rate, 3),
-        "target_ratio": 0.5,
+        "per_second": rates,
+        "ratio": {m: round(rates[m] / noop_rate, 3) for m in args.mixes},
+        "p99_ms": {m: max(r[m]["p99_ms"] for r in rounds) for m in mixes},
         "durability": {
             "governed_2xx": governed_ok,
             "served_by_server": served,
@@ -273,23 +313,77 @@ def main() -> int:
             "every_served_list_has_its_row": rows_added == served and rows_added >= governed_ok,
         },
     }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=15, help="Measured seconds per endpoint and round.")
+    parser.add_argument("--warmup", type=int, default=3, help="Warm-up seconds per endpoint (not counted).")
+    parser.add_argument("--connections", type=int, default=16, help="Concurrent HTTP connections.")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads (the load generator shares the machine).")
+    parser.add_argument("--rounds", type=int, default=2, help="Alternating rounds (no-op, then each mix) per run.")
+    parser.add_argument("--mixes", default="governed,gpc", help=f"Request mixes beside the no-op: {', '.join(m for m in MIXES if m != 'noop')}.")
+    parser.add_argument("--stores", default="sqlite", help="sqlite, postgresql, or both (comma-separated).")
+    parser.add_argument("--postgres-url", default=os.environ.get("RECGOV_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+                        help="A PostgreSQL server the bench creates (and drops) its own database on.")  # fmt: skip
+    parser.add_argument("--population", type=int, default=0, help="More subjects holding consent records in the store (e.g. 1000000).")
+    parser.add_argument("--json", action="store_true", help="Print JSON only.")
+    args = parser.parse_args()
+    args.mixes = [m.strip() for m in args.mixes.split(",") if m.strip()]
+    stores = [s.strip() for s in args.stores.split(",") if s.strip()]
+    unknown = [m for m in args.mixes if m not in MIXES or m == "noop"] + [s for s in stores if s not in ("sqlite", "postgresql")]
+    if unknown or not args.mixes or not stores:
+        parser.error(f"unknown or missing mix/store: {', '.join(unknown) or 'none given'}")
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed; install it with 'apt-get install -y wrk'")
+
+    def say(message: str) -> None:
+        if not args.json:
+            print(message, file=sys.stderr, flush=True)
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="recgov-bench-http-") as tmp:
+        for kind in stores:
+            if kind == "sqlite":
+                results.append(_bench_store(kind, f"sqlite:///{Path(tmp) / 'store.db'}", Path(tmp), args, say))
+                continue
+            name = f"recgov_bench_http_{os.getpid()}"
+            db_url = _postgres_database(args.postgres_url, name, drop=False)
+            try:
+                results.append(_bench_store(kind, db_url, Path(tmp), args, say))
+            finally:
+                _postgres_database(args.postgres_url, name, drop=True)
+
+    result = {
+        "benchmark": "http",
+        "hardware": hardware(),
+        "data": DATA,
+        "pack": PACK,
+        "server": "uvicorn, 1 process (a child process commits the decisions, another makes the lists' model part), decision log with group commit",
+        "load": {"tool": "wrk", "connections": args.connections, "threads": args.threads, "seconds": args.seconds, "rounds": args.rounds},
+        "stores": results,
+        "target": {"ratio_at_least": 0.5, "p99_ms_below": 50},
+    }
+    ok = all(r["durability"]["every_served_list_has_its_row"] for r in results)
     if args.json:
         print(json.dumps(result, indent=2))
-    else:
-        hw = result["hardware"]
-        print(f"machine: {hw['cpu']}, {hw['cores']} cores, load {hw['load_average_1m']}, Python {hw['python']}")
+        return 0 if ok else 1
+    hw = result["hardware"]
+    print(f"machine: {hw['cpu']}, {hw['cores']} cores, load {hw['load_average_1m']}, Python {hw['python']}")
+    for r in results:
+        print(f"\nstore {r['store']}, {r['population']:,} more subjects holding consent records" + (f" (imported in {r['population_import_seconds']} s)" if r["population"] else ""))
         print(f"{'round':>5} {'endpoint':>9} {'requests':>9} {'errors':>6} {'per s':>8} {'p50 ms':>7} {'p99 ms':>7} {'server CPU ms/req':>17} {'children CPU ms/req':>19}")
-        for n, r in enumerate(rounds, 1):
-            for name in ("noop", "governed"):
-                m = r[name]
+        for n, rnd in enumerate(r["rounds"], 1):
+            for name, m in rnd.items():
                 print(
                     f"{n:>5} {name:>9} {m['requests']:>9} {m['errors']:>6} {m['per_second']:>8.1f} {m['p50_ms']:>7.2f} "
                     f"{m['p99_ms']:>7.2f} {m['server_cpu_ms_per_request']:>17.2f} {m['children_cpu_ms_per_request']:>19.2f}"
                 )
-        print(f"governed / no-op: {result['ratio']:.3f} (target >= 0.5)")
-        d = result["durability"]
+        for mix, ratio in r["ratio"].items():
+            print(f"{mix} / no-op: {ratio:.3f} (target >= 0.5), p99 {r['p99_ms'][mix]:.1f} ms (target < 50)")
+        d = r["durability"]
         print(f"decision rows written {d['decision_rows_written']}, lists served {d['served_by_server']}, 2xx received {d['governed_2xx']}: {'ok' if d['every_served_list_has_its_row'] else 'MISMATCH'}")
-    return 0 if result["durability"]["every_served_list_has_its_row"] else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

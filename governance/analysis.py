@@ -131,8 +131,10 @@ def _rule_findings(pack: Any) -> tuple[list[_Finding], list[tuple[str, str]]]:
         base = f"{section}.rules.{i}.params"
         for attr in check.attributes(rule.params):
             referenced.append((f"{base}", attr))
-            if _forbidden_for_every_use(pack, attr):
-                findings.append(_Finding(base, f"rule {rule.id!r} groups by {attr!r}, which is forbidden for every use; list it under minimization.audit_only_attributes to let audits read it"))
+            joint = dict(zip(pack.fairness.intersection_names(), pack.fairness.intersections))
+            for part in joint.get(attr, [attr]):
+                if _forbidden_for_every_use(pack, part):
+                    findings.append(_Finding(base, f"rule {rule.id!r} groups by {part!r}, which is forbidden for every use; list it under minimization.audit_only_attributes to let audits read it"))
         for field, value, low, high in check.threshold_bounds(rule.params):
             finding = _threshold_finding(rule.id, f"{base}.{field}", field, value, low, high)
             if finding is not None:
@@ -158,9 +160,11 @@ def _dataset_findings(pack: Any, referenced: list[tuple[str, str]], columns: set
     """Attributes the pack reads that the dataset does not have."""
     findings = []
     listed = ", ".join(sorted(columns))
+    joint = dict(zip(pack.fairness.intersection_names(), pack.fairness.intersections))
     for path, attr in referenced:
-        if attr not in columns:
-            findings.append(_Finding(path, f"attribute {attr!r} is not in the dataset (its columns: {listed})"))
+        for part in joint.get(attr, [attr]):  # a declared intersection reads its parts
+            if part not in columns:
+                findings.append(_Finding(path, f"attribute {part!r} is not in the dataset (its columns: {listed})"))
     for j, attr in enumerate(pack.fairness.audit_attributes):
         if attr not in columns:
             findings.append(_Finding(f"fairness.audit_attributes.{j}", f"attribute {attr!r} is not in the dataset (its columns: {listed})"))

@@ -77,6 +77,12 @@ def recorded_model(store: Any, model_version: str) -> tuple[dict[str, Any], Carb
         return params, carbon, data.content_hash
 
 
+def _filtered_from(exclusions: dict[str, Any] | None) -> str | None:
+    """The content hash of the data a training filter started from, when its report holds one."""
+    hashes = (exclusions or {}).get("dataset")
+    return hashes.get("before") if isinstance(hashes, dict) else None
+
+
 def audit_facts(
     loaded: LoadedPack,
     dataset: Dataset,
@@ -93,7 +99,7 @@ def audit_facts(
     pack = loaded.pack
     carbon: CarbonFacts | None = None
     params: dict[str, Any] | None = None
-    dataset_version = dataset.content_hash()
+    dataset_version: str | None = None
     if model_version is not None:
         # The audit may use other data than the training run did (a fresh
         # sample); its results carry the hash of the data it used.
@@ -114,7 +120,12 @@ def audit_facts(
         )
         model_version = trained.model_version
         carbon = trained.carbon
+        # The pack's training filter hashed this very data before filtering it: hashing 20
+        # million events again would cost seconds for the same digest.
+        dataset_version = _filtered_from(trained.exclusions)
         params = {k: v for k, v in trained.result.model.get_params().items() if k != "random_state"}
+    if dataset_version is None:
+        dataset_version = dataset.content_hash()
     # The offline evaluation refits the recipe on this data: never on erased subjects' events (GDPR Art. 17).
     audited, erasures = drop_erased_events(dataset, store)
     facts, _ = collect_facts(

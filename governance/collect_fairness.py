@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from governance.collect_literature import audit_groups, literature_facts, wants_groups
 from governance.facts import (
     CalibrationFacts,
     ExposureFacts,
@@ -351,17 +352,24 @@ def _per_user_calibration(lists: _Lists, labels: _ItemLabels) -> dict[str, np.nd
 
 
 def _consumer_facts(
-    dataset: Dataset, attributes: Iterable[str], lists: _Lists, calibration: dict[str, np.ndarray], boot: _Bootstrap
+    dataset: Dataset, attributes: Iterable[str], lists: _Lists, calibration: dict[str, np.ndarray], boot: _Bootstrap,
+    labelled: dict[str, np.ndarray] | None = None,
 ) -> _ConsumerFacts:
-    """Accuracy and calibration by user group, and parity of hits, for every audit attribute."""
+    """Accuracy and calibration by user group, and parity of hits, for every audit attribute
+    (``labelled``: the evaluated users' labels the pack's bins and intersections made, by attribute)."""
     ev = lists.evaluation
     consumer, outcomes, unavailable = {}, {}, {}
     for attribute in attributes:
-        labels = _aligned(dataset.users, attribute, lists.train.user_ids)
-        if labels is None:
-            unavailable[attribute] = f"the users table has no column {attribute!r}"
-            continue
-        labels = labels[lists.rows]
+        if labelled is not None:
+            if attribute not in labelled:
+                continue  # unavailable: said by the grouping
+            labels = labelled[attribute]
+        else:
+            labels = _aligned(dataset.users, attribute, lists.train.user_ids)
+            if labels is None:
+                unavailable[attribute] = f"the users table has no column {attribute!r}"
+                continue
+            labels = labels[lists.rows]
         per_user = {m: ev.per_user[m] for m in F.CONSUMER_METRICS if m in ev.per_user}
         per_user.update({m: values for m, values in calibration.items() if np.isfinite(values).any()})
         compared = F.compare_groups(
@@ -472,7 +480,10 @@ def fairness_facts(
     n_items = lists.train.n_items
     labels = _item_labels(dataset, section.provider_attribute, lists.train)
     per_user_calibration = _per_user_calibration(lists, labels)
-    consumer = _consumer_facts(dataset, section.audit_attributes, lists, per_user_calibration, boot)
+    grouped = wants_groups(section)
+    labelled, no_group = audit_groups(dataset.users, section, lists.train.user_ids, lists.rows) if grouped else (None, {})
+    attributes = [*section.audit_attributes, *section.intersection_names()] if grouped else section.audit_attributes
+    consumer = _consumer_facts(dataset, attributes, lists, per_user_calibration, boot, labelled)
     exposure = _exposure_facts(pack, lists, labels.groups, boot)
     popularity = F.popularity_bias(
         lists.recommended, lists.history, lists.relevant, M.item_popularity(lists.train.matrix),
@@ -482,8 +493,14 @@ def fairness_facts(
         dataset, per_user_calibration.get("miscalibration"), n_items, boot
     )
     absent = {"provider": _provider_absence(dataset, labels, n_items), "calibration": no_calibration}
-    unavailable = {**consumer.unavailable, **{what: why for what, why in absent.items() if why is not None}}
+    unavailable = {**consumer.unavailable, **no_group, **{what: why for what, why in absent.items() if why is not None}}
     ev, item_groups = lists.evaluation, labels.groups
+    census = {name: F.census(values, section.min_group_size) for name, values in (labelled or {}).items()}
+    literature = literature_facts(
+        lists.recommended, lists.history, lists.relevant, M.item_popularity(lists.train.matrix),
+        ev.per_user.get("ndcg"), labelled or {}, census, item_groups, item_categories=labels.categories,
+        head_share=head_share,
+    ) if section.literature_metrics else None  # fmt: skip
     return FairnessFacts(
         model=ev.model,
         k=ev.k,
@@ -499,4 +516,6 @@ def fairness_facts(
         popularity=_popularity(popularity),
         calibration=calibration,
         unavailable=unavailable,
+        groups={name: c.as_dict() for name, c in census.items()},
+        literature=literature,
     )

@@ -22,6 +22,7 @@ _STEP_TEXT = {
     "provider_calibration": "the mix of providers in each list is balanced to match the mix in your own history, so that providers the system already favours are not pushed beyond your own tastes",
     "popularity_debias": "very popular items are down-weighted so that less-known items get a chance",
     "exposure_cap": "no provider group may take more than a set share of a list",
+    "group_proportions": "each provider group is given a target share of every list, and items are placed so that every group keeps its share from the top of the list down",
     "exploration": "a small share of places is given to items chosen partly at random, so that the system does not only reinforce past behaviour",
 }
 

@@ -273,6 +273,12 @@ class FairnessFacts(_Facts):
     calibration: CalibrationFacts | None = None
     unavailable: dict[str, str] = Field(default_factory=dict)
     """What could not be computed (an attribute, ``provider``, ``calibration``) -> why."""
+    groups: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """When the pack declares bins, intersections or literature metrics: audit attribute (or
+    intersection) -> the census of its groups (size, judged or not, and why not)."""
+    literature: dict[str, Any] | None = None
+    """When the pack asks (``fairness.literature_metrics``): the metrics the literature cites, by name
+    (:mod:`governance.collect_literature`)."""
 
 
 class AuditFacts(_Facts):

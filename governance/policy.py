@@ -276,11 +276,72 @@ class ConsentSection(_Section):
         return self.tcf if self.tcf is not None else TcfRequirements()
 
 
+class AttributeBins(_Strict):
+    """Bands of a numeric audit attribute (age -> ``18-24``, ``25-34``): its groups are the bands."""
+
+    edges: list[float] = Field(min_length=2)
+    """Increasing edges; bin ``j`` is ``[edges[j], edges[j+1])`` (``.inf`` for an open end)."""
+    labels: list[str]
+    """One label per bin (``len(edges) - 1``), distinct, never ``missing``."""
+    right: bool = False
+    """Close bins on the right, ``(a, b]``, instead."""
+
+
 class FairnessSection(_Section):
     """Fairness audits across user groups and item providers (DSA Art. 34, 35)."""
 
     rules: _section_rules("fairness") = Field(default_factory=list)  # type: ignore[valid-type]
     """The rules of this concern."""
+
+    bins: dict[str, AttributeBins] = Field(default_factory=dict)
+    """Numeric audit attributes cut into labelled bands; a value outside every band, or not a number,
+    is missing (reported, never judged)."""
+    intersections: list[list[str]] = Field(default_factory=list)
+    """Attribute combinations that matter jointly (``[gender, age]`` gives groups such as
+    ``F x 25-34`` under the attribute ``gender_x_age``, which rules may name); each part an audit attribute."""
+    min_group_size: int = Field(30, ge=1)
+    """The census reports every group's size and marks groups under this size as reported, not judged
+    (the literature metrics leave them out of their gaps); each rule's own ``min_group_size`` decides
+    what that rule judges."""
+    literature_metrics: bool = False
+    """Also report the metrics the fairness literature cites (PopREO, PopRSP, ACLT, user and item MAD,
+    bias disparity, RBP, rank-weighted exposure Gini, exposure entropy, aggregate diversity, serendipity)."""
+
+    @model_validator(mode="after")
+    def _groups_declared(self) -> FairnessSection:
+        from recommender.fairness import Binning
+
+        codes = self.provider_group_codes
+        if codes is not None:
+            if any(c < 0 for c in codes.values()) or len(set(codes.values())) != len(codes):
+                raise ValueError(f"provider_group_codes: codes must be distinct and >= 0; got {codes}")
+            if codes.get(self.protected_provider_group, 1) != 1:
+                raise ValueError(
+                    f"provider_group_codes: the protected group {self.protected_provider_group!r} must keep code 1 "
+                    f"(FA*IR and the provider rules protect code 1); got {codes[self.protected_provider_group]}"
+                )
+
+        declared = set(self.audit_attributes)
+        for name, spec in self.bins.items():
+            if name not in declared:
+                raise ValueError(f"bins: {name!r} is not one of fairness.audit_attributes ({sorted(declared)})")
+            try:
+                Binning(name, tuple(spec.edges), tuple(spec.labels), spec.right)
+            except Exception as err:  # ConfigError: the edges or labels are wrong
+                raise ValueError(str(err)) from None
+        for j, combo in enumerate(self.intersections):
+            if len(combo) < 2 or len(set(combo)) != len(combo):
+                raise ValueError(f"intersections.{j}: {combo} must name two or more distinct attributes")
+            unknown = [a for a in combo if a not in declared]
+            if unknown:
+                raise ValueError(f"intersections.{j}: {unknown} not in fairness.audit_attributes ({sorted(declared)})")
+        return self
+
+    def intersection_names(self) -> list[str]:
+        """The attribute names of the declared intersections (``gender_x_age``)."""
+        from recommender.fairness import INTERSECTION_JOIN
+
+        return [INTERSECTION_JOIN.join(combo) for combo in self.intersections]
 
     audit_attributes: list[str] = Field(default_factory=list)
     """User attributes the fairness audit groups by (they never reach a model)."""
@@ -288,6 +349,10 @@ class FairnessSection(_Section):
     """Item metadata column holding the provider group."""
     protected_provider_group: str = "independent"
     """The provider group the provider-side rules and re-rankers protect (e.g. independents against majors)."""
+    provider_group_codes: dict[str, int] | None = None
+    """The re-rankers' code of every provider group (``{major: 0, independent: 1, regional: 2}``), so that
+    ``group_proportions`` can target several groups; groups not listed are unknown (-1). The protected
+    group must keep code 1 (FA*IR protects code 1). Default: 1 for the protected group, 0 for the others."""
 
 
 _RERANKERS = registered_rerankers()
@@ -306,8 +371,9 @@ class RerankingSection(_Section):
     """How many of the model's best items the steps choose from."""
     steps: list[RerankStep] = Field(default_factory=list)  # type: ignore[valid-type]
     """Re-rankers by registered name with their params: fair_star, mmr, calibration,
-    provider_calibration, popularity_debias, exposure_cap, exploration. Constraint steps (fair_star,
-    exposure_cap) belong last: later relevance-weighing steps can undo them."""
+    provider_calibration, popularity_debias, exposure_cap, exploration, group_proportions. Constraint
+    steps (fair_star, exposure_cap, group_proportions) belong last: later relevance-weighing steps can
+    undo them."""
 
 
 class ExplanationsSection(_Section):

@@ -28,7 +28,10 @@ interactions themselves are deleted, not only kept away from models). A
 layout's file of people (:data:`PROFILE_FILES`: ``u.user``, ``users.dat``,
 Last.fm's and Book-Crossing's profiles) loses the erased subjects' rows the
 same way (their age, gender, location: personal data with no time, so the row
-goes whatever they did since); the item files are not touched. Each file is
+goes whatever they did since); the item files are not touched. The store's
+outcome events (:mod:`audits.outcomes`: clicks, dwell, ratings after a served
+list) older than the window are deleted in the transaction of the trail event
+(an erased subject's were deleted by the erasure itself). Each file is
 replaced atomically after the trail event; should a crash fall between two,
 purging again finishes the work (a purge finds only what is left).
 """
@@ -43,6 +46,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from audits.outcomes import count_outcomes_before, purge_outcomes
 from audits.private_files import replace_keeping_mode, reserve_replacement
 from recommender.data import Dataset
 from recommender.datasets import FORMATS, UNKNOWN_FORMAT, detect_format, load_format
@@ -233,6 +237,14 @@ def _profile_writer(path: Path, layout: str | None, store: Any) -> tuple[Path, C
     return target, _without_lines(raw, starts, ends, dropped), len(dropped)
 
 
+def _outcomes_past(store: Any, cutoff: datetime | None) -> int:
+    """How many of the store's outcome events (:mod:`audits.outcomes`) happened before the retention window."""
+    if cutoff is None:
+        return 0
+    with store.session() as session:
+        return count_outcomes_before(session, cutoff)
+
+
 def purge_expired(
     source: str | Path, pack: Any, store: Any, *, mapping: ColumnMapping | None = None, format: str | None = None,
     now: datetime | None = None, dry_run: bool = False, actor: str | None = None, erased: bool = True,
@@ -290,13 +302,16 @@ def purge_expired(
         "dry_run": dry_run,
         "dataset_before": dataset.content_hash(),
     }
-    if dry_run or not rewrites:
+    report["outcome_events_past_retention"] = _outcomes_past(store, cutoff)
+    if dry_run or not (rewrites or report["outcome_events_past_retention"]):
         return report
     temporary = [reserve_replacement(file) for file, _ in rewrites]  # each file's own permission bits, never the umask's
     try:
         for tmp, (_, write_file) in zip(temporary, rewrites):
             write_file(tmp)
         with store.session() as session:  # the record first: a purge without its trail event never lands
+            if cutoff is not None:  # the store's outcome events past the window go in the same transaction
+                report["outcome_events_past_retention"] = purge_outcomes(session, cutoff)
             event = append_event(session, actor=actor or "recgov", action="data.purged", objects={"dataset": report["dataset_before"]}, payload=report)
             for tmp, (file, _) in zip(temporary, rewrites):  # each file at once; a crash between two: purge again
                 replace_keeping_mode(tmp, file)

@@ -41,6 +41,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from audits.decision_record import Decision
 from governance.consent.state import ConsentRecord, ProfilingDecision, may_profile
@@ -298,6 +299,7 @@ class ServingEngine:
         self._candidates = pack.reranking.candidates
         if pack.reranking.enabled and pack.reranking.steps:
             from governance.rerank import CheckedCatalog, build_pipeline
+            from governance.rerank.groups import provider_codes
             from recommender.metrics import item_category_matrix
 
             self._pipeline = build_pipeline([{"name": s.name, "params": s.params.model_dump()} for s in pack.reranking.steps])
@@ -305,7 +307,7 @@ class ServingEngine:
             groups = meta[provider].astype("string") if provider in meta else pd.Series(pd.NA, index=ids, dtype="string")
             protected = pack.fairness.protected_provider_group
             side = {
-                "item_group": np.where(groups.isna().to_numpy(), -1, (groups == protected).fillna(False).to_numpy(dtype=bool).astype(np.int64)),
+                "item_group": provider_codes(groups, protected, pack.fairness.provider_group_codes),
                 "item_popularity": model.popularity_.astype(np.float64),
                 "item_categories": item_category_matrix(list(self._categories)),
             }
@@ -525,27 +527,37 @@ class Personalizer:
     def personalize(self, row: int, k: int, allowed: np.ndarray | None = None) -> PersonalizedList:
         """The list of the subject in model row ``row``: ``k`` items (fewer if the catalog runs out), none of
         ``allowed``'s excluded ones."""
-        model = self.model
-        n_candidates = max(k, self._candidates if self._pipeline is not None else k)
-        # The items the user has seen are filtered with the blocked ones: the model is asked for
-        # its ranking of the rest, which is what filter_already_liked_items gives, without a
-        # sparse row built and indexed per request.
-        matrix = model.train_.matrix
-        start, end = int(matrix.indptr[row]), int(matrix.indptr[row + 1])
-        history = (matrix.indices[start:end], matrix.data[start:end])
-        filter_items = np.concatenate((self._blocked_idx, history[0]))
-        if allowed is not None:
-            filter_items = np.concatenate((filter_items, np.flatnonzero(~allowed)))
         # One BLAS thread for the whole list: the model's scoring and the tags' small solves would
         # otherwise wake BLAS's pool for 64x64 products, which costs more than it saves and, on a
         # busy machine, stalls the request behind the other cores' work.
         with blas_single_thread():
-            return self._personalized_single_thread(row, history, n_candidates, filter_items, k)
+            history, ids, scores = self._candidates_single_thread(row, k, allowed)
+            return self.govern(row, history, ids, scores, k)
 
-    def _personalized_single_thread(
-        self, row: int, history: tuple[np.ndarray, np.ndarray], n_candidates: int, filter_items: np.ndarray, k: int
-    ) -> PersonalizedList:
+    def history_of(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """The items of model row ``row``'s training history and their values."""
+        matrix = self.model.train_.matrix
+        start, end = int(matrix.indptr[row]), int(matrix.indptr[row + 1])
+        return matrix.indices[start:end], matrix.data[start:end]
+
+    def candidates(self, row: int, k: int, allowed: np.ndarray | None = None) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, np.ndarray]:
+        """The history of model row ``row`` and the model's candidates for a list of ``k`` (ids, scores), best
+        first, without the blocked, seen and ``allowed``-excluded items: what :meth:`govern` re-ranks."""
+        with blas_single_thread():
+            return self._candidates_single_thread(row, k, allowed)
+
+    def _candidates_single_thread(
+        self, row: int, k: int, allowed: np.ndarray | None
+    ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, np.ndarray]:
         model = self.model
+        n_candidates = self.n_candidates(k)
+        # The items the user has seen are filtered with the blocked ones: the model is asked for
+        # its ranking of the rest, which is what filter_already_liked_items gives, without a
+        # sparse row built and indexed per request.
+        history = self.history_of(row)
+        filter_items = np.concatenate((self._blocked_idx, history[0]))
+        if allowed is not None:
+            filter_items = np.concatenate((filter_items, np.flatnonzero(~allowed)))
         ids, scores = model.model_.recommend(
             row, None, N=min(n_candidates, model.train_.n_items), filter_already_liked_items=False,
             filter_items=filter_items if len(filter_items) else None,
@@ -553,7 +565,26 @@ class Personalizer:
         ids = np.asarray(ids, dtype=np.int64)
         scores = np.asarray(scores, dtype=np.float32)
         valid = (ids >= 0) & np.isfinite(scores) & (scores > _FLOAT32_MIN)
-        ids, scores = ids[valid], scores[valid]
+        return history, ids[valid], scores[valid]
+
+    def n_candidates(self, k: int) -> int:
+        """How many candidates a list of ``k`` is made from: the pack's ``reranking.candidates`` when it re-ranks."""
+        return max(k, self._candidates if self._pipeline is not None else k)
+
+    @property
+    def blocked_items(self) -> np.ndarray:
+        """Model rows of the items no list may hold (blocked categories and escalation cases)."""
+        return self._blocked_idx
+
+    def govern(
+        self, row: int, history: tuple[np.ndarray, np.ndarray], ids: np.ndarray, scores: np.ndarray, k: int
+    ) -> PersonalizedList:
+        """The pack's re-ranking of one user's candidates (model rows ``ids``, ``scores`` best first) to a list of
+        ``k``, and its explanation tags: the code every engine runs, given candidates (:meth:`candidates` here;
+        the Spark engine's own, :mod:`governance.spark.lists`)."""
+        model = self.model
+        ids = np.asarray(ids, dtype=np.int64)
+        scores = np.asarray(scores, dtype=np.float32)
         reasons = np.zeros(len(ids), dtype=np.int8)
         if self._pipeline is not None and len(ids):
             extra = {}
@@ -561,7 +592,9 @@ class Personalizer:
             if "user_category_dist" in needs:
                 from governance.rerank import history_category_distribution
 
-                extra["user_category_dist"] = history_category_distribution(model.train_.user_row(row), self._catalog.item_categories)
+                n_items = len(self._item_ids)
+                user_row = sp.csr_matrix((history[1], (np.zeros(len(history[0]), dtype=np.int64), history[0])), shape=(1, n_items))
+                extra["user_category_dist"] = history_category_distribution(user_row, self._catalog.item_categories)
             if "user_group_dist" in needs:
                 from governance.rerank.calibration import history_group_distribution_of_row
 
@@ -574,7 +607,7 @@ class Personalizer:
             reasons = out.moves[0][keep]
         else:
             ids, scores = ids[:k], scores[:k]
-        ex = explain_als_list(model.item_factors_, model.regularization, model.alpha, history[0], history[1], ids, n=3, gram=self._gram)
+        ex = self.explain(history, ids)
         # Tags as plain dicts, built from whole arrays (the same dicts as Tag(...).to_dict()):
         # this runs for every served item, so no per-tag object or per-weight round() call.
         names = self._item_ids[np.maximum(ex.contributors, 0)].tolist()
@@ -591,4 +624,10 @@ class Personalizer:
                 tag["weights"] = [round(w, 6) for w, here in zip(weights[j], present[j]) if here]
             tags.append([_tag(REASON_TAGS[code]), tag] if code in REASON_TAGS else [tag])
         return PersonalizedList(ids, [round(s, 6) for s in scores.tolist()], tags)
+
+    def explain(self, history: tuple[np.ndarray, np.ndarray], ids: np.ndarray) -> Any:
+        """The exact decomposition of the model's scores of ``ids`` over the user's history
+        (:func:`governance.explain.explain_als_list`); another model's engine gives its own."""
+        model = self.model
+        return explain_als_list(model.item_factors_, model.regularization, model.alpha, history[0], history[1], ids, n=3, gram=self._gram)
 

@@ -50,6 +50,7 @@ from governance.rerank import (
     history_category_distribution,
     history_group_distribution,
 )
+from governance.rerank.groups import provider_codes
 from recommender import metrics as M
 from recommender.base import Recommender
 from recommender.data import Dataset, InteractionMatrix
@@ -184,7 +185,9 @@ def rerank_side_arrays(dataset: Dataset, pack: Any, train: InteractionMatrix) ->
 
     ``item_group``: 1 for the pack's ``fairness.protected_provider_group``, 0 for
     another known group, -1 where the items table gives none (the provider
-    column is ``fairness.provider_attribute``, default ``provider_group``);
+    column is ``fairness.provider_attribute``, default ``provider_group``), or
+    the pack's ``fairness.provider_group_codes`` when it gives them
+    (:func:`governance.rerank.groups.provider_codes`);
     ``item_popularity``: training users per item; ``item_categories``: the
     indicator of the items table's ``categories`` (no column: no category).
     """
@@ -194,10 +197,9 @@ def rerank_side_arrays(dataset: Dataset, pack: Any, train: InteractionMatrix) ->
     meta = items.reindex(ids) if len(items) else pd.DataFrame(index=ids)
     provider = pack.fairness.provider_attribute or "provider_group"
     groups = meta[provider].astype("string") if provider in meta else pd.Series(pd.NA, index=ids, dtype="string")
-    protected = (groups == pack.fairness.protected_provider_group).fillna(False).to_numpy(dtype=bool)
     categories = meta["categories"] if "categories" in meta else pd.Series(None, index=ids, dtype=object)
     return {
-        "item_group": np.where(groups.isna().to_numpy(), -1, protected.astype(np.int64)),
+        "item_group": provider_codes(groups, pack.fairness.protected_provider_group, pack.fairness.provider_group_codes),
         "item_popularity": M.item_popularity(train.matrix),
         "item_categories": M.item_category_matrix(
             [None if pd.isna(c) else str(c) for c in categories], n_items=train.n_items

@@ -259,7 +259,9 @@ def train_and_record(
     feedback = feedback or FeedbackConfig()
     dataset, exclusions = _training_events(dataset, store, pack=pack, now=now, actor=actor)
     report = validate_events(dataset).to_dict()
-    data_hash = dataset.content_hash()
+    # The pack's filter already hashed the data it kept (its trail event names it): the same digest.
+    hashes = exclusions.get("dataset")
+    data_hash = hashes["after"] if isinstance(hashes, dict) and hashes.get("after") else dataset.content_hash()
     fit = _fit(
         dataset, feedback=feedback, params=params, tune=tune, random_state=random_state, show_progress=show_progress,
         country_iso_code=country_iso_code, measure_carbon=measure_carbon,

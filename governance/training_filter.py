@@ -62,7 +62,16 @@ from governance.suppressed import ERASURES_SEEN, erased_until, suppressions_read
 from recommender.data import Dataset, event_times
 from recommender.errors import ConfigError
 
-__all__ = ["EXCLUSION_REASONS", "ExclusionCounts", "filter_training_events"]
+__all__ = [
+    "EXCLUSION_REASONS",
+    "REASON_CODES",
+    "ExclusionCounts",
+    "SubjectRules",
+    "exclusion_report",
+    "filter_training_events",
+    "record_filtering",
+    "subject_rules",
+]
 
 EXCLUSION_REASONS: dict[str, str] = {
     "no_consent_record": "no consent record for an opt-in purpose: no record means no (GDPR Art. 6(1)(a), 7(1))",
@@ -203,40 +212,88 @@ def filter_training_events(
     ConfigError
         ``purpose`` is not in the pack's consent section.
     """
+    codes, uniques = pd.factorize(dataset.events["user_id"].astype("string"), sort=True)
+    rules = subject_rules(pack, store, [str(u) for u in uniques], purpose=purpose, now=now)
+    verdict = _event_reasons(dataset.events, codes, rules.subjects, rules.reason, rules.reading, rules.cutoff)
+    filtered, kept_subjects = _kept_data(dataset, codes, verdict.event_reason == 0)
+    report = exclusion_report(pack, rules, ExclusionCounts.of(verdict, kept_subjects))
+    if record:
+        record_filtering(store, pack, dataset.content_hash(), filtered.content_hash(), report, actor=actor)
+    return filtered, report
+
+
+@dataclass(frozen=True)
+class SubjectRules:
+    """The pack's verdict on each subject of a data set for one purpose, and the limits its events are held to.
+
+    What every engine that filters a training set shares (this module's pandas path and the Spark
+    path of :mod:`governance.spark`): the store is read once here, and each engine only broadcasts
+    these per-subject codes and times to its events, in the order of :func:`_event_reasons`.
+    """
+
+    purpose: str
+    config: ConsentPurpose
+    moment: datetime
+    """The ``now`` the retention window is measured from (aware)."""
+    cutoff: datetime | None
+    """Events before it are out (``minimization.retention_days``); None: no retention limit."""
+    subjects: list[str]
+    """The subjects, sorted (the order of every array here)."""
+    reason: np.ndarray
+    """int8 per subject: its consent reason code into :data:`EXCLUSION_REASONS` (0: may be profiled)."""
+    erased_until: np.ndarray
+    """naive UTC ``datetime64[ns]`` per subject: their latest erasure (NaT: never erased)."""
+    reading: ConsentReading
+
+
+REASON_CODES: dict[str, int] = dict(_CODE)
+"""The reason code of each exclusion reason (0 is "kept")."""
+
+
+def subject_rules(
+    pack: LoadedPack | PolicyPack, store: Any, subjects: list[str], *, purpose: str = "personalization", now: datetime | None = None
+) -> SubjectRules:
+    """Read the store once for ``subjects`` (sorted, distinct) and give each its consent verdict and erasure time.
+
+    Raises
+    ------
+    ConfigError
+        ``purpose`` is not in the pack's consent section.
+    """
     policy = pack_policy(pack)
     config = _purpose_config(policy, purpose)
     moment = as_moment(now, "now")
-    codes, uniques = pd.factorize(dataset.events["user_id"].astype("string"), sort=True)
-    subjects = [str(u) for u in uniques]
     need_basis = config.model == "opt_in" and config.lawful_basis == "consent"
-
     reading = _read_consent(store, subjects, purpose, need_basis=need_basis)
-    subject_reason = _subject_reasons(subjects, reading, config, need_basis=need_basis)
+    reason = _subject_reasons(subjects, reading, config, need_basis=need_basis)
     cutoff = None
     if policy.minimization.retention_days is not None:
         cutoff = moment - timedelta(days=policy.minimization.retention_days)
-    verdict = _event_reasons(dataset.events, codes, subjects, subject_reason, reading, cutoff)
-    filtered, kept_subjects = _kept_data(dataset, codes, verdict.event_reason == 0)
-    counts = ExclusionCounts.of(verdict, kept_subjects)
+    if reading.suppressed:
+        until = erased_until(subjects, dict(reading.suppressed))
+    else:
+        until = np.full(len(subjects), np.datetime64("NaT"), dtype="datetime64[ns]")
+    return SubjectRules(purpose, config, moment, cutoff, subjects, reason, until, reading)
 
-    report: dict[str, Any] = {
-        "purpose": purpose,
+
+def exclusion_report(pack: LoadedPack | PolicyPack, rules: SubjectRules, counts: ExclusionCounts) -> dict[str, Any]:
+    """The exclusions report of a filtered training set (plain JSON; see :func:`filter_training_events`)."""
+    policy = pack_policy(pack)
+    config = rules.config
+    return {
+        "purpose": rules.purpose,
         "lawful_basis": config.lawful_basis,
         "model": config.model,
         "legal_reference": config.legal_reference,
         **pack_stamp(pack),
-        "now": moment.isoformat(),
+        "now": rules.moment.isoformat(),
         "retention_days": policy.minimization.retention_days,
-        "cutoff": cutoff.isoformat() if cutoff else None,
+        "cutoff": rules.cutoff.isoformat() if rules.cutoff else None,
         "events": counts.events(),
         "subjects": counts.subjects(),
         "reasons": dict(EXCLUSION_REASONS),
-        ERASURES_SEEN: reading.erasures_read_at,
+        ERASURES_SEEN: rules.reading.erasures_read_at,
     }
-    if record:
-        policy_name = f"{policy.metadata.name}@{policy.metadata.version}"
-        _record_filtering(store, dataset, filtered, report, policy_name=policy_name, actor=actor)
-    return filtered, report
 
 
 def _purpose_config(policy: PolicyPack, purpose: str) -> ConsentPurpose:
@@ -350,14 +407,16 @@ def _kept_data(dataset: Dataset, codes: np.ndarray, keep: np.ndarray) -> tuple[D
     return dataset.subset(keep), kept_subjects
 
 
-def _record_filtering(
-    store: Any, dataset: Dataset, filtered: Dataset, report: dict[str, Any], *, policy_name: str, actor: str | None
+def record_filtering(
+    store: Any, pack: LoadedPack | PolicyPack, before: str, after: str, report: dict[str, Any], *, actor: str | None
 ) -> None:
-    """Add the data hashes to ``report`` and append the ``privacy.training_filtered`` trail event.
+    """Add the data hashes (``before`` and ``after`` filtering) to ``report`` and append the
+    ``privacy.training_filtered`` trail event.
 
     A second, short transaction: no lock is held while the data is hashed.
     """
-    before, after = dataset.content_hash(), filtered.content_hash()
+    policy = pack_policy(pack)
+    policy_name = f"{policy.metadata.name}@{policy.metadata.version}"
     report["dataset"] = {"before": before, "after": after}
     with store.session() as session:
         append_event(

@@ -40,7 +40,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALSRecommender",
+    "ConfidencePair",
     "blas_single_thread",
+    "continue_fit",
     "library_versions",
     "make_als",
     "model_version_id",
@@ -163,6 +165,73 @@ def make_als(params: Mapping[str, Any], *, num_threads: int = 0) -> AlternatingL
             num_threads=num_threads,
             random_state=params["random_state"],
         )
+
+
+class ConfidencePair:
+    """A training matrix as ``implicit``'s ALS sweeps read it, converted and transposed once for many fits.
+
+    ``implicit``'s ``fit`` converts its input to float32, scales it by ``alpha``
+    and transposes it (items x users) on every call: a tuning search that fits
+    dozens of candidates, and continues each for more sweeps, repeats that work
+    on the same matrix every time. This holds the float32 matrix and its
+    transpose once; :meth:`scaled` gives a candidate's ``alpha``-scaled pair by
+    multiplying the stored values only (the index arrays are shared), which is
+    exactly what ``fit`` computes, value for value and in the same order.
+    """
+
+    def __init__(self, matrix: sp.csr_matrix) -> None:
+        cui = sp.csr_matrix(matrix)
+        if cui.dtype != np.float32:
+            cui = cui.astype(np.float32)
+        self.cui = cui
+        self.ciu = cui.T.tocsr()
+        self._scaled: tuple[float, sp.csr_matrix, sp.csr_matrix] | None = None
+
+    def scaled(self, alpha: float) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """``(alpha * C_ui, alpha * C_iu)`` as ``fit`` builds them (the last pair asked for is kept)."""
+        if self._scaled is not None and self._scaled[0] == alpha:
+            return self._scaled[1], self._scaled[2]
+        if alpha == 1.0:
+            pair = (self.cui, self.ciu)
+        else:
+            pair = tuple(
+                sp.csr_matrix((m.data * alpha, m.indices, m.indptr), shape=m.shape) for m in (self.cui, self.ciu)
+            )
+        self._scaled = (alpha, *pair)
+        return pair  # type: ignore[return-value]
+
+
+def continue_fit(model: AlternatingLeastSquares, pair: ConfidencePair, sweeps: int) -> None:
+    """Run ``sweeps`` more ALS sweeps of ``model`` on ``pair``: the factors ``model.fit`` would give, without its
+    per-call conversion and transpose.
+
+    A model without factors is initialised as ``fit`` initialises it (the same
+    seeded draws, users first); one with factors continues from them, so ``n``
+    calls of one sweep give the factors of one fit of ``n`` sweeps. Runs under
+    :func:`blas_single_thread`. Needs ``implicit``'s CPU model (``make_als``).
+    """
+    from implicit.utils import check_random_state
+
+    if sweeps < 1:
+        return
+    cui, ciu = pair.scaled(float(model.alpha))
+    items, users = ciu.shape
+    if model.user_factors is None or model.item_factors is None:
+        random_state = check_random_state(model.random_state)
+        if model.user_factors is None:
+            model.user_factors = random_state.random((users, model.factors), dtype=model.dtype) * 0.01
+        if model.item_factors is None:
+            model.item_factors = random_state.random((items, model.factors), dtype=model.dtype) * 0.01
+    # the caches fit invalidates: norms and squared factors of the old factors
+    model._item_norms = model._user_norms = None
+    model._YtY = None
+    model._XtX = None
+    solver = model.solver
+    with blas_single_thread():
+        for _ in range(sweeps):
+            solver(cui, model.user_factors, model.item_factors, model.regularization, num_threads=model.num_threads)
+            solver(ciu, model.item_factors, model.user_factors, model.regularization, num_threads=model.num_threads)
+    model._check_fit_errors()
 
 
 def _check_param(name: str, value: Any, kind: type | tuple[type, ...], low: float, low_inclusive: bool = True) -> None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -165,6 +166,24 @@ def event_times(events: pd.DataFrame, *, source: str = "events") -> np.ndarray:
     return stamps.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
 
 
+def _needs_string_cast(dtype: Any) -> bool:
+    """Whether a column must be cast to strings before hashing for :meth:`Dataset.content_hash`.
+
+    Object columns and categoricals are hashed as their values' strings, so that two
+    loads of the same file hash the same whatever the dtype. A categorical whose
+    categories are already strings hashes to exactly that without the cast (pandas
+    hashes a categorical by hashing its categories and taking them by code, and a
+    missing value hashes as a missing string does), so it is hashed as it is: on 20
+    million events the cast would cost seconds and a copy of every id as a string.
+    """
+    if dtype == object:
+        return True
+    if isinstance(dtype, pd.CategoricalDtype):
+        categories = dtype.categories
+        return not (isinstance(categories.dtype, pd.StringDtype) or pd.api.types.infer_dtype(categories, skipna=True) in ("string", "empty"))
+    return False
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Interaction events with their user and item tables.
@@ -214,9 +233,9 @@ class Dataset:
             h.update(f"{label}:{len(frame)}:{','.join(map(str, frame.columns))}\x00".encode())
             if len(frame) == 0:
                 continue
-            plain = frame[sorted(frame.columns, key=str)].copy()
+            plain = frame[sorted(frame.columns, key=str)].copy(deep=False)
             for column in plain.columns:
-                if isinstance(plain[column].dtype, pd.CategoricalDtype) or plain[column].dtype == object:
+                if _needs_string_cast(plain[column].dtype):
                     plain[column] = plain[column].astype("string")
             rows = pd.util.hash_pandas_object(plain, index=label != "events")
             h.update(np.ascontiguousarray(rows.to_numpy(dtype=np.uint64)).tobytes())

@@ -19,6 +19,7 @@ The domains, in the order a model's life passes through them:
   suppressions that outlive an erasure;
 * :mod:`~audits.models.harm`: item flags and reports, escalation cases, blocks;
 * :mod:`~audits.models.decisions`: served lists and failed requests;
+* :mod:`~audits.models.outcomes`: what happened after a list was served (feedback);
 * :mod:`~audits.models.keys` and :mod:`~audits.models.jobs`: the REST API's keys
   and its background audit jobs.
 
@@ -63,6 +64,7 @@ from audits.models.lineage import (
     ModelVersion,
     TrainingRun,
 )
+from audits.models.outcomes import ATTRIBUTED, ATTRIBUTIONS, OUTCOME_KINDS, OUTCOME_SOURCES, UNATTRIBUTED, OutcomeEvent
 from audits.models.privacy import (
     CONSENT_RESTRICTIVENESS,
     CONSENT_SOURCES,
@@ -137,6 +139,13 @@ __all__ = [
     "DecisionRecord",
     "FailedRequest",
     "DECISION_MODES",
+    # feedback
+    "OutcomeEvent",
+    "OUTCOME_KINDS",
+    "OUTCOME_SOURCES",
+    "ATTRIBUTIONS",
+    "ATTRIBUTED",
+    "UNATTRIBUTED",
     # the REST API's keys and jobs
     "ApiKey",
     "LADDER_ROLES",

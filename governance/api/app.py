@@ -36,6 +36,7 @@ from governance.api.routes import (
     subjects,
     trail,
 )
+from governance.api.routes.feedback import router as feedback_router
 from governance.api.services.engines import close_engines, engines_of
 from governance.api.settings import ApiSettings
 from recommender.als import pin_blas_single_thread
@@ -58,10 +59,10 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.state.reads = FastReads(app.state.store.engine)  # the hot paths' read-only snapshots
         # Concurrent requests are the service's parallelism: one BLAS thread each (see the function).
         pin_blas_single_thread()
-        # On the embedded store lists are decided on the event loop and their model part is made in
-        # the compute process: started now, it is ready (imports done) before the first lists come.
+        # The model's part of every list is made in the compute process: started now, it is ready
+        # (imports done) before the first lists come.
         cache = engines_of(app)
-        if cache.compute is not None and app.state.reads.embedded:
+        if cache.compute is not None:
             cache.compute.start()
         # The decision log's writer too: a governed list waits for its decision's commit, and a writer
         # started by the first list could make that list wait past its deadline. GET /ready says when.
@@ -97,6 +98,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     review = (models, reports, records)  # what a compliance review reads beside the trail, lineage and packs
     for module in (health, packs, trail, lineage, consent, recommendations, deployments, deployment_policy, harm, subjects, audits, *review):
         app.include_router(module.router)
+    app.include_router(feedback_router)
     app.include_router(console_router)  # the reviewer's console: HTML pages under /console, outside the OpenAPI document
     install_metrics(app)  # GET /metrics (viewer) and per-route latency, errors, decisions
     app.add_middleware(OptionsAnswer)  # OPTIONS on every path: 204 with the methods it has in Allow

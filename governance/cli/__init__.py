@@ -10,6 +10,7 @@ import typer
 from governance.cli import (
     api,
     audit,
+    batch,
     consent,
     core,
     demo,
@@ -35,9 +36,10 @@ app = typer.Typer(
     add_completion=False,
 )
 
-_GROUPS = (core, policy, audit, demo, serve, store, consent, subjects, retrain, processing, api, report, research, deploy, harm)
+_GROUPS = (core, policy, audit, demo, serve, store, consent, subjects, retrain, processing, api, report, research, deploy, harm, batch)
 for _group in _GROUPS:
     _group.register(app)
+__import__("governance.cli.feedback", fromlist=["register"]).register(app)
 
 
 def main() -> None:

@@ -345,9 +345,14 @@ def train_command(
     pack: Annotated[Optional[str], typer.Option("--pack", "-p", help="Train only on what this pack allows: consented subjects, events within retention.")] = None,
     as_of: Annotated[Optional[str], typer.Option("--as-of", help="Measure the retention window from this ISO date instead of now (backfills, reproducible runs).")] = None,
     database_url: DatabaseOpt = None,
+    engine: Annotated[str, typer.Option("--engine", help="inprocess (implicit) or spark (the pack's filter and MLlib ALS on PySpark; needs --pack).")] = "inprocess",
+    spark_master: Annotated[Optional[str], typer.Option("--spark-master", help="Spark master URL (default: RECGOV_SPARK_MASTER, else local[2]).", show_default=False)] = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Train ALS on DATA, save the model and record its lineage (dataset, run, carbon, model) in the store."""
+    if engine != "inprocess":
+        _train_on_spark(data, data_format, mapping, items, items_map, pack, params={k: v for k, v in {"factors": factors, "regularization": regularization, "alpha": alpha, "iterations": iterations}.items() if v is not None}, threshold=threshold, as_of=as_of, database_url=database_url, engine=engine, spark_master=spark_master, json_output=json_output)
+        return
     from audits import open_store
     from audits.settings import get_settings
     from governance.training import train_and_record
@@ -396,6 +401,45 @@ def train_command(
         excluded = ", ".join(f"{n:,} {r}" for r, n in f["events"]["excluded"].items() if n) or "none"
         console.print(f"pack {f.get('pack', pack)}: trained on {f['events']['kept']:,} of {f['events']['total']:,} events; excluded: {excluded}", highlight=False)
     console.print(f"recorded: dataset {doc['dataset_version'][:16]}..., training run {doc['training_run']}, model {doc['model_version']}", highlight=False)
+
+
+def _train_on_spark(
+    data: str, data_format: str | None, mapping: str | None, items: str | None, items_map: str | None, pack: str | None, *,
+    params: dict, threshold: float, as_of: str | None, database_url: str | None, engine: str, spark_master: str | None,
+    json_output: bool,
+) -> None:  # fmt: skip
+    """``recgov train --engine spark``: the pack's filter and MLlib ALS on Spark, the lineage recorded as in process.
+
+    No tuning (MLlib is fitted with the given parameters, else recgov's defaults) and no carbon
+    measurement on Spark: the command says so rather than pretending."""
+    from audits import open_store
+    from audits.settings import get_settings
+    from governance.cli._common import load_or_fail
+    from governance.spark.batch import check_engine, train_spark_and_record
+
+    with user_errors():
+        check_engine(engine)
+        if not pack:
+            raise ConfigError("--engine spark trains only under a pack's rules: give --pack (e.g. --pack eu-gdpr-dsa)")
+    loaded = load_or_fail(pack, json_output=json_output)
+    with user_errors():
+        dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output, data_format=data_format)
+        store = open_store(database_url)
+        try:
+            run, model = train_spark_and_record(
+                dataset, loaded, store, models_dir=get_settings().home / "models", params=params,
+                feedback=FeedbackConfig(rating_threshold=threshold), now=parse_as_of(as_of), master=spark_master,
+            )  # fmt: skip
+        finally:
+            store.close()
+    doc = {**run.to_dict(), "params": model.params, "users": len(model.user_ids), "items": len(model.item_ids), "tuned": False, "carbon": None}
+    if json_output:
+        emit_json(doc)
+        return
+    kept = doc["privacy_filter"]["events"]
+    console.print(f"spark: model [bold]{doc['model_version']}[/] on {doc['users']:,} users x {doc['items']:,} items; trained on {kept['kept']:,} of {kept['total']:,} events (pack {loaded.name})", highlight=False)
+    console.print(f"params {model.params} (not tuned on Spark; no carbon measurement on Spark)", highlight=False)
+    console.print(f"recorded: training run {doc['training_run']}, model {doc['model_version']}, artifact {doc['artifact']}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -91,6 +91,7 @@ def _verify(url: str | None, json_output: bool) -> tuple[Any, list[dict[str, Any
     from audits import open_store, verify_trail
     from audits.decisions import verify_decisions
     from audits.results import verify_audit_results
+    from governance.spark.records import verify_spark_batches
 
     store = open_store(url)
     try:
@@ -98,6 +99,7 @@ def _verify(url: str | None, json_output: bool) -> tuple[Any, list[dict[str, Any
             report = verify_trail(connection, progress=progress)
             anchored = [{"table": "decisions", **p} for p in verify_decisions(connection)]
             anchored += [{"table": "audit_results", **p} for p in verify_audit_results(connection)]
+            anchored += [{"table": "spark_decisions", **p} for p in verify_spark_batches(connection)]
             return report, anchored
     finally:
         store.close()

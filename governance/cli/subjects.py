@@ -85,6 +85,7 @@ def subject_export(
             "consent_records": len(doc["consent"]["history"]),
             "interactions": doc["interactions"]["count"],
             "decisions": len(doc["decisions"]),
+            "outcome_events": len(doc["outcomes"]),
             "trail_events": len(doc["trail"]),
             "models": len(doc["models"]),
         },
@@ -95,7 +96,7 @@ def subject_export(
     c = summary["counts"]
     console.print(
         f"access request #{doc['request']['id']} completed: wrote {out} ({c['consent_records']} consent records, "
-        f"{c['interactions']} interactions, {c['decisions']} decisions, {c['trail_events']} trail events, "
+        f"{c['interactions']} interactions, {c['decisions']} decisions, {c['outcome_events']} outcome events, {c['trail_events']} trail events, "
         f"{c['models']} model versions); send it to the subject by a secure channel",
         highlight=False,
         soft_wrap=True,
@@ -262,6 +263,7 @@ def _print_unlinked(report: dict[str, Any]) -> None:
         f"crypto-shredded pseudonym {short_pseudonym(report['pseudonym'])}: {u['consent_records']} consent records, "
         f"{u['subject_requests']} requests, {u['decisions']} decisions and {u['trail_events']} trail events "
         "stay, unlinkable to the person"
+        + (f"; {n} outcome events deleted" if (n := (report.get("deleted") or {}).get("outcome_events")) else "")
     )
 
 

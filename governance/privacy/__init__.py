@@ -50,6 +50,7 @@ from governance.privacy.consent import (
     TCF_OLDER_THAN_RECORD,
     WITHDRAWAL_STATUSES,
     record_consent_from_request,
+    request_signals_unchanged,
     record_consent_under_pack,
     show_consent,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "record_consent_from_request",
     "record_consent_under_pack",
     "request_deadline",
+    "request_signals_unchanged",
     "run_retrains",
     "show_consent",
 ]

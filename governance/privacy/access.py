@@ -15,8 +15,9 @@ with one JSON document (:data:`EXPORT_FORMAT`) built in named steps:
 3. **The models** (:func:`governance.privacy.erasure.models_for`): each recorded
    model version whose training data includes or may include the subject.
 4. **The store** (:func:`_read_holdings`): consent history and records in
-   force, served decisions and the trail events under the subject's pseudonym
-   (a :class:`StoreHoldings`).
+   force, served decisions, the outcome events recorded after them (clicks,
+   dwell, ratings: :mod:`audits.outcomes`) and the trail events under the
+   subject's pseudonym (a :class:`StoreHoldings`).
 5. **The record**: the request is completed with counts only
    (:class:`ExportCounts`, sealed under the subject's record key by
    :func:`audits.update_request`); the export itself is not kept.
@@ -39,7 +40,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from audits import consent_history, effective_consent, open_request, update_request
-from audits.models import DecisionRecord, SubjectRequest, TrailEvent
+from audits.models import DecisionRecord, OutcomeEvent, SubjectRequest, TrailEvent
 from governance.consent.state import may_profile
 from governance.policy import LoadedPack, PolicyPack
 from governance.privacy.common import as_subject, fail_request, iso, pack_policy, plain, request_deadline
@@ -88,6 +89,7 @@ class ExportCounts(TypedDict):
     consent_records: int
     interactions: int
     decisions: int
+    outcome_events: int
     trail_events: int
     models: int
 
@@ -104,6 +106,18 @@ class DecisionEntry(TypedDict):
     scores: Any
     tags: Any
     context: Any
+
+
+class OutcomeEntry(TypedDict):
+    """An outcome event recorded for the subject (what they did with a served item), as the export shows it."""
+
+    kind: str
+    item_id: str
+    occurred_at: str | None
+    value: float | None
+    decision_id: str | None
+    position: int | None
+    attribution: str
 
 
 class TrailEntry(TypedDict):
@@ -125,6 +139,7 @@ class StoreHoldings:
     """Purpose -> the record in force."""
     decisions: list[DecisionEntry]
     trail: list[TrailEntry]
+    outcomes: list[OutcomeEntry]
 
     def counts(self, *, interactions: int, models: int) -> ExportCounts:
         """The counts the completed request keeps."""
@@ -132,6 +147,7 @@ class StoreHoldings:
             consent_records=len(self.history),
             interactions=interactions,
             decisions=len(self.decisions),
+            outcome_events=len(self.outcomes),
             trail_events=len(self.trail),
             models=models,
         )
@@ -158,6 +174,8 @@ def export_subject(
     * ``interactions``: their events in ``dataset`` (and their attribute row),
       when a data set is given: the store itself holds no raw interactions;
     * ``decisions``: the lists served to them, with items, scores and explanation tags;
+    * ``outcomes``: the outcome events recorded for them (impressions, clicks, conversions, dwell,
+      ratings), each with the decision it was joined to, if any;
     * ``trail``: the audit events that name them (time, actor, action);
     * ``models``: the recorded model versions whose training data includes or
       may include them (see :func:`models_for` for how that is known);
@@ -236,13 +254,16 @@ def _open_access_request(
 
 
 def _read_holdings(session: Session, subject: str, pseudonym: str) -> StoreHoldings:
-    """Consent, served decisions and trail events under the subject's pseudonym, oldest first."""
+    """Consent, served decisions, outcome events and trail events under the subject's pseudonym, oldest first."""
     history = consent_history(session, subject)
     in_force = effective_consent(session, subject)
     decisions = session.scalars(
         select(DecisionRecord)
         .where(DecisionRecord.subject == pseudonym)
         .order_by(DecisionRecord.decided_at, DecisionRecord.decision_id)
+    ).all()
+    outcomes = session.scalars(
+        select(OutcomeEvent).where(OutcomeEvent.subject == pseudonym).order_by(OutcomeEvent.occurred_at, OutcomeEvent.id)
     ).all()
     trail = session.execute(
         select(TrailEvent.seq, TrailEvent.time, TrailEvent.actor, TrailEvent.action)
@@ -267,6 +288,13 @@ def _read_holdings(session: Session, subject: str, pseudonym: str) -> StoreHoldi
             for d in decisions
         ],
         trail=[TrailEntry(seq=seq, time=t, actor=a, action=action) for seq, t, a, action in trail],
+        outcomes=[
+            OutcomeEntry(
+                kind=o.kind, item_id=o.item_id, occurred_at=iso(o.occurred_at), value=o.value,
+                decision_id=o.decision_id, position=o.position, attribution=o.attribution,
+            )  # fmt: skip
+            for o in outcomes
+        ],
     )
 
 
@@ -338,6 +366,7 @@ def _document(
             "attributes": mine.attributes,
         },
         "decisions": held.decisions,
+        "outcomes": held.outcomes,
         "trail": held.trail,
         "models": models,
         "logic": None,

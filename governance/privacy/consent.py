@@ -61,6 +61,7 @@ __all__ = [
     "consent_records",
     "history_json",
     "record_consent_from_request",
+    "request_signals_unchanged",
     "record_consent_under_pack",
     "show_consent",
 ]
@@ -329,60 +330,19 @@ def record_consent_from_request(
 
     A signal that only repeats the record in force (same status and source;
     for TCF, the same string) is not recorded again, so a request path can call
-    this on every request. All records of one call share one time.
+    this on every request (and :func:`request_signals_unchanged` tells, from a
+    history already read, whether there is anything to record at all). All
+    records of one call share one time.
 
     Returns ``{"gpc", "tcf", "recorded", "unchanged", "ignored"}`` (no raw id).
     """
     subject = as_subject(subject_id)
-    policy = pack_policy(pack)
     moment = as_moment(at, "at")
-    gpc = gpc_opt_out(headers) if headers is not None else False
-    tc = decode_tc_string(tcf) if tcf is not None else None
-    requirements = policy.consent.tcf_requirements()
-    vendor_id = vendor_id if vendor_id is not None else requirements.vendor_id
-    if tc is not None:
-        if vendor_id is None:
-            raise ConfigError(MSG_VENDOR_REQUIRED)
-        if requirements.purpose not in policy.consent.purposes:
-            listed = ", ".join(sorted(policy.consent.purposes)) or "none"
-            raise ConfigError(UNLISTED_PURPOSE.format(purpose=requirements.purpose, pack=policy.metadata.name, listed=listed))
-
-    outcome: dict[str, Any] = {"gpc": gpc, "tcf": None, "recorded": [], "unchanged": [], "ignored": []}
-    planned: list[tuple[str, str, str, str, dict[str, Any]]] = []
-    if gpc:
-        opt_out = sorted(p for p, c in policy.consent.purposes.items() if c.model == "opt_out")
-        if not policy.consent.honour_gpc:
-            outcome["ignored"].append(
-                {"signal": "gpc", "reason": "the pack does not honour GPC (consent.honour_gpc: false)"}
-            )
-        elif not opt_out:
-            outcome["ignored"].append(
-                {"signal": "gpc", "reason": "the pack has no opt-out purpose; opt-in purposes already need a grant"}
-            )
-        for purpose in opt_out if policy.consent.honour_gpc else []:
-            basis = policy.consent.purposes[purpose].lawful_basis
-            planned.append(
-                (purpose, "opted_out", basis, "gpc", {"signal": "Sec-GPC: 1", "spec": "Global Privacy Control"})
-            )
-
+    signals = _RequestSignals.of(pack, headers, tcf, vendor_id)
     with store.session() as session:
-        in_force = effective_consent(session, subject) if (gpc or tc is not None) else {}
-        if tc is not None:
-            previous = in_force.get(requirements.purpose)
-            outcome["tcf"], write, ignored = _tcf_plan(tc, tcf, vendor_id, requirements, previous, moment)  # type: ignore[arg-type]
-            planned.extend([write] if write is not None else [])
-            outcome["ignored"].extend([ignored] if ignored is not None else [])
-        for purpose, status, basis, source, evidence in planned:
-            current = in_force.get(purpose)
-            same = (
-                current is not None
-                and current["status"] == status
-                and current["source"] == source
-                and (source != "tcf" or (current["evidence"] or {}).get("tc_string") == evidence.get("tc_string"))
-            )
-            if same:
-                outcome["unchanged"].append({"purpose": purpose, "status": status, "source": source})
-                continue
+        in_force = effective_consent(session, subject) if signals.any else {}
+        outcome, writes = signals.plan(in_force, moment)
+        for purpose, status, basis, source, evidence in writes:
             row = record_consent(
                 session,
                 subject_id=subject,
@@ -399,3 +359,114 @@ def record_consent_from_request(
                 {"id": row.id, "purpose": purpose, "status": status, "source": source, "trail_seq": row.trail_seq}
             )
     return outcome
+
+
+def request_signals_unchanged(
+    history: Iterable[Mapping[str, Any]],
+    *,
+    pack: LoadedPack | PolicyPack,
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+    tcf: str | None = None,
+    vendor_id: int | None = None,
+    at: datetime | None = None,
+) -> dict[str, Any] | None:
+    """What :func:`record_consent_from_request` would answer, when it would record nothing; else None.
+
+    ``history``: the subject's consent history as read now (oldest first, with
+    the suppressions an erasure kept: :func:`audits.consent.read_consent_history`).
+    A browser that sends ``Sec-GPC: 1`` sends it on every request, and a CMP's
+    TC string repeats until the user chooses again: once the signal is on
+    record, a request that carries it again only reads. A serving path can then
+    decide the request without a write (and so without waiting for one), on
+    the same judgement the recording path makes. None when the signal would
+    record something (the caller records it with
+    :func:`record_consent_from_request`, which judges again under its own
+    transaction). Raises as that function does for a pack that cannot judge a
+    TC string.
+    """
+    signals = _RequestSignals.of(pack, headers, tcf, vendor_id)
+    in_force: dict[str, dict[str, Any]] = {}
+    for record in history:  # oldest first: later ones replace (as audits.consent.effective_consent)
+        in_force[record["purpose"]] = dict(record)
+    outcome, writes = signals.plan(in_force, as_moment(at, "at"))
+    return None if writes else outcome
+
+
+@dataclass(frozen=True)
+class _RequestSignals:
+    """A request's consent signals under a pack, checked; :meth:`plan` says what they record over a state in force."""
+
+    policy: PolicyPack
+    gpc: bool
+    tc: Any
+    tcf: str | None
+    vendor_id: int | None
+    requirements: Any
+
+    @classmethod
+    def of(
+        cls,
+        pack: LoadedPack | PolicyPack,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None,
+        tcf: str | None,
+        vendor_id: int | None,
+    ) -> _RequestSignals:
+        policy = pack_policy(pack)
+        gpc = gpc_opt_out(headers) if headers is not None else False
+        tc = decode_tc_string(tcf) if tcf is not None else None
+        requirements = policy.consent.tcf_requirements()
+        vendor_id = vendor_id if vendor_id is not None else requirements.vendor_id
+        if tc is not None:
+            if vendor_id is None:
+                raise ConfigError(MSG_VENDOR_REQUIRED)
+            if requirements.purpose not in policy.consent.purposes:
+                listed = ", ".join(sorted(policy.consent.purposes)) or "none"
+                raise ConfigError(UNLISTED_PURPOSE.format(purpose=requirements.purpose, pack=policy.metadata.name, listed=listed))
+        return cls(policy, gpc, tc, tcf, vendor_id, requirements)
+
+    @property
+    def any(self) -> bool:
+        """Whether the request carries a signal to judge at all."""
+        return self.gpc or self.tc is not None
+
+    def plan(
+        self, in_force: Mapping[str, Mapping[str, Any]], moment: datetime
+    ) -> tuple[dict[str, Any], list[tuple[str, str, str, str, dict[str, Any]]]]:
+        """The outcome (without ``recorded``) and the records to write, given the records in force per purpose."""
+        policy, requirements = self.policy, self.requirements
+        outcome: dict[str, Any] = {"gpc": self.gpc, "tcf": None, "recorded": [], "unchanged": [], "ignored": []}
+        planned: list[tuple[str, str, str, str, dict[str, Any]]] = []
+        if self.gpc:
+            opt_out = sorted(p for p, c in policy.consent.purposes.items() if c.model == "opt_out")
+            if not policy.consent.honour_gpc:
+                outcome["ignored"].append(
+                    {"signal": "gpc", "reason": "the pack does not honour GPC (consent.honour_gpc: false)"}
+                )
+            elif not opt_out:
+                outcome["ignored"].append(
+                    {"signal": "gpc", "reason": "the pack has no opt-out purpose; opt-in purposes already need a grant"}
+                )
+            for purpose in opt_out if policy.consent.honour_gpc else []:
+                basis = policy.consent.purposes[purpose].lawful_basis
+                planned.append(
+                    (purpose, "opted_out", basis, "gpc", {"signal": "Sec-GPC: 1", "spec": "Global Privacy Control"})
+                )
+        if self.tc is not None:
+            previous = in_force.get(requirements.purpose)
+            outcome["tcf"], write, ignored = _tcf_plan(self.tc, self.tcf, self.vendor_id, requirements, previous, moment)  # type: ignore[arg-type]
+            planned.extend([write] if write is not None else [])
+            outcome["ignored"].extend([ignored] if ignored is not None else [])
+        writes = []
+        for purpose, status, basis, source, evidence in planned:
+            current = in_force.get(purpose)
+            same = (
+                current is not None
+                and current["status"] == status
+                and current["source"] == source
+                and (source != "tcf" or (current["evidence"] or {}).get("tc_string") == evidence.get("tc_string"))
+            )
+            if same:
+                outcome["unchanged"].append({"purpose": purpose, "status": status, "source": source})
+            else:
+                writes.append((purpose, status, basis, source, evidence))
+        return outcome, writes

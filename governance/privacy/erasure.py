@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 from audits import effective_consent, open_request, shred_subject, update_request
 from audits._common import actor_name
 from audits.models import ConsentRecordRow, DecisionRecord, SubjectRequest, TrailEvent
+from audits.outcomes import delete_subject_outcomes
 from audits.suppression import SUPPRESSED_STATUSES, suppress_subject
 from governance.policy import LoadedPack, PolicyPack
 from governance.privacy.common import (
@@ -347,6 +348,7 @@ def erase_subject(
         "retrain": {"request": retrain.to_dict() if retrain else None, "run": run},
         "suppression": suppression.to_dict(),
         "unlinked": sealed.unlinked,
+        "deleted": sealed.result["deleted"],
         "retained": RETAINED,
         "not_done": _not_done(policy.metadata.name, retrain, run, unlearning, listing),
         "seconds": sealed.result["seconds"],
@@ -465,6 +467,7 @@ def _shred_and_complete(
     """
     unlearning, listing, retrain, suppression = parts
     unlinked = _count_by_subject(session, request.pseudonym)
+    deleted = {"outcome_events": delete_subject_outcomes(session, request.pseudonym)}  # behaviour, no proof: gone
     shredded = shred_subject(session, subject, actor=actor_name(actor)) is not None
     result_doc = guard(
         plain(
@@ -476,6 +479,7 @@ def _shred_and_complete(
                 "unlearning": unlearning.steps,
                 "models": listing.versions,
                 "unlinked": unlinked,
+                "deleted": deleted,
                 "shredded": shredded,
                 "seconds": time.perf_counter() - started,
             }
@@ -588,7 +592,7 @@ def _erasure_result_parts(result_doc: dict[str, Any]) -> tuple[dict[str, Any], d
     nowhere: never readable again); the caller's answer keeps them.
     """
     personal_keys = ("n_interactions_removed", "n_users_removed")
-    stored = {key: value for key, value in result_doc.items() if key != "unlinked"}
+    stored = {key: value for key, value in result_doc.items() if key not in ("unlinked", "deleted")}
     stored["unlearning"] = [{k: v for k, v in step.items() if k not in personal_keys} for step in result_doc["unlearning"]]
     removed = [{k: step.get(k) for k in ("version", *personal_keys) if k in step} for step in result_doc["unlearning"]]
-    return stored, {"unlinked": result_doc.get("unlinked"), "removed": removed}
+    return stored, {"unlinked": result_doc.get("unlinked"), "deleted": result_doc.get("deleted"), "removed": removed}

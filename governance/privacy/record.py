@@ -152,6 +152,9 @@ def _categories_of_data(minimization: MinimizationSection) -> dict[str, list[str
             f"sealed under the reporter's record key when signed: {SEALED_CONTENT['item_reports']})",
             f"served decisions (pseudonymised; in the clear: {KEPT_IN_THE_CLEAR['decisions']}; "
             f"sealed under the subject's record key: {SEALED_CONTENT['decisions']})",
+            "outcome events after served lists: impressions, clicks, conversions, dwell, ratings (pseudonymised; in the "
+            "clear: the item, the kind, its value and time, the decision it was joined to; deleted at the subject's "
+            "erasure and by the retention purge)",
             "the audit trail (pseudonymised events; consent evidence in them sealed as in the consent records)",
             "model artifacts (the training interactions as a matrix, with user ids) and their lineage",
         ],
@@ -169,6 +172,11 @@ def _retention(days: int | None) -> dict[str, Any]:
         ),
         "consent_and_requests": (
             "kept as the proof of lawful processing (GDPR Art. 7(1), 17(3)(e)); unlinkable after erasure"
+        ),
+        "outcome_events": (
+            f"outcome events older than {days} days are deleted by recgov data purge; a subject's at their erasure"
+            if days
+            else "deleted at the subject's erasure; the pack sets no retention period for the rest"
         ),
         "trail": "append-only, kept for the life of the system (EU AI Act Art. 12)",
     }

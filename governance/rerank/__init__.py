@@ -15,6 +15,7 @@ name                      what                                         reason co
 ``popularity_debias``     inverse-popularity re-weighting              4 popularity_debias
 ``exposure_cap``          cap a group's share of a list's exposure     5 exposure_cap
 ``exploration``           epsilon or Plackett-Luce randomness          6 exploration
+``group_proportions``     target shares of many groups (Geyik 2019)    2 provider_fairness
 ========================  ===========================================  ===========================
 
 >>> import numpy as np
@@ -48,6 +49,7 @@ from governance.rerank.fair_star import (
 )
 from governance.rerank.mmr import MMRConfig, MMRReranker
 from governance.rerank.pipeline import Pipeline, build_pipeline
+from governance.rerank.proportions import GroupProportionsConfig, GroupProportionsReranker, minimum_counts
 from governance.rerank.popularity import PopularityDebiasConfig, PopularityDebiasReranker
 from governance.rerank.registry import (
     UNKNOWN_RERANKER,
@@ -88,4 +90,7 @@ __all__ = [
     "ExposureCapReranker",
     "ExplorationConfig",
     "ExplorationReranker",
+    "GroupProportionsConfig",
+    "GroupProportionsReranker",
+    "minimum_counts",
 ]

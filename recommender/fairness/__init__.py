@@ -50,8 +50,26 @@ a hand computation and aif360 on random data, and every other measure against
 hand-worked tiny cases and a per-user loop.
 """
 
+from recommender.fairness._amortised import (
+    AmortisedFigure,
+    EquityOfAttention,
+    ExpectedExposure,
+    equity_of_attention,
+    expected_exposure,
+)
 from recommender.fairness._calibration import BAD_ALPHA, CALIBRATION_ALPHA, calibration_kl
 from recommender.fairness._common import BAD_LENGTH, BAD_ROWS, MISSING_GROUP, group_labels
+from recommender.fairness._disparity import BiasDisparity, GroupMAD, bias_disparity, item_mad, user_mad
+from recommender.fairness._distribution import (
+    aggregate_diversity,
+    exposure_distribution,
+    exposure_entropy,
+    exposure_kl,
+    exposure_l1,
+    rank_biased_precision,
+    rank_weighted_exposure_gini,
+    serendipity,
+)
 from recommender.fairness._exposure import (
     ATTENTION_MODELS,
     BAD_ATTENTION,
@@ -61,6 +79,20 @@ from recommender.fairness._exposure import (
     attention_weights,
     item_exposure,
     provider_exposure,
+)
+from recommender.fairness._grouping import (
+    INTERSECTION_JOIN,
+    INTERSECTION_SEPARATOR,
+    Binning,
+    GroupCensus,
+    GroupingSpec,
+    bin_values,
+    census,
+    groups_for,
+    intersect,
+    item_groups,
+    membership_exposure,
+    multi_membership,
 )
 from recommender.fairness._groups import CONSUMER_METRICS, GroupComparison, GroupGap, compare_groups, mean_of_values
 from recommender.fairness._intervals import (
@@ -73,6 +105,7 @@ from recommender.fairness._intervals import (
     percentile_interval,
 )
 from recommender.fairness._parity import UNKNOWN_PRIVILEGED, ParityReport, parity
+from recommender.fairness._popularity_parity import PopularityParity, aclt, head_tail_groups, pop_reo, pop_rsp
 from recommender.fairness._popularity import (
     BAD_CUTS,
     POPULARITY_STRATA,
@@ -82,6 +115,41 @@ from recommender.fairness._popularity import (
 )
 
 __all__ = [
+    "INTERSECTION_JOIN",
+    "INTERSECTION_SEPARATOR",
+    "Binning",
+    "GroupCensus",
+    "GroupingSpec",
+    "bin_values",
+    "census",
+    "groups_for",
+    "intersect",
+    "item_groups",
+    "membership_exposure",
+    "multi_membership",
+    "AmortisedFigure",
+    "EquityOfAttention",
+    "ExpectedExposure",
+    "equity_of_attention",
+    "expected_exposure",
+    "BiasDisparity",
+    "GroupMAD",
+    "bias_disparity",
+    "item_mad",
+    "user_mad",
+    "aggregate_diversity",
+    "exposure_distribution",
+    "exposure_entropy",
+    "exposure_kl",
+    "exposure_l1",
+    "rank_biased_precision",
+    "rank_weighted_exposure_gini",
+    "serendipity",
+    "PopularityParity",
+    "aclt",
+    "head_tail_groups",
+    "pop_reo",
+    "pop_rsp",
     "ATTENTION_MODELS",
     "CALIBRATION_ALPHA",
     "CONSUMER_METRICS",

@@ -65,6 +65,11 @@ MATRIX: dict[tuple[str, str], Row] = {
         "operator", 200, "/v1/consent-imports",
         {"content": "subject,purpose,status,time,basis\nauthz-2,personalization,granted,2026-01-05T09:30:00Z,consent\n", "headers": {"Content-Type": "text/csv"}},
     ),
+    ("POST", "/v1/feedback"): Row("operator", 200, "/v1/feedback", {"json": [{"subject": "authz-3", "item": "i1", "kind": "impression", "time": "2026-01-05T09:30:00Z"}]}),
+    ("POST", "/v1/feedback/imports"): Row(
+        "operator", 200, "/v1/feedback/imports",
+        {"content": "subject,item,kind,time\nauthz-4,i1,click,2026-01-05T09:30:00Z\n", "headers": {"Content-Type": "text/csv"}},
+    ),
     ("POST", "/v1/recommendations"): Row("operator", 200, "/v1/recommendations", {"json": {"subject": "u000005", "k": 3, "model_version": "{model_version}"}}),
     ("GET", "/v1/ping"): Row("operator", 200, "/v1/ping"),
     ("GET", "/v1/deployments"): Row("viewer", 200, "/v1/deployments"),

@@ -283,6 +283,53 @@ def test_warm_lists_on_the_embedded_store_are_decided_on_the_event_loop(server) 
         assert (cache.decided_inline - inline, cache.decided_on_threads - threaded) == (0, 6)
 
 
+def test_a_consent_signal_already_on_record_is_a_read_and_one_that_changes_it_a_write(server) -> None:
+    """A browser sends Sec-GPC: 1 on every request: the first records the opt-out (on a worker thread),
+    the next ones find it in force and write nothing, so on SQLite they are prepared on the event loop; every
+    answer says what the recording path would, and the store holds one GPC record however many requests came.
+    A later grant makes the signal new again: recorded once more."""
+    from audits import record_consent
+    from audits.models import ConsentRecordRow
+    from governance.api.services import engines
+
+    cache = engines.engines_of(server.app)
+    body = {"subject": "u000072", "k": 3, "model_version": server.model_version, "pack": PACK}
+    gpc = {"Sec-GPC": "1"}
+
+    def gpc_records() -> int:
+        with server.store.snapshot() as connection:
+            return len(connection.execute(select(ConsentRecordRow.id).where(ConsentRecordRow.source == "gpc")).all())
+
+    with server.client("operator") as client:
+        assert client.post("/v1/recommendations", json=body).status_code == 200  # builds what is missing
+        before = gpc_records()
+        first = client.post("/v1/recommendations", json=body, headers=gpc)
+        assert first.status_code == 200
+        recorded = first.json()["signals"]
+        assert [r["status"] for r in recorded["recorded"]] == ["opted_out"] and recorded["unchanged"] == []
+        assert gpc_records() == before + 1
+        inline, threaded = cache.decided_inline, cache.decided_on_threads
+        answers = [client.post("/v1/recommendations", json=body, headers=gpc) for _ in range(4)]
+        assert [a.status_code for a in answers] == [200] * 4
+        for answer in answers:
+            signals = answer.json()["signals"]
+            assert signals["recorded"] == [] and [u["status"] for u in signals["unchanged"]] == ["opted_out"]
+            assert answer.json()["mode"] == first.json()["mode"]
+        assert gpc_records() == before + 1  # nothing written again
+        if server.db_url.startswith("sqlite"):
+            assert (cache.decided_inline - inline, cache.decided_on_threads - threaded) == (4, 0)
+        else:
+            assert (cache.decided_inline - inline, cache.decided_on_threads - threaded) == (0, 4)
+        purpose = recorded["recorded"][0]["purpose"]
+        with server.store.session() as session:  # a later grant is the record in force: the signal is new again
+            record_consent(
+                session, subject_id="u000072", purpose=purpose, status="granted", lawful_basis="legitimate_interest", source="api"
+            )
+        again = client.post("/v1/recommendations", json=body, headers=gpc)
+        assert [r["status"] for r in again.json()["signals"]["recorded"]] == ["opted_out"]
+        assert gpc_records() == before + 2
+
+
 def test_a_list_that_fails_while_deciding_is_logged_and_not_answered(server, monkeypatch) -> None:  # noqa: ANN001
     """The decision log refuses the record at once (e.g. full): the failure is logged (off the event
     loop when the list was decided on it), with the subject scrubbed, and the list is not answered."""

@@ -194,3 +194,49 @@ def test_a_key_file_changed_on_disk_is_read_and_checked_again(store: Store, monk
     key_file.write_text("ef" * 32 + "\n")  # another key: the database refuses it
     with pytest.raises(ConfigError, match="installation key"), store.session() as session:
         pseudonym(session, "carol")
+
+
+def test_the_bulk_keyed_hashes_equal_the_one_subject_ones() -> None:
+    """lookups_of, pseudonyms_and_record_keys and record_key_lookups_of are the same HMACs, computed in bulk
+    (checked against Python's hmac module, an independent implementation)."""
+    import hashlib
+    import hmac
+    import os
+
+    from audits.subjects import lookups_of, pseudonyms_and_record_keys, record_key_lookups_of
+
+    key = os.urandom(32)
+    subjects = [b"7", b"user-42", "zo\u00eb@example.org".encode(), b"x" * 300]
+    secrets_hex = [os.urandom(32).hex() for _ in subjects]
+    assert lookups_of(key, subjects) == [
+        hmac.new(key, b"recgov.subject.v1\x00" + s, hashlib.sha256).hexdigest() for s in subjects
+    ]
+    pseudonyms, record_keys = pseudonyms_and_record_keys(secrets_hex, subjects)
+    assert pseudonyms == [
+        hmac.new(bytes.fromhex(k), b"recgov.pseudonym.v1\x00" + s, hashlib.sha256).hexdigest()
+        for k, s in zip(secrets_hex, subjects, strict=True)
+    ]
+    assert record_keys == [hmac.new(bytes.fromhex(k), b"recgov.record-key.v1\x00", hashlib.sha256).digest() for k in secrets_hex]
+    assert record_key_lookups_of(key, pseudonyms) == [
+        hmac.new(key, b"recgov.record-key-lookup.v1\x00" + p.encode(), hashlib.sha256).hexdigest() for p in pseudonyms
+    ]
+    long_key = os.urandom(100)  # longer than a block: hashed first, as RFC 2104 says
+    assert lookups_of(long_key, subjects[:1]) == [hmac.new(long_key, b"recgov.subject.v1\x007", hashlib.sha256).hexdigest()]
+
+
+def test_bulk_sealed_evidence_opens_only_for_its_own_key_and_pseudonym() -> None:
+    """sealed_evidence_texts makes the tokens seal_evidence makes: fresh nonces, bound to the pseudonym."""
+    import json
+    import os
+
+    from audits.canonical import canonical_json
+    from audits.sealing import open_evidence, sealed_evidence_texts
+
+    keys = [os.urandom(32), os.urandom(32)]
+    evidence = {"banner_version": "2025-11"}
+    texts = sealed_evidence_texts([keys[0], keys[0], keys[1]], ["a" * 64, "a" * 64, "b" * 64], [canonical_json(evidence)] * 2 + [None])
+    first, second = json.loads(texts[0]), json.loads(texts[1])
+    assert texts[2] == "{}" and first != second  # one nonce each
+    assert open_evidence(keys[0], "a" * 64, first) == evidence == open_evidence(keys[0], "a" * 64, second)
+    assert open_evidence(keys[1], "a" * 64, first) == first  # another key: stays sealed
+    assert open_evidence(keys[0], "b" * 64, first) == first  # another pseudonym: stays sealed

@@ -54,6 +54,11 @@ STORE_SETTINGS = ("RECGOV_DATABASE_URL", "RECGOV_SIGNING_KEY_PATH", "RECGOV_INST
 LOGIN_TOKEN = re.compile(r'name="login_token" value="([^"]+)"')
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 MODEL_VERSION = "console-model-1"
+EU_PACK = "eu-gdpr-dsa"
+CONSENTING = "dpo-lookup-subject-81723"
+"""A subject who granted personalization on the EU pack's banner (a distinctive raw id: the tests look for it where it must not be)."""
+DENYING = "dpo-lookup-subject-90514"
+"""A subject who denied personalization."""
 PACK_NAME = "console-reviewed"
 PACK_V1 = f"""apiVersion: recgov/v1
 metadata:
@@ -109,6 +114,7 @@ class ConsoleServer:
     case_ids: list[int] = field(default_factory=list)
     request_ids: dict[str, int] = field(default_factory=dict)
     """Subject requests by what they show: 'overdue' (open past its deadline), 'due' (open, in time), 'completed'."""
+    home: Path | None = None
 
     def api(self, role: str) -> httpx.Client:
         """A REST client with the key of ``role``."""
@@ -190,6 +196,11 @@ def _seed(server: ConsoleServer) -> None:
             for n in range(3):
                 reported = client.post(f"/v1/items/console-item-{item}/reports", json={"reason": f"abusive ({n})"})
                 assert reported.status_code == 201, reported.text
+        for subject, status in ((CONSENTING, "granted"), (DENYING, "denied")):
+            consent = {"subject": subject, "purpose": "personalization", "status": status, "basis": "consent", "pack": EU_PACK,
+                       "source": "banner", "evidence": {"banner_version": "2026-03"}}  # fmt: skip
+            recorded = client.post("/v1/consent", json=consent)
+            assert recorded.status_code == 201, recorded.text
     with server.api("admin") as client:
         opened = client.post("/v1/escalations/evaluate", json={"pack": "baseline"})
         assert opened.status_code == 200, opened.text
@@ -275,7 +286,7 @@ def server(console_home: Path, console_db_url: str) -> Iterator[ConsoleServer]:
         db_url = console_db_url
         store = open_store(db_url)
         port = _free_port()
-        srv = ConsoleServer(url=f"http://127.0.0.1:{port}", store=store)
+        srv = ConsoleServer(url=f"http://127.0.0.1:{port}", store=store, home=console_home)
         with store.session() as session:
             for role in ROLES:
                 key, token = create_key(session, name=f"console-{role}", role=role)

@@ -11,6 +11,7 @@ link); each page is saved as a screenshot under ``$RECGOV_TEST_ARTIFACTS/console
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -18,8 +19,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
-from conftest import MODEL_VERSION, PACK_NAME, ConsoleServer
+from conftest import CONSENTING, EU_PACK, MODEL_VERSION, PACK_NAME, ConsoleServer
 from console_a11y import accessibility_problems
+from console_privacy import all_trail_events, assert_nowhere_in_the_trail, server_log
 
 from governance.report.pdf import PdfError, find_browser
 
@@ -205,3 +207,92 @@ def test_an_auditor_reads_the_subject_requests_and_their_deadlines(page: Any, se
     page.wait_for_url(re.compile(r"kind=erasure"))
     assert page.locator(f"#request-{ids['overdue']}").count() == 1 and page.locator(f"#request-{ids['due']}").count() == 0
     _checked(page, artifacts, "subject-requests-erasures")
+
+
+def _tab_to(page: Any, selector: str, most: int = 40) -> int:
+    """Press Tab until the element ``selector`` has the focus; the number of presses (fails past ``most``)."""
+    for presses in range(1, most + 1):
+        page.keyboard.press("Tab")
+        if page.evaluate("(s) => document.activeElement === document.querySelector(s)", selector):
+            return presses
+    raise AssertionError(f"{selector} is not reachable with Tab within {most} presses")
+
+
+def test_a_reviewer_looks_up_a_subjects_consent_under_the_eu_pack_from_the_keyboard_and_the_id_is_nowhere(page: Any, server: ConsoleServer, artifacts: Path) -> None:
+    from playwright.sync_api import expect
+
+    urls: list[str] = []
+    page.on("request", lambda request: urls.append(request.url))
+    with server.api("operator") as api:
+        pseudonym = api.get(f"/v1/consent/{CONSENTING}").json()["subject"]
+    head = server.trail_head()
+    with server_log() as lines:
+        _sign_in(page, server, "operator", artifacts)
+        page.get_by_role("navigation", name="Console").get_by_role("link", name="Consent").click()
+        assert page.get_by_role("heading", level=1).inner_text() == "Consent of a subject"
+        _checked(page, artifacts, "consent-form")
+        _tab_to(page, "#subject")  # the form is reached from the keyboard, in order: id, pack, button
+        page.keyboard.type(CONSENTING)
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == "pack"
+        assert page.get_by_label("Judged under the pack").input_value() == EU_PACK
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent") == "Look up consent"
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        expect(page.locator("#result-heading")).to_be_in_viewport()
+        verdicts = page.get_by_role("table", name=re.compile("^May recgov profile this subject now"))
+        assert verdicts.get_by_role("row").filter(has_text="personalization").inner_text().split("\t")[1] == "may profile"
+        assert page.get_by_text(pseudonym, exact=True).is_visible()
+        assert page.get_by_label("Subject id").input_value() == ""  # not shown back
+        _checked(page, artifacts, "consent-verdict")
+    assert page.url == server.url + "/console/consent#result-heading"  # the answer scrolls to the verdicts; a fragment is never sent
+    assert any("/console/consent" in url for url in urls) and not any(CONSENTING in url for url in urls)
+    assert CONSENTING not in page.content()
+    assert any("POST /console/consent" in line for line in lines) and not any(CONSENTING in line for line in lines)
+    reads = [e for e in all_trail_events(server) if e["seq"] > head and e["action"] == "api.console.consent.read"]
+    assert [(e["subject"], e["objects"]["policy"]) for e in reads] == [(pseudonym, EU_PACK)]
+    assert_nowhere_in_the_trail(server, CONSENTING)
+
+
+def test_a_reviewer_reads_the_art30_record_downloads_it_and_opens_the_disclosure_and_the_data_sets(page: Any, server: ConsoleServer, artifacts: Path) -> None:
+    _sign_in(page, server, "auditor", artifacts)
+    nav = page.get_by_role("navigation", name="Console")
+    assert nav.get_by_role("link", name="Consent").count() == 0  # the lookup is the operator's, as in the API
+    nav.get_by_role("link", name="Art. 30 record").click()
+    assert page.get_by_role("heading", level=1).inner_text() == "Record of processing activities"
+    with server.api("auditor") as api:
+        from_api = api.get("/v1/records/processing", params={"pack": EU_PACK}).json()
+    purposes = page.get_by_role("table", name="Each purpose of processing, with its lawful basis")
+    assert purposes.get_by_role("rowheader").all_inner_texts() == [p["purpose"] for p in from_api["purposes"]]
+    _checked(page, artifacts, "processing-record")
+    with page.expect_download() as caught:
+        page.get_by_role("link", name="Download the record as JSON").click()
+    download = caught.value
+    assert download.suggested_filename.startswith("processing-record-eu-gdpr-dsa-1.0.0-")
+    document = json.loads(Path(download.path()).read_text())
+    assert {k: v for k, v in document.items() if k != "generated_at"} == {k: v for k, v in from_api.items() if k != "generated_at"}
+    nav.get_by_role("link", name="Art. 27 disclosure").click()
+    page.get_by_label("Model version").select_option(MODEL_VERSION)
+    page.get_by_role("button", name="Show the disclosure").click()
+    page.wait_for_url(re.compile(f"model_version={MODEL_VERSION}"))
+    assert page.get_by_role("heading", name="The options people have").is_visible()
+    _checked(page, artifacts, "disclosure")
+    nav.get_by_role("link", name="Data sets").click()
+    assert page.get_by_role("heading", level=1).inner_text() == "Data sets an audit may use"
+    assert page.get_by_role("table", name=re.compile("^Data sets models were trained on")).get_by_role("rowheader").all_inner_texts().count("console-synthetic") == 1
+    _checked(page, artifacts, "data-sets")
+
+
+def test_a_refused_role_gets_a_403_page_for_the_consent_and_the_record(page: Any, server: ConsoleServer, artifacts: Path) -> None:
+    _sign_in(page, server, "auditor", artifacts)
+    answer = page.goto(server.url + "/console/consent")
+    assert answer.status == 403 and page.get_by_label("Subject id").count() == 0
+    assert "scope 'operate'" in page.get_by_role("alert").inner_text()
+    _checked(page, artifacts, "consent-refused")
+    page.context.clear_cookies()
+    _sign_in(page, server, "viewer", artifacts, start="/console/records/disclosure")
+    _checked(page, artifacts, "disclosure-viewer")
+    assert page.goto(server.url + "/console/records/processing").status == 403
+    assert page.goto(server.url + "/console/datasets").status == 403
+    _checked(page, artifacts, "processing-record-refused")

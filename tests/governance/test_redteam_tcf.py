@@ -20,7 +20,7 @@ from audits.consent import consent_history, record_consent
 from governance.cli import app
 from governance.consent import ConsentRecord, decode_tc_string, may_profile
 from governance.policy import PolicyError, TcfRequirements, load_pack, parse_pack
-from governance.privacy import TCF_NOT_A_SOURCE, TCF_OLDER_THAN_RECORD, record_consent_from_request
+from governance.privacy import TCF_NOT_A_SOURCE, TCF_OLDER_THAN_RECORD, record_consent_from_request, request_signals_unchanged
 
 runner = CliRunner()
 VENDOR = 755
@@ -166,3 +166,27 @@ def test_the_cli_serves_a_personalised_list_on_a_valid_string_and_records_it(db_
         store.close()
     assert [(h["status"], h["source"]) for h in history] == [("granted", "tcf"), ("withdrawn", "tcf")]
     assert "u000012" not in json.dumps([h["evidence"] for h in history])
+
+
+def test_the_read_only_judgement_of_a_signal_agrees_with_the_recording_one(store) -> None:  # noqa: ANN001
+    """The serving path decides a repeated signal without a write (request_signals_unchanged on the history
+    it read): before every step of a subject's life, it must say "nothing to record" exactly when recording
+    records nothing, and then answer what recording answers."""
+    now = datetime.now(UTC)
+    consented, refused = tc_string(**CONSENTED), tc_string(purposes={1}, vendors={VENDOR})
+    steps = [
+        ({"Sec-GPC": "1"}, None), ({"Sec-GPC": "1"}, None), (None, consented), (None, consented), ({"Sec-GPC": "1"}, consented),
+        (None, refused), (None, refused), (None, tc_string(**CONSENTED, created=exact(now - timedelta(days=500)))),
+        (None, tc_string(**CONSENTED, policy_version=2)), (None, consented), (None, tc_string(**CONSENTED, created=exact(now - timedelta(days=3)))),
+    ]  # fmt: skip
+    said_nothing = 0
+    for number, (headers, text) in enumerate(steps):
+        with store.session() as session:
+            history = consent_history(session, "tcf-subject-9")
+        judged = request_signals_unchanged(history, pack=EU, headers=headers, tcf=text, vendor_id=VENDOR)
+        outcome = record_consent_from_request(store, "tcf-subject-9", pack=EU, headers=headers, tcf=text, vendor_id=VENDOR)
+        assert (judged is None) == bool(outcome["recorded"]), f"step {number}"
+        if judged is not None:
+            assert judged == outcome, f"step {number}"
+            said_nothing += 1
+    assert 0 < said_nothing < len(steps)  # both kinds of step were taken

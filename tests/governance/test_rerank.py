@@ -56,6 +56,7 @@ NEUTRAL_PARAMS: dict[str, dict] = {
     "popularity_debias": {"beta": 0.0},
     "exposure_cap": {"max_share": 1.0},
     "exploration": {"epsilon": 0.0},
+    "group_proportions": {"targets": {}},  # no targets: the model order
 }
 ACTIVE_PARAMS: dict[str, dict] = {
     "fair_star": {"p": 0.6, "alpha": 0.1},
@@ -65,6 +66,7 @@ ACTIVE_PARAMS: dict[str, dict] = {
     "popularity_debias": {"beta": 1.0},
     "exposure_cap": {"max_share": 0.4, "weighting": "attention"},
     "exploration": {"epsilon": 0.5},
+    "group_proportions": {"targets": {0: 0.3, 1: 0.4, 2: 0.3}, "algorithm": "constrained"},
 }
 
 

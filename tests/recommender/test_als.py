@@ -52,3 +52,32 @@ def test_make_als_takes_the_recommenders_parameters_and_does_not_warn():
         inner = make_als(ALSRecommender(factors=4, regularization=1, alpha=3, iterations=2).get_params(), num_threads=1)
     assert (inner.factors, inner.regularization, inner.alpha, inner.iterations) == (4, 1.0, 3.0, 2)
     assert isinstance(inner.regularization, float) and inner.dtype == np.float32 and inner.num_threads == 1
+
+
+def test_continue_fit_gives_fits_factors_bit_for_bit() -> None:
+    """Sweeps on the once-converted pair, in steps, equal implicit's own fit with the total count."""
+    import scipy.sparse as sp
+
+    from recommender.als import ConfidencePair, continue_fit, make_als
+
+    rng = np.random.default_rng(4)
+    dense = (rng.random((60, 40)) < 0.15) * rng.integers(1, 4, size=(60, 40))
+    matrix = sp.csr_matrix(dense.astype(np.float64))
+    params = {"factors": 8, "regularization": 0.05, "alpha": 3.7, "iterations": 5, "random_state": 3}
+    reference = make_als(params)
+    from recommender.als import blas_single_thread
+
+    with blas_single_thread():
+        reference.fit(matrix, show_progress=False)
+    pair = ConfidencePair(matrix)
+    stepped = make_als({**params, "iterations": 1})
+    continue_fit(stepped, pair, 2)
+    continue_fit(stepped, pair, 3)
+    assert np.array_equal(stepped.user_factors, reference.user_factors)
+    assert np.array_equal(stepped.item_factors, reference.item_factors)
+    # the pair's matrices are not the caller's and are not altered by a candidate's alpha
+    assert pair.cui.dtype == np.float32 and np.array_equal(pair.cui.toarray(), dense.astype(np.float32))
+    other = make_als({**params, "alpha": 1.0})
+    continue_fit(other, pair, 1)
+    assert np.array_equal(pair.cui.toarray(), dense.astype(np.float32))
+    continue_fit(other, pair, 0)  # no sweep: nothing changes, nothing fails

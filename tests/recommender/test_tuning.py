@@ -113,3 +113,50 @@ def test_unknown_search_is_refused() -> None:
     expected = r"The 'search' parameter of tune_als must be one of 'halving', 'random'\. Got 'grid' instead\."
     with pytest.raises(ConfigError, match=expected):
         tune_als(taste_matrix(), search="grid")
+
+
+def test_validation_users_are_a_seeded_sample_only_above_the_cap() -> None:
+    """Up to the cap every validation user is scored; above it, the same seeded sample of exactly the cap,
+    and the NDCG over it is the hand-computed mean of those users' NDCG."""
+    from recommender.metrics import ndcg_at_k
+    from recommender.scoring import ranked_lists
+    from recommender.tuning import _validation_users
+
+    train = taste_matrix(seed=3)
+    inner, valid = carve_validation(train, 0.2, random_state=0)
+    everyone = np.flatnonzero(np.diff(valid.matrix.indptr) > 0)
+    assert np.array_equal(_validation_users(valid, 0, None), everyone)
+    assert np.array_equal(_validation_users(valid, 0, len(everyone)), everyone)
+    sample = _validation_users(valid, 5, 50)
+    assert len(sample) == 50 and len(set(sample.tolist())) == 50
+    assert np.all(np.diff(sample) > 0) and np.isin(sample, everyone).all()
+    assert np.array_equal(sample, _validation_users(valid, 5, 50))
+    assert not np.array_equal(sample, _validation_users(valid, 6, 50))
+    model = ALSRecommender(factors=8, iterations=3).fit(inner)
+    recs, _ = ranked_lists(model, sample, 10)
+    expected = float(np.mean(ndcg_at_k(recs, valid.matrix[sample], 10)))
+    assert validation_ndcg(model, valid, 10, max_users=50, random_state=5) == pytest.approx(expected, abs=1e-12)
+    assert validation_ndcg(model, valid, 10) == pytest.approx(
+        float(np.mean(ndcg_at_k(ranked_lists(model, everyone, 10)[0], valid.matrix[everyone], 10))), abs=1e-12
+    )
+
+
+def test_tuning_sample_keeps_all_items_and_only_users_with_data() -> None:
+    """At most max_users users with data, every item column, each sampled row exactly its original row."""
+    from recommender.tuning import user_sample
+
+    train = taste_matrix(seed=2)
+    assert user_sample(train, None) is train
+    assert user_sample(train, train.n_users) is train
+    sample = user_sample(train, 40, random_state=1)
+    assert sample.matrix.shape == (40, train.n_items)
+    assert list(sample.item_ids) == list(train.item_ids)
+    positions = {u: i for i, u in enumerate(train.user_ids)}
+    for r, user in enumerate(sample.user_ids):
+        assert (sample.matrix[r] != train.matrix[positions[user]]).nnz == 0
+        assert sample.matrix[r].nnz > 0
+    assert list(user_sample(train, 40, random_state=1).user_ids) == list(sample.user_ids)
+    tuned = tune_als(train, n_trials=3, max_users=40, random_state=0)
+    assert tuned.best_params and 0 <= tuned.best_score <= 1
+    with pytest.raises(ConfigError, match="max_users"):
+        tune_als(train, max_users=0)

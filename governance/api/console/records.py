@@ -15,6 +15,13 @@ figures about the person, which the page does not need to say when a request
 is due. The lineage page links each audit run to its audit job's page when
 the run came from a job (runs recorded by the command line have none).
 
+The packs page lists the packs by their files' names
+(:func:`governance.api.console.consent.pack_choices`) and reads each through
+the app's pack cache, so it parses a pack only when its file changed; a stored
+file that is no valid pack is listed as such (and its diff is a 422 page)
+rather than failing the page. Each shipped pack links to its Art. 30 record
+(for the roles that may read it) and its Art. 27 disclosure.
+
 A pack diff groups :func:`governance.policydiff.diff_packs`'s changes as a
 reviewer reads a new rule book: rules added, rules removed, rules changed
 (each changed field with its value before and after; a rule's parameters are
@@ -23,7 +30,6 @@ its thresholds) and the pack's other settings.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -36,10 +42,13 @@ from audits.lineage import lineage_of
 from audits.models import AuditJob, ModelVersion
 from audits.requests import OPEN_REQUEST_STATUSES
 from governance import packs as pack_store
+from governance.api.console.consent import load_choice, pack_choices
 from governance.api.console.pages import AuditingKey, ReadingKey
 from governance.api.console.web import ConsoleRoute, Refusal, render
 from governance.api.deps import SessionDep, SettingsDep
+from governance.api.disclosure import shown_to
 from governance.api.schemas import IDENTIFIER
+from recommender.errors import ConfigError
 
 __all__ = ["router"]
 
@@ -104,20 +113,23 @@ def _request_view(row: dict[str, Any], now: datetime) -> dict[str, Any]:
 
 @router.get("/packs", summary="Shipped and stored policy packs")
 def packs(request: Request, settings: SettingsDep, reviewer: ReadingKey) -> Response:
-    listed = pack_store.list_packs(settings.packs_dir)
-    shipped = [p for p in listed if p["origin"] == "shipped"]
+    """Every pack, through the app's pack cache (a file is parsed again only when it changed); a stored file that is no valid pack is listed as such."""
+    shipped: list[dict[str, Any]] = []
     stored: dict[str, list[dict[str, Any]]] = {}
-    for entry in listed:
-        if entry["origin"] == "stored":
-            stored.setdefault(entry["pack"], []).append(entry)
-    for versions in stored.values():
-        versions.sort(key=lambda entry: _version_key(entry["pack_version"]))
-    return render(request, "packs.html", title="Policy packs", reviewer=reviewer, shipped=shipped, stored=sorted(stored.items()))
-
-
-def _version_key(version: str) -> list[Any]:
-    """Versions in the order people number them: 1.2.0 before 1.10.0 (numbers as numbers, the rest as text)."""
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", version) if part]
+    for ref in pack_choices(settings.packs_dir):
+        try:
+            entry = {"ref": ref, "error": None, **load_choice(request, reviewer, settings.packs_dir, ref).stamp()}
+        except Refusal as refusal:
+            name, _, version = ref.partition("@")
+            entry = {"ref": ref, "error": refusal.message, "pack": name, "pack_version": version, "pack_hash": ""}
+        if "@" in ref:
+            stored.setdefault(ref.partition("@")[0], []).append(entry)
+        else:
+            shipped.append(entry)
+    return render(
+        request, "packs.html", title="Policy packs", reviewer=reviewer, shipped=shipped, stored=sorted(stored.items()),
+        can_audit=reviewer.can("audit"),
+    )  # fmt: skip
 
 
 @router.get("/packs/{name}", summary="Two versions of a stored pack side by side: what changed")
@@ -130,10 +142,7 @@ def pack_diff(
     to_version: str | None = Query(None, alias="to", min_length=1, max_length=200, pattern=IDENTIFIER),
 ) -> Response:
     """The two versions chosen (by default the two latest); 404 for a pack not stored or a version it does not have."""
-    versions = sorted(
-        (p["pack_version"] for p in pack_store.list_packs(settings.packs_dir) if p["origin"] == "stored" and p["pack"] == name),
-        key=_version_key,
-    )
+    versions = [ref.partition("@")[2] for ref in pack_choices(settings.packs_dir) if ref.partition("@")[0] == name and "@" in ref]
     if not versions:
         raise Refusal(404, NO_SUCH_PACK.format(name=name))
     before = from_version or versions[max(len(versions) - 2, 0)]
@@ -142,6 +151,8 @@ def pack_diff(
         diff = pack_store.diff_versions(settings.packs_dir, name, before=before, after=after)
     except pack_store.PackNotFound as err:
         raise Refusal(404, str(err)) from None
+    except ConfigError as err:  # a stored file that is no valid pack
+        raise Refusal(422, shown_to(reviewer.key.role, f"pack {name!r} cannot be used: {err}", settings.home)) from None
     return render(
         request, "pack_diff.html", title=f"Pack {name}: {before} to {after}", reviewer=reviewer, name=name, versions=versions,
         before=before, after=after, diff=diff, groups=_grouped(diff["changes"]),

@@ -74,6 +74,10 @@ NAV = (
     ("deployments", "/console/deployments", "Deployments", "read"),
     ("requests", "/console/requests", "Subject requests", "audit"),
     ("packs", "/console/packs", "Policy packs", "read"),
+    ("consent", "/console/consent", "Consent", "operate"),
+    ("processing", "/console/records/processing", "Art. 30 record", "audit"),
+    ("disclosure", "/console/records/disclosure", "Art. 27 disclosure", "read"),
+    ("datasets", "/console/datasets", "Data sets", "audit"),
 )
 """The console's pages: name, path, label, and the scope that opens it (links a role cannot open are left out)."""
 

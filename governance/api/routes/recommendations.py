@@ -27,7 +27,7 @@ from governance.api.errors import problems
 from governance.api.keys import actor_of
 from governance.api.schemas.recommendations import GovernedList, Pong, RecommendationCreate, governed_list_json
 from governance.api.services.engines import engines_of
-from governance.api.services.lists import Decided, ListContext, NotReady, committed, decide_on_loop, decide_on_thread, prepare_on_loop
+from governance.api.services.lists import ListContext, NotReady, Prepared, committed, decide_on_loop, prepare_on_loop, prepare_on_thread
 
 __all__ = ["router"]
 
@@ -50,18 +50,17 @@ async def recommend(
     app = request.app
     cache = engines_of(app)
     ctx = ListContext(cache, app.state.reads, store, settings, request.headers.raw, actor_of(key))
-    decided: Decided | None = None
-    if app.state.reads.embedded:  # local reads: a list that needs nothing loaded or written is decided on the loop
+    prepared: Prepared | None = None
+    if app.state.reads.embedded:  # local reads: a list that needs nothing loaded or written is prepared on the loop
         try:
             prepared = prepare_on_loop(body, ctx)
+            cache.decided_inline += 1
         except NotReady:
             pass
-        else:
-            decided = await decide_on_loop(prepared, cache)
-            cache.decided_inline += 1
-    if decided is None:
-        decided = await anyio.to_thread.run_sync(decide_on_thread, body, ctx)
+    if prepared is None:  # network reads, a consent record to write, something to load: on a worker thread
+        prepared = await anyio.to_thread.run_sync(prepare_on_thread, body, ctx)
         cache.decided_on_threads += 1
+    decided = await decide_on_loop(prepared, cache)
     await committed(decided)
     served, prepared = decided.served, decided.prepared
     app.state.metrics.decisions.labels(outcome=served.mode).inc()

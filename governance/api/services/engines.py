@@ -194,7 +194,7 @@ class EngineCache:
         self.shadows = ShadowMirror(self.engine, store, self._lock)
         """Serves each answered request again with the deployed shadow versions, on a thread of their own."""
         self.decided_inline = 0
-        """Lists decided on the event loop (see :mod:`governance.api.services.lists`), and below on a worker thread."""
+        """Lists prepared on the event loop (see :mod:`governance.api.services.lists`), and below on a worker thread."""
         self.decided_on_threads = 0
         self._closed = False
 

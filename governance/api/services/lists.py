@@ -11,18 +11,19 @@ engine and its decision queued with the call's trail record
 awaited on the event loop.
 
 Where a list is decided: on an embedded SQLite store, a request that writes
-nothing (no consent signal) and finds its pack, model and engine loaded is
-decided on the event loop itself (:func:`prepare_on_loop`, then
-:func:`decide_on_loop`): its reads are a few microseconds of local file access,
-and on one interpreter a worker thread adds only lock hand-offs. The model's part
-of such a list (candidates, re-ranking, tags) is made in the compute process
-(``RECGOV_API_COMPUTE``, :mod:`governance.api.compute`) while the loop serves
-other requests; the consent decision and the record stay here. Everything else
-(a PostgreSQL store, whose reads are network round trips; a consent signal to
-record; a pack, model or engine to load) runs on a worker thread
-(:func:`decide_on_thread`). Either way the wait for the commit holds no thread:
-the decision is queued and the request awaits its commit on the event loop
-(:func:`committed`). A commit that fails or times out is logged as the request's
+nothing (no consent signal, or one already on record: a browser sends
+``Sec-GPC: 1`` on every request) and finds its pack, model and engine loaded is
+prepared on the event loop itself (:func:`prepare_on_loop`): its reads are a
+few microseconds of local file access, and on one interpreter a worker thread
+adds only lock hand-offs. Everything else (a PostgreSQL store, whose reads are
+network round trips; a consent signal that changes the record; a pack, model
+or engine to load) is prepared on a worker thread (:func:`prepare_on_thread`).
+Either way the list is then made by :func:`decide_on_loop`: the model's part
+(candidates, re-ranking, tags) in the compute process (``RECGOV_API_COMPUTE``,
+:mod:`governance.api.compute`) while the loop serves other requests, the
+consent decision and the record here; and the wait for the commit holds no
+thread: the decision is queued and the request awaits its commit on the event
+loop (:func:`committed`). A commit that fails or times out is logged as the request's
 failure, as the engine logs its own, and the list is not answered.
 
 The model row, the blocks and the subject's consent history are read in one
@@ -61,7 +62,7 @@ from governance.consent.tcf import decode_tc_string
 from governance.deploy import deployed_versions
 from governance.governed_list import consent_records
 from governance.policy import LoadedPack
-from governance.privacy import record_consent_from_request
+from governance.privacy import record_consent_from_request, request_signals_unchanged
 from governance.serving import ServedList, ServeRequest, ServingEngine
 from governance.shadow import NOTHING_IN_PRODUCTION, canary_bucket
 from governance.suppressed import erasure_seq
@@ -77,8 +78,8 @@ __all__ = [
     "Prepared",
     "committed",
     "decide_on_loop",
-    "decide_on_thread",
     "prepare_on_loop",
+    "prepare_on_thread",
 ]
 
 NO_MODEL = "model version {model_version!r} is not in the store; train one with 'recgov train'"
@@ -136,15 +137,10 @@ def prepare_on_loop(body: RecommendationCreate, ctx: ListContext) -> Prepared:
     return _prepare(body, ctx, inline=True)
 
 
-def decide_on_thread(body: RecommendationCreate, ctx: ListContext) -> Decided:
-    """The request's reads, consent decision and engine (loading what is missing), its list made and its
-    decision queued with the call's trail record; the commit is awaited on the event loop (:func:`committed`)."""
-    prepared = _prepare(body, ctx, inline=False)
-    with CallAttributingSink.calling(prepared.actor, gpc=prepared.gpc, defer=True) as call:
-        served = prepared.engine.serve(prepared.request)
-    if call.pending is None:
-        raise RuntimeError("the serving engine recorded no decision for a served list")
-    return Decided(prepared, served, call.pending)
+def prepare_on_thread(body: RecommendationCreate, ctx: ListContext) -> Prepared:
+    """The request's reads, consent decision and engine, on a worker thread: loading what is missing and
+    recording a consent signal that changes the record; the list is then made by :func:`decide_on_loop`."""
+    return _prepare(body, ctx, inline=False)
 
 
 async def decide_on_loop(prepared: Prepared, cache: EngineCache) -> Decided:
@@ -203,9 +199,7 @@ def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> P
     except pack_store.PackNotFound as err:
         raise Problem(404, str(err)) from None
     gpc = gpc_opt_out(ctx.headers)  # any Sec-GPC: 1, even beside a conflicting duplicate
-    signalled = gpc or body.tcf is not None  # a consent signal to record before serving
-    if inline and signalled:
-        raise NotReady
+    signalled = gpc or body.tcf is not None  # a consent signal to judge (and record, unless already on record) before serving
     if body.tcf is not None:
         _check_tcf(body.tcf, loaded)
     # The model, the blocks and the consent history as of now, in one read-only snapshot: prepared
@@ -217,12 +211,16 @@ def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> P
         if location is None:
             raise Problem(404, NO_MODEL.format(model_version=model_version))
         engine = cache.engine(loaded, model_version, location, read, built_only=inline)
-        # With a signal to record, the history is read after recording it (below).
-        history = [] if signalled else read_consent_history(read, body.subject)
+        history = read_consent_history(read, body.subject)
         erased = erasure_seq(read, body.subject)  # an erasure is never undone: read once, with or without a signal
-    # Nothing to record: what record_consent_from_request answers for a request without a signal.
-    signals: dict[str, Any] = {"gpc": False, "tcf": None, "recorded": [], "unchanged": [], "ignored": []}
+    # Nothing to record: what record_consent_from_request answers for a request without a signal, or
+    # for a signal already on record (a browser sends Sec-GPC: 1 on every request): a read, no write.
+    signals: dict[str, Any] | None = {"gpc": False, "tcf": None, "recorded": [], "unchanged": [], "ignored": []}
     if signalled:
+        signals = request_signals_unchanged(history, pack=loaded, headers=ctx.headers, tcf=body.tcf)
+    if signals is None:  # a signal that changes the record: written (on a worker thread), then the history read again
+        if inline:
+            raise NotReady
         signals = record_consent_from_request(store, body.subject, pack=loaded, headers=ctx.headers, tcf=body.tcf, actor=ctx.actor)
         with ctx.reads.snapshot() as read:
             history = read_consent_history(read, body.subject)

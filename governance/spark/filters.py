@@ -1,0 +1,215 @@
+"""The pack's training-data rules as Spark joins and filters, before the model reads a row.
+
+The same rules as the in-process filter (:func:`governance.training_filter.filter_training_events`),
+not a copy of them: the store is read once, in bulk, by
+:func:`governance.training_filter.subject_rules`, which gives every subject its consent verdict
+(consent in force, suppressions kept through an erasure, the basis of a grant) and the time of
+its latest erasure. Only the broadcast of those per-subject facts to the events runs on Spark,
+as a broadcast join and one column expression that takes the rules in the in-process order:
+
+1. the subject's consent verdict (``withdrawn``, ``denied``, ``objected``, ``opted_out``,
+   ``no_consent_record``, ``wrong_basis``); an event naming no subject: ``missing_subject_id``;
+2. ``erased``: the subject's events at or before their latest erasure, or of unknown time;
+3. ``retention``: events older than ``minimization.retention_days`` before ``now``, or of unknown time;
+4. minimisation: the kept events keep only the model's input columns
+   (:data:`recommender.feedback.MODEL_INPUT_COLUMNS`); no other column reaches the model.
+
+The report is the in-process one (:func:`governance.training_filter.exclusion_report`), with the
+same counts, and the same ``privacy.training_filtered`` trail event is appended. The one
+difference is the data hashes: a Spark frame has no row order to hash, so its hash
+(:func:`frame_hash`, ``spark-`` prefixed) is taken over the multiset of rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from governance.policy import LoadedPack, PolicyPack
+from governance.training_filter import (
+    EXCLUSION_REASONS,
+    REASON_CODES,
+    ExclusionCounts,
+    exclusion_report,
+    record_filtering,
+    subject_rules,
+)
+from recommender.data import Dataset
+from recommender.errors import DataError
+from recommender.feedback import MODEL_INPUT_COLUMNS
+
+__all__ = ["EVENT_FRAME_COLUMNS", "events_frame", "filter_training_events_spark", "frame_hash"]
+
+EVENT_FRAME_COLUMNS = ("user_id", "item_id", "event_type", "value", "timestamp")
+"""The columns the Spark engine reads from an events table (the model's inputs and the time the rules need)."""
+
+
+def events_frame(spark: Any, dataset: Dataset | pd.DataFrame, *, partitions: int | None = None) -> Any:
+    """A Spark frame of an events table's :data:`EVENT_FRAME_COLUMNS` (ids as strings, times as UTC instants).
+
+    Other columns (sessions, context, user attributes) are not carried over: they are never read.
+    """
+    from pyspark.sql import types as T
+
+    events = dataset.events if isinstance(dataset, Dataset) else dataset
+    missing = [c for c in ("user_id", "item_id", "timestamp") if c not in events.columns]
+    if missing:
+        raise DataError(f"events: missing required column(s) {', '.join(missing)} for the Spark engine")
+    frame = pd.DataFrame(
+        {
+            "user_id": events["user_id"].astype("string").astype(object).where(events["user_id"].notna(), None),
+            "item_id": events["item_id"].astype("string").astype(object).where(events["item_id"].notna(), None),
+            "event_type": (events["event_type"].astype("string") if "event_type" in events else pd.Series("view", index=events.index)).astype(object),
+            "value": pd.to_numeric(events["value"], errors="coerce").astype("float64") if "value" in events else np.nan,
+            "timestamp": _utc_naive(events["timestamp"]),
+        }
+    )
+    frame["event_type"] = frame["event_type"].where(pd.notna(frame["event_type"]), None)
+    schema = T.StructType(
+        [
+            T.StructField("user_id", T.StringType()),
+            T.StructField("item_id", T.StringType()),
+            T.StructField("event_type", T.StringType()),
+            T.StructField("value", T.DoubleType()),
+            T.StructField("timestamp", T.TimestampNTZType()),
+        ]
+    )
+    out = spark.createDataFrame(frame, schema=schema)
+    return out.repartition(partitions) if partitions else out
+
+
+def _utc_naive(stamps: pd.Series) -> pd.Series:
+    """Event times as naive UTC (``NaT`` for missing), as :func:`recommender.data.event_times` reads them."""
+    from recommender.data import event_times
+
+    return pd.Series(event_times(pd.DataFrame({"timestamp": stamps})), index=stamps.index)
+
+
+def frame_hash(frame: Any, columns: tuple[str, ...] | None = None) -> str:
+    """A hash of a Spark frame's rows as a multiset (row order plays no part): ``spark-`` and 64 hex digits.
+
+    SHA-256 over the row count, the column names and the sums (mod 2^64) of two independent 64-bit
+    row hashes (Spark's ``xxhash64`` and a second xxhash64 under another seed). It names a
+    data set in the trail; it is not a defence against someone crafting a collision.
+    """
+    from pyspark.sql import functions as F
+
+    cols = list(columns or frame.columns)
+    row = [F.col(c) for c in cols]
+    agg = frame.select(
+        F.xxhash64(*row).cast("decimal(38,0)").alias("h1"),
+        F.xxhash64(F.lit("recgov"), *row).cast("decimal(38,0)").alias("h2"),
+    ).agg(F.count(F.lit(1)).alias("n"), F.sum("h1").alias("s1"), F.sum("h2").alias("s2"))
+    result = agg.collect()[0]
+    s1 = int(result["s1"] or 0) % 2**64
+    s2 = int(result["s2"] or 0) % 2**64
+    text = f"recgov.spark-frame.v1\x00{int(result['n'])}\x00{','.join(cols)}\x00{s1:016x}{s2:016x}"
+    return "spark-" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def filter_training_events_spark(
+    events: Any,
+    pack: LoadedPack | PolicyPack,
+    store: Any,
+    *,
+    purpose: str = "personalization",
+    now: datetime | None = None,
+    record: bool = True,
+    actor: str | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """Keep the events a model may learn from, on Spark: the rules and report of the in-process filter.
+
+    ``events`` is a Spark frame with :data:`EVENT_FRAME_COLUMNS` (:func:`events_frame`). The
+    distinct subjects are collected to the driver (one string per subject, never an event), the
+    store is read for them in bulk, and their verdicts go back to the executors as a broadcast
+    join. Returns the kept events with only :data:`~recommender.feedback.MODEL_INPUT_COLUMNS`
+    (cached: training reads them several times) and the exclusions report.
+
+    Raises
+    ------
+    ConfigError
+        ``purpose`` is not in the pack's consent section (nothing is read or recorded).
+    DataError
+        ``events`` lacks a column the rules need.
+    """
+    from pyspark.sql import functions as F
+
+    missing = [c for c in EVENT_FRAME_COLUMNS if c not in events.columns]
+    if missing:
+        raise DataError(f"events: missing column(s) {', '.join(missing)}; the Spark filter needs {', '.join(EVENT_FRAME_COLUMNS)}")
+    spark = events.sparkSession
+    subjects = sorted(r[0] for r in events.select(F.col("user_id").cast("string")).where(F.col("user_id").isNotNull()).distinct().collect())
+    rules = subject_rules(pack, store, subjects, purpose=purpose, now=now)
+
+    verdicts = spark.createDataFrame(
+        pd.DataFrame({"user_id": rules.subjects, "subject_reason": rules.reason.astype(np.int32), "erased_until": pd.Series(rules.erased_until)}),
+        schema="user_id string, subject_reason int, erased_until timestamp_ntz",
+    )
+    code = REASON_CODES
+    ts = F.col("timestamp")
+    reason = F.when(F.col("user_id").isNull(), F.lit(code["missing_subject_id"]))
+    reason = reason.when(F.col("subject_reason") != 0, F.col("subject_reason"))
+    reason = reason.when(F.col("erased_until").isNotNull() & (ts.isNull() | (ts <= F.col("erased_until"))), F.lit(code["erased"]))
+    if rules.cutoff is not None:
+        cutoff = pd.Timestamp(rules.cutoff).tz_convert("UTC").tz_localize(None).to_pydatetime()
+        reason = reason.when(ts.isNull() | (ts < F.lit(cutoff).cast("timestamp_ntz")), F.lit(code["retention"]))
+    judged = (
+        events.withColumn("user_id", F.col("user_id").cast("string"))
+        .join(F.broadcast(verdicts), on="user_id", how="left")
+        .withColumn("reason", reason.otherwise(F.lit(0)))
+    )
+    judged = judged.select(*EVENT_FRAME_COLUMNS, "reason", "subject_reason").cache()
+    counts = _counts(judged, rules.reason)
+    kept = judged.where(F.col("reason") == 0).select(*MODEL_INPUT_COLUMNS).cache()
+    report = exclusion_report(pack, rules, counts)
+    if record:
+        before = frame_hash(events.select(*EVENT_FRAME_COLUMNS))
+        after = frame_hash(kept)
+        record_filtering(store, pack, before, after, report, actor=actor)
+    kept.count()  # materialize the cache before the judged frame is let go
+    judged.unpersist()
+    return kept, report
+
+
+def _counts(judged: Any, subject_reason: np.ndarray) -> ExclusionCounts:
+    """The in-process counts (:meth:`ExclusionCounts.of`) from two aggregations on Spark.
+
+    Events per reason; per subject, whether any event was kept and whether any went for an
+    erasure: a subject allowed by consent with none kept and some erased counts as ``erased``,
+    one with none kept and none erased lost all to retention.
+    """
+    from pyspark.sql import functions as F
+
+    names = list(EXCLUSION_REASONS)
+    per_reason = {int(r["reason"]): int(r["count"]) for r in judged.groupBy("reason").count().collect()}
+    per_subject = (
+        judged.where(F.col("user_id").isNotNull() & (F.col("subject_reason") == 0))
+        .groupBy("user_id")
+        .agg(
+            F.max((F.col("reason") == 0).cast("int")).alias("kept"),
+            F.max((F.col("reason") == REASON_CODES["erased"]).cast("int")).alias("erased"),
+        )
+        .agg(
+            F.sum("kept").alias("kept"),
+            F.sum(((F.col("kept") == 0) & (F.col("erased") == 1)).cast("int")).alias("erased"),
+        )
+        .collect()[0]
+    )
+    kept_subjects = int(per_subject["kept"] or 0)
+    erased_subjects = int(per_subject["erased"] or 0)
+    subject_counts = np.bincount(subject_reason.astype(np.int64), minlength=len(names) + 1)
+    subjects_excluded = {name: int(subject_counts[REASON_CODES[name]]) for name in names}
+    subjects_excluded["erased"] = erased_subjects
+    subjects_excluded["retention"] = int(subject_counts[0]) - kept_subjects - erased_subjects
+    return ExclusionCounts(
+        events_total=sum(per_reason.values()),
+        events_kept=per_reason.get(0, 0),
+        events_excluded={name: per_reason.get(REASON_CODES[name], 0) for name in names},
+        subjects_total=len(subject_reason),
+        subjects_kept=kept_subjects,
+        subjects_excluded=subjects_excluded,
+    )

@@ -1,0 +1,106 @@
+"""The Spark session the batch engine runs on, and what it takes to have one.
+
+PySpark is an optional extra (``pip install 'recgov[spark]'``) and needs a Java
+runtime (OpenJDK 17 is what CI installs). :func:`spark_session` says which of the
+two is missing, and how to get it, instead of failing deep inside py4j.
+The master URL comes from ``RECGOV_SPARK_MASTER`` (``local[2]`` by default: two
+local cores); a real cluster is named the usual way (``spark://host:7077``,
+``yarn``, ``k8s://...``), and then every path handed to the engine must be one the
+executors can read and write (a shared file system or an object store).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from typing import Any
+
+from recommender.errors import ConfigError
+
+__all__ = ["DEFAULT_MASTER", "NO_JAVA", "NO_PYSPARK", "java_available", "spark_available", "spark_master", "spark_session"]
+
+DEFAULT_MASTER = "local[2]"
+NO_PYSPARK = "the Spark engine needs PySpark: pip install 'recgov[spark]' (or pip install pyspark), then run again"
+NO_JAVA = (
+    "the Spark engine needs a Java runtime (17 or newer) and found none on PATH or in JAVA_HOME: install one "
+    "(Debian: apt-get install openjdk-17-jre-headless), or run without --engine spark"
+)
+
+
+def java_available() -> bool:
+    """Whether a ``java`` executable is on PATH or under ``JAVA_HOME``."""
+    home = os.environ.get("JAVA_HOME")
+    if home and os.path.exists(os.path.join(home, "bin", "java")):
+        return True
+    return shutil.which("java") is not None
+
+
+def spark_available() -> str | None:
+    """None when Spark can run here, else why not (the message to show)."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        return NO_PYSPARK
+    if not java_available():
+        return NO_JAVA
+    return None
+
+
+def spark_master(master: str | None = None) -> str:
+    """The master URL: the one given, else ``RECGOV_SPARK_MASTER``, else :data:`DEFAULT_MASTER`."""
+    chosen = master or os.environ.get("RECGOV_SPARK_MASTER") or DEFAULT_MASTER
+    if not isinstance(chosen, str) or not chosen.strip():
+        raise ConfigError(f"the Spark master must be a URL such as local[2] or spark://host:7077. Got {chosen!r} instead.")
+    return chosen.strip()
+
+
+def spark_session(master: str | None = None, *, app_name: str = "recgov", shuffle_partitions: int | None = None) -> Any:
+    """A (possibly already running) SparkSession on ``master`` with the settings recgov relies on.
+
+    Times are read and written in UTC (events, erasures and the retention cutoff are compared
+    as instants); Arrow carries pandas frames in and out (the re-rankers run on pandas);
+    the web UI is off. ``shuffle_partitions`` defaults to twice the local cores for a local
+    master, Spark's own default elsewhere.
+
+    Raises
+    ------
+    ConfigError
+        PySpark or Java is missing (the message says how to install it).
+    """
+    missing = spark_available()
+    if missing:
+        raise ConfigError(missing)
+    from pyspark.sql import SparkSession
+
+    url = spark_master(master)
+    # Python workers run this interpreter (recgov and its re-rankers are installed here), unless told otherwise.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = (
+        SparkSession.builder.master(url)
+        .appName(app_name)
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.adaptive.enabled", "true")
+    )
+    if shuffle_partitions is None and url.startswith("local"):
+        shuffle_partitions = 2 * max(1, _local_cores(url))
+    if shuffle_partitions is not None:
+        builder = builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+def _local_cores(url: str) -> int:
+    """The cores of a ``local[n]`` / ``local[*]`` / ``local`` master."""
+    inside = url[url.find("[") + 1 : url.find("]")] if "[" in url else "1"
+    if inside.strip() == "*":
+        return os.cpu_count() or 1
+    try:
+        return int(inside.split(",")[0])
+    except ValueError:
+        return 1

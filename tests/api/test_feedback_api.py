@@ -1,0 +1,160 @@
+"""``/v1/feedback`` over real HTTP on SQLite and PostgreSQL: events joined to the lists the API served, a wrong join
+refused whole and located, broken bodies and options refused with nothing stored, idempotent, on the trail,
+and a file upload as the CLI imports it."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+from sqlalchemy import func, select
+
+from audits.models import OutcomeEvent, TrailEvent
+
+
+def _count(server) -> int:
+    with server.store.session() as session:
+        return int(session.scalar(select(func.count()).select_from(OutcomeEvent)))
+
+
+def _served(server, subject: str) -> dict:
+    with server.client("operator") as client:
+        for attempt in range(6):  # a commit may outlast the serving deadline on a loaded machine: ask again
+            response = client.post("/v1/recommendations", json={"subject": subject, "k": 3, "model_version": server.model_version})
+            if response.status_code < 500:
+                break
+            time.sleep(0.5 * (attempt + 1))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _soon(seconds: float = 1) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+
+
+def test_events_join_the_lists_served_and_are_stored_once(server) -> None:
+    served = _served(server, "u000011")
+    first, second = served["items"][0]["item_id"], served["items"][1]["item_id"]
+    decided = datetime.fromisoformat(served["decided_at"])
+    after = (decided + timedelta(milliseconds=5)).isoformat()
+    events = [
+        {"subject": "u000011", "item": first, "kind": "impression", "time": after, "decision_id": served["decision_id"]},
+        {"subject": "u000011", "item": second, "kind": "click", "time": after},  # joined by window
+        {"subject": "u000011", "item": second, "kind": "dwell", "time": after, "value": 42.5},
+        {"subject": "u000011", "item": "not-listed-item", "kind": "click", "time": after},  # unattributed
+    ]
+    before = _count(server)
+    with server.client("operator") as client:
+        response = client.post("/v1/feedback", json=events, params={"window": "1h"})
+        again = client.post("/v1/feedback", json=events, params={"window": "1h"})
+    assert response.status_code == 200, response.text
+    doc = response.json()
+    assert (doc["added"], doc["invalid"], doc["format"], doc["window_seconds"]) == (4, 0, "json", 3600.0)
+    assert doc["by_attribution"] == {"decision_id": 1, "item_not_served": 1, "window": 2}
+    assert doc["unattributed"] == [{"index": 3, "reason": "item_not_served"}]
+    assert (again.json()["added"], again.json()["already_recorded"]) == (0, 4)
+    assert _count(server) == before + 4
+    with server.store.session() as session:
+        rows = session.scalars(select(OutcomeEvent).where(OutcomeEvent.decision_id == served["decision_id"])).all()
+        assert sorted((r.kind, r.position) for r in rows) == [("click", 1), ("dwell", 1), ("impression", 0)]
+        calls = session.scalars(select(TrailEvent).where(TrailEvent.action.in_(["api.feedback.record", "outcomes.recorded"]))).all()
+    text = json.dumps([[c.subject, c.objects, c.payload] for c in calls], default=str)
+    assert "u000011" not in text and {c.action for c in calls} == {"api.feedback.record", "outcomes.recorded"}
+
+
+def test_a_wrong_join_refuses_the_whole_list_and_says_where(server) -> None:
+    mine, theirs = _served(server, "u000012"), _served(server, "u000013")
+    at = (datetime.fromisoformat(mine["decided_at"]) + timedelta(milliseconds=5)).isoformat()
+    events = [
+        {"subject": "u000012", "item": mine["items"][0]["item_id"], "kind": "click", "time": at, "decision_id": mine["decision_id"]},
+        {"subject": "u000012", "item": theirs["items"][0]["item_id"], "kind": "click", "time": at, "decision_id": theirs["decision_id"]},
+        {"subject": "u000012", "item": "x", "kind": "click", "time": _soon(3600)},
+        {"subject": "u000012", "item": "x", "kind": "dwell", "time": at},
+    ]
+    before = _count(server)
+    with server.client("operator") as client:
+        response = client.post("/v1/feedback", json=events)
+    assert response.status_code == 422 and response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["type"].endswith("feedback-refused") and "nothing was stored" in problem["detail"]
+    assert [(e["field"], e["message"].split(" ")[0]) for e in problem["errors"]] == [
+        ("[1].decision_id", "decision"), ("[2].time", "time"), ("[3].value", "a"),
+    ]
+    assert "u000012" not in response.text and "u000013" not in response.text
+    assert _count(server) == before
+
+
+def test_broken_bodies_and_options_are_refused_and_store_nothing(server) -> None:
+    good = {"subject": "u000014", "item": "i1", "kind": "click", "time": "2026-01-05T09:30:00Z"}
+    before = _count(server)
+    with server.client("operator") as client:
+        cases = {
+            "not a list": client.post("/v1/feedback", json=good),
+            "empty": client.post("/v1/feedback", json=[]),
+            "unknown kind": client.post("/v1/feedback", json=[good | {"kind": "like"}]),
+            "unknown field": client.post("/v1/feedback", json=[good | {"user": "x"}]),
+            "bad decision id": client.post("/v1/feedback", json=[good | {"decision_id": "not-a-uuid"}]),
+            "nan value": client.post("/v1/feedback", content=b'[{"subject":"a","item":"b","kind":"rating","time":"2026-01-05","value":NaN}]', headers={"Content-Type": "application/json"}),
+            "not json": client.post("/v1/feedback", content=b"[{", headers={"Content-Type": "application/json"}),
+            "window": client.post("/v1/feedback", json=[good], params={"window": "forever"}),
+            "window too long": client.post("/v1/feedback", json=[good], params={"window": "400d"}),
+            "bad time": client.post("/v1/feedback", json=[good | {"time": "yesterday"}]),
+        }
+    for name, response in cases.items():
+        assert response.status_code == 422, (name, response.text)
+        assert response.headers["content-type"] == "application/problem+json", name
+    assert cases["window too long"].json()["errors"][0]["field"] == "window"
+    assert cases["bad time"].json()["errors"][0]["field"] == "[0].time"
+    assert _count(server) == before
+
+
+def test_roles_serving_side_posts_viewer_and_auditor_may_not(server) -> None:
+    event = [{"subject": "u000015", "item": "i1", "kind": "impression", "time": "2026-01-05T09:30:00Z"}]
+    got = {}
+    for role in (None, "viewer", "auditor", "operator", "admin"):
+        with server.client(role) as client:
+            got[role] = client.post("/v1/feedback", json=event).status_code
+    assert got == {None: 401, "viewer": 403, "auditor": 403, "operator": 200, "admin": 200}
+
+
+def test_a_file_upload_is_imported_with_located_refusals(server) -> None:
+    served = _served(server, "u000016")
+    at = (datetime.fromisoformat(served["decided_at"]) + timedelta(milliseconds=5)).isoformat()
+    item = served["items"][0]["item_id"]
+    csv = f"user,item,kind,time,value\nu000016,{item},click,{at},\nu000016,{item},rating,{at},\nu000016,{item},rating,{at},4\n"
+    frame = pd.DataFrame({"subject": ["u000016"], "item": [item], "kind": ["conversion"], "time": [at], "value": [19.9]})
+    parquet = io.BytesIO()
+    frame.to_parquet(parquet, index=False)
+    with server.client("operator", **{"Content-Type": "text/csv"}) as client:
+        first = client.post("/v1/feedback/imports", params={"map": "subject=user", "name": "clicks.csv", "window": "2h"}, content=csv)
+        second = client.post("/v1/feedback/imports", params={"map": "subject=user", "name": "clicks.csv"}, content=csv)
+        unmapped = client.post("/v1/feedback/imports", content=csv)
+        no_format = client.post("/v1/feedback/imports", headers={"Content-Type": "text/plain"}, content=csv)
+        bad_map = client.post("/v1/feedback/imports", params={"map": "who=user"}, content=csv)
+        pq = client.post("/v1/feedback/imports", headers={"Content-Type": "application/vnd.apache.parquet"}, content=parquet.getvalue())
+    with server.client("viewer", **{"Content-Type": "text/csv"}) as client:
+        forbidden = client.post("/v1/feedback/imports", params={"map": "subject=user"}, content=csv)
+    assert first.status_code == 200, first.text
+    doc = first.json()
+    assert (doc["file"], doc["rows"], doc["added"], doc["invalid"]) == ("clicks.csv", 3, 2, 1)
+    assert doc["problems"] == [{"line": 3, "field": "value", "reason": "a rating needs a value (the rating)"}]
+    assert doc["by_attribution"] == {"window": 2}
+    assert (second.json()["added"], second.json()["already_recorded"]) == (0, 2)
+    assert unmapped.status_code == 422 and "no column 'subject' for the field subject" in unmapped.json()["detail"]
+    assert no_format.status_code == 422 and no_format.json()["errors"][0]["field"] == "format"
+    assert bad_map.status_code == 422
+    assert pq.status_code == 200 and (pq.json()["format"], pq.json()["added"]) == ("parquet", 1), pq.text
+    assert forbidden.status_code == 403
+
+
+def test_the_openapi_document_shows_examples(server) -> None:
+    with server.client() as client:
+        document = client.get("/openapi.json").json()
+    post = document["paths"]["/v1/feedback"]["post"]
+    assert post["security"] == [{"HTTPBearer": ["lists"]}]
+    schemas = document["components"]["schemas"]
+    assert schemas["FeedbackEventIn"]["examples"] and schemas["FeedbackReportPublic"]["examples"]
+    assert document["paths"]["/v1/feedback/imports"]["post"]["requestBody"]["content"]["text/csv"]["example"]

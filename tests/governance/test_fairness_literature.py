@@ -1,0 +1,147 @@
+"""A pack that declares bins, intersections, a minimum group size and the literature metrics, end to end.
+
+The audit's figures for the declared groups are checked against a plain pandas
+groupby of the evaluation's own per-user values, the literature figures against
+:mod:`recommender.fairness` called directly, and a pack without the new keys
+against the figures it gave before (nothing changes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from governance.analysis import analyse
+from governance.collect_fairness import fairness_facts
+from governance.engine import evaluate
+from governance.facts import AuditFacts
+from governance.policy import PolicyError, parse_pack
+from recommender import fairness as F
+from recommender import metrics as M
+from recommender.als import ALSRecommender
+from recommender.evaluate import evaluate_model
+from recommender.split import SplitConfig, split, train_test_matrices
+from recommender.synthetic import SyntheticSpec, generate
+
+HEAD = "apiVersion: recgov/v1\nmetadata: {name: fair, version: 0.1.0, owner: tests}\n"
+BASE = """
+minimization:
+  audit_only_attributes: [gender, age]
+fairness:
+  audit_attributes: [gender, age]
+  provider_attribute: provider_group
+"""
+DECLARED = """
+  bins:
+    age: {edges: [18, 35, 55, .inf], labels: ["18-34", "35-54", "55+"]}
+  intersections: [[gender, age]]
+  min_group_size: 120
+  literature_metrics: true
+  rules:
+    - {id: joint-gap, check: consumer_gap, description: d, params: {attribute: gender_x_age, max_difference: 0.5}}
+"""
+
+
+@pytest.fixture(scope="module")
+def audited() -> tuple[Any, Any, Any]:
+    dataset = generate(SyntheticSpec(n_users=900, n_items=400, n_interactions=30_000, exposure_bias=2.0, seed=4))
+    rng = np.random.default_rng(4)
+    low = dataset.users["age_band"].astype(str).str.slice(0, 2).astype(int)
+    users = dataset.users.assign(age=(low + rng.integers(0, 7, len(low))).astype(float))
+    users.loc[users.index[::50], "age"] = np.nan  # some users without an age: the missing group
+    dataset = dataset.__class__(events=dataset.events, users=users, items=dataset.items)
+    mats = train_test_matrices(*split(dataset.events, SplitConfig(kind="random", test_fraction=0.2)))
+    model = ALSRecommender(factors=16, iterations=6, random_state=0).fit(mats.train)
+    return dataset, mats, evaluate_model(model, mats.train, mats.test, 10)
+
+
+def _facts(audited, pack_text: str):
+    dataset, mats, ev = audited
+    return fairness_facts(dataset, ev, parse_pack(pack_text, "fair.yaml"), train=mats.train, test=mats.test, n_boot=50)
+
+
+def test_declared_groups_reach_the_audit_figures(audited):
+    dataset, mats, ev = audited
+    facts = _facts(audited, HEAD + BASE + DECLARED)
+    users = dataset.users.reindex(pd.Index(mats.train.user_ids.astype(str))).iloc[ev.user_index]
+    band = pd.cut(users["age"], [18, 35, 55, np.inf], right=False, labels=["18-34", "35-54", "55+"]).astype(object)
+    joint = (users["gender"].astype(str) + " x " + band.astype(str)).where(band.notna(), "missing")
+    frame = pd.DataFrame({"g": joint.to_numpy(), "ndcg": ev.per_user["ndcg"]})
+    got = facts.consumer["gender_x_age"]["ndcg"].groups
+    assert {g: v.value for g, v in got.items()} == pytest.approx(frame.groupby("g")["ndcg"].mean().to_dict(), rel=1e-12)
+    assert set(facts.consumer["age"]["ndcg"].groups) == {"18-34", "35-54", "55+", "missing"}
+    census = facts.groups["gender_x_age"]["groups"]
+    assert {g: c["n"] for g, c in census.items()} == frame.groupby("g").size().to_dict()
+    for g, c in census.items():
+        assert c["judged"] == (g != "missing" and c["n"] >= 120)
+        assert c["judged"] or "reported, not judged" in c["reason"]
+    assert any(not c["judged"] and g != "missing" for g, c in census.items()), "a small group is reported, not judged"
+    report = evaluate(parse_pack(HEAD + BASE + DECLARED, "fair.yaml"), AuditFacts(fairness=facts))
+    assert {r.rule_id: r.status.value for r in report.results}["joint-gap"] in {"pass", "fail"}
+
+
+def test_literature_figures_are_those_of_the_library(audited):
+    dataset, mats, ev = audited
+    facts = _facts(audited, HEAD + BASE + DECLARED)
+    lit = facts.literature
+    rows = np.asarray(ev.user_index)
+    history, relevant = mats.train.matrix[rows], mats.test.matrix[rows]
+    pop = M.item_popularity(mats.train.matrix)
+    rec = np.asarray(ev.recommended)
+    assert lit["pop_reo"]["value"] == pytest.approx(F.pop_reo(rec, relevant, history, popularity=pop).value)
+    assert lit["pop_rsp"]["value"] == pytest.approx(F.pop_rsp(rec, history, popularity=pop).value)
+    assert lit["aclt"] == pytest.approx(F.aclt(rec, pop).mean())
+    assert lit["aggregate_diversity"] == pytest.approx(F.aggregate_diversity(rec, mats.train.n_items))
+    groups = dataset.items["provider_group"].reindex(pd.Index(mats.train.item_ids.astype(str))).to_numpy(dtype=object)
+    assert lit["item_mad"]["value"] == pytest.approx(F.item_mad(rec, relevant, groups).value)
+    gender = dataset.users["gender"].reindex(pd.Index(mats.train.user_ids.astype(str))).to_numpy(dtype=object)[rows]
+    judged_gender = {g for g, c in facts.groups["gender"]["groups"].items() if c["judged"]}
+    keep = np.isin(gender.astype(str), list(judged_gender))  # small groups are reported, left out of the gap
+    expected = F.user_mad(ev.per_user["ndcg"][keep], gender[keep]).value
+    assert lit["by_attribute"]["gender"]["user_mad_ndcg"]["value"] == pytest.approx(expected)
+    joint = lit["by_attribute"]["gender_x_age"]
+    judged = {g for g, c in facts.groups["gender_x_age"]["groups"].items() if c["judged"]}
+    assert set(joint["judged_groups"]) == judged and set(joint["user_mad_ndcg"]["by_group"]) == judged
+    cats = dataset.items["categories"].reindex(pd.Index(mats.train.item_ids.astype(str))).to_numpy(dtype=object)
+    shares = F.membership_exposure(rec, F.multi_membership(cats), F.attention_weights(10, "log"))
+    assert {g: v["exposure_share"] for g, v in lit["category_exposure"].items()} == pytest.approx(shares)
+    assert sum(v["exposure_share"] for v in lit["category_exposure"].values()) >= 0.99  # multi-valued: may pass 1
+    assert AuditFacts.model_validate_json(AuditFacts(fairness=facts).model_dump_json()).fairness == facts
+
+
+def test_a_pack_without_the_new_keys_gives_the_figures_it_gave(audited):
+    plain = _facts(audited, HEAD + BASE)
+    assert plain.groups == {} and plain.literature is None
+    dataset, mats, ev = audited
+    assert set(plain.consumer) == {"gender", "age"}
+    # raw ages: one group per distinct value, as before bins existed
+    assert len(plain.consumer["age"]["ndcg"].groups) > 20
+
+
+@pytest.mark.parametrize(
+    ("fairness", "message"),
+    [
+        ("  bins:\n    height: {edges: [0, 1], labels: [a]}\n", "'height' is not one of fairness.audit_attributes"),
+        ("  bins:\n    age: {edges: [30, 18], labels: [a]}\n", "strictly increasing"),
+        ("  bins:\n    age: {edges: [0, 18, 30], labels: [a]}\n", "2 bins need 2 labels"),
+        ("  intersections: [[gender, region]]\n", "['region'] not in fairness.audit_attributes"),
+        ("  intersections: [[gender]]\n", "two or more distinct attributes"),
+        ("  min_group_size: 0\n", "min_group_size"),
+    ],
+)
+def test_bad_group_declarations_are_located_errors(fairness, message):
+    with pytest.raises(PolicyError) as err:
+        parse_pack(HEAD + BASE + fairness, "fair.yaml")
+    assert message in str(err.value) and "fairness" in str(err.value)
+
+
+def test_static_analysis_reads_an_intersection_through_its_parts():
+    loaded = parse_pack(HEAD + BASE + DECLARED, "fair.yaml")
+    pack = loaded.pack
+    ok = analyse(pack, {}, "fair.yaml", dataset_columns=["gender", "age", "item_id"])
+    assert not [i for i in ok if "not in the dataset" in i.message]
+    missing = analyse(pack, {}, "fair.yaml", dataset_columns=["gender", "item_id"])
+    assert any("attribute 'age' is not in the dataset" in i.message for i in missing)

@@ -1,0 +1,242 @@
+"""Feedback end to end on SQLite and PostgreSQL: `recgov feedback import` from CSV, JSONL and Parquet (bad rows
+located, bad files and flags refused with nothing written, idempotent), erasure deletes the subject's outcome events
+and refuses them back, the access export lists them, the retention purge deletes those past the window."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from audits import DecisionLog, Store, verify_trail
+from audits.models import DecisionRecord, OutcomeEvent
+from governance.cli import app
+from governance.feedback import FeedbackMapping, import_feedback, parse_window, read_feedback_table, record_feedback
+from governance.policy import load_pack
+from governance.privacy import erase_subject, export_subject
+from recommender.errors import DataError
+
+runner = CliRunner()
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
+EU = load_pack(POLICIES / "eu-gdpr-dsa.yaml")
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def _decide(store: Store, subject: str, at: datetime, items: list[str]) -> str:
+    decision_id = str(uuid.uuid4())
+    with DecisionLog(store) as log:
+        log.submit_and_wait(
+            {"mode": "personalized", "pack_name": "eu-gdpr-dsa", "pack_version": "1", "pack_hash": "sha256:" + "0" * 64,
+             "slate": {"items": items, "scores": [1.0] * len(items)}, "context": {}, "decision_id": decision_id,
+             "decided_at": at, "subject_id": subject},
+            timeout=30,
+        )  # fmt: skip
+    return decision_id
+
+
+def _outcomes(store: Store) -> int:
+    with store.session() as session:
+        return int(session.scalar(select(func.count()).select_from(OutcomeEvent)))
+
+
+def _csv(path: Path, decision: str) -> Path:
+    path.write_text(
+        "who;item;what;at;secs;decision\n"
+        f"fb-ann-0001;i1;click;2026-03-01T12:10:00Z;;{decision}\n"
+        "fb-ann-0001;i2;dwell;2026-03-01T12:11:00Z;30;\n"
+        "fb-ann-0001;i2;dwell;2026-03-01T12:11:00Z;-4;\n"
+        "\n"
+        "fb-ann-0001;i9;click;1772367000;;\n"
+        "fb-ann-0001;i1;click;2026-03-01T12:10:00Z;;not-a-uuid\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+MAP = "subject=who,item=item,kind=what,time=at,value=secs,decision_id=decision,delimiter=;"
+
+
+def test_cli_import_reports_lines_and_adds_nothing_twice(db_url: str, tmp_path: Path) -> None:
+    from audits import open_store
+
+    store = open_store(db_url)
+    try:
+        decision = _decide(store, "fb-ann-0001", T0, ["i1", "i2"])
+    finally:
+        store.close()
+    path = _csv(tmp_path / "events.csv", decision)
+    args = ["feedback", "import", str(path), "--map", MAP, "--window", "2h", "--database-url", db_url, "--json"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 1, first.output  # some rows refused, the rest stored
+    doc = json.loads(first.stdout)
+    assert (doc["rows"], doc["added"], doc["invalid"]) == (5, 3, 2)
+    assert [(p["line"], p["field"]) for p in doc["problems"]] == [(4, "value"), (7, "decision_id")]
+    assert doc["by_attribution"] == {"decision_id": 1, "item_not_served": 1, "window": 1}
+    assert doc["unattributed"] == [{"line": 6, "reason": "item_not_served"}]
+    again = json.loads(runner.invoke(app, args).stdout)
+    assert (again["added"], again["already_recorded"]) == (0, 3)
+    text = runner.invoke(app, args[:-1])
+    assert "line 4: value: a dwell's value must be zero or more" in text.output and "fb-ann" not in text.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--window", "0s"], "--window '0s'"),
+        (["--window", "soon"], "--window 'soon'"),
+        (["--map", "who=x"], "--map: unknown field(s) who"),
+        (["--map", "subject"], "not of the form field=column"),
+        (["--format", "xlsx"], "--format must be one of"),
+        (["--batch-size", "0"], "--batch-size"),
+    ],
+)
+def test_cli_bad_flags_exit_2_and_write_nothing(db_url: str, tmp_path: Path, extra: list[str], message: str) -> None:
+    path = tmp_path / "e.csv"
+    path.write_text("subject,item,kind,time\nfb-x,i1,click,2026-03-01T12:00:00Z\n", encoding="utf-8")
+    result = runner.invoke(app, ["feedback", "import", str(path), "--database-url", db_url, *extra])
+    assert result.exit_code == 2 and message in result.output, result.output
+    from audits import open_store
+
+    store = open_store(db_url)
+    try:
+        assert _outcomes(store) == 0
+    finally:
+        store.close()
+
+
+def test_broken_files_are_refused_whole(tmp_path: Path, store: Store) -> None:
+    cases = {
+        "missing.csv": (None, "no such file"),
+        "empty.csv": ("", "the file is empty"),
+        "nocol.csv": ("user,item,kind,time\nx,i,click,2026-01-01\n", "no column 'subject' for the field subject"),
+        "bad.jsonl": ('{"subject": "a", "item": "b", "kind": "click", "time": "2026-01-01"}\n[1]\n', "bad.jsonl line 2: not a JSON object"),
+        "bad.parquet": ("not parquet", "not a readable Parquet file"),
+        "ragged.csv": ("subject,item,kind,time\na,b,click,2026-01-01,extra,more\n", "not a readable CSV file"),
+        "events.xml": ("<x/>", "cannot tell the format"),
+    }
+    for name, (content, message) in cases.items():
+        path = tmp_path / name
+        if content is not None:
+            path.write_text(content, encoding="utf-8")
+        with pytest.raises(DataError, match=message):
+            import_feedback(store, path)
+    assert _outcomes(store) == 0
+
+
+def test_jsonl_and_parquet_with_unix_seconds(store: Store, tmp_path: Path) -> None:
+    decision = _decide(store, "fb-bo-0002", T0, ["i1", "i2", "i3"])
+    jsonl = tmp_path / "e.jsonl"
+    jsonl.write_text(
+        json.dumps({"subject": "fb-bo-0002", "item": "i3", "kind": "rating", "time": int(T0.timestamp()) + 60, "value": 4}) + "\n",
+        encoding="utf-8",
+    )
+    parquet = tmp_path / "e.parquet"
+    pd.DataFrame(
+        {"user": ["fb-bo-0002"], "item": ["i2"], "kind": ["conversion"], "time": [T0 + timedelta(minutes=5)], "value": [9.5], "decision_id": [decision]}
+    ).to_parquet(parquet, index=False)
+    a = import_feedback(store, jsonl)
+    b = import_feedback(store, parquet, mapping=FeedbackMapping.parse("subject=user"))
+    assert (a.added, a.by_attribution, b.added, b.by_attribution, b.format) == (1, {"window": 1}, 1, {"decision_id": 1}, "parquet")
+    with store.session() as session:
+        rows = session.scalars(select(OutcomeEvent).order_by(OutcomeEvent.id)).all()
+    assert [(r.kind, r.value, r.position, r.decision_id) for r in rows] == [("rating", 4.0, 2, decision), ("conversion", 9.5, 1, decision)]
+
+
+def test_window_parsing() -> None:
+    assert parse_window("90s") == timedelta(seconds=90) and parse_window("7d") == timedelta(days=7) and parse_window(None) == timedelta(hours=24)
+    for bad in ("0m", "366d", "-1h", "1w", "", "1.5.2h"):
+        with pytest.raises(DataError, match="--window"):
+            parse_window(bad)
+
+
+def test_every_row_check_is_located(tmp_path: Path) -> None:
+    path = tmp_path / "e.csv"
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    path.write_text(
+        "subject,item,kind,time,value,event_id\n"
+        ",i,click,2026-01-01,,\n"  # 2 no subject
+        "a,,click,2026-01-01,,\n"  # 3 no item
+        "a,i,,2026-01-01,,\n"  # 4 no kind
+        "a,i,click,,,\n"  # 5 no time
+        f"a,i,click,{future},,\n"  # 6 future
+        "a,i,rating,2026-01-01,abc,\n"  # 7 not a number
+        "a,i,rating,2026-01-01,inf,\n"  # 8 not finite
+        "a,i,conversion,2026-01-01,-1,\n"  # 9 negative amount
+        "a,i,impression,2026-01-01,1,\n"  # 10 a value where none goes
+        f"a,i,click,2026-01-01,,{'e' * 201}\n"  # 11 event id too long
+        f"{'s' * 201},i,click,2026-01-01,,\n"  # 12 subject too long
+        "a,i,click,2026-01-01,,\n",  # 13 fine
+        encoding="utf-8",
+    )
+    from governance.feedback import check_outcome_rows
+
+    valid, problems = check_outcome_rows(read_feedback_table(path))
+    assert [(p.position, p.field) for p in problems] == [
+        (2, "subject"), (3, "item"), (4, "kind"), (5, "time"), (6, "time"), (7, "value"), (8, "value"),
+        (9, "value"), (10, "value"), (11, "event_id"), (12, "subject"),
+    ]  # fmt: skip
+    assert valid["line"].tolist() == [13]
+
+
+def test_erasure_deletes_outcomes_and_refuses_them_back(store: Store) -> None:
+    decision = _decide(store, "fb-victim-77", T0, ["i1", "i2"])
+    _decide(store, "fb-bystander-78", T0, ["i1"])
+    events = [
+        {"subject": "fb-victim-77", "item": "i1", "kind": "click", "time": "2026-03-01T12:05:00Z", "decision_id": decision},
+        {"subject": "fb-victim-77", "item": "i2", "kind": "dwell", "time": "2026-03-01T12:06:00Z", "value": 8},
+        {"subject": "fb-bystander-78", "item": "i1", "kind": "click", "time": "2026-03-01T12:05:00Z"},
+    ]
+    assert record_feedback(store, events).added == 3
+    exported = export_subject(store, "fb-victim-77", pack=EU)
+    assert [(o["kind"], o["item_id"], o["attribution"]) for o in exported["outcomes"]] == [("click", "i1", "decision_id"), ("dwell", "i2", "window")]
+    assert exported["outcomes"][0]["decision_id"] == decision and exported["outcomes"][0]["position"] == 0
+
+    report = erase_subject(store, "fb-victim-77", pack=EU)
+    assert report["shredded"] and report["deleted"] == {"outcome_events": 2}
+    with store.session() as session:
+        left = session.scalars(select(OutcomeEvent)).all()
+        assert session.scalar(select(func.count()).select_from(DecisionRecord)) == 2  # decisions stay, unlinkable
+    assert len(left) == 1 and left[0].item_id == "i1" and left[0].attribution == "window"
+    # the old events cannot come back: refused as from before the erasure, nothing stored
+    from governance.feedback import FeedbackRefused
+
+    with pytest.raises(FeedbackRefused, match="erased at"):
+        record_feedback(store, events[1:2])
+    assert _outcomes(store) == 1
+    with store.snapshot() as connection:
+        assert verify_trail(connection).intact
+
+
+def test_the_retention_purge_deletes_outcomes_past_the_window(db_url: str, tmp_path: Path) -> None:
+    from audits import open_store
+
+    store = open_store(db_url)
+    try:
+        old = datetime(2022, 1, 1, tzinfo=UTC)
+        _decide(store, "fb-old-1", old, ["i1"])
+        record_feedback(store, [
+            {"subject": "fb-old-1", "item": "i1", "kind": "click", "time": "2022-01-01T00:10:00Z"},
+            {"subject": "fb-old-1", "item": "i1", "kind": "click", "time": "2024-06-20T00:00:00Z"},
+        ])  # fmt: skip
+    finally:
+        store.close()
+    log = tmp_path / "log.csv"
+    pd.DataFrame({"user_id": ["a"], "item_id": ["x"], "timestamp": ["2024-06-20T00:00:00Z"]}).to_csv(log, index=False)
+    args = ["data", "purge", str(log), "--pack", "california-ccpa", "--as-of", "2024-07-01", "--database-url", db_url, "--json"]
+    dry = json.loads(runner.invoke(app, [*args, "--dry-run"]).stdout)
+    assert dry["outcome_events_past_retention"] == 1 and dry["events_purged"] == 0
+    done = runner.invoke(app, args)
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["outcome_events_past_retention"] == 1
+    store = open_store(db_url)
+    try:
+        assert _outcomes(store) == 1
+    finally:
+        store.close()
+    assert json.loads(runner.invoke(app, args).stdout)["outcome_events_past_retention"] == 0

@@ -1,0 +1,145 @@
+"""Groups as a pack declares them: bins, intersections, many values, the minimum size, item-table groups."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from recommender import metrics as M
+from recommender.errors import ConfigError, DataError
+from recommender.fairness import (
+    Binning,
+    GroupingSpec,
+    attention_weights,
+    bin_values,
+    census,
+    compare_groups,
+    groups_for,
+    intersect,
+    item_groups,
+    membership_exposure,
+    multi_membership,
+    provider_exposure,
+)
+from recommender.item_table import ItemMapping, load_item_table
+
+AGE = Binning("age", (0, 18, 25, 35, 50, float("inf")), ("<18", "18-24", "25-34", "35-49", "50+"))
+
+
+def test_binning_edges_are_half_open_and_out_of_range_is_missing() -> None:
+    values = [0, 17.999, 18, 24, 25, 49.5, 50, 120, -1, np.nan, "abc", None]
+    assert bin_values(values, AGE).tolist() == [
+        "<18", "<18", "18-24", "18-24", "25-34", "35-49", "50+", "50+", None, None, None, None,
+    ]  # fmt: skip
+    closed = Binning("age", (0, 18, 65), ("0-18", "19-65"), right=True)
+    assert bin_values([0, 18, 18.5, 65, 66], closed).tolist() == [None, "0-18", "19-65", "19-65", None]
+
+
+@pytest.mark.parametrize(
+    "edges, labels, problem",
+    [
+        ((18,), (), "at least two edges"),
+        ((18, 18, 30), ("a", "b"), "strictly increasing"),
+        ((30, 18), ("a",), "strictly increasing"),
+        ((0, 18, 30), ("a",), "2 bins need 2 labels"),
+        ((0, 18, 30), ("a", "a"), "distinct"),
+        ((0, 18, 30), ("a", "missing"), "distinct"),
+    ],
+)
+def test_bad_binning_is_a_located_config_error(edges, labels, problem) -> None:
+    with pytest.raises(ConfigError, match=problem) as err:
+        Binning("age", edges, labels)
+    assert "binning of 'age'" in str(err.value)
+
+
+def test_intersection_labels_and_missing_parts() -> None:
+    labels = intersect({"gender": ["F", "M", None, "F"], "band": ["18-24", None, "25-34", "25-34"]})
+    assert labels.tolist() == ["F x 18-24", None, None, "F x 25-34"]
+
+
+def test_intersection_refuses_ambiguous_labels() -> None:
+    with pytest.raises(DataError, match="separator"):
+        intersect({"a": ["p x q", "p"], "b": ["r", "q x r"]})
+
+
+def test_pack_declared_intersections_feed_the_group_comparison() -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    users = pd.DataFrame({"gender": rng.choice(["F", "M", "X"], n, p=[0.48, 0.48, 0.04]), "age": rng.integers(10, 80, n)})
+    users.loc[::37, "gender"] = None
+    spec = GroupingSpec(attributes=("gender",), bins={"age": AGE}, intersections=(("gender", "age"),), min_size=20)
+    groups = groups_for(users, spec)
+    assert set(groups) == {"gender", "gender_x_age"}  # only what the pack declared: no "age" alone
+    ndcg = rng.random(n)
+    out = compare_groups({"ndcg": ndcg}, groups["gender_x_age"], n_boot=20)["ndcg"]
+    frame = pd.DataFrame({"g": pd.Series(groups["gender_x_age"]).fillna("missing"), "v": ndcg})
+    expected = frame.groupby("g")["v"].mean().to_dict()
+    assert out.by_group == pytest.approx(expected)
+    c = census(groups["gender_x_age"], spec.min_size)
+    assert c.n == frame.groupby("g").size().to_dict()
+    small = [g for g in c.groups if 0 < c.n[g] < 20 and g != "missing"]
+    assert small, "the synthetic X group is small in every age band"
+    for g in small:
+        assert not c.judged[g] and "fewer than the minimum of 20" in c.reason[g]
+    assert not c.judged["missing"] and "missing" in c.reason["missing"]
+    assert all(c.judged[g] for g in c.judged_groups())
+    assert c.as_dict()["groups"][small[0]]["judged"] is False
+
+
+def test_census_rejects_a_bad_minimum() -> None:
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ConfigError, match="min_size"):
+            census(["a"], bad)
+
+
+def test_unknown_attribute_names_the_known_ones() -> None:
+    with pytest.raises(DataError, match="no attribute 'region'; the table has: gender"):
+        groups_for(pd.DataFrame({"gender": ["F"]}), GroupingSpec(attributes=("region",)))
+
+
+def test_item_table_gives_provider_region_and_category_groups(tmp_path) -> None:
+    path = tmp_path / "items.csv"
+    path.write_text(
+        "sku,label,region,genres,year\n"
+        "a,Major,EU,drama|comedy,1994\n"
+        "b,Indie,US,drama,2003\n"
+        "c,Indie,EU,,2011\n"
+        "d,Major,US,comedy|horror,1999\n"
+    )
+    table = load_item_table(path, ItemMapping(item_id="sku", provider="label", category="genres", release="year"))
+    cols = ["d", "c", "b", "a", "zz"]  # the model's item columns; zz has no row in the table
+    provider = item_groups(table, cols, "provider")
+    region = item_groups(table, cols, "region")
+    assert provider.tolist() == ["Major", "Indie", "Indie", "Major", None]
+    assert intersect({"provider": provider, "region": region}).tolist() == [
+        "Major x US", "Indie x EU", "Indie x US", "Major x EU", None,
+    ]  # fmt: skip
+    assert item_groups(table, cols, "release_decade").tolist() == ["1990s", "2010s", "2000s", "1990s", None]
+    years = Binning("release_year", (1990, 2000, 2020), ("90s", "00s-10s"))
+    assert item_groups(table, cols, "release_year", binning=years).tolist() == ["90s", "00s-10s", "00s-10s", "90s", None]
+    matrix, names = item_groups(table, cols, "categories")
+    assert names == ("comedy", "drama", "horror")
+    assert matrix.toarray().tolist() == [[1, 0, 1], [0, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 0]]
+    # intersectional provider groups go straight into the provider exposure report
+    rel = sp.csr_matrix(np.array([[1, 1, 0, 0, 0], [0, 0, 1, 1, 0]]))
+    rep = provider_exposure(np.array([[0, 1], [2, 3]]), intersect({"p": provider, "r": region}), rel, n_boot=10)
+    assert set(rep.groups) == {"Major x US", "Indie x EU", "Indie x US", "Major x EU", "missing"}
+
+
+def test_membership_exposure_matches_a_loop() -> None:
+    rng = np.random.default_rng(3)
+    cats = ["|".join(rng.choice(list("abcd"), rng.integers(0, 3), replace=False)) for _ in range(20)]
+    membership = multi_membership(cats)
+    rec = np.array([rng.choice(20, 5, replace=False) for _ in range(30)])
+    w = attention_weights(5, "log")
+    got = membership_exposure(rec, membership, w)
+    total, per = 0.0, {}
+    for row in rec:
+        for r, i in enumerate(row):
+            total += w[r]
+            for c in {x for x in cats[i].split("|") if x}:
+                per[c] = per.get(c, 0.0) + w[r]
+    assert got == pytest.approx({c: v / total for c, v in per.items()})
+    assert M.catalog_coverage(rec, 20) > 0

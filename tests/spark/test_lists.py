@@ -1,0 +1,277 @@
+"""Governed lists on Spark: given the same candidates, the same lists, tags and decision records as the
+in-process path; records chained per Parquet partition, anchored on the trail and checked by `recgov trail verify`."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from audits import Store, lookup_pseudonyms, record_consent, verify_trail
+from audits.decision_record import Decision, _prepare
+from governance.policy import load_pack, parse_pack
+from governance.spark.als import train_als_spark
+from governance.spark.filters import events_frame, filter_training_events_spark
+from governance.spark.lists import BATCH_CONSENT, decision_fields, govern_lists, personalizer_for, recommend_all
+from governance.spark.records import record_json, verify_spark_batches
+from recommender.als import ALSRecommender
+from recommender.errors import ConfigError
+from recommender.feedback import to_implicit
+from recommender.synthetic import SyntheticSpec, generate
+
+ROOT = Path(__file__).resolve().parents[2]
+EU = load_pack(ROOT / "policies" / "eu-gdpr-dsa.yaml")
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+K = 8
+
+
+def _variant() -> Any:
+    """The EU pack re-ranking with MMR, popularity de-biasing and exploration (seeded by the model row), two blocked categories."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    doc = yaml.load(open(ROOT / "policies" / "eu-gdpr-dsa.yaml"))
+    doc["reranking"] = {
+        "enabled": True, "candidates": 30,
+        "steps": [{"name": "mmr", "params": {"tradeoff": 0.3}}, {"name": "popularity_debias", "params": {}},
+                  {"name": "exploration", "params": {}}, {"name": "provider_calibration", "params": {"tradeoff": 0.5}}],
+    }  # fmt: skip
+    doc.setdefault("harmful_content", {})["blocked_categories"] = ["violence", "self-harm"]
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    return parse_pack(out.getvalue(), "eu-variant.yaml")
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    """SQLite only here: the store is read and written by the in-process code, whose PostgreSQL copies run
+    elsewhere (and the Spark filter's in test_filters.py); a second database would double the Spark time."""
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+@pytest.fixture(scope="module")
+def world() -> Any:
+    data = generate(SyntheticSpec(n_users=70, n_items=60, n_interactions=3000, seed=11, harmful_share=0.05))
+    events = data.events.copy()
+    events["user_id"] = events["user_id"].astype(str)
+    matrix = to_implicit(events)
+    model = ALSRecommender(factors=8, iterations=5).fit(matrix)
+    return SimpleNamespace(events=events, items=data.items, matrix=matrix, model=model)
+
+
+def _grant_all(store: Store, subjects: list[str]) -> None:
+    with store.session() as session:
+        for subject in subjects:
+            record_consent(session, subject_id=subject, purpose="personalization", status="granted", lawful_basis="consent", source="banner", at=T0)
+
+
+def _in_process_inputs(spark: Any, world: Any, personalizer: Any) -> tuple[Any, Any]:
+    """The in-process model's candidates for every user, and the model as govern_lists reads one."""
+    rows, items, scores = [], [], []
+    for row in range(world.matrix.n_users):
+        _, ids, s = personalizer.candidates(row, K)
+        rows.append(row)
+        items.append(ids.astype(np.int32).tolist())
+        scores.append(s.astype(np.float32).tolist())
+    candidates = spark.createDataFrame(
+        pd.DataFrame({"user": rows, "cand_items": items, "cand_scores": scores}), "user int, cand_items array<int>, cand_scores array<float>"
+    )
+    coo = world.matrix.matrix.tocoo()
+    ratings = spark.createDataFrame(
+        pd.DataFrame({"user": coo.row.astype(np.int32), "item": coo.col.astype(np.int32), "weight": coo.data.astype(np.float32)}),
+        "user int, item int, weight float",
+    )
+    adapter = SimpleNamespace(
+        user_ids=world.matrix.user_ids, item_ids=world.matrix.item_ids, ratings=ratings, version_id_=world.model.version_id_
+    )
+    return candidates, adapter
+
+
+def _read(out: Path) -> pd.DataFrame:
+    return pq.read_table(out).to_pandas()
+
+
+@pytest.mark.parametrize("pack", [_variant()], ids=["eu-rerank-variant"])
+def test_same_candidates_give_the_same_lists_tags_and_records(spark: Any, store: Store, world: Any, tmp_path: Path, pack: Any) -> None:
+    subjects = [str(u) for u in world.matrix.user_ids]
+    _grant_all(store, subjects)
+    personalizer = personalizer_for(pack, world.model, world.items, [])
+    candidates, adapter = _in_process_inputs(spark, world, personalizer)
+    moment = datetime.now(UTC)
+    result = govern_lists(store, pack, adapter, personalizer, candidates, str(tmp_path / "batch"), k=K, buckets=3, run="run-1", decided_at=moment)
+    assert result.records == len(subjects) and result.skipped == 0 and len(result.partitions) == 3
+    stored = _read(tmp_path / "batch")
+    with store.session() as session:
+        names = lookup_pseudonyms(session, subjects)
+    by_subject = stored.set_index("subject")
+    item_ids = world.matrix.item_ids
+    moved = 0
+    for row, subject in enumerate(subjects):
+        ids, scores, tags = personalizer.personalize(row, K)  # the serving path, in process
+        got = by_subject.loc[names[subject]]
+        slate = json.loads(got["slate"])
+        assert slate == {"items": [str(item_ids[i]) for i in ids], "scores": scores, "tags": tags}, subject
+        moved += sum(len(t) > 1 for t in tags)
+        # the record is the one the serving path's decision log encodes, byte for byte
+        fields = decision_fields(names[subject], slate["items"], scores, tags, pack.stamp(), world.model.version_id_, "run-1", moment)
+        assert fields["slate"] == slate and json.loads(got["context"]) == {"consent": BATCH_CONSENT, "gpc": False, "batch": "run-1"}
+        pending = _prepare(Decision(**{k: v for k, v in fields.items()}), None)
+        assert record_json({**fields}) == pending.canonical()
+    assert moved > 0  # the re-rankers did move items, and their tags came through
+    with store.snapshot() as connection:
+        assert verify_trail(connection).intact
+        assert verify_spark_batches(connection) == []
+    # every slate holds no raw subject id
+    assert not any(s in stored["slate"].str.cat() for s in subjects if len(s) > 3)
+
+
+def test_a_changed_removed_or_unanchored_record_breaks_trail_verify(spark: Any, store: Store, world: Any, tmp_path: Path, recgov_home: Path) -> None:
+    subjects = [str(u) for u in world.matrix.user_ids]
+    _grant_all(store, subjects)
+    personalizer = personalizer_for(EU, world.model, world.items, [])
+    candidates, adapter = _in_process_inputs(spark, world, personalizer)
+    out = tmp_path / "batch"
+    govern_lists(store, EU, adapter, personalizer, candidates, str(out), k=K, buckets=2)
+    env = {**os.environ, "RECGOV_DATABASE_URL": store.engine.url.render_as_string(hide_password=False), "RECGOV_HOME": str(recgov_home)}
+    cli = [sys.executable, "-c", "from governance.cli import main; main()", "trail", "verify", "--json"]
+    ok = subprocess.run(cli, env=env, capture_output=True, text=True, cwd=ROOT)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert json.loads(ok.stdout)["anchored_records_intact"] is True
+
+    part = sorted((out / "bucket=0").glob("*.parquet"))[0]
+    table = pq.read_table(part)
+    frame = table.to_pandas()
+    slate = json.loads(frame.loc[0, "slate"])
+    slate["items"] = list(reversed(slate["items"]))  # a changed list
+    frame.loc[0, "slate"] = json.dumps(slate)
+    pq.write_table(pa_table(frame, table.schema), part)
+    bad = subprocess.run(cli, env=env, capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 1
+    problems = json.loads(bad.stdout)["anchored_problems"]
+    assert problems and problems[0]["table"] == "spark_decisions" and "bucket=0" in problems[0]["problem"]
+
+    for f in (out / "bucket=1").glob("*.parquet"):
+        f.unlink()  # a removed partition
+    (out / "bucket=7").mkdir()  # and one nobody anchored
+    with store.snapshot() as connection:
+        found = " | ".join(p["problem"] for p in verify_spark_batches(connection))
+    assert "bucket=1" in found and "bucket=7 is not anchored" in found
+
+
+def pa_table(frame: pd.DataFrame, schema: Any) -> Any:
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+
+
+def test_a_subject_who_withdrew_since_training_gets_no_list_and_bad_arguments_are_refused(spark: Any, store: Store, world: Any, tmp_path: Path) -> None:
+    subjects = [str(u) for u in world.matrix.user_ids]
+    _grant_all(store, subjects)
+    with store.session() as session:
+        record_consent(session, subject_id=subjects[3], purpose="personalization", status="withdrawn", lawful_basis="consent", source="api", at=datetime(2024, 2, 1, tzinfo=UTC))
+    personalizer = personalizer_for(EU, world.model, world.items, [])
+    candidates, adapter = _in_process_inputs(spark, world, personalizer)
+    result = govern_lists(store, EU, adapter, personalizer, candidates, str(tmp_path / "b"), k=K, buckets=2)
+    assert result.skipped == 1 and result.records == len(subjects) - 1
+    with store.session() as session:
+        withdrawn = lookup_pseudonyms(session, [subjects[3]])[subjects[3]]
+    assert withdrawn not in set(_read(tmp_path / "b")["subject"])
+    with pytest.raises(ConfigError, match="already exists"):
+        govern_lists(store, EU, adapter, personalizer, candidates, str(tmp_path / "b"), k=K)
+    with pytest.raises(ConfigError, match="'k' parameter"):
+        govern_lists(store, EU, adapter, personalizer, candidates, str(tmp_path / "c"), k=0)
+
+
+def test_mllib_als_end_to_end_with_exact_tags_of_its_own_scores(spark: Any, store: Store, world: Any, tmp_path: Path) -> None:
+    subjects = sorted(world.events["user_id"].unique())
+    _grant_all(store, subjects[:50])
+    kept, report = filter_training_events_spark(events_frame(spark, world.events), EU, store, now=datetime(2024, 7, 2, tzinfo=UTC))
+    model = train_als_spark(kept, params={"factors": 8, "iterations": 5, "regularization": 0.05, "alpha": 2.0})
+    assert list(model.user_ids) == sorted(subjects[:50]) and model.version_id_.startswith("als-spark-")
+    personalizer = personalizer_for(EU, model, world.items, [])
+    candidates = recommend_all(model, personalizer, K)
+    cand = candidates.toPandas().set_index("user")
+    assert len(cand) == 50
+    # no seen item among the candidates, scores best first and equal to the factors' products
+    U = model.user_factor_matrix()
+    seen = to_implicit(kept.toPandas(), user_ids=model.user_ids, item_ids=model.item_ids).matrix
+    for row in range(50):
+        items = np.asarray(cand.loc[row, "cand_items"])
+        assert not set(items) & set(seen[row].indices)
+        np.testing.assert_allclose(cand.loc[row, "cand_scores"], model.item_factors_[items] @ U[row], rtol=1e-4, atol=1e-5)
+        assert np.all(np.diff(cand.loc[row, "cand_scores"]) <= 1e-6)
+    # the tags decompose MLlib's own scores exactly (confidence 1 + alpha r, regularization lambda n_u)
+    for row in range(0, 50, 7):
+        history = (seen[row].indices, seen[row].data)
+        items = np.asarray(cand.loc[row, "cand_items"])[:K]
+        ex = personalizer.explain(history, items)
+        np.testing.assert_allclose(ex.scores, model.item_factors_[items] @ U[row], rtol=2e-3, atol=2e-4)
+    result = govern_lists(store, EU, model, personalizer, candidates, str(tmp_path / "mllib"), k=K, buckets=4)
+    assert result.records == 50
+    stored = _read(tmp_path / "mllib")
+    assert (stored["model_version"] == model.version_id_).all()
+    assert all(len(json.loads(s)["items"]) == K for s in stored["slate"])
+    with store.snapshot() as connection:
+        assert verify_spark_batches(connection) == []
+
+
+def test_a_batch_on_either_engine_records_its_lineage_and_anchored_lists(spark: Any, store: Store, world: Any, tmp_path: Path) -> None:
+    from sqlalchemy import select
+
+    from audits.models import ModelVersion, TrainingRun
+    from governance.spark.batch import batch_lists
+    from recommender.data import Dataset
+
+    subjects = sorted(world.events["user_id"].unique())
+    _grant_all(store, subjects)
+    data = Dataset(events=world.events, items=world.items, name="batch", source="synthetic:batch")
+    now = datetime(2024, 7, 2, tzinfo=UTC)
+    params = {"factors": 8, "iterations": 4}
+    runs = {
+        engine: batch_lists(data, EU, store, out=str(tmp_path / engine), engine=engine, k=K, models_dir=tmp_path / "models",
+                            params=params, now=now, buckets=3, spark=spark)
+        for engine in ("inprocess", "spark")
+    }  # fmt: skip
+    for engine, run in runs.items():
+        assert run.lists["records"] == len(subjects), engine
+        assert run.exclusions["events"]["kept"] == len(world.events)
+        stored = _read(tmp_path / engine)
+        assert set(stored.columns) >= {"decision_id", "subject", "slate", "context", "position", "prev_hash", "hash"}
+        assert all(len(json.loads(s)["items"]) == K for s in stored["slate"])
+    with store.session() as session:
+        kinds = {v.version_id: v.kind for v in session.execute(select(ModelVersion)).scalars()}
+        spark_run = session.get(TrainingRun, runs["spark"].training_run)
+        assert kinds[runs["spark"].model_version] == "als-spark" and kinds[runs["inprocess"].model_version] == "als"
+        assert spark_run.params["engine"] == "spark" and spark_run.params["privacy_filter"]["events"]["kept"] == len(world.events)
+    with store.snapshot() as connection:
+        assert verify_trail(connection).intact and verify_spark_batches(connection) == []
+    with pytest.raises(ConfigError, match="--engine must be one of"):
+        batch_lists(data, EU, store, out=str(tmp_path / "x"), engine="dask", models_dir=tmp_path / "models")
+
+
+def test_the_commands_refuse_an_unknown_engine_and_spark_training_without_a_pack(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from governance.cli import app
+
+    events = tmp_path / "events.csv"
+    pd.DataFrame({"user_id": ["a"], "item_id": ["x"], "timestamp": [1_700_000_000]}).to_csv(events, index=False)
+    runner = CliRunner()
+    bad = runner.invoke(app, ["batch", str(events), "--pack", "eu-gdpr-dsa", "--out", str(tmp_path / "o"), "--engine", "dask"])
+    assert bad.exit_code != 0 and "--engine must be one of inprocess, spark" in bad.output
+    no_pack = runner.invoke(app, ["train", str(events), "--engine", "spark"])
+    assert no_pack.exit_code != 0 and "give --pack" in no_pack.output
+    (tmp_path / "o").mkdir()
+    exists = runner.invoke(app, ["batch", str(events), "--pack", "eu-gdpr-dsa", "--out", str(tmp_path / "o")])
+    assert exists.exit_code != 0 and "already exists" in exists.output
