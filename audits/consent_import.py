@@ -6,9 +6,11 @@ history of a million subjects. :func:`append_consent_batch` appends a batch of
 records (already validated by the caller, see :mod:`governance.consent.imports`)
 with a few bulk statements:
 
-1. the subjects' pseudonyms and record keys, created in bulk where missing
-   (:func:`audits._common.lookup_subject_secrets`, :func:`audits.sealing.file_record_keys`),
-   after taking the trail head's lock, as every writer of record keys does;
+1. the subjects' secrets, pseudonyms and record keys, created in bulk where
+   missing (the rows :func:`audits.subjects.subject_record_key` files for one
+   subject: the secret under its lookup, the record key under its pseudonym's;
+   a record key filed earlier wins), after taking the trail head's lock, as
+   every writer of record keys does;
 2. an import key per record (:func:`import_key`), a digest of the pseudonym,
    purpose, status, time and source: a record whose key is already in
    ``consent_import_keys`` (or earlier in the same batch) is skipped, so
@@ -46,10 +48,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -186,22 +188,21 @@ def _copy_rows(session: Session, table: str, columns: tuple[str, ...], rows: lis
 def _subject_secrets(session: Session, subjects: list[bytes], key: bytes) -> tuple[list[str], np.ndarray]:
     """Each subject's secret (hex), created where missing, and which of them this call created.
 
-    Two queries at most: the secrets found, and (only if a concurrent writer
-    filed some of the same subjects between the two) the ones filed instead of ours.
+    Insert first: a fresh secret is offered for every subject and the store
+    keeps the ones it already has (``ON CONFLICT DO NOTHING``). When every
+    offer was taken (a first import), that one statement is all; otherwise the
+    secrets are read back in one query, and a subject counts as created only
+    where the stored secret is the one offered (a secret filed before, or by
+    another writer meanwhile, wins).
     """
     lookups = lookups_of(key, subjects)
-    found = _fetch_secrets(session, lookups)
-    missing = [i for i, lookup in enumerate(lookups) if lookup not in found]
-    created = np.zeros(len(subjects), dtype=bool)
-    if missing:
-        fresh = os.urandom(32 * len(missing)).hex()
-        rows = [(lookups[i], fresh[64 * n : 64 * (n + 1)]) for n, i in enumerate(missing)]
-        inserted = _insert_new_secrets(session, rows, datetime.now(UTC))
-        if inserted == len(rows):  # every one ours: no need to read them back
-            found.update(rows)
-            created[missing] = True
-        else:  # some were filed by another writer meanwhile: theirs win, and none counts as new
-            found.update(_fetch_secrets(session, [lookups[i] for i in missing]))
+    offered = list(dict.fromkeys(lookups))  # 7 and "7" are one subject
+    fresh = os.urandom(32 * len(offered)).hex()
+    ours = {lookup: fresh[64 * n : 64 * (n + 1)] for n, lookup in enumerate(offered)}
+    if _insert_new_secrets(session, list(ours.items()), datetime.now(UTC)) == len(ours):
+        return [ours[lookup] for lookup in lookups], np.ones(len(lookups), dtype=bool)
+    found = _fetch_secrets(session, offered)
+    created = np.fromiter((found[lookup] == ours[lookup] for lookup in lookups), dtype=bool, count=len(lookups))
     return [found[lookup] for lookup in lookups], created
 
 
@@ -240,32 +241,31 @@ def _filed_record_keys(session: Session, key: bytes, pseudonyms: list[str], deri
     return find_record_keys(session, key, pseudonyms)
 
 
-def _import_keys(pseudonyms: list[str], batch: pd.DataFrame, iso_times: list[str]) -> list[str]:
+def _import_keys(pseudonyms: list[str], purposes: list[str], statuses: list[str], iso_times: list[str], sources: list[str]) -> list[str]:
     """:func:`import_key` of every row, in one tight loop."""
     digest = hashlib.sha256
     head = _KEY_DOMAIN + "\x00"
     return [
-        digest(f"{head}{p}\x00{purpose}\x00{status}\x00{t}\x00{source}".encode()).hexdigest()
-        for p, purpose, status, t, source in zip(
-            pseudonyms, batch["purpose"].tolist(), batch["status"].tolist(), iso_times, batch["source"].tolist(), strict=True
-        )
+        digest(f"{head}{p}\x00{purpose}\x00{status}\x00{t}+00:00\x00{source}".encode()).hexdigest()
+        for p, purpose, status, t, source in zip(pseudonyms, purposes, statuses, iso_times, sources, strict=True)
     ]
 
 
-def _evidence_plaintexts(fresh: pd.DataFrame) -> list[bytes | None]:
-    """Each fresh row's evidence as canonical JSON (None when empty), after the raw-id guard; shared objects encoded once."""
-    encoded: dict[int, tuple[bytes | None, str]] = {}  # rows of one file share evidence objects
+def _evidence_plaintexts(subjects: list[Any], evidences: list[Any], rows: list[int]) -> list[bytes | None]:
+    """The evidence of each of ``rows`` as canonical JSON (None when empty), after the raw-id guard.
+
+    Rows of one file share evidence objects: each object is encoded once.
+    """
+    encoded: dict[int, tuple[bytes | None, str]] = {}
     out: list[bytes | None] = []
-    for subject, evidence in zip(fresh["subject"].tolist(), fresh["evidence"].tolist(), strict=True):
+    for row in rows:
+        evidence = evidences[row]
         entry = encoded.get(id(evidence))
         if entry is None:
             plain = dict(evidence) if evidence else {}
-            entry = encoded[id(evidence)] = (
-                canonical_json(plain) if plain else None,
-                orjson.dumps(plain).decode().lower(),
-            )
-        if str(subject).lower() in entry[1]:  # a cheap screen; the guard itself says where, never the id
-            refuse_raw_ids(evidence or {}, field="evidence", subject_ids=[subject])
+            entry = encoded[id(evidence)] = (canonical_json(plain) if plain else None, orjson.dumps(plain).decode().lower())
+        if str(subjects[row]).lower() in entry[1]:  # a cheap screen; the guard itself says where, never the id
+            refuse_raw_ids(evidences[row] or {}, field="evidence", subject_ids=[subjects[row]])
         out.append(entry[0])
     return out
 
@@ -292,28 +292,32 @@ def append_consent_batch(
         return BatchOutcome(trail_seq=None, rows=0, added=0, already_recorded=0)
     installation_key = _installation_key(session)
     hold_head_for_keys(session)  # before reading or filing any record key, as erasure expects
-    codes, uniques = pd.factorize(batch["subject"], sort=False)
-    raw = [_subject_bytes(s) for s in uniques.tolist()]
+    # Plain lists and integer codes from here on: per-row work through pandas' string arrays costs more than the work.
+    codes_array, uniques = pd.factorize(batch["subject"], sort=False)
+    codes = codes_array.tolist()
+    raw = [s.encode() if type(s) is str and s else _subject_bytes(s) for s in uniques.tolist()]  # as _subject_bytes
     secrets_hex, created = _subject_secrets(session, raw, installation_key)
-    pseudonym_list, derived_keys = pseudonyms_and_record_keys(secrets_hex, raw)
-    unique_pseudonyms = np.asarray(pseudonym_list, dtype=object)
-    pseudonyms = unique_pseudonyms[codes].tolist()
-    times = batch["recorded_at"].to_numpy(dtype="datetime64[us]")
-    iso = np.datetime_as_string(times, unit="us").tolist()
-    keys = _import_keys(pseudonyms, batch, [t + "+00:00" for t in iso])
-    keyed = batch.assign(pseudonym=pseudonyms, import_key=keys, _time=iso, _old=~created[codes])
-    unique = keyed.drop_duplicates("import_key")
-    known = _known_keys(session, unique.loc[unique["_old"], "import_key"].tolist())
-    fresh = unique[~unique["import_key"].isin(known)] if known else unique
-    already = len(keyed) - len(fresh)
-    if fresh.empty:
+    unique_pseudonyms, derived_keys = pseudonyms_and_record_keys(secrets_hex, raw)
+    pseudonyms = [unique_pseudonyms[c] for c in codes]
+    iso = np.datetime_as_string(batch["recorded_at"].to_numpy(dtype="datetime64[us]"), unit="us").tolist()
+    purposes, statuses, sources = batch["purpose"].tolist(), batch["status"].tolist(), batch["source"].tolist()
+    keys = _import_keys(pseudonyms, purposes, statuses, iso, sources)
+    first_of: dict[str, int] = {}
+    for row, key in enumerate(keys):
+        first_of.setdefault(key, row)  # a row repeated within the batch counts once
+    created_codes = created.tolist()
+    known = _known_keys(session, [key for key, row in first_of.items() if not created_codes[codes[row]]])
+    fresh = [row for key, row in first_of.items() if key not in known]
+    already = len(keys) - len(fresh)
+    if not fresh:
         return BatchOutcome(trail_seq=None, rows=len(batch), added=0, already_recorded=already)
-    plaintexts = _evidence_plaintexts(fresh)  # refuses the batch before anything more is written
-    needed, inverse = np.unique(fresh["pseudonym"].to_numpy(dtype=str), return_inverse=True)
-    derived_of = dict(zip(pseudonym_list, derived_keys, strict=True))
-    needed_list = needed.tolist()
-    filed = _filed_record_keys(session, installation_key, needed_list, [derived_of[p] for p in needed_list])
-    added_keys = fresh["import_key"].tolist()
+    fresh.sort(key=pseudonyms.__getitem__)  # in index order; stable, so a subject's rows keep file order
+    plaintexts = _evidence_plaintexts(batch["subject"].tolist(), batch["evidence"].tolist(), fresh)  # may refuse all
+    needed = list(dict.fromkeys(codes[row] for row in fresh))
+    filed = _filed_record_keys(
+        session, installation_key, [unique_pseudonyms[c] for c in needed], [derived_keys[c] for c in needed]
+    )
+    added_keys = [keys[row] for row in fresh]
     event = append_event(
         session,
         actor=actor_name(actor),
@@ -323,25 +327,22 @@ def append_consent_batch(
             "rows": len(batch),
             "added": len(fresh),
             "already_recorded": already,
-            "by_status": {k: int(v) for k, v in sorted(fresh["status"].value_counts().items())},
+            "by_status": dict(sorted(Counter(statuses[row] for row in fresh).items())),
             "import_keys_sha256": hashlib.sha256("\n".join(sorted(added_keys)).encode("ascii")).hexdigest(),
         },
     )
-    row_pseudonyms = fresh["pseudonym"].tolist()
-    evidence = sealed_evidence_texts([filed[needed_list[i]] for i in inverse.tolist()], row_pseudonyms, plaintexts)
-    postgres = _postgres(session)
-    stored_times = [t + "+00" for t in fresh["_time"].tolist()] if postgres else [t.replace("T", " ") for t in fresh["_time"].tolist()]
+    row_pseudonyms = [pseudonyms[row] for row in fresh]
+    evidence = sealed_evidence_texts([filed[p] for p in row_pseudonyms], row_pseudonyms, plaintexts)
+    suffix, separator = ("+00", "T") if _postgres(session) else ("", " ")
+    jurisdictions = batch["jurisdiction"].astype(object).where(batch["jurisdiction"].notna(), None).tolist()
+    bases = batch["lawful_basis"].tolist()
     seq = event.seq
-    jurisdictions = fresh["jurisdiction"].astype(object).where(fresh["jurisdiction"].notna(), None).tolist()
-    records = list(
-        zip(
-            row_pseudonyms, jurisdictions, fresh["purpose"].tolist(), fresh["status"].tolist(),
-            fresh["lawful_basis"].tolist(), fresh["source"].tolist(), evidence, stored_times, repeat(seq, len(fresh)),
-            strict=True,
-        )
-    )  # fmt: skip
-    order = np.argsort(np.asarray(row_pseudonyms, dtype=object), kind="stable")  # a subject's rows keep file order
-    _copy_rows(session, "consent_records", _RECORD_COLUMNS, [records[i] for i in order.tolist()])
+    records = [
+        (pseudonym, jurisdictions[row], purposes[row], statuses[row], bases[row], sources[row], sealed,
+         iso[row].replace("T", separator) + suffix, seq)
+        for row, pseudonym, sealed in zip(fresh, row_pseudonyms, evidence, strict=True)
+    ]  # fmt: skip
+    _copy_rows(session, "consent_records", _RECORD_COLUMNS, records)
     _copy_rows(session, "consent_import_keys", ("key", "trail_seq"), [(k, seq) for k in sorted(added_keys)])
     return BatchOutcome(trail_seq=seq, rows=len(batch), added=len(fresh), already_recorded=already)
 

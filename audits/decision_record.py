@@ -229,6 +229,12 @@ def _prepare(
     scores = slate.get("scores")
     if scores is not None and (not isinstance(scores, list) or len(scores) != len(slate["items"])):
         raise DataError(f"slate 'scores' must be a list as long as 'items' ({len(slate['items'])})")
+    logging = slate.get("logging")
+    if logging is not None:
+        kind = logging.get("policy", {}).get("kind") if isinstance(logging, dict) and isinstance(logging.get("policy"), dict) else None
+        probability = logging.get("slate_probability") if isinstance(logging, dict) else None
+        if not isinstance(kind, str) or not isinstance(probability, int | float) or not 0 < probability <= 1:
+            raise DataError("slate 'logging' must say the logging policy ('policy': {'kind': ...}) and the slate's probability in (0, 1]")
     context, context_json = canonical_object(given.context, "context", subject_ids=raw_ids)
     model_version = given.model_version
     decision = Decision(

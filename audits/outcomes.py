@@ -61,7 +61,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from audits._common import actor_name, in_values, lookup_subject_secrets
-from audits.models import ATTRIBUTED, OUTCOME_KINDS, OUTCOME_SOURCES, UNATTRIBUTED, DecisionRecord, OutcomeEvent
+from audits.models import ATTRIBUTED, OUTCOME_KINDS, OUTCOME_SOURCES, DecisionRecord, OutcomeEvent
 from audits.sealing import open_decisions
 from audits.subjects import _installation_key, hold_head_for_keys
 from audits.suppression import suppressions_for
@@ -481,7 +481,8 @@ DEFAULT_REDUCER = {"impression": "any", "click": "any", "conversion": "any", "dw
 def decision_rewards(
     bind: Any, decision_ids: Sequence[str], *, kind: str = "click", slate_size: int, reduce: str | None = None
 ) -> np.ndarray:
-    """The rewards of ``decision_ids`` as a ``(len(decision_ids), slate_size)`` float array, in the order given.
+    """The rewards of ``decision_ids`` as a ``(len(decision_ids), slate_size)`` float array, in the order given
+    (a decision named twice gets two equal rows).
 
     Cell ``[i, j]`` folds the ``kind`` events at position ``j`` of decision
     ``i`` with ``reduce``: ``any`` (1.0 if there is one; the default for
@@ -498,13 +499,15 @@ def decision_rewards(
         raise DataError(f"unknown reduce {how!r}; choose one of {', '.join(_REDUCERS)}")
     if isinstance(slate_size, bool) or not isinstance(slate_size, int) or slate_size < 1:
         raise DataError(f"slate_size must be a positive integer; got {slate_size!r}")
-    ids = list(decision_ids)
+    given = list(decision_ids)
+    ids, inverse = np.unique(np.asarray(given, dtype=object).astype(str), return_inverse=True) if given else (np.asarray([], dtype=str), np.asarray([], dtype=np.int64))
+    ids = ids.tolist()
     empty_value = 0.0 if how in ("any", "count", "sum") else np.nan
     out = np.full((len(ids), slate_size), empty_value, dtype=float)
     frame = outcomes_of_decisions(bind, ids, kinds=[kind])
     frame = frame[frame["position"] < slate_size]
     if frame.empty:
-        return out
+        return out[inverse]
     index = pd.Index(ids)
     row = index.get_indexer(frame["decision_id"])
     frame = frame.assign(_row=row)
@@ -521,4 +524,4 @@ def decision_rewards(
         folded = grouped["value"].agg(how)
     rows, cols = zip(*folded.index.tolist(), strict=True)
     out[np.asarray(rows), np.asarray(cols)] = folded.to_numpy(dtype=float)
-    return out
+    return out[inverse]  # the rows in the order given, a decision named twice twice

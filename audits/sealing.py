@@ -36,6 +36,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+from binascii import b2a_base64
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -287,7 +288,7 @@ def sealed_evidence_texts(
             cipher = ciphers[key] = AESGCM(key)
         nonce = nonces[index * _NONCE_BYTES : (index + 1) * _NONCE_BYTES]
         sealed = cipher.encrypt(nonce, plaintext, prefix + pseudonym.encode("ascii") + b"\x00")
-        out.append('{"sealed": "' + _VERSION + base64.b64encode(nonce + sealed).decode("ascii") + '"}')
+        out.append('{"sealed": "' + _VERSION + b2a_base64(nonce + sealed, newline=False).decode("ascii") + '"}')
     return out
 
 

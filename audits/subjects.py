@@ -242,6 +242,11 @@ _IPAD = bytes(x ^ 0x36 for x in range(256))
 _OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
+def keyed_hexdigests(key: bytes, messages: Iterable[bytes]) -> list[str]:
+    """``hmac.digest(key, m, "sha256").hex()`` of each message, in bulk (see :class:`_KeyedHash`)."""
+    return _KeyedHash(key).hexdigests(messages)
+
+
 def lookups_of(key: bytes, subjects: Sequence[bytes]) -> list[str]:
     """:func:`_lookup` of many subjects (their ids as bytes, see :func:`_subject_bytes`), in order."""
     domain = _LOOKUP_DOMAIN

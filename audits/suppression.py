@@ -51,7 +51,7 @@ from sqlalchemy.orm import Session
 
 from audits._common import actor_name, aware, in_values
 from audits.models import LAWFUL_BASES, Suppression
-from audits.subjects import _installation_key, _subject_bytes
+from audits.subjects import _installation_key, _subject_bytes, keyed_hexdigests
 from audits.trail import append_event, format_time
 from recommender.errors import DataError
 
@@ -159,8 +159,10 @@ def suppressions_for(session: Session, subject_ids: Iterable[str | int]) -> dict
         return {}
     key = _installation_key(session)
     by_lookup: dict[str, list[str]] = {}
-    for subject in ids:
-        by_lookup.setdefault(_lookup(key, _subject_bytes(subject)), []).append(subject)
+    domain = _SUPPRESSION_DOMAIN  # the keyed hashes of _lookup, in bulk: an import asks for a million subjects
+    hashed = keyed_hexdigests(key, [domain + _subject_bytes(subject) for subject in ids])
+    for subject, lookup in zip(ids, hashed, strict=True):
+        by_lookup.setdefault(lookup, []).append(subject)
     rows = session.scalars(
         select(Suppression).where(in_values(session, Suppression.lookup, list(by_lookup))).order_by(Suppression.id)
     ).all()

@@ -66,7 +66,8 @@ TARGETS = {"20m_seconds": 15 * 60, "20m_peak_gb": 8.0, "overhead_share": 0.25, "
 class _Stages:
     """Exclusive wall time per stage: time inside a nested stage is charged to it, not to its caller."""
 
-    def __init__(self) -> None:
+    def __init__(self, report_after: float = 10.0) -> None:
+        self.report_after = report_after
         self.seconds: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
         self._stack: list[list[Any]] = []  # [stage, started, time spent in nested stages]
@@ -83,6 +84,9 @@ class _Stages:
                 spent = time.perf_counter() - frame[1]
                 self.seconds[stage] += spent - frame[2]
                 self.calls[stage] += 1
+                if spent >= self.report_after:
+                    # A size that runs for long still says where its time went if it never finishes.
+                    print(f"[{time.strftime('%H:%M:%S')}] {func.__qualname__} ({stage}): {spent:.1f} s", file=sys.stderr, flush=True)
                 if self._stack:
                     self._stack[-1][2] += spent
 

@@ -22,7 +22,9 @@ a time (ISO 8601, UTC when no zone is given, or Unix seconds) not in the
 future, a value where the kind has one (``dwell``: seconds, zero or more;
 ``rating``: a finite number; ``conversion``: optionally an amount, zero or
 more; none for ``impression`` and ``click``), a decision id that is a UUID if
-given, an event id of at most 200 characters if given. Then the store judges
+given, an event id of at most 200 characters if given (it is only hashed with
+the pseudonym, never stored), and an item that does not hold the subject's id
+(items are kept in the clear). Then the store judges
 the join (:mod:`audits.outcomes`): a decision id must name a list served to
 that subject holding that item, and the events of an erased subject from
 before the erasure are refused.
@@ -94,6 +96,7 @@ NEEDS_VALUE = "a {kind} needs a value ({what})"
 NEGATIVE = "a {kind}'s value must be zero or more; got {value!r}"
 NO_VALUE_FOR = "a {kind} has no value; got {value!r}"
 NOT_A_UUID = "decision_id {value!r} is not a decision id (a UUID)"
+RAW_ID_IN_ITEM = "the item holds the subject's id; an outcome event is stored under the pseudonym and must never name the subject"
 _VALUE_NEEDED = {"dwell": "seconds", "rating": "the rating"}
 
 
@@ -341,6 +344,8 @@ def check_outcome_rows(table: FeedbackTable, *, now: datetime | None = None) -> 
     subjects, items, kinds = _column(table, "subject"), _column(table, "item"), _column(table, "kind")
     _text(faults, subjects, "subject")
     _text(faults, items, "item")
+    holds = [bool(s) and (i == s or (len(s) >= 6 and s in i)) for s, i in zip(subjects.tolist(), items.tolist(), strict=True)]
+    faults.add(np.asarray(holds, dtype=bool), "item", RAW_ID_IN_ITEM)  # items are kept in the clear
     faults.add(kinds == "", "kind", NO_VALUE.format(field="kind"))
     faults.add(~kinds.isin(OUTCOME_KINDS), "kind", NOT_A_KIND, kinds)
     times = _times(faults, _column(table, "time"), now)

@@ -464,6 +464,57 @@ class GateSection(_Strict):
     """Block when more rules than this end in ``warn``."""
 
 
+# -- logging policy: a stochastic policy after the governed re-ranking (optional) -------------------------
+CONSTRAINT_RERANKERS = ("fair_star", "exposure_cap")
+"""Re-rankers whose guarantee (a share in every prefix, an exposure cap) a draw from their pool could undo."""
+MAX_PL_POOL = 20
+"""A Plackett-Luce pool at most this large keeps its exact marginals within the bound for every list length."""
+
+
+class LoggingPolicySection(_Strict):
+    """A stochastic logging policy applied after the governed re-ranking, so that other policies can be
+    evaluated from the decision log (a deterministic list gives every other list probability 0).
+
+    It draws only from the governed list (made ``pool`` long: every item in it passed the blocks, the
+    consent and context filters and the re-ranking); ``fixed_slots`` keep the governed item. Each
+    decision records the policy, its seed, the pool with its scores, the slate's probability, its
+    top-k prefix probabilities and its items' position marginals. Lists that are not personalized
+    (non-profiling, fallback) stay deterministic and are recorded as such."""
+
+    kind: Literal["plackett_luce", "epsilon_slots"]
+    """``plackett_luce``: positions filled by Plackett-Luce draws over ``exp(score / temperature)``;
+    ``epsilon_slots``: each of ``explore_slots`` shows, with probability ``epsilon``, an item drawn
+    uniformly from the pool beyond the list's length."""
+    pool: int = Field(10, ge=2, le=62)
+    """How many governed candidates the policy draws from (Plackett-Luce: at most 20, so that the
+    exact marginals stay bounded)."""
+    temperature: float = Field(1.0, gt=0, le=1000)
+    """Plackett-Luce: small keeps the governed order, large approaches uniform."""
+    epsilon: float = Field(0.1, ge=0, le=1)
+    """epsilon_slots: the probability that an exploration slot explores."""
+    explore_slots: list[int] = Field(default_factory=list)
+    """epsilon_slots: 1-based positions that may explore."""
+    fixed_slots: list[int] = Field(default_factory=list)
+    """Plackett-Luce: 1-based positions that always keep the governed item."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LoggingPolicySection:
+        for name in ("explore_slots", "fixed_slots"):
+            slots = getattr(self, name)
+            if any(s < 1 for s in slots) or len(set(slots)) != len(slots):
+                raise ValueError(f"{name} must be distinct 1-based positions, got {slots}")
+        if self.kind == "plackett_luce":
+            if self.explore_slots:
+                raise ValueError("explore_slots belong to kind epsilon_slots; Plackett-Luce draws every position not in fixed_slots")
+            if self.pool > MAX_PL_POOL:
+                raise ValueError(f"a Plackett-Luce pool holds at most {MAX_PL_POOL} items (its exact marginals stay bounded), got {self.pool}")
+        elif self.fixed_slots:
+            raise ValueError("fixed_slots belong to kind plackett_luce; epsilon_slots keeps every position but explore_slots")
+        elif not self.explore_slots:
+            raise ValueError("epsilon_slots needs explore_slots (1-based positions that may explore)")
+        return self
+
+
 # -- accountability: who answers for the system, what it is for, the risks it carries (optional) ----------
 MITIGATION_MECHANISMS = ("item_blocks", "escalation", "non_profiling", "exploration", "reranking")
 """Mechanisms a systemic risk may name besides the pack's rule ids and re-rankers."""
@@ -559,6 +610,9 @@ class PolicyPack(_Strict):
     """Intended use, out-of-scope use and limitations, shown in the report's model card."""
     systemic_risks: list[SystemicRisk] | None = None
     """DSA Art. 34/35: the risks assessed, each with its likelihood, severity and mitigations."""
+    logging_policy: LoggingPolicySection | None = None
+    """A stochastic logging policy after the governed re-ranking, with exact propensities in every decision
+    (absent: lists are deterministic, and cannot evaluate another policy off-line)."""
 
     @model_validator(mode="after")
     def _known_mitigations(self) -> PolicyPack:
@@ -573,13 +627,19 @@ class PolicyPack(_Strict):
                     f"systemic_risks.{index} ({risk.id}): mitigations {unknown} name no rule of this pack, "
                     f"no re-ranker and none of {', '.join(MITIGATION_MECHANISMS)}"
                 )
+        if self.logging_policy is not None and self.reranking.enabled:
+            if constraints := [s.name for s in self.reranking.steps if s.name in CONSTRAINT_RERANKERS]:
+                raise ValueError(
+                    f"logging_policy: re-ranking step(s) {constraints} guarantee shares or caps over whole lists that a "
+                    "random draw from their pool could undo; a stochastic logging policy cannot be declared with them"
+                )
         return self
 
     @model_serializer(mode="wrap")
     def _omit_absent(self, handler: Any) -> dict[str, Any]:
         """Leave absent optional sections out, so a pack without them keeps the hash it always had."""
         data = handler(self)
-        for key in ACCOUNTABILITY:
+        for key in (*ACCOUNTABILITY, "logging_policy"):
             if data.get(key) is None:
                 data.pop(key, None)
         return data

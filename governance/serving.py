@@ -48,6 +48,7 @@ from governance.consent.state import ConsentRecord, ProfilingDecision, may_profi
 from governance.consent.tcf import decode_tc_string
 from governance.explain import TAG_TEXT, Tag, TagKind, explain_als_list, regularized_gram
 from governance.harm_vocabulary import items_kept_out
+from governance.ope_logging import DETERMINISTIC, LoggingHook, explored
 from governance.policy import LoadedPack
 from governance.rerank.candidates import Reason
 from governance.suppressed import TRAINED, ModelStanding
@@ -178,6 +179,8 @@ class ServePlan:
     """``personalized``, ``fallback`` or ``non_profiling``."""
     personalizer: Personalizer
     """The engine's model part when the plan was made: a list made elsewhere is made with it."""
+    length: int | None = None
+    """How long the governed list is made (the pack's logging policy draws ``k`` from a longer one); None: ``k``."""
 
 
 ERASED_HISTORY = (
@@ -297,6 +300,7 @@ class ServingEngine:
         self._pipeline = None
         self._catalog = None
         self._candidates = pack.reranking.candidates
+        self._logging = LoggingHook.from_section(pack.logging_policy)
         if pack.reranking.enabled and pack.reranking.steps:
             from governance.rerank import CheckedCatalog, build_pipeline
             from governance.rerank.groups import provider_codes
@@ -425,7 +429,8 @@ class ServingEngine:
         )
         row = int(self.model.train_.user_index(str(request.subject_id))[0]) if decision.allowed else -1
         mode = "non_profiling" if not decision.allowed else ("fallback" if row < 0 else "personalized")
-        return ServePlan(request, now, decision, self._context_mask(request.context), row, mode, self.personalizer)
+        length = self._logging.length(request.k) if self._logging is not None and mode == "personalized" else request.k
+        return ServePlan(request, now, decision, self._context_mask(request.context), row, mode, self.personalizer, length)
 
     def finish(self, plan: ServePlan, personalized: PersonalizedList | None = None, *, shadow_of: str | None = None) -> ServedList:
         """Make the plan's list (``personalized``: what ``plan.personalizer`` gave for it elsewhere,
@@ -444,15 +449,28 @@ class ServingEngine:
             tags = [[_tag(TagKind.popular_in_context)] for _ in items]
         else:
             if personalized is None or plan.personalizer is not self.personalizer:  # none given, or the blocks changed since
-                personalized = self.personalizer.personalize(row, k, allowed)
+                personalized = self.personalizer.personalize(row, plan.length or k, allowed)
             items, scores, tags = personalized
         stamp = self.loaded.stamp()
         standing = self.standing
+        decision_id = str(uuid.uuid4())
         served_items = [str(self._item_ids[i]) for i in items]
+        slate: dict[str, Any] = {"items": served_items, "scores": scores, "tags": tags}
+        if self._logging is not None:
+            if mode == "personalized":
+                # The pack's logging policy draws the k served items from the governed list (see governance.ope_logging).
+                picks, drawn = self._logging.draw(served_items, scores, tags, k, decision_id)
+                items = items[picks]
+                served_items = [served_items[i] for i in picks]
+                scores = [scores[i] for i in picks]
+                tags = [tags[i] if i == j else explored(tags[i]) for j, i in enumerate(picks)]
+                slate = {"items": served_items, "scores": scores, "tags": tags, "logging": drawn}
+            else:
+                slate["logging"] = dict(DETERMINISTIC)
         record = Decision(
             mode=mode, pack_name=stamp["pack"], pack_version=stamp["pack_version"], pack_hash=stamp["pack_hash"],
-            slate={"items": served_items, "scores": scores, "tags": tags}, model_version=model.version_id_,
-            context=_record_context(request, decision, standing, shadow_of), decision_id=str(uuid.uuid4()), decided_at=now,
+            slate=slate, model_version=model.version_id_,
+            context=_record_context(request, decision, standing, shadow_of), decision_id=decision_id, decided_at=now,
             **self._subject_of(request),
         )  # fmt: skip
         if self.sink is not None:

@@ -307,8 +307,12 @@ def _string_column(prefix: str, numbers: np.ndarray) -> pd.Series:
     size = len(prefix) + width
     buffer = np.empty((n, size), dtype=np.uint8)
     buffer[:, : len(prefix)] = np.frombuffer(prefix.encode("ascii"), dtype=np.uint8)
-    powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
-    buffer[:, len(prefix) :] = (numbers[:, None] // powers[None, :]) % 10 + ord("0")
+    # One digit column at a time: an (n, width) int64 temporary would cost 8 bytes per
+    # digit of every row (over a gigabyte for 20 million session ids).
+    rest = np.asarray(numbers, dtype=np.int64).copy()
+    for position in range(size - 1, len(prefix) - 1, -1):
+        buffer[:, position] = rest % 10 + ord("0")
+        rest //= 10
     offsets = np.arange(n + 1, dtype=np.int64) * size
     array = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(buffer))
     return pd.Series(pd.arrays.ArrowStringArray(array))
@@ -423,13 +427,19 @@ def generate(spec: SyntheticSpec | None = None, *, show_progress: bool = False) 
         bots["session"] += session_offset
         parts.append(bots)
     names = ("user", "item", "etype", "value", "timestamp", "session", "device")
+    columns: dict[str, np.ndarray] = {}
     if parts:
-        columns = {name: np.concatenate([p[name] for p in parts]) for name in names}
+        # Column by column, each chunk's array released once copied: the chunks and the
+        # whole never coexist in full (on 20 million events that is gigabytes).
+        for name in names:
+            columns[name] = np.concatenate([p.pop(name) for p in parts])
+        parts.clear()
     else:
         dtypes = (np.int32, np.int32, np.int8, np.float64, np.int64, np.int64, np.int8)
         columns = {name: np.zeros(0, dtype=d) for name, d in zip(names, dtypes)}
     order = np.argsort(columns["timestamp"], kind="stable")
-    columns = {name: values[order] for name, values in columns.items()}
+    for name in names:
+        columns[name] = columns[name][order]  # in time order; the unordered copy goes at once
     is_genuine = columns["user"] < spec.n_users
     genuine = np.flatnonzero(is_genuine)
     # Session ids numbered in order of first appearance (not by user); bots' sessions

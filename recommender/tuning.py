@@ -119,6 +119,9 @@ class TuningResult:
     metric: str
     trials: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    searched_users: int | None = None
+    """How many users' interactions the search learned from, when a sample of them
+    (:data:`MAX_TUNING_USERS`); None when it used every user."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
@@ -129,6 +132,7 @@ class TuningResult:
             "best_score": round(self.best_score, 6),
             "n_trials": len(self.trials),
             "seconds": round(self.seconds, 3),
+            "searched_users": self.searched_users,
             "trials": self.trials,
         }
 
@@ -388,13 +392,17 @@ def tune_als(
             f"The 'max_users' parameter of tune_als must be an int in the range [1, inf) or None. Got {max_users!r} instead."
         )
     started = time.perf_counter()
-    train = user_sample(train, max_users, random_state)
+    sampled = user_sample(train, max_users, random_state)
+    searched_users = sampled.n_users if sampled is not train else None
+    train = sampled
     inner, valid = carve_validation(train, validation_fraction, random_state)
     candidates = _als_candidates(n_trials, random_state)
     run = _halving_search if search == "halving" else _random_search
     trials = run(candidates, inner, valid, k, random_state, show_progress)
     trials.sort(key=lambda t: -t["ndcg"])
-    return TuningResult("als", trials[0]["params"], trials[0]["ndcg"], f"ndcg@{k}", trials, time.perf_counter() - started)
+    return TuningResult(
+        "als", trials[0]["params"], trials[0]["ndcg"], f"ndcg@{k}", trials, time.perf_counter() - started, searched_users
+    )
 
 
 def tune_item_knn(

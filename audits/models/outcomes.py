@@ -62,7 +62,7 @@ class OutcomeEvent(Base):
     occurred_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     value: Mapped[float | None] = mapped_column(Float)
     """Seconds of a ``dwell``, the value of a ``rating`` (and, if given, of a ``conversion``); NULL otherwise."""
-    decision_id: Mapped[str | None] = mapped_column(ForeignKey("decisions.decision_id"), index=True)
+    decision_id: Mapped[str | None] = mapped_column(String(UUID_LENGTH), ForeignKey("decisions.decision_id"), index=True)
     position: Mapped[int | None] = mapped_column(Integer)
     """The item's place in the decision's list, from 0."""
     attribution: Mapped[str] = mapped_column(String(20))

@@ -23,6 +23,8 @@ from governance.api.schemas import vocabulary
 from governance.api.routes import (
     audits,
     consent,
+    consent_state,
+    datasets,
     deployment_policy,
     deployments,
     harm,
@@ -95,7 +97,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app, expose_errors=settings.api_expose_errors)
     vocabulary.install(app, settings.packs_dir)  # the document names the harm categories and purposes of the packs it knows
-    review = (models, reports, records)  # what a compliance review reads beside the trail, lineage and packs
+    review = (models, reports, records, consent_state, datasets)  # what a compliance review reads beside the trail, lineage and packs
     for module in (health, packs, trail, lineage, consent, recommendations, deployments, deployment_policy, harm, subjects, audits, *review):
         app.include_router(module.router)
     app.include_router(feedback_router)

@@ -16,6 +16,7 @@ from governance.cli import (
     demo,
     deploy,
     harm,
+    ope,
     policy,
     processing,
     report,
@@ -36,7 +37,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-_GROUPS = (core, policy, audit, demo, serve, store, consent, subjects, retrain, processing, api, report, research, deploy, harm, batch)
+_GROUPS = (core, policy, audit, demo, serve, store, consent, subjects, retrain, processing, api, report, research, deploy, harm, batch, ope)
 for _group in _GROUPS:
     _group.register(app)
 __import__("governance.cli.feedback", fromlist=["register"]).register(app)

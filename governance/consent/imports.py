@@ -28,10 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from sqlalchemy import select
 from tqdm.auto import tqdm
 
 from audits.consent import BatchOutcome, append_consent_batch
 from audits.consent_import import BATCH_COLUMNS
+from audits.models import Suppression
 from audits.suppression import suppressions_for
 from governance.consent.import_rows import RowProblem, check_consent_rows
 from governance.consent.import_table import ConsentImportMapping, ConsentTable, read_consent_table
@@ -91,6 +93,8 @@ def _without_erased(store: Any, valid: pd.DataFrame, located_by: Any) -> tuple[p
     if valid.empty:
         return valid, []
     with store.session() as session:
+        if session.scalar(select(Suppression.id).limit(1)) is None:
+            return valid, []  # no erasure ever: no keyed hash of a million ids to look for one
         suppressed = suppressions_for(session, valid["subject"].unique().tolist())
     if not suppressed:
         return valid, []

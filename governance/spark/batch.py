@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from governance.policy import LoadedPack
 from governance.suppressed import ERASURES_SEEN

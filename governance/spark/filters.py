@@ -78,8 +78,38 @@ def events_frame(spark: Any, dataset: Dataset | pd.DataFrame, *, partitions: int
             T.StructField("timestamp", T.TimestampNTZType()),
         ]
     )
-    out = spark.createDataFrame(frame, schema=schema)
+    if len(frame) > _IN_MEMORY_ROWS:
+        out = _staged(spark, frame, schema)
+    else:
+        out = spark.createDataFrame(frame, schema=schema)
     return out.repartition(partitions) if partitions else out
+
+
+_IN_MEMORY_ROWS = 200_000
+"""Above this many events the frame goes to Spark through a Parquet file, not through the driver's heap."""
+
+
+def _staged(spark: Any, frame: pd.DataFrame, schema: Any) -> Any:
+    """``frame`` written as Parquet in a private temporary folder and read by Spark (removed at exit).
+
+    A large pandas frame handed to ``createDataFrame`` is held whole in the driver's JVM heap;
+    read from a file, it is split across tasks. On a cluster, set ``RECGOV_SPARK_STAGING`` to a
+    folder every executor can read (a shared file system)."""
+    import atexit
+    import os
+    import shutil
+    import tempfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    base = os.environ.get("RECGOV_SPARK_STAGING") or None
+    folder = tempfile.mkdtemp(prefix="recgov-events-", dir=base)
+    atexit.register(shutil.rmtree, folder, True)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.set_column(table.schema.get_field_index("timestamp"), "timestamp", table.column("timestamp").cast(pa.timestamp("us")))
+    pq.write_table(table, os.path.join(folder, "events.parquet"), row_group_size=100_000)
+    return spark.read.schema(schema).parquet(folder)
 
 
 def _utc_naive(stamps: pd.Series) -> pd.Series:

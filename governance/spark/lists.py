@@ -94,8 +94,6 @@ def _for_workers(personalizer: Personalizer) -> Personalizer:
 def recommend_all(model: Any, personalizer: Personalizer, k: int) -> Any:
     """``(user, cand_items, cand_scores)``: every user's candidates for lists of ``k`` (the pack's
     ``reranking.candidates`` when it re-ranks), seen and blocked items left out, best first."""
-    from pyspark.sql import functions as F
-
     n = min(personalizer.n_candidates(k), len(model.item_ids))
     spark = model.ratings.sparkSession
     factors = spark.sparkContext.broadcast(np.asarray(model.item_factors_, dtype=np.float32))
@@ -129,7 +127,7 @@ def recommend_all(model: Any, personalizer: Personalizer, k: int) -> Any:
                 )
 
     schema = "user int, cand_items array<int>, cand_scores array<float>"
-    return joined.mapInPandas(score, schema=schema).withColumn("cand_items", F.col("cand_items"))
+    return joined.mapInPandas(score, schema=schema)
 
 
 _OUTPUT_SCHEMA = (

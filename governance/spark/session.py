@@ -3,7 +3,8 @@
 PySpark is an optional extra (``pip install 'recgov[spark]'``) and needs a Java
 runtime (OpenJDK 17 is what CI installs). :func:`spark_session` says which of the
 two is missing, and how to get it, instead of failing deep inside py4j.
-The master URL comes from ``RECGOV_SPARK_MASTER`` (``local[2]`` by default: two
+The driver's heap is ``RECGOV_SPARK_DRIVER_MEMORY`` (``2g`` by default; it only takes effect when the
+session's JVM starts). The master URL comes from ``RECGOV_SPARK_MASTER`` (``local[2]`` by default: two
 local cores); a real cluster is named the usual way (``spark://host:7077``,
 ``yarn``, ``k8s://...``), and then every path handed to the engine must be one the
 executors can read and write (a shared file system or an object store).
@@ -85,6 +86,7 @@ def spark_session(master: str | None = None, *, app_name: str = "recgov", shuffl
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.adaptive.enabled", "true")
+        .config("spark.driver.memory", os.environ.get("RECGOV_SPARK_DRIVER_MEMORY", "2g"))
     )
     if shuffle_partitions is None and url.startswith("local"):
         shuffle_partitions = 2 * max(1, _local_cores(url))

@@ -61,6 +61,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/v1/lineage/{model_version}"): Row("viewer", 200, "/v1/lineage/{model_version}"),
     ("POST", "/v1/consent"): Row("operator", 201, "/v1/consent", {"json": {"subject": "authz-1", "purpose": "personalization", "status": "granted", "basis": "consent"}}),
     ("GET", "/v1/consent/{subject}"): Row("operator", 200, "/v1/consent/authz-1"),
+    ("POST", "/v1/consent-state"): Row("operator", 200, "/v1/consent-state", {"json": {"subject": "authz-1", "pack": "baseline"}}),
+    ("GET", "/v1/datasets"): Row("auditor", 200, "/v1/datasets"),
     ("POST", "/v1/consent-imports"): Row(
         "operator", 200, "/v1/consent-imports",
         {"content": "subject,purpose,status,time,basis\nauthz-2,personalization,granted,2026-01-05T09:30:00Z,consent\n", "headers": {"Content-Type": "text/csv"}},

@@ -158,3 +158,29 @@ def test_the_openapi_document_shows_examples(server) -> None:
     schemas = document["components"]["schemas"]
     assert schemas["FeedbackEventIn"]["examples"] and schemas["FeedbackReportPublic"]["examples"]
     assert document["paths"]["/v1/feedback/imports"]["post"]["requestBody"]["content"]["text/csv"]["example"]
+
+
+def test_the_export_lists_outcomes_and_erasure_over_http_deletes_them(server) -> None:
+    subject = "fb-http-erase-1"
+    events = [
+        {"subject": subject, "item": "i7", "kind": "rating", "time": "2026-01-05T09:30:00Z", "value": 3.5},
+        {"subject": subject, "item": "i8", "kind": "impression", "time": "2026-01-05T09:31:00Z"},
+    ]
+    with server.client("operator") as client:
+        assert client.post("/v1/feedback", json=events).status_code == 200
+    before = _count(server)
+    with server.client("admin") as client:
+        exported = client.post(f"/v1/subjects/{subject}/export")
+        erased = client.post(f"/v1/subjects/{subject}/erasure", json={"pack": "eu-gdpr-dsa"})
+        again = client.post(f"/v1/subjects/{subject}/export")
+    with server.client("operator") as client:
+        resent = client.post("/v1/feedback", json=events)
+    assert exported.status_code == 200, exported.text
+    assert [(o["kind"], o["item_id"], o["value"], o["attribution"]) for o in exported.json()["outcomes"]] == [
+        ("rating", "i7", 3.5, "no_decision_before"), ("impression", "i8", None, "no_decision_before"),
+    ]
+    assert erased.status_code == 200, erased.text
+    assert erased.json()["deleted"] == {"outcome_events": 2}
+    assert again.json()["outcomes"] == [] and _count(server) == before - 2
+    assert resent.status_code == 422 and "erased at" in resent.json()["detail"]  # the old events do not come back
+    assert _count(server) == before - 2

@@ -22,7 +22,8 @@ from governance.api.access import MATRIX_BEGIN, MATRIX_END, PUBLIC, access_matri
 from governance.api.errors import PROBLEM_JSON
 from governance.api.keys import API_ROLES, ROLE_SCOPES, create_key, role_allows
 
-LISTS = {("POST", "/v1/recommendations"), ("GET", "/v1/ping")}
+# What a serving key may do: serve lists, check it is alive, and report what happened to the lists it served.
+LISTS = {("POST", "/v1/recommendations"), ("GET", "/v1/ping"), ("POST", "/v1/feedback")}
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 

@@ -116,28 +116,35 @@ def test_a_subject_known_before_keeps_its_pseudonym_and_record_key(store: Store)
         assert {r["subject"] for r in session.execute(select(ConsentRecordRow.subject)).mappings()} == {before[0]}
 
 
-def test_a_secret_filed_meanwhile_by_another_writer_wins(store: Store, monkeypatch) -> None:
-    """The batch does not see the subject's secret (as if another writer filed it in between): the insert reports
-    fewer new rows than asked, the filed secret is read back, and the records go under its pseudonym."""
-    import audits.consent_import as bulk
+def test_a_secret_filed_before_wins_over_the_one_offered(store: Store) -> None:
+    """The batch offers a fresh secret for every subject; where one is filed already (earlier, or by another writer
+    meanwhile) the store keeps it, the records go under its pseudonym, and only the truly new subject counts as
+    created: importing the same rows again finds their keys and adds nothing."""
     from audits.subjects import pseudonym
 
     with store.session() as session:
         known = pseudonym(session, "hana-60012")
-    real = bulk._fetch_secrets
-    calls = []
-
-    def blind_first(session, lookups):  # type: ignore[no-untyped-def]
-        calls.append(len(lookups))
-        return {} if len(calls) == 1 else real(session, lookups)
-
-    monkeypatch.setattr(bulk, "_fetch_secrets", blind_first)
     with store.session() as session:
         outcome = append_consent_batch(session, _batch(["hana-60012", "ivan-81234"]), anchor={})
-    assert outcome.added == 2 and len(calls) == 2
     with store.session() as session:
+        again = append_consent_batch(session, _batch(["hana-60012", "ivan-81234"]), anchor={})
+    assert (outcome.added, again.added, again.already_recorded) == (2, 0, 2)
+    with store.session() as session:
+        assert pseudonym(session, "hana-60012") == known
         assert session.scalar(select(func.count()).where(ConsentRecordRow.subject == known)) == 1
         assert consent_history(session, "hana-60012")[0]["evidence"] == {"origin": "crm-export-2026-01"}
+
+
+def test_a_subject_given_as_a_number_and_as_its_string_is_one_subject(store: Store) -> None:
+    """7 and "7" are the same subject (as audits.pseudonym says): one secret offered, one record kept."""
+    from audits.models import SubjectSecret
+
+    batch = _batch(["4242", "4242"]).assign(subject=[4242, "4242"], recorded_at=pd.Timestamp(T0))
+    with store.session() as session:
+        outcome = append_consent_batch(session, batch, anchor={})
+    assert (outcome.added, outcome.already_recorded) == (1, 1)
+    with store.session() as session:
+        assert session.scalar(select(func.count()).select_from(SubjectSecret)) == 2  # the secret and the record key
 
 
 def test_a_record_key_filed_before_the_batch_is_the_one_its_evidence_is_sealed_under(store: Store) -> None:

@@ -169,6 +169,8 @@ def test_estimators_read_outcomes_as_arrays(store: Store) -> None:
     _record(store, batch)
     with store.session() as session:
         clicks = decision_rewards(session, [c, a, b], kind="click", slate_size=3)
+        twice = decision_rewards(session, [b, a, b], kind="click", slate_size=3)
+        nothing = decision_rewards(session, [], kind="click", slate_size=3)
         counts = decision_rewards(session, [a, b, c], kind="click", slate_size=2, reduce="count")
         dwell = decision_rewards(session, [a, b], kind="dwell", slate_size=3)
         ratings = decision_rewards(session, [a, b], kind="rating", slate_size=3)
@@ -176,6 +178,8 @@ def test_estimators_read_outcomes_as_arrays(store: Store) -> None:
         with pytest.raises(DataError, match="unknown outcome kind"):
             decision_rewards(session, [a], kind="like", slate_size=3)
     np.testing.assert_array_equal(clicks, [[0, 0, 0], [0, 1, 0], [0, 0, 1]])
+    np.testing.assert_array_equal(twice, [[0, 0, 1], [0, 1, 0], [0, 0, 1]])
+    assert nothing.shape == (0, 3)
     np.testing.assert_array_equal(counts, [[0, 2], [0, 0], [0, 0]])  # position 2 of b is beyond slate_size 2
     np.testing.assert_array_equal(dwell, [[0, 12.5, 0], [0, 0, 0]])
     np.testing.assert_array_equal(ratings, [[np.nan, np.nan, np.nan], [5.0, np.nan, np.nan]])

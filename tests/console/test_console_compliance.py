@@ -334,3 +334,12 @@ def test_a_stored_pack_file_that_is_no_pack_is_a_located_422_page_without_server
     assert listed.status_code == 200 and "cannot be used" in listed.text and str(server.home) not in listed.text  # the other packs still listed
     assert f'<a href="/console/records/processing?pack={EU_PACK}">Art. 30 record under {EU_PACK}</a>' in listed.text
     assert compared.status_code == 422 and "cannot be used" in unescape(compared.text)
+
+
+def test_an_id_put_in_the_address_is_neither_looked_up_nor_shown_back(server: ConsoleServer) -> None:
+    client, _ = server.signed_in("operator")
+    head = server.trail_head()
+    with closing(client):
+        page = client.get("/console/consent", params={"subject": CONSENTING, "pack": EU_PACK})
+    assert page.status_code == 200 and CONSENTING not in page.text and "<table" not in page.text
+    assert server.trail_head() == head

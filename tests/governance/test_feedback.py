@@ -171,7 +171,10 @@ def test_every_row_check_is_located(tmp_path: Path) -> None:
         "a,i,impression,2026-01-01,1,\n"  # 10 a value where none goes
         f"a,i,click,2026-01-01,,{'e' * 201}\n"  # 11 event id too long
         f"{'s' * 201},i,click,2026-01-01,,\n"  # 12 subject too long
-        "a,i,click,2026-01-01,,\n",  # 13 fine
+        "a,i,click,2026-01-01,,\n"  # 13 fine
+        "alice@example.org,alice@example.org,click,2026-01-01,,\n"  # 14 the item is the subject's id
+        "alice@example.org,profile-of-alice@example.org,click,2026-01-01,,\n"  # 15 the item holds it
+        "a,a,click,2026-01-01,,\n",  # 16 the item is the subject's (short) id
         encoding="utf-8",
     )
     from governance.feedback import check_outcome_rows
@@ -179,7 +182,7 @@ def test_every_row_check_is_located(tmp_path: Path) -> None:
     valid, problems = check_outcome_rows(read_feedback_table(path))
     assert [(p.position, p.field) for p in problems] == [
         (2, "subject"), (3, "item"), (4, "kind"), (5, "time"), (6, "time"), (7, "value"), (8, "value"),
-        (9, "value"), (10, "value"), (11, "event_id"), (12, "subject"),
+        (9, "value"), (10, "value"), (11, "event_id"), (12, "subject"), (14, "item"), (15, "item"), (16, "item"),
     ]  # fmt: skip
     assert valid["line"].tolist() == [13]
 

@@ -158,5 +158,7 @@ def test_tuning_sample_keeps_all_items_and_only_users_with_data() -> None:
     assert list(user_sample(train, 40, random_state=1).user_ids) == list(sample.user_ids)
     tuned = tune_als(train, n_trials=3, max_users=40, random_state=0)
     assert tuned.best_params and 0 <= tuned.best_score <= 1
+    assert tuned.searched_users == 40 and tuned.to_dict()["searched_users"] == 40
+    assert tune_als(train, n_trials=2, max_users=None).searched_users is None
     with pytest.raises(ConfigError, match="max_users"):
         tune_als(train, max_users=0)

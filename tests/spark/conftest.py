@@ -39,3 +39,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if "tests/spark/" in str(item.path).replace("\\", "/"):
             item.add_marker(pytest.mark.filterwarnings("ignore::FutureWarning:pyspark"))
             item.add_marker(pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"))
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Any) -> Iterator[Any]:
+    """A store on SQLite only, for Spark tests whose store reading is the in-process code (tested on both
+    databases elsewhere): a PostgreSQL copy would double their Spark time and test nothing new."""
+    from audits import open_store
+
+    opened = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        yield opened
+    finally:
+        opened.close()

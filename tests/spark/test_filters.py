@@ -95,41 +95,41 @@ def test_every_rule_keeps_the_same_events_and_counts_as_the_in_process_filter(sp
     assert kept.columns == ["user_id", "item_id", "event_type", "value"]
 
 
-def test_an_opt_out_kept_through_erasure_excludes_on_spark_too(spark: Any, store: Store) -> None:
+def test_an_opt_out_kept_through_erasure_excludes_on_spark_too(spark: Any, sqlite_store: Store) -> None:
     data = _dataset(seed=3)
     subject = sorted(data.events["user_id"].unique())[0]
-    record_consent_from_request(store, subject, pack=CA, headers={"Sec-GPC": "1"})
-    erase_subject(store, subject, pack=CA)
-    expected, expected_report = filter_training_events(data, CA, store, now=NOW, record=False)
-    kept, report = filter_training_events_spark(events_frame(spark, data), CA, store, now=NOW, record=False)
+    record_consent_from_request(sqlite_store, subject, pack=CA, headers={"Sec-GPC": "1"})
+    erase_subject(sqlite_store, subject, pack=CA)
+    expected, expected_report = filter_training_events(data, CA, sqlite_store, now=NOW, record=False)
+    kept, report = filter_training_events_spark(events_frame(spark, data), CA, sqlite_store, now=NOW, record=False)
     assert report["events"]["excluded"]["opted_out"] == int((data.events["user_id"] == subject).sum()) > 0
     assert _without_hashes(report) == _without_hashes(expected_report)
     assert _rows(kept.toPandas()) == _rows(expected.events)
 
 
-def test_the_filter_is_recorded_on_the_trail_with_spark_hashes(spark: Any, store: Store) -> None:
+def test_the_filter_is_recorded_on_the_trail_with_spark_hashes(spark: Any, sqlite_store: Store) -> None:
     data = _dataset(seed=5)
     for subject in sorted(data.events["user_id"].unique())[:30]:
-        _consent(store, subject, "granted")
+        _consent(sqlite_store, subject, "granted")
     frame = events_frame(spark, data)
-    _, report = filter_training_events_spark(frame, EU, store, now=NOW)
+    _, report = filter_training_events_spark(frame, EU, sqlite_store, now=NOW)
     before, after = report["dataset"]["before"], report["dataset"]["after"]
     assert before.startswith("spark-") and after.startswith("spark-") and before != after
     # the hash names the rows, not their order
-    _, again = filter_training_events_spark(frame.orderBy("item_id", "user_id"), EU, store, now=NOW)
+    _, again = filter_training_events_spark(frame.orderBy("item_id", "user_id"), EU, sqlite_store, now=NOW)
     assert again["dataset"] == report["dataset"]
-    with store.session() as session:
+    with sqlite_store.session() as session:
         rows = session.execute(select(TrailEvent).where(TrailEvent.action == "privacy.training_filtered")).scalars().all()
     assert len(rows) == 2 and all(str(sorted(data.events["user_id"])[0]) not in r.payload for r in rows)
-    with store.snapshot() as connection:
+    with sqlite_store.snapshot() as connection:
         assert verify_trail(connection).intact
 
 
-def test_an_unlisted_purpose_or_a_missing_column_is_refused_before_anything_is_recorded(spark: Any, store: Store) -> None:
+def test_an_unlisted_purpose_or_a_missing_column_is_refused_before_anything_is_recorded(spark: Any, sqlite_store: Store) -> None:
     frame = events_frame(spark, _dataset(seed=2))
     with pytest.raises(ConfigError, match="advertising"):
-        filter_training_events_spark(frame, EU, store, purpose="advertising", now=NOW)
+        filter_training_events_spark(frame, EU, sqlite_store, purpose="advertising", now=NOW)
     with pytest.raises(DataError, match="timestamp"):
-        filter_training_events_spark(frame.drop("timestamp"), EU, store, now=NOW)
-    with store.session() as session:
+        filter_training_events_spark(frame.drop("timestamp"), EU, sqlite_store, now=NOW)
+    with sqlite_store.session() as session:
         assert session.execute(select(TrailEvent).where(TrailEvent.action == "privacy.training_filtered")).first() is None

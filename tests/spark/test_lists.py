@@ -106,18 +106,24 @@ def _read(out: Path) -> pd.DataFrame:
 def test_same_candidates_give_the_same_lists_tags_and_records(spark: Any, store: Store, world: Any, tmp_path: Path, pack: Any) -> None:
     subjects = [str(u) for u in world.matrix.user_ids]
     _grant_all(store, subjects)
+    withdrawn = subjects[3]  # withdrew after the model was trained: no list
+    with store.session() as session:
+        record_consent(session, subject_id=withdrawn, purpose="personalization", status="withdrawn", lawful_basis="consent", source="api", at=datetime(2024, 2, 1, tzinfo=UTC))
     personalizer = personalizer_for(pack, world.model, world.items, [])
     candidates, adapter = _in_process_inputs(spark, world, personalizer)
     moment = datetime.now(UTC)
     result = govern_lists(store, pack, adapter, personalizer, candidates, str(tmp_path / "batch"), k=K, buckets=3, run="run-1", decided_at=moment)
-    assert result.records == len(subjects) and result.skipped == 0 and len(result.partitions) == 3
+    assert result.records == len(subjects) - 1 and result.skipped == 1 and len(result.partitions) == 3
     stored = _read(tmp_path / "batch")
     with store.session() as session:
         names = lookup_pseudonyms(session, subjects)
+    assert names[withdrawn] not in set(stored["subject"])
     by_subject = stored.set_index("subject")
     item_ids = world.matrix.item_ids
     moved = 0
     for row, subject in enumerate(subjects):
+        if subject == withdrawn:
+            continue
         ids, scores, tags = personalizer.personalize(row, K)  # the serving path, in process
         got = by_subject.loc[names[subject]]
         slate = json.loads(got["slate"])
@@ -134,6 +140,10 @@ def test_same_candidates_give_the_same_lists_tags_and_records(spark: Any, store:
         assert verify_spark_batches(connection) == []
     # every slate holds no raw subject id
     assert not any(s in stored["slate"].str.cat() for s in subjects if len(s) > 3)
+    with pytest.raises(ConfigError, match="already exists"):
+        govern_lists(store, pack, adapter, personalizer, candidates, str(tmp_path / "batch"), k=K)
+    with pytest.raises(ConfigError, match="'k' parameter"):
+        govern_lists(store, pack, adapter, personalizer, candidates, str(tmp_path / "c"), k=0)
 
 
 def test_a_changed_removed_or_unanchored_record_breaks_trail_verify(spark: Any, store: Store, world: Any, tmp_path: Path, recgov_home: Path) -> None:
@@ -173,24 +183,6 @@ def pa_table(frame: pd.DataFrame, schema: Any) -> Any:
     import pyarrow as pa
 
     return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
-
-
-def test_a_subject_who_withdrew_since_training_gets_no_list_and_bad_arguments_are_refused(spark: Any, store: Store, world: Any, tmp_path: Path) -> None:
-    subjects = [str(u) for u in world.matrix.user_ids]
-    _grant_all(store, subjects)
-    with store.session() as session:
-        record_consent(session, subject_id=subjects[3], purpose="personalization", status="withdrawn", lawful_basis="consent", source="api", at=datetime(2024, 2, 1, tzinfo=UTC))
-    personalizer = personalizer_for(EU, world.model, world.items, [])
-    candidates, adapter = _in_process_inputs(spark, world, personalizer)
-    result = govern_lists(store, EU, adapter, personalizer, candidates, str(tmp_path / "b"), k=K, buckets=2)
-    assert result.skipped == 1 and result.records == len(subjects) - 1
-    with store.session() as session:
-        withdrawn = lookup_pseudonyms(session, [subjects[3]])[subjects[3]]
-    assert withdrawn not in set(_read(tmp_path / "b")["subject"])
-    with pytest.raises(ConfigError, match="already exists"):
-        govern_lists(store, EU, adapter, personalizer, candidates, str(tmp_path / "b"), k=K)
-    with pytest.raises(ConfigError, match="'k' parameter"):
-        govern_lists(store, EU, adapter, personalizer, candidates, str(tmp_path / "c"), k=0)
 
 
 def test_mllib_als_end_to_end_with_exact_tags_of_its_own_scores(spark: Any, store: Store, world: Any, tmp_path: Path) -> None:

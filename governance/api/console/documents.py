@@ -13,7 +13,7 @@ download (its ``.json`` twin, ``Content-Disposition: attachment``):
   (:func:`governance.disclosure.disclosure`, with a recorded model version's
   parameters when one is chosen; scope ``read``: it is written for the public).
 * ``/console/datasets`` -- what the ``data``, ``slates`` and ``baseline`` of an
-  audit asked for over the API may name (:func:`governance.api.console.datasets.audit_inputs`;
+  audit asked for over the API may name (:func:`governance.api.services.datasets.audit_inputs`;
   scope ``audit``, the scope that starts an audit).
 
 Both records are pure reads that name no subject; like their API routes they
@@ -34,7 +34,7 @@ from sqlalchemy import select
 
 from audits.models import ModelVersion
 from governance.api.console.consent import DEFAULT_PACK, load_choice, pack_choices
-from governance.api.console.datasets import audit_inputs
+from governance.api.services.datasets import audit_inputs
 from governance.api.console.pages import AuditingKey, ReadingKey
 from governance.api.console.web import ConsoleRoute, Refusal, Reviewer, render
 from governance.api.deps import SessionDep, SettingsDep, StoreDep

@@ -1,0 +1,118 @@
+"""``recgov ope DATA --logged-pack CURRENT --target-pack CANDIDATE``: off-policy evaluation from the decision log.
+
+A thin command over :func:`governance.ope.evaluate_from_log`. DATA is where the
+decision log and the outcome events are: a SQLAlchemy URL, the path of a SQLite
+store, or ``store`` for the configured one (``RECGOV_DATABASE_URL``, else
+``$RECGOV_HOME/recgov.db``). Only subjects whose consent covers the analytics
+purpose are read; the report says how many decisions and subjects were left out
+and why. Every estimate carries its interval, effective sample size and largest
+weight, or is refused with the reason (overlap fails, too few effective samples).
+
+Exit codes: 0 the report was made (refused estimates are in it), 2 bad usage or
+input (a pack that does not load, a target that re-ranks differently, a pack
+without an analytics purpose, an unreachable store).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from governance.cli._common import console, emit_json, fail, load_or_fail
+from governance.cli.store import JsonOutput, store_errors
+
+__all__ = ["ope_command", "register"]
+
+
+def _store_url(data: str) -> str | None:
+    if data == "store":
+        return None
+    if "://" in data:
+        return data
+    path = Path(data)
+    if not path.is_file():
+        raise fail(f"DATA: {data!r} is neither a database URL nor an existing SQLite store file (or 'store' for the configured store)")
+    return f"sqlite:///{path.resolve()}"
+
+
+def ope_command(
+    data: Annotated[str, typer.Argument(help="The store holding the decision log and outcomes: a URL, a SQLite file, or 'store'.", metavar="DATA")],
+    logged_pack: Annotated[str, typer.Option("--logged-pack", help="The pack the logged lists were served under (name or file).", show_default=False)],
+    target_pack: Annotated[str, typer.Option("--target-pack", help="The candidate pack to evaluate (name or file).", show_default=False)],
+    kind: Annotated[list[str] | None, typer.Option("--kind", help="Outcome kind(s) to estimate (repeat): click, conversion, ...")] = None,
+    min_ess: Annotated[float, typer.Option("--min-ess", help="Refuse an estimate whose effective sample size is below this.")] = 30.0,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for each interval (0: none).")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="The bootstrap's seed.")] = 0,
+    confidence: Annotated[float, typer.Option("--confidence", help="The intervals' confidence level.")] = 0.95,
+    limit: Annotated[int | None, typer.Option("--limit", help="Read at most this many decisions (the newest).")] = None,
+    segment_items: Annotated[
+        Path | None, typer.Option("--segment-items", help="A text file of item ids, one a line: estimates for their outcomes alone too.", show_default=False)
+    ] = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Estimate what CANDIDATE would have earned on the lists served under CURRENT (IPS, SNIPS, DM, DR; slate IPS)."""
+    from audits import open_store
+    from governance.ope import OpeSettings, evaluate_from_log
+
+    logged = load_or_fail(logged_pack, json_output=json_output)
+    target = load_or_fail(target_pack, json_output=json_output)
+    if limit is not None and limit < 1:
+        raise fail(f"--limit must be at least 1, got {limit}")
+    if bootstrap < 0:
+        raise fail(f"--bootstrap must be at least 0, got {bootstrap}")
+    segment = None
+    if segment_items is not None:
+        try:
+            segment = frozenset(line.strip() for line in segment_items.read_text(encoding="utf-8").splitlines() if line.strip())
+        except (OSError, UnicodeDecodeError) as err:
+            raise fail(f"--segment-items: {segment_items} cannot be read ({err})") from None
+        if not segment:
+            raise fail(f"--segment-items: {segment_items} lists no item id")
+    settings = OpeSettings(
+        kinds=tuple(kind or ("click", "conversion")), min_ess=min_ess, n_bootstrap=bootstrap, seed=seed, confidence=confidence, limit=limit, segment=segment
+    )
+    with store_errors():
+        url = _store_url(data)
+        store = open_store(url)
+        try:
+            report = evaluate_from_log(store, logged, target, settings)
+        finally:
+            store.close()
+    if json_output:
+        emit_json(report)
+        return
+    console.print(
+        f"{report['target_pack']['pack']} {report['target_pack']['pack_version']} on {report['decisions_used']:,} lists served under "
+        f"{report['logged_pack']['pack']} {report['logged_pack']['pack_version']} ({report['decisions_read']:,} read; excluded: "
+        + (", ".join(f"{n:,} {why}" for why, n in report["excluded"].items()) or "none")
+        + ")",
+        highlight=False,
+        soft_wrap=True,
+    )
+    sections = [("", report["metrics"])] + ([("segment ", report["segment"]["metrics"])] if "segment" in report else [])
+    for label, metrics in sections:
+        _print_metrics(label, metrics)
+
+
+def _print_metrics(label: str, metrics: dict[str, dict[str, Any]]) -> None:
+    for metric, estimates in metrics.items():
+        metric = f"{label}{metric}"
+        for name, est in estimates.items():
+            if est.get("refused"):
+                console.print(f"  {metric:10} {name:24} refused: {est['reason']}", highlight=False, soft_wrap=True, markup=False)
+            else:
+                interval = f" [{est['ci_low']:.4f}, {est['ci_high']:.4f}]" if est.get("ci_low") is not None else ""
+                weight = f"  max weight {est['max_weight']:.3g}" if est.get("max_weight") is not None else ""
+                console.print(
+                    f"  {metric:10} {name:24} {est['value']:.4f}{interval}  ess {est['ess']:.0f}{weight}",
+                    highlight=False,
+                    soft_wrap=True,
+                    markup=False,
+                )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``recgov ope``."""
+    app.command("ope")(ope_command)

@@ -1,0 +1,356 @@
+"""Off-policy evaluation from the decision log: what a candidate pack would have earned on the lists already served.
+
+:func:`evaluate_from_log` reads the decisions served under the logged pack, keeps
+those of subjects whose consent covers the ``analytics`` purpose (under the
+logged pack's rules for it: ``opt_in`` needs a grant in force, ``opt_out`` is
+allowed until an objection, opt-out, denial or withdrawal), replays the target
+pack on each logged candidate pool, reads the outcomes joined to the decisions
+(:func:`audits.outcomes.decision_rewards`), and estimates the target's reward per
+list with the estimators of :mod:`recommender.ope`. The report names every
+exclusion with its count and never a subject.
+
+Replay. Each decision's ``slate["logging"]`` holds the governed pool (items and
+scores, in governed order), the logging policy, the served positions and their
+probabilities (:mod:`governance.ope_logging`). The target pack is replayed on that
+pool: its own logging policy (or, without one, its deterministic top ``k``) over
+the same governed order. The governed order is only valid for the target when
+both packs re-rank alike, so a target whose ``reranking`` section differs is
+refused (re-running another re-ranking needs the subject's history under its raw
+id, which the log does not hold). A decision without a logging record (a pack
+without a logging policy) is a deterministic log: its pool is the served list,
+and every estimate for another policy is refused for lack of overlap.
+
+Segments. With ``segment`` (item ids, e.g. newly launched items), every estimate is
+made again for the outcomes on those items alone (the reward at a position counts
+only when its item is in the segment), with its own interval: rare items get their
+own, usually wider, intervals instead of vanishing in the average.
+
+Views. Slate estimators take the list's reward (the sum over positions, or
+per position for the independent and cascade estimators); the single-action
+estimators (IPS, SNIPS, DM, DR) take the first position as the action and its
+reward, with per-item means as the direct method's reward model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from governance.ope_logging import LoggingHook
+from governance.policy import LoadedPack
+from recommender.errors import ConfigError
+from recommender.ope import (
+    DEFAULT_MIN_ESS,
+    ExactBoundError,
+    SlatePolicy,
+    cascade_ips,
+    direct_method,
+    doubly_robust,
+    independent_ips,
+    ips,
+    item_mean_rewards,
+    pairwise_probabilities,
+    position_marginals,
+    pseudo_inverse,
+    slate_probabilities,
+    snips,
+    standard_ips,
+)
+from recommender.ope.policies import first_position, support_mask
+
+__all__ = ["ANALYTICS", "OpeSettings", "evaluate_from_log"]
+
+ANALYTICS = "analytics"
+"""The consent purpose that covers evaluating policies on a subject's logs."""
+REFUSING_STATUSES = frozenset({"denied", "withdrawn", "opted_out", "objected"})
+NO_ANALYTICS_PURPOSE = (
+    "pack {pack} declares no '{purpose}' consent purpose; off-policy evaluation reads subjects' logs for analytics, "
+    "so the pack must say on which basis (consent.purposes.{purpose})"
+)
+RERANKING_DIFFERS = (
+    "the target pack re-ranks differently from the logged pack ({logged} vs {target}); replaying another re-ranking "
+    "needs each subject's history under its raw id, which the decision log does not hold. Compare packs that differ "
+    "in their logging policy, or evaluate the re-ranking off-line with 'recgov evaluate'"
+)
+
+
+@dataclass(frozen=True)
+class OpeSettings:
+    """How the estimates are made."""
+
+    kinds: tuple[str, ...] = ("click", "conversion")
+    min_ess: float = DEFAULT_MIN_ESS
+    n_bootstrap: int = 1000
+    seed: int = 0
+    confidence: float = 0.95
+    max_states: int = 200_000
+    max_slates: int = 50_000
+    limit: int | None = None
+    """Read at most this many decisions (the newest)."""
+    segment: frozenset[str] | None = None
+    """Item ids of a segment (e.g. newly launched items): the report adds estimates of the outcomes on them alone."""
+
+
+@dataclass(frozen=True)
+class _Logged:
+    decision_id: str
+    slate: dict[str, Any]
+    context: dict[str, Any]
+
+
+@dataclass
+class _Contexts:
+    ids: list[str] = field(default_factory=list)
+    k: list[int] = field(default_factory=list)
+    log_prob: list[float] = field(default_factory=list)
+    tgt_prob: list[float] = field(default_factory=list)
+    log_prefix: list[np.ndarray] = field(default_factory=list)
+    tgt_prefix: list[np.ndarray] = field(default_factory=list)
+    log_marg: list[np.ndarray] = field(default_factory=list)
+    tgt_marg: list[np.ndarray] = field(default_factory=list)
+    unsupported: list[float] = field(default_factory=list)
+    first_log: list[np.ndarray] = field(default_factory=list)
+    first_tgt: list[np.ndarray] = field(default_factory=list)
+    first_items: list[list[str]] = field(default_factory=list)
+    first_action: list[int] = field(default_factory=list)
+    shown: list[list[str]] = field(default_factory=list)
+    pi_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = field(default_factory=list)
+    pi_refusal: str | None = None
+    marg_refusal: str | None = None
+
+
+def _target_policy(target: LoadedPack, m: int, k: int) -> SlatePolicy:
+    hook = LoggingHook.from_section(target.pack.logging_policy)
+    return SlatePolicy() if hook is None else hook.policy_for(m, k)
+
+
+def _analytics_allowed(session: Any, logged: LoadedPack, subjects: list[str]) -> dict[str, bool]:
+    from audits.consent import consent_states
+
+    purpose = logged.pack.consent.purposes.get(ANALYTICS)
+    if purpose is None:
+        raise ConfigError(NO_ANALYTICS_PURPOSE.format(pack=logged.name, purpose=ANALYTICS))
+    states = consent_states(session, sorted(set(subjects))) if subjects else {}
+    allowed = {}
+    for subject in set(subjects):
+        status = states.get(subject, {}).get(ANALYTICS)
+        allowed[subject] = status == "granted" if purpose.model == "opt_in" else status not in REFUSING_STATUSES
+    return allowed
+
+
+def evaluate_from_log(store: Any, logged: LoadedPack, target: LoadedPack, settings: OpeSettings | None = None) -> dict[str, Any]:
+    """The off-policy report of ``target`` on the decisions served under ``logged`` (see the module docstring)."""
+    from audits.models import DecisionRecord as DecisionRow
+    from audits.outcomes import decision_rewards
+    from audits.sealing import open_decisions
+
+    settings = settings or OpeSettings()
+    _check_settings(settings)  # before anything is read
+    if logged.pack.reranking.model_dump(mode="json") != target.pack.reranking.model_dump(mode="json"):
+        raise ConfigError(RERANKING_DIFFERS.format(logged=f"{logged.name} {logged.version}", target=f"{target.name} {target.version}"))
+    excluded: dict[str, int] = {}
+    with store.session() as session:
+        query = (
+            select(DecisionRow.decision_id, DecisionRow.subject, DecisionRow.slate, DecisionRow.context)
+            .where(DecisionRow.pack_name == logged.name, DecisionRow.pack_version == logged.version)
+            .order_by(DecisionRow.decided_at.desc(), DecisionRow.decision_id)
+        )
+        if settings.limit is not None:
+            query = query.limit(settings.limit)
+        rows = session.execute(query).all()
+        anonymous = [r for r in rows if r.subject is None]
+        _count(excluded, "no_subject_to_check_consent", len(anonymous))
+        named = [r for r in rows if r.subject is not None]
+        allowed = _analytics_allowed(session, logged, [r.subject for r in named])
+        consenting = [r for r in named if allowed[r.subject]]
+        refused_subjects = {r.subject for r in named if not allowed[r.subject]}
+        _count(excluded, "analytics_consent_not_in_force", len(named) - len(consenting))
+        # Only the lists of consenting subjects are opened (they are sealed under each subject's key).
+        opened = open_decisions(session, [(r.decision_id, r.subject, r.slate, r.context) for r in consenting])
+        erased = sum(o is None for o in opened)
+        _count(excluded, "erased_subjects", erased)
+        lists = [_Logged(r.decision_id, o[0], o[1]) for r, o in zip(consenting, opened) if o is not None]
+        kept = [d for d in lists if (d.context or {}).get("served", True) is not False]
+        _count(excluded, "shadow_lists_not_served", len(lists) - len(kept))
+        empty = [d for d in kept if not d.slate.get("items")]
+        _count(excluded, "empty_lists", len(empty))
+        kept = [d for d in kept if d.slate.get("items")]
+        contexts = _replay(kept, target, settings)
+        big_k = max(contexts.k, default=1)
+        rewards = {kind: decision_rewards(session, contexts.ids, kind=kind, slate_size=big_k) for kind in settings.kinds}
+    report: dict[str, Any] = {
+        "logged_pack": logged.stamp(),
+        "target_pack": target.stamp(),
+        "decisions_read": len(rows),
+        "decisions_used": len(contexts.ids),
+        "excluded": excluded,
+        "subjects_excluded_for_consent": len(refused_subjects),
+        "consent_purpose": ANALYTICS,
+        "logging_policies": _policy_counts(kept),
+        "settings": {"min_ess": settings.min_ess, "n_bootstrap": settings.n_bootstrap, "seed": settings.seed, "confidence": settings.confidence},
+        "metrics": {kind: _estimates(contexts, rewards[kind], big_k, settings) for kind in settings.kinds},
+        "assumptions": {
+            "slate_standard_ips": "none on the reward; variance grows with the list length",
+            "slate_independent_ips": "the reward at a position depends only on the item there (item-position model)",
+            "slate_cascade_ips": "the reward at a position depends only on the items at and above it (cascade)",
+            "slate_pseudo_inverse": "the list's reward is a sum of (item, position) terms (linearity)",
+            "ips/snips/dm/dr": "single-action view: the first position is the action and its outcome the reward; dm/dr use per-item mean rewards",
+        },
+    }
+    if settings.segment is not None:
+        mask = _pad([np.array([item in settings.segment for item in shown], dtype=float) for shown in contexts.shown], big_k, 0.0)
+        report["segment"] = {
+            "items": len(settings.segment),
+            "lists_showing_one": int((mask.sum(axis=1) > 0).sum()),
+            "metrics": {kind: _estimates(contexts, rewards[kind] * mask, big_k, settings) for kind in settings.kinds},
+        }
+    return report
+
+
+def _check_settings(settings: OpeSettings) -> None:
+    from audits.models import OUTCOME_KINDS
+    from recommender.ope._common import check_settings
+
+    check_settings(settings.n_bootstrap, settings.confidence, settings.min_ess)
+    if unknown := sorted(set(settings.kinds) - set(OUTCOME_KINDS)):
+        raise ConfigError(f"unknown outcome kind(s) {', '.join(unknown)}; known: {', '.join(OUTCOME_KINDS)}")
+    if not settings.kinds:
+        raise ConfigError("name at least one outcome kind to estimate")
+    if settings.limit is not None and settings.limit < 1:
+        raise ConfigError(f"limit must be at least 1, got {settings.limit}")
+
+
+def _count(counts: dict[str, int], reason: str, n: int) -> None:
+    if n:
+        counts[reason] = counts.get(reason, 0) + n
+
+
+def _policy_counts(rows: list[_Logged]) -> dict[str, int]:
+    kinds: dict[str, int] = {}
+    for r in rows:
+        kind = ((r.slate.get("logging") or {}).get("policy") or {}).get("kind", "deterministic (no logging policy declared)")
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return dict(sorted(kinds.items()))
+
+
+def _replay(rows: list[_Logged], target: LoadedPack, settings: OpeSettings) -> _Contexts:
+    """The logged and target probabilities of each decision's served list (one pass over the decisions)."""
+    out = _Contexts()
+    for r in rows:
+        slate = r.slate
+        log = slate.get("logging")
+        if log and log.get("pool"):
+            pool_items = list(log["pool"]["items"])
+            scores = np.array([0.0 if s is None else s for s in log["pool"]["scores"]], dtype=np.float64)
+            positions = np.array(log["positions"], dtype=np.int64)
+            policy = SlatePolicy.from_dict(log["policy"])
+        else:  # a deterministic list: its pool is what was served
+            pool_items = list(slate["items"])
+            scores = np.array([0.0 if s is None else s for s in (slate.get("scores") or [None] * len(pool_items))], dtype=np.float64)
+            positions = np.arange(len(pool_items))
+            policy = SlatePolicy()
+        m, k = len(pool_items), len(positions)
+        tpol = _target_policy(target, m, k)
+        lp, lprefix = slate_probabilities(policy, scores, positions)
+        tp, tprefix = slate_probabilities(tpol, scores, positions)
+        recorded = log.get("marginals") if log else None
+        cells = (np.arange(k), positions)
+        try:
+            lmarg = np.array(recorded) if recorded is not None else position_marginals(policy, scores, k, max_states=settings.max_states)[cells]
+            tmat = position_marginals(tpol, scores, k, max_states=settings.max_states)
+            tmarg = tmat[cells]
+            unsupported = float(tmat[~support_mask(policy, m, k)].sum())
+        except ExactBoundError as err:
+            out.marg_refusal = str(err)
+            lmarg, tmarg, tmat, unsupported = np.ones(k), np.ones(k), None, 0.0
+        out.ids.append(r.decision_id)
+        out.k.append(k)
+        out.log_prob.append(lp)
+        out.tgt_prob.append(tp)
+        out.log_prefix.append(lprefix)
+        out.tgt_prefix.append(tprefix)
+        out.log_marg.append(lmarg)
+        out.tgt_marg.append(tmarg)
+        out.unsupported.append(unsupported)
+        out.first_log.append(first_position(policy, scores, k))
+        out.first_tgt.append(first_position(tpol, scores, k))
+        out.first_items.append(pool_items)
+        out.first_action.append(int(positions[0]))
+        out.shown.append([pool_items[p] for p in positions])
+        if out.pi_parts is not None and tmat is not None:
+            try:
+                gamma = pairwise_probabilities(policy, scores, k, max_slates=settings.max_slates)
+            except ExactBoundError as err:
+                out.pi_parts, out.pi_refusal = None, f"pseudo-inverse: {err}"
+                continue
+            indicator = np.zeros(k * m)
+            indicator[positions + np.arange(k) * m] = 1.0
+            out.pi_parts.append((gamma, tmat.ravel(), indicator))
+    return out
+
+
+def _pad(rows: list[np.ndarray], width: int, fill: float) -> np.ndarray:
+    out = np.full((len(rows), width), fill)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out
+
+
+def _estimates(c: _Contexts, rewards: np.ndarray, big_k: int, s: OpeSettings) -> dict[str, Any]:
+    """Every estimator's result for one outcome kind (rewards ``(n, K)``, NaN read as no reward)."""
+    common = {"min_ess": s.min_ess, "n_bootstrap": s.n_bootstrap, "seed": s.seed, "confidence": s.confidence}
+    n = len(c.ids)
+    r = np.nan_to_num(rewards, nan=0.0)
+    total = r.sum(axis=1)
+    unsupported = np.array(c.unsupported)
+    results: dict[str, Any] = {}
+    logged = standard_ips(total, np.ones(n), np.ones(n), unsupported_mass=0.0, **{**common, "min_ess": 0.0})
+    results["logged_policy"] = logged.to_dict() | {"estimator": "on_policy_mean"}
+    results["slate_standard_ips"] = standard_ips(total, c.log_prob, c.tgt_prob, unsupported_mass=unsupported, **common).to_dict()
+    if c.marg_refusal:
+        refused = {"refused": True, "reason": c.marg_refusal, "value": None}
+        results["slate_independent_ips"] = refused | {"estimator": "slate_independent_ips"}
+        results["slate_cascade_ips"] = cascade_ips(r, _pad(c.log_prefix, big_k, 1.0), _pad(c.tgt_prefix, big_k, 1.0), unsupported_mass=unsupported, **common).to_dict()
+    else:
+        results["slate_independent_ips"] = independent_ips(r, _pad(c.log_marg, big_k, 1.0), _pad(c.tgt_marg, big_k, 1.0), unsupported_mass=unsupported, **common).to_dict()
+        results["slate_cascade_ips"] = cascade_ips(r, _pad(c.log_prefix, big_k, 1.0), _pad(c.tgt_prefix, big_k, 1.0), unsupported_mass=unsupported, **common).to_dict()
+    results["slate_pseudo_inverse"] = _pseudo_inverse(c, total, common)
+    results.update(_single_action(c, r[:, 0] if n else np.zeros(0), common))
+    return results
+
+
+def _pseudo_inverse(c: _Contexts, total: np.ndarray, common: dict[str, Any]) -> dict[str, Any]:
+    if c.pi_parts is None or c.marg_refusal or len(c.pi_parts) != len(c.ids):
+        return {"estimator": "slate_pseudo_inverse", "refused": True, "value": None, "reason": c.pi_refusal or c.marg_refusal or "no lists"}
+    if not c.pi_parts:
+        return pseudo_inverse(total, np.zeros((0, 1)), np.zeros((0, 1, 1)), np.zeros((0, 1)), **common).to_dict()
+    d = max(p[0].shape[0] for p in c.pi_parts)
+    n = len(c.pi_parts)
+    gamma, q, ind = np.zeros((n, d, d)), np.zeros((n, d)), np.zeros((n, d))
+    for i, (g, qi, si) in enumerate(c.pi_parts):  # lists of other sizes padded with empty cells
+        gamma[i, : len(qi), : len(qi)], q[i, : len(qi)], ind[i, : len(qi)] = g, qi, si
+    return pseudo_inverse(total, ind, gamma, q, **common).to_dict()
+
+
+def _single_action(c: _Contexts, first: np.ndarray, common: dict[str, Any]) -> dict[str, Any]:
+    n = len(c.ids)
+    if n == 0:
+        return {}
+    width = max(len(p) for p in c.first_items)
+    mu, pi = _pad(c.first_log, width, 0.0), _pad(c.first_tgt, width, 0.0)
+    codes: dict[str, int] = {}
+    cand = np.full((n, width), -1, dtype=np.int64)
+    for i, items in enumerate(c.first_items):
+        cand[i, : len(items)] = [codes.setdefault(item, len(codes)) for item in items]
+    actions = np.array(c.first_action, dtype=np.int64)
+    q = item_mean_rewards(cand, actions, first, mask=cand >= 0)
+    view = {"view": "first position"}
+    return {
+        "ips": ips(actions, first, mu, pi, **common).to_dict() | view,
+        "snips": snips(actions, first, mu, pi, **common).to_dict() | view,
+        "dm": direct_method(actions, first, mu, pi, q, **common).to_dict() | view,
+        "dr": doubly_robust(actions, first, mu, pi, q, **common).to_dict() | view,
+    }

@@ -1,0 +1,158 @@
+"""The pack's logging policy on the serving path: a seeded draw from the governed list, with its exact propensities.
+
+:class:`~governance.serving.ServingEngine` asks the model and the re-ranking for a
+governed list ``pool`` long (:meth:`LoggingHook.length`); this module draws the
+served ``k`` from it with the pack's policy (:mod:`recommender.ope.policies`) and
+returns what the decision record keeps under ``slate["logging"]``:
+
+``policy``
+    the policy as drawn (``{"kind": "deterministic"}`` when nothing was random);
+``seed``
+    the draw's seed: ``numpy.random.Generator(PCG64(seed))`` with
+    :func:`recommender.ope.sample_slate` on the recorded pool gives the same slate;
+``pool``
+    the governed candidates in governed order with their recorded scores;
+``positions``
+    the pool index of each served item;
+``slate_probability`` and ``prefix_probabilities``
+    exact, from the recorded (rounded) scores;
+``marginals``
+    each served item's probability of being at its position, exact, for
+    ``epsilon_slots`` (closed form). For Plackett-Luce they are null here: their
+    exact programme costs milliseconds (measured: 8 ms for a pool of 10 under
+    load), far over the serving path's budget, and ``recgov ope`` computes them
+    exactly from the recorded pool, scores, policy and positions, which determine them.
+
+The pool only ever holds items the governed path allowed (blocks, consent,
+context and the re-ranking ran before), so no draw can show anything else.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from governance.explain import TAG_TEXT, Tag, TagKind
+from recommender.ope.policies import SlatePolicy, position_marginals, sample_slate, slate_probabilities
+
+__all__ = ["DETERMINISTIC", "LoggingHook", "decision_seed", "explored"]
+
+DETERMINISTIC: dict[str, Any] = {"policy": {"kind": "deterministic"}, "slate_probability": 1.0}
+"""What a list that was not drawn records (a non-personalized list under a pack with a logging policy)."""
+_EXPLORATION_TAG = Tag(TagKind.exploration, TAG_TEXT[TagKind.exploration]).to_dict()
+
+
+def decision_seed(decision_id: str) -> int:
+    """The draw's seed: the top 52 bits of the decision's (random) UUID, recorded with the decision (a JSON
+    number holds integers up to 2**53 exactly, and the canonical encoding refuses larger ones)."""
+    return uuid.UUID(decision_id).int >> 76
+
+
+@dataclass(frozen=True)
+class LoggingHook:
+    """A pack's ``logging_policy`` section, ready for the serving path."""
+
+    kind: str
+    pool: int
+    temperature: float = 1.0
+    epsilon: float = 0.0
+    explore: tuple[int, ...] = ()
+    """0-based."""
+    fixed: tuple[int, ...] = ()
+    """0-based."""
+
+    @classmethod
+    def from_section(cls, section: Any) -> LoggingHook | None:
+        """The hook of a pack's ``logging_policy`` (None: the pack declares none)."""
+        if section is None:
+            return None
+        return cls(
+            kind=section.kind, pool=section.pool, temperature=section.temperature, epsilon=section.epsilon,
+            explore=tuple(s - 1 for s in section.explore_slots), fixed=tuple(s - 1 for s in section.fixed_slots),
+        )  # fmt: skip
+
+    def length(self, k: int) -> int:
+        """How long the governed list must be for a list of ``k``."""
+        return max(k, self.pool)
+
+    def policy_for(self, m: int, k: int) -> SlatePolicy:
+        """The policy for a pool of ``m`` and a list of ``k``: positions past the list are dropped, and
+        exploration slots beyond what the pool can fill are left out (deterministic when nothing is left)."""
+        if self.kind == "plackett_luce":
+            fixed = tuple(p for p in self.fixed if p < k)
+            if len(fixed) >= k:
+                return SlatePolicy()
+            return SlatePolicy("plackett_luce", temperature=self.temperature, fixed=fixed)
+        explore = tuple(p for p in sorted(self.explore) if p < k)[: max(0, m - k)]
+        return SlatePolicy("epsilon_slots", epsilon=self.epsilon, explore=explore)
+
+    def draw(
+        self, items: list[str], scores: list[float | None], tags: list[list[dict[str, Any]]], k: int, decision_id: str
+    ) -> tuple[list[int], dict[str, Any]]:
+        """The pool indices of the ``k`` items to serve, and the record of the draw (see the module docstring).
+
+        ``items``, ``scores``, ``tags``: the governed list (the pool), in governed order.
+        """
+        m = len(items)
+        k = min(k, m)
+        if k == 0:
+            return [], dict(DETERMINISTIC)
+        policy = self.policy_for(m, k)
+        values = np.array([0.0 if s is None else s for s in scores], dtype=np.float64)
+        seed = decision_seed(decision_id)
+        if policy.deterministic:
+            positions = np.arange(k)
+            prob, prefix = 1.0, np.ones(k)
+            marginals: list[float] | None = [1.0] * k
+        elif policy.kind == "plackett_luce":
+            drawn, steps = _plackett_luce(values.tolist(), k, policy, np.random.Generator(np.random.PCG64(seed)))
+            prefix = np.cumprod(steps)
+            positions, prob, marginals = np.array(drawn), float(prefix[-1]), None
+        else:
+            positions = sample_slate(policy, values, k, np.random.Generator(np.random.PCG64(seed)))
+            prob, prefix = slate_probabilities(policy, values, positions)
+            marginals = position_marginals(policy, values, k)[np.arange(k), positions].tolist()
+        record = {
+            "policy": policy.to_dict(),
+            "seed": seed,
+            "pool": {"items": list(items), "scores": list(scores)},
+            "positions": positions.tolist(),
+            "slate_probability": prob,
+            "prefix_probabilities": prefix.tolist(),
+            "marginals": marginals,
+        }
+        return positions.tolist(), record
+
+
+def _plackett_luce(values: list[float], k: int, policy: SlatePolicy, rng: np.random.Generator) -> tuple[list[int], list[float]]:
+    """:func:`~recommender.ope.sample_slate` and the per-position draw probabilities of
+    :func:`~recommender.ope.slate_probabilities` for Plackett-Luce, in plain Python: for a pool of a few
+    dozen items a handful of float operations cost less than numpy's per-call overhead. The same Gumbel
+    draws in the same order give the same slate (the tests hold the two to it)."""
+    fixed = {p for p in policy.fixed if p < k}
+    items = [i for i in range(len(values)) if i not in fixed]
+    slots = [j for j in range(k) if j not in fixed]
+    logits = [values[i] / policy.temperature for i in items]
+    noise = rng.gumbel(size=len(items)).tolist()
+    order = sorted(range(len(items)), key=lambda t: -(logits[t] + noise[t]))[: len(slots)]
+    top = max(logits)
+    weights = [math.exp(x - top) for x in logits]
+    drawn = set(order)
+    left = math.fsum(w for t, w in enumerate(weights) if t not in drawn)
+    slate, steps = list(range(k)), [1.0] * k
+    for j, t in zip(reversed(slots), reversed(order)):  # the mass left before each draw, from the last draw up
+        left += weights[t]
+        steps[j] = weights[t] / left
+        slate[j] = items[t]
+    return slate, steps
+
+
+def explored(tags: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An item's tags with the exploration tag first (once): it is where it is because of the draw."""
+    if any(t.get("kind") == TagKind.exploration.value for t in tags):
+        return tags
+    return [dict(_EXPLORATION_TAG), *tags]
