@@ -12,7 +12,6 @@ the serving path's personalizer) and writes the same record layout: the benchmar
 from __future__ import annotations
 
 import hashlib
-import io
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -74,7 +73,7 @@ def train_spark_and_record(
 ) -> tuple[BatchRun, Any]:
     """Filter and train on Spark, save the factors and record the lineage; returns the run and the fitted model."""
     from audits import record_dataset_version, record_model_version, record_training_run
-    from governance.spark.als import train_als_spark
+    from governance.spark.als import als_artifact, train_als_spark
     from governance.spark.filters import events_frame, filter_training_events_spark
     from governance.spark.session import spark_session
     from governance.training import dataset_schema
@@ -99,10 +98,7 @@ def train_spark_and_record(
     mark = time.perf_counter()
     models_dir.mkdir(parents=True, exist_ok=True)
     artifact = models_dir / f"{model.version_id_}.npz"
-    buffer = io.BytesIO()
-    np.savez(buffer, item_factors=model.item_factors_, user_factors=model.user_factor_matrix(),
-             item_ids=model.item_ids.astype(str), user_ids=model.user_ids.astype(str), popularity=model.popularity_)  # fmt: skip
-    payload = buffer.getvalue()
+    payload = als_artifact(model, session.version)  # a recgov ALS model file: served, explained and unlearned in process
     artifact_hash = hashlib.sha256(payload).hexdigest()
     with store.session() as db:
         dv = record_dataset_version(

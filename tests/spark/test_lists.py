@@ -267,3 +267,34 @@ def test_the_commands_refuse_an_unknown_engine_and_spark_training_without_a_pack
     (tmp_path / "o").mkdir()
     exists = runner.invoke(app, ["batch", str(events), "--pack", "eu-gdpr-dsa", "--out", str(tmp_path / "o")])
     assert exists.exit_code != 0 and "already exists" in exists.output
+
+
+def test_a_model_trained_on_spark_is_a_recgov_als_model_file_that_serves_its_own_scores(spark: Any, store: Store, world: Any, tmp_path: Path) -> None:
+    """The registered artifact loads with ALSRecommender.load (as serving, erasure and unlearning load it), holds
+    MLlib's factors and the weights it was fitted on, and recommends by those factors with seen items left out."""
+    import hashlib
+
+    from audits.models import ModelVersion
+    from governance.spark.batch import train_spark_and_record
+    from recommender.data import Dataset
+
+    subjects = sorted(world.events["user_id"].unique())
+    _grant_all(store, subjects)
+    data = Dataset(events=world.events, items=world.items, name="m", source="synthetic:m")
+    run, model = train_spark_and_record(data, EU, store, models_dir=tmp_path / "models", params={"factors": 6, "iterations": 3},
+                                        now=datetime(2024, 7, 2, tzinfo=UTC), spark=spark)  # fmt: skip
+    with store.session() as session:
+        registered = session.get(ModelVersion, model.version_id_) or session.query(ModelVersion).filter_by(version_id=model.version_id_).one()
+        assert registered.artifact_hash == hashlib.sha256(Path(run.artifact).read_bytes()).hexdigest()
+    loaded = ALSRecommender.load(run.artifact)
+    assert loaded.version_id_ == model.version_id_ and list(loaded.train_.user_ids) == list(model.user_ids)
+    U = model.user_factor_matrix()
+    np.testing.assert_array_equal(loaded.user_factors_, U)
+    np.testing.assert_array_equal(loaded.item_factors_, model.item_factors_)
+    seen = to_implicit(world.events, user_ids=model.user_ids, item_ids=model.item_ids).matrix
+    assert (loaded.train_.matrix != seen.astype(np.float32)).nnz == 0  # the weights MLlib was fitted on
+    for row in (0, 17, 42):
+        got = loaded.recommend(str(model.user_ids[row]), k=K)
+        scores = model.item_factors_ @ U[row]
+        scores[seen[row].indices] = -np.inf
+        assert list(got.item_ids[0]) == [str(model.item_ids[i]) for i in np.argsort(-scores, kind="stable")[:K]]
