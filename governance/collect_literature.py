@@ -102,7 +102,7 @@ def literature_facts(
     rsp = F.pop_rsp(recommended, history, popularity=popularity, head_share=head_share)
     for name, rep in (("pop_reo", reo), ("pop_rsp", rsp)):
         out[name] = {"value": _num(rep.value), "probability": {g: _num(v) for g, v in rep.probability.items()}}
-    out["aclt"] = _num(np.mean(F.aclt(recommended, popularity, head_share))) if len(recommended) else None
+    out["aclt"] = _num(M.defined_mean(F.aclt(recommended, popularity, head_share)))  # users with a list
     out["rbp"] = _num(M.defined_mean(F.rank_biased_precision(recommended, relevant, patience=0.85)))
     out["rank_weighted_exposure_gini"] = _num(F.rank_weighted_exposure_gini(recommended, n_items, patience=0.85))
     out["exposure_entropy"] = _num(F.exposure_entropy(recommended, n_items))

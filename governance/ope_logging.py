@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from governance.explain import TAG_TEXT, Tag, TagKind
-from recommender.ope.policies import SlatePolicy, position_marginals, sample_slate, slate_probabilities
+from recommender.ope.policies import SlatePolicy
 
 __all__ = ["DETERMINISTIC", "LoggingHook", "decision_seed", "explored"]
 
@@ -113,9 +113,9 @@ class LoggingHook:
             prefix = np.cumprod(steps)
             positions, prob, marginals = np.array(drawn), float(prefix[-1]), None
         else:
-            positions = sample_slate(policy, values, k, np.random.Generator(np.random.PCG64(seed)))
-            prob, prefix = slate_probabilities(policy, values, positions)
-            marginals = position_marginals(policy, values, k)[np.arange(k), positions].tolist()
+            drawn, steps, marginals = _epsilon_slots(m, k, policy, np.random.Generator(np.random.PCG64(seed)))
+            prefix = np.cumprod(steps)
+            positions, prob = np.array(drawn), float(prefix[-1])
         record = {
             "policy": policy.to_dict(),
             "seed": seed,
@@ -126,6 +126,25 @@ class LoggingHook:
             "marginals": marginals,
         }
         return positions.tolist(), record
+
+
+def _epsilon_slots(m: int, k: int, policy: SlatePolicy, rng: np.random.Generator) -> tuple[list[int], list[float], list[float]]:
+    """:func:`~recommender.ope.sample_slate` for epsilon slots (the same generator calls, so the same list), with
+    each position's draw probability and marginal in plain Python (closed forms, see :mod:`recommender.ope.policies`)."""
+    explore = sorted(policy.explore)
+    replace = (rng.random(len(explore)) < policy.epsilon).tolist()
+    picks = rng.permutation(np.arange(k, m))[: sum(replace)].tolist()
+    slate, steps, marginals = list(range(k)), [1.0] * k, [1.0] * k
+    beyond, replaced = m - k, 0
+    for j, swap in zip(explore, replace):
+        if swap:
+            slate[j] = picks[replaced]
+            steps[j] = policy.epsilon / (beyond - replaced)
+            marginals[j] = policy.epsilon / beyond
+            replaced += 1
+        else:
+            steps[j] = marginals[j] = 1.0 - policy.epsilon
+    return slate, steps, marginals
 
 
 def _plackett_luce(values: list[float], k: int, policy: SlatePolicy, rng: np.random.Generator) -> tuple[list[int], list[float]]:

@@ -298,7 +298,8 @@ class FairnessSection(_Section):
     is missing (reported, never judged)."""
     intersections: list[list[str]] = Field(default_factory=list)
     """Attribute combinations that matter jointly (``[gender, age]`` gives groups such as
-    ``F x 25-34`` under the attribute ``gender_x_age``, which rules may name); each part an audit attribute."""
+    ``F x 25-34`` under the attribute ``gender_x_age``, which rules may name); each part an audit attribute.
+    That joined name must be new (not an audit attribute's, not another intersection's): a clash is refused."""
     min_group_size: int = Field(30, ge=1)
     """The census reports every group's size and marks groups under this size as reported, not judged
     (the literature metrics leave them out of their gaps); each rule's own ``min_group_size`` decides
@@ -329,12 +330,29 @@ class FairnessSection(_Section):
                 Binning(name, tuple(spec.edges), tuple(spec.labels), spec.right)
             except Exception as err:  # ConfigError: the edges or labels are wrong
                 raise ValueError(str(err)) from None
+        # An intersection is judged under its joined name (gender_x_age); that name must be new, or its groups
+        # would silently replace those of the attribute (or earlier intersection) already holding it.
+        named: dict[str, str] = {a: "an attribute of fairness.audit_attributes" for a in declared}
+        seen: dict[frozenset[str], int] = {}
         for j, combo in enumerate(self.intersections):
             if len(combo) < 2 or len(set(combo)) != len(combo):
                 raise ValueError(f"intersections.{j}: {combo} must name two or more distinct attributes")
             unknown = [a for a in combo if a not in declared]
             if unknown:
                 raise ValueError(f"intersections.{j}: {unknown} not in fairness.audit_attributes ({sorted(declared)})")
+            if frozenset(combo) in seen:
+                raise ValueError(
+                    f"intersections.{j}: {combo} repeats intersections.{seen[frozenset(combo)]} "
+                    "(the same attributes in any order form the same groups); declare it once"
+                )
+            seen[frozenset(combo)] = j
+            key = self.intersection_names()[j]
+            if key in named:
+                raise ValueError(
+                    f"intersections.{j}: {combo} is judged under the name {key!r}, which is already "
+                    f"{named[key]}; rename that attribute so the two groupings stay apart"
+                )
+            named[key] = f"the name of intersections.{j}"
         return self
 
     def intersection_names(self) -> list[str]:

@@ -3,7 +3,7 @@
 :class:`Client` wraps one ``httpx.Client`` with the caller's API key (keys are
 made by an admin with ``recgov keys create NAME --role ROLE``) and has one
 method per step of a review: packs and their exact text, audits (start, wait,
-gate), deployments, the trail (events, verification, the signed export and the
+gate), deployments (promotion, rollback), consent imports, the trail (events, verification, the signed export and the
 signers' keys), the regulator's report, models and lineage, and the records
 (GDPR Art. 30, DSA Art. 27). Every refusal of the API is raised as a
 :class:`ClientError` that carries the problem document (RFC 9457), so a caller
@@ -178,9 +178,31 @@ class Client:
         return self._json("GET", "/v1/deployments")
 
     def promote(self, model_version: str, stage: Literal["shadow", "canary", "production"], *, data: str | None = None) -> dict[str, Any]:
-        """Move a model version one stage on, through the gate (admin); a refusal is a 409 :class:`ClientError`."""
+        """Move a model version one stage on, through the gate (admin).
+
+        A refusal of the gate (``gate-refused``), of the deployment policy (``deployment-policy``) or of a
+        move out of order (``deployment-state``) is a 409 :class:`ClientError`; its ``problem["type"]`` says which.
+        """
         body = {"stage": stage, **({"data": data} if data is not None else {})}
         return self._json("POST", f"/v1/deployments/{_segment(model_version)}/promote", json=body)
+
+    def rollback(self) -> dict[str, Any]:
+        """Restore the previous production version (admin); nothing to restore is a 409 ``deployment-state``."""
+        return self._json("POST", "/v1/deployments/rollback")
+
+    # -- consent ----------------------------------------------------------------------------------
+    def import_consent(
+        self, export: str | bytes, *, fmt: Literal["csv", "jsonl"], pack: str | None = None, mapping: str | None = None, name: str = "upload"
+    ) -> dict[str, Any]:
+        """Import a consent-management platform's export (operator), as ``recgov consent import``: the report.
+
+        ``mapping`` is ``field=column,...`` (as ``--map``); refused rows are listed in the report, and a
+        body that is not a table of ``fmt`` is a 422 :class:`ClientError` locating the fault.
+        """
+        params = {"format": fmt, "name": name, **({"pack": pack} if pack else {}), **({"map": mapping} if mapping else {})}
+        media = "text/csv" if fmt == "csv" else "application/x-ndjson"
+        body = export.encode("utf-8") if isinstance(export, str) else export
+        return self._json("POST", "/v1/consent-imports", params=params, content=body, headers={"Content-Type": media})
 
     # -- the trail --------------------------------------------------------------------------------
     def trail_events(

@@ -19,6 +19,7 @@ from governance.api.metrics import install_metrics
 from governance.api.options import OptionsAnswer
 from governance.api.pack_parser import PackParser
 from governance.api.reads import FastReads
+from governance.api.schemas import vocabulary
 from governance.api.routes import (
     audits,
     consent,
@@ -95,6 +96,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app, expose_errors=settings.api_expose_errors)
+    vocabulary.install(app, settings.packs_dir)  # the document names the harm categories and purposes of the packs it knows
     review = (models, reports, records, consent_state, datasets)  # what a compliance review reads beside the trail, lineage and packs
     for module in (health, packs, trail, lineage, consent, recommendations, deployments, deployment_policy, harm, subjects, audits, *review):
         app.include_router(module.router)

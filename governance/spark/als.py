@@ -32,7 +32,7 @@ from governance.explain import explain_als_list
 from recommender.errors import ConfigError, NotFittedError
 from recommender.feedback import FeedbackConfig
 
-__all__ = ["DEFAULT_PARAMS", "SparkALSModel", "SparkALSPersonalizer", "implicit_ratings", "train_als_spark"]
+__all__ = ["DEFAULT_PARAMS", "SparkALSModel", "SparkALSPersonalizer", "als_artifact", "implicit_ratings", "train_als_spark"]
 
 DEFAULT_PARAMS: dict[str, Any] = {"factors": 64, "regularization": 0.05, "alpha": 2.0, "iterations": 15, "random_state": 0}
 """recgov's ALS defaults (:class:`recommender.als.ALSRecommender`)."""
@@ -188,6 +188,42 @@ def train_als_spark(
         params=merged, user_ids=user_ids, item_ids=item_ids, item_factors_=item_factors, user_factors=user_factors,
         ratings=indexed, popularity_=popularity, data_hash_=data_hash, version_id_=version, fit_seconds=seconds,
     )  # fmt: skip
+
+
+def als_artifact(model: SparkALSModel, spark_version: str) -> bytes:
+    """The fitted model as a recgov ALS model file (:meth:`recommender.als.ALSRecommender.save`'s format).
+
+    So a model trained on Spark is served, explained and unlearned by the in-process code like any
+    registered ALS model: its factors, its ids in sorted order, and the training matrix (the weights it
+    was fitted on, collected to the driver: the file needs them to leave seen items out when serving).
+    ``meta.solver`` says the factors are MLlib's (confidence ``1 + alpha r``, regularization scaled by
+    each user's count); the in-process explanations and unlearning use ``implicit``'s formulas on them.
+    """
+    import io
+
+    import scipy.sparse as sp
+
+    from recommender.als import FORMAT
+
+    model.check_fitted("save")
+    pairs = model.ratings.select("user", "item", "weight").toPandas()
+    matrix = sp.csr_matrix(
+        (pairs["weight"].to_numpy(np.float32), (pairs["user"].to_numpy(np.int64), pairs["item"].to_numpy(np.int64))),
+        shape=(len(model.user_ids), len(model.item_ids)),
+    )
+    matrix.sum_duplicates()
+    matrix.sort_indices()
+    meta = {
+        "format": FORMAT, "params": dict(model.params), "version_id": model.version_id_, "data_hash": model.data_hash_,
+        "library_versions": {"pyspark": spark_version}, "solver": "mllib-als",
+    }  # fmt: skip
+    buffer = io.BytesIO()
+    np.savez(
+        buffer, meta=np.array(json.dumps(meta, sort_keys=True)), user_factors=model.user_factor_matrix(),
+        item_factors=np.asarray(model.item_factors_, dtype=np.float32), user_ids=np.asarray(model.user_ids, dtype=str),
+        item_ids=np.asarray(model.item_ids, dtype=str), indptr=matrix.indptr, indices=matrix.indices, data=matrix.data,
+    )  # fmt: skip
+    return buffer.getvalue()
 
 
 def _version_id(data_hash: str, params: dict[str, Any], spark_version: str) -> str:

@@ -12,7 +12,6 @@ the serving path's personalizer) and writes the same record layout: the benchmar
 from __future__ import annotations
 
 import hashlib
-import io
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -74,7 +73,7 @@ def train_spark_and_record(
 ) -> tuple[BatchRun, Any]:
     """Filter and train on Spark, save the factors and record the lineage; returns the run and the fitted model."""
     from audits import record_dataset_version, record_model_version, record_training_run
-    from governance.spark.als import train_als_spark
+    from governance.spark.als import als_artifact, train_als_spark
     from governance.spark.filters import events_frame, filter_training_events_spark
     from governance.spark.session import spark_session
     from governance.training import dataset_schema
@@ -99,10 +98,7 @@ def train_spark_and_record(
     mark = time.perf_counter()
     models_dir.mkdir(parents=True, exist_ok=True)
     artifact = models_dir / f"{model.version_id_}.npz"
-    buffer = io.BytesIO()
-    np.savez(buffer, item_factors=model.item_factors_, user_factors=model.user_factor_matrix(),
-             item_ids=model.item_ids.astype(str), user_ids=model.user_ids.astype(str), popularity=model.popularity_)  # fmt: skip
-    payload = buffer.getvalue()
+    payload = als_artifact(model, session.version)  # a recgov ALS model file: served, explained and unlearned in process
     artifact_hash = hashlib.sha256(payload).hexdigest()
     with store.session() as db:
         dv = record_dataset_version(
@@ -177,11 +173,9 @@ def _inprocess_batch(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from audits import lookup_pseudonyms
-    from audits.canonical import canonical_json
     from audits.trail import format_time
     from governance.spark.lists import _bucket, decision_fields, personalizer_for
-    from governance.spark.records import GENESIS, RECORD_COLUMNS, anchor_batch, chain_hash, record_json
+    from governance.spark.records import GENESIS, RECORD_COLUMNS, anchor_batch, batch_record_keys, chain_hash, record_json, seal_fields
     from governance.training import train_and_record
     from governance.training_filter import subject_rules
     from recommender.als import ALSRecommender
@@ -200,13 +194,13 @@ def _inprocess_batch(
     moment = datetime.now(UTC)
     rules = subject_rules(pack, store, subjects, now=moment)
     allowed = np.flatnonzero((rules.reason == 0) & np.isnat(rules.erased_until))
-    with store.session() as db:
-        names = lookup_pseudonyms(db, [subjects[r] for r in allowed], create=True)
+    keys = batch_record_keys(store, [subjects[r] for r in allowed])
     run_id, stamp, when = uuid.uuid4().hex, pack.stamp(), format_time(moment)
     item_ids = model.train_.item_ids
+    by_name = dict(keys.values())
     by_bucket: dict[int, list[tuple[str, int]]] = {}
     for row in allowed.tolist():
-        name = names[subjects[row]]
+        name = keys[subjects[row]][0]
         by_bucket.setdefault(_bucket(name, buckets), []).append((name, row))
     partitions = []
     for bucket, members in sorted(by_bucket.items()):
@@ -215,9 +209,9 @@ def _inprocess_batch(
         for position, (name, row) in enumerate(sorted(members)):
             ids, scores, tags = personalizer.personalize(row, k)
             fields = decision_fields(name, [str(item_ids[i]) for i in ids], scores, tags, stamp, model.version_id_, run_id, moment)
-            digest = chain_hash(prev, record_json(fields))
-            values = {**fields, "decided_at": when, "slate": canonical_json(fields["slate"]).decode(),
-                      "context": canonical_json(fields["context"]).decode(), "position": position, "prev_hash": prev, "hash": digest}  # fmt: skip
+            sealed, slate, context = seal_fields(fields, by_name[name])
+            digest = chain_hash(prev, record_json(sealed))
+            values = {**fields, "decided_at": when, "slate": slate, "context": context, "position": position, "prev_hash": prev, "hash": digest}  # fmt: skip
             for c in RECORD_COLUMNS:
                 columns[c].append(values[c])
             prev = digest

@@ -13,6 +13,7 @@ executors can read and write (a shared file system or an object store).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from typing import Any
@@ -22,6 +23,15 @@ from recommender.errors import ConfigError
 __all__ = ["DEFAULT_MASTER", "NO_JAVA", "NO_PYSPARK", "java_available", "spark_available", "spark_master", "spark_session"]
 
 DEFAULT_MASTER = "local[2]"
+_MASTER_FORMS = re.compile(
+    r"local(\[\s*([1-9][0-9]*|\*)\s*(,\s*[0-9]+\s*)?\])?"
+    r"|local-cluster\[\s*[0-9]+\s*,\s*[0-9]+\s*,\s*[0-9]+\s*\]"
+    r"|yarn|spark://\S+|k8s://\S+"
+)
+"""The master URLs ``spark-submit`` accepts (Spark 4: ``local``, ``local[n]``, ``local[*]``, ``local[n,retries]``,
+``local-cluster[...]``, ``spark://``, ``yarn``, ``k8s://``); anything else makes the JVM exit before PySpark
+can say why."""
+MASTER_FORMS_TEXT = "local[2], local[*], spark://host:7077, yarn or k8s://https://host:443"
 NO_PYSPARK = "the Spark engine needs PySpark: pip install 'recgov[spark]' (or pip install pyspark), then run again"
 NO_JAVA = (
     "the Spark engine needs a Java runtime (17 or newer) and found none on PATH or in JAVA_HOME: install one "
@@ -49,10 +59,21 @@ def spark_available() -> str | None:
 
 
 def spark_master(master: str | None = None) -> str:
-    """The master URL: the one given, else ``RECGOV_SPARK_MASTER``, else :data:`DEFAULT_MASTER`."""
+    """The master URL: the one given, else ``RECGOV_SPARK_MASTER``, else :data:`DEFAULT_MASTER`.
+
+    Checked here, before a JVM starts: an unknown form (``bogus://x``) makes ``spark-submit`` exit
+    and PySpark report only that its gateway died.
+
+    Raises
+    ------
+    ConfigError
+        The URL is empty or not a form Spark accepts; the message names where it came from.
+    """
+    source = "--spark-master" if master else "RECGOV_SPARK_MASTER" if os.environ.get("RECGOV_SPARK_MASTER") else "the default"
     chosen = master or os.environ.get("RECGOV_SPARK_MASTER") or DEFAULT_MASTER
-    if not isinstance(chosen, str) or not chosen.strip():
-        raise ConfigError(f"the Spark master must be a URL such as local[2] or spark://host:7077. Got {chosen!r} instead.")
+    if not isinstance(chosen, str) or not chosen.strip() or not _MASTER_FORMS.fullmatch(chosen.strip()):
+        shown = chosen if isinstance(chosen, str) and len(chosen) <= 200 else f"{str(chosen)[:200]}..."
+        raise ConfigError(f"{source}: the Spark master must be a URL such as {MASTER_FORMS_TEXT}. Got {shown!r} instead.")
     return chosen.strip()
 
 
@@ -67,7 +88,8 @@ def spark_session(master: str | None = None, *, app_name: str = "recgov", shuffl
     Raises
     ------
     ConfigError
-        PySpark or Java is missing (the message says how to install it).
+        PySpark or Java is missing (the message says how to install it), the master URL is not
+        one Spark accepts, or Spark could not start on it (the message names the master and the cause).
     """
     missing = spark_available()
     if missing:
@@ -92,9 +114,19 @@ def spark_session(master: str | None = None, *, app_name: str = "recgov", shuffl
         shuffle_partitions = 2 * max(1, _local_cores(url))
     if shuffle_partitions is not None:
         builder = builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))
-    session = builder.getOrCreate()
+    try:
+        session = builder.getOrCreate()
+    except Exception as err:  # noqa: BLE001 - py4j, PySpark and the JVM fail in many types; each is one user-facing line
+        raise ConfigError(f"Spark could not start on master {url!r}: {_first_line(err)}") from err
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+def _first_line(err: BaseException) -> str:
+    """The first non-empty line of an error's text (a Java stack trace stays out of the message), at most 300 characters."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = lines[0] if lines else type(err).__name__
+    return text if len(text) <= 300 else text[:300] + "..."
 
 
 def _local_cores(url: str) -> int:

@@ -259,9 +259,17 @@ class GroupingSpec:
         for name, b in self.bins.items():
             if b.attribute != name:
                 raise ConfigError(f"bins: the binning under {name!r} is for attribute {b.attribute!r}.")
-        for combo in self.intersections:
+        names = set(self.attributes)
+        for j, combo in enumerate(self.intersections):
             if len(combo) < 2 or len(set(combo)) != len(combo):
                 raise ConfigError(f"intersections: {list(combo)} must name two or more distinct attributes.")
+            key = INTERSECTION_JOIN.join(combo)
+            if key in names:  # groups_for keys its labels by name: a clash would replace one grouping by another
+                raise ConfigError(
+                    f"intersections.{j}: {list(combo)} is labelled {key!r}, a name already taken by an attribute "
+                    "or an earlier intersection; rename the attribute so the two groupings stay apart."
+                )
+            names.add(key)
         if isinstance(self.min_size, bool) or not isinstance(self.min_size, int) or self.min_size < 1:
             raise ConfigError(BAD_MIN_SIZE.format(got=self.min_size))
 

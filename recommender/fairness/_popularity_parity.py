@@ -17,9 +17,16 @@ popular items holding ``head_share`` of the training interactions; Elliot's
   ``P(R@k | g) = sum_u |top_k(u) & g| / sum_u |g - train(u)|``, the chance that
   any item of the group the user has not seen is recommended; ``RSP = std / mean``.
 * :func:`aclt` -- Average Coverage of the Long Tail (Abdollahpouri, Burke &
-  Mobasher, FLAIRS 2019): ``(1/|U|) sum_u |top_k(u) & tail|``, a count of
-  long-tail items per list (APLT, its share, is
-  :func:`recommender.metrics.long_tail_share`).
+  Mobasher, FLAIRS 2019): ``(1/|U|) sum_u |top_k(u) & tail|`` over the users
+  with a list, a count of long-tail items per list (NaN for a user served
+  nothing, so that :func:`recommender.metrics.defined_mean` gives the paper's
+  figure; APLT, its share, is :func:`recommender.metrics.long_tail_share`).
+
+Only users with a list count: a row of ``-1`` padding alone (a user who was
+served nothing) adds nothing to any sum, as Elliot iterates over the users it
+has recommendations for. Counting such a user would add every item they have
+not seen to RSP's denominators and every test positive to REO's, and pull both
+probabilities (and ACLT's mean) toward 0 by however many users were not served.
 
 0 is parity for REO and RSP; an item group with no test positive (REO) or no
 unseen item (RSP) is left out, and the value is NaN when fewer than two groups
@@ -54,6 +61,8 @@ class PopularityParity:
     numerator: dict[str, int]
     denominator: dict[str, int]
     k: int
+    users: int = 0
+    """How many users had a list (at least one item) and so entered the sums; users served nothing do not."""
 
 
 def head_tail_groups(popularity: np.ndarray, head_share: float = 0.8) -> np.ndarray:
@@ -80,7 +89,19 @@ def _cv(p: np.ndarray) -> float:
     return float(_div(np.std(p[ok]), np.mean(p[ok])))
 
 
-def _report(metric: str, num: np.ndarray, den: np.ndarray, names: tuple[str, ...], k: int) -> PopularityParity:
+def _served(rec: np.ndarray) -> np.ndarray:
+    """``(n_users,)`` booleans: does the user's list hold at least one item (not only ``-1`` padding)?"""
+    return (rec >= 0).any(axis=1)
+
+
+def _of_rows(matrix: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
+    """The column indices of ``matrix`` in the rows where ``rows`` is true (one mask over the stored entries)."""
+    return matrix.indices[np.repeat(rows, np.diff(matrix.indptr))]
+
+
+def _report(
+    metric: str, num: np.ndarray, den: np.ndarray, names: tuple[str, ...], k: int, users: int
+) -> PopularityParity:
     p = _div(num.astype(np.float64), den.astype(np.float64))
     p = np.where(den > 0, p, np.nan)
     return PopularityParity(
@@ -90,6 +111,7 @@ def _report(metric: str, num: np.ndarray, den: np.ndarray, names: tuple[str, ...
         numerator={g: int(num[i]) for i, g in enumerate(names)},
         denominator={g: int(den[i]) for i, g in enumerate(names)},
         k=k,
+        users=users,
     )
 
 
@@ -107,7 +129,8 @@ def pop_reo(
     ``P(g) = sum_u |top_k(u) & test(u) & g| / sum_u |(test(u) & g) - train(u)|``.
     Give ``item_groups`` (any labels, one per item column) or ``popularity``
     (short head vs long tail by ``head_share``). Users without test positives
-    add nothing to either sum, as in Elliot.
+    add nothing to either sum, as in Elliot, and neither do users without a
+    list (a row of ``-1``): their test positives are not in the denominator.
 
     >>> rel = sp.csr_matrix(np.array([[1, 0, 1, 0], [0, 1, 0, 1]]))
     >>> hist = sp.csr_matrix((2, 4))
@@ -125,8 +148,9 @@ def pop_reo(
     hits = M.hit_matrix(rec, rel)
     num = np.bincount(codes[rec[hits]], minlength=len(names))
     fresh = _positives(rel - rel.multiply(hist))  # test positives not in training
-    den = np.bincount(codes[fresh.indices], minlength=len(names))
-    return _report(func, num, den, names, rec.shape[1])
+    served = _served(rec)
+    den = np.bincount(codes[_of_rows(fresh, served)], minlength=len(names))
+    return _report(func, num, den, names, rec.shape[1], int(served.sum()))
 
 
 def pop_rsp(
@@ -139,12 +163,17 @@ def pop_rsp(
 ) -> PopularityParity:
     """PopRSP (Zhu et al. 2020, as Elliot computes it): ``std / mean`` of each group's chance of being recommended.
 
-    ``P(g) = sum_u |top_k(u) & g| / sum_u |g - train(u)|`` over every user with a list.
+    ``P(g) = sum_u |top_k(u) & g| / sum_u |g - train(u)|`` over every user with a list
+    (at least one item); a row of ``-1`` padding alone adds nothing to either sum.
 
     >>> hist = sp.csr_matrix(np.array([[0, 0, 0, 1], [0, 0, 0, 0]]))
     >>> rep = pop_rsp(np.array([[0, 1], [0, 2]]), hist, item_groups=["h", "h", "t", "t"])
     >>> rep.numerator, rep.denominator, round(rep.value, 4)
     ({'h': 3, 't': 1}, {'h': 4, 't': 3}, 0.3846)
+    >>> served_nothing = pop_rsp(np.array([[0, 1], [0, 2], [-1, -1]]), sp.vstack([hist, sp.csr_matrix((1, 4))]),
+    ...                          item_groups=["h", "h", "t", "t"])
+    >>> served_nothing.denominator == rep.denominator, served_nothing.users
+    (True, 2)
     """
     func = "pop_rsp"
     hist = _positives(history)
@@ -154,9 +183,11 @@ def pop_rsp(
     _rows_match(func, "'history'", hist, rec.shape[0])
     valid = rec >= 0
     num = np.bincount(codes[rec[valid]], minlength=len(names))
+    served = _served(rec)
     size = np.bincount(codes, minlength=len(names))
-    den = rec.shape[0] * size - np.bincount(codes[hist.indices], minlength=len(names))
-    return _report(func, num, den, names, rec.shape[1])
+    seen = np.bincount(codes[_of_rows(hist, served)], minlength=len(names))
+    den = int(served.sum()) * size - seen
+    return _report(func, num, den, names, rec.shape[1], int(served.sum()))
 
 
 def _groups_for(
@@ -179,11 +210,16 @@ def _groups_for(
 def aclt(recommended: np.ndarray, popularity: np.ndarray, head_share: float = 0.8) -> np.ndarray:
     """ACLT (Abdollahpouri et al. 2019): per user, the number of long-tail items in the list (``(n_users,)``).
 
-    The figure the papers report is the mean over users (``aclt(...).mean()``).
+    NaN for a user with no list (a row of ``-1`` padding alone), as
+    :func:`recommender.metrics.long_tail_share` does: such a user was shown
+    nothing, which is not a list without long-tail items. The figure the papers
+    report is the mean over the users with a list
+    (:func:`recommender.metrics.defined_mean` of this, or ``np.nanmean``).
 
     >>> aclt(np.array([[0, 2], [2, 3], [-1, -1]]), np.array([10.0, 5.0, 1.0, 0.0])).tolist()
-    [1.0, 2.0, 0.0]
+    [1.0, 2.0, nan]
     """
     tail = M.long_tail_items(popularity, head_share)
     rec = _lists(recommended, "aclt", len(tail))
-    return (tail[np.maximum(rec, 0)] & (rec >= 0)).sum(axis=1).astype(np.float64)
+    count = (tail[np.maximum(rec, 0)] & (rec >= 0)).sum(axis=1).astype(np.float64)
+    return np.where(_served(rec), count, np.nan)

@@ -62,6 +62,27 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+READY_WITHIN_S = 240.0
+"""How long a module's server may take to start its helper processes (imports, on a busy machine: most of a minute)."""
+
+
+def _wait_until_ready(url: str) -> None:
+    """Wait for ``GET /ready`` to answer 200, as a load balancer would before sending traffic.
+
+    The pack parser and the compute process are spawned at startup and import recgov; a request
+    that needs one before it is up waits for it, and on a loaded machine that wait can pass a
+    test client's timeout. Past :data:`READY_WITHIN_S` the tests run anyway (and say what fails).
+    """
+    deadline = time.monotonic() + READY_WITHIN_S
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/ready", timeout=10).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def api_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("api") / "recgov-home"
@@ -128,6 +149,7 @@ def server(api_home: Path, api_db_url: str) -> Iterator[Server]:
         while not uv.started:
             assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
             time.sleep(0.02)
+        _wait_until_ready(srv.url)
         try:
             yield srv
         finally:

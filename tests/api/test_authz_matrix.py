@@ -63,8 +63,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/v1/consent/{subject}"): Row("operator", 200, "/v1/consent/authz-1"),
     ("POST", "/v1/consent-state"): Row("operator", 200, "/v1/consent-state", {"json": {"subject": "authz-1", "pack": "baseline"}}),
     ("GET", "/v1/datasets"): Row("auditor", 200, "/v1/datasets"),
-    ("POST", "/v1/consent/imports"): Row(
-        "operator", 200, "/v1/consent/imports",
+    ("POST", "/v1/consent-imports"): Row(
+        "operator", 200, "/v1/consent-imports",
         {"content": "subject,purpose,status,time,basis\nauthz-2,personalization,granted,2026-01-05T09:30:00Z,consent\n", "headers": {"Content-Type": "text/csv"}},
     ),
     ("POST", "/v1/feedback"): Row("operator", 200, "/v1/feedback", {"json": [{"subject": "authz-3", "item": "i1", "kind": "impression", "time": "2026-01-05T09:30:00Z"}]}),
@@ -77,7 +77,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/v1/deployments"): Row("viewer", 200, "/v1/deployments"),
     ("POST", "/v1/deployments/{model_version}/promote"): Row("admin", 200, "/v1/deployments/{model_version}/promote", {"json": {"stage": "shadow"}}),
     # Nothing is in production in this module's store: the admin reaches the handler, which refuses (422).
-    ("POST", "/v1/deployments/rollback"): Row("admin", 422, "/v1/deployments/rollback"),
+    ("POST", "/v1/deployments/rollback"): Row("admin", 409, "/v1/deployments/rollback"),
     ("GET", "/v1/deployments/policy"): Row("viewer", 200, "/v1/deployments/policy"),
     ("PUT", "/v1/deployments/policy/{stage}"): Row("admin", 200, "/v1/deployments/policy/production", {"json": {"pack": "baseline"}}),
     ("POST", "/v1/items/{item_id}/reports"): Row("operator", 201, "/v1/items/authz-item/reports", {"json": {"reason": "spam"}}),

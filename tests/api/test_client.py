@@ -96,3 +96,19 @@ def test_wait_gives_up_at_its_timeout(server) -> None:
 def test_a_client_needs_a_key() -> None:
     with pytest.raises(ValueError, match="recgov keys create"):
         Client("http://127.0.0.1:1", "")
+
+
+def test_consent_imports_and_a_refused_rollback_with_the_client(server) -> None:
+    """The client's import reads the same report as the CLI's; a rollback with nothing in production is a 409 it carries."""
+    export = "user,purpose,status,time,source,banner_version\nclient-import-dana-4,personalization,granted,2026-01-05T09:30:00Z,banner,2025-11\n"
+    with Client(server.url, server.tokens["admin"]) as admin:
+        report = admin.import_consent(export, fmt="csv", pack="eu-gdpr-dsa", mapping="subject=user", name="cmp.csv")
+        assert (report["file"], report["format"], report["rows"], report["invalid"]) == ("cmp.csv", "csv", 1, 0)
+        assert report["added"] + report["already_recorded"] == 1
+        with pytest.raises(ClientError) as broken:
+            admin.import_consent("[1, 2]\n", fmt="jsonl", pack="eu-gdpr-dsa")
+        assert broken.value.status == 422 and broken.value.problem["errors"][0]["location"] == "body"
+        assert admin.deployments()["production"] == []  # this module promotes to shadow only
+        with pytest.raises(ClientError) as refused:
+            admin.rollback()
+        assert refused.value.status == 409 and refused.value.problem["type"].endswith("/deployment-state")

@@ -1,4 +1,4 @@
-"""``POST /v1/consent/imports`` over real HTTP on SQLite and PostgreSQL: the CLI's report, refused rows located,
+"""``POST /v1/consent-imports`` over real HTTP on SQLite and PostgreSQL: the CLI's report, refused rows located,
 a broken body refused whole (422, nothing written), a second import adding nothing, and the call on the trail."""
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ PARAMS = {"pack": "eu-gdpr-dsa", "map": "subject=user", "name": "crm-export.csv"
 
 def test_an_import_answers_the_report_and_a_second_adds_nothing(server) -> None:
     with server.client("operator", **{"Content-Type": "text/csv"}) as client:
-        first = client.post("/v1/consent/imports", params=PARAMS, content=CSV)
-        second = client.post("/v1/consent/imports", params=PARAMS, content=CSV)
+        first = client.post("/v1/consent-imports", params=PARAMS, content=CSV)
+        second = client.post("/v1/consent-imports", params=PARAMS, content=CSV)
     assert first.status_code == 200, first.text
     doc = first.json()
     assert (doc["file"], doc["format"], doc["rows"], doc["added"], doc["invalid"]) == ("crm-export.csv", "csv", 2, 1, 1)
@@ -41,17 +41,17 @@ def test_an_import_answers_the_report_and_a_second_adds_nothing(server) -> None:
 
 def test_json_lines_by_content_type(server) -> None:
     with server.client("operator", **{"Content-Type": "application/x-ndjson"}) as client:
-        response = client.post("/v1/consent/imports", params={"pack": "eu-gdpr-dsa"}, content=JSONL)
+        response = client.post("/v1/consent-imports", params={"pack": "eu-gdpr-dsa"}, content=JSONL)
     assert response.status_code == 200, response.text
     assert (response.json()["format"], response.json()["added"] + response.json()["already_recorded"]) == ("jsonl", 1)
 
 
 def test_a_broken_body_is_a_located_422_and_writes_nothing(server) -> None:
     with server.client("operator", **{"Content-Type": "application/x-ndjson"}) as client:
-        broken = client.post("/v1/consent/imports", params={"pack": "eu-gdpr-dsa", "name": "broken.jsonl"}, content=JSONL + "[1, 2]\n")
-        unmapped = client.post("/v1/consent/imports", params={"pack": "eu-gdpr-dsa", "format": "csv"}, content=CSV)
-        no_format = client.post("/v1/consent/imports", headers={"Content-Type": "text/plain"}, content=CSV)
-        no_pack = client.post("/v1/consent/imports", params={"pack": "no-such-pack"}, content=JSONL)
+        broken = client.post("/v1/consent-imports", params={"pack": "eu-gdpr-dsa", "name": "broken.jsonl"}, content=JSONL + "[1, 2]\n")
+        unmapped = client.post("/v1/consent-imports", params={"pack": "eu-gdpr-dsa", "format": "csv"}, content=CSV)
+        no_format = client.post("/v1/consent-imports", headers={"Content-Type": "text/plain"}, content=CSV)
+        no_pack = client.post("/v1/consent-imports", params={"pack": "no-such-pack"}, content=JSONL)
     assert broken.status_code == 422 and broken.json()["detail"].startswith("broken.jsonl line 2: not a JSON object")
     assert broken.json()["errors"][0]["location"] == "body"
     assert unmapped.status_code == 422 and "no column 'subject' for the field subject" in unmapped.json()["detail"]
@@ -63,5 +63,5 @@ def test_a_broken_body_is_a_located_422_and_writes_nothing(server) -> None:
 
 def test_a_body_over_the_limit_is_413(server) -> None:
     with server.client("operator", **{"Content-Type": "text/csv"}) as client:
-        response = client.post("/v1/consent/imports", params=PARAMS, content=CSV + "x" * (2 * 1024 * 1024))
+        response = client.post("/v1/consent-imports", params=PARAMS, content=CSV + "x" * (2 * 1024 * 1024))
     assert response.status_code == 413

@@ -38,7 +38,8 @@ def test_deployments_through_the_api(server) -> None:
         assert "quality-beats-random" in refused.json()["detail"]
         assert client.post("/v1/deployments/als-nope/promote", json={"stage": "shadow"}).status_code == 404
         skip = client.post(f"/v1/deployments/{first}/promote", json={"stage": "production", "data": DATA})
-        assert skip.status_code == 422 and "promote to canary first" in skip.json()["detail"]
+        assert skip.status_code == 409 and "promote to canary first" in skip.json()["detail"]
+        assert skip.json()["type"].endswith("/deployment-state")
         for stage in ("canary", "production"):
             assert client.put(f"/v1/deployments/policy/{stage}", json={"pack": "baseline"}).status_code == 200
         for mv in (first, second):

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from report_store import run_cli
+from report_store import CONSENTED_DATA, ConsentedStore
 from sqlalchemy import select
-from typer.testing import CliRunner
 
 from audits import open_store
 from audits.checkpoints import list_checkpoints
@@ -31,7 +30,7 @@ from governance.policy import load_pack
 from governance.report.dsa_audit import FOR_AUDITOR, dsa_audit_export, dsa_audit_json_schema, render_markdown
 from governance.report.gather import report_document
 
-DATA = "synthetic:n_users=300,n_items=200,n_interactions=12000,seed=4"
+DATA = CONSENTED_DATA
 USERS = ("u000000", "u000006", "u000001", "u000002", "u000003")
 SCHEMA = Path(__file__).parents[2] / "schemas" / "dsa-audit-export.schema.json"
 REGENERATE = (
@@ -50,44 +49,27 @@ def _rows(url: str, *columns, where=()):
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
-    root = tmp_path_factory.mktemp("dsa-audit")
-    url = f"sqlite:///{root / 'recgov.db'}"
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("RECGOV_HOME", str(root / "home"))
-        for name in ("RECGOV_SIGNING_KEY_PATH", "RECGOV_INSTALLATION_KEY", "RECGOV_ACTOR"):
-            env.delenv(name, raising=False)
-        env.setenv("RECGOV_DATABASE_URL", url)
-        runner = CliRunner()
-        consents = root / "consent.csv"
-        consents.write_text(
-            "subject,purpose,status,time,basis,source,evidence_origin\n"
-            + "".join(
-                f"u{u:06d},personalization,{'denied' if u % 6 == 0 else 'granted'},2026-01-01T00:00:00Z,consent,import,crm.csv\n"
-                for u in range(300)
-            )
-        )
-        run_cli(runner, "consent", "import", str(consents), "--pack", "eu-gdpr-dsa", "--json")
-        run_cli(runner, "deploy", "policy", "set", "canary", "--pack", "eu-gdpr-dsa", "--min-users", "100", "--json")
-        train = ("train", DATA, "--no-tune", "--no-carbon", "--factors", "8", "--iterations", "4", "--json")
-        gated = json.loads(run_cli(runner, *train, "--pack", "eu-gdpr-dsa", "--as-of", "2025-01-01"))["model_version"]
-        other = json.loads(run_cli(runner, *train))["model_version"]
-        run_cli(runner, "deploy", "promote", gated, "--to", "shadow", "--json")
-        run_cli(runner, "deploy", "promote", gated, "--to", "canary", "--data", DATA, "--out", str(root / "g"), "--json")
-        for user in USERS:
-            run_cli(runner, "recommend", user, "--model", gated, "--data", DATA, "--pack", "eu-gdpr-dsa", "--k", "5", "--json")
-        run_cli(runner, "harm", "flag", "i000007", "--category", "self-harm", "--confidence", "0.95", "--pack", "eu-gdpr-dsa", "--json")
-        for reporter in USERS[1:4]:  # three reports open a case
-            run_cli(runner, "harm", "report", "i000009", "--reason", "spam", "--reporter", reporter, "--json")
-        run_cli(runner, "harm", "evaluate", "--pack", "eu-gdpr-dsa", "--json", codes=(0, 1))
-        run_cli(runner, "trail", "checkpoint")
-        exports = {}
-        for name, version, extra in (("eu", gated, ("--pack", "eu-gdpr-dsa")), ("other", other, ())):
-            target = root / f"{name}.json"
-            said = json.loads(run_cli(runner, "report", version, "--out", str(root / f"{name}.html"), "--dsa-audit-export", str(target), *extra, "--json"))
-            assert said["dsa_audit_export"] == {"json": str(target), "markdown": str(target.with_suffix(".md"))}
-            exports[name] = (json.loads(target.read_text(encoding="utf-8")), target.with_suffix(".md").read_text(encoding="utf-8"))
-        yield {"url": url, "root": root, "gated": gated, "other": other, "exports": exports, "runner": runner}
+def built(consented_store: ConsentedStore) -> Iterator[dict[str, object]]:
+    root, url = consented_store.root, consented_store.url
+    consented_store.cli("deploy", "policy", "set", "canary", "--pack", "eu-gdpr-dsa", "--min-users", "100", "--json")
+    gated = consented_store.train_under_eu_pack()
+    other = consented_store.train()
+    consented_store.cli("deploy", "promote", gated, "--to", "shadow", "--json")
+    consented_store.cli("deploy", "promote", gated, "--to", "canary", "--data", DATA, "--out", str(root / "g"), "--json")
+    for user in USERS:
+        consented_store.cli("recommend", user, "--model", gated, "--data", DATA, "--pack", "eu-gdpr-dsa", "--k", "5", "--json")
+    consented_store.cli("harm", "flag", "i000007", "--category", "self-harm", "--confidence", "0.95", "--pack", "eu-gdpr-dsa", "--json")
+    for reporter in USERS[1:4]:  # three reports open a case
+        consented_store.cli("harm", "report", "i000009", "--reason", "spam", "--reporter", reporter, "--json")
+    consented_store.cli("harm", "evaluate", "--pack", "eu-gdpr-dsa", "--json", codes=(0, 1))
+    consented_store.cli("trail", "checkpoint")
+    exports = {}
+    for name, version, extra in (("eu", gated, ("--pack", "eu-gdpr-dsa")), ("other", other, ())):
+        target = root / f"{name}.json"
+        said = json.loads(consented_store.cli("report", version, "--out", str(root / f"{name}.html"), "--dsa-audit-export", str(target), *extra, "--json"))
+        assert said["dsa_audit_export"] == {"json": str(target), "markdown": str(target.with_suffix(".md"))}
+        exports[name] = (json.loads(target.read_text(encoding="utf-8")), target.with_suffix(".md").read_text(encoding="utf-8"))
+    yield {"url": url, "root": root, "gated": gated, "other": other, "exports": exports, "runner": consented_store.runner}
 
 
 def _obligation(export: dict, article: str) -> dict:

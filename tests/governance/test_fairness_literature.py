@@ -16,12 +16,14 @@ import pytest
 
 from governance.analysis import analyse
 from governance.collect_fairness import fairness_facts
+from governance.collect_literature import audit_groups
 from governance.engine import evaluate
 from governance.facts import AuditFacts
 from governance.policy import PolicyError, parse_pack
 from recommender import fairness as F
 from recommender import metrics as M
 from recommender.als import ALSRecommender
+from recommender.errors import ConfigError
 from recommender.evaluate import evaluate_model
 from recommender.split import SplitConfig, split, train_test_matrices
 from recommender.synthetic import SyntheticSpec, generate
@@ -93,7 +95,7 @@ def test_literature_figures_are_those_of_the_library(audited):
     rec = np.asarray(ev.recommended)
     assert lit["pop_reo"]["value"] == pytest.approx(F.pop_reo(rec, relevant, history, popularity=pop).value)
     assert lit["pop_rsp"]["value"] == pytest.approx(F.pop_rsp(rec, history, popularity=pop).value)
-    assert lit["aclt"] == pytest.approx(F.aclt(rec, pop).mean())
+    assert lit["aclt"] == pytest.approx(M.defined_mean(F.aclt(rec, pop)))
     assert lit["aggregate_diversity"] == pytest.approx(F.aggregate_diversity(rec, mats.train.n_items))
     groups = dataset.items["provider_group"].reindex(pd.Index(mats.train.item_ids.astype(str))).to_numpy(dtype=object)
     assert lit["item_mad"]["value"] == pytest.approx(F.item_mad(rec, relevant, groups).value)
@@ -145,3 +147,55 @@ def test_static_analysis_reads_an_intersection_through_its_parts():
     assert not [i for i in ok if "not in the dataset" in i.message]
     missing = analyse(pack, {}, "fair.yaml", dataset_columns=["gender", "item_id"])
     assert any("attribute 'age' is not in the dataset" in i.message for i in missing)
+
+
+CLASHING = """
+minimization:
+  audit_only_attributes: [gender, age_band, age, region, gender_x_age, age_x_region]
+fairness:
+  audit_attributes: [gender, age_band, age, region, gender_x_age, age_x_region]
+"""
+
+
+@pytest.mark.parametrize(
+    ("intersections", "message"),
+    [
+        # judged as gender_x_age, the name of a declared attribute: its groups would replace the attribute's
+        ("[[gender, age]]", "intersections.0: ['gender', 'age'] is judged under the name 'gender_x_age', which is "
+         "already an attribute of fairness.audit_attributes"),
+        # gender x (age_x_region) and gender x age x region are different groupings under one name
+        ("[[gender, age_x_region], [gender, age, region]]", "intersections.1: ['gender', 'age', 'region'] is judged "
+         "under the name 'gender_x_age_x_region', which is already the name of intersections.0"),
+        ("[[gender, age_band], [age_band, gender]]", "intersections.1: ['age_band', 'gender'] repeats intersections.0"),
+    ],
+)
+def test_an_intersection_whose_name_is_taken_is_refused_with_its_location(intersections, message):
+    with pytest.raises(PolicyError) as err:
+        parse_pack(HEAD + CLASHING + f"  intersections: {intersections}\n", "fair.yaml")
+    text = str(err.value)
+    assert message in text and "fair.yaml:" in text and "fairness" in text
+
+
+def test_intersection_names_that_do_not_clash_are_accepted_and_kept_apart():
+    loaded = parse_pack(HEAD + CLASHING + "  intersections: [[gender, age_band], [gender, age_x_region]]\n", "f.yaml")
+    section = loaded.pack.fairness
+    assert section.intersection_names() == ["gender_x_age_band", "gender_x_age_x_region"]
+    users = pd.DataFrame(
+        {"gender": ["F", "M"], "age_band": ["18-24", "25-34"], "age": [20, 30], "region": ["n", "s"],
+         "gender_x_age": ["own-a", "own-b"], "age_x_region": ["p", "q"]},
+        index=["u1", "u2"],
+    )
+    labels, unavailable = audit_groups(users, section, np.array(["u1", "u2"]), np.array([0, 1]))
+    assert not unavailable
+    assert labels["gender_x_age"].tolist() == ["own-a", "own-b"]  # the attribute's own groups, untouched
+    assert labels["gender_x_age_x_region"].tolist() == ["F x p", "M x q"]
+
+
+def test_audit_groups_refuses_a_clash_in_a_section_that_skipped_validation():
+    # defence in depth: a section built without the pack's validation still never replaces an attribute's groups
+    loaded = parse_pack(HEAD + CLASHING, "f.yaml")
+    section = loaded.pack.fairness.model_copy(update={"intersections": [["gender", "age"]]})
+    users = pd.DataFrame({"gender": ["F"], "age_band": ["a"], "age": [20], "region": ["n"],
+                          "gender_x_age": ["own"], "age_x_region": ["p"]}, index=["u1"])
+    with pytest.raises(ConfigError, match="'gender_x_age', a name already taken"):
+        audit_groups(users, section, np.array(["u1"]), np.array([0]))

@@ -18,16 +18,15 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from report_store import run_cli
+from report_store import CONSENTED_DATA, ConsentedStore
 from sqlalchemy import select
-from typer.testing import CliRunner
 
 from audits import open_store
 from audits.models import AuditResult, AuditRun, DecisionRecord, Deployment, EscalationCase, ItemBlock, SubjectRequest
 from governance.packs import resolve_pack
 from governance.policy import PolicyError, load_pack, parse_pack
 
-DATA = "synthetic:n_users=300,n_items=200,n_interactions=12000,seed=4"
+DATA = CONSENTED_DATA
 DENIED = ("u000000", "u000006")
 GRANTED = ("u000001", "u000002")
 ERASED, ACCESSED = "u000013", "u000014"
@@ -79,52 +78,35 @@ def _rows(url: str, *columns, where=()):
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
-    root = tmp_path_factory.mktemp("report-dsa")
-    url = f"sqlite:///{root / 'recgov.db'}"
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("RECGOV_HOME", str(root / "home"))
-        for name in ("RECGOV_SIGNING_KEY_PATH", "RECGOV_INSTALLATION_KEY", "RECGOV_ACTOR"):
-            env.delenv(name, raising=False)
-        env.setenv("RECGOV_DATABASE_URL", url)
-        runner = CliRunner()
-        consents = root / "consent.csv"
-        consents.write_text(
-            "subject,purpose,status,time,basis,source,evidence_origin\n"
-            + "".join(
-                f"u{u:06d},personalization,{'denied' if u % 6 == 0 else 'granted'},2026-01-01T00:00:00Z,consent,import,crm.csv\n"
-                for u in range(300)
-            )
-        )
-        run_cli(runner, "consent", "import", str(consents), "--pack", "eu-gdpr-dsa", "--json")
-        for stage in ("canary", "production"):
-            run_cli(runner, "deploy", "policy", "set", stage, "--pack", "eu-gdpr-dsa", "--min-users", "100", "--json")
-        train = ("train", DATA, "--no-tune", "--no-carbon", "--factors", "8", "--iterations", "4", "--json")
-        refused = json.loads(run_cli(runner, *train))["model_version"]
-        gated = json.loads(run_cli(runner, *train, "--pack", "eu-gdpr-dsa", "--as-of", "2025-01-01"))["model_version"]
-        run_cli(runner, "deploy", "promote", refused, "--to", "shadow", "--json")
-        run_cli(runner, "deploy", "promote", refused, "--to", "canary", "--data", DATA, "--out", str(root / "g0"), "--json", codes=(1,))
-        run_cli(runner, "deploy", "promote", gated, "--to", "shadow", "--json")
-        for stage in ("canary", "production"):
-            run_cli(runner, "deploy", "promote", gated, "--to", stage, "--data", DATA, "--out", str(root / f"g-{stage}"), "--json")
-        run_cli(runner, "audit", DATA, "--pack", "baseline", "--model", gated, "--no-train", "--out", str(root / "b"), "--json", codes=(0, 1))
-        for user in (*DENIED, *GRANTED):
-            run_cli(runner, "recommend", user, "--model", gated, "--data", DATA, "--pack", "eu-gdpr-dsa", "--k", "5", "--json")
-        run_cli(runner, "harm", "flag", "i000007", "--category", "self-harm", "--confidence", "0.95", "--pack", "eu-gdpr-dsa", "--json")
-        for reporter in GRANTED + DENIED[:1]:
-            run_cli(runner, "harm", "report", "i000009", "--reason", "spam", "--reporter", reporter, "--json")
-        run_cli(runner, "harm", "evaluate", "--pack", "eu-gdpr-dsa", "--json", codes=(0, 1))
-        for (case_id,) in _rows(url, EscalationCase.id):
-            run_cli(runner, "harm", "case", str(case_id), "--to", "resolved", "--action", "block", "--note", "confirmed", "--json")
-        run_cli(runner, "subject", "erase", ERASED, "--pack", "eu-gdpr-dsa", "--json", codes=(0, 1))
-        run_cli(runner, "subject", "export", ACCESSED, "--pack", "eu-gdpr-dsa", "--out", str(root / "access.json"), codes=(0,))
-        pages, summaries = {}, {}
-        for name, version, extra in (("eu", gated, ("--pack", "eu-gdpr-dsa")), ("refused", refused, ()), ("baseline", gated, ("--pack", "baseline"))):
-            target = root / f"{name}.html"
-            summaries[name] = json.loads(run_cli(runner, "report", version, "--out", str(target), *extra, "--json"))
-            pages[name] = target.read_text(encoding="utf-8")
-        said = run_cli(runner, "report", gated, "--out", str(root / "said.html"), "--pack", "baseline")
-        yield {"url": url, "gated": gated, "refused": refused, "pages": pages, "summaries": summaries, "said": said}
+def built(consented_store: ConsentedStore) -> Iterator[dict[str, object]]:
+    root, url = consented_store.root, consented_store.url
+    for stage in ("canary", "production"):
+        consented_store.cli("deploy", "policy", "set", stage, "--pack", "eu-gdpr-dsa", "--min-users", "100", "--json")
+    refused = consented_store.train()
+    gated = consented_store.train_under_eu_pack()
+    consented_store.cli("deploy", "promote", refused, "--to", "shadow", "--json")
+    consented_store.cli("deploy", "promote", refused, "--to", "canary", "--data", DATA, "--out", str(root / "g0"), "--json", codes=(1,))
+    consented_store.cli("deploy", "promote", gated, "--to", "shadow", "--json")
+    for stage in ("canary", "production"):
+        consented_store.cli("deploy", "promote", gated, "--to", stage, "--data", DATA, "--out", str(root / f"g-{stage}"), "--json")
+    consented_store.cli("audit", DATA, "--pack", "baseline", "--model", gated, "--no-train", "--out", str(root / "b"), "--json", codes=(0, 1))
+    for user in (*DENIED, *GRANTED):
+        consented_store.cli("recommend", user, "--model", gated, "--data", DATA, "--pack", "eu-gdpr-dsa", "--k", "5", "--json")
+    consented_store.cli("harm", "flag", "i000007", "--category", "self-harm", "--confidence", "0.95", "--pack", "eu-gdpr-dsa", "--json")
+    for reporter in GRANTED + DENIED[:1]:
+        consented_store.cli("harm", "report", "i000009", "--reason", "spam", "--reporter", reporter, "--json")
+    consented_store.cli("harm", "evaluate", "--pack", "eu-gdpr-dsa", "--json", codes=(0, 1))
+    for (case_id,) in _rows(url, EscalationCase.id):
+        consented_store.cli("harm", "case", str(case_id), "--to", "resolved", "--action", "block", "--note", "confirmed", "--json")
+    consented_store.cli("subject", "erase", ERASED, "--pack", "eu-gdpr-dsa", "--json", codes=(0, 1))
+    consented_store.cli("subject", "export", ACCESSED, "--pack", "eu-gdpr-dsa", "--out", str(root / "access.json"), codes=(0,))
+    pages, summaries = {}, {}
+    for name, version, extra in (("eu", gated, ("--pack", "eu-gdpr-dsa")), ("refused", refused, ()), ("baseline", gated, ("--pack", "baseline"))):
+        target = root / f"{name}.html"
+        summaries[name] = json.loads(consented_store.cli("report", version, "--out", str(target), *extra, "--json"))
+        pages[name] = target.read_text(encoding="utf-8")
+    said = consented_store.cli("report", gated, "--out", str(root / "said.html"), "--pack", "baseline")
+    yield {"url": url, "gated": gated, "refused": refused, "pages": pages, "summaries": summaries, "said": said}
 
 
 def test_non_profiling_share_is_the_decision_logs(built: dict) -> None:

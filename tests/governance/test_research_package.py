@@ -18,9 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from report_store import run_cli
+from report_store import CONSENTED_DATA, ConsentedStore
 from sqlalchemy import select
-from typer.testing import CliRunner
 
 from audits import open_store
 from audits.models import DecisionRecord, TrailEvent
@@ -32,7 +31,7 @@ from governance.report.research import MIN_GROUP_TOO_SMALL, PACKAGE_FILES, write
 from recommender.errors import ConfigError
 from recommender.loaders import load_data
 
-DATA = "synthetic:n_users=300,n_items=200,n_interactions=12000,seed=4"
+DATA = CONSENTED_DATA
 SERVED = [f"u{u:06d}" for u in range(120)]
 
 
@@ -51,36 +50,19 @@ def _csv(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
-    root = tmp_path_factory.mktemp("research")
-    url = f"sqlite:///{root / 'recgov.db'}"
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("RECGOV_HOME", str(root / "home"))
-        for name in ("RECGOV_SIGNING_KEY_PATH", "RECGOV_INSTALLATION_KEY", "RECGOV_ACTOR"):
-            env.delenv(name, raising=False)
-        env.setenv("RECGOV_DATABASE_URL", url)
-        runner = CliRunner()
-        consents = root / "consent.csv"
-        consents.write_text(
-            "subject,purpose,status,time,basis,source,evidence_origin\n"
-            + "".join(
-                f"u{u:06d},personalization,{'denied' if u % 6 == 0 else 'granted'},2026-01-01T00:00:00Z,consent,import,crm.csv\n"
-                for u in range(300)
-            )
-        )
-        run_cli(runner, "consent", "import", str(consents), "--pack", "eu-gdpr-dsa", "--json")
-        train = ("train", DATA, "--no-tune", "--no-carbon", "--factors", "8", "--iterations", "4", "--json")
-        model = json.loads(run_cli(runner, *train, "--pack", "eu-gdpr-dsa", "--as-of", "2025-01-01"))["model_version"]
-        loaded, items = load_pack(resolve_pack("eu-gdpr-dsa")), load_data(DATA).items
-        store = open_store(url)
-        try:
-            for user in SERVED:
-                serve_list(store, loaded, model, user, k=5, items=items)
-        finally:
-            store.close()
-        out = root / "package"
-        said = json.loads(run_cli(runner, "research-package", model, "--out", str(out), "--data", DATA, "--json"))
-        yield {"url": url, "model": model, "root": root, "out": out, "said": said, "runner": runner, "items": items}
+def built(consented_store: ConsentedStore) -> Iterator[dict[str, object]]:
+    root, url = consented_store.root, consented_store.url
+    model = consented_store.train_under_eu_pack()
+    loaded, items = load_pack(resolve_pack("eu-gdpr-dsa")), load_data(DATA).items
+    store = open_store(url)
+    try:
+        for user in SERVED:
+            serve_list(store, loaded, model, user, k=5, items=items)
+    finally:
+        store.close()
+    out = root / "package"
+    said = json.loads(consented_store.cli("research-package", model, "--out", str(out), "--data", DATA, "--json"))
+    yield {"url": url, "model": model, "root": root, "out": out, "said": said, "runner": consented_store.runner, "items": items}
 
 
 @pytest.fixture(autouse=True)

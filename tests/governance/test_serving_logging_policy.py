@@ -181,3 +181,22 @@ def test_the_serving_draw_is_the_library_draw(fixed: tuple[int, ...]) -> None:
         prob, prefix = slate_probabilities(policy, scores, expected)
         assert log["slate_probability"] == pytest.approx(prob, rel=1e-12)
         assert log["prefix_probabilities"] == pytest.approx(prefix.tolist(), rel=1e-12)
+
+
+def test_the_serving_epsilon_draw_is_the_library_draw() -> None:
+    import uuid
+
+    from governance.ope_logging import LoggingHook, decision_seed
+
+    hook = LoggingHook("epsilon_slots", pool=12, epsilon=0.4, explore=(1, 3, 4))
+    for _ in range(300):
+        decision_id = str(uuid.uuid4())
+        scores = np.zeros(12)
+        picks, log = hook.draw([f"i{j}" for j in range(12)], scores.tolist(), [[] for _ in range(12)], 6, decision_id)
+        policy = SlatePolicy.from_dict(log["policy"])
+        expected = sample_slate(policy, scores, 6, np.random.Generator(np.random.PCG64(decision_seed(decision_id))))
+        assert picks == expected.tolist() == log["positions"]
+        prob, prefix = slate_probabilities(policy, scores, expected)
+        assert log["slate_probability"] == pytest.approx(prob, rel=1e-12)
+        assert log["prefix_probabilities"] == pytest.approx(prefix.tolist(), rel=1e-12)
+        assert log["marginals"] == pytest.approx(position_marginals(policy, scores, 6)[np.arange(6), expected].tolist(), rel=1e-12)

@@ -103,11 +103,12 @@ def test_user_mad_matches_holistic_ai_mad_score_for_two_groups(holistic) -> None
 
 
 # -- Elliot (line-by-line loop references) ----------------------------------------------------------
+# Elliot iterates over the users it has recommendations for: a row of -1 alone (served nothing) is not one.
 def _elliot_reo(rec, test_sets, train_sets, short_head, long_tail):
     num, den = [], []
     for u in range(len(rec)):
         rel = test_sets[u]
-        if not rel:
+        if not rel or not (rec[u] >= 0).any():
             continue
         recommended = {i for i in rec[u] if i >= 0 and i in rel}
         num.append([len(recommended & short_head), len(recommended & long_tail)])
@@ -120,6 +121,8 @@ def _elliot_rsp(rec, train_sets, short_head, long_tail):
     num, den = [], []
     for u in range(len(rec)):
         recommended = {i for i in rec[u] if i >= 0}
+        if not recommended:
+            continue
         num.append([len(recommended & short_head), len(recommended & long_tail)])
         den.append([len(short_head - train_sets[u]), len(long_tail - train_sets[u])])
     pr = np.sum(num, axis=0) / np.sum(den, axis=0)
@@ -127,8 +130,12 @@ def _elliot_rsp(rec, train_sets, short_head, long_tail):
 
 
 @pytest.mark.parametrize("seed", [0, 3, 7])
-def test_pop_reo_rsp_aclt_match_elliot_loops(seed: int) -> None:
-    _, pop, hist, test, rec = _random_case(seed)
+@pytest.mark.parametrize("unserved", [False, True])
+def test_pop_reo_rsp_aclt_match_elliot_loops(seed: int, unserved: bool) -> None:
+    rng, pop, hist, test, rec = _random_case(seed)
+    if unserved:  # some users were served nothing at all (their rows are padding only)
+        rec[rng.random(len(rec)) < 0.25] = -1
+        assert not (rec >= 0).any(axis=1).all()
     tail = M.long_tail_items(pop, 0.8)
     short_head, long_tail = set(np.flatnonzero(~tail).tolist()), set(np.flatnonzero(tail).tolist())
     train_sets, test_sets = _sets(hist), _sets(test)
@@ -136,8 +143,46 @@ def test_pop_reo_rsp_aclt_match_elliot_loops(seed: int) -> None:
     assert reo.value == pytest.approx(_elliot_reo(rec, test_sets, train_sets, short_head, long_tail))
     rsp = pop_rsp(rec, hist, popularity=pop)
     assert rsp.value == pytest.approx(_elliot_rsp(rec, train_sets, short_head, long_tail))
-    expected_aclt = [len({i for i in row if i >= 0} & long_tail) for row in rec]
-    assert aclt(rec, pop).tolist() == expected_aclt
+    assert rsp.users == reo.users == int((rec >= 0).any(axis=1).sum())
+    served = [row for row in rec if (row >= 0).any()]
+    expected_aclt = [len({i for i in row if i >= 0} & long_tail) if (row >= 0).any() else None for row in rec]
+    ours = aclt(rec, pop)
+    assert [None if math.isnan(v) else v for v in ours.tolist()] == expected_aclt
+    assert M.defined_mean(ours) == pytest.approx(np.mean([len({i for i in r if i >= 0} & long_tail) for r in served]))
+
+
+def test_pop_rsp_by_hand_leaves_out_a_user_served_nothing() -> None:
+    # head items 0,1; tail 2,3. User 0 saw item 1 and got [0, 2]; user 1 (saw item 3) was served nothing.
+    # User 0 alone: P(h) = 1 / |{0,1} - {1}| = 1, P(t) = 1 / |{2,3}| = 0.5; RSP = .25 / .75.
+    hist = sp.csr_matrix(np.array([[0, 1, 0, 0], [0, 0, 0, 1]]))
+    groups = ["h", "h", "t", "t"]
+    rep = pop_rsp(np.array([[0, 2], [-1, -1]]), hist, item_groups=groups)
+    assert rep.numerator == {"h": 1, "t": 1}
+    assert rep.denominator == {"h": 1, "t": 2}  # counting user 1 too would give {h: 3, t: 3} and RSP 0
+    assert rep.probability == {"h": 1.0, "t": 0.5}
+    assert rep.value == pytest.approx(1 / 3)
+    assert rep.users == 1
+    alone = pop_rsp(np.array([[0, 2]]), hist[:1], item_groups=groups)
+    assert (alone.value, alone.denominator) == (rep.value, rep.denominator)
+
+
+def test_pop_reo_and_aclt_by_hand_leave_out_a_user_served_nothing() -> None:
+    # Test positives: user 0 {0, 2} (list [0, 1] hits 0), user 1 {1, 3} but served nothing.
+    # User 0 alone: P(h) = 1/1, P(t) = 0/1; REO = std([1, 0]) / mean = .5 / .5 = 1.
+    # Counting user 1's positives would give P(h) = 1/2, P(t) = 0/2 (the same REO by luck), so check the parts.
+    rel = sp.csr_matrix(np.array([[1, 0, 1, 0], [0, 1, 0, 1]]))
+    rep = pop_reo(np.array([[0, 1], [-1, -1]]), rel, sp.csr_matrix((2, 4)), item_groups=["h", "h", "t", "t"])
+    assert rep.denominator == {"h": 1, "t": 1} and rep.numerator == {"h": 1, "t": 0}
+    assert rep.probability == {"h": 1.0, "t": 0.0} and rep.value == pytest.approx(1.0)
+    # A third user served [3] with positive {3}: P(t) = 1/2 over users 0 and 2, not 1/3 with user 1's item 3.
+    rel3 = sp.csr_matrix(np.array([[1, 0, 1, 0], [0, 1, 0, 1], [0, 0, 0, 1]]))
+    rep3 = pop_reo(np.array([[0, 1], [-1, -1], [3, -1]]), rel3, sp.csr_matrix((3, 4)), item_groups=["h", "h", "t", "t"])
+    assert rep3.probability == {"h": 1.0, "t": 0.5} and rep3.users == 2
+    assert rep3.value == pytest.approx(1 / 3)  # std([1, .5]) / mean
+    # ACLT: tail = items 2, 3 (popularity 1 and 0 of 16 fall outside the 80% head)
+    per_user = aclt(np.array([[0, 2], [-1, -1], [2, 3]]), np.array([10.0, 5.0, 1.0, 0.0]))
+    assert per_user[0] == 1.0 and math.isnan(per_user[1]) and per_user[2] == 2.0
+    assert M.defined_mean(per_user) == pytest.approx(1.5)  # not 1.0 with the unserved user as a zero
 
 
 def test_pop_reo_by_hand_fails_off_by_a_constant() -> None:
@@ -359,5 +404,9 @@ def test_nothing_shown_is_undefined_not_zero() -> None:
     assert aggregate_diversity(empty, 5) == 0.0
     rel = sp.csr_matrix((3, 5))
     assert math.isnan(pop_rsp(empty, rel, popularity=np.ones(5)).value)
+    assert not any(pop_rsp(empty, rel, popularity=np.ones(5)).denominator.values())  # nobody counted
+    some = sp.csr_matrix(np.eye(3, 5))
+    assert math.isnan(pop_reo(empty, some, rel, popularity=np.ones(5)).value)
+    assert np.isnan(aclt(empty, np.ones(5))).all()
     with pytest.raises(DataError, match="one int user row per request"):
         expected_exposure(np.array([0.5]), np.zeros((1, 3), dtype=int), rel)

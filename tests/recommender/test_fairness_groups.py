@@ -143,3 +143,11 @@ def test_membership_exposure_matches_a_loop() -> None:
                 per[c] = per.get(c, 0.0) + w[r]
     assert got == pytest.approx({c: v / total for c, v in per.items()})
     assert M.catalog_coverage(rec, 20) > 0
+
+
+def test_an_intersection_may_not_take_the_name_of_an_attribute() -> None:
+    # groups_for keys labels by name: gender x age under "gender_x_age" would replace that attribute's own groups
+    with pytest.raises(ConfigError, match="intersections.0: \\['gender', 'age'\\] is labelled 'gender_x_age'"):
+        GroupingSpec(attributes=("gender", "gender_x_age"), intersections=(("gender", "age"),))
+    with pytest.raises(ConfigError, match="intersections.1"):
+        GroupingSpec(intersections=(("a", "b_x_c"), ("a", "b", "c")))

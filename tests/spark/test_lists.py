@@ -24,7 +24,7 @@ from governance.policy import load_pack, parse_pack
 from governance.spark.als import train_als_spark
 from governance.spark.filters import events_frame, filter_training_events_spark
 from governance.spark.lists import BATCH_CONSENT, decision_fields, govern_lists, personalizer_for, recommend_all
-from governance.spark.records import record_json, verify_spark_batches
+from governance.spark.records import record_json, subject_batch_records, verify_spark_batches
 from recommender.als import ALSRecommender
 from recommender.errors import ConfigError
 from recommender.feedback import to_implicit
@@ -121,19 +121,24 @@ def test_same_candidates_give_the_same_lists_tags_and_records(spark: Any, store:
     by_subject = stored.set_index("subject")
     item_ids = world.matrix.item_ids
     moved = 0
+    # stored sealed, as the SQL decision log stores a list: one token, the context reduced to {}
+    assert all(set(json.loads(x)) == {"sealed"} for x in stored["slate"]) and set(stored["context"]) == {"{}"}
+    with store.session() as session:
+        opened = {names[s]: subject_batch_records(session, names[s]) for s in subjects if s != withdrawn}
     for row, subject in enumerate(subjects):
         if subject == withdrawn:
             continue
         ids, scores, tags = personalizer.personalize(row, K)  # the serving path, in process
         got = by_subject.loc[names[subject]]
-        slate = json.loads(got["slate"])
+        (record,) = opened[names[subject]]
+        slate = record["slate"]
         assert slate == {"items": [str(item_ids[i]) for i in ids], "scores": scores, "tags": tags}, subject
         moved += sum(len(t) > 1 for t in tags)
-        # the record is the one the serving path's decision log encodes, byte for byte
         fields = decision_fields(names[subject], slate["items"], scores, tags, pack.stamp(), world.model.version_id_, "run-1", moment)
-        assert fields["slate"] == slate and json.loads(got["context"]) == {"consent": BATCH_CONSENT, "gpc": False, "batch": "run-1"}
-        pending = _prepare(Decision(**{k: v for k, v in fields.items()}), None)
-        assert record_json({**fields}) == pending.canonical()
+        assert fields["slate"] == slate and record["context"] == {"consent": BATCH_CONSENT, "gpc": False, "batch": "run-1"}
+        assert fields["decision_id"] == got["decision_id"] == record["decision_id"]
+        # the record's fields are the ones the serving path's decision log encodes, byte for byte (before sealing)
+        assert record_json({**fields}) == _prepare(Decision(**{k: v for k, v in fields.items()}), None).canonical()
     assert moved > 0  # the re-rankers did move items, and their tags came through
     with store.snapshot() as connection:
         assert verify_trail(connection).intact
@@ -163,7 +168,7 @@ def test_a_changed_removed_or_unanchored_record_breaks_trail_verify(spark: Any, 
     table = pq.read_table(part)
     frame = table.to_pandas()
     slate = json.loads(frame.loc[0, "slate"])
-    slate["items"] = list(reversed(slate["items"]))  # a changed list
+    slate["sealed"] = slate["sealed"][:-6] + ("AAAA==" if not slate["sealed"].endswith("AAAA==") else "BBBB==")  # a changed list
     frame.loc[0, "slate"] = json.dumps(slate)
     pq.write_table(pa_table(frame, table.schema), part)
     bad = subprocess.run(cli, env=env, capture_output=True, text=True, cwd=ROOT)
@@ -267,3 +272,34 @@ def test_the_commands_refuse_an_unknown_engine_and_spark_training_without_a_pack
     (tmp_path / "o").mkdir()
     exists = runner.invoke(app, ["batch", str(events), "--pack", "eu-gdpr-dsa", "--out", str(tmp_path / "o")])
     assert exists.exit_code != 0 and "already exists" in exists.output
+
+
+def test_a_model_trained_on_spark_is_a_recgov_als_model_file_that_serves_its_own_scores(spark: Any, store: Store, world: Any, tmp_path: Path) -> None:
+    """The registered artifact loads with ALSRecommender.load (as serving, erasure and unlearning load it), holds
+    MLlib's factors and the weights it was fitted on, and recommends by those factors with seen items left out."""
+    import hashlib
+
+    from audits.models import ModelVersion
+    from governance.spark.batch import train_spark_and_record
+    from recommender.data import Dataset
+
+    subjects = sorted(world.events["user_id"].unique())
+    _grant_all(store, subjects)
+    data = Dataset(events=world.events, items=world.items, name="m", source="synthetic:m")
+    run, model = train_spark_and_record(data, EU, store, models_dir=tmp_path / "models", params={"factors": 6, "iterations": 3},
+                                        now=datetime(2024, 7, 2, tzinfo=UTC), spark=spark)  # fmt: skip
+    with store.session() as session:
+        registered = session.get(ModelVersion, model.version_id_) or session.query(ModelVersion).filter_by(version_id=model.version_id_).one()
+        assert registered.artifact_hash == hashlib.sha256(Path(run.artifact).read_bytes()).hexdigest()
+    loaded = ALSRecommender.load(run.artifact)
+    assert loaded.version_id_ == model.version_id_ and list(loaded.train_.user_ids) == list(model.user_ids)
+    U = model.user_factor_matrix()
+    np.testing.assert_array_equal(loaded.user_factors_, U)
+    np.testing.assert_array_equal(loaded.item_factors_, model.item_factors_)
+    seen = to_implicit(world.events, user_ids=model.user_ids, item_ids=model.item_ids).matrix
+    assert (loaded.train_.matrix != seen.astype(np.float32)).nnz == 0  # the weights MLlib was fitted on
+    for row in (0, 17, 42):
+        got = loaded.recommend(str(model.user_ids[row]), k=K)
+        scores = model.item_factors_ @ U[row]
+        scores[seen[row].indices] = -np.inf
+        assert list(got.item_ids[0]) == [str(model.item_ids[i]) for i in np.argsort(-scores, kind="stable")[:K]]

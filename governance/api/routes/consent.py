@@ -1,10 +1,15 @@
-"""``/v1/consent``: append a consent record, import many, show a subject's consent (operator).
+"""``/v1/consent``: append a consent record, show a subject's consent; ``/v1/consent-imports``: import many (operator).
 
 Thin routes: a record goes through :func:`governance.privacy.consent.check_consent_change`
 and :func:`~governance.privacy.consent.record_consent_change`, the path ``recgov
 consent set`` takes, and its refusals become problem documents (404 for an
 unknown pack, 422 naming the field otherwise). An import goes through
 :func:`governance.consent.imports.import_consent`, as ``recgov consent import``.
+
+The import has a path of its own, not ``/v1/consent/imports``: under
+``/v1/consent/{subject}`` that path is also a subject's history (a subject may be
+called "imports"), so its ``OPTIONS`` and 405 answers could not name the methods
+the document gives it (a path is one thing or the other, never both).
 """
 
 from __future__ import annotations
@@ -36,10 +41,10 @@ MAP_PATTERN = rf"^{_PAIR}(?:,{_PAIR})*$"
 
 The handler checks it, saying what is wrong."""
 
-router = APIRouter(prefix="/v1/consent", tags=["consent"], responses=problems(401, 403, 422, 500))
+router = APIRouter(tags=["consent"], responses=problems(401, 403, 422, 500))
 
 
-@router.post("", status_code=201, response_model=ConsentPublic, responses=problems(404), summary="Append a consent record")
+@router.post("/v1/consent", status_code=201, response_model=ConsentPublic, responses=problems(404), summary="Append a consent record")
 def create(body: ConsentCreate, session: SessionDep, settings: SettingsDep, key: OperateKey) -> dict[str, Any]:
     """With ``pack``, the purpose must be the pack's, and what the pack says follows is applied (erase_on_withdrawal).
 
@@ -105,7 +110,7 @@ def _import_format(request: Request, given: str | None) -> str:
 
 
 @router.post(
-    "/imports",
+    "/v1/consent-imports",
     response_model=ConsentImportPublic,
     responses=problems(404, 413),
     openapi_extra=IMPORT_BODY,
@@ -151,6 +156,6 @@ async def import_records(
     return doc
 
 
-@router.get("/{subject}", summary="A subject's consent history and the records in force")
+@router.get("/v1/consent/{subject}", summary="A subject's consent history and the records in force")
 def show(subject: Annotated[str, Path(min_length=1, max_length=200, pattern=IDENTIFIER, description="The subject's id.")], store: StoreDep, key: OperateKey) -> dict[str, Any]:
     return show_consent(store, subject)

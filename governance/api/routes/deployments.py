@@ -4,6 +4,13 @@ and the deployment policy: which pack gates each served stage (set: admin, read:
 The caller of a promotion does not choose the gate's pack: the stage's binding
 does (:mod:`governance.deploy_policy`). A promotion the policy refuses is a 409
 problem of kind ``deployment-policy``; no gate runs.
+
+A request that is well formed but does not fit where the versions stand is a
+409 Conflict of kind ``deployment-state``, not a 422: a promotion out of order
+(production before canary, a version already there, a retired one) and a
+rollback with nothing in production, or no earlier production version kept in
+shadow. The same request is right at another moment; what decides is the
+store's state, which no schema of the request can state.
 """
 
 from __future__ import annotations
@@ -30,12 +37,17 @@ DATA_UNREADABLE = (
     "a MovieLens-100K directory or a .csv/.parquet event log on the server"
 )
 
+_ILLEGAL_MOVE = deploy.ILLEGAL_MOVE.split("{", 1)[0]
+"""How :func:`governance.deploy.promote` begins the refusal of a move out of order (the rest names the version)."""
+
 router = APIRouter(prefix="/v1/deployments", tags=["deployments"], responses=problems(401, 500))
 
 
 @router.post("/{model_version}/promote", responses=problems(403, 404, 409, 422), summary="Move a model version one stage on, through the gate")
 def promote(model_version: Annotated[str, Path(min_length=1, max_length=128, pattern=IDENTIFIER)], body: PromotionCreate, store: StoreDep, session: SessionDep, settings: SettingsDep, key: GovernKey) -> dict[str, Any]:
-    """404 for an unknown model or pack; 409 when the deployment policy or the gate refuses (the gate's reasons and audit id in ``errors``); 422 for an illegal move."""
+    """404 for an unknown model or pack; 409 when the deployment policy or the gate refuses (the gate's reasons and
+    audit id in ``errors``) or the move is out of order for where the version stands (kind ``deployment-state``);
+    422 for a body or data the gate cannot use."""
     try:
         loaded = pack_store.load_ref(settings.packs_dir, body.pack) if body.pack is not None else None
     except pack_store.PackNotFound as err:
@@ -61,6 +73,10 @@ def promote(model_version: Annotated[str, Path(min_length=1, max_length=128, pat
         raise Problem(409, str(err), kind="gate-refused", errors=[{"audit_id": err.audit_id, "reason": r} for r in err.reasons]) from None
     except deploy_policy.DeploymentPolicyRefused as err:
         raise Problem(409, str(err), kind="deployment-policy") from None
+    except ConfigError as err:
+        if not str(err).startswith(_ILLEGAL_MOVE):
+            raise
+        raise Problem(409, str(err), kind="deployment-state") from None
     record_call(session, key, "deployments.promote", objects={"model": model_version}, payload=result)
     return result
 
@@ -77,12 +93,16 @@ def _loader(packs_dir: Any) -> deploy_policy.PackLoader:
     return load
 
 
-@router.post("/rollback", response_model=Rollback, responses=problems(403, 409, 422), summary="Restore the previous production version")
+@router.post("/rollback", response_model=Rollback, responses=problems(403, 409), summary="Restore the previous production version")
 def rollback(store: StoreDep, session: SessionDep, key: GovernKey) -> dict[str, Any]:
+    """409 ``deployment-state`` when nothing is in production or no earlier production version waits in shadow;
+    409 ``deployment-policy`` when the version to restore passed production under another pack than the one bound now."""
     try:
         result = deploy.rollback(store, actor=actor_of(key))
     except deploy_policy.DeploymentPolicyRefused as err:
         raise Problem(409, str(err), kind="deployment-policy") from None
+    except ConfigError as err:  # deploy.rollback refuses only on where the versions stand (see its Raises)
+        raise Problem(409, str(err), kind="deployment-state") from None
     record_call(session, key, "deployments.rollback", objects={"model": result["restored"]}, payload=result)
     return result
 

@@ -11,16 +11,38 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from governance.api.schemas import IDENTIFIER, _Body
+from governance.consent.evidence import EVIDENCE_KEYS
 
 __all__ = ["ConsentCreate", "ConsentImportPublic", "ConsentPublic"]
 
 
+def _evidence_needed(source: str, key: str) -> dict[str, Any]:
+    """JSON Schema: a record from ``source`` carries ``evidence.{key}``, text that is not blank (as the handler checks)."""
+    return {
+        "if": {"required": ["source"], "properties": {"source": {"const": source}}},
+        "then": {
+            "required": ["evidence"],
+            "properties": {"evidence": {"type": "object", "required": [key], "properties": {key: {"type": "string", "pattern": r"\S"}}}},
+        },
+    }
+
+
 class ConsentCreate(_Body):
-    """One consent record to append to a subject's history."""
+    """One consent record to append to a subject's history.
+
+    The document states what a schema can of the record's checks: the evidence
+    each source claims (``allOf``, from :data:`~governance.consent.evidence.EVIDENCE_KEYS`)
+    and, added when the document is served, the purposes of each known pack
+    (:mod:`governance.api.schemas.vocabulary`). Whether a TC string decodes and
+    supports the status under the pack's ``consent.tcf`` is judged by the handler.
+    """
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"subject": "u000012", "purpose": "personalization", "status": "granted", "basis": "consent", "source": "banner", "evidence": {"banner_version": "2026-03"}}]},
+        json_schema_extra={
+            "examples": [{"subject": "u000012", "purpose": "personalization", "status": "granted", "basis": "consent", "source": "banner", "evidence": {"banner_version": "2026-03"}}],
+            "allOf": [_evidence_needed(source, key) for source, (key, _) in EVIDENCE_KEYS.items()],
+        },
     )
 
     subject: str = Field(min_length=1, max_length=200, pattern=IDENTIFIER, description="The subject's id (stored only as its pseudonym).")
