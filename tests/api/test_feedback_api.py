@@ -211,3 +211,21 @@ def test_times_out_of_range_are_a_located_422_and_refused_calls_are_on_the_trail
     refused = [p for p in payloads if p.get("refused")]
     assert [(p["events"], p["invalid"], p["fields"]) for p in refused] == [(2, 1, ["time"])] * 2
     assert "fb-http-range" not in json.dumps([[c.subject, c.objects, c.payload] for c in calls[calls_before:]], default=str)
+
+
+def test_a_refused_upload_is_located_and_its_call_is_on_the_trail(server) -> None:
+    with server.store.session() as session:
+        calls_before = int(session.scalar(select(func.count()).select_from(TrailEvent).where(TrailEvent.action == "api.feedback.import")))
+    with server.client("operator", **{"Content-Type": "text/csv"}) as client:
+        header_only = client.post("/v1/feedback/imports", content="subject,item,kind,time\n")
+        duplicated = client.post("/v1/feedback/imports", content="subject,item,kind,time,subject\nfb-dup-1,i1,click,2026-01-05,fb-dup-2\n")
+    with server.client("operator", **{"Content-Type": "application/x-ndjson"}) as client:
+        nested = client.post("/v1/feedback/imports", content='{"subject": {"id": "fb-nested-1"}, "item": "i1", "kind": "click", "time": "2026-01-05"}\n')
+    assert header_only.status_code == 422 and "no rows, only a header" in header_only.json()["detail"]
+    assert duplicated.status_code == 422 and "line 1: the column 'subject' appears 2 times" in duplicated.json()["detail"]
+    assert nested.status_code == 422 and "line 1: the field subject (column 'subject') holds a JSON object" in nested.json()["detail"]
+    assert "fb-nested-1" not in nested.text and "fb-dup" not in duplicated.text
+    with server.store.session() as session:
+        calls = session.scalars(select(TrailEvent).where(TrailEvent.action == "api.feedback.import").order_by(TrailEvent.seq)).all()[calls_before:]
+    payloads = [c.payload if isinstance(c.payload, dict) else json.loads(c.payload) for c in calls]
+    assert [p.get("refused") for p in payloads] == [True, True, True]
