@@ -298,7 +298,8 @@ class FairnessSection(_Section):
     is missing (reported, never judged)."""
     intersections: list[list[str]] = Field(default_factory=list)
     """Attribute combinations that matter jointly (``[gender, age]`` gives groups such as
-    ``F x 25-34`` under the attribute ``gender_x_age``, which rules may name); each part an audit attribute."""
+    ``F x 25-34`` under the attribute ``gender_x_age``, which rules may name); each part an audit attribute.
+    That joined name must be new (not an audit attribute's, not another intersection's): a clash is refused."""
     min_group_size: int = Field(30, ge=1)
     """The census reports every group's size and marks groups under this size as reported, not judged
     (the literature metrics leave them out of their gaps); each rule's own ``min_group_size`` decides

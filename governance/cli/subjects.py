@@ -261,8 +261,9 @@ def _print_unlinked(report: dict[str, Any]) -> None:
     u = report["unlinked"]
     _say(
         f"crypto-shredded pseudonym {short_pseudonym(report['pseudonym'])}: {u['consent_records']} consent records, "
-        f"{u['subject_requests']} requests, {u['decisions']} decisions and {u['trail_events']} trail events "
-        "stay, unlinkable to the person"
+        f"{u['subject_requests']} requests, {u['decisions']} decisions"
+        + (f", {b} batch lists (sealed, unreadable now)" if (b := u.get("batch_decisions")) else "")
+        + f" and {u['trail_events']} trail events stay, unlinkable to the person"
         + (f"; {n} outcome events deleted" if (n := (report.get("deleted") or {}).get("outcome_events")) else "")
     )
 

@@ -173,7 +173,8 @@ def export_subject(
     * ``requests``: their subject requests;
     * ``interactions``: their events in ``dataset`` (and their attribute row),
       when a data set is given: the store itself holds no raw interactions;
-    * ``decisions``: the lists served to them, with items, scores and explanation tags;
+    * ``decisions``: the lists served to them, with items, scores and explanation tags, and the
+      lists ``recgov batch`` wrote for them (context ``batch``: the run, ``batch_path``: its folder);
     * ``outcomes``: the outcome events recorded for them (impressions, clicks, conversions, dwell,
       ratings), each with the decision it was joined to, if any;
     * ``trail``: the audit events that name them (time, actor, action);
@@ -286,7 +287,8 @@ def _read_holdings(session: Session, subject: str, pseudonym: str) -> StoreHoldi
                 context=plain(d.context),
             )
             for d in decisions
-        ],
+        ]
+        + _batch_entries(session, pseudonym),
         trail=[TrailEntry(seq=seq, time=t, actor=a, action=action) for seq, t, a, action in trail],
         outcomes=[
             OutcomeEntry(
@@ -296,6 +298,29 @@ def _read_holdings(session: Session, subject: str, pseudonym: str) -> StoreHoldi
             for o in outcomes
         ],
     )
+
+
+def _batch_entries(session: Session, pseudonym: str) -> list[DecisionEntry]:
+    """The subject's lists written by ``recgov batch`` (in the anchored batch folders the trail names), opened.
+
+    Their context carries ``batch`` (the run) and ``batch_path`` (the folder), so the person and
+    the controller can tell them from lists served on request.
+    """
+    from governance.spark.records import subject_batch_records
+
+    out = []
+    for r in subject_batch_records(session, pseudonym):
+        slate = r["slate"] or {}
+        context = dict(r["context"] or {})
+        context["batch_path"] = r["path"]
+        out.append(
+            DecisionEntry(
+                decision_id=r["decision_id"], decided_at=r["decided_at"], mode=r["mode"], policy=r["policy"],
+                model_version=r["model_version"], items=plain(slate.get("items", [])), scores=plain(slate.get("scores")),
+                tags=plain(slate.get("tags")), context=plain(context),
+            )  # fmt: skip
+        )
+    return out
 
 
 class RequestEntry(TypedDict):

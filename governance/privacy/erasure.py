@@ -91,8 +91,10 @@ RETRAIN_AFTER_ERASURE_FAILED = (
     "retrain request {id} stays open until {deadline}: run `recgov retrain run DATA` once the cause is fixed"
 )
 RETAINED = (
-    "consent records, requests, decisions and trail events stay under the former pseudonym, which nothing links "
-    "to the person any more: the proof of lawful processing (GDPR Art. 7(1), 17(3)(e)); the trail still verifies"
+    "consent records, requests, decisions (in the store and in the anchored folders of recgov batch) and trail events "
+    "stay under the former pseudonym, which nothing links to the person any more: the proof of lawful processing "
+    "(GDPR Art. 7(1), 17(3)(e)); the lists, scores and tags of those decisions were sealed under the subject's record "
+    "key, deleted now, so nobody can read them; the trail and the batch folders' chains still verify"
 )
 MODELS_NOTE = (
     "membership is read from each model's artifact where it is still at its recorded location with its "
@@ -102,7 +104,13 @@ MODELS_NOTE = (
 
 
 def _count_by_subject(session: Session, pseudonym: str) -> dict[str, int]:
-    """What stays under the pseudonym once it is shredded, unlinkable to the person, by kind."""
+    """What stays under the pseudonym once it is shredded, unlinkable to the person, by kind.
+
+    ``batch_decisions``: their records in the anchored folders of ``recgov batch``, sealed under the
+    record key the shredding deletes (unreadable afterwards; the folders' chains still verify).
+    """
+    from governance.spark.records import subject_batch_records
+
     def count(column: Any) -> int:
         return int(session.scalar(select(func.count()).where(column == pseudonym)) or 0)
 
@@ -110,6 +118,7 @@ def _count_by_subject(session: Session, pseudonym: str) -> dict[str, int]:
         "consent_records": count(ConsentRecordRow.subject),
         "subject_requests": count(SubjectRequest.subject),
         "decisions": count(DecisionRecord.subject),
+        "batch_decisions": len(subject_batch_records(session, pseudonym)),
         "trail_events": count(TrailEvent.subject),
     }
 

@@ -173,11 +173,9 @@ def _inprocess_batch(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from audits import lookup_pseudonyms
-    from audits.canonical import canonical_json
     from audits.trail import format_time
     from governance.spark.lists import _bucket, decision_fields, personalizer_for
-    from governance.spark.records import GENESIS, RECORD_COLUMNS, anchor_batch, chain_hash, record_json
+    from governance.spark.records import GENESIS, RECORD_COLUMNS, anchor_batch, batch_record_keys, chain_hash, record_json, seal_fields
     from governance.training import train_and_record
     from governance.training_filter import subject_rules
     from recommender.als import ALSRecommender
@@ -196,13 +194,13 @@ def _inprocess_batch(
     moment = datetime.now(UTC)
     rules = subject_rules(pack, store, subjects, now=moment)
     allowed = np.flatnonzero((rules.reason == 0) & np.isnat(rules.erased_until))
-    with store.session() as db:
-        names = lookup_pseudonyms(db, [subjects[r] for r in allowed], create=True)
+    keys = batch_record_keys(store, [subjects[r] for r in allowed])
     run_id, stamp, when = uuid.uuid4().hex, pack.stamp(), format_time(moment)
     item_ids = model.train_.item_ids
+    by_name = dict(keys.values())
     by_bucket: dict[int, list[tuple[str, int]]] = {}
     for row in allowed.tolist():
-        name = names[subjects[row]]
+        name = keys[subjects[row]][0]
         by_bucket.setdefault(_bucket(name, buckets), []).append((name, row))
     partitions = []
     for bucket, members in sorted(by_bucket.items()):
@@ -211,9 +209,9 @@ def _inprocess_batch(
         for position, (name, row) in enumerate(sorted(members)):
             ids, scores, tags = personalizer.personalize(row, k)
             fields = decision_fields(name, [str(item_ids[i]) for i in ids], scores, tags, stamp, model.version_id_, run_id, moment)
-            digest = chain_hash(prev, record_json(fields))
-            values = {**fields, "decided_at": when, "slate": canonical_json(fields["slate"]).decode(),
-                      "context": canonical_json(fields["context"]).decode(), "position": position, "prev_hash": prev, "hash": digest}  # fmt: skip
+            sealed, slate, context = seal_fields(fields, by_name[name])
+            digest = chain_hash(prev, record_json(sealed))
+            values = {**fields, "decided_at": when, "slate": slate, "context": context, "position": position, "prev_hash": prev, "hash": digest}  # fmt: skip
             for c in RECORD_COLUMNS:
                 columns[c].append(values[c])
             prev = digest

@@ -7,7 +7,9 @@
    their pseudonym; ``applyInPandas`` hands each bucket to a Python worker that runs, per user,
    the serving path's own :meth:`governance.serving.Personalizer.govern` (the pack's re-rankers,
    the explanation tags), builds the decision record as the serving path does and chains it
-   to the bucket's previous record (:mod:`governance.spark.records`).
+   to the bucket's previous record (:mod:`governance.spark.records`), its list sealed under the
+   subject's record key as the SQL decision log seals it (the key rides with the subject's row to
+   the worker and is not written).
 3. **Records**: the buckets are written as Parquet partitions, and one trail event anchors each
    partition's head. Subjects the pack does not allow to be profiled when the lists are made
    (consent read again here, in bulk) get no list.
@@ -27,7 +29,7 @@ import pandas as pd
 
 from governance.policy import LoadedPack
 from governance.serving import Personalizer
-from governance.spark.records import GENESIS, anchor_batch, chain_hash, record_json
+from governance.spark.records import GENESIS, anchor_batch, batch_record_keys, chain_hash, record_json, seal_fields
 from recommender.errors import ConfigError
 
 __all__ = ["BatchResult", "BATCH_CONSENT", "histories", "recommend_all", "govern_lists", "personalizer_for"]
@@ -164,7 +166,6 @@ def govern_lists(
     """
     from pyspark.sql import functions as F
 
-    from audits import lookup_pseudonyms
     from governance.training_filter import subject_rules
 
     for name, value in (("k", k), ("buckets", buckets)):
@@ -180,13 +181,14 @@ def govern_lists(
     subjects = [str(u) for u in model.user_ids]
     rules = subject_rules(loaded, store, subjects, purpose="personalization", now=moment)
     allowed = (rules.reason == 0) & np.isnat(rules.erased_until)
-    with store.session() as session:
-        names = lookup_pseudonyms(session, [s for s, ok in zip(subjects, allowed) if ok], create=True)
+    keys = batch_record_keys(store, [s for s, ok in zip(subjects, allowed) if ok])
     rows = np.flatnonzero(allowed)
-    pseudonyms = [names[subjects[r]] for r in rows]
+    pseudonyms = [keys[subjects[r]][0] for r in rows]
+    # Each subject's record key travels with their row to the worker that seals their record; it is not written.
     table = spark.createDataFrame(
-        pd.DataFrame({"user": rows.astype(np.int32), "subject": pseudonyms, "bucket": [_bucket(p, buckets) for p in pseudonyms]}),
-        schema="user int, subject string, bucket int",
+        pd.DataFrame({"user": rows.astype(np.int32), "subject": pseudonyms, "bucket": [_bucket(p, buckets) for p in pseudonyms],
+                      "record_key": [keys[subjects[r]][1] for r in rows]}),  # fmt: skip
+        schema="user int, subject string, bucket int, record_key binary",
     )
     hist = histories(model.ratings) if hasattr(model, "ratings") and model.ratings is not None else None
     if hist is None:
@@ -241,7 +243,6 @@ def _bucket_builder(
     personalizer: Personalizer, item_ids: np.ndarray, k: int, stamp: dict[str, str], model_version: str, run: str, moment: datetime
 ) -> Any:
     """The function ``applyInPandas`` runs on each bucket: govern each user's list, chain the records."""
-    from audits.canonical import canonical_json
     from audits.trail import format_time
     from recommender.als import blas_single_thread
 
@@ -256,11 +257,10 @@ def _bucket_builder(
                 history = (np.asarray(row.hist_items, dtype=np.int32), np.asarray(row.hist_values, dtype=np.float32))
                 ids, scores, tags = personalizer.govern(int(row.user), history, np.asarray(row.cand_items), np.asarray(row.cand_scores), k)
                 fields = decision_fields(row.subject, [str(item_ids[i]) for i in ids], scores, tags, stamp, model_version, run, moment)
-                canonical = record_json(fields)
-                digest = chain_hash(prev, canonical)
+                sealed, slate, context = seal_fields(fields, bytes(row.record_key))
+                digest = chain_hash(prev, record_json(sealed))
                 values = {
-                    **fields, "decided_at": when, "slate": canonical_json(fields["slate"]).decode(),
-                    "context": canonical_json(fields["context"]).decode(), "bucket": int(row.bucket),
+                    **fields, "decided_at": when, "slate": slate, "context": context, "bucket": int(row.bucket),
                     "position": position, "prev_hash": prev, "hash": digest,
                 }  # fmt: skip
                 for name in _OUTPUT_SCHEMA_NAMES:

@@ -6,6 +6,13 @@ a fixed share of the subjects, in a fixed order (``position``), each chained to 
     hash_0 = SHA-256("recgov.spark-decisions.v1\\0" + GENESIS + JCS(record_0))
     hash_i = SHA-256("recgov.spark-decisions.v1\\0" + hash_{i-1} + JCS(record_i))
 
+A record's ``slate`` and ``context`` are stored sealed, as the SQL decision log stores them
+(:func:`audits.sealing.seal_decision`): the list, its scores, tags and context in one AES-256-GCM
+token under the subject's record key, bound to the pseudonym and the decision id, the context
+reduced to ``{}``. Erasure's crypto-shredding deletes that key, so the record becomes unreadable
+where it lies while its chain (over the sealed bytes) still verifies. Readers open records with
+:func:`subject_batch_records` (an access request; the count an erasure reports).
+
 ``JCS(record)`` is the canonical JSON (RFC 8785, :func:`audits.canonical.canonical_json`) of the
 record's :data:`audits.decision_record.DECISION_FIELDS`, ``decided_at`` as a trail time string:
 the very bytes the SQL decision log's batch digest covers for the same record. One trail event
@@ -38,8 +45,11 @@ __all__ = [
     "GENESIS",
     "RECORD_COLUMNS",
     "anchor_batch",
+    "batch_record_keys",
     "chain_hash",
     "record_json",
+    "seal_fields",
+    "subject_batch_records",
     "verify_spark_batches",
 ]
 
@@ -57,6 +67,76 @@ def record_json(record: Mapping[str, Any]) -> bytes:
     moment = fields["decided_at"]
     fields["decided_at"] = moment if isinstance(moment, str) else format_time(moment)
     return canonical_json(fields)
+
+
+def batch_record_keys(store: Any, subject_ids: list[str]) -> dict[str, tuple[str, bytes]]:
+    """Each subject's pseudonym and record key (secrets created, keys filed as the decision log files them), in bulk.
+
+    The key is the one filed for the pseudonym (an earlier one wins), so a batch record opens with the
+    key every reader finds, and erasure's shredding removes it.
+    """
+    from audits._common import lookup_subject_secrets
+    from audits.sealing import file_record_keys
+    from audits.subjects import _installation_key, hold_head_for_keys, record_key
+
+    if not subject_ids:
+        return {}
+    with store.session() as session:
+        installation = _installation_key(session)
+        hold_head_for_keys(session)
+        found = lookup_subject_secrets(session, subject_ids, create=True, key=installation)
+        derived = {entry[0]: record_key(entry[1]) for entry in found.values() if entry is not None}
+        filed = file_record_keys(session, installation, derived)
+    return {str(subject): (entry[0], filed[entry[0]]) for subject, entry in found.items() if entry is not None and entry[0] in filed}
+
+
+def seal_fields(fields: Mapping[str, Any], key: bytes, cipher: Any = None) -> tuple[dict[str, Any], str, str]:
+    """A record's fields with ``slate`` and ``context`` sealed under the subject's ``key`` (the stored form the chain
+    covers), and the stored slate and context as JSON text."""
+    from audits.sealing import seal_decision
+
+    slate, context = seal_decision(
+        key, fields["decision_id"], fields["subject"], canonical_json(fields["slate"]), canonical_json(fields["context"]), cipher
+    )
+    return {**fields, "slate": orjson.loads(slate), "context": orjson.loads(context)}, slate.decode(), context.decode()
+
+
+def subject_batch_records(bind: Any, pseudonym: str) -> list[dict[str, Any]]:
+    """The subject's records in every anchored batch folder, opened where their record key still exists.
+
+    Each: ``{"run", "path", "bucket", "decision_id", "decided_at", "mode", "policy", "model_version",
+    "slate", "context", "opened"}``; ``slate`` and ``context`` are None when the record cannot be
+    opened (its key was shredded). A folder that is missing or unreadable is skipped here (``recgov
+    trail verify`` reports it). ``bind``: a session or connection of the store.
+    """
+    import pyarrow.parquet as pq
+
+    from audits.sealing import open_decisions
+
+    found: list[dict[str, Any]] = []
+    query = select(TrailEvent.payload, TrailEvent.objects).where(TrailEvent.action == ANCHOR_ACTION).order_by(TrailEvent.seq)
+    for payload, objects in bind.execute(query):
+        anchor = orjson.loads(payload) if isinstance(payload, (str, bytes)) else payload
+        named = (orjson.loads(objects) if isinstance(objects, (str, bytes)) else objects) or {}
+        root = Path(anchor["path"])
+        if not root.is_dir():
+            continue
+        try:
+            table = pq.read_table(root, filters=[("subject", "==", pseudonym)])
+        except Exception:  # noqa: BLE001 - an unreadable folder is trail verify's finding, not the reader's
+            continue
+        for row in table.to_pylist():
+            found.append({**row, "run": named.get("run"), "path": str(root)})
+    opened = open_decisions(bind, [(r["decision_id"], r["subject"], json.loads(r["slate"]), json.loads(r["context"])) for r in found])
+    out = []
+    for row, plain in zip(found, opened):
+        out.append({
+            "run": row["run"], "path": row["path"], "bucket": row.get("bucket"), "decision_id": row["decision_id"],
+            "decided_at": row["decided_at"], "mode": row["mode"], "policy": f"{row['pack_name']}@{row['pack_version']}",
+            "model_version": row["model_version"], "slate": None if plain is None else plain[0],
+            "context": None if plain is None else plain[1], "opened": plain is not None,
+        })  # fmt: skip
+    return out
 
 
 def chain_hash(prev_hash: str, canonical: bytes) -> str:

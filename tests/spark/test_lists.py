@@ -24,7 +24,7 @@ from governance.policy import load_pack, parse_pack
 from governance.spark.als import train_als_spark
 from governance.spark.filters import events_frame, filter_training_events_spark
 from governance.spark.lists import BATCH_CONSENT, decision_fields, govern_lists, personalizer_for, recommend_all
-from governance.spark.records import record_json, verify_spark_batches
+from governance.spark.records import record_json, subject_batch_records, verify_spark_batches
 from recommender.als import ALSRecommender
 from recommender.errors import ConfigError
 from recommender.feedback import to_implicit
@@ -121,19 +121,24 @@ def test_same_candidates_give_the_same_lists_tags_and_records(spark: Any, store:
     by_subject = stored.set_index("subject")
     item_ids = world.matrix.item_ids
     moved = 0
+    # stored sealed, as the SQL decision log stores a list: one token, the context reduced to {}
+    assert all(set(json.loads(x)) == {"sealed"} for x in stored["slate"]) and set(stored["context"]) == {"{}"}
+    with store.session() as session:
+        opened = {names[s]: subject_batch_records(session, names[s]) for s in subjects if s != withdrawn}
     for row, subject in enumerate(subjects):
         if subject == withdrawn:
             continue
         ids, scores, tags = personalizer.personalize(row, K)  # the serving path, in process
         got = by_subject.loc[names[subject]]
-        slate = json.loads(got["slate"])
+        (record,) = opened[names[subject]]
+        slate = record["slate"]
         assert slate == {"items": [str(item_ids[i]) for i in ids], "scores": scores, "tags": tags}, subject
         moved += sum(len(t) > 1 for t in tags)
-        # the record is the one the serving path's decision log encodes, byte for byte
         fields = decision_fields(names[subject], slate["items"], scores, tags, pack.stamp(), world.model.version_id_, "run-1", moment)
-        assert fields["slate"] == slate and json.loads(got["context"]) == {"consent": BATCH_CONSENT, "gpc": False, "batch": "run-1"}
-        pending = _prepare(Decision(**{k: v for k, v in fields.items()}), None)
-        assert record_json({**fields}) == pending.canonical()
+        assert fields["slate"] == slate and record["context"] == {"consent": BATCH_CONSENT, "gpc": False, "batch": "run-1"}
+        assert fields["decision_id"] == got["decision_id"] == record["decision_id"]
+        # the record's fields are the ones the serving path's decision log encodes, byte for byte (before sealing)
+        assert record_json({**fields}) == _prepare(Decision(**{k: v for k, v in fields.items()}), None).canonical()
     assert moved > 0  # the re-rankers did move items, and their tags came through
     with store.snapshot() as connection:
         assert verify_trail(connection).intact
@@ -163,7 +168,7 @@ def test_a_changed_removed_or_unanchored_record_breaks_trail_verify(spark: Any, 
     table = pq.read_table(part)
     frame = table.to_pandas()
     slate = json.loads(frame.loc[0, "slate"])
-    slate["items"] = list(reversed(slate["items"]))  # a changed list
+    slate["sealed"] = slate["sealed"][:-6] + ("AAAA==" if not slate["sealed"].endswith("AAAA==") else "BBBB==")  # a changed list
     frame.loc[0, "slate"] = json.dumps(slate)
     pq.write_table(pa_table(frame, table.schema), part)
     bad = subprocess.run(cli, env=env, capture_output=True, text=True, cwd=ROOT)
