@@ -18,13 +18,15 @@ located as ``events[i]``.
 
 A row is judged on its own (pure, column-wise): a subject (the raw id, stored
 only as its pseudonym), an item, a kind of :data:`~audits.models.OUTCOME_KINDS`,
-a time (ISO 8601, UTC when no zone is given, or Unix seconds) not in the
-future, a value where the kind has one (``dwell``: seconds, zero or more;
+a time (ISO 8601, UTC when no zone is given, or Unix seconds) from 1678 to 2261
+and not in the future, a value where the kind has one (``dwell``: seconds, zero or more;
 ``rating``: a finite number; ``conversion``: optionally an amount, zero or
 more; none for ``impression`` and ``click``), a decision id that is a UUID if
 given, an event id of at most 200 characters if given (it is only hashed with
 the pseudonym, never stored), and an item that does not hold the subject's id
-(items are kept in the clear). Then the store judges
+(items are kept in the clear), none of them holding a control or an invisible
+(zero-width, bidirectional) character. A reason never repeats the cell it
+refuses (a column mapped by mistake may hold a person's id). Then the store judges
 the join (:mod:`audits.outcomes`): a decision id must name a list served to
 that subject holding that item, and the events of an erased subject from
 before the erasure are refused.

@@ -9,6 +9,12 @@ index, and nothing is stored. ``POST /v1/feedback/imports`` (``operate``, as
 consent imports) takes a file as its body and stores its valid rows, listing
 the refused ones (:func:`governance.feedback.import_feedback`, as ``recgov
 feedback import``). Sending the same events twice stores them once.
+
+Every call is on the trail, refused ones too (``api.feedback.record`` /
+``api.feedback.import`` with ``refused: true``, the counts and the fields at
+fault, never a value). An erased subject's event from before the erasure is
+refused in the same neutral words for every role ("this event cannot be stored
+for this subject"), which say neither that nor when anyone was erased.
 """
 
 from __future__ import annotations
