@@ -64,6 +64,10 @@ EMPTY_FILE = "{name}: the file is empty; expected a consent export with a header
 NOT_AN_OBJECT = "{name} line {line}: not a JSON object ({detail})"
 NO_SUCH_FILE = "{name}: no such file; expected a consent export (.csv, .jsonl or .parquet)"
 DUPLICATE_COLUMN = "{name} line 1: the column {column!r} appears {count} times in the header; name each column once"
+FLOAT_ID = (
+    "{name} {located_by} {position}: the field subject (column {column!r}) holds a floating-point number; "
+    "write ids as text or integers (a float is not the id: 777 would read as 777.0, and digits past 2**53 are lost)"
+)
 NESTED_VALUE = (
     "{name} {located_by} {position}: the field {field} (column {column!r}) holds a JSON {kind}; "
     "expected a string or a number"
@@ -213,7 +217,8 @@ def _no_duplicate_columns(name: str, data: bytes, delimiter: str) -> None:
 
 def nested_values(name: str, raw: pd.DataFrame, wanted: dict[str, str], positions: np.ndarray, located_by: str) -> None:
     """Refuse a mapped column holding a JSON object or array (JSON Lines): read as text it would become its
-    Python repr. Says where (line, field, column), never the value."""
+    Python repr; and a subject given as a floating-point number (a Parquet double column, a JSON ``777.0``):
+    its text is not the id. Says where (line or row, field, column), never the value."""
     for fld, column in wanted.items():
         if column not in raw.columns or raw[column].dtype != object:
             continue
@@ -222,6 +227,16 @@ def nested_values(name: str, raw: pd.DataFrame, wanted: dict[str, str], position
             at = int(np.flatnonzero(nested)[0])
             kind = "object" if isinstance(raw[column].iloc[at], dict) else "array"
             raise DataError(NESTED_VALUE.format(name=name, located_by=located_by, position=int(positions[at]), field=fld, column=column, kind=kind))
+    column = wanted.get("subject")
+    if column is not None and column in raw.columns:
+        values = raw[column]
+        if pd.api.types.is_float_dtype(values.dtype):
+            floats = values.notna().to_numpy(dtype=bool)
+        else:
+            floats = values.map(lambda v: isinstance(v, float | np.floating)).to_numpy(dtype=bool)
+        if floats.any():
+            at = int(np.flatnonzero(floats)[0])
+            raise DataError(FLOAT_ID.format(name=name, located_by=located_by, position=int(positions[at]), column=column))
 
 
 def _jsonl(name: str, data: bytes) -> tuple[pd.DataFrame, np.ndarray]:

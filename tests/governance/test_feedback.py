@@ -357,3 +357,20 @@ def test_smaller_gaps_nested_invisible_duplicated_or_no_rows(db_url: str, store:
     header.write_text("subject,item,kind,time\n", encoding="utf-8")
     result = runner.invoke(app, ["feedback", "import", str(header), "--database-url", db_url])
     assert result.exit_code == 2 and "no rows, only a header" in result.output, result.output
+
+
+def test_a_subject_written_as_a_float_is_refused_not_read_as_another_id(store: Store, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = tmp_path / "f.parquet"
+    pq.write_table(pa.table({"subject": pa.array([12345.0, None], pa.float64()), "item": ["i1", "i1"], "kind": ["click"] * 2,
+                             "time": ["2026-01-01T00:00:00Z"] * 2}), parquet)  # fmt: skip
+    jsonl = tmp_path / "f.jsonl"
+    jsonl.write_text('{"subject": "fb-f-1", "item": "i1", "kind": "click", "time": "2026-01-01"}\n'
+                     '{"subject": 12345.0, "item": "i1", "kind": "click", "time": "2026-01-01"}\n', encoding="utf-8")  # fmt: skip
+    with pytest.raises(DataError, match=r"f.parquet row 1: the field subject \(column 'subject'\) holds a floating-point number"):
+        import_feedback(store, parquet)
+    with pytest.raises(DataError, match=r"f.jsonl line 2: the field subject \(column 'subject'\) holds a floating-point number"):
+        import_feedback(store, jsonl)
+    assert _outcomes(store) == 0
