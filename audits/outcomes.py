@@ -6,9 +6,12 @@ with its time) is stored under the subject's pseudonym, never the raw id, in
 ``outcome_events``. :func:`record_outcomes` stores a batch of validated events
 (columns :data:`BATCH_COLUMNS`) in the caller's transaction:
 
-1. events of an erased subject dated at or before the erasure are refused (the
-   erasure's suppression record says when): storing them again would give the
-   person back what the erasure took;
+1. events dated outside :data:`EARLIEST` .. :data:`LATEST` are refused; so are
+   events of an erased subject dated at or before the erasure (the erasure's
+   suppression record says when): storing them again would give the person
+   back what the erasure took. That refusal is worded neutrally
+   (:data:`NOT_STORABLE`): it tells the caller neither that nor when anyone was
+   erased;
 2. each event gets its pseudonym and an event key (:func:`event_key`); an
    event whose key is stored already (or earlier in the batch) is skipped, so
    importing the same file twice adds nothing, and the table's unique key keeps
@@ -94,12 +97,19 @@ id, ``occurred_at`` aware UTC timestamps, ``value`` floats (NaN: none), ``decisi
 (``""``: none)."""
 _KEY_DOMAIN = "recgov.outcome.v1"
 
-ERASED_BEFORE = "the subject was erased at {erased_at}; an event from before the erasure is not stored (GDPR Art. 17)"
+NOT_STORABLE = "this event cannot be stored for this subject"
+"""The refusal of an erased subject's event from before the erasure (GDPR Art. 17). Deliberately neutral: the
+caller (a serving key) must not learn from it whether, or when, anyone was erased."""
+TIME_OUT_OF_RANGE = "the time is out of range (years {lo} to {hi})"
+EARLIEST = pd.Timestamp("1678-01-01", tz="UTC")
+"""The earliest event time stored (the joins compare times at nanosecond resolution, which ends before it)."""
+LATEST = pd.Timestamp("2262-01-01", tz="UTC")
+"""The end of the stored time range (exclusive)."""
 NO_SUCH_DECISION = "no decision {id}"
 OTHER_SUBJECT = "decision {id} was not served to this subject"
 SHADOW_DECISION = "decision {id} is a shadow list, never served"
-UNREADABLE_DECISION = "decision {id}'s list can no longer be read (its subject was erased)"
-NOT_IN_DECISION = "item {item!r} is not in the list of decision {id}"
+UNREADABLE_DECISION = "decision {id}'s list can no longer be read"
+NOT_IN_DECISION = "the item is not in the list of decision {id}"
 BEFORE_DECISION = "the event ({at}) is before decision {id} ({decided})"
 
 
@@ -326,13 +336,25 @@ def attribute(session: Session, events: pd.DataFrame, window: timedelta = DEFAUL
 # -- storing -------------------------------------------------------------------------------------
 
 
+def _in_range(batch: pd.DataFrame) -> tuple[pd.DataFrame, list[Refusal]]:
+    """The events whose time is within [:data:`EARLIEST`, :data:`LATEST`); a refusal for each other (never a crash)."""
+    at = pd.to_datetime(batch["occurred_at"], utc=True)
+    out = ((at < EARLIEST) | (at >= LATEST)).fillna(True).to_numpy(dtype=bool)
+    if not out.any():
+        return batch, []
+    reason = TIME_OUT_OF_RANGE.format(lo=EARLIEST.year, hi=LATEST.year - 1)
+    return batch[~out], [Refusal(int(line), "time", reason) for line in batch["line"][out]]
+
+
 def _erased(session: Session, batch: pd.DataFrame) -> tuple[pd.DataFrame, list[Refusal]]:
+    """The events that may be stored; a neutral refusal (:data:`NOT_STORABLE`) for each event of an erased subject
+    dated at or before the erasure, which says neither that the subject was erased nor when."""
     suppressed = suppressions_for(session, batch["subject"].unique().tolist())
     if not suppressed:
         return batch, []
     erased_at = pd.to_datetime(batch["subject"].map({s: e.erased_at for s, e in suppressed.items()}), utc=True)
     before = (batch["occurred_at"].astype("datetime64[ns, UTC]") <= erased_at).fillna(False).to_numpy(dtype=bool)
-    refusals = [Refusal(int(line), "time", ERASED_BEFORE.format(erased_at=t.isoformat())) for line, t in zip(batch["line"][before], erased_at[before], strict=True)]
+    refusals = [Refusal(int(line), "subject", NOT_STORABLE) for line in batch["line"][before]]
     return batch[~before], refusals
 
 
@@ -364,7 +386,9 @@ def record_outcomes(
         raise DataError(f"an outcome batch needs the columns {', '.join(BATCH_COLUMNS)}; missing {', '.join(missing)}")
     installation_key = _installation_key(session)
     hold_head_for_keys(session)
-    kept, refused = _erased(session, batch.reset_index(drop=True))
+    ranged, out_of_range = _in_range(batch.reset_index(drop=True))
+    kept, refused = _erased(session, ranged.reset_index(drop=True))
+    refused = [*out_of_range, *refused]
     found = lookup_subject_secrets(session, kept["subject"].unique().tolist(), create=True, key=installation_key)
     pseudonyms = [found[s][0] for s in kept["subject"].tolist()]  # type: ignore[index]
     keyed = kept.assign(pseudonym=pseudonyms, event_key=_keys(kept, pseudonyms))

@@ -18,13 +18,15 @@ located as ``events[i]``.
 
 A row is judged on its own (pure, column-wise): a subject (the raw id, stored
 only as its pseudonym), an item, a kind of :data:`~audits.models.OUTCOME_KINDS`,
-a time (ISO 8601, UTC when no zone is given, or Unix seconds) not in the
-future, a value where the kind has one (``dwell``: seconds, zero or more;
+a time (ISO 8601, UTC when no zone is given, or Unix seconds) from 1678 to 2261
+and not in the future, a value where the kind has one (``dwell``: seconds, zero or more;
 ``rating``: a finite number; ``conversion``: optionally an amount, zero or
 more; none for ``impression`` and ``click``), a decision id that is a UUID if
 given, an event id of at most 200 characters if given (it is only hashed with
 the pseudonym, never stored), and an item that does not hold the subject's id
-(items are kept in the clear). Then the store judges
+(items are kept in the clear), none of them holding a control or an invisible
+(zero-width, bidirectional) character. A reason never repeats the cell it
+refuses (a column mapped by mistake may hold a person's id). Then the store judges
 the join (:mod:`audits.outcomes`): a decision id must name a list served to
 that subject holding that item, and the events of an erased subject from
 before the erasure are refused.
@@ -48,9 +50,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
 from audits.models import OUTCOME_KINDS
-from audits.outcomes import BATCH_COLUMNS, DEFAULT_WINDOW, OutcomeBatch, OutcomesRefused, Refusal, record_outcomes
+from audits.outcomes import (
+    BATCH_COLUMNS,
+    DEFAULT_WINDOW,
+    EARLIEST,
+    LATEST,
+    TIME_OUT_OF_RANGE,
+    OutcomeBatch,
+    OutcomesRefused,
+    Refusal,
+    record_outcomes,
+)
 from governance.consent.import_rows import _CONTROL
-from governance.consent.import_table import _csv, _jsonl, _parquet, format_of
+from governance.consent.import_table import _csv, _jsonl, _parquet, format_of, nested_values
 from recommender.errors import ConfigError, DataError
 
 __all__ = [
@@ -73,6 +85,8 @@ MAX_WINDOW = timedelta(days=365)
 MAX_TEXT = 200
 _FIELDS = ("subject", "item", "kind", "time", "value", "decision_id", "event_id")
 _REQUIRED = ("subject", "item", "kind", "time")
+_INVISIBLE = "[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]"
+"""Characters that print as nothing: an id holding one is an invisible variant of another id."""
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 BAD_BATCH_SIZE = "the batch size must be an integer from 1 to {max}; got {value!r}"
@@ -84,18 +98,21 @@ MISSING_COLUMN = (
     "map the field to one of them with --map {field}=COLUMN"
 )
 EMPTY_FILE = "{name}: the file is empty; expected outcome events with a header row (CSV) or one JSON object a line"
+NO_ROWS = "{name}: no rows, only a header; expected outcome events, one a row"
 NO_SUCH_FILE = "{name}: no such file; expected outcome events (.csv, .jsonl or .parquet)"
 NO_VALUE = "no {field}"
 TOO_LONG = "the {field} is longer than {limit} characters"
 CONTROL_CHARACTER = "the {field} holds a control character"
-NOT_A_KIND = "kind {value!r} is not one of " + ", ".join(OUTCOME_KINDS)
-BAD_TIME = "time {value!r} is not an ISO 8601 time (e.g. 2026-03-01T09:30:00Z) nor Unix seconds"
-FUTURE_TIME = "time {value!r} is in the future"
-NOT_A_NUMBER = "value {value!r} is not a finite number"
+INVISIBLE_CHARACTER = "the {field} holds an invisible character (zero-width, bidirectional or other format character)"
+# The reasons below never repeat the cell: with a column mapped by mistake it may be a person's id.
+NOT_A_KIND = "the kind is not one of " + ", ".join(OUTCOME_KINDS)
+BAD_TIME = "the time is not an ISO 8601 time (e.g. 2026-03-01T09:30:00Z) nor Unix seconds"
+FUTURE_TIME = "the time is in the future"
+NOT_A_NUMBER = "the value is not a finite number"
 NEEDS_VALUE = "a {kind} needs a value ({what})"
-NEGATIVE = "a {kind}'s value must be zero or more; got {value!r}"
-NO_VALUE_FOR = "a {kind} has no value; got {value!r}"
-NOT_A_UUID = "decision_id {value!r} is not a decision id (a UUID)"
+NEGATIVE = "a {kind}'s value must be zero or more"
+NO_VALUE_FOR = "a {kind} has no value; leave the value empty"
+NOT_A_UUID = "the decision_id is not a decision id (a UUID)"
 RAW_ID_IN_ITEM = "the item holds the subject's id; an outcome event is stored under the pseudonym and must never name the subject"
 _VALUE_NEEDED = {"dwell": "seconds", "rating": "the rating"}
 
@@ -256,8 +273,11 @@ def read_feedback_table(
         if column not in raw.columns:
             columns = ", ".join(map(str, raw.columns)) or "none"
             raise DataError(MISSING_COLUMN.format(name=label, column=column, field=fld, columns=columns))
+    nested_values(label, raw, wanted, positions, "line" if kind != "parquet" else "row")
     rows = pd.DataFrame({fld: _strings(raw[column]) for fld, column in wanted.items()}, index=raw.index)
     keep = (rows != "").any(axis=1).to_numpy()  # a blank line is no row
+    if not keep.any():
+        raise DataError(NO_ROWS.format(name=label))
     return FeedbackTable(label, hashlib.sha256(data).hexdigest(), kind, rows[keep].reset_index(drop=True), positions[keep])  # type: ignore[arg-type]
 
 
@@ -306,6 +326,7 @@ def _text(faults: _Faults, values: pd.Series, fld: str, *, required: bool = True
         faults.add(values == "", fld, NO_VALUE.format(field=fld))
     faults.add(values.str.len() > MAX_TEXT, fld, TOO_LONG.format(field=fld, limit=MAX_TEXT))
     faults.add(values.str.contains(_CONTROL, regex=True), fld, CONTROL_CHARACTER.format(field=fld))
+    faults.add(values.str.contains(_INVISIBLE, regex=True), fld, INVISIBLE_CHARACTER.format(field=fld))
 
 
 def _times(faults: _Faults, values: pd.Series, now: datetime) -> pd.Series:
@@ -319,20 +340,21 @@ def _times(faults: _Faults, values: pd.Series, now: datetime) -> pd.Series:
         parsed[~seconds] = pd.to_datetime(values[~seconds], utc=True, errors="coerce", format="ISO8601").astype(parsed.dtype)
     parsed = parsed.dt.floor("us")
     faults.add(values == "", "time", NO_VALUE.format(field="time"))
-    faults.add(parsed.isna(), "time", BAD_TIME, values)
-    faults.add(parsed > pd.Timestamp(now), "time", FUTURE_TIME, values)
+    faults.add(parsed.isna(), "time", BAD_TIME)
+    faults.add((parsed < EARLIEST) | (parsed >= LATEST), "time", TIME_OUT_OF_RANGE.format(lo=EARLIEST.year, hi=LATEST.year - 1))
+    faults.add(parsed > pd.Timestamp(now), "time", FUTURE_TIME)
     return parsed
 
 
 def _values(faults: _Faults, values: pd.Series, kinds: pd.Series) -> pd.Series:
     given = values != ""
     numbers = pd.to_numeric(values.where(given, None), errors="coerce").astype(float)
-    faults.add(given & ~np.isfinite(numbers.fillna(np.inf)), "value", NOT_A_NUMBER, values)
+    faults.add(given & ~np.isfinite(numbers.fillna(np.inf)), "value", NOT_A_NUMBER)
     for kind, what in _VALUE_NEEDED.items():
         faults.add((kinds == kind) & ~given, "value", NEEDS_VALUE.format(kind=kind, what=what))
     for kind in ("dwell", "conversion"):
-        faults.add((kinds == kind) & (numbers < 0), "value", NEGATIVE.replace("{kind}", kind), values)
-    faults.add(kinds.isin(["impression", "click"]) & given, "value", NO_VALUE_FOR, values, kind=kinds)
+        faults.add((kinds == kind) & (numbers < 0), "value", NEGATIVE.format(kind=kind))
+    faults.add(kinds.isin(["impression", "click"]) & given, "value", NO_VALUE_FOR, kind=kinds)
     return numbers
 
 
@@ -347,11 +369,11 @@ def check_outcome_rows(table: FeedbackTable, *, now: datetime | None = None) -> 
     holds = [bool(s) and (i == s or (len(s) >= 6 and s in i)) for s, i in zip(subjects.tolist(), items.tolist(), strict=True)]
     faults.add(np.asarray(holds, dtype=bool), "item", RAW_ID_IN_ITEM)  # items are kept in the clear
     faults.add(kinds == "", "kind", NO_VALUE.format(field="kind"))
-    faults.add(~kinds.isin(OUTCOME_KINDS), "kind", NOT_A_KIND, kinds)
+    faults.add(~kinds.isin(OUTCOME_KINDS), "kind", NOT_A_KIND)
     times = _times(faults, _column(table, "time"), now)
     numbers = _values(faults, _column(table, "value"), kinds)
     decisions = _column(table, "decision_id")
-    faults.add((decisions != "") & ~decisions.str.fullmatch(_UUID.pattern).fillna(False).astype(bool), "decision_id", NOT_A_UUID, decisions)
+    faults.add((decisions != "") & ~decisions.str.fullmatch(_UUID.pattern).fillna(False).astype(bool), "decision_id", NOT_A_UUID)
     event_ids = _column(table, "event_id")
     _text(faults, event_ids, "event_id", required=False)
     ok = ~faults.bad

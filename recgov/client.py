@@ -284,6 +284,17 @@ class Client:
         params = {"pack": pack, **({"model_version": model_version} if model_version is not None else {})}
         return self._json("GET", "/v1/records/disclosure", params=params)
 
+    def consent_state(self, subject: str, pack: str) -> dict[str, Any]:
+        """``subject``'s consent judged under ``pack``: each purpose's verdict, the records in force, the history (operator).
+
+        The id goes in the request body, never in a URL; the answer names the subject by pseudonym.
+        """
+        return self._json("POST", "/v1/consent-state", json={"subject": subject, "pack": pack})
+
+    def datasets(self) -> dict[str, Any]:
+        """The data sets an audit may use on the installation: files under its data folder, the generator's limits, recorded sets (auditor)."""
+        return self._json("GET", "/v1/datasets")
+
 
 def _segment(value: str) -> str:
     """``value`` as one path segment (a '/' or '?' in an id must not change the path)."""

@@ -20,18 +20,19 @@ item tables) or as a YAML file of ``field: column`` pairs.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow.parquet as pq
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -42,6 +43,7 @@ __all__ = [
     "ConsentImportMapping",
     "ConsentTable",
     "format_of",
+    "nested_values",
     "read_consent_table",
 ]
 
@@ -61,6 +63,11 @@ NOT_A_TABLE = "{name}: not a readable {kind} file ({detail})"
 EMPTY_FILE = "{name}: the file is empty; expected a consent export with a header row (CSV) or one JSON object a line"
 NOT_AN_OBJECT = "{name} line {line}: not a JSON object ({detail})"
 NO_SUCH_FILE = "{name}: no such file; expected a consent export (.csv, .jsonl or .parquet)"
+DUPLICATE_COLUMN = "{name} line 1: the column {column!r} appears {count} times in the header; name each column once"
+NESTED_VALUE = (
+    "{name} {located_by} {position}: the field {field} (column {column!r}) holds a JSON {kind}; "
+    "expected a string or a number"
+)
 
 
 class ConsentImportMapping(BaseModel):
@@ -184,12 +191,37 @@ def _csv(name: str, data: bytes, mapping: ConsentImportMapping) -> tuple[pd.Data
             )  # fmt: skip
     except (pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError, ValueError) as err:
         raise DataError(NOT_A_TABLE.format(name=name, kind="CSV", detail=str(err).strip())) from err
+    _no_duplicate_columns(name, data, mapping.delimiter)
     # A quoted cell may span lines: each row starts after the newlines of the rows before it.
     newlines = np.zeros(len(raw), dtype=np.int64)
     for column in raw.columns:
         newlines += raw[column].str.count("\n").to_numpy(dtype=np.int64, na_value=0)
     positions = 2 + np.arange(len(raw), dtype=np.int64) + np.concatenate(([0], np.cumsum(newlines)[:-1])) if len(raw) else newlines
     return raw, positions
+
+
+def _no_duplicate_columns(name: str, data: bytes, delimiter: str) -> None:
+    """Refuse a header naming a column twice: pandas would rename the second (``subject.1``) and read only the first."""
+    first = next(csv.reader(io.StringIO(data.decode("utf-8-sig", errors="replace")), delimiter=delimiter), [])
+    counts: dict[str, int] = {}
+    for column in first:
+        counts[column.strip()] = counts.get(column.strip(), 0) + 1
+    for column, count in counts.items():
+        if count > 1 and column:
+            raise DataError(DUPLICATE_COLUMN.format(name=name, column=column, count=count))
+
+
+def nested_values(name: str, raw: pd.DataFrame, wanted: dict[str, str], positions: np.ndarray, located_by: str) -> None:
+    """Refuse a mapped column holding a JSON object or array (JSON Lines): read as text it would become its
+    Python repr. Says where (line, field, column), never the value."""
+    for fld, column in wanted.items():
+        if column not in raw.columns or raw[column].dtype != object:
+            continue
+        nested = raw[column].map(lambda v: isinstance(v, dict | list)).to_numpy(dtype=bool)
+        if nested.any():
+            at = int(np.flatnonzero(nested)[0])
+            kind = "object" if isinstance(raw[column].iloc[at], dict) else "array"
+            raise DataError(NESTED_VALUE.format(name=name, located_by=located_by, position=int(positions[at]), field=fld, column=column, kind=kind))
 
 
 def _jsonl(name: str, data: bytes) -> tuple[pd.DataFrame, np.ndarray]:
@@ -206,12 +238,14 @@ def _jsonl(name: str, data: bytes) -> tuple[pd.DataFrame, np.ndarray]:
             raise DataError(NOT_AN_OBJECT.format(name=name, line=number, detail=f"got a {type(value).__name__}"))
         records.append(value)
         positions.append(number)
-    return pd.DataFrame.from_records(records), np.asarray(positions, dtype=np.int64)
+    # As objects: a column of integers with a null would become floats (777 -> "777.0"), another id.
+    return pd.DataFrame(records, dtype=object), np.asarray(positions, dtype=np.int64)
 
 
 def _parquet(name: str, data: bytes) -> tuple[pd.DataFrame, np.ndarray]:
     try:
-        raw = pd.read_parquet(io.BytesIO(data))
+        # Integers with nulls stay integers (not floats: 777 must not read back as "777.0").
+        raw = pq.read_table(io.BytesIO(data)).to_pandas(integer_object_nulls=True)
     except Exception as err:  # pyarrow raises many types for a corrupt file
         raise DataError(NOT_A_TABLE.format(name=name, kind="Parquet", detail=f"{type(err).__name__}: {err}")) from err
     for column in raw.columns:
@@ -253,6 +287,7 @@ def read_consent_table(
         if column not in raw.columns:
             columns = ", ".join(map(str, raw.columns)) or "none"
             raise DataError(MISSING_COLUMN.format(name=label, column=column, field=field, columns=columns))
+    nested_values(label, raw, wanted, positions, "row" if kind == "parquet" else "line")
     rows = pd.DataFrame({field: _strings(raw[column]) for field, column in wanted.items()})
     keep = (rows != "").any(axis=1).to_numpy()  # a blank line is no row
     return ConsentTable(

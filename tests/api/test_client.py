@@ -70,6 +70,10 @@ def test_a_whole_review_with_the_client(server, tmp_path: Path) -> None:
         assert reviewer.lineage(mv)["model_version"]["version_id"] == mv
         assert reviewer.processing_record("baseline", recipients=["hosting provider"])["recipients"] == ["hosting provider"]
         assert reviewer.disclosure("baseline", model_version=mv)["model"]["params"]
+        inputs = reviewer.datasets()  # the audit above read synthetic data: the generator is offered, within its limits
+        assert inputs["synthetic"]["max_interactions"] > 0 and any(r["audit_data"] for r in inputs["recorded"])
+        state = admin.consent_state("client-review-subject", "eu-gdpr-dsa")  # nobody on record: opt-in needs a grant
+        assert state["subject"] is None and {v["purpose"]: v["allowed"] for v in state["verdicts"]}["personalization"] is False
 
         with pytest.raises(ClientError) as refused:
             reviewer.model("no-such-model")

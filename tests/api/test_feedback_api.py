@@ -81,7 +81,7 @@ def test_a_wrong_join_refuses_the_whole_list_and_says_where(server) -> None:
     problem = response.json()
     assert problem["type"].endswith("feedback-refused") and "nothing was stored" in problem["detail"]
     assert [(e["field"], e["message"].split(" ")[0]) for e in problem["errors"]] == [
-        ("[1].decision_id", "decision"), ("[2].time", "time"), ("[3].value", "a"),
+        ("[1].decision_id", "decision"), ("[2].time", "the"), ("[3].value", "a"),
     ]
     assert "u000012" not in response.text and "u000013" not in response.text
     assert _count(server) == before
@@ -182,5 +182,50 @@ def test_the_export_lists_outcomes_and_erasure_over_http_deletes_them(server) ->
     assert erased.status_code == 200, erased.text
     assert erased.json()["deleted"] == {"outcome_events": 2}
     assert again.json()["outcomes"] == [] and _count(server) == before - 2
-    assert resent.status_code == 422 and "erased at" in resent.json()["detail"]  # the old events do not come back
+    assert resent.status_code == 422, resent.text  # the old events do not come back
+    assert "cannot be stored for this subject" in resent.json()["detail"] and "erase" not in resent.text.lower()
     assert _count(server) == before - 2
+
+
+def test_times_out_of_range_are_a_located_422_and_refused_calls_are_on_the_trail(server) -> None:
+    good = {"subject": "fb-http-range-1", "item": "i1", "kind": "click", "time": "2026-01-05T09:30:00Z"}
+    before = _count(server)
+    with server.store.session() as session:
+        calls_before = int(session.scalar(select(func.count()).select_from(TrailEvent).where(TrailEvent.action == "api.feedback.record")))
+    with server.client("operator") as client:
+        responses = [client.post("/v1/feedback", json=[good, good | {"item": "i2", "time": bad}]) for bad in (-10_000_000_000, "1000-01-01T00:00:00Z")]
+    with server.client("operator", **{"Content-Type": "text/csv"}) as client:
+        upload = client.post(
+            "/v1/feedback/imports", params={"batch_size": 1},
+            content="subject,item,kind,time\nfb-http-range-2,i1,click,2026-01-05T09:30:00Z\nfb-http-range-2,i2,click,1000-01-01\n",
+        )  # fmt: skip
+    for response in responses:
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"] == [{"location": "body", "field": "[1].time", "message": "the time is out of range (years 1678 to 2261)"}]
+    assert upload.status_code == 200, upload.text
+    assert upload.json()["problems"] == [{"line": 3, "field": "time", "reason": "the time is out of range (years 1678 to 2261)"}]
+    assert upload.json()["added"] == 1 and _count(server) == before + 1  # the good row only
+    with server.store.session() as session:
+        calls = session.scalars(select(TrailEvent).where(TrailEvent.action == "api.feedback.record").order_by(TrailEvent.seq)).all()
+    payloads = [c.payload if isinstance(c.payload, dict) else json.loads(c.payload) for c in calls[calls_before:]]
+    refused = [p for p in payloads if p.get("refused")]
+    assert [(p["events"], p["invalid"], p["fields"]) for p in refused] == [(2, 1, ["time"])] * 2
+    assert "fb-http-range" not in json.dumps([[c.subject, c.objects, c.payload] for c in calls[calls_before:]], default=str)
+
+
+def test_a_refused_upload_is_located_and_its_call_is_on_the_trail(server) -> None:
+    with server.store.session() as session:
+        calls_before = int(session.scalar(select(func.count()).select_from(TrailEvent).where(TrailEvent.action == "api.feedback.import")))
+    with server.client("operator", **{"Content-Type": "text/csv"}) as client:
+        header_only = client.post("/v1/feedback/imports", content="subject,item,kind,time\n")
+        duplicated = client.post("/v1/feedback/imports", content="subject,item,kind,time,subject\nfb-dup-1,i1,click,2026-01-05,fb-dup-2\n")
+    with server.client("operator", **{"Content-Type": "application/x-ndjson"}) as client:
+        nested = client.post("/v1/feedback/imports", content='{"subject": {"id": "fb-nested-1"}, "item": "i1", "kind": "click", "time": "2026-01-05"}\n')
+    assert header_only.status_code == 422 and "no rows, only a header" in header_only.json()["detail"]
+    assert duplicated.status_code == 422 and "line 1: the column 'subject' appears 2 times" in duplicated.json()["detail"]
+    assert nested.status_code == 422 and "line 1: the field subject (column 'subject') holds a JSON object" in nested.json()["detail"]
+    assert "fb-nested-1" not in nested.text and "fb-dup" not in duplicated.text
+    with server.store.session() as session:
+        calls = session.scalars(select(TrailEvent).where(TrailEvent.action == "api.feedback.import").order_by(TrailEvent.seq)).all()[calls_before:]
+    payloads = [c.payload if isinstance(c.payload, dict) else json.loads(c.payload) for c in calls]
+    assert [p.get("refused") for p in payloads] == [True, True, True]

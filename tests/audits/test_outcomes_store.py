@@ -110,7 +110,7 @@ def test_decision_id_joins_are_checked_and_a_wrong_join_is_refused(store: Store)
     reasons = {r.line: r.reason for r in outcome.refused}
     assert set(reasons) == {3, 4, 5, 6, 7}
     assert reasons[3] == f"decision {theirs} was not served to this subject"
-    assert "shadow list" in reasons[4] and "'i5' is not in the list" in reasons[5] and "is before decision" in reasons[6]
+    assert "shadow list" in reasons[4] and "the item is not in the list" in reasons[5] and "is before decision" in reasons[6]
     assert reasons[7].startswith("no decision ")
     assert "dave" not in repr(outcome) and "carol" not in repr(outcome)
     rows = _stored(store)
@@ -250,3 +250,31 @@ def test_window_attribution_agrees_with_a_brute_force_reference(store: Store) ->
     got = {(back[r.subject], r.item_id, r.occurred_at): (r.attribution, r.decision_id, r.position) for r in _stored(store)}
     assert got == expected
     assert {a for a, _, _ in expected.values()} == {"window", "item_not_served", "outside_window", "no_decision_before"}
+
+
+def test_times_outside_the_stored_range_are_refused_not_a_crash(store: Store) -> None:
+    """Times pandas holds only at microseconds (year 1000, 9999) would overflow the nanosecond joins."""
+    batch = _batch(
+        {"subject": "range-1", "kind": "click", "item_id": "i1", "occurred_at": T0},
+        {"subject": "range-1", "kind": "click", "item_id": "i2", "occurred_at": "1000-01-01T00:00:00Z"},
+        {"subject": "range-1", "kind": "click", "item_id": "i3", "occurred_at": "9999-01-01T00:00:00Z"},
+    )
+    outcome = _record(store, batch)
+    assert outcome.added == 1
+    assert [(r.line, r.field, r.reason) for r in outcome.refused] == [(3, "time", "the time is out of range (years 1678 to 2261)"), (4, "time", "the time is out of range (years 1678 to 2261)")]
+    with pytest.raises(OutcomesRefused, match="event 3: time: the time is out of range"):
+        _record(store, batch, whole=True)
+    assert [r.item_id for r in _stored(store)] == ["i1"]
+
+
+def test_an_erased_subjects_refusal_says_neither_that_nor_when(store: Store) -> None:
+    from audits.outcomes import NOT_STORABLE
+    from governance.policy import load_pack
+    from governance.privacy import erase_subject
+
+    pack = load_pack(__import__("pathlib").Path(__file__).resolve().parents[2] / "policies" / "eu-gdpr-dsa.yaml")
+    _record(store, _batch({"subject": "gone@example.com", "kind": "click", "item_id": "i1", "occurred_at": T0}))
+    erase_subject(store, "gone@example.com", pack=pack, measure_carbon=False)
+    outcome = _record(store, _batch({"subject": "gone@example.com", "kind": "click", "item_id": "i1", "occurred_at": T0}))
+    assert [(r.field, r.reason) for r in outcome.refused] == [("subject", NOT_STORABLE)]
+    assert "erase" not in NOT_STORABLE and outcome.added == 0

@@ -208,3 +208,40 @@ def test_an_erased_subjects_history_from_before_the_erasure_is_not_imported_agai
     assert (report.added, report.already_recorded, report.invalid) == (0, 2, 1)
     with store.session() as session:
         assert all(r["source"] != "banner" for r in consent_history(session, "alice-20811"))
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "parquet"])
+def test_integer_subjects_beside_a_null_are_read_back_as_integers(store: Store, tmp_path: Path, suffix: str) -> None:
+    """A column of integers with a null would be read as floats: 777 stored as "777.0", another person."""
+    row = {"purpose": "personalization", "status": "withdrawn", "time": "2026-01-05T09:30:00Z"}
+    path = tmp_path / f"ids.{suffix}"
+    if suffix == "jsonl":
+        path.write_text(json.dumps({"subject": 777, **row}) + "\n" + json.dumps({"subject": None, **row}) + "\n", encoding="utf-8")
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        # as another tool writes it: an int64 column with a null, no pandas metadata to restore a nullable dtype
+        pq.write_table(pa.table({"subject": pa.array([777, None], pa.int64()), **{k: [v, v] for k, v in row.items()}}), path)
+    report = import_consent(store, path, pack=EU)
+    assert (report.added, [(p.position, p.field) for p in report.problems]) == (1, [(2, "subject")])
+    with store.session() as session:
+        assert [r["status"] for r in consent_history(session, "777")] == ["withdrawn"]
+        assert consent_history(session, "777.0") == []
+
+
+def test_a_nested_subject_or_a_duplicated_column_is_refused_where_it_is(store: Store, tmp_path: Path) -> None:
+    nested = tmp_path / "n.jsonl"
+    nested.write_text(
+        '{"subject": "ok-1", "purpose": "personalization", "status": "granted", "time": "2026-01-05"}\n'
+        '{"subject": {"id": "secret-9"}, "purpose": "personalization", "status": "granted", "time": "2026-01-05"}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(DataError, match=r"line 2: the field subject \(column 'subject'\) holds a JSON object") as err:
+        import_consent(store, nested, pack=EU)
+    assert "secret-9" not in str(err.value)
+    duplicated = tmp_path / "d.csv"
+    duplicated.write_text("subject,purpose,status,time,subject\na-1,personalization,granted,2026-01-05,b-2\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"line 1: the column 'subject' appears 2 times"):
+        import_consent(store, duplicated, pack=EU)
+    assert _count(store) == 0

@@ -209,8 +209,11 @@ def test_erasure_deletes_outcomes_and_refuses_them_back(store: Store) -> None:
     # the old events cannot come back: refused as from before the erasure, nothing stored
     from governance.feedback import FeedbackRefused
 
-    with pytest.raises(FeedbackRefused, match="erased at"):
+    with pytest.raises(FeedbackRefused, match="cannot be stored for this subject") as refused:
         record_feedback(store, events[1:2])
+    # neutral: neither that the subject was erased nor when (a serving key must not probe erasures)
+    assert "erase" not in str(refused.value).lower() and "20" not in str(refused.value)
+    assert [(p.field, p.reason) for p in refused.value.problems] == [("subject", "this event cannot be stored for this subject")]
     assert _outcomes(store) == 1
     with store.snapshot() as connection:
         assert verify_trail(connection).intact
@@ -243,3 +246,114 @@ def test_the_retention_purge_deletes_outcomes_past_the_window(db_url: str, tmp_p
     finally:
         store.close()
     assert json.loads(runner.invoke(app, args).stdout)["outcome_events_past_retention"] == 0
+
+
+def _subject_outcomes(store: Store, subject: str) -> int:
+    from audits.subjects import pseudonym
+
+    with store.session() as session:
+        who = pseudonym(session, subject)
+        return int(session.scalar(select(func.count()).select_from(OutcomeEvent).where(OutcomeEvent.subject == who)))
+
+
+def test_times_outside_the_stored_range_are_located_never_a_crash(db_url: str, store: Store, tmp_path: Path) -> None:
+    """Year 1000 or -1e10 Unix seconds parse, but no join can compare them: a located refusal, not a traceback."""
+    path = tmp_path / "q.csv"
+    path.write_text(
+        "subject,item,kind,time\nfb-range-1,i1,click,2026-01-01T00:00:00Z\nfb-range-1,i2,click,1000-01-01T00:00:00Z\n"
+        "fb-range-1,i3,click,-10000000000\nfb-range-1,i4,click,9999-01-01T00:00:00Z\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["feedback", "import", str(path), "--batch-size", "1", "--database-url", db_url, "--json"])
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)
+    assert [(p["line"], p["field"], p["reason"]) for p in doc["problems"]][:2] == [
+        (3, "time", "the time is out of range (years 1678 to 2261)"), (4, "time", "the time is out of range (years 1678 to 2261)"),
+    ]  # fmt: skip
+    assert (doc["added"], doc["invalid"]) == (1, 3)  # line 5 is out of range or in the future: refused either way
+    for bad in (-10_000_000_000, "1000-01-01T00:00:00Z", "0001-01-01", "2300-01-01T00:00:00Z"):
+        with pytest.raises(DataError, match=r"events\[1\]: time: the time is"):
+            record_feedback(store, [{"subject": "fb-range-2", "item": "i1", "kind": "click", "time": "2026-01-01"},
+                                    {"subject": "fb-range-2", "item": "i2", "kind": "click", "time": bad}])  # fmt: skip
+    assert _subject_outcomes(store, "fb-range-2") == 0
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "parquet"])
+def test_integer_ids_with_a_null_beside_them_stay_integers(store: Store, tmp_path: Path, suffix: str) -> None:
+    """A column of integers with one null read as floats would store 12345 as "12345.0": another person."""
+    rows = [
+        {"subject": 12345, "item": 7, "kind": "click", "time": "2026-01-01T00:00:00Z"},
+        {"subject": None, "item": 8, "kind": "click", "time": "2026-01-01T00:00:00Z"},
+    ]
+    path = tmp_path / f"ids.{suffix}"
+    if suffix == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        # as another tool writes it: an int64 column with a null, no pandas metadata to restore a nullable dtype
+        pq.write_table(pa.table({"subject": pa.array([12345, None], pa.int64()), "item": [7, 8], "kind": ["click"] * 2,
+                                 "time": ["2026-01-01T00:00:00Z"] * 2}), path)  # fmt: skip
+    report = import_feedback(store, path)
+    assert (report.added, [p.field for p in report.problems]) == (1, ["subject"])
+    assert _subject_outcomes(store, "12345") == 1 and _subject_outcomes(store, "12345.0") == 0
+    with store.session() as session:
+        assert session.scalars(select(OutcomeEvent.item_id)).all() == ["7"]
+    # and an erased 12345 is not let back in as "12345.0"
+    erase_subject(store, "12345", pack=EU, measure_carbon=False)
+    again = import_feedback(store, path)
+    assert again.added == 0 and [(p.position, p.reason) for p in again.problems][0] == (1, "this event cannot be stored for this subject")
+
+
+def test_refusal_reasons_never_repeat_a_cell(db_url: str, tmp_path: Path) -> None:
+    """Columns mapped by mistake put a person's id where a kind or time goes: the reason says what, never the value."""
+    path = tmp_path / "sw.csv"
+    path.write_text(
+        "user,item,kind,time,value,decision_id\n"
+        "alice@example.com,i1,click,2026-01-01,,\n"
+        "bob@example.com,i2,rating,2026-01-01,bob@example.com,\n"
+        "carol@example.com,i3,click,2026-01-01,carol@example.com,carol@example.com\n"
+        "dave@example.com,i4,click,2026-01-01,dave@example.com,\n"
+        "erin@example.com,i4,conversion,2026-01-01,-3,\n",
+        encoding="utf-8",
+    )
+    swapped = ["feedback", "import", str(path), "--map", "subject=item,item=user,kind=user,time=user", "--database-url", db_url]
+    results = [runner.invoke(app, [*swapped, "--json"]), runner.invoke(app, swapped)]
+    mapped = ["feedback", "import", str(path), "--map", "subject=user", "--database-url", db_url, "--json"]
+    results.append(runner.invoke(app, mapped))
+    for result in results:
+        assert result.exit_code == 1, result.output
+        assert "@example.com" not in result.output and "@example.com" not in (result.stderr or "")
+    doc = json.loads(results[0].stdout)
+    assert {p["field"] for p in doc["problems"]} == {"kind"} and doc["invalid"] == 5  # each located
+    fields = [(p["line"], p["field"]) for p in json.loads(results[2].stdout)["problems"]]
+    assert fields == [(3, "value"), (4, "value"), (5, "value"), (6, "value")]
+
+
+def test_smaller_gaps_nested_invisible_duplicated_or_no_rows(db_url: str, store: Store, tmp_path: Path) -> None:
+    nested = tmp_path / "n.jsonl"
+    nested.write_text(
+        '{"subject": "fb-n-1", "item": "i1", "kind": "click", "time": "2026-01-01", "extra": {"ok": 1}}\n'
+        '{"subject": {"id": "fb-n-1"}, "item": "i1", "kind": "click", "time": "2026-01-01"}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(DataError, match=r"n.jsonl line 2: the field subject \(column 'subject'\) holds a JSON object") as err:
+        import_feedback(store, nested)
+    assert "fb-n-1" not in str(err.value)
+    duplicated = tmp_path / "d.csv"
+    duplicated.write_text("subject,item,kind,time,subject\nfb-d-1,i1,click,2026-01-01,fb-d-2\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"d.csv line 1: the column 'subject' appears 2 times"):
+        import_feedback(store, duplicated)
+    invisible = tmp_path / "z.csv"
+    invisible.write_text("subject,item,kind,time\nfb-\u200bz-1,i1,click,2026-01-01\nfb-z-1\ufeff,i1,click,2026-01-01\nfb-z-1,i\u202e1,click,2026-01-01\n", encoding="utf-8")
+    report = import_feedback(store, invisible)
+    assert [(p.position, p.field, p.reason.split(" (")[0]) for p in report.problems] == [
+        (2, "subject", "the subject holds an invisible character"), (3, "subject", "the subject holds an invisible character"),
+        (4, "item", "the item holds an invisible character"),
+    ]  # fmt: skip
+    assert _outcomes(store) == 0
+    header = tmp_path / "h.csv"
+    header.write_text("subject,item,kind,time\n", encoding="utf-8")
+    result = runner.invoke(app, ["feedback", "import", str(header), "--database-url", db_url])
+    assert result.exit_code == 2 and "no rows, only a header" in result.output, result.output

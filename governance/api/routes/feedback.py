@@ -9,11 +9,18 @@ index, and nothing is stored. ``POST /v1/feedback/imports`` (``operate``, as
 consent imports) takes a file as its body and stores its valid rows, listing
 the refused ones (:func:`governance.feedback.import_feedback`, as ``recgov
 feedback import``). Sending the same events twice stores them once.
+
+Every call is on the trail, refused ones too (``api.feedback.record`` /
+``api.feedback.import`` with ``refused: true``, the counts and the fields at
+fault, never a value). An erased subject's event from before the erasure is
+refused in the same neutral words for every role ("this event cannot be stored
+for this subject"), which say neither that nor when anyone was erased.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -34,6 +41,7 @@ from governance.feedback import (
     import_feedback,
     parse_window,
     record_feedback,
+    table_of_events,
 )
 from recommender.errors import DataError
 
@@ -85,6 +93,12 @@ def _refused(err: FeedbackRefused) -> Problem:
     return Problem(422, str(err), kind=REFUSED_KIND, errors=errors)
 
 
+def _refusal(events: int, err: FeedbackRefused) -> dict[str, Any]:
+    """A refused list's call record: counts and the fields at fault, never a value (the reasons name no subject)."""
+    fields = sorted({p.field for p in err.problems})
+    return {"refused": True, "events": events, "invalid": len(err.problems), "fields": fields}
+
+
 def _counts(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: doc[k] for k in ("rows", "valid", "invalid", "added", "already_recorded", "by_attribution", "window_seconds")}
 
@@ -110,6 +124,8 @@ async def record(
     try:
         report = await anyio.to_thread.run_sync(run)
     except FeedbackRefused as err:
+        # A refused call is on the trail too (who tried to store what, and how much was refused), naming no one.
+        record_call(session, key, "feedback.record", objects={"events_sha256": table_of_events(plain).sha256}, payload=_refusal(len(plain), err))
         raise _refused(err) from None
     doc = report.to_dict()
     record_call(session, key, "feedback.record", objects={"events_sha256": report.sha256}, payload=_counts(doc))
@@ -164,6 +180,8 @@ async def import_events(
     try:
         report = await anyio.to_thread.run_sync(run)
     except DataError as err:
+        digest = hashlib.sha256(body).hexdigest()
+        record_call(session, key, "feedback.import", objects={"file_sha256": digest}, payload={"refused": True, "reason": "not a table of its format"})
         raise Problem(422, str(err), errors=[{"location": "body", "message": str(err)}]) from None
     doc = report.to_dict()
     record_call(session, key, "feedback.import", objects={"file_sha256": report.sha256}, payload=_counts(doc))
