@@ -102,6 +102,17 @@ def _read(out: Path) -> pd.DataFrame:
     return pq.read_table(out).to_pandas()
 
 
+def _opened_slates(store: Store, stored: pd.DataFrame) -> list[Any]:
+    """Every stored record's slate, opened with its subject's record key (each must open: no one was erased)."""
+    from audits.sealing import open_decisions
+
+    rows = [(d, s, json.loads(sl), json.loads(c)) for d, s, sl, c in stored[["decision_id", "subject", "slate", "context"]].itertuples(index=False)]
+    with store.session() as session:
+        opened = open_decisions(session, rows)
+    assert all(o is not None for o in opened)
+    return [o[0] for o in opened]
+
+
 @pytest.mark.parametrize("pack", [_variant()], ids=["eu-rerank-variant"])
 def test_same_candidates_give_the_same_lists_tags_and_records(spark: Any, store: Store, world: Any, tmp_path: Path, pack: Any) -> None:
     subjects = [str(u) for u in world.matrix.user_ids]
@@ -218,7 +229,7 @@ def test_mllib_als_end_to_end_with_exact_tags_of_its_own_scores(spark: Any, stor
     assert result.records == 50
     stored = _read(tmp_path / "mllib")
     assert (stored["model_version"] == model.version_id_).all()
-    assert all(len(json.loads(s)["items"]) == K for s in stored["slate"])
+    assert all(len(slate["items"]) == K for slate in _opened_slates(store, stored))
     with store.snapshot() as connection:
         assert verify_spark_batches(connection) == []
 
@@ -245,7 +256,7 @@ def test_a_batch_on_either_engine_records_its_lineage_and_anchored_lists(spark: 
         assert run.exclusions["events"]["kept"] == len(world.events)
         stored = _read(tmp_path / engine)
         assert set(stored.columns) >= {"decision_id", "subject", "slate", "context", "position", "prev_hash", "hash"}
-        assert all(len(json.loads(s)["items"]) == K for s in stored["slate"])
+        assert all(len(slate["items"]) == K for slate in _opened_slates(store, stored)), engine
     with store.session() as session:
         kinds = {v.version_id: v.kind for v in session.execute(select(ModelVersion)).scalars()}
         spark_run = session.get(TrainingRun, runs["spark"].training_run)
