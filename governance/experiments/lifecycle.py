@@ -27,6 +27,7 @@ assigned at their first list (intention to treat).
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, is_dataclass
@@ -42,7 +43,7 @@ from audits.models import DecisionRecord, Experiment, ExperimentLook, ModelVersi
 from audits.trail import append_event, lock_head
 from governance.experiments.assign import RunningExperiment
 from governance.experiments.spec import METRIC_KIND, METRICS, PRIMARY_METRICS, LoadedExperiment, experiment_hash, ExperimentSpec
-from recommender.errors import ConfigError
+from recommender.errors import ConfigError, DataError
 
 __all__ = [
     "ExperimentConflict",
@@ -356,6 +357,22 @@ def _guardrail_failed(result: Mapping[str, Any]) -> bool:
     return not bool(result["non_inferior"])
 
 
+def _guardrail(check: Callable[..., Any], control: Any, treatment: Any, guardrail: Mapping[str, Any], alpha: float) -> dict[str, Any]:
+    """The library's non-inferiority test; where it has no variance to test, what the data show exactly.
+
+    A metric constant in both arms (no subject's list was non-profiling, say) has no standard error: its
+    difference is known exactly and is held to the margin as it is. Too few subjects is a failure: the
+    treatment is not shown to be non-inferior."""
+    try:
+        return _plain(check(control, treatment, margin=guardrail["margin"], direction=guardrail["direction"], alpha=alpha))
+    except DataError as err:
+        if min(control.n, treatment.n) < 2:
+            return {"non_inferior": False, "exact": False, "reason": str(err)}
+        harm = (control.mean - treatment.mean) if guardrail["direction"] == "higher_is_better" else (treatment.mean - control.mean)
+        return {"non_inferior": bool(harm <= guardrail["margin"]), "exact": True, "estimate": treatment.mean - control.mean,
+                "reason": "the metric does not vary within either arm: the difference is exact"}  # fmt: skip
+
+
 def _record(session: Session, row: Experiment, action: str, actor: str, payload: dict[str, Any]) -> int:
     event = append_event(session, actor=actor, action=action, objects={"experiment": row.name}, payload=payload)
     return event.seq
@@ -420,17 +437,24 @@ def analyze(store: Any, name: str, *, actor: str, metric: str | None = None, seg
         for g in spec["guardrails"]:
             values.setdefault(g["metric"], _values(g["metric"], randomised, outcomes))
         arms = {m: {v: _arm(s[randomised["variant"] == v].to_numpy()) for v in [control, *treatments]} for m, s in values.items()}
-        analysis_plan = AnalysisPlan(
-            method=design["method"], alpha=design["alpha"], power=design["power"], kind=METRIC_KIND[asked], mde=design["mde"],
-            planned_n_per_arm=_per_arm(row.plan["sample_size"]), looks=design["looks"], spending=design["spending"],
-            alternative=design["alternative"], non_inferiority_margin=None,
-        )  # fmt: skip
+        planned_n = _per_arm(row.plan["sample_size"])
+        if kind == "planned":
+            analysis_plan = AnalysisPlan(
+                method=design["method"], alpha=design["alpha"], power=design["power"], kind=METRIC_KIND[asked], mde=design["mde"],
+                planned_n_per_arm=planned_n, looks=design["looks"], spending=design["spending"], alternative=design["alternative"],
+            )  # fmt: skip
+        else:  # an exploratory look is a nominal fixed-horizon test, at the plan's alpha, of what was asked
+            analysis_plan = AnalysisPlan(
+                method="fixed", alpha=design["alpha"], power=design["power"], kind=METRIC_KIND[asked], mde=design["mde"],
+                planned_n_per_arm=planned_n, looks=1, alternative=design["alternative"],
+            )  # fmt: skip
         comparisons = []
         for t in treatments:
-            history = tuple(
-                c["result"] for x in planned_before for c in x.result.get("comparisons", []) if c["variant"] == t and c.get("result")
-            ) if kind == "planned" else ()  # fmt: skip
-            result = analyze_look(analysis_plan, arms[asked][control], arms[asked][t], look=look_no or max(1, len(planned_before)), history=_history(history))
+            history = _history([c["result"] for x in planned_before for c in x.result.get("comparisons", []) if c["variant"] == t]) if kind == "planned" else ()
+            try:
+                result = analyze_look(analysis_plan, arms[asked][control], arms[asked][t], look=look_no or 1, history=history)
+            except DataError as err:
+                raise ExperimentConflict(f"experiment {name!r}, variant {t!r}: {err}") from None
             comparisons.append({"variant": t, "result": _plain(result)})
         p_values = [c["result"].get("p_value") for c in comparisons]
         if len(comparisons) > 1 and all(p is not None for p in p_values):
@@ -443,7 +467,7 @@ def analyze(store: Any, name: str, *, actor: str, metric: str | None = None, seg
         guardrails = []
         for g in spec["guardrails"]:
             for t in treatments:
-                res = _plain(guardrail_check(arms[g["metric"]][control], arms[g["metric"]][t], margin=g["margin"], direction=g["direction"], alpha=design["alpha"]))
+                res = _guardrail(guardrail_check, arms[g["metric"]][control], arms[g["metric"]][t], g, design["alpha"])
                 guardrails.append({"metric": g["metric"], "variant": t, "margin": g["margin"], "direction": g["direction"], "failed": _guardrail_failed(res), "result": res})
         winners = []
         for c in comparisons:
@@ -469,12 +493,14 @@ def analyze(store: Any, name: str, *, actor: str, metric: str | None = None, seg
         return {"experiment": row.name, "status": row.status, "plan_hash": row.plan_hash, **_look_dict(look)}
 
 
-def _history(results: tuple[dict[str, Any], ...]) -> tuple[Any, ...]:
-    """Earlier planned looks as the library's results (it needs them for sequential boundaries)."""
+def _history(results: list[dict[str, Any]]) -> tuple[Any, ...]:
+    """Earlier planned looks as the library's results (it builds sequential boundaries from them).
+
+    Stored as JSON, where a non-finite number is null: it comes back as NaN."""
     from recommender.experiments import LookResult
 
-    fields = getattr(LookResult, "__dataclass_fields__", None) or getattr(LookResult, "_fields", ())
-    return tuple(LookResult(**{k: v for k, v in r.items() if k in fields}) for r in results)
+    fields = LookResult.__dataclass_fields__
+    return tuple(LookResult(**{k: (math.nan if v is None else v) for k, v in r.items() if k in fields}) for r in results)
 
 
 def _verdict(kind: str, decision: str, srm: Mapping[str, Any], guardrails: list[dict[str, Any]], winners: list[str]) -> str:
