@@ -164,6 +164,11 @@ def test_a_pre_registered_win_is_what_lets_a_model_through(server) -> None:
             api.promote(null_model, "canary", data=_data(6))
         assert no_win.value.status == 409 and "found no win" in no_win.value.detail
 
+    # The regulator's report of the treatment's model names the experiment and its pre-registered outcome.
+    with server.client("auditor") as http:
+        report = http.get(f"/v1/reports/{treatment}")
+    assert report.status_code == 200 and "retrain-lift" in report.text and "treatment_won" in report.text
+
     # Every list of the experiments names its assignment; no raw subject id is stored with it.
     with server.store.session() as session:
         # (the shadow versions' unserved lists carry the request's assignment too, and say whose list they mirror)
