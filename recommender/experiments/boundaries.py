@@ -209,8 +209,8 @@ def spending_boundaries(
     cached by the fractions seen so far, so analysing look ``k`` after looks
     ``1..k-1`` costs one integration step.
 
-    >>> [round(c, 2) for c in spending_boundaries([1/3, 2/3, 1], 0.025, two_sided=False)]
-    [3.71, 2.51, 1.99]
+    >>> tuple(round(c, 2) for c in spending_boundaries([1/3, 2/3, 1], 0.025, two_sided=False))
+    (3.71, 2.51, 1.99)
     """
     if not (0.0 < alpha < 1.0):
         raise ConfigError(f"alpha must be in (0, 1); got {alpha!r}.")

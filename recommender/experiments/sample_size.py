@@ -184,6 +184,8 @@ def plan_sample_size(
     comparisons, correction:
         The number of treatment-versus-control comparisons sharing ``alpha`` and how it is split.
 
+    Examples
+    --------
     >>> plan = plan_sample_size("proportion", 0.10, 0.01, alpha=0.05, power=0.8, allocation=[0.5, 0.5])
     >>> plan.n_per_arm  # (1.95996 + 0.84162)^2 * (0.09 + 0.0979) / 0.01^2
     (14749, 14749)
