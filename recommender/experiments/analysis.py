@@ -316,7 +316,7 @@ def analyze_look(
         log_ratio = float(
             log_mixture_ratio(sign * (estimate - plan.null_value), variance, plan.tau2, one_sided=not plan.two_sided)
         )
-        p_value = min([min(1.0, math.exp(-log_ratio))] + [h.p_value for h in history])
+        p_value = min([math.exp(-max(log_ratio, 0.0))] + [h.p_value for h in history])  # 1/Lambda, at most 1
         boundary = z_boundary(variance, plan.tau2, plan.alpha, one_sided=not plan.two_sided)
         alpha_spent = plan.alpha
         reject = p_value <= plan.alpha
@@ -416,7 +416,7 @@ def stopping_looks(
         log_ratio = log_mixture_ratio(
             sign * (estimate - plan.null_value), variance, plan.tau2, one_sided=not plan.two_sided
         )
-        crossed = np.minimum(1.0, np.exp(-log_ratio)) <= plan.alpha
+        crossed = log_ratio >= math.log(1.0 / plan.alpha)
     else:
         crossed = np.zeros(shape, dtype=bool)
         crossed[:, -1] = z[:, -1] >= stats.norm.isf(plan.alpha / 2 if plan.two_sided else plan.alpha)

@@ -91,6 +91,13 @@ def test_one_sided_msprt_is_the_half_normal_mixture() -> None:
     assert one == pytest.approx(2 * stats.norm.cdf(d * 0.02 / math.sqrt(v * (v + tau2))) * two, rel=1e-12)
 
 
+def test_one_sided_msprt_far_on_the_wrong_side_is_a_p_value_of_one() -> None:
+    """A half-normal mixture far on the null's side has Lambda < 1: the p-value is capped at 1, nothing rejects."""
+    plan = gs_plan(method="msprt", alternative="larger")
+    result = analyze_look(plan, ArmData(5000, 1500, 1500), ArmData(5000, 500, 500), look=1)
+    assert result.p_value == 1.0 and result.decision == "continue"
+
+
 def test_group_sequential_walks_through_its_looks_and_rejects_on_a_crossing() -> None:
     plan = gs_plan()
     history: list[LookResult] = []
