@@ -180,6 +180,9 @@ class LifecycleSection(_Strict):
 
     window_hours: float = Field(24, gt=0, le=24 * 90)
     """Each monitoring pass looks at the decisions and feedback of this many hours up to its time."""
+    baseline_filter_seen: bool = True
+    """Whether the offline baseline's lists leave out items the subject engaged with before, as served lists do;
+    false where lists repeat them (repeat-consumption catalogues): the baseline must be measured as lists are served."""
     triggers: list[Trigger] = Field(default_factory=list)  # type: ignore[valid-type]
     canary: CanaryPolicy = Field(default_factory=CanaryPolicy)
     retirement: RetirementPolicy = Field(default_factory=RetirementPolicy)
