@@ -25,11 +25,19 @@ answers with a :class:`LookResult`. Three methods:
 
 The decision is ``"reject"`` when the boundary is crossed, ``"accept"`` at the
 last planned look (or once the planned information is complete) without a
-rejection, and ``"continue"`` otherwise. With a non-inferiority margin ``m``,
+rejection, ``"futility"`` at an interim look of a group-sequential design with
+``futility_power`` set when the conditional power falls below it, and
+``"continue"`` otherwise. The conditional power is the chance of rejecting at
+the end if the rest of the data follow the planned effect (Lan & Wittes 1988):
+``Phi((Z_k sqrt(t) + delta (1 - t) - c_K) / sqrt(1 - t))`` with ``delta`` the
+planned effect's z at ``t = 1`` and ``c_K`` the final boundary of the planned
+equally spaced schedule. The futility stop is non-binding: the boundaries
+ignore it, so the type I error stays at most ``alpha`` and only the power
+drops, a little. With a non-inferiority margin ``m``,
 the null is ``theta <= -m`` (``alternative="larger"``, higher is better) or
 ``theta >= m`` (``"smaller"``), so "reject" means non-inferiority is shown.
 
-:func:`rejection_looks` applies the same arithmetic to arrays of thousands of
+:func:`stopping_looks` and :func:`rejection_looks` apply the same arithmetic to arrays of thousands of
 experiments at once, for simulations of a design's operating characteristics.
 """
 
@@ -48,7 +56,7 @@ from recommender.experiments.boundaries import SPENDINGS, Spending, spending_bou
 from recommender.experiments.msprt import log_mixture_ratio, z_boundary
 from recommender.experiments.sample_size import ALTERNATIVES, METHODS, Alternative, Method, check_choice, check_looks
 
-__all__ = ["AnalysisPlan", "Decision", "LookResult", "analyze_look", "rejection_looks"]
+__all__ = ["AnalysisPlan", "Decision", "LookResult", "analyze_look", "rejection_looks", "stopping_looks"]
 
 Decision = Literal["continue", "reject", "accept", "futility"]
 
@@ -81,6 +89,9 @@ class AnalysisPlan:
         With a one-sided alternative, test non-inferiority within this margin instead of superiority.
     mixing_sd:
         The mSPRT's ``tau``; the ``mde`` when None.
+    futility_power:
+        Group sequential only: stop for futility at an interim look when the conditional power
+        under the planned effect (the ``mde``; the margin for non-inferiority) is below this. None: never.
     """
 
     method: Method
@@ -94,6 +105,7 @@ class AnalysisPlan:
     alternative: Alternative = "two-sided"
     non_inferiority_margin: float | None = None
     mixing_sd: float | None = None
+    futility_power: float | None = None
 
     def __post_init__(self) -> None:
         check_choice("method", self.method, METHODS)
@@ -114,6 +126,15 @@ class AnalysisPlan:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
             raise ConfigError(f"AnalysisPlan.planned_n_per_arm must be an integer >= 2; got {n!r}.")
         check_looks(self.looks)
+        if self.futility_power is not None:
+            value = self.futility_power
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 < value < 1.0):
+                raise ConfigError(f"AnalysisPlan.futility_power must be a number in (0, 1) or None; got {value!r}.")
+            if self.method != "group_sequential":
+                raise ConfigError(
+                    f"futility_power applies to group-sequential designs; the {self.method} design has no "
+                    "interim stopping rule for it to join."
+                )
         if self.non_inferiority_margin is not None and self.alternative == "two-sided":
             raise ConfigError(
                 "a non-inferiority test is one-sided: set alternative to 'larger' (higher is better) "
@@ -166,6 +187,9 @@ class LookResult:
     statistic:
         The z statistic against the null value, signed so that larger favours the alternative
         (its absolute value for a two-sided test).
+    conditional_power:
+        Group sequential, interim looks: the chance of rejecting at the end if the rest of the data
+        follow the planned effect; NaN otherwise.
     """
 
     look: int
@@ -179,11 +203,24 @@ class LookResult:
     method: Method
     information_fraction: float = math.nan
     statistic: float = math.nan
+    conditional_power: float = math.nan
 
 
 def _information_fraction(n_c: np.ndarray | float, n_t: np.ndarray | float, planned: int) -> np.ndarray:
     n_c, n_t = np.asarray(n_c, dtype=float), np.asarray(n_t, dtype=float)
-    return np.minimum(2.0 * n_c * n_t / ((n_c + n_t) * planned), 1.0)
+    return np.round(np.minimum(2.0 * n_c * n_t / ((n_c + n_t) * planned), 1.0), 9)
+
+
+def _conditional_power(plan: AnalysisPlan, z: np.ndarray, t: np.ndarray, se: np.ndarray) -> np.ndarray:
+    """The chance of crossing the planned final boundary from ``z`` at fraction ``t`` if the planned effect holds."""
+    final = spending_boundaries(
+        [k / plan.looks for k in range(1, plan.looks + 1)], plan.alpha, spending=plan.spending, two_sided=plan.two_sided
+    )[-1]
+    distance = plan.non_inferiority_margin if plan.non_inferiority_margin is not None else plan.mde
+    root_t = np.sqrt(t)
+    drift = distance / (se * root_t)
+    remaining = np.maximum(1.0 - t, 1e-12)
+    return stats.norm.cdf((z * root_t + drift * remaining - final) / np.sqrt(remaining))
 
 
 def _directional(plan: AnalysisPlan, estimate: np.ndarray, se: np.ndarray) -> np.ndarray:
@@ -263,13 +300,17 @@ def analyze_look(
             f"{history[-1].information_fraction:.4g}): look again after more units."
         )
     final = fraction >= 1.0
-    ci_low = ci_high = math.nan
+    ci_low = ci_high = conditional_power = math.nan
+    futile = False
     if plan.method == "group_sequential":
         fractions = [h.information_fraction for h in history] + [fraction]
         boundary = spending_boundaries(fractions, plan.alpha, spending=plan.spending, two_sided=plan.two_sided)[-1]
         p_value = float(_nominal_p(plan, np.array(z)))
         alpha_spent = float(spent_alpha(fraction, plan.alpha, plan.spending, two_sided=plan.two_sided))
         reject = z >= boundary
+        if not final:
+            conditional_power = float(_conditional_power(plan, np.array(z), np.array(fraction), np.array(se)))
+            futile = plan.futility_power is not None and not reject and conditional_power < plan.futility_power
     elif plan.method == "msprt":
         sign = -1.0 if plan.alternative == "smaller" else 1.0
         log_ratio = float(
@@ -289,7 +330,7 @@ def analyze_look(
         reject = z >= boundary
     if plan.method != "msprt":
         ci_low, ci_high = _interval(plan, estimate, se, boundary)
-    decision: Decision = "reject" if reject else ("accept" if final else "continue")
+    decision: Decision = "reject" if reject else "accept" if final else "futility" if futile else "continue"
     return LookResult(
         look=look,
         estimate=estimate,
@@ -302,6 +343,7 @@ def analyze_look(
         method=plan.method,
         information_fraction=fraction,
         statistic=z,
+        conditional_power=conditional_power,
     )
 
 
@@ -315,6 +357,25 @@ def rejection_looks(
     total_sq_t: np.ndarray,
 ) -> np.ndarray:
     """For many experiments at once, the look at which each rejects (1-based), 0 if it never does.
+
+    The arguments are those of :func:`stopping_looks`.
+    """
+    look, rejected = stopping_looks(plan, n_c, total_c, total_sq_c, n_t, total_t, total_sq_t)
+    return np.where(rejected, look, 0)
+
+
+def stopping_looks(
+    plan: AnalysisPlan,
+    n_c: np.ndarray,
+    total_c: np.ndarray,
+    total_sq_c: np.ndarray,
+    n_t: np.ndarray,
+    total_t: np.ndarray,
+    total_sq_t: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For many experiments at once, ``(look, rejected)``: where each stops (1-based) and whether it rejects there.
+
+    An experiment that neither rejects nor stops for futility stops at the last look.
 
     Every argument is an ``(experiments, looks)`` array of cumulated sufficient
     statistics (column ``k`` is what look ``k + 1`` sees), with ``plan.looks``
@@ -331,9 +392,15 @@ def rejection_looks(
         raise DataError("some experiment has a look where the metric does not vary in either arm.")
     se = np.sqrt(variance)
     z = _directional(plan, estimate, se)
+    futile = np.zeros(shape, dtype=bool)
     if plan.method == "group_sequential":
         fractions = _information_fraction(arrays[0], arrays[3], plan.planned_n_per_arm)
         fractions[:, -1] = 1.0
+        if np.any(np.diff(fractions, axis=1) <= 0):
+            raise DataError(
+                "every experiment's information fraction must grow from look to look and reach 1 only at the "
+                "last look (more units than planned before it ends the design early; analyse it with analyze_look)."
+            )
         boundaries = np.empty(shape)
         rows, inverse = np.unique(np.round(fractions, 9), axis=0, return_inverse=True)
         for i, row in enumerate(rows):
@@ -341,6 +408,9 @@ def rejection_looks(
                 row, plan.alpha, spending=plan.spending, two_sided=plan.two_sided
             )
         crossed = z >= boundaries
+        if plan.futility_power is not None:
+            power = _conditional_power(plan, z[:, :-1], fractions[:, :-1], se[:, :-1])
+            futile[:, :-1] = ~crossed[:, :-1] & (power < plan.futility_power)
     elif plan.method == "msprt":
         sign = -1.0 if plan.alternative == "smaller" else 1.0
         log_ratio = log_mixture_ratio(
@@ -350,4 +420,7 @@ def rejection_looks(
     else:
         crossed = np.zeros(shape, dtype=bool)
         crossed[:, -1] = z[:, -1] >= stats.norm.isf(plan.alpha / 2 if plan.two_sided else plan.alpha)
-    return np.where(crossed.any(axis=1), crossed.argmax(axis=1) + 1, 0)
+    stopped = crossed | futile
+    stopped[:, -1] = True
+    first = stopped.argmax(axis=1)
+    return first + 1, crossed[np.arange(shape[0]), first]

@@ -136,7 +136,8 @@ def _advance(prev: _Continuation | None, t: float, lower: float, upper: float, d
 
 
 def _check_fractions(fractions: Sequence[float]) -> tuple[float, ...]:
-    fr = tuple(float(f) for f in fractions)
+    """The fractions rounded to 1e-9 (so that cached paths are found again), refused unless increasing in (0, 1]."""
+    fr = tuple(round(float(f), 9) for f in fractions)
     if not fr:
         raise ConfigError("information fractions must name at least one look; got none.")
     if any(not (0.0 < f <= 1.0) for f in fr) or any(b <= a for a, b in zip(fr, fr[1:])):
@@ -216,7 +217,7 @@ def spending_boundaries(
         raise ConfigError(f"alpha must be in (0, 1); got {alpha!r}.")
     if spending not in SPENDINGS:
         raise ConfigError(f"spending must be one of {', '.join(SPENDINGS)}; got {spending!r}.")
-    fr = tuple(round(f, 9) for f in _check_fractions(fractions))
+    fr = _check_fractions(fractions)
     return _spending_path(fr, float(alpha), spending, bool(two_sided))[0]
 
 

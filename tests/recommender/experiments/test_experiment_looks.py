@@ -14,7 +14,16 @@ import recommender.experiments.analysis as analysis_module
 import recommender.experiments.arms as arms_module
 import recommender.experiments.msprt as msprt_module
 from recommender import ConfigError, DataError
-from recommender.experiments import AnalysisPlan, ArmData, LookResult, analyze_look, rejection_looks, spending_boundaries
+from recommender.experiments import (
+    AnalysisPlan,
+    ArmData,
+    LookResult,
+    analyze_look,
+    rejection_looks,
+    spending_boundaries,
+    stopping_looks,
+)
+from recommender.experiments.boundaries import spent_alpha
 
 
 def gs_plan(**kwargs) -> AnalysisPlan:
@@ -124,13 +133,14 @@ def test_fixed_design_interim_looks_never_decide() -> None:
 def test_rejection_looks_makes_the_same_decisions_as_analyze_look() -> None:
     rng = np.random.default_rng(3)
     plan = gs_plan(looks=3, planned_n_per_arm=3000)
-    for method in ("group_sequential", "msprt", "fixed"):
-        p = AnalysisPlan(**{**plan.__dict__, "method": method})
+    for method, futility in (("group_sequential", None), ("group_sequential", 0.3), ("msprt", None), ("fixed", None)):
+        p = AnalysisPlan(**{**plan.__dict__, "method": method, "futility_power": futility})
         n_c = np.cumsum(rng.binomial(2000, 0.5, (60, 3)), axis=1)
         n_t = np.cumsum(rng.binomial(2000, 0.5, (60, 3)), axis=1)
         s_c = np.cumsum(rng.binomial(1000, 0.1, (60, 3)), axis=1)
         s_t = np.cumsum(rng.binomial(1000, 0.125, (60, 3)), axis=1)
         vectorised = rejection_looks(p, n_c, s_c, s_c, n_t, s_t, s_t)
+        stopped_at, _ = stopping_looks(p, n_c, s_c, s_c, n_t, s_t, s_t)
         for e in range(60):
             history: list[LookResult] = []
             for k in range(3):
@@ -141,7 +151,36 @@ def test_rejection_looks_makes_the_same_decisions_as_analyze_look() -> None:
                     break
             one_at_a_time = history[-1].look if history[-1].decision == "reject" else 0
             assert vectorised[e] == one_at_a_time, (method, e)
+            assert stopped_at[e] == history[-1].look, (method, e)
         assert 0 < (vectorised > 0).sum() < 60
+
+
+def test_conditional_power_agrees_with_simulating_the_rest_of_the_experiment() -> None:
+    """From look 1 of 2 (half the data), draw the second half under the planned effect many times and count
+    the final z statistics beyond the final boundary: the share is the conditional power the look reports."""
+    plan = gs_plan(kind="mean", mde=0.1, planned_n_per_arm=2000, looks=2, futility_power=0.2)
+    control, treatment = ArmData(1000, 1000 * 5.0, 999 * 1.0 + 1000 * 25.0), ArmData(1000, 1000 * 5.02, 999 * 1.0 + 1000 * 5.02**2)
+    result = analyze_look(plan, control, treatment, look=1)
+    rng = np.random.default_rng(1)
+    second_half = rng.normal(0.1, math.sqrt(2 / 1000), 400_000)  # the difference of two means of 1,000 with sd 1
+    final_z = (0.02 + second_half) / 2 / math.sqrt(2 / 2000)
+    final_boundary = spending_boundaries([0.5, 1.0], 0.05)[-1]
+    simulated = np.mean(np.abs(final_z) >= final_boundary)
+    assert result.conditional_power == pytest.approx(simulated, abs=0.003)
+    assert result.decision == ("futility" if simulated < 0.2 else "continue")
+
+
+def test_futility_stops_an_experiment_going_nowhere() -> None:
+    plan = gs_plan(futility_power=0.2)
+    nowhere = analyze_look(plan, ArmData(5000, 500, 500), ArmData(5000, 497, 497), look=1)
+    assert nowhere.decision == "futility" and nowhere.conditional_power < 0.2
+    assert nowhere.alpha_spent == pytest.approx(float(spent_alpha(0.5, 0.05, "obrien_fleming", two_sided=True)))
+    promising = analyze_look(plan, ArmData(5000, 500, 500), ArmData(5000, 540, 540), look=1)
+    assert promising.decision == "continue" and promising.conditional_power > 0.2
+    with pytest.raises(ConfigError, match="the experiment stopped at look 1 \\(futility\\); it has no look 2"):
+        analyze_look(plan, ArmData(7500, 750, 750), ArmData(7500, 750, 750), look=2, history=[nowhere])
+    with pytest.raises(ConfigError, match="futility_power applies to group-sequential designs"):
+        gs_plan(method="msprt", futility_power=0.2)
 
 
 @pytest.mark.parametrize(
@@ -154,6 +193,7 @@ def test_rejection_looks_makes_the_same_decisions_as_analyze_look() -> None:
         (dict(non_inferiority_margin=0.01), "a non-inferiority test is one-sided"),
         (dict(spending="linear"), "spending must be one of"),
         (dict(looks=101), "looks must be an integer from 1 to 100; got 101"),
+        (dict(futility_power=1.0), r"AnalysisPlan.futility_power must be a number in \(0, 1\) or None; got 1.0"),
     ],
 )
 def test_bad_plans_are_refused(kwargs: dict, message: str) -> None:
