@@ -134,11 +134,6 @@ def sample_size(spec: ExperimentSpec) -> dict[str, Any]:
     return _plain(computed)
 
 
-def _per_arm(size: Mapping[str, Any]) -> int:
-    """The planned subjects per arm (the largest arm's, when the allocation is uneven)."""
-    return int(max(size["n_per_arm"]))
-
-
 def plan(
     store: Any, loaded: LoadedExperiment, *, actor: str, load_pack: Callable[[str], Any] | None = None
 ) -> dict[str, Any]:
@@ -437,19 +432,20 @@ def analyze(store: Any, name: str, *, actor: str, metric: str | None = None, seg
         for g in spec["guardrails"]:
             values.setdefault(g["metric"], _values(g["metric"], randomised, outcomes))
         arms = {m: {v: _arm(s[randomised["variant"] == v].to_numpy()) for v in [control, *treatments]} for m, s in values.items()}
-        planned_n = _per_arm(row.plan["sample_size"])
-        if kind == "planned":
-            analysis_plan = AnalysisPlan(
-                method=design["method"], alpha=design["alpha"], power=design["power"], kind=METRIC_KIND[asked], mde=design["mde"],
-                planned_n_per_arm=planned_n, looks=design["looks"], spending=design["spending"], alternative=design["alternative"],
-            )  # fmt: skip
-        else:  # an exploratory look is a nominal fixed-horizon test, at the plan's alpha, of what was asked
-            analysis_plan = AnalysisPlan(
-                method="fixed", alpha=design["alpha"], power=design["power"], kind=METRIC_KIND[asked], mde=design["mde"],
-                planned_n_per_arm=planned_n, looks=1, alternative=design["alternative"],
-            )  # fmt: skip
+        sizes = [int(n) for n in row.plan["sample_size"]["n_per_arm"]]  # control first, then the treatments in plan order
         comparisons = []
-        for t in treatments:
+        for i, t in enumerate(treatments):
+            planned_n = (sizes[0], sizes[i + 1]) if len(sizes) > i + 1 else max(sizes)
+            if kind == "planned":
+                analysis_plan = AnalysisPlan(
+                    method=design["method"], alpha=design["alpha"], power=design["power"], kind=METRIC_KIND[asked], mde=design["mde"],
+                    planned_n_per_arm=planned_n, looks=design["looks"], spending=design["spending"], alternative=design["alternative"],
+                )  # fmt: skip
+            else:  # an exploratory look is a nominal fixed-horizon test, at the plan's alpha, of what was asked
+                analysis_plan = AnalysisPlan(
+                    method="fixed", alpha=design["alpha"], power=design["power"], kind=METRIC_KIND[asked], mde=design["mde"],
+                    planned_n_per_arm=planned_n, looks=1, alternative=design["alternative"],
+                )  # fmt: skip
             history = _history([c["result"] for x in planned_before for c in x.result.get("comparisons", []) if c["variant"] == t]) if kind == "planned" else ()
             try:
                 result = analyze_look(analysis_plan, arms[asked][control], arms[asked][t], look=look_no or 1, history=history)
