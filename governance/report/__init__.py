@@ -114,7 +114,7 @@ def collect(session: Session, model_version_id: str, pack: Any | None = None) ->
         "audit_runs": audits,
         "deployments": chain["deployments"],
         "current_stage": chain.get("current_stage"),
-        "experiments": experiments_of_model(session, chain["model_version"]),
+        "experiments": experiments_of_model(session, model_version_id),
         "escalations": {
             "by_status": _counts(session, EscalationCase.status),
             "by_severity": _counts(session, EscalationCase.severity),
