@@ -29,9 +29,11 @@ from governance.monitoring import WindowInputs, window_figures
 from governance.policy import LoadedPack
 from recommender.errors import DataError
 
-__all__ = ["FUTURE_PASS", "lifecycle_of", "run_monitor", "trained_at"]
+__all__ = ["EARLY_PASS", "FUTURE_PASS", "lifecycle_of", "run_monitor", "trained_at"]
 
 FUTURE_PASS = "a monitoring pass cannot end in the future: --at {at} is after now ({now})"
+EARLY_PASS = "a monitoring pass must end after {earliest}; got {at}"
+EARLIEST = datetime(1980, 1, 1, tzinfo=UTC)
 
 
 def lifecycle_of(pack: LoadedPack) -> LifecycleSection:
@@ -79,6 +81,8 @@ def run_monitor(store: Any, pack: LoadedPack, *, items: pd.DataFrame | None = No
         raise DataError(f"the pass's time must be aware (UTC); got {end!r}")
     if end > clock + timedelta(seconds=1):
         raise DataError(FUTURE_PASS.format(at=end.isoformat(), now=clock.isoformat()))
+    if end < EARLIEST:
+        raise DataError(EARLY_PASS.format(earliest=EARLIEST.date().isoformat(), at=end.isoformat()))
     section = lifecycle_of(pack)
     start = end - timedelta(hours=section.window_hours)
     inputs, stages, trained, last = _inputs(store, pack, items, start, end)
