@@ -83,12 +83,35 @@ def test_msprt_p_value_and_interval_never_loosen() -> None:
     assert second.ci_low >= first.ci_low and second.ci_high <= first.ci_high
 
 
+def test_a_history_stored_as_json_with_nan_for_infinity_gives_the_same_look() -> None:
+    """JSON has no infinity: a store that writes null for it and reads NaN back must not change the next look."""
+    import dataclasses
+    import json
+
+    for alternative in ("larger", "smaller"):
+        plan = gs_plan(method="msprt", looks=3, alternative=alternative)
+        first = analyze_look(plan, ArmData(2000, 200, 200), ArmData(2000, 230, 230), look=1)
+        stored = json.loads(json.dumps({k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+                                        for k, v in dataclasses.asdict(first).items()}))  # fmt: skip
+        restored = LookResult(**{k: (math.nan if v is None else v) for k, v in stored.items()})
+        second = [analyze_look(plan, ArmData(4000, 400, 400), ArmData(4000, 445, 445), look=2, history=[h])
+                  for h in (first, restored)]  # fmt: skip
+        assert second[0] == second[1]
+
+
 def test_one_sided_msprt_is_the_half_normal_mixture() -> None:
     """Lambda_one_sided = 2 Phi(d tau / sqrt(V (V + tau^2))) * Lambda_two_sided, by hand."""
     d, v, tau2 = 0.015, 1e-4, 4e-4
     two = math.exp(float(msprt_module.log_mixture_ratio(d, v, tau2)))
     one = math.exp(float(msprt_module.log_mixture_ratio(d, v, tau2, one_sided=True)))
     assert one == pytest.approx(2 * stats.norm.cdf(d * 0.02 / math.sqrt(v * (v + tau2))) * two, rel=1e-12)
+
+
+def test_one_sided_msprt_far_on_the_wrong_side_is_a_p_value_of_one() -> None:
+    """A half-normal mixture far on the null's side has Lambda < 1: the p-value is capped at 1, nothing rejects."""
+    plan = gs_plan(method="msprt", alternative="larger")
+    result = analyze_look(plan, ArmData(5000, 1500, 1500), ArmData(5000, 500, 500), look=1)
+    assert result.p_value == 1.0 and result.decision == "continue"
 
 
 def test_group_sequential_walks_through_its_looks_and_rejects_on_a_crossing() -> None:
@@ -104,6 +127,33 @@ def test_group_sequential_walks_through_its_looks_and_rejects_on_a_crossing() ->
     assert history[-1].ci_low > 0
     with pytest.raises(ConfigError, match="the experiment stopped at look 3 \\(reject\\); it has no look 4"):
         analyze_look(plan, ArmData(10_000, 1000, 1000), ArmData(10_000, 1100, 1100), look=4, history=history)
+
+
+def test_repeated_p_value_by_hand_at_the_first_look() -> None:
+    """At look 1 the design of level a rejects when the nominal p <= alpha_a(t_1); with Pocock spending
+    alpha_a(t) = a ln(1 + (e - 1) t), so the repeated p-value is p_nominal / ln(1 + (e - 1) t_1)."""
+    plan = gs_plan(spending="pocock")
+    result = analyze_look(plan, ArmData(3000, 300, 300), ArmData(3000, 345, 345), look=1)
+    nominal = 2 * stats.norm.sf(result.statistic)
+    assert result.information_fraction == 0.3
+    assert result.p_value == pytest.approx(nominal / math.log(1 + (math.e - 1) * 0.3), rel=1e-3)
+
+
+def test_repeated_p_value_rejects_exactly_when_the_design_does() -> None:
+    plan = gs_plan(looks=3, planned_n_per_arm=6000)
+    first = analyze_look(plan, ArmData(2000, 200, 200), ArmData(2000, 215, 215), look=1)
+    for successes in range(200, 320, 6):
+        r = analyze_look(plan, ArmData(4000, 400, 400), ArmData(4000, 400 + successes - 200 + 30, 400 + successes - 200 + 30),
+                         look=2, history=[first])  # fmt: skip
+        assert (r.p_value <= 0.05) == (r.decision == "reject"), r
+        assert r.p_value >= 2 * stats.norm.sf(r.statistic) - 1e-12  # never below the nominal p-value
+
+
+def test_unequal_planned_arms_give_the_harmonic_information_fraction() -> None:
+    plan = gs_plan(planned_n_per_arm=(7000, 3000))
+    result = analyze_look(plan, ArmData(3500, 350, 350), ArmData(1500, 160, 160), look=1)
+    assert result.information_fraction == pytest.approx((3500 * 1500 / 5000) / (7000 * 3000 / 10000))
+    assert gs_plan(planned_n_per_arm=[7000, 3000]).planned_n_per_arm == (7000, 3000)
 
 
 def test_the_last_look_spends_the_rest_and_accepts_without_a_crossing() -> None:
@@ -189,7 +239,8 @@ def test_futility_stops_an_experiment_going_nowhere() -> None:
         (dict(method="bayes"), "method must be one of"),
         (dict(alpha=0.0), r"AnalysisPlan.alpha must be a number in \(0, 1\); got 0.0"),
         (dict(mde=0), "AnalysisPlan.mde must be a positive, finite number; got 0"),
-        (dict(planned_n_per_arm=1), "AnalysisPlan.planned_n_per_arm must be an integer >= 2; got 1"),
+        (dict(planned_n_per_arm=1), r"AnalysisPlan.planned_n_per_arm must be an integer >= 2 or a \(control, treatment\) pair"),
+        (dict(planned_n_per_arm=(10, 20, 30)), "AnalysisPlan.planned_n_per_arm must be an integer >= 2 or a"),
         (dict(non_inferiority_margin=0.01), "a non-inferiority test is one-sided"),
         (dict(spending="linear"), "spending must be one of"),
         (dict(looks=101), "looks must be an integer from 1 to 100; got 101"),
