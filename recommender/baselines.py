@@ -319,10 +319,12 @@ class ItemKNNRecommender(Recommender):
         n_items = matrix.shape[1]
         idx = np.full((len(users), k), -1, dtype=np.int64)
         val = np.full((len(users), k), np.nan, dtype=np.float32)
-        step = max(1, block_rows(n_items))
+        # The product is float64 (implicit's similarity is), ranked as it is: a float32 copy of
+        # every block would cost more than the product itself. The block holds 64 MB of float64.
+        step = max(1, block_rows(2 * n_items))
         for start in range(0, len(users), step):
             rows = users[start : start + step]
-            scores = np.asarray((matrix[rows] @ similarity).toarray(), dtype=np.float32)
+            scores = (matrix[rows] @ similarity).toarray()
             if filter_seen:
                 mask_seen(scores, matrix, rows)
             # Items with no similarity to anything in the history score 0; they may
