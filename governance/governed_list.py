@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from audits.availability import unavailable_items
 from audits.consent import consent_history
 from audits.decisions import DecisionLog, log_failure
 from audits.models import ModelVersion
@@ -48,6 +49,7 @@ def open_engine(
             raise ConfigError(MODEL_NOT_RECORDED.format(version=model_version))
         location = row.artifact_location
         blocked = items_out_of_lists(session, loaded.pack)
+        unavailable = unavailable_items(session)
         seen = erasures_seen(session, model_version)
         standing = model_standing(session, model_version)
     model = ALSRecommender.load(location)
@@ -57,7 +59,7 @@ def open_engine(
     engine = ServingEngine(
         loaded, model, items, blocked=blocked, sink=log, vendor_id=vendor_id,
         on_failure=lambda cause, detail: log_failure(store, cause, detail), erasures_seen=seen,
-        standing=standing, reread_standing=standing_reader(store, model_version),
+        standing=standing, reread_standing=standing_reader(store, model_version), unavailable=unavailable,
     )  # fmt: skip
     return engine, log
 
@@ -74,6 +76,7 @@ def serve_list(
     tcf: str | None = None,
     vendor_id: int | None = None,
     category: str | None = None,
+    region: str | None = None,
 ) -> ServedList:
     """Serve one governed list to ``subject_id`` from a recorded model version, recorded before it returns."""
     tcf_vendor = vendor_id if vendor_id is not None else loaded.pack.consent.tcf_requirements().vendor_id
@@ -91,7 +94,7 @@ def serve_list(
             history = consent_history(session, subject_id)
             erased = erasure_seq(session, subject_id)
         records = consent_records(history)
-        context = {"category": category} if category else {}
+        context = ({"category": category} if category else {}) | ({"region": region} if region else {})
         request = ServeRequest(subject_id, k=k, consent=records, gpc=gpc, tcf=tcf, context=context, erasure_seq=erased)
         return engine.serve(request)
     finally:

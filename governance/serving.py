@@ -44,6 +44,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from audits.decision_record import Decision
+from governance.availability import AvailabilityMasks, combine
 from governance.consent.state import ConsentRecord, ProfilingDecision, may_profile
 from governance.consent.tcf import decode_tc_string
 from governance.explain import TAG_TEXT, Tag, TagKind, explain_als_list, regularized_gram
@@ -272,6 +273,7 @@ class ServingEngine:
         erasures_seen: int | None = None,
         standing: ModelStanding | None = None,
         reread_standing: Callable[[], ModelStanding] | None = None,
+        unavailable: Any | None = None,
     ) -> None:
         model.check_fitted("serve")
         self.loaded = loaded
@@ -317,6 +319,7 @@ class ServingEngine:
             }
             self._catalog = CheckedCatalog.check(**side)  # checked once, not per request
         self.set_blocked(blocked)
+        self.set_availability(unavailable)
 
     def set_blocked(self, item_ids: Iterable[str]) -> None:
         """Replace the set of items blocked by escalation cases (takes effect at the next request)."""
@@ -327,6 +330,11 @@ class ServingEngine:
         self.personalizer = Personalizer(
             self.model, self._gram, self._item_ids, self._pipeline, self._catalog, self._candidates, np.flatnonzero(mask)
         )
+
+    def set_availability(self, unavailable: Any | None) -> None:
+        """Replace what is unavailable (an :class:`audits.availability.Unavailable`, None: nothing): items out of
+        stock or withdrawn, everywhere or in the region a request's context names (takes effect at the next request)."""
+        self._available = AvailabilityMasks.of(self._item_ids, unavailable)
 
     # -- the path ---------------------------------------------------------------
     def decide_consent(self, request: ServeRequest) -> ProfilingDecision:
@@ -430,7 +438,8 @@ class ServingEngine:
         row = int(self.model.train_.user_index(str(request.subject_id))[0]) if decision.allowed else -1
         mode = "non_profiling" if not decision.allowed else ("fallback" if row < 0 else "personalized")
         length = self._logging.length(request.k) if self._logging is not None and mode == "personalized" else request.k
-        return ServePlan(request, now, decision, self._context_mask(request.context), row, mode, self.personalizer, length)
+        allowed = combine(self._context_mask(request.context), self._available.allowed(request.context))
+        return ServePlan(request, now, decision, allowed, row, mode, self.personalizer, length)
 
     def finish(self, plan: ServePlan, personalized: PersonalizedList | None = None, *, shadow_of: str | None = None) -> ServedList:
         """Make the plan's list (``personalized``: what ``plan.personalizer`` gave for it elsewhere,
@@ -503,7 +512,7 @@ class ServingEngine:
 def _record_context(request: ServeRequest, decision: ProfilingDecision, standing: ModelStanding | None, shadow_of: str | None) -> dict[str, Any]:
     """The record's context: why the subject was (not) profiled, the GPC signal, the request's category,
     an unlearned model's standing, and for a shadow's list that it was not served and whose list was."""
-    context: dict[str, Any] = {"consent": decision.reason[:500], "gpc": request.gpc, **{k: v for k, v in request.context.items() if k == "category"}}
+    context: dict[str, Any] = {"consent": decision.reason[:500], "gpc": request.gpc, **{k: v for k, v in request.context.items() if k in ("category", "region")}}
     if standing is not None and standing.standing != TRAINED:
         context |= {"model_standing": standing.standing, "retrain_request": standing.retrain_request}
     if shadow_of is not None:

@@ -226,7 +226,10 @@ def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> P
             history = read_consent_history(read, body.subject)
     if cache.closed:  # a service that is shutting down refuses (503) before it decides anything
         raise Problem(503, SHUTTING_DOWN)
-    serve_request = ServeRequest(body.subject, k=body.k, consent=consent_records(history), gpc=gpc, tcf=body.tcf, erasure_seq=erased)
+    context = {"region": body.region} if body.region else {}
+    serve_request = ServeRequest(
+        body.subject, k=body.k, consent=consent_records(history), gpc=gpc, tcf=body.tcf, context=context, erasure_seq=erased
+    )
     return Prepared(engine, serve_request, signals, deployment, loaded, shadow_refs, ctx.actor, gpc)
 
 
