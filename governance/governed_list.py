@@ -20,12 +20,14 @@ from typing import Any
 import pandas as pd
 
 from audits.availability import unavailable_items
+from audits.online_store import configured_store
 from audits.consent import consent_history
 from audits.decisions import DecisionLog, log_failure
 from audits.models import ModelVersion
 from governance.consent.state import ConsentRecord
 from governance.consent.tcf import decode_tc_string
 from governance.escalation import items_out_of_lists
+from governance.online_store import ListCache
 from governance.policy import LoadedPack
 from governance.privacy import record_consent_from_request
 from governance.serving import ServedList, ServeRequest, ServingEngine
@@ -61,6 +63,9 @@ def open_engine(
         on_failure=lambda cause, detail: log_failure(store, cause, detail), erasures_seen=seen,
         standing=standing, reread_standing=standing_reader(store, model_version), unavailable=unavailable,
     )  # fmt: skip
+    online = configured_store()  # RECGOV_REDIS_URL: personalized lists are read from (and kept in) Redis
+    if online is not None:
+        engine.list_cache = ListCache(online)
     return engine, log
 
 

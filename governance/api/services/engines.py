@@ -57,6 +57,7 @@ from sqlalchemy.orm import Session
 from audits.decision_writer import ProcessDecisionLog
 from audits.decisions import DecisionLog, log_failure
 from audits.availability import unavailable_items
+from audits.online_store import configured_store
 from audits.models import DatasetVersion, EscalationCase, ItemAvailability, ItemBlock, ItemFlag, ModelVersion
 from governance import packs as pack_store
 from governance.api.compute import ComputeProcess
@@ -67,6 +68,7 @@ from governance.escalation import items_out_of_lists
 from governance.packs import SHIPPED_PACKS as SHIPPED
 from governance.packs import resolve_pack
 from governance.policy import LoadedPack
+from governance.online_store import ListCache
 from governance.serving import ServingEngine
 from governance.suppressed import erasures_seen, model_standing, standing_reader
 from recommender.als import ALSRecommender
@@ -313,6 +315,9 @@ class EngineCache:
             on_failure=lambda cause, detail: log_failure(store, cause, detail), erasures_seen=seen,
             standing=standing, reread_standing=standing_reader(store, model_version), unavailable=unavailable,
         )  # fmt: skip
+        online = configured_store()  # RECGOV_REDIS_URL: personalized lists are read from (and kept in) Redis
+        if online is not None:
+            engine.list_cache = ListCache(online)
         with self._lock:
             cached = self._engines.get(key)
             if model_version in self._models and (cached is None or cached.revision <= revision):

@@ -155,7 +155,7 @@ async def decide_on_loop(prepared: Prepared, cache: EngineCache) -> Decided:
     try:
         plan = engine.begin(serve_request)
         made = None
-        if cache.compute is not None and plan.mode == "personalized" and plan.allowed is None:
+        if cache.compute is not None and plan.mode == "personalized" and plan.allowed is None and engine.list_cache is None:
             made = await cache.compute.personalize(plan.personalizer, plan.row, plan.length or serve_request.k)
         if cache.closed:  # the service began to stop meanwhile
             raise Problem(503, SHUTTING_DOWN)
