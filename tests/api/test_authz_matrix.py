@@ -104,6 +104,10 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/v1/trail/events"): Row("auditor", 200, "/v1/trail/events"),
     ("GET", "/v1/trail/export"): Row("auditor", 200, "/v1/trail/export"),
     ("GET", "/v1/trail/keys"): Row("viewer", 200, "/v1/trail/keys"),
+    ("POST", "/v1/monitor/runs"): Row("operator", 201, "/v1/monitor/runs", {"json": {"pack": "baseline"}}),
+    ("GET", "/v1/monitor/runs"): Row("viewer", 200, "/v1/monitor/runs"),
+    ("GET", "/v1/monitor/runs/{run_id}"): Row("viewer", 404, "/v1/monitor/runs/999999"),
+    ("GET", "/v1/monitor/tickets"): Row("viewer", 200, "/v1/monitor/tickets"),
 }
 
 
