@@ -110,10 +110,11 @@ class OnlineStore:
     # -- keys ---------------------------------------------------------------------------------------
     def subject_key(self, subject_id: str | int) -> str:
         """The keyed hash that names ``subject_id`` in Redis (never the id itself)."""
-        if self._key is None:
-            from audits.subjects import _serving_installation_key
+        if self._key is None:  # read once: the store's keys are named under the key it started with
+            from audits.keys import installation_key
+            from audits.settings import get_settings
 
-            self._key = _serving_installation_key()
+            self._key = installation_key(get_settings())
         return hmac.digest(self._key, DOMAIN + str(subject_id).encode("utf-8"), "sha256").hex()[:40]
 
     def _k(self, *parts: str) -> str:
