@@ -14,7 +14,14 @@ record on the trail) is built on top of it.
 The methods and their sources are in the documentation (Reference, Experiments).
 """
 
-from recommender.experiments.analysis import AnalysisPlan, Decision, LookResult, analyze_look, rejection_looks
+from recommender.experiments.analysis import (
+    AnalysisPlan,
+    Decision,
+    LookResult,
+    analyze_look,
+    rejection_looks,
+    stopping_looks,
+)
 from recommender.experiments.arms import ArmData
 from recommender.experiments.boundaries import spending_boundaries
 from recommender.experiments.guardrail import GuardrailResult, guardrail_check
@@ -38,4 +45,5 @@ __all__ = [
     "spending_boundaries",
     "srm_check",
     "srm_sample_size",
+    "stopping_looks",
 ]

@@ -12,11 +12,11 @@ answers with a :class:`LookResult`. Three methods:
 ``group_sequential``
     Lan-DeMets alpha spending (:mod:`recommender.experiments.boundaries`). The
     information fraction of a look is the arms' harmonic size relative to the
-    plan's, ``2 n_c n_t / ((n_c + n_t) N)``, and 1 at the last planned look,
-    which spends what is left. The p-value is the look's nominal one (reject
-    when it is below the nominal level of ``boundary``); the interval is the
-    repeated confidence interval ``estimate +- boundary * se`` (Jennison &
-    Turnbull 1989), valid simultaneously over all looks.
+    plan's, ``(n_c n_t / (n_c + n_t)) / (N_c N_t / (N_c + N_t))``, and 1 at the
+    last planned look, which spends what is left. The p-value is the repeated
+    p-value (the smallest level whose design would reject here), the interval
+    the repeated confidence interval ``estimate +- boundary * se`` (Jennison &
+    Turnbull 1989); both are valid simultaneously over all looks.
 ``msprt``
     The mixture SPRT (:mod:`recommender.experiments.msprt`): the p-value is
     always valid (the running minimum of ``1 / Lambda``), the interval the
@@ -25,11 +25,19 @@ answers with a :class:`LookResult`. Three methods:
 
 The decision is ``"reject"`` when the boundary is crossed, ``"accept"`` at the
 last planned look (or once the planned information is complete) without a
-rejection, and ``"continue"`` otherwise. With a non-inferiority margin ``m``,
+rejection, ``"futility"`` at an interim look of a group-sequential design with
+``futility_power`` set when the conditional power falls below it, and
+``"continue"`` otherwise. The conditional power is the chance of rejecting at
+the end if the rest of the data follow the planned effect (Lan & Wittes 1988):
+``Phi((Z_k sqrt(t) + delta (1 - t) - c_K) / sqrt(1 - t))`` with ``delta`` the
+planned effect's z at ``t = 1`` and ``c_K`` the final boundary of the planned
+equally spaced schedule. The futility stop is non-binding: the boundaries
+ignore it, so the type I error stays at most ``alpha`` and only the power
+drops, a little. With a non-inferiority margin ``m``,
 the null is ``theta <= -m`` (``alternative="larger"``, higher is better) or
 ``theta >= m`` (``"smaller"``), so "reject" means non-inferiority is shown.
 
-:func:`rejection_looks` applies the same arithmetic to arrays of thousands of
+:func:`stopping_looks` and :func:`rejection_looks` apply the same arithmetic to arrays of thousands of
 experiments at once, for simulations of a design's operating characteristics.
 """
 
@@ -44,11 +52,11 @@ from scipy import stats
 
 from recommender.errors import ConfigError, DataError
 from recommender.experiments.arms import KINDS, ArmData, Kind, check_proportion, difference_moments
-from recommender.experiments.boundaries import SPENDINGS, Spending, spending_boundaries, spent_alpha
+from recommender.experiments.boundaries import SPENDINGS, Spending, repeated_p_value, spending_boundaries, spent_alpha
 from recommender.experiments.msprt import log_mixture_ratio, z_boundary
 from recommender.experiments.sample_size import ALTERNATIVES, METHODS, Alternative, Method, check_choice, check_looks
 
-__all__ = ["AnalysisPlan", "Decision", "LookResult", "analyze_look", "rejection_looks"]
+__all__ = ["AnalysisPlan", "Decision", "LookResult", "analyze_look", "rejection_looks", "stopping_looks"]
 
 Decision = Literal["continue", "reject", "accept", "futility"]
 
@@ -70,7 +78,8 @@ class AnalysisPlan:
     mde:
         The minimum detectable effect, an absolute difference > 0; the mSPRT's mixing sd by default.
     planned_n_per_arm:
-        The units per arm the design was sized for (``plan_sample_size(...).n_per_arm``).
+        The units per arm the design was sized for: one number for equal arms, or the pair
+        ``(control, treatment)`` from ``plan_sample_size(...).n_per_arm`` for unequal ones.
     looks:
         The number of planned looks; the last one decides.
     spending:
@@ -81,6 +90,9 @@ class AnalysisPlan:
         With a one-sided alternative, test non-inferiority within this margin instead of superiority.
     mixing_sd:
         The mSPRT's ``tau``; the ``mde`` when None.
+    futility_power:
+        Group sequential only: stop for futility at an interim look when the conditional power
+        under the planned effect (the ``mde``; the margin for non-inferiority) is below this. None: never.
     """
 
     method: Method
@@ -88,12 +100,13 @@ class AnalysisPlan:
     power: float
     kind: Kind
     mde: float
-    planned_n_per_arm: int
+    planned_n_per_arm: int | tuple[int, int]
     looks: int = 1
     spending: Spending = "obrien_fleming"
     alternative: Alternative = "two-sided"
     non_inferiority_margin: float | None = None
     mixing_sd: float | None = None
+    futility_power: float | None = None
 
     def __post_init__(self) -> None:
         check_choice("method", self.method, METHODS)
@@ -110,15 +123,37 @@ class AnalysisPlan:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"AnalysisPlan.{name} must be a positive, finite number; got {value!r}.")
-        n = self.planned_n_per_arm
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
-            raise ConfigError(f"AnalysisPlan.planned_n_per_arm must be an integer >= 2; got {n!r}.")
+        sizes = self.planned_n_per_arm if isinstance(self.planned_n_per_arm, (tuple, list)) else (self.planned_n_per_arm,)
+        if len(sizes) not in (1, 2) or any(
+            isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2 for n in sizes
+        ):
+            raise ConfigError(
+                "AnalysisPlan.planned_n_per_arm must be an integer >= 2 or a (control, treatment) pair of them; "
+                f"got {self.planned_n_per_arm!r}."
+            )
+        object.__setattr__(self, "planned_n_per_arm", int(sizes[0]) if len(sizes) == 1 else (int(sizes[0]), int(sizes[1])))
         check_looks(self.looks)
+        if self.futility_power is not None:
+            value = self.futility_power
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 < value < 1.0):
+                raise ConfigError(f"AnalysisPlan.futility_power must be a number in (0, 1) or None; got {value!r}.")
+            if self.method != "group_sequential":
+                raise ConfigError(
+                    f"futility_power applies to group-sequential designs; the {self.method} design has no "
+                    "interim stopping rule for it to join."
+                )
         if self.non_inferiority_margin is not None and self.alternative == "two-sided":
             raise ConfigError(
                 "a non-inferiority test is one-sided: set alternative to 'larger' (higher is better) "
                 "or 'smaller' (lower is better)."
             )
+
+    @property
+    def planned_information(self) -> float:
+        """The arms' planned harmonic size ``N_c N_t / (N_c + N_t)``: the information, per unit variance, at the end."""
+        sizes = self.planned_n_per_arm
+        n_c, n_t = sizes if isinstance(sizes, tuple) else (sizes, sizes)
+        return n_c * n_t / (n_c + n_t)
 
     @property
     def two_sided(self) -> bool:
@@ -151,7 +186,9 @@ class LookResult:
     ci_low, ci_high:
         The interval valid under the design's monitoring (infinite on the open side of a one-sided test).
     p_value:
-        Group sequential and fixed: the look's nominal p-value; mSPRT: the always-valid p-value.
+        Group sequential: the repeated p-value; mSPRT: the always-valid p-value; fixed: the nominal
+        p-value (valid at the last look only). For the first two it is valid however the looks stop,
+        ``p_value <= alpha`` exactly when the look rejects, and :func:`correct` may adjust it.
     alpha_spent:
         The type I error spent up to this look (group sequential), ``alpha`` (mSPRT, fixed at the
         last look) or 0 (fixed before it).
@@ -166,6 +203,9 @@ class LookResult:
     statistic:
         The z statistic against the null value, signed so that larger favours the alternative
         (its absolute value for a two-sided test).
+    conditional_power:
+        Group sequential, interim looks: the chance of rejecting at the end if the rest of the data
+        follow the planned effect; NaN otherwise.
     """
 
     look: int
@@ -179,11 +219,24 @@ class LookResult:
     method: Method
     information_fraction: float = math.nan
     statistic: float = math.nan
+    conditional_power: float = math.nan
 
 
-def _information_fraction(n_c: np.ndarray | float, n_t: np.ndarray | float, planned: int) -> np.ndarray:
+def _information_fraction(n_c: np.ndarray | float, n_t: np.ndarray | float, plan: AnalysisPlan) -> np.ndarray:
     n_c, n_t = np.asarray(n_c, dtype=float), np.asarray(n_t, dtype=float)
-    return np.minimum(2.0 * n_c * n_t / ((n_c + n_t) * planned), 1.0)
+    return np.round(np.minimum(n_c * n_t / ((n_c + n_t) * plan.planned_information), 1.0), 9)
+
+
+def _conditional_power(plan: AnalysisPlan, z: np.ndarray, t: np.ndarray, se: np.ndarray) -> np.ndarray:
+    """The chance of crossing the planned final boundary from ``z`` at fraction ``t`` if the planned effect holds."""
+    final = spending_boundaries(
+        [k / plan.looks for k in range(1, plan.looks + 1)], plan.alpha, spending=plan.spending, two_sided=plan.two_sided
+    )[-1]
+    distance = plan.non_inferiority_margin if plan.non_inferiority_margin is not None else plan.mde
+    root_t = np.sqrt(t)
+    drift = distance / (se * root_t)
+    remaining = np.maximum(1.0 - t, 1e-12)
+    return stats.norm.cdf((z * root_t + drift * remaining - final) / np.sqrt(remaining))
 
 
 def _directional(plan: AnalysisPlan, estimate: np.ndarray, se: np.ndarray) -> np.ndarray:
@@ -225,7 +278,8 @@ def analyze_look(
 
     ``history`` holds the results of looks ``1 .. look - 1``, in order, as this
     function returned them; the group-sequential boundaries and the mSPRT's
-    running p-value and interval are built from them.
+    running p-value and interval are built from them. A non-finite interval end
+    or p-value stored as NaN (JSON has no infinity) counts as no bound.
 
     >>> plan = AnalysisPlan("group_sequential", 0.05, 0.8, "proportion", 0.01, 15113, looks=5)
     >>> r = analyze_look(plan, ArmData(3023, 302, 302), ArmData(3023, 360, 360), look=1)
@@ -256,32 +310,37 @@ def analyze_look(
         )
     se = math.sqrt(variance)
     z = float(_directional(plan, np.array(estimate), np.array(se)))
-    fraction = 1.0 if look == plan.looks else float(_information_fraction(control.n, treatment.n, plan.planned_n_per_arm))
+    fraction = 1.0 if look == plan.looks else float(_information_fraction(control.n, treatment.n, plan))
     if history and fraction <= history[-1].information_fraction:
         raise DataError(
             f"look {look} has no more information than look {look - 1} (fraction {fraction:.4g} <= "
             f"{history[-1].information_fraction:.4g}): look again after more units."
         )
     final = fraction >= 1.0
-    ci_low = ci_high = math.nan
+    ci_low = ci_high = conditional_power = math.nan
+    futile = False
     if plan.method == "group_sequential":
         fractions = [h.information_fraction for h in history] + [fraction]
         boundary = spending_boundaries(fractions, plan.alpha, spending=plan.spending, two_sided=plan.two_sided)[-1]
-        p_value = float(_nominal_p(plan, np.array(z)))
+        p_value = repeated_p_value(fractions, z, spending=plan.spending, two_sided=plan.two_sided)
         alpha_spent = float(spent_alpha(fraction, plan.alpha, plan.spending, two_sided=plan.two_sided))
         reject = z >= boundary
+        if not final:
+            conditional_power = float(_conditional_power(plan, np.array(z), np.array(fraction), np.array(se)))
+            futile = plan.futility_power is not None and not reject and conditional_power < plan.futility_power
     elif plan.method == "msprt":
         sign = -1.0 if plan.alternative == "smaller" else 1.0
         log_ratio = float(
             log_mixture_ratio(sign * (estimate - plan.null_value), variance, plan.tau2, one_sided=not plan.two_sided)
         )
-        p_value = min([min(1.0, math.exp(-log_ratio))] + [h.p_value for h in history])
+        # A history stored as JSON may hold NaN where the number was infinite: no bound, so skipped.
+        p_value = min([math.exp(-max(log_ratio, 0.0))] + [h.p_value for h in history if not math.isnan(h.p_value)])
         boundary = z_boundary(variance, plan.tau2, plan.alpha, one_sided=not plan.two_sided)
         alpha_spent = plan.alpha
         reject = p_value <= plan.alpha
         ci_low, ci_high = _interval(plan, estimate, se, boundary)
-        ci_low = max([ci_low] + [h.ci_low for h in history])
-        ci_high = min([ci_high] + [h.ci_high for h in history])
+        ci_low = max([ci_low] + [h.ci_low for h in history if not math.isnan(h.ci_low)])
+        ci_high = min([ci_high] + [h.ci_high for h in history if not math.isnan(h.ci_high)])
     else:
         boundary = float(stats.norm.isf(plan.alpha / 2 if plan.two_sided else plan.alpha)) if final else math.inf
         p_value = float(_nominal_p(plan, np.array(z)))
@@ -289,7 +348,7 @@ def analyze_look(
         reject = z >= boundary
     if plan.method != "msprt":
         ci_low, ci_high = _interval(plan, estimate, se, boundary)
-    decision: Decision = "reject" if reject else ("accept" if final else "continue")
+    decision: Decision = "reject" if reject else "accept" if final else "futility" if futile else "continue"
     return LookResult(
         look=look,
         estimate=estimate,
@@ -302,6 +361,7 @@ def analyze_look(
         method=plan.method,
         information_fraction=fraction,
         statistic=z,
+        conditional_power=conditional_power,
     )
 
 
@@ -315,6 +375,25 @@ def rejection_looks(
     total_sq_t: np.ndarray,
 ) -> np.ndarray:
     """For many experiments at once, the look at which each rejects (1-based), 0 if it never does.
+
+    The arguments are those of :func:`stopping_looks`.
+    """
+    look, rejected = stopping_looks(plan, n_c, total_c, total_sq_c, n_t, total_t, total_sq_t)
+    return np.where(rejected, look, 0)
+
+
+def stopping_looks(
+    plan: AnalysisPlan,
+    n_c: np.ndarray,
+    total_c: np.ndarray,
+    total_sq_c: np.ndarray,
+    n_t: np.ndarray,
+    total_t: np.ndarray,
+    total_sq_t: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For many experiments at once, ``(look, rejected)``: where each stops (1-based) and whether it rejects there.
+
+    An experiment that neither rejects nor stops for futility stops at the last look.
 
     Every argument is an ``(experiments, looks)`` array of cumulated sufficient
     statistics (column ``k`` is what look ``k + 1`` sees), with ``plan.looks``
@@ -331,9 +410,15 @@ def rejection_looks(
         raise DataError("some experiment has a look where the metric does not vary in either arm.")
     se = np.sqrt(variance)
     z = _directional(plan, estimate, se)
+    futile = np.zeros(shape, dtype=bool)
     if plan.method == "group_sequential":
-        fractions = _information_fraction(arrays[0], arrays[3], plan.planned_n_per_arm)
+        fractions = _information_fraction(arrays[0], arrays[3], plan)
         fractions[:, -1] = 1.0
+        if np.any(np.diff(fractions, axis=1) <= 0):
+            raise DataError(
+                "every experiment's information fraction must grow from look to look and reach 1 only at the "
+                "last look (more units than planned before it ends the design early; analyse it with analyze_look)."
+            )
         boundaries = np.empty(shape)
         rows, inverse = np.unique(np.round(fractions, 9), axis=0, return_inverse=True)
         for i, row in enumerate(rows):
@@ -341,13 +426,19 @@ def rejection_looks(
                 row, plan.alpha, spending=plan.spending, two_sided=plan.two_sided
             )
         crossed = z >= boundaries
+        if plan.futility_power is not None:
+            power = _conditional_power(plan, z[:, :-1], fractions[:, :-1], se[:, :-1])
+            futile[:, :-1] = ~crossed[:, :-1] & (power < plan.futility_power)
     elif plan.method == "msprt":
         sign = -1.0 if plan.alternative == "smaller" else 1.0
         log_ratio = log_mixture_ratio(
             sign * (estimate - plan.null_value), variance, plan.tau2, one_sided=not plan.two_sided
         )
-        crossed = np.minimum(1.0, np.exp(-log_ratio)) <= plan.alpha
+        crossed = log_ratio >= math.log(1.0 / plan.alpha)
     else:
         crossed = np.zeros(shape, dtype=bool)
         crossed[:, -1] = z[:, -1] >= stats.norm.isf(plan.alpha / 2 if plan.two_sided else plan.alpha)
-    return np.where(crossed.any(axis=1), crossed.argmax(axis=1) + 1, 0)
+    stopped = crossed | futile
+    stopped[:, -1] = True
+    first = stopped.argmax(axis=1)
+    return first + 1, crossed[np.arange(shape[0]), first]

@@ -14,7 +14,16 @@ import recommender.experiments.analysis as analysis_module
 import recommender.experiments.arms as arms_module
 import recommender.experiments.msprt as msprt_module
 from recommender import ConfigError, DataError
-from recommender.experiments import AnalysisPlan, ArmData, LookResult, analyze_look, rejection_looks, spending_boundaries
+from recommender.experiments import (
+    AnalysisPlan,
+    ArmData,
+    LookResult,
+    analyze_look,
+    rejection_looks,
+    spending_boundaries,
+    stopping_looks,
+)
+from recommender.experiments.boundaries import spent_alpha
 
 
 def gs_plan(**kwargs) -> AnalysisPlan:
@@ -74,12 +83,35 @@ def test_msprt_p_value_and_interval_never_loosen() -> None:
     assert second.ci_low >= first.ci_low and second.ci_high <= first.ci_high
 
 
+def test_a_history_stored_as_json_with_nan_for_infinity_gives_the_same_look() -> None:
+    """JSON has no infinity: a store that writes null for it and reads NaN back must not change the next look."""
+    import dataclasses
+    import json
+
+    for alternative in ("larger", "smaller"):
+        plan = gs_plan(method="msprt", looks=3, alternative=alternative)
+        first = analyze_look(plan, ArmData(2000, 200, 200), ArmData(2000, 230, 230), look=1)
+        stored = json.loads(json.dumps({k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+                                        for k, v in dataclasses.asdict(first).items()}))  # fmt: skip
+        restored = LookResult(**{k: (math.nan if v is None else v) for k, v in stored.items()})
+        second = [analyze_look(plan, ArmData(4000, 400, 400), ArmData(4000, 445, 445), look=2, history=[h])
+                  for h in (first, restored)]  # fmt: skip
+        assert second[0] == second[1]
+
+
 def test_one_sided_msprt_is_the_half_normal_mixture() -> None:
     """Lambda_one_sided = 2 Phi(d tau / sqrt(V (V + tau^2))) * Lambda_two_sided, by hand."""
     d, v, tau2 = 0.015, 1e-4, 4e-4
     two = math.exp(float(msprt_module.log_mixture_ratio(d, v, tau2)))
     one = math.exp(float(msprt_module.log_mixture_ratio(d, v, tau2, one_sided=True)))
     assert one == pytest.approx(2 * stats.norm.cdf(d * 0.02 / math.sqrt(v * (v + tau2))) * two, rel=1e-12)
+
+
+def test_one_sided_msprt_far_on_the_wrong_side_is_a_p_value_of_one() -> None:
+    """A half-normal mixture far on the null's side has Lambda < 1: the p-value is capped at 1, nothing rejects."""
+    plan = gs_plan(method="msprt", alternative="larger")
+    result = analyze_look(plan, ArmData(5000, 1500, 1500), ArmData(5000, 500, 500), look=1)
+    assert result.p_value == 1.0 and result.decision == "continue"
 
 
 def test_group_sequential_walks_through_its_looks_and_rejects_on_a_crossing() -> None:
@@ -95,6 +127,33 @@ def test_group_sequential_walks_through_its_looks_and_rejects_on_a_crossing() ->
     assert history[-1].ci_low > 0
     with pytest.raises(ConfigError, match="the experiment stopped at look 3 \\(reject\\); it has no look 4"):
         analyze_look(plan, ArmData(10_000, 1000, 1000), ArmData(10_000, 1100, 1100), look=4, history=history)
+
+
+def test_repeated_p_value_by_hand_at_the_first_look() -> None:
+    """At look 1 the design of level a rejects when the nominal p <= alpha_a(t_1); with Pocock spending
+    alpha_a(t) = a ln(1 + (e - 1) t), so the repeated p-value is p_nominal / ln(1 + (e - 1) t_1)."""
+    plan = gs_plan(spending="pocock")
+    result = analyze_look(plan, ArmData(3000, 300, 300), ArmData(3000, 345, 345), look=1)
+    nominal = 2 * stats.norm.sf(result.statistic)
+    assert result.information_fraction == 0.3
+    assert result.p_value == pytest.approx(nominal / math.log(1 + (math.e - 1) * 0.3), rel=1e-3)
+
+
+def test_repeated_p_value_rejects_exactly_when_the_design_does() -> None:
+    plan = gs_plan(looks=3, planned_n_per_arm=6000)
+    first = analyze_look(plan, ArmData(2000, 200, 200), ArmData(2000, 215, 215), look=1)
+    for successes in range(200, 320, 6):
+        r = analyze_look(plan, ArmData(4000, 400, 400), ArmData(4000, 400 + successes - 200 + 30, 400 + successes - 200 + 30),
+                         look=2, history=[first])  # fmt: skip
+        assert (r.p_value <= 0.05) == (r.decision == "reject"), r
+        assert r.p_value >= 2 * stats.norm.sf(r.statistic) - 1e-12  # never below the nominal p-value
+
+
+def test_unequal_planned_arms_give_the_harmonic_information_fraction() -> None:
+    plan = gs_plan(planned_n_per_arm=(7000, 3000))
+    result = analyze_look(plan, ArmData(3500, 350, 350), ArmData(1500, 160, 160), look=1)
+    assert result.information_fraction == pytest.approx((3500 * 1500 / 5000) / (7000 * 3000 / 10000))
+    assert gs_plan(planned_n_per_arm=[7000, 3000]).planned_n_per_arm == (7000, 3000)
 
 
 def test_the_last_look_spends_the_rest_and_accepts_without_a_crossing() -> None:
@@ -124,13 +183,14 @@ def test_fixed_design_interim_looks_never_decide() -> None:
 def test_rejection_looks_makes_the_same_decisions_as_analyze_look() -> None:
     rng = np.random.default_rng(3)
     plan = gs_plan(looks=3, planned_n_per_arm=3000)
-    for method in ("group_sequential", "msprt", "fixed"):
-        p = AnalysisPlan(**{**plan.__dict__, "method": method})
+    for method, futility in (("group_sequential", None), ("group_sequential", 0.3), ("msprt", None), ("fixed", None)):
+        p = AnalysisPlan(**{**plan.__dict__, "method": method, "futility_power": futility})
         n_c = np.cumsum(rng.binomial(2000, 0.5, (60, 3)), axis=1)
         n_t = np.cumsum(rng.binomial(2000, 0.5, (60, 3)), axis=1)
         s_c = np.cumsum(rng.binomial(1000, 0.1, (60, 3)), axis=1)
         s_t = np.cumsum(rng.binomial(1000, 0.125, (60, 3)), axis=1)
         vectorised = rejection_looks(p, n_c, s_c, s_c, n_t, s_t, s_t)
+        stopped_at, _ = stopping_looks(p, n_c, s_c, s_c, n_t, s_t, s_t)
         for e in range(60):
             history: list[LookResult] = []
             for k in range(3):
@@ -141,7 +201,36 @@ def test_rejection_looks_makes_the_same_decisions_as_analyze_look() -> None:
                     break
             one_at_a_time = history[-1].look if history[-1].decision == "reject" else 0
             assert vectorised[e] == one_at_a_time, (method, e)
+            assert stopped_at[e] == history[-1].look, (method, e)
         assert 0 < (vectorised > 0).sum() < 60
+
+
+def test_conditional_power_agrees_with_simulating_the_rest_of_the_experiment() -> None:
+    """From look 1 of 2 (half the data), draw the second half under the planned effect many times and count
+    the final z statistics beyond the final boundary: the share is the conditional power the look reports."""
+    plan = gs_plan(kind="mean", mde=0.1, planned_n_per_arm=2000, looks=2, futility_power=0.2)
+    control, treatment = ArmData(1000, 1000 * 5.0, 999 * 1.0 + 1000 * 25.0), ArmData(1000, 1000 * 5.02, 999 * 1.0 + 1000 * 5.02**2)
+    result = analyze_look(plan, control, treatment, look=1)
+    rng = np.random.default_rng(1)
+    second_half = rng.normal(0.1, math.sqrt(2 / 1000), 400_000)  # the difference of two means of 1,000 with sd 1
+    final_z = (0.02 + second_half) / 2 / math.sqrt(2 / 2000)
+    final_boundary = spending_boundaries([0.5, 1.0], 0.05)[-1]
+    simulated = np.mean(np.abs(final_z) >= final_boundary)
+    assert result.conditional_power == pytest.approx(simulated, abs=0.003)
+    assert result.decision == ("futility" if simulated < 0.2 else "continue")
+
+
+def test_futility_stops_an_experiment_going_nowhere() -> None:
+    plan = gs_plan(futility_power=0.2)
+    nowhere = analyze_look(plan, ArmData(5000, 500, 500), ArmData(5000, 497, 497), look=1)
+    assert nowhere.decision == "futility" and nowhere.conditional_power < 0.2
+    assert nowhere.alpha_spent == pytest.approx(float(spent_alpha(0.5, 0.05, "obrien_fleming", two_sided=True)))
+    promising = analyze_look(plan, ArmData(5000, 500, 500), ArmData(5000, 540, 540), look=1)
+    assert promising.decision == "continue" and promising.conditional_power > 0.2
+    with pytest.raises(ConfigError, match="the experiment stopped at look 1 \\(futility\\); it has no look 2"):
+        analyze_look(plan, ArmData(7500, 750, 750), ArmData(7500, 750, 750), look=2, history=[nowhere])
+    with pytest.raises(ConfigError, match="futility_power applies to group-sequential designs"):
+        gs_plan(method="msprt", futility_power=0.2)
 
 
 @pytest.mark.parametrize(
@@ -150,10 +239,12 @@ def test_rejection_looks_makes_the_same_decisions_as_analyze_look() -> None:
         (dict(method="bayes"), "method must be one of"),
         (dict(alpha=0.0), r"AnalysisPlan.alpha must be a number in \(0, 1\); got 0.0"),
         (dict(mde=0), "AnalysisPlan.mde must be a positive, finite number; got 0"),
-        (dict(planned_n_per_arm=1), "AnalysisPlan.planned_n_per_arm must be an integer >= 2; got 1"),
+        (dict(planned_n_per_arm=1), r"AnalysisPlan.planned_n_per_arm must be an integer >= 2 or a \(control, treatment\) pair"),
+        (dict(planned_n_per_arm=(10, 20, 30)), "AnalysisPlan.planned_n_per_arm must be an integer >= 2 or a"),
         (dict(non_inferiority_margin=0.01), "a non-inferiority test is one-sided"),
         (dict(spending="linear"), "spending must be one of"),
         (dict(looks=101), "looks must be an integer from 1 to 100; got 101"),
+        (dict(futility_power=1.0), r"AnalysisPlan.futility_power must be a number in \(0, 1\) or None; got 1.0"),
     ],
 )
 def test_bad_plans_are_refused(kwargs: dict, message: str) -> None:

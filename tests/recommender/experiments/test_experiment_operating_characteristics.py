@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from recommender.experiments import AnalysisPlan, plan_sample_size, rejection_looks, srm_sample_size
+from recommender.experiments import AnalysisPlan, plan_sample_size, rejection_looks, srm_sample_size, stopping_looks
 from recommender.experiments.arms import difference_moments
 from recommender.experiments.srm import srm_p_values
 
@@ -50,28 +50,44 @@ def simulate(
     return n, control, treatment
 
 
-def design(method: str, spending: str = "obrien_fleming") -> AnalysisPlan:
+def design(method: str, spending: str = "obrien_fleming", futility_power: float | None = None) -> AnalysisPlan:
     size = plan_sample_size(
         "proportion", BASELINE, MDE, alpha=ALPHA, power=POWER, allocation=[0.5, 0.5],
         method=method, looks=LOOKS, spending=spending,  # type: ignore[arg-type]
     )  # fmt: skip
     return AnalysisPlan(
-        method, ALPHA, POWER, "proportion", MDE, size.n_per_arm[0], looks=LOOKS, spending=spending  # type: ignore[arg-type]
-    )
+        method, ALPHA, POWER, "proportion", MDE, size.n_per_arm[0], looks=LOOKS, spending=spending,  # type: ignore[arg-type]
+        futility_power=futility_power,
+    )  # fmt: skip
 
 
-SEQUENTIAL = [("group_sequential", "obrien_fleming"), ("group_sequential", "pocock"), ("msprt", "obrien_fleming")]
+SEQUENTIAL = [
+    ("group_sequential", "obrien_fleming", None),
+    ("group_sequential", "obrien_fleming", 0.1),  # non-binding futility: fewer rejections, never more
+    ("group_sequential", "pocock", None),
+    ("msprt", "obrien_fleming", None),
+]
 
 
-@pytest.mark.parametrize(("method", "spending"), SEQUENTIAL)
+@pytest.mark.parametrize(("method", "spending", "futility"), SEQUENTIAL)
 def test_sequential_false_positive_rate_is_at_most_5_5_percent_when_looking_after_every_batch(
-    method: str, spending: str
+    method: str, spending: str, futility: float | None
 ) -> None:
-    plan = design(method, spending)
+    plan = design(method, spending, futility)
     rng = np.random.default_rng(20_231)
     n, control, treatment = simulate(rng, plan.planned_n_per_arm, BASELINE, BASELINE)
     rejected = int((rejection_looks(plan, n, control, control, n, treatment, treatment) > 0).sum())
     assert rejected / EXPERIMENTS <= 0.055, interval(rejected, EXPERIMENTS)
+
+
+def test_futility_stops_most_aa_experiments_early() -> None:
+    """With no effect, the conditional power under the planned effect soon falls below 10 %."""
+    plan = design("group_sequential", futility_power=0.1)
+    rng = np.random.default_rng(20_231)
+    n, control, treatment = simulate(rng, plan.planned_n_per_arm, BASELINE, BASELINE)
+    look, rejected = stopping_looks(plan, n, control, control, n, treatment, treatment)
+    assert (look < LOOKS).mean() > 0.5 and rejected.mean() <= 0.055
+    assert rejected.sum() <= (rejection_looks(design("group_sequential"), n, control, control, n, treatment, treatment) > 0).sum()
 
 
 def test_group_sequential_on_a_mean_metric_keeps_its_level_too() -> None:
@@ -107,9 +123,11 @@ def test_naive_peeking_after_every_batch_does_inflate_false_positives() -> None:
     assert once / EXPERIMENTS <= 0.055, interval(once, EXPERIMENTS)
 
 
-@pytest.mark.parametrize(("method", "spending"), [("fixed", "obrien_fleming"), *SEQUENTIAL])
-def test_a_planted_effect_of_the_planned_size_is_found_with_the_planned_power(method: str, spending: str) -> None:
-    plan = design(method, spending)
+@pytest.mark.parametrize(("method", "spending", "futility"), [("fixed", "obrien_fleming", None), *SEQUENTIAL])
+def test_a_planted_effect_of_the_planned_size_is_found_with_the_planned_power(
+    method: str, spending: str, futility: float | None
+) -> None:
+    plan = design(method, spending, futility)
     rng = np.random.default_rng(4_242)
     n, control, treatment = simulate(rng, plan.planned_n_per_arm, BASELINE, BASELINE + MDE)
     found = int((rejection_looks(plan, n, control, control, n, treatment, treatment) > 0).sum())
