@@ -71,8 +71,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         await anyio.to_thread.run_sync(cache.start_decision_log)
         app.state.pack_parser = PackParser()  # posted packs are parsed there, never on the loop's interpreter
         app.state.pack_parser.start()
-        # The OpenAPI document is built once, now, on a worker thread: the error handlers read it (the
-        # paths that name a subject), and built by the first problem it held the event loop for seconds.
+        # The OpenAPI document is built once, now, on a worker thread: built by the first request for
+        # it (a client generator, a fuzzer), it held the event loop, and every list behind it, for seconds.
         await anyio.to_thread.run_sync(app.openapi)
         # Background audits: interrupted jobs are failed and queued ones started again;
         # at shutdown running audits finish (and are recorded) before the store closes.
