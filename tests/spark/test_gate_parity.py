@@ -1,7 +1,7 @@
 """``recgov audit`` / ``recgov gate`` with ``--engine spark``: facts computed on Spark, judged by the same checks and gate.
 
-On one small data set with planted failures (3x exposure bias towards the major labels, 3% duplicated
-events), some subjects without consent and a drift baseline, the EU pack (tuning off, so that both
+On one small data set with planted failures (tastes that differ strongly by gender, so that the
+user factors give gender away; 3% duplicated events; a 3x exposure bias), some subjects without consent and a drift baseline, the EU pack (tuning off, so that both
 engines audit the same parameters) audits a model trained through each engine's consent filter:
 
 * the data-level facts (validation, minimisation, consent counts, drift) are exactly equal;
@@ -72,7 +72,7 @@ def audits(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     from governance.training import train_and_record
 
     folder = tmp_path_factory.mktemp("parity")
-    spec = _spec(3, exposure_bias=3.0, duplicate_rate=0.03)
+    spec = _spec(3, exposure_bias=3.0, duplicate_rate=0.03, group_taste_shift=2.5)
     data, base = generate(spec), generate(_spec(4))
     loaded = load_pack(str(_pack(folder)))
     subjects = sorted(data.events["user_id"].astype(str).unique())
@@ -110,7 +110,9 @@ def test_data_level_facts_are_exactly_equal(audits: Any) -> None:
     assert b["subjects"]["excluded"]["no_consent_record"] == WITHOUT_CONSENT
     for rule in DATA_LEVEL_RULES:
         x, y = audits.inprocess.results[rule], audits.spark.results[rule]
-        assert (y.status, y.value, y.message) == (x.status, x.value, x.message), rule
+        assert (y.status, y.value) == (x.status, x.value), rule
+        if rule != "eu-retention":  # its message names the cutoff, measured from each training run's own time
+            assert y.message == x.message, rule
 
 
 def test_the_popularity_baseline_is_the_same_and_the_als_figures_are_within_the_tolerance(audits: Any) -> None:
@@ -139,8 +141,11 @@ def test_fairness_has_intervals_computed_the_same_way_and_within_the_tolerance(a
     assert b.relevance_share == pytest.approx(a.relevance_share, abs=1e-12)  # the same held-out positives
     assert abs(b.exposure_ratio - a.exposure_ratio) <= EXPOSURE_RATIO_TOLERANCE
     assert b.exposure_ratio_ci is not None and b.exposure_ratio_ci[0] < b.exposure_ratio < b.exposure_ratio_ci[1]
-    gaps = spark.consumer["gender"]["ndcg"]
-    assert gaps.pairs and all(p.ratio_ci is not None for p in gaps.pairs)
+    gaps_a, gaps_b = inproc.consumer["gender"]["ndcg"], spark.consumer["gender"]["ndcg"]
+    assert {g: f.n for g, f in gaps_b.groups.items()} == {g: f.n for g, f in gaps_a.groups.items()}  # the same users judged
+    with_interval = {frozenset((p.higher, p.lower)): p.ratio_ci is not None for p in gaps_a.pairs}
+    assert {frozenset((p.higher, p.lower)): p.ratio_ci is not None for p in gaps_b.pairs} == with_interval
+    assert any(with_interval.values())  # a group too small for an interval has none on either engine
     auc_a = audits.inprocess.outcome.facts.privacy.proxy["gender"]["auc"]
     auc_b = audits.spark.outcome.facts.privacy.proxy["gender"]["auc"]
     assert abs(auc_a - auc_b) <= AUC_TOLERANCE
@@ -153,11 +158,11 @@ def test_the_same_verdicts_and_the_planted_failures_fail_on_both(audits: Any) ->
         if rule == "eu-carbon-budget":
             continue
         assert b[rule].status == a[rule].status, (rule, a[rule].message, b[rule].message)
-    for rule in ("eu-data-validation", "eu-fair-provider-exposure"):
+    for rule in ("eu-data-validation", "eu-min-proxy"):
         assert a[rule].status == b[rule].status == Status.fail, rule
     for side in (audits.inprocess, audits.spark):
         assert not side.outcome.decision.passed
-        assert any(reason.startswith("eu-fair-provider-exposure") for reason in side.outcome.decision.reasons)
+        assert any(reason.startswith("eu-min-proxy") for reason in side.outcome.decision.reasons)
 
 
 def test_what_spark_does_not_measure_is_skipped_and_said_never_passed(audits: Any) -> None:
