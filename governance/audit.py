@@ -259,6 +259,6 @@ def _decide_and_record(
             actor=actor,
         )
         audit_id = run.id
-    doc = document(report, decision, audit_id=str(audit_id))
+    doc = document(report, decision, audit_id=str(audit_id), engine=(facts.dataset.get("engine") or {}).get("name", "inprocess"))
     outputs = write_outputs(doc, out_dir)
     return AuditOutcome(report, decision, audit_id, doc, outputs, facts, time.perf_counter() - started_clock)

@@ -186,6 +186,8 @@ def test_the_record_names_the_engine(audits: Any) -> None:
             assert run.verdict == "fail" and run.trail_seq is not None
     gate = json.loads((audits.folder / "out-spark" / "gate.json").read_text())
     assert gate["results"][0]["rule_id"] == "eu-data-validation" and gate["decision"]["passed"] is False
+    assert gate["engine"] == "spark" and json.loads((audits.folder / "out-inprocess" / "gate.json").read_text())["engine"] == "inprocess"
+    assert "facts computed by the `spark` engine" in (audits.folder / "out-spark" / "summary.md").read_text()
 
 
 def test_a_skipped_rule_the_pack_requires_blocks_the_gate(audits: Any) -> None:
