@@ -278,7 +278,8 @@ def analyze_look(
 
     ``history`` holds the results of looks ``1 .. look - 1``, in order, as this
     function returned them; the group-sequential boundaries and the mSPRT's
-    running p-value and interval are built from them.
+    running p-value and interval are built from them. A non-finite interval end
+    or p-value stored as NaN (JSON has no infinity) counts as no bound.
 
     >>> plan = AnalysisPlan("group_sequential", 0.05, 0.8, "proportion", 0.01, 15113, looks=5)
     >>> r = analyze_look(plan, ArmData(3023, 302, 302), ArmData(3023, 360, 360), look=1)
@@ -332,13 +333,14 @@ def analyze_look(
         log_ratio = float(
             log_mixture_ratio(sign * (estimate - plan.null_value), variance, plan.tau2, one_sided=not plan.two_sided)
         )
-        p_value = min([math.exp(-max(log_ratio, 0.0))] + [h.p_value for h in history])  # 1/Lambda, at most 1
+        # A history stored as JSON may hold NaN where the number was infinite: no bound, so skipped.
+        p_value = min([math.exp(-max(log_ratio, 0.0))] + [h.p_value for h in history if not math.isnan(h.p_value)])
         boundary = z_boundary(variance, plan.tau2, plan.alpha, one_sided=not plan.two_sided)
         alpha_spent = plan.alpha
         reject = p_value <= plan.alpha
         ci_low, ci_high = _interval(plan, estimate, se, boundary)
-        ci_low = max([ci_low] + [h.ci_low for h in history])
-        ci_high = min([ci_high] + [h.ci_high for h in history])
+        ci_low = max([ci_low] + [h.ci_low for h in history if not math.isnan(h.ci_low)])
+        ci_high = min([ci_high] + [h.ci_high for h in history if not math.isnan(h.ci_high)])
     else:
         boundary = float(stats.norm.isf(plan.alpha / 2 if plan.two_sided else plan.alpha)) if final else math.inf
         p_value = float(_nominal_p(plan, np.array(z)))

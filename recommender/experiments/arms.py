@@ -5,7 +5,11 @@ an arm is summarised by three numbers: the number of units ``n``, the sum of
 their values ``total`` and the sum of their squares ``total_sq``. They add up
 across batches, which is what lets an experiment be analysed at every look from
 counters alone, with no unit-level data kept. A 0/1 (proportion) metric has
-``total_sq == total``, the number of successes.
+``total_sq == total``, the number of successes. The variance is
+``(total_sq - total^2 / n) / (n - 1)``, which loses precision in floating point
+when the mean is many orders of magnitude larger than the spread (a mean of
+1e8 with a standard deviation of 1): record such a metric centred on a fixed
+reference value.
 
 The difference ``treatment mean - control mean`` is estimated with its unpooled
 variance (Welch): ``p (1 - p) / n`` per arm for a proportion (the Wald variance,

@@ -83,6 +83,22 @@ def test_msprt_p_value_and_interval_never_loosen() -> None:
     assert second.ci_low >= first.ci_low and second.ci_high <= first.ci_high
 
 
+def test_a_history_stored_as_json_with_nan_for_infinity_gives_the_same_look() -> None:
+    """JSON has no infinity: a store that writes null for it and reads NaN back must not change the next look."""
+    import dataclasses
+    import json
+
+    for alternative in ("larger", "smaller"):
+        plan = gs_plan(method="msprt", looks=3, alternative=alternative)
+        first = analyze_look(plan, ArmData(2000, 200, 200), ArmData(2000, 230, 230), look=1)
+        stored = json.loads(json.dumps({k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+                                        for k, v in dataclasses.asdict(first).items()}))  # fmt: skip
+        restored = LookResult(**{k: (math.nan if v is None else v) for k, v in stored.items()})
+        second = [analyze_look(plan, ArmData(4000, 400, 400), ArmData(4000, 445, 445), look=2, history=[h])
+                  for h in (first, restored)]  # fmt: skip
+        assert second[0] == second[1]
+
+
 def test_one_sided_msprt_is_the_half_normal_mixture() -> None:
     """Lambda_one_sided = 2 Phi(d tau / sqrt(V (V + tau^2))) * Lambda_two_sided, by hand."""
     d, v, tau2 = 0.015, 1e-4, 4e-4
