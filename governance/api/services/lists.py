@@ -5,7 +5,7 @@ the request's consent signals (``Sec-GPC: 1``, a TC string) and the TC string's
 check; in one read-only snapshot, the model version (named, or what is deployed:
 production, the canary for its share of subjects, and the shadows to mirror to),
 its engine with the blocks as of now, the subject's consent history and latest
-erasure; the signals recorded (then the history read again); the list made by the
+erasure; the signals recorded (the history as of that write, without a second read); the list made by the
 engine and its decision queued with the call's trail record
 (:class:`~governance.api.services.call_sink.CallAttributingSink`); the commit
 awaited on the event loop.
@@ -31,7 +31,10 @@ read-only snapshot (:mod:`governance.api.reads`: prepared statements on a pooled
 connection; a SQLAlchemy snapshot when the deployments must be read too): on
 SQLite that read does not queue behind the writer for the write lock, and
 everything committed before the request began (a block, a withdrawal, an
-erasure) is seen by it; nothing of it is cached across requests. A request
+erasure) is seen by it. A subject's consent state is kept across requests only
+as far as one indexed query in that snapshot shows it unchanged (its secret, its
+counts of consent and suppression rows: :class:`audits.consent.ConsentReadCache`),
+so a change committed by any process is seen by the next request. A request
 without a consent signal writes nothing but its decision and its trail record.
 
 A refusal is raised as the API's :class:`~governance.api.errors.Problem` (404: no
@@ -49,23 +52,24 @@ from typing import Any
 import anyio.to_thread
 from sqlalchemy.orm import Session
 
-from audits.consent import read_consent_history
+from audits.consent import read_consent_state
 from audits.decisions import DecisionReceipt
 from governance import packs as pack_store
 from governance.api.errors import Problem
 from governance.api.schemas.recommendations import RecommendationCreate
 from governance.api.services import call_sink
 from governance.api.services.call_sink import CallAttributingSink
+from governance.api.services.experiments import experiment_in_force
+from governance.api.services.experiments import route as route_experiment
 from governance.api.services.engines import SHUTTING_DOWN, EngineCache, NotReady, artifact_location
 from governance.consent.gpc import gpc_opt_out
 from governance.consent.tcf import decode_tc_string
 from governance.deploy import deployed_versions
 from governance.governed_list import consent_records
 from governance.policy import LoadedPack
-from governance.privacy import record_consent_from_request, request_signals_unchanged
+from governance.privacy.consent import record_request_signals, request_signals_unchanged
 from governance.serving import ServedList, ServeRequest, ServingEngine
 from governance.shadow import NOTHING_IN_PRODUCTION, canary_bucket
-from governance.suppressed import erasure_seq
 from recommender.errors import DataError
 
 __all__ = [
@@ -155,7 +159,7 @@ async def decide_on_loop(prepared: Prepared, cache: EngineCache) -> Decided:
     try:
         plan = engine.begin(serve_request)
         made = None
-        if cache.compute is not None and plan.mode == "personalized" and plan.allowed is None:
+        if cache.compute is not None and plan.mode == "personalized" and plan.allowed is None and engine.list_cache is None:
             made = await cache.compute.personalize(plan.personalizer, plan.row, plan.length or serve_request.k)
         if cache.closed:  # the service began to stop meanwhile
             raise Problem(503, SHUTTING_DOWN)
@@ -207,26 +211,34 @@ def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> P
     snapshot = ctx.reads.snapshot() if body.model_version is not None else store.snapshot()
     with snapshot as read:
         model_version, shadow_refs, deployment = _model_to_serve(read, body, ctx.settings)
+        experiment = experiment_in_force(read) if body.model_version is None else None
         location = artifact_location(read, model_version)
         if location is None:
             raise Problem(404, NO_MODEL.format(model_version=model_version))
         engine = cache.engine(loaded, model_version, location, read, built_only=inline)
-        history = read_consent_history(read, body.subject)
-        erased = erasure_seq(read, body.subject)  # an erasure is never undone: read once, with or without a signal
+        # The consent history and the latest erasure (never undone: read once, with or without a signal), through
+        # the process's cache, which checks the subject's version in this snapshot (audits.consent.ConsentReadCache).
+        state = read_consent_state(read, body.subject)
+        history, erased = state.history(), state.erasure_seq
     # Nothing to record: what record_consent_from_request answers for a request without a signal, or
     # for a signal already on record (a browser sends Sec-GPC: 1 on every request): a read, no write.
     signals: dict[str, Any] | None = {"gpc": False, "tcf": None, "recorded": [], "unchanged": [], "ignored": []}
     if signalled:
         signals = request_signals_unchanged(history, pack=loaded, headers=ctx.headers, tcf=body.tcf)
-    if signals is None:  # a signal that changes the record: written (on a worker thread), then the history read again
+    if signals is None:  # a signal that changes the record: written (on a worker thread), the history as of that write
         if inline:
             raise NotReady
-        signals = record_consent_from_request(store, body.subject, pack=loaded, headers=ctx.headers, tcf=body.tcf, actor=ctx.actor)
-        with ctx.reads.snapshot() as read:
-            history = read_consent_history(read, body.subject)
+        signals, history = record_request_signals(store, body.subject, pack=loaded, headers=ctx.headers, tcf=body.tcf, actor=ctx.actor)
     if cache.closed:  # a service that is shutting down refuses (503) before it decides anything
         raise Problem(503, SHUTTING_DOWN)
-    serve_request = ServeRequest(body.subject, k=body.k, consent=consent_records(history), gpc=gpc, tcf=body.tcf, erasure_seq=erased)
+    context = {"region": body.region} if body.region else {}
+    serve_request = ServeRequest(
+        body.subject, k=body.k, consent=consent_records(history), gpc=gpc, tcf=body.tcf, context=context, erasure_seq=erased
+    )
+    if experiment is not None:  # the variant the subject is assigned to serves (governance.api.services.experiments)
+        engine, serve_request, assigned = route_experiment(experiment, serve_request, engine, pack_ref=body.pack, ctx=ctx, inline=inline)
+        deployment = {**(deployment or {}), "experiment": assigned}
+        loaded = engine.loaded
     return Prepared(engine, serve_request, signals, deployment, loaded, shadow_refs, ctx.actor, gpc)
 
 
