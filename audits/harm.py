@@ -43,6 +43,7 @@ from audits.models import (
 )
 from audits.sealing import seal_report_reason
 from audits.subjects import subject_record_key
+from audits.online_store import invalidate_everyone_after_commit
 from audits.trail import append_event, format_time, lock_head
 from recommender.errors import ConfigError, DataError
 
@@ -122,6 +123,7 @@ def flag_item(
     )
     session.add(row)
     session.flush()
+    invalidate_everyone_after_commit(session)  # what is kept out of lists may have changed
     return row
 
 
@@ -147,6 +149,7 @@ def set_flag_active(
     row.active = active
     row.trail_seq = event.seq
     session.flush()
+    invalidate_everyone_after_commit(session)  # what is kept out of lists may have changed
     return row
 
 
@@ -244,6 +247,7 @@ def open_case(
     )
     session.add(row)
     session.flush()
+    invalidate_everyone_after_commit(session)  # what is kept out of lists may have changed
     return row
 
 
@@ -305,6 +309,7 @@ def transition_case(
         row.action = action
     row.trail_seq = event.seq
     session.flush()
+    invalidate_everyone_after_commit(session)  # a case under review keeps its item out; a closed one may not
     if action is not None:
         reason = note or f"escalation case {row.id} ({row.rule_id}): {row.reason}"
         block_item(session, item_id=row.item_id, blocked=action == "block", reason=reason, case_id=row.id, actor=actor)
@@ -342,6 +347,7 @@ def block_item(
         session.add(row)
     row.blocked, row.reason, row.case_id, row.changed_at, row.trail_seq = blocked, reason, case_id, now, event.seq
     session.flush()
+    invalidate_everyone_after_commit(session)  # the online store's cached lists were made under the old blocks
     return row
 
 
