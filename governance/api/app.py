@@ -39,6 +39,7 @@ from governance.api.routes import (
     trail,
 )
 from governance.api.routes.feedback import router as feedback_router
+from governance.api.routes.ope import router as ope_router
 from governance.api.services.engines import close_engines, engines_of
 from governance.api.settings import ApiSettings
 from recommender.als import pin_blas_single_thread
@@ -101,6 +102,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     for module in (health, packs, trail, lineage, consent, recommendations, deployments, deployment_policy, harm, subjects, audits, *review):
         app.include_router(module.router)
     app.include_router(feedback_router)
+    app.include_router(ope_router)  # off-policy evaluation from the decision log
     app.include_router(console_router)  # the reviewer's console: HTML pages under /console, outside the OpenAPI document
     install_metrics(app)  # GET /metrics (viewer) and per-route latency, errors, decisions
     app.add_middleware(OptionsAnswer)  # OPTIONS on every path: 204 with the methods it has in Allow
