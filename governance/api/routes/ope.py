@@ -49,7 +49,7 @@ from recommender.errors import ConfigError
 
 __all__ = ["ACTION", "REFUSED_KIND", "router"]
 
-router = APIRouter(prefix="/v1/ope", tags=["ope"], responses=problems(401, 403, 422, 500))
+router = APIRouter(prefix="/v1/ope", tags=["ope"], responses=problems(401, 403, 413, 422, 500))
 
 ACTION = "api.ope.evaluate"
 """The trail action whose payload holds a report (and of refused calls, with ``refused: true``)."""
