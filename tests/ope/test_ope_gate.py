@@ -148,3 +148,31 @@ def test_a_bad_off_policy_rule_is_a_located_pack_error() -> None:
         issues = [i for i in err.value.issues if i.severity == "error"]
         assert issues and any(says in i.message or says in i.path for i in issues), issues
         assert all(i.line is not None for i in issues), issues
+
+
+def test_the_command_line_gate_exit_codes(store: Store, db_url: str, tmp_path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from governance.cli import app
+
+    logged_text = pack_text(LOGGED)
+    _fill(store, 1500, logged_text, world=_world())
+    (tmp_path / "logged.yaml").write_text(logged_text)
+    (tmp_path / "tail.txt").write_text("".join(f"item-{t}-{j}\n" for t in range(TYPES) for j in TAIL))
+    runner = CliRunner()
+    base = ["ope", db_url, "--logged-pack", str(tmp_path / "logged.yaml"), "--kind", "click", "--bootstrap", "200", "--provider-group", f"tail={tmp_path / 'tail.txt'}"]
+    for name, target, code in (("better", COLD, 0), ("worse", HOT, 1)):
+        (tmp_path / f"{name}.yaml").write_text(_rules_text(target, "9.1.0", {"quality": [CLICKS]}))
+        args = [*base, "--target-pack", str(tmp_path / f"{name}.yaml"), "--gate"]
+        done = runner.invoke(app, [*args, "--json"], catch_exceptions=False)
+        assert done.exit_code == code, done.output
+        assert json.loads(done.stdout)["gate"]["decision"]["passed"] is (code == 0)
+        human = runner.invoke(app, args, catch_exceptions=False)
+        assert human.exit_code == code and ("gate: passed" if code == 0 else "gate: blocked") in human.stdout
+        assert "exposure tail" in human.stdout
+        assert runner.invoke(app, [*base, "--target-pack", str(tmp_path / f"{name}.yaml")]).exit_code == 0  # without --gate: a report
+    for bad, says in (("tail", "NAME=FILE"), (f"tail={tmp_path / 'none.txt'}", "cannot be read")):
+        done = runner.invoke(app, ["ope", db_url, "--logged-pack", str(tmp_path / "logged.yaml"), "--target-pack", str(tmp_path / "better.yaml"), "--provider-group", bad])
+        assert done.exit_code == 2 and says in done.output, done.output
