@@ -20,8 +20,8 @@ MAX_DECISIONS = 5_000
 (more under load), so this keeps a request within seconds; ``recgov ope`` has no such bound."""
 MAX_BOOTSTRAP = 2_000
 """The most bootstrap resamples per interval."""
-MAX_SEGMENT = 10_000
-"""The most item ids in a segment."""
+MAX_SEGMENT = 1_000
+"""The most item ids in a segment (a body stays far below the installation's body limit; larger segments: `recgov ope --segment-items`)."""
 
 _Ref = Annotated[str, Field(min_length=1, max_length=200, pattern=IDENTIFIER)]
 OutcomeKind = Literal["impression", "click", "conversion", "dwell", "rating"]
