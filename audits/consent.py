@@ -55,7 +55,11 @@ second import of the same rows add nothing.
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -87,15 +91,21 @@ from audits.subjects import (
 from audits.suppression import _lookup as _suppression_lookup
 from audits.suppression import suppression_as_records, suppression_records
 from audits.trail import append_event, format_time
+from recommender.errors import ConfigError
 
 __all__ = [
+    "MAX_CACHED_SUBJECTS",
     "BatchOutcome",
+    "ConsentReadCache",
+    "ConsentState",
     "append_consent_batch",
     "consent_history",
     "consent_states",
     "effective_consent",
     "lookup_pseudonyms",
     "read_consent_history",
+    "read_consent_state",
+    "consent_read_cache",
     "record_consent",
 ]
 
@@ -255,13 +265,20 @@ def _open_evidence(bind: Any, key: bytes, who: str, derived: bytes, records: lis
         record["evidence"] = opened
 
 
-def _suppressed_records(bind: Session | Connection | Any, key: bytes, raw: bytes) -> list[dict[str, Any]]:
-    """:func:`audits.suppression.suppression_records` as one core statement (the same dicts; a test holds them equal)."""
+def _suppressed_row(bind: Session | Connection | Any, key: bytes, raw: bytes) -> tuple[list[dict[str, Any]], int | None]:
+    """The subject's latest suppression as consent records (:func:`audits.suppression.suppression_records`,
+    one core statement; a test holds them equal) and its trail seq, the subject's latest erasure
+    (:func:`governance.suppressed.erasure_seq` reads the same row); ``([], None)`` without one."""
     row = bind.execute(_LATEST_SUPPRESSION, {"lookup": _suppression_lookup(key, raw)}).one_or_none()
     if row is None:
-        return []
+        return [], None
     row_id, denied, erased_at, trail_seq = row
-    return suppression_as_records(row_id, denied, erased_at, trail_seq)
+    return suppression_as_records(row_id, denied, erased_at, trail_seq), None if trail_seq is None else int(trail_seq)
+
+
+def _suppressed_records(bind: Session | Connection | Any, key: bytes, raw: bytes) -> list[dict[str, Any]]:
+    """:func:`audits.suppression.suppression_records` as one core statement (the same dicts; a test holds them equal)."""
+    return _suppressed_row(bind, key, raw)[0]
 
 
 def read_consent_history(bind: Connection | Session | Any, subject_id: str | int) -> list[dict[str, Any]]:
@@ -281,6 +298,147 @@ def read_consent_history(bind: Connection | Session | Any, subject_id: str | int
     key = reading_installation_key(bind)
     raw = _subject_bytes(subject_id)
     return sorted([*_records_of(bind, key, raw), *_suppressed_records(bind, key, raw)], key=_order_key)
+
+
+# -- the serving path's cached read -------------------------------------------------------------
+MAX_CACHED_SUBJECTS = 65_536
+"""Subjects whose consent state a serving process keeps (least recently served dropped first): about
+a kilobyte each, so tens of megabytes, whatever the number of subjects in the store."""
+
+# The version of one subject's consent state, in ONE statement of three index lookups: its secret
+# (gone when shredded, another when it came back), the number of its consent rows, the number of its
+# suppression rows. Both tables are append-only (triggers refuse UPDATE and DELETE), so within a
+# secret a count names one set of rows: the same count is the same rows, a new record or
+# suppression committed by any process (this one, the CLI, another worker) raises it. A count,
+# not max(id): PostgreSQL hands out ids before commit, so a smaller id may commit after a larger one.
+_STATE_VERSION = select(
+    select(SubjectSecret.secret).where(SubjectSecret.lookup == bindparam("lookup")).scalar_subquery(),
+    select(func.count()).select_from(ConsentRecordRow).where(ConsentRecordRow.subject == bindparam("subject")).scalar_subquery(),
+    select(func.count()).select_from(Suppression).where(Suppression.lookup == bindparam("suppression")).scalar_subquery(),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentState:
+    """A subject's consent as a served list needs it: the history (:func:`read_consent_history`) and their latest erasure."""
+
+    records: tuple[dict[str, Any], ...]
+    """Consent records and suppression restrictions, oldest first; shared by the cache: read them with :meth:`history`."""
+    erasure_seq: int | None
+    """The trail seq of the subject's latest erasure (:func:`governance.suppressed.erasure_seq`), None if never erased."""
+
+    def history(self) -> list[dict[str, Any]]:
+        """The records as :func:`read_consent_history` returns them: fresh dicts (evidence copied too) the caller may change."""
+        return [{**record, "evidence": _copied(record["evidence"])} for record in self.records]
+
+
+def _copied(value: Any) -> Any:
+    """A deep copy of decoded JSON (dicts, lists, scalars), without copy.deepcopy's per-object bookkeeping."""
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copied(v) for v in value]
+    return value
+
+
+class ConsentReadCache:
+    """Consent states of recently served subjects, each checked against the store by one query per read.
+
+    A hit costs the version statement (:data:`_STATE_VERSION`: three index lookups in one round
+    trip) instead of three reads, the opening of sealed evidence and the records' decoding; a miss
+    costs the version statement more than an uncached read. Nothing is trusted across requests
+    without that check, so every change committed before the request's snapshot began (a grant, a
+    withdrawal, a GPC opt-out, a suppression, an erasure's shredding), by whatever process, is seen
+    by it. Only read-only snapshots may use it (a write transaction's own uncommitted rows would be
+    counted, then rolled back). Thread-safe.
+    """
+
+    def __init__(self, max_subjects: int = MAX_CACHED_SUBJECTS) -> None:
+        if isinstance(max_subjects, bool) or not isinstance(max_subjects, int) or max_subjects < 1:
+            raise ConfigError(f"max_subjects must be a positive integer; got {max_subjects!r}")
+        self.max_subjects = max_subjects
+        self._entries: OrderedDict[tuple[bytes, bytes], tuple[tuple[Any, int, int], str, ConsentState]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def read(self, bind: Connection | Any, subject_id: str | int) -> ConsentState:
+        """The subject's consent state as of ``bind``'s read-only snapshot (cached when unchanged)."""
+        key = reading_installation_key(bind)
+        raw = _subject_bytes(subject_id)
+        entry_key = (key, raw)
+        with self._lock:
+            entry = self._entries.get(entry_key)
+        lookup, suppression = _lookup(key, raw), _suppression_lookup(key, raw)
+        pseudonym = entry[1] if entry is not None else ""
+        version = tuple(bind.execute(_STATE_VERSION, {"lookup": lookup, "subject": pseudonym, "suppression": suppression}).one())
+        if entry is not None and entry[0] == version:
+            with self._lock:
+                self.hits += 1
+                if entry_key in self._entries:
+                    self._entries.move_to_end(entry_key)
+            return entry[2]
+        state, who = _read_state(bind, key, raw, version[0])
+        if who != pseudonym:  # the counted rows were another pseudonym's: count this one's (same snapshot)
+            version = tuple(bind.execute(_STATE_VERSION, {"lookup": lookup, "subject": who, "suppression": suppression}).one())
+        with self._lock:
+            self.misses += 1
+            self._entries[entry_key] = (version, who, state)
+            self._entries.move_to_end(entry_key)
+            while len(self._entries) > self.max_subjects:
+                self._entries.popitem(last=False)
+        return state
+
+    def clear(self) -> None:
+        """Forget every subject (the next read of each goes to the store)."""
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _read_state(bind: Any, key: bytes, raw: bytes, secret: str | None) -> tuple[ConsentState, str]:
+    """The subject's state read uncached (``secret``: theirs, as read in the same snapshot), and their pseudonym ("" without one)."""
+    records: list[dict[str, Any]] = []
+    who = ""
+    if secret is not None:
+        who = _pseudonym(secret, raw)
+        records = [dict(zip(_RECORD_FIELDS, row, strict=True)) for row in bind.execute(_RECORDS_OF, {"subject": who})]
+        _open_evidence(bind, key, who, record_key(secret), records)
+    suppressed, erased = _suppressed_row(bind, key, raw)
+    history = sorted([*records, *suppressed], key=_order_key)
+    return ConsentState(tuple(history), erased), who
+
+
+_CACHES: weakref.WeakKeyDictionary[Any, ConsentReadCache] = weakref.WeakKeyDictionary()
+_CACHES_LOCK = threading.Lock()
+
+
+def consent_read_cache(engine: Any) -> ConsentReadCache:
+    """The serving process's consent cache for one store's engine (made at the first use)."""
+    with _CACHES_LOCK:
+        cache = _CACHES.get(engine)
+        if cache is None:
+            cache = _CACHES[engine] = ConsentReadCache()
+        return cache
+
+
+def read_consent_state(bind: Connection | Any, subject_id: str | int, *, cached: bool = True) -> ConsentState:
+    """A subject's consent history and latest erasure for a served list, from a READ-ONLY snapshot.
+
+    The same history as :func:`read_consent_history` and the same erasure as
+    :func:`governance.suppressed.erasure_seq` (one read of the suppression row
+    for both). ``cached``: through the engine's :class:`ConsentReadCache`, which
+    checks each subject's version in the same snapshot (see there); False
+    reads everything.
+    """
+    if cached:
+        return consent_read_cache(bind.engine).read(bind, subject_id)
+    key = reading_installation_key(bind)
+    raw = _subject_bytes(subject_id)
+    secret = bind.execute(_SECRET_OF, {"lookup": _lookup(key, raw)}).scalar_one_or_none()
+    return _read_state(bind, key, raw, secret)[0]
 
 
 def effective_consent(session: Session, subject_id: str | int) -> dict[str, dict[str, Any]]:

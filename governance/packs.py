@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from governance.located import PolicyError
 from governance.policy import LoadedPack, load_pack, parse_pack
 from governance.policydiff import diff_packs
 from recommender.errors import ConfigError
@@ -126,7 +127,13 @@ def list_packs(packs_dir: Path) -> list[dict[str, Any]]:
         loaded = load_pack(path)
         out.append({"origin": "shipped", "ref": path.stem, **loaded.stamp()})
     for path in sorted(packs_dir.glob("*/*.yaml")):
-        loaded = load_pack(path)
+        try:
+            loaded = load_pack(path)
+        except PolicyError as err:  # a file put there by hand that is no valid pack: listed with its fault, never a 500
+            name, version = path.parent.name, path.stem
+            fault = str(err).replace(str(packs_dir) + "/", "")
+            out.append({"origin": "stored", "ref": f"{name}@{version}", "pack": name, "pack_version": version, "pack_hash": "", "error": fault})
+            continue
         out.append({"origin": "stored", "ref": f"{loaded.name}@{loaded.version}", **loaded.stamp()})
     return out
 

@@ -33,6 +33,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_serializer, model_validator
 
 import governance.checks  # noqa: F401  (registers every check)
+from governance.lifecycle.section import LifecycleSection
 from governance.located import TOO_LARGE, YAML_LIMITS, PackIssue, PolicyError, load_yaml, validate_located
 from governance.registry import Check, registered_checks
 from governance.rerank import registered_rerankers
@@ -628,6 +629,8 @@ class PolicyPack(_Strict):
     """Intended use, out-of-scope use and limitations, shown in the report's model card."""
     systemic_risks: list[SystemicRisk] | None = None
     """DSA Art. 34/35: the risks assessed, each with its likelihood, severity and mitigations."""
+    lifecycle: LifecycleSection | None = None
+    """Monitoring, retrain triggers, the canary's watch and retirement (absent: nothing is watched or retrained automatically)."""
     logging_policy: LoggingPolicySection | None = None
     """A stochastic logging policy after the governed re-ranking, with exact propensities in every decision
     (absent: lists are deterministic, and cannot evaluate another policy off-line)."""
@@ -657,7 +660,7 @@ class PolicyPack(_Strict):
     def _omit_absent(self, handler: Any) -> dict[str, Any]:
         """Leave absent optional sections out, so a pack without them keeps the hash it always had."""
         data = handler(self)
-        for key in (*ACCOUNTABILITY, "logging_policy"):
+        for key in (*ACCOUNTABILITY, "logging_policy", "lifecycle"):
             if data.get(key) is None:
                 data.pop(key, None)
         return data

@@ -588,3 +588,30 @@ def generate_chunk(
         "session": ev_session.astype(np.int64),
         "device": device[ev_session],
     }
+
+
+# -- a shift of tastes ------------------------------------------------------------
+
+
+def shift_tastes(spec: SyntheticSpec, catalog: Catalog, item: np.ndarray, timestamp: np.ndarray, genuine: np.ndarray) -> np.ndarray:
+    """``item`` with every genuine engagement from ``spec.taste_shift_at`` on moved to another item.
+
+    The move is one fixed permutation of the items within each provider group
+    (drawn from the seed, no item left in place where the group has two or more):
+    what users liked before the shift they like no more, the favoured group keeps
+    its share of events, and the popularity law is unchanged. Bots do not change.
+    """
+    if spec.taste_shift_at is None:
+        return item
+    rng = rng_for(spec, 9)
+    target = np.arange(len(catalog.favoured))
+    for group in (True, False):
+        members = np.flatnonzero(catalog.favoured == group)
+        if len(members) > 1:
+            cycle = members[rng.permutation(len(members))]
+            target[cycle] = np.roll(cycle, -1)  # one cycle through the group: no item keeps its place
+    after = genuine & (timestamp >= to_ns(spec.taste_shift_at))
+    out = item.copy()
+    known = after & (item < len(target))
+    out[known] = target[item[known]].astype(item.dtype)
+    return out

@@ -152,6 +152,13 @@ class SyntheticSpec(BaseModel):
     """End of the log (UTC); at least a week after ``start``. Genuine events lie in
     ``[start, end]``; both lie between 1980 and 2150."""
 
+    taste_shift_at: datetime | None = None
+    """A shift of tastes at this time (UTC): from then on, every genuine engagement
+    goes to another item of the same provider group (one fixed permutation drawn
+    from the seed), so what users liked before they like no more, while the
+    popularity law and the provider groups' shares stay; a model trained before
+    the shift serves stale lists after it. None: tastes never change."""
+
     mean_session_length: float = Field(6.0, ge=1, le=200)
     """Mean number of events per session, roughly: a session holds whole engagements
     (a funnel on one item, or a rating), and light users' sessions are shorter."""
@@ -196,9 +203,11 @@ class SyntheticSpec(BaseModel):
     """Dirt: share of genuine rows (taken among rating events, at most all of them)
     whose rating is outside 1..5."""
 
-    @field_validator("start", "end")
+    @field_validator("start", "end", "taste_shift_at")
     @classmethod
-    def _to_utc(cls, value: datetime) -> datetime:
+    def _to_utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
@@ -449,6 +458,7 @@ def generate(spec: SyntheticSpec | None = None, *, show_progress: bool = False) 
     n_genuine_sessions = int(session_number.max(initial=-1)) + 1
     session_number[~is_genuine] = n_genuine_sessions + pd.factorize(columns["session"][~is_genuine])[0]
     columns["session"] = session_number
+    columns["item"] = world.shift_tastes(spec, catalog, columns["item"], columns["timestamp"], is_genuine)
     columns, n_unknown = _plant_dirt(spec, columns, genuine)
     events = _assemble(spec, columns, population, catalog, n_unknown)
     return Dataset(

@@ -64,6 +64,7 @@ from audits.models.lineage import (
     ModelVersion,
     TrainingRun,
 )
+from audits.models.monitoring import TERMINAL_TICKET_STATES, TICKET_STATES, ModelProfile, MonitorRun, RetrainTicket
 from audits.models.outcomes import ATTRIBUTED, ATTRIBUTIONS, OUTCOME_KINDS, OUTCOME_SOURCES, UNATTRIBUTED, OutcomeEvent
 from audits.models.privacy import (
     CONSENT_RESTRICTIVENESS,
@@ -141,6 +142,12 @@ __all__ = [
     "DECISION_MODES",
     # feedback
     "OutcomeEvent",
+    # monitoring and the model lifecycle
+    "MonitorRun",
+    "ModelProfile",
+    "RetrainTicket",
+    "TICKET_STATES",
+    "TERMINAL_TICKET_STATES",
     "OUTCOME_KINDS",
     "OUTCOME_SOURCES",
     "ATTRIBUTIONS",

@@ -40,6 +40,8 @@ from governance.api.routes import (
 )
 from governance.api.routes.feedback import router as feedback_router
 from governance.api.routes.ope import router as ope_router
+from governance.api.routes.monitor import install_monitor_metrics
+from governance.api.routes.monitor import router as monitor_router
 from governance.api.services.engines import close_engines, engines_of
 from governance.api.settings import ApiSettings
 from recommender.als import pin_blas_single_thread
@@ -72,8 +74,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         await anyio.to_thread.run_sync(cache.start_decision_log)
         app.state.pack_parser = PackParser()  # posted packs are parsed there, never on the loop's interpreter
         app.state.pack_parser.start()
-        # The OpenAPI document is built once, now, on a worker thread: the error handlers read it (the
-        # paths that name a subject), and built by the first problem it held the event loop for seconds.
+        # The OpenAPI document is built once, now, on a worker thread: built by the first request for
+        # it (a client generator, a fuzzer), it held the event loop, and every list behind it, for seconds.
         await anyio.to_thread.run_sync(app.openapi)
         # Background audits: interrupted jobs are failed and queued ones started again;
         # at shutdown running audits finish (and are recorded) before the store closes.
@@ -103,8 +105,10 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(feedback_router)
     app.include_router(ope_router)  # off-policy evaluation from the decision log
+    app.include_router(monitor_router)
     app.include_router(console_router)  # the reviewer's console: HTML pages under /console, outside the OpenAPI document
     install_metrics(app)  # GET /metrics (viewer) and per-route latency, errors, decisions
+    install_monitor_metrics(app)  # and the latest monitoring pass's figures, read at each scrape
     app.add_middleware(OptionsAnswer)  # OPTIONS on every path: 204 with the methods it has in Allow
     # Outermost but for the server's own: a body past the limit is refused before or while it streams in.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

@@ -406,6 +406,12 @@ def train_command(
         from governance.cli._common import load_or_fail
 
         loaded = load_or_fail(pack, json_output=json_output)
+        if not loaded.pack.consent.purposes:
+            # A pack without consent rules (the baseline) filters nothing by consent: training sees what
+            # its audit's training sees, every event but those of erased subjects (drop_erased_events).
+            if not json_output:
+                console.print(f"pack {loaded.name} lists no consent purpose: training on every event but erased subjects'", highlight=False)
+            loaded = None
     with user_errors():
         if len(country) != 3 or not country.isalpha() or not country.isupper():
             raise ConfigError(f"--country must be an ISO 3166-1 alpha-3 code such as USA or DEU. Got {country!r} instead.")

@@ -225,3 +225,20 @@ def test_consent_under_a_pack_that_erases_on_withdrawal_opens_the_erasure_reques
     with server.client("auditor") as client:
         erasures = client.get("/v1/requests", params={"kind": "erasure", "status": "received"}).json()["requests"]
     assert request["id"] in [r["id"] for r in erasures]
+
+
+def test_a_stored_file_that_is_no_pack_is_listed_with_its_fault_not_a_500(server) -> None:
+    broken = server.home / "packs" / "handmade" / "0.1.0.yaml"
+    broken.parent.mkdir(parents=True, exist_ok=True)
+    broken.write_text("metadata: [not, a, mapping\n", encoding="utf-8")
+    try:
+        with server.client("viewer") as client:
+            response = client.get("/v1/packs")
+    finally:
+        broken.unlink()
+        broken.parent.rmdir()
+    assert response.status_code == 200, response.text
+    entry = next(p for p in response.json()["packs"] if p["ref"] == "handmade@0.1.0")
+    assert entry["pack_hash"] == "" and entry["error"] and "handmade/0.1.0.yaml" in entry["error"]
+    assert str(server.home) not in entry["error"]  # the server's own paths stay on the server
+    assert all(p["error"] is None for p in response.json()["packs"] if p["ref"] != "handmade@0.1.0")

@@ -128,3 +128,16 @@ def test_train_under_a_pack_leaves_out_who_may_not_be_profiled(recgov_home: Path
     assert refused.exit_code == 2
     assert "no event may be used for training under the pack" in refused.stderr and "no_consent_record" in refused.stderr
     assert runner.invoke(app, [*base[:-2], "--as-of", "soon"]).exit_code == 2
+
+
+def test_train_under_a_pack_without_consent_rules_trains_as_its_audit_does(recgov_home: Path) -> None:
+    """The baseline pack lists no consent purpose: every event but erased subjects' is kept, not a refusal."""
+    base = ["train", SMALL, "--no-tune", "--no-carbon", "--factors", "4", "--iterations", "2", "--json"]
+    doc = json.loads(invoke(*base, "--pack", "baseline").stdout)
+    plain = json.loads(invoke(*base).stdout)
+    assert doc["privacy_filter"]["events"] == plain["privacy_filter"]["events"]
+    assert doc["privacy_filter"]["events"]["kept"] == doc["privacy_filter"]["events"]["total"] > 0
+    erased = invoke("subject", "erase", "u000003", "--pack", "baseline")
+    assert erased.exit_code == 0, erased.output
+    after = json.loads(invoke(*base, "--pack", "baseline").stdout)["privacy_filter"]["events"]
+    assert after["excluded"]["erased"] > 0 and after["kept"] == doc["privacy_filter"]["events"]["kept"] - after["excluded"]["erased"]

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from governance import packs as pack_store
 from governance.api.deps import AuditKey, ReadKey, SettingsDep, StoreDep
 from governance.api.errors import UNKNOWN_MODEL, Problem, problems
 from governance.api.schemas import IDENTIFIER
 from governance.api.schemas.records import Disclosure, ProcessingRecord
+from governance.api.services.engines import engines_of
 from governance.audit import recorded_model
 from governance.disclosure import disclosure
 from governance.policy import LoadedPack
@@ -33,9 +34,10 @@ MAX_RECIPIENTS = 50
 PackRef = Annotated[str, Query(min_length=1, max_length=200, pattern=IDENTIFIER, description="The pack in force: a shipped name or NAME@VERSION.", examples=["eu-gdpr-dsa"])]
 
 
-def _pack(settings: Any, ref: str) -> LoadedPack:
+def _pack(request: Request, settings: Any, ref: str) -> LoadedPack:
+    """The pack in force, through the app's pack cache: parsed again only when its file changed."""
     try:
-        return pack_store.load_ref(settings.packs_dir, ref)
+        return engines_of(request.app).pack(settings.packs_dir, ref)
     except pack_store.PackNotFound as err:
         raise Problem(404, str(err)) from None
 
@@ -55,6 +57,7 @@ RECIPIENTS = {
     "consent records, subject requests and decisions served, counted in the store.",
 )
 def get_processing_record(
+    request: Request,
     store: StoreDep,
     settings: SettingsDep,
     key: AuditKey,
@@ -72,7 +75,7 @@ def get_processing_record(
     for name in recipient or ():
         if not name.strip() or len(name) > 500 or "\x00" in name:
             raise Problem(422, f"each recipient must be 1 to 500 characters of text without NUL; got {name[:40]!r}")
-    return processing_record(_pack(settings, pack), store, recipients=recipient or None)
+    return processing_record(_pack(request, settings, pack), store, recipients=recipient or None)
 
 
 @router.get(
@@ -83,13 +86,14 @@ def get_processing_record(
     "(Art. 38's list not based on profiling among them), from the pack and, with `model_version`, that model's parameters.",
 )
 def get_disclosure(
+    request: Request,
     store: StoreDep,
     settings: SettingsDep,
     key: ReadKey,
     pack: PackRef,
     model_version: Annotated[str | None, Query(min_length=1, max_length=128, pattern=IDENTIFIER, description="A recorded model version whose parameters to describe.")] = None,
 ) -> dict[str, Any]:
-    loaded = _pack(settings, pack)
+    loaded = _pack(request, settings, pack)
     params = None
     if model_version is not None:
         try:

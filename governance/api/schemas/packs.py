@@ -41,6 +41,10 @@ class PackRef(PackStamp):
 
     origin: Literal["shipped", "stored"]
     ref: str = Field(description="A shipped pack's name, or NAME@VERSION for a stored one.")
+    error: str | None = Field(
+        default=None,
+        description="Set when a stored file is no valid pack (its located fault; it cannot be served with); pack_hash is then empty.",
+    )
 
 
 class PackList(BaseModel):

@@ -31,7 +31,10 @@ read-only snapshot (:mod:`governance.api.reads`: prepared statements on a pooled
 connection; a SQLAlchemy snapshot when the deployments must be read too): on
 SQLite that read does not queue behind the writer for the write lock, and
 everything committed before the request began (a block, a withdrawal, an
-erasure) is seen by it; nothing of it is cached across requests. A request
+erasure) is seen by it. A subject's consent state is kept across requests only
+as far as one indexed query in that snapshot shows it unchanged (its secret, its
+counts of consent and suppression rows: :class:`audits.consent.ConsentReadCache`),
+so a change committed by any process is seen by the next request. A request
 without a consent signal writes nothing but its decision and its trail record.
 
 A refusal is raised as the API's :class:`~governance.api.errors.Problem` (404: no
@@ -49,7 +52,7 @@ from typing import Any
 import anyio.to_thread
 from sqlalchemy.orm import Session
 
-from audits.consent import read_consent_history
+from audits.consent import read_consent_state
 from audits.decisions import DecisionReceipt
 from governance import packs as pack_store
 from governance.api.errors import Problem
@@ -65,7 +68,6 @@ from governance.policy import LoadedPack
 from governance.privacy import record_consent_from_request, request_signals_unchanged
 from governance.serving import ServedList, ServeRequest, ServingEngine
 from governance.shadow import NOTHING_IN_PRODUCTION, canary_bucket
-from governance.suppressed import erasure_seq
 from recommender.errors import DataError
 
 __all__ = [
@@ -211,8 +213,10 @@ def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> P
         if location is None:
             raise Problem(404, NO_MODEL.format(model_version=model_version))
         engine = cache.engine(loaded, model_version, location, read, built_only=inline)
-        history = read_consent_history(read, body.subject)
-        erased = erasure_seq(read, body.subject)  # an erasure is never undone: read once, with or without a signal
+        # The consent history and the latest erasure (never undone: read once, with or without a signal), through
+        # the process's cache, which checks the subject's version in this snapshot (audits.consent.ConsentReadCache).
+        state = read_consent_state(read, body.subject)
+        history, erased = state.history(), state.erasure_seq
     # Nothing to record: what record_consent_from_request answers for a request without a signal, or
     # for a signal already on record (a browser sends Sec-GPC: 1 on every request): a read, no write.
     signals: dict[str, Any] | None = {"gpc": False, "tcf": None, "recorded": [], "unchanged": [], "ignored": []}
@@ -223,7 +227,7 @@ def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> P
             raise NotReady
         signals = record_consent_from_request(store, body.subject, pack=loaded, headers=ctx.headers, tcf=body.tcf, actor=ctx.actor)
         with ctx.reads.snapshot() as read:
-            history = read_consent_history(read, body.subject)
+            history = read_consent_state(read, body.subject).history()
     if cache.closed:  # a service that is shutting down refuses (503) before it decides anything
         raise Problem(503, SHUTTING_DOWN)
     serve_request = ServeRequest(body.subject, k=body.k, consent=consent_records(history), gpc=gpc, tcf=body.tcf, erasure_seq=erased)

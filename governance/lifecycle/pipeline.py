@@ -1,0 +1,226 @@
+"""The retrain pipeline: a ticket's model is retrained, gated, shadowed, canaried, watched, then promoted or rolled back.
+
+A ticket is a state machine persisted in ``retrain_tickets`` (:mod:`audits.monitoring`)::
+
+    open --train--> trained --shadow--> shadow --canary (gate)--> canary --watch--> promoted
+                                                       \\                    \\--> rolled_back
+                                                        \\--> rolled_back (gate refused)
+    (any step that cannot succeed) --> failed
+
+:func:`run_ticket` runs the steps from the ticket's state until it is terminal
+or must wait (the canary's watch has not ended). Each step does its work, then
+records the new state with a ``retrain.step`` trail event; a run that crashed
+between the two is simply run again: every step first looks whether its work
+is done (a training run is reproducible and recorded once under its version; a
+deployment move already made is not made twice), so re-running resumes.
+
+* **train** -- the recipe recorded for the ticket's model
+  (:func:`governance.privacy.training_recipe`) on the given data, through the
+  pack's training filter (:func:`governance.training.train_and_record`), and the
+  new model's profile (:func:`governance.monitoring.build_profile`). A retrain that
+  reproduces the ticket's model (same data) fails the ticket: nothing would change.
+* **shadow**, **canary** -- :func:`governance.deploy.promote`, under the
+  installation's deployment policy: canary passes the gate bound to it.
+* **watch** -- the canary's figures over ``lifecycle.canary.hours`` from the move
+  (as the decisions' times record it), judged against the pack's guardrails; too
+  few lists is a breach (nothing shows it safe).
+* **promote** -- through the production gate; a breach or a refusal retires the
+  canary (``lifecycle.rolled_back``) and production is untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import select
+
+from audits.lineage import record_deployment
+from audits.models import Deployment, TERMINAL_TICKET_STATES
+from audits.monitoring import advance_ticket, get_ticket, record_profile, ticket_doc
+from audits.trail import append_event, lock_head
+from governance.deploy import GateRefused, promote
+from governance.deploy_policy import PackLoader
+from governance.lifecycle.passes import _inputs, lifecycle_of
+from governance.monitoring import build_profile, window_figures
+from governance.policy import LoadedPack
+from recommender.data import Dataset
+
+__all__ = ["NO_RECIPE", "SAME_MODEL", "PipelineContext", "run_ticket", "watch_canary"]
+
+NO_RECIPE = "ticket {id}: the store does not record how model {version} was trained (no ALS parameters); train a model with `recgov train` and deploy it instead"
+SAME_MODEL = "ticket {id}: retraining on this data reproduces model {version} exactly; give the data recorded since, or close the ticket"
+NO_MODEL = "ticket {id} names no model to retrain and nothing is in production"
+
+
+@dataclass(frozen=True)
+class PipelineContext:
+    """What a run of the pipeline needs besides the ticket."""
+
+    store: Any
+    pack: LoadedPack
+    """The pack whose lifecycle section (canary, guardrails) and training filter apply."""
+    dataset: Dataset
+    """The data to retrain on (and the gates' data)."""
+    load_pack: PackLoader
+    """Reads the packs the deployment policy binds to canary and production."""
+    models_dir: Path
+    out_dir: Path
+    items: pd.DataFrame | None = None
+    now: datetime | None = None
+    actor: str | None = None
+    measure_carbon: bool = False
+
+    @property
+    def moment(self) -> datetime:
+        return self.now or datetime.now(UTC)
+
+
+def _stage_in(session: Any, version: str) -> str | None:
+    row = session.scalars(select(Deployment).where(Deployment.model_version_id == version).order_by(Deployment.id.desc()).limit(1)).first()
+    return None if row is None else row.stage
+
+
+def _stage(store: Any, version: str) -> str | None:
+    with store.session() as session:
+        return _stage_in(session, version)
+
+
+def _advance(ctx: PipelineContext, ticket_id: str, *, step: str, expect: str, state: str, report: dict[str, Any], new_model_version: str | None = None) -> str:
+    with ctx.store.session() as session:
+        advance_ticket(session, ticket_id, step=step, state=state, report=report, now=ctx.moment, new_model_version=new_model_version, expect=expect, actor=ctx.actor)
+    return state
+
+
+def _train(ctx: PipelineContext, ticket: dict[str, Any]) -> str:
+    from governance.privacy.retrains import training_recipe
+    from governance.training import train_and_record
+    from recommender.feedback import FeedbackConfig
+
+    version = ticket["model_version"]
+    with ctx.store.session() as session:
+        if version is None:
+            production = session.scalars(select(Deployment).order_by(Deployment.id)).all()
+            latest = {r.model_version_id: r for r in production}
+            version = next((v for v, r in latest.items() if r.stage == "production"), None)
+        recipe = training_recipe(session, version) if version is not None else None
+    if version is None:
+        return _advance(ctx, ticket["id"], step="train", expect="open", state="failed", report={"error": NO_MODEL.format(id=ticket["id"])})
+    if recipe is None:
+        return _advance(ctx, ticket["id"], step="train", expect="open", state="failed", report={"error": NO_RECIPE.format(id=ticket["id"], version=version)})
+    feedback = FeedbackConfig(**recipe["feedback"])
+    run = train_and_record(
+        ctx.dataset, store=ctx.store, models_dir=ctx.models_dir, feedback=feedback, params=recipe["params"], tune=False,
+        random_state=recipe["random_state"], measure_carbon=ctx.measure_carbon, actor=ctx.actor, pack=ctx.pack, now=ctx.now,
+    )  # fmt: skip
+    if run.model_version == version:
+        return _advance(ctx, ticket["id"], step="train", expect="open", state="failed", report={"error": SAME_MODEL.format(id=ticket["id"], version=version)})
+    profile = build_profile(
+        run.result.model, ctx.dataset.events, k=ctx.pack.pack.quality.k, feedback=feedback, random_state=recipe["random_state"],
+        filter_seen=lifecycle_of(ctx.pack).baseline_filter_seen,
+    )  # fmt: skip
+    with ctx.store.session() as session:
+        record_profile(session, model_version=run.model_version, dataset_hash=run.dataset_version, profile=profile, actor=ctx.actor)
+    report = {"model_version": run.model_version, "recipe_of": recipe["from"], "training_run": run.training_run_id, "dataset": run.dataset_version, "offline_hit_rate": profile["offline_hit_rate"]}
+    return _advance(ctx, ticket["id"], step="train", expect="open", state="trained", report=report, new_model_version=run.model_version)
+
+
+def _move(ctx: PipelineContext, version: str, stage: str) -> dict[str, Any]:
+    """Promote ``version`` to ``stage`` unless it is there already (a re-run after a crash)."""
+    if _stage(ctx.store, version) == stage:
+        return {"stage": stage, "already": True}
+    return promote(
+        ctx.store, model_version=version, to_stage=stage, pack=None, load_pack=ctx.load_pack, dataset=ctx.dataset if stage != "shadow" else None,
+        out_dir=ctx.out_dir, models_dir=ctx.models_dir, actor=ctx.actor,
+    )  # fmt: skip
+
+
+def _roll_back(ctx: PipelineContext, ticket: dict[str, Any], *, expect: str, step: str, reasons: list[str], report: dict[str, Any]) -> str:
+    """Retire the ticket's model (the canary, or a model the gate refused) and record why; production is untouched."""
+    version = ticket["new_model_version"]
+    with ctx.store.session() as session:
+        lock_head(session)
+        if _stage_in(session, version) not in ("retired", None):
+            record_deployment(session, model_version=version, stage="retired", actor=ctx.actor)
+        append_event(
+            session, actor=ctx.actor or "recgov", action="lifecycle.rolled_back", objects={"model": version, "ticket": ticket["id"]},
+            payload={"step": step, "reasons": reasons, "at": ctx.moment.isoformat()},
+        )  # fmt: skip
+    return _advance(ctx, ticket["id"], step=step, expect=expect, state="rolled_back", report={**report, "reasons": reasons})
+
+
+def _to_canary(ctx: PipelineContext, ticket: dict[str, Any]) -> str:
+    try:
+        moved = _move(ctx, ticket["new_model_version"], "canary")
+    except GateRefused as err:
+        return _roll_back(ctx, ticket, expect="shadow", step="canary", reasons=err.reasons, report={"audit_id": err.audit_id})
+    return _advance(ctx, ticket["id"], step="canary", expect="shadow", state="canary", report={"since": ctx.moment.isoformat(), "audit_id": moved.get("audit_id")})
+
+
+def _canary_since(ticket: dict[str, Any]) -> datetime:
+    step = next(s for s in reversed(ticket["steps"]) if s["step"] == "canary")
+    return datetime.fromisoformat(step["report"]["since"])
+
+
+def watch_canary(ctx: PipelineContext, ticket: dict[str, Any]) -> dict[str, Any]:
+    """The canary's figures over its watch so far, and the guardrails it breaches (``done``: the watch has ended)."""
+    policy = lifecycle_of(ctx.pack).canary
+    since = _canary_since(ticket)
+    until = since + timedelta(hours=policy.hours)
+    end = min(ctx.moment, until)
+    inputs, *_ = _inputs(ctx.store, ctx.pack, ctx.items, since, end)
+    figures = window_figures(inputs)["models"].get(ticket["new_model_version"], {"lists": 0})
+    breaches = []
+    if figures.get("lists", 0) < policy.min_decisions:
+        breaches.append(f"the canary served {figures.get('lists', 0)} lists, fewer than min_decisions {policy.min_decisions}")
+    for rail in policy.guardrails:
+        value = figures.get(rail.metric)
+        if value is None:
+            breaches.append(f"{rail.metric} could not be measured on the canary")
+        elif rail.max is not None and value > rail.max:
+            breaches.append(f"{rail.metric} {value:.4f} above the guardrail's max {rail.max:g}")
+        elif rail.min is not None and value < rail.min:
+            breaches.append(f"{rail.metric} {value:.4f} below the guardrail's min {rail.min:g}")
+    return {"since": since.isoformat(), "until": until.isoformat(), "done": ctx.moment >= until, "figures": figures, "breaches": breaches}
+
+
+def _watch(ctx: PipelineContext, ticket: dict[str, Any]) -> str | None:
+    """Judge the canary once its watch has ended: roll back on a breach, else promote through the production gate. None: wait."""
+    watched = watch_canary(ctx, ticket)
+    if not watched["done"]:
+        return None
+    report = {"watch": {k: watched[k] for k in ("since", "until", "figures")}}
+    if watched["breaches"]:
+        return _roll_back(ctx, ticket, expect="canary", step="watch", reasons=watched["breaches"], report=report)
+    try:
+        moved = _move(ctx, ticket["new_model_version"], "production")
+    except GateRefused as err:
+        return _roll_back(ctx, ticket, expect="canary", step="promote", reasons=err.reasons, report={**report, "audit_id": err.audit_id})
+    return _advance(ctx, ticket["id"], step="promote", expect="canary", state="promoted", report={**report, "audit_id": moved.get("audit_id"), "displaced": moved.get("displaced")})
+
+
+_STEPS = {
+    "open": _train,
+    "trained": lambda ctx, t: _advance(ctx, t["id"], step="shadow", expect="trained", state="shadow", report=_move(ctx, t["new_model_version"], "shadow")),
+    "shadow": _to_canary,
+    "canary": _watch,
+}
+
+
+def run_ticket(ctx: PipelineContext, ticket_id: str) -> dict[str, Any]:
+    """Run ``ticket_id`` from its state until it is terminal or waits on the canary's watch; the ticket as it stands.
+
+    ``waiting`` in the answer says the canary's watch has not ended (run again later: cron).
+    """
+    with ctx.store.session() as session:
+        ticket = ticket_doc(get_ticket(session, ticket_id))
+    while ticket["state"] not in TERMINAL_TICKET_STATES:
+        state = _STEPS[ticket["state"]](ctx, ticket)
+        with ctx.store.session() as session:
+            ticket = ticket_doc(get_ticket(session, ticket_id))
+        if state is None:
+            return {**ticket, "waiting": True, "watch": watch_canary(ctx, ticket)}
+    return {**ticket, "waiting": False}

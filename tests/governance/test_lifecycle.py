@@ -1,0 +1,158 @@
+"""A model's whole life, on SQLite and PostgreSQL, in simulated time.
+
+A world whose tastes shift on day 45 is served by a model trained before it.
+Monitoring passes on a schedule find nothing before the shift and find it
+within one window after; the trigger opens a retrain ticket; the pipeline
+retrains, gates, shadows and canaries the new model; a canary with a planted
+fairness regression (its lists starve the protected provider group) is rolled
+back, and the next retrain, crashed half-way and run again, is promoted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from audits import open_store
+from audits.models import RetrainTicket, TrailEvent
+from audits.monitoring import list_tickets
+from audits.verify import verify_trail
+from governance import deploy
+from governance.cli.policy import SHIPPED
+from governance.deploy_policy import StageRequirements, set_binding
+from governance.lifecycle import pipeline
+from governance.lifecycle.passes import run_monitor
+from governance.lifecycle.pipeline import PipelineContext, run_ticket
+from governance.monitoring import build_profile
+from governance.policy import load_pack
+from governance.training import train_and_record
+from audits.monitoring import record_profile
+from recommender.als import ALSRecommender
+from recommender.feedback import FeedbackConfig
+from tests.governance.lifecycle_world import K, World, lifecycle_pack
+
+PARAMS = {"factors": 8, "regularization": 0.05, "alpha": 10.0, "iterations": 6}
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return World.make()
+
+
+def _load(ref: str):
+    return load_pack(SHIPPED / f"{ref}.yaml")
+
+
+def _deploy_first(store, world: World, pack, tmp_path: Path) -> str:
+    """Model A, trained on days 0-30 (before the shift), profiled and promoted to production through the gate."""
+    baseline = _load("baseline")
+    with store.session() as session:
+        for stage in ("canary", "production"):
+            set_binding(session, stage=stage, ref="baseline", pack=baseline, requirements=StageRequirements(), actor="test")
+    data = world.between(0, 30)
+    run = train_and_record(data, store=store, models_dir=tmp_path / "models", params=PARAMS, measure_carbon=False, pack=pack)
+    profile = build_profile(run.result.model, data.events, k=K, feedback=FeedbackConfig(), filter_seen=False)
+    with store.session() as session:
+        record_profile(session, model_version=run.model_version, dataset_hash=run.dataset_version, profile=profile)
+    for stage in ("shadow", "canary", "production"):
+        deploy.promote(store, model_version=run.model_version, to_stage=stage, pack=None, load_pack=_load, dataset=data, out_dir=tmp_path / "gate", models_dir=tmp_path / "models")
+    return run.model_version
+
+
+def _ctx(store, world: World, pack, tmp_path: Path, data: tuple[int, int], day: float) -> PipelineContext:
+    """The pipeline at simulated ``day``, given the ticket's data (the same at every run: the gates audit it)."""
+    return PipelineContext(
+        store=store, pack=pack, dataset=world.between(*data), load_pack=_load, models_dir=tmp_path / "models",
+        out_dir=tmp_path / "gate", items=world.dataset.items, now=world.at(day),
+    )  # fmt: skip
+
+
+def _model(store, version: str) -> ALSRecommender:
+    from audits.models import ModelVersion
+
+    with store.session() as session:
+        return ALSRecommender.load(session.get(ModelVersion, version).artifact_location)
+
+
+def test_a_shift_is_found_retrained_a_bad_canary_rolled_back_and_a_good_one_promoted(db_url: str, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pack = lifecycle_pack((SHIPPED / "baseline.yaml").read_text())
+    store = open_store(db_url)
+    try:
+        first = _deploy_first(store, world, pack, tmp_path)
+        world.served[first] = _model(store, first)
+
+        # Before the shift: a pass on schedule finds nothing.
+        world.serve(store, pack, first_day=35, last_day=38, production=first)
+        before = run_monitor(store, pack, items=world.dataset.items, now=world.at(38))
+        assert before["fired"] == [], before["metrics"]["models"][first]
+        # After the shift (day 45), the pass whose window covers days 47-50 finds it: clicks below the offline
+        # baseline with confidence, and the feedback's spread over the training deciles drifted.
+        world.serve(store, pack, first_day=47, last_day=50, production=first)
+        after = run_monitor(store, pack, items=world.dataset.items, now=world.at(50))
+        assert {f["trigger"] for f in after["fired"]} == {"clicks-below-offline", "taste-drift"}, after["metrics"]["models"][first]
+        tickets = {f["ticket"] for f in after["fired"]}
+        assert len(tickets) == 1  # one retrain per model: the second firing joins the ticket in progress
+        ticket = tickets.pop()
+        # Cron retries the same pass: the stored pass comes back and nothing new opens.
+        again = run_monitor(store, pack, items=world.dataset.items, now=world.at(50))
+        assert again["created"] is False and again["id"] == after["id"]
+
+        # The retrain: trained on what happened since the shift, gated, shadowed, canaried at day 50.
+        done = run_ticket(_ctx(store, world, pack, tmp_path, (45, 50), 50), ticket)
+        assert done["state"] == "canary" and done["waiting"] is True
+        second = done["new_model_version"]
+        world.served[second] = _model(store, second)
+        # The canary's lists starve the protected providers (a planted regression).
+        world.serve(store, pack, first_day=50, last_day=52, production=first, canary=second, share=0.3, starve_protected=True)
+        waiting = run_ticket(_ctx(store, world, pack, tmp_path, (45, 50), 51), ticket)
+        assert waiting["state"] == "canary" and waiting["waiting"] is True
+        judged = run_ticket(_ctx(store, world, pack, tmp_path, (45, 50), 52), ticket)
+        assert judged["state"] == "rolled_back", judged["steps"][-1]
+        assert any("provider_gap" in r for r in judged["steps"][-1]["report"]["reasons"])
+        stages = deploy.status(store)
+        assert [s["model_version"] for s in stages["production"]] == [first]
+        assert [s["model_version"] for s in stages["retired"]] == [second]
+
+        # The stale model still serves; the next window fires again and opens a new ticket.
+        world.serve(store, pack, first_day=53, last_day=56, production=first)
+        later = run_monitor(store, pack, items=world.dataset.items, now=world.at(56))
+        fresh = {f["ticket"] for f in later["fired"] if f["opened"]}
+        assert len(fresh) == 1 and ticket not in fresh
+        ticket = fresh.pop()
+
+        # A crash right after the canary move, before the ticket records it: the re-run resumes.
+        real_promote = pipeline.promote
+
+        def crashing(*args, **kwargs):
+            moved = real_promote(*args, **kwargs)
+            if kwargs["to_stage"] == "canary":
+                raise RuntimeError("power cut")
+            return moved
+
+        monkeypatch.setattr(pipeline, "promote", crashing)
+        with pytest.raises(RuntimeError, match="power cut"):
+            run_ticket(_ctx(store, world, pack, tmp_path, (45, 56), 56), ticket)
+        monkeypatch.setattr(pipeline, "promote", real_promote)
+        with store.session() as session:
+            assert session.get(RetrainTicket, ticket).state == "shadow"
+        resumed = run_ticket(_ctx(store, world, pack, tmp_path, (45, 56), 56), ticket)
+        assert resumed["state"] == "canary"
+        third = resumed["new_model_version"]
+        world.served[third] = _model(store, third)
+        world.serve(store, pack, first_day=56, last_day=58, production=first, canary=third, share=0.3)
+        promoted = run_ticket(_ctx(store, world, pack, tmp_path, (45, 56), 58), ticket)
+        assert promoted["state"] == "promoted", promoted["steps"][-1]
+        stages = deploy.status(store)
+        assert [s["model_version"] for s in stages["production"]] == [third]
+
+        with store.session() as session:
+            steps = [s["step"] for t in list_tickets(session) for s in t.steps]
+            actions = list(session.scalars(select(TrailEvent.action).where(TrailEvent.action.in_(["retrain.ticket_opened", "retrain.step", "lifecycle.rolled_back", "monitor.run"]))))
+        assert actions.count("retrain.ticket_opened") == 2 and actions.count("lifecycle.rolled_back") == 1 and actions.count("monitor.run") == 3
+        assert steps.count("promote") == 1
+        with store.engine.connect() as connection:
+            assert verify_trail(connection).intact
+    finally:
+        store.close()
