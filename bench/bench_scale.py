@@ -69,26 +69,30 @@ class _Stages:
     def __init__(self, report_after: float = 10.0) -> None:
         self.report_after = report_after
         self.seconds: dict[str, float] = defaultdict(float)
+        self.cpu: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
-        self._stack: list[list[Any]] = []  # [stage, started, time spent in nested stages]
+        self._stack: list[list[Any]] = []  # [stage, started, nested wall, cpu at start, nested cpu]
 
     def wrap(self, stage: str, func: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(func)
         def timed(*args: Any, **kwargs: Any) -> Any:
-            frame = [stage, time.perf_counter(), 0.0]
+            frame = [stage, time.perf_counter(), 0.0, _cpu_s(), 0.0]
             self._stack.append(frame)
             try:
                 return func(*args, **kwargs)
             finally:
                 self._stack.pop()
                 spent = time.perf_counter() - frame[1]
+                cpu = _cpu_s() - frame[3]
                 self.seconds[stage] += spent - frame[2]
+                self.cpu[stage] += cpu - frame[4]
                 self.calls[stage] += 1
                 if spent >= self.report_after:
                     # A size that runs for long still says where its time went if it never finishes.
                     print(f"[{time.strftime('%H:%M:%S')}] {func.__qualname__} ({stage}): {spent:.1f} s", file=sys.stderr, flush=True)
                 if self._stack:
                     self._stack[-1][2] += spent
+                    self._stack[-1][4] += cpu
 
         timed.__wrapped_stage__ = stage  # type: ignore[attr-defined]
         return timed
@@ -267,6 +271,10 @@ def _child(size: str, seed: int, out: Path) -> None:
     timed = dict(stages.seconds)
     timed["other"] = gate_s - sum(timed.values())
     result["stages_s"] = {k: round(v, 2) for k, v in sorted(timed.items(), key=lambda kv: -kv[1])}
+    cpu_by_stage = dict(stages.cpu)
+    cpu_by_stage["other"] = result["gate_cpu_s"] - sum(cpu_by_stage.values())
+    # CPU seconds (all threads) per stage: on a loaded machine these say where the work went when wall times are inflated.
+    result["stages_cpu_s"] = {k: round(v, 2) for k, v in sorted(cpu_by_stage.items(), key=lambda kv: -kv[1])}
     result["stage_calls"] = dict(stages.calls)
     ml = sum(timed.get(s, 0.0) for s in ML_STAGES)
     result["ml_s"] = round(ml, 2)
@@ -332,6 +340,7 @@ def _print_table(runs: list[dict[str, Any]]) -> None:
             f"{r['overhead_share']:>9.1%} {r['raw_implicit']['seconds']:>7.1f} {r['ratio_gate_to_raw']:>6.1f} {r['load_gate_end']!s:>5}"
         )
         print("      stages: " + ", ".join(f"{k} {v:.1f}" for k, v in r["stages_s"].items()))
+        print(f"      gate CPU {r['gate_cpu_s']:.1f} s; by stage: " + ", ".join(f"{k} {v:.1f}" for k, v in r["stages_cpu_s"].items()))
 
 
 def main() -> int:

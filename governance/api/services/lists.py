@@ -157,7 +157,7 @@ async def decide_on_loop(prepared: Prepared, cache: EngineCache) -> Decided:
     try:
         plan = engine.begin(serve_request)
         made = None
-        if cache.compute is not None and plan.mode == "personalized" and plan.allowed is None:
+        if cache.compute is not None and plan.mode == "personalized" and plan.allowed is None and engine.list_cache is None:
             made = await cache.compute.personalize(plan.personalizer, plan.row, plan.length or serve_request.k)
         if cache.closed:  # the service began to stop meanwhile
             raise Problem(503, SHUTTING_DOWN)
@@ -230,7 +230,10 @@ def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> P
             history = read_consent_state(read, body.subject).history()
     if cache.closed:  # a service that is shutting down refuses (503) before it decides anything
         raise Problem(503, SHUTTING_DOWN)
-    serve_request = ServeRequest(body.subject, k=body.k, consent=consent_records(history), gpc=gpc, tcf=body.tcf, erasure_seq=erased)
+    context = {"region": body.region} if body.region else {}
+    serve_request = ServeRequest(
+        body.subject, k=body.k, consent=consent_records(history), gpc=gpc, tcf=body.tcf, context=context, erasure_seq=erased
+    )
     return Prepared(engine, serve_request, signals, deployment, loaded, shadow_refs, ctx.actor, gpc)
 
 
