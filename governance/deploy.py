@@ -161,6 +161,7 @@ def promote(
         gating = deploy_policy.gate_pack(binding, asked=pack, load=load_pack)
         deploy_policy.check_data(binding, dataset, trained_on=trained_on)
         audit_id = _run_gate(store, gating, dataset, model_version, to_stage, out_dir, models_dir, who)
+        _require_experiment(store, gating, model_version, to_stage, audit_id)
         gate = Gate(gating.name, gating.version, gating.content_hash, audit_id, binding.id)
     with store.session() as session:
         lock_head(session)
@@ -196,6 +197,21 @@ def _run_gate(store: Any, pack: LoadedPack, dataset: Dataset, model_version: str
         message = GATE_REFUSED.format(version=model_version, stage=stage, audit_id=outcome.audit_id, pack=f"{pack.name}@{pack.version}", reasons="; ".join(reasons))
         raise GateRefused(message, reasons=reasons, audit_id=outcome.audit_id)
     return outcome.audit_id
+
+
+def _require_experiment(store: Any, pack: LoadedPack, model_version: str, stage: str, audit_id: int) -> None:
+    """Under a pack whose ``experiments.require_positive_result`` is set, :class:`GateRefused` unless a
+    pre-registered experiment found that ``model_version`` won (see :func:`governance.experiments.lifecycle.gate_verdict`)."""
+    section = pack.pack.experiments
+    if section is None or not section.require_positive_result:
+        return
+    from governance.experiments.lifecycle import gate_verdict
+
+    with store.session() as session:
+        passed, reasons, _ = gate_verdict(session, model_version)
+    if not passed:
+        message = GATE_REFUSED.format(version=model_version, stage=stage, audit_id=audit_id, pack=f"{pack.name}@{pack.version}", reasons="; ".join(reasons))
+        raise GateRefused(message, reasons=reasons, audit_id=audit_id)
 
 
 def rollback(store: Any, *, actor: str | None = None) -> dict[str, Any]:

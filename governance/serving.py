@@ -123,6 +123,9 @@ class ServeRequest:
     erasure_seq: int | None = None
     """The trail sequence number of the subject's latest erasure (the caller reads it with
     :func:`governance.suppressed.erasure_seq`), None if they were never erased."""
+    experiment: Mapping[str, Any] | None = None
+    """The subject's experiment assignment ``{"id", "variant", "reason"}`` (:mod:`governance.experiments.assign`),
+    recorded in the decision's context; None outside an experiment."""
 
 
 @dataclass(frozen=True)
@@ -541,6 +544,8 @@ def _record_context(request: ServeRequest, decision: ProfilingDecision, standing
         context |= {"model_standing": standing.standing, "retrain_request": standing.retrain_request}
     if shadow_of is not None:
         context |= {"served": False, "shadow_of": shadow_of}
+    if request.experiment is not None:
+        context["experiment"] = dict(request.experiment)
     return context
 
 

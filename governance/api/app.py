@@ -39,6 +39,7 @@ from governance.api.routes import (
     trail,
 )
 from governance.api.routes.availability import router as availability_router
+from governance.api.routes.experiments import router as experiments_router
 from governance.api.routes.feedback import router as feedback_router
 from governance.api.routes.ope import router as ope_router
 from governance.api.routes.monitor import install_monitor_metrics
@@ -108,6 +109,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(ope_router)  # off-policy evaluation from the decision log
     app.include_router(availability_router)
     app.include_router(monitor_router)
+    app.include_router(experiments_router)
     app.include_router(console_router)  # the reviewer's console: HTML pages under /console, outside the OpenAPI document
     install_metrics(app)  # GET /metrics (viewer) and per-route latency, errors, decisions
     install_monitor_metrics(app)  # and the latest monitoring pass's figures, read at each scrape

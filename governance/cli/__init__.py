@@ -43,6 +43,7 @@ for _group in _GROUPS:
 __import__("governance.cli.feedback", fromlist=["register"]).register(app)
 __import__("governance.cli.availability", fromlist=["register"]).register(app)
 __import__("governance.cli.monitor", fromlist=["register"]).register(app)
+__import__("governance.cli.experiment", fromlist=["register"]).register(app)
 
 
 def main() -> None:

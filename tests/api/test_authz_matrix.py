@@ -48,6 +48,12 @@ class Row:
 
 
 YAML = {"Content-Type": "application/yaml"}
+EXPERIMENT = (
+    "apiVersion: recgov/v1\nkind: Experiment\nmetadata:\n  name: authz-experiment\n  owner: growth team\n"
+    "hypothesis: The other pack's lists are clicked more often.\nvariants:\n  - name: control\n    control: true\n"
+    "  - name: other\n    pack: california-ccpa\nallocation:\n  control: 0.5\n  other: 0.5\nprimary_metric: click_through\n"
+    "design:\n  baseline: 0.1\n  mde: 0.05\n"
+)
 MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/health"): Row(PUBLIC, 200, "/health"),
     ("GET", "/ready"): Row(PUBLIC, 200, "/ready"),
@@ -111,6 +117,14 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/v1/monitor/runs"): Row("viewer", 200, "/v1/monitor/runs"),
     ("GET", "/v1/monitor/runs/{run_id}"): Row("viewer", 404, "/v1/monitor/runs/999999"),
     ("GET", "/v1/monitor/tickets"): Row("viewer", 200, "/v1/monitor/tickets"),
+    ("GET", "/v1/experiments"): Row("viewer", 200, "/v1/experiments"),
+    ("POST", "/v1/experiments"): Row("admin", 201, "/v1/experiments", {"content": EXPERIMENT, "headers": YAML}),
+    # The operations on one experiment reach their handler, which answers that none of that name is planned.
+    ("GET", "/v1/experiments/{name}"): Row("viewer", 404, "/v1/experiments/authz-none"),
+    ("POST", "/v1/experiments/{name}/start"): Row("admin", 404, "/v1/experiments/authz-none/start", {"json": {}}),
+    ("POST", "/v1/experiments/{name}/stop"): Row("admin", 404, "/v1/experiments/authz-none/stop"),
+    ("GET", "/v1/experiments/{name}/status"): Row("auditor", 404, "/v1/experiments/authz-none/status"),
+    ("POST", "/v1/experiments/{name}/analyses"): Row("auditor", 404, "/v1/experiments/authz-none/analyses", {"json": {}}),
 }
 
 

@@ -110,6 +110,7 @@ CHECKS = [
 STATEFUL_422: dict[tuple[str, str], tuple[set[str], str] | tuple[set[str], str, Callable[[schemathesis.Case], bool]]] = {
     ("POST", "/v1/packs"): ({"invalid-pack"}, "any text is a string; only a valid policy pack is stored"),
     ("POST", "/v1/packs/validate"): ({"invalid-pack"}, "any text is a string; the answer says if it is a pack"),
+    ("POST", "/v1/experiments"): ({"invalid-experiment"}, "any text is a string; only a valid experiment plan is frozen"),
     ("POST", "/v1/audits"): (
         {"body.data", "body.slates", "body.baseline"},
         "a data spec names a file that must be under $RECGOV_HOME/data",
