@@ -5,7 +5,7 @@ the request's consent signals (``Sec-GPC: 1``, a TC string) and the TC string's
 check; in one read-only snapshot, the model version (named, or what is deployed:
 production, the canary for its share of subjects, and the shadows to mirror to),
 its engine with the blocks as of now, the subject's consent history and latest
-erasure; the signals recorded (then the history read again); the list made by the
+erasure; the signals recorded (the history as of that write, without a second read); the list made by the
 engine and its decision queued with the call's trail record
 (:class:`~governance.api.services.call_sink.CallAttributingSink`); the commit
 awaited on the event loop.
@@ -59,13 +59,15 @@ from governance.api.errors import Problem
 from governance.api.schemas.recommendations import RecommendationCreate
 from governance.api.services import call_sink
 from governance.api.services.call_sink import CallAttributingSink
+from governance.api.services.experiments import experiment_in_force
+from governance.api.services.experiments import route as route_experiment
 from governance.api.services.engines import SHUTTING_DOWN, EngineCache, NotReady, artifact_location
 from governance.consent.gpc import gpc_opt_out
 from governance.consent.tcf import decode_tc_string
 from governance.deploy import deployed_versions
 from governance.governed_list import consent_records
 from governance.policy import LoadedPack
-from governance.privacy import record_consent_from_request, request_signals_unchanged
+from governance.privacy.consent import record_request_signals, request_signals_unchanged
 from governance.serving import ServedList, ServeRequest, ServingEngine
 from governance.shadow import NOTHING_IN_PRODUCTION, canary_bucket
 from recommender.errors import DataError
@@ -209,6 +211,7 @@ def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> P
     snapshot = ctx.reads.snapshot() if body.model_version is not None else store.snapshot()
     with snapshot as read:
         model_version, shadow_refs, deployment = _model_to_serve(read, body, ctx.settings)
+        experiment = experiment_in_force(read) if body.model_version is None else None
         location = artifact_location(read, model_version)
         if location is None:
             raise Problem(404, NO_MODEL.format(model_version=model_version))
@@ -222,18 +225,20 @@ def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> P
     signals: dict[str, Any] | None = {"gpc": False, "tcf": None, "recorded": [], "unchanged": [], "ignored": []}
     if signalled:
         signals = request_signals_unchanged(history, pack=loaded, headers=ctx.headers, tcf=body.tcf)
-    if signals is None:  # a signal that changes the record: written (on a worker thread), then the history read again
+    if signals is None:  # a signal that changes the record: written (on a worker thread), the history as of that write
         if inline:
             raise NotReady
-        signals = record_consent_from_request(store, body.subject, pack=loaded, headers=ctx.headers, tcf=body.tcf, actor=ctx.actor)
-        with ctx.reads.snapshot() as read:
-            history = read_consent_state(read, body.subject).history()
+        signals, history = record_request_signals(store, body.subject, pack=loaded, headers=ctx.headers, tcf=body.tcf, actor=ctx.actor)
     if cache.closed:  # a service that is shutting down refuses (503) before it decides anything
         raise Problem(503, SHUTTING_DOWN)
     context = {"region": body.region} if body.region else {}
     serve_request = ServeRequest(
         body.subject, k=body.k, consent=consent_records(history), gpc=gpc, tcf=body.tcf, context=context, erasure_seq=erased
     )
+    if experiment is not None:  # the variant the subject is assigned to serves (governance.api.services.experiments)
+        engine, serve_request, assigned = route_experiment(experiment, serve_request, engine, pack_ref=body.pack, ctx=ctx, inline=inline)
+        deployment = {**(deployment or {}), "experiment": assigned}
+        loaded = engine.loaded
     return Prepared(engine, serve_request, signals, deployment, loaded, shadow_refs, ctx.actor, gpc)
 
 
