@@ -33,7 +33,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_serializer, model_validator
 
 import governance.checks  # noqa: F401  (registers every check)
-from governance.lifecycle.section import LifecycleSection
+from governance.lifecycle_section import LifecycleSection
 from governance.located import TOO_LARGE, YAML_LIMITS, PackIssue, PolicyError, load_yaml, validate_located
 from governance.registry import Check, registered_checks
 from governance.rerank import registered_rerankers
