@@ -90,6 +90,7 @@ from audits.subjects import (
 )
 from audits.suppression import _lookup as _suppression_lookup
 from audits.suppression import suppression_as_records, suppression_records
+from audits.online_store import invalidate_subjects_after_commit
 from audits.trail import append_event, format_time
 from recommender.errors import ConfigError
 
@@ -185,6 +186,7 @@ def record_consent(
     )
     session.add(row)
     session.flush()
+    invalidate_subjects_after_commit(session, [subject_id])  # the online store's lists were made under the old consent
     set_committed_value(row, "evidence", evidence)  # the caller reads what it wrote; the row holds it sealed
     return row
 

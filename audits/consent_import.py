@@ -72,6 +72,7 @@ from audits.subjects import (
     pseudonyms_and_record_keys,
     record_key_lookups_of,
 )
+from audits.online_store import invalidate_subjects_after_commit
 from audits.trail import append_event
 
 __all__ = ["BATCH_COLUMNS", "IMPORT_ACTION", "BatchOutcome", "ConsentImportKey", "append_consent_batch", "import_key"]
@@ -331,6 +332,7 @@ def append_consent_batch(
             "import_keys_sha256": hashlib.sha256("\n".join(sorted(added_keys)).encode("ascii")).hexdigest(),
         },
     )
+    invalidate_subjects_after_commit(session, {str(uniques[codes[row]]) for row in fresh})  # their cached lists
     row_pseudonyms = [pseudonyms[row] for row in fresh]
     evidence = sealed_evidence_texts([filed[p] for p in row_pseudonyms], row_pseudonyms, plaintexts)
     suffix, separator = ("+00", "T") if _postgres(session) else ("", " ")

@@ -43,6 +43,7 @@ from audits.models import (
 )
 from audits.sealing import seal_report_reason
 from audits.subjects import subject_record_key
+from audits.online_store import invalidate_everyone_after_commit
 from audits.trail import append_event, format_time, lock_head
 from recommender.errors import ConfigError, DataError
 
@@ -342,6 +343,7 @@ def block_item(
         session.add(row)
     row.blocked, row.reason, row.case_id, row.changed_at, row.trail_seq = blocked, reason, case_id, now, event.seq
     session.flush()
+    invalidate_everyone_after_commit(session)  # the online store's cached lists were made under the old blocks
     return row
 
 

@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from audits.canonical import canonical_json
@@ -39,7 +39,9 @@ from audits.models import (
     AuditRun,
     DatasetVersion,
     Deployment,
+    ModelProfile,
     ModelVersion,
+    RetrainTicket,
     TrailEvent,
     TrainingRun,
 )
@@ -453,7 +455,9 @@ def lineage_of(session: Session, model_version_id: str) -> dict[str, Any]:
     """The chain from data to deployments of one model version, JSON-ready.
 
     Keys: ``model_version``, ``training_run``, ``dataset_version``,
-    ``audit_runs``, ``deployments``, ``current_stage`` and ``trail`` (the trail
+    ``audit_runs``, ``deployments``, ``current_stage``, ``monitoring`` (the
+    model's monitoring profile and the retrain tickets about it or that
+    produced it) and ``trail`` (the trail
     events that recorded each of them: seq, time, action, hash; check them
     against a verified export).
 
@@ -474,6 +478,19 @@ def lineage_of(session: Session, model_version_id: str) -> dict[str, Any]:
     deployments = session.scalars(
         select(Deployment).where(Deployment.model_version_id == model.version_id).order_by(Deployment.id)
     ).all()
+    profile = session.get(ModelProfile, model.version_id)
+    tickets = session.scalars(
+        select(RetrainTicket)
+        .where(or_(RetrainTicket.model_version_id == model.version_id, RetrainTicket.new_model_version == model.version_id))
+        .order_by(RetrainTicket.opened_at)
+    ).all()
+    monitoring = {
+        "profile": None if profile is None else {"dataset": profile.dataset_hash, "recorded_at": _iso(profile.recorded_at), "offline_hit_rate": profile.profile.get("offline_hit_rate"), "k": profile.profile.get("k")},
+        "retrain_tickets": [
+            {"id": t.id, "trigger": t.trigger_id, "state": t.state, "role": "retrained" if t.model_version_id == model.version_id else "produced", "opened_at": _iso(t.opened_at)}
+            for t in tickets
+        ],
+    }
     return {
         "model_version": _model_doc(model),
         "training_run": _run_doc(run),
@@ -481,7 +498,8 @@ def lineage_of(session: Session, model_version_id: str) -> dict[str, Any]:
         "audit_runs": [_audit_doc(a) for a in audits],
         "deployments": [_deployment_doc(d) for d in deployments],
         "current_stage": deployments[-1].stage if deployments else None,
-        "trail": _trail_of(session, (data, run, model, *audits, *deployments)),
+        "monitoring": monitoring,
+        "trail": _trail_of(session, (data, run, model, *audits, *deployments, *([profile] if profile else []), *tickets)),
     }
 
 

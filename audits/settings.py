@@ -62,6 +62,10 @@ class StoreSettings(BaseSettings):
     actor: str = "recgov"
     """The actor named in trail events of lineage records when the caller names none."""
 
+    redis_url: str | None = None
+    """The online store (Redis) of model factors and cached lists, e.g. ``redis://127.0.0.1:6379/0``; unset: none
+    (lists are made in-process; consent, erasure, block and availability changes have nothing to invalidate)."""
+
     @property
     def keys_dir(self) -> Path:
         """The folder of the signing keys, public keys and the installation key."""

@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session
 
 from audits.keys import installation_key
 from audits.models import StoreMeta, SubjectSecret
+from audits.online_store import invalidate_subjects_after_commit
 from audits.settings import get_settings
 from audits.trail import append_event, read_head
 from recommender.errors import ConfigError, DataError
@@ -346,4 +347,5 @@ def shred_subject(session: Session | Connection, subject_id: str | int, *, actor
     old = _pseudonym(secret, subject)
     session.execute(delete(SubjectSecret).where(SubjectSecret.lookup.in_([lookup, record_key_lookup(key, old)])))
     append_event(session, actor=actor, action="subject.shredded", subject=old)
+    invalidate_subjects_after_commit(session, [subject_id])  # their factors and cached lists leave the online store
     return old

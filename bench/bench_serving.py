@@ -16,7 +16,12 @@ BLAS is pinned to one thread for the whole run, as ``recgov serve`` pins it at
 start-up (:func:`recommender.als.pin_blas_single_thread`); raw ``implicit`` runs
 under the same setting.
 
-Run:  python bench/bench_serving.py [--requests 2000] [--pack PACK.yaml] [--json]
+* online store (Redis, ``--redis``): the same governed lists with the model's part read from the
+  online store: cached lists (filled first, as for heavy users; each read still checked against
+  the blocks and availability), and lists made from the subject's factors read from Redis;
+  beside the in-process path (``governed_no_record``), in the same run.
+
+Run:  python bench/bench_serving.py [--requests 2000] [--pack PACK.yaml] [--redis URL|none] [--json]
 
 ``main`` is long on purpose: it is the benchmark's protocol, read top to bottom
 (set up, warm up, measure each path in the same run, report), as its figures are
@@ -80,6 +85,10 @@ def main() -> int:
         "--pack", type=Path, default=Path(__file__).resolve().parents[1] / "policies" / "eu-gdpr-dsa.yaml",
         help="the policy pack served (default: the EU pack); e.g. to compare two re-rankings on one machine",
     )  # fmt: skip
+    parser.add_argument(
+        "--redis", default=os.environ.get("RECGOV_REDIS_URL") or "redis://127.0.0.1:6379/0",
+        help="the online store's Redis for its paths (default: RECGOV_REDIS_URL, else redis://127.0.0.1:6379/0); none: skip them",
+    )
     args = parser.parse_args()
     pin_blas_single_thread()  # as the service does at start-up
 
@@ -128,6 +137,7 @@ def main() -> int:
             t = time.perf_counter()
             bare.serve(ServeRequest(user, k=10, consent=granted))
             no_record.append(time.perf_counter() - t)
+        online = online_store_paths(args.redis, pack, model, data.items, users, granted)
         plain_pack = pack.pack.model_copy(update={"reranking": pack.pack.reranking.model_copy(update={"enabled": False})})
         plain_loaded = type(pack)(pack=plain_pack, source=pack.source, content_hash=pack.content_hash, positions=pack.positions)
         no_rerank = []
@@ -175,6 +185,10 @@ def main() -> int:
         "raw_implicit_recommend": raw_p,
         "governed_no_record_no_rerank": percentiles(no_rerank),
         "governed_no_record": percentiles(no_record),
+        "online_store": online and {
+            **online, "cached_to_in_process_p50": round(online["cached_lists"]["p50_ms"] / online["in_process_interleaved"]["p50_ms"], 3),
+            "target_cached_to_in_process_p50": 0.5,
+        },
         "governed_in_process": {**percentiles(governed), "ratio_p50": round(percentiles(governed)["p50_ms"] / raw_p["p50_ms"], 2)},
         "governed_in_process_writer_process": {
             **percentiles(governed_process), "ratio_p50": round(percentiles(governed_process)["p50_ms"] / raw_p["p50_ms"], 2)
@@ -196,12 +210,84 @@ def main() -> int:
         for label, key in (("governed, no record, no re-ranking", "governed_no_record_no_rerank"), ("governed, no record", "governed_no_record")):
             q = result[key]
             print(f"{label:34s} p50 {q['p50_ms']:.3f} ms  p99 {q['p99_ms']:.3f} ms")
+        if result["online_store"]:
+            o = result["online_store"]
+            for label, key in (("in-process (taking turns below)", "in_process_interleaved"), ("online store, cached lists", "cached_lists"), ("online store, factors", "factors")):
+                q = o[key]
+                print(f"{label:34s} p50 {q['p50_ms']:.3f} ms  p99 {q['p99_ms']:.3f} ms")
+            print(f"  cached p50 / in-process p50 = {o['cached_to_in_process_p50']} (target <= 0.5); hits {o['hits']} of {o['cached_lists_requests']}")
+            b = o["back_to_back"]
+            print(f"  back to back: in-process p50 {b['in_process']['p50_ms']:.3f} ms, cached lists p50 {b['cached_lists']['p50_ms']:.3f} ms")
         print(f"governed (log queued)       p50 {g['p50_ms']:.3f} ms  p99 {g['p99_ms']:.3f} ms  ({g['ratio_p50']}x raw at p50)")
         gp = result["governed_in_process_writer_process"]
         print(f"governed (writer process)   p50 {gp['p50_ms']:.3f} ms  p99 {gp['p99_ms']:.3f} ms  ({gp['ratio_p50']}x raw at p50)")
         print(f"governed (durable, 8 thr)   p50 {d['p50_ms']:.3f} ms  p99 {d['p99_ms']:.3f} ms  {d['requests_per_s']} req/s")
         print(f"tags for a top-10 list      {tg['batched_ms']:.3f} ms vs {tg['ten_explain_calls_ms']:.3f} ms for ten explain calls ({tg['speedup']}x)")
     return 0
+
+
+def online_store_paths(url: str, pack, model, items, users: list[str], granted) -> dict | None:  # noqa: ANN001
+    """The governed lists with the model's part from the online store (Redis at ``url``): cached lists, then lists
+    made from factors read from it; None when ``url`` is ``none`` or Redis does not answer (said on stderr)."""
+    if url == "none":
+        return None
+    import uuid
+
+    from audits.online_store import OnlineStore
+    from governance.online_store import ListCache, personalize_from_factors, store_factors, warm
+
+    store = OnlineStore.from_url(url, namespace=f"recgov-bench-{uuid.uuid4().hex[:8]}", key=os.urandom(32))
+    if not store.ping():
+        print(f"online store: Redis at {url} does not answer; its paths are not measured", file=sys.stderr)
+        return None
+    try:
+        cached_engine = ServingEngine(pack, model, items)
+        cached_engine.list_cache = cache = ListCache(store)
+        distinct = list(dict.fromkeys(users))
+        fill_started = time.perf_counter()
+        warm(cached_engine, [ServeRequest(u, k=10, consent=granted) for u in distinct])
+        fill_s = time.perf_counter() - fill_started
+        cache.hits = cache.misses = 0
+        factors_engine = ServingEngine(pack, model, items)
+        in_process_engine = ServingEngine(pack, model, items)
+        store_factors(store, model, distinct)
+        item_factors = store.item_factors(model.version_id_)  # once per model version, as a server keeps it
+        # The three paths take turns request by request, so a busy machine weighs on each alike.
+        cached, from_factors, in_process = [], [], []
+        for user in users:
+            t = time.perf_counter()
+            in_process_engine.serve(ServeRequest(user, k=10, consent=granted))
+            in_process.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            cached_engine.serve(ServeRequest(user, k=10, consent=granted))
+            cached.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            plan = factors_engine.begin(ServeRequest(user, k=10, consent=granted))
+            made = personalize_from_factors(store, factors_engine.personalizer, plan, item_factors) if plan.mode == "personalized" else None
+            factors_engine.finish(plan, made)
+            from_factors.append(time.perf_counter() - t)
+        hits = cache.hits
+        # And each path back to back (Redis kept busy, as a server under steady traffic keeps it): on a loaded
+        # machine the turn-taking above measures the scheduler's wake-up of redis-server as much as the store.
+        back_to_back: dict[str, list[float]] = {"in_process": [], "cached_lists": []}
+        for name, engine_ in (("in_process", in_process_engine), ("cached_lists", cached_engine)):
+            for user in users:
+                t = time.perf_counter()
+                engine_.serve(ServeRequest(user, k=10, consent=granted))
+                back_to_back[name].append(time.perf_counter() - t)
+        return {
+            "back_to_back": {name: percentiles(times) for name, times in back_to_back.items()},
+            "back_to_back_cached_to_in_process_p50": round(
+                percentiles(back_to_back["cached_lists"])["p50_ms"] / percentiles(back_to_back["in_process"])["p50_ms"], 3
+            ),
+            "in_process_interleaved": percentiles(in_process),
+            "cached_lists": percentiles(cached), "cached_lists_requests": len(users), "hits": hits,
+            "factors": percentiles(from_factors), "fill_s": round(fill_s, 2), "filled": len(distinct),
+        }
+    finally:
+        keys = list(store.client.scan_iter(match=f"{store.namespace}:*", count=1000))
+        if keys:
+            store.client.delete(*keys)
 
 
 if __name__ == "__main__":

@@ -173,10 +173,23 @@ def run_audit(
     shadow: bool = False,
     actor: str | None = None,
     show_progress: bool = False,
+    spark: Any = None,
 ) -> AuditOutcome:
-    """Audit ``dataset`` (and a model) against ``loaded``, record everything, write the outputs."""
+    """Audit ``dataset`` (and a model) against ``loaded``, record everything, write the outputs.
+
+    With ``spark`` (a running SparkSession) the facts come from the Spark engine
+    (:func:`governance.spark.gate.spark_audit_facts`) and the same checks and gate judge them.
+    """
     started_clock = time.perf_counter()
     started = datetime.now(timezone.utc)
+    if spark is not None:
+        from governance.spark.gate import spark_audit_facts
+
+        facts, model_version, dataset_version = spark_audit_facts(
+            loaded, dataset, store=store, model_version=model_version, train=train, baseline=baseline,
+            models_dir=models_dir, actor=actor, spark=spark,
+        )  # fmt: skip
+        return _decide_and_record(loaded, dataset, facts, model_version, dataset_version, store, out_dir, shadow, actor, started, started_clock)
     facts, model_version, dataset_version = audit_facts(
         loaded, dataset, store=store, model_version=model_version, train=train, baseline=baseline,
         models_dir=models_dir, actor=actor, show_progress=show_progress,
@@ -216,7 +229,10 @@ def _decide_and_record(
     from audits.results import record_audit_results
     from governance.training import record_dataset
 
+    from governance.spark.gate import mark_not_evaluated
+
     report = evaluate(loaded, facts, model_version=model_version, dataset_version=dataset_version, shadow=shadow)
+    report = mark_not_evaluated(report, facts, loaded)  # what an engine did not evaluate is said, never passed
     decision = decide(report, loaded.pack.gate)
     ended = datetime.now(timezone.utc)
     validation = facts.validation.model_dump() if facts.validation else None
@@ -238,10 +254,11 @@ def _decide_and_record(
                 "counts": report.counts(), "reasons": decision.reasons, "enforced": decision.enforced, "dataset": facts.dataset,
                 # the plain lists beside the re-ranked ones: the evidence that each re-ranking step works
                 "tradeoff": facts.tradeoff,
+                "engine": (facts.dataset.get("engine") or {}).get("name", "inprocess"),
             },  # fmt: skip
             actor=actor,
         )
         audit_id = run.id
-    doc = document(report, decision, audit_id=str(audit_id))
+    doc = document(report, decision, audit_id=str(audit_id), engine=(facts.dataset.get("engine") or {}).get("name", "inprocess"))
     outputs = write_outputs(doc, out_dir)
     return AuditOutcome(report, decision, audit_id, doc, outputs, facts, time.perf_counter() - started_clock)

@@ -116,8 +116,10 @@ def _evaluate(
     evaluation: EvaluationFacts | None,
     random_state: int,
     show_progress: bool,
+    run: Any = None,
 ) -> _Evaluated:
-    """Run the offline evaluation the pack's checks need, with its quality settings (and re-ranking)."""
+    """Run the offline evaluation the pack's checks need, with its quality settings (and re-ranking);
+    ``run``: an evaluation run made elsewhere (the Spark engine's), reduced here like one made here."""
     from governance.tradeoff import rerank_evaluation, reranking_enabled
     from recommender.pipeline import run_evaluation
 
@@ -125,7 +127,7 @@ def _evaluate(
     rerank = reranking_enabled(pack)
     if evaluation is not None or not (rerank or needs & {"evaluation", "fairness", "privacy"}):
         return _Evaluated(run=None, reranked=None, facts=evaluation)
-    run = run_evaluation(
+    run = run if run is not None else run_evaluation(
         dataset,
         split_config=SplitConfig(kind=q.split, test_fraction=q.test_fraction, random_state=random_state),
         feedback=FeedbackConfig(rating_threshold=q.rating_threshold),
@@ -199,6 +201,7 @@ def collect_facts(
     evaluation: EvaluationFacts | None = None,
     random_state: int = 0,
     show_progress: bool = False,
+    run: Any = None,
 ) -> tuple[AuditFacts, Any]:
     """Everything the pack's checks may read, and the evaluation run behind it.
 
@@ -219,13 +222,16 @@ def collect_facts(
         A validation report already computed (else it is computed here).
     evaluation:
         Evaluation facts computed elsewhere (a slate audit); no model is evaluated then.
+    run:
+        An :class:`~recommender.pipeline.EvaluationRun` made elsewhere (the Spark engine's,
+        :func:`governance.spark.evaluate.spark_evaluation_run`): reduced to facts here, not run again.
     """
     from recommender.validate import validate_events
 
     needs = {n for _, rule in pack.rules() for n in _needs(rule.check)}
     evaluated = _evaluate(
         pack, dataset, needs, als_params=als_params, evaluation=evaluation, random_state=random_state,
-        show_progress=show_progress,
+        show_progress=show_progress, run=run,
     )  # fmt: skip
     run = evaluated.run
     validation = None

@@ -50,6 +50,8 @@ class GateDocument(BaseModel):
     dataset_version: str | None
     counts: dict[str, int]
     results: list[RuleResult]
+    engine: str | None = None
+    """The engine that computed the audit facts (``inprocess`` or ``spark``); None in documents made without one."""
 
 
 def decide(report: AuditReport, gate: Any) -> GateDecision:
@@ -72,8 +74,8 @@ def decide(report: AuditReport, gate: Any) -> GateDecision:
     return GateDecision(passed=not reasons, reasons=reasons)
 
 
-def document(report: AuditReport, decision: GateDecision, audit_id: str | None = None) -> GateDocument:
-    """The full gate result as one document."""
+def document(report: AuditReport, decision: GateDecision, audit_id: str | None = None, engine: str | None = None) -> GateDocument:
+    """The full gate result as one document (``engine``: what computed the facts, when known)."""
     return GateDocument(
         decision=decision,
         audit_id=audit_id,
@@ -85,6 +87,7 @@ def document(report: AuditReport, decision: GateDecision, audit_id: str | None =
         dataset_version=report.dataset_version,
         counts=report.counts(),
         results=report.results,
+        engine=engine,
     )
 
 
@@ -145,7 +148,8 @@ def to_markdown(doc: GateDocument) -> str:
     lines = [
         f"## recgov gate: {verdict}",
         "",
-        f"Pack `{doc.pack}` {doc.pack_version} (`{doc.pack_hash[:12]}`), model `{doc.model_version or '-'}`, dataset `{(doc.dataset_version or '-')[:12]}`.",
+        f"Pack `{doc.pack}` {doc.pack_version} (`{doc.pack_hash[:12]}`), model `{doc.model_version or '-'}`, dataset `{(doc.dataset_version or '-')[:12]}`"
+        + (f", facts computed by the `{doc.engine}` engine." if doc.engine else "."),
         "",
         " · ".join(f"{k}: {v}" for k, v in doc.counts.items()),
         "",

@@ -19,12 +19,15 @@ from typing import Any
 
 import pandas as pd
 
+from audits.availability import unavailable_items
+from audits.online_store import configured_store
 from audits.consent import consent_history
 from audits.decisions import DecisionLog, log_failure
 from audits.models import ModelVersion
 from governance.consent.state import ConsentRecord
 from governance.consent.tcf import decode_tc_string
 from governance.escalation import items_out_of_lists
+from governance.online_store import ListCache
 from governance.policy import LoadedPack
 from governance.privacy import record_consent_from_request
 from governance.serving import ServedList, ServeRequest, ServingEngine
@@ -48,6 +51,7 @@ def open_engine(
             raise ConfigError(MODEL_NOT_RECORDED.format(version=model_version))
         location = row.artifact_location
         blocked = items_out_of_lists(session, loaded.pack)
+        unavailable = unavailable_items(session)
         seen = erasures_seen(session, model_version)
         standing = model_standing(session, model_version)
     model = ALSRecommender.load(location)
@@ -57,8 +61,11 @@ def open_engine(
     engine = ServingEngine(
         loaded, model, items, blocked=blocked, sink=log, vendor_id=vendor_id,
         on_failure=lambda cause, detail: log_failure(store, cause, detail), erasures_seen=seen,
-        standing=standing, reread_standing=standing_reader(store, model_version),
+        standing=standing, reread_standing=standing_reader(store, model_version), unavailable=unavailable,
     )  # fmt: skip
+    online = configured_store()  # RECGOV_REDIS_URL: personalized lists are read from (and kept in) Redis
+    if online is not None:
+        engine.list_cache = ListCache(online)
     return engine, log
 
 
@@ -74,6 +81,7 @@ def serve_list(
     tcf: str | None = None,
     vendor_id: int | None = None,
     category: str | None = None,
+    region: str | None = None,
 ) -> ServedList:
     """Serve one governed list to ``subject_id`` from a recorded model version, recorded before it returns."""
     tcf_vendor = vendor_id if vendor_id is not None else loaded.pack.consent.tcf_requirements().vendor_id
@@ -91,7 +99,7 @@ def serve_list(
             history = consent_history(session, subject_id)
             erased = erasure_seq(session, subject_id)
         records = consent_records(history)
-        context = {"category": category} if category else {}
+        context = ({"category": category} if category else {}) | ({"region": region} if region else {})
         request = ServeRequest(subject_id, k=k, consent=records, gpc=gpc, tcf=tcf, context=context, erasure_seq=erased)
         return engine.serve(request)
     finally:

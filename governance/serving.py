@@ -35,7 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, NamedTuple, Protocol
 
@@ -44,6 +44,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from audits.decision_record import Decision
+from governance.availability import AvailabilityMasks, combine
 from governance.consent.state import ConsentRecord, ProfilingDecision, may_profile
 from governance.consent.tcf import decode_tc_string
 from governance.explain import TAG_TEXT, Tag, TagKind, explain_als_list, regularized_gram
@@ -143,6 +144,8 @@ class ServedList:
     """``trained``, ``provisional`` (an unlearned stand-in until its full retrain) or ``replaced``; None: not read."""
     retrain_request: int | None = None
     """For an unlearned model: the retrain request that replaces it."""
+    list_source: str | None = None
+    """``online_store``: the model's part came from the online store's cached list; None: made for this request."""
 
     def item_dicts(self) -> list[dict[str, Any]]:
         """The served items as JSON objects (``item_id``, ``score``, ``tags``), in order."""
@@ -272,6 +275,7 @@ class ServingEngine:
         erasures_seen: int | None = None,
         standing: ModelStanding | None = None,
         reread_standing: Callable[[], ModelStanding] | None = None,
+        unavailable: Any | None = None,
     ) -> None:
         model.check_fitted("serve")
         self.loaded = loaded
@@ -317,6 +321,10 @@ class ServingEngine:
             }
             self._catalog = CheckedCatalog.check(**side)  # checked once, not per request
         self.set_blocked(blocked)
+        self.set_availability(unavailable)
+        self.list_cache: Any | None = None
+        """The online store's cached lists (a :class:`governance.online_store.ListCache`), read and written for
+        personalized lists when set; None: every list is made here."""
 
     def set_blocked(self, item_ids: Iterable[str]) -> None:
         """Replace the set of items blocked by escalation cases (takes effect at the next request)."""
@@ -327,6 +335,11 @@ class ServingEngine:
         self.personalizer = Personalizer(
             self.model, self._gram, self._item_ids, self._pipeline, self._catalog, self._candidates, np.flatnonzero(mask)
         )
+
+    def set_availability(self, unavailable: Any | None) -> None:
+        """Replace what is unavailable (an :class:`audits.availability.Unavailable`, None: nothing): items out of
+        stock or withdrawn, everywhere or in the region a request's context names (takes effect at the next request)."""
+        self._available = AvailabilityMasks.of(self._item_ids, unavailable)
 
     # -- the path ---------------------------------------------------------------
     def decide_consent(self, request: ServeRequest) -> ProfilingDecision:
@@ -430,7 +443,8 @@ class ServingEngine:
         row = int(self.model.train_.user_index(str(request.subject_id))[0]) if decision.allowed else -1
         mode = "non_profiling" if not decision.allowed else ("fallback" if row < 0 else "personalized")
         length = self._logging.length(request.k) if self._logging is not None and mode == "personalized" else request.k
-        return ServePlan(request, now, decision, self._context_mask(request.context), row, mode, self.personalizer, length)
+        allowed = combine(self._context_mask(request.context), self._available.allowed(request.context))
+        return ServePlan(request, now, decision, allowed, row, mode, self.personalizer, length)
 
     def finish(self, plan: ServePlan, personalized: PersonalizedList | None = None, *, shadow_of: str | None = None) -> ServedList:
         """Make the plan's list (``personalized``: what ``plan.personalizer`` gave for it elsewhere,
@@ -439,6 +453,7 @@ class ServingEngine:
         request, now, decision, allowed, row, mode = plan.request, plan.now, plan.decision, plan.allowed, plan.row, plan.mode
         k = request.k
         model = self.model
+        source = None
         if mode == "non_profiling":
             items = self._popular(k, allowed)
             scores = [None] * len(items)
@@ -449,7 +464,7 @@ class ServingEngine:
             tags = [[_tag(TagKind.popular_in_context)] for _ in items]
         else:
             if personalized is None or plan.personalizer is not self.personalizer:  # none given, or the blocks changed since
-                personalized = self.personalizer.personalize(row, plan.length or k, allowed)
+                personalized, source = self._personalized(plan)
             items, scores, tags = personalized
         stamp = self.loaded.stamp()
         standing = self.standing
@@ -470,7 +485,8 @@ class ServingEngine:
         record = Decision(
             mode=mode, pack_name=stamp["pack"], pack_version=stamp["pack_version"], pack_hash=stamp["pack_hash"],
             slate=slate, model_version=model.version_id_,
-            context=_record_context(request, decision, standing, shadow_of), decision_id=decision_id, decided_at=now,
+            context=_record_context(request, decision, standing, shadow_of) | ({"list_source": source} if source else {}),
+            decision_id=decision_id, decided_at=now,
             **self._subject_of(request),
         )  # fmt: skip
         if self.sink is not None:
@@ -488,7 +504,24 @@ class ServingEngine:
             blocked_removed=int(self._blocked.sum()),
             model_standing=None if standing is None else standing.standing,
             retrain_request=None if standing is None else standing.retrain_request,
+            list_source=source,
         )
+
+    def _personalized(self, plan: ServePlan) -> tuple[PersonalizedList, str | None]:
+        """The model's part of a personalized plan's list, and where it came from: the online store's cached list
+        (``list_cache``, :mod:`governance.online_store`; checked against what is kept out now), else made here."""
+        plan = plan if plan.personalizer is self.personalizer else replace(plan, personalizer=self.personalizer)
+        length = plan.length or plan.request.k
+        cache = self.list_cache
+        if cache is None:
+            return self.personalizer.personalize(plan.row, length, plan.allowed), None
+        found, ticket = cache.get(plan, self.model.version_id_, self.loaded.content_hash)
+        if found is not None:
+            return found, "online_store"
+        made = self.personalizer.personalize(plan.row, length, plan.allowed)
+        if ticket is not None:
+            cache.put(plan, ticket, made)
+        return made, None
 
     def _subject_of(self, request: ServeRequest) -> dict[str, str | None]:
         """How the record names the subject: nothing without a sink; else a pseudonym given here, or the
@@ -503,7 +536,7 @@ class ServingEngine:
 def _record_context(request: ServeRequest, decision: ProfilingDecision, standing: ModelStanding | None, shadow_of: str | None) -> dict[str, Any]:
     """The record's context: why the subject was (not) profiled, the GPC signal, the request's category,
     an unlearned model's standing, and for a shadow's list that it was not served and whose list was."""
-    context: dict[str, Any] = {"consent": decision.reason[:500], "gpc": request.gpc, **{k: v for k, v in request.context.items() if k == "category"}}
+    context: dict[str, Any] = {"consent": decision.reason[:500], "gpc": request.gpc, **{k: v for k, v in request.context.items() if k in ("category", "region")}}
     if standing is not None and standing.standing != TRAINED:
         context |= {"model_standing": standing.standing, "retrain_request": standing.retrain_request}
     if shadow_of is not None:

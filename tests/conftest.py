@@ -94,3 +94,42 @@ def store(db_url: str) -> Iterator[Store]:
         yield opened
     finally:
         opened.close()
+
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="session")
+def redis_server_url() -> str:
+    """The test Redis (``RECGOV_TEST_REDIS_URL``, default ``redis://127.0.0.1:6379/0``), after checking it answers;
+    unreachable: skipped, except under ``CI=true``, where it fails."""
+    import redis
+
+    url = os.environ.get("RECGOV_TEST_REDIS_URL") or DEFAULT_REDIS_URL
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as err:
+        reason = f"Redis at {url} is unreachable: {err}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    finally:
+        client.close()
+    return url
+
+
+@pytest.fixture
+def online_store(redis_server_url: str) -> Iterator[object]:
+    """An :class:`audits.online_store.OnlineStore` on the test Redis under a namespace of its own, emptied afterwards."""
+    from audits.online_store import OnlineStore
+
+    namespace = f"recgov-test-{uuid.uuid4().hex[:12]}"
+    store = OnlineStore.from_url(redis_server_url, namespace=namespace, key=b"k" * 32)
+    try:
+        yield store
+    finally:
+        keys = list(store.client.scan_iter(match=f"{namespace}:*", count=1000))
+        if keys:
+            store.client.delete(*keys)
+        store.client.close()

@@ -18,6 +18,7 @@ The domains, in the order a model's life passes through them:
 * :mod:`~audits.models.privacy`: consent records, data subject requests and the
   suppressions that outlive an erasure;
 * :mod:`~audits.models.harm`: item flags and reports, escalation cases, blocks;
+* :mod:`~audits.models.availability`: items out of stock, withdrawn or restricted in a region;
 * :mod:`~audits.models.decisions`: served lists and failed requests;
 * :mod:`~audits.models.outcomes`: what happened after a list was served (feedback);
 * :mod:`~audits.models.keys` and :mod:`~audits.models.jobs`: the REST API's keys
@@ -41,6 +42,7 @@ from audits.models.base import (
     SeqType,
     UtcDateTime,
 )
+from audits.models.availability import AVAILABILITY_REASONS, EVERYWHERE, ItemAvailability
 from audits.models.decisions import DECISION_MODES, DecisionRecord, FailedRequest
 from audits.models.deployments import DEPLOYMENT_STAGES, GATED_STAGES, Deployment, DeploymentPolicy
 from audits.models.harm import (
@@ -127,6 +129,10 @@ __all__ = [
     "CONSENT_SOURCES",
     "REQUEST_KINDS",
     "REQUEST_STATUSES",
+    # availability
+    "ItemAvailability",
+    "AVAILABILITY_REASONS",
+    "EVERYWHERE",
     # harmful content
     "ItemFlag",
     "ItemReport",

@@ -15,7 +15,8 @@ DBAPI cursor:
 * :meth:`FastReads.snapshot` is a read-only transaction, like
   :meth:`audits.db.Store.snapshot`: ``BEGIN DEFERRED`` on SQLite (WAL: it takes
   no write lock and sees one committed state), ``REPEATABLE READ, READ ONLY`` on
-  PostgreSQL; it is rolled back at the end (it wrote nothing);
+  PostgreSQL (begun by one statement: one round trip, not psycopg's ``BEGIN``
+  then a ``SET TRANSACTION``); it is rolled back at the end (it wrote nothing);
 * the object it yields answers ``execute(statement, params)`` like a
   ``Connection`` does for these reads (``scalar_one_or_none``,
   ``one_or_none``, ``one``, iteration), so the functions that read a snapshot
@@ -150,14 +151,41 @@ class FastReads:
         try:
             cursor = connection.cursor()
             try:
-                # SQLite: the driver runs in autocommit mode (audits.db), so the transaction is ours to begin.
-                # PostgreSQL: psycopg has begun one; its first statement fixes what kind it is.
-                cursor.execute("BEGIN DEFERRED" if self._sqlite else "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                yield FastSnapshot(self, cursor)
+                if self._sqlite:
+                    # The driver runs in autocommit mode (audits.db), so the transaction is ours to begin.
+                    cursor.execute("BEGIN DEFERRED")
+                    try:
+                        yield FastSnapshot(self, cursor)
+                    finally:
+                        connection.rollback()
+                else:
+                    with _one_statement_begin(connection, cursor):
+                        yield FastSnapshot(self, cursor)
             finally:
-                try:
-                    connection.rollback()
-                finally:
-                    cursor.close()
+                cursor.close()
         finally:
             connection.close()  # back to the pool
+
+
+@contextmanager
+def _one_statement_begin(connection: Any, cursor: Any) -> Iterator[None]:
+    """PostgreSQL: the read-only transaction begun and ended by one statement each.
+
+    psycopg outside autocommit sends ``BEGIN`` on its own before the first
+    statement, and the isolation level would then take a ``SET TRANSACTION`` of
+    its own: two round trips, on every request, before the first read. In
+    autocommit mode (switched on the idle connection, which costs no round trip)
+    ``BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY`` is one; the connection
+    goes back to the pool as it came (not in autocommit), or is discarded.
+    """
+    dbapi = connection.dbapi_connection
+    dbapi.autocommit = True
+    try:
+        cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
+    finally:
+        try:
+            cursor.execute("ROLLBACK")  # also after a failed BEGIN: outside a transaction it only warns
+            dbapi.autocommit = False
+        except Exception:  # noqa: BLE001 - the reads are done; a connection that cannot end them is not pooled again
+            connection.invalidate()

@@ -41,6 +41,7 @@ _GROUPS = (core, policy, audit, demo, serve, store, consent, subjects, retrain, 
 for _group in _GROUPS:
     _group.register(app)
 __import__("governance.cli.feedback", fromlist=["register"]).register(app)
+__import__("governance.cli.availability", fromlist=["register"]).register(app)
 __import__("governance.cli.monitor", fromlist=["register"]).register(app)
 
 

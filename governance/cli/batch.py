@@ -41,6 +41,7 @@ def batch_command(
     mapping: MapOpt = None,
     items: ItemsOpt = None,
     items_map: ItemsMapOpt = None,
+    region: Annotated[Optional[str], typer.Option("--region", help="The region the lists are for: items restricted there are left out too (items unavailable everywhere always are).", show_default=False)] = None,
     as_of: Annotated[Optional[str], typer.Option("--as-of", help="Measure the retention window from this ISO date instead of now.")] = None,
     database_url: Annotated[Optional[str], typer.Option("--database-url", help="SQLAlchemy URL of the store.", show_default=False)] = None,
     json_output: JsonOpt = False,
@@ -66,7 +67,7 @@ def batch_command(
             run = batch_lists(
                 dataset, loaded, store, out=str(out), engine=engine, k=k, models_dir=get_settings().home / "models",
                 params=params, feedback=FeedbackConfig(rating_threshold=threshold), now=parse_as_of(as_of),
-                master=spark_master, buckets=buckets,
+                master=spark_master, buckets=buckets, region=region,
             )  # fmt: skip
         finally:
             store.close()

@@ -76,6 +76,8 @@ def _print_run(doc: dict[str, Any]) -> None:
     console.print(f"monitoring pass #{doc['id']} over {doc['window_start']} .. {doc['window_end']}{state}", highlight=False)
     shown = ("lists", "click_rate", "conversion_rate", "coverage", "exposure_gini", "provider_gap", "input_drift_psi", "prediction_skew_ks")
     print_rows([{"model": mv, **{k: "" if v.get(k) is None else str(v.get(k)) for k in shown}} for mv, v in doc["metrics"]["models"].items()], title="figures")
+    for note in doc["metrics"].get("notes", []):
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
     for f in doc["fired"]:
         opened = "opened" if f["opened"] else f"joined ({f['reason']})"
         console.print(f"trigger {f['trigger']} fired on {f['model_version']}: ticket {f['ticket']} {opened}", highlight=False, soft_wrap=True)

@@ -25,6 +25,7 @@ def recommend_command(
     tcf: Annotated[Optional[str], typer.Option("--tcf", help="An IAB TCF v2.2 TC string sent with the request.")] = None,
     vendor_id: Annotated[Optional[int], typer.Option("--vendor-id", help="Our IAB TCF vendor id (needed with --tcf).")] = None,
     category: Annotated[Optional[str], typer.Option("--category", help="Context: only items of this category.")] = None,
+    region: Annotated[Optional[str], typer.Option("--region", help="Context: the region the list is for (items restricted there are left out).")] = None,
     database_url: DatabaseOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -42,7 +43,7 @@ def recommend_command(
         store = open_store(database_url)
         try:
             served = serve_list(
-                store, loaded, model, user, k=k, items=items, gpc=gpc, tcf=tcf, vendor_id=vendor_id, category=category
+                store, loaded, model, user, k=k, items=items, gpc=gpc, tcf=tcf, vendor_id=vendor_id, category=category, region=region
             )
         finally:
             store.close()

@@ -34,6 +34,12 @@ __all__ = ["EARLY_PASS", "FUTURE_PASS", "lifecycle_of", "run_monitor", "trained_
 FUTURE_PASS = "a monitoring pass cannot end in the future: --at {at} is after now ({now})"
 EARLY_PASS = "a monitoring pass must end after {earliest}; got {at}"
 EARLIEST = datetime(1980, 1, 1, tzinfo=UTC)
+PROFILED = ("input_drift", "performance_drop", "prediction_skew")
+"""Trigger kinds judged against the model's profile (its training data and offline evaluation)."""
+NO_PROFILE = (
+    "the production model {version} has no profile, so triggers {triggers} cannot be judged: "
+    "record one with `recgov monitor profile {version} DATA --pack {pack}` (DATA: what it was trained on)"
+)
 
 
 def lifecycle_of(pack: LoadedPack) -> LifecycleSection:
@@ -88,6 +94,9 @@ def run_monitor(store: Any, pack: LoadedPack, *, items: pd.DataFrame | None = No
     inputs, stages, trained, last = _inputs(store, pack, items, start, end)
     figures = {**window_figures(inputs), "window_start": start.isoformat(), "window_end": end.isoformat(), "stages": {k: stages[k] for k in ("production", "canary")}}
     production = stages["production"][0] if stages["production"] else None
+    needs_profile = sorted(t.id for t in section.triggers if t.kind in PROFILED)
+    if production is not None and needs_profile and production not in inputs.profiles:
+        figures["notes"] = [NO_PROFILE.format(version=production, triggers=", ".join(needs_profile), pack=pack.source)]
     erasures = pending_retrains(store, now=end)["pending"] if any(t.kind == "erasure_retrains" for t in section.triggers) else []
     facts = ModelFacts(production, trained.get(production or ""), last, erasures)
     firings = evaluate_triggers(section, figures, facts, end)

@@ -89,13 +89,10 @@ def retire_models(store: Any, pack: LoadedPack, *, figures: dict[str, Any], now:
                 continue
             stage = row.stage
         if stage == "production":
-            with store.session() as session:
-                latest = _latest(session)
-                previous = next(
-                    (v for v, r in sorted(latest.items(), key=lambda kv: -kv[1].id) if r.stage == "shadow" and r.previous_stage == "production" and v not in reasons),
-                    None,
-                )  # fmt: skip
-            if previous is not None:
+            from governance.deploy import status
+
+            waiting = [d["model_version"] for d in status(store)["shadow"] if d["previous"]]
+            if waiting and waiting[0] not in reasons:  # rollback restores exactly this one
                 restored = rollback(store, actor=actor)["restored"]
         with store.session() as session:
             lock_head(session)

@@ -26,8 +26,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from audits import consent_history, effective_consent, lookup_pseudonyms, open_request, record_consent
-from audits.models import LAWFUL_BASES
+from audits import consent_history, lookup_pseudonyms, open_request, record_consent
+from audits.models import CONSENT_RESTRICTIVENESS, LAWFUL_BASES
 from governance.consent.evidence import check_consent_evidence
 from governance.consent.gpc import gpc_opt_out
 from governance.consent.state import MSG_VENDOR_REQUIRED, ConsentRecord, may_profile
@@ -61,6 +61,7 @@ __all__ = [
     "consent_records",
     "history_json",
     "record_consent_from_request",
+    "record_request_signals",
     "request_signals_unchanged",
     "record_consent_under_pack",
     "show_consent",
@@ -336,12 +337,41 @@ def record_consent_from_request(
 
     Returns ``{"gpc", "tcf", "recorded", "unchanged", "ignored"}`` (no raw id).
     """
+    outcome, _ = record_request_signals(
+        store, subject_id, pack=pack, headers=headers, tcf=tcf, vendor_id=vendor_id, jurisdiction=jurisdiction, at=at, actor=actor
+    )
+    return outcome
+
+
+def record_request_signals(
+    store: Any,
+    subject_id: str | int,
+    *,
+    pack: LoadedPack | PolicyPack,
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+    tcf: str | None = None,
+    vendor_id: int | None = None,
+    jurisdiction: str | None = None,
+    at: datetime | None = None,
+    actor: str | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """:func:`record_consent_from_request`, and the subject's consent history with what it recorded.
+
+    The history is :func:`audits.consent_history`'s (suppressions included) as of
+    the recording transaction: what it read before writing, with the rows it
+    wrote, in the same order a read after the commit gives (a test holds them
+    equal). A serving path decides the request on it without reading the
+    history a second time.
+    """
     subject = as_subject(subject_id)
     moment = as_moment(at, "at")
     signals = _RequestSignals.of(pack, headers, tcf, vendor_id)
     with store.session() as session:
-        in_force = effective_consent(session, subject) if signals.any else {}
-        outcome, writes = signals.plan(in_force, moment)
+        history = consent_history(session, subject)
+        in_force: dict[str, dict[str, Any]] = {}
+        for record in history:  # oldest first: later ones replace (as audits.effective_consent)
+            in_force[record["purpose"]] = record
+        outcome, writes = signals.plan(in_force if signals.any else {}, moment)
         for purpose, status, basis, source, evidence in writes:
             row = record_consent(
                 session,
@@ -358,7 +388,14 @@ def record_consent_from_request(
             outcome["recorded"].append(
                 {"id": row.id, "purpose": purpose, "status": status, "source": source, "trail_seq": row.trail_seq}
             )
-    return outcome
+            history.append(
+                {
+                    "id": row.id, "purpose": purpose, "status": status, "lawful_basis": basis, "source": source,
+                    "evidence": row.evidence, "jurisdiction": jurisdiction, "recorded_at": row.recorded_at, "trail_seq": row.trail_seq,
+                }
+            )  # fmt: skip
+    history.sort(key=lambda r: (r["recorded_at"], CONSENT_RESTRICTIVENESS[r["status"]], r["id"]))
+    return outcome, history
 
 
 def request_signals_unchanged(

@@ -28,6 +28,7 @@ from audits.checkpoints import list_checkpoints
 from audits.lineage import lineage_of
 from audits.models import AuditResult, EscalationCase, SubjectRequest
 from audits.trail import read_head
+from governance.report.lifecycle import lifecycle_evidence
 from governance.report.accountability import accountability
 from governance.report.summary import executive_summary
 
@@ -131,6 +132,7 @@ def collect(session: Session, model_version_id: str, pack: Any | None = None) ->
             "n_checkpoints": len(checkpoints),
         },
         "accountability": accountability(session, model_version_id, audits, None if pack is None else pack.pack),
+        "lifecycle": lifecycle_evidence(session, model_version_id),
     }
     document["executive_summary"] = executive_summary(document, document["accountability"])
     return document

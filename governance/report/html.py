@@ -24,6 +24,7 @@ from typing import Any
 from jinja2 import Environment, StrictUndefined
 
 from governance.report.html_accountability import SECTIONS, SUMMARY
+from governance.report.lifecycle import lifecycle_plot
 
 __all__ = ["plots", "render_html"]
 
@@ -244,7 +245,8 @@ def plots(document: dict[str, Any]) -> dict[str, list[Plot]]:
             out[section] += [{**pl, "title": f"{pl['title']} ({label})"} for pl in make(audit["results"]) if pl["png"]]
     for section, make in _AUDIT_PLOTS.items():
         out[section] = out[section] or make([])
-    return {**out, "carbon": [_carbon_plot(document["training_run"])]}
+    lifecycle = lifecycle_plot(document.get("lifecycle") or {}, _figure, _png)
+    return {**out, "carbon": [_carbon_plot(document["training_run"])], "lifecycle": [lifecycle]}
 
 
 def _raw(value: Any) -> str:
@@ -258,6 +260,19 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+LIFECYCLE_SECTION = r"""{% set lc = d.get("lifecycle") or {} %}
+<h2 id="lifecycle">15. Monitoring in service, retrains and retirement</h2>
+{% for pl in figs.lifecycle %}{% if pl.png %}<figure class="plot" data-plot="lifecycle"><img alt="{{ pl.title }}" src="data:image/png;base64,{{ pl.png }}"><figcaption>{{ pl.title }}{% if pl.note %}: {{ pl.note }}{% endif %}</figcaption></figure>{% else %}<p class="note" data-note="monitoring">{{ pl.title }}: {{ pl.note }}.</p>{% endif %}{% endfor %}
+{% if lc.series %}<table><tr><th>Window end</th><th>Lists</th><th>Click rate</th><th>Offline baseline</th><th>Provider gap</th><th>Input drift (PSI)</th></tr>
+{% for x in lc.series[-12:] %}<tr><td>{{ x.window_end }}</td><td>{{ x.lists }}</td><td data-figure="monitor.{{ x.pass }}.click_rate" data-value="{{ raw(x.click_rate) }}">{{ fmt(x.click_rate) }}</td><td>{{ fmt(x.offline_hit_rate) }}</td><td data-figure="monitor.{{ x.pass }}.provider_gap" data-value="{{ raw(x.provider_gap) }}">{{ fmt(x.provider_gap) }}</td><td>{{ fmt(x.input_drift_psi) }}</td></tr>{% endfor %}</table>{% endif %}
+{% if lc.tickets %}<table><tr><th>Retrain ticket</th><th>Trigger</th><th>This model</th><th>State</th><th>Opened</th></tr>
+{% for x in lc.tickets %}<tr data-ticket="{{ x.id }}"><td class="hash">{{ x.id }}</td><td>{{ x.trigger }} ({{ x.kind }})</td><td>{{ x.role }}</td><td>{{ x.state }}</td><td>{{ x.opened_at }}</td></tr>{% endfor %}</table>
+{% else %}<p class="note">No retrain ticket concerns this model.</p>{% endif %}
+{% for x in lc.rolled_back %}<p data-rolled-back="{{ x.seq }}">Rolled back at the {{ x.step }} step (trail event {{ x.seq }}): {{ x.reasons|join("; ") }}.</p>{% endfor %}
+{% for x in lc.retired %}<p data-retired="{{ x.seq }}"><strong>Retired</strong> from {{ x.stage }} (trail event {{ x.seq }}) because: {{ x.reasons|join("; ") }}{% if x.restored %}; {{ x.restored }} was restored to production{% endif %}.</p>{% endfor %}
+"""
 
 
 _TEMPLATE = r"""<!DOCTYPE html>
@@ -377,7 +392,7 @@ It uses only these fields: {{ ds.inputs|join(", ") }}.{% if ds.not_used %} It ne
 <pre>recgov trail export trail.jsonl                      # operator: writes the trail, checkpoints and public keys
 recgov trail verify-export trail.jsonl --public-key KEY.pem   # auditor: no database needed</pre>
 <p>The export verifies when its hash chain is intact and reaches a checkpoint signed by that key; the events above must then appear in it with the same hashes.</p>
-""" + SECTIONS + r"""
+""" + SECTIONS + LIFECYCLE_SECTION + r"""
 </body></html>
 """
 

@@ -12,6 +12,10 @@
 * :mod:`governance.spark.records`: each partition one hash chain, anchored on the trail and checked
   by ``recgov trail verify`` (with pyarrow: no Spark or Java needed to verify).
 * :mod:`governance.spark.audit`: NDCG, recall and exposure by provider group computed on Spark.
+* :mod:`governance.spark.evaluate`: an audit's offline evaluation with MLlib ALS and the popularity
+  baseline, every evaluated user's list ranked on the executors.
+* :mod:`governance.spark.gate`: ``recgov audit`` and ``recgov gate --engine spark``: the same audit
+  facts, judged by the same checks and gate; what the engine does not evaluate is said, never passed.
 * :mod:`governance.spark.batch`: ``recgov batch`` and ``recgov train --engine spark``.
 
 Nothing here imports PySpark at import time: ``import governance.spark`` works without it.

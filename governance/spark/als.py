@@ -14,7 +14,7 @@ The two solvers differ, and the differences are stated, not hidden:
 * solver: MLlib solves each normal equation exactly (Cholesky), ``implicit`` uses conjugate gradient.
 
 So the two engines give different factors for the same parameters; the parity tests compare
-the audit figures within a tolerance (see ``tests/spark/test_parity.py``). The explanation tags
+the audit figures within a tolerance (see ``tests/spark/test_audit.py`` and ``tests/spark/test_gate_parity.py``). The explanation tags
 of an MLlib model decompose *its* scores exactly (:class:`SparkALSPersonalizer`).
 """
 

@@ -139,13 +139,18 @@ def batch_lists(
     buckets: int = 16,
     actor: str | None = None,
     spark: Any = None,
+    region: str | None = None,
 ) -> BatchRun:
-    """Train under the pack and write every allowed user's governed list as anchored decision records."""
+    """Train under the pack and write every allowed user's governed list as anchored decision records.
+
+    Items unavailable everywhere (out of stock, withdrawn; :mod:`audits.availability`), and with ``region`` the
+    items restricted there, are left out of every list as blocked items are: before the lists are cut to ``k``."""
+    from audits.availability import unavailable_items
     from governance.escalation import items_out_of_lists
 
     check_engine(engine)
     with store.session() as db:
-        blocked = sorted(items_out_of_lists(db, pack.pack))
+        blocked = sorted(items_out_of_lists(db, pack.pack) | unavailable_items(db).for_region(region))
     if engine == "inprocess":
         return _inprocess_batch(dataset, pack, store, out=out, k=k, models_dir=models_dir, params=params, feedback=feedback,
                                 now=now, buckets=buckets, blocked=blocked, actor=actor)  # fmt: skip

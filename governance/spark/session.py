@@ -20,7 +20,7 @@ from typing import Any
 
 from recommender.errors import ConfigError
 
-__all__ = ["DEFAULT_MASTER", "NO_JAVA", "NO_PYSPARK", "java_available", "spark_available", "spark_master", "spark_session"]
+__all__ = ["DEFAULT_MASTER", "NO_JAVA", "NO_PYSPARK", "check_reachable", "java_available", "spark_available", "spark_master", "spark_session"]
 
 DEFAULT_MASTER = "local[2]"
 _MASTER_FORMS = re.compile(
@@ -97,6 +97,7 @@ def spark_session(master: str | None = None, *, app_name: str = "recgov", shuffl
     from pyspark.sql import SparkSession
 
     url = spark_master(master)
+    check_reachable(url)
     # Python workers run this interpreter (recgov and its re-rankers are installed here), unless told otherwise.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -120,6 +121,34 @@ def spark_session(master: str | None = None, *, app_name: str = "recgov", shuffl
         raise ConfigError(f"Spark could not start on master {url!r}: {_first_line(err)}") from err
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+def check_reachable(url: str, timeout: float = 5.0) -> None:
+    """For a standalone master (``spark://host:port``, or several for high availability): refuse one that
+    no TCP connection reaches, before a JVM starts. Spark itself would start a driver, retry the master
+    for a minute and then stop its context under the running command; yarn and k8s masters are left to Spark.
+
+    Raises
+    ------
+    ConfigError
+        No listed master accepts a connection (the message names each and why).
+    """
+    import socket
+
+    if not url.startswith("spark://"):
+        return
+    problems = []
+    for part in url[len("spark://") :].split(","):
+        host, _, port = part.strip().rpartition(":")
+        host = host.strip("[]")
+        if not host or not port.isdigit():
+            raise ConfigError(f"the Spark master {url!r} must name host:port for each master (spark://host:7077)")
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout):
+                return
+        except OSError as err:
+            problems.append(f"{host}:{port} ({err.strerror or type(err).__name__})")
+    raise ConfigError(f"the Spark master {url!r} cannot be reached: {', '.join(problems)}; start it, or name a reachable one")
 
 
 def _first_line(err: BaseException) -> str:

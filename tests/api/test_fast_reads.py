@@ -69,7 +69,7 @@ def test_consent_history_reads_as_through_sqlalchemy(store: Store, reads: FastRe
         assert [r["status"] for r in alice] == ["granted", "withdrawn"]
         assert all(r["recorded_at"].tzinfo is not None for r in alice)
         assert read_consent_history(read, "bob")[0]["evidence"]["note"].startswith("kept through erasure")
-        assert blocks_revision(read) == (0, 0, 0)
+        assert blocks_revision(read) == (0, 0, 0, 0)
 
 
 def test_a_snapshot_sees_one_committed_state_and_holds_no_write_lock(store: Store, reads: FastReads) -> None:

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from audits import open_store
+from audits.lineage import lineage_of
 from audits.models import RetrainTicket, TrailEvent
 from audits.monitoring import list_tickets
 from audits.verify import verify_trail
@@ -27,6 +28,8 @@ from governance.lifecycle.passes import run_monitor
 from governance.lifecycle.pipeline import PipelineContext, run_ticket
 from governance.monitoring import build_profile
 from governance.policy import load_pack
+from governance.report import render_html
+from governance.report.gather import report_document
 from governance.training import train_and_record
 from audits.monitoring import record_profile
 from recommender.als import ALSRecommender
@@ -152,6 +155,21 @@ def test_a_shift_is_found_retrained_a_bad_canary_rolled_back_and_a_good_one_prom
             actions = list(session.scalars(select(TrailEvent.action).where(TrailEvent.action.in_(["retrain.ticket_opened", "retrain.step", "lifecycle.rolled_back", "monitor.run"]))))
         assert actions.count("retrain.ticket_opened") == 2 and actions.count("lifecycle.rolled_back") == 1 and actions.count("monitor.run") == 3
         assert steps.count("promote") == 1
+        # Lineage: the promoted model names the ticket that produced it and its profile; the stale one, its tickets.
+        with store.session() as session:
+            produced, stale_chain = lineage_of(session, third)["monitoring"], lineage_of(session, first)["monitoring"]
+        assert [t["id"] for t in produced["retrain_tickets"]] == [ticket] and produced["retrain_tickets"][0]["role"] == "produced"
+        assert produced["profile"]["offline_hit_rate"] is not None
+        assert [t["state"] for t in stale_chain["retrain_tickets"]] == ["rolled_back", "promoted"]
+        # The regulator's report shows the stale model's series and the canary's rollback, with why.
+        with store.session() as session:
+            stale, rolled = report_document(session, first, pack=pack), report_document(session, second, pack=pack)
+        assert [x["window_end"] for x in stale["lifecycle"]["series"]] == [world.at(d).isoformat() for d in (38, 50, 56)]
+        assert stale["lifecycle"]["series"][1]["click_rate"] < stale["lifecycle"]["series"][0]["click_rate"]
+        assert {t["role"] for t in stale["lifecycle"]["tickets"]} == {"retrained"}
+        page = render_html(stale)
+        assert 'data-plot="lifecycle"' in page and 'id="lifecycle"' in page
+        assert "Rolled back at the watch step" in render_html(rolled) and "provider_gap" in rolled["lifecycle"]["rolled_back"][0]["reasons"][0]
         with store.engine.connect() as connection:
             assert verify_trail(connection).intact
     finally:

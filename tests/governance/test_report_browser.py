@@ -52,6 +52,7 @@ DSA_SECTIONS = (
     "12. Timeliness of subject requests and notice-and-action",
     "13. The option not based on profiling (DSA Art. 38)",
     "14. Systemic risks and their mitigation (DSA Art. 34 and 35)",
+    "15. Monitoring in service, retrains and retirement",
 )
 PLOT_HEADINGS = ("Group metrics with confidence intervals", "Exposure by provider group", "Popularity")
 VIEWPORT = {"width": 1280, "height": 900}
@@ -223,6 +224,7 @@ def test_every_section_heading_is_visible(page: dict[str, Any]) -> None:
         "timeliness",
         "non-profiling",
         "systemic-risks",
+        "lifecycle",
     ]
 
 

@@ -35,6 +35,10 @@ class RecommendationCreate(_Body):
         "canary for its share of subjects) and every shadow version gets the same request, recorded unserved.",
     )
     pack: str = Field("baseline", min_length=1, max_length=200, pattern=IDENTIFIER, description="A shipped pack name, or a stored pack as NAME@VERSION.")
+    region: str | None = Field(
+        None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$",
+        description="The region the list is for: items restricted there (and items unavailable everywhere) are left out.",
+    )
     tcf: str | None = Field(
         None, min_length=1, max_length=MAX_TC_STRING, pattern=IDENTIFIER,
         description="The IAB TCF v2.2 TC string the subject's CMP holds (its tcString), passed with the request as the "

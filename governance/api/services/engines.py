@@ -22,6 +22,8 @@ request does not parse its pack, load its model and open a decision log again:
   the blocked items read again and an engine built for them (from the cached
   pack and model). Engines are never changed in place, so concurrent requests
   each serve with the blocks of the revision they read;
+* items out of stock, withdrawn or restricted in a region (:mod:`audits.availability`) are part of
+  that revision too (the availability table's largest ``trail_seq``), read with the blocks;
 * an erasure needs no engine rebuilt: each engine knows up to which erasure its
   model's data was cleaned (:func:`governance.suppressed.erasures_seen`, read
   when it is built) and each request reads the subject's latest erasure in its
@@ -54,7 +56,9 @@ from sqlalchemy.orm import Session
 
 from audits.decision_writer import ProcessDecisionLog
 from audits.decisions import DecisionLog, log_failure
-from audits.models import DatasetVersion, EscalationCase, ItemBlock, ItemFlag, ModelVersion
+from audits.availability import unavailable_items
+from audits.online_store import configured_store
+from audits.models import DatasetVersion, EscalationCase, ItemAvailability, ItemBlock, ItemFlag, ModelVersion
 from governance import packs as pack_store
 from governance.api.compute import ComputeProcess
 from governance.api.errors import Problem
@@ -64,6 +68,7 @@ from governance.escalation import items_out_of_lists
 from governance.packs import SHIPPED_PACKS as SHIPPED
 from governance.packs import resolve_pack
 from governance.policy import LoadedPack
+from governance.online_store import ListCache
 from governance.serving import ServingEngine
 from governance.suppressed import erasures_seen, model_standing, standing_reader
 from recommender.als import ALSRecommender
@@ -117,7 +122,7 @@ def _pack_path(packs_dir: Path, ref: str) -> Path | None:
 
 # Built once: a statement's cache key is then computed once, not on every request.
 _LATEST_BLOCK_CHANGES = select(
-    *(select(func.coalesce(func.max(t.trail_seq), 0)).scalar_subquery() for t in (ItemFlag, EscalationCase, ItemBlock))
+    *(select(func.coalesce(func.max(t.trail_seq), 0)).scalar_subquery() for t in (ItemFlag, EscalationCase, ItemBlock, ItemAvailability))
 )
 _ARTIFACT_OF = select(ModelVersion.artifact_location).where(ModelVersion.version_id == bindparam("version"))
 _DATASET_OF = (
@@ -150,10 +155,10 @@ def _dataset_sources(read: Connection, model_version: str) -> list[str]:
     return sources
 
 
-def blocks_revision(read: Session | Connection | Any) -> tuple[int, int, int]:
-    """The latest trail event that changed a flag, a case or a block: it moves whenever what is blocked may change."""
-    flags, cases, blocks = read.execute(_LATEST_BLOCK_CHANGES).one()
-    return int(flags), int(cases), int(blocks)
+def blocks_revision(read: Session | Connection | Any) -> tuple[int, ...]:
+    """The latest trail event that changed a flag, a case, a block or an item's availability: it moves whenever
+    what is kept out of lists may change."""
+    return tuple(int(seq) for seq in read.execute(_LATEST_BLOCK_CHANGES).one())
 
 
 def artifact_location(read: Session | Connection | Any, model_version: str) -> str | None:
@@ -165,7 +170,7 @@ def artifact_location(read: Session | Connection | Any, model_version: str) -> s
 class _Engine:
     """An engine, and the revision of the blocks it was built with."""
 
-    revision: tuple[int, int, int]
+    revision: tuple[int, ...]
     engine: ServingEngine
 
 
@@ -295,6 +300,7 @@ class EngineCache:
         with self.store.snapshot() as connection, Session(bind=connection) as session:
             revision = blocks_revision(connection)
             blocked = frozenset(items_out_of_lists(session, loaded.pack))
+            unavailable = unavailable_items(session)
             sources = _dataset_sources(connection, model_version)
             seen = erasures_seen(connection, model_version)
             standing = model_standing(connection, model_version)
@@ -307,8 +313,11 @@ class EngineCache:
         engine = ServingEngine(
             loaded, model, catalog, blocked=blocked, sink=sink,
             on_failure=lambda cause, detail: log_failure(store, cause, detail), erasures_seen=seen,
-            standing=standing, reread_standing=standing_reader(store, model_version),
+            standing=standing, reread_standing=standing_reader(store, model_version), unavailable=unavailable,
         )  # fmt: skip
+        online = configured_store()  # RECGOV_REDIS_URL: personalized lists are read from (and kept in) Redis
+        if online is not None:
+            engine.list_cache = ListCache(online)
         with self._lock:
             cached = self._engines.get(key)
             if model_version in self._models and (cached is None or cached.revision <= revision):

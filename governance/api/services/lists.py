@@ -5,7 +5,7 @@ the request's consent signals (``Sec-GPC: 1``, a TC string) and the TC string's
 check; in one read-only snapshot, the model version (named, or what is deployed:
 production, the canary for its share of subjects, and the shadows to mirror to),
 its engine with the blocks as of now, the subject's consent history and latest
-erasure; the signals recorded (then the history read again); the list made by the
+erasure; the signals recorded (the history as of that write, without a second read); the list made by the
 engine and its decision queued with the call's trail record
 (:class:`~governance.api.services.call_sink.CallAttributingSink`); the commit
 awaited on the event loop.
@@ -65,7 +65,7 @@ from governance.consent.tcf import decode_tc_string
 from governance.deploy import deployed_versions
 from governance.governed_list import consent_records
 from governance.policy import LoadedPack
-from governance.privacy import record_consent_from_request, request_signals_unchanged
+from governance.privacy.consent import record_request_signals, request_signals_unchanged
 from governance.serving import ServedList, ServeRequest, ServingEngine
 from governance.shadow import NOTHING_IN_PRODUCTION, canary_bucket
 from recommender.errors import DataError
@@ -157,7 +157,7 @@ async def decide_on_loop(prepared: Prepared, cache: EngineCache) -> Decided:
     try:
         plan = engine.begin(serve_request)
         made = None
-        if cache.compute is not None and plan.mode == "personalized" and plan.allowed is None:
+        if cache.compute is not None and plan.mode == "personalized" and plan.allowed is None and engine.list_cache is None:
             made = await cache.compute.personalize(plan.personalizer, plan.row, plan.length or serve_request.k)
         if cache.closed:  # the service began to stop meanwhile
             raise Problem(503, SHUTTING_DOWN)
@@ -222,15 +222,16 @@ def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> P
     signals: dict[str, Any] | None = {"gpc": False, "tcf": None, "recorded": [], "unchanged": [], "ignored": []}
     if signalled:
         signals = request_signals_unchanged(history, pack=loaded, headers=ctx.headers, tcf=body.tcf)
-    if signals is None:  # a signal that changes the record: written (on a worker thread), then the history read again
+    if signals is None:  # a signal that changes the record: written (on a worker thread), the history as of that write
         if inline:
             raise NotReady
-        signals = record_consent_from_request(store, body.subject, pack=loaded, headers=ctx.headers, tcf=body.tcf, actor=ctx.actor)
-        with ctx.reads.snapshot() as read:
-            history = read_consent_state(read, body.subject).history()
+        signals, history = record_request_signals(store, body.subject, pack=loaded, headers=ctx.headers, tcf=body.tcf, actor=ctx.actor)
     if cache.closed:  # a service that is shutting down refuses (503) before it decides anything
         raise Problem(503, SHUTTING_DOWN)
-    serve_request = ServeRequest(body.subject, k=body.k, consent=consent_records(history), gpc=gpc, tcf=body.tcf, erasure_seq=erased)
+    context = {"region": body.region} if body.region else {}
+    serve_request = ServeRequest(
+        body.subject, k=body.k, consent=consent_records(history), gpc=gpc, tcf=body.tcf, context=context, erasure_seq=erased
+    )
     return Prepared(engine, serve_request, signals, deployment, loaded, shadow_refs, ctx.actor, gpc)
 
 

@@ -1,0 +1,331 @@
+"""The online store: model factors and cached lists in Redis, and their invalidation.
+
+What it holds (``NS`` is the namespace, ``recgov`` by default)::
+
+    NS:g                 the global epoch: bumped by a block or an availability change
+    NS:e:<subject key>   the subject's epoch: bumped by a consent change or an erasure
+    NS:l:<subject key>   hash: one cached list per (model version, pack, what is kept out, length, context)
+    NS:uf:<version>      hash: <subject key> -> the subject's factor vector (float32 bytes)
+    NS:if:<version>      the model's item factors (float32 bytes, with their shape)
+    NS:versions          the model versions whose factors are stored
+
+A subject is named only by a keyed hash: ``HMAC-SHA256(installation key,
+b"recgov.online-store.v1\\x00" + id)``, so Redis holds no raw id and nobody
+without the installation key can link its keys to a person.
+
+**Invalidation.** A consent change or an erasure bumps the subject's epoch and
+deletes their lists and factors; a block or an availability change bumps the
+global epoch. They run after the change's transaction commits
+(:func:`invalidate_subjects_after_commit`), and once more at once, so neither
+a list made before the change nor one written while it commits survives it.
+**Writes are conditional**: a list is stored only if both epochs still hold
+the values read before it was made (one Lua script, atomic in Redis), so a list
+made, then overtaken by a consent withdrawal, is never written afterwards. A
+read returns an entry only if it was written under the current epochs.
+
+**Redis down.** Every call fails soft: a read is a miss, a write is skipped, an
+invalidation is logged (the serving path's own per-request checks still keep
+the entry from being served: see :mod:`governance.online_store`). After a
+failure Redis is not asked again for :data:`RETRY_AFTER_S` seconds, so a dead
+server costs a request nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+__all__ = [
+    "RETRY_AFTER_S",
+    "OnlineStore",
+    "Stamp",
+    "configured_store",
+    "invalidate_everyone",
+    "invalidate_everyone_after_commit",
+    "invalidate_subjects",
+    "invalidate_subjects_after_commit",
+]
+
+log = logging.getLogger(__name__)
+
+DOMAIN = b"recgov.online-store.v1\x00"
+RETRY_AFTER_S = 5.0
+"""Seconds during which a store that just failed is not asked again."""
+DEFAULT_TTL_S = 24 * 3600
+"""How long a cached list lives at most (a change invalidates it sooner)."""
+TIMEOUT_S = 0.25
+"""Connect and read timeout: a slow store must not hold a request."""
+
+# Store the entry only if neither epoch moved since they were read (KEYS: lists, subject epoch, global epoch).
+_PUT = """
+local e = redis.call('GET', KEYS[2]) or '0'
+local g = redis.call('GET', KEYS[3]) or '0'
+if e ~= ARGV[1] or g ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """The epochs read before a list was made: it is stored only if they still hold."""
+
+    subject: int
+    everyone: int
+
+
+class OnlineStore:
+    """Factors and cached lists in one Redis database (see the module docstring).
+
+    ``client``: a ``redis.Redis``; ``key``: the secret of the subjects' keyed hashes
+    (default: the installation key, :mod:`audits.keys`).
+    """
+
+    def __init__(self, client: Any, *, key: bytes | None = None, namespace: str = "recgov", ttl_s: int = DEFAULT_TTL_S) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.ttl_ms = int(ttl_s * 1000)
+        self._key = key
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+        self._put = client.register_script(_PUT)
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> OnlineStore:
+        """A store on the Redis at ``url`` (nothing is sent until it is used)."""
+        import redis
+
+        client = redis.Redis.from_url(url, socket_connect_timeout=TIMEOUT_S, socket_timeout=TIMEOUT_S)
+        return cls(client, **kwargs)
+
+    # -- keys ---------------------------------------------------------------------------------------
+    def subject_key(self, subject_id: str | int) -> str:
+        """The keyed hash that names ``subject_id`` in Redis (never the id itself)."""
+        if self._key is None:  # read once: the store's keys are named under the key it started with
+            from audits.keys import installation_key
+            from audits.settings import get_settings
+
+            self._key = installation_key(get_settings())
+        return hmac.digest(self._key, DOMAIN + str(subject_id).encode("utf-8"), "sha256").hex()[:40]
+
+    def _k(self, *parts: str) -> str:
+        return ":".join((self.namespace, *parts))
+
+    # -- health -------------------------------------------------------------------------------------
+    @property
+    def available(self) -> bool:
+        """False while a recent failure keeps the store from being asked (see :data:`RETRY_AFTER_S`)."""
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, what: str, err: BaseException) -> None:
+        self._down_until = time.monotonic() + RETRY_AFTER_S
+        log.warning("online store: %s failed (%s); not asked again for %g s", what, type(err).__name__, RETRY_AFTER_S)
+
+    def ping(self) -> bool:
+        """Whether Redis answers now."""
+        try:
+            return bool(self.client.ping())
+        except Exception as err:  # noqa: BLE001 - any failure of the store is a miss
+            self._failed("ping", err)
+            return False
+
+    # -- lists --------------------------------------------------------------------------------------
+    def read_list(self, subject: str, field: str) -> tuple[dict[str, Any] | None, Stamp | None]:
+        """The list cached for ``subject`` (a :meth:`subject_key`) under ``field`` if it was written under the
+        current epochs, and the epochs to write a new one with (None, None: the store is down)."""
+        if not self.available:
+            return None, None
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hget(self._k("l", subject), field)
+            pipe.get(self._k("e", subject))
+            pipe.get(self._k("g"))
+            raw, epoch, everyone = pipe.execute()
+        except Exception as err:  # noqa: BLE001 - any failure of the store is a miss
+            self._failed("read", err)
+            return None, None
+        stamp = Stamp(int(epoch or 0), int(everyone or 0))
+        if raw is None:
+            return None, stamp
+        entry = orjson.loads(raw)
+        if entry.get("e") != stamp.subject or entry.get("g") != stamp.everyone:
+            return None, stamp
+        return entry, stamp
+
+    def write_list(self, subject: str, field: str, entry: dict[str, Any], stamp: Stamp) -> bool:
+        """Store ``entry`` if the epochs still are ``stamp``'s (atomic); whether it was stored."""
+        if not self.available:
+            return False
+        payload = orjson.dumps({**entry, "e": stamp.subject, "g": stamp.everyone})
+        keys = [self._k("l", subject), self._k("e", subject), self._k("g")]
+        try:
+            return bool(self._put(keys=keys, args=[stamp.subject, stamp.everyone, field, payload, self.ttl_ms]))
+        except Exception as err:  # noqa: BLE001 - a write that fails is skipped
+            self._failed("write", err)
+            return False
+
+    # -- factors ------------------------------------------------------------------------------------
+    def put_factors(self, version: str, item_factors: np.ndarray, subjects: Sequence[str], user_factors: np.ndarray) -> int:
+        """Store a model version's item factors and the factors of ``subjects`` (keyed hashes, one row each of
+        ``user_factors``); how many subjects were stored (0 when the store is down)."""
+        items = np.ascontiguousarray(item_factors, dtype=np.float32)
+        users = np.ascontiguousarray(user_factors, dtype=np.float32)
+        if len(subjects) != len(users):
+            raise ValueError(f"{len(subjects)} subjects but {len(users)} factor rows; give one row per subject")
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.sadd(self._k("versions"), version)
+            pipe.set(self._k("if", version), orjson.dumps(list(items.shape)) + b"\n" + items.tobytes())
+            for start in range(0, len(subjects), 10_000):
+                chunk = subjects[start : start + 10_000]
+                pipe.hset(self._k("uf", version), mapping={s: users[start + j].tobytes() for j, s in enumerate(chunk)})
+            pipe.execute()
+        except Exception as err:  # noqa: BLE001 - a store that is down holds nothing
+            self._failed("factor write", err)
+            return 0
+        return len(subjects)
+
+    def item_factors(self, version: str) -> np.ndarray | None:
+        """A model version's item factors (None: not stored, or the store is down)."""
+        if not self.available:
+            return None
+        try:
+            raw = self.client.get(self._k("if", version))
+        except Exception as err:  # noqa: BLE001
+            self._failed("factor read", err)
+            return None
+        if raw is None:
+            return None
+        head, _, body = raw.partition(b"\n")
+        shape = tuple(orjson.loads(head))
+        return np.frombuffer(body, dtype=np.float32).reshape(shape)
+
+    def user_factors(self, version: str, subject: str) -> np.ndarray | None:
+        """One subject's factors under a model version (None: not stored, or the store is down)."""
+        if not self.available:
+            return None
+        try:
+            raw = self.client.hget(self._k("uf", version), subject)
+        except Exception as err:  # noqa: BLE001
+            self._failed("factor read", err)
+            return None
+        return None if raw is None else np.frombuffer(raw, dtype=np.float32)
+
+    # -- invalidation -------------------------------------------------------------------------------
+    def invalidate(self, subjects: Iterable[str]) -> bool:
+        """Bump each subject's epoch, delete their lists and their factors under every version; whether Redis
+        took it (it is tried even while the store is marked down: an invalidation must not be skipped lightly)."""
+        subjects = list(subjects)
+        if not subjects:
+            return True
+        try:
+            versions = [v.decode() if isinstance(v, bytes) else v for v in self.client.smembers(self._k("versions"))]
+            pipe = self.client.pipeline(transaction=True)
+            for start in range(0, len(subjects), 10_000):
+                chunk = subjects[start : start + 10_000]
+                for s in chunk:
+                    pipe.incr(self._k("e", s))
+                pipe.delete(*(self._k("l", s) for s in chunk))
+                for version in versions:
+                    pipe.hdel(self._k("uf", version), *chunk)
+            pipe.execute()
+            return True
+        except Exception as err:  # noqa: BLE001
+            self._failed("invalidation", err)
+            log.error("online store: %d subject(s) could not be invalidated; their entries are never served "
+                      "(each request checks consent and erasure first) and expire within %d s", len(subjects), self.ttl_ms // 1000)
+            return False
+
+    def invalidate_everyone(self) -> bool:
+        """Bump the global epoch: every cached list is stale at once (a block or an availability change)."""
+        try:
+            self.client.incr(self._k("g"))
+            return True
+        except Exception as err:  # noqa: BLE001
+            self._failed("invalidation", err)
+            log.error("online store: the global epoch could not be bumped; cached lists are still checked against "
+                      "the blocks and availability each request sees")
+            return False
+
+
+_STORES: dict[str, OnlineStore] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def configured_store() -> OnlineStore | None:
+    """The store ``RECGOV_REDIS_URL`` names (one per URL per process), or None when none is configured."""
+    from audits.settings import get_settings
+
+    url = get_settings().redis_url
+    if not url:
+        return None
+    with _STORES_LOCK:
+        store = _STORES.get(url)
+        if store is None:
+            store = _STORES[url] = OnlineStore.from_url(url)
+        return store
+
+
+def invalidate_subjects(subject_ids: Iterable[str | int]) -> None:
+    """Invalidate the configured store's entries of these subjects (raw ids, hashed here); nothing if none."""
+    store = configured_store()
+    if store is not None:
+        store.invalidate(store.subject_key(s) for s in subject_ids)
+
+
+def invalidate_everyone() -> None:
+    """Bump the configured store's global epoch; nothing if none is configured."""
+    store = configured_store()
+    if store is not None:
+        store.invalidate_everyone()
+
+
+def invalidate_subjects_after_commit(session: Any, subject_ids: Iterable[str | int]) -> None:
+    """Invalidate these subjects now and again once ``session``'s transaction commits (a ``Session``; for a bare
+    connection, now only). Nothing when no store is configured."""
+    if configured_store() is None:
+        return
+    ids = [str(s) for s in subject_ids]
+    invalidate_subjects(ids)
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    if isinstance(session, Session):
+        pending = session.info.setdefault("online_store_invalidate", set())
+        if not pending:
+            event.listen(session, "after_commit", _after_commit, once=True)
+        pending.update(ids)
+
+
+def _after_commit(session: Any) -> None:
+    ids = session.info.pop("online_store_invalidate", set())
+    if ids:
+        invalidate_subjects(ids)
+
+
+def invalidate_everyone_after_commit(session: Any) -> None:
+    """Bump the global epoch now and again once ``session``'s transaction commits (a block, a flag, a case or an
+    availability change); nothing when no store is configured."""
+    if configured_store() is None:
+        return
+    invalidate_everyone()
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    if isinstance(session, Session) and not session.info.get("online_store_everyone"):
+        session.info["online_store_everyone"] = True
+        event.listen(session, "after_commit", _everyone_after_commit, once=True)
+
+
+def _everyone_after_commit(session: Any) -> None:
+    if session.info.pop("online_store_everyone", False):
+        invalidate_everyone()

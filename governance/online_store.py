@@ -1,0 +1,170 @@
+"""Serving from the online store: cached lists and factors in Redis (:mod:`audits.online_store`), governed.
+
+:class:`ListCache` is what a :class:`~governance.serving.ServingEngine` reads
+before it makes a personalized list, and writes after. It is only asked once
+the request's own checks have run (erasure, the model's standing, consent: the
+plan is ``personalized``), and an entry is used only when it was made
+
+* by the same model version and pack (both in the entry's field),
+* with the same items kept out: a content hash of the blocked items and of the
+  items the request's context and region admit (availability included), so a
+  block, an unblock or an availability change makes every older entry a miss at
+  once, in every process, even where Redis could not be told;
+* under the same consent state: a hash of the consent records, the signals and
+  the erasure sequence the request carried, so a list made before a consent
+  change or an erasure is never served after it;
+* under the current epochs (:mod:`audits.online_store`), which those changes bump.
+
+And before it is served its items are checked once more against what is kept
+out now (vectorised): an entry holding one of them is dropped, not served.
+Decisions made from an entry say so in their record (``list_source``).
+
+:func:`personalize_from_factors` serves a list from factors kept in the store
+(the subject's vector and the model's item factors), governed by the engine's
+own re-ranking and tags: the path of a server that does not hold the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from audits.online_store import OnlineStore, Stamp
+
+__all__ = ["CACHED", "ListCache", "personalize_from_factors", "warm"]
+
+CACHED = "online_store"
+"""The record's ``list_source`` for a list served from the online store."""
+
+
+def _digest(*parts: bytes) -> str:
+    h = hashlib.blake2b(digest_size=12)
+    for part in parts:
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
+    return h.hexdigest()
+
+
+class ListCache:
+    """The engine's reads and writes of cached lists (see the module docstring)."""
+
+    def __init__(self, store: OnlineStore) -> None:
+        self.store = store
+        self._blocked_digest: tuple[str, str] | None = None
+        self.hits = 0
+        self.misses = 0
+
+    def _kept_out(self, personalizer: Any, allowed: np.ndarray | None) -> str:
+        """A hash of what the list may not hold: the personalizer's blocked items and the request's admitted ones."""
+        cached = self._blocked_digest
+        if cached is None or cached[0] != personalizer.token:
+            blocked = np.sort(np.asarray(personalizer.blocked_items, dtype=np.int64))
+            cached = self._blocked_digest = (personalizer.token, _digest(blocked.tobytes()))
+        mask = b"" if allowed is None else np.packbits(allowed).tobytes()
+        return _digest(cached[1].encode(), mask)
+
+    @staticmethod
+    def consent_state(request: Any) -> str:
+        """A hash of what the request's consent decision was made from (records, signals, erasure)."""
+        return _digest(repr((request.consent, request.gpc, request.tcf, request.erasure_seq)).encode())
+
+    def field(self, plan: Any, model_version: str, pack_hash: str) -> str:
+        """Where a plan's list is kept in the subject's hash."""
+        length = plan.length or plan.request.k
+        return f"{model_version}|{pack_hash[:16]}|{self._kept_out(plan.personalizer, plan.allowed)}|{length}"
+
+    def get(self, plan: Any, model_version: str, pack_hash: str) -> tuple[Any | None, tuple[str, str, Stamp] | None]:
+        """The cached model part of ``plan``'s list (a :class:`~governance.serving.PersonalizedList`) or None, and
+        what :meth:`put` needs to store a fresh one (None: the store is down)."""
+        from governance.serving import PersonalizedList
+
+        subject = self.store.subject_key(plan.request.subject_id)
+        field = self.field(plan, model_version, pack_hash)
+        entry, stamp = self.store.read_list(subject, field)
+        if stamp is None:
+            return None, None
+        ticket = (subject, field, stamp)
+        if entry is None or entry.get("c") != self.consent_state(plan.request):
+            self.misses += 1
+            return None, ticket
+        items = np.asarray(entry["i"], dtype=np.int64)
+        personalizer = plan.personalizer
+        n_items = len(personalizer.model.train_.item_ids)
+        if len(items) and (
+            items.min() < 0 or items.max() >= n_items
+            or np.isin(items, personalizer.blocked_items).any()
+            or (plan.allowed is not None and not plan.allowed[items].all())
+        ):  # fmt: skip
+            self.misses += 1
+            return None, ticket  # never served: something in it is kept out now
+        self.hits += 1
+        return PersonalizedList(items, entry["s"], entry["t"]), ticket
+
+    def put(self, plan: Any, ticket: tuple[str, str, Stamp], personalized: Any) -> bool:
+        """Store ``personalized`` for ``plan`` if nothing changed since :meth:`get` (see :mod:`audits.online_store`)."""
+        subject, field, stamp = ticket
+        entry = {
+            "c": self.consent_state(plan.request),
+            "i": np.asarray(personalized.items, dtype=np.int64).tolist(),
+            "s": list(personalized.scores),
+            "t": personalized.tags,
+        }
+        return self.store.write_list(subject, field, entry, stamp)
+
+
+def warm(engine: Any, requests: Iterable[Any]) -> int:
+    """Make and store the lists of ``requests`` (heavy users' requests, with their consent as the ledger holds
+    it) without serving or recording them; a request whose subject may not be profiled is skipped. Returns how
+    many lists were stored."""
+    cache: ListCache | None = getattr(engine, "list_cache", None)
+    if cache is None:
+        return 0
+    stored = 0
+    stamp = engine.loaded.stamp()
+    for request in requests:
+        plan = engine.begin(request)
+        if plan.mode != "personalized":
+            continue
+        found, ticket = cache.get(plan, engine.model.version_id_, stamp["pack_hash"])
+        if found is not None or ticket is None:
+            continue
+        made = plan.personalizer.personalize(plan.row, plan.length or request.k, plan.allowed)
+        stored += cache.put(plan, ticket, made)
+    return stored
+
+
+def store_factors(store: OnlineStore, model: Any, subject_ids: Iterable[str]) -> int:
+    """Put ``model``'s item factors and the factors of ``subject_ids`` (raw ids, hashed here) in the store."""
+    ids = [str(s) for s in subject_ids]
+    rows = model.train_.user_index(ids)
+    known = [(s, int(r)) for s, r in zip(ids, np.asarray(rows).tolist(), strict=True) if r >= 0]
+    users = model.user_factors_[[r for _, r in known]] if known else np.zeros((0, model.item_factors_.shape[1]), np.float32)
+    return store.put_factors(model.version_id_, model.item_factors_, [store.subject_key(s) for s, _ in known], users)
+
+
+def personalize_from_factors(store: OnlineStore, personalizer: Any, plan: Any, item_factors: np.ndarray | None = None) -> Any | None:
+    """``plan``'s list made from the subject's factors in the store (None: not there, or the store is down), with
+    the blocked, seen and not-admitted items left out before the cut and the engine's re-ranking and tags."""
+    model = personalizer.model
+    factors = store.user_factors(model.version_id_, store.subject_key(plan.request.subject_id))
+    if factors is None:
+        return None
+    if item_factors is None:
+        item_factors = store.item_factors(model.version_id_)
+        if item_factors is None:
+            return None
+    k = plan.length or plan.request.k
+    history = personalizer.history_of(plan.row)
+    scores = item_factors @ factors
+    scores[personalizer.blocked_items] = -np.inf
+    scores[history[0]] = -np.inf
+    if plan.allowed is not None:
+        scores[~plan.allowed] = -np.inf
+    n = min(personalizer.n_candidates(k), len(scores))
+    top = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
+    top = top[np.argsort(-scores[top], kind="stable")]
+    top = top[np.isfinite(scores[top])]
+    return personalizer.govern(plan.row, history, top, scores[top].astype(np.float32), k)

@@ -1,0 +1,274 @@
+"""The online store (real Redis): cached lists and factors, their invalidation, and a store that is down.
+
+Must hold: no unavailable, blocked or erased-subject-derived item appears in any list (made by the model, from
+the store's factors or from a cached list), whatever the order of serves, cache fills, blocks, unblocks,
+availability changes, consent withdrawals and erasures.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from audits.availability import Unavailable
+from audits.online_store import OnlineStore
+from governance.consent.state import ConsentRecord
+from governance.online_store import ListCache, personalize_from_factors, store_factors, warm
+from governance.policy import load_pack
+from governance.serving import ServeRequest, ServingEngine
+from recommender.als import ALSRecommender
+from recommender.feedback import to_implicit
+from recommender.synthetic import SyntheticSpec, generate
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def consent(status: str, minutes: int = 0) -> tuple[ConsentRecord, ...]:
+    return (ConsentRecord(purpose="personalization", status=status, lawful_basis="consent", source="api", time=T0 + timedelta(minutes=minutes)),)
+
+
+class Records:
+    """A decision sink that keeps the records."""
+
+    def __init__(self) -> None:
+        self.records = []
+
+    def submit_and_wait(self, record, timeout: float = 0.0):
+        self.records.append(record)
+
+
+@pytest.fixture(scope="module")
+def world():
+    data = generate(SyntheticSpec(n_users=120, n_items=90, n_interactions=5000, seed=11))
+    matrix = to_implicit(data.events)
+    model = ALSRecommender(factors=8, iterations=4).fit(matrix)
+    return data, matrix, model
+
+
+def engine_of(world, store: OnlineStore | None, pack: str = "eu-gdpr-dsa", **kwargs) -> ServingEngine:
+    data, _, model = world
+    engine = ServingEngine(load_pack(f"policies/{pack}.yaml"), model, data.items, **kwargs)
+    if store is not None:
+        engine.list_cache = ListCache(store)
+    return engine
+
+
+def test_a_cached_list_is_the_list_and_its_record_says_so(world, online_store) -> None:
+    _, matrix, _ = world
+    sink = Records()
+    engine = engine_of(world, online_store, sink=sink)
+    user = str(matrix.user_ids[5])
+    made = engine.serve(ServeRequest(user, k=8, consent=consent("granted")))
+    cached = engine.serve(ServeRequest(user, k=8, consent=consent("granted")))
+    assert made.list_source is None and cached.list_source == "online_store"
+    assert (cached.items, cached.scores, cached.tags) == (made.items, made.scores, made.tags)
+    assert "list_source" not in sink.records[0].context and sink.records[1].context["list_source"] == "online_store"
+    # No raw subject id in any key of the store.
+    keys = [k.decode() for k in online_store.client.scan_iter(match=f"{online_store.namespace}:*")]
+    assert keys and not any(user in k for k in keys)
+
+
+def test_a_store_that_is_down_falls_back_to_the_list_made_here(world) -> None:
+    _, matrix, _ = world
+    dead = OnlineStore.from_url("redis://127.0.0.1:1/0", key=b"k" * 32)  # nothing listens on port 1
+    engine = engine_of(world, dead)
+    reference = engine_of(world, None)
+    user = str(matrix.user_ids[7])
+    for _ in range(3):
+        served = engine.serve(ServeRequest(user, k=6, consent=consent("granted")))
+        assert served.list_source is None
+        assert served.items == reference.serve(ServeRequest(user, k=6, consent=consent("granted"))).items
+    assert not dead.available  # marked down: not asked again for a while
+    assert dead.invalidate(["x"]) is False and dead.invalidate_everyone() is False  # reported, never raised
+
+
+def test_a_list_made_before_a_withdrawal_is_never_written_after_it(world, online_store) -> None:
+    _, matrix, _ = world
+    engine = engine_of(world, online_store)
+    user = str(matrix.user_ids[9])
+    plan = engine.begin(ServeRequest(user, k=5, consent=consent("granted")))
+    cache = engine.list_cache
+    found, ticket = cache.get(plan, engine.model.version_id_, engine.loaded.content_hash)
+    assert found is None and ticket is not None
+    made = plan.personalizer.personalize(plan.row, 5, plan.allowed)
+    online_store.invalidate([online_store.subject_key(user)])  # the withdrawal lands while the list is made
+    assert cache.put(plan, ticket, made) is False
+    assert not online_store.client.exists(f"{online_store.namespace}:l:{online_store.subject_key(user)}")
+    # A block (global epoch) refuses it the same way.
+    found, ticket = cache.get(plan, engine.model.version_id_, engine.loaded.content_hash)
+    online_store.invalidate_everyone()
+    assert cache.put(plan, ticket, made) is False
+
+
+def test_a_cached_list_is_not_served_under_another_consent_state_or_once_an_item_is_kept_out(world, online_store) -> None:
+    _, matrix, _ = world
+    engine = engine_of(world, online_store)
+    user = str(matrix.user_ids[11])
+    first = engine.serve(ServeRequest(user, k=6, consent=consent("granted")))
+    # Another consent history (withdrawn, then granted again): the entry made under the old one is a miss.
+    regranted = consent("granted", 5)
+    assert engine.serve(ServeRequest(user, k=6, consent=regranted)).list_source is None
+    assert engine.serve(ServeRequest(user, k=6, consent=regranted)).list_source == "online_store"
+    # Blocking an item of the cached list, or making it unavailable, makes the entry a miss at once.
+    engine.set_blocked([first.items[0]])
+    after_block = engine.serve(ServeRequest(user, k=6, consent=regranted))
+    assert after_block.list_source is None and first.items[0] not in after_block.items and len(after_block.items) == 6
+    engine.set_availability(Unavailable(frozenset({after_block.items[1]})))
+    after = engine.serve(ServeRequest(user, k=6, consent=regranted))
+    assert after.list_source is None and after_block.items[1] not in after.items and len(after.items) == 6
+
+
+def test_consent_and_erasure_in_the_store_invalidate_the_subject_and_blocks_everyone(world, online_store, store, monkeypatch) -> None:
+    """The store's own code paths (record_consent, shred_subject, block_item, availability) invalidate Redis."""
+    import audits.online_store as online
+    from audits.availability import set_availability
+    from audits.consent import record_consent
+    from audits.harm import block_item
+    from audits.subjects import shred_subject
+
+    url = "redis://online-store-under-test"
+    monkeypatch.setenv("RECGOV_REDIS_URL", url)
+    monkeypatch.setitem(online._STORES, url, online_store)
+    ns, subject = online_store.namespace, online_store.subject_key("u-1")
+    client = online_store.client
+
+    def filled() -> None:
+        client.hset(f"{ns}:l:{subject}", "f", b"{}")
+        client.hset(f"{ns}:uf:v1", subject, b"\0" * 8)
+        client.sadd(f"{ns}:versions", "v1")
+
+    filled()
+    with store.session() as session:
+        record_consent(session, subject_id="u-1", purpose="personalization", status="withdrawn", lawful_basis="consent", source="api")
+    assert not client.exists(f"{ns}:l:{subject}") and not client.hexists(f"{ns}:uf:v1", subject)
+    epoch = int(client.get(f"{ns}:e:{subject}"))
+    filled()
+    with store.session() as session:
+        assert shred_subject(session, "u-1") is not None
+    assert not client.exists(f"{ns}:l:{subject}") and not client.hexists(f"{ns}:uf:v1", subject)
+    assert int(client.get(f"{ns}:e:{subject}")) > epoch
+    everyone = int(client.get(f"{ns}:g") or 0)
+    with store.session() as session:
+        block_item(session, item_id="i1", blocked=True, reason="test")
+    assert int(client.get(f"{ns}:g")) > everyone
+    everyone = int(client.get(f"{ns}:g"))
+    with store.session() as session:
+        set_availability(session, item_id="i1", status="out_of_stock")
+    assert int(client.get(f"{ns}:g")) > everyone
+
+
+OPS = st.one_of(
+    st.tuples(st.just("serve"), st.integers(0, 119), st.sampled_from([None, "DE"])),
+    st.tuples(st.just("factors"), st.integers(0, 119), st.sampled_from([None, "DE"])),
+    st.tuples(st.just("fill"), st.integers(0, 119), st.sampled_from([None, "DE"])),
+    st.tuples(st.just("stale_fill"), st.integers(0, 119), st.sampled_from(["withdraw", "erase", "block", "unavailable"])),
+    st.tuples(st.just("block"), st.integers(0, 89), st.none()),
+    st.tuples(st.just("unblock"), st.integers(0, 89), st.none()),
+    st.tuples(st.just("unavailable"), st.integers(0, 89), st.sampled_from(["*", "DE"])),
+    st.tuples(st.just("available"), st.integers(0, 89), st.sampled_from(["*", "DE"])),
+    st.tuples(st.just("withdraw"), st.integers(0, 119), st.none()),
+    st.tuples(st.just("grant"), st.integers(0, 119), st.none()),
+    st.tuples(st.just("erase"), st.integers(0, 119), st.none()),
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(ops=st.lists(OPS, min_size=1, max_size=25), users=st.lists(st.integers(0, 119), min_size=3, max_size=3, unique=True))
+def test_no_list_holds_an_unavailable_blocked_or_erased_derived_item_whatever_the_order(world, online_store, ops, users) -> None:
+    """Must hold 2, over the model, the store's factors and its cached lists, with a few heavy users filled first."""
+    _, matrix, model = world
+    ids = [str(i) for i in matrix.item_ids]
+    subjects = [str(u) for u in matrix.user_ids]
+    engine = engine_of(world, online_store, erasures_seen=0)
+    store_factors(online_store, model, subjects)
+    item_factors = online_store.item_factors(model.version_id_)
+    blocked: set[str] = set()
+    everywhere: set[str] = set()
+    de: set[str] = set()
+    minutes: dict[int, int] = {}
+    state: dict[int, str] = {}
+    erased: dict[int, int] = {}
+
+    def request(u: int, region: str | None) -> ServeRequest:
+        status = state.get(u, "granted")
+        return ServeRequest(subjects[u], k=10, consent=consent(status, minutes.get(u, 0)), context={"region": region} if region else {},
+                            erasure_seq=erased.get(u))
+
+    def withdraw(u: int) -> None:  # what record_consent does: the ledger, then the store
+        state[u], minutes[u] = "withdrawn", minutes.get(u, 0) + 1
+        online_store.invalidate([online_store.subject_key(subjects[u])])
+
+    def erase(u: int) -> None:  # what shred_subject does
+        erased[u] = len(erased) + 1
+        online_store.invalidate([online_store.subject_key(subjects[u])])
+
+    def keep_out() -> None:  # what a block or an availability change does: new engine state, and the global epoch
+        engine.set_blocked(blocked)
+        engine.set_availability(Unavailable(frozenset(everywhere), {"DE": frozenset(de)}))
+        online_store.invalidate_everyone()
+
+    def check(items: list[str], region: str | None, u: int) -> None:
+        out = blocked | everywhere | (de if region == "DE" else set())
+        assert not out & set(items), (out & set(items), region)
+
+    warm(engine, [request(u, None) for u in users])  # heavy users' lists precomputed
+    for op, a, b in ops:
+        if op == "serve":
+            served = engine.serve(request(a, b))
+            check(served.items, b, a)
+            if a in erased or state.get(a) == "withdrawn":
+                assert served.mode == "non_profiling" and served.list_source is None
+            kept = len(ids) - len(blocked | everywhere | (de if b == "DE" else set()) | {ids[i] for i in engine.personalizer.blocked_items})
+            seen = len(matrix.matrix[a].indices) if served.mode == "personalized" else 0
+            assert len(served.items) >= min(10, kept - seen)  # never short while enough items are left
+        elif op == "factors":
+            plan = engine.begin(request(a, b))
+            made = personalize_from_factors(online_store, engine.personalizer, plan, item_factors)
+            if a in erased:
+                assert made is None  # the erased subject's factors left the store
+            elif made is not None and plan.mode == "personalized":
+                check([ids[i] for i in made.items], b, a)
+        elif op == "fill":
+            warm(engine, [request(a, b)])
+        elif op == "stale_fill":  # a list made, then a change lands, then the list is written
+            plan = engine.begin(request(a, None))
+            if plan.mode != "personalized":
+                continue
+            found, ticket = engine.list_cache.get(plan, model.version_id_, engine.loaded.content_hash)
+            made = plan.personalizer.personalize(plan.row, 10, plan.allowed)
+            if b == "withdraw":
+                withdraw(a)
+            elif b == "erase":
+                erase(a)
+            elif b == "block":
+                blocked.add(ids[int(made.items[0])]) if len(made.items) else None
+                keep_out()
+            else:
+                everywhere.add(ids[int(made.items[0])]) if len(made.items) else None
+                keep_out()
+            if ticket is not None:
+                assert engine.list_cache.put(plan, ticket, made) is False
+        elif op in ("block", "unblock"):
+            (blocked.add if op == "block" else blocked.discard)(ids[a])
+            keep_out()
+        elif op in ("unavailable", "available"):
+            target = everywhere if b == "*" else de
+            (target.add if op == "unavailable" else target.discard)(ids[a])
+            keep_out()
+        elif op == "withdraw":
+            withdraw(a)
+        elif op == "grant":
+            state[a], minutes[a] = "granted", minutes.get(a, 0) + 1
+            online_store.invalidate([online_store.subject_key(subjects[a])])
+        elif op == "erase":
+            erase(a)
+        for u in erased:  # nothing derived from an erased subject stays in the store
+            key = online_store.subject_key(subjects[u])
+            assert not online_store.client.exists(f"{online_store.namespace}:l:{key}")
+            assert online_store.user_factors(model.version_id_, key) is None
+    client = online_store.client
+    client.delete(*list(client.scan_iter(match=f"{online_store.namespace}:*")) or ["-"])
