@@ -55,6 +55,7 @@ second import of the same rows add nothing.
 
 from __future__ import annotations
 
+import pickle
 import threading
 import weakref
 from collections import OrderedDict
@@ -324,23 +325,21 @@ _STATE_VERSION = select(
 class ConsentState:
     """A subject's consent as a served list needs it: the history (:func:`read_consent_history`) and their latest erasure."""
 
-    records: tuple[dict[str, Any], ...]
-    """Consent records and suppression restrictions, oldest first; shared by the cache: read them with :meth:`history`."""
+    records: bytes
+    """The consent records and suppression restrictions, oldest first, pickled: the cache holds tens of thousands of
+    states, and as bytes they are one object each that the garbage collector never walks (a collection's pause is
+    a served list's latency). Read them with :meth:`history`."""
     erasure_seq: int | None
     """The trail seq of the subject's latest erasure (:func:`governance.suppressed.erasure_seq`), None if never erased."""
 
+    @classmethod
+    def of(cls, history: list[dict[str, Any]], erasure_seq: int | None) -> ConsentState:
+        """The state of a history read from the store (this process's own data: pickled, never from outside)."""
+        return cls(pickle.dumps(history, protocol=pickle.HIGHEST_PROTOCOL), erasure_seq)
+
     def history(self) -> list[dict[str, Any]]:
-        """The records as :func:`read_consent_history` returns them: fresh dicts (evidence copied too) the caller may change."""
-        return [{**record, "evidence": _copied(record["evidence"])} for record in self.records]
-
-
-def _copied(value: Any) -> Any:
-    """A deep copy of decoded JSON (dicts, lists, scalars), without copy.deepcopy's per-object bookkeeping."""
-    if isinstance(value, dict):
-        return {k: _copied(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copied(v) for v in value]
-    return value
+        """The records as :func:`read_consent_history` returns them: fresh dicts the caller may change."""
+        return pickle.loads(self.records)  # noqa: S301 - bytes this process pickled itself
 
 
 class ConsentReadCache:
@@ -410,7 +409,7 @@ def _read_state(bind: Any, key: bytes, raw: bytes, secret: str | None) -> tuple[
         _open_evidence(bind, key, who, record_key(secret), records)
     suppressed, erased = _suppressed_row(bind, key, raw)
     history = sorted([*records, *suppressed], key=_order_key)
-    return ConsentState(tuple(history), erased), who
+    return ConsentState.of(history, erased), who
 
 
 _CACHES: weakref.WeakKeyDictionary[Any, ConsentReadCache] = weakref.WeakKeyDictionary()

@@ -123,6 +123,7 @@ def flag_item(
     )
     session.add(row)
     session.flush()
+    invalidate_everyone_after_commit(session)  # what is kept out of lists may have changed
     return row
 
 
@@ -148,6 +149,7 @@ def set_flag_active(
     row.active = active
     row.trail_seq = event.seq
     session.flush()
+    invalidate_everyone_after_commit(session)  # what is kept out of lists may have changed
     return row
 
 
@@ -245,6 +247,7 @@ def open_case(
     )
     session.add(row)
     session.flush()
+    invalidate_everyone_after_commit(session)  # what is kept out of lists may have changed
     return row
 
 
@@ -306,6 +309,7 @@ def transition_case(
         row.action = action
     row.trail_seq = event.seq
     session.flush()
+    invalidate_everyone_after_commit(session)  # a case under review keeps its item out; a closed one may not
     if action is not None:
         reason = note or f"escalation case {row.id} ({row.rule_id}): {row.reason}"
         block_item(session, item_id=row.item_id, blocked=action == "block", reason=reason, case_id=row.id, actor=actor)

@@ -83,6 +83,43 @@ def _filtered_from(exclusions: dict[str, Any] | None) -> str | None:
     return hashes.get("before") if isinstance(hashes, dict) else None
 
 
+NO_EVENTS_TO_EVALUATE = (
+    "no event may be used for the offline evaluation under the pack: {excluded}; record consent (recgov consent set "
+    "or import)"
+)
+
+
+class NothingToEvaluate(ConfigError):
+    """Under the pack, no event is left that the audit's offline evaluation may refit on (nobody may be profiled)."""
+
+
+def evaluation_events(loaded: LoadedPack, dataset: Dataset, store: Any) -> tuple[Dataset, dict[str, int]]:
+    """The events the audit's offline evaluation may refit the model's recipe on, and how many were left out per reason.
+
+    Refitting is training: under a pack with consent rules it sees only the subjects a training run
+    under that pack may learn from (:func:`governance.training_filter.filter_training_events`:
+    consent for personalization as it stands today, objections, erasures), so that a subject who
+    refused profiling is not profiled by the audit either; under a pack without them, every event
+    but erased subjects' (:func:`governance.suppressed.drop_erased_events`, GDPR Art. 17). The
+    retention window is not applied here: the pack's retention rule judges the data the audit was
+    given and says so. Nothing is written to the trail: the audit's own record says what was left
+    out.
+    """
+    if loaded.pack.consent.purposes:
+        from governance.training_filter import filter_training_events
+
+        policy = loaded.pack
+        unwindowed = policy.model_copy(update={"minimization": policy.minimization.model_copy(update={"retention_days": None})})
+        kept, report = filter_training_events(dataset, unwindowed, store, record=False)
+    else:
+        kept, report = drop_erased_events(dataset, store)
+    left_out = {reason: int(n) for reason, n in report["events"]["excluded"].items() if n}
+    if len(kept.events) == 0:
+        excluded = ", ".join(f"{n:,} {reason}" for reason, n in left_out.items())
+        raise NothingToEvaluate(NO_EVENTS_TO_EVALUATE.format(excluded=excluded or "no event at all"))
+    return kept, left_out
+
+
 def audit_facts(
     loaded: LoadedPack,
     dataset: Dataset,
@@ -126,13 +163,15 @@ def audit_facts(
         params = {k: v for k, v in trained.result.model.get_params().items() if k != "random_state"}
     if dataset_version is None:
         dataset_version = dataset.content_hash()
-    # The offline evaluation refits the recipe on this data: never on erased subjects' events (GDPR Art. 17).
-    audited, erasures = drop_erased_events(dataset, store)
+    audited, left_out = evaluation_events(loaded, dataset, store)
     facts, _ = collect_facts(
         pack, audited, als_params=params, baseline=baseline, carbon=carbon, dataset_version=dataset_version, show_progress=show_progress
     )
-    if erasures["events"]["excluded"]["erased"]:
-        facts = facts.model_copy(update={"dataset": {**facts.dataset, "erased_events_left_out": erasures["events"]["excluded"]["erased"]}})
+    if left_out:
+        update = {"evaluation_events_left_out": left_out}
+        if left_out.get("erased"):
+            update["erased_events_left_out"] = left_out["erased"]
+        facts = facts.model_copy(update={"dataset": {**facts.dataset, **update}})
     if model_version is not None and facts.evaluation is not None:
         # Offline figures come from the model's recipe refitted on a split of this
         # data (a model fitted on all of it cannot be evaluated on any of it).

@@ -55,10 +55,13 @@ NO_PREVIOUS = "nothing to roll back to: {why}"
 GATE_REFUSED = "the gate refused model version {version!r} for {stage} (audit #{audit_id}, pack {pack}): {reasons}"
 
 
-class GateRefused(ConfigError):
-    """The gate did not pass: the promotion is refused (CLI exit 1, API 409)."""
+GATE_NOT_RUN = "the gate refused model version {version!r} for {stage} (no audit could run, pack {pack}): {reason}"
 
-    def __init__(self, message: str, *, reasons: list[str], audit_id: int) -> None:
+
+class GateRefused(ConfigError):
+    """The gate did not pass: the promotion is refused (CLI exit 1, API 409). ``audit_id`` is None when no audit could run."""
+
+    def __init__(self, message: str, *, reasons: list[str], audit_id: int | None) -> None:
         super().__init__(message)
         self.reasons = reasons
         self.audit_id = audit_id
@@ -161,6 +164,7 @@ def promote(
         gating = deploy_policy.gate_pack(binding, asked=pack, load=load_pack)
         deploy_policy.check_data(binding, dataset, trained_on=trained_on)
         audit_id = _run_gate(store, gating, dataset, model_version, to_stage, out_dir, models_dir, who)
+        _require_experiment(store, gating, model_version, to_stage, audit_id)
         gate = Gate(gating.name, gating.version, gating.content_hash, audit_id, binding.id)
     with store.session() as session:
         lock_head(session)
@@ -185,17 +189,39 @@ def promote(
 
 def _run_gate(store: Any, pack: LoadedPack, dataset: Dataset, model_version: str, stage: str, out_dir: Path, models_dir: Path, actor: str) -> int:
     """Run the gate under ``pack``; the recorded audit's id, or :class:`GateRefused`."""
-    from governance.audit import run_audit
+    from governance.audit import NothingToEvaluate, run_audit
 
-    outcome = run_audit(
-        pack, dataset, store=store, out_dir=out_dir, models_dir=models_dir, model_version=model_version,
-        train=False, shadow=False, actor=actor,
-    )  # fmt: skip
+    try:
+        outcome = run_audit(
+            pack, dataset, store=store, out_dir=out_dir, models_dir=models_dir, model_version=model_version,
+            train=False, shadow=False, actor=actor,
+        )  # fmt: skip
+    except NothingToEvaluate as err:  # no subject may be profiled under the pack: nothing can pass its gate
+        reason = str(err)
+        raise GateRefused(
+            GATE_NOT_RUN.format(version=model_version, stage=stage, pack=f"{pack.name}@{pack.version}", reason=reason),
+            reasons=[reason], audit_id=None,
+        ) from None
     if not outcome.decision.passed:
         reasons = list(outcome.decision.reasons) or ["the gate did not pass"]
         message = GATE_REFUSED.format(version=model_version, stage=stage, audit_id=outcome.audit_id, pack=f"{pack.name}@{pack.version}", reasons="; ".join(reasons))
         raise GateRefused(message, reasons=reasons, audit_id=outcome.audit_id)
     return outcome.audit_id
+
+
+def _require_experiment(store: Any, pack: LoadedPack, model_version: str, stage: str, audit_id: int) -> None:
+    """Under a pack whose ``experiments.require_positive_result`` is set, :class:`GateRefused` unless a
+    pre-registered experiment found that ``model_version`` won (see :func:`governance.experiments.lifecycle.gate_verdict`)."""
+    section = pack.pack.experiments
+    if section is None or not section.require_positive_result:
+        return
+    from governance.experiments.lifecycle import gate_verdict
+
+    with store.session() as session:
+        passed, reasons, _ = gate_verdict(session, model_version)
+    if not passed:
+        message = GATE_REFUSED.format(version=model_version, stage=stage, audit_id=audit_id, pack=f"{pack.name}@{pack.version}", reasons="; ".join(reasons))
+        raise GateRefused(message, reasons=reasons, audit_id=audit_id)
 
 
 def rollback(store: Any, *, actor: str | None = None) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_serializer, model_validator
 
 import governance.checks  # noqa: F401  (registers every check)
-from governance.lifecycle.section import LifecycleSection
+from governance.lifecycle_section import LifecycleSection
 from governance.located import TOO_LARGE, YAML_LIMITS, PackIssue, PolicyError, load_yaml, validate_located
 from governance.registry import Check, registered_checks
 from governance.rerank import registered_rerankers
@@ -483,6 +483,15 @@ class GateSection(_Strict):
     """Block when more rules than this end in ``warn``."""
 
 
+class ExperimentsSection(_Strict):
+    """What a promotion needs from governed experiments (:mod:`governance.experiments`)."""
+
+    require_positive_result: bool = False
+    """Promotion to canary or production needs a stopped or concluded experiment whose last planned
+    (pre-registered) look found that a variant serving the model version won on the primary metric,
+    with the SRM check passed and no guardrail failed; exploratory looks never count."""
+
+
 # -- logging policy: a stochastic policy after the governed re-ranking (optional) -------------------------
 CONSTRAINT_RERANKERS = ("fair_star", "exposure_cap")
 """Re-rankers whose guarantee (a share in every prefix, an exposure cap) a draw from their pool could undo."""
@@ -631,6 +640,8 @@ class PolicyPack(_Strict):
     """DSA Art. 34/35: the risks assessed, each with its likelihood, severity and mitigations."""
     lifecycle: LifecycleSection | None = None
     """Monitoring, retrain triggers, the canary's watch and retirement (absent: nothing is watched or retrained automatically)."""
+    experiments: ExperimentsSection | None = None
+    """What a promotion needs from experiments (absent: nothing)."""
     logging_policy: LoggingPolicySection | None = None
     """A stochastic logging policy after the governed re-ranking, with exact propensities in every decision
     (absent: lists are deterministic, and cannot evaluate another policy off-line)."""
@@ -660,7 +671,7 @@ class PolicyPack(_Strict):
     def _omit_absent(self, handler: Any) -> dict[str, Any]:
         """Leave absent optional sections out, so a pack without them keeps the hash it always had."""
         data = handler(self)
-        for key in (*ACCOUNTABILITY, "logging_policy", "lifecycle"):
+        for key in (*ACCOUNTABILITY, "logging_policy", "lifecycle", "experiments"):
             if data.get(key) is None:
                 data.pop(key, None)
         return data

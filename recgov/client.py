@@ -145,6 +145,18 @@ class Client:
         """What changed in stored pack ``name`` from version ``before`` to ``after``."""
         return self._json("GET", f"/v1/packs/{_segment(name)}/diff", params={"from": before, "to": after})
 
+    # -- off-policy evaluation --------------------------------------------------------------------
+    def evaluate_off_policy(self, logged_pack: str, target_pack: str, **options: Any) -> dict[str, Any]:
+        """Estimate ``target_pack`` on the lists served under ``logged_pack`` (auditor), as ``recgov ope``; the stored
+        report with its ``id``. ``options`` are the other fields of ``POST /v1/ope`` (``kinds``, ``min_ess``,
+        ``n_bootstrap``, ``seed``, ``confidence``, ``limit``, ``segment_items``). A refused evaluation (a deterministic
+        log, poor overlap, no analytics purpose) raises :class:`ClientError` (422) with each reason located."""
+        return self._json("POST", "/v1/ope", json={"logged_pack": logged_pack, "target_pack": target_pack, **options})
+
+    def off_policy_report(self, report_id: int) -> dict[str, Any]:
+        """A stored off-policy report, read back from the trail."""
+        return self._json("GET", f"/v1/ope/{int(report_id)}")
+
     # -- audits and the gate ----------------------------------------------------------------------
     def start_audit(self, pack: str, *, data: str, model_version: str | None = None, **options: Any) -> dict[str, Any]:
         """Queue an audit of ``data`` (and ``model_version``) under ``pack`` (auditor); the job, with its ``id``.
@@ -294,6 +306,36 @@ class Client:
     def datasets(self) -> dict[str, Any]:
         """The data sets an audit may use on the installation: files under its data folder, the generator's limits, recorded sets (auditor)."""
         return self._json("GET", "/v1/datasets")
+
+    # -- experiments ------------------------------------------------------------------------------
+    def plan_experiment(self, text: str) -> dict[str, Any]:
+        """Plan an experiment from its YAML (admin): validated, sized and frozen; a :class:`ClientError` 422 lists every located problem."""
+        return self._json("POST", "/v1/experiments", content=text.encode("utf-8"), headers={"Content-Type": "application/yaml"})
+
+    def experiments(self) -> list[dict[str, Any]]:
+        """Every experiment and its state."""
+        return self._json("GET", "/v1/experiments")["experiments"]
+
+    def experiment(self, name: str) -> dict[str, Any]:
+        """One experiment as frozen, with its looks (not a look at the data)."""
+        return self._json("GET", f"/v1/experiments/{_segment(name)}")
+
+    def start_experiment(self, name: str, *, plan_hash: str | None = None) -> dict[str, Any]:
+        """Start a planned experiment (admin); 409 if it changed since it was frozen (or ``plan_hash`` is not the frozen one)."""
+        return self._json("POST", f"/v1/experiments/{_segment(name)}/start", json={"plan_hash": plan_hash} if plan_hash else {})
+
+    def stop_experiment(self, name: str) -> dict[str, Any]:
+        """Stop a running experiment (admin)."""
+        return self._json("POST", f"/v1/experiments/{_segment(name)}/stop")
+
+    def experiment_status(self, name: str) -> dict[str, Any]:
+        """Subjects per variant and reason, and the SRM check (a look at the data, on the trail; auditor)."""
+        return self._json("GET", f"/v1/experiments/{_segment(name)}/status")
+
+    def analyze_experiment(self, name: str, *, metric: str | None = None, segment: str | None = None) -> dict[str, Any]:
+        """One look at the data (auditor): planned, or labelled exploratory for another metric, a segment or a look too many."""
+        body = {k: v for k, v in (("metric", metric), ("segment", segment)) if v is not None}
+        return self._json("POST", f"/v1/experiments/{_segment(name)}/analyses", json=body)
 
 
 def _segment(value: str) -> str:

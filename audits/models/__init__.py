@@ -45,6 +45,7 @@ from audits.models.base import (
 from audits.models.availability import AVAILABILITY_REASONS, EVERYWHERE, ItemAvailability
 from audits.models.decisions import DECISION_MODES, DecisionRecord, FailedRequest
 from audits.models.deployments import DEPLOYMENT_STAGES, GATED_STAGES, Deployment, DeploymentPolicy
+from audits.models.experiments import EXPERIMENT_STATUSES, LOOK_KINDS, Experiment, ExperimentLook
 from audits.models.harm import (
     CASE_ACTIONS,
     CASE_SEVERITIES,
@@ -143,6 +144,11 @@ __all__ = [
     "CASE_SEVERITIES",
     "CASE_STATUSES",
     "CASE_ACTIONS",
+    # experiments
+    "Experiment",
+    "ExperimentLook",
+    "EXPERIMENT_STATUSES",
+    "LOOK_KINDS",
     # serving
     "DecisionRecord",
     "FailedRequest",

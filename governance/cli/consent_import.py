@@ -86,7 +86,7 @@ def consent_import(
     mapping: ImportMapOpt = None,
     fmt: FormatOpt = None,
     pack: ImportPackOpt = None,
-    batch_size: BatchSizeOpt = 50_000,
+    batch_size: BatchSizeOpt = 200_000,  # governance.consent.imports.DEFAULT_BATCH_SIZE
     database_url: DatabaseOpt = None,
     json_output: JsonOpt = False,
 ) -> None:

@@ -43,12 +43,30 @@ def _governed_tour(store, dataset, outcome, settings, show: bool) -> dict[str, A
     from governance.policy import load_pack
     from governance.privacy import erase_subject, export_subject
     from governance.serving import ServeRequest, ServingEngine
+    from governance.consent.imports import import_consent
     from governance.consent.state import ConsentRecord
+    from governance.consent.synthetic_export import synthetic_consent_export, write_consent_export
     from recommender.als import ALSRecommender
 
     eu = load_pack(resolve_pack("eu-gdpr-dsa"))
     version = outcome.report.model_version
     tour: dict[str, Any] = {"pack": f"{eu.name} {eu.version} ({eu.content_hash[:12]})"}
+    # Under the EU pack nothing may be profiled, the audit's refit included, until consent exists: the
+    # users' consent arrives as a CMP's export would (a tenth refuse, some withdraw, a few send GPC).
+    _step(show, "importing the users' consent from a consent-management platform's export")
+    consent_file = settings.home / "demo-consent.csv"
+    purposes = eu.pack.consent.purposes
+    write_consent_export(
+        synthetic_consent_export(
+            dataset,
+            opt_in_purposes=sorted(p for p, c in purposes.items() if c.model == "opt_in"),
+            opt_out_purposes=sorted(p for p, c in purposes.items() if c.model == "opt_out"),
+            random_state=0,
+        ),
+        consent_file,
+    )
+    imported = import_consent(store, consent_file, name=consent_file.name, pack=eu)
+    tour["consent_import"] = {"rows": imported.to_dict()["rows"], "added": imported.to_dict()["added"]}
     _step(show, "auditing the recorded model against the EU pack in shadow mode (fairness before and after re-ranking)")
     eu_audit = run_audit(
         eu, dataset, store=store, out_dir=settings.home / "demo-eu", models_dir=settings.home / "models",

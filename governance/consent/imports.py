@@ -42,8 +42,16 @@ from recommender.errors import ConfigError
 
 __all__ = ["DEFAULT_BATCH_SIZE", "ConsentImportReport", "import_consent", "import_consent_table"]
 
-DEFAULT_BATCH_SIZE = 50_000
-"""Records appended per transaction (and per trail anchor)."""
+DEFAULT_BATCH_SIZE = 200_000
+"""Records appended per transaction (and per trail anchor).
+
+Each batch inserts its subjects' keys (sorted) into indexes keyed by random
+digests, so a batch rewrites nearly every page of those indexes it reaches:
+with more, smaller batches the same pages are written again and again. At a
+million records on SQLite, batches of 50,000 wrote about 10 GB (WAL and
+checkpoints), batches of 250,000 about 4.8 GB and 5% less CPU time. 200,000
+keeps a batch's write transaction near ten seconds on two cores, well inside
+the store's 30-second busy timeout for a writer waiting on it."""
 MAX_BATCH_SIZE = 1_000_000
 BAD_BATCH_SIZE = "the batch size must be an integer from 1 to {max}; got {value!r}"
 ERASED_BEFORE = (

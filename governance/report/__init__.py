@@ -28,6 +28,7 @@ from audits.checkpoints import list_checkpoints
 from audits.lineage import lineage_of
 from audits.models import AuditResult, EscalationCase, SubjectRequest
 from audits.trail import read_head
+from governance.experiments.lifecycle import experiments_of_model
 from governance.report.lifecycle import lifecycle_evidence
 from governance.report.accountability import accountability
 from governance.report.summary import executive_summary
@@ -114,6 +115,7 @@ def collect(session: Session, model_version_id: str, pack: Any | None = None) ->
         "audit_runs": audits,
         "deployments": chain["deployments"],
         "current_stage": chain.get("current_stage"),
+        "experiments": experiments_of_model(session, model_version_id),
         "escalations": {
             "by_status": _counts(session, EscalationCase.status),
             "by_severity": _counts(session, EscalationCase.severity),

@@ -308,6 +308,12 @@ audited against a policy pack, and every step is written to a tamper-evident, si
 {% if g %}<td>{{ g.pack }} {{ g.pack_version }}{% if g.policy_id %} (deployment policy #{{ g.policy_id }}){% endif %}</td><td class="hash">{{ g.pack_hash }}</td><td>{{ "#" ~ g.audit_id if g.audit_id else "—" }}</td>
 {% else %}<td colspan="3">{{ "no gate: shadow is never served" if x.stage == "shadow" else "not recorded" }}</td>{% endif %}<td>{{ x.trail_seq }}</td></tr>{% endfor %}</table>
 <p class="note">Which pack gates canary and production is set by the installation's deployment policy, not by whoever promotes; each move names the pack (version and content hash) and the audit that allowed it.</p>{% endif %}
+{% if d.experiments %}<h3 id="experiments">Experiments this model served in</h3>
+<table><tr><th>Experiment</th><th>Status</th><th>Hypothesis</th><th>Primary metric</th><th>As variant</th><th>Last planned look</th><th>Plan hash</th></tr>
+{% for e in d.experiments %}{% set l = e.last_planned_look %}<tr><td>{{ e.name }}</td><td>{{ e.status }}</td><td>{{ e.hypothesis }}</td><td>{{ e.primary_metric }}</td>
+<td>{{ e.variants|join(", ") }}{% if e.control in e.variants %} (control){% endif %}</td>
+<td>{% if l %}#{{ l.look }}: {{ l.verdict }}{% if l.winners %} (won: {{ l.winners|join(", ") }}){% endif %}, trail #{{ l.trail_seq }}{% else %}none yet{% endif %}</td><td class="hash">{{ e.plan_hash }}</td></tr>{% endfor %}</table>
+<p class="note">Each plan was frozen (content hash, sample size) on the audit trail before any subject was exposed; only planned looks at the pre-registered primary metric count, exploratory ones are labelled as such.</p>{% endif %}
 
 <h2 id="disclosure">2. DSA Art. 27 disclosure in force</h2>
 {% if p %}{% set ds = p.disclosure %}

@@ -48,6 +48,12 @@ class Row:
 
 
 YAML = {"Content-Type": "application/yaml"}
+EXPERIMENT = (
+    "apiVersion: recgov/v1\nkind: Experiment\nmetadata:\n  name: authz-experiment\n  owner: growth team\n"
+    "hypothesis: The other pack's lists are clicked more often.\nvariants:\n  - name: control\n    control: true\n"
+    "  - name: other\n    pack: california-ccpa\nallocation:\n  control: 0.5\n  other: 0.5\nprimary_metric: click_through\n"
+    "design:\n  baseline: 0.1\n  mde: 0.05\n"
+)
 MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/health"): Row(PUBLIC, 200, "/health"),
     ("GET", "/ready"): Row(PUBLIC, 200, "/ready"),
@@ -104,10 +110,21 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/v1/trail/events"): Row("auditor", 200, "/v1/trail/events"),
     ("GET", "/v1/trail/export"): Row("auditor", 200, "/v1/trail/export"),
     ("GET", "/v1/trail/keys"): Row("viewer", 200, "/v1/trail/keys"),
+    # baseline declares no analytics purpose: the auditor reaches the handler, which refuses (422, located)
+    ("POST", "/v1/ope"): Row("auditor", 422, "/v1/ope", {"json": {"logged_pack": "baseline", "target_pack": "baseline"}}),
+    ("GET", "/v1/ope/{report_id}"): Row("viewer", 404, "/v1/ope/9007199254740991"),
     ("POST", "/v1/monitor/runs"): Row("operator", 201, "/v1/monitor/runs", {"json": {"pack": "baseline"}}),
     ("GET", "/v1/monitor/runs"): Row("viewer", 200, "/v1/monitor/runs"),
     ("GET", "/v1/monitor/runs/{run_id}"): Row("viewer", 404, "/v1/monitor/runs/999999"),
     ("GET", "/v1/monitor/tickets"): Row("viewer", 200, "/v1/monitor/tickets"),
+    ("GET", "/v1/experiments"): Row("viewer", 200, "/v1/experiments"),
+    ("POST", "/v1/experiments"): Row("admin", 201, "/v1/experiments", {"content": EXPERIMENT, "headers": YAML}),
+    # The operations on one experiment reach their handler, which answers that none of that name is planned.
+    ("GET", "/v1/experiments/{name}"): Row("viewer", 404, "/v1/experiments/authz-none"),
+    ("POST", "/v1/experiments/{name}/start"): Row("admin", 404, "/v1/experiments/authz-none/start", {"json": {}}),
+    ("POST", "/v1/experiments/{name}/stop"): Row("admin", 404, "/v1/experiments/authz-none/stop"),
+    ("GET", "/v1/experiments/{name}/status"): Row("auditor", 404, "/v1/experiments/authz-none/status"),
+    ("POST", "/v1/experiments/{name}/analyses"): Row("auditor", 404, "/v1/experiments/authz-none/analyses", {"json": {}}),
 }
 
 

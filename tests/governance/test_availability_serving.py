@@ -68,3 +68,39 @@ def test_a_region_names_its_restrictions_in_the_record_context_and_set_availabil
     elsewhere = engine.serve(ServeRequest(user, k=5, consent=GRANTED, context={"region": "FR"}))
     assert not set(first.items[:2]) & set(again.items) and len(again.items) == 5
     assert elsewhere.items == first.items  # restricted in DE only
+
+
+def test_batch_lists_leave_out_what_is_unavailable_everywhere_and_in_their_region(store, tmp_path) -> None:
+    """``recgov batch`` (in-process; Spark filters the same ``blocked`` list): full lists, none unavailable."""
+    import json as json_
+
+    import pyarrow.parquet as pq
+
+    from audits import record_consent
+    from audits.availability import set_availability
+    from audits.sealing import open_decisions
+    from governance.spark.batch import batch_lists
+    from recommender.data import Dataset
+
+    data = generate(SyntheticSpec(n_users=40, n_items=50, n_interactions=1500, seed=3))
+    events = data.events.copy()
+    events["user_id"] = events["user_id"].astype(str)
+    subjects = sorted(events["user_id"].unique())
+    with store.session() as session:
+        for s in subjects:
+            record_consent(session, subject_id=s, purpose="personalization", status="granted", lawful_basis="consent", source="banner", at=datetime(2024, 1, 1, tzinfo=UTC))
+    popular = events["item_id"].astype(str).value_counts().index.tolist()
+    with store.session() as session:
+        set_availability(session, item_id=popular[0], status="withdrawn")
+        set_availability(session, item_id=popular[1], status="geo_restricted", region="DE")
+    dataset = Dataset(events=events, items=data.items, name="batch", source="synthetic:batch")
+    eu = load_pack("policies/eu-gdpr-dsa.yaml")
+    for region, out in ((None, {popular[0]}), ("DE", {popular[0], popular[1]})):
+        path = tmp_path / f"lists-{region}"
+        batch_lists(dataset, eu, store, out=str(path), engine="inprocess", k=6, models_dir=tmp_path / "models",
+                    params={"factors": 8, "iterations": 3}, now=datetime(2024, 7, 2, tzinfo=UTC), buckets=2, region=region)  # fmt: skip
+        stored = pq.read_table(path).to_pandas()
+        rows = [(d, s, json_.loads(sl), json_.loads(c)) for d, s, sl, c in stored[["decision_id", "subject", "slate", "context"]].itertuples(index=False)]
+        with store.session() as session:
+            slates = [o[0] for o in open_decisions(session, rows)]
+        assert slates and all(len(slate["items"]) == 6 and not out & set(slate["items"]) for slate in slates), region

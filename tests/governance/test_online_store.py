@@ -127,7 +127,7 @@ def test_consent_and_erasure_in_the_store_invalidate_the_subject_and_blocks_ever
     import audits.online_store as online
     from audits.availability import set_availability
     from audits.consent import record_consent
-    from audits.harm import block_item
+    from audits.harm import block_item, flag_item
     from audits.subjects import shred_subject
 
     url = "redis://online-store-under-test"
@@ -158,6 +158,10 @@ def test_consent_and_erasure_in_the_store_invalidate_the_subject_and_blocks_ever
     everyone = int(client.get(f"{ns}:g"))
     with store.session() as session:
         set_availability(session, item_id="i1", status="out_of_stock")
+    assert int(client.get(f"{ns}:g")) > everyone
+    everyone = int(client.get(f"{ns}:g"))
+    with store.session() as session:
+        flag_item(session, item_id="i2", category="spam", confidence=0.4, source="api")
     assert int(client.get(f"{ns}:g")) > everyone
 
 

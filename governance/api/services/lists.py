@@ -59,6 +59,8 @@ from governance.api.errors import Problem
 from governance.api.schemas.recommendations import RecommendationCreate
 from governance.api.services import call_sink
 from governance.api.services.call_sink import CallAttributingSink
+from governance.api.services.experiments import experiment_in_force
+from governance.api.services.experiments import route as route_experiment
 from governance.api.services.engines import SHUTTING_DOWN, EngineCache, NotReady, artifact_location
 from governance.consent.gpc import gpc_opt_out
 from governance.consent.tcf import decode_tc_string
@@ -209,6 +211,7 @@ def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> P
     snapshot = ctx.reads.snapshot() if body.model_version is not None else store.snapshot()
     with snapshot as read:
         model_version, shadow_refs, deployment = _model_to_serve(read, body, ctx.settings)
+        experiment = experiment_in_force(read) if body.model_version is None else None
         location = artifact_location(read, model_version)
         if location is None:
             raise Problem(404, NO_MODEL.format(model_version=model_version))
@@ -232,6 +235,10 @@ def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> P
     serve_request = ServeRequest(
         body.subject, k=body.k, consent=consent_records(history), gpc=gpc, tcf=body.tcf, context=context, erasure_seq=erased
     )
+    if experiment is not None:  # the variant the subject is assigned to serves (governance.api.services.experiments)
+        engine, serve_request, assigned = route_experiment(experiment, serve_request, engine, pack_ref=body.pack, ctx=ctx, inline=inline)
+        deployment = {**(deployment or {}), "experiment": assigned}
+        loaded = engine.loaded
     return Prepared(engine, serve_request, signals, deployment, loaded, shadow_refs, ctx.actor, gpc)
 
 

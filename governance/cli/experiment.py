@@ -1,0 +1,157 @@
+"""``recgov experiment plan|start|status|analyze|stop|list``: governed experiments from the command line.
+
+Exit codes: 0 done, 2 bad input (an invalid plan, each problem located; an
+unknown experiment, metric or segment; a move the experiment's state does not
+allow; a plan file that differs from the frozen one). Nothing changes on exit 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from governance.cli._common import console, emit_json, err_console, user_errors
+from governance.cli.core import DatabaseOpt, JsonOpt
+
+__all__ = ["register"]
+
+NameArg = Annotated[str, typer.Argument(help="The experiment's name (its metadata.name).")]
+
+
+def _actor() -> str:
+    from audits.settings import get_settings
+
+    return get_settings().actor
+
+
+def _load(path: Path, json_output: bool) -> Any:
+    from governance.experiments.spec import load_experiment
+    from governance.located import PolicyError
+
+    try:
+        return load_experiment(path)
+    except PolicyError as err:
+        if json_output:
+            emit_json({"valid": False, "issues": [i.to_dict() for i in err.issues]})
+        else:
+            for issue in err.issues:
+                err_console.print(str(issue), highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(code=2) from None
+
+
+def _run(database_url: str | None, call: Any) -> Any:
+    from audits import open_store
+
+    with user_errors():
+        store = open_store(database_url)
+        try:
+            return call(store)
+        finally:
+            store.close()
+
+
+def _show(document: dict[str, Any], json_output: bool, lines: list[str]) -> None:
+    if json_output:
+        emit_json(document)
+        return
+    for line in lines:
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+def plan_command(
+    file: Annotated[Path, typer.Argument(help="The experiment (YAML, kind: Experiment).")],
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Validate FILE, compute its sample size and freeze it (content hash, assignment salt) on the trail, before any exposure."""
+    from governance.cli.deploy_policy import installation_pack_loader, packs_dir
+    from governance.experiments import lifecycle
+
+    loaded = _load(file, json_output)
+    summary = _run(database_url, lambda store: lifecycle.plan(store, loaded, actor=_actor(), load_pack=installation_pack_loader(packs_dir())))
+    size = summary["sample_size"]
+    _show(summary, json_output, [
+        f"experiment {summary['name']} planned (hash {summary['plan_hash'][:12]}, trail #{summary['plan_seq']})",
+        f"sample size: {size}",
+        f"start it with: recgov experiment start {summary['name']} --plan {file}",
+    ])  # fmt: skip
+
+
+def start_command(
+    name: NameArg,
+    plan_file: Annotated[Optional[Path], typer.Option("--plan", help="The plan file as you have it now: it must be the frozen plan.")] = None,
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Start NAME: lists that name no model version are served by the subject's variant from now on."""
+    from governance.experiments import lifecycle
+
+    loaded = _load(plan_file, json_output) if plan_file is not None else None
+    summary = _run(database_url, lambda store: lifecycle.start(store, name, actor=_actor(), loaded=loaded))
+    _show(summary, json_output, [f"experiment {name} running since {summary['started_at']} (trail #{summary['start_seq']})"])
+
+
+def stop_command(name: NameArg, database_url: DatabaseOpt = None, json_output: JsonOpt = False) -> None:
+    """Stop NAME: nobody is assigned from now on; its data stay for the analysis."""
+    from governance.experiments import lifecycle
+
+    summary = _run(database_url, lambda store: lifecycle.stop(store, name, actor=_actor()))
+    _show(summary, json_output, [f"experiment {name} stopped at {summary['stopped_at']} (trail #{summary['stop_seq']})"])
+
+
+def status_command(name: NameArg, database_url: DatabaseOpt = None, json_output: JsonOpt = False) -> None:
+    """Subjects per variant and reason, and the SRM check (a look at the data: on the trail; it spends no planned look)."""
+    from governance.experiments import lifecycle
+
+    doc = _run(database_url, lambda store: lifecycle.status(store, name, actor=_actor()))
+    srm = doc.get("srm") or {}
+    _show(doc, json_output, [
+        f"experiment {name}: {doc['status']} (hash {doc['plan_hash'][:12]})",
+        *(f"  {variant}: {counts}" for variant, counts in doc.get("counts", {}).items()),
+        f"  SRM: {'MISMATCH' if srm.get('mismatch') else 'ok'} (p = {srm.get('p_value')})" if srm.get("checked") else "  SRM: not checked yet",
+    ])  # fmt: skip
+
+
+def analyze_command(
+    name: NameArg,
+    metric: Annotated[Optional[str], typer.Option("--metric", help="Another metric than the primary one (exploratory).")] = None,
+    segment: Annotated[Optional[str], typer.Option("--segment", help="known or new subjects only (exploratory).")] = None,
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """One look at NAME's data: planned (the primary metric, within the planned looks) or labelled exploratory; on the trail."""
+    from governance.experiments import lifecycle
+
+    doc = _run(database_url, lambda store: lifecycle.analyze(store, name, actor=_actor(), metric=metric, segment=segment))
+    label = f"planned look {doc['look']}" if doc["kind"] == "planned" else "EXPLORATORY look (" + "; ".join(doc["exploratory_because"]) + ")"
+    lines = [f"experiment {name}, {label}, metric {doc['metric']}: {doc['verdict']} (decision {doc['decision']}, trail #{doc['trail_seq']})"]
+    for c in doc["comparisons"]:
+        r = c["result"]
+        lines.append(f"  {c['variant']}: estimate {r.get('estimate')} [{r.get('ci_low')}, {r.get('ci_high')}], p = {r.get('p_value')} (adjusted {c['p_adjusted']}), {r.get('decision')}")
+    for g in doc["guardrails"]:
+        lines.append(f"  guardrail {g['metric']} ({g['variant']}, margin {g['margin']}): {'FAILED' if g['failed'] else 'held'}")
+    srm = doc["srm"]
+    lines.append(f"  SRM: {'MISMATCH' if srm.get('mismatch') else 'ok'}")
+    _show(doc, json_output, lines)
+
+
+def list_command(database_url: DatabaseOpt = None, json_output: JsonOpt = False) -> None:
+    """Every experiment and its state."""
+    from governance.experiments import lifecycle
+
+    rows = _run(database_url, lifecycle.list_experiments)
+    _show({"experiments": rows}, json_output, [f"{r['name']}: {r['status']} (hash {r['plan_hash'][:12]})" for r in rows] or ["no experiment"])
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``recgov experiment``."""
+    group = typer.Typer(help="Governed experiments: frozen plans, consent-aware assignment, every look on the trail.", no_args_is_help=True)
+    group.command("plan")(plan_command)
+    group.command("start")(start_command)
+    group.command("status")(status_command)
+    group.command("analyze")(analyze_command)
+    group.command("stop")(stop_command)
+    group.command("list")(list_command)
+    app.add_typer(group, name="experiment")

@@ -1,0 +1,76 @@
+"""Which variant serves a subject: deterministic, consent-aware, recorded with the list.
+
+A subject's bucket is ``HMAC-SHA256(salt, subject id)`` read as a number in
+[0, 1): the same subject always lands in the same variant of an experiment, and
+another experiment (another salt) shuffles subjects independently. The id is
+hashed where the request is read and never stored; the decision record carries
+the subject's pseudonym with ``{"id", "variant", "reason"}`` in its context.
+
+Reasons: ``randomised`` (in the analysis), ``holdback`` (the long-term holdback:
+served the control, left out of the analysis) and ``not_profiled`` (a subject who
+may not be profiled is never randomised into a personalised variant: they get
+the control's non-profiling list and are counted as such, outside the analysis).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ASSIGNMENT_REASONS", "RunningExperiment", "assign", "bucket"]
+
+ASSIGNMENT_REASONS = ("randomised", "holdback", "not_profiled")
+
+
+@dataclass(frozen=True)
+class RunningExperiment:
+    """What serving needs of the experiment in force (read once per plan, see :func:`from_row`)."""
+
+    id: int
+    name: str
+    salt: bytes
+    variants: tuple[dict[str, Any], ...]
+    """Each ``{"name", "control", "model_version", "pack"}``, in plan order."""
+    allocation: tuple[tuple[str, float], ...]
+    holdback: float
+
+    @classmethod
+    def from_row(cls, id_: int, name: str, plan: dict[str, Any], salt_hex: str) -> RunningExperiment:
+        spec = plan["spec"]
+        return cls(
+            id=id_, name=name, salt=bytes.fromhex(salt_hex), variants=tuple(spec["variants"]),
+            allocation=tuple((v["name"], float(spec["allocation"][v["name"]])) for v in spec["variants"]),
+            holdback=float(spec.get("holdback", 0.0)),
+        )  # fmt: skip
+
+    @property
+    def control(self) -> dict[str, Any]:
+        return next(v for v in self.variants if v["control"])
+
+    def variant(self, name: str) -> dict[str, Any]:
+        return next(v for v in self.variants if v["name"] == name)
+
+
+def bucket(salt: bytes, subject_id: str) -> float:
+    """The subject's fixed number in [0, 1) under ``salt``."""
+    digest = hmac.new(salt, str(subject_id).encode("utf-8"), hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def assign(experiment: RunningExperiment, subject_id: str, *, may_profile: bool) -> dict[str, Any]:
+    """The subject's ``{"id", "variant", "reason"}`` (see the module doc)."""
+    control = experiment.control["name"]
+    if not may_profile:
+        return {"id": experiment.id, "variant": control, "reason": "not_profiled"}
+    u = bucket(experiment.salt, subject_id)
+    if u < experiment.holdback:
+        return {"id": experiment.id, "variant": control, "reason": "holdback"}
+    u = (u - experiment.holdback) / (1.0 - experiment.holdback)
+    edge = 0.0
+    for name, share in experiment.allocation:
+        edge += share
+        if u < edge:
+            return {"id": experiment.id, "variant": name, "reason": "randomised"}
+    return {"id": experiment.id, "variant": experiment.allocation[-1][0], "reason": "randomised"}  # rounding at the top edge

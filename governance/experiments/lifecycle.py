@@ -1,0 +1,566 @@
+"""An experiment's life in the store: plan (frozen), start, status, analyze, stop; and the gate's verdict.
+
+* :func:`plan` validates the variants against the store (recorded model versions,
+  readable packs), computes the sample size the design asks for
+  (:func:`recommender.experiments.plan_sample_size`), and freezes the normalized
+  plan with its content hash and a fresh assignment salt; the ``experiment.planned``
+  trail event anchors it before any subject is exposed.
+* :func:`start` refuses a plan whose stored content no longer hashes to what was
+  frozen, or a file that differs from it; one experiment runs at a time.
+* :func:`status` and :func:`analyze` are looks at the data, each a trail event.
+  A look is *planned* when it asks the pre-registered primary metric, on every
+  randomised subject, within the planned number of looks and before a planned
+  look concluded; anything else (another metric, a segment, a look too many) is
+  stored and labelled *exploratory*, and never counts for the gate. Every look
+  runs the SRM check (:func:`recommender.experiments.srm_check`) and judges every
+  guardrail (:func:`recommender.experiments.guardrail_check`); with more than one
+  treatment the family of p-values is corrected (:func:`recommender.experiments.correct`).
+* :func:`gate_verdict` answers the gate: did a pre-registered, planned look find
+  that a variant serving this model version won on the primary metric, with the
+  SRM check passed and no guardrail failed?
+
+The data of a look are the decision records of the experiment (their context
+names the experiment, the variant and why) and the feedback stored under the
+same pseudonyms after each subject's first exposure: the unit is the subject,
+assigned at their first list (intention to treat).
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, is_dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from audits.models import DecisionRecord, Experiment, ExperimentLook, ModelVersion, OutcomeEvent
+from audits.trail import append_event, lock_head
+from governance.experiments.assign import RunningExperiment
+from governance.experiments.spec import METRIC_KIND, METRICS, PRIMARY_METRICS, LoadedExperiment, experiment_hash, ExperimentSpec
+from recommender.errors import ConfigError, DataError
+
+__all__ = [
+    "ExperimentConflict",
+    "ExperimentNotFound",
+    "PLAN_CHANGED",
+    "SEGMENTS",
+    "analyze",
+    "experiments_of_model",
+    "gate_verdict",
+    "get",
+    "list_experiments",
+    "plan",
+    "running",
+    "start",
+    "status",
+    "stop",
+]
+
+SEGMENTS = ("known", "new")
+"""Exploratory segments: subjects whose first list was personalized (``known`` to the model) or a fallback (``new``)."""
+PLAN_CHANGED = "experiment {name!r}: the plan {what} differs from the one frozen at plan time (hash {frozen}, now {now}); a changed plan is another experiment: plan it under a new name"
+
+
+class ExperimentNotFound(ConfigError):
+    """No experiment of that name (API 404)."""
+
+
+class ExperimentConflict(ConfigError):
+    """The experiment is not in a state that allows the move (API 409)."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _plain(value: Any) -> Any:
+    """A library result as JSON-ready data."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in asdict(value).items()}
+    if hasattr(value, "_asdict"):
+        return {k: _plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _get(session: Session, name: str, *, lock: bool = False) -> Experiment:
+    query = select(Experiment).where(Experiment.name == name)
+    row = session.scalars(query.with_for_update() if lock else query).first()
+    if row is None:
+        known = session.scalars(select(Experiment.name).order_by(Experiment.id.desc()).limit(5)).all()
+        hint = f"planned: {', '.join(known)}" if known else "none is planned yet (recgov experiment plan FILE)"
+        raise ExperimentNotFound(f"no experiment named {name!r}; {hint}")
+    return row
+
+
+def _summary(row: Experiment) -> dict[str, Any]:
+    spec = row.plan["spec"]
+    return {
+        "id": row.id, "name": row.name, "status": row.status, "plan_hash": row.plan_hash,
+        "hypothesis": spec["hypothesis"], "primary_metric": spec["primary_metric"],
+        "variants": spec["variants"], "allocation": spec["allocation"], "holdback": spec["holdback"],
+        "design": spec["design"], "guardrails": spec["guardrails"], "sample_size": row.plan["sample_size"],
+        "planned_at": row.planned_at.isoformat(), "started_at": row.started_at.isoformat() if row.started_at else None,
+        "stopped_at": row.stopped_at.isoformat() if row.stopped_at else None,
+        "plan_seq": row.plan_seq, "start_seq": row.start_seq, "stop_seq": row.stop_seq,
+    }  # fmt: skip
+
+
+def sample_size(spec: ExperimentSpec) -> dict[str, Any]:
+    """The design's sample size, from :func:`recommender.experiments.plan_sample_size`."""
+    from recommender.experiments import plan_sample_size
+
+    d = spec.design
+    control = next(v.name for v in spec.variants if v.control)
+    order = [control, *(v.name for v in spec.variants if not v.control)]
+    computed = plan_sample_size(
+        METRIC_KIND[spec.primary_metric], d.baseline, d.mde, alpha=d.alpha, power=d.power,
+        allocation=[spec.allocation[n] for n in order], sd=d.sd, method=d.method, looks=d.looks,
+        alternative=d.alternative, comparisons=len(spec.variants) - 1, correction=d.correction, spending=d.spending,
+    )  # fmt: skip
+    return _plain(computed)
+
+
+def plan(
+    store: Any, loaded: LoadedExperiment, *, actor: str, load_pack: Callable[[str], Any] | None = None
+) -> dict[str, Any]:
+    """Freeze ``loaded`` (see the module doc); the stored experiment's summary.
+
+    Raises ConfigError (a variant's model version is not recorded, its pack cannot be read) and
+    :class:`ExperimentConflict` (the name is taken); nothing is stored then.
+    """
+    from governance.located import PackIssue, PolicyError
+
+    spec = loaded.spec
+    issues = []
+    if load_pack is not None:
+        for i, v in enumerate(spec.variants):
+            if v.pack is not None:
+                try:
+                    load_pack(v.pack)
+                except ConfigError as err:
+                    line, col = loaded.positions.get(f"variants.{i}.pack", (None, None))
+                    issues.append(PackIssue(loaded.source, line, col, f"variants.{i}.pack", str(err)))
+    with store.session() as session:
+        for i, v in enumerate(spec.variants):
+            if v.model_version is not None and session.get(ModelVersion, v.model_version) is None:
+                line, col = loaded.positions.get(f"variants.{i}.model_version", (None, None))
+                issues.append(PackIssue(loaded.source, line, col, f"variants.{i}.model_version", f"model version {v.model_version!r} is not recorded (recgov train records one)"))
+    if issues:
+        raise PolicyError(issues)
+    size = sample_size(spec)  # before any write: a design the library refuses stores nothing
+    frozen = {"spec": spec.model_dump(mode="json"), "sample_size": size}
+    with store.session() as session:
+        lock_head(session)
+        taken = session.scalars(select(Experiment).where(Experiment.name == loaded.name)).first()
+        if taken is not None:
+            same = "the same plan is" if taken.plan_hash == loaded.content_hash else "another plan is"
+            raise ExperimentConflict(f"experiment {loaded.name!r} is already planned ({same} frozen under that name, hash {taken.plan_hash[:12]}, {taken.status})")
+        event = append_event(
+            session, actor=actor, action="experiment.planned", objects={"experiment": loaded.name},
+            payload={"plan_hash": loaded.content_hash, "sample_size": size, "primary_metric": spec.primary_metric,
+                     "variants": [v.model_dump(mode="json") for v in spec.variants], "design": spec.design.model_dump(mode="json")},
+        )  # fmt: skip
+        row = Experiment(
+            name=loaded.name, plan=frozen, plan_hash=loaded.content_hash, salt=secrets.token_hex(32),
+            status="planned", planned_at=_now(), actor=actor, plan_seq=event.seq,
+        )  # fmt: skip
+        session.add(row)
+        session.flush()
+        return _summary(row)
+
+
+def _check_frozen(row: Experiment, loaded: LoadedExperiment | None) -> None:
+    now = experiment_hash(ExperimentSpec.model_validate(row.plan["spec"]))
+    if now != row.plan_hash:
+        raise ExperimentConflict(PLAN_CHANGED.format(name=row.name, what="stored", frozen=row.plan_hash[:12], now=now[:12]))
+    if loaded is not None and loaded.content_hash != row.plan_hash:
+        raise ExperimentConflict(PLAN_CHANGED.format(name=row.name, what=f"in {loaded.source}", frozen=row.plan_hash[:12], now=loaded.content_hash[:12]))
+
+
+def start(store: Any, name: str, *, actor: str, loaded: LoadedExperiment | None = None) -> dict[str, Any]:
+    """Start a planned experiment: subjects are assigned from the next list on.
+
+    ``loaded``: the plan as the caller has it now; it must hash to the frozen plan.
+    """
+    if loaded is not None and loaded.name != name:
+        raise ConfigError(f"the plan file names experiment {loaded.name!r}, not {name!r}")
+    with store.session() as session:
+        lock_head(session)
+        row = _get(session, name, lock=True)
+        if row.status != "planned":
+            raise ExperimentConflict(f"experiment {name!r} is {row.status}; only a planned experiment starts")
+        _check_frozen(row, loaded)
+        other = session.scalars(select(Experiment.name).where(Experiment.status == "running")).first()
+        if other is not None:
+            raise ExperimentConflict(f"experiment {other!r} is running; stop it first (one experiment runs at a time)")
+        event = append_event(session, actor=actor, action="experiment.started", objects={"experiment": name}, payload={"plan_hash": row.plan_hash})
+        row.status, row.started_at, row.start_seq = "running", _now(), event.seq
+        session.flush()
+        return _summary(row)
+
+
+def stop(store: Any, name: str, *, actor: str) -> dict[str, Any]:
+    """End a running experiment: no subject is assigned from the next list on; its data stay for the analysis."""
+    with store.session() as session:
+        lock_head(session)
+        row = _get(session, name, lock=True)
+        if row.status != "running":
+            raise ExperimentConflict(f"experiment {name!r} is {row.status}; only a running experiment stops")
+        event = append_event(session, actor=actor, action="experiment.stopped", objects={"experiment": name}, payload={"plan_hash": row.plan_hash})
+        row.status, row.stopped_at, row.stop_seq = "stopped", _now(), event.seq
+        session.flush()
+        return _summary(row)
+
+
+def get(store: Any, name: str) -> dict[str, Any]:
+    """The experiment's summary and its looks (reading the plan is not a look at the data)."""
+    with store.session() as session:
+        row = _get(session, name)
+        looks = session.scalars(select(ExperimentLook).where(ExperimentLook.experiment_id == row.id).order_by(ExperimentLook.id)).all()
+        return {**_summary(row), "looks": [_look_dict(look) for look in looks]}
+
+
+def list_experiments(store: Any) -> list[dict[str, Any]]:
+    with store.session() as session:
+        return [_summary(r) for r in session.scalars(select(Experiment).order_by(Experiment.id))]
+
+
+def running(session: Session | Any) -> RunningExperiment | None:
+    """The experiment in force for serving, or None (one indexed read; the plan is parsed once per experiment)."""
+    row = session.execute(select(Experiment.id, Experiment.name, Experiment.plan_hash, Experiment.salt).where(Experiment.status == "running")).first()
+    if row is None:
+        return None
+    key = (row.id, row.plan_hash)
+    cached = _RUNNING.get(key)
+    if cached is None:
+        plan_json = session.execute(select(Experiment.plan).where(Experiment.id == row.id)).scalar_one()
+        cached = _RUNNING[key] = RunningExperiment.from_row(row.id, row.name, plan_json, row.salt)
+    return cached
+
+
+_RUNNING: dict[tuple[int, str], RunningExperiment] = {}
+
+
+# -- the data of a look -------------------------------------------------------------
+def _exposures(session: Session, row: Experiment) -> pd.DataFrame:
+    """One row per subject of the experiment: first variant, reason, first exposure, list counts by mode."""
+    query = select(DecisionRecord.subject, DecisionRecord.decided_at, DecisionRecord.mode, DecisionRecord.context).where(
+        DecisionRecord.decided_at >= row.started_at, DecisionRecord.subject.is_not(None)
+    )
+    if row.stopped_at is not None:
+        query = query.where(DecisionRecord.decided_at <= row.stopped_at)
+    records = []
+    for subject, at, mode, context in session.execute(query):
+        exp = (context or {}).get("experiment")
+        if isinstance(exp, Mapping) and exp.get("id") == row.id and not (context or {}).get("shadow_of"):
+            records.append((subject, at, mode, exp.get("variant"), exp.get("reason")))
+    frame = pd.DataFrame(records, columns=["subject", "at", "mode", "variant", "reason"])
+    if frame.empty:
+        return pd.DataFrame(columns=["variant", "reason", "first_at", "first_mode", "lists", "non_profiling", "fallback"]).rename_axis("subject")
+    frame = frame.sort_values("at", kind="stable")
+    by = frame.groupby("subject", sort=False)
+    out = by.first().rename(columns={"at": "first_at", "mode": "first_mode"})
+    out["lists"] = by.size()
+    out["non_profiling"] = by["mode"].agg(lambda m: int((m == "non_profiling").sum()))
+    out["fallback"] = by["mode"].agg(lambda m: int((m == "fallback").sum()))
+    return out
+
+
+def _outcomes(session: Session, row: Experiment, subjects: pd.DataFrame) -> pd.DataFrame:
+    """Per subject, clicks and conversions after their first exposure (up to the stop)."""
+    counts = pd.DataFrame(0, index=subjects.index, columns=["click", "conversion"])
+    if subjects.empty:
+        return counts
+    query = select(OutcomeEvent.subject, OutcomeEvent.kind, OutcomeEvent.occurred_at).where(
+        OutcomeEvent.occurred_at >= row.started_at, OutcomeEvent.kind.in_(("click", "conversion"))
+    )
+    if row.stopped_at is not None:
+        query = query.where(OutcomeEvent.occurred_at <= row.stopped_at)
+    events = pd.DataFrame(session.execute(query).all(), columns=["subject", "kind", "at"])
+    if events.empty:
+        return counts
+    events = events[events["subject"].isin(subjects.index)]
+    first = pd.to_datetime(subjects["first_at"], utc=True)
+    events = events[pd.to_datetime(events["at"], utc=True).to_numpy() >= first.reindex(events["subject"]).to_numpy()]
+    tally = events.groupby(["subject", "kind"]).size().unstack(fill_value=0)
+    for kind in ("click", "conversion"):
+        if kind in tally:
+            counts[kind] = tally[kind].reindex(counts.index, fill_value=0).astype(int)
+    return counts
+
+
+def _values(metric: str, subjects: pd.DataFrame, outcomes: pd.DataFrame) -> pd.Series:
+    """The metric per subject."""
+    if metric == "click_through":
+        return (outcomes["click"] > 0).astype(float)
+    if metric == "conversion":
+        return (outcomes["conversion"] > 0).astype(float)
+    if metric == "clicks_per_subject":
+        return outcomes["click"].astype(float)
+    if metric == "non_profiling_share":
+        return subjects["non_profiling"] / subjects["lists"]
+    if metric == "fallback_share":
+        return subjects["fallback"] / subjects["lists"]
+    raise ConfigError(f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
+
+
+def _arm(values: np.ndarray) -> Any:
+    from recommender.experiments import ArmData
+
+    values = np.asarray(values, dtype=np.float64)
+    return ArmData(n=int(values.size), total=float(values.sum()), total_sq=float(np.square(values).sum()))
+
+
+def _look_dict(look: ExperimentLook) -> dict[str, Any]:
+    return {"id": look.id, "look": look.look, "kind": look.kind, "metric": look.metric, "at": look.at.isoformat(),
+            "decision": look.decision, "trail_seq": look.trail_seq, "actor": look.actor, **look.result}  # fmt: skip
+
+
+def _counts(subjects: pd.DataFrame) -> dict[str, Any]:
+    counts: dict[str, Any] = {}
+    for (variant, reason), n in subjects.groupby(["variant", "reason"]).size().items():
+        counts.setdefault(str(variant), {})[str(reason)] = int(n)
+    return counts
+
+
+def _srm(spec: Mapping[str, Any], randomised: pd.DataFrame) -> dict[str, Any]:
+    from recommender.experiments import srm_check
+
+    observed = {v["name"]: int((randomised["variant"] == v["name"]).sum()) for v in spec["variants"]}
+    if sum(observed.values()) == 0:
+        return {"observed": observed, "checked": False, "mismatch": False, "reason": "no randomised subject yet"}
+    result = _plain(srm_check(observed, dict(spec["allocation"])))
+    return {"observed": observed, "checked": True, **result}
+
+
+def _guardrail_failed(result: Mapping[str, Any]) -> bool:
+    """A guardrail fails unless the treatment was shown non-inferior within its margin."""
+    return not bool(result["non_inferior"])
+
+
+def _guardrail(check: Callable[..., Any], control: Any, treatment: Any, guardrail: Mapping[str, Any], alpha: float) -> dict[str, Any]:
+    """The library's non-inferiority test; where it has no variance to test, what the data show exactly.
+
+    A metric constant in both arms (no subject's list was non-profiling, say) has no standard error: its
+    difference is known exactly and is held to the margin as it is. Too few subjects is a failure: the
+    treatment is not shown to be non-inferior."""
+    try:
+        return _plain(check(control, treatment, margin=guardrail["margin"], direction=guardrail["direction"], alpha=alpha))
+    except DataError as err:
+        if min(control.n, treatment.n) < 2:
+            return {"non_inferior": False, "exact": False, "reason": str(err)}
+        harm = (control.mean - treatment.mean) if guardrail["direction"] == "higher_is_better" else (treatment.mean - control.mean)
+        return {"non_inferior": bool(harm <= guardrail["margin"]), "exact": True, "estimate": treatment.mean - control.mean,
+                "reason": "the metric does not vary within either arm: the difference is exact"}  # fmt: skip
+
+
+def _record(session: Session, row: Experiment, action: str, actor: str, payload: dict[str, Any]) -> int:
+    event = append_event(session, actor=actor, action=action, objects={"experiment": row.name}, payload=payload)
+    return event.seq
+
+
+def status(store: Any, name: str, *, actor: str) -> dict[str, Any]:
+    """Subjects per variant and reason, and the SRM check: a look at the data (an ``experiment.viewed`` event),
+    never at a metric, so it spends no look."""
+    with store.session() as session:
+        row = _get(session, name)
+        summary = _summary(row)
+        if row.started_at is None:
+            return {**summary, "counts": {}, "srm": None, "viewed_seq": None}
+        subjects = _exposures(session, row)
+        spec = row.plan["spec"]
+        srm = _srm(spec, subjects[subjects["reason"] == "randomised"])
+        counts = _counts(subjects)
+        seq = _record(session, row, "experiment.viewed", actor, {"counts": counts, "srm_mismatch": bool(srm.get("mismatch"))})
+        looks = session.scalars(select(ExperimentLook).where(ExperimentLook.experiment_id == row.id).order_by(ExperimentLook.id)).all()
+        return {**summary, "counts": counts, "srm": srm, "viewed_seq": seq, "looks": [_look_dict(x) for x in looks]}
+
+
+def analyze(store: Any, name: str, *, actor: str, metric: str | None = None, segment: str | None = None) -> dict[str, Any]:
+    """One look at the experiment's data (see the module doc); stored, and anchored by an ``experiment.analyzed`` event."""
+    from recommender.experiments import AnalysisPlan, analyze_look, correct, guardrail_check
+
+    if metric is not None and metric not in METRICS:
+        raise ConfigError(f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
+    if segment is not None and segment not in SEGMENTS:
+        raise ConfigError(f"unknown segment {segment!r}; one of {', '.join(SEGMENTS)}")
+    with store.session() as session:
+        lock_head(session)  # looks are numbered one at a time
+        row = _get(session, name, lock=True)
+        if row.started_at is None:
+            raise ExperimentConflict(f"experiment {name!r} has not started: there is no data to look at")
+        _check_frozen(row, None)
+        spec, design = row.plan["spec"], row.plan["spec"]["design"]
+        primary = spec["primary_metric"]
+        asked = metric or primary
+        previous = session.scalars(select(ExperimentLook).where(ExperimentLook.experiment_id == row.id).order_by(ExperimentLook.id)).all()
+        planned_before = [x for x in previous if x.kind == "planned"]
+        concluded = any(x.decision != "continue" for x in planned_before)
+        why_exploratory = [
+            why for why, applies in (
+                (f"metric {asked!r} is not the pre-registered primary metric {primary!r}", asked != primary),
+                (f"segment {segment!r} is not in the plan", segment is not None),
+                (f"the plan has {design['looks']} look(s) and all were taken", len(planned_before) >= design["looks"]),
+                ("a planned look already concluded the experiment", concluded),
+            ) if applies
+        ]  # fmt: skip
+        kind = "exploratory" if why_exploratory else "planned"
+        look_no = len(planned_before) + 1 if kind == "planned" else None
+        subjects = _exposures(session, row)
+        randomised = subjects[subjects["reason"] == "randomised"]
+        if segment is not None:
+            randomised = randomised[(randomised["first_mode"] == "personalized") == (segment == "known")]
+        outcomes = _outcomes(session, row, randomised)
+        srm = _srm(spec, randomised)
+        control = next(v["name"] for v in spec["variants"] if v["control"])
+        treatments = [v["name"] for v in spec["variants"] if not v["control"]]
+        values = {asked: _values(asked, randomised, outcomes)}
+        for g in spec["guardrails"]:
+            values.setdefault(g["metric"], _values(g["metric"], randomised, outcomes))
+        arms = {m: {v: _arm(s[randomised["variant"] == v].to_numpy()) for v in [control, *treatments]} for m, s in values.items()}
+        sizes = [int(n) for n in row.plan["sample_size"]["n_per_arm"]]  # control first, then the treatments in plan order
+        comparisons = []
+        for i, t in enumerate(treatments):
+            planned_n = (sizes[0], sizes[i + 1]) if len(sizes) > i + 1 else max(sizes)
+            if kind == "planned":
+                analysis_plan = AnalysisPlan(
+                    method=design["method"], alpha=design["alpha"], power=design["power"], kind=METRIC_KIND[asked], mde=design["mde"],
+                    planned_n_per_arm=planned_n, looks=design["looks"], spending=design["spending"], alternative=design["alternative"],
+                )  # fmt: skip
+            else:  # an exploratory look is a nominal fixed-horizon test, at the plan's alpha, of what was asked
+                analysis_plan = AnalysisPlan(
+                    method="fixed", alpha=design["alpha"], power=design["power"], kind=METRIC_KIND[asked], mde=design["mde"],
+                    planned_n_per_arm=planned_n, looks=1, alternative=design["alternative"],
+                )  # fmt: skip
+            history = _history([c["result"] for x in planned_before for c in x.result.get("comparisons", []) if c["variant"] == t]) if kind == "planned" else ()
+            try:
+                result = analyze_look(analysis_plan, arms[asked][control], arms[asked][t], look=look_no or 1, history=history)
+            except DataError as err:
+                raise ExperimentConflict(f"experiment {name!r}, variant {t!r}: {err}") from None
+            comparisons.append({"variant": t, "result": _plain(result)})
+        p_values = [c["result"].get("p_value") for c in comparisons]
+        if len(comparisons) > 1 and all(p is not None for p in p_values):
+            corrected = [float(p) for p in correct(p_values, design["correction"])]
+            for c, p in zip(comparisons, corrected, strict=True):
+                c["p_adjusted"] = p
+        else:
+            for c in comparisons:
+                c["p_adjusted"] = c["result"].get("p_value")
+        guardrails = []
+        for g in spec["guardrails"]:
+            for t in treatments:
+                res = _guardrail(guardrail_check, arms[g["metric"]][control], arms[g["metric"]][t], g, design["alpha"])
+                guardrails.append({"metric": g["metric"], "variant": t, "margin": g["margin"], "direction": g["direction"], "failed": _guardrail_failed(res), "result": res})
+        winners = []
+        for c in comparisons:
+            r = c["result"]
+            p_ok = len(comparisons) == 1 or (c["p_adjusted"] is not None and c["p_adjusted"] <= design["alpha"])
+            won = r.get("decision") == "reject" and (r.get("estimate") or 0) > 0 and p_ok
+            c["won"] = bool(won)
+            if won and not srm.get("mismatch") and not any(g["failed"] and g["variant"] == c["variant"] for g in guardrails):
+                winners.append(c["variant"])
+        decisions = {c["result"].get("decision") for c in comparisons}
+        decision = "continue" if "continue" in decisions or not decisions else ("reject" if "reject" in decisions else sorted(decisions)[0])
+        verdict = _verdict(kind, decision, srm, guardrails, winners)
+        result = {
+            "metric": asked, "segment": segment, "exploratory_because": why_exploratory, "counts": _counts(subjects),
+            "srm": srm, "comparisons": comparisons, "guardrails": guardrails, "winners": winners if kind == "planned" else [],
+            "verdict": verdict, "correction": design["correction"], "randomised": int(len(randomised)),
+        }  # fmt: skip
+        seq = _record(session, row, "experiment.analyzed", actor, {"look": look_no, "kind": kind, "metric": asked, "segment": segment,
+                      "decision": decision, "verdict": verdict, "winners": result["winners"], "srm_mismatch": bool(srm.get("mismatch"))})  # fmt: skip
+        look = ExperimentLook(experiment_id=row.id, look=look_no, kind=kind, metric=asked, at=_now(), result=_plain(result), decision=decision, actor=actor, trail_seq=seq)
+        session.add(look)
+        session.flush()
+        return {"experiment": row.name, "status": row.status, "plan_hash": row.plan_hash, **_look_dict(look)}
+
+
+def _history(results: list[dict[str, Any]]) -> tuple[Any, ...]:
+    """Earlier planned looks as the library's results (it builds sequential boundaries from them).
+
+    Stored as JSON, where a non-finite number is null: it comes back as NaN."""
+    from recommender.experiments import LookResult
+
+    fields = LookResult.__dataclass_fields__
+    return tuple(LookResult(**{k: (math.nan if v is None else v) for k, v in r.items() if k in fields}) for r in results)
+
+
+def _verdict(kind: str, decision: str, srm: Mapping[str, Any], guardrails: list[dict[str, Any]], winners: list[str]) -> str:
+    """One word for people: what this look says."""
+    if kind == "exploratory":
+        return "exploratory"
+    if srm.get("mismatch"):
+        return "invalid_srm"
+    if any(g["failed"] for g in guardrails):
+        return "guardrail_failed"
+    if winners:
+        return "treatment_won"
+    return "continue" if decision == "continue" else "no_win"
+
+
+def _final_look(session: Session, row: Experiment) -> ExperimentLook | None:
+    """The last planned look of an experiment."""
+    return session.scalars(
+        select(ExperimentLook).where(ExperimentLook.experiment_id == row.id, ExperimentLook.kind == "planned").order_by(ExperimentLook.id.desc()).limit(1)
+    ).first()
+
+
+def experiments_of_model(session: Session, model_version: str) -> list[dict[str, Any]]:
+    """Every experiment in which a variant served ``model_version``, with its last planned look's outcome."""
+    out = []
+    for row in session.scalars(select(Experiment).order_by(Experiment.id)):
+        variants = [v["name"] for v in row.plan["spec"]["variants"] if v.get("model_version") == model_version]
+        if not variants:
+            continue
+        look = _final_look(session, row)
+        out.append({
+            "name": row.name, "status": row.status, "plan_hash": row.plan_hash, "variants": variants,
+            "control": next(v["name"] for v in row.plan["spec"]["variants"] if v["control"]),
+            "primary_metric": row.plan["spec"]["primary_metric"], "hypothesis": row.plan["spec"]["hypothesis"],
+            "started_at": row.started_at.isoformat() if row.started_at else None,
+            "stopped_at": row.stopped_at.isoformat() if row.stopped_at else None,
+            "last_planned_look": None if look is None else {"look": look.look, "decision": look.decision, "verdict": look.result.get("verdict"),
+                                                             "winners": look.result.get("winners", []), "trail_seq": look.trail_seq},
+        })  # fmt: skip
+    return out
+
+
+def gate_verdict(session: Session, model_version: str) -> tuple[bool, list[str], dict[str, Any] | None]:
+    """Whether a pre-registered result lets ``model_version`` through: ``(passed, reasons, evidence)``.
+
+    Passes when an experiment that is stopped, or whose last planned look concluded, found at that
+    planned look (the primary metric, every randomised subject) that a non-control variant serving
+    ``model_version`` won, with the SRM check passed and no guardrail failed. Exploratory looks never count.
+    """
+    reasons = []
+    for exp in experiments_of_model(session, model_version):
+        look = exp["last_planned_look"]
+        treated = [v for v in exp["variants"] if v != exp["control"]]
+        where = f"experiment {exp['name']!r} ({exp['status']})"
+        if not treated:
+            reasons.append(f"{where}: model version {model_version!r} is its control, not a treatment")
+        elif look is None:
+            reasons.append(f"{where}: no planned look at its pre-registered metric {exp['primary_metric']!r} yet")
+        elif exp["status"] != "stopped" and look["decision"] == "continue":
+            reasons.append(f"{where}: still running and its last planned look (#{look['look']}) did not conclude")
+        elif not set(treated) & set(look["winners"]):
+            reasons.append(f"{where}: its last planned look (#{look['look']}) on {exp['primary_metric']!r} found no win ({look['verdict']})")
+        else:
+            return True, [], {"experiment": exp["name"], "plan_hash": exp["plan_hash"], "look": look["look"], "trail_seq": look["trail_seq"]}
+    if not reasons:
+        reasons.append(f"model version {model_version!r} was in no planned experiment; the pack requires a positive pre-registered result")
+    return False, reasons, None

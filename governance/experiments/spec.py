@@ -1,0 +1,240 @@
+"""An experiment plan: YAML -> a validated, hashed :class:`ExperimentSpec`.
+
+An experiment is its own YAML document (``kind: Experiment``) that names the
+model versions and packs its variants serve; the packs stay what they are (a
+pack is the installation's law, an experiment a time-boxed question asked under
+it). Loading reports every problem at once, each with file, line, column and the
+path inside the document (:mod:`governance.located`), and returns nothing for a
+document with any error.
+
+The plan's identity is its content hash: SHA-256 over the canonical JSON of the
+normalized plan, domain separated. ``recgov experiment plan`` freezes that hash
+(with the sample size the design asks for) before any subject is exposed; a plan
+whose hash differs is another plan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from governance.located import TOO_LARGE, YAML_LIMITS, PackIssue, PolicyError, load_yaml, validate_located
+from governance.policy import _Strict
+
+__all__ = [
+    "GUARDRAIL_METRICS",
+    "PRIMARY_METRICS",
+    "METRICS",
+    "ExperimentSpec",
+    "LoadedExperiment",
+    "experiment_hash",
+    "load_experiment",
+    "parse_experiment",
+]
+
+NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+IDENT = r"^[A-Za-z0-9][A-Za-z0-9_.@:+-]{0,127}$"
+
+PRIMARY_METRICS: dict[str, str] = {
+    "click_through": "share of randomised subjects with at least one click after their first exposure (a proportion)",
+    "conversion": "share of randomised subjects with at least one conversion after their first exposure (a proportion)",
+    "clicks_per_subject": "clicks per randomised subject after their first exposure (a mean)",
+}
+"""Outcome metrics per subject, from the feedback joined to the experiment's lists (higher is better)."""
+
+GUARDRAIL_METRICS: dict[str, str] = {
+    "non_profiling_share": "per subject, the share of their lists that were not personalized (consent withdrawn, erased, ...)",
+    "fallback_share": "per subject, the share of their lists that fell back to popularity (the model does not know them)",
+    "empty_list_share": "per subject, the share of their lists that came out empty",
+    "click_through": PRIMARY_METRICS["click_through"],
+    "conversion": PRIMARY_METRICS["conversion"],
+}
+"""Metrics a guardrail may hold, each measured per subject from the decision records and the feedback."""
+
+METRICS: dict[str, str] = {**PRIMARY_METRICS, **GUARDRAIL_METRICS}
+
+METRIC_KIND: dict[str, Literal["proportion", "mean"]] = {
+    "click_through": "proportion",
+    "conversion": "proportion",
+    "clicks_per_subject": "mean",
+    "non_profiling_share": "mean",
+    "fallback_share": "mean",
+    "empty_list_share": "mean",
+}
+"""How each metric is analysed: a per-subject 0/1 outcome, or a per-subject number."""
+
+
+class Metadata(_Strict):
+    """Who owns the experiment."""
+
+    name: str = Field(pattern=NAME)
+    """Stable name (lower case, digits, ``_ -``): unique in the store."""
+    owner: str = Field(min_length=1, max_length=200)
+    description: str = ""
+
+
+class Variant(_Strict):
+    """One arm: the model version and/or pack it serves."""
+
+    name: str = Field(pattern=NAME)
+    control: bool = False
+    """Exactly one variant is the control."""
+    model_version: str | None = Field(None, pattern=IDENT)
+    """A recorded model version; absent: the version in production serves this arm."""
+    pack: str | None = Field(None, pattern=IDENT)
+    """A shipped pack name or a stored ``NAME@VERSION``; absent: the pack the request names."""
+
+
+class Guardrail(_Strict):
+    """A metric the treatment must not make worse than the control by more than ``margin`` (non-inferiority)."""
+
+    metric: str
+    """One of the guardrail metrics (see :data:`GUARDRAIL_METRICS`)."""
+    margin: float = Field(gt=0)
+    """The largest harm tolerated, in the metric's own unit (absolute difference)."""
+    direction: Literal["higher_is_better", "lower_is_better"]
+    """Which way the metric gets better (the harm is a move the other way)."""
+
+
+class Design(_Strict):
+    """The statistical design: what the sample size is computed from and how the data are looked at."""
+
+    baseline: float = Field(gt=0)
+    """The primary metric's expected value under the control (a rate in (0, 1) for a proportion)."""
+    mde: float = Field(gt=0)
+    """The minimum detectable effect, absolute (treatment minus control)."""
+    sd: float | None = Field(None, gt=0)
+    """The per-subject standard deviation of a mean metric (required for ``clicks_per_subject``)."""
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    power: float = Field(0.8, ge=0.5, lt=1)
+    alternative: Literal["larger", "two-sided"] = "larger"
+    """``larger``: the treatment is expected to raise the primary metric (one-sided)."""
+    method: Literal["fixed", "group_sequential", "msprt"] = "fixed"
+    looks: int = Field(1, ge=1, le=20)
+    """How many planned looks at the primary metric (``fixed``: 1)."""
+    spending: Literal["obrien_fleming", "pocock"] = "obrien_fleming"
+    """The alpha-spending function of a group-sequential design."""
+    correction: Literal["holm", "bonferroni", "fdr_bh", "none"] = "holm"
+    """How the family of comparisons (each treatment against the control) is corrected."""
+
+
+class ExperimentSpec(_Strict):
+    """A recgov experiment (``apiVersion: recgov/v1``, ``kind: Experiment``)."""
+
+    apiVersion: Literal["recgov/v1"]  # noqa: N815  (the YAML key)
+    kind: Literal["Experiment"]
+    metadata: Metadata
+    hypothesis: str = Field(min_length=10, max_length=2000)
+    """What the treatment is expected to do, written before the data are seen."""
+    unit: Literal["subject"] = "subject"
+    """The randomisation unit: the pseudonymous subject (the only unit: lists of one person stay in one arm)."""
+    variants: list[Variant] = Field(min_length=2, max_length=6)
+    allocation: dict[str, float]
+    """Variant name -> share of the randomised subjects; the shares add up to 1."""
+    holdback: float = Field(0.0, ge=0, le=0.5)
+    """A long-term holdback: this share of subjects stays on the control and out of the analysis."""
+    primary_metric: str
+    guardrails: list[Guardrail] = Field(default_factory=list, max_length=10)
+    design: Design
+
+
+class LoadedExperiment:
+    """A validated experiment with its provenance and content hash."""
+
+    def __init__(self, spec: ExperimentSpec, source: str, positions: dict[str, tuple[int, int]]) -> None:
+        self.spec = spec
+        self.source = source
+        self.positions = positions
+        self.content_hash = experiment_hash(spec)
+
+    @property
+    def name(self) -> str:
+        return self.spec.metadata.name
+
+    def control(self) -> Variant:
+        return next(v for v in self.spec.variants if v.control)
+
+
+def experiment_hash(spec: ExperimentSpec) -> str:
+    """SHA-256 over the canonical JSON of the normalized plan (domain separated)."""
+    document = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(b"recgov.experiment.v1\x00" + document.encode("utf-8")).hexdigest()
+
+
+def _issue(source: str, positions: dict[str, tuple[int, int]], path: str, message: str) -> PackIssue:
+    line, column = positions.get(path, (None, None))
+    return PackIssue(source, line, column, path, message)
+
+
+def _cross_checks(spec: ExperimentSpec, positions: dict[str, tuple[int, int]], source: str) -> list[PackIssue]:
+    """What one field cannot say alone: one control, allocation naming the variants, known metrics, a sound design."""
+    issues: list[PackIssue] = []
+    names = [v.name for v in spec.variants]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        issues.append(_issue(source, positions, "variants", f"variant names must be unique; repeated: {', '.join(dup)}"))
+    controls = [i for i, v in enumerate(spec.variants) if v.control]
+    if len(controls) != 1:
+        where = f"variants.{controls[1]}" if len(controls) > 1 else "variants"
+        issues.append(_issue(source, positions, where, f"exactly one variant must say 'control: true'; {len(controls)} do"))
+    for i, v in enumerate(spec.variants):
+        if v.model_version is None and v.pack is None and not v.control:
+            issues.append(_issue(source, positions, f"variants.{i}", f"variant {v.name!r} names neither a model_version nor a pack: it would serve what the control serves"))
+    if set(spec.allocation) != set(names):
+        missing, extra = sorted(set(names) - set(spec.allocation)), sorted(set(spec.allocation) - set(names))
+        what = "; ".join(x for x in (f"missing {', '.join(missing)}" if missing else "", f"no such variant: {', '.join(extra)}" if extra else "") if x)
+        issues.append(_issue(source, positions, "allocation", f"allocation must give a share to every variant and only to them ({what})"))
+    for name, share in spec.allocation.items():
+        if not 0 < share < 1:
+            issues.append(_issue(source, positions, f"allocation.{name}", f"a share is in (0, 1), got {share}"))
+    if abs(sum(spec.allocation.values()) - 1.0) > 1e-9:
+        issues.append(_issue(source, positions, "allocation", f"the shares add up to {sum(spec.allocation.values()):.6g}, not 1"))
+    if spec.primary_metric not in PRIMARY_METRICS:
+        issues.append(_issue(source, positions, "primary_metric", f"unknown primary metric {spec.primary_metric!r}; one of {', '.join(PRIMARY_METRICS)}"))
+    for i, g in enumerate(spec.guardrails):
+        if g.metric not in GUARDRAIL_METRICS:
+            issues.append(_issue(source, positions, f"guardrails.{i}.metric", f"unknown guardrail metric {g.metric!r}; one of {', '.join(GUARDRAIL_METRICS)}"))
+    d = spec.design
+    kind = METRIC_KIND.get(spec.primary_metric)
+    if kind == "proportion" and not (d.baseline < 1 and d.baseline + d.mde < 1):
+        issues.append(_issue(source, positions, "design.baseline", f"a proportion's baseline and baseline + mde lie in (0, 1); got {d.baseline} and {d.baseline + d.mde}"))
+    if kind == "mean" and d.sd is None:
+        issues.append(_issue(source, positions, "design", f"{spec.primary_metric} is a mean: design.sd (its per-subject standard deviation) is needed for the sample size"))
+    if d.method == "fixed" and d.looks != 1:
+        issues.append(_issue(source, positions, "design.looks", f"a fixed design looks once; got looks: {d.looks} (use method group_sequential or msprt to look more often)"))
+    if d.method == "group_sequential" and d.looks < 2:
+        issues.append(_issue(source, positions, "design.looks", "a group-sequential design has at least 2 looks"))
+    return issues
+
+
+def parse_experiment(text: str, source: str = "<string>") -> LoadedExperiment:
+    """Validate experiment ``text``; raise :class:`~governance.located.PolicyError` listing every problem."""
+    data, positions = load_yaml(text, source, "a YAML experiment starting with 'apiVersion: recgov/v1' and 'kind: Experiment'")
+    spec = validate_located(ExperimentSpec, data, positions, source)
+    issues = _cross_checks(spec, positions, source)
+    if issues:
+        raise PolicyError(issues)
+    return LoadedExperiment(spec, source, positions)
+
+
+def load_experiment(path: str | Path) -> LoadedExperiment:
+    """Read and validate the experiment at ``path`` (see :func:`parse_experiment`)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(YAML_LIMITS.max_bytes + 1)
+    except FileNotFoundError:
+        raise PolicyError([PackIssue(str(path), None, None, "", "no such file; expected a YAML experiment")]) from None
+    except OSError as err:
+        raise PolicyError([PackIssue(str(path), None, None, "", f"cannot be read ({err.strerror})")]) from err
+    if len(raw) > YAML_LIMITS.max_bytes:
+        raise PolicyError([PackIssue(str(path), None, None, "", TOO_LARGE.format(size=f"more than {YAML_LIMITS.max_bytes}", limit=YAML_LIMITS.max_bytes))])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise PolicyError([PackIssue(str(path), raw.count(b"\n", 0, err.start) + 1, None, "", "not UTF-8 text; an experiment is UTF-8 YAML")]) from err
+    return parse_experiment(text, str(path))
