@@ -14,7 +14,7 @@ request. Each arm runs over the same grid of ``weight`` and ``ndcg_budget`` valu
 ``|share_g - 0.25|`` of a group's share of all attention given out.
 
 Equal NDCG, at three levels of NDCG@10 loss against the plain lists (at
-most 1, 2 and 3 points): the per-list arm is taken at its smallest pooled gap
+most 0.5, 1, 2 and 3 points): the per-list arm is taken at its smallest pooled gap
 among the settings losing at most that much;
 the amortised arm at its smallest pooled gap among the settings whose NDCG@10
 (mean over the requests, test positives) is at least the per-list arm's minus
@@ -52,9 +52,9 @@ from recommender.synthetic import SyntheticSpec, generate  # noqa: E402
 GROUPS = ("major", "indie_a", "indie_b", "indie_c")
 BUDGETS = (0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2, 0.3)
 WEIGHTS = (0.25, 1.0, 5.0)
-MAX_NDCG_LOSS = (0.01, 0.02, 0.03)
+MAX_NDCG_LOSS = (0.005, 0.01, 0.02, 0.03)
 """Each match takes the per-list arm at its smallest pooled gap among settings losing at most this much NDCG@10
-(1, 2, 3 points) against the plain lists."""
+(0.5, 1, 2, 3 points) against the plain lists."""
 
 
 def match(grid: dict[str, list[dict[str, Any]]], plain_ndcg: float, max_loss: float) -> dict[str, Any]:

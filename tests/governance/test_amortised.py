@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import pickle
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from sqlalchemy import select
+
+from audits.models import ExposureLedgerRow
 
 from governance.rerank import AmortisedExposureReranker, Candidates, config_from_params
 from governance.rerank.base import relevance
@@ -181,3 +185,52 @@ def test_a_state_changed_outside_recgov_is_refused(store):
         row.state = {**row.state, "lists": 1000}
     with store.session() as session, pytest.raises(DataError, match="does not match its hash"):
         load_ledger(session, pack_name="p", step="amortised_exposure")
+
+
+# -- the serving engine ------------------------------------------------------------------------------
+def test_the_serving_engine_carries_the_ledger_across_requests_and_restarts(store):
+    import io
+
+    from ruamel.yaml import YAML
+
+    from governance import exposure_state
+    from governance.consent.state import ConsentRecord
+    from governance.policy import parse_pack
+    from governance.serving import ServeRequest, ServingEngine
+    from recommender.als import ALSRecommender
+    from recommender.feedback import to_implicit
+    from recommender.synthetic import SyntheticSpec, generate
+
+    data = generate(SyntheticSpec(n_users=120, n_items=150, n_interactions=5000, seed=9))
+    matrix = to_implicit(data.events)
+    model = ALSRecommender(factors=8, iterations=3).fit(matrix)
+    yaml = YAML(typ="safe", pure=True)
+    doc = yaml.load(open("policies/eu-gdpr-dsa.yaml"))
+    doc["reranking"] = {"enabled": True, "steps": [{"name": "amortised_exposure", "params": {"targets": {0: 0.5, 1: 0.5}, "ndcg_budget": 0.2}}]}
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    pack = parse_pack(out.getvalue(), "eu-amortised.yaml")
+    granted = (ConsentRecord(purpose="personalization", status="granted", lawful_basis="consent", source="api", time=datetime(2025, 1, 1, tzinfo=UTC)),)
+    exposure_state._LIVE.clear()
+    try:
+        engine = ServingEngine(pack, model, data.items, exposure_store=store)
+        assert engine.personalizer.stateful  # made in this process: never in the compute process, never from a list cache
+        with pytest.raises(TypeError, match="not copied to another process"):
+            pickle.dumps(engine.personalizer)
+        engine.exposure_state.every = 5
+        for u in range(12):
+            assert engine.serve(ServeRequest(str(matrix.user_ids[u]), k=10, consent=granted)).mode == "personalized"
+        engine.serve(ServeRequest(str(matrix.user_ids[20]), k=10))  # not profiled: no re-ranking, nothing counted
+        ledger = engine.personalizer._pipeline.steps[0].ledger
+        assert ledger.lists == 12
+        with store.session() as session:
+            assert session.get(ExposureLedgerRow, (pack.pack.metadata.name, "amortised_exposure")).lists == 10
+        # an engine rebuilt in the same process (new blocks, say) shares the live ledger
+        again = ServingEngine(pack, model, data.items, exposure_store=store)
+        assert again.personalizer._pipeline.steps[0].ledger is ledger
+        engine.close_exposure_state()
+        exposure_state._LIVE.clear()  # a restart: a new process
+        restarted = ServingEngine(pack, model, data.items, exposure_store=store)
+        assert restarted.personalizer._pipeline.steps[0].ledger.digest() == ledger.digest()
+    finally:
+        exposure_state._LIVE.clear()
