@@ -127,7 +127,7 @@ def warm(engine: Any, requests: Iterable[Any]) -> int:
     it) without serving or recording them; a request whose subject may not be profiled is skipped. Returns how
     many lists were stored."""
     cache: ListCache | None = getattr(engine, "list_cache", None)
-    if cache is None:
+    if cache is None or getattr(engine.personalizer, "stateful", False):  # lists of a stateful pipeline are not cached
         return 0
     stored = 0
     stamp = engine.loaded.stamp()
