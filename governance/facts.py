@@ -24,6 +24,8 @@ __all__ = [
     "MinimizationFacts",
     "CarbonFacts",
     "PrivacyFacts",
+    "OffPolicyFacts",
+    "OffPolicyFigure",
     "AuditFacts",
 ]
 
@@ -281,6 +283,34 @@ class FairnessFacts(_Facts):
     (:mod:`governance.collect_literature`)."""
 
 
+class OffPolicyFigure(_Facts):
+    """One off-policy figure: a value with its interval, or a refusal with its reason (refused: missing evidence)."""
+
+    value: float | None = None
+    ci: Interval | None = None
+    refused: bool = False
+    reason: str | None = None
+
+
+class OffPolicyFacts(_Facts):
+    """A candidate pack estimated off-policy on the lists served under the logged pack (:mod:`governance.ope`)."""
+
+    logged_pack: str
+    """``name version`` of the pack the logged lists were served under."""
+    target_pack: str
+    """``name version`` of the candidate."""
+    decisions_used: int = 0
+    confidence: float = 0.95
+    logged: dict[str, OffPolicyFigure] = Field(default_factory=dict)
+    """Outcome kind -> the logged policy's mean outcomes per list (what was served)."""
+    differences: dict[str, dict[str, OffPolicyFigure]] = Field(default_factory=dict)
+    """Outcome kind -> estimator -> the candidate's mean outcomes per list minus the logged policy's, with a paired
+    bootstrap interval over the logged lists (or the estimate's refusal)."""
+    exposure: dict[str, dict[str, OffPolicyFigure]] = Field(default_factory=dict)
+    """Provider group -> ``logged_policy``, ``target`` (its estimated share of attention under the candidate) and
+    ``difference`` (target - logged)."""
+
+
 class AuditFacts(_Facts):
     """Everything an audit knows; each group is optional."""
 
@@ -293,6 +323,8 @@ class AuditFacts(_Facts):
     carbon: CarbonFacts | None = None
     fairness: FairnessFacts | None = None
     privacy: PrivacyFacts | None = None
+    off_policy: OffPolicyFacts | None = None
+    """A candidate pack estimated on the decision log (``recgov ope --gate``, ``POST /v1/ope``)."""
     tradeoff: dict[str, Any] | None = None
     """When the pack re-ranks served lists: the re-ranking's trade-off side by side with the plain
     model's lists (:func:`governance.tradeoff.tradeoff_summary`: accuracy, beyond-accuracy, provider

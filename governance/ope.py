@@ -61,7 +61,7 @@ from recommender.ope import (
 )
 from recommender.ope.policies import first_position, support_mask
 
-__all__ = ["ANALYTICS", "OpeSettings", "evaluate_from_log"]
+__all__ = ["ANALYTICS", "OFF_POLICY_CHECKS", "OpeSettings", "evaluate_from_log", "off_policy_facts", "off_policy_gate"]
 
 ANALYTICS = "analytics"
 """The consent purpose that covers evaluating policies on a subject's logs."""
@@ -92,6 +92,9 @@ class OpeSettings:
     """Read at most this many decisions (the newest)."""
     segment: frozenset[str] | None = None
     """Item ids of a segment (e.g. newly launched items): the report adds estimates of the outcomes on them alone."""
+    provider_groups: dict[str, frozenset[str]] | None = None
+    """Provider group name -> its item ids: the report adds each group's estimated exposure share under the target
+    (item-position IPS over the logged lists) beside its share in the logged lists, and the difference."""
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,11 @@ def evaluate_from_log(store: Any, logged: LoadedPack, target: LoadedPack, settin
             "ips/snips/dm/dr": "single-action view: the first position is the action and its outcome the reward; dm/dr use per-item mean rewards",
         },
     }
+    report["differences"] = {kind: _differences(contexts, rewards[kind], big_k, settings) for kind in settings.kinds}
+    if settings.provider_groups:
+        report["exposure"] = _exposure(contexts, big_k, settings)
+    if (gate := off_policy_gate(target, report)) is not None:
+        report["gate"] = gate
     if settings.segment is not None:
         mask = _pad([np.array([item in settings.segment for item in shown], dtype=float) for shown in contexts.shown], big_k, 0.0)
         report["segment"] = {
@@ -221,6 +229,9 @@ def _check_settings(settings: OpeSettings) -> None:
         raise ConfigError("name at least one outcome kind to estimate")
     if settings.limit is not None and settings.limit < 1:
         raise ConfigError(f"limit must be at least 1, got {settings.limit}")
+    for name, items in (settings.provider_groups or {}).items():
+        if not name or not items:
+            raise ConfigError(f"provider group {name!r} must have a name and at least one item id")
 
 
 def _count(counts: dict[str, int], reason: str, n: int) -> None:
@@ -354,3 +365,143 @@ def _single_action(c: _Contexts, first: np.ndarray, common: dict[str, Any]) -> d
         "dm": direct_method(actions, first, mu, pi, q, **common).to_dict() | view,
         "dr": doubly_robust(actions, first, mu, pi, q, **common).to_dict() | view,
     }
+
+
+DIFFERENCE_ESTIMATORS = ("slate_standard_ips", "slate_independent_ips", "slate_cascade_ips")
+"""The estimators whose difference to the logged policy is reported: linear in per-list terms, so the difference
+is one mean over lists and its interval a paired bootstrap over the same resampled lists."""
+ATTENTION = "1/log2(position + 1)"
+"""The attention a position gets in the exposure figures (position 1 gets 1), as in DCG."""
+
+
+def _paired(estimator: str, target: Any, num: np.ndarray, logged: np.ndarray, s: OpeSettings) -> dict[str, Any]:
+    """``target - logged`` per list: the estimate of what changes, with a paired bootstrap interval (same lists resampled
+    for both terms, so their covariance counts). Refused with the target's reason when the target's estimate is."""
+    from recommender.ope._common import bootstrap_ratio
+
+    base = {"estimator": estimator, "of": "target - logged_policy", "confidence": s.confidence, "n": int(len(num)), "n_bootstrap": s.n_bootstrap, "seed": s.seed}
+    if target.refused:
+        return base | {"value": None, "ci_low": None, "ci_high": None, "refused": True, "reason": target.reason}
+    diff = num - logged
+    low, high = bootstrap_ratio(diff, None, n_bootstrap=s.n_bootstrap, seed=s.seed, confidence=s.confidence)
+    return base | {"value": float(diff.mean()), "ci_low": low, "ci_high": high, "refused": False, "reason": None}
+
+
+def _weights(c: _Contexts, big_k: int) -> dict[str, np.ndarray | None]:
+    """Per-list (standard) and per-position (independent, cascade) importance weights ``target / logged``."""
+    lp, tp = np.asarray(c.log_prob, dtype=float), np.asarray(c.tgt_prob, dtype=float)
+    out: dict[str, np.ndarray | None] = {"slate_standard_ips": np.divide(tp, lp, out=np.zeros_like(tp), where=lp > 0)}
+    lpre, tpre = _pad(c.log_prefix, big_k, 1.0), _pad(c.tgt_prefix, big_k, 1.0)
+    out["slate_cascade_ips"] = np.divide(tpre, lpre, out=np.zeros_like(tpre), where=lpre > 0)
+    if c.marg_refusal:
+        out["slate_independent_ips"] = None
+    else:
+        lm, tm = _pad(c.log_marg, big_k, 1.0), _pad(c.tgt_marg, big_k, 1.0)
+        out["slate_independent_ips"] = np.divide(tm, lm, out=np.zeros_like(tm), where=lm > 0)
+    return out
+
+
+def _differences(c: _Contexts, rewards: np.ndarray, big_k: int, s: OpeSettings) -> dict[str, Any]:
+    """Each linear slate estimator's ``target - logged`` mean reward per list, with its paired interval."""
+    common = {"min_ess": s.min_ess, "n_bootstrap": 0, "seed": s.seed, "confidence": s.confidence}
+    r = np.nan_to_num(rewards, nan=0.0)
+    total = r.sum(axis=1)
+    unsupported = np.array(c.unsupported)
+    w = _weights(c, big_k)
+    out: dict[str, Any] = {}
+    target = standard_ips(total, c.log_prob, c.tgt_prob, unsupported_mass=unsupported, **common)
+    out["slate_standard_ips"] = _paired("slate_standard_ips", target, w["slate_standard_ips"] * total, total, s)
+    lpre, tpre = _pad(c.log_prefix, big_k, 1.0), _pad(c.tgt_prefix, big_k, 1.0)
+    target = cascade_ips(r, lpre, tpre, unsupported_mass=unsupported, **common)
+    out["slate_cascade_ips"] = _paired("slate_cascade_ips", target, (w["slate_cascade_ips"] * r).sum(axis=1), total, s)
+    if w["slate_independent_ips"] is None:
+        out["slate_independent_ips"] = {"estimator": "slate_independent_ips", "value": None, "refused": True, "reason": c.marg_refusal}
+    else:
+        lm, tm = _pad(c.log_marg, big_k, 1.0), _pad(c.tgt_marg, big_k, 1.0)
+        target = independent_ips(r, lm, tm, unsupported_mass=unsupported, **common)
+        out["slate_independent_ips"] = _paired("slate_independent_ips", target, (w["slate_independent_ips"] * r).sum(axis=1), total, s)
+    return out
+
+
+def _exposure(c: _Contexts, big_k: int, s: OpeSettings) -> dict[str, Any]:
+    """Each provider group's share of the lists' attention (:data:`ATTENTION`, normalised per list): in the logged
+    lists, under the target (item-position IPS over the logged lists: exposure is a sum over (item, position)
+    cells, which is the independent estimator's model exactly), and the paired difference."""
+    common = {"min_ess": s.min_ess, "n_bootstrap": s.n_bootstrap, "seed": s.seed, "confidence": s.confidence}
+    n = len(c.ids)
+    attention = 1.0 / np.log2(np.arange(big_k) + 2.0)
+    unsupported = np.array(c.unsupported)
+    lengths = np.array(c.k, dtype=np.int64)
+    filled = np.arange(big_k)[None, :] < lengths[:, None]
+    per_list = np.where(filled, attention[None, :], 0.0)
+    per_list = per_list / np.maximum(per_list.sum(axis=1, keepdims=True), 1e-300)
+    w = _weights(c, big_k)["slate_independent_ips"]
+    out: dict[str, Any] = {"attention": ATTENTION, "groups": {}}
+    for name, items in sorted((s.provider_groups or {}).items()):
+        member = _pad([np.array([item in items for item in shown], dtype=float) for shown in c.shown], big_k, 0.0) if n else np.zeros((0, big_k))
+        share = per_list * member
+        logged_share = share.sum(axis=1)
+        logged = standard_ips(logged_share, np.ones(n), np.ones(n), unsupported_mass=0.0, **{**common, "min_ess": 0.0}).to_dict() | {"estimator": "on_policy_mean"}
+        if w is None:
+            refused = {"estimator": "slate_independent_ips", "value": None, "refused": True, "reason": c.marg_refusal}
+            out["groups"][name] = {"items": len(items), "logged_policy": logged, "target": refused, "difference": refused}
+            continue
+        lm, tm = _pad(c.log_marg, big_k, 1.0), _pad(c.tgt_marg, big_k, 1.0)
+        target = independent_ips(share, lm, tm, unsupported_mass=unsupported, **common)
+        out["groups"][name] = {
+            "items": len(items),
+            "logged_policy": logged,
+            "target": target.to_dict(),
+            "difference": _paired("slate_independent_ips", target, (w * share).sum(axis=1), logged_share, s),
+        }
+    return out
+
+
+OFF_POLICY_CHECKS = ("off_policy_non_inferiority", "off_policy_exposure")
+"""The checks judged on an off-policy report (:mod:`governance.checks.off_policy`)."""
+
+
+def _figure(est: dict[str, Any] | None) -> dict[str, Any] | None:
+    if est is None:
+        return None
+    ci = None if est.get("ci_low") is None or est.get("ci_high") is None else (est["ci_low"], est["ci_high"])
+    return {"value": est.get("value"), "ci": ci, "refused": bool(est.get("refused")), "reason": est.get("reason")}
+
+
+def off_policy_facts(report: dict[str, Any]) -> Any:
+    """The :class:`~governance.facts.OffPolicyFacts` of a report of :func:`evaluate_from_log`."""
+    from governance.facts import OffPolicyFacts
+
+    def name(stamp: dict[str, str]) -> str:
+        return f"{stamp['pack']} {stamp['pack_version']}"
+
+    groups = (report.get("exposure") or {}).get("groups", {})
+    return OffPolicyFacts(
+        logged_pack=name(report["logged_pack"]),
+        target_pack=name(report["target_pack"]),
+        decisions_used=report["decisions_used"],
+        confidence=report["settings"]["confidence"],
+        logged={kind: _figure(m.get("logged_policy")) for kind, m in report["metrics"].items()},
+        differences={kind: {e: _figure(d) for e, d in ests.items()} for kind, ests in report.get("differences", {}).items()},
+        exposure={g: {part: _figure(fig) for part, fig in figs.items() if isinstance(fig, dict)} for g, figs in groups.items()},
+    )
+
+
+def off_policy_gate(target: LoadedPack, report: dict[str, Any]) -> dict[str, Any] | None:
+    """The candidate pack's off-policy rules judged on ``report``, and the gate's decision on them (None: the pack has none).
+
+    Only the off-policy rules run (the audit's other facts are not here), and only those of
+    ``gate.required_rules`` are required; a refused estimate fails its rule (missing evidence).
+    """
+    from governance.engine import evaluate as run_rules
+    from governance.facts import AuditFacts
+    from governance.gate import decide
+
+    if not any(rule.check in OFF_POLICY_CHECKS for _, rule in target.pack.rules()):
+        return None
+    audit = run_rules(target, AuditFacts(off_policy=off_policy_facts(report)))
+    results = [r for r in audit.results if r.check in OFF_POLICY_CHECKS]
+    ids = {r.rule_id for r in results}
+    gate = target.pack.gate.model_copy(update={"required_rules": [r for r in target.pack.gate.required_rules if r in ids]})
+    decision = decide(audit.model_copy(update={"results": results}), gate)
+    return {"decision": decision.model_dump(mode="json"), "results": [r.model_dump(mode="json") for r in results]}

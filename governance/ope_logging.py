@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import math
 import uuid
+from itertools import accumulate
+from operator import mul
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,30 +104,31 @@ class LoggingHook:
         if k == 0:
             return [], dict(DETERMINISTIC)
         policy = self.policy_for(m, k)
-        values = np.array([0.0 if s is None else s for s in scores], dtype=np.float64)
         seed = decision_seed(decision_id)
+        # Plain Python throughout: for a pool of a few dozen items numpy's per-call overhead costs more than the
+        # arithmetic (the products below are the same left-to-right products numpy's cumprod makes).
         if policy.deterministic:
-            positions = np.arange(k)
-            prob, prefix = 1.0, np.ones(k)
+            positions: list[int] = list(range(k))
+            prefix = [1.0] * k
             marginals: list[float] | None = [1.0] * k
         elif policy.kind == "plackett_luce":
-            drawn, steps = _plackett_luce(values.tolist(), k, policy, np.random.Generator(np.random.PCG64(seed)))
-            prefix = np.cumprod(steps)
-            positions, prob, marginals = np.array(drawn), float(prefix[-1]), None
+            values = [0.0 if s is None else s for s in scores]
+            positions, steps = _plackett_luce(values, k, policy, np.random.Generator(np.random.PCG64(seed)))
+            prefix, marginals = list(accumulate(steps, mul)), None
         else:
-            drawn, steps, marginals = _epsilon_slots(m, k, policy, np.random.Generator(np.random.PCG64(seed)))
-            prefix = np.cumprod(steps)
-            positions, prob = np.array(drawn), float(prefix[-1])
+            positions, steps, marginals = _epsilon_slots(m, k, policy, np.random.Generator(np.random.PCG64(seed)))
+            prefix = list(accumulate(steps, mul))
+        prob = float(prefix[-1])
         record = {
             "policy": policy.to_dict(),
             "seed": seed,
             "pool": {"items": list(items), "scores": list(scores)},
-            "positions": positions.tolist(),
+            "positions": positions,
             "slate_probability": prob,
-            "prefix_probabilities": prefix.tolist(),
+            "prefix_probabilities": prefix,
             "marginals": marginals,
         }
-        return positions.tolist(), record
+        return list(positions), record
 
 
 def _epsilon_slots(m: int, k: int, policy: SlatePolicy, rng: np.random.Generator) -> tuple[list[int], list[float], list[float]]:

@@ -34,7 +34,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, NamedTuple, Protocol
@@ -279,6 +279,7 @@ class ServingEngine:
         standing: ModelStanding | None = None,
         reread_standing: Callable[[], ModelStanding] | None = None,
         unavailable: Any | None = None,
+        exposure_store: Any = None,
     ) -> None:
         model.check_fitted("serve")
         self.loaded = loaded
@@ -323,6 +324,10 @@ class ServingEngine:
                 "item_categories": item_category_matrix(list(self._categories)),
             }
             self._catalog = CheckedCatalog.check(**side)  # checked once, not per request
+        from governance.exposure_state import ExposureState
+
+        # amortised steps' exposure ledgers: loaded from exposure_store, saved behind the requests and by close_exposure_state
+        self.exposure_state = ExposureState.attach(self._pipeline, exposure_store, loaded.name, model.version_id_)
         self.set_blocked(blocked)
         self.set_availability(unavailable)
         self.list_cache: Any | None = None
@@ -494,6 +499,8 @@ class ServingEngine:
         )  # fmt: skip
         if self.sink is not None:
             self.sink.submit_and_wait(record)
+        if self.exposure_state is not None and mode == "personalized":
+            self.exposure_state.tick()
         return ServedList(
             decision_id=record.decision_id,
             mode=mode,
@@ -516,8 +523,10 @@ class ServingEngine:
         plan = plan if plan.personalizer is self.personalizer else replace(plan, personalizer=self.personalizer)
         length = plan.length or plan.request.k
         cache = self.list_cache
-        if cache is None:
-            return self.personalizer.personalize(plan.row, length, plan.allowed), None
+        # with a logging policy only the drawn items are served: their tags are made after the draw;
+        # a stateful pipeline's lists are never cached (a cached list would skip its exposure ledgers)
+        if cache is None or self.personalizer.stateful:
+            return self.personalizer.personalize(plan.row, length, plan.allowed, tag_all=self._logging is None), None
         found, ticket = cache.get(plan, self.model.version_id_, self.loaded.content_hash)
         if found is not None:
             return found, "online_store"
@@ -525,6 +534,11 @@ class ServingEngine:
         if ticket is not None:
             cache.put(plan, ticket, made)
         return made, None
+
+    def close_exposure_state(self) -> None:
+        """Save the amortised steps' exposure ledgers (at shutdown; nothing without such a step or a store)."""
+        if self.exposure_state is not None:
+            self.exposure_state.close()
 
     def _subject_of(self, request: ServeRequest) -> dict[str, str | None]:
         """How the record names the subject: nothing without a sink; else a pseudonym given here, or the
@@ -547,6 +561,46 @@ def _record_context(request: ServeRequest, decision: ProfilingDecision, standing
     if request.experiment is not None:
         context["experiment"] = dict(request.experiment)
     return context
+
+
+class PoolTags(Sequence):
+    """The explanation tags of a governed list, each item's made when it is read (and kept).
+
+    The same dicts as ``Tag(...).to_dict()``, built from whole arrays: plain lists and numbers (picklable,
+    so a list made in another process carries its tags' figures, not their dicts).
+    """
+
+    __slots__ = ("_names", "_present", "_weights", "_reasons", "_made")
+
+    def __init__(self, names: list[list[str]], present: list[list[bool]], weights: list[list[float]], reasons: list[int]) -> None:
+        self._names, self._present, self._weights, self._reasons = names, present, weights, reasons
+        self._made: dict[int, list[dict[str, Any]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._reasons)
+
+    def __getitem__(self, j: Any) -> Any:
+        if isinstance(j, slice):
+            return [self[i] for i in range(*j.indices(len(self)))]
+        if j < 0:
+            j += len(self)
+        if not 0 <= j < len(self):
+            raise IndexError(j)
+        made = self._made.get(j)
+        if made is None:
+            present = self._present[j]
+            because = [name for name, here in zip(self._names[j], present) if here]
+            tag: dict[str, Any] = {"kind": _BECAUSE, "text": _BECAUSE_TEXT.format(items=", ".join(because) or "your history")}
+            if because:
+                tag["items"] = because
+                tag["weights"] = [round(w, 6) for w, here in zip(self._weights[j], present) if here]
+            code = self._reasons[j]
+            made = self._made[j] = [_tag(REASON_TAGS[code]), tag] if code in REASON_TAGS else [tag]
+        return made
+
+
+_BECAUSE = TagKind.because_you_interacted.value
+_BECAUSE_TEXT = TAG_TEXT[TagKind.because_you_interacted]
 
 
 class Personalizer:
@@ -579,16 +633,18 @@ class Personalizer:
         self._n_groups = catalog.n_groups if catalog is not None else None
         self._candidates = candidates
         self._blocked_idx = blocked_idx
+        self.stateful = pipeline is not None and any(getattr(step, "stateful", False) for step in pipeline.steps)
+        """A step carries state across requests (an exposure ledger): lists are made in this process, never cached."""
 
-    def personalize(self, row: int, k: int, allowed: np.ndarray | None = None) -> PersonalizedList:
+    def personalize(self, row: int, k: int, allowed: np.ndarray | None = None, *, tag_all: bool = True) -> PersonalizedList:
         """The list of the subject in model row ``row``: ``k`` items (fewer if the catalog runs out), none of
-        ``allowed``'s excluded ones."""
+        ``allowed``'s excluded ones (``tag_all``: see :meth:`govern`)."""
         # One BLAS thread for the whole list: the model's scoring and the tags' small solves would
         # otherwise wake BLAS's pool for 64x64 products, which costs more than it saves and, on a
         # busy machine, stalls the request behind the other cores' work.
         with blas_single_thread():
             history, ids, scores = self._candidates_single_thread(row, k, allowed)
-            return self.govern(row, history, ids, scores, k)
+            return self.govern(row, history, ids, scores, k, tag_all=tag_all)
 
     def history_of(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         """The items of model row ``row``'s training history and their values."""
@@ -633,11 +689,14 @@ class Personalizer:
         return self._blocked_idx
 
     def govern(
-        self, row: int, history: tuple[np.ndarray, np.ndarray], ids: np.ndarray, scores: np.ndarray, k: int
+        self, row: int, history: tuple[np.ndarray, np.ndarray], ids: np.ndarray, scores: np.ndarray, k: int, *, tag_all: bool = True
     ) -> PersonalizedList:
         """The pack's re-ranking of one user's candidates (model rows ``ids``, ``scores`` best first) to a list of
         ``k``, and its explanation tags: the code every engine runs, given candidates (:meth:`candidates` here;
-        the Spark engine's own, :mod:`governance.spark.lists`)."""
+        the Spark engine's own, :mod:`governance.spark.lists`).
+
+        ``tag_all=False``: the tags as a :class:`PoolTags`, each item's made when it is read (a logging policy
+        serves a few items of a longer governed list: only those need their tags)."""
         model = self.model
         ids = np.asarray(ids, dtype=np.int64)
         scores = np.asarray(scores, dtype=np.float32)
@@ -664,22 +723,8 @@ class Personalizer:
         else:
             ids, scores = ids[:k], scores[:k]
         ex = self.explain(history, ids)
-        # Tags as plain dicts, built from whole arrays (the same dicts as Tag(...).to_dict()):
-        # this runs for every served item, so no per-tag object or per-weight round() call.
-        names = self._item_ids[np.maximum(ex.contributors, 0)].tolist()
-        present = (ex.contributors >= 0).tolist()
-        weights = ex.weights.tolist()
-        template = TAG_TEXT[TagKind.because_you_interacted]
-        kind = TagKind.because_you_interacted.value
-        tags = []
-        for j, code in enumerate(reasons.tolist()):
-            because = [name for name, here in zip(names[j], present[j]) if here]
-            tag: dict[str, Any] = {"kind": kind, "text": template.format(items=", ".join(because) or "your history")}
-            if because:
-                tag["items"] = because
-                tag["weights"] = [round(w, 6) for w, here in zip(weights[j], present[j]) if here]
-            tags.append([_tag(REASON_TAGS[code]), tag] if code in REASON_TAGS else [tag])
-        return PersonalizedList(ids, [round(s, 6) for s in scores.tolist()], tags)
+        pool = PoolTags(self._item_ids[np.maximum(ex.contributors, 0)].tolist(), (ex.contributors >= 0).tolist(), ex.weights.tolist(), reasons.tolist())
+        return PersonalizedList(ids, [round(s, 6) for s in scores.tolist()], list(pool) if tag_all else pool)
 
     def explain(self, history: tuple[np.ndarray, np.ndarray], ids: np.ndarray) -> Any:
         """The exact decomposition of the model's scores of ``ids`` over the user's history

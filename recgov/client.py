@@ -145,6 +145,18 @@ class Client:
         """What changed in stored pack ``name`` from version ``before`` to ``after``."""
         return self._json("GET", f"/v1/packs/{_segment(name)}/diff", params={"from": before, "to": after})
 
+    # -- off-policy evaluation --------------------------------------------------------------------
+    def evaluate_off_policy(self, logged_pack: str, target_pack: str, **options: Any) -> dict[str, Any]:
+        """Estimate ``target_pack`` on the lists served under ``logged_pack`` (auditor), as ``recgov ope``; the stored
+        report with its ``id``. ``options`` are the other fields of ``POST /v1/ope`` (``kinds``, ``min_ess``,
+        ``n_bootstrap``, ``seed``, ``confidence``, ``limit``, ``segment_items``). A refused evaluation (a deterministic
+        log, poor overlap, no analytics purpose) raises :class:`ClientError` (422) with each reason located."""
+        return self._json("POST", "/v1/ope", json={"logged_pack": logged_pack, "target_pack": target_pack, **options})
+
+    def off_policy_report(self, report_id: int) -> dict[str, Any]:
+        """A stored off-policy report, read back from the trail."""
+        return self._json("GET", f"/v1/ope/{int(report_id)}")
+
     # -- audits and the gate ----------------------------------------------------------------------
     def start_audit(self, pack: str, *, data: str, model_version: str | None = None, **options: Any) -> dict[str, Any]:
         """Queue an audit of ``data`` (and ``model_version``) under ``pack`` (auditor); the job, with its ``id``.

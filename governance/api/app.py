@@ -41,6 +41,7 @@ from governance.api.routes import (
 from governance.api.routes.availability import router as availability_router
 from governance.api.routes.experiments import router as experiments_router
 from governance.api.routes.feedback import router as feedback_router
+from governance.api.routes.ope import router as ope_router
 from governance.api.routes.monitor import install_monitor_metrics
 from governance.api.routes.monitor import router as monitor_router
 from governance.api.services.engines import close_engines, engines_of
@@ -105,6 +106,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     for module in (health, packs, trail, lineage, consent, recommendations, deployments, deployment_policy, harm, subjects, audits, *review):
         app.include_router(module.router)
     app.include_router(feedback_router)
+    app.include_router(ope_router)  # off-policy evaluation from the decision log
     app.include_router(availability_router)
     app.include_router(monitor_router)
     app.include_router(experiments_router)

@@ -281,18 +281,35 @@ def evaluate_command(
     tune: Annotated[bool, typer.Option("--tune/--no-tune", help="Tune ALS and item-kNN on a validation split of the training data.")] = True,
     trials: Annotated[int, typer.Option("--trials", min=1, help="ALS tuning budget.")] = 20,
     database_url: DatabaseOpt = None,
+    ablate: Annotated[
+        bool, typer.Option("--ablate", help="Report each re-ranker's, event type's and model component's effect on quality and fairness (paired bootstrap over users).")
+    ] = False,
+    ablate_pack: Annotated[
+        Optional[str], typer.Option("--pack", "-p", help="With --ablate: the pack whose re-ranking steps are ablated (and applied to every variant).", show_default=False)
+    ] = None,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=1, help="With --ablate: bootstrap resamples per interval.")] = 500,
     json_output: JsonOpt = False,
 ) -> None:
     """Evaluate ALS against popularity, random and item-kNN on one split (erased subjects' events left out)."""
     from recommender.pipeline import run_evaluation
     from recommender.split import SplitConfig
 
+    if ablate_pack is not None and not ablate:
+        raise fail("--pack is for --ablate (the re-ranking steps to ablate); add --ablate")
+    loaded = None
+    if ablate_pack is not None:
+        from governance.cli._common import load_or_fail
+
+        loaded = load_or_fail(ablate_pack, json_output=json_output)
     with user_errors():
         if not 0 < test_fraction < 1:
             raise ConfigError(f"--test-fraction must be a number in the range (0, 1). Got {test_fraction} instead.")
         config = SplitConfig(kind=split_kind.value, test_fraction=test_fraction, k=leave_k, random_state=seed)
         dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output, data_format=data_format)
         dataset, erased = without_erased_events(dataset, database_url)
+        if ablate:
+            _ablate(dataset, config, threshold, k, tune, trials, seed, loaded, bootstrap, erased, json_output)
+            return
         run = run_evaluation(
             dataset,
             split_config=config,
@@ -319,6 +336,31 @@ def evaluate_command(
     for name, result in run.tuning.items():
         console.print(f"tuned {name} on a validation split of the training data: {result.best_params} (ndcg@{k} {result.best_score:.4f})")
     print_rows(comparison_rows(run.comparison), title=f"models at k={k} (lift = ndcg / baseline ndcg)")
+
+
+def _ablate(dataset: Any, config: Any, threshold: float, k: int, tune: bool, trials: int, seed: int, loaded: Any, bootstrap: int, erased: Any, json_output: bool) -> None:
+    """``recgov evaluate --ablate``: :func:`governance.ablation.run_ablation`, as JSON or a table."""
+    from governance.ablation import run_ablation, table_rows
+    from recommender.split import split, train_test_matrices
+    from recommender.tuning import tune_als
+
+    feedback = FeedbackConfig(rating_threshold=threshold)
+    params = None
+    if tune:  # on a validation split of the training part, as recgov evaluate tunes
+        train = train_test_matrices(*split(dataset.events, config), feedback).train
+        params = dict(tune_als(train, n_trials=trials, k=k, random_state=seed, show_progress=progress_enabled(json_output)).best_params)
+    report = run_ablation(dataset, split_config=config, feedback=feedback, k=k, als_params=params, pack=loaded, n_bootstrap=bootstrap, random_state=seed)
+    if json_output:
+        emit_json({**report, "privacy_filter": erased})
+        return
+    console.print(
+        f"ablation at k={k} on {report['n_users']:,} test users: effect = full - without the component, "
+        f"{report['confidence']:.0%} paired bootstrap interval over users ({report['n_bootstrap']} resamples; * excludes 0); "
+        f"lower is fairer for {', '.join(report['lower_is_better'])}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    print_rows(table_rows(report), title="ablation")
 
 
 DatabaseOpt = Annotated[

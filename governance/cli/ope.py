@@ -8,9 +8,16 @@ purpose are read; the report says how many decisions and subjects were left out
 and why. Every estimate carries its interval, effective sample size and largest
 weight, or is refused with the reason (overlap fails, too few effective samples).
 
-Exit codes: 0 the report was made (refused estimates are in it), 2 bad usage or
-input (a pack that does not load, a target that re-ranks differently, a pack
-without an analytics purpose, an unreachable store).
+With ``--provider-group NAME=FILE`` (item ids, one a line; repeat) the report adds
+each group's estimated share of attention under CANDIDATE. When CANDIDATE has
+off-policy rules (``off_policy_non_inferiority``, ``off_policy_exposure``), the
+report holds their results and the gate's decision on them; ``--gate`` makes the
+exit code follow it.
+
+Exit codes: 0 the report was made (refused estimates are in it), 1 with ``--gate``:
+the gate blocks CANDIDATE (a refused estimate is missing evidence and blocks), 2 bad
+usage or input (a pack that does not load, a target that re-ranks differently, a
+pack without an analytics purpose, an unreachable store, a provider group file).
 """
 
 from __future__ import annotations
@@ -50,6 +57,11 @@ def ope_command(
     segment_items: Annotated[
         Path | None, typer.Option("--segment-items", help="A text file of item ids, one a line: estimates for their outcomes alone too.", show_default=False)
     ] = None,
+    provider_group: Annotated[
+        list[str] | None,
+        typer.Option("--provider-group", help="NAME=FILE: a provider group and a text file of its item ids (repeat).", show_default=False),
+    ] = None,
+    gate: Annotated[bool, typer.Option("--gate", help="Exit 1 when CANDIDATE's off-policy rules block it.")] = False,
     json_output: JsonOutput = False,
 ) -> None:
     """Estimate what CANDIDATE would have earned on the lists served under CURRENT (IPS, SNIPS, DM, DR; slate IPS)."""
@@ -70,9 +82,11 @@ def ope_command(
             raise fail(f"--segment-items: {segment_items} cannot be read ({err})") from None
         if not segment:
             raise fail(f"--segment-items: {segment_items} lists no item id")
+    groups = _provider_groups(provider_group or [])
     settings = OpeSettings(
-        kinds=tuple(kind or ("click", "conversion")), min_ess=min_ess, n_bootstrap=bootstrap, seed=seed, confidence=confidence, limit=limit, segment=segment
-    )
+        kinds=tuple(kind or ("click", "conversion")), min_ess=min_ess, n_bootstrap=bootstrap, seed=seed, confidence=confidence, limit=limit, segment=segment,
+        provider_groups=groups or None,
+    )  # fmt: skip
     with store_errors():
         url = _store_url(data)
         store = open_store(url)
@@ -80,8 +94,11 @@ def ope_command(
             report = evaluate_from_log(store, logged, target, settings)
         finally:
             store.close()
+    blocked = gate and "gate" in report and not report["gate"]["decision"]["passed"]
     if json_output:
         emit_json(report)
+        if blocked:
+            raise typer.Exit(1)
         return
     console.print(
         f"{report['target_pack']['pack']} {report['target_pack']['pack_version']} on {report['decisions_used']:,} lists served under "
@@ -94,6 +111,42 @@ def ope_command(
     sections = [("", report["metrics"])] + ([("segment ", report["segment"]["metrics"])] if "segment" in report else [])
     for label, metrics in sections:
         _print_metrics(label, metrics)
+    for kind, diffs in report.get("differences", {}).items():
+        for name, est in diffs.items():
+            if est.get("refused"):
+                console.print(f"  {kind:10} {name:24} target - logged: refused", highlight=False, soft_wrap=True, markup=False)
+            elif est.get("ci_low") is not None:
+                console.print(f"  {kind:10} {name:24} target - logged {est['value']:+.4f} [{est['ci_low']:+.4f}, {est['ci_high']:+.4f}]", highlight=False, soft_wrap=True, markup=False)
+    for group, figures in (report.get("exposure") or {}).get("groups", {}).items():
+        target = figures["target"]
+        shown = "refused: " + str(target.get("reason")) if target.get("refused") else f"{target['value']:.4f}"
+        console.print(f"  exposure {group}: logged {figures['logged_policy']['value']:.4f}, target {shown}", highlight=False, soft_wrap=True, markup=False)
+    if "gate" in report:
+        decision = report["gate"]["decision"]
+        console.print(f"gate: {'passed' if decision['passed'] else 'blocked'}", highlight=False)
+        for reason in decision["reasons"]:
+            console.print(f"  {reason}", highlight=False, soft_wrap=True, markup=False)
+    if blocked:
+        raise typer.Exit(1)
+
+
+def _provider_groups(specs: list[str]) -> dict[str, frozenset[str]]:
+    """``NAME=FILE`` options read into item-id sets (a located usage error for a bad one)."""
+    groups: dict[str, frozenset[str]] = {}
+    for spec in specs:
+        name, sep, file = spec.partition("=")
+        if not sep or not name.strip() or not file.strip():
+            raise fail(f"--provider-group: expected NAME=FILE, got {spec!r}")
+        if name.strip() in groups:
+            raise fail(f"--provider-group: {name.strip()!r} is given twice")
+        try:
+            items = frozenset(line.strip() for line in Path(file).read_text(encoding="utf-8").splitlines() if line.strip())
+        except (OSError, UnicodeDecodeError) as err:
+            raise fail(f"--provider-group {name.strip()}: {file} cannot be read ({err})") from None
+        if not items:
+            raise fail(f"--provider-group {name.strip()}: {file} lists no item id")
+        groups[name.strip()] = items
+    return groups
 
 
 def _print_metrics(label: str, metrics: dict[str, dict[str, Any]]) -> None:

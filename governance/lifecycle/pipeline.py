@@ -44,7 +44,8 @@ from audits.monitoring import advance_ticket, get_ticket, record_profile, ticket
 from audits.trail import append_event, lock_head
 from governance.deploy import GateRefused, promote
 from governance.deploy_policy import PackLoader
-from governance.lifecycle.passes import _inputs, lifecycle_of
+from governance.lifecycle.facts import lifecycle_of
+from governance.lifecycle.passes import _inputs
 from governance.monitoring import build_profile, window_figures
 from governance.policy import LoadedPack
 from recommender.data import Dataset

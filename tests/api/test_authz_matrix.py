@@ -110,6 +110,9 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/v1/trail/events"): Row("auditor", 200, "/v1/trail/events"),
     ("GET", "/v1/trail/export"): Row("auditor", 200, "/v1/trail/export"),
     ("GET", "/v1/trail/keys"): Row("viewer", 200, "/v1/trail/keys"),
+    # baseline declares no analytics purpose: the auditor reaches the handler, which refuses (422, located)
+    ("POST", "/v1/ope"): Row("auditor", 422, "/v1/ope", {"json": {"logged_pack": "baseline", "target_pack": "baseline"}}),
+    ("GET", "/v1/ope/{report_id}"): Row("viewer", 404, "/v1/ope/9007199254740991"),
     ("POST", "/v1/monitor/runs"): Row("operator", 201, "/v1/monitor/runs", {"json": {"pack": "baseline"}}),
     ("GET", "/v1/monitor/runs"): Row("viewer", 200, "/v1/monitor/runs"),
     ("GET", "/v1/monitor/runs/{run_id}"): Row("viewer", 404, "/v1/monitor/runs/999999"),

@@ -37,6 +37,8 @@ EXAMPLE_PARAMS: dict[str, dict] = {
     "exposure_gini": {"max": 0.9},
     "popularity_bias": {"max_arp_ratio": 2.0},
     "calibration": {"max_kl": 1.0},
+    "off_policy_non_inferiority": {},
+    "off_policy_exposure": {"group": "small", "max_drop": 0.05},
 }
 
 CHECKS = registered_checks()

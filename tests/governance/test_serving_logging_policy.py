@@ -200,3 +200,25 @@ def test_the_serving_epsilon_draw_is_the_library_draw() -> None:
         assert log["slate_probability"] == pytest.approx(prob, rel=1e-12)
         assert log["prefix_probabilities"] == pytest.approx(prefix.tolist(), rel=1e-12)
         assert log["marginals"] == pytest.approx(position_marginals(policy, scores, 6)[np.arange(6), expected].tolist(), rel=1e-12)
+
+
+def test_pool_tags_are_the_tags_of_the_whole_list_made_on_reading(world) -> None:
+    """A logging policy's governed list tags only what it serves; read whole, its tags are the eager ones exactly,
+    and the served list's tags are the eager tags of the drawn items (the exploration tag first on those moved)."""
+    import pickle
+
+    from governance.ope_logging import explored
+    from governance.serving import PoolTags
+
+    pack = eu_pack({"kind": "plackett_luce", "pool": 12, "temperature": 0.5})
+    engine, served, record = serve(world, pack, k=5)
+    personalizer = engine.personalizer
+    row = int(world[1].train_.user_index(served_subject := str(world[1].train_.user_ids[3]))[0])
+    eager = personalizer.personalize(row, 12)
+    lazy = personalizer.personalize(row, 12, tag_all=False)
+    assert isinstance(lazy.tags, PoolTags) and isinstance(eager.tags, list) and served_subject
+    assert list(lazy.tags) == eager.tags and lazy.tags[-1] == eager.tags[-1] and lazy.tags[2:5] == eager.tags[2:5]
+    assert list(lazy.items) == list(eager.items) and lazy.scores == eager.scores
+    assert list(pickle.loads(pickle.dumps(lazy.tags))) == eager.tags
+    picks = record.slate["logging"]["positions"]
+    assert served.tags == [eager.tags[i] if i == j else explored(eager.tags[i]) for j, i in enumerate(picks)]

@@ -79,12 +79,12 @@ def _truth(target: dict[str, Any] | None, types: np.ndarray, segment: tuple[int,
     return float(values[types].mean())
 
 
-def _fill(store: Store, n: int, logged_text: str, *, objecting: int = 0) -> np.ndarray:
+def _fill(store: Store, n: int, logged_text: str, *, objecting: int = 0, seed: int = 7, world: tuple[np.ndarray, np.ndarray, list[list[str]]] | None = None) -> np.ndarray:
     """Serve ``n`` lists under the logged pack and record their clicks; the first ``objecting`` subjects object to analytics."""
     loaded = parse_pack(logged_text, "logged.yaml")
     hook = LoggingHook.from_section(loaded.pack.logging_policy)
-    scores, attract, items = _world()
-    rng = np.random.default_rng(7)
+    scores, attract, items = world or _world()
+    rng = np.random.default_rng(seed)
     types = rng.integers(0, TYPES, n)
     stamp = loaded.stamp()
     events = []
