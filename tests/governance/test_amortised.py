@@ -96,6 +96,7 @@ def test_the_constraint_reports_the_amortised_target_without_changing_the_ledger
     world = biased_world(n_users=40)
     step = AmortisedExposureReranker(targets=TARGETS, weight=5.0, ndcg_budget=0.3, tolerance=0.05)
     out = step(_cands(world, slice(None)), 10)
+    assert step.states_constraint()  # so the share of lists where it held is reported with the others (tradeoff, gate)
     met = out.constraints_met["amortised_exposure"]
     assert met.dtype == bool and met[-10:].all()
     plain = AmortisedExposureReranker(targets=TARGETS, weight=0.0, tolerance=0.05)(_cands(world, slice(None)), 10)
