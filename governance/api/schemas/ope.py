@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from governance.api.schemas import IDENTIFIER, _Body
 
-__all__ = ["MAX_BOOTSTRAP", "MAX_DECISIONS", "MAX_SEGMENT", "OpeCreate", "OpeReportPublic"]
+__all__ = ["MAX_BOOTSTRAP", "MAX_DECISIONS", "MAX_GROUP_ITEMS", "MAX_SEGMENT", "OpeCreate", "OpeReportPublic"]
 
 MAX_DECISIONS = 5_000
 """The most decisions one request reads: the exact Plackett-Luce marginals cost about a millisecond per list
@@ -22,6 +22,9 @@ MAX_BOOTSTRAP = 2_000
 """The most bootstrap resamples per interval."""
 MAX_SEGMENT = 1_000
 """The most item ids in a segment (a body stays far below the installation's body limit; larger segments: `recgov ope --segment-items`)."""
+
+MAX_GROUP_ITEMS = 2_000
+"""The most item ids in one provider group."""
 
 _Ref = Annotated[str, Field(min_length=1, max_length=200, pattern=IDENTIFIER)]
 OutcomeKind = Literal["impression", "click", "conversion", "dwell", "rating"]
@@ -48,6 +51,11 @@ class OpeCreate(_Body):
     segment_items: list[_Ref] | None = Field(
         None, min_length=1, max_length=MAX_SEGMENT, description="Item ids of a segment: the report adds estimates of the outcomes on them alone."
     )
+    provider_groups: dict[Annotated[str, Field(min_length=1, max_length=100, pattern=IDENTIFIER)], Annotated[list[_Ref], Field(min_length=1, max_length=MAX_GROUP_ITEMS)]] | None = Field(
+        None, min_length=1, max_length=5,
+        description="Provider group name -> its item ids: the report adds each group's estimated share of attention under the target "
+        "(what the target pack's off_policy_exposure rules judge). At most 5 groups; larger ones: `recgov ope --provider-group`.",
+    )  # fmt: skip
 
 
 class OpeReportPublic(BaseModel):
