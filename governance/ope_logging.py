@@ -18,10 +18,23 @@ returns what the decision record keeps under ``slate["logging"]``:
     exact, from the recorded (rounded) scores;
 ``marginals``
     each served item's probability of being at its position, exact, for
-    ``epsilon_slots`` (closed form). For Plackett-Luce they are null here: their
-    exact programme costs milliseconds (measured: 8 ms for a pool of 10 under
-    load), far over the serving path's budget, and ``recgov ope`` computes them
-    exactly from the recorded pool, scores, policy and positions, which determine them.
+    ``epsilon_slots`` (closed form). For Plackett-Luce they are null here and
+    computed off the serving path, exactly, from what the record holds (pool
+    scores, policy, positions determine them; ``recgov ope`` and ``POST /v1/ope``
+    do it, :func:`recommender.ope.position_marginals`). No closed form is known
+    for Plackett-Luce position marginals: the exact programme runs over the sets
+    of items drawn so far, ``C(n, t)`` sets at draw ``t`` for ``n`` free pool
+    items, so ``n * sum_{t<f} C(n, t)`` operations for ``f`` free positions
+    (pool 10, 10 slots: 1,023 sets; pool 15: 27,824; pool 20: 431,910, about
+    0.1 s a list). That is far over the serving path's budget (+0.1 ms for the
+    whole logging policy), so it is never paid there; sampling would be cheap
+    but not exact, and the estimators need exact propensities.
+
+What the serving path pays: the draw itself (Gumbel-top-k and the per-position
+probabilities, ``O(n log n)`` in plain Python, a few hundredths of a
+millisecond), the re-ranking of a governed list ``pool`` long instead of ``k``,
+and the explanation tags of the served items only (the governed list's tags are
+made when read, :class:`governance.serving.PoolTags`).
 
 The pool only ever holds items the governed path allowed (blocks, consent,
 context and the re-ranking ran before), so no draw can show anything else.
