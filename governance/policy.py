@@ -33,7 +33,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_serializer, model_validator
 
 import governance.checks  # noqa: F401  (registers every check)
-from governance.lifecycle.section import LifecycleSection
+from governance.lifecycle_section import LifecycleSection
 from governance.located import TOO_LARGE, YAML_LIMITS, PackIssue, PolicyError, load_yaml, validate_located
 from governance.registry import Check, registered_checks
 from governance.rerank import registered_rerankers
@@ -390,9 +390,9 @@ class RerankingSection(_Section):
     """How many of the model's best items the steps choose from."""
     steps: list[RerankStep] = Field(default_factory=list)  # type: ignore[valid-type]
     """Re-rankers by registered name with their params: fair_star, mmr, calibration,
-    provider_calibration, popularity_debias, exposure_cap, exploration, group_proportions. Constraint
-    steps (fair_star, exposure_cap, group_proportions) belong last: later relevance-weighing steps can
-    undo them."""
+    provider_calibration, popularity_debias, exposure_cap, exploration, group_proportions,
+    amortised_exposure. Constraint steps (fair_star, exposure_cap, group_proportions,
+    amortised_exposure) belong last: later relevance-weighing steps can undo them."""
 
 
 class ExplanationsSection(_Section):

@@ -173,6 +173,7 @@ def open_deployed(
     pack's blocks; a failed request of any engine is logged with its cause.
     """
     from governance import deploy
+    from audits.availability import unavailable_items
     from governance.escalation import items_out_of_lists
     from governance.suppressed import erasures_seen, model_standing, standing_reader
     from recommender.als import ALSRecommender
@@ -182,6 +183,7 @@ def open_deployed(
         raise ConfigError(NOTHING_IN_PRODUCTION)
     with store.session() as session:
         blocked = items_out_of_lists(session, loaded.pack)
+        unavailable = unavailable_items(session)
         versions = [d["model_version"] for key in ("production", "canary", "shadow") for d in stages[key]]
         seen = {version: erasures_seen(session, version) for version in versions}
         standings = {version: model_standing(session, version) for version in versions}
@@ -203,7 +205,7 @@ def open_deployed(
             loaded, model, items, blocked=blocked, sink=log, vendor_id=vendor_id,
             on_failure=lambda cause, detail: log_failure(store, cause, {**detail, "model_version": model_version}),
             erasures_seen=seen[model_version],
-            standing=standings[model_version], reread_standing=standing_reader(store, model_version),
+            standing=standings[model_version], reread_standing=standing_reader(store, model_version), unavailable=unavailable,
         )  # fmt: skip
 
     try:

@@ -42,6 +42,7 @@ for _group in _GROUPS:
     _group.register(app)
 __import__("governance.cli.feedback", fromlist=["register"]).register(app)
 __import__("governance.cli.availability", fromlist=["register"]).register(app)
+__import__("governance.cli.online_store", fromlist=["register"]).register(app)
 __import__("governance.cli.monitor", fromlist=["register"]).register(app)
 __import__("governance.cli.experiment", fromlist=["register"]).register(app)
 

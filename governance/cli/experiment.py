@@ -41,6 +41,13 @@ def _load(path: Path, json_output: bool) -> Any:
         raise typer.Exit(code=2) from None
 
 
+def _arms(summary: dict[str, Any]) -> str:
+    """The planned subjects per arm (control first, then the treatments in plan order) and in all."""
+    size = summary["sample_size"]
+    order = [v["name"] for v in summary["variants"] if v["control"]] + [v["name"] for v in summary["variants"] if not v["control"]]
+    return ", ".join(f"{name} {n}" for name, n in zip(order, size["n_per_arm"], strict=False)) + f" subjects, {size['n_total']} in all"
+
+
 def _run(database_url: str | None, call: Any) -> Any:
     from audits import open_store
 
@@ -74,7 +81,7 @@ def plan_command(
     size = summary["sample_size"]
     _show(summary, json_output, [
         f"experiment {summary['name']} planned (hash {summary['plan_hash'][:12]}, trail #{summary['plan_seq']})",
-        f"sample size: {size}",
+        f"sample size ({summary['design']['method']}, {summary['design']['looks']} look(s)): {_arms(summary)}",
         f"start it with: recgov experiment start {summary['name']} --plan {file}",
     ])  # fmt: skip
 

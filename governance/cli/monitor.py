@@ -111,7 +111,7 @@ def profile_command(
     """Record what monitoring compares MODEL_VERSION against, from the DATA it was trained on (the pipeline does this for its retrains)."""
     from audits.models import ModelVersion
     from audits.monitoring import record_profile
-    from governance.lifecycle.passes import lifecycle_of
+    from governance.lifecycle.facts import lifecycle_of
     from governance.monitoring import build_profile
     from governance.privacy.retrains import training_recipe
     from recommender.als import ALSRecommender

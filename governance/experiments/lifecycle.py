@@ -244,7 +244,7 @@ def running(session: Session | Any) -> RunningExperiment | None:
     row = session.execute(select(Experiment.id, Experiment.name, Experiment.plan_hash, Experiment.salt).where(Experiment.status == "running")).first()
     if row is None:
         return None
-    key = (row.id, row.plan_hash)
+    key = (row.id, row.plan_hash, row.salt)  # the salt too: two stores (or a store made anew) may reuse an id and a plan
     cached = _RUNNING.get(key)
     if cached is None:
         plan_json = session.execute(select(Experiment.plan).where(Experiment.id == row.id)).scalar_one()
@@ -252,7 +252,7 @@ def running(session: Session | Any) -> RunningExperiment | None:
     return cached
 
 
-_RUNNING: dict[tuple[int, str], RunningExperiment] = {}
+_RUNNING: dict[tuple[int, str, str], RunningExperiment] = {}
 
 
 # -- the data of a look -------------------------------------------------------------

@@ -20,16 +20,16 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import func, select
 
-from audits.models import ModelVersion, RetrainTicket, TrainingRun
+from audits.models import RetrainTicket
 from audits.monitoring import evidence_key, failed_count, open_ticket, profiles_of, record_monitor_run, run_doc, window_decisions, window_outcomes
 from governance.deploy import deployed_versions
-from governance.lifecycle.section import LifecycleSection
+from governance.lifecycle.facts import lifecycle_of, trained_at
 from governance.lifecycle.triggers import ModelFacts, evaluate_triggers
 from governance.monitoring import WindowInputs, window_figures
 from governance.policy import LoadedPack
 from recommender.errors import DataError
 
-__all__ = ["EARLY_PASS", "FUTURE_PASS", "lifecycle_of", "run_monitor", "trained_at"]
+__all__ = ["EARLY_PASS", "FUTURE_PASS", "run_monitor"]
 
 FUTURE_PASS = "a monitoring pass cannot end in the future: --at {at} is after now ({now})"
 EARLY_PASS = "a monitoring pass must end after {earliest}; got {at}"
@@ -40,21 +40,6 @@ NO_PROFILE = (
     "the production model {version} has no profile, so triggers {triggers} cannot be judged: "
     "record one with `recgov monitor profile {version} DATA --pack {pack}` (DATA: what it was trained on)"
 )
-
-
-def lifecycle_of(pack: LoadedPack) -> LifecycleSection:
-    """The pack's lifecycle section, or the defaults (a day's window, no trigger) when it declares none."""
-    return pack.pack.lifecycle or LifecycleSection()
-
-
-def trained_at(session: Any, versions: list[str]) -> dict[str, datetime]:
-    """When each model version's training run ended (those recorded)."""
-    if not versions:
-        return {}
-    rows = session.execute(
-        select(ModelVersion.version_id, TrainingRun.ended_at).join(TrainingRun, ModelVersion.training_run_id == TrainingRun.id).where(ModelVersion.version_id.in_(versions))
-    ).all()
-    return {v: t for v, t in rows if t is not None}
 
 
 def _inputs(store: Any, pack: LoadedPack, items: pd.DataFrame | None, start: datetime, end: datetime) -> tuple[WindowInputs, dict[str, list[str]], dict[str, datetime], dict[str, datetime]]:

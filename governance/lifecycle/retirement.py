@@ -41,7 +41,7 @@ def _latest(session: Any) -> dict[str, Deployment]:
 
 def retirement_reasons(store: Any, pack: LoadedPack, *, figures: dict[str, Any], now: datetime) -> dict[str, list[str]]:
     """Each deployed (not retired) version that meets a criterion, with every criterion it meets, in words."""
-    from governance.lifecycle.passes import lifecycle_of, trained_at
+    from governance.lifecycle.facts import lifecycle_of, trained_at
     from governance.privacy import pending_retrains
 
     policy = lifecycle_of(pack).retirement

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from governance.lifecycle.section import LifecycleSection
+from governance.lifecycle_section import LifecycleSection
 from governance.policy import LoadedPack
 
 __all__ = ["EXPORTED", "alerting_rules", "metric_names", "rules_yaml"]

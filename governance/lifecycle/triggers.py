@@ -25,7 +25,7 @@ from typing import Any
 
 from scipy.stats import binomtest
 
-from governance.lifecycle.section import LifecycleSection
+from governance.lifecycle_section import LifecycleSection
 
 __all__ = ["Firing", "ModelFacts", "evaluate_triggers"]
 

@@ -10,7 +10,8 @@ the same split is what makes the two engines' figures comparable), and then:
 * the popularity baseline (training users per item) is counted on Spark;
 * every evaluated user's list (and, when the pack re-ranks, its ``reranking.candidates`` candidates)
   is ranked on the executors by :func:`recommender.base.top_k_from_scores`, the in-process ranking
-  primitive, seen items left out: scoring, the ``users x items`` part, never runs on the driver.
+  primitive, and the popularity lists by the in-process popularity recommender, seen items left
+  out: scoring, the ``users x items`` part, never runs on the driver.
 
 Only the lists (``users x candidates`` item numbers) and the user factors (``users x factors``, for
 the proxy-leakage check) come back to the driver. There they are wrapped as recommenders that
@@ -123,15 +124,20 @@ def _rank_on_spark(
     best by popularity, ranked on the executors in one pass: ``(als_lists, als_scores, pop_lists, pop_scores)``.
 
     :func:`recommender.base.top_k_from_scores` ranks, with each user's training items excluded,
-    exactly as the in-process recommenders do. A user without an MLlib factor scores every item 0.
+    exactly as the in-process ALS ranks scores, and :class:`recommender.baselines.PopularityRecommender`
+    ranks the popularity lists (its own ties and all). A user without an MLlib factor scores every item 0.
     """
+    from types import SimpleNamespace
+
     from pyspark.sql import functions as F
+
+    from recommender.baselines import PopularityRecommender
 
     spark = triples.sparkSession
     wanted = spark.createDataFrame(pd.DataFrame({"user": rows.astype(np.int32)}), schema="user int")
     seen = triples.groupBy("user").agg(F.collect_list("item").alias("seen"))
     frame = wanted.join(seen, "user", "left").join(user_frame, "user", "left").select("user", "seen", "features")
-    tables = spark.sparkContext.broadcast((np.asarray(item_factors, dtype=np.float32), np.asarray(popularity, dtype=np.float32)))
+    tables = spark.sparkContext.broadcast((np.asarray(item_factors, dtype=np.float32), np.asarray(popularity, dtype=np.float64)))
     f = item_factors.shape[1]
 
     def rank(batches: Any) -> Any:
@@ -145,8 +151,13 @@ def _rank_on_spark(
                 lengths = np.array([len(x) for x in seen_lists], dtype=np.int64)
                 cols = np.concatenate(seen_lists) if lengths.sum() else np.zeros(0, np.int64)
                 exclude = sp.csr_matrix((np.ones(len(cols), np.float32), (np.repeat(np.arange(n), lengths), cols)), shape=(n, n_items))
+                exclude.sum_duplicates()
+                exclude.sort_indices()
                 idx, val = top_k_from_scores(U @ Y.T, width, exclude)
-                pidx, pval = top_k_from_scores(np.broadcast_to(pop, (n, n_items)), k, exclude)
+                # the in-process popularity recommender itself ranks, on this block's histories
+                baseline = PopularityRecommender()
+                baseline.popularity_, baseline.train_ = pop, SimpleNamespace(matrix=exclude)  # type: ignore[assignment]
+                pidx, pval, _ = baseline.recommend_index(np.arange(n), k, filter_seen=True)
                 yield pd.DataFrame({
                     "user": block["user"].to_numpy(), "items": list(idx.astype(np.int32)), "scores": list(val.astype(np.float32)),
                     "pop_items": list(pidx.astype(np.int32)), "pop_scores": list(pval.astype(np.float32)),

@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import binom
 
 from governance.cli.policy import SHIPPED
-from governance.lifecycle.section import LifecycleSection
+from governance.lifecycle_section import LifecycleSection
 from governance.lifecycle.triggers import ModelFacts, evaluate_triggers
 from governance.located import PolicyError
 from governance.monitoring import WindowInputs, categorical_psi, gini, popularity_deciles, window_figures

@@ -33,7 +33,8 @@ from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.schemas import IDENTIFIER
 from governance.lifecycle import rules
-from governance.lifecycle.passes import run_monitor, trained_at
+from governance.lifecycle.facts import trained_at
+from governance.lifecycle.passes import run_monitor
 from recommender.errors import DataError
 from recommender.loaders import load_data
 

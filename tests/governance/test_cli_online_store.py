@@ -1,0 +1,45 @@
+"""``recgov online-store warm``: heavy users' factors and lists go to Redis only for those who may be profiled now."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from audits import open_store, record_consent
+from governance.cli import app
+
+runner = CliRunner()
+DATA = "synthetic:n_users=60,n_items=50,n_interactions=2000,seed=4"
+
+
+def test_warm_fills_lists_and_factors_of_consenting_heavy_users_only(tmp_path, online_store, monkeypatch) -> None:
+    import audits.online_store as online
+
+    db_url = f"sqlite:///{tmp_path / 'store.db'}"
+    trained = runner.invoke(app, ["train", DATA, "--no-tune", "--no-carbon", "--factors", "8", "--iterations", "3", "--database-url", db_url, "--json"])
+    assert trained.exit_code == 0, trained.output
+    version = json.loads(trained.stdout)["model_version"]
+    unconfigured = runner.invoke(app, ["online-store", "warm", "--model", version, "--database-url", db_url])
+    assert unconfigured.exit_code == 2 and "RECGOV_REDIS_URL" in unconfigured.output
+    url = "redis://online-store-under-test"
+    monkeypatch.setenv("RECGOV_REDIS_URL", url)
+    monkeypatch.setitem(online._STORES, url, online_store)
+    subjects = [f"u{n:06d}" for n in range(60)]
+    store = open_store(db_url)
+    try:
+        with store.session() as session:
+            for s in subjects:
+                status = "denied" if s == "u000007" else "granted"
+                record_consent(session, subject_id=s, purpose="personalization", status=status, lawful_basis="consent", source="api")
+    finally:
+        store.close()
+    result = runner.invoke(app, ["online-store", "warm", "--model", version, "--pack", "eu-gdpr-dsa", "--top", "60", "--database-url", db_url, "--json"])
+    assert result.exit_code == 0, result.output
+    done = json.loads(result.stdout)
+    assert done["heavy_users"] == 60 and done["lists_stored"] == 59 and done["factors_stored"] == 59
+    ns = online_store.namespace
+    assert online_store.client.exists(f"{ns}:l:{online_store.subject_key('u000008')}")
+    assert not online_store.client.exists(f"{ns}:l:{online_store.subject_key('u000007')}")
+    assert online_store.user_factors(version, online_store.subject_key("u000007")) is None
+    assert "u0000" not in result.output  # counts only, no subject id
