@@ -187,7 +187,8 @@ def record_consent(
     )
     session.add(row)
     session.flush()
-    invalidate_subjects_after_commit(session, [subject_id])  # the online store's lists were made under the old consent
+    # The online store's lists were made under the old consent (a withdrawal also holds new ones back a while).
+    invalidate_subjects_after_commit(session, [subject_id], hold=status != "granted")
     set_committed_value(row, "evidence", evidence)  # the caller reads what it wrote; the row holds it sealed
     return row
 

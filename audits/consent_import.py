@@ -332,7 +332,10 @@ def append_consent_batch(
             "import_keys_sha256": hashlib.sha256("\n".join(sorted(added_keys)).encode("ascii")).hexdigest(),
         },
     )
-    invalidate_subjects_after_commit(session, {str(uniques[codes[row]]) for row in fresh})  # their cached lists
+    # Their cached lists were made under the old consent; a refusal or withdrawal also holds new ones back a while.
+    restricted = {str(uniques[codes[row]]) for row in fresh if statuses[row] != "granted"}
+    invalidate_subjects_after_commit(session, restricted, hold=True)
+    invalidate_subjects_after_commit(session, {str(uniques[codes[row]]) for row in fresh} - restricted)
     row_pseudonyms = [pseudonyms[row] for row in fresh]
     evidence = sealed_evidence_texts([filed[p] for p in row_pseudonyms], row_pseudonyms, plaintexts)
     suffix, separator = ("+00", "T") if _postgres(session) else ("", " ")

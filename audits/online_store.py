@@ -21,7 +21,10 @@ a list made before the change nor one written while it commits survives it.
 **Writes are conditional**: a list is stored only if both epochs still hold
 the values read before it was made (one Lua script, atomic in Redis), so a list
 made, then overtaken by a consent withdrawal, is never written afterwards. A
-read returns an entry only if it was written under the current epochs.
+read returns an entry only if it was written under the current epochs. A withdrawal, a refusal or an erasure
+also sets ``NS:h:<subject key>`` for :data:`HOLD_S` seconds, during which no
+list of the subject is stored (a request that read the old consent before the
+change but the epochs after it).
 
 **Redis down.** Every call fails soft: a read is a miss, a write is skipped, an
 invalidation is logged (the serving path's own per-request checks still keep
@@ -61,11 +64,15 @@ RETRY_AFTER_S = 5.0
 """Seconds during which a store that just failed is not asked again."""
 DEFAULT_TTL_S = 24 * 3600
 """How long a cached list lives at most (a change invalidates it sooner)."""
+HOLD_S = 30.0
+"""After a consent withdrawal or an erasure, no list of the subject is stored for this long (see below)."""
 TIMEOUT_S = 0.25
 """Connect and read timeout: a slow store must not hold a request."""
 
-# Store the entry only if neither epoch moved since they were read (KEYS: lists, subject epoch, global epoch).
+# Store the entry only if neither epoch moved since they were read and no hold is on the subject
+# (KEYS: lists, subject epoch, global epoch, hold).
 _PUT = """
+if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
 local e = redis.call('GET', KEYS[2]) or '0'
 local g = redis.call('GET', KEYS[3]) or '0'
 if e ~= ARGV[1] or g ~= ARGV[2] then return 0 end
@@ -95,6 +102,7 @@ class OnlineStore:
         self.namespace = namespace
         self.ttl_ms = int(ttl_s * 1000)
         self._key = key
+        self.hold_s = HOLD_S
         self._down_until = 0.0
         self._lock = threading.Lock()
         self._put = client.register_script(_PUT)
@@ -166,7 +174,7 @@ class OnlineStore:
         if not self.available:
             return False
         payload = orjson.dumps({**entry, "e": stamp.subject, "g": stamp.everyone})
-        keys = [self._k("l", subject), self._k("e", subject), self._k("g")]
+        keys = [self._k("l", subject), self._k("e", subject), self._k("g"), self._k("h", subject)]
         try:
             return bool(self._put(keys=keys, args=[stamp.subject, stamp.everyone, field, payload, self.ttl_ms]))
         except Exception as err:  # noqa: BLE001 - a write that fails is skipped
@@ -221,9 +229,12 @@ class OnlineStore:
         return None if raw is None else np.frombuffer(raw, dtype=np.float32)
 
     # -- invalidation -------------------------------------------------------------------------------
-    def invalidate(self, subjects: Iterable[str]) -> bool:
+    def invalidate(self, subjects: Iterable[str], *, hold: bool = False) -> bool:
         """Bump each subject's epoch, delete their lists and their factors under every version; whether Redis
-        took it (it is tried even while the store is marked down: an invalidation must not be skipped lightly)."""
+        took it (it is tried even while the store is marked down: an invalidation must not be skipped lightly).
+
+        ``hold`` (a withdrawal, an erasure): also refuse any list of theirs for :data:`HOLD_S` seconds, so that a
+        request that read their consent before the change and looks its list up after it cannot store it."""
         subjects = list(subjects)
         if not subjects:
             return True
@@ -234,6 +245,8 @@ class OnlineStore:
                 chunk = subjects[start : start + 10_000]
                 for s in chunk:
                     pipe.incr(self._k("e", s))
+                    if hold:
+                        pipe.set(self._k("h", s), 1, px=int(self.hold_s * 1000))
                 pipe.delete(*(self._k("l", s) for s in chunk))
                 for version in versions:
                     pipe.hdel(self._k("uf", version), *chunk)
@@ -275,11 +288,11 @@ def configured_store() -> OnlineStore | None:
         return store
 
 
-def invalidate_subjects(subject_ids: Iterable[str | int]) -> None:
+def invalidate_subjects(subject_ids: Iterable[str | int], *, hold: bool = False) -> None:
     """Invalidate the configured store's entries of these subjects (raw ids, hashed here); nothing if none."""
     store = configured_store()
     if store is not None:
-        store.invalidate(store.subject_key(s) for s in subject_ids)
+        store.invalidate((store.subject_key(s) for s in subject_ids), hold=hold)
 
 
 def invalidate_everyone() -> None:
@@ -289,27 +302,33 @@ def invalidate_everyone() -> None:
         store.invalidate_everyone()
 
 
-def invalidate_subjects_after_commit(session: Any, subject_ids: Iterable[str | int]) -> None:
+def invalidate_subjects_after_commit(session: Any, subject_ids: Iterable[str | int], *, hold: bool = False) -> None:
     """Invalidate these subjects now and again once ``session``'s transaction commits (a ``Session``; for a bare
-    connection, now only). Nothing when no store is configured."""
+    connection, now only); ``hold``: a withdrawal or an erasure (see :meth:`OnlineStore.invalidate`). Nothing when
+    no store is configured."""
     if configured_store() is None:
         return
     ids = [str(s) for s in subject_ids]
-    invalidate_subjects(ids)
+    invalidate_subjects(ids, hold=hold)
     from sqlalchemy import event
     from sqlalchemy.orm import Session
 
     if isinstance(session, Session):
-        pending = session.info.setdefault("online_store_invalidate", set())
+        pending = session.info.setdefault("online_store_invalidate", {})
         if not pending:
             event.listen(session, "after_commit", _after_commit, once=True)
-        pending.update(ids)
+        for s in ids:
+            pending[s] = pending.get(s, False) or hold
 
 
 def _after_commit(session: Any) -> None:
-    ids = session.info.pop("online_store_invalidate", set())
-    if ids:
-        invalidate_subjects(ids)
+    pending = session.info.pop("online_store_invalidate", {})
+    held = [s for s, hold in pending.items() if hold]
+    if held:
+        invalidate_subjects(held, hold=True)
+    rest = [s for s, hold in pending.items() if not hold]
+    if rest:
+        invalidate_subjects(rest)
 
 
 def invalidate_everyone_after_commit(session: Any) -> None:

@@ -347,5 +347,5 @@ def shred_subject(session: Session | Connection, subject_id: str | int, *, actor
     old = _pseudonym(secret, subject)
     session.execute(delete(SubjectSecret).where(SubjectSecret.lookup.in_([lookup, record_key_lookup(key, old)])))
     append_event(session, actor=actor, action="subject.shredded", subject=old)
-    invalidate_subjects_after_commit(session, [subject_id])  # their factors and cached lists leave the online store
+    invalidate_subjects_after_commit(session, [subject_id], hold=True)  # their factors and cached lists leave the online store
     return old

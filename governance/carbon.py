@@ -58,7 +58,10 @@ def measure(country_iso_code: str, *, enabled: bool = True) -> Iterator[CarbonMe
         country_iso_code=country_iso_code,
         output_methods=[],
         log_level="error",
-        measure_power_secs=1,
+        # A sample every 5 s rather than every second: each costs the sampler thread some milliseconds of CPU,
+        # a few percent of a long gate on a busy machine; codecarbon measures once more when the block ends,
+        # so a run shorter than that is still measured.
+        measure_power_secs=5,
         tracking_mode="process",
         allow_multiple_runs=True,
     )

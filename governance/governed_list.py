@@ -62,6 +62,7 @@ def open_engine(
         loaded, model, items, blocked=blocked, sink=log, vendor_id=vendor_id,
         on_failure=lambda cause, detail: log_failure(store, cause, detail), erasures_seen=seen,
         standing=standing, reread_standing=standing_reader(store, model_version), unavailable=unavailable,
+        exposure_store=store,
     )  # fmt: skip
     online = configured_store()  # RECGOV_REDIS_URL: personalized lists are read from (and kept in) Redis
     if online is not None:
@@ -104,6 +105,7 @@ def serve_list(
         return engine.serve(request)
     finally:
         log.close()
+        engine.close_exposure_state()
 
 
 def consent_records(history: list[dict[str, Any]]) -> tuple[ConsentRecord, ...]:

@@ -19,6 +19,13 @@ And before it is served its items are checked once more against what is kept
 out now (vectorised): an entry holding one of them is dropped, not served.
 Decisions made from an entry say so in their record (``list_source``).
 
+The epochs are read when the list is looked up, after the request read the
+subject's consent; so a withdrawal, a refusal or an erasure also holds the
+subject's lists back for :data:`audits.online_store.HOLD_S` seconds: a request
+that read the old consent and looks its list up after the change cannot store
+it. One slower than the hold could; its list is never served (its consent hash
+no longer matches) and expires with its time to live.
+
 :func:`personalize_from_factors` serves a list from factors kept in the store
 (the subject's vector and the model's item factors), governed by the engine's
 own re-ranking and tags: the path of a server that does not hold the model.
@@ -120,7 +127,7 @@ def warm(engine: Any, requests: Iterable[Any]) -> int:
     it) without serving or recording them; a request whose subject may not be profiled is skipped. Returns how
     many lists were stored."""
     cache: ListCache | None = getattr(engine, "list_cache", None)
-    if cache is None:
+    if cache is None or getattr(engine.personalizer, "stateful", False):  # lists of a stateful pipeline are not cached
         return 0
     stored = 0
     stamp = engine.loaded.stamp()

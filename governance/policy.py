@@ -390,9 +390,9 @@ class RerankingSection(_Section):
     """How many of the model's best items the steps choose from."""
     steps: list[RerankStep] = Field(default_factory=list)  # type: ignore[valid-type]
     """Re-rankers by registered name with their params: fair_star, mmr, calibration,
-    provider_calibration, popularity_debias, exposure_cap, exploration, group_proportions. Constraint
-    steps (fair_star, exposure_cap, group_proportions) belong last: later relevance-weighing steps can
-    undo them."""
+    provider_calibration, popularity_debias, exposure_cap, exploration, group_proportions,
+    amortised_exposure. Constraint steps (fair_star, exposure_cap, group_proportions,
+    amortised_exposure) belong last: later relevance-weighing steps can undo them."""
 
 
 class ExplanationsSection(_Section):

@@ -279,6 +279,7 @@ class ServingEngine:
         standing: ModelStanding | None = None,
         reread_standing: Callable[[], ModelStanding] | None = None,
         unavailable: Any | None = None,
+        exposure_store: Any = None,
     ) -> None:
         model.check_fitted("serve")
         self.loaded = loaded
@@ -323,6 +324,10 @@ class ServingEngine:
                 "item_categories": item_category_matrix(list(self._categories)),
             }
             self._catalog = CheckedCatalog.check(**side)  # checked once, not per request
+        from governance.exposure_state import ExposureState
+
+        # amortised steps' exposure ledgers: loaded from exposure_store, saved behind the requests and by close_exposure_state
+        self.exposure_state = ExposureState.attach(self._pipeline, exposure_store, loaded.name, model.version_id_)
         self.set_blocked(blocked)
         self.set_availability(unavailable)
         self.list_cache: Any | None = None
@@ -494,6 +499,8 @@ class ServingEngine:
         )  # fmt: skip
         if self.sink is not None:
             self.sink.submit_and_wait(record)
+        if self.exposure_state is not None and mode == "personalized":
+            self.exposure_state.tick()
         return ServedList(
             decision_id=record.decision_id,
             mode=mode,
@@ -516,7 +523,9 @@ class ServingEngine:
         plan = plan if plan.personalizer is self.personalizer else replace(plan, personalizer=self.personalizer)
         length = plan.length or plan.request.k
         cache = self.list_cache
-        if cache is None:  # with a logging policy only the drawn items are served: their tags are made after the draw
+        # with a logging policy only the drawn items are served: their tags are made after the draw;
+        # a stateful pipeline's lists are never cached (a cached list would skip its exposure ledgers)
+        if cache is None or self.personalizer.stateful:
             return self.personalizer.personalize(plan.row, length, plan.allowed, tag_all=self._logging is None), None
         found, ticket = cache.get(plan, self.model.version_id_, self.loaded.content_hash)
         if found is not None:
@@ -525,6 +534,11 @@ class ServingEngine:
         if ticket is not None:
             cache.put(plan, ticket, made)
         return made, None
+
+    def close_exposure_state(self) -> None:
+        """Save the amortised steps' exposure ledgers (at shutdown; nothing without such a step or a store)."""
+        if self.exposure_state is not None:
+            self.exposure_state.close()
 
     def _subject_of(self, request: ServeRequest) -> dict[str, str | None]:
         """How the record names the subject: nothing without a sink; else a pseudonym given here, or the
@@ -619,6 +633,8 @@ class Personalizer:
         self._n_groups = catalog.n_groups if catalog is not None else None
         self._candidates = candidates
         self._blocked_idx = blocked_idx
+        self.stateful = pipeline is not None and any(getattr(step, "stateful", False) for step in pipeline.steps)
+        """A step carries state across requests (an exposure ledger): lists are made in this process, never cached."""
 
     def personalize(self, row: int, k: int, allowed: np.ndarray | None = None, *, tag_all: bool = True) -> PersonalizedList:
         """The list of the subject in model row ``row``: ``k`` items (fewer if the catalog runs out), none of

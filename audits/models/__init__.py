@@ -67,6 +67,7 @@ from audits.models.lineage import (
     ModelVersion,
     TrainingRun,
 )
+from audits.models.exposure import ExposureLedgerRow
 from audits.models.monitoring import TERMINAL_TICKET_STATES, TICKET_STATES, ModelProfile, MonitorRun, RetrainTicket
 from audits.models.outcomes import ATTRIBUTED, ATTRIBUTIONS, OUTCOME_KINDS, OUTCOME_SOURCES, UNATTRIBUTED, OutcomeEvent
 from audits.models.privacy import (
@@ -156,6 +157,7 @@ __all__ = [
     "OutcomeEvent",
     # monitoring and the model lifecycle
     "MonitorRun",
+    "ExposureLedgerRow",
     "ModelProfile",
     "RetrainTicket",
     "TICKET_STATES",

@@ -141,7 +141,7 @@ class ComputeProcess:
     # -- the server's side (event loop only) ------------------------------------------------
     async def personalize(self, personalizer: Personalizer, row: int, k: int) -> PersonalizedList | None:
         """``personalizer.personalize(row, k)`` made in the compute process, or None: make it here."""
-        if not self._usable():
+        if not self._usable() or getattr(personalizer, "stateful", False):  # a ledger lives in the server's process
             self.made_here += 1
             return None
         token = personalizer.token

@@ -42,18 +42,23 @@ from audits.lineage import record_deployment
 from audits.models import Deployment, TERMINAL_TICKET_STATES
 from audits.monitoring import advance_ticket, get_ticket, record_profile, ticket_doc
 from audits.trail import append_event, lock_head
-from governance.deploy import GateRefused, promote
+from governance.deploy import GateRefused, deployed_versions, promote
 from governance.deploy_policy import PackLoader
 from governance.lifecycle.facts import lifecycle_of
 from governance.lifecycle.passes import _inputs
 from governance.monitoring import build_profile, window_figures
 from governance.policy import LoadedPack
 from recommender.data import Dataset
+from recommender.errors import ConfigError
 
-__all__ = ["NO_RECIPE", "SAME_MODEL", "PipelineContext", "run_ticket", "watch_canary"]
+__all__ = ["CANARY_BUSY", "NO_RECIPE", "SAME_MODEL", "PipelineContext", "run_ticket", "watch_canary"]
 
 NO_RECIPE = "ticket {id}: the store does not record how model {version} was trained (no ALS parameters); train a model with `recgov train` and deploy it instead"
 SAME_MODEL = "ticket {id}: retraining on this data reproduces model {version} exactly; give the data recorded since, or close the ticket"
+CANARY_BUSY = (
+    "ticket {id}: model {other} is in canary already, and the canary's watch judges one model at a time; "
+    "promote it or roll it back, then run the ticket again"
+)
 NO_MODEL = "ticket {id} names no model to retrain and nothing is in production"
 
 
@@ -154,6 +159,10 @@ def _roll_back(ctx: PipelineContext, ticket: dict[str, Any], *, expect: str, ste
 
 
 def _to_canary(ctx: PipelineContext, ticket: dict[str, Any]) -> str:
+    with ctx.store.session() as session:
+        others = [v for v in deployed_versions(session)["canary"] if v != ticket["new_model_version"]]
+    if others:
+        raise ConfigError(CANARY_BUSY.format(id=ticket["id"], other=others[0]))
     try:
         moved = _move(ctx, ticket["new_model_version"], "canary")
     except GateRefused as err:

@@ -16,6 +16,7 @@ name                      what                                         reason co
 ``exposure_cap``          cap a group's share of a list's exposure     5 exposure_cap
 ``exploration``           epsilon or Plackett-Luce randomness          6 exploration
 ``group_proportions``     target shares of many groups (Geyik 2019)    2 provider_fairness
+``amortised_exposure``    group exposure debt across requests (Biega)  2 provider_fairness
 ========================  ===========================================  ===========================
 
 >>> import numpy as np
@@ -29,6 +30,7 @@ name                      what                                         reason co
 ([[0, 1, 2, 3]], [[0, 0, 0, 0]], [True])
 """
 
+from governance.rerank.amortised import AmortisedExposureConfig, AmortisedExposureReranker, ExposureLedger
 from governance.rerank.base import Candidates, CheckedCatalog, Reason, RerankConfig, Reranked, Reranker
 from governance.rerank.calibration import (
     CalibrationConfig,
@@ -93,4 +95,7 @@ __all__ = [
     "GroupProportionsConfig",
     "GroupProportionsReranker",
     "minimum_counts",
+    "AmortisedExposureConfig",
+    "AmortisedExposureReranker",
+    "ExposureLedger",
 ]

@@ -8,7 +8,9 @@ audit record and its trail events are then the in-process ones. What runs where:
   (:func:`governance.spark.batch.train_spark_and_record`, with the lineage and trail events of
   ``recgov train``); the refit of the audited parameters on the evaluation split, the popularity
   counts and every evaluated user's ranked list (:mod:`governance.spark.evaluate`);
-* on the driver, by the in-process code: the split itself, validation, minimisation, drift, the
+* on the driver, by the in-process code: which events the evaluation may refit on
+  (:func:`governance.audit.evaluation_events`: the pack's consent filter without the retention
+  window, as in process), the split itself, validation, minimisation, drift, the
   per-user metrics and their reductions (segments, re-ranking, fairness with its bootstrap
   intervals, exposure, popularity bias, proxy leakage on MLlib's user factors), from the lists
   Spark ranked (``users x candidates`` numbers: the part of an audit that grows with the catalog
@@ -58,11 +60,10 @@ def spark_audit_facts(
     master that cannot be reached changes nothing). ``facts.dataset["engine"]`` says what ran on
     Spark, on which master, and what was not evaluated.
     """
-    from governance.audit import _with_store_facts, recorded_model
+    from governance.audit import _with_store_facts, evaluation_events, recorded_model
     from governance.collect import collect_facts
     from governance.spark.batch import train_spark_and_record
     from governance.spark.evaluate import NOT_ON_SPARK, spark_evaluation_run
-    from governance.suppressed import drop_erased_events
     from recommender.feedback import FeedbackConfig
 
     pack = loaded.pack
@@ -87,7 +88,8 @@ def spark_audit_facts(
     if carbon is None and pack.carbon.measure and pack.carbon.rules:
         not_evaluated["carbon"] = NO_CARBON
     dataset_version = dataset.content_hash()
-    audited, erasures = drop_erased_events(dataset, store)
+    # The refit is training: the same subjects as in process (consent as it stands, objections, erasures).
+    audited, left_out = evaluation_events(loaded, dataset, store)
     evaluation_run, engine = spark_evaluation_run(spark, audited, loaded, als_params=params)
     facts, _ = collect_facts(pack, audited, als_params=params, baseline=baseline, carbon=carbon, dataset_version=dataset_version, run=evaluation_run)
     extra: dict[str, Any] = {
@@ -96,8 +98,10 @@ def spark_audit_facts(
             "not_evaluated": not_evaluated,
         },
     }  # fmt: skip
-    if erasures["events"]["excluded"]["erased"]:
-        extra["erased_events_left_out"] = erasures["events"]["excluded"]["erased"]
+    if left_out:
+        extra["evaluation_events_left_out"] = left_out
+        if left_out.get("erased"):
+            extra["erased_events_left_out"] = left_out["erased"]
     if model_version is not None and facts.evaluation is not None:
         extra["offline_evaluation"] = f"parameters of {model_version} refitted with MLlib ALS on Spark on the training part of a split of this data"
     facts = facts.model_copy(update={"dataset": {**facts.dataset, **extra}})

@@ -102,6 +102,18 @@ def test_a_list_made_before_a_withdrawal_is_never_written_after_it(world, online
     found, ticket = cache.get(plan, engine.model.version_id_, engine.loaded.content_hash)
     online_store.invalidate_everyone()
     assert cache.put(plan, ticket, made) is False
+    # The request read the consent before the withdrawal but looks its list up after it (new epochs): the
+    # withdrawal's hold refuses the write; a change that holds nothing back (a grant) does not.
+    other = str(matrix.user_ids[10])
+    plan = engine.begin(ServeRequest(other, k=5, consent=consent("granted")))
+    online_store.invalidate([online_store.subject_key(other)], hold=True)
+    found, ticket = cache.get(plan, engine.model.version_id_, engine.loaded.content_hash)
+    assert cache.put(plan, ticket, plan.personalizer.personalize(plan.row, 5, plan.allowed)) is False
+    online_store.hold_s = 0.001
+    online_store.invalidate([online_store.subject_key(other)])
+    found, ticket = cache.get(plan, engine.model.version_id_, engine.loaded.content_hash)
+    online_store.client.delete(f"{online_store.namespace}:h:{online_store.subject_key(other)}")
+    assert cache.put(plan, ticket, plan.personalizer.personalize(plan.row, 5, plan.allowed)) is True
 
 
 def test_a_cached_list_is_not_served_under_another_consent_state_or_once_an_item_is_kept_out(world, online_store) -> None:
@@ -145,6 +157,7 @@ def test_consent_and_erasure_in_the_store_invalidate_the_subject_and_blocks_ever
     with store.session() as session:
         record_consent(session, subject_id="u-1", purpose="personalization", status="withdrawn", lawful_basis="consent", source="api")
     assert not client.exists(f"{ns}:l:{subject}") and not client.hexists(f"{ns}:uf:v1", subject)
+    assert client.exists(f"{ns}:h:{subject}")  # a withdrawal holds new lists back a while
     epoch = int(client.get(f"{ns}:e:{subject}"))
     filled()
     with store.session() as session:
@@ -204,11 +217,11 @@ def test_no_list_holds_an_unavailable_blocked_or_erased_derived_item_whatever_th
 
     def withdraw(u: int) -> None:  # what record_consent does: the ledger, then the store
         state[u], minutes[u] = "withdrawn", minutes.get(u, 0) + 1
-        online_store.invalidate([online_store.subject_key(subjects[u])])
+        online_store.invalidate([online_store.subject_key(subjects[u])], hold=True)
 
     def erase(u: int) -> None:  # what shred_subject does
         erased[u] = len(erased) + 1
-        online_store.invalidate([online_store.subject_key(subjects[u])])
+        online_store.invalidate([online_store.subject_key(subjects[u])], hold=True)
 
     def keep_out() -> None:  # what a block or an availability change does: new engine state, and the global epoch
         engine.set_blocked(blocked)

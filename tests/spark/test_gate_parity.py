@@ -108,6 +108,9 @@ def test_data_level_facts_are_exactly_equal(audits: Any) -> None:
     a, b = inproc.privacy.training_filter, spark.privacy.training_filter
     assert b["events"] == a["events"] and b["subjects"] == a["subjects"]
     assert b["subjects"]["excluded"]["no_consent_record"] == WITHOUT_CONSENT
+    # the evaluation refits only on subjects a training run may learn from, on both engines
+    left_out = spark.dataset["evaluation_events_left_out"]
+    assert left_out == inproc.dataset["evaluation_events_left_out"] and left_out["no_consent_record"] > 0
     for rule in DATA_LEVEL_RULES:
         x, y = audits.inprocess.results[rule], audits.spark.results[rule]
         assert (y.status, y.value) == (x.status, x.value), rule

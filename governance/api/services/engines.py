@@ -314,6 +314,7 @@ class EngineCache:
             loaded, model, catalog, blocked=blocked, sink=sink,
             on_failure=lambda cause, detail: log_failure(store, cause, detail), erasures_seen=seen,
             standing=standing, reread_standing=standing_reader(store, model_version), unavailable=unavailable,
+            exposure_store=store,
         )  # fmt: skip
         online = configured_store()  # RECGOV_REDIS_URL: personalized lists are read from (and kept in) Redis
         if online is not None:
@@ -377,7 +378,13 @@ class EngineCache:
             self._closed = True
             log, self._log, self._sink = self._log, None, None
             mirrors = self.shadows.refuse()  # under the lock: no request is mirrored after this
+            engines = [cached.engine for cached in self._engines.values()]
             self._engines.clear()
+        for engine in engines:  # amortised steps' exposure ledgers are saved (write-behind otherwise)
+            try:
+                engine.close_exposure_state()
+            except Exception as err:  # noqa: BLE001 - shutting down goes on; at most a save interval of debt is lost
+                logging.getLogger(__name__).warning("saving exposure ledgers at shutdown failed (%s)", type(err).__name__)
         if mirrors is not None:  # mirrored requests finish (and are recorded) before the log closes
             mirrors.shutdown(wait=True)
         if log is not None:
