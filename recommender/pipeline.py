@@ -197,5 +197,11 @@ def train_als(
     tuning = tune_als(matrix, n_trials=n_trials, random_state=random_state, show_progress=show_progress) if tune else None
     chosen: dict[str, Any] = dict(tuning.best_params) if tuning else {}
     chosen.update(params or {})
-    model = ALSRecommender(**chosen, random_state=random_state).fit(matrix, show_progress=show_progress)
+    # Fairness reweighting reads the group labels here, once, to scale the confidence values: never a model input.
+    from recommender.fair_training import fairness_groups_for, parse_fair_reweighting
+
+    groups = fairness_groups_for(dataset, matrix, parse_fair_reweighting(chosen.get("fairness_reweighting")))
+    model = ALSRecommender(**chosen, random_state=random_state).fit(
+        matrix, show_progress=show_progress, fairness_groups=groups
+    )
     return TrainingResult(model=model, matrix=matrix, tuning=tuning, started_at=started, ended_at=time.time())
