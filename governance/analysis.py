@@ -8,6 +8,11 @@ Like Cedar's validator, it finds what is wrong with a pack without data:
 * a ``consent.tcf.purpose`` that is not a consent purpose of the pack (an error);
 * thresholds outside the range of their metric: a rule that can never pass is an
   error, one that can never fail a warning;
+* re-ranking steps that can never act (warnings): parameters that leave the
+  model's order untouched (a zero trade-off, an exposure cap of 1, no targets),
+  FA*IR whose minimum-protected table is all zeros at the pack's list length
+  (``quality.k``), group targets too small to earn one place in such a list
+  (the constraint reported then always holds);
 * with a dataset's columns at hand, attributes the data does not have (errors);
 * with its item table's harm categories at hand, categories the pack's vocabulary
   does not know (an error naming them and the known ones,
@@ -46,7 +51,7 @@ def analyse(
     ``item_harm_categories``: category -> items a dataset's item table flags with it.
     """
     rule_findings, referenced = _rule_findings(pack)
-    findings = [*_id_findings(pack), *_minimization_findings(pack), *_tcf_findings(pack), *rule_findings]
+    findings = [*_id_findings(pack), *_minimization_findings(pack), *_tcf_findings(pack), *rule_findings, *_rerank_findings(pack)]
     if dataset_columns is not None:
         findings += _dataset_findings(pack, referenced, set(dataset_columns))
     if item_harm_categories is not None:
@@ -140,6 +145,56 @@ def _rule_findings(pack: Any) -> tuple[list[_Finding], list[tuple[str, str]]]:
             if finding is not None:
                 findings.append(finding)
     return findings, referenced
+
+
+_NEUTRAL_PARAM = {"mmr": "tradeoff", "calibration": "tradeoff", "provider_calibration": "tradeoff", "popularity_debias": "beta"}
+"""Steps whose single trade-off parameter at 0 leaves the model's order as it is."""
+
+
+def _rerank_findings(pack: Any) -> list[_Finding]:
+    """Re-ranking steps that can never change a list, or whose constraint can never bind, at the pack's list length
+    (``quality.k``): warnings at the step's params."""
+    findings: list[_Finding] = []
+    k = int(pack.quality.k)
+    for i, step in enumerate(pack.reranking.steps):
+        base = f"reranking.steps.{i}.params"
+        params = step.params
+        name = step.name
+        never = f"re-ranking step {i} ({name}) can never act"
+        if name in _NEUTRAL_PARAM and getattr(params, _NEUTRAL_PARAM[name]) == 0:
+            findings.append(_Finding(f"{base}.{_NEUTRAL_PARAM[name]}", f"{never}: {_NEUTRAL_PARAM[name]} 0 keeps the model's order", "warning"))
+        elif name == "exploration" and params.method == "epsilon" and params.epsilon == 0:
+            findings.append(_Finding(f"{base}.epsilon", f"{never}: epsilon 0 explores no place", "warning"))
+        elif name == "exposure_cap" and params.max_share >= 1.0:
+            findings.append(_Finding(f"{base}.max_share", f"{never}: max_share {params.max_share:g} caps no group (a group holds at most all of a list)", "warning"))
+        elif name == "fair_star":
+            from governance.rerank.fair_star import adjusted_mtable, mtable
+
+            table = adjusted_mtable(k, params.p, params.alpha, params.adjustment).table if params.adjust_alpha else mtable(k, params.p, params.alpha)
+            if not table.any():
+                findings.append(_Finding(f"{base}.p", f"{never} on lists of {k} (quality.k): with p {params.p:g} and alpha {params.alpha:g} "
+                                         f"the minimum-protected table is all zeros, so no protected item is ever owed a place", "warning"))  # fmt: skip
+        elif name == "group_proportions":
+            targets = {g: t for g, t in params.targets.items() if t > 0}
+            if not targets:
+                findings.append(_Finding(f"{base}.targets", f"{never}: no group has a positive target share", "warning"))
+            elif params.weighting == "positions":
+                small = sorted(g for g, t in targets.items() if int(k * t + 1e-9) == 0)
+                if len(small) == len(targets):
+                    findings.append(_Finding(f"{base}.targets", f"re-ranking step {i} (group_proportions) guarantees no group a place on "
+                                             f"lists of {k} (quality.k): every target share is below 1/{k} (floor({k} p) = 0), so the "
+                                             f"constraint it reports always holds and the shares act only as maxima", "warning"))  # fmt: skip
+                elif small:
+                    findings.append(_Finding(f"{base}.targets", f"group(s) {small} of re-ranking step {i} (group_proportions) are never owed a "
+                                             f"place on lists of {k} (quality.k): their target share is below 1/{k}", "warning"))  # fmt: skip
+        elif name == "amortised_exposure":
+            if not any(t > 0 for t in params.targets.values()):
+                findings.append(_Finding(f"{base}.targets", f"{never}: no group has a positive target share", "warning"))
+            elif params.ndcg_budget == 0:
+                findings.append(_Finding(f"{base}.ndcg_budget", f"{never}: ndcg_budget 0 allows no change to the model's order", "warning"))
+            elif params.weight == 0 and params.item_weight == 0:
+                findings.append(_Finding(f"{base}.weight", f"{never}: weight and item_weight 0 give exposure debt no say", "warning"))
+    return findings
 
 
 def _threshold_finding(rule_id: str, path: str, field: str, value: Any, low: Any, high: Any) -> _Finding | None:

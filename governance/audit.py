@@ -24,6 +24,9 @@ from governance.gate import GateDecision, GateDocument, decide, document, write_
 from governance.policy import LoadedPack
 from recommender.data import Dataset
 from recommender.errors import ConfigError
+from governance.audit_inputs import (  # noqa: F401 - re-exported
+    NO_EVENTS_TO_EVALUATE, NothingToEvaluate, _filtered_from, _with_store_facts, evaluation_events, recorded_model, training_filter_of,
+)
 
 __all__ = ["AuditOutcome", "run_audit", "run_slate_audit", "audit_facts"]
 
@@ -43,81 +46,6 @@ class AuditOutcome:
     def to_dict(self) -> dict[str, Any]:
         """The gate document plus where its files are."""
         return {**self.document.model_dump(mode="json"), "outputs": {k: str(v) for k, v in self.outputs.items()}, "seconds": round(self.seconds, 3)}
-
-
-def training_filter_of(store: Any, model_version: str) -> dict[str, Any] | None:
-    """The consent and retention filter recorded with a model version's training run (None if none ran)."""
-    from audits.models import ModelVersion, TrainingRun
-
-    with store.session() as session:
-        model = session.get(ModelVersion, model_version)
-        run = session.get(TrainingRun, model.training_run_id) if model else None
-        return (run.params or {}).get("privacy_filter") if run else None
-
-
-def recorded_model(store: Any, model_version: str) -> tuple[dict[str, Any], CarbonFacts | None, str]:
-    """Parameters, carbon figures and dataset hash of a recorded model version."""
-    from audits.models import DatasetVersion, ModelVersion, TrainingRun
-
-    with store.session() as session:
-        model = session.get(ModelVersion, model_version)
-        if model is None:
-            raise ConfigError(f"model version {model_version!r} is not in the store; train one with 'recgov train' or pass --train")
-        run = session.get(TrainingRun, model.training_run_id)
-        data = session.get(DatasetVersion, model.dataset_version_id)
-        params = {k: v for k, v in (run.params or {}).items() if k in ("factors", "regularization", "alpha", "iterations")}
-        carbon = None
-        if run.energy_kwh is not None and run.emissions_kg is not None and run.started_at and run.ended_at:
-            carbon = CarbonFacts(
-                energy_kwh=run.energy_kwh,
-                emissions_kg=run.emissions_kg,
-                duration_s=(run.ended_at - run.started_at).total_seconds(),
-                method=run.carbon_method or "",
-            )
-        return params, carbon, data.content_hash
-
-
-def _filtered_from(exclusions: dict[str, Any] | None) -> str | None:
-    """The content hash of the data a training filter started from, when its report holds one."""
-    hashes = (exclusions or {}).get("dataset")
-    return hashes.get("before") if isinstance(hashes, dict) else None
-
-
-NO_EVENTS_TO_EVALUATE = (
-    "no event may be used for the offline evaluation under the pack: {excluded}; record consent (recgov consent set "
-    "or import)"
-)
-
-
-class NothingToEvaluate(ConfigError):
-    """Under the pack, no event is left that the audit's offline evaluation may refit on (nobody may be profiled)."""
-
-
-def evaluation_events(loaded: LoadedPack, dataset: Dataset, store: Any) -> tuple[Dataset, dict[str, int]]:
-    """The events the audit's offline evaluation may refit the model's recipe on, and how many were left out per reason.
-
-    Refitting is training: under a pack with consent rules it sees only the subjects a training run
-    under that pack may learn from (:func:`governance.training_filter.filter_training_events`:
-    consent for personalization as it stands today, objections, erasures), so that a subject who
-    refused profiling is not profiled by the audit either; under a pack without them, every event
-    but erased subjects' (:func:`governance.suppressed.drop_erased_events`, GDPR Art. 17). The
-    retention window is not applied here: the pack's retention rule judges the data the audit was
-    given and says so. Nothing is written to the trail: the audit's own record says what was left
-    out.
-    """
-    if loaded.pack.consent.purposes:
-        from governance.training_filter import filter_training_events
-
-        policy = loaded.pack
-        unwindowed = policy.model_copy(update={"minimization": policy.minimization.model_copy(update={"retention_days": None})})
-        kept, report = filter_training_events(dataset, unwindowed, store, record=False)
-    else:
-        kept, report = drop_erased_events(dataset, store)
-    left_out = {reason: int(n) for reason, n in report["events"]["excluded"].items() if n}
-    if len(kept.events) == 0:
-        excluded = ", ".join(f"{n:,} {reason}" for reason, n in left_out.items())
-        raise NothingToEvaluate(NO_EVENTS_TO_EVALUATE.format(excluded=excluded or "no event at all"))
-    return kept, left_out
 
 
 def audit_facts(
@@ -178,25 +106,6 @@ def audit_facts(
         note = {"offline_evaluation": f"parameters of {model_version} refitted on the training part of a split of this data"}
         facts = facts.model_copy(update={"dataset": {**facts.dataset, **note}})
     return _with_store_facts(facts, store, model_version), model_version, dataset_version
-
-
-def _with_store_facts(facts: AuditFacts, store: Any, model_version: str | None) -> AuditFacts:
-    """Add what only the store knows: the training run's consent filter and overdue subject requests."""
-    from audits.models import REQUEST_KINDS
-    from audits.requests import list_requests
-    from governance.facts import PrivacyFacts
-
-    with store.session() as session:
-        overdue = {kind: len(list_requests(session, kind=kind, overdue_at=datetime.now(timezone.utc))) for kind in REQUEST_KINDS}
-    privacy = facts.privacy or PrivacyFacts()
-    privacy = privacy.model_copy(
-        update={
-            "training_filter": training_filter_of(store, model_version) if model_version else None,
-            "model_trained": model_version is not None,
-            "overdue_requests": overdue,
-        }
-    )
-    return facts.model_copy(update={"privacy": privacy})
 
 
 def run_audit(

@@ -67,7 +67,9 @@ class ExposureState:
         fresh = {}
         with _LIVE_LOCK:
             for label, step in steps.items():
-                key = (url, pack_name, label, step.config.model_dump_json())
+                # item debts are catalog rows of one model: engines of two models share group debts only if no item debt
+                config = step.config.model_dump_json() + (f"@{model_version}" if step.config.item_weight > 0 else "")
+                key = (url, pack_name, label, config)
                 live = _LIVE.get(key)
                 if live is None:
                     _LIVE[key] = (step.ledger, state._saving)

@@ -267,6 +267,8 @@ class AmortisedExposureReranker(Reranker):
                 e = np.array([item_debt.get(int(i), 0.0) for i in ids]) / w_full
             if neutral:
                 pick_seq = np.arange(places)
+            elif cfg.item_weight == 0:
+                pick_seq = self._greedy_heads(rel, g, carried, w, w_full, places)
             else:
                 pick_seq = self._greedy(rel, g, carried, w, w_full, places, e if cfg.item_weight > 0 else None)
             chosen[r, :places] = pick_seq
@@ -343,6 +345,58 @@ class AmortisedExposureReranker(Reranker):
             dcg += rel[j] * w[i]
             a_list[g[j]] += w[i]
         return picks
+
+    def _greedy_heads(self, rel: np.ndarray, g: np.ndarray, carried: np.ndarray, w: np.ndarray, w_full: float, places: int) -> np.ndarray:
+        """:meth:`_greedy` without item debts, on each group's best remaining candidate only (the same picks).
+
+        Without item debts a group's candidates differ in gain by relevance only, so its best is its
+        most relevant remaining one; and the budget admits a top set by relevance (placing a more
+        relevant item here never lowers the best reachable DCG: swap it with the less relevant one).
+        So each place weighs one head per group: plain Python over a handful of values, several
+        times faster than the full scan on a served list of ~100 candidates (tested equal).
+        """
+        cfg = self.config
+        n_g = len(self.codes)
+        rel_l = rel.tolist()
+        g_l = g.tolist()
+        w_l = w.tolist()
+        ranked = sorted(range(len(rel_l)), key=lambda j: -rel_l[j])  # stable: ties keep the input order
+        ideal = sum(rel_l[j] * w_l[t] for t, j in enumerate(ranked[:places]))
+        need = (1.0 - cfg.ndcg_budget) * ideal - _TOL
+        shares = self.shares.tolist() + [0.0]
+        base = carried.tolist() + [0.0]
+        held = [0.0] * (n_g + 1)
+        dcg = 0.0
+        w_cum = 0.0
+        picks = []
+        for i in range(places):
+            w_cum += w_l[i]
+            slots = places - 1 - i
+            s = [rel_l[j] for j in ranked[: slots + 1]]
+            ws = w_l[i + 1 : i + 1 + slots]
+            top = sum(a * b for a, b in zip(s, ws))
+            heads: dict[int, int] = {}
+            for q, j in enumerate(ranked):
+                if g_l[j] not in heads:
+                    heads[g_l[j]] = q
+                    if len(heads) == n_g + 1:
+                        break
+            scored = []
+            for grp, q in heads.items():
+                j = ranked[q]
+                if q < slots:  # the rest shift up one place past it
+                    completion = sum(a * b for a, b in zip(s[:q], ws[:q])) + sum(a * b for a, b in zip(s[q + 1 :], ws[q:]))
+                else:
+                    completion = top
+                if dcg + rel_l[j] * w_l[i] + completion >= need:
+                    scored.append((rel_l[j] + cfg.weight * (base[grp] + shares[grp] * w_cum - held[grp]) / w_full, j, q))
+            top_gain = max(gain for gain, _, _ in scored)
+            _, best, best_q = min((j, j, q) for gain, j, q in scored if gain >= top_gain - 1e-12)  # ties: the input order
+            ranked.pop(best_q)
+            picks.append(best)
+            dcg += rel_l[best] * w_l[i]
+            held[g_l[best]] += w_l[i]
+        return np.array(picks, dtype=np.int64)
 
     # -- the constraint ------------------------------------------------------------------------------
     def check(self, items: np.ndarray, cands: Candidates) -> np.ndarray:

@@ -60,7 +60,7 @@ def spark_audit_facts(
     master that cannot be reached changes nothing). ``facts.dataset["engine"]`` says what ran on
     Spark, on which master, and what was not evaluated.
     """
-    from governance.audit import _with_store_facts, evaluation_events, recorded_model
+    from governance.audit_inputs import _with_store_facts, evaluation_events, recorded_model
     from governance.collect import collect_facts
     from governance.spark.batch import train_spark_and_record
     from governance.spark.evaluate import NOT_ON_SPARK, spark_evaluation_run

@@ -32,6 +32,8 @@ Cells are numbered ``position * m + pool_index`` (``D = k * m`` cells).
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Literal
 
@@ -272,9 +274,58 @@ def position_marginals(policy: SlatePolicy, scores: np.ndarray, k: int, *, max_s
     return out
 
 
-def _pl_draw_marginals(e: np.ndarray, draws: int, max_states: int) -> np.ndarray:
-    """``(draws, m)``: P(item i is the t-th Plackett-Luce draw), by the exact programme over drawn sets."""
+QUADRATURE_FROM_STATES = 5_000
+"""Above this many drawn sets the Plackett-Luce marginals come from :func:`_pl_race_marginals` (the programme over
+drawn sets grows as ``sum_t C(m, t)``: 431,910 sets for a pool of 20 and 10 draws, seconds a list)."""
+RACE_STEP = 0.1
+"""Step of the trapezoid rule over log-time in :func:`_pl_race_marginals` (error below 1e-13 against the programme
+over drawn sets in the tests; the rule converges exponentially in the step for this analytic integrand)."""
+
+
+def _pl_race_marginals(e: np.ndarray, draws: int, h: float = RACE_STEP) -> np.ndarray:
+    """``(draws, m)``: P(item i is the t-th Plackett-Luce draw) by the exponential race, in ``O(Q m draws^2)``.
+
+    Plackett-Luce with weights ``e`` is the order of independent arrival times ``T_l ~ Exp(e_l)``
+    (Luce's choice axiom as a race), so item ``i`` is the ``t``-th draw exactly when ``t`` of the
+    others arrive before it: ``P = int_0^inf e_i exp(-e_i s) P(exactly t others before s) ds``. The
+    count of the others is a Poisson-binomial whose distribution a prefix and a suffix programme
+    give for every left-out item (``O(m draws^2)`` per node); the integral is the trapezoid rule over
+    ``x = log s`` (an entire integrand decaying at both ends, where the rule converges exponentially
+    fast: a deterministic quadrature to rounding error, not a sample).
+    """
+    e = np.asarray(e, dtype=np.float64)
     m = len(e)
+    x = np.arange(np.log(1e-18 / e.max()), np.log(60.0 / e.min()) + h, h)
+    t = np.exp(x)
+    arrived = -np.expm1(-np.outer(t, e))  # (Q, m): P(T_l < s)
+    waiting = 1.0 - arrived
+    q, k = len(t), draws
+    pre = np.zeros((m + 1, q, k))
+    pre[0, :, 0] = 1.0
+    for l in range(m):  # counts among items < l (truncated at draws - 1)
+        pre[l + 1] = pre[l] * waiting[:, l, None]
+        pre[l + 1, :, 1:] += pre[l, :, :-1] * arrived[:, l, None]
+    suf = np.zeros((m + 1, q, k))
+    suf[m, :, 0] = 1.0
+    for l in range(m - 1, -1, -1):  # counts among items > l
+        suf[l] = suf[l + 1] * waiting[:, l, None]
+        suf[l, :, 1:] += suf[l + 1, :, :-1] * arrived[:, l, None]
+    density = e[None, :] * np.exp(-np.outer(t, e)) * (t * h)[:, None]  # (Q, m): e_i exp(-e_i s) ds
+    out = np.zeros((k, m))
+    for i in range(m):
+        a, b = pre[i], suf[i + 1]
+        others = np.stack([(a[:, : c + 1] * b[:, c::-1]).sum(axis=1) for c in range(k)], axis=1)  # (Q, k)
+        out[:, i] = others.T @ density[:, i]
+    return out
+
+
+def _pl_draw_marginals(e: np.ndarray, draws: int, max_states: int) -> np.ndarray:
+    """``(draws, m)``: P(item i is the t-th Plackett-Luce draw), by the exact programme over drawn sets, or by the
+    exponential race (:func:`_pl_race_marginals`) when the programme would visit more than
+    :data:`QUADRATURE_FROM_STATES` sets."""
+    m = len(e)
+    if sum(math.comb(m, t) for t in range(draws)) > QUADRATURE_FROM_STATES:
+        return _pl_race_marginals(e, draws)
     bits = np.left_shift(np.int64(1), np.arange(m, dtype=np.int64))
     total = float(e.sum())
     states = np.zeros(1, dtype=np.int64)

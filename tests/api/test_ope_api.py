@@ -100,6 +100,27 @@ def test_the_report_is_the_librarys_is_stored_on_the_trail_and_read_back(server,
         assert client.off_policy_report(made["id"]) == made
 
 
+def test_the_target_packs_off_policy_rules_are_judged_in_the_report(server, logged) -> None:
+    """A candidate pack with off-policy rules: the stored report holds their results and the gate's decision on them."""
+    yaml = YAML(typ="safe", pure=True)
+    doc = yaml.load(_text(TARGETS["colder"], "9.3.0"))
+    doc["quality"]["rules"] = [*doc["quality"].get("rules", []), {"id": "ope-clicks", "check": "off_policy_non_inferiority", "description": "Not fewer clicks.", "params": {"margin": 10.0}}]
+    doc["fairness"]["rules"] = [*doc["fairness"].get("rules", []), {"id": "ope-tail", "check": "off_policy_exposure", "description": "The tail keeps attention.", "params": {"group": "tail", "min_share": 0.0}}]
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    ref = _store(server, out.getvalue())
+    tail = [f"item-{t}-{j}" for t in range(3) for j in (4, 5)]
+    with server.client("auditor") as client:
+        response = client.post("/v1/ope", json={"logged_pack": logged["logged"], "target_pack": ref, "kinds": ["click"], "n_bootstrap": 100, "provider_groups": {"tail": tail}})
+        refused = client.post("/v1/ope", json={"logged_pack": logged["logged"], "target_pack": ref, "provider_groups": {"tail": []}})
+    assert response.status_code == 201, response.text
+    report = response.json()["report"]
+    assert set(report["exposure"]["groups"]) == {"tail"}
+    gate = report["gate"]
+    assert {r["rule_id"]: r["status"] for r in gate["results"]} == {"ope-clicks": "pass", "ope-tail": "pass"} and gate["decision"]["passed"] is True
+    assert refused.status_code == 422 and "provider_groups" in refused.text
+
+
 def test_refusals_are_located_422s_on_the_trail_and_store_no_report(server, logged) -> None:
     before = len(_events(server))
     with server.client("auditor") as client:

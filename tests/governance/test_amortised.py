@@ -96,6 +96,7 @@ def test_the_constraint_reports_the_amortised_target_without_changing_the_ledger
     world = biased_world(n_users=40)
     step = AmortisedExposureReranker(targets=TARGETS, weight=5.0, ndcg_budget=0.3, tolerance=0.05)
     out = step(_cands(world, slice(None)), 10)
+    assert step.states_constraint()  # so the share of lists where it held is reported with the others (tradeoff, gate)
     met = out.constraints_met["amortised_exposure"]
     assert met.dtype == bool and met[-10:].all()
     plain = AmortisedExposureReranker(targets=TARGETS, weight=0.0, tolerance=0.05)(_cands(world, slice(None)), 10)
@@ -232,5 +233,62 @@ def test_the_serving_engine_carries_the_ledger_across_requests_and_restarts(stor
         exposure_state._LIVE.clear()  # a restart: a new process
         restarted = ServingEngine(pack, model, data.items, exposure_store=store)
         assert restarted.personalizer._pipeline.steps[0].ledger.digest() == ledger.digest()
+    finally:
+        exposure_state._LIVE.clear()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_heads_greedy_makes_the_full_scans_picks(seed, monkeypatch):
+    rng = np.random.default_rng(seed)
+    world = biased_world(n_users=25, c=int(rng.integers(3, 60)), seed=seed)
+    if seed % 2:  # ties in relevance
+        world["scores"] = np.round(world["scores"], 1)
+    params = {"targets": {0: 0.4, 1: 0.3, 2: 0.2}, "weight": float(rng.uniform(0.1, 5)), "ndcg_budget": float(rng.uniform(0.01, 0.5))}
+    k = int(rng.integers(1, 15))
+    fast = AmortisedExposureReranker(**params)(_cands(world, slice(None)), k)
+    full = AmortisedExposureReranker(**params)
+    monkeypatch.setattr(full, "_greedy_heads", lambda rel, g, carried, w, w_full, places: full._greedy(rel, g, carried, w, w_full, places, None))
+    assert (full(_cands(world, slice(None)), k).items == fast.items).all()
+
+
+def test_a_failed_save_is_logged_and_tried_again_serving_goes_on(store, caplog):
+    from contextlib import contextmanager
+
+    from governance import exposure_state
+    from governance.exposure_state import ExposureState
+    from governance.rerank import build_pipeline
+
+    class Refusing:
+        """A store whose writes fail until ``ok`` is set."""
+
+        ok = False
+        engine = store.engine
+
+        @contextmanager
+        def session(self):
+            if not self.ok:
+                raise ConfigError("the database refused the write")
+            with store.session() as session:
+                yield session
+
+    flaky = Refusing()
+    exposure_state._LIVE.clear()
+    try:
+        flaky.ok = True
+        pipe = build_pipeline([{"name": "amortised_exposure", "params": {"targets": TARGETS}}])
+        state = ExposureState.attach(pipe, flaky, "pack-f", None, every=2)
+        flaky.ok = False
+        world = biased_world(n_users=4)
+        for u in range(3):
+            pipe(_cands(world, slice(u, u + 1)), 10)
+            state.tick()  # never raises
+        assert "saving the exposure ledgers of pack pack-f failed (ConfigError)" in caplog.text
+        assert pipe.steps[0].ledger.changes == 3  # nothing marked saved
+        flaky.ok = True
+        pipe(_cands(world, slice(3, 4)), 10)
+        state.tick()
+        assert pipe.steps[0].ledger.changes == 0
+        with store.session() as session:
+            assert session.get(ExposureLedgerRow, ("pack-f", "amortised_exposure")).lists == 4
     finally:
         exposure_state._LIVE.clear()

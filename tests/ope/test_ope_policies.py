@@ -111,8 +111,9 @@ def test_plackett_luce_marginals_for_a_larger_pool_stay_exact_and_bounded() -> N
     scores = np.random.default_rng(4).normal(size=20)
     marg = position_marginals(PL, scores, 5)
     assert marg.sum(axis=1) == pytest.approx(np.ones(5)) and marg.sum(axis=0).max() <= 1 + 1e-12
-    with pytest.raises(ExactBoundError, match="sets of drawn items"):
-        position_marginals(PL, np.zeros(40), 12, max_states=10_000)
+    # past the programme's sets, the exponential race gives them (no refusal): equal weights, equal marginals
+    big = position_marginals(PL, np.zeros(40), 12, max_states=10_000)
+    assert np.abs(big - 1 / 40).max() < 1e-12
     with pytest.raises(ExactBoundError, match="slates"):
         pairwise_probabilities(PL, np.zeros(20), 5, max_slates=1000)
 
@@ -142,3 +143,39 @@ def test_prefix_probabilities_of_impossible_slates_agree_with_enumeration(policy
         for j in range(k):
             expected = sum(p for s, p in zip(slates.tolist(), probs) if tuple(s[: j + 1]) == slate[: j + 1])
             assert prefix[j] == pytest.approx(expected, abs=1e-14), (slate, j)
+
+
+@pytest.mark.parametrize(("m", "draws", "scale"), [(6, 4, 1.0), (9, 5, 2.0), (12, 6, 3.0), (10, 10, 0.5)])
+def test_the_race_marginals_are_the_programmes_to_rounding(m: int, draws: int, scale: float) -> None:
+    """The exponential race's quadrature against the programme over drawn sets (independent, exact): equal to 1e-12,
+    rows and columns summing as probabilities must."""
+    from recommender.ope.policies import _pl_race_marginals
+
+    rng = np.random.default_rng(m * 31 + draws)
+    e = np.exp(rng.normal(scale=scale, size=m))
+    e /= e.max()
+    exact = _pl_draw_marginals_programme(e, draws)
+    race = _pl_race_marginals(e, draws)
+    assert np.abs(race - exact).max() < 1e-12
+    assert np.allclose(race.sum(axis=1), 1.0, atol=1e-12) and (race.sum(axis=0) <= 1 + 1e-12).all()
+
+
+def test_a_pool_of_twenty_gets_its_marginals_by_the_race_and_they_sum_right() -> None:
+    policy = SlatePolicy("plackett_luce", temperature=0.7)
+    scores = np.sort(np.random.default_rng(3).normal(size=20))[::-1]
+    marg = position_marginals(policy, scores, 10)
+    assert np.allclose(marg.sum(axis=1), 1.0, atol=1e-12)
+    # the first position's marginals are the softmax, in closed form
+    w = np.exp((scores - scores.max()) / 0.7)
+    assert np.allclose(marg[0], w / w.sum(), atol=1e-13)
+
+
+def _pl_draw_marginals_programme(e: np.ndarray, draws: int) -> np.ndarray:
+    from recommender.ope import policies
+
+    saved = policies.QUADRATURE_FROM_STATES
+    policies.QUADRATURE_FROM_STATES = 10**9
+    try:
+        return policies._pl_draw_marginals(e, draws, 10**7)
+    finally:
+        policies.QUADRATURE_FROM_STATES = saved

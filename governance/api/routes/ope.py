@@ -24,6 +24,10 @@ Refusals are located 422s (``ope-refused``), and on the trail with ``refused: tr
   effective samples; each refused estimator is located at
   ``report.metrics.<kind>.<estimator>`` with its reason. When some estimates
   stand, the answer is the report, its refused estimates in it with their reasons.
+
+When the target pack has off-policy rules (``off_policy_non_inferiority``,
+``off_policy_exposure``), the report holds their results and the gate's decision on
+them (``report.gate``): a refused estimate fails its rule there (missing evidence).
 """
 
 from __future__ import annotations
@@ -88,7 +92,7 @@ def _refuse(session: Any, key: Any, body: OpeCreate, errors: list[dict[str, Any]
     append_event(
         session, actor=actor_of(key), action=ACTION,
         objects={"policy": body.logged_pack, "target_policy": body.target_pack},
-        payload={"refused": True, "request": body.model_dump(mode="json", exclude={"segment_items"}), "fields": [f"{e['location']}.{e['field']}" for e in errors]},
+        payload={"refused": True, "request": body.model_dump(mode="json", exclude={"segment_items", "provider_groups"}), "fields": [f"{e['location']}.{e['field']}" for e in errors]},
     )  # fmt: skip
     session.commit()
     return Problem(422, detail, kind=REFUSED_KIND, errors=errors)
@@ -121,6 +125,7 @@ def evaluate(body: OpeCreate, request: Request, response: Response, session: Ses
     opts = OpeSettings(
         kinds=tuple(body.kinds), min_ess=body.min_ess, n_bootstrap=body.n_bootstrap, seed=body.seed, confidence=body.confidence,
         limit=body.limit, segment=None if body.segment_items is None else frozenset(body.segment_items),
+        provider_groups=None if body.provider_groups is None else {name: frozenset(items) for name, items in body.provider_groups.items()},
     )  # fmt: skip
     logged, target = packs["logged_pack"], packs["target_pack"]
     try:
