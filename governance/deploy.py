@@ -153,6 +153,7 @@ def promote(
     """
     who = actor or get_settings().actor
     gate: Gate | None = None
+    evidence: dict[str, Any] | None = None
     with store.session() as session:
         _check_move(session, model_version, to_stage)
         if to_stage in _GATED:
@@ -164,7 +165,7 @@ def promote(
         gating = deploy_policy.gate_pack(binding, asked=pack, load=load_pack)
         deploy_policy.check_data(binding, dataset, trained_on=trained_on)
         audit_id = _run_gate(store, gating, dataset, model_version, to_stage, out_dir, models_dir, who)
-        _require_experiment(store, gating, model_version, to_stage, audit_id)
+        evidence = _require_experiment(store, gating, model_version, to_stage, audit_id)
         gate = Gate(gating.name, gating.version, gating.content_hash, audit_id, binding.id)
     with store.session() as session:
         lock_head(session)
@@ -182,7 +183,8 @@ def promote(
             objects["audit"] = audit_id
         append_event(
             session, actor=who, action="deployment.promoted", objects=objects,
-            payload={"stage": to_stage, "previous_stage": current, "audit_id": audit_id, "displaced": displaced, "policy": gating.stamp() if gate else None, "gate": recorded},
+            payload={"stage": to_stage, "previous_stage": current, "audit_id": audit_id, "displaced": displaced, "policy": gating.stamp() if gate else None, "gate": recorded,
+                     **({"experiment": evidence} if evidence is not None else {})},
         )  # fmt: skip
     return {"model_version": model_version, "stage": to_stage, "previous_stage": current, "audit_id": audit_id, "displaced": displaced, "gate": recorded}
 
@@ -209,19 +211,21 @@ def _run_gate(store: Any, pack: LoadedPack, dataset: Dataset, model_version: str
     return outcome.audit_id
 
 
-def _require_experiment(store: Any, pack: LoadedPack, model_version: str, stage: str, audit_id: int) -> None:
+def _require_experiment(store: Any, pack: LoadedPack, model_version: str, stage: str, audit_id: int) -> dict[str, Any] | None:
     """Under a pack whose ``experiments.require_positive_result`` is set, :class:`GateRefused` unless a
-    pre-registered experiment found that ``model_version`` won (see :func:`governance.experiments.lifecycle.gate_verdict`)."""
+    pre-registered experiment found that ``model_version`` won (see :func:`governance.experiments.lifecycle.gate_verdict`);
+    the experiment, plan hash and look that did (the promotion's trail event names them), else None."""
     section = pack.pack.experiments
     if section is None or not section.require_positive_result:
-        return
+        return None
     from governance.experiments.lifecycle import gate_verdict
 
     with store.session() as session:
-        passed, reasons, _ = gate_verdict(session, model_version)
+        passed, reasons, evidence = gate_verdict(session, model_version)
     if not passed:
         message = GATE_REFUSED.format(version=model_version, stage=stage, audit_id=audit_id, pack=f"{pack.name}@{pack.version}", reasons="; ".join(reasons))
         raise GateRefused(message, reasons=reasons, audit_id=audit_id)
+    return evidence
 
 
 def rollback(store: Any, *, actor: str | None = None) -> dict[str, Any]:

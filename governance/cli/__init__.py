@@ -45,6 +45,7 @@ __import__("governance.cli.availability", fromlist=["register"]).register(app)
 __import__("governance.cli.online_store", fromlist=["register"]).register(app)
 __import__("governance.cli.monitor", fromlist=["register"]).register(app)
 __import__("governance.cli.experiment", fromlist=["register"]).register(app)
+__import__("governance.cli.tradeoff", fromlist=["register"]).register(app)
 
 
 def main() -> None:

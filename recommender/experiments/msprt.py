@@ -44,6 +44,8 @@ import math
 import numpy as np
 from scipy import optimize, special
 
+from recommender.errors import ConfigError
+
 __all__ = ["log_mixture_ratio", "z_boundary"]
 
 _LOG_2 = math.log(2.0)
@@ -74,6 +76,11 @@ def z_boundary(variance: float, tau2: float, alpha: float, *, one_sided: bool = 
     >>> r = 1.0; round(z_boundary(1.0, 1.0, 0.05), 4) == round(math.sqrt((1 + r) / r * (2 * math.log(20) + math.log(2))), 4)
     True
     """
+    for name, value in (("variance", variance), ("tau2", tau2)):
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"z_boundary: {name} must be a positive finite number; got {value!r}")
+    if not 0.0 < alpha < 1.0:
+        raise ConfigError(f"z_boundary: alpha must lie strictly between 0 and 1; got {alpha!r}")
     r = tau2 / variance
     if not one_sided:
         return math.sqrt((1.0 + r) / r * (2.0 * math.log(1.0 / alpha) + math.log1p(r)))

@@ -175,6 +175,9 @@ def test_a_pre_registered_win_is_what_lets_a_model_through(server) -> None:
         contexts = [c for (c,) in session.execute(select(DecisionRecord.context)) if "experiment" in c and "shadow_of" not in c]
         actions = list(session.scalars(select(TrailEvent.action).where(TrailEvent.action.like("experiment.%")).order_by(TrailEvent.seq)))
         payloads = " ".join(json.dumps(p) for p in session.scalars(select(TrailEvent.payload).where(TrailEvent.action.like("experiment.%"))))
+        promoted = [json.loads(p) if isinstance(p, str) else p for p in session.scalars(select(TrailEvent.payload).where(TrailEvent.action == "deployment.promoted"))]
+        promotions = [p for p in promoted if p.get("experiment")]
+    assert [(p["stage"], p["experiment"]["experiment"], p["experiment"]["look"]) for p in promotions] == [("canary", "retrain-lift", 1)]
     assert len(contexts) == 2 * len(SUBJECTS)
     assert {c["experiment"]["reason"] for c in contexts} == {"randomised", "holdback", "not_profiled"}
     assert actions[:2] == ["experiment.planned", "experiment.started"] and actions.count("experiment.analyzed") == 4

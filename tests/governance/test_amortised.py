@@ -249,3 +249,46 @@ def test_the_heads_greedy_makes_the_full_scans_picks(seed, monkeypatch):
     full = AmortisedExposureReranker(**params)
     monkeypatch.setattr(full, "_greedy_heads", lambda rel, g, carried, w, w_full, places: full._greedy(rel, g, carried, w, w_full, places, None))
     assert (full(_cands(world, slice(None)), k).items == fast.items).all()
+
+
+def test_a_failed_save_is_logged_and_tried_again_serving_goes_on(store, caplog):
+    from contextlib import contextmanager
+
+    from governance import exposure_state
+    from governance.exposure_state import ExposureState
+    from governance.rerank import build_pipeline
+
+    class Refusing:
+        """A store whose writes fail until ``ok`` is set."""
+
+        ok = False
+        engine = store.engine
+
+        @contextmanager
+        def session(self):
+            if not self.ok:
+                raise ConfigError("the database refused the write")
+            with store.session() as session:
+                yield session
+
+    flaky = Refusing()
+    exposure_state._LIVE.clear()
+    try:
+        flaky.ok = True
+        pipe = build_pipeline([{"name": "amortised_exposure", "params": {"targets": TARGETS}}])
+        state = ExposureState.attach(pipe, flaky, "pack-f", None, every=2)
+        flaky.ok = False
+        world = biased_world(n_users=4)
+        for u in range(3):
+            pipe(_cands(world, slice(u, u + 1)), 10)
+            state.tick()  # never raises
+        assert "saving the exposure ledgers of pack pack-f failed (ConfigError)" in caplog.text
+        assert pipe.steps[0].ledger.changes == 3  # nothing marked saved
+        flaky.ok = True
+        pipe(_cands(world, slice(3, 4)), 10)
+        state.tick()
+        assert pipe.steps[0].ledger.changes == 0
+        with store.session() as session:
+            assert session.get(ExposureLedgerRow, ("pack-f", "amortised_exposure")).lists == 4
+    finally:
+        exposure_state._LIVE.clear()

@@ -16,7 +16,7 @@ The alerting rules of ``recgov monitor rules`` read exactly these.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Path, Query, Response
 from prometheus_client.core import GaugeMetricFamily
@@ -53,7 +53,13 @@ class MonitorRunCreate(BaseModel):
     data: str | None = Field(None, min_length=1, max_length=10_000, pattern=IDENTIFIER, description="DATA whose item table gives provider groups and harm flags (optional).")
 
 
-@router.post("/runs", status_code=201, responses=problems(403, 404, 422), summary="Run one monitoring pass")
+@router.post(
+    "/runs", status_code=201, summary="Run one monitoring pass",
+    responses={
+        200: {"description": "A pass ended at the same time under the same pack was stored before: that pass, and nothing new opened.", "content": {"application/json": {"schema": {"type": "object"}}}},
+        **problems(403, 404, 422),
+    },
+)  # fmt: skip
 def create_run(body: MonitorRunCreate, response: Response, store: StoreDep, session: SessionDep, settings: SettingsDep, key: OperateKey) -> dict[str, Any]:
     """201 with the stored pass, its firings (and the tickets they opened) and retirements; 200 with the pass stored
     before when one already ended at ``at`` under the same pack; 404 for an unknown pack; 422 for ``at`` in the future."""
@@ -80,13 +86,13 @@ def create_run(body: MonitorRunCreate, response: Response, store: StoreDep, sess
     return doc
 
 
-@router.get("/runs", summary="Monitoring passes, latest first")
+@router.get("/runs", responses=problems(403, 422), summary="Monitoring passes, latest first")
 def get_runs(session: SessionDep, key: ReadKey, limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
     rows, total = latest_runs(session, limit=limit, offset=offset)
     return {"total": total, "runs": [run_doc(r) for r in rows]}
 
 
-@router.get("/runs/{run_id}", responses=problems(404), summary="One monitoring pass")
+@router.get("/runs/{run_id}", responses=problems(403, 404, 422), summary="One monitoring pass")
 def get_run(run_id: Annotated[int, Path(ge=1)], session: SessionDep, key: ReadKey) -> dict[str, Any]:
     row = session.get(MonitorRun, run_id)
     if row is None:
@@ -94,8 +100,8 @@ def get_run(run_id: Annotated[int, Path(ge=1)], session: SessionDep, key: ReadKe
     return run_doc(row)
 
 
-@router.get("/tickets", responses=problems(422), summary="Retrain tickets, latest first")
-def get_tickets(session: SessionDep, key: ReadKey, state: Annotated[str | None, Query(description=f"One of {', '.join(TICKET_STATES)}.")] = None) -> dict[str, Any]:
+@router.get("/tickets", responses=problems(403, 422), summary="Retrain tickets, latest first")
+def get_tickets(session: SessionDep, key: ReadKey, state: Annotated[Literal[TICKET_STATES] | None, Query(description="Only the tickets in this state.")] = None) -> dict[str, Any]:  # type: ignore[valid-type]
     if state is not None and state not in TICKET_STATES:
         raise Problem(422, f"state must be one of {', '.join(TICKET_STATES)}; got {state!r}", kind="invalid-query")
     return {"tickets": [ticket_doc(t) for t in list_tickets(session, state=state)]}

@@ -1,0 +1,121 @@
+"""``recgov tradeoff DATA --pack PACK``: the accuracy-fairness front of the pack's re-ranking over a grid of its parameters.
+
+A thin command over :func:`governance.tradeoff_front.tradeoff_front`: one ALS fit
+and one candidate generation per ``--seeds`` split, then the pack's re-ranking
+at every grid point; the front per fairness objective, the pack's point marked,
+paired bootstrap comparisons (plain vs the pack's setting, and ``--compare I,J``)
+and the users a group needs for a ``--detect-gap`` NDCG gap to be detectable.
+With ``--out DIR`` it writes ``tradeoff.json`` (every point, its figures, which are
+on the front, the lineage: data, split seeds and training-matrix hashes, ALS
+parameters, steps) and ``tradeoff.png`` / ``tradeoff.svg``.
+
+Exit codes: 0 drawn, 2 bad usage or input (a pack without re-ranking, an unknown
+step or parameter in ``--grid``, an empty grid, unreadable data, an ``--out``
+that is a file).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from governance.cli._common import RequiredPackOpt, console, emit_json, fail, load_or_fail, to_json, user_errors
+from governance.cli.core import DataArg, FormatOpt, ItemsMapOpt, ItemsOpt, JsonOpt, MapOpt, load_dataset, print_rows
+from recommender.errors import ConfigError
+
+__all__ = ["register", "tradeoff_command"]
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} must be comma-separated whole numbers such as 0,1,2. Got {text!r} instead.") from None
+    if not values or any(v < 0 for v in values):
+        raise ConfigError(f"{option} must give at least one whole number, none negative. Got {text!r} instead.")
+    return values
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def tradeoff_command(
+    data: DataArg,
+    pack_ref: RequiredPackOpt,
+    grid: Annotated[
+        Optional[list[str]],
+        typer.Option("--grid", help="Override the values of one parameter: step.param=v1,v2,... (repeatable; e.g. fair_star.p=0.3,0.5,0.7).", show_default=False),
+    ] = None,
+    seeds: Annotated[str, typer.Option("--seeds", help="Split and fit seeds, comma-separated; figures are given per seed with their spread.")] = "0",
+    n_boot: Annotated[int, typer.Option("--bootstrap", min=100, help="Bootstrap resamples of users per paired comparison.")] = 1000,
+    detect_gap: Annotated[float, typer.Option("--detect-gap", min=1e-6, help="The NDCG gap between a group and the other users whose detectability is computed.")] = 0.02,
+    compare: Annotated[Optional[str], typer.Option("--compare", help="Also compare two grid points I,J (paired bootstrap of J - I).", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Folder to write tradeoff.json, tradeoff.png and tradeoff.svg into.", show_default=False)] = None,
+    mapping: MapOpt = None,
+    items: ItemsOpt = None,
+    items_map: ItemsMapOpt = None,
+    data_format: FormatOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Draw the accuracy-fairness front of the pack's re-ranking over a grid of its steps' parameters."""
+    from governance.tradeoff_front import parse_grid, plot_front, tradeoff_front
+
+    loaded = load_or_fail(pack_ref, json_output=json_output)
+    with user_errors():
+        seed_list = _ints(seeds, "--seeds")
+        pair = None
+        if compare is not None:
+            pair = tuple(_ints(compare, "--compare"))
+            if len(pair) != 2:
+                raise ConfigError(f"--compare takes two grid point ids I,J. Got {compare!r} instead.")
+        if out is not None and out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {str(out)!r} is a file; give a folder.")
+        the_grid = parse_grid(grid or [], loaded.pack)  # before the data is loaded: a bad grid fails fast
+        dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output, data_format=data_format)
+        result = tradeoff_front(dataset, loaded.pack, grid=the_grid, seeds=seed_list, n_boot=n_boot, detect_gap=detect_gap, compare=pair)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "tradeoff.json").write_text(to_json(result) + "\n", encoding="utf-8")
+        plot_front(result, out / "tradeoff.png")
+        plot_front(result, out / "tradeoff.svg")
+        result["files"] = [str(out / n) for n in ("tradeoff.json", "tradeoff.png", "tradeoff.svg")]
+    if json_output:
+        emit_json(result)
+        return
+    rows = []
+    for p in result["points"]:
+        rows.append({
+            "id": str(p["id"]),
+            "setting": "no re-ranking" if p["setting"] is None else ", ".join(f"{k}={v}" for k, v in p["setting"].items()),
+            f"ndcg@{result['k']}": _fmt(p["ndcg"]["mean"]),
+            **{name: _fmt(p[name]["mean"]) + (" *" if p["on_front"].get(name) else "") for name in result["objectives"]},
+            "pack": "<-" if p["chosen"] else "",
+        })  # fmt: skip
+    print_rows(rows, title=f"front of {result['pack']['name']} (* on the front of that objective; mean over seeds {seeds})")
+    for c in result["comparisons"]:
+        nd = c["ndcg"]
+        line = f"seed {c['seed']}: {c['b']} - {c['a']}: NDCG {nd['difference']:+.4f} [{_fmt(nd['interval'][0])}, {_fmt(nd['interval'][1])}]"
+        if "exposure_gap" in c:
+            eg = c["exposure_gap"]
+            line += f", exposure gap {_fmt(eg['difference'])} [{_fmt(eg['interval'][0])}, {_fmt(eg['interval'][1])}]"
+        console.print(line, highlight=False)
+    small = [g for g in result["group_power"]["groups"] if g["too_small"]]
+    for g in small:
+        needed = "no size (the other users are too few)" if g["users_needed"] is None else f"{g['users_needed']:,} users"
+        console.print(
+            f"seed {g['seed']}: group {g['attribute']}={g['group']} has {g['n_users']:,} test users; a {result['group_power']['gap']} NDCG gap "
+            f"needs {needed} to be detected (alpha 0.05, power 0.8)",
+            highlight=False,
+        )
+    t = result["timing"]
+    console.print(f"{t['points']} points in {t['total_seconds']:.1f}s (re-ranking {t['rerank_seconds']:.1f}s)", highlight=False)
+    if out is not None:
+        console.print(f"wrote {', '.join(result['files'])}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``recgov tradeoff``."""
+    app.command("tradeoff")(tradeoff_command)
