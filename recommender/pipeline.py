@@ -132,8 +132,15 @@ def run_evaluation(
         "popularity": PopularityRecommender(),
         "random": RandomRecommender(random_state=random_state),
     }
-    for model in models.values():
-        model.fit(train)
+    # A fairness-reweighted recipe (an audited model's) needs its group labels, read here to weight, never as input.
+    from recommender.fair_training import fairness_groups_for, parse_fair_reweighting
+
+    fair_groups = fairness_groups_for(dataset, train, parse_fair_reweighting(als_params.get("fairness_reweighting")))
+    for name, model in models.items():
+        if name == "als":
+            models["als"].fit(train, fairness_groups=fair_groups)  # type: ignore[call-arg]
+        else:
+            model.fit(train)
     comparison = compare_models(
         models,
         train,

@@ -393,6 +393,9 @@ def train_command(
     fair_reweight: Annotated[Optional[str], typer.Option("--fair-reweight", help="Re-weight training interactions so each group of this users-table attribute carries its head-count share of the confidence mass: ATTR[:STRENGTH] (0 is plain ALS, 1 full balance). The attribute only scales weights, never a model input; with --pack it must be declared audit-only.", show_default=False)] = None,
 ) -> None:
     """Train ALS on DATA, save the model and record its lineage (dataset, run, carbon, model) in the store."""
+    if engine != "inprocess" and fair_reweight is not None:
+        with user_errors():
+            raise ConfigError("--fair-reweight: only the inprocess engine (implicit ALS) trains with fairness reweighting")
     if engine != "inprocess":
         _train_on_spark(data, data_format, mapping, items, items_map, pack, params={k: v for k, v in {"factors": factors, "regularization": regularization, "alpha": alpha, "iterations": iterations}.items() if v is not None}, threshold=threshold, as_of=as_of, database_url=database_url, engine=engine, spark_master=spark_master, json_output=json_output)
         return

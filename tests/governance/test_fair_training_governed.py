@@ -91,6 +91,7 @@ def test_cli_fair_reweight_trains_and_records(recgov_home: Path):
         (["--fair-reweight", "gender:x"], "--fair-reweight: the strength after ':' must be a number"),
         (["--fair-reweight", "religion"], "no column 'religion'"),
         (["--fair-reweight", "gender", "--pack", "baseline"], "'gender' is not declared by the pack"),
+        (["--fair-reweight", "gender", "--engine", "spark"], "only the inprocess engine"),
     ],
 )
 def test_cli_bad_fair_reweight_is_one_line_and_exit_2(recgov_home: Path, extra: list[str], message: str):

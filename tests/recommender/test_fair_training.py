@@ -191,3 +191,28 @@ def test_an_empty_group_keeps_weight_one_and_missing_values_form_their_own_group
     w, per_group = reweighting_weights(m, np.array(["a", "unknown"]), FairReweighting(attribute="x"))
     assert np.isfinite(w).all() and per_group["a"] == pytest.approx(1.0)
 
+
+
+# -- the recipe travels: evaluation refits it, unlearning refuses it ------------------------------
+def test_an_evaluation_refits_a_reweighted_recipe_with_its_groups(data):
+    from recommender.pipeline import run_evaluation
+    from recommender.split import SplitConfig
+
+    dataset, _ = data
+    run = run_evaluation(
+        dataset, split_config=SplitConfig(kind="random", test_fraction=0.2), feedback=FeedbackConfig(), k=10,
+        tune=False, als_params={**PARAMS, "fairness_reweighting": {"attribute": "gender"}},
+    )  # fmt: skip
+    als = run.models["als"]
+    assert set(als.fairness_weights_) == {"F", "M", "X"}
+    assert run.comparison.evaluations["als"].params["fairness_reweighting"]["attribute"] == "gender"
+
+
+def test_unlearning_refuses_a_reweighted_model(data):
+    from recommender.unlearning import forget_users
+
+    dataset, train = data
+    groups = fairness_groups_for(dataset, train, parse_fair_reweighting("gender"))
+    model = ALSRecommender(**PARAMS, fairness_reweighting="gender").fit(train, fairness_groups=groups)
+    with pytest.raises(ConfigError, match="trained with fairness_reweighting"):
+        forget_users(model, [str(train.user_ids[0])])
