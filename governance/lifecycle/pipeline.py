@@ -17,7 +17,8 @@ deployment move already made is not made twice), so re-running resumes.
 * **train** -- the recipe recorded for the ticket's model
   (:func:`governance.privacy.training_recipe`) on the given data, through the
   pack's training filter (:func:`governance.training.train_and_record`), and the
-  new model's profile (:func:`governance.monitoring.build_profile`). A retrain that
+  new model's profile (:func:`governance.monitoring.profile_under_pack`: its refit sees only
+  the events the pack lets a model learn from). A retrain that
   reproduces the ticket's model (same data) fails the ticket: nothing would change.
 * **shadow**, **canary** -- :func:`governance.deploy.promote`, under the
   installation's deployment policy: canary passes the gate bound to it.
@@ -46,7 +47,7 @@ from governance.deploy import GateRefused, deployed_versions, promote
 from governance.deploy_policy import PackLoader
 from governance.lifecycle.facts import lifecycle_of
 from governance.lifecycle.passes import _inputs
-from governance.monitoring import build_profile, window_figures
+from governance.monitoring import profile_under_pack, window_figures
 from governance.policy import LoadedPack
 from recommender.data import Dataset
 from recommender.errors import ConfigError
@@ -124,8 +125,8 @@ def _train(ctx: PipelineContext, ticket: dict[str, Any]) -> str:
     )  # fmt: skip
     if run.model_version == version:
         return _advance(ctx, ticket["id"], step="train", expect="open", state="failed", report={"error": SAME_MODEL.format(id=ticket["id"], version=version)})
-    profile = build_profile(
-        run.result.model, ctx.dataset.events, k=ctx.pack.pack.quality.k, feedback=feedback, random_state=recipe["random_state"],
+    profile = profile_under_pack(
+        run.result.model, ctx.dataset, ctx.pack, ctx.store, feedback=feedback, random_state=recipe["random_state"],
         filter_seen=lifecycle_of(ctx.pack).baseline_filter_seen,
     )  # fmt: skip
     with ctx.store.session() as session:
