@@ -5,7 +5,7 @@ What it holds (``NS`` is the namespace, ``recgov`` by default)::
     NS:g                 the global epoch: bumped by a block or an availability change
     NS:e:<subject key>   the subject's epoch: bumped by a consent change or an erasure
     NS:l:<subject key>   hash: one cached list per (model version, pack, what is kept out, length, context)
-    NS:uf:<version>      hash: <subject key> -> the subject's factor vector (float32 bytes)
+    NS:uf:<version>:<subject key>  the subject's factor vector (float32 bytes), with the lists' time to live
     NS:if:<version>      the model's item factors (float32 bytes, with their shape)
     NS:versions          the model versions whose factors are stored
 
@@ -25,6 +25,18 @@ read returns an entry only if it was written under the current epochs. A withdra
 also sets ``NS:h:<subject key>`` for :data:`HOLD_S` seconds, during which no
 list of the subject is stored (a request that read the old consent before the
 change but the epochs after it).
+
+**Factors** are written as lists are: one key per subject, with the same time
+to live, and only if the subject's epoch still is the one read *before* their
+consent was (:meth:`OnlineStore.stamps`), so factors of a subject who withdrew
+or was erased while a fill ran are never written after it.
+
+**What an invalidation cannot reach.** An erasure made while Redis is down, or
+by a process without ``RECGOV_REDIS_URL``, cannot delete the subject's entries:
+they are never served (each request checks consent and erasure first) and are
+gone when their time to live ends: at most :data:`DEFAULT_TTL_S` seconds after
+they were written (a fill that runs meanwhile reads the new consent and writes
+nothing for them).
 
 **Redis down.** Every call fails soft: a read is a miss, a write is skipped, an
 invalidation is logged (the serving path's own per-request checks still keep
@@ -81,6 +93,15 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return 1
 """
 
+# Store one subject's factors only if their epoch did not move since it was read and no hold is on them
+# (KEYS: factors, subject epoch, hold; ARGV: epoch, factors, time to live in ms).
+_PUT_FACTORS = """
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
 
 @dataclass(frozen=True)
 class Stamp:
@@ -106,6 +127,7 @@ class OnlineStore:
         self._down_until = 0.0
         self._lock = threading.Lock()
         self._put = client.register_script(_PUT)
+        self._put_factors = client.register_script(_PUT_FACTORS)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> OnlineStore:
@@ -169,6 +191,24 @@ class OnlineStore:
             return None, stamp
         return entry, stamp
 
+    def stamps(self, subjects: Sequence[str]) -> list[Stamp] | None:
+        """The current epochs of ``subjects`` (keyed hashes), one :class:`Stamp` each (None: the store is down).
+
+        Read them *before* the consent a list or factors are made from: a write under them then fails once a
+        consent change or an erasure committed after that read has bumped the epoch."""
+        if not self.available:
+            return None
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.get(self._k("g"))
+            for s in subjects:
+                pipe.get(self._k("e", s))
+            everyone, *epochs = pipe.execute()
+        except Exception as err:  # noqa: BLE001 - any failure of the store is a miss
+            self._failed("read", err)
+            return None
+        return [Stamp(int(e or 0), int(everyone or 0)) for e in epochs]
+
     def write_list(self, subject: str, field: str, entry: dict[str, Any], stamp: Stamp) -> bool:
         """Store ``entry`` if the epochs still are ``stamp``'s (atomic); whether it was stored."""
         if not self.available:
@@ -182,25 +222,35 @@ class OnlineStore:
             return False
 
     # -- factors ------------------------------------------------------------------------------------
-    def put_factors(self, version: str, item_factors: np.ndarray, subjects: Sequence[str], user_factors: np.ndarray) -> int:
+    def put_factors(
+        self, version: str, item_factors: np.ndarray, subjects: Sequence[str], user_factors: np.ndarray, stamps: Sequence[Stamp]
+    ) -> int:
         """Store a model version's item factors and the factors of ``subjects`` (keyed hashes, one row each of
-        ``user_factors``); how many subjects were stored (0 when the store is down)."""
+        ``user_factors``), each only if the subject's epoch still is its ``stamps`` entry (read with
+        :meth:`stamps` before their consent was) and for the store's time to live; how many subjects were
+        stored (0 when the store is down)."""
         items = np.ascontiguousarray(item_factors, dtype=np.float32)
         users = np.ascontiguousarray(user_factors, dtype=np.float32)
-        if len(subjects) != len(users):
-            raise ValueError(f"{len(subjects)} subjects but {len(users)} factor rows; give one row per subject")
+        if len(subjects) != len(users) or len(subjects) != len(stamps):
+            raise ValueError(f"{len(subjects)} subjects, {len(users)} factor rows and {len(stamps)} stamps; give one of each per subject")
+        stored = 0
         try:
             pipe = self.client.pipeline(transaction=False)
             pipe.sadd(self._k("versions"), version)
             pipe.set(self._k("if", version), orjson.dumps(list(items.shape)) + b"\n" + items.tobytes())
-            for start in range(0, len(subjects), 10_000):
-                chunk = subjects[start : start + 10_000]
-                pipe.hset(self._k("uf", version), mapping={s: users[start + j].tobytes() for j, s in enumerate(chunk)})
+            pipe.unlink(self._k("uf", version))  # the former layout (one hash per version, no time to live)
             pipe.execute()
+            for start in range(0, len(subjects), 10_000):
+                pipe = self.client.pipeline(transaction=False)
+                for j in range(start, min(start + 10_000, len(subjects))):
+                    s = subjects[j]
+                    keys = [self._k("uf", version, s), self._k("e", s), self._k("h", s)]
+                    self._put_factors(keys=keys, args=[stamps[j].subject, users[j].tobytes(), self.ttl_ms], client=pipe)
+                stored += sum(int(r) for r in pipe.execute())
         except Exception as err:  # noqa: BLE001 - a store that is down holds nothing
             self._failed("factor write", err)
-            return 0
-        return len(subjects)
+            return stored
+        return stored
 
     def item_factors(self, version: str) -> np.ndarray | None:
         """A model version's item factors (None: not stored, or the store is down)."""
@@ -222,7 +272,7 @@ class OnlineStore:
         if not self.available:
             return None
         try:
-            raw = self.client.hget(self._k("uf", version), subject)
+            raw = self.client.get(self._k("uf", version, subject))
         except Exception as err:  # noqa: BLE001
             self._failed("factor read", err)
             return None
@@ -249,13 +299,15 @@ class OnlineStore:
                         pipe.set(self._k("h", s), 1, px=int(self.hold_s * 1000))
                 pipe.delete(*(self._k("l", s) for s in chunk))
                 for version in versions:
-                    pipe.hdel(self._k("uf", version), *chunk)
+                    pipe.delete(*(self._k("uf", version, s) for s in chunk))
+                    pipe.hdel(self._k("uf", version), *chunk)  # the former layout, if a store still holds it
             pipe.execute()
             return True
         except Exception as err:  # noqa: BLE001
             self._failed("invalidation", err)
             log.error("online store: %d subject(s) could not be invalidated; their entries are never served "
-                      "(each request checks consent and erasure first) and expire within %d s", len(subjects), self.ttl_ms // 1000)
+                      "(each request checks consent and erasure first) and stay in Redis until their time to live "
+                      "ends, at most %d s after they were written", len(subjects), self.ttl_ms // 1000)
             return False
 
     def invalidate_everyone(self) -> bool:

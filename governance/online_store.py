@@ -19,12 +19,15 @@ And before it is served its items are checked once more against what is kept
 out now (vectorised): an entry holding one of them is dropped, not served.
 Decisions made from an entry say so in their record (``list_source``).
 
-The epochs are read when the list is looked up, after the request read the
-subject's consent; so a withdrawal, a refusal or an erasure also holds the
-subject's lists back for :data:`audits.online_store.HOLD_S` seconds: a request
-that read the old consent and looks its list up after the change cannot store
-it. One slower than the hold could; its list is never served (its consent hash
-no longer matches) and expires with its time to live.
+The epochs a list is written under are the ones the caller read *before* the
+subject's consent (``ServeRequest.online_stamp``: the API and :func:`warm` read
+them first), so a consent change or an erasure committed after that read, which
+bumps them, refuses the write. A request without them reads them when the list
+is looked up, after its consent: for those a withdrawal, a refusal or an
+erasure also holds the subject's lists back for
+:data:`audits.online_store.HOLD_S` seconds; one slower than the hold could
+store a list, never served (its consent hash no longer matches) and gone with
+its time to live.
 
 :func:`personalize_from_factors` serves a list from factors kept in the store
 (the subject's vector and the model's item factors), governed by the engine's
@@ -93,7 +96,8 @@ class ListCache:
         entry, stamp = self.store.read_list(subject, field)
         if stamp is None:
             return None, None
-        ticket = (subject, field, stamp)
+        early = getattr(plan.request, "online_stamp", None)
+        ticket = (subject, field, early if early is not None else stamp)
         if entry is None or entry.get("c") != self.consent_state(plan.request):
             self.misses += 1
             return None, ticket
@@ -130,7 +134,7 @@ def warm(engine: Any, requests: Iterable[Any]) -> int:
     if cache is None or getattr(engine.personalizer, "stateful", False):  # lists of a stateful pipeline are not cached
         return 0
     stored = 0
-    stamp = engine.loaded.stamp()
+    stamp = engine.loaded.stamp()  # the pack's stamp; each request carries its subject's epochs (read before its consent)
     for request in requests:
         plan = engine.begin(request)
         if plan.mode != "personalized":
@@ -143,13 +147,22 @@ def warm(engine: Any, requests: Iterable[Any]) -> int:
     return stored
 
 
-def store_factors(store: OnlineStore, model: Any, subject_ids: Iterable[str]) -> int:
-    """Put ``model``'s item factors and the factors of ``subject_ids`` (raw ids, hashed here) in the store."""
+def store_factors(store: OnlineStore, model: Any, subject_ids: Iterable[str], stamps: dict[str, Stamp] | None = None) -> int:
+    """Put ``model``'s item factors and the factors of ``subject_ids`` (raw ids, hashed here) in the store, each
+    only if the subject's epoch is still ``stamps[id]`` (read before their consent was; None: read now, for a
+    caller that checked no consent); how many subjects' factors were stored."""
     ids = [str(s) for s in subject_ids]
     rows = model.train_.user_index(ids)
     known = [(s, int(r)) for s, r in zip(ids, np.asarray(rows).tolist(), strict=True) if r >= 0]
     users = model.user_factors_[[r for _, r in known]] if known else np.zeros((0, model.item_factors_.shape[1]), np.float32)
-    return store.put_factors(model.version_id_, model.item_factors_, [store.subject_key(s) for s, _ in known], users)
+    keys = [store.subject_key(s) for s, _ in known]
+    if stamps is None:
+        read = store.stamps(keys)
+        if read is None:
+            return 0
+    else:
+        read = [stamps[s] for s, _ in known]
+    return store.put_factors(model.version_id_, model.item_factors_, keys, users, read)
 
 
 def personalize_from_factors(store: OnlineStore, personalizer: Any, plan: Any, item_factors: np.ndarray | None = None) -> Any | None:

@@ -55,13 +55,21 @@ def warm_heavy_users(
         counts = np.diff(model.train_.matrix.indptr)
         rows = np.argsort(-counts, kind="stable")[:top]
         subjects = [str(s) for s in np.asarray(model.train_.user_ids)[rows]]
+        # Their epochs first, then their consent: a change committed after the consent read bumps the epoch
+        # and refuses both writes (a list or factors made from the old consent are never stored after it).
+        read = online.stamps([online.subject_key(s) for s in subjects])
+        if read is None:
+            raise ConfigError("the online store does not answer; check RECGOV_REDIS_URL and that Redis runs")
+        stamps = dict(zip(subjects, read, strict=True))
         requests = []
         with store.session() as session:
             for subject in subjects:
                 records = consent_records(consent_history(session, subject))
-                requests.append(ServeRequest(subject, k=k, consent=records, erasure_seq=erasure_seq(session, subject)))
+                requests.append(
+                    ServeRequest(subject, k=k, consent=records, erasure_seq=erasure_seq(session, subject), online_stamp=stamps[subject])
+                )
         allowed = [r.subject_id for r in requests if engine.begin(r).mode == "personalized"]
-        factors = store_factors(online, model, allowed)  # factors only of subjects who may be profiled now
+        factors = store_factors(online, model, allowed, stamps)  # factors only of subjects who may be profiled now
         lists = warm(engine, requests)
     finally:
         log.close()

@@ -126,6 +126,9 @@ class ServeRequest:
     experiment: Mapping[str, Any] | None = None
     """The subject's experiment assignment ``{"id", "variant", "reason"}`` (:mod:`governance.experiments.assign`),
     recorded in the decision's context; None outside an experiment."""
+    online_stamp: Any = None
+    """The subject's online-store epochs (:class:`audits.online_store.Stamp`) read *before* ``consent`` was:
+    a list cached for this request is written only if they still hold (None: read when the list is looked up)."""
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ def test_no_unavailable_item_and_no_short_list(world, user, k, everywhere, regio
     ids = [str(i) for i in np.random.default_rng(seed).permutation(matrix.item_ids.astype(str))]
     unavailable = _unavailable(ids, everywhere, regional)
     engine = ServingEngine(load_pack("policies/baseline.yaml"), model, data.items, unavailable=unavailable)
-    subject = str(matrix.user_ids[user]) if known else "never-seen"
+    subject = str(matrix.user_ids[user % len(matrix.user_ids)]) if known else "never-seen"  # the data may hold fewer users
     context = {"region": region} if region else {}
     served = engine.serve(ServeRequest(subject, k=k, consent=GRANTED, context=context))
     out = unavailable.for_region(region)

@@ -43,3 +43,44 @@ def test_warm_fills_lists_and_factors_of_consenting_heavy_users_only(tmp_path, o
     assert not online_store.client.exists(f"{ns}:l:{online_store.subject_key('u000007')}")
     assert online_store.user_factors(version, online_store.subject_key("u000007")) is None
     assert "u0000" not in result.output  # counts only, no subject id
+
+
+def test_warm_stores_nothing_of_a_subject_erased_while_their_consent_was_read(tmp_path, online_store, monkeypatch) -> None:
+    """The fill reads each subject's epochs before their consent: an erasure that commits after the consent read
+    (its invalidation bumps the epoch) refuses both the list and the factors made from the old consent."""
+    import audits.online_store as online
+    import governance.online_warm as online_warm
+
+    db_url = f"sqlite:///{tmp_path / 'store.db'}"
+    trained = runner.invoke(app, ["train", DATA, "--no-tune", "--no-carbon", "--factors", "8", "--iterations", "3", "--database-url", db_url, "--json"])
+    assert trained.exit_code == 0, trained.output
+    version = json.loads(trained.stdout)["model_version"]
+    url = "redis://online-store-under-test"
+    monkeypatch.setenv("RECGOV_REDIS_URL", url)
+    monkeypatch.setitem(online._STORES, url, online_store)
+    store = open_store(db_url)
+    try:
+        with store.session() as session:
+            for s in (f"u{n:06d}" for n in range(60)):
+                record_consent(session, subject_id=s, purpose="personalization", status="granted", lawful_basis="consent", source="api")
+    finally:
+        store.close()
+    victim = online_store.subject_key("u000008")
+    real = online_warm.consent_history
+
+    def read_then_erased(session, subject):
+        history = real(session, subject)
+        if subject == "u000008":  # the erasure commits just after the fill read the granted consent (no hold)
+            online_store.invalidate([victim])
+        return history
+
+    monkeypatch.setattr(online_warm, "consent_history", read_then_erased)
+    result = runner.invoke(app, ["online-store", "warm", "--model", version, "--pack", "eu-gdpr-dsa", "--top", "60", "--database-url", db_url, "--json"])
+    assert result.exit_code == 0, result.output
+    done = json.loads(result.stdout)
+    assert done["lists_stored"] == 59 and done["factors_stored"] == 59
+    ns = online_store.namespace
+    assert not online_store.client.exists(f"{ns}:l:{victim}")
+    assert online_store.user_factors(version, victim) is None
+    other = online_store.subject_key("u000009")
+    assert 0 < online_store.client.pttl(f"{ns}:uf:{version}:{other}") <= online_store.ttl_ms  # factors expire too

@@ -116,6 +116,49 @@ def test_a_list_made_before_a_withdrawal_is_never_written_after_it(world, online
     assert cache.put(plan, ticket, plan.personalizer.personalize(plan.row, 5, plan.allowed)) is True
 
 
+def test_a_list_whose_consent_was_read_before_an_erasure_is_not_written_after_it(world, online_store) -> None:
+    """The request carries the epochs read before its consent snapshot: an erasure committing between that
+    snapshot and the list's lookup (no hold involved) still refuses the write."""
+    _, matrix, _ = world
+    engine = engine_of(world, online_store)
+    user = str(matrix.user_ids[11])
+    key = online_store.subject_key(user)
+    early = online_store.stamps([key])[0]  # read first, then the consent (granted) ...
+    plan = engine.begin(ServeRequest(user, k=5, consent=consent("granted"), online_stamp=early))
+    online_store.invalidate([key])  # ... the erasure commits ...
+    found, ticket = engine.list_cache.get(plan, engine.model.version_id_, engine.loaded.content_hash)  # ... the lookup
+    assert found is None and ticket is not None
+    assert engine.list_cache.put(plan, ticket, plan.personalizer.personalize(plan.row, 5, plan.allowed)) is False
+    assert not online_store.client.exists(f"{online_store.namespace}:l:{key}")
+    # Read after the erasure, the epochs let the next request (which sees it) cache its list.
+    plan = engine.begin(ServeRequest(user, k=5, consent=consent("granted"), online_stamp=online_store.stamps([key])[0]))
+    found, ticket = engine.list_cache.get(plan, engine.model.version_id_, engine.loaded.content_hash)
+    assert engine.list_cache.put(plan, ticket, plan.personalizer.personalize(plan.row, 5, plan.allowed)) is True
+
+
+def test_factors_expire_and_are_written_only_under_the_epoch_read_before_consent(world, online_store) -> None:
+    _, matrix, model = world
+    ns, client = online_store.namespace, online_store.client
+    subjects = [str(u) for u in matrix.user_ids[:3]]
+    keys = [online_store.subject_key(s) for s in subjects]
+    stamps = online_store.stamps(keys)
+    online_store.invalidate([keys[1]])  # withdrew after their epoch and consent were read
+    online_store.invalidate([keys[2]], hold=True)
+    online_store.client.set(f"{ns}:e:{keys[2]}", stamps[2].subject)  # epoch as read, but a hold is on them
+    stored = store_factors(online_store, model, subjects, dict(zip(subjects, stamps, strict=True)))
+    assert stored == 1
+    version = model.version_id_
+    assert np.array_equal(online_store.user_factors(version, keys[0]), model.user_factors_[0].astype(np.float32))
+    assert online_store.user_factors(version, keys[1]) is None and online_store.user_factors(version, keys[2]) is None
+    assert 0 < client.pttl(f"{ns}:uf:{version}:{keys[0]}") <= online_store.ttl_ms  # never kept indefinitely
+    # Stamps read now: stored; an invalidation then deletes them.
+    assert store_factors(online_store, model, subjects[:2]) == 2
+    assert online_store.invalidate(keys[:2]) is True
+    assert online_store.user_factors(version, keys[0]) is None and online_store.user_factors(version, keys[1]) is None
+    with pytest.raises(ValueError, match="one of each per subject"):
+        online_store.put_factors(version, model.item_factors_, keys[:2], model.user_factors_[:2], stamps[:1])
+
+
 def test_a_cached_list_is_not_served_under_another_consent_state_or_once_an_item_is_kept_out(world, online_store) -> None:
     _, matrix, _ = world
     engine = engine_of(world, online_store)
@@ -150,19 +193,20 @@ def test_consent_and_erasure_in_the_store_invalidate_the_subject_and_blocks_ever
 
     def filled() -> None:
         client.hset(f"{ns}:l:{subject}", "f", b"{}")
-        client.hset(f"{ns}:uf:v1", subject, b"\0" * 8)
+        client.hset(f"{ns}:uf:v1", subject, b"\0" * 8)  # the former layout
+        client.set(f"{ns}:uf:v1:{subject}", b"\0" * 8)
         client.sadd(f"{ns}:versions", "v1")
 
     filled()
     with store.session() as session:
         record_consent(session, subject_id="u-1", purpose="personalization", status="withdrawn", lawful_basis="consent", source="api")
-    assert not client.exists(f"{ns}:l:{subject}") and not client.hexists(f"{ns}:uf:v1", subject)
+    assert not client.exists(f"{ns}:l:{subject}", f"{ns}:uf:v1:{subject}") and not client.hexists(f"{ns}:uf:v1", subject)
     assert client.exists(f"{ns}:h:{subject}")  # a withdrawal holds new lists back a while
     epoch = int(client.get(f"{ns}:e:{subject}"))
     filled()
     with store.session() as session:
         assert shred_subject(session, "u-1") is not None
-    assert not client.exists(f"{ns}:l:{subject}") and not client.hexists(f"{ns}:uf:v1", subject)
+    assert not client.exists(f"{ns}:l:{subject}", f"{ns}:uf:v1:{subject}") and not client.hexists(f"{ns}:uf:v1", subject)
     assert int(client.get(f"{ns}:e:{subject}")) > epoch
     everyone = int(client.get(f"{ns}:g") or 0)
     with store.session() as session:

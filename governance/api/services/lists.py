@@ -54,6 +54,7 @@ from sqlalchemy.orm import Session
 
 from audits.consent import read_consent_state
 from audits.decisions import DecisionReceipt
+from audits.online_store import configured_store
 from governance import packs as pack_store
 from governance.api.errors import Problem
 from governance.api.schemas.recommendations import RecommendationCreate
@@ -206,6 +207,13 @@ def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> P
     signalled = gpc or body.tcf is not None  # a consent signal to judge (and record, unless already on record) before serving
     if body.tcf is not None:
         _check_tcf(body.tcf, loaded)
+    # The subject's online-store epochs, read before their consent: a list cached for this request is written only
+    # if no consent change or erasure committed after this read (audits.online_store; None: no store, or it is down).
+    online = configured_store()
+    online_stamp = None
+    if online is not None:
+        read_stamps = online.stamps([online.subject_key(body.subject)])
+        online_stamp = read_stamps[0] if read_stamps else None
     # The model, the blocks and the consent history as of now, in one read-only snapshot: prepared
     # statements on a pooled DBAPI connection, or (to read the deployments) a SQLAlchemy one.
     snapshot = ctx.reads.snapshot() if body.model_version is not None else store.snapshot()
@@ -233,7 +241,8 @@ def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> P
         raise Problem(503, SHUTTING_DOWN)
     context = {"region": body.region} if body.region else {}
     serve_request = ServeRequest(
-        body.subject, k=body.k, consent=consent_records(history), gpc=gpc, tcf=body.tcf, context=context, erasure_seq=erased
+        body.subject, k=body.k, consent=consent_records(history), gpc=gpc, tcf=body.tcf, context=context, erasure_seq=erased,
+        online_stamp=online_stamp,
     )
     if experiment is not None:  # the variant the subject is assigned to serves (governance.api.services.experiments)
         engine, serve_request, assigned = route_experiment(experiment, serve_request, engine, pack_ref=body.pack, ctx=ctx, inline=inline)
