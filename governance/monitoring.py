@@ -129,7 +129,9 @@ def build_profile(
     early, late = (events[times < cut], events[times >= cut]) if cut is not None else (events, events.iloc[:0])
     hit_rate, n_users = float("nan"), 0
     if len(early) and len(late):
-        early_model = ALSRecommender(**model.get_params()).fit(to_implicit(early, feedback))
+        # The staleness probe refits the plain recipe: the feedback events carry no user attributes to reweight by.
+        recipe = {key: v for key, v in model.get_params().items() if key != "fairness_reweighting"}
+        early_model = ALSRecommender(**recipe).fit(to_implicit(early, feedback))
         truth = late.groupby(late["user_id"].astype("string"), observed=True)["item_id"].agg(lambda s: set(s.astype(str)))
         known = [u for u in truth.index if u in set(early_model.train_.user_ids)]
         if known:

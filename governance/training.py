@@ -179,6 +179,8 @@ def _record_training(
             "model_inputs": list(MODEL_INPUT_COLUMNS),
             "privacy_filter": exclusions,
             ERASURES_SEEN: exclusions[ERASURES_SEEN],
+            # the per-group multipliers of a fairness-reweighted run (group labels only, no subject's value)
+            **({"fairness_weights": model.fairness_weights_} if getattr(model, "fairness_weights_", None) is not None else {}),
         },
         library_versions=model.library_versions_,
         started_at=fit.started,
@@ -257,6 +259,10 @@ def train_and_record(
     from recommender.validate import validate_events
 
     feedback = feedback or FeedbackConfig()
+    from recommender.fair_training import check_attribute_allowed, parse_fair_reweighting
+
+    # Checked before anything is read or recorded: a bad or forbidden reweighting changes nothing.
+    check_attribute_allowed(parse_fair_reweighting((params or {}).get("fairness_reweighting")), pack)
     dataset, exclusions = _training_events(dataset, store, pack=pack, now=now, actor=actor)
     report = validate_events(dataset).to_dict()
     # The pack's filter already hashed the data it kept (its trail event names it): the same digest.

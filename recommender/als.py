@@ -263,6 +263,12 @@ class ALSRecommender(Recommender):
         Seed of the factor initialization; the same seed gives the same model.
     num_threads:
         Threads for ``implicit`` (0: all cores).
+    fairness_reweighting:
+        Optional group re-weighting of the training interactions
+        (:mod:`recommender.fair_training`: ``{attribute, side, strength,
+        group_weights}``); :meth:`fit` then needs ``fairness_groups``, one
+        label per user (or item). The labels only scale confidence values;
+        they are never a model input.
 
     Examples
     --------
@@ -280,6 +286,7 @@ class ALSRecommender(Recommender):
         iterations: int = 15,
         random_state: int | None = 0,
         num_threads: int = 0,
+        fairness_reweighting: Mapping[str, Any] | str | None = None,
     ) -> None:
         self.factors = factors
         self.regularization = regularization
@@ -287,33 +294,87 @@ class ALSRecommender(Recommender):
         self.iterations = iterations
         self.random_state = random_state
         self.num_threads = num_threads
+        self.fairness_reweighting = fairness_reweighting
 
     def get_params(self) -> dict[str, Any]:
-        return {
+        params = {
             "factors": self.factors,
             "regularization": self.regularization,
             "alpha": self.alpha,
             "iterations": self.iterations,
             "random_state": self.random_state,
         }
+        # Only when set: a plain model's parameters, and so its version id, stay what they always were.
+        if self.fairness_reweighting is not None:
+            from recommender.fair_training import parse_fair_reweighting
+
+            params["fairness_reweighting"] = parse_fair_reweighting(self.fairness_reweighting).model_dump()
+        return params
+
+    def fit(
+        self, train: InteractionMatrix, *, show_progress: bool = False, fairness_groups: np.ndarray | None = None
+    ) -> ALSRecommender:
+        """Learn from ``train``; with ``fairness_reweighting``, ``fairness_groups`` labels every user (or item).
+
+        The labels are turned into one weight per row (or column) of the
+        confidence matrix and dropped: the fitted model holds only the
+        per-group multipliers (:attr:`fairness_weights_`).
+        """
+        self._fairness_groups = fairness_groups
+        try:
+            return super().fit(train, show_progress=show_progress)
+        finally:
+            self._fairness_groups = None
+
+    def _fairness_matrix(self, train: InteractionMatrix) -> tuple[sp.csr_matrix, dict[str, float] | None]:
+        """The matrix ALS learns from: ``train.matrix``, re-weighted when ``fairness_reweighting`` is set."""
+        from recommender.fair_training import apply_weights, parse_fair_reweighting, reweighting_weights
+
+        config = parse_fair_reweighting(self.fairness_reweighting)
+        groups = getattr(self, "_fairness_groups", None)
+        if config is None:
+            return train.matrix, None
+        if groups is None:
+            raise ConfigError(
+                "fairness_reweighting is set but fit got no fairness_groups: give one group label per "
+                f"{'user' if config.side == 'consumer' else 'item'} of the training matrix"
+            )
+        if config.strength == 0 and config.group_weights is None:
+            return train.matrix, {}  # plain ALS, bit for bit
+        weights, per_group = reweighting_weights(train.matrix, np.asarray(groups), config)
+        return apply_weights(train.matrix, weights, config.side), per_group
 
     def _validate_params(self) -> None:
         _check_param("factors", self.factors, int, 1)
         _check_param("iterations", self.iterations, int, 1)
         _check_param("regularization", self.regularization, (int, float), 0)
         _check_param("alpha", self.alpha, (int, float), 0, low_inclusive=False)
+        if self.fairness_reweighting is not None:
+            from recommender.fair_training import parse_fair_reweighting
+
+            parse_fair_reweighting(self.fairness_reweighting, where="ALSRecommender.fairness_reweighting")
 
     def _fit(self, train: InteractionMatrix, *, show_progress: bool) -> None:
         self._validate_params()
+        matrix, fairness_weights = self._fairness_matrix(train)
         model = make_als(self.get_params(), num_threads=self.num_threads)
         with blas_single_thread():
-            model.fit(train.matrix, show_progress=show_progress)
+            model.fit(matrix, show_progress=show_progress)
+        self.fairness_weights_ = fairness_weights
         self.model_ = model
         self.user_factors_ = model.user_factors
         self.item_factors_ = model.item_factors
         self.data_hash_ = train.content_hash()
         self.library_versions_ = library_versions()
-        self.version_id_ = model_version_id(self.name, self.data_hash_, self.get_params(), self.library_versions_)
+        self.version_id_ = model_version_id(self.name, self.data_hash_, self._hashed_params(), self.library_versions_)
+
+    def _hashed_params(self) -> dict[str, Any]:
+        """The parameters the version id covers: with reweighting, the per-group multipliers too (they depend on
+        the group labels, which the data hash does not see)."""
+        params = self.get_params()
+        if getattr(self, "fairness_weights_", None) is not None:
+            params["fairness_weights"] = self.fairness_weights_
+        return params
 
     def _recommend_known(self, user_index: np.ndarray, k: int, *, filter_seen: bool) -> tuple[np.ndarray, np.ndarray]:
         n_items = self.train_.n_items
@@ -360,6 +421,8 @@ class ALSRecommender(Recommender):
             "data_hash": self.data_hash_,
             "library_versions": self.library_versions_,
         }
+        if getattr(self, "fairness_weights_", None) is not None:
+            meta["fairness_weights"] = self.fairness_weights_
         m = self.train_.matrix
         with path.open("wb") as fh:
             np.savez(
@@ -403,6 +466,7 @@ class ALSRecommender(Recommender):
         model.data_hash_ = meta["data_hash"]
         model.library_versions_ = meta["library_versions"]
         model.version_id_ = meta["version_id"]
+        model.fairness_weights_ = meta.get("fairness_weights")
         model.popularity_ = np.asarray((matrix > 0).sum(axis=0)).ravel().astype(np.float64)
         model.train_ = train
         return model

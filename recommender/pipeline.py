@@ -132,8 +132,15 @@ def run_evaluation(
         "popularity": PopularityRecommender(),
         "random": RandomRecommender(random_state=random_state),
     }
-    for model in models.values():
-        model.fit(train)
+    # A fairness-reweighted recipe (an audited model's) needs its group labels, read here to weight, never as input.
+    from recommender.fair_training import fairness_groups_for, parse_fair_reweighting
+
+    fair_groups = fairness_groups_for(dataset, train, parse_fair_reweighting(als_params.get("fairness_reweighting")))
+    for name, model in models.items():
+        if name == "als":
+            models["als"].fit(train, fairness_groups=fair_groups)  # type: ignore[call-arg]
+        else:
+            model.fit(train)
     comparison = compare_models(
         models,
         train,
@@ -197,5 +204,11 @@ def train_als(
     tuning = tune_als(matrix, n_trials=n_trials, random_state=random_state, show_progress=show_progress) if tune else None
     chosen: dict[str, Any] = dict(tuning.best_params) if tuning else {}
     chosen.update(params or {})
-    model = ALSRecommender(**chosen, random_state=random_state).fit(matrix, show_progress=show_progress)
+    # Fairness reweighting reads the group labels here, once, to scale the confidence values: never a model input.
+    from recommender.fair_training import fairness_groups_for, parse_fair_reweighting
+
+    groups = fairness_groups_for(dataset, matrix, parse_fair_reweighting(chosen.get("fairness_reweighting")))
+    model = ALSRecommender(**chosen, random_state=random_state).fit(
+        matrix, show_progress=show_progress, fairness_groups=groups
+    )
     return TrainingResult(model=model, matrix=matrix, tuning=tuning, started_at=started, ended_at=time.time())

@@ -279,6 +279,13 @@ def _check_request(model: ALSRecommender, refresh_items: object, propagate: obje
     if not isinstance(model, ALSRecommender):
         raise ConfigError(_NOT_ALS.format(kind=type(model).__name__))
     model.check_fitted("forget_users")
+    if getattr(model, "fairness_reweighting", None) is not None:
+        # Its factors were solved on group-reweighted confidences that the updates here would not reproduce,
+        # and the multipliers depend on who is left: retraining is the only exact forgetting.
+        raise ConfigError(
+            "forget_users: the model was trained with fairness_reweighting; its factors cannot be updated without "
+            "the reweighted matrix. Retrain it (recgov train --fair-reweight ...), which leaves erased subjects out."
+        )
     if not isinstance(refresh_items, bool):
         raise ConfigError(_REFRESH_ITEMS_TYPE.format(value=refresh_items))
     if not isinstance(propagate, int) or isinstance(propagate, bool) or propagate < 0:
@@ -351,6 +358,7 @@ def _fitted_model(
     out.version_id_ = model_version_id(
         out.name, out.data_hash_, {**params, "unlearning": provenance}, out.library_versions_
     )
+    out.fairness_weights_ = None  # a reweighted model is refused before this (_check_request)
     out.train_ = new_train
     return out
 

@@ -390,8 +390,12 @@ def train_command(
     engine: Annotated[str, typer.Option("--engine", help="inprocess (implicit) or spark (the pack's filter and MLlib ALS on PySpark; needs --pack).")] = "inprocess",
     spark_master: Annotated[Optional[str], typer.Option("--spark-master", help="Spark master URL (default: RECGOV_SPARK_MASTER, else local[2]).", show_default=False)] = None,
     json_output: JsonOpt = False,
+    fair_reweight: Annotated[Optional[str], typer.Option("--fair-reweight", help="Re-weight training interactions so each group of this users-table attribute carries its head-count share of the confidence mass: ATTR[:STRENGTH] (0 is plain ALS, 1 full balance). The attribute only scales weights, never a model input; with --pack it must be declared audit-only.", show_default=False)] = None,
 ) -> None:
     """Train ALS on DATA, save the model and record its lineage (dataset, run, carbon, model) in the store."""
+    if engine != "inprocess" and fair_reweight is not None:
+        with user_errors():
+            raise ConfigError("--fair-reweight: only the inprocess engine (implicit ALS) trains with fairness reweighting")
     if engine != "inprocess":
         _train_on_spark(data, data_format, mapping, items, items_map, pack, params={k: v for k, v in {"factors": factors, "regularization": regularization, "alpha": alpha, "iterations": iterations}.items() if v is not None}, threshold=threshold, as_of=as_of, database_url=database_url, engine=engine, spark_master=spark_master, json_output=json_output)
         return
@@ -402,10 +406,18 @@ def train_command(
     params = {k: v for k, v in {"factors": factors, "regularization": regularization, "alpha": alpha, "iterations": iterations}.items() if v is not None}
     loaded = None
     now = parse_as_of(as_of)
+    if fair_reweight is not None:
+        from recommender.fair_training import check_attribute_allowed, parse_fair_reweighting
+
+        with user_errors():
+            params["fairness_reweighting"] = parse_fair_reweighting(fair_reweight, where="--fair-reweight").model_dump()
     if pack:
         from governance.cli._common import load_or_fail
 
         loaded = load_or_fail(pack, json_output=json_output)
+        if fair_reweight is not None:
+            with user_errors():  # before the consent-less pack is dropped below: the attribute check needs it
+                check_attribute_allowed(parse_fair_reweighting(params["fairness_reweighting"]), loaded.pack)
         if not loaded.pack.consent.purposes:
             # A pack without consent rules (the baseline) filters nothing by consent: training sees what
             # its audit's training sees, every event but those of erased subjects (drop_erased_events).
