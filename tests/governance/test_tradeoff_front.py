@@ -259,3 +259,42 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, needle):
     assert result.exit_code == 2
     assert needle in result.output.replace("\n", " ")
     assert not (tmp_path / "front").exists()
+
+
+# -- on the trail and in the regulator's report --------------------------------------------------
+def test_a_recorded_front_is_on_the_trail_and_in_the_report(db_url, tmp_path, monkeypatch):
+    import hashlib
+
+    from audits import open_store
+    from governance.report import collect, render_html
+    from governance.report.tradeoff_section import ACTION, tradeoff_evidence
+
+    monkeypatch.setenv("RECGOV_HOME", str(tmp_path / "home"))
+    trained = invoke("train", SMALL, "--no-tune", "--no-carbon", "--factors", "8", "--iterations", "4", "--json", "--database-url", db_url)
+    assert trained.exit_code == 0, trained.output
+    model = json.loads(trained.stdout)["model_version"]
+    unknown = invoke("tradeoff", SMALL, "--pack", EU, "--record", "no-such-model", "--database-url", db_url, "--out", tmp_path / "x")
+    assert unknown.exit_code == 2 and "no-such-model" in unknown.output and not (tmp_path / "x").exists()
+    result = invoke("tradeoff", SMALL, "--pack", EU, "--grid", "provider_calibration.tradeoff=0,0.7,1", "--bootstrap", "200",
+                    "--record", model, "--database-url", db_url, "--out", tmp_path / "front", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    store = open_store(db_url)
+    try:
+        with store.session() as session:
+            fronts = tradeoff_evidence(session, model)
+            assert len(fronts) == 1 and fronts[0]["seq"] == doc["trail_seq"]
+            assert tradeoff_evidence(session, "another-model") == []
+            document = collect(session, model, None)
+    finally:
+        store.close()
+    front = fronts[0]
+    saved = json.loads((tmp_path / "front" / "tradeoff.json").read_text())
+    canonical = json.dumps(saved, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    assert front["result_sha256"] == hashlib.sha256(canonical.encode()).hexdigest()
+    assert [p["id"] for p in front["points"]] == [0, 1, 2, "plain"] and front["chosen"] == 1
+    assert document["tradeoff"][0]["seq"] == doc["trail_seq"]
+    html = render_html(document)
+    assert 'id="tradeoff"' in html and f'data-tradeoff="{doc["trail_seq"]}"' in html
+    assert 'data-point="1"' in html and "data-point=\"plain\"" in html and "(the pack" in html
+    assert ACTION == "tradeoff.front_drawn"
