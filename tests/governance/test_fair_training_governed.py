@@ -56,6 +56,12 @@ def test_a_reweighted_run_records_its_weights_under_the_packs_consent_filter(sto
     plain = train_and_record(dataset, store=store, models_dir=tmp_path, params={"factors": 8, "iterations": 4}, measure_carbon=False, pack=pack, now=NOW)
     assert plain.model_version != run.model_version
     assert "fairness_weights" not in _runs(store)[-1].params
+    # an audit of the recorded version refits the reweighted recipe, not a plain one
+    from governance.audit_inputs import recorded_model
+
+    recipe, _, _ = recorded_model(store, run.model_version)
+    assert recipe["fairness_reweighting"]["attribute"] == "gender"
+    assert "fairness_reweighting" not in recorded_model(store, plain.model_version)[0]
 
 
 @pytest.mark.parametrize(
