@@ -84,6 +84,11 @@ EMPTY_GRID = "tradeoff: the grid is empty: {why}"
 BAD_GRID = "tradeoff: --grid {spec!r}: {why}"
 TOO_MANY = "tradeoff: the grid has {n} points, more than {max}; give fewer values with --grid."
 BAD_POINT = "tradeoff: grid point {point}: {why}"
+NO_OBJECTIVE = (
+    "tradeoff: no fairness objective can be measured on this data: its items table gives fewer than two provider groups "
+    "(fairness.provider_attribute) and it has none of the pack's fairness.audit_attributes with two groups of "
+    "fairness.min_group_size users; give the item table with --items or user attributes."
+)
 NO_USERS = "tradeoff: the split left no test positives of users known to training: nothing to evaluate."
 
 
@@ -415,16 +420,19 @@ def _prepare(dataset: Dataset, pack: Any, steps: list[dict[str, Any]], seed: int
     )
 
 
-def _measure(prep: _Prepared, steps: list[dict[str, Any]] | None, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-user NDCG@k and exposure shares of the lists the steps make (None: the model's plain top k)."""
+def _measure(prep: _Prepared, steps: list[dict[str, Any]] | None, k: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-user NDCG@k and exposure shares (None with fewer than two provider groups) of the lists the steps make
+    (``steps`` None: the model's plain top k)."""
     from governance.rerank import build_pipeline
 
     if steps is None:
         lists = prep.candidates.items[:, :k]
     else:
         lists = build_pipeline(steps)(prep.candidates, k).items
-    ndcg = M.ndcg_at_k(lists, prep.relevant, k)
-    return np.nan_to_num(ndcg), user_exposure_shares(lists, prep.item_codes, prep.relevant, prep.n_groups)
+    ndcg = np.nan_to_num(M.ndcg_at_k(lists, prep.relevant, k))
+    if prep.n_groups < 2:  # one provider group (or none known): exposure has nothing to be fair between
+        return ndcg, None
+    return ndcg, user_exposure_shares(lists, prep.item_codes, prep.relevant, prep.n_groups)
 
 
 def tradeoff_front(
@@ -477,7 +485,7 @@ def tradeoff_front(
         for j, point in enumerate([*points, {"steps": None}]):
             u_ndcg, shares = _measure(prep, point["steps"], k)
             ndcg[si, j] = u_ndcg.mean()
-            gap[si, j] = exposure_gap_of(_nan_mean_rows(shares))
+            gap[si, j] = np.nan if shares is None else exposure_gap_of(_nan_mean_rows(shares))
             for attribute, value in _consumer_gaps(u_ndcg, prep.groups, pack.fairness.min_group_size).items():
                 consumer.setdefault(attribute, np.full_like(ndcg, np.nan))[si, j] = np.nan if value is None else value
             if j in (chosen, n_pts) or (compare and j in compare):
@@ -508,7 +516,9 @@ def tradeoff_front(
         }
 
     mean_ndcg = np.nanmean(ndcg, axis=0)
-    objectives = {"provider_exposure_gap": gap, **{f"consumer_gap:{a}": v for a, v in consumer.items()}}
+    objectives = {**({"provider_exposure_gap": gap} if np.isfinite(gap).any() else {}), **{f"consumer_gap:{a}": v for a, v in consumer.items() if np.isfinite(v).any()}}
+    if not objectives:
+        raise ConfigError(NO_OBJECTIVE)
     fronts = {}
     for name, values in objectives.items():
         with np.errstate(all="ignore"):
