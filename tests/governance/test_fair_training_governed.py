@@ -88,6 +88,8 @@ def test_cli_fair_reweight_trains_and_records(recgov_home: Path):
     assert doc["model_inputs"] == list(MODEL_INPUT_COLUMNS)
     plain = json.loads(runner.invoke(app, base, catch_exceptions=False).stdout)
     assert plain["model_version"] != doc["model_version"]
+    provider = json.loads(runner.invoke(app, [*base, "--fair-reweight", "provider:provider_group:0.25"], catch_exceptions=False).stdout)
+    assert provider["params"]["fairness_reweighting"] == {"attribute": "provider_group", "side": "provider", "strength": 0.25, "group_weights": None}
 
 
 @pytest.mark.parametrize(
