@@ -9,6 +9,9 @@ With ``--out DIR`` it writes ``tradeoff.json`` (every point, its figures, which 
 on the front, the lineage: data, split seeds and training-matrix hashes, ALS
 parameters, steps) and ``tradeoff.png`` / ``tradeoff.svg``.
 
+The events of erased subjects (up to their erasure) are left out, as training
+leaves them out (:func:`governance.cli.core.without_erased_events`).
+
 Exit codes: 0 drawn, 2 bad usage or input (a pack without re-ranking, an unknown
 step or parameter in ``--grid``, an empty grid, unreadable data, an ``--out``
 that is a file).
@@ -23,7 +26,7 @@ import typer
 
 from governance.cli._common import RequiredPackOpt, console, emit_json, load_or_fail, opened_store, to_json, user_errors
 from governance.cli.store import DatabaseUrl, store_errors
-from governance.cli.core import DataArg, FormatOpt, ItemsMapOpt, ItemsOpt, JsonOpt, MapOpt, load_dataset, print_rows
+from governance.cli.core import DataArg, FormatOpt, ItemsMapOpt, ItemsOpt, JsonOpt, MapOpt, load_dataset, print_rows, without_erased_events
 from recommender.errors import ConfigError
 
 __all__ = ["register", "tradeoff_command"]
@@ -87,7 +90,9 @@ def tradeoff_command(
             lineage_of(session, record)
     with user_errors():
         dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output, data_format=data_format)
+        dataset, erased = without_erased_events(dataset, database_url)  # erased subjects' events never train the fit
         result = tradeoff_front(dataset, loaded.pack, grid=the_grid, seeds=seed_list, n_boot=n_boot, detect_gap=detect_gap, compare=pair)
+        result["lineage"]["privacy_filter"] = erased
     if record is not None:
         from governance.report.tradeoff_section import record_tradeoff
 
