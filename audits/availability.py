@@ -13,7 +13,10 @@ columns ``item_id``, ``status`` (``available``, ``out_of_stock``, ``withdrawn``,
 ``geo_restricted``) and optionally ``region`` (empty: everywhere;
 ``geo_restricted`` needs one). Every row is checked before anything is stored:
 a bad file is refused with each problem located (line or row, column) and
-changes nothing.
+changes nothing; so is a file that sets one item in one region twice.
+
+Region codes are case-insensitive: they are stored, matched and reported in
+upper case (:func:`canonical_region`), and rows stored before that are read so.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ __all__ = [
     "Unavailable",
     "apply_changes",
     "availability_revision",
+    "canonical_region",
     "read_availability_file",
     "set_availability",
     "unavailable_items",
@@ -58,6 +62,11 @@ STATUSES = (AVAILABLE, *AVAILABILITY_REASONS)
 REGION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 MAX_ERRORS_SHOWN = 20
 MAX_FILE_ROWS = 5_000_000
+
+
+def canonical_region(region: Any) -> str:
+    """A region code as it is stored and matched: stripped, upper case (``de``, `` DE`` and ``DE`` are one region)."""
+    return str(region).strip().upper()
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,7 @@ class Unavailable:
         """The items a request in ``region`` (None: none named) may not be given."""
         if not region or region == EVERYWHERE:
             return self.everywhere
-        return self.everywhere | self.by_region.get(str(region), frozenset())
+        return self.everywhere | self.by_region.get(canonical_region(region), frozenset())
 
 
 class AvailabilityFileError(ConfigError):
@@ -113,7 +122,7 @@ def check_change(item_id: Any, status: Any, region: Any) -> AvailabilityChange:
     elif not isinstance(region, str) or not REGION_PATTERN.match(region.strip()):
         raise ConfigError(f"region must be a code of letters, digits and _.:- (at most {REGION_LENGTH} characters), or empty for everywhere")
     else:
-        region = region.strip()
+        region = canonical_region(region)
     if status == "geo_restricted" and region == EVERYWHERE:
         raise ConfigError("status geo_restricted needs a region (an item unavailable everywhere is out_of_stock or withdrawn)")
     return AvailabilityChange(item, status, region)
@@ -127,7 +136,7 @@ def apply_changes(
     source: Mapping[str, Any] | None = None,
 ) -> dict[str, int]:
     """Store ``changes`` (checked, see :func:`check_change`) in the caller's transaction, the last one of an
-    (item, region) winning, under one trail event; returns how many rows changed. A change to what is
+    (item, region) winning (a file that names one twice is refused before: :func:`read_availability_file`), under one trail event; returns how many rows changed. A change to what is
     already stored changes nothing and is not counted; with nothing changed no event is appended.
     """
     latest: dict[tuple[str, str], AvailabilityChange] = {}
@@ -136,21 +145,25 @@ def apply_changes(
     if not latest:
         return {"changed": 0, "unavailable": 0, "available": 0}
     lock_head(session)
-    existing: dict[tuple[str, str], ItemAvailability] = {}
+    # Rows stored before region codes were canonical may name one region in several cases: all are read as
+    # the upper-case code; a change keeps one of them (renamed to that code) and deletes the others.
+    existing: dict[tuple[str, str], list[ItemAvailability]] = {}
     items = sorted({item for item, _ in latest})
     for start in range(0, len(items), 500):
         chunk = items[start : start + 500]
         for row in session.scalars(select(ItemAvailability).where(ItemAvailability.item_id.in_(chunk)).with_for_update()):
-            existing[(row.item_id, row.region)] = row
+            existing.setdefault((row.item_id, canonical_region(row.region) if row.region != EVERYWHERE else EVERYWHERE), []).append(row)
     todo = []
     for key, change in latest.items():
-        row = existing.get(key)
+        rows = sorted(existing.get(key, []), key=lambda r: r.region != key[1])  # the canonical one first
         unavailable = change.status != AVAILABLE
-        if row is None and not unavailable:
+        if not rows and not unavailable:
             continue  # available, and never made otherwise
-        if row is not None and row.unavailable == unavailable and (not unavailable or row.reason == change.status):
+        if len(rows) == 1 and rows[0].region == key[1] and rows[0].unavailable == unavailable and (
+            not unavailable or rows[0].reason == change.status
+        ):
             continue
-        todo.append((key, change, row))
+        todo.append((key, change, rows))
     counts = {
         "changed": len(todo),
         "unavailable": sum(1 for _, c, _ in todo if c.status != AVAILABLE),
@@ -170,8 +183,15 @@ def apply_changes(
         event = append_event(
             session, actor=actor_name(actor), action="availability.imported", payload={**counts, **(source or {})}
         )
-    for (item, region), change, row in todo:
-        if row is None:
+    for (item, region), change, rows in todo:
+        if rows:
+            row, *others = rows
+            for other in others:
+                session.delete(other)
+            if others:
+                session.flush()  # the duplicates are gone before the kept row takes their code
+            row.region = region
+        else:
             row = ItemAvailability(item_id=item, region=region)
             session.add(row)
         unavailable = change.status != AVAILABLE
@@ -199,8 +219,8 @@ def unavailable_items(session: Session | Any) -> Unavailable:
     for item, region in session.execute(query):
         if region == EVERYWHERE:
             everywhere.add(item)
-        else:
-            regions.setdefault(region, set()).add(item)
+        else:  # a row stored before region codes were canonical is read under its upper-case code
+            regions.setdefault(canonical_region(region), set()).add(item)
     return Unavailable(frozenset(everywhere), {r: frozenset(s) for r, s in regions.items()}, availability_revision(session))
 
 
@@ -286,7 +306,8 @@ def _check_columns(path: Path, columns: Iterable[str]) -> None:
 
 def read_availability_file(path: str | Path) -> tuple[list[AvailabilityChange], dict[str, Any]]:
     """The checked changes of a CSV, JSON Lines or Parquet file, and what the trail records of it (name, hash,
-    rows); raises :class:`AvailabilityFileError` with every problem located (cell values are never repeated)."""
+    rows); raises :class:`AvailabilityFileError` with every problem located (cell values are never repeated, but
+    for the item id of a row that sets an item already set in the same region)."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -294,6 +315,7 @@ def read_availability_file(path: str | Path) -> tuple[list[AvailabilityChange], 
         raise ConfigError(f"{path}: cannot be read ({err.strerror or type(err).__name__})") from None
     changes: list[AvailabilityChange] = []
     errors: list[str] = []
+    first: dict[tuple[str, str], str] = {}  # (item, region) -> where it was first set
     for where, row in _rows_of(path, data):
         if len(changes) + len(errors) >= MAX_FILE_ROWS:
             errors.append(f"{where}: more than {MAX_FILE_ROWS:,} rows; split the file")
@@ -311,7 +333,13 @@ def read_availability_file(path: str | Path) -> tuple[list[AvailabilityChange], 
                 field_name = "item_id" if "item_id" not in row else "status"
                 raise ConfigError("is missing")
             field_name = "row"
-            changes.append(check_change(row.get("item_id"), row.get("status"), row.get("region")))
+            change = check_change(row.get("item_id"), row.get("status"), row.get("region"))
+            seen = first.setdefault((change.item_id, change.region), where)
+            if seen != where:
+                region = "everywhere" if change.region == EVERYWHERE else f"in {change.region}"
+                errors.append(f"{where}: item {change.item_id[:60]} ({region}) already set on {seen}; set each item once per region")
+                continue
+            changes.append(change)
         except ConfigError as err:
             message = str(err)
             errors.append(f"{where}: {field_name} {message}" if field_name != "row" else f"{where}: {message}")

@@ -32,7 +32,10 @@ def recorded_model(store: Any, model_version: str) -> tuple[dict[str, Any], Carb
             raise ConfigError(f"model version {model_version!r} is not in the store; train one with 'recgov train' or pass --train")
         run = session.get(TrainingRun, model.training_run_id)
         data = session.get(DatasetVersion, model.dataset_version_id)
-        params = {k: v for k, v in (run.params or {}).items() if k in ("factors", "regularization", "alpha", "iterations")}
+        # The recipe the audit refits: a fairness-reweighted model is audited with its reweighting, or the offline
+        # figures would be a plain model's.
+        recipe = ("factors", "regularization", "alpha", "iterations", "fairness_reweighting")
+        params = {k: v for k, v in (run.params or {}).items() if k in recipe}
         carbon = None
         if run.energy_kwh is not None and run.emissions_kg is not None and run.started_at and run.ended_at:
             carbon = CarbonFacts(

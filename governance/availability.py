@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from audits.availability import canonical_region
+
 __all__ = ["REGION_KEY", "AvailabilityMasks", "combine"]
 
 REGION_KEY = "region"
@@ -46,7 +48,9 @@ class AvailabilityMasks:
         for region, ids in (by_region or {}).items():
             mask = base & mask_of(ids)
             if not mask.all():
-                self._regions[str(region)] = mask
+                key = canonical_region(region)  # region codes are case-insensitive
+                previous = self._regions.get(key)
+                self._regions[key] = mask if previous is None else previous & mask
         self.unavailable_everywhere = int(n - base.sum())
 
     @classmethod
@@ -60,7 +64,7 @@ class AvailabilityMasks:
         """The items a request with ``context`` may be given (None: all). Never changed by the caller."""
         region = context.get(REGION_KEY)
         if region:
-            mask = self._regions.get(str(region))
+            mask = self._regions.get(canonical_region(region))
             if mask is not None:
                 return mask
         return self._everywhere

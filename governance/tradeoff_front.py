@@ -84,6 +84,11 @@ EMPTY_GRID = "tradeoff: the grid is empty: {why}"
 BAD_GRID = "tradeoff: --grid {spec!r}: {why}"
 TOO_MANY = "tradeoff: the grid has {n} points, more than {max}; give fewer values with --grid."
 BAD_POINT = "tradeoff: grid point {point}: {why}"
+NO_OBJECTIVE = (
+    "tradeoff: no fairness objective can be measured on this data: its items table gives fewer than two provider groups "
+    "(fairness.provider_attribute) and it has none of the pack's fairness.audit_attributes with two groups of "
+    "fairness.min_group_size users; give the item table with --items or user attributes."
+)
 NO_USERS = "tradeoff: the split left no test positives of users known to training: nothing to evaluate."
 
 
@@ -274,6 +279,19 @@ def _percentile(draws: np.ndarray, confidence: float) -> list[float | None]:
     return [float(lo), float(hi)]
 
 
+_BOOT_CELLS = 2**23
+"""A bootstrap block resamples at most this many (draw, user) cells at once (64 MiB of float64 counts)."""
+
+
+def _gap_draws(counts: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """The exposure gap of each resample (rows of ``counts``), users without shares left out of the means."""
+    keep = ~np.isnan(shares[:, 0])
+    totals = counts @ keep.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = (counts @ np.nan_to_num(shares)) / totals[:, None]
+    return exposure_gap_of(means)
+
+
 def paired_bootstrap(
     ndcg_a: np.ndarray,
     ndcg_b: np.ndarray,
@@ -286,35 +304,33 @@ def paired_bootstrap(
 ) -> dict[str, Any]:
     """``b - a`` on the same users: mean NDCG difference and exposure-gap difference with percentile intervals.
 
-    One ``(n_boot, n)`` multinomial count matrix resamples users for both
-    figures, so the two intervals come from the same resamples and each
-    resample keeps users paired.
+    One ``(n_boot, n)`` multinomial count matrix (drawn in blocks of bounded
+    memory) resamples users for both figures, so the two intervals come from
+    the same resamples and each resample keeps users paired.
     """
     a, b = np.asarray(ndcg_a, float), np.asarray(ndcg_b, float)
     if a.shape != b.shape or a.ndim != 1 or a.size == 0:
         raise ConfigError("paired_bootstrap: the two configurations must give one NDCG per user for the same, non-empty, users")
     n = a.size
-    rng = np.random.default_rng(seed)
-    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
     diff = b - a
-    draws = counts @ diff / n
+    paired = shares_a is not None and shares_b is not None
+    rng = np.random.default_rng(seed)
+    block = int(max(1, _BOOT_CELLS // n))  # count matrices of at most _BOOT_CELLS cells at a time
+    draws, gd = np.empty(n_boot), np.empty(n_boot)
+    for start in range(0, n_boot, block):
+        stop = min(start + block, n_boot)
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=stop - start).astype(np.float64)
+        draws[start:stop] = counts @ diff / n
+        if paired:
+            gd[start:stop] = _gap_draws(counts, shares_b) - _gap_draws(counts, shares_a)
     out: dict[str, Any] = {
         "n_users": n,
         "n_boot": n_boot,
         "confidence": confidence,
         "ndcg": {"a": float(a.mean()), "b": float(b.mean()), "difference": float(diff.mean()), "interval": _percentile(draws, confidence)},
     }
-    if shares_a is not None and shares_b is not None:
-
-        def gap_draws(shares: np.ndarray) -> np.ndarray:
-            keep = ~np.isnan(shares[:, 0])
-            totals = counts @ keep.astype(np.float64)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                means = (counts @ np.nan_to_num(shares)) / totals[:, None]
-            return exposure_gap_of(means)
-
+    if paired:
         ga, gb = exposure_gap_of(_nan_mean_rows(shares_a)), exposure_gap_of(_nan_mean_rows(shares_b))
-        gd = gap_draws(shares_b) - gap_draws(shares_a)
         out["exposure_gap"] = {"a": _num(ga), "b": _num(gb), "difference": _num(gb - ga), "interval": _percentile(gd, confidence)}
     return out
 
@@ -415,16 +431,19 @@ def _prepare(dataset: Dataset, pack: Any, steps: list[dict[str, Any]], seed: int
     )
 
 
-def _measure(prep: _Prepared, steps: list[dict[str, Any]] | None, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-user NDCG@k and exposure shares of the lists the steps make (None: the model's plain top k)."""
+def _measure(prep: _Prepared, steps: list[dict[str, Any]] | None, k: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-user NDCG@k and exposure shares (None with fewer than two provider groups) of the lists the steps make
+    (``steps`` None: the model's plain top k)."""
     from governance.rerank import build_pipeline
 
     if steps is None:
         lists = prep.candidates.items[:, :k]
     else:
         lists = build_pipeline(steps)(prep.candidates, k).items
-    ndcg = M.ndcg_at_k(lists, prep.relevant, k)
-    return np.nan_to_num(ndcg), user_exposure_shares(lists, prep.item_codes, prep.relevant, prep.n_groups)
+    ndcg = np.nan_to_num(M.ndcg_at_k(lists, prep.relevant, k))
+    if prep.n_groups < 2:  # one provider group (or none known): exposure has nothing to be fair between
+        return ndcg, None
+    return ndcg, user_exposure_shares(lists, prep.item_codes, prep.relevant, prep.n_groups)
 
 
 def tradeoff_front(
@@ -477,7 +496,7 @@ def tradeoff_front(
         for j, point in enumerate([*points, {"steps": None}]):
             u_ndcg, shares = _measure(prep, point["steps"], k)
             ndcg[si, j] = u_ndcg.mean()
-            gap[si, j] = exposure_gap_of(_nan_mean_rows(shares))
+            gap[si, j] = np.nan if shares is None else exposure_gap_of(_nan_mean_rows(shares))
             for attribute, value in _consumer_gaps(u_ndcg, prep.groups, pack.fairness.min_group_size).items():
                 consumer.setdefault(attribute, np.full_like(ndcg, np.nan))[si, j] = np.nan if value is None else value
             if j in (chosen, n_pts) or (compare and j in compare):
@@ -508,7 +527,9 @@ def tradeoff_front(
         }
 
     mean_ndcg = np.nanmean(ndcg, axis=0)
-    objectives = {"provider_exposure_gap": gap, **{f"consumer_gap:{a}": v for a, v in consumer.items()}}
+    objectives = {**({"provider_exposure_gap": gap} if np.isfinite(gap).any() else {}), **{f"consumer_gap:{a}": v for a, v in consumer.items() if np.isfinite(v).any()}}
+    if not objectives:
+        raise ConfigError(NO_OBJECTIVE)
     fronts = {}
     for name, values in objectives.items():
         with np.errstate(all="ignore"):

@@ -89,12 +89,14 @@ class FairReweighting(BaseModel):
 
 
 def parse_fair_reweighting(value: Any, where: str = "fairness_reweighting") -> FairReweighting | None:
-    """``value`` (None, a mapping, a :class:`FairReweighting` or ``ATTR[:STRENGTH]`` text) as a config.
+    """``value`` (None, a mapping, a :class:`FairReweighting` or ``[consumer:|provider:]ATTR[:STRENGTH]`` text) as a config.
 
     Errors are :class:`ConfigError` naming ``where`` and the field at fault.
 
     >>> parse_fair_reweighting("gender:0.5").strength
     0.5
+    >>> parse_fair_reweighting("provider:provider_group:0.25").side
+    'provider'
     >>> parse_fair_reweighting({"attribute": "gender", "strength": -1})
     Traceback (most recent call last):
     ...
@@ -103,8 +105,13 @@ def parse_fair_reweighting(value: Any, where: str = "fairness_reweighting") -> F
     if value is None or isinstance(value, FairReweighting):
         return value
     if isinstance(value, str):
+        side, sep, rest = value.partition(":")
+        if sep and side in ("consumer", "provider"):
+            value = rest
+        else:
+            side = "consumer"
         attribute, _, strength = value.partition(":")
-        value = {"attribute": attribute.strip()}
+        value = {"attribute": attribute.strip(), "side": side}
         if strength:
             try:
                 value["strength"] = float(strength)

@@ -72,8 +72,12 @@ def clear_command(
 
 
 def _change(item: str, status: str, region: str | None, database_url: str | None, json_output: bool) -> None:
-    from audits.availability import set_availability
+    from audits.availability import canonical_region, set_availability
 
+    if region is not None and region.strip() in ("", "*"):
+        region = None
+    elif region is not None:
+        region = canonical_region(region)  # echoed as stored: stripped, upper case
     with user_errors():
         with opened_store(database_url) as store:
             with store.session() as session:

@@ -390,7 +390,7 @@ def train_command(
     engine: Annotated[str, typer.Option("--engine", help="inprocess (implicit) or spark (the pack's filter and MLlib ALS on PySpark; needs --pack).")] = "inprocess",
     spark_master: Annotated[Optional[str], typer.Option("--spark-master", help="Spark master URL (default: RECGOV_SPARK_MASTER, else local[2]).", show_default=False)] = None,
     json_output: JsonOpt = False,
-    fair_reweight: Annotated[Optional[str], typer.Option("--fair-reweight", help="Re-weight training interactions so each group of this users-table attribute carries its head-count share of the confidence mass: ATTR[:STRENGTH] (0 is plain ALS, 1 full balance). The attribute only scales weights, never a model input; with --pack it must be declared audit-only.", show_default=False)] = None,
+    fair_reweight: Annotated[Optional[str], typer.Option("--fair-reweight", help="Re-weight training interactions so each group carries its head-count share of the confidence mass: [consumer:]ATTR[:STRENGTH] groups users by a users-table attribute, provider:ATTR[:STRENGTH] items by an items-table one (0 is plain ALS, 1 full balance). The attribute only scales weights, never a model input; with --pack a user attribute must be declared audit-only and not forbidden.", show_default=False)] = None,
 ) -> None:
     """Train ALS on DATA, save the model and record its lineage (dataset, run, carbon, model) in the store."""
     if engine != "inprocess" and fair_reweight is not None:

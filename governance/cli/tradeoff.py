@@ -9,6 +9,9 @@ With ``--out DIR`` it writes ``tradeoff.json`` (every point, its figures, which 
 on the front, the lineage: data, split seeds and training-matrix hashes, ALS
 parameters, steps) and ``tradeoff.png`` / ``tradeoff.svg``.
 
+The events of erased subjects (up to their erasure) are left out, as training
+leaves them out (:func:`governance.cli.core.without_erased_events`).
+
 Exit codes: 0 drawn, 2 bad usage or input (a pack without re-ranking, an unknown
 step or parameter in ``--grid``, an empty grid, unreadable data, an ``--out``
 that is a file).
@@ -21,8 +24,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from governance.cli._common import RequiredPackOpt, console, emit_json, fail, load_or_fail, to_json, user_errors
-from governance.cli.core import DataArg, FormatOpt, ItemsMapOpt, ItemsOpt, JsonOpt, MapOpt, load_dataset, print_rows
+from governance.cli._common import RequiredPackOpt, console, emit_json, load_or_fail, opened_store, to_json, user_errors
+from governance.cli.store import DatabaseUrl, store_errors
+from governance.cli.core import DataArg, FormatOpt, ItemsMapOpt, ItemsOpt, JsonOpt, MapOpt, load_dataset, print_rows, without_erased_events
 from recommender.errors import ConfigError
 
 __all__ = ["register", "tradeoff_command"]
@@ -54,6 +58,11 @@ def tradeoff_command(
     detect_gap: Annotated[float, typer.Option("--detect-gap", min=1e-6, help="The NDCG gap between a group and the other users whose detectability is computed.")] = 0.02,
     compare: Annotated[Optional[str], typer.Option("--compare", help="Also compare two grid points I,J (paired bootstrap of J - I).", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Folder to write tradeoff.json, tradeoff.png and tradeoff.svg into.", show_default=False)] = None,
+    record: Annotated[
+        Optional[str],
+        typer.Option("--record", help="Record the front on the trail for this model version (shown in its regulator's report).", metavar="MODEL_VERSION", show_default=False),
+    ] = None,
+    database_url: DatabaseUrl = None,
     mapping: MapOpt = None,
     items: ItemsOpt = None,
     items_map: ItemsMapOpt = None,
@@ -74,14 +83,29 @@ def tradeoff_command(
         if out is not None and out.exists() and not out.is_dir():
             raise ConfigError(f"--out {str(out)!r} is a file; give a folder.")
         the_grid = parse_grid(grid or [], loaded.pack)  # before the data is loaded: a bad grid fails fast
+    if record is not None:  # an unknown model version or an unreachable store fails before the work
+        with store_errors(), opened_store(database_url) as store, store.session() as session:
+            from audits.lineage import lineage_of
+
+            lineage_of(session, record)
+    with user_errors():
         dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output, data_format=data_format)
+        dataset, erased = without_erased_events(dataset, database_url)  # erased subjects' events never train the fit
         result = tradeoff_front(dataset, loaded.pack, grid=the_grid, seeds=seed_list, n_boot=n_boot, detect_gap=detect_gap, compare=pair)
+        result["lineage"]["privacy_filter"] = erased
+    if record is not None:
+        from governance.report.tradeoff_section import record_tradeoff
+
+        with store_errors(), opened_store(database_url) as store, store.session() as session:
+            seq = record_tradeoff(session, record, result)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "tradeoff.json").write_text(to_json(result) + "\n", encoding="utf-8")
+        (out / "tradeoff.json").write_text(to_json(result) + "\n", encoding="utf-8")  # what the recorded digest is of
         plot_front(result, out / "tradeoff.png")
         plot_front(result, out / "tradeoff.svg")
         result["files"] = [str(out / n) for n in ("tradeoff.json", "tradeoff.png", "tradeoff.svg")]
+    if record is not None:
+        result["trail_seq"] = seq
     if json_output:
         emit_json(result)
         return
@@ -114,6 +138,8 @@ def tradeoff_command(
     console.print(f"{t['points']} points in {t['total_seconds']:.1f}s (re-ranking {t['rerank_seconds']:.1f}s)", highlight=False)
     if out is not None:
         console.print(f"wrote {', '.join(result['files'])}", highlight=False)
+    if record is not None:
+        console.print(f"recorded on the trail for model {record} as event {result['trail_seq']}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -30,6 +30,7 @@ from audits.models import AuditResult, EscalationCase, SubjectRequest
 from audits.trail import read_head
 from governance.experiments.lifecycle import experiments_of_model
 from governance.report.lifecycle import lifecycle_evidence
+from governance.report.tradeoff_section import tradeoff_evidence
 from governance.report.accountability import accountability
 from governance.report.summary import executive_summary
 
@@ -135,6 +136,7 @@ def collect(session: Session, model_version_id: str, pack: Any | None = None) ->
         },
         "accountability": accountability(session, model_version_id, audits, None if pack is None else pack.pack),
         "lifecycle": lifecycle_evidence(session, model_version_id),
+        "tradeoff": tradeoff_evidence(session, model_version_id),
     }
     document["executive_summary"] = executive_summary(document, document["accountability"])
     return document

@@ -25,6 +25,7 @@ from jinja2 import Environment, StrictUndefined
 
 from governance.report.html_accountability import SECTIONS, SUMMARY
 from governance.report.lifecycle import lifecycle_plot
+from governance.report.tradeoff_section import TRADEOFF_SECTION
 
 __all__ = ["plots", "render_html"]
 
@@ -398,7 +399,7 @@ It uses only these fields: {{ ds.inputs|join(", ") }}.{% if ds.not_used %} It ne
 <pre>recgov trail export trail.jsonl                      # operator: writes the trail, checkpoints and public keys
 recgov trail verify-export trail.jsonl --public-key KEY.pem   # auditor: no database needed</pre>
 <p>The export verifies when its hash chain is intact and reaches a checkpoint signed by that key; the events above must then appear in it with the same hashes.</p>
-""" + SECTIONS + LIFECYCLE_SECTION + r"""
+""" + SECTIONS + LIFECYCLE_SECTION + TRADEOFF_SECTION + r"""
 </body></html>
 """
 

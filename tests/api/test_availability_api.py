@@ -27,14 +27,16 @@ def test_an_item_restricted_in_a_region_leaves_that_regions_lists_only(server) -
         before = client.post("/v1/recommendations", json=request)
         assert before.status_code == 200, before.text
         top = before.json()["items"][0]["item_id"]
-        put = client.put(f"/v1/items/{top}/availability", json={"status": "geo_restricted", "region": "DE"})
+        put = client.put(f"/v1/items/{top}/availability", json={"status": "geo_restricted", "region": "de"})  # one region in any case
         assert put.status_code == 200, put.text
         after = client.post("/v1/recommendations", json=request)
+        lower = client.post("/v1/recommendations", json=request | {"region": "De"})
         elsewhere = client.post("/v1/recommendations", json=request | {"region": "FR"})
         refused = client.put(f"/v1/items/{top}/availability", json={"status": "geo_restricted"})
         batch = client.post("/v1/availability", json={"changes": [
             {"item_id": "i000001", "status": "withdrawn"}, {"item_id": "i000002", "status": "geo_restricted"}]})
     assert top not in [i["item_id"] for i in after.json()["items"]] and len(after.json()["items"]) == 10
+    assert top not in [i["item_id"] for i in lower.json()["items"]] and _context(server, lower.json()["decision_id"])["region"] == "DE"
     assert top in [i["item_id"] for i in elsewhere.json()["items"]]
     assert _context(server, after.json()["decision_id"])["region"] == "DE"
     assert refused.status_code == 422 and "needs a region" in refused.json()["detail"]

@@ -62,10 +62,10 @@ def test_a_file_is_imported_under_one_event_in_every_format(store, tmp_path: Pat
     rows = [
         {"item_id": "a", "status": "out_of_stock", "region": None},
         {"item_id": "b", "status": "geo_restricted", "region": "US"},
-        {"item_id": "a", "status": "available", "region": None},  # the later row of (a, *) wins
+        {"item_id": "c", "status": "available", "region": None},  # never unavailable: nothing to change
     ]
     csv = tmp_path / "feed.csv"
-    csv.write_text("item_id,status,region\na,out_of_stock,\nb,geo_restricted,US\na,available,\n")
+    csv.write_text("item_id,status,region\na,out_of_stock,\nb,geo_restricted,US\nc,available,\n")
     jsonl = tmp_path / "feed.jsonl"
     jsonl.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     parquet = tmp_path / "feed.parquet"
@@ -76,8 +76,8 @@ def test_a_file_is_imported_under_one_event_in_every_format(store, tmp_path: Pat
     with store.session() as session:
         counts = apply_changes(session, changes, source=source)
     with store.session() as session:
-        assert counts == {"changed": 1, "unavailable": 1, "available": 0}  # a: never unavailable in the end; b: restricted
-        assert unavailable_items(session).by_region == {"US": frozenset({"b"})}
+        assert counts == {"changed": 2, "unavailable": 2, "available": 0}  # a: out of stock; b: restricted; c: nothing
+        assert unavailable_items(session).by_region == {"US": frozenset({"b"})} and unavailable_items(session).everywhere == {"a"}
         assert _actions(session)[-1] == "availability.imported"
 
 
@@ -112,3 +112,48 @@ def test_a_bad_parquet_row_is_located_by_row(tmp_path: Path) -> None:
     pd.DataFrame({"item_id": ["a", "b"], "status": ["withdrawn", "gone"]}).to_parquet(path)
     with pytest.raises(AvailabilityFileError, match="row 2: status must be one of"):
         read_availability_file(path)
+
+
+def test_region_codes_are_one_region_whatever_their_case(store) -> None:
+    """``de`` and ``DE`` are one region: stored upper case, matched so, and rows stored in lower case before are
+    read (and changed) as the upper-case code."""
+    from datetime import UTC, datetime
+
+    from audits.trail import append_event
+
+    with store.session() as session:
+        set_availability(session, item_id="i1", status="geo_restricted", region="de")
+    with store.session() as session:
+        now = unavailable_items(session)
+        assert now.by_region == {"DE": frozenset({"i1"})}
+        assert now.for_region("DE") == now.for_region("de") == now.for_region(" De ") == {"i1"}
+        assert set_availability(session, item_id="i1", status="geo_restricted", region="DE")["changed"] == 0
+        assert set_availability(session, item_id="i1", status="available", region=" dE")["changed"] == 1
+    with store.session() as session:
+        assert unavailable_items(session).for_region("DE") == frozenset()
+        # Rows written before codes were canonical, in two cases of one region.
+        event = append_event(session, actor="test", action="item.unavailable", objects={"item": "i9"}, payload={})
+        at = datetime.now(UTC)
+        session.add_all([
+            ItemAvailability(item_id="i9", region="fr", unavailable=True, reason="geo_restricted", changed_at=at, trail_seq=event.seq),
+            ItemAvailability(item_id="i9", region="Fr", unavailable=True, reason="geo_restricted", changed_at=at, trail_seq=event.seq),
+        ])  # fmt: skip
+    with store.session() as session:
+        assert unavailable_items(session).for_region("FR") == {"i9"}
+        assert set_availability(session, item_id="i9", status="available", region="FR")["changed"] == 1
+    with store.session() as session:
+        assert unavailable_items(session).for_region("fr") == frozenset()
+        assert [(r.region, r.unavailable) for r in session.scalars(select(ItemAvailability).where(ItemAvailability.item_id == "i9"))] == [("FR", False)]
+
+
+def test_a_file_that_sets_an_item_twice_in_one_region_is_refused(store, tmp_path: Path) -> None:
+    feed = tmp_path / "feed.csv"
+    feed.write_text("item_id,status,region\ni1,out_of_stock,\ni1,available,\ni2,geo_restricted,de\ni2,available,DE\ni3,geo_restricted,DE\n")
+    with pytest.raises(AvailabilityFileError) as caught:
+        read_availability_file(feed)
+    assert caught.value.errors == [
+        "line 3: item i1 (everywhere) already set on line 2; set each item once per region",
+        "line 5: item i2 (in DE) already set on line 4; set each item once per region",
+    ]
+    with store.session() as session:
+        assert availability_revision(session) == 0  # nothing imported

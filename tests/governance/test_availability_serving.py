@@ -104,3 +104,12 @@ def test_batch_lists_leave_out_what_is_unavailable_everywhere_and_in_their_regio
         with store.session() as session:
             slates = [o[0] for o in open_decisions(session, rows)]
         assert slates and all(len(slate["items"]) == 6 and not out & set(slate["items"]) for slate in slates), region
+
+
+def test_a_region_matches_whatever_its_case() -> None:
+    from governance.availability import AvailabilityMasks
+
+    masks = AvailabilityMasks(np.array(["a", "b", "c"]), ["c"], {"de": ["a"], "DE": ["b"]})
+    for region in ("DE", "de", "De"):
+        assert masks.allowed({"region": region}).tolist() == [False, False, False]
+    assert masks.allowed({"region": "fr"}).tolist() == [True, True, False]

@@ -48,3 +48,13 @@ def test_a_bad_file_exits_2_names_each_line_and_changes_nothing(db_url: str, tmp
     assert _state(db_url)[1] == 0  # i1 was fine, but nothing was stored
     refused = _run(db_url, "set", "i1", "--status", "geo_restricted")
     assert refused.exit_code == 2 and "needs a region" in refused.output
+
+
+def test_a_region_is_echoed_as_stored(db_url: str) -> None:
+    result = _run(db_url, "set", "i1", "--status", "geo_restricted", "--region", " eu")
+    assert result.exit_code == 0, result.output
+    assert "i1: geo_restricted in EU" in result.output
+    now, _ = _state(db_url)
+    assert now.by_region == {"EU": frozenset({"i1"})}
+    cleared = _run(db_url, "clear", "i1", "--region", "Eu", "--json")
+    assert json.loads(cleared.stdout) == {"item_id": "i1", "status": "available", "region": "EU", "changed": 1}

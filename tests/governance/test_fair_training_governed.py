@@ -56,6 +56,12 @@ def test_a_reweighted_run_records_its_weights_under_the_packs_consent_filter(sto
     plain = train_and_record(dataset, store=store, models_dir=tmp_path, params={"factors": 8, "iterations": 4}, measure_carbon=False, pack=pack, now=NOW)
     assert plain.model_version != run.model_version
     assert "fairness_weights" not in _runs(store)[-1].params
+    # an audit of the recorded version refits the reweighted recipe, not a plain one
+    from governance.audit_inputs import recorded_model
+
+    recipe, _, _ = recorded_model(store, run.model_version)
+    assert recipe["fairness_reweighting"]["attribute"] == "gender"
+    assert "fairness_reweighting" not in recorded_model(store, plain.model_version)[0]
 
 
 @pytest.mark.parametrize(
@@ -82,6 +88,8 @@ def test_cli_fair_reweight_trains_and_records(recgov_home: Path):
     assert doc["model_inputs"] == list(MODEL_INPUT_COLUMNS)
     plain = json.loads(runner.invoke(app, base, catch_exceptions=False).stdout)
     assert plain["model_version"] != doc["model_version"]
+    provider = json.loads(runner.invoke(app, [*base, "--fair-reweight", "provider:provider_group:0.25"], catch_exceptions=False).stdout)
+    assert provider["params"]["fairness_reweighting"] == {"attribute": "provider_group", "side": "provider", "strength": 0.25, "group_weights": None}
 
 
 @pytest.mark.parametrize(

@@ -259,3 +259,96 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, needle):
     assert result.exit_code == 2
     assert needle in result.output.replace("\n", " ")
     assert not (tmp_path / "front").exists()
+
+
+# -- on the trail and in the regulator's report --------------------------------------------------
+def test_a_recorded_front_is_on_the_trail_and_in_the_report(db_url, tmp_path, monkeypatch):
+    import hashlib
+
+    from audits import open_store
+    from governance.report import collect, render_html
+    from governance.report.tradeoff_section import ACTION, tradeoff_evidence
+
+    monkeypatch.setenv("RECGOV_HOME", str(tmp_path / "home"))
+    trained = invoke("train", SMALL, "--no-tune", "--no-carbon", "--factors", "8", "--iterations", "4", "--json", "--database-url", db_url)
+    assert trained.exit_code == 0, trained.output
+    model = json.loads(trained.stdout)["model_version"]
+    unknown = invoke("tradeoff", SMALL, "--pack", EU, "--record", "no-such-model", "--database-url", db_url, "--out", tmp_path / "x")
+    assert unknown.exit_code == 2 and "no-such-model" in unknown.output and not (tmp_path / "x").exists()
+    result = invoke("tradeoff", SMALL, "--pack", EU, "--grid", "provider_calibration.tradeoff=0,0.7,1", "--bootstrap", "200",
+                    "--record", model, "--database-url", db_url, "--out", tmp_path / "front", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    store = open_store(db_url)
+    try:
+        with store.session() as session:
+            fronts = tradeoff_evidence(session, model)
+            assert len(fronts) == 1 and fronts[0]["seq"] == doc["trail_seq"]
+            assert tradeoff_evidence(session, "another-model") == []
+            document = collect(session, model, None)
+    finally:
+        store.close()
+    front = fronts[0]
+    saved = json.loads((tmp_path / "front" / "tradeoff.json").read_text())
+    canonical = json.dumps(saved, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    assert front["result_sha256"] == hashlib.sha256(canonical.encode()).hexdigest()
+    assert [p["id"] for p in front["points"]] == [0, 1, 2, "plain"] and front["chosen"] == 1
+    assert document["tradeoff"][0]["seq"] == doc["trail_seq"]
+    html = render_html(document)
+    assert 'id="tradeoff"' in html and f'data-tradeoff="{doc["trail_seq"]}"' in html
+    assert 'data-point="1"' in html and "data-point=\"plain\"" in html and "(the pack" in html
+    assert ACTION == "tradeoff.front_drawn"
+
+
+def test_without_provider_groups_only_the_consumer_gaps_are_objectives(data):
+    import dataclasses
+
+    pack = pack_with("{name: mmr, params: {tradeoff: 0.3}}")
+    result = tradeoff_front(dataclasses.replace(data, items=None), pack, grid={"mmr.tradeoff": [0.0, 0.3]}, n_boot=200)
+    assert result["objectives"] == ["consumer_gap:gender"]
+    assert "exposure_gap" not in result["comparisons"][0]
+    bare = dataclasses.replace(data, items=None, users=None)
+    with pytest.raises(ConfigError, match="no fairness objective can be measured"):
+        tradeoff_front(bare, pack, grid={"mmr.tradeoff": [0.0, 0.3]}, n_boot=200)
+
+
+def test_the_events_of_an_erased_subject_are_left_out(tmp_path, recgov_home):
+    from audits import open_store, record_consent
+    from governance.privacy import erase_subject
+    from recommender.loaders import load_data, write_movielens_100k
+
+    data_dir = write_movielens_100k(
+        generate(SyntheticSpec(n_users=150, n_items=90, n_interactions=4000, seed=5, event_mix={"rating": 1.0})), tmp_path / "ml"
+    )
+    events = load_data(data_dir).events
+    victim = str(events["user_id"].astype(str).value_counts().index[0])
+    n_victim = int((events["user_id"].astype(str) == victim).sum())
+    store = open_store()
+    try:
+        with store.session() as session:
+            record_consent(session, subject_id=victim, purpose="personalization", status="granted", lawful_basis="consent", source="api")
+        erase_subject(store, victim, pack=load_pack(EU), measure_residual=False)
+    finally:
+        store.close()
+    result = invoke("tradeoff", data_dir, "--pack", EU, "--grid", "provider_calibration.tradeoff=0,1", "--bootstrap", "100", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["lineage"]["privacy_filter"]["events"]["excluded"]["erased"] == n_victim
+    assert doc["lineage"]["dataset"]["n_events"] == len(events) - n_victim
+    assert f"\"{victim}\"" not in result.stdout  # no identifier in the output (counts only)
+
+
+def test_the_bootstrap_in_blocks_agrees_with_the_bootstrap_at_once(monkeypatch):
+    import governance.tradeoff_front as front
+
+    rng = np.random.default_rng(4)
+    a, b = rng.random(300), rng.random(300)
+    sa = np.column_stack([p := rng.random(300), 1 - p, q := rng.random(300), 1 - q])
+    sb = np.column_stack([1 - p, p, q, 1 - q])
+    whole = paired_bootstrap(a, b, sa, sb, n_boot=4000, seed=1)
+    monkeypatch.setattr(front, "_BOOT_CELLS", 300 * 7)  # blocks of 7 draws
+    blocks = paired_bootstrap(a, b, sa, sb, n_boot=4000, seed=1)
+    for figure in ("ndcg", "exposure_gap"):
+        assert blocks[figure]["difference"] == whole[figure]["difference"]
+        width = whole[figure]["interval"][1] - whole[figure]["interval"][0]
+        assert np.allclose(blocks[figure]["interval"], whole[figure]["interval"], atol=0.06 * width)

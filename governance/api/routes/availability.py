@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
-from audits.availability import apply_changes, check_change, set_availability, unavailable_items
+from audits.availability import apply_changes, canonical_region, check_change, set_availability, unavailable_items
 from governance.api.call_record import record_call
 from governance.api.deps import AuditKey, OperateKey, SessionDep
 from governance.api.errors import Problem, problems
@@ -41,7 +41,7 @@ def put_availability(item_id: ItemId, body: AvailabilityPut, session: SessionDep
     except ConfigError as err:
         session.rollback()
         raise Problem(422, str(err), errors=[{"location": "body", "field": "region", "message": str(err)}]) from None
-    record_call(session, key, "availability.set", objects={"item": item_id}, payload={"status": body.status, "region": body.region or "*", **counts})
+    record_call(session, key, "availability.set", objects={"item": item_id}, payload={"status": body.status, "region": canonical_region(body.region) if body.region else "*", **counts})
     return counts
 
 

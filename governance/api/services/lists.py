@@ -53,6 +53,7 @@ import anyio.to_thread
 from sqlalchemy.orm import Session
 
 from audits.consent import read_consent_state
+from audits.availability import canonical_region
 from audits.decisions import DecisionReceipt
 from audits.online_store import configured_store
 from governance import packs as pack_store
@@ -239,7 +240,7 @@ def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> P
         signals, history = record_request_signals(store, body.subject, pack=loaded, headers=ctx.headers, tcf=body.tcf, actor=ctx.actor)
     if cache.closed:  # a service that is shutting down refuses (503) before it decides anything
         raise Problem(503, SHUTTING_DOWN)
-    context = {"region": body.region} if body.region else {}
+    context = {"region": canonical_region(body.region)} if body.region else {}  # region codes are case-insensitive
     serve_request = ServeRequest(
         body.subject, k=body.k, consent=consent_records(history), gpc=gpc, tcf=body.tcf, context=context, erasure_seq=erased,
         online_stamp=online_stamp,
