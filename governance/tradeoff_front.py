@@ -279,6 +279,19 @@ def _percentile(draws: np.ndarray, confidence: float) -> list[float | None]:
     return [float(lo), float(hi)]
 
 
+_BOOT_CELLS = 2**23
+"""A bootstrap block resamples at most this many (draw, user) cells at once (64 MiB of float64 counts)."""
+
+
+def _gap_draws(counts: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """The exposure gap of each resample (rows of ``counts``), users without shares left out of the means."""
+    keep = ~np.isnan(shares[:, 0])
+    totals = counts @ keep.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = (counts @ np.nan_to_num(shares)) / totals[:, None]
+    return exposure_gap_of(means)
+
+
 def paired_bootstrap(
     ndcg_a: np.ndarray,
     ndcg_b: np.ndarray,
@@ -291,35 +304,33 @@ def paired_bootstrap(
 ) -> dict[str, Any]:
     """``b - a`` on the same users: mean NDCG difference and exposure-gap difference with percentile intervals.
 
-    One ``(n_boot, n)`` multinomial count matrix resamples users for both
-    figures, so the two intervals come from the same resamples and each
-    resample keeps users paired.
+    One ``(n_boot, n)`` multinomial count matrix (drawn in blocks of bounded
+    memory) resamples users for both figures, so the two intervals come from
+    the same resamples and each resample keeps users paired.
     """
     a, b = np.asarray(ndcg_a, float), np.asarray(ndcg_b, float)
     if a.shape != b.shape or a.ndim != 1 or a.size == 0:
         raise ConfigError("paired_bootstrap: the two configurations must give one NDCG per user for the same, non-empty, users")
     n = a.size
-    rng = np.random.default_rng(seed)
-    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
     diff = b - a
-    draws = counts @ diff / n
+    paired = shares_a is not None and shares_b is not None
+    rng = np.random.default_rng(seed)
+    block = int(max(1, _BOOT_CELLS // n))  # count matrices of at most _BOOT_CELLS cells at a time
+    draws, gd = np.empty(n_boot), np.empty(n_boot)
+    for start in range(0, n_boot, block):
+        stop = min(start + block, n_boot)
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=stop - start).astype(np.float64)
+        draws[start:stop] = counts @ diff / n
+        if paired:
+            gd[start:stop] = _gap_draws(counts, shares_b) - _gap_draws(counts, shares_a)
     out: dict[str, Any] = {
         "n_users": n,
         "n_boot": n_boot,
         "confidence": confidence,
         "ndcg": {"a": float(a.mean()), "b": float(b.mean()), "difference": float(diff.mean()), "interval": _percentile(draws, confidence)},
     }
-    if shares_a is not None and shares_b is not None:
-
-        def gap_draws(shares: np.ndarray) -> np.ndarray:
-            keep = ~np.isnan(shares[:, 0])
-            totals = counts @ keep.astype(np.float64)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                means = (counts @ np.nan_to_num(shares)) / totals[:, None]
-            return exposure_gap_of(means)
-
+    if paired:
         ga, gb = exposure_gap_of(_nan_mean_rows(shares_a)), exposure_gap_of(_nan_mean_rows(shares_b))
-        gd = gap_draws(shares_b) - gap_draws(shares_a)
         out["exposure_gap"] = {"a": _num(ga), "b": _num(gb), "difference": _num(gb - ga), "interval": _percentile(gd, confidence)}
     return out
 

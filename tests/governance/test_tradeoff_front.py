@@ -336,3 +336,19 @@ def test_the_events_of_an_erased_subject_are_left_out(tmp_path, recgov_home):
     assert doc["lineage"]["privacy_filter"]["events"]["excluded"]["erased"] == n_victim
     assert doc["lineage"]["dataset"]["n_events"] == len(events) - n_victim
     assert f"\"{victim}\"" not in result.stdout  # no identifier in the output (counts only)
+
+
+def test_the_bootstrap_in_blocks_agrees_with_the_bootstrap_at_once(monkeypatch):
+    import governance.tradeoff_front as front
+
+    rng = np.random.default_rng(4)
+    a, b = rng.random(300), rng.random(300)
+    sa = np.column_stack([p := rng.random(300), 1 - p, q := rng.random(300), 1 - q])
+    sb = np.column_stack([1 - p, p, q, 1 - q])
+    whole = paired_bootstrap(a, b, sa, sb, n_boot=4000, seed=1)
+    monkeypatch.setattr(front, "_BOOT_CELLS", 300 * 7)  # blocks of 7 draws
+    blocks = paired_bootstrap(a, b, sa, sb, n_boot=4000, seed=1)
+    for figure in ("ndcg", "exposure_gap"):
+        assert blocks[figure]["difference"] == whole[figure]["difference"]
+        width = whole[figure]["interval"][1] - whole[figure]["interval"][0]
+        assert np.allclose(blocks[figure]["interval"], whole[figure]["interval"], atol=0.06 * width)
