@@ -45,11 +45,11 @@ def _fit_timed(params: dict[str, Any], train: Any, groups: np.ndarray | None) ->
 
 
 def _figures(dataset: Dataset, evaluation: Any, pack: Any, train: Any, test: Any, attribute: str, metric: str,
-             attention: str, n_boot: int, seconds: float) -> dict[str, Any]:  # fmt: skip
+             attention: str, n_boot: int, seconds: float, random_state: int) -> dict[str, Any]:  # fmt: skip
     from governance.collect_fairness import fairness_facts
     from governance.tradeoff import exposure_gap
 
-    facts = fairness_facts(dataset, evaluation, pack, train=train, test=test, n_boot=n_boot)
+    facts = fairness_facts(dataset, evaluation, pack, train=train, test=test, n_boot=n_boot, random_state=random_state)
     consumer = facts.consumer.get(attribute, {}).get(metric)
     groups = {g: f.value for g, f in consumer.groups.items()} if consumer is not None else {}
     return {
@@ -65,20 +65,23 @@ def training_tradeoff(
     run: Any,
     dataset: Dataset,
     pack: Any,
-    reweighting: FairReweighting | dict[str, Any] | str,
+    reweighting: FairReweighting | dict[str, Any] | str | None = None,
     *,
     attribute: str | None = None,
     metric: str = "ndcg",
     attention: str = "log",
     n_boot: int = 200,
+    random_state: int = 0,
     show_progress: bool = False,
 ) -> dict[str, Any]:
     """Plain ALS, ALS + the pack's re-ranking, reweighted ALS and reweighted + re-ranking, side by side (JSON-ready).
 
-    ``run`` must hold the plain ``als`` model and the split's matrices (as
-    :func:`recommender.pipeline.run_evaluation` returns). The reweighted model
-    reuses its parameters and seed; plain ALS is refitted once on the same
-    matrix so that both training times are measured alike. With a pack that
+    ``run`` must hold an ``als`` model and the split's matrices (as
+    :func:`recommender.pipeline.run_evaluation` returns). Its recipe is fitted
+    on the same training matrix twice, plain and reweighted (``reweighting``,
+    or the run's own when its ``als`` is a reweighted recipe, as in the audit
+    of a reweighted model), so both training times are measured alike; the
+    refit matching the run's model must reproduce it bit for bit. With a pack that
     does not re-rank, the two ``+rerank`` rows are left out.
 
     Returns ``{"k", "n_users", "attribute", "metric", "reweighting",
@@ -90,7 +93,9 @@ def training_tradeoff(
     from governance.tradeoff import rerank_evaluation, reranking_enabled
     from recommender.pipeline import item_categories_for, user_segments
 
-    config = parse_fair_reweighting(reweighting)
+    base = run.models.get("als") if getattr(run, "models", None) else None
+    # An audited recipe that is itself reweighted is compared with its plain counterpart.
+    config = parse_fair_reweighting(reweighting) or parse_fair_reweighting(getattr(base, "fairness_reweighting", None))
     if config is None:
         raise ConfigError("training_tradeoff: give a fairness_reweighting (attribute, side, strength)")
     inner = getattr(pack, "pack", pack)
@@ -103,19 +108,22 @@ def training_tradeoff(
         raise ConfigError("training_tradeoff: the run must hold the plain 'als' model and its train/test matrices")
     train, test = mats.train, mats.test
     k = run.comparison.k
-    base = run.models["als"]
     params = {key: v for key, v in base.get_params().items() if key != "fairness_reweighting"}
     plain, plain_seconds = _fit_timed(params, train, None)
-    if not np.array_equal(plain.user_factors_, base.user_factors_):
-        raise ConfigError("training_tradeoff: refitting the plain model did not reproduce it; the comparison would not be fair")
     groups = fairness_groups_for(dataset, train, config)
     fair, fair_seconds = _fit_timed({**params, "fairness_reweighting": config.model_dump()}, train, groups)
+    same = fair if getattr(base, "fairness_reweighting", None) is not None else plain
+    if not np.array_equal(same.user_factors_, base.user_factors_):
+        raise ConfigError("training_tradeoff: refitting the run's model did not reproduce it; the comparison would not be fair")
     segments, categories = user_segments(dataset, train), item_categories_for(dataset, train)
     label = f"als{FAIR_SUFFIX}"
-    fair_eval = evaluate_model(fair, train, test, k, segments=segments, item_categories=categories, label=label)
-    evaluations = {"als": run.comparison.evaluations["als"], label: fair_eval}
+    evaluations = {
+        name: evaluate_model(model, train, test, k, segments=segments, item_categories=categories, label=name)
+        for name, model in (("als", plain), (label, fair))
+    }
+    fair_eval = evaluations[label]
     shim = SimpleNamespace(
-        models={"als": base, label: fair},
+        models={"als": plain, label: fair},
         comparison=SimpleNamespace(evaluations=evaluations, k=k),
         matrices=mats,
     )
@@ -127,7 +135,7 @@ def training_tradeoff(
             evaluations[reranked.model] = reranked
             seconds[reranked.model] = seconds[model] + (time.perf_counter() - started)
     rows = {
-        name: _figures(dataset, ev, inner, train, test, attribute, metric, attention, n_boot, seconds[name])
+        name: _figures(dataset, ev, inner, train, test, attribute, metric, attention, n_boot, seconds[name], random_state)
         for name, ev in evaluations.items()
     }
 

@@ -45,8 +45,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 from tqdm.auto import tqdm
 
 from audits.models import OUTCOME_KINDS
@@ -63,6 +62,7 @@ from audits.outcomes import (
 )
 from governance.consent.import_rows import _CONTROL
 from governance.consent.import_table import _csv, _jsonl, _parquet, format_of, nested_values
+from governance.column_map import ColumnMap
 from recommender.errors import ConfigError, DataError
 
 __all__ = [
@@ -83,7 +83,6 @@ DEFAULT_BATCH_SIZE = 50_000
 MAX_BATCH_SIZE = 1_000_000
 MAX_WINDOW = timedelta(days=365)
 MAX_TEXT = 200
-_FIELDS = ("subject", "item", "kind", "time", "value", "decision_id", "event_id")
 _REQUIRED = ("subject", "item", "kind", "time")
 _INVISIBLE = "[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]"
 """Characters that print as nothing: an id holding one is an invisible variant of another id."""
@@ -91,8 +90,6 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 
 BAD_BATCH_SIZE = "the batch size must be an integer from 1 to {max}; got {value!r}"
 BAD_WINDOW = "--window {value!r}: give a positive duration of at most 365 days, a number and a unit: 90s, 30m, 24h or 7d"
-BAD_MAP_PART = "--map: {part!r} is not of the form field=column (e.g. subject=user_id)"
-UNKNOWN_MAP_FIELDS = "--map: unknown field(s) {unknown}; known: {known}"
 MISSING_COLUMN = (
     "{name}: no column {column!r} for the field {field}; the file's columns: {columns}; "
     "map the field to one of them with --map {field}=COLUMN"
@@ -117,10 +114,8 @@ RAW_ID_IN_ITEM = "the item holds the subject's id; an outcome event is stored un
 _VALUE_NEEDED = {"dwell": "seconds", "rating": "the rating"}
 
 
-class FeedbackMapping(BaseModel):
+class FeedbackMapping(ColumnMap):
     """The file's column for each outcome field (default: the column named like the field)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     subject: str = Field("subject", min_length=1, description="The subject's id as your systems know it (stored only as its pseudonym).")
     item: str = Field("item", min_length=1, description="The item the event is about.")
@@ -131,52 +126,9 @@ class FeedbackMapping(BaseModel):
     event_id: str | None = Field(None, description="Your id of the event: what makes it the same event on a second import.")
     delimiter: str = Field(",", min_length=1, max_length=1, description="The CSV field separator.")
 
-    @classmethod
-    def from_option(cls, text: str) -> FeedbackMapping:
-        """The CLI's ``--map``: a YAML file of ``field: column`` pairs if ``text`` names one, else :meth:`parse`."""
-        if text.endswith((".yaml", ".yml")) and Path(text).is_file():
-            try:
-                loaded = yaml.safe_load(Path(text).read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-                raise DataError(f"--map {text}: not a readable YAML mapping ({err})") from err
-            if not isinstance(loaded, dict):
-                raise DataError(f"--map {text}: expected a YAML mapping of field: column pairs")
-            return cls._checked({str(k): None if v is None else str(v) for k, v in loaded.items()}, f"--map {text}")
-        return cls.parse(text)
 
-    @classmethod
-    def parse(cls, text: str) -> FeedbackMapping:
-        """Parse ``"subject=user_id,item=movie,time=ts"``."""
-        pairs: dict[str, str | None] = {}
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            if "=" not in part:
-                raise DataError(BAD_MAP_PART.format(part=part))
-            key, _, value = part.partition("=")
-            pairs[key.strip()] = value.strip() or None
-        return cls._checked(pairs, "--map")
-
-    @classmethod
-    def _checked(cls, pairs: dict[str, str | None], where: str) -> FeedbackMapping:
-        unknown = sorted(set(pairs) - set(cls.model_fields))
-        if unknown:
-            raise DataError(UNKNOWN_MAP_FIELDS.format(unknown=", ".join(unknown), known=", ".join(cls.model_fields)).replace("--map", where, 1))
-        try:
-            return cls(**{k: v for k, v in pairs.items() if v is not None})
-        except ValidationError as err:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-            raise DataError(f"{where}: {problems}") from err
-
-    def columns(self, available: Iterable[str] = ()) -> dict[str, str]:
-        """Field -> the file's column: the required and mapped fields, and an optional one the file has by name."""
-        present = set(available)
-        out: dict[str, str] = {}
-        for name in _FIELDS:
-            column = getattr(self, name)
-            if column is not None:
-                out[name] = column
-            elif name in present:
-                out[name] = name
-        return out
+_FIELDS = FeedbackMapping.fields()
+"""An outcome event's fields, in the order a table holds them."""
 
 
 @dataclass(frozen=True)

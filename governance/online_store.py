@@ -129,7 +129,9 @@ class ListCache:
 def warm(engine: Any, requests: Iterable[Any]) -> int:
     """Make and store the lists of ``requests`` (heavy users' requests, with their consent as the ledger holds
     it) without serving or recording them; a request whose subject may not be profiled is skipped. Returns how
-    many lists were stored."""
+    many lists were stored. Give each request the ``online_stamp`` read before its consent was
+    (:meth:`audits.online_store.OnlineStore.stamps`): without it, a list made from a consent read before a
+    withdrawal that committed meanwhile is refused only while the withdrawal's hold lasts."""
     cache: ListCache | None = getattr(engine, "list_cache", None)
     if cache is None or getattr(engine.personalizer, "stateful", False):  # lists of a stateful pipeline are not cached
         return 0

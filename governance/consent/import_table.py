@@ -33,9 +33,9 @@ import numpy as np
 import orjson
 import pandas as pd
 import pyarrow.parquet as pq
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
+from governance.column_map import ColumnMap
 from recommender.errors import DataError
 
 __all__ = [
@@ -49,12 +49,9 @@ __all__ = [
 
 FORMATS = ("csv", "jsonl", "parquet")
 """The file formats a consent export can come in."""
-_FIELDS = ("subject", "purpose", "status", "time", "basis", "source", "jurisdiction", "banner_version", "origin", "tc_string", "vendor_id")
 _SUFFIXES = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
 UNKNOWN_FORMAT = "{name}: cannot tell the format from the suffix {suffix!r}; name the file .csv, .jsonl or .parquet, or give --format"
-BAD_MAP_PART = "--map: {part!r} is not of the form field=column (e.g. subject=user_id)"
-UNKNOWN_MAP_FIELDS = "--map: unknown field(s) {unknown}; known: {known}"
 MISSING_COLUMN = (
     "{name}: no column {column!r} for the field {field}; the file's columns: {columns}; "
     "map the field to one of them with --map {field}=COLUMN"
@@ -74,10 +71,8 @@ NESTED_VALUE = (
 )
 
 
-class ConsentImportMapping(BaseModel):
+class ConsentImportMapping(ColumnMap):
     """The file's column for each consent field (default: the column named like the field)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     subject: str = Field("subject", min_length=1, description="The subject's id as your systems know it (stored only as its pseudonym).")
     purpose: str = Field("purpose", min_length=1, description="The processing purpose; with a pack, one of its consent purposes.")
@@ -91,61 +86,6 @@ class ConsentImportMapping(BaseModel):
     tc_string: str | None = Field(None, description="Evidence of a tcf record: the IAB TCF v2.2 TC string.")
     vendor_id: str | None = Field(None, description="With tc_string: the IAB vendor id, where the pack sets none.")
     delimiter: str = Field(",", min_length=1, max_length=1, description="The CSV field separator.")
-
-    @classmethod
-    def from_option(cls, text: str) -> ConsentImportMapping:
-        """The CLI's ``--map``: a YAML file of ``field: column`` pairs if ``text`` names one, else :meth:`parse`.
-
-        Only for a local user: a service must not read files a caller names (use :meth:`parse`).
-        """
-        if text.endswith((".yaml", ".yml")) and Path(text).is_file():
-            return cls._from_yaml(Path(text))
-        return cls.parse(text)
-
-    @classmethod
-    def parse(cls, text: str) -> ConsentImportMapping:
-        """Parse ``"subject=user_id,purpose=purpose_name,time=ts"``."""
-        pairs: dict[str, str | None] = {}
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            if "=" not in part:
-                raise DataError(BAD_MAP_PART.format(part=part))
-            key, _, value = part.partition("=")
-            pairs[key.strip()] = value.strip() or None
-        return cls._checked(pairs, "--map")
-
-    @classmethod
-    def _from_yaml(cls, path: Path) -> ConsentImportMapping:
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-            raise DataError(f"--map {path}: not a readable YAML mapping ({err})") from err
-        if not isinstance(loaded, dict):
-            raise DataError(f"--map {path}: expected a YAML mapping of field: column pairs")
-        return cls._checked({str(k): None if v is None else str(v) for k, v in loaded.items()}, f"--map {path}")
-
-    @classmethod
-    def _checked(cls, pairs: dict[str, str | None], where: str) -> ConsentImportMapping:
-        unknown = sorted(set(pairs) - set(cls.model_fields))
-        if unknown:
-            raise DataError(UNKNOWN_MAP_FIELDS.format(unknown=", ".join(unknown), known=", ".join(cls.model_fields)).replace("--map", where, 1))
-        try:
-            return cls(**{k: v for k, v in pairs.items() if v is not None})
-        except ValidationError as err:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-            raise DataError(f"{where}: {problems}") from err
-
-    def columns(self, available: Iterable[str] = ()) -> dict[str, str]:
-        """Field -> the file's column: the required fields and the mapped ones, and an optional field
-        not mapped when ``available`` (the file's columns) has a column of its name."""
-        present = set(available)
-        out: dict[str, str] = {}
-        for name in _FIELDS:
-            column = getattr(self, name)
-            if column is not None:
-                out[name] = column
-            elif name in present:
-                out[name] = name
-        return out
 
 
 @dataclass(frozen=True)

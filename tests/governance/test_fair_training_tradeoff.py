@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
+import json
+
 import pytest
 
 from governance.collect_fairness import fairness_facts
@@ -75,3 +76,23 @@ def test_an_undeclared_attribute_is_refused(world):
         training_tradeoff(run, dataset, pack, "age_band")
     with pytest.raises(ConfigError, match="give a fairness_reweighting"):
         training_tradeoff(run, dataset, pack, None)  # type: ignore[arg-type]
+
+
+def test_the_audit_of_a_reweighted_recipe_adds_the_in_training_comparison():
+    """An audited reweighted recipe gets ``tradeoff.in_training``; the existing keys are unchanged."""
+    from governance.collect import collect_facts
+
+    dataset = generate(SyntheticSpec(n_users=300, n_items=200, n_interactions=12_000, exposure_bias=3.0,
+                                     group_provider_affinity={"X": 4.0}, seed=7))  # fmt: skip
+    pack = parse_pack(PACK, "t.yaml").pack
+    params = {"factors": 8, "iterations": 4}
+    plain, _ = collect_facts(pack, dataset, als_params=params)
+    fair, _ = collect_facts(pack, dataset, als_params={**params, "fairness_reweighting": {"attribute": "gender"}})
+    assert "in_training" not in plain.tradeoff
+    assert set(fair.tradeoff) == set(plain.tradeoff) | {"in_training"}
+    rows = fair.tradeoff["in_training"]["rows"]
+    # the audit's own figures of the reweighted model are the in-training row's
+    assert rows["als+fair"]["ndcg"] == pytest.approx(fair.tradeoff["accuracy"]["ndcg"]["plain"])
+    assert rows["als"]["ndcg"] == pytest.approx(plain.tradeoff["accuracy"]["ndcg"]["plain"])
+    assert rows["als+fair+rerank"]["ndcg"] == pytest.approx(fair.tradeoff["accuracy"]["ndcg"]["reranked"])
+    json.loads(fair.model_dump_json())  # the facts, as recorded, hold it
