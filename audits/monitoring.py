@@ -134,7 +134,8 @@ def record_profile(session: Session, *, model_version: str, dataset_hash: str, p
     who = actor_name(actor)
     event = append_event(
         session, actor=who, action="model.profiled", objects={"model": model_version},
-        payload={"dataset": dataset_hash, "k": profile.get("k"), "offline_hit_rate": profile.get("offline_hit_rate")},
+        payload={"dataset": dataset_hash, "k": profile.get("k"), "offline_hit_rate": profile.get("offline_hit_rate"),
+                 "left_out": profile.get("left_out", {})},
     )  # fmt: skip
     row = session.get(ModelProfile, model_version)
     if row is None:

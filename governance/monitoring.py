@@ -45,6 +45,7 @@ __all__ = [
     "TAIL_BELOW",
     "WindowInputs",
     "build_profile",
+    "profile_under_pack",
     "categorical_psi",
     "gini",
     "popularity_deciles",
@@ -102,7 +103,15 @@ def popularity_deciles(events: pd.DataFrame) -> tuple[dict[str, int], list[float
 
 
 def build_profile(
-    model: Any, events: pd.DataFrame, *, k: int, feedback: Any, random_state: int = 0, horizon_hours: float = 24.0, filter_seen: bool = True
+    model: Any,
+    events: pd.DataFrame,
+    *,
+    k: int,
+    feedback: Any,
+    random_state: int = 0,
+    horizon_hours: float = 24.0,
+    filter_seen: bool = True,
+    left_out: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """What monitoring compares ``model`` against, from the events it was trained on.
 
@@ -113,6 +122,10 @@ def build_profile(
       listed items the user engaged with within the horizon, the offline counterpart of the click
       rate of lists whose feedback is joined within the same window (the attribution window,
       :data:`audits.outcomes.DEFAULT_WINDOW`, is 24 hours). ``filter_seen`` as lists are served.
+
+    ``events`` are refitted on: give only the events a training run may learn from
+    (:func:`profile_under_pack` does); ``left_out`` (events left out per reason) is recorded
+    in the profile as ``left_out``.
     """
     from recommender.als import ALSRecommender
     from recommender.feedback import to_implicit
@@ -148,7 +161,28 @@ def build_profile(
         "offline_users": n_users,
         "horizon_hours": horizon_hours,
         "filter_seen": filter_seen,
+        "left_out": {str(reason): int(n) for reason, n in (left_out or {}).items()},
     }
+
+
+def profile_under_pack(
+    model: Any, dataset: Any, loaded: Any, store: Any, *, feedback: Any, random_state: int = 0, filter_seen: bool = True
+) -> dict[str, Any]:
+    """:func:`build_profile` of ``model`` on the events of ``dataset`` that ``loaded`` (a pack) lets a model be refitted on.
+
+    The profile's offline hit rate refits the model's recipe, and refitting is training: it
+    sees only what :func:`governance.audit_inputs.evaluation_events` keeps (under a pack with
+    consent rules, consent for personalization as it stands, objections, erasures; else every
+    event but erased subjects'), so that a subject who refused personalization is not profiled
+    by monitoring either. The profile records how many events were left out per reason.
+    Raises :class:`governance.audit_inputs.NothingToEvaluate` when nothing is left.
+    """
+    from governance.audit_inputs import evaluation_events
+
+    kept, left_out = evaluation_events(loaded, dataset, store)
+    return build_profile(
+        model, kept.events, k=loaded.pack.quality.k, feedback=feedback, random_state=random_state, filter_seen=filter_seen, left_out=left_out
+    )
 
 
 @dataclass(frozen=True)

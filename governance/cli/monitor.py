@@ -108,11 +108,14 @@ def profile_command(
     database_url: DatabaseOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Record what monitoring compares MODEL_VERSION against, from the DATA it was trained on (the pipeline does this for its retrains)."""
+    """Record what monitoring compares MODEL_VERSION against, from the DATA it was trained on (the pipeline does this for its retrains).
+
+    The offline hit rate refits the recipe only on the events the pack lets a model learn from (consent, objections, erasures); the profile counts what was left out.
+    """
     from audits.models import ModelVersion
     from audits.monitoring import record_profile
     from governance.lifecycle.facts import lifecycle_of
-    from governance.monitoring import build_profile
+    from governance.monitoring import profile_under_pack
     from governance.privacy.retrains import training_recipe
     from recommender.als import ALSRecommender
     from recommender.errors import ConfigError
@@ -130,10 +133,10 @@ def profile_command(
                 location = row.artifact_location
             model = ALSRecommender.load(location)
             feedback = FeedbackConfig(**recipe["feedback"]) if recipe else FeedbackConfig()
-            profile = build_profile(model, dataset.events, k=loaded.pack.quality.k, feedback=feedback, filter_seen=lifecycle_of(loaded).baseline_filter_seen)
+            profile = profile_under_pack(model, dataset, loaded, store, feedback=feedback, filter_seen=lifecycle_of(loaded).baseline_filter_seen)
             with store.session() as session:
                 record_profile(session, model_version=model_version, dataset_hash=dataset.content_hash(), profile=profile)
-    summary = {"model_version": model_version, "k": profile["k"], "offline_hit_rate": profile["offline_hit_rate"], "offline_users": profile["offline_users"], "n_events": profile["n_events"]}
+    summary = {"model_version": model_version, "k": profile["k"], "offline_hit_rate": profile["offline_hit_rate"], "offline_users": profile["offline_users"], "n_events": profile["n_events"], "left_out": profile["left_out"]}
     if json_output:
         emit_json(summary)
     else:

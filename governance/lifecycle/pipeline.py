@@ -17,7 +17,8 @@ deployment move already made is not made twice), so re-running resumes.
 * **train** -- the recipe recorded for the ticket's model
   (:func:`governance.privacy.training_recipe`) on the given data, through the
   pack's training filter (:func:`governance.training.train_and_record`), and the
-  new model's profile (:func:`governance.monitoring.build_profile`). A retrain that
+  new model's profile (:func:`governance.monitoring.profile_under_pack`: its refit sees only
+  the events the pack lets a model learn from). A retrain that
   reproduces the ticket's model (same data) fails the ticket: nothing would change.
 * **shadow**, **canary** -- :func:`governance.deploy.promote`, under the
   installation's deployment policy: canary passes the gate bound to it.
@@ -25,7 +26,8 @@ deployment move already made is not made twice), so re-running resumes.
   (as the decisions' times record it), judged against the pack's guardrails; too
   few lists is a breach (nothing shows it safe).
 * **promote** -- through the production gate; a breach or a refusal retires the
-  canary (``lifecycle.rolled_back``) and production is untouched.
+  canary (``lifecycle.rolled_back``) and production is untouched. A ticket whose new
+  model is retired meanwhile (by hand, by age) is rolled back at its next run.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from governance.deploy import GateRefused, deployed_versions, promote
 from governance.deploy_policy import PackLoader
 from governance.lifecycle.facts import lifecycle_of
 from governance.lifecycle.passes import _inputs
-from governance.monitoring import build_profile, window_figures
+from governance.monitoring import profile_under_pack, window_figures
 from governance.policy import LoadedPack
 from recommender.data import Dataset
 from recommender.errors import ConfigError
@@ -59,6 +61,7 @@ CANARY_BUSY = (
     "ticket {id}: model {other} is in canary already, and the canary's watch judges one model at a time; "
     "promote it or roll it back, then run the ticket again"
 )
+RETIRED_MEANWHILE = "model {version} was retired before its ticket moved on (retired by hand or by age, or by an interrupted run); the ticket is rolled back"
 NO_MODEL = "ticket {id} names no model to retrain and nothing is in production"
 
 
@@ -124,8 +127,8 @@ def _train(ctx: PipelineContext, ticket: dict[str, Any]) -> str:
     )  # fmt: skip
     if run.model_version == version:
         return _advance(ctx, ticket["id"], step="train", expect="open", state="failed", report={"error": SAME_MODEL.format(id=ticket["id"], version=version)})
-    profile = build_profile(
-        run.result.model, ctx.dataset.events, k=ctx.pack.pack.quality.k, feedback=feedback, random_state=recipe["random_state"],
+    profile = profile_under_pack(
+        run.result.model, ctx.dataset, ctx.pack, ctx.store, feedback=feedback, random_state=recipe["random_state"],
         filter_seen=lifecycle_of(ctx.pack).baseline_filter_seen,
     )  # fmt: skip
     with ctx.store.session() as session:
@@ -145,7 +148,12 @@ def _move(ctx: PipelineContext, version: str, stage: str) -> dict[str, Any]:
 
 
 def _roll_back(ctx: PipelineContext, ticket: dict[str, Any], *, expect: str, step: str, reasons: list[str], report: dict[str, Any]) -> str:
-    """Retire the ticket's model (the canary, or a model the gate refused) and record why; production is untouched."""
+    """Retire the ticket's model (the canary, or a model the gate refused) and record why; production is untouched.
+
+    One transaction retires the model, appends ``lifecycle.rolled_back`` and moves the ticket on: a
+    crash leaves either all of it or none of it (a retired model whose ticket still says canary would
+    fail every re-run, the move to production refused because the model is retired).
+    """
     version = ticket["new_model_version"]
     with ctx.store.session() as session:
         lock_head(session)
@@ -155,7 +163,10 @@ def _roll_back(ctx: PipelineContext, ticket: dict[str, Any], *, expect: str, ste
             session, actor=ctx.actor or "recgov", action="lifecycle.rolled_back", objects={"model": version, "ticket": ticket["id"]},
             payload={"step": step, "reasons": reasons, "at": ctx.moment.isoformat()},
         )  # fmt: skip
-    return _advance(ctx, ticket["id"], step=step, expect=expect, state="rolled_back", report={**report, "reasons": reasons})
+        advance_ticket(
+            session, ticket["id"], step=step, state="rolled_back", report={**report, "reasons": reasons}, now=ctx.moment, expect=expect, actor=ctx.actor
+        )  # fmt: skip
+    return "rolled_back"
 
 
 def _to_canary(ctx: PipelineContext, ticket: dict[str, Any]) -> str:
@@ -212,6 +223,23 @@ def _watch(ctx: PipelineContext, ticket: dict[str, Any]) -> str | None:
     return _advance(ctx, ticket["id"], step="promote", expect="canary", state="promoted", report={**report, "audit_id": moved.get("audit_id"), "displaced": moved.get("displaced")})
 
 
+_NEXT_STEP = {"trained": "shadow", "shadow": "canary", "canary": "watch"}
+"""The step a ticket in each state runs next, for the states where its new model is deployed or about to be."""
+
+
+def _retired_meanwhile(ctx: PipelineContext, ticket: dict[str, Any]) -> str | None:
+    """Roll the ticket back if its new model is retired already (retired by age, by hand, or by a run that crashed); else None.
+
+    A retired model cannot move on (:func:`governance.deploy.promote` refuses it), so the ticket
+    would otherwise fail at every run and never end.
+    """
+    version, step = ticket["new_model_version"], _NEXT_STEP.get(ticket["state"])
+    if step is None or version is None or _stage(ctx.store, version) != "retired":
+        return None
+    reasons = [RETIRED_MEANWHILE.format(version=version)]
+    return _roll_back(ctx, ticket, expect=ticket["state"], step=step, reasons=reasons, report={})
+
+
 _STEPS = {
     "open": _train,
     "trained": lambda ctx, t: _advance(ctx, t["id"], step="shadow", expect="trained", state="shadow", report=_move(ctx, t["new_model_version"], "shadow")),
@@ -228,7 +256,7 @@ def run_ticket(ctx: PipelineContext, ticket_id: str) -> dict[str, Any]:
     with ctx.store.session() as session:
         ticket = ticket_doc(get_ticket(session, ticket_id))
     while ticket["state"] not in TERMINAL_TICKET_STATES:
-        state = _STEPS[ticket["state"]](ctx, ticket)
+        state = _retired_meanwhile(ctx, ticket) or _STEPS[ticket["state"]](ctx, ticket)
         with ctx.store.session() as session:
             ticket = ticket_doc(get_ticket(session, ticket_id))
         if state is None:

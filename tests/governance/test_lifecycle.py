@@ -174,3 +174,83 @@ def test_a_shift_is_found_retrained_a_bad_canary_rolled_back_and_a_good_one_prom
             assert verify_trail(connection).intact
     finally:
         store.close()
+
+
+def _canary_ticket(store, world: World, pack, tmp_path: Path) -> tuple[str, str, str]:
+    """Model A in production, a ticket to retrain it run at day 50 to canary; (ticket, A, the canary)."""
+    from audits.monitoring import evidence_key, open_ticket
+
+    first = _deploy_first(store, world, pack, tmp_path)
+    with store.session() as session:
+        opened = open_ticket(
+            session, trigger_id="taste-drift", trigger_kind="input_drift", model_version=first, evidence={"psi": 0.5},
+            key=evidence_key("taste-drift", first, {"window_end": "day-50"}), stamp=pack.stamp(), now=world.at(50),
+        )  # fmt: skip
+        ticket = opened.ticket.id
+    done = run_ticket(_ctx(store, world, pack, tmp_path, (45, 50), 50), ticket)
+    assert done["state"] == "canary" and done["waiting"] is True
+    return ticket, first, done["new_model_version"]
+
+
+def test_a_roll_back_interrupted_before_the_ticket_records_it_is_finished_by_the_next_run(
+    db_url: str, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The canary passes its watch, the production gate refuses it: a crash as the ticket records the roll-back leaves nothing half-done."""
+    pack = lifecycle_pack((SHIPPED / "baseline.yaml").read_text())
+    store = open_store(db_url)
+    try:
+        ticket, first, second = _canary_ticket(store, world, pack, tmp_path)
+        world.served.update({v: _model(store, v) for v in (first, second)})
+        world.serve(store, pack, first_day=50, last_day=52, production=first, canary=second, share=0.3)
+        real_promote, real_advance = pipeline.promote, pipeline.advance_ticket
+
+        def refusing(*args, **kwargs):  # the production gate refuses the canary (a retired model is refused earlier, as ever)
+            if kwargs["to_stage"] == "production" and pipeline._stage(store, kwargs["model_version"]) == "canary":
+                raise deploy.GateRefused("refused", reasons=["planted refusal"], audit_id=None)
+            return real_promote(*args, **kwargs)
+
+        def crashing(*args, **kwargs):
+            if kwargs["state"] == "rolled_back":
+                raise RuntimeError("power cut")
+            return real_advance(*args, **kwargs)
+
+        monkeypatch.setattr(pipeline, "promote", refusing)
+        monkeypatch.setattr(pipeline, "advance_ticket", crashing)
+        with pytest.raises(RuntimeError, match="power cut"):
+            run_ticket(_ctx(store, world, pack, tmp_path, (45, 50), 53), ticket)
+        monkeypatch.setattr(pipeline, "advance_ticket", real_advance)
+        with store.session() as session:
+            assert session.get(RetrainTicket, ticket).state == "canary"
+
+        judged = run_ticket(_ctx(store, world, pack, tmp_path, (45, 50), 53), ticket)
+        assert judged["state"] == "rolled_back" and judged["steps"][-1]["step"] == "promote"
+        assert judged["steps"][-1]["report"]["reasons"] == ["planted refusal"]
+        stages = deploy.status(store)
+        assert [s["model_version"] for s in stages["production"]] == [first] and [s["model_version"] for s in stages["retired"]] == [second]
+        with store.session() as session:
+            actions = list(session.scalars(select(TrailEvent.action).where(TrailEvent.action == "lifecycle.rolled_back")))
+        assert actions == ["lifecycle.rolled_back"]  # the crashed run left no event behind
+        with store.engine.connect() as connection:
+            assert verify_trail(connection).intact
+    finally:
+        store.close()
+
+
+def test_a_ticket_whose_canary_was_retired_meanwhile_is_rolled_back_not_stuck(db_url: str, world: World, tmp_path: Path) -> None:
+    """Retired outside the pipeline (by hand, by age, or by a run that crashed before this fix): the next run ends the ticket."""
+    from audits.lineage import record_deployment
+
+    pack = lifecycle_pack((SHIPPED / "baseline.yaml").read_text())
+    store = open_store(db_url)
+    try:
+        ticket, first, second = _canary_ticket(store, world, pack, tmp_path)
+        with store.session() as session:
+            record_deployment(session, model_version=second, stage="retired", actor="test")
+        judged = run_ticket(_ctx(store, world, pack, tmp_path, (45, 50), 53), ticket)
+        assert judged["state"] == "rolled_back" and judged["waiting"] is False
+        assert f"model {second} was retired before its ticket moved on" in judged["steps"][-1]["report"]["reasons"][0]
+        assert [s["model_version"] for s in deploy.status(store)["production"]] == [first]
+        again = run_ticket(_ctx(store, world, pack, tmp_path, (45, 50), 54), ticket)
+        assert again["state"] == "rolled_back" and len(again["steps"]) == len(judged["steps"])  # terminal: nothing more
+    finally:
+        store.close()

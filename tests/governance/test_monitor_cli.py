@@ -133,3 +133,51 @@ def test_the_alerting_rules_pass_promtool(tmp_path: Path) -> None:
     checked = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True, check=False)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "SUCCESS: 9 rules found" in checked.stdout  # 6 triggers (a schedule alerts nothing), 1 guardrail, 2 every pack has
+
+
+def test_a_profile_refits_only_on_who_may_be_profiled(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Subjects who denied personalization under the pack never reach the profile's refit; the profile counts them."""
+    import recommender.feedback
+    from audits.monitoring import profiles_of
+
+    monkeypatch.setenv("RECGOV_HOME", str(tmp_path / "home"))
+    denied = {f"u{u:06d}" for u in range(0, 120, 6)}
+    consents = tmp_path / "consent.csv"
+    consents.write_text(
+        "subject,purpose,status,time,basis,source,evidence_origin\n"
+        + "".join(
+            f"u{u:06d},personalization,{'denied' if f'u{u:06d}' in denied else 'granted'},2026-01-01T00:00:00Z,consent,import,crm.csv\n"
+            for u in range(120)
+        )
+    )
+    imported = runner.invoke(cli, ["consent", "import", str(consents), "--pack", "eu-gdpr-dsa", "--database-url", db_url, "--json"])
+    assert imported.exit_code == 0, imported.output
+    trained = runner.invoke(cli, ["train", DATA, "--no-tune", "--no-carbon", "--factors", "4", "--iterations", "2", "--database-url", db_url, "--json"])
+    assert trained.exit_code == 0, trained.output
+    version = json.loads(trained.stdout)["model_version"]
+
+    refitted: list[set[str]] = []
+    real = recommender.feedback.to_implicit
+
+    def spy(events, *args, **kwargs):
+        refitted.append(set(events["user_id"].astype(str)))
+        return real(events, *args, **kwargs)
+
+    monkeypatch.setattr(recommender.feedback, "to_implicit", spy)
+    done = runner.invoke(cli, ["monitor", "profile", version, DATA, "-p", "eu-gdpr-dsa", "--database-url", db_url, "--json"])
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.stdout)
+    assert refitted and all(users and not users & denied for users in refitted)  # the refit ran, without them
+    from recommender.loaders import load_data
+
+    events = load_data(DATA).events
+    n_denied = int(events["user_id"].astype(str).isin(denied).sum())
+    assert n_denied > 0 and summary["left_out"] == {"denied": n_denied} and summary["n_events"] == len(events) - n_denied
+    store = open_store(db_url)
+    try:
+        with store.session() as session:
+            stored = profiles_of(session, [version])[version]
+    finally:
+        store.close()
+    assert stored["left_out"] == {"denied": n_denied}
+    assert not set(stored["deciles"]) - set(events.loc[~events["user_id"].astype(str).isin(denied), "item_id"].astype(str))
