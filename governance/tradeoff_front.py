@@ -168,6 +168,7 @@ def parse_grid(specs: Sequence[str], pack: Any) -> dict[str, list[Any]]:
     n = math.prod(len(v) for v in grid.values())
     if n > MAX_POINTS:
         raise ConfigError(TOO_MANY.format(n=n, max=MAX_POINTS))
+    grid_points(pack, grid)  # every point a valid pipeline, before any data is read
     return grid
 
 

@@ -57,6 +57,9 @@ __all__ = [
     "reweighting_weights",
 ]
 
+MAX_GROUPS = 12
+"""The most groups an attribute may have (as :func:`recommender.pipeline.user_segments` keeps for segments)."""
+
 MISSING_GROUP = "unknown"
 """The group of a user (or item) whose attribute is missing: weighted like any other group."""
 
@@ -166,6 +169,13 @@ def reweighting_weights(
     if len(groups) != len(mass):
         raise ConfigError(f"fairness_reweighting: {len(groups)} group labels for {len(mass)} {'rows' if axis else 'columns'}")
     labels, codes = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+    if len(labels) > MAX_GROUPS:
+        # The group labels are recorded with the run: an identifier-like column (an e-mail, a zip code) would put
+        # personal data in the lineage, and per-person weights are not a group reweighting anyway.
+        raise ConfigError(
+            f"fairness_reweighting.attribute: {config.attribute!r} has {len(labels):,} distinct values; a group "
+            f"attribute has at most {MAX_GROUPS} (its labels are recorded with the training run)"
+        )
     heads = np.bincount(codes, minlength=len(labels)).astype(np.float64)
     group_mass = np.bincount(codes, weights=mass, minlength=len(labels))
     total = group_mass.sum()

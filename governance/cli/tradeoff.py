@@ -127,11 +127,15 @@ def tradeoff_command(
             line += f", exposure gap {_fmt(eg['difference'])} [{_fmt(eg['interval'][0])}, {_fmt(eg['interval'][1])}]"
         console.print(line, highlight=False)
     small = [g for g in result["group_power"]["groups"] if g["too_small"]]
+    gp = result["group_power"]
     for g in small:
-        needed = "no size (the other users are too few)" if g["users_needed"] is None else f"{g['users_needed']:,} users"
+        if g["users_needed"] is None:
+            why = "cannot be detected whatever this group's size: the other users are too few"
+        else:
+            why = f"needs {g['users_needed']:,} users in it to be detected"
         console.print(
-            f"seed {g['seed']}: group {g['attribute']}={g['group']} has {g['n_users']:,} test users; a {result['group_power']['gap']} NDCG gap "
-            f"needs {needed} to be detected (alpha 0.05, power 0.8)",
+            f"seed {g['seed']}: group {g['attribute']}={g['group']} ({g['n_users']:,} test users): a {gp['gap']} gap in {gp['metric']} "
+            f"{why} (alpha {gp['alpha']}, power {gp['power']})",
             highlight=False,
         )
     t = result["timing"]

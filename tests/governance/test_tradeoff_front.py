@@ -252,6 +252,8 @@ def test_the_command_draws_the_front_fast(tmp_path):
         (["--pack", EU, "--grid", "provider_calibration.tradeoff="], "gives no value"),
         (["--pack", "policies/baseline.yaml"], "does not enable re-ranking"),
         (["--pack", EU, "--seeds", "a"], "--seeds must be"),
+        (["--pack", EU, "--grid", "provider_calibration.tradeoff=0,2"], "grid point {'provider_calibration.tradeoff': 2}"),
+        (["--pack", EU, "--compare", "0"], "--compare takes two grid point ids"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, needle):

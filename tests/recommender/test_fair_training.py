@@ -216,3 +216,11 @@ def test_unlearning_refuses_a_reweighted_model(data):
     model = ALSRecommender(**PARAMS, fairness_reweighting="gender").fit(train, fairness_groups=groups)
     with pytest.raises(ConfigError, match="trained with fairness_reweighting"):
         forget_users(model, [str(train.user_ids[0])])
+
+
+def test_an_identifier_like_attribute_is_refused_before_its_values_are_recorded():
+    m = sp.csr_matrix(np.eye(13, dtype=np.float32))
+    emails = np.array([f"person{i}@example.org" for i in range(13)], dtype=object)
+    with pytest.raises(ConfigError, match=r"'email' has 13 distinct values; a group attribute has at most 12") as err:
+        reweighting_weights(m, emails, FairReweighting(attribute="email"))
+    assert "example.org" not in str(err.value)
