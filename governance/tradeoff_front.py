@@ -13,8 +13,9 @@ not dozens of fits. Every point is measured on the same users, on:
   :func:`recommender.fairness.provider_exposure` averages them (the figure
   :func:`governance.tradeoff.exposure_gap` reads off the audit);
 * consumer gap, for each of the pack's ``fairness.audit_attributes`` the data
-  has: the largest difference of mean NDCG@k between two groups of at least
-  ``fairness.min_group_size`` users.
+  has (cut into the pack's ``fairness.bins`` and joined into its
+  ``fairness.intersections`` as the audit does): the largest difference of mean
+  NDCG@k between two groups of at least ``fairness.min_group_size`` users.
 
 A point is on the front of an objective when no other point has at least its
 NDCG and at most its gap with one of the two strictly better.
@@ -46,6 +47,7 @@ import scipy.sparse as sp
 from recommender import metrics as M
 from recommender.data import Dataset
 from recommender.errors import ConfigError
+from recommender.fairness import MISSING_GROUP
 
 __all__ = [
     "DEFAULT_GRIDS",
@@ -245,13 +247,17 @@ def _nan_mean_rows(shares: np.ndarray) -> np.ndarray:
     return shares[keep].mean(axis=0) if keep.any() else np.full(shares.shape[1], np.nan)
 
 
+_UNLABELLED = {"unknown", MISSING_GROUP}
+"""Labels of users whose attribute is not known (or outside every band): reported elsewhere, never judged here."""
+
+
 def _consumer_gaps(ndcg: np.ndarray, groups: Mapping[str, np.ndarray], min_size: int) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     for attribute, labels in groups.items():
         codes, names = pd.factorize(pd.Series(labels, dtype="string").fillna("unknown"))
         n = np.bincount(codes, minlength=len(names))
         sums = np.bincount(codes, weights=ndcg, minlength=len(names))
-        judged = (n >= min_size) & (np.asarray(names) != "unknown")
+        judged = (n >= min_size) & ~np.isin(np.asarray(names, dtype=object), list(_UNLABELLED))
         means = sums[judged] / n[judged]
         out[attribute] = float(means.max() - means.min()) if judged.sum() >= 2 else None
     return out
@@ -393,6 +399,7 @@ def _digest(matrix: sp.csr_matrix) -> str:
 
 def _prepare(dataset: Dataset, pack: Any, steps: list[dict[str, Any]], seed: int, k: int, als_params: Mapping[str, Any]) -> _Prepared:
     from governance.rerank import Candidates, build_pipeline, history_category_distribution, history_group_distribution
+    from governance.collect_literature import audit_groups, wants_groups
     from governance.tradeoff import rerank_side_arrays
     from recommender.als import ALSRecommender
     from recommender.feedback import FeedbackConfig
@@ -424,8 +431,12 @@ def _prepare(dataset: Dataset, pack: Any, steps: list[dict[str, Any]], seed: int
     meta = table.reindex(ids) if len(table) else pd.DataFrame(index=ids)
     raw = meta[provider].astype("string").fillna("missing") if provider in meta else pd.Series("missing", index=ids, dtype="string")
     codes, names = pd.factorize(raw, sort=True)
-    segments = user_segments(dataset, train)
-    groups = {a: segments[a][rows] for a in pack.fairness.audit_attributes if a in segments}
+    section = pack.fairness
+    if wants_groups(section):  # the pack's bins and intersections, labelled as the audit labels them
+        groups, _ = audit_groups(dataset.users, section, train.user_ids, rows)
+    else:
+        segments = user_segments(dataset, train)
+        groups = {a: segments[a][rows] for a in section.audit_attributes if a in segments}
     return _Prepared(
         seed=seed, rows=rows, relevant=test.matrix[rows].tocsr(), candidates=cands, item_codes=codes.astype(np.int64),
         n_groups=len(names), groups=groups, train_hash=_digest(train.matrix), fit_seconds=time.perf_counter() - started,
@@ -510,7 +521,7 @@ def tradeoff_front(
         base_ndcg = per_user[chosen][0]
         for attribute, labels in prep.groups.items():
             lab = pd.Series(labels, dtype="string").fillna("unknown").to_numpy(dtype=object)
-            for g in sorted(set(lab) - {"unknown"}):
+            for g in sorted(set(lab) - _UNLABELLED):
                 inside = lab == g
                 need = detectable_group_size(base_ndcg[inside], base_ndcg[~inside], detect_gap)
                 power.append({

@@ -26,7 +26,9 @@ deployment move already made is not made twice), so re-running resumes.
   (as the decisions' times record it), judged against the pack's guardrails; too
   few lists is a breach (nothing shows it safe).
 * **promote** -- through the production gate; a breach or a refusal retires the
-  canary (``lifecycle.rolled_back``) and production is untouched. A ticket whose new
+  canary (``lifecycle.rolled_back``) and production is untouched. An ``erasure_retrains``
+  ticket's promotion completes the erasure retrain requests it was opened for, in the
+  transaction that records it (:func:`_complete_erasures`). A ticket whose new
   model is retired meanwhile (by hand, by age) is rolled back at its next run.
 """
 
@@ -220,7 +222,63 @@ def _watch(ctx: PipelineContext, ticket: dict[str, Any]) -> str | None:
         moved = _move(ctx, ticket["new_model_version"], "production")
     except GateRefused as err:
         return _roll_back(ctx, ticket, expect="canary", step="promote", reasons=err.reasons, report={**report, "audit_id": err.audit_id})
-    return _advance(ctx, ticket["id"], step="promote", expect="canary", state="promoted", report={**report, "audit_id": moved.get("audit_id"), "displaced": moved.get("displaced")})
+    report = {**report, "audit_id": moved.get("audit_id"), "displaced": moved.get("displaced")}
+    with ctx.store.session() as session:
+        lock_head(session)
+        erasures = _complete_erasures(session, ctx, ticket)
+        advance_ticket(
+            session, ticket["id"], step="promote", state="promoted", report={**report, **erasures}, now=ctx.moment, expect="canary", actor=ctx.actor
+        )  # fmt: skip
+    return "promoted"
+
+
+def _recipe_key(recipe: dict[str, Any] | None) -> str | None:
+    import json
+
+    return None if recipe is None else json.dumps({k: recipe[k] for k in ("params", "random_state", "feedback")}, sort_keys=True)
+
+
+def _complete_erasures(session: Any, ctx: PipelineContext, ticket: dict[str, Any]) -> dict[str, Any]:
+    """Complete the erasure retrain requests an ``erasure_retrains`` ticket was opened for, now its model is promoted.
+
+    The new model was trained through the pack's training filter, which leaves out erased
+    subjects' events (:func:`governance.training.train_and_record`), with the recipe of the
+    ticket's model: as :func:`governance.privacy.run_retrains` does, it replaces every model
+    version a request lists that shares that recipe. A request still open whose every listed
+    version is so replaced is completed (its result names the replacement); one listing a
+    version of another recipe stays open (``erasure_requests_open`` says which versions it
+    waits on: run ``recgov retrain run``). Runs in the caller's transaction, with the ticket's
+    advance, so a crash completes both or neither.
+    """
+    from audits import list_requests, update_request
+    from governance.privacy.retrains import training_recipe
+
+    if ticket.get("kind") != "erasure_retrains":
+        return {}
+    wanted = {int(i) for i in (ticket.get("evidence") or {}).get("retrain_requests", [])}
+    rows = [r for r in list_requests(session, kind="retrain", open_only=True) if r["id"] in wanted]
+    new_version = ticket["new_model_version"]
+    key = _recipe_key(training_recipe(session, new_version))  # the recipe of the model it retrained (its own, reproduced)
+    completed, still_open = [], []
+    for row in rows:
+        models = list((row["result"] or {}).get("models", []))
+        left = [v for v in models if key is None or _recipe_key(training_recipe(session, v)) != key]
+        if left:
+            still_open.append({"id": row["id"], "waits_on": left})
+            continue
+        result = {
+            **(row["result"] or {}),
+            "retrained": [{"version": new_version, "replaces": models}],
+            "not_retrainable": [],
+            "cannot_retrain": [],
+            "policy_of_run": ctx.pack.stamp(),
+            "retrain_ticket": ticket["id"],
+        }
+        if row["status"] == "received":
+            update_request(session, row["id"], status="in_progress", actor=ctx.actor)
+        update_request(session, row["id"], status="completed", result=result, actor=ctx.actor)
+        completed.append(row["id"])
+    return {"erasure_requests_completed": completed, "erasure_requests_open": still_open}
 
 
 _NEXT_STEP = {"trained": "shadow", "shadow": "canary", "canary": "watch"}

@@ -254,3 +254,50 @@ def test_a_ticket_whose_canary_was_retired_meanwhile_is_rolled_back_not_stuck(db
         assert again["state"] == "rolled_back" and len(again["steps"]) == len(judged["steps"])  # terminal: nothing more
     finally:
         store.close()
+
+
+def test_an_erasure_retrain_ticket_completes_the_erasure_requests_when_its_model_is_promoted(db_url: str, world: World, tmp_path: Path) -> None:
+    """The erased subject's retrain, run by the pipeline: once promoted, the request is closed with what replaced the model."""
+    from audits import list_requests
+    from audits.monitoring import evidence_key, open_ticket
+    from governance.privacy import erase_subject, pending_retrains
+
+    pack = lifecycle_pack((SHIPPED / "baseline.yaml").read_text())
+    store = open_store(db_url)
+    try:
+        first = _deploy_first(store, world, pack, tmp_path)
+        erased = str(world.between(0, 30).events["user_id"].astype(str).iloc[0])
+        erase_subject(store, erased, pack=pack, measure_residual=False, measure_carbon=False, unlearn_recorded=False)
+        (due,) = pending_retrains(store, now=world.at(50))["pending"]
+        assert due["models"] == [first]
+        # A model of another recipe, then a second erasure: its request lists both, and this retrain replaces only one.
+        other = train_and_record(world.between(0, 30), store=store, models_dir=tmp_path / "models", params={**PARAMS, "factors": 4}, measure_carbon=False, pack=pack)
+        erase_subject(store, str(world.between(0, 30).events["user_id"].astype(str).iloc[-1]), pack=pack, measure_residual=False, measure_carbon=False, unlearn_recorded=False)
+        (_, both) = pending_retrains(store, now=world.at(50))["pending"]
+        assert set(both["models"]) == {first, other.model_version}
+        requests = [due["id"], both["id"]]
+        with store.session() as session:
+            ticket = open_ticket(
+                session, trigger_id="erasures", trigger_kind="erasure_retrains", model_version=first,
+                evidence={"retrain_requests": requests, "within_days": 30}, key=evidence_key("erasures", first, {"retrain_requests": requests}),
+                stamp=pack.stamp(), now=world.at(50),
+            ).ticket.id  # fmt: skip
+        canary = run_ticket(_ctx(store, world, pack, tmp_path, (45, 50), 50), ticket)
+        second = canary["new_model_version"]
+        assert canary["state"] == "canary" and erased not in set(_model(store, second).train_.user_ids)
+        with store.session() as session:
+            assert [r["id"] for r in list_requests(session, kind="retrain", open_only=True)] == requests  # open until promoted
+        world.served.update({v: _model(store, v) for v in (first, second)})
+        world.serve(store, pack, first_day=50, last_day=52, production=first, canary=second, share=0.3)
+        promoted = run_ticket(_ctx(store, world, pack, tmp_path, (45, 50), 53), ticket)
+        assert promoted["state"] == "promoted", promoted["steps"][-1]
+        assert promoted["steps"][-1]["report"]["erasure_requests_completed"] == [due["id"]]
+        assert promoted["steps"][-1]["report"]["erasure_requests_open"] == [{"id": both["id"], "waits_on": [other.model_version]}]
+        assert [e["id"] for e in pending_retrains(store, now=world.at(53))["pending"]] == [both["id"]]  # `recgov retrain run` still owes it
+        with store.session() as session:
+            (request,) = [r for r in list_requests(session, kind="retrain") if r["id"] == due["id"]]
+        assert request["status"] == "completed" and request["result"]["retrained"] == [{"version": second, "replaces": due["models"]}]
+        with store.engine.connect() as connection:
+            assert verify_trail(connection).intact
+    finally:
+        store.close()

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from audits import open_store
-from audits.models import MonitorRun, RetrainTicket, TrailEvent
+from audits.models import ModelProfile, MonitorRun, RetrainTicket, TrailEvent
 from audits.monitoring import UNKNOWN_TICKET, evidence_key, open_ticket
 from governance import deploy
 from governance.cli import app as cli
@@ -141,6 +141,13 @@ def test_a_profile_refits_only_on_who_may_be_profiled(db_url: str, tmp_path: Pat
     from audits.monitoring import profiles_of
 
     monkeypatch.setenv("RECGOV_HOME", str(tmp_path / "home"))
+    trained = runner.invoke(cli, ["train", DATA, "--no-tune", "--no-carbon", "--factors", "4", "--iterations", "2", "--database-url", db_url, "--json"])
+    assert trained.exit_code == 0, trained.output
+    version = json.loads(trained.stdout)["model_version"]
+    # Before any consent is recorded nobody may be profiled under the pack: refused, located, nothing stored.
+    refused = runner.invoke(cli, ["monitor", "profile", version, DATA, "-p", "eu-gdpr-dsa", "--database-url", db_url, "--json"])
+    assert refused.exit_code == 2 and "no event may be used for the offline evaluation under the pack" in " ".join(refused.stderr.split()), refused.output
+    assert _count(db_url, ModelProfile) == 0
     denied = {f"u{u:06d}" for u in range(0, 120, 6)}
     consents = tmp_path / "consent.csv"
     consents.write_text(
@@ -152,9 +159,6 @@ def test_a_profile_refits_only_on_who_may_be_profiled(db_url: str, tmp_path: Pat
     )
     imported = runner.invoke(cli, ["consent", "import", str(consents), "--pack", "eu-gdpr-dsa", "--database-url", db_url, "--json"])
     assert imported.exit_code == 0, imported.output
-    trained = runner.invoke(cli, ["train", DATA, "--no-tune", "--no-carbon", "--factors", "4", "--iterations", "2", "--database-url", db_url, "--json"])
-    assert trained.exit_code == 0, trained.output
-    version = json.loads(trained.stdout)["model_version"]
 
     refitted: list[set[str]] = []
     real = recommender.feedback.to_implicit

@@ -354,3 +354,11 @@ def test_the_bootstrap_in_blocks_agrees_with_the_bootstrap_at_once(monkeypatch):
         assert blocks[figure]["difference"] == whole[figure]["difference"]
         width = whole[figure]["interval"][1] - whole[figure]["interval"][0]
         assert np.allclose(blocks[figure]["interval"], whole[figure]["interval"], atol=0.06 * width)
+
+
+def test_the_packs_bins_and_intersections_are_the_consumer_groups(data):
+    head = HEAD.replace("  audit_attributes: [gender]\n", "  audit_attributes: [gender, age_band]\n  intersections: [[gender, age_band]]\n")
+    pack = parse_pack(head + "reranking:\n  enabled: true\n  candidates: 40\n  steps:\n    - {name: mmr, params: {tradeoff: 0.3}}\n", "f.yaml").pack
+    result = tradeoff_front(data, pack, grid={"mmr.tradeoff": [0.3]}, n_boot=100)
+    groups = {g["attribute"] for g in result["group_power"]["groups"]}
+    assert {"gender", "age_band", "gender_x_age_band"} <= groups
