@@ -34,7 +34,7 @@ from governance.training import train_and_record
 from audits.monitoring import record_profile
 from recommender.als import ALSRecommender
 from recommender.feedback import FeedbackConfig
-from tests.governance.lifecycle_world import K, World, lifecycle_pack
+from tests.governance.lifecycle_world import LIFECYCLE, K, World, lifecycle_pack
 
 PARAMS = {"factors": 8, "regularization": 0.05, "alpha": 10.0, "iterations": 6}
 
@@ -328,8 +328,6 @@ def test_an_erasure_retrain_ticket_completes_the_erasure_requests_when_its_model
 
 def test_a_canary_whose_lists_are_slow_is_rolled_back_by_its_latency_guardrail(db_url: str, world: World, tmp_path: Path) -> None:
     """``latency_p99_ms`` max 50: the canary's records give 80 ms (production's 5 ms), so its watch rolls it back."""
-    from tests.governance.lifecycle_world import LIFECYCLE  # noqa: PLC0415
-
     guarded = LIFECYCLE.replace("      - metric: provider_gap\n", "      - metric: latency_p99_ms\n        max: 50\n      - metric: provider_gap\n")
     pack = lifecycle_pack((SHIPPED / "baseline.yaml").read_text(), guarded)
     assert [g.metric for g in pack.pack.lifecycle.canary.guardrails] == ["latency_p99_ms", "provider_gap"]
