@@ -385,3 +385,33 @@ def test_lists_made_in_the_compute_process_are_the_engines_lists(server) -> None
         served = answer.json()["items"]
         assert [i["item_id"] for i in served] == [str(engine.model.train_.item_ids[i]) for i in ids]
         assert [i["score"] for i in served] == scores and [i["tags"] for i in served] == tags
+
+
+def test_a_list_served_over_http_records_its_latency_readable_without_unsealing(server) -> None:
+    """The stored record (its list sealed under the subject's key) gives ``latency_ms`` in the clear,
+    measured from the request's preparation: positive and no longer than the HTTP round trip."""
+    import time
+    from datetime import UTC, timedelta
+
+    from audits.monitoring import window_decisions
+    from audits.sealing import is_sealed
+
+    with server.client("operator") as client:
+        started = time.perf_counter()
+        response = client.post("/v1/recommendations", json={"subject": "u000033", "k": 5, "model_version": server.model_version, "pack": PACK})
+        round_trip_ms = (time.perf_counter() - started) * 1000.0
+    assert response.status_code == 200, response.text
+    decision_id = response.json()["decision_id"]
+    with server.store.snapshot() as connection:
+        slate, context, decided_at = connection.execute(
+            select(DecisionRecord.slate, DecisionRecord.context, DecisionRecord.decided_at).where(DecisionRecord.decision_id == decision_id)
+        ).one()
+    context = context if isinstance(context, dict) else json.loads(context)
+    slate = slate if isinstance(slate, dict) else json.loads(slate)
+    assert is_sealed(slate) and set(context) == {"latency_ms"}
+    assert 0 < context["latency_ms"] <= round_trip_ms
+    # monitoring reads it from the opened record, as stored
+    moment = decided_at if decided_at.tzinfo else decided_at.replace(tzinfo=UTC)
+    with server.store.session() as session:
+        frame = window_decisions(session, moment, moment + timedelta(microseconds=1)).frame
+    assert frame.set_index("decision_id").loc[decision_id, "latency_ms"] == context["latency_ms"]
