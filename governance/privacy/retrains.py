@@ -126,9 +126,12 @@ def training_recipe(session: Session, version_id: str) -> dict[str, Any] | None:
         except (TypeError, ValueError):
             return None
         random_state = params.get("random_state", 0)
+        recipe = {k: params[k] for k in _RECIPE_PARAMS}
+        if params.get("fairness_reweighting") is not None:  # a reweighted model is retrained reweighted
+            recipe["fairness_reweighting"] = params["fairness_reweighting"]
         return {
             "from": current,
-            "params": {k: params[k] for k in _RECIPE_PARAMS},
+            "params": recipe,
             "random_state": random_state if isinstance(random_state, int) else 0,
             "feedback": feedback,
         }

@@ -62,6 +62,12 @@ def test_a_reweighted_run_records_its_weights_under_the_packs_consent_filter(sto
     recipe, _, _ = recorded_model(store, run.model_version)
     assert recipe["fairness_reweighting"]["attribute"] == "gender"
     assert "fairness_reweighting" not in recorded_model(store, plain.model_version)[0]
+    # and a retrain after an erasure (the way to forget for a reweighted model) keeps the reweighting
+    from governance.privacy.retrains import training_recipe
+
+    with store.session() as session:
+        assert training_recipe(session, run.model_version)["params"]["fairness_reweighting"]["attribute"] == "gender"
+        assert "fairness_reweighting" not in training_recipe(session, plain.model_version)["params"]
 
 
 @pytest.mark.parametrize(

@@ -256,7 +256,9 @@ def test_a_ticket_whose_canary_was_retired_meanwhile_is_rolled_back_not_stuck(db
         store.close()
 
 
-def test_an_erasure_retrain_ticket_completes_the_erasure_requests_when_its_model_is_promoted(db_url: str, world: World, tmp_path: Path) -> None:
+def test_an_erasure_retrain_ticket_completes_the_erasure_requests_when_its_model_is_promoted(
+    db_url: str, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The erased subject's retrain, run by the pipeline: once promoted, the request is closed with what replaced the model."""
     from audits import list_requests
     from audits.monitoring import evidence_key, open_ticket
@@ -282,9 +284,30 @@ def test_an_erasure_retrain_ticket_completes_the_erasure_requests_when_its_model
                 evidence={"retrain_requests": requests, "within_days": 30}, key=evidence_key("erasures", first, {"retrain_requests": requests}),
                 stamp=pack.stamp(), now=world.at(50),
             ).ticket.id  # fmt: skip
+        import recommender.feedback
+
+        fitted: list[set[str]] = []
+        real_implicit = recommender.feedback.to_implicit
+
+        def spy(events, *args, **kwargs):
+            fitted.append(set(events["user_id"].astype(str)))
+            return real_implicit(events, *args, **kwargs)
+
+        monkeypatch.setattr(recommender.feedback, "to_implicit", spy)
         canary = run_ticket(_ctx(store, world, pack, tmp_path, (45, 50), 50), ticket)
+        monkeypatch.setattr(recommender.feedback, "to_implicit", real_implicit)
         second = canary["new_model_version"]
+        erased_both = {erased, str(world.between(0, 30).events["user_id"].astype(str).iloc[-1])}
+        assert fitted and not any(users & erased_both for users in fitted)  # the profile's refit (training converts through recommender.pipeline)
         assert canary["state"] == "canary" and erased not in set(_model(store, second).train_.user_ids)
+        # The retrain's profile refits without the erased subjects either, and counts what it left out.
+        from audits.monitoring import profiles_of
+
+        with store.session() as session:
+            left_out = profiles_of(session, [second])[second]["left_out"]
+        users = world.between(45, 50).events["user_id"].astype(str)
+        gone = int(users.isin(sorted(erased_both)).sum())
+        assert gone > 0 and sum(left_out.values()) == gone, left_out
         with store.session() as session:
             assert [r["id"] for r in list_requests(session, kind="retrain", open_only=True)] == requests  # open until promoted
         world.served.update({v: _model(store, v) for v in (first, second)})
