@@ -19,6 +19,7 @@ Writing (each in the caller's transaction, each with its trail event)
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -59,7 +60,7 @@ __all__ = [
     "window_outcomes",
 ]
 
-DECISION_COLUMNS = ("decision_id", "decided_at", "mode", "model_version", "items", "scores", "shadow")
+DECISION_COLUMNS = ("decision_id", "decided_at", "mode", "model_version", "items", "scores", "shadow", "latency_ms")
 OUTCOME_COLUMNS = ("kind", "item_id", "decision_id", "position", "attribution", "occurred_at")
 UNKNOWN_TICKET = "retrain ticket {id!r} is not recorded; list them with `recgov lifecycle tickets`"
 TICKET_MOVED = "retrain ticket {id} moved from {expected} to {state} while this run worked on it; run it again to continue from there"
@@ -70,6 +71,14 @@ def _aware(moment: datetime, name: str) -> datetime:
     if not isinstance(moment, datetime) or moment.tzinfo is None:
         raise DataError(f"{name} must be an aware datetime (UTC); got {moment!r}")
     return moment.astimezone(UTC)
+
+
+def _latency(context: Any) -> float:
+    """A record context's ``latency_ms`` as a float; NaN when absent or not a finite non-negative number."""
+    value = context.get("latency_ms") if isinstance(context, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        return math.nan
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -83,7 +92,8 @@ class WindowDecisions:
 def window_decisions(session: Session, start: datetime, end: datetime) -> WindowDecisions:
     """Decisions with ``start <= decided_at < end``, their lists opened; erased subjects' lists stay closed and are counted.
 
-    ``shadow`` marks lists a shadow version made and nobody was served (their context names ``shadow_of``).
+    ``shadow`` marks lists a shadow version made and nobody was served (their context names ``shadow_of``);
+    ``latency_ms`` is the serving latency the record's context gives (NaN for a record without one).
     """
     start, end = _aware(start, "start"), _aware(end, "end")
     rows = session.execute(
@@ -102,7 +112,7 @@ def window_decisions(session: Session, start: datetime, end: datetime) -> Window
         items = [str(i) for i in slate.get("items", [])]
         scores = slate.get("scores") or [None] * len(items)
         shadow = bool(isinstance(context, Mapping) and context.get("shadow_of"))
-        records.append((row[0], row[4], row[5], row[6], items, scores, shadow))
+        records.append((row[0], row[4], row[5], row[6], items, scores, shadow, _latency(context)))
     frame = pd.DataFrame.from_records(records, columns=list(DECISION_COLUMNS))
     if not frame.empty:
         frame["decided_at"] = pd.to_datetime(frame["decided_at"], utc=True)

@@ -86,7 +86,8 @@ KEPT_IN_THE_CLEAR = {
     "decisions": (
         "the decision id and time, the subject's pseudonym, the mode, the policy pack (name, version, hash), "
         "the model version, for a shadow list the served decision it mirrors, and for a list served in an "
-        "experiment its assignment (experiment, variant, and why: randomised, holdback or not profiled)"
+        "experiment its assignment (experiment, variant, and why: randomised, holdback or not profiled), and the "
+        "list's serving latency"
     ),
     "consent_records": "the subject's pseudonym, purpose, status, lawful basis, source, jurisdiction and time",
     "item_reports": "the item reported, the reporter's pseudonym and the time",
@@ -115,9 +116,10 @@ SEALING_SAFEGUARD = (
 
 SEALED = "sealed"
 """The one key of a sealed value: ``{"sealed": token}``."""
-DECISION_ROUTING = ("served", "shadow_of", "experiment")
-"""Context keys of a decision kept in the clear: which served decision a shadow list mirrors, and a list's
-experiment assignment (the analysis counts subjects per variant without opening every record)."""
+DECISION_ROUTING = ("served", "shadow_of", "experiment", "latency_ms")
+"""Context keys of a decision kept in the clear: which served decision a shadow list mirrors, a list's
+experiment assignment (the analysis counts subjects per variant without opening every record), and how long
+the list took to serve (monitoring's latency figures; it says nothing about the person)."""
 _VERSION = "v1:"
 _AAD = b"recgov.sealed.v1\x00"
 _NONCE_BYTES = 12

@@ -40,6 +40,9 @@ MonitorMetric = Literal[
     "input_drift_psi",
     "prediction_skew_ks",
     "prediction_skew_psi",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
 ]
 MONITOR_METRICS: tuple[str, ...] = get_args(MonitorMetric)
 """Every figure a monitoring pass computes per model version and window (see :mod:`governance.monitoring`)."""

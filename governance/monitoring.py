@@ -18,6 +18,10 @@ that served lists (shadow lists, which nobody saw, are left out):
   scores the model gave in its offline evaluation (:func:`scipy.stats.ks_2samp`,
   :func:`recommender.drift.population_stability_index`);
 
+* ``latency_p50_ms``, ``latency_p95_ms``, ``latency_p99_ms`` -- percentiles (:func:`numpy.percentile`,
+  linear) of the serving latency the decision records give (``latency_ms``), over the lists that give one
+  (``latency_lists``; None when none does);
+
 and, over every list: ``non_profiling_share``, ``failure_rate`` (requests that
 could not be served), ``unreadable`` (lists of erased subjects, which stay
 sealed and are not read). A model's reference (its profile: training deciles,
@@ -48,6 +52,8 @@ __all__ = [
     "profile_under_pack",
     "categorical_psi",
     "gini",
+    "LATENCY_PERCENTILES",
+    "latency_figures",
     "popularity_deciles",
     "window_figures",
 ]
@@ -237,8 +243,29 @@ def _rate(slots: pd.DataFrame, outcomes: pd.DataFrame, kind: str) -> tuple[float
     return n / len(slots), n
 
 
-def _model_figures(slots: pd.DataFrame, n_lists: int, inputs: WindowInputs, profile: Mapping[str, Any] | None) -> dict[str, Any]:
+LATENCY_PERCENTILES = {"latency_p50_ms": 50.0, "latency_p95_ms": 95.0, "latency_p99_ms": 99.0}
+"""The latency figures and the percentile each is."""
+
+
+def latency_figures(latency_ms: Any) -> dict[str, Any]:
+    """Percentiles of the lists' serving latencies (ms; NaN or missing: the list gave none and is not counted).
+
+    ``latency_lists`` is how many lists were counted; each percentile is None when none was.
+    """
+    values = pd.to_numeric(pd.Series(latency_ms, dtype=object), errors="coerce").to_numpy(dtype=np.float64)
+    values = values[np.isfinite(values) & (values >= 0)]
+    out: dict[str, Any] = {"latency_lists": int(len(values))}
+    if not len(values):
+        return out | dict.fromkeys(LATENCY_PERCENTILES)
+    points = np.percentile(values, list(LATENCY_PERCENTILES.values()))
+    return out | {name: _round(float(p)) for name, p in zip(LATENCY_PERCENTILES, points, strict=True)}
+
+
+def _model_figures(
+    slots: pd.DataFrame, n_lists: int, inputs: WindowInputs, profile: Mapping[str, Any] | None, latency_ms: Any = ()
+) -> dict[str, Any]:
     out: dict[str, Any] = {"lists": n_lists, "served": int(len(slots))}
+    out.update(latency_figures(latency_ms))
     click_rate, clicks = _rate(slots, inputs.outcomes, "click")
     conversion_rate, conversions = _rate(slots, inputs.outcomes, "conversion")
     out.update(click_rate=_round(click_rate), clicks=clicks, conversion_rate=_round(conversion_rate), conversions=conversions)
@@ -301,5 +328,6 @@ def window_figures(inputs: WindowInputs) -> dict[str, Any]:
         if not version:
             continue
         mine = slots[slots["model_version"] == version]
-        models[str(version)] = _model_figures(mine, int(len(group)), inputs, inputs.profiles.get(str(version)))
+        latency = group["latency_ms"] if "latency_ms" in group.columns else ()
+        models[str(version)] = _model_figures(mine, int(len(group)), inputs, inputs.profiles.get(str(version)), latency)
     return {"overall": overall, "models": models}

@@ -190,6 +190,8 @@ class ServePlan:
     """The engine's model part when the plan was made: a list made elsewhere is made with it."""
     length: int | None = None
     """How long the governed list is made (the pack's logging policy draws ``k`` from a longer one); None: ``k``."""
+    started: float | None = None
+    """:func:`time.perf_counter` when the list's work began: its record's ``latency_ms`` is measured from it."""
 
 
 ERASED_HISTORY = (
@@ -437,12 +439,16 @@ class ServingEngine:
     def _serve(self, request: ServeRequest, shadow_of: str | None = None) -> ServedList:
         return self.finish(self.begin(request), shadow_of=shadow_of)
 
-    def begin(self, request: ServeRequest) -> ServePlan:
+    def begin(self, request: ServeRequest, *, started: float | None = None) -> ServePlan:
         """The request's consent decision and what its list will be made of (steps 1 and 2).
 
         :meth:`finish` makes the list and records it; between the two a caller may have
         :attr:`personalizer` run elsewhere (the service's compute process) for a personalized plan.
+
+        ``started``: :func:`time.perf_counter` when the caller began the list's work (e.g. reading the
+        request), so the record's ``latency_ms`` covers it; None: now.
         """
+        started = time.perf_counter() if started is None else started
         if not isinstance(request.k, int) or request.k < 1:
             raise ConfigError(f"The 'k' parameter of serve must be an int in the range [1, inf). Got {request.k!r} instead.")
         now = datetime.now(timezone.utc)
@@ -455,7 +461,7 @@ class ServingEngine:
         mode = "non_profiling" if not decision.allowed else ("fallback" if row < 0 else "personalized")
         length = self._logging.length(request.k) if self._logging is not None and mode == "personalized" else request.k
         allowed = combine(self._context_mask(request.context), self._available.allowed(request.context))
-        return ServePlan(request, now, decision, allowed, row, mode, self.personalizer, length)
+        return ServePlan(request, now, decision, allowed, row, mode, self.personalizer, length, started)
 
     def finish(self, plan: ServePlan, personalized: PersonalizedList | None = None, *, shadow_of: str | None = None) -> ServedList:
         """Make the plan's list (``personalized``: what ``plan.personalizer`` gave for it elsewhere,
@@ -493,10 +499,14 @@ class ServingEngine:
                 slate = {"items": served_items, "scores": scores, "tags": tags, "logging": drawn}
             else:
                 slate["logging"] = dict(DETERMINISTIC)
+        context = _record_context(request, decision, standing, shadow_of) | ({"list_source": source} if source else {})
+        if plan.started is not None:
+            # serving latency, from the start of the list's work to its record (monitoring's latency percentiles)
+            context["latency_ms"] = round((time.perf_counter() - plan.started) * 1000.0, 3)
         record = Decision(
             mode=mode, pack_name=stamp["pack"], pack_version=stamp["pack_version"], pack_hash=stamp["pack_hash"],
             slate=slate, model_version=model.version_id_,
-            context=_record_context(request, decision, standing, shadow_of) | ({"list_source": source} if source else {}),
+            context=context,
             decision_id=decision_id, decided_at=now,
             **self._subject_of(request),
         )  # fmt: skip

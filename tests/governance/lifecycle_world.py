@@ -95,12 +95,13 @@ class World:
 
     def serve(
         self, store: Any, pack: LoadedPack, *, first_day: int, last_day: int, production: str, canary: str | None = None,
-        share: float = 0.0, starve_protected: bool = False,
+        share: float = 0.0, starve_protected: bool = False, latency_ms: dict[str, float] | None = None,
     ) -> int:  # fmt: skip
         """Serve every user once a day in ``[first_day, last_day)`` and record what they did in the next 24 hours.
 
         The canary serves the subjects in its bucket; ``starve_protected`` plants a regression in it: its lists
-        leave out every item of the protected provider group. Returns the number of lists served.
+        leave out every item of the protected provider group. ``latency_ms``: the serving latency each model
+        version's records give (none: the records give no latency). Returns the number of lists served.
         """
         items = self.dataset.items
         protected = set(items.index[items["provider_group"].astype(str) == pack.pack.fairness.protected_provider_group].astype(str))
@@ -121,7 +122,7 @@ class World:
                     futures.append(log.submit({
                         "mode": "personalized", "pack_name": stamp["pack"], "pack_version": stamp["pack_version"], "pack_hash": stamp["pack_hash"],
                         "model_version": version, "slate": {"items": [i for i, _ in listed], "scores": [s for _, s in listed]},
-                        "context": {}, "decided_at": at, "subject_id": user,
+                        "context": {"latency_ms": latency_ms[version]} if latency_ms else {}, "decided_at": at, "subject_id": user,
                     }))  # fmt: skip
             for future in futures:
                 future.result(timeout=120)

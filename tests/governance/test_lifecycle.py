@@ -34,7 +34,7 @@ from governance.training import train_and_record
 from audits.monitoring import record_profile
 from recommender.als import ALSRecommender
 from recommender.feedback import FeedbackConfig
-from tests.governance.lifecycle_world import K, World, lifecycle_pack
+from tests.governance.lifecycle_world import LIFECYCLE, K, World, lifecycle_pack
 
 PARAMS = {"factors": 8, "regularization": 0.05, "alpha": 10.0, "iterations": 6}
 
@@ -322,5 +322,25 @@ def test_an_erasure_retrain_ticket_completes_the_erasure_requests_when_its_model
         assert request["status"] == "completed" and request["result"]["retrained"] == [{"version": second, "replaces": due["models"]}]
         with store.engine.connect() as connection:
             assert verify_trail(connection).intact
+    finally:
+        store.close()
+
+
+def test_a_canary_whose_lists_are_slow_is_rolled_back_by_its_latency_guardrail(db_url: str, world: World, tmp_path: Path) -> None:
+    """``latency_p99_ms`` max 50: the canary's records give 80 ms (production's 5 ms), so its watch rolls it back."""
+    guarded = LIFECYCLE.replace("      - metric: provider_gap\n", "      - metric: latency_p99_ms\n        max: 50\n      - metric: provider_gap\n")
+    pack = lifecycle_pack((SHIPPED / "baseline.yaml").read_text(), guarded)
+    assert [g.metric for g in pack.pack.lifecycle.canary.guardrails] == ["latency_p99_ms", "provider_gap"]
+    store = open_store(db_url)
+    try:
+        ticket, first, second = _canary_ticket(store, world, pack, tmp_path)
+        world.served.update({v: _model(store, v) for v in (first, second)})
+        world.serve(store, pack, first_day=50, last_day=52, production=first, canary=second, share=0.3, latency_ms={first: 5.0, second: 80.0})
+        judged = run_ticket(_ctx(store, world, pack, tmp_path, (45, 50), 53), ticket)
+        assert judged["state"] == "rolled_back" and judged["steps"][-1]["step"] == "watch", judged["steps"][-1]
+        report = judged["steps"][-1]["report"]
+        assert report["reasons"] == ["latency_p99_ms 80.0000 above the guardrail's max 50"]
+        assert report["watch"]["figures"]["latency_p50_ms"] == 80.0 and report["watch"]["figures"]["latency_lists"] >= 30
+        assert [s["model_version"] for s in deploy.status(store)["production"]] == [first]
     finally:
         store.close()

@@ -125,14 +125,15 @@ def test_the_alerting_rules_pass_promtool(tmp_path: Path) -> None:
         "  canary:",
         "    - {id: skew, kind: prediction_skew, max_ks: 0.4}\n    - {id: gap, kind: exposure_regression, metric: coverage, min: 0.1}\n"
         "    - {id: stale, kind: staleness, max_days: 30}\n    - {id: weekly, kind: schedule, every_days: 7}\n    - {id: erasures, kind: erasure_retrains}\n  canary:",
-    )
+    ).replace("    guardrails:\n", "    guardrails:\n      - {metric: latency_p99_ms, max: 50}\n")
     done = runner.invoke(cli, ["monitor", "rules", "-p", str(_pack(tmp_path, extra))])
     assert done.exit_code == 0, done.output
     rules = tmp_path / "rules.yml"
     rules.write_text(done.stdout)
     checked = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True, check=False)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 9 rules found" in checked.stdout  # 6 triggers (a schedule alerts nothing), 1 guardrail, 2 every pack has
+    assert "SUCCESS: 10 rules found" in checked.stdout  # 6 triggers (a schedule alerts nothing), 2 guardrails, 2 every pack has
+    assert 'recgov_monitor_figure{figure="latency_p99_ms",stage="canary"} > 50' in done.stdout
 
 
 def test_a_profile_refits_only_on_who_may_be_profiled(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -94,6 +94,39 @@ def test_window_figures_by_hand() -> None:
     assert m1["input_drift_psi"] == pytest.approx(categorical_psi(np.full(10, 0.1), np.bincount([9, 2, 2, 5, 0], minlength=10)))
 
 
+def test_latency_percentiles_by_hand_over_the_lists_that_give_one() -> None:
+    """m1's served lists give 1, 2, 3, 4, 100 ms and one gives none; the shadow's 1000 ms is never counted; m2 gives none."""
+    decisions = pd.DataFrame(
+        {
+            "decision_id": [f"d{i}" for i in range(8)],
+            "decided_at": pd.to_datetime([NOW - timedelta(hours=1)] * 8, utc=True),
+            "mode": ["personalized"] * 8,
+            "model_version": ["m1"] * 7 + ["m2"],
+            "items": [["a"]] * 8,
+            "scores": [[0.5]] * 8,
+            "shadow": [False] * 5 + [True, False, False],
+            "latency_ms": [4.0, 1.0, 100.0, 3.0, 2.0, 1000.0, np.nan, np.nan],
+        }
+    )
+    figures = window_figures(_inputs(decisions=decisions))["models"]
+    m1 = figures["m1"]
+    assert m1["latency_lists"] == 5 and m1["lists"] == 6
+    # Linear interpolation over the sorted 1, 2, 3, 4, 100: rank p/100 * 4.
+    assert m1["latency_p50_ms"] == 3.0
+    assert m1["latency_p95_ms"] == pytest.approx(4 + 0.8 * 96)  # rank 3.8
+    assert m1["latency_p99_ms"] == pytest.approx(4 + 0.96 * 96)  # rank 3.96
+    assert figures["m2"]["latency_lists"] == 0 and figures["m2"]["latency_p99_ms"] is None
+    # Frames without the column (records from before latency was recorded) give None, never an error.
+    assert window_figures(_inputs())["models"]["m1"]["latency_p50_ms"] is None
+
+
+def test_a_latency_guardrail_is_accepted_and_a_bad_metric_is_located() -> None:
+    section = _section("lifecycle:\n  canary:\n    guardrails:\n      - metric: latency_p99_ms\n        max: 50\n")
+    assert section.canary.guardrails[0].metric == "latency_p99_ms" and section.canary.guardrails[0].max == 50
+    with pytest.raises(PolicyError, match=r"p\.yaml:\d+:\d+: error: lifecycle\.canary\.guardrails\.0\.metric: .*'latency_p99_ms'.*got 'latency_p42_ms'"):
+        _section("lifecycle:\n  canary:\n    guardrails:\n      - metric: latency_p42_ms\n        max: 50\n")
+
+
 def test_figures_without_an_item_table_leave_provider_and_harm_out() -> None:
     m1 = window_figures(_inputs(items=None))["models"]["m1"]
     assert "provider_gap" not in m1 and "harmful_share" not in m1 and m1["coverage"] is None

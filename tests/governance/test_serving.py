@@ -185,3 +185,30 @@ def test_a_list_made_before_new_blocks_is_made_again_with_them(world) -> None:
     engine.set_blocked([first])
     served = engine.finish(plan, made)
     assert first not in served.items and served.items == engine.serve(request).items
+
+
+def test_a_served_list_records_its_serving_latency_from_the_start_of_its_work(world) -> None:
+    """The record's context gives ``latency_ms``: from begin (or the caller's own start) to the record, in ms, to the microsecond."""
+    import time
+
+    _, matrix, _ = world
+    written = []
+
+    class Sink:
+        def submit_and_wait(self, record, timeout=5.0):
+            written.append(record)
+
+    engine = eu_engine(world, sink=Sink(), pseudonymize=lambda s: "p-" + str(abs(hash(s)) % 1000))
+    request = ServeRequest(str(matrix.user_ids[1]), consent=(record("granted", 0),))
+    before = time.perf_counter()
+    engine.serve(request)
+    elapsed_ms = (time.perf_counter() - before) * 1000.0
+    latency = written[-1].context["latency_ms"]
+    assert isinstance(latency, float) and 0 < latency <= elapsed_ms and latency == round(latency, 3)
+    # A caller that began the work earlier (the API reads the request first) is timed from there.
+    plan = engine.begin(request, started=time.perf_counter() - 0.25)
+    engine.finish(plan)
+    assert written[-1].context["latency_ms"] >= 250.0
+    # Non-profiling lists are timed too.
+    engine.serve(ServeRequest(str(matrix.user_ids[1]), consent=(record("withdrawn", 0),)))
+    assert written[-1].mode == "non_profiling" and written[-1].context["latency_ms"] > 0

@@ -45,6 +45,7 @@ such pack or model, nothing in production; 422: a TC string that cannot be judge
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -111,6 +112,8 @@ class Prepared:
     """The shadow versions to mirror the request to, as ``(model_version, artifact location)``."""
     actor: str
     gpc: bool
+    started: float | None = None
+    """:func:`time.perf_counter` when the request's preparation began: the record's ``latency_ms`` counts from it."""
 
 
 @dataclass
@@ -159,7 +162,7 @@ async def decide_on_loop(prepared: Prepared, cache: EngineCache) -> Decided:
     """
     engine, serve_request = prepared.engine, prepared.request
     try:
-        plan = engine.begin(serve_request)
+        plan = engine.begin(serve_request, started=prepared.started)
         made = None
         if cache.compute is not None and plan.mode == "personalized" and plan.allowed is None and engine.list_cache is None:
             made = await cache.compute.personalize(plan.personalizer, plan.row, plan.length or serve_request.k)
@@ -199,6 +202,7 @@ async def committed(decided: Decided) -> None:
 
 def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> Prepared:
     """The steps up to the list (see the module doc); ``inline``: raise :class:`NotReady` rather than block."""
+    started = time.perf_counter()
     cache, store = ctx.cache, ctx.store
     try:
         loaded = cache.pack(ctx.settings.packs_dir, body.pack, loaded_only=inline)
@@ -249,7 +253,7 @@ def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> P
         engine, serve_request, assigned = route_experiment(experiment, serve_request, engine, pack_ref=body.pack, ctx=ctx, inline=inline)
         deployment = {**(deployment or {}), "experiment": assigned}
         loaded = engine.loaded
-    return Prepared(engine, serve_request, signals, deployment, loaded, shadow_refs, ctx.actor, gpc)
+    return Prepared(engine, serve_request, signals, deployment, loaded, shadow_refs, ctx.actor, gpc, started)
 
 
 def _model_to_serve(read: Any, body: RecommendationCreate, settings: Any) -> tuple[str, list[tuple[str, str]], dict[str, Any] | None]:
