@@ -130,6 +130,14 @@ STATEFUL_422: dict[tuple[str, str], tuple[set[str], str] | tuple[set[str], str, 
     ("POST", "/v1/deployments/{model_version}/promote"): ({"invalid-data"}, "the gate's data must be a dataset under $RECGOV_HOME/data"),
     ("GET", "/v1/trail/events"): ({"is after 'until'"}, "JSON Schema cannot compare two parameters (since, until)"),
     ("POST", "/v1/monitor/runs"): ({"invalid-data"}, "a pass must not end in the future (a schema has no now); its data must be a dataset under $RECGOV_HOME/data"),
+    ("PUT", "/v1/items/{item_id}/availability"): (
+        {"invalid-availability"},
+        "an item id of a feed must be printable text (no format, private-use or unassigned characters): Unicode categories have no pattern in the document's regex dialect",
+    ),
+    ("POST", "/v1/availability"): (
+        {"invalid-availability"},
+        "each change's item id must be printable text (no format, private-use or unassigned characters)",
+    ),
     ("POST", "/v1/ope"): (
         {"ope-refused"},
         "the logged lists must overlap the target (a logging policy, enough effective samples) and the packs must re-rank alike and declare analytics",

@@ -30,17 +30,29 @@ from recommender.errors import ConfigError
 
 router = APIRouter(tags=["availability"], responses=problems(401, 403, 422, 500))
 
+INVALID = "invalid-availability"
+"""The problem type of a change the store refuses on content a schema cannot state (an id's printability)."""
+
+
+def _located(message: str) -> dict[str, str]:
+    """The problem's ``errors`` entry: the field the message is about (the item id is in the path)."""
+    if message.startswith("item_id"):
+        return {"location": "path", "field": "item_id", "message": message}
+    field = "status" if message.startswith("status") else "region"
+    return {"location": "body", "field": field, "message": message}
+
+
 ItemId = Annotated[str, Path(min_length=1, max_length=200, pattern=IDENTIFIER, description="The item's id.")]
 
 
 @router.put("/v1/items/{item_id}/availability", response_model=AvailabilityResult, summary="Set an item's availability (operator)")
 def put_availability(item_id: ItemId, body: AvailabilityPut, session: SessionDep, key: OperateKey) -> dict[str, Any]:
-    """422 for ``geo_restricted`` without a region."""
+    """422 (``invalid-availability``) for an item id that is not printable text or a region that is no code."""
     try:
         counts = set_availability(session, item_id=item_id, status=body.status, region=body.region, actor=actor_of(key))
     except ConfigError as err:
         session.rollback()
-        raise Problem(422, str(err), errors=[{"location": "body", "field": "region", "message": str(err)}]) from None
+        raise Problem(422, str(err), kind=INVALID, errors=[_located(str(err))]) from None
     record_call(session, key, "availability.set", objects={"item": item_id}, payload={"status": body.status, "region": canonical_region(body.region) if body.region else "*", **counts})
     return counts
 
@@ -55,7 +67,7 @@ def post_availability(body: AvailabilityBatch, session: SessionDep, key: Operate
         except ConfigError as err:
             errors.append({"location": "body", "field": f"changes[{n}]", "message": str(err)})
     if errors:
-        raise Problem(422, f"{len(errors)} of {len(body.changes)} changes are invalid; nothing was stored", errors=errors)
+        raise Problem(422, f"{len(errors)} of {len(body.changes)} changes are invalid; nothing was stored", kind=INVALID, errors=errors)
     counts = apply_changes(session, changes, actor=actor_of(key), source={"via": "api", "rows": len(changes)})
     record_call(session, key, "availability.import", payload={"rows": len(changes), **counts})
     return counts

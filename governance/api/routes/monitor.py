@@ -31,7 +31,7 @@ from governance.api.call_record import record_call
 from governance.api.deps import OperateKey, ReadKey, SessionDep, SettingsDep, StoreDep
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
-from governance.api.schemas import IDENTIFIER
+from governance.api.schemas import IDENTIFIER, INT4_MAX
 from governance.lifecycle import rules
 from governance.lifecycle.facts import trained_at
 from governance.lifecycle.passes import run_monitor
@@ -87,13 +87,13 @@ def create_run(body: MonitorRunCreate, response: Response, store: StoreDep, sess
 
 
 @router.get("/runs", responses=problems(403, 422), summary="Monitoring passes, latest first")
-def get_runs(session: SessionDep, key: ReadKey, limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+def get_runs(session: SessionDep, key: ReadKey, limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0, le=INT4_MAX)] = 0) -> dict[str, Any]:
     rows, total = latest_runs(session, limit=limit, offset=offset)
     return {"total": total, "runs": [run_doc(r) for r in rows]}
 
 
 @router.get("/runs/{run_id}", responses=problems(403, 404, 422), summary="One monitoring pass")
-def get_run(run_id: Annotated[int, Path(ge=1)], session: SessionDep, key: ReadKey) -> dict[str, Any]:
+def get_run(run_id: Annotated[int, Path(ge=1, le=INT4_MAX, description="The pass's id.")], session: SessionDep, key: ReadKey) -> dict[str, Any]:
     row = session.get(MonitorRun, run_id)
     if row is None:
         raise Problem(404, f"monitoring pass {run_id} is not recorded; list them with GET /v1/monitor/runs")

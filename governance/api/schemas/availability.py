@@ -17,7 +17,15 @@ Status = Literal["available", "out_of_stock", "withdrawn", "geo_restricted"]
 class AvailabilityPut(_Body):
     """One item's availability in one region (omitted: everywhere)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"status": "geo_restricted", "region": "DE"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"status": "geo_restricted", "region": "DE"}],
+            # What the handler refuses, stated in the document: a restriction to a region names the region.
+            "if": {"properties": {"status": {"const": "geo_restricted"}}, "required": ["status"]},
+            "then": {"required": ["region"], "properties": {"region": {"type": "string"}}},
+        },
+    )
 
     status: Status = Field(description="available (again), out_of_stock, withdrawn, or geo_restricted (needs a region).")
     region: str | None = Field(None, min_length=1, max_length=64, pattern=REGION, description="A region code; omitted: everywhere.")
