@@ -103,7 +103,7 @@ def test_a_failing_shadow_is_logged_and_never_felt_by_the_caller(deployed) -> No
     serving = open_deployed(store, load_pack(EU))
     shadow = serving.shadows[0].engine
 
-    def broken(*args):  # noqa: ANN002
+    def broken(*args, **kwargs):  # noqa: ANN002, ANN003
         raise RuntimeError("shadow model exploded")
 
     shadow.personalizer.personalize = broken  # the shadow's model part fails from now on
