@@ -126,12 +126,17 @@ def load_or_fail(
     try:
         return load_pack(resolve_pack(ref), dataset_columns=dataset_columns, item_harm_categories=item_harm_categories)
     except PolicyError as err:
-        if json_output:
-            emit_json({"valid": False, "issues": [i.to_dict() for i in err.issues]})
-        else:
-            for issue in err.issues:
-                err_console.print(str(issue), highlight=False, soft_wrap=True, markup=False)
-        raise typer.Exit(code=2) from None
+        raise issues_exit(err, json_output=json_output) from None
+
+
+def issues_exit(err: PolicyError, *, json_output: bool) -> typer.Exit:
+    """Print every located issue of ``err`` (as JSON with ``--json``); the exit (code 2) for the caller to raise."""
+    if json_output:
+        emit_json({"valid": False, "issues": [i.to_dict() for i in err.issues]})
+    else:
+        for issue in err.issues:
+            err_console.print(str(issue), highlight=False, soft_wrap=True, markup=False)
+    return typer.Exit(code=2)
 
 
 # -- what the commands about a subject share (consent, subject requests, retrains, the Art. 30 record) --

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from governance.cli._common import console, emit_json, err_console, user_errors
+from governance.cli._common import console, emit_json, issues_exit, user_errors
 from governance.cli.core import DatabaseOpt, JsonOpt
 
 __all__ = ["register"]
@@ -33,12 +33,7 @@ def _load(path: Path, json_output: bool) -> Any:
     try:
         return load_experiment(path)
     except PolicyError as err:
-        if json_output:
-            emit_json({"valid": False, "issues": [i.to_dict() for i in err.issues]})
-        else:
-            for issue in err.issues:
-                err_console.print(str(issue), highlight=False, soft_wrap=True, markup=False)
-        raise typer.Exit(code=2) from None
+        raise issues_exit(err, json_output=json_output) from None
 
 
 def _arms(summary: dict[str, Any]) -> str:
