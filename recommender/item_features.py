@@ -188,9 +188,9 @@ class ItemFeaturizer:
         blocks = {"text": self.tfidf(items)}
         n = len(items)
         if self.category_column is not None and len(self.categories):
-            if self.category_column not in items.columns:
-                raise DataError(f"{where}: the item table has no column {self.category_column!r}, which the model was fitted with")
-            values = items[self.category_column].astype("string").fillna("").to_numpy(dtype=object).astype(str)
+            # An optional column the table lacks is missing content for its items, not an error.
+            column = items[self.category_column] if self.category_column in items.columns else pd.Series(pd.NA, index=items.index)
+            values = column.astype("string").fillna("").to_numpy(dtype=object).astype(str)
             pos = np.minimum(np.searchsorted(self.categories, values), len(self.categories) - 1)
             hit = self.categories[pos] == values
             blocks["category"] = sp.csr_matrix(
@@ -200,7 +200,8 @@ class ItemFeaturizer:
             if column is None:
                 continue
             if column not in items.columns:
-                raise DataError(f"{where}: the item table has no column {column!r}, which the model was fitted with")
+                blocks[name] = sp.csr_matrix((n, 1))
+                continue
             stats = self.price_stats if name == "price" else self.release_stats
             raw = _prices(items, column) if name == "price" else _release_days(items, column)
             z = np.clip((raw - stats[0]) / stats[1], -_CLIP, _CLIP) / _CLIP

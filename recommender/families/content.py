@@ -35,13 +35,9 @@ from recommender.errors import ConfigError, DataError
 from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel, ModelTag, register_family
 from recommender.item_features import ItemFeaturizer, check_item_table
 
-__all__ = ["ContentModel", "ContentRecommender", "NO_ITEMS", "UNKNOWN_ITEMS", "KNOWN_ITEMS"]
+__all__ = ["ContentModel", "ContentRecommender", "UNKNOWN_ITEMS", "KNOWN_ITEMS", "subject_rows"]
 
 FORMAT = "recgov.content.v1"
-NO_ITEMS = (
-    "{name} reads item content: call fit(train, items=dataset.items) with the item table "
-    "(indexed by item_id, with the text column(s) {columns})"
-)
 UNKNOWN_ITEMS = "{where}: {n} item id(s) are not in the model, e.g. {example}; the model knows {n_items} items"
 KNOWN_ITEMS = (
     "add_items: {n} item id(s) are already in the model, e.g. {example}; add_items takes new items only "
@@ -251,7 +247,7 @@ class ContentModel(GovernedModel):
         cols = self.train_.item_index(list(item_ids))
         if (cols < 0).any():
             bad = [str(i) for i, c in zip(item_ids, cols) if c < 0]
-            raise DataError(UNKNOWN_ITEMS.format(where="explain", n=len(bad), example=repr(bad[0]), n_items=self.train_.n_items))
+            raise ConfigError(UNKNOWN_ITEMS.format(where="explain", n=len(bad), example=repr(bad[0]), n_items=self.train_.n_items))
         row = int(self.train_.user_index(user_id)[0])
         if row < 0:
             return [[ModelTag("popularity_fallback", "Popular with everyone (we know nothing of your tastes yet)",
@@ -290,8 +286,7 @@ class ContentModel(GovernedModel):
     def forget(self, user_ids: Sequence[str]) -> ForgetOutcome:
         """Drop the users' rows: their profiles go with them, item vectors never held them (exact)."""
         self.check_fitted("forget")
-        rows = self.train_.user_index(list(user_ids))
-        present = np.unique(rows[rows >= 0])
+        present = subject_rows(self.train_, user_ids)
         keep = np.setdiff1d(np.arange(self.train_.n_users), present)
         train = self.train_
         matrix = sp.csr_matrix(train.matrix[keep])
@@ -366,6 +361,22 @@ class ContentModel(GovernedModel):
         model._load_extra(arrays)
         model.version_id_ = meta["version_id"]
         return model
+
+
+def subject_rows(train: InteractionMatrix, user_ids: Sequence[str]) -> np.ndarray:
+    """The sorted rows of ``user_ids``; an empty request, an unknown subject or every subject is a
+    :class:`ConfigError` (ids are not echoed: they are personal data)."""
+    requested = [user_ids] if isinstance(user_ids, str) else list(user_ids)
+    if not requested:
+        raise ConfigError("forget: no subject given")
+    rows = train.user_index(np.asarray(requested, dtype=object))
+    unknown = int((rows < 0).sum())
+    if unknown:
+        raise ConfigError(f"forget: {unknown} of {len(requested)} subject(s) are not in the fitted model; nothing was removed")
+    rows = np.unique(rows)
+    if len(rows) >= train.n_users:
+        raise ConfigError(f"forget: removing all {len(rows)} subjects would leave nothing to recommend from")
+    return rows
 
 
 def _titles(items: pd.DataFrame, item_ids: np.ndarray) -> np.ndarray:

@@ -17,8 +17,9 @@ Fusion (``fusion``):
 ``learned``
     a logistic regression (scikit-learn) on per-candidate features: both
     parents' scores, the item's log popularity, whether it has interactions, and
-    the scores times that flag; trained on the validation positives against
-    sampled negatives. The score is the logit, a sum of the features' terms.
+    the scores times that flag; trained on each validation user's top
+    candidates from each parent (what a ranker sees), labelled by the
+    validation split. The score is the logit, a sum of the features' terms.
 
 Validation: a share of the warm items (``cold_fraction``) lose all their
 interactions (they play the new items) and a share of the other interactions
@@ -36,7 +37,6 @@ subject's rows and factors at once and says a retrain is owed.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -52,8 +52,9 @@ from recommender.als import ALSRecommender
 from recommender.base import top_k_from_scores
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
-from recommender.families.content import UNKNOWN_ITEMS, ContentRecommender
+from recommender.families.content import UNKNOWN_ITEMS, ContentRecommender, subject_rows
 from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel, ModelTag, register_family
+from recommender.item_features import check_item_table
 from recommender.metrics import ranking_metrics
 
 __all__ = ["HybridRecommender", "FEATURES"]
@@ -64,7 +65,7 @@ FEATURES = ("als", "content", "log_popularity", "has_interactions", "als_x_warm"
 _PART_OF = {"als": "als", "als_x_warm": "als", "content": "content", "content_x_warm": "content",
             "log_popularity": "popularity", "has_interactions": "popularity"}  # fmt: skip
 _GRID = np.linspace(0.0, 1.0, 11)
-_NEGATIVES = 4
+_CANDIDATES = 50  # per parent, side and validation user: what the learned fusion is trained on
 _MAX_VALIDATION_USERS = 3000
 _BLOCK_USERS = 1024
 _K = 10
@@ -179,6 +180,8 @@ class HybridRecommender(GovernedModel):
     def _fit(self, train: InteractionMatrix, *, show_progress: bool) -> None:
         self._validate_params()
         items = getattr(self, "_items_in", None)
+        if items is not None:  # a broken table fails before any fitting
+            check_item_table(items, ContentRecommender(**(self.content_params or {})).text_columns, where="hybrid.fit")
         sub, val_warm, val_cold = self._carve(train)
         als, content, mapping = self._parents(sub, items)
         parts_sub = _Parts(als, content, mapping)
@@ -237,19 +240,28 @@ class HybridRecommender(GovernedModel):
                 )  # fmt: skip
                 self.weights_[side] = float(best[2])
             return
-        # learned: positives of both sides against negatives of the same side.
+        # learned: each validation user's candidates, as a ranker sees them: the top items of each parent
+        # on each side (seen items excluded), labelled by the validation split.
+        seen = sp.csr_matrix(sub.matrix[users])
         rows, cols, labels = [], [], []
-        for cand, val in ((warm_cols, val_warm), (cold_cols, val_cold)):
+        for cand, val, exclude in ((warm_cols, val_warm, seen), (cold_cols, val_cold, None)):
             if len(cand) == 0:
                 continue
-            v = sp.csr_matrix(val[users]).tocoo()
-            rows.append(v.row), cols.append(v.col), labels.append(np.ones(v.nnz))
-            neg_r = np.repeat(v.row, _NEGATIVES)
-            neg_c = cand[rng.integers(0, len(cand), len(neg_r))]
-            rows.append(neg_r), cols.append(neg_c), labels.append(np.zeros(len(neg_r)))
-        r, col, y = np.concatenate(rows), np.concatenate(cols), np.concatenate(labels)
+            rel = sp.csr_matrix(val[users])
+            top = [top_k_from_scores(score[:, cand], _CANDIDATES, exclude=None if exclude is None else sp.csr_matrix(exclude[:, cand]))[0]
+                   for score in (a, c)]  # fmt: skip
+            picked = np.concatenate(top, axis=1)
+            r = np.repeat(np.arange(len(users)), picked.shape[1])
+            flat = picked.ravel()
+            ok = flat >= 0
+            key = np.unique(r[ok] * np.int64(len(cand) + 1) + flat[ok])
+            r_u, local = key // (len(cand) + 1), key % (len(cand) + 1)
+            item = cand[local]
+            rows.append(r_u), cols.append(item)
+            labels.append(np.asarray(rel[r_u, item]).ravel() > 0)
+        r, col, y = np.concatenate(rows), np.concatenate(cols), np.concatenate(labels).astype(np.int64)
         if len(np.unique(y)) < 2:
-            raise DataError("hybrid.fit: the validation split has no positives to learn the fusion from; give more interactions")
+            raise DataError("hybrid.fit: the validation split has no positives among the candidates to learn the fusion from; give more interactions")
         x = _features(a[r, col], c[r, col], parts.content.popularity_[col], has[col])
         model = LogisticRegression(C=1.0, max_iter=2000).fit(x, y)
         self.coef_ = np.asarray(model.coef_[0], dtype=np.float64)
@@ -304,7 +316,7 @@ class HybridRecommender(GovernedModel):
         cols = self.train_.item_index(list(item_ids))
         if (cols < 0).any():
             bad = [str(i) for i, c in zip(item_ids, cols) if c < 0]
-            raise DataError(UNKNOWN_ITEMS.format(where="explain", n=len(bad), example=repr(bad[0]), n_items=self.train_.n_items))
+            raise ConfigError(UNKNOWN_ITEMS.format(where="explain", n=len(bad), example=repr(bad[0]), n_items=self.train_.n_items))
         row = int(self.train_.user_index(user_id)[0])
         if row < 0:
             return [[ModelTag("popularity_fallback", "Popular with everyone (we know nothing of your tastes yet)", exact=False,
@@ -331,8 +343,7 @@ class HybridRecommender(GovernedModel):
     def forget(self, user_ids: Sequence[str]) -> ForgetOutcome:
         """Drop the users' rows and factors now; the fusion and mapping keep their influence until a retrain."""
         self.check_fitted("forget")
-        rows = self.train_.user_index(list(user_ids))
-        present = np.unique(rows[rows >= 0])
+        present = subject_rows(self.train_, user_ids)
         removed = tuple(str(self.train_.user_ids[r]) for r in present)
         keep = np.setdiff1d(np.arange(self.train_.n_users), present)
         self.content_.forget(list(removed))
