@@ -34,13 +34,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recommender.als import ALSRecommender  # noqa: E402
-from recommender.base import top_k_from_scores  # noqa: E402
-from recommender.cold_start import cold_start_split  # noqa: E402
-from recommender.families.content import ContentRecommender  # noqa: E402
-from recommender.families.hybrid import HybridRecommender  # noqa: E402
-from recommender.metrics import ranking_metrics  # noqa: E402
-from recommender.synthetic import SyntheticSpec, generate  # noqa: E402
+from recommender.als import ALSRecommender
+from recommender.base import top_k_from_scores
+from recommender.cold_start import cold_start_split
+from recommender.families.content import ContentRecommender
+from recommender.families.hybrid import HybridRecommender
+from recommender.metrics import ranking_metrics
+from recommender.synthetic import SyntheticSpec, generate
 
 K = 10
 TEXT = ("text", "keywords")
@@ -50,11 +50,17 @@ def _metrics(lists: np.ndarray, relevant: Any) -> dict[str, float]:
     m = ranking_metrics(lists, relevant, K)
     ndcg, recall = m.per_user["ndcg"], m.per_user["recall"]
     ok = np.isfinite(ndcg)
-    return {"ndcg": float(np.mean(ndcg[ok])), "ndcg_se": float(np.std(ndcg[ok]) / max(np.sqrt(ok.sum()), 1.0)),
-            "recall": float(np.mean(recall[ok])), "users": int(ok.sum())}  # fmt: skip
+    return {
+        "ndcg": float(np.mean(ndcg[ok])),
+        "ndcg_se": float(np.std(ndcg[ok]) / max(np.sqrt(ok.sum()), 1.0)),
+        "recall": float(np.mean(recall[ok])),
+        "users": int(ok.sum()),
+    }
 
 
-def run(users: int, items: int, events: int, new_items: int, seed: int, factors: int, tolerance: float) -> dict[str, Any]:
+def run(
+    users: int, items: int, events: int, new_items: int, seed: int, factors: int, tolerance: float
+) -> dict[str, Any]:
     """Fit the four models and measure them on the new items and on the rest."""
     spec = SyntheticSpec(n_users=users, n_items=items, n_interactions=events, seed=seed, n_new_items=new_items)
     data = generate(spec)
@@ -76,8 +82,11 @@ def run(users: int, items: int, events: int, new_items: int, seed: int, factors:
     hybrids = {}
     for fusion in ("linear", "learned"):
         t = time.perf_counter()
-        hybrids[f"hybrid_{fusion}"] = HybridRecommender(fusion=fusion, als_params=als_params, content_params=content_params,
-                                                        random_state=seed).fit(train, items=warm_table).add_items(new_table)  # fmt: skip
+        hybrids[f"hybrid_{fusion}"] = (
+            HybridRecommender(fusion=fusion, als_params=als_params, content_params=content_params, random_state=seed)
+            .fit(train, items=warm_table)
+            .add_items(new_table)
+        )
         timings[f"hybrid_{fusion}"] = time.perf_counter() - t
 
     rows = np.arange(train.n_users)
@@ -91,8 +100,13 @@ def run(users: int, items: int, events: int, new_items: int, seed: int, factors:
         return top_k_from_scores(score(users_, cols), K, exclude=exclude)[0]
 
     scorers = {
-        "als": (lambda u, c: np.asarray(als.user_factors_)[u] @ np.asarray(als.item_factors_)[c].T if c is warm_cols
-                else rng.random((len(u), len(c)))),  # fmt: skip
+        "als": (
+            lambda u, c: (
+                np.asarray(als.user_factors_)[u] @ np.asarray(als.item_factors_)[c].T
+                if c is warm_cols
+                else rng.random((len(u), len(c)))
+            )
+        ),
         "content_tfidf": content.score_items,
         **{name: h.score_items for name, h in hybrids.items()},
     }
@@ -109,11 +123,22 @@ def run(users: int, items: int, events: int, new_items: int, seed: int, factors:
             "matches_als_on_rest": results[name]["rest"]["ndcg"] >= results["als"]["rest"]["ndcg"] - tolerance,
         }
     return {
-        "spec": {"users": users, "items": items, "events": events, "new_items": new_items, "seed": seed, "factors": factors},
+        "spec": {
+            "users": users,
+            "items": items,
+            "events": events,
+            "new_items": new_items,
+            "seed": seed,
+            "factors": factors,
+        },
         "k": K,
         "tolerance": tolerance,
         "train": {"users": train.n_users, "items": train.n_items, "interactions": train.nnz},
-        "test": {"warm_pairs": int(split.test_warm.matrix.nnz), "new_item_pairs": int(split.test_new.nnz), "new_item_users": int(len(new_users))},
+        "test": {
+            "warm_pairs": int(split.test_warm.matrix.nnz),
+            "new_item_pairs": int(split.test_new.nnz),
+            "new_item_users": len(new_users),
+        },
         "hybrid_weights": {name: h.weights_ for name, h in hybrids.items() if h.fusion == "linear"},
         "results": results,
         "checks": checks,
@@ -122,14 +147,20 @@ def run(users: int, items: int, events: int, new_items: int, seed: int, factors:
 
 def table(report: dict[str, Any]) -> str:
     """A readable table of the report."""
-    lines = [f"{'model':<16} {'NDCG@10 new':>12} {'recall new':>11} {'NDCG@10 rest':>13} {'recall rest':>12} {'fit s':>7}"]
+    lines = [
+        f"{'model':<16} {'NDCG@10 new':>12} {'recall new':>11} {'NDCG@10 rest':>13} {'recall rest':>12} {'fit s':>7}"
+    ]
     for name, r in report["results"].items():
-        lines.append(f"{name:<16} {r['new_items']['ndcg']:>12.4f} {r['new_items']['recall']:>11.4f} "
-                     f"{r['rest']['ndcg']:>13.4f} {r['rest']['recall']:>12.4f} {r['fit_seconds']:>7.2f}")  # fmt: skip
+        lines.append(
+            f"{name:<16} {r['new_items']['ndcg']:>12.4f} {r['new_items']['recall']:>11.4f} "
+            f"{r['rest']['ndcg']:>13.4f} {r['rest']['recall']:>12.4f} {r['fit_seconds']:>7.2f}"
+        )
     se = max(r["rest"]["ndcg_se"] for r in report["results"].values())
     lines.append(f"tolerance on the rest: {report['tolerance']} NDCG (largest standard error of a mean here: {se:.4f})")
     for name, c in report["checks"].items():
-        lines.append(f"{name}: beats both parents on new items: {c['beats_parents_on_new_items']}; matches ALS on the rest: {c['matches_als_on_rest']}")
+        lines.append(
+            f"{name}: beats both parents on new items: {c['beats_parents_on_new_items']}; matches ALS on the rest: {c['matches_als_on_rest']}"
+        )
     return "\n".join(lines)
 
 

@@ -38,7 +38,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from recommender.errors import ConfigError, DataError
 
-__all__ = ["ItemFeaturizer", "MISSING_TEXT_COLUMN", "NO_TEXT", "check_item_table"]
+__all__ = ["MISSING_TEXT_COLUMN", "NO_TEXT", "ItemFeaturizer", "check_item_table"]
 
 MISSING_TEXT_COLUMN = (
     "{where}: the item table has no column {column!r} (a text column the model reads); "
@@ -58,17 +58,25 @@ def check_item_table(items: object, text_columns: Sequence[str], *, where: str) 
     Checks: a DataFrame, every text column present, item ids non-empty and unique.
     """
     if not isinstance(items, pd.DataFrame):
-        raise DataError(f"{where}: expected the item table as a pandas DataFrame indexed by item_id; got {type(items).__name__}")
+        raise DataError(
+            f"{where}: expected the item table as a pandas DataFrame indexed by item_id; got {type(items).__name__}"
+        )
     missing = [c for c in text_columns if c not in items.columns]
     if missing:
-        raise DataError(MISSING_TEXT_COLUMN.format(where=where, column=missing[0], columns=", ".join(map(str, items.columns)) or "none"))
+        raise DataError(
+            MISSING_TEXT_COLUMN.format(
+                where=where, column=missing[0], columns=", ".join(map(str, items.columns)) or "none"
+            )
+        )
     ids = pd.Index(items.index.astype(str))
     empty = np.flatnonzero(items.index.isna() | (ids.str.strip() == ""))
     if len(empty):
         raise DataError(f"{where}: row {int(empty[0])} of the item table has an empty item id; every item needs one")
     again = np.flatnonzero(ids.duplicated())
     if len(again):
-        raise DataError(f"{where}: item id {ids[again[0]]!r} appears twice in the item table (row {int(again[0])}); one row per item")
+        raise DataError(
+            f"{where}: item id {ids[again[0]]!r} appears twice in the item table (row {int(again[0])}); one row per item"
+        )
     return items
 
 
@@ -176,8 +184,9 @@ class ItemFeaturizer:
     def tfidf(self, items: pd.DataFrame) -> sp.csr_matrix:
         """The L2-normalised TF-IDF rows of ``items``' text, with the fitted vocabulary and idf."""
         text = _joined_text(items, self.text_columns)
-        vectorizer = TfidfVectorizer(vocabulary={t: i for i, t in enumerate(self.vocabulary.tolist())},
-                                     token_pattern=r"(?u)\b[\w-]{2,}\b")  # fmt: skip
+        vectorizer = TfidfVectorizer(
+            vocabulary={t: i for i, t in enumerate(self.vocabulary.tolist())}, token_pattern=r"(?u)\b[\w-]{2,}\b"
+        )
         vectorizer.fit(np.array(["x"]))  # sets the vocabulary; the idf is ours
         vectorizer.idf_ = self.idf
         return sp.csr_matrix(vectorizer.transform(text), dtype=np.float64)
@@ -189,7 +198,11 @@ class ItemFeaturizer:
         n = len(items)
         if self.category_column is not None and len(self.categories):
             # An optional column the table lacks is missing content for its items, not an error.
-            column = items[self.category_column] if self.category_column in items.columns else pd.Series(pd.NA, index=items.index)
+            column = (
+                items[self.category_column]
+                if self.category_column in items.columns
+                else pd.Series(pd.NA, index=items.index)
+            )
             values = column.astype("string").fillna("").to_numpy(dtype=object).astype(str)
             pos = np.minimum(np.searchsorted(self.categories, values), len(self.categories) - 1)
             hit = self.categories[pos] == values
@@ -229,8 +242,12 @@ class ItemFeaturizer:
     @property
     def width(self) -> int:
         """Columns of a transformed row (text terms, categories, price, release)."""
-        return len(self._block_names()) - 1 - (1 if "category" in self._block_names() else 0) + len(self.vocabulary) + (
-            len(self.categories) if "category" in self._block_names() else 0
+        return (
+            len(self._block_names())
+            - 1
+            - (1 if "category" in self._block_names() else 0)
+            + len(self.vocabulary)
+            + (len(self.categories) if "category" in self._block_names() else 0)
         )
 
     @property
@@ -243,8 +260,13 @@ class ItemFeaturizer:
         """The fitted state as plain arrays (strings, floats): ``np.savez`` without pickle."""
         import json
 
-        meta = {"text_columns": list(self.text_columns), "category_column": self.category_column,
-                "price_column": self.price_column, "release_column": self.release_column, "weights": self.weights}  # fmt: skip
+        meta = {
+            "text_columns": list(self.text_columns),
+            "category_column": self.category_column,
+            "price_column": self.price_column,
+            "release_column": self.release_column,
+            "weights": self.weights,
+        }
         return {
             f"{prefix}meta": np.array(json.dumps(meta, sort_keys=True)),
             f"{prefix}vocabulary": self.vocabulary.astype(str),

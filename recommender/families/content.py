@@ -35,7 +35,7 @@ from recommender.errors import ConfigError, DataError
 from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel, ModelTag, register_family
 from recommender.item_features import ItemFeaturizer, check_item_table
 
-__all__ = ["ContentModel", "ContentRecommender", "UNKNOWN_ITEMS", "KNOWN_ITEMS", "subject_rows"]
+__all__ = ["KNOWN_ITEMS", "UNKNOWN_ITEMS", "ContentModel", "ContentRecommender", "subject_rows"]
 
 FORMAT = "recgov.content.v1"
 UNKNOWN_ITEMS = "{where}: {n} item id(s) are not in the model, e.g. {example}; the model knows {n_items} items"
@@ -95,7 +95,9 @@ class ContentModel(GovernedModel):
         raise NotImplementedError
 
     # -- fitting -----------------------------------------------------------------
-    def fit(self, train: InteractionMatrix, *, show_progress: bool = False, items: pd.DataFrame | None = None) -> ContentModel:
+    def fit(
+        self, train: InteractionMatrix, *, show_progress: bool = False, items: pd.DataFrame | None = None
+    ) -> ContentModel:
         """Learn from ``train`` and the item table ``items`` (indexed by item id).
 
         The model's items are the training items and every item of the table
@@ -128,13 +130,17 @@ class ContentModel(GovernedModel):
             if len(extra):
                 item_ids = np.concatenate([item_ids, np.asarray(extra, dtype=str)])
                 n_new = len(extra)
-                matrix = sp.hstack([train.matrix, sp.csr_matrix((train.n_users, n_new), dtype=train.matrix.dtype)], format="csr")
+                matrix = sp.hstack(
+                    [train.matrix, sp.csr_matrix((train.n_users, n_new), dtype=train.matrix.dtype)], format="csr"
+                )
                 train = InteractionMatrix(matrix=matrix, user_ids=train.user_ids, item_ids=item_ids.astype(object))
                 self.popularity_ = np.concatenate([self.popularity_, np.zeros(n_new)])
             self._fit_vectors(items)
             self.featurizer_ready_ = True
             aligned = items.reindex(pd.Index(item_ids))
-            vectors = self._aligned_vectors(aligned, present=np.asarray(pd.Index(item_ids).isin(table_ids)), where=f"{self.family}.fit")
+            vectors = self._aligned_vectors(
+                aligned, present=np.asarray(pd.Index(item_ids).isin(table_ids)), where=f"{self.family}.fit"
+            )
             titles = _titles(aligned, item_ids)
         self.item_vectors_ = sp.csr_matrix(vectors, dtype=np.float64)
         self.has_content_ = np.asarray(self.item_vectors_.getnnz(axis=1) > 0)
@@ -156,7 +162,11 @@ class ContentModel(GovernedModel):
         raise NotImplementedError
 
     def _validate_params(self) -> None:
-        if isinstance(self.text_columns, str) or not all(isinstance(c, str) for c in self.text_columns) or not self.text_columns:
+        if (
+            isinstance(self.text_columns, str)
+            or not all(isinstance(c, str) for c in self.text_columns)
+            or not self.text_columns
+        ):
             raise ConfigError(
                 f"The 'text_columns' parameter of {type(self).__name__} must be a non-empty sequence of column names. "
                 f"Got {self.text_columns!r} instead."
@@ -177,7 +187,9 @@ class ContentModel(GovernedModel):
         """
         self.check_fitted("add_items")
         if not self.featurizer_ready_:
-            raise ConfigError(f"add_items: this {self.family} model was fitted without an item table; refit with fit(train, items=...)")
+            raise ConfigError(
+                f"add_items: this {self.family} model was fitted without an item table; refit with fit(train, items=...)"
+            )
         items = check_item_table(items, self.text_columns, where="add_items")
         ids = np.asarray(items.index.astype(str), dtype=str)
         known = self.train_.item_index(ids) >= 0
@@ -187,9 +199,14 @@ class ContentModel(GovernedModel):
             return self
         vectors = self._vectors(items, where="add_items")
         train = self.train_
-        matrix = sp.hstack([train.matrix, sp.csr_matrix((train.n_users, len(ids)), dtype=train.matrix.dtype)], format="csr")
-        self.train_ = InteractionMatrix(matrix=matrix, user_ids=train.user_ids,
-                                        item_ids=np.concatenate([np.asarray(train.item_ids, dtype=object), ids.astype(object)]))  # fmt: skip
+        matrix = sp.hstack(
+            [train.matrix, sp.csr_matrix((train.n_users, len(ids)), dtype=train.matrix.dtype)], format="csr"
+        )
+        self.train_ = InteractionMatrix(
+            matrix=matrix,
+            user_ids=train.user_ids,
+            item_ids=np.concatenate([np.asarray(train.item_ids, dtype=object), ids.astype(object)]),
+        )
         self.popularity_ = np.concatenate([self.popularity_, np.zeros(len(ids))])
         self.item_vectors_ = sp.vstack([self.item_vectors_, vectors], format="csr")
         self.has_content_ = np.concatenate([self.has_content_, vectors.getnnz(axis=1) > 0])
@@ -209,7 +226,9 @@ class ContentModel(GovernedModel):
     def score_items(self, user_index: np.ndarray, item_index: np.ndarray | None = None) -> np.ndarray:
         """Cosine scores ``(n_users, n_items)`` of known users (row indices) for items (all by default)."""
         self.check_fitted("score_items")
-        vectors = self.item_vectors_ if item_index is None else self.item_vectors_[np.asarray(item_index, dtype=np.int64)]
+        vectors = (
+            self.item_vectors_ if item_index is None else self.item_vectors_[np.asarray(item_index, dtype=np.int64)]
+        )
         profile, norms = self.profiles(user_index)
         dots = np.asarray((profile @ vectors.T).todense(), dtype=np.float64)
         return dots / np.where(norms > 0, norms, 1.0)[:, None]
@@ -247,39 +266,77 @@ class ContentModel(GovernedModel):
         cols = self.train_.item_index(list(item_ids))
         if (cols < 0).any():
             bad = [str(i) for i, c in zip(item_ids, cols) if c < 0]
-            raise ConfigError(UNKNOWN_ITEMS.format(where="explain", n=len(bad), example=repr(bad[0]), n_items=self.train_.n_items))
+            raise ConfigError(
+                UNKNOWN_ITEMS.format(where="explain", n=len(bad), example=repr(bad[0]), n_items=self.train_.n_items)
+            )
         row = int(self.train_.user_index(user_id)[0])
         if row < 0:
-            return [[ModelTag("popularity_fallback", "Popular with everyone (we know nothing of your tastes yet)",
-                              exact=False, evidence={"fallback": "unknown_user", "popularity": float(self.popularity_[c])})]
-                    for c in cols]  # fmt: skip
+            return [
+                [
+                    ModelTag(
+                        "popularity_fallback",
+                        "Popular with everyone (we know nothing of your tastes yet)",
+                        exact=False,
+                        evidence={"fallback": "unknown_user", "popularity": float(self.popularity_[c])},
+                    )
+                ]
+                for c in cols
+            ]
         history = self.train_.user_row(row)
         liked, weights = history.indices, history.data.astype(np.float64)
         _, norms = self.profiles(np.array([row]))
         norm = float(norms[0])
-        sims = np.asarray((self.item_vectors_[liked] @ self.item_vectors_[cols].T).todense()) if len(liked) else np.zeros((0, len(cols)))
+        sims = (
+            np.asarray((self.item_vectors_[liked] @ self.item_vectors_[cols].T).todense())
+            if len(liked)
+            else np.zeros((0, len(cols)))
+        )
         contrib = weights[:, None] * sims / (norm if norm > 0 else 1.0)
         tags: list[list[ModelTag]] = []
         for pos, col in enumerate(cols.tolist()):
             score = float(contrib[:, pos].sum())
             if not self.has_content_[col] or norm == 0 or score <= 0:
-                why = "no_content" if not self.has_content_[col] else ("no_liked_content" if norm == 0 else "no_overlap")
+                why = (
+                    "no_content" if not self.has_content_[col] else ("no_liked_content" if norm == 0 else "no_overlap")
+                )
                 text = {
                     "no_content": "We know nothing of this item's content: it is here for its popularity",
                     "no_liked_content": "Nothing you liked has content we know: this item is here for its popularity",
                     "no_overlap": "It shares no content with what you liked: it is here for its popularity",
                 }[why]
-                tags.append([ModelTag("content_fallback", text, exact=False,
-                                      evidence={"fallback": why, "score": score, "popularity": float(self.popularity_[col])})])  # fmt: skip
+                tags.append(
+                    [
+                        ModelTag(
+                            "content_fallback",
+                            text,
+                            exact=False,
+                            evidence={"fallback": why, "score": score, "popularity": float(self.popularity_[col])},
+                        )
+                    ]
+                )
                 continue
             order = np.argsort(-contrib[:, pos], kind="stable")
             best = int(liked[order[0]])
-            top = {str(self.train_.item_ids[liked[j]]): round(float(contrib[j, pos]), 6) for j in order[:3] if contrib[j, pos] > 0}
-            evidence: dict[str, Any] = {"score": round(score, 6), "contributions": top,
-                                        "share": round(float(contrib[order[0], pos]) / score, 6), "n_history": len(liked)}  # fmt: skip
+            top = {
+                str(self.train_.item_ids[liked[j]]): round(float(contrib[j, pos]), 6)
+                for j in order[:3]
+                if contrib[j, pos] > 0
+            }
+            evidence: dict[str, Any] = {
+                "score": round(score, 6),
+                "contributions": top,
+                "share": round(float(contrib[order[0], pos]) / score, 6),
+                "n_history": len(liked),
+            }
             text, more = self._match_tag(col, best, evidence["share"], evidence)
             evidence.update(more)
-            tags.append([ModelTag("shares_content", text, items=(str(self.train_.item_ids[best]),), exact=True, evidence=evidence)])
+            tags.append(
+                [
+                    ModelTag(
+                        "shares_content", text, items=(str(self.train_.item_ids[best]),), exact=True, evidence=evidence
+                    )
+                ]
+            )
         return tags
 
     # -- erasure -------------------------------------------------------------------------
@@ -290,7 +347,9 @@ class ContentModel(GovernedModel):
         keep = np.setdiff1d(np.arange(self.train_.n_users), present)
         train = self.train_
         matrix = sp.csr_matrix(train.matrix[keep])
-        self.train_ = InteractionMatrix(matrix=matrix, user_ids=np.asarray(train.user_ids, dtype=object)[keep], item_ids=train.item_ids)
+        self.train_ = InteractionMatrix(
+            matrix=matrix, user_ids=np.asarray(train.user_ids, dtype=object)[keep], item_ids=train.item_ids
+        )
         self.popularity_ = np.asarray((matrix > 0).sum(axis=0)).ravel().astype(np.float64)
         self.data_hash_ = self.train_.content_hash()
         self._stamp()
@@ -308,17 +367,26 @@ class ContentModel(GovernedModel):
         """Set ``version_id_``: a SHA-256 of the parameters, the training data, the vectors and the transform."""
         extra = self._extra_arrays()
         self.version_id_ = _sha256(
-            FORMAT.encode(), self.family.encode(), json.dumps(self.get_params(), sort_keys=True, default=str).encode(),
-            self.data_hash_.encode(), _csr_bytes(self.item_vectors_),
+            FORMAT.encode(),
+            self.family.encode(),
+            json.dumps(self.get_params(), sort_keys=True, default=str).encode(),
+            self.data_hash_.encode(),
+            _csr_bytes(self.item_vectors_),
             *(name.encode() + np.ascontiguousarray(extra[name]).tobytes() for name in sorted(extra)),
-        )  # fmt: skip
+        )
 
     def save(self, path: str | Path) -> str:
         """Write the fitted model to ``path`` (``.npz``, no pickle) and return the file's SHA-256."""
         self.check_fitted("save")
         path = Path(path)
-        meta = {"format": FORMAT, "family": self.family, "params": self.get_params(), "version_id": self.version_id_,
-                "data_hash": self.data_hash_, "featurizer_ready": bool(self.featurizer_ready_)}  # fmt: skip
+        meta = {
+            "format": FORMAT,
+            "family": self.family,
+            "params": self.get_params(),
+            "version_id": self.version_id_,
+            "data_hash": self.data_hash_,
+            "featurizer_ready": bool(self.featurizer_ready_),
+        }
         m, v = self.train_.matrix, self.item_vectors_
         with path.open("wb") as fh:
             np.savez(
@@ -326,11 +394,16 @@ class ContentModel(GovernedModel):
                 meta=np.array(json.dumps(meta, sort_keys=True, default=list)),
                 user_ids=np.asarray(self.train_.user_ids, dtype=str),
                 item_ids=np.asarray(self.train_.item_ids, dtype=str),
-                indptr=m.indptr, indices=m.indices, data=m.data,
-                v_indptr=v.indptr, v_indices=v.indices, v_data=v.data, v_shape=np.asarray(v.shape),
+                indptr=m.indptr,
+                indices=m.indices,
+                data=m.data,
+                v_indptr=v.indptr,
+                v_indices=v.indices,
+                v_data=v.data,
+                v_shape=np.asarray(v.shape),
                 titles=self.titles_.astype(str),
                 **self._extra_arrays(),
-            )  # fmt: skip
+            )
         return hashlib.sha256(path.read_bytes()).hexdigest()
 
     @classmethod
@@ -344,15 +417,21 @@ class ContentModel(GovernedModel):
         except (OSError, ValueError, KeyError) as err:
             raise DataError(f"{path}: not a recgov content model file ({err})") from err
         if meta.get("format") != FORMAT or meta.get("family") != cls.family:
-            raise DataError(f"{path}: a {meta.get('family')!r} model of format {meta.get('format')!r}; expected {cls.family!r}, {FORMAT!r}")
+            raise DataError(
+                f"{path}: a {meta.get('family')!r} model of format {meta.get('format')!r}; expected {cls.family!r}, {FORMAT!r}"
+            )
         params = meta["params"]
         if "text_columns" in params:
             params["text_columns"] = tuple(params["text_columns"])
         model = cls(**params)
         user_ids, item_ids = arrays["user_ids"].astype(object), arrays["item_ids"].astype(object)
-        matrix = sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=(len(user_ids), len(item_ids)))
+        matrix = sp.csr_matrix(
+            (arrays["data"], arrays["indices"], arrays["indptr"]), shape=(len(user_ids), len(item_ids))
+        )
         model.train_ = InteractionMatrix(matrix=matrix, user_ids=user_ids, item_ids=item_ids)
-        model.item_vectors_ = sp.csr_matrix((arrays["v_data"], arrays["v_indices"], arrays["v_indptr"]), shape=tuple(arrays["v_shape"]))
+        model.item_vectors_ = sp.csr_matrix(
+            (arrays["v_data"], arrays["v_indices"], arrays["v_indptr"]), shape=tuple(arrays["v_shape"])
+        )
         model.has_content_ = np.asarray(model.item_vectors_.getnnz(axis=1) > 0)
         model.titles_ = arrays["titles"].astype(str)
         model.popularity_ = np.asarray((matrix > 0).sum(axis=0)).ravel().astype(np.float64)
@@ -372,7 +451,9 @@ def subject_rows(train: InteractionMatrix, user_ids: Sequence[str]) -> np.ndarra
     rows = train.user_index(np.asarray(requested, dtype=object))
     unknown = int((rows < 0).sum())
     if unknown:
-        raise ConfigError(f"forget: {unknown} of {len(requested)} subject(s) are not in the fitted model; nothing was removed")
+        raise ConfigError(
+            f"forget: {unknown} of {len(requested)} subject(s) are not in the fitted model; nothing was removed"
+        )
     rows = np.unique(rows)
     if len(rows) >= train.n_users:
         raise ConfigError(f"forget: removing all {len(rows)} subjects would leave nothing to recommend from")
@@ -382,7 +463,9 @@ def subject_rows(train: InteractionMatrix, user_ids: Sequence[str]) -> np.ndarra
 def _titles(items: pd.DataFrame, item_ids: np.ndarray) -> np.ndarray:
     if "title" in items.columns:
         titles = items["title"].astype("string").to_numpy(dtype=object)
-        return np.asarray([t if isinstance(t, str) and t.strip() else str(i) for t, i in zip(titles, item_ids)], dtype=str)
+        return np.asarray(
+            [t if isinstance(t, str) and t.strip() else str(i) for t, i in zip(titles, item_ids)], dtype=str
+        )
     return np.asarray(item_ids, dtype=str)
 
 
@@ -405,7 +488,9 @@ class ContentRecommender(ContentModel):
 
     name: ClassVar[str] = "content_tfidf"
     family: ClassVar[str] = "content_tfidf"
-    inputs: ClassVar[frozenset[str]] = frozenset({"interactions", "item_text", "item_category", "item_price", "item_release"})
+    inputs: ClassVar[frozenset[str]] = frozenset(
+        {"interactions", "item_text", "item_category", "item_price", "item_release"}
+    )
 
     featurizer_: ItemFeaturizer
 
@@ -450,9 +535,13 @@ class ContentRecommender(ContentModel):
     def _validate_params(self) -> None:
         super()._validate_params()
         if not isinstance(self.min_df, int) or isinstance(self.min_df, bool) or self.min_df < 1:
-            raise ConfigError(f"The 'min_df' parameter of ContentRecommender must be an int in the range [1, inf). Got {self.min_df!r} instead.")
+            raise ConfigError(
+                f"The 'min_df' parameter of ContentRecommender must be an int in the range [1, inf). Got {self.min_df!r} instead."
+            )
         if self.max_features is not None and (not isinstance(self.max_features, int) or self.max_features < 1):
-            raise ConfigError(f"The 'max_features' parameter of ContentRecommender must be None or an int >= 1. Got {self.max_features!r} instead.")
+            raise ConfigError(
+                f"The 'max_features' parameter of ContentRecommender must be None or an int >= 1. Got {self.max_features!r} instead."
+            )
 
     def _fit_vectors(self, items: pd.DataFrame) -> None:
         self.featurizer_ = ItemFeaturizer.fit(
@@ -461,7 +550,12 @@ class ContentRecommender(ContentModel):
             category_column=self.category_column,
             price_column=self.price_column,
             release_column=self.release_column,
-            weights={"text": self.text_weight, "category": self.category_weight, "price": self.price_weight, "release": self.release_weight},
+            weights={
+                "text": self.text_weight,
+                "category": self.category_weight,
+                "price": self.price_weight,
+                "release": self.release_weight,
+            },
             min_df=self.min_df,
             max_features=self.max_features,
             where="content_tfidf.fit",

@@ -57,13 +57,19 @@ from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel
 from recommender.item_features import check_item_table
 from recommender.metrics import ranking_metrics
 
-__all__ = ["HybridRecommender", "FEATURES"]
+__all__ = ["FEATURES", "HybridRecommender"]
 
 FORMAT = "recgov.hybrid.v1"
 FEATURES = ("als", "content", "log_popularity", "has_interactions", "als_x_warm", "content_x_warm")
 """The learned fusion's per-candidate features, in order."""
-_PART_OF = {"als": "als", "als_x_warm": "als", "content": "content", "content_x_warm": "content",
-            "log_popularity": "popularity", "has_interactions": "popularity"}  # fmt: skip
+_PART_OF = {
+    "als": "als",
+    "als_x_warm": "als",
+    "content": "content",
+    "content_x_warm": "content",
+    "log_popularity": "popularity",
+    "has_interactions": "popularity",
+}
 _GRID = np.linspace(0.0, 1.0, 11)
 _CANDIDATES = 50  # per parent, side and validation user: what the learned fusion is trained on
 _MAX_VALIDATION_USERS = 3000
@@ -131,17 +137,25 @@ class HybridRecommender(GovernedModel):
 
     def _validate_params(self) -> None:
         if self.fusion not in ("linear", "learned"):
-            raise ConfigError(f"The 'fusion' parameter of HybridRecommender must be 'linear' or 'learned'. Got {self.fusion!r} instead.")
+            raise ConfigError(
+                f"The 'fusion' parameter of HybridRecommender must be 'linear' or 'learned'. Got {self.fusion!r} instead."
+            )
         for name in ("validation_fraction", "cold_fraction"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 1:
-                raise ConfigError(f"The {name!r} parameter of HybridRecommender must be a float in the range (0, 1). Got {value!r} instead.")
+                raise ConfigError(
+                    f"The {name!r} parameter of HybridRecommender must be a float in the range (0, 1). Got {value!r} instead."
+                )
         if not isinstance(self.mapping_alpha, (int, float)) or not self.mapping_alpha > 0:
-            raise ConfigError(f"The 'mapping_alpha' parameter of HybridRecommender must be a float > 0. Got {self.mapping_alpha!r} instead.")
+            raise ConfigError(
+                f"The 'mapping_alpha' parameter of HybridRecommender must be a float > 0. Got {self.mapping_alpha!r} instead."
+            )
         for name in ("als_params", "content_params"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Mapping):
-                raise ConfigError(f"The {name!r} parameter of HybridRecommender must be a mapping of parameters. Got {value!r} instead.")
+                raise ConfigError(
+                    f"The {name!r} parameter of HybridRecommender must be a mapping of parameters. Got {value!r} instead."
+                )
         try:
             ALSRecommender(**(self.als_params or {}))._validate_params()
             ContentRecommender(**(self.content_params or {}))._validate_params()
@@ -149,7 +163,9 @@ class HybridRecommender(GovernedModel):
             raise ConfigError(f"HybridRecommender: a parent got an unknown parameter: {err}") from err
 
     # -- fitting -----------------------------------------------------------------
-    def fit(self, train: InteractionMatrix, *, show_progress: bool = False, items: pd.DataFrame | None = None) -> HybridRecommender:
+    def fit(
+        self, train: InteractionMatrix, *, show_progress: bool = False, items: pd.DataFrame | None = None
+    ) -> HybridRecommender:
         """Learn from ``train`` and the item table ``items`` (see :meth:`ContentRecommender.fit`)."""
         self._items_in = items
         try:
@@ -160,7 +176,9 @@ class HybridRecommender(GovernedModel):
         self.popularity_ = self.content_.popularity_
         return self
 
-    def _parents(self, train: InteractionMatrix, items: pd.DataFrame | None) -> tuple[ALSRecommender, ContentRecommender, np.ndarray]:
+    def _parents(
+        self, train: InteractionMatrix, items: pd.DataFrame | None
+    ) -> tuple[ALSRecommender, ContentRecommender, np.ndarray]:
         als = ALSRecommender(**{"num_threads": 1, **(self.als_params or {})}).fit(train)
         content = ContentRecommender(**(self.content_params or {})).fit(train, items=items)
         mapping = self._mapping(als, content)
@@ -209,8 +227,14 @@ class HybridRecommender(GovernedModel):
 
         sub = InteractionMatrix(matrix=part(keep), user_ids=train.user_ids, item_ids=train.item_ids)
         if sub.nnz == 0:
-            raise DataError("hybrid.fit: the training data is too small to carve a validation split from; give more interactions")
-        self.validation_ = {"cold_items": int(cold.sum()), "held_interactions": int(held.sum()), "cold_interactions": int(on_cold.sum())}
+            raise DataError(
+                "hybrid.fit: the training data is too small to carve a validation split from; give more interactions"
+            )
+        self.validation_ = {
+            "cold_items": int(cold.sum()),
+            "held_interactions": int(held.sum()),
+            "cold_interactions": int(on_cold.sum()),
+        }
         return sub, part(held), part(on_cold)
 
     def _tune(self, parts: _Parts, sub: InteractionMatrix, val_warm: sp.csr_matrix, val_cold: sp.csr_matrix) -> None:
@@ -235,9 +259,24 @@ class HybridRecommender(GovernedModel):
                     continue
                 exclude = sp.csr_matrix(seen[:, cols]) if side == "warm" else None
                 best = max(
-                    ((float(np.nanmean(ranking_metrics(top_k_from_scores(w * a[:, cols] + (1 - w) * c[:, cols], _K, exclude=exclude)[0], rel).per_user["ndcg"])), -abs(w - 0.5), w)
-                     for w in _GRID),
-                )  # fmt: skip
+                    (
+                        (
+                            float(
+                                np.nanmean(
+                                    ranking_metrics(
+                                        top_k_from_scores(w * a[:, cols] + (1 - w) * c[:, cols], _K, exclude=exclude)[
+                                            0
+                                        ],
+                                        rel,
+                                    ).per_user["ndcg"]
+                                )
+                            ),
+                            -abs(w - 0.5),
+                            w,
+                        )
+                        for w in _GRID
+                    ),
+                )
                 self.weights_[side] = float(best[2])
             return
         # learned: each validation user's candidates, as a ranker sees them: the top items of each parent
@@ -248,8 +287,12 @@ class HybridRecommender(GovernedModel):
             if len(cand) == 0:
                 continue
             rel = sp.csr_matrix(val[users])
-            top = [top_k_from_scores(score[:, cand], _CANDIDATES, exclude=None if exclude is None else sp.csr_matrix(exclude[:, cand]))[0]
-                   for score in (a, c)]  # fmt: skip
+            top = [
+                top_k_from_scores(
+                    score[:, cand], _CANDIDATES, exclude=None if exclude is None else sp.csr_matrix(exclude[:, cand])
+                )[0]
+                for score in (a, c)
+            ]
             picked = np.concatenate(top, axis=1)
             r = np.repeat(np.arange(len(users)), picked.shape[1])
             flat = picked.ravel()
@@ -261,7 +304,9 @@ class HybridRecommender(GovernedModel):
             labels.append(np.asarray(rel[r_u, item]).ravel() > 0)
         r, col, y = np.concatenate(rows), np.concatenate(cols), np.concatenate(labels).astype(np.int64)
         if len(np.unique(y)) < 2:
-            raise DataError("hybrid.fit: the validation split has no positives among the candidates to learn the fusion from; give more interactions")
+            raise DataError(
+                "hybrid.fit: the validation split has no positives among the candidates to learn the fusion from; give more interactions"
+            )
         x = _features(a[r, col], c[r, col], parts.content.popularity_[col], has[col])
         model = LogisticRegression(C=1.0, max_iter=2000).fit(x, y)
         self.coef_ = np.asarray(model.coef_[0], dtype=np.float64)
@@ -282,7 +327,9 @@ class HybridRecommender(GovernedModel):
     def parts(self, user_index: np.ndarray, item_index: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Each part of the score ``(n_users, n_items)`` for known users; the score is their sum."""
         self.check_fitted("parts")
-        a, c = _Parts(self.als_, self.content_, self.mapping_).scores(np.asarray(user_index, dtype=np.int64), self.spread_, item_index)
+        a, c = _Parts(self.als_, self.content_, self.mapping_).scores(
+            np.asarray(user_index, dtype=np.int64), self.spread_, item_index
+        )
         has = self.popularity_ > 0
         if item_index is not None:
             has = has[np.asarray(item_index, dtype=np.int64)]
@@ -290,8 +337,11 @@ class HybridRecommender(GovernedModel):
             w = np.where(has, self.weights_["warm"], self.weights_["cold"])[None, :]
             return {"als": w * a, "content": (1 - w) * c}
         pop = self.popularity_ if item_index is None else self.popularity_[np.asarray(item_index, dtype=np.int64)]
-        terms = {"als": self.coef_[0] * a + self.coef_[4] * a * has, "content": self.coef_[1] * c + self.coef_[5] * c * has,
-                 "popularity": np.broadcast_to(self.coef_[2] * np.log1p(pop) + self.coef_[3] * has, a.shape)}  # fmt: skip
+        terms = {
+            "als": self.coef_[0] * a + self.coef_[4] * a * has,
+            "content": self.coef_[1] * c + self.coef_[5] * c * has,
+            "popularity": np.broadcast_to(self.coef_[2] * np.log1p(pop) + self.coef_[3] * has, a.shape),
+        }
         return terms
 
     def score_items(self, user_index: np.ndarray, item_index: np.ndarray | None = None) -> np.ndarray:
@@ -316,11 +366,22 @@ class HybridRecommender(GovernedModel):
         cols = self.train_.item_index(list(item_ids))
         if (cols < 0).any():
             bad = [str(i) for i, c in zip(item_ids, cols) if c < 0]
-            raise ConfigError(UNKNOWN_ITEMS.format(where="explain", n=len(bad), example=repr(bad[0]), n_items=self.train_.n_items))
+            raise ConfigError(
+                UNKNOWN_ITEMS.format(where="explain", n=len(bad), example=repr(bad[0]), n_items=self.train_.n_items)
+            )
         row = int(self.train_.user_index(user_id)[0])
         if row < 0:
-            return [[ModelTag("popularity_fallback", "Popular with everyone (we know nothing of your tastes yet)", exact=False,
-                              evidence={"fallback": "unknown_user", "popularity": float(self.popularity_[c])})] for c in cols]  # fmt: skip
+            return [
+                [
+                    ModelTag(
+                        "popularity_fallback",
+                        "Popular with everyone (we know nothing of your tastes yet)",
+                        exact=False,
+                        evidence={"fallback": "unknown_user", "popularity": float(self.popularity_[c])},
+                    )
+                ]
+                for c in cols
+            ]
         parts = self.parts(np.array([row]), cols)
         content_tags = self.content_.explain(user_id, list(item_ids))
         words = {"als": "people with similar tastes", "content": "its content", "popularity": "its popularity"}
@@ -330,10 +391,17 @@ class HybridRecommender(GovernedModel):
             total = sum(abs(v) for v in values.values())
             shares = {name: (abs(v) / total if total > 0 else 0.0) for name, v in values.items()}
             lead = max(shares, key=lambda name: shares[name])
-            text = "Blend of " + ", ".join(f"{round(100 * shares[name])}% {words[name]}" for name in sorted(shares, key=lambda n: -shares[n]))
-            evidence = {"fusion": self.fusion, "parts": {k: round(v, 6) for k, v in values.items()},
-                        "shares": {k: round(v, 6) for k, v in shares.items()}, "score": round(sum(values.values()), 6),
-                        "lead": lead, "has_interactions": bool(self.popularity_[col] > 0)}  # fmt: skip
+            text = "Blend of " + ", ".join(
+                f"{round(100 * shares[name])}% {words[name]}" for name in sorted(shares, key=lambda n: -shares[n])
+            )
+            evidence = {
+                "fusion": self.fusion,
+                "parts": {k: round(v, 6) for k, v in values.items()},
+                "shares": {k: round(v, 6) for k, v in shares.items()},
+                "score": round(sum(values.values()), 6),
+                "lead": lead,
+                "has_interactions": bool(self.popularity_[col] > 0),
+            }
             if self.fusion == "learned":
                 evidence["intercept"] = round(self.intercept_, 6)
             out.append([ModelTag("hybrid_blend", text, exact=True, evidence=evidence), *content_tags[pos]])
@@ -349,22 +417,38 @@ class HybridRecommender(GovernedModel):
         self.content_.forget(list(removed))
         self.als_.user_factors_ = np.asarray(self.als_.user_factors_)[keep]
         m = sp.csr_matrix(self.als_.train_.matrix[keep])
-        self.als_.train_ = InteractionMatrix(matrix=m, user_ids=np.asarray(self.als_.train_.user_ids, dtype=object)[keep], item_ids=self.als_.train_.item_ids)
+        self.als_.train_ = InteractionMatrix(
+            matrix=m,
+            user_ids=np.asarray(self.als_.train_.user_ids, dtype=object)[keep],
+            item_ids=self.als_.train_.item_ids,
+        )
         self.als_.model_.user_factors = self.als_.user_factors_
         self.train_ = self.content_.train_
         self.popularity_ = self.content_.popularity_
         self.data_hash_ = self.train_.content_hash()
         self._stamp()
-        return ForgetOutcome(ErasureKind.retrain, removed, retrain_required=True,
-                             detail={"rows_dropped": len(present), "still_influenced": ["als_item_factors", "mapping", "fusion"]})  # fmt: skip
+        return ForgetOutcome(
+            ErasureKind.retrain,
+            removed,
+            retrain_required=True,
+            detail={"rows_dropped": len(present), "still_influenced": ["als_item_factors", "mapping", "fusion"]},
+        )
 
     # -- persistence -------------------------------------------------------------------
     def _stamp(self) -> None:
         h = hashlib.sha256(FORMAT.encode())
-        for part in (json.dumps(self.get_params(), sort_keys=True).encode(), self.data_hash_.encode(), self.content_.version_id_.encode(),
-                     np.ascontiguousarray(self.als_.user_factors_, dtype="<f4").tobytes(), np.ascontiguousarray(self.als_.item_factors_, dtype="<f4").tobytes(),
-                     self.mapping_.tobytes(), json.dumps(self.weights_, sort_keys=True).encode(), self.coef_.tobytes(), np.float64(self.intercept_).tobytes(),
-                     json.dumps(self.spread_).encode()):  # fmt: skip
+        for part in (
+            json.dumps(self.get_params(), sort_keys=True).encode(),
+            self.data_hash_.encode(),
+            self.content_.version_id_.encode(),
+            np.ascontiguousarray(self.als_.user_factors_, dtype="<f4").tobytes(),
+            np.ascontiguousarray(self.als_.item_factors_, dtype="<f4").tobytes(),
+            self.mapping_.tobytes(),
+            json.dumps(self.weights_, sort_keys=True).encode(),
+            self.coef_.tobytes(),
+            np.float64(self.intercept_).tobytes(),
+            json.dumps(self.spread_).encode(),
+        ):
             h.update(len(part).to_bytes(8, "little"))
             h.update(part)
         self.version_id_ = h.hexdigest()
@@ -377,11 +461,25 @@ class HybridRecommender(GovernedModel):
             self.als_.save(Path(tmp) / "als.npz")
             self.content_.save(Path(tmp) / "content.npz")
             als_bytes, content_bytes = ((Path(tmp) / n).read_bytes() for n in ("als.npz", "content.npz"))
-        meta = {"format": FORMAT, "params": self.get_params(), "version_id": self.version_id_, "data_hash": self.data_hash_,
-                "weights": self.weights_, "intercept": self.intercept_, "spread": self.spread_, "validation": self.validation_}  # fmt: skip
+        meta = {
+            "format": FORMAT,
+            "params": self.get_params(),
+            "version_id": self.version_id_,
+            "data_hash": self.data_hash_,
+            "weights": self.weights_,
+            "intercept": self.intercept_,
+            "spread": self.spread_,
+            "validation": self.validation_,
+        }
         with path.open("wb") as fh:
-            np.savez(fh, meta=np.array(json.dumps(meta, sort_keys=True)), als=np.frombuffer(als_bytes, dtype=np.uint8),
-                     content=np.frombuffer(content_bytes, dtype=np.uint8), mapping=self.mapping_, coef=self.coef_)  # fmt: skip
+            np.savez(
+                fh,
+                meta=np.array(json.dumps(meta, sort_keys=True)),
+                als=np.frombuffer(als_bytes, dtype=np.uint8),
+                content=np.frombuffer(content_bytes, dtype=np.uint8),
+                mapping=self.mapping_,
+                coef=self.coef_,
+            )
         return hashlib.sha256(path.read_bytes()).hexdigest()
 
     @classmethod
@@ -434,7 +532,9 @@ class _Parts:
         full[:n_warm][warm[:n_warm]] = factors[warm[:n_warm]]
         self.item_factors = full
 
-    def scores(self, users: np.ndarray, spread: Mapping[str, float], items: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def scores(
+        self, users: np.ndarray, spread: Mapping[str, float], items: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         v = self.item_factors if items is None else self.item_factors[items]
         a = np.asarray(self.als.user_factors_, dtype=np.float64)[users] @ v.T
         c = self.content.score_items(users, items)

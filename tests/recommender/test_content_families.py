@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -22,7 +23,9 @@ from recommender.synthetic import SyntheticSpec, generate
 TEXT_ONLY = {"category_column": None, "price_column": None, "release_column": None}
 
 
-def matrix(rows: list[list[float]], users: list[str] | None = None, items: list[str] | None = None) -> InteractionMatrix:
+def matrix(
+    rows: list[list[float]], users: list[str] | None = None, items: list[str] | None = None
+) -> InteractionMatrix:
     m = sp.csr_matrix(np.asarray(rows, dtype=np.float32))
     users = users or [f"u{i}" for i in range(m.shape[0])]
     items = items or [f"i{j}" for j in range(m.shape[1])]
@@ -194,11 +197,17 @@ def test_save_load_round_trip_and_version_follows_content(tmp_path):
     users = list(train.user_ids[:20])
     assert np.array_equal(model.recommend(users).item_ids, loaded.recommend(users).item_ids)
     assert loaded.version_id_ == model.version_id_
-    assert loaded.explain(users[0], list(model.recommend(users[:1]).item_ids[0][:3])) == model.explain(users[0], list(model.recommend(users[:1]).item_ids[0][:3]))
+    assert loaded.explain(users[0], list(model.recommend(users[:1]).item_ids[0][:3])) == model.explain(
+        users[0], list(model.recommend(users[:1]).item_ids[0][:3])
+    )
     before = model.version_id_
-    model.add_items(pd.DataFrame({"text": ["a new story"], "keywords": ["classic"]}, index=pd.Index(["znew"], name="item_id")))
+    model.add_items(
+        pd.DataFrame({"text": ["a new story"], "keywords": ["classic"]}, index=pd.Index(["znew"], name="item_id"))
+    )
     assert model.version_id_ != before
-    loaded.add_items(pd.DataFrame({"text": ["a new story"], "keywords": ["classic"]}, index=pd.Index(["znew"], name="item_id")))
+    loaded.add_items(
+        pd.DataFrame({"text": ["a new story"], "keywords": ["classic"]}, index=pd.Index(["znew"], name="item_id"))
+    )
     assert loaded.version_id_ == model.version_id_  # the transform was saved, so the new vector is the same
     with pytest.raises(DataError, match="not a recgov content model file"):
         ContentRecommender.load(tmp_path / "missing.npz")
@@ -224,8 +233,10 @@ def small_world():
     return data, split, warm, data.items.loc[new_ids]
 
 
-HYB = {"als_params": {"factors": 8, "iterations": 8, "random_state": 0, "num_threads": 1},
-       "content_params": {"text_columns": ("text", "keywords")}}  # fmt: skip
+HYB = {
+    "als_params": {"factors": 8, "iterations": 8, "random_state": 0, "num_threads": 1},
+    "content_params": {"text_columns": ("text", "keywords")},
+}
 
 
 @pytest.mark.parametrize("fusion", ["linear", "learned"])
@@ -303,8 +314,10 @@ def test_synthetic_keywords_follow_the_latent_factors():
     # The dimension an item is strongest on names most of its topic words.
     dims = np.abs(catalog.factors).argmax(axis=1)
     sides = catalog.factors[np.arange(len(dims)), dims] >= 0
-    hits = [sum(w in world.topic_vocabulary(spec.n_factors)[(int(d), bool(s))] for w in kw.split())
-            for kw, d, s in zip(data.items["keywords"], dims, sides)]  # fmt: skip
+    hits = [
+        sum(w in world.topic_vocabulary(spec.n_factors)[(int(d), bool(s))] for w in kw.split())
+        for kw, d, s in zip(data.items["keywords"], dims, sides)
+    ]
     assert np.mean(hits) > 1.5  # of 6 topic words; uniform over 16 vocabularies would give 0.375
     assert data.items["keywords"].str.split().map(len).eq(8).all()
     assert (data.items["price"] > 0).all() and (data.items["release_time"] < spec.start).all()
@@ -320,3 +333,55 @@ def test_new_items_change_nothing_else():
     assert "n_new_items" not in base.source and '"n_new_items":6' in marked.source
     with pytest.raises(ValueError, match="n_new_items must be below n_items"):
         SyntheticSpec(n_items=10, n_new_items=10)
+
+
+# -- sentence embeddings (the content extra) ---------------------------------------------------
+
+
+def _embed_family():
+    from recommender.family import unavailable_families
+
+    try:
+        from recommender.families.content_embed import ContentEmbedRecommender
+    except ImportError as err:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the content extra is missing under CI: {err} ({unavailable_families()})")
+        pytest.skip(f"the content extra is not installed: {err}")
+    return ContentEmbedRecommender
+
+
+def test_content_embed_matches_meaning_offline_and_round_trips(tmp_path, monkeypatch):
+    embed = _embed_family()
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("content_embed tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)  # the encoder is packaged: nothing is fetched
+    items = table(
+        {
+            "i0": "a dragon and a wizard in an enchanted kingdom",
+            "i1": "spaceships and robots on a distant planet",
+            "i2": "sorcerers cast spells on the knights of a castle",
+            "i3": "a romantic comedy about a chaotic wedding",
+            "i4": "",
+        }
+    )
+    train = matrix([[1, 0, 0, 0, 0], [0, 1, 0, 0, 0]], items=list(items.index))
+    model = embed().fit(train, items=items)
+    assert model.recommend(["u0"], k=1).item_ids[0, 0] == "i2"  # no shared word with i0, the same meaning
+    vectors = model.item_vectors_.toarray()
+    assert np.linalg.norm(vectors[:4], axis=1) == pytest.approx(np.ones(4), abs=1e-5) and not vectors[4].any()
+    assert model.score_items(np.array([0]), np.array([2]))[0, 0] == pytest.approx(
+        float(vectors[0] @ vectors[2]), abs=1e-6
+    )
+    [[tag], [fallback]] = model.explain("u0", ["i2", "i4"])
+    assert tag.kind == "shares_content" and tag.exact and tag.items == ("i0",)
+    assert fallback.kind == "content_fallback" and fallback.evidence["fallback"] == "no_content"
+    model.save(tmp_path / "e.npz")
+    loaded = embed.load(tmp_path / "e.npz")
+    assert loaded.version_id_ == model.version_id_
+    model.add_items(table({"i9": "a young wizard learns magic spells"}))
+    assert model.recommend(["u0"], k=1).item_ids[0, 0] == "i9"
+    with pytest.raises(DataError, match="no column 'text'"):
+        model.add_items(pd.DataFrame({"blurb": ["x"]}, index=pd.Index(["i10"], name="item_id")))
