@@ -35,7 +35,7 @@ from recommender.errors import ConfigError, DataError
 from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel, ModelTag, register_family
 from recommender.item_features import ItemFeaturizer, check_item_table
 
-__all__ = ["KNOWN_ITEMS", "UNKNOWN_ITEMS", "ContentModel", "ContentRecommender", "subject_rows"]
+__all__ = ["KNOWN_ITEMS", "UNKNOWN_ITEMS", "ContentModel", "ContentRecommender", "block_users", "subject_rows"]
 
 FORMAT = "recgov.content.v1"
 UNKNOWN_ITEMS = "{where}: {n} item id(s) are not in the model, e.g. {example}; the model knows {n_items} items"
@@ -44,7 +44,12 @@ KNOWN_ITEMS = (
     "(refit to change an item's content)"
 )
 _TIEBREAK = 1e-6  # popularity breaks ties in the ranking only; reported scores are the cosines
-_BLOCK_USERS = 1024  # users scored per block (bounds the dense block to 1024 x n_items)
+_BLOCK_CELLS = 4_000_000  # users x items scored per dense block (32 MB of float64), whatever the catalog size
+
+
+def block_users(n_items: int, cap: int = 1024) -> int:
+    """Users per dense scoring block: at most ``cap``, and at most :data:`_BLOCK_CELLS` cells."""
+    return max(1, min(cap, _BLOCK_CELLS // max(n_items, 1)))
 _TOP_TERMS = 3
 
 
@@ -238,8 +243,9 @@ class ContentModel(GovernedModel):
         idx = np.full((n, k), -1, dtype=np.int64)
         out = np.full((n, k), np.nan, dtype=np.float32)
         tiebreak = _TIEBREAK * self.popularity_ / max(float(self.popularity_.max(initial=0.0)), 1.0)
-        for lo in range(0, n, _BLOCK_USERS):
-            block = user_index[lo : lo + _BLOCK_USERS]
+        step = block_users(self.train_.n_items)
+        for lo in range(0, n, step):
+            block = user_index[lo : lo + step]
             scores = self.score_items(block)
             exclude = self.train_.matrix[block] if filter_seen else None
             top, _ = top_k_from_scores(scores + tiebreak[None, :], k, exclude=exclude)

@@ -52,7 +52,7 @@ from recommender.als import ALSRecommender
 from recommender.base import top_k_from_scores
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
-from recommender.families.content import UNKNOWN_ITEMS, ContentRecommender, subject_rows
+from recommender.families.content import UNKNOWN_ITEMS, ContentRecommender, block_users, subject_rows
 from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel, ModelTag, register_family
 from recommender.item_features import check_item_table
 from recommender.metrics import ranking_metrics
@@ -72,8 +72,7 @@ _PART_OF = {
 }
 _GRID = np.linspace(0.0, 1.0, 11)
 _CANDIDATES = 50  # per parent, side and validation user: what the learned fusion is trained on
-_MAX_VALIDATION_USERS = 3000
-_BLOCK_USERS = 1024
+_MAX_VALIDATION_USERS = 3000  # and at most what block_users allows twice over (two dense score matrices)
 _K = 10
 
 
@@ -242,8 +241,9 @@ class HybridRecommender(GovernedModel):
         spread = parts.spreads(sub)
         has = parts.content.popularity_ > 0
         users = np.flatnonzero(np.diff(val_warm.indptr) + np.diff(val_cold.indptr) > 0)
-        if len(users) > _MAX_VALIDATION_USERS:
-            users = np.sort(rng.choice(users, _MAX_VALIDATION_USERS, replace=False))
+        most = block_users(sub.n_items, cap=_MAX_VALIDATION_USERS)
+        if len(users) > most:
+            users = np.sort(rng.choice(users, most, replace=False))
         n = sub.n_items
         warm_cols, cold_cols = np.flatnonzero(has[:n]), np.flatnonzero(~has[:n])
         a, c = parts.scores(users, spread)
@@ -352,8 +352,9 @@ class HybridRecommender(GovernedModel):
         n = len(user_index)
         idx = np.full((n, k), -1, dtype=np.int64)
         out = np.full((n, k), np.nan, dtype=np.float32)
-        for lo in range(0, n, _BLOCK_USERS):
-            block = user_index[lo : lo + _BLOCK_USERS]
+        step = block_users(self.train_.n_items)
+        for lo in range(0, n, step):
+            block = user_index[lo : lo + step]
             exclude = self.train_.matrix[block] if filter_seen else None
             top, val = top_k_from_scores(self.score_items(block), k, exclude=exclude)
             idx[lo : lo + len(block)], out[lo : lo + len(block)] = top, val
