@@ -241,7 +241,8 @@ def _discover() -> None:
     if _DISCOVERED:
         return
     _DISCOVERED = True
-    import recommender.families as package
+    # Found by name, not imported statically: the family modules import this one.
+    package = importlib.import_module("recommender.families")
 
     for module in pkgutil.iter_modules(package.__path__):
         if module.name.startswith("_"):
