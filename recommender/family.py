@@ -66,6 +66,8 @@ __all__ = [
     "train_arrays",
     "train_from_arrays",
     "without_users",
+    "parse_family_list",
+    "BASELINE_FAMILIES",
 ]
 
 KNOWN_INPUTS = frozenset(
@@ -263,6 +265,31 @@ def unavailable_families() -> dict[str, str]:
     """Modules of :mod:`recommender.families` that could not be imported, with why."""
     _discover()
     return dict(_UNAVAILABLE)
+
+
+BASELINE_FAMILIES: tuple[str, ...] = ("popularity", "random")
+"""The families every comparison includes: a model must beat them to be worth serving."""
+
+
+def parse_family_list(text: str, *, option: str = "--families") -> list[str]:
+    """``all`` or ``name,name,...`` as family names (registry order, no duplicates).
+
+    An empty list or an unknown name is a :class:`ConfigError` that names ``option`` and lists the families.
+    """
+    known = families()
+    names = [part.strip() for part in str(text).split(",") if part.strip()]
+    if names == ["all"]:
+        return list(known)
+    if not names:
+        raise ConfigError(f"{option}: give 'all' or family names separated by commas; the families are: {', '.join(known)}")
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        missing = unavailable_families()
+        hint = f" (not importable here: {', '.join(f'{m}: {why}' for m, why in missing.items())})" if missing else ""
+        raise ConfigError(
+            f"{option}: unknown model family {', '.join(map(repr, unknown))}; the families are: {', '.join(known)}{hint}"
+        )
+    return [n for n in known if n in set(names)]
 
 
 def get_family(name: str) -> Family:
