@@ -68,7 +68,10 @@ def family_input_verdict(
     path = f"minimization.purposes.{purpose}.allowed_inputs"
     spec = purposes.get(purpose)
     if spec is None:
-        return {"ok": False, "path": f"minimization.purposes.{purpose}", "allowed": None, "not_allowed": sorted(family.inputs), "banned_attributes": []}
+        # No allow-list for the purpose (the input_allowlist check skips too): the interactions every recommender
+        # reads pass, anything more (item metadata, sessions, user attributes) needs the pack to allow it.
+        beyond = sorted(set(family.inputs) - {"interactions"})
+        return {"ok": not beyond, "path": f"minimization.purposes.{purpose}", "allowed": None, "not_allowed": beyond, "banned_attributes": []}
     allowed = set(spec.allowed_inputs)
     not_allowed = sorted(n for n in family.inputs if not _allowed(n, allowed))
     banned: list[str] = []
@@ -88,6 +91,8 @@ def check_family_inputs(
 ) -> None:
     """Refuse ``family`` before a fit when it reads an input the pack does not allow for ``purpose``.
 
+    A pack without an allow-list for ``purpose`` lets through the interactions only.
+
     ``pack`` is a :class:`~governance.policy.LoadedPack` (its line numbers locate the error) or a
     :class:`~governance.policy.PolicyPack`.
     """
@@ -99,7 +104,10 @@ def check_family_inputs(
     source = getattr(pack, "source", None)
     where = verdict["path"] + (f" ({source}:{line_col[0]}:{line_col[1]})" if line_col and source else "")
     if verdict["allowed"] is None:
-        raise ConfigError(f"{where}: the pack lists no allowed inputs for {purpose!r}; model family {family.name!r} may not be fitted for it")
+        raise ConfigError(
+            f"{where}: the pack lists no allowed inputs for {purpose!r}, and model family {family.name!r} reads "
+            f"{', '.join(verdict['not_allowed'])} beyond the interactions; it is not fitted"
+        )
     parts = []
     if verdict["not_allowed"]:
         parts.append(f"reads {', '.join(verdict['not_allowed'])}, not on the {purpose} allow-list ({', '.join(verdict['allowed'])})")

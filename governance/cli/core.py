@@ -352,7 +352,7 @@ def evaluate_command(
             measure=measure_fit,
         )
     if json_output:
-        emit_json({**run.to_dict(), "privacy_filter": erased, **({"pack": loaded.pack.name} if chosen is not None and loaded is not None else {})})
+        emit_json({**run.to_dict(), "privacy_filter": erased, **({"pack": loaded.name} if chosen is not None and loaded is not None else {})})
         return
     left_out = (erased or {}).get("events", {}).get("excluded", {}).get("erased", 0)
     if left_out:
