@@ -19,6 +19,13 @@ governance needs to know about it:
 * ``save``/``load``: no pickle (``.npz`` with JSON metadata, or safetensors-like
   arrays), and ``version_id_``: a content address of what was saved.
 
+Helpers a family may use: :func:`save_state`/:func:`load_state` (``.npz`` with
+JSON meta, ``allow_pickle=False``), :func:`content_version_id` (SHA-256 over the
+saved content), :func:`train_arrays`/:func:`train_from_arrays`,
+:func:`without_users` (the training matrix without a subject's rows) and
+:func:`fallback_tag` (the tag of a cold-start item). :meth:`Family.create`
+builds a model and turns an unknown parameter name into a :class:`ConfigError`.
+
 Families are registered by name with :func:`register_family`; modules in
 :mod:`recommender.families` are discovered on first use, and a family whose
 optional dependencies (an extra such as ``neural`` or ``ann``) are missing is

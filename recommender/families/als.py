@@ -44,7 +44,12 @@ class ALSModel(ALSRecommender, GovernedModel):
         def known(row: int, items: np.ndarray) -> list[list[ModelTag]]:
             hist = self.train_.matrix[row]
             y = np.asarray(self.item_factors_)
-            gram = regularized_gram(y.T.astype(np.float64) @ y.astype(np.float64), float(self.regularization))
+            cached = getattr(self, "_explain_gram", None)
+            if cached is None or cached[0] is not self.item_factors_:
+                # Y^T Y + lambda I depends on the model only: once per fitted (or unlearned) model, not per list
+                cached = (self.item_factors_, regularized_gram(y.T.astype(np.float64) @ y.astype(np.float64), float(self.regularization)))
+                self._explain_gram = cached
+            gram = cached[1]
             ex = explain_als_list(y, float(self.regularization), float(self.alpha), hist.indices, hist.data, items, n=3, gram=gram)
             served = y[items].astype(np.float64) @ np.asarray(self.user_factors_[row], dtype=np.float64)
             out = []
