@@ -191,8 +191,11 @@ class StateModel(GovernedModel):
     def load(cls, path: str | Path) -> Self:
         """Read a model :meth:`save` wrote; it recommends and explains exactly as the saved one."""
         meta, arrays = load_state(path, format=cls.FORMAT)
-        model = cls(**meta["params"])
-        train = train_from_arrays(arrays)
+        try:
+            model = cls(**meta["params"])
+            train = train_from_arrays(arrays)
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataError(f"{path}: a {cls.FORMAT} file without its parameters or training matrix ({err})") from err
         model.train_ = train
         model.popularity_ = _popularity(train)
         model._restore(meta, arrays)
