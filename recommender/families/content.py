@@ -50,6 +50,8 @@ _BLOCK_CELLS = 4_000_000  # users x items scored per dense block (32 MB of float
 def block_users(n_items: int, cap: int = 1024) -> int:
     """Users per dense scoring block: at most ``cap``, and at most :data:`_BLOCK_CELLS` cells."""
     return max(1, min(cap, _BLOCK_CELLS // max(n_items, 1)))
+
+
 _TOP_TERMS = 3
 
 
@@ -604,5 +606,6 @@ register_family(
         erasure=ErasureKind.exact,
         default_params={},
         small_params={"text_columns": ("text",)},
+        broken_params={"min_df": 0},
     )
 )

@@ -158,5 +158,6 @@ register_family(
         extra="content",
         default_params={},
         small_params={"text_columns": ("text",)},
+        broken_params={"batch_size": 0},
     )
 )

@@ -120,6 +120,12 @@ class HybridRecommender(GovernedModel):
         self.mapping_alpha = mapping_alpha
         self.random_state = random_state
 
+    @property
+    def text_columns(self) -> tuple[str, ...]:
+        """The item-table columns the content parent reads."""
+        columns = (self.content_params or {}).get("text_columns", ("text",))
+        return (columns,) if isinstance(columns, str) else tuple(columns)
+
     def get_params(self) -> dict[str, Any]:
         content = dict(self.content_params or {})
         if "text_columns" in content and not isinstance(content["text_columns"], str):
@@ -557,5 +563,6 @@ register_family(
         erasure=ErasureKind.retrain,
         default_params={"fusion": "linear", "als_params": {"factors": 32, "iterations": 15}},
         small_params={"fusion": "linear", "als_params": {"factors": 8, "iterations": 5, "random_state": 0}},
+        broken_params={"fusion": "magic"},
     )
 )

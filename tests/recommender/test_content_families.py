@@ -385,3 +385,52 @@ def test_content_embed_matches_meaning_offline_and_round_trips(tmp_path, monkeyp
     assert model.recommend(["u0"], k=1).item_ids[0, 0] == "i9"
     with pytest.raises(DataError, match="no column 'text'"):
         model.add_items(pd.DataFrame({"blurb": ["x"]}, index=pd.Index(["i10"], name="item_id")))
+
+
+# -- in a comparison of families ------------------------------------------------------------------
+
+
+def test_evaluate_families_gives_content_families_the_item_table():
+    from recommender.feedback import FeedbackConfig
+    from recommender.pipeline import content_inputs, run_evaluation
+    from recommender.split import SplitConfig
+
+    dataset = generate(SyntheticSpec(n_users=300, n_items=150, n_interactions=12000, seed=9))
+    run = run_evaluation(
+        dataset,
+        split_config=SplitConfig(kind="random", test_fraction=0.2),
+        feedback=FeedbackConfig(),
+        tune=False,
+        families=["content_tfidf", "hybrid"],
+    )
+    for name in ("content_tfidf", "hybrid"):
+        tags = run.families[name]["tags"]
+        assert tags["share_tagged"] == 1.0
+        assert tags["tag_kinds"].get("shares_content", 0) > 0, tags  # content was read, not the no-content fallback
+    model = run.models["content_tfidf"]
+    assert model.train_.n_items == run.matrices.train.n_items  # the same items as every other model
+    # A table without the text column the model reads: no content, and the tags say so.
+    bare = dataset.items.drop(columns=["text"])
+    assert (
+        content_inputs(ContentRecommender(), dataset.__class__(events=dataset.events, items=bare), run.matrices.train)
+        == {}
+    )
+    assert content_inputs(run.models["popularity"], dataset, run.matrices.train) == {}
+
+
+def test_a_pack_must_allow_item_content_for_the_content_families():
+    from governance.family_inputs import check_family_inputs
+    from governance.packs import resolve_pack
+    from governance.policy import load_pack
+
+    eu = load_pack(resolve_pack("eu-gdpr-dsa"))
+    for name in ("content_tfidf", "hybrid"):
+        with pytest.raises(
+            ConfigError,
+            match=r"reads item_category, item_price, item_release, item_text, not on the personalization allow-list",
+        ):
+            check_family_inputs(get_family(name), eu)
+    allowing = eu.pack.model_copy(deep=True)
+    allowing.minimization.purposes["personalization"].allowed_inputs.extend(["text", "category", "price", "release"])
+    for name in ("content_tfidf", "hybrid"):
+        check_family_inputs(get_family(name), allowing)
