@@ -41,7 +41,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -50,9 +50,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from recommender.base import Recommender
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError, NotFittedError
-
-if TYPE_CHECKING:
-    import faiss
 
 __all__ = [
     "ANNConfig",
@@ -412,8 +409,11 @@ class ItemIndex:
 
     def _rescored(self, queries: np.ndarray, ids: np.ndarray, ok: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` best of each row's valid candidates by the exact inner product (the model's scores)."""
-        gathered = self.vectors_[np.maximum(ids, 0)]  # (n, fetch, d)
-        scores = np.einsum("nd,nfd->nf", queries, gathered).astype(np.float32)
+        scores = np.empty(ids.shape, dtype=np.float32)
+        step = max(1, _EXACT_CHUNK // 4 // max(ids.shape[1] * self.dim_, 1))  # gathered vectors held at once: 32 MB
+        for start in range(0, len(ids), step):
+            gathered = self.vectors_[np.maximum(ids[start : start + step], 0)]  # (rows, fetch, d)
+            scores[start : start + step] = np.einsum("nd,nfd->nf", queries[start : start + step], gathered)
         scores[~ok] = -np.inf
         top_ids, top_scores = _top_rows(scores, k)
         cols = np.maximum(top_ids, 0)
