@@ -96,7 +96,7 @@ class ANNConfig(BaseModel):
     nprobe: int = Field(16, ge=1)
     """IVF: cells visited per query."""
     train_sample: int = Field(100_000, ge=1000)
-    """IVF: at most this many item vectors train the k-means (seeded sample)."""
+    """IVF: this many item vectors (at least 40 per cell) train the k-means, a seeded sample of the catalog."""
     overfetch: float = Field(1.0, ge=0)
     """Seen-item filtering: fetch ``k + ceil(overfetch * seen)`` candidates per user before removing the seen ones."""
     max_rounds: int = Field(3, ge=1, le=10)
@@ -348,7 +348,8 @@ class ItemIndex:
             index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
             index.cp.seed = config.random_state
             rng = np.random.default_rng(config.random_state)
-            sample = vectors if n <= config.train_sample else vectors[np.sort(rng.choice(n, config.train_sample, replace=False))]
+            size = max(config.train_sample, 40 * nlist)  # faiss asks for 39 points per cell at least
+            sample = vectors if n <= size else vectors[np.sort(rng.choice(n, size, replace=False))]
             index.train(sample)
             index.add(vectors)
             index.nprobe = config.nprobe
