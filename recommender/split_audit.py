@@ -70,11 +70,15 @@ def temporal_leakage(train_events: pd.DataFrame, test_events: pd.DataFrame, feed
         train_t, label_t = train_t.astype(np.float64), label_t.astype(np.float64)
     first = label_t.min()
     after_any = int((train_t > first).sum())
-    # each user's earliest label, looked up for the user's training events
-    earliest = pd.Series(label_t).groupby(np.asarray(labels["user_id"].astype(str))).min()
-    own = earliest.reindex(np.asarray(train_events["user_id"].astype(str))).to_numpy()
-    has = ~pd.isna(own)
-    after_own = int((train_t[has] > own[has].astype(train_t.dtype)).sum())
+    # each user's earliest label, looked up for the user's training events (one factorize, no string copies)
+    codes, uniques = pd.factorize(pd.concat([labels["user_id"], train_events["user_id"]], ignore_index=True))
+    label_users, train_users = codes[: len(labels)], codes[len(labels) :]
+    none = np.inf if label_t.dtype.kind == "f" else np.iinfo(np.int64).max  # exact int64: ns ties stay ties
+    earliest = np.full(len(uniques) + 1, none, dtype=label_t.dtype)
+    known = label_users >= 0  # a label without a user id belongs to nobody's history
+    np.minimum.at(earliest, label_users[known], label_t[known])
+    own = earliest[train_users]  # -1 (a missing user id) reads the last slot: no label, never a leak
+    after_own = int((train_t > own).sum())
     shown = labels["timestamp"].iloc[int(np.argmin(label_t))]
     return {
         **out,

@@ -61,6 +61,16 @@ def test_temporal_leakage_hand_case() -> None:
     assert got["after_any_label_share"] == pytest.approx(3 / 5)
 
 
+def test_ties_are_not_leaks_and_nanosecond_times_stay_exact() -> None:
+    t = pd.Timestamp("2026-01-01T00:00:00.000000001Z")
+    train = pd.DataFrame({"user_id": ["a", "a", None], "item_id": ["x", "y", "z"], "event_type": "click",
+                          "timestamp": [t, t + pd.Timedelta(1, "ns"), t + pd.Timedelta(5, "ns")]})  # fmt: skip
+    test = pd.DataFrame({"user_id": ["a", None], "item_id": ["z", "x"], "event_type": "click", "timestamp": [t, t]})
+    got = temporal_leakage(train, test, FeedbackConfig())
+    # one nanosecond later is a leak, the tie is not; the user-less event leaks globally, never into a user's own label
+    assert (got["after_any_label"], got["after_own_label"]) == (2, 1)
+
+
 def test_positive_events_follow_the_declared_weights_and_threshold() -> None:
     ev = pd.DataFrame({"event_type": ["click", "rating", "rating", "wishlist", None], "value": [0, 4, 3.5, 1, 1]})
     assert positive_events(ev, FeedbackConfig()).tolist() == [True, True, False, False, False]
