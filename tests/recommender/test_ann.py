@@ -149,3 +149,18 @@ def test_ann_recommender_fit_fits_its_base(als: ALSRecommender) -> None:
     assert model.recommend(["u1"], k=5).item_indices.shape == (1, 5)
     with pytest.raises(NotFittedError):
         ANNRecommender(ALSRecommender()).recommend(["u1"])
+
+
+def test_ann_recommender_bad_input(als: ALSRecommender) -> None:
+    from recommender.baselines import PopularityRecommender
+
+    with pytest.raises(ConfigError, match="factor model with user_factors_"):
+        ANNRecommender.from_fitted(PopularityRecommender().fit(als.train_))
+    with pytest.raises(ConfigError, match="unknown field 'nprobes'"):
+        ANNRecommender.from_fitted(als, {"index": "ivf_flat", "nprobes": 3})
+    model = ANNRecommender.from_fitted(als, {"index": "flat"}, blocked_items=["i1", "not-an-item"])  # unknown ids ignored
+    assert model.blocked_mask_.sum() == 1
+    with pytest.raises(DataError, match="user rows must be in"):
+        model.recall(np.array([als.train_.n_users]), 10)
+    with pytest.raises(ConfigError, match="'k' parameter"):
+        model.recommend(["u1"], k=0)
