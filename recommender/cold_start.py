@@ -1,15 +1,14 @@
-"""Item cold start: a split that keeps chosen items out of training, and ranking on either side of it.
+"""Item cold start: a split that keeps chosen items out of training.
 
 A model that learns only from interactions cannot rank an item nobody has used;
 a content or hybrid model can. To measure that, :func:`cold_start_split` puts
 every event on the *new* items (e.g. the synthetic generator's ``new_item``
 column) in the test side and splits the other events at random; the test side
 is then two matrices over the training users: one over the warm items (the
-training items) and one over the new items. :func:`rank_within` ranks a score
-matrix inside a candidate set and :func:`cold_start_metrics` scores lists of
-each side with :func:`recommender.metrics.ranking_metrics` (the protocol of
-cold-start studies: the new items are ranked among themselves, the warm ones
-among the warm ones).
+training items) and one over the new items. ``bench/bench_hybrid.py`` ranks
+the new items among themselves and the warm ones among the warm ones (the
+protocol of cold-start studies) and scores each side with
+:func:`recommender.metrics.ranking_metrics`.
 """
 
 from __future__ import annotations
@@ -20,13 +19,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recommender.base import top_k_from_scores
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
 from recommender.feedback import FeedbackConfig, to_implicit
 from recommender.split import random_holdout, train_test_matrices
 
-__all__ = ["ColdStartSplit", "cold_start_split", "rank_within"]
+__all__ = ["ColdStartSplit", "cold_start_split"]
 
 
 @dataclass(frozen=True)
@@ -79,9 +77,3 @@ def cold_start_split(
     )
     test_new.eliminate_zeros()
     return ColdStartSplit(train=matrices.train, test_warm=matrices.test, new_item_ids=new_ids, test_new=test_new)
-
-
-def rank_within(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> np.ndarray:
-    """The ``k`` best columns of each row of ``scores`` (candidates are the columns), ``-1`` padded."""
-    idx, _ = top_k_from_scores(scores, k, exclude=exclude)
-    return idx

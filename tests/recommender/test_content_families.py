@@ -434,3 +434,18 @@ def test_a_pack_must_allow_item_content_for_the_content_families():
     allowing.minimization.purposes["personalization"].allowed_inputs.extend(["text", "category", "price", "release"])
     for name in ("content_tfidf", "hybrid"):
         check_family_inputs(get_family(name), allowing)
+
+
+def test_cold_start_split_keeps_new_items_out_of_training_and_refuses_bad_input(small_world):
+    from recommender.cold_start import cold_start_split
+
+    data, split, _, new = small_world
+    assert not set(new.index) & set(split.train.item_ids.astype(str))
+    on_new = data.events["item_id"].astype(str).isin(new.index)
+    assert split.test_new.shape == (split.train.n_users, len(new)) and 0 < split.test_new.nnz <= int(on_new.sum())
+    with pytest.raises(ConfigError, match="new_item_ids is empty"):
+        cold_start_split(data.events, [])
+    with pytest.raises(DataError, match="none of the 1 new items has an event"):
+        cold_start_split(data.events, ["no-such-item"])
+    with pytest.raises(DataError, match="every event is on a new item"):
+        cold_start_split(data.events, data.items.index)
