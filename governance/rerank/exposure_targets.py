@@ -1,0 +1,397 @@
+"""Target exposure shares of many provider groups, each held within a tolerance in every list.
+
+Geyik et al.'s algorithms (:mod:`governance.rerank.proportions`) count places;
+a group can then hold its quarter of the places and still a small share of the
+attention, because the model's favourite group keeps the top. This step puts the
+constraint on *exposure*: with the attention of place ``i`` ``w_i = 1/log2(i +
+1)`` (the NDCG discount) and ``W`` the total attention of a list's filled places,
+every group's share ``A_g / W`` must lie within ``tolerance`` of its target
+``p_g``. Groups without a target (and the unknown group ``-1``) form one group
+with target ``1 - sum(p)``, as in ``group_proportions``.
+
+How. A list is fixed by its *pattern*, the provider group of each place, and by
+which items fill it; given the pattern, the group's best items (in the order the
+step receives) go to its places from the top. The patterns whose group shares
+all lie in the window do not depend on the user: they are enumerated once per
+list length (a forward search over places that drops a prefix once some group
+holds more than its window allows or the places left cannot lift every group to
+its floor; :func:`exposure_patterns`) and cached. Per user:
+
+``optimal`` (default)
+    the feasible pattern that maximises ``sum_i w_i * w(r_i)``, ``r_i`` being the
+    input rank of the item at place ``i``: the list's discounted agreement with
+    the order received (its DCG if that order were the truth). With the pattern
+    fixed, filling each group's places with its best items in order is optimal
+    (rearrangement inequality), so the maximum over patterns is exact. Scored for
+    all users and patterns at once, one matrix product.
+``greedy``
+    place by place, the best remaining item whose group keeps a feasible pattern
+    reachable (lexicographically best list within the window).
+
+The window is what the pack states (``tolerance``), not the exact target: a
+list that already lies in it is not touched, and no list is pushed to the
+middle of the window at extra cost.
+
+Lists whose candidates cannot fill any feasible pattern (too few items of a
+group, or a list shorter than the targets need) fall back to Geyik et al.'s
+greedy on attention (``group_proportions`` with ``weighting: attention``), the
+best effort, and are reported as not meeting the constraint. ``constraints_met``
+is the window on the final list: every group's share within ``tolerance`` of its
+target (lists with no filled place meet it).
+
+The number of patterns grows quickly with the list length and the number of
+groups; past :data:`MAX_PATTERNS` the step refuses the length with a
+:class:`~recommender.errors.ConfigError` naming it (``policy validate`` warns of
+it at the pack's ``quality.k``), rather than run for minutes.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from governance.rerank.base import Candidates, Reason, RerankConfig, Reranker, complete_order, identity_order
+from governance.rerank.proportions import GroupProportionsReranker
+from governance.rerank.registry import register_reranker
+from recommender.errors import ConfigError
+
+__all__ = [
+    "ExposureTargetsConfig",
+    "ExposureTargetsReranker",
+    "exposure_patterns",
+    "exposure_shares",
+    "exposure_shares_within",
+    "window_reachable",
+    "MAX_PATTERNS",
+]
+
+_TOL = 1e-9
+MAX_PATTERNS = 400_000
+"""At most this many feasible prefixes at any place of the pattern search (about 30 MB per step)."""
+TOO_MANY_PATTERNS = (
+    "exposure_targets: lists of {k} places with {groups} groups (targets {targets}, tolerance {tol:g}) have more than "
+    "{max:,} group patterns within the window"
+)
+_SCORE_CELLS = 4_000_000
+"""Users x patterns scored per matrix product (bounds the memory of ``optimal``)."""
+
+
+class ExposureTargetsConfig(RerankConfig):
+    """Parameters of :class:`ExposureTargetsReranker`."""
+
+    targets: dict[int, float] = Field(default_factory=lambda: {0: 0.5, 1: 0.5})
+    """Target share of every list's attention (``1/log2(rank + 1)``) per ``item_group`` code (each in [0, 1],
+    summing to at most 1); groups not named share the rest. Empty: no targets (the model order)."""
+    tolerance: float = Field(0.05, ge=0.0, le=1.0)
+    """How far (in share points, 0.05 = 5 points) each group's exposure share may lie from its target."""
+    algorithm: Literal["optimal", "greedy"] = "optimal"
+    """``optimal``: the list within the window closest to the order received (maximum discounted agreement);
+    ``greedy``: place by place the best item that keeps the window reachable."""
+
+    @field_validator("targets")
+    @classmethod
+    def _shares(cls, value: dict[int, float]) -> dict[int, float]:
+        for code, share in value.items():
+            if code < 0:
+                raise ValueError(f"group code {code} must be >= 0 (-1, the unknown group, takes no target)")
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"the share of group {code} must be in [0, 1]; got {share}")
+        if sum(value.values()) > 1.0 + _TOL:
+            raise ValueError(f"the shares must sum to at most 1; they sum to {sum(value.values()):g}")
+        return value
+
+
+def _attention(k: int) -> np.ndarray:
+    return 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
+
+
+@lru_cache(maxsize=64)
+def _patterns_cached(k: int, shares: tuple[float, ...], tolerance: float) -> np.ndarray:
+    n_groups = len(shares)
+    w = _attention(k)
+    total = w.sum()
+    p = np.asarray(shares, dtype=np.float64)
+    lo, hi = (p - tolerance) * total, (p + tolerance) * total
+    remaining = total - np.cumsum(w)
+    prefixes = np.zeros((1, 0), dtype=np.int8)
+    held = np.zeros((1, n_groups))
+    eye = np.eye(n_groups)
+    for i in range(k):
+        held = (held[:, None, :] + w[i] * eye[None, :, :]).reshape(-1, n_groups)
+        prefixes = np.concatenate(
+            [np.repeat(prefixes, n_groups, axis=0), np.tile(np.arange(n_groups, dtype=np.int8), len(prefixes))[:, None]],
+            axis=1,
+        )
+        keep = (held <= hi + _TOL).all(axis=1)
+        keep &= np.clip(lo - held, 0.0, None).sum(axis=1) <= remaining[i] + _TOL  # the floors are still reachable
+        keep &= np.clip(hi - held, 0.0, None).sum(axis=1) >= remaining[i] - _TOL  # the places left fit somewhere
+        held, prefixes = held[keep], prefixes[keep]
+        if len(prefixes) > MAX_PATTERNS:
+            raise ConfigError(
+                TOO_MANY_PATTERNS.format(
+                    k=k, groups=n_groups, targets=[round(s, 6) for s in shares], tol=tolerance, max=MAX_PATTERNS
+                )
+            )
+    done = ((held >= lo - _TOL) & (held <= hi + _TOL)).all(axis=1)
+    out = prefixes[done]
+    out.flags.writeable = False
+    return out
+
+
+def exposure_patterns(k: int, shares: np.ndarray | list[float], tolerance: float) -> np.ndarray:
+    """``(P, k)`` int8: every sequence of group indices (a group per place) whose attention shares lie within
+    ``tolerance`` of ``shares`` (one per group, summing to 1), in lexicographic order.
+
+    Raises :class:`~recommender.errors.ConfigError` when the search would hold more than
+    :data:`MAX_PATTERNS` prefixes.
+
+    >>> exposure_patterns(2, [0.5, 0.5], 0.2).tolist()  # shares 0.61/0.39 either way
+    [[0, 1], [1, 0]]
+    >>> exposure_patterns(2, [0.5, 0.5], 0.1).shape  # 0.61 is 11 points off: none
+    (0, 2)
+    """
+    if k <= 0:
+        return np.zeros((1, 0), dtype=np.int8)
+    return _patterns_cached(int(k), tuple(float(s) for s in shares), float(tolerance))
+
+
+@register_reranker
+class ExposureTargetsReranker(Reranker):
+    """Every provider group's share of each list's attention within a tolerance of its target (exact per list)."""
+
+    name: ClassVar[str] = "exposure_targets"
+    Config: ClassVar[type[RerankConfig]] = ExposureTargetsConfig
+    reason: ClassVar[Reason] = Reason.provider_fairness
+    needs: ClassVar[tuple[str, ...]] = ("item_group",)
+    config: ExposureTargetsConfig
+
+    def _groups(self, cands: Candidates) -> tuple[np.ndarray, np.ndarray, int]:
+        """Dense group per catalog item (targeted ``0..G-1`` in code order, the rest ``G``) and the ``(G+1,)`` shares."""
+        codes = sorted(self.config.targets)
+        rest = max(0.0, 1.0 - sum(self.config.targets.values()))
+        shares = np.array([self.config.targets[c] for c in codes] + [rest])
+        lookup = np.full(int(max(codes, default=-1)) + 2, len(codes), dtype=np.int64)
+        lookup[codes] = np.arange(len(codes))
+        raw = cands.item_group
+        dense = np.where((raw >= 0) & (raw < len(lookup) - 1), lookup[np.clip(raw, 0, len(lookup) - 1)], len(codes))
+        return dense, shares, len(codes)
+
+    def patterns(self, k: int) -> np.ndarray:
+        """The feasible group patterns of lists of ``k`` places (group ``G`` = every group without a target)."""
+        shares = [self.config.targets[c] for c in sorted(self.config.targets)]
+        shares.append(max(0.0, 1.0 - sum(shares)))
+        return exposure_patterns(k, shares, self.config.tolerance)
+
+    def order(self, cands: Candidates, k: int) -> tuple[np.ndarray, None]:
+        if not self.config.targets:
+            return identity_order(cands), None
+        n, c = cands.items.shape
+        width = min(k, c)
+        valid = cands.valid
+        dense, shares, n_targeted = self._groups(cands)
+        cand_group = np.where(valid, dense[np.maximum(cands.items, 0)], n_targeted)
+        lengths = np.minimum(valid.sum(axis=1), width)
+        chosen = np.full((n, width), -1, dtype=np.int64)
+        failed = np.zeros(n, dtype=bool)
+        for length in np.unique(lengths):
+            rows = np.flatnonzero(lengths == length)
+            if length == 0:
+                continue
+            try:
+                pats = self.patterns(int(length))
+            except ConfigError:  # too long for the exact search: greedy with a completion test
+                picked, ok = _greedy_completion(cand_group[rows], valid[rows], shares, self.config.tolerance, int(length))
+            else:
+                if self.config.algorithm == "optimal":
+                    picked, ok = _optimal(cand_group[rows], valid[rows], pats, n_targeted + 1)
+                else:
+                    picked, ok = _greedy(cand_group[rows], valid[rows], pats, n_targeted + 1)
+            chosen[rows, :length] = picked
+            failed[rows] = ~ok
+        if failed.any():  # best effort where the window cannot be reached: Geyik et al.'s greedy on attention
+            fallback = GroupProportionsReranker(targets=dict(self.config.targets), weighting="attention")
+            sub = _rows(cands, np.flatnonzero(failed))
+            chosen[failed] = fallback.order(sub, k)[0][:, :width]
+        available = valid.copy()
+        picked = chosen >= 0
+        available[np.repeat(np.arange(n), width)[picked.ravel()], chosen[picked]] = False
+        return complete_order(chosen, available), None
+
+    def check(self, items: np.ndarray, cands: Candidates) -> np.ndarray:
+        if not self.config.targets or not items.shape[1]:
+            return np.ones(items.shape[0], dtype=bool)
+        dense, shares, n_targeted = self._groups(cands)
+        return exposure_shares_within(items, dense, shares, self.config.tolerance)
+
+
+def exposure_shares(items: np.ndarray, dense_group: np.ndarray, n_groups: int) -> np.ndarray:
+    """``(n, n_groups)`` each group's share of each list's attention (``1/log2(rank + 1)`` over the filled places).
+
+    ``dense_group`` maps a catalog item to ``0..n_groups-1``; a list without a filled place has all shares 0.
+    """
+    filled = items >= 0
+    w = np.where(filled, _attention(items.shape[1])[None, :], 0.0)
+    group = np.where(filled, dense_group[np.maximum(items, 0)], 0)
+    held = (w[:, :, None] * (group[:, :, None] == np.arange(n_groups)[None, None, :])).sum(axis=1)
+    return held / np.maximum(w.sum(axis=1, keepdims=True), 1e-300)
+
+
+def exposure_shares_within(items: np.ndarray, dense_group: np.ndarray, shares: np.ndarray, tolerance: float) -> np.ndarray:
+    """Per list, whether every group's attention share lies within ``tolerance`` of ``shares`` (empty lists: True)."""
+    got = exposure_shares(items, dense_group, len(shares))
+    ok = (np.abs(got - np.asarray(shares)[None, :]) <= tolerance + _TOL).all(axis=1)
+    return ok | ~(items >= 0).any(axis=1)
+
+
+def _rows(cands: Candidates, rows: np.ndarray) -> Candidates:
+    """The candidates of ``rows`` only (the catalog-side arrays shared)."""
+    return Candidates(items=cands.items[rows], scores=cands.scores[rows], item_group=cands.item_group)
+
+
+def _heads(cand_group: np.ndarray, valid: np.ndarray, n_groups: int, depth: int) -> np.ndarray:
+    """``(n, n_groups, depth)`` each group's first ``depth`` candidate positions in input order (``c`` after)."""
+    n, c = cand_group.shape
+    out = np.full((n, n_groups, depth), c, dtype=np.int64)
+    take = min(depth, c)
+    for g in range(n_groups):
+        member = valid & (cand_group == g)
+        pos = np.argsort(~member, axis=1, kind="stable")[:, :take]
+        out[:, g, :take] = np.where(np.take_along_axis(member, pos, axis=1), pos, c)
+    return out
+
+
+def _fill(pattern: np.ndarray, heads: np.ndarray) -> np.ndarray:
+    """Input positions of the list each row's ``pattern`` gives: a group's places get its items in input order."""
+    n, length = pattern.shape
+    rows = np.arange(n)
+    used = np.zeros((n, heads.shape[1]), dtype=np.int64)
+    out = np.empty((n, length), dtype=np.int64)
+    for i in range(length):
+        g = pattern[:, i]
+        out[:, i] = heads[rows, g, used[rows, g]]
+        used[rows, g] += 1
+    return out
+
+
+def _optimal(cand_group: np.ndarray, valid: np.ndarray, pats: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the feasible pattern of maximum ``sum_i w_i * w(input rank)`` and its list; rows without one: False."""
+    n, c = cand_group.shape
+    length = pats.shape[1]
+    if not len(pats):
+        return np.full((n, length), -1, dtype=np.int64), np.zeros(n, dtype=bool)
+    heads = _heads(cand_group, valid, n_groups, length)
+    rank_gain = np.append(_attention(c), 0.0)  # input position -> gain (the sentinel ``c``: none)
+    gains = rank_gain[heads].reshape(n, -1)  # (n, G * length)
+    available = (heads < c).sum(axis=2)  # (n, G) how many items each group can give
+    w = _attention(length)
+    place_of = np.zeros((len(pats), n_groups, length))
+    seen = np.zeros((len(pats), n_groups), dtype=np.int64)
+    p_rows = np.arange(len(pats))
+    for i in range(length):
+        g = pats[:, i].astype(np.int64)
+        place_of[p_rows, g, seen[p_rows, g]] = w[i]
+        seen[p_rows, g] += 1
+    coef = place_of.reshape(len(pats), -1).T  # (G * length, P)
+    best = np.zeros(n, dtype=np.int64)
+    ok = np.zeros(n, dtype=bool)
+    step = max(1, _SCORE_CELLS // (len(pats) * n_groups))
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        fits = (seen[None, :, :] <= available[start:stop, None, :]).all(axis=2)  # the row has the items
+        v = np.where(fits, gains[start:stop] @ coef, -np.inf)
+        best[start:stop] = v.argmax(axis=1)
+        ok[start:stop] = fits.any(axis=1)
+    return np.where(ok[:, None], _fill(pats[best].astype(np.int64), heads), -1), ok
+
+
+def _greedy(cand_group: np.ndarray, valid: np.ndarray, pats: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Place by place, the best remaining candidate whose group keeps a feasible pattern within reach."""
+    n, c = cand_group.shape
+    length = pats.shape[1]
+    if not len(pats):
+        return np.full((n, length), -1, dtype=np.int64), np.zeros(n, dtype=bool)
+    if length * np.log2(n_groups) > 62:  # the prefix codes would overflow int64
+        raise ConfigError(f"exposure_targets: greedy cannot code lists of {length} places with {n_groups} groups; use algorithm optimal")
+    radix = n_groups ** np.arange(length - 1, -1, -1, dtype=np.int64)
+    codes = pats.astype(np.int64) @ radix
+    rows = np.arange(n)
+    prefix = np.zeros(n, dtype=np.int64)
+    taken = ~valid
+    out = np.full((n, length), -1, dtype=np.int64)
+    ok = np.ones(n, dtype=bool)
+    for i in range(length):
+        reachable = np.unique(codes // n_groups ** (length - 1 - i))  # the feasible prefixes of length i + 1
+        allowed = np.isin(prefix[:, None] * n_groups + cand_group, reachable) & ~taken
+        j = np.argmax(allowed, axis=1)
+        hit = allowed[rows, j]
+        ok &= hit
+        out[:, i] = np.where(ok, j, -1)
+        taken[rows[ok], j[ok]] = True
+        prefix = prefix * n_groups + np.where(ok, cand_group[rows, j], 0)
+    return out, ok
+
+
+def _completes(held: np.ndarray, left: np.ndarray, w: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Whether the places of attention ``w`` (decreasing) can lift every row of ``held`` into ``[lo, hi]``.
+
+    A sufficient test: each place in turn goes to the group furthest below its floor among those it fits
+    (staying under the ceiling, with an item ``left``); True when every group ends within its window.
+    """
+    held = held.copy()
+    left = left.copy()
+    rows = np.arange(len(held))
+    ok = np.ones(len(held), dtype=bool)
+    for wt in w:
+        fits = (held + wt <= hi + _TOL) & (left > 0)
+        g = np.where(fits, lo - held, -np.inf).argmax(axis=1)
+        ok &= fits[rows, g]
+        held[rows, g] += np.where(ok, wt, 0.0)
+        left[rows, g] -= 1
+    return ok & ((held >= lo - _TOL) & (held <= hi + _TOL)).all(axis=1)
+
+
+def _greedy_completion(
+    cand_group: np.ndarray, valid: np.ndarray, shares: np.ndarray, tolerance: float, length: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy for lists too long for the exact search: place by place, the best remaining candidate whose group
+    passes :func:`_completes` for the places after it. Rows where no group passes at some place: False."""
+    n, c = cand_group.shape
+    n_groups = len(shares)
+    w = _attention(length)
+    lo, hi = (shares - tolerance) * w.sum(), (shares + tolerance) * w.sum()
+    left = np.stack([(valid & (cand_group == g)).sum(axis=1) for g in range(n_groups)], axis=1)
+    held = np.zeros((n, n_groups))
+    taken = ~valid
+    rows = np.arange(n)
+    out = np.full((n, length), -1, dtype=np.int64)
+    ok = np.ones(n, dtype=bool)
+    eye = np.eye(n_groups)
+    for i in range(length):
+        trial = (held[:, None, :] + w[i] * eye[None, :, :]).reshape(-1, n_groups)  # (n * G, G): g takes place i
+        trial_left = (left[:, None, :] - eye[None, :, :].astype(np.int64)).reshape(-1, n_groups)
+        passes = _completes(trial, trial_left, w[i + 1 :], lo, hi).reshape(n, n_groups)
+        passes &= (held + w[i] <= hi + _TOL) & (left > 0)
+        allowed = np.take_along_axis(passes, cand_group, axis=1) & ~taken
+        j = np.argmax(allowed, axis=1)
+        ok &= allowed[rows, j]
+        out[:, i] = np.where(ok, j, -1)
+        g = cand_group[rows, j]
+        taken[rows[ok], j[ok]] = True
+        held[rows[ok], g[ok]] += w[i]
+        left[rows[ok], g[ok]] -= 1
+    return out, ok
+
+
+def window_reachable(k: int, shares: np.ndarray | list[float], tolerance: float) -> bool:
+    """Whether some list of ``k`` places (items of every group at hand) puts every group's attention share within
+    ``tolerance`` of ``shares``: exact while the pattern search fits, else the sufficient test of the greedy."""
+    p = np.asarray(shares, dtype=np.float64)
+    try:
+        return len(exposure_patterns(k, p, tolerance)) > 0
+    except ConfigError:
+        w = _attention(k)
+        lo, hi = (p - tolerance) * w.sum(), (p + tolerance) * w.sum()
+        return bool(_completes(np.zeros((1, len(p))), np.full((1, len(p)), k), w, lo, hi)[0])
