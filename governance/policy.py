@@ -370,7 +370,7 @@ class FairnessSection(_Section):
     """The provider group the provider-side rules and re-rankers protect (e.g. independents against majors)."""
     provider_group_codes: dict[str, int] | None = None
     """The re-rankers' code of every provider group (``{major: 0, independent: 1, regional: 2}``), so that
-    ``group_proportions`` can target several groups; groups not listed are unknown (-1). The protected
+    ``group_proportions`` and ``exposure_targets`` can target several groups; groups not listed are unknown (-1). The protected
     group must keep code 1 (FA*IR protects code 1). Default: 1 for the protected group, 0 for the others."""
 
 
@@ -391,8 +391,8 @@ class RerankingSection(_Section):
     steps: list[RerankStep] = Field(default_factory=list)  # type: ignore[valid-type]
     """Re-rankers by registered name with their params: fair_star, mmr, calibration,
     provider_calibration, popularity_debias, exposure_cap, exploration, group_proportions,
-    amortised_exposure. Constraint steps (fair_star, exposure_cap, group_proportions,
-    amortised_exposure) belong last: later relevance-weighing steps can undo them."""
+    amortised_exposure, exposure_targets. Constraint steps (fair_star, exposure_cap, group_proportions,
+    amortised_exposure, exposure_targets) belong last: later relevance-weighing steps can undo them."""
 
 
 class ExplanationsSection(_Section):
@@ -721,26 +721,37 @@ def content_hash(pack: PolicyPack) -> str:
 
 
 def parse_pack(
-    text: str, source: str = "<string>", *, dataset_columns: list[str] | None = None, item_harm_categories: dict[str, int] | None = None
+    text: str,
+    source: str = "<string>",
+    *,
+    dataset_columns: list[str] | None = None,
+    item_harm_categories: dict[str, int] | None = None,
+    item_table: Any | None = None,
 ) -> LoadedPack:
     """Validate pack ``text``; raise :class:`PolicyError` listing every problem.
 
     ``dataset_columns``, when given, enables the check that every attribute a
     rule refers to exists in the dataset; ``item_harm_categories`` (category ->
-    items its item table flags), the check that the pack knows every category.
+    items its item table flags), the check that the pack knows every category;
+    ``item_table`` (a dataset's item table), the check that every provider group
+    has the items its re-ranking targets need.
     """
     from governance.analysis import analyse
 
     data, positions = load_yaml(text, source, "a YAML policy pack starting with 'apiVersion: recgov/v1'")
     pack = validate_located(PolicyPack, data, positions, source, tags={"check": _CHECKS, "name": _RERANKERS})
-    issues = analyse(pack, positions, source, dataset_columns=dataset_columns, item_harm_categories=item_harm_categories)
+    issues = analyse(pack, positions, source, dataset_columns=dataset_columns, item_harm_categories=item_harm_categories, item_table=item_table)
     if any(i.severity == "error" for i in issues):
         raise PolicyError(issues)
     return LoadedPack(pack=pack, source=source, content_hash=content_hash(pack), positions=positions, warnings=issues)
 
 
 def load_pack(
-    path: str | Path, *, dataset_columns: list[str] | None = None, item_harm_categories: dict[str, int] | None = None
+    path: str | Path,
+    *,
+    dataset_columns: list[str] | None = None,
+    item_harm_categories: dict[str, int] | None = None,
+    item_table: Any | None = None,
 ) -> LoadedPack:
     """Read and validate the pack at ``path`` (see :func:`parse_pack`)."""
     path = Path(path)
@@ -759,7 +770,7 @@ def load_pack(
     except UnicodeDecodeError as err:
         line = raw.count(b"\n", 0, err.start) + 1
         raise PolicyError([PackIssue(str(path), line, None, "", f"not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); a policy pack is UTF-8 YAML")]) from err
-    return parse_pack(text, str(path), dataset_columns=dataset_columns, item_harm_categories=item_harm_categories)
+    return parse_pack(text, str(path), dataset_columns=dataset_columns, item_harm_categories=item_harm_categories, item_table=item_table)
 
 
 def _file_size(path: Path, read: int) -> str:

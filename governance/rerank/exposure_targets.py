@@ -26,7 +26,8 @@ its floor; :func:`exposure_patterns`) and cached. Per user:
     all users and patterns at once, one matrix product.
 ``greedy``
     place by place, the best remaining item whose group keeps a feasible pattern
-    reachable (lexicographically best list within the window).
+    the user's candidates can fill within reach: the first list within the window
+    in the order received (lexicographically).
 
 The window is what the pack states (``tolerance``), not the exact target: a
 list that already lies in it is not touched, and no list is pushed to the
@@ -40,9 +41,17 @@ is the window on the final list: every group's share within ``tolerance`` of its
 target (lists with no filled place meet it).
 
 The number of patterns grows quickly with the list length and the number of
-groups; past :data:`MAX_PATTERNS` the step refuses the length with a
-:class:`~recommender.errors.ConfigError` naming it (``policy validate`` warns of
-it at the pack's ``quality.k``), rather than run for minutes.
+groups (4 groups within 5 points: 15,144 patterns at 10 places, 186,288 at 12).
+Past :data:`MAX_PATTERNS` prefixes the search stops and both algorithms become
+the greedy with a *completion test*: a group may take a place when one of two
+simple completions (each later place to the group furthest below its floor, or
+below the middle of its window) lands every group in its window. The test is
+sufficient, not necessary: its lists always meet the window, and it can miss a
+tight window that exists (then the best effort above); on long lists, where one
+place weighs little against the window, it rarely does. ``policy validate``
+warns when no list of the pack's ``quality.k`` places can meet the window, and,
+given the catalog, when a group has fewer items than its floor needs
+(:func:`minimum_items`).
 """
 
 from __future__ import annotations
@@ -65,6 +74,7 @@ __all__ = [
     "exposure_shares",
     "exposure_shares_within",
     "window_reachable",
+    "minimum_items",
     "MAX_PATTERNS",
 ]
 
@@ -122,7 +132,10 @@ def _patterns_cached(k: int, shares: tuple[float, ...], tolerance: float) -> np.
     for i in range(k):
         held = (held[:, None, :] + w[i] * eye[None, :, :]).reshape(-1, n_groups)
         prefixes = np.concatenate(
-            [np.repeat(prefixes, n_groups, axis=0), np.tile(np.arange(n_groups, dtype=np.int8), len(prefixes))[:, None]],
+            [
+                np.repeat(prefixes, n_groups, axis=0),
+                np.tile(np.arange(n_groups, dtype=np.int8), len(prefixes))[:, None],
+            ],
             axis=1,
         )
         keep = (held <= hi + _TOL).all(axis=1)
@@ -169,7 +182,8 @@ class ExposureTargetsReranker(Reranker):
     config: ExposureTargetsConfig
 
     def _groups(self, cands: Candidates) -> tuple[np.ndarray, np.ndarray, int]:
-        """Dense group per catalog item (targeted ``0..G-1`` in code order, the rest ``G``) and the ``(G+1,)`` shares."""
+        """Dense group per catalog item (targeted ``0..G-1`` in code order, the rest ``G``), the ``(G+1,)``
+        shares, and ``G``."""
         codes = sorted(self.config.targets)
         rest = max(0.0, 1.0 - sum(self.config.targets.values()))
         shares = np.array([self.config.targets[c] for c in codes] + [rest])
@@ -203,7 +217,8 @@ class ExposureTargetsReranker(Reranker):
             try:
                 pats = self.patterns(int(length))
             except ConfigError:  # too long for the exact search: greedy with a completion test
-                picked, ok = _greedy_completion(cand_group[rows], valid[rows], shares, self.config.tolerance, int(length))
+                tol = self.config.tolerance
+                picked, ok = _greedy_completion(cand_group[rows], valid[rows], shares, tol, int(length))
             else:
                 if self.config.algorithm == "optimal":
                     picked, ok = _optimal(cand_group[rows], valid[rows], pats, n_targeted + 1)
@@ -239,7 +254,9 @@ def exposure_shares(items: np.ndarray, dense_group: np.ndarray, n_groups: int) -
     return held / np.maximum(w.sum(axis=1, keepdims=True), 1e-300)
 
 
-def exposure_shares_within(items: np.ndarray, dense_group: np.ndarray, shares: np.ndarray, tolerance: float) -> np.ndarray:
+def exposure_shares_within(
+    items: np.ndarray, dense_group: np.ndarray, shares: np.ndarray, tolerance: float
+) -> np.ndarray:
     """Per list, whether every group's attention share lies within ``tolerance`` of ``shares`` (empty lists: True)."""
     got = exposure_shares(items, dense_group, len(shares))
     ok = (np.abs(got - np.asarray(shares)[None, :]) <= tolerance + _TOL).all(axis=1)
@@ -276,7 +293,9 @@ def _fill(pattern: np.ndarray, heads: np.ndarray) -> np.ndarray:
     return out
 
 
-def _optimal(cand_group: np.ndarray, valid: np.ndarray, pats: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+def _optimal(
+    cand_group: np.ndarray, valid: np.ndarray, pats: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the feasible pattern of maximum ``sum_i w_i * w(input rank)`` and its list; rows without one: False."""
     n, c = cand_group.shape
     length = pats.shape[1]
@@ -307,50 +326,61 @@ def _optimal(cand_group: np.ndarray, valid: np.ndarray, pats: np.ndarray, n_grou
     return np.where(ok[:, None], _fill(pats[best].astype(np.int64), heads), -1), ok
 
 
-def _greedy(cand_group: np.ndarray, valid: np.ndarray, pats: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """Place by place, the best remaining candidate whose group keeps a feasible pattern within reach."""
+def _greedy(
+    cand_group: np.ndarray, valid: np.ndarray, pats: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Place by place, the best remaining candidate whose group keeps a feasible pattern the row can fill within
+    reach: the lexicographically first list within the window. Rows that can fill no pattern: False."""
     n, c = cand_group.shape
     length = pats.shape[1]
-    if not len(pats):
-        return np.full((n, length), -1, dtype=np.int64), np.zeros(n, dtype=bool)
-    if length * np.log2(n_groups) > 62:  # the prefix codes would overflow int64
-        raise ConfigError(f"exposure_targets: greedy cannot code lists of {length} places with {n_groups} groups; use algorithm optimal")
-    radix = n_groups ** np.arange(length - 1, -1, -1, dtype=np.int64)
-    codes = pats.astype(np.int64) @ radix
-    rows = np.arange(n)
-    prefix = np.zeros(n, dtype=np.int64)
-    taken = ~valid
     out = np.full((n, length), -1, dtype=np.int64)
-    ok = np.ones(n, dtype=bool)
-    for i in range(length):
-        reachable = np.unique(codes // n_groups ** (length - 1 - i))  # the feasible prefixes of length i + 1
-        allowed = np.isin(prefix[:, None] * n_groups + cand_group, reachable) & ~taken
-        j = np.argmax(allowed, axis=1)
-        hit = allowed[rows, j]
-        ok &= hit
-        out[:, i] = np.where(ok, j, -1)
-        taken[rows[ok], j[ok]] = True
-        prefix = prefix * n_groups + np.where(ok, cand_group[rows, j], 0)
+    ok = np.zeros(n, dtype=bool)
+    if not len(pats):
+        return out, ok
+    need = np.stack([(pats == g).sum(axis=1) for g in range(n_groups)], axis=1)  # (P, G)
+    have = np.stack([(valid & (cand_group == g)).sum(axis=1) for g in range(n_groups)], axis=1)  # (n, G)
+    onehot = [(pats[:, i, None] == np.arange(n_groups)[None, :]).astype(np.float32) for i in range(length)]
+    step = max(1, _SCORE_CELLS // (len(pats) * n_groups))
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        rows = np.arange(stop - start)
+        group = cand_group[start:stop]
+        alive = (need[None, :, :] <= have[start:stop, None, :]).all(axis=2)  # (m, P) patterns the row can fill
+        fine = alive.any(axis=1)
+        taken = ~valid[start:stop]
+        for i in range(length):
+            open_group = (alive.astype(np.float32) @ onehot[i]) > 0  # (m, G) a live pattern puts g at place i
+            allowed = np.take_along_axis(open_group, group, axis=1) & ~taken
+            j = np.argmax(allowed, axis=1)
+            fine &= allowed[rows, j]
+            out[start:stop, i] = np.where(fine, j, -1)
+            taken[rows[fine], j[fine]] = True
+            alive &= pats[None, :, i] == group[rows, j][:, None]
+        ok[start:stop] = fine
     return out, ok
 
 
 def _completes(held: np.ndarray, left: np.ndarray, w: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Whether the places of attention ``w`` (decreasing) can lift every row of ``held`` into ``[lo, hi]``.
 
-    A sufficient test: each place in turn goes to the group furthest below its floor among those it fits
-    (staying under the ceiling, with an item ``left``); True when every group ends within its window.
+    A sufficient test: two simple completions are tried, and either succeeding proves the window reachable. Each
+    place in turn goes, among the groups it fits (under the ceiling, with an item ``left``), to the group
+    furthest below its floor, or in the second to the group furthest below the middle of its window.
     """
-    held = held.copy()
-    left = left.copy()
-    rows = np.arange(len(held))
-    ok = np.ones(len(held), dtype=bool)
-    for wt in w:
-        fits = (held + wt <= hi + _TOL) & (left > 0)
-        g = np.where(fits, lo - held, -np.inf).argmax(axis=1)
-        ok &= fits[rows, g]
-        held[rows, g] += np.where(ok, wt, 0.0)
-        left[rows, g] -= 1
-    return ok & ((held >= lo - _TOL) & (held <= hi + _TOL)).all(axis=1)
+    ok = np.zeros(len(held), dtype=bool)
+    for aim in (lo, (lo + hi) / 2):
+        got = held.copy()
+        have = left.copy()
+        rows = np.arange(len(held))
+        fine = np.ones(len(held), dtype=bool)
+        for wt in w:
+            fits = (got + wt <= hi + _TOL) & (have > 0)
+            g = np.where(fits, aim - got, -np.inf).argmax(axis=1)
+            fine &= fits[rows, g]
+            got[rows, g] += np.where(fine, wt, 0.0)
+            have[rows, g] -= 1
+        ok |= fine & ((got >= lo - _TOL) & (got <= hi + _TOL)).all(axis=1)
+    return ok
 
 
 def _greedy_completion(
@@ -395,3 +425,18 @@ def window_reachable(k: int, shares: np.ndarray | list[float], tolerance: float)
         w = _attention(k)
         lo, hi = (p - tolerance) * w.sum(), (p + tolerance) * w.sum()
         return bool(_completes(np.zeros((1, len(p))), np.full((1, len(p)), k), w, lo, hi)[0])
+
+
+def minimum_items(k: int, shares: np.ndarray | list[float], tolerance: float) -> list[int]:
+    """Per group, the fewest items any list of ``k`` places meeting the window gives it: the fewest best places
+    whose attention reaches the group's floor ``(p - tolerance) * W`` (a necessary count).
+
+    >>> minimum_items(10, [0.25, 0.25, 0.25, 0.25], 0.05)  # floor 0.2 * 4.54 = 0.91: the top place holds 1
+    [1, 1, 1, 1]
+    >>> minimum_items(10, [0.7, 0.1, 0.1, 0.1], 0.05)  # 0.65 * 4.54 = 2.953 > 2.949, places 1-5
+    [6, 1, 1, 1]
+    """
+    w = _attention(k)
+    best = np.concatenate([[0.0], np.cumsum(w)])
+    floors = (np.asarray(shares, dtype=np.float64) - tolerance) * w.sum()
+    return [int(np.searchsorted(best, f - _TOL)) if f > _TOL else 0 for f in floors]
