@@ -85,6 +85,8 @@ TOO_MANY_PATTERNS = (
     "exposure_targets: lists of {k} places with {groups} groups (targets {targets}, tolerance {tol:g}) have more than "
     "{max:,} group patterns within the window"
 )
+_FEW_ROWS = 16
+"""Up to this many users, ``optimal`` scores with einsum rather than BLAS."""
 _SCORE_CELLS = 4_000_000
 """Users x patterns scored per matrix product (bounds the memory of ``optimal``)."""
 
@@ -216,6 +218,8 @@ class ExposureTargetsReranker(Reranker):
                 continue
             try:
                 pats = self.patterns(int(length))
+                if self.config.algorithm == "greedy" and int(length) * np.log2(n_targeted + 1) > 62:
+                    raise ConfigError("too long to code")  # the greedy's prefix codes would overflow int64
             except ConfigError:  # too long for the exact search: greedy with a completion test
                 tol = self.config.tolerance
                 picked, ok = _greedy_completion(cand_group[rows], valid[rows], shares, tol, int(length))
@@ -293,18 +297,17 @@ def _fill(pattern: np.ndarray, heads: np.ndarray) -> np.ndarray:
     return out
 
 
-def _optimal(
-    cand_group: np.ndarray, valid: np.ndarray, pats: np.ndarray, n_groups: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the feasible pattern of maximum ``sum_i w_i * w(input rank)`` and its list; rows without one: False."""
-    n, c = cand_group.shape
+_TABLES: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]] = {}
+
+
+def _tables(pats: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Per pattern table (cached while the table is): ``need`` ``(P, G)`` items per group, ``coef``
+    ``(G * length, P)`` the attention of each group's j-th place, ``codes`` ``(P,)`` the patterns in base ``G``,
+    and per place ``i`` the sorted codes of the patterns' prefixes of length ``i + 1``."""
+    memo = _TABLES.get(id(pats))
+    if memo is not None and memo[0] is pats:
+        return memo[1], memo[2], memo[3], memo[4]
     length = pats.shape[1]
-    if not len(pats):
-        return np.full((n, length), -1, dtype=np.int64), np.zeros(n, dtype=bool)
-    heads = _heads(cand_group, valid, n_groups, length)
-    rank_gain = np.append(_attention(c), 0.0)  # input position -> gain (the sentinel ``c``: none)
-    gains = rank_gain[heads].reshape(n, -1)  # (n, G * length)
-    available = (heads < c).sum(axis=2)  # (n, G) how many items each group can give
     w = _attention(length)
     place_of = np.zeros((len(pats), n_groups, length))
     seen = np.zeros((len(pats), n_groups), dtype=np.int64)
@@ -313,17 +316,60 @@ def _optimal(
         g = pats[:, i].astype(np.int64)
         place_of[p_rows, g, seen[p_rows, g]] = w[i]
         seen[p_rows, g] += 1
-    coef = place_of.reshape(len(pats), -1).T  # (G * length, P)
-    best = np.zeros(n, dtype=np.int64)
+    coef = np.ascontiguousarray(place_of.reshape(len(pats), -1).T)
+    codes = pats.astype(np.int64) @ (n_groups ** np.arange(length - 1, -1, -1, dtype=np.int64))
+    levels = [np.unique(codes // n_groups ** (length - 1 - i)) for i in range(length)]
+    if len(_TABLES) > 64:
+        _TABLES.clear()
+    _TABLES[id(pats)] = (pats, seen, coef, codes, levels)
+    return seen, coef, codes, levels
+
+
+def _fitting(
+    cand_group: np.ndarray, valid: np.ndarray, pats: np.ndarray, n_groups: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Rows grouped by how many items of each group they can give (capped at the list length), each with the
+    patterns they can fill: ``[(rows, pattern indices)]``. Most catalogs give one or a few such profiles."""
+    length = pats.shape[1]
+    need = _tables(pats, n_groups)[0]  # (P, G)
+    have = np.stack([(valid & (cand_group == g)).sum(axis=1) for g in range(n_groups)], axis=1)
+    profiles, inverse = np.unique(np.minimum(have, length), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    out = []
+    for u, profile in enumerate(profiles):
+        fits = np.flatnonzero((need <= profile[None, :]).all(axis=1))
+        out.append((np.flatnonzero(inverse == u), fits))
+    return out
+
+
+def _optimal(
+    cand_group: np.ndarray, valid: np.ndarray, pats: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the feasible pattern of maximum ``sum_i w_i * w(input rank)`` and its list; rows without one: False."""
+    n, c = cand_group.shape
+    length = pats.shape[1]
+    out = np.full((n, length), -1, dtype=np.int64)
     ok = np.zeros(n, dtype=bool)
-    step = max(1, _SCORE_CELLS // (len(pats) * n_groups))
-    for start in range(0, n, step):
-        stop = min(n, start + step)
-        fits = (seen[None, :, :] <= available[start:stop, None, :]).all(axis=2)  # the row has the items
-        v = np.where(fits, gains[start:stop] @ coef, -np.inf)
-        best[start:stop] = v.argmax(axis=1)
-        ok[start:stop] = fits.any(axis=1)
-    return np.where(ok[:, None], _fill(pats[best].astype(np.int64), heads), -1), ok
+    if not len(pats):
+        return out, ok
+    heads = _heads(cand_group, valid, n_groups, length)
+    rank_gain = np.append(_attention(c), 0.0)  # input position -> gain (the sentinel ``c``: none)
+    gains = rank_gain[heads].reshape(n, -1)  # (n, G * length)
+    coef = _tables(pats, n_groups)[1]  # (G * length, P)
+    for rows, fits in _fitting(cand_group, valid, pats, n_groups):
+        if not len(fits):
+            continue
+        sub = coef if len(fits) == len(pats) else coef[:, fits]
+        best = np.empty(len(rows), dtype=np.int64)
+        step = max(1, _SCORE_CELLS // len(fits))
+        for start in range(0, len(rows), step):
+            chunk = gains[rows[start : start + step]]
+            # a few rows (one served list): einsum, as a threaded BLAS call costs more than it saves
+            value = np.einsum("ij,jk->ik", chunk, sub) if len(chunk) <= _FEW_ROWS else chunk @ sub
+            best[start : start + step] = value.argmax(axis=1)
+        out[rows] = _fill(pats[fits[best]].astype(np.int64), heads[rows])
+        ok[rows] = True
+    return out, ok
 
 
 def _greedy(
@@ -337,26 +383,27 @@ def _greedy(
     ok = np.zeros(n, dtype=bool)
     if not len(pats):
         return out, ok
-    need = np.stack([(pats == g).sum(axis=1) for g in range(n_groups)], axis=1)  # (P, G)
-    have = np.stack([(valid & (cand_group == g)).sum(axis=1) for g in range(n_groups)], axis=1)  # (n, G)
-    onehot = [(pats[:, i, None] == np.arange(n_groups)[None, :]).astype(np.float32) for i in range(length)]
-    step = max(1, _SCORE_CELLS // (len(pats) * n_groups))
-    for start in range(0, n, step):
-        stop = min(n, start + step)
-        rows = np.arange(stop - start)
-        group = cand_group[start:stop]
-        alive = (need[None, :, :] <= have[start:stop, None, :]).all(axis=2)  # (m, P) patterns the row can fill
-        fine = alive.any(axis=1)
-        taken = ~valid[start:stop]
+    _, _, codes, levels = _tables(pats, n_groups)
+    for rows, fits in _fitting(cand_group, valid, pats, n_groups):
+        if not len(fits):
+            continue
+        group = cand_group[rows]
+        taken = ~valid[rows]
+        prefix = np.zeros(len(rows), dtype=np.int64)
+        at = np.arange(len(rows))
+        fine = np.ones(len(rows), dtype=bool)
         for i in range(length):
-            open_group = (alive.astype(np.float32) @ onehot[i]) > 0  # (m, G) a live pattern puts g at place i
-            allowed = np.take_along_axis(open_group, group, axis=1) & ~taken
+            # the feasible prefixes of length i + 1 the rows can fill
+            reachable = levels[i] if len(fits) == len(pats) else np.unique(codes[fits] // n_groups ** (length - 1 - i))
+            query = prefix[:, None] * n_groups + group
+            at_or_after = np.minimum(np.searchsorted(reachable, query), len(reachable) - 1)
+            allowed = (reachable[at_or_after] == query) & ~taken  # membership in the sorted prefixes
             j = np.argmax(allowed, axis=1)
-            fine &= allowed[rows, j]
-            out[start:stop, i] = np.where(fine, j, -1)
-            taken[rows[fine], j[fine]] = True
-            alive &= pats[None, :, i] == group[rows, j][:, None]
-        ok[start:stop] = fine
+            fine &= allowed[at, j]  # always True: the row can fill a pattern with this prefix
+            out[rows, i] = j
+            taken[at, j] = True
+            prefix = prefix * n_groups + group[at, j]
+        ok[rows] = fine
     return out, ok
 
 
