@@ -15,6 +15,8 @@ Like Cedar's validator, it finds what is wrong with a pack without data:
   (the constraint reported then always holds), exposure windows no list of
   ``quality.k`` places can reach, or (with the catalog) a group with fewer items
   than its exposure floor needs;
+* a ``training.fairness`` re-weighting by a user attribute the pack forbids or
+  does not declare (an error);
 * with a dataset's columns at hand, attributes the data does not have (errors);
 * with its item table's harm categories at hand, categories the pack's vocabulary
   does not know (an error naming them and the known ones,
@@ -57,7 +59,7 @@ def analyse(
     """
     provider_items = _provider_items(pack, item_table)
     rule_findings, referenced = _rule_findings(pack)
-    findings = [*_id_findings(pack), *_minimization_findings(pack), *_tcf_findings(pack), *rule_findings, *_rerank_findings(pack, provider_items)]
+    findings = [*_id_findings(pack), *_minimization_findings(pack), *_tcf_findings(pack), *rule_findings, *_rerank_findings(pack, provider_items), *_training_findings(pack)]
     if dataset_columns is not None:
         findings += _dataset_findings(pack, referenced, set(dataset_columns))
     if item_harm_categories is not None:
@@ -246,6 +248,20 @@ def _items_per_code(pack: Any, provider_items: dict[str, int]) -> dict[int, int]
         code = codes.get(label, -1) if codes is not None else int(label == pack.fairness.protected_provider_group)
         out[code] = out.get(code, 0) + n
     return out
+
+
+def _training_findings(pack: Any) -> list[_Finding]:
+    """A ``training.fairness`` attribute the pack forbids, or a user attribute it does not declare (errors):
+    every governed run would refuse it, so the pack is refused on load instead."""
+    from recommender.errors import ConfigError
+    from recommender.fair_training import check_attribute_allowed
+
+    reweighting = pack.training_reweighting()
+    try:
+        check_attribute_allowed(reweighting, pack)
+    except ConfigError as err:
+        return [_Finding("training.fairness.attribute", str(err).removeprefix("fairness_reweighting.attribute: "))]
+    return []
 
 
 def _log_attention_total(k: int) -> float:
