@@ -544,8 +544,8 @@ class ExperimentsSection(_Strict):
 
 
 # -- logging policy: a stochastic policy after the governed re-ranking (optional) -------------------------
-CONSTRAINT_RERANKERS = ("fair_star", "exposure_cap")
-"""Re-rankers whose guarantee (a share in every prefix, an exposure cap) a draw from their pool could undo."""
+CONSTRAINT_RERANKERS = ("fair_star", "exposure_cap", "exposure_targets")
+"""Re-rankers whose guarantee (a share in every prefix, an exposure cap, an exposure window) a draw from their pool could undo."""
 MAX_PL_POOL = 20
 """A Plackett-Luce pool at most this large keeps its exact marginals within the bound for every list length."""
 
