@@ -288,6 +288,11 @@ def train_and_record(
     # recorded: a bad, conflicting or forbidden reweighting changes nothing.
     params = with_pack_training(params, pack)
     check_attribute_allowed(parse_fair_reweighting(params.get("fairness_reweighting")), pack)
+    if pack is not None:  # the ALS family's inputs against the pack's minimisation allow-list, before any fit
+        from governance.family_inputs import check_family_inputs
+        from recommender.family import get_family
+
+        check_family_inputs(get_family("als"), pack)
     dataset, exclusions = _training_events(dataset, store, pack=pack, now=now, actor=actor)
     report = validate_events(dataset).to_dict()
     # The pack's filter already hashed the data it kept (its trail event names it): the same digest.
