@@ -26,7 +26,10 @@ or, for greedy, attention (``weighting: attention``); so does the
 * the share of lists meeting the step's own constraint (every prefix holds each
   group's ``floor(i p)``; for ``exposure_targets`` the window, which the bench
   recomputes here with its own share function and checks equal);
-* the wall time of the step (measured on a shared machine: indicative).
+* the wall time of the step (measured on a shared machine: indicative);
+* an exploration row, ``window/score`` (not a step): the exposure window's exact
+  optimum for the model's scores instead of the step's rank objective, and a
+  cross-check that the step's own objective, re-implemented here, gives its lists.
 
 Run:  python bench/bench_group_proportions.py [--users 3000] [--k 10] [--candidates 100] [--targets ...] [--json]
 """
