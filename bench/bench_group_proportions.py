@@ -121,6 +121,16 @@ def _best_pattern(cands: Candidates, k: int, targets: np.ndarray, tolerance: flo
     return out
 
 
+def _loss_interval(after: np.ndarray, before: np.ndarray, draws: int = 1000) -> list[float]:
+    """95% percentile bootstrap interval of the relative NDCG loss ``1 - mean(after) / mean(before)``,
+    users resampled with both lists paired (the spread of the test sample, not of the model)."""
+    keep = ~(np.isnan(after) | np.isnan(before))
+    a, b = after[keep], before[keep]
+    pick = np.random.default_rng(0).integers(0, len(a), size=(draws, len(a)))
+    loss = 1 - a[pick].mean(axis=1) / b[pick].mean(axis=1)
+    return [float(v) for v in np.percentile(loss, [2.5, 97.5])]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--users", type=int, default=3000)
@@ -152,10 +162,11 @@ def main() -> None:
     log_w, count_w = attention_weights(k, "log"), np.ones(k)
 
     def figures(items: np.ndarray) -> dict[str, float]:
-        out = {
-            "ndcg_log": float(np.nanmean(M.ndcg_at_k(items, relevant, k))),
-            "ndcg_appeal": float(np.nanmean(M.ndcg_at_k(items, appeal, k))),
-        }
+        out: dict = {}
+        for test, matrix in (("log", relevant), ("appeal", appeal)):
+            per_user = M.ndcg_at_k(items, matrix, k)
+            out[f"ndcg_{test}"] = float(np.nanmean(per_user))
+            out[f"_ndcg_users_{test}"] = per_user
         for name, w in (("log", log_w), ("count", count_w)):
             shares = _shares(items, group, w, len(GROUPS))
             close = np.abs(shares - targets[None, :]) <= args.tolerance + 1e-9
@@ -186,6 +197,7 @@ def main() -> None:
         fig = figures(out.items)
         for test in ("log", "appeal"):
             fig[f"ndcg_loss_{test}"] = 1 - fig[f"ndcg_{test}"] / plain[f"ndcg_{test}"]
+            fig[f"ndcg_loss_{test}_95"] = _loss_interval(fig[f"_ndcg_users_{test}"], plain[f"_ndcg_users_{test}"])
         met = out.constraints_met[step.name]
         fig["constraint_met"] = float(met.mean())
         if step.name == "exposure_targets":  # its constraint is the window: the bench's own shares must agree
@@ -199,6 +211,7 @@ def main() -> None:
     fig = figures(explored["score"])
     for test in ("log", "appeal"):
         fig[f"ndcg_loss_{test}"] = 1 - fig[f"ndcg_{test}"] / plain[f"ndcg_{test}"]
+        fig[f"ndcg_loss_{test}_95"] = _loss_interval(fig[f"_ndcg_users_{test}"], plain[f"_ndcg_users_{test}"])
     results["window/score"] = fig
     for fig in results.values():
         for key in [key for key in fig if key.startswith("_")]:
@@ -234,6 +247,12 @@ def main() -> None:
             f"{fig['within_log']:12.1%} {groups} "
             f"{fig['within_count']:14.1%} {met:>11} {sec:>6}"
         )
+    print("95% bootstrap intervals of the loss (users resampled, lists paired), log test | appeal test:")
+    for name, fig in results.items():
+        if "ndcg_loss_log_95" in fig:
+            lo_log, hi_log = fig["ndcg_loss_log_95"]
+            lo_app, hi_app = fig["ndcg_loss_appeal_95"]
+            print(f"  {name:13} [{lo_log:6.1%}, {hi_log:6.1%}] | [{lo_app:6.1%}, {hi_app:6.1%}]")
     print(f"window/score: the window's exact optimum for the model's scores (exploration); the step's objective "
           f"re-implemented here gives exposure/opt's list for {same:.1%} of users")
     print("mean log-exposure share, model:", {g: round(v, 3) for g, v in plain["mean_share_log"].items()})
