@@ -201,7 +201,8 @@ def _discover() -> None:
     if _DISCOVERED:
         return
     _DISCOVERED = True
-    import recommender.families as package
+    # imported by name: the families import this module, and a static import back would be a cycle
+    package = importlib.import_module("recommender.families")
 
     for module in pkgutil.iter_modules(package.__path__):
         if module.name.startswith("_"):
