@@ -201,7 +201,8 @@ class ParamSpec:
         if value is None and self.optional:
             return
         if self.choices is not None:
-            if value not in self.choices:
+            # by type and value: 1 is not True, and 1.0 is not "adam"
+            if not any(type(value) is type(c) and value == c for c in self.choices):
                 raise ConfigError(f"The '{name}' parameter of {owner} must be one of {list(self.choices)}. Got {value!r} instead.")
             return
         kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)

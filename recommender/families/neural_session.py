@@ -41,7 +41,7 @@ from torch import nn
 from recommender.data import InteractionMatrix, event_times
 from recommender.errors import ConfigError, DataError
 from recommender.families._torch_common import NeuralModel, ParamSpec, torch_session
-from recommender.family import ErasureKind, Family, ModelTag, register_family
+from recommender.family import ErasureKind, Family, ForgetOutcome, ModelTag, register_family
 from recommender.scoring import mask_seen, top_k_rows
 
 __all__ = ["SessionRecommender", "sessions_from_events"]
@@ -123,9 +123,8 @@ def sessions_from_events(
     return users.astype(np.int64), items.astype(np.int64), np.asarray(codes, dtype=np.int64), source
 
 
-def _padded(items: np.ndarray, bounds: np.ndarray, length: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sequences ``items[bounds[j]:bounds[j+1]]`` cut to their last ``length`` items, right-padded: ``(seqs, lengths)``."""
-    starts, ends = bounds[:-1], bounds[1:]
+def _padded(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, length: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sequences ``items[starts[j]:ends[j]]`` cut to their last ``length`` items, right-padded: ``(seqs, lengths)``."""
     starts = np.maximum(starts, ends - length)
     lengths = ends - starts
     seqs = np.full((len(lengths), max(length, 1)), pad, dtype=np.int64)
@@ -144,7 +143,13 @@ class SessionRecommender(NeuralModel):
     hidden:
         GRU state size.
     max_len:
-        Longest session read (its last ``max_len`` items).
+        Longest sequence read (its last ``max_len`` items).
+    sequences:
+        ``session``: the GRU learns within sessions and a user's list follows
+        their last session (GRU4Rec as published); ``user``: it learns along
+        each user's whole time-ordered history (sessions one after another,
+        in windows of ``max_len + 1``) and a user's list follows their latest
+        ``max_len`` items. Sessions are cut the same way in both.
     session_gap_minutes:
         The gap that starts a new session when the events carry no ``session_id``.
     epochs, batch_size, lr, weight_decay, optimizer, random_state, num_threads, health:
@@ -161,6 +166,7 @@ class SessionRecommender(NeuralModel):
         "hidden": ParamSpec(int, 1),
         "max_len": ParamSpec(int, 2),
         "session_gap_minutes": ParamSpec((int, float), 0, low_inclusive=False),
+        "sequences": ParamSpec(str, choices=("session", "user")),
     }
 
     def __init__(
@@ -169,6 +175,7 @@ class SessionRecommender(NeuralModel):
         hidden: int = 100,
         max_len: int = 20,
         session_gap_minutes: float = 30.0,
+        sequences: str = "session",
         epochs: int = 10,
         batch_size: int = 256,
         lr: float = 0.005,
@@ -182,6 +189,7 @@ class SessionRecommender(NeuralModel):
         self.hidden = hidden
         self.max_len = max_len
         self.session_gap_minutes = session_gap_minutes
+        self.sequences = sequences
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -216,11 +224,26 @@ class SessionRecommender(NeuralModel):
     def _set_sessions(self, users: np.ndarray, items: np.ndarray, codes: np.ndarray, source: str) -> None:
         self.seq_users_, self.seq_items_, self.seq_codes_, self.sessions_source_ = users, items, codes, source
 
-    def _bounds(self) -> np.ndarray:
-        """Start offsets of every session in ``seq_*`` plus the end."""
+    def _bounds(self, *, by_user: bool = False) -> np.ndarray:
+        """Start offsets of every session (or, ``by_user``, every user's history) in ``seq_*``, plus the end."""
         change = np.ones(len(self.seq_codes_), dtype=bool)
-        change[1:] = (self.seq_codes_[1:] != self.seq_codes_[:-1]) | (self.seq_users_[1:] != self.seq_users_[:-1])
+        change[1:] = self.seq_users_[1:] != self.seq_users_[:-1]
+        if not by_user:
+            change[1:] |= self.seq_codes_[1:] != self.seq_codes_[:-1]
         return np.append(np.flatnonzero(change), len(self.seq_codes_)).astype(np.int64)
+
+    def _training_spans(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(starts, ends)`` of the training sequences: sessions, or windows of ``max_len + 1`` along each user's
+        history overlapping by one item (so every step of the history is a training target once)."""
+        if self.sequences == "session":
+            bounds = self._bounds()
+            return bounds[:-1], bounds[1:]
+        bounds = self._bounds(by_user=True)
+        a, b = bounds[:-1], bounds[1:]
+        n_windows = np.where(b - a >= 2, -(-(b - a - 1) // self.max_len), 0)
+        starts = np.repeat(a, n_windows) + self.max_len * (np.arange(int(n_windows.sum())) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows))
+        ends = np.minimum(starts + self.max_len + 1, np.repeat(b, n_windows))
+        return starts, ends
 
     def _side_without(self, keep_rows: np.ndarray) -> dict[str, Any]:
         """The kept users' sessions as an events table (re-read by :meth:`fit` on the reduced matrix)."""
@@ -256,7 +279,7 @@ class SessionRecommender(NeuralModel):
 
     def _steps(self, train: InteractionMatrix, module: nn.Module, gen: torch.Generator) -> Callable[[int], Iterable[Callable[[], torch.Tensor]]]:
         net: _GRU4Rec = module  # type: ignore[assignment]
-        seqs, lengths = _padded(self.seq_items_, self._bounds(), self.max_len + 1, train.n_items)
+        seqs, lengths = _padded(self.seq_items_, *self._training_spans(), self.max_len + 1, train.n_items)
         usable = lengths >= 2
         seqs, lengths = seqs[usable], lengths[usable]
         if len(seqs) == 0:
@@ -290,10 +313,11 @@ class SessionRecommender(NeuralModel):
         return steps
 
     def _last_sessions(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every user's last session as a padded ``(n_users, max_len)`` matrix and its lengths (0: no session)."""
+        """Every user's last session (or latest ``max_len`` items) as a padded ``(n_users, max_len)`` matrix and its
+        lengths (0: nothing)."""
         n_users, pad = self.train_.n_users, self.train_.n_items
-        bounds = self._bounds()
-        seqs, lengths = _padded(self.seq_items_, bounds, self.max_len, pad)
+        bounds = self._bounds(by_user=self.sequences == "user")
+        seqs, lengths = _padded(self.seq_items_, bounds[:-1], bounds[1:], self.max_len, pad)
         owners = self.seq_users_[bounds[:-1]] if len(bounds) > 1 else np.array([], dtype=np.int64)
         last = np.full(n_users, -1, dtype=np.int64)
         last[owners] = np.arange(len(owners))  # sessions are in time order per user: the last write wins
@@ -371,6 +395,7 @@ class SessionRecommender(NeuralModel):
         scores = self._queries(variants, lengths) @ self.item_vectors_[cols].T + self.item_bias_[cols]
         influence = scores[0][None, :] - scores[1:]  # (length, n_items listed)
         names = [str(self.train_.item_ids[c]) for c in session]
+        where = "in your last session" if self.sequences == "session" else "among your latest items"
         out = []
         for n in range(len(cols)):
             order = np.argsort(-influence[:, n], kind="stable")[:n_context]
@@ -379,7 +404,7 @@ class SessionRecommender(NeuralModel):
                 [
                     ModelTag(
                         kind="session_context",
-                        text=f"Often comes next after {', '.join(named)} in your last session.",
+                        text=f"Often comes next after {', '.join(named)} {where}.",
                         items=named,
                         exact=False,
                         evidence={
@@ -392,7 +417,7 @@ class SessionRecommender(NeuralModel):
             )
         return out
 
-    def forget(self, user_ids: Sequence[str]) -> Any:
+    def forget(self, user_ids: Sequence[str]) -> ForgetOutcome:
         """Retrain without ``user_ids`` on the other users' sessions, cut as before (see :meth:`NeuralModel.forget`)."""
         source = getattr(self, "sessions_source_", None)
         outcome = super().forget(user_ids)

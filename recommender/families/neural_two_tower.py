@@ -42,7 +42,7 @@ from recommender.families._torch_common import NeuralModel, ParamSpec, csr_bags,
 from recommender.family import ErasureKind, Family, ModelTag, register_family
 from recommender.scoring import block_rows, mask_seen, top_k_rows
 
-__all__ = ["QuantizedTwoTower", "TwoTowerRecommender", "quantize_two_tower"]
+__all__ = ["QuantizedTwoTower", "TwoTowerRecommender", "quantize_two_tower", "time_scoring"]
 
 
 class _TwoTower(nn.Module):
@@ -55,7 +55,7 @@ class _TwoTower(nn.Module):
         self.user_mlp = nn.Sequential(nn.Linear(2 * dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
         item_in = 2 * dim if n_categories else dim
         self.item_mlp = nn.Sequential(nn.Linear(item_in, hidden), nn.ReLU(), nn.Linear(hidden, dim))
-        for emb in (self.user_id, self.history, self.item_id, *( [self.category] if self.category is not None else [])):
+        for emb in (self.user_id, self.history, self.item_id, *([self.category] if self.category is not None else [])):
             nn.init.normal_(emb.weight, std=0.1)
 
     def users(self, rows: torch.Tensor, bags: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tensor, leave_out: torch.Tensor | None) -> torch.Tensor:

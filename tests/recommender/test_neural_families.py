@@ -275,6 +275,7 @@ def test_int8_two_tower_stays_close_to_float(fitted, data):
         ("two_tower", {"temperature": 0.0}, "'temperature'"),
         ("two_tower", {"lr": -1.0}, "'lr'"),
         ("two_tower", {"lr": float("nan")}, "'lr'"),
+        ("two_tower", {"use_categories": 1}, "'use_categories'"),
         ("ncf", {"optimizer": "rmsprop"}, "'optimizer'"),
         ("ncf", {"layers": [15, 8]}, "'layers'"),
         ("ncf", {"epochs": 1.5}, "'epochs'"),
@@ -282,6 +283,7 @@ def test_int8_two_tower_stays_close_to_float(fitted, data):
         ("ncf", {"health": {"nonsense": 1}}, "health.nonsense"),
         ("session", {"max_len": 1}, "'max_len'"),
         ("session", {"session_gap_minutes": 0}, "'session_gap_minutes'"),
+        ("session", {"sequences": "all"}, "'sequences'"),
     ],
 )
 def test_bad_parameters_are_clear_config_errors_before_training(data, name, params, needle):
@@ -360,6 +362,18 @@ def test_sessions_come_from_session_ids_or_a_time_gap():
     users, items, codes, source = sessions_from_events(events, _tiny_train(), gap_minutes=30)
     assert source == "session_id"
     assert items.tolist() == [0, 1, 1, 2, 3, 3, 0] and codes.tolist() == [0, 0, 1, 1, 1, 2, 2]
+
+
+def test_user_sequences_are_cut_into_overlapping_windows_and_serve_the_latest_items(data):
+    model = SessionRecommender(**{**SMALL["session"], "epochs": 1, "max_len": 3, "sequences": "user"})
+    model._set_sessions(np.array([0] * 7 + [1] * 2 + [2]), np.arange(10), np.array([0, 0, 1, 1, 1, 2, 2, 3, 3, 4]), "session_id")
+    starts, ends = model._training_spans()
+    # user 0: items 0..6 -> windows [0, 4) and [3, 7) (every step after the first is a target once); user 1: [7, 9)
+    assert starts.tolist() == [0, 3, 7] and ends.tolist() == [4, 7, 9]
+    model.fit(data["train"], events=data["events"])
+    row = int(np.argmax(model.context_lengths_))
+    assert model.context_lengths_[row] == 3  # the latest max_len items across sessions
+    assert "among your latest items" in model.explain(str(data["train"].user_ids[row]), [str(data["train"].item_ids[0])])[0][0].text
 
 
 def test_recommend_session_ranks_items_for_an_anonymous_session(fitted, data):
