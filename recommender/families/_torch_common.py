@@ -46,7 +46,7 @@ from torch import nn
 
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
-from recommender.family import ErasureKind, ForgetOutcome, GovernedModel, ModelTag
+from recommender.family import ErasureKind, ForgetOutcome, GovernedModel, ModelTag, fallback_tag, without_users
 from recommender.scoring import block_rows, mask_seen, top_k_rows
 from recommender.training_health import HealthConfig, TrainingInstabilityError, TrainingLog, check_training
 
@@ -395,17 +395,7 @@ class NeuralModel(GovernedModel):
     @staticmethod
     def _fallback_tags(n: int, popularity: np.ndarray, cols: np.ndarray) -> list[list[ModelTag]]:
         """Tags for a user the model does not know: the list is the popularity ranking."""
-        return [
-            [
-                ModelTag(
-                    kind="popular",
-                    text="Popular with other people (we do not know your tastes yet).",
-                    exact=True,
-                    evidence={"interactions": int(popularity[c])},
-                )
-            ]
-            for c in cols[:n]
-        ]
+        return [[fallback_tag(popularity[c])] for c in cols[:n]]
 
     # -- erasure ----------------------------------------------------------------
     def forget(self, user_ids: Sequence[str]) -> ForgetOutcome:
@@ -414,31 +404,21 @@ class NeuralModel(GovernedModel):
         Gradient training spreads every subject through all the weights, so no
         exact or measured-residual removal is claimed: the retrain the ``retrain``
         erasure kind owes is run here, synchronously, and reported in ``detail``
-        (its fit seconds and the new version id). Ids the model does not hold
-        are ignored (not listed as removed). Removing every subject is refused.
+        (its fit seconds and the new version id). An empty request, an id the
+        model does not hold, or removing every subject is a :class:`ConfigError`
+        (:func:`recommender.family.without_users`), and the model is unchanged.
         """
         self.check_fitted("forget")
-        ids = np.atleast_1d(np.asarray(list(user_ids), dtype=object)).astype(str)
-        rows = self.train_.user_index(ids)
-        present = tuple(dict.fromkeys(ids[rows >= 0].tolist()))
+        requested = [user_ids] if isinstance(user_ids, str) else [str(u) for u in user_ids]
+        reduced, removed_rows = without_users(self.train_, requested)
+        kept = np.setdiff1d(np.arange(self.train_.n_users), removed_rows)
         before = self.version_id_
-        if not present:
-            return ForgetOutcome(kind=ErasureKind.retrain, removed=(), retrain_required=False, detail={"retrained": False, "version_id": before})
-        keep = np.ones(self.train_.n_users, dtype=bool)
-        keep[rows[rows >= 0]] = False
-        if not keep.any():
-            raise ConfigError(f"{type(self).__name__}.forget: removing every subject would leave nothing to train on")
-        kept = np.flatnonzero(keep)
-        side = self._side_without(kept)
-        matrix = self.train_.matrix[kept]
-        matrix.sort_indices()
-        reduced = InteractionMatrix(matrix=sp.csr_matrix(matrix), user_ids=self.train_.user_ids[kept], item_ids=self.train_.item_ids)
         fresh = type(self)(**self.get_params())
-        fresh.fit(reduced, **side)
+        fresh.fit(reduced, **self._side_without(kept))
         self.__dict__.update(fresh.__dict__)
         return ForgetOutcome(
             kind=ErasureKind.retrain,
-            removed=present,
+            removed=tuple(dict.fromkeys(requested)),
             residual=None,
             retrain_required=True,
             detail={"retrained": True, "fit_seconds": round(self.fit_seconds_, 3), "version_id_before": before, "version_id": self.version_id_},

@@ -247,5 +247,6 @@ register_family(
         extra="neural",
         default_params={},
         small_params={"factors": 8, "layers": [16, 8], "epochs": 3, "batch_size": 512},
+        broken_params={"negatives": 0},
     )
 )

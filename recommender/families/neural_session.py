@@ -442,5 +442,6 @@ register_family(
         extra="neural",
         default_params={},
         small_params={"dim": 16, "hidden": 16, "epochs": 3, "batch_size": 64},
+        broken_params={"max_len": 1},
     )
 )

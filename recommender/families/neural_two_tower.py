@@ -485,5 +485,6 @@ register_family(
         extra="neural",
         default_params={},
         small_params={"dim": 16, "hidden": 32, "epochs": 3, "batch_size": 128},
+        broken_params={"dim": 0},
     )
 )

@@ -321,7 +321,7 @@ def test_every_listed_item_gets_a_tag_of_the_family_kind(fitted, data, name):
             history = set(train.item_ids[train.matrix.indices[train.matrix.indptr[row] : train.matrix.indptr[row + 1]]])
             assert all(set(t[0].items) <= history and t[0].items for t in tags)
     fallback = model.explain("nobody", list(model.recommend(["nobody"], k=2).item_ids[0]))
-    assert all(t[0].kind == "popular" for t in fallback)
+    assert all(t[0].kind == "popularity_fallback" and t[0].exact for t in fallback)
 
 
 def test_session_tags_name_items_of_the_last_session_with_their_influence(fitted, data):
@@ -399,7 +399,10 @@ def test_forget_retrains_into_the_model_trained_without_the_subject(data, name):
     model.fit(train, **side)
     before = model.version_id_
     gone = str(train.user_ids[4])
-    outcome = model.forget([gone, "never-seen"])
+    with pytest.raises(ConfigError, match="not in the fitted model"):
+        model.forget([gone, "never-seen"])
+    assert model.version_id_ == before, "a refused request changed the model"
+    outcome = model.forget([gone])
     assert outcome.kind is ErasureKind.retrain and outcome.removed == (gone,) and outcome.retrain_required
     assert outcome.detail["retrained"] and outcome.detail["version_id"] != before
     assert gone not in set(model.subjects())
