@@ -417,3 +417,20 @@ def test_forget_retrains_into_the_model_trained_without_the_subject(data, name):
     users = list(reduced.user_ids[:10])
     np.testing.assert_array_equal(reference.recommend(users, k=5).item_indices, model.recommend(users, k=5).item_indices)
     assert "removed" in outcome.to_dict() and gone not in json.dumps(outcome.to_dict())
+
+
+# -- the evaluation pipeline -----------------------------------------------------------
+def test_evaluating_families_feeds_each_the_side_inputs_it_declares(data):
+    from recommender.pipeline import run_evaluation
+    from recommender.split import SplitConfig
+
+    run = run_evaluation(
+        data["dataset"], split_config=SplitConfig(), feedback=FeedbackConfig(), tune=False, families=["two_tower", "session", "ncf"]
+    )
+    two_tower, session = run.models["two_tower"], run.models["session"]
+    assert two_tower.category_matrix_.shape[1] > 0, "the two-tower model got no item categories"
+    assert session.sessions_source_ == "session_id", "the session model got no events"
+    # the categories are the dataset's, aligned with the training items
+    expected = item_categories_for(data["dataset"], two_tower.train_)
+    got = two_tower._fit_categories()
+    assert [None if e is None else sorted(e.split("|")) for e in expected] == [None if g is None else sorted(g.split("|")) for g in got]
