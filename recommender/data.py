@@ -270,7 +270,11 @@ class Dataset:
                 events[column] = events[column].cat.remove_unused_categories()
         users = self.users
         if users is not None and len(users):
-            left = pd.Index(events["user_id"].dropna().astype(str).unique())
+            ids = events["user_id"]
+            # the distinct ids first, then their strings: the same set as every id's string, without a
+            # string per event (a categorical's categories are now exactly the ids left)
+            present = ids.cat.categories if isinstance(ids.dtype, pd.CategoricalDtype) else pd.unique(ids.dropna())
+            left = pd.Index(np.asarray(present, dtype=object)).astype(str)
             users = users.loc[np.asarray(users.index.astype(str).isin(left), dtype=bool)]
         return replace(self, events=events, users=users)
 

@@ -132,6 +132,12 @@ def test_subset_keeps_every_attribute_and_drops_what_it_left_out(half_stars: Dat
     assert list(part.events.index) == list(range(6)) and "2" not in list(part.events["user_id"].cat.categories)
     assert list(part.users.index) == ["1", "3"]
     assert data.subset(np.ones(len(events), dtype=bool)).n_events == len(events)
+    for ids in (half_stars.events["user_id"].astype("int64"), half_stars.events["user_id"].astype(str).astype(object)):
+        plain = Dataset(events=half_stars.events.assign(user_id=ids), users=users)  # ints, then strings
+        assert list(plain.subset(keep).users.index) == ["1", "3"]
+    with_missing = half_stars.events.assign(user_id=half_stars.events["user_id"].astype(str).astype(object))
+    with_missing.loc[0, "user_id"] = None  # an event naming no subject names no user row either
+    assert list(Dataset(events=with_missing, users=users).subset(keep).users.index) == ["1", "3"]
     with pytest.raises(DataError, match="one boolean per event"):
         data.subset(np.ones(3, dtype=bool))
     with pytest.raises(DataError, match="one boolean per event"):
