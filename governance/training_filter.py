@@ -215,10 +215,11 @@ def filter_training_events(
     codes, uniques = pd.factorize(dataset.events["user_id"].astype("string"), sort=True)
     rules = subject_rules(pack, store, [str(u) for u in uniques], purpose=purpose, now=now)
     verdict = _event_reasons(dataset.events, codes, rules.subjects, rules.reason, rules.reading, rules.cutoff)
-    filtered, kept_subjects = _kept_data(dataset, codes, verdict.event_reason == 0)
+    keep = verdict.event_reason == 0
+    filtered, kept_subjects = _kept_data(dataset, codes, keep)
     report = exclusion_report(pack, rules, ExclusionCounts.of(verdict, kept_subjects))
     if record:
-        record_filtering(store, pack, dataset.content_hash(), filtered.content_hash(), report, actor=actor)
+        record_filtering(store, pack, *dataset.content_hashes(keep, filtered), report, actor=actor)
     return filtered, report
 
 

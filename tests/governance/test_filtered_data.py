@@ -142,3 +142,27 @@ def test_subset_keeps_every_attribute_and_drops_what_it_left_out(half_stars: Dat
         data.subset(np.ones(3, dtype=bool))
     with pytest.raises(DataError, match="one boolean per event"):
         data.subset(np.arange(len(events)))
+
+
+@pytest.mark.parametrize("ids", ["category", "int64", "object", "string-category"])
+def test_the_hashes_before_and_after_a_subset_are_each_tables_own(half_stars: Dataset, ids: str) -> None:
+    """``content_hashes`` hashes every event once: the subset's hash must be the one it computes itself."""
+    events = half_stars.events.copy()
+    raw = events["user_id"].astype(str)
+    events["user_id"] = {
+        "category": events["user_id"].astype("category"),
+        "int64": events["user_id"].astype("int64"),
+        "object": raw.astype(object).where(raw != "3", None),  # an event naming no subject
+        "string-category": raw.astype("category"),
+    }[ids]
+    events["item_id"] = events["item_id"].astype(str).astype("category")
+    events.loc[1, "timestamp"] = None  # an event of unknown time
+    users = pd.DataFrame({"age": [20, 30, 40]}, index=pd.Index(["1", "2", "3"], name="user_id"))
+    data = Dataset(events=events, users=users, items=half_stars.items, name="n")
+    rng = np.random.default_rng(len(ids))
+    for keep in (raw.to_numpy() != "2", rng.random(len(events)) < 0.5, np.ones(len(events), dtype=bool), np.zeros(len(events), dtype=bool)):
+        part = data.subset(keep)
+        assert data.content_hashes(keep, part) == (data.content_hash(), part.content_hash())
+    assert data.content_hash() != data.subset(raw.to_numpy() != "2").content_hash()
+    with pytest.raises(DataError, match="booleans the subset"):
+        data.content_hashes(np.ones(3, dtype=bool), data)
