@@ -184,6 +184,29 @@ def _needs_string_cast(dtype: Any) -> bool:
     return False
 
 
+def subject_codes(ids: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Each event's subject as a code into the sorted distinct ids (as strings; -1: no subject), and those ids.
+
+    ``pd.factorize(ids.astype("string"), sort=True)``, what the privacy filters match
+    subjects with; for a categorical column (ids loaded from a file), the strings are
+    made of its categories, not of every event: on 20 million events that is seconds
+    and a string per event saved. Unused categories name no subject. Only categories that
+    are strings already take that path: pandas casts other categoricals with a missing id
+    through floats (category 10 reads ``"10.0"``), and the result must stay what it was.
+    """
+    if not isinstance(ids.dtype, pd.CategoricalDtype) or _needs_string_cast(ids.dtype):
+        codes, uniques = pd.factorize(ids.astype("string"), sort=True)
+        return np.asarray(codes, dtype=np.int64), [str(u) for u in uniques]
+    category = np.asarray(ids.cat.codes, dtype=np.int64)
+    used = np.bincount(category[category >= 0], minlength=len(ids.cat.categories)) > 0
+    names = pd.Series(ids.cat.categories[used]).astype("string")
+    level, uniques = pd.factorize(names, sort=True)
+    to_subject = np.full(len(used), -1, dtype=np.int64)
+    to_subject[used] = level
+    codes = np.where(category >= 0, to_subject[np.maximum(category, 0)], -1)
+    return codes, [str(u) for u in uniques]
+
+
 def _row_hashes(frame: pd.DataFrame, label: str) -> np.ndarray:
     """One uint64 per row of ``frame`` (see :meth:`Dataset.content_hash`); events without their index."""
     if frame is None or len(frame) == 0:

@@ -166,3 +166,25 @@ def test_the_hashes_before_and_after_a_subset_are_each_tables_own(half_stars: Da
     assert data.content_hash() != data.subset(raw.to_numpy() != "2").content_hash()
     with pytest.raises(DataError, match="booleans the subset"):
         data.content_hashes(np.ones(3, dtype=bool), data)
+
+
+def test_subject_codes_are_the_factorized_strings_of_every_id() -> None:
+    """From a categorical's categories, the codes and ids the filters would get from a string per event."""
+    from recommender.data import subject_codes
+
+    rng = np.random.default_rng(7)
+    raw = pd.Series(rng.choice(np.array([10, 2, 33, 2, 7], dtype=object), size=500))
+    raw[::17] = None
+    cases = {
+        "int categories with an unused one": raw.astype("category").cat.add_categories([99]),
+        "string categories": raw.map(lambda v: None if v is None else f"u{v}").astype("category"),
+        "string categories, none missing, an unused one": pd.Series(pd.Categorical(["b", "a", "b"], categories=["c", "b", "a"])),
+        "mixed categories": pd.Series(pd.Categorical([1, "1", 2, None, 1], categories=[1, "1", 2])),
+        "object": raw,
+        "int64": pd.Series(rng.integers(0, 50, 300)),
+    }
+    for name, ids in cases.items():
+        codes, subjects = subject_codes(ids)
+        expected_codes, expected = pd.factorize(ids.astype("string"), sort=True)
+        assert subjects == [str(u) for u in expected], name
+        assert codes.tolist() == expected_codes.tolist(), name
