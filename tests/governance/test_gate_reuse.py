@@ -33,9 +33,13 @@ from recommender.data import Dataset
 from recommender.synthetic import SyntheticSpec, generate
 
 
-def _small_eu_pack(tmp_path: Path) -> LoadedPack:
-    """The EU pack without tuning and carbon metering (fast, and no measured figure differs between runs)."""
+def _small_eu_pack(tmp_path: Path, bots: dict[str, Any] | None = None) -> LoadedPack:
+    """The EU pack without tuning and carbon metering (fast, and no measured figure differs between runs);
+    ``bots``: bot thresholds of its validation rule."""
     doc = yaml.safe_load(Path(resolve_pack("eu-gdpr-dsa")).read_text())
+    if bots is not None:
+        rule = next(r for r in doc["data"]["rules"] if r["check"] == "validation_findings")
+        rule["params"]["bots"] = bots
     doc["quality"]["tune"] = False
     doc["carbon"]["measure"] = False
     path = tmp_path / "eu-small.yaml"
@@ -87,10 +91,12 @@ def _counting(monkeypatch: pytest.MonkeyPatch, module: Any, name: str, also: tup
     return calls
 
 
+@pytest.mark.parametrize("bots", [None, {"min_events": 5, "rate_threshold": 2.0}], ids=["default-bots", "pack-bots"])
 def test_the_gate_reuses_trainings_events_and_its_facts_are_those_of_filtering_twice(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bots: dict[str, Any] | None
 ) -> None:
-    loaded = _small_eu_pack(tmp_path)
+    """With the pack's own bot thresholds too: training validates with them, so its report is the audit's."""
+    loaded = _small_eu_pack(tmp_path, bots)
     dataset = _data(days=120)  # well inside the 730-day retention window
     store = _consented_store(tmp_path, dataset, loaded)
     try:
@@ -108,6 +114,8 @@ def test_the_gate_reuses_trainings_events_and_its_facts_are_those_of_filtering_t
         store.close()
     left_out = reused["facts"]["dataset"]["evaluation_events_left_out"]
     assert left_out and "retention" not in left_out  # the consent export did leave subjects out
+    if bots is not None:  # the thresholds bite: the facts would differ from a default-threshold report
+        assert reused["facts"]["validation"]["findings"].get("bot_users", {}).get("count", 0) > 0
     assert reused == twice
 
 
