@@ -93,7 +93,10 @@ def history_tags(
     score; an item no history item raises gets ``no_history_signal`` (it fills the list at its score).
     """
     tags: list[ModelTag] = []
-    contributions = np.asarray(contributions, dtype=np.float64).reshape(-1, len(history))
+    history = np.asarray(history)
+    contributions = np.asarray(contributions, dtype=np.float64)
+    # (L, 0) for a user whose training row is empty: every item gets no_history_signal
+    contributions = contributions.reshape(contributions.shape[0] if contributions.ndim == 2 else -1, len(history))
     totals = contributions.sum(axis=1)
     order = np.argsort(-contributions, axis=1, kind="stable")[:, :n]
     for row in range(contributions.shape[0]):
@@ -167,6 +170,10 @@ class StateModel(GovernedModel):
     def _restore(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """Set the learned attributes from what :meth:`_state` gave (``train_`` is already set)."""
 
+    def _check_params(self) -> None:
+        """Raise a :class:`ConfigError` naming a parameter outside its range (a fit checks them too; so does
+        :meth:`load`, whose file may have been edited)."""
+
     def _full_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         meta, arrays = self._state()
         return {"family": self.family, "params": self.get_params(), **meta}, {**arrays, **train_arrays(self.train_)}
@@ -193,12 +200,18 @@ class StateModel(GovernedModel):
         meta, arrays = load_state(path, format=cls.FORMAT)
         try:
             model = cls(**meta["params"])
+            model._check_params()
             train = train_from_arrays(arrays)
-        except (KeyError, TypeError, ValueError) as err:
-            raise DataError(f"{path}: a {cls.FORMAT} file without its parameters or training matrix ({err})") from err
-        model.train_ = train
-        model.popularity_ = _popularity(train)
-        model._restore(meta, arrays)
+            model.train_ = train
+            model.popularity_ = _popularity(train)
+            model._restore(meta, arrays)
+            if train.n_users:
+                # one list from the restored arrays: shapes that do not fit the catalogue fail here, located
+                model._recommend_known(np.zeros(1, dtype=np.int64), 1, filter_seen=True)
+        except (KeyError, TypeError, ValueError, IndexError, ConfigError) as err:
+            raise DataError(
+                f"{path}: a {cls.FORMAT} file with missing, invalid or inconsistent content ({type(err).__name__}: {err})"
+            ) from err
         model._seal()
         if model.version_id_ != meta.get("version_id"):
             raise DataError(f"{path}: the content does not match its version id (the file was altered or is damaged)")

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from recommender.data import InteractionMatrix
+from recommender.errors import ConfigError
 from recommender.families._shared import (
     StateModel,
     check_choice,
@@ -113,6 +114,12 @@ class BPRModel(StateModel):
         check_number(who, "regularization", self.regularization, 0)
         check_number(who, "popularity_exponent", self.popularity_exponent, 0)
         check_choice(who, "sampling", self.sampling, SAMPLING)
+        seed = self.random_state
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise ConfigError(f"The 'random_state' parameter of {who} must be None or an int in the range [0, inf). Got {seed!r} instead.")
+
+    def _check_params(self) -> None:
+        self._validate()
 
     def _fit(self, train: InteractionMatrix, *, show_progress: bool) -> None:
         self._validate()

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.baselines import ItemKNNRecommender
-from recommender.families._shared import StateModel, explain_lists, history_tags, popularity_of
+from recommender.families._shared import StateModel, check_choice, check_int, explain_lists, history_tags, popularity_of
 from recommender.family import ErasureKind, Family, ForgetOutcome, ModelTag, register_family, without_users
 
 __all__ = ["ItemKNNModel"]
@@ -29,6 +29,10 @@ class ItemKNNModel(ItemKNNRecommender, StateModel):
     inputs: ClassVar[frozenset[str]] = frozenset({"interactions"})
     erasure: ClassVar[ErasureKind] = ErasureKind.exact
     FORMAT: ClassVar[str] = "recgov.family.item_knn.v1"
+
+    def _check_params(self) -> None:
+        check_choice("ItemKNNRecommender", "similarity", self.similarity, ("cosine", "tfidf", "bm25"))
+        check_int("ItemKNNRecommender", "k_neighbours", self.k_neighbours, 1)
 
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         s = sp.csr_matrix(self.model_.similarity)

@@ -64,8 +64,14 @@ class PureSVDModel(StateModel):
     def get_params(self) -> dict[str, Any]:
         return {"factors": self.factors, "random_state": self.random_state}
 
-    def _fit(self, train: InteractionMatrix, *, show_progress: bool) -> None:
+    def _check_params(self) -> None:
         check_int("PureSVDModel", "factors", self.factors, 1)
+        seed = self.random_state
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise ConfigError(f"The 'random_state' parameter of PureSVDModel must be None or an int in the range [0, inf). Got {seed!r} instead.")
+
+    def _fit(self, train: InteractionMatrix, *, show_progress: bool) -> None:
+        self._check_params()
         self.item_factors_, self.singular_values_ = item_space(train.matrix, int(self.factors), self.random_state)
 
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

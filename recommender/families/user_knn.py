@@ -56,8 +56,11 @@ class UserKNNModel(StateModel):
     def get_params(self) -> dict[str, Any]:
         return {"k_neighbours": self.k_neighbours}
 
-    def _fit(self, train: InteractionMatrix, *, show_progress: bool) -> None:
+    def _check_params(self) -> None:
         check_int("UserKNNModel", "k_neighbours", self.k_neighbours, 1)
+
+    def _fit(self, train: InteractionMatrix, *, show_progress: bool) -> None:
+        self._check_params()
         self.normalised_ = _normalised(train.matrix)
 
     def _restore(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
