@@ -35,7 +35,32 @@ from recommender.family import (
 )
 from recommender.scoring import block_rows, mask_seen, top_k_rows
 
-__all__ = ["StateModel", "score_blocks", "history_tags", "explain_lists", "check_int", "check_number", "check_choice"]
+__all__ = [
+    "StateModel",
+    "score_blocks",
+    "history_tags",
+    "explain_lists",
+    "binarised",
+    "check_bool",
+    "check_int",
+    "check_number",
+    "check_choice",
+]
+
+
+def binarised(matrix: sp.spmatrix, binary: bool) -> sp.csr_matrix:
+    """``matrix`` as float64 CSR, its stored values set to 1.0 when ``binary`` (the 0/1 pattern a family learns
+    from instead of summed confidence weights)."""
+    x = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
+    if binary:
+        x.data = (x.data > 0).astype(np.float64)
+    return x
+
+
+def check_bool(family: str, name: str, value: Any) -> None:
+    """A ``ConfigError`` unless ``value`` is a bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"The {name!r} parameter of {family} must be a bool. Got {value!r} instead.")
 
 
 def check_int(family: str, name: str, value: Any, low: int) -> None:
