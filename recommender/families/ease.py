@@ -28,7 +28,7 @@ import scipy.linalg
 
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError
-from recommender.families._shared import StateModel, binarised, check_bool, check_number, explain_lists, history_tags, popularity_of, score_blocks
+from recommender.families._shared import StateModel, binarised, check_bool, check_number, explain_history_batch, explain_lists, history_tags, popularity_of, score_blocks
 from recommender.family import ErasureKind, Family, ForgetOutcome, ModelTag, register_family, without_users
 
 __all__ = ["EASEModel", "ease_weights"]
@@ -121,6 +121,10 @@ class EASEModel(StateModel):
             return [[tag] for tag in history_tags(terms, hist.indices, self.train_.item_ids)]
 
         return explain_lists(self, user_id, item_ids, known)
+
+    def explain_batch(self, user_ids: Sequence[str], item_lists: Sequence[Sequence[str]]) -> list[list[list[ModelTag]]]:
+        """``[explain(u, items) for u, items in zip(user_ids, item_lists)]``, vectorised over blocks of users."""
+        return explain_history_batch(self, user_ids, item_lists, lambda cols: self.weights_[:, cols], self._inputs)
 
     def forget(self, user_ids: Sequence[str]) -> ForgetOutcome:
         """Exact: ``X^T X`` of the remaining rows and the closed form again, the very computation of a fit

@@ -22,7 +22,7 @@ from scipy.sparse.linalg import svds
 
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError
-from recommender.families._shared import StateModel, binarised, check_bool, check_int, explain_lists, history_tags, popularity_of, score_blocks
+from recommender.families._shared import StateModel, binarised, check_bool, check_int, explain_history_batch, explain_lists, history_tags, popularity_of, score_blocks
 from recommender.family import ErasureKind, Family, ForgetOutcome, ModelTag, register_family, without_users
 
 __all__ = ["PureSVDModel", "item_space"]
@@ -101,6 +101,11 @@ class PureSVDModel(StateModel):
             return [[tag] for tag in history_tags(terms, hist.indices, self.train_.item_ids)]
 
         return explain_lists(self, user_id, item_ids, known)
+
+    def explain_batch(self, user_ids: Sequence[str], item_lists: Sequence[Sequence[str]]) -> list[list[list[ModelTag]]]:
+        """``[explain(u, items) for u, items in zip(user_ids, item_lists)]``, vectorised over blocks of users."""
+        v = self.item_factors_
+        return explain_history_batch(self, user_ids, item_lists, lambda cols: v @ v[cols].T, lambda m: binarised(m, bool(self.binary)))
 
     def forget(self, user_ids: Sequence[str]) -> ForgetOutcome:
         """Exact by refit: the rows go and the truncated SVD runs again on the rest."""

@@ -212,3 +212,30 @@ def test_als_forget_drops_the_explanation_cache_built_before_it():
 def test_item_knn_refuses_a_boolean_neighbourhood_size():
     with pytest.raises(ConfigError, match="k_neighbours"):
         FAMILIES["item_knn"].create(k_neighbours=True).fit(clustered())
+
+
+@pytest.mark.parametrize("name", ["ease", "item_knn", "pure_svd"])
+def test_explain_batch_gives_the_tags_explain_gives_list_by_list(name):
+    family = FAMILIES[name]
+    train = _weighted(clustered(60, 40, seed=3))
+    m = train.matrix.tolil()
+    m[7, :] = 0  # a known user with an empty history
+    m = sp.csr_matrix(m)
+    m.eliminate_zeros()
+    train = InteractionMatrix(m, train.user_ids, train.item_ids)
+    model = _make(family).fit(train)
+    users = [*train.user_ids[:20], "nobody"]
+    batch = model.recommend(users, k=6)
+    lists = [[str(i) for i in row] for row in batch.item_ids]
+    lists[3] = lists[3][:2]
+    lists[4] = []
+    got = model.explain_batch(users, lists)
+    want = [model.explain(u, items) for u, items in zip(users, lists)]
+    assert [len(x) for x in got] == [len(x) for x in want]
+    for g_list, w_list in zip(got, want):
+        for g, w in zip(g_list, w_list):
+            assert (g[0].kind, g[0].text, g[0].items, g[0].exact) == (w[0].kind, w[0].text, w[0].items, w[0].exact)
+            for key, value in w[0].evidence.items():
+                assert g[0].evidence[key] == pytest.approx(value, abs=2e-6), key
+    with pytest.raises(ConfigError, match="catalogue"):
+        model.explain_batch(["u001"], [["not-an-item"]])
