@@ -32,6 +32,7 @@ __all__ = [
     "user_segments",
     "item_categories_for",
     "tag_coverage",
+    "content_inputs",
 ]
 
 MAX_SEGMENT_GROUPS = 12
@@ -94,6 +95,24 @@ class EvaluationRun:
         if self.families is not None:
             doc["families"] = self.families
         return doc
+
+
+def content_inputs(model: Any, dataset: Dataset, train: InteractionMatrix) -> dict[str, Any]:
+    """``{"items": table}`` for a family that reads item content, else ``{}``: what its ``fit`` takes besides ``train``.
+
+    The table holds the rows of the training items only, so the model ranks the
+    same items as every other model of the comparison. A data set whose item
+    table lacks the text columns the model reads gives nothing: the model then
+    runs without content, and its tags say so (``content_fallback``).
+    """
+    if "item_text" not in getattr(model, "inputs", ()):
+        return {}
+    items = dataset.items
+    columns = set(getattr(model, "text_columns", ()) or ())
+    if items is None or len(items) == 0 or not columns or not columns <= set(items.columns):
+        return {}
+    ids = pd.Index(np.asarray(train.item_ids, dtype=object).astype(str))
+    return {"items": items.loc[np.asarray(items.index.astype(str).isin(ids), dtype=bool)]}
 
 
 def tag_coverage(model: Any, users: np.ndarray, k: int) -> dict[str, Any]:
@@ -283,7 +302,7 @@ def _evaluate_families(
     for name, model in models.items():
         began = time.perf_counter()
         with measure(name) if measure is not None else nullcontext() as meter:
-            model.fit(train)
+            model.fit(train, **content_inputs(model, dataset, train))
         seconds = time.perf_counter() - began
         report[name] = {
             "inputs": sorted(model.inputs),
