@@ -119,6 +119,9 @@ def test_models_families_lists_inputs_erasure_and_availability():
 
 
 def test_interactions_are_allowed_by_every_shipped_pack():
+    """A family reading the interactions (with their times and sessions) trains under every shipped pack; item
+    metadata (a two-tower model's categories, a content model's text) is each pack's call, and the shipped packs
+    do not allow it."""
     for name in ("baseline", "eu-gdpr-dsa", "california-ccpa"):
         pack = load_pack(resolve_pack(name))
         for family in families().values():
