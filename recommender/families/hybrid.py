@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -491,32 +492,48 @@ class HybridRecommender(GovernedModel):
 
     @classmethod
     def load(cls, path: str | Path) -> HybridRecommender:
-        """Read a model :meth:`save` wrote; it recommends exactly as the original."""
+        """Read a model :meth:`save` wrote; it recommends exactly as the original.
+
+        An empty, truncated or non-zip file, a missing array or parent, an out-of-range parameter or content
+        that does not hash to the saved version id is a :class:`DataError` naming the file."""
         path = Path(path)
         try:
             with np.load(path, allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}
             meta = json.loads(str(arrays["meta"]))
-        except (OSError, ValueError, KeyError) as err:
-            raise DataError(f"{path}: not a recgov hybrid model file ({err})") from err
-        if meta.get("format") != FORMAT:
-            raise DataError(f"{path}: unsupported model format {meta.get('format')!r}; expected {FORMAT!r}")
-        model = cls(**meta["params"])
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "als.npz").write_bytes(arrays["als"].tobytes())
-            (Path(tmp) / "content.npz").write_bytes(arrays["content"].tobytes())
-            model.als_ = ALSRecommender.load(Path(tmp) / "als.npz")
-            model.content_ = ContentRecommender.load(Path(tmp) / "content.npz")
-        model.mapping_ = np.asarray(arrays["mapping"], dtype=np.float64)
-        model.coef_ = np.asarray(arrays["coef"], dtype=np.float64)
-        model.weights_ = {k: float(v) for k, v in meta["weights"].items()}
-        model.intercept_ = float(meta["intercept"])
-        model.spread_ = {k: float(v) for k, v in meta["spread"].items()}
-        model.validation_ = meta["validation"]
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
+            raise DataError(f"{path}: not a recgov hybrid model file ({type(err).__name__}: {err})") from err
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else None
+            raise DataError(f"{path}: unsupported model format {found!r}; expected {FORMAT!r}")
+        try:
+            model = cls(**meta["params"])
+            model._validate_params()
+            with tempfile.TemporaryDirectory() as tmp:
+                (Path(tmp) / "als.npz").write_bytes(arrays["als"].tobytes())
+                (Path(tmp) / "content.npz").write_bytes(arrays["content"].tobytes())
+                try:
+                    model.als_ = ALSRecommender.load(Path(tmp) / "als.npz")
+                    model.content_ = ContentRecommender.load(Path(tmp) / "content.npz")
+                except DataError as err:  # the parent's message names a temporary file: name this one
+                    raise ValueError(f"embedded parent model: {str(err).split(': ', 1)[-1]}") from err
+            model.mapping_ = np.asarray(arrays["mapping"], dtype=np.float64)
+            model.coef_ = np.asarray(arrays["coef"], dtype=np.float64)
+            model.weights_ = {k: float(v) for k, v in meta["weights"].items()}
+            model.intercept_ = float(meta["intercept"])
+            model.spread_ = {k: float(v) for k, v in meta["spread"].items()}
+            model.validation_ = meta["validation"]
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, ConfigError) as err:
+            raise DataError(
+                f"{path}: a hybrid model file with missing, invalid or inconsistent content ({type(err).__name__}: {err})"
+            ) from err
         model.train_ = model.content_.train_
         model.popularity_ = model.content_.popularity_
-        model.data_hash_ = meta["data_hash"]
-        model.version_id_ = meta["version_id"]
+        # the content address is recomputed from what was read: an edited parameter or weight is caught
+        model.data_hash_ = model.train_.content_hash()
+        model._stamp()
+        if model.data_hash_ != meta.get("data_hash") or model.version_id_ != meta.get("version_id"):
+            raise DataError(f"{path}: the content does not match its version id (the file was altered or is damaged)")
         return model
 
 

@@ -3,13 +3,16 @@
 * Erasure: an ``exact`` family after ``forget`` is the model fitted without the subjects, version id included,
   on real-valued (weighted) data too; the saved file no longer holds the subject's id.
 * Files: empty, truncated, array-less, parameter-edited or shape-edited files are a located :class:`DataError`.
-* Explanations: a known user with an empty history is explained, not a crash; ALS says ``exact`` only where its
-  decomposition is the served score.
+* Explanations: a known user with an empty history gets the popularity fallback, flagged and explained as such;
+  ALS and the hybrid say ``exact`` only where their decomposition is the served score.
+
+Every registered family is reviewed (collaborative, content, hybrid, neural).
 """
 
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -17,11 +20,20 @@ import scipy.sparse as sp
 
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
-from recommender.family import ErasureKind, content_version_id, families, without_users
+from recommender.family import ErasureKind, content_version_id, families, unavailable_families, without_users
 
-REVIEWED = ("als", "bpr", "ease", "item_knn", "popularity", "pure_svd", "random", "user_knn")
-"""The collaborative families and the baselines (the content, hybrid and neural families have their own suites)."""
-FAMILIES = {name: family for name, family in families().items() if name in REVIEWED}
+FAMILIES = families()
+"""Every registered family: a new family is reviewed by this suite as soon as it registers."""
+
+
+def test_every_family_module_is_importable_here():
+    """A family whose optional extra is missing is skipped with the reason; under CI every one must be reviewed."""
+    missing = unavailable_families()
+    if missing and os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"family modules not importable under CI: {missing}")
+    if missing:
+        pytest.skip(f"not reviewed here (an optional extra is missing): {missing}")
+    assert FAMILIES
 
 
 def clustered(n_users: int = 48, n_items: int = 36, seed: int = 7) -> InteractionMatrix:
@@ -118,7 +130,10 @@ def _rewrite(path, change) -> None:
 
 
 def _reseal(meta, arrays) -> None:
-    """What a forger does: recompute the content address over the edited content."""
+    """What a forger does: recompute the content address over the edited content (families with their own
+    address scheme recompute it on load, so the edited parameter is caught either way)."""
+    if "family" not in meta or "params" not in meta:
+        return
     body = {k: v for k, v in meta.items() if k not in ("format", "version_id")}
     meta["version_id"] = content_version_id(meta["family"], body, arrays)
 
