@@ -279,7 +279,7 @@ class ContentModel(GovernedModel):
                 UNKNOWN_ITEMS.format(where="explain", n=len(bad), example=repr(bad[0]), n_items=self.train_.n_items)
             )
         row = int(self.train_.user_index(user_id)[0])
-        if row < 0:
+        if self.fallback_mask(np.array([row]))[0]:  # unknown, or known with an empty history
             return [
                 [
                     ModelTag(

@@ -352,7 +352,7 @@ class TwoTowerRecommender(NeuralModel):
         self.check_fitted("explain")
         cols = self._known_items(item_ids)
         row = int(self.train_.user_index(user_id)[0])
-        if row < 0:
+        if self.fallback_mask(np.array([row]))[0]:  # unknown, or known with an empty history
             return self._fallback_tags(len(cols), self.popularity_, cols)
         history = self.train_.matrix.indices[self.train_.matrix.indptr[row] : self.train_.matrix.indptr[row + 1]]
         sims = self.item_vectors_[cols] @ self.item_vectors_[history].T if len(history) else np.zeros((len(cols), 0))

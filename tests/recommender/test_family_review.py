@@ -190,18 +190,25 @@ def test_als_file_without_factors_is_a_data_error(tmp_path):
         family.build.load(path)
 
 
-def test_a_known_user_with_an_empty_history_is_explained(family):
+def test_a_known_user_with_an_empty_history_gets_the_flagged_popularity_fallback(family):
     train = clustered()
     m = train.matrix.tolil()
-    m[5, :] = 0
+    m[5, :] = 0  # every interaction of u005 removed: the row stays, empty
     m = sp.csr_matrix(m)
     m.eliminate_zeros()
     model = _make(family).fit(InteractionMatrix(m, train.user_ids, train.item_ids))
-    batch = model.recommend(["u005"], k=4)
+    batch = model.recommend(["u005", "u006", "nobody"], k=4)
+    assert batch.fallback.tolist() == [True, False, True]  # empty history and unknown: fallback; u006: personal
+    popular = model.recommend(["nobody"], k=4)
+    assert batch.item_ids[0].tolist() == popular.item_ids[0].tolist()  # the popularity ranking, not an arbitrary one
     tags = model.explain("u005", [str(i) for i in batch.item_ids[0]])
-    assert len(tags) == 4 and all(t and t[0].text for t in tags)
+    assert len(tags) == 4
     for per_item in tags:
+        assert per_item[0].kind == "popularity_fallback" and per_item[0].text
         assert not per_item[0].items  # nothing of a history the user does not have is named
+    if hasattr(model, "explain_batch"):
+        batched = model.explain_batch(["u005"], [[str(i) for i in batch.item_ids[0]]])[0]
+        assert [t[0].kind for t in batched] == ["popularity_fallback"] * 4
 
 
 def test_als_tags_say_exact_only_where_the_decomposition_is_the_served_score():
