@@ -263,3 +263,29 @@ def test_explain_batch_gives_the_tags_explain_gives_list_by_list(name):
                 assert g[0].evidence[key] == pytest.approx(value, abs=2e-6), key
     with pytest.raises(ConfigError, match="catalogue"):
         model.explain_batch(["u001"], [["not-an-item"]])
+
+
+def test_hybrid_tags_say_exact_only_where_the_parts_sum_to_the_served_score_and_each_part_is_exact():
+    """The ALS part serves ``implicit``'s iterative factor; its decomposition over the history is of the exact
+    least-squares factor, so a blend claiming ``exact`` must have the ALS family's own check agree."""
+    from recommender.families.als import ALSModel
+
+    model = _make(FAMILIES["hybrid"]).fit(clustered())
+    als = ALSModel.__new__(ALSModel)  # the same fitted factors, judged by the ALS family's own tags
+    als.__dict__.update(model.als_.__dict__)
+    batch = model.recommend(["u001", "u002", "u010"], k=6)
+    verdicts = []
+    for row, user in enumerate(batch.user_ids):
+        items = [str(i) for i in batch.item_ids[row]]
+        als_tags = als.explain(user, items)
+        for pos, per_item in enumerate(model.explain(user, items)):
+            blend = per_item[0]
+            assert blend.kind == "hybrid_blend"
+            ev = blend.evidence
+            assert ev["served_score"] == pytest.approx(float(batch.scores[row, pos]), rel=1e-5)  # what was served
+            sums = abs(sum(ev["parts"].values()) - ev["served_score"]) <= 1e-5 * max(1.0, abs(ev["served_score"]))
+            als_ok = ev["parts"]["als"] == 0 or als_tags[pos][0].exact
+            content_ok = ev["parts"]["content"] == 0 or per_item[1].exact
+            assert blend.exact == (sums and als_ok and content_ok)
+            verdicts.append(als_ok)
+    assert len(verdicts) == 18 and not all(verdicts)  # the case that matters occurs here: an inexact ALS part
