@@ -138,16 +138,18 @@ def _reseal(meta, arrays) -> None:
     meta["version_id"] = content_version_id(meta["family"], body, arrays)
 
 
-def test_a_file_without_a_learned_array_is_a_data_error(family, tmp_path):
+def test_a_file_without_any_one_of_its_arrays_is_a_data_error(family, tmp_path):
     path = tmp_path / "m.npz"
     _make(family).fit(clustered()).save(path)
+    saved = path.read_bytes()
     with np.load(path, allow_pickle=False) as npz:
-        learned = [k for k in npz.files if k != "meta" and not k.startswith("train_")]
-    if not learned:
-        pytest.skip(f"{family.name} keeps no learned array besides the training matrix")
-    _rewrite(path, lambda meta, arrays: arrays.pop(learned[0]))
-    with pytest.raises(DataError, match="m.npz"):
-        FAMILIES[family.name].build.load(path)
+        names = [k for k in npz.files if k != "meta"]
+    assert names
+    for name in names:
+        path.write_bytes(saved)
+        _rewrite(path, lambda meta, arrays: arrays.pop(name))
+        with pytest.raises(DataError, match="m.npz"):
+            FAMILIES[family.name].build.load(path)
 
 
 def test_an_edited_parameter_is_a_data_error_even_with_a_recomputed_version_id(family, tmp_path):
@@ -289,3 +291,11 @@ def test_hybrid_tags_say_exact_only_where_the_parts_sum_to_the_served_score_and_
             assert blend.exact == (sums and als_ok and content_ok)
             verdicts.append(als_ok)
     assert len(verdicts) == 18 and not all(verdicts)  # the case that matters occurs here: an inexact ALS part
+
+
+def test_an_out_of_range_parameter_is_refused_naming_it(family):
+    if not family.broken_params:
+        pytest.skip(f"{family.name} takes no parameter")
+    name = next(iter(family.broken_params))
+    with pytest.raises(ConfigError, match=name):
+        _make(family, **family.broken_params).fit(clustered())
