@@ -214,9 +214,21 @@ def _replicates(matrix: np.ndarray, n_boot: int, rng: np.random.Generator) -> np
     return out
 
 
+def _clustered(matrix: np.ndarray, clusters: int, rng: np.random.Generator) -> np.ndarray:
+    """The rows summed into ``clusters`` random groups of (nearly) equal size; the matrix itself when it has fewer rows."""
+    n = matrix.shape[0]
+    if n <= clusters:
+        return matrix
+    labels = rng.permutation(n) % clusters
+    out = np.zeros((clusters, matrix.shape[1]))
+    np.add.at(out, labels, matrix)
+    return out
+
+
 def gap_noninferiority(
     control: np.ndarray, treatment: np.ndarray, target: np.ndarray,
     *, margin: float, alpha: float, direction: Direction = "lower_is_better", n_boot: int = 2000, random_state: int = 0,
+    clusters: int | None = 5000,
 ) -> ArmLevelResult:  # fmt: skip
     """Non-inferiority of the treatment's exposure gap against the control's, by a bootstrap over subjects.
 
@@ -224,6 +236,11 @@ def gap_noninferiority(
     ``target`` the groups' target shares (the catalogue's). A gap is lower-is-better by default.
     The bound is the ``1 - alpha`` (or ``alpha``) quantile of the replicated differences;
     the p-value the share of replicates on the wrong side of the margin (``(1 + count) / (1 + B)``).
+
+    ``clusters``: an arm with more subjects is first summed into this many clusters of subjects drawn at
+    random (equal sizes, so the clusters' totals are exchangeable) and the clusters are resampled: the
+    variance of the totals is the same, and the bootstrap costs ``n_boot x clusters``, not ``n_boot x subjects``.
+    None: resample the subjects themselves.
     """
     _check_test(margin, direction, alpha)
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 100:
@@ -233,11 +250,16 @@ def gap_noninferiority(
         raise DataError(f"target must be the shares of 2+ groups, non-negative and summing to 1; got {target.tolist()}.")
     c = _check_matrix(control, "control", target.size)
     t = _check_matrix(treatment, "treatment", target.size)
+    if clusters is not None and (isinstance(clusters, bool) or not isinstance(clusters, (int, np.integer)) or clusters < 100):
+        raise ConfigError(f"clusters must be an integer >= 100 or None; got {clusters!r}.")
     rng = np.random.default_rng(random_state)
-    differences = exposure_gap(_replicates(t, n_boot, rng), target) - exposure_gap(_replicates(c, n_boot, rng), target)
     gap_c, gap_t = float(exposure_gap(c.sum(axis=0), target)), float(exposure_gap(t.sum(axis=0), target))
+    n_c, n_t = c.shape[0], t.shape[0]
+    if clusters is not None:
+        c, t = _clustered(c, clusters, rng), _clustered(t, clusters, rng)
+    differences = exposure_gap(_replicates(t, n_boot, rng), target) - exposure_gap(_replicates(c, n_boot, rng), target)
     low_q, high_q = (float(q) for q in np.quantile(differences, [alpha, 1.0 - alpha]))
     wrong = differences >= margin if direction == "lower_is_better" else differences <= -margin
     p = (1.0 + float(wrong.sum())) / (1.0 + n_boot)
     se = float(differences.std(ddof=1))
-    return _outcome(gap_c, gap_t, se, low_q, high_q, p, margin, direction, alpha, "bootstrap", c.shape[0], t.shape[0], int(n_boot))
+    return _outcome(gap_c, gap_t, se, low_q, high_q, p, margin, direction, alpha, "bootstrap", n_c, n_t, int(n_boot))

@@ -142,3 +142,15 @@ def test_ratio_refuses_bad_input():
         ratio_noninferiority([0, 0], [1, 1, 1], [0, 1], [1, 1], margin=0.1, direction="lower_is_better", alpha=0.05)
     with pytest.raises(DataError, match="no standard error"):
         ratio_noninferiority([0, 0], [1, 1], [0, 0], [1, 1], margin=0.1, direction="lower_is_better", alpha=0.05)
+
+
+def test_clustering_many_subjects_keeps_the_bootstrap_bound():
+    """Summing 20,000 subjects into 2,000 random clusters leaves the bound where the subject bootstrap puts it."""
+    rng = np.random.default_rng(21)
+    target = np.array([0.4, 0.6])
+    c, t = _arm(rng, 20_000, np.array([0.5, 0.5])), _arm(rng, 20_000, np.array([0.52, 0.48]))
+    by_subject = gap_noninferiority(c, t, target, margin=0.05, alpha=0.05, n_boot=400, clusters=None)
+    by_cluster = gap_noninferiority(c, t, target, margin=0.05, alpha=0.05, n_boot=400, clusters=2000)
+    assert by_cluster.n_control == 20_000 and by_cluster.estimate == by_subject.estimate
+    assert by_cluster.se == pytest.approx(by_subject.se, rel=0.15)
+    assert by_cluster.ci_high == pytest.approx(by_subject.ci_high, abs=0.4 * by_subject.se)  # two independent 400-replicate quantiles
