@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 
 from audits.models import DecisionRecord, FailedRequest, ItemFlag
 from audits.models.decisions import ExperimentIdOf
+from audits.sealing import open_decisions
 from recommender.errors import ConfigError, DataError
 
 __all__ = [
@@ -82,21 +83,28 @@ def item_table(path: str, attribute: str) -> tuple[pd.Series, str]:
 
 
 def _served(session: Session, row: Any, subjects: pd.Index) -> pd.DataFrame:
-    """Every item served to ``subjects`` in the experiment: ``subject, item, rank`` (one row per slot)."""
-    query = select(DecisionRecord.subject, DecisionRecord.slate, DecisionRecord.context).where(
+    """Every item served to ``subjects`` in the experiment: ``subject, item, rank`` (one row per slot).
+
+    Slates are sealed under their subject's record key (:mod:`audits.sealing`): they are opened here, all
+    keys in one query; an erased subject's lists no longer open and are left out, as the subject is."""
+    query = select(DecisionRecord.decision_id, DecisionRecord.subject, DecisionRecord.slate, DecisionRecord.context).where(
         experiment_id_of_decision(session) == row.id, DecisionRecord.decided_at >= row.started_at, DecisionRecord.subject.is_not(None)
     )
     if row.stopped_at is not None:
         query = query.where(DecisionRecord.decided_at <= row.stopped_at)
     wanted = set(subjects)
+    found = []
+    for decision_id, subject, slate, context in session.execute(query):
+        exp = (context or {}).get("experiment")
+        if subject in wanted and isinstance(exp, Mapping) and exp.get("id") == row.id and not (context or {}).get("shadow_of"):
+            found.append((decision_id, subject, slate, context))
     who: list[str] = []
     items: list[Any] = []
     lengths: list[int] = []
-    for subject, slate, context in session.execute(query):
-        exp = (context or {}).get("experiment")
-        if subject not in wanted or not isinstance(exp, Mapping) or exp.get("id") != row.id or (context or {}).get("shadow_of"):
+    for (_, subject, _, _), opened in zip(found, open_decisions(session, found), strict=True):
+        if opened is None:
             continue
-        served = (slate or {}).get("items") or []
+        served = (opened[0] or {}).get("items") or []
         who.append(subject)
         items.extend(served)
         lengths.append(len(served))
