@@ -17,12 +17,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import select, text
+from typer.testing import CliRunner
 
 from audits.decisions import DecisionLog, log_failure
 from audits.harm import flag_item
 from audits.lineage import record_dataset_version, record_model_version, record_training_run
 from audits.models import Experiment
 from audits.outcomes import BATCH_COLUMNS, record_outcomes
+from governance.cli import app as cli
 from governance.experiments import lifecycle
 from governance.experiments.assign import assign, assign_in_force, bucket
 from governance.experiments.spec import parse_experiment
@@ -199,7 +201,7 @@ def test_arm_level_metrics_are_not_compared_per_subject(store: Any) -> None:
         lifecycle.analyze(store, "anything", actor="tester", metric="harmful_exposure")
 
 
-def test_futility_declared_in_the_plan_stops_a_hopeless_experiment(store: Any, tmp_path: Path) -> None:
+def test_futility_declared_in_the_plan_stops_a_hopeless_experiment(store: Any, db_url: str, tmp_path: Path) -> None:
     """No effect at all and a futility boundary at 50% conditional power: the first interim look says stop for futility."""
     with store.session() as session:
         control, treatment = _model(session, "fc"), _model(session, "ft")
@@ -214,7 +216,10 @@ def test_futility_declared_in_the_plan_stops_a_hopeless_experiment(store: Any, t
     same = {**SAME, "click": 0.2}
     _serve(store, "hopeless", [f"s{i:05d}" for i in range(n)], {"control": {**same, "click": 0.30}, "treatment": {**same, "click": 0.12}},
            np.random.default_rng(9), lists=1)  # fmt: skip
-    look = lifecycle.analyze(store, "hopeless", actor="tester")
+    said = CliRunner().invoke(cli, ["experiment", "analyze", "hopeless", "--database-url", db_url])
+    assert said.exit_code == 0 and "planned look 1" in said.output and "=> stop for futility" in said.output, said.output
+    assert "guardrail provider_exposure_gap (treatment, margin 0.05): held (estimate" in said.output
+    look = lifecycle.get(store, "hopeless")["looks"][-1]
     assert look["kind"] == "planned" and look["decision"] == "futility" and look["verdict"] == "futility", (n, look["comparisons"])
     assert look["recommendation"].startswith("stop for futility")
     comparison = look["comparisons"][0]["result"]
@@ -294,3 +299,17 @@ def test_the_analysis_reads_the_experiments_decisions_through_the_index(store: A
         else:
             plan = " ".join(str(r[-1]) for r in session.execute(text(f"EXPLAIN QUERY PLAN {compiled}")))
     assert "ix_decisions_experiment" in plan, plan
+
+
+def test_a_plan_frozen_before_the_optional_fields_existed_keeps_its_hash() -> None:
+    """Regression: holdback_days, design.futility_power and a guardrail's items/attribute left at their defaults are
+    not hashed, so a plan frozen before they existed (this one, hashed by the earlier code) is still the same plan."""
+    from governance.experiments.spec import ExperimentSpec, experiment_hash
+    from tests.governance.test_experiments import PLAN as EARLIER
+
+    loaded = parse_experiment(EARLIER)
+    assert loaded.content_hash == "1befbba767a4ef8ef4f39e8b380e88bbf7083e7a8a1e3554b7e5e7ed20312bf4"
+    stored = loaded.spec.model_dump(mode="json")  # what plan() freezes now: the new fields at their defaults
+    assert "holdback_days" in stored and experiment_hash(ExperimentSpec.model_validate(stored)) == loaded.content_hash
+    assert parse_experiment(EARLIER.replace("design:\n", "holdback: 0.1\nholdback_days: 7\ndesign:\n")).content_hash != parse_experiment(
+        EARLIER.replace("design:\n", "holdback: 0.1\ndesign:\n")).content_hash  # fmt: skip
