@@ -263,6 +263,11 @@ def train_and_record(
 
     # Checked before anything is read or recorded: a bad or forbidden reweighting changes nothing.
     check_attribute_allowed(parse_fair_reweighting((params or {}).get("fairness_reweighting")), pack)
+    if pack is not None:  # the ALS family's inputs against the pack's minimisation allow-list, before any fit
+        from governance.family_inputs import check_family_inputs
+        from recommender.family import get_family
+
+        check_family_inputs(get_family("als"), pack)
     dataset, exclusions = _training_events(dataset, store, pack=pack, now=now, actor=actor)
     report = validate_events(dataset).to_dict()
     # The pack's filter already hashed the data it kept (its trail event names it): the same digest.
