@@ -136,13 +136,14 @@ def _error_rate(lists: Mapping[str, int], failed: Mapping[str, int], control: st
     from recommender.experiments import ArmData, guardrail_check
 
     arms = {v: ArmData(n=int(lists.get(v, 0) + failed.get(v, 0)), total=float(failed.get(v, 0)), total_sq=float(failed.get(v, 0))) for v in (control, t)}
+    counts = {"requests": {v: a.n for v, a in arms.items()}, "failed": {v: int(a.total) for v, a in arms.items()}}
     try:
         result = guardrail_check(arms[control], arms[t], margin=guardrail["margin"], direction=guardrail["direction"], alpha=alpha)
-        return {**_as_dict(result), "requests": {v: a.n for v, a in arms.items()}, "failed": {v: int(a.total) for v, a in arms.items()}}
+        return {**_as_dict(result), **counts}
     except DataError as err:
         if min(a.n for a in arms.values()) < 2:
-            return {"non_inferior": False, "exact": False, "reason": str(err)}
-        return _exact(arms[control].mean, arms[t].mean, guardrail, "no request failed, or every one did, in either arm: the difference is exact")
+            return {"non_inferior": False, "exact": False, "reason": str(err), **counts}
+        return {**_exact(arms[control].mean, arms[t].mean, guardrail, "no request failed, or every one did, in either arm: the difference is exact"), **counts}
 
 
 def _as_dict(result: Any) -> dict[str, Any]:
