@@ -26,7 +26,7 @@ from audits.models import Experiment
 from audits.outcomes import BATCH_COLUMNS, record_outcomes
 from governance.cli import app as cli
 from governance.experiments import lifecycle
-from governance.experiments.assign import assign, assign_in_force, bucket
+from governance.experiments.assign import assign, assign_in_force
 from governance.experiments.spec import parse_experiment
 from governance.located import PolicyError
 from recommender.errors import ConfigError
