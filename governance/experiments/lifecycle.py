@@ -79,6 +79,11 @@ class ExperimentConflict(ConfigError):
     """The experiment is not in a state that allows the move (API 409)."""
 
 
+def new_salt() -> str:
+    """A fresh experiment salt (64 hex digits): subjects cannot predict their arm, and experiments shuffle apart."""
+    return secrets.token_hex(32)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -190,7 +195,7 @@ def plan(
                      "variants": [v.model_dump(mode="json") for v in spec.variants], "design": spec.design.model_dump(mode="json")},
         )  # fmt: skip
         row = Experiment(
-            name=loaded.name, plan=frozen, plan_hash=loaded.content_hash, salt=secrets.token_hex(32),
+            name=loaded.name, plan=frozen, plan_hash=loaded.content_hash, salt=new_salt(),
             status="planned", planned_at=_now(), actor=actor, plan_seq=event.seq,
         )  # fmt: skip
         session.add(row)

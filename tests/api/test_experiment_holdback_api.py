@@ -16,6 +16,8 @@ import pytest
 from recgov.client import Client
 from tests.api.test_experiments_api import DATA, _train
 
+pytestmark = pytest.mark.usefixtures("fixed_experiment_salts")
+
 PLAN = """apiVersion: recgov/v1
 kind: Experiment
 metadata:

@@ -32,6 +32,8 @@ from governance.experiments.spec import parse_experiment
 from governance.located import PolicyError
 from recommender.errors import ConfigError
 
+pytestmark = pytest.mark.usefixtures("fixed_experiment_salts")
+
 ITEMS = [f"i{j:03d}" for j in range(60)]
 HARMFUL = set(ITEMS[:6])
 PROVIDER = {item: ("small" if j % 3 == 0 else "large") for j, item in enumerate(ITEMS)}  # the catalogue: 1/3 small
