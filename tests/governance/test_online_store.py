@@ -333,3 +333,29 @@ def test_no_list_holds_an_unavailable_blocked_or_erased_derived_item_whatever_th
             assert online_store.user_factors(model.version_id_, key) is None
     client = online_store.client
     client.delete(*list(client.scan_iter(match=f"{online_store.namespace}:*")) or ["-"])
+
+
+def test_the_read_is_one_command_that_loads_its_script_and_checks_the_epochs(online_store) -> None:
+    """The read path writes its EVALSHA straight to a pooled connection: a script Redis does not hold yet is
+    loaded and run; the entry comes back with the epochs it is checked against; the connection is reused."""
+    import uuid
+
+    store = online_store
+    subject = store.subject_key("someone")
+    # A script body Redis has never seen (a unique comment): the first call must load it, not fail.
+    fresh = store.client.register_script(f"-- {uuid.uuid4().hex}\n" + "return {redis.call('GET', KEYS[1]) or '0', ARGV[1]}")
+    assert not store.client.script_exists(fresh.sha)[0]
+    assert store._call(fresh, (store._k("g"),), ("x",)) == [b"0", b"x"]
+    assert store.client.script_exists(fresh.sha)[0]
+    entry, stamp = store.read_list(subject, "f")
+    assert entry is None and stamp is not None
+    assert store.write_list(subject, "f", {"i": [1, 2]}, stamp)
+    entry, again = store.read_list(subject, "f")
+    assert entry is not None and entry["i"] == [1, 2] and again == stamp
+    store.invalidate_everyone()  # a block: the entry is still in the hash, but never returned
+    entry, after = store.read_list(subject, "f")
+    assert entry is None and after.everyone == stamp.everyone + 1
+    # Error replies surface as errors (a miss for the caller), and the pool stays usable.
+    with pytest.raises(Exception, match="(?i)wrong|number|arg"):
+        store._call(fresh, (), ())  # the script reads KEYS[1]: no key given
+    assert store.read_list(subject, "f")[1] is not None
