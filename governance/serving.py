@@ -487,7 +487,7 @@ class ServingEngine:
         stamp = self.loaded.stamp()
         standing = self.standing
         decision_id = str(uuid.uuid4())
-        served_items = [str(self._item_ids[i]) for i in items]
+        served_items = self._item_ids[np.asarray(items, dtype=np.int64)].tolist()  # the ids are str already
         slate: dict[str, Any] = {"items": served_items, "scores": scores, "tags": tags}
         if self._logging is not None:
             if mode == "personalized":
