@@ -359,3 +359,34 @@ def test_the_read_is_one_command_that_loads_its_script_and_checks_the_epochs(onl
     with pytest.raises(Exception, match="(?i)wrong|number|arg"):
         store._call(fresh, (), ())  # the script reads KEYS[1]: no key given
     assert store.read_list(subject, "f")[1] is not None
+
+
+def test_the_consent_state_hash_tells_every_field_apart() -> None:
+    """A cached list is used only under the consent state it was made under: any change of a record's field,
+    of the signals or of the erasure makes another hash; the same state (new objects) the same hash; a record
+    JSON cannot hold exactly is still hashed (from its repr)."""
+    from dataclasses import replace
+
+    from governance.serving import ServeRequest
+
+    base = consent("granted")[0]
+    request = ServeRequest("s", consent=(base,))
+    same = ServeRequest("s", consent=consent("granted"))
+    variants = [
+        ServeRequest("s", consent=(replace(base, status="withdrawn"),)),
+        ServeRequest("s", consent=(replace(base, purpose="analytics"),)),
+        ServeRequest("s", consent=(replace(base, lawful_basis="legitimate_interest"),)),
+        ServeRequest("s", consent=(replace(base, source="banner"),)),
+        ServeRequest("s", consent=(replace(base, time=base.time + timedelta(microseconds=1)),)),
+        ServeRequest("s", consent=(replace(base, evidence={"banner_version": "v2"}),)),
+        ServeRequest("s", consent=(base, base)),
+        ServeRequest("s", consent=()),
+        ServeRequest("s", consent=(base,), gpc=True),
+        ServeRequest("s", consent=(base,), tcf="CP"),
+        ServeRequest("s", consent=(base,), erasure_seq=3),
+        ServeRequest("s", consent=(replace(base, evidence={1: "x"}),)),  # a non-string key: hashed from its repr
+        ServeRequest("s", consent=(replace(base, evidence={"1": "x"}),)),
+    ]
+    hashes = [ListCache.consent_state(r) for r in (request, *variants)]
+    assert ListCache.consent_state(same) == hashes[0]
+    assert len(set(hashes)) == len(hashes)
