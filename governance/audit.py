@@ -70,12 +70,13 @@ def audit_facts(
         # sample); its results carry the hash of the data it used.
         params, carbon, _ = recorded_model(store, model_version)
     elif train:
-        from governance.training import train_and_record
+        from governance.training import train_and_record, with_pack_training
 
         trained = train_and_record(
             dataset,
             store=store,
             models_dir=models_dir,
+            params=with_pack_training(None, pack) or None,  # the pack's training.fairness, even without consent rules
             tune=pack.quality.tune,
             country_iso_code=pack.carbon.country_iso_code,
             measure_carbon=pack.carbon.measure,

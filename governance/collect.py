@@ -125,7 +125,7 @@ def _evaluate(
 
     q = pack.quality
     rerank = reranking_enabled(pack)
-    if evaluation is not None or not (rerank or needs & {"evaluation", "fairness", "privacy"}):
+    if evaluation is not None or not (rerank or needs & {"evaluation", "fairness", "privacy", "ann", "temporal", "labels"}):
         return _Evaluated(run=None, reranked=None, facts=evaluation)
     run = run if run is not None else run_evaluation(
         dataset,
@@ -163,8 +163,11 @@ def _fairness(pack: Any, dataset: Dataset, evaluated: _Evaluated, needs: set[str
         **tradeoff_summary(run.comparison.evaluations[reranked.base_model], reranked, fairness, served),
         "plain_fairness": fairness.model_dump(mode="json"),
     }
-    if getattr(run.models.get(reranked.base_model), "fairness_reweighting", None) is not None:
-        # The audited model was trained with fairness reweighting: in-training and post-processing side by side.
+    reweighted = getattr(run.models.get(reranked.base_model), "fairness_reweighting", None) is not None
+    declared = getattr(getattr(pack, "pack", pack), "training_reweighting", lambda: None)()
+    if reweighted or declared is not None:
+        # The audited model was trained with fairness reweighting, or the pack declares it (training.fairness):
+        # in-training and post-processing side by side.
         from governance.fair_training_tradeoff import training_tradeoff
 
         tradeoff["in_training"] = training_tradeoff(run, dataset, pack, random_state=random_state)
@@ -250,6 +253,11 @@ def collect_facts(
     privacy = None
     if "privacy" in needs and run is not None:
         privacy = privacy_facts(pack, dataset, run, random_state=random_state)
+    from governance.collect_ann import ann_facts
+    from governance.collect_split import split_facts
+
+    ann = ann_facts(pack, run, random_state=random_state) if "ann" in needs else None
+    temporal, labels = split_facts(pack, dataset, run, needs, random_state=random_state)
     facts = AuditFacts(
         dataset=_dataset_summary(dataset, dataset_version),
         evaluation=evaluated.facts,
@@ -260,6 +268,9 @@ def collect_facts(
         privacy=privacy,
         fairness=fairness.facts,
         tradeoff=fairness.tradeoff,
+        ann=ann,
+        temporal=temporal,
+        labels=labels,
     )
     return facts, run
 

@@ -27,6 +27,9 @@ __all__ = [
     "OffPolicyFacts",
     "OffPolicyFigure",
     "AuditFacts",
+    "AnnFacts",
+    "TemporalFacts",
+    "LabelFacts",
 ]
 
 
@@ -311,6 +314,61 @@ class OffPolicyFacts(_Facts):
     ``difference`` (target - logged)."""
 
 
+class AnnFacts(_Facts):
+    """Approximate nearest-neighbour candidates against exact search (:mod:`governance.collect_ann`)."""
+
+    recall_at_k: float | None
+    """Share of the exact filtered top-k items (seen items removed) that the ANN lists hold, pooled over users."""
+    k: int
+    index: str
+    """``hnsw``, ``ivf_flat`` or ``flat``."""
+    n_items: int
+    n_queries: int = 0
+    """Test users whose lists were compared."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """The index's parameters (``hnsw_m``, ``ef_search``, ``nlist``, ``nprobe``, ...)."""
+    speedup: float | None = None
+    """Exact search time over ANN search time on the same queries (indicative: small audits favour exact search)."""
+    short_lists: int = 0
+    """ANN lists shorter than the exact list of the same user (filtering that failed to refill)."""
+    blocked_returned: int = 0
+    """Blocked items returned by the ANN lists."""
+
+
+class TemporalFacts(_Facts):
+    """Training events dated after the test labels they are evaluated against (:mod:`recommender.split_audit`)."""
+
+    split: str
+    """The split protocol of the evaluation (``random``, ``time``, ``leave_last``)."""
+    n_train_events: int
+    n_test_labels: int
+    """Test events that are positives of the declared feedback."""
+    after_any_label: int
+    """Training events strictly after the earliest test label of any user (cross-user look-ahead)."""
+    after_own_label: int
+    """Training events strictly after their own user's earliest test label."""
+    after_any_label_share: float
+    after_own_label_share: float
+    first_label_time: str | None = None
+
+
+class LabelFacts(_Facts):
+    """The evaluation's test labels against the declared feedback (:func:`recommender.split_audit.label_audit`)."""
+
+    n_test_labels: int
+    """(user, item) labels of the test matrix."""
+    test_labels_in_train: int
+    """Test labels that are training positives."""
+    undeclared_labels: int
+    """Test labels the declared event weights and rating threshold do not make of the test events."""
+    missing_labels: int
+    """Declared positives (known user and item, not a training positive) absent from the test matrix."""
+    users_without_labels: dict[str, int] = Field(default_factory=dict)
+    """Model -> users counted in its metrics with an empty label set."""
+    users_counted: dict[str, int] = Field(default_factory=dict)
+    """Model -> users counted in its metrics."""
+
+
 class AuditFacts(_Facts):
     """Everything an audit knows; each group is optional."""
 
@@ -330,3 +388,9 @@ class AuditFacts(_Facts):
     model's lists (:func:`governance.tradeoff.tradeoff_summary`: accuracy, beyond-accuracy, provider
     exposure, consumer gaps, constraints met), plus ``plain_fairness``, the fairness facts of the plain
     lists (``fairness`` then holds those of the served, re-ranked lists)."""
+    ann: AnnFacts | None = None
+    """When the pack judges ANN candidates (an ``ann_recall`` rule): the index's recall against exact search."""
+    temporal: TemporalFacts | None = None
+    """When the pack judges the split (a ``temporal_leakage`` rule): training events dated after test labels."""
+    labels: LabelFacts | None = None
+    """When the pack judges the labels (a ``label_construction`` rule): the test labels against the declared feedback."""

@@ -24,7 +24,7 @@ from recommender.errors import ConfigError
 from recommender.feedback import MODEL_INPUT_COLUMNS, FeedbackConfig
 from recommender.pipeline import TrainingResult, train_als
 
-__all__ = ["GovernedTraining", "train_and_record", "dataset_schema"]
+__all__ = ["GovernedTraining", "train_and_record", "dataset_schema", "with_pack_training"]
 
 
 def record_dataset(session: Any, dataset: Dataset, *, content_hash: str, validation: dict[str, Any] | None, actor: str | None) -> Any:
@@ -230,6 +230,29 @@ def _record_model(session: Any, model: Any, *, run: Any, artifact: Path, artifac
     return True
 
 
+def with_pack_training(params: dict[str, Any] | None, pack: Any, where: str = "fairness_reweighting") -> dict[str, Any]:
+    """``params`` with the pack's ``training.fairness`` re-weighting applied (a copy; without one, unchanged).
+
+    A run that gives its own ``fairness_reweighting`` must give the pack's: a governed run may not train
+    otherwise than its pack says (a :class:`~recommender.errors.ConfigError` naming both).
+    """
+    from recommender.fair_training import parse_fair_reweighting
+
+    out = dict(params or {})
+    inner = getattr(pack, "pack", pack)
+    declared = inner.training_reweighting() if inner is not None and hasattr(inner, "training_reweighting") else None
+    if declared is None:
+        return out
+    given = parse_fair_reweighting(out.get("fairness_reweighting"), where=where)
+    if given is not None and given != declared:
+        raise ConfigError(
+            f"{where}: {given.model_dump()} differs from the pack's training.fairness "
+            f"{declared.model_dump()}; a governed run trains as its pack says (drop the option, or change the pack)"
+        )
+    out["fairness_reweighting"] = declared.model_dump()
+    return out
+
+
 def train_and_record(
     dataset: Dataset,
     *,
@@ -261,8 +284,15 @@ def train_and_record(
     feedback = feedback or FeedbackConfig()
     from recommender.fair_training import check_attribute_allowed, parse_fair_reweighting
 
-    # Checked before anything is read or recorded: a bad or forbidden reweighting changes nothing.
-    check_attribute_allowed(parse_fair_reweighting((params or {}).get("fairness_reweighting")), pack)
+    # The pack's training.fairness applies to every run under it. Checked before anything is read or
+    # recorded: a bad, conflicting or forbidden reweighting changes nothing.
+    params = with_pack_training(params, pack)
+    check_attribute_allowed(parse_fair_reweighting(params.get("fairness_reweighting")), pack)
+    if pack is not None:  # the ALS family's inputs against the pack's minimisation allow-list, before any fit
+        from governance.family_inputs import check_family_inputs
+        from recommender.family import get_family
+
+        check_family_inputs(get_family("als"), pack)
     dataset, exclusions = _training_events(dataset, store, pack=pack, now=now, actor=actor)
     report = validate_events(dataset).to_dict()
     # The pack's filter already hashed the data it kept (its trail event names it): the same digest.

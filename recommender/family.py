@@ -19,6 +19,13 @@ governance needs to know about it:
 * ``save``/``load``: no pickle (``.npz`` with JSON metadata, or safetensors-like
   arrays), and ``version_id_``: a content address of what was saved.
 
+Helpers a family may use: :func:`save_state`/:func:`load_state` (``.npz`` with
+JSON meta, ``allow_pickle=False``), :func:`content_version_id` (SHA-256 over the
+saved content), :func:`train_arrays`/:func:`train_from_arrays`,
+:func:`without_users` (the training matrix without a subject's rows) and
+:func:`fallback_tag` (the tag of a cold-start item). :meth:`Family.create`
+builds a model and turns an unknown parameter name into a :class:`ConfigError`.
+
 Families are registered by name with :func:`register_family`; modules in
 :mod:`recommender.families` are discovered on first use, and a family whose
 optional dependencies (an extra such as ``neural`` or ``ann``) are missing is
@@ -27,7 +34,10 @@ listed as unavailable with the reason, never imported half-way.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import inspect
+import json
 import pkgutil
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
@@ -38,8 +48,11 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
+import scipy.sparse as sp
+
 from recommender.base import Recommender
-from recommender.errors import ConfigError
+from recommender.data import InteractionMatrix
+from recommender.errors import ConfigError, DataError
 
 __all__ = [
     "ErasureKind",
@@ -52,6 +65,16 @@ __all__ = [
     "families",
     "KNOWN_INPUTS",
     "unavailable_families",
+    "FALLBACK_TAG_KIND",
+    "fallback_tag",
+    "content_version_id",
+    "save_state",
+    "load_state",
+    "train_arrays",
+    "train_from_arrays",
+    "without_users",
+    "parse_family_list",
+    "BASELINE_FAMILIES",
 ]
 
 KNOWN_INPUTS = frozenset(
@@ -176,11 +199,37 @@ class Family:
     default_params: dict[str, Any] = field(default_factory=dict)
     small_params: dict[str, Any] = field(default_factory=dict)
     """Parameters for quick runs (the contract suite, the demo)."""
+    broken_params: dict[str, Any] = field(default_factory=dict)
+    """Parameters the family must refuse with a :class:`ConfigError` (the contract suite fits with them)."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.inputs) - KNOWN_INPUTS)
         if unknown:
             raise ConfigError(f"family {self.name!r} declares unknown inputs {unknown}; known: {sorted(KNOWN_INPUTS)}")
+
+    def parameter_names(self) -> list[str] | None:
+        """The parameters ``build`` accepts, or None when it takes any keyword (``**params``)."""
+        try:
+            signature = inspect.signature(self.build)
+        except (TypeError, ValueError):
+            return None
+        kinds = {p.kind for p in signature.parameters.values()}
+        if inspect.Parameter.VAR_KEYWORD in kinds:
+            return None
+        return [n for n, p in signature.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+    def create(self, **params: Any) -> GovernedModel:
+        """An unfitted model with ``params``: a name ``build`` does not take is a :class:`ConfigError` naming the
+        family and its parameters, not a ``TypeError`` from deep inside."""
+        names = self.parameter_names()
+        if names is not None:
+            unknown = sorted(set(params) - set(names))
+            if unknown:
+                raise ConfigError(
+                    f"model family {self.name!r} has no parameter {', '.join(map(repr, unknown))}; "
+                    f"its parameters are: {', '.join(names) or 'none'}"
+                )
+        return self.build(**params)
 
 
 _FAMILIES: dict[str, Family] = {}
@@ -201,7 +250,8 @@ def _discover() -> None:
     if _DISCOVERED:
         return
     _DISCOVERED = True
-    import recommender.families as package
+    # Found by name, not imported statically: the family modules import this one.
+    package = importlib.import_module("recommender.families")
 
     for module in pkgutil.iter_modules(package.__path__):
         if module.name.startswith("_"):
@@ -224,6 +274,31 @@ def unavailable_families() -> dict[str, str]:
     return dict(_UNAVAILABLE)
 
 
+BASELINE_FAMILIES: tuple[str, ...] = ("popularity", "random")
+"""The families every comparison includes: a model must beat them to be worth serving."""
+
+
+def parse_family_list(text: str, *, option: str = "--families") -> list[str]:
+    """``all`` or ``name,name,...`` as family names (registry order, no duplicates).
+
+    An empty list or an unknown name is a :class:`ConfigError` that names ``option`` and lists the families.
+    """
+    known = families()
+    names = [part.strip() for part in str(text).split(",") if part.strip()]
+    if names == ["all"]:
+        return list(known)
+    if not names:
+        raise ConfigError(f"{option}: give 'all' or family names separated by commas; the families are: {', '.join(known)}")
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        missing = unavailable_families()
+        hint = f" (not importable here: {', '.join(f'{m}: {why}' for m, why in missing.items())})" if missing else ""
+        raise ConfigError(
+            f"{option}: unknown model family {', '.join(map(repr, unknown))}; the families are: {', '.join(known)}{hint}"
+        )
+    return [n for n in known if n in set(names)]
+
+
 def get_family(name: str) -> Family:
     """The family called ``name``, or a :class:`ConfigError` listing the known ones."""
     known = families()
@@ -232,3 +307,117 @@ def get_family(name: str) -> Family:
         hint = f"; not importable here: {missing}" if missing else ""
         raise ConfigError(f"unknown model family {name!r}; the families are: {', '.join(known) or 'none'}{hint}")
     return known[name]
+
+
+FALLBACK_TAG_KIND = "popularity_fallback"
+"""The tag kind of an item served to a user the model does not know (the popularity ranking)."""
+
+
+def fallback_tag(item_count: float | None = None) -> ModelTag:
+    """The tag of an item in a cold-start list: the popularity ranking, exact (the score is the count)."""
+    evidence = {} if item_count is None else {"users_who_interacted": int(item_count)}
+    return ModelTag(
+        FALLBACK_TAG_KIND,
+        "Popular with everyone: this model does not know your history, so the list is not personalized",
+        (),
+        True,
+        evidence,
+    )
+
+
+def _array_digest(hasher: Any, name: str, array: np.ndarray) -> None:
+    array = np.ascontiguousarray(array)
+    if array.dtype == object:
+        array = array.astype(str)
+    hasher.update(f"{name}\x00{array.dtype.str}\x00{array.shape}\x00".encode())
+    hasher.update(array.tobytes())
+
+
+def content_version_id(family: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
+    """``<family>-<24 hex digits>``: a SHA-256 over the canonical JSON of ``meta`` and every array's name, dtype,
+    shape and bytes (sorted by name), i.e. over exactly what :func:`save_state` writes. The same content
+    always gives the same id; any change of a parameter, an id or a number gives another."""
+    hasher = hashlib.sha256(b"recgov.family-version.v1\x00")
+    hasher.update(json.dumps({"family": family, "meta": meta}, sort_keys=True, separators=(",", ":"), default=str).encode())
+    for name in sorted(arrays):
+        _array_digest(hasher, name, arrays[name])
+    return f"{family}-{hasher.hexdigest()[:24]}"
+
+
+def train_arrays(train: InteractionMatrix) -> dict[str, np.ndarray]:
+    """The training matrix as plain arrays (ids as unicode, CSR parts): what a saved model needs to filter seen
+    items and to forget a subject."""
+    m = train.matrix.tocsr()
+    return {
+        "train_user_ids": np.asarray(train.user_ids, dtype=str),
+        "train_item_ids": np.asarray(train.item_ids, dtype=str),
+        "train_indptr": m.indptr,
+        "train_indices": m.indices,
+        "train_data": m.data,
+    }
+
+
+def train_from_arrays(arrays: dict[str, np.ndarray]) -> InteractionMatrix:
+    """The :class:`InteractionMatrix` :func:`train_arrays` described."""
+    user_ids = arrays["train_user_ids"].astype(object)
+    item_ids = arrays["train_item_ids"].astype(object)
+    matrix = sp.csr_matrix(
+        (arrays["train_data"], arrays["train_indices"], arrays["train_indptr"]), shape=(len(user_ids), len(item_ids))
+    )
+    return InteractionMatrix(matrix=matrix, user_ids=user_ids, item_ids=item_ids)
+
+
+def save_state(path: str | Path, *, format: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
+    """Write ``meta`` (JSON) and ``arrays`` to ``path`` as ``.npz`` without pickle; return the file's SHA-256.
+
+    Object arrays are written as unicode so that :func:`load_state` never needs ``allow_pickle``.
+    """
+    path = Path(path)
+    clean = {}
+    for name, array in arrays.items():
+        array = np.asarray(array)
+        if array.dtype == object:
+            array = array.astype(str)
+        clean[name] = array
+    document = json.dumps({"format": format, **meta}, sort_keys=True)
+    with path.open("wb") as fh:
+        np.savez(fh, meta=np.array(document), **clean)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_state(path: str | Path, *, format: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read what :func:`save_state` wrote (``allow_pickle=False``); a file of another format is a located
+    :class:`DataError`."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(str(npz["meta"]))
+            arrays = {name: npz[name] for name in npz.files if name != "meta"}
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: not a recgov model file ({err})") from err
+    if not isinstance(meta, dict) or meta.get("format") != format:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise DataError(f"{path}: model format {found!r}; expected {format!r}")
+    return meta, arrays
+
+
+def without_users(train: InteractionMatrix, user_ids: Sequence[str]) -> tuple[InteractionMatrix, np.ndarray]:
+    """``train`` without the rows of ``user_ids`` (same item columns), and the removed row indices.
+
+    An empty request, an id the matrix does not hold, or a request for every row is a :class:`ConfigError`
+    (ids are not echoed: they are personal data)."""
+    requested = [user_ids] if isinstance(user_ids, str) else list(user_ids)
+    if not requested:
+        raise ConfigError("forget: no subject given")
+    rows = train.user_index(np.asarray(requested, dtype=object))
+    unknown = int((rows < 0).sum())
+    if unknown:
+        raise ConfigError(f"forget: {unknown} of {len(requested)} subject(s) are not in the fitted model")
+    rows = np.unique(rows)
+    if rows.size >= train.n_users:
+        raise ConfigError(f"forget: removing all {rows.size} subjects would leave nothing to recommend from")
+    keep = np.ones(train.n_users, dtype=bool)
+    keep[rows] = False
+    matrix = train.matrix[keep].tocsr()
+    matrix.sort_indices()
+    return InteractionMatrix(matrix=matrix, user_ids=train.user_ids[keep], item_ids=train.item_ids.copy()), rows

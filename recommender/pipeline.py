@@ -7,6 +7,8 @@ results; the command line only loads, calls and prints.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +24,16 @@ from recommender.feedback import FeedbackConfig, to_implicit
 from recommender.split import SplitConfig, SplitMatrices, split, train_test_matrices
 from recommender.tuning import TuningResult, tune_als, tune_item_knn
 
-__all__ = ["EvaluationRun", "TrainingResult", "run_evaluation", "train_als", "user_segments", "item_categories_for"]
+__all__ = [
+    "EvaluationRun",
+    "TrainingResult",
+    "run_evaluation",
+    "train_als",
+    "user_segments",
+    "item_categories_for",
+    "tag_coverage",
+    "content_inputs",
+]
 
 MAX_SEGMENT_GROUPS = 12
 
@@ -68,10 +79,12 @@ class EvaluationRun:
     """The fitted models (on the training part), for audits that inspect them."""
     matrices: SplitMatrices | None = field(default=None, repr=False)
     """The training and test matrices of the split."""
+    families: dict[str, dict[str, Any]] | None = None
+    """With ``families``: per family its declarations, parameters, fit seconds, carbon and tag coverage."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready document."""
-        return {
+        doc = {
             "dataset": self.dataset,
             "split": self.split,
             "feedback": self.feedback,
@@ -79,6 +92,93 @@ class EvaluationRun:
             **self.comparison.to_dict(),
             "seconds": round(self.seconds, 3),
         }
+        if self.families is not None:
+            doc["families"] = self.families
+        return doc
+
+
+def content_inputs(model: Any, dataset: Dataset, train: InteractionMatrix) -> dict[str, Any]:
+    """``{"items": table}`` for a family that reads item content, else ``{}``: what its ``fit`` takes besides ``train``.
+
+    The table holds the rows of the training items only, so the model ranks the
+    same items as every other model of the comparison. A data set whose item
+    table lacks the text columns the model reads gives nothing: the model then
+    runs without content, and its tags say so (``content_fallback``).
+    """
+    if "item_text" not in getattr(model, "inputs", ()):
+        return {}
+    items = dataset.items
+    columns = set(getattr(model, "text_columns", ()) or ())
+    if items is None or len(items) == 0 or not columns or not columns <= set(items.columns):
+        return {}
+    ids = pd.Index(np.asarray(train.item_ids, dtype=object).astype(str))
+    return {"items": items.loc[np.asarray(items.index.astype(str).isin(ids), dtype=bool)]}
+
+
+def tag_coverage(model: Any, users: np.ndarray, k: int) -> dict[str, Any]:
+    """Serve ``users`` their top-``k`` lists and explain every list: the share of served items with a tag.
+
+    Also counts the tags by kind and how many are exact. A family meets the contract when the share is 1.0.
+    Explaining is one call per user (a family explains one list at a time, as it serves them).
+    """
+    batch = model.recommend(users, k=k)
+    served = tagged = exact = 0
+    kinds: dict[str, int] = {}
+    for row, user in enumerate(batch.user_ids):
+        items = [str(i) for i in batch.item_ids[row] if i is not None]
+        if not items:
+            continue
+        tags = model.explain(str(user), items)
+        served += len(items)
+        for per_item in tags:
+            if per_item:
+                tagged += 1
+                exact += int(all(t.exact for t in per_item))
+            for tag in per_item:
+                kinds[tag.kind] = kinds.get(tag.kind, 0) + 1
+    return {
+        "served_items": served,
+        "tagged_items": tagged,
+        "share_tagged": round(tagged / served, 6) if served else None,
+        "share_exact": round(exact / served, 6) if served else None,
+        "tag_kinds": dict(sorted(kinds.items())),
+    }
+
+
+def _carbon_dict(meter: Any) -> dict[str, Any] | None:
+    facts = getattr(meter, "facts", None)
+    if facts is None:
+        return None
+    return facts.model_dump() if hasattr(facts, "model_dump") else dict(facts)
+
+
+def _family_models(
+    names: Sequence[str], train: InteractionMatrix, *, k: int, tune: bool, n_trials: int, als_params: dict[str, Any] | None,
+    random_state: int, show_progress: bool,
+) -> tuple[dict[str, Any], dict[str, TuningResult]]:  # fmt: skip
+    """Unfitted models of the chosen families (the baselines added), ALS and item-kNN tuned as without families."""
+    from recommender.family import BASELINE_FAMILIES, families
+
+    registry = families()
+    chosen = list(dict.fromkeys([*names, *BASELINE_FAMILIES]))
+    tuning: dict[str, TuningResult] = {}
+    tuned: dict[str, dict[str, Any]] = {}
+    if "als" in chosen:
+        if tune and als_params is None:
+            tuning["als"] = tune_als(train, n_trials=n_trials, k=k, random_state=random_state, show_progress=show_progress)
+            als_params = dict(tuning["als"].best_params)
+        tuned["als"] = {key: v for key, v in (als_params or {}).items() if key != "random_state"}
+    if "item_knn" in chosen and tune:
+        tuning["item_knn"] = tune_item_knn(train, k=k, random_state=random_state, show_progress=show_progress)
+        tuned["item_knn"] = dict(tuning["item_knn"].best_params)
+    models = {}
+    for name in chosen:
+        family = registry[name]
+        params = {**family.default_params, **tuned.get(name, {})}
+        if "random_state" in (family.parameter_names() or []):
+            params["random_state"] = random_state
+        models[name] = family.create(**params)
+    return models, tuning
 
 
 def dataset_summary(dataset: Dataset) -> dict[str, Any]:
@@ -104,6 +204,8 @@ def run_evaluation(
     als_params: dict[str, Any] | None = None,
     random_state: int = 0,
     show_progress: bool = False,
+    families: Sequence[str] | None = None,
+    measure: Callable[[str], AbstractContextManager[Any]] | None = None,
 ) -> EvaluationRun:
     """Split, tune on a validation part of the training data, fit and compare.
 
@@ -112,11 +214,24 @@ def run_evaluation(
     four models are then fitted on the whole training matrix and evaluated on the
     same test positives. Fixed ``als_params`` (an audited model's) skip the ALS
     tuning and are used as given.
+
+    With ``families`` (names from :func:`recommender.family.parse_family_list`)
+    the models are those families' (their default parameters; ALS and item-kNN
+    tuned as above) plus the popularity and random baselines, and the run also
+    reports per family its declarations, fit seconds, the carbon of its fit
+    (``measure(name)`` is a context manager around each fit whose value's
+    ``facts`` hold energy and emissions: the caller's meter, so this core needs
+    no governance) and the share of served items its tags cover.
     """
     started = time.perf_counter()
     train_events, test_events = split(dataset.events, split_config)
     mats: SplitMatrices = train_test_matrices(train_events, test_events, feedback)
     train = mats.train
+    if families is not None:
+        return _evaluate_families(
+            dataset, mats, families, split_config=split_config, feedback=feedback, k=k, tune=tune, n_trials=n_trials,
+            als_params=als_params, random_state=random_state, show_progress=show_progress, measure=measure, started=started,
+        )  # fmt: skip
     tuning: dict[str, TuningResult] = {}
     knn_params: dict[str, Any] = {}
     if tune and als_params is None:
@@ -159,6 +274,57 @@ def run_evaluation(
         seconds=time.perf_counter() - started,
         models=models,
         matrices=mats,
+    )
+
+
+def _evaluate_families(
+    dataset: Dataset, mats: SplitMatrices, names: Sequence[str], *, split_config: SplitConfig, feedback: FeedbackConfig,
+    k: int, tune: bool, n_trials: int, als_params: dict[str, Any] | None, random_state: int, show_progress: bool,
+    measure: Callable[[str], AbstractContextManager[Any]] | None, started: float,
+) -> EvaluationRun:  # fmt: skip
+    """:func:`run_evaluation` over model families (see there)."""
+    train = mats.train
+    models, tuning = _family_models(
+        names, train, k=k, tune=tune, n_trials=n_trials, als_params=als_params, random_state=random_state, show_progress=show_progress
+    )
+    report: dict[str, dict[str, Any]] = {}
+    for name, model in models.items():
+        began = time.perf_counter()
+        with measure(name) if measure is not None else nullcontext() as meter:
+            model.fit(train, **content_inputs(model, dataset, train))
+        seconds = time.perf_counter() - began
+        report[name] = {
+            "inputs": sorted(model.inputs),
+            "erasure": model.erasure.value,
+            "params": model.get_params(),
+            "version_id": getattr(model, "version_id_", None),
+            "fit_seconds": round(seconds, 3),
+            "carbon": _carbon_dict(meter),
+        }
+    comparison = compare_models(
+        models,
+        train,
+        mats.test,
+        k,
+        segments=user_segments(dataset, train),
+        item_categories=item_categories_for(dataset, train),
+        show_progress=show_progress,
+    )
+    test_users = np.asarray(mats.test.user_ids, dtype=object)
+    for name, model in models.items():
+        report[name]["tags"] = tag_coverage(model, test_users, k)
+        ndcg = comparison.evaluations[name].metrics.get("ndcg")
+        report[name]["ndcg"] = None if ndcg is None else float(ndcg)
+    return EvaluationRun(
+        dataset=dataset_summary(dataset),
+        split={**split_config.model_dump(), **mats.to_dict()},
+        feedback=feedback.model_dump(),
+        tuning=tuning,
+        comparison=comparison,
+        seconds=time.perf_counter() - started,
+        models=models,
+        matrices=mats,
+        families=report,
     )
 
 

@@ -70,7 +70,10 @@ def mask_seen(scores: np.ndarray, seen: sp.csr_matrix, rows: np.ndarray) -> None
     # position of each gathered entry inside its row's slice: 0, 1, ..., count-1
     offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
     cols = seen.indices[np.repeat(starts, counts) + offsets]
-    scores.reshape(-1)[block_of * scores.shape[1] + cols] = -np.inf
+    if scores.flags.c_contiguous:
+        scores.reshape(-1)[block_of * scores.shape[1] + cols] = -np.inf
+    else:  # reshape(-1) of a Fortran-ordered block is a copy: the mask would be lost
+        scores[block_of, cols] = -np.inf
 
 
 def _grouped_candidates(scores: np.ndarray, k: int) -> np.ndarray | None:

@@ -20,6 +20,11 @@ something real to find:
   group drawn to the under-exposed providers are the ones a model that follows
   the logged exposure serves worst;
 * **harmful items**, flagged ``harmful:<category>`` in the items table;
+* **item content that carries the tastes**: besides the genre text, every item
+  has ``keywords`` drawn from topic vocabularies tied to its latent factors
+  (plus noise words), a ``category``, a ``price`` and a ``release_time``, so a
+  content-based model has real signal to find; ``n_new_items`` marks items as
+  new (``new_item``) for cold-start evaluation;
 * **sessions**: every event belongs to a session of a few events on one device;
   a session is a sequence of engagements (``view`` -> ``click`` ->
   ``add_to_cart`` -> ``purchase`` on one item, or a ``rating``), with
@@ -203,6 +208,13 @@ class SyntheticSpec(BaseModel):
     """Dirt: share of genuine rows (taken among rating events, at most all of them)
     whose rating is outside 1..5."""
 
+    n_new_items: int = Field(0, ge=0, le=10_000_000)
+    """Items marked new (``new_item`` in the items table): they have content (text,
+    keywords, category, price) like every item, and :func:`recommender.cold_start.cold_start_split`
+    keeps every event on them out of training, for cold-start evaluation. Picked from a
+    random stream of their own, so the events and every other column are those of the
+    same spec with 0."""
+
     @field_validator("start", "end", "taste_shift_at")
     @classmethod
     def _to_utc(cls, value: datetime | None) -> datetime | None:
@@ -272,6 +284,11 @@ class SyntheticSpec(BaseModel):
             raise ValueError(
                 f"start and end must lie between {_EARLIEST.date()} and {_LATEST.date()} (room for signups "
                 f"before the log and future-dated dirt after it); got start={self.start} end={self.end}"
+            )
+        if self.n_new_items >= self.n_items:
+            raise ValueError(
+                f"n_new_items must be below n_items (some items need interactions in training); "
+                f"got n_new_items={self.n_new_items} with n_items={self.n_items}"
             )
         if self.end - self.start < timedelta(days=7):
             raise ValueError(f"end must be at least 7 days after start; got start={self.start} end={self.end}")
@@ -466,7 +483,8 @@ def generate(spec: SyntheticSpec | None = None, *, show_progress: bool = False) 
         users=population.table,
         items=catalog.table,
         name="synthetic",
-        source="synthetic:" + spec.model_dump_json(),
+        # n_new_items joined the spec later: left out at its default so that a spec's lineage reads as before.
+        source="synthetic:" + spec.model_dump_json(exclude={"n_new_items"} if spec.n_new_items == 0 else None),
     )
 
 

@@ -3,6 +3,6 @@
 Importing this package registers every check; later concerns only add modules.
 """
 
-from governance.checks import carbon, data, exposure, fairness, minimization, off_policy, privacy, quality
+from governance.checks import candidates, carbon, data, evaluation_integrity, exposure, fairness, minimization, off_policy, privacy, quality
 
-__all__ = ["carbon", "data", "exposure", "fairness", "minimization", "off_policy", "privacy", "quality"]
+__all__ = ["candidates", "carbon", "data", "evaluation_integrity", "exposure", "fairness", "minimization", "off_policy", "privacy", "quality"]

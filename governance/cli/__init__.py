@@ -51,3 +51,4 @@ __import__("governance.cli.tradeoff", fromlist=["register"]).register(app)
 def main() -> None:
     """Entry point of the ``recgov`` console script."""
     app()
+__import__("governance.cli.models", fromlist=["register"]).register(app)

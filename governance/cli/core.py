@@ -285,17 +285,35 @@ def evaluate_command(
         bool, typer.Option("--ablate", help="Report each re-ranker's, event type's and model component's effect on quality and fairness (paired bootstrap over users).")
     ] = False,
     ablate_pack: Annotated[
-        Optional[str], typer.Option("--pack", "-p", help="With --ablate: the pack whose re-ranking steps are ablated (and applied to every variant).", show_default=False)
+        Optional[str], typer.Option("--pack", "-p", help="With --ablate: the pack whose re-ranking steps are ablated (and applied to every variant). With --families: every family's inputs must be on the pack's minimization allow-list, or nothing is fitted.", show_default=False)
     ] = None,
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=1, help="With --ablate: bootstrap resamples per interval.")] = 500,
+    families: Annotated[
+        Optional[str],
+        typer.Option(
+            "--families",
+            help="Compare model families instead: 'all' or names separated by commas (see 'recgov models families'); the popularity and random baselines are always included. Reports each family's fit seconds, carbon and the share of served items its tags cover.",
+            show_default=False,
+        ),
+    ] = None,
+    country: Annotated[str, typer.Option("--country", help="With --families: ISO 3166-1 alpha-3 code of the grid, for each fit's emissions estimate.")] = "USA",
+    carbon: Annotated[bool, typer.Option("--carbon/--no-carbon", help="With --families: measure each family's fit with codecarbon.")] = True,
     json_output: JsonOpt = False,
 ) -> None:
-    """Evaluate ALS against popularity, random and item-kNN on one split (erased subjects' events left out)."""
+    """Evaluate ALS against popularity, random and item-kNN on one split (erased subjects' events left out); with --families, any model families."""
     from recommender.pipeline import run_evaluation
     from recommender.split import SplitConfig
 
-    if ablate_pack is not None and not ablate:
-        raise fail("--pack is for --ablate (the re-ranking steps to ablate); add --ablate")
+    if ablate_pack is not None and not ablate and families is None:
+        raise fail("--pack is for --ablate (the re-ranking steps to ablate) or --families (whose inputs it must allow); add one")
+    if ablate and families is not None:
+        raise fail("--families and --ablate are separate runs; give one of them")
+    chosen = None
+    if families is not None:
+        from recommender.family import parse_family_list
+
+        with user_errors():
+            chosen = parse_family_list(families)
     loaded = None
     if ablate_pack is not None:
         from governance.cli._common import load_or_fail
@@ -304,12 +322,23 @@ def evaluate_command(
     with user_errors():
         if not 0 < test_fraction < 1:
             raise ConfigError(f"--test-fraction must be a number in the range (0, 1). Got {test_fraction} instead.")
+        if chosen is not None and (len(country) != 3 or not country.isalpha() or not country.isupper()):
+            raise ConfigError(f"--country must be an ISO 3166-1 alpha-3 code such as USA or DEU. Got {country!r} instead.")
         config = SplitConfig(kind=split_kind.value, test_fraction=test_fraction, k=leave_k, random_state=seed)
         dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output, data_format=data_format)
+        if chosen is not None and loaded is not None:
+            _check_families_allowed(chosen, loaded, dataset)
         dataset, erased = without_erased_events(dataset, database_url)
         if ablate:
             _ablate(dataset, config, threshold, k, tune, trials, seed, loaded, bootstrap, erased, json_output)
             return
+        measure_fit = None
+        if chosen is not None:
+            from governance.carbon import measure
+
+            def measure_fit(name: str) -> Any:
+                return measure(country, enabled=carbon)
+
         run = run_evaluation(
             dataset,
             split_config=config,
@@ -319,9 +348,11 @@ def evaluate_command(
             n_trials=trials,
             random_state=seed,
             show_progress=progress_enabled(json_output),
+            families=chosen,
+            measure=measure_fit,
         )
     if json_output:
-        emit_json({**run.to_dict(), "privacy_filter": erased})
+        emit_json({**run.to_dict(), "privacy_filter": erased, **({"pack": loaded.name} if chosen is not None and loaded is not None else {})})
         return
     left_out = (erased or {}).get("events", {}).get("excluded", {}).get("erased", 0)
     if left_out:
@@ -336,6 +367,43 @@ def evaluate_command(
     for name, result in run.tuning.items():
         console.print(f"tuned {name} on a validation split of the training data: {result.best_params} (ndcg@{k} {result.best_score:.4f})")
     print_rows(comparison_rows(run.comparison), title=f"models at k={k} (lift = ndcg / baseline ndcg)")
+    if run.families is not None:
+        print_rows(family_rows(run.families, k), title="model families (tags: share of served items with a tag of the family)")
+
+
+def family_rows(report: dict[str, dict[str, Any]], k: int) -> list[dict[str, str]]:
+    """One row per family: ndcg, fit seconds, energy and emissions, tag coverage, erasure, inputs."""
+
+    def num(value: Any, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    rows = []
+    for name, doc in report.items():
+        c = doc.get("carbon") or {}
+        rows.append(
+            {
+                "family": name,
+                f"ndcg@{k}": num(doc.get("ndcg"), ".4f"),
+                "fit s": num(doc.get("fit_seconds"), ".2f"),
+                "kWh": num(c.get("energy_kwh"), ".3g"),
+                "kg CO2e": num(c.get("emissions_kg"), ".3g"),
+                "tagged": num(doc["tags"]["share_tagged"], ".3f"),
+                "exact tags": num(doc["tags"]["share_exact"], ".3f"),
+                "erasure": doc["erasure"],
+                "inputs": ", ".join(doc["inputs"]),
+            }
+        )
+    return rows
+
+
+def _check_families_allowed(names: list[str], loaded: Any, dataset: Any) -> None:
+    """Refuse, before any fit, a family whose inputs the pack's minimisation allow-list does not cover."""
+    from governance.family_inputs import check_family_inputs
+    from recommender.family import get_family
+
+    attributes = [] if dataset.users is None else [str(c) for c in dataset.users.columns]
+    for name in names:
+        check_family_inputs(get_family(name), loaded, user_attributes=attributes)
 
 
 def _ablate(dataset: Any, config: Any, threshold: float, k: int, tune: bool, trials: int, seed: int, loaded: Any, bootstrap: int, erased: Any, json_output: bool) -> None:
@@ -396,12 +464,18 @@ def train_command(
     if engine != "inprocess" and fair_reweight is not None:
         with user_errors():
             raise ConfigError("--fair-reweight: only the inprocess engine (implicit ALS) trains with fairness reweighting")
+    if engine != "inprocess" and pack:
+        from governance.cli._common import load_or_fail
+
+        if load_or_fail(pack, json_output=json_output).pack.training_reweighting() is not None:
+            with user_errors():
+                raise ConfigError("--engine: the pack's training.fairness re-weights training, which only the inprocess engine (implicit ALS) does")
     if engine != "inprocess":
         _train_on_spark(data, data_format, mapping, items, items_map, pack, params={k: v for k, v in {"factors": factors, "regularization": regularization, "alpha": alpha, "iterations": iterations}.items() if v is not None}, threshold=threshold, as_of=as_of, database_url=database_url, engine=engine, spark_master=spark_master, json_output=json_output)
         return
     from audits import open_store
     from audits.settings import get_settings
-    from governance.training import train_and_record
+    from governance.training import train_and_record, with_pack_training
 
     params = {k: v for k, v in {"factors": factors, "regularization": regularization, "alpha": alpha, "iterations": iterations}.items() if v is not None}
     loaded = None
@@ -415,6 +489,8 @@ def train_command(
         from governance.cli._common import load_or_fail
 
         loaded = load_or_fail(pack, json_output=json_output)
+        with user_errors():  # before the consent-less pack is dropped below: its training section applies
+            params = with_pack_training(params, loaded, where="--fair-reweight")
         if fair_reweight is not None:
             with user_errors():  # before the consent-less pack is dropped below: the attribute check needs it
                 check_attribute_allowed(parse_fair_reweighting(params["fairness_reweighting"]), loaded.pack)

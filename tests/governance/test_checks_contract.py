@@ -39,6 +39,9 @@ EXAMPLE_PARAMS: dict[str, dict] = {
     "calibration": {"max_kl": 1.0},
     "off_policy_non_inferiority": {},
     "off_policy_exposure": {"group": "small", "max_drop": 0.05},
+    "ann_recall": {},
+    "temporal_leakage": {},
+    "label_construction": {},
 }
 
 CHECKS = registered_checks()

@@ -1,0 +1,214 @@
+"""What the collaborative families share: block scoring, history tags, explain's fallback, npz state.
+
+Not a family (the leading underscore keeps discovery from importing it as one).
+
+* :func:`score_blocks` ranks users a block at a time (one dense ``block x
+  n_items`` score matrix within :func:`recommender.scoring.block_rows`'s
+  budget), seen items masked by index arithmetic: no Python loop per user.
+* :func:`history_tags` turns an exact decomposition of each list item's score
+  over the user's history items into ``because_you_interacted`` tags.
+* :class:`StateModel` gives a family ``save``/``load`` without pickle and a
+  content-addressed ``version_id_`` from two methods: :meth:`StateModel._state`
+  (JSON meta and arrays) and :meth:`StateModel._restore`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import scipy.sparse as sp
+
+from recommender.data import InteractionMatrix
+from recommender.errors import ConfigError, DataError
+from recommender.family import (
+    GovernedModel,
+    ModelTag,
+    content_version_id,
+    fallback_tag,
+    load_state,
+    save_state,
+    train_arrays,
+    train_from_arrays,
+)
+from recommender.scoring import block_rows, mask_seen, top_k_rows
+
+__all__ = ["StateModel", "score_blocks", "history_tags", "explain_lists", "check_int", "check_number", "check_choice"]
+
+
+def check_int(family: str, name: str, value: Any, low: int) -> None:
+    """A ``ConfigError`` in scikit-learn's words unless ``value`` is an int >= ``low``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ConfigError(f"The {name!r} parameter of {family} must be an int in the range [{low}, inf). Got {value!r} instead.")
+
+
+def check_number(family: str, name: str, value: Any, low: float, *, inclusive: bool = True) -> None:
+    """A ``ConfigError`` unless ``value`` is a finite real number >= ``low`` (> with ``inclusive=False``)."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and np.isfinite(value)
+    ok = ok and (value >= low if inclusive else value > low)
+    if not ok:
+        bracket = "[" if inclusive else "("
+        raise ConfigError(f"The {name!r} parameter of {family} must be a float in the range {bracket}{low}, inf). Got {value!r} instead.")
+
+
+def check_choice(family: str, name: str, value: Any, choices: Sequence[str]) -> None:
+    """A ``ConfigError`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ConfigError(f"The {name!r} parameter of {family} must be one of {sorted(choices)}. Got {value!r} instead.")
+
+
+def score_blocks(
+    score: Callable[[np.ndarray], np.ndarray],
+    users: np.ndarray,
+    k: int,
+    *,
+    n_items: int,
+    seen: sp.csr_matrix | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` ``(indices, scores)`` of ``users``: ``score(rows)`` gives a dense ``(len(rows), n_items)`` block.
+
+    Blocks hold at most :func:`block_rows` users; with ``seen`` the stored items of each user's row are masked.
+    """
+    users = np.asarray(users, dtype=np.int64)
+    idx = np.full((len(users), k), -1, dtype=np.int64)
+    val = np.full((len(users), k), np.nan, dtype=np.float32)
+    step = max(1, block_rows(2 * n_items))
+    for start in range(0, len(users), step):
+        rows = users[start : start + step]
+        block = np.array(score(rows), dtype=np.float64, copy=True, order="C")
+        if seen is not None:
+            mask_seen(block, seen, rows)
+        idx[start : start + len(rows)], val[start : start + len(rows)] = top_k_rows(block, k)
+    return idx, val
+
+
+def history_tags(
+    contributions: np.ndarray, history: np.ndarray, item_ids: np.ndarray, *, n: int = 3, exact: bool = True
+) -> list[ModelTag]:
+    """One tag per list item from ``contributions`` ``(L, |H|)``: the term each history item adds to the score.
+
+    The tag names the (up to ``n``) history items adding most, with their terms and their share of the
+    score; an item no history item raises gets ``no_history_signal`` (it fills the list at its score).
+    """
+    tags: list[ModelTag] = []
+    contributions = np.asarray(contributions, dtype=np.float64).reshape(-1, len(history))
+    totals = contributions.sum(axis=1)
+    order = np.argsort(-contributions, axis=1, kind="stable")[:, :n]
+    for row in range(contributions.shape[0]):
+        best = [j for j in order[row] if contributions[row, j] > 0]
+        total = float(totals[row])
+        if not best:
+            tags.append(
+                ModelTag(
+                    "no_history_signal",
+                    "Nothing in your history raises its score; it fills the list",
+                    (),
+                    exact,
+                    {"score": round(total, 6)},
+                )
+            )
+            continue
+        names = tuple(str(item_ids[history[j]]) for j in best)
+        terms = [float(contributions[row, j]) for j in best]
+        positive = float(contributions[row][contributions[row] > 0].sum())
+        tags.append(
+            ModelTag(
+                "because_you_interacted",
+                f"Because you interacted with {', '.join(names)}",
+                names,
+                exact,
+                {
+                    "score": round(total, 6),
+                    "contributions": [round(t, 6) for t in terms],
+                    "share_of_positive": round(sum(terms) / positive, 6) if positive > 0 else None,
+                },
+            )
+        )
+    return tags
+
+
+def explain_lists(
+    model: GovernedModel,
+    user_id: str,
+    item_ids: Sequence[str],
+    known: Callable[[int, np.ndarray], list[list[ModelTag]]],
+) -> list[list[ModelTag]]:
+    """Shared front of ``explain``: checks, the cold-start tag, then ``known(row, item_indices)``.
+
+    An item id the model does not hold is a :class:`ConfigError` (a list can only hold the model's items).
+    """
+    model.check_fitted("explain")
+    train = model.train_
+    items = train.item_index(np.asarray(list(item_ids), dtype=object)) if len(item_ids) else np.empty(0, dtype=np.int64)
+    missing = int((items < 0).sum())
+    if missing:
+        raise ConfigError(f"explain: {missing} of {len(items)} item(s) are not in the model's catalogue")
+    row = int(train.user_index(np.asarray([user_id], dtype=object))[0])
+    if row < 0:
+        return [[fallback_tag(model.popularity_[i])] for i in items]
+    return known(row, np.asarray(items, dtype=np.int64))
+
+
+class StateModel(GovernedModel):
+    """A family whose fitted state is JSON meta plus arrays: ``save``/``load`` without pickle, ``version_id_``.
+
+    Subclasses set ``FORMAT`` and implement :meth:`_state` and :meth:`_restore`; :meth:`_seal` (called at
+    the end of a fit and after ``forget``) sets ``version_id_`` from exactly what :meth:`save` writes.
+    """
+
+    FORMAT: ClassVar[str] = "recgov.family.v1"
+
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """JSON-ready meta (besides the parameters) and the learned arrays (besides the training matrix)."""
+        return {}, {}
+
+    def _restore(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Set the learned attributes from what :meth:`_state` gave (``train_`` is already set)."""
+
+    def _full_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        meta, arrays = self._state()
+        return {"family": self.family, "params": self.get_params(), **meta}, {**arrays, **train_arrays(self.train_)}
+
+    def fit(self, train: InteractionMatrix, *, show_progress: bool = False) -> Self:
+        """Learn from ``train``, return ``self`` and set ``version_id_`` from the fitted content."""
+        super().fit(train, show_progress=show_progress)
+        self._seal()
+        return self
+
+    def _seal(self) -> None:
+        meta, arrays = self._full_state()
+        self.version_id_ = content_version_id(self.family, meta, arrays)
+
+    def save(self, path: str | Path) -> str:
+        """Write the fitted model to ``path`` (``.npz``, JSON meta, no pickle) and return the file's SHA-256."""
+        self.check_fitted("save")
+        meta, arrays = self._full_state()
+        return save_state(path, format=self.FORMAT, meta={**meta, "version_id": self.version_id_}, arrays=arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Read a model :meth:`save` wrote; it recommends and explains exactly as the saved one."""
+        meta, arrays = load_state(path, format=cls.FORMAT)
+        try:
+            model = cls(**meta["params"])
+            train = train_from_arrays(arrays)
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataError(f"{path}: a {cls.FORMAT} file without its parameters or training matrix ({err})") from err
+        model.train_ = train
+        model.popularity_ = _popularity(train)
+        model._restore(meta, arrays)
+        model._seal()
+        if model.version_id_ != meta.get("version_id"):
+            raise DataError(f"{path}: the content does not match its version id (the file was altered or is damaged)")
+        return model
+
+
+def _popularity(train: InteractionMatrix) -> np.ndarray:
+    return np.asarray((train.matrix > 0).sum(axis=0)).ravel().astype(np.float64)
+
+
+def popularity_of(train: InteractionMatrix) -> np.ndarray:
+    """Users per item (the cold-start ranking), as :meth:`Recommender.fit` computes it."""
+    return _popularity(train)

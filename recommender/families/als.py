@@ -1,0 +1,105 @@
+"""ALS (:class:`recommender.als.ALSRecommender`, ``implicit``) as a model family.
+
+Tags are the exact ALS decomposition of a score over the user's history (Hu,
+Koren and Volinsky 2008, section 5; :func:`recommender.als_explain.explain_als_list`):
+``s_ui = sum_j (y_i^T W_u y_j) c_uj``. It decomposes the score of the user's
+exact least-squares factor; ``implicit``'s served score comes from the
+conjugate-gradient factor of ``fit``, a close approximation of it, so each tag
+carries both (``score`` and ``served_score``).
+
+Erasure is approximate: :func:`recommender.unlearning.forget_users` removes the
+subjects' rows and factors and re-solves the items they touched, and the
+residual is measured against a model retrained without them
+(:func:`recommender.unlearning.residual_influence`, relative Frobenius
+distance of the score matrices; 0 would be the retrain). Measuring costs one
+retrain; ``measure_residual=False`` skips it and reports no residual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import numpy as np
+
+from recommender.als import ALSRecommender
+from recommender.als_explain import explain_als_list, regularized_gram
+from recommender.families._shared import explain_lists
+from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel, ModelTag, register_family
+
+__all__ = ["ALSModel"]
+
+
+class ALSModel(ALSRecommender, GovernedModel):
+    """:class:`~recommender.als.ALSRecommender` with the family declarations (same parameters, save format and
+    ``version_id_``)."""
+
+    family: ClassVar[str] = "als"
+    inputs: ClassVar[frozenset[str]] = frozenset({"interactions"})
+    erasure: ClassVar[ErasureKind] = ErasureKind.approximate
+
+    def explain(self, user_id: str, item_ids: Sequence[str]) -> list[list[ModelTag]]:
+        """``because_you_interacted``: the top three terms of the exact ALS decomposition of each score."""
+
+        def known(row: int, items: np.ndarray) -> list[list[ModelTag]]:
+            hist = self.train_.matrix[row]
+            y = np.asarray(self.item_factors_)
+            cached = getattr(self, "_explain_gram", None)
+            if cached is None or cached[0] is not self.item_factors_:
+                # Y^T Y + lambda I depends on the model only: once per fitted (or unlearned) model, not per list
+                cached = (self.item_factors_, regularized_gram(y.T.astype(np.float64) @ y.astype(np.float64), float(self.regularization)))
+                self._explain_gram = cached
+            gram = cached[1]
+            ex = explain_als_list(y, float(self.regularization), float(self.alpha), hist.indices, hist.data, items, n=3, gram=gram)
+            served = y[items].astype(np.float64) @ np.asarray(self.user_factors_[row], dtype=np.float64)
+            out = []
+            for j in range(len(items)):
+                mask = ex.contributors[j] >= 0
+                positive = mask & (ex.weights[j] > 0)
+                names = tuple(str(self.train_.item_ids[c]) for c in ex.contributors[j][positive])
+                evidence = {
+                    "score": round(float(ex.scores[j]), 6),
+                    "served_score": round(float(served[j]), 6),
+                    "contributions": [round(float(w), 6) for w in ex.weights[j][positive]],
+                }
+                if names:
+                    out.append([ModelTag("because_you_interacted", f"Because you interacted with {', '.join(names)}", names, True, evidence)])
+                else:
+                    out.append([ModelTag("no_history_signal", "Nothing in your history raises its score; it fills the list", (), True, evidence)])
+            return out
+
+        return explain_lists(self, user_id, item_ids, known)
+
+    def forget(self, user_ids: Sequence[str], *, measure_residual: bool = True) -> ForgetOutcome:
+        """Approximate: :func:`~recommender.unlearning.forget_users`, then the residual against a retrain."""
+        from recommender.unlearning import forget_users, residual_influence
+
+        self.check_fitted("forget")
+        requested = [user_ids] if isinstance(user_ids, str) else list(user_ids)
+        rows = np.unique(self.train_.user_index(np.asarray(requested, dtype=object)))
+        ids = tuple(str(u) for u in self.train_.user_ids[rows[rows >= 0]])
+        result = forget_users(self, requested)
+        residual = None
+        detail = result.as_dict()
+        if measure_residual:
+            retrained = ALSModel(**{**self.get_params(), "num_threads": self.num_threads}).fit(result.model.train_)
+            report = residual_influence(result.model, retrained, original=self)
+            residual = float(report["unlearned_vs_retrained"]["relative_frobenius"])
+            detail["residual_share"] = report.get("residual_share")
+            detail["residual_measure"] = "relative Frobenius distance of the score matrices to a retrain without the subjects"
+        self.__dict__.update(result.model.__dict__)
+        return ForgetOutcome(ErasureKind.approximate, ids, residual, False, detail)
+
+
+register_family(
+    Family(
+        name="als",
+        build=ALSModel,
+        description="Implicit-feedback ALS (implicit): exact ALS score decomposition tags; approximate erasure (unlearning) with a measured residual",
+        inputs=ALSModel.inputs,
+        erasure=ALSModel.erasure,
+        default_params={"factors": 64, "regularization": 0.05, "alpha": 2.0, "iterations": 15},
+        small_params={"factors": 8, "iterations": 8, "regularization": 0.01, "num_threads": 1},
+        broken_params={"factors": 0},
+    )
+)
