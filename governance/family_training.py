@@ -39,12 +39,13 @@ from governance.facts import CarbonFacts
 from governance.suppressed import ERASURES_SEEN, drop_erased_events
 from recommender.data import Dataset, InteractionMatrix
 from recommender.errors import ConfigError
-from recommender.family import Family, GovernedModel, get_family
+from recommender.family import Family, GovernedModel, families, get_family
 from recommender.feedback import FeedbackConfig, to_implicit
 
 __all__ = [
     "FAMILY_RUN_KEY",
     "FamilyTraining",
+    "family_for_kind",
     "family_model_class",
     "family_of_run",
     "parse_params",
@@ -84,6 +85,13 @@ def family_model_class(family: Family) -> type[GovernedModel]:
     if isinstance(build, type):
         return build
     return type(build(**family.default_params))
+
+
+def family_for_kind(kind: str | None) -> Family | None:
+    """The registered family a recorded model ``kind`` names, other than ALS (whose path is its own); else None."""
+    if not kind or kind == "als":
+        return None
+    return families().get(kind)
 
 
 def family_of_run(params: Any) -> str | None:

@@ -466,7 +466,7 @@ def train_command(
     if family != "als" or param:
         from governance.cli.family_train import train_family
 
-        train_family(data, data_format, mapping, items, items_map, family=family, param=param, als_options=(factors, regularization, alpha, iterations, fair_reweight), engine=engine, threshold=threshold, seed=seed, country=country, carbon=carbon, pack=pack, as_of=as_of, database_url=database_url, json_output=json_output)
+        train_family(data, data_format, mapping, items, items_map, family=family, param=param, als_options=(factors, regularization, alpha, iterations, fair_reweight), engine=engine, threshold=threshold, seed=seed, country=country, carbon=carbon, pack=pack, as_of=as_of, database_url=database_url, json_output=json_output, load=load_dataset, read_as_of=parse_as_of)
         return
     if engine != "inprocess" and fair_reweight is not None:
         with user_errors():

@@ -6,6 +6,7 @@ family (:func:`governance.family_training.train_family_and_record`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from governance.cli._common import console, emit_json, load_or_fail, progress_enabled, user_errors
@@ -36,11 +37,14 @@ def train_family(
     as_of: str | None,
     database_url: str | None,
     json_output: bool,
+    load: Callable[..., Any],
+    read_as_of: Callable[[str | None], Any],
 ) -> None:
-    """Check the flags, train ``family`` through the governed path and print what was recorded."""
+    """Check the flags, train ``family`` through the governed path and print what was recorded.
+
+    ``load`` and ``read_as_of`` are ``recgov train``'s own readers of DATA and ``--as-of``."""
     from audits import open_store
     from audits.settings import get_settings
-    from governance.cli.core import load_dataset, parse_as_of
     from governance.family_training import parse_params, train_family_and_record
     from recommender.family import get_family
 
@@ -56,10 +60,10 @@ def train_family(
         if len(country) != 3 or not country.isalpha() or not country.isupper():
             raise ConfigError(f"--country must be an ISO 3166-1 alpha-3 code such as USA or DEU. Got {country!r} instead.")
         params = parse_params(param)
-        now = parse_as_of(as_of)
+        now = read_as_of(as_of)
     loaded = load_or_fail(pack, json_output=json_output) if pack else None
     with user_errors():
-        dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output, data_format=data_format)
+        dataset = load(data, mapping, items=items, items_map=items_map, json_output=json_output, data_format=data_format)
         store = open_store(database_url)
         try:
             run = train_family_and_record(

@@ -36,7 +36,8 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from recommender.errors import ConfigError, DataError
-from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel, families
+from governance.family_training import family_for_kind
+from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel
 
 __all__ = [
     "FAMILY_FORGET_METHOD",
@@ -52,13 +53,6 @@ FAMILY_FORGET_METHOD = "family.forget"
 
 FINAL = "final"
 """Standing of a version an exact erasure made: it is the model trained without the subject."""
-
-
-def family_for_kind(kind: str | None) -> Family | None:
-    """The registered family a recorded model ``kind`` names, other than ALS (whose path is its own); else None."""
-    if not kind or kind == "als":
-        return None
-    return families().get(kind)
 
 
 def retrain_action(family: Family) -> str:

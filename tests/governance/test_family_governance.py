@@ -217,3 +217,52 @@ def test_retrain_family_erasure_opens_a_retrain_request(db_url: str) -> None:
     listed = {v["version_id"]: v for v in report["models"]["versions"]}
     assert "retrain" in listed[doc["model_version"]]["action"]
     assert subject not in _trail_dump(db_url)
+
+
+def _recommend(db_url: str, user: str, version: str, *extra: str) -> dict:
+    result = runner.invoke(app, ["recommend", user, "--model", version, "--data", DATA, "--k", "5", "--database-url", db_url, "--json", *extra])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize(("family", "params", "tag_kinds"), [
+    ("ease", ["regularization=20"], {"because_you_interacted"}),
+    ("user_knn", [], None),
+    ("bpr", ["factors=4", "iterations=2"], None),
+])
+def test_recommend_from_a_family_model_lists_its_own_tags_under_consent(db_url: str, family: str, params: list[str], tag_kinds: set[str] | None) -> None:
+    doc = _train(db_url, "--family", family, *[a for p in params for a in ("--param", p)])
+    user = "u000012"
+    assert _recommend(db_url, user, doc["model_version"], "--pack", "eu-gdpr-dsa")["mode"] == "non_profiling"  # opt-in, no record
+    _grant(db_url, [user])
+    served = _recommend(db_url, user, doc["model_version"], "--pack", "eu-gdpr-dsa")
+    assert served["mode"] == "personalized" and len(served["items"]) == 5
+    model = family_model_class(get_family(family)).load(doc["artifact"])
+    expected = model.explain(user, [i["item_id"] for i in served["items"]])
+    for item, tags in zip(served["items"], expected):
+        # the family's own tags, as its explain gives them for the served items
+        own = [t for t in item["tags"] if "exact" in t]  # a re-ranking move's tag (first, when any) says no more
+        assert own == [t.to_dict() for t in tags] and own
+        assert all("exact" in t or t["kind"] != "because_you_interacted" for t in item["tags"])  # no ALS tag
+        if tag_kinds is not None:
+            assert {t["kind"] for t in own} <= tag_kinds
+    # never an item the subject has seen
+    seen = set(model.train_.item_ids[model.train_.matrix[model.train_.user_index([user])[0]].indices].astype(str))
+    assert not seen & {i["item_id"] for i in served["items"]}
+    # erased: the non-profiling list from the version that read their data
+    store = open_store(db_url)
+    try:
+        erase_subject(store, user, pack=EU, measure_carbon=False)
+    finally:
+        store.close()
+    assert _recommend(db_url, user, doc["model_version"], "--pack", "eu-gdpr-dsa")["mode"] == "non_profiling"
+    assert user not in _trail_dump(db_url)
+
+
+def test_recommend_refuses_a_model_file_of_another_family(db_url: str) -> None:
+    ease = _train(db_url, "--family", "ease", "--param", "regularization=20")
+    bpr = _train(db_url, "--family", "bpr", "--param", "factors=4", "--param", "iterations=2")
+    Path(ease["artifact"]).write_bytes(Path(bpr["artifact"]).read_bytes())
+    result = runner.invoke(app, ["recommend", "u000012", "--model", ease["model_version"], "--database-url", db_url])
+    assert result.exit_code == 2, result.output
+    assert "recorded as model family ease" in result.stderr and "recgov.family.bpr.v1" in result.stderr
