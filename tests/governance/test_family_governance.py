@@ -266,3 +266,54 @@ def test_recommend_refuses_a_model_file_of_another_family(db_url: str) -> None:
     result = runner.invoke(app, ["recommend", "u000012", "--model", ease["model_version"], "--database-url", db_url])
     assert result.exit_code == 2, result.output
     assert "recorded as model family ease" in result.stderr and "recgov.family.bpr.v1" in result.stderr
+
+
+def test_approximate_family_erasure_records_its_residual_and_owes_a_retrain(db_url: str) -> None:
+    from recommender.families.ease import EASEModel
+    from recommender.family import _FAMILIES, ErasureKind, Family, ForgetOutcome
+
+    class ApproximateEASE(EASEModel):
+        """EASE whose forget is declared approximate, with a residual (the registry holds no such family yet)."""
+
+        family = "ease_approximate"
+        erasure = ErasureKind.approximate
+        FORMAT = "recgov.family.ease_approximate.v1"
+
+        def forget(self, user_ids):  # type: ignore[no-untyped-def]
+            exact = super().forget(user_ids)
+            return ForgetOutcome(ErasureKind.approximate, exact.removed, 0.125, False, {"method": "test"})
+
+    family = Family(name="ease_approximate", build=ApproximateEASE, description="test", inputs=frozenset({"interactions"}), erasure=ErasureKind.approximate)
+    _FAMILIES[family.name] = family
+    try:
+        doc = _train(db_url, "--family", "ease_approximate", "--param", "regularization=20")
+        subject = "u000017"
+        store = open_store(db_url)
+        try:
+            report = erase_subject(store, subject, pack=EU, measure_carbon=False)
+            with store.session() as session:
+                from governance.suppressed import PROVISIONAL, model_standing
+
+                step = next(s for s in report["unlearning"] if s.get("family") == "ease_approximate")
+                standing = model_standing(session, step["version"])
+                run = session.get(TrainingRun, session.get(ModelVersion, step["version"]).training_run_id)
+        finally:
+            store.close()
+    finally:
+        del _FAMILIES[family.name]
+    assert step["status"] == "unlearned" and step["residual"] == 0.125 and step["standing"]["standing"] == "provisional"
+    assert run.params["unlearning"]["residual"] == 0.125 and run.params["unlearning"]["kind"] == "approximate"
+    assert step["version"] in report["retrain"]["request"]["models"]  # the retrain is owed
+    assert standing.standing == PROVISIONAL and standing.retrain_request == report["retrain"]["request"]["id"]
+    assert subject not in set(ApproximateEASE.load(step["artifact"]).subjects().astype(str))
+    assert subject not in _trail_dump(db_url)
+    assert doc["model_version"] != step["version"]
+
+
+def test_erase_refuses_a_named_model_file_of_another_family(db_url: str) -> None:
+    doc = _train(db_url, "--family", "ease", "--param", "regularization=20")
+    before = _state(db_url)
+    result = runner.invoke(app, ["subject", "erase", "u000017", "--pack", "eu-gdpr-dsa", "--model", doc["artifact"], "--database-url", db_url])
+    assert result.exit_code == 2, result.output
+    assert doc["artifact"] in result.stderr and "recgov.family.ease.v1" in result.stderr
+    assert _state(db_url) == before
