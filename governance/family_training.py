@@ -40,7 +40,7 @@ from governance.suppressed import ERASURES_SEEN, drop_erased_events
 from recommender.data import Dataset, InteractionMatrix
 from recommender.errors import ConfigError
 from recommender.family import Family, GovernedModel, families, get_family
-from recommender.feedback import FeedbackConfig, to_implicit
+from recommender.feedback import MODEL_INPUT_COLUMNS, FeedbackConfig, to_implicit
 
 __all__ = [
     "FAMILY_RUN_KEY",
@@ -53,7 +53,11 @@ __all__ = [
 ]
 
 FAMILY_RUN_KEY = "family"
-"""The training-run parameter naming the family (with ``family_params``, ``erasure`` and ``model_inputs``)."""
+"""The training-run parameter naming the family (with ``family_params``, ``erasure``, ``family_inputs`` (its declared
+inputs) and ``model_inputs`` (the event fields the fit read, as an ALS run records them))."""
+
+FED_INPUTS = frozenset({"interactions"})
+"""The family inputs this path gives a fit: the interaction matrix of the events the pack allows."""
 
 NO_EVENTS = "no event may be used for training {why}: {excluded}"
 
@@ -123,7 +127,8 @@ class FamilyTraining:
         return {
             "family": self.family.name,
             "erasure": self.family.erasure.value,
-            "model_inputs": sorted(self.family.inputs),
+            "family_inputs": sorted(self.family.inputs),
+            "model_inputs": list(MODEL_INPUT_COLUMNS),
             "model_version": self.model_version,
             "params": self.model.get_params(),
             "matrix": {"users": self.matrix.n_users, "items": self.matrix.n_items, "interactions": self.matrix.nnz},
@@ -206,6 +211,12 @@ def train_family_and_record(
 
         attributes = [] if dataset.users is None else [str(c) for c in dataset.users.columns if c != "user_id"]
         check_family_inputs(family, pack, user_attributes=attributes)
+    beyond = sorted(set(family.inputs) - FED_INPUTS)
+    if beyond:  # after the pack's verdict: a family the pack refuses hears that first
+        raise ConfigError(
+            f"model family {family.name!r} reads {', '.join(beyond)}; recgov train feeds a family the interactions "
+            "only, so it is not fitted here (it would learn without what it declares)"
+        )
     chosen = {**family.default_params, **(params or {})}
     if "random_state" in (family.parameter_names() or []) and "random_state" not in (params or {}):
         chosen["random_state"] = random_state
@@ -244,7 +255,8 @@ def train_family_and_record(
                     FAMILY_RUN_KEY: family.name,
                     "family_params": model.get_params(),
                     "erasure": family.erasure.value,
-                    "model_inputs": sorted(family.inputs),
+                    "family_inputs": sorted(family.inputs),
+                    "model_inputs": list(MODEL_INPUT_COLUMNS),  # the event fields the fit read, as for ALS
                     "feedback": feedback.model_dump(),
                     "privacy_filter": exclusions,
                     ERASURES_SEEN: exclusions.get(ERASURES_SEEN),

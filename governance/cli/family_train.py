@@ -79,7 +79,7 @@ def train_family(
         return
     m = doc["matrix"]
     console.print(f"{doc['family']} model [bold]{doc['model_version']}[/] trained on {m['users']:,} users x {m['items']:,} items ({m['interactions']:,} interactions) in {doc['seconds']:.1f} s", highlight=False)
-    console.print(f"params {doc['params']}; inputs {', '.join(doc['model_inputs'])}; erasure {doc['erasure']}", highlight=False)
+    console.print(f"params {doc['params']}; inputs {', '.join(doc['family_inputs'])} (event fields read: {', '.join(doc['model_inputs'])}); erasure {doc['erasure']}", highlight=False)
     console.print(f"artifact {doc['artifact']} (sha256 {doc['artifact_hash'][:16]}...)", highlight=False)
     if doc["carbon"]:
         c = doc["carbon"]

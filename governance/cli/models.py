@@ -79,7 +79,7 @@ def recorded_models(database_url: str | None, version: str | None = None) -> lis
                         "family": params.get("family") or model.kind,
                         "kind": model.kind,
                         "erasure": params.get("erasure") or (family.erasure.value if family else None),
-                        "inputs": params.get("model_inputs") if "family" in params else (sorted(family.inputs) if family else None),
+                        "inputs": params.get("family_inputs") if "family" in params else (sorted(family.inputs) if family else None),
                         "params": params.get("family_params") if "family" in params else {k: params[k] for k in ("factors", "regularization", "alpha", "iterations") if k in params},
                         "training_run": model.training_run_id,
                         "derived_from": unlearning.get("from"),

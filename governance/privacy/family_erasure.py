@@ -36,6 +36,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from recommender.errors import ConfigError, DataError
+from recommender.feedback import MODEL_INPUT_COLUMNS
 from governance.family_training import family_for_kind
 from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel
 
@@ -269,7 +270,8 @@ def record_forgotten_models(
                 FAMILY_RUN_KEY: f.family.name,
                 "family_params": f.model.get_params(),
                 "erasure": f.family.erasure.value,
-                "model_inputs": sorted(f.family.inputs),
+                "family_inputs": sorted(f.family.inputs),
+                "model_inputs": list(MODEL_INPUT_COLUMNS),
                 "unlearning": {
                     "method": FAMILY_FORGET_METHOD,
                     "kind": f.outcome.kind.value,

@@ -64,7 +64,7 @@ def test_train_a_family_under_the_pack_filter_with_its_lineage(db_url: str, recg
     users = [f"u{i:06d}" for i in range(0, 120, 2)]  # half the subjects consent under the opt-in pack
     _grant(db_url, users)
     doc = _train(db_url, "--family", "ease", "--param", "regularization=20", "--pack", "eu-gdpr-dsa", "--as-of", "2024-07-01")
-    assert doc["family"] == "ease" and doc["erasure"] == "exact" and doc["model_inputs"] == ["interactions"]
+    assert doc["family"] == "ease" and doc["erasure"] == "exact" and doc["family_inputs"] == ["interactions"]
     assert doc["params"] == {"regularization": 20}
     # only consenting subjects were trained on: the saved model's subjects are a subset of them
     artifact = Path(doc["artifact"])
@@ -84,7 +84,8 @@ def test_train_a_family_under_the_pack_filter_with_its_lineage(db_url: str, recg
     finally:
         store.close()
     assert row.kind == "ease" and row.artifact_location == str(artifact)
-    assert run.params["family"] == "ease" and run.params["erasure"] == "exact" and run.params["model_inputs"] == ["interactions"]
+    assert run.params["family"] == "ease" and run.params["erasure"] == "exact" and run.params["family_inputs"] == ["interactions"]
+    assert run.params["model_inputs"] == ["user_id", "item_id", "event_type", "value"]  # the fields the fit read, as for ALS
     assert run.params["family_params"] == {"regularization": 20}
     actions = [e.action for e in events]
     assert "privacy.training_filtered" in actions and actions[-1] == "model.recorded"
@@ -316,4 +317,18 @@ def test_erase_refuses_a_named_model_file_of_another_family(db_url: str) -> None
     result = runner.invoke(app, ["subject", "erase", "u000017", "--pack", "eu-gdpr-dsa", "--model", doc["artifact"], "--database-url", db_url])
     assert result.exit_code == 2, result.output
     assert doc["artifact"] in result.stderr and "recgov.family.ease.v1" in result.stderr
+    assert _state(db_url) == before
+
+
+def test_a_family_reading_more_than_interactions_is_not_fitted_without_it(db_url: str) -> None:
+    from recommender.family import _FAMILIES, ErasureKind, Family
+
+    reader = Family(name="ease_with_price", build=get_family("ease").build, description="reads prices", inputs=frozenset({"interactions", "item_price"}), erasure=ErasureKind.exact)
+    _FAMILIES[reader.name] = reader
+    try:
+        before = _state(db_url)
+        result = runner.invoke(app, ["train", DATA, "--no-carbon", "--database-url", db_url, "--family", "ease_with_price"])
+    finally:
+        del _FAMILIES[reader.name]
+    assert result.exit_code == 2 and "reads item_price" in result.stderr
     assert _state(db_url) == before
