@@ -23,6 +23,18 @@ the amortised arm at its smallest pooled gap among the settings whose NDCG@10
 plain list (the model's top-``k`` cut of the same candidates plus the model
 scoring of one user: what a served list costs without re-ranking).
 
+Matched NDCG, interpolated (``matched``): each arm's settings give points
+(NDCG@10, pooled gap); the plain lists are a point of both (no re-ranking is a
+setting of either). Each arm's *frontier* is its points no other point beats on
+both; between two neighbouring frontier points the gap is interpolated linearly
+in NDCG (what mixing the two settings over the requests would give, to first
+order). At each NDCG@10 level (the plain lists' minus 0.25 to 3 points) the
+bench reports both arms' gap there, interpolated and measured (the smallest
+gap of a setting at or above that NDCG), and their ratio. The per-list side
+is the stronger of two per-list re-rankers at each level: ``amortised_exposure``
+with ``memory: per_list`` and ``exposure_targets`` (each list's attention shares
+held within a tolerance, swept from 0.02 to 0.3).
+
 Run:  python bench/bench_amortised.py [--users 100] [--requests 1000]
 Prints JSON.
 """
@@ -42,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from governance.rerank import AmortisedExposureReranker, Candidates  # noqa: E402
+from governance.rerank import AmortisedExposureReranker, Candidates, ExposureTargetsReranker  # noqa: E402
 from recommender import metrics as M  # noqa: E402
 from recommender.als import ALSRecommender  # noqa: E402
 from recommender.fairness import attention_weights  # noqa: E402
@@ -73,6 +85,64 @@ def match(grid: dict[str, list[dict[str, Any]]], plain_ndcg: float, max_loss: fl
     }
 NDCG_SLACK = 0.005
 """Equal NDCG: the amortised arm's NDCG@10 may be at most this (0.5 points) below the per-list arm's."""
+TOLERANCES = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
+"""The per-list window re-ranker's (``exposure_targets``) tolerances."""
+LEVELS = (0.0025, 0.005, 0.01, 0.015, 0.02, 0.03)
+"""The NDCG@10 levels of the interpolated match: the plain lists' NDCG minus these (0.25 to 3 points)."""
+
+
+def frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The ``(ndcg, gap)`` points no other point beats on both (higher NDCG and lower gap), by NDCG descending.
+
+    >>> frontier([(0.30, 0.3), (0.29, 0.2), (0.28, 0.25), (0.27, 0.1)])
+    [(0.3, 0.3), (0.29, 0.2), (0.27, 0.1)]
+    """
+    out: list[tuple[float, float]] = []
+    for ndcg, gap in sorted(points, key=lambda p: (-p[0], p[1])):
+        if not out or gap < out[-1][1]:
+            out.append((ndcg, gap))
+    return out
+
+
+def gap_at(points: list[tuple[float, float]], level: float, interpolate: bool = True) -> float | None:
+    """The smallest pooled gap at NDCG@10 ``level`` or above: measured (the best point at or above it) or
+    interpolated linearly in NDCG between the two frontier points around it. None when no point reaches it.
+
+    >>> pts = [(0.30, 0.3), (0.28, 0.1)]
+    >>> round(gap_at(pts, 0.29), 6), gap_at(pts, 0.29, interpolate=False), gap_at(pts, 0.27), gap_at(pts, 0.31)
+    (0.2, 0.3, 0.1, None)
+    """
+    front = frontier(points)
+    above = [p for p in front if p[0] >= level]
+    if not above:
+        return None
+    best = above[-1]  # the lowest-NDCG frontier point still at or above the level: its smallest gap there
+    if not interpolate or best[0] == level or len(above) == len(front):
+        return best[1]
+    below = front[len(above)]
+    t = (best[0] - level) / (best[0] - below[0])
+    return best[1] + t * (below[1] - best[1])
+
+
+def matched(grid: dict[str, list[dict[str, Any]]], plain: dict[str, Any], levels: tuple[float, ...] = LEVELS) -> list[dict[str, Any]]:
+    """Per NDCG level, each arm's pooled gap there (interpolated and measured) and the ratio amortised / per-list."""
+    plain_point = (plain["ndcg"], plain["pooled_gap"])
+    arms = {
+        "amortised": [plain_point] + [(a["ndcg"], a["pooled_gap"]) for a in grid["amortised"]],
+        "per_list": [plain_point] + [(a["ndcg"], a["pooled_gap"]) for m in ("per_list", "per_list_window") for a in grid.get(m, [])],
+        "per_list_debt": [plain_point] + [(a["ndcg"], a["pooled_gap"]) for a in grid["per_list"]],
+        "per_list_window": [plain_point] + [(a["ndcg"], a["pooled_gap"]) for a in grid.get("per_list_window", [])],
+    }
+    out = []
+    for loss in levels:
+        level = plain["ndcg"] - loss
+        row: dict[str, Any] = {"ndcg_loss_points": 100 * loss, "ndcg": level}
+        for how, interpolate in (("interpolated", True), ("measured", False)):
+            gaps = {arm: gap_at(points, level, interpolate) for arm, points in arms.items()}
+            ratio = gaps["amortised"] / gaps["per_list"] if gaps["amortised"] is not None and gaps["per_list"] else None
+            row[how] = {**gaps, "ratio": ratio}
+        out.append(row)
+    return out
 
 
 def pooled_gap(items: np.ndarray, group: np.ndarray, targets: np.ndarray) -> tuple[float, list[float]]:
@@ -126,9 +196,23 @@ def run_arm(
             "seconds_per_list": seconds / requests, "ledger": step.ledger.counts()}  # fmt: skip
 
 
+def run_window(world: dict[str, Any], tolerance: float, requests: int, k: int, targets: np.ndarray) -> dict[str, Any]:
+    """The per-list window step (``exposure_targets``) over the same requests (it keeps no state: one batch)."""
+    order = np.arange(requests) % len(world["rows"])
+    step = ExposureTargetsReranker(targets=dict(enumerate(targets.tolist())), tolerance=tolerance)
+    start = time.perf_counter()
+    cands = Candidates(items=world["items"][order], scores=world["scores"][order].astype(np.float32), item_group=world["group"])
+    lists = step(cands, k).items
+    seconds = time.perf_counter() - start
+    gap, shares = pooled_gap(lists, world["group"], targets)
+    ndcg = float(np.nanmean(M.ndcg_at_k(lists, world["relevant"][order], k)))
+    return {"memory": "per_list_window", "tolerance": tolerance, "pooled_gap": gap, "shares": shares, "ndcg": ndcg,
+            "seconds_per_list": seconds / requests}  # fmt: skip
+
+
 def compare(
     world: dict[str, Any], *, requests: int, k: int, weights: tuple[float, ...] = WEIGHTS, budgets: tuple[float, ...] = BUDGETS,
-    max_ndcg_loss: tuple[float, ...] = MAX_NDCG_LOSS, one_by_one: bool = True,
+    max_ndcg_loss: tuple[float, ...] = MAX_NDCG_LOSS, one_by_one: bool = True, tolerances: tuple[float, ...] = TOLERANCES,
 ) -> dict[str, Any]:
     """Both arms over the budget grid, matched at equal NDCG (see the module docstring)."""
     targets = np.full(len(GROUPS), 1.0 / len(GROUPS))
@@ -137,11 +221,13 @@ def compare(
     plain_gap, plain_shares = pooled_gap(plain_lists, world["group"], targets)
     plain = {"pooled_gap": plain_gap, "shares": plain_shares, "ndcg": float(np.nanmean(M.ndcg_at_k(plain_lists, world["relevant"][order], k)))}
     grid = {m: [run_arm(world, m, b, w, requests, k, targets, one_by_one) for w in weights for b in budgets] for m in ("per_list", "amortised")}
+    grid["per_list_window"] = [run_window(world, tol, requests, k, targets) for tol in tolerances]
     matches = [match(grid, plain["ndcg"], loss) for loss in max_ndcg_loss]
     return {
         "plain": plain,
         "matches": matches,
-        "grid": {m: [{key: a[key] for key in ("weight", "ndcg_budget", "pooled_gap", "ndcg")} for a in arms] for m, arms in grid.items()},
+        "matched": matched(grid, plain),
+        "grid": {m: [{key: a[key] for key in ("weight", "ndcg_budget", "tolerance", "pooled_gap", "ndcg") if key in a} for a in arms] for m, arms in grid.items()},
     }
 
 
@@ -165,9 +251,12 @@ def main() -> None:
     ap.add_argument("--bias", type=float, default=3.0)
     ap.add_argument("--candidates", type=int, default=100)
     ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--weights", type=float, nargs="+", default=list(WEIGHTS), help="the debt weights of both arms")
+    ap.add_argument("--budgets", type=float, nargs="+", default=list(BUDGETS), help="the NDCG budgets of both arms")
+    ap.add_argument("--batch", action="store_true", help="pass each arm's requests as one batch (same lists, faster; no served-list time)")
     args = ap.parse_args()
     world = make_world(args.users, args.items, args.interactions, args.bias, args.candidates)
-    result = compare(world, requests=args.requests, k=args.k)
+    result = compare(world, requests=args.requests, k=args.k, weights=tuple(args.weights), budgets=tuple(args.budgets), one_by_one=not args.batch)
     plain_s = plain_seconds_per_list(world, args.k, args.candidates, 300)
     for found in result["matches"]:
         for arm in ("per_list", "amortised"):

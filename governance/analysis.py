@@ -12,7 +12,11 @@ Like Cedar's validator, it finds what is wrong with a pack without data:
   model's order untouched (a zero trade-off, an exposure cap of 1, no targets),
   FA*IR whose minimum-protected table is all zeros at the pack's list length
   (``quality.k``), group targets too small to earn one place in such a list
-  (the constraint reported then always holds);
+  (the constraint reported then always holds), exposure windows no list of
+  ``quality.k`` places can reach, or (with the catalog) a group with fewer items
+  than its exposure floor needs;
+* a ``training.fairness`` re-weighting by a user attribute the pack forbids or
+  does not declare (an error);
 * with a dataset's columns at hand, attributes the data does not have (errors);
 * with its item table's harm categories at hand, categories the pack's vocabulary
   does not know (an error naming them and the known ones,
@@ -45,13 +49,17 @@ def analyse(
     *,
     dataset_columns: list[str] | None = None,
     item_harm_categories: dict[str, int] | None = None,
+    item_table: Any | None = None,
 ) -> list[Any]:
     """Every issue found in ``pack`` (a validated :class:`~governance.policy.PolicyPack`).
 
     ``item_harm_categories``: category -> items a dataset's item table flags with it.
+    ``item_table``: a dataset's item table (a DataFrame), for the items each provider group
+    (``fairness.provider_attribute``) holds.
     """
+    provider_items = _provider_items(pack, item_table)
     rule_findings, referenced = _rule_findings(pack)
-    findings = [*_id_findings(pack), *_minimization_findings(pack), *_tcf_findings(pack), *rule_findings, *_rerank_findings(pack)]
+    findings = [*_id_findings(pack), *_minimization_findings(pack), *_tcf_findings(pack), *rule_findings, *_rerank_findings(pack, provider_items), *_training_findings(pack)]
     if dataset_columns is not None:
         findings += _dataset_findings(pack, referenced, set(dataset_columns))
     if item_harm_categories is not None:
@@ -151,7 +159,7 @@ _NEUTRAL_PARAM = {"mmr": "tradeoff", "calibration": "tradeoff", "provider_calibr
 """Steps whose single trade-off parameter at 0 leaves the model's order as it is."""
 
 
-def _rerank_findings(pack: Any) -> list[_Finding]:
+def _rerank_findings(pack: Any, provider_items: dict[str, int] | None = None) -> list[_Finding]:
     """Re-ranking steps that can never change a list, or whose constraint can never bind, at the pack's list length
     (``quality.k``): warnings at the step's params."""
     findings: list[_Finding] = []
@@ -187,6 +195,8 @@ def _rerank_findings(pack: Any) -> list[_Finding]:
                 elif small:
                     findings.append(_Finding(f"{base}.targets", f"group(s) {small} of re-ranking step {i} (group_proportions) are never owed a "
                                              f"place on lists of {k} (quality.k): their target share is below 1/{k}", "warning"))  # fmt: skip
+        elif name == "exposure_targets":
+            findings += _exposure_targets_findings(i, base, params, k, pack, provider_items)
         elif name == "amortised_exposure":
             if not any(t > 0 for t in params.targets.values()):
                 findings.append(_Finding(f"{base}.targets", f"{never}: no group has a positive target share", "warning"))
@@ -195,6 +205,70 @@ def _rerank_findings(pack: Any) -> list[_Finding]:
             elif params.weight == 0 and params.item_weight == 0:
                 findings.append(_Finding(f"{base}.weight", f"{never}: weight and item_weight 0 give exposure debt no say", "warning"))
     return findings
+
+
+def _exposure_targets_findings(i: int, base: str, params: Any, k: int, pack: Any, provider_items: dict[str, int] | None) -> list[_Finding]:
+    """``exposure_targets`` without a positive target, whose window no list of ``k`` places can reach, or (with the
+    catalog's items per provider group) whose floor a group cannot reach for want of items."""
+    from governance.rerank.exposure_targets import minimum_items, window_reachable
+
+    if not any(t > 0 for t in params.targets.values()):
+        return [_Finding(f"{base}.targets", f"re-ranking step {i} (exposure_targets) can never act: no group has a positive target share", "warning")]
+    codes = sorted(params.targets)
+    shares = [params.targets[c] for c in codes] + [max(0.0, 1.0 - sum(params.targets.values()))]
+    if not window_reachable(k, shares, params.tolerance):
+        return [_Finding(f"{base}.tolerance", f"re-ranking step {i} (exposure_targets) can never be met on lists of {k} (quality.k): "
+                         f"no arrangement of {k} places gives every group an attention share within {params.tolerance:g} of its "
+                         f"target (the top place alone holds {1 / _log_attention_total(k):.1%}); widen the tolerance or change the targets", "warning")]  # fmt: skip
+    if provider_items is None:
+        return []
+    need = minimum_items(k, shares, params.tolerance)
+    held = _items_per_code(pack, provider_items)
+    short = [(code, held.get(code, 0), n) for code, n in zip(codes, need) if held.get(code, 0) < n]
+    if not short:
+        return []
+    named = "; ".join(f"group {code} has {have} item(s), needs at least {n}" for code, have, n in short)
+    return [_Finding(f"{base}.targets", f"re-ranking step {i} (exposure_targets) can never be met on lists of {k} (quality.k) with "
+                     f"this catalog: a group's attention share reaches its floor only with enough items in the best places ({named})", "warning")]  # fmt: skip
+
+
+def _provider_items(pack: Any, item_table: Any | None) -> dict[str, int] | None:
+    """Items per provider group label of ``item_table`` (None without the table or its provider column)."""
+    column = pack.fairness.provider_attribute
+    if item_table is None or column is None or column not in item_table.columns:
+        return None
+    return {str(label): int(n) for label, n in item_table[column].value_counts(dropna=True).items()}
+
+
+def _items_per_code(pack: Any, provider_items: dict[str, int]) -> dict[int, int]:
+    """Items per re-ranker group code, from items per provider group label (``fairness.provider_group_codes``)."""
+    codes = pack.fairness.provider_group_codes
+    out: dict[int, int] = {}
+    for label, n in provider_items.items():
+        code = codes.get(label, -1) if codes is not None else int(label == pack.fairness.protected_provider_group)
+        out[code] = out.get(code, 0) + n
+    return out
+
+
+def _training_findings(pack: Any) -> list[_Finding]:
+    """A ``training.fairness`` attribute the pack forbids, or a user attribute it does not declare (errors):
+    every governed run would refuse it, so the pack is refused on load instead."""
+    from recommender.errors import ConfigError
+    from recommender.fair_training import check_attribute_allowed
+
+    reweighting = pack.training_reweighting()
+    try:
+        check_attribute_allowed(reweighting, pack)
+    except ConfigError as err:
+        return [_Finding("training.fairness.attribute", str(err).removeprefix("fairness_reweighting.attribute: "))]
+    return []
+
+
+def _log_attention_total(k: int) -> float:
+    """The attention ``1/log2(rank + 1)`` of ranks ``1..k`` in total."""
+    import math
+
+    return sum(1.0 / math.log2(r + 1) for r in range(1, k + 1))
 
 
 def _threshold_finding(rule_id: str, path: str, field: str, value: Any, low: Any, high: Any) -> _Finding | None:

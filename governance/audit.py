@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from governance.collect import collect_facts
+from governance.collect import bot_rules, collect_facts
 from governance.suppressed import drop_erased_events
 from governance.engine import AuditReport, evaluate
 from governance.facts import AuditFacts, CarbonFacts
@@ -25,7 +25,8 @@ from governance.policy import LoadedPack
 from recommender.data import Dataset
 from recommender.errors import ConfigError
 from governance.audit_inputs import (  # noqa: F401 - re-exported
-    NO_EVENTS_TO_EVALUATE, NothingToEvaluate, _filtered_from, _with_store_facts, evaluation_events, recorded_model, training_filter_of,
+    NO_EVENTS_TO_EVALUATE, NothingToEvaluate, _filtered_from, _with_store_facts, evaluation_events, recorded_model,
+    reused_evaluation_events, training_filter_of,
 )
 
 __all__ = ["AuditOutcome", "run_audit", "run_slate_audit", "audit_facts"]
@@ -65,23 +66,29 @@ def audit_facts(
     carbon: CarbonFacts | None = None
     params: dict[str, Any] | None = None
     dataset_version: str | None = None
+    reused: tuple[Dataset, dict[str, int]] | None = None
+    validation_report: Any = None
     if model_version is not None:
         # The audit may use other data than the training run did (a fresh
         # sample); its results carry the hash of the data it used.
         params, carbon, _ = recorded_model(store, model_version)
     elif train:
-        from governance.training import train_and_record
+        from governance.training import train_and_record, with_pack_training
 
         trained = train_and_record(
             dataset,
             store=store,
             models_dir=models_dir,
+            params=with_pack_training(None, pack) or None,  # the pack's training.fairness, even without consent rules
             tune=pack.quality.tune,
             country_iso_code=pack.carbon.country_iso_code,
             measure_carbon=pack.carbon.measure,
             actor=actor,
             show_progress=show_progress,
             pack=loaded if pack.consent.purposes else None,
+            # validated with the pack's bot thresholds, as the audit validates: one report serves both
+            bot_rules=bot_rules(pack),
+            keep_events=True,
         )
         model_version = trained.model_version
         carbon = trained.carbon
@@ -89,12 +96,20 @@ def audit_facts(
         # million events again would cost seconds for the same digest.
         dataset_version = _filtered_from(trained.exclusions)
         params = {k: v for k, v in trained.result.model.get_params().items() if k != "random_state"}
+        # The run filtered the data under the rules the evaluation applies (and validated what it kept):
+        # when retention left nothing out, its events and their report are the evaluation's.
+        reused = reused_evaluation_events(trained.exclusions, trained.events)
+        if reused is not None:
+            validation_report = trained.validation_report
+        del trained
     if dataset_version is None:
         dataset_version = dataset.content_hash()
-    audited, left_out = evaluation_events(loaded, dataset, store)
+    audited, left_out = reused if reused is not None else evaluation_events(loaded, dataset, store)
+    del reused
     facts, _ = collect_facts(
-        pack, audited, als_params=params, baseline=baseline, carbon=carbon, dataset_version=dataset_version, show_progress=show_progress
-    )
+        pack, audited, als_params=params, baseline=baseline, carbon=carbon, dataset_version=dataset_version,
+        show_progress=show_progress, validation_report=validation_report,
+    )  # fmt: skip
     if left_out:
         update = {"evaluation_events_left_out": left_out}
         if left_out.get("erased"):

@@ -163,8 +163,11 @@ def _fairness(pack: Any, dataset: Dataset, evaluated: _Evaluated, needs: set[str
         **tradeoff_summary(run.comparison.evaluations[reranked.base_model], reranked, fairness, served),
         "plain_fairness": fairness.model_dump(mode="json"),
     }
-    if getattr(run.models.get(reranked.base_model), "fairness_reweighting", None) is not None:
-        # The audited model was trained with fairness reweighting: in-training and post-processing side by side.
+    reweighted = getattr(run.models.get(reranked.base_model), "fairness_reweighting", None) is not None
+    declared = getattr(getattr(pack, "pack", pack), "training_reweighting", lambda: None)()
+    if reweighted or declared is not None:
+        # The audited model was trained with fairness reweighting, or the pack declares it (training.fairness):
+        # in-training and post-processing side by side.
         from governance.fair_training_tradeoff import training_tradeoff
 
         tradeoff["in_training"] = training_tradeoff(run, dataset, pack, random_state=random_state)

@@ -23,6 +23,7 @@ _STEP_TEXT = {
     "popularity_debias": "very popular items are down-weighted so that less-known items get a chance",
     "exposure_cap": "no provider group may take more than a set share of a list",
     "group_proportions": "each provider group is given a target share of every list, and items are placed so that every group keeps its share from the top of the list down",
+    "exposure_targets": "each provider group is given a target share of the attention every list gives out (the top place counts most), and every list is arranged so that each group's share stays within a set margin of its target, as close to the model's order as that allows",
     "amortised_exposure": "each provider group is given a target share of the attention all lists give out; a group that received less than its share in earlier lists is owed the difference, and later lists make it up where it costs little relevance (no list loses more than a set share of its ranking quality); the system keeps only totals per provider group, nothing about you",
     "exploration": "a small share of places is given to items chosen partly at random, so that the system does not only reinforce past behaviour",
 }

@@ -80,7 +80,7 @@ def training_tradeoff(
     :func:`recommender.pipeline.run_evaluation` returns). Its recipe is fitted
     on the same training matrix twice, plain and reweighted (``reweighting``,
     or the run's own when its ``als`` is a reweighted recipe, as in the audit
-    of a reweighted model), so both training times are measured alike; the
+    of a reweighted model, or the pack's ``training.fairness``), so both training times are measured alike; the
     refit matching the run's model must reproduce it bit for bit. With a pack that
     does not re-rank, the two ``+rerank`` rows are left out.
 
@@ -95,10 +95,17 @@ def training_tradeoff(
 
     base = run.models.get("als") if getattr(run, "models", None) else None
     # An audited recipe that is itself reweighted is compared with its plain counterpart.
-    config = parse_fair_reweighting(reweighting) or parse_fair_reweighting(getattr(base, "fairness_reweighting", None))
-    if config is None:
-        raise ConfigError("training_tradeoff: give a fairness_reweighting (attribute, side, strength)")
     inner = getattr(pack, "pack", pack)
+    # ... else the pack's own in-training fairness (training.fairness), as every governed run under it trains.
+    config = (
+        parse_fair_reweighting(reweighting)
+        or parse_fair_reweighting(getattr(base, "fairness_reweighting", None))
+        or (inner.training_reweighting() if hasattr(inner, "training_reweighting") else None)
+    )
+    if config is None:
+        raise ConfigError(
+            "training_tradeoff: give a fairness_reweighting (attribute, side, strength), or a pack with training.fairness"
+        )
     check_attribute_allowed(config, inner)
     attribute = attribute or (inner.fairness.audit_attributes[0] if inner.fairness.audit_attributes else None)
     if attribute is None:

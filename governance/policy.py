@@ -30,13 +30,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_serializer, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 import governance.checks  # noqa: F401  (registers every check)
 from governance.lifecycle_section import LifecycleSection
 from governance.located import TOO_LARGE, YAML_LIMITS, PackIssue, PolicyError, load_yaml, validate_located
 from governance.registry import Check, registered_checks
 from governance.rerank import registered_rerankers
+from recommender.errors import ConfigError
 
 __all__ = [
     "API_VERSION",
@@ -370,7 +380,7 @@ class FairnessSection(_Section):
     """The provider group the provider-side rules and re-rankers protect (e.g. independents against majors)."""
     provider_group_codes: dict[str, int] | None = None
     """The re-rankers' code of every provider group (``{major: 0, independent: 1, regional: 2}``), so that
-    ``group_proportions`` can target several groups; groups not listed are unknown (-1). The protected
+    ``group_proportions`` and ``exposure_targets`` can target several groups; groups not listed are unknown (-1). The protected
     group must keep code 1 (FA*IR protects code 1). Default: 1 for the protected group, 0 for the others."""
 
 
@@ -391,8 +401,8 @@ class RerankingSection(_Section):
     steps: list[RerankStep] = Field(default_factory=list)  # type: ignore[valid-type]
     """Re-rankers by registered name with their params: fair_star, mmr, calibration,
     provider_calibration, popularity_debias, exposure_cap, exploration, group_proportions,
-    amortised_exposure. Constraint steps (fair_star, exposure_cap, group_proportions,
-    amortised_exposure) belong last: later relevance-weighing steps can undo them."""
+    amortised_exposure, exposure_targets. Constraint steps (fair_star, exposure_cap, group_proportions,
+    amortised_exposure, exposure_targets) belong last: later relevance-weighing steps can undo them."""
 
 
 class ExplanationsSection(_Section):
@@ -465,6 +475,47 @@ class QualitySection(_Section):
     """Tune ALS on a validation split of the training data before the audit."""
 
 
+class TrainingFairness(_Strict):
+    """In-training fairness: re-weighting the training interactions by group (Kamiran & Calders reweighing
+    adapted to implicit ALS, :mod:`recommender.fair_training`). The attribute only scales confidence weights,
+    never a model input; a user attribute must be declared (audit-only or an audit attribute) and not forbidden."""
+
+    attribute: str = Field(min_length=1, max_length=64)
+    """The users-table column (consumer side) or items-table column (provider side) that defines the groups."""
+    side: Literal["consumer", "provider"] = "consumer"
+    """Re-weight users' rows (consumer side) or items' columns (provider side)."""
+    strength: float = Field(1.0, ge=0.0, le=4.0)
+    """Exponent of the mass-balancing weight: 0 is plain ALS, 1 balances each group's confidence mass to its head count."""
+    group_weights: dict[str, float] | None = None
+    """Explicit per-group multipliers instead of mass balancing (groups not listed keep 1; then normalised)."""
+
+    @field_validator("group_weights")
+    @classmethod
+    def _as_the_trainer_reads_them(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        from recommender.fair_training import parse_fair_reweighting
+
+        try:
+            parse_fair_reweighting({"attribute": "_", "group_weights": value}, where="training.fairness")
+        except ConfigError as err:
+            raise ValueError(str(err).removeprefix("training.fairness.group_weights: ")) from None
+        return value
+
+    def reweighting(self) -> Any:
+        """As the trainer's :class:`~recommender.fair_training.FairReweighting`."""
+        from recommender.fair_training import parse_fair_reweighting
+
+        return parse_fair_reweighting(self.model_dump(), where="training.fairness")
+
+
+class TrainingSection(_Strict):
+    """How every governed training run under this pack trains (``recgov train --pack``, the audit's training,
+    retrains)."""
+
+    fairness: TrainingFairness | None = None
+    """In-training fairness re-weighting applied to every governed run (absent: plain ALS). The audit then
+    puts it side by side with the pack's post-processing re-ranking."""
+
+
 class DataSection(_Section):
     """Raw-data validation and drift."""
 
@@ -493,8 +544,8 @@ class ExperimentsSection(_Strict):
 
 
 # -- logging policy: a stochastic policy after the governed re-ranking (optional) -------------------------
-CONSTRAINT_RERANKERS = ("fair_star", "exposure_cap")
-"""Re-rankers whose guarantee (a share in every prefix, an exposure cap) a draw from their pool could undo."""
+CONSTRAINT_RERANKERS = ("fair_star", "exposure_cap", "exposure_targets")
+"""Re-rankers whose guarantee (a share in every prefix, an exposure cap, an exposure window) a draw from their pool could undo."""
 MAX_PL_POOL = 20
 """A Plackett-Luce pool at most this large keeps its exact marginals within the bound for every list length."""
 
@@ -642,6 +693,8 @@ class PolicyPack(_Strict):
     """Monitoring, retrain triggers, the canary's watch and retirement (absent: nothing is watched or retrained automatically)."""
     experiments: ExperimentsSection | None = None
     """What a promotion needs from experiments (absent: nothing)."""
+    training: TrainingSection | None = None
+    """How governed training runs train, e.g. in-training fairness re-weighting (absent: plain ALS)."""
     logging_policy: LoggingPolicySection | None = None
     """A stochastic logging policy after the governed re-ranking, with exact propensities in every decision
     (absent: lists are deterministic, and cannot evaluate another policy off-line)."""
@@ -671,10 +724,16 @@ class PolicyPack(_Strict):
     def _omit_absent(self, handler: Any) -> dict[str, Any]:
         """Leave absent optional sections out, so a pack without them keeps the hash it always had."""
         data = handler(self)
-        for key in (*ACCOUNTABILITY, "logging_policy", "lifecycle", "experiments"):
+        for key in (*ACCOUNTABILITY, "logging_policy", "lifecycle", "experiments", "training"):
             if data.get(key) is None:
                 data.pop(key, None)
         return data
+
+    def training_reweighting(self) -> Any:
+        """The pack's in-training fairness re-weighting (a ``FairReweighting``), or None."""
+        if self.training is None or self.training.fairness is None:
+            return None
+        return self.training.fairness.reweighting()
 
     def rules(self) -> list[tuple[str, Any]]:
         """Every rule as ``(section, rule)``, in pack order."""
@@ -721,26 +780,37 @@ def content_hash(pack: PolicyPack) -> str:
 
 
 def parse_pack(
-    text: str, source: str = "<string>", *, dataset_columns: list[str] | None = None, item_harm_categories: dict[str, int] | None = None
+    text: str,
+    source: str = "<string>",
+    *,
+    dataset_columns: list[str] | None = None,
+    item_harm_categories: dict[str, int] | None = None,
+    item_table: Any | None = None,
 ) -> LoadedPack:
     """Validate pack ``text``; raise :class:`PolicyError` listing every problem.
 
     ``dataset_columns``, when given, enables the check that every attribute a
     rule refers to exists in the dataset; ``item_harm_categories`` (category ->
-    items its item table flags), the check that the pack knows every category.
+    items its item table flags), the check that the pack knows every category;
+    ``item_table`` (a dataset's item table), the check that every provider group
+    has the items its re-ranking targets need.
     """
     from governance.analysis import analyse
 
     data, positions = load_yaml(text, source, "a YAML policy pack starting with 'apiVersion: recgov/v1'")
     pack = validate_located(PolicyPack, data, positions, source, tags={"check": _CHECKS, "name": _RERANKERS})
-    issues = analyse(pack, positions, source, dataset_columns=dataset_columns, item_harm_categories=item_harm_categories)
+    issues = analyse(pack, positions, source, dataset_columns=dataset_columns, item_harm_categories=item_harm_categories, item_table=item_table)
     if any(i.severity == "error" for i in issues):
         raise PolicyError(issues)
     return LoadedPack(pack=pack, source=source, content_hash=content_hash(pack), positions=positions, warnings=issues)
 
 
 def load_pack(
-    path: str | Path, *, dataset_columns: list[str] | None = None, item_harm_categories: dict[str, int] | None = None
+    path: str | Path,
+    *,
+    dataset_columns: list[str] | None = None,
+    item_harm_categories: dict[str, int] | None = None,
+    item_table: Any | None = None,
 ) -> LoadedPack:
     """Read and validate the pack at ``path`` (see :func:`parse_pack`)."""
     path = Path(path)
@@ -759,7 +829,7 @@ def load_pack(
     except UnicodeDecodeError as err:
         line = raw.count(b"\n", 0, err.start) + 1
         raise PolicyError([PackIssue(str(path), line, None, "", f"not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); a policy pack is UTF-8 YAML")]) from err
-    return parse_pack(text, str(path), dataset_columns=dataset_columns, item_harm_categories=item_harm_categories)
+    return parse_pack(text, str(path), dataset_columns=dataset_columns, item_harm_categories=item_harm_categories, item_table=item_table)
 
 
 def _file_size(path: Path, read: int) -> str:

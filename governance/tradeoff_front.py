@@ -70,6 +70,7 @@ DEFAULT_GRIDS: dict[str, dict[str, list[float]]] = {
     "exposure_cap": {"max_share": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]},
     "group_proportions": {"targets": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]},
     "amortised_exposure": {"weight": [0.0, 0.5, 1.0, 2.0, 5.0], "ndcg_budget": [0.01, 0.02, 0.05, 0.1]},
+    "exposure_targets": {"tolerance": [0.02, 0.05, 0.1, 0.2, 0.3]},
     "provider_calibration": {"tradeoff": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]},
     "calibration": {"tradeoff": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]},
     "mmr": {"tradeoff": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]},

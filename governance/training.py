@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from recommender.errors import ConfigError
 from recommender.feedback import MODEL_INPUT_COLUMNS, FeedbackConfig
 from recommender.pipeline import TrainingResult, train_als
 
-__all__ = ["GovernedTraining", "train_and_record", "dataset_schema"]
+__all__ = ["GovernedTraining", "train_and_record", "dataset_schema", "with_pack_training"]
 
 
 def record_dataset(session: Any, dataset: Dataset, *, content_hash: str, validation: dict[str, Any] | None, actor: str | None) -> Any:
@@ -71,6 +71,12 @@ class GovernedTraining:
     exclusions: dict[str, Any] | None = None
     """What was kept out of training: the pack's consent and retention rules, or without a pack the
     events of erased subjects (:func:`governance.suppressed.drop_erased_events`)."""
+    events: Dataset | None = field(default=None, repr=False, compare=False)
+    """The events the run learned from (kept only when asked: ``train_and_record(keep_events=True)``), so
+    that an audit of this run reuses them rather than reading the store and filtering the data again."""
+    validation_report: Any = field(default=None, repr=False, compare=False)
+    """The :class:`~recommender.validate.ValidationReport` of :attr:`events` behind :attr:`validation`
+    (kept with :attr:`events`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
@@ -230,6 +236,29 @@ def _record_model(session: Any, model: Any, *, run: Any, artifact: Path, artifac
     return True
 
 
+def with_pack_training(params: dict[str, Any] | None, pack: Any, where: str = "fairness_reweighting") -> dict[str, Any]:
+    """``params`` with the pack's ``training.fairness`` re-weighting applied (a copy; without one, unchanged).
+
+    A run that gives its own ``fairness_reweighting`` must give the pack's: a governed run may not train
+    otherwise than its pack says (a :class:`~recommender.errors.ConfigError` naming both).
+    """
+    from recommender.fair_training import parse_fair_reweighting
+
+    out = dict(params or {})
+    inner = getattr(pack, "pack", pack)
+    declared = inner.training_reweighting() if inner is not None and hasattr(inner, "training_reweighting") else None
+    if declared is None:
+        return out
+    given = parse_fair_reweighting(out.get("fairness_reweighting"), where=where)
+    if given is not None and given != declared:
+        raise ConfigError(
+            f"{where}: {given.model_dump()} differs from the pack's training.fairness "
+            f"{declared.model_dump()}; a governed run trains as its pack says (drop the option, or change the pack)"
+        )
+    out["fairness_reweighting"] = declared.model_dump()
+    return out
+
+
 def train_and_record(
     dataset: Dataset,
     *,
@@ -245,6 +274,8 @@ def train_and_record(
     show_progress: bool = False,
     pack: Any = None,
     now: datetime | None = None,
+    bot_rules: Any = None,
+    keep_events: bool = False,
 ) -> GovernedTraining:
     """Validate, train, save and record. ``store`` is an open :class:`audits.Store`.
 
@@ -255,21 +286,30 @@ def train_and_record(
     (:func:`governance.suppressed.drop_erased_events`). The exclusions, and up to
     which trail event erasures were honoured (``params.erasures_seen``, which
     serving reads), are recorded with the training run.
+
+    ``bot_rules`` are the bot thresholds the training data is validated with (a
+    pack's ``validation_findings`` rule's, :func:`governance.collect.bot_rules`;
+    None: the defaults). With ``keep_events``, the result keeps the events the run
+    learned from and their validation report (:attr:`GovernedTraining.events`),
+    for an audit that evaluates the same events.
     """
     from recommender.validate import validate_events
 
     feedback = feedback or FeedbackConfig()
     from recommender.fair_training import check_attribute_allowed, parse_fair_reweighting
 
-    # Checked before anything is read or recorded: a bad or forbidden reweighting changes nothing.
-    check_attribute_allowed(parse_fair_reweighting((params or {}).get("fairness_reweighting")), pack)
+    # The pack's training.fairness applies to every run under it. Checked before anything is read or
+    # recorded: a bad, conflicting or forbidden reweighting changes nothing.
+    params = with_pack_training(params, pack)
+    check_attribute_allowed(parse_fair_reweighting(params.get("fairness_reweighting")), pack)
     if pack is not None:  # the ALS family's inputs against the pack's minimisation allow-list, before any fit
         from governance.family_inputs import check_family_inputs
         from recommender.family import get_family
 
         check_family_inputs(get_family("als"), pack)
     dataset, exclusions = _training_events(dataset, store, pack=pack, now=now, actor=actor)
-    report = validate_events(dataset).to_dict()
+    validation = validate_events(dataset, bot_rules=bot_rules)
+    report = validation.to_dict()
     # The pack's filter already hashed the data it kept (its trail event names it): the same digest.
     hashes = exclusions.get("dataset")
     data_hash = hashes["after"] if isinstance(hashes, dict) and hashes.get("after") else dataset.content_hash()
@@ -309,4 +349,6 @@ def train_and_record(
         validation=report,
         reproduced=reproduced,
         exclusions=exclusions,
+        events=dataset if keep_events else None,
+        validation_report=validation if keep_events else None,
     )

@@ -3,7 +3,9 @@
 Private to the generator. Everything here is vectorized over a chunk of users:
 
 * :func:`make_catalog` draws items (genres, taste vectors, Zipf-like popularity,
-  provider groups with the planted exposure bias, harmful flags, texts);
+  provider groups with the planted exposure bias, harmful flags, texts, and
+  the content features of :func:`make_item_features`: keywords from topic
+  vocabularies tied to the latent factors, a category, a price, a release time);
 * :func:`make_population` draws users (protected attribute, tastes, heavy-tailed
   activity, signup) and allocates the genuine events among them;
 * :func:`generate_chunk` samples the events of a range of users: engagements
@@ -164,6 +166,94 @@ def make_descriptions(rng: np.random.Generator, genre_sets: list[list[int]]) -> 
     return out
 
 
+_SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "sa", "te", "vo", "zi", "bu", "da", "fe", "go", "hi", "ja", "pe")
+_TOPIC_WORDS_PER_SIDE = 6  # words per (latent dimension, sign)
+_KEYWORDS_PER_ITEM = 6  # topic words drawn per item
+NOISE_WORDS: tuple[str, ...] = (
+    "classic", "edition", "special", "collection", "original", "premium", "deluxe", "remastered",
+    "limited", "anniversary", "bonus", "extended",
+)  # fmt: skip
+"""Words every item's keywords may carry whatever its tastes (noise for a content model)."""
+FEATURES_STREAM = 10
+"""The random stream of the item features added after the first releases (keywords, category, price,
+release time): its own stream, so that adding them left every earlier output of a seed unchanged."""
+NEW_ITEMS_STREAM = 11
+"""The random stream that picks the new items (``SyntheticSpec.n_new_items``)."""
+APPEAL_STREAM = 12
+"""The random stream of :func:`recommender.synthetic.appeal_sample` (draws from the users' true
+preferences, outside the log): its own stream, so that the log of a seed is the same with or without it."""
+
+
+def topic_word(dimension: int, positive: bool, j: int) -> str:
+    """The ``j``-th word of the topic vocabulary of latent ``dimension`` on its positive or negative side.
+
+    Pronounceable pseudo-words made from :data:`_SYLLABLES` (three syllables, a
+    base-16 spelling of the word's number), so that every (dimension, side, j)
+    has its own word and no topic word is an English word of the genre texts.
+    """
+    number = (2 * dimension + (0 if positive else 1)) * _TOPIC_WORDS_PER_SIDE + j
+    digits = [(number // 16**p) % 16 for p in (0, 1, 2)]
+    return "".join(_SYLLABLES[d] for d in digits)
+
+
+def topic_vocabulary(n_factors: int) -> dict[tuple[int, bool], tuple[str, ...]]:
+    """Every topic vocabulary of a ``n_factors``-dimensional world, by (dimension, positive side)."""
+    return {
+        (d, positive): tuple(topic_word(d, positive, j) for j in range(_TOPIC_WORDS_PER_SIDE))
+        for d in range(n_factors)
+        for positive in (True, False)
+    }
+
+
+def make_item_features(spec: SyntheticSpec, factors: np.ndarray, genre_sets: list[list[int]]) -> dict[str, object]:
+    """Keywords, a category, a price and a release time per item, carrying the items' latent tastes.
+
+    * ``keywords``: :data:`_KEYWORDS_PER_ITEM` topic words, each from the
+      vocabulary of a latent dimension drawn with probability proportional to the
+      square of the item's factor on it, on the side of the factor's sign (an
+      item strong on dimension 3, positively, is mostly described by dimension
+      3's positive words), then two :data:`NOISE_WORDS`;
+    * ``category``: one of the item's genres (which set the genre part of its factors);
+    * ``price``: log-normal around 12, higher for items high on latent dimension 0;
+    * ``release_time``: before ``spec.start``, older for items high on dimension 1 (when there is one).
+
+    Drawn from stream :data:`FEATURES_STREAM` only.
+    """
+    rng = rng_for(spec, FEATURES_STREAM)
+    n, k = factors.shape
+    weight = factors**2
+    cdf = np.cumsum(weight, axis=1)
+    cdf /= cdf[:, -1:] + 1e-300
+    cdf[:, -1] = 1.0
+    draws = rng.random((n, _KEYWORDS_PER_ITEM))
+    flat = np.searchsorted((cdf + np.arange(n)[:, None]).ravel(), (draws + np.arange(n)[:, None]).ravel(), side="right")
+    dims = np.minimum(flat.reshape(n, _KEYWORDS_PER_ITEM) - np.arange(n)[:, None] * k, k - 1)
+    positive = np.take_along_axis(factors, dims, axis=1) >= 0
+    which = rng.integers(0, _TOPIC_WORDS_PER_SIDE, (n, _KEYWORDS_PER_ITEM))
+    vocabulary = np.array([topic_word(d, s, j) for d in range(k) for s in (True, False) for j in range(_TOPIC_WORDS_PER_SIDE)], dtype=object)
+    words = vocabulary[(2 * dims + (~positive)) * _TOPIC_WORDS_PER_SIDE + which]
+    noise = np.asarray(NOISE_WORDS, dtype=object)[rng.integers(0, len(NOISE_WORDS), (n, 2))]
+    keywords = [" ".join(row) for row in np.concatenate([words, noise], axis=1).tolist()]
+    pick = rng.random(n)
+    category = [GENRES[g[min(int(p * len(g)), len(g) - 1)]] for g, p in zip(genre_sets, pick.tolist())]
+    price = np.round(np.exp(math.log(12.0) + 0.5 * factors[:, 0] + 0.25 * rng.normal(size=n)), 2)
+    age_days = 3 * 365 * rng.exponential(size=n) * np.exp(0.5 * factors[:, 1 % k] if k > 1 else 0.0)
+    release_ns = to_ns(spec.start) - (np.minimum(age_days, 60 * 365) * 86400 * NS).astype(np.int64)
+    return {
+        "keywords": pd.array(keywords, dtype="str"),
+        "category": pd.array(category, dtype="str"),
+        "price": price,
+        "release_time": pd.to_datetime(release_ns // NS * NS, unit="ns", utc=True),
+    }
+
+
+def pick_new_items(spec: SyntheticSpec) -> np.ndarray:
+    """The item numbers ``spec.n_new_items`` marks as new (sorted), from stream :data:`NEW_ITEMS_STREAM`."""
+    if spec.n_new_items == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.sort(rng_for(spec, NEW_ITEMS_STREAM).choice(spec.n_items, size=spec.n_new_items, replace=False))
+
+
 # -- the population: items and users ------------------------------------------
 
 
@@ -287,9 +377,13 @@ def make_catalog(spec: SyntheticSpec, id_width: int) -> Catalog:
             "categories": ["|".join(GENRES[g] for g in gs) for gs in genre_sets],
             "text": make_descriptions(text_rng, genre_sets),
             "flags": pd.array(flags, dtype="str"),
+            **make_item_features(spec, factors, genre_sets),
         },
         index=ids("i", np.arange(n), id_width).rename("item_id"),
     )
+    new = np.zeros(n, dtype=bool)
+    new[pick_new_items(spec)] = True
+    table["new_item"] = new
     return Catalog(
         factors=factors,
         bias=rng.normal(0.0, 0.3, n),
@@ -457,6 +551,26 @@ def _propose(
         position = np.searchsorted(within_cdf, cluster + u_item[rows], side="right")
         out[rows] = catalog.items_by_cluster[np.minimum(position, len(catalog.items_by_cluster) - 1)]
     return out
+
+
+def preference_logits(
+    spec: SyntheticSpec, population: Population, catalog: Catalog, users: np.ndarray, *, exposure_bias: bool
+) -> np.ndarray:
+    """``(len(users), n_items)`` log-weights of the engagement law of the log, up to a constant per row.
+
+    The law is the target the log's engagements are drawn from (``_engaged_items``
+    samples it through a proposal): popularity x exposure x provider affinity x
+    ``exp(taste_strength * user . item)``. With ``exposure_bias=False`` the planted
+    exposure factor of the favoured group is taken out, which leaves the users' true
+    appeal; every other part (popularity, tastes, affinity) is the same.
+    """
+    log_prior = np.log(catalog.prior_weight)
+    if not exposure_bias:
+        log_prior = log_prior - np.where(catalog.favoured, math.log(spec.exposure_bias), 0.0)
+    affinity = np.asarray([spec.group_provider_affinity.get(g, 1.0) for g in spec.protected_groups])
+    log_affinity = np.log(affinity[population.group[users]])
+    logits = spec.taste_strength * (population.factors[users] @ catalog.factors.T) + log_prior[None, :]
+    return logits + np.where(catalog.favoured[None, :], 0.0, log_affinity[:, None])
 
 
 def _engagements(

@@ -31,7 +31,9 @@ __all__ = [
     "train_als",
     "user_segments",
     "item_categories_for",
+    "family_side_inputs",
     "tag_coverage",
+    "content_inputs",
 ]
 
 MAX_SEGMENT_GROUPS = 12
@@ -96,6 +98,24 @@ class EvaluationRun:
         return doc
 
 
+def content_inputs(model: Any, dataset: Dataset, train: InteractionMatrix) -> dict[str, Any]:
+    """``{"items": table}`` for a family that reads item content, else ``{}``: what its ``fit`` takes besides ``train``.
+
+    The table holds the rows of the training items only, so the model ranks the
+    same items as every other model of the comparison. A data set whose item
+    table lacks the text columns the model reads gives nothing: the model then
+    runs without content, and its tags say so (``content_fallback``).
+    """
+    if "item_text" not in getattr(model, "inputs", ()):
+        return {}
+    items = dataset.items
+    columns = set(getattr(model, "text_columns", ()) or ())
+    if items is None or len(items) == 0 or not columns or not columns <= set(items.columns):
+        return {}
+    ids = pd.Index(np.asarray(train.item_ids, dtype=object).astype(str))
+    return {"items": items.loc[np.asarray(items.index.astype(str).isin(ids), dtype=bool)]}
+
+
 def tag_coverage(model: Any, users: np.ndarray, k: int) -> dict[str, Any]:
     """Serve ``users`` their top-``k`` lists and explain every list: the share of served items with a tag.
 
@@ -131,6 +151,29 @@ def _carbon_dict(meter: Any) -> dict[str, Any] | None:
     if facts is None:
         return None
     return facts.model_dump() if hasattr(facts, "model_dump") else dict(facts)
+
+
+def family_side_inputs(
+    model: Recommender, dataset: Dataset, train: InteractionMatrix, train_events: pd.DataFrame | None
+) -> dict[str, Any]:
+    """The side inputs a family's ``fit`` takes besides the matrix, for the inputs it declares.
+
+    ``item_categories`` (aligned with ``train``'s items) for a family declaring
+    ``item_category`` whose ``fit`` takes them; the training ``events`` for one
+    declaring ``session_id`` whose ``fit`` takes them. The pack's minimisation
+    allow-list has already been checked against the declared inputs, so a
+    family gets what it declared and nothing else.
+    """
+    import inspect
+
+    accepts = inspect.signature(model.fit).parameters
+    inputs = getattr(model, "inputs", frozenset())
+    side: dict[str, Any] = {}
+    if "item_category" in inputs and "item_categories" in accepts:
+        side["item_categories"] = item_categories_for(dataset, train)
+    if "session_id" in inputs and "events" in accepts and train_events is not None:
+        side["events"] = train_events
+    return side
 
 
 def _family_models(
@@ -212,6 +255,7 @@ def run_evaluation(
         return _evaluate_families(
             dataset, mats, families, split_config=split_config, feedback=feedback, k=k, tune=tune, n_trials=n_trials,
             als_params=als_params, random_state=random_state, show_progress=show_progress, measure=measure, started=started,
+            train_events=train_events,
         )  # fmt: skip
     tuning: dict[str, TuningResult] = {}
     knn_params: dict[str, Any] = {}
@@ -261,7 +305,7 @@ def run_evaluation(
 def _evaluate_families(
     dataset: Dataset, mats: SplitMatrices, names: Sequence[str], *, split_config: SplitConfig, feedback: FeedbackConfig,
     k: int, tune: bool, n_trials: int, als_params: dict[str, Any] | None, random_state: int, show_progress: bool,
-    measure: Callable[[str], AbstractContextManager[Any]] | None, started: float,
+    measure: Callable[[str], AbstractContextManager[Any]] | None, started: float, train_events: pd.DataFrame | None = None,
 ) -> EvaluationRun:  # fmt: skip
     """:func:`run_evaluation` over model families (see there)."""
     train = mats.train
@@ -271,8 +315,9 @@ def _evaluate_families(
     report: dict[str, dict[str, Any]] = {}
     for name, model in models.items():
         began = time.perf_counter()
+        side = family_side_inputs(model, dataset, train, train_events)
         with measure(name) if measure is not None else nullcontext() as meter:
-            model.fit(train)
+            model.fit(train, **content_inputs(model, dataset, train), **side)
         seconds = time.perf_counter() - began
         report[name] = {
             "inputs": sorted(model.inputs),

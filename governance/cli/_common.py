@@ -120,11 +120,16 @@ def progress_enabled(json_output: bool) -> bool:
 
 
 def load_or_fail(
-    ref: str, *, json_output: bool, dataset_columns: list[str] | None = None, item_harm_categories: dict[str, int] | None = None
+    ref: str,
+    *,
+    json_output: bool,
+    dataset_columns: list[str] | None = None,
+    item_harm_categories: dict[str, int] | None = None,
+    item_table: Any | None = None,
 ) -> LoadedPack:
     """Load a pack; on failure print every located issue and exit 2 (as JSON with ``--json``)."""
     try:
-        return load_pack(resolve_pack(ref), dataset_columns=dataset_columns, item_harm_categories=item_harm_categories)
+        return load_pack(resolve_pack(ref), dataset_columns=dataset_columns, item_harm_categories=item_harm_categories, item_table=item_table)
     except PolicyError as err:
         raise issues_exit(err, json_output=json_output) from None
 

@@ -471,12 +471,18 @@ def train_command(
     if engine != "inprocess" and fair_reweight is not None:
         with user_errors():
             raise ConfigError("--fair-reweight: only the inprocess engine (implicit ALS) trains with fairness reweighting")
+    if engine != "inprocess" and pack:
+        from governance.cli._common import load_or_fail
+
+        if load_or_fail(pack, json_output=json_output).pack.training_reweighting() is not None:
+            with user_errors():
+                raise ConfigError("--engine: the pack's training.fairness re-weights training, which only the inprocess engine (implicit ALS) does")
     if engine != "inprocess":
         _train_on_spark(data, data_format, mapping, items, items_map, pack, params={k: v for k, v in {"factors": factors, "regularization": regularization, "alpha": alpha, "iterations": iterations}.items() if v is not None}, threshold=threshold, as_of=as_of, database_url=database_url, engine=engine, spark_master=spark_master, json_output=json_output)
         return
     from audits import open_store
     from audits.settings import get_settings
-    from governance.training import train_and_record
+    from governance.training import train_and_record, with_pack_training
 
     params = {k: v for k, v in {"factors": factors, "regularization": regularization, "alpha": alpha, "iterations": iterations}.items() if v is not None}
     loaded = None
@@ -490,6 +496,8 @@ def train_command(
         from governance.cli._common import load_or_fail
 
         loaded = load_or_fail(pack, json_output=json_output)
+        with user_errors():  # before the consent-less pack is dropped below: its training section applies
+            params = with_pack_training(params, loaded, where="--fair-reweight")
         if fair_reweight is not None:
             with user_errors():  # before the consent-less pack is dropped below: the attribute check needs it
                 check_attribute_allowed(parse_fair_reweighting(params["fairness_reweighting"]), loaded.pack)

@@ -22,14 +22,14 @@ SHIPPED = SHIPPED_PACKS
 
 def validate_command(
     pack: PackArg,
-    data: Annotated[Optional[str], typer.Option("--data", help="Also check that every attribute the pack names exists in this DATA, and that the pack knows every harm category its items are flagged with.")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", help="Also check that every attribute the pack names exists in this DATA, and that the pack knows every harm category its items are flagged with and every provider group has the items its re-ranking targets need.")] = None,
     mapping: MapOpt = None,
     items: ItemsOpt = None,
     items_map: ItemsMapOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Validate a pack: schema, static analysis, and (with --data) the attributes it names and the harm categories its items are flagged with."""
-    columns, harm = None, None
+    columns, harm, item_table = None, None, None
     if data:
         from governance.collect import dataset_columns
         from governance.harm_vocabulary import item_harm_categories
@@ -39,7 +39,8 @@ def validate_command(
             columns = dataset_columns(dataset)
             flags = dataset.items["flags"] if dataset.items is not None and "flags" in dataset.items.columns else []
             harm = item_harm_categories(flags)
-    loaded = load_or_fail(pack, json_output=json_output, dataset_columns=columns, item_harm_categories=harm)
+            item_table = dataset.items
+    loaded = load_or_fail(pack, json_output=json_output, dataset_columns=columns, item_harm_categories=harm, item_table=item_table)
     if json_output:
         emit_json({"valid": True, **loaded.stamp(), "source": loaded.source, "issues": [w.to_dict() for w in loaded.warnings]})
         return

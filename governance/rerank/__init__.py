@@ -17,6 +17,7 @@ name                      what                                         reason co
 ``exploration``           epsilon or Plackett-Luce randomness          6 exploration
 ``group_proportions``     target shares of many groups (Geyik 2019)    2 provider_fairness
 ``amortised_exposure``    group exposure debt across requests (Biega)  2 provider_fairness
+``exposure_targets``      each group's exposure share within a window  2 provider_fairness
 ========================  ===========================================  ===========================
 
 >>> import numpy as np
@@ -42,6 +43,7 @@ from governance.rerank.calibration import (
 )
 from governance.rerank.exploration import ExplorationConfig, ExplorationReranker
 from governance.rerank.exposure_cap import ExposureCapConfig, ExposureCapReranker
+from governance.rerank.exposure_targets import ExposureTargetsConfig, ExposureTargetsReranker, exposure_patterns
 from governance.rerank.fair_star import (
     FairStarConfig,
     FairStarReranker,
@@ -98,4 +100,7 @@ __all__ = [
     "AmortisedExposureConfig",
     "AmortisedExposureReranker",
     "ExposureLedger",
+    "ExposureTargetsConfig",
+    "ExposureTargetsReranker",
+    "exposure_patterns",
 ]

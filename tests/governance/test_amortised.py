@@ -292,3 +292,38 @@ def test_a_failed_save_is_logged_and_tried_again_serving_goes_on(store, caplog):
             assert session.get(ExposureLedgerRow, ("pack-f", "amortised_exposure")).lists == 4
     finally:
         exposure_state._LIVE.clear()
+
+
+def test_gaps_are_matched_at_equal_ndcg_by_interpolating_each_arms_frontier():
+    """Hand-computed: the frontier drops dominated settings, and the gap between two frontier points is linear in NDCG."""
+    from bench_amortised import frontier, gap_at, matched
+
+    points = [(0.30, 0.30), (0.29, 0.20), (0.285, 0.25), (0.27, 0.10)]
+    assert frontier(points) == [(0.30, 0.30), (0.29, 0.20), (0.27, 0.10)]
+    assert gap_at(points, 0.28) == pytest.approx(0.15)  # halfway from (0.29, 0.20) to (0.27, 0.10)
+    assert gap_at(points, 0.28, interpolate=False) == 0.20  # the best setting at or above 0.28
+    assert gap_at(points, 0.31) is None and gap_at(points, 0.20) == 0.10
+    plain = {"ndcg": 0.30, "pooled_gap": 0.30}
+    grid = {
+        "amortised": [{"ndcg": 0.28, "pooled_gap": 0.02}],
+        "per_list": [{"ndcg": 0.28, "pooled_gap": 0.10}],
+        "per_list_window": [{"ndcg": 0.29, "pooled_gap": 0.12}],
+    }
+    row = matched(grid, plain, levels=(0.01,))[0]  # NDCG 0.29
+    # amortised: halfway from (0.30, 0.30) to (0.28, 0.02) = 0.16; per-list: the window's measured 0.12
+    assert row["interpolated"]["amortised"] == pytest.approx(0.16)
+    assert row["interpolated"]["per_list"] == pytest.approx(0.12)
+    assert row["interpolated"]["ratio"] == pytest.approx(0.16 / 0.12)
+    assert row["measured"]["amortised"] == 0.30  # no amortised setting at or above 0.29 but the plain lists
+
+
+def test_amortised_halves_the_interpolated_gap_two_points_of_ndcg_down():
+    from bench_amortised import compare
+
+    world = biased_world()
+    result = compare(
+        world, requests=400, k=10, weights=(0.25, 1.0, 5.0), budgets=(0.02, 0.05, 0.1, 0.2), max_ndcg_loss=(0.02,),
+        one_by_one=False, tolerances=(0.02, 0.05, 0.1, 0.2),
+    )  # fmt: skip
+    two_points = next(m for m in result["matched"] if m["ndcg_loss_points"] == pytest.approx(2.0))
+    assert two_points["interpolated"]["ratio"] is not None and two_points["interpolated"]["ratio"] <= 0.5, two_points

@@ -113,3 +113,68 @@ def test_cli_bad_fair_reweight_is_one_line_and_exit_2(recgov_home: Path, extra: 
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert "Traceback" not in result.output + result.stderr
+
+
+# -- the pack's training.fairness ------------------------------------------------------------
+PACK_HEAD = "apiVersion: recgov/v1\nmetadata: {name: p, version: 1.0.0, owner: o}\nminimization: {audit_only_attributes: [gender]}\n"
+TRAINING = "training:\n  fairness: {attribute: gender, strength: 0.5}\n"
+
+
+def test_a_pack_declares_in_training_fairness_and_packs_without_it_keep_their_hash():
+    plain = parse_pack(PACK_HEAD, "p.yaml")
+    declared = parse_pack(PACK_HEAD + TRAINING, "p.yaml")
+    assert "training" not in plain.pack.model_dump(mode="json")  # absent: left out, so the hash is the one it had
+    assert plain.pack.training_reweighting() is None
+    assert declared.content_hash != plain.content_hash
+    got = declared.pack.training_reweighting()
+    assert (got.attribute, got.side, got.strength) == ("gender", "consumer", 0.5)
+    for shipped in ("baseline", "eu-gdpr-dsa", "california-ccpa"):
+        assert "training" not in load_pack(f"policies/{shipped}.yaml").pack.model_dump(mode="json")
+
+
+@pytest.mark.parametrize(
+    ("section", "path", "words"),
+    [
+        ("training:\n  fairness: {attribute: gender, strength: -1}\n", "training.fairness.strength", "greater than or equal to 0"),
+        ("training:\n  fairness: {attribute: gender, strenght: 1}\n", "training.fairness.strenght", "unknown key"),
+        ("training:\n  fairness: {attribute: gender, side: both}\n", "training.fairness.side", "'consumer' or 'provider'"),
+        ("training:\n  fairness: {attribute: gender, group_weights: {F: 0}}\n", "training.fairness.group_weights", "finite number > 0"),
+        ("training:\n  fairness: {attribute: age_band}\n", "training.fairness.attribute", "'age_band' is not declared by the pack"),
+        ("minimization: {forbidden_attributes: [gender]}\ntraining:\n  fairness: {attribute: gender}\n", "training.fairness.attribute", "forbidden_attributes"),
+    ],
+)
+def test_a_bad_training_section_is_a_located_error(section, path, words):
+    from governance.policy import PolicyError
+
+    head = PACK_HEAD if "minimization" not in section else PACK_HEAD.replace("minimization: {audit_only_attributes: [gender]}\n", "")
+    with pytest.raises(PolicyError) as info:
+        parse_pack(head + section, "p.yaml")
+    (issue,) = info.value.issues
+    assert issue.path == path and words in issue.message and issue.line == head.count("\n") + section.count("\n")
+
+
+def test_a_governed_run_under_the_pack_applies_its_reweighting_and_refuses_another(store, dataset, tmp_path: Path):
+    # a pack with consent rules (its filter runs), plus the training section
+    pack = parse_pack(Path("policies/california-ccpa.yaml").read_text() + TRAINING, "p.yaml")
+    run = train_and_record(dataset, store=store, models_dir=tmp_path, params={"factors": 8, "iterations": 4}, measure_carbon=False, pack=pack, now=NOW)
+    (recorded,) = _runs(store)
+    assert recorded.params["fairness_reweighting"] == {"attribute": "gender", "side": "consumer", "strength": 0.5, "group_weights": None}
+    assert run.result.model.fairness_reweighting["strength"] == 0.5
+    # the same model as the explicit parameter gives: the pack's section is that parameter, nothing else
+    explicit = train_and_record(dataset, store=store, models_dir=tmp_path, params={"factors": 8, "iterations": 4, "fairness_reweighting": "gender:0.5"}, measure_carbon=False, pack=pack, now=NOW)
+    assert explicit.model_version == run.model_version
+    with pytest.raises(ConfigError, match="differs from the pack's training.fairness"):
+        train_and_record(dataset, store=store, models_dir=tmp_path / "other", params={"fairness_reweighting": "gender:1"}, measure_carbon=False, pack=pack, now=NOW)
+    assert not (tmp_path / "other").exists() and len(_runs(store)) == 2
+
+
+def test_cli_train_under_a_pack_with_training_fairness_applies_it(recgov_home: Path, tmp_path: Path):
+    pack_file = tmp_path / "p.yaml"
+    pack_file.write_text(PACK_HEAD + TRAINING)
+    base = ["train", SMALL, "--no-tune", "--no-carbon", "--factors", "4", "--iterations", "2", "--pack", str(pack_file)]
+    doc = json.loads(runner.invoke(app, [*base, "--json"], catch_exceptions=False).stdout)
+    assert doc["params"]["fairness_reweighting"]["strength"] == 0.5
+    clash = runner.invoke(app, [*base, "--fair-reweight", "gender:1"])
+    assert clash.exit_code == 2 and "--fair-reweight" in clash.stderr and "training.fairness" in clash.stderr
+    spark = runner.invoke(app, [*base, "--engine", "spark"])
+    assert spark.exit_code == 2 and "only the inprocess engine" in spark.stderr

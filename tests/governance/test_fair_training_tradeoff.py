@@ -96,3 +96,23 @@ def test_the_audit_of_a_reweighted_recipe_adds_the_in_training_comparison():
     assert rows["als"]["ndcg"] == pytest.approx(plain.tradeoff["accuracy"]["ndcg"]["plain"])
     assert rows["als+fair+rerank"]["ndcg"] == pytest.approx(fair.tradeoff["accuracy"]["ndcg"]["reranked"])
     json.loads(fair.model_dump_json())  # the facts, as recorded, hold it
+
+
+def test_the_side_by_side_reads_the_packs_training_fairness(world):
+    """A pack that declares training.fairness needs no reweighting argument: the comparison takes the pack's."""
+    dataset, run, _ = world
+    pack = parse_pack(PACK + "training:\n  fairness: {attribute: gender, strength: 1.0}\n", "t.yaml")
+    from_pack = training_tradeoff(run, dataset, pack, n_boot=20)
+    given = training_tradeoff(run, dataset, parse_pack(PACK, "t.yaml"), "gender:1.0", n_boot=20)
+    assert from_pack["reweighting"] == given["reweighting"]
+    assert from_pack["rows"]["als+fair"]["ndcg"] == given["rows"]["als+fair"]["ndcg"]
+
+
+def test_the_audit_under_a_pack_with_training_fairness_adds_the_in_training_comparison():
+    from governance.collect import collect_facts
+
+    dataset = generate(SyntheticSpec(n_users=300, n_items=200, n_interactions=12_000, exposure_bias=3.0,
+                                     group_provider_affinity={"X": 4.0}, seed=7))  # fmt: skip
+    pack = parse_pack(PACK + "training:\n  fairness: {attribute: gender}\n", "t.yaml").pack
+    facts, _ = collect_facts(pack, dataset, als_params={"factors": 8, "iterations": 4})
+    assert facts.tradeoff["in_training"]["reweighting"]["attribute"] == "gender"

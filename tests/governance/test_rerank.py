@@ -58,6 +58,7 @@ NEUTRAL_PARAMS: dict[str, dict] = {
     "exploration": {"epsilon": 0.0},
     "group_proportions": {"targets": {}},  # no targets: the model order
     "amortised_exposure": {"weight": 0.0},  # debt weighs nothing: the model order (the ledger still counts)
+    "exposure_targets": {"targets": {}},  # no targets: the model order
 }
 ACTIVE_PARAMS: dict[str, dict] = {
     "fair_star": {"p": 0.6, "alpha": 0.1},
@@ -69,6 +70,7 @@ ACTIVE_PARAMS: dict[str, dict] = {
     "exploration": {"epsilon": 0.5},
     "group_proportions": {"targets": {0: 0.3, 1: 0.4, 2: 0.3}, "algorithm": "constrained"},
     "amortised_exposure": {"targets": {0: 0.3, 1: 0.4, 2: 0.3}, "weight": 2.0, "ndcg_budget": 0.3, "item_weight": 0.5},
+    "exposure_targets": {"targets": {0: 0.4, 1: 0.3, 2: 0.2}, "tolerance": 0.1},
 }
 
 

@@ -1,0 +1,206 @@
+"""Neural families on the CPU at MovieLens-100K scale: fit time, NDCG@10 against ALS and popularity, carbon, int8.
+
+The data is recgov's synthetic generator at MovieLens-100K's shape (943 users,
+1,682 items, 100,000 events), split by time (the last 20% of events are the
+test set; ratings of 4+ and every engagement are positives, as ``recgov
+evaluate`` does). ALS runs at its defaults and tuned
+(``--als-trials`` trials on a validation split carved from the training
+matrix, as ``recgov evaluate`` tunes it). Every model is fitted on the same training matrix and
+evaluated by :func:`recommender.evaluate.evaluate_model` on the same test
+positives; each fit runs inside :func:`governance.carbon.measure` (codecarbon,
+offline), as a governed training run records its carbon.
+
+For the two-tower model, the serving path (user tower, then every item scored
+through the item matrix) is timed in float32 and after dynamic int8
+quantisation (:func:`recommender.families.neural_two_tower.quantize_two_tower`),
+both with one thread, at several batch sizes; NDCG@10 of the int8 lists is
+computed on the same users with :func:`recommender.metrics.ndcg_at_k`, and the
+float lists of that path are checked to give evaluate_model's NDCG (the two
+computations cross-check each other). Required: int8 NDCG@10 within 1% of
+float, and int8 at least 1.5x faster; both verdicts are printed, met or not.
+
+Timings on a shared machine are indicative; the load average is reported.
+
+Run:  python bench/bench_neural.py [--users 943] [--items 1682] [--interactions 100000] [--json] [--no-carbon]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _hardware import hardware  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from governance.carbon import measure  # noqa: E402
+from recommender.als import ALSRecommender  # noqa: E402
+from recommender.baselines import PopularityRecommender  # noqa: E402
+from recommender.evaluate import evaluate_model  # noqa: E402
+from recommender.families.neural_ncf import NCFRecommender  # noqa: E402
+from recommender.families.neural_session import SessionRecommender  # noqa: E402
+from recommender.families.neural_two_tower import TwoTowerRecommender, quantize_two_tower, time_scoring  # noqa: E402
+from recommender.feedback import FeedbackConfig  # noqa: E402
+from recommender.metrics import defined_mean, ndcg_at_k  # noqa: E402
+from recommender.pipeline import item_categories_for  # noqa: E402
+from recommender.split import SplitConfig, split, train_test_matrices  # noqa: E402
+from recommender.synthetic import SyntheticSpec, generate  # noqa: E402
+from recommender.tuning import tune_als  # noqa: E402
+
+K = 10
+
+
+def _carbon(facts: Any) -> dict[str, Any] | None:
+    if facts is None:
+        return None
+    return {"energy_kwh": facts.energy_kwh, "emissions_kg": facts.emissions_kg, "duration_s": round(facts.duration_s, 3), "method": facts.method}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--users", type=int, default=943)
+    parser.add_argument("--items", type=int, default=1682)
+    parser.add_argument("--interactions", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=None, help="override every neural model's epochs (quick runs)")
+    parser.add_argument("--country", default="USA", help="ISO code of the grid for codecarbon")
+    parser.add_argument("--no-carbon", action="store_true", help="skip codecarbon")
+    parser.add_argument("--batches", default="1,32,256", help="batch sizes (users per call) for the int8 timing")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--als-trials", type=int, default=20, help="ALS tuning trials on a validation split of the training data (0: defaults)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON document here")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    dataset = generate(SyntheticSpec(n_users=args.users, n_items=args.items, n_interactions=args.interactions, seed=args.seed))
+    train_events, test_events = split(dataset.events, SplitConfig())
+    mats = train_test_matrices(train_events, test_events, FeedbackConfig())
+    train, test = mats.train, mats.test
+    categories = item_categories_for(dataset, train)
+    epochs = {} if args.epochs is None else {"epochs": args.epochs}
+    als_params: dict[str, Any] = {}
+    if args.als_trials:
+        # as `recgov evaluate` does: tuned on a validation split carved from the training matrix, never the test set
+        tuned = tune_als(train, n_trials=args.als_trials, k=K, random_state=args.seed).best_params
+        als_params = {key: value for key, value in tuned.items() if key != "random_state"}
+
+    candidates: dict[str, tuple[Any, dict[str, Any]]] = {
+        "popularity": (PopularityRecommender(), {}),
+        "als": (ALSRecommender(random_state=args.seed, num_threads=1), {}),
+        "als_tuned": (ALSRecommender(**als_params, random_state=args.seed, num_threads=1), {}),
+        "two_tower": (TwoTowerRecommender(random_state=args.seed, **epochs), {"item_categories": categories}),
+        "two_tower_hard": (TwoTowerRecommender(random_state=args.seed, hard_negatives=4, **epochs), {"item_categories": categories}),
+        "ncf": (NCFRecommender(random_state=args.seed, **epochs), {}),
+        "session": (SessionRecommender(random_state=args.seed, **epochs), {"events": train_events}),
+        "session_user": (SessionRecommender(random_state=args.seed, sequences="user", **epochs), {"events": train_events}),
+    }
+    rows: list[dict[str, Any]] = []
+    fitted: dict[str, Any] = {}
+    for name, (model, side) in candidates.items():
+        with measure(args.country, enabled=not args.no_carbon) as meter:
+            t0 = time.perf_counter()
+            model.fit(train, **side)
+            fit_s = time.perf_counter() - t0
+        result = evaluate_model(model, train, test, K).to_dict()["metrics"]
+        row = {
+            "model": name,
+            "fit_seconds": round(fit_s, 2),
+            "ndcg@10": round(result["ndcg"], 4),
+            "recall@10": round(result["recall"], 4),
+            "carbon": _carbon(meter.facts),
+        }
+        if hasattr(model, "training_report"):
+            report = model.training_report()
+            row["training"] = {key: report[key] for key in ("epochs", "loss", "grad_norm_max", "unstable")}
+            if "sessions_from" in report:
+                row["training"]["sessions_from"] = report["sessions_from"]
+        rows.append(row)
+        fitted[name] = model
+        print(f"  {name}: {row['fit_seconds']} s, NDCG@10 {row['ndcg@10']}", file=sys.stderr, flush=True)
+
+    # int8 vs float on the two-tower serving path
+    tt = fitted["two_tower"]
+    q = quantize_two_tower(tt)
+    users = np.flatnonzero(np.diff(test.matrix.indptr) > 0)
+    relevant = test.matrix[users]
+    lists_f = q.recommend_index(users, K, int8=False)
+    lists_i = q.recommend_index(users, K, int8=True)
+    ndcg_f, ndcg_i = defined_mean(ndcg_at_k(lists_f, relevant)), defined_mean(ndcg_at_k(lists_i, relevant))
+    evaluated = next(r["ndcg@10"] for r in rows if r["model"] == "two_tower")
+    timing = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for batch in (int(b) for b in args.batches.split(",")):
+            f_s = time_scoring(q.float_scores, users, batch=batch, repeats=args.repeats)
+            i_s = time_scoring(q.scores, users, batch=batch, repeats=args.repeats)
+            timing.append(
+                {"batch": batch, "float_us_per_user": round(f_s * 1e6, 2), "int8_us_per_user": round(i_s * 1e6, 2), "speedup": round(f_s / i_s, 3)}
+            )
+    finally:
+        torch.set_num_threads(threads)
+    drop_pct = 100.0 * (ndcg_f - ndcg_i) / ndcg_f if ndcg_f > 0 else 0.0
+    best = max(timing, key=lambda t: t["speedup"])
+    quant = {
+        "ndcg@10_float": round(ndcg_f, 4),
+        "ndcg@10_int8": round(ndcg_i, 4),
+        "ndcg_drop_pct": round(drop_pct, 3),
+        "float_path_matches_evaluate_model": abs(round(ndcg_f, 4) - evaluated) <= 1e-4,
+        "top10_overlap": round(float(np.mean([len(set(a) & set(b)) / K for a, b in zip(lists_f, lists_i)])), 4),
+        "timing": timing,
+        "size_bytes": q.size_bytes(),
+        "requirement_ndcg_within_1pct": abs(drop_pct) <= 1.0,
+        "requirement_1_5x_faster": {str(t["batch"]): t["speedup"] >= 1.5 for t in timing},
+        "best_speedup": best,
+    }
+    doc = {
+        "data": {
+            "users": train.n_users,
+            "items": train.n_items,
+            "train_positives": train.nnz,
+            "test_positives": int(test.nnz),
+            "events": dataset.n_events,
+            "split": "time, last 20% of events",
+        },
+        "als_tuned_params": als_params,
+        "models": rows,
+        "int8_two_tower": quant,
+        "hardware": hardware(),
+        "torch": torch.__version__,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    if args.out:
+        args.out.write_text(json.dumps(doc, indent=2))
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"{'model':<16}{'fit s':>8}{'NDCG@10':>9}{'recall@10':>10}{'kg CO2e':>11}  training")
+    for row in rows:
+        carbon = row["carbon"]["emissions_kg"] if row["carbon"] else float("nan")
+        tr = row.get("training")
+        note = f"{tr['epochs']} epochs, loss {tr['loss'][0]} -> {tr['loss'][-1]}, unstable={tr['unstable']}" if tr else ""
+        print(f"{row['model']:<16}{row['fit_seconds']:>8}{row['ndcg@10']:>9}{row['recall@10']:>10}{carbon:>11.2e}  {note}")
+    print(
+        f"\ntwo_tower int8: NDCG@10 {quant['ndcg@10_int8']} vs float {quant['ndcg@10_float']} "
+        f"(drop {quant['ndcg_drop_pct']}%, within 1%: {quant['requirement_ndcg_within_1pct']}; top-10 overlap {quant['top10_overlap']})"
+    )
+    for t in timing:
+        print(
+            f"  batch {t['batch']:>4}: float {t['float_us_per_user']} us/user, int8 {t['int8_us_per_user']} us/user, "
+            f"speedup {t['speedup']}x (>= 1.5x: {t['speedup'] >= 1.5})"
+        )
+    print(f"load average {doc['hardware']['load_average_1m']} on {doc['hardware']['cores']} cores; {doc['seconds']} s in all")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

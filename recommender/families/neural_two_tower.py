@@ -1,0 +1,490 @@
+"""Two-tower retrieval (the ``two_tower`` family): a user tower and an item tower scored by a dot product.
+
+* **User tower**: the user's id embedding and the mean embedding of the items in
+  their history, through a two-layer MLP. In training the positive being
+  predicted is left out of the history mean (leave-one-out), so the tower
+  cannot learn to find an item in its own input.
+* **Item tower**: the item's id embedding and, when item categories are given
+  to :meth:`TwoTowerRecommender.fit`, the mean of its categories' embeddings,
+  through a two-layer MLP.
+* Both towers' outputs are L2-normalised, so the score is a cosine; training
+  minimises the softmax cross-entropy of each (user, positive) pair against the
+  other items of the mini-batch (in-batch negatives, with other positives of
+  the same user masked), divided by a temperature. Optional **hard negatives**:
+  from epoch ``hard_negative_start`` on, each pair also meets
+  ``hard_negatives`` items drawn from its user's ``hard_negative_pool`` best
+  non-positive items under the current model (mined once per epoch).
+
+Serving precomputes both towers: a list is ``user_vectors @ item_vectors.T``,
+and :func:`quantize_two_tower` gives the int8 version of that path. Tags are
+``latent_match`` (not exact: a cosine in a learned space is no decomposition of
+the score): the history items closest to the recommended item in the item
+tower's space. Erasure retrains (see :mod:`recommender.families._torch_common`).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recommender.data import InteractionMatrix
+from recommender.errors import ConfigError
+from recommender.families._torch_common import NeuralModel, ParamSpec, csr_bags, torch_session
+from recommender.family import ErasureKind, Family, ModelTag, register_family
+from recommender.scoring import block_rows, mask_seen, top_k_rows
+
+__all__ = ["QuantizedTwoTower", "TwoTowerRecommender", "quantize_two_tower", "time_scoring"]
+
+
+class _TwoTower(nn.Module):
+    def __init__(self, n_users: int, n_items: int, n_categories: int, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.user_id = nn.Embedding(n_users, dim)
+        self.history = nn.EmbeddingBag(n_items, dim, mode="sum")
+        self.item_id = nn.Embedding(n_items, dim)
+        self.category = nn.EmbeddingBag(n_categories, dim, mode="mean") if n_categories else None
+        self.user_mlp = nn.Sequential(nn.Linear(2 * dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+        item_in = 2 * dim if n_categories else dim
+        self.item_mlp = nn.Sequential(nn.Linear(item_in, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+        for emb in (self.user_id, self.history, self.item_id, *([self.category] if self.category is not None else [])):
+            nn.init.normal_(emb.weight, std=0.1)
+
+    def users(self, rows: torch.Tensor, bags: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tensor, leave_out: torch.Tensor | None) -> torch.Tensor:
+        summed = self.history(bags, offsets)
+        n = lengths.to(summed.dtype)
+        if leave_out is not None:
+            summed = summed - self.history.weight[leave_out]
+            n = n - 1
+        mean = summed / n.clamp(min=1).unsqueeze(1)
+        mean = torch.where((n > 0).unsqueeze(1), mean, torch.zeros_like(mean))
+        return self.user_vectors(rows, mean)
+
+    def user_vectors(self, rows: torch.Tensor, history_mean: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.user_mlp(torch.cat([self.user_id(rows), history_mean], dim=1)), dim=1)
+
+    def items(self, cols: torch.Tensor, cat_bags: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        parts = [self.item_id(cols)]
+        if self.category is not None and cat_bags is not None:
+            parts.append(self.category(*cat_bags))
+        return F.normalize(self.item_mlp(torch.cat(parts, dim=1)), dim=1)
+
+
+class TwoTowerRecommender(NeuralModel):
+    """Two-tower retrieval with in-batch and optional hard negatives (see the module docstring).
+
+    Parameters
+    ----------
+    dim:
+        Embedding and output dimension of both towers.
+    hidden:
+        Hidden width of each tower's MLP.
+    epochs, batch_size, lr, weight_decay, optimizer:
+        Training (``optimizer``: ``adam`` or ``sgd``). ``batch_size`` pairs per
+        step are also each other's negatives.
+    temperature:
+        Divides the cosine logits of the softmax.
+    hard_negatives:
+        Mined negatives per pair (0: in-batch negatives only).
+    hard_negative_pool:
+        The mined items per user: their best-scoring non-positives.
+    hard_negative_start:
+        First epoch (0-based) that uses mined negatives.
+    use_categories:
+        Feed item categories to the item tower when :meth:`fit` gets them.
+    logq_correction:
+        Subtract the log of each in-batch item's sampling probability (its share
+        of the training pairs) from its logit as a negative (Yi et al. 2019), so
+        popular items are not over-penalised for appearing in many batches.
+    random_state, num_threads:
+        Seed and CPU threads; the same pair gives the same weights.
+    health:
+        :class:`~recommender.training_health.HealthConfig` fields (a mapping):
+        when the run counts as unstable and whether that raises.
+    """
+
+    name: ClassVar[str] = "two_tower"
+    family: ClassVar[str] = "two_tower"
+    inputs: ClassVar[frozenset[str]] = frozenset({"interactions", "item_category"})
+    erasure: ClassVar[ErasureKind] = ErasureKind.retrain
+    _specs: ClassVar[dict[str, ParamSpec]] = {
+        "dim": ParamSpec(int, 1),
+        "hidden": ParamSpec(int, 1),
+        "temperature": ParamSpec((int, float), 0, low_inclusive=False),
+        "hard_negatives": ParamSpec(int, 0),
+        "hard_negative_pool": ParamSpec(int, 1),
+        "hard_negative_start": ParamSpec(int, 0),
+        "use_categories": ParamSpec(bool, choices=(True, False)),
+        "logq_correction": ParamSpec(bool, choices=(True, False)),
+    }
+
+    def __init__(
+        self,
+        dim: int = 64,
+        hidden: int = 128,
+        epochs: int = 8,
+        batch_size: int = 1024,
+        lr: float = 0.01,
+        weight_decay: float = 0.0,
+        temperature: float = 0.1,
+        hard_negatives: int = 0,
+        hard_negative_pool: int = 50,
+        hard_negative_start: int = 4,
+        use_categories: bool = True,
+        logq_correction: bool = True,
+        optimizer: str = "adam",
+        random_state: int = 0,
+        num_threads: int = 1,
+        health: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.dim = dim
+        self.hidden = hidden
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.temperature = temperature
+        self.hard_negatives = hard_negatives
+        self.hard_negative_pool = hard_negative_pool
+        self.hard_negative_start = hard_negative_start
+        self.use_categories = use_categories
+        self.logq_correction = logq_correction
+        self.optimizer = optimizer
+        self.random_state = random_state
+        self.num_threads = num_threads
+        self.health = health
+
+    def fit(
+        self, train: InteractionMatrix, *, show_progress: bool = False, item_categories: Sequence[str | None] | None = None
+    ) -> TwoTowerRecommender:
+        """Learn from ``train``; ``item_categories`` (one ``|``-separated string or None per item column) feed the item tower."""
+        self._given_categories = item_categories
+        try:
+            return super().fit(train, show_progress=show_progress)
+        finally:
+            self._given_categories = None
+
+    # -- side input: categories -------------------------------------------------
+    def _prepare_side(self, train: InteractionMatrix) -> None:
+        given = getattr(self, "_given_categories", None)
+        self.side_ = {}
+        if given is None or not self.use_categories:
+            self.categories_ = np.array([], dtype=str)
+            self.category_matrix_ = sp.csr_matrix((train.n_items, 0), dtype=np.float32)
+            return
+        values = list(given)
+        if len(values) != train.n_items:
+            raise ConfigError(f"TwoTowerRecommender.fit: item_categories has {len(values)} entries; the training matrix has {train.n_items} items")
+        rows, names = [], []
+        for col, value in enumerate(values):
+            if value is None or (isinstance(value, float) and np.isnan(value)):
+                continue
+            if not isinstance(value, str):
+                raise ConfigError(f"TwoTowerRecommender.fit: item_categories[{col}] must be a '|'-separated string or None, got {value!r}")
+            for part in value.split("|"):
+                if part.strip():
+                    rows.append(col)
+                    names.append(part.strip())
+        vocab, codes = np.unique(np.asarray(names, dtype=str), return_inverse=True)
+        self.categories_ = vocab
+        self.category_matrix_ = sp.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (np.asarray(rows, dtype=np.int64), codes)), shape=(train.n_items, len(vocab))
+        )
+        self.category_matrix_.sum_duplicates()
+        self.category_matrix_.sort_indices()
+
+    def _fit_categories(self) -> list[str | None] | None:
+        if self.category_matrix_.shape[1] == 0:
+            return None
+        m = self.category_matrix_
+        return ["|".join(self.categories_[m.indices[m.indptr[c] : m.indptr[c + 1]]]) or None for c in range(m.shape[0])]
+
+    def _side_without(self, keep_rows: np.ndarray) -> dict[str, Any]:
+        return {"item_categories": self._fit_categories()}
+
+    def _side_arrays(self) -> dict[str, np.ndarray]:
+        m = self.category_matrix_
+        return {"categories": np.asarray(self.categories_, dtype=str), "cat_indptr": m.indptr, "cat_indices": m.indices}
+
+    def _load_side(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
+        self.side_ = {}
+        self.categories_ = arrays["categories"].astype(str)
+        indptr, indices = arrays["cat_indptr"], arrays["cat_indices"]
+        self.category_matrix_ = sp.csr_matrix(
+            (np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(len(indptr) - 1, len(self.categories_))
+        )
+
+    # -- network and training -----------------------------------------------------
+    def _new_module(self, train: InteractionMatrix) -> nn.Module:
+        return _TwoTower(train.n_users, train.n_items, self.category_matrix_.shape[1], self.dim, self.hidden)
+
+    def _cat_bags(self, cols: np.ndarray) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self.category_matrix_.shape[1] == 0:
+            return None
+        idx, off = csr_bags(self.category_matrix_, cols)
+        return torch.from_numpy(idx), torch.from_numpy(off)
+
+    def _user_inputs(self, binary: sp.csr_matrix, rows: np.ndarray) -> tuple[torch.Tensor, ...]:
+        idx, off = csr_bags(binary, rows)
+        lengths = np.diff(binary.indptr)[rows]
+        return torch.from_numpy(rows.astype(np.int64)), torch.from_numpy(idx), torch.from_numpy(off), torch.from_numpy(lengths.astype(np.int64))
+
+    def _steps(self, train: InteractionMatrix, module: nn.Module, gen: torch.Generator) -> Callable[[int], Iterable[Callable[[], torch.Tensor]]]:
+        binary = sp.csr_matrix((train.matrix > 0).astype(np.float32))
+        binary.sort_indices()
+        coo = binary.tocoo()
+        pair_users, pair_items = coo.row.astype(np.int64), coo.col.astype(np.int64)
+        n_pairs = len(pair_users)
+        batch = min(self.batch_size, n_pairs)
+        net: _TwoTower = module  # type: ignore[assignment]
+        counts = np.bincount(pair_items, minlength=train.n_items).astype(np.float64)
+        log_q = torch.from_numpy(np.log(np.maximum(counts, 1) / n_pairs).astype(np.float32)) if self.logq_correction else None
+        state: dict[str, np.ndarray | None] = {"pool": None}
+
+        def mine() -> np.ndarray:
+            """Each user's ``hard_negative_pool`` best-scoring non-positive items under the current weights."""
+            with torch.no_grad():
+                users, items = self._tower_vectors(net, binary)
+            k = min(self.hard_negative_pool, train.n_items)
+            pool = np.empty((train.n_users, k), dtype=np.int64)
+            step = block_rows(train.n_items)
+            for start in range(0, train.n_users, step):
+                rows = np.arange(start, min(start + step, train.n_users))
+                scores = users[rows] @ items.T
+                mask_seen(scores, binary, rows)
+                idx, _ = top_k_rows(scores, k)
+                # a user with fewer than k non-positives: repeat their first mined item (or item 0)
+                first = np.where(idx[:, :1] >= 0, idx[:, :1], 0)
+                pool[start : start + len(rows)] = np.where(idx >= 0, idx, first)
+            return pool
+
+        def steps(epoch: int) -> Iterable[Callable[[], torch.Tensor]]:
+            use_hard = self.hard_negatives > 0 and epoch >= self.hard_negative_start
+            if use_hard:
+                net.eval()
+                state["pool"] = mine()
+                net.train()
+            order = torch.randperm(n_pairs, generator=gen).numpy()
+            for start in range(0, n_pairs, batch):
+                chosen = order[start : start + batch]
+                yield self._batch_loss(net, binary, pair_users[chosen], pair_items[chosen], state["pool"] if use_hard else None, gen, log_q)
+
+        return steps
+
+    def _batch_loss(
+        self,
+        net: _TwoTower,
+        binary: sp.csr_matrix,
+        users: np.ndarray,
+        items: np.ndarray,
+        pool: np.ndarray | None,
+        gen: torch.Generator,
+        log_q: torch.Tensor | None,
+    ) -> Callable[[], torch.Tensor]:
+        def loss() -> torch.Tensor:
+            # each distinct user's history is summed once; the pair's own item is then taken out of its mean
+            distinct, back = np.unique(users, return_inverse=True)
+            rows, bags, offsets, lengths = self._user_inputs(binary, distinct)
+            summed = net.history(bags, offsets)[torch.from_numpy(back)]
+            item_t = torch.from_numpy(items)
+            summed = summed - net.history.weight[item_t]
+            n = (lengths[torch.from_numpy(back)] - 1).to(summed.dtype)
+            mean = torch.where((n > 0).unsqueeze(1), summed / n.clamp(min=1).unsqueeze(1), torch.zeros_like(summed))
+            u = net.user_vectors(rows[torch.from_numpy(back)], mean)
+            distinct_items, item_back = np.unique(items, return_inverse=True)
+            v = net.items(torch.from_numpy(distinct_items), self._cat_bags(distinct_items))[torch.from_numpy(item_back)]
+            logits = (u @ v.T) / self.temperature
+            if log_q is not None:
+                logits = logits - log_q[item_t].unsqueeze(0)
+            # another pair's item that is also a positive of this user is no negative
+            positive = np.asarray(binary[distinct][:, items].todense())[back] > 0
+            np.fill_diagonal(positive, False)
+            logits = logits.masked_fill(torch.from_numpy(positive), float("-inf"))
+            if pool is not None:
+                picks = torch.randint(pool.shape[1], (len(users), self.hard_negatives), generator=gen).numpy()
+                hard = pool[users[:, None], picks]
+                vh = net.items(torch.from_numpy(hard.ravel()), self._cat_bags(hard.ravel())).view(len(users), self.hard_negatives, -1)
+                logits = torch.cat([logits, torch.einsum("bd,bhd->bh", u, vh) / self.temperature], dim=1)
+            target = torch.arange(len(users))
+            return F.cross_entropy(logits, target)
+
+        return loss
+
+    def _tower_vectors(self, net: _TwoTower, binary: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+        """Every user's and every item's tower output (float32 numpy)."""
+        n_users, n_items = binary.shape
+        with torch.no_grad():
+            users = []
+            for start in range(0, n_users, 4096):
+                rows = np.arange(start, min(start + 4096, n_users))
+                users.append(net.users(*self._user_inputs(binary, rows), leave_out=None).numpy())
+            cols = np.arange(n_items)
+            items = net.items(torch.from_numpy(cols), self._cat_bags(cols)).numpy()
+        return np.vstack(users).astype(np.float32), items.astype(np.float32)
+
+    def _prepare_scoring(self) -> None:
+        binary = sp.csr_matrix((self.train_.matrix > 0).astype(np.float32))
+        binary.sort_indices()
+        with torch_session(self.random_state, self.num_threads):
+            self.user_vectors_, self.item_vectors_ = self._tower_vectors(self.module_, binary)  # type: ignore[arg-type]
+
+    def _score_rows(self, rows: np.ndarray) -> np.ndarray:
+        return self.user_vectors_[rows] @ self.item_vectors_.T
+
+    # -- tags ---------------------------------------------------------------------
+    def explain(self, user_id: str, item_ids: Sequence[str], *, n_history: int = 3) -> list[list[ModelTag]]:
+        """``latent_match`` tags: the (up to ``n_history``) history items nearest each item in the item tower's space.
+
+        ``evidence`` holds the cosine of each named history item to the
+        recommended one and the list score (the user-item cosine). Not exact:
+        the score is the user tower's output against the item's, which no
+        history item's similarity decomposes. A user the model does not know
+        gets ``popular`` tags (their list is the popularity ranking).
+        """
+        self.check_fitted("explain")
+        cols = self._known_items(item_ids)
+        row = int(self.train_.user_index(user_id)[0])
+        if row < 0:
+            return self._fallback_tags(len(cols), self.popularity_, cols)
+        history = self.train_.matrix.indices[self.train_.matrix.indptr[row] : self.train_.matrix.indptr[row + 1]]
+        sims = self.item_vectors_[cols] @ self.item_vectors_[history].T if len(history) else np.zeros((len(cols), 0))
+        scores = self.item_vectors_[cols] @ self.user_vectors_[row]
+        out = []
+        for n, col in enumerate(cols):
+            order = np.argsort(-sims[n], kind="stable")[:n_history]
+            named = [str(self.train_.item_ids[history[j]]) for j in order]
+            if named:
+                text = f"Close, in what we learned about items, to {', '.join(named)} that you engaged with."
+            else:
+                text = "Matches the tastes learned from your profile."
+            out.append(
+                [
+                    ModelTag(
+                        kind="latent_match",
+                        text=text,
+                        items=tuple(named),
+                        exact=False,
+                        evidence={"similarity": [round(float(sims[n, j]), 4) for j in order], "score": round(float(scores[n]), 4)},
+                    )
+                ]
+            )
+        return out
+
+
+@dataclass
+class QuantizedTwoTower:
+    """The int8 serving path of a fitted :class:`TwoTowerRecommender`.
+
+    The item vectors become the weight of a bias-free ``Linear`` layer (one
+    output per item), so that with the user tower's ``Linear`` layers they are
+    quantised by ``torch.ao.quantization.quantize_dynamic`` (weights int8 per
+    output channel, activations quantised on the fly; fbgemm's int8 GEMM).
+    :meth:`scores` runs the user tower from its inputs and scores every item,
+    as a served request does; :meth:`float_scores` runs the same path in float32.
+    """
+
+    model: TwoTowerRecommender
+    float_net: nn.Module
+    int8_net: nn.Module
+
+    def _inputs(self, rows: np.ndarray) -> tuple[torch.Tensor, ...]:
+        binary = self.model._binary_
+        return self.model._user_inputs(binary, np.asarray(rows, dtype=np.int64))
+
+    def scores(self, rows: np.ndarray) -> np.ndarray:
+        """int8 scores of training rows ``rows`` against every item."""
+        with torch.inference_mode():
+            return self.int8_net(*self._inputs(rows)).numpy()
+
+    def float_scores(self, rows: np.ndarray) -> np.ndarray:
+        """The same path in float32."""
+        with torch.inference_mode():
+            return self.float_net(*self._inputs(rows)).numpy()
+
+    def recommend_index(self, rows: np.ndarray, k: int, *, int8: bool = True) -> np.ndarray:
+        """Top-``k`` item columns per row (seen items filtered)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        scores = np.array(self.scores(rows) if int8 else self.float_scores(rows), dtype=np.float32, copy=True)
+        mask_seen(scores, self.model.train_.matrix, rows)
+        return top_k_rows(scores, k)[0]
+
+    def size_bytes(self) -> dict[str, int]:
+        """Bytes of the scoring layer's weights, float32 vs int8 (plus scales)."""
+        n_items, dim = self.model.item_vectors_.shape
+        return {"float32": n_items * dim * 4, "int8": n_items * dim + n_items * 8}
+
+
+class _ServingNet(nn.Module):
+    """User tower and item scoring as one module of ``Linear`` layers (what ``quantize_dynamic`` replaces)."""
+
+    def __init__(self, net: _TwoTower, item_vectors: np.ndarray) -> None:
+        super().__init__()
+        self.user_id = net.user_id
+        self.history = net.history
+        self.user_mlp = net.user_mlp
+        self.items = nn.Linear(item_vectors.shape[1], item_vectors.shape[0], bias=False)
+        with torch.no_grad():
+            self.items.weight.copy_(torch.from_numpy(item_vectors))
+
+    def forward(self, rows: torch.Tensor, bags: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        summed = self.history(bags, offsets)
+        n = lengths.to(summed.dtype)
+        mean = torch.where((n > 0).unsqueeze(1), summed / n.clamp(min=1).unsqueeze(1), torch.zeros_like(summed))
+        u = F.normalize(self.user_mlp(torch.cat([self.user_id(rows), mean], dim=1)), dim=1)
+        return self.items(u)
+
+
+def quantize_two_tower(model: TwoTowerRecommender) -> QuantizedTwoTower:
+    """Dynamic int8 quantisation of a fitted two-tower model's serving path (user tower and item scoring)."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    model.check_fitted("quantize_two_tower")
+    if not isinstance(model, TwoTowerRecommender):
+        raise ConfigError(f"quantize_two_tower needs a fitted TwoTowerRecommender, got {type(model).__name__}")
+    binary = sp.csr_matrix((model.train_.matrix > 0).astype(np.float32))
+    binary.sort_indices()
+    model._binary_ = binary
+    float_net = _ServingNet(model.module_, model.item_vectors_).eval()  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        # torch marks its quantised tensor constructors deprecated in favour of torchao; the API works as documented
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        int8_net = quantize_dynamic(_ServingNet(model.module_, model.item_vectors_).eval(), {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+    return QuantizedTwoTower(model=model, float_net=float_net, int8_net=int8_net)
+
+
+def time_scoring(fn: Callable[[np.ndarray], np.ndarray], rows: np.ndarray, *, batch: int, repeats: int = 5) -> float:
+    """Median seconds per user of scoring ``rows`` in batches of ``batch`` with ``fn`` (after one warm-up pass)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    for start in range(0, min(len(rows), batch * 2), batch):
+        fn(rows[start : start + batch])
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for start in range(0, len(rows), batch):
+            fn(rows[start : start + batch])
+        times.append((time.perf_counter() - t0) / max(len(rows), 1))
+    return float(np.median(times))
+
+
+register_family(
+    Family(
+        name="two_tower",
+        build=TwoTowerRecommender,
+        description="Two-tower retrieval (user tower over id and history, item tower over id and categories), in-batch and hard negatives",
+        inputs=TwoTowerRecommender.inputs,
+        erasure=ErasureKind.retrain,
+        extra="neural",
+        default_params={},
+        small_params={"dim": 16, "hidden": 32, "epochs": 3, "batch_size": 128},
+        broken_params={"dim": 0},
+    )
+)
