@@ -41,6 +41,7 @@ from recommender.data import Dataset, InteractionMatrix
 from recommender.errors import ConfigError
 from recommender.family import Family, GovernedModel, families, get_family
 from recommender.feedback import MODEL_INPUT_COLUMNS, FeedbackConfig, to_implicit
+from recommender.pipeline import content_inputs, family_side_inputs
 
 __all__ = [
     "FAMILY_RUN_KEY",
@@ -56,15 +57,19 @@ FAMILY_RUN_KEY = "family"
 """The training-run parameter naming the family (with ``family_params``, ``erasure``, ``family_inputs`` (its declared
 inputs) and ``model_inputs`` (the event fields the fit read, as an ALS run records them))."""
 
-FED_INPUTS = frozenset({"interactions"})
-"""The family inputs this path gives a fit: the interaction matrix of the events the pack allows."""
+SIDE_FIELDS: dict[str, tuple[str, ...]] = {
+    "items": ("item_text",),
+    "item_categories": ("item_category",),
+    "events": ("session_id", "timestamp"),
+}
+"""What each side input a fit takes (:func:`recommender.pipeline.family_side_inputs`) carries, in family inputs."""
 
 NO_EVENTS = "no event may be used for training {why}: {excluded}"
 
 
 def parse_params(pairs: list[str] | None, *, option: str = "--param") -> dict[str, Any]:
-    """``key=value`` strings as parameters: a value reads as JSON (``10``, ``0.5``, ``true``, ``"bm25"``), else
-    as the text given. A pair without ``=``, an empty key or a key given twice is a :class:`ConfigError`."""
+    """``key=value`` strings as parameters: a value reads as JSON (``10``, ``0.5``, ``true``, ``"bm25"``,
+    ``["title","genre"]``), else as the text given. A pair without ``=``, an empty key or a key given twice is a :class:`ConfigError`."""
     params: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, raw = str(pair).partition("=")
@@ -77,8 +82,8 @@ def parse_params(pairs: list[str] | None, *, option: str = "--param") -> dict[st
             value: Any = json.loads(raw)
         except ValueError:
             value = raw
-        if isinstance(value, (dict, list)):
-            raise ConfigError(f"{option} {key}={raw}: a parameter is a number, true/false or a word, not {type(value).__name__}")
+        if isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value)):
+            raise ConfigError(f"{option} {key}={raw}: a parameter is a number, true/false, a word or a list of them")
         params[key] = value
     return params
 
@@ -121,6 +126,8 @@ class FamilyTraining:
     seconds: float
     reproduced: bool
     exclusions: dict[str, Any]
+    inputs_given: frozenset[str] = frozenset({"interactions"})
+    """The declared inputs the fit was given (a content family without item text in DATA runs without content)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (the keys of the ALS run's summary, plus the family's declarations)."""
@@ -128,7 +135,8 @@ class FamilyTraining:
             "family": self.family.name,
             "erasure": self.family.erasure.value,
             "family_inputs": sorted(self.family.inputs),
-            "model_inputs": list(MODEL_INPUT_COLUMNS),
+            "inputs_given": sorted(self.inputs_given),
+            "model_inputs": [*MODEL_INPUT_COLUMNS, *sorted(self.inputs_given - {"interactions"})],
             "model_version": self.model_version,
             "params": self.model.get_params(),
             "matrix": {"users": self.matrix.n_users, "items": self.matrix.n_items, "interactions": self.matrix.nnz},
@@ -211,12 +219,6 @@ def train_family_and_record(
 
         attributes = [] if dataset.users is None else [str(c) for c in dataset.users.columns if c != "user_id"]
         check_family_inputs(family, pack, user_attributes=attributes)
-    beyond = sorted(set(family.inputs) - FED_INPUTS)
-    if beyond:  # after the pack's verdict: a family the pack refuses hears that first
-        raise ConfigError(
-            f"model family {family.name!r} reads {', '.join(beyond)}; recgov train feeds a family the interactions "
-            "only, so it is not fitted here (it would learn without what it declares)"
-        )
     chosen = {**family.default_params, **(params or {})}
     if "random_state" in (family.parameter_names() or []) and "random_state" not in (params or {}):
         chosen["random_state"] = random_state
@@ -225,9 +227,12 @@ def train_family_and_record(
     kept, exclusions, filtered = _filtered(dataset, store, pack, now)
     report = validate_events(kept).to_dict()
     matrix = to_implicit(kept.events, feedback)
+    # what the family declared besides the interactions, as `recgov evaluate --families` gives it
+    side = {**content_inputs(model, kept, matrix), **family_side_inputs(model, kept, matrix, kept.events)}
+    fed = {"interactions", *(name for key in side for name in SIDE_FIELDS.get(key, ()))} & set(family.inputs)
     started = datetime.now(timezone.utc)
     with measure(country_iso_code, enabled=measure_carbon) as meter:
-        model.fit(matrix, show_progress=show_progress)
+        model.fit(matrix, show_progress=show_progress, **side)
     ended = datetime.now(timezone.utc)
     carbon = meter.facts
     before_hash = dataset.content_hash() if filtered else None
@@ -256,7 +261,9 @@ def train_family_and_record(
                     "family_params": model.get_params(),
                     "erasure": family.erasure.value,
                     "family_inputs": sorted(family.inputs),
-                    "model_inputs": list(MODEL_INPUT_COLUMNS),  # the event fields the fit read, as for ALS
+                    "inputs_given": sorted(fed),
+                    # the fields the fit read, as for ALS: the event columns of the conversion, and the side inputs
+                    "model_inputs": [*MODEL_INPUT_COLUMNS, *sorted(fed - {"interactions"})],
                     "feedback": feedback.model_dump(),
                     "privacy_filter": exclusions,
                     ERASURES_SEEN: exclusions.get(ERASURES_SEEN),
@@ -301,4 +308,5 @@ def train_family_and_record(
         seconds=(ended - started).total_seconds(),
         reproduced=reproduced,
         exclusions=exclusions,
+        inputs_given=frozenset(fed),
     )
