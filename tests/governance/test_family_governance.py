@@ -348,3 +348,17 @@ def test_a_content_family_is_trained_with_the_item_content_the_pack_allows(db_ur
     assert "item_text" in doc["inputs_given"] and "item_text" in doc["model_inputs"]
     served = _recommend(db_url, "u000012", doc["model_version"], "--pack", str(pack))
     assert served["mode"] == "personalized" and all(any("exact" in t for t in i["tags"]) for i in served["items"])
+
+
+def test_retrain_run_names_a_family_version_it_cannot_retrain_with_the_command_to_use(db_url: str) -> None:
+    doc = _train(db_url, "--family", "bpr", "--param", "factors=4", "--param", "iterations=2")
+    store = open_store(db_url)
+    try:
+        erase_subject(store, "u000017", pack=EU, measure_carbon=False)
+    finally:
+        store.close()
+    result = runner.invoke(app, ["retrain", "run", DATA, "--pack", "baseline", "--no-carbon", "--database-url", db_url, "--json"])
+    assert result.exit_code == 0, result.output
+    run = json.loads(result.stdout)
+    assert run["not_retrainable"] == [doc["model_version"]] and run["retrained"] == []
+    assert "--family bpr" in run["cannot_retrain"][0]["message"]
