@@ -438,6 +438,8 @@ class ServingEngine:
             "tcf": request.tcf is not None,
             "context": sorted(request.context),
         }
+        if request.experiment is not None:  # the arm's error rate is an experiment guardrail (no subject id: the arm only)
+            detail["experiment"] = {k: request.experiment.get(k) for k in ("id", "variant", "reason")}
         try:
             self.on_failure(f"serve.{type(err).__name__}"[:100], detail)
         except Exception:  # noqa: BLE001 - the original error is the one to raise
