@@ -492,6 +492,7 @@ class NeuralModel(GovernedModel):
             state = {k[2:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("w:")}
             module.load_state_dict(state, strict=True)
             training_log = TrainingLog.from_dict(meta["training_log"])
+            fit_seconds = float(meta.get("fit_seconds", 0.0))
         except RuntimeError as err:
             raise DataError(f"{path}: the weights do not fit the {cls.name} network ({err})") from err
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, ConfigError) as err:
@@ -503,7 +504,7 @@ class NeuralModel(GovernedModel):
         model.training_log_ = training_log
         model.data_hash_ = train.content_hash()  # recomputed: an edited training matrix is caught below
         model.library_versions_ = meta.get("library_versions", {})
-        model.fit_seconds_ = float(meta.get("fit_seconds", 0.0))
+        model.fit_seconds_ = fit_seconds
         model.popularity_ = np.asarray((matrix > 0).sum(axis=0)).ravel().astype(np.float64)
         model.train_ = train
         model._prepare_scoring()
