@@ -293,17 +293,28 @@ def test_int8_two_tower_uses_an_int8_item_matrix_with_per_item_scales(fitted):
     u = q.user_vectors(np.arange(5))
     scores = q.item_scores(u).numpy()
     assert scores.dtype == np.float32
-    step = float(u.max() - min(float(u.min()), 0.0)) / 255
-    bound = step / 2 * np.abs(decoded).sum(axis=1) + 1e-5
-    assert (np.abs(scores - u.numpy() @ decoded.T) <= bound[None, :]).all()
+    # per-row user quantisation: a step of 2/255 on u / max|u|, i.e. max|u| * 2/255 on u
+    step = u.abs().amax(dim=1).numpy()[:, None] * 2 / 255
+    bound = step / 2 * np.abs(decoded).sum(axis=1)[None, :] + 1e-5
+    assert (np.abs(scores - u.numpy() @ decoded.T) <= bound).all()
+    # ... so a user's int8 scores do not depend on the other users of its call
+    np.testing.assert_array_equal(q.item_scores(u[:1]).numpy(), scores[:1])
+    np.testing.assert_array_equal(q.item_scores(torch.cat([u[:1], 10 * u[1:]])).numpy()[0], scores[0])
     # a zero row gets scale 1 and zero codes
     codes, scales = quantize_item_rows(np.array([[0.0, 0.0], [0.5, -0.25]], dtype=np.float32))
     assert codes.tolist() == [[0, 0], [127, -64]] and scales[0] == 1.0
-    # top_k on both paths returns the catalogue's k best
-    vals, idx = q.top_k(u, 10, int8=False)
-    ref = np.argsort(-(u.numpy() @ model.item_vectors_.T), axis=1, kind="stable")[:, :10]
-    assert idx.shape == (5, 10) and (np.sort(idx.numpy(), axis=1) == np.sort(ref, axis=1)).all()
-    assert q.top_k(u, 10)[1].shape == (5, 10)
+    # top_k on both paths returns the catalogue's k best, across several user blocks
+    from recommender.families.neural_two_tower import RETRIEVAL_BLOCK
+
+    everyone = q.user_vectors(np.arange(model.train_.n_users))
+    assert everyone.shape[0] > RETRIEVAL_BLOCK
+    ref = np.argsort(-(everyone.numpy() @ model.item_vectors_.T), axis=1, kind="stable")[:, :10]
+    _, idx = q.top_k(everyone, 10, int8=False)
+    assert idx.shape == ref.shape and (np.sort(idx.numpy(), axis=1) == np.sort(ref, axis=1)).all()
+    vals_i, idx_i = q.top_k(everyone, 10)
+    full_i = q.item_scores(everyone).numpy()
+    np.testing.assert_allclose(vals_i.numpy(), np.take_along_axis(full_i, idx_i.numpy(), axis=1), rtol=1e-6)
+    np.testing.assert_allclose(vals_i.numpy(), -np.sort(-full_i, axis=1)[:, :10], rtol=1e-6)
 
 
 def test_quantize_two_tower_refuses_other_models(fitted):
