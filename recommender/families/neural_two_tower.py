@@ -418,6 +418,10 @@ class QuantizedTwoTower:
     item_scales: torch.Tensor
     packed: Any
 
+    def __post_init__(self) -> None:
+        self._anchors = torch.zeros((2, self.item_float.shape[1]), dtype=torch.float32)
+        self._anchors[0, 0], self._anchors[1, 0] = 1.0, -1.0
+
     def user_vectors(self, rows: np.ndarray) -> torch.Tensor:
         """The user tower's (float32) output for training rows ``rows``, from their id and history."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -427,11 +431,8 @@ class QuantizedTwoTower:
 
     def _int8_unscaled(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """int8 scores of each user row divided by its largest absolute component, and that factor per row (``(n, 1)``)."""
-        factor = users.abs().amax(dim=1, keepdim=True)
-        factor = torch.where(factor > 0, factor, torch.ones_like(factor))
-        anchors = torch.zeros((2, users.shape[1]), dtype=users.dtype)
-        anchors[0, 0], anchors[1, 0] = 1.0, -1.0
-        scores = torch.ops.quantized.linear_dynamic(torch.cat([users / factor, anchors]), self.packed, False)
+        factor = users.abs().amax(dim=1, keepdim=True).clamp_(min=torch.finfo(torch.float32).tiny)
+        scores = torch.ops.quantized.linear_dynamic(torch.cat([users / factor, self._anchors]), self.packed, False)
         return scores[:-2], factor
 
     def item_scores(self, users: torch.Tensor, *, int8: bool = True) -> torch.Tensor:
