@@ -148,6 +148,7 @@ def _instrument(stages: _Stages) -> None:
     Recommender.fit = stages.wrap("fit", Recommender.fit)  # type: ignore[method-assign]
     Recommender.recommend_index = stages.wrap("scoring", Recommender.recommend_index)  # type: ignore[method-assign]
     recommender.data.Dataset.content_hash = stages.wrap("hashing", recommender.data.Dataset.content_hash)  # type: ignore[method-assign]
+    recommender.data.Dataset.content_hashes = stages.wrap("hashing", recommender.data.Dataset.content_hashes)  # type: ignore[method-assign]
 
 
 def _load() -> float | None:

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from governance.collect import collect_facts
+from governance.collect import bot_rules, collect_facts
 from governance.suppressed import drop_erased_events
 from governance.engine import AuditReport, evaluate
 from governance.facts import AuditFacts, CarbonFacts
@@ -25,10 +25,11 @@ from governance.policy import LoadedPack
 from recommender.data import Dataset
 from recommender.errors import ConfigError
 from governance.audit_inputs import (  # noqa: F401 - re-exported
-    NO_EVENTS_TO_EVALUATE, NothingToEvaluate, _filtered_from, _with_store_facts, evaluation_events, recorded_model, training_filter_of,
+    NO_EVENTS_TO_EVALUATE, NothingToEvaluate, _filtered_from, _with_store_facts, evaluation_events, recorded_model,
+    reused_evaluation_events, training_filter_of,
 )
 
-__all__ = ["AuditOutcome", "run_audit", "run_slate_audit", "audit_facts"]
+__all__ = ["AuditOutcome", "OffPolicyInput", "run_audit", "run_slate_audit", "audit_facts"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ def audit_facts(
     carbon: CarbonFacts | None = None
     params: dict[str, Any] | None = None
     dataset_version: str | None = None
+    reused: tuple[Dataset, dict[str, int]] | None = None
+    validation_report: Any = None
     if model_version is not None:
         # The audit may use other data than the training run did (a fresh
         # sample); its results carry the hash of the data it used.
@@ -83,6 +86,9 @@ def audit_facts(
             actor=actor,
             show_progress=show_progress,
             pack=loaded if pack.consent.purposes else None,
+            # validated with the pack's bot thresholds, as the audit validates: one report serves both
+            bot_rules=bot_rules(pack),
+            keep_events=True,
         )
         model_version = trained.model_version
         carbon = trained.carbon
@@ -90,12 +96,20 @@ def audit_facts(
         # million events again would cost seconds for the same digest.
         dataset_version = _filtered_from(trained.exclusions)
         params = {k: v for k, v in trained.result.model.get_params().items() if k != "random_state"}
+        # The run filtered the data under the rules the evaluation applies (and validated what it kept):
+        # when retention left nothing out, its events and their report are the evaluation's.
+        reused = reused_evaluation_events(trained.exclusions, trained.events)
+        if reused is not None:
+            validation_report = trained.validation_report
+        del trained
     if dataset_version is None:
         dataset_version = dataset.content_hash()
-    audited, left_out = evaluation_events(loaded, dataset, store)
+    audited, left_out = reused if reused is not None else evaluation_events(loaded, dataset, store)
+    del reused
     facts, _ = collect_facts(
-        pack, audited, als_params=params, baseline=baseline, carbon=carbon, dataset_version=dataset_version, show_progress=show_progress
-    )
+        pack, audited, als_params=params, baseline=baseline, carbon=carbon, dataset_version=dataset_version,
+        show_progress=show_progress, validation_report=validation_report,
+    )  # fmt: skip
     if left_out:
         update = {"evaluation_events_left_out": left_out}
         if left_out.get("erased"):
@@ -123,14 +137,19 @@ def run_audit(
     actor: str | None = None,
     show_progress: bool = False,
     spark: Any = None,
+    off_policy: OffPolicyInput | None = None,
 ) -> AuditOutcome:
     """Audit ``dataset`` (and a model) against ``loaded``, record everything, write the outputs.
 
     With ``spark`` (a running SparkSession) the facts come from the Spark engine
     (:func:`governance.spark.gate.spark_audit_facts`) and the same checks and gate judge them.
+    With ``off_policy`` the pack's off-policy rules are judged on the store's decision log
+    (:func:`governance.ope.audit_off_policy`), estimated first: a log that cannot be read stops the audit
+    before a model is trained or anything is recorded.
     """
     started_clock = time.perf_counter()
     started = datetime.now(timezone.utc)
+    estimated = _off_policy(loaded, store, off_policy)
     if spark is not None:
         from governance.spark.gate import spark_audit_facts
 
@@ -138,11 +157,13 @@ def run_audit(
             loaded, dataset, store=store, model_version=model_version, train=train, baseline=baseline,
             models_dir=models_dir, actor=actor, spark=spark,
         )  # fmt: skip
+        facts = _with_off_policy(facts, estimated)
         return _decide_and_record(loaded, dataset, facts, model_version, dataset_version, store, out_dir, shadow, actor, started, started_clock)
     facts, model_version, dataset_version = audit_facts(
         loaded, dataset, store=store, model_version=model_version, train=train, baseline=baseline,
         models_dir=models_dir, actor=actor, show_progress=show_progress,
     )  # fmt: skip
+    facts = _with_off_policy(facts, estimated)
     return _decide_and_record(loaded, dataset, facts, model_version, dataset_version, store, out_dir, shadow, actor, started, started_clock)
 
 
@@ -156,19 +177,48 @@ def run_slate_audit(
     baseline: Dataset | None = None,
     shadow: bool = False,
     actor: str | None = None,
+    off_policy: OffPolicyInput | None = None,
 ) -> AuditOutcome:
     """Audit logged slates (no model artifact): the output-only checks run, the others skip."""
     from governance.slates import load_slates, slate_facts
 
     started_clock = time.perf_counter()
     started = datetime.now(timezone.utc)
+    estimated = _off_policy(loaded, store, off_policy)
     slates = load_slates(slates_path)
     dataset_version = dataset.content_hash()
     facts, _ = collect_facts(
         loaded.pack, dataset, baseline=baseline, dataset_version=dataset_version, evaluation=slate_facts(slates, dataset)
     )
-    facts = _with_store_facts(facts, store, None)
+    facts = _with_off_policy(_with_store_facts(facts, store, None), estimated)
     return _decide_and_record(loaded, dataset, facts, None, dataset_version, store, out_dir, shadow, actor, started, started_clock)
+
+
+@dataclass(frozen=True)
+class OffPolicyInput:
+    """What an audit needs to judge a pack's off-policy rules: the pack the logged lists were served under
+    (the store's decision log is the logged data) and, for ``off_policy_exposure``, the provider groups' items."""
+
+    logged: LoadedPack
+    provider_groups: dict[str, frozenset[str]] | None = None
+    n_bootstrap: int = 1000
+    seed: int = 0
+
+
+def _off_policy(loaded: LoadedPack, store: Any, given: OffPolicyInput | None) -> tuple[Any, dict[str, Any]] | None:
+    """The off-policy facts and their summary, or None without a logged pack (the rules then skip, as before)."""
+    if given is None:
+        return None
+    from governance.ope import audit_off_policy
+
+    return audit_off_policy(store, given.logged, loaded, provider_groups=given.provider_groups, n_bootstrap=given.n_bootstrap, seed=given.seed)
+
+
+def _with_off_policy(facts: AuditFacts, estimated: tuple[Any, dict[str, Any]] | None) -> AuditFacts:
+    if estimated is None:
+        return facts
+    off_policy, summary = estimated
+    return facts.model_copy(update={"off_policy": off_policy, "dataset": {**facts.dataset, "off_policy": summary}})
 
 
 def _decide_and_record(

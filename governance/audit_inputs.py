@@ -90,6 +90,28 @@ def evaluation_events(loaded: LoadedPack, dataset: Dataset, store: Any) -> tuple
     return kept, left_out
 
 
+def reused_evaluation_events(exclusions: dict[str, Any] | None, events: Dataset | None) -> tuple[Dataset, dict[str, int]] | None:
+    """What :func:`evaluation_events` would return, taken from a training run just made for this audit; None when it cannot.
+
+    The audit trains under the same rules :func:`evaluation_events` applies (the pack's
+    consent rules with :func:`governance.training_filter.filter_training_events` when it has
+    consent purposes, else :func:`governance.suppressed.drop_erased_events`), plus the
+    retention window, which only ever marks events that every other rule kept. So when the
+    run's filter left no event out for retention, the events it learned from are exactly
+    the events the evaluation may refit on, from the same reading of the store, and its
+    counts are the evaluation's: reading the store and filtering the data a second time
+    would give the same events. ``exclusions`` and ``events`` are the run's
+    (:attr:`governance.training.GovernedTraining.exclusions` and ``events``).
+    """
+    if events is None or not exclusions:
+        return None
+    excluded = (exclusions.get("events") or {}).get("excluded")
+    if not isinstance(excluded, dict) or excluded.get("retention"):
+        return None
+    # (a run that kept no event failed before it was recorded: there is no empty set to reuse)
+    return events, {reason: int(n) for reason, n in excluded.items() if n}
+
+
 def _with_store_facts(facts: AuditFacts, store: Any, model_version: str | None) -> AuditFacts:
     """Add what only the store knows: the training run's consent filter and overdue subject requests."""
     from audits.models import REQUEST_KINDS

@@ -38,13 +38,20 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from dataclasses import fields
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
+import orjson
 
 from audits.online_store import OnlineStore, Stamp
+from governance.consent.state import ConsentRecord
 
 __all__ = ["CACHED", "ListCache", "personalize_from_factors", "warm"]
+
+_RECORD_FIELDS = attrgetter(*(f.name for f in fields(ConsentRecord)))
+"""A consent record's fields, in their declared order (what its consent-state hash covers)."""
 
 CACHED = "online_store"
 """The record's ``list_source`` for a list served from the online store."""
@@ -64,6 +71,7 @@ class ListCache:
     def __init__(self, store: OnlineStore) -> None:
         self.store = store
         self._blocked_digest: tuple[str, str] | None = None
+        self._fields: dict[tuple[str, str, str, int], str] = {}
         self.hits = 0
         self.misses = 0
 
@@ -78,13 +86,36 @@ class ListCache:
 
     @staticmethod
     def consent_state(request: Any) -> str:
-        """A hash of what the request's consent decision was made from (records, signals, erasure)."""
-        return _digest(repr((request.consent, request.gpc, request.tcf, request.erasure_seq)).encode())
+        """A hash of what the request's consent decision was made from (records, signals, erasure).
+
+        Every field of every record (:class:`~governance.consent.state.ConsentRecord`'s fields, read from the
+        class, so a field added later is covered), the GPC signal, the TC string and the erasure sequence,
+        encoded as JSON (a few microseconds; ``repr`` of the records costs several times that); a value JSON
+        cannot hold exactly (a non-string key, an unknown type) is hashed from its ``repr`` instead, under a
+        different tag, so the two forms never collide."""
+        consent = request.consent
+        try:
+            body = b"j" + orjson.dumps([*map(_RECORD_FIELDS, consent), request.gpc, request.tcf, request.erasure_seq])
+        except TypeError:
+            body = b"r" + repr((consent, request.gpc, request.tcf, request.erasure_seq)).encode()
+        return _digest(body)
 
     def field(self, plan: Any, model_version: str, pack_hash: str) -> str:
-        """Where a plan's list is kept in the subject's hash."""
+        """Where a plan's list is kept in the subject's hash.
+
+        For a request that admits every item (no context or region restriction) the field depends only on
+        the personalizer (its blocked items, named by its ``token``: a new block makes a new personalizer),
+        the model, the pack and the length, so it is kept per those and not hashed again per request."""
         length = plan.length or plan.request.k
-        return f"{model_version}|{pack_hash[:16]}|{self._kept_out(plan.personalizer, plan.allowed)}|{length}"
+        if plan.allowed is not None:
+            return f"{model_version}|{pack_hash[:16]}|{self._kept_out(plan.personalizer, plan.allowed)}|{length}"
+        key = (plan.personalizer.token, model_version, pack_hash, length)
+        made = self._fields.get(key)
+        if made is None:
+            if len(self._fields) > 64:  # older personalizers' fields: a new block replaced them
+                self._fields.clear()
+            made = self._fields[key] = f"{model_version}|{pack_hash[:16]}|{self._kept_out(plan.personalizer, None)}|{length}"
+        return made
 
     def get(self, plan: Any, model_version: str, pack_hash: str) -> tuple[Any | None, tuple[str, str, Stamp] | None]:
         """The cached model part of ``plan``'s list (a :class:`~governance.serving.PersonalizedList`) or None, and
@@ -101,12 +132,12 @@ class ListCache:
         if entry is None or entry.get("c") != self.consent_state(plan.request):
             self.misses += 1
             return None, ticket
-        items = np.asarray(entry["i"], dtype=np.int64)
-        personalizer = plan.personalizer
-        n_items = len(personalizer.model.train_.item_ids)
-        if len(items) and (
-            items.min() < 0 or items.max() >= n_items
-            or np.isin(items, personalizer.blocked_items).any()
+        rows = entry["i"]
+        items = np.asarray(rows, dtype=np.int64)
+        blocked = plan.personalizer.blocked_mask  # what no list may hold now (a boolean mask per model row)
+        if rows and (
+            min(rows) < 0 or max(rows) >= len(blocked)
+            or blocked[items].any()
             or (plan.allowed is not None and not plan.allowed[items].all())
         ):  # fmt: skip
             self.misses += 1

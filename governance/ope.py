@@ -61,7 +61,16 @@ from recommender.ope import (
 )
 from recommender.ope.policies import first_position, support_mask
 
-__all__ = ["ANALYTICS", "OFF_POLICY_CHECKS", "OpeSettings", "evaluate_from_log", "off_policy_facts", "off_policy_gate"]
+__all__ = [
+    "ANALYTICS",
+    "NO_OFF_POLICY_RULE",
+    "OFF_POLICY_CHECKS",
+    "OpeSettings",
+    "audit_off_policy",
+    "evaluate_from_log",
+    "off_policy_facts",
+    "off_policy_gate",
+]
 
 ANALYTICS = "analytics"
 """The consent purpose that covers evaluating policies on a subject's logs."""
@@ -505,3 +514,35 @@ def off_policy_gate(target: LoadedPack, report: dict[str, Any]) -> dict[str, Any
     gate = target.pack.gate.model_copy(update={"required_rules": [r for r in target.pack.gate.required_rules if r in ids]})
     decision = decide(audit.model_copy(update={"results": results}), gate)
     return {"decision": decision.model_dump(mode="json"), "results": [r.model_dump(mode="json") for r in results]}
+
+
+NO_OFF_POLICY_RULE = (
+    "pack {pack} declares no off-policy rule ({checks}): the logged pack given to the audit would judge nothing; "
+    "leave the option out, or add such a rule"
+)
+
+
+def audit_off_policy(
+    store: Any, logged: LoadedPack, target: LoadedPack, *, provider_groups: dict[str, frozenset[str]] | None = None,
+    n_bootstrap: int = 1000, seed: int = 0,
+) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    """The off-policy facts an audit (``recgov audit|gate``) judges ``target``'s off-policy rules on, and a summary.
+
+    The logged data are the store's decision log under ``logged`` (with the outcomes joined to it); the
+    outcome kinds are those the rules name. Raises ConfigError when ``target`` has no off-policy rule
+    (a logged pack given for nothing is a usage error) or when the log cannot be read for it
+    (:func:`evaluate_from_log`: no analytics purpose, a different re-ranking). The summary names the packs,
+    the lists used and the exclusions with their counts, never a subject.
+    """
+    rules = [rule for _, rule in target.pack.rules() if rule.check in OFF_POLICY_CHECKS]
+    if not rules:
+        raise ConfigError(NO_OFF_POLICY_RULE.format(pack=f"{target.name} {target.version}", checks=", ".join(OFF_POLICY_CHECKS)))
+    kinds = tuple(dict.fromkeys(rule.params.outcome for rule in rules if rule.check == "off_policy_non_inferiority")) or ("click",)
+    settings = OpeSettings(kinds=kinds, n_bootstrap=n_bootstrap, seed=seed, provider_groups=provider_groups or None)
+    report = evaluate_from_log(store, logged, target, settings)
+    summary = {
+        "logged_pack": report["logged_pack"], "decisions_read": report["decisions_read"], "decisions_used": report["decisions_used"],
+        "excluded": report["excluded"], "subjects_excluded_for_consent": report["subjects_excluded_for_consent"], "kinds": list(kinds),
+        "provider_groups": sorted(provider_groups or {}),
+    }  # fmt: skip
+    return off_policy_facts(report), summary

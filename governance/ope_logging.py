@@ -35,8 +35,10 @@ returns what the decision record keeps under ``slate["logging"]``:
 What the serving path pays: the draw itself (Gumbel-top-k and the per-position
 probabilities, ``O(n log n)`` in plain Python, a few hundredths of a
 millisecond), the re-ranking of a governed list ``pool`` long instead of ``k``,
-and the explanation tags of the served items only (the governed list's tags are
-made when read, :class:`governance.serving.PoolTags`).
+and the explanation tags of the served items only (the governed list is explained
+when its tags are read, for the items read: :class:`governance.serving.PoolTags`).
+The draw's generator is this thread's, put in the state ``PCG64(seed)`` starts in
+(:func:`seeded`), rather than a new one per request.
 
 The pool only ever holds items the governed path allowed (blocks, consent,
 context and the re-ranking ran before), so no draw can show anything else.
@@ -45,10 +47,12 @@ context and the re-ranking ran before), so no draw can show anything else.
 from __future__ import annotations
 
 import math
+import threading
 import uuid
 from itertools import accumulate
 from operator import mul
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -61,12 +65,55 @@ __all__ = ["DETERMINISTIC", "LoggingHook", "decision_seed", "explored"]
 DETERMINISTIC: dict[str, Any] = {"policy": {"kind": "deterministic"}, "slate_probability": 1.0}
 """What a list that was not drawn records (a non-personalized list under a pack with a logging policy)."""
 _EXPLORATION_TAG = Tag(TagKind.exploration, TAG_TEXT[TagKind.exploration]).to_dict()
+_EXPLORATION = TagKind.exploration.value
 
 
 def decision_seed(decision_id: str) -> int:
     """The draw's seed: the top 52 bits of the decision's (random) UUID, recorded with the decision (a JSON
     number holds integers up to 2**53 exactly, and the canonical encoding refuses larger ones)."""
     return uuid.UUID(decision_id).int >> 76
+
+
+# numpy's SeedSequence (the entropy pool's last mixing stage) and PCG64's seeding, as numpy defines them.
+_M32, _M128 = 0xFFFFFFFF, (1 << 128) - 1
+_INIT_B, _MULT_B = 0x8B51F9DD, 0x58F38DED
+_PCG_MULT = 0x2360ED051FC65DA44385DF649FCCF645
+_SEEDED = threading.local()
+
+
+def _pcg64_state(seed: int) -> dict[str, Any]:
+    """The state ``numpy.random.PCG64(seed)`` starts in: the entropy pool from ``SeedSequence(seed)`` (numpy's
+    own mixing), its four 64-bit words drawn as ``SeedSequence.generate_state(4, uint64)`` draws them, and PCG64's
+    ``srandom`` on them, without building the sequence's arrays and the bit generator per draw."""
+    pool = np.random.SeedSequence(seed).pool.tolist()
+    h = _INIT_B
+    words = []
+    for i in range(8):
+        v = pool[i & 3] ^ h
+        h = (h * _MULT_B) & _M32
+        v = (v * h) & _M32
+        words.append(v ^ (v >> 16))
+    initstate = ((words[0] | words[1] << 32) << 64) | words[2] | words[3] << 32
+    initseq = ((words[4] | words[5] << 32) << 64) | words[6] | words[7] << 32
+    inc = ((initseq << 1) | 1) & _M128
+    state = (((inc + initstate) & _M128) * _PCG_MULT + inc) & _M128
+    return {"bit_generator": "PCG64", "state": {"state": state, "inc": inc}, "has_uint32": 0, "uinteger": 0}
+
+
+def seeded(seed: int) -> np.random.Generator:
+    """``numpy.random.Generator(numpy.random.PCG64(seed))``, in the state that constructor gives, without building
+    one per request: this thread's generator is put in that state. Checked against numpy's own constructor the
+    first time in each thread (a numpy whose seeding differs gets its own constructor instead), so a recorded
+    seed always replays the same draw."""
+    generator = getattr(_SEEDED, "generator", None)
+    if generator is None:
+        bits = np.random.PCG64(0)
+        agrees = all(_pcg64_state(s)["state"] == np.random.PCG64(s).state["state"] for s in (0, 1, 2**52 - 1, 0x9E3779B97F4A7))
+        generator = _SEEDED.generator = np.random.Generator(bits) if agrees else False
+    if generator is False:
+        return np.random.Generator(np.random.PCG64(seed))
+    generator.bit_generator.state = _pcg64_state(seed)
+    return generator
 
 
 @dataclass(frozen=True)
@@ -98,7 +145,11 @@ class LoggingHook:
 
     def policy_for(self, m: int, k: int) -> SlatePolicy:
         """The policy for a pool of ``m`` and a list of ``k``: positions past the list are dropped, and
-        exploration slots beyond what the pool can fill are left out (deterministic when nothing is left)."""
+        exploration slots beyond what the pool can fill are left out (deterministic when nothing is left).
+        Made once per hook, pool and list length (a policy is immutable; its checks need not run per request)."""
+        return _policy_for(self, m, k)
+
+    def _make_policy(self, m: int, k: int) -> SlatePolicy:
         if self.kind == "plackett_luce":
             fixed = tuple(p for p in self.fixed if p < k)
             if len(fixed) >= k:
@@ -128,14 +179,14 @@ class LoggingHook:
             marginals: list[float] | None = [1.0] * k
         elif policy.kind == "plackett_luce":
             values = [0.0 if s is None else s for s in scores]
-            positions, steps = _plackett_luce(values, k, policy, np.random.Generator(np.random.PCG64(seed)))
+            positions, steps = _plackett_luce(values, k, policy, seeded(seed))
             prefix, marginals = list(accumulate(steps, mul)), None
         else:
-            positions, steps, marginals = _epsilon_slots(m, k, policy, np.random.Generator(np.random.PCG64(seed)))
+            positions, steps, marginals = _epsilon_slots(m, k, policy, seeded(seed))
             prefix = list(accumulate(steps, mul))
         prob = float(prefix[-1])
         record = {
-            "policy": policy.to_dict(),
+            "policy": policy.to_dict(),  # a new dict per record
             "seed": seed,
             "pool": {"items": list(items), "scores": list(scores)},
             "positions": positions,
@@ -144,6 +195,11 @@ class LoggingHook:
             "marginals": marginals,
         }
         return list(positions), record
+
+
+@lru_cache(maxsize=256)
+def _policy_for(hook: LoggingHook, m: int, k: int) -> SlatePolicy:
+    return hook._make_policy(m, k)
 
 
 def _epsilon_slots(m: int, k: int, policy: SlatePolicy, rng: np.random.Generator) -> tuple[list[int], list[float], list[float]]:
@@ -170,6 +226,8 @@ def _plackett_luce(values: list[float], k: int, policy: SlatePolicy, rng: np.ran
     :func:`~recommender.ope.slate_probabilities` for Plackett-Luce, in plain Python: for a pool of a few
     dozen items a handful of float operations cost less than numpy's per-call overhead. The same Gumbel
     draws in the same order give the same slate (the tests hold the two to it)."""
+    if not any(p < k for p in policy.fixed):  # the common case: every position drawn
+        return _plackett_luce_free(values, k, policy.temperature, rng)
     fixed = {p for p in policy.fixed if p < k}
     items = [i for i in range(len(values)) if i not in fixed]
     slots = [j for j in range(k) if j not in fixed]
@@ -188,8 +246,31 @@ def _plackett_luce(values: list[float], k: int, policy: SlatePolicy, rng: np.ran
     return slate, steps
 
 
+def _plackett_luce_free(values: list[float], k: int, temperature: float, rng: np.random.Generator) -> tuple[list[int], list[float]]:
+    """:func:`_plackett_luce` without fixed positions: the same Gumbel draws, order and probabilities, with the
+    index bookkeeping of fixed positions left out (the sort key is the same sum, so ties fall the same way)."""
+    logits = [v / temperature for v in values]
+    noise = rng.gumbel(size=len(logits)).tolist()
+    keyed = [-(a + b) for a, b in zip(logits, noise)]
+    order = sorted(range(len(keyed)), key=keyed.__getitem__)[:k]
+    top = max(logits)
+    exp = math.exp
+    weights = [exp(x - top) for x in logits]
+    drawn = set(order)
+    left = math.fsum([w for i, w in enumerate(weights) if i not in drawn])
+    n = len(order)
+    slate, steps = list(range(k)), [1.0] * k
+    for j in range(n - 1, -1, -1):  # the mass left before each draw, from the last draw up
+        w = weights[order[j]]
+        left += w
+        steps[j] = w / left
+        slate[j] = order[j]
+    return slate, steps
+
+
 def explored(tags: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """An item's tags with the exploration tag first (once): it is where it is because of the draw."""
-    if any(t.get("kind") == TagKind.exploration.value for t in tags):
-        return tags
+    for t in tags:
+        if t.get("kind") == _EXPLORATION:
+            return tags
     return [dict(_EXPLORATION_TAG), *tags]

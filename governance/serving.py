@@ -301,9 +301,7 @@ class ServingEngine:
         pack = loaded.pack
         ids = pd.Index(model.train_.item_ids.astype(str))
         self._item_ids = np.asarray(ids, dtype=object)
-        # Y^T Y + lambda I, the user-independent part of every list's explanation system (once per engine).
-        factors = model.item_factors_.astype(np.float64)
-        self._gram = regularized_gram(factors.T @ factors, model.regularization)
+        self._gram = self._explanation_gram(model)
         meta = items.reindex(ids) if items is not None and len(items) else pd.DataFrame(index=ids)
         flags = meta["flags"].fillna("").astype(str) if "flags" in meta else pd.Series("", index=ids)
         # A blocked category, or one the pack does not know (never a flag that blocks nothing), stays out of lists.
@@ -345,9 +343,19 @@ class ServingEngine:
         idx = pd.Index(self._item_ids).get_indexer(list(map(str, item_ids)))
         mask[idx[idx >= 0]] = True
         self._blocked = mask
-        self.personalizer = Personalizer(
+        self._blocked_count = int(mask.sum())
+        self.personalizer = self.personalizer_class(
             self.model, self._gram, self._item_ids, self._pipeline, self._catalog, self._candidates, np.flatnonzero(mask)
         )
+
+    personalizer_class: type[Personalizer]
+    """The model's part of a list (:class:`Personalizer` for ALS; another family's engine gives its own)."""
+
+    @staticmethod
+    def _explanation_gram(model: Any) -> np.ndarray | None:
+        """Y^T Y + lambda I, the user-independent part of every ALS list's explanation system (once per engine)."""
+        factors = model.item_factors_.astype(np.float64)
+        return regularized_gram(factors.T @ factors, model.regularization)
 
     def set_availability(self, unavailable: Any | None) -> None:
         """Replace what is unavailable (an :class:`audits.availability.Unavailable`, None: nothing): items out of
@@ -431,6 +439,8 @@ class ServingEngine:
             "tcf": request.tcf is not None,
             "context": sorted(request.context),
         }
+        if request.experiment is not None:  # the arm's error rate is an experiment guardrail (no subject id: the arm only)
+            detail["experiment"] = {k: request.experiment.get(k) for k in ("id", "variant", "reason")}
         try:
             self.on_failure(f"serve.{type(err).__name__}"[:100], detail)
         except Exception:  # noqa: BLE001 - the original error is the one to raise
@@ -486,7 +496,7 @@ class ServingEngine:
         stamp = self.loaded.stamp()
         standing = self.standing
         decision_id = str(uuid.uuid4())
-        served_items = [str(self._item_ids[i]) for i in items]
+        served_items = self._item_ids[np.asarray(items, dtype=np.int64)].tolist()  # the ids are str already
         slate: dict[str, Any] = {"items": served_items, "scores": scores, "tags": tags}
         if self._logging is not None:
             if mode == "personalized":
@@ -495,7 +505,8 @@ class ServingEngine:
                 items = items[picks]
                 served_items = [served_items[i] for i in picks]
                 scores = [scores[i] for i in picks]
-                tags = [tags[i] if i == j else explored(tags[i]) for j, i in enumerate(picks)]
+                chosen = tags.take(picks) if isinstance(tags, PoolTags) else [tags[i] for i in picks]  # explained now, only these
+                tags = [t if i == j else explored(t) for j, (i, t) in enumerate(zip(picks, chosen, strict=True))]
                 slate = {"items": served_items, "scores": scores, "tags": tags, "logging": drawn}
             else:
                 slate["logging"] = dict(DETERMINISTIC)
@@ -524,7 +535,7 @@ class ServingEngine:
             model_version=model.version_id_,
             consent_reason=decision.reason,
             decided_at=now.isoformat(timespec="microseconds"),
-            blocked_removed=int(self._blocked.sum()),
+            blocked_removed=self._blocked_count,
             model_standing=None if standing is None else standing.standing,
             retrain_request=None if standing is None else standing.retrain_request,
             list_source=source,
@@ -581,26 +592,65 @@ class PoolTags(Sequence):
 
     The same dicts as ``Tag(...).to_dict()``, built from whole arrays: plain lists and numbers (picklable,
     so a list made in another process carries its tags' figures, not their dicts).
+
+    Made :meth:`deferred`, it holds no figures yet: the exact decomposition runs when tags are read, for the
+    items read (:meth:`take` explains a whole selection in one batch), so a logging policy that serves ``k``
+    items of a longer governed list explains those ``k`` only. Each item's figures are the ones the whole
+    list's decomposition gives (one factorization per user; each item's solve is its own column).
     """
 
-    __slots__ = ("_names", "_present", "_weights", "_reasons", "_made")
+    __slots__ = ("_names", "_present", "_weights", "_reasons", "_made", "_pending")
 
     def __init__(self, names: list[list[str]], present: list[list[bool]], weights: list[list[float]], reasons: list[int]) -> None:
         self._names, self._present, self._weights, self._reasons = names, present, weights, reasons
         self._made: dict[int, list[dict[str, Any]]] = {}
+        self._pending: tuple[Callable[[np.ndarray], tuple[list, list, list]], np.ndarray] | None = None
+
+    @classmethod
+    def deferred(cls, explain: Callable[[np.ndarray], tuple[list, list, list]], ids: np.ndarray, reasons: list[int]) -> PoolTags:
+        """Tags of the list of model rows ``ids`` whose figures ``explain`` gives when read (``explain(rows)`` returns
+        the contributors' names, which are present, and their weights, one list each per row)."""
+        n = len(reasons)
+        made = cls([[]] * n, [[]] * n, [[]] * n, reasons)
+        made._pending = (explain, np.asarray(ids, dtype=np.int64))
+        made._names = [None] * n  # type: ignore[list-item]  # None: not explained yet
+        return made
+
+    def _explain(self, positions: list[int]) -> None:
+        explain, ids = self._pending  # type: ignore[misc]
+        todo = [j for j in dict.fromkeys(positions) if self._names[j] is None]
+        if not todo:
+            return
+        names, present, weights = explain(ids[todo])
+        for j, n_, p_, w_ in zip(todo, names, present, weights, strict=True):
+            self._names[j], self._present[j], self._weights[j] = n_, p_, w_
+
+    def take(self, positions: Sequence[int]) -> list[list[dict[str, Any]]]:
+        """The tags of the items at ``positions`` (explained together, in one batch, if they were not yet)."""
+        positions = [int(j) + len(self) if int(j) < 0 else int(j) for j in positions]
+        if self._pending is not None:
+            self._explain([j for j in positions if 0 <= j < len(self)])
+        return [self[j] for j in positions]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self._pending is not None:
+            self._explain(list(range(len(self))))
+        return (PoolTags, (self._names, self._present, self._weights, self._reasons))
 
     def __len__(self) -> int:
         return len(self._reasons)
 
     def __getitem__(self, j: Any) -> Any:
         if isinstance(j, slice):
-            return [self[i] for i in range(*j.indices(len(self)))]
+            return self.take(range(*j.indices(len(self))))
         if j < 0:
             j += len(self)
         if not 0 <= j < len(self):
             raise IndexError(j)
         made = self._made.get(j)
         if made is None:
+            if self._pending is not None and self._names[j] is None:
+                self._explain([j])
             present = self._present[j]
             because = [name for name, here in zip(self._names[j], present) if here]
             tag: dict[str, Any] = {"kind": _BECAUSE, "text": _BECAUSE_TEXT.format(items=", ".join(because) or "your history")}
@@ -610,6 +660,11 @@ class PoolTags(Sequence):
             code = self._reasons[j]
             made = self._made[j] = [_tag(REASON_TAGS[code]), tag] if code in REASON_TAGS else [tag]
         return made
+
+    def __iter__(self) -> Any:
+        if self._pending is not None:
+            self._explain(list(range(len(self))))
+        return (self[j] for j in range(len(self)))
 
 
 _BECAUSE = TagKind.because_you_interacted.value
@@ -646,6 +701,11 @@ class Personalizer:
         self._n_groups = catalog.n_groups if catalog is not None else None
         self._candidates = candidates
         self._blocked_idx = blocked_idx
+        mask = np.zeros(len(item_ids), dtype=bool)
+        mask[blocked_idx] = True
+        mask.flags.writeable = False
+        self.blocked_mask = mask
+        """The same items as a boolean mask over the model's rows (a cached list is checked against it)."""
         self.stateful = pipeline is not None and any(getattr(step, "stateful", False) for step in pipeline.steps)
         """A step carries state across requests (an exposure ledger): lists are made in this process, never cached."""
 
@@ -735,9 +795,15 @@ class Personalizer:
             reasons = out.moves[0][keep]
         else:
             ids, scores = ids[:k], scores[:k]
+        rounded = [round(s, 6) for s in scores.tolist()]
+        if not tag_all:  # explained when read: only the items a logging policy serves
+            return PersonalizedList(ids, rounded, PoolTags.deferred(lambda rows: self._tag_figures(history, rows), ids, reasons.tolist()))
+        return PersonalizedList(ids, rounded, list(PoolTags(*self._tag_figures(history, ids), reasons.tolist())))
+
+    def _tag_figures(self, history: tuple[np.ndarray, np.ndarray], ids: np.ndarray) -> tuple[list, list, list]:
+        """The ``because you interacted`` figures of model rows ``ids``: contributors' names, which are present, weights."""
         ex = self.explain(history, ids)
-        pool = PoolTags(self._item_ids[np.maximum(ex.contributors, 0)].tolist(), (ex.contributors >= 0).tolist(), ex.weights.tolist(), reasons.tolist())
-        return PersonalizedList(ids, [round(s, 6) for s in scores.tolist()], list(pool) if tag_all else pool)
+        return self._item_ids[np.maximum(ex.contributors, 0)].tolist(), (ex.contributors >= 0).tolist(), ex.weights.tolist()
 
     def explain(self, history: tuple[np.ndarray, np.ndarray], ids: np.ndarray) -> Any:
         """The exact decomposition of the model's scores of ``ids`` over the user's history
@@ -745,3 +811,6 @@ class Personalizer:
         model = self.model
         return explain_als_list(model.item_factors_, model.regularization, model.alpha, history[0], history[1], ids, n=3, gram=self._gram)
 
+
+
+ServingEngine.personalizer_class = Personalizer

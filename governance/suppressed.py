@@ -52,7 +52,7 @@ from audits.subjects import _subject_bytes, reading_installation_key
 from audits.suppression import _lookup as _suppression_lookup
 from audits.suppression import suppressions_for
 from audits.trail import read_head
-from recommender.data import Dataset, event_times
+from recommender.data import Dataset, event_times, subject_codes
 
 __all__ = [
     "ERASURES_SEEN",
@@ -204,6 +204,8 @@ def model_standing(read: Session | Any, model_version: str) -> ModelStanding:
         return ModelStanding(model_version, TRAINED)
     recorded = unlearning.get("standing") if isinstance(unlearning.get("standing"), Mapping) else {}
     reason = recorded.get("reason") if isinstance(recorded.get("reason"), str) else None
+    if recorded.get("standing") == "final":  # an exact erasure: the model trained without the subject, no retrain owed
+        return ModelStanding(model_version, TRAINED, reason=reason)
     request_id = recorded.get("retrain_request")
     if isinstance(request_id, int) and not isinstance(request_id, bool):
         found = read.execute(_REQUEST, {"id": request_id}).first()
@@ -257,8 +259,7 @@ def drop_erased_events(dataset: Dataset, store: Any) -> tuple[Dataset, dict[str,
         unknown time, which goes, but a broken one is reported, not guessed at.
     """
     events = dataset.events
-    codes, uniques = pd.factorize(events["user_id"].astype("string"), sort=True)
-    subjects = [str(u) for u in uniques]
+    codes, subjects = subject_codes(events["user_id"])
     with store.session() as session:
         seen = suppressions_read_at(session)
         found = suppressions_for(session, subjects)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,12 @@ class GovernedTraining:
     exclusions: dict[str, Any] | None = None
     """What was kept out of training: the pack's consent and retention rules, or without a pack the
     events of erased subjects (:func:`governance.suppressed.drop_erased_events`)."""
+    events: Dataset | None = field(default=None, repr=False, compare=False)
+    """The events the run learned from (kept only when asked: ``train_and_record(keep_events=True)``), so
+    that an audit of this run reuses them rather than reading the store and filtering the data again."""
+    validation_report: Any = field(default=None, repr=False, compare=False)
+    """The :class:`~recommender.validate.ValidationReport` of :attr:`events` behind :attr:`validation`
+    (kept with :attr:`events`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
@@ -268,6 +274,8 @@ def train_and_record(
     show_progress: bool = False,
     pack: Any = None,
     now: datetime | None = None,
+    bot_rules: Any = None,
+    keep_events: bool = False,
 ) -> GovernedTraining:
     """Validate, train, save and record. ``store`` is an open :class:`audits.Store`.
 
@@ -278,6 +286,12 @@ def train_and_record(
     (:func:`governance.suppressed.drop_erased_events`). The exclusions, and up to
     which trail event erasures were honoured (``params.erasures_seen``, which
     serving reads), are recorded with the training run.
+
+    ``bot_rules`` are the bot thresholds the training data is validated with (a
+    pack's ``validation_findings`` rule's, :func:`governance.collect.bot_rules`;
+    None: the defaults). With ``keep_events``, the result keeps the events the run
+    learned from and their validation report (:attr:`GovernedTraining.events`),
+    for an audit that evaluates the same events.
     """
     from recommender.validate import validate_events
 
@@ -294,7 +308,8 @@ def train_and_record(
 
         check_family_inputs(get_family("als"), pack)
     dataset, exclusions = _training_events(dataset, store, pack=pack, now=now, actor=actor)
-    report = validate_events(dataset).to_dict()
+    validation = validate_events(dataset, bot_rules=bot_rules)
+    report = validation.to_dict()
     # The pack's filter already hashed the data it kept (its trail event names it): the same digest.
     hashes = exclusions.get("dataset")
     data_hash = hashes["after"] if isinstance(hashes, dict) and hashes.get("after") else dataset.content_hash()
@@ -334,4 +349,6 @@ def train_and_record(
         validation=report,
         reproduced=reproduced,
         exclusions=exclusions,
+        events=dataset if keep_events else None,
+        validation_report=validation if keep_events else None,
     )

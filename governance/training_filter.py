@@ -59,7 +59,7 @@ from audits.trail import append_event
 from governance.policy import ConsentPurpose, LoadedPack, PolicyPack
 from governance.privacy_common import UNLISTED_PURPOSE, as_moment, pack_policy, pack_stamp
 from governance.suppressed import ERASURES_SEEN, erased_until, suppressions_read_at
-from recommender.data import Dataset, event_times
+from recommender.data import Dataset, event_times, subject_codes
 from recommender.errors import ConfigError
 
 __all__ = [
@@ -212,13 +212,14 @@ def filter_training_events(
     ConfigError
         ``purpose`` is not in the pack's consent section.
     """
-    codes, uniques = pd.factorize(dataset.events["user_id"].astype("string"), sort=True)
-    rules = subject_rules(pack, store, [str(u) for u in uniques], purpose=purpose, now=now)
+    codes, subjects = subject_codes(dataset.events["user_id"])
+    rules = subject_rules(pack, store, subjects, purpose=purpose, now=now)
     verdict = _event_reasons(dataset.events, codes, rules.subjects, rules.reason, rules.reading, rules.cutoff)
-    filtered, kept_subjects = _kept_data(dataset, codes, verdict.event_reason == 0)
+    keep = verdict.event_reason == 0
+    filtered, kept_subjects = _kept_data(dataset, codes, keep)
     report = exclusion_report(pack, rules, ExclusionCounts.of(verdict, kept_subjects))
     if record:
-        record_filtering(store, pack, dataset.content_hash(), filtered.content_hash(), report, actor=actor)
+        record_filtering(store, pack, *dataset.content_hashes(keep, filtered), report, actor=actor)
     return filtered, report
 
 

@@ -179,6 +179,9 @@ FEATURES_STREAM = 10
 release time): its own stream, so that adding them left every earlier output of a seed unchanged."""
 NEW_ITEMS_STREAM = 11
 """The random stream that picks the new items (``SyntheticSpec.n_new_items``)."""
+APPEAL_STREAM = 12
+"""The random stream of :func:`recommender.synthetic.appeal_sample` (draws from the users' true
+preferences, outside the log): its own stream, so that the log of a seed is the same with or without it."""
 
 
 def topic_word(dimension: int, positive: bool, j: int) -> str:
@@ -548,6 +551,26 @@ def _propose(
         position = np.searchsorted(within_cdf, cluster + u_item[rows], side="right")
         out[rows] = catalog.items_by_cluster[np.minimum(position, len(catalog.items_by_cluster) - 1)]
     return out
+
+
+def preference_logits(
+    spec: SyntheticSpec, population: Population, catalog: Catalog, users: np.ndarray, *, exposure_bias: bool
+) -> np.ndarray:
+    """``(len(users), n_items)`` log-weights of the engagement law of the log, up to a constant per row.
+
+    The law is the target the log's engagements are drawn from (``_engaged_items``
+    samples it through a proposal): popularity x exposure x provider affinity x
+    ``exp(taste_strength * user . item)``. With ``exposure_bias=False`` the planted
+    exposure factor of the favoured group is taken out, which leaves the users' true
+    appeal; every other part (popularity, tastes, affinity) is the same.
+    """
+    log_prior = np.log(catalog.prior_weight)
+    if not exposure_bias:
+        log_prior = log_prior - np.where(catalog.favoured, math.log(spec.exposure_bias), 0.0)
+    affinity = np.asarray([spec.group_provider_affinity.get(g, 1.0) for g in spec.protected_groups])
+    log_affinity = np.log(affinity[population.group[users]])
+    logits = spec.taste_strength * (population.factors[users] @ catalog.factors.T) + log_prior[None, :]
+    return logits + np.where(catalog.favoured[None, :], 0.0, log_affinity[:, None])
 
 
 def _engagements(

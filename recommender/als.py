@@ -21,6 +21,7 @@ import functools
 import hashlib
 import json
 import platform
+import zipfile
 from collections.abc import Mapping
 from contextlib import contextmanager
 from importlib.metadata import version as _pkg_version
@@ -446,27 +447,34 @@ class ALSRecommender(Recommender):
             with np.load(path, allow_pickle=False) as npz:
                 meta = json.loads(str(npz["meta"]))
                 arrays = {name: npz[name] for name in npz.files if name != "meta"}
-        except (OSError, ValueError, KeyError) as err:
-            raise DataError(f"{path}: not a recgov ALS model file ({err})") from err
-        if meta.get("format") != FORMAT:
-            raise DataError(f"{path}: unsupported model format {meta.get('format')!r}; expected {FORMAT!r}")
-        model = cls(**meta["params"])
-        user_ids = arrays["user_ids"].astype(object)
-        item_ids = arrays["item_ids"].astype(object)
-        matrix = sp.csr_matrix(
-            (arrays["data"], arrays["indices"], arrays["indptr"]), shape=(len(user_ids), len(item_ids))
-        )
-        train = InteractionMatrix(matrix=matrix, user_ids=user_ids, item_ids=item_ids)
-        inner = make_als(model.get_params(), num_threads=model.num_threads)
-        inner.user_factors = arrays["user_factors"]
-        inner.item_factors = arrays["item_factors"]
-        model.model_ = inner
-        model.user_factors_ = inner.user_factors
-        model.item_factors_ = inner.item_factors
-        model.data_hash_ = meta["data_hash"]
-        model.library_versions_ = meta["library_versions"]
-        model.version_id_ = meta["version_id"]
-        model.fairness_weights_ = meta.get("fairness_weights")
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
+            # a missing, empty, truncated or non-zip file, a pickled (object) array, or meta that is not JSON
+            raise DataError(f"{path}: not a recgov ALS model file ({type(err).__name__}: {err})") from err
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else None
+            raise DataError(f"{path}: unsupported model format {found!r}; expected {FORMAT!r}")
+        try:
+            model = cls(**meta["params"])
+            user_ids = arrays["user_ids"].astype(object)
+            item_ids = arrays["item_ids"].astype(object)
+            matrix = sp.csr_matrix(
+                (arrays["data"], arrays["indices"], arrays["indptr"]), shape=(len(user_ids), len(item_ids))
+            )
+            train = InteractionMatrix(matrix=matrix, user_ids=user_ids, item_ids=item_ids)
+            inner = make_als(model.get_params(), num_threads=model.num_threads)
+            inner.user_factors = arrays["user_factors"]
+            inner.item_factors = arrays["item_factors"]
+            model.model_ = inner
+            model.user_factors_ = inner.user_factors
+            model.item_factors_ = inner.item_factors
+            model.data_hash_ = meta["data_hash"]
+            model.library_versions_ = meta["library_versions"]
+            model.version_id_ = meta["version_id"]
+            model.fairness_weights_ = meta.get("fairness_weights")
+            if model.item_factors_.shape[0] != len(item_ids) or model.user_factors_.shape[0] != len(user_ids):
+                raise ValueError("the factor matrices do not match the training matrix's users and items")
+        except (KeyError, TypeError, ValueError, ConfigError) as err:
+            raise DataError(f"{path}: a {FORMAT} file with missing or inconsistent content ({type(err).__name__}: {err})") from err
         model.popularity_ = np.asarray((matrix > 0).sum(axis=0)).ravel().astype(np.float64)
         model.train_ = train
         return model

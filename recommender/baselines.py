@@ -286,7 +286,7 @@ class ItemKNNRecommender(Recommender):
                 f"The 'similarity' parameter of ItemKNNRecommender must be one of "
                 f"{sorted(_KNN)}. Got {self.similarity!r} instead."
             )
-        if not isinstance(self.k_neighbours, int) or self.k_neighbours < 1:
+        if isinstance(self.k_neighbours, bool) or not isinstance(self.k_neighbours, int) or self.k_neighbours < 1:
             raise ConfigError(
                 f"The 'k_neighbours' parameter of ItemKNNRecommender must be an int in the range [1, inf). "
                 f"Got {self.k_neighbours!r} instead."

@@ -39,6 +39,7 @@ import importlib
 import inspect
 import json
 import pkgutil
+import zipfile
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -393,8 +394,9 @@ def load_state(path: str | Path, *, format: str) -> tuple[dict[str, Any], dict[s
         with np.load(path, allow_pickle=False) as npz:
             meta = json.loads(str(npz["meta"]))
             arrays = {name: npz[name] for name in npz.files if name != "meta"}
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
-        raise DataError(f"{path}: not a recgov model file ({err})") from err
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        # a missing, empty, truncated or non-zip file, a pickled (object) array, or meta that is not JSON
+        raise DataError(f"{path}: not a recgov model file ({type(err).__name__}: {err})") from err
     if not isinstance(meta, dict) or meta.get("format") != format:
         found = meta.get("format") if isinstance(meta, dict) else None
         raise DataError(f"{path}: model format {found!r}; expected {format!r}")

@@ -12,7 +12,8 @@ something real to find:
   provider group (``"major"``) ``exposure_bias`` times more often than their
   relevance justifies, so that group's share of events exceeds its share of
   items. Popularity ranks are spread evenly over the groups, so the bias is the
-  only reason for the excess;
+  only reason for the excess; :func:`appeal_sample` draws held-out positives from
+  the users' true appeal without it, for evaluating what corrects the bias;
 * **a protected attribute** (``gender`` by default) with a mild planted
   difference in activity and taste between groups and, optionally
   (``group_provider_affinity``), a planted link between a group and the
@@ -51,6 +52,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from tqdm.auto import tqdm
 
@@ -59,7 +61,7 @@ from recommender._synthetic_bots import bot_styles_of, generate_bots
 from recommender.data import EVENT_COLUMNS, EVENT_TYPES, Dataset
 from recommender.errors import ConfigError
 
-__all__ = ["FUTURE_OFFSET", "SyntheticSpec", "bot_labels", "bot_user_ids", "generate"]
+__all__ = ["FUTURE_OFFSET", "SyntheticSpec", "appeal_sample", "bot_labels", "bot_user_ids", "generate"]
 
 FUTURE_OFFSET = timedelta(days=80 * 365)
 """How far after ``end`` the planted future timestamps lie (at least): a device
@@ -70,6 +72,7 @@ _LATEST = datetime(2150, 1, 1, tzinfo=UTC)
 _CHUNK_EVENTS = 1_000_000  # events generated per chunk of users (bounds memory)
 _CHUNK_USERS = 8192  # users per chunk at most (bounds the users x clusters proposal matrix)
 _SHARE_TOLERANCE = 1e-6
+_APPEAL_CELLS = 4_000_000  # users x items scored at once by appeal_sample (bounds memory)
 
 
 def _shares_field(default: dict[str, float]) -> Any:
@@ -485,6 +488,151 @@ def generate(spec: SyntheticSpec | None = None, *, show_progress: bool = False) 
         name="synthetic",
         # n_new_items joined the spec later: left out at its default so that a spec's lineage reads as before.
         source="synthetic:" + spec.model_dump_json(exclude={"n_new_items"} if spec.n_new_items == 0 else None),
+    )
+
+
+def appeal_sample(
+    spec: SyntheticSpec,
+    counts: pd.Series,
+    *,
+    exclude: pd.DataFrame | None = None,
+    items: pd.Index | None = None,
+    exposure_bias: bool = False,
+) -> pd.DataFrame:
+    """Items drawn from the users' true appeal, outside the log: held-out positives free of the exposure bias.
+
+    The log of :func:`generate` over-represents ``favoured_group`` by
+    ``exposure_bias`` (the logging policy showed it more), so test positives held
+    out of that log count the planted bias as preference: a re-ranker that
+    corrects the bias is scored down for it. This draws, for each user, items
+    without replacement from the same engagement law the log is drawn from
+    (popularity x provider affinity x ``exp(taste_strength * taste)``) with the
+    exposure factor taken out, which is what the user would engage with under a
+    logging policy without the bias. Exactly (Gumbel top-k over the whole catalog),
+    not through the log's proposal; from a random stream of its own, so the log of
+    the spec is untouched and the same arguments always give the same sample.
+
+    Parameters
+    ----------
+    spec:
+        The spec the data set was generated from (it rebuilds the same world).
+    counts:
+        How many items to draw per user: integers >= 0 indexed by genuine user ids
+        (typically each test user's number of logged test positives).
+    exclude:
+        ``user_id``/``item_id`` pairs never drawn (typically the training positives,
+        which a model filters out). Pairs of other users or of unknown items are ignored.
+    items:
+        The item ids to draw from (typically those a model trained on knows);
+        every item of the catalog when ``None``.
+    exposure_bias:
+        Keep the planted exposure factor (draws from the logged law instead): a
+        control that should reproduce the log's group shares.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``user_id`` and ``item_id`` (strings), each user's draws together, in the order drawn.
+
+    Raises
+    ------
+    ConfigError
+        On a spec that is not a :class:`SyntheticSpec` or has ``taste_shift_at``
+        (tastes then change over time: there is no one appeal), unknown, duplicated
+        or bot user ids, counts that are not integers >= 0 or exceed the items
+        left to a user, an ``exclude`` without the two columns, or unknown ``items``.
+    """
+    if not isinstance(spec, SyntheticSpec):
+        raise ConfigError(f"appeal_sample expects a SyntheticSpec; got {type(spec).__name__}")
+    if spec.taste_shift_at is not None:
+        raise ConfigError(
+            "appeal_sample: the spec has taste_shift_at, so tastes change over time and no one appeal exists"
+        )
+    if not isinstance(counts, pd.Series):
+        raise ConfigError(
+            f"appeal_sample: counts must be a pandas Series indexed by user id; got {type(counts).__name__}"
+        )
+    values = counts.to_numpy()
+    if values.dtype.kind not in "iu":
+        raise ConfigError(f"appeal_sample: counts must be integers >= 0; got dtype {values.dtype}")
+    if (values < 0).any():
+        first = int(np.flatnonzero(values < 0)[0])
+        raise ConfigError(
+            f"appeal_sample: counts must be integers >= 0; got {int(values[first])} for user {counts.index[first]!r}"
+        )
+    if counts.index.has_duplicates:
+        duplicated = counts.index[counts.index.duplicated()][0]
+        raise ConfigError(f"appeal_sample: counts has duplicated user ids, e.g. {duplicated!r}")
+    catalog = world.make_catalog(spec, _item_width(spec))
+    population = world.make_population(spec, _user_width(spec))
+    users = population.table.index.get_indexer(pd.Index(counts.index.astype(str)))
+    bad = (users < 0) | (users >= spec.n_users)
+    if bad.any():
+        raise ConfigError(
+            f"appeal_sample: {int(bad.sum())} user id(s) are not genuine users of the spec, "
+            f"e.g. {counts.index[bad][0]!r}"
+        )
+    allowed = np.ones(spec.n_items, dtype=bool)
+    if items is not None:
+        codes = catalog.table.index.get_indexer(pd.Index(items).astype(str))
+        if (codes < 0).any():
+            unknown = pd.Index(items)[codes < 0][0]
+            raise ConfigError(f"appeal_sample: item id {unknown!r} is not in the catalog of the spec")
+        allowed[:] = False
+        allowed[codes] = True
+    blocked = sp.csr_matrix((len(users), spec.n_items), dtype=bool)
+    if exclude is not None:
+        missing = {"user_id", "item_id"} - set(getattr(exclude, "columns", ()))
+        if missing:
+            raise ConfigError(
+                f"appeal_sample: exclude must be a DataFrame with user_id and item_id; missing {sorted(missing)}"
+            )
+        row = pd.Index(counts.index.astype(str)).get_indexer(exclude["user_id"].astype(str))
+        col = catalog.table.index.get_indexer(exclude["item_id"].astype(str))
+        keep = (row >= 0) & (col >= 0)
+        blocked = sp.csr_matrix(
+            (np.ones(int(keep.sum()), dtype=bool), (row[keep], col[keep])), shape=(len(users), spec.n_items)
+        )
+        blocked.sum_duplicates()
+    left = int(allowed.sum()) - np.asarray(blocked[:, allowed].sum(axis=1)).ravel()
+    over = values > left
+    if over.any():
+        first = int(np.flatnonzero(over)[0])
+        raise ConfigError(
+            f"appeal_sample: user {counts.index[first]!r} asks for {int(values[first])} items but only "
+            f"{int(left[first])} are left after exclude and items"
+        )
+    rng = world.rng_for(spec, world.APPEAL_STREAM)
+    step = max(1, _APPEAL_CELLS // max(spec.n_items, 1))
+    out_user: list[np.ndarray] = []
+    out_item: list[np.ndarray] = []
+    for lo in range(0, len(users), step):
+        hi = min(lo + step, len(users))
+        need = values[lo:hi]
+        width = int(need.max(initial=0))
+        gumbel = rng.gumbel(size=(hi - lo, spec.n_items))
+        if width == 0:
+            continue
+        score = world.preference_logits(spec, population, catalog, users[lo:hi], exposure_bias=exposure_bias) + gumbel
+        score[:, ~allowed] = -np.inf
+        chunk = blocked[lo:hi].tocoo()
+        score[chunk.row, chunk.col] = -np.inf
+        if width < spec.n_items:
+            top = np.argpartition(-score, width - 1, axis=1)[:, :width]
+        else:
+            top = np.argsort(-score, axis=1)
+        best_first = np.argsort(-np.take_along_axis(score, top, axis=1), axis=1, kind="stable")
+        top = np.take_along_axis(top, best_first, axis=1)
+        take = np.arange(width)[None, :] < need[:, None]
+        out_user.append(np.broadcast_to(np.arange(lo, hi)[:, None], top.shape)[take])
+        out_item.append(top[take])
+    user_rows = np.concatenate(out_user) if out_user else np.zeros(0, dtype=np.int64)
+    item_codes = np.concatenate(out_item) if out_item else np.zeros(0, dtype=np.int64)
+    return pd.DataFrame(
+        {
+            "user_id": pd.array(counts.index.astype(str).to_numpy()[user_rows], dtype="str"),
+            "item_id": pd.array(catalog.table.index.to_numpy()[item_codes], dtype="str"),
+        }
     )
 
 

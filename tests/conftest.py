@@ -133,3 +133,23 @@ def online_store(redis_server_url: str) -> Iterator[object]:
         if keys:
             store.client.delete(*keys)
         store.client.close()
+
+
+@pytest.fixture
+def fixed_experiment_salts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Experiment salts drawn from a seeded sequence instead of the OS, so that a test whose verdict depends on
+    which subjects land in which arm (a null experiment's no-win, an SRM check) gives the same answer every run.
+    Returns the salts handed out so far."""
+    import hashlib
+
+    from governance.experiments import lifecycle
+
+    given: list[str] = []
+
+    def seeded() -> str:
+        salt = hashlib.sha256(f"recgov-test-salt-{len(given)}".encode()).hexdigest()
+        given.append(salt)
+        return salt
+
+    monkeypatch.setattr(lifecycle, "new_salt", seeded)
+    return given

@@ -9,8 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.expression import ColumnElement
+from sqlalchemy.sql.type_api import TypeEngine
 
 from audits.models.base import HASH_LENGTH, UUID_LENGTH, Base, JsonType, UtcDateTime, one_of
 
@@ -18,10 +21,39 @@ __all__ = [
     "DecisionRecord",
     "FailedRequest",
     "DECISION_MODES",
+    "EXPERIMENT_ID_SQL",
+    "ExperimentIdOf",
 ]
 
 DECISION_MODES = ("personalized", "fallback", "non_profiling")
 """How a served list was made: from the subject's profile, a non-personal fallback, or on request without profiling (DSA Art. 38)."""
+
+
+class ExperimentIdOf(ColumnElement[int]):
+    """A decision's experiment id, ``context -> experiment -> id`` as an integer, written per engine.
+
+    The expression of the index ``ix_decisions_experiment``; a query that filters on it (built from
+    :data:`EXPERIMENT_ID_SQL`) uses the index only if it writes the very same expression."""
+
+    inherit_cache = True
+    type: TypeEngine[int] = Integer()
+
+
+EXPERIMENT_ID_SQL = {
+    "postgresql": "((context #>> '{experiment,id}'::text[])::integer)",
+    "sqlite": "CAST(json_extract(context, '$.experiment.id') AS INTEGER)",
+}
+"""A decision's experiment id, per engine (migration 0018 creates the index on exactly these)."""
+
+
+@compiles(ExperimentIdOf, "postgresql")
+def _experiment_id_postgresql(element: ExperimentIdOf, compiler: object, **kw: object) -> str:
+    return EXPERIMENT_ID_SQL["postgresql"]
+
+
+@compiles(ExperimentIdOf)
+def _experiment_id_default(element: ExperimentIdOf, compiler: object, **kw: object) -> str:
+    return EXPERIMENT_ID_SQL["sqlite"]
 
 
 class DecisionRecord(Base):
@@ -32,7 +64,7 @@ class DecisionRecord(Base):
     """
 
     __tablename__ = "decisions"
-    __table_args__ = (one_of("mode", DECISION_MODES),)
+    __table_args__ = (one_of("mode", DECISION_MODES), Index("ix_decisions_experiment", ExperimentIdOf(), "decided_at"))
 
     decision_id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
     decided_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)

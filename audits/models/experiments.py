@@ -47,6 +47,8 @@ class Experiment(Base):
     plan_seq: Mapped[int] = mapped_column(SeqType, ForeignKey("trail_events.seq"))
     start_seq: Mapped[int | None] = mapped_column(SeqType, ForeignKey("trail_events.seq"))
     stop_seq: Mapped[int | None] = mapped_column(SeqType, ForeignKey("trail_events.seq"))
+    holdback_until: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    """A stopped experiment keeps serving its holdback the control until then (the plan's ``holdback_days``); NULL: no holdback after the stop."""
 
 
 class ExperimentLook(Base):

@@ -1,6 +1,7 @@
 """Off-policy gate checks: a candidate pack judged on what it would have done on the lists already served.
 
-The facts come from :mod:`governance.ope` (``recgov ope --gate``, ``POST /v1/ope``):
+The facts come from :mod:`governance.ope` (``recgov ope --gate``, ``POST /v1/ope``, or an audit given the logged
+pack: ``recgov audit|gate --ope-logged-pack``):
 the candidate's estimated outcomes minus the logged policy's, with a paired
 bootstrap interval over the logged lists, and each provider group's estimated
 share of attention under the candidate. Both checks judge on the interval, never
@@ -26,7 +27,7 @@ from governance.registry import Check, CheckResult, Status, register
 
 __all__ = ["OffPolicyExposure", "OffPolicyNonInferiority"]
 
-NO_OFF_POLICY = "no off-policy estimate in the audit facts (estimate the candidate with 'recgov ope --gate' or POST /v1/ope)"
+NO_OFF_POLICY = "no off-policy estimate in the audit facts (give the audit the logged pack: recgov audit|gate --ope-logged-pack PACK; or estimate the candidate with 'recgov ope --gate' or POST /v1/ope)"
 
 
 def _missing(what: str, figure: OffPolicyFigure | None) -> CheckResult | None:

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from governance.cli._common import EXIT_FINDING, console, emit_json, progress_enabled, user_errors
+from governance.cli._common import EXIT_FINDING, console, emit_json, fail, progress_enabled, user_errors
 from recommender.errors import ConfigError
 from governance.cli.core import DataArg, DatabaseOpt, ItemsMapOpt, ItemsOpt, JsonOpt, MapOpt, load_dataset, print_rows
 from governance.cli._common import load_or_fail
@@ -32,12 +32,21 @@ AuditEngineOpt = Annotated[
     typer.Option("--engine", help="inprocess (one machine: pandas, implicit) or spark (the pack's filter, MLlib ALS and the ranked lists on PySpark; needs Java 17+)."),
 ]
 ShadowOpt = Annotated[bool, typer.Option("--shadow", help="Evaluate and record without enforcing (the gate always passes, the reasons are kept).")]
+OpeLoggedOpt = Annotated[
+    Optional[str],
+    typer.Option("--ope-logged-pack", help="Judge the pack's off-policy rules on the store's decision log: the pack the logged lists were served under (name or file).", show_default=False),
+]
+OpeGroupOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--ope-provider-group", help="NAME=FILE: a provider group and a text file of its item ids, for off_policy_exposure rules (repeat).", show_default=False),
+]
 
 
 def _run(
     data: str, pack: str, mapping: str | None, model: str | None, train: bool, baseline: str | None, slates: Path | None,
     out: Path | None, shadow: bool, database_url: str | None, json_output: bool, items: str | None = None,
     items_map: str | None = None, engine: str = "inprocess", spark_master: str | None = None,
+    ope_logged: str | None = None, ope_groups: list[str] | None = None,
 ):  # fmt: skip
     from audits import open_store
     from audits.settings import get_settings
@@ -47,6 +56,14 @@ def _run(
     with user_errors():
         check_engine(engine)  # an unknown engine is refused before the pack or the data is read
     loaded = load_or_fail(pack, json_output=json_output)
+    off_policy = None
+    if ope_logged is not None:
+        from governance.audit import OffPolicyInput
+        from governance.cli.ope import provider_groups
+
+        off_policy = OffPolicyInput(load_or_fail(ope_logged, json_output=json_output), provider_groups(ope_groups or [], "--ope-provider-group") or None)
+    elif ope_groups:
+        raise fail("--ope-provider-group needs --ope-logged-pack (the pack the logged lists were served under)")
     show = progress_enabled(json_output)
     settings = get_settings()
     out_dir = out or Path("recgov-gate")
@@ -66,10 +83,10 @@ def _run(
         store = open_store(database_url)
         try:
             if slates is not None:
-                return run_slate_audit(loaded, dataset, slates, store=store, out_dir=out_dir, baseline=base, shadow=shadow)
+                return run_slate_audit(loaded, dataset, slates, store=store, out_dir=out_dir, baseline=base, shadow=shadow, off_policy=off_policy)
             return run_audit(
                 loaded, dataset, store=store, out_dir=out_dir, models_dir=settings.home / "models", model_version=model,
-                train=train, baseline=base, shadow=shadow, show_progress=show, spark=spark,
+                train=train, baseline=base, shadow=shadow, show_progress=show, spark=spark, off_policy=off_policy,
             )  # fmt: skip
         finally:
             store.close()
@@ -115,9 +132,12 @@ def audit_command(
     json_output: JsonOpt = False,
     engine: AuditEngineOpt = "inprocess",
     spark_master: SparkMasterOpt = None,
+    ope_logged_pack: OpeLoggedOpt = None,
+    ope_provider_group: OpeGroupOpt = None,
 ) -> None:
     """Run every check of a pack against DATA and a model, store every result with its evidence."""
-    outcome = _run(data, pack, mapping, model, train, baseline, slates, out, shadow, database_url, json_output, items, items_map, engine, spark_master)
+    outcome = _run(data, pack, mapping, model, train, baseline, slates, out, shadow, database_url, json_output, items, items_map, engine, spark_master,
+                   ope_logged_pack, ope_provider_group)  # fmt: skip
     _print(outcome, json_output=json_output)
 
 
@@ -137,9 +157,12 @@ def gate_command(
     json_output: JsonOpt = False,
     engine: AuditEngineOpt = "inprocess",
     spark_master: SparkMasterOpt = None,
+    ope_logged_pack: OpeLoggedOpt = None,
+    ope_provider_group: OpeGroupOpt = None,
 ) -> None:
     """Audit, then decide: exit 0 when the gate passes, 1 when it blocks, 2 for bad input."""
-    outcome = _run(data, pack, mapping, model, train, baseline, slates, out, shadow, database_url, json_output, items, items_map, engine, spark_master)
+    outcome = _run(data, pack, mapping, model, train, baseline, slates, out, shadow, database_url, json_output, items, items_map, engine, spark_master,
+                   ope_logged_pack, ope_provider_group)  # fmt: skip
     _print(outcome, json_output=json_output)
     if not outcome.decision.passed:
         raise typer.Exit(code=EXIT_FINDING)

@@ -133,10 +133,23 @@ def analyze_command(
         r = c["result"]
         lines.append(f"  {c['variant']}: estimate {r.get('estimate')} [{r.get('ci_low')}, {r.get('ci_high')}], p = {r.get('p_value')} (adjusted {c['p_adjusted']}), {r.get('decision')}")
     for g in doc["guardrails"]:
-        lines.append(f"  guardrail {g['metric']} ({g['variant']}, margin {g['margin']}): {'FAILED' if g['failed'] else 'held'}")
+        lines.append(f"  guardrail {g['metric']} ({g['variant']}, margin {g['margin']}): {'FAILED' if g['failed'] else 'held'}{_guardrail_figures(g['result'])}")
     srm = doc["srm"]
     lines.append(f"  SRM: {'MISMATCH' if srm.get('mismatch') else 'ok'}")
+    if doc.get("recommendation"):
+        lines.append(f"  => {doc['recommendation']}")
     _show(doc, json_output, lines)
+
+
+def _guardrail_figures(result: dict) -> str:
+    """`` (estimate E, bound B)`` of a guardrail's test, or why it could not be tested."""
+    if result.get("reason") and not result.get("exact"):
+        return f" ({result['reason']})"
+    bound = result.get("ci_high") if result.get("ci_high") is not None else result.get("ci_low")
+    estimate = result.get("estimate")
+    if estimate is None:
+        return ""
+    return f" (estimate {estimate:+.4g}" + (f", one-sided bound {bound:+.4g})" if bound is not None else ", exact)")
 
 
 def list_command(database_url: DatabaseOpt = None, json_output: JsonOpt = False) -> None:

@@ -30,7 +30,7 @@ import typer
 from governance.cli._common import console, emit_json, fail, load_or_fail
 from governance.cli.store import JsonOutput, store_errors
 
-__all__ = ["ope_command", "register"]
+__all__ = ["ope_command", "provider_groups", "register"]
 
 
 def _store_url(data: str) -> str | None:
@@ -82,7 +82,7 @@ def ope_command(
             raise fail(f"--segment-items: {segment_items} cannot be read ({err})") from None
         if not segment:
             raise fail(f"--segment-items: {segment_items} lists no item id")
-    groups = _provider_groups(provider_group or [])
+    groups = provider_groups(provider_group or [])
     settings = OpeSettings(
         kinds=tuple(kind or ("click", "conversion")), min_ess=min_ess, n_bootstrap=bootstrap, seed=seed, confidence=confidence, limit=limit, segment=segment,
         provider_groups=groups or None,
@@ -130,21 +130,21 @@ def ope_command(
         raise typer.Exit(1)
 
 
-def _provider_groups(specs: list[str]) -> dict[str, frozenset[str]]:
-    """``NAME=FILE`` options read into item-id sets (a located usage error for a bad one)."""
+def provider_groups(specs: list[str], option: str = "--provider-group") -> dict[str, frozenset[str]]:
+    """``NAME=FILE`` options read into item-id sets (a usage error naming ``option`` for a bad one)."""
     groups: dict[str, frozenset[str]] = {}
     for spec in specs:
         name, sep, file = spec.partition("=")
         if not sep or not name.strip() or not file.strip():
-            raise fail(f"--provider-group: expected NAME=FILE, got {spec!r}")
+            raise fail(f"{option}: expected NAME=FILE, got {spec!r}")
         if name.strip() in groups:
-            raise fail(f"--provider-group: {name.strip()!r} is given twice")
+            raise fail(f"{option}: {name.strip()!r} is given twice")
         try:
             items = frozenset(line.strip() for line in Path(file).read_text(encoding="utf-8").splitlines() if line.strip())
         except (OSError, UnicodeDecodeError) as err:
-            raise fail(f"--provider-group {name.strip()}: {file} cannot be read ({err})") from None
+            raise fail(f"{option} {name.strip()}: {file} cannot be read ({err})") from None
         if not items:
-            raise fail(f"--provider-group {name.strip()}: {file} lists no item id")
+            raise fail(f"{option} {name.strip()}: {file} lists no item id")
         groups[name.strip()] = items
     return groups
 

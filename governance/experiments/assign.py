@@ -10,6 +10,12 @@ Reasons: ``randomised`` (in the analysis), ``holdback`` (the long-term holdback:
 served the control, left out of the analysis) and ``not_profiled`` (a subject who
 may not be profiled is never randomised into a personalised variant: they get
 the control's non-profiling list and are counted as such, outside the analysis).
+
+After an experiment stops, a plan with ``holdback_days`` keeps its holdback
+(:class:`InForce`): the subjects whose bucket put them in the holdback are
+still served the control, under the same salt, so they are the same subjects;
+everyone else leaves the experiment (or enters the next one, which never takes
+a subject another experiment still holds back).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ASSIGNMENT_REASONS", "RunningExperiment", "assign", "bucket"]
+__all__ = ["ASSIGNMENT_REASONS", "InForce", "RunningExperiment", "assign", "assign_in_force", "bucket"]
 
 ASSIGNMENT_REASONS = ("randomised", "holdback", "not_profiled")
 
@@ -74,3 +80,26 @@ def assign(experiment: RunningExperiment, subject_id: str, *, may_profile: bool)
         if u < edge:
             return {"id": experiment.id, "variant": name, "reason": "randomised"}
     return {"id": experiment.id, "variant": experiment.allocation[-1][0], "reason": "randomised"}  # rounding at the top edge
+
+
+@dataclass(frozen=True)
+class InForce:
+    """The experiments serving must honour: the running one (if any) and the stopped ones still holding back."""
+
+    running: RunningExperiment | None
+    holdbacks: tuple[RunningExperiment, ...] = ()
+
+
+def assign_in_force(in_force: InForce, subject_id: str, *, may_profile: bool) -> tuple[RunningExperiment, dict[str, Any]] | None:
+    """The experiment and assignment that serve the subject, or None when no experiment takes them.
+
+    A subject in a stopped experiment's holdback stays there (reason ``holdback``, the control); otherwise the
+    running experiment assigns them (:func:`assign`). A subject who may not be profiled was never in a holdback.
+    """
+    if may_profile:
+        for held in in_force.holdbacks:
+            if bucket(held.salt, subject_id) < held.holdback:
+                return held, {"id": held.id, "variant": held.control["name"], "reason": "holdback"}
+    if in_force.running is None:
+        return None
+    return in_force.running, assign(in_force.running, subject_id, may_profile=may_profile)

@@ -31,18 +31,19 @@ import math
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, is_dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from audits.models import DecisionRecord, Experiment, ExperimentLook, ModelVersion, OutcomeEvent
 from audits.trail import append_event, lock_head
-from governance.experiments.assign import RunningExperiment
-from governance.experiments.spec import METRIC_KIND, METRICS, PRIMARY_METRICS, LoadedExperiment, experiment_hash, ExperimentSpec
+from governance.experiments.assign import InForce, RunningExperiment
+from governance.experiments.guardrails import experiment_id_of_decision, item_table, judge_arm_guardrails
+from governance.experiments.spec import ARM_LEVEL_METRICS, METRIC_KIND, METRICS, PRIMARY_METRICS, LoadedExperiment, experiment_hash, ExperimentSpec
 from recommender.errors import ConfigError, DataError
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "experiments_of_model",
     "gate_verdict",
     "get",
+    "in_force",
     "list_experiments",
     "plan",
     "running",
@@ -62,6 +64,8 @@ __all__ = [
     "stop",
 ]
 
+NOT_PER_SUBJECT = ("error_rate", *ARM_LEVEL_METRICS)
+"""Guardrail metrics measured on the arm's traffic (:mod:`governance.experiments.guardrails`), never compared per subject."""
 SEGMENTS = ("known", "new")
 """Exploratory segments: subjects whose first list was personalized (``known`` to the model) or a fallback (``new``)."""
 PLAN_CHANGED = "experiment {name!r}: the plan {what} differs from the one frozen at plan time (hash {frozen}, now {now}); a changed plan is another experiment: plan it under a new name"
@@ -73,6 +77,11 @@ class ExperimentNotFound(ConfigError):
 
 class ExperimentConflict(ConfigError):
     """The experiment is not in a state that allows the move (API 409)."""
+
+
+def new_salt() -> str:
+    """A fresh experiment salt (64 hex digits): subjects cannot predict their arm, and experiments shuffle apart."""
+    return secrets.token_hex(32)
 
 
 def _now() -> datetime:
@@ -115,6 +124,7 @@ def _summary(row: Experiment) -> dict[str, Any]:
         "design": spec["design"], "guardrails": spec["guardrails"], "sample_size": row.plan["sample_size"],
         "planned_at": row.planned_at.isoformat(), "started_at": row.started_at.isoformat() if row.started_at else None,
         "stopped_at": row.stopped_at.isoformat() if row.stopped_at else None,
+        "holdback_days": spec.get("holdback_days", 0), "holdback_until": row.holdback_until.isoformat() if row.holdback_until else None,
         "plan_seq": row.plan_seq, "start_seq": row.start_seq, "stop_seq": row.stop_seq,
     }  # fmt: skip
 
@@ -159,10 +169,20 @@ def plan(
             if v.model_version is not None and session.get(ModelVersion, v.model_version) is None:
                 line, col = loaded.positions.get(f"variants.{i}.model_version", (None, None))
                 issues.append(PackIssue(loaded.source, line, col, f"variants.{i}.model_version", f"model version {v.model_version!r} is not recorded (recgov train records one)"))
+    items: dict[str, Any] = {}
+    for i, g in enumerate(spec.guardrails):
+        if g.metric == "provider_exposure_gap" and g.items is not None:
+            try:
+                groups, digest = item_table(g.items, g.attribute)
+            except ConfigError as err:
+                line, col = loaded.positions.get(f"guardrails.{i}.items", (None, None))
+                issues.append(PackIssue(loaded.source, line, col, f"guardrails.{i}.items", str(err)))
+                continue
+            items[str(i)] = {"path": g.items, "sha256": digest, "shares": {str(k): float(v) for k, v in groups.value_counts(normalize=True).sort_index().items()}}
     if issues:
         raise PolicyError(issues)
     size = sample_size(spec)  # before any write: a design the library refuses stores nothing
-    frozen = {"spec": spec.model_dump(mode="json"), "sample_size": size}
+    frozen = {"spec": spec.model_dump(mode="json"), "sample_size": size, **({"guardrail_items": items} if items else {})}
     with store.session() as session:
         lock_head(session)
         taken = session.scalars(select(Experiment).where(Experiment.name == loaded.name)).first()
@@ -175,7 +195,7 @@ def plan(
                      "variants": [v.model_dump(mode="json") for v in spec.variants], "design": spec.design.model_dump(mode="json")},
         )  # fmt: skip
         row = Experiment(
-            name=loaded.name, plan=frozen, plan_hash=loaded.content_hash, salt=secrets.token_hex(32),
+            name=loaded.name, plan=frozen, plan_hash=loaded.content_hash, salt=new_salt(),
             status="planned", planned_at=_now(), actor=actor, plan_seq=event.seq,
         )  # fmt: skip
         session.add(row)
@@ -214,14 +234,23 @@ def start(store: Any, name: str, *, actor: str, loaded: LoadedExperiment | None 
 
 
 def stop(store: Any, name: str, *, actor: str) -> dict[str, Any]:
-    """End a running experiment: no subject is assigned from the next list on; its data stay for the analysis."""
+    """End a running experiment: no subject is assigned from the next list on; its data stay for the analysis.
+
+    A plan with a holdback and ``holdback_days`` keeps its holdback: until ``holdback_until`` (the stop plus
+    those days) the same subjects (the same keyed hash under the same salt) are still served the control,
+    recorded with reason ``holdback``, so the long-term effect can be measured against them."""
     with store.session() as session:
         lock_head(session)
         row = _get(session, name, lock=True)
         if row.status != "running":
             raise ExperimentConflict(f"experiment {name!r} is {row.status}; only a running experiment stops")
-        event = append_event(session, actor=actor, action="experiment.stopped", objects={"experiment": name}, payload={"plan_hash": row.plan_hash})
-        row.status, row.stopped_at, row.stop_seq = "stopped", _now(), event.seq
+        spec = row.plan["spec"]
+        stopped = _now()
+        days = int(spec.get("holdback_days", 0)) if float(spec.get("holdback", 0.0)) > 0 else 0
+        until = stopped + timedelta(days=days) if days else None
+        payload = {"plan_hash": row.plan_hash, **({"holdback_until": until.isoformat()} if until else {})}
+        event = append_event(session, actor=actor, action="experiment.stopped", objects={"experiment": name}, payload=payload)
+        row.status, row.stopped_at, row.stop_seq, row.holdback_until = "stopped", stopped, event.seq, until
         session.flush()
         return _summary(row)
 
@@ -255,11 +284,37 @@ def running(session: Session | Any) -> RunningExperiment | None:
 _RUNNING: dict[tuple[int, str, str], RunningExperiment] = {}
 
 
+def in_force(session: Session | Any) -> InForce | None:
+    """The running experiment and the stopped ones whose holdback is still held back, or None (one read, plans cached)."""
+    rows = session.execute(
+        select(Experiment.id, Experiment.name, Experiment.plan_hash, Experiment.salt, Experiment.status).where(
+            or_(Experiment.status == "running", and_(Experiment.status == "stopped", Experiment.holdback_until > _now()))
+        ).order_by(Experiment.id)
+    ).all()
+    if not rows:
+        return None
+    experiments = []
+    for row in rows:
+        key = (row.id, row.plan_hash, row.salt)
+        cached = _RUNNING.get(key)
+        if cached is None:
+            plan_json = session.execute(select(Experiment.plan).where(Experiment.id == row.id)).scalar_one()
+            cached = _RUNNING[key] = RunningExperiment.from_row(row.id, row.name, plan_json, row.salt)
+        experiments.append((row.status, cached))
+    return InForce(
+        running=next((e for status, e in experiments if status == "running"), None),
+        holdbacks=tuple(e for status, e in experiments if status == "stopped"),
+    )
+
+
 # -- the data of a look -------------------------------------------------------------
 def _exposures(session: Session, row: Experiment) -> pd.DataFrame:
-    """One row per subject of the experiment: first variant, reason, first exposure, list counts by mode."""
+    """One row per subject of the experiment: first variant, reason, first exposure, list counts by mode, mean latency.
+
+    Only the experiment's records are read: the filter on the context's experiment id is the expression
+    ``ix_decisions_experiment`` indexes (:func:`governance.experiments.guardrails.experiment_id_of_decision`)."""
     query = select(DecisionRecord.subject, DecisionRecord.decided_at, DecisionRecord.mode, DecisionRecord.context).where(
-        DecisionRecord.decided_at >= row.started_at, DecisionRecord.subject.is_not(None)
+        experiment_id_of_decision(session) == row.id, DecisionRecord.decided_at >= row.started_at, DecisionRecord.subject.is_not(None)
     )
     if row.stopped_at is not None:
         query = query.where(DecisionRecord.decided_at <= row.stopped_at)
@@ -267,16 +322,20 @@ def _exposures(session: Session, row: Experiment) -> pd.DataFrame:
     for subject, at, mode, context in session.execute(query):
         exp = (context or {}).get("experiment")
         if isinstance(exp, Mapping) and exp.get("id") == row.id and not (context or {}).get("shadow_of"):
-            records.append((subject, at, mode, exp.get("variant"), exp.get("reason")))
-    frame = pd.DataFrame(records, columns=["subject", "at", "mode", "variant", "reason"])
+            latency = context.get("latency_ms")
+            records.append((subject, at, mode, exp.get("variant"), exp.get("reason"), latency if isinstance(latency, (int, float)) else np.nan))
+    frame = pd.DataFrame(records, columns=["subject", "at", "mode", "variant", "reason", "latency_ms"])
     if frame.empty:
-        return pd.DataFrame(columns=["variant", "reason", "first_at", "first_mode", "lists", "non_profiling", "fallback"]).rename_axis("subject")
+        columns = ["variant", "reason", "first_at", "first_mode", "lists", "non_profiling", "fallback", "latency_ms"]
+        return pd.DataFrame(columns=columns).rename_axis("subject")
     frame = frame.sort_values("at", kind="stable")
+    frame["non_profiling"] = (frame["mode"] == "non_profiling").astype(int)
+    frame["fallback"] = (frame["mode"] == "fallback").astype(int)
     by = frame.groupby("subject", sort=False)
-    out = by.first().rename(columns={"at": "first_at", "mode": "first_mode"})
+    out = by[["at", "mode", "variant", "reason"]].first().rename(columns={"at": "first_at", "mode": "first_mode"})
     out["lists"] = by.size()
-    out["non_profiling"] = by["mode"].agg(lambda m: int((m == "non_profiling").sum()))
-    out["fallback"] = by["mode"].agg(lambda m: int((m == "fallback").sum()))
+    out[["non_profiling", "fallback"]] = by[["non_profiling", "fallback"]].sum()
+    out["latency_ms"] = by["latency_ms"].mean()  # NaN for a subject none of whose lists recorded a latency
     return out
 
 
@@ -315,6 +374,8 @@ def _values(metric: str, subjects: pd.DataFrame, outcomes: pd.DataFrame) -> pd.S
         return subjects["non_profiling"] / subjects["lists"]
     if metric == "fallback_share":
         return subjects["fallback"] / subjects["lists"]
+    if metric == "latency_ms":
+        return subjects["latency_ms"].astype(float)  # NaN where no list recorded a latency: left out of the arm
     raise ConfigError(f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
 
 
@@ -322,6 +383,7 @@ def _arm(values: np.ndarray) -> Any:
     from recommender.experiments import ArmData
 
     values = np.asarray(values, dtype=np.float64)
+    values = values[~np.isnan(values)]
     return ArmData(n=int(values.size), total=float(values.sum()), total_sq=float(np.square(values).sum()))
 
 
@@ -396,6 +458,8 @@ def analyze(store: Any, name: str, *, actor: str, metric: str | None = None, seg
 
     if metric is not None and metric not in METRICS:
         raise ConfigError(f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
+    if metric in NOT_PER_SUBJECT:
+        raise ConfigError(f"metric {metric!r} is judged as a guardrail of the arm's whole traffic, not compared per subject; declare it under guardrails")
     if segment is not None and segment not in SEGMENTS:
         raise ConfigError(f"unknown segment {segment!r}; one of {', '.join(SEGMENTS)}")
     with store.session() as session:
@@ -430,7 +494,8 @@ def analyze(store: Any, name: str, *, actor: str, metric: str | None = None, seg
         treatments = [v["name"] for v in spec["variants"] if not v["control"]]
         values = {asked: _values(asked, randomised, outcomes)}
         for g in spec["guardrails"]:
-            values.setdefault(g["metric"], _values(g["metric"], randomised, outcomes))
+            if g["metric"] not in NOT_PER_SUBJECT:
+                values.setdefault(g["metric"], _values(g["metric"], randomised, outcomes))
         arms = {m: {v: _arm(s[randomised["variant"] == v].to_numpy()) for v in [control, *treatments]} for m, s in values.items()}
         sizes = [int(n) for n in row.plan["sample_size"]["n_per_arm"]]  # control first, then the treatments in plan order
         comparisons = []
@@ -440,6 +505,7 @@ def analyze(store: Any, name: str, *, actor: str, metric: str | None = None, seg
                 analysis_plan = AnalysisPlan(
                     method=design["method"], alpha=design["alpha"], power=design["power"], kind=METRIC_KIND[asked], mde=design["mde"],
                     planned_n_per_arm=planned_n, looks=design["looks"], spending=design["spending"], alternative=design["alternative"],
+                    futility_power=design.get("futility_power"),
                 )  # fmt: skip
             else:  # an exploratory look is a nominal fixed-horizon test, at the plan's alpha, of what was asked
                 analysis_plan = AnalysisPlan(
@@ -461,9 +527,13 @@ def analyze(store: Any, name: str, *, actor: str, metric: str | None = None, seg
             for c in comparisons:
                 c["p_adjusted"] = c["result"].get("p_value")
         guardrails = []
-        for g in spec["guardrails"]:
+        arm_level = judge_arm_guardrails(session, row, randomised, spec["guardrails"], control, treatments, design["alpha"], row.plan.get("guardrail_items", {}))
+        for i, g in enumerate(spec["guardrails"]):
             for t in treatments:
-                res = _guardrail(guardrail_check, arms[g["metric"]][control], arms[g["metric"]][t], g, design["alpha"])
+                if (i, t) in arm_level:
+                    res = arm_level[(i, t)]
+                else:
+                    res = _guardrail(guardrail_check, arms[g["metric"]][control], arms[g["metric"]][t], g, design["alpha"])
                 guardrails.append({"metric": g["metric"], "variant": t, "margin": g["margin"], "direction": g["direction"], "failed": _guardrail_failed(res), "result": res})
         winners = []
         for c in comparisons:
@@ -479,7 +549,7 @@ def analyze(store: Any, name: str, *, actor: str, metric: str | None = None, seg
         result = {
             "metric": asked, "segment": segment, "exploratory_because": why_exploratory, "counts": _counts(subjects),
             "srm": srm, "comparisons": comparisons, "guardrails": guardrails, "winners": winners if kind == "planned" else [],
-            "verdict": verdict, "correction": design["correction"], "randomised": int(len(randomised)),
+            "verdict": verdict, "recommendation": RECOMMENDATIONS[verdict], "correction": design["correction"], "randomised": int(len(randomised)),
         }  # fmt: skip
         seq = _record(session, row, "experiment.analyzed", actor, {"look": look_no, "kind": kind, "metric": asked, "segment": segment,
                       "decision": decision, "verdict": verdict, "winners": result["winners"], "srm_mismatch": bool(srm.get("mismatch"))})  # fmt: skip
@@ -509,7 +579,21 @@ def _verdict(kind: str, decision: str, srm: Mapping[str, Any], guardrails: list[
         return "guardrail_failed"
     if winners:
         return "treatment_won"
+    if decision == "futility":
+        return "futility"
     return "continue" if decision == "continue" else "no_win"
+
+
+RECOMMENDATIONS: dict[str, str] = {
+    "exploratory": "exploratory look: it decides nothing",
+    "invalid_srm": "stop and investigate: the assignment does not match the planned shares (sample ratio mismatch)",
+    "guardrail_failed": "stop: a guardrail is breached (the treatment is not shown within its margin); not promotable",
+    "treatment_won": "stop: the treatment won on the pre-registered metric",
+    "futility": "stop for futility: the conditional power under the planned effect fell below the plan's futility_power",
+    "continue": "continue to the next planned look",
+    "no_win": "stop: no win on the pre-registered metric",
+}
+"""What a look's verdict tells the experimenter to do."""
 
 
 def _final_look(session: Session, row: Experiment) -> ExperimentLook | None:

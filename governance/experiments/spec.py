@@ -26,6 +26,7 @@ from governance.located import TOO_LARGE, YAML_LIMITS, PackIssue, PolicyError, l
 from governance.policy import _Strict
 
 __all__ = [
+    "ARM_LEVEL_METRICS",
     "GUARDRAIL_METRICS",
     "PRIMARY_METRICS",
     "METRICS",
@@ -52,8 +53,16 @@ GUARDRAIL_METRICS: dict[str, str] = {
     "empty_list_share": "per subject, the share of their lists that came out empty",
     "click_through": PRIMARY_METRICS["click_through"],
     "conversion": PRIMARY_METRICS["conversion"],
+    "latency_ms": "per subject, the mean serving latency of their lists in milliseconds (the decision record's latency_ms)",
+    "error_rate": "per request, the share of the arm's requests that failed (failed requests carry their assignment)",
+    "harmful_exposure": "the arm's share of served items with an active harmful-content flag (subjects as clusters, delta method)",
+    "provider_exposure_gap": "the arm's total-variation gap between provider groups' exposure shares and their catalogue shares (subject bootstrap)",
 }
-"""Metrics a guardrail may hold, each measured per subject from the decision records and the feedback."""
+"""Metrics a guardrail may hold: per subject or per request from the decision records, the failed requests and the
+feedback, or (``ARM_LEVEL_METRICS``) one figure of the arm's whole traffic with its uncertainty over subjects."""
+
+ARM_LEVEL_METRICS: tuple[str, ...] = ("harmful_exposure", "provider_exposure_gap")
+"""Guardrails that are a property of an arm's served lists, not a number per subject (:mod:`recommender.experiments.arm_level`)."""
 
 METRICS: dict[str, str] = {**PRIMARY_METRICS, **GUARDRAIL_METRICS}
 
@@ -64,6 +73,8 @@ METRIC_KIND: dict[str, Literal["proportion", "mean"]] = {
     "non_profiling_share": "mean",
     "fallback_share": "mean",
     "empty_list_share": "mean",
+    "latency_ms": "mean",
+    "error_rate": "proportion",
 }
 """How each metric is analysed: a per-subject 0/1 outcome, or a per-subject number."""
 
@@ -98,6 +109,11 @@ class Guardrail(_Strict):
     """The largest harm tolerated, in the metric's own unit (absolute difference)."""
     direction: Literal["higher_is_better", "lower_is_better"]
     """Which way the metric gets better (the harm is a move the other way)."""
+    items: str | None = Field(None, min_length=1, max_length=1000)
+    """``provider_exposure_gap`` only: the item table (CSV or Parquet, an ``item_id`` column) naming each item's
+    provider group; its item shares are the target the arm's exposure shares are held to."""
+    attribute: str = Field("provider_group", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    """``provider_exposure_gap`` only: the item table's provider column."""
 
 
 class Design(_Strict):
@@ -120,6 +136,9 @@ class Design(_Strict):
     """The alpha-spending function of a group-sequential design."""
     correction: Literal["holm", "bonferroni", "fdr_bh", "none"] = "holm"
     """How the family of comparisons (each treatment against the control) is corrected."""
+    futility_power: float | None = Field(None, gt=0, lt=1)
+    """Group sequential only: a planned interim look whose conditional power under the ``mde`` falls below this
+    says "stop for futility" (non-binding: the type I error is unchanged). None: no futility boundary."""
 
 
 class ExperimentSpec(_Strict):
@@ -137,6 +156,8 @@ class ExperimentSpec(_Strict):
     """Variant name -> share of the randomised subjects; the shares add up to 1."""
     holdback: float = Field(0.0, ge=0, le=0.5)
     """A long-term holdback: this share of subjects stays on the control and out of the analysis."""
+    holdback_days: int = Field(0, ge=0, le=730)
+    """How long after the stop the holdback stays held back (the same subjects, on the control); 0: it ends with the stop."""
     primary_metric: str
     guardrails: list[Guardrail] = Field(default_factory=list, max_length=10)
     design: Design
@@ -159,9 +180,31 @@ class LoadedExperiment:
         return next(v for v in self.spec.variants if v.control)
 
 
+_OPTIONAL_DEFAULTS: dict[str, Any] = {"holdback_days": 0}
+_OPTIONAL_DESIGN: dict[str, Any] = {"futility_power": None}
+_OPTIONAL_GUARDRAIL: dict[str, Any] = {"items": None, "attribute": "provider_group"}
+
+
+def canonical_plan(spec: ExperimentSpec) -> dict[str, Any]:
+    """The normalized plan as hashed: optional fields left at their default are left out, so a plan that does not
+    use them hashes as it did before they existed (a frozen plan stays the same plan)."""
+    document = spec.model_dump(mode="json")
+    for key, default in _OPTIONAL_DEFAULTS.items():
+        if document.get(key) == default:
+            document.pop(key, None)
+    for key, default in _OPTIONAL_DESIGN.items():
+        if document["design"].get(key) == default:
+            document["design"].pop(key, None)
+    for guardrail in document["guardrails"]:
+        for key, default in _OPTIONAL_GUARDRAIL.items():
+            if guardrail.get(key) == default:
+                guardrail.pop(key, None)
+    return document
+
+
 def experiment_hash(spec: ExperimentSpec) -> str:
-    """SHA-256 over the canonical JSON of the normalized plan (domain separated)."""
-    document = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """SHA-256 over the canonical JSON of the normalized plan (:func:`canonical_plan`, domain separated)."""
+    document = json.dumps(canonical_plan(spec), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(b"recgov.experiment.v1\x00" + document.encode("utf-8")).hexdigest()
 
 
@@ -198,6 +241,13 @@ def _cross_checks(spec: ExperimentSpec, positions: dict[str, tuple[int, int]], s
     for i, g in enumerate(spec.guardrails):
         if g.metric not in GUARDRAIL_METRICS:
             issues.append(_issue(source, positions, f"guardrails.{i}.metric", f"unknown guardrail metric {g.metric!r}; one of {', '.join(GUARDRAIL_METRICS)}"))
+        if g.metric == "provider_exposure_gap" and g.items is None:
+            issues.append(_issue(source, positions, f"guardrails.{i}", "provider_exposure_gap needs 'items': the item table naming each item's provider group"))
+        if g.metric != "provider_exposure_gap" and (g.items is not None or g.attribute != "provider_group"):
+            issues.append(_issue(source, positions, f"guardrails.{i}.items" if g.items is not None else f"guardrails.{i}.attribute",
+                                 f"'items' and 'attribute' apply to provider_exposure_gap only, not {g.metric!r}"))  # fmt: skip
+    if spec.holdback_days and not spec.holdback:
+        issues.append(_issue(source, positions, "holdback_days", f"holdback_days: {spec.holdback_days} keeps a holdback after the stop, but the plan holds none back (holdback: 0)"))
     d = spec.design
     kind = METRIC_KIND.get(spec.primary_metric)
     if kind == "proportion" and not (d.baseline < 1 and d.baseline + d.mde < 1):
@@ -206,6 +256,8 @@ def _cross_checks(spec: ExperimentSpec, positions: dict[str, tuple[int, int]], s
         issues.append(_issue(source, positions, "design", f"{spec.primary_metric} is a mean: design.sd (its per-subject standard deviation) is needed for the sample size"))
     if d.method == "fixed" and d.looks != 1:
         issues.append(_issue(source, positions, "design.looks", f"a fixed design looks once; got looks: {d.looks} (use method group_sequential or msprt to look more often)"))
+    if d.futility_power is not None and d.method != "group_sequential":
+        issues.append(_issue(source, positions, "design.futility_power", f"a futility boundary joins the interim looks of a group_sequential design; method {d.method} has none"))
     if d.method == "group_sequential" and d.looks < 2:
         issues.append(_issue(source, positions, "design.looks", "a group-sequential design has at least 2 looks"))
     return issues

@@ -380,8 +380,17 @@ class ProviderCalibrationReranker(CalibrationReranker):
                 options.append((weight * relevance_of[queue[head]] - lam * (p_log_p - cross), queue[head], o))
             if not options:
                 break
-            top = max(option[0] for option in options) - TIE_TOLERANCE
-            pick, o = min((option[1], option[2]) for option in options if option[0] >= top)
+            # The best gain, ties (within the tolerance) to the earliest position: max and min by hand, for the
+            # few options a place has (a generator per place costs more than the comparisons).
+            top = options[0][0]
+            for option in options:
+                if option[0] > top:
+                    top = option[0]
+            top -= TIE_TOLERANCE
+            pick = -1
+            for gain, item, outcome in options:
+                if gain >= top and (pick < 0 or item < pick):
+                    pick, o = item, outcome
             chosen.append(pick)
             heads[o] += 1
             if o < n_groups:

@@ -9,7 +9,8 @@ record on the trail) is built on top of it.
 * :func:`srm_check` -- sample ratio mismatch (chi-square against the allocation);
 * :func:`analyze_look` -- one look: estimate, interval, p-value, boundary, decision;
 * :func:`guardrail_check` -- non-inferiority of a metric that must not get worse;
-* :func:`correct` -- p-values corrected for several comparisons.
+* :func:`correct` -- p-values corrected for several comparisons;
+* :func:`ratio_noninferiority`, :func:`gap_noninferiority` -- arm-level guardrails (a ratio of sums, an exposure gap).
 
 The methods and their sources are in the documentation (Reference, Experiments).
 """
@@ -22,6 +23,7 @@ from recommender.experiments.analysis import (
     rejection_looks,
     stopping_looks,
 )
+from recommender.experiments.arm_level import ArmLevelResult, exposure_gap, gap_noninferiority, ratio_noninferiority
 from recommender.experiments.arms import ArmData
 from recommender.experiments.boundaries import spending_boundaries
 from recommender.experiments.guardrail import GuardrailResult, guardrail_check
@@ -32,6 +34,7 @@ from recommender.experiments.srm import SrmResult, srm_check, srm_sample_size
 __all__ = [
     "AnalysisPlan",
     "ArmData",
+    "ArmLevelResult",
     "Decision",
     "GuardrailResult",
     "LookResult",
@@ -39,8 +42,11 @@ __all__ = [
     "SrmResult",
     "analyze_look",
     "correct",
+    "exposure_gap",
+    "gap_noninferiority",
     "guardrail_check",
     "plan_sample_size",
+    "ratio_noninferiority",
     "rejection_looks",
     "spending_boundaries",
     "srm_check",

@@ -35,7 +35,33 @@ from recommender.family import (
 )
 from recommender.scoring import block_rows, mask_seen, top_k_rows
 
-__all__ = ["StateModel", "score_blocks", "history_tags", "explain_lists", "check_int", "check_number", "check_choice"]
+__all__ = [
+    "StateModel",
+    "score_blocks",
+    "history_tags",
+    "explain_lists",
+    "explain_history_batch",
+    "binarised",
+    "check_bool",
+    "check_int",
+    "check_number",
+    "check_choice",
+]
+
+
+def binarised(matrix: sp.spmatrix, binary: bool) -> sp.csr_matrix:
+    """``matrix`` as float64 CSR, its stored values set to 1.0 when ``binary`` (the 0/1 pattern a family learns
+    from instead of summed confidence weights)."""
+    x = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
+    if binary:
+        x.data = (x.data > 0).astype(np.float64)
+    return x
+
+
+def check_bool(family: str, name: str, value: Any) -> None:
+    """A ``ConfigError`` unless ``value`` is a bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"The {name!r} parameter of {family} must be a bool. Got {value!r} instead.")
 
 
 def check_int(family: str, name: str, value: Any, low: int) -> None:
@@ -93,7 +119,10 @@ def history_tags(
     score; an item no history item raises gets ``no_history_signal`` (it fills the list at its score).
     """
     tags: list[ModelTag] = []
-    contributions = np.asarray(contributions, dtype=np.float64).reshape(-1, len(history))
+    history = np.asarray(history)
+    contributions = np.asarray(contributions, dtype=np.float64)
+    # (L, 0) for a user whose training row is empty: every item gets no_history_signal
+    contributions = contributions.reshape(contributions.shape[0] if contributions.ndim == 2 else -1, len(history))
     totals = contributions.sum(axis=1)
     order = np.argsort(-contributions, axis=1, kind="stable")[:, :n]
     for row in range(contributions.shape[0]):
@@ -127,6 +156,88 @@ def history_tags(
             )
         )
     return tags
+
+
+def explain_history_batch(
+    model: GovernedModel,
+    user_ids: Sequence[str],
+    item_lists: Sequence[Sequence[str]],
+    weight_columns: Callable[[np.ndarray], np.ndarray],
+    values: Callable[[sp.csr_matrix], sp.csr_matrix],
+    *,
+    n: int = 3,
+) -> list[list[list[ModelTag]]]:
+    """:func:`explain_lists` + :func:`history_tags` for many lists at once: the tags ``explain`` gives, list by list.
+
+    For a family whose score is ``s_ui = sum_j x_uj W_ji`` over the history: ``weight_columns(cols)`` is the
+    dense ``W[:, cols]`` ``(n_items, len(cols))`` and ``values(rows)`` the ``x`` the family scores with. A block
+    of users at a time, the terms of every (list item, history item) pair are one gather into a padded
+    ``(users, list length, longest history)`` array (padding adds 0 terms, never named); the top terms come
+    from one stable sort. Only the tag objects are built one by one.
+    """
+    model.check_fitted("explain")
+    train = model.train_
+    if len(user_ids) != len(item_lists):
+        raise ConfigError(f"explain_batch: {len(user_ids)} users but {len(item_lists)} lists")
+    rows = train.user_index(np.asarray(list(user_ids), dtype=object)) if len(user_ids) else np.empty(0, dtype=np.int64)
+    out: list[list[list[ModelTag]]] = [[] for _ in range(len(user_ids))]
+    lengths = np.array([len(items) for items in item_lists], dtype=np.int64)
+    flat = [str(i) for items in item_lists for i in items]
+    cols_flat = train.item_index(np.asarray(flat, dtype=object)) if flat else np.empty(0, dtype=np.int64)
+    missing = int((cols_flat < 0).sum())
+    if missing:
+        raise ConfigError(f"explain: {missing} of {len(cols_flat)} item(s) are not in the model's catalogue")
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    for u in np.flatnonzero(rows < 0):
+        out[u] = [[fallback_tag(model.popularity_[c])] for c in cols_flat[starts[u] : starts[u + 1]]]
+    known = np.flatnonzero((rows >= 0) & (lengths > 0))
+    x = values(train.matrix[rows[known]]) if len(known) else None
+    width = int(lengths.max()) if len(lengths) else 0
+    step = max(1, block_rows(max(1, width) * max(1, int(np.diff(train.matrix.indptr).max(initial=0)))) // 4)
+    for start in range(0, len(known), step):
+        block = known[start : start + step]
+        sub = x[start : start + len(block)]
+        counts = np.diff(sub.indptr)
+        hmax = int(counts.max(initial=0))
+        # padded histories: hist[b, h] the h-th history item of user b (0 where padded, with value 0)
+        pos = np.arange(hmax)[None, :] < counts[:, None]
+        hist = np.zeros((len(block), hmax), dtype=np.int64)
+        vals = np.zeros((len(block), hmax), dtype=np.float64)
+        hist[pos], vals[pos] = sub.indices, sub.data
+        lists = np.zeros((len(block), width), dtype=np.int64)
+        lpos = np.arange(width)[None, :] < lengths[block][:, None]
+        lists[lpos] = np.concatenate([cols_flat[starts[u] : starts[u + 1]] for u in block])
+        cols, where = np.unique(lists, return_inverse=True)
+        w = np.asarray(weight_columns(cols), dtype=np.float64)  # (n_items, len(cols))
+        terms = w[hist[:, None, :], where.reshape(lists.shape)[:, :, None]] * vals[:, None, :]  # (B, L, H)
+        totals = terms.sum(axis=2)
+        positive = np.where(terms > 0, terms, 0.0).sum(axis=2)
+        order = np.argsort(-terms, axis=2, kind="stable")[:, :, :n]
+        top = np.take_along_axis(terms, order, axis=2)
+        for b, u in enumerate(block):
+            tags = []
+            for j in range(int(lengths[u])):
+                keep = top[b, j] > 0
+                total = float(totals[b, j])
+                if not keep.any():
+                    tags.append([ModelTag("no_history_signal", "Nothing in your history raises its score; it fills the list", (), True, {"score": round(total, 6)})])
+                    continue
+                names = tuple(str(train.item_ids[hist[b, h]]) for h in order[b, j][keep])
+                chosen = [float(t) for t in top[b, j][keep]]
+                share = round(sum(chosen) / float(positive[b, j]), 6) if positive[b, j] > 0 else None
+                tags.append(
+                    [
+                        ModelTag(
+                            "because_you_interacted",
+                            f"Because you interacted with {', '.join(names)}",
+                            names,
+                            True,
+                            {"score": round(total, 6), "contributions": [round(t, 6) for t in chosen], "share_of_positive": share},
+                        )
+                    ]
+                )
+            out[u] = tags
+    return out
 
 
 def explain_lists(
@@ -167,6 +278,10 @@ class StateModel(GovernedModel):
     def _restore(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """Set the learned attributes from what :meth:`_state` gave (``train_`` is already set)."""
 
+    def _check_params(self) -> None:
+        """Raise a :class:`ConfigError` naming a parameter outside its range (a fit checks them too; so does
+        :meth:`load`, whose file may have been edited)."""
+
     def _full_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         meta, arrays = self._state()
         return {"family": self.family, "params": self.get_params(), **meta}, {**arrays, **train_arrays(self.train_)}
@@ -193,12 +308,18 @@ class StateModel(GovernedModel):
         meta, arrays = load_state(path, format=cls.FORMAT)
         try:
             model = cls(**meta["params"])
+            model._check_params()
             train = train_from_arrays(arrays)
-        except (KeyError, TypeError, ValueError) as err:
-            raise DataError(f"{path}: a {cls.FORMAT} file without its parameters or training matrix ({err})") from err
-        model.train_ = train
-        model.popularity_ = _popularity(train)
-        model._restore(meta, arrays)
+            model.train_ = train
+            model.popularity_ = _popularity(train)
+            model._restore(meta, arrays)
+            if train.n_users:
+                # one list from the restored arrays: shapes that do not fit the catalogue fail here, located
+                model._recommend_known(np.zeros(1, dtype=np.int64), 1, filter_seen=True)
+        except (KeyError, TypeError, ValueError, IndexError, ConfigError) as err:
+            raise DataError(
+                f"{path}: a {cls.FORMAT} file with missing, invalid or inconsistent content ({type(err).__name__}: {err})"
+            ) from err
         model._seal()
         if model.version_id_ != meta.get("version_id"):
             raise DataError(f"{path}: the content does not match its version id (the file was altered or is damaged)")

@@ -4,8 +4,11 @@ Tags are the exact ALS decomposition of a score over the user's history (Hu,
 Koren and Volinsky 2008, section 5; :func:`recommender.als_explain.explain_als_list`):
 ``s_ui = sum_j (y_i^T W_u y_j) c_uj``. It decomposes the score of the user's
 exact least-squares factor; ``implicit``'s served score comes from the
-conjugate-gradient factor of ``fit``, a close approximation of it, so each tag
-carries both (``score`` and ``served_score``).
+conjugate-gradient factor of ``fit``, a close approximation of it (a few per
+cent apart on MovieLens-like data), so each tag carries both (``score`` and
+``served_score``) and says ``exact`` only where the two agree to
+:data:`EXACT_TOLERANCE`: a decomposition of another number than the served
+score is an approximation of it.
 
 Erasure is approximate: :func:`recommender.unlearning.forget_users` removes the
 subjects' rows and factors and re-solves the items they touched, and the
@@ -27,7 +30,10 @@ from recommender.als_explain import explain_als_list, regularized_gram
 from recommender.families._shared import explain_lists
 from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel, ModelTag, register_family
 
-__all__ = ["ALSModel"]
+__all__ = ["ALSModel", "EXACT_TOLERANCE"]
+
+EXACT_TOLERANCE = 1e-6
+"""Relative gap between the decomposed and the served score under which an ALS tag says ``exact``."""
 
 
 class ALSModel(ALSRecommender, GovernedModel):
@@ -39,7 +45,8 @@ class ALSModel(ALSRecommender, GovernedModel):
     erasure: ClassVar[ErasureKind] = ErasureKind.approximate
 
     def explain(self, user_id: str, item_ids: Sequence[str]) -> list[list[ModelTag]]:
-        """``because_you_interacted``: the top three terms of the exact ALS decomposition of each score."""
+        """``because_you_interacted``: the top three terms of the exact ALS decomposition of each score
+        (``exact`` only where it reproduces the served score, see the module docstring)."""
 
         def known(row: int, items: np.ndarray) -> list[list[ModelTag]]:
             hist = self.train_.matrix[row]
@@ -62,10 +69,11 @@ class ALSModel(ALSRecommender, GovernedModel):
                     "served_score": round(float(served[j]), 6),
                     "contributions": [round(float(w), 6) for w in ex.weights[j][positive]],
                 }
+                exact = bool(abs(ex.scores[j] - served[j]) <= EXACT_TOLERANCE * max(1.0, abs(float(served[j]))))
                 if names:
-                    out.append([ModelTag("because_you_interacted", f"Because you interacted with {', '.join(names)}", names, True, evidence)])
+                    out.append([ModelTag("because_you_interacted", f"Because you interacted with {', '.join(names)}", names, exact, evidence)])
                 else:
-                    out.append([ModelTag("no_history_signal", "Nothing in your history raises its score; it fills the list", (), True, evidence)])
+                    out.append([ModelTag("no_history_signal", "Nothing in your history raises its score; it fills the list", (), exact, evidence)])
             return out
 
         return explain_lists(self, user_id, item_ids, known)
@@ -88,6 +96,8 @@ class ALSModel(ALSRecommender, GovernedModel):
             detail["residual_share"] = report.get("residual_share")
             detail["residual_measure"] = "relative Frobenius distance of the score matrices to a retrain without the subjects"
         self.__dict__.update(result.model.__dict__)
+        # derived from the item factors before the subjects left: never reused (nor held) afterwards
+        self.__dict__.pop("_explain_gram", None)
         return ForgetOutcome(ErasureKind.approximate, ids, residual, False, detail)
 
 
@@ -95,7 +105,7 @@ register_family(
     Family(
         name="als",
         build=ALSModel,
-        description="Implicit-feedback ALS (implicit): exact ALS score decomposition tags; approximate erasure (unlearning) with a measured residual",
+        description="Implicit-feedback ALS (implicit): tags from the ALS score decomposition of the exact solve (approximate where the served CG score differs); approximate erasure (unlearning) with a measured residual",
         inputs=ALSModel.inputs,
         erasure=ALSModel.erasure,
         default_params={"factors": 64, "regularization": 0.05, "alpha": 2.0, "iterations": 15},

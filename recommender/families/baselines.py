@@ -66,10 +66,13 @@ class RandomModel(RandomRecommender, _DropRows):
     erasure: ClassVar[ErasureKind] = ErasureKind.exact
     FORMAT: ClassVar[str] = "recgov.family.random.v1"
 
-    def _fit(self, train: InteractionMatrix, *, show_progress: bool) -> None:
+    def _check_params(self) -> None:
         seed = self.random_state
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise ConfigError(f"The 'random_state' parameter of RandomModel must be None or an int in the range [0, inf). Got {seed!r} instead.")
+
+    def _fit(self, train: InteractionMatrix, *, show_progress: bool) -> None:
+        self._check_params()
         super()._fit(train, show_progress=show_progress)
 
     def explain(self, user_id: str, item_ids: Sequence[str]) -> list[list[ModelTag]]:

@@ -23,12 +23,13 @@ owed retrain.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
 from recommender.data import InteractionMatrix
+from recommender.errors import ConfigError
 from recommender.families._shared import (
     StateModel,
     check_choice,
@@ -113,8 +114,37 @@ class BPRModel(StateModel):
         check_number(who, "regularization", self.regularization, 0)
         check_number(who, "popularity_exponent", self.popularity_exponent, 0)
         check_choice(who, "sampling", self.sampling, SAMPLING)
+        seed = self.random_state
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise ConfigError(f"The 'random_state' parameter of {who} must be None or an int in the range [0, inf). Got {seed!r} instead.")
+
+    def _check_params(self) -> None:
+        self._validate()
 
     def _fit(self, train: InteractionMatrix, *, show_progress: bool) -> None:
+        for _ in self._epochs(train):
+            pass
+
+    def fit_checkpoints(self, train: InteractionMatrix, epochs: Sequence[int]) -> Iterator[int]:
+        """Fit on ``train``, pausing after each epoch count in ``epochs`` (at most ``iterations``): at each pause
+        the model is the one a fit with that many ``iterations`` gives (same seed, so the same draws so far),
+        with ``iterations`` and ``version_id_`` set to match, so a validation search scores several epoch counts
+        from one run. Yields the epoch count; stops after the largest."""
+        wanted = sorted({int(e) for e in epochs})
+        if not wanted or wanted[0] < 1 or wanted[-1] > int(self.iterations):
+            raise ConfigError(f"fit_checkpoints: epochs must lie in [1, {self.iterations}] (the 'iterations'). Got {list(epochs)!r} instead.")
+        self.popularity_ = popularity_of(train)
+        self.train_ = train
+        for done in self._epochs(train):
+            if done in wanted:
+                self.iterations = done
+                self._seal()
+                yield done
+                if done == wanted[-1]:
+                    return
+
+    def _epochs(self, train: InteractionMatrix) -> Iterator[int]:
+        """The SGD, one epoch at a time (the factors are the model's own arrays, current after each yield)."""
         self._validate()
         rng = np.random.default_rng(self.random_state)
         n_users, n_items = train.matrix.shape
@@ -131,7 +161,8 @@ class BPRModel(StateModel):
             counts = np.bincount(items, minlength=n_items).astype(np.float64)
             cdf = np.cumsum(counts ** float(self.popularity_exponent))
         lr, reg, size = float(self.learning_rate), float(self.regularization), int(self.batch_size)
-        for _ in range(int(self.iterations)):
+        self.user_factors_, self.item_factors_, self.item_bias_ = p, q, b
+        for epoch in range(int(self.iterations)):
             order = rng.permutation(len(users))
             for start in range(0, len(order), size):
                 pick = order[start : start + size]
@@ -151,9 +182,7 @@ class BPRModel(StateModel):
                 np.add.at(q, j, lr * (-g[:, None] * pu - reg * qj))
                 np.add.at(b, i, lr * (g - reg * b[i]))
                 np.add.at(b, j, lr * (-g - reg * b[j]))
-        self.user_factors_ = p
-        self.item_factors_ = q
-        self.item_bias_ = b
+            yield epoch + 1
 
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return (

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.baselines import ItemKNNRecommender
-from recommender.families._shared import StateModel, explain_lists, history_tags, popularity_of
+from recommender.families._shared import StateModel, check_choice, check_int, explain_history_batch, explain_lists, history_tags, popularity_of
 from recommender.family import ErasureKind, Family, ForgetOutcome, ModelTag, register_family, without_users
 
 __all__ = ["ItemKNNModel"]
@@ -29,6 +29,10 @@ class ItemKNNModel(ItemKNNRecommender, StateModel):
     inputs: ClassVar[frozenset[str]] = frozenset({"interactions"})
     erasure: ClassVar[ErasureKind] = ErasureKind.exact
     FORMAT: ClassVar[str] = "recgov.family.item_knn.v1"
+
+    def _check_params(self) -> None:
+        check_choice("ItemKNNRecommender", "similarity", self.similarity, ("cosine", "tfidf", "bm25"))
+        check_int("ItemKNNRecommender", "k_neighbours", self.k_neighbours, 1)
 
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         s = sp.csr_matrix(self.model_.similarity)
@@ -50,6 +54,13 @@ class ItemKNNModel(ItemKNNRecommender, StateModel):
             return [[tag] for tag in history_tags(terms, hist.indices, self.train_.item_ids)]
 
         return explain_lists(self, user_id, item_ids, known)
+
+    def explain_batch(self, user_ids: Sequence[str], item_lists: Sequence[Sequence[str]]) -> list[list[list[ModelTag]]]:
+        """``[explain(u, items) for u, items in zip(user_ids, item_lists)]``, vectorised over blocks of users."""
+        similarity = sp.csc_matrix(self.model_.similarity)
+        return explain_history_batch(
+            self, user_ids, item_lists, lambda cols: similarity[:, cols].toarray(), lambda m: sp.csr_matrix(m, dtype=np.float64)
+        )
 
     def forget(self, user_ids: Sequence[str]) -> ForgetOutcome:
         """Exact: the similarity is computed again without the subjects' rows."""

@@ -22,7 +22,7 @@ from scipy.sparse.linalg import svds
 
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError
-from recommender.families._shared import StateModel, check_int, explain_lists, history_tags, popularity_of, score_blocks
+from recommender.families._shared import StateModel, binarised, check_bool, check_int, explain_history_batch, explain_lists, history_tags, popularity_of, score_blocks
 from recommender.family import ErasureKind, Family, ForgetOutcome, ModelTag, register_family, without_users
 
 __all__ = ["PureSVDModel", "item_space"]
@@ -49,6 +49,9 @@ class PureSVDModel(StateModel):
         Singular vectors kept.
     random_state:
         Seed of ARPACK's start vector.
+    binary:
+        Factor the 0/1 pattern of the matrix (the default) rather than its summed confidence weights, which a
+        few heavy pairs dominate.
     """
 
     name: ClassVar[str] = "pure_svd"
@@ -57,16 +60,24 @@ class PureSVDModel(StateModel):
     erasure: ClassVar[ErasureKind] = ErasureKind.exact
     FORMAT: ClassVar[str] = "recgov.family.pure_svd.v1"
 
-    def __init__(self, factors: int = 64, random_state: int | None = 0) -> None:
+    def __init__(self, factors: int = 64, random_state: int | None = 0, binary: bool = True) -> None:
         self.factors = factors
+        self.binary = binary
         self.random_state = random_state
 
     def get_params(self) -> dict[str, Any]:
-        return {"factors": self.factors, "random_state": self.random_state}
+        return {"factors": self.factors, "random_state": self.random_state, "binary": self.binary}
+
+    def _check_params(self) -> None:
+        check_int("PureSVDModel", "factors", self.factors, 1)
+        check_bool("PureSVDModel", "binary", self.binary)
+        seed = self.random_state
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise ConfigError(f"The 'random_state' parameter of PureSVDModel must be None or an int in the range [0, inf). Got {seed!r} instead.")
 
     def _fit(self, train: InteractionMatrix, *, show_progress: bool) -> None:
-        check_int("PureSVDModel", "factors", self.factors, 1)
-        self.item_factors_, self.singular_values_ = item_space(train.matrix, int(self.factors), self.random_state)
+        self._check_params()
+        self.item_factors_, self.singular_values_ = item_space(binarised(train.matrix, bool(self.binary)), int(self.factors), self.random_state)
 
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return {}, {"item_factors": self.item_factors_, "singular_values": self.singular_values_}
@@ -76,7 +87,7 @@ class PureSVDModel(StateModel):
         self.singular_values_ = arrays["singular_values"]
 
     def _recommend_known(self, user_index: np.ndarray, k: int, *, filter_seen: bool) -> tuple[np.ndarray, np.ndarray]:
-        x = self.train_.matrix
+        x = binarised(self.train_.matrix, bool(self.binary))
         v = self.item_factors_
         return score_blocks(lambda rows: (x[rows] @ v) @ v.T, user_index, k, n_items=self.train_.n_items, seen=x if filter_seen else None)
 
@@ -84,12 +95,17 @@ class PureSVDModel(StateModel):
         """``because_you_interacted``: the terms ``x_uj (v_j . v_i)`` of the score, exact."""
 
         def known(row: int, items: np.ndarray) -> list[list[ModelTag]]:
-            hist = self.train_.matrix[row]
+            hist = binarised(self.train_.matrix[row], bool(self.binary))
             v = self.item_factors_
-            terms = ((v[hist.indices] @ v[items].T) * hist.data[:, None].astype(np.float64)).T
+            terms = ((v[hist.indices] @ v[items].T) * hist.data[:, None]).T
             return [[tag] for tag in history_tags(terms, hist.indices, self.train_.item_ids)]
 
         return explain_lists(self, user_id, item_ids, known)
+
+    def explain_batch(self, user_ids: Sequence[str], item_lists: Sequence[Sequence[str]]) -> list[list[list[ModelTag]]]:
+        """``[explain(u, items) for u, items in zip(user_ids, item_lists)]``, vectorised over blocks of users."""
+        v = self.item_factors_
+        return explain_history_batch(self, user_ids, item_lists, lambda cols: v @ v[cols].T, lambda m: binarised(m, bool(self.binary)))
 
     def forget(self, user_ids: Sequence[str]) -> ForgetOutcome:
         """Exact by refit: the rows go and the truncated SVD runs again on the rest."""
@@ -110,7 +126,7 @@ register_family(
         description="PureSVD (truncated SVD, scores x V V^T): exact tags over history items; exact erasure by refit",
         inputs=PureSVDModel.inputs,
         erasure=PureSVDModel.erasure,
-        default_params={"factors": 64},
+        default_params={"factors": 64, "binary": True},
         small_params={"factors": 8},
         broken_params={"factors": 0},
     )

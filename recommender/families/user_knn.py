@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.data import InteractionMatrix
-from recommender.families._shared import StateModel, check_int, explain_lists, popularity_of, score_blocks
+from recommender.families._shared import StateModel, binarised, check_bool, check_int, explain_lists, popularity_of, score_blocks
 from recommender.family import ErasureKind, Family, ForgetOutcome, ModelTag, register_family, without_users
 from recommender.scoring import block_rows
 
@@ -42,6 +42,8 @@ class UserKNNModel(StateModel):
     ----------
     k_neighbours:
         Neighbours per user (the most similar users with a positive similarity).
+    binary:
+        Compare and sum the 0/1 pattern of the rows (the default) rather than their summed confidence weights.
     """
 
     name: ClassVar[str] = "user_knn"
@@ -50,18 +52,27 @@ class UserKNNModel(StateModel):
     erasure: ClassVar[ErasureKind] = ErasureKind.exact
     FORMAT: ClassVar[str] = "recgov.family.user_knn.v1"
 
-    def __init__(self, k_neighbours: int = 50) -> None:
+    def __init__(self, k_neighbours: int = 50, binary: bool = True) -> None:
         self.k_neighbours = k_neighbours
+        self.binary = binary
 
     def get_params(self) -> dict[str, Any]:
-        return {"k_neighbours": self.k_neighbours}
+        return {"k_neighbours": self.k_neighbours, "binary": self.binary}
+
+    def _check_params(self) -> None:
+        check_int("UserKNNModel", "k_neighbours", self.k_neighbours, 1)
+        check_bool("UserKNNModel", "binary", self.binary)
+
+    def _values(self, matrix: sp.spmatrix) -> sp.csr_matrix:
+        """The matrix neighbourhoods are found in and scores summed from: 0/1 with ``binary``, else the weights."""
+        return binarised(matrix, bool(self.binary))
 
     def _fit(self, train: InteractionMatrix, *, show_progress: bool) -> None:
-        check_int("UserKNNModel", "k_neighbours", self.k_neighbours, 1)
-        self.normalised_ = _normalised(train.matrix)
+        self._check_params()
+        self.normalised_ = _normalised(self._values(train.matrix))
 
     def _restore(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        self.normalised_ = _normalised(self.train_.matrix)
+        self.normalised_ = _normalised(self._values(self.train_.matrix))
 
     def neighbour_weights(self, rows: np.ndarray) -> np.ndarray:
         """``(len(rows), n_users)`` dense: ``cos(u, v)`` for each row's top ``k_neighbours`` (positive) users, else 0."""
@@ -79,7 +90,7 @@ class UserKNNModel(StateModel):
         return sims
 
     def _recommend_known(self, user_index: np.ndarray, k: int, *, filter_seen: bool) -> tuple[np.ndarray, np.ndarray]:
-        x = self.train_.matrix
+        x = self._values(self.train_.matrix)
         users = np.asarray(user_index, dtype=np.int64)
         # the block holds both (rows x users) similarities and (rows x items) scores
         width = max(self.train_.n_items, self.train_.n_users)
@@ -104,7 +115,7 @@ class UserKNNModel(StateModel):
         def known(row: int, items: np.ndarray) -> list[list[ModelTag]]:
             weights = self.neighbour_weights(np.array([row]))[0]
             neighbours = np.flatnonzero(weights > 0)
-            sub = self.train_.matrix[neighbours][:, items].toarray()  # (|N|, L)
+            sub = self._values(self.train_.matrix[neighbours][:, items]).toarray()  # (|N|, L)
             liked = (sub > 0).sum(axis=0)
             scores = weights[neighbours] @ sub
             tags = []
@@ -128,7 +139,7 @@ class UserKNNModel(StateModel):
         ids = tuple(str(u) for u in self.train_.user_ids[rows])
         self.train_ = new_train
         self.popularity_ = popularity_of(new_train)
-        self.normalised_ = _normalised(new_train.matrix)
+        self.normalised_ = _normalised(self._values(new_train.matrix))
         self._seal()
         return ForgetOutcome(ErasureKind.exact, ids, 0.0, False, {"method": "drop_rows"})
 
@@ -140,7 +151,7 @@ register_family(
         description="User-user kNN (cosine): 'people with similar tastes liked it' naming how many; exact erasure by dropping the row",
         inputs=UserKNNModel.inputs,
         erasure=UserKNNModel.erasure,
-        default_params={"k_neighbours": 50},
+        default_params={"k_neighbours": 50, "binary": True},
         small_params={"k_neighbours": 10},
         broken_params={"k_neighbours": 0},
     )

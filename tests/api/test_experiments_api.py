@@ -26,6 +26,8 @@ from governance.cli import app as cli
 from governance.cli.policy import SHIPPED
 from recgov.client import Client, ClientError
 
+pytestmark = pytest.mark.usefixtures("fixed_experiment_salts")
+
 DATA = "synthetic:n_users=300,n_items=200,n_interactions=12000,seed=4"
 GATED_PACK = (
     (SHIPPED / "baseline.yaml").read_text().replace("name: baseline", "name: exp-gated")

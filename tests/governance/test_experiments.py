@@ -18,6 +18,8 @@ from governance.experiments.lifecycle import gate_verdict
 from governance.experiments.spec import parse_experiment
 from governance.located import PolicyError
 
+pytestmark = pytest.mark.usefixtures("fixed_experiment_salts")
+
 PLAN = """apiVersion: recgov/v1
 kind: Experiment
 metadata:

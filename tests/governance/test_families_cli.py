@@ -47,6 +47,22 @@ def test_evaluate_families_reports_every_family_with_full_tags():
     assert doc["families"]["user_knn"]["tags"]["tag_kinds"].keys() <= {"similar_users", "no_neighbour_signal", "popularity_fallback"}
 
 
+def test_evaluate_families_tunes_each_family_on_validation_and_records_the_search():
+    result = runner.invoke(app, ["evaluate", SMALL, "--families", "ease,pure_svd,user_knn", "--no-carbon", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    for name in ("ease", "pure_svd", "user_knn"):
+        search = doc["tuning"][name]
+        assert search["n_trials"] == len(search["trials"]) > 1
+        scored = [t["ndcg"] for t in search["trials"] if t["ndcg"] is not None]
+        assert search["best_score"] == pytest.approx(max(scored), abs=1e-6)
+        chosen = doc["families"][name]["params"]
+        assert all(chosen[key] == value for key, value in search["best_params"].items()), name
+    # 120 items: PureSVD's 128 factors cannot be fitted; the search says so instead of failing the run
+    skipped = [t for t in doc["tuning"]["pure_svd"]["trials"] if t["ndcg"] is None]
+    assert [t["params"]["factors"] for t in skipped] == [128] and "factors" in skipped[0]["skipped"]
+
+
 def test_evaluate_families_measures_each_fit_with_codecarbon():
     result = runner.invoke(app, ["evaluate", SMALL, "--families", "popularity", "--no-tune", "--json", "--country", "DEU"], catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -132,7 +132,59 @@ def test_subset_keeps_every_attribute_and_drops_what_it_left_out(half_stars: Dat
     assert list(part.events.index) == list(range(6)) and "2" not in list(part.events["user_id"].cat.categories)
     assert list(part.users.index) == ["1", "3"]
     assert data.subset(np.ones(len(events), dtype=bool)).n_events == len(events)
+    for ids in (half_stars.events["user_id"].astype("int64"), half_stars.events["user_id"].astype(str).astype(object)):
+        plain = Dataset(events=half_stars.events.assign(user_id=ids), users=users)  # ints, then strings
+        assert list(plain.subset(keep).users.index) == ["1", "3"]
+    with_missing = half_stars.events.assign(user_id=half_stars.events["user_id"].astype(str).astype(object))
+    with_missing.loc[0, "user_id"] = None  # an event naming no subject names no user row either
+    assert list(Dataset(events=with_missing, users=users).subset(keep).users.index) == ["1", "3"]
     with pytest.raises(DataError, match="one boolean per event"):
         data.subset(np.ones(3, dtype=bool))
     with pytest.raises(DataError, match="one boolean per event"):
         data.subset(np.arange(len(events)))
+
+
+@pytest.mark.parametrize("ids", ["category", "int64", "object", "string-category"])
+def test_the_hashes_before_and_after_a_subset_are_each_tables_own(half_stars: Dataset, ids: str) -> None:
+    """``content_hashes`` hashes every event once: the subset's hash must be the one it computes itself."""
+    events = half_stars.events.copy()
+    raw = events["user_id"].astype(str)
+    events["user_id"] = {
+        "category": events["user_id"].astype("category"),
+        "int64": events["user_id"].astype("int64"),
+        "object": raw.astype(object).where(raw != "3", None),  # an event naming no subject
+        "string-category": raw.astype("category"),
+    }[ids]
+    events["item_id"] = events["item_id"].astype(str).astype("category")
+    events.loc[1, "timestamp"] = None  # an event of unknown time
+    users = pd.DataFrame({"age": [20, 30, 40]}, index=pd.Index(["1", "2", "3"], name="user_id"))
+    data = Dataset(events=events, users=users, items=half_stars.items, name="n")
+    rng = np.random.default_rng(len(ids))
+    for keep in (raw.to_numpy() != "2", rng.random(len(events)) < 0.5, np.ones(len(events), dtype=bool), np.zeros(len(events), dtype=bool)):
+        part = data.subset(keep)
+        assert data.content_hashes(keep, part) == (data.content_hash(), part.content_hash())
+    assert data.content_hash() != data.subset(raw.to_numpy() != "2").content_hash()
+    with pytest.raises(DataError, match="booleans the subset"):
+        data.content_hashes(np.ones(3, dtype=bool), data)
+
+
+def test_subject_codes_are_the_factorized_strings_of_every_id() -> None:
+    """From a categorical's categories, the codes and ids the filters would get from a string per event."""
+    from recommender.data import subject_codes
+
+    rng = np.random.default_rng(7)
+    raw = pd.Series(rng.choice(np.array([10, 2, 33, 2, 7], dtype=object), size=500))
+    raw[::17] = None
+    cases = {
+        "int categories with an unused one": raw.astype("category").cat.add_categories([99]),
+        "string categories": raw.map(lambda v: None if v is None else f"u{v}").astype("category"),
+        "string categories, none missing, an unused one": pd.Series(pd.Categorical(["b", "a", "b"], categories=["c", "b", "a"])),
+        "mixed categories": pd.Series(pd.Categorical([1, "1", 2, None, 1], categories=[1, "1", 2])),
+        "object": raw,
+        "int64": pd.Series(rng.integers(0, 50, 300)),
+    }
+    for name, ids in cases.items():
+        codes, subjects = subject_codes(ids)
+        expected_codes, expected = pd.factorize(ids.astype("string"), sort=True)
+        assert subjects == [str(u) for u in expected], name
+        assert codes.tolist() == expected_codes.tolist(), name

@@ -333,3 +333,60 @@ def test_no_list_holds_an_unavailable_blocked_or_erased_derived_item_whatever_th
             assert online_store.user_factors(model.version_id_, key) is None
     client = online_store.client
     client.delete(*list(client.scan_iter(match=f"{online_store.namespace}:*")) or ["-"])
+
+
+def test_the_read_is_one_command_that_loads_its_script_and_checks_the_epochs(online_store) -> None:
+    """The read path writes its EVALSHA straight to a pooled connection: a script Redis does not hold yet is
+    loaded and run; the entry comes back with the epochs it is checked against; the connection is reused."""
+    import uuid
+
+    store = online_store
+    subject = store.subject_key("someone")
+    # A script body Redis has never seen (a unique comment): the first call must load it, not fail.
+    fresh = store.client.register_script(f"-- {uuid.uuid4().hex}\n" + "return {redis.call('GET', KEYS[1]) or '0', ARGV[1]}")
+    assert not store.client.script_exists(fresh.sha)[0]
+    assert store._call(fresh, (store._k("g"),), ("x",)) == [b"0", b"x"]
+    assert store.client.script_exists(fresh.sha)[0]
+    entry, stamp = store.read_list(subject, "f")
+    assert entry is None and stamp is not None
+    assert store.write_list(subject, "f", {"i": [1, 2]}, stamp)
+    entry, again = store.read_list(subject, "f")
+    assert entry is not None and entry["i"] == [1, 2] and again == stamp
+    store.invalidate_everyone()  # a block: the entry is still in the hash, but never returned
+    entry, after = store.read_list(subject, "f")
+    assert entry is None and after.everyone == stamp.everyone + 1
+    # Error replies surface as errors (a miss for the caller), and the pool stays usable.
+    with pytest.raises(Exception, match="(?i)wrong|number|arg"):
+        store._call(fresh, (), ())  # the script reads KEYS[1]: no key given
+    assert store.read_list(subject, "f")[1] is not None
+
+
+def test_the_consent_state_hash_tells_every_field_apart() -> None:
+    """A cached list is used only under the consent state it was made under: any change of a record's field,
+    of the signals or of the erasure makes another hash; the same state (new objects) the same hash; a record
+    JSON cannot hold exactly is still hashed (from its repr)."""
+    from dataclasses import replace
+
+    from governance.serving import ServeRequest
+
+    base = consent("granted")[0]
+    request = ServeRequest("s", consent=(base,))
+    same = ServeRequest("s", consent=consent("granted"))
+    variants = [
+        ServeRequest("s", consent=(replace(base, status="withdrawn"),)),
+        ServeRequest("s", consent=(replace(base, purpose="analytics"),)),
+        ServeRequest("s", consent=(replace(base, lawful_basis="legitimate_interest"),)),
+        ServeRequest("s", consent=(replace(base, source="banner"),)),
+        ServeRequest("s", consent=(replace(base, time=base.time + timedelta(microseconds=1)),)),
+        ServeRequest("s", consent=(replace(base, evidence={"banner_version": "v2"}),)),
+        ServeRequest("s", consent=(base, base)),
+        ServeRequest("s", consent=()),
+        ServeRequest("s", consent=(base,), gpc=True),
+        ServeRequest("s", consent=(base,), tcf="CP"),
+        ServeRequest("s", consent=(base,), erasure_seq=3),
+        ServeRequest("s", consent=(replace(base, evidence={1: "x"}),)),  # a non-string key: hashed from its repr
+        ServeRequest("s", consent=(replace(base, evidence={"1": "x"}),)),
+    ]
+    hashes = [ListCache.consent_state(r) for r in (request, *variants)]
+    assert ListCache.consent_state(same) == hashes[0]
+    assert len(set(hashes)) == len(hashes)

@@ -157,6 +157,35 @@ def test_compare_groups_cross_checks_pandas_and_fairlearn():
             assert low <= out[metric].by_group[g] <= high
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_compare_groups_point_values_are_metricframes_to_the_last_bit(seed: int) -> None:
+    """The point values are computed with numpy masks, not MetricFrame (too slow at platform scale): the same bits."""
+    rng = np.random.default_rng(seed)
+    n = 20_000
+    names = np.array(["18-24", "25-34", "35-44", "45+", "F|25-34", "M|45+", None], dtype=object)
+    groups = rng.choice(names, size=n, p=[0.3, 0.25, 0.2, 0.1, 0.1, 0.04, 0.01])
+    per_user = {
+        "ndcg": rng.beta(2, 5, n),
+        "recall": np.where(rng.random(n) < 0.1, np.nan, rng.beta(1, 3, n)),
+        "hit_rate": (rng.random(n) < 0.3).astype(float),
+        "zero": np.zeros(n),  # min / max is 0 / 0: NaN, as fairlearn's
+    }
+    out = F.compare_groups(per_user, groups, attribute="age", n_boot=20)
+    labels = pd.Series(groups, dtype="string").fillna("missing")
+    for metric, values in per_user.items():
+        ok = ~np.isnan(values)
+        mf = MetricFrame(
+            metrics=F.mean_of_values, y_true=values[ok], y_pred=values[ok],
+            sensitive_features=pd.Series(labels[ok].to_numpy(dtype=object), name="age"),
+        )  # fmt: skip
+        assert out[metric].by_group == {str(g): float(v) for g, v in mf.by_group.items()}, metric
+        assert list(out[metric].by_group) == [str(g) for g in mf.by_group.index]
+        assert out[metric].overall == float(mf.overall)
+        assert out[metric].difference == float(mf.difference())
+        ratio = float(mf.ratio())
+        assert out[metric].ratio == ratio or (np.isnan(ratio) and np.isnan(out[metric].ratio))
+
+
 def test_group_intervals_agree_with_fairlearns_own_bootstrap():
     """fairlearn's bootstrap (a loop of MetricFrames over whole-sample resamples) gives about the same intervals."""
     rng = np.random.default_rng(5)

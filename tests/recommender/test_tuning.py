@@ -162,3 +162,95 @@ def test_tuning_sample_keeps_all_items_and_only_users_with_data() -> None:
     assert tune_als(train, n_trials=2, max_users=None).searched_users is None
     with pytest.raises(ConfigError, match="max_users"):
         tune_als(train, max_users=0)
+
+
+# -- the other families: small grids on the same kind of validation split ------------------------------------
+
+
+def _weighted_taste(seed: int = 3) -> InteractionMatrix:
+    """The taste matrix with summed weights: clicks repeated up to ten times on a few pairs (heavy tails)."""
+    base = taste_matrix(seed=seed)
+    m = base.matrix.copy().astype(np.float32)
+    m.data = np.where(np.random.default_rng(seed).random(m.nnz) < 0.05, 10.0, 1.0).astype(np.float32) * m.data
+    return InteractionMatrix(m, base.user_ids, base.item_ids)
+
+
+@pytest.mark.parametrize("name", ["ease", "pure_svd", "user_knn"])
+def test_a_family_search_scores_every_candidate_on_validation_and_picks_the_best(name) -> None:
+    from recommender.family import get_family
+    from recommender.tuning import FAMILY_GRIDS, tune_family
+
+    train = _weighted_taste()
+    result = tune_family(name, train, random_state=0)
+    assert len(result.trials) == len(FAMILY_GRIDS[name])
+    assert result.best_score == max(t["ndcg"] for t in result.trials if t["ndcg"] is not None)
+    # each figure is reproduced by an independent fit on the same carved split
+    inner, valid = carve_validation(train, 0.2, 0)
+    family = get_family(name)
+    for trial in result.trials[:2]:
+        params = {**family.default_params, **trial["params"]}
+        if "random_state" in (family.parameter_names() or []):
+            params["random_state"] = 0
+        again = validation_ndcg(family.create(**params).fit(inner), valid, 10)
+        assert again == pytest.approx(trial["ndcg"], abs=1e-6)
+
+
+def test_ease_search_prefers_a_lambda_on_the_scale_of_its_gram_matrix() -> None:
+    from recommender.tuning import tune_family
+
+    result = tune_family("ease", _weighted_taste(), candidates=[{"regularization": 0.01}, {"regularization": 100.0}])
+    assert result.best_params == {"regularization": 100.0}
+    assert result.trials[0]["ndcg"] > result.trials[1]["ndcg"]
+
+
+def test_bpr_search_scores_epoch_counts_from_one_run_each_equal_to_a_fresh_fit() -> None:
+    from recommender.families.bpr import BPRModel
+    from recommender.tuning import tune_family
+
+    train = taste_matrix(seed=4, n_users=120, n_items=80, n_events=3000)
+    result = tune_family("bpr", train, candidates=[{"factors": 8, "learning_rate": 0.05}])
+    assert sorted(t["params"]["iterations"] for t in result.trials) == [10, 20, 40]
+    inner, valid = carve_validation(train, 0.2, 0)
+    twenty = next(t for t in result.trials if t["params"]["iterations"] == 20)
+    fresh = BPRModel(factors=8, learning_rate=0.05, iterations=20, random_state=0).fit(inner)
+    assert validation_ndcg(fresh, valid, 10) == pytest.approx(twenty["ndcg"], abs=1e-6)
+
+
+def test_bpr_checkpoint_is_the_fit_with_that_many_epochs_version_id_included() -> None:
+    from recommender.families.bpr import BPRModel
+
+    train = taste_matrix(seed=5, n_users=60, n_items=40, n_events=1200)
+    paused = BPRModel(factors=4, iterations=6, random_state=1)
+    seen = []
+    for epochs in paused.fit_checkpoints(train, [2, 5]):
+        seen.append(epochs)
+        fresh = BPRModel(factors=4, iterations=epochs, random_state=1).fit(train)
+        assert paused.version_id_ == fresh.version_id_ and np.array_equal(paused.item_factors_, fresh.item_factors_)
+    assert seen == [2, 5]
+    with pytest.raises(ConfigError, match="epochs"):
+        next(BPRModel(iterations=3).fit_checkpoints(train, [4]))
+
+
+def test_tune_family_refuses_a_family_without_candidates() -> None:
+    from recommender.tuning import tune_family
+
+    with pytest.raises(ConfigError, match="popularity"):
+        tune_family("popularity", taste_matrix(seed=1))
+
+
+@pytest.mark.parametrize("name", ["ease", "pure_svd", "user_knn"])
+def test_binary_input_ignores_the_weights_and_weighted_input_does_not(name) -> None:
+    from recommender.family import get_family
+
+    family = get_family(name)
+    weighted = _weighted_taste()
+    pattern = InteractionMatrix((weighted.matrix > 0).astype(np.float32), weighted.user_ids, weighted.item_ids)
+    users = list(weighted.user_ids[:40])
+    small = {"ease": {"regularization": 50.0}, "pure_svd": {"factors": 8}, "user_knn": {"k_neighbours": 20}}[name]
+    on_weights = family.create(**small).fit(weighted).recommend(users, k=10).item_indices
+    on_pattern = family.create(**small).fit(pattern).recommend(users, k=10).item_indices
+    assert np.array_equal(on_weights, on_pattern)
+    not_binary = family.create(**small, binary=False).fit(weighted).recommend(users, k=10).item_indices
+    assert not np.array_equal(not_binary, on_pattern)
+    with pytest.raises(ConfigError, match="binary"):
+        family.create(**small, binary="yes").fit(weighted)

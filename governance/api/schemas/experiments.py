@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from governance.api.schemas import _Body
-from governance.experiments.lifecycle import SEGMENTS
+from governance.experiments.lifecycle import NOT_PER_SUBJECT, SEGMENTS
 from governance.experiments.spec import METRICS
 
 __all__ = ["AnalysisCreate", "ExperimentList", "ExperimentLookOut", "ExperimentStart", "ExperimentStatus", "ExperimentSummary"]
@@ -33,6 +33,8 @@ class ExperimentSummary(BaseModel):
     planned_at: str
     started_at: str | None
     stopped_at: str | None
+    holdback_days: int = Field(0, description="How long after the stop the holdback stays on the control (0: it ends with the stop).")
+    holdback_until: str | None = Field(None, description="Until when a stopped experiment keeps its holdback on the control; null: it does not.")
     plan_seq: int = Field(description="The trail event that froze the plan.")
     start_seq: int | None
     stop_seq: int | None
@@ -63,7 +65,9 @@ class ExperimentStart(_Body):
 class AnalysisCreate(_Body):
     """One look at the data: the plan's primary metric on every randomised subject, or an exploratory one."""
 
-    metric: Literal[tuple(METRICS)] | None = Field(None, description="Another metric than the primary one makes the look exploratory.")  # type: ignore[valid-type]
+    metric: Literal[tuple(m for m in METRICS if m not in NOT_PER_SUBJECT)] | None = Field(  # type: ignore[valid-type]
+        None, description="Another metric than the primary one makes the look exploratory (the arm-level guardrail metrics are judged as guardrails only)."
+    )
     segment: Literal[SEGMENTS] | None = Field(None, description="A segment (known or new subjects) makes the look exploratory.")  # type: ignore[valid-type]
 
 
@@ -80,7 +84,8 @@ class ExperimentLookOut(BaseModel):
     segment: str | None
     at: str
     decision: str
-    verdict: str = Field(description="treatment_won, no_win, continue, guardrail_failed, invalid_srm or exploratory.")
+    verdict: str = Field(description="treatment_won, no_win, continue, futility, guardrail_failed, invalid_srm or exploratory.")
+    recommendation: str | None = Field(None, description="What the verdict tells the experimenter to do (e.g. 'stop for futility: ...').")
     exploratory_because: list[str]
     counts: dict[str, dict[str, int]]
     srm: dict[str, Any]

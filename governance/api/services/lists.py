@@ -251,7 +251,8 @@ def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> P
     )
     if experiment is not None:  # the variant the subject is assigned to serves (governance.api.services.experiments)
         engine, serve_request, assigned = route_experiment(experiment, serve_request, engine, pack_ref=body.pack, ctx=ctx, inline=inline)
-        deployment = {**(deployment or {}), "experiment": assigned}
+        if assigned is not None:  # a stopped experiment's holdback takes only its own subjects
+            deployment = {**(deployment or {}), "experiment": assigned}
         loaded = engine.loaded
     return Prepared(engine, serve_request, signals, deployment, loaded, shadow_refs, ctx.actor, gpc, started)
 

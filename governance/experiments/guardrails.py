@@ -1,0 +1,232 @@
+"""The data of the guardrails that are not a number per subject: failed requests, harmful items, provider exposure.
+
+:func:`judge_arm_guardrails` answers, for each treatment, the guardrails that
+read more than the subjects' list counts (:mod:`governance.experiments.lifecycle`
+reads those):
+
+* ``error_rate`` -- per request: the arm's failed requests (their record's detail
+  carries the assignment, never the subject) over its lists plus its failures;
+  Welch's non-inferiority test (:func:`recommender.experiments.guardrail_check`) on the 0/1 requests;
+* ``harmful_exposure`` -- the share of the arm's served items with an active
+  harmful-content flag (``item_flags``), subjects as clusters
+  (:func:`recommender.experiments.ratio_noninferiority`);
+* ``provider_exposure_gap`` -- the gap between the provider groups' shares of the
+  arm's exposure (``1 / log2(rank + 1)`` per served item) and their shares of the
+  item table the plan names, by a bootstrap over subjects
+  (:func:`recommender.experiments.gap_noninferiority`). The table is hashed at plan
+  time; a table that changed since is a failed guardrail, not a silent new target.
+
+The decisions of an experiment are found by the experiment id in their context:
+:func:`experiment_id_of_decision` is that expression, written exactly as the
+index ``ix_decisions_experiment`` (migration 0018) has it on each engine
+(:class:`audits.models.decisions.ExperimentIdOf`), so an
+analysis reads the experiment's records and not every list served since its start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from audits.models import DecisionRecord, FailedRequest, ItemFlag
+from audits.models.decisions import ExperimentIdOf
+from audits.sealing import open_decisions
+from recommender.errors import ConfigError, DataError
+
+__all__ = [
+    "ITEM_TABLE_CHANGED",
+    "experiment_id_of_decision",
+    "item_table",
+    "judge_arm_guardrails",
+]
+
+ITEM_TABLE_CHANGED = "the item table {path} changed since the plan was frozen (hash {frozen}, now {now}): the target shares are not the planned ones"
+BOOTSTRAP_REPLICATES = 2000
+
+
+def experiment_id_of_decision(session: Session) -> Any:
+    """The indexed SQL expression of a decision's experiment id (its context's ``experiment.id``), on either engine."""
+    return ExperimentIdOf()
+
+
+def item_table(path: str, attribute: str) -> tuple[pd.Series, str]:
+    """The item table's provider group per item id (items without one left out) and the file's SHA-256.
+
+    Raises ConfigError naming the file: unreadable, not CSV/Parquet, no ``item_id`` or ``attribute`` column, no group.
+    """
+    file = Path(path)
+    try:
+        raw = file.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{path}: the item table cannot be read ({err.strerror or err}); expected a CSV or Parquet file with item_id and {attribute!r}") from None
+    try:
+        table = pd.read_parquet(file) if file.suffix.lower() in (".parquet", ".pq") else pd.read_csv(file, dtype={"item_id": str})
+    except Exception as err:  # noqa: BLE001 - any parser failure is this file's fault, said with its name
+        raise ConfigError(f"{path}: not a readable item table ({type(err).__name__}: {str(err)[:200]})") from None
+    missing = [c for c in ("item_id", attribute) if c not in table.columns]
+    if missing:
+        raise ConfigError(f"{path}: the item table has no column {', '.join(repr(c) for c in missing)} (columns: {', '.join(map(str, table.columns[:20]))})")
+    groups = table.dropna(subset=[attribute]).drop_duplicates("item_id", keep="last")
+    series = pd.Series(groups[attribute].astype(str).to_numpy(), index=groups["item_id"].astype(str).to_numpy())
+    if series.nunique() < 2:
+        raise ConfigError(f"{path}: column {attribute!r} names {series.nunique()} provider group(s); a gap needs 2 or more")
+    return series, hashlib.sha256(raw).hexdigest()
+
+
+def _served(session: Session, row: Any, subjects: pd.Index) -> pd.DataFrame:
+    """Every item served to ``subjects`` in the experiment: ``subject, item, rank`` (one row per slot).
+
+    Slates are sealed under their subject's record key (:mod:`audits.sealing`): they are opened here, all
+    keys in one query; an erased subject's lists no longer open and are left out, as the subject is."""
+    query = select(DecisionRecord.decision_id, DecisionRecord.subject, DecisionRecord.slate, DecisionRecord.context).where(
+        experiment_id_of_decision(session) == row.id, DecisionRecord.decided_at >= row.started_at, DecisionRecord.subject.is_not(None)
+    )
+    if row.stopped_at is not None:
+        query = query.where(DecisionRecord.decided_at <= row.stopped_at)
+    wanted = set(subjects)
+    found = []
+    for decision_id, subject, slate, context in session.execute(query):
+        exp = (context or {}).get("experiment")
+        if subject in wanted and isinstance(exp, Mapping) and exp.get("id") == row.id and not (context or {}).get("shadow_of"):
+            found.append((decision_id, subject, slate, context))
+    who: list[str] = []
+    items: list[Any] = []
+    lengths: list[int] = []
+    for (_, subject, _, _), opened in zip(found, open_decisions(session, found), strict=True):
+        if opened is None:
+            continue
+        served = (opened[0] or {}).get("items") or []
+        who.append(subject)
+        items.extend(served)
+        lengths.append(len(served))
+    counts = np.asarray(lengths, dtype=np.int64)
+    ranks = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + 1
+    return pd.DataFrame({"subject": np.repeat(np.asarray(who, dtype=object), counts), "item": np.asarray(items, dtype=object).astype(str), "rank": ranks})
+
+
+def _failures(session: Session, row: Any) -> dict[str, int]:
+    """Failed requests of the experiment's randomised subjects, per variant (failures are few: read and filtered here)."""
+    query = select(FailedRequest.detail).where(FailedRequest.at >= row.started_at)
+    if row.stopped_at is not None:
+        query = query.where(FailedRequest.at <= row.stopped_at)
+    counts: dict[str, int] = {}
+    for (detail,) in session.execute(query):
+        exp = (detail or {}).get("experiment")
+        if isinstance(exp, Mapping) and exp.get("id") == row.id and exp.get("reason") == "randomised":
+            counts[str(exp.get("variant"))] = counts.get(str(exp.get("variant")), 0) + 1
+    return counts
+
+
+def _exact(control: float, treatment: float, guardrail: Mapping[str, Any], why: str) -> dict[str, Any]:
+    """A difference with no sampling error (nothing varies): held to the margin as it is."""
+    harm = (control - treatment) if guardrail["direction"] == "higher_is_better" else (treatment - control)
+    return {"non_inferior": bool(harm <= guardrail["margin"]), "exact": True, "estimate": treatment - control, "reason": why}
+
+
+def _error_rate(lists: Mapping[str, int], failed: Mapping[str, int], control: str, t: str, guardrail: Mapping[str, Any], alpha: float) -> dict[str, Any]:
+    from recommender.experiments import ArmData, guardrail_check
+
+    arms = {v: ArmData(n=int(lists.get(v, 0) + failed.get(v, 0)), total=float(failed.get(v, 0)), total_sq=float(failed.get(v, 0))) for v in (control, t)}
+    counts = {"requests": {v: a.n for v, a in arms.items()}, "failed": {v: int(a.total) for v, a in arms.items()}}
+    try:
+        result = guardrail_check(arms[control], arms[t], margin=guardrail["margin"], direction=guardrail["direction"], alpha=alpha)
+        return {**_as_dict(result), **counts}
+    except DataError as err:
+        if min(a.n for a in arms.values()) < 2:
+            return {"non_inferior": False, "exact": False, "reason": str(err), **counts}
+        return {**_exact(arms[control].mean, arms[t].mean, guardrail, "no request failed, or every one did, in either arm: the difference is exact"), **counts}
+
+
+def _as_dict(result: Any) -> dict[str, Any]:
+    """A library result as JSON-ready data (a non-finite bound, the open side of a one-sided test, is null)."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(result).items()}
+
+
+def _harmful(served: pd.DataFrame, flagged: set[str], by_variant: dict[str, pd.Index], control: str, t: str, guardrail: Mapping[str, Any], alpha: float) -> dict[str, Any]:
+    from recommender.experiments import ratio_noninferiority
+
+    harmful = served.assign(harmful=served["item"].isin(flagged).astype(float)).groupby("subject")["harmful"].agg(["sum", "size"])
+    arms = {v: harmful.reindex(by_variant[v]).dropna() for v in (control, t)}
+    try:
+        result = ratio_noninferiority(
+            arms[control]["sum"].to_numpy(), arms[control]["size"].to_numpy(), arms[t]["sum"].to_numpy(), arms[t]["size"].to_numpy(),
+            margin=guardrail["margin"], direction=guardrail["direction"], alpha=alpha,
+        )  # fmt: skip
+        return _as_dict(result)
+    except DataError as err:
+        if min(len(a) for a in arms.values()) < 2 or min(a["size"].sum() for a in arms.values()) == 0:
+            return {"non_inferior": False, "exact": False, "reason": str(err)}
+        shares = {v: float(a["sum"].sum() / a["size"].sum()) for v, a in arms.items()}
+        return _exact(shares[control], shares[t], guardrail, "the harmful share does not vary within either arm: the difference is exact")
+
+
+def _gap(served: pd.DataFrame, groups: pd.Series, by_variant: dict[str, pd.Index], control: str, t: str, guardrail: Mapping[str, Any],
+         alpha: float, seed: int) -> dict[str, Any]:  # fmt: skip
+    from recommender.experiments import gap_noninferiority
+
+    names = np.sort(groups.unique())
+    target = groups.value_counts(normalize=True).reindex(names).to_numpy()
+    codes = pd.Categorical(groups.reindex(served["item"]).to_numpy(), categories=names).codes
+    known = codes >= 0
+    weights = 1.0 / np.log2(served["rank"].to_numpy()[known] + 1.0)
+    subjects = pd.Index(served["subject"].to_numpy()[known]).unique()
+    rows = subjects.get_indexer(served["subject"].to_numpy()[known])
+    exposure = np.zeros((len(subjects), names.size))
+    np.add.at(exposure, (rows, codes[known]), weights)
+    matrix = pd.DataFrame(exposure, index=subjects)
+    arms = {v: matrix.reindex(by_variant[v]).dropna().to_numpy() for v in (control, t)}
+    try:
+        result = gap_noninferiority(arms[control], arms[t], target, margin=guardrail["margin"], alpha=alpha,
+                                    direction=guardrail["direction"], n_boot=BOOTSTRAP_REPLICATES, random_state=seed)  # fmt: skip
+    except DataError as err:
+        return {"non_inferior": False, "exact": False, "reason": str(err)}
+    return {**_as_dict(result), "groups": [str(g) for g in names], "unknown_items": int((~known).sum())}
+
+
+def judge_arm_guardrails(
+    session: Session, row: Any, randomised: pd.DataFrame, guardrails: list[Mapping[str, Any]], control: str,
+    treatments: list[str], alpha: float, frozen_items: Mapping[str, Any],
+) -> dict[tuple[int, str], dict[str, Any]]:  # fmt: skip
+    """``{(guardrail index, treatment): result}`` for the guardrails this module reads (see the module doc)."""
+    from governance.experiments.spec import ARM_LEVEL_METRICS
+
+    wanted = [(i, g) for i, g in enumerate(guardrails) if g["metric"] in (*ARM_LEVEL_METRICS, "error_rate")]
+    if not wanted:
+        return {}
+    by_variant = {v: randomised.index[randomised["variant"] == v] for v in (control, *treatments)}
+    out: dict[tuple[int, str], dict[str, Any]] = {}
+    served = _served(session, row, randomised.index) if any(g["metric"] in ARM_LEVEL_METRICS for _, g in wanted) else None
+    flagged = set(session.scalars(select(ItemFlag.item_id).where(ItemFlag.active.is_(True)))) if any(g["metric"] == "harmful_exposure" for _, g in wanted) else set()
+    failed = _failures(session, row) if any(g["metric"] == "error_rate" for _, g in wanted) else {}
+    lists = randomised.groupby("variant")["lists"].sum().to_dict()
+    for i, g in wanted:
+        groups = None
+        if g["metric"] == "provider_exposure_gap":
+            frozen = frozen_items.get(str(i), {})
+            try:
+                groups, digest = item_table(g["items"], g["attribute"])
+            except ConfigError as err:
+                for t in treatments:
+                    out[(i, t)] = {"non_inferior": False, "exact": False, "reason": str(err)}
+                continue
+            if frozen.get("sha256") not in (None, digest):
+                for t in treatments:
+                    out[(i, t)] = {"non_inferior": False, "exact": False, "reason": ITEM_TABLE_CHANGED.format(path=g["items"], frozen=frozen["sha256"][:12], now=digest[:12])}
+                continue
+        for t in treatments:
+            if g["metric"] == "error_rate":
+                out[(i, t)] = _error_rate(lists, failed, control, t, g, alpha)
+            elif g["metric"] == "harmful_exposure":
+                out[(i, t)] = _harmful(served, flagged, by_variant, control, t, g, alpha)
+            else:
+                out[(i, t)] = _gap(served, groups, by_variant, control, t, g, alpha, seed=int(row.id))
+    return out

@@ -1,0 +1,318 @@
+"""Experiment guardrails on latency, errors, harmful exposure and a provider exposure gap; futility; the holdback after
+the stop; on SQLite and PostgreSQL.
+
+A small world writes what serving would: each subject's lists (assigned by the experiment's own hash, with
+``latency_ms`` and the experiment in the context), failed requests carrying the assignment, harmful-content flags,
+and clicks. A treatment that is slower, fails more, serves flagged items and one provider's items is caught by each
+guardrail, and the gate refuses it; a treatment that changes nothing on them holds every guardrail.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import select, text
+from typer.testing import CliRunner
+
+from audits.decisions import DecisionLog, log_failure
+from audits.harm import flag_item
+from audits.lineage import record_dataset_version, record_model_version, record_training_run
+from audits.models import Experiment
+from audits.outcomes import BATCH_COLUMNS, record_outcomes
+from governance.cli import app as cli
+from governance.experiments import lifecycle
+from governance.experiments.assign import assign, assign_in_force
+from governance.experiments.spec import parse_experiment
+from governance.located import PolicyError
+from recommender.errors import ConfigError
+
+pytestmark = pytest.mark.usefixtures("fixed_experiment_salts")
+
+ITEMS = [f"i{j:03d}" for j in range(60)]
+HARMFUL = set(ITEMS[:6])
+PROVIDER = {item: ("small" if j % 3 == 0 else "large") for j, item in enumerate(ITEMS)}  # the catalogue: 1/3 small
+
+PLAN = """apiVersion: recgov/v1
+kind: Experiment
+metadata:
+  name: {name}
+  owner: growth team
+hypothesis: The retrained model raises the share of subjects who click.
+variants:
+  - name: control
+    control: true
+    model_version: {control}
+  - name: treatment
+    model_version: {treatment}
+allocation:
+  control: 0.5
+  treatment: 0.5
+holdback: 0.1
+holdback_days: {holdback_days}
+primary_metric: click_through
+guardrails:
+  - metric: latency_ms
+    margin: 10
+    direction: lower_is_better
+  - metric: error_rate
+    margin: 0.02
+    direction: lower_is_better
+  - metric: harmful_exposure
+    margin: 0.02
+    direction: lower_is_better
+  - metric: provider_exposure_gap
+    margin: 0.05
+    direction: lower_is_better
+    items: {items}
+design:
+  baseline: 0.2
+  mde: 0.2
+  method: {method}
+  looks: {looks}
+{extra}"""
+
+
+def _model(session: Any, name: str) -> str:
+    data = record_dataset_version(session, content_hash=f"sha256:{name}", name=name, source="synthetic:seed=1", n_events=1, n_users=1, n_items=1, schema={}, validation=None)
+    end = datetime.now(UTC) - timedelta(seconds=1)
+    run = record_training_run(session, dataset_version=data, params={}, library_versions={}, started_at=end - timedelta(seconds=1), ended_at=end)
+    record_model_version(session, version_id=f"als-{name}", kind="als", training_run=run, artifact_hash="sha256:0", artifact_location=f"/nowhere/{name}.npz")
+    return f"als-{name}"
+
+
+def _plan_file(tmp_path: Path, name: str, control: str, treatment: str, *, method: str = "fixed", looks: int = 1,
+               extra: str = "", holdback_days: int = 0) -> Path:  # fmt: skip
+    items = tmp_path / "items.csv"
+    pd.DataFrame({"item_id": ITEMS, "provider_group": [PROVIDER[i] for i in ITEMS]}).to_csv(items, index=False)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(PLAN.format(name=name, control=control, treatment=treatment, items=items, method=method, looks=looks, extra=extra, holdback_days=holdback_days))
+    return path
+
+
+def _serve(store: Any, name: str, subjects: list[str], arms: dict[str, dict[str, float]], rng: np.random.Generator, lists: int = 3) -> dict[str, int]:
+    """Lists, failures and clicks of ``subjects`` as serving would record them; ``arms`` says how each variant behaves."""
+    with store.session() as session:
+        experiment = lifecycle.in_force(session).running
+    stamp = {"pack_name": "baseline", "pack_version": "1", "pack_hash": "0" * 64}
+    clicks, counts = [], {}
+    with DecisionLog(store) as log:
+        futures = []
+        for s in subjects:
+            a = assign(experiment, s, may_profile=True)
+            counts[a["variant"]] = counts.get(a["variant"], 0) + 1
+            arm = arms[a["variant"] if a["reason"] == "randomised" else "control"]
+            for _ in range(lists):
+                if rng.random() < arm["fail"]:
+                    log_failure(store, "serve.RuntimeError", {"message": "boom", "experiment": a})
+                small = rng.random(10) < arm["small"]
+                pool_small, pool_large = [i for i in ITEMS if PROVIDER[i] == "small"], [i for i in ITEMS if PROVIDER[i] == "large"]
+                items = [str(rng.choice(pool_small if sm else pool_large)) for sm in small]
+                if rng.random() < arm["harm"]:
+                    items[0] = str(rng.choice(sorted(HARMFUL)))
+                context = {"experiment": a, "latency_ms": float(rng.normal(arm["latency"], 8.0))}
+                futures.append(log.submit({**stamp, "mode": "personalized", "model_version": "m", "subject_id": s, "context": context,
+                                           "slate": {"items": items, "scores": [1.0] * 10, "tags": [[] for _ in items]}}))  # fmt: skip
+            if rng.random() < arm["click"]:
+                clicks.append({"subject": s, "kind": "click", "item_id": ITEMS[0], "decision_id": ""})
+        for f in futures:
+            f.result(timeout=120)
+    at = datetime.now(UTC)
+    frame = pd.DataFrame([{"line": n, "value": np.nan, "event_id": f"e{n}", "occurred_at": at, **c} for n, c in enumerate(clicks, start=2)], columns=list(BATCH_COLUMNS))
+    frame["occurred_at"] = pd.to_datetime(frame["occurred_at"], utc=True).astype("datetime64[us, UTC]")
+    frame["value"] = frame["value"].astype(float)
+    with store.session() as session:
+        record_outcomes(session, frame, source="import", anchor={"file_sha256": "a" * 64})
+    return counts
+
+
+def _flags(store: Any) -> None:
+    with store.session() as session:
+        for item in sorted(HARMFUL):
+            flag_item(session, item_id=item, category="violence", confidence=0.9, source="model")
+
+
+SAME = {"latency": 50.0, "fail": 0.01, "harm": 0.02, "small": 0.30, "click": 0.15}
+WORSE = {"latency": 80.0, "fail": 0.15, "harm": 0.6, "small": 0.05, "click": 0.5}
+SUBJECTS = [f"user-{i:05d}" for i in range(700)]
+
+
+def _guardrails(look: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {g["metric"]: g for g in look["guardrails"]}
+
+
+def test_a_harmless_treatment_holds_every_guardrail_and_a_harmful_one_breaches_each(store: Any, tmp_path: Path) -> None:
+    with store.session() as session:
+        control, good, bad = _model(session, "control"), _model(session, "good"), _model(session, "bad")
+    _flags(store)
+    rng = np.random.default_rng(5)
+    results = {}
+    for name, treatment, arm in (("harmless", good, {**SAME, "click": 0.5}), ("harmful", bad, WORSE)):
+        path = _plan_file(tmp_path, name, control, treatment)
+        lifecycle.plan(store, parse_experiment(path.read_text(), str(path)), actor="tester")
+        lifecycle.start(store, name, actor="tester")
+        _serve(store, name, SUBJECTS, {"control": SAME, "treatment": arm}, rng)
+        lifecycle.stop(store, name, actor="tester")
+        results[name] = lifecycle.analyze(store, name, actor="tester")
+    held, breached = _guardrails(results["harmless"]), _guardrails(results["harmful"])
+    assert set(held) == {"latency_ms", "error_rate", "harmful_exposure", "provider_exposure_gap"}
+    assert not any(g["failed"] for g in held.values()), {m: (g["failed"], g["result"]) for m, g in held.items()}
+    assert results["harmless"]["verdict"] == "treatment_won" and results["harmless"]["winners"] == ["treatment"]
+    assert all(g["failed"] for g in breached.values()), breached
+    assert results["harmful"]["verdict"] == "guardrail_failed" and results["harmful"]["winners"] == []
+    assert "not promotable" in results["harmful"]["recommendation"]
+    # the figures are what the world served: latency +30 ms, harmful share up, the small provider starved
+    assert breached["latency_ms"]["result"]["estimate"] == pytest.approx(30.0, abs=3.0)
+    harmful = breached["harmful_exposure"]["result"]  # a flagged item first in 60% of the lists, not 2%: about +5.8 points
+    assert harmful["method"] == "delta" and harmful["estimate"] == pytest.approx(0.058 * (1 - 0.1), abs=0.02)
+    gap = breached["provider_exposure_gap"]["result"]
+    assert gap["method"] == "bootstrap" and gap["groups"] == ["large", "small"] and gap["estimate"] > 0.15
+    assert breached["error_rate"]["result"]["failed"]["treatment"] > breached["error_rate"]["result"]["failed"]["control"]
+    with store.session() as session:
+        assert lifecycle.gate_verdict(session, good)[0] is True
+        passed, reasons, _ = lifecycle.gate_verdict(session, bad)
+        assert not passed and "guardrail_failed" in reasons[0]
+
+
+def test_a_changed_item_table_fails_the_gap_guardrail_and_a_bad_one_is_refused_at_plan(store: Any, tmp_path: Path) -> None:
+    with store.session() as session:
+        control, treatment = _model(session, "c2"), _model(session, "t2")
+    path = _plan_file(tmp_path, "gap-table", control, treatment)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(path.read_text().replace(str(tmp_path / "items.csv"), str(tmp_path / "absent.csv")))
+    with pytest.raises(PolicyError) as err:
+        lifecycle.plan(store, parse_experiment(broken.read_text(), str(broken)), actor="tester")
+    assert err.value.issues[0].path == "guardrails.3.items" and "cannot be read" in err.value.issues[0].message
+    with store.session() as session:
+        assert session.scalars(select(Experiment)).first() is None  # nothing stored
+    lifecycle.plan(store, parse_experiment(path.read_text(), str(path)), actor="tester")
+    lifecycle.start(store, "gap-table", actor="tester")
+    _serve(store, "gap-table", SUBJECTS[:300], {"control": SAME, "treatment": {**SAME, "click": 0.6}}, np.random.default_rng(2))
+    (tmp_path / "items.csv").write_text("item_id,provider_group\ni000,small\ni001,large\n")
+    look = lifecycle.analyze(store, "gap-table", actor="tester")
+    gap = _guardrails(look)["provider_exposure_gap"]
+    assert gap["failed"] and "changed since the plan was frozen" in gap["result"]["reason"]
+
+
+def test_arm_level_metrics_are_not_compared_per_subject(store: Any) -> None:
+    with pytest.raises(ConfigError, match="judged as a guardrail of the arm's whole traffic"):
+        lifecycle.analyze(store, "anything", actor="tester", metric="harmful_exposure")
+
+
+def test_futility_declared_in_the_plan_stops_a_hopeless_experiment(store: Any, db_url: str, tmp_path: Path) -> None:
+    """No effect at all and a futility boundary at 50% conditional power: the first interim look says stop for futility."""
+    with store.session() as session:
+        control, treatment = _model(session, "fc"), _model(session, "ft")
+    extra = "  futility_power: 0.5\n"
+    path = _plan_file(tmp_path, "hopeless", control, treatment, method="group_sequential", looks=3, extra=extra)
+    path.write_text(path.read_text().replace("mde: 0.2", "mde: 0.06"))  # about 700 subjects per arm
+    loaded = parse_experiment(path.read_text(), str(path))
+    frozen = lifecycle.plan(store, loaded, actor="tester")
+    lifecycle.start(store, "hopeless", actor="tester")
+    per_arm = frozen["sample_size"]["n_per_arm"][0]
+    n = int(per_arm * 2 / 0.9 * 0.4)  # about 40% of the planned information
+    same = {**SAME, "click": 0.2}
+    _serve(store, "hopeless", [f"s{i:05d}" for i in range(n)], {"control": {**same, "click": 0.30}, "treatment": {**same, "click": 0.12}},
+           np.random.default_rng(9), lists=1)  # fmt: skip
+    said = CliRunner().invoke(cli, ["experiment", "analyze", "hopeless", "--database-url", db_url])
+    assert said.exit_code == 0 and "planned look 1" in said.output and "=> stop for futility" in said.output, said.output
+    assert re.search(r"guardrail provider_exposure_gap \(treatment, margin 0\.05\): (held|FAILED) \(estimate [+-][0-9.e-]+, one-sided bound", said.output)
+    look = lifecycle.get(store, "hopeless")["looks"][-1]
+    assert look["kind"] == "planned" and look["decision"] == "futility" and look["verdict"] == "futility", (n, look["comparisons"])
+    assert look["recommendation"].startswith("stop for futility")
+    comparison = look["comparisons"][0]["result"]
+    assert comparison["conditional_power"] < 0.5 and 0 < comparison["information_fraction"] < 1
+    after = lifecycle.analyze(store, "hopeless", actor="tester")  # the planned looks concluded: anything later explores
+    assert after["kind"] == "exploratory"
+
+
+def test_futility_is_refused_outside_a_group_sequential_design(tmp_path: Path) -> None:
+    path = _plan_file(tmp_path, "fixed-futility", "a", "b", extra="  futility_power: 0.3\n")
+    with pytest.raises(PolicyError) as err:
+        parse_experiment(path.read_text(), str(path))
+    issue = err.value.issues[0]
+    assert issue.path == "design.futility_power" and issue.line is not None and "group_sequential" in issue.message
+
+
+def test_holdback_days_without_a_holdback_is_refused(tmp_path: Path) -> None:
+    path = _plan_file(tmp_path, "no-holdback", "a", "b", holdback_days=30)
+    with pytest.raises(PolicyError) as err:
+        parse_experiment(path.read_text().replace("holdback: 0.1\n", ""), str(path))
+    assert err.value.issues[0].path == "holdback_days"
+
+
+def test_the_holdback_stays_held_back_after_the_stop_for_its_declared_period(store: Any, tmp_path: Path) -> None:
+    with store.session() as session:
+        control, treatment = _model(session, "hc"), _model(session, "ht")
+    path = _plan_file(tmp_path, "long-term", control, treatment, holdback_days=30)
+    lifecycle.plan(store, parse_experiment(path.read_text(), str(path)), actor="tester")
+    lifecycle.start(store, "long-term", actor="tester")
+    with store.session() as session:
+        during = lifecycle.in_force(session)
+    before = {s: assign_in_force(during, s, may_profile=True)[1] for s in SUBJECTS}
+    held = {s for s, a in before.items() if a["reason"] == "holdback"}
+    assert 40 < len(held) < 100  # 10% of 700
+    stopped = lifecycle.stop(store, "long-term", actor="tester")
+    assert stopped["holdback_until"] is not None
+    with store.session() as session:
+        after = lifecycle.in_force(session)
+    assert after is not None and after.running is None and [e.name for e in after.holdbacks] == ["long-term"]
+    for s in SUBJECTS:
+        taken = assign_in_force(after, s, may_profile=True)
+        if s in held:
+            assert taken is not None and taken[1] == {**before[s], "variant": "control"} and taken[1]["reason"] == "holdback"
+        else:
+            assert taken is None  # out of the experiment: served what is deployed
+    assert assign_in_force(after, next(iter(held)), may_profile=False) is None  # no consent, no holdback
+    # a new experiment does not take the subjects the old one still holds back
+    other = _plan_file(tmp_path, "next-one", control, treatment)
+    lifecycle.plan(store, parse_experiment(other.read_text(), str(other)), actor="tester")
+    lifecycle.start(store, "next-one", actor="tester")
+    with store.session() as session:
+        both = lifecycle.in_force(session)
+    for s in SUBJECTS[:200]:
+        experiment, assignment = assign_in_force(both, s, may_profile=True)
+        assert (experiment.name == "long-term") == (s in held)
+    # the period ends: nobody is held back any more
+    with store.session() as session:
+        row = session.scalars(select(Experiment).where(Experiment.name == "long-term")).one()
+        assert row.holdback_until - row.stopped_at == timedelta(days=30)
+        row.holdback_until = datetime.now(UTC) - timedelta(seconds=1)
+    with store.session() as session:
+        ended = lifecycle.in_force(session)
+    assert ended.holdbacks == () and ended.running.name == "next-one"
+
+
+def test_the_analysis_reads_the_experiments_decisions_through_the_index(store: Any) -> None:
+    """The query plan of the analysis's read uses ix_decisions_experiment on either engine."""
+    from audits.models import DecisionRecord
+    from governance.experiments.guardrails import experiment_id_of_decision
+
+    with store.session() as session:
+        query = select(DecisionRecord.subject).where(experiment_id_of_decision(session) == 7, DecisionRecord.decided_at >= datetime(2026, 1, 1, tzinfo=UTC))
+        compiled = query.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SET LOCAL enable_seqscan = off"))  # an empty table: ask whether the index can serve
+            plan = " ".join(r[0] for r in session.execute(text(f"EXPLAIN {compiled}")))
+        else:
+            plan = " ".join(str(r[-1]) for r in session.execute(text(f"EXPLAIN QUERY PLAN {compiled}")))
+    assert "ix_decisions_experiment" in plan, plan
+
+
+def test_a_plan_frozen_before_the_optional_fields_existed_keeps_its_hash() -> None:
+    """Regression: holdback_days, design.futility_power and a guardrail's items/attribute left at their defaults are
+    not hashed, so a plan frozen before they existed (this one, hashed by the earlier code) is still the same plan."""
+    from governance.experiments.spec import ExperimentSpec, experiment_hash
+    from tests.governance.test_experiments import PLAN as EARLIER
+
+    loaded = parse_experiment(EARLIER)
+    assert loaded.content_hash == "1befbba767a4ef8ef4f39e8b380e88bbf7083e7a8a1e3554b7e5e7ed20312bf4"
+    stored = loaded.spec.model_dump(mode="json")  # what plan() freezes now: the new fields at their defaults
+    assert "holdback_days" in stored and experiment_hash(ExperimentSpec.model_validate(stored)) == loaded.content_hash
+    assert parse_experiment(EARLIER.replace("design:\n", "holdback: 0.1\nholdback_days: 7\ndesign:\n")).content_hash != parse_experiment(
+        EARLIER.replace("design:\n", "holdback: 0.1\ndesign:\n")).content_hash  # fmt: skip
