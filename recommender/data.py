@@ -179,17 +179,15 @@ def _needs_string_cast(dtype: Any) -> bool:
     """
     if dtype == object:
         return True
-    if isinstance(dtype, pd.CategoricalDtype):
-        categories = dtype.categories
-        return not (isinstance(categories.dtype, pd.StringDtype) or pd.api.types.infer_dtype(categories, skipna=True) in ("string", "empty"))
-    return False
+    return isinstance(dtype, pd.CategoricalDtype) and not _is_string_valued(dtype)
 
 
 def _is_string_valued(dtype: Any) -> bool:
     """Whether a column's values (a categorical's categories) are strings already, so their text is the id."""
     if isinstance(dtype, pd.CategoricalDtype):
         categories = dtype.categories
-        return isinstance(categories.dtype, pd.StringDtype) or pd.api.types.infer_dtype(categories, skipna=True) in ("string", "empty")
+        text = pd.api.types.infer_dtype(categories, skipna=True) in ("string", "empty")
+        return isinstance(categories.dtype, pd.StringDtype) or text
     return isinstance(dtype, pd.StringDtype)
 
 
@@ -211,7 +209,16 @@ def _id_text(values: Any) -> np.ndarray:
         text = array.astype(str).astype(object)
         text[whole] = array[whole].astype(np.int64).astype(str)
         return text
+    if pd.api.types.infer_dtype(array, skipna=False) in ("string", "empty"):  # text already: as it is
+        return array.astype(object)
     return np.array([_one_id_text(v) for v in array], dtype=object)
+
+
+def _plain(values: Any) -> np.ndarray:
+    """Distinct id values as a numpy array (a nullable Int64/Float64 array as its numpy dtype; no NA among them)."""
+    if isinstance(values.dtype, pd.api.extensions.ExtensionDtype) and getattr(values.dtype, "kind", "O") in "iuf":
+        return np.asarray(values.to_numpy(dtype=values.dtype.numpy_dtype))
+    return np.asarray(values)
 
 
 def _one_id_text(value: Any) -> str:
@@ -237,10 +244,7 @@ def canonical_ids(ids: pd.Series) -> pd.Series:
     else:
         raw_codes, raw_values = pd.factorize(ids, use_na_sentinel=True)
         raw_codes = np.asarray(raw_codes, dtype=np.int64)
-    values = raw_values
-    if isinstance(values.dtype, pd.api.extensions.ExtensionDtype) and getattr(values.dtype, "kind", "O") in "iuf":
-        values = values.to_numpy(dtype=values.dtype.numpy_dtype)  # nullable Int64/Float64: no missing value among the distinct ones
-    text = _id_text(np.asarray(values))
+    text = _id_text(_plain(raw_values))
     level, names = pd.factorize(pd.Index(text, dtype=object))  # values with one text (1 and "1") become one id
     codes = np.where(raw_codes >= 0, np.asarray(level, dtype=np.int64)[np.maximum(raw_codes, 0)], -1)
     categories = pd.Index(np.asarray(names, dtype=object), dtype="string")
@@ -385,10 +389,11 @@ class Dataset:
         if users is not None and len(users):
             ids = events["user_id"]
             # the distinct ids first, then their strings: the same set as every id's string, without a
-            # string per event (a categorical's categories are now exactly the ids left)
+            # string per event (a categorical's categories are now exactly the ids left), each in its canonical
+            # text on both sides, so user 10 held as 10.0 in the events still finds its row
             present = ids.cat.categories if isinstance(ids.dtype, pd.CategoricalDtype) else pd.unique(ids.dropna())
-            left = pd.Index(np.asarray(present, dtype=object)).astype(str)
-            users = users.loc[np.asarray(users.index.astype(str).isin(left), dtype=bool)]
+            left = pd.Index(_id_text(_plain(present)), dtype=object)
+            users = users.loc[np.asarray(pd.Index(_id_text(_plain(users.index)), dtype=object).isin(left), dtype=bool)]
         return replace(self, events=events, users=users)
 
 

@@ -160,7 +160,7 @@ def load_event_log(path: str | Path, mapping: ColumnMapping | None = None) -> Da
         pos = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataError(f"{path} {line_of(pos)}: {mapping.timestamp} {str(ts.iloc[pos])!r} is not a time (Unix seconds or ISO 8601)")
     events["timestamp"] = parsed
-    for column in ("user_id", "item_id"):  # integer ids (Parquet, a missing one makes them floats) read "10", never "10.0"
+    for column in ("user_id", "item_id"):  # integer ids (in Parquet, floats if one is missing) read "10", not "10.0"
         events[column] = canonical_ids(events[column]).astype("string").str.strip().astype("category")
     events["event_type"] = events["event_type"].astype("string").str.strip().astype("category")
     sources = {dst: src for dst, src in wanted.items() if src is not None and src in raw.columns}

@@ -229,7 +229,8 @@ def test_integer_ids_read_from_parquet_with_a_missing_one_are_their_integers(tmp
     from recommender.loaders import load_event_log
 
     data = load_event_log(_integer_ids_parquet(tmp_path))
-    assert data.events["user_id"].astype(object).where(data.events["user_id"].notna(), None).tolist() == ["10", "10", "11", None, "11", "10"]
+    users = data.events["user_id"]
+    assert users.astype(object).where(users.notna(), None).tolist() == ["10", "10", "11", None, "11", "10"]
     assert data.events["item_id"].astype(str).tolist() == ["1", "2", "1", "2", "3", "3"]
 
 
@@ -243,7 +244,7 @@ def test_an_erased_subject_with_an_integer_id_in_parquet_is_removed(store: Store
     assert set(kept.events["user_id"].dropna().astype(str)) == {"11"}
 
 
-def test_the_training_filter_removes_an_erased_integer_id_and_keeps_a_consenting_one(store: Store, tmp_path: Path) -> None:
+def test_the_training_filter_removes_an_erased_integer_id_keeps_a_consenting_one(store: Store, tmp_path: Path) -> None:
     from recommender.loaders import load_event_log
 
     data = load_event_log(_integer_ids_parquet(tmp_path))
@@ -278,3 +279,12 @@ def test_both_filters_match_integer_ids_built_in_python(store: Store, ids: objec
     kept, report = filter_training_events(data, EU, store, now=NOW, record=False)
     assert report["events"]["excluded"]["erased"] == 3 and report["events"]["kept"] == 2
     assert report["events"]["excluded"].get("no_consent_record", 0) == 0  # "11" was found: its consent matched
+
+
+def test_a_subset_keeps_the_user_rows_of_integer_ids_held_as_floats() -> None:
+    """Events naming user 10 as 10.0 (a missing id made the column floats) keep the users table's row for 10."""
+    times = pd.to_datetime([1709251200, 1709337600, 1709424000, 1709510400], unit="s", utc=True)
+    events = pd.DataFrame({"user_id": [10.0, 11.0, np.nan, 12.0], "item_id": ["a", "b", "a", "b"], "timestamp": times})
+    users = pd.DataFrame({"age": [30, 40, 50]}, index=pd.Index([10, 11, 12], name="user_id"))
+    part = Dataset(events=events, users=users).subset(np.array([True, False, True, True]))
+    assert part.users.index.tolist() == [10, 12]

@@ -136,16 +136,19 @@ def test_an_unlisted_purpose_or_a_missing_column_is_refused_before_anything_is_r
 
 
 def test_integer_ids_held_as_floats_meet_their_erasure_on_spark(spark: Any, sqlite_store: Store) -> None:
-    """User ids 10 and 11 held as doubles (integers with a missing one) read "10", so the erasure of "10" reaches them."""
+    """User ids held as doubles (integers with a missing one) read "10", so the erasure of "10" reaches them."""
     times = pd.to_datetime([1709251200 + 86400 * i for i in range(6)], unit="s", utc=True)
-    events = pd.DataFrame(
-        {"user_id": [10.0, 10.0, 11.0, np.nan, 11.0, 10.0], "item_id": ["a", "b", "a", "b", "c", "c"], "event_type": "view", "value": np.nan, "timestamp": times}
-    )
+    users = [10.0, 10.0, 11.0, np.nan, 11.0, 10.0]
+    items = ["a", "b", "a", "b", "c", "c"]
+    events = pd.DataFrame({"user_id": users, "item_id": items, "event_type": "view", "value": np.nan, "timestamp": times})
     erase_subject(sqlite_store, "10", pack=CA)  # opt-out: no record is a yes, so only the erasure can exclude "10"
     data = Dataset(events=events)
     # a pandas float column handed to Spark, and a Spark double column (as Spark reads such a file)
     doubles = spark.createDataFrame(
-        [(None if np.isnan(u) else float(u), i, "view", None, t.tz_convert(None).to_pydatetime()) for u, i, t in zip(events["user_id"], events["item_id"], events["timestamp"])],
+        [
+            (None if np.isnan(u) else u, i, "view", None, t.tz_convert(None).to_pydatetime())
+            for u, i, t in zip(users, items, times)
+        ],
         "user_id double, item_id string, event_type string, value double, timestamp timestamp_ntz",
     )
     for frame in (events_frame(spark, data), doubles):
