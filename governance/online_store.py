@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from audits.online_store import OnlineStore, Stamp
+from audits.online_store import OnlineStore, OutboxWatch, Stamp
 from governance.consent.state import ConsentRecord
 
 __all__ = ["CACHED", "ListCache", "personalize_from_factors", "warm"]
@@ -68,8 +68,11 @@ def _digest(*parts: bytes) -> str:
 class ListCache:
     """The engine's reads and writes of cached lists (see the module docstring)."""
 
-    def __init__(self, store: OnlineStore) -> None:
+    def __init__(self, store: OnlineStore, watch: OutboxWatch | None = None) -> None:
         self.store = store
+        self.watch = watch
+        """The outbox as this process knows it (:class:`audits.online_store.OutboxWatch`): a subject with an
+        invalidation not yet applied to Redis (or everyone, for a global one) is not served from it."""
         self._blocked_digest: tuple[str, str] | None = None
         self._fields: dict[tuple[str, str, str, int], str] = {}
         self.hits = 0
@@ -123,6 +126,9 @@ class ListCache:
         from governance.serving import PersonalizedList
 
         subject = self.store.subject_key(plan.request.subject_id)
+        if self.watch is not None and self.watch.holds(subject, self.store):
+            self.misses += 1
+            return None, None  # an invalidation of theirs waits in the outbox: neither read nor written
         field = self.field(plan, model_version, pack_hash)
         entry, stamp = self.store.read_list(subject, field)
         if stamp is None:
@@ -198,11 +204,17 @@ def store_factors(store: OnlineStore, model: Any, subject_ids: Iterable[str], st
     return store.put_factors(model.version_id_, model.item_factors_, keys, users, read)
 
 
-def personalize_from_factors(store: OnlineStore, personalizer: Any, plan: Any, item_factors: np.ndarray | None = None) -> Any | None:
-    """``plan``'s list made from the subject's factors in the store (None: not there, or the store is down), with
-    the blocked, seen and not-admitted items left out before the cut and the engine's re-ranking and tags."""
+def personalize_from_factors(
+    store: OnlineStore, personalizer: Any, plan: Any, item_factors: np.ndarray | None = None, watch: OutboxWatch | None = None
+) -> Any | None:
+    """``plan``'s list made from the subject's factors in the store (None: not there, the store is down, or
+    ``watch`` holds an invalidation of theirs not yet applied to Redis), with the blocked, seen and not-admitted
+    items left out before the cut and the engine's re-ranking and tags."""
     model = personalizer.model
-    factors = store.user_factors(model.version_id_, store.subject_key(plan.request.subject_id))
+    subject = store.subject_key(plan.request.subject_id)
+    if watch is not None and watch.holds(subject, store):
+        return None
+    factors = store.user_factors(model.version_id_, subject)
     if factors is None:
         return None
     if item_factors is None:

@@ -69,6 +69,7 @@ from audits.models.lineage import (
 )
 from audits.models.exposure import ExposureLedgerRow
 from audits.models.monitoring import TERMINAL_TICKET_STATES, TICKET_STATES, ModelProfile, MonitorRun, RetrainTicket
+from audits.models.online_store import OUTBOX_EVERYONE, OnlineStoreOutbox
 from audits.models.outcomes import ATTRIBUTED, ATTRIBUTIONS, OUTCOME_KINDS, OUTCOME_SOURCES, UNATTRIBUTED, OutcomeEvent
 from audits.models.privacy import (
     CONSENT_RESTRICTIVENESS,
@@ -158,6 +159,8 @@ __all__ = [
     # monitoring and the model lifecycle
     "MonitorRun",
     "ExposureLedgerRow",
+    "OUTBOX_EVERYONE",
+    "OnlineStoreOutbox",
     "ModelProfile",
     "RetrainTicket",
     "TICKET_STATES",
