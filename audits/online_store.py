@@ -349,9 +349,8 @@ class OnlineStore:
             return True
         except Exception as err:  # noqa: BLE001
             self._failed("invalidation", err)
-            log.error("online store: %d subject(s) could not be invalidated; their entries are never served "
-                      "(each request checks consent and erasure first) and stay in Redis until their time to live "
-                      "ends, at most %d s after they were written", len(subjects), self.ttl_ms // 1000)
+            log.error("online store: %d subject(s) could not be invalidated now; the change's outbox rows keep "
+                      "their entries from being served until a drain applies them", len(subjects))
             return False
 
     def invalidate_everyone(self) -> bool:
@@ -361,8 +360,8 @@ class OnlineStore:
             return True
         except Exception as err:  # noqa: BLE001
             self._failed("invalidation", err)
-            log.error("online store: the global epoch could not be bumped; cached lists are still checked against "
-                      "the blocks and availability each request sees")
+            log.error("online store: the global epoch could not be bumped now; the change's outbox row keeps every "
+                      "cached list from being served until a drain applies it")
             return False
 
 
@@ -553,9 +552,11 @@ class OutboxWatch:
     a change; :meth:`holds` is a set lookup. While something is pending and the store answers, that request also
     drains it (at most every :attr:`interval_s` seconds)."""
 
-    def __init__(self, engine: Any, interval_s: float = 1.0) -> None:
+    def __init__(self, engine: Any, interval_s: float = 1.0, *, drain: bool = True) -> None:
         self.engine = engine
         self.interval_s = interval_s
+        self.drain = drain
+        """Whether :meth:`holds` drains a pending outbox into a store that answers."""
         self._subjects: frozenset[str] = frozenset()
         self._everyone = False
         self._checked = float("-inf")
@@ -609,10 +610,11 @@ class OutboxWatch:
         if not self.pending:
             return False
         now = time.monotonic()
-        if store is not None and store.available and now - self._drained >= self.interval_s:
+        if self.drain and store is not None and store.available and now - self._drained >= self.interval_s:
             self._drained = now
             try:
                 drain_outbox(self.engine, store)
+                self.refresh(force=True)  # what is left (nothing, when Redis took it all)
             except Exception as err:  # noqa: BLE001 - drained later (the CLI, the next request, startup)
                 log.warning("online store: the outbox could not be drained (%s)", type(err).__name__)
         return self._everyone or subject_key in self._subjects

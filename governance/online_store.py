@@ -154,6 +154,8 @@ class ListCache:
     def put(self, plan: Any, ticket: tuple[str, str, Stamp], personalized: Any) -> bool:
         """Store ``personalized`` for ``plan`` if nothing changed since :meth:`get` (see :mod:`audits.online_store`)."""
         subject, field, stamp = ticket
+        if self.watch is not None and self.watch.holds(subject):
+            return False  # an invalidation recorded since the read waits in the outbox: Redis was not told
         entry = {
             "c": self.consent_state(plan.request),
             "i": np.asarray(personalized.items, dtype=np.int64).tolist(),
