@@ -15,8 +15,8 @@ without the installation key can link its keys to a person.
 
 **Invalidation.** A consent change or an erasure bumps the subject's epoch and
 deletes their lists and factors; a block or an availability change bumps the
-global epoch. They run after the change's transaction commits
-(:func:`invalidate_subjects_after_commit`), and once more at once, so neither
+global epoch. They run at once and again after the change's transaction commits
+(:func:`invalidate_subjects_after_commit`, through the outbox below), so neither
 a list made before the change nor one written while it commits survives it.
 **Writes are conditional**: a list is stored only if both epochs still hold
 the values read before it was made (one Lua script, atomic in Redis), so a list
@@ -31,16 +31,27 @@ to live, and only if the subject's epoch still is the one read *before* their
 consent was (:meth:`OnlineStore.stamps`), so factors of a subject who withdrew
 or was erased while a fill ran are never written after it.
 
-**What an invalidation cannot reach.** An erasure made while Redis is down, or
-by a process without ``RECGOV_REDIS_URL``, cannot delete the subject's entries:
-they are never served (each request checks consent and erasure first) and are
-gone when their time to live ends: at most :data:`DEFAULT_TTL_S` seconds after
-they were written (a fill that runs meanwhile reads the new consent and writes
-nothing for them).
+**The outbox.** Every invalidation is also recorded in SQL, in the transaction
+that records the change (``online_store_outbox``, :func:`record_outbox`; the
+subject's keyed hash, or ``*`` for a global one: no raw id), whether or not the
+recording process has ``RECGOV_REDIS_URL``. It is drained into Redis
+(:func:`drain_outbox`: the epochs bumped, the entries deleted, the rows deleted
+at the version applied) right after the commit when Redis answers, and
+otherwise later: by the next serving request that consults the store
+(:class:`OutboxWatch`), by ``recgov online-store drain``, by ``recgov
+online-store warm`` and at the API's startup. While a subject's row (or a global
+one) waits, the serving path neither reads nor writes their cached lists or
+factors in Redis (:class:`OutboxWatch`: the outbox as the process read it at
+most :attr:`OutboxWatch.interval_s` seconds ago, and at once after its own
+changes and drains); so an erasure made while Redis was down leaves nothing of
+the subject served from it, and its entries leave Redis at the first drain
+after Redis is back (their time to live, :data:`DEFAULT_TTL_S`, still bounds
+them should no drain ever run).
 
 **Redis down.** Every call fails soft: a read is a miss, a write is skipped, an
-invalidation is logged (the serving path's own per-request checks still keep
-the entry from being served: see :mod:`governance.online_store`). After a
+invalidation is logged and waits in the outbox (the serving path's own
+per-request checks also keep the entry from being served: see
+:mod:`governance.online_store`). After a
 failure Redis is not asked again for :data:`RETRY_AFTER_S` seconds, so a dead
 server costs a request nothing.
 """

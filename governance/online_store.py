@@ -13,7 +13,11 @@ plan is ``personalized``), and an entry is used only when it was made
 * under the same consent state: a hash of the consent records, the signals and
   the erasure sequence the request carried, so a list made before a consent
   change or an erasure is never served after it;
-* under the current epochs (:mod:`audits.online_store`), which those changes bump.
+* under the current epochs (:mod:`audits.online_store`), which those changes bump;
+* and only while no invalidation of the subject (nor a global one) waits in the
+  outbox (:class:`audits.online_store.OutboxWatch`: a change recorded while Redis
+  was away, or by a process without it): meanwhile their lists are neither read
+  from Redis nor written there, and factors are not read from it.
 
 And before it is served its items are checked once more against what is kept
 out now (vectorised): an entry holding one of them is dropped, not served.
