@@ -602,14 +602,6 @@ class OutboxWatch:
         finally:
             self._lock.release()
 
-    def mark(self, keys: Iterable[str]) -> None:
-        """Note keys this process just left pending (before the next read would find them)."""
-        from audits.models import OUTBOX_EVERYONE
-
-        keys = set(keys)
-        self._everyone = self._everyone or OUTBOX_EVERYONE in keys
-        self._subjects = self._subjects | keys
-
     def holds(self, subject_key: str, store: OnlineStore | None = None) -> bool:
         """Whether ``subject_key``'s entries must not be served from Redis now (an invalidation of theirs, or a
         global one, is pending). With ``store``: a pending outbox is drained into it when it answers."""
@@ -667,11 +659,18 @@ def invalidate_subjects_after_commit(session: Any, subject_ids: Iterable[str | i
     if not ids:
         return
     store = configured_store()  # its keys are named under the installation key, as the outbox's are without one
-    keys = [store.subject_key(s) for s in ids] if store is not None else [store_subject_key(s) for s in ids]
+    if store is not None:
+        keys = [store.subject_key(s) for s in ids]
+    else:
+        from audits.keys import installation_key
+        from audits.settings import get_settings
+
+        secret = installation_key(get_settings())  # read once for the batch
+        keys = [store_subject_key(s, secret) for s in ids]
     record_outbox(session, keys, hold=hold)
     if store is not None:
         store.invalidate(keys, hold=hold)  # now as well: a list written while the change commits is refused
-    _drain_after_commit(session)
+        _drain_after_commit(session)  # without a store the rows wait for a process that has one
 
 
 def invalidate_everyone_after_commit(session: Any) -> None:
@@ -684,7 +683,7 @@ def invalidate_everyone_after_commit(session: Any) -> None:
     store = configured_store()
     if store is not None:
         store.invalidate_everyone()
-    _drain_after_commit(session)
+        _drain_after_commit(session)
 
 
 def _drain_after_commit(session: Any) -> None:
@@ -706,7 +705,7 @@ def _after_commit(session: Any) -> None:
     if engine is None:
         return
     try:
-        drain_outbox(engine)  # without a store: nothing applied, the rows wait for a process that has one
+        drain_outbox(engine)
     except Exception as err:  # noqa: BLE001 - the change is committed; its invalidation waits in the outbox
         log.error("online store: the outbox could not be drained after a commit (%s); it waits for the next drain", type(err).__name__)
         _note_pending(engine)
