@@ -150,6 +150,9 @@ def test_no_store_configured_the_change_is_still_recorded(store, online_store, m
     url = store.engine.url.render_as_string(hide_password=False)
     refused = runner.invoke(app, ["online-store", "drain", "--database-url", url])
     assert refused.exit_code == 2 and "RECGOV_REDIS_URL" in refused.output
+    use(monkeypatch, online_store)
+    bad = runner.invoke(app, ["online-store", "drain", "--database-url", "nonsense://x"])
+    assert bad.exit_code == 2 and "unsupported database" in bad.output and rows(store.engine)  # named; nothing drained
     use(monkeypatch, OnlineStore.from_url("redis://127.0.0.1:1/0", namespace=online_store.namespace))
     down = runner.invoke(app, ["online-store", "drain", "--database-url", url, "--json"])
     assert down.exit_code == 1 and json.loads(down.stdout)["reason"] == "store down" and json.loads(down.stdout)["pending"] == 1
