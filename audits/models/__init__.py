@@ -20,6 +20,7 @@ The domains, in the order a model's life passes through them:
 * :mod:`~audits.models.harm`: item flags and reports, escalation cases, blocks;
 * :mod:`~audits.models.availability`: items out of stock, withdrawn or restricted in a region;
 * :mod:`~audits.models.decisions`: served lists and failed requests;
+* :mod:`~audits.models.online_store`: invalidations of the online store (Redis) not yet applied there;
 * :mod:`~audits.models.outcomes`: what happened after a list was served (feedback);
 * :mod:`~audits.models.keys` and :mod:`~audits.models.jobs`: the REST API's keys
   and its background audit jobs.
