@@ -422,6 +422,12 @@ def store_subject_key(subject_id: str | int, key: bytes | None = None) -> str:
 # -- the outbox ---------------------------------------------------------------------------------------------
 OUTBOX_BATCH = 2_000
 """Rows written per statement and applied per drain step."""
+OUTBOX_BULK_SUBJECTS = 1_000
+"""More subjects than this in one change (a consent import's batch): the outbox records one global
+invalidation instead of a row per subject. Every list and factor leaves the store at the next drain (the
+global epoch), which is what so many changes warrant, and an import of a million records does not pay a
+keyed hash and an upsert per subject."""
+
 OUTBOX_WATCH_MAX = 10_000
 """More pending subjects than this: a serving process treats every subject as pending (it reads no more)."""
 
@@ -659,6 +665,15 @@ def invalidate_subjects_after_commit(session: Any, subject_ids: Iterable[str | i
     if not ids:
         return
     store = configured_store()  # its keys are named under the installation key, as the outbox's are without one
+    if len(ids) > OUTBOX_BULK_SUBJECTS:  # a bulk change (a consent import's batch): one global row, not one per subject
+        from audits.models import OUTBOX_EVERYONE
+
+        record_outbox(session, [OUTBOX_EVERYONE])
+        if store is not None:
+            store.invalidate([store.subject_key(s) for s in ids], hold=hold)  # their own keys too, while Redis answers
+            store.invalidate_everyone()
+            _drain_after_commit(session)
+        return
     if store is not None:
         keys = [store.subject_key(s) for s in ids]
     else:

@@ -193,3 +193,27 @@ def test_a_change_recorded_during_a_drain_keeps_its_row_and_concurrent_drains_ap
     assert not errors and rows(store.engine) == []
     assert all(epoch(online_store, k) >= 1 for k in keys) and epoch(online_store, None) >= 1  # each applied at least once
     assert online_store.client.exists(online_store._k("h", keys[0]))
+
+
+def test_a_bulk_change_records_one_global_row_and_still_invalidates_each_subject_while_redis_answers(
+    store, online_store, monkeypatch
+) -> None:
+    """A consent import's batch touches thousands of subjects: the outbox records one global row (not a keyed
+    hash and an upsert per subject), each subject's own keys are still bumped now, and the drain bumps the global
+    epoch."""
+    from audits.models import OUTBOX_EVERYONE
+
+    use(monkeypatch, online_store)
+    many = [f"bulk-{i}" for i in range(online.OUTBOX_BULK_SUBJECTS + 1)]
+    before_global, before_one = epoch(online_store, None), epoch(online_store, online_store.subject_key(many[0]))
+    with store.session() as session:
+        online.invalidate_subjects_after_commit(session, many, hold=True)
+        session.commit()
+    assert epoch(online_store, online_store.subject_key(many[0])) == before_one + 1
+    assert epoch(online_store, None) >= before_global + 1
+    assert all(key == OUTBOX_EVERYONE for key, _, _ in rows(store.engine))  # drained after commit, or waiting as one row
+    monkeypatch.delenv("RECGOV_REDIS_URL", raising=False)
+    with store.session() as session:
+        online.invalidate_subjects_after_commit(session, many)
+        session.commit()
+    assert rows(store.engine) == [(OUTBOX_EVERYONE, False, 1)] and "bulk-" not in repr(rows(store.engine))
