@@ -358,13 +358,18 @@ class TemporalFacts(_Facts):
     n_train_events: int
     n_test_labels: int
     """Test events that are positives of the declared feedback."""
-    after_any_label: int
+    after_any_label: int | None = None
     """Training events strictly after the earliest test label of any user (cross-user look-ahead)."""
-    after_own_label: int
+    after_own_label: int | None = None
     """Training events strictly after their own user's earliest test label."""
-    after_any_label_share: float
-    after_own_label_share: float
+    after_any_label_share: float | None = None
+    after_own_label_share: float | None = None
     first_label_time: str | None = None
+    measurable: bool = True
+    """False when the events' times cannot place them (a missing or unreadable timestamp, no timestamp
+    column): the counts are then None and look-ahead cannot be ruled out."""
+    reason: str | None = None
+    """Why the leakage is not measurable (None when it is)."""
 
 
 class LabelFacts(_Facts):
