@@ -468,6 +468,9 @@ class ServingEngine:
             or self.decide_consent(request)
         )
         row = int(self.model.train_.user_index(str(request.subject_id))[0]) if decision.allowed else -1
+        if row >= 0:  # a known subject whose every interaction was removed has no history to personalize from
+            indptr = self.model.train_.matrix.indptr
+            row = row if indptr[row + 1] > indptr[row] else -1
         mode = "non_profiling" if not decision.allowed else ("fallback" if row < 0 else "personalized")
         length = self._logging.length(request.k) if self._logging is not None and mode == "personalized" else request.k
         allowed = combine(self._context_mask(request.context), self._available.allowed(request.context))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -278,7 +279,7 @@ class ContentModel(GovernedModel):
                 UNKNOWN_ITEMS.format(where="explain", n=len(bad), example=repr(bad[0]), n_items=self.train_.n_items)
             )
         row = int(self.train_.user_index(user_id)[0])
-        if row < 0:
+        if self.fallback_mask(np.array([row]))[0]:  # unknown, or known with an empty history
             return [
                 [
                     ModelTag(
@@ -432,37 +433,51 @@ class ContentModel(GovernedModel):
 
     @classmethod
     def load(cls, path: str | Path) -> ContentModel:
-        """Read a model :meth:`save` wrote; it recommends exactly as the original."""
+        """Read a model :meth:`save` wrote; it recommends exactly as the original.
+
+        An empty, truncated or non-zip file, a missing array, an out-of-range parameter or content that does
+        not hash to the saved version id is a :class:`DataError` naming the file."""
         path = Path(path)
         try:
             with np.load(path, allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}
             meta = json.loads(str(arrays.pop("meta")))
-        except (OSError, ValueError, KeyError) as err:
-            raise DataError(f"{path}: not a recgov content model file ({err})") from err
-        if meta.get("format") != FORMAT or meta.get("family") != cls.family:
-            raise DataError(
-                f"{path}: a {meta.get('family')!r} model of format {meta.get('format')!r}; expected {cls.family!r}, {FORMAT!r}"
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
+            raise DataError(f"{path}: not a recgov content model file ({type(err).__name__}: {err})") from err
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("family") != cls.family:
+            found = (meta.get("family"), meta.get("format")) if isinstance(meta, dict) else (None, None)
+            raise DataError(f"{path}: a {found[0]!r} model of format {found[1]!r}; expected {cls.family!r}, {FORMAT!r}")
+        try:
+            params = dict(meta["params"])
+            if "text_columns" in params:
+                params["text_columns"] = tuple(params["text_columns"])
+            model = cls(**params)
+            model._validate_params()
+            user_ids, item_ids = arrays["user_ids"].astype(object), arrays["item_ids"].astype(object)
+            matrix = sp.csr_matrix(
+                (arrays["data"], arrays["indices"], arrays["indptr"]), shape=(len(user_ids), len(item_ids))
             )
-        params = meta["params"]
-        if "text_columns" in params:
-            params["text_columns"] = tuple(params["text_columns"])
-        model = cls(**params)
-        user_ids, item_ids = arrays["user_ids"].astype(object), arrays["item_ids"].astype(object)
-        matrix = sp.csr_matrix(
-            (arrays["data"], arrays["indices"], arrays["indptr"]), shape=(len(user_ids), len(item_ids))
-        )
-        model.train_ = InteractionMatrix(matrix=matrix, user_ids=user_ids, item_ids=item_ids)
-        model.item_vectors_ = sp.csr_matrix(
-            (arrays["v_data"], arrays["v_indices"], arrays["v_indptr"]), shape=tuple(arrays["v_shape"])
-        )
-        model.has_content_ = np.asarray(model.item_vectors_.getnnz(axis=1) > 0)
-        model.titles_ = arrays["titles"].astype(str)
-        model.popularity_ = np.asarray((matrix > 0).sum(axis=0)).ravel().astype(np.float64)
-        model.featurizer_ready_ = bool(meta["featurizer_ready"])
-        model.data_hash_ = meta["data_hash"]
-        model._load_extra(arrays)
-        model.version_id_ = meta["version_id"]
+            model.train_ = InteractionMatrix(matrix=matrix, user_ids=user_ids, item_ids=item_ids)
+            model.item_vectors_ = sp.csr_matrix(
+                (arrays["v_data"], arrays["v_indices"], arrays["v_indptr"]), shape=tuple(arrays["v_shape"])
+            )
+            if model.item_vectors_.shape[0] != len(item_ids):
+                raise ValueError(f"{model.item_vectors_.shape[0]} item vectors for {len(item_ids)} items")
+            model.has_content_ = np.asarray(model.item_vectors_.getnnz(axis=1) > 0)
+            model.titles_ = arrays["titles"].astype(str)
+            model.popularity_ = np.asarray((matrix > 0).sum(axis=0)).ravel().astype(np.float64)
+            model.featurizer_ready_ = bool(meta["featurizer_ready"])
+            model._load_extra(arrays)
+        except (KeyError, TypeError, ValueError, IndexError, ConfigError) as err:
+            raise DataError(
+                f"{path}: a {cls.family} model file with missing, invalid or inconsistent content "
+                f"({type(err).__name__}: {err})"
+            ) from err
+        # the content address is recomputed from what was read: an edited parameter, id or vector is caught
+        model.data_hash_ = model.train_.content_hash()
+        model._stamp()
+        if model.data_hash_ != meta.get("data_hash") or model.version_id_ != meta.get("version_id"):
+            raise DataError(f"{path}: the content does not match its version id (the file was altered or is damaged)")
         return model
 
 

@@ -274,7 +274,10 @@ def test_hybrid_scores_are_the_sum_of_their_parts_and_tags_give_the_shares(small
     assert len(tags) == 5
     for item_tags in tags:
         blend = item_tags[0]
-        assert blend.kind == "hybrid_blend" and blend.exact and blend.text.startswith("Blend of")
+        assert blend.kind == "hybrid_blend" and blend.text.startswith("Blend of")
+        # exact only where every part's own decomposition is (the ALS part's is of another factor than served)
+        assert blend.exact == (set(blend.evidence["exact_parts"]) == set(blend.evidence["parts"]))
+        assert blend.evidence["served_score"] == pytest.approx(blend.evidence["score"], abs=1e-5)
         assert sum(blend.evidence["shares"].values()) == pytest.approx(1.0)
         assert sum(blend.evidence["parts"].values()) == pytest.approx(blend.evidence["score"], abs=1e-5)
     # New items are recommended: they are columns of the model, scored through the mapping.
