@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from audits.availability import unavailable_items
-from audits.online_store import configured_store
+from audits.online_store import configured_store, outbox_watch
 from audits.consent import consent_history
 from audits.decisions import DecisionLog, log_failure
 from audits.models import ModelVersion
@@ -66,7 +66,7 @@ def open_engine(
     )  # fmt: skip
     online = configured_store()  # RECGOV_REDIS_URL: personalized lists are read from (and kept in) Redis
     if online is not None:
-        engine.list_cache = ListCache(online)
+        engine.list_cache = ListCache(online, outbox_watch(store.engine))
     return engine, log
 
 
