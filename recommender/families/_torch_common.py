@@ -308,8 +308,8 @@ class NeuralModel(GovernedModel):
         """Check and align the side inputs given to :meth:`fit` with ``train`` (set ``side_``)."""
         self.side_: dict[str, Any] = {}
 
-    def _side_without(self, keep_rows: np.ndarray) -> dict[str, Any]:
-        """Keyword arguments for :meth:`fit` that refit on the rows ``keep_rows`` only."""
+    def _side_without(self, keep_rows: np.ndarray, keep_cols: np.ndarray) -> dict[str, Any]:
+        """Keyword arguments for :meth:`fit` that refit on the rows ``keep_rows`` and item columns ``keep_cols`` only."""
         return {}
 
     def _side_arrays(self) -> dict[str, np.ndarray]:
@@ -415,7 +415,7 @@ class NeuralModel(GovernedModel):
         kept = np.setdiff1d(np.arange(self.train_.n_users), removed_rows)
         before = self.version_id_
         fresh = type(self)(**self.get_params())
-        fresh.fit(reduced, **self._side_without(kept))
+        fresh.fit(reduced, **self._side_without(kept, self.train_.item_index(np.asarray(reduced.item_ids, dtype=object))))
         self.__dict__.update(fresh.__dict__)
         return ForgetOutcome(
             kind=ErasureKind.retrain,

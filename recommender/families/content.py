@@ -134,7 +134,7 @@ class ContentModel(GovernedModel):
         else:
             items = check_item_table(items, self.text_columns, where=f"{self.family}.fit")
             table_ids = items.index.astype(str)
-            extra = table_ids[~table_ids.isin(item_ids)]
+            extra = table_ids[~table_ids.isin(item_ids)].sort_values()  # by id: a fit without a subject lays them out alike
             if len(extra):
                 item_ids = np.concatenate([item_ids, np.asarray(extra, dtype=str)])
                 n_new = len(extra)
@@ -349,15 +349,31 @@ class ContentModel(GovernedModel):
         return tags
 
     # -- erasure -------------------------------------------------------------------------
-    def forget(self, user_ids: Sequence[str]) -> ForgetOutcome:
-        """Drop the users' rows: their profiles go with them, item vectors never held them (exact)."""
+    def forget(self, user_ids: Sequence[str], *, keep_columns: bool = False) -> ForgetOutcome:
+        """Drop the users' rows: their profiles go with them, item vectors never held them (exact).
+
+        An item only the users interacted with and that has no content leaves the model too (a fit without
+        them has no such column); a catalogue item with content stays, moved among the catalogue items without
+        interactions (by id), where a fit with the item table puts it.
+        ``keep_columns`` keeps every column (a model whose other parts are aligned on them)."""
         self.check_fitted("forget")
         present = subject_rows(self.train_, user_ids)
         keep = np.setdiff1d(np.arange(self.train_.n_users), present)
         train = self.train_
         matrix = sp.csr_matrix(train.matrix[keep])
+        cols = np.arange(train.n_items)
+        if not keep_columns:
+            used = matrix.getnnz(axis=0) > 0
+            cols = np.flatnonzero(used | (train.matrix.getnnz(axis=0) == 0) | self.has_content_)
+            if self.featurizer_ready_:  # catalogue items without interactions follow the others, by id, as in a fit
+                unused = cols[~used[cols]]
+                cols = np.concatenate([cols[used[cols]], unused[np.argsort(train.item_ids[unused].astype(str), kind="stable")]])
+        if len(cols) < train.n_items or (cols != np.arange(train.n_items)).any():
+            matrix = sp.csr_matrix(matrix[:, cols])
+            self.item_vectors_ = sp.csr_matrix(self.item_vectors_[cols])
+            self.has_content_, self.titles_ = self.has_content_[cols], self.titles_[cols]
         self.train_ = InteractionMatrix(
-            matrix=matrix, user_ids=np.asarray(train.user_ids, dtype=object)[keep], item_ids=train.item_ids
+            matrix=matrix, user_ids=np.asarray(train.user_ids, dtype=object)[keep], item_ids=train.item_ids[cols]
         )
         self.popularity_ = np.asarray((matrix > 0).sum(axis=0)).ravel().astype(np.float64)
         self.data_hash_ = self.train_.content_hash()

@@ -462,7 +462,7 @@ class HybridRecommender(GovernedModel):
         present = subject_rows(self.train_, user_ids)
         removed = tuple(str(self.train_.user_ids[r]) for r in present)
         keep = np.setdiff1d(np.arange(self.train_.n_users), present)
-        self.content_.forget(list(removed))
+        self.content_.forget(list(removed), keep_columns=True)  # the collaborative part is aligned on every column
         self.als_.user_factors_ = np.asarray(self.als_.user_factors_)[keep]
         m = sp.csr_matrix(self.als_.train_.matrix[keep])
         self.als_.train_ = InteractionMatrix(

@@ -245,7 +245,7 @@ class SessionRecommender(NeuralModel):
         ends = np.minimum(starts + self.max_len + 1, np.repeat(b, n_windows))
         return starts, ends
 
-    def _side_without(self, keep_rows: np.ndarray) -> dict[str, Any]:
+    def _side_without(self, keep_rows: np.ndarray, keep_cols: np.ndarray) -> dict[str, Any]:
         """The kept users' sessions as an events table (re-read by :meth:`fit` on the reduced matrix)."""
         if self.sessions_source_ == "matrix":
             return {}

@@ -208,8 +208,9 @@ class TwoTowerRecommender(NeuralModel):
         m = self.category_matrix_
         return ["|".join(self.categories_[m.indices[m.indptr[c] : m.indptr[c + 1]]]) or None for c in range(m.shape[0])]
 
-    def _side_without(self, keep_rows: np.ndarray) -> dict[str, Any]:
-        return {"item_categories": self._fit_categories()}
+    def _side_without(self, keep_rows: np.ndarray, keep_cols: np.ndarray) -> dict[str, Any]:
+        categories = self._fit_categories()
+        return {"item_categories": None if categories is None else [categories[c] for c in keep_cols]}
 
     def _side_arrays(self) -> dict[str, np.ndarray]:
         m = self.category_matrix_

@@ -491,3 +491,24 @@ def test_evaluating_families_feeds_each_the_side_inputs_it_declares(data):
     expected = item_categories_for(data["dataset"], two_tower.train_)
     got = two_tower._fit_categories()
     assert [None if e is None else sorted(e.split("|")) for e in expected] == [None if g is None else sorted(g.split("|")) for g in got]
+
+
+def test_two_tower_forget_of_an_items_only_user_drops_the_item_and_its_categories():
+    # u5 alone touched i12: the retrain is the fit without u5, whose item universe (and category rows) lacks i12
+    rng = np.random.default_rng(0)
+    dense = (rng.random((30, 12)) < 0.3).astype(np.float32)
+    dense[dense.sum(axis=1) == 0, 0] = 1.0
+    dense = np.hstack([dense, np.zeros((30, 1), dtype=np.float32)])
+    dense[5, -1] = 1.0
+    items = np.array([f"i{i}" for i in range(13)], dtype=object)
+    users = np.array([f"u{u}" for u in range(30)], dtype=object)
+    categories = [f"c{i % 3}|d{i % 2}" for i in range(13)]
+    params = {"dim": 8, "hidden": 8, "epochs": 2, "batch_size": 32}
+    model = TwoTowerRecommender(**params).fit(InteractionMatrix(sp.csr_matrix(dense), users, items), item_categories=categories)
+    model.forget(["u5"])
+    keep = np.arange(30) != 5
+    reference = TwoTowerRecommender(**params).fit(
+        InteractionMatrix(sp.csr_matrix(dense[keep][:, :12]), users[keep], items[:12]), item_categories=categories[:12]
+    )
+    assert "i12" not in set(model.train_.item_ids) and model.category_matrix_.shape == reference.category_matrix_.shape
+    assert model.version_id_ == reference.version_id_
