@@ -27,7 +27,10 @@ from governance.serving import PersonalizedList, Personalizer, ServingEngine
 from recommender.errors import ConfigError, DataError
 from recommender.family import GovernedModel
 
-__all__ = ["FamilyPersonalizer", "FamilyServingEngine", "load_served_model"]
+__all__ = ["ALS_KINDS", "FamilyPersonalizer", "FamilyServingEngine", "load_served_model"]
+
+ALS_KINDS = frozenset({"als", "als-spark"})
+"""Recorded kinds whose artifact is an ALS model file (``recgov train``, the Spark batch trainer, unlearning)."""
 
 _BECAUSE = TagKind.because_you_interacted.value
 
@@ -102,12 +105,22 @@ def load_served_model(kind: str, location: str, version: str) -> tuple[Any, type
     naming the file, the recorded family and what the file is.
     """
     from governance.family_training import family_for_kind, family_model_class
+    from recommender.family import families
 
     family = family_for_kind(kind)
     if family is None:
         from recommender.als import ALSRecommender
 
-        return ALSRecommender.load(location), ServingEngine
+        try:
+            return ALSRecommender.load(location), ServingEngine
+        except DataError as err:
+            if kind in ALS_KINDS:
+                raise
+            # a kind no installed family answers to (a family since removed, or a name mistyped in the store)
+            raise ConfigError(
+                f"model version {version} is recorded as model family {kind!r}, which is not installed here "
+                f"(installed: {', '.join(sorted(families())) or 'none'}), and its file is not an ALS model either: {err}"
+            ) from err
     try:
         model = family_model_class(family).load(location)
     except DataError as err:

@@ -7,7 +7,13 @@ request does not parse its pack, load its model and open a decision log again:
   its identity in the cache is its content hash;
 * a model is re-read when its artifact file changes, and is checked to hold the
   version the store records for that file; the :data:`MAX_CACHED_MODELS` used
-  last stay loaded;
+  last stay loaded. It is read with the loader of the kind the store records
+  (:func:`governance.family_serving.load_served_model`: ALS, or the model
+  family's own ``load``, never pickle) and served by that kind's engine (a
+  family's :class:`~governance.family_serving.FamilyServingEngine`: its own
+  ranking and explanation tags, the same consent, erasure, blocks, re-ranking
+  and decision record), as ``recgov recommend`` serves it; a file of another
+  family than the one recorded is refused (422, naming the file's format);
 * a model's engines serve with the item table of the dataset it was trained on
   (its provider groups, categories and harmful-content flags, read once per
   model from the dataset version's recorded source): the pack's re-ranking and
@@ -65,13 +71,13 @@ from governance.api.errors import Problem
 from governance.api.services.call_sink import CallAttributingSink
 from governance.api.services.shadows import ShadowMirror
 from governance.escalation import items_out_of_lists
+from governance.family_serving import load_served_model
 from governance.packs import SHIPPED_PACKS as SHIPPED
 from governance.packs import resolve_pack
 from governance.policy import LoadedPack
 from governance.online_store import ListCache
 from governance.serving import ServingEngine
 from governance.suppressed import erasures_seen, model_standing, standing_reader
-from recommender.als import ALSRecommender
 from recommender.errors import ConfigError
 from recommender.loaders import load_data
 
@@ -125,6 +131,7 @@ _LATEST_BLOCK_CHANGES = select(
     *(select(func.coalesce(func.max(t.trail_seq), 0)).scalar_subquery() for t in (ItemFlag, EscalationCase, ItemBlock, ItemAvailability))
 )
 _ARTIFACT_OF = select(ModelVersion.artifact_location).where(ModelVersion.version_id == bindparam("version"))
+_KIND_OF = select(ModelVersion.kind).where(ModelVersion.version_id == bindparam("version"))
 _DATASET_OF = (
     select(DatasetVersion.source, DatasetVersion.data_schema)
     .join(ModelVersion, ModelVersion.dataset_version_id == DatasetVersion.id)
@@ -190,7 +197,8 @@ class EngineCache:
         """Makes the model's part of the lists decided on the event loop (``RECGOV_API_COMPUTE``)."""
         self._lock = threading.Lock()
         self._packs: dict[str, tuple[tuple[int, int], LoadedPack]] = {}
-        self._models: dict[str, tuple[tuple[int, int], ALSRecommender]] = {}
+        self._models: dict[str, tuple[tuple[int, int], Any, type[ServingEngine]]] = {}
+        """model version -> (its artifact's stat, the model, the engine class that serves its kind)."""
         self._engines: dict[tuple[str, str], _Engine] = {}
         self._catalogs: dict[str, tuple[float, pd.DataFrame | None]] = {}
         self._load_locks: dict[str, threading.Lock] = {}
@@ -240,39 +248,43 @@ class EngineCache:
         with self._lock:
             return self._load_locks.setdefault(name, threading.Lock())
 
-    def _cached_model(self, model_version: str, location: str) -> ALSRecommender | None:
-        """Under :attr:`_lock`: the loaded model if its artifact is unchanged (then most recently used)."""
+    def _cached_model(self, model_version: str, location: str) -> tuple[Any, type[ServingEngine]] | None:
+        """Under :attr:`_lock`: the loaded model and its engine class if its artifact is unchanged (then most
+        recently used)."""
         stat = _stat_key(Path(location))
         cached = self._models.get(model_version)
         if cached is None or stat is None or cached[0] != stat:
             return None
         del self._models[model_version]
         self._models[model_version] = cached  # most recently used last
-        return cached[1]
+        return cached[1], cached[2]
 
-    def _load_model(self, model_version: str, location: str) -> ALSRecommender:
-        """Load ``model_version`` (outside :attr:`_lock`); the last :data:`MAX_CACHED_MODELS` models used stay
-        loaded (retrains and unlearned versions come and go; a long-running service must not keep them all)."""
+    def _load_model(self, model_version: str, location: str) -> tuple[Any, type[ServingEngine]]:
+        """Load ``model_version`` (outside :attr:`_lock`) with the loader of the kind the store records, and
+        the engine class that serves it; the last :data:`MAX_CACHED_MODELS` models used stay loaded (retrains
+        and unlearned versions come and go; a long-running service must not keep them all)."""
         with self._loading(model_version):
             with self._lock:
-                model = self._cached_model(model_version, location)
-            if model is not None:  # another request loaded it meanwhile
-                return model
+                found = self._cached_model(model_version, location)
+            if found is not None:  # another request loaded it meanwhile
+                return found
             stat = _stat_key(Path(location))
-            model = ALSRecommender.load(location)
+            with self.store.snapshot() as connection:
+                kind = connection.execute(_KIND_OF, {"version": model_version}).scalar_one_or_none()
+            model, engine_class = load_served_model(kind or "als", location, model_version)
             if model.version_id_ != model_version:
                 raise ConfigError(MODEL_MISMATCH.format(location=location, found=model.version_id_, expected=model_version))
             if stat is not None:
                 with self._lock:
                     self._models.pop(model_version, None)
-                    self._models[model_version] = (stat, model)
+                    self._models[model_version] = (stat, model, engine_class)
                     while len(self._models) > MAX_CACHED_MODELS:
                         evicted = next(iter(self._models))
                         del self._models[evicted]
                         for key in [k for k in self._engines if k[1] == evicted]:
                             del self._engines[key]
                         self._catalogs.pop(evicted, None)
-            return model
+            return model, engine_class
 
     def engine(self, loaded: LoadedPack, model_version: str, location: str, read: Any, *, built_only: bool = False) -> ServingEngine:
         """The engine serving ``loaded`` with ``model_version`` and the blocks as ``read`` (a snapshot) sees them, or newer.
@@ -289,14 +301,13 @@ class EngineCache:
         with self._lock:
             if self._closed:
                 raise Problem(503, SHUTTING_DOWN)
-            model = self._cached_model(model_version, location)
+            found = self._cached_model(model_version, location)
             cached = self._engines.get(key)
-            if model is not None and cached is not None and cached.revision == revision and cached.engine.model is model:
+            if found is not None and cached is not None and cached.revision == revision and cached.engine.model is found[0]:
                 return cached.engine
         if built_only:
             raise NotReady
-        if model is None:
-            model = self._load_model(model_version, location)
+        model, engine_class = found if found is not None else self._load_model(model_version, location)
         with self.store.snapshot() as connection, Session(bind=connection) as session:
             revision = blocks_revision(connection)
             blocked = frozenset(items_out_of_lists(session, loaded.pack))
@@ -310,7 +321,7 @@ class EngineCache:
                 raise Problem(503, SHUTTING_DOWN)
             sink = self._started_sink()
         store = self.store
-        engine = ServingEngine(
+        engine = engine_class(
             loaded, model, catalog, blocked=blocked, sink=sink,
             on_failure=lambda cause, detail: log_failure(store, cause, detail), erasures_seen=seen,
             standing=standing, reread_standing=standing_reader(store, model_version), unavailable=unavailable,
@@ -325,7 +336,7 @@ class EngineCache:
                 self._engines[key] = _Engine(revision, engine)  # a slower request must not put older blocks back
         return engine
 
-    def _catalog(self, model_version: str, model: ALSRecommender, sources: list[str]) -> pd.DataFrame | None:
+    def _catalog(self, model_version: str, model: Any, sources: list[str]) -> pd.DataFrame | None:
         """The item table of the dataset ``model_version`` was trained on (None: not readable here).
 
         Read once per model (one reader at a time per version); a failed read is
