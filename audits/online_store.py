@@ -15,8 +15,8 @@ without the installation key can link its keys to a person.
 
 **Invalidation.** A consent change or an erasure bumps the subject's epoch and
 deletes their lists and factors; a block or an availability change bumps the
-global epoch. They run after the change's transaction commits
-(:func:`invalidate_subjects_after_commit`), and once more at once, so neither
+global epoch. They run at once and again after the change's transaction commits
+(:func:`invalidate_subjects_after_commit`, through the outbox below), so neither
 a list made before the change nor one written while it commits survives it.
 **Writes are conditional**: a list is stored only if both epochs still hold
 the values read before it was made (one Lua script, atomic in Redis), so a list
@@ -31,16 +31,27 @@ to live, and only if the subject's epoch still is the one read *before* their
 consent was (:meth:`OnlineStore.stamps`), so factors of a subject who withdrew
 or was erased while a fill ran are never written after it.
 
-**What an invalidation cannot reach.** An erasure made while Redis is down, or
-by a process without ``RECGOV_REDIS_URL``, cannot delete the subject's entries:
-they are never served (each request checks consent and erasure first) and are
-gone when their time to live ends: at most :data:`DEFAULT_TTL_S` seconds after
-they were written (a fill that runs meanwhile reads the new consent and writes
-nothing for them).
+**The outbox.** Every invalidation is also recorded in SQL, in the transaction
+that records the change (``online_store_outbox``, :func:`record_outbox`; the
+subject's keyed hash, or ``*`` for a global one: no raw id), whether or not the
+recording process has ``RECGOV_REDIS_URL``. It is drained into Redis
+(:func:`drain_outbox`: the epochs bumped, the entries deleted, the rows deleted
+at the version applied) right after the commit when Redis answers, and
+otherwise later: by the next serving request that consults the store
+(:class:`OutboxWatch`), by ``recgov online-store drain``, by ``recgov
+online-store warm`` and at the API's startup. While a subject's row (or a global
+one) waits, the serving path neither reads nor writes their cached lists or
+factors in Redis (:class:`OutboxWatch`: the outbox as the process read it at
+most :attr:`OutboxWatch.interval_s` seconds ago, and at once after its own
+changes and drains); so an erasure made while Redis was down leaves nothing of
+the subject served from it, and its entries leave Redis at the first drain
+after Redis is back (their time to live, :data:`DEFAULT_TTL_S`, still bounds
+them should no drain ever run).
 
 **Redis down.** Every call fails soft: a read is a miss, a write is skipped, an
-invalidation is logged (the serving path's own per-request checks still keep
-the entry from being served: see :mod:`governance.online_store`). After a
+invalidation is logged and waits in the outbox (the serving path's own
+per-request checks also keep the entry from being served: see
+:mod:`governance.online_store`). After a
 failure Redis is not asked again for :data:`RETRY_AFTER_S` seconds, so a dead
 server costs a request nothing.
 """
@@ -51,6 +62,7 @@ import hmac
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,9 +72,16 @@ import orjson
 
 __all__ = [
     "RETRY_AFTER_S",
+    "Drained",
     "OnlineStore",
+    "OutboxWatch",
     "Stamp",
     "configured_store",
+    "drain_at_startup",
+    "drain_outbox",
+    "outbox_watch",
+    "record_outbox",
+    "store_subject_key",
     "invalidate_everyone",
     "invalidate_everyone_after_commit",
     "invalidate_subjects",
@@ -160,7 +179,7 @@ class OnlineStore:
             from audits.settings import get_settings
 
             self._key = installation_key(get_settings())
-        return hmac.digest(self._key, DOMAIN + str(subject_id).encode("utf-8"), "sha256").hex()[:40]
+        return store_subject_key(subject_id, self._key)
 
     def _k(self, *parts: str) -> str:
         return ":".join((self.namespace, *parts))
@@ -341,9 +360,8 @@ class OnlineStore:
             return True
         except Exception as err:  # noqa: BLE001
             self._failed("invalidation", err)
-            log.error("online store: %d subject(s) could not be invalidated; their entries are never served "
-                      "(each request checks consent and erasure first) and stay in Redis until their time to live "
-                      "ends, at most %d s after they were written", len(subjects), self.ttl_ms // 1000)
+            log.error("online store: %d subject(s) could not be invalidated now; the change's outbox rows keep "
+                      "their entries from being served until a drain applies them", len(subjects))
             return False
 
     def invalidate_everyone(self) -> bool:
@@ -353,8 +371,8 @@ class OnlineStore:
             return True
         except Exception as err:  # noqa: BLE001
             self._failed("invalidation", err)
-            log.error("online store: the global epoch could not be bumped; cached lists are still checked against "
-                      "the blocks and availability each request sees")
+            log.error("online store: the global epoch could not be bumped now; the change's outbox row keeps every "
+                      "cached list from being served until a drain applies it")
             return False
 
 
@@ -390,49 +408,319 @@ def invalidate_everyone() -> None:
         store.invalidate_everyone()
 
 
-def invalidate_subjects_after_commit(session: Any, subject_ids: Iterable[str | int], *, hold: bool = False) -> None:
-    """Invalidate these subjects now and again once ``session``'s transaction commits (a ``Session``; for a bare
-    connection, now only); ``hold``: a withdrawal or an erasure (see :meth:`OnlineStore.invalidate`). Nothing when
-    no store is configured."""
-    if configured_store() is None:
-        return
-    ids = [str(s) for s in subject_ids]
-    invalidate_subjects(ids, hold=hold)
-    from sqlalchemy import event
+def store_subject_key(subject_id: str | int, key: bytes | None = None) -> str:
+    """The keyed hash that names ``subject_id`` in the online store and its outbox (never the id itself); ``key``:
+    the secret (default: the installation key, which every process sharing a database uses)."""
+    if key is None:
+        from audits.keys import installation_key
+        from audits.settings import get_settings
+
+        key = installation_key(get_settings())
+    return hmac.digest(key, DOMAIN + str(subject_id).encode("utf-8"), "sha256").hex()[:40]
+
+
+# -- the outbox ---------------------------------------------------------------------------------------------
+OUTBOX_BATCH = 2_000
+"""Rows written per statement and applied per drain step."""
+OUTBOX_BULK_SUBJECTS = 1_000
+"""More subjects than this in one change (a consent import's batch): the outbox records one global
+invalidation instead of a row per subject. Every list and factor leaves the store at the next drain (the
+global epoch), which is what so many changes warrant, and an import of a million records does not pay a
+keyed hash and an upsert per subject."""
+
+OUTBOX_WATCH_MAX = 10_000
+"""More pending subjects than this: a serving process treats every subject as pending (it reads no more)."""
+
+
+def _dialect_of(session: Any) -> str:
     from sqlalchemy.orm import Session
 
-    if isinstance(session, Session):
-        pending = session.info.setdefault("online_store_invalidate", {})
-        if not pending:
-            event.listen(session, "after_commit", _after_commit, once=True)
-        for s in ids:
-            pending[s] = pending.get(s, False) or hold
+    return session.get_bind().dialect.name if isinstance(session, Session) else session.dialect.name
 
 
-def _after_commit(session: Any) -> None:
-    pending = session.info.pop("online_store_invalidate", {})
-    held = [s for s, hold in pending.items() if hold]
-    if held:
-        invalidate_subjects(held, hold=True)
-    rest = [s for s, hold in pending.items() if not hold]
-    if rest:
-        invalidate_subjects(rest)
+def record_outbox(session: Any, keys: Iterable[str], *, hold: bool = False) -> int:
+    """Record the invalidation of ``keys`` (:func:`store_subject_key` hashes, or
+    :data:`~audits.models.OUTBOX_EVERYONE`) in ``session``'s transaction (a ``Session`` or a ``Connection``):
+    it commits with the change it follows, or not at all. A key already waiting has its ``version`` bumped
+    (and ``hold`` kept if either asked for it), so a drain that read the older version does not delete it.
+    Returns how many keys were recorded."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import or_
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from audits.models import OnlineStoreOutbox as T
+
+    unique = sorted(set(keys))  # one row per key per statement (PostgreSQL refuses to upsert a row twice)
+    if not unique:
+        return 0
+    module = postgresql if _dialect_of(session) == "postgresql" else sqlite
+    now = datetime.now(UTC)
+    for start in range(0, len(unique), OUTBOX_BATCH):
+        chunk = unique[start : start + OUTBOX_BATCH]
+        insert = module.insert(T).values([{"subject_key": k, "hold": hold, "version": 1, "recorded_at": now} for k in chunk])
+        session.execute(insert.on_conflict_do_update(
+            index_elements=[T.subject_key],
+            set_={"version": T.version + 1, "hold": or_(T.hold, insert.excluded.hold), "recorded_at": now},
+        ))  # fmt: skip
+    return len(unique)
+
+
+@dataclass(frozen=True)
+class Drained:
+    """What :func:`drain_outbox` did: rows applied and deleted, and rows still waiting (with why)."""
+
+    applied: int
+    subjects: int
+    everyone: bool
+    pending: int
+    reason: str | None = None
+    """Why rows still wait: ``no store`` (none configured), ``store down``; None: nothing waits."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"applied": self.applied, "subjects": self.subjects, "everyone": self.everyone, "pending": self.pending, "reason": self.reason}
+
+
+def _pending_count(engine: Any) -> int:
+    from sqlalchemy import func, select
+
+    from audits.models import OnlineStoreOutbox as T
+
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(T)).scalar_one())
+
+
+def drain_outbox(engine: Any, store: OnlineStore | None = None) -> Drained:
+    """Apply the outbox's invalidations to ``store`` (default: the configured one) and delete what was applied.
+
+    In id order, :data:`OUTBOX_BATCH` rows at a time: each subject's epoch is bumped and their lists and factors
+    deleted (held back too where a row asks), the global epoch bumped once for a global row; only once Redis
+    took a batch are its rows deleted, each only at the version read (a change recorded meanwhile keeps its row).
+    Safe to run concurrently and again: a second application bumps an epoch once more, which only makes more
+    entries misses (epochs are compared for equality and only grow)."""
+    from sqlalchemy import bindparam, delete, select
+
+    from audits.models import OUTBOX_EVERYONE
+    from audits.models import OnlineStoreOutbox as T
+
+    store = store if store is not None else configured_store()
+    if store is None:
+        return Drained(0, 0, False, _pending_count(engine), "no store")
+    applied = subjects = 0
+    everyone = False
+    after = 0
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(T.id, T.subject_key, T.hold, T.version).where(T.id > after).order_by(T.id).limit(OUTBOX_BATCH)
+            ).all()
+        if not rows:
+            break
+        after = rows[-1][0]
+        keys = [(k, bool(h)) for _, k, h, _ in rows if k != OUTBOX_EVERYONE]
+        glob = any(k == OUTBOX_EVERYONE for _, k, _, _ in rows)
+        held = [k for k, h in keys if h]
+        rest = [k for k, h in keys if not h]
+        ok = (not held or store.invalidate(held, hold=True)) and (not rest or store.invalidate(rest))
+        ok = ok and (not glob or store.invalidate_everyone())
+        if not ok:
+            pending = _pending_count(engine)
+            _note_pending(engine)
+            return Drained(applied, subjects, everyone, pending, "store down")
+        with engine.begin() as conn:
+            conn.execute(
+                delete(T).where(T.id == bindparam("row_id"), T.version == bindparam("row_version")),
+                [{"row_id": i, "row_version": v} for i, _, _, v in rows],
+            )
+        applied += len(rows)
+        subjects += len(keys)
+        everyone = everyone or glob
+    pending = _pending_count(engine)
+    watch = _WATCHES.get(engine)
+    if watch is not None:
+        watch.refresh(force=True)
+    return Drained(applied, subjects, everyone, pending, None if pending == 0 else "recorded meanwhile")
+
+
+def drain_at_startup(engine: Any) -> Drained | None:
+    """Drain the outbox into the configured store when a server starts (None: none configured); a store that is
+    down, or a failure, is logged and leaves the rows for the next drain: a server starts all the same."""
+    store = configured_store()
+    if store is None:
+        return None
+    try:
+        done = drain_outbox(engine, store)
+    except Exception as err:  # noqa: BLE001 - startup goes on; the rows wait
+        log.error("online store: the outbox could not be drained at startup (%s)", type(err).__name__)
+        return None
+    if done.pending:
+        log.warning("online store: %d invalidation(s) still wait in the outbox (%s); their subjects are not served "
+                    "from the store until they are applied", done.pending, done.reason)
+    outbox_watch(engine).refresh(force=True)
+    return done
+
+
+class OutboxWatch:
+    """What a serving process knows of the outbox: the subjects (and whether everyone) with invalidations not yet
+    applied to Redis, whose cached lists and factors it must not serve from there.
+
+    Read from the database at most every :attr:`interval_s` seconds, by the first request that asks after that
+    (one indexed query on a table that is empty when Redis is up), and at once when this process records or drains
+    a change; :meth:`holds` is a set lookup. While something is pending and the store answers, that request also
+    drains it (at most every :attr:`interval_s` seconds)."""
+
+    def __init__(self, engine: Any, interval_s: float = 1.0, *, drain: bool = True) -> None:
+        self.engine = engine
+        self.interval_s = interval_s
+        self.drain = drain
+        """Whether :meth:`holds` drains a pending outbox into a store that answers."""
+        self._subjects: frozenset[str] = frozenset()
+        self._everyone = False
+        self._checked = float("-inf")
+        self._drained = float("-inf")
+        self._lock = threading.Lock()
+        self.refreshes = 0
+
+    @property
+    def pending(self) -> bool:
+        """Whether an invalidation was waiting at the last read."""
+        return self._everyone or bool(self._subjects)
+
+    def refresh(self, *, force: bool = False) -> None:
+        """Read the pending keys again if :attr:`interval_s` passed since the last read (``force``: now)."""
+        now = time.monotonic()
+        if not force and now - self._checked < self.interval_s:
+            return
+        if not self._lock.acquire(blocking=force):
+            return  # another thread is reading it now; this request uses what was read before
+        try:
+            from sqlalchemy import select
+
+            from audits.models import OUTBOX_EVERYONE
+            from audits.models import OnlineStoreOutbox as T
+
+            with self.engine.connect() as conn:
+                keys = conn.execute(select(T.subject_key).limit(OUTBOX_WATCH_MAX + 1)).scalars().all()
+            self._everyone = OUTBOX_EVERYONE in keys or len(keys) > OUTBOX_WATCH_MAX
+            self._subjects = frozenset(keys)
+            self._checked = time.monotonic()
+            self.refreshes += 1
+        finally:
+            self._lock.release()
+
+    def holds(self, subject_key: str, store: OnlineStore | None = None) -> bool:
+        """Whether ``subject_key``'s entries must not be served from Redis now (an invalidation of theirs, or a
+        global one, is pending). With ``store``: a pending outbox is drained into it when it answers."""
+        try:
+            self.refresh()
+        except Exception as err:  # noqa: BLE001 - the database unreadable: serve nothing from Redis
+            log.warning("online store: the outbox could not be read (%s); nothing is served from the store", type(err).__name__)
+            return True
+        if not self.pending:
+            return False
+        now = time.monotonic()
+        if self.drain and store is not None and store.available and now - self._drained >= self.interval_s:
+            self._drained = now
+            try:
+                drain_outbox(self.engine, store)
+                self.refresh(force=True)  # what is left (nothing, when Redis took it all)
+            except Exception as err:  # noqa: BLE001 - drained later (the CLI, the next request, startup)
+                log.warning("online store: the outbox could not be drained (%s)", type(err).__name__)
+        return self._everyone or subject_key in self._subjects
+
+
+_WATCHES: weakref.WeakKeyDictionary[Any, OutboxWatch] = weakref.WeakKeyDictionary()
+_WATCHES_LOCK = threading.Lock()
+
+
+def outbox_watch(engine: Any) -> OutboxWatch:
+    """The process's :class:`OutboxWatch` of ``engine``'s database (one per engine)."""
+    with _WATCHES_LOCK:
+        watch = _WATCHES.get(engine)
+        if watch is None:
+            watch = _WATCHES[engine] = OutboxWatch(engine)
+        return watch
+
+
+def _note_pending(engine: Any) -> None:
+    watch = _WATCHES.get(engine)
+    if watch is not None:
+        watch.refresh(force=True)
+
+
+def _engine_of(session: Any) -> Any:
+    from sqlalchemy.orm import Session
+
+    bind = session.get_bind() if isinstance(session, Session) else session
+    return getattr(bind, "engine", bind)
+
+
+def invalidate_subjects_after_commit(session: Any, subject_ids: Iterable[str | int], *, hold: bool = False) -> None:
+    """Record the invalidation of these subjects in ``session``'s transaction (the outbox, :func:`record_outbox`),
+    apply it now, and drain the outbox once the transaction commits (a ``Session``; for a bare connection, the next
+    drain: a serving request, ``recgov online-store drain``, the API's startup); ``hold``: a withdrawal or an
+    erasure (see :meth:`OnlineStore.invalidate`). Recorded even when no store is configured here: a process that
+    serves from Redis applies it."""
+    ids = [str(s) for s in subject_ids]
+    if not ids:
+        return
+    store = configured_store()  # its keys are named under the installation key, as the outbox's are without one
+    if len(ids) > OUTBOX_BULK_SUBJECTS:  # a bulk change (a consent import's batch): one global row, not one per subject
+        from audits.models import OUTBOX_EVERYONE
+
+        record_outbox(session, [OUTBOX_EVERYONE])
+        if store is not None:
+            store.invalidate([store.subject_key(s) for s in ids], hold=hold)  # their own keys too, while Redis answers
+            store.invalidate_everyone()
+            _drain_after_commit(session)
+        return
+    if store is not None:
+        keys = [store.subject_key(s) for s in ids]
+    else:
+        from audits.keys import installation_key
+        from audits.settings import get_settings
+
+        secret = installation_key(get_settings())  # read once for the batch
+        keys = [store_subject_key(s, secret) for s in ids]
+    record_outbox(session, keys, hold=hold)
+    if store is not None:
+        store.invalidate(keys, hold=hold)  # now as well: a list written while the change commits is refused
+        _drain_after_commit(session)  # without a store the rows wait for a process that has one
 
 
 def invalidate_everyone_after_commit(session: Any) -> None:
-    """Bump the global epoch now and again once ``session``'s transaction commits (a block, a flag, a case or an
-    availability change); nothing when no store is configured."""
-    if configured_store() is None:
-        return
-    invalidate_everyone()
+    """Record a global invalidation in ``session``'s transaction (a block, a flag, a case or an availability
+    change), bump the global epoch now, and drain the outbox once it commits (see
+    :func:`invalidate_subjects_after_commit`)."""
+    from audits.models import OUTBOX_EVERYONE
+
+    record_outbox(session, [OUTBOX_EVERYONE])
+    store = configured_store()
+    if store is not None:
+        store.invalidate_everyone()
+        _drain_after_commit(session)
+
+
+def _drain_after_commit(session: Any) -> None:
     from sqlalchemy import event
     from sqlalchemy.orm import Session
 
-    if isinstance(session, Session) and not session.info.get("online_store_everyone"):
-        session.info["online_store_everyone"] = True
-        event.listen(session, "after_commit", _everyone_after_commit, once=True)
+    if isinstance(session, Session) and not session.info.get("online_store_drain"):
+        session.info["online_store_drain"] = _engine_of(session)
+        event.listen(session, "after_commit", _after_commit, once=True)
+        event.listen(session, "after_rollback", _forget_drain, once=True)
 
 
-def _everyone_after_commit(session: Any) -> None:
-    if session.info.pop("online_store_everyone", False):
-        invalidate_everyone()
+def _forget_drain(session: Any) -> None:
+    session.info.pop("online_store_drain", None)
+
+
+def _after_commit(session: Any) -> None:
+    engine = session.info.pop("online_store_drain", None)
+    if engine is None:
+        return
+    try:
+        drain_outbox(engine)
+    except Exception as err:  # noqa: BLE001 - the change is committed; its invalidation waits in the outbox
+        log.error("online store: the outbox could not be drained after a commit (%s); it waits for the next drain", type(err).__name__)
+        _note_pending(engine)

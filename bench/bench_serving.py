@@ -19,7 +19,9 @@ under the same setting.
 * online store (Redis, ``--redis``): the same governed lists with the model's part read from the
   online store: cached lists (filled first, as for heavy users; each read still checked against
   the blocks and availability), and lists made from the subject's factors read from Redis;
-  beside the in-process path (``governed_no_record``), in the same run.
+  beside the in-process path (``governed_no_record``), in the same run; and the cached lists again
+  with the outbox watch (:class:`audits.online_store.OutboxWatch`, an empty outbox in a SQLite
+  store) on, with the watch's cost per request and of one read of the outbox.
 
 Run:  python bench/bench_serving.py [--requests 2000] [--pack PACK.yaml] [--redis URL|none] [--json]
       python bench/bench_serving.py --logging-pools 10,15,20 [--requests 2000] [--json]
@@ -231,7 +233,11 @@ def main() -> int:
                 print(f"{label:34s} p50 {q['p50_ms']:.3f} ms  p99 {q['p99_ms']:.3f} ms")
             print(f"  cached p50 / in-process p50 = {o['cached_to_in_process_p50']} (target <= 0.5); hits {o['hits']} of {o['cached_lists_requests']}")
             b = o["back_to_back"]
-            print(f"  back to back: in-process p50 {b['in_process']['p50_ms']:.3f} ms, cached lists p50 {b['cached_lists']['p50_ms']:.3f} ms")
+            print(f"  back to back: in-process p50 {b['in_process']['p50_ms']:.3f} ms, cached lists p50 {b['cached_lists']['p50_ms']:.3f} ms, "
+                  f"with the outbox watch p50 {b['cached_lists_outbox_watch']['p50_ms']:.3f} ms")
+            w = o["outbox_watch"]
+            print(f"  outbox watch: {w['holds_us_per_request']} us per request; a read of the (empty) outbox {w['refresh_ms']} ms, "
+                  f"at most every {w['refresh_every_s']:g} s")
         print(f"governed (log queued)       p50 {g['p50_ms']:.3f} ms  p99 {g['p99_ms']:.3f} ms  ({g['ratio_p50']}x raw at p50)")
         gp = result["governed_in_process_writer_process"]
         print(f"governed (writer process)   p50 {gp['p50_ms']:.3f} ms  p99 {gp['p99_ms']:.3f} ms  ({gp['ratio_p50']}x raw at p50)")
@@ -325,14 +331,20 @@ def online_store_paths(url: str, pack, model, items, users: list[str], granted) 
             factors_engine.finish(plan, made)
             from_factors.append(time.perf_counter() - t)
         hits = cache.hits
+        watch_cost = outbox_watch_cost(store, users)
         # And each path back to back (Redis kept busy, as a server under steady traffic keeps it): on a loaded
         # machine the turn-taking above measures the scheduler's wake-up of redis-server as much as the store.
         back_to_back: dict[str, list[float]] = {"in_process": [], "cached_lists": []}
-        for name, engine_ in (("in_process", in_process_engine), ("cached_lists", cached_engine)):
+        back_to_back["cached_lists_outbox_watch"] = []
+        for name, engine_ in (("in_process", in_process_engine), ("cached_lists", cached_engine), ("cached_lists_outbox_watch", cached_engine)):
+            cache.watch = watch_cost.pop("watch") if name == "cached_lists_outbox_watch" else None
             for user in users:
                 t = time.perf_counter()
                 engine_.serve(ServeRequest(user, k=10, consent=granted))
                 back_to_back[name].append(time.perf_counter() - t)
+        cache.watch = None
+        watch_cost["closing"].close()
+        del watch_cost["closing"]
         return {
             "back_to_back": {name: percentiles(times) for name, times in back_to_back.items()},
             "back_to_back_cached_to_in_process_p50": round(
@@ -341,11 +353,39 @@ def online_store_paths(url: str, pack, model, items, users: list[str], granted) 
             "in_process_interleaved": percentiles(in_process),
             "cached_lists": percentiles(cached), "cached_lists_requests": len(users), "hits": hits,
             "factors": percentiles(from_factors), "fill_s": round(fill_s, 2), "filled": len(distinct),
+            "outbox_watch": watch_cost,
         }
     finally:
         keys = list(store.client.scan_iter(match=f"{store.namespace}:*", count=1000))
         if keys:
             store.client.delete(*keys)
+
+
+def outbox_watch_cost(store, users: list[str]) -> dict:  # noqa: ANN001
+    """The serving path's check of the online store's outbox (:class:`audits.online_store.OutboxWatch`) on an
+    empty outbox in a SQLite store at head: one :meth:`holds` per request (a set lookup, the database read at
+    most once a second) and one forced read of the outbox; the watch itself is returned under ``watch`` for the
+    back-to-back run (``closing``: the store to close after it)."""
+    import tempfile
+
+    from audits.db import open_store
+    from audits.online_store import OutboxWatch
+
+    folder = tempfile.mkdtemp(prefix="recgov-bench-outbox-")
+    db = open_store(f"sqlite:///{folder}/bench.db")
+    watch = OutboxWatch(db.engine)
+    keys = [store.subject_key(u) for u in users]
+    watch.refresh(force=True)
+    t = time.perf_counter()
+    for key in keys:
+        watch.holds(key, store)
+    holds_us = (time.perf_counter() - t) / max(len(keys), 1) * 1e6
+    t = time.perf_counter()
+    for _ in range(50):
+        watch.refresh(force=True)
+    refresh_ms = (time.perf_counter() - t) / 50 * 1e3
+    return {"holds_us_per_request": round(holds_us, 2), "refresh_ms": round(refresh_ms, 3), "refresh_every_s": watch.interval_s,
+            "watch": watch, "closing": db}
 
 
 if __name__ == "__main__":

@@ -108,7 +108,7 @@ def audit_facts(
     del reused
     facts, _ = collect_facts(
         pack, audited, als_params=params, baseline=baseline, carbon=carbon, dataset_version=dataset_version,
-        show_progress=show_progress, validation_report=validation_report,
+        show_progress=show_progress, validation_report=validation_report, out_of_lists=_out_of_lists(pack, store),
     )  # fmt: skip
     if left_out:
         update = {"evaluation_events_left_out": left_out}
@@ -192,6 +192,24 @@ def run_slate_audit(
     )
     facts = _with_off_policy(_with_store_facts(facts, store, None), estimated)
     return _decide_and_record(loaded, dataset, facts, None, dataset_version, store, out_dir, shadow, actor, started, started_clock)
+
+
+def _out_of_lists(pack: Any, store: Any) -> set[str] | None:
+    """The items the store keeps out of lists (blocked, under review, unavailable in any region), read only
+    when the pack judges ANN candidates: the index is measured leaving them out."""
+    from governance.collect_ann import ann_rule_params
+
+    if ann_rule_params(pack) is None:
+        return None
+    from audits.availability import unavailable_items
+    from governance.escalation import items_out_of_lists
+
+    with store.session() as session:
+        unavailable = unavailable_items(session)
+        out = items_out_of_lists(session, pack) | set(unavailable.everywhere)
+    for items in unavailable.by_region.values():
+        out |= set(items)
+    return out
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ in ``AuditFacts.tradeoff``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,6 +210,7 @@ def collect_facts(
     random_state: int = 0,
     show_progress: bool = False,
     run: Any = None,
+    out_of_lists: Collection[str] | None = None,
 ) -> tuple[AuditFacts, Any]:
     """Everything the pack's checks may read, and the evaluation run behind it.
 
@@ -233,6 +234,9 @@ def collect_facts(
     run:
         An :class:`~recommender.pipeline.EvaluationRun` made elsewhere (the Spark engine's,
         :func:`governance.spark.evaluate.spark_evaluation_run`): reduced to facts here, not run again.
+    out_of_lists:
+        Item ids the store keeps out of every list (blocked, under review, unavailable): the ANN
+        facts measure that the index leaves them out (None: no store, a planted sample instead).
     """
     from recommender.validate import validate_events
 
@@ -256,7 +260,7 @@ def collect_facts(
     from governance.collect_ann import ann_facts
     from governance.collect_split import split_facts
 
-    ann = ann_facts(pack, run, random_state=random_state) if "ann" in needs else None
+    ann = ann_facts(pack, run, random_state=random_state, out_of_lists=out_of_lists) if "ann" in needs else None
     temporal, labels = split_facts(pack, dataset, run, needs, random_state=random_state)
     facts = AuditFacts(
         dataset=_dataset_summary(dataset, dataset_version),

@@ -23,7 +23,7 @@ def split_facts(
     """``(temporal, labels)`` facts of the run's split, each only when a rule needs it (None without a run)."""
     from recommender.feedback import FeedbackConfig
     from recommender.split import SplitConfig, split
-    from recommender.split_audit import label_audit, temporal_leakage
+    from recommender.split_audit import label_audit
 
     if run is None or run.matrices is None or not needs & {"temporal", "labels"}:
         return None, None
@@ -32,11 +32,27 @@ def split_facts(
     declared = FeedbackConfig(rating_threshold=q.rating_threshold)
     train_events, test_events = split(dataset.events, config)
     temporal = None
-    if "temporal" in needs and "timestamp" in dataset.events.columns:
-        temporal = TemporalFacts(split=q.split, **temporal_leakage(train_events, test_events, declared))
+    if "temporal" in needs:
+        temporal = _temporal(q.split, train_events, test_events, declared)
     labels = None
     if "labels" in needs:
         rows = {label: ev.user_index for label, ev in run.comparison.evaluations.items()}
         mats = run.matrices
         labels = LabelFacts(**label_audit(test_events, mats.train, mats.test, declared, rows))
     return temporal, labels
+
+
+def _temporal(split_kind: str, train_events: Any, test_events: Any, declared: Any) -> TemporalFacts:
+    """The split's look-ahead; when the events' times cannot place them (a split that needs no time, e.g.
+    ``random``, runs without), facts that say why, so the rule fails instead of the whole audit aborting."""
+    from recommender.errors import DataError
+    from recommender.split_audit import positive_events, temporal_leakage
+
+    counts = {"n_train_events": len(train_events), "n_test_labels": int(positive_events(test_events, declared).sum())}
+    if "timestamp" not in train_events.columns or "timestamp" not in test_events.columns:
+        return TemporalFacts(split=split_kind, **counts, measurable=False, reason="the events have no timestamp column")
+    try:
+        return TemporalFacts(split=split_kind, **temporal_leakage(train_events, test_events, declared))
+    except DataError as err:
+        reason = str(err).removeprefix("temporal_leakage: ").split("; ")[0]
+        return TemporalFacts(split=split_kind, **counts, measurable=False, reason=reason)

@@ -12,7 +12,7 @@ Every group is optional; a check that needs a group that is absent is
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,6 +28,7 @@ __all__ = [
     "OffPolicyFigure",
     "AuditFacts",
     "AnnFacts",
+    "AnnBlocking",
     "TemporalFacts",
     "LabelFacts",
 ]
@@ -314,6 +315,18 @@ class OffPolicyFacts(_Facts):
     ``difference`` (target - logged)."""
 
 
+class AnnBlocking(_Facts):
+    """Which items the audited ANN lists had to leave out, so ``blocked_returned`` is a measurement, not a given."""
+
+    measured_on: Literal["store", "planted_sample"]
+    """``store``: the store's blocked, under-review and unavailable items the model knows; ``planted_sample``: a
+    seeded sample of the model's items (``share`` of them) planted as blocked, when the store gave none."""
+    n_blocked: int
+    """Items the index had to leave out of every list."""
+    share: float
+    """``n_blocked`` over the model's items."""
+
+
 class AnnFacts(_Facts):
     """Approximate nearest-neighbour candidates against exact search (:mod:`governance.collect_ann`)."""
 
@@ -333,6 +346,8 @@ class AnnFacts(_Facts):
     """ANN lists shorter than the exact list of the same user (filtering that failed to refill)."""
     blocked_returned: int = 0
     """Blocked items returned by the ANN lists."""
+    blocking: AnnBlocking | None = None
+    """The blocked items the lists were measured with (None: none, so ``blocked_returned`` says nothing)."""
 
 
 class TemporalFacts(_Facts):
@@ -343,13 +358,18 @@ class TemporalFacts(_Facts):
     n_train_events: int
     n_test_labels: int
     """Test events that are positives of the declared feedback."""
-    after_any_label: int
+    after_any_label: int | None = None
     """Training events strictly after the earliest test label of any user (cross-user look-ahead)."""
-    after_own_label: int
+    after_own_label: int | None = None
     """Training events strictly after their own user's earliest test label."""
-    after_any_label_share: float
-    after_own_label_share: float
+    after_any_label_share: float | None = None
+    after_own_label_share: float | None = None
     first_label_time: str | None = None
+    measurable: bool = True
+    """False when the events' times cannot place them (a missing or unreadable timestamp, no timestamp
+    column): the counts are then None and look-ahead cannot be ruled out."""
+    reason: str | None = None
+    """Why the leakage is not measurable (None when it is)."""
 
 
 class LabelFacts(_Facts):

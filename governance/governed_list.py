@@ -20,19 +20,19 @@ from typing import Any
 import pandas as pd
 
 from audits.availability import unavailable_items
-from audits.online_store import configured_store
+from audits.online_store import configured_store, outbox_watch
 from audits.consent import consent_history
 from audits.decisions import DecisionLog, log_failure
 from audits.models import ModelVersion
 from governance.consent.state import ConsentRecord
 from governance.consent.tcf import decode_tc_string
 from governance.escalation import items_out_of_lists
+from governance.family_serving import load_served_model
 from governance.online_store import ListCache
 from governance.policy import LoadedPack
 from governance.privacy import record_consent_from_request
 from governance.serving import ServedList, ServeRequest, ServingEngine
 from governance.suppressed import erasure_seq, erasures_seen, model_standing, standing_reader
-from recommender.als import ALSRecommender
 from recommender.errors import ConfigError, DataError
 
 __all__ = ["MODEL_NOT_RECORDED", "consent_records", "open_engine", "serve_list"]
@@ -49,16 +49,16 @@ def open_engine(
         row = session.get(ModelVersion, model_version)
         if row is None:
             raise ConfigError(MODEL_NOT_RECORDED.format(version=model_version))
-        location = row.artifact_location
+        location, kind = row.artifact_location, row.kind
         blocked = items_out_of_lists(session, loaded.pack)
         unavailable = unavailable_items(session)
         seen = erasures_seen(session, model_version)
         standing = model_standing(session, model_version)
-    model = ALSRecommender.load(location)
+    model, engine_class = load_served_model(kind, location, model_version)  # ALS, or the family's own engine
     if model.version_id_ != model_version:
         raise ConfigError(ARTIFACT_MISMATCH.format(location=location, found=model.version_id_, version=model_version))
     log = DecisionLog(store)
-    engine = ServingEngine(
+    engine = engine_class(
         loaded, model, items, blocked=blocked, sink=log, vendor_id=vendor_id,
         on_failure=lambda cause, detail: log_failure(store, cause, detail), erasures_seen=seen,
         standing=standing, reread_standing=standing_reader(store, model_version), unavailable=unavailable,
@@ -66,7 +66,7 @@ def open_engine(
     )  # fmt: skip
     online = configured_store()  # RECGOV_REDIS_URL: personalized lists are read from (and kept in) Redis
     if online is not None:
-        engine.list_cache = ListCache(online)
+        engine.list_cache = ListCache(online, outbox_watch(store.engine))
     return engine, log
 
 

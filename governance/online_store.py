@@ -13,7 +13,11 @@ plan is ``personalized``), and an entry is used only when it was made
 * under the same consent state: a hash of the consent records, the signals and
   the erasure sequence the request carried, so a list made before a consent
   change or an erasure is never served after it;
-* under the current epochs (:mod:`audits.online_store`), which those changes bump.
+* under the current epochs (:mod:`audits.online_store`), which those changes bump;
+* and only while no invalidation of the subject (nor a global one) waits in the
+  outbox (:class:`audits.online_store.OutboxWatch`: a change recorded while Redis
+  was away, or by a process without it): meanwhile their lists are neither read
+  from Redis nor written there, and factors are not read from it.
 
 And before it is served its items are checked once more against what is kept
 out now (vectorised): an entry holding one of them is dropped, not served.
@@ -45,7 +49,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from audits.online_store import OnlineStore, Stamp
+from audits.online_store import OnlineStore, OutboxWatch, Stamp
 from governance.consent.state import ConsentRecord
 
 __all__ = ["CACHED", "ListCache", "personalize_from_factors", "warm"]
@@ -68,8 +72,11 @@ def _digest(*parts: bytes) -> str:
 class ListCache:
     """The engine's reads and writes of cached lists (see the module docstring)."""
 
-    def __init__(self, store: OnlineStore) -> None:
+    def __init__(self, store: OnlineStore, watch: OutboxWatch | None = None) -> None:
         self.store = store
+        self.watch = watch
+        """The outbox as this process knows it (:class:`audits.online_store.OutboxWatch`): a subject with an
+        invalidation not yet applied to Redis (or everyone, for a global one) is not served from it."""
         self._blocked_digest: tuple[str, str] | None = None
         self._fields: dict[tuple[str, str, str, int], str] = {}
         self.hits = 0
@@ -123,6 +130,9 @@ class ListCache:
         from governance.serving import PersonalizedList
 
         subject = self.store.subject_key(plan.request.subject_id)
+        if self.watch is not None and self.watch.holds(subject, self.store):
+            self.misses += 1
+            return None, None  # an invalidation of theirs waits in the outbox: neither read nor written
         field = self.field(plan, model_version, pack_hash)
         entry, stamp = self.store.read_list(subject, field)
         if stamp is None:
@@ -148,6 +158,8 @@ class ListCache:
     def put(self, plan: Any, ticket: tuple[str, str, Stamp], personalized: Any) -> bool:
         """Store ``personalized`` for ``plan`` if nothing changed since :meth:`get` (see :mod:`audits.online_store`)."""
         subject, field, stamp = ticket
+        if self.watch is not None and self.watch.holds(subject):
+            return False  # an invalidation recorded since the read waits in the outbox: Redis was not told
         entry = {
             "c": self.consent_state(plan.request),
             "i": np.asarray(personalized.items, dtype=np.int64).tolist(),
@@ -198,11 +210,17 @@ def store_factors(store: OnlineStore, model: Any, subject_ids: Iterable[str], st
     return store.put_factors(model.version_id_, model.item_factors_, keys, users, read)
 
 
-def personalize_from_factors(store: OnlineStore, personalizer: Any, plan: Any, item_factors: np.ndarray | None = None) -> Any | None:
-    """``plan``'s list made from the subject's factors in the store (None: not there, or the store is down), with
-    the blocked, seen and not-admitted items left out before the cut and the engine's re-ranking and tags."""
+def personalize_from_factors(
+    store: OnlineStore, personalizer: Any, plan: Any, item_factors: np.ndarray | None = None, watch: OutboxWatch | None = None
+) -> Any | None:
+    """``plan``'s list made from the subject's factors in the store (None: not there, the store is down, or
+    ``watch`` holds an invalidation of theirs not yet applied to Redis), with the blocked, seen and not-admitted
+    items left out before the cut and the engine's re-ranking and tags."""
     model = personalizer.model
-    factors = store.user_factors(model.version_id_, store.subject_key(plan.request.subject_id))
+    subject = store.subject_key(plan.request.subject_id)
+    if watch is not None and watch.holds(subject, store):
+        return None
+    factors = store.user_factors(model.version_id_, subject)
     if factors is None:
         return None
     if item_factors is None:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from audits.consent import consent_history
-from audits.online_store import OnlineStore
+from audits.online_store import OnlineStore, drain_outbox, outbox_watch
 from governance.governed_list import consent_records, open_engine
 from governance.online_store import ListCache, store_factors, warm
 from governance.policy import LoadedPack
@@ -48,9 +48,10 @@ def warm_heavy_users(
         raise ConfigError(f"top must be an int in the range [1, inf). Got {top!r} instead.")
     if not online.ping():
         raise ConfigError("the online store does not answer; check RECGOV_REDIS_URL and that Redis runs")
+    drain_outbox(store.engine, online)  # invalidations recorded while Redis was away are applied first
     engine, log = open_engine(store, loaded, model_version, items)
     try:
-        engine.list_cache = ListCache(online)
+        engine.list_cache = ListCache(online, outbox_watch(store.engine))
         model = engine.model
         counts = np.diff(model.train_.matrix.indptr)
         rows = np.argsort(-counts, kind="stable")[:top]

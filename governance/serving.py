@@ -301,9 +301,7 @@ class ServingEngine:
         pack = loaded.pack
         ids = pd.Index(model.train_.item_ids.astype(str))
         self._item_ids = np.asarray(ids, dtype=object)
-        # Y^T Y + lambda I, the user-independent part of every list's explanation system (once per engine).
-        factors = model.item_factors_.astype(np.float64)
-        self._gram = regularized_gram(factors.T @ factors, model.regularization)
+        self._gram = self._explanation_gram(model)
         meta = items.reindex(ids) if items is not None and len(items) else pd.DataFrame(index=ids)
         flags = meta["flags"].fillna("").astype(str) if "flags" in meta else pd.Series("", index=ids)
         # A blocked category, or one the pack does not know (never a flag that blocks nothing), stays out of lists.
@@ -346,9 +344,18 @@ class ServingEngine:
         mask[idx[idx >= 0]] = True
         self._blocked = mask
         self._blocked_count = int(mask.sum())
-        self.personalizer = Personalizer(
+        self.personalizer = self.personalizer_class(
             self.model, self._gram, self._item_ids, self._pipeline, self._catalog, self._candidates, np.flatnonzero(mask)
         )
+
+    personalizer_class: type[Personalizer]
+    """The model's part of a list (:class:`Personalizer` for ALS; another family's engine gives its own)."""
+
+    @staticmethod
+    def _explanation_gram(model: Any) -> np.ndarray | None:
+        """Y^T Y + lambda I, the user-independent part of every ALS list's explanation system (once per engine)."""
+        factors = model.item_factors_.astype(np.float64)
+        return regularized_gram(factors.T @ factors, model.regularization)
 
     def set_availability(self, unavailable: Any | None) -> None:
         """Replace what is unavailable (an :class:`audits.availability.Unavailable`, None: nothing): items out of
@@ -461,6 +468,9 @@ class ServingEngine:
             or self.decide_consent(request)
         )
         row = int(self.model.train_.user_index(str(request.subject_id))[0]) if decision.allowed else -1
+        if row >= 0:  # a known subject whose every interaction was removed has no history to personalize from
+            indptr = self.model.train_.matrix.indptr
+            row = row if indptr[row + 1] > indptr[row] else -1
         mode = "non_profiling" if not decision.allowed else ("fallback" if row < 0 else "personalized")
         length = self._logging.length(request.k) if self._logging is not None and mode == "personalized" else request.k
         allowed = combine(self._context_mask(request.context), self._available.allowed(request.context))
@@ -804,3 +814,6 @@ class Personalizer:
         model = self.model
         return explain_als_list(model.item_factors_, model.regularization, model.alpha, history[0], history[1], ids, n=3, gram=self._gram)
 
+
+
+ServingEngine.personalizer_class = Personalizer

@@ -204,6 +204,8 @@ def model_standing(read: Session | Any, model_version: str) -> ModelStanding:
         return ModelStanding(model_version, TRAINED)
     recorded = unlearning.get("standing") if isinstance(unlearning.get("standing"), Mapping) else {}
     reason = recorded.get("reason") if isinstance(recorded.get("reason"), str) else None
+    if recorded.get("standing") == "final":  # an exact erasure: the model trained without the subject, no retrain owed
+        return ModelStanding(model_version, TRAINED, reason=reason)
     request_id = recorded.get("retrain_request")
     if isinstance(request_id, int) and not isinstance(request_id, bool):
         found = read.execute(_REQUEST, {"id": request_id}).first()

@@ -455,6 +455,7 @@ class ALSRecommender(Recommender):
             raise DataError(f"{path}: unsupported model format {found!r}; expected {FORMAT!r}")
         try:
             model = cls(**meta["params"])
+            model._validate_params()  # an edited, out-of-range parameter is not served
             user_ids = arrays["user_ids"].astype(object)
             item_ids = arrays["item_ids"].astype(object)
             matrix = sp.csr_matrix(
@@ -473,6 +474,8 @@ class ALSRecommender(Recommender):
             model.fairness_weights_ = meta.get("fairness_weights")
             if model.item_factors_.shape[0] != len(item_ids) or model.user_factors_.shape[0] != len(user_ids):
                 raise ValueError("the factor matrices do not match the training matrix's users and items")
+            if model.item_factors_.ndim != 2 or model.user_factors_.shape[1:] != model.item_factors_.shape[1:]:
+                raise ValueError("the user and item factor matrices do not have the same number of columns")
         except (KeyError, TypeError, ValueError, ConfigError) as err:
             raise DataError(f"{path}: a {FORMAT} file with missing or inconsistent content ({type(err).__name__}: {err})") from err
         model.popularity_ = np.asarray((matrix > 0).sum(axis=0)).ravel().astype(np.float64)

@@ -552,7 +552,6 @@ class ANNRecommender(Recommender):
         """Index an already fitted ``base`` (no refit)."""
         base.check_fitted()
         model = cls(base, ann, blocked_items)
-        model.popularity_ = base.popularity_
         model._index_base()
         model.train_ = base.train_
         return model
@@ -570,11 +569,28 @@ class ANNRecommender(Recommender):
         blocked = train.item_index(list(self.blocked_items)) if self.blocked_items else np.zeros(0, dtype=np.int64)
         blocked = np.asarray(blocked, dtype=np.int64)
         self.blocked_mask_ = _blocked_mask(blocked[blocked >= 0], train.n_items)
+        # the fallback lists (an unknown user or item gets the popularity ranking) never serve a blocked item either
+        popularity = np.array(self.base.popularity_, dtype=np.float64, copy=True)
+        if self.blocked_mask_ is not None:
+            popularity[self.blocked_mask_] = -np.inf
+        self.popularity_ = popularity
 
     def _recommend_known(self, user_index: np.ndarray, k: int, *, filter_seen: bool) -> tuple[np.ndarray, np.ndarray]:
         queries = np.asarray(self.base.user_factors_, dtype=np.float32)[user_index]
         exclude = self.base.train_.matrix[user_index] if filter_seen else None
         return self.index_.search(queries, k, exclude=exclude, blocked=self.blocked_mask_)
+
+    def _similar_known(self, col: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Items like the item at ``col`` (the base's similarity), never a blocked item."""
+        if self.blocked_mask_ is None:
+            return super()._similar_known(col, k)
+        idx, scores = super()._similar_known(col, k + int(self.blocked_mask_.sum()))
+        keep = (idx >= 0) & ~self.blocked_mask_[np.maximum(idx, 0)]
+        out_idx = np.full((1, k), -1, dtype=np.int64)
+        out_scores = np.full((1, k), np.nan, dtype=np.float32)
+        kept = idx[keep][:k]
+        out_idx[0, : len(kept)], out_scores[0, : len(kept)] = kept, scores[keep][:k]
+        return out_idx, out_scores
 
     def recall(self, user_index: np.ndarray, k: int, *, filter_seen: bool = True) -> RecallReport:
         """Recall@k of this model's ANN lists against its exact lists for the given users (row indices)."""

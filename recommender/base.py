@@ -164,22 +164,32 @@ class Recommender(ABC):
         n = len(user_index)
         idx = np.full((n, k), -1, dtype=np.int64)
         scores = np.full((n, k), np.nan, dtype=np.float32)
-        known = user_index >= 0
+        fallback = self.fallback_mask(user_index)
+        known = ~fallback
         if known.any():
             idx_k, sc_k = self._recommend_known(user_index[known], k, filter_seen=filter_seen)
             idx[known], scores[known] = idx_k, sc_k
-        if (~known).any():
+        if fallback.any():
             pop_idx, pop_scores = top_k_from_scores(self.popularity_[None, :], k)
-            idx[~known], scores[~known] = pop_idx[0], pop_scores[0]
-        return idx, scores, ~known
+            idx[fallback], scores[fallback] = pop_idx[0], pop_scores[0]
+        return idx, scores, fallback
+
+    def fallback_mask(self, user_index: np.ndarray) -> np.ndarray:
+        """True for the rows served the popularity fallback: users unknown to the model (``-1``) and known users
+        with an empty history (all their interactions removed, or a user row without any), for whom a model has
+        no personal signal and would otherwise rank arbitrarily."""
+        user_index = np.asarray(user_index, dtype=np.int64)
+        indptr = self.train_.matrix.tocsr().indptr
+        row = np.maximum(user_index, 0)
+        return (user_index < 0) | (indptr[row + 1] == indptr[row])
 
     def recommend(
         self, user_ids: str | Sequence[str] | np.ndarray, k: int = 10, *, filter_seen: bool = True
     ) -> RecommendationBatch:
         """Top-``k`` lists for ``user_ids`` (one id or many).
 
-        Users unknown to the model get the popularity ranking; the batch's
-        ``fallback`` flag says which.
+        Users unknown to the model, and known users with an empty history, get the popularity ranking;
+        the batch's ``fallback`` flag says which.
         """
         self.check_fitted()
         ids = np.atleast_1d(np.asarray(user_ids, dtype=object))

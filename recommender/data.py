@@ -49,6 +49,7 @@ __all__ = [
     "REQUIRED_EVENT_COLUMNS",
     "Dataset",
     "InteractionMatrix",
+    "canonical_ids",
     "empty_events",
     "ensure_event_schema",
     "event_times",
@@ -178,25 +179,92 @@ def _needs_string_cast(dtype: Any) -> bool:
     """
     if dtype == object:
         return True
+    return isinstance(dtype, pd.CategoricalDtype) and not _is_string_valued(dtype)
+
+
+def _is_string_valued(dtype: Any) -> bool:
+    """Whether a column's values (a categorical's categories) are strings already, so their text is the id."""
     if isinstance(dtype, pd.CategoricalDtype):
         categories = dtype.categories
-        return not (isinstance(categories.dtype, pd.StringDtype) or pd.api.types.infer_dtype(categories, skipna=True) in ("string", "empty"))
-    return False
+        text = pd.api.types.infer_dtype(categories, skipna=True) in ("string", "empty")
+        return isinstance(categories.dtype, pd.StringDtype) or text
+    return isinstance(dtype, pd.StringDtype)
+
+
+def _id_text(values: Any) -> np.ndarray:
+    """The canonical text of distinct, present id values (an array or Index, no missing value), as an object array.
+
+    An integer-valued number reads as the integer (``10``, ``10.0`` and ``np.float64(10)`` all
+    read ``"10"``): pandas stores an integer column with a missing value as floats, and an id read
+    ``"10.0"`` would match no consent record, objection or erasure keyed ``"10"``. Other values
+    read as ``str`` does (``"007"`` stays ``"007"``: ids are opaque text, and a number cannot
+    carry leading zeros). Vectorised for numeric arrays; an object array is walked once per
+    distinct value, never per event.
+    """
+    array = np.asarray(values)
+    if array.dtype.kind in "iu":
+        return array.astype(str).astype(object)
+    if array.dtype.kind == "f":
+        whole = np.isfinite(array) & (np.floor(array) == array) & (np.abs(array) < 2.0**63)
+        text = array.astype(str).astype(object)
+        text[whole] = array[whole].astype(np.int64).astype(str)
+        return text
+    if pd.api.types.infer_dtype(array, skipna=False) in ("string", "empty"):  # text already: as it is
+        return array.astype(object)
+    return np.array([_one_id_text(v) for v in array], dtype=object)
+
+
+def _plain(values: Any) -> np.ndarray:
+    """Distinct id values as a numpy array (a nullable Int64/Float64 array as its numpy dtype; no NA among them)."""
+    if isinstance(values.dtype, pd.api.extensions.ExtensionDtype) and getattr(values.dtype, "kind", "O") in "iuf":
+        return np.asarray(values.to_numpy(dtype=values.dtype.numpy_dtype))
+    return np.asarray(values)
+
+
+def _one_id_text(value: Any) -> str:
+    if isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def canonical_ids(ids: pd.Series) -> pd.Series:
+    """An id column as a categorical of canonical strings (missing ids stay missing), same index and name.
+
+    What every loader and privacy filter reads ids through, so an id has one text whatever
+    the column's dtype: integer ids with a missing one (``float64`` or a categorical of integers,
+    which pandas casts through floats) read ``"10"``, not ``"10.0"``; nullable ``Int64``, plain
+    integers and object columns of numbers alike. A column whose values (a categorical's
+    categories) are strings already is taken as it is. The distinct values are rendered once
+    and events take them by code (no string per event): the cost is a factorization.
+    """
+    if _is_string_valued(ids.dtype):
+        return ids.astype("category") if not isinstance(ids.dtype, pd.CategoricalDtype) else ids
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        raw_codes, raw_values = np.asarray(ids.cat.codes, dtype=np.int64), ids.cat.categories
+    else:
+        raw_codes, raw_values = pd.factorize(ids, use_na_sentinel=True)
+        raw_codes = np.asarray(raw_codes, dtype=np.int64)
+    text = _id_text(_plain(raw_values))
+    level, names = pd.factorize(pd.Index(text, dtype=object))  # values with one text (1 and "1") become one id
+    codes = np.where(raw_codes >= 0, np.asarray(level, dtype=np.int64)[np.maximum(raw_codes, 0)], -1)
+    categories = pd.Index(np.asarray(names, dtype=object), dtype="string")
+    return pd.Series(pd.Categorical.from_codes(codes, categories=categories), index=ids.index, name=ids.name)
 
 
 def subject_codes(ids: pd.Series) -> tuple[np.ndarray, list[str]]:
     """Each event's subject as a code into the sorted distinct ids (as strings; -1: no subject), and those ids.
 
-    ``pd.factorize(ids.astype("string"), sort=True)``, what the privacy filters match
-    subjects with; for a categorical column (ids loaded from a file), the strings are
-    made of its categories, not of every event: on 20 million events that is seconds
-    and a string per event saved. Unused categories name no subject. Only categories that
-    are strings already take that path: pandas casts other categoricals with a missing id
-    through floats (category 10 reads ``"10.0"``), and the result must stay what it was.
+    The ids are read through :func:`canonical_ids`, what the privacy filters match subjects
+    with, so an integer id with a missing id in its column is ``"10"``, as consent records,
+    objections and erasures key it, never ``"10.0"`` (an erasure that matched no event would
+    keep the erased subject's data). For a categorical column (ids loaded from a file), the
+    strings are made of its categories, not of every event: on 20 million events that is
+    seconds and a string per event saved. Unused categories name no subject.
     """
-    if not isinstance(ids.dtype, pd.CategoricalDtype) or _needs_string_cast(ids.dtype):
-        codes, uniques = pd.factorize(ids.astype("string"), sort=True)
+    if isinstance(ids.dtype, pd.StringDtype):  # strings already: their own text
+        codes, uniques = pd.factorize(ids, sort=True)
         return np.asarray(codes, dtype=np.int64), [str(u) for u in uniques]
+    ids = canonical_ids(ids)  # a categorical of strings as it is; any other column's distinct values rendered once
     category = np.asarray(ids.cat.codes, dtype=np.int64)
     used = np.bincount(category[category >= 0], minlength=len(ids.cat.categories)) > 0
     names = pd.Series(ids.cat.categories[used]).astype("string")
@@ -321,10 +389,11 @@ class Dataset:
         if users is not None and len(users):
             ids = events["user_id"]
             # the distinct ids first, then their strings: the same set as every id's string, without a
-            # string per event (a categorical's categories are now exactly the ids left)
+            # string per event (a categorical's categories are now exactly the ids left), each in its canonical
+            # text on both sides, so user 10 held as 10.0 in the events still finds its row
             present = ids.cat.categories if isinstance(ids.dtype, pd.CategoricalDtype) else pd.unique(ids.dropna())
-            left = pd.Index(np.asarray(present, dtype=object)).astype(str)
-            users = users.loc[np.asarray(users.index.astype(str).isin(left), dtype=bool)]
+            left = pd.Index(_id_text(_plain(present)), dtype=object)
+            users = users.loc[np.asarray(pd.Index(_id_text(_plain(users.index)), dtype=object).isin(left), dtype=bool)]
         return replace(self, events=events, users=users)
 
 

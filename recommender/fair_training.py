@@ -219,7 +219,9 @@ def check_attribute_allowed(config: FairReweighting | None, pack: Any) -> None:
     has no recorded purpose here. The provider side reads an items column,
     which carries no personal data, and is always allowed.
     """
-    if config is None or pack is None or config.side != "consumer" or config.strength == 0:
+    if config is None or pack is None or config.side != "consumer":
+        return
+    if config.strength == 0 and config.group_weights is None:  # plain training; explicit weights apply at any strength
         return
     inner = getattr(pack, "pack", pack)
     minimization = getattr(inner, "minimization", None)

@@ -404,7 +404,8 @@ def load_state(path: str | Path, *, format: str) -> tuple[dict[str, Any], dict[s
 
 
 def without_users(train: InteractionMatrix, user_ids: Sequence[str]) -> tuple[InteractionMatrix, np.ndarray]:
-    """``train`` without the rows of ``user_ids`` (same item columns), and the removed row indices.
+    """``train`` without the rows of ``user_ids`` and the item columns only they interacted with, and the removed
+    row indices (the matrix a fit on the events without the subjects would get).
 
     An empty request, an id the matrix does not hold, or a request for every row is a :class:`ConfigError`
     (ids are not echoed: they are personal data)."""
@@ -421,5 +422,10 @@ def without_users(train: InteractionMatrix, user_ids: Sequence[str]) -> tuple[In
     keep = np.ones(train.n_users, dtype=bool)
     keep[rows] = False
     matrix = train.matrix[keep].tocsr()
+    # items only the subjects interacted with leave too: a model trained on the events without them has no such
+    # column (the item universe is the events' items), and the item's id is itself a trace of the subjects
+    cols = np.flatnonzero((matrix.getnnz(axis=0) > 0) | (train.matrix.getnnz(axis=0) == 0))
+    if len(cols) < train.n_items:
+        matrix = matrix[:, cols].tocsr()
     matrix.sort_indices()
-    return InteractionMatrix(matrix=matrix, user_ids=train.user_ids[keep], item_ids=train.item_ids.copy()), rows
+    return InteractionMatrix(matrix=matrix, user_ids=train.user_ids[keep], item_ids=train.item_ids[cols].copy()), rows

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from recommender.data import Dataset, ensure_event_schema
+from recommender.data import Dataset, canonical_ids, ensure_event_schema
 from recommender.datasets import FORMATS, detect_format, load_format
 from recommender.datasets.movielens_100k import (
     BAD_ENCODING,
@@ -160,8 +160,9 @@ def load_event_log(path: str | Path, mapping: ColumnMapping | None = None) -> Da
         pos = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataError(f"{path} {line_of(pos)}: {mapping.timestamp} {str(ts.iloc[pos])!r} is not a time (Unix seconds or ISO 8601)")
     events["timestamp"] = parsed
-    for column in ("user_id", "item_id", "event_type"):
-        events[column] = events[column].astype("string").str.strip().astype("category")
+    for column in ("user_id", "item_id"):  # integer ids (in Parquet, floats if one is missing) read "10", not "10.0"
+        events[column] = canonical_ids(events[column]).astype("string").str.strip().astype("category")
+    events["event_type"] = events["event_type"].astype("string").str.strip().astype("category")
     sources = {dst: src for dst, src in wanted.items() if src is not None and src in raw.columns}
     return Dataset(events=ensure_event_schema(events, source=str(path)), name=path.stem, source=str(path), columns_from=sources)
 

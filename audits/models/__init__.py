@@ -20,6 +20,7 @@ The domains, in the order a model's life passes through them:
 * :mod:`~audits.models.harm`: item flags and reports, escalation cases, blocks;
 * :mod:`~audits.models.availability`: items out of stock, withdrawn or restricted in a region;
 * :mod:`~audits.models.decisions`: served lists and failed requests;
+* :mod:`~audits.models.online_store`: invalidations of the online store (Redis) not yet applied there;
 * :mod:`~audits.models.outcomes`: what happened after a list was served (feedback);
 * :mod:`~audits.models.keys` and :mod:`~audits.models.jobs`: the REST API's keys
   and its background audit jobs.
@@ -69,6 +70,7 @@ from audits.models.lineage import (
 )
 from audits.models.exposure import ExposureLedgerRow
 from audits.models.monitoring import TERMINAL_TICKET_STATES, TICKET_STATES, ModelProfile, MonitorRun, RetrainTicket
+from audits.models.online_store import OUTBOX_EVERYONE, OnlineStoreOutbox
 from audits.models.outcomes import ATTRIBUTED, ATTRIBUTIONS, OUTCOME_KINDS, OUTCOME_SOURCES, UNATTRIBUTED, OutcomeEvent
 from audits.models.privacy import (
     CONSENT_RESTRICTIVENESS,
@@ -158,6 +160,8 @@ __all__ = [
     # monitoring and the model lifecycle
     "MonitorRun",
     "ExposureLedgerRow",
+    "OUTBOX_EVERYONE",
+    "OnlineStoreOutbox",
     "ModelProfile",
     "RetrainTicket",
     "TICKET_STATES",

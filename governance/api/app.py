@@ -12,6 +12,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from audits.db import open_store
+from audits.online_store import drain_at_startup
 from governance.api.console import router as console_router
 from governance.api.errors import install_error_handlers
 from governance.api.limits import BodyLimit
@@ -64,6 +65,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         app.state.store = open_store(settings.database_url, pool_size=settings.api_threads + 4)
         app.state.reads = FastReads(app.state.store.engine)  # the hot paths' read-only snapshots
+        # Invalidations of the online store recorded while Redis was away (or by a process without it) are applied now.
+        await anyio.to_thread.run_sync(drain_at_startup, app.state.store.engine)
         # Concurrent requests are the service's parallelism: one BLAS thread each (see the function).
         pin_blas_single_thread()
         # The model's part of every list is made in the compute process: started now, it is ready

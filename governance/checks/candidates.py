@@ -53,11 +53,13 @@ class AnnRecall(Check):
             problems.append(f"{ann.blocked_returned} blocked item(s) returned")
         if ann.short_lists:
             problems.append(f"{ann.short_lists} list(s) shorter than exact search's")
-        where = f"{ann.index} over {ann.n_items:,} items, {ann.n_queries:,} users"
+        where = f"{ann.index} over {ann.n_items:,} items, {ann.n_queries:,} users, {_blocking(ann)}"
         message = (
             f"ANN candidates ({where}): " + "; ".join(problems)
             if problems
-            else f"ANN candidates ({where}): recall@{ann.k} {ann.recall_at_k:.4f} >= {config.min_recall}, no blocked item, no short list"
+            else f"ANN candidates ({where}): recall@{ann.k} {ann.recall_at_k:.4f} >= {config.min_recall}, "
+            + ("none of them returned, " if ann.blocking is not None and ann.blocking.n_blocked else "")
+            + "no short list"
         )
         return verdict(
             not problems, message, value=ann.recall_at_k, threshold=config.min_recall, evidence=ann.model_dump(mode="json")
@@ -66,3 +68,13 @@ class AnnRecall(Check):
     @classmethod
     def threshold_bounds(cls, config: Config) -> list[tuple[str, float, float, float]]:
         return [("min_recall", float(config.min_recall), 0.0, 1.0)]
+
+
+def _blocking(ann: Any) -> str:
+    """What the lists had to leave out, as the message says it: the measurement behind "none returned"."""
+    blocking = ann.blocking
+    if blocking is None or not blocking.n_blocked:
+        return "no blocked item given (leaks not measured)"
+    if blocking.measured_on == "store":
+        return f"{blocking.n_blocked:,} blocked or unavailable item(s) from the store"
+    return f"{blocking.n_blocked:,} planted blocked item(s) (a seeded {blocking.share:.0%} sample of the items, not the store's)"

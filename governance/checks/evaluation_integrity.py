@@ -42,6 +42,9 @@ class TemporalLeakage(Check):
             return skipped("no split measurement in the audit facts")
         if t.n_test_labels == 0:
             return skipped(f"the {t.split} split has no test label to leak into")
+        if not t.measurable or t.after_any_label_share is None or t.after_own_label_share is None:
+            message = f"look-ahead cannot be ruled out ({t.split} split): {t.reason or 'the events cannot be placed in time'}"
+            return verdict(False, message, threshold=config.max_share, evidence=t.model_dump(mode="json"))
         count, share = (
             (t.after_any_label, t.after_any_label_share) if config.scope == "global" else (t.after_own_label, t.after_own_label_share)
         )

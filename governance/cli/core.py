@@ -458,9 +458,16 @@ def train_command(
     engine: Annotated[str, typer.Option("--engine", help="inprocess (implicit) or spark (the pack's filter and MLlib ALS on PySpark; needs --pack).")] = "inprocess",
     spark_master: Annotated[Optional[str], typer.Option("--spark-master", help="Spark master URL (default: RECGOV_SPARK_MASTER, else local[2]).", show_default=False)] = None,
     json_output: JsonOpt = False,
+    family: Annotated[str, typer.Option("--family", help="The model family to train (recgov models families); als is the default. Any family is trained under the same pack filter, carbon measurement and lineage.")] = "als",
+    param: Annotated[Optional[list[str]], typer.Option("--param", help="A parameter of --family as key=value (repeatable); the family's defaults otherwise.", show_default=False)] = None,
     fair_reweight: Annotated[Optional[str], typer.Option("--fair-reweight", help="Re-weight training interactions so each group carries its head-count share of the confidence mass: [consumer:]ATTR[:STRENGTH] groups users by a users-table attribute, provider:ATTR[:STRENGTH] items by an items-table one (0 is plain ALS, 1 full balance). The attribute only scales weights, never a model input; with --pack a user attribute must be declared audit-only and not forbidden.", show_default=False)] = None,
 ) -> None:
-    """Train ALS on DATA, save the model and record its lineage (dataset, run, carbon, model) in the store."""
+    """Train ALS (or --family NAME) on DATA, save the model and record its lineage (dataset, run, carbon, model) in the store."""
+    if family != "als" or param:
+        from governance.cli.family_train import train_family
+
+        train_family(data, data_format, mapping, items, items_map, family=family, param=param, als_options=(factors, regularization, alpha, iterations, fair_reweight), engine=engine, threshold=threshold, seed=seed, country=country, carbon=carbon, pack=pack, as_of=as_of, database_url=database_url, json_output=json_output, load=load_dataset, read_as_of=parse_as_of)
+        return
     if engine != "inprocess" and fair_reweight is not None:
         with user_errors():
             raise ConfigError("--fair-reweight: only the inprocess engine (implicit ALS) trains with fairness reweighting")

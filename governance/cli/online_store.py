@@ -1,4 +1,4 @@
-"""``recgov online-store``: fill the online store (Redis, ``RECGOV_REDIS_URL``) for heavy users, or check it."""
+"""``recgov online-store``: fill the online store (Redis, ``RECGOV_REDIS_URL``) for heavy users, or drain its outbox."""
 
 from __future__ import annotations
 
@@ -43,6 +43,31 @@ def warm_command(
         f"{done.lists_stored} lists stored (the others may not be profiled now, or were stored already)",
         highlight=False,
     )
+
+
+@online_app.command("drain")
+def drain_command(database_url: DatabaseOpt = None, json_output: JsonOpt = False) -> None:
+    """Apply the invalidations waiting in the outbox (recorded while Redis was down, or by a process without
+    RECGOV_REDIS_URL) to the online store, and delete them; exits 1 while some still wait."""
+    from audits.online_store import configured_store, drain_outbox
+    from recommender.errors import ConfigError
+
+    with user_errors():
+        online = configured_store()
+        if online is None:
+            raise ConfigError("no online store is configured; set RECGOV_REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
+        with opened_store(database_url) as store:
+            done = drain_outbox(store.engine, online)
+    if json_output:
+        emit_json(done.to_dict())
+    else:
+        console.print(
+            f"{done.applied} invalidation(s) applied ({done.subjects} subject(s){', and every list' if done.everyone else ''}); "
+            f"{done.pending} waiting" + (f" ({done.reason})" if done.reason else ""),
+            highlight=False,
+        )
+    if done.pending:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

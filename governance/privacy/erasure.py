@@ -409,6 +409,8 @@ def _listing(catalogue: list[dict[str, Any]], unlearning: UnlearningReport) -> M
             entry["action"] = "new: unlearned by this request"
         elif entry["membership"] == "does_not_include":
             entry["action"] = "none"
+        elif entry.get("erasure") == "retrain":  # a model family that forgets only by a retrain
+            entry["action"] = f"retrain without the subject (recgov train DATA --family {entry['kind']}) and retire this version"
         elif entry["version_id"] in unlearned_from:
             entry["action"] = "unlearned by this request; retire this version and serve the new one"
         else:
@@ -427,7 +429,7 @@ def _opened_retrain(
     actor: str | None,
 ) -> RetrainRequest | None:
     """Step 5a: the retrain request for every version holding the subject; None when none does."""
-    holding = [e["version_id"] for e in listing.versions]
+    holding = [e["version_id"] for e in listing.versions if e["version_id"] not in unlearning.settled]
     # every unlearned model is a provisional stand-in, recorded or not: the retrain must replace it
     provisional = unlearning.provisional
     holding += [v for v in provisional if v not in holding]

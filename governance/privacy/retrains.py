@@ -176,6 +176,16 @@ def _retrain_view(row: Mapping[str, Any], moment: datetime, provisional: set[str
 
 def _cannot_retrain(version: str, provisional: bool, recorded: bool, pack: str) -> dict[str, Any]:
     """Why recgov cannot retrain ``version``, and what to do instead."""
+    from governance.family_training import family_for_kind
+
+    family = family_for_kind(version.rsplit("-", 1)[0])  # a family's version id is <family>-<content hash>
+    if family is not None:
+        message = (
+            f"model {version}: recgov retrain run retrains ALS; retrain model family {family.name} without the erased "
+            f"subjects (recgov train DATA --pack {pack} --family {family.name}, with the parameters recgov models show "
+            f"{version} lists) and retire it"
+        )
+        return {"version": version, "provisional": provisional, "message": message}
     if provisional:
         why = "it is not recorded in this store (the model it was unlearned from is not), so its training recipe is unknown"
         if recorded:

@@ -23,7 +23,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -96,21 +96,29 @@ class UnlearningReport:
 
     steps: list[dict[str, Any]]
     unlearned: list[UnlearnedModel]
+    families: list[Any] = field(default_factory=list)
+    """The other families' models the subject was removed from (:class:`governance.privacy.family_erasure.ForgottenModel`)."""
 
     @property
     def new_versions(self) -> set[str]:
         """The model versions this erasure created."""
-        return {u.result.version for u in self.unlearned}
+        return {u.result.version for u in self.unlearned} | {f.version for f in self.families}
 
     @property
     def sources(self) -> set[str]:
         """The model versions the subject was unlearned from."""
-        return {u.result.previous_version for u in self.unlearned}
+        return {u.result.previous_version for u in self.unlearned} | {f.previous_version for f in self.families}
+
+    @property
+    def settled(self) -> set[str]:
+        """The versions an exact erasure replaced by the model trained without the subject: no retrain is owed for them."""
+        return {f.previous_version for f in self.families if not f.provisional}
 
     @property
     def provisional(self) -> list[str]:
-        """The new versions, in order: provisional stand-ins the full retrain must replace."""
-        return [u.result.version for u in self.unlearned]
+        """The new versions, in order: provisional stand-ins the full retrain must replace (an exact erasure's
+        version is the model trained without the subject: none is owed)."""
+        return [u.result.version for u in self.unlearned] + [f.version for f in self.families if f.provisional]
 
 
 def _artifact_membership(location: str, artifact_hash: str, subject: str) -> tuple[str, str]:
@@ -127,7 +135,8 @@ def _artifact_membership(location: str, artifact_hash: str, subject: str) -> tup
         return "may_include", "the file at the recorded location is not the recorded artifact (its hash differs)"
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            user_ids = npz["user_ids"]
+            # an ALS artifact names its rows user_ids; a model family's (recommender.family.train_arrays) train_user_ids
+            user_ids = npz["user_ids"] if "user_ids" in npz.files else npz["train_user_ids"]
     except (OSError, ValueError, KeyError):
         return "may_include", "the artifact is not a readable recgov model file"
     if bool((user_ids.astype(str) == subject).any()):
@@ -310,8 +319,12 @@ def _recorded_models_holding(
     for entry in catalogue:
         if entry["membership"] == "includes" and entry["version_id"] in superseded:
             entry["action"] = SUPERSEDED_ACTION
+    from governance.privacy.family_erasure import family_for_kind
+
     versions = [
-        e["version_id"] for e in catalogue if e["membership"] == "includes" and e["version_id"] not in skip | superseded
+        e["version_id"]
+        for e in catalogue
+        if e["membership"] == "includes" and e["version_id"] not in skip | superseded and family_for_kind(e.get("kind")) is None
     ]
     if not versions:
         return [], []
@@ -479,7 +492,15 @@ def unlearn_models(
         if result is not None:
             ended = t0 + timedelta(seconds=result.seconds)  # the unlearning itself, not the measurement
             unlearned.append(UnlearnedModel(report, result, target, artifact_hash, t0, ended))
-    return UnlearningReport(steps=reports, unlearned=unlearned)
+    forgotten: list[Any] = []
+    if options.unlearn_recorded:  # the other families' recorded models, each as its erasure kind says
+        from governance.privacy.family_erasure import forget_family_models
+
+        with store.session() as session:
+            superseded = _superseded(session)
+        family_reports, forgotten = forget_family_models(store, subject, catalogue, out_dir=options.out_dir, superseded=superseded, say=say)
+        reports.extend(family_reports)
+    return UnlearningReport(steps=reports, unlearned=unlearned, families=forgotten)
 
 
 def record_unlearned_models(
@@ -501,3 +522,7 @@ def record_unlearned_models(
             session, u.report, u.result, u.target, u.artifact_hash, request_id, u.started, u.ended, actor, standing
         )
         u.report["standing"] = _retrainability(session, u.report, u.result, standing)
+    if unlearning.families:
+        from governance.privacy.family_erasure import record_forgotten_models
+
+        record_forgotten_models(session, unlearning.families, retrain, request_id, actor)

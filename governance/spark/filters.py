@@ -38,7 +38,7 @@ from governance.training_filter import (
     record_filtering,
     subject_rules,
 )
-from recommender.data import Dataset
+from recommender.data import Dataset, canonical_ids
 from recommender.errors import DataError
 from recommender.feedback import MODEL_INPUT_COLUMNS
 
@@ -61,8 +61,8 @@ def events_frame(spark: Any, dataset: Dataset | pd.DataFrame, *, partitions: int
         raise DataError(f"events: missing required column(s) {', '.join(missing)} for the Spark engine")
     frame = pd.DataFrame(
         {
-            "user_id": events["user_id"].astype("string").astype(object).where(events["user_id"].notna(), None),
-            "item_id": events["item_id"].astype("string").astype(object).where(events["item_id"].notna(), None),
+            "user_id": canonical_ids(events["user_id"]).astype(object).where(events["user_id"].notna(), None),
+            "item_id": canonical_ids(events["item_id"]).astype(object).where(events["item_id"].notna(), None),
             "event_type": (events["event_type"].astype("string") if "event_type" in events else pd.Series("view", index=events.index)).astype(object),
             "value": pd.to_numeric(events["value"], errors="coerce").astype("float64") if "value" in events else np.nan,
             "timestamp": _utc_naive(events["timestamp"]),
@@ -172,7 +172,8 @@ def filter_training_events_spark(
     if missing:
         raise DataError(f"events: missing column(s) {', '.join(missing)}; the Spark filter needs {', '.join(EVENT_FRAME_COLUMNS)}")
     spark = events.sparkSession
-    subjects = sorted(r[0] for r in events.select(F.col("user_id").cast("string")).where(F.col("user_id").isNotNull()).distinct().collect())
+    given, events = events, events.withColumn("user_id", _id_string(events, "user_id"))
+    subjects = sorted(r[0] for r in events.select("user_id").where(F.col("user_id").isNotNull()).distinct().collect())
     rules = subject_rules(pack, store, subjects, purpose=purpose, now=now)
 
     verdicts = spark.createDataFrame(
@@ -188,8 +189,7 @@ def filter_training_events_spark(
         cutoff = pd.Timestamp(rules.cutoff).tz_convert("UTC").tz_localize(None).to_pydatetime()
         reason = reason.when(ts.isNull() | (ts < F.lit(cutoff).cast("timestamp_ntz")), F.lit(code["retention"]))
     judged = (
-        events.withColumn("user_id", F.col("user_id").cast("string"))
-        .join(F.broadcast(verdicts), on="user_id", how="left")
+        events.join(F.broadcast(verdicts), on="user_id", how="left")
         .withColumn("reason", reason.otherwise(F.lit(0)))
     )
     judged = judged.select(*EVENT_FRAME_COLUMNS, "reason", "subject_reason").cache()
@@ -197,12 +197,27 @@ def filter_training_events_spark(
     kept = judged.where(F.col("reason") == 0).select(*MODEL_INPUT_COLUMNS).cache()
     report = exclusion_report(pack, rules, counts)
     if record:
-        before = frame_hash(events.select(*EVENT_FRAME_COLUMNS))
+        before = frame_hash(given.select(*EVENT_FRAME_COLUMNS))
         after = frame_hash(kept)
         record_filtering(store, pack, before, after, report, actor=actor)
     kept.count()  # materialize the cache before the judged frame is let go
     judged.unpersist()
     return kept, report
+
+
+def _id_string(events: Any, column: str) -> Any:
+    """A Spark id column as the text the store keys subjects by (:func:`recommender.data.canonical_ids`).
+
+    Integer-valued floats and decimals (integer ids read with a missing one) read ``"10"``, as
+    consent records and erasures key them; a cast to string would read ``"10.0"`` and match none.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    col = F.col(column)
+    if isinstance(events.schema[column].dataType, T.FractionalType):
+        return F.when(col == F.floor(col), F.floor(col).cast("long").cast("string")).otherwise(col.cast("string"))
+    return col.cast("string")
 
 
 def _counts(judged: Any, subject_reason: np.ndarray) -> ExclusionCounts:

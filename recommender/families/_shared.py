@@ -188,9 +188,10 @@ def explain_history_batch(
     if missing:
         raise ConfigError(f"explain: {missing} of {len(cols_flat)} item(s) are not in the model's catalogue")
     starts = np.concatenate([[0], np.cumsum(lengths)])
-    for u in np.flatnonzero(rows < 0):
+    fallback = model.fallback_mask(rows)  # unknown, or known with an empty history
+    for u in np.flatnonzero(fallback):
         out[u] = [[fallback_tag(model.popularity_[c])] for c in cols_flat[starts[u] : starts[u + 1]]]
-    known = np.flatnonzero((rows >= 0) & (lengths > 0))
+    known = np.flatnonzero(~fallback & (lengths > 0))
     x = values(train.matrix[rows[known]]) if len(known) else None
     width = int(lengths.max()) if len(lengths) else 0
     step = max(1, block_rows(max(1, width) * max(1, int(np.diff(train.matrix.indptr).max(initial=0)))) // 4)
@@ -257,7 +258,7 @@ def explain_lists(
     if missing:
         raise ConfigError(f"explain: {missing} of {len(items)} item(s) are not in the model's catalogue")
     row = int(train.user_index(np.asarray([user_id], dtype=object))[0])
-    if row < 0:
+    if model.fallback_mask(np.array([row]))[0]:  # unknown, or known with an empty history
         return [[fallback_tag(model.popularity_[i])] for i in items]
     return known(row, np.asarray(items, dtype=np.int64))
 

@@ -33,6 +33,7 @@ import json
 import math
 import platform
 import time
+import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib.metadata import version as _pkg_version
@@ -307,8 +308,8 @@ class NeuralModel(GovernedModel):
         """Check and align the side inputs given to :meth:`fit` with ``train`` (set ``side_``)."""
         self.side_: dict[str, Any] = {}
 
-    def _side_without(self, keep_rows: np.ndarray) -> dict[str, Any]:
-        """Keyword arguments for :meth:`fit` that refit on the rows ``keep_rows`` only."""
+    def _side_without(self, keep_rows: np.ndarray, keep_cols: np.ndarray) -> dict[str, Any]:
+        """Keyword arguments for :meth:`fit` that refit on the rows ``keep_rows`` and item columns ``keep_cols`` only."""
         return {}
 
     def _side_arrays(self) -> dict[str, np.ndarray]:
@@ -414,7 +415,7 @@ class NeuralModel(GovernedModel):
         kept = np.setdiff1d(np.arange(self.train_.n_users), removed_rows)
         before = self.version_id_
         fresh = type(self)(**self.get_params())
-        fresh.fit(reduced, **self._side_without(kept))
+        fresh.fit(reduced, **self._side_without(kept, self.train_.item_index(np.asarray(reduced.item_ids, dtype=object))))
         self.__dict__.update(fresh.__dict__)
         return ForgetOutcome(
             kind=ErasureKind.retrain,
@@ -471,37 +472,45 @@ class NeuralModel(GovernedModel):
             with np.load(path, allow_pickle=False) as npz:
                 meta = json.loads(str(npz["meta"]))
                 arrays = {name: npz[name] for name in npz.files if name != "meta"}
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
-            raise DataError(f"{path}: not a recgov neural model file ({err})") from err
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
+            # a missing, empty, truncated or non-zip file, a pickled array, or meta that is not JSON
+            raise DataError(f"{path}: not a recgov neural model file ({type(err).__name__}: {err})") from err
         if not isinstance(meta, dict) or meta.get("format") != expected:
             got = meta.get("format") if isinstance(meta, dict) else None
             raise DataError(f"{path}: unsupported model format {got!r}; expected {expected!r}")
-        model = cls(**meta["params"])
-        user_ids = arrays["user_ids"].astype(object)
-        item_ids = arrays["item_ids"].astype(object)
-        matrix = sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=(len(user_ids), len(item_ids)))
-        train = InteractionMatrix(matrix=matrix, user_ids=user_ids, item_ids=item_ids)
-        model._load_side({k[5:]: v for k, v in arrays.items() if k.startswith("side:")}, meta)
-        model._restore_module_meta(meta.get("module", {}))
-        with torch_session(model.random_state, model.num_threads):
-            module = model._new_module(train)
-        state = {k[2:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("w:")}
         try:
+            model = cls(**meta["params"])
+            model._validate_params()
+            user_ids = arrays["user_ids"].astype(object)
+            item_ids = arrays["item_ids"].astype(object)
+            matrix = sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=(len(user_ids), len(item_ids)))
+            train = InteractionMatrix(matrix=matrix, user_ids=user_ids, item_ids=item_ids)
+            model._load_side({k[5:]: v for k, v in arrays.items() if k.startswith("side:")}, meta)
+            model._restore_module_meta(meta.get("module", {}))
+            with torch_session(model.random_state, model.num_threads):
+                module = model._new_module(train)
+            state = {k[2:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("w:")}
             module.load_state_dict(state, strict=True)
+            training_log = TrainingLog.from_dict(meta["training_log"])
+            fit_seconds = float(meta.get("fit_seconds", 0.0))
         except RuntimeError as err:
             raise DataError(f"{path}: the weights do not fit the {cls.name} network ({err})") from err
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, ConfigError) as err:
+            raise DataError(
+                f"{path}: a {cls.name} model file with missing, invalid or inconsistent content ({type(err).__name__}: {err})"
+            ) from err
         module.eval()
         model.module_ = module
-        model.training_log_ = TrainingLog.from_dict(meta["training_log"])
-        model.data_hash_ = meta["data_hash"]
-        model.library_versions_ = meta["library_versions"]
-        model.fit_seconds_ = float(meta.get("fit_seconds", 0.0))
+        model.training_log_ = training_log
+        model.data_hash_ = train.content_hash()  # recomputed: an edited training matrix is caught below
+        model.library_versions_ = meta.get("library_versions", {})
+        model.fit_seconds_ = fit_seconds
         model.popularity_ = np.asarray((matrix > 0).sum(axis=0)).ravel().astype(np.float64)
         model.train_ = train
         model._prepare_scoring()
         check = model._version_id()
-        if check != meta["version_id"]:
-            raise DataError(f"{path}: the weights do not match the saved version id {meta['version_id']!r} (they hash to {check!r})")
+        if check != meta.get("version_id") or model.data_hash_ != meta.get("data_hash"):
+            raise DataError(f"{path}: the weights do not match the saved version id {meta.get('version_id')!r} (they hash to {check!r})")
         model.version_id_ = meta["version_id"]
         return model
 

@@ -235,6 +235,8 @@ class BPRModel(StateModel):
         keep = np.ones(self.train_.n_users, dtype=bool)
         keep[rows] = False
         self.user_factors_ = self.user_factors_[keep]
+        cols = self.train_.item_index(np.asarray(new_train.item_ids, dtype=object))  # the items left in the model
+        self.item_factors_, self.item_bias_ = self.item_factors_[cols], self.item_bias_[cols]
         self.train_ = new_train
         self.popularity_ = popularity_of(new_train)
         self.retrain_owed_ = True

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -133,7 +134,7 @@ class ContentModel(GovernedModel):
         else:
             items = check_item_table(items, self.text_columns, where=f"{self.family}.fit")
             table_ids = items.index.astype(str)
-            extra = table_ids[~table_ids.isin(item_ids)]
+            extra = table_ids[~table_ids.isin(item_ids)].sort_values()  # by id: a fit without a subject lays them out alike
             if len(extra):
                 item_ids = np.concatenate([item_ids, np.asarray(extra, dtype=str)])
                 n_new = len(extra)
@@ -278,7 +279,7 @@ class ContentModel(GovernedModel):
                 UNKNOWN_ITEMS.format(where="explain", n=len(bad), example=repr(bad[0]), n_items=self.train_.n_items)
             )
         row = int(self.train_.user_index(user_id)[0])
-        if row < 0:
+        if self.fallback_mask(np.array([row]))[0]:  # unknown, or known with an empty history
             return [
                 [
                     ModelTag(
@@ -348,15 +349,31 @@ class ContentModel(GovernedModel):
         return tags
 
     # -- erasure -------------------------------------------------------------------------
-    def forget(self, user_ids: Sequence[str]) -> ForgetOutcome:
-        """Drop the users' rows: their profiles go with them, item vectors never held them (exact)."""
+    def forget(self, user_ids: Sequence[str], *, keep_columns: bool = False) -> ForgetOutcome:
+        """Drop the users' rows: their profiles go with them, item vectors never held them (exact).
+
+        An item only the users interacted with and that has no content leaves the model too (a fit without
+        them has no such column); a catalogue item with content stays, moved among the catalogue items without
+        interactions (by id), where a fit with the item table puts it.
+        ``keep_columns`` keeps every column (a model whose other parts are aligned on them)."""
         self.check_fitted("forget")
         present = subject_rows(self.train_, user_ids)
         keep = np.setdiff1d(np.arange(self.train_.n_users), present)
         train = self.train_
         matrix = sp.csr_matrix(train.matrix[keep])
+        cols = np.arange(train.n_items)
+        if not keep_columns:
+            used = matrix.getnnz(axis=0) > 0
+            cols = np.flatnonzero(used | (train.matrix.getnnz(axis=0) == 0) | self.has_content_)
+            if self.featurizer_ready_:  # catalogue items without interactions follow the others, by id, as in a fit
+                unused = cols[~used[cols]]
+                cols = np.concatenate([cols[used[cols]], unused[np.argsort(train.item_ids[unused].astype(str), kind="stable")]])
+        if len(cols) < train.n_items or (cols != np.arange(train.n_items)).any():
+            matrix = sp.csr_matrix(matrix[:, cols])
+            self.item_vectors_ = sp.csr_matrix(self.item_vectors_[cols])
+            self.has_content_, self.titles_ = self.has_content_[cols], self.titles_[cols]
         self.train_ = InteractionMatrix(
-            matrix=matrix, user_ids=np.asarray(train.user_ids, dtype=object)[keep], item_ids=train.item_ids
+            matrix=matrix, user_ids=np.asarray(train.user_ids, dtype=object)[keep], item_ids=train.item_ids[cols]
         )
         self.popularity_ = np.asarray((matrix > 0).sum(axis=0)).ravel().astype(np.float64)
         self.data_hash_ = self.train_.content_hash()
@@ -416,37 +433,51 @@ class ContentModel(GovernedModel):
 
     @classmethod
     def load(cls, path: str | Path) -> ContentModel:
-        """Read a model :meth:`save` wrote; it recommends exactly as the original."""
+        """Read a model :meth:`save` wrote; it recommends exactly as the original.
+
+        An empty, truncated or non-zip file, a missing array, an out-of-range parameter or content that does
+        not hash to the saved version id is a :class:`DataError` naming the file."""
         path = Path(path)
         try:
             with np.load(path, allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}
             meta = json.loads(str(arrays.pop("meta")))
-        except (OSError, ValueError, KeyError) as err:
-            raise DataError(f"{path}: not a recgov content model file ({err})") from err
-        if meta.get("format") != FORMAT or meta.get("family") != cls.family:
-            raise DataError(
-                f"{path}: a {meta.get('family')!r} model of format {meta.get('format')!r}; expected {cls.family!r}, {FORMAT!r}"
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
+            raise DataError(f"{path}: not a recgov content model file ({type(err).__name__}: {err})") from err
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("family") != cls.family:
+            found = (meta.get("family"), meta.get("format")) if isinstance(meta, dict) else (None, None)
+            raise DataError(f"{path}: a {found[0]!r} model of format {found[1]!r}; expected {cls.family!r}, {FORMAT!r}")
+        try:
+            params = dict(meta["params"])
+            if "text_columns" in params:
+                params["text_columns"] = tuple(params["text_columns"])
+            model = cls(**params)
+            model._validate_params()
+            user_ids, item_ids = arrays["user_ids"].astype(object), arrays["item_ids"].astype(object)
+            matrix = sp.csr_matrix(
+                (arrays["data"], arrays["indices"], arrays["indptr"]), shape=(len(user_ids), len(item_ids))
             )
-        params = meta["params"]
-        if "text_columns" in params:
-            params["text_columns"] = tuple(params["text_columns"])
-        model = cls(**params)
-        user_ids, item_ids = arrays["user_ids"].astype(object), arrays["item_ids"].astype(object)
-        matrix = sp.csr_matrix(
-            (arrays["data"], arrays["indices"], arrays["indptr"]), shape=(len(user_ids), len(item_ids))
-        )
-        model.train_ = InteractionMatrix(matrix=matrix, user_ids=user_ids, item_ids=item_ids)
-        model.item_vectors_ = sp.csr_matrix(
-            (arrays["v_data"], arrays["v_indices"], arrays["v_indptr"]), shape=tuple(arrays["v_shape"])
-        )
-        model.has_content_ = np.asarray(model.item_vectors_.getnnz(axis=1) > 0)
-        model.titles_ = arrays["titles"].astype(str)
-        model.popularity_ = np.asarray((matrix > 0).sum(axis=0)).ravel().astype(np.float64)
-        model.featurizer_ready_ = bool(meta["featurizer_ready"])
-        model.data_hash_ = meta["data_hash"]
-        model._load_extra(arrays)
-        model.version_id_ = meta["version_id"]
+            model.train_ = InteractionMatrix(matrix=matrix, user_ids=user_ids, item_ids=item_ids)
+            model.item_vectors_ = sp.csr_matrix(
+                (arrays["v_data"], arrays["v_indices"], arrays["v_indptr"]), shape=tuple(arrays["v_shape"])
+            )
+            if model.item_vectors_.shape[0] != len(item_ids):
+                raise ValueError(f"{model.item_vectors_.shape[0]} item vectors for {len(item_ids)} items")
+            model.has_content_ = np.asarray(model.item_vectors_.getnnz(axis=1) > 0)
+            model.titles_ = arrays["titles"].astype(str)
+            model.popularity_ = np.asarray((matrix > 0).sum(axis=0)).ravel().astype(np.float64)
+            model.featurizer_ready_ = bool(meta["featurizer_ready"])
+            model._load_extra(arrays)
+        except (KeyError, TypeError, ValueError, IndexError, ConfigError) as err:
+            raise DataError(
+                f"{path}: a {cls.family} model file with missing, invalid or inconsistent content "
+                f"({type(err).__name__}: {err})"
+            ) from err
+        # the content address is recomputed from what was read: an edited parameter, id or vector is caught
+        model.data_hash_ = model.train_.content_hash()
+        model._stamp()
+        if model.data_hash_ != meta.get("data_hash") or model.version_id_ != meta.get("version_id"):
+            raise DataError(f"{path}: the content does not match its version id (the file was altered or is damaged)")
         return model
 
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -49,6 +50,7 @@ import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression, Ridge
 
 from recommender.als import ALSRecommender
+from recommender.als_explain import explain_als_list, regularized_gram
 from recommender.base import top_k_from_scores
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
@@ -60,6 +62,8 @@ from recommender.metrics import ranking_metrics
 __all__ = ["FEATURES", "HybridRecommender"]
 
 FORMAT = "recgov.hybrid.v1"
+EXACT_TOLERANCE = 1e-6
+"""A ``hybrid_blend`` tag is exact only where its parts sum to the served score to this (relative above 1)."""
 FEATURES = ("als", "content", "log_popularity", "has_interactions", "als_x_warm", "content_x_warm")
 """The learned fusion's per-candidate features, in order."""
 _PART_OF = {
@@ -368,7 +372,13 @@ class HybridRecommender(GovernedModel):
 
     # -- explanations ----------------------------------------------------------------
     def explain(self, user_id: str, item_ids: Sequence[str]) -> list[list[ModelTag]]:
-        """A ``hybrid_blend`` tag per item with each part's share of the score (exact), then the content parent's tag."""
+        """A ``hybrid_blend`` tag per item with each part's share of the score, then the content parent's tag.
+
+        The tag says ``exact`` only where its parts sum to the served score (to :data:`EXACT_TOLERANCE`) and each
+        non-zero part's own decomposition is exact: the ALS part's over the user's history (which decomposes the
+        exact least-squares factor, not ``implicit``'s iterative one, see :mod:`recommender.families.als`; and
+        not at all for an item scored through the content mapping), the content part's as its parent's tag says,
+        the popularity part (a closed form of the item's popularity) always."""
         self.check_fitted("explain")
         cols = self.train_.item_index(list(item_ids))
         if (cols < 0).any():
@@ -377,7 +387,7 @@ class HybridRecommender(GovernedModel):
                 UNKNOWN_ITEMS.format(where="explain", n=len(bad), example=repr(bad[0]), n_items=self.train_.n_items)
             )
         row = int(self.train_.user_index(user_id)[0])
-        if row < 0:
+        if self.fallback_mask(np.array([row]))[0]:  # unknown, or known with an empty history
             return [
                 [
                     ModelTag(
@@ -391,6 +401,8 @@ class HybridRecommender(GovernedModel):
             ]
         parts = self.parts(np.array([row]), cols)
         content_tags = self.content_.explain(user_id, list(item_ids))
+        served = self.score_items(np.array([row]))[0, cols]  # the scores recommend ranks by, whole catalogue
+        als_exact = self._als_part_exact(row, cols)
         words = {"als": "people with similar tastes", "content": "its content", "popularity": "its popularity"}
         out = []
         for pos, col in enumerate(cols.tolist()):
@@ -406,12 +418,41 @@ class HybridRecommender(GovernedModel):
                 "parts": {k: round(v, 6) for k, v in values.items()},
                 "shares": {k: round(v, 6) for k, v in shares.items()},
                 "score": round(sum(values.values()), 6),
+                "served_score": round(float(served[pos]), 6),
                 "lead": lead,
                 "has_interactions": bool(self.popularity_[col] > 0),
             }
             if self.fusion == "learned":
                 evidence["intercept"] = round(self.intercept_, 6)
-            out.append([ModelTag("hybrid_blend", text, exact=True, evidence=evidence), *content_tags[pos]])
+            sums = abs(sum(values.values()) - float(served[pos])) <= EXACT_TOLERANCE * max(1.0, abs(float(served[pos])))
+            part_exact = {
+                "als": values["als"] == 0.0 or bool(als_exact[pos]),
+                "content": values["content"] == 0.0 or bool(content_tags[pos] and content_tags[pos][0].exact),
+                "popularity": True,
+            }
+            exact = bool(sums and all(part_exact[name] for name in values))
+            evidence["exact_parts"] = sorted(name for name in values if part_exact[name])
+            out.append([ModelTag("hybrid_blend", text, exact=exact, evidence=evidence), *content_tags[pos]])
+        return out
+
+    def _als_part_exact(self, row: int, cols: np.ndarray) -> np.ndarray:
+        """Per item of ``cols``: whether the ALS decomposition over the user's history reproduces the ALS score
+        the blend uses (items scored through the content mapping have no such decomposition: False)."""
+        als = self.als_
+        y = np.asarray(als.item_factors_)
+        n_warm = als.train_.n_items
+        warm = cols < n_warm
+        warm[warm] = als.popularity_[cols[warm]] > 0
+        out = np.zeros(len(cols), dtype=bool)
+        if not warm.any():
+            return out
+        items = cols[warm]
+        hist = als.train_.matrix[row]
+        reg = float(als.regularization)
+        gram = regularized_gram(y.T.astype(np.float64) @ y.astype(np.float64), reg)
+        ex = explain_als_list(y, reg, float(als.alpha), hist.indices, hist.data, items, n=1, gram=gram)
+        served = y[items].astype(np.float64) @ np.asarray(als.user_factors_[row], dtype=np.float64)
+        out[warm] = np.abs(np.asarray(ex.scores, dtype=np.float64) - served) <= EXACT_TOLERANCE * np.maximum(1.0, np.abs(served))
         return out
 
     # -- erasure -------------------------------------------------------------------------
@@ -421,7 +462,7 @@ class HybridRecommender(GovernedModel):
         present = subject_rows(self.train_, user_ids)
         removed = tuple(str(self.train_.user_ids[r]) for r in present)
         keep = np.setdiff1d(np.arange(self.train_.n_users), present)
-        self.content_.forget(list(removed))
+        self.content_.forget(list(removed), keep_columns=True)  # the collaborative part is aligned on every column
         self.als_.user_factors_ = np.asarray(self.als_.user_factors_)[keep]
         m = sp.csr_matrix(self.als_.train_.matrix[keep])
         self.als_.train_ = InteractionMatrix(
@@ -491,32 +532,48 @@ class HybridRecommender(GovernedModel):
 
     @classmethod
     def load(cls, path: str | Path) -> HybridRecommender:
-        """Read a model :meth:`save` wrote; it recommends exactly as the original."""
+        """Read a model :meth:`save` wrote; it recommends exactly as the original.
+
+        An empty, truncated or non-zip file, a missing array or parent, an out-of-range parameter or content
+        that does not hash to the saved version id is a :class:`DataError` naming the file."""
         path = Path(path)
         try:
             with np.load(path, allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}
             meta = json.loads(str(arrays["meta"]))
-        except (OSError, ValueError, KeyError) as err:
-            raise DataError(f"{path}: not a recgov hybrid model file ({err})") from err
-        if meta.get("format") != FORMAT:
-            raise DataError(f"{path}: unsupported model format {meta.get('format')!r}; expected {FORMAT!r}")
-        model = cls(**meta["params"])
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "als.npz").write_bytes(arrays["als"].tobytes())
-            (Path(tmp) / "content.npz").write_bytes(arrays["content"].tobytes())
-            model.als_ = ALSRecommender.load(Path(tmp) / "als.npz")
-            model.content_ = ContentRecommender.load(Path(tmp) / "content.npz")
-        model.mapping_ = np.asarray(arrays["mapping"], dtype=np.float64)
-        model.coef_ = np.asarray(arrays["coef"], dtype=np.float64)
-        model.weights_ = {k: float(v) for k, v in meta["weights"].items()}
-        model.intercept_ = float(meta["intercept"])
-        model.spread_ = {k: float(v) for k, v in meta["spread"].items()}
-        model.validation_ = meta["validation"]
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
+            raise DataError(f"{path}: not a recgov hybrid model file ({type(err).__name__}: {err})") from err
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else None
+            raise DataError(f"{path}: unsupported model format {found!r}; expected {FORMAT!r}")
+        try:
+            model = cls(**meta["params"])
+            model._validate_params()
+            with tempfile.TemporaryDirectory() as tmp:
+                (Path(tmp) / "als.npz").write_bytes(arrays["als"].tobytes())
+                (Path(tmp) / "content.npz").write_bytes(arrays["content"].tobytes())
+                try:
+                    model.als_ = ALSRecommender.load(Path(tmp) / "als.npz")
+                    model.content_ = ContentRecommender.load(Path(tmp) / "content.npz")
+                except DataError as err:  # the parent's message names a temporary file: name this one
+                    raise ValueError(f"embedded parent model: {str(err).split(': ', 1)[-1]}") from err
+            model.mapping_ = np.asarray(arrays["mapping"], dtype=np.float64)
+            model.coef_ = np.asarray(arrays["coef"], dtype=np.float64)
+            model.weights_ = {k: float(v) for k, v in meta["weights"].items()}
+            model.intercept_ = float(meta["intercept"])
+            model.spread_ = {k: float(v) for k, v in meta["spread"].items()}
+            model.validation_ = meta["validation"]
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, ConfigError) as err:
+            raise DataError(
+                f"{path}: a hybrid model file with missing, invalid or inconsistent content ({type(err).__name__}: {err})"
+            ) from err
         model.train_ = model.content_.train_
         model.popularity_ = model.content_.popularity_
-        model.data_hash_ = meta["data_hash"]
-        model.version_id_ = meta["version_id"]
+        # the content address is recomputed from what was read: an edited parameter or weight is caught
+        model.data_hash_ = model.train_.content_hash()
+        model._stamp()
+        if model.data_hash_ != meta.get("data_hash") or model.version_id_ != meta.get("version_id"):
+            raise DataError(f"{path}: the content does not match its version id (the file was altered or is damaged)")
         return model
 
 

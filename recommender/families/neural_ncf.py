@@ -208,7 +208,7 @@ class NCFRecommender(NeuralModel):
         self.check_fitted("explain")
         cols = self._known_items(item_ids)
         row = int(self.train_.user_index(user_id)[0])
-        if row < 0:
+        if self.fallback_mask(np.array([row]))[0]:  # unknown, or known with an empty history
             return self._fallback_tags(len(cols), self.popularity_, cols)
         m = self.train_.matrix
         history = m.indices[m.indptr[row] : m.indptr[row + 1]]

@@ -245,7 +245,7 @@ class SessionRecommender(NeuralModel):
         ends = np.minimum(starts + self.max_len + 1, np.repeat(b, n_windows))
         return starts, ends
 
-    def _side_without(self, keep_rows: np.ndarray) -> dict[str, Any]:
+    def _side_without(self, keep_rows: np.ndarray, keep_cols: np.ndarray) -> dict[str, Any]:
         """The kept users' sessions as an events table (re-read by :meth:`fit` on the reduced matrix)."""
         if self.sessions_source_ == "matrix":
             return {}
@@ -378,7 +378,7 @@ class SessionRecommender(NeuralModel):
         self.check_fitted("explain")
         cols = self._known_items(item_ids)
         row = int(self.train_.user_index(user_id)[0])
-        if row < 0:
+        if self.fallback_mask(np.array([row]))[0]:  # unknown, or known with an empty history
             return self._fallback_tags(len(cols), self.popularity_, cols)
         length = int(self.context_lengths_[row])
         if length == 0:

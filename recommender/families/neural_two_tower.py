@@ -16,7 +16,8 @@
   non-positive items under the current model (mined once per epoch).
 
 Serving precomputes both towers: a list is ``user_vectors @ item_vectors.T``,
-and :func:`quantize_two_tower` gives the int8 version of that path. Tags are
+and :func:`quantize_two_tower` gives the int8 version of the retrieval step
+(the item matrix as int8 per item, scored with fbgemm's int8 GEMM). Tags are
 ``latent_match`` (not exact: a cosine in a learned space is no decomposition of
 the score): the history items closest to the recommended item in the item
 tower's space. Erasure retrains (see :mod:`recommender.families._torch_common`).
@@ -42,7 +43,7 @@ from recommender.families._torch_common import NeuralModel, ParamSpec, csr_bags,
 from recommender.family import ErasureKind, Family, ModelTag, register_family
 from recommender.scoring import block_rows, mask_seen, top_k_rows
 
-__all__ = ["QuantizedTwoTower", "TwoTowerRecommender", "quantize_two_tower", "time_scoring"]
+__all__ = ["QuantizedTwoTower", "TwoTowerRecommender", "quantize_item_rows", "quantize_two_tower", "time_scoring"]
 
 
 class _TwoTower(nn.Module):
@@ -207,8 +208,9 @@ class TwoTowerRecommender(NeuralModel):
         m = self.category_matrix_
         return ["|".join(self.categories_[m.indices[m.indptr[c] : m.indptr[c + 1]]]) or None for c in range(m.shape[0])]
 
-    def _side_without(self, keep_rows: np.ndarray) -> dict[str, Any]:
-        return {"item_categories": self._fit_categories()}
+    def _side_without(self, keep_rows: np.ndarray, keep_cols: np.ndarray) -> dict[str, Any]:
+        categories = self._fit_categories()
+        return {"item_categories": None if categories is None else [categories[c] for c in keep_cols]}
 
     def _side_arrays(self) -> dict[str, np.ndarray]:
         m = self.category_matrix_
@@ -352,7 +354,7 @@ class TwoTowerRecommender(NeuralModel):
         self.check_fitted("explain")
         cols = self._known_items(item_ids)
         row = int(self.train_.user_index(user_id)[0])
-        if row < 0:
+        if self.fallback_mask(np.array([row]))[0]:  # unknown, or known with an empty history
             return self._fallback_tags(len(cols), self.popularity_, cols)
         history = self.train_.matrix.indices[self.train_.matrix.indptr[row] : self.train_.matrix.indptr[row + 1]]
         sims = self.item_vectors_[cols] @ self.item_vectors_[history].T if len(history) else np.zeros((len(cols), 0))
@@ -379,91 +381,153 @@ class TwoTowerRecommender(NeuralModel):
         return out
 
 
+RETRIEVAL_BLOCK = 32
+"""Users per scoring block in :meth:`QuantizedTwoTower.top_k` (both paths)."""
+
+
 @dataclass
 class QuantizedTwoTower:
-    """The int8 serving path of a fitted :class:`TwoTowerRecommender`.
+    """The int8 retrieval path of a fitted :class:`TwoTowerRecommender`.
 
-    The item vectors become the weight of a bias-free ``Linear`` layer (one
-    output per item), so that with the user tower's ``Linear`` layers they are
-    quantised by ``torch.ao.quantization.quantize_dynamic`` (weights int8 per
-    output channel, activations quantised on the fly; fbgemm's int8 GEMM).
-    :meth:`scores` runs the user tower from its inputs and scores every item,
-    as a served request does; :meth:`float_scores` runs the same path in float32.
+    A two-tower model's inference cost is scoring users against the whole
+    catalogue (the item tower runs offline, once per item). Here the item
+    matrix is stored as int8 with one scale per item (symmetric, per row:
+    ``round(v / s)``, ``s = max|v| / 127``) and packed for fbgemm's int8 GEMM;
+    :meth:`item_scores` runs ``torch.ops.quantized.linear_dynamic``, which
+    quantises the user vectors on the fly (as uint8), multiplies in int8 with
+    int32 accumulation and writes float scores with the item scales applied.
+
+    Users are quantised **per row**: each user vector is divided by its largest
+    absolute component (so it lies in [-1, 1] with an entry at +-1), and two
+    anchor rows (``+e_0`` and ``-e_0``) join every call, so fbgemm's per-tensor
+    activation range is always exactly [-1, 1]: a user's codes (and scores) do
+    not depend on the other users of its batch, and each row spans the 8-bit
+    range. The row factor is put back on the scores (in :meth:`top_k`, on the
+    ``k`` kept values only: a positive factor per row leaves its ranking as is).
+    :meth:`item_scores` with ``int8=False`` does the same work in float32
+    (``F.linear`` over the float item matrix, MKL's sgemm).
+
+    The user tower stays float in both paths: its two ``Linear`` layers
+    (``2*dim -> hidden -> dim``) are too small for dynamic int8 to pay off
+    (quantising the inputs costs more than the int8 GEMM saves), so it is
+    shared, and timed separately by the benchmark.
     """
 
     model: TwoTowerRecommender
-    float_net: nn.Module
-    int8_net: nn.Module
+    item_float: torch.Tensor
+    item_int8: torch.Tensor
+    item_scales: torch.Tensor
+    packed: Any
 
-    def _inputs(self, rows: np.ndarray) -> tuple[torch.Tensor, ...]:
-        binary = self.model._binary_
-        return self.model._user_inputs(binary, np.asarray(rows, dtype=np.int64))
+    def __post_init__(self) -> None:
+        self._anchors = torch.zeros((2, self.item_float.shape[1]), dtype=torch.float32)
+        self._anchors[0, 0], self._anchors[1, 0] = 1.0, -1.0
+
+    def user_vectors(self, rows: np.ndarray) -> torch.Tensor:
+        """The user tower's (float32) output for training rows ``rows``, from their id and history."""
+        rows = np.asarray(rows, dtype=np.int64)
+        net: _TwoTower = self.model.module_  # type: ignore[assignment]
+        with torch.inference_mode():
+            return net.users(*self.model._user_inputs(self.model._binary_, rows), leave_out=None)
+
+    def _int8_unscaled(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """int8 scores of each user row divided by its largest absolute component, and that factor per row (``(n, 1)``)."""
+        factor = users.abs().amax(dim=1, keepdim=True).clamp_(min=torch.finfo(torch.float32).tiny)
+        scores = torch.ops.quantized.linear_dynamic(torch.cat([users / factor, self._anchors]), self.packed, False)
+        return scores[:-2], factor
+
+    def item_scores(self, users: torch.Tensor, *, int8: bool = True) -> torch.Tensor:
+        """Scores of user vectors ``users`` (``(n, dim)`` float32) against every item: int8 GEMM, or float32 with ``int8=False``."""
+        with torch.inference_mode():
+            if int8:
+                scores, factor = self._int8_unscaled(users)
+                return scores.mul_(factor)
+            return F.linear(users, self.item_float)
+
+    def top_k(self, users: torch.Tensor, k: int, *, int8: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-``k`` items per user vector over the whole catalogue (``torch.topk``; no seen-item filter): the retrieval step.
+
+        Users are scored in blocks of at most :data:`RETRIEVAL_BLOCK` (and
+        within :func:`recommender.scoring.block_rows`' memory budget), the same
+        blocks on both paths: a block's score matrix then stays near the cache,
+        which made both paths faster than one big block on 56k items.
+        """
+        k = min(int(k), self.item_float.shape[0])
+        step = min(RETRIEVAL_BLOCK, block_rows(self.item_float.shape[0]))
+        values, index = [], []
+        with torch.inference_mode():
+            for start in range(0, users.shape[0], step):
+                block = users[start : start + step]
+                if int8:
+                    scores, factor = self._int8_unscaled(block)
+                    v, i = torch.topk(scores, k, dim=1)
+                    v = v * factor
+                else:
+                    v, i = torch.topk(F.linear(block, self.item_float), k, dim=1)
+                values.append(v)
+                index.append(i)
+        if not values:
+            return torch.empty((0, k)), torch.empty((0, k), dtype=torch.long)
+        return torch.cat(values), torch.cat(index)
 
     def scores(self, rows: np.ndarray) -> np.ndarray:
-        """int8 scores of training rows ``rows`` against every item."""
-        with torch.inference_mode():
-            return self.int8_net(*self._inputs(rows)).numpy()
+        """int8 scores of training rows ``rows`` against every item (float user tower, int8 item scoring)."""
+        return self.item_scores(self.user_vectors(rows)).numpy()
 
     def float_scores(self, rows: np.ndarray) -> np.ndarray:
-        """The same path in float32."""
-        with torch.inference_mode():
-            return self.float_net(*self._inputs(rows)).numpy()
+        """The same path in float32 (equal to the fitted model's scores)."""
+        return self.item_scores(self.user_vectors(rows), int8=False).numpy()
 
     def recommend_index(self, rows: np.ndarray, k: int, *, int8: bool = True) -> np.ndarray:
-        """Top-``k`` item columns per row (seen items filtered)."""
+        """Top-``k`` item columns per row (seen items filtered), as the model's lists are made."""
         rows = np.asarray(rows, dtype=np.int64)
         scores = np.array(self.scores(rows) if int8 else self.float_scores(rows), dtype=np.float32, copy=True)
         mask_seen(scores, self.model.train_.matrix, rows)
         return top_k_rows(scores, k)[0]
 
     def size_bytes(self) -> dict[str, int]:
-        """Bytes of the scoring layer's weights, float32 vs int8 (plus scales)."""
-        n_items, dim = self.model.item_vectors_.shape
-        return {"float32": n_items * dim * 4, "int8": n_items * dim + n_items * 8}
+        """Bytes of the item matrix, float32 vs int8 plus one float32 scale per item."""
+        n_items, dim = self.item_float.shape
+        return {"float32": n_items * dim * 4, "int8": n_items * dim + n_items * 4}
 
 
-class _ServingNet(nn.Module):
-    """User tower and item scoring as one module of ``Linear`` layers (what ``quantize_dynamic`` replaces)."""
+def quantize_item_rows(item_vectors: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-row int8 quantisation: ``(q, s)`` with ``q = round(v / s)`` in [-127, 127] and ``s = max|v| / 127`` per row.
 
-    def __init__(self, net: _TwoTower, item_vectors: np.ndarray) -> None:
-        super().__init__()
-        self.user_id = net.user_id
-        self.history = net.history
-        self.user_mlp = net.user_mlp
-        self.items = nn.Linear(item_vectors.shape[1], item_vectors.shape[0], bias=False)
-        with torch.no_grad():
-            self.items.weight.copy_(torch.from_numpy(item_vectors))
-
-    def forward(self, rows: torch.Tensor, bags: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        summed = self.history(bags, offsets)
-        n = lengths.to(summed.dtype)
-        mean = torch.where((n > 0).unsqueeze(1), summed / n.clamp(min=1).unsqueeze(1), torch.zeros_like(summed))
-        u = F.normalize(self.user_mlp(torch.cat([self.user_id(rows), mean], dim=1)), dim=1)
-        return self.items(u)
+    An all-zero row gets scale 1 (its codes are 0).
+    """
+    v = torch.from_numpy(np.ascontiguousarray(item_vectors, dtype=np.float32))
+    scale = v.abs().amax(dim=1) / 127.0
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    q = torch.clamp(torch.round(v / scale.unsqueeze(1)), -127, 127).to(torch.int8)
+    return q, scale
 
 
 def quantize_two_tower(model: TwoTowerRecommender) -> QuantizedTwoTower:
-    """Dynamic int8 quantisation of a fitted two-tower model's serving path (user tower and item scoring)."""
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    model.check_fitted("quantize_two_tower")
+    """int8 retrieval for a fitted two-tower model: the item matrix as int8 per item, scored with fbgemm's int8 GEMM."""
     if not isinstance(model, TwoTowerRecommender):
         raise ConfigError(f"quantize_two_tower needs a fitted TwoTowerRecommender, got {type(model).__name__}")
+    model.check_fitted("quantize_two_tower")
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        raise ConfigError("quantize_two_tower needs torch's fbgemm quantised engine (an x86 CPU build of torch)")
     binary = sp.csr_matrix((model.train_.matrix > 0).astype(np.float32))
     binary.sort_indices()
     model._binary_ = binary
-    float_net = _ServingNet(model.module_, model.item_vectors_).eval()  # type: ignore[arg-type]
+    item_int8, scales = quantize_item_rows(model.item_vectors_)
     with warnings.catch_warnings():
         # torch marks its quantised tensor constructors deprecated in favour of torchao; the API works as documented
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
-        int8_net = quantize_dynamic(_ServingNet(model.module_, model.item_vectors_).eval(), {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
-    return QuantizedTwoTower(model=model, float_net=float_net, int8_net=int8_net)
+        torch.backends.quantized.engine = "fbgemm"
+        weight = torch._make_per_channel_quantized_tensor(item_int8, scales.double(), torch.zeros(len(scales), dtype=torch.long), 0)
+        packed = torch.ops.quantized.linear_prepack(weight, None)
+    item_float = torch.from_numpy(np.ascontiguousarray(model.item_vectors_, dtype=np.float32))
+    return QuantizedTwoTower(model=model, item_float=item_float, item_int8=item_int8, item_scales=scales, packed=packed)
 
 
-def time_scoring(fn: Callable[[np.ndarray], np.ndarray], rows: np.ndarray, *, batch: int, repeats: int = 5) -> float:
-    """Median seconds per user of scoring ``rows`` in batches of ``batch`` with ``fn`` (after one warm-up pass)."""
-    rows = np.asarray(rows, dtype=np.int64)
+def time_scoring(fn: Callable[[np.ndarray], Any], rows: np.ndarray, *, batch: int, repeats: int = 5) -> float:
+    """Median seconds per user of running ``fn`` on ``rows`` in batches of ``batch`` (after one warm-up pass)."""
+    rows = np.asarray(rows)
     for start in range(0, min(len(rows), batch * 2), batch):
         fn(rows[start : start + batch])
     times = []

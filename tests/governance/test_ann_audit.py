@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 pytest.importorskip("faiss")
 
 from governance.collect import collect_facts  # noqa: E402
 from governance.engine import evaluate  # noqa: E402
-from governance.facts import AnnFacts, AuditFacts  # noqa: E402
+from governance.facts import AnnBlocking, AnnFacts, AuditFacts  # noqa: E402
 from governance.policy import parse_pack  # noqa: E402
 from governance.registry import Status  # noqa: E402
 from recommender.ann import ANNRecommender, exact_search, recall_at_k  # noqa: E402
@@ -36,11 +37,56 @@ def test_a_good_index_passes_and_the_recall_is_the_exact_lists_share(dataset) ->
     (result,) = evaluate(loaded, facts).results
     assert result.status == Status.passed, result.message
     # cross-check: recompute the lists with the model's factors and numpy's exact search
+    # without a store, a seeded 10% of the items is planted as blocked: "none returned" is measured on them
+    assert facts.ann.blocking is not None and facts.ann.blocking.measured_on == "planted_sample"
+    assert facts.ann.blocking.n_blocked == round(0.1 * facts.ann.n_items) and facts.ann.blocked_returned == 0
+    assert "planted blocked item" in result.message and "none of them returned" in result.message
     model = run.models["als"]
     rows = (run.matrices.test.matrix.getnnz(axis=1) > 0).nonzero()[0]
-    exact, _ = exact_search(model.item_factors_, model.user_factors_[rows], 10, exclude=model.train_.matrix[rows])
-    approx, _ = ANNRecommender.from_fitted(model, {"index": "hnsw", "ef_search": 64})._recommend_known(rows, 10, filter_seen=True)
+    blocked = np.random.default_rng(0).choice(model.train_.n_items, facts.ann.blocking.n_blocked, replace=False)
+    exact, _ = exact_search(model.item_factors_, model.user_factors_[rows], 10, exclude=model.train_.matrix[rows], blocked=blocked)
+    served = ANNRecommender.from_fitted(model, {"index": "hnsw", "ef_search": 64}, blocked_items=list(model.train_.item_ids[blocked]))
+    approx, _ = served._recommend_known(rows, 10, filter_seen=True)
+    assert not np.isin(approx, blocked).any()
     assert facts.ann.recall_at_k == pytest.approx(recall_at_k(approx, exact))
+
+
+def test_the_stores_blocked_and_unavailable_items_are_the_ones_measured(dataset, store, recgov_home) -> None:
+    from audits.availability import set_availability
+    from audits.harm import block_item
+    from governance.audit import audit_facts
+
+    loaded = pack("{index: hnsw, ef_search: 64}")
+    # the items a list would serve most: blocked, unavailable everywhere, unavailable in one region
+    popular = dataset.events["item_id"].astype(str).value_counts().index[:4].tolist()
+    with store.session() as session:
+        block_item(session, item_id=popular[0], blocked=True, reason="harmful")
+        block_item(session, item_id=popular[1], blocked=True, reason="harmful")
+        set_availability(session, item_id=popular[2], status="withdrawn")
+        set_availability(session, item_id=popular[3], status="geo_restricted", region="DE")
+        block_item(session, item_id="never-in-the-data", blocked=True, reason="not a model item: not counted")
+    facts, _, _ = audit_facts(
+        loaded, dataset, store=store, model_version=None, train=True, baseline=None,
+        models_dir=recgov_home / "models", actor=None, show_progress=False,
+    )  # fmt: skip
+    assert facts.ann.blocking.measured_on == "store" and facts.ann.blocking.n_blocked == 4
+    assert facts.ann.blocked_returned == 0 and facts.ann.short_lists == 0
+    (result,) = evaluate(loaded, facts).results
+    assert "4 blocked or unavailable item(s) from the store" in result.message, result.message
+
+
+def test_a_measured_leak_fails_and_an_unmeasured_one_is_not_claimed() -> None:
+    loaded = pack("{index: flat}")
+    measured = AnnFacts(
+        recall_at_k=1.0, k=10, index="flat", n_items=100, n_queries=5,
+        blocking=AnnBlocking(measured_on="planted_sample", n_blocked=10, share=0.1),
+    )  # fmt: skip
+    (result,) = evaluate(loaded, AuditFacts(ann=measured)).results
+    assert result.status == Status.passed and "10 planted blocked item(s)" in result.message
+    (leak,) = evaluate(loaded, AuditFacts(ann=measured.model_copy(update={"blocked_returned": 3}))).results
+    assert leak.status == Status.fail and "3 blocked item(s) returned" in leak.message
+    (unmeasured,) = evaluate(loaded, AuditFacts(ann=measured.model_copy(update={"blocking": None}))).results
+    assert "leaks not measured" in unmeasured.message and "none of them returned" not in unmeasured.message
 
 
 def test_a_poor_index_fails(dataset) -> None:

@@ -120,6 +120,32 @@ def test_a_random_split_leaks_and_fails(dataset) -> None:
     assert facts.temporal.after_any_label_share == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("fault", ["one missing timestamp", "an unreadable timestamp", "no timestamp column"])
+def test_events_that_cannot_be_placed_in_time_fail_the_leakage_rule_and_the_labels_are_still_judged(dataset, fault) -> None:
+    # a random split needs no time, so the evaluation runs; whether it looks ahead cannot be measured
+    events = dataset.events.copy()
+    if fault == "no timestamp column":
+        events = events.drop(columns="timestamp")
+    else:
+        events["timestamp"] = events["timestamp"].astype(object)
+        events.loc[events.index[5], "timestamp"] = None if fault == "one missing timestamp" else "not a time"
+    broken = dataclasses.replace(dataset, events=events)
+    loaded = pack("random")
+    facts, _ = collect_facts(loaded.pack, broken, als_params={"factors": 8, "iterations": 3})
+    t = facts.temporal
+    assert t is not None and not t.measurable and t.after_any_label is None and t.after_any_label_share is None
+    assert t.n_test_labels > 0 and t.n_train_events + len(split(events, SplitConfig(kind="random"))[1]) == len(events)
+    expected = {"one missing timestamp": "1 event(s) have no timestamp", "an unreadable timestamp": "cannot be read as a time",
+                "no timestamp column": "no timestamp column"}[fault]  # fmt: skip
+    assert expected in t.reason
+    results = {r.rule_id: r for r in evaluate(loaded, facts).results}
+    for rule in ("no-look-ahead", "own-look-ahead"):
+        assert results[rule].status == Status.fail, results[rule].message
+        assert "cannot be ruled out" in results[rule].message and expected in results[rule].message
+    assert results["labels-as-declared"].status == Status.passed and facts.labels.n_test_labels > 0
+    assert json.dumps(t.model_dump())
+
+
 def test_a_leave_last_split_leaks_across_users_only(dataset) -> None:
     loaded = pack("leave_last")
     facts, _ = collect_facts(loaded.pack, dataset, als_params={"factors": 8, "iterations": 3})

@@ -70,19 +70,25 @@ def test_a_reweighted_run_records_its_weights_under_the_packs_consent_filter(sto
         assert "fairness_reweighting" not in training_recipe(session, plain.model_version)["params"]
 
 
+# explicit group weights shape the model whatever the strength (ALS applies them at strength 0 too)
+WEIGHTS_AT_ZERO = {"factors": 8, "iterations": 4, "fairness_reweighting": {"attribute": "gender", "strength": 0.0, "group_weights": {"F": 0.2, "M": 5.0}}}
+
+
 @pytest.mark.parametrize(
-    ("minimization", "message"),
+    ("minimization", "message", "params"),
     [
-        ("{forbidden_attributes: [gender], audit_only_attributes: []}", "forbidden_attributes"),
-        ("{audit_only_attributes: [age_band]}", "is not declared by the pack"),
+        ("{forbidden_attributes: [gender], audit_only_attributes: []}", "forbidden_attributes", PARAMS),
+        ("{audit_only_attributes: [age_band]}", "is not declared by the pack", PARAMS),
+        ("{forbidden_attributes: [gender], audit_only_attributes: []}", "forbidden_attributes", WEIGHTS_AT_ZERO),
+        ("{audit_only_attributes: [age_band]}", "is not declared by the pack", WEIGHTS_AT_ZERO),
     ],
 )
-def test_a_pack_that_forbids_or_does_not_declare_the_attribute_refuses_before_recording(store, dataset, tmp_path, minimization, message):
+def test_a_pack_that_forbids_or_does_not_declare_the_attribute_refuses_before_recording(store, dataset, tmp_path, minimization, message, params):
     pack = parse_pack(
         f"apiVersion: recgov/v1\nmetadata: {{name: p, version: 1.0.0, owner: o}}\nminimization: {minimization}\n", "p.yaml"
     )
     with pytest.raises(ConfigError, match=f"fairness_reweighting.attribute: 'gender' {message}" if "declared" in message else message):
-        train_and_record(dataset, store=store, models_dir=tmp_path / "models", params=PARAMS, measure_carbon=False, pack=pack)
+        train_and_record(dataset, store=store, models_dir=tmp_path / "models", params=params, measure_carbon=False, pack=pack)
     assert _runs(store) == []
     assert not (tmp_path / "models").exists()
 
@@ -141,6 +147,12 @@ def test_a_pack_declares_in_training_fairness_and_packs_without_it_keep_their_ha
         ("training:\n  fairness: {attribute: gender, group_weights: {F: 0}}\n", "training.fairness.group_weights", "finite number > 0"),
         ("training:\n  fairness: {attribute: age_band}\n", "training.fairness.attribute", "'age_band' is not declared by the pack"),
         ("minimization: {forbidden_attributes: [gender]}\ntraining:\n  fairness: {attribute: gender}\n", "training.fairness.attribute", "forbidden_attributes"),
+        (
+            "minimization: {forbidden_attributes: [gender]}\ntraining:\n  fairness: {attribute: gender, strength: 0, group_weights: {F: 0.2, M: 5}}\n",
+            "training.fairness.attribute",
+            "forbidden_attributes",
+        ),
+        ("training:\n  fairness: {attribute: age_band, strength: 0, group_weights: {a: 2}}\n", "training.fairness.attribute", "'age_band' is not declared by the pack"),
     ],
 )
 def test_a_bad_training_section_is_a_located_error(section, path, words):

@@ -168,23 +168,123 @@ def test_the_hashes_before_and_after_a_subset_are_each_tables_own(half_stars: Da
         data.content_hashes(np.ones(3, dtype=bool), data)
 
 
-def test_subject_codes_are_the_factorized_strings_of_every_id() -> None:
-    """From a categorical's categories, the codes and ids the filters would get from a string per event."""
+def _reference_text(value: object) -> object:
+    """An id's text, one value at a time: an integer-valued number as the integer, anything else as str."""
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def test_subject_codes_are_the_factorized_canonical_strings_of_every_id() -> None:
+    """From a categorical's categories, the codes and ids a per-event reading of each id's text would give."""
     from recommender.data import subject_codes
 
     rng = np.random.default_rng(7)
     raw = pd.Series(rng.choice(np.array([10, 2, 33, 2, 7], dtype=object), size=500))
     raw[::17] = None
+    ints = pd.Series(rng.integers(0, 50, 300))
     cases = {
-        "int categories with an unused one": raw.astype("category").cat.add_categories([99]),
+        "int categories with an unused one and a missing id": raw.astype("category").cat.add_categories([99]),
         "string categories": raw.map(lambda v: None if v is None else f"u{v}").astype("category"),
         "string categories, none missing, an unused one": pd.Series(pd.Categorical(["b", "a", "b"], categories=["c", "b", "a"])),
         "mixed categories": pd.Series(pd.Categorical([1, "1", 2, None, 1], categories=[1, "1", 2])),
         "object": raw,
-        "int64": pd.Series(rng.integers(0, 50, 300)),
+        "int64": ints,
+        "float64 with NaN": ints.where(ints % 7 != 0).astype("float64"),
+        "Int64 with NA": ints.astype("Int64").where(ints % 7 != 0),
+        "float categories": pd.Series(pd.Categorical([10.0, 2.5, None, 10.0])),
+        "leading zeros are text": pd.Series(["007", "7", None, "007"], dtype="string"),
     }
     for name, ids in cases.items():
         codes, subjects = subject_codes(ids)
-        expected_codes, expected = pd.factorize(ids.astype("string"), sort=True)
+        expected_codes, expected = pd.factorize(pd.Series([_reference_text(v) for v in ids], dtype=object), sort=True)
         assert subjects == [str(u) for u in expected], name
         assert codes.tolist() == expected_codes.tolist(), name
+        assert not any(s.endswith(".0") for s in subjects), name
+
+
+def _integer_ids_parquet(tmp_path: Path) -> Path:
+    """An event log whose user ids are int64 with one missing: pandas reads that column as floats."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "events.parquet"
+    users = [10, 10, 11, None, 11, 10]
+    times = [1709251200 + 86400 * i for i in range(len(users))]  # March 2024: before the erasure
+    table = pa.table(
+        {
+            "user_id": pa.array(users, pa.int64()),
+            "item_id": pa.array([1, 2, 1, 2, 3, 3], pa.int64()),
+            "timestamp": pa.array(times, pa.int64()),
+        }
+    )
+    pq.write_table(table, path)
+    assert pd.read_parquet(path)["user_id"].dtype == np.float64  # the case: 10 would read "10.0" as a string
+    return path
+
+
+def test_integer_ids_read_from_parquet_with_a_missing_one_are_their_integers(tmp_path: Path) -> None:
+    from recommender.loaders import load_event_log
+
+    data = load_event_log(_integer_ids_parquet(tmp_path))
+    users = data.events["user_id"]
+    assert users.astype(object).where(users.notna(), None).tolist() == ["10", "10", "11", None, "11", "10"]
+    assert data.events["item_id"].astype(str).tolist() == ["1", "2", "1", "2", "3", "3"]
+
+
+def test_an_erased_subject_with_an_integer_id_in_parquet_is_removed(store: Store, tmp_path: Path) -> None:
+    from recommender.loaders import load_event_log
+
+    data = load_event_log(_integer_ids_parquet(tmp_path))
+    _erase(store, "10")
+    kept, report = drop_erased_events(data, store)
+    assert report["events"]["excluded"]["erased"] == 3 and report["subjects"]["erased"] == 1
+    assert set(kept.events["user_id"].dropna().astype(str)) == {"11"}
+
+
+def test_the_training_filter_removes_an_erased_integer_id_keeps_a_consenting_one(store: Store, tmp_path: Path) -> None:
+    from recommender.loaders import load_event_log
+
+    data = load_event_log(_integer_ids_parquet(tmp_path))
+    _grant(store, "10", "11")
+    _erase(store, "10")
+    kept, report = filter_training_events(data, EU, store, now=NOW, record=False)
+    assert report["events"]["excluded"]["erased"] == 3 and report["events"]["excluded"]["missing_subject_id"] == 1
+    assert report["events"]["kept"] == 2 and set(kept.events["user_id"].astype(str)) == {"11"}
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        pd.Categorical([10, 10, 11, None, 11, 10]),
+        pd.array([10, 10, 11, None, 11, 10], dtype="Int64"),
+        np.array([10, 10, 11, np.nan, 11, 10]),
+        np.array([10.0, 10.0, 11.0, None, 11.0, 10.0], dtype=object),
+    ],
+    ids=["int categorical", "Int64", "float64", "object floats"],
+)
+def test_both_filters_match_integer_ids_built_in_python(store: Store, ids: object) -> None:
+    """A Dataset built in Python with integer ids and a missing one: the erasure of "10" reaches its events."""
+    times = pd.to_datetime([1709251200 + 86400 * i for i in range(6)], unit="s", utc=True)
+    events = pd.DataFrame({"user_id": ids, "item_id": ["a", "b", "a", "b", "c", "c"], "timestamp": times})
+    from recommender.data import ensure_event_schema
+
+    data = Dataset(events=ensure_event_schema(events))
+    _erase(store, "10")
+    kept, report = drop_erased_events(data, store)
+    assert report["events"]["excluded"]["erased"] == 3 and len(kept.events) == 3
+    _grant(store, "10", "11")
+    kept, report = filter_training_events(data, EU, store, now=NOW, record=False)
+    assert report["events"]["excluded"]["erased"] == 3 and report["events"]["kept"] == 2
+    assert report["events"]["excluded"].get("no_consent_record", 0) == 0  # "11" was found: its consent matched
+
+
+def test_a_subset_keeps_the_user_rows_of_integer_ids_held_as_floats() -> None:
+    """Events naming user 10 as 10.0 (a missing id made the column floats) keep the users table's row for 10."""
+    times = pd.to_datetime([1709251200, 1709337600, 1709424000, 1709510400], unit="s", utc=True)
+    events = pd.DataFrame({"user_id": [10.0, 11.0, np.nan, 12.0], "item_id": ["a", "b", "a", "b"], "timestamp": times})
+    users = pd.DataFrame({"age": [30, 40, 50]}, index=pd.Index([10, 11, 12], name="user_id"))
+    part = Dataset(events=events, users=users).subset(np.array([True, False, True, True]))
+    assert part.users.index.tolist() == [10, 12]

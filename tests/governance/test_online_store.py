@@ -49,6 +49,18 @@ def world():
     return data, matrix, model
 
 
+@pytest.fixture
+def outbox_db(tmp_path):
+    """A store's database (SQLite, at head) whose outbox the changes of a test are recorded in."""
+    from audits.db import open_store
+
+    opened = open_store(f"sqlite:///{tmp_path / 'outbox.db'}")
+    try:
+        yield opened.engine
+    finally:
+        opened.close()
+
+
 def engine_of(world, store: OnlineStore | None, pack: str = "eu-gdpr-dsa", **kwargs) -> ServingEngine:
     data, _, model = world
     engine = ServingEngine(load_pack(f"policies/{pack}.yaml"), model, data.items, **kwargs)
@@ -234,17 +246,36 @@ OPS = st.one_of(
     st.tuples(st.just("withdraw"), st.integers(0, 119), st.none()),
     st.tuples(st.just("grant"), st.integers(0, 119), st.none()),
     st.tuples(st.just("erase"), st.integers(0, 119), st.none()),
+    st.tuples(st.just("outage"), st.just(0), st.none()),  # the writers lose Redis (or never had it), or get it back
+    st.tuples(st.just("drain"), st.just(0), st.none()),  # recgov online-store drain
 )
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=st.lists(OPS, min_size=1, max_size=25), users=st.lists(st.integers(0, 119), min_size=3, max_size=3, unique=True))
-def test_no_list_holds_an_unavailable_blocked_or_erased_derived_item_whatever_the_order(world, online_store, ops, users) -> None:
-    """Must hold 2, over the model, the store's factors and its cached lists, with a few heavy users filled first."""
+def test_no_list_holds_an_unavailable_blocked_or_erased_derived_item_whatever_the_order(world, online_store, outbox_db, ops, users) -> None:
+    """Must hold 2, over the model, the store's factors and its cached lists, with a few heavy users filled first;
+    also while the processes recording the changes cannot reach Redis (their invalidations wait in the outbox)."""
+    from sqlalchemy import delete, select
+
+    from audits.models import OnlineStoreOutbox
+    from audits.online_store import OutboxWatch, drain_outbox, record_outbox
+
     _, matrix, model = world
     ids = [str(i) for i in matrix.item_ids]
     subjects = [str(u) for u in matrix.user_ids]
+    with outbox_db.begin() as conn:  # one example's outbox is not the next one's
+        conn.execute(delete(OnlineStoreOutbox))
+    watch = OutboxWatch(outbox_db, interval_s=0.0)  # read at every check: the property is exact, not within a second
     engine = engine_of(world, online_store, erasures_seen=0)
+    engine.list_cache.watch = watch
+    down = [False]
+
+    def invalidate(keys: list[str], hold: bool = False) -> None:  # what the store's code paths do
+        with outbox_db.begin() as conn:  # recorded in the change's transaction ...
+            record_outbox(conn, keys, hold=hold)
+        if not down[0]:  # ... and applied after the commit when the writer reaches Redis
+            assert drain_outbox(outbox_db, online_store).pending == 0
     store_factors(online_store, model, subjects)
     item_factors = online_store.item_factors(model.version_id_)
     blocked: set[str] = set()
@@ -261,16 +292,16 @@ def test_no_list_holds_an_unavailable_blocked_or_erased_derived_item_whatever_th
 
     def withdraw(u: int) -> None:  # what record_consent does: the ledger, then the store
         state[u], minutes[u] = "withdrawn", minutes.get(u, 0) + 1
-        online_store.invalidate([online_store.subject_key(subjects[u])], hold=True)
+        invalidate([online_store.subject_key(subjects[u])], hold=True)
 
     def erase(u: int) -> None:  # what shred_subject does
         erased[u] = len(erased) + 1
-        online_store.invalidate([online_store.subject_key(subjects[u])], hold=True)
+        invalidate([online_store.subject_key(subjects[u])], hold=True)
 
     def keep_out() -> None:  # what a block or an availability change does: new engine state, and the global epoch
         engine.set_blocked(blocked)
         engine.set_availability(Unavailable(frozenset(everywhere), {"DE": frozenset(de)}))
-        online_store.invalidate_everyone()
+        invalidate(["*"])
 
     def check(items: list[str], region: str | None, u: int) -> None:
         out = blocked | everywhere | (de if region == "DE" else set())
@@ -279,7 +310,11 @@ def test_no_list_holds_an_unavailable_blocked_or_erased_derived_item_whatever_th
     warm(engine, [request(u, None) for u in users])  # heavy users' lists precomputed
     for op, a, b in ops:
         if op == "serve":
+            with outbox_db.connect() as conn:
+                waiting = set(conn.execute(select(OnlineStoreOutbox.subject_key)).scalars())
             served = engine.serve(request(a, b))
+            if waiting & {"*", online_store.subject_key(subjects[a])}:
+                assert served.list_source is None  # never from Redis while an invalidation for it waits
             check(served.items, b, a)
             if a in erased or state.get(a) == "withdrawn":
                 assert served.mode == "non_profiling" and served.list_source is None
@@ -288,7 +323,7 @@ def test_no_list_holds_an_unavailable_blocked_or_erased_derived_item_whatever_th
             assert len(served.items) >= min(10, kept - seen)  # never short while enough items are left
         elif op == "factors":
             plan = engine.begin(request(a, b))
-            made = personalize_from_factors(online_store, engine.personalizer, plan, item_factors)
+            made = personalize_from_factors(online_store, engine.personalizer, plan, item_factors, watch)
             if a in erased:
                 assert made is None  # the erased subject's factors left the store
             elif made is not None and plan.mode == "personalized":
@@ -324,11 +359,20 @@ def test_no_list_holds_an_unavailable_blocked_or_erased_derived_item_whatever_th
             withdraw(a)
         elif op == "grant":
             state[a], minutes[a] = "granted", minutes.get(a, 0) + 1
-            online_store.invalidate([online_store.subject_key(subjects[a])])
+            invalidate([online_store.subject_key(subjects[a])])
         elif op == "erase":
             erase(a)
-        for u in erased:  # nothing derived from an erased subject stays in the store
+        elif op == "outage":
+            down[0] = not down[0]
+        elif op == "drain":
+            assert drain_outbox(outbox_db, online_store).pending == 0
+        with outbox_db.connect() as conn:
+            pending = set(conn.execute(select(OnlineStoreOutbox.subject_key)).scalars())
+        for u in erased:  # nothing derived from an erased subject stays in the store, once the outbox is drained
             key = online_store.subject_key(subjects[u])
+            if key in pending:
+                assert watch.holds(key)  # its lists and factors are not served from Redis meanwhile
+                continue
             assert not online_store.client.exists(f"{online_store.namespace}:l:{key}")
             assert online_store.user_factors(model.version_id_, key) is None
     client = online_store.client

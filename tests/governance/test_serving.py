@@ -212,3 +212,27 @@ def test_a_served_list_records_its_serving_latency_from_the_start_of_its_work(wo
     # Non-profiling lists are timed too.
     engine.serve(ServeRequest(str(matrix.user_ids[1]), consent=(record("withdrawn", 0),)))
     assert written[-1].mode == "non_profiling" and written[-1].context["latency_ms"] > 0
+
+
+def test_a_known_subject_with_no_interaction_left_gets_the_fallback_recorded_as_such() -> None:
+    """A row the model still has but whose every interaction was removed is no history to personalize from."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from recommender.data import InteractionMatrix
+
+    data = generate(SyntheticSpec(n_users=120, n_items=80, n_interactions=5000, seed=3))
+    full = to_implicit(data.events)
+    emptied = full.matrix.tolil()
+    emptied[7, :] = 0
+    emptied = sp.csr_matrix(emptied)
+    emptied.eliminate_zeros()
+    matrix = InteractionMatrix(emptied, full.user_ids, full.item_ids)
+    model = ALSRecommender(factors=8, iterations=5).fit(matrix)
+    engine = ServingEngine(load_pack("policies/eu-gdpr-dsa.yaml"), model, data.items)
+    granted = (record("granted", 0),)
+    empty = engine.serve(ServeRequest(str(full.user_ids[7]), k=5, consent=granted))
+    assert empty.mode == "fallback"
+    assert all(any(t["kind"] == "popular_in_context" for t in tags) for tags in empty.tags)
+    other = engine.serve(ServeRequest(str(full.user_ids[8]), k=5, consent=granted))
+    assert other.mode == "personalized" and np.asarray(emptied[8].indices).size > 0

@@ -164,3 +164,26 @@ def test_ann_recommender_bad_input(als: ALSRecommender) -> None:
         model.recall(np.array([als.train_.n_users]), 10)
     with pytest.raises(ConfigError, match="'k' parameter"):
         model.recommend(["u1"], k=0)
+
+
+def test_ann_recommender_fallbacks_never_serve_a_blocked_or_unavailable_item(als: ALSRecommender) -> None:
+    # the most popular items are the ones a fallback list would serve first: block some, mark others unavailable
+    top = list(als.train_.item_ids[np.argsort(-als.popularity_, kind="stable")[:6]])
+    blocked, unavailable = top[:3], top[3:6]
+    plain = ANNRecommender.from_fitted(als, {"index": "flat"})
+    cold = plain.recommend(["someone-new"], k=10)
+    assert bool(cold.fallback[0]) and set(top) <= set(cold.item_ids[0])  # without blocks the fallback serves them
+    for config in ({"index": "flat"}, {"index": "hnsw"}):
+        model = ANNRecommender.from_fitted(als, config, blocked_items=blocked + unavailable)
+        fitted = ANNRecommender(ALSRecommender(factors=4, iterations=2), config, blocked_items=blocked + unavailable).fit(als.train_)
+        for m in (model, fitted):
+            got = m.recommend(["someone-new", "another-stranger", *als.train_.user_ids[:20]], k=10)
+            assert bool(got.fallback[0]) and not set(got.item_ids.ravel()) & set(top)
+            assert (got.item_indices >= 0).all()  # filled with the next most popular, not short
+            # the popularity fallback after the blocks, in order
+            pop = np.array(als.popularity_, copy=True)
+            pop[als.train_.item_index(top)] = -np.inf
+            np.testing.assert_array_equal(pop[got.item_indices[0]], np.sort(pop)[::-1][:10])
+            for item in ("not-an-item", top[0], str(als.train_.item_ids[-1])):
+                similar = m.similar_items(item, k=10)
+                assert not set(similar.item_ids.ravel()) & set(top) and (similar.item_indices >= 0).all()

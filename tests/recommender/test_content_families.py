@@ -185,6 +185,29 @@ def test_forget_is_exact_the_other_users_lists_equal_a_refit_without_the_subject
     assert model.recommend([gone]).fallback.all()
 
 
+@pytest.mark.parametrize("family", ["content_tfidf", "content_embed"])
+def test_forget_of_an_items_only_user_with_an_item_table_gives_the_refits_version(family, monkeypatch):
+    # u1 alone touched "atlas" (in the catalogue, with content) and "ghost" (no table row): after the erasure
+    # "ghost" is gone, "atlas" sits among the catalogue items without interactions, where a fit without u1 puts it
+    if family == "content_embed":
+        _embed_family()
+    fam = get_family(family)
+    params = {"text_columns": ("text",), **(TEXT_ONLY if family == "content_tfidf" else {})}
+    data = matrix([[1, 0, 1, 0, 0], [0, 1, 0, 1, 1], [1, 1, 0, 0, 0], [0, 0, 1, 0, 0]], items=["i0", "i1", "i2", "atlas", "ghost"])
+    # the table lists "zebra" (never interacted with) before "atlas"
+    items = table({"zebra": "striped horse", "i2": "space robot", "atlas": "maps of the world", "i1": "dragon space", "i0": "dragon wizard"})
+    model = fam.create(**params).fit(data, items=items)
+    outcome = model.forget(["u1"])
+    assert outcome.kind is ErasureKind.exact
+    keep = np.array([u != "u1" for u in data.user_ids])
+    rest = sp.csr_matrix(data.matrix[keep])
+    used = np.flatnonzero(rest.getnnz(axis=0) > 0)
+    without = InteractionMatrix(sp.csr_matrix(rest[:, used]), data.user_ids[keep], data.item_ids[used])
+    refit = fam.create(**params).fit(without, items=items)
+    assert list(model.train_.item_ids) == list(refit.train_.item_ids) and "ghost" not in set(model.train_.item_ids)
+    assert model.version_id_ == refit.version_id_
+
+
 def test_save_load_round_trip_and_version_follows_content(tmp_path):
     data = generate(SyntheticSpec(n_users=80, n_items=60, n_interactions=2000, seed=2))
     from recommender.feedback import to_implicit
@@ -251,7 +274,10 @@ def test_hybrid_scores_are_the_sum_of_their_parts_and_tags_give_the_shares(small
     assert len(tags) == 5
     for item_tags in tags:
         blend = item_tags[0]
-        assert blend.kind == "hybrid_blend" and blend.exact and blend.text.startswith("Blend of")
+        assert blend.kind == "hybrid_blend" and blend.text.startswith("Blend of")
+        # exact only where every part's own decomposition is (the ALS part's is of another factor than served)
+        assert blend.exact == (set(blend.evidence["exact_parts"]) == set(blend.evidence["parts"]))
+        assert blend.evidence["served_score"] == pytest.approx(blend.evidence["score"], abs=1e-5)
         assert sum(blend.evidence["shares"].values()) == pytest.approx(1.0)
         assert sum(blend.evidence["parts"].values()) == pytest.approx(blend.evidence["score"], abs=1e-5)
     # New items are recommended: they are columns of the model, scored through the mapping.

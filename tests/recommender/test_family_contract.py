@@ -184,9 +184,7 @@ def test_forget(family, train):
     assert "u005" not in str(outcome.to_dict())
     others = [str(u) for u in train.user_ids if str(u) != subject]
     if outcome.kind == ErasureKind.exact:
-        keep = np.array([str(u) != subject for u in train.user_ids])
-        rest = InteractionMatrix(train.matrix[keep].tocsr(), train.user_ids[keep], train.item_ids)
-        refit = _make(family).fit(rest)
+        refit = _make(family).fit(_without(train, subject))
         assert _lists(model, others) == _lists(refit, others)
         assert model.version_id_ == refit.version_id_
     elif outcome.kind == ErasureKind.approximate:
@@ -195,6 +193,38 @@ def test_forget(family, train):
         assert outcome.retrain_required
     with pytest.raises((ConfigError, DataError)):
         model.forget(["never-a-subject"])
+
+
+def _without(train: InteractionMatrix, subject: str) -> InteractionMatrix:
+    """The matrix a fit on the events without ``subject`` gets: their row gone, and the items only they had."""
+    keep = np.array([str(u) != subject for u in train.user_ids])
+    matrix = train.matrix[keep].tocsr()
+    cols = np.flatnonzero(matrix.getnnz(axis=0) > 0)
+    return InteractionMatrix(matrix[:, cols].tocsr(), train.user_ids[keep], train.item_ids[cols])
+
+
+def test_forget_of_an_items_only_user_leaves_the_model_trained_without_them(family, train, tmp_path):
+    # the subject is the only one who ever touched two items: after an exact erasure the model is the one
+    # fitted without the subject, so those items are gone from it, its file and its version id
+    subject, secret = "u005", ["i-secret-a", "i-secret-b"]
+    dense = np.hstack([train.matrix.toarray(), np.zeros((train.n_users, 2), dtype=np.float32)])
+    dense[5, -2:] = 1.0
+    data = InteractionMatrix(sp.csr_matrix(dense), train.user_ids, np.concatenate([train.item_ids, np.array(secret, dtype=object)]))
+    model = _make(family).fit(data)
+    outcome = model.forget([subject])
+    assert not set(secret) & set(map(str, model.train_.item_ids)) or outcome.kind != ErasureKind.exact
+    if outcome.kind != ErasureKind.exact:
+        return
+    rest = _without(data, subject)
+    assert set(map(str, rest.item_ids)) == set(map(str, train.item_ids))
+    refit = _make(family).fit(rest)
+    assert model.version_id_ == refit.version_id_
+    others = [str(u) for u in train.user_ids if str(u) != subject]
+    assert _lists(model, others) == _lists(refit, others)
+    assert not set(secret) & {i for lst in _lists(model, others, k=10) for i in lst}
+    model.save(tmp_path / "m")
+    saved = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert not any(s.encode() in saved for s in secret)
 
 
 def test_broken_params_give_a_clear_config_error(family, train):

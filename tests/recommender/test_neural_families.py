@@ -256,15 +256,72 @@ def test_int8_two_tower_stays_close_to_float(fitted, data):
     q = quantize_two_tower(model)
     rows = np.arange(data["train"].n_users)
     f, i = q.float_scores(rows), q.scores(rows)
-    # the float serving path is the fitted model's
+    # the float path is the fitted model's scoring
     np.testing.assert_allclose(f, model._score_rows(rows), atol=1e-5)
     assert np.abs(f - i).max() < 0.05
+    # ... and the int8 path really is quantised: not the float scores, but the (int8 items x 8-bit users) product
+    assert np.abs(f - i).max() > 1e-5
     top_f, top_i = q.recommend_index(rows, 10, int8=False), q.recommend_index(rows, 10)
     overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top_f, top_i)])
-    assert overlap >= 0.8
-    assert any("Quantized" in type(m).__name__ or "quantized" in type(m).__module__ for m in q.int8_net.modules())
+    assert overlap >= 0.9
+    # NDCG@10 of the int8 lists against the float lists' items as the relevant set, computed by hand
+    discounts = 1.0 / np.log2(np.arange(2, 12))
+    ndcg = [sum(discounts[r] for r, item in enumerate(b) if item in set(a)) / discounts.sum() for a, b in zip(top_f, top_i)]
+    assert np.mean(ndcg) >= 0.95
     sizes = q.size_bytes()
-    assert sizes["int8"] < sizes["float32"] / 2
+    assert sizes["int8"] < sizes["float32"] / 3
+
+
+def test_int8_two_tower_uses_an_int8_item_matrix_with_per_item_scales(fitted):
+    from recommender.families.neural_two_tower import quantize_item_rows
+
+    model = fitted["two_tower"]
+    q = quantize_two_tower(model)
+    n_items, dim = model.item_vectors_.shape
+    assert q.item_int8.dtype == torch.int8 and q.item_int8.shape == (n_items, dim)
+    assert q.item_scales.shape == (n_items,)
+    # the packed fbgemm weight holds exactly these codes and scales (per output channel = per item)
+    weight, bias = torch.ops.quantized.linear_unpack(q.packed)
+    assert bias is None and weight.dtype == torch.qint8 and weight.qscheme() == torch.per_channel_affine
+    assert torch.equal(weight.int_repr(), q.item_int8)
+    np.testing.assert_allclose(weight.q_per_channel_scales().numpy(), q.item_scales.numpy(), rtol=1e-6)
+    # per-row scale: each item's largest code is +-127, and decoding recovers the vector to half a step
+    assert (q.item_int8.abs().amax(dim=1) == 127).all()
+    decoded = q.item_int8.float().numpy() * q.item_scales.numpy()[:, None]
+    assert (np.abs(decoded - model.item_vectors_) <= q.item_scales.numpy()[:, None] / 2 + 1e-7).all()
+    # int8 scores are the decoded item matrix against the (8-bit) user vectors: within the users' quantisation error
+    u = q.user_vectors(np.arange(5))
+    scores = q.item_scores(u).numpy()
+    assert scores.dtype == np.float32
+    # per-row user quantisation: a step of 2/255 on u / max|u|, i.e. max|u| * 2/255 on u
+    step = u.abs().amax(dim=1).numpy()[:, None] * 2 / 255
+    bound = step / 2 * np.abs(decoded).sum(axis=1)[None, :] + 1e-5
+    assert (np.abs(scores - u.numpy() @ decoded.T) <= bound).all()
+    # ... so a user's int8 scores do not depend on the other users of its call
+    np.testing.assert_array_equal(q.item_scores(u[:1]).numpy(), scores[:1])
+    np.testing.assert_array_equal(q.item_scores(torch.cat([u[:1], 10 * u[1:]])).numpy()[0], scores[0])
+    # a zero row gets scale 1 and zero codes
+    codes, scales = quantize_item_rows(np.array([[0.0, 0.0], [0.5, -0.25]], dtype=np.float32))
+    assert codes.tolist() == [[0, 0], [127, -64]] and scales[0] == 1.0
+    # top_k on both paths returns the catalogue's k best, across several user blocks
+    from recommender.families.neural_two_tower import RETRIEVAL_BLOCK
+
+    everyone = q.user_vectors(np.arange(model.train_.n_users))
+    assert everyone.shape[0] > RETRIEVAL_BLOCK
+    ref = np.argsort(-(everyone.numpy() @ model.item_vectors_.T), axis=1, kind="stable")[:, :10]
+    _, idx = q.top_k(everyone, 10, int8=False)
+    assert idx.shape == ref.shape and (np.sort(idx.numpy(), axis=1) == np.sort(ref, axis=1)).all()
+    vals_i, idx_i = q.top_k(everyone, 10)
+    full_i = q.item_scores(everyone).numpy()
+    np.testing.assert_allclose(vals_i.numpy(), np.take_along_axis(full_i, idx_i.numpy(), axis=1), rtol=1e-6)
+    np.testing.assert_allclose(vals_i.numpy(), -np.sort(-full_i, axis=1)[:, :10], rtol=1e-6)
+
+
+def test_quantize_two_tower_refuses_other_models(fitted):
+    with pytest.raises(ConfigError, match="TwoTowerRecommender"):
+        quantize_two_tower(fitted["ncf"])
+    with pytest.raises(Exception, match="quantize_two_tower"):
+        quantize_two_tower(TwoTowerRecommender(**SMALL["two_tower"]))
 
 
 # -- bad input -----------------------------------------------------------------------
@@ -434,3 +491,24 @@ def test_evaluating_families_feeds_each_the_side_inputs_it_declares(data):
     expected = item_categories_for(data["dataset"], two_tower.train_)
     got = two_tower._fit_categories()
     assert [None if e is None else sorted(e.split("|")) for e in expected] == [None if g is None else sorted(g.split("|")) for g in got]
+
+
+def test_two_tower_forget_of_an_items_only_user_drops_the_item_and_its_categories():
+    # u5 alone touched i12: the retrain is the fit without u5, whose item universe (and category rows) lacks i12
+    rng = np.random.default_rng(0)
+    dense = (rng.random((30, 12)) < 0.3).astype(np.float32)
+    dense[dense.sum(axis=1) == 0, 0] = 1.0
+    dense = np.hstack([dense, np.zeros((30, 1), dtype=np.float32)])
+    dense[5, -1] = 1.0
+    items = np.array([f"i{i}" for i in range(13)], dtype=object)
+    users = np.array([f"u{u}" for u in range(30)], dtype=object)
+    categories = [f"c{i % 3}|d{i % 2}" for i in range(13)]
+    params = {"dim": 8, "hidden": 8, "epochs": 2, "batch_size": 32}
+    model = TwoTowerRecommender(**params).fit(InteractionMatrix(sp.csr_matrix(dense), users, items), item_categories=categories)
+    model.forget(["u5"])
+    keep = np.arange(30) != 5
+    reference = TwoTowerRecommender(**params).fit(
+        InteractionMatrix(sp.csr_matrix(dense[keep][:, :12]), users[keep], items[:12]), item_categories=categories[:12]
+    )
+    assert "i12" not in set(model.train_.item_ids) and model.category_matrix_.shape == reference.category_matrix_.shape
+    assert model.version_id_ == reference.version_id_

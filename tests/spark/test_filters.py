@@ -133,3 +133,26 @@ def test_an_unlisted_purpose_or_a_missing_column_is_refused_before_anything_is_r
         filter_training_events_spark(frame.drop("timestamp"), EU, sqlite_store, now=NOW)
     with sqlite_store.session() as session:
         assert session.execute(select(TrailEvent).where(TrailEvent.action == "privacy.training_filtered")).first() is None
+
+
+def test_integer_ids_held_as_floats_meet_their_erasure_on_spark(spark: Any, sqlite_store: Store) -> None:
+    """User ids held as doubles (integers with a missing one) read "10", so the erasure of "10" reaches them."""
+    times = pd.to_datetime([1709251200 + 86400 * i for i in range(6)], unit="s", utc=True)
+    users = [10.0, 10.0, 11.0, np.nan, 11.0, 10.0]
+    items = ["a", "b", "a", "b", "c", "c"]
+    events = pd.DataFrame({"user_id": users, "item_id": items, "event_type": "view", "value": np.nan, "timestamp": times})
+    erase_subject(sqlite_store, "10", pack=CA)  # opt-out: no record is a yes, so only the erasure can exclude "10"
+    data = Dataset(events=events)
+    # a pandas float column handed to Spark, and a Spark double column (as Spark reads such a file)
+    doubles = spark.createDataFrame(
+        [
+            (None if np.isnan(u) else u, i, "view", None, t.tz_convert(None).to_pydatetime())
+            for u, i, t in zip(users, items, times)
+        ],
+        "user_id double, item_id string, event_type string, value double, timestamp timestamp_ntz",
+    )
+    for frame in (events_frame(spark, data), doubles):
+        kept, report = filter_training_events_spark(frame, CA, sqlite_store, now=NOW, record=False)
+        assert report["events"]["excluded"]["erased"] == 3 and report["events"]["excluded"]["missing_subject_id"] == 1
+        assert report["events"]["kept"] == 2 and report["subjects"]["kept"] == 1
+        assert sorted(r[0] for r in kept.select("user_id").collect()) == ["11", "11"]

@@ -57,7 +57,7 @@ from sqlalchemy.orm import Session
 from audits.decision_writer import ProcessDecisionLog
 from audits.decisions import DecisionLog, log_failure
 from audits.availability import unavailable_items
-from audits.online_store import configured_store
+from audits.online_store import configured_store, outbox_watch
 from audits.models import DatasetVersion, EscalationCase, ItemAvailability, ItemBlock, ItemFlag, ModelVersion
 from governance import packs as pack_store
 from governance.api.compute import ComputeProcess
@@ -318,7 +318,7 @@ class EngineCache:
         )  # fmt: skip
         online = configured_store()  # RECGOV_REDIS_URL: personalized lists are read from (and kept in) Redis
         if online is not None:
-            engine.list_cache = ListCache(online)
+            engine.list_cache = ListCache(online, outbox_watch(store.engine))
         with self._lock:
             cached = self._engines.get(key)
             if model_version in self._models and (cached is None or cached.revision <= revision):

@@ -1,0 +1,295 @@
+"""Erasure from the models of any family, routed by the family's declared erasure kind.
+
+ALS models are unlearned by :mod:`governance.privacy.unlearning`
+(:func:`recommender.unlearning.forget_users`). A recorded model of another
+family (its ``kind`` is the family's name, :mod:`governance.family_training`)
+is loaded by its family's ``load`` (no pickle) and the subject is removed as
+the family declares:
+
+* ``exact``: :meth:`~recommender.family.GovernedModel.forget` gives the model
+  trained without them; the new version is saved by the family's ``save`` and
+  recorded with its lineage, with the standing ``final`` (no retrain owed:
+  serving treats it as trained).
+* ``approximate``: ``forget`` with its measured residual, recorded with the new
+  version; the packs set no residual bound, so, as for ALS, the new version is a
+  provisional stand-in and the erasure's retrain request lists it.
+* ``retrain``: nothing can be taken out of the fitted model; the version stays
+  listed as holding the subject and the erasure's retrain request names it.
+
+Every new artifact is checked not to list the subject (``subjects()`` of the
+reloaded file). Reports and records name model versions and paths, never the
+subject: the erasure checks them with :func:`governance.privacy.common.guard`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from recommender.errors import ConfigError, DataError
+from recommender.feedback import MODEL_INPUT_COLUMNS
+from governance.family_training import family_for_kind
+from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel
+
+__all__ = [
+    "FAMILY_FORGET_METHOD",
+    "ForgottenModel",
+    "family_for_kind",
+    "forget_family_models",
+    "record_forgotten_models",
+    "retrain_action",
+]
+
+FAMILY_FORGET_METHOD = "family.forget"
+"""``params.unlearning.method`` of a version a family's ``forget`` made."""
+
+FINAL = "final"
+"""Standing of a version an exact erasure made: it is the model trained without the subject."""
+
+
+def retrain_action(family: Family) -> str:
+    """What to do about a version of a family that forgets only by a retrain."""
+    return (
+        f"model family {family.name} forgets only by a retrain: retrain it without the subject "
+        f"(recgov train DATA --family {family.name} --pack PACK) and retire this version"
+    )
+
+
+@dataclass
+class ForgottenModel:
+    """One family model the subject was removed from: its report, the new model, its artifact, and when."""
+
+    family: Family
+    report: dict[str, Any]
+    model: GovernedModel
+    outcome: ForgetOutcome
+    previous_version: str
+    version: str
+    target: Path
+    artifact_hash: str
+    started: datetime
+    ended: datetime
+
+    @property
+    def provisional(self) -> bool:
+        """Whether a retrain is still owed (approximate erasure: the residual is not nought)."""
+        return self.outcome.kind is not ErasureKind.exact
+
+
+def _load(family: Family, location: str) -> GovernedModel:
+    from governance.family_training import family_model_class
+
+    return family_model_class(family).load(location)
+
+
+def _holds(model: GovernedModel, subject: str) -> bool:
+    return bool((np.asarray(model.subjects()).astype(str) == subject).any())
+
+
+def _forget_one(
+    family: Family, version: str, location: str, subject: str, out_dir: Path | None
+) -> tuple[dict[str, Any], ForgottenModel | None]:
+    """Remove the subject from one recorded family model; save and check the new artifact."""
+    report: dict[str, Any] = {"previous_version": version, "family": family.name, "erasure": family.erasure.value}
+    path = Path(location)
+    try:
+        model = _load(family, location)
+    except (OSError, ValueError, KeyError, ConfigError, DataError) as err:
+        report.update(status="not_unlearned", note=f"the recorded artifact {path} could not be loaded ({type(err).__name__}); retrain without the subject and retire it")
+        return report, None
+    if model.version_id_ != version:
+        report.update(status="not_unlearned", note=f"the artifact at {path} holds model {model.version_id_}, not {version}")
+        return report, None
+    if not _holds(model, subject):
+        report.update(status="not_in_model", note="the model's training rows do not include the subject: nothing to unlearn")
+        return report, None
+    if family.erasure is ErasureKind.retrain:
+        report.update(status="retrain_required", note=retrain_action(family))
+        return report, None
+    report["n_interactions"] = int(model.train_.nnz)
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    outcome = model.forget([subject])
+    seconds = time.perf_counter() - t0
+    if outcome.retrain_required:
+        report.update(status="retrain_required", note=retrain_action(family))
+        return report, None
+    new_version = model.version_id_
+    folder = out_dir or path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{new_version}.npz"
+    pending = folder / f".{new_version}.{os.getpid()}.pending.npz"
+    try:
+        artifact_hash = model.save(pending)
+        saved = _load(family, str(pending))
+        if _holds(saved, subject) or saved.version_id_ != new_version:  # the saved file must not hold them
+            raise DataError(f"the unlearned artifact {target} still lists the subject or is not {new_version}; not saved")
+        os.replace(pending, target)
+    finally:
+        pending.unlink(missing_ok=True)
+    report.update(
+        status="unlearned",
+        version=new_version,
+        method=FAMILY_FORGET_METHOD,
+        outcome={k: v for k, v in outcome.to_dict().items() if k not in ("removed", "detail")},
+        residual=outcome.residual,
+        seconds=seconds,
+        artifact=str(target),
+        artifact_hash=artifact_hash,
+        previous_artifact=str(path),
+        previous_artifact_deleted=False,
+        previous_artifact_note="the previous artifact still holds the subject: delete it once the new one is deployed",
+    )
+    ended = datetime.now(UTC)
+    forgotten = ForgottenModel(family, report, model, outcome, version, new_version, target, artifact_hash, started, ended)
+    return report, forgotten
+
+
+def forget_family_models(
+    store: Any,
+    subject: str,
+    catalogue: list[dict[str, Any]],
+    *,
+    out_dir: Path | None,
+    superseded: set[str],
+    say: Callable[[str], None],
+) -> tuple[list[dict[str, Any]], list[ForgottenModel]]:
+    """Remove the subject from every recorded non-ALS family model holding them (the newest of each lineage).
+
+    ``catalogue`` is :func:`governance.privacy.unlearning.models_for`; an entry of a family that forgets only by
+    a retrain gets that action (the erasure's retrain request lists it as holding the subject).
+    """
+    from sqlalchemy import select
+
+    from audits.models import ModelVersion
+
+    wanted: dict[str, Family] = {}
+    for entry in catalogue:
+        family = family_for_kind(entry.get("kind"))
+        if family is None or entry["membership"] == "does_not_include" or entry["version_id"] in superseded:
+            continue
+        wanted[entry["version_id"]] = family
+    if not wanted:
+        return [], []
+    with store.session() as session:
+        rows = session.execute(
+            select(ModelVersion.version_id, ModelVersion.artifact_location).where(ModelVersion.version_id.in_(list(wanted)))
+        ).all()
+    reports, forgotten = [], []
+    for version, location in sorted(rows):
+        family = wanted[version]
+        say(f"removing the subject from {Path(location).name} ({family.name}, erasure {family.erasure.value})")
+        report, done = _forget_one(family, version, location, subject, out_dir)
+        reports.append(report)
+        if done is not None:
+            forgotten.append(done)
+    for entry in catalogue:
+        family = family_for_kind(entry.get("kind"))
+        if family is not None and family.erasure is ErasureKind.retrain and entry["membership"] != "does_not_include":
+            entry["erasure"] = family.erasure.value
+    return reports, forgotten
+
+
+def _matrix_hash(model: GovernedModel) -> str:
+    """A content hash of the model's training matrix (the data set version of the reduced matrix)."""
+    from recommender.family import train_arrays
+
+    hasher = hashlib.sha256(b"recgov.family-train-matrix.v1\x00")
+    for name, array in sorted(train_arrays(model.train_).items()):
+        array = np.ascontiguousarray(array)
+        hasher.update(f"{name}\x00{array.dtype.str}\x00{array.shape}\x00".encode())
+        hasher.update(array.tobytes())
+    return hasher.hexdigest()
+
+
+def record_forgotten_models(
+    session: Session, forgotten: list[ForgottenModel], retrain: Mapping[str, Any] | None, request_id: int, actor: str | None
+) -> None:
+    """Record each new family version's lineage (reduced matrix, run naming the erasure, model version).
+
+    Exact: standing ``final``. Approximate: ``provisional`` until ``retrain`` (the erasure's retrain request)
+    replaces it, as for ALS. The subject is named nowhere: the run names the erasure request by its id.
+    """
+    from audits import record_dataset_version, record_model_version, record_training_run
+    from audits.models import DatasetVersion, ModelVersion
+    from governance.family_training import FAMILY_RUN_KEY, _library_versions
+
+    for f in forgotten:
+        standing = (
+            {
+                "standing": FINAL, "retrain_required": False, "retrainable": True, "why_not": None,
+                "reason": "exact erasure: the model is the one trained without the subject",
+            }  # fmt: skip
+            if not f.provisional
+            else {
+                "standing": "provisional",
+                "retrain_required": True,
+                "reason": f"approximate erasure (residual {f.outcome.residual}); the packs set no residual bound, so a full retrain is owed",
+                "retrainable": False,
+                "why_not": f"recgov retrain run retrains ALS; retrain model family {f.family.name} with recgov train DATA --family {f.family.name}",
+                "retrain_request": None if retrain is None else retrain["id"],
+                "deadline": None if retrain is None else retrain["deadline"],
+            }
+        )
+        f.report["standing"] = standing
+        already = session.get(ModelVersion, f.version)
+        if already is not None:
+            f.report.update(recorded=True, training_run=already.training_run_id, recorded_note="the same model was recorded before; reused")
+            continue
+        previous = session.get(ModelVersion, f.previous_version)
+        if previous is None:
+            f.report.update(recorded=False, recorded_note="the model it came from is not recorded in this store")
+            continue
+        source = session.get(DatasetVersion, previous.dataset_version_id)
+        train = f.model.train_
+        data = record_dataset_version(
+            session,
+            content_hash=_matrix_hash(f.model),
+            name=f"{source.name} after unlearning"[:200],
+            source=f"interaction matrix of model {f.previous_version} minus the rows removed for erasure request {request_id}",
+            n_events=train.nnz,
+            n_users=train.n_users,
+            n_items=train.n_items,
+            schema={"kind": "interaction matrix (n_events counts stored user-item pairs)", "derived_from": source.content_hash},
+            validation=None,
+            actor=actor,
+        )
+        run = record_training_run(
+            session,
+            dataset_version=data,
+            params={
+                FAMILY_RUN_KEY: f.family.name,
+                "family_params": f.model.get_params(),
+                "erasure": f.family.erasure.value,
+                "family_inputs": sorted(f.family.inputs),
+                "model_inputs": list(MODEL_INPUT_COLUMNS),
+                "unlearning": {
+                    "method": FAMILY_FORGET_METHOD,
+                    "kind": f.outcome.kind.value,
+                    "from": f.previous_version,
+                    "residual": f.outcome.residual,
+                    # counts of what was removed could single the person out: kept out of the record
+                    "detail": {k: v for k, v in f.outcome.detail.items() if "removed" not in k},
+                    "subject_request": request_id,
+                    "standing": standing,
+                },
+            },
+            library_versions=_library_versions(f.model),
+            started_at=f.started,
+            ended_at=f.ended,
+            actor=actor,
+        )
+        record_model_version(
+            session, version_id=f.version, kind=f.family.name, training_run=run, artifact_hash=f.artifact_hash,
+            artifact_location=str(f.target), actor=actor,
+        )  # fmt: skip
+        f.report.update(recorded=True, training_run=run.id)

@@ -1,0 +1,219 @@
+"""The online store's outbox (real Redis, SQLite and PostgreSQL): invalidations that outlive a Redis that is away.
+
+Must hold: an erasure, a consent change or a block recorded while the recording process cannot reach Redis is
+kept in the outbox in the change's own transaction (pseudonymous keys only); no list or factors of a subject
+with a pending invalidation (or of anyone, for a pending global one) are served from Redis; once Redis is back
+a drain (the CLI, a serving request, the API's startup) applies it exactly as the change would have, and
+deletes the rows, concurrent drains included.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+import audits.online_store as online
+from audits.consent import record_consent
+from audits.harm import block_item
+from audits.models import OnlineStoreOutbox
+from audits.online_store import OnlineStore, OutboxWatch, drain_at_startup, drain_outbox, record_outbox
+from audits.subjects import shred_subject
+from governance.cli import app
+from governance.consent.state import ConsentRecord
+from governance.online_store import ListCache, personalize_from_factors, store_factors
+from governance.policy import load_pack
+from governance.serving import ServeRequest, ServingEngine
+from recommender.als import ALSRecommender
+from recommender.feedback import to_implicit
+from recommender.synthetic import SyntheticSpec, generate
+
+runner = CliRunner()
+URL = "redis://online-store-outbox-under-test"
+GRANTED = (ConsentRecord(purpose="personalization", status="granted", lawful_basis="consent", source="api", time=datetime(2025, 1, 1, tzinfo=UTC)),)
+
+
+@pytest.fixture(scope="module")
+def world():
+    data = generate(SyntheticSpec(n_users=40, n_items=40, n_interactions=1500, seed=5))
+    model = ALSRecommender(factors=8, iterations=3).fit(to_implicit(data.events))
+    return data, model
+
+
+@pytest.fixture
+def dead(online_store) -> OnlineStore:
+    """The same store as the writers would see it with Redis away: a closed port (same namespace and key)."""
+    return OnlineStore.from_url("redis://127.0.0.1:1/0", namespace=online_store.namespace, key=b"k" * 32)
+
+
+def use(monkeypatch, store: OnlineStore) -> None:
+    """Make ``store`` the configured one (RECGOV_REDIS_URL) of this process."""
+    monkeypatch.setenv("RECGOV_REDIS_URL", URL)
+    monkeypatch.setitem(online._STORES, URL, store)
+
+
+def rows(engine) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(select(OnlineStoreOutbox.subject_key, OnlineStoreOutbox.hold, OnlineStoreOutbox.version))]
+
+
+def epoch(store: OnlineStore, key: str | None) -> int:
+    return int(store.client.get(store._k("e", key) if key else store._k("g")) or 0)
+
+
+def test_an_erasure_and_a_block_while_redis_is_away_wait_in_the_outbox_and_nothing_stale_is_served(
+    world, store, db_url, online_store, dead, monkeypatch
+) -> None:
+    data, model = world
+    subjects = [str(s) for s in model.train_.user_ids]
+    a, b = subjects[0], subjects[1]
+    ka, kb = online_store.subject_key(a), online_store.subject_key(b)
+    use(monkeypatch, online_store)
+    with store.session() as session:  # Redis reachable: applied after the commit, nothing waits
+        for s in (a, b):
+            record_consent(session, subject_id=s, purpose="personalization", status="granted", lawful_basis="consent", source="api")
+    assert rows(store.engine) == [] and epoch(online_store, ka) >= 1
+    watch = OutboxWatch(store.engine, interval_s=0.0, drain=False)  # this serving process reaches Redis, and reads the outbox at every check
+    engine = ServingEngine(load_pack("policies/eu-gdpr-dsa.yaml"), model, data.items)
+    engine.list_cache = ListCache(online_store, watch)
+    for s in (a, b):
+        engine.serve(ServeRequest(s, k=5, consent=GRANTED))
+        assert engine.serve(ServeRequest(s, k=5, consent=GRANTED)).list_source == "online_store"
+    assert store_factors(online_store, model, [a, b]) == 2
+    plan = engine.begin(ServeRequest(a, k=5, consent=GRANTED))
+    assert personalize_from_factors(online_store, engine.personalizer, plan, watch=watch) is not None
+    ea, everyone = epoch(online_store, ka), epoch(online_store, None)
+
+    use(monkeypatch, dead)  # the writers lose Redis
+    with store.session() as session:
+        assert shred_subject(session, a) is not None
+    assert rows(store.engine) == [(ka, True, 1)]  # the keyed hash, never the raw id
+    assert epoch(online_store, ka) == ea and online_store.client.exists(online_store._k("l", ka))  # Redis was not told
+    # The serving process is not fooled by the entry Redis still holds, even for a request whose consent read
+    # missed the erasure: a's list and factors are not served from Redis; b's still are.
+    assert engine.serve(ServeRequest(a, k=5, consent=GRANTED)).list_source is None
+    assert personalize_from_factors(online_store, engine.personalizer, plan, watch=watch) is None
+    assert engine.serve(ServeRequest(b, k=5, consent=GRANTED)).list_source == "online_store"
+    with store.session() as session:
+        block_item(session, item_id=str(model.train_.item_ids[0]), blocked=True, reason="test")
+    assert sorted(rows(store.engine)) == sorted([(ka, True, 1), ("*", False, 1)])
+    assert epoch(online_store, None) == everyone
+    assert engine.serve(ServeRequest(b, k=5, consent=GRANTED)).list_source is None  # a global one holds everyone
+
+    # Redis back: the drain applies both exactly as the changes would have, and empties the outbox.
+    use(monkeypatch, online_store)
+    result = runner.invoke(app, ["online-store", "drain", "--database-url", db_url, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"applied": 2, "subjects": 1, "everyone": True, "pending": 0, "reason": None}
+    assert rows(store.engine) == []
+    assert epoch(online_store, ka) == ea + 1 and epoch(online_store, None) == everyone + 1
+    assert not online_store.client.exists(online_store._k("l", ka), online_store._k("uf", model.version_id_, ka))
+    assert online_store.client.exists(online_store._k("h", ka))  # an erasure holds new lists back a while
+    engine.serve(ServeRequest(b, k=5, consent=GRANTED))
+    assert engine.serve(ServeRequest(b, k=5, consent=GRANTED)).list_source == "online_store"  # served from Redis again
+    again = runner.invoke(app, ["online-store", "drain", "--database-url", db_url, "--json"])
+    assert again.exit_code == 0 and json.loads(again.stdout)["applied"] == 0  # idempotent
+
+
+def test_a_serving_request_or_the_startup_drains_what_waits(store, online_store, dead, monkeypatch) -> None:
+    use(monkeypatch, dead)
+    with store.session() as session:
+        record_consent(session, subject_id="s-1", purpose="personalization", status="withdrawn", lawful_basis="consent", source="api")
+    key = online_store.subject_key("s-1")
+    assert rows(store.engine) == [(key, True, 1)]
+    assert drain_outbox(store.engine).reason == "store down" and rows(store.engine)  # still waits
+    use(monkeypatch, online_store)
+    watch = OutboxWatch(store.engine, interval_s=0.0)
+    assert watch.holds(key) is True  # not served from Redis while it waits ...
+    assert watch.holds(key, online_store) is False  # ... until a serving request that reaches Redis drains it
+    assert rows(store.engine) == [] and epoch(online_store, key) == 1 and not watch.pending
+    use(monkeypatch, dead)
+    with store.session() as session:
+        block_item(session, item_id="i9", blocked=True, reason="test")
+    use(monkeypatch, online_store)
+    before = epoch(online_store, None)
+    assert drain_at_startup(store.engine).applied == 1 and epoch(online_store, None) == before + 1
+
+
+def test_no_store_configured_the_change_is_still_recorded(store, online_store, monkeypatch) -> None:
+    """A process without RECGOV_REDIS_URL records the invalidation (under the installation key's hash); the
+    CLI refuses to drain without a store (exit 2, named); a drain with the store down says so (exit 1)."""
+    monkeypatch.delenv("RECGOV_REDIS_URL", raising=False)
+    with store.session() as session:
+        record_consent(session, subject_id="n-1", purpose="personalization", status="granted", lawful_basis="consent", source="api")
+    assert rows(store.engine) == [(online.store_subject_key("n-1"), False, 1)]
+    assert "n-1" not in repr(rows(store.engine))
+    url = store.engine.url.render_as_string(hide_password=False)
+    refused = runner.invoke(app, ["online-store", "drain", "--database-url", url])
+    assert refused.exit_code == 2 and "RECGOV_REDIS_URL" in refused.output
+    use(monkeypatch, online_store)
+    bad = runner.invoke(app, ["online-store", "drain", "--database-url", "nonsense://x"])
+    assert bad.exit_code == 2 and "unsupported database" in bad.output and rows(store.engine)  # named; nothing drained
+    use(monkeypatch, OnlineStore.from_url("redis://127.0.0.1:1/0", namespace=online_store.namespace))
+    down = runner.invoke(app, ["online-store", "drain", "--database-url", url, "--json"])
+    assert down.exit_code == 1 and json.loads(down.stdout)["reason"] == "store down" and json.loads(down.stdout)["pending"] == 1
+
+
+def test_a_change_recorded_during_a_drain_keeps_its_row_and_concurrent_drains_apply_everything(store, online_store) -> None:
+    keys = [online_store.subject_key(f"c-{n}") for n in range(60)]
+    with store.engine.begin() as conn:
+        record_outbox(conn, keys[:1])
+    applied = online_store.invalidate
+
+    def and_meanwhile(subjects, *, hold=False):  # another change of the same subject commits while Redis is told
+        with store.engine.begin() as conn:
+            record_outbox(conn, keys[:1], hold=True)
+        return applied(subjects, hold=hold)
+
+    online_store.invalidate = and_meanwhile
+    try:
+        assert drain_outbox(store.engine, online_store).pending == 1
+    finally:
+        online_store.invalidate = applied
+    assert rows(store.engine) == [(keys[0], True, 2)]  # the later change still waits (and holds)
+    with store.engine.begin() as conn:
+        record_outbox(conn, [*keys, "*"])
+    errors: list[BaseException] = []
+
+    def drain() -> None:
+        try:
+            drain_outbox(store.engine, online_store)
+        except BaseException as err:  # noqa: BLE001
+            errors.append(err)
+
+    threads = [threading.Thread(target=drain) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and rows(store.engine) == []
+    assert all(epoch(online_store, k) >= 1 for k in keys) and epoch(online_store, None) >= 1  # each applied at least once
+    assert online_store.client.exists(online_store._k("h", keys[0]))
+
+
+def test_a_bulk_change_records_one_global_row_and_still_invalidates_each_subject_while_redis_answers(
+    store, online_store, monkeypatch
+) -> None:
+    """A consent import's batch touches thousands of subjects: the outbox records one global row (not a keyed
+    hash and an upsert per subject), each subject's own keys are still bumped now, and the drain bumps the global
+    epoch."""
+    from audits.models import OUTBOX_EVERYONE
+
+    use(monkeypatch, online_store)
+    many = [f"bulk-{i}" for i in range(online.OUTBOX_BULK_SUBJECTS + 1)]
+    before_global, before_one = epoch(online_store, None), epoch(online_store, online_store.subject_key(many[0]))
+    with store.session() as session:
+        online.invalidate_subjects_after_commit(session, many, hold=True)
+        session.commit()
+    assert epoch(online_store, online_store.subject_key(many[0])) == before_one + 1
+    assert epoch(online_store, None) >= before_global + 1
+    assert all(key == OUTBOX_EVERYONE for key, _, _ in rows(store.engine))  # drained after commit, or waiting as one row
+    monkeypatch.delenv("RECGOV_REDIS_URL", raising=False)
+    with store.session() as session:
+        online.invalidate_subjects_after_commit(session, many)
+        session.commit()
+    assert rows(store.engine) == [(OUTBOX_EVERYONE, False, 1)] and "bulk-" not in repr(rows(store.engine))
