@@ -3,7 +3,8 @@
 The key check reads the key on every request, in a read-only snapshot (on
 SQLite it takes no write lock) with one prepared statement
 (:mod:`governance.api.reads`): a revoked key is refused from the next request
-on. Dependencies that do no I/O are ``async``: FastAPI runs them in the event
+on. A governed list reads it in the list's own snapshot instead (``ListsToken``,
+:class:`Token`): one snapshot fewer per list, with the same answers. Dependencies that do no I/O are ``async``: FastAPI runs them in the event
 loop instead of handing each to the thread pool.
 
 >>> @router.get("/things")                                   # doctest: +SKIP

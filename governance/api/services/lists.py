@@ -2,7 +2,8 @@
 
 The steps, in order: the pack (cached, :mod:`governance.api.services.engines`);
 the request's consent signals (``Sec-GPC: 1``, a TC string) and the TC string's
-check; in one read-only snapshot, the model version (named, or what is deployed:
+check; in one read-only snapshot, first the calling key (401/403 before any other answer:
+:class:`~governance.api.deps.Token`), then the model version (named, or what is deployed:
 production, the canary for its share of subjects, and the shadows to mirror to),
 its engine with the blocks as of now, the subject's consent history and latest
 erasure; the signals recorded (the history as of that write, without a second read); the list made by the
