@@ -415,3 +415,55 @@ def test_a_list_served_over_http_records_its_latency_readable_without_unsealing(
     with server.store.session() as session:
         frame = window_decisions(session, moment, moment + timedelta(microseconds=1)).frame
     assert frame.set_index("decision_id").loc[decision_id, "latency_ms"] == context["latency_ms"]
+
+
+def test_the_key_is_judged_before_the_body_the_pack_and_the_consent_signal(server) -> None:
+    """The list reads its key in its own snapshot: a bad key is still 401 and a role without ``lists`` still 403
+    before a 422 (a body that fails validation, a TC string that does not decode) or a 404 (no such pack)."""
+    good = {"subject": "u000007", "k": 3, "model_version": server.model_version, "pack": PACK}
+    wrong = [
+        {"subject": "u000007", "k": "many"},  # fails validation
+        {**good, "pack": "no-such-pack"},  # 404 with a good key
+        {**good, "tcf": "not-a-tc-string"},  # 422 naming tcf with a good key
+        {**good, "model_version": "no-such-model"},  # 404 with a good key
+        {"subject": "u000007", "k": 3, "pack": PACK},  # what is deployed: read in a snapshot of another kind
+    ]
+    with server.client("operator") as client:
+        with_good_key = [client.post("/v1/recommendations", json=body).status_code for body in wrong[:4]]
+        not_json = client.post("/v1/recommendations", content=b"{not json", headers={"content-type": "application/json"})
+    assert with_good_key == [422, 404, 422, 404] and not_json.status_code == 422
+    with server.client(None, Authorization="Bearer rgk_not-a-key") as client:
+        unknown = [client.post("/v1/recommendations", json=body) for body in wrong]
+        unknown.append(client.post("/v1/recommendations", content=b"{not json", headers={"content-type": "application/json"}))
+    with server.client() as client:
+        missing = [client.post("/v1/recommendations", json=body) for body in wrong]
+    with server.client("viewer") as client:
+        forbidden = [client.post("/v1/recommendations", json=body) for body in wrong]
+    assert [r.status_code for r in unknown] == [401] * 6, [r.text for r in unknown]
+    assert all(r.headers["www-authenticate"] == "Bearer" and r.headers["content-type"] == PROBLEM_JSON for r in unknown)
+    assert [r.status_code for r in missing] == [401] * 5
+    assert [r.status_code for r in forbidden] == [403] * 5, [r.text for r in forbidden]
+    assert all("scope 'lists'" in r.json()["detail"] for r in forbidden)
+
+
+def test_a_revoked_key_is_refused_at_once_on_every_kind_of_list(server) -> None:
+    """Revocation holds from the next request on: with a named model (prepared statements) and for what is
+    deployed (a SQLAlchemy snapshot), with and without a consent signal; nothing is recorded for the refused."""
+    from governance.api.keys import create_key, revoke_key
+
+    with server.store.session() as session:
+        key, token = create_key(session, name="revoked-at-once", role="operator")
+    requests = [
+        ({"subject": "u000033", "k": 3, "model_version": server.model_version, "pack": PACK}, {}),
+        ({"subject": "u000034", "k": 3, "model_version": server.model_version, "pack": PACK}, {"Sec-GPC": "1"}),
+    ]
+    with server.client(None, Authorization=f"Bearer {token}") as client:
+        for body, headers in requests:
+            assert client.post("/v1/recommendations", json=body, headers=headers).status_code == 200
+        with server.store.session() as session:
+            revoke_key(session, key.id)
+        before = _decision_ids(server)
+        refused = [client.post("/v1/recommendations", json=body, headers=headers) for body, headers in requests]
+        refused.append(client.post("/v1/recommendations", json={"subject": "u000035", "k": 3, "pack": PACK}, headers={"Sec-GPC": "1"}))
+    assert [r.status_code for r in refused] == [401, 401, 401]
+    assert _decision_ids(server) == before

@@ -17,21 +17,54 @@ measures what governance costs per request.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Header, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from fastapi.security.utils import get_authorization_scheme_param
 
-from governance.api.deps import ListsKey, SettingsDep, StoreDep
+from governance.api.deps import ListsKey, ListsToken, SettingsDep, StoreDep, Token
 from governance.api.errors import problems
-from governance.api.keys import actor_of
 from governance.api.schemas.recommendations import GovernedList, Pong, RecommendationCreate, governed_list_json
 from governance.api.services.engines import engines_of
 from governance.api.services.lists import ListContext, NotReady, Prepared, committed, decide_on_loop, prepare_on_loop, prepare_on_thread
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["recommendations"], responses=problems(401, 403, 500))
+
+
+class KeyFirstRoute(APIRoute):
+    """A route whose key is verified by the route itself (:class:`~governance.api.deps.Token`), answering a bad key
+    401 and a role without the scope 403 before a 422 for a body that fails validation, as every other route does.
+
+    FastAPI validates the body before the route runs; when that fails, the key is read here (in a snapshot of its
+    own, on a worker thread: a rare path) and its 401 or 403 answers instead of the 422.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def key_first(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except RequestValidationError:
+                scheme, token = get_authorization_scheme_param(request.headers.get("Authorization"))
+                if scheme.lower() == "bearer" and token:  # a missing key is a 401 before the body is read
+                    await anyio.to_thread.run_sync(_verify, Token(token, "lists", request))
+                raise
+
+        return key_first
+
+
+def _verify(token: Token) -> None:
+    with token.request.app.state.reads.snapshot() as read:
+        token.key(read)
+
+
+router = APIRouter(tags=["recommendations"], responses=problems(401, 403, 500), route_class=KeyFirstRoute)
 
 
 @router.post("/v1/recommendations", response_model=GovernedList, responses=problems(404, 422, 503), summary="Serve one governed list")
@@ -40,16 +73,19 @@ async def recommend(
     request: Request,
     store: StoreDep,
     settings: SettingsDep,
-    key: ListsKey,
+    token: ListsToken,
     # Declared so that OpenAPI documents the header; it is read from the raw headers below.
     sec_gpc: Annotated[str | None, Header(alias="Sec-GPC", description="Global Privacy Control: '1' opts the subject out.")] = None,
 ) -> Response:
     """A ``Sec-GPC: 1`` header is recorded as an opt-out (under a pack that honours GPC) before serving; a TC string
     (``tcf``) is recorded and judged under the pack's ``consent.tcf`` (a string that does not decode, or a pack that
-    names no vendor id, is a 422 naming ``tcf``)."""
+    names no vendor id, is a 422 naming ``tcf``).
+
+    The key is read in the list's own read-only snapshot, before anything else is read or answered
+    (:class:`~governance.api.deps.Token`): one snapshot and one thread hop fewer than a key check of its own."""
     app = request.app
     cache = engines_of(app)
-    ctx = ListContext(cache, app.state.reads, store, settings, request.headers.raw, actor_of(key))
+    ctx = ListContext(cache, app.state.reads, store, settings, request.headers.raw, token)
     prepared: Prepared | None = None
     if app.state.reads.embedded:  # local reads: a list that needs nothing loaded or written is prepared on the loop
         try:

@@ -2,7 +2,8 @@
 
 The steps, in order: the pack (cached, :mod:`governance.api.services.engines`);
 the request's consent signals (``Sec-GPC: 1``, a TC string) and the TC string's
-check; in one read-only snapshot, the model version (named, or what is deployed:
+check; in one read-only snapshot, first the calling key (401/403 before any other answer:
+:class:`~governance.api.deps.Token`), then the model version (named, or what is deployed:
 production, the canary for its share of subjects, and the shadows to mirror to),
 its engine with the blocks as of now, the subject's consent history and latest
 erasure; the signals recorded (the history as of that write, without a second read); the list made by the
@@ -58,7 +59,9 @@ from audits.availability import canonical_region
 from audits.decisions import DecisionReceipt
 from audits.online_store import configured_store
 from governance import packs as pack_store
+from governance.api.deps import Token
 from governance.api.errors import Problem
+from governance.api.keys import actor_of
 from governance.api.schemas.recommendations import RecommendationCreate
 from governance.api.services import call_sink
 from governance.api.services.call_sink import CallAttributingSink
@@ -136,8 +139,8 @@ class ListContext:
     settings: Any
     headers: list[tuple[bytes, bytes]]
     """The request's raw headers (``Sec-GPC``)."""
-    actor: str
-    """The calling key's trail actor."""
+    token: Token
+    """The calling key, read (401/403) in the request's own snapshot before anything else is read or answered."""
 
 
 def prepare_on_loop(body: RecommendationCreate, ctx: ListContext) -> Prepared:
@@ -204,25 +207,27 @@ def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> P
     """The steps up to the list (see the module doc); ``inline``: raise :class:`NotReady` rather than block."""
     started = time.perf_counter()
     cache, store = ctx.cache, ctx.store
-    try:
-        loaded = cache.pack(ctx.settings.packs_dir, body.pack, loaded_only=inline)
-    except pack_store.PackNotFound as err:
-        raise Problem(404, str(err)) from None
     gpc = gpc_opt_out(ctx.headers)  # any Sec-GPC: 1, even beside a conflicting duplicate
     signalled = gpc or body.tcf is not None  # a consent signal to judge (and record, unless already on record) before serving
-    if body.tcf is not None:
-        _check_tcf(body.tcf, loaded)
     # The subject's online-store epochs, read before their consent: a list cached for this request is written only
     # if no consent change or erasure committed after this read (audits.online_store; None: no store, or it is down).
+    # A read with no effect, so it may precede the key's check (which must come in the snapshot that follows).
     online = configured_store()
     online_stamp = None
     if online is not None:
         read_stamps = online.stamps([online.subject_key(body.subject)])
         online_stamp = read_stamps[0] if read_stamps else None
-    # The model, the blocks and the consent history as of now, in one read-only snapshot: prepared
+    # The key, the model, the blocks and the consent history as of now, in one read-only snapshot: prepared
     # statements on a pooled DBAPI connection, or (to read the deployments) a SQLAlchemy one.
     snapshot = ctx.reads.snapshot() if body.model_version is not None else store.snapshot()
     with snapshot as read:
+        actor = actor_of(ctx.token.key(read))  # 401 or 403 before any other answer (404, 422, 503)
+        try:
+            loaded = cache.pack(ctx.settings.packs_dir, body.pack, loaded_only=inline)
+        except pack_store.PackNotFound as err:
+            raise Problem(404, str(err)) from None
+        if body.tcf is not None:
+            _check_tcf(body.tcf, loaded)
         model_version, shadow_refs, deployment = _model_to_serve(read, body, ctx.settings)
         experiment = experiment_in_force(read) if body.model_version is None else None
         location = artifact_location(read, model_version)
@@ -241,7 +246,7 @@ def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> P
     if signals is None:  # a signal that changes the record: written (on a worker thread), the history as of that write
         if inline:
             raise NotReady
-        signals, history = record_request_signals(store, body.subject, pack=loaded, headers=ctx.headers, tcf=body.tcf, actor=ctx.actor)
+        signals, history = record_request_signals(store, body.subject, pack=loaded, headers=ctx.headers, tcf=body.tcf, actor=actor)
     if cache.closed:  # a service that is shutting down refuses (503) before it decides anything
         raise Problem(503, SHUTTING_DOWN)
     context = {"region": canonical_region(body.region)} if body.region else {}  # region codes are case-insensitive
@@ -254,7 +259,7 @@ def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> P
         if assigned is not None:  # a stopped experiment's holdback takes only its own subjects
             deployment = {**(deployment or {}), "experiment": assigned}
         loaded = engine.loaded
-    return Prepared(engine, serve_request, signals, deployment, loaded, shadow_refs, ctx.actor, gpc, started)
+    return Prepared(engine, serve_request, signals, deployment, loaded, shadow_refs, actor, gpc, started)
 
 
 def _model_to_serve(read: Any, body: RecommendationCreate, settings: Any) -> tuple[str, list[tuple[str, str]], dict[str, Any] | None]:
