@@ -24,6 +24,8 @@ import scipy.sparse as sp
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
 from recommender.family import (
+    ErasureKind,
+    ForgetOutcome,
     GovernedModel,
     ModelTag,
     content_version_id,
@@ -32,6 +34,7 @@ from recommender.family import (
     save_state,
     train_arrays,
     train_from_arrays,
+    without_users,
 )
 from recommender.scoring import block_rows, mask_seen, top_k_rows
 
@@ -292,6 +295,18 @@ class StateModel(GovernedModel):
         super().fit(train, show_progress=show_progress)
         self._seal()
         return self
+
+    def _forget_by_refit(self, user_ids: Sequence[str], method: str) -> ForgetOutcome:
+        """Exact erasure by a fit on ``train_`` without the subjects' rows (and the items only they had):
+        the model is then what a fit on the rest gives; ``method`` names how in the outcome's detail."""
+        self.check_fitted("forget")
+        new_train, rows = without_users(self.train_, user_ids)
+        ids = tuple(str(u) for u in self.train_.user_ids[rows])
+        self._fit(new_train, show_progress=False)
+        self.train_ = new_train
+        self.popularity_ = popularity_of(new_train)
+        self._seal()
+        return ForgetOutcome(ErasureKind.exact, ids, 0.0, False, {"method": method})
 
     def _seal(self) -> None:
         meta, arrays = self._full_state()

@@ -17,8 +17,8 @@ import numpy as np
 from recommender.baselines import PopularityRecommender, RandomRecommender
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError
-from recommender.families._shared import StateModel, explain_lists, popularity_of
-from recommender.family import ErasureKind, Family, ForgetOutcome, ModelTag, register_family, without_users
+from recommender.families._shared import StateModel, explain_lists
+from recommender.family import ErasureKind, Family, ForgetOutcome, ModelTag, register_family
 
 __all__ = ["PopularityModel", "RandomModel"]
 
@@ -28,14 +28,7 @@ class _DropRows(StateModel):
 
     def forget(self, user_ids: Sequence[str]) -> ForgetOutcome:
         """Exact: the rows go and the model is what a fit on the rest gives."""
-        self.check_fitted("forget")
-        new_train, rows = without_users(self.train_, user_ids)
-        ids = tuple(str(u) for u in self.train_.user_ids[rows])
-        self._fit(new_train, show_progress=False)
-        self.train_ = new_train
-        self.popularity_ = popularity_of(new_train)
-        self._seal()
-        return ForgetOutcome(ErasureKind.exact, ids, 0.0, False, {"method": "drop_rows"})
+        return self._forget_by_refit(user_ids, "drop_rows")
 
 
 class PopularityModel(PopularityRecommender, _DropRows):

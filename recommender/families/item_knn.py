@@ -16,8 +16,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.baselines import ItemKNNRecommender
-from recommender.families._shared import StateModel, check_choice, check_int, explain_history_batch, explain_lists, history_tags, popularity_of
-from recommender.family import ErasureKind, Family, ForgetOutcome, ModelTag, register_family, without_users
+from recommender.families._shared import StateModel, check_choice, check_int, explain_history_batch, explain_lists, history_tags
+from recommender.family import ErasureKind, Family, ForgetOutcome, ModelTag, register_family
 
 __all__ = ["ItemKNNModel"]
 
@@ -64,14 +64,7 @@ class ItemKNNModel(ItemKNNRecommender, StateModel):
 
     def forget(self, user_ids: Sequence[str]) -> ForgetOutcome:
         """Exact: the similarity is computed again without the subjects' rows."""
-        self.check_fitted("forget")
-        new_train, rows = without_users(self.train_, user_ids)
-        ids = tuple(str(u) for u in self.train_.user_ids[rows])
-        self._fit(new_train, show_progress=False)
-        self.train_ = new_train
-        self.popularity_ = popularity_of(new_train)
-        self._seal()
-        return ForgetOutcome(ErasureKind.exact, ids, 0.0, False, {"method": "refit_similarity"})
+        return self._forget_by_refit(user_ids, "refit_similarity")
 
 
 register_family(

@@ -22,8 +22,8 @@ from scipy.sparse.linalg import svds
 
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError
-from recommender.families._shared import StateModel, binarised, check_bool, check_int, explain_history_batch, explain_lists, history_tags, popularity_of, score_blocks
-from recommender.family import ErasureKind, Family, ForgetOutcome, ModelTag, register_family, without_users
+from recommender.families._shared import StateModel, binarised, check_bool, check_int, explain_history_batch, explain_lists, history_tags, score_blocks
+from recommender.family import ErasureKind, Family, ForgetOutcome, ModelTag, register_family
 
 __all__ = ["PureSVDModel", "item_space"]
 
@@ -109,14 +109,7 @@ class PureSVDModel(StateModel):
 
     def forget(self, user_ids: Sequence[str]) -> ForgetOutcome:
         """Exact by refit: the rows go and the truncated SVD runs again on the rest."""
-        self.check_fitted("forget")
-        new_train, rows = without_users(self.train_, user_ids)
-        ids = tuple(str(u) for u in self.train_.user_ids[rows])
-        self._fit(new_train, show_progress=False)
-        self.train_ = new_train
-        self.popularity_ = popularity_of(new_train)
-        self._seal()
-        return ForgetOutcome(ErasureKind.exact, ids, 0.0, False, {"method": "refit"})
+        return self._forget_by_refit(user_ids, "refit")
 
 
 register_family(
