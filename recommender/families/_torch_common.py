@@ -398,6 +398,42 @@ class NeuralModel(GovernedModel):
         """Tags for a user the model does not know: the list is the popularity ranking."""
         return [[fallback_tag(popularity[c])] for c in cols[:n]]
 
+    def _explain_latent(
+        self,
+        user_id: str,
+        item_ids: Sequence[str],
+        *,
+        n_history: int,
+        space: Callable[[], np.ndarray],
+        scores: Callable[[int, np.ndarray], np.ndarray],
+        score_name: str,
+    ) -> list[list[ModelTag]]:
+        """``latent_match`` tags (not exact) naming the (up to ``n_history``) history items nearest each item
+        in the learned item ``space`` (called once fitted), with the model's score for it (``scores(row,
+        cols)``) as ``evidence[score_name]``; a user the model does not know gets ``popular`` tags."""
+        self.check_fitted("explain")
+        cols = self._known_items(item_ids)
+        row = int(self.train_.user_index(user_id)[0])
+        if self.fallback_mask(np.array([row]))[0]:  # unknown, or known with an empty history
+            return self._fallback_tags(len(cols), self.popularity_, cols)
+        m = self.train_.matrix
+        history = m.indices[m.indptr[row] : m.indptr[row + 1]]
+        vectors = space()
+        sims = vectors[cols] @ vectors[history].T if len(history) else np.zeros((len(cols), 0))
+        values = scores(row, cols)
+        out = []
+        for n in range(len(cols)):
+            order = np.argsort(-sims[n], kind="stable")[:n_history]
+            named = [str(self.train_.item_ids[history[j]]) for j in order]
+            text = (
+                f"Close, in what we learned about items, to {', '.join(named)} that you engaged with."
+                if named
+                else "Matches the tastes learned from your profile."
+            )
+            evidence = {"similarity": [round(float(sims[n, j]), 4) for j in order], score_name: round(float(values[n]), 4)}
+            out.append([ModelTag(kind="latent_match", text=text, items=tuple(named), exact=False, evidence=evidence)])
+        return out
+
     # -- erasure ----------------------------------------------------------------
     def forget(self, user_ids: Sequence[str]) -> ForgetOutcome:
         """Retrain without ``user_ids`` (same parameters and seed): the model afterwards is the one trained without them.

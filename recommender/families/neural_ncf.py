@@ -205,36 +205,14 @@ class NCFRecommender(NeuralModel):
 
     def explain(self, user_id: str, item_ids: Sequence[str], *, n_history: int = 3) -> list[list[ModelTag]]:
         """``latent_match`` tags: the history items nearest each item in the GMF item space (cosine), not exact."""
-        self.check_fitted("explain")
-        cols = self._known_items(item_ids)
-        row = int(self.train_.user_index(user_id)[0])
-        if self.fallback_mask(np.array([row]))[0]:  # unknown, or known with an empty history
-            return self._fallback_tags(len(cols), self.popularity_, cols)
-        m = self.train_.matrix
-        history = m.indices[m.indptr[row] : m.indptr[row + 1]]
-        sims = self.item_space_[cols] @ self.item_space_[history].T if len(history) else np.zeros((len(cols), 0))
-        logits = self._score_rows(np.array([row]))[0, cols]
-        out = []
-        for n in range(len(cols)):
-            order = np.argsort(-sims[n], kind="stable")[:n_history]
-            named = [str(self.train_.item_ids[history[j]]) for j in order]
-            text = (
-                f"Close, in what we learned about items, to {', '.join(named)} that you engaged with."
-                if named
-                else "Matches the tastes learned from your profile."
-            )
-            out.append(
-                [
-                    ModelTag(
-                        kind="latent_match",
-                        text=text,
-                        items=tuple(named),
-                        exact=False,
-                        evidence={"similarity": [round(float(sims[n, j]), 4) for j in order], "logit": round(float(logits[n]), 4)},
-                    )
-                ]
-            )
-        return out
+        return self._explain_latent(
+            user_id,
+            item_ids,
+            n_history=n_history,
+            space=lambda: self.item_space_,
+            scores=lambda row, cols: self._score_rows(np.array([row]))[0, cols],
+            score_name="logit",
+        )
 
 
 register_family(

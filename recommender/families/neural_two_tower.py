@@ -351,34 +351,14 @@ class TwoTowerRecommender(NeuralModel):
         history item's similarity decomposes. A user the model does not know
         gets ``popular`` tags (their list is the popularity ranking).
         """
-        self.check_fitted("explain")
-        cols = self._known_items(item_ids)
-        row = int(self.train_.user_index(user_id)[0])
-        if self.fallback_mask(np.array([row]))[0]:  # unknown, or known with an empty history
-            return self._fallback_tags(len(cols), self.popularity_, cols)
-        history = self.train_.matrix.indices[self.train_.matrix.indptr[row] : self.train_.matrix.indptr[row + 1]]
-        sims = self.item_vectors_[cols] @ self.item_vectors_[history].T if len(history) else np.zeros((len(cols), 0))
-        scores = self.item_vectors_[cols] @ self.user_vectors_[row]
-        out = []
-        for n, col in enumerate(cols):
-            order = np.argsort(-sims[n], kind="stable")[:n_history]
-            named = [str(self.train_.item_ids[history[j]]) for j in order]
-            if named:
-                text = f"Close, in what we learned about items, to {', '.join(named)} that you engaged with."
-            else:
-                text = "Matches the tastes learned from your profile."
-            out.append(
-                [
-                    ModelTag(
-                        kind="latent_match",
-                        text=text,
-                        items=tuple(named),
-                        exact=False,
-                        evidence={"similarity": [round(float(sims[n, j]), 4) for j in order], "score": round(float(scores[n]), 4)},
-                    )
-                ]
-            )
-        return out
+        return self._explain_latent(
+            user_id,
+            item_ids,
+            n_history=n_history,
+            space=lambda: self.item_vectors_,
+            scores=lambda row, cols: self.item_vectors_[cols] @ self.user_vectors_[row],
+            score_name="score",
+        )
 
 
 RETRIEVAL_BLOCK = 32
