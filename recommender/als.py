@@ -21,7 +21,6 @@ import functools
 import hashlib
 import json
 import platform
-import zipfile
 from collections.abc import Mapping
 from contextlib import contextmanager
 from importlib.metadata import version as _pkg_version
@@ -35,6 +34,7 @@ from threadpoolctl import ThreadpoolController
 from recommender.base import Recommender
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
+from recommender.family import read_model_file
 
 if TYPE_CHECKING:
     from implicit.cpu.als import AlternatingLeastSquares
@@ -443,16 +443,7 @@ class ALSRecommender(Recommender):
     def load(cls, path: str | Path) -> ALSRecommender:
         """Read a model written by :meth:`save`; the result recommends exactly as the original."""
         path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                meta = json.loads(str(npz["meta"]))
-                arrays = {name: npz[name] for name in npz.files if name != "meta"}
-        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
-            # a missing, empty, truncated or non-zip file, a pickled (object) array, or meta that is not JSON
-            raise DataError(f"{path}: not a recgov ALS model file ({type(err).__name__}: {err})") from err
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            found = meta.get("format") if isinstance(meta, dict) else None
-            raise DataError(f"{path}: unsupported model format {found!r}; expected {FORMAT!r}")
+        meta, arrays = read_model_file(path, kind="ALS", format=FORMAT)
         try:
             model = cls(**meta["params"])
             model._validate_params()  # an edited, out-of-range parameter is not served

@@ -63,6 +63,7 @@ __all__ = [
     "Family",
     "register_family",
     "get_family",
+    "read_model_file",
     "families",
     "KNOWN_INPUTS",
     "unavailable_families",
@@ -386,9 +387,12 @@ def save_state(path: str | Path, *, format: str, meta: dict[str, Any], arrays: d
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def load_state(path: str | Path, *, format: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Read what :func:`save_state` wrote (``allow_pickle=False``); a file of another format is a located
-    :class:`DataError`."""
+def read_model_file(path: str | Path, *, kind: str = "", format: str | None = None) -> tuple[Any, dict[str, np.ndarray]]:
+    """The JSON ``meta`` and the other arrays of an ``.npz`` model file, read without pickle.
+
+    A missing, empty, truncated or non-zip file, a pickled (object) array or a ``meta`` that is not JSON is a
+    :class:`DataError` saying the file is not a recgov ``kind`` model file; with ``format``, so is a ``meta``
+    of another format (every family reads its files through here, so they fail alike)."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -396,11 +400,18 @@ def load_state(path: str | Path, *, format: str) -> tuple[dict[str, Any], dict[s
             arrays = {name: npz[name] for name in npz.files if name != "meta"}
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
         # a missing, empty, truncated or non-zip file, a pickled (object) array, or meta that is not JSON
-        raise DataError(f"{path}: not a recgov model file ({type(err).__name__}: {err})") from err
-    if not isinstance(meta, dict) or meta.get("format") != format:
+        what = f"{kind} model file" if kind else "model file"
+        raise DataError(f"{path}: not a recgov {what} ({type(err).__name__}: {err})") from err
+    if format is not None and (not isinstance(meta, dict) or meta.get("format") != format):
         found = meta.get("format") if isinstance(meta, dict) else None
-        raise DataError(f"{path}: model format {found!r}; expected {format!r}")
+        raise DataError(f"{path}: unsupported model format {found!r}; expected {format!r}")
     return meta, arrays
+
+
+def load_state(path: str | Path, *, format: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read what :func:`save_state` wrote (``allow_pickle=False``); a file of another format is a located
+    :class:`DataError`."""
+    return read_model_file(path, format=format)
 
 
 def without_users(train: InteractionMatrix, user_ids: Sequence[str]) -> tuple[InteractionMatrix, np.ndarray]:

@@ -33,7 +33,6 @@ import json
 import math
 import platform
 import time
-import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib.metadata import version as _pkg_version
@@ -47,7 +46,7 @@ from torch import nn
 
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
-from recommender.family import ErasureKind, ForgetOutcome, GovernedModel, ModelTag, fallback_tag, without_users
+from recommender.family import ErasureKind, ForgetOutcome, GovernedModel, ModelTag, fallback_tag, read_model_file, without_users
 from recommender.scoring import block_rows, mask_seen, top_k_rows
 from recommender.training_health import HealthConfig, TrainingInstabilityError, TrainingLog, check_training
 
@@ -503,17 +502,7 @@ class NeuralModel(GovernedModel):
             weights do not match the version id they were saved under.
         """
         path = Path(path)
-        expected = f"{cls._format}:{cls.name}"
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                meta = json.loads(str(npz["meta"]))
-                arrays = {name: npz[name] for name in npz.files if name != "meta"}
-        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
-            # a missing, empty, truncated or non-zip file, a pickled array, or meta that is not JSON
-            raise DataError(f"{path}: not a recgov neural model file ({type(err).__name__}: {err})") from err
-        if not isinstance(meta, dict) or meta.get("format") != expected:
-            got = meta.get("format") if isinstance(meta, dict) else None
-            raise DataError(f"{path}: unsupported model format {got!r}; expected {expected!r}")
+        meta, arrays = read_model_file(path, kind="neural", format=f"{cls._format}:{cls.name}")
         try:
             model = cls(**meta["params"])
             model._validate_params()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,7 +32,7 @@ import scipy.sparse as sp
 from recommender.base import top_k_from_scores
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
-from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel, ModelTag, register_family
+from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel, ModelTag, read_model_file, register_family
 from recommender.item_features import ItemFeaturizer, check_item_table
 
 __all__ = ["KNOWN_ITEMS", "UNKNOWN_ITEMS", "ContentModel", "ContentRecommender", "block_users", "subject_rows"]
@@ -438,12 +437,7 @@ class ContentModel(GovernedModel):
         An empty, truncated or non-zip file, a missing array, an out-of-range parameter or content that does
         not hash to the saved version id is a :class:`DataError` naming the file."""
         path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in npz.files}
-            meta = json.loads(str(arrays.pop("meta")))
-        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
-            raise DataError(f"{path}: not a recgov content model file ({type(err).__name__}: {err})") from err
+        meta, arrays = read_model_file(path, kind="content")
         if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("family") != cls.family:
             found = (meta.get("family"), meta.get("format")) if isinstance(meta, dict) else (None, None)
             raise DataError(f"{path}: a {found[0]!r} model of format {found[1]!r}; expected {cls.family!r}, {FORMAT!r}")

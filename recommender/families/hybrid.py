@@ -39,7 +39,6 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -55,7 +54,7 @@ from recommender.base import top_k_from_scores
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
 from recommender.families.content import UNKNOWN_ITEMS, ContentRecommender, block_users, subject_rows
-from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel, ModelTag, register_family
+from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel, ModelTag, read_model_file, register_family
 from recommender.item_features import check_item_table
 from recommender.metrics import ranking_metrics
 
@@ -537,15 +536,7 @@ class HybridRecommender(GovernedModel):
         An empty, truncated or non-zip file, a missing array or parent, an out-of-range parameter or content
         that does not hash to the saved version id is a :class:`DataError` naming the file."""
         path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in npz.files}
-            meta = json.loads(str(arrays["meta"]))
-        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
-            raise DataError(f"{path}: not a recgov hybrid model file ({type(err).__name__}: {err})") from err
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            found = meta.get("format") if isinstance(meta, dict) else None
-            raise DataError(f"{path}: unsupported model format {found!r}; expected {FORMAT!r}")
+        meta, arrays = read_model_file(path, kind="hybrid", format=FORMAT)
         try:
             model = cls(**meta["params"])
             model._validate_params()
