@@ -35,7 +35,7 @@ from recommender.errors import ConfigError, DataError
 from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel, ModelTag, read_model_file, register_family
 from recommender.item_features import ItemFeaturizer, check_item_table
 
-__all__ = ["KNOWN_ITEMS", "UNKNOWN_ITEMS", "ContentModel", "ContentRecommender", "block_users", "subject_rows"]
+__all__ = ["KNOWN_ITEMS", "UNKNOWN_ITEMS", "ContentModel", "ContentRecommender", "block_users", "explain_start", "subject_rows"]
 
 FORMAT = "recgov.content.v1"
 UNKNOWN_ITEMS = "{where}: {n} item id(s) are not in the model, e.g. {example}; the model knows {n_items} items"
@@ -270,26 +270,9 @@ class ContentModel(GovernedModel):
         Items without content and users unknown to the model get a fallback tag
         that says so.
         """
-        self.check_fitted("explain")
-        cols = self.train_.item_index(list(item_ids))
-        if (cols < 0).any():
-            bad = [str(i) for i, c in zip(item_ids, cols) if c < 0]
-            raise ConfigError(
-                UNKNOWN_ITEMS.format(where="explain", n=len(bad), example=repr(bad[0]), n_items=self.train_.n_items)
-            )
-        row = int(self.train_.user_index(user_id)[0])
-        if self.fallback_mask(np.array([row]))[0]:  # unknown, or known with an empty history
-            return [
-                [
-                    ModelTag(
-                        "popularity_fallback",
-                        "Popular with everyone (we know nothing of your tastes yet)",
-                        exact=False,
-                        evidence={"fallback": "unknown_user", "popularity": float(self.popularity_[c])},
-                    )
-                ]
-                for c in cols
-            ]
+        cols, row, fallback = explain_start(self, user_id, item_ids)
+        if fallback is not None:
+            return fallback
         history = self.train_.user_row(row)
         liked, weights = history.indices, history.data.astype(np.float64)
         _, norms = self.profiles(np.array([row]))
@@ -473,6 +456,38 @@ class ContentModel(GovernedModel):
         if model.data_hash_ != meta.get("data_hash") or model.version_id_ != meta.get("version_id"):
             raise DataError(f"{path}: the content does not match its version id (the file was altered or is damaged)")
         return model
+
+
+def explain_start(
+    model: GovernedModel, user_id: str, item_ids: Sequence[str]
+) -> tuple[np.ndarray, int, list[list[ModelTag]] | None]:
+    """The item columns and user row an ``explain`` works on, and the whole answer when the model does not know
+    the user (or knows them with an empty history): a ``popularity_fallback`` tag per item.
+
+    An item id the model does not hold is a :class:`ConfigError` (the content and hybrid families share it)."""
+    model.check_fitted("explain")
+    cols = model.train_.item_index(list(item_ids))
+    if (cols < 0).any():
+        bad = [str(i) for i, c in zip(item_ids, cols) if c < 0]
+        raise ConfigError(
+            UNKNOWN_ITEMS.format(where="explain", n=len(bad), example=repr(bad[0]), n_items=model.train_.n_items)
+        )
+    row = int(model.train_.user_index(user_id)[0])
+    if not model.fallback_mask(np.array([row]))[0]:
+        return cols, row, None
+    # unknown, or known with an empty history
+    fallback = [
+        [
+            ModelTag(
+                "popularity_fallback",
+                "Popular with everyone (we know nothing of your tastes yet)",
+                exact=False,
+                evidence={"fallback": "unknown_user", "popularity": float(model.popularity_[c])},
+            )
+        ]
+        for c in cols
+    ]
+    return cols, row, fallback
 
 
 def subject_rows(train: InteractionMatrix, user_ids: Sequence[str]) -> np.ndarray:

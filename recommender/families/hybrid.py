@@ -53,7 +53,7 @@ from recommender.als_explain import explain_als_list, regularized_gram
 from recommender.base import top_k_from_scores
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
-from recommender.families.content import UNKNOWN_ITEMS, ContentRecommender, block_users, subject_rows
+from recommender.families.content import ContentRecommender, block_users, explain_start, subject_rows
 from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel, ModelTag, read_model_file, register_family
 from recommender.item_features import check_item_table
 from recommender.metrics import ranking_metrics
@@ -378,26 +378,9 @@ class HybridRecommender(GovernedModel):
         exact least-squares factor, not ``implicit``'s iterative one, see :mod:`recommender.families.als`; and
         not at all for an item scored through the content mapping), the content part's as its parent's tag says,
         the popularity part (a closed form of the item's popularity) always."""
-        self.check_fitted("explain")
-        cols = self.train_.item_index(list(item_ids))
-        if (cols < 0).any():
-            bad = [str(i) for i, c in zip(item_ids, cols) if c < 0]
-            raise ConfigError(
-                UNKNOWN_ITEMS.format(where="explain", n=len(bad), example=repr(bad[0]), n_items=self.train_.n_items)
-            )
-        row = int(self.train_.user_index(user_id)[0])
-        if self.fallback_mask(np.array([row]))[0]:  # unknown, or known with an empty history
-            return [
-                [
-                    ModelTag(
-                        "popularity_fallback",
-                        "Popular with everyone (we know nothing of your tastes yet)",
-                        exact=False,
-                        evidence={"fallback": "unknown_user", "popularity": float(self.popularity_[c])},
-                    )
-                ]
-                for c in cols
-            ]
+        cols, row, fallback = explain_start(self, user_id, item_ids)
+        if fallback is not None:
+            return fallback
         parts = self.parts(np.array([row]), cols)
         content_tags = self.content_.explain(user_id, list(item_ids))
         served = self.score_items(np.array([row]))[0, cols]  # the scores recommend ranks by, whole catalogue
