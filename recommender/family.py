@@ -64,6 +64,7 @@ __all__ = [
     "register_family",
     "get_family",
     "read_model_file",
+    "subject_rows",
     "families",
     "KNOWN_INPUTS",
     "unavailable_families",
@@ -414,22 +415,31 @@ def load_state(path: str | Path, *, format: str) -> tuple[dict[str, Any], dict[s
     return read_model_file(path, format=format)
 
 
-def without_users(train: InteractionMatrix, user_ids: Sequence[str]) -> tuple[InteractionMatrix, np.ndarray]:
-    """``train`` without the rows of ``user_ids`` and the item columns only they interacted with, and the removed
-    row indices (the matrix a fit on the events without the subjects would get).
-
-    An empty request, an id the matrix does not hold, or a request for every row is a :class:`ConfigError`
-    (ids are not echoed: they are personal data)."""
+def subject_rows(train: InteractionMatrix, user_ids: Sequence[str]) -> np.ndarray:
+    """The sorted rows of ``user_ids``; an empty request, an unknown subject or every subject is a
+    :class:`ConfigError` (ids are not echoed: they are personal data)."""
     requested = [user_ids] if isinstance(user_ids, str) else list(user_ids)
     if not requested:
         raise ConfigError("forget: no subject given")
     rows = train.user_index(np.asarray(requested, dtype=object))
     unknown = int((rows < 0).sum())
     if unknown:
-        raise ConfigError(f"forget: {unknown} of {len(requested)} subject(s) are not in the fitted model")
+        raise ConfigError(
+            f"forget: {unknown} of {len(requested)} subject(s) are not in the fitted model; nothing was removed"
+        )
     rows = np.unique(rows)
-    if rows.size >= train.n_users:
-        raise ConfigError(f"forget: removing all {rows.size} subjects would leave nothing to recommend from")
+    if len(rows) >= train.n_users:
+        raise ConfigError(f"forget: removing all {len(rows)} subjects would leave nothing to recommend from")
+    return rows
+
+
+def without_users(train: InteractionMatrix, user_ids: Sequence[str]) -> tuple[InteractionMatrix, np.ndarray]:
+    """``train`` without the rows of ``user_ids`` and the item columns only they interacted with, and the removed
+    row indices (the matrix a fit on the events without the subjects would get).
+
+    An empty request, an id the matrix does not hold, or a request for every row is a :class:`ConfigError`
+    (ids are not echoed: they are personal data)."""
+    rows = subject_rows(train, user_ids)
     keep = np.ones(train.n_users, dtype=bool)
     keep[rows] = False
     matrix = train.matrix[keep].tocsr()

@@ -32,10 +32,10 @@ import scipy.sparse as sp
 from recommender.base import top_k_from_scores
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
-from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel, ModelTag, read_model_file, register_family
+from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel, ModelTag, read_model_file, register_family, subject_rows
 from recommender.item_features import ItemFeaturizer, check_item_table
 
-__all__ = ["KNOWN_ITEMS", "UNKNOWN_ITEMS", "ContentModel", "ContentRecommender", "block_users", "explain_start", "subject_rows"]
+__all__ = ["KNOWN_ITEMS", "UNKNOWN_ITEMS", "ContentModel", "ContentRecommender", "block_users", "explain_start"]
 
 FORMAT = "recgov.content.v1"
 UNKNOWN_ITEMS = "{where}: {n} item id(s) are not in the model, e.g. {example}; the model knows {n_items} items"
@@ -488,24 +488,6 @@ def explain_start(
         for c in cols
     ]
     return cols, row, fallback
-
-
-def subject_rows(train: InteractionMatrix, user_ids: Sequence[str]) -> np.ndarray:
-    """The sorted rows of ``user_ids``; an empty request, an unknown subject or every subject is a
-    :class:`ConfigError` (ids are not echoed: they are personal data)."""
-    requested = [user_ids] if isinstance(user_ids, str) else list(user_ids)
-    if not requested:
-        raise ConfigError("forget: no subject given")
-    rows = train.user_index(np.asarray(requested, dtype=object))
-    unknown = int((rows < 0).sum())
-    if unknown:
-        raise ConfigError(
-            f"forget: {unknown} of {len(requested)} subject(s) are not in the fitted model; nothing was removed"
-        )
-    rows = np.unique(rows)
-    if len(rows) >= train.n_users:
-        raise ConfigError(f"forget: removing all {len(rows)} subjects would leave nothing to recommend from")
-    return rows
 
 
 def _titles(items: pd.DataFrame, item_ids: np.ndarray) -> np.ndarray:

@@ -53,8 +53,8 @@ from recommender.als_explain import explain_als_list, regularized_gram
 from recommender.base import top_k_from_scores
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
-from recommender.families.content import ContentRecommender, block_users, explain_start, subject_rows
-from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel, ModelTag, read_model_file, register_family
+from recommender.families.content import ContentRecommender, block_users, explain_start
+from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel, ModelTag, read_model_file, register_family, subject_rows
 from recommender.item_features import check_item_table
 from recommender.metrics import ranking_metrics
 
