@@ -34,7 +34,7 @@ from threadpoolctl import ThreadpoolController
 from recommender.base import Recommender
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
-from recommender.family import read_model_file
+from recommender.family import read_model_file, save_state, train_arrays, train_from_arrays
 
 if TYPE_CHECKING:
     from implicit.cpu.als import AlternatingLeastSquares
@@ -424,20 +424,8 @@ class ALSRecommender(Recommender):
         }
         if getattr(self, "fairness_weights_", None) is not None:
             meta["fairness_weights"] = self.fairness_weights_
-        m = self.train_.matrix
-        with path.open("wb") as fh:
-            np.savez(
-                fh,
-                meta=np.array(json.dumps(meta, sort_keys=True)),
-                user_factors=self.user_factors_,
-                item_factors=self.item_factors_,
-                user_ids=np.asarray(self.train_.user_ids, dtype=str),
-                item_ids=np.asarray(self.train_.item_ids, dtype=str),
-                indptr=m.indptr,
-                indices=m.indices,
-                data=m.data,
-            )
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        arrays = {"user_factors": self.user_factors_, "item_factors": self.item_factors_, **train_arrays(self.train_, prefix="")}
+        return save_state(path, format=meta.pop("format"), meta=meta, arrays=arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> ALSRecommender:
@@ -447,12 +435,8 @@ class ALSRecommender(Recommender):
         try:
             model = cls(**meta["params"])
             model._validate_params()  # an edited, out-of-range parameter is not served
-            user_ids = arrays["user_ids"].astype(object)
-            item_ids = arrays["item_ids"].astype(object)
-            matrix = sp.csr_matrix(
-                (arrays["data"], arrays["indices"], arrays["indptr"]), shape=(len(user_ids), len(item_ids))
-            )
-            train = InteractionMatrix(matrix=matrix, user_ids=user_ids, item_ids=item_ids)
+            train = train_from_arrays(arrays, prefix="")
+            user_ids, item_ids, matrix = train.user_ids, train.item_ids, train.matrix
             inner = make_als(model.get_params(), num_threads=model.num_threads)
             inner.user_factors = arrays["user_factors"]
             inner.item_factors = arrays["item_factors"]

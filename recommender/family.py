@@ -347,25 +347,27 @@ def content_version_id(family: str, meta: dict[str, Any], arrays: dict[str, np.n
     return f"{family}-{hasher.hexdigest()[:24]}"
 
 
-def train_arrays(train: InteractionMatrix) -> dict[str, np.ndarray]:
+def train_arrays(train: InteractionMatrix, prefix: str = "train_") -> dict[str, np.ndarray]:
     """The training matrix as plain arrays (ids as unicode, CSR parts): what a saved model needs to filter seen
-    items and to forget a subject."""
+    items and to forget a subject. The names start with ``prefix`` (state models write ``train_``; the ALS,
+    neural and content files, older, write none)."""
     m = train.matrix.tocsr()
     return {
-        "train_user_ids": np.asarray(train.user_ids, dtype=str),
-        "train_item_ids": np.asarray(train.item_ids, dtype=str),
-        "train_indptr": m.indptr,
-        "train_indices": m.indices,
-        "train_data": m.data,
+        f"{prefix}user_ids": np.asarray(train.user_ids, dtype=str),
+        f"{prefix}item_ids": np.asarray(train.item_ids, dtype=str),
+        f"{prefix}indptr": m.indptr,
+        f"{prefix}indices": m.indices,
+        f"{prefix}data": m.data,
     }
 
 
-def train_from_arrays(arrays: dict[str, np.ndarray]) -> InteractionMatrix:
-    """The :class:`InteractionMatrix` :func:`train_arrays` described."""
-    user_ids = arrays["train_user_ids"].astype(object)
-    item_ids = arrays["train_item_ids"].astype(object)
+def train_from_arrays(arrays: dict[str, np.ndarray], prefix: str = "train_") -> InteractionMatrix:
+    """The :class:`InteractionMatrix` :func:`train_arrays` described (with the same ``prefix``)."""
+    user_ids = arrays[f"{prefix}user_ids"].astype(object)
+    item_ids = arrays[f"{prefix}item_ids"].astype(object)
     matrix = sp.csr_matrix(
-        (arrays["train_data"], arrays["train_indices"], arrays["train_indptr"]), shape=(len(user_ids), len(item_ids))
+        (arrays[f"{prefix}data"], arrays[f"{prefix}indices"], arrays[f"{prefix}indptr"]),
+        shape=(len(user_ids), len(item_ids)),
     )
     return InteractionMatrix(matrix=matrix, user_ids=user_ids, item_ids=item_ids)
 

@@ -46,7 +46,7 @@ from torch import nn
 
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
-from recommender.family import ErasureKind, ForgetOutcome, GovernedModel, ModelTag, fallback_tag, read_model_file, without_users
+from recommender.family import ErasureKind, ForgetOutcome, GovernedModel, ModelTag, fallback_tag, read_model_file, save_state, train_arrays, train_from_arrays, without_users
 from recommender.scoring import block_rows, mask_seen, top_k_rows
 from recommender.training_health import HealthConfig, TrainingInstabilityError, TrainingLog, check_training
 
@@ -475,21 +475,10 @@ class NeuralModel(GovernedModel):
             "fit_seconds": self.fit_seconds_,
             "module": self._module_meta(),
         }
-        m = self.train_.matrix
-        arrays: dict[str, np.ndarray] = {f"w:{key}": value for key, value in self._state_arrays().items()}
+        arrays = train_arrays(self.train_, prefix="")
+        arrays.update({f"w:{key}": value for key, value in self._state_arrays().items()})
         arrays.update({f"side:{key}": value for key, value in self._side_arrays().items()})
-        with path.open("wb") as fh:
-            np.savez(
-                fh,
-                meta=np.array(json.dumps(meta, sort_keys=True)),
-                user_ids=np.asarray(self.train_.user_ids, dtype=str),
-                item_ids=np.asarray(self.train_.item_ids, dtype=str),
-                indptr=m.indptr,
-                indices=m.indices,
-                data=m.data,
-                **arrays,
-            )
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return save_state(path, format=meta.pop("format"), meta=meta, arrays=arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> Self:
@@ -506,10 +495,7 @@ class NeuralModel(GovernedModel):
         try:
             model = cls(**meta["params"])
             model._validate_params()
-            user_ids = arrays["user_ids"].astype(object)
-            item_ids = arrays["item_ids"].astype(object)
-            matrix = sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=(len(user_ids), len(item_ids)))
-            train = InteractionMatrix(matrix=matrix, user_ids=user_ids, item_ids=item_ids)
+            train = train_from_arrays(arrays, prefix="")
             model._load_side({k[5:]: v for k, v in arrays.items() if k.startswith("side:")}, meta)
             model._restore_module_meta(meta.get("module", {}))
             with torch_session(model.random_state, model.num_threads):
@@ -530,7 +516,7 @@ class NeuralModel(GovernedModel):
         model.data_hash_ = train.content_hash()  # recomputed: an edited training matrix is caught below
         model.library_versions_ = meta.get("library_versions", {})
         model.fit_seconds_ = fit_seconds
-        model.popularity_ = np.asarray((matrix > 0).sum(axis=0)).ravel().astype(np.float64)
+        model.popularity_ = np.asarray((train.matrix > 0).sum(axis=0)).ravel().astype(np.float64)
         model.train_ = train
         model._prepare_scoring()
         check = model._version_id()

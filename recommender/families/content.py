@@ -32,7 +32,7 @@ import scipy.sparse as sp
 from recommender.base import top_k_from_scores
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
-from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel, ModelTag, read_model_file, register_family, subject_rows
+from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel, ModelTag, read_model_file, register_family, subject_rows, train_arrays, train_from_arrays
 from recommender.item_features import ItemFeaturizer, check_item_table
 
 __all__ = ["KNOWN_ITEMS", "UNKNOWN_ITEMS", "ContentModel", "ContentRecommender", "block_users", "explain_start"]
@@ -394,16 +394,12 @@ class ContentModel(GovernedModel):
             "data_hash": self.data_hash_,
             "featurizer_ready": bool(self.featurizer_ready_),
         }
-        m, v = self.train_.matrix, self.item_vectors_
+        v = self.item_vectors_
         with path.open("wb") as fh:
             np.savez(
                 fh,
                 meta=np.array(json.dumps(meta, sort_keys=True, default=list)),
-                user_ids=np.asarray(self.train_.user_ids, dtype=str),
-                item_ids=np.asarray(self.train_.item_ids, dtype=str),
-                indptr=m.indptr,
-                indices=m.indices,
-                data=m.data,
+                **train_arrays(self.train_, prefix=""),
                 v_indptr=v.indptr,
                 v_indices=v.indices,
                 v_data=v.data,
@@ -430,11 +426,8 @@ class ContentModel(GovernedModel):
                 params["text_columns"] = tuple(params["text_columns"])
             model = cls(**params)
             model._validate_params()
-            user_ids, item_ids = arrays["user_ids"].astype(object), arrays["item_ids"].astype(object)
-            matrix = sp.csr_matrix(
-                (arrays["data"], arrays["indices"], arrays["indptr"]), shape=(len(user_ids), len(item_ids))
-            )
-            model.train_ = InteractionMatrix(matrix=matrix, user_ids=user_ids, item_ids=item_ids)
+            model.train_ = train_from_arrays(arrays, prefix="")
+            item_ids, matrix = model.train_.item_ids, model.train_.matrix
             model.item_vectors_ = sp.csr_matrix(
                 (arrays["v_data"], arrays["v_indices"], arrays["v_indptr"]), shape=tuple(arrays["v_shape"])
             )
