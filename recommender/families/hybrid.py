@@ -54,7 +54,7 @@ from recommender.base import top_k_from_scores
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
 from recommender.families.content import ContentRecommender, block_users, explain_start
-from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel, ModelTag, read_model_file, register_family, subject_rows
+from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel, ModelTag, read_model_file, register_family, save_state, subject_rows
 from recommender.item_features import check_item_table
 from recommender.metrics import ranking_metrics
 
@@ -501,16 +501,13 @@ class HybridRecommender(GovernedModel):
             "spread": self.spread_,
             "validation": self.validation_,
         }
-        with path.open("wb") as fh:
-            np.savez(
-                fh,
-                meta=np.array(json.dumps(meta, sort_keys=True)),
-                als=np.frombuffer(als_bytes, dtype=np.uint8),
-                content=np.frombuffer(content_bytes, dtype=np.uint8),
-                mapping=self.mapping_,
-                coef=self.coef_,
-            )
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        arrays = {
+            "als": np.frombuffer(als_bytes, dtype=np.uint8),
+            "content": np.frombuffer(content_bytes, dtype=np.uint8),
+            "mapping": self.mapping_,
+            "coef": self.coef_,
+        }
+        return save_state(path, format=meta.pop("format"), meta=meta, arrays=arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> HybridRecommender:
