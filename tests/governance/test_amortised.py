@@ -317,6 +317,24 @@ def test_gaps_are_matched_at_equal_ndcg_by_interpolating_each_arms_frontier():
     assert row["measured"]["amortised"] == 0.30  # no amortised setting at or above 0.29 but the plain lists
 
 
+def test_the_amortised_arm_is_read_at_the_per_list_windows_own_ndcg():
+    """Hand-computed: the per-list window at tolerance 0.05 sets the NDCG; the amortised gap is read there."""
+    from bench_amortised import at_window
+
+    plain = {"ndcg": 0.30, "pooled_gap": 0.30}
+    grid = {
+        "amortised": [{"ndcg": 0.28, "pooled_gap": 0.02}, {"ndcg": 0.295, "pooled_gap": 0.2}],
+        "per_list_window": [{"tolerance": 0.02, "ndcg": 0.27, "pooled_gap": 0.02}, {"tolerance": 0.05, "ndcg": 0.29, "pooled_gap": 0.04}],
+    }
+    found = at_window(grid, plain)
+    assert found["ndcg_loss_points"] == pytest.approx(1.0) and found["per_list_gap"] == 0.04
+    # interpolated halfway from (0.295, 0.2) at the level 0.29 toward (0.28, 0.02): 0.2 + (0.005/0.015) * (0.02 - 0.2) = 0.14
+    assert found["interpolated"]["amortised_gap"] == pytest.approx(0.14)
+    assert found["interpolated"]["ratio"] == pytest.approx(3.5)
+    assert found["measured"]["amortised_gap"] == 0.2  # the best setting at or above NDCG 0.29
+    assert at_window({"amortised": [], "per_list_window": []}, plain) is None
+
+
 def test_amortised_halves_the_interpolated_gap_two_points_of_ndcg_down():
     from bench_amortised import compare
 
@@ -327,3 +345,6 @@ def test_amortised_halves_the_interpolated_gap_two_points_of_ndcg_down():
     )  # fmt: skip
     two_points = next(m for m in result["matched"] if m["ndcg_loss_points"] == pytest.approx(2.0))
     assert two_points["interpolated"]["ratio"] is not None and two_points["interpolated"]["ratio"] <= 0.5, two_points
+    # against the per-list re-ranker that holds every list within 5 points, at that re-ranker's own NDCG
+    window = result["at_window"]
+    assert window is not None and window["measured"]["ratio"] is not None and window["measured"]["ratio"] <= 0.5, window
