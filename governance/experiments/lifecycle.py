@@ -40,6 +40,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from audits.models import DecisionRecord, Experiment, ExperimentLook, ModelVersion, OutcomeEvent
+from audits.sealing import open_decisions
 from audits.trail import append_event, lock_head
 from governance.experiments.assign import InForce, RunningExperiment
 from governance.experiments.guardrails import experiment_id_of_decision, item_table, judge_arm_guardrails
@@ -308,25 +309,37 @@ def in_force(session: Session | Any) -> InForce | None:
 
 
 # -- the data of a look -------------------------------------------------------------
-def _exposures(session: Session, row: Experiment) -> pd.DataFrame:
+def _exposures(session: Session, row: Experiment, *, empty_lists: bool = False) -> pd.DataFrame:
     """One row per subject of the experiment: first variant, reason, first exposure, list counts by mode, mean latency.
 
     Only the experiment's records are read: the filter on the context's experiment id is the expression
-    ``ix_decisions_experiment`` indexes (:func:`governance.experiments.guardrails.experiment_id_of_decision`)."""
-    query = select(DecisionRecord.subject, DecisionRecord.decided_at, DecisionRecord.mode, DecisionRecord.context).where(
+    ``ix_decisions_experiment`` indexes (:func:`governance.experiments.guardrails.experiment_id_of_decision`).
+    With ``empty_lists`` the served slates are read too, to count the lists that came out empty (an
+    ``empty_list_share`` guardrail); otherwise that count is left out, since a slate is the record's largest part."""
+    columns = [DecisionRecord.subject, DecisionRecord.decided_at, DecisionRecord.mode, DecisionRecord.context]
+    if empty_lists:
+        columns += [DecisionRecord.decision_id, DecisionRecord.slate]
+    query = select(*columns).where(
         experiment_id_of_decision(session) == row.id, DecisionRecord.decided_at >= row.started_at, DecisionRecord.subject.is_not(None)
     )
     if row.stopped_at is not None:
         query = query.where(DecisionRecord.decided_at <= row.stopped_at)
     records = []
-    for subject, at, mode, context in session.execute(query):
+    sealed = []
+    for subject, at, mode, context, *slate in session.execute(query):
         exp = (context or {}).get("experiment")
         if isinstance(exp, Mapping) and exp.get("id") == row.id and not (context or {}).get("shadow_of"):
             latency = context.get("latency_ms")
-            records.append((subject, at, mode, exp.get("variant"), exp.get("reason"), latency if isinstance(latency, (int, float)) else np.nan))
-    frame = pd.DataFrame(records, columns=["subject", "at", "mode", "variant", "reason", "latency_ms"])
+            records.append((subject, at, mode, exp.get("variant"), exp.get("reason"), latency if isinstance(latency, (int, float)) else np.nan, np.nan))
+            if empty_lists:
+                sealed.append((slate[0], subject, slate[1], context))
+    if empty_lists:  # slates are sealed under their subject's key: an erased subject's no longer open (left NaN, left out)
+        for n, opened in enumerate(open_decisions(session, sealed)):
+            if opened is not None:
+                records[n] = (*records[n][:-1], float(not (opened[0] or {}).get("items")))
+    frame = pd.DataFrame(records, columns=["subject", "at", "mode", "variant", "reason", "latency_ms", "empty"])
     if frame.empty:
-        columns = ["variant", "reason", "first_at", "first_mode", "lists", "non_profiling", "fallback", "latency_ms"]
+        columns = ["variant", "reason", "first_at", "first_mode", "lists", "non_profiling", "fallback", "empty", "opened", "latency_ms"]
         return pd.DataFrame(columns=columns).rename_axis("subject")
     frame = frame.sort_values("at", kind="stable")
     frame["non_profiling"] = (frame["mode"] == "non_profiling").astype(int)
@@ -335,6 +348,8 @@ def _exposures(session: Session, row: Experiment) -> pd.DataFrame:
     out = by[["at", "mode", "variant", "reason"]].first().rename(columns={"at": "first_at", "mode": "first_mode"})
     out["lists"] = by.size()
     out[["non_profiling", "fallback"]] = by[["non_profiling", "fallback"]].sum()
+    out["empty"] = by["empty"].sum(min_count=1)  # NaN where no list was opened (not asked for, or the subject erased)
+    out["opened"] = by["empty"].count()
     out["latency_ms"] = by["latency_ms"].mean()  # NaN for a subject none of whose lists recorded a latency
     return out
 
@@ -374,6 +389,8 @@ def _values(metric: str, subjects: pd.DataFrame, outcomes: pd.DataFrame) -> pd.S
         return subjects["non_profiling"] / subjects["lists"]
     if metric == "fallback_share":
         return subjects["fallback"] / subjects["lists"]
+    if metric == "empty_list_share":  # over the lists that could be opened; NaN (left out of the arm) where none could
+        return subjects["empty"] / subjects["opened"].replace(0, np.nan)
     if metric == "latency_ms":
         return subjects["latency_ms"].astype(float)  # NaN where no list recorded a latency: left out of the arm
     raise ConfigError(f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
@@ -484,7 +501,8 @@ def analyze(store: Any, name: str, *, actor: str, metric: str | None = None, seg
         ]  # fmt: skip
         kind = "exploratory" if why_exploratory else "planned"
         look_no = len(planned_before) + 1 if kind == "planned" else None
-        subjects = _exposures(session, row)
+        needs_slates = "empty_list_share" in (asked, *(g["metric"] for g in spec["guardrails"]))
+        subjects = _exposures(session, row, empty_lists=needs_slates)
         randomised = subjects[subjects["reason"] == "randomised"]
         if segment is not None:
             randomised = randomised[(randomised["first_mode"] == "personalized") == (segment == "known")]

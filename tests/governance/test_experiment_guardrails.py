@@ -115,9 +115,11 @@ def _serve(store: Any, name: str, subjects: list[str], arms: dict[str, dict[str,
                 items = [str(rng.choice(pool_small if sm else pool_large)) for sm in small]
                 if rng.random() < arm["harm"]:
                     items[0] = str(rng.choice(sorted(HARMFUL)))
+                if "empty" in arm and rng.random() < arm["empty"]:
+                    items = []  # nothing could be served (every candidate blocked)
                 context = {"experiment": a, "latency_ms": float(rng.normal(arm["latency"], 8.0))}
                 futures.append(log.submit({**stamp, "mode": "personalized", "model_version": "m", "subject_id": s, "context": context,
-                                           "slate": {"items": items, "scores": [1.0] * 10, "tags": [[] for _ in items]}}))  # fmt: skip
+                                           "slate": {"items": items, "scores": [1.0] * len(items), "tags": [[] for _ in items]}}))  # fmt: skip
             if rng.random() < arm["click"]:
                 clicks.append({"subject": s, "kind": "click", "item_id": ITEMS[0], "decision_id": ""})
         for f in futures:
@@ -197,6 +199,28 @@ def test_a_changed_item_table_fails_the_gap_guardrail_and_a_bad_one_is_refused_a
     look = lifecycle.analyze(store, "gap-table", actor="tester")
     gap = _guardrails(look)["provider_exposure_gap"]
     assert gap["failed"] and "changed since the plan was frozen" in gap["result"]["reason"]
+
+
+def test_a_treatment_that_serves_empty_lists_fails_the_empty_list_guardrail(store: Any, tmp_path: Path) -> None:
+    """Every per-subject guardrail the plan language offers is computed: here the share of a subject's lists that came
+    out empty (30% in the treatment, none in the control), beside the non-profiling and fallback shares (none in either)."""
+    with store.session() as session:
+        control, treatment = _model(session, "ec"), _model(session, "et")
+    extra_guardrails = "".join(
+        f"  - metric: {m}\n    margin: 0.05\n    direction: lower_is_better\n" for m in ("empty_list_share", "non_profiling_share", "fallback_share")
+    )
+    path = _plan_file(tmp_path, "empties", control, treatment)
+    path.write_text(path.read_text().replace("design:\n", extra_guardrails + "design:\n"))
+    lifecycle.plan(store, parse_experiment(path.read_text(), str(path)), actor="tester")
+    lifecycle.start(store, "empties", actor="tester")
+    _serve(store, "empties", SUBJECTS[:400], {"control": {**SAME, "empty": 0.0}, "treatment": {**SAME, "empty": 0.3}}, np.random.default_rng(4))
+    look = lifecycle.analyze(store, "empties", actor="tester")
+    guard = _guardrails(look)
+    empty = guard["empty_list_share"]
+    assert empty["failed"] and empty["result"]["estimate"] == pytest.approx(0.3, abs=0.06), repr(empty)
+    assert not guard["non_profiling_share"]["failed"] and guard["non_profiling_share"]["result"]["estimate"] == 0
+    assert not guard["fallback_share"]["failed"] and guard["fallback_share"]["result"]["estimate"] == 0
+    assert look["verdict"] == "guardrail_failed"
 
 
 def test_arm_level_metrics_are_not_compared_per_subject(store: Any) -> None:
