@@ -364,9 +364,17 @@ class TwoTowerRecommender(NeuralModel):
 RETRIEVAL_BLOCK = 32
 """Users per scoring block in :meth:`QuantizedTwoTower.top_k` (both paths)."""
 
-_USER_SCALE = 2.0 / 255.0
-_USER_ZERO_POINT = 128
-"""uint8 quantisation of a user row scaled into [-1, 1]: the parameters fbgemm's dynamic range picks for [-1, 1]."""
+_USER_SCALE = 1.0 / 63.0
+_USER_ZERO_POINT = 64
+"""uint8 quantisation of a user row scaled into [-1, 1]: codes 1..127 (7 bits), ``round(x * 63) + 64``.
+
+7 bits, not 8: fbgemm's AVX2 kernel multiplies uint8 activations by int8
+weights with ``vpmaddubsw``, which adds each pair of products in int16 and
+saturates. Codes up to 255 against weights up to 127 overflow it (a pair can
+reach 64,770): a 16-d model's scores were off by up to 0.37 (cosines). With
+codes at most 127 a pair stays under 32,767 and the GEMM is exact in integers
+(what ``reduce_range=True`` does for fbgemm's dynamic path).
+"""
 
 
 @dataclass
@@ -384,13 +392,14 @@ class QuantizedTwoTower:
 
     Users are quantised **per row** with **fixed** parameters: each user vector
     is divided by its largest absolute component (so it lies in [-1, 1] with an
-    entry at +-1) and quantised with scale ``2/255`` and zero point 128, the
-    parameters fbgemm's dynamic range would pick for [-1, 1]. So a user's codes
+    entry at +-1) and quantised with scale ``1/63`` and zero point 64 (codes
+    1..127, see :data:`_USER_ZERO_POINT` for why 7 bits). So a user's codes
     (and scores) do not depend on the other users of its call, and each row
-    spans the 8-bit range. (The earlier version got the same codes from
-    ``linear_dynamic`` by adding two anchor rows, ``+e_0`` and ``-e_0``, to
-    every call: a pass for the range, a concatenation and two extra output
-    rows of the catalogue's width, which cost more than the top-k after them.)
+    spans the code range. (The earlier version fixed the range by adding two
+    anchor rows, ``+e_0`` and ``-e_0``, to every ``linear_dynamic`` call, with
+    8-bit codes: a pass for the range, a concatenation and two extra output
+    rows of the catalogue's width per call, and int16 saturation inside
+    fbgemm's kernel.)
     The row factor is put back on the scores (in :meth:`top_k`, on the ``k``
     kept values only: a positive factor per row leaves its ranking as is).
     :meth:`item_scores` with ``int8=False`` does the same work in float32
