@@ -364,6 +364,18 @@ class TwoTowerRecommender(NeuralModel):
 RETRIEVAL_BLOCK = 32
 """Users per scoring block in :meth:`QuantizedTwoTower.top_k` (both paths)."""
 
+_USER_SCALE = 1.0 / 63.0
+_USER_ZERO_POINT = 64
+"""uint8 quantisation of a user row scaled into [-1, 1]: codes 1..127 (7 bits), ``round(x * 63) + 64``.
+
+7 bits, not 8: fbgemm's AVX2 kernel multiplies uint8 activations by int8
+weights with ``vpmaddubsw``, which adds each pair of products in int16 and
+saturates. Codes up to 255 against weights up to 127 overflow it (a pair can
+reach 64,770): a 16-d model's scores were off by up to 0.37 (cosines). With
+codes at most 127 a pair stays under 32,767 and the GEMM is exact in integers
+(what ``reduce_range=True`` does for fbgemm's dynamic path).
+"""
+
 
 @dataclass
 class QuantizedTwoTower:
@@ -372,18 +384,24 @@ class QuantizedTwoTower:
     A two-tower model's inference cost is scoring users against the whole
     catalogue (the item tower runs offline, once per item). Here the item
     matrix is stored as int8 with one scale per item (symmetric, per row:
-    ``round(v / s)``, ``s = max|v| / 127``) and packed for fbgemm's int8 GEMM;
-    :meth:`item_scores` runs ``torch.ops.quantized.linear_dynamic``, which
-    quantises the user vectors on the fly (as uint8), multiplies in int8 with
-    int32 accumulation and writes float scores with the item scales applied.
+    ``round(v / s)``, ``s = max|v| / 127``) and packed for fbgemm's int8 GEMM.
+    :meth:`item_scores` quantises the user vectors to uint8, multiplies in
+    int8 with int32 accumulation and writes float scores with the item scales
+    applied, in one fbgemm call
+    (``torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32``).
 
-    Users are quantised **per row**: each user vector is divided by its largest
-    absolute component (so it lies in [-1, 1] with an entry at +-1), and two
-    anchor rows (``+e_0`` and ``-e_0``) join every call, so fbgemm's per-tensor
-    activation range is always exactly [-1, 1]: a user's codes (and scores) do
-    not depend on the other users of its batch, and each row spans the 8-bit
-    range. The row factor is put back on the scores (in :meth:`top_k`, on the
-    ``k`` kept values only: a positive factor per row leaves its ranking as is).
+    Users are quantised **per row** with **fixed** parameters: each user vector
+    is divided by its largest absolute component (so it lies in [-1, 1] with an
+    entry at +-1) and quantised with scale ``1/63`` and zero point 64 (codes
+    1..127, see :data:`_USER_ZERO_POINT` for why 7 bits). So a user's codes
+    (and scores) do not depend on the other users of its call, and each row
+    spans the code range. (The earlier version fixed the range by adding two
+    anchor rows, ``+e_0`` and ``-e_0``, to every ``linear_dynamic`` call, with
+    8-bit codes: a pass for the range, a concatenation and two extra output
+    rows of the catalogue's width per call, and int16 saturation inside
+    fbgemm's kernel.)
+    The row factor is put back on the scores (in :meth:`top_k`, on the ``k``
+    kept values only: a positive factor per row leaves its ranking as is).
     :meth:`item_scores` with ``int8=False`` does the same work in float32
     (``F.linear`` over the float item matrix, MKL's sgemm).
 
@@ -399,10 +417,6 @@ class QuantizedTwoTower:
     item_scales: torch.Tensor
     packed: Any
 
-    def __post_init__(self) -> None:
-        self._anchors = torch.zeros((2, self.item_float.shape[1]), dtype=torch.float32)
-        self._anchors[0, 0], self._anchors[1, 0] = 1.0, -1.0
-
     def user_vectors(self, rows: np.ndarray) -> torch.Tensor:
         """The user tower's (float32) output for training rows ``rows``, from their id and history."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -413,8 +427,8 @@ class QuantizedTwoTower:
     def _int8_unscaled(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """int8 scores of each user row divided by its largest absolute component, and that factor per row (``(n, 1)``)."""
         factor = users.abs().amax(dim=1, keepdim=True).clamp_(min=torch.finfo(torch.float32).tiny)
-        scores = torch.ops.quantized.linear_dynamic(torch.cat([users / factor, self._anchors]), self.packed, False)
-        return scores[:-2], factor
+        scores = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(users / factor, _USER_SCALE, _USER_ZERO_POINT, self.packed)
+        return scores, factor
 
     def item_scores(self, users: torch.Tensor, *, int8: bool = True) -> torch.Tensor:
         """Scores of user vectors ``users`` (``(n, dim)`` float32) against every item: int8 GEMM, or float32 with ``int8=False``."""
@@ -459,11 +473,33 @@ class QuantizedTwoTower:
         return self.item_scores(self.user_vectors(rows), int8=False).numpy()
 
     def recommend_index(self, rows: np.ndarray, k: int, *, int8: bool = True) -> np.ndarray:
-        """Top-``k`` item columns per row (seen items filtered), as the model's lists are made."""
+        """Top-``k`` item columns per training row, seen items filtered: the served lists, through :meth:`top_k`.
+
+        Each block of users asks :meth:`top_k` (the measured retrieval path)
+        for ``k`` plus the block's largest history length, then drops the
+        seen items; so the lists are the best ``k`` unseen items (ties by
+        column index), ``-1`` where a user runs out of items.
+        """
         rows = np.asarray(rows, dtype=np.int64)
-        scores = np.array(self.scores(rows) if int8 else self.float_scores(rows), dtype=np.float32, copy=True)
-        mask_seen(scores, self.model.train_.matrix, rows)
-        return top_k_rows(scores, k)[0]
+        seen: sp.csr_matrix = self.model._binary_
+        n_items = self.item_float.shape[0]
+        out = np.full((len(rows), k), -1, dtype=np.int64)
+        step = min(RETRIEVAL_BLOCK, block_rows(n_items))
+        for start in range(0, len(rows), step):
+            block = rows[start : start + step]
+            counts = seen.indptr[block + 1] - seen.indptr[block]
+            values, index = self.top_k(self.user_vectors(block), min(k + int(counts.max(initial=0)), n_items), int8=int8)
+            cols, vals = index.numpy(), values.numpy().copy()
+            # (block position, item) keys of the seen items, and of each candidate
+            seen_keys = np.repeat(np.arange(len(block)), counts) * n_items + np.concatenate(
+                [seen.indices[seen.indptr[r] : seen.indptr[r + 1]] for r in block] or [np.empty(0, dtype=np.int64)]
+            )
+            vals[np.isin(np.arange(len(block))[:, None] * n_items + cols, seen_keys)] = -np.inf
+            order = np.lexsort((cols, -vals), axis=1)[:, :k]
+            picked, picked_vals = np.take_along_axis(cols, order, axis=1), np.take_along_axis(vals, order, axis=1)
+            picked[~np.isfinite(picked_vals)] = -1
+            out[start : start + len(block), : picked.shape[1]] = picked
+        return out
 
     def size_bytes(self) -> dict[str, int]:
         """Bytes of the item matrix, float32 vs int8 plus one float32 scale per item."""

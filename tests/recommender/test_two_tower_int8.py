@@ -1,0 +1,88 @@
+"""The two-tower int8 retrieval path: fixed user quantisation, determinism, and served lists through the measured top-k."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from recommender.families.neural_two_tower import RETRIEVAL_BLOCK, TwoTowerRecommender, quantize_two_tower  # noqa: E402
+from recommender.feedback import FeedbackConfig  # noqa: E402
+from recommender.scoring import mask_seen, top_k_rows  # noqa: E402
+from recommender.split import SplitConfig, split, train_test_matrices  # noqa: E402
+from recommender.synthetic import SyntheticSpec, generate  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def quantized():
+    dataset = generate(SyntheticSpec(n_users=120, n_items=400, n_interactions=6000, seed=3))
+    train_events, test_events = split(dataset.events, SplitConfig())
+    train = train_test_matrices(train_events, test_events, FeedbackConfig()).train
+    model = TwoTowerRecommender(dim=16, hidden=32, epochs=2, batch_size=256, random_state=0).fit(train)
+    return quantize_two_tower(model)
+
+
+def test_int8_scores_are_the_exact_product_of_the_codes(quantized):
+    """fbgemm's result equals (7-bit user codes) x (int8 item codes) computed exactly: no int16 saturation inside the kernel."""
+    q = quantized
+    users = q.user_vectors(np.arange(q.model.train_.n_users))
+    unscaled, factor = q._int8_unscaled(users)
+    torch.testing.assert_close(factor, users.abs().amax(dim=1, keepdim=True))
+    codes = torch.round(users / factor * 63.0)  # 1..127 after the zero point 64
+    assert codes.abs().max() == 63
+    exact = (codes.double() @ q.item_int8.double().T) * q.item_scales.double() / 63.0
+    torch.testing.assert_close(unscaled.double(), exact, rtol=1e-5, atol=1e-5)
+    # and it is really quantised: not the float product
+    assert (unscaled * factor - users @ q.item_float.T).abs().max() > 1e-5
+
+
+def test_8bit_user_codes_would_saturate_fbgemms_kernel(quantized):
+    """Why 7 bits: with codes up to 255 (scale 2/255, zero point 128) the same call drifts from the exact product."""
+    q = quantized
+    users = q.user_vectors(np.arange(q.model.train_.n_users))
+    x = users / users.abs().amax(dim=1, keepdim=True)
+    eight_bit = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(x, 2.0 / 255.0, 128, q.packed)
+    codes = torch.clamp(torch.round(x * 127.5) + 128, 0, 255) - 128
+    exact = (codes.double() @ q.item_int8.double().T) * q.item_scales.double() * (2.0 / 255.0)
+    drift = float((eight_bit.double() - exact).abs().max())
+    if drift <= 0.01:
+        pytest.skip(f"this CPU's fbgemm kernel does not saturate (largest drift {drift:.2g}; e.g. an AVX512-VNNI kernel)")
+    assert drift > 0.01
+
+
+def test_a_users_int8_results_do_not_depend_on_its_block(quantized):
+    q = quantized
+    users = q.user_vectors(np.arange(q.model.train_.n_users))
+    assert users.shape[0] > RETRIEVAL_BLOCK
+    alone_v, alone_i = q.top_k(users[:1], 10)
+    mixed = torch.cat([users[:1], 7.0 * users[1:RETRIEVAL_BLOCK]])
+    block_v, block_i = q.top_k(mixed, 10)
+    assert torch.equal(alone_v[0], block_v[0]) and torch.equal(alone_i[0], block_i[0])
+    np.testing.assert_array_equal(q.item_scores(users[:1]).numpy()[0], q.item_scores(mixed).numpy()[0])
+
+
+@pytest.mark.parametrize("int8", [True, False])
+def test_served_lists_are_the_best_unseen_items_of_the_measured_path(quantized, int8):
+    q = quantized
+    rows = np.arange(q.model.train_.n_users)
+    full = np.array(q.scores(rows) if int8 else q.float_scores(rows), copy=True)
+    mask_seen(full, q.model._binary_, rows)
+    expected = top_k_rows(full, 10)[0]
+    got = q.recommend_index(rows, 10, int8=int8)
+    np.testing.assert_array_equal(got, expected)
+    seen = q.model._binary_
+    assert not any(set(got[j]) & set(seen.indices[seen.indptr[r] : seen.indptr[r + 1]]) for j, r in enumerate(rows))
+    # asking for more items than the catalogue holds pads with -1 (checked below)
+    assert q.recommend_index(rows[:2], q.model.train_.n_items + 5, int8=int8).shape == (2, q.model.train_.n_items + 5)
+
+
+def test_served_lists_run_out_with_minus_one(quantized):
+    q = quantized
+    n_items = q.model.train_.n_items
+    lists = q.recommend_index(np.arange(3), n_items, int8=True)
+    seen = q.model._binary_
+    for j in range(3):
+        n_unseen = n_items - (seen.indptr[j + 1] - seen.indptr[j])
+        assert (lists[j, :n_unseen] >= 0).all() and (lists[j, n_unseen:] == -1).all()
+        assert len(set(lists[j, :n_unseen])) == n_unseen
