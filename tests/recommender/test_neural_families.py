@@ -293,8 +293,8 @@ def test_int8_two_tower_uses_an_int8_item_matrix_with_per_item_scales(fitted):
     u = q.user_vectors(np.arange(5))
     scores = q.item_scores(u).numpy()
     assert scores.dtype == np.float32
-    # per-row user quantisation: a step of 2/255 on u / max|u|, i.e. max|u| * 2/255 on u
-    step = u.abs().amax(dim=1).numpy()[:, None] * 2 / 255
+    # per-row user quantisation: a step of 1/63 on u / max|u| (7-bit codes), i.e. max|u| / 63 on u
+    step = u.abs().amax(dim=1).numpy()[:, None] / 63
     bound = step / 2 * np.abs(decoded).sum(axis=1)[None, :] + 1e-5
     assert (np.abs(scores - u.numpy() @ decoded.T) <= bound).all()
     # ... so a user's int8 scores do not depend on the other users of its call
