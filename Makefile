@@ -7,6 +7,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
+# The suite runs on this many processes (pytest-xdist), each test file whole on one; 0 runs it in this process.
+PYTEST_WORKERS ?= 2
 
 .PHONY: demo test env wheel-smoke lint-imports docs clean-env
 
@@ -14,7 +16,7 @@ demo: $(INSTALLED)
 	$(BIN)/recgov demo
 
 test: $(INSTALLED)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 env: $(INSTALLED)
 

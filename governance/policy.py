@@ -82,11 +82,19 @@ class RuleBase(_Strict):
     """``block``: a failure fails the gate; ``warn``: a failure is reported as a warning."""
 
 
+_GENERATED: dict[str, Any] = {"use_attribute_docstrings": False}
+"""Class keywords of the models built with ``create_model`` below. Their fields carry their descriptions
+explicitly and have no source to read docstrings from; left on (inherited from ``_Strict``), pydantic would
+search the call stack and every loaded module for a class statement that does not exist, which took seconds
+per import of this module in a process with many modules loaded (the test suite, the API's workers)."""
+
+
 def _rule_model(check: type[Check]) -> type[RuleBase]:
     model = create_model(
         f"{''.join(p.title() for p in check.name.split('_'))}Rule",
         __base__=RuleBase,
         __doc__=check.summary or check.__doc__,
+        __cls_kwargs__=_GENERATED,
         check=(Literal[check.name], Field(description=f"The registered check {check.name!r}.")),
         params=(check.Config, Field(default_factory=dict, validate_default=True, description=f"Parameters of {check.name!r}.")),
     )
@@ -98,6 +106,7 @@ def _step_model(name: str, reranker: Any) -> type[BaseModel]:
         f"{''.join(p.title() for p in name.split('_'))}Step",
         __base__=_Strict,
         __doc__=(reranker.__doc__ or "").strip().split("\n")[0],
+        __cls_kwargs__=_GENERATED,
         name=(Literal[name], Field(description=f"The registered re-ranker {name!r}.")),
         params=(reranker.Config, Field(default_factory=dict, validate_default=True, description=f"Parameters of {name!r}.")),
     )

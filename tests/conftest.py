@@ -1,10 +1,21 @@
-"""Shared fixtures: a private RECGOV_HOME per test, and databases on SQLite and PostgreSQL.
+"""Shared fixtures: a private RECGOV_HOME per test, and databases on SQLite and PostgreSQL; how the suite splits over processes.
 
 PostgreSQL comes from ``RECGOV_TEST_POSTGRES_URL`` (default
 ``postgresql+psycopg://postgres@127.0.0.1:5432/test``). Each test gets a fresh
 schema of its own (``search_path`` set through the URL's ``options``), dropped
 afterwards. An unreachable server skips the PostgreSQL half, except under
 ``CI=true``, where it fails.
+
+``make test`` runs the suite on two processes (pytest-xdist, ``-n 2 --dist loadfile``):
+each test file goes whole to one process, so a module's fixtures (a test server,
+a trained model) are built once. Nothing shared is global: every PostgreSQL
+schema and Redis namespace is named by a fresh uuid, ports are asked of the
+kernel, and temporary directories are per process. Two folders keep a
+session-wide fixture that every file in them reads (the console's seeded server,
+the Spark session): each folder goes whole to one process
+(:func:`pytest_xdist_make_scheduler`), so neither is built twice. Each process
+gets one BLAS/OpenMP thread (:func:`pytest_configure`): two processes of two
+threads each on two cores would only take turns.
 """
 
 from __future__ import annotations
@@ -22,6 +33,43 @@ from sqlalchemy.exc import DBAPIError
 from audits import Store, open_store
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+ONE_PROCESS_FOLDERS = ("tests/console/", "tests/spark/")
+"""Folders whose files share a session-scoped fixture: under ``--dist loadfile`` each goes whole to one process."""
+
+THREAD_SETTINGS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under ``-n N`` (N > 0), give the worker processes one BLAS/OpenMP thread each (an explicit setting wins).
+
+    Runs in the controller before it starts the workers, which inherit the environment and read it
+    when they load numpy and torch.
+    """
+    workers = getattr(config.option, "numprocesses", None)
+    if workers and not os.environ.get("PYTEST_XDIST_WORKER"):
+        for name in THREAD_SETTINGS:
+            os.environ.setdefault(name, "1")
+
+
+def _scope_of(nodeid: str) -> str:
+    """The unit of work of a test under ``--dist loadfile``: its file, or its whole folder for :data:`ONE_PROCESS_FOLDERS`."""
+    path = nodeid.split("::", 1)[0]
+    return next((folder for folder in ONE_PROCESS_FOLDERS if path.startswith(folder)), path)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """``--dist loadfile``, with each of :data:`ONE_PROCESS_FOLDERS` as one unit (see the module doc); other modes as xdist has them."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FolderAwareLoadFile(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _scope_of(nodeid)
+
+    return FolderAwareLoadFile(config, log)
 
 
 @pytest.fixture(autouse=True)

@@ -62,6 +62,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+STARTED_WITHIN_S = 120.0
+"""How long uvicorn may take to finish the app's startup (migrations, the OpenAPI document, starting the helper
+processes): seconds alone, but with the suite on two processes, both may be starting a server at once on a busy machine."""
+
 READY_WITHIN_S = 240.0
 """How long a module's server may take to start its helper processes (imports, on a busy machine: most of a minute)."""
 
@@ -145,7 +149,7 @@ def server(api_home: Path, api_db_url: str) -> Iterator[Server]:
         uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="on"))
         thread = threading.Thread(target=uv.run, daemon=True)
         thread.start()
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + STARTED_WITHIN_S
         while not uv.started:
             assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
             time.sleep(0.02)
