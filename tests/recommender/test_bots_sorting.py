@@ -12,8 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recommender.bots import BotRules, bot_signals, repeated_user_times, sorted_user_times
-from recommender.bots import _distinct_per_user, _sorted_within_user
+from recommender.bots import (
+    BotRules,
+    _distinct_per_user,
+    _sorted_within_user,
+    bot_signals,
+    repeated_user_times,
+    sorted_user_times,
+)
 from recommender.synthetic import SyntheticSpec, generate
 from recommender.validate import validate_events
 
