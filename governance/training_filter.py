@@ -393,18 +393,28 @@ def _erased_events(
     fresh = stamps > limit  # False where either is NaT
     gone = (event_reason == 0) & ~np.isnat(limit) & ~fresh
     event_reason = np.where(gone, _CODE["erased"], event_reason).astype(np.int8)
-    alive = set(np.unique(codes[(event_reason == 0) & (codes >= 0)]).tolist())
-    erased_subjects = sum(
-        1 for c in np.unique(codes[gone]).tolist() if c >= 0 and subject_reason[c] == 0 and c not in alive
-    )
+    alive = _subject_mask(codes[event_reason == 0], len(subjects))
+    lost = _subject_mask(codes[gone], len(subjects))
+    erased_subjects = int(np.count_nonzero(lost & (subject_reason == 0) & ~alive))
     return event_reason, erased_subjects
+
+
+def _subject_mask(codes: np.ndarray, n_subjects: int) -> np.ndarray:
+    """Per subject, whether any of ``codes`` (-1: no subject, ignored) names it: a bincount, not a sort of every event."""
+    return np.bincount(codes[codes >= 0], minlength=n_subjects) > 0
+
+
+def _distinct_subjects(codes: np.ndarray) -> int:
+    """How many distinct subjects ``codes`` name (-1: no subject)."""
+    named = codes[codes >= 0]
+    return int(np.count_nonzero(np.bincount(named))) if len(named) else 0
 
 
 def _kept_data(dataset: Dataset, codes: np.ndarray, keep: np.ndarray) -> tuple[Dataset, int]:
     """The data set of the kept events (:meth:`~recommender.data.Dataset.subset`: the rating scale and
     column origins stay, unused categories go, so no excluded id hides in a categorical dtype, and the
     users table keeps only the kept subjects' rows), and how many subjects they name."""
-    kept_subjects = int(np.count_nonzero(np.unique(codes[keep]) >= 0))
+    kept_subjects = _distinct_subjects(codes[keep])
     return dataset.subset(keep), kept_subjects
 
 

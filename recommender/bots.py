@@ -56,7 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from recommender.errors import ConfigError
 
-__all__ = ["BOT_REASONS", "BotRules", "BotSignals", "bot_signals", "parse_bot_rules"]
+__all__ = ["BOT_REASONS", "BotRules", "BotSignals", "bot_signals", "parse_bot_rules", "repeated_user_times", "sorted_user_times"]
 
 BOT_REASONS: tuple[str, ...] = ("fast", "regular", "tireless", "catalog_crawl", "repetition", "volume_outliers")
 """The reasons a user can be called a bot, in report order."""
@@ -187,10 +187,10 @@ def bot_signals(
     """
     rows = np.flatnonzero(eligible)
     u, i, e, t = user[rows], item[rows], etype[rows], ts[rows]
-    order = np.lexsort((t, u))
-    u, i, e, t = u[order], i[order], e[order], t[order]
     counts = np.bincount(u, minlength=n_users)
-    timing = _timing(u, t, per_second, rules, n_users)
+    su, st = sorted_user_times(u, t)
+    timing = _timing(su, st, per_second, rules, n_users)
+    del su, st
     catalog, catalog_share, events_per_pair, n_pairs = _breadth(u, i, e, counts, n_users, catalog_size)
     zscore = _volume_zscore(counts)
     enough = counts >= rules.min_events
@@ -234,7 +234,7 @@ def _timing(u: np.ndarray, t: np.ndarray, per_second: int, rules: BotRules, n_us
     positive = has_gap & (mean > 0)
     gap_cv[positive] = np.sqrt(spread[positive] / n_gaps[positive]) / mean[positive]
     # Median gap: gaps sorted within user, then the middle one(s).
-    sorted_gaps = gaps[np.lexsort((gaps, gap_user))]
+    sorted_gaps = _sorted_within_user(gap_user, steps[same], per_second)
     gap_start = np.concatenate([[0], np.cumsum(n_gaps)[:-1]]).astype(np.int64)
     median_gap = np.full(n_users, np.inf)
     lo = gap_start[has_gap] + (n_gaps[has_gap] - 1) // 2
@@ -275,11 +275,8 @@ def _breadth(
     if len(u) == 0:
         zeros = np.zeros(n_users)
         return int(catalog_size), zeros, zeros, np.zeros(n_users, dtype=np.int64)
-    user_items = pd.DataFrame({"u": u, "i": i}).drop_duplicates()
-    n_items = np.bincount(user_items["u"].to_numpy(), minlength=n_users)
-    catalog = max(int(catalog_size), int(user_items["i"].nunique()))
-    pairs = pd.DataFrame({"u": u, "i": i, "e": e}).drop_duplicates()
-    n_pairs = np.bincount(pairs["u"].to_numpy(), minlength=n_users)
+    n_items, n_pairs, distinct_items = _distinct_per_user(u, i, e, n_users)
+    catalog = max(int(catalog_size), distinct_items)
     per_pair = np.zeros(n_users)
     touched = n_pairs > 0
     per_pair[touched] = counts[touched] / n_pairs[touched]
@@ -296,3 +293,130 @@ def _volume_zscore(counts: np.ndarray) -> np.ndarray:
         scale = max(_MAD_TO_SIGMA * float(np.median(np.abs(log_counts - center))), _MIN_LOG_SCALE)
         zscore[active] = (log_counts - center) / scale
     return zscore
+
+
+# -- sorting by one int64 key ----------------------------------------------------
+# numpy sorts plain int64 values several times faster than it argsorts or lexsorts them, and
+# far faster than pandas hashes pairs of columns. Every statistic here depends only on the
+# values in (user, time) order, or on the set of distinct (user, item, type) rows, never on
+# which row held a value, so the pairs are packed into one int64 and sorted as values.
+# When a packed key could overflow, the row-wise path (lexsort, drop_duplicates) is used.
+
+_INT64_LIMIT = 2**63
+
+
+def _time_grain(offsets: np.ndarray) -> int:
+    """The largest of 10**9, 10**6, 10**3 and 1 dividing every (non-negative) time offset."""
+    for grain in (10**9, 10**6, 10**3):
+        if not np.any(offsets % grain):
+            return grain
+    return 1
+
+
+def _packed_user_times(u: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, int, int, int] | None:
+    """``(key, span, grain, base)``: each row's (user, time) as one int64, ordered as the pairs are; None when it
+    could overflow. The time is the offset from the earliest (``base``) in its coarsest exact ``grain``."""
+    base = int(t.min())
+    if int(t.max()) - base >= _INT64_LIMIT:  # the offsets themselves would overflow
+        return None
+    offsets = t - base
+    grain = _time_grain(offsets)
+    span = int(offsets.max()) // grain + 1
+    if (int(u.max()) + 1) * span >= _INT64_LIMIT:
+        return None
+    offsets //= grain
+    offsets += u.astype(np.int64) * span
+    return offsets, span, grain, base
+
+
+def sorted_user_times(u: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(u, t)`` sorted by user, then time: the values ``np.lexsort((t, u))`` puts in that order.
+
+    The pairs are packed into one int64 (:func:`_packed_user_times`) and one value sort
+    replaces the lexsort. Equal pairs are equal values, so the result is the lexsort's to the
+    last element.
+    """
+    packed = _packed_user_times(u, t) if len(u) else None
+    if packed is None:
+        order = np.lexsort((t, u))
+        return u[order], t[order]
+    key, span, grain, base = packed
+    key.sort()
+    su, rest = np.divmod(key, span)
+    del key
+    rest *= grain
+    rest += base
+    return su, rest
+
+
+def repeated_user_times(u: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Per row, whether another row has the same (user, time); all True when the pairs cannot be packed.
+
+    Only such rows can repeat each other on (user, item, type, time): the duplicate check
+    hashes these rows alone instead of every row.
+    """
+    packed = _packed_user_times(u, t) if len(u) > 1 else None
+    if packed is None:
+        return np.ones(len(u), dtype=bool)
+    key = packed[0]
+    ordered = np.sort(key)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    del ordered
+    if len(repeated) == 0:
+        return np.zeros(len(u), dtype=bool)
+    values = np.unique(repeated)
+    at = np.minimum(np.searchsorted(values, key), len(values) - 1)
+    return values[at] == key
+
+
+def _sorted_within_user(gap_user: np.ndarray, steps: np.ndarray, per_second: int) -> np.ndarray:
+    """The gaps ``steps / per_second`` sorted by user, then value (``gap_user`` is sorted, ``steps`` > 0).
+
+    What ``gaps[np.lexsort((gaps, gap_user))]`` gives: dividing by ``per_second`` keeps the order
+    of the integer steps, so the steps are sorted packed under their user and divided after.
+    """
+    if len(steps) == 0:
+        return (steps / per_second).astype(np.float64)
+    grain = _time_grain(steps)
+    span = int(steps.max()) // grain + 1
+    if (int(gap_user.max()) + 1) * span >= _INT64_LIMIT:
+        gaps = (steps / per_second).astype(np.float64)
+        return gaps[np.lexsort((gaps, gap_user))]
+    key = gap_user.astype(np.int64) * span + steps // grain
+    key.sort()
+    key %= span
+    key *= grain
+    return (key / per_second).astype(np.float64)
+
+
+def _distinct_per_user(
+    u: np.ndarray, i: np.ndarray, e: np.ndarray, n_users: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per user, the distinct items and the distinct (item, event type) pairs; and the distinct items overall.
+
+    The counts of ``drop_duplicates`` on the (user, item) and (user, item, type) columns, from
+    one sort of packed keys (``i`` >= 0; ``e`` >= -1, a missing type being code -1).
+    """
+    n_i = int(i.max()) + 1
+    n_e = int(e.max()) + 2
+    distinct_items = int(np.count_nonzero(np.bincount(i, minlength=n_i)))
+    if (int(u.max()) + 1) * n_i * n_e >= _INT64_LIMIT:
+        user_items = pd.DataFrame({"u": u, "i": i}).drop_duplicates()
+        pairs = pd.DataFrame({"u": u, "i": i, "e": e}).drop_duplicates()
+        return (
+            np.bincount(user_items["u"].to_numpy(), minlength=n_users),
+            np.bincount(pairs["u"].to_numpy(), minlength=n_users),
+            distinct_items,
+        )
+    key = (u.astype(np.int64) * n_i + i) * n_e + (e + 1)
+    key.sort()
+    first = np.ones(len(key), dtype=bool)
+    np.not_equal(key[1:], key[:-1], out=first[1:])
+    pairs = key[first]
+    del key, first
+    user_item = pairs // n_e  # sorted too
+    new_item = np.ones(len(user_item), dtype=bool)
+    np.not_equal(user_item[1:], user_item[:-1], out=new_item[1:])
+    n_pairs = np.bincount(user_item // n_i, minlength=n_users)
+    n_items = np.bincount(user_item[new_item] // n_i, minlength=n_users)
+    return n_items, n_pairs, distinct_items

@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recommender.bots import BOT_REASONS, BotRules, BotSignals, bot_signals, parse_bot_rules
+from recommender.bots import BOT_REASONS, BotRules, BotSignals, bot_signals, parse_bot_rules, repeated_user_times
 from recommender.data import EVENT_TYPES, REQUIRED_EVENT_COLUMNS, Dataset
 from recommender.errors import ConfigError, DataError
 from recommender.event_columns import format_time, id_codes, ids_as_text, in_unit, json_value, numbers, timestamps
@@ -158,6 +158,10 @@ def _duplicates(
     """Rows repeating an earlier eligible row's (user, item, type, time)."""
     rows = np.flatnonzero(eligible)
     flags = np.zeros(len(user), dtype=bool)
+    if len(rows) < 2:
+        return flags
+    # A repeat shares its (user, time) with the row it repeats: only those rows are hashed (in row order).
+    rows = rows[repeated_user_times(user[rows], ts[rows])]
     if len(rows) < 2:
         return flags
     columns = [user[rows], item[rows], etype[rows] + 1, pd.factorize(ts[rows])[0]]

@@ -1,24 +1,26 @@
 """Consumer side, outcome: disparate impact and statistical parity of "a relevant item in the top k".
 
 A ranked list reduces to the binary outcome aif360 measures: did the user get
-at least one relevant item? :func:`parity` hands that outcome to aif360's
-``BinaryLabelDatasetMetric`` for disparate impact (``P(hit | unprivileged) /
-P(hit | privileged)``) and statistical parity difference (their difference),
-pooled over every other group and against each group alone. The intervals
-come from the stratified bootstrap of a 0/1 mean, which is exactly a binomial
-draw per group, so they are drawn directly.
+at least one relevant item? :func:`parity` gives aif360's
+``BinaryLabelDatasetMetric`` figures for that outcome: disparate impact
+(``P(hit | unprivileged) / P(hit | privileged)``) and statistical parity
+difference (their difference), pooled over every other group and against each
+group alone. They are computed here as aif360 computes them (float64 counts of
+instances and positives, each base rate one division, then one ratio or one
+difference), so the figures are aif360's to the last bit (the tests compare
+them); building aif360's dataset and importing the library cost seconds per
+audit and nothing else. The intervals come from the stratified bootstrap of a
+0/1 mean, which is exactly a binomial draw per group, so they are drawn
+directly.
 """
 
 from __future__ import annotations
 
-import logging
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from recommender.errors import ConfigError, DataError
 from recommender.fairness._common import BAD_LENGTH, _div, group_labels
@@ -52,23 +54,6 @@ class ParityReport:
     n_boot: int
 
 
-def _aif360() -> tuple[Any, Any]:
-    """aif360's dataset and metric classes, imported on first use.
-
-    Importing ``aif360.metrics`` logs a root-logger warning for every optional
-    algorithm whose dependency (tensorflow, inFairness) is absent; recgov uses
-    none of them, so the warnings are silenced during the import only.
-    """
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        from aif360.datasets import BinaryLabelDataset
-        from aif360.metrics import BinaryLabelDatasetMetric
-    finally:
-        logging.disable(previous)
-    return BinaryLabelDataset, BinaryLabelDatasetMetric
-
-
 def _finite(value: Any) -> float:
     value = float(value)
     return value if np.isfinite(value) else float("nan")
@@ -86,24 +71,22 @@ _UNDEFINED_PARITY = dict(zip(_PARITY_KEYS, (_NAN, (_NAN, _NAN), _NAN, (_NAN, _NA
 
 @dataclass(frozen=True)
 class _ParityMeasure:
-    """DI and SPD of some groups against a privileged one: aif360 for the values, the draws for the intervals."""
+    """DI and SPD of some groups against a privileged one: aif360's arithmetic for the values, the draws for the intervals."""
 
-    metric_cls: Any
-    dataset: Any
-    attribute: str
+    positives: np.ndarray  # float64 per group: sum of the 0/1 outcomes (aif360's num_positives)
+    instances: np.ndarray  # float64 per group: number of users (aif360's num_instances)
     draws: np.ndarray  # (n_boot, n_groups) resampled positive rates
     n_users: np.ndarray
     confidence: float
 
+    def _base_rate(self, groups: list[int]) -> np.float64:
+        """aif360's ``base_rate`` over ``groups``: positives / instances, both float64 sums of whole numbers."""
+        return np.float64(self.positives[groups].sum()) / np.float64(self.instances[groups].sum())
+
     def __call__(self, privileged: int, unprivileged: list[int]) -> dict[str, Any]:
-        metric = self.metric_cls(
-            self.dataset,
-            unprivileged_groups=[{self.attribute: float(g)} for g in unprivileged],
-            privileged_groups=[{self.attribute: float(privileged)}],
-        )
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a privileged rate of 0 gives an undefined DI
-            di, spd = _finite(metric.disparate_impact()), _finite(metric.statistical_parity_difference())
+        with np.errstate(all="ignore"):  # a privileged rate of 0 gives an undefined DI
+            unprivileged_rate, privileged_rate = self._base_rate(unprivileged), self._base_rate([privileged])
+            di, spd = _finite(unprivileged_rate / privileged_rate), _finite(unprivileged_rate - privileged_rate)
         weights = self.n_users[unprivileged] / self.n_users[unprivileged].sum()
         rate = self.draws[:, unprivileged] @ weights  # the pooled rate of the unprivileged users
         reference = self.draws[:, privileged]
@@ -142,7 +125,7 @@ def parity(
     privileged:
         The privileged group(s); ``None`` reports every group in turn.
     attribute:
-        The protected attribute's name in the aif360 dataset.
+        The protected attribute's name (for the caller's records; the figures do not depend on it).
     n_boot, confidence, random_state:
         The stratified bootstrap behind the intervals.
 
@@ -177,16 +160,8 @@ def parity(
     rng = np.random.default_rng(random_state)
     draws = _div(rng.binomial(n_users, np.nan_to_num(rates), size=(n_boot, len(names))), n_users)
     low, high = percentile_interval(draws, confidence)
-    dataset_cls, metric_cls = _aif360()
-    frame = pd.DataFrame({"outcome": y, attribute: codes.astype(np.float64)})
-    dataset = dataset_cls(
-        df=frame,
-        label_names=["outcome"],
-        protected_attribute_names=[attribute],
-        favorable_label=1.0,
-        unfavorable_label=0.0,
-    )
-    measure = _ParityMeasure(metric_cls, dataset, attribute, draws, n_users, confidence)
+    positives = np.bincount(codes, weights=y, minlength=len(names))  # whole numbers: exact in float64
+    measure = _ParityMeasure(positives, n_users.astype(np.float64), draws, n_users, confidence)
     present = [g for g in range(len(names)) if n_users[g] > 0]
     out = {}
     for p_name in wanted:

@@ -288,3 +288,19 @@ def test_a_subset_keeps_the_user_rows_of_integer_ids_held_as_floats() -> None:
     users = pd.DataFrame({"age": [30, 40, 50]}, index=pd.Index([10, 11, 12], name="user_id"))
     part = Dataset(events=events, users=users).subset(np.array([True, False, True, True]))
     assert part.users.index.tolist() == [10, 12]
+
+
+def test_subject_counts_by_bincount_equal_the_distinct_codes() -> None:
+    """The kept and erased subject counts read per-subject bincounts; they equal the counts of distinct codes
+    (``np.unique``) they replaced, with events naming no subject (-1) ignored."""
+    import numpy as np
+
+    from governance.training_filter import _distinct_subjects, _subject_mask
+
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 7, 2000):
+        codes = rng.integers(-1, 40, n)
+        for keep in (np.ones(n, dtype=bool), rng.random(n) < 0.3, np.zeros(n, dtype=bool)):
+            distinct = np.unique(codes[keep])
+            assert _distinct_subjects(codes[keep]) == int(np.count_nonzero(distinct >= 0))
+            assert np.flatnonzero(_subject_mask(codes[keep], 40)).tolist() == distinct[distinct >= 0].tolist()

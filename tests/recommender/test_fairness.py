@@ -451,3 +451,47 @@ def test_hundred_thousand_users_take_seconds():
     F.calibration_kl(lists, history, cats)
     F.bootstrap_means(rng.random((n, 3)), rng.integers(0, 3, n), n_boot=100)
     assert time.perf_counter() - started < 10
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_parity_figures_are_aif360s_to_the_last_bit(seed):
+    """DI and SPD, pooled and per group, for every privileged group, equal aif360's exactly (including a
+    group with no hit, whose DI as the privileged side is undefined, NaN on both sides)."""
+    import logging
+
+    logging.disable(logging.WARNING)
+    try:
+        from aif360.datasets import BinaryLabelDataset
+        from aif360.metrics import BinaryLabelDatasetMetric
+    finally:
+        logging.disable(logging.NOTSET)
+
+    rng = np.random.default_rng(seed)
+    n = 3000
+    codes = rng.choice(4, size=n, p=[0.45, 0.35, 0.15, 0.05])
+    hit = (rng.random(n) < np.array([0.53, 0.41, 0.29, 0.0])[codes]).astype(float)
+    names = np.array(["A", "B", "C", "D"])
+    ds = BinaryLabelDataset(
+        df=pd.DataFrame({"y": hit, "g": codes.astype(float)}), label_names=["y"], protected_attribute_names=["g"],
+        favorable_label=1.0, unfavorable_label=0.0,
+    )  # fmt: skip
+
+    def theirs(privileged, unprivileged):
+        metric = BinaryLabelDatasetMetric(
+            ds, unprivileged_groups=[{"g": float(g)} for g in unprivileged], privileged_groups=[{"g": float(privileged)}]
+        )
+        with np.errstate(all="ignore"):
+            values = (float(metric.disparate_impact()), float(metric.statistical_parity_difference()))
+        return tuple(v if np.isfinite(v) else float("nan") for v in values)
+
+    reports = F.parity(hit, names[codes], n_boot=20)
+    for p, name in enumerate(names):
+        rep = reports[name]
+        others = [g for g in range(4) if g != p]
+        ours = (rep.disparate_impact, rep.statistical_parity_difference)
+        np.testing.assert_array_equal(ours, theirs(p, others))
+        for g in others:
+            fig = rep.by_group[names[g]]
+            np.testing.assert_array_equal(
+                (fig["disparate_impact"], fig["statistical_parity_difference"]), theirs(p, [g])
+            )
