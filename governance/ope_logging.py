@@ -51,7 +51,7 @@ import threading
 import uuid
 from itertools import accumulate
 from operator import mul
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -68,10 +68,11 @@ _EXPLORATION_TAG = Tag(TagKind.exploration, TAG_TEXT[TagKind.exploration]).to_di
 _EXPLORATION = TagKind.exploration.value
 
 
-def decision_seed(decision_id: str) -> int:
+def decision_seed(decision_id: str | uuid.UUID) -> int:
     """The draw's seed: the top 52 bits of the decision's (random) UUID, recorded with the decision (a JSON
-    number holds integers up to 2**53 exactly, and the canonical encoding refuses larger ones)."""
-    return uuid.UUID(decision_id).int >> 76
+    number holds integers up to 2**53 exactly, and the canonical encoding refuses larger ones). ``decision_id``:
+    its text, or the UUID itself (the serving path holds it, and need not parse its text again)."""
+    return (decision_id if isinstance(decision_id, uuid.UUID) else uuid.UUID(decision_id)).int >> 76
 
 
 # numpy's SeedSequence (the entropy pool's last mixing stage) and PCG64's seeding, as numpy defines them.
@@ -81,18 +82,27 @@ _PCG_MULT = 0x2360ED051FC65DA44385DF649FCCF645
 _SEEDED = threading.local()
 
 
+def _hash_constants() -> tuple[tuple[int, int, int], ...]:
+    """``generate_state``'s hash constants for its 8 words: word ``i`` is pool word ``i % 4`` xor'ed with the
+    running constant, then multiplied by the next one (the constants do not depend on the seed)."""
+    h, out = _INIT_B, []
+    for i in range(8):
+        nxt = (h * _MULT_B) & _M32
+        out.append((i & 3, h, nxt))
+        h = nxt
+    return tuple(out)
+
+
+_GENERATE = _hash_constants()
+
+
 def _pcg64_state(seed: int) -> dict[str, Any]:
     """The state ``numpy.random.PCG64(seed)`` starts in: the entropy pool from ``SeedSequence(seed)`` (numpy's
     own mixing), its four 64-bit words drawn as ``SeedSequence.generate_state(4, uint64)`` draws them, and PCG64's
     ``srandom`` on them, without building the sequence's arrays and the bit generator per draw."""
     pool = np.random.SeedSequence(seed).pool.tolist()
-    h = _INIT_B
-    words = []
-    for i in range(8):
-        v = pool[i & 3] ^ h
-        h = (h * _MULT_B) & _M32
-        v = (v * h) & _M32
-        words.append(v ^ (v >> 16))
+    words = [((pool[i] ^ h) * nxt) & _M32 for i, h, nxt in _GENERATE]
+    words = [v ^ (v >> 16) for v in words]
     initstate = ((words[0] | words[1] << 32) << 64) | words[2] | words[3] << 32
     initseq = ((words[4] | words[5] << 32) << 64) | words[6] | words[7] << 32
     inc = ((initseq << 1) | 1) & _M128
@@ -128,6 +138,8 @@ class LoggingHook:
     """0-based."""
     fixed: tuple[int, ...] = ()
     """0-based."""
+    _policies: dict[tuple[int, int], SlatePolicy] = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
+    """The policies made so far, by pool and list length (:meth:`policy_for`)."""
 
     @classmethod
     def from_section(cls, section: Any) -> LoggingHook | None:
@@ -147,7 +159,10 @@ class LoggingHook:
         """The policy for a pool of ``m`` and a list of ``k``: positions past the list are dropped, and
         exploration slots beyond what the pool can fill are left out (deterministic when nothing is left).
         Made once per hook, pool and list length (a policy is immutable; its checks need not run per request)."""
-        return _policy_for(self, m, k)
+        policy = self._policies.get((m, k))
+        if policy is None:
+            policy = self._policies[(m, k)] = _policy_for(self, m, k)
+        return policy
 
     def _make_policy(self, m: int, k: int) -> SlatePolicy:
         if self.kind == "plackett_luce":
@@ -159,18 +174,28 @@ class LoggingHook:
         return SlatePolicy("epsilon_slots", epsilon=self.epsilon, explore=explore)
 
     def draw(
-        self, items: list[str], scores: list[float | None], tags: list[list[dict[str, Any]]], k: int, decision_id: str
+        self,
+        items: list[str],
+        scores: list[float | None],
+        tags: list[list[dict[str, Any]]],
+        k: int,
+        decision_id: str,
+        *,
+        seed: int | None = None,
     ) -> tuple[list[int], dict[str, Any]]:
         """The pool indices of the ``k`` items to serve, and the record of the draw (see the module docstring).
 
-        ``items``, ``scores``, ``tags``: the governed list (the pool), in governed order.
+        ``items``, ``scores``, ``tags``: the governed list (the pool), in governed order. ``seed``: the
+        decision's :func:`decision_seed` when the caller has it already (the serving path makes it from the
+        UUID it holds, rather than parsing ``decision_id`` again); None: from ``decision_id``.
         """
         m = len(items)
         k = min(k, m)
         if k == 0:
             return [], dict(DETERMINISTIC)
         policy = self.policy_for(m, k)
-        seed = decision_seed(decision_id)
+        if seed is None:
+            seed = decision_seed(decision_id)
         # Plain Python throughout: for a pool of a few dozen items numpy's per-call overhead costs more than the
         # arithmetic (the products below are the same left-to-right products numpy's cumprod makes).
         if policy.deterministic:
@@ -178,7 +203,7 @@ class LoggingHook:
             prefix = [1.0] * k
             marginals: list[float] | None = [1.0] * k
         elif policy.kind == "plackett_luce":
-            values = [0.0 if s is None else s for s in scores]
+            values = scores if None not in scores else [0.0 if s is None else s for s in scores]
             positions, steps = _plackett_luce(values, k, policy, seeded(seed))
             prefix, marginals = list(accumulate(steps, mul)), None
         else:
@@ -249,23 +274,26 @@ def _plackett_luce(values: list[float], k: int, policy: SlatePolicy, rng: np.ran
 def _plackett_luce_free(values: list[float], k: int, temperature: float, rng: np.random.Generator) -> tuple[list[int], list[float]]:
     """:func:`_plackett_luce` without fixed positions: the same Gumbel draws, order and probabilities, with the
     index bookkeeping of fixed positions left out (the sort key is the same sum, so ties fall the same way)."""
-    logits = [v / temperature for v in values]
+    # v / 1.0 is v exactly: at temperature 1 the scores are the logits
+    logits = values if temperature == 1.0 else [v / temperature for v in values]
     noise = rng.gumbel(size=len(logits)).tolist()
     keyed = [-(a + b) for a, b in zip(logits, noise)]
     order = sorted(range(len(keyed)), key=keyed.__getitem__)[:k]
     top = max(logits)
     exp = math.exp
     weights = [exp(x - top) for x in logits]
-    drawn = set(order)
-    left = math.fsum([w for i, w in enumerate(weights) if i not in drawn])
-    n = len(order)
-    slate, steps = list(range(k)), [1.0] * k
-    for j in range(n - 1, -1, -1):  # the mass left before each draw, from the last draw up
+    undrawn = weights.copy()
+    for i in order:
+        undrawn[i] = 0.0  # fsum of the undrawn weights: exact zeros change no bit of the sum
+    left = math.fsum(undrawn)
+    steps = [1.0] * k
+    for j in range(len(order) - 1, -1, -1):  # the mass left before each draw, from the last draw up
         w = weights[order[j]]
         left += w
         steps[j] = w / left
-        slate[j] = order[j]
-    return slate, steps
+    if len(order) < k:
+        return order + list(range(len(order), k)), steps
+    return order, steps
 
 
 def explored(tags: list[dict[str, Any]]) -> list[dict[str, Any]]:

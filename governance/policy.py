@@ -45,7 +45,7 @@ import governance.checks  # noqa: F401  (registers every check)
 from governance.lifecycle_section import LifecycleSection
 from governance.located import TOO_LARGE, YAML_LIMITS, PackIssue, PolicyError, load_yaml, validate_located
 from governance.registry import Check, registered_checks
-from governance.rerank import registered_rerankers
+from governance.rerank import Reranker, registered_rerankers
 from recommender.errors import ConfigError
 
 __all__ = [
@@ -553,8 +553,12 @@ class ExperimentsSection(_Strict):
 
 
 # -- logging policy: a stochastic policy after the governed re-ranking (optional) -------------------------
-CONSTRAINT_RERANKERS = ("fair_star", "exposure_cap", "exposure_targets")
-"""Re-rankers whose guarantee (a share in every prefix, an exposure cap, an exposure window) a draw from their pool could undo."""
+CONSTRAINT_RERANKERS = tuple(name for name, cls in _RERANKERS.items() if cls.check is not Reranker.check)
+"""Re-rankers that state a constraint over the lists they make (they implement ``check``: a share in every
+prefix, target proportions per list, an exposure cap, an exposure window): a draw that permutes the governed
+list, or serves part of it, could undo it. Read from the registry, so a new constraint step is refused with a
+logging policy without being listed here (fair_star, exposure_cap, group_proportions, amortised_exposure,
+exposure_targets)."""
 MAX_PL_POOL = 20
 """A Plackett-Luce pool at most this large keeps its exact marginals within the bound for every list length."""
 

@@ -49,7 +49,7 @@ from governance.consent.state import ConsentRecord, ProfilingDecision, may_profi
 from governance.consent.tcf import decode_tc_string
 from governance.explain import TAG_TEXT, Tag, TagKind, explain_als_list, regularized_gram
 from governance.harm_vocabulary import items_kept_out
-from governance.ope_logging import DETERMINISTIC, LoggingHook, explored
+from governance.ope_logging import DETERMINISTIC, LoggingHook, decision_seed, explored
 from governance.policy import LoadedPack
 from governance.rerank.candidates import Reason
 from governance.suppressed import TRAINED, ModelStanding
@@ -498,14 +498,14 @@ class ServingEngine:
             items, scores, tags = personalized
         stamp = self.loaded.stamp()
         standing = self.standing
-        decision_id = str(uuid.uuid4())
+        decision_uuid = uuid.uuid4()
+        decision_id = str(decision_uuid)
         served_items = self._item_ids[np.asarray(items, dtype=np.int64)].tolist()  # the ids are str already
         slate: dict[str, Any] = {"items": served_items, "scores": scores, "tags": tags}
         if self._logging is not None:
             if mode == "personalized":
                 # The pack's logging policy draws the k served items from the governed list (see governance.ope_logging).
-                picks, drawn = self._logging.draw(served_items, scores, tags, k, decision_id)
-                items = items[picks]
+                picks, drawn = self._logging.draw(served_items, scores, tags, k, decision_id, seed=decision_seed(decision_uuid))
                 served_items = [served_items[i] for i in picks]
                 scores = [scores[i] for i in picks]
                 chosen = tags.take(picks) if isinstance(tags, PoolTags) else [tags[i] for i in picks]  # explained now, only these
@@ -630,9 +630,10 @@ class PoolTags(Sequence):
 
     def take(self, positions: Sequence[int]) -> list[list[dict[str, Any]]]:
         """The tags of the items at ``positions`` (explained together, in one batch, if they were not yet)."""
-        positions = [int(j) + len(self) if int(j) < 0 else int(j) for j in positions]
+        n = len(self._reasons)
+        positions = [j + n if j < 0 else j for j in map(int, positions)]
         if self._pending is not None:
-            self._explain([j for j in positions if 0 <= j < len(self)])
+            self._explain([j for j in positions if 0 <= j < n])
         return [self[j] for j in positions]
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -146,6 +146,26 @@ def test_logging_policies_that_could_undo_a_constraint_or_are_inconsistent_are_r
         eu_pack({"kind": "thompson"})
 
 
+@pytest.mark.parametrize("step", ["group_proportions", "exposure_targets", "amortised_exposure", "exposure_cap"])
+def test_every_constraint_step_refuses_a_stochastic_logging_policy(step: str) -> None:
+    # A draw permutes the governed list and serves part of it: target proportions per list (group_proportions,
+    # exposure_targets), caps and exposure windows would no longer hold for the list served.
+    reranking = {"enabled": True, "steps": [{"name": "provider_calibration", "params": {}}, {"name": step, "params": {}}]}
+    eu_pack(None, reranking=reranking)  # the steps themselves are a valid pack
+    for kind in ({"kind": "plackett_luce", "pool": 15}, {"kind": "epsilon_slots", "explore_slots": [2]}):
+        with pytest.raises(PolicyError, match=rf"logging_policy: re-ranking step\(s\) \['{step}'\]"):
+            eu_pack(kind, reranking=reranking)
+
+
+def test_the_constraint_steps_are_every_step_that_states_a_constraint() -> None:
+    from governance.policy import CONSTRAINT_RERANKERS
+    from governance.rerank import Reranker, registered_rerankers
+
+    stating = {name for name, cls in registered_rerankers().items() if cls.check is not Reranker.check}
+    assert set(CONSTRAINT_RERANKERS) == stating
+    assert {"fair_star", "exposure_cap", "group_proportions", "amortised_exposure", "exposure_targets"} <= stating
+
+
 def test_the_published_schema_takes_a_logging_policy_and_refuses_a_bad_one() -> None:
     import json
 
