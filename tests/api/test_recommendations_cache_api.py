@@ -284,7 +284,7 @@ def test_warm_lists_on_the_embedded_store_are_decided_on_the_event_loop(server) 
 
 
 def test_a_consent_signal_already_on_record_is_a_read_and_one_that_changes_it_a_write(server) -> None:
-    """A browser sends Sec-GPC: 1 on every request: the first records the opt-out (on a worker thread),
+    """A browser sends Sec-GPC: 1 on every request: the first records the opt-out (with its decision),
     the next ones find it in force and write nothing, so on SQLite they are prepared on the event loop; every
     answer says what the recording path would, and the store holds one GPC record however many requests came.
     A later grant makes the signal new again: recorded once more."""
