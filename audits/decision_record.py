@@ -36,6 +36,7 @@ import orjson
 
 from audits._common import aware, canonical_object, one_of, text
 from audits.canonical import canonical_json
+from audits.consent_write import ConsentWrite
 from audits.models import DECISION_MODES
 from audits.trail import NewEvent, _encode, format_time
 from recommender.errors import DataError
@@ -126,6 +127,9 @@ class DecisionReceipt:
 
     decision_id: str
     batch_seq: int
+    consent_records: tuple[tuple[int, int], ...] = ()
+    """The consent records committed with the decision (``consent`` of :meth:`DecisionLog.submit
+    <audits.decisions.DecisionLog.submit>`), in order, as ``(record id, trail seq)``."""
 
 
 @dataclass(slots=True)
@@ -139,6 +143,10 @@ class _Pending:
     """Trail events committed with the record (after the batch's ``decisions.committed`` event)."""
     subject: str | None = None
     """The stored pseudonym: the one given, or (set by the writer) the raw id's."""
+    consent: tuple[ConsentWrite, ...] = ()
+    """Consent records of the decision's subject, written in the same transaction before the record."""
+    recorded: tuple[tuple[int, int], ...] = ()
+    """``(record id, trail seq)`` of each of ``consent`` once written (set by the writer)."""
 
     @property
     def row(self) -> dict[str, Any]:
@@ -197,10 +205,18 @@ def _fast_digest(batch: list[_Pending]) -> str:
 
 
 def _prepare(
-    record: Decision | Mapping[str, Any], future: Future[DecisionReceipt] | None, events: tuple[NewEvent, ...] = ()
+    record: Decision | Mapping[str, Any],
+    future: Future[DecisionReceipt] | None,
+    events: tuple[NewEvent, ...] = (),
+    consent: tuple[ConsentWrite, ...] = (),
 ) -> _Pending:
-    """Validate a decision record (and the trail events it brings) in the caller's thread; encode its JSON parts once."""
+    """Validate a decision record (and the trail events and consent records it brings) in the caller's thread;
+    encode its JSON parts once."""
     given = record if isinstance(record, Decision) else Decision.from_mapping(record)
+    if consent:
+        if given.subject_id is None:
+            raise DataError("consent records go with a decision only when it names its subject by raw id ('subject_id')")
+        consent = tuple(write.checked(given.subject_id) for write in consent)  # a bad record fails here, not its batch
     missing = [name for name in _REQUIRED if getattr(given, name) is None]
     if missing:
         raise DataError(f"a decision record needs {', '.join(_REQUIRED)}; missing {', '.join(missing)}")
@@ -254,4 +270,4 @@ def _prepare(
         if not isinstance(event, NewEvent):
             raise DataError(f"a decision's events must be NewEvent objects, got {type(event).__name__}")
         _encode(event)
-    return _Pending(decision, future, slate_json, context_json, tuple(events), subject)
+    return _Pending(decision, future, slate_json, context_json, tuple(events), subject, consent)

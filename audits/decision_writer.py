@@ -13,7 +13,7 @@ JSON encoded at submit time) down a pipe and waits for the
 answer, with the interpreter lock released.
 
 The child opens the same store (URL and ``RECGOV_*`` settings inherited) and
-writes each batch exactly as the thread would: pseudonyms, the slates and
+writes each batch exactly as the thread would: the consent records the decisions were made on, pseudonyms, the slates and
 contexts sealed under each subject's record key (:mod:`audits.sealing`: the
 encryption runs here, off the serving process), one
 ``decisions.committed`` trail event with the batch digest, the events the
@@ -37,6 +37,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from audits.db import Store, describe_db_error
+from audits.consent_write import ConsentWrite
 from audits.decision_record import Decision, _Pending
 from audits.decisions import DecisionLog
 from audits.trail import NewEvent
@@ -64,8 +65,8 @@ def _child_main(url: str, actor: str, conn: Connection) -> None:
                 conn.send(("closed",))
                 return
             batch = [
-                _Pending(decision, None, slate_json, context_json, tuple(NewEvent(*event) for event in events), decision.subject)
-                for decision, slate_json, context_json, events in message
+                _Pending(decision, None, slate_json, context_json, tuple(NewEvent(*event) for event in events), decision.subject, consent)
+                for decision, slate_json, context_json, events, consent in message
             ]
             try:
                 seq = DecisionLog._commit(writer, batch)
@@ -78,7 +79,7 @@ def _child_main(url: str, actor: str, conn: Connection) -> None:
             except BaseException as err:  # noqa: BLE001 - answered, and the writer lives on
                 conn.send(("other", f"{type(err).__name__}: {err}"))
             else:
-                conn.send(("ok", seq))
+                conn.send(("ok", seq, [pending.recorded for pending in batch]))
     finally:
         store.close()
 
@@ -114,8 +115,8 @@ class ProcessDecisionLog(DecisionLog):
 
     def _commit(self, batch: list[_Pending]) -> int:
         # Each record as its validated Decision, its slate and context as the canonical JSON encoded at submit time.
-        message: list[tuple[Decision, bytes, bytes, list[tuple[Any, ...]]]] = [
-            (p.decision.without_objects(), p.slate_json, p.context_json, [(e.actor, e.action, e.subject, e.objects, e.payload) for e in p.events])
+        message: list[tuple[Decision, bytes, bytes, list[tuple[Any, ...]], tuple[ConsentWrite, ...]]] = [
+            (p.decision.without_objects(), p.slate_json, p.context_json, [(e.actor, e.action, e.subject, e.objects, e.payload) for e in p.events], p.consent)
             for p in batch
         ]
         with self._pipe_lock:
@@ -129,6 +130,8 @@ class ProcessDecisionLog(DecisionLog):
                 raise ConfigError(WRITER_DIED.format(cause=self._dead)) from err
         kind = answer[0]
         if kind == "ok":
+            for pending, recorded in zip(batch, answer[2], strict=True):
+                pending.recorded = tuple(recorded)
             return int(answer[1])
         if kind == "integrity":
             raise _ChildIntegrityError(answer[1])

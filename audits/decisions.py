@@ -56,6 +56,7 @@ from sqlalchemy.orm import Session
 
 from audits._common import actor_name, aware, json_object, lookup_subject_secrets, text
 from audits.db import EncodedJson, Store, describe_db_error
+from audits.consent_write import ConsentWrite
 from audits.decision_record import DECISION_FIELDS, Decision, DecisionReceipt, _fast_digest, _Pending, _prepare, batch_digest
 from audits.models import DecisionRecord, FailedRequest, TrailEvent
 from audits.sealing import file_record_keys, find_record_keys, seal_decision
@@ -150,7 +151,9 @@ class DecisionLog:
 
     # -- the callers' side -------------------------------------------------------------------
 
-    def submit(self, record: Decision | Mapping[str, Any], *, events: tuple[NewEvent, ...] = ()) -> Future[DecisionReceipt]:
+    def submit(
+        self, record: Decision | Mapping[str, Any], *, events: tuple[NewEvent, ...] = (), consent: tuple[ConsentWrite, ...] = ()
+    ) -> Future[DecisionReceipt]:
         """Queue a decision; the future resolves to a :class:`DecisionReceipt` once its batch committed.
 
         The record (a :class:`Decision`, or a dict of its fields) is validated
@@ -162,15 +165,25 @@ class DecisionLog:
         no raw subject id, a ``subject`` must be a pseudonym). They are appended
         after the batch's ``decisions.committed`` event, in the same
         transaction as the record.
+
+        ``consent``: consent records of the decision's subject (given by raw
+        id) that the decision was made on (:mod:`audits.consent_write`),
+        checked here and written in the batch's transaction before the record;
+        the receipt gives their ids and trail seqs.
         """
         future: Future[DecisionReceipt] = Future()
-        self._put(_prepare(record, future, events))
+        self._put(_prepare(record, future, events, consent))
         return future
 
     def submit_and_wait(
-        self, record: Decision | Mapping[str, Any], timeout: float | None = 5.0, *, events: tuple[NewEvent, ...] = ()
+        self,
+        record: Decision | Mapping[str, Any],
+        timeout: float | None = 5.0,
+        *,
+        events: tuple[NewEvent, ...] = (),
+        consent: tuple[ConsentWrite, ...] = (),
     ) -> DecisionReceipt:
-        """Queue a decision (with its ``events``, see :meth:`submit`) and return only once it is durably stored.
+        """Queue a decision (with its ``events`` and ``consent``, see :meth:`submit`); return once it is durably stored.
 
         Raises
         ------
@@ -181,7 +194,7 @@ class DecisionLog:
             Not committed within ``timeout`` seconds. Do not serve the list (it
             may still be stored later, as a decision never served).
         """
-        return self.submit(record, events=events).result(timeout=timeout)
+        return self.submit(record, events=events, consent=consent).result(timeout=timeout)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every decision submitted before this call has been written (or has failed)."""
@@ -270,7 +283,7 @@ class DecisionLog:
             self.batches_committed += 1
             self.decisions_committed += len(batch)
             for pending in batch:
-                pending.future.set_result(DecisionReceipt(pending.decision.decision_id, seq))
+                pending.future.set_result(DecisionReceipt(pending.decision.decision_id, seq, pending.recorded))
 
     def _fail(self, batch: list[_Pending], kind: type[RecgovError], cause: str, err: BaseException) -> None:
         """Fail every decision of the batch, each with an error of its own (raised in its caller's thread)."""
@@ -289,6 +302,9 @@ class DecisionLog:
     def _commit(self, batch: list[_Pending]) -> int:
         """Write one batch (pseudonyms, sealing, the trail events, the rows) in one transaction; return its event's seq."""
         with self.store.session() as session:
+            for pending in batch:  # the consent records a decision was made on come first in the trail
+                if pending.consent:
+                    pending.recorded = tuple(write.write(session, pending.decision.subject_id) for write in pending.consent)
             filed = self._seal(session, batch)
             ids = sorted(p.decision.decision_id for p in batch)
             committed = NewEvent(

@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from audits import consent_history, lookup_pseudonyms, open_request, record_consent
+from audits.consent_write import ConsentWrite
 from audits.models import CONSENT_RESTRICTIVENESS, LAWFUL_BASES
 from governance.consent.evidence import check_consent_evidence
 from governance.consent.gpc import gpc_opt_out
@@ -61,6 +62,7 @@ __all__ = [
     "consent_records",
     "history_json",
     "record_consent_from_request",
+    "plan_request_signals",
     "record_request_signals",
     "request_signals_unchanged",
     "record_consent_under_pack",
@@ -427,6 +429,45 @@ def request_signals_unchanged(
         in_force[record["purpose"]] = dict(record)
     outcome, writes = signals.plan(in_force, as_moment(at, "at"))
     return None if writes else outcome
+
+
+def plan_request_signals(
+    history: Iterable[Mapping[str, Any]],
+    *,
+    pack: LoadedPack | PolicyPack,
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+    tcf: str | None = None,
+    at: datetime | None = None,
+    actor: str | None = None,
+) -> tuple[dict[str, Any], tuple[ConsentWrite, ...], list[dict[str, Any]]]:
+    """What :func:`record_request_signals` would record over ``history`` (read now), without writing it.
+
+    Returns the outcome (its ``recorded`` entries without ``id`` and
+    ``trail_seq``, known once written), the records to write
+    (:class:`audits.consent_write.ConsentWrite`, all at one time), and the
+    history with them in it, in the order a read after the write gives. A
+    serving path decides the list on that history and gives the records to the
+    decision log with the decision (one transaction, :mod:`audits.consent_write`);
+    it fills ``id`` and ``trail_seq`` from the decision's receipt.
+    """
+    signals = _RequestSignals.of(pack, headers, tcf, None)
+    moment = as_moment(at, "at")
+    after = [dict(record) for record in history]
+    in_force: dict[str, dict[str, Any]] = {}
+    for record in after:  # oldest first: later ones replace (as audits.consent.effective_consent)
+        in_force[record["purpose"]] = record
+    outcome, planned = signals.plan(in_force if signals.any else {}, moment)
+    writes = tuple(ConsentWrite(purpose, status, basis, source, evidence, moment, actor=actor) for purpose, status, basis, source, evidence in planned)
+    for write in writes:
+        outcome["recorded"].append({"id": None, "purpose": write.purpose, "status": write.status, "source": write.source, "trail_seq": None})
+        after.append(
+            {
+                "id": None, "purpose": write.purpose, "status": write.status, "lawful_basis": write.lawful_basis, "source": write.source,
+                "evidence": write.evidence, "jurisdiction": None, "recorded_at": moment, "trail_seq": None,
+            }
+        )  # fmt: skip
+    after.sort(key=lambda r: (r["recorded_at"], CONSENT_RESTRICTIVENESS[r["status"]]))  # stable: new records last at ties, as their ids
+    return outcome, writes, after
 
 
 @dataclass(frozen=True)

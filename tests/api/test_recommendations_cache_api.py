@@ -284,12 +284,12 @@ def test_warm_lists_on_the_embedded_store_are_decided_on_the_event_loop(server) 
 
 
 def test_a_consent_signal_already_on_record_is_a_read_and_one_that_changes_it_a_write(server) -> None:
-    """A browser sends Sec-GPC: 1 on every request: the first records the opt-out (on a worker thread),
+    """A browser sends Sec-GPC: 1 on every request: the first records the opt-out (with its decision),
     the next ones find it in force and write nothing, so on SQLite they are prepared on the event loop; every
     answer says what the recording path would, and the store holds one GPC record however many requests came.
     A later grant makes the signal new again: recorded once more."""
     from audits import record_consent
-    from audits.models import ConsentRecordRow
+    from audits.models import ConsentRecordRow, DecisionRecord
     from governance.api.services import engines
 
     cache = engines.engines_of(server.app)
@@ -308,6 +308,12 @@ def test_a_consent_signal_already_on_record_is_a_read_and_one_that_changes_it_a_
         recorded = first.json()["signals"]
         assert [r["status"] for r in recorded["recorded"]] == ["opted_out"] and recorded["unchanged"] == []
         assert gpc_records() == before + 1
+        # written with the decision made on it: the answer names the stored record, which precedes the decision's batch
+        entry = recorded["recorded"][0]
+        with server.store.snapshot() as connection:
+            row = connection.execute(select(ConsentRecordRow.trail_seq).where(ConsentRecordRow.id == entry["id"])).one()
+            batch_seq = connection.execute(select(DecisionRecord.batch_seq).where(DecisionRecord.decision_id == first.json()["decision_id"])).scalar_one()
+        assert row.trail_seq == entry["trail_seq"] and entry["trail_seq"] < batch_seq
         inline, threaded = cache.decided_inline, cache.decided_on_threads
         answers = [client.post("/v1/recommendations", json=body, headers=gpc) for _ in range(4)]
         assert [a.status_code for a in answers] == [200] * 4

@@ -99,3 +99,45 @@ def test_a_decisions_own_events_go_through_the_child_in_the_same_transaction(sto
         assert verify_trail(connection).intact and verify_decisions(connection) == []
     assert batch_seq == receipt.batch_seq and events[batch_seq][1] == "decisions.committed"
     assert events[batch_seq + 1] == ("key:7:ops", "api.recommendations.create")
+
+
+def test_consent_records_a_decision_was_made_on_are_written_by_the_child_in_its_transaction(store: Store, log: ProcessDecisionLog) -> None:
+    """A first GPC opt-out goes with the decision made on it: written before the batch event, in the same
+    transaction, read back as the subject's record in force, its id and trail seq in the receipt."""
+    from datetime import UTC, datetime
+
+    from audits import effective_consent
+    from audits.consent_write import ConsentWrite
+    from audits.models import ConsentRecordRow, TrailEvent
+
+    write = ConsentWrite("personalization", "opted_out", "legitimate_interest", "gpc", {"signal": "Sec-GPC: 1"}, datetime.now(UTC), actor="key:7:ops")
+    receipt = log.submit_and_wait(_record(11), timeout=60, consent=(write,))
+    assert len(receipt.consent_records) == 1
+    record_id, trail_seq = receipt.consent_records[0]
+    with store.session() as session:
+        row = session.get(ConsentRecordRow, record_id)
+        assert row is not None and row.trail_seq == trail_seq and row.source == "gpc"
+        assert effective_consent(session, "writer-subject-00011")["personalization"]["status"] == "opted_out"
+        event = session.get(TrailEvent, trail_seq)
+        assert event is not None and event.action == "consent.recorded" and event.actor == "key:7:ops"
+    assert trail_seq < receipt.batch_seq  # the record the decision relied on comes first in the trail
+    with store.engine.connect() as connection:
+        assert verify_trail(connection).intact and verify_decisions(connection) == []
+
+
+def test_a_bad_consent_record_fails_its_own_decision_at_submit(store: Store, log: ProcessDecisionLog) -> None:
+    from datetime import UTC, datetime
+
+    from audits.consent_write import ConsentWrite
+
+    bad = ConsentWrite("personalization", "maybe", "consent", "gpc", {}, datetime.now(UTC))
+    with pytest.raises(ConfigError, match="status"):
+        log.submit(_record(12), consent=(bad,))
+    leaky = ConsentWrite("personalization", "opted_out", "consent", "gpc", {"who": "writer-subject-00013"}, datetime.now(UTC))
+    with pytest.raises(DataError):
+        log.submit(_record(13), consent=(leaky,))  # the raw id in the evidence
+    by_pseudonym = {**_record(14), "subject": "a" * 64}
+    del by_pseudonym["subject_id"]
+    with pytest.raises(DataError, match="subject_id"):
+        log.submit(by_pseudonym, consent=(ConsentWrite("personalization", "opted_out", "consent", "gpc", {}, datetime.now(UTC)),))
+    assert log.submit_and_wait(_record(15), timeout=60).batch_seq > 0  # the log lives on

@@ -20,6 +20,7 @@ from audits import (
     verify_decisions,
     verify_trail,
 )
+from audits.consent_write import ConsentWrite
 from audits.db import create_store_engine
 from audits.decision_record import Decision, _fast_digest, _prepare, batch_digest
 from audits.settings import get_settings
@@ -190,8 +191,9 @@ def test_a_failing_database_makes_submit_and_wait_raise_and_leaves_nothing(store
             for statement in refuse:
                 connection.exec_driver_sql(statement)
         record = _record(1, subject_id=READERS[0])
-        with pytest.raises(RecgovError) as caught:
-            log.submit_and_wait(record, timeout=10)
+        opt_out = ConsentWrite("personalization", "opted_out", "consent", "gpc", {"signal": "Sec-GPC: 1"}, datetime.now(UTC))
+        with pytest.raises(RecgovError) as caught:  # the consent record the decision was made on fails with it
+            log.submit_and_wait(record, timeout=10, consent=(opt_out,))
         message = str(caught.value)
         assert "was not recorded" in message and "disk full (simulated)" in message
         assert message.endswith("fail closed: do not serve it")
@@ -203,6 +205,8 @@ def test_a_failing_database_makes_submit_and_wait_raise_and_leaves_nothing(store
         log.submit_and_wait(_record(2, subject="cd" * 32))  # the writer lives on
     assert _scalar(store, "SELECT COUNT(*) FROM decisions") == 2
     assert _scalar(store, "SELECT COUNT(*) FROM trail_events WHERE action = 'decisions.committed'") == 2
+    assert _scalar(store, "SELECT COUNT(*) FROM consent_records") == 0
+    assert _scalar(store, "SELECT COUNT(*) FROM trail_events WHERE action = 'consent.recorded'") == 0
     _assert_clean(store)
 
 

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
+from audits.consent_write import ConsentWrite
 from audits.decision_record import Decision, DecisionReceipt
 from audits.decisions import DecisionLog
 from audits.trail import NewEvent
@@ -40,6 +41,8 @@ class _Call:
     """Queue the decision and leave the wait to the caller (who awaits :attr:`pending`)."""
     pending: Future[DecisionReceipt] | None = None
     """The queued decision's commit, when deferred."""
+    consent: tuple[ConsentWrite, ...] = ()
+    """Consent records the call's signals bring, committed with its decision (:mod:`audits.consent_write`)."""
 
 
 _CALLER: ContextVar[_Call | None] = ContextVar("recgov_api_caller", default=None)
@@ -59,9 +62,10 @@ class CallAttributingSink:
 
     @staticmethod
     @contextmanager
-    def calling(actor: str, *, gpc: bool, defer: bool = False) -> Iterator[_Call]:
-        """Attribute the decisions made in this block to ``actor`` (a key's ``key:<id>:<name>``)."""
-        call = _Call(actor, gpc, defer)
+    def calling(actor: str, *, gpc: bool, defer: bool = False, consent: tuple[ConsentWrite, ...] = ()) -> Iterator[_Call]:
+        """Attribute the decisions made in this block to ``actor`` (a key's ``key:<id>:<name>``); ``consent``: the
+        subject's new consent records, written with the (one) decision in its transaction."""
+        call = _Call(actor, gpc, defer, consent=consent)
         token = _CALLER.set(call)
         try:
             yield call
@@ -81,9 +85,10 @@ class CallAttributingSink:
             objects={"decision": record.decision_id, "model": record.model_version},
             payload={"mode": record.mode, "gpc": call.gpc, "pack": record.pack_name, "pack_version": record.pack_version, "pack_hash": record.pack_hash},
         )  # fmt: skip
+        consent, call.consent = call.consent, ()  # the call's consent records go with its first decision only
         if call.defer:
             if call.pending is not None:
                 raise RuntimeError("one call made two decisions")
-            call.pending = self.log.submit(record, events=(event,))
+            call.pending = self.log.submit(record, events=(event,), consent=consent)
             return None
-        return self.log.submit_and_wait(record, timeout=timeout, events=(event,))
+        return self.log.submit_and_wait(record, timeout=timeout, events=(event,), consent=consent)

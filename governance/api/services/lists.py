@@ -6,18 +6,19 @@ check; in one read-only snapshot, first the calling key (401/403 before any othe
 :class:`~governance.api.deps.Token`), then the model version (named, or what is deployed:
 production, the canary for its share of subjects, and the shadows to mirror to),
 its engine with the blocks as of now, the subject's consent history and latest
-erasure; the signals recorded (the history as of that write, without a second read); the list made by the
-engine and its decision queued with the call's trail record
+erasure; the signals judged on that history (a first opt-out or refusal goes with the decision, written in
+its transaction by the decision log, :mod:`audits.consent_write`; a grant is written first, the history as of
+that write, without a second read); the list made by the engine and its decision queued with the call's trail record
 (:class:`~governance.api.services.call_sink.CallAttributingSink`); the commit
 awaited on the event loop.
 
 Where a list is decided: on an embedded SQLite store, a request that writes
 nothing (no consent signal, or one already on record: a browser sends
 ``Sec-GPC: 1`` on every request) and finds its pack, model and engine loaded is
-prepared on the event loop itself (:func:`prepare_on_loop`): its reads are a
+prepared on the event loop itself (:func:`prepare_on_loop`; so is a first opt-out, which writes nothing there): its reads are a
 few microseconds of local file access, and on one interpreter a worker thread
 adds only lock hand-offs. Everything else (a PostgreSQL store, whose reads are
-network round trips; a consent signal that changes the record; a pack, model
+network round trips; a TC string's grant to record; a pack, model
 or engine to load) is prepared on a worker thread (:func:`prepare_on_thread`).
 Either way the list is then made by :func:`decide_on_loop`: the model's part
 (candidates, re-ranking, tags) in the compute process (``RECGOV_API_COMPUTE``,
@@ -55,6 +56,7 @@ import anyio.to_thread
 from sqlalchemy.orm import Session
 
 from audits.consent import read_consent_state
+from audits.consent_write import ConsentWrite
 from audits.availability import canonical_region
 from audits.decisions import DecisionReceipt
 from audits.online_store import configured_store
@@ -73,7 +75,7 @@ from governance.consent.tcf import decode_tc_string
 from governance.deploy import deployed_versions
 from governance.governed_list import consent_records
 from governance.policy import LoadedPack
-from governance.privacy.consent import record_request_signals, request_signals_unchanged
+from governance.privacy.consent import plan_request_signals, record_request_signals, request_signals_unchanged
 from governance.serving import ServedList, ServeRequest, ServingEngine
 from governance.shadow import NOTHING_IN_PRODUCTION, canary_bucket
 from recommender.errors import DataError
@@ -117,6 +119,8 @@ class Prepared:
     gpc: bool
     started: float | None = None
     """:func:`time.perf_counter` when the request's preparation began: the record's ``latency_ms`` counts from it."""
+    consent: tuple[ConsentWrite, ...] = ()
+    """The consent records the request's signals bring, written with its decision (:mod:`audits.consent_write`)."""
 
 
 @dataclass
@@ -171,7 +175,7 @@ async def decide_on_loop(prepared: Prepared, cache: EngineCache) -> Decided:
             made = await cache.compute.personalize(plan.personalizer, plan.row, plan.length or serve_request.k)
         if cache.closed:  # the service began to stop meanwhile
             raise Problem(503, SHUTTING_DOWN)
-        with CallAttributingSink.calling(prepared.actor, gpc=prepared.gpc, defer=True) as call:
+        with CallAttributingSink.calling(prepared.actor, gpc=prepared.gpc, defer=True, consent=prepared.consent) as call:
             served = engine.finish(plan, made)
     except Problem:
         raise
@@ -186,6 +190,8 @@ async def decide_on_loop(prepared: Prepared, cache: EngineCache) -> Decided:
 async def committed(decided: Decided) -> None:
     """Wait (on the event loop) until the list's decision is durable; a failed or late commit fails the request.
 
+    The consent records committed with the decision get their ids and trail seqs in the answer's ``signals``.
+
     The failure is logged with its cause, as the engine logs its own, and
     raised: the list is not answered. A late commit may still store the
     decision, as one never served (see ``DecisionLog.submit_and_wait``).
@@ -197,10 +203,14 @@ async def committed(decided: Decided) -> None:
         if not done:
             waiting.add_done_callback(lambda f: f.cancelled() or f.exception())  # its outcome is read, never lost
             raise TimeoutError(f"the decision was not committed within {timeout:g} s")
-        waiting.result()
+        receipt = waiting.result()
     except Exception as err:
         await anyio.to_thread.run_sync(decided.prepared.engine.report_failure, decided.prepared.request, err)
         raise
+    if decided.prepared.consent:
+        recorded = decided.prepared.signals["recorded"]
+        for entry, (record_id, trail_seq) in zip(recorded, receipt.consent_records, strict=True):
+            entry["id"], entry["trail_seq"] = record_id, trail_seq
 
 
 def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> Prepared:
@@ -243,10 +253,19 @@ def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> P
     signals: dict[str, Any] | None = {"gpc": False, "tcf": None, "recorded": [], "unchanged": [], "ignored": []}
     if signalled:
         signals = request_signals_unchanged(history, pack=loaded, headers=ctx.headers, tcf=body.tcf)
-    if signals is None:  # a signal that changes the record: written (on a worker thread), the history as of that write
-        if inline:
-            raise NotReady
-        signals, history = record_request_signals(store, body.subject, pack=loaded, headers=ctx.headers, tcf=body.tcf, actor=actor)
+    consent: tuple[ConsentWrite, ...] = ()
+    if signals is None:  # a signal that changes the record
+        signals, consent, planned = plan_request_signals(history, pack=loaded, headers=ctx.headers, tcf=body.tcf, actor=actor)
+        if all(write.status != "granted" for write in consent):
+            # An opt-out or a refusal (a browser's first Sec-GPC: 1): decided on the history with it, and written
+            # with the decision, in its transaction (audits.consent_write). It can only hold profiling back, so
+            # nothing made on its account is unsafe before it is durable, and the list waits for both.
+            history = planned
+        else:  # a grant is durable before anything is made on it: written now (on a worker thread), as of that write
+            if inline:
+                raise NotReady
+            consent = ()
+            signals, history = record_request_signals(store, body.subject, pack=loaded, headers=ctx.headers, tcf=body.tcf, actor=actor)
     if cache.closed:  # a service that is shutting down refuses (503) before it decides anything
         raise Problem(503, SHUTTING_DOWN)
     context = {"region": canonical_region(body.region)} if body.region else {}  # region codes are case-insensitive
@@ -259,7 +278,7 @@ def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> P
         if assigned is not None:  # a stopped experiment's holdback takes only its own subjects
             deployment = {**(deployment or {}), "experiment": assigned}
         loaded = engine.loaded
-    return Prepared(engine, serve_request, signals, deployment, loaded, shadow_refs, actor, gpc, started)
+    return Prepared(engine, serve_request, signals, deployment, loaded, shadow_refs, actor, gpc, started, consent)
 
 
 def _model_to_serve(read: Any, body: RecommendationCreate, settings: Any) -> tuple[str, list[tuple[str, str]], dict[str, Any] | None]:
