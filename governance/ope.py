@@ -70,6 +70,7 @@ __all__ = [
     "NO_OFF_POLICY_RULE",
     "OFF_POLICY_CHECKS",
     "OpeSettings",
+    "analytics_allowed",
     "audit_off_policy",
     "LOGGED_PACK_MISMATCH",
     "LoggedPackMismatch",
@@ -198,16 +199,23 @@ def _check_logged_hash(session: Any, logged: LoadedPack) -> None:
 
 
 def _analytics_allowed(session: Any, logged: LoadedPack, subjects: list[str]) -> dict[str, bool]:
-    from audits.consent import consent_states
-
     purpose = logged.pack.consent.purposes.get(ANALYTICS)
     if purpose is None:
         raise ConfigError(NO_ANALYTICS_PURPOSE.format(pack=logged.name, purpose=ANALYTICS))
+    return analytics_allowed(session, subjects, model=purpose.model)
+
+
+def analytics_allowed(session: Any, subjects: list[str], *, model: str) -> dict[str, bool]:
+    """Per subject, whether their consent covers reading their logs for analytics under a purpose of ``model``:
+    ``opt_in`` needs a grant in force; ``opt_out`` allows it until an objection, opt-out, denial or withdrawal.
+    The one rule every analysis of subjects' logs applies (off-policy evaluation, experiment looks)."""
+    from audits.consent import consent_states
+
     states = consent_states(session, sorted(set(subjects))) if subjects else {}
     allowed = {}
     for subject in set(subjects):
         status = states.get(subject, {}).get(ANALYTICS)
-        allowed[subject] = status == "granted" if purpose.model == "opt_in" else status not in REFUSING_STATUSES
+        allowed[subject] = status == "granted" if model == "opt_in" else status not in REFUSING_STATUSES
     return allowed
 
 

@@ -340,3 +340,57 @@ def test_a_plan_frozen_before_the_optional_fields_existed_keeps_its_hash() -> No
     assert "holdback_days" in stored and experiment_hash(ExperimentSpec.model_validate(stored)) == loaded.content_hash
     assert parse_experiment(EARLIER.replace("design:\n", "holdback: 0.1\nholdback_days: 7\ndesign:\n")).content_hash != parse_experiment(
         EARLIER.replace("design:\n", "holdback: 0.1\ndesign:\n")).content_hash  # fmt: skip
+
+
+def test_the_final_look_waits_for_the_planned_size_and_the_primary_metric_is_not_peeked_at(store: Any, tmp_path: Path) -> None:
+    """A fixed design's single look is final: taken before each arm reached the frozen sample size it is refused (with
+    how many units are missing), and nothing is stored; an exploratory look at the primary metric (here on a segment)
+    is refused while the planned look remains, a look at another metric is not."""
+    with store.session() as session:
+        control, treatment = _model(session, "pc"), _model(session, "pt")
+    path = _plan_file(tmp_path, "peek", control, treatment)
+    frozen = lifecycle.plan(store, parse_experiment(path.read_text(), str(path)), actor="tester")
+    lifecycle.start(store, "peek", actor="tester")
+    per_arm = frozen["sample_size"]["n_per_arm"]
+    assert 20 < per_arm[0] < 150
+    rng = np.random.default_rng(3)
+    _serve(store, "peek", SUBJECTS[:40], {"control": SAME, "treatment": SAME}, rng, lists=1)
+    with pytest.raises(lifecycle.ExperimentConflict, match=r"planned look 1 is the plan's final look.* still missing \(\d+ in all\)"):
+        lifecycle.analyze(store, "peek", actor="tester")
+    with pytest.raises(lifecycle.ExperimentConflict, match="exploratory look at the pre-registered primary metric 'click_through'.*0 of 1 taken"):
+        lifecycle.analyze(store, "peek", actor="tester", segment="known")
+    other = lifecycle.analyze(store, "peek", actor="tester", metric="clicks_per_subject")
+    assert other["kind"] == "exploratory"
+    assert [x["kind"] for x in lifecycle.get(store, "peek")["looks"]] == ["exploratory"]  # the refused looks stored nothing
+    _serve(store, "peek", SUBJECTS[40:], {"control": SAME, "treatment": SAME}, rng, lists=1)
+    look = lifecycle.analyze(store, "peek", actor="tester")
+    assert look["kind"] == "planned" and look["look"] == 1
+    assert look["comparisons"][0]["result"]["information_fraction"] == 1.0
+    after = lifecycle.analyze(store, "peek", actor="tester", segment="known")  # no planned look remains: exploring is allowed
+    assert after["kind"] == "exploratory" and after["metric"] == "click_through"
+
+
+def test_subjects_who_object_to_analytics_are_left_out_of_every_look(store: Any, tmp_path: Path) -> None:
+    """The rule off-policy evaluation applies: under an opt-out analytics purpose an objection excludes the subject,
+    their outcomes with them; each look and the status count the exclusions per arm."""
+    from audits.consent import record_consent
+
+    with store.session() as session:
+        control, treatment = _model(session, "cc"), _model(session, "ct")
+    path = _plan_file(tmp_path, "objections", control, treatment)
+    lifecycle.plan(store, parse_experiment(path.read_text(), str(path)), actor="tester")
+    lifecycle.start(store, "objections", actor="tester")
+    objecting = SUBJECTS[:200]
+    with store.session() as session:
+        for s in objecting:
+            record_consent(session, subject_id=s, purpose="analytics", status="objected", lawful_basis="legitimate_interest", source="api")
+    counts = _serve(store, "objections", SUBJECTS, {"control": SAME, "treatment": SAME}, np.random.default_rng(8), lists=1)
+    look = lifecycle.analyze(store, "objections", actor="tester")
+    excluded = look["consent"]["excluded"]["analytics_consent_not_in_force"]
+    assert sum(excluded.values()) == 200 and set(excluded) <= {"control", "treatment", "holdback"}, excluded
+    assert look["consent"]["model"] == "opt_out" and look["consent"]["purpose"] == "analytics"
+    analysed = sum(sum(reasons.values()) for reasons in look["counts"].values())
+    assert analysed == sum(counts.values()) - 200
+    state = lifecycle.status(store, "objections", actor="tester")
+    assert state["consent"]["excluded"] == look["consent"]["excluded"]
+    assert sum(state["srm"]["observed"].values()) == look["randomised"]
