@@ -69,6 +69,8 @@ NOT_PER_SUBJECT = ("error_rate", *ARM_LEVEL_METRICS)
 """Guardrail metrics measured on the arm's traffic (:mod:`governance.experiments.guardrails`), never compared per subject."""
 SEGMENTS = ("known", "new")
 """Exploratory segments: subjects whose first list was personalized (``known`` to the model) or a fallback (``new``)."""
+MAX_UNITS_PER_ARM = 10**10
+"""The largest sample size per arm a plan may ask (beyond, the design detects nothing any experiment could reach)."""
 ANALYTICS = "analytics"
 """The consent purpose that covers analysing subjects' lists and outcomes (as for off-policy evaluation)."""
 FINAL_TOO_EARLY = (
@@ -195,6 +197,11 @@ def plan(
     if issues:
         raise PolicyError(issues)
     size = sample_size(spec)  # before any write: a design the library refuses stores nothing
+    if (largest := max(int(n) for n in size["n_per_arm"])) > MAX_UNITS_PER_ARM:
+        line, col = loaded.positions.get("design.mde", (None, None))
+        raise PolicyError([PackIssue(loaded.source, line, col, "design.mde", (
+            f"the design asks {largest:.3g} units in an arm (more than {MAX_UNITS_PER_ARM:.0e}): an effect of {spec.design.mde:g} "
+            "cannot be detected by any experiment; plan a larger minimum detectable effect"))])  # fmt: skip
     frozen = {"spec": spec.model_dump(mode="json"), "sample_size": size, **({"guardrail_items": items} if items else {})}
     with store.session() as session:
         lock_head(session)

@@ -394,3 +394,24 @@ def test_subjects_who_object_to_analytics_are_left_out_of_every_look(store: Any,
     state = lifecycle.status(store, "objections", actor="tester")
     assert state["consent"]["excluded"] == look["consent"]["excluded"]
     assert sum(state["srm"]["observed"].values()) == look["randomised"]
+
+
+def test_an_infinite_or_never_failing_margin_and_an_undetectable_mde_are_refused_where_they_are_written(store: Any, tmp_path: Path) -> None:
+    path = _plan_file(tmp_path, "absurd", "a", "b")
+    text = path.read_text()
+    with pytest.raises(PolicyError) as err:
+        parse_experiment(text.replace("margin: 10\n", "margin: .inf\n"), str(path))
+    assert err.value.issues[0].path.startswith("guardrails.0.margin") and err.value.issues[0].line is not None
+    with pytest.raises(PolicyError) as err:
+        parse_experiment(text.replace("margin: 0.02\n    direction: lower_is_better\n  - metric: harmful", "margin: 5\n    direction: lower_is_better\n  - metric: harmful"), str(path))
+    assert err.value.issues[0].path == "guardrails.1.margin" and "could never fail" in err.value.issues[0].message
+    with store.session() as session:
+        control, treatment = _model(session, "ac"), _model(session, "at")
+    path = _plan_file(tmp_path, "tiny-mde", control, treatment)
+    tiny = path.read_text().replace("mde: 0.2", "mde: 0.000000001")
+    with pytest.raises(PolicyError) as err:
+        lifecycle.plan(store, parse_experiment(tiny, str(path)), actor="tester")
+    issue = err.value.issues[0]
+    assert issue.path == "design.mde" and issue.line is not None and "cannot be detected" in issue.message
+    with store.session() as session:
+        assert session.scalars(select(Experiment)).first() is None  # nothing stored
