@@ -1,6 +1,8 @@
 """Off-policy evaluation from the decision log: what a candidate pack would have earned on the lists already served.
 
-:func:`evaluate_from_log` reads the decisions served under the logged pack, keeps
+:func:`evaluate_from_log` reads the decisions served under the logged pack (those whose recorded
+``pack_hash`` is the given pack's content hash; a pack file whose name and version match decisions
+recorded under another hash is refused, since the consent rule and the re-ranking are read from it), keeps
 those of subjects whose consent covers the ``analytics`` purpose (under the
 logged pack's rules for it: ``opt_in`` needs a grant in force, ``opt_out`` is
 allowed until an objection, opt-out, denial or withdrawal), replays the target
@@ -16,7 +18,9 @@ pool: its own logging policy (or, without one, its deterministic top ``k``) over
 the same governed order. The governed order is only valid for the target when
 both packs re-rank alike, so a target whose ``reranking`` section differs is
 refused (re-running another re-ranking needs the subject's history under its raw
-id, which the log does not hold). A decision without a logging record (a pack
+id, which the log does not hold). A target whose logging policy draws from more places than the logged
+pool held (a larger ``pool`` than the logger's, where the catalogue had more candidates) is refused
+estimate by estimate: it puts probability on places the logs never held. A decision without a logging record (a pack
 without a logging policy) is a deterministic log: its pool is the served list,
 and every estimate for another policy is refused for lack of overlap.
 
@@ -66,7 +70,10 @@ __all__ = [
     "NO_OFF_POLICY_RULE",
     "OFF_POLICY_CHECKS",
     "OpeSettings",
+    "analytics_allowed",
     "audit_off_policy",
+    "LOGGED_PACK_MISMATCH",
+    "LoggedPackMismatch",
     "evaluate_from_log",
     "off_policy_facts",
     "off_policy_gate",
@@ -84,6 +91,23 @@ RERANKING_DIFFERS = (
     "needs each subject's history under its raw id, which the decision log does not hold. Compare packs that differ "
     "in their logging policy, or evaluate the re-ranking off-line with 'recgov evaluate'"
 )
+
+LOGGED_PACK_MISMATCH = (
+    "{source}: the logged pack {pack} (content hash {hash}) is not the pack that served the decisions recorded under "
+    "{pack}: {n} decision(s) of that name and version carry another pack hash ({others}). The consent rule and the "
+    "re-ranking are taken from the logged pack, so it must be the file that served them: give that file (its content "
+    "hash is the pack_hash the decisions record)"
+)
+TARGET_POOL_BEYOND_LOG = (
+    "overlap fails: the target's logging policy draws from a pool of {target} places, beyond the logged pool of {m} "
+    "(in {n} of {total} lists the logger's pool was cut at {m} while more candidates existed): the target puts probability "
+    "on places the logger never held, so no reweighting of the logs can show what it would do there. Widen the logged "
+    "pack's logging_policy.pool to at least {target} and log again, or evaluate a target whose pool is at most {m}"
+)
+
+
+class LoggedPackMismatch(ConfigError):
+    """The logged pack given is not the one whose hash the decisions of its name and version record."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +156,16 @@ class _Contexts:
     pi_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = field(default_factory=list)
     pi_refusal: str | None = None
     marg_refusal: str | None = None
+    beyond_pool: list[tuple[int, int]] = field(default_factory=list)
+    """(target pool, logged pool) of each list where the target would draw from places the logger never held."""
+
+    def pool_refusal(self) -> str | None:
+        """Why every estimate of the target is refused for its pool (None: its pool fits the logged pools)."""
+        if not self.beyond_pool:
+            return None
+        target = max(t for t, _ in self.beyond_pool)
+        m = min(m for _, m in self.beyond_pool)
+        return TARGET_POOL_BEYOND_LOG.format(target=target, m=m, n=len(self.beyond_pool), total=len(self.ids))
 
 
 def _target_policy(target: LoadedPack, m: int, k: int) -> SlatePolicy:
@@ -139,17 +173,49 @@ def _target_policy(target: LoadedPack, m: int, k: int) -> SlatePolicy:
     return SlatePolicy() if hook is None else hook.policy_for(m, k)
 
 
-def _analytics_allowed(session: Any, logged: LoadedPack, subjects: list[str]) -> dict[str, bool]:
-    from audits.consent import consent_states
+def _pool_length(pack: LoadedPack, k: int) -> int:
+    """How many governed places the pack's serving path draws a list of ``k`` from (its pool; ``k`` without a logging policy)."""
+    hook = LoggingHook.from_section(pack.pack.logging_policy)
+    return k if hook is None else hook.length(k)
 
+
+def _check_logged_hash(session: Any, logged: LoadedPack) -> None:
+    """Refuse a logged pack whose content is not that of the decisions recorded under its name and version."""
+    from sqlalchemy import func
+
+    from audits.models import DecisionRecord as DecisionRow
+
+    others = session.execute(
+        select(DecisionRow.pack_hash, func.count())
+        .where(DecisionRow.pack_name == logged.name, DecisionRow.pack_version == logged.version, DecisionRow.pack_hash != logged.content_hash)
+        .group_by(DecisionRow.pack_hash)
+        .order_by(DecisionRow.pack_hash)
+    ).all()
+    if others:
+        raise LoggedPackMismatch(LOGGED_PACK_MISMATCH.format(
+            source=logged.source, pack=f"{logged.name} {logged.version}", hash=logged.content_hash[:16], n=sum(int(c) for _, c in others),
+            others=", ".join(f"{h[:16]}: {int(c)}" for h, c in others),
+        ))  # fmt: skip
+
+
+def _analytics_allowed(session: Any, logged: LoadedPack, subjects: list[str]) -> dict[str, bool]:
     purpose = logged.pack.consent.purposes.get(ANALYTICS)
     if purpose is None:
         raise ConfigError(NO_ANALYTICS_PURPOSE.format(pack=logged.name, purpose=ANALYTICS))
+    return analytics_allowed(session, subjects, model=purpose.model)
+
+
+def analytics_allowed(session: Any, subjects: list[str], *, model: str) -> dict[str, bool]:
+    """Per subject, whether their consent covers reading their logs for analytics under a purpose of ``model``:
+    ``opt_in`` needs a grant in force; ``opt_out`` allows it until an objection, opt-out, denial or withdrawal.
+    The one rule every analysis of subjects' logs applies (off-policy evaluation, experiment looks)."""
+    from audits.consent import consent_states
+
     states = consent_states(session, sorted(set(subjects))) if subjects else {}
     allowed = {}
     for subject in set(subjects):
         status = states.get(subject, {}).get(ANALYTICS)
-        allowed[subject] = status == "granted" if purpose.model == "opt_in" else status not in REFUSING_STATUSES
+        allowed[subject] = status == "granted" if model == "opt_in" else status not in REFUSING_STATUSES
     return allowed
 
 
@@ -165,9 +231,10 @@ def evaluate_from_log(store: Any, logged: LoadedPack, target: LoadedPack, settin
         raise ConfigError(RERANKING_DIFFERS.format(logged=f"{logged.name} {logged.version}", target=f"{target.name} {target.version}"))
     excluded: dict[str, int] = {}
     with store.session() as session:
+        _check_logged_hash(session, logged)
         query = (
             select(DecisionRow.decision_id, DecisionRow.subject, DecisionRow.slate, DecisionRow.context)
-            .where(DecisionRow.pack_name == logged.name, DecisionRow.pack_version == logged.version)
+            .where(DecisionRow.pack_name == logged.name, DecisionRow.pack_version == logged.version, DecisionRow.pack_hash == logged.content_hash)
             .order_by(DecisionRow.decided_at.desc(), DecisionRow.decision_id)
         )
         if settings.limit is not None:
@@ -190,7 +257,7 @@ def evaluate_from_log(store: Any, logged: LoadedPack, target: LoadedPack, settin
         empty = [d for d in kept if not d.slate.get("items")]
         _count(excluded, "empty_lists", len(empty))
         kept = [d for d in kept if d.slate.get("items")]
-        contexts = _replay(kept, target, settings)
+        contexts = _replay(kept, logged, target, settings)
         big_k = max(contexts.k, default=1)
         rewards = {kind: decision_rewards(session, contexts.ids, kind=kind, slate_size=big_k) for kind in settings.kinds}
     report: dict[str, Any] = {
@@ -256,8 +323,13 @@ def _policy_counts(rows: list[_Logged]) -> dict[str, int]:
     return dict(sorted(kinds.items()))
 
 
-def _replay(rows: list[_Logged], target: LoadedPack, settings: OpeSettings) -> _Contexts:
-    """The logged and target probabilities of each decision's served list (one pass over the decisions)."""
+def _replay(rows: list[_Logged], logged: LoadedPack, target: LoadedPack, settings: OpeSettings) -> _Contexts:
+    """The logged and target probabilities of each decision's served list (one pass over the decisions).
+
+    A list whose logged pool was cut at the logger's pool length (``m`` places while the catalogue had more) cannot
+    show what a target drawing from more than ``m`` places would do: such lists are counted in ``beyond_pool``, and
+    every estimate of the target is then refused. A pool shorter than the logger asked for held every candidate
+    there was, so a target with a larger pool would have drawn from the same places."""
     out = _Contexts()
     for r in rows:
         slate = r.slate
@@ -273,6 +345,9 @@ def _replay(rows: list[_Logged], target: LoadedPack, settings: OpeSettings) -> _
             positions = np.arange(len(pool_items))
             policy = SlatePolicy()
         m, k = len(pool_items), len(positions)
+        wanted = _pool_length(target, k)
+        if wanted > m and m >= (_pool_length(logged, k) if log and log.get("pool") else k):
+            out.beyond_pool.append((wanted, m))
         tpol = _target_policy(target, m, k)
         lp, lprefix = slate_probabilities(policy, scores, positions)
         tp, tprefix = slate_probabilities(tpol, scores, positions)
@@ -339,7 +414,20 @@ def _estimates(c: _Contexts, rewards: np.ndarray, big_k: int, s: OpeSettings) ->
         results["slate_cascade_ips"] = cascade_ips(r, _pad(c.log_prefix, big_k, 1.0), _pad(c.tgt_prefix, big_k, 1.0), unsupported_mass=unsupported, **common).to_dict()
     results["slate_pseudo_inverse"] = _pseudo_inverse(c, total, common)
     results.update(_single_action(c, r[:, 0] if n else np.zeros(0), common))
-    return results
+    return _refuse_beyond_pool(c, results, keep=("logged_policy",))
+
+
+def _refuse_beyond_pool(c: _Contexts, results: dict[str, Any], keep: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``results`` with every estimate of the target (all but ``keep``) refused when the target's pool exceeds the
+    logged pool (:meth:`_Contexts.pool_refusal`); the figures computed on the logged pool would describe another policy."""
+    reason = c.pool_refusal()
+    if reason is None:
+        return results
+    out = dict(results)
+    for name, est in results.items():
+        if name not in keep and isinstance(est, dict):
+            out[name] = est | {"value": None, "ci_low": None, "ci_high": None, "refused": True, "reason": reason}
+    return out
 
 
 def _pseudo_inverse(c: _Contexts, total: np.ndarray, common: dict[str, Any]) -> dict[str, Any]:
@@ -429,7 +517,7 @@ def _differences(c: _Contexts, rewards: np.ndarray, big_k: int, s: OpeSettings) 
         lm, tm = _pad(c.log_marg, big_k, 1.0), _pad(c.tgt_marg, big_k, 1.0)
         target = independent_ips(r, lm, tm, unsupported_mass=unsupported, **common)
         out["slate_independent_ips"] = _paired("slate_independent_ips", target, (w["slate_independent_ips"] * r).sum(axis=1), total, s)
-    return out
+    return _refuse_beyond_pool(c, out)
 
 
 def _exposure(c: _Contexts, big_k: int, s: OpeSettings) -> dict[str, Any]:
@@ -463,6 +551,7 @@ def _exposure(c: _Contexts, big_k: int, s: OpeSettings) -> dict[str, Any]:
             "target": target.to_dict(),
             "difference": _paired("slate_independent_ips", target, (w * share).sum(axis=1), logged_share, s),
         }
+    out["groups"] = {name: _refuse_beyond_pool(c, figs, keep=("items", "logged_policy")) for name, figs in out["groups"].items()}
     return out
 
 

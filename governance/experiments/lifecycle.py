@@ -69,6 +69,20 @@ NOT_PER_SUBJECT = ("error_rate", *ARM_LEVEL_METRICS)
 """Guardrail metrics measured on the arm's traffic (:mod:`governance.experiments.guardrails`), never compared per subject."""
 SEGMENTS = ("known", "new")
 """Exploratory segments: subjects whose first list was personalized (``known`` to the model) or a fallback (``new``)."""
+MAX_UNITS_PER_ARM = 10**10
+"""The largest sample size per arm a plan may ask (beyond, the design detects nothing any experiment could reach)."""
+ANALYTICS = "analytics"
+"""The consent purpose that covers analysing subjects' lists and outcomes (as for off-policy evaluation)."""
+FINAL_TOO_EARLY = (
+    "experiment {name!r}: planned look {look} is the plan's final look, and the arms have not reached the sample size "
+    "the plan froze ({have} analysable units): {short} still missing ({total} in all). A final look taken early is "
+    "underpowered and its timing could follow the data; look again when every arm has reached its planned size"
+)
+PRIMARY_PEEK = (
+    "experiment {name!r}: an exploratory look at the pre-registered primary metric {primary!r} (segment {segment!r}) "
+    "is refused while planned looks remain ({taken} of {looks} taken): seeing it early could steer when the planned look "
+    "is taken. Look at a guardrail or another metric, or take the planned look (the primary metric, no segment)"
+)
 PLAN_CHANGED = "experiment {name!r}: the plan {what} differs from the one frozen at plan time (hash {frozen}, now {now}); a changed plan is another experiment: plan it under a new name"
 
 
@@ -183,6 +197,11 @@ def plan(
     if issues:
         raise PolicyError(issues)
     size = sample_size(spec)  # before any write: a design the library refuses stores nothing
+    if (largest := max(int(n) for n in size["n_per_arm"])) > MAX_UNITS_PER_ARM:
+        line, col = loaded.positions.get("design.mde", (None, None))
+        raise PolicyError([PackIssue(loaded.source, line, col, "design.mde", (
+            f"the design asks {largest:.3g} units in an arm (more than {MAX_UNITS_PER_ARM:.0e}): an effect of {spec.design.mde:g} "
+            "cannot be detected by any experiment; plan a larger minimum detectable effect"))])  # fmt: skip
     frozen = {"spec": spec.model_dump(mode="json"), "sample_size": size, **({"guardrail_items": items} if items else {})}
     with store.session() as session:
         lock_head(session)
@@ -377,6 +396,56 @@ def _outcomes(session: Session, row: Experiment, subjects: pd.DataFrame) -> pd.D
     return counts
 
 
+def _analytics_model(session: Session, row: Experiment) -> tuple[str, list[str]]:
+    """The ``analytics`` consent model the experiment's subjects are analysed under, and the packs it could not read.
+
+    The rule of the packs that served the experiment's lists (their recorded name, version and hash, read from the
+    shipped pack of that name when its content hash matches): ``opt_in`` when any of them asks a grant, else
+    ``opt_out``. A pack the engine cannot read here (a stored one) is named in the result."""
+    from governance.packs import shipped_pack_path
+    from governance.policy import load_pack
+
+    served = session.execute(
+        select(DecisionRecord.pack_name, DecisionRecord.pack_version, DecisionRecord.pack_hash)
+        .where(experiment_id_of_decision(session) == row.id, DecisionRecord.decided_at >= row.started_at)
+        .distinct()
+    ).all()
+    models, unread = set(), []
+    for name, version, content_hash in served:
+        path = shipped_pack_path(name) if "/" not in name and ".." not in name else None
+        pack = load_pack(path) if path is not None and path.is_file() else None
+        if pack is None or pack.content_hash != content_hash:
+            unread.append(f"{name} {version}")
+            continue
+        purpose = pack.pack.consent.purposes.get(ANALYTICS)
+        models.add(purpose.model if purpose is not None else "opt_out")
+    return ("opt_in" if "opt_in" in models else "opt_out"), sorted(set(unread))
+
+
+def _consenting(session: Session, row: Experiment, subjects: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The subjects whose consent covers ``analytics`` (the rule off-policy evaluation applies,
+    :func:`governance.ope.analytics_allowed`), and what was excluded: per variant, the subjects left out."""
+    from governance.ope import analytics_allowed
+
+    model, unread = _analytics_model(session, row) if not subjects.empty else ("opt_out", [])
+    allowed = analytics_allowed(session, [str(s) for s in subjects.index], model=model)
+    keep = np.array([allowed[str(s)] for s in subjects.index], dtype=bool)
+    excluded = subjects[~keep]
+    per_arm = {str(v): int(n) for v, n in excluded.groupby("variant").size().items()} if not excluded.empty else {}
+    consent = {"purpose": ANALYTICS, "model": model, "excluded": {"analytics_consent_not_in_force": per_arm}, "packs_not_read": unread}
+    return subjects[keep], consent
+
+
+def _check_final_size(name: str, look: int, sizes: list[int], control: str, treatments: list[str], arms: Mapping[str, Any]) -> None:
+    """Refuse the plan's final look before every arm reached the sample size the plan froze."""
+    planned = {control: sizes[0], **{t: sizes[i + 1] if len(sizes) > i + 1 else max(sizes) for i, t in enumerate(treatments)}}
+    missing = {v: max(0, n - arms[v].n) for v, n in planned.items()}
+    if any(missing.values()):
+        have = ", ".join(f"{v} {arms[v].n} of {planned[v]}" for v in planned)
+        short = ", ".join(f"{v} {n}" for v, n in missing.items() if n)
+        raise ExperimentConflict(FINAL_TOO_EARLY.format(name=name, look=look, have=have, short=short, total=sum(missing.values())))
+
+
 def _values(metric: str, subjects: pd.DataFrame, outcomes: pd.DataFrame) -> pd.Series:
     """The metric per subject."""
     if metric == "click_through":
@@ -460,13 +529,13 @@ def status(store: Any, name: str, *, actor: str) -> dict[str, Any]:
         summary = _summary(row)
         if row.started_at is None:
             return {**summary, "counts": {}, "srm": None, "viewed_seq": None}
-        subjects = _exposures(session, row)
+        subjects, consent = _consenting(session, row, _exposures(session, row))
         spec = row.plan["spec"]
         srm = _srm(spec, subjects[subjects["reason"] == "randomised"])
         counts = _counts(subjects)
         seq = _record(session, row, "experiment.viewed", actor, {"counts": counts, "srm_mismatch": bool(srm.get("mismatch"))})
         looks = session.scalars(select(ExperimentLook).where(ExperimentLook.experiment_id == row.id).order_by(ExperimentLook.id)).all()
-        return {**summary, "counts": counts, "srm": srm, "viewed_seq": seq, "looks": [_look_dict(x) for x in looks]}
+        return {**summary, "counts": counts, "consent": consent, "srm": srm, "viewed_seq": seq, "looks": [_look_dict(x) for x in looks]}
 
 
 def analyze(store: Any, name: str, *, actor: str, metric: str | None = None, segment: str | None = None) -> dict[str, Any]:
@@ -501,8 +570,12 @@ def analyze(store: Any, name: str, *, actor: str, metric: str | None = None, seg
         ]  # fmt: skip
         kind = "exploratory" if why_exploratory else "planned"
         look_no = len(planned_before) + 1 if kind == "planned" else None
+        remaining = 0 if concluded else max(0, design["looks"] - len(planned_before))
+        if kind == "exploratory" and asked == primary and remaining:
+            raise ExperimentConflict(PRIMARY_PEEK.format(name=name, primary=primary, segment=segment, taken=len(planned_before), looks=design["looks"]))
         needs_slates = "empty_list_share" in (asked, *(g["metric"] for g in spec["guardrails"]))
         subjects = _exposures(session, row, empty_lists=needs_slates)
+        subjects, consent = _consenting(session, row, subjects)
         randomised = subjects[subjects["reason"] == "randomised"]
         if segment is not None:
             randomised = randomised[(randomised["first_mode"] == "personalized") == (segment == "known")]
@@ -516,6 +589,8 @@ def analyze(store: Any, name: str, *, actor: str, metric: str | None = None, seg
                 values.setdefault(g["metric"], _values(g["metric"], randomised, outcomes))
         arms = {m: {v: _arm(s[randomised["variant"] == v].to_numpy()) for v in [control, *treatments]} for m, s in values.items()}
         sizes = [int(n) for n in row.plan["sample_size"]["n_per_arm"]]  # control first, then the treatments in plan order
+        if kind == "planned" and design["method"] != "msprt" and look_no == design["looks"]:
+            _check_final_size(name, look_no, sizes, control, treatments, arms[asked])
         comparisons = []
         for i, t in enumerate(treatments):
             planned_n = (sizes[0], sizes[i + 1]) if len(sizes) > i + 1 else max(sizes)
@@ -568,6 +643,7 @@ def analyze(store: Any, name: str, *, actor: str, metric: str | None = None, seg
             "metric": asked, "segment": segment, "exploratory_because": why_exploratory, "counts": _counts(subjects),
             "srm": srm, "comparisons": comparisons, "guardrails": guardrails, "winners": winners if kind == "planned" else [],
             "verdict": verdict, "recommendation": RECOMMENDATIONS[verdict], "correction": design["correction"], "randomised": int(len(randomised)),
+            "consent": consent,
         }  # fmt: skip
         seq = _record(session, row, "experiment.analyzed", actor, {"look": look_no, "kind": kind, "metric": asked, "segment": segment,
                       "decision": decision, "verdict": verdict, "winners": result["winners"], "srm_mismatch": bool(srm.get("mismatch"))})  # fmt: skip

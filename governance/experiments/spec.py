@@ -61,6 +61,9 @@ GUARDRAIL_METRICS: dict[str, str] = {
 """Metrics a guardrail may hold: per subject or per request from the decision records, the failed requests and the
 feedback, or (``ARM_LEVEL_METRICS``) one figure of the arm's whole traffic with its uncertainty over subjects."""
 
+BOUNDED_METRICS: frozenset[str] = frozenset(GUARDRAIL_METRICS) - {"latency_ms", "clicks_per_subject"}
+"""Guardrail metrics that are shares or rates in [0, 1]: a margin of 1 or more can never be exceeded."""
+
 ARM_LEVEL_METRICS: tuple[str, ...] = ("harmful_exposure", "provider_exposure_gap")
 """Guardrails that are a property of an arm's served lists, not a number per subject (:mod:`recommender.experiments.arm_level`)."""
 
@@ -105,7 +108,7 @@ class Guardrail(_Strict):
 
     metric: str
     """One of the guardrail metrics (see :data:`GUARDRAIL_METRICS`)."""
-    margin: float = Field(gt=0)
+    margin: float = Field(gt=0, allow_inf_nan=False)
     """The largest harm tolerated, in the metric's own unit (absolute difference)."""
     direction: Literal["higher_is_better", "lower_is_better"]
     """Which way the metric gets better (the harm is a move the other way)."""
@@ -119,11 +122,11 @@ class Guardrail(_Strict):
 class Design(_Strict):
     """The statistical design: what the sample size is computed from and how the data are looked at."""
 
-    baseline: float = Field(gt=0)
+    baseline: float = Field(gt=0, allow_inf_nan=False)
     """The primary metric's expected value under the control (a rate in (0, 1) for a proportion)."""
-    mde: float = Field(gt=0)
+    mde: float = Field(gt=0, allow_inf_nan=False)
     """The minimum detectable effect, absolute (treatment minus control)."""
-    sd: float | None = Field(None, gt=0)
+    sd: float | None = Field(None, gt=0, allow_inf_nan=False)
     """The per-subject standard deviation of a mean metric (required for ``clicks_per_subject``)."""
     alpha: float = Field(0.05, gt=0, lt=0.5)
     power: float = Field(0.8, ge=0.5, lt=1)
@@ -243,6 +246,9 @@ def _cross_checks(spec: ExperimentSpec, positions: dict[str, tuple[int, int]], s
             issues.append(_issue(source, positions, f"guardrails.{i}.metric", f"unknown guardrail metric {g.metric!r}; one of {', '.join(GUARDRAIL_METRICS)}"))
         if g.metric == "provider_exposure_gap" and g.items is None:
             issues.append(_issue(source, positions, f"guardrails.{i}", "provider_exposure_gap needs 'items': the item table naming each item's provider group"))
+        if g.metric in BOUNDED_METRICS and g.margin >= 1:
+            issues.append(_issue(source, positions, f"guardrails.{i}.margin",
+                                 f"{g.metric} lies in [0, 1]: a margin of {g.margin:g} tolerates any harm, so the guardrail could never fail"))  # fmt: skip
         if g.metric != "provider_exposure_gap" and (g.items is not None or g.attribute != "provider_group"):
             issues.append(_issue(source, positions, f"guardrails.{i}.items" if g.items is not None else f"guardrails.{i}.attribute",
                                  f"'items' and 'attribute' apply to provider_exposure_gap only, not {g.metric!r}"))  # fmt: skip

@@ -142,6 +142,11 @@ def test_a_pre_registered_win_is_what_lets_a_model_through(server) -> None:
             api.promote(treatment, "canary", data=_data(5))
         assert refused.value.status == 409 and "no planned look" in refused.value.detail
 
+        # A look at the primary metric on a segment before the planned look would be a peek: refused, nothing stored.
+        with pytest.raises(ClientError) as peek:
+            api.analyze_experiment("retrain-lift", segment="known")
+        assert peek.value.status == 409 and "pre-registered primary metric" in peek.value.detail
+
         # The planned look: the primary metric, every randomised subject, the guardrail, the SRM check.
         look = api.analyze_experiment("retrain-lift")
         assert look["kind"] == "planned" and look["look"] == 1, look

@@ -340,3 +340,78 @@ def test_a_plan_frozen_before_the_optional_fields_existed_keeps_its_hash() -> No
     assert "holdback_days" in stored and experiment_hash(ExperimentSpec.model_validate(stored)) == loaded.content_hash
     assert parse_experiment(EARLIER.replace("design:\n", "holdback: 0.1\nholdback_days: 7\ndesign:\n")).content_hash != parse_experiment(
         EARLIER.replace("design:\n", "holdback: 0.1\ndesign:\n")).content_hash  # fmt: skip
+
+
+def test_the_final_look_waits_for_the_planned_size_and_the_primary_metric_is_not_peeked_at(store: Any, tmp_path: Path) -> None:
+    """A fixed design's single look is final: taken before each arm reached the frozen sample size it is refused (with
+    how many units are missing), and nothing is stored; an exploratory look at the primary metric (here on a segment)
+    is refused while the planned look remains, a look at another metric is not."""
+    with store.session() as session:
+        control, treatment = _model(session, "pc"), _model(session, "pt")
+    path = _plan_file(tmp_path, "peek", control, treatment)
+    frozen = lifecycle.plan(store, parse_experiment(path.read_text(), str(path)), actor="tester")
+    lifecycle.start(store, "peek", actor="tester")
+    per_arm = frozen["sample_size"]["n_per_arm"]
+    assert 20 < per_arm[0] < 150
+    rng = np.random.default_rng(3)
+    _serve(store, "peek", SUBJECTS[:40], {"control": SAME, "treatment": SAME}, rng, lists=1)
+    with pytest.raises(lifecycle.ExperimentConflict, match=r"planned look 1 is the plan's final look.* still missing \(\d+ in all\)"):
+        lifecycle.analyze(store, "peek", actor="tester")
+    with pytest.raises(lifecycle.ExperimentConflict, match="exploratory look at the pre-registered primary metric 'click_through'.*0 of 1 taken"):
+        lifecycle.analyze(store, "peek", actor="tester", segment="known")
+    other = lifecycle.analyze(store, "peek", actor="tester", metric="clicks_per_subject")
+    assert other["kind"] == "exploratory"
+    assert [x["kind"] for x in lifecycle.get(store, "peek")["looks"]] == ["exploratory"]  # the refused looks stored nothing
+    _serve(store, "peek", SUBJECTS[40:], {"control": SAME, "treatment": SAME}, rng, lists=1)
+    look = lifecycle.analyze(store, "peek", actor="tester")
+    assert look["kind"] == "planned" and look["look"] == 1
+    assert look["comparisons"][0]["result"]["information_fraction"] == 1.0
+    after = lifecycle.analyze(store, "peek", actor="tester", segment="known")  # no planned look remains: exploring is allowed
+    assert after["kind"] == "exploratory" and after["metric"] == "click_through"
+
+
+def test_subjects_who_object_to_analytics_are_left_out_of_every_look(store: Any, tmp_path: Path) -> None:
+    """The rule off-policy evaluation applies: under an opt-out analytics purpose an objection excludes the subject,
+    their outcomes with them; each look and the status count the exclusions per arm."""
+    from audits.consent import record_consent
+
+    with store.session() as session:
+        control, treatment = _model(session, "cc"), _model(session, "ct")
+    path = _plan_file(tmp_path, "objections", control, treatment)
+    lifecycle.plan(store, parse_experiment(path.read_text(), str(path)), actor="tester")
+    lifecycle.start(store, "objections", actor="tester")
+    objecting = SUBJECTS[:200]
+    with store.session() as session:
+        for s in objecting:
+            record_consent(session, subject_id=s, purpose="analytics", status="objected", lawful_basis="legitimate_interest", source="api")
+    counts = _serve(store, "objections", SUBJECTS, {"control": SAME, "treatment": SAME}, np.random.default_rng(8), lists=1)
+    look = lifecycle.analyze(store, "objections", actor="tester")
+    excluded = look["consent"]["excluded"]["analytics_consent_not_in_force"]
+    assert sum(excluded.values()) == 200 and set(excluded) <= {"control", "treatment", "holdback"}, excluded
+    assert look["consent"]["model"] == "opt_out" and look["consent"]["purpose"] == "analytics"
+    analysed = sum(sum(reasons.values()) for reasons in look["counts"].values())
+    assert analysed == sum(counts.values()) - 200
+    state = lifecycle.status(store, "objections", actor="tester")
+    assert state["consent"]["excluded"] == look["consent"]["excluded"]
+    assert sum(state["srm"]["observed"].values()) == look["randomised"]
+
+
+def test_an_infinite_or_never_failing_margin_and_an_undetectable_mde_are_refused_where_they_are_written(store: Any, tmp_path: Path) -> None:
+    path = _plan_file(tmp_path, "absurd", "a", "b")
+    text = path.read_text()
+    with pytest.raises(PolicyError) as err:
+        parse_experiment(text.replace("margin: 10\n", "margin: .inf\n"), str(path))
+    assert err.value.issues[0].path.startswith("guardrails.0.margin") and err.value.issues[0].line is not None
+    with pytest.raises(PolicyError) as err:
+        parse_experiment(text.replace("margin: 0.02\n    direction: lower_is_better\n  - metric: harmful", "margin: 5\n    direction: lower_is_better\n  - metric: harmful"), str(path))
+    assert err.value.issues[0].path == "guardrails.1.margin" and "could never fail" in err.value.issues[0].message
+    with store.session() as session:
+        control, treatment = _model(session, "ac"), _model(session, "at")
+    path = _plan_file(tmp_path, "tiny-mde", control, treatment)
+    tiny = path.read_text().replace("mde: 0.2", "mde: 0.000000001")
+    with pytest.raises(PolicyError) as err:
+        lifecycle.plan(store, parse_experiment(tiny, str(path)), actor="tester")
+    issue = err.value.issues[0]
+    assert issue.path == "design.mde" and issue.line is not None and "cannot be detected" in issue.message
+    with store.session() as session:
+        assert session.scalars(select(Experiment)).first() is None  # nothing stored

@@ -209,3 +209,52 @@ def test_the_command_line_reports_json_and_refuses_bad_input(store: Store, db_ur
     for flag, value, says in (("--kind", "hover", "unknown outcome kind"), ("--confidence", "2", "confidence"), ("--min-ess", "-1", "min_ess")):
         refused = runner.invoke(app, [*args, flag, value])
         assert refused.exit_code == 2 and says in refused.output, refused.output
+
+
+def test_a_logged_pack_whose_hash_differs_from_the_decisions_is_refused(store: Store, db_url: str, tmp_path: Path) -> None:
+    """A pack file with the served pack's name and version but another content (here analytics made opt-out) must not
+    decide whose lists are opened: the decisions record the served pack's hash, and the file must carry it."""
+    logged_text = pack_text(LOGGED)
+    _fill(store, 120, logged_text, objecting=40)
+    yaml = YAML(typ="safe", pure=True)
+    doc = yaml.load(logged_text)
+    doc["consent"]["purposes"]["analytics"]["model"] = "opt_out" if doc["consent"]["purposes"]["analytics"]["model"] != "opt_out" else "opt_in"
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    forged = parse_pack(out.getvalue(), "forged.yaml")
+    assert (forged.name, forged.version) == (parse_pack(logged_text).name, parse_pack(logged_text).version)
+    target = parse_pack(pack_text(TARGETS["colder"], "9.1.0"))
+    with pytest.raises(ConfigError, match=r"forged.yaml: the logged pack .* 120 decision\(s\) of that name and version carry another pack hash"):
+        evaluate_from_log(store, forged, target, OpeSettings(kinds=("click",), n_bootstrap=50))
+    (tmp_path / "forged.yaml").write_text(out.getvalue())
+    (tmp_path / "target.yaml").write_text(pack_text(TARGETS["colder"], "9.1.0"))
+    result = CliRunner().invoke(app, ["ope", db_url, "--logged-pack", str(tmp_path / "forged.yaml"), "--target-pack", str(tmp_path / "target.yaml"), "--kind", "click", "--bootstrap", "50"])
+    assert result.exit_code != 0 and "carry another pack hash" in result.output, result.output
+    # the genuine file is still read, consent as it served
+    report = evaluate_from_log(store, parse_pack(logged_text, "logged.yaml"), target, OpeSettings(kinds=("click",), n_bootstrap=50))
+    assert report["decisions_read"] == 120 and report["excluded"] == {"analytics_consent_not_in_force": 40}
+
+
+@pytest.mark.parametrize("kind", ["plackett_luce", "epsilon_slots"])
+def test_a_target_drawing_from_a_larger_pool_than_the_logged_one_is_refused(store: Store, kind: str) -> None:
+    """The logger's pool was cut at its 6 places; a target with a pool of 10 would draw from places 7 to 10, which the
+    logs never held."""
+    big = M + 4
+    logged_text = pack_text(LOGGED)
+    _fill(store, 150, logged_text)
+    logged = parse_pack(logged_text, "logged.yaml")
+    section = {"kind": "plackett_luce", "pool": big, "temperature": 0.7} if kind == "plackett_luce" else {"kind": "epsilon_slots", "pool": big, "epsilon": 0.5, "explore_slots": [3, 4]}
+    settings = OpeSettings(kinds=("click",), n_bootstrap=50, provider_groups={"g": frozenset({"item-0-0", "item-1-0"})})
+    report = evaluate_from_log(store, logged, parse_pack(pack_text(section, "9.1.0")), settings)
+    for estimator, est in report["metrics"]["click"].items():
+        if estimator == "logged_policy":
+            assert not est["refused"]
+            continue
+        assert est["refused"] and est["value"] is None, estimator
+        assert f"pool of {big} places, beyond the logged pool of {M}" in est["reason"], est["reason"]
+    assert all(d["refused"] for d in report["differences"]["click"].values())
+    assert report["exposure"]["groups"]["g"]["target"]["refused"] and report["exposure"]["groups"]["g"]["difference"]["refused"]
+    # the same policy on the logged pool's size is not refused for its pool
+    same = {**section, "pool": M}
+    report = evaluate_from_log(store, logged, parse_pack(pack_text(same, "9.2.0")), settings)
+    assert not any("beyond the logged pool" in (est["reason"] or "") for est in report["metrics"]["click"].values())

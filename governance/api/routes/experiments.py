@@ -155,7 +155,9 @@ def status(name: Name, store: StoreDep, key: AuditKey) -> dict[str, Any]:
 @router.post("/{name}/analyses", response_model=ExperimentLookOut, status_code=201, responses=problems(403, 404, 409, 422),
              summary="One look at the data: planned, or labelled exploratory (on the trail)")  # fmt: skip
 def analyze(name: Name, body: AnalysisCreate, store: StoreDep, key: AuditKey) -> dict[str, Any]:
-    """A look at another metric, on a segment, or beyond the planned looks is stored as exploratory and never counts for the gate."""
+    """A look at another metric, on a segment, or beyond the planned looks is stored as exploratory and never counts for the gate.
+    Refused (409): the final planned look before every arm reached its planned size, and a look at the primary metric
+    on a segment while planned looks remain (a peek that could steer the planned look)."""
     try:
         return lifecycle.analyze(store, name, actor=actor_of(key), metric=body.metric, segment=body.segment)
     except ConfigError as err:

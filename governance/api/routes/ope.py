@@ -48,7 +48,7 @@ from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.schemas.ope import OpeCreate, OpeReportPublic
 from governance.api.services.engines import engines_of
-from governance.ope import NO_ANALYTICS_PURPOSE, RERANKING_DIFFERS, OpeSettings, evaluate_from_log
+from governance.ope import NO_ANALYTICS_PURPOSE, RERANKING_DIFFERS, LoggedPackMismatch, OpeSettings, evaluate_from_log
 from recommender.errors import ConfigError
 
 __all__ = ["ACTION", "REFUSED_KIND", "router"]
@@ -136,7 +136,7 @@ def evaluate(body: OpeCreate, request: Request, response: Response, session: Ses
             NO_ANALYTICS_PURPOSE.format(pack=logged.name, purpose="analytics"): "logged_pack",
             RERANKING_DIFFERS.format(logged=f"{logged.name} {logged.version}", target=f"{target.name} {target.version}"): "target_pack",
         }
-        field = located.get(text, "")
+        field = "logged_pack" if isinstance(err, LoggedPackMismatch) else located.get(text, "")
         raise _refuse(session, key, body, [{"location": "body", "field": field, "message": text, "type": "value_error"}], text) from None
     if errors := refused_estimates(report):
         kinds = sorted({e["field"].split(".")[1] for e in errors})

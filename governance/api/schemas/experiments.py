@@ -50,6 +50,7 @@ class ExperimentStatus(ExperimentSummary):
 
     counts: dict[str, dict[str, int]]
     srm: dict[str, Any] | None
+    consent: dict[str, Any] | None = Field(None, description="Subjects left out because their consent does not cover analytics (per arm), and the rule applied.")
     viewed_seq: int | None = Field(description="The trail event of this look at the data (null before the start).")
 
 
@@ -94,5 +95,6 @@ class ExperimentLookOut(BaseModel):
     winners: list[str]
     correction: str
     randomised: int
+    consent: dict[str, Any] | None = Field(None, description="Subjects left out because their consent does not cover analytics (per arm), and the rule applied.")
     trail_seq: int
     actor: str
