@@ -15,6 +15,9 @@ Like Cedar's validator, it finds what is wrong with a pack without data:
   (the constraint reported then always holds), exposure windows no list of
   ``quality.k`` places can reach, or (with the catalog) a group with fewer items
   than its exposure floor needs;
+* group-targeting steps (``group_proportions``, ``exposure_targets``,
+  ``amortised_exposure``) whose targets name a group code no provider group of
+  the pack carries (``fairness.provider_group_codes``, else 0 and 1): warnings;
 * a ``training.fairness`` re-weighting by a user attribute the pack forbids or
   does not declare (an error);
 * with a dataset's columns at hand, attributes the data does not have (errors);
@@ -183,6 +186,7 @@ def _rerank_findings(pack: Any, provider_items: dict[str, int] | None = None) ->
                 findings.append(_Finding(f"{base}.p", f"{never} on lists of {k} (quality.k): with p {params.p:g} and alpha {params.alpha:g} "
                                          f"the minimum-protected table is all zeros, so no protected item is ever owed a place", "warning"))  # fmt: skip
         elif name == "group_proportions":
+            findings += _unknown_code_findings(i, name, base, params.targets, pack)
             targets = {g: t for g, t in params.targets.items() if t > 0}
             if not targets:
                 findings.append(_Finding(f"{base}.targets", f"{never}: no group has a positive target share", "warning"))
@@ -196,8 +200,10 @@ def _rerank_findings(pack: Any, provider_items: dict[str, int] | None = None) ->
                     findings.append(_Finding(f"{base}.targets", f"group(s) {small} of re-ranking step {i} (group_proportions) are never owed a "
                                              f"place on lists of {k} (quality.k): their target share is below 1/{k}", "warning"))  # fmt: skip
         elif name == "exposure_targets":
+            findings += _unknown_code_findings(i, name, base, params.targets, pack)
             findings += _exposure_targets_findings(i, base, params, k, pack, provider_items)
         elif name == "amortised_exposure":
+            findings += _unknown_code_findings(i, name, base, params.targets, pack)
             if not any(t > 0 for t in params.targets.values()):
                 findings.append(_Finding(f"{base}.targets", f"{never}: no group has a positive target share", "warning"))
             elif params.ndcg_budget == 0:
@@ -205,6 +211,28 @@ def _rerank_findings(pack: Any, provider_items: dict[str, int] | None = None) ->
             elif params.weight == 0 and params.item_weight == 0:
                 findings.append(_Finding(f"{base}.weight", f"{never}: weight and item_weight 0 give exposure debt no say", "warning"))
     return findings
+
+
+def _pack_group_codes(pack: Any) -> dict[int, str]:
+    """Code -> provider group of every group code the pack's re-rankers can see (``fairness.provider_group_codes``,
+    else 1 for the protected group and 0 for all the others)."""
+    codes = pack.fairness.provider_group_codes
+    if codes is not None:
+        return {int(code): str(label) for label, code in codes.items()}
+    return {0: "others", 1: str(pack.fairness.protected_provider_group)}
+
+
+def _unknown_code_findings(i: int, name: str, base: str, targets: dict[Any, float], pack: Any) -> list[_Finding]:
+    """A warning at each target code of a group-targeting step that no provider group of the pack carries: no item
+    ever has that code, so its target applies to nothing (a typo, or a codes map renamed under the step)."""
+    known = _pack_group_codes(pack)
+    listed = ", ".join(f"{code} = {label}" for code, label in sorted(known.items()))
+    return [
+        _Finding(f"{base}.targets.{code}", f"target code {code} of re-ranking step {i} ({name}) names no provider group of "
+                 f"this pack (codes: {listed}); no item ever carries it, so its target applies to nothing", "warning")  # fmt: skip
+        for code in sorted(targets, key=lambda c: (str(type(c)), c))
+        if not isinstance(code, int) or code not in known
+    ]
 
 
 def _exposure_targets_findings(i: int, base: str, params: Any, k: int, pack: Any, provider_items: dict[str, int] | None) -> list[_Finding]:

@@ -18,6 +18,18 @@ slightly less than it owes). Several engines of the same pack (processes,
 replicas) each carry their own ledger and the last save wins: run one per pack,
 or accept that the debt is that of one replica's traffic.
 
+Group debts are keyed by group code, which only means the same group under the
+same step configuration (targets, ...) and the same provider-group codes of the
+pack (``fairness.provider_attribute``, ``protected_provider_group``,
+``provider_group_codes``): a ledger is saved with the key of both
+(:func:`audits.exposure_ledgers.config_key`), and one saved under another key
+is not read back; a new pack version that changes either starts from an empty
+ledger, the reset anchored on the trail (``rerank.exposure_state_reset``).
+Within a process, engines share a live ledger only under the same key.
+
+Lists never shown (a shadow deployment's) add nothing to the ledger
+(:func:`governance.rerank.amortised.unserved_lists`).
+
 Item debts are keyed by catalog rows, which only mean the same items under the
 same model: a ledger saved under another model version is read back without
 them (group debts are kept).
@@ -29,22 +41,36 @@ import logging
 import threading
 from typing import Any
 
-from audits.exposure_ledgers import load_ledger, save_ledger
+from audits.exposure_ledgers import config_key, load_ledger, save_ledger
 
 _log = logging.getLogger(__name__)
 _LIVE: dict[tuple[str, str, str, str], tuple[Any, threading.Lock]] = {}
 _LIVE_LOCK = threading.Lock()
 
-__all__ = ["DEFAULT_EVERY", "ExposureState"]
+__all__ = ["DEFAULT_EVERY", "ExposureState", "provider_grouping"]
 
 DEFAULT_EVERY = 100
 """Lists between saves: a crash loses at most this many lists of exposure per step."""
 
 
+def provider_grouping(pack: Any) -> dict[str, Any]:
+    """How ``pack`` (a :class:`~governance.policy.PolicyPack`, or None for the defaults) maps items to the group
+    codes re-rankers target: the provider column, the protected group (code 1) and the codes map."""
+    fairness = getattr(pack, "fairness", None)
+    return {
+        "provider_attribute": getattr(fairness, "provider_attribute", None) or "provider_group",
+        "protected_provider_group": getattr(fairness, "protected_provider_group", "independent"),
+        "provider_group_codes": dict(getattr(fairness, "provider_group_codes", None) or {}) or None,
+    }
+
+
 class ExposureState:
     """The stateful steps of one engine's pipeline, and their persistence in the store."""
 
-    def __init__(self, store: Any, pack_name: str, steps: dict[str, Any], model_version: str | None, *, every: int = DEFAULT_EVERY) -> None:
+    def __init__(
+        self, store: Any, pack_name: str, steps: dict[str, Any], model_version: str | None, *, every: int = DEFAULT_EVERY,
+        grouping: dict[str, Any] | None = None,
+    ) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"The 'every' parameter of ExposureState must be an int in the range [1, inf). Got {every!r} instead.")
         self.store = store
@@ -52,23 +78,34 @@ class ExposureState:
         self.steps = steps
         self.model_version = model_version
         self.every = every
+        self.grouping = grouping or {}
+        """How the pack gives items their group codes (see :func:`provider_grouping`); part of each ledger's key."""
         self._saving = threading.Lock()
 
+    def key(self, label: str) -> str:
+        """The configuration key of step ``label``'s ledger: its config and the pack's provider-group codes."""
+        return config_key({"step": self.steps[label].config.model_dump(mode="json"), "grouping": self.grouping})
+
     @classmethod
-    def attach(cls, pipeline: Any, store: Any, pack_name: str, model_version: str | None, *, every: int = DEFAULT_EVERY) -> ExposureState | None:
-        """The persistence of ``pipeline``'s stateful steps, loaded from ``store`` (None: no such step, or no store)."""
+    def attach(
+        cls, pipeline: Any, store: Any, pack_name: str, model_version: str | None, *, every: int = DEFAULT_EVERY, pack: Any = None
+    ) -> ExposureState | None:
+        """The persistence of ``pipeline``'s stateful steps, loaded from ``store`` (None: no such step, or no store).
+
+        ``pack``: the :class:`~governance.policy.PolicyPack` whose provider-group codes the steps' targets name
+        (None: the default codes, 1 for ``independent`` and 0 for the others)."""
         if pipeline is None or store is None:
             return None
         steps = {label: step for label, step in zip(pipeline.labels, pipeline.steps) if getattr(step, "stateful", False)}
         if not steps:
             return None
-        state = cls(store, pack_name, steps, model_version, every=every)
+        state = cls(store, pack_name, steps, model_version, every=every, grouping=provider_grouping(pack))
         url = str(getattr(getattr(store, "engine", None), "url", id(store)))
         fresh = {}
         with _LIVE_LOCK:
             for label, step in steps.items():
                 # item debts are catalog rows of one model: engines of two models share group debts only if no item debt
-                config = step.config.model_dump_json() + (f"@{model_version}" if step.config.item_weight > 0 else "")
+                config = state.key(label) + (f"@{model_version}" if step.config.item_weight > 0 else "")
                 key = (url, pack_name, label, config)
                 live = _LIVE.get(key)
                 if live is None:
@@ -83,7 +120,7 @@ class ExposureState:
         """Each step's ledger (of ``steps``, default all) as last saved under this pack (never saved: empty)."""
         with self.store.session() as session:
             for label, step in (self.steps if steps is None else steps).items():
-                found = load_ledger(session, pack_name=self.pack_name, step=label)
+                found = load_ledger(session, pack_name=self.pack_name, step=label, key=self.key(label))
                 if found is not None:
                     saved, model_version = found
                     step.ledger.load(saved, keep_items=model_version == self.model_version)
@@ -111,7 +148,10 @@ class ExposureState:
                 if not ledger.changes:
                     continue
                 state = ledger.to_dict()
-                save_ledger(session, pack_name=self.pack_name, step=label, state=state, counts=ledger.counts(), model_version=self.model_version)
+                save_ledger(
+                    session, pack_name=self.pack_name, step=label, state=state, counts=ledger.counts(),
+                    model_version=self.model_version, key=self.key(label),
+                )  # fmt: skip
                 saved.append((ledger, state["lists"]))
         for ledger, lists in saved:
             ledger.mark_saved(lists)

@@ -106,6 +106,11 @@ def training_tradeoff(
         raise ConfigError(
             "training_tradeoff: give a fairness_reweighting (attribute, side, strength), or a pack with training.fairness"
         )
+    from governance.training import with_pack_minimum
+
+    if config != parse_fair_reweighting(getattr(base, "fairness_reweighting", None)):
+        # the groups a governed run leaves at 1 are left at 1 here too (an audited reweighted model is refitted as it was)
+        config = with_pack_minimum(config, inner)
     check_attribute_allowed(config, inner)
     attribute = attribute or (inner.fairness.audit_attributes[0] if inner.fairness.audit_attributes else None)
     if attribute is None:

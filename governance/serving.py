@@ -330,7 +330,7 @@ class ServingEngine:
         from governance.exposure_state import ExposureState
 
         # amortised steps' exposure ledgers: loaded from exposure_store, saved behind the requests and by close_exposure_state
-        self.exposure_state = ExposureState.attach(self._pipeline, exposure_store, loaded.name, model.version_id_)
+        self.exposure_state = ExposureState.attach(self._pipeline, exposure_store, loaded.name, model.version_id_, pack=loaded.pack)
         self.set_blocked(blocked)
         self.set_availability(unavailable)
         self.list_cache: Any | None = None
@@ -416,7 +416,12 @@ class ServingEngine:
         (:meth:`report_failure`), e.g. from where a store write may block.
         """
         try:
-            return self._serve(request, shadow_of)
+            if shadow_of is None:
+                return self._serve(request, shadow_of)
+            from governance.rerank.amortised import unserved_lists
+
+            with unserved_lists():  # a shadow list is never shown: it pays no exposure debt of the served lists
+                return self._serve(request, shadow_of)
         except Exception as err:
             if report_failures:
                 self.report_failure(request, err)

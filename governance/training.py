@@ -187,6 +187,8 @@ def _record_training(
             ERASURES_SEEN: exclusions[ERASURES_SEEN],
             # the per-group multipliers of a fairness-reweighted run (group labels only, no subject's value)
             **({"fairness_weights": model.fairness_weights_} if getattr(model, "fairness_weights_", None) is not None else {}),
+            # the groups left at weight 1 (under fairness.min_group_size, or missing) and why: no multiplier, no size
+            **({"fairness_unweighted": model.fairness_unweighted_} if getattr(model, "fairness_unweighted_", None) else {}),
         },
         library_versions=model.library_versions_,
         started_at=fit.started,
@@ -240,16 +242,19 @@ def with_pack_training(params: dict[str, Any] | None, pack: Any, where: str = "f
     """``params`` with the pack's ``training.fairness`` re-weighting applied (a copy; without one, unchanged).
 
     A run that gives its own ``fairness_reweighting`` must give the pack's: a governed run may not train
-    otherwise than its pack says (a :class:`~recommender.errors.ConfigError` naming both).
+    otherwise than its pack says (a :class:`~recommender.errors.ConfigError` naming both). Either way the
+    re-weighting takes the pack's ``fairness.min_group_size`` (:func:`with_pack_minimum`).
     """
     from recommender.fair_training import parse_fair_reweighting
 
     out = dict(params or {})
     inner = getattr(pack, "pack", pack)
-    declared = inner.training_reweighting() if inner is not None and hasattr(inner, "training_reweighting") else None
+    given = with_pack_minimum(parse_fair_reweighting(out.get("fairness_reweighting"), where=where), inner)
+    declared = with_pack_minimum(inner.training_reweighting(), inner) if inner is not None and hasattr(inner, "training_reweighting") else None
     if declared is None:
+        if given is not None:
+            out["fairness_reweighting"] = given.model_dump()
         return out
-    given = parse_fair_reweighting(out.get("fairness_reweighting"), where=where)
     if given is not None and given != declared:
         raise ConfigError(
             f"{where}: {given.model_dump()} differs from the pack's training.fairness "
@@ -257,6 +262,20 @@ def with_pack_training(params: dict[str, Any] | None, pack: Any, where: str = "f
         )
     out["fairness_reweighting"] = declared.model_dump()
     return out
+
+
+def with_pack_minimum(config: Any, pack: Any) -> Any:
+    """``config`` (a ``FairReweighting`` or None) with ``pack``'s ``fairness.min_group_size`` when it sets none.
+
+    The size under which the pack's fairness checks leave a group unjudged is the size under which training
+    leaves it at weight 1: a group of a few people gets no extreme weight, and no recorded multiplier that
+    would disclose their activity.
+    """
+    inner = getattr(pack, "pack", pack)
+    minimum = getattr(getattr(inner, "fairness", None), "min_group_size", None)
+    if config is None or config.min_group_size is not None or minimum is None:
+        return config
+    return config.model_copy(update={"min_group_size": int(minimum)})
 
 
 def train_and_record(

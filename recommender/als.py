@@ -329,7 +329,7 @@ class ALSRecommender(Recommender):
 
     def _fairness_matrix(self, train: InteractionMatrix) -> tuple[sp.csr_matrix, dict[str, float] | None]:
         """The matrix ALS learns from: ``train.matrix``, re-weighted when ``fairness_reweighting`` is set."""
-        from recommender.fair_training import apply_weights, parse_fair_reweighting, reweighting_weights
+        from recommender.fair_training import apply_weights, left_unweighted, parse_fair_reweighting, reweighting_weights
 
         config = parse_fair_reweighting(self.fairness_reweighting)
         groups = getattr(self, "_fairness_groups", None)
@@ -343,6 +343,8 @@ class ALSRecommender(Recommender):
         if config.strength == 0 and config.group_weights is None:
             return train.matrix, {}  # plain ALS, bit for bit
         weights, per_group = reweighting_weights(train.matrix, np.asarray(groups), config)
+        # groups left at 1 (under the pack's min_group_size, or missing): named with the reason, without a multiplier
+        self._fairness_unweighted = left_unweighted(np.asarray(groups), config) or None
         return apply_weights(train.matrix, weights, config.side), per_group
 
     def _validate_params(self) -> None:
@@ -357,11 +359,13 @@ class ALSRecommender(Recommender):
 
     def _fit(self, train: InteractionMatrix, *, show_progress: bool) -> None:
         self._validate_params()
+        self._fairness_unweighted = None
         matrix, fairness_weights = self._fairness_matrix(train)
         model = make_als(self.get_params(), num_threads=self.num_threads)
         with blas_single_thread():
             model.fit(matrix, show_progress=show_progress)
         self.fairness_weights_ = fairness_weights
+        self.fairness_unweighted_ = self._fairness_unweighted
         self.model_ = model
         self.user_factors_ = model.user_factors
         self.item_factors_ = model.item_factors
@@ -375,6 +379,8 @@ class ALSRecommender(Recommender):
         params = self.get_params()
         if getattr(self, "fairness_weights_", None) is not None:
             params["fairness_weights"] = self.fairness_weights_
+        if getattr(self, "fairness_unweighted_", None):
+            params["fairness_unweighted"] = self.fairness_unweighted_
         return params
 
     def _recommend_known(self, user_index: np.ndarray, k: int, *, filter_seen: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -424,6 +430,8 @@ class ALSRecommender(Recommender):
         }
         if getattr(self, "fairness_weights_", None) is not None:
             meta["fairness_weights"] = self.fairness_weights_
+        if getattr(self, "fairness_unweighted_", None):
+            meta["fairness_unweighted"] = self.fairness_unweighted_
         arrays = {"user_factors": self.user_factors_, "item_factors": self.item_factors_, **train_arrays(self.train_, prefix="")}
         return save_state(path, format=meta.pop("format"), meta=meta, arrays=arrays)
 
@@ -447,6 +455,7 @@ class ALSRecommender(Recommender):
             model.library_versions_ = meta["library_versions"]
             model.version_id_ = meta["version_id"]
             model.fairness_weights_ = meta.get("fairness_weights")
+            model.fairness_unweighted_ = meta.get("fairness_unweighted")
             if model.item_factors_.shape[0] != len(item_ids) or model.user_factors_.shape[0] != len(user_ids):
                 raise ValueError("the factor matrices do not match the training matrix's users and items")
             if model.item_factors_.ndim != 2 or model.user_factors_.shape[1:] != model.item_factors_.shape[1:]:

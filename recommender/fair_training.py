@@ -26,6 +26,17 @@ one group the audit found under-served. The provider side is the same with
 items in place of users (each provider group's mass share made equal to its
 share of the catalog), which targets the exposure gap.
 
+Small groups. A group of a handful of users would get an extreme weight (a
+single light user, alone in a group, ~50x) and its multiplier, recorded with
+the run, would disclose that person's activity (their mass is the mean mass
+over the weight). With ``min_group_size`` (the pack's
+``fairness.min_group_size``, the size under which every fairness check leaves
+a group unjudged), groups under it and the group of missing values
+(:data:`MISSING_GROUP`) are left at weight 1; the others are balanced among
+themselves, their total mass unchanged. Only the weighted groups' multipliers
+are recorded; the others are named with the reason they were left at 1, never
+with their size.
+
 What reaches the model. The attribute is read once, to compute one scalar per
 row (consumer) or per column (provider) of the training matrix; it is never a
 model input: the factors are learned from the re-weighted interaction matrix
@@ -43,7 +54,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, field_validator, model_serializer
 
 from recommender.errors import ConfigError
 
@@ -53,6 +64,7 @@ __all__ = [
     "check_attribute_allowed",
     "fairness_groups_for",
     "groups_for",
+    "left_unweighted",
     "parse_fair_reweighting",
     "reweighting_weights",
 ]
@@ -61,7 +73,8 @@ MAX_GROUPS = 12
 """The most groups an attribute may have (as :func:`recommender.pipeline.user_segments` keeps for segments)."""
 
 MISSING_GROUP = "unknown"
-"""The group of a user (or item) whose attribute is missing: weighted like any other group."""
+"""The group of a user (or item) whose attribute is missing: left at weight 1 under a ``min_group_size``
+(a pack's), weighted like any other group without one."""
 
 
 class FairReweighting(BaseModel):
@@ -77,6 +90,17 @@ class FairReweighting(BaseModel):
     """Exponent of the mass-balancing weight: 0 is plain ALS, 1 balances each group's mass to its head count."""
     group_weights: dict[str, float] | None = None
     """Explicit per-group multipliers instead of mass balancing (groups not listed keep 1; then normalised)."""
+    min_group_size: int | None = Field(None, ge=1)
+    """Groups with fewer members (and the group of missing values) keep weight 1 and their multipliers are not
+    recorded: a governed run takes the pack's ``fairness.min_group_size``. None: every group is weighted."""
+
+    @model_serializer(mode="wrap")
+    def _without_unset_minimum(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # a config without a minimum dumps as before it existed: the model version ids of such runs stay the same
+        out = handler(self)
+        if out.get("min_group_size") is None:
+            out.pop("min_group_size", None)
+        return out
 
     @field_validator("group_weights")
     @classmethod
@@ -162,7 +186,11 @@ def reweighting_weights(
 
     ``groups`` holds one label per row (consumer) or column (provider). The
     weights are constant within a group and rescaled so that the total
-    confidence mass is unchanged. Vectorised: one ``bincount`` per group sum.
+    confidence mass of the weighted groups is unchanged. With
+    ``config.min_group_size``, the groups :func:`left_unweighted` names keep
+    weight 1, take no part in the balancing, and have no multiplier in the
+    returned mapping (it would disclose the activity of a few people).
+    Vectorised: one ``bincount`` per group sum.
     """
     axis = 1 if config.side == "consumer" else 0  # sum over items for a row's mass, over users for a column's
     mass = np.asarray(matrix.sum(axis=axis), dtype=np.float64).ravel()
@@ -178,9 +206,11 @@ def reweighting_weights(
         )
     heads = np.bincount(codes, minlength=len(labels)).astype(np.float64)
     group_mass = np.bincount(codes, weights=mass, minlength=len(labels))
-    total = group_mass.sum()
-    if total <= 0:
+    if group_mass.sum() <= 0:
         raise ConfigError("fairness_reweighting: the training matrix holds no confidence mass to re-weight")
+    skipped = _unweighted_mask(labels, heads, config)
+    weighted = ~skipped
+    total = float(group_mass[weighted].sum())
     if config.group_weights is not None:
         unknown = sorted(set(config.group_weights) - set(labels.tolist()))
         if unknown:
@@ -191,11 +221,40 @@ def reweighting_weights(
         raw = np.array([config.group_weights.get(str(g), 1.0) for g in labels], dtype=np.float64)
     else:
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = (heads / heads.sum()) / (group_mass / total)
+            ratio = (heads / heads[weighted].sum()) / (group_mass / total)
         # a group with no mass at all has nothing to weight: leave it at 1
         raw = np.where(group_mass > 0, ratio, 1.0) ** config.strength
-    raw *= total / float(np.dot(raw, group_mass))  # the total mass stays M
-    return raw[codes], {str(g): float(w) for g, w in zip(labels, raw)}
+    raw = np.where(weighted, raw, 1.0)
+    if total > 0:
+        raw[weighted] *= total / float(np.dot(raw[weighted], group_mass[weighted]))  # the weighted groups' mass stays
+    return raw[codes], {str(g): float(w) for g, w, keep in zip(labels, raw, weighted) if keep}
+
+
+def _unweighted_mask(labels: np.ndarray, heads: np.ndarray, config: FairReweighting) -> np.ndarray:
+    """Per group label: whether it is left at weight 1 (under ``config.min_group_size``, or missing values)."""
+    if config.min_group_size is None:
+        return np.zeros(len(labels), dtype=bool)
+    return (heads < config.min_group_size) | (labels == MISSING_GROUP)
+
+
+def left_unweighted(groups: np.ndarray, config: FairReweighting) -> dict[str, str]:
+    """Group label -> why it was left at weight 1 by :func:`reweighting_weights` (empty without a minimum).
+
+    What is recorded with the run in place of a multiplier: never a group's size
+    (a group under the minimum is a few people, whose activity its size and
+    weight would let one work out).
+    """
+    labels, counts = np.unique(np.asarray(groups, dtype=str), return_counts=True)
+    mask = _unweighted_mask(labels, counts.astype(np.float64), config)
+    out: dict[str, str] = {}
+    for label, n, skip in zip(labels.tolist(), counts.tolist(), mask.tolist()):
+        if not skip:
+            continue
+        if label == MISSING_GROUP and n >= (config.min_group_size or 0):
+            out[label] = f"the {config.attribute!r} value is missing: left at weight 1"
+        else:
+            out[label] = f"under min_group_size {config.min_group_size}: left at weight 1 (its multiplier is not recorded)"
+    return out
 
 
 def apply_weights(matrix: sp.csr_matrix, weights: np.ndarray, side: str) -> sp.csr_matrix:

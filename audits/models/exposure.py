@@ -3,7 +3,8 @@
 One row per pack and step label: the step's state as JSON (per provider group
 its debt and the attention received, the attention served in all, the number
 of lists, optionally per catalog item its debt), the state's SHA-256 and the
-trail event (``rerank.exposure_state``) that anchored it. No subject data.
+trail event (``rerank.exposure_state``) that anchored it, and the key of the
+configuration it was saved under. No subject data.
 """
 
 from __future__ import annotations
@@ -31,5 +32,8 @@ class ExposureLedgerRow(Base):
     lists: Mapped[int] = mapped_column(BigInteger)
     model_version: Mapped[str | None] = mapped_column(String(128), nullable=True)
     """The model whose catalog rows key the item debts (another model's rows are not read back)."""
+    config_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """SHA-256 of what gives the debts their meaning (the step's config and the pack's provider-group codes);
+    a ledger saved under another key is not read back (NULL: saved before the key was recorded)."""
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     trail_seq: Mapped[int] = mapped_column(ForeignKey("trail_events.seq"))

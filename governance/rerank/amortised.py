@@ -50,6 +50,11 @@ targeted group's share of all attention served so far is within ``tolerance``
 of its target. :meth:`~AmortisedExposureReranker.check` replays the lists it
 is given on the ledger as it stood before the batch, without changing it.
 
+Lists that are made but never shown (a shadow deployment's, ``shadow_of``) are
+made within :func:`unserved_lists`: each is made on the ledger as it stands
+(the rows of one batch carry their debt to each other, as served lists would)
+but none of it is added to the ledger, which counts only what is served.
+
 Deterministic given the ledger's state: the same state and candidates give the
 same lists. Concurrent requests read the ledger under a lock and add their
 exposure to it under the same lock, so no list's exposure is lost; two lists
@@ -62,6 +67,9 @@ import hashlib
 import json
 import math
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -71,7 +79,25 @@ from governance.rerank.base import Candidates, Reason, RerankConfig, Reranker, c
 from governance.rerank.registry import register_reranker
 from recommender.errors import DataError
 
-__all__ = ["AmortisedExposureConfig", "AmortisedExposureReranker", "ExposureLedger", "LEDGER_VERSION"]
+__all__ = ["AmortisedExposureConfig", "AmortisedExposureReranker", "ExposureLedger", "LEDGER_VERSION", "unserved_lists"]
+
+_UNSERVED: ContextVar[bool] = ContextVar("recgov_amortised_unserved", default=False)
+
+
+@contextmanager
+def unserved_lists() -> Iterator[None]:
+    """Within: amortised steps make their lists on the live ledger but add nothing to it.
+
+    For lists nobody is shown (a shadow deployment's): their exposure was never
+    given, so counting it would let unseen lists pay the debt the served lists
+    owe. Per thread (and per asyncio task): the production requests served
+    meanwhile on other threads count as usual.
+    """
+    token = _UNSERVED.set(True)
+    try:
+        yield
+    finally:
+        _UNSERVED.reset(token)
 
 _TOL = 1e-9
 LEDGER_VERSION = 1
@@ -290,7 +316,8 @@ class AmortisedExposureReranker(Reranker):
                     new = float(np.clip(item_debt.get(i, 0.0) + delta, -cap, cap))
                     d_items[i] = d_items.get(i, 0.0) + new - item_debt.get(i, 0.0)
                     item_debt[i] = new
-        self.ledger.apply(debt - start_debt, received - start_received, total - start_total, int((valid.sum(axis=1) > 0).sum()), cap, d_items)
+        if not _UNSERVED.get():  # an unserved (shadow) list's exposure was never given: the ledger counts served lists only
+            self.ledger.apply(debt - start_debt, received - start_received, total - start_total, int((valid.sum(axis=1) > 0).sum()), cap, d_items)
         if order is not None:
             return order, None
         available = valid.copy()

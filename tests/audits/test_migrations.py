@@ -163,3 +163,20 @@ def test_the_default_store_is_an_sqlite_file_under_recgov_home(recgov_home) -> N
     finally:
         store.close()
     assert (recgov_home / "recgov.db").exists()
+
+
+def test_exposure_ledgers_gain_a_nullable_config_key_and_lose_it_on_downgrade(db_url: str) -> None:
+    # nullable: a ledger saved before the key existed keeps a NULL key (the serving engine then resets it, on the trail)
+    engine = create_store_engine(db_url)
+    try:
+        upgrade(engine, "0019")
+        columns = {c["name"] for c in inspect(engine).get_columns("exposure_ledgers")}
+        assert "config_key" not in columns
+        upgrade(engine, "0020")
+        column = {c["name"]: c for c in inspect(engine).get_columns("exposure_ledgers")}["config_key"]
+        assert column["nullable"]
+        downgrade(engine, "0019")
+        assert "config_key" not in {c["name"] for c in inspect(engine).get_columns("exposure_ledgers")}
+        upgrade(engine)
+    finally:
+        engine.dispose()

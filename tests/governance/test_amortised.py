@@ -151,7 +151,7 @@ def test_ledgers_are_saved_with_a_trail_event_and_loaded_by_a_new_engine(store):
         event = session.scalars(select(TrailEvent).where(TrailEvent.action == STATE_ACTION)).one()
         # the state's hash and counts: nothing per item, nothing of a subject
         payload = json.loads(event.payload)
-        assert event.subject is None and set(payload) == {"state_hash", "lists", "groups", "items_with_debt", "shares"}
+        assert event.subject is None and set(payload) == {"state_hash", "config_key", "lists", "groups", "items_with_debt", "shares"}
         assert set(payload["shares"]) == {"0", "1", "2", "3"} and payload["lists"] == 5
     state.close()
     live = pipe.steps[0].ledger
@@ -348,3 +348,145 @@ def test_amortised_halves_the_interpolated_gap_two_points_of_ndcg_down():
     # against the per-list re-ranker that holds every list within 5 points, at that re-ranker's own NDCG
     window = result["at_window"]
     assert window is not None and window["measured"]["ratio"] is not None and window["measured"]["ratio"] <= 0.5, window
+
+
+# -- lists never shown, and ledgers of another configuration -------------------------------------------
+def test_unserved_lists_are_made_on_the_ledger_but_add_nothing_to_it():
+    from governance.rerank import build_pipeline
+    from governance.rerank.amortised import unserved_lists
+
+    world = biased_world(n_users=8)
+    spec = [{"name": "amortised_exposure", "params": {"targets": TARGETS, "weight": 2.0, "ndcg_budget": 0.2}}]
+    pipe, twin = build_pipeline(spec), build_pipeline(spec)
+    for u in range(4):  # both carry the same debt
+        pipe(_cands(world, slice(u, u + 1)), 10)
+        twin(_cands(world, slice(u, u + 1)), 10)
+    before = pipe.steps[0].ledger.digest()
+    with unserved_lists():
+        shadow = pipe(_cands(world, slice(4, 8)), 10)
+    assert pipe.steps[0].ledger.digest() == before and pipe.steps[0].ledger.lists == 4
+    # the shadow lists are the lists the served pipeline would have made from the same state
+    served = twin(_cands(world, slice(4, 8)), 10)
+    assert np.array_equal(shadow.items, served.items)
+    assert twin.steps[0].ledger.lists == 8
+
+
+def test_a_shadow_engines_lists_leave_the_production_ledger_untouched(store):
+    from governance import exposure_state
+    from governance.serving import ServeRequest
+
+    pack, model, matrix, data, granted = _amortised_serving_world()
+    from governance.serving import ServingEngine
+
+    exposure_state._LIVE.clear()
+    try:
+        production = ServingEngine(pack, model, data.items, exposure_store=store)
+        shadow = ServingEngine(pack, model, data.items, exposure_store=store)  # the shadow deployment's engine
+        ledger = production.personalizer._pipeline.steps[0].ledger
+        assert shadow.personalizer._pipeline.steps[0].ledger is ledger  # one live ledger per pack and step
+        for u in range(3):
+            production.serve(ServeRequest(str(matrix.user_ids[u]), k=10, consent=granted))
+        digest = ledger.digest()
+        for u in range(3, 9):
+            assert shadow.serve(ServeRequest(str(matrix.user_ids[u]), k=10, consent=granted), shadow_of="d-1").mode == "personalized"
+        assert ledger.lists == 3 and ledger.digest() == digest
+        production.serve(ServeRequest(str(matrix.user_ids[9]), k=10, consent=granted))
+        assert ledger.lists == 4
+    finally:
+        exposure_state._LIVE.clear()
+
+
+def _amortised_serving_world(codes: dict | None = None, targets: dict | None = None):
+    import io
+
+    from ruamel.yaml import YAML
+
+    from governance.consent.state import ConsentRecord
+    from governance.policy import parse_pack
+    from recommender.als import ALSRecommender
+    from recommender.feedback import to_implicit
+    from recommender.synthetic import SyntheticSpec, generate
+
+    data = generate(SyntheticSpec(n_users=60, n_items=100, n_interactions=2500, seed=9))
+    matrix = to_implicit(data.events)
+    model = ALSRecommender(factors=8, iterations=2).fit(matrix)
+    yaml = YAML(typ="safe", pure=True)
+    doc = yaml.load(open("policies/eu-gdpr-dsa.yaml"))
+    doc["reranking"] = {"enabled": True, "steps": [{"name": "amortised_exposure", "params": {"targets": targets or {0: 0.5, 1: 0.5}, "ndcg_budget": 0.2}}]}
+    if codes is not None:
+        doc["fairness"]["provider_group_codes"] = codes
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    granted = (ConsentRecord(purpose="personalization", status="granted", lawful_basis="consent", source="api", time=datetime(2025, 1, 1, tzinfo=UTC)),)
+    return parse_pack(out.getvalue(), "eu-amortised.yaml"), model, matrix, data, granted
+
+
+def _attached(store, pack, spec):
+    from governance.exposure_state import ExposureState
+    from governance.rerank import build_pipeline
+
+    pipe = build_pipeline(spec)
+    return pipe, ExposureState.attach(pipe, store, "pack-v", "model-1", pack=pack)
+
+
+def test_a_ledger_saved_under_other_group_codes_or_targets_is_reset_on_the_trail(store):
+    from audits.exposure_ledgers import RESET_ACTION
+    from audits.models import TrailEvent
+    from governance import exposure_state
+    from governance.policy import parse_pack
+
+    head = "apiVersion: recgov/v1\nmetadata: {name: pack-v, version: VERSION, owner: tests}\n"
+    v1 = parse_pack(head.replace("VERSION", "1.0.0") + "fairness: {provider_group_codes: {major: 0, independent: 1, regional: 2}}\n", "v1.yaml").pack
+    v1b = parse_pack(head.replace("VERSION", "1.0.1") + "fairness: {provider_group_codes: {major: 0, independent: 1, regional: 2}}\n", "v1b.yaml").pack
+    v2 = parse_pack(head.replace("VERSION", "2.0.0") + "fairness: {provider_group_codes: {major: 0, independent: 1, self_published: 2}}\n", "v2.yaml").pack
+    world = biased_world(n_users=6)
+    spec = [{"name": "amortised_exposure", "params": {"targets": TARGETS, "weight": 2.0, "ndcg_budget": 0.2}}]
+    exposure_state._LIVE.clear()
+    try:
+        pipe, state = _attached(store, v1, spec)
+        for u in range(6):
+            pipe(_cands(world, slice(u, u + 1)), 10)
+        state.close()
+        saved = pipe.steps[0].ledger.digest()
+        exposure_state._LIVE.clear()  # a restart
+        same, _ = _attached(store, v1b, spec)  # another version, the same codes and targets: the debt carries on
+        assert same.steps[0].ledger.digest() == saved
+        exposure_state._LIVE.clear()
+        remapped, state2 = _attached(store, v2, spec)  # code 2 now names another group: the old debt is not its debt
+        assert remapped.steps[0].ledger.lists == 0 and not remapped.steps[0].ledger.debt.any()
+        with store.session() as session:
+            events = session.scalars(select(TrailEvent).where(TrailEvent.action == RESET_ACTION)).all()
+            assert len(events) == 1
+            payload = json.loads(events[0].payload)
+            assert payload["previous_lists"] == 6 and payload["reason"] == "configuration changed"
+            assert payload["config_key"] == state2.key("amortised_exposure") != payload["previous_config_key"]
+            assert session.get(ExposureLedgerRow, ("pack-v", "amortised_exposure")) is None
+        exposure_state._LIVE.clear()
+        # other targets under the same codes: reset as well
+        pipe, state = _attached(store, v1, spec)
+        pipe(_cands(world, slice(0, 3)), 10)
+        state.close()
+        exposure_state._LIVE.clear()
+        other = [{"name": "amortised_exposure", "params": {"targets": {0: 0.1, 1: 0.3, 2: 0.3, 3: 0.3}, "weight": 2.0, "ndcg_budget": 0.2}}]
+        retargeted, _ = _attached(store, v1, other)
+        assert retargeted.steps[0].ledger.lists == 0
+        # within a process too: an engine of the remapped pack does not share the live ledger of the old one
+        live, _ = _attached(store, v1, spec)
+        again, _ = _attached(store, v2, spec)
+        assert live.steps[0].ledger is not again.steps[0].ledger
+    finally:
+        exposure_state._LIVE.clear()
+
+
+def test_a_ledger_saved_before_keys_were_recorded_is_reset(store):
+    from audits.exposure_ledgers import RESET_ACTION, load_ledger, save_ledger
+    from audits.models import TrailEvent
+
+    step = AmortisedExposureReranker(targets=TARGETS)
+    with store.session() as session:
+        save_ledger(session, pack_name="p", step="amortised_exposure", state=step.ledger.to_dict(), counts=step.ledger.counts(), model_version=None)
+    with store.session() as session:
+        assert load_ledger(session, pack_name="p", step="amortised_exposure", key="k" * 64) is None
+    with store.session() as session:
+        event = session.scalars(select(TrailEvent).where(TrailEvent.action == RESET_ACTION)).one()
+        assert json.loads(event.payload)["reason"] == "saved without a configuration key"

@@ -46,8 +46,10 @@ def test_a_reweighted_run_records_its_weights_under_the_packs_consent_filter(sto
     run = train_and_record(dataset, store=store, models_dir=tmp_path, params=PARAMS, measure_carbon=False, pack=pack, now=NOW)
     (recorded,) = _runs(store)
     params = recorded.params
-    assert params["fairness_reweighting"] == {"attribute": "gender", "side": "consumer", "strength": 1.0, "group_weights": None}
-    assert set(params["fairness_weights"]) == set(dataset.users["gender"].astype(str).unique())
+    minimum = pack.pack.fairness.min_group_size  # the pack's: groups under it are left at weight 1
+    assert params["fairness_reweighting"] == {"attribute": "gender", "side": "consumer", "strength": 1.0, "group_weights": None, "min_group_size": minimum}
+    sizes = dataset.users["gender"].astype(str).value_counts()
+    assert set(params["fairness_weights"]) == {g for g, n in sizes.items() if n >= minimum}
     assert params["fairness_weights"] == pytest.approx(run.result.model.fairness_weights_)
     assert params["model_inputs"] == list(MODEL_INPUT_COLUMNS) and "gender" not in params["model_inputs"]
     assert params["privacy_filter"]["pack"]  # the consent filter ran, as for any training run
@@ -170,7 +172,7 @@ def test_a_governed_run_under_the_pack_applies_its_reweighting_and_refuses_anoth
     pack = parse_pack(Path("policies/california-ccpa.yaml").read_text() + TRAINING, "p.yaml")
     run = train_and_record(dataset, store=store, models_dir=tmp_path, params={"factors": 8, "iterations": 4}, measure_carbon=False, pack=pack, now=NOW)
     (recorded,) = _runs(store)
-    assert recorded.params["fairness_reweighting"] == {"attribute": "gender", "side": "consumer", "strength": 0.5, "group_weights": None}
+    assert recorded.params["fairness_reweighting"] == {"attribute": "gender", "side": "consumer", "strength": 0.5, "group_weights": None, "min_group_size": pack.pack.fairness.min_group_size}
     assert run.result.model.fairness_reweighting["strength"] == 0.5
     # the same model as the explicit parameter gives: the pack's section is that parameter, nothing else
     explicit = train_and_record(dataset, store=store, models_dir=tmp_path, params={"factors": 8, "iterations": 4, "fairness_reweighting": "gender:0.5"}, measure_carbon=False, pack=pack, now=NOW)
@@ -190,3 +192,32 @@ def test_cli_train_under_a_pack_with_training_fairness_applies_it(recgov_home: P
     assert clash.exit_code == 2 and "--fair-reweight" in clash.stderr and "training.fairness" in clash.stderr
     spark = runner.invoke(app, [*base, "--engine", "spark"])
     assert spark.exit_code == 2 and "only the inprocess engine" in spark.stderr
+
+
+def test_a_group_under_the_packs_minimum_is_left_at_one_and_its_multiplier_not_recorded(store, dataset, tmp_path: Path):
+    import dataclasses
+
+    users = dataset.users.copy()
+    lone = users.index[0]
+    users["gender"] = users["gender"].astype("string")
+    users.loc[lone, "gender"] = "Z"  # one person alone in a group
+    alone = dataclasses.replace(dataset, users=users)
+    pack = load_pack("policies/california-ccpa.yaml")
+    run = train_and_record(alone, store=store, models_dir=tmp_path, params=PARAMS, measure_carbon=False, pack=pack, now=NOW)
+    params = _runs(store)[-1].params
+    minimum = pack.pack.fairness.min_group_size
+    assert params["fairness_reweighting"]["min_group_size"] == minimum
+    assert "Z" not in params["fairness_weights"] and "Z" not in run.result.model.fairness_weights_
+    assert params["fairness_unweighted"]["Z"] == f"under min_group_size {minimum}: left at weight 1 (its multiplier is not recorded)"
+    assert all("left at weight 1" in why for why in params["fairness_unweighted"].values())
+    # the audit's side-by-side comparison applies the same rule
+    from governance.training import with_pack_minimum
+    from recommender.fair_training import parse_fair_reweighting
+
+    assert with_pack_minimum(parse_fair_reweighting(PARAMS["fairness_reweighting"]), pack).min_group_size == minimum
+
+
+def test_cli_fair_reweight_under_a_pack_takes_its_minimum(recgov_home: Path):
+    base = ["train", SMALL, "--no-tune", "--no-carbon", "--factors", "4", "--iterations", "2", "--json"]
+    doc = json.loads(runner.invoke(app, [*base, "--fair-reweight", "gender:0.5", "--pack", "california-ccpa", "--as-of", "2024-07-01"], catch_exceptions=False).stdout)
+    assert doc["params"]["fairness_reweighting"]["min_group_size"] == load_pack("policies/california-ccpa.yaml").pack.fairness.min_group_size

@@ -56,6 +56,41 @@ def test_fair_star_is_judged_at_the_packs_list_length():
     assert not warnings_of(step, f"quality: {{k: {first}}}\n")
 
 
+THREE_GROUPS = "fairness: {provider_group_codes: {major: 0, independent: 1, regional: 2}}\n"
+
+
 def test_a_group_below_one_place_among_others_is_named():
-    found = warnings_of("{name: group_proportions, params: {targets: {0: 0.5, 1: 0.45, 2: 0.05}}}")
+    found = warnings_of("{name: group_proportions, params: {targets: {0: 0.5, 1: 0.45, 2: 0.05}}}", THREE_GROUPS)
     assert len(found) == 1 and "group(s) [2]" in found[0].message
+
+
+@pytest.mark.parametrize("name", ["group_proportions", "amortised_exposure", "exposure_targets"])
+def test_a_target_code_no_provider_group_carries_is_a_located_warning(name):
+    # the default codes are 0 (others) and 1 (the protected group): code 5 is never produced, its target applies to nothing
+    found = warnings_of(f"{{name: {name}, params: {{targets: {{0: 0.4, 5: 0.4}}}}}}")
+    named = [w for w in found if "names no provider group" in w.message]
+    assert len(named) == 1, found
+    assert named[0].path == "reranking.steps.0.params.targets.5" and named[0].severity == "warning"
+    assert named[0].line == 6 and "target code 5" in named[0].message and "0 = others, 1 = independent" in named[0].message
+
+
+@pytest.mark.parametrize("name", ["group_proportions", "amortised_exposure", "exposure_targets"])
+def test_target_codes_follow_the_packs_codes_map(name):
+    step = f"{{name: {name}, params: {{targets: {{0: 0.3, 1: 0.3, 2: 0.3}}}}}}"
+    assert not [w for w in warnings_of(step, THREE_GROUPS) if "names no provider group" in w.message]
+    # without the map code 2 is never produced; with a map that dropped code 0, code 0 is the orphan
+    assert [w.path for w in warnings_of(step) if "names no provider group" in w.message] == ["reranking.steps.0.params.targets.2"]
+    renamed = "fairness: {provider_group_codes: {independent: 1, regional: 2}}\n"
+    assert [w.path for w in warnings_of(step, renamed) if "names no provider group" in w.message] == ["reranking.steps.0.params.targets.0"]
+
+
+def test_policy_validate_shows_the_unknown_code_warning(tmp_path):
+    from typer.testing import CliRunner
+
+    from governance.cli import app
+
+    pack = tmp_path / "p.yaml"
+    pack.write_text(HEAD + "    - {name: group_proportions, params: {targets: {5: 0.5}}}\n")
+    out = CliRunner().invoke(app, ["policy", "validate", str(pack)])
+    assert out.exit_code == 0, out.output
+    assert f"{pack}:6:" in out.output and "target code 5" in out.output and "names no provider group" in out.output

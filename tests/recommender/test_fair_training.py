@@ -224,3 +224,51 @@ def test_an_identifier_like_attribute_is_refused_before_its_values_are_recorded(
     with pytest.raises(ConfigError, match=r"'email' has 13 distinct values; a group attribute has at most 12") as err:
         reweighting_weights(m, emails, FairReweighting(attribute="email"))
     assert "example.org" not in str(err.value)
+
+
+def _lone_person_world() -> tuple:
+    rng = np.random.default_rng(0)
+    m = sp.csr_matrix((rng.random((1000, 500)) < 0.1).astype(np.float32))
+    m = sp.lil_matrix(m)
+    m[999, :] = 0
+    m[999, 3] = 1.0  # one interaction, alone in group Z
+    return sp.csr_matrix(m), np.array(["F"] * 500 + ["M"] * 499 + ["Z"], dtype=object)
+
+
+def test_a_group_under_min_group_size_keeps_weight_one_and_no_recorded_multiplier():
+    from recommender.fair_training import left_unweighted, parse_fair_reweighting, reweighting_weights
+
+    m, groups = _lone_person_world()
+    plain = parse_fair_reweighting("gender:1.0")
+    _, unguarded = reweighting_weights(m, groups, plain)
+    assert unguarded["Z"] > 20  # without a minimum, one person's single interaction weighs tens of times
+    config = plain.model_copy(update={"min_group_size": 30})
+    weights, per_group = reweighting_weights(m, groups, config)
+    assert set(per_group) == {"F", "M"} and weights[999] == 1.0
+    mass = np.asarray(m.sum(axis=1)).ravel()
+    assert float(np.dot(weights[:999], mass[:999])) == pytest.approx(float(mass[:999].sum()))  # the weighted groups' mass stays
+    reasons = left_unweighted(groups, config)
+    assert set(reasons) == {"Z"} and "30" in reasons["Z"] and " 1 user" not in reasons["Z"]
+    # explicit weights do not reach a group under the minimum either
+    explicit = parse_fair_reweighting({"attribute": "gender", "group_weights": {"Z": 50.0, "F": 2.0}, "min_group_size": 30})
+    w, per = reweighting_weights(m, groups, explicit)
+    assert w[999] == 1.0 and "Z" not in per
+
+
+def test_the_missing_value_group_keeps_weight_one_under_a_minimum():
+    from recommender.fair_training import MISSING_GROUP, left_unweighted, parse_fair_reweighting, reweighting_weights
+
+    m, groups = _lone_person_world()
+    groups = groups.copy()
+    groups[:100] = MISSING_GROUP
+    config = parse_fair_reweighting({"attribute": "gender", "min_group_size": 30})
+    weights, per_group = reweighting_weights(m, groups, config)
+    assert MISSING_GROUP not in per_group and np.all(weights[:100] == 1.0)
+    assert "missing" in left_unweighted(groups, config)[MISSING_GROUP]
+
+
+def test_a_config_without_a_minimum_dumps_as_before():
+    from recommender.fair_training import parse_fair_reweighting
+
+    assert "min_group_size" not in parse_fair_reweighting("gender:1.0").model_dump()
+    assert parse_fair_reweighting({"attribute": "gender", "min_group_size": 5}).model_dump()["min_group_size"] == 5
