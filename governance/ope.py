@@ -106,6 +106,14 @@ TARGET_POOL_BEYOND_LOG = (
 )
 
 
+TARGET_POOL_WITHIN_LOG = (
+    "the target's logging policy draws from a pool of {target} places, fewer than the logged pool of {m} (in {n} of "
+    "{total} lists): the replay has the logged pool's scores, not the target's own governed list of {target}, so it "
+    "would estimate a draw over {m} places instead of the target's. Evaluate a target whose pool equals the logged "
+    "pool, or log with the target's pool"
+)
+
+
 class LoggedPackMismatch(ConfigError):
     """The logged pack given is not the one whose hash the decisions of its name and version record."""
 
@@ -158,10 +166,16 @@ class _Contexts:
     marg_refusal: str | None = None
     beyond_pool: list[tuple[int, int]] = field(default_factory=list)
     """(target pool, logged pool) of each list where the target would draw from places the logger never held."""
+    within_pool: list[tuple[int, int]] = field(default_factory=list)
+    """(target pool, logged pool) of each list where a stochastic target would draw from fewer places than were logged."""
 
     def pool_refusal(self) -> str | None:
         """Why every estimate of the target is refused for its pool (None: its pool fits the logged pools)."""
         if not self.beyond_pool:
+            if self.within_pool:
+                target = max(t for t, _ in self.within_pool)
+                m = min(m for _, m in self.within_pool)
+                return TARGET_POOL_WITHIN_LOG.format(target=target, m=m, n=len(self.within_pool), total=len(self.ids))
             return None
         target = max(t for t, _ in self.beyond_pool)
         m = min(m for _, m in self.beyond_pool)
@@ -348,6 +362,8 @@ def _replay(rows: list[_Logged], logged: LoadedPack, target: LoadedPack, setting
         wanted = _pool_length(target, k)
         if wanted > m and m >= (_pool_length(logged, k) if log and log.get("pool") else k):
             out.beyond_pool.append((wanted, m))
+        elif k < wanted < m:  # a stochastic target over fewer places than were logged: its own pool is not recorded
+            out.within_pool.append((wanted, m))
         tpol = _target_policy(target, m, k)
         lp, lprefix = slate_probabilities(policy, scores, positions)
         tp, tprefix = slate_probabilities(tpol, scores, positions)

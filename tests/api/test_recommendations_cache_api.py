@@ -236,13 +236,13 @@ def test_a_commit_that_fails_or_comes_late_fails_the_request_and_is_logged(serve
         log = engines.engines_of(server.app)._log
         queued: list[Future] = []
 
-        def refused(record, *, events=()):  # noqa: ANN001, ANN202 - the database refuses the batch
+        def refused(record, *, events=(), consent=None):  # noqa: ANN001, ANN202 - the database refuses the batch
             future = Future()
             future.set_exception(ConfigError("the database refused the batch"))
             queued.append(future)
             return future
 
-        def never(record, *, events=()):  # noqa: ANN001, ANN202 - the batch never commits
+        def never(record, *, events=(), consent=None):  # noqa: ANN001, ANN202 - the batch never commits
             queued.append(Future())
             return queued[-1]
 
@@ -266,7 +266,8 @@ def test_a_commit_that_fails_or_comes_late_fails_the_request_and_is_logged(serve
 
 
 def test_warm_lists_on_the_embedded_store_are_decided_on_the_event_loop(server) -> None:
-    """SQLite: a list that writes nothing and finds its engine built is decided inline; PostgreSQL: never."""
+    """SQLite: a list that writes nothing of its own (a first opt-out goes with its decision) and finds its engine built
+    is decided inline; PostgreSQL: never."""
     from governance.api.services import engines
 
     cache = engines.engines_of(server.app)
@@ -276,9 +277,10 @@ def test_warm_lists_on_the_embedded_store_are_decided_on_the_event_loop(server) 
         inline, threaded = cache.decided_inline, cache.decided_on_threads
         for _ in range(5):
             assert client.post("/v1/recommendations", json=body).status_code == 200
-        assert client.post("/v1/recommendations", json=body, headers={"Sec-GPC": "1"}).status_code == 200  # records: a thread
+        # a first opt-out is written with its decision, in the decision log's batch: no write of the request's own
+        assert client.post("/v1/recommendations", json=body, headers={"Sec-GPC": "1"}).status_code == 200
     if server.db_url.startswith("sqlite"):
-        assert (cache.decided_inline - inline, cache.decided_on_threads - threaded) == (5, 1)
+        assert (cache.decided_inline - inline, cache.decided_on_threads - threaded) == (6, 0)
     else:
         assert (cache.decided_inline - inline, cache.decided_on_threads - threaded) == (0, 6)
 
@@ -348,7 +350,7 @@ def test_a_list_that_fails_while_deciding_is_logged_and_not_answered(server, mon
         assert client.post("/v1/recommendations", json=body).status_code == 200
         log = engines.engines_of(server.app)._log
 
-        def full(record, *, events=()):  # noqa: ANN001, ANN202
+        def full(record, *, events=(), consent=None):  # noqa: ANN001, ANN202
             raise ConfigError("the decision log is full for u000071")
 
         monkeypatch.setattr(log, "submit", full)

@@ -258,3 +258,20 @@ def test_a_target_drawing_from_a_larger_pool_than_the_logged_one_is_refused(stor
     same = {**section, "pool": M}
     report = evaluate_from_log(store, logged, parse_pack(pack_text(same, "9.2.0")), settings)
     assert not any("beyond the logged pool" in (est["reason"] or "") for est in report["metrics"]["click"].values())
+
+
+def test_a_stochastic_target_drawing_from_a_smaller_pool_than_the_logged_one_is_refused(store: Store) -> None:
+    """The logs hold a pool of 6 places; a Plackett-Luce target over 5 would draw from its own governed 5, which the
+    replay does not have (it would read a draw over the 6 logged places as the target's)."""
+    logged_text = pack_text(LOGGED)
+    _fill(store, 120, logged_text)
+    logged = parse_pack(logged_text, "logged.yaml")
+    settings = OpeSettings(kinds=("click",), n_bootstrap=50)
+    smaller = {"kind": "plackett_luce", "pool": M - 1, "temperature": 0.7}
+    report = evaluate_from_log(store, logged, parse_pack(pack_text(smaller, "9.3.0")), settings)
+    for estimator, est in report["metrics"]["click"].items():
+        if estimator != "logged_policy":
+            assert est["refused"] and f"pool of {M - 1} places, fewer than the logged pool of {M}" in est["reason"], (estimator, est)
+    # a deterministic target (it serves its first K places) is replayed as before
+    report = evaluate_from_log(store, logged, parse_pack(pack_text(None, "9.4.0")), settings)
+    assert not any("fewer than the logged pool" in (est.get("reason") or "") for est in report["metrics"]["click"].values())
