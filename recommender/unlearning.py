@@ -359,6 +359,7 @@ def _fitted_model(
         out.name, out.data_hash_, {**params, "unlearning": provenance}, out.library_versions_
     )
     out.fairness_weights_ = None  # a reweighted model is refused before this (_check_request)
+    out.fairness_unweighted_ = None
     out.train_ = new_train
     return out
 
