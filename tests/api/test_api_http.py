@@ -195,6 +195,11 @@ def test_openapi_documents_the_routes_with_examples(server) -> None:
     assert schemas["ConsentCreate"]["examples"] and schemas["RecommendationCreate"]["examples"]
     assert "application/yaml" in spec["paths"]["/v1/packs/validate"]["post"]["requestBody"]["content"]
     assert json.dumps(spec).count("HTTPBearer") >= 1
+    # A subject's id in a URL is kept by proxies and access logs: every such route is deprecated for one
+    # that takes the id in the body.
+    id_in_url = {path: item for path, item in spec["paths"].items() if "{subject" in path or "{user" in path}
+    assert id_in_url, "expected the deprecated GET /v1/consent/{subject}"
+    assert all(op.get("deprecated") for item in id_in_url.values() for op in item.values() if isinstance(op, dict))
 
 
 ERASING_PACK = (

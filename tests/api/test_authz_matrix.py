@@ -96,6 +96,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/v1/escalations/{case_id}"): Row("admin", 200, "/v1/escalations/{case_id}", {"json": {"status": "triaged"}}),
     ("POST", "/v1/subjects/{subject_id}/export"): Row("admin", 200, "/v1/subjects/authz-1/export"),
     ("POST", "/v1/subjects/{subject_id}/erasure"): Row("admin", 200, "/v1/subjects/authz-erased/erasure", {"json": {"pack": "baseline"}}),
+    ("POST", "/v1/requests/access"): Row("admin", 200, "/v1/requests/access", {"json": {"subject": "authz-2"}}),
+    ("POST", "/v1/requests/erasure"): Row("admin", 200, "/v1/requests/erasure", {"json": {"subject": "authz-erased-2", "pack": "baseline"}}),
     ("GET", "/v1/requests"): Row("auditor", 200, "/v1/requests"),
     ("POST", "/v1/audits"): Row("auditor", 202, "/v1/audits", {"json": {"pack": "baseline", "data": AUDIT_DATA}}),
     ("GET", "/v1/audits"): Row("viewer", 200, "/v1/audits"),

@@ -10,7 +10,7 @@ from governance.api.errors import PROBLEM_JSON
 
 ROLES = ("viewer", "auditor", "operator", "admin")
 SUBJECT = "subj-harm-7731"  # a subject id distinctive enough to search for
-ERASED = "subj-erase-5528"
+ERASED_BASE = "subj-erase-5528"
 
 
 def _endpoints() -> list[tuple[str, str, str, dict, str, int]]:
@@ -30,6 +30,8 @@ def _endpoints() -> list[tuple[str, str, str, dict, str, int]]:
         ("escalations.transition", "POST", "/v1/escalations/999999", {"json": {"status": "triaged"}}, "admin", 404),
         ("subjects.export", "POST", "/v1/subjects/auth-subject/export", {}, "admin", 200),
         ("subjects.erasure", "POST", "/v1/subjects/auth-subject/erasure", {"json": {"pack": "baseline"}}, "admin", 200),
+        ("requests.access", "POST", "/v1/requests/access", {"json": {"subject": "auth-subject"}}, "admin", 200),
+        ("requests.erasure", "POST", "/v1/requests/erasure", {"json": {"subject": "auth-subject", "pack": "baseline"}}, "admin", 200),
         ("requests.list", "GET", "/v1/requests", {"params": {"kind": "access"}}, "auditor", 200),
         ("metrics", "GET", "/metrics", {}, "viewer", 200),
     ]
@@ -88,7 +90,20 @@ def test_report_flow_opens_a_case_and_the_workflow_refuses_illegal_moves(server)
         assert flagged.status_code == 422
 
 
-def test_export_erasure_and_requests_without_raw_ids_in_logs(server, caplog: pytest.LogCaptureFixture) -> None:
+def _in_body(client, kind: str, subject: str, body: dict | None = None):
+    return client.post(f"/v1/requests/{kind}", json={"subject": subject, **(body or {})})
+
+
+def _in_url(client, kind: str, subject: str, body: dict | None = None):
+    path = f"/v1/subjects/{subject}/{'export' if kind == 'access' else 'erasure'}"
+    return client.post(path, json=body) if body is not None else client.post(path)
+
+
+@pytest.mark.parametrize("route", ["body", "url"])
+def test_export_erasure_and_requests_without_raw_ids_in_logs(server, caplog: pytest.LogCaptureFixture, route: str) -> None:
+    """The same requests with the id in the body (``/v1/requests/access|erasure``) and in the deprecated URL form."""
+    call = _in_body if route == "body" else _in_url
+    ERASED = f"{ERASED_BASE}-{route}"
     caplog.set_level(logging.DEBUG)
     with server.client("operator") as client:
         for status in ("granted", "withdrawn"):
@@ -101,20 +116,20 @@ def test_export_erasure_and_requests_without_raw_ids_in_logs(server, caplog: pyt
             }
             assert client.post("/v1/consent", json=body).status_code == 201
     with server.client("admin") as client:
-        exported = client.post(f"/v1/subjects/{ERASED}/export")
+        exported = call(client, "access", ERASED)
         assert exported.status_code == 200, exported.text
         doc = exported.json()
         assert doc["subject"] == {"id": ERASED}
         assert [r["status"] for r in doc["consent"]["history"]] == ["granted", "withdrawn"]
-        with_pack = client.post(f"/v1/subjects/{ERASED}/export", json={"pack": "baseline"})
+        with_pack = call(client, "access", ERASED, {"pack": "baseline"})
         assert with_pack.status_code == 200 and with_pack.json()["profiling"] is not None
-        erased = client.post(f"/v1/subjects/{ERASED}/erasure", json={"pack": "baseline"})
+        erased = call(client, "erasure", ERASED, {"pack": "baseline"})
         assert erased.status_code == 200, erased.text
         report = erased.json()
         assert report["request"]["status"] == "completed" and report["shredded"] is True
         assert report["unlearning"] == [] and "versions" in report["models"]
         assert ERASED not in erased.text
-        after = client.post(f"/v1/subjects/{ERASED}/export").json()
+        after = call(client, "access", ERASED).json()
         # the old records are unlinkable; only the restriction kept through erasure (a suppression
         # entry, so that the withdrawal still holds) is still theirs
         kept = after["consent"]["history"]
@@ -141,6 +156,29 @@ def test_export_erasure_and_requests_without_raw_ids_in_logs(server, caplog: pyt
             assert ERASED not in repr((event.subject, event.objects, event.payload))
 
 
+@pytest.mark.parametrize(
+    ("kind", "body", "location"),
+    [
+        ("access", {}, ["body", "subject"]),
+        ("erasure", {"pack": "baseline"}, ["body", "subject"]),
+        ("access", {"subject": "   "}, ["body", "subject"]),
+        ("access", {"subject": "x" * 201}, ["body", "subject"]),
+        ("erasure", {"subject": "subj-bad-body", "pack": "baseline", "purge": True}, ["body", "purge"]),
+        ("access", {"subject": "subj-bad-body", "pack": ""}, ["body", "pack"]),
+        ("erasure", {"subject": 42, "pack": "baseline"}, ["body", "subject"]),
+    ],
+)
+def test_a_broken_request_body_is_refused_where_it_is_wrong_and_records_nothing(server, kind: str, body: dict, location: list[str]) -> None:
+    with server.client("auditor") as client:
+        before = client.get("/v1/requests").json()["requests"]
+    with server.client("admin") as client:
+        response = client.post(f"/v1/requests/{kind}", json=body)
+    assert response.status_code == 422, response.text
+    assert any([error["location"], error["field"]] == location for error in response.json()["errors"]), response.text
+    with server.client("auditor") as client:
+        assert client.get("/v1/requests").json()["requests"] == before
+
+
 def test_metrics_after_a_recommendation(server) -> None:
     with server.client("operator") as client:
         served = client.post(
@@ -163,5 +201,5 @@ def test_metrics_after_a_recommendation(server) -> None:
     decided = next(line for line in text.splitlines() if line.startswith(f'recgov_decisions_total{{outcome="{mode}"}}'))
     assert float(decided.split()[-1]) >= 1
     assert 'recgov_http_errors_total{status_class="4xx"}' in text
-    for raw in (SUBJECT, ERASED, "u000007", "harm-item-1", "auth-subject", "metric-item-42", "metric-path-99"):
+    for raw in (SUBJECT, f"{ERASED_BASE}-body", f"{ERASED_BASE}-url", "u000007", "harm-item-1", "auth-subject", "metric-item-42", "metric-path-99"):
         assert raw not in text

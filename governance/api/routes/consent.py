@@ -156,6 +156,14 @@ async def import_records(
     return doc
 
 
-@router.get("/v1/consent/{subject}", summary="A subject's consent history and the records in force")
+@router.get(
+    "/v1/consent/{subject}",
+    summary="A subject's consent history and the records in force",
+    deprecated=True,
+    description=(
+        "Deprecated: the subject's id travels in the URL, where proxies and access logs keep it. "
+        "Use `POST /v1/consent-state` (the id in the body)."
+    ),
+)
 def show(subject: Annotated[str, Path(min_length=1, max_length=200, pattern=IDENTIFIER, description="The subject's id.")], store: StoreDep, key: OperateKey) -> dict[str, Any]:
     return show_consent(store, subject)

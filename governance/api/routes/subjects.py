@@ -1,8 +1,8 @@
-"""Data subject requests: ``/v1/subjects/{subject_id}/export|erasure`` (admin), ``/v1/requests`` (auditor).
+"""Data subject requests: ``POST /v1/requests/access|erasure`` (admin), ``GET /v1/requests`` (auditor).
 
-* ``POST /v1/subjects/{subject_id}/export`` (admin): the GDPR Art. 15 access
+* ``POST /v1/requests/access`` (admin): the GDPR Art. 15 access
   export. The answer names the subject (it goes to them); nothing stored does.
-* ``POST /v1/subjects/{subject_id}/erasure`` (admin): GDPR Art. 17: lists the
+* ``POST /v1/requests/erasure`` (admin): GDPR Art. 17: lists the
   recorded models that may hold the subject, unlearns them from every recorded
   artifact the service can open that holds them (deployed versions included;
   the new versions are recorded, the old files stay for those who still serve
@@ -11,6 +11,11 @@
   serves the subject the non-profiling list. The report says what it could not
   reach (artifacts it cannot open: retrain and retire them).
 * ``GET /v1/requests?kind=&status=`` (auditor): the subject requests (pseudonyms only).
+
+Both requests take the subject's id in the body. The older
+``POST /v1/subjects/{subject_id}/export|erasure`` do the same with the id in
+the URL, where reverse proxies and access logs keep it: they stay for
+existing clients and are marked deprecated in the OpenAPI document.
 
 No raw subject id reaches a log line or the trail: the privacy functions keep
 it out of stored records and of their error messages, and an unexpected
@@ -32,7 +37,7 @@ from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.call_record import record_call
 from governance.api.schemas import IDENTIFIER
-from governance.api.schemas.subjects import ErasureCreate, ExportCreate
+from governance.api.schemas.subjects import ErasureCreate, ExportCreate, SubjectAccessCreate, SubjectErasureCreate
 from governance.privacy import erase_subject, export_subject
 from recommender.errors import RecgovError
 
@@ -52,18 +57,8 @@ def _pack(settings, ref: str):
         raise Problem(404, str(err)) from None
 
 
-@router.post(
-    "/v1/subjects/{subject_id}/export", responses=problems(404), summary="Everything recgov holds about a subject (GDPR Art. 15; admin)"
-)
-def export(
-    subject_id: SubjectId,
-    store: StoreDep,
-    session: SessionDep,
-    settings: SettingsDep,
-    key: GovernKey,
-    body: ExportCreate | None = None,
-) -> dict[str, Any]:
-    loaded = _pack(settings, body.pack) if body is not None and body.pack else None
+def _export(store, session, settings, key, subject_id: str, pack: str | None) -> dict[str, Any]:
+    loaded = _pack(settings, pack) if pack else None
     try:
         document = export_subject(store, subject_id, pack=loaded, actor=actor_of(key))
     except RecgovError:
@@ -75,22 +70,8 @@ def export(
     return document
 
 
-@router.post(
-    "/v1/subjects/{subject_id}/erasure",
-    responses=problems(404),
-    summary="Erase a subject from the ledger and crypto-shred them (GDPR Art. 17; admin)",
-)
-def erasure(
-    subject_id: SubjectId,
-    store: StoreDep,
-    session: SessionDep,
-    settings: SettingsDep,
-    key: GovernKey,
-    body: ErasureCreate | None = None,
-) -> dict[str, Any]:
-    """Unlearns the subject from every recorded artifact that holds them (residual influence is not measured
-    here: it retrains each model); ``models`` lists the recorded versions that may still hold them."""
-    loaded = _pack(settings, body.pack if body is not None else "baseline")
+def _erase(store, session, settings, key, subject_id: str, pack: str) -> dict[str, Any]:
+    loaded = _pack(settings, pack)
     try:
         report = erase_subject(store, subject_id, pack=loaded, model_path=None, measure_residual=False, actor=actor_of(key))
     except RecgovError:
@@ -106,6 +87,64 @@ def erasure(
         payload={"shredded": report["shredded"]},
     )
     return report
+
+
+@router.post(
+    "/v1/requests/access", responses=problems(404), summary="Everything recgov holds about a subject (GDPR Art. 15; admin)"
+)
+def access(body: SubjectAccessCreate, store: StoreDep, session: SessionDep, settings: SettingsDep, key: GovernKey) -> dict[str, Any]:
+    """The access export of the subject named in the body (never in the URL)."""
+    return _export(store, session, settings, key, body.subject, body.pack)
+
+
+@router.post(
+    "/v1/requests/erasure",
+    responses=problems(404),
+    summary="Erase a subject from the ledger and crypto-shred them (GDPR Art. 17; admin)",
+)
+def erase(body: SubjectErasureCreate, store: StoreDep, session: SessionDep, settings: SettingsDep, key: GovernKey) -> dict[str, Any]:
+    """Unlearns the subject named in the body from every recorded artifact that holds them (residual influence
+    is not measured here: it retrains each model); ``models`` lists the recorded versions that may still hold them."""
+    return _erase(store, session, settings, key, body.subject, body.pack)
+
+
+_DEPRECATED = "Deprecated: the subject's id travels in the URL, where proxies and access logs keep it. Use `{instead}` (the id in the body)."
+
+
+@router.post(
+    "/v1/subjects/{subject_id}/export",
+    responses=problems(404),
+    summary="Everything recgov holds about a subject (GDPR Art. 15; admin)",
+    deprecated=True,
+    description=_DEPRECATED.format(instead="POST /v1/requests/access"),
+)
+def export(
+    subject_id: SubjectId,
+    store: StoreDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    key: GovernKey,
+    body: ExportCreate | None = None,
+) -> dict[str, Any]:
+    return _export(store, session, settings, key, subject_id, body.pack if body is not None else None)
+
+
+@router.post(
+    "/v1/subjects/{subject_id}/erasure",
+    responses=problems(404),
+    summary="Erase a subject from the ledger and crypto-shred them (GDPR Art. 17; admin)",
+    deprecated=True,
+    description=_DEPRECATED.format(instead="POST /v1/requests/erasure"),
+)
+def erasure(
+    subject_id: SubjectId,
+    store: StoreDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    key: GovernKey,
+    body: ErasureCreate | None = None,
+) -> dict[str, Any]:
+    return _erase(store, session, settings, key, subject_id, body.pack if body is not None else "baseline")
 
 
 @router.get("/v1/requests", summary="Subject requests, oldest first (auditor)")

@@ -1,7 +1,8 @@
-"""Bodies of ``/v1/subjects/{subject_id}/export|erasure``: the pack a data subject request runs under.
+"""Bodies of the data subject requests: ``POST /v1/requests/access|erasure`` (the subject's id in the body)
+and the deprecated ``/v1/subjects/{subject_id}/export|erasure`` (the id in the URL, the pack in the body).
 
-Both bodies are optional to send and forbid unknown fields, so a misspelt
-option is a 422 rather than a request carried out under defaults.
+Every body forbids unknown fields, so a misspelt option is a 422 rather than a
+request carried out under defaults.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from governance.api.schemas import IDENTIFIER
 
-__all__ = ["ErasureCreate", "ExportCreate"]
+__all__ = ["ErasureCreate", "ExportCreate", "SubjectAccessCreate", "SubjectErasureCreate"]
 
 
 class ExportCreate(BaseModel):
@@ -31,3 +32,24 @@ class ErasureCreate(BaseModel):
     pack: str = Field(
         "baseline", min_length=1, max_length=200, pattern=IDENTIFIER, description="A shipped pack name, or a stored pack as NAME@VERSION."
     )
+
+
+_SUBJECT = Field(
+    min_length=1,
+    max_length=200,
+    pattern=IDENTIFIER,
+    description="The subject's id, in the body so that no URL (kept by proxies and access logs) carries it.",
+    examples=["u000042"],
+)
+
+
+class SubjectAccessCreate(ExportCreate):
+    """An access request (GDPR Art. 15): the subject, and optionally a pack."""
+
+    subject: str = _SUBJECT
+
+
+class SubjectErasureCreate(ErasureCreate):
+    """An erasure request (GDPR Art. 17): the subject, and the pack in force."""
+
+    subject: str = _SUBJECT
