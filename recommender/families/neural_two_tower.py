@@ -468,7 +468,7 @@ class QuantizedTwoTower:
 
     def _int8_unscaled(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """int8 scores of each user row divided by its largest absolute component, and that factor per row (``(n, 1)``)."""
-        factor = users.abs().amax(dim=1, keepdim=True).clamp_(min=torch.finfo(torch.float32).tiny)
+        factor = torch.linalg.vector_norm(users, float("inf"), dim=1, keepdim=True).clamp_(min=torch.finfo(torch.float32).tiny)
         scores = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(users / factor, _USER_SCALE, _USER_ZERO_POINT, self.packed)
         return scores, factor
 
@@ -488,7 +488,12 @@ class QuantizedTwoTower:
             scores = F.linear(block, self.item_float)
         if seen_rows is not None:
             # the score tensor is a fresh contiguous buffer: its numpy view shares memory
-            mask_seen(scores.numpy(), self.model._binary_, seen_rows)
+            seen: sp.csr_matrix = self.model._binary_
+            if len(seen_rows) == 1:  # one user: a plain slice of the CSR (mask_seen's index arithmetic costs more)
+                row = seen_rows[0]
+                scores.numpy()[0, seen.indices[seen.indptr[row] : seen.indptr[row + 1]]] = -np.inf
+            else:
+                mask_seen(scores.numpy(), seen, seen_rows)
         values, index = select_top_k(scores, k)
         return (values * factor if int8 else values), index
 
@@ -534,13 +539,16 @@ class QuantizedTwoTower:
         unseen items.
         """
         k = int(k)
-        out = np.full((len(rows), k), -1, dtype=np.int64)
         values, index = self.top_k(users, k, int8=int8, seen_rows=rows)
         vals, cols = values.numpy(), index.numpy()
-        order = np.lexsort((cols, -vals), axis=1)
-        picked, picked_vals = np.take_along_axis(cols, order, axis=1), np.take_along_axis(vals, order, axis=1)
-        picked[~np.isfinite(picked_vals)] = -1
-        out[:, : picked.shape[1]] = picked
+        if vals.shape[1] > 1 and (vals[:, 1:] == vals[:, :-1]).any():  # torch.topk orders ties arbitrarily
+            order = np.lexsort((cols, -vals), axis=1)
+            cols, vals = np.take_along_axis(cols, order, axis=1), np.take_along_axis(vals, order, axis=1)
+        cols[~np.isfinite(vals)] = -1
+        if cols.shape[1] == k:
+            return cols
+        out = np.full((len(rows), k), -1, dtype=np.int64)
+        out[:, : cols.shape[1]] = cols
         return out
 
     def scores(self, rows: np.ndarray) -> np.ndarray:
