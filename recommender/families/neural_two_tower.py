@@ -43,7 +43,15 @@ from recommender.families._torch_common import NeuralModel, ParamSpec, csr_bags,
 from recommender.family import ErasureKind, Family, ModelTag, register_family
 from recommender.scoring import block_rows, mask_seen, top_k_rows
 
-__all__ = ["QuantizedTwoTower", "TwoTowerRecommender", "quantize_item_rows", "quantize_two_tower", "time_scoring"]
+__all__ = [
+    "GROUPED_FROM",
+    "QuantizedTwoTower",
+    "TwoTowerRecommender",
+    "quantize_item_rows",
+    "quantize_two_tower",
+    "select_top_k",
+    "time_scoring",
+]
 
 
 class _TwoTower(nn.Module):
@@ -364,6 +372,40 @@ class TwoTowerRecommender(NeuralModel):
 RETRIEVAL_BLOCK = 32
 """Users per scoring block in :meth:`QuantizedTwoTower.top_k` (both paths)."""
 
+GROUPED_FROM = 4096
+"""Catalogue width from which :func:`select_top_k` selects among the best groups' columns instead of every column."""
+
+
+def select_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` largest ``(values, columns)`` of each row of ``scores``, best first (both retrieval paths use it).
+
+    Below :data:`GROUPED_FROM` columns it is one ``torch.topk``. On a wider
+    row the columns are cut into ``stride`` groups of ``g`` (group ``j`` is
+    columns ``j, j + stride, ..., j + (g - 1) * stride``, ``g`` near
+    ``sqrt(n / k)``), so the group maxima are one reduction over contiguous
+    slices; a row's ``k`` best entries lie in its ``k`` groups with the largest
+    maxima (an entry above the ``k``-th best is in a group whose maximum beats
+    it, and at most ``k - 1`` groups can), up to ties at the ``k``-th place.
+    ``torch.topk`` then runs over those ``k * g`` columns (and the ``< g``
+    columns past the last full group) instead of all ``n``: a few hundred
+    instead of tens of thousands, where a full ``topk`` cost more than the
+    product itself.
+    """
+    n_rows, n_cols = scores.shape
+    k = min(int(k), n_cols)
+    g = int(np.sqrt(n_cols / max(k, 1)))
+    if n_cols < GROUPED_FROM or g < 2:
+        return torch.topk(scores, k, dim=1)
+    stride = n_cols // g
+    maxima = scores[:, : stride * g].view(n_rows, g, stride).amax(dim=1)
+    groups = torch.topk(maxima, k, dim=1).indices
+    cols = (groups.unsqueeze(2) + stride * torch.arange(g)).view(n_rows, k * g)
+    if stride * g < n_cols:
+        cols = torch.cat([cols, torch.arange(stride * g, n_cols).expand(n_rows, -1)], dim=1)
+    values, pick = torch.topk(torch.gather(scores, 1, cols), k, dim=1)
+    return values, torch.gather(cols, 1, pick)
+
+
 _USER_SCALE = 1.0 / 63.0
 _USER_ZERO_POINT = 64
 """uint8 quantisation of a user row scaled into [-1, 1]: codes 1..127 (7 bits), ``round(x * 63) + 64``.
@@ -426,7 +468,7 @@ class QuantizedTwoTower:
 
     def _int8_unscaled(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """int8 scores of each user row divided by its largest absolute component, and that factor per row (``(n, 1)``)."""
-        factor = users.abs().amax(dim=1, keepdim=True).clamp_(min=torch.finfo(torch.float32).tiny)
+        factor = torch.linalg.vector_norm(users, float("inf"), dim=1, keepdim=True).clamp_(min=torch.finfo(torch.float32).tiny)
         scores = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(users / factor, _USER_SCALE, _USER_ZERO_POINT, self.packed)
         return scores, factor
 
@@ -438,31 +480,76 @@ class QuantizedTwoTower:
                 return scores.mul_(factor)
             return F.linear(users, self.item_float)
 
-    def top_k(self, users: torch.Tensor, k: int, *, int8: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-``k`` items per user vector over the whole catalogue (``torch.topk``; no seen-item filter): the retrieval step.
+    def _block_top_k(self, block: torch.Tensor, k: int, int8: bool, seen_rows: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One block of :meth:`top_k`: score, mask the seen cells in place, select; int8 values get the row factor back."""
+        if int8:
+            scores, factor = self._int8_unscaled(block)
+        else:
+            scores = F.linear(block, self.item_float)
+        if seen_rows is not None:
+            # the score tensor is a fresh contiguous buffer: its numpy view shares memory
+            seen: sp.csr_matrix = self.model._binary_
+            if len(seen_rows) == 1:  # one user: a plain slice of the CSR (mask_seen's index arithmetic costs more)
+                row = seen_rows[0]
+                scores.numpy()[0, seen.indices[seen.indptr[row] : seen.indptr[row + 1]]] = -np.inf
+            else:
+                mask_seen(scores.numpy(), seen, seen_rows)
+        values, index = select_top_k(scores, k)
+        return (values * factor if int8 else values), index
 
-        Users are scored in blocks of at most :data:`RETRIEVAL_BLOCK` (and
-        within :func:`recommender.scoring.block_rows`' memory budget), the same
-        blocks on both paths: a block's score matrix then stays near the cache,
-        which made both paths faster than one big block on 56k items.
+    def top_k(
+        self, users: torch.Tensor, k: int, *, int8: bool = True, seen_rows: np.ndarray | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-``k`` items per user vector over the whole catalogue, best first: the retrieval step.
+
+        With ``seen_rows`` (the training row of each user vector), the items of
+        that row are set to ``-inf`` in the block's score matrix before the
+        selection (so they are never chosen; a user with fewer than ``k``
+        unseen items gets ``-inf`` values at the end). The selection is
+        :func:`select_top_k`, the same on both paths. Users are scored in
+        blocks of at most :data:`RETRIEVAL_BLOCK` (and within
+        :func:`recommender.scoring.block_rows`' memory budget), the same blocks
+        on both paths: a block's score matrix then stays near the cache.
         """
-        k = min(int(k), self.item_float.shape[0])
-        step = min(RETRIEVAL_BLOCK, block_rows(self.item_float.shape[0]))
-        values, index = [], []
+        n_items = self.item_float.shape[0]
+        k = min(int(k), n_items)
+        step = min(RETRIEVAL_BLOCK, block_rows(n_items))
+        if seen_rows is not None:
+            seen_rows = np.asarray(seen_rows, dtype=np.int64)
+            if len(seen_rows) != users.shape[0]:
+                raise ConfigError(f"QuantizedTwoTower.top_k: {len(seen_rows)} seen_rows for {users.shape[0]} user vectors")
         with torch.inference_mode():
+            if users.shape[0] <= step:
+                return self._block_top_k(users, k, int8, seen_rows)
+            values, index = [], []
             for start in range(0, users.shape[0], step):
-                block = users[start : start + step]
-                if int8:
-                    scores, factor = self._int8_unscaled(block)
-                    v, i = torch.topk(scores, k, dim=1)
-                    v = v * factor
-                else:
-                    v, i = torch.topk(F.linear(block, self.item_float), k, dim=1)
+                rows = None if seen_rows is None else seen_rows[start : start + step]
+                v, i = self._block_top_k(users[start : start + step], k, int8, rows)
                 values.append(v)
                 index.append(i)
         if not values:
             return torch.empty((0, k)), torch.empty((0, k), dtype=torch.long)
         return torch.cat(values), torch.cat(index)
+
+    def recommend_vectors(self, users: torch.Tensor, rows: np.ndarray, k: int, *, int8: bool = True) -> np.ndarray:
+        """Top-``k`` unseen item columns for user vectors ``users`` of training rows ``rows``: the served step after the tower.
+
+        :meth:`top_k` with the rows' seen items masked, then each list ordered
+        by score with ties by column index; ``-1`` where a user runs out of
+        unseen items.
+        """
+        k = int(k)
+        values, index = self.top_k(users, k, int8=int8, seen_rows=rows)
+        vals, cols = values.numpy(), index.numpy()
+        if vals.shape[1] > 1 and (vals[:, 1:] == vals[:, :-1]).any():  # torch.topk orders ties arbitrarily
+            order = np.lexsort((cols, -vals), axis=1)
+            cols, vals = np.take_along_axis(cols, order, axis=1), np.take_along_axis(vals, order, axis=1)
+        cols[~np.isfinite(vals)] = -1
+        if cols.shape[1] == k:
+            return cols
+        out = np.full((len(rows), k), -1, dtype=np.int64)
+        out[:, : cols.shape[1]] = cols
+        return out
 
     def scores(self, rows: np.ndarray) -> np.ndarray:
         """int8 scores of training rows ``rows`` against every item (float user tower, int8 item scoring)."""
@@ -473,33 +560,13 @@ class QuantizedTwoTower:
         return self.item_scores(self.user_vectors(rows), int8=False).numpy()
 
     def recommend_index(self, rows: np.ndarray, k: int, *, int8: bool = True) -> np.ndarray:
-        """Top-``k`` item columns per training row, seen items filtered: the served lists, through :meth:`top_k`.
+        """Top-``k`` item columns per training row, seen items filtered: the served lists (user tower, then :meth:`recommend_vectors`).
 
-        Each block of users asks :meth:`top_k` (the measured retrieval path)
-        for ``k`` plus the block's largest history length, then drops the
-        seen items; so the lists are the best ``k`` unseen items (ties by
-        column index), ``-1`` where a user runs out of items.
+        The lists are the best ``k`` unseen items (ties by column index),
+        ``-1`` where a user runs out of items.
         """
         rows = np.asarray(rows, dtype=np.int64)
-        seen: sp.csr_matrix = self.model._binary_
-        n_items = self.item_float.shape[0]
-        out = np.full((len(rows), k), -1, dtype=np.int64)
-        step = min(RETRIEVAL_BLOCK, block_rows(n_items))
-        for start in range(0, len(rows), step):
-            block = rows[start : start + step]
-            counts = seen.indptr[block + 1] - seen.indptr[block]
-            values, index = self.top_k(self.user_vectors(block), min(k + int(counts.max(initial=0)), n_items), int8=int8)
-            cols, vals = index.numpy(), values.numpy().copy()
-            # (block position, item) keys of the seen items, and of each candidate
-            seen_keys = np.repeat(np.arange(len(block)), counts) * n_items + np.concatenate(
-                [seen.indices[seen.indptr[r] : seen.indptr[r + 1]] for r in block] or [np.empty(0, dtype=np.int64)]
-            )
-            vals[np.isin(np.arange(len(block))[:, None] * n_items + cols, seen_keys)] = -np.inf
-            order = np.lexsort((cols, -vals), axis=1)[:, :k]
-            picked, picked_vals = np.take_along_axis(cols, order, axis=1), np.take_along_axis(vals, order, axis=1)
-            picked[~np.isfinite(picked_vals)] = -1
-            out[start : start + len(block), : picked.shape[1]] = picked
-        return out
+        return self.recommend_vectors(self.user_vectors(rows), rows, k, int8=int8)
 
     def size_bytes(self) -> dict[str, int]:
         """Bytes of the item matrix, float32 vs int8 plus one float32 scale per item."""

@@ -86,3 +86,62 @@ def test_served_lists_run_out_with_minus_one(quantized):
         n_unseen = n_items - (seen.indptr[j + 1] - seen.indptr[j])
         assert (lists[j, :n_unseen] >= 0).all() and (lists[j, n_unseen:] == -1).all()
         assert len(set(lists[j, :n_unseen])) == n_unseen
+
+
+@pytest.mark.parametrize("n_cols", [4096, 5003, 20000])
+def test_grouped_selection_equals_a_full_topk(n_cols):
+    """select_top_k on a wide row (grouped path, with and without a partial last group) picks the same entries as torch.topk."""
+    from recommender.families.neural_two_tower import GROUPED_FROM, select_top_k
+
+    assert n_cols >= GROUPED_FROM
+    gen = torch.Generator().manual_seed(n_cols)
+    scores = torch.randn(40, n_cols, generator=gen)
+    scores[0, -3:] = torch.tensor([50.0, 52.0, 51.0])  # the best items, past the last full group (when there is one)
+    scores[1, :] = -float("inf")
+    scores[1, 17] = 1.0  # one finite entry
+    scores[2, ::2] = -float("inf")  # half the row masked
+    for k in (1, 10, 50):
+        values, cols = select_top_k(scores, k)
+        expected_values, expected_cols = torch.topk(scores, k, dim=1)
+        torch.testing.assert_close(values, expected_values)
+        finite = torch.isfinite(expected_values)
+        assert torch.equal(cols[finite], expected_cols[finite])
+        torch.testing.assert_close(torch.gather(scores, 1, cols), values)
+
+
+@pytest.fixture()
+def grouped_everywhere(monkeypatch):
+    """Every catalogue takes select_top_k's grouped path (the fixture's 400 items are below GROUPED_FROM)."""
+    import recommender.families.neural_two_tower as tt
+
+    monkeypatch.setattr(tt, "GROUPED_FROM", 16)
+
+
+@pytest.mark.parametrize("int8", [True, False])
+def test_served_lists_through_the_grouped_selection(quantized, grouped_everywhere, int8):
+    q = quantized
+    rows = np.arange(q.model.train_.n_users)
+    full = np.array(q.scores(rows) if int8 else q.float_scores(rows), copy=True)
+    mask_seen(full, q.model._binary_, rows)
+    expected = top_k_rows(full, 10)[0]
+    for batch in (1, 7, RETRIEVAL_BLOCK + 5):
+        got = np.vstack([q.recommend_index(rows[s : s + batch], 10, int8=int8) for s in range(0, len(rows), batch)])
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_int8_lists_match_float_lists_and_never_hold_seen_items(quantized):
+    """The int8 lists are the float lists up to near-ties: at least 95% of each top-10 in common on average, no seen item, no short list."""
+    q = quantized
+    rows = np.arange(q.model.train_.n_users)
+    seen = q.model._binary_
+    n_items = q.model.train_.n_items
+    for batch in (1, RETRIEVAL_BLOCK, len(rows)):
+        lists_i = np.vstack([q.recommend_index(rows[s : s + batch], 10) for s in range(0, len(rows), batch)])
+        lists_f = q.recommend_index(rows, 10, int8=False)
+        overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(lists_i, lists_f)])
+        assert overlap >= 0.95, overlap
+        for j, r in enumerate(rows):
+            history = set(seen.indices[seen.indptr[r] : seen.indptr[r + 1]])
+            assert not set(lists_i[j]) & history
+            assert (lists_i[j] >= 0).all() == (n_items - len(history) >= 10)
+            assert len(set(lists_i[j][lists_i[j] >= 0])) == int((lists_i[j] >= 0).sum())
