@@ -5,8 +5,12 @@ read more than the subjects' list counts (:mod:`governance.experiments.lifecycle
 reads those):
 
 * ``error_rate`` -- per request: the arm's failed requests (their record's detail
-  carries the assignment, never the subject) over its lists plus its failures;
-  Welch's non-inferiority test (:func:`recommender.experiments.guardrail_check`) on the 0/1 requests;
+  carries the assignment and the mode the list was being made in, never the subject)
+  over its lists plus its failures; Welch's non-inferiority test
+  (:func:`recommender.experiments.guardrail_check`) on the 0/1 requests. A look on a
+  segment counts the failures of that segment's mode (``known``: personalized) over
+  the segment's lists, and refuses the figure when a failure recorded no mode;
+  a shadow deployment's failed copy of a request is no failure of the arm;
 * ``harmful_exposure`` -- the share of the arm's served items with an active
   harmful-content flag (``item_flags``), subjects as clusters
   (:func:`recommender.experiments.ratio_noninferiority`);
@@ -44,12 +48,19 @@ from recommender.errors import ConfigError, DataError
 
 __all__ = [
     "ITEM_TABLE_CHANGED",
+    "UNPLACED_FAILURES",
     "experiment_id_of_decision",
     "item_table",
     "judge_arm_guardrails",
+    "segment_of_mode",
 ]
 
 ITEM_TABLE_CHANGED = "the item table {path} changed since the plan was frozen (hash {frozen}, now {now}): the target shares are not the planned ones"
+UNPLACED_FAILURES = (
+    "error_rate within segment {segment!r} is refused: {n} failed request(s) of the arms ({arms}) recorded no mode "
+    "(recorded before failures carried one, or failed before the engine could tell whether the model knows the "
+    "subject), so they cannot be placed in a segment; the whole arm's error rate is in a look without a segment"
+)
 BOOTSTRAP_REPLICATES = 2000
 
 
@@ -113,16 +124,28 @@ def _served(session: Session, row: Any, subjects: pd.Index) -> pd.DataFrame:
     return pd.DataFrame({"subject": np.repeat(np.asarray(who, dtype=object), counts), "item": np.asarray(items, dtype=object).astype(str), "rank": ranks})
 
 
-def _failures(session: Session, row: Any) -> dict[str, int]:
-    """Failed requests of the experiment's randomised subjects, per variant (failures are few: read and filtered here)."""
+def segment_of_mode(mode: Any) -> str | None:
+    """The exploratory segment of a list made in ``mode``: ``known`` (personalized) or ``new``; None: not recorded."""
+    if mode not in ("personalized", "fallback", "non_profiling"):
+        return None
+    return "known" if mode == "personalized" else "new"
+
+
+def _failures(session: Session, row: Any) -> dict[str, dict[str | None, int]]:
+    """Failed requests of the experiment's randomised subjects: per variant, per segment of the request's recorded mode
+    (None: a failure that recorded none). A shadow deployment's failed copy of a request is left out: its list is never
+    served, as its decision records are left out of the lists (failures are few: read and filtered here)."""
     query = select(FailedRequest.detail).where(FailedRequest.at >= row.started_at)
     if row.stopped_at is not None:
         query = query.where(FailedRequest.at <= row.stopped_at)
-    counts: dict[str, int] = {}
+    counts: dict[str, dict[str | None, int]] = {}
     for (detail,) in session.execute(query):
-        exp = (detail or {}).get("experiment")
-        if isinstance(exp, Mapping) and exp.get("id") == row.id and exp.get("reason") == "randomised":
-            counts[str(exp.get("variant"))] = counts.get(str(exp.get("variant")), 0) + 1
+        detail = detail or {}
+        exp = detail.get("experiment")
+        if isinstance(exp, Mapping) and exp.get("id") == row.id and exp.get("reason") == "randomised" and not detail.get("shadow"):
+            per_segment = counts.setdefault(str(exp.get("variant")), {})
+            segment = segment_of_mode(detail.get("mode"))
+            per_segment[segment] = per_segment.get(segment, 0) + 1
     return counts
 
 
@@ -132,11 +155,30 @@ def _exact(control: float, treatment: float, guardrail: Mapping[str, Any], why: 
     return {"non_inferior": bool(harm <= guardrail["margin"]), "exact": True, "estimate": treatment - control, "reason": why}
 
 
-def _error_rate(lists: Mapping[str, int], failed: Mapping[str, int], control: str, t: str, guardrail: Mapping[str, Any], alpha: float) -> dict[str, Any]:
+def _error_rate(
+    lists: Mapping[str, int], failures: Mapping[str, Mapping[str | None, int]], control: str, t: str, guardrail: Mapping[str, Any],
+    alpha: float, segment: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The arm's failed requests over its requests (lists plus failures), Welch's non-inferiority test on the 0/1 requests.
+
+    With ``segment`` (``known`` or ``new``) only the failures whose recorded mode is of that segment count, over the
+    lists of the segment's subjects; a failure of either arm that recorded no mode cannot be placed in a segment, so
+    the segment's error rate is refused (a located reason), never computed on the whole arm."""
     from recommender.experiments import ArmData, guardrail_check
 
-    arms = {v: ArmData(n=int(lists.get(v, 0) + failed.get(v, 0)), total=float(failed.get(v, 0)), total_sq=float(failed.get(v, 0))) for v in (control, t)}
+    if segment is not None:
+        unplaced = {v: int(failures.get(v, {}).get(None, 0)) for v in (control, t)}
+        if any(unplaced.values()):
+            return {"non_inferior": False, "exact": False, "refused": True, "segment": segment, "failed_without_mode": unplaced,
+                    "reason": UNPLACED_FAILURES.format(n=sum(unplaced.values()), arms=", ".join(f"{v} {n}" for v, n in unplaced.items()),
+                                                       segment=segment)}  # fmt: skip
+        failed = {v: int(failures.get(v, {}).get(segment, 0)) for v in (control, t)}
+    else:
+        failed = {v: int(sum(failures.get(v, {}).values())) for v in (control, t)}
+    arms = {v: ArmData(n=int(lists.get(v, 0) + failed[v]), total=float(failed[v]), total_sq=float(failed[v])) for v in (control, t)}
     counts = {"requests": {v: a.n for v, a in arms.items()}, "failed": {v: int(a.total) for v, a in arms.items()}}
+    if segment is not None:
+        counts["segment"] = segment
     try:
         result = guardrail_check(arms[control], arms[t], margin=guardrail["margin"], direction=guardrail["direction"], alpha=alpha)
         return {**_as_dict(result), **counts}
@@ -194,9 +236,12 @@ def _gap(served: pd.DataFrame, groups: pd.Series, by_variant: dict[str, pd.Index
 
 def judge_arm_guardrails(
     session: Session, row: Any, randomised: pd.DataFrame, guardrails: list[Mapping[str, Any]], control: str,
-    treatments: list[str], alpha: float, frozen_items: Mapping[str, Any],
+    treatments: list[str], alpha: float, frozen_items: Mapping[str, Any], segment: str | None = None,
 ) -> dict[tuple[int, str], dict[str, Any]]:  # fmt: skip
-    """``{(guardrail index, treatment): result}`` for the guardrails this module reads (see the module doc)."""
+    """``{(guardrail index, treatment): result}`` for the guardrails this module reads (see the module doc).
+
+    ``randomised``: the analysed subjects (of ``segment`` only, when the look has one); ``segment`` places the
+    failed requests too (:func:`_error_rate`)."""
     from governance.experiments.spec import ARM_LEVEL_METRICS
 
     wanted = [(i, g) for i, g in enumerate(guardrails) if g["metric"] in (*ARM_LEVEL_METRICS, "error_rate")]
@@ -224,7 +269,7 @@ def judge_arm_guardrails(
                 continue
         for t in treatments:
             if g["metric"] == "error_rate":
-                out[(i, t)] = _error_rate(lists, failed, control, t, g, alpha)
+                out[(i, t)] = _error_rate(lists, failed, control, t, g, alpha, segment)
             elif g["metric"] == "harmful_exposure":
                 out[(i, t)] = _harmful(served, flagged, by_variant, control, t, g, alpha)
             else:

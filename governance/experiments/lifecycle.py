@@ -620,7 +620,8 @@ def analyze(store: Any, name: str, *, actor: str, metric: str | None = None, seg
             for c in comparisons:
                 c["p_adjusted"] = c["result"].get("p_value")
         guardrails = []
-        arm_level = judge_arm_guardrails(session, row, randomised, spec["guardrails"], control, treatments, design["alpha"], row.plan.get("guardrail_items", {}))
+        arm_level = judge_arm_guardrails(session, row, randomised, spec["guardrails"], control, treatments, design["alpha"],
+                                         row.plan.get("guardrail_items", {}), segment=segment)  # fmt: skip
         for i, g in enumerate(spec["guardrails"]):
             for t in treatments:
                 if (i, t) in arm_level:

@@ -54,7 +54,7 @@ GUARDRAIL_METRICS: dict[str, str] = {
     "click_through": PRIMARY_METRICS["click_through"],
     "conversion": PRIMARY_METRICS["conversion"],
     "latency_ms": "per subject, the mean serving latency of their lists in milliseconds (the decision record's latency_ms)",
-    "error_rate": "per request, the share of the arm's requests that failed (failed requests carry their assignment)",
+    "error_rate": "per request, the share of the arm's requests that failed (failed requests carry their assignment and mode; on a segment, the segment's requests)",
     "harmful_exposure": "the arm's share of served items with an active harmful-content flag (subjects as clusters, delta method)",
     "provider_exposure_gap": "the arm's total-variation gap between provider groups' exposure shares and their catalogue shares (subject bootstrap)",
 }

@@ -415,3 +415,68 @@ def test_an_infinite_or_never_failing_margin_and_an_undetectable_mde_are_refused
     assert issue.path == "design.mde" and issue.line is not None and "cannot be detected" in issue.message
     with store.session() as session:
         assert session.scalars(select(Experiment)).first() is None  # nothing stored
+
+
+def _serve_by_mode(store: Any, subjects: list[str], fail: dict[tuple[str, str], float], rng: np.random.Generator, lists: int = 3) -> dict[tuple[str, str], int]:
+    """Lists and failed requests as serving records them: even subjects are known to the model (personalized lists),
+    odd ones new (fallback lists); each failure carries its assignment and the mode its list was being made in, and a
+    shadow deployment's failed copy of every request is recorded too. ``fail[(variant, mode)]`` is the failure rate."""
+    with store.session() as session:
+        experiment = lifecycle.in_force(session).running
+    stamp = {"pack_name": "baseline", "pack_version": "1", "pack_hash": "0" * 64}
+    failed: dict[tuple[str, str], int] = {}
+    with DecisionLog(store) as log:
+        futures = []
+        for n, s in enumerate(subjects):
+            a = assign(experiment, s, may_profile=True)
+            mode = "personalized" if n % 2 == 0 else "fallback"
+            variant = a["variant"] if a["reason"] == "randomised" else "control"
+            for _ in range(lists):
+                if rng.random() < fail[(variant, mode)]:
+                    log_failure(store, "serve.RuntimeError", {"message": "boom", "mode": mode, "experiment": a})
+                    failed[(variant, mode)] = failed.get((variant, mode), 0) + (a["reason"] == "randomised")
+                log_failure(store, "serve.RuntimeError", {"message": "shadow boom", "mode": mode, "shadow": True, "experiment": a})
+                futures.append(log.submit({**stamp, "mode": mode, "model_version": "m", "subject_id": s, "context": {"experiment": a, "latency_ms": 50.0},
+                                           "slate": {"items": ITEMS[:5], "scores": [1.0] * 5, "tags": [[] for _ in range(5)]}}))  # fmt: skip
+        for f in futures:
+            f.result(timeout=120)
+    clicks = [{"subject": s, "kind": "click", "item_id": ITEMS[0], "decision_id": ""} for s in subjects if rng.random() < 0.3]
+    at = datetime.now(UTC)
+    frame = pd.DataFrame([{"line": n, "value": np.nan, "event_id": f"c{n}", "occurred_at": at, **c} for n, c in enumerate(clicks, start=2)], columns=list(BATCH_COLUMNS))
+    frame["occurred_at"] = pd.to_datetime(frame["occurred_at"], utc=True).astype("datetime64[us, UTC]")
+    frame["value"] = frame["value"].astype(float)
+    with store.session() as session:
+        record_outcomes(session, frame, source="import", anchor={"file_sha256": "b" * 64})
+    return failed
+
+
+def test_a_segmented_look_counts_the_failures_of_the_segments_requests_and_refuses_failures_it_cannot_place(store: Any, tmp_path: Path) -> None:
+    """The treatment fails 40% of the requests of subjects the model does not know and 1% of the others. Each segment's
+    error rate counts its own requests' failures (a shadow's failed copies never count); the whole arm's look counts all.
+    One failure that recorded no mode cannot be placed in a segment: the segment's error rate is then refused, with the
+    reason in the look, and the whole arm's is still computed."""
+    with store.session() as session:
+        control, treatment = _model(session, "sc"), _model(session, "st")
+    path = _plan_file(tmp_path, "segments", control, treatment)
+    lifecycle.plan(store, parse_experiment(path.read_text(), str(path)), actor="tester")
+    lifecycle.start(store, "segments", actor="tester")
+    rates = {("control", "personalized"): 0.01, ("control", "fallback"): 0.01, ("treatment", "personalized"): 0.01, ("treatment", "fallback"): 0.4}
+    failed = _serve_by_mode(store, SUBJECTS, rates, np.random.default_rng(6))
+    looks = {segment: lifecycle.analyze(store, "segments", actor="tester", metric="clicks_per_subject", segment=segment) for segment in ("known", "new", None)}
+    errors = {segment: _guardrails(look)["error_rate"] for segment, look in looks.items()}
+    mode = {"known": "personalized", "new": "fallback"}
+    for segment in ("known", "new"):
+        result = errors[segment]["result"]
+        assert result["segment"] == segment and result["failed"] == {v: failed.get((v, mode[segment]), 0) for v in ("control", "treatment")}, result
+        lists = {v: 3 * looks[segment]["srm"]["observed"][v] for v in ("control", "treatment")}
+        assert result["requests"] == {v: lists[v] + result["failed"][v] for v in lists}
+    assert not errors["known"]["failed"] and errors["new"]["failed"]
+    assert errors[None]["failed"] and errors[None]["result"]["failed"] == {v: failed.get((v, "personalized"), 0) + failed.get((v, "fallback"), 0) for v in ("control", "treatment")}
+    with store.session() as session:
+        experiment = lifecycle.in_force(session).running
+    log_failure(store, "serve.RuntimeError", {"message": "boom", "experiment": {"id": experiment.id, "variant": "control", "reason": "randomised"}})
+    refused = _guardrails(lifecycle.analyze(store, "segments", actor="tester", metric="clicks_per_subject", segment="known"))["error_rate"]
+    assert refused["failed"] and refused["result"]["refused"] and refused["result"]["failed_without_mode"] == {"control": 1, "treatment": 0}
+    assert "error_rate within segment 'known' is refused: 1 failed request(s)" in refused["result"]["reason"]
+    whole = _guardrails(lifecycle.analyze(store, "segments", actor="tester", metric="clicks_per_subject"))["error_rate"]["result"]
+    assert whole["failed"]["control"] == errors[None]["result"]["failed"]["control"] + 1 and "refused" not in whole
