@@ -1,4 +1,5 @@
-"""The data of the guardrails that are not a number per subject: failed requests, harmful items, provider exposure.
+"""The data of the guardrails that are not a number per subject: failed requests, harmful items, provider exposure,
+the quality gap between consumer groups.
 
 :func:`judge_arm_guardrails` answers, for each treatment, the guardrails that
 read more than the subjects' list counts (:mod:`governance.experiments.lifecycle`
@@ -18,7 +19,14 @@ reads those):
   arm's exposure (``1 / log2(rank + 1)`` per served item) and their shares of the
   item table the plan names, by a bootstrap over subjects
   (:func:`recommender.experiments.gap_noninferiority`). The table is hashed at plan
-  time; a table that changed since is a failed guardrail, not a silent new target.
+  time; a table that changed since is a failed guardrail, not a silent new target;
+* ``consumer_quality_gap`` -- the largest difference of a per-subject quality metric
+  (``quality``: click-through, conversion, clicks per subject, from the feedback after
+  each subject's first exposure) between consumer groups (``attribute``: the region of the
+  subject's first list, as its sealed record has it, opened under the subject's key), over the groups of at least
+  ``min_group_size`` analysed subjects in each arm; the difference of the arms' gaps by a
+  bootstrap over subjects (:func:`recommender.experiments.quality_gap_noninferiority`).
+  Its subjects are the analysed ones: randomised, whose consent covers ``analytics``.
 
 The decisions of an experiment are found by the experiment id in their context:
 :func:`experiment_id_of_decision` is that expression, written exactly as the
@@ -41,6 +49,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from audits._common import in_values
 from audits.models import DecisionRecord, FailedRequest, ItemFlag
 from audits.models.decisions import ExperimentIdOf
 from audits.sealing import open_decisions
@@ -50,6 +59,7 @@ __all__ = [
     "ITEM_TABLE_CHANGED",
     "UNPLACED_FAILURES",
     "experiment_id_of_decision",
+    "first_list_attributes",
     "item_table",
     "judge_arm_guardrails",
     "segment_of_mode",
@@ -234,14 +244,83 @@ def _gap(served: pd.DataFrame, groups: pd.Series, by_variant: dict[str, pd.Index
     return {**_as_dict(result), "groups": [str(g) for g in names], "unknown_items": int((~known).sum())}
 
 
+def first_list_attributes(session: Session, subjects: pd.DataFrame, attributes: set[str]) -> pd.DataFrame:
+    """Per subject, the consumer ``attributes`` their first list's record names (None where it names none).
+
+    The request's attributes are sealed with the list under the subject's record key (:mod:`audits.sealing`):
+    only each subject's first decision (``first_decision``) is read and opened, all keys in one query; an
+    erased subject's no longer opens (None: in no group)."""
+    ids = [str(d) for d in subjects["first_decision"].dropna()]
+    found: dict[str, tuple[Any, Any, Any]] = {}
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start : start + 5000]
+        query = select(DecisionRecord.decision_id, DecisionRecord.subject, DecisionRecord.slate, DecisionRecord.context).where(
+            in_values(session, DecisionRecord.decision_id, chunk)
+        )
+        rows = session.execute(query).all()
+        for (decision_id, *_), opened in zip(rows, open_decisions(session, rows), strict=True):
+            found[decision_id] = opened
+    out = pd.DataFrame(index=subjects.index, columns=sorted(attributes), dtype=object)
+    for subject, decision_id in subjects["first_decision"].items():
+        opened = found.get(str(decision_id))
+        context = (opened[1] or {}) if opened is not None else {}
+        for name in attributes:
+            value = context.get(name)
+            out.at[subject, name] = value if isinstance(value, str) and value else None
+    return out
+
+
+def _consumer_gap(randomised: pd.DataFrame, groups_of: pd.DataFrame, values: pd.Series, control: str, t: str, guardrail: Mapping[str, Any],
+                  alpha: float, seed: int) -> dict[str, Any]:  # fmt: skip
+    """The consumer quality gap of ``t`` against ``control`` (see the module doc), with every group's size and mean.
+
+    A subject whose first list named no value of the attribute is in no group (counted, left out); a group with
+    fewer than ``min_group_size`` subjects in either arm is reported and left out of both arms' gaps."""
+    from governance.experiments.spec import DEFAULT_MIN_GROUP_SIZE
+    from recommender.experiments import quality_gap_noninferiority
+
+    arms = {v: randomised.index[randomised["variant"] == v] for v in (control, t)}
+    frames = {v: pd.DataFrame({"group": groups_of.loc[idx, guardrail["attribute"]], "value": values.reindex(idx)}) for v, idx in arms.items()}
+    no_group = {v: int(f["group"].isna().sum()) for v, f in frames.items()}
+    frames = {v: f.dropna() for v, f in frames.items()}
+    sizes = {v: f.groupby("group").size() for v, f in frames.items()}
+    means = {v: f.groupby("group")["value"].mean() for v, f in frames.items()}
+    names = sorted(set(sizes[control].index) | set(sizes[t].index))
+    least = guardrail.get("min_group_size", DEFAULT_MIN_GROUP_SIZE)
+    judged = [g for g in names if min(int(sizes[v].get(g, 0)) for v in (control, t)) >= least]
+    groups = {
+        str(g): {v: {"subjects": int(sizes[v].get(g, 0)), "mean": float(means[v][g]) if g in means[v].index else None} for v in (control, t)}
+        | {"judged": g in judged}
+        for g in names
+    }
+    about = {"quality": guardrail["quality"], "attribute": guardrail["attribute"], "min_group_size": least, "groups": groups,
+             "without_group": no_group}  # fmt: skip
+    if len(judged) < 2:
+        return {"non_inferior": False, "exact": False, **about,
+                "reason": f"{len(judged)} {guardrail['attribute']} group(s) have {least} or more analysed subjects in each arm; a gap needs 2"}  # fmt: skip
+    codes = {v: pd.Index(judged).get_indexer(f["group"]) for v, f in frames.items()}  # -1: a group not judged
+    keep = {v: codes[v] >= 0 for v in codes}
+    try:
+        result = quality_gap_noninferiority(
+            frames[control]["value"].to_numpy()[keep[control]], codes[control][keep[control]].astype(np.int64),
+            frames[t]["value"].to_numpy()[keep[t]], codes[t][keep[t]].astype(np.int64), groups=len(judged),
+            margin=guardrail["margin"], alpha=alpha, direction=guardrail["direction"], n_boot=BOOTSTRAP_REPLICATES, random_state=seed,
+        )  # fmt: skip
+    except DataError as err:
+        return {"non_inferior": False, "exact": False, **about, "reason": str(err)}
+    return {**_as_dict(result), **about}
+
+
 def judge_arm_guardrails(
     session: Session, row: Any, randomised: pd.DataFrame, guardrails: list[Mapping[str, Any]], control: str,
     treatments: list[str], alpha: float, frozen_items: Mapping[str, Any], segment: str | None = None,
+    quality: Mapping[str, pd.Series] | None = None,
 ) -> dict[tuple[int, str], dict[str, Any]]:  # fmt: skip
     """``{(guardrail index, treatment): result}`` for the guardrails this module reads (see the module doc).
 
     ``randomised``: the analysed subjects (of ``segment`` only, when the look has one); ``segment`` places the
-    failed requests too (:func:`_error_rate`)."""
+    failed requests too (:func:`_error_rate`). ``quality``: per quality metric a ``consumer_quality_gap``
+    names, its value per analysed subject."""
     from governance.experiments.spec import ARM_LEVEL_METRICS
 
     wanted = [(i, g) for i, g in enumerate(guardrails) if g["metric"] in (*ARM_LEVEL_METRICS, "error_rate")]
@@ -249,9 +328,11 @@ def judge_arm_guardrails(
         return {}
     by_variant = {v: randomised.index[randomised["variant"] == v] for v in (control, *treatments)}
     out: dict[tuple[int, str], dict[str, Any]] = {}
-    served = _served(session, row, randomised.index) if any(g["metric"] in ARM_LEVEL_METRICS for _, g in wanted) else None
+    served = _served(session, row, randomised.index) if any(g["metric"] in ("harmful_exposure", "provider_exposure_gap") for _, g in wanted) else None
     flagged = set(session.scalars(select(ItemFlag.item_id).where(ItemFlag.active.is_(True)))) if any(g["metric"] == "harmful_exposure" for _, g in wanted) else set()
     failed = _failures(session, row) if any(g["metric"] == "error_rate" for _, g in wanted) else {}
+    consumer = {g["attribute"] for _, g in wanted if g["metric"] == "consumer_quality_gap"}
+    groups_of = first_list_attributes(session, randomised, consumer) if consumer else None
     lists = randomised.groupby("variant")["lists"].sum().to_dict()
     for i, g in wanted:
         groups = None
@@ -272,6 +353,8 @@ def judge_arm_guardrails(
                 out[(i, t)] = _error_rate(lists, failed, control, t, g, alpha, segment)
             elif g["metric"] == "harmful_exposure":
                 out[(i, t)] = _harmful(served, flagged, by_variant, control, t, g, alpha)
+            elif g["metric"] == "consumer_quality_gap":
+                out[(i, t)] = _consumer_gap(randomised, groups_of, (quality or {})[g["quality"]], control, t, g, alpha, seed=int(row.id))
             else:
                 out[(i, t)] = _gap(served, groups, by_variant, control, t, g, alpha, seed=int(row.id))
     return out
