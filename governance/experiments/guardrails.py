@@ -260,14 +260,13 @@ def first_list_attributes(session: Session, subjects: pd.DataFrame, attributes: 
         rows = session.execute(query).all()
         for (decision_id, *_), opened in zip(rows, open_decisions(session, rows), strict=True):
             found[decision_id] = opened
-    out = pd.DataFrame(index=subjects.index, columns=sorted(attributes), dtype=object)
-    for subject, decision_id in subjects["first_decision"].items():
+    names = sorted(attributes)
+    rows = []
+    for decision_id in subjects["first_decision"]:
         opened = found.get(str(decision_id))
         context = (opened[1] or {}) if opened is not None else {}
-        for name in attributes:
-            value = context.get(name)
-            out.at[subject, name] = value if isinstance(value, str) and value else None
-    return out
+        rows.append([value if isinstance(value := context.get(name), str) and value else None for name in names])
+    return pd.DataFrame(rows, index=subjects.index, columns=names, dtype=object)
 
 
 def _consumer_gap(randomised: pd.DataFrame, groups_of: pd.DataFrame, values: pd.Series, control: str, t: str, guardrail: Mapping[str, Any],
