@@ -18,7 +18,7 @@ from ruamel.yaml import YAML
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from audits.models import AuditJob, AuditRun
+from audits.models import AuditJob, AuditRun, TrailEvent
 from governance.api.audit_jobs import work
 from governance.cli import app as cli
 from governance.policy import parse_pack
@@ -130,6 +130,10 @@ def test_the_audit_judges_the_off_policy_rules_as_the_command_line_gate_does(ser
     with server.store.session() as session:  # recorded with the audit run: the log the rules were judged on
         used = session.get(AuditRun, done["worse"]["audit_id"]).summary["dataset"]["off_policy"]
     assert used["decisions_used"] == 1500 and used["logged_pack"]["pack_version"] == "9.0.0" and used["provider_groups"] == ["tail"]
+    with server.store.session() as session:  # the call on the trail: the logged pack, and the groups' sizes, not their items
+        event = session.scalars(select(TrailEvent).where(TrailEvent.action == "api.audits.create", TrailEvent.objects.contains(jobs["worse"]))).one()
+    payload = json.loads(event.payload)
+    assert payload["ope_logged_policy"]["pack_version"] == "9.0.0" and payload["request"]["ope_provider_groups"] == {"tail": len(TAIL_ITEMS)}
     without = _wait(server, _start(server, _body(world, "better", logged=None)))  # without the logged pack: skipped, as before
     assert without["status"] == "succeeded" and "ope_logged_pack" not in without["request"]
     assert {r["status"] for r in _ope(without["results"]).values()} == {"skipped"}
