@@ -74,6 +74,7 @@ __all__ = [
     "audit_off_policy",
     "LOGGED_PACK_MISMATCH",
     "LoggedPackMismatch",
+    "check_logged_hash",
     "evaluate_from_log",
     "off_policy_facts",
     "off_policy_gate",
@@ -193,7 +194,7 @@ def _pool_length(pack: LoadedPack, k: int) -> int:
     return k if hook is None else hook.length(k)
 
 
-def _check_logged_hash(session: Any, logged: LoadedPack) -> None:
+def check_logged_hash(session: Any, logged: LoadedPack) -> None:
     """Refuse a logged pack whose content is not that of the decisions recorded under its name and version."""
     from sqlalchemy import func
 
@@ -245,7 +246,7 @@ def evaluate_from_log(store: Any, logged: LoadedPack, target: LoadedPack, settin
         raise ConfigError(RERANKING_DIFFERS.format(logged=f"{logged.name} {logged.version}", target=f"{target.name} {target.version}"))
     excluded: dict[str, int] = {}
     with store.session() as session:
-        _check_logged_hash(session, logged)
+        check_logged_hash(session, logged)
         query = (
             select(DecisionRow.decision_id, DecisionRow.subject, DecisionRow.slate, DecisionRow.context)
             .where(DecisionRow.pack_name == logged.name, DecisionRow.pack_version == logged.version, DecisionRow.pack_hash == logged.content_hash)

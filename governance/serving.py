@@ -415,35 +415,51 @@ class ServingEngine:
         ``report_failures=False``: the caller reports a failure itself
         (:meth:`report_failure`), e.g. from where a store write may block.
         """
+        plans: list[ServePlan] = []
         try:
             if shadow_of is None:
-                return self._serve(request, shadow_of)
+                return self._serve(request, shadow_of, plans)
             from governance.rerank.amortised import unserved_lists
 
             with unserved_lists():  # a shadow list is never shown: it pays no exposure debt of the served lists
-                return self._serve(request, shadow_of)
+                return self._serve(request, shadow_of, plans)
         except Exception as err:
             if report_failures:
-                self.report_failure(request, err)
+                self.report_failure(request, err, mode=plans[0].mode if plans else None, shadow_of=shadow_of)
             raise
 
-    def report_failure(self, request: ServeRequest, err: BaseException) -> None:
+    def report_failure(self, request: ServeRequest, err: BaseException, *, mode: str | None = None, shadow_of: str | None = None) -> None:
         """Report a failed request to ``on_failure``: its cause, the subject id scrubbed from the message.
 
         :meth:`serve` calls it for its own failures; a caller that waits for the
         decision's commit itself (a sink that defers it) calls it when the commit
         fails. It never raises: the request's own error is the one to raise.
+
+        ``mode``: how the request's list was being made (``personalized``, ``fallback``, ``non_profiling``),
+        when the failure came after that was decided; otherwise it is decided here again, and left out if that
+        fails too. The record keeps the mode, never the subject: an experiment's error rate within a segment
+        (subjects the model knows, or new ones) counts the failures of that segment's requests.
+        ``shadow_of``: the request was a shadow deployment's copy (its failure is no failure of a served list).
         """
         if self.on_failure is None:
             return
         message = str(err).replace(str(request.subject_id), "<subject>") if request.subject_id else str(err)
-        detail = {
+        detail: dict[str, Any] = {
             "message": message[:1000],
             "k": request.k,
             "gpc": request.gpc,
             "tcf": request.tcf is not None,
             "context": sorted(request.context),
         }
+        if mode is None:
+            try:
+                mode = self._decide(request, datetime.now(timezone.utc))[2]
+            except Exception:  # noqa: BLE001 - what failed may be what decides the mode: the record then has none
+                mode = None
+        if mode is not None:
+            detail["mode"] = mode
+        if shadow_of is not None:
+            detail["shadow"] = True
         if request.experiment is not None:  # the arm's error rate is an experiment guardrail (no subject id: the arm only)
             detail["experiment"] = {k: request.experiment.get(k) for k in ("id", "variant", "reason")}
         try:
@@ -451,8 +467,9 @@ class ServingEngine:
         except Exception:  # noqa: BLE001 - the original error is the one to raise
             pass
 
-    def _serve(self, request: ServeRequest, shadow_of: str | None = None) -> ServedList:
-        return self.finish(self.begin(request), shadow_of=shadow_of)
+    def _serve(self, request: ServeRequest, shadow_of: str | None, plans: list[ServePlan]) -> ServedList:
+        plans.append(self.begin(request))  # kept for a failure's report: how the list was being made
+        return self.finish(plans[0], shadow_of=shadow_of)
 
     def begin(self, request: ServeRequest, *, started: float | None = None) -> ServePlan:
         """The request's consent decision and what its list will be made of (steps 1 and 2).
@@ -467,6 +484,13 @@ class ServingEngine:
         if not isinstance(request.k, int) or request.k < 1:
             raise ConfigError(f"The 'k' parameter of serve must be an int in the range [1, inf). Got {request.k!r} instead.")
         now = datetime.now(timezone.utc)
+        decision, row, mode = self._decide(request, now)
+        length = self._logging.length(request.k) if self._logging is not None and mode == "personalized" else request.k
+        allowed = combine(self._context_mask(request.context), self._available.allowed(request.context))
+        return ServePlan(request, now, decision, allowed, row, mode, self.personalizer, length, started)
+
+    def _decide(self, request: ServeRequest, now: datetime) -> tuple[ProfilingDecision, int, str]:
+        """The request's consent decision, the subject's model row (-1: none to personalize from) and the list's mode."""
         decision = (
             erasure_decision(request.erasure_seq, self.erasures_seen, self.model.version_id_)
             or standing_decision(self._standing_now(now), now, self.loaded.name)
@@ -477,9 +501,7 @@ class ServingEngine:
             indptr = self.model.train_.matrix.indptr
             row = row if indptr[row + 1] > indptr[row] else -1
         mode = "non_profiling" if not decision.allowed else ("fallback" if row < 0 else "personalized")
-        length = self._logging.length(request.k) if self._logging is not None and mode == "personalized" else request.k
-        allowed = combine(self._context_mask(request.context), self._available.allowed(request.context))
-        return ServePlan(request, now, decision, allowed, row, mode, self.personalizer, length, started)
+        return decision, row, mode
 
     def finish(self, plan: ServePlan, personalized: PersonalizedList | None = None, *, shadow_of: str | None = None) -> ServedList:
         """Make the plan's list (``personalized``: what ``plan.personalizer`` gave for it elsewhere,

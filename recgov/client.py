@@ -161,7 +161,8 @@ class Client:
     def start_audit(self, pack: str, *, data: str, model_version: str | None = None, **options: Any) -> dict[str, Any]:
         """Queue an audit of ``data`` (and ``model_version``) under ``pack`` (auditor); the job, with its ``id``.
 
-        ``options`` are the other fields of ``POST /v1/audits`` (``slates``, ``baseline``, ``shadow``).
+        ``options`` are the other fields of ``POST /v1/audits`` (``slates``, ``baseline``, ``shadow``, and
+        ``ope_logged_pack`` with ``ope_provider_groups`` to judge the pack's off-policy rules on the decision log).
         """
         body = {"pack": pack, "data": data, **({"model_version": model_version} if model_version is not None else {}), **options}
         return self._json("POST", "/v1/audits", json=body)

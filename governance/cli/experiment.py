@@ -133,7 +133,8 @@ def analyze_command(
         r = c["result"]
         lines.append(f"  {c['variant']}: estimate {r.get('estimate')} [{r.get('ci_low')}, {r.get('ci_high')}], p = {r.get('p_value')} (adjusted {c['p_adjusted']}), {r.get('decision')}")
     for g in doc["guardrails"]:
-        lines.append(f"  guardrail {g['metric']} ({g['variant']}, margin {g['margin']}): {'FAILED' if g['failed'] else 'held'}{_guardrail_figures(g['result'])}")
+        said = "REFUSED" if g["result"].get("refused") else ("FAILED" if g["failed"] else "held")
+        lines.append(f"  guardrail {g['metric']} ({g['variant']}, margin {g['margin']}): {said}{_guardrail_figures(g['result'])}")
     srm = doc["srm"]
     lines.append(f"  SRM: {'MISMATCH' if srm.get('mismatch') else 'ok'}")
     if doc.get("recommendation"):

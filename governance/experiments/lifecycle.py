@@ -329,15 +329,16 @@ def in_force(session: Session | Any) -> InForce | None:
 
 # -- the data of a look -------------------------------------------------------------
 def _exposures(session: Session, row: Experiment, *, empty_lists: bool = False) -> pd.DataFrame:
-    """One row per subject of the experiment: first variant, reason, first exposure, list counts by mode, mean latency.
+    """One row per subject of the experiment: first variant, reason, first exposure (its decision and mode), list counts by
+    mode, mean latency.
 
     Only the experiment's records are read: the filter on the context's experiment id is the expression
     ``ix_decisions_experiment`` indexes (:func:`governance.experiments.guardrails.experiment_id_of_decision`).
     With ``empty_lists`` the served slates are read too, to count the lists that came out empty (an
     ``empty_list_share`` guardrail); otherwise that count is left out, since a slate is the record's largest part."""
-    columns = [DecisionRecord.subject, DecisionRecord.decided_at, DecisionRecord.mode, DecisionRecord.context]
+    columns = [DecisionRecord.subject, DecisionRecord.decided_at, DecisionRecord.decision_id, DecisionRecord.mode, DecisionRecord.context]
     if empty_lists:
-        columns += [DecisionRecord.decision_id, DecisionRecord.slate]
+        columns += [DecisionRecord.slate]
     query = select(*columns).where(
         experiment_id_of_decision(session) == row.id, DecisionRecord.decided_at >= row.started_at, DecisionRecord.subject.is_not(None)
     )
@@ -345,26 +346,26 @@ def _exposures(session: Session, row: Experiment, *, empty_lists: bool = False) 
         query = query.where(DecisionRecord.decided_at <= row.stopped_at)
     records = []
     sealed = []
-    for subject, at, mode, context, *slate in session.execute(query):
+    for subject, at, decision_id, mode, context, *slate in session.execute(query):
         exp = (context or {}).get("experiment")
         if isinstance(exp, Mapping) and exp.get("id") == row.id and not (context or {}).get("shadow_of"):
             latency = context.get("latency_ms")
-            records.append((subject, at, mode, exp.get("variant"), exp.get("reason"), latency if isinstance(latency, (int, float)) else np.nan, np.nan))
+            records.append((subject, at, decision_id, mode, exp.get("variant"), exp.get("reason"), latency if isinstance(latency, (int, float)) else np.nan, np.nan))
             if empty_lists:
-                sealed.append((slate[0], subject, slate[1], context))
+                sealed.append((decision_id, subject, slate[0], context))
     if empty_lists:  # slates are sealed under their subject's key: an erased subject's no longer open (left NaN, left out)
         for n, opened in enumerate(open_decisions(session, sealed)):
             if opened is not None:
                 records[n] = (*records[n][:-1], float(not (opened[0] or {}).get("items")))
-    frame = pd.DataFrame(records, columns=["subject", "at", "mode", "variant", "reason", "latency_ms", "empty"])
+    frame = pd.DataFrame(records, columns=["subject", "at", "decision_id", "mode", "variant", "reason", "latency_ms", "empty"])
     if frame.empty:
-        columns = ["variant", "reason", "first_at", "first_mode", "lists", "non_profiling", "fallback", "empty", "opened", "latency_ms"]
+        columns = ["variant", "reason", "first_at", "first_decision", "first_mode", "lists", "non_profiling", "fallback", "empty", "opened", "latency_ms"]
         return pd.DataFrame(columns=columns).rename_axis("subject")
     frame = frame.sort_values("at", kind="stable")
     frame["non_profiling"] = (frame["mode"] == "non_profiling").astype(int)
     frame["fallback"] = (frame["mode"] == "fallback").astype(int)
     by = frame.groupby("subject", sort=False)
-    out = by[["at", "mode", "variant", "reason"]].first().rename(columns={"at": "first_at", "mode": "first_mode"})
+    out = by[["at", "decision_id", "mode", "variant", "reason"]].first().rename(columns={"at": "first_at", "decision_id": "first_decision", "mode": "first_mode"})
     out["lists"] = by.size()
     out[["non_profiling", "fallback"]] = by[["non_profiling", "fallback"]].sum()
     out["empty"] = by["empty"].sum(min_count=1)  # NaN where no list was opened (not asked for, or the subject erased)
@@ -620,7 +621,9 @@ def analyze(store: Any, name: str, *, actor: str, metric: str | None = None, seg
             for c in comparisons:
                 c["p_adjusted"] = c["result"].get("p_value")
         guardrails = []
-        arm_level = judge_arm_guardrails(session, row, randomised, spec["guardrails"], control, treatments, design["alpha"], row.plan.get("guardrail_items", {}))
+        quality = {g["quality"]: _values(g["quality"], randomised, outcomes) for g in spec["guardrails"] if g.get("quality")}
+        arm_level = judge_arm_guardrails(session, row, randomised, spec["guardrails"], control, treatments, design["alpha"],
+                                         row.plan.get("guardrail_items", {}), segment=segment, quality=quality)  # fmt: skip
         for i, g in enumerate(spec["guardrails"]):
             for t in treatments:
                 if (i, t) in arm_level:

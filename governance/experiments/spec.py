@@ -27,8 +27,10 @@ from governance.policy import _Strict
 
 __all__ = [
     "ARM_LEVEL_METRICS",
+    "CONSUMER_ATTRIBUTES",
     "GUARDRAIL_METRICS",
     "PRIMARY_METRICS",
+    "QUALITY_METRICS",
     "METRICS",
     "ExperimentSpec",
     "LoadedExperiment",
@@ -54,18 +56,31 @@ GUARDRAIL_METRICS: dict[str, str] = {
     "click_through": PRIMARY_METRICS["click_through"],
     "conversion": PRIMARY_METRICS["conversion"],
     "latency_ms": "per subject, the mean serving latency of their lists in milliseconds (the decision record's latency_ms)",
-    "error_rate": "per request, the share of the arm's requests that failed (failed requests carry their assignment)",
+    "error_rate": "per request, the share of the arm's requests that failed (failed requests carry their assignment and mode; on a segment, the segment's requests)",
     "harmful_exposure": "the arm's share of served items with an active harmful-content flag (subjects as clusters, delta method)",
     "provider_exposure_gap": "the arm's total-variation gap between provider groups' exposure shares and their catalogue shares (subject bootstrap)",
+    "consumer_quality_gap": "the arm's largest difference of a per-subject quality metric ('quality') between consumer groups ('attribute') "
+    "of at least min_group_size subjects in each arm (subject bootstrap)",
 }
 """Metrics a guardrail may hold: per subject or per request from the decision records, the failed requests and the
 feedback, or (``ARM_LEVEL_METRICS``) one figure of the arm's whole traffic with its uncertainty over subjects."""
 
 BOUNDED_METRICS: frozenset[str] = frozenset(GUARDRAIL_METRICS) - {"latency_ms", "clicks_per_subject"}
-"""Guardrail metrics that are shares or rates in [0, 1]: a margin of 1 or more can never be exceeded."""
+"""Guardrail metrics that are shares or rates in [0, 1]: a margin of 1 or more can never be exceeded
+(``consumer_quality_gap`` only when its quality metric is a proportion)."""
 
-ARM_LEVEL_METRICS: tuple[str, ...] = ("harmful_exposure", "provider_exposure_gap")
+ARM_LEVEL_METRICS: tuple[str, ...] = ("harmful_exposure", "provider_exposure_gap", "consumer_quality_gap")
 """Guardrails that are a property of an arm's served lists, not a number per subject (:mod:`recommender.experiments.arm_level`)."""
+
+QUALITY_METRICS: tuple[str, ...] = tuple(PRIMARY_METRICS)
+"""The per-subject quality metrics a ``consumer_quality_gap`` compares between consumer groups (the outcome metrics)."""
+
+CONSUMER_ATTRIBUTES: dict[str, str] = {
+    "region": "the region the request named, recorded with each list (a subject's group is their first list's: set before any treatment)",
+}
+"""What may group consumers in a ``consumer_quality_gap``: attributes every list's decision record carries, so the
+analysis reads no other data about a subject and never groups by an identifier."""
+DEFAULT_MIN_GROUP_SIZE = 30
 
 METRICS: dict[str, str] = {**PRIMARY_METRICS, **GUARDRAIL_METRICS}
 
@@ -116,7 +131,14 @@ class Guardrail(_Strict):
     """``provider_exposure_gap`` only: the item table (CSV or Parquet, an ``item_id`` column) naming each item's
     provider group; its item shares are the target the arm's exposure shares are held to."""
     attribute: str = Field("provider_group", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-    """``provider_exposure_gap`` only: the item table's provider column."""
+    """``provider_exposure_gap``: the item table's provider column. ``consumer_quality_gap``: what groups the
+    consumers, one of :data:`CONSUMER_ATTRIBUTES` (``region``)."""
+    quality: Literal["click_through", "conversion", "clicks_per_subject"] | None = None
+    """``consumer_quality_gap`` only (and required there): the per-subject quality metric whose gap between the
+    consumer groups is held (its mean per group; the gap is the largest difference between two groups' means)."""
+    min_group_size: int = Field(DEFAULT_MIN_GROUP_SIZE, ge=2, le=10_000_000)
+    """``consumer_quality_gap`` only: a group with fewer analysed subjects in either arm is left out of both arms'
+    gaps (reported with its size, never judged): a small group's mean is mostly noise."""
 
 
 class Design(_Strict):
@@ -185,7 +207,7 @@ class LoadedExperiment:
 
 _OPTIONAL_DEFAULTS: dict[str, Any] = {"holdback_days": 0}
 _OPTIONAL_DESIGN: dict[str, Any] = {"futility_power": None}
-_OPTIONAL_GUARDRAIL: dict[str, Any] = {"items": None, "attribute": "provider_group"}
+_OPTIONAL_GUARDRAIL: dict[str, Any] = {"items": None, "attribute": "provider_group", "quality": None, "min_group_size": DEFAULT_MIN_GROUP_SIZE}
 
 
 def canonical_plan(spec: ExperimentSpec) -> dict[str, Any]:
@@ -246,12 +268,20 @@ def _cross_checks(spec: ExperimentSpec, positions: dict[str, tuple[int, int]], s
             issues.append(_issue(source, positions, f"guardrails.{i}.metric", f"unknown guardrail metric {g.metric!r}; one of {', '.join(GUARDRAIL_METRICS)}"))
         if g.metric == "provider_exposure_gap" and g.items is None:
             issues.append(_issue(source, positions, f"guardrails.{i}", "provider_exposure_gap needs 'items': the item table naming each item's provider group"))
-        if g.metric in BOUNDED_METRICS and g.margin >= 1:
+        bounded = g.metric in BOUNDED_METRICS and not (g.metric == "consumer_quality_gap" and g.quality == "clicks_per_subject")
+        if bounded and g.margin >= 1:
             issues.append(_issue(source, positions, f"guardrails.{i}.margin",
                                  f"{g.metric} lies in [0, 1]: a margin of {g.margin:g} tolerates any harm, so the guardrail could never fail"))  # fmt: skip
-        if g.metric != "provider_exposure_gap" and (g.items is not None or g.attribute != "provider_group"):
-            issues.append(_issue(source, positions, f"guardrails.{i}.items" if g.items is not None else f"guardrails.{i}.attribute",
-                                 f"'items' and 'attribute' apply to provider_exposure_gap only, not {g.metric!r}"))  # fmt: skip
+        if g.metric != "provider_exposure_gap" and g.items is not None:
+            issues.append(_issue(source, positions, f"guardrails.{i}.items", f"'items' applies to provider_exposure_gap only, not {g.metric!r}"))
+        if g.metric not in ("provider_exposure_gap", "consumer_quality_gap") and g.attribute != "provider_group":
+            issues.append(_issue(source, positions, f"guardrails.{i}.attribute",
+                                 f"'attribute' applies to provider_exposure_gap and consumer_quality_gap only, not {g.metric!r}"))  # fmt: skip
+        if g.metric != "consumer_quality_gap" and (g.quality is not None or g.min_group_size != DEFAULT_MIN_GROUP_SIZE):
+            field = "quality" if g.quality is not None else "min_group_size"
+            issues.append(_issue(source, positions, f"guardrails.{i}.{field}", f"'{field}' applies to consumer_quality_gap only, not {g.metric!r}"))
+        if g.metric == "consumer_quality_gap":
+            issues += _consumer_gap_issues(i, g, positions, source)
     if spec.holdback_days and not spec.holdback:
         issues.append(_issue(source, positions, "holdback_days", f"holdback_days: {spec.holdback_days} keeps a holdback after the stop, but the plan holds none back (holdback: 0)"))
     d = spec.design
@@ -266,6 +296,20 @@ def _cross_checks(spec: ExperimentSpec, positions: dict[str, tuple[int, int]], s
         issues.append(_issue(source, positions, "design.futility_power", f"a futility boundary joins the interim looks of a group_sequential design; method {d.method} has none"))
     if d.method == "group_sequential" and d.looks < 2:
         issues.append(_issue(source, positions, "design.looks", "a group-sequential design has at least 2 looks"))
+    return issues
+
+
+def _consumer_gap_issues(i: int, g: Guardrail, positions: dict[str, tuple[int, int]], source: str) -> list[PackIssue]:
+    """A consumer_quality_gap names its quality metric and groups consumers by an attribute every list records."""
+    issues = []
+    if g.quality is None:
+        issues.append(_issue(source, positions, f"guardrails.{i}",
+                             f"consumer_quality_gap needs 'quality': the per-subject metric whose gap between consumer groups is held ({', '.join(QUALITY_METRICS)})"))  # fmt: skip
+    if g.attribute not in CONSUMER_ATTRIBUTES:
+        where = f"guardrails.{i}.attribute" if f"guardrails.{i}.attribute" in positions else f"guardrails.{i}"
+        issues.append(_issue(source, positions, where,
+                             f"consumer_quality_gap groups subjects by an attribute every list's record carries ({', '.join(CONSUMER_ATTRIBUTES)}); "
+                             f"got attribute {g.attribute!r}"))  # fmt: skip
     return issues
 
 

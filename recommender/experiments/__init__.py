@@ -10,7 +10,8 @@ record on the trail) is built on top of it.
 * :func:`analyze_look` -- one look: estimate, interval, p-value, boundary, decision;
 * :func:`guardrail_check` -- non-inferiority of a metric that must not get worse;
 * :func:`correct` -- p-values corrected for several comparisons;
-* :func:`ratio_noninferiority`, :func:`gap_noninferiority` -- arm-level guardrails (a ratio of sums, an exposure gap).
+* :func:`ratio_noninferiority`, :func:`gap_noninferiority`, :func:`quality_gap_noninferiority` -- arm-level guardrails
+  (a ratio of sums, an exposure gap, a quality gap between consumer groups).
 
 The methods and their sources are in the documentation (Reference, Experiments).
 """
@@ -23,7 +24,14 @@ from recommender.experiments.analysis import (
     rejection_looks,
     stopping_looks,
 )
-from recommender.experiments.arm_level import ArmLevelResult, exposure_gap, gap_noninferiority, ratio_noninferiority
+from recommender.experiments.arm_level import (
+    ArmLevelResult,
+    exposure_gap,
+    gap_noninferiority,
+    group_gap,
+    quality_gap_noninferiority,
+    ratio_noninferiority,
+)
 from recommender.experiments.arms import ArmData
 from recommender.experiments.boundaries import spending_boundaries
 from recommender.experiments.guardrail import GuardrailResult, guardrail_check
@@ -44,8 +52,10 @@ __all__ = [
     "correct",
     "exposure_gap",
     "gap_noninferiority",
+    "group_gap",
     "guardrail_check",
     "plan_sample_size",
+    "quality_gap_noninferiority",
     "ratio_noninferiority",
     "rejection_looks",
     "spending_boundaries",

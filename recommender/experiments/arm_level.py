@@ -17,7 +17,12 @@ the uncertainty is computed over subjects (clusters), never over items.
 * :func:`gap_noninferiority` -- the difference of two arms' gaps, its one-sided bound
   from a bootstrap over subjects, each arm resampled on its own (the percentile
   method, Efron & Tibshirani 1993, ch. 13); the gap is not smooth where a group's
-  share meets its target, which a delta method would get wrong and a bootstrap does not.
+  share meets its target, which a delta method would get wrong and a bootstrap does not;
+* :func:`group_gap` -- the consumer side: the largest difference of a per-subject quality
+  metric's mean between two groups of subjects (the gap the accuracy-fairness front
+  reports), and :func:`quality_gap_noninferiority`, the difference of two arms' gaps
+  tested the same way (``scipy.stats.bootstrap``, percentile, each arm on its own);
+  a maximum over groups is not smooth either.
 
 Both tests put the burden as :func:`~recommender.experiments.guardrail_check` does:
 the guardrail holds only when the one-sided ``1 - alpha`` bound of the harm clears
@@ -37,7 +42,7 @@ from scipy import stats
 
 from recommender.errors import ConfigError, DataError
 
-__all__ = ["ArmLevelResult", "exposure_gap", "gap_noninferiority", "ratio_noninferiority"]
+__all__ = ["ArmLevelResult", "exposure_gap", "gap_noninferiority", "group_gap", "quality_gap_noninferiority", "ratio_noninferiority"]
 
 Direction = Literal["higher_is_better", "lower_is_better"]
 DIRECTIONS: tuple[str, ...] = ("higher_is_better", "lower_is_better")
@@ -263,3 +268,103 @@ def gap_noninferiority(
     p = (1.0 + float(wrong.sum())) / (1.0 + n_boot)
     se = float(differences.std(ddof=1))
     return _outcome(gap_c, gap_t, se, low_q, high_q, p, margin, direction, alpha, "bootstrap", n_c, n_t, int(n_boot))
+
+
+def group_gap(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The largest difference between groups' means, ``max_g m_g - min_g m_g`` with ``m_g = sums_g / counts_g``.
+
+    ``sums`` and ``counts`` are ``(..., groups)`` (leading axes are replicates); a group with no subject in a
+    replicate is left out of that replicate's gap.
+
+    >>> round(float(group_gap(np.array([20.0, 16.0]), np.array([40.0, 40.0]))), 12)
+    0.1
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.asarray(sums, dtype=np.float64) / np.asarray(counts, dtype=np.float64)
+    return np.nanmax(means, axis=-1) - np.nanmin(means, axis=-1)
+
+
+def _group_cells(
+    values: np.ndarray, codes: np.ndarray, groups: int, label: str, clusters: int | None, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``(rows, groups)`` sums of the values and counts of the subjects, a row per subject, or per random cluster of
+    subjects when there are more than ``clusters`` (equal sizes, as :func:`gap_noninferiority` clusters)."""
+    values = np.asarray(values, dtype=np.float64)
+    codes = np.asarray(codes)
+    if values.ndim != 1 or codes.shape != values.shape:
+        raise DataError(f"the {label} arm needs one value and one group code per subject (1-d, the same length); got {values.shape} and {codes.shape}.")
+    if not np.all(np.isfinite(values)):
+        raise DataError(f"the {label} arm's values must be finite.")
+    if codes.size and (not np.issubdtype(codes.dtype, np.integer) or codes.min() < 0 or codes.max() >= groups):
+        raise DataError(f"the {label} arm's group codes must be integers in [0, {groups}).")
+    n = values.size
+    rows, size = (np.arange(n), n) if clusters is None or n <= clusters else (rng.permutation(n) % clusters, clusters)
+    cells = rows * groups + codes.astype(np.int64)
+    sums = np.bincount(cells, weights=values, minlength=size * groups).reshape(size, groups)
+    counts = np.bincount(cells, minlength=size * groups).reshape(size, groups).astype(np.float64)
+    small = np.flatnonzero(counts.sum(axis=0) < 2)
+    if small.size:
+        raise DataError(f"every group needs at least 2 subjects in each arm; the {label} arm has fewer in group(s) {small.tolist()}.")
+    return sums, counts
+
+
+def quality_gap_noninferiority(
+    control_values: np.ndarray, control_groups: np.ndarray, treatment_values: np.ndarray, treatment_groups: np.ndarray,
+    *, groups: int, margin: float, alpha: float, direction: Direction = "lower_is_better", n_boot: int = 2000,
+    random_state: int = 0, clusters: int | None = 5000,
+) -> ArmLevelResult:  # fmt: skip
+    """Non-inferiority of the treatment's consumer gap (:func:`group_gap`) against the control's.
+
+    ``*_values`` hold a quality metric per subject (clicked or not, clicks, ...), ``*_groups`` each subject's
+    group code in ``[0, groups)``; every group needs 2 or more subjects in each arm (the caller leaves smaller
+    groups out of both). The bound is ``scipy.stats.bootstrap``'s one-sided percentile interval of the difference
+    of the gaps at ``1 - alpha``, each arm's subjects resampled on their own; the p-value is the share of
+    replicates on the wrong side of the margin (``(1 + count) / (1 + B)``). ``clusters``: an arm with more
+    subjects is first summed into this many random clusters of equal size (see :func:`gap_noninferiority`).
+
+    >>> rng = np.random.default_rng(0)
+    >>> g = np.repeat([0, 1], 500)
+    >>> c = quality_gap_noninferiority(rng.binomial(1, 0.3, 1000), g, rng.binomial(1, 0.3, 1000), g,
+    ...                                groups=2, margin=0.1, alpha=0.05, n_boot=500)
+    >>> c.method, c.non_inferior
+    ('bootstrap', True)
+    """
+    _check_test(margin, direction, alpha)
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 100:
+        raise ConfigError(f"n_boot must be an integer >= 100 (replicates of the bootstrap); got {n_boot!r}.")
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 2:
+        raise DataError(f"a gap between groups needs 2 or more groups; got {groups!r}.")
+    if clusters is not None and (isinstance(clusters, bool) or not isinstance(clusters, (int, np.integer)) or clusters < 100):
+        raise ConfigError(f"clusters must be an integer >= 100 or None; got {clusters!r}.")
+    rng = np.random.default_rng(random_state)
+    s_c, n_c_groups = _group_cells(control_values, control_groups, groups, "control", clusters, rng)
+    s_t, n_t_groups = _group_cells(treatment_values, treatment_groups, groups, "treatment", clusters, rng)
+    gap_c = float(group_gap(s_c.sum(axis=0), n_c_groups.sum(axis=0)))
+    gap_t = float(group_gap(s_t.sum(axis=0), n_t_groups.sum(axis=0)))
+    n_c, n_t = int(np.asarray(control_values).size), int(np.asarray(treatment_values).size)
+
+    def arm_gap(index: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        rows = np.asarray(index, dtype=np.int64)
+        flat = rows.reshape(-1, rows.shape[-1])
+        size = sums.shape[0]
+        weights = np.bincount((flat + size * np.arange(flat.shape[0])[:, None]).ravel(), minlength=flat.shape[0] * size).reshape(flat.shape[0], size)
+        return group_gap(weights @ sums, weights @ counts).reshape(rows.shape[:-1])
+
+    def difference(control_index: np.ndarray, treatment_index: np.ndarray, axis: int = -1) -> np.ndarray:
+        return arm_gap(treatment_index, s_t, n_t_groups) - arm_gap(control_index, s_c, n_c_groups)
+
+    lower = direction == "lower_is_better"
+    result = stats.bootstrap(
+        (np.arange(s_c.shape[0]), np.arange(s_t.shape[0])), difference, n_resamples=int(n_boot), vectorized=True, paired=False,
+        batch=max(1, BOOTSTRAP_CELLS // max(s_c.shape[0], s_t.shape[0])), confidence_level=1.0 - alpha,
+        alternative="less" if lower else "greater", method="percentile", rng=rng,
+    )  # fmt: skip
+    differences = np.asarray(result.bootstrap_distribution, dtype=np.float64)
+    low_q, high_q = (float(q) for q in np.quantile(differences, [alpha, 1.0 - alpha]))
+    if lower:
+        high_q = float(result.confidence_interval.high)
+    else:
+        low_q = float(result.confidence_interval.low)
+    wrong = differences >= margin if lower else differences <= -margin
+    p = (1.0 + float(wrong.sum())) / (1.0 + n_boot)
+    return _outcome(gap_c, gap_t, float(differences.std(ddof=1)), low_q, high_q, p, margin, direction, alpha, "bootstrap", n_c, n_t, int(n_boot))

@@ -415,3 +415,199 @@ def test_an_infinite_or_never_failing_margin_and_an_undetectable_mde_are_refused
     assert issue.path == "design.mde" and issue.line is not None and "cannot be detected" in issue.message
     with store.session() as session:
         assert session.scalars(select(Experiment)).first() is None  # nothing stored
+
+
+def _serve_by_mode(store: Any, subjects: list[str], fail: dict[tuple[str, str], float], rng: np.random.Generator, lists: int = 3) -> dict[tuple[str, str], int]:
+    """Lists and failed requests as serving records them: even subjects are known to the model (personalized lists),
+    odd ones new (fallback lists); each failure carries its assignment and the mode its list was being made in, and a
+    shadow deployment's failed copy of every request is recorded too. ``fail[(variant, mode)]`` is the failure rate."""
+    with store.session() as session:
+        experiment = lifecycle.in_force(session).running
+    stamp = {"pack_name": "baseline", "pack_version": "1", "pack_hash": "0" * 64}
+    failed: dict[tuple[str, str], int] = {}
+    with DecisionLog(store) as log:
+        futures = []
+        for n, s in enumerate(subjects):
+            a = assign(experiment, s, may_profile=True)
+            mode = "personalized" if n % 2 == 0 else "fallback"
+            variant = a["variant"] if a["reason"] == "randomised" else "control"
+            for _ in range(lists):
+                if rng.random() < fail[(variant, mode)]:
+                    log_failure(store, "serve.RuntimeError", {"message": "boom", "mode": mode, "experiment": a})
+                    failed[(variant, mode)] = failed.get((variant, mode), 0) + (a["reason"] == "randomised")
+                log_failure(store, "serve.RuntimeError", {"message": "shadow boom", "mode": mode, "shadow": True, "experiment": a})
+                futures.append(log.submit({**stamp, "mode": mode, "model_version": "m", "subject_id": s, "context": {"experiment": a, "latency_ms": 50.0},
+                                           "slate": {"items": ITEMS[:5], "scores": [1.0] * 5, "tags": [[] for _ in range(5)]}}))  # fmt: skip
+        for f in futures:
+            f.result(timeout=120)
+    clicks = [{"subject": s, "kind": "click", "item_id": ITEMS[0], "decision_id": ""} for s in subjects if rng.random() < 0.3]
+    at = datetime.now(UTC)
+    frame = pd.DataFrame([{"line": n, "value": np.nan, "event_id": f"c{n}", "occurred_at": at, **c} for n, c in enumerate(clicks, start=2)], columns=list(BATCH_COLUMNS))
+    frame["occurred_at"] = pd.to_datetime(frame["occurred_at"], utc=True).astype("datetime64[us, UTC]")
+    frame["value"] = frame["value"].astype(float)
+    with store.session() as session:
+        record_outcomes(session, frame, source="import", anchor={"file_sha256": "b" * 64})
+    return failed
+
+
+def test_a_segmented_look_counts_the_failures_of_the_segments_requests_and_refuses_failures_it_cannot_place(store: Any, tmp_path: Path) -> None:
+    """The treatment fails 40% of the requests of subjects the model does not know and 1% of the others. Each segment's
+    error rate counts its own requests' failures (a shadow's failed copies never count); the whole arm's look counts all.
+    One failure that recorded no mode cannot be placed in a segment: the segment's error rate is then refused, with the
+    reason in the look, and the whole arm's is still computed."""
+    with store.session() as session:
+        control, treatment = _model(session, "sc"), _model(session, "st")
+    path = _plan_file(tmp_path, "segments", control, treatment)
+    lifecycle.plan(store, parse_experiment(path.read_text(), str(path)), actor="tester")
+    lifecycle.start(store, "segments", actor="tester")
+    rates = {("control", "personalized"): 0.01, ("control", "fallback"): 0.01, ("treatment", "personalized"): 0.01, ("treatment", "fallback"): 0.4}
+    failed = _serve_by_mode(store, SUBJECTS, rates, np.random.default_rng(6))
+    looks = {segment: lifecycle.analyze(store, "segments", actor="tester", metric="clicks_per_subject", segment=segment) for segment in ("known", "new", None)}
+    errors = {segment: _guardrails(look)["error_rate"] for segment, look in looks.items()}
+    mode = {"known": "personalized", "new": "fallback"}
+    for segment in ("known", "new"):
+        result = errors[segment]["result"]
+        assert result["segment"] == segment and result["failed"] == {v: failed.get((v, mode[segment]), 0) for v in ("control", "treatment")}, result
+        lists = {v: 3 * looks[segment]["srm"]["observed"][v] for v in ("control", "treatment")}
+        assert result["requests"] == {v: lists[v] + result["failed"][v] for v in lists}
+    assert not errors["known"]["failed"] and errors["new"]["failed"]
+    assert errors[None]["failed"] and errors[None]["result"]["failed"] == {v: failed.get((v, "personalized"), 0) + failed.get((v, "fallback"), 0) for v in ("control", "treatment")}
+    with store.session() as session:
+        experiment = lifecycle.in_force(session).running
+    log_failure(store, "serve.RuntimeError", {"message": "boom", "experiment": {"id": experiment.id, "variant": "control", "reason": "randomised"}})
+    refused = _guardrails(lifecycle.analyze(store, "segments", actor="tester", metric="clicks_per_subject", segment="known"))["error_rate"]
+    assert refused["failed"] and refused["result"]["refused"] and refused["result"]["failed_without_mode"] == {"control": 1, "treatment": 0}
+    assert "error_rate within segment 'known' is refused: 1 failed request(s)" in refused["result"]["reason"]
+    whole = _guardrails(lifecycle.analyze(store, "segments", actor="tester", metric="clicks_per_subject"))["error_rate"]["result"]
+    assert whole["failed"]["control"] == errors[None]["result"]["failed"]["control"] + 1 and "refused" not in whole
+
+
+CONSUMER_PLAN = """apiVersion: recgov/v1
+kind: Experiment
+metadata:
+  name: {name}
+  owner: growth team
+hypothesis: The retrained model raises the share of subjects who click.
+variants:
+  - name: control
+    control: true
+    model_version: {control}
+  - name: treatment
+    model_version: {treatment}
+allocation:
+  control: 0.5
+  treatment: 0.5
+primary_metric: click_through
+guardrails:
+  - metric: consumer_quality_gap
+    quality: click_through
+    attribute: region
+    min_group_size: 20
+    margin: 0.05
+    direction: lower_is_better
+  - metric: consumer_quality_gap
+    quality: click_through
+    attribute: region
+    min_group_size: 20
+    margin: 0.5
+    direction: lower_is_better
+design:
+  baseline: 0.3
+  mde: 0.25
+"""
+
+
+def test_the_consumer_quality_gap_is_the_hand_computed_gap_between_region_groups_of_consenting_subjects(store: Any, tmp_path: Path) -> None:
+    """Subjects in DE and FR (and 8 in MT, a group too small to judge, and some whose lists named no region). In the
+    control DE clicks at 1/2 and FR at 3/10; in the treatment DE at 3/5 and FR at 1/5: the gap between the groups'
+    click-through grows from about 0.2 to about 0.4. The look's figure is that difference, computed here by hand from
+    the subjects' clicks; the subjects who object to analytics (all of them FR clickers) are in no group's mean. The
+    guardrail with margin 0.05 fails (the look's verdict and the gate say so), the one with margin 0.5 holds."""
+    from audits.consent import record_consent
+
+    with store.session() as session:
+        control, treatment = _model(session, "qc"), _model(session, "qt")
+    path = tmp_path / "consumer.yaml"
+    path.write_text(CONSUMER_PLAN.format(name="consumer-gap", control=control, treatment=treatment))
+    lifecycle.plan(store, parse_experiment(path.read_text(), str(path)), actor="tester")
+    lifecycle.start(store, "consumer-gap", actor="tester")
+    with store.session() as session:
+        experiment = lifecycle.in_force(session).running
+    subjects = [f"q{i:04d}" for i in range(700)]
+    region = {s: ("MT" if i < 8 else None if i < 20 else "DE" if i % 2 else "FR") for i, s in enumerate(subjects)}
+    objecting = {s for i, s in enumerate(subjects) if region[s] == "FR" and i % 10 == 0}
+    variant = {s: assign(experiment, s, may_profile=True)["variant"] for s in subjects}
+    rates = {("control", "DE"): 0.5, ("control", "FR"): 0.3, ("treatment", "DE"): 0.6, ("treatment", "FR"): 0.2,
+             ("control", "MT"): 1.0, ("treatment", "MT"): 0.0, ("control", None): 1.0, ("treatment", None): 0.0}  # fmt: skip
+    clicking: set[str] = set(objecting)  # every objecting subject clicks: counted, they would move FR's means
+    for (v, r), rate in rates.items():
+        cell = [s for s in subjects if variant[s] == v and region[s] == r and s not in objecting]
+        clicking |= set(cell[: round(rate * len(cell))])
+    stamp = {"pack_name": "baseline", "pack_version": "1", "pack_hash": "0" * 64}
+    with DecisionLog(store) as log:
+        futures = []
+        for s in subjects:
+            for n in range(2):  # a later list naming another region does not move the subject's group
+                context = {"experiment": assign(experiment, s, may_profile=True), **({"region": region[s] if n == 0 else "XX"} if region[s] else {})}
+                futures.append(log.submit({**stamp, "mode": "personalized", "model_version": "m", "subject_id": s, "context": context,
+                                           "slate": {"items": ITEMS[:3], "scores": [1.0] * 3, "tags": [[] for _ in range(3)]}}))  # fmt: skip
+        for f in futures:
+            f.result(timeout=120)
+    at = datetime.now(UTC)
+    clicks = [{"subject": s, "kind": "click", "item_id": ITEMS[0], "decision_id": ""} for s in sorted(clicking)]
+    frame = pd.DataFrame([{"line": n, "value": np.nan, "event_id": f"q{n}", "occurred_at": at, **c} for n, c in enumerate(clicks, start=2)], columns=list(BATCH_COLUMNS))
+    frame["occurred_at"] = pd.to_datetime(frame["occurred_at"], utc=True).astype("datetime64[us, UTC]")
+    frame["value"] = frame["value"].astype(float)
+    with store.session() as session:
+        record_outcomes(session, frame, source="import", anchor={"file_sha256": "c" * 64})
+        for s in sorted(objecting):
+            record_consent(session, subject_id=s, purpose="analytics", status="objected", lawful_basis="legitimate_interest", source="api")
+    # by hand: each arm's click-through per judged region over its consenting subjects, and the gap between them
+    means = {}
+    for v in ("control", "treatment"):
+        for r in ("DE", "FR"):
+            cell = [s for s in subjects if variant[s] == v and region[s] == r and s not in objecting]
+            means[(v, r)] = sum(s in clicking for s in cell) / len(cell)
+    gap = {v: abs(means[(v, "DE")] - means[(v, "FR")]) for v in ("control", "treatment")}
+    look = lifecycle.analyze(store, "consumer-gap", actor="tester")
+    strict, loose = (g for g in look["guardrails"] if g["metric"] == "consumer_quality_gap")
+    result = strict["result"]
+    assert "reason" not in result, (result.get("reason"), result.get("groups"))
+    assert result["control"] == pytest.approx(gap["control"], abs=1e-12) and result["treatment"] == pytest.approx(gap["treatment"], abs=1e-12)
+    assert result["estimate"] == pytest.approx(gap["treatment"] - gap["control"], abs=1e-12) and 0.15 < result["estimate"] < 0.25
+    assert result["groups"]["DE"]["control"]["mean"] == pytest.approx(means[("control", "DE")]) and result["groups"]["DE"]["judged"]
+    assert not result["groups"]["MT"]["judged"] and result["groups"]["MT"]["control"]["subjects"] + result["groups"]["MT"]["treatment"]["subjects"] == 8
+    assert "XX" not in result["groups"] and sum(result["without_group"].values()) == 12
+    assert result["n_control"] + result["n_treatment"] == sum(1 for s in subjects if region[s] in ("DE", "FR") and s not in objecting)
+    assert result["method"] == "bootstrap" and result["ci_high"] > result["estimate"] and result["ci_low"] is None
+    assert strict["failed"] and not loose["failed"] and loose["result"]["estimate"] == result["estimate"]
+    assert look["verdict"] == "guardrail_failed" and look["consent"]["excluded"]["analytics_consent_not_in_force"]
+    with store.session() as session:
+        passed, reasons, _ = lifecycle.gate_verdict(session, treatment)
+    assert not passed
+
+
+@pytest.mark.parametrize(
+    ("guardrail", "path", "says"),
+    [
+        ("  - metric: consumer_quality_gap\n    attribute: region\n    margin: 0.05\n    direction: lower_is_better\n", "guardrails.0", "needs 'quality'"),
+        ("  - metric: consumer_quality_gap\n    quality: conversion\n    margin: 0.05\n    direction: lower_is_better\n", "guardrails.0", "got attribute 'provider_group'"),
+        ("  - metric: consumer_quality_gap\n    quality: conversion\n    attribute: user_id\n    margin: 0.05\n    direction: lower_is_better\n", "guardrails.0.attribute", "(region); got attribute 'user_id'"),
+        ("  - metric: consumer_quality_gap\n    quality: click_through\n    attribute: region\n    margin: 1.5\n    direction: lower_is_better\n", "guardrails.0.margin", "could never fail"),
+        ("  - metric: latency_ms\n    quality: click_through\n    margin: 5\n    direction: lower_is_better\n", "guardrails.0.quality", "applies to consumer_quality_gap only"),
+        ("  - metric: latency_ms\n    min_group_size: 5\n    margin: 5\n    direction: lower_is_better\n", "guardrails.0.min_group_size", "applies to consumer_quality_gap only"),
+        ("  - metric: error_rate\n    attribute: region\n    margin: 0.1\n    direction: lower_is_better\n", "guardrails.0.attribute", "applies to provider_exposure_gap and consumer_quality_gap only"),
+    ],
+)
+def test_a_consumer_quality_gap_is_declared_with_its_quality_metric_and_a_recorded_attribute(guardrail: str, path: str, says: str) -> None:
+    text = CONSUMER_PLAN.format(name="bad-gap", control="a", treatment="b")
+    text = text[: text.index("guardrails:\n") + len("guardrails:\n")] + guardrail + text[text.index("design:\n") :]
+    with pytest.raises(PolicyError) as err:
+        parse_experiment(text)
+    assert any(i.path == path and says in i.message for i in err.value.issues), err.value.issues
+
+
+def test_a_consumer_quality_gap_of_clicks_per_subject_may_have_a_margin_above_one() -> None:
+    text = CONSUMER_PLAN.format(name="clicks-gap", control="a", treatment="b").replace("quality: click_through", "quality: clicks_per_subject").replace("margin: 0.5", "margin: 1.5")
+    loaded = parse_experiment(text)
+    assert [g.margin for g in loaded.spec.guardrails] == [0.05, 1.5] and loaded.spec.guardrails[0].quality == "clicks_per_subject"

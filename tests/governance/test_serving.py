@@ -236,3 +236,35 @@ def test_a_known_subject_with_no_interaction_left_gets_the_fallback_recorded_as_
     assert all(any(t["kind"] == "popular_in_context" for t in tags) for tags in empty.tags)
     other = engine.serve(ServeRequest(str(full.user_ids[8]), k=5, consent=granted))
     assert other.mode == "personalized" and np.asarray(emptied[8].indices).size > 0
+
+
+class _FailingSink:
+    """A decision log whose write fails: the list is made, its record cannot be stored."""
+
+    def submit_and_wait(self, record) -> None:  # noqa: ANN001
+        raise RuntimeError("the store is down")
+
+
+def test_a_failed_request_records_its_mode_and_assignment_never_its_subject(world) -> None:
+    """A failure's record carries how its list was being made (an experiment's error rate within a segment counts the
+    segment's requests), its assignment, and whether it was a shadow's copy; never the subject. A request that fails
+    before the engine can tell how its list would be made records no mode."""
+    _, matrix, _ = world
+    reported: list[tuple[str, dict]] = []
+    engine = eu_engine(world, sink=_FailingSink(), on_failure=lambda cause, detail: reported.append((cause, detail)))
+    known, assignment = str(matrix.user_ids[4]), {"id": 7, "variant": "treatment", "reason": "randomised"}
+    cases = {
+        "known": ServeRequest(known, k=5, consent=(record("granted", 0),), experiment=assignment),
+        "new": ServeRequest("someone-never-seen", k=5, consent=(record("granted", 0),), experiment=assignment),
+        "shadow": ServeRequest(known, k=5, consent=(record("granted", 0),), experiment=assignment),
+        "undecidable": ServeRequest(known, k=5, consent=(record("granted", 0),), tcf="not a TC string", experiment=assignment),
+    }
+    for name, request in cases.items():
+        with pytest.raises(Exception):
+            engine.serve(request, shadow_of="a-served-decision" if name == "shadow" else None)
+    details = {name: detail for name, (_, detail) in zip(cases, reported, strict=True)}
+    assert details["known"]["mode"] == "personalized" and details["new"]["mode"] == "fallback"
+    assert details["shadow"]["shadow"] is True and "shadow" not in details["known"]
+    assert "mode" not in details["undecidable"]
+    for detail in details.values():
+        assert detail["experiment"] == assignment and known not in repr(detail) and "someone-never-seen" not in repr(detail)

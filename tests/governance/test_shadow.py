@@ -118,6 +118,8 @@ def test_a_failing_shadow_is_logged_and_never_felt_by_the_caller(deployed) -> No
         failures = list(session.scalars(select(FailedRequest)))
     assert [f.cause for f in failures] == ["serve.RuntimeError"]
     assert USERS[0] not in json.dumps(failures[0].detail)
+    # a shadow's copy: never counted as a failure of a served list (an experiment arm's error rate leaves it out)
+    assert failures[0].detail["shadow"] is True and failures[0].detail["mode"] == "personalized"
 
 
 def test_the_canary_answers_a_stable_share_of_subjects(db_url: str, tmp_path: Path) -> None:

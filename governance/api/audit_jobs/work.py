@@ -16,7 +16,7 @@ from governance import packs as pack_store
 from recommender.errors import ConfigError, DataError
 from recommender.loaders import load_data
 
-__all__ = ["SYNTHETIC", "resolve_input", "run_job"]
+__all__ = ["SYNTHETIC", "off_policy_input", "resolve_input", "run_job"]
 
 SYNTHETIC = "synthetic"
 
@@ -56,6 +56,7 @@ def run_job(store: Any, settings: Any, job_id: str, request: dict[str, Any], pac
             f"pack {request['pack']!r} has changed since the audit was asked for (hash {pack_hash[:12]}... then, "
             f"{loaded.content_hash[:12]}... now); start a new audit"
         )
+    off_policy = off_policy_input(settings, request)  # before the data is read, as on the command line
     data_dir = settings.home / "data"
     dataset = load_data(resolve_input(request["data"], data_dir))
     baseline = load_data(resolve_input(request["baseline"], data_dir)) if request.get("baseline") else None
@@ -63,9 +64,31 @@ def run_job(store: Any, settings: Any, job_id: str, request: dict[str, Any], pac
     if request.get("slates"):
         slates = Path(resolve_input(request["slates"], data_dir))
         return audit.run_slate_audit(
-            loaded, dataset, slates, store=store, out_dir=out_dir, baseline=baseline, shadow=request["shadow"], actor=actor
+            loaded, dataset, slates, store=store, out_dir=out_dir, baseline=baseline, shadow=request["shadow"], actor=actor,
+            off_policy=off_policy,
         )
     return audit.run_audit(
         loaded, dataset, store=store, out_dir=out_dir, models_dir=settings.home / "models",
         model_version=request.get("model_version"), train=False, baseline=baseline, shadow=request["shadow"], actor=actor,
+        off_policy=off_policy,
     )  # fmt: skip
+
+
+def off_policy_input(settings: Any, request: dict[str, Any]) -> audit.OffPolicyInput | None:
+    """The job's off-policy input (``ope_logged_pack``, ``ope_provider_groups``), or None when it asked for none.
+
+    Raises ConfigError when the logged pack's content is not what it was when the job was asked for: the
+    decisions it reads are those recorded with that content hash, so another content is another evaluation.
+    """
+    ref = request.get("ope_logged_pack")
+    if ref is None:
+        return None
+    logged = pack_store.load_ref(settings.packs_dir, ref)
+    asked = request.get("ope_logged_pack_hash")
+    if logged.content_hash != asked:
+        raise ConfigError(
+            f"the logged pack {ref!r} has changed since the audit was asked for (hash {str(asked)[:12]}... then, "
+            f"{logged.content_hash[:12]}... now); start a new audit"
+        )
+    groups = request.get("ope_provider_groups") or {}
+    return audit.OffPolicyInput(logged, {name: frozenset(items) for name, items in groups.items()} or None)

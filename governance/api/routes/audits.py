@@ -16,6 +16,17 @@
 Files named in a request (``data``, ``slates``, ``baseline``) are read only
 from ``$RECGOV_HOME/data``: a loader's error quotes the file it refuses, and an
 auditor's key must not be a way to read the server's other files.
+
+``ope_logged_pack`` (and ``ope_provider_groups``) judge the pack's off-policy
+rules on the store's decision log, as ``recgov gate --ope-logged-pack`` does
+(:class:`governance.audit.OffPolicyInput`). What the command line refuses with
+exit 2 is a located 422 here, before a job is queued: groups without a logged
+pack, a pack with no off-policy rule, a logged pack without an analytics purpose,
+a target that re-ranks differently, and a logged pack whose content is not that
+of the decisions recorded under its name and version. The logged pack's content
+hash is kept with the job (``request.ope_logged_pack_hash``): a pack changed
+before the job runs fails the job, as a changed ``pack`` does. Estimates refused
+for poor overlap are missing evidence: their rules fail, as on the command line.
 """
 
 from __future__ import annotations
@@ -41,6 +52,8 @@ from governance.api.keys import actor_of
 from governance.api.services.engines import engines_of
 from governance.api.schemas.audits import AuditCreate, AuditJobDetail, AuditJobList, AuditJobPublic
 from governance.gate import GateDocument
+from governance.ope import ANALYTICS, NO_ANALYTICS_PURPOSE, NO_OFF_POLICY_RULE, OFF_POLICY_CHECKS, RERANKING_DIFFERS, LoggedPackMismatch, check_logged_hash
+from governance.policy import LoadedPack
 from recommender.errors import DataError
 
 __all__ = ["AuditRunner", "router"]  # AuditRunner: the app starts it from here
@@ -116,13 +129,15 @@ _ACCEPTED = {
     summary="Start an audit in the background; poll the job at its Location (auditor)",
 )
 def start_audit(body: AuditCreate, request: Request, response: Response, session: SessionDep, settings: SettingsDep, runner: RunnerDep, key: AuditKey) -> dict[str, Any]:
-    """404 for an unknown pack or model version; 422 for an invalid body or a file outside ``$RECGOV_HOME/data``."""
+    """404 for an unknown pack (``ope_logged_pack`` too) or model version; 422 for an invalid body, a file outside
+    ``$RECGOV_HOME/data`` or off-policy options the pack cannot be judged with (see the module docstring)."""
     try:  # through the app's pack cache: parsing a pack for every request would cost each one a parse
         loaded = engines_of(request.app).pack(settings.packs_dir, body.pack)
     except pack_store.PackNotFound as err:
         raise Problem(404, str(err)) from None
     if body.model_version is not None and session.get(ModelVersion, body.model_version) is None:
         raise Problem(404, f"model version {body.model_version!r} is not in the store; train one with 'recgov train'")
+    logged = _logged_pack(request, settings, body)
     errors = []
     for field in ("data", "slates", "baseline"):
         spec = getattr(body, field)
@@ -132,14 +147,54 @@ def start_audit(body: AuditCreate, request: Request, response: Response, session
             check_input_size(field, spec, resolve_input(spec, settings.home / "data"), settings)
         except DataError as err:
             errors.append({"location": "body", "field": field, "message": str(err), "type": "value_error"})
+    if logged is not None or body.ope_provider_groups is not None:
+        errors += _off_policy_errors(session, loaded, logged)
     if errors:
         raise Problem(422, f"the request is invalid: {', '.join('body.' + e['field'] for e in errors)}", errors=errors)
-    request = body.model_dump(mode="json")
-    job = job_store.create_job(session, request=request, pack_hash=loaded.content_hash, requested_by=actor_of(key), model_version=body.model_version)
-    record_call(session, key, "audits.create", objects={"audit_job": job.id, "policy": body.pack}, payload={"request": request, **loaded.stamp()})
+    # the off-policy fields only when given: a request without them is stored as before they existed
+    asked = body.model_dump(mode="json", exclude=None if logged is not None else {"ope_logged_pack", "ope_provider_groups"})
+    payload: dict[str, Any] = {"request": asked, **loaded.stamp()}
+    if logged is not None:
+        asked["ope_logged_pack_hash"] = logged.content_hash  # the job refuses a logged pack changed before it runs
+        groups = {name: len(items) for name, items in (body.ope_provider_groups or {}).items()} or None  # the trail: sizes, not the lists
+        payload = {"request": {**asked, "ope_provider_groups": groups}, **loaded.stamp(), "ope_logged_policy": logged.stamp()}
+    job = job_store.create_job(session, request=asked, pack_hash=loaded.content_hash, requested_by=actor_of(key), model_version=body.model_version)
+    record_call(session, key, "audits.create", objects={"audit_job": job.id, "policy": body.pack}, payload=payload)
     runner.submit(job.id)  # a runner shutting down leaves it queued: it starts at the next startup
     response.headers["Location"] = f"/v1/audits/{job.id}"
     return _public(job)
+
+
+def _logged_pack(request: Request, settings: Any, body: AuditCreate) -> LoadedPack | None:
+    """The pack the logged lists were served under (``ope_logged_pack``), through the app's pack cache; 404 when unknown."""
+    if body.ope_logged_pack is None:
+        return None
+    try:
+        return engines_of(request.app).pack(settings.packs_dir, body.ope_logged_pack)
+    except pack_store.PackNotFound as err:
+        raise Problem(404, f"body.ope_logged_pack: {err}") from None
+
+
+def _off_policy_errors(session: Session, target: LoadedPack, logged: LoadedPack | None) -> list[dict[str, Any]]:
+    """Why the off-policy options cannot be used, located (what ``recgov gate --ope-logged-pack`` refuses with exit 2)."""
+
+    def error(field: str, message: str) -> dict[str, Any]:
+        return {"location": "body", "field": field, "message": message, "type": "value_error"}
+
+    if logged is None:
+        return [error("ope_provider_groups", "ope_provider_groups needs ope_logged_pack (the pack the logged lists were served under)")]
+    errors = []
+    if not any(rule.check in OFF_POLICY_CHECKS for _, rule in target.pack.rules()):
+        errors.append(error("ope_logged_pack", NO_OFF_POLICY_RULE.format(pack=f"{target.name} {target.version}", checks=", ".join(OFF_POLICY_CHECKS))))
+    if logged.pack.reranking.model_dump(mode="json") != target.pack.reranking.model_dump(mode="json"):
+        errors.append(error("pack", RERANKING_DIFFERS.format(logged=f"{logged.name} {logged.version}", target=f"{target.name} {target.version}")))
+    if ANALYTICS not in logged.pack.consent.purposes:
+        errors.append(error("ope_logged_pack", NO_ANALYTICS_PURPOSE.format(pack=logged.name, purpose=ANALYTICS)))
+    try:
+        check_logged_hash(session, logged)
+    except LoggedPackMismatch as err:
+        errors.append(error("ope_logged_pack", str(err)))
+    return errors
 
 
 @router.get("", response_model=AuditJobList, responses=problems(403, 422), summary="Audit jobs, newest first (viewer)")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from governance.api.schemas import IDENTIFIER
+from governance.api.schemas.ope import MAX_GROUP_ITEMS
 from governance.gate import GateDecision
 
 __all__ = ["AuditCreate", "AuditJobDetail", "AuditJobList", "AuditJobPublic", "RuleOutcome"]
@@ -57,6 +58,27 @@ class AuditCreate(BaseModel):
     )
     baseline: str | None = Field(None, min_length=1, max_length=1000, pattern=IDENTIFIER, description="Baseline DATA for the drift checks.")
     shadow: bool = Field(False, description="Evaluate and record without enforcing: the gate passes and keeps its reasons.")
+    ope_logged_pack: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        pattern=IDENTIFIER,
+        description="Judge the pack's off-policy rules (off_policy_non_inferiority, off_policy_exposure) on the store's "
+        "decision log, as 'recgov gate --ope-logged-pack': the pack the logged lists were served under (a shipped pack's "
+        "name, or NAME@VERSION of a stored one). Only the decisions recorded with its content hash are read; its hash when "
+        "asked is kept with the job, and a pack changed before the job runs fails it. Without it those rules are skipped.",
+    )
+    ope_provider_groups: (
+        dict[
+            Annotated[str, Field(min_length=1, max_length=100, pattern=IDENTIFIER)],
+            Annotated[list[Annotated[str, Field(min_length=1, max_length=200, pattern=IDENTIFIER)]], Field(min_length=1, max_length=MAX_GROUP_ITEMS)],
+        ]
+        | None
+    ) = Field(
+        None, min_length=1, max_length=5,
+        description="With ope_logged_pack: provider group name -> its item ids, for off_policy_exposure rules "
+        "('recgov gate --ope-provider-group NAME=FILE'). At most 5 groups of 2,000 items.",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _model_or_slates(self) -> AuditCreate:

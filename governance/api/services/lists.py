@@ -47,6 +47,7 @@ such pack or model, nothing in production; 422: a TC string that cannot be judge
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -168,6 +169,7 @@ async def decide_on_loop(prepared: Prepared, cache: EngineCache) -> Decided:
     store write never runs on the loop) and raised with its own cause.
     """
     engine, serve_request = prepared.engine, prepared.request
+    plan = None
     try:
         plan = engine.begin(serve_request, started=prepared.started)
         made = None
@@ -180,7 +182,8 @@ async def decide_on_loop(prepared: Prepared, cache: EngineCache) -> Decided:
     except Problem:
         raise
     except Exception as err:
-        await anyio.to_thread.run_sync(engine.report_failure, serve_request, err)
+        mode = None if plan is None else plan.mode
+        await anyio.to_thread.run_sync(functools.partial(engine.report_failure, serve_request, err, mode=mode))
         raise err from err.__cause__  # the original error, with its own cause
     if call.pending is None:
         raise RuntimeError("the serving engine recorded no decision for a served list")
@@ -205,7 +208,8 @@ async def committed(decided: Decided) -> None:
             raise TimeoutError(f"the decision was not committed within {timeout:g} s")
         receipt = waiting.result()
     except Exception as err:
-        await anyio.to_thread.run_sync(decided.prepared.engine.report_failure, decided.prepared.request, err)
+        prepared = decided.prepared
+        await anyio.to_thread.run_sync(functools.partial(prepared.engine.report_failure, prepared.request, err, mode=decided.served.mode))
         raise
     if decided.prepared.consent:
         recorded = decided.prepared.signals["recorded"]

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from recommender.errors import ConfigError, DataError
-from recommender.experiments import exposure_gap, gap_noninferiority, ratio_noninferiority
+from recommender.experiments import exposure_gap, gap_noninferiority, group_gap, quality_gap_noninferiority, ratio_noninferiority
 
 
 def test_ratio_delta_method_matches_a_hand_computation():
@@ -154,3 +154,49 @@ def test_clustering_many_subjects_keeps_the_bootstrap_bound():
     assert by_cluster.n_control == 20_000 and by_cluster.estimate == by_subject.estimate
     assert by_cluster.se == pytest.approx(by_subject.se, rel=0.15)
     assert by_cluster.ci_high == pytest.approx(by_subject.ci_high, abs=0.4 * by_subject.se)  # two independent 400-replicate quantiles
+
+
+def _clicks(counts: dict[int, tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per group ``(subjects, clickers)``: a 0/1 value per subject and its group code."""
+    values = np.concatenate([np.r_[np.ones(k), np.zeros(n - k)] for n, k in counts.values()])
+    codes = np.concatenate([np.full(n, g, dtype=np.int64) for g, (n, _) in counts.items()])
+    return values, codes
+
+
+def test_quality_gap_by_hand():
+    # control: group 0 clicks 20 of 40 (0.5), group 1 16 of 40 (0.4): gap 0.1; treatment: 24 of 40 (0.6), 12 of 40 (0.3): gap 0.3
+    c, gc = _clicks({0: (40, 20), 1: (40, 16)})
+    t, gt = _clicks({0: (40, 24), 1: (40, 12)})
+    r = quality_gap_noninferiority(c, gc, t, gt, groups=2, margin=0.05, alpha=0.05, n_boot=4000, random_state=3)
+    assert (r.control, r.treatment, r.estimate) == (pytest.approx(0.1), pytest.approx(0.3), pytest.approx(0.2))
+    assert (r.n_control, r.n_treatment, r.method, r.n_boot) == (80, 80, "bootstrap", 4000)
+    # four independent means: the gap difference's se is about sqrt(sum p(1-p)/40) = sqrt(0.88/40) = 0.148
+    assert r.se == pytest.approx(math.sqrt((0.25 + 0.24 + 0.24 + 0.21) / 40), rel=0.15)
+    assert r.ci_low == -math.inf and r.estimate < r.ci_high == pytest.approx(0.2 + 1.6448536269514722 * r.se, abs=0.06)
+    assert not r.non_inferior and r.p_value > 0.05 and not r.harm_significant  # 80 subjects an arm: harm not shown either
+    assert float(group_gap(np.array([[20.0, 16.0], [24.0, 12.0]]), np.array([[40.0, 40.0], [40.0, 40.0]]))[1]) == pytest.approx(0.3)
+
+
+def test_quality_gap_holds_for_equal_arms_and_its_bound_matches_the_normal_approximation():
+    rng = np.random.default_rng(4)
+    g = np.repeat(np.arange(2), 3000)
+    p = np.where(g == 0, 0.5, 0.3)  # the groups are far apart: the gap is smooth here, |m0 - m1| = m0 - m1
+    c, t = rng.binomial(1, p).astype(float), rng.binomial(1, p).astype(float)
+    r = quality_gap_noninferiority(c, g, t, g, groups=2, margin=0.1, alpha=0.05, n_boot=4000, random_state=1)
+    se = math.sqrt(2 * (0.25 / 3000 + 0.21 / 3000))
+    assert r.se == pytest.approx(se, rel=0.08) and r.non_inferior and r.p_value < 0.05
+    up = quality_gap_noninferiority(c, g, t, g, groups=2, margin=0.1, alpha=0.05, direction="higher_is_better", n_boot=1000, random_state=1)
+    assert up.ci_high == math.inf and math.isfinite(up.ci_low)
+    # clusters of subjects: the same figures, the same spread
+    clustered = quality_gap_noninferiority(c, g, t, g, groups=2, margin=0.1, alpha=0.05, n_boot=4000, random_state=1, clusters=500)
+    assert clustered.estimate == pytest.approx(r.estimate) and clustered.se == pytest.approx(r.se, rel=0.15)
+
+
+def test_quality_gap_refuses_groups_too_small_to_compare():
+    values, codes = np.ones(10), np.r_[np.zeros(9, dtype=np.int64), 1]
+    with pytest.raises(DataError, match="at least 2 subjects in each arm"):
+        quality_gap_noninferiority(values, codes, values, codes, groups=2, margin=0.1, alpha=0.05)
+    with pytest.raises(DataError, match="2 or more groups"):
+        quality_gap_noninferiority(values, np.zeros(10, dtype=np.int64), values, np.zeros(10, dtype=np.int64), groups=1, margin=0.1, alpha=0.05)
+    with pytest.raises(DataError, match=r"group codes must be integers in \[0, 2\)"):
+        quality_gap_noninferiority(values, np.full(10, 2), values, codes, groups=2, margin=0.1, alpha=0.05)
