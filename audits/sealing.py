@@ -20,6 +20,14 @@ the row it belongs to (a decision's id), so a token moved to another field,
 subject or decision does not open. A sealed value is stored as the JSON object
 ``{"sealed": token}``.
 
+A ``v2`` token binds more of its row: the same construction under the domain
+``recgov.sealed.v2``, with ``bound`` the decision id and the canonical JSON of
+the fields the row keeps in the clear (:func:`decision_binding`), so a sealed
+list copied into a row that shows another model version, time or mode does not
+open. The decision records of ``recgov batch`` are sealed so
+(:func:`seal_decision` with ``clear``); a ``v1`` token still opens as before,
+and rewriting a ``v2`` prefix into ``v1`` opens nothing (the domains differ).
+
 What is hashed is what is stored: the batch digest of the decision log and the
 trail's hash chain cover the sealed form, so both verify without any key, and
 still verify after an erasure destroyed it.
@@ -70,8 +78,10 @@ __all__ = [
     "seal_request_figures",
     "seal",
     "seal_decision",
+    "decision_binding",
     "seal_evidence",
     "sealed_evidence_texts",
+    "token_version",
     "unseal",
 ]
 
@@ -122,6 +132,8 @@ experiment assignment (the analysis counts subjects per variant without opening 
 the list took to serve (monitoring's latency figures; it says nothing about the person)."""
 _VERSION = "v1:"
 _AAD = b"recgov.sealed.v1\x00"
+_VERSION_2 = "v2:"
+_AAD_2 = b"recgov.sealed.v2\x00"
 _NONCE_BYTES = 12
 DECISION_KIND = "decision"
 EVIDENCE_KIND = "consent.evidence"
@@ -131,26 +143,53 @@ SEALED_TEXT = "recgov-sealed:"
 """How a sealed free text starts when its column is text, not JSON: ``"recgov-sealed:" + token``."""
 
 
-def _aad(kind: str, pseudonym: str, bound: str) -> bytes:
-    return b"%b%b\x00%b\x00%b" % (_AAD, kind.encode("ascii"), pseudonym.encode("ascii"), bound.encode("utf-8"))
+def _aad(kind: str, pseudonym: str, bound: str, domain: bytes = _AAD) -> bytes:
+    return b"%b%b\x00%b\x00%b" % (domain, kind.encode("ascii"), pseudonym.encode("ascii"), bound.encode("utf-8"))
 
 
 def seal(
-    key: bytes, plaintext: bytes, *, kind: str, pseudonym: str, bound: str = "", cipher: AESGCM | None = None
+    key: bytes,
+    plaintext: bytes,
+    *,
+    kind: str,
+    pseudonym: str,
+    bound: str = "",
+    cipher: AESGCM | None = None,
+    version: int = 1,
 ) -> str:
-    """Encrypt ``plaintext`` under ``key`` (a record key), bound to ``kind``, ``pseudonym`` and ``bound``; the token."""
+    """Encrypt ``plaintext`` under ``key`` (a record key), bound to ``kind``, ``pseudonym`` and ``bound``; the token.
+
+    ``version`` 2 seals under the ``v2`` domain, whose ``bound`` carries the row's clear fields
+    (:func:`decision_binding`); a reader must then give the same ``bound`` to open it.
+    """
+    prefix, domain = (_VERSION_2, _AAD_2) if version == 2 else (_VERSION, _AAD)
     nonce = os.urandom(_NONCE_BYTES)
-    sealed = (cipher or AESGCM(key)).encrypt(nonce, plaintext, _aad(kind, pseudonym, bound))
-    return _VERSION + base64.b64encode(nonce + sealed).decode("ascii")
+    sealed = (cipher or AESGCM(key)).encrypt(nonce, plaintext, _aad(kind, pseudonym, bound, domain))
+    return prefix + base64.b64encode(nonce + sealed).decode("ascii")
+
+
+def token_version(token: Any) -> int | None:
+    """The version of a sealed token (1 or 2), or None if it is no token."""
+    if isinstance(token, str):
+        if token.startswith(_VERSION):
+            return 1
+        if token.startswith(_VERSION_2):
+            return 2
+    return None
 
 
 def unseal(key: bytes, token: str, *, kind: str, pseudonym: str, bound: str = "") -> bytes | None:
-    """The plaintext of ``token``, or None if it does not open under ``key`` (wrong key, other row, changed)."""
-    if not isinstance(token, str) or not token.startswith(_VERSION):
+    """The plaintext of ``token``, or None if it does not open under ``key`` (wrong key, other row, changed).
+
+    ``bound`` is what the token's version binds: for a ``v2`` token, the row's id and clear fields.
+    """
+    version = token_version(token)
+    if version is None:
         return None
+    domain = _AAD_2 if version == 2 else _AAD
     try:
         raw = base64.b64decode(token[len(_VERSION) :], validate=True)
-        return AESGCM(key).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _aad(kind, pseudonym, bound))
+        return AESGCM(key).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _aad(kind, pseudonym, bound, domain))
     except (InvalidTag, ValueError, binascii.Error):
         return None
 
@@ -210,33 +249,67 @@ def file_record_keys(session: Any, installation_key: bytes, keys: Mapping[str, b
 # -- decisions ------------------------------------------------------------------------------------
 
 
+def decision_binding(decision_id: str, clear: Mapping[str, Any]) -> str:
+    """What a ``v2`` decision token binds besides the pseudonym: the decision id and the canonical JSON of the
+    fields its row keeps in the clear (``clear``: the stored context among them)."""
+    return decision_id + "\x00" + canonical_json(dict(clear)).decode("utf-8")
+
+
 def seal_decision(
-    key: bytes, decision_id: str, pseudonym: str, slate_json: bytes, context_json: bytes, cipher: AESGCM | None = None
+    key: bytes,
+    decision_id: str,
+    pseudonym: str,
+    slate_json: bytes,
+    context_json: bytes,
+    cipher: AESGCM | None = None,
+    *,
+    clear: Mapping[str, Any] | None = None,
 ) -> tuple[bytes, bytes]:
     """A decision's stored slate and context (canonical JSON) from its plain ones: everything sealed in one token
-    in the slate, the context reduced to its :data:`DECISION_ROUTING` keys."""
+    in the slate, the context reduced to its :data:`DECISION_ROUTING` keys.
+
+    ``clear``: the other fields the row keeps in the clear (time, mode, policy, model version), bound into a
+    ``v2`` token with the reduced context (:func:`decision_binding`); without it, a ``v1`` token bound to the
+    pseudonym and decision id only.
+    """
     plaintext = b'{"context":%b,"slate":%b}' % (context_json, slate_json)
-    token = seal(key, plaintext, kind=DECISION_KIND, pseudonym=pseudonym, bound=decision_id, cipher=cipher)
-    stored_slate = b'{"sealed":"%b"}' % token.encode("ascii")
+    stored_context = b"{}"
     if any(b'"%b":' % name.encode() in context_json for name in DECISION_ROUTING):
         context = orjson.loads(context_json)
-        routing = {name: context[name] for name in DECISION_ROUTING if name in context}
-        return stored_slate, canonical_json(routing)
-    return stored_slate, b"{}"
+        stored_context = canonical_json({name: context[name] for name in DECISION_ROUTING if name in context})
+    if clear is None:
+        token = seal(key, plaintext, kind=DECISION_KIND, pseudonym=pseudonym, bound=decision_id, cipher=cipher)
+    else:
+        bound = decision_binding(decision_id, {**clear, "context": orjson.loads(stored_context)})
+        token = seal(key, plaintext, kind=DECISION_KIND, pseudonym=pseudonym, bound=bound, cipher=cipher, version=2)
+    return b'{"sealed":"%b"}' % token.encode("ascii"), stored_context
 
 
 def open_decision(
-    key: bytes | None, decision_id: str, pseudonym: str | None, slate: Any, context: Any
+    key: bytes | None,
+    decision_id: str,
+    pseudonym: str | None,
+    slate: Any,
+    context: Any,
+    clear: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """A stored decision's slate and context as written, or None if sealed and ``key`` does not open it.
 
-    A decision stored in the clear (anonymous, or written before sealing) comes back as it is.
+    A decision stored in the clear (anonymous, or written before sealing) comes back as it is. A ``v2`` token
+    opens only with the row's ``clear`` fields and stored ``context`` as they were sealed.
     """
     if not is_sealed(slate):
         return slate, context
     if key is None or pseudonym is None:
         return None
-    plaintext = unseal(key, slate[SEALED], kind=DECISION_KIND, pseudonym=pseudonym, bound=decision_id)
+    token = slate[SEALED]
+    if token_version(token) == 2:
+        if clear is None:
+            return None
+        bound = decision_binding(decision_id, {**clear, "context": context})
+    else:
+        bound = decision_id
+    plaintext = unseal(key, token, kind=DECISION_KIND, pseudonym=pseudonym, bound=bound)
     if plaintext is None:
         return None
     opened = orjson.loads(plaintext)
@@ -244,17 +317,21 @@ def open_decision(
 
 
 def open_decisions(
-    bind: Any, rows: Iterable[tuple[str, str | None, Any, Any]]
+    bind: Any, rows: Iterable[tuple[Any, ...]]
 ) -> list[tuple[dict[str, Any], dict[str, Any]] | None]:
     """Open many stored decisions, given as ``(decision_id, subject, slate, context)``; one query for their keys.
 
-    Each comes back as ``(slate, context)`` as written, or None when it is sealed
-    and its key is gone (the subject was erased).
+    A row may carry a fifth element, its clear fields (:func:`open_decision`'s ``clear``), which a ``v2``
+    token needs. Each comes back as ``(slate, context)`` as written, or None when it is sealed and its key
+    is gone (the subject was erased) or it does not open with the row's fields.
     """
     rows = list(rows)
-    wanted = {subject for _, subject, slate, _ in rows if subject is not None and is_sealed(slate)}
+    wanted = {row[1] for row in rows if row[1] is not None and is_sealed(row[2])}
     keys = find_record_keys(bind, reading_installation_key(bind), wanted) if wanted else {}
-    return [open_decision(keys.get(subject), did, subject, slate, context) for did, subject, slate, context in rows]
+    return [
+        open_decision(keys.get(row[1]), row[0], row[1], row[2], row[3], row[4] if len(row) > 4 else None)
+        for row in rows
+    ]
 
 
 # -- consent evidence -----------------------------------------------------------------------------
