@@ -104,9 +104,10 @@ def _read(out: Path) -> pd.DataFrame:
 
 def _opened_slates(store: Store, stored: pd.DataFrame) -> list[Any]:
     """Every stored record's slate, opened with its subject's record key (each must open: no one was erased)."""
+    from audits.batch_folders import sealed_clear_fields
     from audits.sealing import open_decisions
 
-    rows = [(d, s, json.loads(sl), json.loads(c)) for d, s, sl, c in stored[["decision_id", "subject", "slate", "context"]].itertuples(index=False)]
+    rows = [(r["decision_id"], r["subject"], json.loads(r["slate"]), json.loads(r["context"]), sealed_clear_fields(r)) for r in stored.to_dict("records")]
     with store.session() as session:
         opened = open_decisions(session, rows)
     assert all(o is not None for o in opened)
