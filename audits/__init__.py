@@ -52,7 +52,7 @@ from audits.models import (
 from audits.requests import list_requests, open_request, update_request
 from audits.subjects import pseudonym, shred_subject
 from audits.trail import AppendResult, EventRecord, NewEvent, append_event, append_many, read_head
-from audits.verify import TrailReport, verify_and_checkpoint, verify_trail
+from audits.verify import StoreReport, TrailReport, verify_and_checkpoint, verify_store, verify_trail
 
 __all__ = [
     "open_store",
@@ -65,8 +65,10 @@ __all__ = [
     "append_many",
     "read_head",
     "verify_trail",
+    "verify_store",
     "verify_and_checkpoint",
     "TrailReport",
+    "StoreReport",
     "pseudonym",
     "shred_subject",
     # checkpoints and export

@@ -17,9 +17,13 @@ with a few bulk statements:
    importing the same file twice adds nothing, and the table's primary key
    keeps two racing imports from both appending a row;
 3. ONE trail event, ``consent.imported``, carrying the caller's anchor (the
-   file's sha256, the batch's place in it), the counts, and a digest of the
-   added records' import keys; it names no subject. Every record of the batch
-   points at it (``trail_seq``), as a single record points at its own event;
+   file's sha256, the batch's place in it), the counts, a digest of the
+   added records' import keys (``import_keys_sha256``) and one of their whole
+   content (``records_sha256``, :func:`record_digest`: the import key, lawful
+   basis, jurisdiction and sealed evidence of each); it names no subject. Every
+   record of the batch points at it (``trail_seq``), as a single record points
+   at its own event, and :func:`audits.consent_verify.verify_consent_records`
+   recomputes both digests from the stored rows;
 4. the records, their evidence sealed under each subject's record key as
    :func:`audits.record_consent` seals it, then their import keys.
 
@@ -75,7 +79,17 @@ from audits.subjects import (
 from audits.online_store import invalidate_subjects_after_commit
 from audits.trail import append_event
 
-__all__ = ["BATCH_COLUMNS", "IMPORT_ACTION", "BatchOutcome", "ConsentImportKey", "append_consent_batch", "import_key"]
+__all__ = [
+    "BATCH_COLUMNS",
+    "IMPORT_ACTION",
+    "BatchOutcome",
+    "ConsentImportKey",
+    "append_consent_batch",
+    "import_key",
+    "import_keys_digest",
+    "record_digest",
+    "records_digest",
+]
 
 IMPORT_ACTION = "consent.imported"
 """The trail action that anchors one batch of imported consent records."""
@@ -118,6 +132,32 @@ def import_key(pseudonym: str, purpose: str, status: str, recorded_at: str, sour
     """
     text = "\x00".join((_KEY_DOMAIN, pseudonym, purpose, status, recorded_at, source))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def import_keys_digest(keys: list[str]) -> str:
+    """The ``import_keys_sha256`` of a batch: SHA-256 of its records' import keys, sorted, one a line."""
+    return hashlib.sha256("\n".join(sorted(keys)).encode("ascii")).hexdigest()
+
+
+def record_digest(key: str, lawful_basis: str, jurisdiction: str | None, evidence_token: str | None) -> bytes:
+    """The 32-byte digest of one imported record's content: its import key (pseudonym, purpose, status, time,
+    source), lawful basis, jurisdiction and sealed evidence token (None: no evidence)."""
+    return hashlib.sha256(orjson.dumps([key, lawful_basis, jurisdiction, evidence_token])).digest()
+
+
+def records_digest(digests: list[bytes] | bytes) -> str:
+    """The ``records_sha256`` of a batch: SHA-256 over its records' :func:`record_digest`, sorted, concatenated.
+
+    ``digests``: a list of 32-byte digests, or their concatenation in any order.
+    """
+    if isinstance(digests, (bytes, bytearray)):
+        digests = [bytes(digests[i : i + 32]) for i in range(0, len(digests), 32)]
+    return hashlib.sha256(b"".join(sorted(digests))).hexdigest()
+
+
+def _evidence_token(stored: str) -> str | None:
+    """The token of an evidence as :func:`audits.sealing.sealed_evidence_texts` stores it (None for ``{}``)."""
+    return None if stored == "{}" else orjson.loads(stored)["sealed"]
 
 
 def _known_keys(session: Session, keys: list[str]) -> set[str]:
@@ -319,6 +359,14 @@ def append_consent_batch(
         session, installation_key, [unique_pseudonyms[c] for c in needed], [derived_keys[c] for c in needed]
     )
     added_keys = [keys[row] for row in fresh]
+    row_pseudonyms = [pseudonyms[row] for row in fresh]
+    evidence = sealed_evidence_texts([filed[p] for p in row_pseudonyms], row_pseudonyms, plaintexts)
+    jurisdictions = batch["jurisdiction"].astype(object).where(batch["jurisdiction"].notna(), None).tolist()
+    bases = batch["lawful_basis"].tolist()
+    content = [
+        record_digest(key, bases[row], jurisdictions[row], _evidence_token(sealed))
+        for key, row, sealed in zip(added_keys, fresh, evidence, strict=True)
+    ]
     event = append_event(
         session,
         actor=actor_name(actor),
@@ -329,18 +377,15 @@ def append_consent_batch(
             "added": len(fresh),
             "already_recorded": already,
             "by_status": dict(sorted(Counter(statuses[row] for row in fresh).items())),
-            "import_keys_sha256": hashlib.sha256("\n".join(sorted(added_keys)).encode("ascii")).hexdigest(),
+            "import_keys_sha256": import_keys_digest(added_keys),
+            "records_sha256": records_digest(content),
         },
     )
     # Their cached lists were made under the old consent; a refusal or withdrawal also holds new ones back a while.
     restricted = {str(uniques[codes[row]]) for row in fresh if statuses[row] != "granted"}
     invalidate_subjects_after_commit(session, restricted, hold=True)
     invalidate_subjects_after_commit(session, {str(uniques[codes[row]]) for row in fresh} - restricted)
-    row_pseudonyms = [pseudonyms[row] for row in fresh]
-    evidence = sealed_evidence_texts([filed[p] for p in row_pseudonyms], row_pseudonyms, plaintexts)
     suffix, separator = ("+00", "T") if _postgres(session) else ("", " ")
-    jurisdictions = batch["jurisdiction"].astype(object).where(batch["jurisdiction"].notna(), None).tolist()
-    bases = batch["lawful_basis"].tolist()
     seq = event.seq
     records = [
         (pseudonym, jurisdictions[row], purposes[row], statuses[row], bases[row], sources[row], sealed,

@@ -1,7 +1,29 @@
-"""Verification of the audit trail: walk the chain, report the first break.
+"""Verification of the audit trail and of every record anchored on it.
 
-:func:`verify_trail` checks a store; :func:`audits.export.verify_export` checks an
-exported file with nothing but a public key. Both feed rows to the same
+:func:`verify_store` is what ``recgov trail verify``, ``GET /v1/trail/verify``,
+the console's trail page and every checkpoint (:func:`verify_and_checkpoint`:
+``recgov trail checkpoint``, ``POST /v1/trail/checkpoint``) run: the trail's
+chain and signed checkpoints (:func:`verify_trail`), then every table and folder
+whose records the trail anchors (:data:`RECORD_CHECKS`), each held against the
+events that wrote it:
+
+================== ===========================================================
+table              held against
+================== ===========================================================
+``decisions``      each batch's ``decisions.committed`` digest and count
+``audit_results``  each audit's results digest and verdict
+``consent_records`` each record's ``consent.recorded`` event; each import
+                   batch's ``consent.imported`` counts and digests
+``suppressions``   each row's ``subject.suppressed`` event
+``spark_decisions`` each ``recgov batch`` folder's anchored partitions (chains,
+                   counts, heads; nothing else in the folder)
+================== ===========================================================
+
+A checkpoint is signed only when all of it holds: a signature vouches for the
+records the trail anchors, not for the chain alone.
+
+:func:`verify_trail` checks a store's chain; :func:`audits.export.verify_export`
+checks an exported file with nothing but a public key. Both feed rows to the same
 :class:`ChainWalker`, which stops at the first event that does not fit and says
 why:
 
@@ -30,7 +52,7 @@ import queue
 import threading
 import time as _time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
@@ -44,10 +66,124 @@ if TYPE_CHECKING:
     from audits.db import Store
     from audits.keys import SigningKey
 
-__all__ = ["TrailReport", "Break", "ChainWalker", "verify_trail", "verify_and_checkpoint", "iter_rows", "ROW_COLUMNS"]
+__all__ = [
+    "RECORD_CHECKS",
+    "ROW_COLUMNS",
+    "Break",
+    "ChainWalker",
+    "StoreReport",
+    "TrailReport",
+    "iter_rows",
+    "verify_and_checkpoint",
+    "verify_records",
+    "verify_store",
+    "verify_trail",
+]
 
 Row = Sequence[Any]
 Progress = Callable[[int, int], None]
+RecordCheck = Callable[[Connection], list[dict[str, Any]]]
+
+
+def _decisions(connection: Connection) -> list[dict[str, Any]]:
+    from audits.decisions import verify_decisions
+
+    return verify_decisions(connection)
+
+
+def _audit_results(connection: Connection) -> list[dict[str, Any]]:
+    from audits.results import verify_audit_results
+
+    return verify_audit_results(connection)
+
+
+def _consent_records(connection: Connection) -> list[dict[str, Any]]:
+    from audits.consent_verify import verify_consent_records
+
+    return verify_consent_records(connection)
+
+
+def _suppressions(connection: Connection) -> list[dict[str, Any]]:
+    from audits.consent_verify import verify_suppressions
+
+    return verify_suppressions(connection)
+
+
+def _spark_decisions(connection: Connection) -> list[dict[str, Any]]:
+    from audits.batch_folders import verify_spark_batches
+
+    return verify_spark_batches(connection)
+
+
+RECORD_CHECKS: tuple[tuple[str, RecordCheck], ...] = (
+    ("decisions", _decisions),
+    ("audit_results", _audit_results),
+    ("consent_records", _consent_records),
+    ("suppressions", _suppressions),
+    ("spark_decisions", _spark_decisions),
+)
+"""Every table (or folder) of records the trail anchors, and the check that holds it against the trail."""
+
+
+@dataclass(frozen=True)
+class StoreReport:
+    """The trail's report and the records anchored on it that no longer match it.
+
+    ``intact`` is true when both hold: the chain and checkpoints (``trail``) and every anchored
+    record (``anchored_problems`` empty). Each problem names its ``table`` and where it is
+    (``batch_seq``, ``seq``, ``record`` or ``audit``) and says what is wrong.
+    """
+
+    trail: TrailReport
+    anchored_problems: tuple[dict[str, Any], ...] = field(default=())
+
+    @property
+    def intact(self) -> bool:
+        """Whether the chain, the checkpoints and every anchored record hold."""
+        return self.trail.intact and not self.anchored_problems
+
+    @property
+    def anchored_records_intact(self) -> bool:
+        """Whether every record the trail anchors still matches it."""
+        return not self.anchored_problems
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: the trail's report, ``intact`` for all of it, ``trail_intact`` for the chain alone."""
+        return {
+            **self.trail.to_dict(),
+            "intact": self.intact,
+            "trail_intact": self.trail.intact,
+            "anchored_records_intact": self.anchored_records_intact,
+            "anchored_problems": [dict(p) for p in self.anchored_problems],
+        }
+
+    def lines(self) -> list[str]:
+        """For people: the trail's line, then one line per anchored problem (or one saying they all hold)."""
+        lines = [self.trail.summary()]
+        if not self.anchored_problems:
+            checked = ", ".join(name for name, _ in RECORD_CHECKS)
+            lines.append(f"anchored records intact ({checked})")
+        for problem in self.anchored_problems:
+            lines.append(f"{problem['table']} BROKEN{_where(problem)}: {problem['problem']}")
+        return lines
+
+
+def _where(problem: dict[str, Any]) -> str:
+    """Where an anchored problem is, as `` (batch at seq 9)``, or nothing when it says it itself."""
+    if "batch_seq" in problem:
+        return f" (batch at seq {problem['batch_seq']})"
+    if "audit" in problem:
+        return f" (audit #{problem['audit']})"
+    if "record" in problem:
+        return f" (record {problem['record']}, event at seq {problem.get('seq')})"
+    if "seq" in problem:
+        return f" (event at seq {problem['seq']})"
+    return ""
+
+
+def verify_records(connection: Connection, checks: Sequence[tuple[str, RecordCheck]] = RECORD_CHECKS) -> list[dict[str, Any]]:
+    """Every anchored record that no longer matches the trail, each problem tagged with its ``table``."""
+    return [{"table": name, **problem} for name, check in checks for problem in check(connection)]
 
 
 def iter_rows(
@@ -174,20 +310,33 @@ def verify_trail(connection: Connection, *, batch_size: int = 20_000, progress: 
     return report(walker, valid, signature_failure, head_seq=head_seq, head_hash=head_hash, started=started)
 
 
+def verify_store(connection: Connection, *, progress: Progress | None = None) -> StoreReport:
+    """Verify the trail (:func:`verify_trail`) and every record it anchors (:data:`RECORD_CHECKS`), in one snapshot.
+
+    What ``recgov trail verify``, ``GET /v1/trail/verify``, the console and every checkpoint run.
+    Run it on :meth:`audits.db.Store.snapshot`.
+    """
+    trail = verify_trail(connection, progress=progress)
+    return StoreReport(trail, tuple(verify_records(connection)))
+
+
 def verify_and_checkpoint(
     store: Store, key: SigningKey, *, progress: Progress | None = None
-) -> tuple[TrailReport, CheckpointRecord | None]:
-    """Verify the whole trail, then sign its head; never sign a broken trail.
+) -> tuple[StoreReport, CheckpointRecord | None]:
+    """Verify the whole store (:func:`verify_store`), then sign the trail's head; never sign what does not hold.
 
-    Events appended between the verification and the signature are checked
-    too, with the head locked, so the checkpoint vouches only for verified
-    events. Returns the report and the checkpoint (None when the trail is
-    broken: nothing was signed).
+    Nothing is signed when the chain is broken or a record the trail anchors
+    no longer matches it. Events appended between the verification and the
+    signature are checked too, with the head locked, so the checkpoint vouches
+    only for verified events (their records, written a moment before, are
+    checked by the next verification). Returns the report and the checkpoint
+    (None: nothing was signed).
     """
     with store.snapshot() as connection:
-        report = verify_trail(connection, progress=progress)
-    if not report.intact:
-        return report, None
+        checked = verify_store(connection, progress=progress)
+    if not checked.intact:
+        return checked, None
+    report = checked.trail
     with store.session() as session:
         head_seq, head_hash = lock_head(session)
         if head_seq != report.head_seq:
@@ -202,7 +351,7 @@ def verify_and_checkpoint(
             walker.finish(head_seq, head_hash)
             if walker.broken is not None:
                 broken = walker.broken
-                return TrailReport(
+                return StoreReport(TrailReport(
                     intact=False,
                     n_events=walker.n_events,
                     head_seq=head_seq,
@@ -210,8 +359,8 @@ def verify_and_checkpoint(
                     first_bad_seq=broken.seq,
                     reason=broken.reason,
                     detail=broken.detail,
-                ), None
+                )), None  # fmt: skip
             report = TrailReport(
                 **{**asdict(report), "n_events": walker.n_events, "head_seq": head_seq, "head_hash": head_hash}
             )
-        return report, create_checkpoint(session, key)
+        return StoreReport(report), create_checkpoint(session, key)

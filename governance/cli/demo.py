@@ -136,7 +136,7 @@ def demo_command(
     json_output: JsonOpt = False,
 ) -> None:
     """Run the governed path end to end on synthetic data and print a summary."""
-    from audits import create_checkpoint, load_signing_key, open_store, verify_trail
+    from audits import load_signing_key, open_store, verify_and_checkpoint
     from audits.settings import get_settings
     from governance.audit import run_audit
     from governance.packs import resolve_pack
@@ -193,12 +193,12 @@ def demo_command(
             carbon = outcome.facts.carbon
             summary["carbon"] = carbon.model_dump() if carbon else None
             summary["governed"] = _governed_tour(store, clean, outcome, settings, show)
-            _step(show, "signing a checkpoint and verifying the trail")
-            with store.session() as session:
-                checkpoint = create_checkpoint(session, load_signing_key())
-            with store.snapshot() as connection:
-                trail = verify_trail(connection)
-            summary["trail"] = {"intact": trail.intact, "head": checkpoint.seq, "checkpoint_key": checkpoint.key_id, "report": trail.to_dict()}
+            _step(show, "verifying the trail and the records it anchors, then signing a checkpoint")
+            trail, checkpoint = verify_and_checkpoint(store, load_signing_key())  # what `recgov trail checkpoint` runs
+            summary["trail"] = {
+                "intact": trail.intact, "head": None if checkpoint is None else checkpoint.seq,
+                "checkpoint_key": None if checkpoint is None else checkpoint.key_id, "report": trail.to_dict(),
+            }  # fmt: skip
             _step(show, "writing the regulator's lineage report (HTML) and its OpenLineage events")
             summary["regulator_report"] = _regulator_report(store, summary["model_version"], out_dir)
             summary["database"] = store.url
@@ -248,7 +248,10 @@ def _print_summary(summary: dict[str, Any], comparison: Any) -> None:
     er = g["erasure"]
     console.print(f"[bold]erasure[/]  request {er['request']}, pseudonym shredded: {er['shredded']}, subject removed from the model in {er['unlearning_ms']} ms -> {er['unlearned_model']}", highlight=False)
     t = summary["trail"]
-    console.print(f"[bold]trail[/]  {'intact' if t['intact'] else 'BROKEN'} up to event {t['head']}, checkpoint signed by key {t['checkpoint_key']}", highlight=False)
+    if t["checkpoint_key"] is None:
+        console.print("[bold]trail[/]  BROKEN, nothing signed (recgov trail verify says where)", highlight=False)
+    else:
+        console.print(f"[bold]trail[/]  intact up to event {t['head']}, checkpoint signed by key {t['checkpoint_key']}", highlight=False)
     console.print(f"[bold]store[/]  {summary['database']}", highlight=False)
     r = summary["regulator_report"]
     console.print(f"[bold]regulator report[/]  {r['html']}  (OpenLineage events: {r['openlineage']}; PDF: recgov report {summary['model_version']} --pdf FILE)", highlight=False, soft_wrap=True)

@@ -1,7 +1,8 @@
 """Store commands: ``db upgrade|downgrade|current``, ``trail ...`` and ``lineage``.
 
-Thin wrappers over :mod:`audits`. Exit codes: 0 success (the trail is intact),
-1 the trail is broken, 2 bad usage or input (unreachable database, unknown
+Thin wrappers over :mod:`audits`. Exit codes: 0 success (the trail and every
+record it anchors are intact), 1 the trail is broken or a record it anchors no
+longer matches it (nothing is signed then), 2 bad usage or input (unreachable database, unknown
 revision, unknown model version, unreadable key).
 """
 
@@ -81,39 +82,26 @@ def _progress(enabled: bool, label: str) -> Iterator[Callable[[int, int], None] 
         yield advance
 
 
-def _verify(url: str | None, json_output: bool) -> tuple[Any, list[dict[str, Any]]]:
-    """The chain's report, and the records anchored in it that no longer match it.
-
-    Decisions are anchored by each batch's digest and audit results by each
-    audit's digest, both held in trail events: a row changed behind the
-    database's back breaks its digest even though the chain itself is intact.
-    """
-    from audits import open_store, verify_trail
-    from audits.decisions import verify_decisions
-    from audits.results import verify_audit_results
-    from governance.spark.records import verify_spark_batches
+def _verify(url: str | None, json_output: bool) -> Any:
+    """The store's report (:func:`audits.verify.verify_store`): the chain, and the records anchored in it that no
+    longer match it (a row changed behind the database's back breaks its anchor even though the chain is intact)."""
+    from audits import open_store, verify_store
 
     store = open_store(url)
     try:
         with store.snapshot() as connection, _progress(progress_enabled(json_output), "verifying") as progress:
-            report = verify_trail(connection, progress=progress)
-            anchored = [{"table": "decisions", **p} for p in verify_decisions(connection)]
-            anchored += [{"table": "audit_results", **p} for p in verify_audit_results(connection)]
-            anchored += [{"table": "spark_decisions", **p} for p in verify_spark_batches(connection)]
-            return report, anchored
+            return verify_store(connection, progress=progress)
     finally:
         store.close()
 
 
-def _print_report(report: Any, json_output: bool, anchored: list[dict[str, Any]] | None = None) -> None:
-    anchored = anchored or []
+def _print_report(report: Any, json_output: bool) -> None:
+    """A report (:class:`audits.verify.StoreReport`, or an export's :class:`audits.verify.TrailReport`), as JSON or lines."""
     if json_output:
-        emit_json({**report.to_dict(), "anchored_records_intact": not anchored, "anchored_problems": anchored})
+        emit_json(report.to_dict())
         return
-    console.print(report.summary(), highlight=False, soft_wrap=True)
-    for problem in anchored:
-        where = f"batch at seq {problem['batch_seq']}" if "batch_seq" in problem else f"audit #{problem.get('audit')}"
-        console.print(f"{problem['table']} BROKEN ({where}): {problem['problem']}", highlight=False, soft_wrap=True)
+    for line in report.lines() if hasattr(report, "lines") else [report.summary()]:
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
 
 
 # -- db ------------------------------------------------------------------------------------
@@ -192,11 +180,11 @@ def db_current(database_url: DatabaseUrl = None, json_output: JsonOutput = False
 
 @trail_app.command("verify")
 def trail_verify(database_url: DatabaseUrl = None, json_output: JsonOutput = False) -> None:
-    """Walk the whole chain and the signed checkpoints; exit 1 at the first break."""
+    """Walk the whole chain and the signed checkpoints, and check every record the trail anchors; exit 1 on a break."""
     with store_errors():
-        report, anchored = _verify(database_url, json_output)
-    _print_report(report, json_output, anchored)
-    if not report.intact or anchored:
+        report = _verify(database_url, json_output)
+    _print_report(report, json_output)
+    if not report.intact:
         raise typer.Exit(code=EXIT_FINDING)
 
 
@@ -214,14 +202,21 @@ def _checkpoint(url: str | None, key_path: Path | None, json_output: bool) -> An
         store.close()
 
 
+def _refusal(report: Any) -> str:
+    """Why nothing was signed: a broken chain, or records that disagree with the trail."""
+    if not report.trail.intact:
+        return "refusing to sign a broken trail"
+    return f"refusing to sign: {len(report.anchored_problems)} problem(s) with records the trail anchors"
+
+
 @trail_app.command("checkpoint")
 def trail_checkpoint(database_url: DatabaseUrl = None, key: KeyPath = None, json_output: JsonOutput = False) -> None:
-    """Verify the trail, then sign its head with the Ed25519 key (created on first use)."""
+    """Verify the trail and every record it anchors, then sign its head with the Ed25519 key (created on first use)."""
     with store_errors():
         report, checkpoint = _checkpoint(database_url, key, json_output)
     if checkpoint is None:
         _print_report(report, json_output)
-        err_console.print("refusing to sign a broken trail", highlight=False)
+        err_console.print(_refusal(report), highlight=False, soft_wrap=True)
         raise typer.Exit(code=EXIT_FINDING)
     if json_output:
         emit_json(checkpoint.to_dict())
@@ -254,7 +249,7 @@ def trail_export(
             if signed is None:
                 _print_report(report, json_output)
                 err_console.print(
-                    "refusing to sign a broken trail; use --no-checkpoint to export it as it is", highlight=False
+                    f"{_refusal(report)}; use --no-checkpoint to export it as it is", highlight=False, soft_wrap=True
                 )
                 raise typer.Exit(code=EXIT_FINDING)
         store = open_store(database_url)

@@ -38,5 +38,5 @@ def test_a_rewritten_audit_result_or_verdict_breaks_trail_verify(db_url: str, tm
     broken = runner.invoke(app, ["trail", "verify", "--database-url", db_url, "--json"])
     assert broken.exit_code == 1
     doc = json.loads(broken.stdout)
-    assert doc["intact"] is True and doc["anchored_records_intact"] is False
+    assert doc["trail_intact"] is True and doc["anchored_records_intact"] is False and doc["intact"] is False
     assert doc["anchored_problems"][0]["table"] == "audit_results"

@@ -265,7 +265,7 @@ def test_events_appended_between_verification_and_signature_are_checked_too(
     report, checkpoint = audits.verify.verify_and_checkpoint(store, load_signing_key())
     if tamper:
         assert checkpoint is None
-        assert (report.intact, report.first_bad_seq, report.reason) == (False, 7, "hash_mismatch")
+        assert (report.intact, report.trail.first_bad_seq, report.trail.reason) == (False, 7, "hash_mismatch")
     else:
         assert checkpoint is not None and checkpoint.seq == 8
-        assert (report.intact, report.n_events, report.head_seq) == (True, 8, 8)
+        assert (report.intact, report.trail.n_events, report.trail.head_seq) == (True, 8, 8)

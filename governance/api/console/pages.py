@@ -11,7 +11,8 @@ A case moved from the console writes the trail records the API writes
 The pages answer after a POST with a redirect (post/redirect/get), so a reload
 never sends a form twice.
 
-Verifying the trail walks all of it, as ``GET /v1/trail/verify`` does: the
+Verifying the trail walks all of it and checks every record it anchors
+(:func:`audits.verify.verify_store`), as ``GET /v1/trail/verify`` does: the
 trail page costs what that call costs.
 """
 
@@ -31,7 +32,7 @@ from audits.checkpoints import list_checkpoints
 from audits.harm import CASE_ACTIONS, CASE_TRANSITIONS, OPEN_CASE_STATUSES, list_cases, transition_case
 from audits.models import AuditResult, AuditRun, TrailEvent
 from audits.results import results_digest
-from audits.verify import verify_trail
+from audits.verify import verify_store
 from governance import deploy
 from governance.api.call_record import record_call
 from governance.api.console.web import ConsoleRoute, FormDep, Refusal, Reviewer, acting_for, first_values, render, reviewer_for
@@ -186,11 +187,12 @@ def move_case(case_id: CaseId, request: Request, form: FormDep, session: Session
 def trail(request: Request, store: StoreDep, reviewer: AuditingKey) -> Response:
     latest = select(TrailEvent.seq, TrailEvent.time, TrailEvent.actor, TrailEvent.action, TrailEvent.objects)
     with store.snapshot() as connection:
-        report = verify_trail(connection)
+        checked = verify_store(connection)
         checkpoints = list_checkpoints(connection)
         events = connection.execute(latest.order_by(TrailEvent.seq.desc()).limit(RECENT_EVENTS)).all()
     return render(
-        request, "trail.html", title="Audit trail", reviewer=reviewer, report=report, summary=report.summary(),
+        request, "trail.html", title="Audit trail", reviewer=reviewer, report=checked.trail, summary=checked.trail.summary(),
+        checked=checked, anchored=checked.lines()[1:],
         checkpoints=list(reversed(checkpoints)), events=[_event_view(row) for row in events],
     )  # fmt: skip
 

@@ -1,5 +1,11 @@
 """``/v1/trail``: verify the trail (auditor) and sign its head (admin); read its events page by page, download its signed export, and the signers' public keys.
 
+Verifying and signing run :func:`audits.verify.verify_store`, as ``recgov trail
+verify`` and ``recgov trail checkpoint`` do: the chain and its checkpoints, and
+every record the trail anchors (decisions, audit results, consent records,
+suppressions, batch folders). ``intact`` is true only when all of it holds; a
+head is signed only then (409 otherwise, with the problems).
+
 A reviewer reads the events over HTTP, downloads the export that
 :func:`audits.export.export_trail` writes, and verifies it offline with a key
 from ``GET /v1/trail/keys`` (:func:`audits.export.verify_export`): nothing in the
@@ -31,7 +37,7 @@ from audits.export import export_trail
 from audits.keys import ALGORITHM, load_public_key, load_signing_key
 from audits.models import SigningKeyRecord, TrailCheckpoint, TrailEvent
 from audits.trail import format_time, read_head
-from audits.verify import verify_and_checkpoint, verify_trail
+from audits.verify import verify_and_checkpoint, verify_store
 from governance.api.call_record import record_call
 from governance.api.deps import AuditKey, GovernKey, ReadKey, SessionDep, StoreDep
 from governance.api.errors import Problem, problems
@@ -43,18 +49,40 @@ __all__ = ["EXPORT_MEDIA_TYPE", "router"]
 router = APIRouter(prefix="/v1/trail", tags=["trail"], responses=problems(401, 403, 500))
 
 
-@router.get("/verify", summary="Verify the whole trail and its signed checkpoints")
+@router.get(
+    "/verify",
+    summary="Verify the whole trail, its signed checkpoints and every record it anchors",
+    description="`intact` is true when the chain, the checkpoints and every anchored record hold; `trail_intact` is the "
+    "chain and checkpoints alone, `anchored_records_intact` and `anchored_problems` the records (decisions, audit results, "
+    "consent records, suppressions, batch folders) held against the events that wrote them.",
+)
 def verify(store: StoreDep, key: AuditKey) -> dict[str, Any]:
     with store.snapshot() as connection:
-        return verify_trail(connection).to_dict()
+        return verify_store(connection).to_dict()
 
 
-@router.post("/checkpoint", status_code=201, responses=problems(409), summary="Verify the trail, then sign its head")
+@router.post(
+    "/checkpoint",
+    status_code=201,
+    responses=problems(409),
+    summary="Verify the trail and every record it anchors, then sign its head",
+    description="409 when the chain is broken (`broken-trail`) or a record the trail anchors no longer matches it "
+    "(`anchored-records-broken`, with the problems): nothing is signed then.",
+)
 def checkpoint(store: StoreDep, session: SessionDep, key: GovernKey) -> dict[str, Any]:
     record_call(session, key, "trail.checkpoint")  # the request is in the trail, so the head is never empty
     report, signed = verify_and_checkpoint(store, load_signing_key(settings=store.settings))
     if signed is None:
-        raise Problem(409, f"refusing to sign a broken trail: first bad event {report.first_bad_seq} ({report.reason})", kind="broken-trail")
+        if not report.trail.intact:
+            trail = report.trail
+            raise Problem(409, f"refusing to sign a broken trail: first bad event {trail.first_bad_seq} ({trail.reason})", kind="broken-trail")
+        raise Problem(
+            409,
+            f"refusing to sign: {len(report.anchored_problems)} problem(s) with records the trail anchors; "
+            f"first: {report.lines()[1]}",
+            kind="anchored-records-broken",
+            errors=list(report.anchored_problems),
+        )
     return signed.to_dict()
 
 EXPORT_MEDIA_TYPE = "application/x-ndjson"
