@@ -71,6 +71,7 @@ __all__ = [
     "OFF_POLICY_CHECKS",
     "OpeSettings",
     "analytics_allowed",
+    "analytics_model",
     "audit_off_policy",
     "LOGGED_PACK_MISMATCH",
     "LoggedPackMismatch",
@@ -232,6 +233,40 @@ def analytics_allowed(session: Any, subjects: list[str], *, model: str) -> dict[
         status = states.get(subject, {}).get(ANALYTICS)
         allowed[subject] = status == "granted" if model == "opt_in" else status not in REFUSING_STATUSES
     return allowed
+
+
+def analytics_model(stamps: Any, packs_dir: Any = None) -> tuple[str, list[str]]:
+    """The ``analytics`` consent model for lists served under the packs ``stamps`` names, and the packs not read.
+
+    ``stamps``: ``(name, version, content hash)`` of each pack that served the lists, as the decision log records
+    them. Each is read from the shipped pack of that name, else from the stored ``name@version`` under
+    ``packs_dir``, when its content hash matches. ``opt_in`` when any read pack asks a grant for ``analytics``,
+    else ``opt_out`` (a pack without the purpose, or one not read, still honours an objection: the rule of
+    :func:`analytics_allowed` refuses an objection, opt-out, denial or withdrawal under either model).
+    """
+    from governance.packs import load_stored, shipped_pack_path
+    from governance.policy import load_pack
+
+    models, unread = set(), []
+    for name, version, content_hash in stamps:
+        pack = None
+        if "/" not in name and ".." not in name:
+            path = shipped_pack_path(name)
+            candidate = load_pack(path) if path.is_file() else None
+            if candidate is not None and candidate.content_hash == content_hash:
+                pack = candidate
+            elif packs_dir is not None:
+                try:
+                    candidate = load_stored(packs_dir, name, version)
+                except ConfigError:
+                    candidate = None
+                pack = candidate if candidate is not None and candidate.content_hash == content_hash else None
+        if pack is None:
+            unread.append(f"{name} {version}")
+            continue
+        purpose = pack.pack.consent.purposes.get(ANALYTICS)
+        models.add(purpose.model if purpose is not None else "opt_out")
+    return ("opt_in" if "opt_in" in models else "opt_out"), sorted(set(unread))
 
 
 def evaluate_from_log(store: Any, logged: LoadedPack, target: LoadedPack, settings: OpeSettings | None = None) -> dict[str, Any]:

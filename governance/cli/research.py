@@ -2,8 +2,9 @@
 
 A thin command over :func:`governance.report.research.write_research_package`:
 pseudonymised, minimised aggregates and slates of the model's served lists,
-cells under ``--min-group`` distinct subjects suppressed, with a datasheet and
-a manifest, and the package's lineage on the trail.
+cells under ``--min-group`` distinct subjects suppressed, the lists of subjects
+whose consent does not cover ``analytics`` left out and counted, with a
+datasheet and a manifest, and the package's lineage on the trail.
 
 Exit codes: 0 written, 2 bad usage or input (unknown model version, a folder
 that is a file, not empty or not writable, ``--min-group`` under 2, a bad
@@ -55,6 +56,7 @@ def research_package_command(
     """Write the researchers' package of MODEL_VERSION's served lists: aggregates, slates, datasheet, manifest."""
     from audits import open_store
     from governance.cli.core import load_dataset
+    from governance.cli.deploy_policy import packs_dir
     from governance.report.research import MIN_GROUP_TOO_SMALL, discard_package, write_research_package
 
     if min_group < 2:  # before any data is loaded
@@ -66,7 +68,9 @@ def research_package_command(
         store = open_store(database_url)
         try:
             with store.session() as session:  # the trail event commits here, after the files are written
-                package = write_research_package(session, model_version, out, items=items, since=start, until=end, min_group=min_group)
+                package = write_research_package(
+                    session, model_version, out, items=items, since=start, until=end, min_group=min_group, packs_dir=packs_dir()
+                )
         except BaseException:
             if fresh:
                 discard_package(out)  # fail closed: no package goes out without its lineage on the trail
@@ -80,6 +84,7 @@ def research_package_command(
         "rows": package.rows,
         "suppressed": package.suppressed,
         "min_group": min_group,
+        "consent": package.consent,
         "trail_seq": package.trail_seq,
     }
     if json_output:
@@ -90,6 +95,13 @@ def research_package_command(
         f"cells under {min_group} subjects suppressed: "
         + ", ".join(f"{name} {n}" for name, n in package.suppressed.items())
         + f"; recorded on the trail as event {package.trail_seq}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    refused = package.consent["excluded"]["analytics_consent_not_in_force"]
+    console.print(
+        f"left out, consent does not cover analytics ({package.consent['model']}): "
+        f"{refused['lists']} list(s) of {refused['subjects']} subject(s)",
         highlight=False,
         soft_wrap=True,
     )

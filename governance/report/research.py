@@ -25,6 +25,19 @@ fewer than ``min_group`` distinct subjects in the window is replaced by
 ``suppressed``. The package's lineage goes on the trail as
 ``research.package_written`` with the parameters and the file hashes.
 
+Consent: a package is an analysis of subjects' logs, so it applies the rule
+every such analysis applies (:func:`governance.ope.analytics_allowed`, as
+off-policy evaluation and experiment looks do): the lists of a subject whose
+consent does not cover ``analytics`` under the packs that served them (an
+objection under GDPR Art. 21, an opt-out, refusal or withdrawal; where a pack
+asks a grant, no grant) are left out of every file, and the manifest, the
+datasheet and the trail event count them. A controller answering a Digital
+Services Coordinator's reasoned request (DSA Art. 40(4)) may hold that the
+disclosure rests on a legal obligation (GDPR Art. 6(1)(c)), against which
+Art. 21 gives no right to object; recgov cannot tell such a request from a
+package made on the provider's own initiative, so it does not assume that
+basis.
+
 >>> with store.session() as session:                                     # doctest: +SKIP
 ...     written = write_research_package(session, "als-66329e", Path("pkg"), items=dataset.items)
 """
@@ -38,6 +51,7 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -95,6 +109,8 @@ Files: {files}. Exposure files: {exposure}.
   the provider's audit trail as the event `research.package_written`.
 - A list served to a subject who was erased since is counted in `decisions_by_day.csv`, but its
   items were sealed under a key the erasure destroyed: it has no rows in the other files.
+- Consent: the lists of subjects whose consent does not cover `analytics` ({analytics_rule}) are left out
+  of every file, as the provider's own analyses leave them out: {excluded}.
 
 ## decisions_by_day.csv
 
@@ -142,13 +158,16 @@ class PackageParameters:
 
 @dataclass
 class ResearchPackage:
-    """What was written: the folder, each file's SHA-256 and row count, the cells suppressed, the trail event."""
+    """What was written: the folder, each file's SHA-256 and row count, the cells suppressed, the lists left out
+    for consent, the trail event."""
 
     directory: Path
     parameters: PackageParameters
     files: dict[str, str] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
     suppressed: dict[str, int] = field(default_factory=dict)
+    consent: dict[str, Any] = field(default_factory=dict)
+    """The ``analytics`` rule applied (purpose, model, packs not read) and what it left out (lists, subjects)."""
     trail_seq: int | None = None
 
 
@@ -171,21 +190,54 @@ def _check(out: Path, min_group: int, since: datetime | None, until: datetime | 
         raise ConfigError(NOT_A_FOLDER.format(path=out, reason=err.strerror or str(err))) from err
 
 
-def _decisions(session: Session, model_version: str, since: datetime | None, until: datetime | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The window's decisions (decision, day, the store's pseudonym, mode) and their items, one row per served item.
-
-    The pseudonym only groups rows here; it is replaced before anything is
-    written. Slates are opened with their subjects' record keys; the list of an
-    erased subject stays sealed by construction, so it counts as a decision but
-    contributes no item.
-    """
-    query = select(DecisionRecord.decision_id, DecisionRecord.decided_at, DecisionRecord.subject, DecisionRecord.mode, DecisionRecord.slate)
+def _window(query: Any, model_version: str, since: datetime | None, until: datetime | None) -> Any:
     query = query.where(DecisionRecord.model_version == model_version)
     if since is not None:
         query = query.where(DecisionRecord.decided_at >= since)
     if until is not None:
         query = query.where(DecisionRecord.decided_at < until)
-    rows = session.execute(query).all()
+    return query
+
+
+def _analytics_consent(
+    session: Session, model_version: str, since: datetime | None, until: datetime | None, subjects: list[str], packs_dir: Path | None
+) -> tuple[dict[str, bool], dict[str, Any]]:
+    """Which subjects' consent covers ``analytics`` (:func:`governance.ope.analytics_allowed`) under the packs that
+    served the window's lists (:func:`governance.ope.analytics_model`), and the rule applied."""
+    from governance.ope import ANALYTICS, analytics_allowed, analytics_model
+
+    stamps = session.execute(
+        _window(select(DecisionRecord.pack_name, DecisionRecord.pack_version, DecisionRecord.pack_hash), model_version, since, until).distinct()
+    ).all()
+    model, unread = analytics_model(stamps, packs_dir)
+    allowed = analytics_allowed(session, subjects, model=model)
+    return allowed, {"purpose": ANALYTICS, "model": model, "packs_not_read": unread}
+
+
+def _decisions(
+    session: Session, model_version: str, since: datetime | None, until: datetime | None, packs_dir: Path | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """The window's decisions (decision, day, the store's pseudonym, mode) and their items, one row per served item,
+    and the consent rule applied with what it left out.
+
+    The pseudonym only groups rows here; it is replaced before anything is
+    written. Only the lists of subjects whose consent covers ``analytics`` are
+    kept (an anonymous list, which no one could object to, only where no pack
+    asks a grant) and only those are opened. Slates are opened with their
+    subjects' record keys; the list of an erased subject stays sealed by
+    construction, so it counts as a decision but contributes no item.
+    """
+    query = select(DecisionRecord.decision_id, DecisionRecord.decided_at, DecisionRecord.subject, DecisionRecord.mode, DecisionRecord.slate)
+    rows = session.execute(_window(query, model_version, since, until)).all()
+    allowed, consent = _analytics_consent(session, model_version, since, until, sorted({s for _, _, s, _, _ in rows if s is not None}), packs_dir)
+    anonymous_allowed = consent["model"] == "opt_out"
+    kept = [r for r in rows if (allowed[r[2]] if r[2] is not None else anonymous_allowed)]
+    refused = [r for r in rows if r[2] is not None and not allowed[r[2]]]
+    consent["excluded"] = {
+        "analytics_consent_not_in_force": {"lists": len(refused), "subjects": len({r[2] for r in refused})},
+        "no_subject_to_check_consent": sum(1 for r in rows if r[2] is None and not anonymous_allowed),
+    }
+    rows = kept
     opened = open_decisions(session.connection(), ((d, s, slate, {}) for d, _, s, _, slate in rows))
     decisions = pd.DataFrame(
         [(d, at.date().isoformat(), s or f"anonymous:{d}", mode) for d, at, s, mode, _ in rows],
@@ -198,7 +250,7 @@ def _decisions(session: Session, model_version: str, since: datetime | None, unt
         for rank, item in enumerate(both[0].get("items") or [], start=1)
     ]
     served = decisions.merge(pd.DataFrame(items, columns=["decision", "rank", "item_id"]), on="decision", how="inner")
-    return decisions, served
+    return decisions, served, consent
 
 
 def _suppress(frame: pd.DataFrame, min_group: int, counts: list[str]) -> tuple[pd.DataFrame, int]:
@@ -290,11 +342,15 @@ def write_research_package(
     until: datetime | None = None,
     min_group: int = DEFAULT_MIN_GROUP,
     actor: str = "recgov",
+    packs_dir: Path | None = None,
 ) -> ResearchPackage:
     """Write the package of ``model_version``'s served lists in ``[since, until)`` into the new folder ``out``.
 
     ``items`` is the item table (``provider_group``, ``categories``) for the
     exposure files; without it they are left out and the datasheet says so.
+    Lists of subjects whose consent does not cover ``analytics`` are left out
+    and counted (see the module doc); ``packs_dir`` holds the installation's
+    stored packs, read for the consent model when a list was served under one.
     The trail event is appended in the caller's transaction. Raises
     :class:`~recommender.errors.ConfigError`, with nothing written, for an
     unknown model version, ``min_group`` under 2, a reversed window, or a
@@ -302,7 +358,7 @@ def write_research_package(
     """
     lineage_of(session, model_version)  # an unknown model version is refused before anything is written
     _check(out, min_group, since, until)
-    decisions, served = _decisions(session, model_version, since, until)
+    decisions, served, consent = _decisions(session, model_version, since, until, packs_dir)
     params = PackageParameters(
         model_version, since and since.isoformat(), until and until.isoformat(), min_group, items is not None
     )
@@ -312,13 +368,16 @@ def write_research_package(
     if items is not None and "categories" in items:
         tables["exposure_by_category.csv"] = _exposure(served, _categories(items), "category", min_group)
     tables["slates.csv"] = _slates(served, min_group)
-    package = ResearchPackage(out, params)
+    package = ResearchPackage(out, params, consent=consent)
     for name, (frame, n_suppressed) in tables.items():
         _write_csv(frame, out / name)
         package.rows[name], package.suppressed[name] = len(frame), n_suppressed
     (out / "README.md").write_text(DATASHEET.format(**_datasheet_fields(package)), encoding="utf-8")
     package.files = {p.name: _sha256(p) for p in sorted(out.iterdir())}
-    manifest = {"schema": RESEARCH_SCHEMA, "parameters": asdict(params), "files": package.files, "rows": package.rows, "suppressed": package.suppressed}
+    manifest = {
+        "schema": RESEARCH_SCHEMA, "parameters": asdict(params), "files": package.files, "rows": package.rows,
+        "suppressed": package.suppressed, "consent": package.consent,
+    }  # fmt: skip
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     event = append_event(
         session,
@@ -351,4 +410,22 @@ def _datasheet_fields(package: ResearchPackage) -> dict[str, str]:
         "min_group": str(p.min_group),
         "files": files,
         "exposure": "included" if p.item_table else "left out: no item table was given",
+        "analytics_rule": _rule_text(package.consent),
+        "excluded": _excluded_text(package.consent),
     }
+
+
+def _rule_text(consent: dict[str, Any]) -> str:
+    rule = (
+        "a grant in force is needed" if consent["model"] == "opt_in"
+        else "allowed until an objection (GDPR Art. 21), opt-out, refusal or withdrawal"
+    )  # fmt: skip
+    unread = consent["packs_not_read"]
+    return rule + (f"; packs that could not be read, taken as opt_out: {', '.join(unread)}" if unread else "")
+
+
+def _excluded_text(consent: dict[str, Any]) -> str:
+    refused = consent["excluded"]["analytics_consent_not_in_force"]
+    anonymous = consent["excluded"]["no_subject_to_check_consent"]
+    text = f"{refused['lists']} list(s) of {refused['subjects']} subject(s) left out"
+    return text + (f", and {anonymous} anonymous list(s) (no subject whose grant could be checked)" if anonymous else "")

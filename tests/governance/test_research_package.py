@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from report_store import CONSENTED_DATA, ConsentedStore
+from report_store import CONSENTED_DATA, ConsentedStore, consent_denied
 from sqlalchemy import select
 
-from audits import open_store
+from audits import lookup_pseudonyms, open_store, record_consent
 from audits.models import DecisionRecord, TrailEvent
 from governance.cli import app
 from governance.governed_list import serve_list
@@ -240,6 +240,32 @@ def test_a_package_whose_trail_event_fails_is_removed(built: dict, tmp_path: Pat
     )
     assert done.exit_code == 2 and "No space left on device" in done.stderr
     assert not (tmp_path / "p").exists()
+
+
+def test_an_analytics_objection_leaves_the_subjects_lists_out_and_is_counted(built: dict, tmp_path: Path) -> None:
+    """Hole: the package opened every list of the model, though off-policy evaluation and experiment looks leave
+    out a subject who objected to analytics (GDPR Art. 21)."""
+    before = json.loads((built["out"] / "manifest.json").read_text(encoding="utf-8"))["consent"]
+    assert before["model"] == "opt_out" and before["packs_not_read"] == []
+    assert before["excluded"]["analytics_consent_not_in_force"] == {"lists": 0, "subjects": 0}
+    objector = next(u for u in SERVED if not consent_denied(int(u[1:])))
+    store = open_store(built["url"])
+    try:
+        with store.session() as session:
+            record_consent(session, subject_id=objector, purpose="analytics", status="objected", lawful_basis="legitimate_interest", source="api")
+            who = lookup_pseudonyms(session, [objector])[objector]
+        with store.session() as session:
+            package = write_research_package(session, built["model"], tmp_path / "p")
+    finally:
+        store.close()
+    lists = len(_rows(built["url"], DecisionRecord.decision_id, where=[DecisionRecord.subject == who, DecisionRecord.model_version == built["model"]]))
+    assert lists >= 1 and package.consent["excluded"]["analytics_consent_not_in_force"] == {"lists": lists, "subjects": 1}
+    manifest = json.loads((tmp_path / "p" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["consent"] == package.consent
+    slates = _csv(tmp_path / "p" / "slates.csv")
+    assert len({r["package_subject"] for r in slates}) == len(SERVED) - 1
+    assert sum(int(r["decisions"]) for r in _csv(tmp_path / "p" / "decisions_by_day.csv")) == len(SERVED) - lists
+    assert f"{lists} list(s) of 1 subject(s) left out" in (tmp_path / "p" / "README.md").read_text(encoding="utf-8")
 
 
 def test_a_lone_suppressed_share_cannot_be_worked_out_from_the_others() -> None:
