@@ -231,11 +231,12 @@ class Client:
             after = page["next_after"]
 
     def verify_trail(self) -> dict[str, Any]:
-        """The server's verification of the whole trail and its checkpoints (auditor)."""
+        """The server's verification of the whole trail, its checkpoints and every record it anchors (auditor):
+        ``intact`` is true only when all of it holds (``trail_intact``: the chain alone)."""
         return self._json("GET", "/v1/trail/verify")
 
     def checkpoint(self) -> dict[str, Any]:
-        """Verify the trail and sign its head (admin)."""
+        """Verify the trail and every record it anchors, then sign its head (admin); 409 when any of it fails."""
         return self._json("POST", "/v1/trail/checkpoint")
 
     def trail_keys(self) -> list[dict[str, Any]]:
