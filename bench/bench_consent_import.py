@@ -17,6 +17,13 @@ For each engine, on a fresh database:
    random subjects, in a store of ``--small`` subjects and in the store of step 1.
    Flat figures from the small store to the large one mean the lookups are indexed.
 
+With ``--verify``, after step 1: ``verify``, the time to hold every consent record
+against the trail (:func:`audits.consent_verify.verify_consent_records`) and to verify
+the whole store as ``recgov trail verify`` does (:func:`audits.verify.verify_store`);
+with ``--single N`` too, N records more as :func:`audits.record_consent` writes them
+(one ``consent.recorded`` event each, sealed evidence; appended in bulk here), then
+``verify`` again over both kinds (``verify_single``).
+
 Target (issue: bulk consent): 1,000,000 rows in at most 60 s on each engine, on 2 cores.
 Timings taken while other work runs on the machine are inflated: the 1-minute load
 average is reported with the figures.
@@ -26,6 +33,7 @@ BENCHMARKS.md (columns ``user_id, purpose, status, updated_at, source,
 banner_version``; 90% granted, 10% denied; times uniform over 300 days of 2025).
 
 Run:  python bench/bench_consent_import.py [--rows 1000000] [--json] [--skip-postgres] [--skip-sqlite] [--import-only]
+      [--verify [--single N]]
 PostgreSQL: RECGOV_TEST_POSTGRES_URL, default postgresql+psycopg://postgres@127.0.0.1:5432/test
 (a scratch schema is created and dropped).
 """
@@ -55,8 +63,9 @@ import pandas as pd  # noqa: E402
 from sqlalchemy import create_engine  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from audits import open_store  # noqa: E402
+from audits import open_store, verify_store  # noqa: E402
 from audits.consent import read_consent_history  # noqa: E402
+from audits.consent_verify import verify_consent_records  # noqa: E402
 from audits.suppression import suppressions_for  # noqa: E402
 from governance.consent.import_table import ConsentImportMapping  # noqa: E402
 from governance.consent.imports import import_consent  # noqa: E402
@@ -122,6 +131,57 @@ def _import(store: Any, path: Path, pack: Any) -> tuple[dict[str, Any], dict[str
     return figures, doc
 
 
+def measure_verify(store: Any, records: int) -> dict[str, Any]:
+    """Wall and CPU time of the consent-records pass alone, and of the whole store's verification."""
+    with store.snapshot() as connection:
+        problems, wall, cpu = _timed(lambda: verify_consent_records(connection))
+    with store.snapshot() as connection:
+        report, store_wall, store_cpu = _timed(lambda: verify_store(connection))
+    if problems or not report.intact:
+        raise SystemExit(f"the untouched store does not verify: {problems[:3] or report.lines()[:3]}")
+    return {
+        "records": records, "consent_records_wall_s": round(wall, 2), "consent_records_cpu_s": round(cpu, 2),
+        "records_per_s": round(records / wall), "verify_store_wall_s": round(store_wall, 2), "verify_store_cpu_s": round(store_cpu, 2),
+        "trail_events": report.trail.n_events, "load_average_1m": round(os.getloadavg()[0], 2),
+    }  # fmt: skip
+
+
+def add_single_records(store: Any, n: int, seed: int = 2) -> dict[str, Any]:
+    """``n`` consent records as :func:`audits.record_consent` writes them (one ``consent.recorded`` event each,
+    sealed evidence), appended in bulk: the trail events through :func:`audits.trail.append_many`, the rows in one
+    bulk insert. Subjects are random pseudonyms; the evidence is sealed under one random key (verification
+    compares the stored token with the event's, it never opens it)."""
+    from audits.consent_import import _RECORD_COLUMNS, _copy_rows
+    from audits.sealing import sealed_evidence_texts
+    from audits.trail import NewEvent, append_many, format_time
+
+    rng = np.random.default_rng(seed)
+    base = pd.Timestamp("2025-01-01", tz="UTC")
+    times = [t.to_pydatetime() for t in base + pd.to_timedelta(rng.integers(0, 300 * 86400, n), unit="s")]
+    statuses = np.where(rng.random(n) < 0.1, "withdrawn", "granted").tolist()
+    pseudonyms = [os.urandom(32).hex() for _ in range(n)]
+    key = os.urandom(32)
+    evidence = sealed_evidence_texts([key] * n, pseudonyms, [b'{"banner_version":"2024-11"}'] * n)
+    postgres = store.dialect == "postgresql"
+
+    def events() -> Iterator[NewEvent]:
+        for who, status, sealed, moment in zip(pseudonyms, statuses, evidence, times, strict=True):
+            payload = {"status": status, "lawful_basis": "consent", "source": "banner", "jurisdiction": "EU",
+                       "evidence": json.loads(sealed), "recorded_at": format_time(moment)}  # fmt: skip
+            yield NewEvent(actor="bench", action="consent.recorded", subject=who, objects={"purpose": "personalization"}, payload=payload)
+
+    started = time.perf_counter()
+    with store.session() as session:
+        appended = append_many(session, events(), chunk_size=5000)
+        stamp = "%Y-%m-%dT%H:%M:%S.%f+00" if postgres else "%Y-%m-%d %H:%M:%S.%f"
+        rows = [
+            (who, "EU", "personalization", status, "consent", "banner", sealed, moment.strftime(stamp), appended.first_seq + i)
+            for i, (who, status, sealed, moment) in enumerate(zip(pseudonyms, statuses, evidence, times, strict=True))
+        ]
+        _copy_rows(session, "consent_records", _RECORD_COLUMNS, rows)
+    return {"added": n, "wall_s": round(time.perf_counter() - started, 2)}
+
+
 def _percentiles(samples: list[float]) -> dict[str, float]:
     ms = np.asarray(samples) * 1000
     return {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3)}
@@ -182,6 +242,13 @@ def run_engine(opened: Callable[[str], Any], files: dict[str, Path], broken_line
     with opened("large") as store:
         out["import"], _ = _import(store, files["large"], pack)
         print(f"  import {out['import']}", file=sys.stderr, flush=True)
+        if args.verify:
+            out["verify"] = measure_verify(store, args.rows)
+            print(f"  verify {out['verify']}", file=sys.stderr, flush=True)
+            if args.single:
+                out["single"] = add_single_records(store, args.single)
+                out["verify_single"] = measure_verify(store, args.rows + args.single)
+                print(f"  single {out['single']} verify {out['verify_single']}", file=sys.stderr, flush=True)
         if args.import_only:
             return out
         out["again"], _ = _import(store, files["large"], pack)
@@ -213,6 +280,8 @@ def main() -> None:
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--import-only", action="store_true", help="step 1 only (the first import)")
+    parser.add_argument("--verify", action="store_true", help="time the verification of the store after the first import")
+    parser.add_argument("--single", type=int, default=0, help="with --verify: add this many single records, verify again")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     os.environ.setdefault("RECGOV_HOME", tempfile.mkdtemp(prefix="recgov-bench-home-"))
@@ -243,6 +312,11 @@ def main() -> None:
     print(f"file: {args.rows:,} rows, {results['file']['mb']} MB of CSV")
     for engine in engines:
         r = results[engine]
+        for step in ("verify", "verify_single"):
+            if step in r:
+                v = r[step]
+                print(f"{engine:10s} {step:13s} {v['records']:,} records: consent pass {v['consent_records_wall_s']} s wall "
+                      f"({v['records_per_s']:,} records/s), whole store {v['verify_store_wall_s']} s wall, {v['trail_events']:,} trail events")  # fmt: skip
         if args.import_only:
             f = r["import"]
             print(f"{engine:10s} import  {f['wall_s']:7.1f} s wall {f['cpu_s']:7.1f} s cpu {f['rows_per_s']:>9,} rows/s  added {f['added']:,}")
