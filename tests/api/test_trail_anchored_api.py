@@ -46,3 +46,21 @@ def test_a_rewritten_decision_row_breaks_the_apis_verify_and_blocks_both_checkpo
     assert after == before  # nothing was signed
     with server.client("admin") as client:
         assert client.post("/v1/trail/checkpoint").status_code == 201  # the row put back, the head is signed again
+
+
+def test_a_batch_folders_server_path_is_shown_only_to_the_roles_that_run_the_service(server) -> None:
+    """Runs last in the module: the anchor it appends stays on the trail, broken for good."""
+    from audits.trail import append_event
+
+    with server.store.session() as session:
+        append_event(session, actor="test", action="decisions.spark_batch",
+                     payload={"path": "/srv/elsewhere/batch-7", "records": 1, "partitions": [{"bucket": 0, "records": 1, "head": "0" * 64}]})  # fmt: skip
+    with server.client("auditor") as client:
+        auditor = client.get("/v1/trail/verify").json()
+    with server.client("admin") as client:
+        admin = client.get("/v1/trail/verify").json()
+        refused = client.post("/v1/trail/checkpoint")
+    (problem,) = [p for p in auditor["anchored_problems"] if p["table"] == "spark_decisions"]
+    assert auditor["intact"] is False and "/srv/elsewhere" not in problem["problem"] and "<server path>" in problem["problem"]
+    assert any("/srv/elsewhere/batch-7 of the batch's decision records is missing" in p["problem"] for p in admin["anchored_problems"])
+    assert refused.status_code == 409 and refused.json()["errors"][0]["table"] == "spark_decisions"

@@ -184,7 +184,7 @@ def move_case(case_id: CaseId, request: Request, form: FormDep, session: Session
 
 
 @router.get("/trail", summary="The trail's state: verification and signed checkpoints")
-def trail(request: Request, store: StoreDep, reviewer: AuditingKey) -> Response:
+def trail(request: Request, store: StoreDep, settings: SettingsDep, reviewer: AuditingKey) -> Response:
     latest = select(TrailEvent.seq, TrailEvent.time, TrailEvent.actor, TrailEvent.action, TrailEvent.objects)
     with store.snapshot() as connection:
         checked = verify_store(connection)
@@ -192,7 +192,7 @@ def trail(request: Request, store: StoreDep, reviewer: AuditingKey) -> Response:
         events = connection.execute(latest.order_by(TrailEvent.seq.desc()).limit(RECENT_EVENTS)).all()
     return render(
         request, "trail.html", title="Audit trail", reviewer=reviewer, report=checked.trail, summary=checked.trail.summary(),
-        checked=checked, anchored=checked.lines()[1:],
+        checked=checked, anchored=[shown_to(reviewer.key.role, line, settings.home) for line in checked.lines()[1:]],
         checkpoints=list(reversed(checkpoints)), events=[_event_view(row) for row in events],
     )  # fmt: skip
 

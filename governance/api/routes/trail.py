@@ -39,7 +39,8 @@ from audits.models import SigningKeyRecord, TrailCheckpoint, TrailEvent
 from audits.trail import format_time, read_head
 from audits.verify import verify_and_checkpoint, verify_store
 from governance.api.call_record import record_call
-from governance.api.deps import AuditKey, GovernKey, ReadKey, SessionDep, StoreDep
+from governance.api.deps import AuditKey, GovernKey, ReadKey, SessionDep, SettingsDep, StoreDep
+from governance.api.disclosure import shown_to
 from governance.api.errors import Problem, problems
 from governance.api.schemas import IDENTIFIER, Moment
 from governance.api.schemas.trail_events import PublicKeyList, TrailEventPage
@@ -56,9 +57,16 @@ router = APIRouter(prefix="/v1/trail", tags=["trail"], responses=problems(401, 4
     "chain and checkpoints alone, `anchored_records_intact` and `anchored_problems` the records (decisions, audit results, "
     "consent records, suppressions, batch folders) held against the events that wrote them.",
 )
-def verify(store: StoreDep, key: AuditKey) -> dict[str, Any]:
+def verify(store: StoreDep, settings: SettingsDep, key: AuditKey) -> dict[str, Any]:
     with store.snapshot() as connection:
-        return verify_store(connection).to_dict()
+        document = verify_store(connection).to_dict()
+    document["anchored_problems"] = _shown(document["anchored_problems"], key.role, settings.home)
+    return document
+
+
+def _shown(problems: list[dict[str, Any]], role: str, home: Path) -> list[dict[str, Any]]:
+    """Anchored problems as a key of ``role`` may see them: a batch folder's server path hidden unless disclosing."""
+    return [{**p, "problem": shown_to(role, p["problem"], home)} for p in problems]
 
 
 @router.post(
@@ -81,7 +89,7 @@ def checkpoint(store: StoreDep, session: SessionDep, key: GovernKey) -> dict[str
             f"refusing to sign: {len(report.anchored_problems)} problem(s) with records the trail anchors; "
             f"first: {report.lines()[1]}",
             kind="anchored-records-broken",
-            errors=list(report.anchored_problems),
+            errors=list(report.anchored_problems),  # shown as the caller's role may see them (errors.disclosed)
         )
     return signed.to_dict()
 
