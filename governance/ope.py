@@ -37,7 +37,9 @@ reward, with per-item means as the direct method's reward model.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -235,7 +237,7 @@ def analytics_allowed(session: Any, subjects: list[str], *, model: str) -> dict[
     return allowed
 
 
-def analytics_model(stamps: Any, packs_dir: Any = None) -> tuple[str, list[str]]:
+def analytics_model(stamps: Iterable[Sequence[str]], packs_dir: Path | None = None) -> tuple[str, list[str]]:
     """The ``analytics`` consent model for lists served under the packs ``stamps`` names, and the packs not read.
 
     ``stamps``: ``(name, version, content hash)`` of each pack that served the lists, as the decision log records
