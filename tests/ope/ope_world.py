@@ -1,4 +1,4 @@
-"""A simulated slate world with a known click model, for the slate estimators' tests.
+"""A simulated slate world with a known click model, for the slate estimators' tests (and bench/bench_ope_coverage.py).
 
 Contexts come in a few types; each type has logging scores, target scores and item
 attractiveness. The logger is Plackett-Luce over its scores; the click model is
@@ -15,7 +15,18 @@ from typing import Any
 
 import numpy as np
 
-from recommender.ope import SlatePolicy, enumerate_slates, pairwise_probabilities, position_marginals, slate_probabilities
+from recommender.ope import (
+    Estimate,
+    SlatePolicy,
+    cascade_ips,
+    enumerate_slates,
+    independent_ips,
+    pairwise_probabilities,
+    position_marginals,
+    pseudo_inverse,
+    slate_probabilities,
+    standard_ips,
+)
 
 EXAM = np.array([1.0, 0.6, 0.35])
 
@@ -139,3 +150,37 @@ def _draw(policy: SlatePolicy, scores: np.ndarray, k: int, rng: np.random.Genera
     from recommender.ope import sample_slate
 
     return sample_slate(policy, scores, k, rng)
+
+
+ESTIMATORS = ("standard", "independent", "cascade", "pi")
+"""The slate estimators, by the names :func:`slate_estimates` gives them."""
+SETTINGS = {"n_bootstrap": 300, "seed": 0}
+"""The bootstrap of every slate estimate the tests and the coverage sweep make."""
+
+
+def slate_estimates(logs: SlateLogs, which: tuple[str, ...] = ESTIMATORS) -> dict[str, Estimate]:
+    """Each slate estimator of ``which`` on ``logs``, with its 95% percentile-bootstrap interval."""
+    out = {}
+    if "standard" in which:
+        out["standard"] = standard_ips(logs.rewards, logs.log["slate_prob"], logs.tgt["slate_prob"], unsupported_mass=logs.unsupported["slate"], **SETTINGS)
+    if "independent" in which:
+        out["independent"] = independent_ips(logs.position_rewards, logs.log["marginals"], logs.tgt["marginals"], unsupported_mass=logs.unsupported["item_position"], **SETTINGS)
+    if "cascade" in which:
+        out["cascade"] = cascade_ips(logs.position_rewards, logs.log["prefix"], logs.tgt["prefix"], unsupported_mass=logs.unsupported["slate"], **SETTINGS)
+    if "pi" in which:
+        out["pi"] = pseudo_inverse(logs.rewards, logs.indicators, logs.gamma, logs.target_cells, **SETTINGS)
+    return out
+
+
+def coverage_over_seeds(target: SlatePolicy | str, seeds: range, n: int = 5000) -> dict[str, list[bool]]:
+    """For each estimator, whether its interval covered the truth, one log of ``n`` slates per seed (seed 100 + s).
+
+    A refused estimate is an error here (every target of the sweep is supported by the logger).
+    """
+    covered: dict[str, list[bool]] = {name: [] for name in ESTIMATORS}
+    for seed in seeds:
+        logs = simulate(100 + seed, n, target=target)
+        for name, est in slate_estimates(logs).items():
+            assert not est.refused, (name, seed, est.reason)
+            covered[name].append(bool(est.ci_low <= logs.truth <= est.ci_high))
+    return covered
