@@ -29,6 +29,7 @@ of imports) before the first commit.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import threading
 from multiprocessing.connection import Connection
@@ -55,6 +56,7 @@ def _child_main(url: str, actor: str, conn: Connection) -> None:
     store = open_store(url)
     writer = DecisionLog.__new__(DecisionLog)  # only _commit is used: the store, the actor, the filed record keys
     writer.store, writer.actor, writer._filed = store, actor, set()
+    frozen = False
     try:
         while True:
             try:
@@ -80,6 +82,10 @@ def _child_main(url: str, actor: str, conn: Connection) -> None:
                 conn.send(("other", f"{type(err).__name__}: {err}"))
             else:
                 conn.send(("ok", seq, [pending.recorded for pending in batch]))
+                if not frozen:  # what the first commit loaded and compiled lives on: no full collection walks it
+                    gc.collect()
+                    gc.freeze()
+                    frozen = True
     finally:
         store.close()
 

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from audits.db import open_store
 from audits.online_store import drain_at_startup
+from governance.api import runtime
 from governance.api.console import router as console_router
 from governance.api.errors import install_error_handlers
 from governance.api.limits import BodyLimit
@@ -87,8 +88,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.state.audit_runner = audits.AuditRunner(app.state.store, settings)
         try:
             app.state.audit_runner.start()
+            # No full collection walks what was loaded: its pauses were the service's p99 (governance.api.runtime).
+            runtime.tune()
             yield
         finally:
+            runtime.restore()
             app.state.audit_runner.shutdown()
             app.state.pack_parser.close()
             close_engines(app)  # writes what the shared decision log holds

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import pickle
@@ -90,6 +91,7 @@ def _compute_main(conn: Connection) -> None:
 
     pin_blas_single_thread()  # as the server: one list per call, 64-wide products
     held: dict[str, Personalizer] = {}
+    gc.freeze()  # what is imported lives as long as the process: no full collection walks it (a list's pause)
     conn.send(("ready",))
     while True:
         try:
@@ -108,6 +110,10 @@ def _compute_main(conn: Connection) -> None:
             conn.send(answer)
         elif kind == "hold":
             held[message[1]] = message[2]
+            # The model part received lives on too; what was dropped (and any cycle of it) is freed first.
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
             conn.send(("held", message[1]))
         elif kind == "drop":
             held.pop(message[1], None)

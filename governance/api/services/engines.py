@@ -68,6 +68,7 @@ from audits.models import DatasetVersion, EscalationCase, ItemAvailability, Item
 from governance import packs as pack_store
 from governance.api.compute import ComputeProcess
 from governance.api.errors import Problem
+from governance.api.runtime import freeze_heap
 from governance.api.services.call_sink import CallAttributingSink
 from governance.api.services.shadows import ShadowMirror
 from governance.escalation import items_out_of_lists
@@ -334,6 +335,7 @@ class EngineCache:
             cached = self._engines.get(key)
             if model_version in self._models and (cached is None or cached.revision <= revision):
                 self._engines[key] = _Engine(revision, engine)  # a slower request must not put older blocks back
+        freeze_heap()  # the model, its catalog and the engine live on: no full collection walks them again
         return engine
 
     def _catalog(self, model_version: str, model: Any, sources: list[str]) -> pd.DataFrame | None:
