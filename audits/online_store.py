@@ -454,16 +454,26 @@ def record_outbox(session: Any, keys: Iterable[str], *, hold: bool = False) -> i
     unique = sorted(set(keys))  # one row per key per statement (PostgreSQL refuses to upsert a row twice)
     if not unique:
         return 0
-    module = postgresql if _dialect_of(session) == "postgresql" else sqlite
+    postgres = _dialect_of(session) == "postgresql"
+    upsert = _OUTBOX_UPSERT.get(postgres)
+    if upsert is None:
+        module = postgresql if postgres else sqlite
+        insert = module.insert(T)
+        # One statement per dialect, its rows as parameters: SQLAlchemy caches its compiled form (a multi-row
+        # VALUES upsert is compiled again at every execution, a millisecond of the consent write it follows).
+        upsert = _OUTBOX_UPSERT[postgres] = insert.on_conflict_do_update(
+            index_elements=[T.subject_key],
+            set_={"version": T.version + 1, "hold": or_(T.hold, insert.excluded.hold), "recorded_at": insert.excluded.recorded_at},
+        )  # fmt: skip
     now = datetime.now(UTC)
     for start in range(0, len(unique), OUTBOX_BATCH):
         chunk = unique[start : start + OUTBOX_BATCH]
-        insert = module.insert(T).values([{"subject_key": k, "hold": hold, "version": 1, "recorded_at": now} for k in chunk])
-        session.execute(insert.on_conflict_do_update(
-            index_elements=[T.subject_key],
-            set_={"version": T.version + 1, "hold": or_(T.hold, insert.excluded.hold), "recorded_at": now},
-        ))  # fmt: skip
+        session.execute(upsert, [{"subject_key": k, "hold": hold, "version": 1, "recorded_at": now} for k in chunk])
     return len(unique)
+
+
+_OUTBOX_UPSERT: dict[bool, Any] = {}
+"""The outbox's upsert, built once per dialect (key: PostgreSQL or not)."""
 
 
 @dataclass(frozen=True)
