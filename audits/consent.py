@@ -92,7 +92,7 @@ from audits.subjects import (
 from audits.suppression import _lookup as _suppression_lookup
 from audits.suppression import suppression_as_records, suppression_records
 from audits.online_store import invalidate_subjects_after_commit
-from audits.trail import append_event, format_time
+from audits.trail import NewEvent, append_event, format_time
 from recommender.errors import ConfigError
 
 __all__ = [
@@ -101,6 +101,7 @@ __all__ = [
     "ConsentReadCache",
     "ConsentState",
     "append_consent_batch",
+    "consent_entry",
     "consent_history",
     "consent_states",
     "effective_consent",
@@ -110,6 +111,53 @@ __all__ = [
     "consent_read_cache",
     "record_consent",
 ]
+
+
+def consent_entry(
+    who: str,
+    key: bytes,
+    *,
+    purpose: str,
+    status: str,
+    lawful_basis: str,
+    source: str,
+    evidence: Mapping[str, Any],
+    jurisdiction: str | None,
+    recorded_at: datetime,
+    actor: str | None,
+) -> tuple[NewEvent, dict[str, Any]]:
+    """A checked consent record of pseudonym ``who`` as stored: its ``consent.recorded`` trail event and its row's
+    fields but ``trail_seq`` (the event's seq), the evidence sealed under ``key`` (the subject's record key).
+
+    The one place both :func:`record_consent` and the decision log's writer (which appends a batch's
+    records with its decisions, :mod:`audits.consent_write`) build a record from.
+    """
+    sealed = seal_evidence(key, who, evidence)  # the same token in the trail event and the row
+    event = NewEvent(
+        actor=actor_name(actor),
+        action="consent.recorded",
+        subject=who,
+        objects={"purpose": purpose},
+        payload={
+            "status": status,
+            "lawful_basis": lawful_basis,
+            "source": source,
+            "jurisdiction": jurisdiction,
+            "evidence": sealed,
+            "recorded_at": format_time(recorded_at),
+        },
+    )
+    fields = {
+        "subject": who,
+        "jurisdiction": jurisdiction,
+        "purpose": purpose,
+        "status": status,
+        "lawful_basis": lawful_basis,
+        "source": source,
+        "evidence": sealed,
+        "recorded_at": recorded_at,
+    }
+    return event, fields
 
 
 def record_consent(
@@ -158,33 +206,12 @@ def record_consent(
     recorded_at = aware(at, "at", not_after_now=True)
     evidence = json_object(evidence, "evidence", subject_ids=[subject_id])
     who, key = subject_record_key(session, subject_id)
-    sealed = seal_evidence(key, who, evidence)  # the same token in the trail event and the row
-    event = append_event(
-        session,
-        actor=actor_name(actor),
-        action="consent.recorded",
-        subject=who,
-        objects={"purpose": purpose},
-        payload={
-            "status": status,
-            "lawful_basis": lawful_basis,
-            "source": source,
-            "jurisdiction": jurisdiction,
-            "evidence": sealed,
-            "recorded_at": format_time(recorded_at),
-        },
-    )
-    row = ConsentRecordRow(
-        subject=who,
-        jurisdiction=jurisdiction,
-        purpose=purpose,
-        status=status,
-        lawful_basis=lawful_basis,
-        source=source,
-        evidence=sealed,
-        recorded_at=recorded_at,
-        trail_seq=event.seq,
-    )
+    event, fields = consent_entry(
+        who, key, purpose=purpose, status=status, lawful_basis=lawful_basis, source=source, evidence=evidence,
+        jurisdiction=jurisdiction, recorded_at=recorded_at, actor=actor,
+    )  # fmt: skip
+    appended = append_event(session, actor=event.actor, action=event.action, subject=event.subject, objects=event.objects, payload=event.payload)
+    row = ConsentRecordRow(**fields, trail_seq=appended.seq)
     session.add(row)
     session.flush()
     # The online store's lists were made under the old consent (a withdrawal also holds new ones back a while).

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from audits._common import aware, json_object, one_of, text
 from audits.models import CONSENT_SOURCES, CONSENT_STATUSES, LAWFUL_BASES
 
-__all__ = ["ConsentWrite"]
+__all__ = ["ConsentWrite", "PlannedConsent", "plan_consent", "store_consent"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +58,16 @@ class ConsentWrite:
             actor=self.actor,
         )
 
+    def entry(self, who: str, key: bytes) -> tuple[Any, dict[str, Any]]:
+        """This record for pseudonym ``who`` (record key ``key``) as stored: its trail event and row fields
+        but ``trail_seq`` (:func:`audits.consent.consent_entry`)."""
+        from audits.consent import consent_entry
+
+        return consent_entry(
+            who, key, purpose=self.purpose, status=self.status, lawful_basis=self.lawful_basis, source=self.source,
+            evidence=self.evidence, jurisdiction=self.jurisdiction, recorded_at=self.at, actor=self.actor,
+        )  # fmt: skip
+
     def write(self, session: Session, subject_id: str | int) -> tuple[int, int]:
         """Append the record for ``subject_id`` in ``session``'s transaction; its ``(id, trail seq)``."""
         from audits.consent import record_consent  # audits.consent imports the decision log's neighbours
@@ -67,3 +77,55 @@ class ConsentWrite:
             source=self.source, evidence=self.evidence, jurisdiction=self.jurisdiction, at=self.at, actor=self.actor,
         )  # fmt: skip
         return row.id, row.trail_seq
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedConsent:
+    """A batch's consent records, made before its trail events are appended (see :func:`plan_consent`)."""
+
+    events: list[Any]
+    """Their ``consent.recorded`` events, in order: appended first in the batch's trail events."""
+    rows: list[dict[str, Any]]
+    """Their rows' fields but ``trail_seq``, in the same order."""
+    subjects: list[tuple[str | int, bool]]
+    """Each record's subject (raw id) and whether it holds profiling back (its online-store invalidation holds)."""
+
+
+def plan_consent(writes: list[tuple[ConsentWrite, str | int, str, bytes]]) -> PlannedConsent:
+    """The trail events and rows of ``writes``: ``(record, subject raw id, its pseudonym, its record key)`` each.
+
+    The decision log's writer makes a batch's records this way (:meth:`audits.decisions.DecisionLog._commit`): the
+    pseudonyms and record keys are the ones it reads (or creates) once for the batch's decisions, and the events go
+    first in the batch's one append, so each record costs no statement of its own but its row. What is stored is
+    what :func:`audits.consent.record_consent` stores for each, in the same order.
+    """
+    events: list[Any] = []
+    rows: list[dict[str, Any]] = []
+    subjects: list[tuple[str | int, bool]] = []
+    for write, subject_id, who, key in writes:
+        event, fields = write.entry(who, key)
+        events.append(event)
+        rows.append(fields)
+        subjects.append((subject_id, write.status != "granted"))
+    return PlannedConsent(events, rows, subjects)
+
+
+def store_consent(session: Session, planned: PlannedConsent, first_seq: int) -> list[tuple[int, int]]:
+    """Insert ``planned``'s rows, their events appended from trail seq ``first_seq`` on; each record's ``(id, trail seq)``.
+
+    The subjects' online-store lists are invalidated in the same transaction (a withdrawal or an opt-out also
+    holds new ones back a while), as :func:`audits.consent.record_consent` does for one record.
+    """
+    from audits.models import ConsentRecordRow
+    from audits.online_store import invalidate_subjects_after_commit
+
+    if not planned.rows:
+        return []
+    rows = [ConsentRecordRow(**fields, trail_seq=first_seq + n) for n, fields in enumerate(planned.rows)]
+    session.add_all(rows)
+    session.flush()
+    for hold in (True, False):
+        ids = [subject for subject, holds in planned.subjects if holds is hold]
+        if ids:
+            invalidate_subjects_after_commit(session, ids, hold=hold)
+    return [(row.id, row.trail_seq) for row in rows]

@@ -56,7 +56,7 @@ from sqlalchemy.orm import Session
 
 from audits._common import actor_name, aware, json_object, lookup_subject_secrets, text
 from audits.db import EncodedJson, Store, describe_db_error
-from audits.consent_write import ConsentWrite
+from audits.consent_write import ConsentWrite, plan_consent, store_consent
 from audits.decision_record import DECISION_FIELDS, Decision, DecisionReceipt, _fast_digest, _Pending, _prepare, batch_digest
 from audits.models import DecisionRecord, FailedRequest, TrailEvent
 from audits.sealing import file_record_keys, find_record_keys, seal_decision
@@ -302,10 +302,11 @@ class DecisionLog:
     def _commit(self, batch: list[_Pending]) -> int:
         """Write one batch (pseudonyms, sealing, the trail events, the rows) in one transaction; return its event's seq."""
         with self.store.session() as session:
-            for pending in batch:  # the consent records a decision was made on come first in the trail
-                if pending.consent:
-                    pending.recorded = tuple(write.write(session, pending.decision.subject_id) for write in pending.consent)
-            filed = self._seal(session, batch)
+            filed, keys = self._seal(session, batch)
+            # The consent records the decisions were made on come first in the trail, under the pseudonyms and
+            # record keys just read for the decisions (audits.consent_write).
+            writes = [(write, p.decision.subject_id, p.subject, keys[p.subject]) for p in batch if p.consent for write in p.consent]
+            planned = plan_consent(writes)  # type: ignore[arg-type]
             ids = sorted(p.decision.decision_id for p in batch)
             committed = NewEvent(
                 actor=self.actor,
@@ -317,8 +318,14 @@ class DecisionLog:
                     "sha256": _fast_digest(batch),
                 },
             )
-            # The batch's event first (the rows point at it), then the events the decisions brought.
-            seq = append_many(session, [committed, *(event for p in batch for event in p.events)]).first_seq
+            # The consent records' events, then the batch's event (the rows point at it), then the events the
+            # decisions brought.
+            first = append_many(session, [*planned.events, committed, *(event for p in batch for event in p.events)]).first_seq
+            seq = first + len(planned.events)
+            recorded = iter(store_consent(session, planned, first))
+            for pending in batch:
+                if pending.consent:
+                    pending.recorded = tuple(next(recorded) for _ in pending.consent)
             # slate and context go in as the canonical JSON the digest covers, encoded once
             session.execute(
                 insert(DecisionRecord.__table__),
@@ -329,7 +336,7 @@ class DecisionLog:
         self._filed.update(filed)  # only once committed
         return seq
 
-    def _seal(self, session: Session, batch: list[_Pending]) -> list[str]:
+    def _seal(self, session: Session, batch: list[_Pending]) -> tuple[list[str], dict[str, bytes]]:
         """Name each decision's subject by pseudonym and seal its slate and context under the subject's record key.
 
         Record keys are derived from the subjects' secrets (read in one query,
@@ -338,12 +345,12 @@ class DecisionLog:
         by pseudonym opens with the key filed for it; a pseudonym with none
         (erased since, or not one recgov issued) is sealed under a key kept
         nowhere. Anonymous decisions stay as they are. Returns the pseudonyms
-        whose key this transaction filed.
+        whose key this transaction filed, and each pseudonym's record key.
         """
         raw_ids = [p.decision.subject_id for p in batch if p.decision.subject_id is not None]
         given = {p.subject for p in batch if p.decision.subject_id is None and p.subject is not None}
         if not raw_ids and not given:
-            return []
+            return [], {}
         installation = _installation_key(session)
         hold_head_for_keys(session)
         keys: dict[str, bytes] = {}
@@ -378,7 +385,7 @@ class DecisionLog:
             pending.slate_json, pending.context_json = seal_decision(
                 key, pending.decision.decision_id, who, pending.slate_json, pending.context_json, cipher
             )
-        return filed
+        return filed, keys
 
 
 def verify_decisions(connection: Connection | Session) -> list[dict[str, Any]]:

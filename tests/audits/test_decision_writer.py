@@ -3,6 +3,7 @@ receipts, digests and failures as the thread log; fail closed when the child is 
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -141,3 +142,60 @@ def test_a_bad_consent_record_fails_its_own_decision_at_submit(store: Store, log
     with pytest.raises(DataError, match="subject_id"):
         log.submit(by_pseudonym, consent=(ConsentWrite("personalization", "opted_out", "consent", "gpc", {}, datetime.now(UTC)),))
     assert log.submit_and_wait(_record(15), timeout=60).batch_seq > 0  # the log lives on
+
+
+@pytest.mark.parametrize("kind", ["thread", "process"])
+def test_a_batch_of_first_signals_is_stored_as_record_consent_stores_each(store: Store, kind: str) -> None:
+    """Several decisions' consent records written in one batch (two of one subject, a grant among them) are the
+    records record_consent makes: their events first in the trail, in order, each row pointing at its own event,
+    under the subject's pseudonym, the evidence sealed and opening, the online store's outbox told."""
+    from datetime import UTC, datetime
+
+    from audits import effective_consent
+    from audits.consent import record_consent
+    from audits.consent_write import ConsentWrite
+    from audits.models import ConsentRecordRow, TrailEvent
+    from audits.models.online_store import OnlineStoreOutbox
+    from audits.subjects import pseudonym
+
+    now = datetime.now(UTC)
+
+    def opt_out(n: int) -> ConsentWrite:
+        return ConsentWrite("personalization", "opted_out", "legitimate_interest", "gpc", {"signal": f"Sec-GPC: {n}"}, now, actor="key:7:ops")
+
+    grant = ConsentWrite("marketing", "granted", "consent", "banner", {"banner_version": "b-1"}, now, jurisdiction="EU", actor="key:7:ops")
+    with (DecisionLog(store, max_delay_ms=200) if kind == "thread" else ProcessDecisionLog(store)) as log:
+        log.submit_and_wait(_record(99), timeout=60)  # the child is up: the next three go in one batch
+        futures = [
+            log.submit(_record(21), consent=(opt_out(1), grant)),
+            log.submit(_record(22), consent=(opt_out(2),)),
+            log.submit(_record(23)),
+        ]
+        receipts = [f.result(timeout=60) for f in futures]
+    with store.session() as session:  # the same records, one at a time, for another subject
+        expected = record_consent(session, subject_id="writer-subject-00024", purpose="personalization", status="opted_out",
+                                  lawful_basis="legitimate_interest", source="gpc", evidence={"signal": "Sec-GPC: 1"}, at=now, actor="key:7:ops")  # fmt: skip
+        expected_event = session.get(TrailEvent, expected.trail_seq)
+    assert [len(r.consent_records) for r in receipts] == [2, 1, 0]
+    with store.session() as session:
+        for receipt, subject, writes in ((receipts[0], 21, (opt_out(1), grant)), (receipts[1], 22, (opt_out(2),))):
+            who = pseudonym(session, f"writer-subject-{subject:05d}")
+            for (record_id, trail_seq), write in zip(receipt.consent_records, writes, strict=True):
+                row = session.get(ConsentRecordRow, record_id)
+                event = session.get(TrailEvent, trail_seq)
+                assert row is not None and event is not None and row.trail_seq == trail_seq < receipt.batch_seq
+                assert (row.subject, row.purpose, row.status, row.source, row.jurisdiction) == (who, write.purpose, write.status, write.source, write.jurisdiction)
+                assert row.evidence == write.evidence  # sealed as stored, opened as loaded
+                payload = json.loads(event.payload)
+                assert (event.action, event.actor, event.subject, json.loads(event.objects)) == ("consent.recorded", "key:7:ops", who, {"purpose": write.purpose})
+                assert payload.keys() == json.loads(expected_event.payload).keys() and set(payload["evidence"]) == {"sealed"}
+                assert (payload["status"], payload["source"], payload["jurisdiction"]) == (write.status, write.source, write.jurisdiction)
+        seqs = [seq for r in receipts[:2] for _, seq in r.consent_records]
+        assert seqs == sorted(seqs) and seqs[-1] < min(r.batch_seq for r in receipts)
+        assert effective_consent(session, "writer-subject-00021")["personalization"]["status"] == "opted_out"
+        assert effective_consent(session, "writer-subject-00021")["marketing"]["status"] == "granted"
+        assert effective_consent(session, "writer-subject-00022")["personalization"]["status"] == "opted_out"
+        outbox = {row.subject_key: row.hold for row in session.scalars(select(OnlineStoreOutbox))}
+        assert len(outbox) == 3 and sum(outbox.values()) == 3  # three subjects told; an opt-out holds
+    with store.engine.connect() as connection:
+        assert verify_trail(connection).intact and verify_decisions(connection) == []
