@@ -199,3 +199,8 @@ def test_a_batch_of_first_signals_is_stored_as_record_consent_stores_each(store:
         assert len(outbox) == 3 and sum(outbox.values()) == 3  # three subjects told; an opt-out holds
     with store.engine.connect() as connection:
         assert verify_trail(connection).intact and verify_decisions(connection) == []
+    from audits.verify import verify_store
+
+    with store.snapshot() as connection:  # the consent records written in the batch hold against their events
+        report = verify_store(connection)
+        assert report.intact, report
