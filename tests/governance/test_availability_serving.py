@@ -78,6 +78,7 @@ def test_batch_lists_leave_out_what_is_unavailable_everywhere_and_in_their_regio
 
     from audits import record_consent
     from audits.availability import set_availability
+    from audits.batch_folders import sealed_clear_fields
     from audits.sealing import open_decisions
     from governance.spark.batch import batch_lists
     from recommender.data import Dataset
@@ -100,7 +101,8 @@ def test_batch_lists_leave_out_what_is_unavailable_everywhere_and_in_their_regio
         batch_lists(dataset, eu, store, out=str(path), engine="inprocess", k=6, models_dir=tmp_path / "models",
                     params={"factors": 8, "iterations": 3}, now=datetime(2024, 7, 2, tzinfo=UTC), buckets=2, region=region)  # fmt: skip
         stored = pq.read_table(path).to_pandas()
-        rows = [(d, s, json_.loads(sl), json_.loads(c)) for d, s, sl, c in stored[["decision_id", "subject", "slate", "context"]].itertuples(index=False)]
+        # a batch record's seal binds the fields it keeps in the clear: they open it with the rest
+        rows = [(r["decision_id"], r["subject"], json_.loads(r["slate"]), json_.loads(r["context"]), sealed_clear_fields(r)) for r in stored.to_dict("records")]
         with store.session() as session:
             slates = [o[0] for o in open_decisions(session, rows)]
         assert slates and all(len(slate["items"]) == 6 and not out & set(slate["items"]) for slate in slates), region
