@@ -107,7 +107,9 @@ def status_command(name: NameArg, database_url: DatabaseOpt = None, json_output:
     """Subjects per variant and reason, and the SRM check (a look at the data: on the trail; it spends no planned look)."""
     from governance.experiments import lifecycle
 
-    doc = _run(database_url, lambda store: lifecycle.status(store, name, actor=_actor()))
+    from governance.cli.deploy_policy import packs_dir
+
+    doc = _run(database_url, lambda store: lifecycle.status(store, name, actor=_actor(), packs_dir=packs_dir()))
     srm = doc.get("srm") or {}
     _show(doc, json_output, [
         f"experiment {name}: {doc['status']} (hash {doc['plan_hash'][:12]})",
@@ -126,7 +128,9 @@ def analyze_command(
     """One look at NAME's data: planned (the primary metric, within the planned looks) or labelled exploratory; on the trail."""
     from governance.experiments import lifecycle
 
-    doc = _run(database_url, lambda store: lifecycle.analyze(store, name, actor=_actor(), metric=metric, segment=segment))
+    from governance.cli.deploy_policy import packs_dir
+
+    doc = _run(database_url, lambda store: lifecycle.analyze(store, name, actor=_actor(), metric=metric, segment=segment, packs_dir=packs_dir()))
     label = f"planned look {doc['look']}" if doc["kind"] == "planned" else "EXPLORATORY look (" + "; ".join(doc["exploratory_because"]) + ")"
     lines = [f"experiment {name}, {label}, metric {doc['metric']}: {doc['verdict']} (decision {doc['decision']}, trail #{doc['trail_seq']})"]
     for c in doc["comparisons"]:

@@ -32,6 +32,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -397,38 +398,29 @@ def _outcomes(session: Session, row: Experiment, subjects: pd.DataFrame) -> pd.D
     return counts
 
 
-def _analytics_model(session: Session, row: Experiment) -> tuple[str, list[str]]:
+def _analytics_model(session: Session, row: Experiment, packs_dir: Path | None) -> tuple[str, list[str]]:
     """The ``analytics`` consent model the experiment's subjects are analysed under, and the packs it could not read.
 
-    The rule of the packs that served the experiment's lists (their recorded name, version and hash, read from the
-    shipped pack of that name when its content hash matches): ``opt_in`` when any of them asks a grant, else
-    ``opt_out``. A pack the engine cannot read here (a stored one) is named in the result."""
-    from governance.packs import shipped_pack_path
-    from governance.policy import load_pack
+    The rule of the packs that served the experiment's lists (their recorded name, version and hash), read as
+    off-policy evaluation and the researchers' package read them (:func:`governance.ope.analytics_model`): the
+    shipped pack of that name, else the installation's stored ``name@version`` under ``packs_dir``, when the content
+    hash matches; ``opt_in`` when any of them asks a grant, else ``opt_out``. A pack that cannot be read is named."""
+    from governance.ope import analytics_model
 
     served = session.execute(
         select(DecisionRecord.pack_name, DecisionRecord.pack_version, DecisionRecord.pack_hash)
         .where(experiment_id_of_decision(session) == row.id, DecisionRecord.decided_at >= row.started_at)
         .distinct()
     ).all()
-    models, unread = set(), []
-    for name, version, content_hash in served:
-        path = shipped_pack_path(name) if "/" not in name and ".." not in name else None
-        pack = load_pack(path) if path is not None and path.is_file() else None
-        if pack is None or pack.content_hash != content_hash:
-            unread.append(f"{name} {version}")
-            continue
-        purpose = pack.pack.consent.purposes.get(ANALYTICS)
-        models.add(purpose.model if purpose is not None else "opt_out")
-    return ("opt_in" if "opt_in" in models else "opt_out"), sorted(set(unread))
+    return analytics_model(served, packs_dir)
 
 
-def _consenting(session: Session, row: Experiment, subjects: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+def _consenting(session: Session, row: Experiment, subjects: pd.DataFrame, packs_dir: Path | None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The subjects whose consent covers ``analytics`` (the rule off-policy evaluation applies,
     :func:`governance.ope.analytics_allowed`), and what was excluded: per variant, the subjects left out."""
     from governance.ope import analytics_allowed
 
-    model, unread = _analytics_model(session, row) if not subjects.empty else ("opt_out", [])
+    model, unread = _analytics_model(session, row, packs_dir) if not subjects.empty else ("opt_out", [])
     allowed = analytics_allowed(session, [str(s) for s in subjects.index], model=model)
     keep = np.array([allowed[str(s)] for s in subjects.index], dtype=bool)
     excluded = subjects[~keep]
@@ -522,15 +514,16 @@ def _record(session: Session, row: Experiment, action: str, actor: str, payload:
     return event.seq
 
 
-def status(store: Any, name: str, *, actor: str) -> dict[str, Any]:
+def status(store: Any, name: str, *, actor: str, packs_dir: Path | None = None) -> dict[str, Any]:
     """Subjects per variant and reason, and the SRM check: a look at the data (an ``experiment.viewed`` event),
-    never at a metric, so it spends no look."""
+    never at a metric, so it spends no look. ``packs_dir``: the installation's stored packs, read for the analytics
+    consent rule of lists served under a stored pack (see :func:`_analytics_model`)."""
     with store.session() as session:
         row = _get(session, name)
         summary = _summary(row)
         if row.started_at is None:
             return {**summary, "counts": {}, "srm": None, "viewed_seq": None}
-        subjects, consent = _consenting(session, row, _exposures(session, row))
+        subjects, consent = _consenting(session, row, _exposures(session, row), packs_dir)
         spec = row.plan["spec"]
         srm = _srm(spec, subjects[subjects["reason"] == "randomised"])
         counts = _counts(subjects)
@@ -539,8 +532,11 @@ def status(store: Any, name: str, *, actor: str) -> dict[str, Any]:
         return {**summary, "counts": counts, "consent": consent, "srm": srm, "viewed_seq": seq, "looks": [_look_dict(x) for x in looks]}
 
 
-def analyze(store: Any, name: str, *, actor: str, metric: str | None = None, segment: str | None = None) -> dict[str, Any]:
-    """One look at the experiment's data (see the module doc); stored, and anchored by an ``experiment.analyzed`` event."""
+def analyze(
+    store: Any, name: str, *, actor: str, metric: str | None = None, segment: str | None = None, packs_dir: Path | None = None
+) -> dict[str, Any]:
+    """One look at the experiment's data (see the module doc); stored, and anchored by an ``experiment.analyzed`` event.
+    ``packs_dir``: as :func:`status`."""
     from recommender.experiments import AnalysisPlan, analyze_look, correct, guardrail_check
 
     if metric is not None and metric not in METRICS:
@@ -576,7 +572,7 @@ def analyze(store: Any, name: str, *, actor: str, metric: str | None = None, seg
             raise ExperimentConflict(PRIMARY_PEEK.format(name=name, primary=primary, segment=segment, taken=len(planned_before), looks=design["looks"]))
         needs_slates = "empty_list_share" in (asked, *(g["metric"] for g in spec["guardrails"]))
         subjects = _exposures(session, row, empty_lists=needs_slates)
-        subjects, consent = _consenting(session, row, subjects)
+        subjects, consent = _consenting(session, row, subjects, packs_dir)
         randomised = subjects[subjects["reason"] == "randomised"]
         if segment is not None:
             randomised = randomised[(randomised["first_mode"] == "personalized") == (segment == "known")]

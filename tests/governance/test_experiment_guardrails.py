@@ -95,11 +95,13 @@ def _plan_file(tmp_path: Path, name: str, control: str, treatment: str, *, metho
     return path
 
 
-def _serve(store: Any, name: str, subjects: list[str], arms: dict[str, dict[str, float]], rng: np.random.Generator, lists: int = 3) -> dict[str, int]:
-    """Lists, failures and clicks of ``subjects`` as serving would record them; ``arms`` says how each variant behaves."""
+def _serve(store: Any, name: str, subjects: list[str], arms: dict[str, dict[str, float]], rng: np.random.Generator, lists: int = 3,
+           stamp: dict[str, str] | None = None) -> dict[str, int]:  # fmt: skip
+    """Lists, failures and clicks of ``subjects`` as serving would record them; ``arms`` says how each variant behaves;
+    ``stamp``: the pack the lists are recorded under (a pack no one can read by default)."""
     with store.session() as session:
         experiment = lifecycle.in_force(session).running
-    stamp = {"pack_name": "baseline", "pack_version": "1", "pack_hash": "0" * 64}
+    stamp = stamp or {"pack_name": "baseline", "pack_version": "1", "pack_hash": "0" * 64}
     clicks, counts = [], {}
     with DecisionLog(store) as log:
         futures = []
@@ -394,6 +396,46 @@ def test_subjects_who_object_to_analytics_are_left_out_of_every_look(store: Any,
     state = lifecycle.status(store, "objections", actor="tester")
     assert state["consent"]["excluded"] == look["consent"]["excluded"]
     assert sum(state["srm"]["observed"].values()) == look["randomised"]
+
+
+def test_lists_served_under_a_stored_pack_that_asks_an_analytics_grant_analyse_only_the_subjects_who_gave_one(store: Any, tmp_path: Path) -> None:
+    """The experiment reads a stored pack's analytics rule as off-policy evaluation does: under an ``opt_in`` purpose
+    only subjects holding a grant are analysed. Read only from the shipped packs, the stored pack would be named
+    unread and the looser opt-out rule would analyse everyone who did not object."""
+    from audits.consent import record_consent
+    from governance import packs as pack_store
+    from governance.packs import shipped_pack_path
+
+    text = shipped_pack_path("eu-gdpr-dsa").read_text()
+    text = text.replace("name: eu-gdpr-dsa", "name: acme-eu", 1).replace(
+        "    analytics:\n      lawful_basis: legitimate_interest\n      model: opt_out", "    analytics:\n      lawful_basis: consent\n      model: opt_in", 1
+    )
+    packs_dir = tmp_path / "packs"
+    loaded, _ = pack_store.store_pack(packs_dir, text=text)
+    assert loaded.pack.consent.purposes["analytics"].model == "opt_in"
+    stamp = {"pack_name": loaded.pack.metadata.name, "pack_version": loaded.pack.metadata.version, "pack_hash": loaded.content_hash}
+    with store.session() as session:
+        control, treatment = _model(session, "sc"), _model(session, "st")
+    path = _plan_file(tmp_path, "stored-opt-in", control, treatment)
+    lifecycle.plan(store, parse_experiment(path.read_text(), str(path)), actor="tester")
+    lifecycle.start(store, "stored-opt-in", actor="tester")
+    granting = SUBJECTS[:300]
+    with store.session() as session:
+        for s in granting:
+            record_consent(session, subject_id=s, purpose="analytics", status="granted", lawful_basis="consent", source="api")
+    counts = _serve(store, "stored-opt-in", SUBJECTS, {"control": SAME, "treatment": SAME}, np.random.default_rng(9), lists=1, stamp=stamp)
+
+    state = lifecycle.status(store, "stored-opt-in", actor="tester")  # read from the shipped packs only
+    assert state["consent"]["model"] == "opt_out" and state["consent"]["packs_not_read"] == [f"acme-eu {stamp['pack_version']}"]
+
+    look = lifecycle.analyze(store, "stored-opt-in", actor="tester", packs_dir=packs_dir)
+    assert look["consent"]["model"] == "opt_in" and look["consent"]["packs_not_read"] == []
+    excluded = look["consent"]["excluded"]["analytics_consent_not_in_force"]
+    assert sum(excluded.values()) == len(SUBJECTS) - len(granting), excluded
+    analysed = sum(sum(reasons.values()) for reasons in look["counts"].values())
+    assert analysed == sum(counts.values()) - (len(SUBJECTS) - len(granting))
+    state = lifecycle.status(store, "stored-opt-in", actor="tester", packs_dir=packs_dir)
+    assert state["consent"]["excluded"] == look["consent"]["excluded"]
 
 
 def test_an_infinite_or_never_failing_margin_and_an_undetectable_mde_are_refused_where_they_are_written(store: Any, tmp_path: Path) -> None:

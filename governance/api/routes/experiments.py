@@ -145,20 +145,20 @@ def stop(name: Name, store: StoreDep, session: SessionDep, key: GovernKey) -> di
 
 @router.get("/{name}/status", response_model=ExperimentStatus, responses=problems(403, 404, 422),
             summary="Subjects per variant and the SRM check (a look at the data, on the trail)")  # fmt: skip
-def status(name: Name, store: StoreDep, key: AuditKey) -> dict[str, Any]:
+def status(name: Name, store: StoreDep, settings: SettingsDep, key: AuditKey) -> dict[str, Any]:
     try:
-        return lifecycle.status(store, name, actor=actor_of(key))
+        return lifecycle.status(store, name, actor=actor_of(key), packs_dir=settings.packs_dir)
     except ConfigError as err:
         raise _refused(err) from None
 
 
 @router.post("/{name}/analyses", response_model=ExperimentLookOut, status_code=201, responses=problems(403, 404, 409, 422),
              summary="One look at the data: planned, or labelled exploratory (on the trail)")  # fmt: skip
-def analyze(name: Name, body: AnalysisCreate, store: StoreDep, key: AuditKey) -> dict[str, Any]:
+def analyze(name: Name, body: AnalysisCreate, store: StoreDep, settings: SettingsDep, key: AuditKey) -> dict[str, Any]:
     """A look at another metric, on a segment, or beyond the planned looks is stored as exploratory and never counts for the gate.
     Refused (409): the final planned look before every arm reached its planned size, and a look at the primary metric
     on a segment while planned looks remain (a peek that could steer the planned look)."""
     try:
-        return lifecycle.analyze(store, name, actor=actor_of(key), metric=body.metric, segment=body.segment)
+        return lifecycle.analyze(store, name, actor=actor_of(key), metric=body.metric, segment=body.segment, packs_dir=settings.packs_dir)
     except ConfigError as err:
         raise _refused(err) from None
