@@ -18,9 +18,15 @@ held:
   basis, jurisdiction and evidence too): the rows must give the same counts and
   digests;
 * a suppression (``subject.suppressed``): the event holds the denied purposes
-  (status and basis) and the erasure time: the row must say the same. (The row's
-  lookup, the keyed hash of the raw id, is deliberately in no event, so a row
-  moved to another lookup reads as a deleted one only to whoever holds the id.)
+  (status and basis) and the erasure time: the row must say the same. The row's
+  lookup, the keyed hash of the raw id, is deliberately in no event; a row
+  written since bindings exist carries one (HMAC of its lookup and event number
+  under the installation key, :func:`audits.suppression.suppression_binding`)
+  and its event says ``bound: true``: a bound event's row without a binding is a
+  finding, and where the installation key is at hand (the installation's own
+  ``recgov trail verify``, its API and checkpoints) a row whose lookup no longer
+  matches its binding (moved to another subject) is one too. Without the key
+  (a copy of the database alone) the bindings cannot be recomputed.
 
 Every row must name such an event, and every such event must keep its rows: a
 row changed, added or deleted is a finding. :func:`verify_consent_records` and
@@ -37,6 +43,7 @@ single record (its event's number).
 from __future__ import annotations
 
 import hashlib
+import hmac
 from array import array
 from collections import Counter
 from collections.abc import Iterator
@@ -50,6 +57,7 @@ from sqlalchemy import Connection
 from audits.canonical import canonical_json
 from audits.consent_import import IMPORT_ACTION, _KEY_DOMAIN, import_keys_digest, record_digest, records_digest
 from audits.sealing import is_sealed
+from recommender.errors import ConfigError
 
 __all__ = ["MAX_PROBLEMS", "RECORDED_ACTION", "SUPPRESSED_ACTION", "verify_consent_records", "verify_suppressions"]
 
@@ -243,21 +251,39 @@ def _check_events_kept(connection: Connection, problems: _Problems, single: arra
         problems.add({"seq": seq, "problem": "the consent.recorded event has no consent record any more (deleted)"})
 
 
+def _installation_key_here(connection: Connection) -> bytes | None:
+    """The installation key when this machine holds the one the database was keyed with; None otherwise
+    (verification on a copy of the database: the bindings are then not recomputed). Never creates a key."""
+    from audits.settings import get_settings
+    from audits.subjects import reading_installation_key
+
+    settings = get_settings()
+    if settings.installation_key is None and not (settings.keys_dir / "installation.key").is_file():
+        return None
+    try:
+        return reading_installation_key(connection)
+    except (ConfigError, OSError):
+        return None
+
+
 def verify_suppressions(connection: Connection) -> list[dict[str, Any]]:
     """Check every suppression against its ``subject.suppressed`` event; return the problems (empty: intact).
 
     A problem is ``{"record": id, "seq": ..., "problem": ...}`` for a row that differs from its event or names
     none, and ``{"seq": ..., "problem": ...}`` for an event whose row is gone.
     """
+    from audits.suppression import suppression_binding
+
     time_sql = _TIME_SQL.get(connection.dialect.name, _TIME_SQL["sqlite"]).format(column="s.erased_at")
     denied_sql = _JSON_SQL.get(connection.dialect.name, "{column}").format(column="s.denied")
     rows = connection.exec_driver_sql(
-        f"SELECT s.id, s.trail_seq, {denied_sql}, {time_sql}, t.action, t.payload "
+        f"SELECT s.id, s.trail_seq, {denied_sql}, {time_sql}, t.action, t.payload, s.lookup, s.binding "
         "FROM suppressions s LEFT JOIN trail_events t ON t.seq = s.trail_seq ORDER BY s.id"
     ).all()
+    key = _installation_key_here(connection) if rows else None
     problems = _Problems()
     kept: Counter[int] = Counter()
-    for row_id, seq, denied, erased_at, action, payload in rows:
+    for row_id, seq, denied, erased_at, action, payload, lookup, binding in rows:
         if action != SUPPRESSED_ACTION:
             named = "no trail event" if action is None else f"a {action} event, not a subject.suppressed event"
             problems.add({"record": row_id, "seq": seq, "problem": f"the suppression names trail event {seq}, {named} (added or changed)"})
@@ -271,6 +297,11 @@ def verify_suppressions(connection: Connection) -> list[dict[str, Any]]:
         ]
         if differs:
             problems.add({"record": row_id, "seq": seq, "problem": f"the suppression differs from its subject.suppressed event: {', '.join(differs)} (changed)"})
+        if event.get("bound") is True:
+            if not binding:
+                problems.add({"record": row_id, "seq": seq, "problem": "the suppression has lost the binding its subject.suppressed event says it was written with (changed)"})
+            elif key is not None and not hmac.compare_digest(str(binding), suppression_binding(key, str(lookup), int(seq))):
+                problems.add({"record": row_id, "seq": seq, "problem": "the suppression's lookup does not match its binding (moved to another subject, or the binding changed)"})
     marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     for (seq,) in connection.exec_driver_sql(f"SELECT seq FROM trail_events WHERE action = {marker} ORDER BY seq", (SUPPRESSED_ACTION,)):
         if kept[int(seq)] == 0:

@@ -34,7 +34,14 @@ recorded after an earlier erasure) is not revived.
   any later record would.
 * ``erased_at``: the subject's events up to that time are never trained on again.
 
-Rows are append-only (triggers refuse UPDATE and DELETE).
+Rows are append-only (triggers refuse UPDATE and DELETE). A trigger stops no one
+who can drop it, so each row is also held against its ``subject.suppressed``
+event by verification (:mod:`audits.consent_verify`); the lookup is in no event
+(it would tie the trail to a raw id), so each row carries a ``binding``,
+HMAC-SHA256 of its lookup and its event's number under the installation key
+(:func:`suppression_binding`), and its event says ``bound: true``: a row moved to
+another lookup, or stripped of its binding, is a finding to whoever verifies
+with the installation key.
 """
 
 from __future__ import annotations
@@ -61,11 +68,13 @@ __all__ = [
     "suppress_subject",
     "suppression_lookup",
     "suppression_as_records",
+    "suppression_binding",
     "suppression_records",
     "suppressions_for",
 ]
 
 _SUPPRESSION_DOMAIN = b"recgov.suppression.v1\x00"
+_BINDING_DOMAIN = b"recgov.suppression-binding.v1\x00"
 SUPPRESSED_STATUSES = ("opted_out", "objected", "denied", "withdrawn")
 """The statuses a suppression keeps: restrictions a subject chose, which erasure must not lift
 (under an ``opt_out`` purpose, losing any of them would mean profiling the subject again)."""
@@ -77,6 +86,12 @@ BAD_DENIED = (
 
 def _lookup(key: bytes, subject: bytes) -> str:
     return hmac.new(key, _SUPPRESSION_DOMAIN + subject, sha256).hexdigest()
+
+
+def suppression_binding(key: bytes, lookup: str, trail_seq: int) -> str:
+    """HMAC-SHA256 (hex), under the installation ``key``, of a suppression's ``lookup`` and its event's ``trail_seq``:
+    written with the row, recomputed by verification. Without the key no binding can be made for another lookup."""
+    return hmac.digest(key, _BINDING_DOMAIN + lookup.encode("ascii") + b"\x00" + str(int(trail_seq)).encode("ascii"), "sha256").hex()
 
 
 def suppression_lookup(session: Session, subject_id: str | int) -> str:
@@ -136,14 +151,17 @@ def suppress_subject(
             )
         plain[purpose] = {"status": status, "lawful_basis": basis}
     when = aware(erased_at, "erased_at", not_after_now=True)
-    lookup = suppression_lookup(session, subject_id)
+    key = _installation_key(session)
+    lookup = _lookup(key, _subject_bytes(subject_id))
     event = append_event(
         session,
         actor=actor_name(actor),
         action="subject.suppressed",
-        payload={"denied": plain, "erased_at": format_time(when)},
+        payload={"denied": plain, "erased_at": format_time(when), "bound": True},
     )
-    row = Suppression(lookup=lookup, denied=plain, erased_at=when, request_id=None, trail_seq=event.seq)
+    row = Suppression(
+        lookup=lookup, denied=plain, erased_at=when, request_id=None, trail_seq=event.seq, binding=suppression_binding(key, lookup, event.seq)
+    )
     session.add(row)
     session.flush()
     return row

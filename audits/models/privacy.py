@@ -123,3 +123,6 @@ class Suppression(Base):
     """The erasure request that wrote the row."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     trail_seq: Mapped[int] = mapped_column(ForeignKey("trail_events.seq"))
+    binding: Mapped[str | None] = mapped_column(String(HASH_LENGTH), nullable=True)
+    """HMAC-SHA256 of ``lookup`` and ``trail_seq`` under the installation key (:func:`audits.suppression.suppression_binding`):
+    a row moved to another lookup no longer matches it. NULL only on rows written before it existed."""

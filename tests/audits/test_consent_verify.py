@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -187,3 +188,53 @@ def test_a_suppression_is_held_to_its_event(store: Store, change: str, says: str
     _around_triggers(store, "suppressions", change.format(id=row_id, later=later))
     (problem,) = _problems(store)
     assert problem["table"] == "suppressions" and says in problem["problem"]
+
+
+def test_a_suppression_moved_to_another_subjects_lookup_is_found_by_its_binding(store: Store) -> None:
+    """The lookup is in no event; the binding written with the row (under the installation key) holds it: a row moved
+    to another subject, a binding copied from another row, or a binding removed is a finding."""
+    from audits.suppression import suppression_lookup
+
+    row_id, _ = _suppressed(store)
+    with store.session() as session:
+        elsewhere = suppression_lookup(session, "someone-else")
+    assert _problems(store) == []
+    _around_triggers(store, "suppressions", f"UPDATE suppressions SET lookup = '{elsewhere}' WHERE id = {row_id}")
+    (problem,) = _problems(store)
+    assert problem["table"] == "suppressions" and problem["record"] == row_id and "does not match its binding" in problem["problem"]
+
+
+@pytest.mark.parametrize("change", ["copied", "removed"])
+def test_a_suppressions_binding_cannot_be_copied_or_removed(store: Store, change: str) -> None:
+    row_id, _ = _suppressed(store)
+    with store.session() as session:
+        other_id = suppress_subject(session, "eve-3", denied={"analytics": {"status": "objected", "lawful_basis": "legitimate_interest"}}, erased_at=T0).id
+    sql = {
+        # the other row's lookup and binding together: its binding names the other row's event
+        "copied": f"UPDATE suppressions SET lookup = (SELECT lookup FROM suppressions WHERE id = {other_id}), "
+                  f"binding = (SELECT binding FROM suppressions WHERE id = {other_id}) WHERE id = {row_id}",
+        "removed": f"UPDATE suppressions SET binding = NULL WHERE id = {row_id}",
+    }[change]  # fmt: skip
+    _around_triggers(store, "suppressions", sql)
+    (problem,) = _problems(store)
+    says = "does not match its binding" if change == "copied" else "lost the binding"
+    assert problem["record"] == row_id and says in problem["problem"]
+
+
+def test_without_the_installation_key_the_bindings_are_not_recomputed(store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A copy of the database verified elsewhere: no key is created and no binding is judged (a removed one still is)."""
+    from audits.settings import get_settings
+    from audits.suppression import suppression_lookup
+
+    row_id, _ = _suppressed(store)
+    with store.session() as session:
+        elsewhere = suppression_lookup(session, "someone-else")
+    _around_triggers(store, "suppressions", f"UPDATE suppressions SET lookup = '{elsewhere}' WHERE id = {row_id}")
+    with monkeypatch.context() as elsewhere_env:
+        elsewhere_env.setenv("RECGOV_HOME", str(tmp_path / "elsewhere"))
+        elsewhere_env.delenv("RECGOV_INSTALLATION_KEY", raising=False)
+        assert _problems(store) == []
+        assert not (get_settings().keys_dir / "installation.key").exists()
+    # the installation's own key again: the moved row is found
+    (problem,) = _problems(store)
+    assert "does not match its binding" in problem["problem"]

@@ -180,3 +180,25 @@ def test_exposure_ledgers_gain_a_nullable_config_key_and_lose_it_on_downgrade(db
         upgrade(engine)
     finally:
         engine.dispose()
+
+
+def test_suppressions_gain_a_nullable_binding_and_keep_their_triggers_both_ways(db_url: str) -> None:
+    # nullable: a row written before bindings existed has none (its event does not say "bound")
+    engine = create_store_engine(db_url)
+    try:
+        upgrade(engine, "0020")
+        assert "binding" not in {c["name"] for c in inspect(engine).get_columns("suppressions")}
+        upgrade(engine, "0021")
+        assert {c["name"]: c for c in inspect(engine).get_columns("suppressions")}["binding"]["nullable"]
+        downgrade(engine, "0020")
+        assert "binding" not in {c["name"] for c in inspect(engine).get_columns("suppressions")}
+        with engine.connect() as connection:  # still append-only after the column went
+            if engine.dialect.name == "sqlite":
+                names = {r[0] for r in connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'suppressions'")}
+                assert names == {"suppressions_no_update", "suppressions_no_delete"}
+            else:
+                names = {r[0] for r in connection.exec_driver_sql("SELECT tgname FROM pg_trigger WHERE tgrelid = 'suppressions'::regclass AND NOT tgisinternal")}
+                assert names == {"suppressions_append_only", "suppressions_no_truncate"}
+        upgrade(engine)
+    finally:
+        engine.dispose()
