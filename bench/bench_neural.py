@@ -72,16 +72,20 @@ def _carbon(facts: Any) -> dict[str, Any] | None:
 def _faiss_served(flat: Any, seen: Any, rows: np.ndarray, vectors: np.ndarray, k: int) -> np.ndarray:
     """Float lists through faiss ``IndexFlatIP`` with each row's seen items left out (``-1`` past the unseen items).
 
-    One user per call: an ``IDSelectorNot(IDSelectorBatch(history))`` (faiss skips those ids during its scan). More
-    users per call: one search for ``k`` plus the call's longest history, then the seen items dropped (a selector
-    applies to a whole call). Each is the faster form at its batch size on this machine.
+    One user per call: an ``IDSelectorBitmap`` of the unseen items (one bit per item, cleared for the history; faiss
+    skips the cleared ids during its scan: a bit test per item, cheaper than ``IDSelectorBatch``'s hash lookup at
+    every catalogue size measured, 1,681 to 56,448 items). More users per call: one search for ``k`` plus the call's
+    longest history, then the seen items dropped (a selector applies to a whole call). Each is the faster form at its
+    batch size.
     """
     import faiss
 
     n_items = flat.ntotal
     if len(rows) == 1:
-        history = seen.indices[seen.indptr[rows[0]] : seen.indptr[rows[0] + 1]].astype(np.int64)
-        params = faiss.SearchParameters(sel=faiss.IDSelectorNot(faiss.IDSelectorBatch(history)))
+        unseen = np.ones(n_items, dtype=bool)
+        unseen[seen.indices[seen.indptr[rows[0]] : seen.indptr[rows[0] + 1]]] = False
+        bitmap = np.packbits(unseen, bitorder="little")  # faiss reads bit (id & 7) of byte (id >> 3)
+        params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(n_items, faiss.swig_ptr(bitmap)))
         return flat.search(vectors, k, params=params)[1]
     counts = seen.indptr[rows + 1] - seen.indptr[rows]
     values, cols = flat.search(vectors, min(k + int(counts.max(initial=0)), n_items))
