@@ -91,9 +91,9 @@ def test_served_lists_run_out_with_minus_one(quantized):
 @pytest.mark.parametrize("n_cols", [4096, 5003, 20000])
 def test_grouped_selection_equals_a_full_topk(n_cols):
     """select_top_k on a wide row (grouped path, with and without a partial last group) picks the same entries as torch.topk."""
-    from recommender.families.neural_two_tower import GROUPED_FROM, select_top_k
+    from recommender.families.neural_two_tower import GROUPED_FROM, GROUPED_FROM_CELLS, select_top_k
 
-    assert n_cols >= GROUPED_FROM
+    assert n_cols >= GROUPED_FROM and 40 * n_cols >= GROUPED_FROM_CELLS
     gen = torch.Generator().manual_seed(n_cols)
     scores = torch.randn(40, n_cols, generator=gen)
     scores[0, -3:] = torch.tensor([50.0, 52.0, 51.0])  # the best items, past the last full group (when there is one)
@@ -115,6 +115,7 @@ def grouped_everywhere(monkeypatch):
     import recommender.families.neural_two_tower as tt
 
     monkeypatch.setattr(tt, "GROUPED_FROM", 16)
+    monkeypatch.setattr(tt, "GROUPED_FROM_CELLS", 0)
 
 
 @pytest.mark.parametrize("int8", [True, False])
