@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from array import array
 from collections import Counter
 from collections.abc import Iterator
@@ -251,19 +252,35 @@ def _check_events_kept(connection: Connection, problems: _Problems, single: arra
         problems.add({"seq": seq, "problem": "the consent.recorded event has no consent record any more (deleted)"})
 
 
-def _installation_key_here(connection: Connection) -> bytes | None:
-    """The installation key when this machine holds the one the database was keyed with; None otherwise
-    (verification on a copy of the database: the bindings are then not recomputed). Never creates a key."""
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _binding_key(connection: Connection) -> tuple[bytes | None, str | None]:
+    """The installation key to recompute suppression bindings with, or why there is none.
+
+    ``(key, None)``: this machine holds the key the store was keyed with (read from the store itself, never from a
+    process's cache). ``(None, None)``: no key is configured here (a copy of the database verified elsewhere): the
+    bindings are not recomputed. ``(None, reason)``: a key is configured but cannot be used (refused, not the store's,
+    or the store's key id is gone): a finding, or editing ``store_meta`` would switch the check off. Never creates a key.
+    """
+    from audits.keys import installation_key
     from audits.settings import get_settings
-    from audits.subjects import reading_installation_key
+    from audits.subjects import _KEY_ID_DOMAIN, _META_KEY
 
     settings = get_settings()
     if settings.installation_key is None and not (settings.keys_dir / "installation.key").is_file():
-        return None
+        return None, None
     try:
-        return reading_installation_key(connection)
-    except (ConfigError, OSError):
-        return None
+        key = installation_key(settings)
+    except (ConfigError, OSError) as err:
+        return None, f"the installation key here cannot be used ({err})"
+    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    stored = connection.exec_driver_sql(f"SELECT value FROM store_meta WHERE key = {marker}", (_META_KEY,)).scalar_one_or_none()
+    if stored is None:
+        return None, "the store holds no installation key id any more"
+    if stored != hashlib.sha256(_KEY_ID_DOMAIN + key).hexdigest()[:32]:
+        return None, "the store's installation key id is not this installation's key"
+    return key, None
 
 
 def verify_suppressions(connection: Connection) -> list[dict[str, Any]]:
@@ -280,7 +297,8 @@ def verify_suppressions(connection: Connection) -> list[dict[str, Any]]:
         f"SELECT s.id, s.trail_seq, {denied_sql}, {time_sql}, t.action, t.payload, s.lookup, s.binding "
         "FROM suppressions s LEFT JOIN trail_events t ON t.seq = s.trail_seq ORDER BY s.id"
     ).all()
-    key = _installation_key_here(connection) if rows else None
+    key, no_key = _binding_key(connection) if rows else (None, None)
+    unchecked = 0
     problems = _Problems()
     kept: Counter[int] = Counter()
     for row_id, seq, denied, erased_at, action, payload, lookup, binding in rows:
@@ -300,8 +318,14 @@ def verify_suppressions(connection: Connection) -> list[dict[str, Any]]:
         if event.get("bound") is True:
             if not binding:
                 problems.add({"record": row_id, "seq": seq, "problem": "the suppression has lost the binding its subject.suppressed event says it was written with (changed)"})
-            elif key is not None and not hmac.compare_digest(str(binding), suppression_binding(key, str(lookup), int(seq))):
+            elif not (isinstance(binding, str) and _HEX64.fullmatch(binding) and isinstance(lookup, str) and _HEX64.fullmatch(lookup)):
+                problems.add({"record": row_id, "seq": seq, "problem": "the suppression's lookup or binding is not 64 hex digits (changed)"})
+            elif no_key is not None:
+                unchecked += 1
+            elif key is not None and not hmac.compare_digest(binding, suppression_binding(key, lookup, int(seq))):
                 problems.add({"record": row_id, "seq": seq, "problem": "the suppression's lookup does not match its binding (moved to another subject, or the binding changed)"})
+    if unchecked:
+        problems.add({"problem": f"{unchecked} bound suppressions could not be held to their bindings: {no_key}"})
     marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     for (seq,) in connection.exec_driver_sql(f"SELECT seq FROM trail_events WHERE action = {marker} ORDER BY seq", (SUPPRESSED_ACTION,)):
         if kept[int(seq)] == 0:

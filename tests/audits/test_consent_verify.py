@@ -238,3 +238,40 @@ def test_without_the_installation_key_the_bindings_are_not_recomputed(store: Sto
     # the installation's own key again: the moved row is found
     (problem,) = _problems(store)
     assert "does not match its binding" in problem["problem"]
+
+
+@pytest.mark.parametrize("meta", ["another key id", "no key id"])
+def test_editing_the_stores_key_id_does_not_switch_the_binding_check_off(store: Store, meta: str) -> None:
+    """A key id the installation's key does not match (or none) leaves the bindings unchecked: that is a finding,
+    so a move hidden that way neither verifies nor lets a checkpoint be signed."""
+    from audits.suppression import suppression_lookup
+
+    row_id, _ = _suppressed(store)
+    with store.session() as session:
+        elsewhere = suppression_lookup(session, "someone-else")
+    _around_triggers(store, "suppressions", f"UPDATE suppressions SET lookup = '{elsewhere}' WHERE id = {row_id}")
+    with store.engine.begin() as connection:
+        if meta == "another key id":
+            connection.execute(text("UPDATE store_meta SET value = :v WHERE key = 'installation_key_id'"), {"v": "0" * 32})
+        else:
+            connection.execute(text("DELETE FROM store_meta WHERE key = 'installation_key_id'"))
+    (problem,) = _problems(store)
+    assert problem["table"] == "suppressions" and "1 bound suppressions could not be held to their bindings" in problem["problem"]
+    assert ("not this installation's key" if meta == "another key id" else "no installation key id") in problem["problem"]
+
+
+def test_another_installation_key_in_the_environment_is_a_finding_not_a_false_move(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    _suppressed(store)
+    with monkeypatch.context() as env:
+        env.setenv("RECGOV_INSTALLATION_KEY", "ab" * 32)
+        (problem,) = _problems(store)
+    assert "could not be held to their bindings" in problem["problem"] and "moved" not in problem["problem"]
+    assert _problems(store) == []
+
+
+@pytest.mark.parametrize("column", ["binding", "lookup"])
+def test_a_binding_or_lookup_that_is_not_hex_is_a_finding_not_a_crash(store: Store, column: str) -> None:
+    row_id, _ = _suppressed(store)
+    _around_triggers(store, "suppressions", f"UPDATE suppressions SET {column} = 'é' || substr({column}, 2) WHERE id = {row_id}")
+    (problem,) = _problems(store)
+    assert problem["record"] == row_id and "not 64 hex digits" in problem["problem"]
