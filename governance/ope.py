@@ -242,9 +242,10 @@ def analytics_model(stamps: Iterable[Sequence[str]], packs_dir: Path | None = No
 
     ``stamps``: ``(name, version, content hash)`` of each pack that served the lists, as the decision log records
     them. Each is read from the shipped pack of that name, else from the stored ``name@version`` under
-    ``packs_dir``, when its content hash matches. ``opt_in`` when any read pack asks a grant for ``analytics``,
-    else ``opt_out`` (a pack without the purpose, or one not read, still honours an objection: the rule of
-    :func:`analytics_allowed` refuses an objection, opt-out, denial or withdrawal under either model).
+    ``packs_dir``, when its content hash matches. ``opt_in`` when any read pack asks a grant for ``analytics``, and
+    when any pack cannot be read (its rule is unknown, so the strict one applies: only subjects holding a grant are
+    analysed; the pack is named); else ``opt_out`` (a pack without the purpose still honours an objection: the rule
+    of :func:`analytics_allowed` refuses an objection, opt-out, denial or withdrawal under either model).
     """
     from governance.packs import load_stored, shipped_pack_path
     from governance.policy import load_pack
@@ -265,6 +266,7 @@ def analytics_model(stamps: Iterable[Sequence[str]], packs_dir: Path | None = No
                 pack = candidate if candidate is not None and candidate.content_hash == content_hash else None
         if pack is None:
             unread.append(f"{name} {version}")
+            models.add("opt_in")  # fail closed: a rule that cannot be read is not assumed to be the looser one
             continue
         purpose = pack.pack.consent.purposes.get(ANALYTICS)
         models.add(purpose.model if purpose is not None else "opt_out")

@@ -78,6 +78,18 @@ design:
 {extra}"""
 
 
+def _eu_stamp() -> dict[str, str]:
+    """The shipped EU pack as a decision records it: its analytics purpose is opt-out (objections excluded)."""
+    from governance.packs import shipped_pack_path
+    from governance.policy import load_pack
+
+    pack = load_pack(shipped_pack_path("eu-gdpr-dsa"))
+    return {"pack_name": pack.pack.metadata.name, "pack_version": pack.pack.metadata.version, "pack_hash": pack.content_hash}
+
+
+_EU_STAMP = _eu_stamp()
+
+
 def _model(session: Any, name: str) -> str:
     data = record_dataset_version(session, content_hash=f"sha256:{name}", name=name, source="synthetic:seed=1", n_events=1, n_users=1, n_items=1, schema={}, validation=None)
     end = datetime.now(UTC) - timedelta(seconds=1)
@@ -101,7 +113,7 @@ def _serve(store: Any, name: str, subjects: list[str], arms: dict[str, dict[str,
     ``stamp``: the pack the lists are recorded under (a pack no one can read by default)."""
     with store.session() as session:
         experiment = lifecycle.in_force(session).running
-    stamp = stamp or {"pack_name": "baseline", "pack_version": "1", "pack_hash": "0" * 64}
+    stamp = stamp or _EU_STAMP
     clicks, counts = [], {}
     with DecisionLog(store) as log:
         futures = []
@@ -400,8 +412,8 @@ def test_subjects_who_object_to_analytics_are_left_out_of_every_look(store: Any,
 
 def test_lists_served_under_a_stored_pack_that_asks_an_analytics_grant_analyse_only_the_subjects_who_gave_one(store: Any, tmp_path: Path) -> None:
     """The experiment reads a stored pack's analytics rule as off-policy evaluation does: under an ``opt_in`` purpose
-    only subjects holding a grant are analysed. Read only from the shipped packs, the stored pack would be named
-    unread and the looser opt-out rule would analyse everyone who did not object."""
+    only subjects holding a grant are analysed. A pack it cannot read (here: without the installation's packs) is
+    named, and the strict rule applies to it: never the looser opt-out one."""
     from audits.consent import record_consent
     from governance import packs as pack_store
     from governance.packs import shipped_pack_path
@@ -426,7 +438,8 @@ def test_lists_served_under_a_stored_pack_that_asks_an_analytics_grant_analyse_o
     counts = _serve(store, "stored-opt-in", SUBJECTS, {"control": SAME, "treatment": SAME}, np.random.default_rng(9), lists=1, stamp=stamp)
 
     state = lifecycle.status(store, "stored-opt-in", actor="tester")  # read from the shipped packs only
-    assert state["consent"]["model"] == "opt_out" and state["consent"]["packs_not_read"] == [f"acme-eu {stamp['pack_version']}"]
+    assert state["consent"]["model"] == "opt_in" and state["consent"]["packs_not_read"] == [f"acme-eu {stamp['pack_version']}"]
+    assert sum(state["consent"]["excluded"]["analytics_consent_not_in_force"].values()) == len(SUBJECTS) - len(granting)
 
     look = lifecycle.analyze(store, "stored-opt-in", actor="tester", packs_dir=packs_dir)
     assert look["consent"]["model"] == "opt_in" and look["consent"]["packs_not_read"] == []
@@ -465,7 +478,7 @@ def _serve_by_mode(store: Any, subjects: list[str], fail: dict[tuple[str, str], 
     shadow deployment's failed copy of every request is recorded too. ``fail[(variant, mode)]`` is the failure rate."""
     with store.session() as session:
         experiment = lifecycle.in_force(session).running
-    stamp = {"pack_name": "baseline", "pack_version": "1", "pack_hash": "0" * 64}
+    stamp = _EU_STAMP
     failed: dict[tuple[str, str], int] = {}
     with DecisionLog(store) as log:
         futures = []
@@ -585,7 +598,7 @@ def test_the_consumer_quality_gap_is_the_hand_computed_gap_between_region_groups
     for (v, r), rate in rates.items():
         cell = [s for s in subjects if variant[s] == v and region[s] == r and s not in objecting]
         clicking |= set(cell[: round(rate * len(cell))])
-    stamp = {"pack_name": "baseline", "pack_version": "1", "pack_hash": "0" * 64}
+    stamp = _EU_STAMP
     with DecisionLog(store) as log:
         futures = []
         for s in subjects:
