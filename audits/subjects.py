@@ -60,6 +60,9 @@ __all__ = [
     "record_key",
     "record_key_lookup",
     "INSTALLATION_KEY_MISMATCH",
+    "SUBJECT_ID_EMPTY",
+    "SUBJECT_ID_PADDED",
+    "subject_id_problem",
 ]
 
 _PSEUDONYM_DOMAIN = b"recgov.pseudonym.v1\x00"
@@ -75,12 +78,34 @@ INSTALLATION_KEY_MISMATCH = (
 )
 
 
+SUBJECT_ID_EMPTY = "a subject id must not be empty"
+SUBJECT_ID_PADDED = (
+    "a subject id must not begin or end with whitespace (a space, a tab or a line break): ids in data are read "
+    "stripped, so this one would match no subject's events; give the id as your data holds it"
+)
+
+
+def subject_id_problem(text: str) -> str | None:
+    """Why ``text``, typed by a person as a subject's id, cannot name a subject; ``None`` when it can.
+
+    Ids in event logs are read stripped (:func:`recommender.loaders.load_event_log`), and a
+    consent import strips its cells, so an id given with surrounding whitespace would get a
+    pseudonym of its own: a withdrawal or an erasure recorded under it would reach nobody.
+    The message never repeats the id.
+    """
+    if not text:
+        return SUBJECT_ID_EMPTY
+    if text != text.strip():
+        return SUBJECT_ID_PADDED
+    return None
+
+
 def _subject_bytes(subject_id: str | int) -> bytes:
     if isinstance(subject_id, bool) or not isinstance(subject_id, (str, int)):
         raise DataError(f"a subject id must be a string or an integer, got {type(subject_id).__name__}")
     text = str(subject_id)
     if not text:
-        raise DataError("a subject id must not be empty")
+        raise DataError(SUBJECT_ID_EMPTY)
     return text.encode("utf-8")
 
 

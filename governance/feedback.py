@@ -177,7 +177,10 @@ def parse_window(text: str | timedelta | None) -> timedelta:
         match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", str(text))
         if match is None:
             raise DataError(BAD_WINDOW.format(value=text))
-        window = timedelta(seconds=float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)])
+        seconds = float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        if not seconds <= MAX_WINDOW.total_seconds():  # before timedelta, which overflows on 99999999999d
+            raise DataError(BAD_WINDOW.format(value=text))
+        window = timedelta(seconds=seconds)
     if not timedelta(0) < window <= MAX_WINDOW:
         raise DataError(BAD_WINDOW.format(value=str(text)))
     return window

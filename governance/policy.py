@@ -50,6 +50,7 @@ from recommender.errors import ConfigError
 
 __all__ = [
     "API_VERSION",
+    "MAX_LIST_LENGTH",
     "SECTIONS",
     "PackIssue",
     "PolicyError",
@@ -62,6 +63,8 @@ __all__ = [
 
 API_VERSION = "recgov/v1"
 RULE_ID = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+MAX_LIST_LENGTH = 1000
+"""The longest list recgov evaluates or writes: a pack's ``quality.k`` and the command line's ``--k``."""
 
 
 class _Strict(BaseModel):
@@ -474,7 +477,7 @@ class QualitySection(_Section):
     rules: _section_rules("quality") = Field(default_factory=list)  # type: ignore[valid-type]
     """The rules of this concern."""
 
-    k: int = Field(10, ge=1, le=1000)
+    k: int = Field(10, ge=1, le=MAX_LIST_LENGTH)
     """List length of every metric."""
     split: Literal["random", "time", "leave_last"] = "random"
     test_fraction: float = Field(0.2, gt=0, lt=1)

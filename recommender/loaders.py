@@ -53,7 +53,28 @@ __all__ = [
     "NOT_TEXT",
     "OUT_OF_RANGE",
     "WRONG_FIELDS",
+    "REPEATED_COLUMN",
 ]
+
+REPEATED_COLUMN = "{path} line 1: the column {column!r} appears {times} times in the header; name each column once"
+_SHOWN_CHARS = 60
+
+
+def _shown(value: object) -> str:
+    """``value`` quoted for a message, cut to its first characters: a cell may be megabytes long."""
+    text = str(value)
+    if len(text) <= _SHOWN_CHARS:
+        return repr(text)
+    return f"{text[:_SHOWN_CHARS]!r}... ({len(text):,} characters)"
+
+
+def _check_header(path: Path, text: str, delimiter: str) -> None:
+    """Refuse a header that names a column twice: pandas would rename the second copy and read the first silently."""
+    header = next(csv.reader(io.StringIO(text.partition("\n")[0].lstrip("\ufeff")), delimiter=delimiter), [])
+    names = [name.strip() for name in header]
+    for name in dict.fromkeys(names):
+        if names.count(name) > 1:
+            raise DataError(REPEATED_COLUMN.format(path=path, column=name, times=names.count(name)))
 
 
 class ColumnMapping(BaseModel):
@@ -112,6 +133,7 @@ def load_event_log(path: str | Path, mapping: ColumnMapping | None = None) -> Da
         line_of = lambda pos: f"row {pos + 1}"  # noqa: E731
     elif suffix in (".csv", ".tsv", ".txt"):
         text = read_text(path, "utf-8", "a CSV event log with a header row")
+        _check_header(path, text, mapping.delimiter)
         try:
             raw = pd.read_csv(io.StringIO(text), sep=mapping.delimiter, dtype=str, keep_default_na=False, na_values=[""])
         except (pd.errors.ParserError, csv.Error) as err:
@@ -143,7 +165,7 @@ def load_event_log(path: str | Path, mapping: ColumnMapping | None = None) -> Da
         bad = values.isna() & text_values.notna()
         if bad.any():
             pos = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"{path} {line_of(pos)}: {mapping.value} {str(text_values.iloc[pos])!r} is not a number")
+            raise DataError(f"{path} {line_of(pos)}: {mapping.value} {_shown(text_values.iloc[pos])} is not a number")
         events["value"] = values.astype("float64")
     ts = events["timestamp"]
     numeric_ts = pd.to_numeric(ts, errors="coerce") if not pd.api.types.is_datetime64_any_dtype(ts) else None
@@ -158,7 +180,7 @@ def load_event_log(path: str | Path, mapping: ColumnMapping | None = None) -> Da
         bad = parsed.isna() & ts.notna()
     if bad.any():
         pos = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(f"{path} {line_of(pos)}: {mapping.timestamp} {str(ts.iloc[pos])!r} is not a time (Unix seconds or ISO 8601)")
+        raise DataError(f"{path} {line_of(pos)}: {mapping.timestamp} {_shown(ts.iloc[pos])} is not a time (Unix seconds or ISO 8601)")
     events["timestamp"] = parsed
     for column in ("user_id", "item_id"):  # integer ids (in Parquet, floats if one is missing) read "10", not "10.0"
         events[column] = canonical_ids(events[column]).astype("string").str.strip().astype("category")

@@ -25,7 +25,7 @@ from governance.policy import LoadedPack, load_pack
 from governance.packs import resolve_pack
 from recommender.errors import RecgovError
 
-__all__ = ["EXIT_OK", "EXIT_FINDING", "EXIT_USAGE", "console", "err_console", "fail", "emit_json", "opened_store", "user_errors", "progress_enabled", "load_or_fail", "SubjectArg", "OptionalPackOpt", "RequiredPackOpt", "short_pseudonym"]
+__all__ = ["EXIT_OK", "EXIT_FINDING", "EXIT_USAGE", "console", "err_console", "fail", "emit_json", "opened_store", "user_errors", "progress_enabled", "load_or_fail", "SubjectArg", "checked_subject_id", "OptionalPackOpt", "RequiredPackOpt", "short_pseudonym"]
 
 EXIT_OK = 0
 EXIT_FINDING = 1
@@ -145,12 +145,23 @@ def issues_exit(err: PolicyError, *, json_output: bool) -> typer.Exit:
 
 
 # -- what the commands about a subject share (consent, subject requests, retrains, the Art. 30 record) --
+def checked_subject_id(value: str | None) -> str | None:
+    """A typed subject id as given, or a usage error (exit 2) when it can name nobody (see :func:`audits.subjects.subject_id_problem`)."""
+    from audits.subjects import subject_id_problem
+
+    problem = None if value is None else subject_id_problem(value)
+    if problem is not None:
+        raise typer.BadParameter(problem)
+    return value
+
+
 SubjectArg = Annotated[
     str,
     typer.Argument(
         metavar="SUBJECT",
         help="The subject's id as your systems know it; recgov stores only its pseudonym.",
         show_default=False,
+        callback=checked_subject_id,
     ),
 ]
 PackHelp = "Policy pack file, or a shipped pack name (baseline, eu-gdpr-dsa, california-ccpa)."

@@ -11,6 +11,7 @@ from governance.cli._common import console, emit_json, user_errors
 from governance.cli.core import DataArg, FormatOpt, ItemsMapOpt, ItemsOpt, JsonOpt, MapOpt, ThresholdOpt, load_dataset, parse_as_of
 from recommender.errors import ConfigError
 from recommender.feedback import FeedbackConfig
+from governance.policy import MAX_LIST_LENGTH
 
 __all__ = ["EngineOpt", "SparkMasterOpt", "register"]
 
@@ -30,7 +31,7 @@ def batch_command(
     out: Annotated[Path, typer.Option("--out", help="A new folder for the decision records (Parquet partitions).")],
     engine: EngineOpt = "spark",
     spark_master: SparkMasterOpt = None,
-    k: Annotated[int, typer.Option("--k", min=1, help="Items per list.")] = 10,
+    k: Annotated[int, typer.Option("--k", min=1, max=MAX_LIST_LENGTH, help="Items per list.")] = 10,
     buckets: Annotated[int, typer.Option("--buckets", min=1, help="Record partitions (each one hash chain).")] = 16,
     factors: Annotated[Optional[int], typer.Option("--factors", min=1, help="Latent dimensions (default 64).")] = None,
     regularization: Annotated[Optional[float], typer.Option("--regularization", min=0, help="L2 weight (default 0.05).")] = None,

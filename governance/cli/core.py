@@ -17,6 +17,7 @@ from rich.table import Table
 
 from governance.cli.download import download_command
 from governance.cli._common import EXIT_FINDING, console, emit_json, err_console, fail, progress_enabled, user_errors
+from governance.policy import MAX_LIST_LENGTH
 from recommender.data import Dataset
 from recommender.errors import ConfigError
 from recommender.feedback import FeedbackConfig
@@ -275,7 +276,7 @@ def evaluate_command(
     split_kind: Annotated[SplitKind, typer.Option("--split", help="random holdout, global time cutoff, or each user's last events.")] = SplitKind.random,
     test_fraction: Annotated[float, typer.Option("--test-fraction", help="Share held out (random, time).")] = 0.2,
     leave_k: Annotated[int, typer.Option("--leave-k", min=1, help="Events held out per user (leave_last).")] = 1,
-    k: Annotated[int, typer.Option("--k", "-k", min=1, help="Length of the recommended lists.")] = 10,
+    k: Annotated[int, typer.Option("--k", "-k", min=1, max=MAX_LIST_LENGTH, help="Length of the recommended lists.")] = 10,
     threshold: ThresholdOpt = 4.0,
     seed: SeedOpt = 0,
     tune: Annotated[bool, typer.Option("--tune/--no-tune", help="Tune ALS and item-kNN on a validation split of the training data.")] = True,

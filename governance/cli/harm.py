@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from governance.cli._common import console, emit_json, fail, opened_store, user_errors
+from governance.cli._common import checked_subject_id, console, emit_json, fail, opened_store, user_errors
 from governance.cli.core import DatabaseOpt, JsonOpt, print_rows
 from governance.cli._common import load_or_fail
 
@@ -63,7 +63,7 @@ def flag_command(
 def report_command(
     item: Annotated[str, typer.Argument(help="The item reported.")],
     reason: Annotated[str, typer.Option("--reason", help="What the user said (stored; no personal data, please).")],
-    reporter: Annotated[str | None, typer.Option("--reporter", help="The reporting user (stored only as a pseudonym).", show_default=False)] = None,
+    reporter: Annotated[str | None, typer.Option("--reporter", help="The reporting user (stored only as a pseudonym).", show_default=False, callback=checked_subject_id)] = None,
     database_url: DatabaseOpt = None,
     json_output: JsonOpt = False,
 ) -> None:

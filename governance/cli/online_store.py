@@ -8,6 +8,7 @@ import typer
 
 from governance.cli._common import console, emit_json, load_or_fail, opened_store, user_errors
 from governance.cli.core import DatabaseOpt, JsonOpt
+from governance.policy import MAX_LIST_LENGTH
 
 __all__ = ["register"]
 
@@ -19,7 +20,7 @@ def warm_command(
     model: Annotated[str, typer.Option("--model", help="A recorded model version.")],
     pack: Annotated[str, typer.Option("--pack", "-p", help="The policy pack in force.")] = "baseline",
     top: Annotated[int, typer.Option("--top", min=1, help="How many of the model's heaviest users.")] = 1000,
-    k: Annotated[int, typer.Option("--k", min=1, help="List length.")] = 10,
+    k: Annotated[int, typer.Option("--k", min=1, max=MAX_LIST_LENGTH, help="List length.")] = 10,
     database_url: DatabaseOpt = None,
     json_output: JsonOpt = False,
 ) -> None:

@@ -87,13 +87,17 @@ def report_command(
         raise fail(f"--pdf must name a .pdf file, got {str(pdf)!r}")
     if dsa_audit is not None and dsa_audit.suffix.lower() != ".json":
         raise fail(f"--dsa-audit-export must name a .json file, got {str(dsa_audit)!r}")
+    target = out or Path(f"report-{model_version}.html")
+    if target.suffix.lower() not in (".html", ".htm"):
+        raise fail(f"--out must name an .html file, got {str(target)!r}")
     browser = None
-    if pdf is not None:
-        with user_errors():  # no browser: say so before any work is done
+    with user_errors():  # no browser, or a file that cannot be written: say so before any file is written
+        if pdf is not None:
             browser = find_browser()
+        _check_outputs(target, openlineage, pdf, dsa_audit)
     with store_errors():
         document = _collect(model_version, pack, database_url, json_output)
-        target, events = _write(document, model_version, out=out, openlineage=openlineage, pdf=pdf, browser=browser)
+        target, events = _write(document, model_version, out=target, openlineage=openlineage, pdf=pdf, browser=browser)
         if dsa_audit is not None:
             _write_dsa_audit(document, dsa_audit)
     summary = {
@@ -114,6 +118,15 @@ def report_command(
     _say_written(model_version, document, target, pdf=pdf, openlineage=openlineage, events=len(events))
     if dsa_audit is not None:
         console.print(f"wrote the DSA audit export to {dsa_audit} and {dsa_audit.with_suffix('.md')}", highlight=False, soft_wrap=True)
+
+
+def _check_outputs(html: Path, openlineage: Path | None, pdf: Path | None, dsa_audit: Path | None) -> None:
+    """Raise the one-line error of the first output that could not be written, before any is: no half-written report."""
+    from audits.private_files import check_writable
+
+    for path in (html, openlineage, pdf, dsa_audit, None if dsa_audit is None else dsa_audit.with_suffix(".md")):
+        if path is not None:
+            check_writable(path)
 
 
 def _collect(model_version: str, pack: str | None, database_url: str | None, json_output: bool) -> dict[str, Any]:
@@ -141,8 +154,6 @@ def _write(
     from governance.report.pdf import PdfError, html_to_pdf
 
     target = out or Path(f"report-{model_version}.html")
-    if target.suffix.lower() not in (".html", ".htm"):
-        raise fail(f"--out must name an .html file, got {str(target)!r}")
     target.write_text(render_html(document), encoding="utf-8")
     events = openlineage_events(document)
     if openlineage is not None:

@@ -6,14 +6,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from governance.cli._common import console, emit_json, load_or_fail, user_errors
+from governance.cli._common import checked_subject_id, console, emit_json, load_or_fail, user_errors
 from governance.cli.core import DatabaseOpt, ItemsMapOpt, ItemsOpt, JsonOpt, MapOpt, load_dataset, print_rows
 
 __all__ = ["register"]
 
 
 def recommend_command(
-    user: Annotated[str, typer.Argument(help="The subject to recommend for.", metavar="USER")],
+    user: Annotated[str, typer.Argument(help="The subject to recommend for.", metavar="USER", callback=checked_subject_id)],
     model: Annotated[str, typer.Option("--model", help="A recorded model version (see recgov train).")],
     pack: Annotated[str, typer.Option("--pack", "-p", help="The policy pack in force.")] = "baseline",
     k: Annotated[int, typer.Option("--k", "-k", min=1, help="List length.")] = 10,

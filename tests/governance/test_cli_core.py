@@ -85,6 +85,24 @@ def test_usage_errors_exit_2() -> None:
     assert result.exit_code == 2
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["evaluate", SMALL, "--no-tune"],
+        ["batch", SMALL, "--pack", "eu-gdpr-dsa", "--out", "never-written"],
+        ["online-store", "warm", "--model", "als-none", "--pack", "eu-gdpr-dsa"],
+    ],
+)
+def test_a_list_longer_than_any_pack_allows_is_a_usage_error(args: list[str], tmp_path: Path) -> None:
+    """Regression: `evaluate --k 1000000000000` allocated users x k and died with a MemoryError traceback."""
+    from governance.policy import MAX_LIST_LENGTH
+
+    result = runner.invoke(app, [*args, "--k", str(10**12)])
+    assert result.exit_code == 2, result.output
+    assert f"less than or equal to {MAX_LIST_LENGTH}" in result.output
+    assert "Traceback" not in result.output and not Path("never-written").exists()
+
+
 def test_validate_finds_planted_dirt_and_strict_exits_1(tmp_path: Path) -> None:
     dirty = SMALL + ",duplicate_rate=0.05,missing_id_rate=0.01"
     result = invoke("data", "validate", dirty, "--json")

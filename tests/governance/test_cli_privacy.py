@@ -278,3 +278,27 @@ def test_bad_input_is_one_line_exit_2_and_stores_nothing(db_url: str, args: list
     assert "Traceback" not in result.output and VICTIM not in result.output
     for table in ("consent_records", "subject_requests", "subject_secrets"):
         assert count(db_url, table) == 0, table
+
+
+@pytest.mark.parametrize("padded", [f"{VICTIM} ", f" {VICTIM}", f"{VICTIM}\n", "\t"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["consent", "set", "{subject}", "--purpose", "personalization", "--status", "withdrawn", "--pack", "eu-gdpr-dsa"],
+        ["subject", "erase", "{subject}", "--pack", "eu-gdpr-dsa"],
+        ["subject", "export", "{subject}"],
+    ],
+)
+def test_a_subject_id_with_surrounding_whitespace_is_refused_and_stores_nothing(
+    db_url: str, args: list[str], padded: str
+) -> None:
+    """Regression: `consent set "ID "` recorded a withdrawal, and `subject erase "ID "` a completed erasure,
+    under a pseudonym no event can have (ids in data are read stripped): the subject stayed profiled."""
+    from audits.subjects import SUBJECT_ID_PADDED
+
+    result = invoke(*[a.format(subject=padded) for a in args], "--database-url", db_url)
+    assert result.exit_code == 2, result.output
+    assert " ".join(SUBJECT_ID_PADDED.split()[:8]) in " ".join(result.output.replace("│", " ").split())
+    assert "Traceback" not in result.output and VICTIM not in result.output
+    for table in ("consent_records", "subject_requests", "subject_secrets"):
+        assert count(db_url, table) == 0, table

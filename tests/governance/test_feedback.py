@@ -155,6 +155,13 @@ def test_window_parsing() -> None:
             parse_window(bad)
 
 
+@pytest.mark.parametrize("huge", ["99999999999d", "9" * 400 + "s"])
+def test_a_window_too_long_for_a_timedelta_is_bad_input_not_an_overflow(huge: str) -> None:
+    """Regression: `feedback import --window 99999999999d` raised OverflowError out of timedelta (a traceback)."""
+    with pytest.raises(DataError, match="at most 365 days"):
+        parse_window(huge)
+
+
 def test_every_row_check_is_located(tmp_path: Path) -> None:
     path = tmp_path / "e.csv"
     future = (datetime.now(UTC) + timedelta(days=1)).isoformat()

@@ -281,3 +281,28 @@ def test_out_must_be_html_exits_2(built: dict, tmp_path: Path) -> None:
     assert done.exit_code == 2
     assert "--out must name an .html file" in done.stderr
     assert not (tmp_path / "r.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--openlineage", "{folder}"], "cannot be written (it is a folder)"),
+        (["--openlineage", "{missing}/events.jsonl"], "cannot be written (No such file or directory)"),
+        (["--dsa-audit-export", "{missing}/audit.json"], "cannot be written (No such file or directory)"),
+    ],
+)
+def test_an_unwritable_second_output_writes_no_report(built: dict, tmp_path: Path, extra: list[str], message: str) -> None:
+    """Regression: the HTML report was written, then the --openlineage or --dsa-audit-export target failed (exit 2,
+    half the outputs on disk)."""
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    html = tmp_path / "r.html"
+    args = [a.format(folder=folder, missing=tmp_path / "no-such-folder") for a in extra]
+    done = CliRunner().invoke(
+        app,
+        ["report", built["version"], "--database-url", f"sqlite:///{built['db']}", "--out", str(html), *args],
+        catch_exceptions=False,
+    )
+    assert done.exit_code == 2, done.output
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-folder"] and not any(folder.iterdir())

@@ -145,6 +145,34 @@ def test_broken_logs_give_one_located_line(tmp_path: Path, name: str, content: s
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        "user_id,user_id,item_id,timestamp\na,b,x,1\n",
+        "\ufeffuser_id,item_id,timestamp, user_id\na,x,1,b\n",
+    ],
+)
+def test_a_column_named_twice_in_the_header_is_refused(tmp_path: Path, content: str) -> None:
+    """Regression: pandas renamed the second 'user_id' to 'user_id.1' and the log loaded from the first, silently."""
+    from recommender.loaders import REPEATED_COLUMN
+
+    path = tmp_path / "dup.csv"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError) as info:
+        load_event_log(path)
+    assert str(info.value) == REPEATED_COLUMN.format(path=path, column="user_id", times=2)
+
+
+def test_a_huge_bad_cell_is_cut_in_the_message(tmp_path: Path) -> None:
+    """Regression: a timestamp cell megabytes long came back whole in the one-line error."""
+    path = tmp_path / "huge.csv"
+    path.write_text("user_id,item_id,timestamp\na,x," + "9" * 5_000 + "\n")
+    with pytest.raises(DataError) as info:
+        load_event_log(path)
+    message = str(info.value)
+    assert len(message) < 300 and "line 2: timestamp '999" in message and "(5,000 characters)" in message
+
+
 def test_wrong_delimiter_hints_at_it(tmp_path: Path) -> None:
     path = tmp_path / "semi.csv"
     path.write_text("user_id;item_id;timestamp\na;x;1\n")
