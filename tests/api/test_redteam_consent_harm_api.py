@@ -98,3 +98,16 @@ def test_a_flag_with_a_category_the_pack_does_not_know_is_a_422(server) -> None:
     with server.client("admin") as client:
         cases = client.get("/v1/escalations").json()["cases"]
     assert all(c["item_id"] != "rt-item-1" or c["rule_id"] != "harm.unknown_category" for c in cases)
+
+
+@pytest.mark.parametrize("padded", [f"{SUBJECT} ", f" {SUBJECT}", f"{SUBJECT}\u00a0"])
+def test_a_subject_id_with_surrounding_whitespace_is_refused_and_nothing_is_written(server, padded: str) -> None:  # noqa: ANN001
+    """Hole: event logs and imports read ids stripped, so a withdrawal or an erasure recorded under a padded id reached
+    nobody while the answer said it was done."""
+    before = len(_history(server))
+    response = _consent(server, subject=padded, status="withdrawn")
+    assert response.status_code == 422 and [e["field"] for e in response.json()["errors"]] == ["subject"], response.text
+    with server.client("admin") as client:
+        erased = client.post("/v1/requests/erasure", json={"subject": padded, "pack": "eu-gdpr-dsa"})
+    assert erased.status_code == 422 and [e["field"] for e in erased.json()["errors"]] == ["subject"], erased.text
+    assert len(_history(server)) == before

@@ -39,13 +39,16 @@ __all__ = [
 ]
 
 
-IDENTIFIER = r"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s][^\x00-\x1f\x7f]*$"
-"""Pattern of ids and names (subjects, items, purposes, packs, model versions): no control character, not blank.
+IDENTIFIER = r"^[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s])?$"
+"""Pattern of ids and names (subjects, items, purposes, packs, model versions): no control character, not blank,
+no whitespace at either end (event logs and imports read ids stripped, so a padded id would name no one: a
+withdrawal or an erasure recorded under it would reach nobody; :func:`audits.subjects.subject_id_problem`).
 
 PostgreSQL text cannot hold NUL at all; the other control characters have no
 business in an id, and would be hard to see in a log or a report."""
-TEXT = r"^[^\x00]*$"
-"""Pattern of free text (a reason, a note): anything but NUL, which PostgreSQL text cannot hold."""
+TEXT = r"^[^\x00]*[^\x00\s][^\x00]*$"
+"""Pattern of free text (a reason, a note): anything but NUL, which PostgreSQL text cannot hold, and not blank
+(the store refuses a reason or note of whitespace alone)."""
 MAX_TC_STRING = 8192
 """Characters of a TC string (one with every vendor range and publisher restriction of the Global Vendor List fits)."""
 INT4_MAX = 2**31 - 1
