@@ -285,9 +285,18 @@ def trail_verify_export(
 ) -> None:
     """Verify an export offline (no database): the chain, and a checkpoint signed by PUBLIC_KEY."""
     from audits import verify_export
+    from audits.keys import load_public_key
+    from recommender.errors import DataError
 
     with store_errors():
-        report = verify_export(export, public_key.read_bytes())
+        try:
+            load_public_key(public_key.read_bytes())
+        except DataError as err:  # located: which of the two files is wrong
+            raise DataError(f"{public_key}: {err}") from None
+        try:
+            report = verify_export(export, public_key.read_bytes())
+        except DataError as err:
+            raise DataError(f"{export}: {err}") from None
     _print_report(report, json_output)
     if not report.intact:
         raise typer.Exit(code=EXIT_FINDING)

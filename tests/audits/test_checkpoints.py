@@ -224,7 +224,9 @@ def test_the_cli_checkpoints_exports_and_verifies_offline(
     assert result.exit_code == 1
     assert f"no checkpoint in the export is signed by key {other.key_id}" in result.stdout
     result = runner.invoke(app, ["trail", "verify-export", str(out), "--public-key", str(out)])
-    assert result.exit_code == 2 and result.stderr.startswith("error: not a PEM public key")
+    assert result.exit_code == 2 and result.stderr.startswith(f"error: {out}: not a PEM public key")
+    result = runner.invoke(app, ["trail", "verify-export", str(public), "--public-key", str(public)])  # the key given as the export
+    assert result.exit_code == 2 and result.stderr.startswith(f"error: {public}: not a recgov trail export")
 
 
 def test_the_cli_refuses_to_sign_a_broken_trail(store: Store, db_url: str) -> None:
