@@ -44,6 +44,29 @@ MAX_SUBJECT, MAX_PURPOSE, MAX_JURISDICTION = 200, 100, 32
 NO_VALUE = "no {field}"
 TOO_LONG = "the {field} is longer than {limit} characters"
 CONTROL_CHARACTER = "the {field} holds a control character"
+_SHOWN_CHARS = 60
+
+
+class _Shown:
+    """A cell's value in a message: as itself, or cut to its first characters when it is long (a cell may be
+    megabytes long, and every bad row's reason is printed, stored in the import's report and answered by the API)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def _cut(self) -> str | None:
+        text = self.value
+        return f"{text[:_SHOWN_CHARS]!r}... ({len(text):,} characters)" if isinstance(text, str) and len(text) > _SHOWN_CHARS else None
+
+    def __repr__(self) -> str:
+        return self._cut() or repr(self.value)
+
+    def __str__(self) -> str:
+        return self._cut() or str(self.value)
+
+
 NOT_IN_PACK = "purpose {value!r} is not one of pack {pack}'s consent purposes ({listed})"
 NOT_ONE_OF = "{field} {value!r} is not one of {allowed}"
 NO_BASIS = "no lawful basis: map a basis column, or import under a pack (the purpose's basis is the default)"
@@ -97,7 +120,7 @@ class _Faults:
         if values is None:
             reasons = [reason] * len(where)
         else:
-            reasons = [reason.format(value=v) for v in values.to_numpy(dtype=object)[where]]
+            reasons = [reason.format(value=_Shown(v)) for v in values.to_numpy(dtype=object)[where]]
         positions = self.table.positions[where]
         located_by = self.table.located_by
         self.problems.extend(RowProblem(int(p), located_by, field, r) for p, r in zip(positions, reasons, strict=True))

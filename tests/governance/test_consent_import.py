@@ -245,3 +245,14 @@ def test_a_nested_subject_or_a_duplicated_column_is_refused_where_it_is(store: S
     with pytest.raises(DataError, match=r"line 1: the column 'subject' appears 2 times"):
         import_consent(store, duplicated, pack=EU)
     assert _count(store) == 0
+
+
+def test_a_huge_bad_cell_is_cut_in_its_rows_reason(store: Store, tmp_path: Path) -> None:
+    """Every bad row's reason is printed, kept in the report and answered by the API: a megabyte cell is cut."""
+    huge = "9" * 1_000_000
+    rows = [GOOD[0], {**GOOD[1], "time": huge}, {**GOOD[2], "status": "x" * 500}]
+    report = import_consent(store, _write(tmp_path, rows, "csv"), pack=EU)
+    reasons = {p.field: p.reason for p in report.problems}
+    assert reasons["time"] == BAD_TIME.format(value="9" * 60).replace("'" + "9" * 60 + "'", "'" + "9" * 60 + "'... (1,000,000 characters)")
+    assert "(500 characters)" in reasons["status"] and len(reasons["status"]) < 200
+    assert report.added == 1
