@@ -19,9 +19,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from recommender.errors import DataError
 
-__all__ = ["BAD_MAP_PART", "UNKNOWN_MAP_FIELDS", "ColumnMap"]
+__all__ = ["UNKNOWN_MAP_FIELDS", "ColumnMap"]
 
-BAD_MAP_PART = "--map: {part!r} is not of the form field=column (e.g. subject=user_id)"
 UNKNOWN_MAP_FIELDS = "--map: unknown field(s) {unknown}; known: {known}"
 
 
@@ -51,13 +50,9 @@ class ColumnMap(BaseModel):
     @classmethod
     def parse(cls, text: str) -> Self:
         """Parse ``"subject=user_id,time=ts"`` (an empty column leaves the field at its default)."""
-        pairs: dict[str, str | None] = {}
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            if "=" not in part:
-                raise DataError(BAD_MAP_PART.format(part=part))
-            key, _, value = part.partition("=")
-            pairs[key.strip()] = value.strip() or None
-        return cls._checked(pairs, "--map")
+        from recommender.option_pairs import parse_pairs
+
+        return cls._checked(parse_pairs(text, "--map", "subject=user_id"), "--map")
 
     @classmethod
     def _from_yaml(cls, path: Path) -> Self:

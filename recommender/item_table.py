@@ -83,12 +83,9 @@ class ItemMapping(BaseModel):
     @classmethod
     def parse(cls, text: str) -> ItemMapping:
         """Parse ``"item_id=sku,provider=label,category=genres,release=year"`` (the CLI's ``--items-map``)."""
-        pairs: dict[str, str | None] = {}
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            if "=" not in part:
-                raise DataError(f"--items-map: {part!r} is not of the form field=column (e.g. item_id=sku)")
-            key, _, value = part.partition("=")
-            pairs[key.strip()] = value.strip() or None
+        from recommender.option_pairs import parse_pairs
+
+        pairs = parse_pairs(text, "--items-map", "item_id=sku")
         unknown = sorted(set(pairs) - set(cls.model_fields))
         if unknown:
             raise DataError(f"--items-map: unknown field(s) {', '.join(unknown)}; known: {', '.join(cls.model_fields)}")

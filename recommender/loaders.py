@@ -104,12 +104,9 @@ class ColumnMapping(BaseModel):
     @classmethod
     def parse(cls, text: str) -> ColumnMapping:
         """Parse ``"user_id=uid,item_id=sku,timestamp=ts"`` (the CLI's ``--map``)."""
-        pairs: dict[str, str | None] = {}
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            if "=" not in part:
-                raise DataError(f"--map: {part!r} is not of the form field=column (e.g. user_id=uid)")
-            key, _, value = part.partition("=")
-            pairs[key.strip()] = value.strip() or None
+        from recommender.option_pairs import parse_pairs
+
+        pairs = parse_pairs(text, "--map", "user_id=uid")
         unknown = sorted(set(pairs) - set(cls.model_fields))
         if unknown:
             raise DataError(f"--map: unknown field(s) {', '.join(unknown)}; known: {', '.join(cls.model_fields)}")
@@ -210,6 +207,8 @@ def _synthetic_spec(text: str):  # -> SyntheticSpec (imported lazily: generation
         if not sep:
             raise DataError(f"{text}: {part!r} is not of the form name=value (e.g. synthetic:n_users=1000,seed=1)")
         key, value = key.strip(), value.strip()
+        if key in params:  # the last would win silently: the user meant one of them
+            raise DataError(f"{text[:200]}: {key!r} is given twice; give each name once")
         annotation = SyntheticSpec.model_fields[key].annotation if key in SyntheticSpec.model_fields else None
         if annotation == dict[str, float]:  # a mapping: name:number;name:number
             mapping = {}

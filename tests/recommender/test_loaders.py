@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -185,3 +186,22 @@ def test_bad_mapping_text() -> None:
         ColumnMapping.parse("user=uid")
     with pytest.raises(DataError, match="is not of the form field=column"):
         ColumnMapping.parse("uid")
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "says"),
+    [
+        ("events", "user_id=uid,user_id=customer", "--map: the field 'user_id' is given twice"),
+        ("items", "item_id=sku, item_id =id", "--items-map: the field 'item_id' is given twice"),
+        ("consent", "subject=a,subject=b", "--map: the field 'subject' is given twice"),
+        ("synthetic", "synthetic:n_users=50,seed=1,n_users=60", "'n_users' is given twice"),
+    ],
+)
+def test_a_field_given_twice_in_an_option_is_refused_not_the_last_taken(parse: str, text: str, says: str) -> None:
+    from governance.consent.import_table import ConsentImportMapping
+    from recommender.item_table import ItemMapping
+    from recommender.loaders import ColumnMapping, load_data
+
+    call = {"events": ColumnMapping.parse, "items": ItemMapping.parse, "consent": ConsentImportMapping.parse, "synthetic": load_data}[parse]
+    with pytest.raises(DataError, match=re.escape(says)):
+        call(text)
