@@ -81,13 +81,23 @@ def shipped_schema_path(name: str) -> Path:
 
 
 def resolve_pack(ref: str) -> Path:
-    """A pack file as given, or a shipped pack by name (``baseline`` -> its shipped file).
+    """A pack file as given, a shipped pack by name (``baseline`` -> its shipped file), or a pack the installation
+    stored (``NAME@VERSION`` -> ``$RECGOV_HOME/packs/NAME/VERSION.yaml``, as ``POST /v1/packs`` stores them).
 
     A reference that names an existing file, ends in ``.yaml``/``.yml`` or holds a
-    ``/`` is a path; otherwise the shipped pack of that name, when there is one.
+    ``/`` is a path; otherwise the stored or shipped pack of that name, when there is one.
     """
     path = Path(ref)
     if path.exists() or path.suffix in (".yaml", ".yml") or "/" in ref:
+        return path
+    if "@" in ref:
+        name, version = ref.split("@", 1)
+        if name and version and ".." not in name and ".." not in version and "\\" not in ref:
+            from audits.settings import get_settings
+
+            stored = get_settings().home / "packs" / name / f"{version}.yaml"
+            if stored.is_file():
+                return stored
         return path
     shipped = shipped_pack_path(ref)
     return shipped if shipped.exists() else path

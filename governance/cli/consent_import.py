@@ -53,7 +53,7 @@ ImportPackOpt = Annotated[
     typer.Option(
         "--pack",
         "-p",
-        help="The pack in force (file or shipped name): each purpose must be one of its own, the basis defaults to the "
+        help="The pack in force (file, shipped name, or stored NAME@VERSION): each purpose must be one of its own, the basis defaults to the "
         "purpose's, and TC strings are judged under its consent.tcf. Without it every row needs a basis column.",
         show_default=False,
     ),

@@ -23,7 +23,7 @@ from governance.cli._common import load_or_fail
 __all__ = ["register"]
 
 harm_app = typer.Typer(help="Harmful content: flags, reports, escalation rules and cases.", no_args_is_help=True)
-PackOpt = Annotated[str, typer.Option("--pack", "-p", help="Policy pack whose harmful-content rules apply (file or shipped name).")]
+PackOpt = Annotated[str, typer.Option("--pack", "-p", help="Policy pack whose harmful-content rules apply (file, shipped name, or stored NAME@VERSION).")]
 
 
 @harm_app.command("flag")
@@ -32,7 +32,7 @@ def flag_command(
     category: Annotated[str, typer.Option("--category", help="Harm category, one the pack knows (harmful_content.categories or blocked_categories), e.g. self-harm or violence.")],
     confidence: Annotated[float, typer.Option("--confidence", help="How sure the source is, from 0 to 1.")],
     source: Annotated[str, typer.Option("--source", help="metadata, api, model or report.")] = "api",
-    pack: Annotated[str, typer.Option("--pack", "-p", help="Policy pack whose harm vocabulary the category must belong to (file or shipped name).")] = "baseline",
+    pack: Annotated[str, typer.Option("--pack", "-p", help="Policy pack whose harm vocabulary the category must belong to (file, shipped name, or stored NAME@VERSION).")] = "baseline",
     database_url: DatabaseOpt = None,
     json_output: JsonOpt = False,
 ) -> None:

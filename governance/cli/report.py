@@ -48,7 +48,7 @@ def report_command(
         typer.Option(
             "--pack",
             "-p",
-            help="The pack in force (file or shipped name). Default: the latest audit's pack, if found with the same hash.",
+            help="The pack in force (file, shipped name, or stored NAME@VERSION). Default: the latest audit's pack, if found with the same hash.",
             show_default=False,
         ),
     ] = None,

@@ -1,0 +1,36 @@
+"""A pack the installation stored (``POST /v1/packs``, ``$RECGOV_HOME/packs/NAME/VERSION.yaml``) is named on the
+command line as the API names it, ``NAME@VERSION``; nothing outside the packs folder is reached that way."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from governance import packs as pack_store
+from governance.cli import app
+from governance.packs import resolve_pack, shipped_pack_path
+
+
+@pytest.fixture()
+def stored(recgov_home: Path):  # noqa: ANN201
+    text = shipped_pack_path("eu-gdpr-dsa").read_text().replace("name: eu-gdpr-dsa", "name: acme-eu", 1)
+    loaded, _ = pack_store.store_pack(recgov_home / "packs", text=text)
+    return loaded
+
+
+def test_a_stored_pack_is_named_as_name_at_version(stored, recgov_home: Path) -> None:  # noqa: ANN001
+    ref = f"acme-eu@{stored.version}"
+    assert resolve_pack(ref) == recgov_home / "packs" / "acme-eu" / f"{stored.version}.yaml"
+    result = CliRunner().invoke(app, ["policy", "validate", ref, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["valid"] is True
+
+
+@pytest.mark.parametrize("ref", ["acme-eu@9.9.9", "..@x", "acme-eu@..", "@1.0.0", "acme-eu@"])
+def test_an_unknown_or_escaping_stored_reference_is_not_found(stored, ref: str) -> None:  # noqa: ANN001
+    assert resolve_pack(ref) == Path(ref)
+    result = CliRunner().invoke(app, ["policy", "validate", ref])
+    assert result.exit_code == 2 and "Traceback" not in result.output
