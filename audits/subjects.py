@@ -63,6 +63,7 @@ __all__ = [
     "SUBJECT_ID_EMPTY",
     "SUBJECT_ID_PADDED",
     "subject_id_problem",
+    "subject_known",
 ]
 
 _PSEUDONYM_DOMAIN = b"recgov.pseudonym.v1\x00"
@@ -98,6 +99,15 @@ def subject_id_problem(text: str) -> str | None:
     if text != text.strip():
         return SUBJECT_ID_PADDED
     return None
+
+
+def subject_known(session: Session | Connection, subject_id: str | int) -> bool:
+    """Whether the store holds a secret for exactly ``subject_id`` (records were made under it); reads only,
+    never creates one. A subject request for an id that :func:`subject_id_problem` refuses is still answered for a
+    subject recorded under that exact id (an id stored before such ids were refused must stay erasable)."""
+    key = reading_installation_key(session)
+    lookup = _lookup(key, _subject_bytes(subject_id))
+    return session.execute(select(SubjectSecret.lookup).where(SubjectSecret.lookup == lookup)).first() is not None
 
 
 def _subject_bytes(subject_id: str | int) -> bytes:

@@ -25,7 +25,7 @@ from governance.policy import LoadedPack, load_pack
 from governance.packs import resolve_pack
 from recommender.errors import RecgovError
 
-__all__ = ["EXIT_OK", "EXIT_FINDING", "EXIT_USAGE", "console", "err_console", "fail", "emit_json", "opened_store", "user_errors", "progress_enabled", "load_or_fail", "SubjectArg", "checked_subject_id", "OptionalPackOpt", "RequiredPackOpt", "short_pseudonym"]
+__all__ = ["EXIT_OK", "EXIT_FINDING", "EXIT_USAGE", "console", "err_console", "fail", "emit_json", "opened_store", "user_errors", "progress_enabled", "load_or_fail", "SubjectArg", "RequestedSubjectArg", "checked_subject_id", "checked_requested_subject", "OptionalPackOpt", "RequiredPackOpt", "short_pseudonym"]
 
 EXIT_OK = 0
 EXIT_FINDING = 1
@@ -162,6 +162,26 @@ SubjectArg = Annotated[
         help="The subject's id as your systems know it; recgov stores only its pseudonym.",
         show_default=False,
         callback=checked_subject_id,
+    ),
+]
+def checked_requested_subject(value: str | None) -> str | None:
+    """:func:`checked_subject_id` for the subject of an access or erasure request: an id with whitespace at either
+    end passes here and is answered only for a subject recorded under exactly that id
+    (:func:`governance.privacy.common.requested_subject`); an empty one is refused."""
+    from audits.subjects import SUBJECT_ID_EMPTY
+
+    if value is not None and value == "":
+        raise typer.BadParameter(SUBJECT_ID_EMPTY)
+    return value
+
+
+RequestedSubjectArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="SUBJECT",
+        help="The subject's id as your systems know it; recgov stores only its pseudonym.",
+        show_default=False,
+        callback=checked_requested_subject,
     ),
 ]
 PackHelp = "Policy pack file, or a shipped pack name (baseline, eu-gdpr-dsa, california-ccpa)."

@@ -18,7 +18,7 @@ import typer
 from governance.cli._common import (
     OptionalPackOpt,
     RequiredPackOpt,
-    SubjectArg,
+    RequestedSubjectArg,
     console,
     emit_json,
     err_console,
@@ -42,7 +42,7 @@ MAP_WITHOUT_DATA = "--map describes the columns of the {option} DATA; give {opti
 
 
 def subject_export(
-    subject: SubjectArg,
+    subject: RequestedSubjectArg,
     data: Annotated[
         str | None,
         typer.Option(
@@ -104,7 +104,7 @@ def subject_export(
 
 
 def subject_erase(
-    subject: SubjectArg,
+    subject: RequestedSubjectArg,
     pack: RequiredPackOpt,
     model: Annotated[
         list[Path] | None,

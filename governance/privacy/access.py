@@ -43,7 +43,7 @@ from audits import consent_history, effective_consent, open_request, update_requ
 from audits.models import DecisionRecord, OutcomeEvent, SubjectRequest, TrailEvent
 from governance.consent.state import may_profile
 from governance.policy import LoadedPack, PolicyPack
-from governance.privacy.common import as_subject, fail_request, iso, pack_policy, plain, request_deadline
+from governance.privacy.common import fail_request, iso, pack_policy, plain, request_deadline, requested_subject
 from governance.privacy.consent import consent_records, history_json
 from governance.privacy.erasure import models_for
 from recommender.data import Dataset
@@ -189,7 +189,7 @@ def export_subject(
     """
     from governance.disclosure import disclosure
 
-    subject = as_subject(subject_id)
+    subject = requested_subject(store, subject_id)
     policy = pack_policy(pack) if pack is not None else None
     mine = _subject_in_data(dataset, subject)
     request = _open_access_request(store, subject, pack, actor)

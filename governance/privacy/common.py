@@ -58,6 +58,7 @@ __all__ = [
     "pack_stamp",
     "pending_erasure",
     "plain",
+    "requested_subject",
     "request_deadline",
     "scrubbed",
 ]
@@ -88,6 +89,22 @@ def as_subject(subject_id: Any) -> str:
     if isinstance(subject_id, bool) or not isinstance(subject_id, (str, int)) or subject_id == "":
         raise DataError(BAD_SUBJECT.format(kind=type(subject_id).__name__ if subject_id != "" else "an empty string"))
     return str(subject_id)
+
+
+def requested_subject(store: Any, subject_id: Any) -> str:
+    """The subject of an access or erasure request, as :func:`as_subject` reads it; an id that names no one's data
+    (:func:`audits.subjects.subject_id_problem`: whitespace at either end) is refused with a :class:`DataError`
+    unless a subject is recorded under exactly that id (then that subject is the one asked about)."""
+    from audits.subjects import subject_id_problem, subject_known
+
+    subject = as_subject(subject_id)
+    problem = subject_id_problem(subject)
+    if problem is not None:
+        with store.session() as session:
+            known = subject_known(session, subject)
+        if not known:
+            raise DataError(problem)
+    return subject
 
 
 def iso(value: Any) -> str | None:

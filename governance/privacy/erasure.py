@@ -47,7 +47,6 @@ from audits.outcomes import delete_subject_outcomes
 from audits.suppression import SUPPRESSED_STATUSES, suppress_subject
 from governance.policy import LoadedPack, PolicyPack
 from governance.privacy.common import (
-    as_subject,
     fail_request,
     guard,
     iso,
@@ -56,6 +55,7 @@ from governance.privacy.common import (
     pending_erasure,
     plain,
     request_deadline,
+    requested_subject,
     scrubbed,
     vocabulary_of,
 )
@@ -299,7 +299,7 @@ def erase_subject(
     became unlinkable, the former pseudonym, the retrain request and run, the
     suppression record, and what recgov could not do.
     """
-    subject = as_subject(subject_id)
+    subject = requested_subject(store, subject_id)
     policy = pack_policy(pack)
     say = progress or (lambda _step: None)
     options = UnlearningOptions(

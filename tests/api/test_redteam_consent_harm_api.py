@@ -109,5 +109,23 @@ def test_a_subject_id_with_surrounding_whitespace_is_refused_and_nothing_is_writ
     assert response.status_code == 422 and [e["field"] for e in response.json()["errors"]] == ["subject"], response.text
     with server.client("admin") as client:
         erased = client.post("/v1/requests/erasure", json={"subject": padded, "pack": "eu-gdpr-dsa"})
-    assert erased.status_code == 422 and [e["field"] for e in erased.json()["errors"]] == ["subject"], erased.text
+        requests = client.get("/v1/requests").json()
+    assert erased.status_code == 422 and "whitespace" in erased.json()["detail"] and padded.strip() not in erased.text, erased.text
     assert len(_history(server)) == before
+    with server.client("admin") as client:
+        assert client.get("/v1/requests").json() == requests  # no request opened
+
+
+def test_a_subject_recorded_under_a_padded_id_before_such_ids_were_refused_can_still_be_erased(server) -> None:  # noqa: ANN001
+    """Records made under ``"id "`` (accepted once) stay reachable: access and erasure answer for exactly that id."""
+    from audits import open_store, record_consent
+
+    padded = "legacy-padded-9931 "
+    with open_store(server.db_url).session() as session:
+        record_consent(session, subject_id=padded, purpose="personalization", status="granted", lawful_basis="consent", source="api")
+    with server.client("admin") as client:
+        access = client.post("/v1/requests/access", json={"subject": padded})
+        assert access.status_code == 200, access.text
+        assert [r["status"] for r in access.json()["consent"]["history"]] == ["granted"]
+        erased = client.post("/v1/requests/erasure", json={"subject": padded, "pack": "eu-gdpr-dsa"})
+        assert erased.status_code == 200 and erased.json()["shredded"] is True, erased.text

@@ -302,3 +302,18 @@ def test_a_subject_id_with_surrounding_whitespace_is_refused_and_stores_nothing(
     assert "Traceback" not in result.output and VICTIM not in result.output
     for table in ("consent_records", "subject_requests", "subject_secrets"):
         assert count(db_url, table) == 0, table
+
+
+def test_a_subject_recorded_under_a_padded_id_stays_reachable_by_access_and_erasure(db_url: str) -> None:
+    """Records made under ``"ID "`` before such ids were refused: the access export and the erasure answer for exactly
+    that id (and only because records exist under it)."""
+    from audits import open_store, record_consent
+
+    padded = f"{VICTIM} "
+    with open_store(db_url).session() as session:
+        record_consent(session, subject_id=padded, purpose="personalization", status="granted", lawful_basis="consent", source="api")
+    result = invoke("subject", "export", padded, "--database-url", db_url)
+    assert result.exit_code == 0, result.output
+    result = invoke("subject", "erase", padded, "--pack", "eu-gdpr-dsa", "--database-url", db_url, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["shredded"] is True

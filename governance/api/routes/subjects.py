@@ -36,7 +36,7 @@ from governance.api.deps import AuditKey, GovernKey, SessionDep, SettingsDep, St
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.call_record import record_call
-from governance.api.schemas import IDENTIFIER
+from governance.api.schemas import REQUESTED_SUBJECT
 from governance.api.schemas.subjects import ErasureCreate, ExportCreate, SubjectAccessCreate, SubjectErasureCreate
 from governance.privacy import erase_subject, export_subject
 from recommender.errors import RecgovError
@@ -47,7 +47,7 @@ log = logging.getLogger("recgov.api")
 INTERNAL = "an internal error occurred; it has been logged (without the subject id)"
 
 
-SubjectId = Annotated[str, Path(min_length=1, max_length=200, pattern=IDENTIFIER, description="The subject's id.")]
+SubjectId = Annotated[str, Path(min_length=1, max_length=200, pattern=REQUESTED_SUBJECT, description="The subject's id.")]
 
 
 def _pack(settings, ref: str):

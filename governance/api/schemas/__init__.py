@@ -22,6 +22,7 @@ __all__ = [
     "AwareMoment",
     "Count",
     "Moment",
+    "REQUESTED_SUBJECT",
     "TEXT",
     "ConsentCreate",
     "ConsentPublic",
@@ -46,6 +47,10 @@ withdrawal or an erasure recorded under it would reach nobody; :func:`audits.sub
 
 PostgreSQL text cannot hold NUL at all; the other control characters have no
 business in an id, and would be hard to see in a log or a report."""
+REQUESTED_SUBJECT = r"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s][^\x00-\x1f\x7f]*$"
+"""Pattern of the subject of an access or erasure request: :data:`IDENTIFIER`, but whitespace at either end passes
+the schema; such a request is answered only for a subject recorded under exactly that id (one stored before such
+ids were refused must stay reachable), else refused (:func:`governance.privacy.common.requested_subject`)."""
 TEXT = r"^[^\x00]*[^\x00\s][^\x00]*$"
 """Pattern of free text (a reason, a note): anything but NUL, which PostgreSQL text cannot hold, and not blank
 (the store refuses a reason or note of whitespace alone)."""

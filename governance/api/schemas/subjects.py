@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from governance.api.schemas import IDENTIFIER
+from governance.api.schemas import IDENTIFIER, REQUESTED_SUBJECT
 
 __all__ = ["ErasureCreate", "ExportCreate", "SubjectAccessCreate", "SubjectErasureCreate"]
 
@@ -37,7 +37,7 @@ class ErasureCreate(BaseModel):
 _SUBJECT = Field(
     min_length=1,
     max_length=200,
-    pattern=IDENTIFIER,
+    pattern=REQUESTED_SUBJECT,
     description="The subject's id, in the body so that no URL (kept by proxies and access logs) carries it.",
     examples=["u000042"],
 )
