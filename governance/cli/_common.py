@@ -13,6 +13,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import numpy as np
@@ -128,8 +129,18 @@ def load_or_fail(
     item_table: Any | None = None,
 ) -> LoadedPack:
     """Load a pack; on failure print every located issue and exit 2 (as JSON with ``--json``)."""
+    path = resolve_pack(ref)
+    if "@" in ref and path == Path(ref) and not path.exists():  # a stored NAME@VERSION that is not there: say so
+        from audits.settings import get_settings
+        from governance.packs import PackNotFound, load_stored
+
+        name, version = ref.split("@", 1)
+        try:
+            load_stored(get_settings().home / "packs", name, version)
+        except PackNotFound as err:
+            raise fail(f"{ref}: {err}") from None
     try:
-        return load_pack(resolve_pack(ref), dataset_columns=dataset_columns, item_harm_categories=item_harm_categories, item_table=item_table)
+        return load_pack(path, dataset_columns=dataset_columns, item_harm_categories=item_harm_categories, item_table=item_table)
     except PolicyError as err:
         raise issues_exit(err, json_output=json_output) from None
 

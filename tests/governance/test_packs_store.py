@@ -34,3 +34,10 @@ def test_an_unknown_or_escaping_stored_reference_is_not_found(stored, ref: str) 
     assert resolve_pack(ref) == Path(ref)
     result = CliRunner().invoke(app, ["policy", "validate", ref])
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_a_stored_version_that_is_not_there_is_named_with_the_stored_ones(stored) -> None:  # noqa: ANN001
+    result = CliRunner().invoke(app, ["policy", "validate", "acme-eu@9.9.9"])
+    assert result.exit_code == 2
+    said = " ".join(result.stderr.split())
+    assert f"no stored pack 'acme-eu' at version '9.9.9'; stored versions: {stored.version}" in said, result.stderr
