@@ -24,21 +24,14 @@ __all__ = ["register", "report_command"]
 
 
 def _pack_in_force(pack: str | None, audits: list[dict[str, Any]], json_output: bool) -> Any:
-    """The pack given, else the pack of the latest audit when it is a shipped or local pack with the audited hash."""
+    """The pack given, else the pack of the latest audit when it is a shipped, local or stored pack with the audited
+    hash (:func:`governance.report.gather.pack_in_force`)."""
     from governance.cli._common import load_or_fail
-    from governance.packs import resolve_pack
-    from governance.policy import PolicyError, load_pack
+    from governance.report.gather import pack_in_force
 
     if pack is not None:
         return load_or_fail(pack, json_output=json_output)
-    if not audits:
-        return None
-    latest = audits[-1]
-    try:
-        loaded = load_pack(resolve_pack(latest["policy_pack"]))
-    except PolicyError:
-        return None
-    return loaded if loaded.content_hash == latest["policy_hash"] else None
+    return pack_in_force(audits)
 
 
 def report_command(

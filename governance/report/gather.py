@@ -37,8 +37,8 @@ def _latest_audited(audits: Sequence[dict[str, Any]], packs_dir: Path | None) ->
     latest = audits[-1]
     name, version = latest["policy_pack"], latest["policy_version"]
     candidates: list[Callable[[], LoadedPack]]
-    if packs_dir is None:  # the command line: a shipped pack, or a file by that name
-        candidates = [lambda: load_pack(pack_store.resolve_pack(name))]
+    if packs_dir is None:  # the command line: a shipped pack, a file by that name, or the installation's stored one
+        candidates = [lambda: load_pack(pack_store.resolve_pack(name)), lambda: load_pack(pack_store.resolve_pack(f"{name}@{version}"))]
     else:  # a server reads no path a stored name could make up: shipped by name, or stored at that version
         candidates = [lambda: pack_store.load_ref(packs_dir, name), lambda: pack_store.load_stored(packs_dir, name, version)]
     for candidate in candidates:

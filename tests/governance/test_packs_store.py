@@ -41,3 +41,12 @@ def test_a_stored_version_that_is_not_there_is_named_with_the_stored_ones(stored
     assert result.exit_code == 2
     said = " ".join(result.stderr.split())
     assert f"no stored pack 'acme-eu' at version '9.9.9'; stored versions: {stored.version}" in said, result.stderr
+
+
+def test_the_command_lines_report_finds_a_stored_pack_an_audit_ran_under(stored) -> None:  # noqa: ANN001
+    from governance.report.gather import pack_in_force
+
+    audits = [{"policy_pack": "acme-eu", "policy_version": stored.version, "policy_hash": stored.content_hash}]
+    found = pack_in_force(audits)
+    assert found is not None and found.content_hash == stored.content_hash
+    assert pack_in_force([{**audits[0], "policy_hash": "0" * 64}]) is None  # another content under that name: not it
