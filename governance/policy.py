@@ -662,7 +662,8 @@ class Metadata(_Strict):
     """Who owns the pack and where it applies."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
-    version: str = Field(pattern=r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
+    # Semantic versioning: dot-separated identifiers, none empty (a stored pack's file is named by its version).
+    version: str = Field(pattern=r"^\d+\.\d+\.\d+(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$")
     """Semantic version of the pack."""
     owner: str = Field(min_length=1)
     jurisdictions: list[str] = Field(default_factory=list)

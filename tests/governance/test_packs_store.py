@@ -50,3 +50,15 @@ def test_the_command_lines_report_finds_a_stored_pack_an_audit_ran_under(stored)
     found = pack_in_force(audits)
     assert found is not None and found.content_hash == stored.content_hash
     assert pack_in_force([{**audits[0], "policy_hash": "0" * 64}]) is None  # another content under that name: not it
+
+
+@pytest.mark.parametrize("version", ["1.0.0-rc..1", "1.0.0-", "1.0.0+"])
+def test_a_version_with_an_empty_identifier_is_refused_before_it_is_stored(recgov_home: Path, version: str) -> None:
+    """Such a version was stored (201) and could then never be named: its file name held ``..`` or ended the ref."""
+    from governance.located import PolicyError
+
+    text = shipped_pack_path("eu-gdpr-dsa").read_text().replace("name: eu-gdpr-dsa", "name: acme-eu", 1)
+    text = text.replace("version: 1.0.0", f"version: {version}", 1)
+    with pytest.raises(PolicyError, match="metadata.version"):
+        pack_store.store_pack(recgov_home / "packs", text=text)
+    assert not (recgov_home / "packs").exists() or not any((recgov_home / "packs").rglob("*.yaml"))
