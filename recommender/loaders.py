@@ -219,10 +219,15 @@ def _synthetic_spec(text: str):  # -> SyntheticSpec (imported lazily: generation
                         f"{text}: {key}: {entry!r} is not of the form name:number "
                         f"(e.g. {key}=X:4 or {key}=a:0.3;b:0.7)"
                     )
+                if name.strip() in mapping:  # the last would win silently
+                    raise DataError(f"{text[:200]}: {key}: {name.strip()!r} is given twice; give each name once")
                 mapping[name.strip()] = number.strip()
             params[key] = mapping
         elif getattr(annotation, "__origin__", None) is list:  # a list: a;b;c
-            params[key] = [entry.strip() for entry in value.split(";") if entry.strip()]
+            entries = [entry.strip() for entry in value.split(";") if entry.strip()]
+            if len(set(entries)) < len(entries):
+                raise DataError(f"{text[:200]}: {key}: an entry is given twice; give each once")
+            params[key] = entries
         else:
             params[key] = value
     try:

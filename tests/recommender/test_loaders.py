@@ -195,6 +195,8 @@ def test_bad_mapping_text() -> None:
         ("items", "item_id=sku, item_id =id", "--items-map: the field 'item_id' is given twice"),
         ("consent", "subject=a,subject=b", "--map: the field 'subject' is given twice"),
         ("synthetic", "synthetic:n_users=50,seed=1,n_users=60", "'n_users' is given twice"),
+        ("synthetic", "synthetic:n_users=50,group_activity=F:1;F:3;M:1", "group_activity: 'F' is given twice"),
+        ("synthetic", "synthetic:n_users=50,bot_styles=scraper;scraper", "bot_styles: an entry is given twice"),
     ],
 )
 def test_a_field_given_twice_in_an_option_is_refused_not_the_last_taken(parse: str, text: str, says: str) -> None:
