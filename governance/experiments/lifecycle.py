@@ -404,7 +404,8 @@ def _analytics_model(session: Session, row: Experiment, packs_dir: Path | None) 
     The rule of the packs that served the experiment's lists (their recorded name, version and hash), read as
     off-policy evaluation and the researchers' package read them (:func:`governance.ope.analytics_model`): the
     shipped pack of that name, else the installation's stored ``name@version`` under ``packs_dir``, when the content
-    hash matches; ``opt_in`` when any of them asks a grant, else ``opt_out``. A pack that cannot be read is named."""
+    hash matches; ``opt_in`` when any of them asks a grant or cannot be read (its rule is unknown: the strict one
+    applies, and the pack is named), else ``opt_out``."""
     from governance.ope import analytics_model
 
     served = session.execute(
