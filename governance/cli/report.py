@@ -118,8 +118,11 @@ def _check_outputs(html: Path, openlineage: Path | None, pdf: Path | None, dsa_a
     from audits.private_files import check_writable
 
     for path in (html, openlineage, pdf, dsa_audit, None if dsa_audit is None else dsa_audit.with_suffix(".md")):
-        if path is not None:
-            check_writable(path)
+        if path is None:
+            continue
+        if path is pdf and not path.parent.exists() and next(p for p in path.parents if p.exists()).is_dir():
+            continue  # the PDF's folder is made when it is written (under a folder that exists)
+        check_writable(path)
 
 
 def _collect(model_version: str, pack: str | None, database_url: str | None, json_output: bool) -> dict[str, Any]:
