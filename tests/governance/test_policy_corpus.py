@@ -45,7 +45,7 @@ CORPUS: dict[str, list[Issue]] = {
     "bad-metadata.yaml": [
         (3, 3, "metadata.name", "String should match pattern '^[a-z0-9][a-z0-9-]{0,62}$' (got 'Corpus_Bad_Metadata')"),
         (3, 3, "metadata.owner", "required key is missing"),
-        (4, 3, "metadata.version", "String should match pattern '^\\d+\\.\\d+\\.\\d+([-+][0-9A-Za-z.-]+)?$' (got 'v1.2')"),
+        (4, 3, "metadata.version", "String should match pattern '^\\d+\\.\\d+\\.\\d+(-[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?(\\+[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?$' (got 'v1.2')"),
     ],
     "float-version.yaml": [(4, 3, "metadata.version", "Input should be a valid string (got 1.0)")],
     # -- schema -------------------------------------------------------------------
