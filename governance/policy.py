@@ -46,6 +46,7 @@ from governance.lifecycle_section import LifecycleSection
 from governance.located import TOO_LARGE, YAML_LIMITS, PackIssue, PolicyError, load_yaml, validate_located
 from governance.registry import Check, registered_checks
 from governance.rerank import Reranker, registered_rerankers
+from recommender.base import MAX_LIST_LENGTH
 from recommender.errors import ConfigError
 
 __all__ = [
@@ -63,8 +64,6 @@ __all__ = [
 
 API_VERSION = "recgov/v1"
 RULE_ID = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
-MAX_LIST_LENGTH = 1000
-"""The longest list recgov evaluates or writes: a pack's ``quality.k`` and the command line's ``--k``."""
 
 
 class _Strict(BaseModel):

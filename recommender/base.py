@@ -22,9 +22,16 @@ import scipy.sparse as sp
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, NotFittedError
 
-__all__ = ["RecommendationBatch", "Recommender", "top_k_from_scores", "NOT_FITTED"]
+__all__ = ["MAX_LIST_LENGTH", "RecommendationBatch", "Recommender", "top_k_from_scores", "NOT_FITTED", "TOO_LONG"]
 
 NOT_FITTED = "{name} is not fitted yet: call fit(train) before {method}()."
+
+MAX_LIST_LENGTH = 1000
+"""The longest list recgov evaluates, serves or writes: a pack's ``quality.k``, the command line's ``--k``,
+:meth:`Recommender.recommend`'s and :func:`recommender.evaluate.evaluate_model`'s ``k``. (Candidate pools
+for re-ranking are not lists a user asks for and may be longer.)"""
+
+TOO_LONG = "The 'k' parameter of {func} must be an int in the range [1, {max}]. Got {got!r} instead."
 
 
 @dataclass(frozen=True)
@@ -192,6 +199,8 @@ class Recommender(ABC):
         the batch's ``fallback`` flag says which.
         """
         self.check_fitted()
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k <= MAX_LIST_LENGTH:
+            raise ConfigError(TOO_LONG.format(func="recommend", max=MAX_LIST_LENGTH, got=k))
         ids = np.atleast_1d(np.asarray(user_ids, dtype=object))
         idx, scores, fallback = self.recommend_index(self.train_.user_index(ids), k, filter_seen=filter_seen)
         item_ids = np.where(idx >= 0, self.train_.item_ids[np.maximum(idx, 0)], None)

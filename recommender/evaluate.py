@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from recommender import metrics as M
-from recommender.base import Recommender
+from recommender.base import MAX_LIST_LENGTH, TOO_LONG, Recommender
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
 from recommender.evaluation_results import BEYOND_METRICS, Comparison, ModelEvaluation
@@ -48,7 +48,7 @@ __all__ = [
     "BAD_SEGMENT",
 ]
 
-BAD_K = "The 'k' parameter of {func} must be an int in the range [1, inf). Got {got!r} instead."
+BAD_K = TOO_LONG.replace("{max}", str(MAX_LIST_LENGTH))
 BAD_BATCH = "The 'batch_size' parameter of {func} must be an int in the range [1, inf) or None. Got {got!r} instead."
 UNIVERSE_MISMATCH = (
     "{func}: the test matrix ({test_shape}) is not on the training matrix's users and items "
@@ -129,7 +129,7 @@ def _same_universe(a: InteractionMatrix, b: InteractionMatrix) -> bool:
 
 
 def _check_k(func: str, k: object) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_LIST_LENGTH:
         raise ConfigError(BAD_K.format(func=func, got=k))
     return int(k)
 

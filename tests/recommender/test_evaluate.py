@@ -232,6 +232,16 @@ def test_bad_k_message(fixed):
     assert str(info.value) == BAD_K.format(func="evaluate_model", got=0)
 
 
+@pytest.mark.parametrize("k", [1001, 10**12])
+def test_a_list_longer_than_recgov_evaluates_is_refused_before_any_allocation(fixed, k):
+    # A k of 10**12 used to reach an (n_users, k) allocation and end in MemoryError.
+    with pytest.raises(ConfigError) as info:
+        evaluate_model(fixed, TRAIN, TEST, k=k)
+    assert str(info.value) == f"The 'k' parameter of evaluate_model must be an int in the range [1, 1000]. Got {k!r} instead."
+    with pytest.raises(ConfigError, match=r"of recommend must be an int in the range \[1, 1000\]"):
+        fixed.recommend(["u0"], k=k)
+
+
 def test_test_matrix_on_other_universes_is_refused(fixed):
     other = matrix(TEST.matrix.toarray(), prefix=("v", "i"))
     with pytest.raises(DataError) as info:
