@@ -10,6 +10,13 @@ data about the subject: they reach a model only where the allow-list names
 ``user_attributes`` (or the attributes themselves) and none of the attributes
 the model would read is forbidden or audit-only.
 
+The inputs are named in the vocabulary, but a fit reads columns: the event
+fields under the columns a mapping read them from (``--map value=gender``), the
+item-table columns a family's parameters name (``text_columns=["religion"]``)
+and the item categories under the item table's own column. :func:`columns_read`
+lists them, and none may name a forbidden or audit-only attribute, in any
+spelling (``Religion``, ``religion_code``: :mod:`recommender.attribute_names`).
+
 :func:`check_family_inputs` refuses a family with a located
 :class:`~recommender.errors.ConfigError` (the pack path, and its line when the
 pack came from a file) before anything is fitted: the governed fits
@@ -18,13 +25,15 @@ pack came from a file) before anything is fitted: the governed fits
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from recommender.attribute_names import named_attributes
 from recommender.errors import ConfigError
 from recommender.family import Family
+from recommender.feedback import MODEL_INPUT_COLUMNS
 
-__all__ = ["INPUT_FIELDS", "check_family_inputs", "family_input_verdict"]
+__all__ = ["BANNED_COLUMN", "INPUT_FIELDS", "check_family_inputs", "columns_read", "family_input_verdict"]
 
 INPUT_FIELDS: dict[str, tuple[str, ...]] = {
     "interactions": ("user_id", "item_id"),
@@ -46,6 +55,11 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 """Allow-list field names a pack may use for an item input instead of the family's own name."""
 
+BANNED_COLUMN = (
+    "{where}: model family {family!r} would read a forbidden or audit-only attribute: {columns}; it is not "
+    "fitted; leave the column out of the column mappings and the parameters"
+)
+
 
 def _allowed(name: str, allowed: set[str]) -> bool:
     if name in allowed:
@@ -55,15 +69,74 @@ def _allowed(name: str, allowed: set[str]) -> bool:
     return set(INPUT_FIELDS.get(name, (name,))) <= allowed
 
 
-def family_input_verdict(
-    family: Family, pack: Any, *, purpose: str = "personalization", user_attributes: Iterable[str] = ()
-) -> dict[str, Any]:
-    """What the pack says about ``family``'s inputs: ``{ok, not_allowed, banned_attributes, allowed, path}``.
+def _param_columns(params: Any, path: str = "") -> list[tuple[str, str]]:
+    """``(parameter, column)`` for every parameter named ``*_column`` or ``*_columns``, nested ones included
+    (the hybrid's ``content_params``): the item-table columns a family's fit reads, whatever the family."""
+    out: list[tuple[str, str]] = []
+    if not isinstance(params, Mapping):
+        return out
+    for key, value in params.items():
+        name = f"{path}{key}"
+        if isinstance(value, Mapping):
+            out.extend(_param_columns(value, f"{name}."))
+        elif str(key).endswith(("_column", "_columns")) and value is not None:
+            values = [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else []
+            out.extend((name, str(v)) for v in values)
+    return out
 
-    ``user_attributes`` are the attribute columns a family reading ``user_attributes`` would get.
+
+def columns_read(family: Family, dataset: Any = None, params: Mapping[str, Any] | None = None) -> list[tuple[str, str]]:
+    """``(what, column)`` for every column of the data a fit of ``family`` reads, by its name in the source.
+
+    The event fields the conversion reads (:data:`recommender.feedback.MODEL_INPUT_COLUMNS`), and
+    ``session_id``/``timestamp`` where the family declares them, under the column they were read from
+    (``--map value=gender`` reads ``gender``); the item-table columns its parameters name
+    (``text_columns``, ``category_column``, ...) and the item categories a family declaring
+    ``item_category`` reads, under the item table's own column (``--items-map category=...``).
+    """
+    sources: Mapping[str, str] = getattr(dataset, "columns_from", None) or {}
+    fields = [*MODEL_INPUT_COLUMNS, *(f for f in ("session_id", "timestamp") if f in family.inputs)]
+    out = [(f"event field {field}", sources.get(field, field)) for field in fields]
+    if "item_category" in family.inputs:
+        out.append(("item categories", sources.get("items.categories", "categories")))
+    for parameter, column in _param_columns(params or {}):
+        out.append((f"parameter {parameter}", column))
+        source = sources.get(f"items.{column}")
+        if source is not None and source != column:
+            out.append((f"parameter {parameter} (item-table column {column!r})", source))
+    return out
+
+
+def _banned_columns(read: list[tuple[str, str]], banned: list[str]) -> list[str]:
+    """``"what reads column (attribute)"`` for each column read whose name names a banned attribute."""
+    found = []
+    for what, column in read:
+        hits = named_attributes(column, banned)
+        if hits:
+            found.append(f"{what} reads column {column!r} ({', '.join(hits)})")
+    return found
+
+
+def family_input_verdict(
+    family: Family,
+    pack: Any,
+    *,
+    purpose: str = "personalization",
+    user_attributes: Iterable[str] = (),
+    dataset: Any = None,
+    params: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What the pack says about ``family``'s inputs: ``{ok, not_allowed, banned_attributes, banned_columns, allowed, path}``.
+
+    ``user_attributes`` are the attribute columns a family reading ``user_attributes`` would get;
+    ``dataset`` (its column mapping) and ``params`` (the family's parameters) give the columns the fit
+    reads (:func:`columns_read`): none may name a forbidden or audit-only attribute, in any spelling
+    (:mod:`recommender.attribute_names`).
     """
     inner = getattr(pack, "pack", pack)
     minimization = getattr(inner, "minimization", None)
+    forbidden = [*getattr(minimization, "forbidden_attributes", []), *getattr(minimization, "audit_only_attributes", [])]
+    banned_columns = _banned_columns(columns_read(family, dataset, params), forbidden)
     purposes = getattr(minimization, "purposes", {}) or {}
     path = f"minimization.purposes.{purpose}.allowed_inputs"
     spec = purposes.get(purpose)
@@ -71,35 +144,51 @@ def family_input_verdict(
         # No allow-list for the purpose (the input_allowlist check skips too): the interactions every recommender
         # reads pass, anything more (item metadata, sessions, user attributes) needs the pack to allow it.
         beyond = sorted(set(family.inputs) - {"interactions"})
-        return {"ok": not beyond, "path": f"minimization.purposes.{purpose}", "allowed": None, "not_allowed": beyond, "banned_attributes": []}
+        return {"ok": not beyond and not banned_columns, "path": f"minimization.purposes.{purpose}", "allowed": None,
+                "not_allowed": beyond, "banned_attributes": [], "banned_columns": banned_columns}  # fmt: skip
     allowed = set(spec.allowed_inputs)
     not_allowed = sorted(n for n in family.inputs if not _allowed(n, allowed))
     banned: list[str] = []
     if "user_attributes" in family.inputs:
         attrs = set(user_attributes)
-        forbidden = set(minimization.forbidden_attributes) | set(minimization.audit_only_attributes)
-        banned = sorted(attrs & forbidden)
+        banned = sorted(a for a in attrs if named_attributes(a, forbidden))
         if "user_attributes" not in allowed and "user_attributes" not in not_allowed:
             not_allowed.append("user_attributes")
         if "user_attributes" in not_allowed and attrs and attrs <= allowed:
             not_allowed.remove("user_attributes")  # the allow-list names each attribute the model reads
-    return {"ok": not not_allowed and not banned, "path": path, "allowed": sorted(allowed), "not_allowed": not_allowed, "banned_attributes": banned}
+    return {"ok": not not_allowed and not banned and not banned_columns, "path": path, "allowed": sorted(allowed),
+            "not_allowed": not_allowed, "banned_attributes": banned, "banned_columns": banned_columns}  # fmt: skip
 
 
 def check_family_inputs(
-    family: Family, pack: Any, *, purpose: str = "personalization", user_attributes: Iterable[str] = ()
+    family: Family,
+    pack: Any,
+    *,
+    purpose: str = "personalization",
+    user_attributes: Iterable[str] = (),
+    dataset: Any = None,
+    params: Mapping[str, Any] | None = None,
 ) -> None:
-    """Refuse ``family`` before a fit when it reads an input the pack does not allow for ``purpose``.
+    """Refuse ``family`` before a fit when it reads an input the pack does not allow for ``purpose``, or a
+    column of ``dataset`` (mapped, or named by ``params``) whose name names a forbidden or audit-only attribute.
 
     A pack without an allow-list for ``purpose`` lets through the interactions only.
 
     ``pack`` is a :class:`~governance.policy.LoadedPack` (its line numbers locate the error) or a
     :class:`~governance.policy.PolicyPack`.
     """
-    verdict = family_input_verdict(family, pack, purpose=purpose, user_attributes=user_attributes)
+    verdict = family_input_verdict(family, pack, purpose=purpose, user_attributes=user_attributes, dataset=dataset, params=params)
     if verdict["ok"]:
         return
     positions = getattr(pack, "positions", {}) or {}
+    if verdict["banned_columns"]:
+        where = "minimization.forbidden_attributes"
+        line_col = positions.get(where) or positions.get("minimization.audit_only_attributes")
+        source = getattr(pack, "source", None)
+        located = where + (f" ({source}:{line_col[0]}:{line_col[1]})" if line_col and source else "")
+        raise ConfigError(
+            BANNED_COLUMN.format(where=located, family=family.name, columns="; ".join(verdict["banned_columns"]))
+        )
     line_col = positions.get(verdict["path"]) or positions.get(verdict["path"].rsplit(".", 1)[0])
     source = getattr(pack, "source", None)
     where = verdict["path"] + (f" ({source}:{line_col[0]}:{line_col[1]})" if line_col and source else "")

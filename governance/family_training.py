@@ -214,12 +214,12 @@ def train_family_and_record(
     from recommender.validate import validate_events
 
     family = get_family(family_name)
+    chosen = {**family.default_params, **(params or {})}
     if pack is not None:
         from governance.family_inputs import check_family_inputs
 
         attributes = [] if dataset.users is None else [str(c) for c in dataset.users.columns if c != "user_id"]
-        check_family_inputs(family, pack, user_attributes=attributes)
-    chosen = {**family.default_params, **(params or {})}
+        check_family_inputs(family, pack, user_attributes=attributes, dataset=dataset, params=chosen)
     if "random_state" in (family.parameter_names() or []) and "random_state" not in (params or {}):
         chosen["random_state"] = random_state
     model = family.create(**chosen)  # an unknown parameter name: refused here, before any data is read

@@ -325,7 +325,7 @@ def train_and_record(
         from governance.family_inputs import check_family_inputs
         from recommender.family import get_family
 
-        check_family_inputs(get_family("als"), pack)
+        check_family_inputs(get_family("als"), pack, dataset=dataset, params=params)
     dataset, exclusions = _training_events(dataset, store, pack=pack, now=now, actor=actor)
     validation = validate_events(dataset, bot_rules=bot_rules)
     report = validation.to_dict()

@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,7 @@ __all__ = [
     "empty_events",
     "ensure_event_schema",
     "event_times",
+    "read_parquet_flat",
 ]
 
 EVENT_COLUMNS: tuple[str, ...] = (
@@ -311,7 +313,8 @@ class Dataset:
     source: str = ""
     columns_from: dict[str, str] = field(default_factory=dict)
     """Canonical event column -> the source column it was read from (for a log read
-    with a column mapping), so audits can see what a model input really is."""
+    with a column mapping), so audits can see what a model input really is; an item
+    table's mapped columns are keyed ``items.<column>`` (:func:`recommender.item_table.attach_items`)."""
     rating_range: tuple[float, float] = (1.0, 5.0)
     """The scale of ``rating`` values in this data set (MovieLens' CSV sets rate 0.5
     to 5 stars), which validation checks ratings against."""
@@ -486,3 +489,16 @@ class InteractionMatrix:
 def _lookup(index: pd.Index, ids: object) -> np.ndarray:
     values = np.atleast_1d(np.asarray(ids, dtype=object)).astype(str)
     return np.asarray(index.get_indexer(values), dtype=np.int64)
+
+
+def read_parquet_flat(path: str | Path) -> pd.DataFrame:
+    """A Parquet file as a table whose nested (struct) columns are spread into one column per field, named
+    ``parent.field``: a field is read, mapped and checked under its own name (a pack that forbids ``religion``
+    sees ``profile.religion``), never carried whole inside a column named otherwise."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    while any(pa.types.is_struct(f.type) for f in table.schema):
+        table = table.flatten()
+    return table.to_pandas()

@@ -273,23 +273,29 @@ def check_attribute_allowed(config: FairReweighting | None, pack: Any) -> None:
 
     The attribute never becomes a model input, but it does shape the model: a
     pack that forbids an attribute (GDPR Art. 9 special categories) keeps it
-    out of training altogether, and one the pack does not declare (as
+    out of training altogether, on either side and in any spelling of its name
+    (``Religion``, ``provider_religion``: :mod:`recommender.attribute_names`),
+    and a user attribute the pack does not declare (as
     ``minimization.audit_only_attributes`` or ``fairness.audit_attributes``)
     has no recorded purpose here. The provider side reads an items column,
-    which carries no personal data, and is always allowed.
+    which needs no declaration.
     """
-    if config is None or pack is None or config.side != "consumer":
+    if config is None or pack is None:
         return
     if config.strength == 0 and config.group_weights is None:  # plain training; explicit weights apply at any strength
         return
+    from recommender.attribute_names import named_attributes
+
     inner = getattr(pack, "pack", pack)
     minimization = getattr(inner, "minimization", None)
-    forbidden = set(getattr(minimization, "forbidden_attributes", []) or [])
-    if config.attribute in forbidden:
+    forbidden = named_attributes(config.attribute, getattr(minimization, "forbidden_attributes", []) or [])
+    if forbidden:
         raise ConfigError(
-            f"fairness_reweighting.attribute: {config.attribute!r} is in the pack's minimization.forbidden_attributes; "
-            "a forbidden attribute may not shape a model, not even as a weight"
+            f"fairness_reweighting.attribute: {config.attribute!r} names {', '.join(map(repr, forbidden))} of the pack's "
+            "minimization.forbidden_attributes; a forbidden attribute may not shape a model, not even as a weight"
         )
+    if config.side != "consumer":
+        return
     declared = set(getattr(minimization, "audit_only_attributes", []) or [])
     declared |= set(getattr(getattr(inner, "fairness", None), "audit_attributes", []) or [])
     if config.attribute not in declared:

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from recommender.data import Dataset
+from recommender.data import Dataset, read_parquet_flat
 from recommender.errors import DataError
 
 __all__ = [
@@ -54,6 +54,9 @@ NO_SHARED_ITEMS = (
     "{path}: none of its {n} item ids is an item of the events (table: {table}; events: {events}); "
     "is item_id the right column (--items-map item_id=...)?"
 )
+ITEM_SOURCES = "columns_from"
+"""The ``attrs`` key of a loaded item table: item column -> the file's column it was read from (mapped ones only);
+:func:`attach_items` records them in :attr:`recommender.data.Dataset.columns_from` as ``items.<column>``."""
 YEARS = (1800, 2200)
 """Release years outside this range are read as a mistake in the file."""
 
@@ -105,7 +108,7 @@ def _read(path: Path, mapping: ItemMapping) -> tuple[pd.DataFrame, str]:
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         try:
-            raw = pd.read_parquet(path)
+            raw = read_parquet_flat(path)  # nested fields as columns of their own names
         except Exception as err:  # pyarrow raises many types for corrupt files
             raise DataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err})") from err
         return raw.astype(object).where(raw.notna(), None).astype("string"), "row"
@@ -192,6 +195,9 @@ def load_item_table(path: str | Path, mapping: ItemMapping | None = None) -> pd.
         else:
             out[dst] = raw[src].str.strip().replace("", pd.NA)
     out.index = pd.Index(ids.to_numpy(), name="item_id", dtype="string")
+    # which file column each mapped item column holds: what a model reading it really reads (attach_items keeps it)
+    derived = {"release": ("release_year", "release_decade")}
+    out.attrs[ITEM_SOURCES] = {name: src for dst, src in present.items() for name in derived.get(dst, (dst,)) if name != src}
     return out
 
 
@@ -215,4 +221,8 @@ def attach_items(dataset: Dataset, table: pd.DataFrame, *, source: str = "items"
     base = base.drop(columns=[c for c in table.columns if c in base.columns])
     items = base.join(table, how="outer") if len(base.columns) or len(base) else table.copy()
     items.index = items.index.astype("string").rename("item_id")
-    return dataclasses.replace(dataset, items=items)
+    # the table's columns replace the items' own: so do the records of where they came from
+    replaced = {f"items.{c}" for c in table.columns}
+    sources = {k: v for k, v in (dataset.columns_from or {}).items() if k not in replaced}
+    sources.update({f"items.{name}": src for name, src in table.attrs.get(ITEM_SOURCES, {}).items()})
+    return dataclasses.replace(dataset, items=items, columns_from=sources)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from recommender.data import Dataset, canonical_ids, ensure_event_schema
+from recommender.data import Dataset, canonical_ids, ensure_event_schema, read_parquet_flat
 from recommender.datasets import FORMATS, detect_format, load_format
 from recommender.datasets.movielens_100k import (
     BAD_ENCODING,
@@ -124,7 +124,7 @@ def load_event_log(path: str | Path, mapping: ColumnMapping | None = None) -> Da
         raise DataError(EMPTY_FILE.format(path=path, what="a CSV or Parquet event log with a header row"))
     if suffix == ".parquet":
         try:
-            raw = pd.read_parquet(path)
+            raw = read_parquet_flat(path)
         except Exception as err:  # pyarrow raises many types for corrupt files
             raise DataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err})") from err
         line_of = lambda pos: f"row {pos + 1}"  # noqa: E731

@@ -404,7 +404,8 @@ def _check_families_allowed(names: list[str], loaded: Any, dataset: Any) -> None
 
     attributes = [] if dataset.users is None else [str(c) for c in dataset.users.columns]
     for name in names:
-        check_family_inputs(get_family(name), loaded, user_attributes=attributes)
+        family = get_family(name)
+        check_family_inputs(family, loaded, user_attributes=attributes, dataset=dataset, params=family.default_params)
 
 
 def _ablate(dataset: Any, config: Any, threshold: float, k: int, tune: bool, trials: int, seed: int, loaded: Any, bootstrap: int, erased: Any, json_output: bool) -> None:
@@ -487,6 +488,7 @@ def train_command(
 
     params = {k: v for k, v in {"factors": factors, "regularization": regularization, "alpha": alpha, "iterations": iterations}.items() if v is not None}
     loaded = None
+    minimising = None  # the pack whose minimisation rules the fit is held to, with or without consent rules
     now = parse_as_of(as_of)
     if fair_reweight is not None:
         from recommender.fair_training import check_attribute_allowed, parse_fair_reweighting
@@ -496,7 +498,7 @@ def train_command(
     if pack:
         from governance.cli._common import load_or_fail
 
-        loaded = load_or_fail(pack, json_output=json_output)
+        loaded = minimising = load_or_fail(pack, json_output=json_output)
         with user_errors():  # before the consent-less pack is dropped below: its training section applies
             params = with_pack_training(params, loaded, where="--fair-reweight")
         if fair_reweight is not None:
@@ -512,6 +514,11 @@ def train_command(
         if len(country) != 3 or not country.isalpha() or not country.isupper():
             raise ConfigError(f"--country must be an ISO 3166-1 alpha-3 code such as USA or DEU. Got {country!r} instead.")
         dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output, data_format=data_format)
+        if minimising is not None and loaded is None:  # train_and_record checks under a pack it is given
+            from governance.family_inputs import check_family_inputs
+            from recommender.family import get_family
+
+            check_family_inputs(get_family("als"), minimising, dataset=dataset, params=params)
         store = open_store(database_url)
         try:
             run = train_and_record(

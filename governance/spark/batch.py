@@ -78,6 +78,12 @@ def train_spark_and_record(
     from governance.spark.session import spark_session
     from governance.training import dataset_schema
 
+    from governance.family_inputs import check_family_inputs
+    from recommender.family import get_family
+
+    # the ALS family's inputs, and the columns they are read from, against the pack's minimisation rules, as in
+    # process: before a JVM starts or a row is read
+    check_family_inputs(get_family("als"), pack, dataset=dataset, params=params)
     feedback = feedback or FeedbackConfig()
     timings: dict[str, float] = {}
     started = time.perf_counter()

@@ -1,0 +1,233 @@
+"""A forbidden attribute cannot reach a model through the columns a fit reads.
+
+The family vocabulary (``interactions``, ``item_text``, ...) says what kind of input a family reads;
+the columns behind it are chosen by a column mapping (``--map value=religion``, ``--items-map
+category=religion``), by a family's parameters (``text_columns=["religion"]``) or by a nested Parquet
+field. Every governed fit checks those columns against the pack's forbidden and audit-only attributes,
+in any spelling, before it reads a row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from audits import open_store
+from audits.consent import record_consent
+from audits.models import ModelVersion, TrainingRun
+from governance.cli import app
+from governance.family_inputs import check_family_inputs, columns_read
+from governance.policy import load_pack
+from recommender.attribute_names import names_attribute
+from recommender.errors import ConfigError
+from recommender.fair_training import check_attribute_allowed, parse_fair_reweighting
+from recommender.family import get_family
+from recommender.item_table import ItemMapping, attach_items, load_item_table
+from recommender.loaders import ColumnMapping, load_event_log
+
+runner = CliRunner()
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
+EU = load_pack(POLICIES / "eu-gdpr-dsa.yaml")
+N_USERS, N_ITEMS = 30, 20
+
+
+def _content_pack():
+    """The EU pack with the item fields allowed for personalization (religion, health, ... still forbidden)."""
+    pack = EU.pack.model_copy(deep=True)
+    pack.minimization.purposes["personalization"].allowed_inputs.extend(["item_text", "item_category", "item_price", "item_release"])
+    return pack
+
+
+def _log(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    n = 600
+    users = rng.integers(0, N_USERS, n)
+    log = pd.DataFrame({
+        "uid": [f"u{u}" for u in users], "sku": [f"i{i}" for i in rng.integers(0, N_ITEMS, n)],
+        "ts": 1_700_000_000 + rng.integers(0, 10**6, n), "Religion": (users % 3 + 1).astype(float),
+        "religion_code": (users % 3 + 4).astype(float),
+    })  # fmt: skip
+    path = tmp_path / "log.csv"
+    log.to_csv(path, index=False)
+    return path
+
+
+def _items(tmp_path: Path) -> Path:
+    faiths = ["a", "b", "c"]
+    table = pd.DataFrame({
+        "item_id": [f"i{i}" for i in range(N_ITEMS)], "text": [f"word{i % 7} thing{i % 5}" for i in range(N_ITEMS)],
+        "owner_religion": [faiths[i % 3] for i in range(N_ITEMS)], "genres": ["x|y"] * N_ITEMS,
+    })  # fmt: skip
+    path = tmp_path / "items.csv"
+    table.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("column", "attribute", "names"),
+    [
+        ("religion", "religion", True),
+        ("Religion", "religion", True),
+        (" religion ", "religion", True),
+        ("RELIGION", "religion", True),
+        ("userReligion", "religion", True),
+        ("religion_code", "religion", True),
+        ("profile.religion", "religion", True),
+        ("sexual-orientation", "sexual_orientation", True),
+        ("SexualOrientation", "sexual_orientation", True),
+        ("sexualorientation", "sexual_orientation", True),
+        ("\uff52\uff45\uff4c\uff49\uff47\uff49\uff4f\uff4e", "religion", True),  # full-width letters
+        ("healthcare", "health", False),
+        ("page_bands", "age_band", False),
+        ("rating", "gender", False),
+    ],
+)
+def test_a_column_names_an_attribute_in_any_spelling(column: str, attribute: str, names: bool) -> None:
+    assert names_attribute(column, attribute) is names
+
+
+@pytest.mark.parametrize("source", ["Religion", "religion_code"])
+def test_a_mapped_event_column_that_names_a_forbidden_attribute_is_refused(tmp_path: Path, source: str) -> None:
+    data = load_event_log(_log(tmp_path), ColumnMapping(user_id="uid", item_id="sku", timestamp="ts", value=source))
+    assert ("event field value", source) in columns_read(get_family("als"), data)
+    with pytest.raises(ConfigError, match=f"event field value reads column '{source}' \\(religion\\)"):
+        check_family_inputs(get_family("als"), EU, dataset=data)
+    clean = load_event_log(_log(tmp_path), ColumnMapping(user_id="uid", item_id="sku", timestamp="ts"))
+    check_family_inputs(get_family("als"), EU, dataset=clean)
+
+
+def test_a_session_id_mapped_from_a_forbidden_column_is_refused(tmp_path: Path) -> None:
+    data = load_event_log(_log(tmp_path), ColumnMapping(user_id="uid", item_id="sku", timestamp="ts", session_id="Religion"))
+    with pytest.raises(ConfigError, match="event field session_id reads column 'Religion'"):
+        check_family_inputs(get_family("session"), EU, dataset=data)
+
+
+def test_a_content_family_may_not_name_a_forbidden_item_column(tmp_path: Path) -> None:
+    data = load_event_log(_log(tmp_path), ColumnMapping(user_id="uid", item_id="sku", timestamp="ts"))
+    data = attach_items(data, load_item_table(_items(tmp_path)))
+    pack = _content_pack()
+    for family in ("content_tfidf", "content_embed"):
+        check_family_inputs(get_family(family), pack, dataset=data, params={"text_columns": ["text"]})
+        with pytest.raises(ConfigError, match="parameter text_columns reads column 'owner_religion' \\(religion\\)"):
+            check_family_inputs(get_family(family), pack, dataset=data, params={"text_columns": ["text", "owner_religion"]})
+    with pytest.raises(ConfigError, match="parameter category_column reads column 'owner_religion'"):
+        check_family_inputs(get_family("content_tfidf"), pack, dataset=data, params={"category_column": "owner_religion"})
+    # the hybrid passes its content parameters on, nested
+    with pytest.raises(ConfigError, match="parameter content_params.text_columns reads column 'owner_religion'"):
+        check_family_inputs(get_family("hybrid"), pack, dataset=data, params={"content_params": {"text_columns": ["owner_religion"]}})
+
+
+def test_an_item_column_renamed_from_a_forbidden_one_is_refused_under_its_source_name(tmp_path: Path) -> None:
+    data = load_event_log(_log(tmp_path), ColumnMapping(user_id="uid", item_id="sku", timestamp="ts"))
+    data = attach_items(data, load_item_table(_items(tmp_path), ItemMapping(category="owner_religion")))
+    assert data.columns_from["items.categories"] == "owner_religion"
+    with pytest.raises(ConfigError, match="item categories reads column 'owner_religion'"):
+        check_family_inputs(get_family("two_tower"), _content_pack(), dataset=data)
+    with pytest.raises(ConfigError, match="item-table column 'categories'\\)"):
+        check_family_inputs(get_family("content_tfidf"), _content_pack(), dataset=data, params={"category_column": "categories"})
+    fine = attach_items(data, load_item_table(_items(tmp_path), ItemMapping(category="genres")))
+    check_family_inputs(get_family("two_tower"), _content_pack(), dataset=fine)
+
+
+def test_a_nested_parquet_field_is_a_column_of_its_own_name(tmp_path: Path) -> None:
+    path = tmp_path / "items.parquet"
+    pq.write_table(pa.table({
+        "item_id": [f"i{i}" for i in range(N_ITEMS)], "text": ["some words"] * N_ITEMS,
+        "profile": [{"religion": "a", "colour": "red"}] * N_ITEMS,
+    }), path)  # fmt: skip
+    table = load_item_table(path)
+    assert {"profile.religion", "profile.colour"} <= set(table.columns) and "profile" not in table.columns
+    data = attach_items(load_event_log(_log(tmp_path), ColumnMapping(user_id="uid", item_id="sku", timestamp="ts")), table)
+    with pytest.raises(ConfigError, match="reads column 'profile.religion'"):
+        check_family_inputs(get_family("content_tfidf"), _content_pack(), dataset=data, params={"text_columns": ["profile.religion"]})
+
+
+def test_no_reweighting_by_a_forbidden_attribute_on_either_side() -> None:
+    for given in ("provider:religion", "provider:owner_religion", "consumer:Religion"):
+        with pytest.raises(ConfigError, match="forbidden_attributes"):
+            check_attribute_allowed(parse_fair_reweighting(given), EU.pack)
+    check_attribute_allowed(parse_fair_reweighting("provider:provider_group"), EU.pack)
+    check_attribute_allowed(parse_fair_reweighting("consumer:gender"), EU.pack)
+
+
+def _grant(db_url: str) -> None:
+    store = open_store(db_url)
+    try:
+        with store.session() as session:
+            for u in range(N_USERS):
+                record_consent(session, subject_id=f"u{u}", purpose="personalization", status="granted", lawful_basis="consent", source="api")
+    finally:
+        store.close()
+
+
+def _models(db_url: str) -> tuple[int, int]:
+    store = open_store(db_url)
+    try:
+        with store.session() as session:
+            return len(session.scalars(select(TrainingRun.id)).all()), len(session.scalars(select(ModelVersion.version_id)).all())
+    finally:
+        store.close()
+
+
+def test_train_refuses_a_forbidden_column_before_any_fit(db_url: str, tmp_path: Path) -> None:
+    _grant(db_url)
+    log, items = _log(tmp_path), _items(tmp_path)
+    content = tmp_path / "eu-content.yaml"
+    content.write_text((POLICIES / "eu-gdpr-dsa.yaml").read_text().replace(
+        "allowed_inputs: [user_id, item_id, event_type, value, timestamp, session_id]",
+        "allowed_inputs: [user_id, item_id, event_type, value, timestamp, session_id, item_text, item_category]"))  # fmt: skip
+    base = ["train", str(log), "--no-carbon", "--no-tune", "--database-url", db_url, "--as-of", "2023-12-01", "--json"]
+    cases = [
+        ["--map", "user_id=uid,item_id=sku,timestamp=ts,value=Religion", "--pack", "eu-gdpr-dsa"],
+        ["--map", "user_id=uid,item_id=sku,timestamp=ts,value=Religion", "--pack", "eu-gdpr-dsa", "--family", "ease"],
+        ["--map", "user_id=uid,item_id=sku,timestamp=ts", "--items", str(items), "--pack", str(content),
+         "--family", "content_tfidf", "--param", 'text_columns=["owner_religion"]'],
+        ["--map", "user_id=uid,item_id=sku,timestamp=ts", "--items", str(items), "--items-map", "category=owner_religion",
+         "--pack", str(content), "--family", "two_tower"],
+    ]  # fmt: skip
+    for extra in cases:
+        result = runner.invoke(app, [*base, *extra])
+        assert result.exit_code == 2, (extra, result.output)
+        assert "would read a forbidden or audit-only attribute" in result.stderr and "religion" in result.stderr
+    assert _models(db_url) == (0, 0)
+    ok = runner.invoke(app, [*base, "--map", "user_id=uid,item_id=sku,timestamp=ts", "--pack", "eu-gdpr-dsa"])
+    assert ok.exit_code == 0, ok.output
+    assert _models(db_url) == (1, 1)
+
+
+def test_a_pack_without_consent_rules_still_holds_the_fit_to_its_forbidden_attributes(db_url: str, tmp_path: Path) -> None:
+    pack = tmp_path / "minimal.yaml"
+    text = (POLICIES / "baseline.yaml").read_text()
+    pack.write_text(text.replace("minimization:\n", "minimization:\n  forbidden_attributes: [religion]\n", 1))
+    assert load_pack(pack).pack.minimization.forbidden_attributes == ["religion"] and not load_pack(pack).pack.consent.purposes
+    args = ["train", str(_log(tmp_path)), "--no-carbon", "--no-tune", "--database-url", db_url, "--json", "--pack", str(pack), "--map"]
+    refused = runner.invoke(app, [*args, "user_id=uid,item_id=sku,timestamp=ts,value=religion_code"])
+    assert refused.exit_code == 2 and "event field value reads column 'religion_code'" in refused.stderr, refused.output
+    assert _models(db_url) == (0, 0)
+
+
+def test_the_spark_engine_refuses_before_a_session_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from governance.spark import batch, session
+
+    data = load_event_log(_log(tmp_path), ColumnMapping(user_id="uid", item_id="sku", timestamp="ts", value="Religion"))
+    monkeypatch.setattr(session, "spark_session", lambda *a, **k: pytest.fail("a Spark session was started"))
+    with pytest.raises(ConfigError, match="event field value reads column 'Religion'"):
+        batch.train_spark_and_record(data, EU, store=None, models_dir=tmp_path / "models")
+
+
+def test_a_dataset_keeps_the_item_sources_of_the_last_table_attached(tmp_path: Path) -> None:
+    data = load_event_log(_log(tmp_path), ColumnMapping(user_id="uid", item_id="sku", timestamp="ts"))
+    first = attach_items(data, load_item_table(_items(tmp_path), ItemMapping(category="owner_religion")))
+    again = attach_items(first, load_item_table(_items(tmp_path), ItemMapping(category="genres")))
+    assert again.columns_from["items.categories"] == "genres"
+    assert dataclasses.replace(again).columns_from == again.columns_from
+    assert json.dumps(again.columns_from)  # plain strings, recorded as they are
