@@ -57,7 +57,9 @@ from recommender.data import Dataset, event_times, subject_codes
 __all__ = [
     "ERASURES_SEEN",
     "erased_until",
+    "PROFILING_PURPOSE",
     "PROVISIONAL",
+    "REFUSALS",
     "REPLACED",
     "TRAINED",
     "ModelStanding",
@@ -240,16 +242,27 @@ def suppressions_read_at(session: Session) -> int:
     return read_head(session)[0]
 
 
+REFUSALS: tuple[str, ...] = ("withdrawn", "denied", "objected", "opted_out")
+"""Consent states that say no, whatever a pack's model: they keep a subject out of training without a pack too."""
+PROFILING_PURPOSE = "personalization"
+"""The purpose a training run without a pack serves, whose refusals it honours."""
+
+
 def drop_erased_events(dataset: Dataset, store: Any) -> tuple[Dataset, dict[str, Any]]:
-    """Leave out every event of an erased subject from up to their latest erasure (or of unknown time).
+    """Leave out every event of an erased subject from up to their latest erasure (or of unknown time), and every
+    event of a subject whose consent to personalization in force says no.
 
     What a training run without a pack does (with a pack,
     :func:`governance.privacy.filter_training_events` does this among its other
     rules): the events a subject made after their erasure are a new history and
-    stay. Returns the data (the input itself when nothing goes; else
-    :meth:`~recommender.data.Dataset.subset`, which keeps the rating scale and
-    column origins) and a report: event and subject counts, and
-    :data:`ERASURES_SEEN`.
+    stay. Without a pack there is no opt-in or opt-out model to read a missing
+    record by, but a recorded no (:data:`REFUSALS`: a withdrawal, a refusal, an
+    objection, an opt-out, or one kept through an erasure by its suppression
+    record) needs none: no training path learns from that subject (GDPR Art.
+    7(3), 21; CCPA §1798.120). Returns the data (the input itself when nothing
+    goes; else :meth:`~recommender.data.Dataset.subset`, which keeps the rating
+    scale and column origins) and a report: event and subject counts per reason,
+    and :data:`ERASURES_SEEN`.
 
     Raises
     ------
@@ -258,27 +271,55 @@ def drop_erased_events(dataset: Dataset, store: Any) -> tuple[Dataset, dict[str,
         (:func:`recommender.data.event_times`): a missing time is an event of
         unknown time, which goes, but a broken one is reported, not guessed at.
     """
+    from audits import consent_states, lookup_pseudonyms
+
     events = dataset.events
     codes, subjects = subject_codes(events["user_id"])
     with store.session() as session:
         seen = suppressions_read_at(session)
         found = suppressions_for(session, subjects)
+        names = lookup_pseudonyms(session, subjects)
+        states = consent_states(session, sorted({p for p in names.values() if p}))
+    # per subject: the refusal in force (its own latest record, else one its suppression record kept), or ""
+    refusal = np.array([_refusal(states.get(names[s] or "", {}).get(PROFILING_PURPOSE), found.get(s)) for s in subjects] + [""], dtype=object)
+    refused = refusal[codes] != ""  # codes of -1 (no subject) read the trailing ""
     gone = np.zeros(len(events), dtype=bool)
     if found:
         until = erased_until(subjects, found)
         limit = np.append(until, np.datetime64("NaT", "ns"))[codes]  # events without a subject: no erasure
         stamps = event_times(events, source=dataset.name)
         gone = ~np.isnat(limit) & ~(stamps > limit)  # at or before the erasure, or of unknown time
+    excluded = {"erased": int(gone.sum())}
+    refused_subjects: dict[str, int] = {}
+    for status in REFUSALS:
+        mine = refused & ~gone & (refusal[codes] == status)
+        excluded[status] = int(mine.sum())
+        refused_subjects[status] = int(np.count_nonzero(refusal[:-1] == status))
+    out = gone | refused
     report = {
-        "pack": "(none: erasures only)",
-        "rules": "erasures only (no pack): events of erased subjects up to their erasure are left out (GDPR Art. 17)",
-        "events": {"total": len(events), "kept": int((~gone).sum()), "excluded": {"erased": int(gone.sum())}},
-        "subjects": {"erased": len(np.unique(codes[gone]))},
+        "pack": "(none: erasures and refusals)",
+        "rules": (
+            "no pack: events of erased subjects up to their erasure (GDPR Art. 17), and every event of a subject whose "
+            "consent to personalization in force is withdrawn, denied, objected or opted out (GDPR Art. 7(3), 21; "
+            "CCPA §1798.120), are left out"
+        ),
+        "events": {"total": len(events), "kept": int((~out).sum()), "excluded": excluded},
+        "subjects": {"erased": len(np.unique(codes[gone])), **refused_subjects},
         ERASURES_SEEN: seen,
     }
-    if not gone.any():
+    if not out.any():
         return dataset, report
-    return dataset.subset(~gone), report
+    return dataset.subset(~out), report
+
+
+def _refusal(own: str | None, suppression: Any) -> str:
+    """The refusal a subject's consent to :data:`PROFILING_PURPOSE` says (``""``: none): their own record in force
+    decides; without one, the restriction their suppression record kept through an erasure."""
+    if own is not None:
+        return own if own in REFUSALS else ""
+    kept = (getattr(suppression, "denied", None) or {}).get(PROFILING_PURPOSE)
+    status = kept.get("status") if isinstance(kept, Mapping) else None
+    return status if status in REFUSALS else ""
 
 
 def erased_until(subjects: list[str], suppressions: dict[str, Any]) -> np.ndarray:
