@@ -51,6 +51,24 @@ def text(value: Any, name: str, limit: int) -> str:
     return value
 
 
+def subject_text(value: Any, name: str, limit: int, *, subject_id: str | int) -> str:
+    """:func:`text` for a field stored in clear beside ``subject_id``'s pseudonym (a consent record's purpose or
+    jurisdiction, in its row and its trail event): refused if it carries the subject's raw id, by the rule of
+    :func:`refuse_raw_ids`. Erasure shreds the pseudonym's secret, not these fields: a raw id in them would
+    outlive it on the append-only trail."""
+    value = text(value, name, limit)
+    refuse_raw_ids(value, field=name, subject_ids=[subject_id])
+    return value
+
+
+def holds_raw_id(value: str, subject_id: str) -> bool:
+    """Whether the text ``value`` carries ``subject_id`` by the rule of :func:`refuse_raw_ids` (whole, from four
+    characters; inside a longer text, from six): the row-wise test of bulk checks."""
+    if len(subject_id) < _MIN_EXACT_LENGTH or not value:
+        return False
+    return value == subject_id or (len(subject_id) >= _MIN_CONTAINED_LENGTH and subject_id in value)
+
+
 def item_id(value: Any, name: str = "item_id") -> str:
     """An item id as stored: a string (integers are turned into their decimal string)."""
     if isinstance(value, int) and not isinstance(value, bool):

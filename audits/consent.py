@@ -68,7 +68,7 @@ from sqlalchemy import Connection, bindparam, case, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from audits._common import actor_name, aware, in_values, json_object, lookup_pseudonyms, one_of, text
+from audits._common import actor_name, aware, in_values, json_object, lookup_pseudonyms, one_of, subject_text
 from audits.consent_import import BatchOutcome, append_consent_batch
 from audits.models import (
     CONSENT_RESTRICTIVENESS,
@@ -198,11 +198,12 @@ def record_consent(
     ...                    status="granted", lawful_basis="consent", source="banner",
     ...                    evidence={"banner_version": "2024-05"}, jurisdiction="EU")
     """
-    purpose = text(purpose, "purpose", 100)
+    purpose = subject_text(purpose, "purpose", 100, subject_id=subject_id)
     status = one_of(status, CONSENT_STATUSES, "status")
     lawful_basis = one_of(lawful_basis, LAWFUL_BASES, "lawful_basis")
     source = one_of(source, CONSENT_SOURCES, "source")
-    jurisdiction = None if jurisdiction is None else text(jurisdiction, "jurisdiction", 32)
+    if jurisdiction is not None:
+        jurisdiction = subject_text(jurisdiction, "jurisdiction", 32, subject_id=subject_id)
     recorded_at = aware(at, "at", not_after_now=True)
     evidence = json_object(evidence, "evidence", subject_ids=[subject_id])
     who, key = subject_record_key(session, subject_id)

@@ -64,7 +64,7 @@ import pandas as pd
 from sqlalchemy import BigInteger, Integer, String
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from audits._common import actor_name, refuse_raw_ids
+from audits._common import actor_name, holds_raw_id, refuse_raw_ids
 from audits.canonical import canonical_json
 from audits.models import Base
 from audits.sealing import find_record_keys, sealed_evidence_texts
@@ -311,6 +311,16 @@ def _evidence_plaintexts(subjects: list[Any], evidences: list[Any], rows: list[i
     return out
 
 
+def _refuse_ids_in_clear(batch: pd.DataFrame) -> None:
+    """Refuse a batch whose purpose or jurisdiction carries its row's subject id: both are stored in clear beside
+    the pseudonym, and would outlive the erasure that shreds it (as :func:`audits.consent.record_consent` refuses)."""
+    subjects = [str(s) for s in batch["subject"].tolist()]
+    for field in ("purpose", "jurisdiction"):
+        for subject, value in zip(subjects, batch[field].tolist(), strict=True):
+            if type(value) is str and holds_raw_id(value, subject):
+                refuse_raw_ids(value, field=field, subject_ids=[subject])
+
+
 def append_consent_batch(
     session: Session, batch: pd.DataFrame, *, anchor: Mapping[str, Any], actor: str | None = None
 ) -> BatchOutcome:
@@ -331,6 +341,7 @@ def append_consent_batch(
     """
     if batch.empty:
         return BatchOutcome(trail_seq=None, rows=0, added=0, already_recorded=0)
+    _refuse_ids_in_clear(batch)
     installation_key = _installation_key(session)
     hold_head_for_keys(session)  # before reading or filing any record key, as erasure expects
     # Plain lists and integer codes from here on: per-row work through pandas' string arrays costs more than the work.

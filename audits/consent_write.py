@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from audits._common import aware, json_object, one_of, text
+from audits._common import aware, json_object, one_of, subject_text
 from audits.models import CONSENT_SOURCES, CONSENT_STATUSES, LAWFUL_BASES
 
 __all__ = ["ConsentWrite", "PlannedConsent", "plan_consent", "store_consent"]
@@ -48,15 +48,20 @@ class ConsentWrite:
     def checked(self, subject_id: str | int) -> ConsentWrite:
         """This record with its fields checked as ``record_consent`` checks them (raise on a bad one)."""
         return ConsentWrite(
-            purpose=text(self.purpose, "purpose", 100),
+            purpose=subject_text(self.purpose, "purpose", 100, subject_id=subject_id),
             status=one_of(self.status, CONSENT_STATUSES, "status"),
             lawful_basis=one_of(self.lawful_basis, LAWFUL_BASES, "lawful_basis"),
             source=one_of(self.source, CONSENT_SOURCES, "source"),
             evidence=json_object(self.evidence, "evidence", subject_ids=[subject_id]),
             at=aware(self.at, "at", not_after_now=True),
-            jurisdiction=None if self.jurisdiction is None else text(self.jurisdiction, "jurisdiction", 32),
+            jurisdiction=self._jurisdiction(subject_id),
             actor=self.actor,
         )
+
+    def _jurisdiction(self, subject_id: str | int) -> str | None:
+        if self.jurisdiction is None:
+            return None
+        return subject_text(self.jurisdiction, "jurisdiction", 32, subject_id=subject_id)
 
     def entry(self, who: str, key: bytes) -> tuple[Any, dict[str, Any]]:
         """This record for pseudonym ``who`` (record key ``key``) as stored: its trail event and row fields

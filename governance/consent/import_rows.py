@@ -32,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from audits._common import holds_raw_id
 from audits.models import CONSENT_SOURCES, CONSENT_STATUSES, LAWFUL_BASES
 from governance.consent.evidence import EvidenceError, check_consent_evidence
 from governance.consent.import_table import ConsentTable
@@ -73,6 +74,7 @@ NO_BASIS = "no lawful basis: map a basis column, or import under a pack (the pur
 BAD_TIME = "time {value!r} is not an ISO 8601 time (e.g. 2026-03-01T09:30:00Z) nor Unix seconds"
 FUTURE_TIME = "time {value!r} is in the future; a future record would outrank every later choice"
 RAW_ID_IN_EVIDENCE = "evidence.{key} holds the subject's id; evidence must never name the subject"
+RAW_ID_IN_FIELD = "the {field} holds the subject's id; a consent record names the subject only by its pseudonym"
 _CONTROL = r"[\x00-\x1f\x7f]"
 _EVIDENCE_COLUMNS = ("banner_version", "origin", "tc_string", "vendor_id")
 
@@ -224,8 +226,12 @@ def _evidence(
     return [results[g] for g in groups]
 
 
-def _raw_ids(faults: _Faults, subjects: pd.Series, frame: pd.DataFrame) -> None:
-    """Evidence holding the subject's id (whole, or inside a longer text for ids of six characters or more)."""
+def _raw_ids(faults: _Faults, subjects: pd.Series, frame: pd.DataFrame, clear: dict[str, pd.Series]) -> None:
+    """Evidence holding the subject's id (whole, or inside a longer text for ids of six characters or more), and
+    the fields kept in clear (``clear``: purpose, jurisdiction) holding it by the rule of ``record_consent``."""
+    for field, values in clear.items():
+        holds = [holds_raw_id(v, s) for s, v in zip(subjects.tolist(), values.tolist(), strict=True)]
+        faults.add(np.asarray(holds, dtype=bool), field, RAW_ID_IN_FIELD.format(field=field))
     for key in _EVIDENCE_COLUMNS:
         holds = [
             bool(v) and (v == s or (len(s) >= 6 and s in v))
@@ -258,7 +264,7 @@ def check_consent_rows(
     _text(faults, jurisdictions, "jurisdiction", MAX_JURISDICTION, required=False)
     times = _times(faults, _column(table, "time"), now)
     frame = _evidence_frame(table, sources, f"{table.name} (sha256 {table.sha256})")
-    _raw_ids(faults, subjects, frame)
+    _raw_ids(faults, subjects, frame, {"purpose": purposes, "jurisdiction": jurisdictions})
     ok = ~faults.bad
     fields = pd.DataFrame({"source": sources, "status": statuses, "basis": bases, "purpose": purposes, "at": times})[ok]
     evidence = _evidence(faults, ok, frame[ok], fields, section) if ok.any() else []
