@@ -165,7 +165,8 @@ def report_item(
     """Record a report of an item; the reporter (optional) is stored only as a pseudonym."""
     item = _item(item_id)
     reason = text(reason, "reason", 10_000)
-    if reporter_id is not None:
+    if reporter_id is not None:  # both are kept with the reporter's pseudonym; the item id in clear, on the trail
+        refuse_raw_ids(item, field="item_id", subject_ids=[reporter_id])
         refuse_raw_ids(reason, field="reason", subject_ids=[reporter_id])
     created_at = aware(at, "at", not_after_now=True)
     who, stored = None, reason

@@ -238,6 +238,16 @@ BAD_INPUT = [
         "reason must not carry a raw subject id",
     ),
     (
+        lambda s: report_item(s, item_id="alice@example.org", reason="spam", reporter_id="alice@example.org"),
+        DataError,
+        r"item_id must not carry a raw subject id, but the value at \$ does",
+    ),
+    (
+        lambda s: report_item(s, item_id=9876543210, reason="spam", reporter_id=9876543210),
+        DataError,
+        "item_id must not carry a raw subject id",
+    ),
+    (
         lambda s: _case(s, severity="urgent"),
         ConfigError,
         "severity must be one of low, medium, high, critical; got 'urgent'",
