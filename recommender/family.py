@@ -38,6 +38,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import os
 import pkgutil
 import zipfile
 from abc import abstractmethod
@@ -372,6 +373,23 @@ def train_from_arrays(arrays: dict[str, np.ndarray], prefix: str = "train_") -> 
     return InteractionMatrix(matrix=matrix, user_ids=user_ids, item_ids=item_ids)
 
 
+MODEL_FILE_MODE = 0o600
+"""Permission bits of a model file: a fitted model holds the ids of the subjects it learned from (personal data),
+so only its owner may read it, whatever the umask and wherever ``--models-dir`` points."""
+
+
+def open_model_file(path: str | Path) -> Any:
+    """``path`` opened for writing a model file, owner-only (:data:`MODEL_FILE_MODE`) from its first byte; an
+    existing file is truncated and narrowed to that mode too."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, MODEL_FILE_MODE)
+    try:
+        os.fchmod(descriptor, MODEL_FILE_MODE)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return os.fdopen(descriptor, "wb")
+
+
 def save_state(path: str | Path, *, format: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
     """Write ``meta`` (JSON) and ``arrays`` to ``path`` as ``.npz`` without pickle; return the file's SHA-256.
 
@@ -385,7 +403,7 @@ def save_state(path: str | Path, *, format: str, meta: dict[str, Any], arrays: d
             array = array.astype(str)
         clean[name] = array
     document = json.dumps({"format": format, **meta}, sort_keys=True)
-    with path.open("wb") as fh:
+    with open_model_file(path) as fh:
         np.savez(fh, meta=np.array(document), **clean)
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

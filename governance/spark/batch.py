@@ -24,6 +24,7 @@ from governance.policy import LoadedPack
 from governance.suppressed import ERASURES_SEEN
 from recommender.data import Dataset
 from recommender.errors import ConfigError
+from recommender.family import open_model_file
 from recommender.feedback import MODEL_INPUT_COLUMNS, FeedbackConfig
 
 __all__ = ["ENGINES", "BatchRun", "batch_lists", "train_spark_and_record"]
@@ -124,7 +125,8 @@ def train_spark_and_record(
             artifact_location=str(artifact), actor=actor,
         )  # fmt: skip
         run_id = run.id
-    artifact.write_bytes(payload)
+    with open_model_file(artifact) as handle:  # owner-only: the file holds the ids of the subjects it learned from
+        handle.write(payload)
     timings["record"] = time.perf_counter() - mark
     return BatchRun("spark", model.version_id_, run_id, exclusions, timings, artifact=str(artifact)), model
 

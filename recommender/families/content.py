@@ -32,7 +32,19 @@ import scipy.sparse as sp
 from recommender.base import top_k_from_scores
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
-from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel, ModelTag, read_model_file, register_family, subject_rows, train_arrays, train_from_arrays
+from recommender.family import (
+    ErasureKind,
+    Family,
+    ForgetOutcome,
+    GovernedModel,
+    ModelTag,
+    open_model_file,
+    read_model_file,
+    register_family,
+    subject_rows,
+    train_arrays,
+    train_from_arrays,
+)
 from recommender.item_features import ItemFeaturizer, check_item_table
 
 __all__ = ["KNOWN_ITEMS", "UNKNOWN_ITEMS", "ContentModel", "ContentRecommender", "block_users", "explain_start"]
@@ -395,7 +407,7 @@ class ContentModel(GovernedModel):
             "featurizer_ready": bool(self.featurizer_ready_),
         }
         v = self.item_vectors_
-        with path.open("wb") as fh:
+        with open_model_file(path) as fh:
             np.savez(
                 fh,
                 meta=np.array(json.dumps(meta, sort_keys=True, default=list)),

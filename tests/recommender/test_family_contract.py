@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 
 import numpy as np
 import pytest
@@ -131,6 +132,22 @@ def test_save_load_round_trip_gives_identical_lists_and_version(family, train, t
     user = str(train.user_ids[4])
     items = [str(i) for i in model.recommend([user], k=5).item_ids[0]]
     assert [[t.to_dict() for t in ts] for ts in loaded.explain(user, items)] == [[t.to_dict() for t in ts] for ts in model.explain(user, items)]
+
+
+def test_a_model_file_is_readable_by_its_owner_only(family, train, tmp_path):
+    # A fitted model holds the ids of the subjects it learned from: never world-readable, whatever the umask,
+    # and a wider file it replaces is narrowed.
+    model = _make(family).fit(train)
+    path = tmp_path / "model.npz"
+    path.write_bytes(b"")
+    path.chmod(0o644)
+    before = os.umask(0o022)
+    try:
+        model.save(path)
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert type(model).load(path).version_id_ == model.version_id_
 
 
 def test_load_refuses_a_file_that_is_not_a_model(family, tmp_path):

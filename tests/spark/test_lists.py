@@ -303,6 +303,7 @@ def test_a_model_trained_on_spark_is_a_recgov_als_model_file_that_serves_its_own
     with store.session() as session:
         registered = session.get(ModelVersion, model.version_id_) or session.query(ModelVersion).filter_by(version_id=model.version_id_).one()
         assert registered.artifact_hash == hashlib.sha256(Path(run.artifact).read_bytes()).hexdigest()
+    assert Path(run.artifact).stat().st_mode & 0o777 == 0o600  # it holds the subjects' ids: owner-only
     loaded = ALSRecommender.load(run.artifact)
     assert loaded.version_id_ == model.version_id_ and list(loaded.train_.user_ids) == list(model.user_ids)
     U = model.user_factor_matrix()
