@@ -179,6 +179,20 @@ def test_a_broken_request_body_is_refused_where_it_is_wrong_and_records_nothing(
         assert client.get("/v1/requests").json()["requests"] == before
 
 
+@pytest.mark.parametrize("kind", ["export", "erasure"])
+def test_a_pack_in_the_query_of_the_id_in_path_routes_is_refused_not_ignored(server, kind: str) -> None:
+    # These routes read the pack from the body: ?pack=eu-gdpr-dsa used to be ignored and the request judged
+    # under the baseline pack's deadlines while the caller believed otherwise.
+    with server.client("auditor") as client:
+        before = client.get("/v1/requests").json()["requests"]
+    with server.client("admin") as client:
+        response = client.post(f"/v1/subjects/subj-query-pack/{kind}?pack=eu-gdpr-dsa")
+    assert response.status_code == 422, response.text
+    assert [[e["location"], e["field"]] for e in response.json()["errors"]] == [["query", "pack"]]
+    with server.client("auditor") as client:
+        assert client.get("/v1/requests").json()["requests"] == before
+
+
 def test_metrics_after_a_recommendation(server) -> None:
     with server.client("operator") as client:
         served = client.post(

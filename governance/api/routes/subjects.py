@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 
 from audits import list_requests
 from governance import packs as pack_store
@@ -124,8 +124,10 @@ def export(
     session: SessionDep,
     settings: SettingsDep,
     key: GovernKey,
+    request: Request,
     body: ExportCreate | None = None,
 ) -> dict[str, Any]:
+    _no_query_pack(request)
     return _export(store, session, settings, key, subject_id, body.pack if body is not None else None)
 
 
@@ -142,9 +144,20 @@ def erasure(
     session: SessionDep,
     settings: SettingsDep,
     key: GovernKey,
+    request: Request,
     body: ErasureCreate | None = None,
 ) -> dict[str, Any]:
+    _no_query_pack(request)
     return _erase(store, session, settings, key, subject_id, body.pack if body is not None else "baseline")
+
+
+QUERY_PACK = "the pack goes in the body ({\"pack\": NAME}), not in the query: ?pack= would be ignored and the request judged under another pack's deadlines"
+
+
+def _no_query_pack(request: Request) -> None:
+    """A 422 for ``?pack=`` on the routes that read the pack from the body (it would be ignored silently)."""
+    if "pack" in request.query_params:
+        raise Problem(422, QUERY_PACK, errors=[{"location": "query", "field": "pack", "message": QUERY_PACK}])
 
 
 @router.get("/v1/requests", summary="Subject requests, oldest first (auditor)")
