@@ -69,11 +69,24 @@ def holds_raw_id(value: str, subject_id: str) -> bool:
     return value == subject_id or (len(subject_id) >= _MIN_CONTAINED_LENGTH and subject_id in value)
 
 
+ITEM_ID_PADDED = (
+    "{name} {value!r} holds surrounding spaces or invisible characters; item ids are matched exactly and the "
+    "data loaders strip them, so it would name no item of any list: give the id as the data has it"
+)
+
+
 def item_id(value: Any, name: str = "item_id") -> str:
-    """An item id as stored: a string (integers are turned into their decimal string)."""
+    """An item id as stored: a string (integers are turned into their decimal string).
+
+    An id with whitespace at either end is refused: served lists hold the ids the loaders read, stripped, so
+    a flag, report or block of ``"i42 "`` would keep nothing out of any list while saying it does (the same
+    rule as :func:`audits.availability.check_change`)."""
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    return text(value, name, 200)
+    value = text(value, name, 200)
+    if value != value.strip() or not value.isprintable():
+        raise DataError(ITEM_ID_PADDED.format(name=name, value=value))
+    return value
 
 
 def aware(value: datetime | None, name: str, *, not_after_now: bool = False) -> datetime:

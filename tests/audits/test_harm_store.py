@@ -264,6 +264,15 @@ BAD_INPUT = [
         "unknown escalation case 5",
     ),
     (lambda s: set_flag_active(s, 5, active=True), ConfigError, "unknown item flag 5"),
+    # served lists hold the stripped ids the loaders read: a padded id would keep nothing out while saying it does
+    (
+        lambda s: flag_item(s, item_id="i00573 ", category="x", confidence=0.99, source="api"),
+        DataError,
+        "item_id 'i00573 ' holds surrounding spaces or invisible characters",
+    ),
+    (lambda s: report_item(s, item_id=" i00573", reason="r"), DataError, "holds surrounding spaces"),
+    (lambda s: block_item(s, item_id="i00573\u200b", blocked=True, reason="r"), DataError, "invisible characters"),
+    (lambda s: _case(s, item="i00573\t"), DataError, "holds surrounding spaces"),
 ]
 
 
