@@ -18,6 +18,7 @@ a file of another family with a located error.
 
 from __future__ import annotations
 
+import re
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -67,7 +68,7 @@ class FamilyPersonalizer(Personalizer):
         n = self.n_candidates(k)
         return history, ids[keep][:n], scores[keep][:n].astype(np.float32)
 
-    def explain(self, history: tuple[np.ndarray, np.ndarray], ids: np.ndarray) -> Any:
+    def explain(self, history: tuple[np.ndarray, np.ndarray], ids: np.ndarray, n: int = 0) -> Any:
         """No ALS decomposition: :meth:`govern` puts the family's tags in its place."""
         return _NoDecomposition(np.full((len(ids), 0), -1, dtype=np.int64), np.zeros((len(ids), 0)))
 
@@ -81,11 +82,39 @@ class FamilyPersonalizer(Personalizer):
         user = str(model.train_.user_ids[row])
         item_ids = [str(i) for i in self._item_ids[np.asarray(made.items, dtype=np.int64)]]
         family_tags = model.explain(user, item_ids) if item_ids else []
+        hidden = {str(i) for i in self._item_ids[self._blocked_idx]}
         tags = [
-            [t for t in base if t.get("kind") != _BECAUSE] + [tag.to_dict() for tag in own]
+            [t for t in base if t.get("kind") != _BECAUSE] + [_without(tag.to_dict(), hidden) for tag in own]
             for base, own in zip(made.tags, family_tags)
         ]
         return PersonalizedList(made.items, made.scores, tags)
+
+
+WITHHELD = "an item no longer shown"
+"""What a family's tag text says in place of a named item no list may hold."""
+
+
+def _without(tag: dict[str, Any], hidden: set[str]) -> dict[str, Any]:
+    """``tag`` (a family's, as a dict) naming none of ``hidden``, the items no list may hold (blocked, under
+    review): they leave its ``items``, the evidence lists that run beside them and its text; ``evidence``
+    says how many were ``withheld``. A tag naming none of them is returned as it is."""
+    items = [str(i) for i in tag.get("items") or ()]
+    keep = [i not in hidden for i in items]
+    if all(keep):
+        return tag
+    kept = [i for i, k in zip(items, keep) if k]
+    text = str(tag.get("text", ""))
+    listed = ", ".join(items)
+    if listed and listed in text:
+        text = text.replace(listed, ", ".join(kept) or "your history")
+    for item in (i for i, k in zip(items, keep) if not k):  # a text that lists them otherwise
+        text = re.sub(rf"(?<![\w.-]){re.escape(item)}(?![\w.-])", WITHHELD, text)
+    evidence = {
+        key: [v for v, k in zip(value, keep) if k] if isinstance(value, list) and len(value) == len(items) else value
+        for key, value in (tag.get("evidence") or {}).items()
+    }
+    evidence["withheld"] = len(items) - len(kept)
+    return {**tag, "text": text, "items": kept, "evidence": evidence}
 
 
 class FamilyServingEngine(ServingEngine):

@@ -699,6 +699,8 @@ class PoolTags(Sequence):
 
 
 _BECAUSE = TagKind.because_you_interacted.value
+TAG_CONTRIBUTORS = 3
+"""History items a ``because you interacted`` tag names at most."""
 _BECAUSE_TEXT = TAG_TEXT[TagKind.because_you_interacted]
 
 
@@ -832,15 +834,26 @@ class Personalizer:
         return PersonalizedList(ids, rounded, list(PoolTags(*self._tag_figures(history, ids), reasons.tolist())))
 
     def _tag_figures(self, history: tuple[np.ndarray, np.ndarray], ids: np.ndarray) -> tuple[list, list, list]:
-        """The ``because you interacted`` figures of model rows ``ids``: contributors' names, which are present, weights."""
-        ex = self.explain(history, ids)
-        return self._item_ids[np.maximum(ex.contributors, 0)].tolist(), (ex.contributors >= 0).tolist(), ex.weights.tolist()
+        """The ``because you interacted`` figures of model rows ``ids``: contributors' names, which are present, weights.
 
-    def explain(self, history: tuple[np.ndarray, np.ndarray], ids: np.ndarray) -> Any:
-        """The exact decomposition of the model's scores of ``ids`` over the user's history
-        (:func:`governance.explain.explain_als_list`); another model's engine gives its own."""
+        A tag names only what makes it true and may be shown: a history item whose contribution raised the
+        score (one that lowered it is no reason), and never an item no list may hold (blocked, under review):
+        the next contributors take their places."""
+        hidden = self.blocked_mask[history[0]]
+        ex = self.explain(history, ids, n=TAG_CONTRIBUTORS + int(np.count_nonzero(hidden)))
+        contributors, weights = ex.contributors, ex.weights
+        named = (contributors >= 0) & (np.nan_to_num(weights, nan=0.0) > 0) & ~self.blocked_mask[np.maximum(contributors, 0)]
+        order = np.argsort(~named, axis=1, kind="stable")[:, :TAG_CONTRIBUTORS]  # the named ones first, best first
+        contributors = np.take_along_axis(contributors, order, axis=1)
+        weights = np.take_along_axis(weights, order, axis=1)
+        named = np.take_along_axis(named, order, axis=1)
+        return self._item_ids[np.maximum(contributors, 0)].tolist(), named.tolist(), weights.tolist()
+
+    def explain(self, history: tuple[np.ndarray, np.ndarray], ids: np.ndarray, n: int = TAG_CONTRIBUTORS) -> Any:
+        """The exact decomposition of the model's scores of ``ids`` over the user's history, its ``n`` largest
+        contributions per item (:func:`governance.explain.explain_als_list`); another model's engine gives its own."""
         model = self.model
-        return explain_als_list(model.item_factors_, model.regularization, model.alpha, history[0], history[1], ids, n=3, gram=self._gram)
+        return explain_als_list(model.item_factors_, model.regularization, model.alpha, history[0], history[1], ids, n=n, gram=self._gram)
 
 
 

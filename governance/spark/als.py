@@ -244,7 +244,7 @@ class SparkALSPersonalizer(Personalizer):
         made.__dict__.update(base.__dict__)
         return made
 
-    def explain(self, history: tuple[np.ndarray, np.ndarray], ids: np.ndarray) -> Any:
+    def explain(self, history: tuple[np.ndarray, np.ndarray], ids: np.ndarray, n: int = 3) -> Any:
         model = self.model
         alpha = model.alpha
         values = np.asarray(history[1], dtype=np.float64)
@@ -256,5 +256,5 @@ class SparkALSPersonalizer(Personalizer):
             factors = model.item_factors_.astype(np.float64)
             yty = self._spark_yty = factors.T @ factors
         return explain_als_list(
-            model.item_factors_, model.regularization * int(positive.sum()), alpha, history[0], as_values, ids, n=3, yty=yty
+            model.item_factors_, model.regularization * int(positive.sum()), alpha, history[0], as_values, ids, n=n, yty=yty
         )
