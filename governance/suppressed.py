@@ -309,7 +309,11 @@ def drop_erased_events(dataset: Dataset, store: Any) -> tuple[Dataset, dict[str,
     }
     if not out.any():
         return dataset, report
-    return dataset.subset(~out), report
+    kept = dataset.subset(~out)
+    # The data as given and as trained on, as a pack's filter records them: a deployment policy that binds a gate
+    # to "the model's own training data" accepts the data as given (governance.deploy_policy.training_hashes).
+    report["dataset"] = {"before": dataset.content_hash(), "after": kept.content_hash()}
+    return kept, report
 
 
 def _refusal(own: str | None, suppression: Any) -> str:

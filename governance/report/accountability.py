@@ -224,6 +224,7 @@ def accountability(
     section the pack does not declare is None and named in ``missing``.
     """
     from governance.deploy import deployed_versions
+    from governance.escalation import items_out_of_lists
 
     times = timeliness(session)
     modes = decision_modes(session, model_version_id)
@@ -243,5 +244,6 @@ def accountability(
         "timeliness": times,
         "decisions": modes,
         "items_blocked": blocks,
+        "items_kept_out": len(items_out_of_lists(session, pack)),
         "deployed": {stage: sorted(versions) for stage, versions in deployed_versions(session).items() if stage != "retired"},
     }

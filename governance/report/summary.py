@@ -90,7 +90,11 @@ def _audit_sentences(audits: list[dict[str, Any]], deployments: list[dict[str, A
 
 def _in_force_sentences(extra: dict[str, Any], document_policy: dict[str, Any] | None) -> list[str]:
     """Item blocks, requests past their deadline, and the pack sections the report could not show."""
-    out = [f"{extra['items_blocked']} item(s) are blocked from every list."]
+    kept, blocked = extra.get("items_kept_out", extra["items_blocked"]), extra["items_blocked"]
+    out = [
+        f"{kept} item(s) are kept out of every list now: {blocked} blocked by an escalation decision"
+        + (f", {kept - blocked} under review in an open case or flagged in a category the pack blocks." if kept > blocked else ".")
+    ]
     requests = extra["timeliness"]["subject_requests"]
     late = sum(c["late"] for c in requests.values())
     overdue = sum(c["open_overdue"] for c in requests.values())

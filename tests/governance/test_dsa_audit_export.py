@@ -53,7 +53,7 @@ def built(consented_store: ConsentedStore) -> Iterator[dict[str, object]]:
     root, url = consented_store.root, consented_store.url
     consented_store.cli("deploy", "policy", "set", "canary", "--pack", "eu-gdpr-dsa", "--min-users", "100", "--json")
     gated = consented_store.train_under_eu_pack()
-    other = consented_store.train()
+    other = consented_store.train("--factors", "6")  # another recipe: without a pack it learns from the same subjects as the EU pack's run
     consented_store.cli("deploy", "promote", gated, "--to", "shadow", "--json")
     consented_store.cli("deploy", "promote", gated, "--to", "canary", "--data", DATA, "--out", str(root / "g"), "--json")
     for user in USERS:
