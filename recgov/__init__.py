@@ -30,6 +30,7 @@ from audits.db import Store
 from audits.db import open_store as _open_store
 from audits.settings import get_settings
 from governance.audit import AuditOutcome, run_audit
+from governance.audit_inputs import evaluation_events
 from governance.governed_list import serve_list
 from governance.policy import LoadedPack
 from governance.privacy import erase_subject
@@ -125,6 +126,9 @@ def load_data(source: str | Path, mapping: ColumnMapping | None = None) -> Datas
     return _load_data(source, mapping)
 
 
+PACK_NEEDS_STORE = "evaluate(pack=...) reads the subjects' consent from a store; pass store=open_store(...) too"
+
+
 def evaluate(
     dataset: Dataset,
     *,
@@ -135,14 +139,20 @@ def evaluate(
     n_trials: int = 20,
     random_state: int = 0,
     store: Store | None = None,
+    pack: LoadedPack | None = None,
 ) -> EvaluationRun:
     """Split, tune on a validation part of the training data, and compare ALS with the baselines.
 
     Nothing is recorded: this is the offline evaluation of ``recgov evaluate``
     (precision, recall, NDCG, MAP, coverage, exposure Gini, novelty and more,
     per segment, and each model's lift over popularity and random). With a
-    ``store``, the events of subjects erased there are left out first, as
-    training leaves them out.
+    ``store``, the events of subjects erased there, or whose consent to
+    personalization says no, are left out first, as training leaves them out.
+    With a ``pack`` too, the models are fitted only on what the audit under it
+    refits on (:func:`governance.audit_inputs.evaluation_events`: under an
+    opt-in purpose, a subject without a consent record is left out), and
+    :class:`governance.audit_inputs.NothingToEvaluate` (a :class:`ConfigError`)
+    is raised before any fit when nobody is left.
 
     Examples
     --------
@@ -151,7 +161,11 @@ def evaluate(
     >>> sorted(run.comparison.evaluations)[:2]
     ['als', 'item_knn']
     """
-    if store is not None:
+    if pack is not None:
+        if store is None:
+            raise ConfigError(PACK_NEEDS_STORE)
+        dataset, _ = evaluation_events(pack, dataset, store)
+    elif store is not None:
         dataset, _ = drop_erased_events(dataset, store)
     return run_evaluation(
         dataset,

@@ -23,7 +23,7 @@ from recommender.errors import ConfigError
 from recommender.feedback import FeedbackConfig
 from recommender.loaders import ColumnMapping, load_data
 
-__all__ = ["register", "DataArg", "FormatOpt", "MapOpt", "ItemsOpt", "ItemsMapOpt", "JsonOpt", "load_dataset", "print_rows"]
+__all__ = ["register", "evaluation_data", "left_out_line", "DataArg", "FormatOpt", "MapOpt", "ItemsOpt", "ItemsMapOpt", "JsonOpt", "load_dataset", "print_rows"]
 
 ITEMS_MAP_WITHOUT_ITEMS = "--items-map describes the columns of an item table; give the table with --items PATH"
 
@@ -267,6 +267,55 @@ def without_erased_events(dataset: Any, database_url: str | None) -> tuple[Any, 
         store.close()
 
 
+EVALUATION_RULES = (
+    "the pack's consent rules, as a training run under it applies them (consent for personalization in force, "
+    "objections, erasures; the retention window is not applied): governance.audit_inputs.evaluation_events, what the audit refits on"
+)
+
+
+def evaluation_data(dataset: Any, database_url: str | None, loaded: Any = None) -> tuple[Any, dict[str, Any] | None]:
+    """The events an offline evaluation may fit models on, and a report of what was left out.
+
+    Fitting a model on a subject's events is profiling them, whether the model is
+    kept or not. Under a pack (``loaded``) these are the events the audit refits on
+    (:func:`governance.audit_inputs.evaluation_events`: under a pack with consent
+    rules, only the subjects a training run under it may learn from, so under an
+    opt-in purpose a subject without a record is left out), read from the store
+    named (or the default one, opened as the audit opens it); when none is left,
+    :class:`governance.audit_inputs.NothingToEvaluate` is raised before any fit.
+    Without a pack, :func:`without_erased_events` (erasures and recorded refusals).
+    The report: ``events`` (``total``, ``kept``, ``excluded`` per reason), and the
+    pack and the rules under a pack; None without a pack and without a store.
+    """
+    if loaded is None:
+        return without_erased_events(dataset, database_url)
+    from audits import open_store
+    from governance.audit_inputs import evaluation_events
+
+    store = open_store(database_url)
+    try:
+        kept, left_out = evaluation_events(loaded, dataset, store)
+    finally:
+        store.close()
+    report = {
+        **loaded.stamp(),
+        "rules": EVALUATION_RULES,
+        "events": {"total": len(dataset.events), "kept": len(kept.events), "excluded": left_out},
+    }
+    return kept, report
+
+
+def left_out_line(report: dict[str, Any] | None) -> str | None:
+    """One line saying how many events an offline evaluation left out and why (None when it left out none)."""
+    events = (report or {}).get("events") or {}
+    excluded = {reason: n for reason, n in (events.get("excluded") or {}).items() if n}
+    if not excluded:
+        return None
+    reasons = ", ".join(f"{n:,} {reason}" for reason, n in excluded.items())
+    under = f"under pack {report['pack']}" if report.get("pack_hash") else "without a pack (erasures and refusals)"
+    return f"left out {sum(excluded.values()):,} of {events['total']:,} events {under}: {reasons}"
+
+
 def evaluate_command(
     data: DataArg,
     data_format: FormatOpt = None,
@@ -286,7 +335,7 @@ def evaluate_command(
         bool, typer.Option("--ablate", help="Report each re-ranker's, event type's and model component's effect on quality and fairness (paired bootstrap over users).")
     ] = False,
     ablate_pack: Annotated[
-        Optional[str], typer.Option("--pack", "-p", help="With --ablate: the pack whose re-ranking steps are ablated (and applied to every variant). With --families: every family's inputs must be on the pack's minimization allow-list, or nothing is fitted.", show_default=False)
+        Optional[str], typer.Option("--pack", "-p", help="With --ablate: the pack whose re-ranking steps are ablated (and applied to every variant). With --families: every family's inputs must be on the pack's minimization allow-list, or nothing is fitted. Either way every fit sees only the events the pack's consent rules allow (what its audit refits on: under an opt-in purpose, no record means no), read from the store.", show_default=False)
     ] = None,
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=1, help="With --ablate: bootstrap resamples per interval.")] = 500,
     families: Annotated[
@@ -301,7 +350,7 @@ def evaluate_command(
     carbon: Annotated[bool, typer.Option("--carbon/--no-carbon", help="With --families: measure each family's fit with codecarbon.")] = True,
     json_output: JsonOpt = False,
 ) -> None:
-    """Evaluate ALS against popularity, random and item-kNN on one split (erased subjects' events left out); with --families, any model families."""
+    """Evaluate ALS against popularity, random and item-kNN on one split (erased subjects' and refusals' events left out; with --pack, all but what its consent rules allow); with --families, any model families."""
     from recommender.pipeline import run_evaluation
     from recommender.split import SplitConfig
 
@@ -329,7 +378,8 @@ def evaluate_command(
         dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output, data_format=data_format)
         if chosen is not None and loaded is not None:
             _check_families_allowed(chosen, loaded, dataset)
-        dataset, erased = without_erased_events(dataset, database_url)
+        # Every fit below, tuning included, sees only what the pack (or, without one, erasures and refusals) allows.
+        dataset, erased = evaluation_data(dataset, database_url, loaded)
         if ablate:
             _ablate(dataset, config, threshold, k, tune, trials, seed, loaded, bootstrap, erased, json_output)
             return
@@ -355,9 +405,9 @@ def evaluate_command(
     if json_output:
         emit_json({**run.to_dict(), "privacy_filter": erased, **({"pack": loaded.name} if chosen is not None and loaded is not None else {})})
         return
-    left_out = (erased or {}).get("events", {}).get("excluded", {}).get("erased", 0)
+    left_out = left_out_line(erased)
     if left_out:
-        console.print(f"left out {left_out:,} events of erased subjects (GDPR Art. 17)", highlight=False)
+        console.print(left_out, highlight=False, soft_wrap=True)
     d = run.dataset
     s = run.split
     console.print(f"[bold]{d['name']}[/]: {d['n_events']:,} events, {d['n_users']:,} users, {d['n_items']:,} items")
@@ -423,6 +473,9 @@ def _ablate(dataset: Any, config: Any, threshold: float, k: int, tune: bool, tri
     if json_output:
         emit_json({**report, "privacy_filter": erased})
         return
+    left_out = left_out_line(erased)
+    if left_out:
+        console.print(left_out, highlight=False, soft_wrap=True)
     console.print(
         f"ablation at k={k} on {report['n_users']:,} test users: effect = full - without the component, "
         f"{report['confidence']:.0%} paired bootstrap interval over users ({report['n_bootstrap']} resamples; * excludes 0); "

@@ -9,12 +9,16 @@ With ``--out DIR`` it writes ``tradeoff.json`` (every point, its figures, which 
 on the front, the lineage: data, split seeds and training-matrix hashes, ALS
 parameters, steps) and ``tradeoff.png`` / ``tradeoff.svg``.
 
-The events of erased subjects (up to their erasure) are left out, as training
-leaves them out (:func:`governance.cli.core.without_erased_events`).
+The fits see only the events the pack's consent rules allow, the events its audit
+refits on (:func:`governance.cli.core.evaluation_data`, through
+:func:`governance.audit_inputs.evaluation_events`: under an opt-in purpose a subject
+without a consent record is left out; so are objections, refusals and erased
+subjects' events up to their erasure); ``lineage.privacy_filter`` counts what was
+left out per reason. When nothing is left, nothing is fitted or written.
 
 Exit codes: 0 drawn, 2 bad usage or input (a pack without re-ranking, an unknown
 step or parameter in ``--grid``, an empty grid, unreadable data, an ``--out``
-that is a file).
+that is a file, no event the pack allows to be profiled).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import typer
 
 from governance.cli._common import RequiredPackOpt, console, emit_json, load_or_fail, opened_store, to_json, user_errors
 from governance.cli.store import DatabaseUrl, store_errors
-from governance.cli.core import DataArg, FormatOpt, ItemsMapOpt, ItemsOpt, JsonOpt, MapOpt, load_dataset, print_rows, without_erased_events
+from governance.cli.core import DataArg, FormatOpt, ItemsMapOpt, ItemsOpt, JsonOpt, MapOpt, evaluation_data, left_out_line, load_dataset, print_rows
 from recommender.errors import ConfigError
 
 __all__ = ["register", "tradeoff_command"]
@@ -90,7 +94,7 @@ def tradeoff_command(
             lineage_of(session, record)
     with user_errors():
         dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output, data_format=data_format)
-        dataset, erased = without_erased_events(dataset, database_url)  # erased subjects' events never train the fit
+        dataset, erased = evaluation_data(dataset, database_url, loaded)  # before any fit; refused when nobody is left
         result = tradeoff_front(dataset, loaded.pack, grid=the_grid, seeds=seed_list, n_boot=n_boot, detect_gap=detect_gap, compare=pair)
         result["lineage"]["privacy_filter"] = erased
     if record is not None:
@@ -109,6 +113,9 @@ def tradeoff_command(
     if json_output:
         emit_json(result)
         return
+    left_out = left_out_line(erased)
+    if left_out:
+        console.print(left_out, highlight=False, soft_wrap=True)
     rows = []
     for p in result["points"]:
         rows.append({
