@@ -49,3 +49,27 @@ def count(url: str, table: str) -> int:
             return connection.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
     finally:
         store.close()
+
+
+def import_consent(data: object, folder: object, *, database_url: str | None = None, pack: str = "eu-gdpr-dsa", without: set[str] = frozenset(), **shares: float) -> set[str]:
+    """Import DATA's users' consent into the store, as a consent-management platform's export would bring it.
+
+    Writes the synthetic export of ``recgov consent synth-export`` under ``folder`` (its purposes from ``pack``;
+    ``shares``: ``refusals``, ``withdrawals``, ``gpc``), drops the rows of the subjects in ``without`` (who are then
+    left with no record), and imports the rest with ``recgov consent import``. Returns the subjects whose records were
+    imported.
+    """
+    import pandas as pd
+    from pathlib import Path
+
+    target = Path(str(folder)) / "consent.csv"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    options = [f"--{name}={value}" for name, value in shares.items()]
+    ok("consent", "synth-export", data, "--out", target, "--pack", pack, *options)
+    export = pd.read_csv(target, dtype={"subject": str}, keep_default_na=False)
+    if without:
+        export = export[~export["subject"].isin(without)]
+        export.to_csv(target, index=False)
+    store = ("--database-url", database_url) if database_url else ()
+    ok("consent", "import", target, "--pack", pack, *store)
+    return set(export["subject"])

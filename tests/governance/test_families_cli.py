@@ -16,6 +16,7 @@ from governance.policy import load_pack
 from recommender.errors import ConfigError
 from recommender.families.ease import EASEModel
 from recommender.family import ErasureKind, Family, families
+from tests.governance.cli_helpers import import_consent
 
 runner = CliRunner()
 SMALL = "synthetic:n_users=200,n_items=120,n_interactions=6000,seed=3"
@@ -163,7 +164,7 @@ def test_a_pack_without_an_allow_list_lets_through_interactions_only(eu):
         check_family_inputs(_probe("session_probe", {"interactions", "session_id"}), bare)
 
 
-def test_evaluate_refuses_a_family_the_pack_does_not_allow_before_any_fit(monkeypatch):
+def test_evaluate_refuses_a_family_the_pack_does_not_allow_before_any_fit(monkeypatch, tmp_path):
     probe = _probe("attr_probe", {"interactions", "user_attributes"})
     family_registry.families()  # discover first, so the probe joins a full registry
     monkeypatch.setitem(family_registry._FAMILIES, "attr_probe", probe)
@@ -174,6 +175,7 @@ def test_evaluate_refuses_a_family_the_pack_does_not_allow_before_any_fit(monkey
     assert "minimization.purposes.personalization.allowed_inputs" in result.stderr and "'attr_probe'" in result.stderr
     assert fitted == []
     monkeypatch.undo()
+    import_consent(SMALL, tmp_path)  # under the pack only consented subjects are fitted: no record means no
     ok = runner.invoke(app, ["evaluate", SMALL, "--families", "ease", "--pack", "eu-gdpr-dsa", "--no-tune", "--no-carbon", "--json"])
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)["pack"] == "eu-gdpr-dsa"

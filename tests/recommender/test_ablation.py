@@ -14,6 +14,7 @@ from recommender import metrics as M
 from recommender.ablation import METRICS, _gini_rows, paired_effects
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError
+from tests.governance.cli_helpers import import_consent
 
 DATA = "synthetic:n_users=300,n_items=200,n_interactions=12000,seed=4"
 
@@ -66,6 +67,7 @@ def test_the_paired_interval_is_the_spread_of_the_difference_and_gini_per_resamp
 
 def test_evaluate_ablate_reports_every_component_as_json_and_a_table(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("RECGOV_HOME", str(tmp_path))
+    import_consent(DATA, tmp_path)  # under the pack the fits see only consented subjects: no record means no
     runner = CliRunner()
     args = ["evaluate", DATA, "--no-tune", "--ablate", "--bootstrap", "100", "--pack", "eu-gdpr-dsa"]
     done = runner.invoke(app, [*args, "--json"], catch_exceptions=False)
