@@ -8,7 +8,7 @@ engines, and a bulk pseudonym lookup.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -51,20 +51,23 @@ def text(value: Any, name: str, limit: int) -> str:
     return value
 
 
-def subject_text(value: Any, name: str, limit: int, *, subject_id: str | int) -> str:
+def subject_text(value: Any, name: str, limit: int, *, subject_id: str | int, vocabulary: Collection[str] = ()) -> str:
     """:func:`text` for a field stored in clear beside ``subject_id``'s pseudonym (a consent record's purpose or
     jurisdiction, in its row and its trail event): refused if it carries the subject's raw id, by the rule of
     :func:`refuse_raw_ids`. Erasure shreds the pseudonym's secret, not these fields: a raw id in them would
-    outlive it on the append-only trail."""
+    outlive it on the append-only trail. A word of ``vocabulary`` (the pack's purposes) is the pack's, not the
+    person's, even for a subject whose id is that word: it is kept."""
     value = text(value, name, limit)
-    refuse_raw_ids(value, field=name, subject_ids=[subject_id])
+    if value not in vocabulary:
+        refuse_raw_ids(value, field=name, subject_ids=[subject_id])
     return value
 
 
-def holds_raw_id(value: str, subject_id: str) -> bool:
+def holds_raw_id(value: str, subject_id: str, vocabulary: Collection[str] = ()) -> bool:
     """Whether the text ``value`` carries ``subject_id`` by the rule of :func:`refuse_raw_ids` (whole, from four
-    characters; inside a longer text, from six): the row-wise test of bulk checks."""
-    if len(subject_id) < _MIN_EXACT_LENGTH or not value:
+    characters; inside a longer text, from six): the row-wise test of bulk checks. A word of ``vocabulary`` never
+    does (see :func:`subject_text`)."""
+    if len(subject_id) < _MIN_EXACT_LENGTH or not value or value in vocabulary:
         return False
     return value == subject_id or (len(subject_id) >= _MIN_CONTAINED_LENGTH and subject_id in value)
 

@@ -59,7 +59,7 @@ import pickle
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -172,11 +172,16 @@ def record_consent(
     jurisdiction: str | None = None,
     at: datetime | None = None,
     actor: str | None = None,
+    vocabulary: Collection[str] = (),
 ) -> ConsentRecordRow:
     """Append a consent record for ``subject_id`` (stored only as its pseudonym).
 
     Parameters
     ----------
+    purpose, jurisdiction
+        Stored in clear (in the row and its trail event), so refused when they carry the subject's raw id,
+        unless a word of ``vocabulary`` (the pack's purposes: the pack's word, not the person's, even for a
+        subject whose id is ``personalization``).
     status
         ``granted``, ``denied``, ``withdrawn``, ``opted_out`` or ``objected``.
     lawful_basis
@@ -198,12 +203,13 @@ def record_consent(
     ...                    status="granted", lawful_basis="consent", source="banner",
     ...                    evidence={"banner_version": "2024-05"}, jurisdiction="EU")
     """
-    purpose = subject_text(purpose, "purpose", 100, subject_id=subject_id)
+    vocabulary = frozenset(vocabulary)
+    purpose = subject_text(purpose, "purpose", 100, subject_id=subject_id, vocabulary=vocabulary)
     status = one_of(status, CONSENT_STATUSES, "status")
     lawful_basis = one_of(lawful_basis, LAWFUL_BASES, "lawful_basis")
     source = one_of(source, CONSENT_SOURCES, "source")
     if jurisdiction is not None:
-        jurisdiction = subject_text(jurisdiction, "jurisdiction", 32, subject_id=subject_id)
+        jurisdiction = subject_text(jurisdiction, "jurisdiction", 32, subject_id=subject_id, vocabulary=vocabulary)
     recorded_at = aware(at, "at", not_after_now=True)
     evidence = json_object(evidence, "evidence", subject_ids=[subject_id])
     who, key = subject_record_key(session, subject_id)

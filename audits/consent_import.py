@@ -53,7 +53,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -311,18 +311,18 @@ def _evidence_plaintexts(subjects: list[Any], evidences: list[Any], rows: list[i
     return out
 
 
-def _refuse_ids_in_clear(batch: pd.DataFrame) -> None:
+def _refuse_ids_in_clear(batch: pd.DataFrame, vocabulary: Collection[str]) -> None:
     """Refuse a batch whose purpose or jurisdiction carries its row's subject id: both are stored in clear beside
     the pseudonym, and would outlive the erasure that shreds it (as :func:`audits.consent.record_consent` refuses)."""
     subjects = [str(s) for s in batch["subject"].tolist()]
     for field in ("purpose", "jurisdiction"):
         for subject, value in zip(subjects, batch[field].tolist(), strict=True):
-            if type(value) is str and holds_raw_id(value, subject):
+            if type(value) is str and holds_raw_id(value, subject, vocabulary):
                 refuse_raw_ids(value, field=field, subject_ids=[subject])
 
 
 def append_consent_batch(
-    session: Session, batch: pd.DataFrame, *, anchor: Mapping[str, Any], actor: str | None = None
+    session: Session, batch: pd.DataFrame, *, anchor: Mapping[str, Any], actor: str | None = None, vocabulary: Collection[str] = ()
 ) -> BatchOutcome:
     """Append a batch of validated consent records (columns :data:`BATCH_COLUMNS`), anchored by one trail event.
 
@@ -341,7 +341,7 @@ def append_consent_batch(
     """
     if batch.empty:
         return BatchOutcome(trail_seq=None, rows=0, added=0, already_recorded=0)
-    _refuse_ids_in_clear(batch)
+    _refuse_ids_in_clear(batch, frozenset(vocabulary))
     installation_key = _installation_key(session)
     hold_head_for_keys(session)  # before reading or filing any record key, as erasure expects
     # Plain lists and integer codes from here on: per-row work through pandas' string arrays costs more than the work.

@@ -44,11 +44,13 @@ class ConsentWrite:
     """When the signal was received: the record's ``recorded_at`` (the history the list was decided on holds it)."""
     jurisdiction: str | None = None
     actor: str | None = None
+    vocabulary: frozenset[str] = frozenset()
+    """The pack's purposes: words of the pack, kept in clear even for a subject whose id is one of them."""
 
     def checked(self, subject_id: str | int) -> ConsentWrite:
         """This record with its fields checked as ``record_consent`` checks them (raise on a bad one)."""
         return ConsentWrite(
-            purpose=subject_text(self.purpose, "purpose", 100, subject_id=subject_id),
+            purpose=subject_text(self.purpose, "purpose", 100, subject_id=subject_id, vocabulary=self.vocabulary),
             status=one_of(self.status, CONSENT_STATUSES, "status"),
             lawful_basis=one_of(self.lawful_basis, LAWFUL_BASES, "lawful_basis"),
             source=one_of(self.source, CONSENT_SOURCES, "source"),
@@ -56,12 +58,13 @@ class ConsentWrite:
             at=aware(self.at, "at", not_after_now=True),
             jurisdiction=self._jurisdiction(subject_id),
             actor=self.actor,
+            vocabulary=self.vocabulary,
         )
 
     def _jurisdiction(self, subject_id: str | int) -> str | None:
         if self.jurisdiction is None:
             return None
-        return subject_text(self.jurisdiction, "jurisdiction", 32, subject_id=subject_id)
+        return subject_text(self.jurisdiction, "jurisdiction", 32, subject_id=subject_id, vocabulary=self.vocabulary)
 
     def entry(self, who: str, key: bytes) -> tuple[Any, dict[str, Any]]:
         """This record for pseudonym ``who`` (record key ``key``) as stored: its trail event and row fields
@@ -80,6 +83,7 @@ class ConsentWrite:
         row = record_consent(
             session, subject_id=subject_id, purpose=self.purpose, status=self.status, lawful_basis=self.lawful_basis,
             source=self.source, evidence=self.evidence, jurisdiction=self.jurisdiction, at=self.at, actor=self.actor,
+            vocabulary=self.vocabulary,
         )  # fmt: skip
         return row.id, row.trail_seq
 

@@ -25,6 +25,7 @@ No message repeats a subject id.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -226,11 +227,14 @@ def _evidence(
     return [results[g] for g in groups]
 
 
-def _raw_ids(faults: _Faults, subjects: pd.Series, frame: pd.DataFrame, clear: dict[str, pd.Series]) -> None:
+def _raw_ids(
+    faults: _Faults, subjects: pd.Series, frame: pd.DataFrame, clear: dict[str, pd.Series], vocabulary: Collection[str]
+) -> None:
     """Evidence holding the subject's id (whole, or inside a longer text for ids of six characters or more), and
-    the fields kept in clear (``clear``: purpose, jurisdiction) holding it by the rule of ``record_consent``."""
+    the fields kept in clear (``clear``: purpose, jurisdiction) holding it by the rule of ``record_consent`` (a word
+    of ``vocabulary``, the pack's purposes, is the pack's)."""
     for field, values in clear.items():
-        holds = [holds_raw_id(v, s) for s, v in zip(subjects.tolist(), values.tolist(), strict=True)]
+        holds = [holds_raw_id(v, s, vocabulary) for s, v in zip(subjects.tolist(), values.tolist(), strict=True)]
         faults.add(np.asarray(holds, dtype=bool), field, RAW_ID_IN_FIELD.format(field=field))
     for key in _EVIDENCE_COLUMNS:
         holds = [
@@ -264,7 +268,7 @@ def check_consent_rows(
     _text(faults, jurisdictions, "jurisdiction", MAX_JURISDICTION, required=False)
     times = _times(faults, _column(table, "time"), now)
     frame = _evidence_frame(table, sources, f"{table.name} (sha256 {table.sha256})")
-    _raw_ids(faults, subjects, frame, {"purpose": purposes, "jurisdiction": jurisdictions})
+    _raw_ids(faults, subjects, frame, {"purpose": purposes, "jurisdiction": jurisdictions}, frozenset(section.purposes) if section is not None else frozenset())
     ok = ~faults.bad
     fields = pd.DataFrame({"source": sources, "status": statuses, "basis": bases, "purpose": purposes, "at": times})[ok]
     evidence = _evidence(faults, ok, frame[ok], fields, section) if ok.any() else []

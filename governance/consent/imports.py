@@ -142,7 +142,9 @@ def import_consent_table(
                 f"first_{located}": int(chunk["position"].iloc[0]), f"last_{located}": int(chunk["position"].iloc[-1]),
             }  # fmt: skip
             with store.session() as session:
-                outcome: BatchOutcome = append_consent_batch(session, chunk[list(BATCH_COLUMNS)], anchor=anchor, actor=actor)
+                outcome: BatchOutcome = append_consent_batch(
+                    session, chunk[list(BATCH_COLUMNS)], anchor=anchor, actor=actor, vocabulary=() if section is None else section.purposes
+                )
             outcomes.append({"batch": number, **{k: anchor[k] for k in (f"first_{located}", f"last_{located}")}, **outcome.to_dict()})
             bar.update(len(chunk))
     return ConsentImportReport(

@@ -224,6 +224,7 @@ def record_consent_change(
     row = record_consent(
         session, subject_id=subject_id, purpose=change.purpose, status=change.status, lawful_basis=change.lawful_basis,
         source=change.source, evidence=change.evidence, jurisdiction=jurisdiction, actor=actor,
+        vocabulary=() if pack is None else pack_policy(pack).consent.purposes,
     )  # fmt: skip
     if pack is None:
         return ConsentChange(record=row)
@@ -386,6 +387,7 @@ def record_request_signals(
                 jurisdiction=jurisdiction,
                 at=moment,
                 actor=actor,
+                vocabulary=pack_policy(pack).consent.purposes,
             )
             outcome["recorded"].append(
                 {"id": row.id, "purpose": purpose, "status": status, "source": source, "trail_seq": row.trail_seq}
@@ -457,7 +459,11 @@ def plan_request_signals(
     for record in after:  # oldest first: later ones replace (as audits.consent.effective_consent)
         in_force[record["purpose"]] = record
     outcome, planned = signals.plan(in_force if signals.any else {}, moment)
-    writes = tuple(ConsentWrite(purpose, status, basis, source, evidence, moment, actor=actor) for purpose, status, basis, source, evidence in planned)
+    vocabulary = frozenset(pack_policy(pack).consent.purposes)
+    writes = tuple(
+        ConsentWrite(purpose, status, basis, source, evidence, moment, actor=actor, vocabulary=vocabulary)
+        for purpose, status, basis, source, evidence in planned
+    )
     for write in writes:
         outcome["recorded"].append({"id": None, "purpose": write.purpose, "status": write.status, "source": write.source, "trail_seq": None})
         after.append(

@@ -138,6 +138,14 @@ STATEFUL_422: dict[tuple[str, str], tuple[set[str], str] | tuple[set[str], str, 
         {"invalid-availability"},
         "each change's item id must be printable text (no format, private-use or unassigned characters)",
     ),
+    ("POST", "/v1/items/{item_id}/reports"): (
+        {"invalid-item", "must not carry a raw subject id"},
+        "an item id must be printable text (no format, private-use or unassigned characters); a report whose item id is the reporter's own id would store the raw id",
+    ),
+    ("POST", "/v1/items/{item_id}/flags"): (
+        {"invalid-item"},
+        "an item id must be printable text (no format, private-use or unassigned characters)",
+    ),
     ("POST", "/v1/ope"): (
         {"ope-refused"},
         "the logged lists must overlap the target (a logging policy, enough effective samples) and the packs must re-rank alike and declare analytics",

@@ -142,3 +142,26 @@ def test_an_import_refuses_those_rows_keeps_the_others_and_leaves_no_raw_id(stor
     assert EMAIL not in dump and NUMBER not in dump
     with store.engine.connect() as connection:
         assert verify_trail(connection).intact
+
+
+def test_a_subject_whose_id_is_one_of_the_packs_purposes_can_record_that_purpose(store: Store, tmp_path: Path) -> None:
+    # The purpose "personalization" is the pack's word, not the person's: a subject whose id is that word records it
+    # (through the library, the decision log's writer and an import under the pack), while the same id as a purpose
+    # outside the pack's vocabulary stays refused.
+    from governance.packs import resolve_pack
+    from governance.policy import load_pack
+
+    eu = load_pack(resolve_pack("eu-gdpr-dsa"))
+    purposes = eu.pack.consent.purposes
+    subject = "personalization"
+    with store.session() as session:
+        record_consent(session, subject_id=subject, purpose=subject, status="denied", lawful_basis="consent", source="api", vocabulary=purposes)
+        with pytest.raises(DataError, match="purpose must not carry a raw subject id"):
+            record_consent(session, subject_id=subject, purpose=subject, status="denied", lawful_basis="consent", source="api")
+    write = ConsentWrite(subject, "opted_out", "consent", "gpc", {"header": "Sec-GPC: 1"}, T0, vocabulary=frozenset(purposes))
+    assert write.checked(subject).purpose == subject
+    path = tmp_path / "cmp.csv"
+    path.write_text(f"subject,purpose,status,time,source\n{subject},{subject},denied,2026-01-01T00:00:00Z,api\n")
+    assert import_consent(store, path, pack=eu).added == 1
+    with store.session() as session:
+        assert [r["status"] for r in consent_history(session, subject)] == ["denied", "denied"]

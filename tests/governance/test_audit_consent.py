@@ -34,6 +34,6 @@ def test_the_evaluation_refits_only_on_who_may_be_profiled(consented_store: Cons
     assert not any(consent_denied(int(u[1:])) for u in kept_users)
     assert left_out == {"denied": int(denied.sum())}  # the retention window is the retention rule's to judge
     assert len(kept.events) == int((~denied).sum())
-    # a pack without consent rules leaves out erased subjects' events only
-    assert len(baseline_kept.events) == len(dataset.events) and baseline_left_out == {}
+    # a pack without consent rules leaves out erased subjects' events and recorded refusals (a recorded no needs no pack)
+    assert len(baseline_kept.events) == int((~denied).sum()) and baseline_left_out == {"denied": int(denied.sum())}
     assert np.isin(sorted(kept_users), sorted(set(users))).all()

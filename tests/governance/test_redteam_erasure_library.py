@@ -112,7 +112,10 @@ def test_a_subject_whose_id_is_one_of_the_packs_words_can_be_erased(store: Store
     from governance.privacy.common import guard, vocabulary_of
 
     with store.session() as session:
-        record_consent(session, subject_id=subject, purpose="personalization", status="denied", lawful_basis="consent", source="api")
+        # The purpose is the pack's word, kept in clear although the subject's id is the same word (a purpose
+        # that carries an id outside the pack's vocabulary is refused: tests/audits/test_consent_clear_fields.py).
+        purposes = load_pack(resolve_pack("eu-gdpr-dsa")).pack.consent.purposes
+        record_consent(session, subject_id=subject, purpose="personalization", status="denied", lawful_basis="consent", source="api", vocabulary=purposes)
         session.commit()
     result = erase_subject(store, subject, pack=BASELINE, measure_residual=False, unlearn_recorded=False)
     assert result["request"]["status"] == "completed"

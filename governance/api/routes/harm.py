@@ -1,7 +1,8 @@
 """Harmful content: ``/v1/items/{item_id}/reports|flags`` (operator) and ``/v1/escalations`` (auditor reads, admin acts).
 
 * ``POST /v1/items/{item_id}/reports`` (operator): a user's report, relayed by
-  the service; the reporter, when given, is stored only as a pseudonym.
+  the service; the reporter, when given, is stored only as a pseudonym (a report whose item id is the
+  reporter's own id is a 422: it would store the raw id beside the pseudonym).
 * ``POST /v1/items/{item_id}/flags`` (operator): a flag (category, confidence, source)
   whose category the named pack knows (else 422, naming the known ones), answered
   with what the flag does under that pack.
@@ -19,6 +20,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 
+from audits._common import item_id as stored_item_id
 from audits.harm import list_cases, report_item, transition_case
 from governance import packs as pack_store
 from governance.api.deps import AuditKey, GovernKey, OperateKey, SessionDep, SettingsDep
@@ -28,16 +30,28 @@ from governance.api.call_record import record_call
 from governance.api.schemas import IDENTIFIER, INT4_MAX
 from governance.api.schemas.harm import Case, CaseList, CaseTransition, EvaluationCreate, FlagCreate, FlagPublic, ReportCreate, ReportPublic
 from governance.escalation import UnknownHarmCategory, evaluate_escalations, flag_under_pack
-from recommender.errors import ConfigError
+from recommender.errors import ConfigError, DataError
 
 router = APIRouter(tags=["harmful content"], responses=problems(401, 403, 422, 500))
 
 ItemId = Annotated[str, Path(min_length=1, max_length=200, pattern=IDENTIFIER, description="The item's id.")]
+INVALID_ITEM = "invalid-item"
+
+
+def _item(item_id: str) -> str:
+    """The path's item id as the store keeps it: a 422 (``invalid-item``, at ``path.item_id``) for one that is not
+    printable text (format, private-use or unassigned characters make ids that look alike differ, and name no item
+    of any list): Unicode categories have no pattern in the document's regex dialect."""
+    try:
+        return stored_item_id(item_id)
+    except DataError as err:
+        raise Problem(422, str(err), kind=INVALID_ITEM, errors=[{"location": "path", "field": "item_id", "message": str(err)}]) from None
 CaseId = Annotated[int, Path(ge=1, le=INT4_MAX, description="The case's id.")]
 
 
 @router.post("/v1/items/{item_id}/reports", status_code=201, response_model=ReportPublic, summary="Record a user's report of an item (operator)")
 def report(item_id: ItemId, body: ReportCreate, session: SessionDep, key: OperateKey) -> dict[str, Any]:
+    item_id = _item(item_id)
     row = report_item(session, item_id=item_id, reason=body.reason, reporter_id=body.reporter, actor=actor_of(key))
     record_call(session, key, "items.report", subject=row.reporter, objects={"item": row.item_id, "report": row.id})
     return {
@@ -52,6 +66,7 @@ def report(item_id: ItemId, body: ReportCreate, session: SessionDep, key: Operat
 @router.post("/v1/items/{item_id}/flags", status_code=201, response_model=FlagPublic, responses=problems(404), summary="Flag an item as possibly harmful (operator)")
 def flag(item_id: ItemId, body: FlagCreate, session: SessionDep, settings: SettingsDep, key: OperateKey) -> dict[str, Any]:
     """422 (naming the known categories) for a category the pack does not know; 404 for an unknown pack."""
+    item_id = _item(item_id)
     try:
         loaded = pack_store.load_ref(settings.packs_dir, body.pack)
     except pack_store.PackNotFound as err:
