@@ -50,6 +50,7 @@ __all__ = [
     "TwoTowerRecommender",
     "quantize_item_rows",
     "quantize_two_tower",
+    "select_row_top_k",
     "select_top_k",
     "time_scoring",
 ]
@@ -412,6 +413,42 @@ def select_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tens
     return values, torch.gather(cols, 1, pick)
 
 
+def select_row_top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best ``(values, columns)`` of one score row (a 1-d array), by value, ties by column index: one user's selection.
+
+    Exact, ties included. On a row of :data:`GROUPED_FROM` columns or more it
+    uses the groups of :func:`select_top_k` (group ``j`` is columns ``j, j +
+    stride, ...``; their maxima are one numpy reduction over the row in memory
+    order) for a floor: the ``k``-th largest group maximum. At most ``k - 1``
+    groups have a maximum above the row's ``k``-th best entry, so the floor is
+    at most that entry, and the columns at or above the floor (one comparison
+    over the row; about ``k`` of them on the two-tower scores measured) hold
+    the ``k`` best and every entry tied with the ``k``-th. Those few are then
+    ordered by value and column. For one row this is a handful of numpy calls,
+    where ``torch.topk`` over the row, or :func:`select_top_k`'s gather of
+    ``k`` groups, costs more. ``-inf`` (masked) entries come last, as any
+    other value would.
+    """
+    scores = np.asarray(scores).reshape(-1)
+    n = scores.shape[0]
+    k = min(int(k), n)
+    if k <= 0:
+        return scores[:0], np.zeros(0, dtype=np.int64)
+    g = int(np.sqrt(n / k))
+    stride = n // max(g, 1)
+    if n >= GROUPED_FROM and g >= 2 and stride >= k:
+        maxima = scores[: stride * g].reshape(g, stride).max(axis=0)
+        cols = np.flatnonzero(scores >= np.partition(maxima, stride - k)[stride - k])
+        values = scores[cols]
+    else:
+        cols, values = np.arange(n), scores
+    if len(values) > 4 * k:
+        keep = np.flatnonzero(values >= np.partition(values, len(values) - k)[len(values) - k])
+        cols, values = cols[keep], values[keep]
+    order = np.lexsort((cols, -values))[:k]
+    return values[order], cols[order].astype(np.int64, copy=False)
+
+
 _USER_SCALE = 1.0 / 63.0
 _USER_ZERO_POINT = 64
 """uint8 quantisation of a user row scaled into [-1, 1]: codes 1..127 (7 bits), ``round(x * 63) + 64``.
@@ -486,20 +523,43 @@ class QuantizedTwoTower:
                 return scores.mul_(factor)
             return F.linear(users, self.item_float)
 
+    def _row_top_k(self, user: torch.Tensor, k: int, int8: bool, seen_row: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """One user per call: score, mask the seen items, :func:`select_row_top_k`; exact, ties by column index.
+
+        The same scores as a block (the same fbgemm call on the same codes, or
+        ``F.linear``), with the per-block work a single row does not need left
+        out: the row factor and its division are numpy on ``dim`` numbers, the
+        seen items are a plain slice of the CSR, and the selection is numpy on
+        the score row (a torch op on one row costs microseconds of dispatch
+        each, and ``torch.topk`` over the whole row more than that).
+        """
+        with torch.inference_mode():
+            if int8:
+                u = user.detach().numpy().reshape(1, -1)
+                factor = np.float32(max(float(np.abs(u).max()), torch.finfo(torch.float32).tiny))
+                x = torch.from_numpy(u / factor)
+                scores = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(x, _USER_SCALE, _USER_ZERO_POINT, self.packed)
+            else:
+                scores = F.linear(user, self.item_float)
+            row = scores.numpy()[0]  # a fresh contiguous buffer: its numpy view shares memory
+            if seen_row is not None:
+                seen: sp.csr_matrix = self.model._binary_
+                row[seen.indices[seen.indptr[seen_row] : seen.indptr[seen_row + 1]]] = -np.inf
+            values, cols = select_row_top_k(row, k)
+        return (values * factor if int8 else values), cols
+
     def _block_top_k(self, block: torch.Tensor, k: int, int8: bool, seen_rows: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
         """One block of :meth:`top_k`: score, mask the seen cells in place, select; int8 values get the row factor back."""
+        if block.shape[0] == 1:
+            values, cols = self._row_top_k(block, k, int8, None if seen_rows is None else int(seen_rows[0]))
+            return torch.from_numpy(values).unsqueeze(0), torch.from_numpy(cols).unsqueeze(0)
         if int8:
             scores, factor = self._int8_unscaled(block)
         else:
             scores = F.linear(block, self.item_float)
         if seen_rows is not None:
             # the score tensor is a fresh contiguous buffer: its numpy view shares memory
-            seen: sp.csr_matrix = self.model._binary_
-            if len(seen_rows) == 1:  # one user: a plain slice of the CSR (mask_seen's index arithmetic costs more)
-                row = seen_rows[0]
-                scores.numpy()[0, seen.indices[seen.indptr[row] : seen.indptr[row + 1]]] = -np.inf
-            else:
-                mask_seen(scores.numpy(), seen, seen_rows)
+            mask_seen(scores.numpy(), self.model._binary_, seen_rows)
         values, index = select_top_k(scores, k)
         return (values * factor if int8 else values), index
 
@@ -545,6 +605,12 @@ class QuantizedTwoTower:
         unseen items.
         """
         k = int(k)
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) == 1 and users.shape[0] == 1:  # one user per call: the row path, already exact and ordered
+            values, cols = self._row_top_k(users, min(k, self.item_float.shape[0]), int8, int(rows[0]))
+            out = np.full((1, k), -1, dtype=np.int64)
+            out[0, : len(cols)] = np.where(np.isfinite(values), cols, -1)
+            return out
         values, index = self.top_k(users, k, int8=int8, seen_rows=rows)
         vals, cols = values.numpy(), index.numpy()
         if vals.shape[1] > 1 and (vals[:, 1:] == vals[:, :-1]).any():  # torch.topk orders ties arbitrarily

@@ -146,3 +146,78 @@ def test_int8_lists_match_float_lists_and_never_hold_seen_items(quantized):
             assert not set(lists_i[j]) & history
             assert (lists_i[j] >= 0).all() == (n_items - len(history) >= 10)
             assert len(set(lists_i[j][lists_i[j] >= 0])) == int((lists_i[j] >= 0).sum())
+
+
+def _exact_row_top_k(row: np.ndarray, k: int) -> np.ndarray:
+    order = np.lexsort((np.arange(len(row)), -row))
+    return order[: min(k, len(row))]
+
+
+@pytest.mark.parametrize("n_cols", [7, 400, 4096, 5003, 56448])
+def test_row_selection_is_exact_ties_included(n_cols):
+    """select_row_top_k (one user per call) returns the k best by value, ties by column index, over any row."""
+    from recommender.families.neural_two_tower import select_row_top_k
+
+    rng = np.random.default_rng(n_cols)
+    rows = [
+        rng.standard_normal(n_cols).astype(np.float32),
+        np.round(rng.standard_normal(n_cols) * 3).astype(np.float32),  # many ties, at the k-th place too
+        np.zeros(n_cols, dtype=np.float32),  # every entry tied
+    ]
+    tail = rng.standard_normal(n_cols).astype(np.float32)
+    tail[-3:] = [50.0, 52.0, 51.0]  # the best, past the last full group when there is one
+    rows.append(tail)
+    masked = rng.standard_normal(n_cols).astype(np.float32)
+    masked[::2] = -np.inf  # half the row seen
+    rows.append(masked)
+    few = np.full(n_cols, -np.inf, dtype=np.float32)
+    few[[0, n_cols // 2]] = [1.0, 2.0]  # fewer than k unseen
+    rows.append(few)
+    for row in rows:
+        for k in (1, 10, 50, n_cols + 3):
+            values, cols = select_row_top_k(row, k)
+            expected = _exact_row_top_k(row, k)
+            np.testing.assert_array_equal(cols, expected)
+            np.testing.assert_array_equal(values, row[expected])
+
+
+@pytest.mark.parametrize("int8", [True, False])
+def test_one_user_per_call_gives_the_batched_lists(quantized, int8):
+    """The one-user path (its own scoring call and selection) serves the lists of the batched path, up to ties at the k-th place."""
+    q = quantized
+    rows = np.arange(q.model.train_.n_users)
+    batched = q.recommend_index(rows, 10, int8=int8)
+    full = np.array(q.scores(rows) if int8 else q.float_scores(rows), copy=True)
+    mask_seen(full, q.model._binary_, rows)
+    for j, r in enumerate(rows):
+        alone = q.recommend_index(rows[j : j + 1], 10, int8=int8)[0]
+        if int8:  # the same codes and the same fbgemm call: the same scores, so the same lists unless the 10th place is tied
+            kth = np.sort(full[j])[::-1][9]
+            if (full[j] == kth).sum() == 1:
+                np.testing.assert_array_equal(alone, batched[j])
+            np.testing.assert_array_equal(full[j][alone], full[j][batched[j]])
+        else:  # sgemv for one row and sgemm for a block may round differently: near-ties aside
+            assert len(set(alone) & set(batched[j])) >= 9
+    # and one user's int8 list is the exact best 10 of its own scores (the row path breaks ties by column index)
+    user = q.user_vectors(rows[:1])
+    values, cols = q.top_k(user, 10, int8=int8, seen_rows=rows[:1])
+    own = q.item_scores(user, int8=int8).numpy()[0].copy()
+    own[q.model._binary_.indices[q.model._binary_.indptr[0] : q.model._binary_.indptr[1]]] = -np.inf
+    np.testing.assert_array_equal(cols.numpy()[0], _exact_row_top_k(own, 10))
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_one_user_lists_run_out_with_minus_one(quantized, batch):
+    """No short list while k unseen items exist, -1 after that, no seen item: the same at one user per call as in a batch."""
+    q = quantized
+    n_items = q.model.train_.n_items
+    seen = q.model._binary_
+    for k in (10, n_items - 5, n_items + 5):
+        lists = np.vstack([q.recommend_index(np.arange(s, s + batch), k) for s in range(0, 6, batch)])
+        assert lists.shape == (6, k)
+        for j in range(6):
+            history = set(seen.indices[seen.indptr[j] : seen.indptr[j + 1]])
+            n_unseen = n_items - len(history)
+            assert (lists[j, : min(k, n_unseen)] >= 0).all() and (lists[j, min(k, n_unseen) :] == -1).all()
+            assert not set(lists[j]) & history
+            assert len(set(lists[j][lists[j] >= 0])) == min(k, n_unseen)
