@@ -14,7 +14,8 @@ For the two-tower model, the retrieval step (every test user scored against
 the whole catalogue, then the top 10) is timed in float32 and with the int8
 item matrix (:func:`recommender.families.neural_two_tower.quantize_two_tower`:
 int8 per item, fbgemm's int8 GEMM), with the same threads (``--threads``), the
-same user blocks and the same ``torch.topk``, at several batch sizes; the user
+same user blocks and the same selection (one user per call: the row path of
+both, ``QuantizedTwoTower._row_top_k``), at several batch sizes; the user
 tower (float, shared by both paths) is timed on its own. NDCG@10 of the int8
 lists is computed on the same users with :func:`recommender.metrics.ndcg_at_k`,
 and the float lists of that path are checked to give evaluate_model's NDCG (the
@@ -102,7 +103,8 @@ def _time_batch(q: Any, users: np.ndarray, vectors: torch.Tensor, batch: int, re
 
     * retrieval: scoring + top-10 over the whole catalogue, no seen filter (``QuantizedTwoTower.top_k``);
     * served: the step after the tower that serves the lists, seen items masked, ties ordered
-      (``QuantizedTwoTower.recommend_vectors``, what ``recommend_index`` runs).
+      (``QuantizedTwoTower.recommend_vectors``, what ``recommend_index`` runs; at batch 1 its one-user row path,
+      the same call serving runs).
 
     With ``flat`` (a faiss ``IndexFlatIP`` over the float item matrix), exact float retrieval and serving through
     faiss are timed too (its fused scan and heap can beat sgemm + top-k); the ``*_vs_best_float`` speed-ups divide

@@ -384,7 +384,7 @@ cost a fixed ~100 us per call on a 2-core AVX2 machine (1 thread), which one ``t
 
 
 def select_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``k`` largest ``(values, columns)`` of each row of ``scores``, best first (both retrieval paths use it).
+    """The ``k`` largest ``(values, columns)`` of each row of ``scores``, best first (both retrieval paths use it for blocks of users; one user per call takes :func:`select_row_top_k`).
 
     Below :data:`GROUPED_FROM` columns, or :data:`GROUPED_FROM_CELLS` cells, it is one ``torch.topk``. On a wider
     row the columns are cut into ``stride`` groups of ``g`` (group ``j`` is
@@ -487,6 +487,8 @@ class QuantizedTwoTower:
     fbgemm's kernel.)
     The row factor is put back on the scores (in :meth:`top_k`, on the ``k``
     kept values only: a positive factor per row leaves its ranking as is).
+    One user per call (the served step at batch 1) takes a leaner route with
+    the same scoring call, :meth:`_row_top_k`, on both paths.
     :meth:`item_scores` with ``int8=False`` does the same work in float32
     (``F.linear`` over the float item matrix, MKL's sgemm).
 
@@ -572,7 +574,8 @@ class QuantizedTwoTower:
         that row are set to ``-inf`` in the block's score matrix before the
         selection (so they are never chosen; a user with fewer than ``k``
         unseen items gets ``-inf`` values at the end). The selection is
-        :func:`select_top_k`, the same on both paths. Users are scored in
+        :func:`select_top_k`, the same on both paths; a block of one user
+        goes through :meth:`_row_top_k` (exact, ties by column index). Users are scored in
         blocks of at most :data:`RETRIEVAL_BLOCK` (and within
         :func:`recommender.scoring.block_rows`' memory budget), the same blocks
         on both paths: a block's score matrix then stays near the cache.
@@ -602,7 +605,8 @@ class QuantizedTwoTower:
 
         :meth:`top_k` with the rows' seen items masked, then each list ordered
         by score with ties by column index; ``-1`` where a user runs out of
-        unseen items.
+        unseen items. One user per call goes straight to :meth:`_row_top_k`
+        (its lists come out exact and ordered).
         """
         k = int(k)
         rows = np.asarray(rows, dtype=np.int64)
