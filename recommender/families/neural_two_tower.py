@@ -525,36 +525,43 @@ class QuantizedTwoTower:
                 return scores.mul_(factor)
             return F.linear(users, self.item_float)
 
-    def _row_top_k(self, user: torch.Tensor, k: int, int8: bool, seen_row: int | None) -> tuple[np.ndarray, np.ndarray]:
+    def _row_top_k(self, user: torch.Tensor, k: int, int8: bool, seen_row: int | None) -> tuple[np.ndarray, np.ndarray, np.float32]:
         """One user per call: score, mask the seen items, :func:`select_row_top_k`; exact, ties by column index.
 
-        The same scores as a block (the same fbgemm call on the same codes, or
-        ``F.linear``), with the per-block work a single row does not need left
-        out: the row factor and its division are numpy on ``dim`` numbers, the
-        seen items are a plain slice of the CSR, and the selection is numpy on
-        the score row (a torch op on one row costs microseconds of dispatch
-        each, and ``torch.topk`` over the whole row more than that).
+        Returns the ``k`` values (int8: before the row factor), their columns
+        and the row factor (1 for float). The same scores as a block (the same
+        fbgemm call on the same codes, or ``F.linear``), with the per-block
+        work a single row does not need left out: the row factor and its
+        division are numpy on ``dim`` numbers, the seen items are a plain slice
+        of the CSR, and the selection is numpy on the score row. At one user
+        per call each torch op costs microseconds of dispatch (``inference_mode``
+        included; the user is detached instead), and ``torch.topk`` over the
+        row more than the whole selection here.
         """
-        with torch.inference_mode():
-            if int8:
-                u = user.detach().numpy().reshape(1, -1)
-                factor = np.float32(max(float(np.abs(u).max()), torch.finfo(torch.float32).tiny))
-                x = torch.from_numpy(u / factor)
-                scores = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(x, _USER_SCALE, _USER_ZERO_POINT, self.packed)
-            else:
-                scores = F.linear(user, self.item_float)
-            row = scores.numpy()[0]  # a fresh contiguous buffer: its numpy view shares memory
-            if seen_row is not None:
-                seen: sp.csr_matrix = self.model._binary_
-                row[seen.indices[seen.indptr[seen_row] : seen.indptr[seen_row + 1]]] = -np.inf
-            values, cols = select_row_top_k(row, k)
-        return (values * factor if int8 else values), cols
+        user = user.detach()
+        if int8:
+            u = user.numpy()
+            factor = np.abs(u).max()
+            if not factor > 0:
+                factor = np.float32(torch.finfo(torch.float32).tiny)
+            scores = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
+                torch.from_numpy(u / factor), _USER_SCALE, _USER_ZERO_POINT, self.packed
+            )
+        else:
+            factor = np.float32(1.0)
+            scores = F.linear(user, self.item_float)
+        row = scores.numpy()[0]  # a fresh contiguous buffer: its numpy view shares memory
+        if seen_row is not None:
+            seen: sp.csr_matrix = self.model._binary_
+            row[seen.indices[seen.indptr[seen_row] : seen.indptr[seen_row + 1]]] = -np.inf
+        values, cols = select_row_top_k(row, k)
+        return values, cols, factor
 
     def _block_top_k(self, block: torch.Tensor, k: int, int8: bool, seen_rows: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
         """One block of :meth:`top_k`: score, mask the seen cells in place, select; int8 values get the row factor back."""
         if block.shape[0] == 1:
-            values, cols = self._row_top_k(block, k, int8, None if seen_rows is None else int(seen_rows[0]))
-            return torch.from_numpy(values).unsqueeze(0), torch.from_numpy(cols).unsqueeze(0)
+            values, cols, factor = self._row_top_k(block, k, int8, None if seen_rows is None else int(seen_rows[0]))
+            return torch.from_numpy(values * factor).unsqueeze(0), torch.from_numpy(cols).unsqueeze(0)
         if int8:
             scores, factor = self._int8_unscaled(block)
         else:
@@ -611,7 +618,7 @@ class QuantizedTwoTower:
         k = int(k)
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows) == 1 and users.shape[0] == 1:  # one user per call: the row path, already exact and ordered
-            values, cols = self._row_top_k(users, min(k, self.item_float.shape[0]), int8, int(rows[0]))
+            values, cols, _ = self._row_top_k(users, min(k, self.item_float.shape[0]), int8, int(rows[0]))
             out = np.full((1, k), -1, dtype=np.int64)
             out[0, : len(cols)] = np.where(np.isfinite(values), cols, -1)
             return out
