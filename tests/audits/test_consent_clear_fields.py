@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import func, select
 
 from audits import record_consent, shred_subject, verify_trail
 from audits.consent import append_consent_batch, consent_history
@@ -24,18 +24,10 @@ from audits.models import ConsentRecordRow, TrailEvent
 from governance.consent.import_rows import RAW_ID_IN_FIELD
 from governance.consent.imports import import_consent
 from recommender.errors import DataError
+from store_dump import dump_store
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 EMAIL, NUMBER = "canary-7c1f@example.org", "918273645"
-
-
-def _dump(store: Store) -> str:
-    parts = []
-    with store.engine.connect() as connection:
-        for table in inspect(store.engine).get_table_names():
-            for row in connection.execute(text(f'SELECT * FROM "{table}"')):
-                parts.append(repr(tuple(row)))
-    return "\n".join(parts)
 
 
 def _count(store: Store, model: type) -> int:
@@ -65,7 +57,7 @@ def test_a_record_whose_clear_fields_carry_the_subject_id_is_refused(
             )  # fmt: skip
     assert str(subject) not in str(err.value)
     assert _count(store, ConsentRecordRow) == 0 and _count(store, TrailEvent) == 0
-    assert str(subject) not in _dump(store)
+    assert str(subject) not in dump_store(store)
 
 
 def test_short_ids_and_other_subjects_purposes_are_kept(store: Store) -> None:
@@ -117,7 +109,7 @@ def test_a_bulk_batch_carrying_an_id_in_a_clear_field_writes_nothing(
         with store.session() as session:
             append_consent_batch(session, _batch(purposes, jurisdictions), anchor={})
     assert _count(store, ConsentRecordRow) == 0 and _count(store, TrailEvent) == 0
-    assert EMAIL not in _dump(store) and NUMBER not in _dump(store)
+    assert EMAIL not in dump_store(store) and NUMBER not in dump_store(store)
 
 
 def test_an_import_refuses_those_rows_keeps_the_others_and_leaves_no_raw_id(store: Store, tmp_path: Path) -> None:
@@ -138,7 +130,7 @@ def test_an_import_refuses_those_rows_keeps_the_others_and_leaves_no_raw_id(stor
     ]
     with store.session() as session:
         shred_subject(session, NUMBER)
-    dump = _dump(store)
+    dump = dump_store(store)
     assert EMAIL not in dump and NUMBER not in dump
     with store.engine.connect() as connection:
         assert verify_trail(connection).intact

@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, insert, inspect, text
+from sqlalchemy import event, insert, text
 from sqlalchemy.exc import DBAPIError
 
 from audits import (
@@ -23,26 +23,17 @@ from audits import (
 )
 from audits.models import ConsentRecordRow, TrailEvent
 from recommender.errors import ConfigError, DataError
+from store_dump import dump_store
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 RAW_IDS = ["alice@example.org", "user-8271", "9876543210"]
-
-
-def _dump(store: Store) -> str:
-    """Every row of every table, as text: what an attacker with a database dump sees."""
-    parts = []
-    with store.engine.connect() as connection:
-        for table in inspect(store.engine).get_table_names():
-            for row in connection.execute(text(f'SELECT * FROM "{table}"')):
-                parts.append(repr(tuple(row)))
-    return "\n".join(parts)
 
 
 def _assert_clean(store: Store, raw_ids: list[str] = RAW_IDS) -> None:
     with store.snapshot() as connection:
         report = verify_trail(connection)
     assert report.intact, report.summary()
-    dump = _dump(store)
+    dump = dump_store(store)
     for raw in raw_ids:
         assert raw not in dump, f"raw id {raw!r} found in the database"
 

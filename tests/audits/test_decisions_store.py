@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import text
 
 from audits import (
     DecisionLog,
@@ -25,19 +25,11 @@ from audits.db import create_store_engine
 from audits.decision_record import Decision, _fast_digest, _prepare, batch_digest
 from audits.settings import get_settings
 from recommender.errors import ConfigError, DataError, RecgovError
+from store_dump import dump_store
 
 N_THREADS = 8
 PER_THREAD = 250
 READERS = [f"reader-{i:03d}@example.org" for i in range(40)]
-
-
-def _dump(store: Store) -> str:
-    parts = []
-    with store.engine.connect() as connection:
-        for table in inspect(store.engine).get_table_names():
-            for row in connection.execute(text(f'SELECT * FROM "{table}"')):
-                parts.append(repr(tuple(row)))
-    return "\n".join(parts)
 
 
 def _assert_clean(store: Store, raw_ids: list[str] = READERS) -> None:
@@ -46,7 +38,7 @@ def _assert_clean(store: Store, raw_ids: list[str] = READERS) -> None:
         problems = verify_decisions(connection)
     assert report.intact, report.summary()
     assert problems == []
-    dump = _dump(store)
+    dump = dump_store(store)
     assert not [raw for raw in raw_ids if raw in dump]
 
 

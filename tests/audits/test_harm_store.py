@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import text
 
 from audits import (
     Store,
@@ -23,25 +23,17 @@ from audits import (
     verify_trail,
 )
 from recommender.errors import ConfigError, DataError
+from store_dump import dump_store
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 RAW_IDS = ["alice@example.org", "user-8271"]
-
-
-def _dump(store: Store) -> str:
-    parts = []
-    with store.engine.connect() as connection:
-        for table in inspect(store.engine).get_table_names():
-            for row in connection.execute(text(f'SELECT * FROM "{table}"')):
-                parts.append(repr(tuple(row)))
-    return "\n".join(parts)
 
 
 def _assert_clean(store: Store) -> None:
     with store.snapshot() as connection:
         report = verify_trail(connection)
     assert report.intact, report.summary()
-    dump = _dump(store)
+    dump = dump_store(store)
     assert not [raw for raw in RAW_IDS if raw in dump]
 
 

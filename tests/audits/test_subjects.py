@@ -15,18 +15,9 @@ from audits import Store, append_event, pseudonym, shred_subject, verify_trail
 from audits.db import create_store_engine
 from audits.subjects import _PSEUDONYM_DOMAIN
 from recommender.errors import ConfigError
+from store_dump import dump_store
 
 RAW_IDS = ["alice@example.org", "user-8271", "4242"]
-
-
-def _dump(store: Store) -> str:
-    """Every row of every table, as text: what an attacker with a database dump sees."""
-    parts = []
-    with store.engine.connect() as connection:
-        for table in inspect(store.engine).get_table_names():
-            for row in connection.execute(text(f'SELECT * FROM "{table}"')):
-                parts.append(repr(tuple(row)))
-    return "\n".join(parts)
 
 
 def _cells(store: Store) -> set[str]:
@@ -71,7 +62,7 @@ def test_a_pseudonym_is_stable_distinct_and_never_the_raw_id(store: Store) -> No
     assert all(re.fullmatch(r"[0-9a-f]{64}", p) for p in first.values())
     with store.session() as session:
         assert pseudonym(session, 4242) == first["4242"]  # ints and their strings are one subject
-    dump, cells = _dump(store), _cells(store)
+    dump, cells = dump_store(store), _cells(store)
     for raw in RAW_IDS:
         # a short numeric id is looked for as a whole value: '4242' turns up inside hex hashes by chance
         assert raw not in cells if raw.isdigit() and len(raw) < 6 else raw not in dump
@@ -101,7 +92,7 @@ def test_shredding_unlinks_the_trail_and_the_chain_stays_valid(store: Store) -> 
         ).all()
     assert report.intact, report.summary()
     assert [tuple(e) for e in events] == [("decision.served", "serving"), ("subject.shredded", "dpo")]
-    dump = _dump(store)
+    dump = dump_store(store)
     cells = _cells(store)
     for raw in RAW_IDS:
         # A short numeric id turns up by chance inside hashes and timestamps (the

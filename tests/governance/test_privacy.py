@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import event, inspect, select, text
+from sqlalchemy import event, select, text
 
 from audits import (
     DecisionLog,
@@ -41,6 +41,7 @@ from governance.training import train_and_record
 from recommender.data import Dataset
 from recommender.errors import ConfigError, DataError
 from recommender.synthetic import SyntheticSpec, generate
+from store_dump import dump_store
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 EU = load_pack(
@@ -58,16 +59,6 @@ TC_DENIES = "CP60edpP60edpAKADBDECWEgAEBAAAAAAAYgALgAAAgAAAAA"  # purposes 2 and
 EU_TCF_ANY_AGE = EU.pack.model_copy(  # EU, letting TCF grant, without the age limit, so the strings above never expire
     update={"consent": EU.pack.consent.model_copy(update={"tcf": TcfRequirements(max_age_days=None, grants=True)})}
 )
-
-
-def _dump(store: Store) -> str:
-    """Every row of every table, as text: what an attacker with a database dump sees."""
-    parts = []
-    with store.engine.connect() as connection:
-        for table in inspect(store.engine).get_table_names():
-            for row in connection.execute(text(f'SELECT * FROM "{table}"')):
-                parts.append(repr(tuple(row)))
-    return "\n".join(parts)
 
 
 def _dataset(n_users: int = 60, n_items: int = 40, n: int = 1500, seed: int = 4, victim: bool = True) -> Dataset:
@@ -172,7 +163,7 @@ def test_a_withdrawal_takes_effect_at_the_next_training_filter(store: Store) -> 
         ).scalar_one()
         assert filtered_events == 2
         assert verify_trail(connection).intact
-    assert VICTIM not in _dump(store)
+    assert VICTIM not in dump_store(store)
 
 
 def test_retention_and_opt_out_purposes(store: Store) -> None:
@@ -250,7 +241,7 @@ def test_gpc_is_recorded_as_an_opt_out_with_source_gpc(store: Store) -> None:
     eu = record_consent_from_request(store, "someone-else-1", pack=EU, headers=[("Sec-GPC", "1")])
     assert [(r["purpose"], r["status"]) for r in eu["recorded"]] == [("analytics", "opted_out")]
     assert record_consent_from_request(store, "someone-else-2", pack=EU, headers={"Sec-GPC": "0"})["recorded"] == []
-    assert VICTIM not in _dump(store)
+    assert VICTIM not in dump_store(store)
 
 
 def test_a_tcf_string_is_recorded_with_its_evidence(store: Store) -> None:
@@ -332,7 +323,7 @@ def test_the_export_holds_history_events_decisions_models_and_logic(store: Store
     with store.session() as session:
         (request,) = list_requests(session, kind="access")
     assert request["status"] == "completed" and request["result"]["counts"]["interactions"] == len(mine)
-    assert VICTIM not in _dump(store)
+    assert VICTIM not in dump_store(store)
 
 
 def test_erasure_unlearns_records_and_shreds_leaving_no_raw_id(store: Store, trained, recgov_home: Path) -> None:
@@ -368,7 +359,7 @@ def test_erasure_unlearns_records_and_shreds_leaving_no_raw_id(store: Store, tra
 
     with store.snapshot() as connection:
         assert verify_trail(connection).intact
-    assert VICTIM not in _dump(store)
+    assert VICTIM not in dump_store(store)
     with store.session() as session:
         assert lookup_pseudonyms(session, [VICTIM])[VICTIM] is None  # the secret is gone
         # only the restriction the suppression record keeps, at the erasure time
@@ -419,7 +410,7 @@ def test_a_failed_erasure_is_recorded_and_shreds_nothing(
         assert consent_history(session, VICTIM)  # still linked: nothing was shredded
     assert request["status"] == "failed" and "<subject>" in request["result"]["cause"]
     assert run.artifact.exists()
-    assert VICTIM not in _dump(store)
+    assert VICTIM not in dump_store(store)
 
 
 def test_erasure_input_is_checked_before_anything_is_stored(store: Store, tmp_path: Path) -> None:
@@ -556,7 +547,7 @@ def test_an_opt_out_survives_erasure_until_a_later_grant_and_old_events_stay_era
     assert show_consent(store, RETURNING, pack=CA)["profiling"]["sale_sharing"]["allowed"] is False
 
     # No raw id, and the suppression key is neither a pseudonym nor a secret lookup.
-    assert RETURNING not in _dump(store)
+    assert RETURNING not in dump_store(store)
     with store.session() as session:
         (lookup,) = session.execute(text("SELECT lookup FROM suppressions")).scalars().all()
         secrets_ = set(session.execute(text("SELECT lookup FROM subject_secrets")).scalars())
