@@ -86,6 +86,7 @@ def subject_export(
             "interactions": doc["interactions"]["count"],
             "decisions": len(doc["decisions"]),
             "outcome_events": len(doc["outcomes"]),
+            "item_reports": len(doc["reports"]),
             "trail_events": len(doc["trail"]),
             "models": len(doc["models"]),
         },
@@ -96,7 +97,7 @@ def subject_export(
     c = summary["counts"]
     console.print(
         f"access request #{doc['request']['id']} completed: wrote {out} ({c['consent_records']} consent records, "
-        f"{c['interactions']} interactions, {c['decisions']} decisions, {c['outcome_events']} outcome events, {c['trail_events']} trail events, "
+        f"{c['interactions']} interactions, {c['decisions']} decisions, {c['outcome_events']} outcome events, {c['item_reports']} item reports, {c['trail_events']} trail events, "
         f"{c['models']} model versions); send it to the subject by a secure channel",
         highlight=False,
         soft_wrap=True,

@@ -16,8 +16,9 @@ with one JSON document (:data:`EXPORT_FORMAT`) built in named steps:
    model version whose training data includes or may include the subject.
 4. **The store** (:func:`_read_holdings`): consent history and records in
    force, served decisions, the outcome events recorded after them (clicks,
-   dwell, ratings: :mod:`audits.outcomes`) and the trail events under the
-   subject's pseudonym (a :class:`StoreHoldings`).
+   dwell, ratings: :mod:`audits.outcomes`), the item reports they signed
+   (:mod:`audits.harm`) and the trail events under the subject's pseudonym
+   (a :class:`StoreHoldings`).
 5. **The record**: the request is completed with counts only
    (:class:`ExportCounts`, sealed under the subject's record key by
    :func:`audits.update_request`); the export itself is not kept.
@@ -40,7 +41,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from audits import consent_history, effective_consent, open_request, update_request
-from audits.models import DecisionRecord, OutcomeEvent, SubjectRequest, TrailEvent
+from audits.models import DecisionRecord, ItemReport, OutcomeEvent, SubjectRequest, TrailEvent
 from governance.consent.state import may_profile
 from governance.policy import LoadedPack, PolicyPack
 from governance.privacy.common import fail_request, iso, pack_policy, plain, request_deadline, requested_subject
@@ -49,7 +50,7 @@ from governance.privacy.erasure import models_for
 from recommender.data import Dataset
 from recommender.errors import ConfigError, DataError
 
-__all__ = ["EXPORT_FAILED", "EXPORT_FORMAT", "ExportCounts", "StoreHoldings", "export_subject"]
+__all__ = ["EXPORT_FAILED", "EXPORT_FORMAT", "ExportCounts", "ReportEntry", "StoreHoldings", "export_subject"]
 
 EXPORT_FORMAT = "recgov.subject-export.v1"
 EXPORT_FAILED = "the access request {id} failed: {cause}"
@@ -90,6 +91,7 @@ class ExportCounts(TypedDict):
     interactions: int
     decisions: int
     outcome_events: int
+    item_reports: int
     trail_events: int
     models: int
 
@@ -120,6 +122,15 @@ class OutcomeEntry(TypedDict):
     attribution: str
 
 
+class ReportEntry(TypedDict):
+    """An item report the subject signed (a DSA notice), as the export shows it: the item, what they said, when."""
+
+    id: int
+    item_id: str
+    reason: str
+    reported_at: str | None
+
+
 class TrailEntry(TypedDict):
     """An audit event that names the subject: when, who, what."""
 
@@ -140,6 +151,8 @@ class StoreHoldings:
     decisions: list[DecisionEntry]
     trail: list[TrailEntry]
     outcomes: list[OutcomeEntry]
+    reports: list[ReportEntry]
+    """The item reports they signed, their reasons opened under their record key."""
 
     def counts(self, *, interactions: int, models: int) -> ExportCounts:
         """The counts the completed request keeps."""
@@ -148,6 +161,7 @@ class StoreHoldings:
             interactions=interactions,
             decisions=len(self.decisions),
             outcome_events=len(self.outcomes),
+            item_reports=len(self.reports),
             trail_events=len(self.trail),
             models=models,
         )
@@ -177,6 +191,7 @@ def export_subject(
       lists ``recgov batch`` wrote for them (context ``batch``: the run, ``batch_path``: its folder);
     * ``outcomes``: the outcome events recorded for them (impressions, clicks, conversions, dwell,
       ratings), each with the decision it was joined to, if any;
+    * ``reports``: the item reports they signed (item, reason, time);
     * ``trail``: the audit events that name them (time, actor, action);
     * ``models``: the recorded model versions whose training data includes or
       may include them (see :func:`models_for` for how that is known);
@@ -255,7 +270,8 @@ def _open_access_request(
 
 
 def _read_holdings(session: Session, subject: str, pseudonym: str) -> StoreHoldings:
-    """Consent, served decisions, outcome events and trail events under the subject's pseudonym, oldest first."""
+    """Consent, served decisions, outcome events, signed item reports and trail events under the subject's
+    pseudonym, oldest first."""
     history = consent_history(session, subject)
     in_force = effective_consent(session, subject)
     decisions = session.scalars(
@@ -265,6 +281,9 @@ def _read_holdings(session: Session, subject: str, pseudonym: str) -> StoreHoldi
     ).all()
     outcomes = session.scalars(
         select(OutcomeEvent).where(OutcomeEvent.subject == pseudonym).order_by(OutcomeEvent.occurred_at, OutcomeEvent.id)
+    ).all()
+    reports = session.scalars(  # loading opens each reason sealed under their record key (audits.sealing)
+        select(ItemReport).where(ItemReport.reporter == pseudonym).order_by(ItemReport.created_at, ItemReport.id)
     ).all()
     trail = session.execute(
         select(TrailEvent.seq, TrailEvent.time, TrailEvent.actor, TrailEvent.action)
@@ -296,6 +315,9 @@ def _read_holdings(session: Session, subject: str, pseudonym: str) -> StoreHoldi
                 decision_id=o.decision_id, position=o.position, attribution=o.attribution,
             )  # fmt: skip
             for o in outcomes
+        ],
+        reports=[
+            ReportEntry(id=r.id, item_id=r.item_id, reason=r.reason, reported_at=iso(r.created_at)) for r in reports
         ],
     )
 
@@ -392,6 +414,7 @@ def _document(
         },
         "decisions": held.decisions,
         "outcomes": held.outcomes,
+        "reports": held.reports,
         "trail": held.trail,
         "models": models,
         "logic": None,

@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 
 from audits import effective_consent, open_request, shred_subject, update_request
 from audits._common import actor_name
-from audits.models import ConsentRecordRow, DecisionRecord, SubjectRequest, TrailEvent
+from audits.models import ConsentRecordRow, DecisionRecord, ItemReport, SubjectRequest, TrailEvent
 from audits.outcomes import delete_subject_outcomes
 from audits.suppression import SUPPRESSED_STATUSES, suppress_subject
 from governance.policy import LoadedPack, PolicyPack
@@ -91,9 +91,10 @@ RETRAIN_AFTER_ERASURE_FAILED = (
     "retrain request {id} stays open until {deadline}: run `recgov retrain run DATA` once the cause is fixed"
 )
 RETAINED = (
-    "consent records, requests, decisions (in the store and in the anchored folders of recgov batch) and trail events "
-    "stay under the former pseudonym, which nothing links to the person any more: the proof of lawful processing "
-    "(GDPR Art. 7(1), 17(3)(e)); the lists, scores and tags of those decisions were sealed under the subject's record "
+    "consent records, requests, decisions (in the store and in the anchored folders of recgov batch), the item reports "
+    "they signed and trail events stay under the former pseudonym, which nothing links to the person any more: the "
+    "proof of lawful processing (GDPR Art. 7(1), 17(3)(e)) and of the notices the service received (DSA Art. 16); the "
+    "lists, scores and tags of those decisions and the reasons of those reports were sealed under the subject's record "
     "key, deleted now, so nobody can read them; the trail and the batch folders' chains still verify"
 )
 MODELS_NOTE = (
@@ -119,6 +120,7 @@ def _count_by_subject(session: Session, pseudonym: str) -> dict[str, int]:
         "subject_requests": count(SubjectRequest.subject),
         "decisions": count(DecisionRecord.subject),
         "batch_decisions": len(subject_batch_records(session, pseudonym)),
+        "item_reports": count(ItemReport.reporter),
         "trail_events": count(TrailEvent.subject),
     }
 

@@ -353,6 +353,7 @@ def test_erasure_unlearns_records_and_shreds_leaving_no_raw_id(store: Store, tra
         "subject_requests": 2,  # the erasure and the retrain it calls for
         "decisions": 1,
         "batch_decisions": 0,
+        "item_reports": 0,
         "trail_events": report["unlinked"]["trail_events"],
     }
     assert VICTIM not in json.dumps(report)

@@ -3,11 +3,14 @@ subject are someone else's, never a crash, and the subject's own events all come
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
-from audits import Store
-from governance.privacy import export_subject
+from audits import Store, report_item
+from governance.policy import load_pack
+from governance.privacy import erase_subject, export_subject
 from recommender.data import Dataset
 from recommender.synthetic import SyntheticSpec, generate
 
@@ -34,3 +37,31 @@ def test_the_export_skips_events_that_name_no_subject(store: Store, user_dtype: 
     assert sorted(e["item_id"] for e in doc["interactions"]["events"]) == sorted(theirs["item_id"].astype(str))
     assert doc["requests"][0]["status"] == "completed"
     assert pd.isna(data.events["user_id"]).sum() == 4
+
+
+def test_the_export_holds_the_item_reports_the_subject_signed_and_no_one_elses(store: Store) -> None:
+    """Hole: the export left out the item reports (DSA notices) the subject signed: the item and
+    the reason they gave are their personal data, kept under their pseudonym, and only the trail's
+    bare ``item.reported`` action said one existed. Ids that are prefixes of each other, differ in
+    case or only by a leading zero are different people."""
+    from audits import report_item
+    from governance.privacy import erase_subject
+    from pathlib import Path
+
+    from governance.policy import load_pack
+
+    reporters = {"u1": "misleading thumbnail", "u10": "spam in the title", "U1": "graphic cover", "7": "scam", "07": "fake"}
+    with store.session() as session:
+        for n, (who, reason) in enumerate(reporters.items()):
+            report_item(session, item_id=f"i{n}", reason=reason, reporter_id=who)
+        report_item(session, item_id="i9", reason="anonymous notice")
+    for n, (who, reason) in enumerate(reporters.items()):
+        doc = export_subject(store, who)
+        assert [(r["item_id"], r["reason"]) for r in doc["reports"]] == [(f"i{n}", reason)], who
+        assert doc["reports"][0]["reported_at"] is not None
+        assert doc["requests"][-1]["status"] == "completed"
+
+    erased = erase_subject(store, "u1", pack=load_pack(Path(__file__).resolve().parents[2] / "policies" / "eu-gdpr-dsa.yaml"), measure_residual=False)
+    assert erased["unlinked"]["item_reports"] == 1 and "item reports" in erased["retained"]
+    assert export_subject(store, "u1")["reports"] == []  # a new pseudonym: nothing links the old report to them
+    assert [r["reason"] for r in export_subject(store, "u10")["reports"]] == ["spam in the title"]
