@@ -97,6 +97,11 @@ RETAINED = (
     "lists, scores and tags of those decisions and the reasons of those reports were sealed under the subject's record "
     "key, deleted now, so nobody can read them; the trail and the batch folders' chains still verify"
 )
+STILL_LISTED = (
+    "the artifact of model version {version} still lists the subject's id in the clear among its training rows, "
+    "and nothing recgov does (a retrain, a retirement) deletes it: delete the file (recgov models show {version} "
+    "names it) once the version is retired"
+)
 MODELS_NOTE = (
     "membership is read from each model's artifact where it is still at its recorded location with its "
     "recorded hash; otherwise the store cannot tell (it records data set versions, not who is in them) "
@@ -593,6 +598,11 @@ def _not_done(
             "unlearned model is deployed"
             for r in unlearned
             if not r["previous_artifact_deleted"]
+        ),
+        *(
+            STILL_LISTED.format(version=v["version_id"])
+            for v in listing.versions
+            if v["membership"] == "includes" and v["version_id"] not in unlearning.sources
         ),
     ]
 

@@ -314,7 +314,8 @@ class RetrainRun:
             "cannot_retrain": self.cannot_retrain,
             "provisional_replaced": [v for e in self.retrained for v in e["replaces_provisional"]],
             "note": (
-                "serve the new model version(s) once they pass the gate, and retire the versions they replace"
+                "serve the new model version(s) once they pass the gate, retire the versions they replace and "
+                "delete their files: each still lists the erased subjects' ids in the clear"
                 if self.retrained
                 else "no listed model version could be retrained: retire them"
             ),

@@ -154,3 +154,26 @@ def test_erasures_unlearn_each_lineage_once_instead_of_doubling_the_versions(eve
         assert count(db_url, "model_versions") == 1 + n
         superseded = [v for v in report["models"]["versions"] if v["action"].startswith("withdrawn from serving")]
         assert len(superseded) == n - 1
+
+
+def test_the_erasure_names_every_file_that_still_lists_the_subject(events_csv: Path, db_url: str) -> None:
+    """Hole: after an erasure, the files of a model family that forgets only by a retrain (bpr) and of
+    an older version of an unlearned lineage still listed the person's raw id in the clear, for as long
+    as nobody deleted them (a retrain and a retirement delete no file), and the erasure's answer named
+    only the files it had unlearned from."""
+    from governance.privacy.erasure import STILL_LISTED
+
+    als = _train(events_csv, db_url)["model_version"]
+    bpr = ok("train", events_csv, "--family", "bpr", "--no-carbon", "--map", MAP, "--database-url", db_url)
+    bpr_version, bpr_file = bpr["model_version"], bpr["artifact"]
+    first = ok("subject", "erase", VICTIM, "--pack", "eu-gdpr-dsa", "--no-residual", "--database-url", db_url)
+    assert STILL_LISTED.format(version=bpr_version) in first["not_done"]
+    assert VICTIM in set(np.load(bpr_file, allow_pickle=False)["train_user_ids"].astype(str))  # the file at stake
+    # the subject comes back and is erased again: the first erasure's source still lists the first history
+    grant = ("--purpose", "personalization", "--status", "granted", "--pack", "eu-gdpr-dsa")
+    ok("consent", "set", VICTIM, *grant, "--database-url", db_url)
+    again = ok("subject", "erase", VICTIM, "--pack", "eu-gdpr-dsa", "--no-residual", "--database-url", db_url)
+    listed = {v["version_id"] for v in again["models"]["versions"] if v["membership"] == "includes"}
+    assert als in listed and VICTIM in _user_ids(ok("models", "show", als, "--database-url", db_url)["artifact"])
+    for version in listed - {u["previous_version"] for u in again["unlearning"] if u.get("status") == "unlearned"}:
+        assert STILL_LISTED.format(version=version) in again["not_done"], version
