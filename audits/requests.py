@@ -53,7 +53,7 @@ __all__ = ["open_request", "update_request", "list_requests", "REQUEST_TRANSITIO
 
 REQUEST_TRANSITIONS: dict[str, tuple[str, ...]] = {
     "received": ("in_progress",),
-    "in_progress": ("completed", "failed"),
+    "in_progress": ("in_progress", "completed", "failed"),  # in_progress again: progress recorded (a retrain partly done)
     "completed": (),
     "failed": (),
 }
@@ -69,7 +69,8 @@ def _allowed(current: str) -> str:
     targets = REQUEST_TRANSITIONS[current]
     if not targets:
         return "that is final: it can move nowhere"
-    return "it can move only to " + " or ".join(repr(t) for t in targets)
+    names = [repr(t) for t in targets]
+    return "it can move only to " + (names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1])
 
 
 def open_request(

@@ -29,6 +29,7 @@ from audits import list_requests, update_request
 from audits._common import actor_name, in_values
 from audits.models import ModelVersion
 from audits.trail import append_event
+from governance.deploy import deployed_versions
 from governance.policy import LoadedPack, PolicyPack
 from governance.privacy.common import as_moment, iso, pack_policy, pack_stamp
 from governance.training_filter import filter_training_events
@@ -156,7 +157,10 @@ def _unlearned_versions(session: Session, rows: Iterable[Mapping[str, Any]]) -> 
     return out
 
 
-def _retrain_view(row: Mapping[str, Any], moment: datetime, provisional: set[str] = frozenset()) -> dict[str, Any]:
+def _retrain_view(
+    row: Mapping[str, Any], moment: datetime, provisional: set[str] = frozenset(), retired: set[str] = frozenset()
+) -> dict[str, Any]:
+    """One open retrain request as ``recgov retrain due`` shows it; ``waiting_for``: the versions still to replace."""
     details = row["result"] or {}
     deadline = row["deadline"]
     models = list(details.get("models", []))
@@ -170,6 +174,7 @@ def _retrain_view(row: Mapping[str, Any], moment: datetime, provisional: set[str
         "erasure_request": details.get("erasure_request"),
         "models": models,
         "provisional": [v for v in models if v in provisional],
+        "waiting_for": pending_versions(row, retired),
         "deadline_basis": details.get("deadline_basis"),
     }
 
@@ -213,7 +218,8 @@ def pending_retrains(store: Any, *, now: datetime | None = None) -> dict[str, An
     with store.session() as session:
         rows = list_requests(session, kind="retrain", open_only=True)
         provisional = _unlearned_versions(session, rows)
-    entries = [_retrain_view(r, moment, provisional) for r in rows]
+        retired = set(deployed_versions(session)["retired"])
+    entries = [_retrain_view(r, moment, provisional, retired) for r in rows]
     return {
         "now": moment.isoformat(),
         "pending": entries,
@@ -288,6 +294,7 @@ class DueRetrains:
 
     rows: list[dict[str, Any]]
     versions: list[str]
+    """The versions still to replace: listed by a request, not retired, not replaced by an earlier run."""
     recipes: dict[str, dict[str, Any] | None]
     provisional: set[str]
     """Versions that are unlearned stand-ins (their standing ends when a retrain replaces them)."""
@@ -322,6 +329,14 @@ class RetrainRun:
         }
 
 
+def pending_versions(row: Mapping[str, Any], retired: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
+    """The model versions a retrain request still waits on: those it lists that are neither retired nor replaced by
+    an earlier run of it (``retrained`` in its result). A request is completed only when none is left."""
+    result = row.get("result") or {}
+    replaced = {v for entry in result.get("retrained", []) for v in entry.get("replaces", [])}
+    return [v for v in result.get("models", []) if v not in retired and v not in replaced]
+
+
 def _due(store: Any, request_ids: Sequence[int] | None) -> DueRetrains:
     """The open retrain requests (``request_ids``: only those, each must be open) and their versions' recipes."""
     with store.session() as session:
@@ -334,7 +349,8 @@ def _due(store: Any, request_ids: Sequence[int] | None) -> DueRetrains:
                     listed = ", ".join(str(i) for i in sorted(known)) or "none"
                     raise ConfigError(UNKNOWN_RETRAIN.format(id=request_id, open=listed))
             rows = [r for r in rows if r["id"] in set(wanted)]
-        versions = list(dict.fromkeys(v for r in rows for v in (r["result"] or {}).get("models", [])))
+        retired = set(deployed_versions(session)["retired"])
+        versions = list(dict.fromkeys(v for r in rows for v in pending_versions(r, retired)))
         recipes = {v: training_recipe(session, v) for v in versions}
         provisional = _unlearned_versions(session, rows)
         recorded = set(session.scalars(select(ModelVersion.version_id).where(in_values(session, ModelVersion.version_id, versions)))) if versions else set()
@@ -406,7 +422,10 @@ def _completed(
     pack: LoadedPack | PolicyPack,
     actor: str | None,
 ) -> list[dict[str, Any]]:
-    """In ONE transaction: a ``model.retrained`` trail event per new version, and every request completed."""
+    """In ONE transaction: a ``model.retrained`` trail event per new version, and every request whose listed versions
+    are all replaced (now or by an earlier run) or retired completed; a request still listing a version recgov
+    could not retrain stays open (``in_progress``, with what was done and ``cannot_retrain``), so its deadline
+    and the retrain-deadline rules keep counting until that version is retrained by hand and retired."""
     ids = [r["id"] for r in rows]
     policy = pack_policy(pack)
     with store.session() as session:
@@ -425,21 +444,30 @@ def _completed(
                 },
             )
         done = []
+        retired = set(deployed_versions(session)["retired"])
         for row in rows:
-            mine = set((row["result"] or {}).get("models", []))
+            before = row["result"] or {}
+            mine = set(pending_versions(row, retired))
             result = {
-                **(row["result"] or {}),
+                **before,
                 "retrained": [
-                    {"version": e["version"], "replaces": [v for v in e["replaces"] if v in mine]}
-                    for e in retrained
-                    if mine & set(e["replaces"])
+                    *before.get("retrained", []),
+                    *(
+                        {"version": e["version"], "replaces": [v for v in e["replaces"] if v in mine]}
+                        for e in retrained
+                        if mine & set(e["replaces"])
+                    ),
                 ],
                 "not_retrainable": [v for v in not_retrainable if v in mine],
                 "cannot_retrain": [c for c in cannot if c["version"] in mine],
                 "policy_of_run": pack_stamp(pack),
             }
-            if row["status"] == "received":
-                update_request(session, row["id"], status="in_progress", actor=actor)
+            left = sorted(v for v in mine if v in set(not_retrainable))
+            if row["status"] == "received" or left:
+                update_request(session, row["id"], status="in_progress", result=result if left else None, actor=actor)
+            if left:  # the model trained on the subject is still recorded: the request stays open, its deadline counting
+                done.append({"id": row["id"], "status": "in_progress", "deadline": iso(row["deadline"]), "waiting_for": left})
+                continue
             update_request(session, row["id"], status="completed", result=result, actor=actor)
             done.append(
                 {

@@ -79,7 +79,7 @@ REQUEST_REFUSALS = [
     (["failed"], "subject request {id} is 'received'; it can move only to 'in_progress', not to 'failed'"),
     (
         ["in_progress", "received"],
-        "subject request {id} is 'in_progress'; it can move only to 'completed' or 'failed', not to 'received'",
+        "subject request {id} is 'in_progress'; it can move only to 'in_progress', 'completed' or 'failed', not to 'received'",
     ),
     (
         ["in_progress", "failed", "completed"],

@@ -362,3 +362,22 @@ def test_retrain_run_names_a_family_version_it_cannot_retrain_with_the_command_t
     run = json.loads(result.stdout)
     assert run["not_retrainable"] == [doc["model_version"]] and run["retrained"] == []
     assert "--family bpr" in run["cannot_retrain"][0]["message"]
+    # The model trained on the erased subject is still recorded: the request is not completed (it once was, so the
+    # retrain-deadline rules stopped counting while the model kept serving). It waits on that version...
+    (request,) = run["requests"]
+    assert request["status"] == "in_progress" and request["waiting_for"] == [doc["model_version"]]
+    due = runner.invoke(app, ["retrain", "due", "--database-url", db_url, "--json"])
+    assert [(r["id"], r["waiting_for"]) for r in json.loads(due.stdout)["pending"]] == [(request["id"], [doc["model_version"]])], due.output
+    again = json.loads(runner.invoke(app, ["retrain", "run", DATA, "--pack", "baseline", "--no-carbon", "--database-url", db_url, "--json"]).stdout)
+    assert [r["status"] for r in again["requests"]] == ["in_progress"]
+    # ... until it is retired (retrained by hand with its family, as the message says, and the old one retired).
+    from audits.lineage import record_deployment
+
+    store = open_store(db_url)
+    try:
+        with store.session() as session:
+            record_deployment(session, model_version=doc["model_version"], stage="retired", actor="test")
+    finally:
+        store.close()
+    done = json.loads(runner.invoke(app, ["retrain", "run", DATA, "--pack", "baseline", "--no-carbon", "--database-url", db_url, "--json"]).stdout)
+    assert [r["status"] for r in done["requests"]] == ["completed"] and done["not_retrainable"] == []
