@@ -44,7 +44,20 @@ from governance.policy import LoadedPack
 from recommender.data import Dataset
 from recommender.errors import ConfigError
 
-__all__ = ["GATE_REFUSED", "ILLEGAL_MOVE", "NO_PREVIOUS", "PROMOTION_STAGES", "GateRefused", "deployed_versions", "promote", "rollback", "status"]
+__all__ = [
+    "GATE_REFUSED",
+    "ILLEGAL_MOVE",
+    "NOT_RETIRABLE",
+    "NO_PREVIOUS",
+    "PROMOTION_STAGES",
+    "GateRefused",
+    "UnknownModelVersion",
+    "deployed_versions",
+    "promote",
+    "retire",
+    "rollback",
+    "status",
+]
 
 PROMOTION_STAGES = ("shadow", "canary", "production")
 _ALLOWED = {None: "shadow", "shadow": "canary", "canary": "production"}
@@ -52,6 +65,11 @@ _GATED = ("canary", "production")
 
 ILLEGAL_MOVE = "cannot move model version {version!r} from {current} to {stage}: {why}"
 NO_PREVIOUS = "nothing to roll back to: {why}"
+NOT_RETIRABLE = "cannot retire model version {version!r}: {why}"
+
+
+class UnknownModelVersion(ConfigError):
+    """The store records no such model version (the API answers 404)."""
 GATE_REFUSED = "the gate refused model version {version!r} for {stage} (audit #{audit_id}, pack {pack}): {reasons}"
 
 
@@ -268,6 +286,37 @@ def rollback(store: Any, *, actor: str | None = None) -> dict[str, Any]:
             payload={"restored": previous, "retired": current, "retired_deployment": retired.id, "audit_id": audit_id, "gate": recorded},
         )  # fmt: skip
     return {"restored": previous, "retired": current, "audit_id": audit_id, "gate": recorded}
+
+
+def retire(store: Any, *, model_version: str, actor: str | None = None) -> dict[str, Any]:
+    """Retire ``model_version`` (recorded, not in production, not retired): it is never served again.
+
+    What closes a retrain request that waits on a version ``recgov retrain run``
+    cannot retrain (another family): retrain it with its family, then retire the
+    old version (:func:`governance.privacy.retrains.pending_versions`). A version
+    in production leaves it by :func:`rollback` (or a promotion of another one),
+    so that production is never left empty by a retirement.
+
+    Raises
+    ------
+    ConfigError
+        An unknown version, one in production, or one retired already.
+    """
+    who = actor or get_settings().actor
+    with store.session() as session:
+        lock_head(session)
+        if session.get(ModelVersion, model_version) is None:
+            recent = session.scalars(select(ModelVersion.version_id).order_by(ModelVersion.created_at.desc()).limit(5)).all()
+            known = f"recorded: {', '.join(recent)}" if recent else "no model version is recorded yet"
+            raise UnknownModelVersion(UNKNOWN_MODEL_VERSION.format(version=model_version, known=known))
+        row = _stages(session).get(model_version)
+        current = row.stage if row else None
+        if current == "production":
+            raise ConfigError(NOT_RETIRABLE.format(version=model_version, why="it is in production; use rollback to take it out"))
+        if current == "retired":
+            raise ConfigError(NOT_RETIRABLE.format(version=model_version, why="it is retired already"))
+        deployment_id = record_deployment(session, model_version=model_version, stage="retired", actor=who).id
+    return {"retired": model_version, "previous_stage": current, "deployment": deployment_id}
 
 
 def _production_gate(session: Session, model_version: str) -> Gate | None:

@@ -100,6 +100,28 @@ def rollback_command(database_url: DatabaseOpt = None, json_output: JsonOpt = Fa
     console.print(f"{result['restored']}: shadow -> production; {result['retired']}: production -> retired", highlight=False)
 
 
+@deploy_app.command("retire")
+def retire_command(
+    model_version: Annotated[str, typer.Argument(help="The recorded model version to retire (not the one in production: use rollback).")],
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Retire a model version so that it is never served again (a retrain request waiting on it can then complete)."""
+    from audits import open_store
+    from governance.deploy import retire
+
+    with user_errors():
+        store = open_store(database_url)
+        try:
+            result = retire(store, model_version=model_version)
+        finally:
+            store.close()
+    if json_output:
+        emit_json(result)
+        return
+    console.print(f"{result['retired']}: {result['previous_stage'] or 'nothing'} -> retired", highlight=False)
+
+
 @deploy_app.command("status")
 def status_command(database_url: DatabaseOpt = None, json_output: JsonOpt = False) -> None:
     """Deployed model versions by stage, with their latest audit verdict and the pack that gated their current stage."""

@@ -57,7 +57,7 @@ RETRAIN_NO_EVENTS = (
 )
 CANNOT_RETRAIN = (
     "model {version} is provisional (an unlearned stand-in until a full retrain replaces it); recgov cannot retrain "
-    "it because {why}: train without the subject (recgov train DATA --pack {pack}) and retire it"
+    "it because {why}: train without the subject (recgov train DATA --pack {pack}) and retire it (recgov deploy retire {version})"
 )
 RETRAIN_SUBJECT_IN_ARTIFACT = "the retrained artifact {path} still lists the erased subject among its users; retire it"
 UNKNOWN_RETRAIN = "retrain request {id} is not open (open ones: {open}); list them with `recgov retrain due`"
@@ -188,7 +188,7 @@ def _cannot_retrain(version: str, provisional: bool, recorded: bool, pack: str) 
         message = (
             f"model {version}: recgov retrain run retrains ALS; retrain model family {family.name} without the erased "
             f"subjects (recgov train DATA --pack {pack} --family {family.name}, with the parameters recgov models show "
-            f"{version} lists) and retire it"
+            f"{version} lists) and retire it (recgov deploy retire {version}); this request stays open until then"
         )
         return {"version": version, "provisional": provisional, "message": message}
     if provisional:
@@ -199,7 +199,7 @@ def _cannot_retrain(version: str, provisional: bool, recorded: bool, pack: str) 
     else:
         message = (
             f"model {version}: recgov cannot retrain it because the store does not record how it was trained; "
-            f"train without the erased subjects (recgov train DATA --pack {pack}) and retire it"
+            f"train without the erased subjects (recgov train DATA --pack {pack}) and retire it (recgov deploy retire {version})"
         )
     return {"version": version, "provisional": provisional, "message": message}
 

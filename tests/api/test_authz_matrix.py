@@ -84,6 +84,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/v1/deployments/{model_version}/promote"): Row("admin", 200, "/v1/deployments/{model_version}/promote", {"json": {"stage": "shadow"}}),
     # Nothing is in production in this module's store: the admin reaches the handler, which refuses (422).
     ("POST", "/v1/deployments/rollback"): Row("admin", 409, "/v1/deployments/rollback"),
+    # An unknown version: the admin reaches the handler, which answers 404 (the module's model stays where it is).
+    ("POST", "/v1/deployments/{model_version}/retire"): Row("admin", 404, "/v1/deployments/authz-missing/retire"),
     ("GET", "/v1/deployments/policy"): Row("viewer", 200, "/v1/deployments/policy"),
     ("PUT", "/v1/deployments/policy/{stage}"): Row("admin", 200, "/v1/deployments/policy/production", {"json": {"pack": "baseline"}}),
     ("POST", "/v1/items/{item_id}/reports"): Row("operator", 201, "/v1/items/authz-item/reports", {"json": {"reason": "spam"}}),

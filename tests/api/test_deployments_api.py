@@ -55,3 +55,37 @@ def test_deployments_through_the_api(server) -> None:
     with server.store.session() as session:
         actors = set(session.scalars(select(TrailEvent.actor).where(TrailEvent.action == "deployment.promoted")))
     assert actors == {f"key:{server.key_ids['admin']}:test-admin"}
+
+
+def test_retiring_a_model_version_through_the_api(server) -> None:
+    """A recorded version that is not in production is retired (never served again); the one in production, one
+    retired already and an unknown one are refused, each with nothing changed; the retirement is on the trail."""
+    trained = CliRunner().invoke(cli, ["train", DATA, "--no-tune", "--no-carbon", "--factors", "5", "--iterations", "3", "--database-url", server.db_url, "--json"])
+    assert trained.exit_code == 0, trained.output
+    version = json.loads(trained.stdout)["model_version"]
+    with server.client("operator") as client:
+        assert client.post(f"/v1/deployments/{version}/retire").status_code == 403
+    with server.client("admin") as client:
+        before = client.get("/v1/deployments").json()
+        assert client.post("/v1/deployments/als-nope/retire").status_code == 404
+        done = client.post(f"/v1/deployments/{version}/retire")
+        assert done.status_code == 200, done.text
+        assert done.json()["retired"] == version and done.json()["previous_stage"] is None
+        again = client.post(f"/v1/deployments/{version}/retire")
+        assert again.status_code == 409 and again.json()["type"].endswith("/deployment-state") and "retired already" in again.json()["detail"]
+        for stage, rows in before.items():
+            for row in rows if stage == "production" else []:
+                refused = client.post(f"/v1/deployments/{row['model_version']}/retire")
+                assert refused.status_code == 409 and "use rollback" in refused.json()["detail"]
+        after = client.get("/v1/deployments").json()
+    assert after["production"] == before["production"]
+    assert version in [s["model_version"] for s in after["retired"]]
+    with server.store.session() as session:
+        events = session.scalars(select(TrailEvent).where(TrailEvent.action == "deployment.changed")).all()
+        stages = [_json(e.payload)["stage"] for e in events if _json(e.objects).get("model") == version]
+    assert stages == ["retired"]
+
+
+def _json(value: object) -> dict:
+    """A trail event's JSON column as a mapping (stored as JSON text)."""
+    return value if isinstance(value, dict) else json.loads(value)

@@ -106,3 +106,28 @@ def test_promotion_through_the_gate_and_rollback(db_url: str, tmp_path: Path) ->
             assert verify_trail(connection).intact
     finally:
         store.close()
+
+
+def test_retire_from_the_command_line(db_url: str, tmp_path: Path) -> None:
+    """`recgov deploy retire`: a version in shadow (or never deployed) is retired; the one in production, one retired
+    already and an unknown one are one line and exit 2, nothing written."""
+    shadow, never = _train(db_url, 5), _train(db_url, 7)
+    assert _deploy(db_url, "promote", shadow, "--to", "shadow").exit_code == 0
+    for version, previous in ((shadow, "shadow"), (never, None)):
+        done = _deploy(db_url, "retire", version, "--json")
+        assert done.exit_code == 0, done.output
+        assert json.loads(done.stdout)["previous_stage"] == previous
+    before = _actions(db_url)
+    for version, said in ((shadow, "retired already"), ("als-nope", "unknown model version 'als-nope'")):
+        refused = _deploy(db_url, "retire", version)
+        assert refused.exit_code == 2 and said in refused.output and len(refused.output.strip().splitlines()) == 1, refused.output
+    _bind(db_url, "baseline", "canary", "production")
+    live = _train(db_url, 6)
+    for stage in ("shadow", "canary", "production"):
+        assert _promote(db_url, live, stage, tmp_path).exit_code == 0
+    before = _actions(db_url)
+    refused = _deploy(db_url, "retire", live)
+    assert refused.exit_code == 2 and "use rollback" in refused.output
+    assert _actions(db_url) == before
+    status = json.loads(_deploy(db_url, "status", "--json").stdout)
+    assert {s["model_version"] for s in status["retired"]} == {shadow, never}

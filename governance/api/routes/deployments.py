@@ -107,6 +107,20 @@ def rollback(store: StoreDep, session: SessionDep, key: GovernKey) -> dict[str, 
     return result
 
 
+@router.post("/{model_version}/retire", responses=problems(403, 404, 409, 422), summary="Retire a model version (never served again)")
+def retire(model_version: Annotated[str, Path(min_length=1, max_length=128, pattern=IDENTIFIER)], store: StoreDep, session: SessionDep, key: GovernKey) -> dict[str, Any]:
+    """404 for an unknown model version; 409 ``deployment-state`` for the version in production (use rollback) or one
+    retired already. A retrain request waiting on the version (``recgov retrain due``) completes at the next retrain run."""
+    try:
+        result = deploy.retire(store, model_version=model_version, actor=actor_of(key))
+    except deploy.UnknownModelVersion as err:
+        raise Problem(404, str(err)) from None
+    except ConfigError as err:  # deploy.retire refuses otherwise only on where the version stands (see its Raises)
+        raise Problem(409, str(err), kind="deployment-state") from None
+    record_call(session, key, "deployments.retire", objects={"model": model_version}, payload=result)
+    return result
+
+
 @router.get("", summary="Deployed model versions by stage")
 def list_deployments(store: StoreDep, key: ReadKey) -> dict[str, Any]:
     return deploy.status(store)
