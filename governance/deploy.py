@@ -116,14 +116,19 @@ def _previous(session: Session, latest: dict[str, Deployment]) -> str | None:
     return None
 
 
+def _check_recorded(session: Session, model_version: str) -> None:
+    """Raise :class:`UnknownModelVersion` (naming the latest recorded versions) unless the store records ``model_version``."""
+    if session.get(ModelVersion, model_version) is None:
+        recent = session.scalars(select(ModelVersion.version_id).order_by(ModelVersion.created_at.desc()).limit(5)).all()
+        known = f"recorded: {', '.join(recent)}" if recent else "no model version is recorded yet"
+        raise UnknownModelVersion(UNKNOWN_MODEL_VERSION.format(version=model_version, known=known))
+
+
 def _check_move(session: Session, model_version: str, stage: str) -> str | None:
     """The current stage, after checking that ``model_version`` may move to ``stage``."""
     if stage not in PROMOTION_STAGES:
         raise ConfigError(f"stage must be one of {', '.join(PROMOTION_STAGES)}; got {stage!r} (use 'rollback' to leave production)")
-    if session.get(ModelVersion, model_version) is None:
-        recent = session.scalars(select(ModelVersion.version_id).order_by(ModelVersion.created_at.desc()).limit(5)).all()
-        known = f"recorded: {', '.join(recent)}" if recent else "no model version is recorded yet"
-        raise ConfigError(UNKNOWN_MODEL_VERSION.format(version=model_version, known=known))
+    _check_recorded(session, model_version)
     row = _stages(session).get(model_version)
     current = row.stage if row else None
     if _ALLOWED.get(current) != stage:
@@ -305,10 +310,7 @@ def retire(store: Any, *, model_version: str, actor: str | None = None) -> dict[
     who = actor or get_settings().actor
     with store.session() as session:
         lock_head(session)
-        if session.get(ModelVersion, model_version) is None:
-            recent = session.scalars(select(ModelVersion.version_id).order_by(ModelVersion.created_at.desc()).limit(5)).all()
-            known = f"recorded: {', '.join(recent)}" if recent else "no model version is recorded yet"
-            raise UnknownModelVersion(UNKNOWN_MODEL_VERSION.format(version=model_version, known=known))
+        _check_recorded(session, model_version)
         row = _stages(session).get(model_version)
         current = row.stage if row else None
         if current == "production":
