@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from governance.cli._common import EXIT_FINDING, console, emit_json, fail, user_errors
+from governance.cli._common import EXIT_FINDING, console, emit_json, fail, opened_store, user_errors
 from governance.cli.core import DatabaseOpt, ItemsMapOpt, ItemsOpt, JsonOpt, MapOpt, load_dataset, print_rows
 from governance.cli._common import load_or_fail
 
@@ -107,15 +107,10 @@ def retire_command(
     json_output: JsonOpt = False,
 ) -> None:
     """Retire a model version so that it is never served again (a retrain request waiting on it can then complete)."""
-    from audits import open_store
     from governance.deploy import retire
 
-    with user_errors():
-        store = open_store(database_url)
-        try:
-            result = retire(store, model_version=model_version)
-        finally:
-            store.close()
+    with user_errors(), opened_store(database_url) as store:
+        result = retire(store, model_version=model_version)
     if json_output:
         emit_json(result)
         return
