@@ -121,7 +121,8 @@ def _check_recorded(session: Session, model_version: str) -> None:
     if session.get(ModelVersion, model_version) is None:
         recent = session.scalars(select(ModelVersion.version_id).order_by(ModelVersion.created_at.desc()).limit(5)).all()
         known = f"recorded: {', '.join(recent)}" if recent else "no model version is recorded yet"
-        raise UnknownModelVersion(UNKNOWN_MODEL_VERSION.format(version=model_version, known=known))
+        shown = model_version if len(model_version) <= 80 else f"{model_version[:60]}... ({len(model_version):,} characters)"
+        raise UnknownModelVersion(UNKNOWN_MODEL_VERSION.format(version=shown, known=known))
 
 
 def _check_move(session: Session, model_version: str, stage: str) -> str | None:

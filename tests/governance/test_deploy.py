@@ -118,7 +118,8 @@ def test_retire_from_the_command_line(db_url: str, tmp_path: Path) -> None:
         assert done.exit_code == 0, done.output
         assert json.loads(done.stdout)["previous_stage"] == previous
     before = _actions(db_url)
-    for version, said in ((shadow, "retired already"), ("als-nope", "unknown model version 'als-nope'")):
+    huge = "als-" + "x" * 5000  # a hostile argument is named, not echoed whole
+    for version, said in ((shadow, "retired already"), ("als-nope", "unknown model version 'als-nope'"), (huge, "(5,004 characters)")):
         refused = _deploy(db_url, "retire", version)
         assert refused.exit_code == 2 and said in refused.output and len(refused.output.strip().splitlines()) == 1, refused.output
     _bind(db_url, "baseline", "canary", "production")
