@@ -347,7 +347,8 @@ def append_consent_batch(
     # Plain lists and integer codes from here on: per-row work through pandas' string arrays costs more than the work.
     codes_array, uniques = pd.factorize(batch["subject"], sort=False)
     codes = codes_array.tolist()
-    raw = [s.encode() if type(s) is str and s else _subject_bytes(s) for s in uniques.tolist()]  # as _subject_bytes
+    unique_ids = uniques.tolist()
+    raw = [s.encode() if type(s) is str and s else _subject_bytes(s) for s in unique_ids]  # as _subject_bytes
     secrets_hex, created = _subject_secrets(session, raw, installation_key)
     unique_pseudonyms, derived_keys = pseudonyms_and_record_keys(secrets_hex, raw)
     pseudonyms = [unique_pseudonyms[c] for c in codes]
@@ -393,9 +394,10 @@ def append_consent_batch(
         },
     )
     # Their cached lists were made under the old consent; a refusal or withdrawal also holds new ones back a while.
-    restricted = {str(uniques[codes[row]]) for row in fresh if statuses[row] != "granted"}
+    named = [str(s) for s in unique_ids]  # per row through the pandas Index: about 2 us a row
+    restricted = {named[codes[row]] for row in fresh if statuses[row] != "granted"}
     invalidate_subjects_after_commit(session, restricted, hold=True)
-    invalidate_subjects_after_commit(session, {str(uniques[codes[row]]) for row in fresh} - restricted)
+    invalidate_subjects_after_commit(session, {named[codes[row]] for row in fresh} - restricted)
     suffix, separator = ("+00", "T") if _postgres(session) else ("", " ")
     seq = event.seq
     records = [
