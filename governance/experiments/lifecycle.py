@@ -40,7 +40,8 @@ import pandas as pd
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from audits.models import DecisionRecord, Experiment, ExperimentLook, ModelVersion, OutcomeEvent
+from audits._common import in_values
+from audits.models import DecisionRecord, Experiment, ExperimentLook, ModelVersion, OutcomeEvent, TrailEvent
 from audits.sealing import open_decisions
 from audits.trail import append_event, lock_head
 from governance.experiments.assign import InForce, RunningExperiment
@@ -422,12 +423,30 @@ def _consenting(session: Session, row: Experiment, subjects: pd.DataFrame, packs
     from governance.ope import analytics_allowed
 
     model, unread = _analytics_model(session, row, packs_dir) if not subjects.empty else ("opt_out", [])
-    allowed = analytics_allowed(session, [str(s) for s in subjects.index], model=model)
-    keep = np.array([allowed[str(s)] for s in subjects.index], dtype=bool)
-    excluded = subjects[~keep]
-    per_arm = {str(v): int(n) for v, n in excluded.groupby("variant").size().items()} if not excluded.empty else {}
-    consent = {"purpose": ANALYTICS, "model": model, "excluded": {"analytics_consent_not_in_force": per_arm}, "packs_not_read": unread}
+    pseudonyms = [str(s) for s in subjects.index]
+    erased = _erased(session, pseudonyms)
+    allowed = analytics_allowed(session, pseudonyms, model=model)
+    gone = np.array([s in erased for s in pseudonyms], dtype=bool)
+    keep = np.array([allowed[s] for s in pseudonyms], dtype=bool) & ~gone
+
+    def per_arm(mask: np.ndarray) -> dict[str, int]:
+        out = subjects[mask]
+        return {str(v): int(n) for v, n in out.groupby("variant").size().items()} if not out.empty else {}
+
+    excluded = {"analytics_consent_not_in_force": per_arm(~keep & ~gone), "erased_subjects": per_arm(gone)}
+    consent = {"purpose": ANALYTICS, "model": model, "excluded": excluded, "packs_not_read": unread}
     return subjects[keep], consent
+
+
+def _erased(session: Session, pseudonyms: list[str]) -> set[str]:
+    """The pseudonyms among ``pseudonyms`` that were erased (crypto-shredded: their ``subject.shredded`` trail event).
+
+    Erasure deletes a subject's outcome events but leaves their decisions under the now unlinkable pseudonym; read as
+    a subject of the experiment, they would enter every look as one who never clicked nor converted."""
+    if not pseudonyms:
+        return set()
+    query = select(TrailEvent.subject).where(TrailEvent.action == "subject.shredded", in_values(session, TrailEvent.subject, pseudonyms))
+    return {str(s) for s in session.scalars(query.distinct())}
 
 
 def _check_final_size(name: str, look: int, sizes: list[int], control: str, treatments: list[str], arms: Mapping[str, Any]) -> None:
