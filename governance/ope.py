@@ -352,7 +352,7 @@ def _check_settings(settings: OpeSettings) -> None:
     from audits.models import OUTCOME_KINDS
     from recommender.ope._common import check_settings
 
-    check_settings(settings.n_bootstrap, settings.confidence, settings.min_ess)
+    check_settings(settings.n_bootstrap, settings.confidence, settings.min_ess, settings.seed)
     if unknown := sorted(set(settings.kinds) - set(OUTCOME_KINDS)):
         raise ConfigError(f"unknown outcome kind(s) {', '.join(unknown)}; known: {', '.join(OUTCOME_KINDS)}")
     if not settings.kinds:

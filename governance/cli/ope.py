@@ -32,6 +32,9 @@ from governance.cli.store import JsonOutput, store_errors
 
 __all__ = ["ope_command", "provider_groups", "register"]
 
+MAX_SEED = 2**32 - 1
+"""The largest bootstrap seed, as ``POST /v1/ope`` bounds it."""
+
 
 def _store_url(data: str) -> str | None:
     if data == "store":
@@ -74,6 +77,8 @@ def ope_command(
         raise fail(f"--limit must be at least 1, got {limit}")
     if bootstrap < 0:
         raise fail(f"--bootstrap must be at least 0, got {bootstrap}")
+    if not 0 <= seed <= MAX_SEED:
+        raise fail(f"--seed must be from 0 to {MAX_SEED}, got {seed}")
     segment = None
     if segment_items is not None:
         try:

@@ -116,8 +116,11 @@ def probabilities(values: Any, name: str, n: int | None = None, *, positive: boo
     return arr
 
 
-def check_settings(n_bootstrap: int, confidence: float, min_ess: float) -> None:
-    """The bootstrap and refusal settings every estimator takes, checked once."""
+def check_settings(n_bootstrap: int, confidence: float, min_ess: float, seed: int = 0) -> None:
+    """The bootstrap and refusal settings every estimator takes, checked once (the seed as
+    ``numpy.random.default_rng`` takes it: an int >= 0)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be an int >= 0, got {seed!r}")
     if not isinstance(n_bootstrap, int) or n_bootstrap < 0:
         raise ConfigError(f"n_bootstrap must be an int >= 0, got {n_bootstrap!r}")
     if not 0 < confidence < 1:

@@ -94,7 +94,7 @@ def ips(
     confidence: float = 0.95,
 ) -> Estimate:
     """Inverse propensity scoring: ``mean(w_i r_i)`` (see the module docstring)."""
-    check_settings(n_bootstrap, confidence, min_ess)
+    check_settings(n_bootstrap, confidence, min_ess, seed)
     _, r, mu, pi, w = _logged(actions, rewards, logging_dist, target_dist)
     return finish("ips", w * r, None, w, n_bootstrap=n_bootstrap, seed=seed, confidence=confidence, min_ess=min_ess, refusal=_support(mu, pi))
 
@@ -111,7 +111,7 @@ def snips(
     confidence: float = 0.95,
 ) -> Estimate:
     """Self-normalised IPS: ``sum(w r) / sum(w)`` (see the module docstring)."""
-    check_settings(n_bootstrap, confidence, min_ess)
+    check_settings(n_bootstrap, confidence, min_ess, seed)
     _, r, mu, pi, w = _logged(actions, rewards, logging_dist, target_dist)
     return finish("snips", w * r, w, w, n_bootstrap=n_bootstrap, seed=seed, confidence=confidence, min_ess=min_ess, refusal=_support(mu, pi))
 
@@ -133,7 +133,7 @@ def direct_method(
     The logged actions and rewards are only read to check overlap (see the module docstring): the
     reward model itself should be fitted on them by the caller (:mod:`recommender.ope.reward_model`).
     """
-    check_settings(n_bootstrap, confidence, min_ess)
+    check_settings(n_bootstrap, confidence, min_ess, seed)
     _, _, mu, pi, w = _logged(actions, rewards, logging_dist, target_dist)
     q = as_matrix(reward_hat, "reward_hat", len(w))
     if q.shape != pi.shape:
@@ -155,7 +155,7 @@ def doubly_robust(
     confidence: float = 0.95,
 ) -> Estimate:
     """Doubly robust: ``mean_i [sum_a pi_i(a) q(i, a) + w_i (r_i - q(i, a_i))]`` (see the module docstring)."""
-    check_settings(n_bootstrap, confidence, min_ess)
+    check_settings(n_bootstrap, confidence, min_ess, seed)
     a, r, mu, pi, w = _logged(actions, rewards, logging_dist, target_dist)
     q = as_matrix(reward_hat, "reward_hat", len(w))
     if q.shape != pi.shape:

@@ -83,7 +83,7 @@ def _per_position(
     settings: dict[str, Any],
     what: str,
 ) -> Estimate:
-    check_settings(settings["n_bootstrap"], settings["confidence"], settings["min_ess"])
+    check_settings(settings["n_bootstrap"], settings["confidence"], settings["min_ess"], settings["seed"])
     r = as_matrix(position_rewards, "position_rewards", np.shape(position_rewards)[0] if np.ndim(position_rewards) else 0)
     n, k = r.shape
     mu = _position_probs(logging_probs, f"logging {what}", n, k, positive=True)
@@ -108,7 +108,7 @@ def standard_ips(
     confidence: float = 0.95,
 ) -> Estimate:
     """Standard (whole-slate) IPS: ``mean(pi(s_i) / mu(s_i) * R_i)`` (see the module docstring)."""
-    check_settings(n_bootstrap, confidence, min_ess)
+    check_settings(n_bootstrap, confidence, min_ess, seed)
     r = as_vector(rewards, "rewards")
     n = len(r)
     mu = probabilities(logging_slate_prob, "logging_slate_prob", n, positive=True)
@@ -183,7 +183,7 @@ def pseudo_inverse(
     cells, or combinations, the logger never shows), or on a small effective sample size.
     The weights may be negative (the estimator is unbiased, not a reweighting).
     """
-    check_settings(n_bootstrap, confidence, min_ess)
+    check_settings(n_bootstrap, confidence, min_ess, seed)
     r = as_vector(rewards, "rewards")
     n = len(r)
     s = as_matrix(slate_indicators, "slate_indicators", n)
