@@ -15,7 +15,8 @@ with its time) is stored under the subject's pseudonym, never the raw id, in
 2. each event gets its pseudonym and an event key (:func:`event_key`); an
    event whose key is stored already (or earlier in the batch) is skipped, so
    importing the same file twice adds nothing, and the table's unique key keeps
-   two racing imports from both storing it;
+   two racing imports from both storing it; an ``event_id`` that already names
+   another event of the subject (another kind or item) is refused;
 3. each event is joined to a decision (:func:`attribute`):
 
    * **by decision id**, when it carries one: the decision must exist, have
@@ -105,6 +106,7 @@ EARLIEST = pd.Timestamp("1678-01-01", tz="UTC")
 """The earliest event time stored (the joins compare times at nanosecond resolution, which ends before it)."""
 LATEST = pd.Timestamp("2262-01-01", tz="UTC")
 """The end of the stored time range (exclusive)."""
+EVENT_ID_REUSED = "the event_id already names another event of this subject (another kind or item)"
 NO_SUCH_DECISION = "no decision {id}"
 OTHER_SUBJECT = "decision {id} was not served to this subject"
 SHADOW_DECISION = "decision {id} is a shadow list, never served"
@@ -185,6 +187,31 @@ def _keys(batch: pd.DataFrame, pseudonyms: list[str]) -> list[str]:
             batch["decision_id"].tolist(), _value_text(batch["value"]), strict=True,
         )
     ]  # fmt: skip
+
+
+def _reused_event_ids(session: Session, keyed: pd.DataFrame) -> tuple[pd.DataFrame, list[Refusal]]:
+    """The events whose ``event_id`` is not already the subject's id of an event of *another* kind or item; a refusal
+    for each that is.
+
+    An event key made from the caller's ``event_id`` says the same event when it comes again, even re-stamped with
+    another time (skipped: importing a file twice adds nothing). The same id on another kind or item is another event
+    under a reused id: it is refused with its line, never counted as already recorded (that dropped it in silence).
+    The first of them in the batch stands, unless the store holds the id already."""
+    named = keyed["event_id"].map(bool).to_numpy(dtype=bool)
+    if not named.any():
+        return keyed, []
+    rows = keyed[named]
+    seen: dict[str, tuple[str, str]] = {}
+    stored = select(OutcomeEvent.event_key, OutcomeEvent.kind, OutcomeEvent.item_id)
+    for key, kind, item in session.execute(stored.where(in_values(session, OutcomeEvent.event_key, rows["event_key"].unique().tolist()))):
+        seen[key] = (str(kind), str(item))
+    bad = np.zeros(len(keyed), dtype=bool)
+    for pos, key, kind, item in zip(np.flatnonzero(named), rows["event_key"], rows["kind"], rows["item_id"], strict=True):
+        if seen.setdefault(key, (str(kind), str(item))) != (str(kind), str(item)):
+            bad[pos] = True
+    if not bad.any():
+        return keyed, []
+    return keyed[~bad], [Refusal(int(line), "event_id", EVENT_ID_REUSED) for line in keyed["line"][bad]]
 
 
 def _known_keys(session: Session, keys: list[str]) -> set[str]:
@@ -392,6 +419,8 @@ def record_outcomes(
     found = lookup_subject_secrets(session, kept["subject"].unique().tolist(), create=True, key=installation_key)
     pseudonyms = [found[s][0] for s in kept["subject"].tolist()]  # type: ignore[index]
     keyed = kept.assign(pseudonym=pseudonyms, event_key=_keys(kept, pseudonyms))
+    keyed, reused = _reused_event_ids(session, keyed)
+    refused = [*refused, *reused]
     unique = keyed.drop_duplicates("event_key")
     fresh = unique[~unique["event_key"].isin(_known_keys(session, unique["event_key"].tolist()))]
     joined, wrong = attribute(session, fresh, window) if not fresh.empty else (fresh, [])
