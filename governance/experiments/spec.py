@@ -65,6 +65,21 @@ GUARDRAIL_METRICS: dict[str, str] = {
 """Metrics a guardrail may hold: per subject or per request from the decision records, the failed requests and the
 feedback, or (``ARM_LEVEL_METRICS``) one figure of the arm's whole traffic with its uncertainty over subjects."""
 
+GUARDRAIL_DIRECTION: dict[str, Literal["higher_is_better", "lower_is_better"]] = {
+    "non_profiling_share": "lower_is_better",
+    "fallback_share": "lower_is_better",
+    "empty_list_share": "lower_is_better",
+    "click_through": "higher_is_better",
+    "conversion": "higher_is_better",
+    "latency_ms": "lower_is_better",
+    "error_rate": "lower_is_better",
+    "harmful_exposure": "lower_is_better",
+    "provider_exposure_gap": "lower_is_better",
+    "consumer_quality_gap": "lower_is_better",
+}
+"""The way each guardrail metric gets better. A guardrail written the other way round would judge an improvement as
+the harm and let the real harm through (more harmful exposure, slower lists), so a plan must state this direction."""
+
 BOUNDED_METRICS: frozenset[str] = frozenset(GUARDRAIL_METRICS) - {"latency_ms", "clicks_per_subject"}
 """Guardrail metrics that are shares or rates in [0, 1]: a margin of 1 or more can never be exceeded
 (``consumer_quality_gap`` only when its quality metric is a proportion)."""
@@ -266,6 +281,11 @@ def _cross_checks(spec: ExperimentSpec, positions: dict[str, tuple[int, int]], s
     for i, g in enumerate(spec.guardrails):
         if g.metric not in GUARDRAIL_METRICS:
             issues.append(_issue(source, positions, f"guardrails.{i}.metric", f"unknown guardrail metric {g.metric!r}; one of {', '.join(GUARDRAIL_METRICS)}"))
+        if g.metric in GUARDRAIL_DIRECTION and g.direction != GUARDRAIL_DIRECTION[g.metric]:
+            better = GUARDRAIL_DIRECTION[g.metric]
+            issues.append(_issue(source, positions, f"guardrails.{i}.direction", (
+                f"{g.metric} is better {better.split('_')[0]} (direction: {better}); {g.direction} would take an improvement "
+                f"for the harm and let the treatment make {g.metric} worse without failing")))  # fmt: skip
         if g.metric == "provider_exposure_gap" and g.items is None:
             issues.append(_issue(source, positions, f"guardrails.{i}", "provider_exposure_gap needs 'items': the item table naming each item's provider group"))
         bounded = g.metric in BOUNDED_METRICS and not (g.metric == "consumer_quality_gap" and g.quality == "clicks_per_subject")

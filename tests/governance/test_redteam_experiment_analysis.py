@@ -7,10 +7,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy import select
+
+from audits.models import Experiment
 
 from governance.experiments import lifecycle
 from governance.experiments.spec import parse_experiment
-from tests.governance.test_experiment_guardrails import SAME, SUBJECTS, _model, _plan_file, _serve
+from tests.governance.test_experiment_guardrails import PLAN, SAME, SUBJECTS, _model, _plan_file, _serve
 
 pytestmark = pytest.mark.usefixtures("fixed_experiment_salts")
 
@@ -38,3 +41,37 @@ def test_an_erased_subject_is_left_out_of_every_look_and_the_status(store: Any, 
     assert sum(look["consent"]["excluded"]["erased_subjects"].values()) == len(erased)
     state = lifecycle.status(store, "erasures", actor="tester")
     assert state["consent"]["excluded"] == look["consent"]["excluded"]
+
+
+def test_a_reversed_guardrail_would_let_a_harmful_treatment_through_so_the_plan_refuses_it(store: Any, tmp_path: Path) -> None:
+    """A guardrail's direction is the metric's own: written the other way round (harmful exposure 'higher is better'),
+    it holds while the treatment serves more flagged items, and the gate lets the treatment's model through."""
+    from governance.located import PolicyError
+
+    with store.session() as session:
+        control, treatment = _model(session, "rc"), _model(session, "rt")
+    path = _plan_file(tmp_path, "reversed", control, treatment)
+    for metric in ("latency_ms", "error_rate", "harmful_exposure", "provider_exposure_gap"):
+        text = path.read_text()
+        start = text.index(f"metric: {metric}")
+        end = text.index("direction: lower_is_better", start) + len("direction: ")
+        path.write_text(text[:end] + "higher" + text[end + len("lower"):])
+    with pytest.raises(PolicyError) as refused:
+        lifecycle.plan(store, parse_experiment(path.read_text(), str(path)), actor="tester")
+    messages = [(i.path, i.message) for i in refused.value.issues]
+    assert [p for p, _ in messages] == [f"guardrails.{i}.direction" for i in range(4)], messages
+    assert all("lower_is_better" in m and str(path) not in m for _, m in messages)
+    assert all(i.line is not None for i in refused.value.issues)
+    with store.session() as session:
+        assert session.scalars(select(Experiment)).first() is None  # nothing stored
+
+
+@pytest.mark.parametrize(("metric", "direction"), [("click_through", "lower_is_better"), ("non_profiling_share", "higher_is_better"),
+                                                   ("empty_list_share", "higher_is_better")])  # fmt: skip
+def test_every_guardrail_metric_has_one_direction(metric: str, direction: str) -> None:
+    from governance.located import PolicyError
+
+    text = PLAN.format(name="dirs", control="m1", treatment="m2", items="x.csv", method="fixed", looks=1, extra="", holdback_days=0)
+    text = text.replace("guardrails:\n", f"guardrails:\n  - metric: {metric}\n    margin: 0.01\n    direction: {direction}\n", 1)
+    with pytest.raises(PolicyError, match=rf"guardrails\.0\.direction: {metric} is better"):
+        parse_experiment(text, "dirs.yaml")
