@@ -736,14 +736,35 @@ def experiments_of_model(session: Session, model_version: str) -> list[dict[str,
     return out
 
 
+def _guardrails_failed_by(session: Session, model_version: str) -> list[str]:
+    """Why ``model_version`` may not be promoted on any experiment's result: each stopped or concluded experiment whose
+    last planned look found a guardrail failed by a treatment serving that version (the metrics named)."""
+    out = []
+    for row in session.scalars(select(Experiment).order_by(Experiment.id)):
+        spec = row.plan["spec"]
+        treated = {v["name"] for v in spec["variants"] if v.get("model_version") == model_version and not v["control"]}
+        look = _final_look(session, row) if treated else None
+        if look is None or (row.status != "stopped" and look.decision == "continue"):
+            continue
+        failed = sorted({g["metric"] for g in look.result.get("guardrails", []) if g.get("failed") and g.get("variant") in treated})
+        if failed:
+            out.append(f"experiment {row.name!r} ({row.status}): at its last planned look (#{look.look}) a variant serving model version "
+                       f"{model_version!r} failed the guardrail(s) {', '.join(failed)} (guardrail_failed); a win elsewhere does not outweigh it")  # fmt: skip
+    return out
+
+
 def gate_verdict(session: Session, model_version: str) -> tuple[bool, list[str], dict[str, Any] | None]:
     """Whether a pre-registered result lets ``model_version`` through: ``(passed, reasons, evidence)``.
 
     Passes when an experiment that is stopped, or whose last planned look concluded, found at that
     planned look (the primary metric, every randomised subject) that a non-control variant serving
-    ``model_version`` won, with the SRM check passed and no guardrail failed. Exploratory looks never count.
+    ``model_version`` won, with the SRM check passed and no guardrail failed, and no such experiment found a
+    guardrail failed by a variant serving it (a harm found once is not outweighed by a win in another
+    experiment). Exploratory looks never count.
     """
-    reasons = []
+    reasons: list[str] = []
+    passing = None
+    harmed = _guardrails_failed_by(session, model_version)
     for exp in experiments_of_model(session, model_version):
         look = exp["last_planned_look"]
         treated = [v for v in exp["variants"] if v != exp["control"]]
@@ -756,8 +777,12 @@ def gate_verdict(session: Session, model_version: str) -> tuple[bool, list[str],
             reasons.append(f"{where}: still running and its last planned look (#{look['look']}) did not conclude")
         elif not set(treated) & set(look["winners"]):
             reasons.append(f"{where}: its last planned look (#{look['look']}) on {exp['primary_metric']!r} found no win ({look['verdict']})")
-        else:
-            return True, [], {"experiment": exp["name"], "plan_hash": exp["plan_hash"], "look": look["look"], "trail_seq": look["trail_seq"]}
+        elif passing is None:
+            passing = {"experiment": exp["name"], "plan_hash": exp["plan_hash"], "look": look["look"], "trail_seq": look["trail_seq"]}
+    if harmed:  # a guardrail the version failed is not outweighed by a win elsewhere
+        return False, harmed, None
+    if passing is not None:
+        return True, [], passing
     if not reasons:
         reasons.append(f"model version {model_version!r} was in no planned experiment; the pack requires a positive pre-registered result")
     return False, reasons, None

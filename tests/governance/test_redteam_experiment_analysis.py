@@ -75,3 +75,26 @@ def test_every_guardrail_metric_has_one_direction(metric: str, direction: str) -
     text = text.replace("guardrails:\n", f"guardrails:\n  - metric: {metric}\n    margin: 0.01\n    direction: {direction}\n", 1)
     with pytest.raises(PolicyError, match=rf"guardrails\.0\.direction: {metric} is better"):
         parse_experiment(text, "dirs.yaml")
+
+
+def test_a_guardrail_the_model_failed_in_a_later_experiment_outweighs_an_earlier_win(store: Any, tmp_path: Path) -> None:
+    """The gate took the first experiment with a win, so a model version that won once was promoted after a later
+    experiment found it serving flagged items, slower lists and a wider provider gap."""
+    from tests.governance.test_experiment_guardrails import WORSE, _flags
+
+    with store.session() as session:
+        control, model = _model(session, "gc"), _model(session, "gm")
+    _flags(store)
+    rng = np.random.default_rng(5)
+    for name, arm in (("first-win", {**SAME, "click": 0.5}), ("later-harm", {**WORSE, "click": 0.5})):
+        path = _plan_file(tmp_path, name, control, model)
+        lifecycle.plan(store, parse_experiment(path.read_text(), str(path)), actor="tester")
+        lifecycle.start(store, name, actor="tester")
+        _serve(store, name, SUBJECTS, {"control": SAME, "treatment": arm}, rng)
+        lifecycle.stop(store, name, actor="tester")
+        look = lifecycle.analyze(store, name, actor="tester")
+        assert look["verdict"] == ("treatment_won" if name == "first-win" else "guardrail_failed"), look["verdict"]
+    with store.session() as session:
+        passed, reasons, evidence = lifecycle.gate_verdict(session, model)
+    assert not passed and evidence is None
+    assert any("later-harm" in r and "guardrail" in r and "harmful_exposure" in r for r in reasons), reasons
