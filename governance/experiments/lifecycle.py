@@ -80,6 +80,10 @@ FINAL_TOO_EARLY = (
     "the plan froze ({have} analysable units): {short} still missing ({total} in all). A final look taken early is "
     "underpowered and its timing could follow the data; look again when every arm has reached its planned size"
 )
+PRIMARY_GUARDRAIL_WITHHELD = (
+    "figures withheld: this guardrail is on the pre-registered primary metric {primary!r} and planned looks remain, so an "
+    "exploratory look says only whether it held (its estimate would be a look at the primary metric)"
+)
 PRIMARY_PEEK = (
     "experiment {name!r}: an exploratory look at the pre-registered primary metric {primary!r} (segment {segment!r}) "
     "is refused while planned looks remain ({taken} of {looks} taken): seeing it early could steer when the planned look "
@@ -646,7 +650,10 @@ def analyze(
                     res = arm_level[(i, t)]
                 else:
                     res = _guardrail(guardrail_check, arms[g["metric"]][control], arms[g["metric"]][t], g, design["alpha"])
-                guardrails.append({"metric": g["metric"], "variant": t, "margin": g["margin"], "direction": g["direction"], "failed": _guardrail_failed(res), "result": res})
+                failed = _guardrail_failed(res)
+                if kind == "exploratory" and remaining and primary in (g["metric"], g.get("quality")):
+                    res = {"non_inferior": not failed, "reason": PRIMARY_GUARDRAIL_WITHHELD.format(primary=primary)}
+                guardrails.append({"metric": g["metric"], "variant": t, "margin": g["margin"], "direction": g["direction"], "failed": failed, "result": res})
         winners = []
         for c in comparisons:
             r = c["result"]

@@ -98,3 +98,29 @@ def test_a_guardrail_the_model_failed_in_a_later_experiment_outweighs_an_earlier
         passed, reasons, evidence = lifecycle.gate_verdict(session, model)
     assert not passed and evidence is None
     assert any("later-harm" in r and "guardrail" in r and "harmful_exposure" in r for r in reasons), reasons
+
+
+def test_an_exploratory_look_does_not_show_the_primary_metric_through_its_guardrail(store: Any, tmp_path: Path) -> None:
+    """While planned looks remain, an exploratory look at the primary metric is refused; a guardrail on that same metric
+    showed its estimate and bound in every exploratory look at another metric, so the analyst could time the planned
+    look anyway. It says whether it failed (a harm still stops the experiment), not the figures, until no planned look
+    remains."""
+    with store.session() as session:
+        control, treatment = _model(session, "kc"), _model(session, "kt")
+    path = _plan_file(tmp_path, "proxy", control, treatment, method="group_sequential", looks=2)
+    text = path.read_text().replace("guardrails:\n", "guardrails:\n  - metric: click_through\n    margin: 0.05\n    direction: higher_is_better\n", 1)
+    path.write_text(text)
+    lifecycle.plan(store, parse_experiment(path.read_text(), str(path)), actor="tester")
+    lifecycle.start(store, "proxy", actor="tester")
+    _serve(store, "proxy", SUBJECTS, {"control": SAME, "treatment": {**SAME, "click": 0.6}}, np.random.default_rng(4), lists=1)
+    look = lifecycle.analyze(store, "proxy", actor="tester", metric="latency_ms")
+    assert look["kind"] == "exploratory"
+    primary = [g for g in look["guardrails"] if g["metric"] == "click_through"]
+    assert len(primary) == 1 and primary[0]["failed"] is False
+    shown = primary[0]["result"]
+    assert not {"estimate", "ci_low", "ci_high", "p_value"} & set(shown), shown
+    assert "primary metric" in shown["reason"]
+    others = [g for g in look["guardrails"] if g["metric"] == "latency_ms"]
+    assert others and "estimate" in others[0]["result"]  # other guardrails keep their figures
+    planned = lifecycle.analyze(store, "proxy", actor="tester")
+    assert planned["kind"] == "planned" and "estimate" in next(g for g in planned["guardrails"] if g["metric"] == "click_through")["result"]
