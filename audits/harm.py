@@ -13,6 +13,10 @@
 * :func:`block_item` sets the block state directly (e.g. a metadata rule), with
   or without a case.
 
+An item id given to :func:`flag_item` or :func:`report_item` is checked against the catalogue recgov knows
+first (:func:`audits.catalogue.check_item`): one no catalogue holds but spelt like one that a catalogue does
+(``I00573`` for ``i00573``) is refused, nothing written, since lists are filtered by the exact id.
+
 Every write appends a trail event (``item.flagged``, ``item.flag_deactivated``,
 ``item.flag_activated``, ``item.reported``, ``case.opened``, ``case.triaged``,
 ``case.resolved``, ``case.dismissed``, ``item.blocked``, ``item.unblocked``) in
@@ -31,6 +35,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from audits._common import actor_name, aware, in_values, one_of, refuse_raw_ids, text
 from audits._common import item_id as _item
+from audits.catalogue import check_item
 from audits.models import (
     CASE_ACTIONS,
     CASE_SEVERITIES,
@@ -101,6 +106,7 @@ def flag_item(
     ``source``: ``metadata``, ``api``, ``model`` or ``report``. The flag starts active.
     """
     item = _item(item_id)
+    check_item(session, item)  # a near spelling of a catalogue's id is refused before anything is written
     category = text(category, "category", 100)
     confidence = _confidence(confidence)
     source = one_of(source, FLAG_SOURCES, "source")
@@ -168,6 +174,7 @@ def report_item(
     if reporter_id is not None:  # both are kept with the reporter's pseudonym; the item id in clear, on the trail
         refuse_raw_ids(item, field="item_id", subject_ids=[reporter_id])
         refuse_raw_ids(reason, field="reason", subject_ids=[reporter_id])
+    check_item(session, item)  # a near spelling of a catalogue's id is refused before anything is written
     created_at = aware(at, "at", not_after_now=True)
     who, stored = None, reason
     if reporter_id is not None:  # a signed report's free text is sealed under the reporter's record key

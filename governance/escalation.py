@@ -19,6 +19,11 @@ the pack; a flag already stored with a category the evaluating pack does not kno
 (written under another pack, or straight to the store) is not ignored either: it
 opens a ``harm.unknown_category`` review case, and the item stays out of lists
 until a reviewer decides. A misspelt category never blocks nothing in silence.
+
+The item id is checked against the catalogue recgov knows (:func:`audits.catalogue.check_item`) before the
+flag is written: a near spelling of a catalogue's id is refused ("did you mean i00573?"), and a flag on an id
+no catalogue holds is kept, but its effect says that no list holds the item now rather than that it was kept
+out of them.
 """
 
 from __future__ import annotations
@@ -52,6 +57,10 @@ NO_HARM_CATEGORIES = (
 EFFECT_BLOCK = "keeps the item out of lists under pack {pack} (a blocked category); at confidence {confidence:.2f} (>= {threshold}) 'evaluate' blocks it"
 EFFECT_REVIEW = "keeps the item out of lists under pack {pack} (a blocked category); at confidence {confidence:.2f} (< {threshold}) 'evaluate' opens a review case"
 EFFECT_COUNTED = "pack {pack} does not block {category!r}: the flag counts towards harmful_content.max_flagged_share ({share:.0%} of the places served)"
+UNSERVED = "no list holds the item now: it is {where}; "
+EFFECT_BLOCK_UNSERVED = UNSERVED + "if a model serves it, pack {pack} keeps it out of lists (a blocked category); at confidence {confidence:.2f} (>= {threshold}) 'evaluate' blocks it"
+EFFECT_REVIEW_UNSERVED = UNSERVED + "if a model serves it, pack {pack} keeps it out of lists (a blocked category); at confidence {confidence:.2f} (< {threshold}) 'evaluate' opens a review case"
+EFFECT_COUNTED_UNSERVED = UNSERVED + "pack {pack} does not block {category!r}: once served, the flag counts towards harmful_content.max_flagged_share ({share:.0%} of the places served)"
 REASON_UNKNOWN = "flagged {category!r}, a category pack {pack} does not know (known: {known}): review"
 
 
@@ -63,13 +72,21 @@ def _pack_name(pack: Any) -> str:
     return getattr(getattr(pack, "metadata", None), "name", "?")
 
 
-def flag_effect(pack: Any, category: str, confidence: float) -> str:
-    """What a flag of a known ``category`` at ``confidence`` does under ``pack``, in one sentence."""
+def flag_effect(pack: Any, category: str, confidence: float, unserved: str | None = None) -> str:
+    """What a flag of a known ``category`` at ``confidence`` does under ``pack``, in one sentence.
+
+    ``unserved``: where the item was looked for in vain (:meth:`audits.catalogue.CatalogueCheck.describe`) when no
+    catalogue holds it; the sentence then says that no list holds it now, not that the flag keeps it out."""
     section, name = pack.harmful_content, _pack_name(pack)
     if category in section.blocked_categories:
-        template = EFFECT_BLOCK if confidence >= section.block_confidence else EFFECT_REVIEW
-        return template.format(pack=name, confidence=confidence, threshold=section.block_confidence)
-    return EFFECT_COUNTED.format(pack=name, category=category, share=section.max_flagged_share)
+        above = confidence >= section.block_confidence
+        if unserved is None:
+            template = EFFECT_BLOCK if above else EFFECT_REVIEW
+        else:
+            template = EFFECT_BLOCK_UNSERVED if above else EFFECT_REVIEW_UNSERVED
+        return template.format(pack=name, confidence=confidence, threshold=section.block_confidence, where=unserved)
+    template = EFFECT_COUNTED if unserved is None else EFFECT_COUNTED_UNSERVED
+    return template.format(pack=name, category=category, share=section.max_flagged_share, where=unserved)
 
 
 def flag_under_pack(
@@ -77,8 +94,12 @@ def flag_under_pack(
 ) -> tuple[Any, str]:
     """Record a flag whose ``category`` ``pack`` knows; return ``(the flag row, what it does under the pack)``.
 
-    Raises :class:`UnknownHarmCategory` (nothing written) when the pack does not know the category.
+    Raises :class:`UnknownHarmCategory` (nothing written) when the pack does not know the category, and
+    :class:`audits.catalogue.NearItemId` (nothing written) when no catalogue holds the item id but one holds a
+    near spelling of it. Where the item was found is :func:`audits.catalogue.check_item` of the row's id (kept
+    in the session: asking again costs nothing).
     """
+    from audits.catalogue import check_item
     from audits.harm import flag_item
 
     known = pack.harmful_content.known_categories()
@@ -87,7 +108,8 @@ def flag_under_pack(
             raise UnknownHarmCategory(NO_HARM_CATEGORIES.format(pack=_pack_name(pack)))
         raise UnknownHarmCategory(UNKNOWN_HARM_CATEGORY.format(category=category, pack=_pack_name(pack), known=", ".join(known)))
     row = flag_item(session, item_id=item_id, category=category, confidence=confidence, source=source, actor=actor)
-    return row, flag_effect(pack, category, float(row.confidence))
+    found = check_item(session, row.item_id)
+    return row, flag_effect(pack, category, float(row.confidence), None if found.in_catalogue else found.describe())
 
 
 def items_out_of_lists(session: Any, pack: Any = None) -> set[str]:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import io
 import inspect
 import json
 import os
@@ -65,6 +66,7 @@ __all__ = [
     "register_family",
     "get_family",
     "read_model_file",
+    "model_item_ids",
     "subject_rows",
     "families",
     "KNOWN_INPUTS",
@@ -427,6 +429,38 @@ def read_model_file(path: str | Path, *, kind: str = "", format: str | None = No
         found = meta.get("format") if isinstance(meta, dict) else None
         raise DataError(f"{path}: unsupported model format {found!r}; expected {format!r}")
     return meta, arrays
+
+
+ITEM_ID_MEMBERS = ("item_ids", "train_item_ids")
+"""Where a model file keeps the ids of the items it scores (the ALS, neural and content files; the state models)."""
+_NESTED_DEPTH = 2  # a hybrid file holds its parents' files as bytes; no file nests deeper
+
+
+def model_item_ids(path: str | Path, *, _depth: int = 0) -> np.ndarray | None:
+    """The item ids a model file scores, read without the rest of the file (``allow_pickle=False``).
+
+    Only the member holding the ids is read (an ``.npz`` is a zip: its factors stay on disk), so checking an id
+    against a large model costs the ids, not the model. A file that holds its parents' files (a hybrid) gives
+    their ids together (an id may come twice). None when the file holds no item ids a reader knows; a file that cannot be read is a
+    :class:`DataError`, as for :func:`read_model_file`."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            names = set(npz.files)
+            found = [npz[name] for name in ITEM_ID_MEMBERS if name in names]
+            if found:
+                return np.concatenate([np.asarray(a).astype(str).ravel() for a in found])
+            if _depth >= _NESTED_DEPTH:
+                return None
+            nested = []
+            for name in sorted(names - {"meta"}):
+                member = npz[name]
+                if member.dtype == np.uint8 and member.ndim == 1 and member[:2].tobytes() == b"PK":
+                    ids = model_item_ids(io.BytesIO(member.tobytes()), _depth=_depth + 1)
+                    if ids is not None:
+                        nested.append(ids)
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: not a recgov model file ({type(err).__name__}: {err})") from err
+    return np.concatenate(nested) if nested else None
 
 
 def load_state(path: str | Path, *, format: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

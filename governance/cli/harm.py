@@ -5,7 +5,12 @@ pack's rules on a schedule (a long-running watcher, stopped with Ctrl-C or after
 ``--times`` rounds), so that cases open without anyone asking.
 
 Exit codes: 0 done, 2 bad input (unknown case or pack, a harm category the pack
-does not know, a move the workflow does not allow, a confidence outside 0..1).
+does not know, a move the workflow does not allow, a confidence outside 0..1, an
+item id no catalogue holds but spelt like one that does: "did you mean i00573?").
+
+``flag`` and ``report`` say whether the item is in the catalogue recgov knows (the
+items of the recorded, not retired, models and of the availability table):
+``in_catalogue`` in JSON, and in words when it is not (no list holds it now).
 """
 
 from __future__ import annotations
@@ -38,8 +43,11 @@ def flag_command(
 ) -> None:
     """Flag ITEM as possibly harmful (on the trail) and say what the flag does under the pack.
 
-    A category the pack does not know is refused (exit 2), naming the known ones.
+    A category the pack does not know is refused (exit 2), naming the known ones; so is an ITEM no catalogue
+    holds but spelt like one that does (case, leading zeros), naming it. An ITEM no catalogue holds at all is
+    flagged, and the answer says that no list holds it now.
     """
+    from audits.catalogue import check_item
     from governance.escalation import flag_under_pack
 
     loaded = load_or_fail(pack, json_output=json_output)
@@ -49,9 +57,11 @@ def flag_command(
                 row, effect = flag_under_pack(
                     session, loaded.pack, item_id=item, category=category, confidence=confidence, source=source
                 )
+                found = check_item(session, row.item_id)
                 result = {
                     "flag_id": row.id, "item_id": row.item_id, "category": row.category, "confidence": row.confidence,
-                    "source": row.source, "effect": effect, **loaded.stamp(),
+                    "source": row.source, "in_catalogue": found.in_catalogue, "catalogue": found.describe(),
+                    "effect": effect, **loaded.stamp(),
                 }  # fmt: skip
     if json_output:
         emit_json(result)
@@ -67,18 +77,28 @@ def report_command(
     database_url: DatabaseOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Record a user's report of ITEM; enough reports open a case at the next 'evaluate'."""
+    """Record a user's report of ITEM; enough reports open a case at the next 'evaluate'.
+
+    An ITEM no catalogue holds but spelt like one that does is refused (exit 2), naming it; one no catalogue
+    holds at all is recorded, and the answer says so.
+    """
+    from audits.catalogue import check_item
     from audits.harm import report_item
 
     with user_errors():
         with opened_store(database_url) as store:
             with store.session() as session:
                 row = report_item(session, item_id=item, reason=reason, reporter_id=reporter)
-                result = {"report_id": row.id, "item_id": row.item_id}
+                found = check_item(session, row.item_id)
+                result = {
+                    "report_id": row.id, "item_id": row.item_id, "in_catalogue": found.in_catalogue,
+                    "catalogue": found.describe(),
+                }  # fmt: skip
     if json_output:
         emit_json(result)
         return
-    console.print(f"report {result['report_id']} on {item} recorded", highlight=False)
+    unserved = "" if found.in_catalogue else f" (no list holds the item now: it is {found.describe()})"
+    console.print(f"report {result['report_id']} on {item} recorded{unserved}", highlight=False)
 
 
 @harm_app.command("evaluate")

@@ -58,9 +58,9 @@ def built(consented_store: ConsentedStore) -> Iterator[dict[str, object]]:
     consented_store.cli("deploy", "promote", gated, "--to", "canary", "--data", DATA, "--out", str(root / "g"), "--json")
     for user in USERS:
         consented_store.cli("recommend", user, "--model", gated, "--data", DATA, "--pack", "eu-gdpr-dsa", "--k", "5", "--json")
-    consented_store.cli("harm", "flag", "i000007", "--category", "self-harm", "--confidence", "0.95", "--pack", "eu-gdpr-dsa", "--json")
+    consented_store.cli("harm", "flag", "i00007", "--category", "self-harm", "--confidence", "0.95", "--pack", "eu-gdpr-dsa", "--json")
     for reporter in USERS[1:4]:  # three reports open a case
-        consented_store.cli("harm", "report", "i000009", "--reason", "spam", "--reporter", reporter, "--json")
+        consented_store.cli("harm", "report", "i00009", "--reason", "spam", "--reporter", reporter, "--json")
     consented_store.cli("harm", "evaluate", "--pack", "eu-gdpr-dsa", "--json", codes=(0, 1))
     consented_store.cli("trail", "checkpoint")
     exports = {}

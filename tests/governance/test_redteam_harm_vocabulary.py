@@ -53,7 +53,8 @@ def test_a_known_category_says_what_it_does(db_url: str) -> None:
     blocked = runner.invoke(app, ["harm", "flag", "i000009", "--category", "self-harm", "--confidence", "0.95", "--pack", "eu-gdpr-dsa", "--database-url", db_url, "--json"])
     assert blocked.exit_code == 0, blocked.output
     doc = json.loads(blocked.stdout)
-    assert doc["pack"] == "eu-gdpr-dsa" and "keeps the item out of lists" in doc["effect"]
+    assert doc["pack"] == "eu-gdpr-dsa" and "keeps it out of lists (a blocked category)" in doc["effect"]
+    assert doc["in_catalogue"] is False  # no model is recorded: the effect says no list holds it now
     counted = runner.invoke(app, ["harm", "flag", "i000010", "--category", "violence", "--confidence", "0.95", "--pack", "eu-gdpr-dsa", "--database-url", db_url])
     assert counted.exit_code == 0, counted.output
     assert "does not block 'violence'" in counted.stdout

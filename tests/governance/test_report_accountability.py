@@ -92,9 +92,9 @@ def built(consented_store: ConsentedStore) -> Iterator[dict[str, object]]:
     consented_store.cli("audit", DATA, "--pack", "baseline", "--model", gated, "--no-train", "--out", str(root / "b"), "--json", codes=(0, 1))
     for user in (*DENIED, *GRANTED):
         consented_store.cli("recommend", user, "--model", gated, "--data", DATA, "--pack", "eu-gdpr-dsa", "--k", "5", "--json")
-    consented_store.cli("harm", "flag", "i000007", "--category", "self-harm", "--confidence", "0.95", "--pack", "eu-gdpr-dsa", "--json")
+    consented_store.cli("harm", "flag", "i00007", "--category", "self-harm", "--confidence", "0.95", "--pack", "eu-gdpr-dsa", "--json")
     for reporter in GRANTED + DENIED[:1]:
-        consented_store.cli("harm", "report", "i000009", "--reason", "spam", "--reporter", reporter, "--json")
+        consented_store.cli("harm", "report", "i00009", "--reason", "spam", "--reporter", reporter, "--json")
     consented_store.cli("harm", "evaluate", "--pack", "eu-gdpr-dsa", "--json", codes=(0, 1))
     for (case_id,) in _rows(url, EscalationCase.id):
         consented_store.cli("harm", "case", str(case_id), "--to", "resolved", "--action", "block", "--note", "confirmed", "--json")

@@ -1,0 +1,261 @@
+"""The items recgov knows: an item id is checked against them before a harm flag, report or block is stored.
+
+Served lists hold the ids of the model that made them and are filtered by exact comparison, so a flag on
+``I00573`` or ``573`` keeps nothing out of a list that holds ``i00573``. :func:`check_item` looks for the id,
+exactly, in
+
+* the item ids of every recorded model version that is not retired (production first, then canary, shadow,
+  and the :data:`MAX_UNDEPLOYED` most recent versions never deployed), read from the model files' item-id
+  arrays alone (never the factors), and cached by version and artifact hash;
+* then in the item availability table (an item an operator already named).
+
+An id found nowhere whose near spelling (same text up to case, leading zeros of its numbers, Unicode
+compatibility forms, or a bare number for a lettered id) a model or the availability table knows is refused
+with :class:`NearItemId` ("did you mean i00573?"): nothing is written. An id known to no catalogue at all may
+still be right (an item no model has served yet): it is accepted, and the answer says
+``in_catalogue: false``, so that nobody reads the flag as having removed it from a list.
+
+A caller that checks first (to report the answer) and then writes through the store pays once: the result is
+kept in the session for the id.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from audits.models import Deployment, ItemAvailability, ModelVersion
+from recommender.errors import DataError
+
+__all__ = [
+    "MAX_UNDEPLOYED",
+    "CatalogueCheck",
+    "NearItemId",
+    "check_item",
+    "clear_catalogue_cache",
+    "spelling_key",
+]
+
+MAX_UNDEPLOYED = 10
+"""Recorded model versions never deployed (the newest first) whose items are looked in, besides every deployed one."""
+MAX_CACHED = 8
+"""Model catalogues kept in memory (by version and artifact hash), the least recently used dropped first."""
+MAX_SUGGESTIONS = 5
+STAGE_ORDER = ("production", "canary", "shadow")
+AVAILABILITY = "the item availability table"
+NEAR_ITEM_ID = (
+    "{name} {value!r} is not an item of {where}, but {near} is: did you mean {first}? Lists are filtered by the "
+    "exact id, so this would keep nothing out of any list; nothing was stored"
+)
+_SESSION_KEY = "recgov.catalogue_checks"
+_NUMBER = re.compile(r"[0-9]+")
+_LETTERED = re.compile(r"^[^\W\d_]+[-_.:]?([0-9]+)$")
+
+
+class NearItemId(DataError):
+    """An item id no catalogue holds, spelt like one that a catalogue does (CLI exit 2, API 422; nothing written)."""
+
+    def __init__(self, message: str, *, suggestions: list[str]) -> None:
+        super().__init__(message)
+        self.suggestions = suggestions
+
+
+@dataclass(frozen=True)
+class CatalogueCheck:
+    """Where an item id was found, or that it was found nowhere (and what was looked in)."""
+
+    item_id: str
+    in_catalogue: bool
+    found_in: str | None
+    """``model VERSION (STAGE)`` or the availability table; None when the id is in no catalogue."""
+    checked: tuple[str, ...] = ()
+    """What was looked in, in order."""
+    unreadable: tuple[str, ...] = ()
+    """Model versions whose file could not be read (their items are unknown)."""
+
+    def describe(self) -> str:
+        """One sentence for the answer: where the item is, or that no list holds it now."""
+        if self.in_catalogue:
+            return f"in {self.found_in}"
+        if not self.checked and not self.unreadable:
+            return "in no catalogue: recgov knows none yet (no model version is recorded, no availability change is stored)"
+        unread = f"; unreadable: {', '.join(self.unreadable)}" if self.unreadable else ""
+        return f"in no catalogue recgov knows (checked: {', '.join(self.checked) or 'none'}{unread})"
+
+
+def spelling_key(item_id: str) -> str:
+    """The id as near spellings share it: Unicode compatibility forms (NFKC), case folded, each number without its
+    leading zeros (``I00573``, ``i573`` and ``ｉ００５７３`` share ``i573``)."""
+    folded = (item_id if item_id.isascii() else unicodedata.normalize("NFKC", item_id)).casefold()
+    return _NUMBER.sub(lambda m: m.group().lstrip("0") or "0", folded)
+
+
+def _number_of(key: str) -> str | None:
+    """The number of a lettered key (``i573`` -> ``573``), else None."""
+    found = _LETTERED.match(key)
+    return found.group(1) if found else None
+
+
+class _Ids:
+    """One catalogue's ids, and (built on first need) its near-spelling index."""
+
+    def __init__(self, ids: Any) -> None:
+        self.ids = frozenset(ids)
+        self._by_key: dict[str, list[str]] | None = None
+        self._by_number: dict[str, list[str]] | None = None
+        self._lock = threading.Lock()
+
+    def _index(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        with self._lock:
+            if self._by_key is None or self._by_number is None:
+                by_key: dict[str, list[str]] = {}
+                by_number: dict[str, list[str]] = {}
+                for item in self.ids:
+                    key = spelling_key(item)
+                    by_key.setdefault(key, []).append(item)
+                    number = _number_of(key)
+                    if number is not None:
+                        by_number.setdefault(number, []).append(item)
+                self._by_key, self._by_number = by_key, by_number
+            return self._by_key, self._by_number
+
+    def near(self, item_id: str) -> list[str]:
+        """Ids spelt like ``item_id`` (not itself): the same :func:`spelling_key`, or a bare number and a lettered
+        id with that number (``573`` and ``i00573``, either way)."""
+        by_key, by_number = self._index()
+        key = spelling_key(item_id)
+        found = list(by_key.get(key, ()))
+        if key.isdigit():
+            found += by_number.get(key, ())
+        else:
+            number = _number_of(key)
+            if number is not None:
+                found += [i for i in by_key.get(number, ()) if spelling_key(i).isdigit()]
+        return sorted({i for i in found if i != item_id})
+
+
+_cache: OrderedDict[tuple[str, str], _Ids] = OrderedDict()
+_availability: dict[str, tuple[tuple[int, int], _Ids]] = {}
+_cache_lock = threading.Lock()
+
+
+def clear_catalogue_cache() -> None:
+    """Forget every catalogue read (tests; a process that rewrote model files in place)."""
+    with _cache_lock:
+        _cache.clear()
+        _availability.clear()
+
+
+def _model_ids(version: str, artifact_hash: str, location: str) -> _Ids | None:
+    """The item ids of a model version's file (cached by version and artifact hash); None if it holds none."""
+    key = (version, artifact_hash)
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    from recommender.family import model_item_ids  # numpy and the model families load only when a model is read
+
+    ids = model_item_ids(location)  # outside the lock: another version may be read meanwhile
+    if ids is None:
+        return None
+    entry = _Ids(ids.tolist())
+    with _cache_lock:
+        _cache[key] = entry
+        _cache.move_to_end(key)
+        while len(_cache) > MAX_CACHED:
+            _cache.popitem(last=False)
+    return entry
+
+
+def _models(session: Session) -> list[tuple[str, str, str, str]]:
+    """``(version, label, artifact hash, location)`` of the model versions whose items may be served, in the order
+    they are looked in: production, canary, shadow, then the newest versions never deployed."""
+    stage: dict[str, str] = {}
+    for version, at_stage in session.execute(select(Deployment.model_version_id, Deployment.stage).order_by(Deployment.id)):
+        stage[version] = at_stage
+    deployed = [v for v, s in stage.items() if s in STAGE_ORDER]
+    rows = {}
+    if deployed:
+        query = select(ModelVersion.version_id, ModelVersion.artifact_hash, ModelVersion.artifact_location)
+        rows = {v: (h, loc) for v, h, loc in session.execute(query.where(ModelVersion.version_id.in_(deployed)))}
+    out = [
+        (v, f"model {v} ({stage[v]})", *rows[v])
+        for s in STAGE_ORDER
+        for v in deployed
+        if stage[v] == s and v in rows
+    ]
+    undeployed = (
+        select(ModelVersion.version_id, ModelVersion.artifact_hash, ModelVersion.artifact_location)
+        .where(ModelVersion.version_id.not_in(list(stage)) if stage else ModelVersion.version_id.is_not(None))
+        .order_by(ModelVersion.created_at.desc(), ModelVersion.version_id)
+        .limit(MAX_UNDEPLOYED)
+    )
+    out += [(v, f"model {v} (recorded, not deployed)", h, loc) for v, h, loc in session.execute(undeployed)]
+    return out
+
+
+def _availability_ids(session: Session) -> _Ids:
+    """Every item id the availability table names (cached by the table's latest change and size)."""
+    bind = session.get_bind()
+    revision = tuple(int(x or 0) for x in session.execute(select(func.max(ItemAvailability.trail_seq), func.count())).one())
+    cache_key = str(bind.url)
+    with _cache_lock:
+        cached = _availability.get(cache_key)
+        if cached is not None and cached[0] == revision:
+            return cached[1]
+    entry = _Ids(session.scalars(select(ItemAvailability.item_id).distinct()))
+    with _cache_lock:
+        _availability[cache_key] = (revision, entry)  # type: ignore[assignment]
+    return entry
+
+
+def check_item(session: Session, item_id: str, *, name: str = "item_id") -> CatalogueCheck:
+    """Where ``item_id`` (already checked as stored text) is known; :class:`NearItemId` if it is known nowhere but a
+    near spelling is. Reads only; the answer is kept in the session for the id."""
+    memo: dict[str, CatalogueCheck] = session.info.setdefault(_SESSION_KEY, {})
+    if item_id in memo:
+        return memo[item_id]
+    checked: list[str] = []
+    unreadable: list[str] = []
+    read: list[tuple[str, _Ids]] = []
+    for version, label, artifact_hash, location in _models(session):
+        try:
+            ids = _model_ids(version, artifact_hash, location)
+        except DataError:
+            ids = None
+        if ids is None:
+            unreadable.append(version)
+            continue
+        checked.append(label)
+        if item_id in ids.ids:
+            return memo.setdefault(item_id, CatalogueCheck(item_id, True, label, tuple(checked)))
+        read.append((label, ids))
+    for label, ids in read:
+        _refuse_near(item_id, name, label, ids)
+    in_availability = session.scalar(select(ItemAvailability.item_id).where(ItemAvailability.item_id == item_id).limit(1))
+    has_availability = session.scalar(select(ItemAvailability.item_id).limit(1)) is not None
+    if has_availability:
+        checked.append(AVAILABILITY)
+    if in_availability is not None:
+        return memo.setdefault(item_id, CatalogueCheck(item_id, True, AVAILABILITY, tuple(checked), tuple(unreadable)))
+    if has_availability:
+        _refuse_near(item_id, name, AVAILABILITY, _availability_ids(session))
+    return memo.setdefault(item_id, CatalogueCheck(item_id, False, None, tuple(checked), tuple(unreadable)))
+
+
+def _refuse_near(item_id: str, name: str, where: str, ids: _Ids) -> None:
+    near = ids.near(item_id)
+    if near:
+        shown = near[:MAX_SUGGESTIONS]
+        listed = " or ".join(repr(i) for i in shown) + (f" (and {len(near) - len(shown)} more)" if len(near) > len(shown) else "")
+        raise NearItemId(
+            NEAR_ITEM_ID.format(name=name, value=item_id, where=where, near=listed, first=" or ".join(shown)),
+            suggestions=near,
+        )
