@@ -6,7 +6,8 @@ exactly, in
 
 * the item ids of every recorded model version that is not retired (production first, then canary, shadow,
   and the :data:`MAX_UNDEPLOYED` most recent versions never deployed), read from the model files' item-id
-  arrays alone (never the factors), and cached by version and artifact hash;
+  arrays alone (never the factors), and cached by version and artifact hash (as arrays: an exact look-up
+  compares in bulk, a near-spelling search narrows by vectorized substring tests);
 * then in the item availability table (an item an operator already named).
 
 An id found nowhere whose near spelling (same text up to case, leading zeros of its numbers, Unicode
@@ -28,6 +29,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -103,42 +105,55 @@ def _number_of(key: str) -> str | None:
     return found.group(1) if found else None
 
 
+def _near(key: str, other: str) -> bool:
+    """Whether two spelling keys name the same item: equal, or a bare number and a lettered id with that number."""
+    if key == other:
+        return True
+    if key.isascii() and key.isdigit():
+        return _number_of(other) == key
+    return other.isascii() and other.isdigit() and _number_of(key) == other
+
+
 class _Ids:
-    """One catalogue's ids, and (built on first need) its near-spelling index."""
+    """One catalogue's ids as an array: exact look-ups compare in bulk (no per-id Python object is made, so a
+    catalogue of a million ids is ready as soon as its array is read), and a near-spelling search narrows the
+    ids by vectorized substring tests before keying the few left."""
 
     def __init__(self, ids: Any) -> None:
-        self.ids = frozenset(ids)
-        self._by_key: dict[str, list[str]] | None = None
-        self._by_number: dict[str, list[str]] | None = None
+        array = np.asarray(ids)
+        self.ids = array if array.dtype.kind == "U" else array.astype(str)
+        self._lowered: np.ndarray | None = None
+        self._unusual: list[str] | None = None
         self._lock = threading.Lock()
 
-    def _index(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    def __contains__(self, item_id: str) -> bool:
+        return bool(len(self.ids)) and bool(np.any(self.ids == item_id))
+
+    def _prepared(self) -> tuple[np.ndarray, list[str]]:
+        """The ids in lower case, and the ids that are not ASCII (keyed one by one: NFKC may change them)."""
         with self._lock:
-            if self._by_key is None or self._by_number is None:
-                by_key: dict[str, list[str]] = {}
-                by_number: dict[str, list[str]] = {}
-                for item in self.ids:
-                    key = spelling_key(item)
-                    by_key.setdefault(key, []).append(item)
-                    number = _number_of(key)
-                    if number is not None:
-                        by_number.setdefault(number, []).append(item)
-                self._by_key, self._by_number = by_key, by_number
-            return self._by_key, self._by_number
+            if self._lowered is None or self._unusual is None:
+                if len(self.ids) and self.ids.dtype.itemsize:
+                    codes = self.ids.view(np.uint32).reshape(len(self.ids), -1)
+                    unusual = self.ids[(codes > 127).any(axis=1)].tolist()
+                else:
+                    unusual = []
+                self._lowered, self._unusual = np.strings.lower(self.ids), unusual
+            return self._lowered, self._unusual
 
     def near(self, item_id: str) -> list[str]:
         """Ids spelt like ``item_id`` (not itself): the same :func:`spelling_key`, or a bare number and a lettered
         id with that number (``573`` and ``i00573``, either way)."""
-        by_key, by_number = self._index()
+        if not len(self.ids):
+            return []
+        lowered, unusual = self._prepared()
         key = spelling_key(item_id)
-        found = list(by_key.get(key, ()))
-        if key.isdigit():
-            found += by_number.get(key, ())
-        else:
-            number = _number_of(key)
-            if number is not None:
-                found += [i for i in by_key.get(number, ()) if spelling_key(i).isdigit()]
-        return sorted({i for i in found if i != item_id})
+        # every near id holds the key's numbers (with or without leading zeros), or, without numbers, the key itself
+        mask = np.ones(len(self.ids), dtype=bool)
+        for chunk in _NUMBER.findall(key) or [key]:
+            mask &= np.strings.find(lowered, chunk) >= 0
+        candidates = set(self.ids[mask].tolist()) | set(unusual)
+        return sorted(i for i in candidates if i != item_id and _near(key, spelling_key(i)))
 
 
 _cache: OrderedDict[tuple[str, str], _Ids] = OrderedDict()
@@ -165,7 +180,7 @@ def _model_ids(version: str, artifact_hash: str, location: str) -> _Ids | None:
     ids = model_item_ids(location)  # outside the lock: another version may be read meanwhile
     if ids is None:
         return None
-    entry = _Ids(ids.tolist())
+    entry = _Ids(ids)
     with _cache_lock:
         _cache[key] = entry
         _cache.move_to_end(key)
@@ -210,7 +225,7 @@ def _availability_ids(session: Session) -> _Ids:
         cached = _availability.get(cache_key)
         if cached is not None and cached[0] == revision:
             return cached[1]
-    entry = _Ids(session.scalars(select(ItemAvailability.item_id).distinct()))
+    entry = _Ids(np.asarray(list(session.scalars(select(ItemAvailability.item_id).distinct())), dtype=str))
     with _cache_lock:
         _availability[cache_key] = (revision, entry)  # type: ignore[assignment]
     return entry
@@ -234,7 +249,7 @@ def check_item(session: Session, item_id: str, *, name: str = "item_id") -> Cata
             unreadable.append(version)
             continue
         checked.append(label)
-        if item_id in ids.ids:
+        if item_id in ids:
             return memo.setdefault(item_id, CatalogueCheck(item_id, True, label, tuple(checked)))
         read.append((label, ids))
     for label, ids in read:
