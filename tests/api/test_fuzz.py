@@ -139,12 +139,12 @@ STATEFUL_422: dict[tuple[str, str], tuple[set[str], str] | tuple[set[str], str, 
         "each change's item id must be printable text (no format, private-use or unassigned characters)",
     ),
     ("POST", "/v1/items/{item_id}/reports"): (
-        {"invalid-item", "must not carry a raw subject id"},
-        "an item id must be printable text (no format, private-use or unassigned characters); a report whose item id is the reporter's own id would store the raw id",
+        {"invalid-item", "item-id-spelling", "must not carry a raw subject id"},
+        "an item id must be printable text (no format, private-use or unassigned characters), and not a near spelling of a catalogue's id; a report whose item id is the reporter's own id would store the raw id",
     ),
     ("POST", "/v1/items/{item_id}/flags"): (
-        {"invalid-item"},
-        "an item id must be printable text (no format, private-use or unassigned characters)",
+        {"invalid-item", "item-id-spelling"},
+        "an item id must be printable text (no format, private-use or unassigned characters), and not a near spelling of a catalogue's id (the store's models say which)",
     ),
     ("POST", "/v1/ope"): (
         {"ope-refused"},
@@ -307,7 +307,7 @@ def test_regression_nul_in_ids_and_text_is_a_422_not_a_postgresql_error(server) 
     """PostgreSQL text cannot hold NUL: the driver's error was a 500 (SQLite stored it)."""
     with server.client("admin") as client:
         consent = client.post("/v1/consent", json={"subject": "a\u0000b", "purpose": "personalization", "status": "granted", "basis": "consent"})
-        report = client.post("/v1/items/i1/reports", json={"reason": "spam\u0000"})
+        report = client.post("/v1/items/nul-item/reports", json={"reason": "spam\u0000"})
         in_path = client.get("/v1/consent/a%00b")
         note = client.post("/v1/escalations/1", json={"status": "triaged", "note": "\u0000"})
     for response in (consent, report, in_path, note):
@@ -342,7 +342,7 @@ def test_regression_numbers_and_times_are_what_the_document_says(server) -> None
     with server.client("admin") as client:
         until = client.get("/v1/trail/events", params={"until": "0.5"})
         since = client.post("/v1/escalations/evaluate", json={"pack": "baseline", "since": 0})
-        confidence = client.post("/v1/items/i1/flags", json={"category": "spam", "confidence": False})
+        confidence = client.post("/v1/items/bool-item/flags", json={"category": "spam", "confidence": False})
         users = client.put("/v1/deployments/policy/canary", json={"pack": "baseline", "min_users": False})
         blank = client.post("/v1/items/%C2%85/reports", json={"reason": "spam"})
         iso = client.get("/v1/trail/events", params={"until": "2026-03-01T09:30:00Z"})

@@ -94,7 +94,8 @@ def test_a_flag_with_a_category_the_pack_does_not_know_is_a_422(server) -> None:
     assert "is not one pack baseline knows" in _refused(default, "category")
     assert unknown_pack.status_code == 404
     assert accepted.status_code == 201, accepted.text
-    assert accepted.json()["category"] == "self-harm" and "keeps the item out of lists" in accepted.json()["effect"]
+    assert accepted.json()["category"] == "self-harm" and "keeps it out of lists (a blocked category)" in accepted.json()["effect"]
+    assert accepted.json()["in_catalogue"] is False  # no model serves rt-item-1: the effect says no list holds it now
     with server.client("admin") as client:
         cases = client.get("/v1/escalations").json()["cases"]
     assert all(c["item_id"] != "rt-item-1" or c["rule_id"] != "harm.unknown_category" for c in cases)

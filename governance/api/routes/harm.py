@@ -3,6 +3,11 @@
 * ``POST /v1/items/{item_id}/reports`` (operator): a user's report, relayed by
   the service; the reporter, when given, is stored only as a pseudonym (a report whose item id is the
   reporter's own id is a 422: it would store the raw id beside the pseudonym).
+
+Both item routes check the id against the catalogue recgov knows (:mod:`audits.catalogue`) before anything is
+stored: an id no catalogue holds but spelt like one that does (``I00573`` or ``573`` for ``i00573``) is a 422
+(``item-id-spelling``, at ``path.item_id``, naming the catalogue's spelling); an id no catalogue holds at all is
+recorded, and the answer says so (``in_catalogue: false``).
 * ``POST /v1/items/{item_id}/flags`` (operator): a flag (category, confidence, source)
   whose category the named pack knows (else 422, naming the known ones), answered
   with what the flag does under that pack.
@@ -21,6 +26,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 
 from audits._common import item_id as stored_item_id
+from audits.catalogue import CatalogueCheck, NearItemId, check_item
 from audits.harm import list_cases, report_item, transition_case
 from governance import packs as pack_store
 from governance.api.deps import AuditKey, GovernKey, OperateKey, SessionDep, SettingsDep
@@ -36,6 +42,7 @@ router = APIRouter(tags=["harmful content"], responses=problems(401, 403, 422, 5
 
 ItemId = Annotated[str, Path(min_length=1, max_length=200, pattern=IDENTIFIER, description="The item's id.")]
 INVALID_ITEM = "invalid-item"
+ITEM_ID_SPELLING = "item-id-spelling"
 
 
 def _item(item_id: str) -> str:
@@ -46,12 +53,27 @@ def _item(item_id: str) -> str:
         return stored_item_id(item_id)
     except DataError as err:
         raise Problem(422, str(err), kind=INVALID_ITEM, errors=[{"location": "path", "field": "item_id", "message": str(err)}]) from None
+
+
+def _in_catalogue(session: Any, item_id: str) -> CatalogueCheck:
+    """Where the catalogue recgov knows holds ``item_id``: a 422 (``item-id-spelling``, at ``path.item_id``) for an
+    id no catalogue holds but spelt like one that does; lists are filtered by the exact id."""
+    try:
+        return check_item(session, item_id)
+    except NearItemId as err:
+        session.rollback()
+        raise Problem(422, str(err), kind=ITEM_ID_SPELLING, errors=[{"location": "path", "field": "item_id", "message": str(err)}]) from None
+
+
 CaseId = Annotated[int, Path(ge=1, le=INT4_MAX, description="The case's id.")]
 
 
-@router.post("/v1/items/{item_id}/reports", status_code=201, response_model=ReportPublic, summary="Record a user's report of an item (operator)")
+@router.post("/v1/items/{item_id}/reports", status_code=201, response_model=ReportPublic, responses=problems(422), summary="Record a user's report of an item (operator)")
 def report(item_id: ItemId, body: ReportCreate, session: SessionDep, key: OperateKey) -> dict[str, Any]:
+    """422 for an item id that is not printable text, or that no catalogue holds but one holds a near spelling of
+    (``item-id-spelling``, naming it); nothing stored."""
     item_id = _item(item_id)
+    found = _in_catalogue(session, item_id)
     row = report_item(session, item_id=item_id, reason=body.reason, reporter_id=body.reporter, actor=actor_of(key))
     record_call(session, key, "items.report", subject=row.reporter, objects={"item": row.item_id, "report": row.id})
     return {
@@ -60,13 +82,18 @@ def report(item_id: ItemId, body: ReportCreate, session: SessionDep, key: Operat
         "reporter": row.reporter,
         "reason": row.reason,
         "created_at": row.created_at.isoformat(),
+        "in_catalogue": found.in_catalogue,
+        "catalogue": found.describe(),
     }
 
 
-@router.post("/v1/items/{item_id}/flags", status_code=201, response_model=FlagPublic, responses=problems(404), summary="Flag an item as possibly harmful (operator)")
+@router.post("/v1/items/{item_id}/flags", status_code=201, response_model=FlagPublic, responses=problems(404, 422), summary="Flag an item as possibly harmful (operator)")
 def flag(item_id: ItemId, body: FlagCreate, session: SessionDep, settings: SettingsDep, key: OperateKey) -> dict[str, Any]:
-    """422 (naming the known categories) for a category the pack does not know; 404 for an unknown pack."""
+    """422 (naming the known categories) for a category the pack does not know; 422 (``item-id-spelling``, naming
+    the catalogue's spelling) for an item id no catalogue holds but spelt like one that does; 404 for an unknown
+    pack. Nothing stored on any of them."""
     item_id = _item(item_id)
+    found = _in_catalogue(session, item_id)
     try:
         loaded = pack_store.load_ref(settings.packs_dir, body.pack)
     except pack_store.PackNotFound as err:
@@ -96,6 +123,8 @@ def flag(item_id: ItemId, body: FlagCreate, session: SessionDep, settings: Setti
         "active": row.active,
         "created_at": row.created_at.isoformat(),
         "effect": effect,
+        "in_catalogue": found.in_catalogue,
+        "catalogue": found.describe(),
         **loaded.stamp(),
     }
 

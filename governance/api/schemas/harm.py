@@ -86,6 +86,11 @@ class ReportPublic(BaseModel):
     reporter: str | None
     reason: str
     created_at: str = Field(description="ISO 8601, UTC.")
+    in_catalogue: bool = Field(
+        description="Whether the item is in the catalogue recgov knows (the items of the recorded models that are not "
+        "retired, and of the availability table). False: no list holds it now (an item no model serves yet)."
+    )
+    catalogue: str = Field(description="Where the item was found, or what was looked in without finding it, in one sentence.")
 
 
 class FlagPublic(BaseModel):
@@ -99,6 +104,11 @@ class FlagPublic(BaseModel):
     active: bool
     created_at: str = Field(description="ISO 8601, UTC.")
     effect: str = Field(description="What the flag does under the pack, in one sentence.")
+    in_catalogue: bool = Field(
+        description="Whether the item is in the catalogue recgov knows (the items of the recorded models that are not "
+        "retired, and of the availability table). False: no list holds it now (an item no model serves yet)."
+    )
+    catalogue: str = Field(description="Where the item was found, or what was looked in without finding it, in one sentence.")
     pack: str
     pack_version: str
     pack_hash: str
