@@ -58,6 +58,7 @@ NEAR_ITEM_ID = (
 )
 _SESSION_KEY = "recgov.catalogue_checks"
 _NUMBER = re.compile(r"[0-9]+")
+_PIECES = re.compile(r"[0-9]+|[^0-9]+")
 _LETTERED = re.compile(r"^[^\W\d_]+[-_.:]?([0-9]+)$")
 
 
@@ -148,11 +149,20 @@ class _Ids:
             return []
         lowered, unusual = self._prepared()
         key = spelling_key(item_id)
-        # every near id holds the key's numbers (with or without leading zeros), or, without numbers, the key itself
-        mask = np.ones(len(self.ids), dtype=bool)
-        for chunk in _NUMBER.findall(key) or [key]:
-            mask &= np.strings.find(lowered, chunk) >= 0
-        candidates = set(self.ids[mask].tolist()) | set(unusual)
+        # An ASCII id with the same key is, in lower case, the key's pieces in order with zeros before its numbers:
+        # it starts with the key's first piece (unless a number), ends with its last, holds every piece, and is no
+        # shorter. A lettered id and a bare number with one number end with that number. Only ids passing these
+        # bulk tests are keyed one by one.
+        pieces = [p for p in _PIECES.findall(key) if p]
+        same = (np.strings.str_len(lowered) >= len(key)) & np.strings.endswith(lowered, pieces[-1])
+        if not pieces[0][0].isdigit():
+            same &= np.strings.startswith(lowered, pieces[0])
+        for piece in pieces[1:-1]:
+            same &= np.strings.find(lowered, piece) >= 0
+        number = key if key.isascii() and key.isdigit() else _number_of(key)
+        if number is not None:
+            same |= np.strings.endswith(lowered, number) & (np.strings.isdigit(lowered) != (number == key))
+        candidates = set(self.ids[same].tolist()) | set(unusual)
         return sorted(i for i in candidates if i != item_id and _near(key, spelling_key(i)))
 
 

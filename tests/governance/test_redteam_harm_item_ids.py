@@ -156,4 +156,6 @@ def test_near_spellings() -> None:
     assert ids.near("573") == ["i00573", "u00573"]  # a bare number names a lettered id either way
     assert ids.near("i0900") == ["900"]
     assert ids.near("i575") == [] and ids.near("a-b-07") == ["a-b-7"] and ids.near("i00573") == []
+    assert ids.near("A-B-7") == ["a-b-7"] and ids.near("b-7") == [] and ids.near("0900") == ["900"] and ids.near("x1573") == []
+    assert _Ids(["ｉ００５７３", "I-9"]).near("i573") == ["ｉ００５７３"] and _Ids([]).near("x") == []
     assert CatalogueCheck("x", False, None).describe().startswith("in no catalogue: recgov knows none yet")
