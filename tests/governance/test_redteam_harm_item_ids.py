@@ -159,3 +159,17 @@ def test_near_spellings() -> None:
     assert ids.near("A-B-7") == ["a-b-7"] and ids.near("b-7") == [] and ids.near("0900") == ["900"] and ids.near("x1573") == []
     assert _Ids(["ｉ００５７３", "I-9"]).near("i573") == ["ｉ００５７３"] and _Ids([]).near("x") == []
     assert CatalogueCheck("x", False, None).describe().startswith("in no catalogue: recgov knows none yet")
+
+
+def test_deployed_models_are_named_by_stage_and_a_retired_model_is_no_catalogue(db_url: str, trained) -> None:
+    """What may be served decides: a shadow model's items are looked in (and named so), a retired model's are not."""
+    version, item = trained
+    assert _cli(db_url, "deploy", "promote", version, "--to", "shadow", "--json").exit_code == 0
+    shadow = _cli(db_url, "harm", "report", item, "--reason", "spam", "--json")
+    assert shadow.exit_code == 0, shadow.output
+    assert json.loads(shadow.stdout)["catalogue"] == f"in model {version} (shadow)"
+    retired = _cli(db_url, "deploy", "retire", version, "--json")
+    assert retired.exit_code == 0, retired.output
+    after = _cli(db_url, "harm", "report", item.upper(), "--reason", "spam", "--json")
+    assert after.exit_code == 0, after.output
+    assert json.loads(after.stdout)["in_catalogue"] is False  # no list can hold it: nothing serves the retired model
