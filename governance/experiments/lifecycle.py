@@ -731,9 +731,14 @@ def experiments_of_model(session: Session, model_version: str) -> list[dict[str,
         if not variants:
             continue
         look = _final_look(session, row)
+        control = next(v for v in row.plan["spec"]["variants"] if v["control"])
         out.append({
             "name": row.name, "status": row.status, "plan_hash": row.plan_hash, "variants": variants,
-            "control": next(v["name"] for v in row.plan["spec"]["variants"] if v["control"]),
+            "control": control["name"],
+            # variants serving the version under a pack of their own, other than the control's: their lift is the
+            # pack's and the model's together, no evidence for the model alone
+            "other_pack": {v["name"]: v["pack"] for v in row.plan["spec"]["variants"]
+                           if v["name"] in variants and v.get("pack") and v.get("pack") != control.get("pack")},
             "primary_metric": row.plan["spec"]["primary_metric"], "hypothesis": row.plan["spec"]["hypothesis"],
             "started_at": row.started_at.isoformat() if row.started_at else None,
             "stopped_at": row.stopped_at.isoformat() if row.stopped_at else None,
@@ -784,6 +789,12 @@ def gate_verdict(session: Session, model_version: str) -> tuple[bool, list[str],
             reasons.append(f"{where}: still running and its last planned look (#{look['look']}) did not conclude")
         elif not set(treated) & set(look["winners"]):
             reasons.append(f"{where}: its last planned look (#{look['look']}) on {exp['primary_metric']!r} found no win ({look['verdict']})")
+        elif not set(treated) & set(look["winners"]) - set(exp["other_pack"]):
+            packs = ", ".join(f"{v} under pack {exp['other_pack'][v]!r}" for v in sorted(set(treated) & set(look["winners"])))
+            reasons.append(
+                f"{where}: its win ({packs}) was served under a pack the control did not serve: the lift is the pack's and "
+                "the model's together, not evidence for the model alone"
+            )
         elif passing is None:
             passing = {"experiment": exp["name"], "plan_hash": exp["plan_hash"], "look": look["look"], "trail_seq": look["trail_seq"]}
     if harmed:  # a guardrail the version failed is not outweighed by a win elsewhere

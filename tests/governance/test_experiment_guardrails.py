@@ -666,3 +666,23 @@ def test_a_consumer_quality_gap_of_clicks_per_subject_may_have_a_margin_above_on
     text = CONSUMER_PLAN.format(name="clicks-gap", control="a", treatment="b").replace("quality: click_through", "quality: clicks_per_subject").replace("margin: 0.5", "margin: 1.5")
     loaded = parse_experiment(text)
     assert [g.margin for g in loaded.spec.guardrails] == [0.05, 1.5] and loaded.spec.guardrails[0].quality == "clicks_per_subject"
+
+
+def test_a_win_served_under_a_pack_the_control_did_not_serve_does_not_promote_the_model(store: Any, tmp_path: Path) -> None:
+    """A treatment that serves the model under a pack of its own measures the pack and the model together: its win is
+    no evidence for the model alone, and the gate says so rather than promote it on that win."""
+    with store.session() as session:
+        control, treatment = _model(session, "pc"), _model(session, "pt")
+    path = _plan_file(tmp_path, "own-pack", control, treatment)
+    text = path.read_text().replace(f"    model_version: {treatment}\n", f"    model_version: {treatment}\n    pack: california-ccpa\n")
+    path.write_text(text)
+    lifecycle.plan(store, parse_experiment(text, str(path)), actor="tester")
+    lifecycle.start(store, "own-pack", actor="tester")
+    _serve(store, "own-pack", SUBJECTS, {"control": SAME, "treatment": {**SAME, "click": 0.5}}, np.random.default_rng(7))
+    lifecycle.stop(store, "own-pack", actor="tester")
+    look = lifecycle.analyze(store, "own-pack", actor="tester")
+    assert look["verdict"] == "treatment_won" and look["winners"] == ["treatment"]
+    with store.session() as session:
+        passed, reasons, evidence = lifecycle.gate_verdict(session, treatment)
+    assert not passed and evidence is None
+    assert "under pack 'california-ccpa'" in reasons[0] and "not evidence for the model alone" in reasons[0]
