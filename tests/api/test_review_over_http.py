@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from audits.export import verify_export
@@ -161,6 +164,53 @@ def test_report_is_html_by_default(server) -> None:
         _problem(http.get(f"/v1/reports/{server.model_version}", params={"format": "docx"}), 422)
     with server.client("viewer") as http:
         _problem(http.get(f"/v1/reports/{server.model_version}"), 403)
+
+
+def test_reports_wait_their_turn_without_taking_the_other_requests_threads(server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More report requests than the server has worker threads: a few reports are made at a time, the others wait on
+    the event loop, and every other request still gets a thread meanwhile (before, the reports took them all)."""
+    from governance.api.routes import reports
+
+    started, release, lock = threading.Event(), threading.Event(), threading.Lock()
+    busy, most = [0], [0]
+    render = reports.render_html
+
+    def slow_render(document: dict) -> str:
+        with lock:
+            busy[0] += 1
+            most[0] = max(most[0], busy[0])
+        started.set()
+        release.wait(60)
+        with lock:
+            busy[0] -= 1
+        return render(document)
+
+    monkeypatch.setattr(reports, "render_html", slow_render)
+    statuses: list[int] = []
+    threads = server.app.state.settings.api_threads
+
+    def ask() -> None:
+        with server.client("auditor") as http:
+            statuses.append(http.get(f"/v1/reports/{server.model_version}").status_code)
+
+    askers = [threading.Thread(target=ask) for _ in range(threads + 4)]
+    for asker in askers:
+        asker.start()
+    try:
+        assert started.wait(60), "no report started"
+        deadline = time.monotonic() + 60
+        while busy[0] < reports.REPORTS_AT_ONCE and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # every request has reached the server
+        with server.client("viewer") as http:
+            http.timeout = httpx.Timeout(10)
+            assert http.get("/v1/audits", params={"limit": 1}).status_code == 200  # a thread was free for it
+    finally:
+        release.set()
+        for asker in askers:
+            asker.join(120)
+    assert statuses == [200] * len(askers)
+    assert most[0] == reports.REPORTS_AT_ONCE
 
 
 def _chromium() -> bool:
