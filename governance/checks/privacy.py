@@ -85,10 +85,15 @@ class ConsentCoverage(Check):
             )
         ok = f.get("purpose") == config.purpose and config.purpose in section.purposes
         events = f.get("events", {})
+        filtered = (
+            f"after the {f.get('pack')} {f.get('pack_version')} consent filter for {f.get('purpose')}"
+            if f.get("purpose")
+            else "with no pack's consent filter (only erasures and refusals were left out: no lawful basis was checked)"
+        )  # a filter of no pack has no pack version and no purpose to name
         return verdict(
             ok,
-            f"training kept {events.get('kept', 0):,} of {events.get('total', 0):,} events after the {f.get('pack')} {f.get('pack_version')} consent filter "
-            f"for {f.get('purpose')}; excluded: " + (", ".join(f"{n:,} {r}" for r, n in events.get("excluded", {}).items() if n) or "none"),
+            f"training kept {events.get('kept', 0):,} of {events.get('total', 0):,} events {filtered}; excluded: "
+            + (", ".join(f"{n:,} {r}" for r, n in events.get("excluded", {}).items() if n) or "none"),
             value=events.get("kept"),
             threshold=f"filtered for {config.purpose}",
             evidence={k: f.get(k) for k in ("pack", "pack_version", "pack_hash", "purpose", "lawful_basis", "model", "events", "subjects")},

@@ -595,3 +595,27 @@ def test_a_second_erasure_does_not_revive_a_restriction_the_subject_lifted(store
     data = _dataset(victim=False)
     _, report = filter_training_events(data, CA, store, now=NOW, record=False)
     assert report["subjects"]["excluded"]["opted_out"] == 0
+
+
+def test_consent_coverage_names_a_filter_of_no_pack_as_such() -> None:
+    """A model trained with the filter of no pack (erasures and refusals only) is failed in words a regulator can read:
+    no 'None' pack version or purpose in the report's message."""
+    from governance.engine import evaluate
+    from governance.facts import AuditFacts, PrivacyFacts
+    from governance.packs import shipped_pack_path
+    from governance.policy import load_pack
+
+    no_pack = {
+        "pack": "(none: erasures and refusals)",
+        "rules": "no pack: ...",
+        "events": {"total": 6000, "kept": 5990, "excluded": {"erased": 10, "withdrawn": 0}},
+        "subjects": {"erased": 1},
+    }
+    facts = AuditFacts(privacy=PrivacyFacts(training_filter=no_pack, model_trained=True))
+    (result,) = [r for r in evaluate(load_pack(shipped_pack_path("california-ccpa")), facts).results if r.check == "consent_coverage"]
+    assert result.status.value == "fail"
+    assert "None" not in result.message
+    assert result.message == (
+        "training kept 5,990 of 6,000 events with no pack's consent filter (only erasures and refusals were left out: "
+        "no lawful basis was checked); excluded: 10 erased"
+    )
