@@ -387,7 +387,7 @@ def dsa_audit_export(document: dict[str, Any]) -> DsaAuditExport:
 def _evidence_line(ev: Evidence) -> str:
     if ev.source == "audit_result":
         return f"- {ev.reference}: **{ev.status}** (value {ev.value}, threshold {ev.threshold}; {ev.legal_reference})"
-    figures = ", ".join(f"{k} {v}" for k, v in ev.figures.items())
+    figures = ", ".join(f"{k} {'not measured' if v is None else v}" for k, v in ev.figures.items()) or "none recorded"
     return f"- {ev.reference}: {figures}"
 
 
@@ -417,6 +417,7 @@ def render_markdown(export: DsaAuditExport) -> str:
     info = export.general_information
     p, s, a = info.audited_provider, info.audited_service, info.auditor
     checkpoint = export.trail.checkpoint
+    period = info.evidence_period
     lines = [
         f"# DSA independent audit: the provider's evidence ({export.schema_})",
         "",
@@ -425,8 +426,10 @@ def render_markdown(export: DsaAuditExport) -> str:
         "## 1. General information",
         "",
         f"- Audited provider: {p.name}, {p.address} ({p.contact}); DPO {p.dpo_name} ({p.dpo_contact})",
-        f"- Audited service: model {s.model_version} in {s.current_stage}, pack {s.pack} {s.pack_version} (hash {s.pack_hash})",
-        f"- Evidence period: {info.evidence_period['from']} to {info.evidence_period['to']}",
+        f"- Audited service: model {s.model_version} {f'in {s.current_stage}' if s.current_stage else 'not deployed (no stage)'}, "
+        + (f"pack {s.pack} {s.pack_version} (hash {s.pack_hash})" if s.pack else "no pack in force was found"),
+        "- Evidence period: "
+        + (f"{period['from']} to {period['to']}" if period.get("from") else "none (no audit of this model is recorded)"),
         f"- Auditor: {a.name}; team: {a.team}; independence: {a.independence_declaration}; audit period: {a.audit_period}",
         "",
         "## 2. Scope",

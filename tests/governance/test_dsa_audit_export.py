@@ -27,7 +27,7 @@ from audits.trail import read_head
 from governance.cli import app
 from governance.packs import resolve_pack
 from governance.policy import load_pack
-from governance.report.dsa_audit import FOR_AUDITOR, dsa_audit_export, dsa_audit_json_schema, render_markdown
+from governance.report.dsa_audit import FOR_AUDITOR, DsaAuditExport, dsa_audit_export, dsa_audit_json_schema, render_markdown
 from governance.report.gather import report_document
 
 DATA = CONSENTED_DATA
@@ -199,3 +199,18 @@ def test_bad_input_exits_2(built: dict, tmp_path: Path, args: tuple[str, ...], m
     done = built["runner"].invoke(app, ["report", *argv, "--out", str(tmp_path / "r.html"), "--database-url", built["url"]])
     assert done.exit_code == 2, done.output
     assert message in " ".join(done.stderr.split()) and not (tmp_path / "x.json").exists()
+
+
+def test_the_markdown_says_what_is_absent_instead_of_none(built: dict) -> None:
+    """A model never deployed, with no pack in force, no audit and no list served, and evidence without figures, read
+    as such in the Markdown: never 'None', nor an empty line of figures."""
+    export, markdown = built["exports"]["other"]
+    assert f"model {built['other']} not deployed (no stage), no pack in force was found" in markdown
+    assert "- Evidence period: none (no audit of this model is recorded)" in markdown
+    bare = [line for line in markdown.splitlines() if "None" in line.split()]
+    assert bare == [], "\n".join(bare)
+    emptied = copy.deepcopy(export)
+    cases = next(o for o in emptied["obligations"] if o["article"] == "Art. 16, Art. 20")
+    next(e for e in cases["evidence"] if e["reference"] == "cases by status and by severity")["figures"] = {}
+    text = render_markdown(DsaAuditExport.model_validate(emptied))
+    assert "- cases by status and by severity: none recorded" in text
