@@ -194,12 +194,20 @@ def _malformed(line_number: int, seq: int, detail: str, started: float) -> Trail
     )
 
 
-def verify_export(source: Path | IO[bytes], public_key_pem: bytes | str, *, batch_size: int = 20_000) -> TrailReport:
+def verify_export(
+    source: Path | IO[bytes], public_key_pem: bytes | str, *, batch_size: int = 20_000, signed_to_the_end: bool = False
+) -> TrailReport:
     """Verify an exported trail with only the signer's public key; no database needed.
 
     The chain must be intact from event 1 to the end of the file, and at least
     one checkpoint signed by ``public_key_pem`` must verify and match the
     chain. Checkpoints by other keys are not trusted and do not count.
+
+    Events after the last checkpoint that key signed are held by their hashes
+    alone, which anyone can recompute: whoever holds the file can rewrite, add
+    or remove them (and the header's head with them) unseen. With
+    ``signed_to_the_end`` such events make the export fail (``unsigned_tail``);
+    otherwise the report says how far the signature reaches (``signed_through``).
 
     Raises
     ------
@@ -207,7 +215,10 @@ def verify_export(source: Path | IO[bytes], public_key_pem: bytes | str, *, batc
         The public key cannot be read, or the file is not an export.
     """
     with gc_paused():
-        return _verify_export(source, public_key_pem, batch_size=batch_size)
+        result = _verify_export(source, public_key_pem, batch_size=batch_size)
+    if signed_to_the_end and result.intact and (result.signed_through or 0) < result.n_events:
+        return _unsigned_tail(result, key_id_of(load_public_key(public_key_pem)))
+    return result
 
 
 class _Malformed(Exception):
@@ -336,6 +347,28 @@ def _checkpoint_record(document: dict[str, Any], line_number: int) -> Checkpoint
         )
     except (KeyError, ValueError, TypeError) as err:
         raise _Malformed(line_number, 1, f"unreadable checkpoint: {err}") from None
+
+
+def _unsigned_tail(result: TrailReport, key_id: str) -> TrailReport:
+    """An intact chain whose last events no checkpoint of the auditor's key covers: not verified to its end."""
+    first, last = (result.signed_through or 0) + 1, result.n_events
+    return TrailReport(
+        intact=False,
+        n_events=result.n_events,
+        head_seq=result.head_seq,
+        head_hash=result.head_hash,
+        first_bad_seq=first,
+        reason="unsigned_tail",
+        detail=(
+            f"events {first} to {last} come after the last checkpoint signed by key {key_id} (seq {first - 1}): "
+            "nothing in the export proves they were not rewritten, added or removed; ask for an export signed to its "
+            "end ('recgov trail export' signs the head first; over the API, POST /v1/trail/checkpoint before "
+            "GET /v1/trail/export)"
+        ),
+        checkpoints_verified=result.checkpoints_verified,
+        signed_through=result.signed_through,
+        elapsed_s=result.elapsed_s,
+    )
 
 
 def _unsigned(result: TrailReport, key_id: str, checkpoints: list[CheckpointRecord]) -> TrailReport:

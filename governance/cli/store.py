@@ -281,9 +281,17 @@ def trail_export(
 def trail_verify_export(
     export: Annotated[Path, typer.Argument(help="An export written by `recgov trail export`.")],
     public_key: Annotated[Path, typer.Option("--public-key", help="The signer's Ed25519 public key (PEM).")],
+    unsigned_tail: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unsigned-tail",
+            help="Accept events after the last checkpoint the key signed (they are held by their hashes alone, "
+            "which anyone can recompute); by default they fail the verification.",
+        ),
+    ] = False,
     json_output: JsonOutput = False,
 ) -> None:
-    """Verify an export offline (no database): the chain, and a checkpoint signed by PUBLIC_KEY."""
+    """Verify an export offline (no database): the chain, and a checkpoint signed by PUBLIC_KEY that covers its last event."""
     from audits import verify_export
     from audits.keys import load_public_key
     from recommender.errors import DataError
@@ -294,7 +302,7 @@ def trail_verify_export(
         except DataError as err:  # located: which of the two files is wrong
             raise DataError(f"{public_key}: {err}") from None
         try:
-            report = verify_export(export, public_key.read_bytes())
+            report = verify_export(export, public_key.read_bytes(), signed_to_the_end=not unsigned_tail)
         except DataError as err:
             raise DataError(f"{export}: {err}") from None
     _print_report(report, json_output)

@@ -116,6 +116,44 @@ def test_a_rewritten_export_with_fresh_hashes_fails_the_checkpoint(store: Store,
     assert (report.intact, report.first_bad_seq, report.reason) == (False, 30, "checkpoint_mismatch")
 
 
+def test_events_after_the_last_checkpoint_rewritten_fail_unless_an_unsigned_tail_is_allowed(
+    store: Store, tmp_path: Path, recgov_home: Path
+) -> None:
+    """An export whose tail no checkpoint covers (an API download after later events): whoever holds it can rewrite
+    those events with fresh hashes and a new header head. The auditor's command refuses that tail by default."""
+    from audits.canonical import canonical_json
+
+    _fill(store, 20)
+    key = load_signing_key()
+    with store.session() as session:
+        create_checkpoint(session, key)
+    _fill(store, 5, start=20)  # events 21 to 25, after the checkpoint
+    documents = _lines(_export(store, tmp_path / "trail.jsonl"))
+    store.close()
+    forged = documents[-1]  # event 25, rewritten by the holder of the file
+    forged["actor"] = "mallory"
+    forged["hash"] = hash_event(
+        forged["prev_hash"], forged["seq"], forged["time"], forged["actor"], forged["action"], forged["subject"],
+        canonical_json(forged["objects"]).decode(), canonical_json(forged["payload"]).decode(),
+    )  # fmt: skip
+    documents[0]["head_hash"] = forged["hash"]
+    _write(tmp_path / "forged.jsonl", documents)
+    lenient = verify_export(tmp_path / "forged.jsonl", key.public_key_pem)
+    assert (lenient.intact, lenient.signed_through, lenient.n_events) == (True, 20, 25)  # the library reports the reach
+    strict = verify_export(tmp_path / "forged.jsonl", key.public_key_pem, signed_to_the_end=True)
+    assert (strict.intact, strict.reason, strict.first_bad_seq, strict.signed_through) == (False, "unsigned_tail", 21, 20)
+    public = tmp_path / "auditor.pem"
+    public.write_text(key.public_key_pem)
+    runner = CliRunner()
+    result = runner.invoke(app, ["trail", "verify-export", str(tmp_path / "forged.jsonl"), "--public-key", str(public)])
+    assert result.exit_code == 1, result.output
+    assert "trail BROKEN at seq 21: unsigned_tail: events 21 to 25 come after the last checkpoint" in " ".join(result.stdout.split())
+    allowed = ["trail", "verify-export", str(tmp_path / "forged.jsonl"), "--public-key", str(public), "--allow-unsigned-tail", "--json"]
+    result = runner.invoke(app, allowed)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["signed_through"] == 20
+
+
 def test_a_checkpoint_signed_by_another_key_does_not_verify(store: Store, tmp_path: Path) -> None:
     _fill(store, 10)
     with store.session() as session:
