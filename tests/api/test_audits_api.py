@@ -187,6 +187,34 @@ def test_a_bad_body_is_a_422_naming_the_field(server, body, field, message) -> N
     assert any(e["field"] == field and e["location"] == "body" and message in e["message"] for e in errors), errors
 
 
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("synthetic:n_users=abc", "n_users: Input should be a valid integer"),
+        ("synthetic:n_users=-5", "n_users: Input should be greater than or equal to 1"),
+        ("synthetic:colour=red", "colour: Extra inputs are not permitted"),
+        ("synthetic:n_users=10,n_users=20", "'n_users' is given twice"),
+        ("synthetic:start=2024-13-01", "start: Input should be a valid datetime"),
+        ("synthetic:protected_groups=x", "is not of the form name:number"),
+    ],
+)
+def test_a_synthetic_spec_that_does_not_parse_is_a_422_and_queues_nothing(server, spec, message) -> None:
+    """Refused before a job exists, as a spec over the limits is: no job row, no trail event, nothing to fail later."""
+    with server.client("auditor") as client:
+        before = client.get("/v1/audits", params={"limit": 1}).json()["total"], server_trail_head(server)
+        response = client.post("/v1/audits", json={"pack": "baseline", "data": spec})
+        after = client.get("/v1/audits", params={"limit": 1}).json()["total"], server_trail_head(server)
+    assert response.status_code == 422 and response.headers["content-type"] == PROBLEM_JSON, response.text
+    errors = response.json()["errors"]
+    assert [(e["location"], e["field"]) for e in errors] == [("body", "data")] and message in errors[0]["message"], errors
+    assert after == before
+
+
+def server_trail_head(server) -> int:
+    with server.client("admin") as client:
+        return client.get("/v1/trail/events", params={"limit": 1}).json()["head_seq"]
+
+
 @pytest.mark.parametrize("query", ["limit=0", "limit=101", "offset=-1", "status=done"])
 def test_bad_paging_is_a_422(server, query) -> None:
     with server.client("viewer") as client:

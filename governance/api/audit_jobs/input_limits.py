@@ -5,7 +5,9 @@ key could ask for two billion synthetic events, or a file the size of the disk,
 and the job would be accepted (202) and then run the server out of memory. The
 limits are settings (``RECGOV_AUDIT_MAX_INTERACTIONS``, ``RECGOV_AUDIT_MAX_SUBJECTS``,
 ``RECGOV_AUDIT_MAX_FILE_BYTES``); a request over them is a 422 naming the field,
-the size asked for and the limit, and nothing is queued.
+the size asked for and the limit, and nothing is queued. So is a synthetic spec
+that does not parse (a name it does not have, a value of the wrong type or out of
+range): accepted, it would have been a job on the trail that could only fail.
 """
 
 from __future__ import annotations
@@ -40,14 +42,12 @@ def _folder_bytes(folder: Path, limit: int) -> int:
 def check_input_size(field: str, spec: str, resolved: str, settings: ApiSettings) -> None:
     """Raise :class:`DataError` when the input ``spec`` of ``field`` (resolved by ``resolve_input``) is over the limits.
 
-    A synthetic spec is measured by its sizes (an invalid one is left for the job
-    to report, as before); a file or folder by its bytes on disk.
+    A synthetic spec is measured by its sizes, once it parses (one that does not
+    is refused with the parser's message, so no job is queued only to fail on it);
+    a file or folder by its bytes on disk.
     """
     if resolved == spec and spec.startswith("synthetic"):
-        try:
-            synthetic = _synthetic_spec(spec)
-        except DataError:
-            return
+        synthetic = _synthetic_spec(spec)  # DataError: the spec's fault, located by the caller
         for what, value, limit, setting in (
             ("events", synthetic.n_interactions, settings.audit_max_interactions, "RECGOV_AUDIT_MAX_INTERACTIONS"),
             ("users", synthetic.n_users, settings.audit_max_subjects, "RECGOV_AUDIT_MAX_SUBJECTS"),
