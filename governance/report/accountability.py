@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from audits.models import DecisionRecord, EscalationCase, ItemBlock, SubjectRequest
 
-__all__ = ["accountability", "decision_modes", "headline_metrics", "systemic_risks", "timeliness"]
+__all__ = ["accountability", "decision_modes", "headline_metrics", "served_lists", "systemic_risks", "timeliness"]
 
 OPEN_REQUEST = ("received", "in_progress")
 OPEN_CASE = ("open", "triaged")
@@ -80,11 +80,18 @@ def timeliness(session: Session, now: datetime | None = None) -> dict[str, Any]:
     }
 
 
+def served_lists(query: Any) -> Any:
+    """``query`` of decisions without the lists a shadow version made and nobody saw (``context.shadow_of``)."""
+    return query.where(DecisionRecord.context["shadow_of"].as_string().is_(None))
+
+
 def decision_modes(session: Session, model_version_id: str) -> dict[str, Any]:
-    """How the lists served by this model were made, and the share not based on profiling (DSA Art. 38)."""
+    """How the lists served by this model were made, and the share not based on profiling (DSA Art. 38).
+
+    A shadow version's lists are recorded but never served (:mod:`governance.shadow`): they are left out.
+    """
     rows = session.execute(
-        select(DecisionRecord.mode, func.count())
-        .where(DecisionRecord.model_version == model_version_id)
+        served_lists(select(DecisionRecord.mode, func.count()).where(DecisionRecord.model_version == model_version_id))
         .group_by(DecisionRecord.mode)
     ).all()
     by_mode = {str(mode): int(n) for mode, n in rows}

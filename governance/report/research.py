@@ -62,6 +62,7 @@ from audits.lineage import lineage_of
 from audits.models import DecisionRecord
 from audits.sealing import open_decisions
 from audits.trail import append_event
+from governance.report.accountability import served_lists
 from recommender.errors import ConfigError
 
 __all__ = [
@@ -191,7 +192,8 @@ def _check(out: Path, min_group: int, since: datetime | None, until: datetime | 
 
 
 def _window(query: Any, model_version: str, since: datetime | None, until: datetime | None) -> Any:
-    query = query.where(DecisionRecord.model_version == model_version)
+    """The model's served lists in the window (a shadow version's lists were never served: left out)."""
+    query = served_lists(query.where(DecisionRecord.model_version == model_version))
     if since is not None:
         query = query.where(DecisionRecord.decided_at >= since)
     if until is not None:

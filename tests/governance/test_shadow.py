@@ -168,3 +168,23 @@ def test_the_shadows_command_reports_the_comparison(deployed) -> None:
     assert json.loads(done.stdout)["shadows"][0]["model_version"] == candidate
     table = runner.invoke(cli, ["deploy", "shadows", "--database-url", url])
     assert table.exit_code == 0 and candidate in table.stdout and "overlap" in table.stdout
+
+
+def test_the_regulators_figures_count_served_lists_only(deployed, tmp_path: Path) -> None:
+    """A shadow version's lists are recorded, never served: the report's Art. 38 figures and the researchers' package
+    count the lists people were shown, so the shadow has served none and production every one."""
+    from governance.report.accountability import decision_modes
+    from governance.report.research import write_research_package
+
+    store, live, candidate = deployed
+    with open_deployed(store, load_pack(BASELINE)) as serving:
+        for user in USERS:
+            serving.serve(ServeRequest(user, k=5))
+    assert Counter(r.model_version for r in _decisions(store)) == {live: len(USERS), candidate: len(USERS)}
+    with store.session() as session:
+        assert decision_modes(session, live)["decisions"] == len(USERS)
+        assert decision_modes(session, candidate) == {"decisions": 0, "by_mode": {}, "non_profiling": 0, "non_profiling_share": None}
+    with store.session() as session:
+        write_research_package(session, candidate, tmp_path / "pkg", min_group=2)
+    days = (tmp_path / "pkg" / "decisions_by_day.csv").read_text().splitlines()
+    assert len(days) == 1, days  # the header alone: the shadow served no list
