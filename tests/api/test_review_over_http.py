@@ -166,16 +166,30 @@ def test_report_is_html_by_default(server) -> None:
         _problem(http.get(f"/v1/reports/{server.model_version}"), 403)
 
 
-def test_reports_wait_their_turn_without_taking_the_other_requests_threads(server, monkeypatch: pytest.MonkeyPatch) -> None:
-    """More report requests than the server has worker threads: a few reports are made at a time, the others wait on
-    the event loop, and every other request still gets a thread meanwhile (before, the reports took them all)."""
-    from governance.api.routes import reports
+@pytest.mark.parametrize(
+    ("path", "module", "slow"),
+    [
+        ("/v1/reports/{model_version}", "governance.api.routes.reports", "render_html"),
+        ("/v1/trail/verify", "governance.api.routes.trail", "verify_store"),
+        ("/v1/trail/export", "governance.api.routes.trail", "export_trail"),
+    ],
+)
+def test_heavy_requests_wait_their_turn_without_taking_the_other_requests_threads(
+    server, monkeypatch: pytest.MonkeyPatch, path: str, module: str, slow: str
+) -> None:
+    """More reports, trail verifications or trail exports than the server has worker threads: a few are worked on at
+    a time, the others wait on the event loop, and every other request still gets a thread meanwhile (before, they
+    took them all: 16 report requests held a one-row GET /v1/audits for 15 s)."""
+    import importlib
+
+    from governance.api import heavy
 
     started, release, lock = threading.Event(), threading.Event(), threading.Lock()
     busy, most = [0], [0]
-    render = reports.render_html
+    target = importlib.import_module(module)
+    original = getattr(target, slow)
 
-    def slow_render(document: dict) -> str:
+    def held(*args, **kwargs):
         with lock:
             busy[0] += 1
             most[0] = max(most[0], busy[0])
@@ -183,23 +197,22 @@ def test_reports_wait_their_turn_without_taking_the_other_requests_threads(serve
         release.wait(60)
         with lock:
             busy[0] -= 1
-        return render(document)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(reports, "render_html", slow_render)
+    monkeypatch.setattr(target, slow, held)
     statuses: list[int] = []
-    threads = server.app.state.settings.api_threads
 
     def ask() -> None:
         with server.client("auditor") as http:
-            statuses.append(http.get(f"/v1/reports/{server.model_version}").status_code)
+            statuses.append(http.get(path.format(model_version=server.model_version)).status_code)
 
-    askers = [threading.Thread(target=ask) for _ in range(threads + 4)]
+    askers = [threading.Thread(target=ask) for _ in range(server.app.state.settings.api_threads + 4)]
     for asker in askers:
         asker.start()
     try:
-        assert started.wait(60), "no report started"
+        assert started.wait(60), "no request started its work"
         deadline = time.monotonic() + 60
-        while busy[0] < reports.REPORTS_AT_ONCE and time.monotonic() < deadline:
+        while busy[0] < heavy.HEAVY_AT_ONCE and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.5)  # every request has reached the server
         with server.client("viewer") as http:
@@ -210,7 +223,7 @@ def test_reports_wait_their_turn_without_taking_the_other_requests_threads(serve
         for asker in askers:
             asker.join(120)
     assert statuses == [200] * len(askers)
-    assert most[0] == reports.REPORTS_AT_ONCE
+    assert most[0] == heavy.HEAVY_AT_ONCE
 
 
 def _chromium() -> bool:

@@ -332,3 +332,60 @@ def test_an_unknown_pack_or_version_is_a_not_found_page(server: ConsoleServer, p
         missing = client.get(path, params=params)
     assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
     assert text in unescape(missing.text)
+
+
+def test_trail_pages_wait_their_turn_without_taking_the_other_pages_threads(server: ConsoleServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trail page verifies the whole store, as GET /v1/trail/verify does: more of them than the server has worker
+    threads are worked on a few at a time, and the other pages still get a thread meanwhile."""
+    import threading
+    import time
+
+    import httpx
+
+    from governance.api import heavy
+    from governance.api.console import pages
+
+    started, release, lock = threading.Event(), threading.Event(), threading.Lock()
+    busy, most = [0], [0]
+    original = pages.verify_store
+
+    def held(connection):
+        with lock:
+            busy[0] += 1
+            most[0] = max(most[0], busy[0])
+        started.set()
+        release.wait(60)
+        with lock:
+            busy[0] -= 1
+        return original(connection)
+
+    monkeypatch.setattr(pages, "verify_store", held)
+    auditor, _ = server.signed_in("auditor")
+    viewer, _ = server.signed_in("viewer")
+    cookies = dict(auditor.cookies)
+    statuses: list[int] = []
+
+    def ask() -> None:
+        with server.browser_client() as client:
+            client.cookies.update(cookies)
+            statuses.append(client.get("/console/trail").status_code)
+
+    askers = [threading.Thread(target=ask) for _ in range(12)]  # more than the server's 8 worker threads
+    for asker in askers:
+        asker.start()
+    try:
+        assert started.wait(60), "no trail page started its verification"
+        deadline = time.monotonic() + 60
+        while busy[0] < heavy.HEAVY_AT_ONCE and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        viewer.timeout = httpx.Timeout(10)
+        assert viewer.get("/console/deployments").status_code == 200  # a thread was free for it
+    finally:
+        release.set()
+        for asker in askers:
+            asker.join(120)
+        auditor.close()
+        viewer.close()
+    assert statuses == [200] * len(askers)
+    assert most[0] == heavy.HEAVY_AT_ONCE

@@ -38,6 +38,7 @@ from governance.api.call_record import record_call
 from governance.api.console.web import ConsoleRoute, FormDep, Refusal, Reviewer, acting_for, first_values, render, reviewer_for
 from governance.api.deps import SessionDep, SettingsDep, StoreDep
 from governance.api.disclosure import shown_to
+from governance.api.heavy import run_heavy
 from governance.api.keys import actor_of
 from governance.api.schemas import INT4_MAX
 from recommender.errors import ConfigError
@@ -184,17 +185,23 @@ def move_case(case_id: CaseId, request: Request, form: FormDep, session: Session
 
 
 @router.get("/trail", summary="The trail's state: verification and signed checkpoints")
-def trail(request: Request, store: StoreDep, settings: SettingsDep, reviewer: AuditingKey) -> Response:
-    latest = select(TrailEvent.seq, TrailEvent.time, TrailEvent.actor, TrailEvent.action, TrailEvent.objects)
-    with store.snapshot() as connection:
-        checked = verify_store(connection)
-        checkpoints = list_checkpoints(connection)
-        events = connection.execute(latest.order_by(TrailEvent.seq.desc()).limit(RECENT_EVENTS)).all()
+async def trail(request: Request, store: StoreDep, settings: SettingsDep, reviewer: AuditingKey) -> Response:
+    checked, checkpoints, events = await run_heavy(request, _trail_state, store)  # as GET /v1/trail/verify: a few at a time
     return render(
         request, "trail.html", title="Audit trail", reviewer=reviewer, report=checked.trail, summary=checked.trail.summary(),
         checked=checked, anchored=[shown_to(reviewer.key.role, line, settings.home) for line in checked.lines()[1:]],
         checkpoints=list(reversed(checkpoints)), events=[_event_view(row) for row in events],
     )  # fmt: skip
+
+
+def _trail_state(store: Any) -> tuple[Any, list[Any], list[Any]]:
+    """The whole verification, the checkpoints and the latest events, in one snapshot."""
+    latest = select(TrailEvent.seq, TrailEvent.time, TrailEvent.actor, TrailEvent.action, TrailEvent.objects)
+    with store.snapshot() as connection:
+        checked = verify_store(connection)
+        checkpoints = list_checkpoints(connection)
+        events = connection.execute(latest.order_by(TrailEvent.seq.desc()).limit(RECENT_EVENTS)).all()
+    return checked, checkpoints, events
 
 
 def _event_view(row: Any) -> dict[str, Any]:

@@ -11,22 +11,18 @@ offline). A server without Chromium answers a PDF request with 503 and says so;
 the HTML needs nothing but the store.
 
 A report costs seconds of work (its plots about half a second of CPU, a PDF two
-or three seconds of Chromium on every core it gets), so a server makes
-:data:`REPORTS_AT_ONCE` at a time, on a worker thread; the requests for more
-wait on the event loop, holding no thread. Without that bound, a dozen report
-requests of one auditor's key took every worker thread and every other request
-waited for them (a one-row ``GET /v1/audits`` 15 s instead of 5 ms).
+or three seconds of Chromium on every core it gets), so it is made as heavy work
+(:func:`governance.api.heavy.run_heavy`): a few at a time, the requests for more
+waiting on the event loop without a worker thread.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 import tempfile
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
-import anyio
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
@@ -35,6 +31,7 @@ from audits.models import ModelVersion
 from governance import packs as pack_store
 from governance.api.deps import AuditKey, SessionDep, SettingsDep
 from governance.api.errors import UNKNOWN_MODEL, Problem, problems
+from governance.api.heavy import run_heavy
 from governance.api.schemas import IDENTIFIER
 from governance.report import render_html
 from governance.report.gather import report_document
@@ -48,17 +45,6 @@ PDF = "application/pdf"
 HTML = "text/html"
 NO_PDF = "the report cannot be printed to PDF on this server: {reason}; ask for the HTML (format=html) and print it where a browser is"
 _EXAMPLE_HTML = "<!doctype html><html><head><title>Lineage report: als-66329e</title>...</html>"
-REPORTS_AT_ONCE = 2
-"""Reports (HTML or PDF) a server makes at the same time (two: a PDF keeps about a core busy); the others wait
-their turn without a worker thread."""
-
-
-def _limiter(request: Request) -> anyio.CapacityLimiter:
-    """The app's report limiter, made on first use (on the event loop, so made once)."""
-    limiter = getattr(request.app.state, "report_limiter", None)
-    if limiter is None:
-        limiter = request.app.state.report_limiter = anyio.CapacityLimiter(REPORTS_AT_ONCE)
-    return limiter
 
 
 def _wants_pdf(format: str | None, accept: str | None) -> bool:
@@ -106,12 +92,11 @@ async def get_report(
     pack: Annotated[str | None, Query(min_length=1, max_length=200, pattern=IDENTIFIER, description="The pack in force: a shipped name or NAME@VERSION.")] = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
-    work = functools.partial(_report, session, settings, model_version, pack, pdf=_wants_pdf(format, accept))
-    return await anyio.to_thread.run_sync(work, limiter=_limiter(request))
+    return await run_heavy(request, _report, session, settings, model_version, pack, pdf=_wants_pdf(format, accept))
 
 
 def _report(session: Session, settings: Any, model_version: str, pack: str | None, *, pdf: bool) -> Response:
-    """The report of ``model_version`` as a response (on a worker thread, at most :data:`REPORTS_AT_ONCE` at a time)."""
+    """The report of ``model_version`` as a response (heavy work: on a worker thread, a few at a time)."""
     if session.get(ModelVersion, model_version) is None:
         raise Problem(404, UNKNOWN_MODEL.format(version=model_version))
     try:

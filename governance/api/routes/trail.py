@@ -28,7 +28,7 @@ from typing import Annotated, Any
 
 import orjson
 from cryptography.hazmat.primitives import serialization
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from sqlalchemy import func, select
 from starlette.background import BackgroundTask
@@ -42,6 +42,7 @@ from governance.api.call_record import record_call
 from governance.api.deps import AuditKey, GovernKey, ReadKey, SessionDep, SettingsDep, StoreDep
 from governance.api.disclosure import shown_to
 from governance.api.errors import Problem, problems
+from governance.api.heavy import run_heavy
 from governance.api.schemas import IDENTIFIER, Moment
 from governance.api.schemas.trail_events import PublicKeyList, TrailEventPage
 
@@ -57,11 +58,16 @@ router = APIRouter(prefix="/v1/trail", tags=["trail"], responses=problems(401, 4
     "chain and checkpoints alone, `anchored_records_intact` and `anchored_problems` the records (decisions, audit results, "
     "consent records, suppressions, batch folders) held against the events that wrote them.",
 )
-def verify(store: StoreDep, settings: SettingsDep, key: AuditKey) -> dict[str, Any]:
-    with store.snapshot() as connection:
-        document = verify_store(connection).to_dict()
+async def verify(request: Request, store: StoreDep, settings: SettingsDep, key: AuditKey) -> dict[str, Any]:
+    """Heavy work (:func:`governance.api.heavy.run_heavy`): it costs what the store holds, so a few run at a time."""
+    document = await run_heavy(request, _verified, store)
     document["anchored_problems"] = _shown(document["anchored_problems"], key.role, settings.home)
     return document
+
+
+def _verified(store: Any) -> dict[str, Any]:
+    with store.snapshot() as connection:
+        return verify_store(connection).to_dict()
 
 
 def _shown(problems: list[dict[str, Any]], role: str, home: Path) -> list[dict[str, Any]]:
@@ -168,7 +174,12 @@ def list_events(
     description="Verify it offline with a public key from GET /v1/trail/keys: `recgov trail verify-export FILE --public-key KEY.pem`, "
     "or `audits.export.verify_export`. One consistent snapshot of the trail, up to its head when the download began.",
 )
-def download_export(store: StoreDep, key: AuditKey) -> FileResponse:
+async def download_export(request: Request, store: StoreDep, key: AuditKey) -> FileResponse:
+    """Heavy work (:func:`governance.api.heavy.run_heavy`): the whole trail is written, so a few run at a time."""
+    return await run_heavy(request, _export, store)
+
+
+def _export(store: Any) -> FileResponse:
     folder = Path(tempfile.mkdtemp(prefix="recgov-trail-export-"))  # owner-only; the file names subjects by pseudonym
     try:
         with store.snapshot() as connection:
