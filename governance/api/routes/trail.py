@@ -172,7 +172,9 @@ def list_events(
     },
     summary="Download the signed export of the whole trail (auditor)",
     description="Verify it offline with a public key from GET /v1/trail/keys: `recgov trail verify-export FILE --public-key KEY.pem`, "
-    "or `audits.export.verify_export`. One consistent snapshot of the trail, up to its head when the download began.",
+    "or `audits.export.verify_export`. One consistent snapshot of the trail, up to its head when the download began. "
+    "Events after the last signed checkpoint carry no signature, and `verify-export` fails them (`unsigned_tail`) unless "
+    "`--allow-unsigned-tail`: sign the head first (POST /v1/trail/checkpoint, admin) for an export that verifies whole.",
 )
 async def download_export(request: Request, store: StoreDep, key: AuditKey) -> FileResponse:
     """Heavy work (:func:`governance.api.heavy.run_heavy`): the whole trail is written, so a few run at a time."""
