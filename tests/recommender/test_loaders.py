@@ -207,3 +207,16 @@ def test_a_field_given_twice_in_an_option_is_refused_not_the_last_taken(parse: s
     call = {"events": ColumnMapping.parse, "items": ItemMapping.parse, "consent": ConsentImportMapping.parse, "synthetic": load_data}[parse]
     with pytest.raises(DataError, match=re.escape(says)):
         call(text)
+
+
+def test_an_error_after_blank_lines_or_a_quoted_line_break_names_its_own_line(tmp_path: Path) -> None:
+    """Regression: the line of a bad row was its position plus two, but pandas skips blank lines and a quoted
+    field may hold a line break, so the error named a line above the bad one."""
+    path = tmp_path / "gaps.csv"
+    path.write_text('user_id,item_id,timestamp\n\nu1,i1,1700000000\n"u\n2",i2,1700000000\n\n   \nu3,i3,yesterday\n')
+    with pytest.raises(DataError) as info:
+        load_event_log(path)
+    assert str(info.value) == f"{path} line 8: timestamp 'yesterday' is not a time (Unix seconds or ISO 8601)"
+    path.write_text("\nuser_id,item_id,timestamp,value\r\nu1,i1,1700000000,3\r\n\r\nu2,i2,1700000001,lots\r\n")
+    with pytest.raises(DataError, match=re.escape(f"{path} line 5: value 'lots' is not a number")):
+        load_event_log(path)
