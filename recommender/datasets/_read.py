@@ -20,7 +20,10 @@ import pandas as pd
 
 from recommender.errors import DataError
 
-__all__ = ["BAD_FIELD", "MISSING_FILE", "MOVIELENS_AGE_BANDS", "age_bands", "layout_dir", "numbers", "read_bytes", "read_table", "required", "seconds_to_times"]
+__all__ = [
+    "BAD_FIELD", "BAD_HEADER", "MISSING_FILE", "MOVIELENS_AGE_BANDS", "REPEATED_ID", "age_bands", "layout_dir", "lines",
+    "numbers", "read_bytes", "read_table", "required", "seconds_to_times", "unique_ids",
+]  # fmt: skip
 
 BAD_FIELD = "{path} line {line}, column {column}: expected {expected}, found {value!r}"
 """A field that is not what the layout says (tests assert on it)."""
@@ -28,9 +31,45 @@ MISSING_FILE = "{path}: no such file; expected {what}"
 BAD_LAYOUT = "{path} line {line}: expected {expected} {sep}-separated fields ({names}), found {found}"
 EMPTY = "{path}: the file is empty; expected {what}"
 UNDECODABLE = "{path} line {line}: byte 0x{byte:02x} cannot be decoded as {encoding}; expected {encoding} text"
+BAD_HEADER = "{path} line 1: expected the header {expected!r}, found {found!r}; {why}"
+"""A header line that is not the layout's (tests assert on it): a file without it would lose its first row."""
+REPEATED_ID = "{path} line {line}: {what} {value!r} appears again (first on line {first}); each {what} is given once"
+"""A user or item table naming one id on two lines (tests assert on it): which line's attributes hold would be a guess."""
 
 _SEP_NAMES = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe", "::": "'::'"}
 _PANDAS_LINE = re.compile(r"line (\d+)")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_SHOWN = 80
+
+
+def lines(text: str) -> list[str]:
+    """``text`` cut at its line breaks as the CSV parser and the error messages count them (``\\n``, ``\\r\\n``, ``\\r``).
+
+    Not :meth:`str.splitlines`, which also breaks at form feeds, ``\\x1c``-``\\x1e`` and
+    U+0085 (byte 0x85 of a latin-1 file, the ellipsis of Windows-1252 text): a title holding
+    one would be cut in two, a valid line refused and every later line misnumbered.
+    """
+    return _LINE_BREAK.split(text)
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(text):,} characters)"
+
+
+def _header_names(line: str, sep: str) -> list[str]:
+    """The names of a header line, compared loosely: case, quotes, spaces, a BOM and punctuation aside."""
+    return [re.sub(r"[^0-9a-z]", "", name.lower()) for name in line.lstrip("\ufeff").split(sep)]
+
+
+def unique_ids(path: Path, ids: pd.Series, what: str) -> pd.Series:
+    """``ids`` (indexed by line number), refusing an id given on two lines with both lines."""
+    again = ids.duplicated()
+    if again.any():
+        line = int(again.idxmax())
+        value = ids.loc[line]
+        first = int(ids.index[ids.eq(value).to_numpy()][0])
+        raise DataError(REPEATED_ID.format(path=path, line=line, what=what, value=_shown(str(value)), first=first))
+    return ids
 
 
 MOVIELENS_AGE_BANDS = ("under 18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+")
@@ -88,17 +127,33 @@ def read_table(
     sep: str,
     what: str,
     encoding: str = "utf-8",
-    header: bool = False,
+    header: bool | str = False,
     quoted: bool = False,
     min_fields: int | None = None,
 ) -> pd.DataFrame:
     """Read a delimited file into string columns ``names``, indexed by line number.
 
-    ``header`` skips the first line; ``quoted`` honours double quotes (Book-Crossing,
-    CSV titles with commas). A line with more fields than ``names``, or fewer than
-    ``min_fields`` (all of them by default), is refused with its line number.
+    ``header`` skips the first line; given as the layout's header text, the first
+    line must name the same columns in the same order (case, quotes and
+    punctuation aside), so that a file without its header does not silently lose
+    its first row, nor a file whose columns come in another order read one column
+    as another. ``quoted`` honours double quotes (Book-Crossing, CSV titles with
+    commas). A line with more fields than ``names``, or fewer than ``min_fields``
+    (all of them by default), is refused with its line number.
     """
     text = _decode(path, read_bytes(path, what), encoding)
+    if isinstance(header, str):
+        first = lines(text)[0]
+        found, wanted = _header_names(first, sep), _header_names(header, sep)
+        if found != wanted:
+            other = next((d for d in _SEP_NAMES if d not in (sep, "::") and _header_names(first, d) == wanted), None)
+            if other is not None:
+                why = f"its fields are separated by {_SEP_NAMES[other]}, the layout's by {_SEP_NAMES.get(sep, repr(sep))}"
+            elif set(found) & set(wanted):
+                why = "the columns differ from the layout's (another order, or a column missing or added)"
+            else:
+                why = "the file starts without its header line (its first row would be lost)"
+            raise DataError(BAD_HEADER.format(path=path, expected=header, found=_shown(first.rstrip()), why=why))
     if sep == "::":  # the C parser takes one character: '::' never occurs inside a MovieLens field
         text, sep = text.replace("::", "\x1f"), "\x1f"
     sep_name = _SEP_NAMES.get(sep if sep != "\x1f" else "::", repr(sep))
@@ -116,16 +171,17 @@ def read_table(
         raise DataError(
             BAD_LAYOUT.format(path=path, line=line, found=found.group(1) if found else "another count", **layout)
         ) from err
-    frame.index = pd.RangeIndex(1 + int(header), 1 + int(header) + len(frame), name="line")
+    frame.index = pd.RangeIndex(1 + int(bool(header)), 1 + int(bool(header)) + len(frame), name="line")
     blank = frame.eq("").all(axis=1)
     frame = frame[~blank]
     needed = len(names) if min_fields is None else min_fields
     if not quoted and needed > 1 and len(frame):  # pandas pads a short line with empty fields: count them
-        fields = pd.Series(text.splitlines()[int(header) :], dtype=object).str.count(re.escape(sep)) + 1
-        short = fields.lt(needed) & pd.Series(text.splitlines()[int(header) :], dtype=object).str.strip().ne("")
+        rows = pd.Series(lines(text)[int(bool(header)) :], dtype=object)
+        fields = rows.str.count(re.escape(sep)) + 1
+        short = fields.lt(needed) & rows.str.strip().ne("")
         if short.any():
             pos = int(short.to_numpy().argmax())
-            raise DataError(BAD_LAYOUT.format(path=path, line=pos + 1 + int(header), found=int(fields.iloc[pos]), **layout))
+            raise DataError(BAD_LAYOUT.format(path=path, line=pos + 1 + int(bool(header)), found=int(fields.iloc[pos]), **layout))
     return frame
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from recommender.data import Dataset, ensure_event_schema
-from recommender.datasets._read import BAD_FIELD, numbers, read_table, required, seconds_to_times
+from recommender.datasets._read import BAD_FIELD, numbers, read_table, required, seconds_to_times, unique_ids
 from recommender.errors import DataError
 
 __all__ = [
@@ -95,12 +95,13 @@ def load_lastfm_1k(path: str | Path) -> Dataset:
     users = None
     profile = plays.parent / "userid-profile.tsv"
     if profile.exists():
-        pf = read_table(profile, ("user", "gender", "age", "country", "registered"), sep="\t", header=True,
+        pf = read_table(profile, ("user", "gender", "age", "country", "registered"), sep="\t",
+                        header="#id\tgender\tage\tcountry\tregistered",
                         what="tab-separated lines '#id gender age country registered'")  # fmt: skip
         ages = numbers(profile, pf, "age", integer=True, low=0, high=150, optional=True)
         users = pd.DataFrame({"gender": pf["gender"].to_numpy(), "age": pd.array(ages, dtype="Float64").astype("Int64"),
                               "country": pf["country"].to_numpy()},
-                             index=pd.Index(required(profile, pf, "user", "a user id").to_numpy(), name="user_id", dtype="string"))  # fmt: skip
+                             index=pd.Index(unique_ids(profile, required(profile, pf, "user", "a user id"), "user").to_numpy(), name="user_id", dtype="string"))  # fmt: skip
     return _dataset(events, plays, "lastfm-1k", users=users, items=items)
 
 
@@ -127,7 +128,7 @@ def load_book_crossing(path: str | Path) -> Dataset:
     """Load Book-Crossing: ``BX-Book-Ratings.csv`` and, when present, ``BX-Books.csv`` and ``BX-Users.csv``."""
     path = Path(path)
     ratings = _in_dir(path, "BX-Book-Ratings.csv")
-    frame = read_table(ratings, ("user", "isbn", "rating"), sep=";", header=True, quoted=True, encoding="latin-1",
+    frame = read_table(ratings, ("user", "isbn", "rating"), sep=";", header='"User-ID";"ISBN";"Book-Rating"', quoted=True, encoding="latin-1",
                        what='semicolon-separated quoted lines "User-ID";"ISBN";"Book-Rating"')  # fmt: skip
     score = numbers(ratings, frame, "rating", integer=True, low=0, high=10)
     implicit = score == 0
@@ -142,7 +143,8 @@ def load_book_crossing(path: str | Path) -> Dataset:
     books = ratings.parent / "BX-Books.csv"
     if books.exists():
         names = ("isbn", "title", "author", "year", "publisher", "image_s", "image_m", "image_l")
-        bf = read_table(books, names, sep=";", header=True, quoted=True, encoding="latin-1",
+        bf = read_table(books, names, sep=";", quoted=True,
+                        header='"ISBN";"Book-Title";"Book-Author";"Year-Of-Publication";"Publisher";"Image-URL-S";"Image-URL-M";"Image-URL-L"', encoding="latin-1",
                         what='semicolon-separated quoted lines "ISBN";"Book-Title";"Book-Author";"Year-Of-Publication";...')  # fmt: skip
         year = pd.to_numeric(bf["year"], errors="coerce")
         year = year.where((year >= 1800) & (year <= 2100)).astype("Int64")  # the set's unknown year is 0
@@ -153,11 +155,11 @@ def load_book_crossing(path: str | Path) -> Dataset:
         items = items[~items.index.duplicated()]
     people = ratings.parent / "BX-Users.csv"
     if people.exists():
-        uf = read_table(people, ("user", "location", "age"), sep=";", header=True, quoted=True, encoding="latin-1",
+        uf = read_table(people, ("user", "location", "age"), sep=";", header='"User-ID";"Location";"Age"', quoted=True, encoding="latin-1",
                         what='semicolon-separated quoted lines "User-ID";"Location";"Age"')  # fmt: skip
         ages = numbers(people, uf, "age", low=0, high=250, optional=True, missing=("NULL",))
         users = pd.DataFrame({"location": uf["location"].to_numpy(), "age": ages},
-                             index=pd.Index(required(people, uf, "user", "a user id").to_numpy(), name="user_id", dtype="string"))  # fmt: skip
+                             index=pd.Index(unique_ids(people, required(people, uf, "user", "a user id"), "user").to_numpy(), name="user_id", dtype="string"))  # fmt: skip
     return _dataset(events, ratings, "book-crossing", users=users, items=items)
 
 
@@ -165,8 +167,8 @@ def load_retailrocket(path: str | Path) -> Dataset:
     """Load a Retailrocket-style ``events.csv`` (``timestamp,visitorid,event,itemid,transactionid``, milliseconds)."""
     path = Path(path)
     log = _in_dir(path, "events.csv")
-    frame = read_table(log, ("timestamp", "visitorid", "event", "itemid", "transactionid"), sep=",", header=True,
-                       min_fields=4, what="a CSV with header timestamp,visitorid,event,itemid,transactionid")  # fmt: skip
+    frame = read_table(log, ("timestamp", "visitorid", "event", "itemid", "transactionid"), sep=",",
+                       header="timestamp,visitorid,event,itemid,transactionid", min_fields=4, what="a CSV with header timestamp,visitorid,event,itemid,transactionid")  # fmt: skip
     millis = numbers(log, frame, "timestamp", integer=True, low=0, high=2**50)
     kind = frame["event"].str.strip()
     unknown = ~kind.isin(list(RETAILROCKET_EVENTS))

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from recommender.data import Dataset, ensure_event_schema
-from recommender.datasets._read import age_bands, layout_dir, numbers, read_table, required, seconds_to_times
+from recommender.datasets._read import age_bands, layout_dir, numbers, read_table, required, seconds_to_times, unique_ids
 from recommender.item_table import release_columns
 
 __all__ = ["is_movielens_1m", "is_movielens_csv", "load_movielens_1m", "load_movielens_csv"]
@@ -50,7 +50,7 @@ def _rating_events(path: Path, frame: pd.DataFrame, *, low: float, high: float) 
 
 def _movies(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
     """The item table of a movies file: title, genres as categories, release year from the title."""
-    ids = required(path, frame, "movieId", "a movie id")
+    ids = unique_ids(path, required(path, frame, "movieId", "a movie id"), "movie")
     titles = frame["title"].str.strip()
     years = pd.to_numeric(titles.str.extract(_YEAR, expand=False), errors="coerce").astype("Int64")
     released = release_columns(pd.Series(years.to_numpy(), dtype="Int64"))
@@ -91,7 +91,7 @@ def load_movielens_1m(directory: str | Path) -> Dataset:
         users = pd.DataFrame(
             {"gender": frame["gender"].to_numpy(), "age": ages.astype(np.int64), "age_band": age_bands(ages), "occupation": frame["occupation"].to_numpy(),
              "zip": frame["zip"].to_numpy()},
-            index=pd.Index(required(path, frame, "userId", "a user id").to_numpy(), name="user_id", dtype="string"),
+            index=pd.Index(unique_ids(path, required(path, frame, "userId", "a user id"), "user").to_numpy(), name="user_id", dtype="string"),
         )  # fmt: skip
     return Dataset(events=ensure_event_schema(events, source=str(ratings)), users=users, items=items,
                    name="movielens-1m", source=str(directory))  # fmt: skip
@@ -101,12 +101,12 @@ def load_movielens_csv(directory: str | Path) -> Dataset:
     """Load the CSV layout of MovieLens 20M/25M/32M/latest: ``ratings.csv`` (0.5 to 5 stars) and ``movies.csv``."""
     directory = layout_dir(Path(directory), "ratings.csv", "MovieLens CSV (20M, 25M, 32M, latest)")
     ratings = directory / "ratings.csv"
-    frame = read_table(ratings, ("userId", "movieId", "rating", "timestamp"), sep=",", header=True,
+    frame = read_table(ratings, ("userId", "movieId", "rating", "timestamp"), sep=",", header="userId,movieId,rating,timestamp",
                        what="a CSV with header userId,movieId,rating,timestamp")  # fmt: skip
     events = _rating_events(ratings, frame, low=0.5, high=5)
     items = pd.DataFrame(index=pd.Index([], name="item_id", dtype="string"))
     if (directory / "movies.csv").exists():
-        movies = read_table(directory / "movies.csv", ("movieId", "title", "genres"), sep=",", header=True, quoted=True,
+        movies = read_table(directory / "movies.csv", ("movieId", "title", "genres"), sep=",", header="movieId,title,genres", quoted=True,
                             what="a CSV with header movieId,title,genres")  # fmt: skip
         items = _movies(directory / "movies.csv", movies)
     return Dataset(events=ensure_event_schema(events, source=str(ratings)), items=items,

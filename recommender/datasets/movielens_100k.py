@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recommender.datasets._read import age_bands, layout_dir
+from recommender.datasets._read import age_bands, layout_dir, unique_ids
+from recommender.datasets._read import lines as text_lines
 from recommender.data import Dataset, ensure_event_schema
 from recommender.errors import DataError
 from recommender.item_table import release_columns
@@ -74,7 +75,7 @@ def read_text(path: Path, encoding: str, what: str) -> str:
 
 def _split_fields(path: Path, text: str, sep: str, names: tuple[str, ...], *, min_fields: int | None = None) -> pd.DataFrame:
     """Parse delimited text into string columns, checking the field count of every line."""
-    lines = text.splitlines()
+    lines = text_lines(text)
     expected = len(names)
     minimum = expected if min_fields is None else min_fields
     rows: list[list[str]] = []
@@ -165,7 +166,7 @@ def load_movielens_100k(directory: str | Path) -> Dataset:
         ages = _numeric(uuser, uf, "age", integer=True, low=0, high=150)
         users = pd.DataFrame(
             {"age": ages.astype(np.int64), "age_band": age_bands(ages), "gender": uf["gender"].to_numpy(), "occupation": uf["occupation"].to_numpy(), "zip": uf["zip"].to_numpy()},
-            index=pd.Index(uf["user"].str.strip().to_numpy(), name="user_id", dtype="string"),
+            index=pd.Index(unique_ids(uuser, uf["user"].str.strip(), "user").to_numpy(), name="user_id", dtype="string"),
         )
     items = pd.DataFrame(index=pd.Index([], name="item_id", dtype="string"))
     uitem = directory / "u.item"
@@ -187,7 +188,7 @@ def load_movielens_100k(directory: str | Path) -> Dataset:
                 "text": itf["title"].to_numpy(),
                 "flags": [""] * len(itf),
             },
-            index=pd.Index(itf["item"].str.strip().to_numpy(), name="item_id", dtype="string"),
+            index=pd.Index(unique_ids(uitem, itf["item"].str.strip(), "item").to_numpy(), name="item_id", dtype="string"),
         )
     return Dataset(events=ensure_event_schema(events, source=str(udata)), users=users, items=items, name="movielens-100k", source=str(directory))
 

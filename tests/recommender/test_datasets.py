@@ -173,3 +173,76 @@ def test_movielens_ages_get_movielens_bands(ml1m: Path, tmp_path: Path) -> None:
     _write(folder / "u.data", "1\t1\t4\t881250949\n2\t1\t3\t881250950\n3\t1\t5\t881250951\n")
     _write(folder / "u.user", "1|17|M|student|1\n2|18|F|writer|2\n3|55|M|other|3\n")
     assert list(load_data(folder).users["age_band"]) == ["under 18", "18-24", "50-55"]
+
+
+@pytest.mark.parametrize(
+    ("relative", "text", "says"),
+    [
+        ("ml-25m/ratings.csv", "1,296,5.0,1147880044\n1,306,3.5,1147868817\n", "the file starts without its header line"),
+        ("ml-25m/ratings.csv", "userId,movieId,timestamp,rating\n1,296,1147880044,5.0\n", "the columns differ from the layout's"),
+        ("ml-25m/ratings.csv", "userId;movieId;rating;timestamp\n1;296;5.0;1147880044\n", "separated by semicolon, the layout's by comma"),
+        ("bx/BX-Book-Ratings.csv", '"276725";"034545104X";"0"\n"276726";"0155061224";"10"\n', "the file starts without its header line"),
+        ("rr/events.csv", "1433221332117,257597,view,355908,\n1433224214164,992329,addtocart,248676,\n", "the file starts without its header line"),
+    ],
+)
+def test_a_layout_header_that_is_missing_or_another_is_refused_not_its_first_row_dropped(
+    tmp_path: Path, relative: str, text: str, says: str
+) -> None:
+    """Regression: the first line of a headed layout was skipped unread, so a file without its header lost its
+    first row silently and a file with its columns in another order read one column as another."""
+    path = _write(tmp_path / relative, text, "latin-1")
+    fmt = {"ratings.csv": "movielens-csv", "BX-Book-Ratings.csv": "book-crossing", "events.csv": "retailrocket"}[path.name]
+    with pytest.raises(DataError) as info:
+        load_format(path.parent, fmt)
+    message = str(info.value)
+    assert message.startswith(f"{path} line 1: expected the header ") and says in message and "\n" not in message
+
+
+def test_a_layout_header_is_compared_loosely(tmp_path: Path) -> None:
+    d = tmp_path / "ml-latest"
+    _write(d / "ratings.csv", "\ufeffUserId, movieId ,Rating,timestamp\r\n1,296,5.0,1147880044\r\n")
+    assert load_data(d).n_events == 1
+
+
+@pytest.mark.parametrize("control", ["\x85", "\x0c", "\x1c", "\x1e"])
+def test_a_title_holding_a_character_python_breaks_lines_at_is_one_line(tmp_path: Path, control: str) -> None:
+    """Regression: lines were cut with str.splitlines, which also breaks at U+0085 (byte 0x85 of a latin-1
+    file, the ellipsis of Windows-1252 text), form feeds and \\x1c-\\x1e: a valid title was refused as a short
+    line, and a short line after it was named one line too late."""
+    d = tmp_path / "ml-1m"
+    _write(d / "ratings.dat", "1::10::5::978300760\n")
+    _write(d / "movies.dat", f"10::Caf{control} (1995)::Drama\n11::B (1996)::Comedy\n", "latin-1")
+    assert load_data(d).items.loc["10", "title"] == f"Caf{control} (1995)"
+    _write(d / "movies.dat", f"10::Caf{control} (1995)::Drama\n11::B (1996)::Comedy\n12::C (1997)\n", "latin-1")
+    with pytest.raises(DataError, match=re.escape(f"{d / 'movies.dat'} line 3: expected 3 '::'-separated fields")):
+        load_data(d)
+    e = tmp_path / "ml-100k"
+    _write(e / "u.data", "1\t10\t5\t978300760\n")
+    flags = "|".join(["0"] * 8 + ["1"] + ["0"] * 10)
+    _write(e / "u.item", f"10|Caf{control} (1995)|01-Jan-1995||http://x|{flags}\n", "latin-1")
+    assert load_data(e).items.loc["10", "title"] == f"Caf{control} (1995)"
+
+
+@pytest.mark.parametrize(
+    ("layout", "files", "bad"),
+    [
+        ("ml-1m", {"ratings.dat": "1::10::5::978300760\n", "users.dat": "1::F::1::10::48067\n2::M::56::16::70072\n1::M::25::16::70072\n"}, ("users.dat", 3, "user '1'", 1)),
+        ("ml-1m", {"ratings.dat": "1::10::5::978300760\n", "movies.dat": "10::A (1995)::Drama\n10::B (1996)::Comedy\n"}, ("movies.dat", 2, "movie '10'", 1)),
+        ("ml-100k", {"u.data": "1\t10\t5\t978300760\n", "u.user": "1|24|M|technician|85711\n2|53|F|other|94043\n2|23|M|writer|32067\n"}, ("u.user", 3, "user '2'", 2)),
+        ("lastfm", {"userid-timestamp-artid-artname-traid-traname.tsv": "u1\t2009-05-04T23:08:57Z\ta\tA\tt\tT\n",
+                    "userid-profile.tsv": "#id\tgender\tage\tcountry\tregistered\nu1\tm\t\tJapan\t\nu1\tf\t30\tPeru\t\n"}, ("userid-profile.tsv", 3, "user 'u1'", 2)),
+    ],
+)  # fmt: skip
+def test_an_id_given_twice_in_a_user_or_item_table_is_refused_with_both_lines(
+    tmp_path: Path, layout: str, files: dict[str, str], bad: tuple[str, int, str, int]
+) -> None:
+    """Regression: a user table naming a user on two lines loaded, and the fairness audit that groups users by
+    its attributes then failed with pandas' 'cannot reindex on an axis with duplicate labels'."""
+    d = tmp_path / layout
+    for name, text in files.items():
+        _write(d / name, text, "latin-1")
+    name, line, what, first = bad
+    with pytest.raises(DataError) as info:
+        load_data(d)
+    assert str(info.value) == f"{d / name} line {line}: {what} appears again (first on line {first}); each {what.split()[0]} is given once"
+
