@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from recommender.data import Dataset, ensure_event_schema
-from recommender.datasets._read import BAD_FIELD, read_bytes, seconds_to_times
+from recommender.datasets._read import BAD_FIELD, lines, read_bytes, seconds_to_times
 from recommender.errors import DataError
 
 __all__ = ["LAYOUTS", "TEXT_REVIEWS", "load_amazon"]
@@ -45,7 +45,23 @@ UNKNOWN_LAYOUT = (
 )
 
 
-def _rows(path: Path) -> pd.DataFrame:
+def _line(text: str, row: int) -> int:
+    """The line of the file holding data row ``row`` (0-based): the JSON reader skips blank lines."""
+    seen = -1
+    for number, line in enumerate(lines(text), start=1):
+        if line.strip():
+            seen += 1
+            if seen == row:
+                return number
+    return row + 1
+
+
+def _shown(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= 60 else f"{text[:60]}... ({len(text):,} characters)"
+
+
+def _rows(path: Path) -> tuple[pd.DataFrame, str]:
     raw = read_bytes(path, "Amazon reviews as JSON lines")
     if path.suffix == ".gz":
         try:
@@ -54,9 +70,9 @@ def _rows(path: Path) -> pd.DataFrame:
             raise DataError(f"{path}: not a readable gzip file ({err})") from err
     text = raw.decode("utf-8", errors="replace")
     try:
-        return pd.read_json(io.StringIO(text), lines=True, dtype=False)
-    except ValueError as err:
-        for number, line in enumerate(text.splitlines(), start=1):  # find the line, only once it is known to be bad
+        return pd.read_json(io.StringIO(text), lines=True, dtype=False), text
+    except (ValueError, TypeError) as err:  # a line holding a JSON array or number is a TypeError
+        for number, line in enumerate(lines(text), start=1):  # find the line, only once it is known to be bad
             if not line.strip():
                 continue
             try:
@@ -67,19 +83,25 @@ def _rows(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: not JSON lines ({err})") from err
 
 
-def _column(path: Path, frame: pd.DataFrame, key: str, expected: str) -> pd.Series:
+def _refuse(path: Path, text: str, frame: pd.DataFrame, bad: pd.Series, key: str, expected: str) -> None:
+    """Refuse the first row where ``bad`` holds, named by its line of the file."""
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        value = frame[key].iloc[row]
+        shown = "" if pd.isna(value) else _shown(value)
+        raise DataError(BAD_FIELD.format(path=path, line=_line(text, row), column=key, expected=expected, value=shown))
+
+
+def _column(path: Path, text: str, frame: pd.DataFrame, key: str, expected: str) -> pd.Series:
     values = frame[key]
-    missing = values.isna() | values.astype(str).str.strip().eq("")
-    if missing.any():
-        line = int(np.flatnonzero(missing.to_numpy())[0]) + 1
-        raise DataError(BAD_FIELD.format(path=path, line=line, column=key, expected=expected, value=""))
+    _refuse(path, text, frame, values.isna() | values.astype(str).str.strip().eq(""), key, expected)
     return values
 
 
 def load_amazon(path: str | Path) -> Dataset:
     """Load an Amazon reviews file (``.json``, ``.jsonl``, ``.gz``) of either layout."""
     path = Path(path)
-    frame = _rows(path)
+    frame, text = _rows(path)
     layout = next(
         (spec for spec in LAYOUTS.values() if {spec["user"], spec["rating"], spec["time"]} <= set(frame.columns)
          and any(k in frame.columns for k in spec["item"])),  # type: ignore[union-attr]
@@ -88,18 +110,15 @@ def load_amazon(path: str | Path) -> Dataset:
     if layout is None:
         raise DataError(UNKNOWN_LAYOUT.format(path=path, found=", ".join(map(str, frame.columns[:10])) or "none"))
     item_key = next(k for k in layout["item"] if k in frame.columns)  # type: ignore[union-attr]
-    rating = pd.to_numeric(_column(path, frame, layout["rating"], "a rating 1..5"), errors="coerce")
-    bad = rating.isna() | (rating < 1) | (rating > 5)
-    if bad.any():
-        line = int(np.flatnonzero(bad.to_numpy())[0]) + 1
-        raise DataError(BAD_FIELD.format(path=path, line=line, column=layout["rating"], expected="a rating 1..5", value=frame[layout["rating"]].iloc[line - 1]))
-    when = pd.to_numeric(_column(path, frame, layout["time"], "a Unix time"), errors="coerce")
-    if when.isna().any() or (when < 0).any():
-        line = int(np.flatnonzero((when.isna() | (when < 0)).to_numpy())[0]) + 1
-        raise DataError(BAD_FIELD.format(path=path, line=line, column=layout["time"], expected="a Unix time", value=frame[layout["time"]].iloc[line - 1]))
-    item = _column(path, frame, item_key, "a product id").astype(str).str.strip()
+    rating = pd.to_numeric(_column(path, text, frame, layout["rating"], "a rating 1..5"), errors="coerce")
+    _refuse(path, text, frame, rating.isna() | (rating < 1) | (rating > 5), str(layout["rating"]), "a rating 1..5")
+    when = pd.to_numeric(_column(path, text, frame, layout["time"], "a Unix time"), errors="coerce")
+    latest = 2**40 if layout["unit"] == "s" else 2**50  # as the other layouts: times beyond are no clock's
+    bad_time = when.isna() | (when < 0) | (when > latest) | (when % 1 != 0)
+    _refuse(path, text, frame, bad_time, str(layout["time"]), f"a Unix time in whole {'seconds' if layout['unit'] == 's' else 'milliseconds'}")
+    item = _column(path, text, frame, item_key, "a product id").astype(str).str.strip()
     events = pd.DataFrame({
-        "user_id": _column(path, frame, layout["user"], "a reviewer id").astype(str).str.strip().astype("category").to_numpy(),
+        "user_id": _column(path, text, frame, layout["user"], "a reviewer id").astype(str).str.strip().astype("category").to_numpy(),
         "item_id": pd.Categorical(item),
         "event_type": pd.Categorical(np.full(len(frame), "rating")),
         "value": rating.to_numpy(dtype=np.float64),

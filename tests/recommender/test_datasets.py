@@ -246,3 +246,23 @@ def test_an_id_given_twice_in_a_user_or_item_table_is_refused_with_both_lines(
         load_data(d)
     assert str(info.value) == f"{d / name} line {line}: {what} appears again (first on line {first}); each {what.split()[0]} is given once"
 
+
+@pytest.mark.parametrize(
+    ("lines", "says"),
+    [
+        # blank lines before the bad one: the row's position plus one was not its line
+        (['{"reviewerID": "A1", "asin": "B1", "overall": 5, "unixReviewTime": 1400000000}', "", "",
+          '{"reviewerID": "", "asin": "B1", "overall": 5, "unixReviewTime": 1400000000}'], "line 4, column reviewerID: expected a reviewer id, found ''"),
+        # a JSON array on a line: pandas raised a TypeError, not a located line
+        (['{"reviewerID": "A1", "asin": "B1", "overall": 5, "unixReviewTime": 1400000000}', "[1, 2]"], "line 2, column 1: expected one JSON object per line (found another JSON value)"),
+        # a time no clock holds: loaded as a missing time
+        (['{"reviewerID": "A1", "asin": "B1", "overall": 5, "unixReviewTime": 1400000000}',
+          '{"reviewerID": "A2", "asin": "B1", "overall": 5, "unixReviewTime": 1e30}'], "line 2, column unixReviewTime: expected a Unix time in whole seconds, found '1e+30'"),
+        (['{"reviewerID": "A1", "asin": "B1", "overall": 9, "unixReviewTime": 1400000000}'], "line 1, column overall: expected a rating 1..5, found '9'"),
+    ],
+)  # fmt: skip
+def test_amazon_bad_rows_are_named_by_their_own_line(tmp_path: Path, lines: list[str], says: str) -> None:
+    path = _write(tmp_path / "Books_5.json", "\n".join(lines) + "\n")
+    with pytest.raises(DataError) as info:
+        load_data(path)
+    assert str(info.value) == f"{path} {says}"
