@@ -6,6 +6,7 @@ exposure checks (:mod:`governance.checks.exposure`).
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from governance.facts import AuditFacts, FairnessFacts
@@ -29,9 +30,18 @@ def _ci_text(ci: Any, digits: int = 4) -> str:
 
 
 def _ends(value: float, ci: Any) -> tuple[float, float]:
-    """The interval's ends; a missing end (or interval) falls back to the point value."""
-    low = ci[0] if ci is not None and ci[0] is not None else value
-    high = ci[1] if ci is not None and ci[1] is not None else value
+    """The interval's ends; without an interval, the point value.
+
+    An interval with one end missing is unbounded on that side (a ratio's upper end
+    when the reference group's rate can be 0, stored as null since JSON holds no
+    infinity): the interval reaches past every bound there, so it is never wholly
+    beyond one. Falling back to the point value made such an interval as strict as
+    the point judgement.
+    """
+    if ci is None or (ci[0] is None and ci[1] is None):
+        return value, value
+    low = ci[0] if ci[0] is not None else -math.inf
+    high = ci[1] if ci[1] is not None else math.inf
     return low, high
 
 

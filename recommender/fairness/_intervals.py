@@ -124,13 +124,25 @@ def bootstrap_means(
 
 
 def percentile_interval(samples: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """The percentile interval over axis 0 (NaN samples ignored; NaN when all are)."""
+    """The percentile interval over axis 0 (NaN samples ignored; NaN when all are).
+
+    An infinite sample (a ratio whose resampled denominator is 0) stays infinite: an
+    end that falls next to such a sample is ``inf`` (or ``-inf``), an unbounded end,
+    not the NaN that interpolating with an infinity gives and that reads as "no
+    interval" (a rule judging the interval then judged the point value instead).
+    """
     tail = (1.0 - confidence) / 2.0
     samples = np.asarray(samples, dtype=np.float64)
-    with warnings.catch_warnings():
+    q = [tail, 1.0 - tail]
+    with warnings.catch_warnings(), np.errstate(invalid="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices give NaN, as documented
-        low, high = np.nanquantile(samples, [tail, 1.0 - tail], axis=0)
-    return low, high
+        ends = np.nanquantile(samples, q, axis=0)
+        if np.isinf(samples).any():  # the two samples each end lies between
+            below = np.nanquantile(samples, q, axis=0, method="lower")
+            above = np.nanquantile(samples, q, axis=0, method="higher")
+            ends = np.where((above == np.inf) & (below != -np.inf), np.inf, ends)
+            ends = np.where((below == -np.inf) & (above != np.inf), -np.inf, ends)
+    return ends[0], ends[1]
 
 
 def _interval(samples: np.ndarray, confidence: float) -> Interval:

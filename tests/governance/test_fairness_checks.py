@@ -257,6 +257,16 @@ def test_disparate_impact(params, status, value):
     assert outcome(result) == (status, value)
 
 
+@pytest.mark.parametrize(("ci", "status"), [([0.0, None], "pass"), ([0.0, 0.6], "fail"), (None, "fail")])
+def test_disparate_impact_judged_on_an_interval_unbounded_above(ci, status):
+    """Regression: an interval stored with no upper end (a ratio whose reference rate may be 0: unbounded)
+    was judged on its point value, as if the interval lay wholly below the bound."""
+    figures = json.loads(json.dumps(FAIRNESS))
+    figures["outcomes"]["gender"]["parity"]["M"]["groups"]["F"] = parity(0.5, ci, -0.05, [-0.2, 0.1])
+    result = run("disparate_impact", {"attribute": "gender", "privileged": "M", "judge": "ci"}, figures)
+    assert outcome(result) == (status, 0.5)
+
+
 def test_disparate_impact_message():
     result = run("disparate_impact", {"attribute": "gender", "privileged": "M"})
     assert result.message == (

@@ -495,3 +495,17 @@ def test_parity_figures_are_aif360s_to_the_last_bit(seed):
             np.testing.assert_array_equal(
                 (fig["disparate_impact"], fig["statistical_parity_difference"]), theirs(p, [g])
             )
+
+
+def test_an_interval_end_among_infinite_draws_is_unbounded_not_undefined():
+    """Regression: a ratio whose resampled reference rate can be 0 has infinite draws, and interpolating
+    between two infinities made the upper end NaN, which the facts store as "no end" and a rule judging
+    the interval then replaced by the point value."""
+    low, high = F.percentile_interval(np.array([[0.5], [1.0], [np.inf], [np.inf], [np.nan]]), 0.5)
+    assert (low[0], high[0]) == (0.875, np.inf)
+    low, high = F.percentile_interval(np.array([[-np.inf], [0.0], [0.0], [0.0]]), 0.5)
+    assert low[0] == -np.inf and high[0] == 0.0
+    hit = np.zeros(60)
+    hit[[0, 1, 30]] = 1  # a: 2 of 30, b: 1 of 30; a resample of a can hold no hit
+    rep = F.parity(hit, ["a"] * 30 + ["b"] * 30, privileged="a", n_boot=500)["a"]
+    assert rep.disparate_impact == 0.5 and rep.disparate_impact_ci[1] == np.inf
