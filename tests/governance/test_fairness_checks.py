@@ -8,6 +8,7 @@ so "exactly at the bound" really is.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -265,6 +266,22 @@ def test_disparate_impact_judged_on_an_interval_unbounded_above(ci, status):
     figures["outcomes"]["gender"]["parity"]["M"]["groups"]["F"] = parity(0.5, ci, -0.05, [-0.2, 0.1])
     result = run("disparate_impact", {"attribute": "gender", "privileged": "M", "judge": "ci"}, figures)
     assert outcome(result) == (status, 0.5)
+
+
+def test_a_disparate_impact_rule_judged_on_its_interval_fails_near_its_nominal_rate_at_small_hit_rates():
+    """Regression: the percentile bootstrap of a group with no hit is the point 0, so with a true ratio of 1,
+    hit rates of 5% and 30 users a group, the whole interval lay below 0.8 in 28% of audits (one-sided 2.5%)."""
+    from governance.checks._judging import below
+    from recommender import fairness as F
+
+    rng = np.random.default_rng(3)
+    n, sims, failed = 30, 400, 0
+    for _ in range(sims):
+        hit = (rng.random(2 * n) < 0.05).astype(float)
+        rep = F.parity(hit, ["a"] * n + ["b"] * n, privileged="a")["a"]
+        ci = tuple(None if not np.isfinite(v) else float(v) for v in rep.disparate_impact_ci)
+        failed += bool(np.isfinite(rep.disparate_impact)) and below(rep.disparate_impact, ci, 0.8, "ci")
+    assert failed / sims <= 0.025 + 3 * math.sqrt(0.025 * 0.975 / sims)
 
 
 def test_disparate_impact_message():

@@ -505,7 +505,25 @@ def test_an_interval_end_among_infinite_draws_is_unbounded_not_undefined():
     assert (low[0], high[0]) == (0.875, np.inf)
     low, high = F.percentile_interval(np.array([[-np.inf], [0.0], [0.0], [0.0]]), 0.5)
     assert low[0] == -np.inf and high[0] == 0.0
-    hit = np.zeros(60)
-    hit[[0, 1, 30]] = 1  # a: 2 of 30, b: 1 of 30; a resample of a can hold no hit
-    rep = F.parity(hit, ["a"] * 30 + ["b"] * 30, privileged="a", n_boot=500)["a"]
-    assert rep.disparate_impact == 0.5 and rep.disparate_impact_ci[1] == np.inf
+
+
+def test_parity_intervals_are_the_score_intervals_statsmodels_computes():
+    """Wilson's interval of each rate, Newcombe's of the parity difference, Katz's log interval of the
+    disparate impact (half a count added when a group has no hit), against statsmodels."""
+    from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
+
+    rng = np.random.default_rng(5)
+    for n_a, n_b, x_a, x_b in [(30, 30, 0, 3), (30, 40, 2, 1), (50, 200, 50, 120), (31, 45, 7, 0), *(
+        (int(n1), int(n2), int(rng.integers(0, n1 + 1)), int(rng.integers(0, n2 + 1)))
+        for n1, n2 in rng.integers(2, 300, size=(20, 2)))]:  # fmt: skip
+        hit = np.r_[np.arange(n_a) < x_a, np.arange(n_b) < x_b].astype(float)
+        rep = F.parity(hit, ["a"] * n_a + ["b"] * n_b, privileged="a", confidence=0.9)["a"]
+        for g, x, n in (("a", x_a, n_a), ("b", x_b, n_b)):
+            assert rep.positive_rate_ci[g] == pytest.approx(proportion_confint(x, n, alpha=0.1, method="wilson"), abs=1e-12)
+        spd = confint_proportions_2indep(x_b, n_b, x_a, n_a, method="newcomb", compare="diff", alpha=0.1)
+        assert rep.statistical_parity_difference_ci == pytest.approx(spd, abs=1e-12)
+        method = "log-adjusted" if 0 in (x_a, x_b) else "log"
+        low, high = confint_proportions_2indep(x_b, n_b, x_a, n_a, method=method, compare="ratio", alpha=0.1)
+        assert rep.disparate_impact_ci == pytest.approx((low, high if x_a else np.inf), rel=1e-12)
+        assert rep.by_group["b"]["disparate_impact_ci"] == rep.disparate_impact_ci
+
