@@ -40,7 +40,9 @@ Provider side (items grouped by provider, e.g. major vs independent labels):
 
 Uncertainty (``_intervals``): :func:`bootstrap_means` resamples users with
 replacement within each group, and every interval is the percentile interval
-of the resampled statistic; all measures share it. ``_common`` holds the input
+of the resampled statistic; all measures share it but :func:`parity`, whose
+0/1 rates take closed-form score intervals (the percentile bootstrap of a rate
+of 0 is the point 0). ``_common`` holds the input
 checks and the group coding the measures share.
 
 What keeps the figures honest: the point values of the group comparison are
