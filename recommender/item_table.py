@@ -25,12 +25,14 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from recommender.csv_lines import record_line
 from recommender.data import Dataset, read_parquet_flat
 from recommender.errors import DataError
 
@@ -99,10 +101,12 @@ class ItemMapping(BaseModel):
             raise DataError(f"--items-map: {problems}") from err
 
 
-def _read(path: Path, mapping: ItemMapping) -> tuple[pd.DataFrame, str]:
-    """The raw table as strings, and how its rows are located (``line`` or ``row``)."""
+def _read(path: Path, mapping: ItemMapping) -> tuple[pd.DataFrame, Callable[[int], str]]:
+    """The raw table as strings, and where each row is (``line 7`` of a CSV, ``row 6`` of a Parquet file)."""
     if not path.exists():
         raise DataError(f"{path}: no such file; expected a CSV or Parquet item table")
+    if path.is_dir():
+        raise DataError(f"{path}: a directory; expected a CSV or Parquet item table")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty; expected a CSV or Parquet item table with a header row")
     suffix = path.suffix.lower()
@@ -111,10 +115,13 @@ def _read(path: Path, mapping: ItemMapping) -> tuple[pd.DataFrame, str]:
             raw = read_parquet_flat(path)  # nested fields as columns of their own names
         except Exception as err:  # pyarrow raises many types for corrupt files
             raise DataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err})") from err
-        return raw.astype(object).where(raw.notna(), None).astype("string"), "row"
+        return raw.astype(object).where(raw.notna(), None).astype("string"), lambda pos: f"row {pos + 1}"
     if suffix not in (".csv", ".tsv", ".txt"):
         raise DataError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected .csv, .tsv or .parquet")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror})") from err
     try:
         text = data.decode(mapping.encoding)
     except LookupError as err:
@@ -129,14 +136,10 @@ def _read(path: Path, mapping: ItemMapping) -> tuple[pd.DataFrame, str]:
         raw = pd.read_csv(io.StringIO(text), sep=mapping.delimiter, dtype="string", keep_default_na=False)
     except (pd.errors.ParserError, csv.Error) as err:
         raise DataError(f"{path}: malformed CSV ({str(err).strip()})") from err
-    return raw, "line"
+    return raw, lambda pos: f"line {record_line(text, mapping.delimiter, pos)}"
 
 
-def _where(kind: str, position: int) -> str:
-    return f"line {position + 2}" if kind == "line" else f"row {position + 1}"
-
-
-def _years(path: Path, values: pd.Series, column: str, kind: str) -> pd.Series:
+def _years(path: Path, values: pd.Series, column: str, where: Callable[[int], str]) -> pd.Series:
     """Release years from years or dates; empty cells stay missing, anything else unreadable is an error."""
     text = values.fillna("").str.strip()
     years = pd.to_numeric(text.where(text.str.fullmatch(r"\d{4}"), None), errors="coerce")
@@ -147,7 +150,7 @@ def _years(path: Path, values: pd.Series, column: str, kind: str) -> pd.Series:
     bad = (text != "") & (years.isna() | (years < YEARS[0]) | (years > YEARS[1]))
     if bad.any():
         pos = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(NOT_A_YEAR.format(path=path, where=_where(kind, pos), column=column, value=str(text.iloc[pos])))
+        raise DataError(NOT_A_YEAR.format(path=path, where=where(pos), column=column, value=str(text.iloc[pos])))
     return years.astype("Int64")
 
 
@@ -161,7 +164,7 @@ def load_item_table(path: str | Path, mapping: ItemMapping | None = None) -> pd.
     """Read an item table into item columns indexed by ``item_id`` (see the module)."""
     path = Path(path)
     mapping = mapping or ItemMapping()
-    raw, kind = _read(path, mapping)
+    raw, where = _read(path, mapping)
     wanted = {"item_id": mapping.item_id, "provider": mapping.provider, "provider_group": mapping.provider_group,
               "categories": mapping.category, "release": mapping.release}  # fmt: skip
     explicit = mapping.model_fields_set | {"item_id"}
@@ -176,13 +179,13 @@ def load_item_table(path: str | Path, mapping: ItemMapping | None = None) -> pd.
     empty = (ids == "").to_numpy()
     if empty.any():
         pos = int(np.flatnonzero(empty)[0])
-        raise DataError(EMPTY_ITEM_ID.format(path=path, where=_where(kind, pos), column=mapping.item_id))
+        raise DataError(EMPTY_ITEM_ID.format(path=path, where=where(pos), column=mapping.item_id))
     again = ids.duplicated().to_numpy()
     if again.any():
         pos = int(np.flatnonzero(again)[0])
         first = int(np.flatnonzero((ids == ids.iloc[pos]).to_numpy())[0])
-        raise DataError(DUPLICATE_ITEM.format(path=path, where=_where(kind, pos), column=mapping.item_id,
-                                              item=str(ids.iloc[pos]), first=_where(kind, first)))  # fmt: skip
+        raise DataError(DUPLICATE_ITEM.format(path=path, where=where(pos), column=mapping.item_id,
+                                              item=str(ids.iloc[pos]), first=where(first)))  # fmt: skip
     present = {dst: src for dst, src in wanted.items() if src is not None and src in raw.columns and dst != "item_id"}
     out = raw.drop(columns=[mapping.item_id, *present.values()])
     for dst, src in present.items():
@@ -190,7 +193,7 @@ def load_item_table(path: str | Path, mapping: ItemMapping | None = None) -> pd.
             parts = raw[src].fillna("").str.split(mapping.category_separator, regex=False)
             out["categories"] = parts.map(lambda xs: "|".join(x.strip() for x in xs if x.strip())).astype("string")
         elif dst == "release":
-            for name, column in release_columns(_years(path, raw[src], src, kind)).items():
+            for name, column in release_columns(_years(path, raw[src], src, where)).items():
                 out[name] = column
         else:
             out[dst] = raw[src].str.strip().replace("", pd.NA)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from recommender.csv_lines import record_line
 from recommender.data import Dataset, canonical_ids, ensure_event_schema, read_parquet_flat
 from recommender.datasets import FORMATS, detect_format, load_format
 from recommender.datasets.movielens_100k import (
@@ -75,26 +76,6 @@ def _check_header(path: Path, text: str, delimiter: str) -> None:
     for name in dict.fromkeys(names):
         if names.count(name) > 1:
             raise DataError(REPEATED_COLUMN.format(path=path, column=name, times=names.count(name)))
-
-
-def _record_line(text: str, delimiter: str, pos: int) -> int:
-    """The line of the file where data row ``pos`` (0-based, after the header) starts.
-
-    pandas skips blank lines and lets a quoted field run over several lines, so a
-    row's position plus two is its line only in a file with neither; the rows are
-    counted again here, as pandas counts them, only when an error names one.
-    """
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")), delimiter=delimiter)
-    ended = 0  # the last line of the previous record
-    records = -1  # the header is record -1
-    for row in reader:
-        start, ended = ended + 1, reader.line_num
-        if not row or (len(row) == 1 and not row[0].strip()):  # a blank line: pandas skips it
-            continue
-        if records == pos:
-            return start
-        records += 1
-    return pos + 2
 
 
 class ColumnMapping(BaseModel):
@@ -155,7 +136,7 @@ def load_event_log(path: str | Path, mapping: ColumnMapping | None = None) -> Da
             raw = pd.read_csv(io.StringIO(text), sep=mapping.delimiter, dtype=str, keep_default_na=False, na_values=[""])
         except (pd.errors.ParserError, csv.Error) as err:
             raise DataError(f"{path}: malformed CSV ({str(err).strip()})") from err
-        line_of = lambda pos: f"line {_record_line(text, mapping.delimiter, pos)}"  # noqa: E731
+        line_of = lambda pos: f"line {record_line(text, mapping.delimiter, pos)}"  # noqa: E731
     else:
         raise DataError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected .csv, .tsv or .parquet")
     wanted = {

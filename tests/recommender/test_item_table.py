@@ -6,6 +6,7 @@ has none, MovieLens has no provider), so they were skipped, or judged on nothing
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -148,3 +149,17 @@ def test_a_bad_movielens_release_date_is_located(tmp_path: Path) -> None:
     with pytest.raises(DataError) as info:
         load_movielens_100k(movielens(tmp_path, broken))
     assert str(info.value) == BAD_RELEASE.format(path=tmp_path / "u.item", line=2, value="1937/03/12")
+
+
+def test_a_bad_row_after_blank_lines_is_named_by_its_own_line_and_a_directory_is_refused(tmp_path: Path) -> None:
+    """Regression: the line of a bad row was its position plus two, though pandas skips blank lines (a row
+    after them was named lines too early); a directory given as the table failed with IsADirectoryError."""
+    path = tmp_path / "items.csv"
+    path.write_text('sku,year\n\nA,1995\n\n"B\nB",1996\n   \nA,1997\n')
+    with pytest.raises(DataError) as info:
+        load_item_table(path, ItemMapping(item_id="sku", release="year"))
+    assert str(info.value) == DUPLICATE_ITEM.format(path=path, where="line 8", column="sku", item="A", first="line 3")
+    folder = tmp_path / "table.csv"
+    folder.mkdir()
+    with pytest.raises(DataError, match=re.escape(f"{folder}: a directory; expected a CSV or Parquet item table")):
+        load_item_table(folder)
