@@ -86,10 +86,13 @@ def bootstrap_means(
     x = np.asarray(values, dtype=np.float64)
     x = x[:, None] if x.ndim == 1 else x
     n, m = x.shape
+    one_group = codes is None
     codes = np.zeros(n, dtype=np.int64) if codes is None else np.asarray(codes, dtype=np.int64)
     if len(codes) != n:
         raise DataError(BAD_LENGTH.format(func=func, name="'codes'", got=len(codes), expected=n, what="one per row"))
-    n_groups = int(codes.max(initial=-1)) + 1 if n_groups is None else int(n_groups)
+    if n_groups is None:  # without codes one group, even of no row (its means are NaN)
+        n_groups = 1 if one_group else int(codes.max(initial=-1)) + 1
+    n_groups = int(n_groups)
     rng = random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
     valid = ~np.isnan(x)
     filled = np.where(valid, x, 0.0)

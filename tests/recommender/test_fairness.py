@@ -527,3 +527,22 @@ def test_parity_intervals_are_the_score_intervals_statsmodels_computes():
         assert rep.disparate_impact_ci == pytest.approx((low, high if x_a else np.inf), rel=1e-12)
         assert rep.by_group["b"]["disparate_impact_ci"] == rep.disparate_impact_ci
 
+
+
+@pytest.mark.parametrize(
+    "lists",
+    [np.full((2, 3), -1), np.zeros((0, 3), dtype=np.int64)],
+    ids=["every list empty", "no user"],
+)
+def test_measures_of_no_measurable_user_are_undefined_not_an_index_error(lists):
+    """Regression: the bootstrap of a table without rows had no group, and taking its one group's draws
+    raised IndexError in provider_exposure, popularity_bias and mean_with_interval."""
+    n = lists.shape[0]
+    positives = csr([[0], [1]][:n], 4)
+    rep = F.provider_exposure(lists, ["a", "b", "a", "b"], positives, n_boot=20)
+    assert rep.n_users == 0 and all(math.isnan(v) for v in rep.exposure_share.values())
+    assert all(math.isnan(low) and math.isnan(high) for low, high in rep.exposure_share_ci.values())
+    pop = F.popularity_bias(lists, positives, positives, np.array([3.0, 2.0, 1.0, 0.0]), n_boot=20)
+    assert math.isnan(pop.arp)
+    mean, (low, high) = F.mean_with_interval(np.full(n, np.nan), n_boot=20)
+    assert math.isnan(mean) and math.isnan(low) and math.isnan(high)
