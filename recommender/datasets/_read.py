@@ -21,7 +21,7 @@ import pandas as pd
 from recommender.errors import DataError
 
 __all__ = [
-    "BAD_FIELD", "BAD_HEADER", "MISSING_FILE", "MOVIELENS_AGE_BANDS", "REPEATED_ID", "age_bands", "layout_dir", "lines",
+    "BAD_FIELD", "BAD_HEADER", "MISSING_FILE", "Shown", "MOVIELENS_AGE_BANDS", "REPEATED_ID", "age_bands", "layout_dir", "lines",
     "numbers", "read_bytes", "read_table", "required", "seconds_to_times", "unique_ids",
 ]  # fmt: skip
 
@@ -56,6 +56,29 @@ def _shown(text: str) -> str:
     return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(text):,} characters)"
 
 
+class Shown(str):
+    """A cell as a message shows it: its ``repr`` is cut to its first characters and says how long it was.
+
+    A cell may be megabytes long (a missing line break, a binary file read as text);
+    the one-line error that names it must stay one short line.
+
+    >>> "found {value!r}".format(value=Shown("x" * 100))
+    "found 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'... (100 characters)"
+    """
+
+    length: int
+
+    def __new__(cls, value: object) -> Shown:
+        text = str(value)
+        shown = super().__new__(cls, text[:_SHOWN])
+        shown.length = len(text)
+        return shown
+
+    def __repr__(self) -> str:
+        quoted = str.__repr__(self)
+        return quoted if self.length <= _SHOWN else f"{quoted}... ({self.length:,} characters)"
+
+
 def _header_names(line: str, sep: str) -> list[str]:
     """The names of a header line, compared loosely: case, quotes, spaces, a BOM and punctuation aside."""
     return [re.sub(r"[^0-9a-z]", "", name.lower()) for name in line.lstrip("\ufeff").split(sep)]
@@ -68,7 +91,7 @@ def unique_ids(path: Path, ids: pd.Series, what: str) -> pd.Series:
         line = int(again.idxmax())
         value = ids.loc[line]
         first = int(ids.index[ids.eq(value).to_numpy()][0])
-        raise DataError(REPEATED_ID.format(path=path, line=line, what=what, value=_shown(str(value)), first=first))
+        raise DataError(REPEATED_ID.format(path=path, line=line, what=what, value=Shown(value), first=first))
     return ids
 
 
@@ -221,7 +244,7 @@ def numbers(
         line = int(bad.idxmax())
         kind = "an integer" if integer else "a number"
         bounds = f" in {low:g}..{high:g}" if low is not None and high is not None else ""
-        raise DataError(BAD_FIELD.format(path=path, line=line, column=column, expected=kind + bounds, value=raw.loc[line]))
+        raise DataError(BAD_FIELD.format(path=path, line=line, column=column, expected=kind + bounds, value=Shown(raw.loc[line])))
     return values.to_numpy(dtype=np.float64)
 
 

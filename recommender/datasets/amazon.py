@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from recommender.data import Dataset, ensure_event_schema
-from recommender.datasets._read import BAD_FIELD, lines, read_bytes, seconds_to_times
+from recommender.datasets._read import BAD_FIELD, Shown, lines, read_bytes, seconds_to_times
 from recommender.errors import DataError
 
 __all__ = ["LAYOUTS", "TEXT_REVIEWS", "load_amazon"]
@@ -56,11 +56,6 @@ def _line(text: str, row: int) -> int:
     return row + 1
 
 
-def _shown(value: object) -> str:
-    text = str(value)
-    return text if len(text) <= 60 else f"{text[:60]}... ({len(text):,} characters)"
-
-
 def _rows(path: Path) -> tuple[pd.DataFrame, str]:
     raw = read_bytes(path, "Amazon reviews as JSON lines")
     if path.suffix == ".gz":
@@ -88,7 +83,7 @@ def _refuse(path: Path, text: str, frame: pd.DataFrame, bad: pd.Series, key: str
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         value = frame[key].iloc[row]
-        shown = "" if pd.isna(value) else _shown(value)
+        shown = Shown("" if pd.isna(value) else value)
         raise DataError(BAD_FIELD.format(path=path, line=_line(text, row), column=key, expected=expected, value=shown))
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from recommender.data import Dataset, ensure_event_schema
-from recommender.datasets._read import BAD_FIELD, numbers, read_table, required, seconds_to_times, unique_ids
+from recommender.datasets._read import BAD_FIELD, Shown, numbers, read_table, required, seconds_to_times, unique_ids
 from recommender.errors import DataError
 
 __all__ = [
@@ -81,7 +81,7 @@ def load_lastfm_1k(path: str | Path) -> Dataset:
     times = pd.to_datetime(frame["time"].str.strip(), utc=True, errors="coerce", format="ISO8601")
     if times.isna().any():
         line = int(times.isna().idxmax())
-        raise DataError(BAD_FIELD.format(path=plays, line=line, column="time", expected="an ISO 8601 time like 2009-05-04T23:08:57Z", value=frame["time"].loc[line]))
+        raise DataError(BAD_FIELD.format(path=plays, line=line, column="time", expected="an ISO 8601 time like 2009-05-04T23:08:57Z", value=Shown(frame["time"].loc[line])))
     track = frame["track_id"].str.strip()
     label = frame["artist"].str.strip() + " - " + frame["track"].str.strip()
     item = track.where(track != "", label)
@@ -174,7 +174,7 @@ def load_retailrocket(path: str | Path) -> Dataset:
     unknown = ~kind.isin(list(RETAILROCKET_EVENTS))
     if unknown.any():
         line = int(unknown.idxmax())
-        raise DataError(BAD_FIELD.format(path=log, line=line, column="event", expected="one of view, addtocart, transaction", value=kind.loc[line]))
+        raise DataError(BAD_FIELD.format(path=log, line=line, column="event", expected="one of view, addtocart, transaction", value=Shown(kind.loc[line])))
     transaction = frame["transactionid"].str.strip()
     events = pd.DataFrame({
         "user_id": required(log, frame, "visitorid", "a visitor id").to_numpy(),

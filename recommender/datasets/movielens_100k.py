@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recommender.datasets._read import age_bands, layout_dir, unique_ids
+from recommender.datasets._read import Shown, age_bands, layout_dir, unique_ids
 from recommender.datasets._read import lines as text_lines
 from recommender.data import Dataset, ensure_event_schema
 from recommender.errors import DataError
@@ -102,13 +102,13 @@ def _numeric(path: Path, frame: pd.DataFrame, column: str, *, integer: bool = Fa
     bad = values.isna() | (integer & (values.fillna(0) % 1 != 0))
     if bad.any():
         line = bad.idxmax()
-        raise DataError(NOT_NUMBER.format(path=path, line=line, column=column, value=str(raw.loc[line])))
+        raise DataError(NOT_NUMBER.format(path=path, line=line, column=column, value=Shown(raw.loc[line])))
     arr = values.to_numpy(dtype=np.float64)
     if low is not None and high is not None:
         out = (arr < low) | (arr > high)
         if out.any():
             pos = int(np.flatnonzero(out)[0])
-            raise DataError(OUT_OF_RANGE.format(path=path, line=frame.index[pos], column=column, value=str(raw.iloc[pos]), low=low, high=high))
+            raise DataError(OUT_OF_RANGE.format(path=path, line=frame.index[pos], column=column, value=Shown(raw.iloc[pos]), low=low, high=high))
     return arr
 
 
@@ -119,7 +119,7 @@ def _release_years(path: Path, frame: pd.DataFrame) -> pd.Series:
     bad = (text != "") & dates.isna()
     if bad.any():
         line = bad.idxmax()
-        raise DataError(BAD_RELEASE.format(path=path, line=line, value=str(text.loc[line])))
+        raise DataError(BAD_RELEASE.format(path=path, line=line, value=Shown(text.loc[line])))
     return pd.Series(dates.dt.year.to_numpy(), dtype="Int64")
 
 

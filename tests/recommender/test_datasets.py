@@ -266,3 +266,23 @@ def test_amazon_bad_rows_are_named_by_their_own_line(tmp_path: Path, lines: list
     with pytest.raises(DataError) as info:
         load_data(path)
     assert str(info.value) == f"{path} {says}"
+
+
+@pytest.mark.parametrize(
+    ("files", "fmt", "says"),
+    [
+        ({"ml-1m/ratings.dat": "1::10::5::978300760\n1::11::{cell}::978300760\n"}, None, "ratings.dat line 2, column rating: expected a number in 1..5, found '9999"),
+        ({"ml-100k/u.data": "1\t10\t5\t978300760\n1\t11\t{cell}\t978300760\n"}, None, "u.data line 2: rating '9999"),
+        ({"lfm/userid-timestamp-artid-artname-traid-traname.tsv": "u1\t{cell}\ta\tA\tt\tT\n"}, "lastfm-1k", "line 1, column time: expected an ISO 8601 time"),
+        ({"rr/events.csv": "timestamp,visitorid,event,itemid,transactionid\n1433221332117,1,{cell},2,\n"}, "retailrocket", "line 2, column event: expected one of view"),
+    ],
+)  # fmt: skip
+def test_a_huge_bad_cell_of_a_published_layout_is_cut_in_the_message(tmp_path: Path, files: dict[str, str], fmt: str | None, says: str) -> None:
+    """Regression: a cell megabytes long came back whole in the one-line error (the event logs already cut it)."""
+    for name, text in files.items():
+        path = _write(tmp_path / name, text.replace("{cell}", "9" * 2_000_000))
+    with pytest.raises(DataError) as info:
+        load_data(path.parent, format=fmt)
+    message = str(info.value)
+    assert says in message and message.endswith(("... (2,000,000 characters)", "... (2,000,000 characters) is not a number"))
+    assert len(message) < 400
