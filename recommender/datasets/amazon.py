@@ -83,12 +83,19 @@ def _refuse(path: Path, text: str, frame: pd.DataFrame, bad: pd.Series, key: str
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         value = frame[key].iloc[row]
-        shown = Shown("" if pd.isna(value) else value)
+        shown = Shown("" if pd.api.types.is_scalar(value) and pd.isna(value) else value)
         raise DataError(BAD_FIELD.format(path=path, line=_line(text, row), column=key, expected=expected, value=shown))
+
+
+_PLAIN = {"string", "integer", "floating", "mixed-integer-float", "decimal", "empty"}
+"""What pandas infers for a column of JSON strings and numbers only (a list, an object or true/false is none)."""
 
 
 def _column(path: Path, text: str, frame: pd.DataFrame, key: str, expected: str) -> pd.Series:
     values = frame[key]
+    if pd.api.types.infer_dtype(values, skipna=True) not in _PLAIN:  # find the odd one only when there is one
+        odd = values.map(lambda v: isinstance(v, (bool, list, dict)) or not pd.api.types.is_scalar(v))
+        _refuse(path, text, frame, odd, key, expected)
     _refuse(path, text, frame, values.isna() | values.astype(str).str.strip().eq(""), key, expected)
     return values
 

@@ -259,6 +259,11 @@ def test_an_id_given_twice_in_a_user_or_item_table_is_refused_with_both_lines(
         (['{"reviewerID": "A1", "asin": "B1", "overall": 5, "unixReviewTime": 1400000000}',
           '{"reviewerID": "A2", "asin": "B1", "overall": 5, "unixReviewTime": 1e30}'], "line 2, column unixReviewTime: expected a Unix time in whole seconds, found '1e+30'"),
         (['{"reviewerID": "A1", "asin": "B1", "overall": 9, "unixReviewTime": 1400000000}'], "line 1, column overall: expected a rating 1..5, found '9'"),
+        # a field of another JSON type: a list crashed pandas' truth test, a list or object id was read as its text
+        (['{"reviewerID": "A1", "asin": "B1", "overall": [1, 2], "unixReviewTime": 1400000000}'], "line 1, column overall: expected a rating 1..5, found '[1, 2]'"),
+        (['{"reviewerID": ["A2"], "asin": "B1", "overall": 4, "unixReviewTime": 1400000000}'], "line 1, column reviewerID: expected a reviewer id, found \"['A2']\""),
+        (['{"reviewerID": "A1", "asin": {"x": 1}, "overall": 4, "unixReviewTime": 1400000000}'], "line 1, column asin: expected a product id, found \"{'x': 1}\""),
+        (['{"reviewerID": "A1", "asin": "B1", "overall": true, "unixReviewTime": 1400000000}'], "line 1, column overall: expected a rating 1..5, found 'True'"),
     ],
 )  # fmt: skip
 def test_amazon_bad_rows_are_named_by_their_own_line(tmp_path: Path, lines: list[str], says: str) -> None:
