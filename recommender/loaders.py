@@ -57,6 +57,8 @@ __all__ = [
     "REPEATED_COLUMN",
 ]
 
+_PLAIN = {"string", "integer", "floating", "mixed-integer-float", "mixed-integer", "decimal", "boolean", "empty", "categorical"}
+"""What pandas infers for a column of single values (a Parquet list or struct cell is none of these)."""
 REPEATED_COLUMN = "{path} line 1: the column {column!r} appears {times} times in the header; name each column once"
 _SHOWN_CHARS = 60
 
@@ -180,6 +182,16 @@ def load_event_log(path: str | Path, mapping: ColumnMapping | None = None) -> Da
         pos = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataError(f"{path} {line_of(pos)}: {mapping.timestamp} {_shown(ts.iloc[pos])} is not a time (Unix seconds or ISO 8601)")
     events["timestamp"] = parsed
+    for column in ("user_id", "item_id", "event_type", "session_id"):  # a Parquet list or struct cell is no id
+        if column in events and pd.api.types.infer_dtype(events[column], skipna=True) not in _PLAIN:
+            odd = events[column].map(lambda v: not pd.api.types.is_scalar(v)).to_numpy(dtype=bool)
+            if odd.any():
+                pos = int(np.flatnonzero(odd)[0])
+                cell = events[column].iloc[pos]
+                raise DataError(
+                    f"{path} {line_of(pos)}: {wanted[column]} {_shown(list(cell) if hasattr(cell, 'tolist') else cell)} "
+                    f"is {'an object' if isinstance(cell, dict) else 'a list'}, not one value; expected text or a whole number"
+                )
     for column in ("user_id", "item_id"):  # integer ids (in Parquet, floats if one is missing) read "10", not "10.0"
         events[column] = canonical_ids(events[column]).astype("string").str.strip().astype("category")
     events["event_type"] = events["event_type"].astype("string").str.strip().astype("category")

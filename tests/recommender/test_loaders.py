@@ -220,3 +220,16 @@ def test_an_error_after_blank_lines_or_a_quoted_line_break_names_its_own_line(tm
     path.write_text("\nuser_id,item_id,timestamp,value\r\nu1,i1,1700000000,3\r\n\r\nu2,i2,1700000001,lots\r\n")
     with pytest.raises(DataError, match=re.escape(f"{path} line 5: value 'lots' is not a number")):
         load_event_log(path)
+
+
+@pytest.mark.parametrize("column", ["user_id", "item_id", "session_id"])
+def test_a_parquet_list_cell_where_one_id_belongs_is_located(tmp_path: Path, column: str) -> None:
+    """Regression: a Parquet list column read as user ids failed with "unhashable type: 'numpy.ndarray'"."""
+    frame = pd.DataFrame({"user_id": ["a", "b"], "item_id": ["i", "j"], "timestamp": [1_700_000_000, 1_700_000_001],
+                          "session_id": ["s", "t"]})  # fmt: skip
+    frame[column] = [["x"], ["y", "z"]]
+    path = tmp_path / "log.parquet"
+    frame.to_parquet(path)
+    with pytest.raises(DataError) as info:
+        load_event_log(path)
+    assert str(info.value) == f"{path} row 1: {column} \"['x']\" is a list, not one value; expected text or a whole number"
