@@ -56,6 +56,7 @@ from recommender.data import Dataset, event_times, subject_codes
 
 __all__ = [
     "ERASURES_SEEN",
+    "NO_CONSENT_RULES",
     "erased_until",
     "PROFILING_PURPOSE",
     "PROVISIONAL",
@@ -70,6 +71,10 @@ __all__ = [
     "standing_reader",
     "suppressions_read_at",
 ]
+
+NO_CONSENT_RULES = "(none: erasures and refusals)"
+"""The ``pack`` a training run's privacy filter records when no pack's consent rules chose its events
+(:func:`drop_erased_events`: a run without a pack, or under a pack that lists no consent purpose)."""
 
 ERASURES_SEEN = "erasures_seen"
 """Training-run parameter: the trail sequence number up to which erasures were left out of the run's data."""
@@ -297,7 +302,7 @@ def drop_erased_events(dataset: Dataset, store: Any) -> tuple[Dataset, dict[str,
         refused_subjects[status] = int(np.count_nonzero(refusal[:-1] == status))
     out = gone | refused
     report = {
-        "pack": "(none: erasures and refusals)",
+        "pack": NO_CONSENT_RULES,
         "rules": (
             "no pack: events of erased subjects up to their erasure (GDPR Art. 17), and every event of a subject whose "
             "consent to personalization in force is withdrawn, denied, objected or opted out (GDPR Art. 7(3), 21; "

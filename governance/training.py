@@ -24,7 +24,7 @@ from recommender.errors import ConfigError
 from recommender.feedback import MODEL_INPUT_COLUMNS, FeedbackConfig
 from recommender.pipeline import TrainingResult, train_als
 
-__all__ = ["GovernedTraining", "train_and_record", "dataset_schema", "with_pack_training"]
+__all__ = ["GovernedTraining", "has_consent_rules", "train_and_record", "dataset_schema", "with_pack_training"]
 
 
 def record_dataset(session: Any, dataset: Dataset, *, content_hash: str, validation: dict[str, Any] | None, actor: str | None) -> Any:
@@ -104,17 +104,27 @@ NO_EVENTS_AFTER_ERASURES = (
 )
 
 
+def has_consent_rules(pack: Any) -> bool:
+    """Whether ``pack`` (a :class:`~governance.policy.LoadedPack` or a policy) lists a consent purpose, so that
+    its consent rules choose the events a model learns from; the baseline pack lists none."""
+    from governance.privacy_common import pack_policy
+
+    return bool(pack_policy(pack).consent.purposes)
+
+
 def _training_events(
     dataset: Dataset, store: Any, *, pack: Any, now: datetime | None, actor: str | None
 ) -> tuple[Dataset, dict[str, Any]]:
     """The events a run may learn from, and what was left out: the pack's rules with a pack
     (:func:`governance.privacy.filter_training_events`), else the erasures alone
-    (:func:`governance.suppressed.drop_erased_events`). Erased subjects' events from before
-    their erasure never train again, with or without a pack."""
-    if pack is not None:
+    (:func:`governance.suppressed.drop_erased_events`). A pack that lists no consent purpose (the
+    baseline) has no consent rules to choose events by: its runs keep what a run without a pack keeps,
+    as ``recgov train`` and the audit's training do. Erased subjects' events from before their erasure
+    never train again, with or without a pack."""
+    if pack is not None and has_consent_rules(pack):
         from governance.training_filter import filter_training_events
 
-        kept, exclusions = filter_training_events(dataset, pack, store, now=now, actor=actor)
+        kept, exclusions = filter_training_events(dataset, pack, store, now=now, actor=actor, record_empty=False)
         message = NO_EVENTS_UNDER_PACK
     else:
         kept, exclusions = drop_erased_events(dataset, store)

@@ -169,6 +169,7 @@ def filter_training_events(
     now: datetime | None = None,
     record: bool = True,
     actor: str | None = None,
+    record_empty: bool = True,
 ) -> tuple[Dataset, dict[str, Any]]:
     """Keep the events a model may learn from: consented subjects, within retention.
 
@@ -197,7 +198,9 @@ def filter_training_events(
     events, store state and ``now`` give the same output, in the input order.
 
     With ``record`` (default), a ``privacy.training_filtered`` trail event keeps
-    the counts and the hashes of the data before and after.
+    the counts and the hashes of the data before and after; without
+    ``record_empty``, not when nothing is kept (a training run that is then
+    refused writes nothing).
 
     Returns
     -------
@@ -218,7 +221,7 @@ def filter_training_events(
     keep = verdict.event_reason == 0
     filtered, kept_subjects = _kept_data(dataset, codes, keep)
     report = exclusion_report(pack, rules, ExclusionCounts.of(verdict, kept_subjects))
-    if record:
+    if record and (record_empty or len(filtered.events)):
         record_filtering(store, pack, *dataset.content_hashes(keep, filtered), report, actor=actor)
     return filtered, report
 

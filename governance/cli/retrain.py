@@ -40,6 +40,9 @@ def retrain_due(
                     "days left": f"{e['days_left']:.1f}",
                     "overdue": "OVERDUE" if e["overdue"] else "",
                     "model versions": ", ".join(v + (" (provisional)" if v in e["provisional"] else "") for v in e["models"]),
+                    "retrain with": ", ".join(
+                        dict.fromkeys(f"--pack {p}" if p else "any pack" for p in (e.get("retrain_under") or {}).values())
+                    ),
                 }
                 for e in doc["pending"]
             ],
@@ -108,8 +111,13 @@ def print_retrain_run(doc: dict[str, Any]) -> None:
         )
     for entry in doc.get("cannot_retrain", []):
         console.print(entry["message"], highlight=False, soft_wrap=True)
-    ids = ", ".join(f"#{r['id']}" for r in doc["requests"])
-    console.print(f"completed retrain request(s) {ids}; {doc['note']}", highlight=False, soft_wrap=True)
+    completed = ", ".join(f"#{r['id']}" for r in doc["requests"] if r["status"] == "completed")
+    waiting = ", ".join(f"#{r['id']} (waits for {', '.join(r['waiting_for'])})" for r in doc["requests"] if r["status"] != "completed")
+    if completed:
+        console.print(f"completed retrain request(s) {completed}", highlight=False, soft_wrap=True)
+    if waiting:
+        console.print(f"still open: retrain request(s) {waiting}; recgov retrain due lists them", highlight=False, soft_wrap=True)
+    console.print(doc["note"], highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

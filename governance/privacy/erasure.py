@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,7 @@ from governance.privacy.common import (
     scrubbed,
     vocabulary_of,
 )
-from governance.privacy.retrains import CANNOT_RETRAIN, check_not_in_artifact, check_retrain_data, run_retrains
+from governance.privacy.retrains import CANNOT_RETRAIN, check_not_in_artifact, check_retrain_data, retrain_packs, run_retrains
 from governance.privacy.unlearning import (
     SUPERSEDED_ACTION,
     UnlearningOptions,
@@ -183,6 +183,8 @@ class RetrainRequest:
     deadline_basis: str
     models: list[str]
     provisional: list[str]
+    retrain_under: dict[str, str | None] = field(default_factory=dict)
+    """Per version, the pack whose consent rules trained it, which its retrain runs under (None: unknown)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The ``retrain.request`` part of the answer."""
@@ -194,7 +196,13 @@ class RetrainRequest:
             "deadline_basis": self.deadline_basis,
             "models": self.models,
             "provisional": self.provisional,
+            "retrain_under": self.retrain_under,
         }
+
+    def commands(self, pack_name: str) -> list[str]:
+        """``recgov retrain run`` once per pack the listed versions are retrained under (``pack_name`` for unknown)."""
+        packs = dict.fromkeys(p or pack_name for p in self.retrain_under.values()) or {pack_name: None}
+        return [f"recgov retrain run DATA --pack {p}" for p in packs]
 
 
 @dataclass(frozen=True)
@@ -329,6 +337,8 @@ def erase_subject(
         with store.session() as session:
             retrain = _opened_retrain(session, subject, request.id, pack, listing, unlearning, deadlines, actor)
             record_unlearned_models(session, unlearning, retrain.to_dict() if retrain else None, request.id, actor)
+            if retrain is not None:  # once the unlearned stand-ins are recorded, their lineage leads to their training run
+                retrain = replace(retrain, retrain_under=retrain_packs(session, retrain.models))
             suppression = _suppressed(session, subject, actor)
             parts = (unlearning, listing, retrain, suppression)
             sealed = _shred_and_complete(session, subject, request, pack, parts, started, actor)
@@ -551,7 +561,8 @@ def _retrain_at_once(
                 erasure=request_id, id=retrain.id, deadline=retrain.deadline, cause=scrubbed(err, subject)
             )
         ) from err
-    retrain = replace(retrain, status="completed")
+    mine = next((r for r in run["requests"] if r["id"] == retrain.id), None)
+    retrain = replace(retrain, status=mine["status"] if mine is not None else retrain.status)
     for entry in run["retrained"]:
         check_not_in_artifact(Path(entry["artifact"]), subject)
     for step in sealed.result["unlearning"]:  # the retrain ran: the stand-ins it replaced are provisional no more
@@ -577,11 +588,12 @@ def _not_done(
         *(
             [
                 f"a full retrain without the subject is due by {retrain.deadline} (retrain request #{retrain.id}, "
-                f"{retrain.deadline_basis}): recgov retrain run DATA --pack {pack_name}"
+                f"{retrain.deadline_basis}): {'; '.join(retrain.commands(pack_name))}"
             ]
             if retrain is not None and run is None
             else []
         ),
+        *(c["message"] for c in (run or {}).get("cannot_retrain", []) if "trained_under" in c),
         *(
             CANNOT_RETRAIN.format(version=r["version"], why=r["standing"]["why_not"], pack=pack_name)
             for r in unlearned

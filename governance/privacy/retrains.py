@@ -31,6 +31,7 @@ from audits.models import ModelVersion
 from audits.trail import append_event
 from governance.deploy import deployed_versions
 from governance.policy import LoadedPack, PolicyPack
+from governance.suppressed import NO_CONSENT_RULES
 from governance.privacy.common import as_moment, iso, pack_policy, pack_stamp
 from governance.training_filter import filter_training_events
 from recommender.data import Dataset
@@ -45,8 +46,10 @@ __all__ = [
     "RETRAIN_SUBJECT_IN_ARTIFACT",
     "UNKNOWN_RETRAIN",
     "check_not_in_artifact",
+    "CONSENT_LESS_PACK",
     "check_retrain_data",
     "pending_retrains",
+    "retrain_packs",
     "run_retrains",
     "training_recipe",
 ]
@@ -135,8 +138,43 @@ def training_recipe(session: Session, version_id: str) -> dict[str, Any] | None:
             "params": recipe,
             "random_state": random_state if isinstance(random_state, int) else 0,
             "feedback": feedback,
+            "trained_under": trained_under(params),
         }
     return None
+
+
+def trained_under(params: Mapping[str, Any]) -> str | None:
+    """Whose consent rules chose the events of a training run (its recorded parameters): the pack's name,
+    ``""`` when no pack's consent rules did (a run without a pack, or under one that lists no consent
+    purpose, such as the baseline), None when the run does not record it."""
+    recorded = params.get("privacy_filter")
+    name = recorded.get("pack") if isinstance(recorded, Mapping) else None
+    if not isinstance(name, str):
+        return None
+    return "" if name == NO_CONSENT_RULES else name
+
+
+CONSENT_LESS_PACK = "baseline"
+"""The shipped pack a retrain of a model trained without consent rules is named to run under: it learns by the same
+rules (any pack may retrain such a model, but a pack with consent rules may leave nothing to learn from)."""
+
+
+def retrain_packs(session: Session, versions: Iterable[str]) -> dict[str, str | None]:
+    """The pack each version's retrain runs under (``recgov retrain run DATA --pack NAME``): the one whose consent
+    rules trained it (:data:`CONSENT_LESS_PACK` for none); None when the store cannot tell (any pack may retrain it)."""
+    out: dict[str, str | None] = {}
+    for version in versions:
+        recipe = training_recipe(session, version)
+        rules = recipe.get("trained_under") if recipe is not None else None
+        out[version] = None if rules is None else (rules or CONSENT_LESS_PACK)
+    return out
+
+
+def run_rules(pack: LoadedPack | PolicyPack) -> str:
+    """Whose consent rules a retrain under ``pack`` learns by, as :func:`trained_under` names them."""
+    from governance.training import has_consent_rules
+
+    return pack_policy(pack).metadata.name if has_consent_rules(pack) else ""
 
 
 def _unlearned_versions(session: Session, rows: Iterable[Mapping[str, Any]]) -> set[str]:
@@ -158,9 +196,15 @@ def _unlearned_versions(session: Session, rows: Iterable[Mapping[str, Any]]) -> 
 
 
 def _retrain_view(
-    row: Mapping[str, Any], moment: datetime, provisional: set[str] = frozenset(), retired: set[str] = frozenset()
+    row: Mapping[str, Any],
+    moment: datetime,
+    provisional: set[str] = frozenset(),
+    retired: set[str] = frozenset(),
+    packs: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
-    """One open retrain request as ``recgov retrain due`` shows it; ``waiting_for``: the versions still to replace."""
+    """One open retrain request as ``recgov retrain due`` shows it; ``waiting_for``: the versions still to replace;
+    ``retrain_under``: for each, the pack ``recgov retrain run`` retrains it under (None: the store cannot tell)."""
+    packs = packs or {}
     details = row["result"] or {}
     deadline = row["deadline"]
     models = list(details.get("models", []))
@@ -175,6 +219,7 @@ def _retrain_view(
         "models": models,
         "provisional": [v for v in models if v in provisional],
         "waiting_for": pending_versions(row, retired),
+        "retrain_under": {v: packs.get(v) for v in pending_versions(row, retired)},
         "deadline_basis": details.get("deadline_basis"),
     }
 
@@ -219,7 +264,8 @@ def pending_retrains(store: Any, *, now: datetime | None = None) -> dict[str, An
         rows = list_requests(session, kind="retrain", open_only=True)
         provisional = _unlearned_versions(session, rows)
         retired = set(deployed_versions(session)["retired"])
-    entries = [_retrain_view(r, moment, provisional, retired) for r in rows]
+        packs = retrain_packs(session, dict.fromkeys(v for r in rows for v in pending_versions(r, retired)))
+    entries = [_retrain_view(r, moment, provisional, retired, packs) for r in rows]
     return {
         "now": moment.isoformat(),
         "pending": entries,
@@ -278,14 +324,49 @@ def run_retrains(
         }
 
     groups, not_retrainable = _by_recipe(due)
-    retrained = [
-        _retrained(store, dataset, group, due.provisional, folder, pack, moment, measure_carbon, actor, show_progress)
-        for group in groups
-    ]
+    # A retrain never learns from anyone the replaced model's own consent rules left out. A model trained
+    # under a pack's consent rules is retrained under that pack: a group trained under another pack's waits
+    # for a run under it (the erasure's pack set the deadline; erased subjects are out under every pack).
+    # A model trained without consent rules (no pack, the baseline) may be retrained under any pack: every
+    # pack leaves out at least what those leave out (erasures and recorded refusals).
+    rules = run_rules(pack)
+    other = [g for g in groups if g["recipe"].get("trained_under") not in (None, "", rules)]
+    groups = [g for g in groups if g not in other]
     name = pack_policy(pack).metadata.name
+    retrained = []
+    for group in groups:
+        try:
+            retrained.append(
+                _retrained(store, dataset, group, due.provisional, folder, pack, moment, measure_carbon, actor, show_progress)
+            )
+        except ConfigError as err:
+            if group["recipe"].get("trained_under") != "" or not rules:
+                raise
+            raise ConfigError(f"{err}; {CONSENT_LESS_RULES.format(versions=', '.join(group['replaces']), pack=name)}") from err
     cannot = [_cannot_retrain(v, v in due.provisional, v in due.recorded, name) for v in not_retrainable]
+    cannot += [_other_rules(v, g["recipe"]["trained_under"], name) for g in other for v in g["replaces"]]
     done = _completed(store, due.rows, retrained, not_retrainable, cannot, pack, actor)
     return RetrainRun(pack_stamp(pack), done, retrained, not_retrainable, cannot).to_dict()
+
+
+CONSENT_LESS_RULES = (
+    "{versions} learned without a pack's consent rules (no pack, or one that lists no consent purpose) and pack "
+    "{pack}'s leave nothing of this data: retrain by the model's own rules: recgov retrain run DATA --pack "
+    f"{CONSENT_LESS_PACK}"
+)
+
+OTHER_RULES = (
+    "model {version} was trained under the consent rules of pack {trained}; a retrain under pack {run} could learn "
+    "from subjects those rules left out, so it is retrained under its own pack (the erasure's pack set the deadline; "
+    "erased subjects are left out under every pack): recgov retrain run DATA --pack {trained}; this request stays "
+    "open until then"
+)
+
+
+def _other_rules(version: str, trained: str, run: str) -> dict[str, Any]:
+    """Why this run leaves ``version`` to a run under the pack whose consent rules trained it."""
+    message = OTHER_RULES.format(version=version, trained=trained, run=run)
+    return {"version": version, "provisional": False, "trained_under": trained, "message": message}
 
 
 @dataclass(frozen=True)
@@ -324,7 +405,7 @@ class RetrainRun:
                 "serve the new model version(s) once they pass the gate, retire the versions they replace and "
                 "delete their files: each still lists the erased subjects' ids in the clear"
                 if self.retrained
-                else "no listed model version could be retrained: retire them"
+                else "no listed model version could be retrained by this run: cannot_retrain says, for each, why and what to do"
             ),
         }
 
@@ -364,7 +445,7 @@ def _by_recipe(due: DueRetrains) -> tuple[list[dict[str, Any]], list[str]]:
         recipe = due.recipes[version]
         if recipe is None:
             continue
-        key = json.dumps({k: recipe[k] for k in ("params", "random_state", "feedback")}, sort_keys=True)
+        key = json.dumps({k: recipe.get(k) for k in ("params", "random_state", "feedback", "trained_under")}, sort_keys=True)
         groups.setdefault(key, {"recipe": recipe, "replaces": []})["replaces"].append(version)
     return list(groups.values()), [v for v in due.versions if due.recipes[v] is None]
 
@@ -462,7 +543,8 @@ def _completed(
                 "cannot_retrain": [c for c in cannot if c["version"] in mine],
                 "policy_of_run": pack_stamp(pack),
             }
-            left = sorted(v for v in mine if v in set(not_retrainable))
+            waiting = {c["version"] for c in cannot}  # recgov cannot retrain it, or not under this run's pack
+            left = sorted(v for v in mine if v in waiting)
             if row["status"] == "received" or left:
                 update_request(session, row["id"], status="in_progress", result=result if left else None, actor=actor)
             if left:  # the model trained on the subject is still recorded: the request stays open, its deadline counting

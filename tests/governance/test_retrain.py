@@ -149,7 +149,9 @@ def test_a_deferred_retrain_is_due_by_the_pack_deadline_and_run_later(
     holding = [trained["model_version"], *unlearned]
     assert len(unlearned) == 1 and retrain["status"] == "received" and retrain["models"] == holding
     assert retrain["deadline_basis"].startswith("30 days: consent.requests.retrain_days of pack eu-gdpr-dsa")
-    assert any("recgov retrain run DATA --pack eu-gdpr-dsa" in item for item in report["not_done"])
+    # the retrain runs under the pack whose consent rules trained the model, not the erasure's
+    assert any("recgov retrain run DATA --pack california-ccpa" in item for item in report["not_done"])
+    assert retrain["retrain_under"] == dict.fromkeys(holding, "california-ccpa")
 
     due = ok("retrain", "due", "--database-url", db_url)
     (entry,) = due["pending"]

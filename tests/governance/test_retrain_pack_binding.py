@@ -1,0 +1,100 @@
+"""Which pack a retrain after erasure runs under, through the CLI on SQLite and PostgreSQL.
+
+A retrain never learns from anyone the replaced model's own consent rules left out: a model trained
+under a pack's consent rules is retrained under that pack, whatever pack recorded the erasure (that
+pack set the deadline; erased subjects are left out under every pack); a model trained without
+consent rules (no pack, the baseline) may be retrained under any pack, and is named to run under the
+baseline, its own rules. A model trained under the baseline pack (no consent purposes) erased under the EU
+pack used to be stamped for the EU pack: `retrain run --pack eu-gdpr-dsa` retrained it under the EU
+consent rules (nothing to learn from without consent), `--pack baseline` refused with "purpose
+'personalization' is not listed", and the request could never complete.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from cli_helpers import dump, invoke, ok
+
+from recommender.synthetic import SyntheticSpec, generate
+
+VICTIM = "dsr-binding-victim-Q7m2"
+MAP = "user_id=user_id,item_id=item_id,timestamp=timestamp,event_type=event_type,value=value"
+
+
+@pytest.fixture(scope="module")
+def events_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = generate(SyntheticSpec(n_users=60, n_items=40, n_interactions=1800, seed=5, event_mix={"rating": 1.0}))
+    events = data.events.drop(columns=["session_id", "context"]).copy()
+    events["user_id"] = events["user_id"].astype(str)
+    busiest = events["user_id"].value_counts().index[0]
+    events.loc[events["user_id"] == busiest, "user_id"] = VICTIM
+    stamps = pd.to_datetime(events["timestamp"], utc=True)
+    events["timestamp"] = stamps + (pd.Timestamp(datetime.now(UTC) - timedelta(days=2)) - stamps.max())
+    path = tmp_path_factory.mktemp("binding") / "events.csv"
+    events.to_csv(path, index=False)
+    return path
+
+
+def run(events_csv: Path, db_url: str, pack: str):  # noqa: ANN201
+    return invoke("retrain", "run", events_csv, "--map", MAP, "--pack", pack, "--no-carbon", "--json",
+                  "--database-url", db_url)  # fmt: skip
+
+
+def test_a_baseline_model_erased_under_the_eu_pack_is_retrained_under_the_baseline_pack(db_url: str, events_csv: Path) -> None:
+    trained = ok("train", events_csv, "--map", MAP, "--pack", "baseline", "--no-tune", "--no-carbon",
+                 "--factors", "6", "--iterations", "3", "--database-url", db_url)  # fmt: skip
+    version = trained["model_version"]
+    erased = ok("subject", "erase", VICTIM, "--pack", "eu-gdpr-dsa", "--no-residual", "--database-url", db_url)
+    request = erased["retrain"]["request"]
+    holding = request["models"]
+    assert version in holding and request["deadline_basis"].startswith("30 days: consent.requests.retrain_days of pack eu-gdpr-dsa")
+    assert request["retrain_under"] == dict.fromkeys(holding, "baseline")
+    assert any("recgov retrain run DATA --pack baseline" in item for item in erased["not_done"])
+    (due,) = ok("retrain", "due", "--database-url", db_url)["pending"]
+    assert due["retrain_under"] == dict.fromkeys(holding, "baseline")
+    table = invoke("retrain", "due", "--database-url", db_url)
+    assert table.exit_code == 0 and "--pack baseline" in table.stdout
+
+    # The EU pack's consent rules leave nothing of this data (nobody consented): one line, exit 2, nothing written,
+    # and it names the run that retrains the model by its own rules.
+    before = dump(db_url)
+    eu = run(events_csv, db_url, "eu-gdpr-dsa")
+    assert eu.exit_code == 2 and len(eu.stderr.strip().splitlines()) == 1
+    assert "recgov retrain run DATA --pack baseline" in eu.stderr
+    assert dump(db_url) == before
+    assert len(ok("retrain", "due", "--database-url", db_url)["pending"]) == 1
+
+    # Under the baseline pack (the model's own rules) the retrain runs and completes the request.
+    done = run(events_csv, db_url, "baseline")
+    assert done.exit_code == 0, done.output
+    doc = json.loads(done.stdout)
+    (new,) = doc["retrained"]
+    assert sorted(new["replaces"]) == sorted(holding) and new["recipe_of"] == version
+    assert new["events"]["excluded"]["erased"] > 0
+    assert [r["status"] for r in doc["requests"]] == ["completed"]
+    assert ok("retrain", "due", "--database-url", db_url)["pending"] == []
+    assert VICTIM not in dump(db_url)
+
+
+def test_erase_with_retrain_under_another_pack_reports_the_request_open(db_url: str, events_csv: Path) -> None:
+    """`subject erase --retrain` under the EU pack of a model the CCPA pack's rules trained: the request is not
+    reported completed while the model waits for a run under its own pack."""
+    ok("train", events_csv, "--map", MAP, "--pack", "california-ccpa", "--no-tune", "--no-carbon",
+       "--factors", "6", "--iterations", "3", "--database-url", db_url)  # fmt: skip
+    others = [u for u in pd.read_csv(events_csv)["user_id"].astype(str).unique() if u != VICTIM][:3]
+    for purpose in ("personalization",):  # the EU pack's retrain-data check needs someone to learn from
+        for subject in others:
+            ok("consent", "set", subject, "--purpose", purpose, "--status", "granted", "--source", "api",
+               "--pack", "eu-gdpr-dsa", "--database-url", db_url)  # fmt: skip
+    erased = ok("subject", "erase", VICTIM, "--pack", "eu-gdpr-dsa", "--no-residual", "--retrain", events_csv,
+                "--map", MAP, "--no-carbon", "--database-url", db_url)  # fmt: skip
+    request = erased["retrain"]["request"]
+    assert request["status"] == "in_progress" and erased["retrain"]["run"]["retrained"] == []
+    assert any("recgov retrain run DATA --pack california-ccpa" in item for item in erased["not_done"])
+    (due,) = ok("retrain", "due", "--database-url", db_url)["pending"]
+    assert due["id"] == request["id"]
