@@ -45,13 +45,16 @@ from recommender.data import Dataset
 from recommender.errors import ConfigError
 
 __all__ = [
+    "ARTIFACT_CHANGED",
     "GATE_REFUSED",
     "ILLEGAL_MOVE",
     "NOT_RETIRABLE",
     "NO_PREVIOUS",
     "PROMOTION_STAGES",
+    "ArtifactChanged",
     "GateRefused",
     "UnknownModelVersion",
+    "check_artifact",
     "deployed_versions",
     "promote",
     "retire",
@@ -70,6 +73,51 @@ NOT_RETIRABLE = "cannot retire model version {version!r}: {why}"
 
 class UnknownModelVersion(ConfigError):
     """The store records no such model version (the API answers 404)."""
+
+
+ARTIFACT_CHANGED = (
+    "model version {version!r} cannot be deployed: its artifact {location} {why}; what would be served is not what was "
+    "recorded and gated (restore the recorded file, or train and record a new version)"
+)
+
+
+class ArtifactChanged(ConfigError):
+    """The model file is missing or no longer has the SHA-256 recorded with the version (the API answers 409)."""
+
+
+def check_artifact(session: Session, model_version: str) -> None:
+    """Raise :class:`ArtifactChanged` unless ``model_version``'s artifact file still has its recorded SHA-256.
+
+    The gate refits the version's recorded recipe and serving loads the file: a file changed on disk after
+    it was recorded would pass the gate and be served. Artifacts that are not one file (a folder) are not
+    hashed here, nor recorded hashes that are not SHA-256.
+    """
+    import hashlib
+    import re
+
+    row = session.get(ModelVersion, model_version)
+    if row is None or not row.artifact_location:
+        return
+    recorded = (row.artifact_hash or "").removeprefix("sha256:").lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", recorded):
+        return
+    path = Path(row.artifact_location)
+    if path.is_dir():
+        return
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except FileNotFoundError:
+        raise ArtifactChanged(ARTIFACT_CHANGED.format(version=model_version, location=path, why="is missing")) from None
+    except OSError as err:
+        why = f"cannot be read ({err.strerror or type(err).__name__})"
+        raise ArtifactChanged(ARTIFACT_CHANGED.format(version=model_version, location=path, why=why)) from None
+    found = digest.hexdigest()
+    if found != recorded:
+        why = f"has SHA-256 {found[:16]}..., not the {recorded[:16]}... recorded with the version: it changed on disk"
+        raise ArtifactChanged(ARTIFACT_CHANGED.format(version=model_version, location=path, why=why))
 GATE_REFUSED = "the gate refused model version {version!r} for {stage} (audit #{audit_id}, pack {pack}): {reasons}"
 
 
@@ -180,6 +228,7 @@ def promote(
     evidence: dict[str, Any] | None = None
     with store.session() as session:
         _check_move(session, model_version, to_stage)
+        check_artifact(session, model_version)  # before any gate: the gate refits the recipe, serving loads the file
         if to_stage in _GATED:
             if dataset is None:
                 raise ConfigError(f"data is needed to promote to {to_stage}: the gate audits the model on it")
@@ -282,6 +331,7 @@ def rollback(store: Any, *, actor: str | None = None) -> dict[str, Any]:
             raise ConfigError(NO_PREVIOUS.format(why=f"{current!r} is in production and no earlier production version is kept in shadow"))
         gate = _production_gate(session, previous)
         deploy_policy.check_rollback(session, version=previous, gate=gate)
+        check_artifact(session, previous)
         recorded = None if gate is None else gate.to_dict()
         retired = record_deployment(session, model_version=current, stage="retired", actor=who, gate=recorded)
         restored = record_deployment(session, model_version=previous, stage="production", actor=who, gate=recorded)

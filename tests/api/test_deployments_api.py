@@ -89,3 +89,27 @@ def test_retiring_a_model_version_through_the_api(server) -> None:
 def _json(value: object) -> dict:
     """A trail event's JSON column as a mapping (stored as JSON text)."""
     return value if isinstance(value, dict) else json.loads(value)
+
+
+def test_a_model_file_changed_on_disk_is_a_409_artifact_changed(server) -> None:
+    """The gate refits the recorded recipe and serving loads the file: a file altered after recording is refused
+    before any gate runs, as a 409 of its own kind, and nothing moves."""
+    import numpy as np
+
+    from audits.models import ModelVersion
+
+    trained = CliRunner().invoke(cli, ["train", DATA, "--no-tune", "--no-carbon", "--factors", "4", "--iterations", "3", "--database-url", server.db_url, "--json"])
+    assert trained.exit_code == 0, trained.output
+    version = json.loads(trained.stdout)["model_version"]
+    with server.store.session() as session:
+        path = session.get(ModelVersion, version).artifact_location
+    arrays = dict(np.load(path, allow_pickle=False))
+    arrays["item_factors"] = np.zeros_like(arrays["item_factors"])
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+    with server.client("admin") as client:
+        before = client.get("/v1/deployments").json()
+        refused = client.post(f"/v1/deployments/{version}/promote", json={"stage": "shadow"})
+        assert refused.status_code == 409 and refused.headers["content-type"] == PROBLEM_JSON
+        assert refused.json()["type"].endswith("/artifact-changed") and "changed on disk" in refused.json()["detail"]
+        assert client.get("/v1/deployments").json() == before

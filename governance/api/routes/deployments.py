@@ -46,7 +46,8 @@ router = APIRouter(prefix="/v1/deployments", tags=["deployments"], responses=pro
 @router.post("/{model_version}/promote", responses=problems(403, 404, 409, 422), summary="Move a model version one stage on, through the gate")
 def promote(model_version: Annotated[str, Path(min_length=1, max_length=128, pattern=IDENTIFIER)], body: PromotionCreate, store: StoreDep, session: SessionDep, settings: SettingsDep, key: GovernKey) -> dict[str, Any]:
     """404 for an unknown model or pack; 409 when the deployment policy or the gate refuses (the gate's reasons and
-    audit id in ``errors``) or the move is out of order for where the version stands (kind ``deployment-state``);
+    audit id in ``errors``) or the move is out of order for where the version stands (kind ``deployment-state``)
+    or the model file is missing or no longer has its recorded SHA-256 (kind ``artifact-changed``);
     422 for a body or data the gate cannot use."""
     try:
         loaded = pack_store.load_ref(settings.packs_dir, body.pack) if body.pack is not None else None
@@ -73,6 +74,8 @@ def promote(model_version: Annotated[str, Path(min_length=1, max_length=128, pat
         raise Problem(409, str(err), kind="gate-refused", errors=[{"audit_id": err.audit_id, "reason": r} for r in err.reasons]) from None
     except deploy_policy.DeploymentPolicyRefused as err:
         raise Problem(409, str(err), kind="deployment-policy") from None
+    except deploy.ArtifactChanged as err:
+        raise Problem(409, str(err), kind="artifact-changed") from None
     except ConfigError as err:
         if not str(err).startswith(_ILLEGAL_MOVE):
             raise
@@ -96,11 +99,14 @@ def _loader(packs_dir: Any) -> deploy_policy.PackLoader:
 @router.post("/rollback", response_model=Rollback, responses=problems(403, 409), summary="Restore the previous production version")
 def rollback(store: StoreDep, session: SessionDep, key: GovernKey) -> dict[str, Any]:
     """409 ``deployment-state`` when nothing is in production or no earlier production version waits in shadow;
-    409 ``deployment-policy`` when the version to restore passed production under another pack than the one bound now."""
+    409 ``deployment-policy`` when the version to restore passed production under another pack than the one bound now;
+    409 ``artifact-changed`` when its model file is missing or no longer has the recorded SHA-256."""
     try:
         result = deploy.rollback(store, actor=actor_of(key))
     except deploy_policy.DeploymentPolicyRefused as err:
         raise Problem(409, str(err), kind="deployment-policy") from None
+    except deploy.ArtifactChanged as err:
+        raise Problem(409, str(err), kind="artifact-changed") from None
     except ConfigError as err:  # deploy.rollback refuses only on where the versions stand (see its Raises)
         raise Problem(409, str(err), kind="deployment-state") from None
     record_call(session, key, "deployments.rollback", objects={"model": result["restored"]}, payload=result)
