@@ -111,10 +111,13 @@ def print_retrain_run(doc: dict[str, Any]) -> None:
         )
     for entry in doc.get("cannot_retrain", []):
         console.print(entry["message"], highlight=False, soft_wrap=True)
-    completed = ", ".join(f"#{r['id']}" for r in doc["requests"] if r["status"] == "completed")
-    waiting = ", ".join(f"#{r['id']} (waits for {', '.join(r['waiting_for'])})" for r in doc["requests"] if r["status"] != "completed")
+    completed = ", ".join(f"#{r['id']}" for r in doc["requests"] if r["status"] == "completed" and not r.get("closed_meanwhile"))
+    meanwhile = ", ".join(f"#{r['id']} ({r['status']})" for r in doc["requests"] if r.get("closed_meanwhile"))
+    waiting = ", ".join(f"#{r['id']} (waits for {', '.join(r['waiting_for'])})" for r in doc["requests"] if r.get("waiting_for"))
     if completed:
         console.print(f"completed retrain request(s) {completed}", highlight=False, soft_wrap=True)
+    if meanwhile:
+        console.print(f"closed meanwhile by another run: retrain request(s) {meanwhile}", highlight=False, soft_wrap=True)
     if waiting:
         console.print(f"still open: retrain request(s) {waiting}; recgov retrain due lists them", highlight=False, soft_wrap=True)
     console.print(doc["note"], highlight=False, soft_wrap=True)

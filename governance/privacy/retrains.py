@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from audits import list_requests, update_request
 from audits._common import actor_name, in_values
 from audits.models import ModelVersion
-from audits.trail import append_event
+from audits.trail import append_event, lock_head
 from governance.deploy import deployed_versions
 from governance.policy import LoadedPack, PolicyPack
 from governance.suppressed import NO_CONSENT_RULES
@@ -510,6 +510,8 @@ def _completed(
     ids = [r["id"] for r in rows]
     policy = pack_policy(pack)
     with store.session() as session:
+        lock_head(session)  # the requests as they stand now: another run may have moved them while this one trained
+        current = {r["id"]: r for r in list_requests(session, kind="retrain") if r["id"] in set(ids)}
         for entry in retrained:
             append_event(
                 session,
@@ -526,7 +528,11 @@ def _completed(
             )
         done = []
         retired = set(deployed_versions(session)["retired"])
-        for row in rows:
+        for read in rows:
+            row = current[read["id"]]
+            if row["status"] not in ("received", "in_progress"):  # another run closed it meanwhile: nothing left to do
+                done.append({"id": row["id"], "status": row["status"], "deadline": iso(row["deadline"]), "closed_meanwhile": True})
+                continue
             before = row["result"] or {}
             mine = set(pending_versions(row, retired))
             result = {
