@@ -157,9 +157,11 @@ def _roll_back(ctx: PipelineContext, ticket: dict[str, Any], *, expect: str, ste
     fail every re-run, the move to production refused because the model is retired).
     """
     version = ticket["new_model_version"]
+    if _stage(ctx.store, version) == "production":  # moved there by hand during the watch: retiring it would empty production
+        reasons = [*reasons, _out_of_production(ctx, version)]
     with ctx.store.session() as session:
         lock_head(session)
-        if _stage_in(session, version) not in ("retired", None):
+        if _stage_in(session, version) not in ("retired", "production", None):
             record_deployment(session, model_version=version, stage="retired", actor=ctx.actor)
         append_event(
             session, actor=ctx.actor or "recgov", action="lifecycle.rolled_back", objects={"model": version, "ticket": ticket["id"]},
@@ -169,6 +171,19 @@ def _roll_back(ctx: PipelineContext, ticket: dict[str, Any], *, expect: str, ste
             session, ticket["id"], step=step, state="rolled_back", report={**report, "reasons": reasons}, now=ctx.moment, expect=expect, actor=ctx.actor
         )  # fmt: skip
     return "rolled_back"
+
+
+def _out_of_production(ctx: PipelineContext, version: str) -> str:
+    """Take ``version`` out of production the governed way (the previous production version comes back, as
+    ``recgov deploy rollback`` does), and say what happened; if that cannot be done, it is left there and the
+    reason says why and what to do: production is never emptied by a ticket's rollback."""
+    from governance.deploy import rollback
+
+    try:
+        restored = rollback(ctx.store, actor=ctx.actor)
+    except ConfigError as err:
+        return f"model {version} was put in production outside this ticket and is left there ({err}); take it out by hand"
+    return f"model {version} was put in production outside this ticket: rolled back, {restored['restored']} restored"
 
 
 def _to_canary(ctx: PipelineContext, ticket: dict[str, Any]) -> str:

@@ -344,3 +344,36 @@ def test_a_canary_whose_lists_are_slow_is_rolled_back_by_its_latency_guardrail(d
         assert [s["model_version"] for s in deploy.status(store)["production"]] == [first]
     finally:
         store.close()
+
+
+def test_a_canary_promoted_by_hand_during_its_watch_is_rolled_back_without_emptying_production(db_url: str, world: World, tmp_path: Path) -> None:
+    """The watch ends with a breach (no lists served) after an operator moved the canary to production by hand:
+    the ticket's rollback used to retire the production version and leave production empty (serving refuses);
+    now it rolls back the governed way, and the previous production version serves again."""
+    from audits.monitoring import evidence_key, open_ticket
+
+    pack = lifecycle_pack((SHIPPED / "baseline.yaml").read_text())
+    store = open_store(db_url)
+    try:
+        first = _deploy_first(store, world, pack, tmp_path)
+        with store.session() as session:
+            ticket = open_ticket(
+                session, trigger_id="monthly", trigger_kind="schedule", model_version=first, evidence={"by": "hand"},
+                key=evidence_key("monthly", first, {"by": "hand"}), stamp=pack.stamp(), now=world.at(50),
+            ).ticket.id  # fmt: skip
+        canary = run_ticket(_ctx(store, world, pack, tmp_path, (45, 50), 50), ticket)
+        assert canary["state"] == "canary" and canary["waiting"] is True
+        second = canary["new_model_version"]
+        deploy.promote(store, model_version=second, to_stage="production", pack=None, load_pack=_load, dataset=world.between(45, 50), out_dir=tmp_path / "gate", models_dir=tmp_path / "models")
+        judged = run_ticket(_ctx(store, world, pack, tmp_path, (45, 50), 53), ticket)
+        assert judged["state"] == "rolled_back", judged["steps"][-1]
+        reasons = judged["steps"][-1]["report"]["reasons"]
+        assert any("min_decisions" in r for r in reasons) and any(f"{first} restored" in r for r in reasons), reasons
+        stages = deploy.status(store)
+        assert [s["model_version"] for s in stages["production"]] == [first]
+        assert [s["model_version"] for s in stages["retired"]] == [second]
+        with store.engine.connect() as connection:
+            assert verify_trail(connection).intact
+    finally:
+        store.close()
+
