@@ -9,9 +9,9 @@ subjects' data); displaced from production longer ago than ``superseded_days``.
 A retired version's deployment moves to ``retired`` (final), and a
 ``model.retired`` trail event says why; the regulator's report lists them.
 When the version is in production, the previous production version comes back
-(:func:`governance.deploy.rollback`) if it meets no criterion itself; otherwise
-production is left empty and serving refuses personalised lists (fail closed)
-rather than serve a model the pack retired.
+(:func:`governance.deploy.rollback`) if it meets no criterion itself and the
+rollback is allowed; otherwise production is left empty and serving refuses
+personalised lists (fail closed) rather than serve a model the pack retired.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from audits.lineage import record_deployment
 from audits.models import Deployment
 from audits.trail import append_event, lock_head
 from governance.policy import LoadedPack
+from recommender.errors import ConfigError
 
 __all__ = ["MIN_SERVED", "retirement_reasons", "retire_models"]
 
@@ -93,7 +94,10 @@ def retire_models(store: Any, pack: LoadedPack, *, figures: dict[str, Any], now:
 
             waiting = [d["model_version"] for d in status(store)["shadow"] if d["previous"]]
             if waiting and waiting[0] not in reasons:  # rollback restores exactly this one
-                restored = rollback(store, actor=actor)["restored"]
+                try:
+                    restored = rollback(store, actor=actor)["restored"]
+                except ConfigError as err:  # refused (gated under another pack, its file changed): retire all the same
+                    why = [*why, f"{waiting[0]} was not restored ({err}): production is left empty"]
         with store.session() as session:
             lock_head(session)
             if _latest(session)[mv].stage != "retired":

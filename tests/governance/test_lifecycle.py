@@ -377,3 +377,29 @@ def test_a_canary_promoted_by_hand_during_its_watch_is_rolled_back_without_empty
     finally:
         store.close()
 
+
+def test_a_production_model_meeting_a_retirement_criterion_is_retired_even_when_the_rollback_is_refused(db_url: str, world: World, tmp_path: Path) -> None:
+    """Retirement restores the previous production version by a rollback; when the deployment policy refuses that
+    rollback (the previous version passed production under another pack than the one bound now), the pass used to
+    fail after it was stored, and its retry retired nothing: the model the pack retires kept serving. Now it is
+    retired all the same, production is left empty (fail closed), and the reason says why nothing came back."""
+    from governance.lifecycle.retirement import retire_models
+
+    pack = lifecycle_pack((SHIPPED / "baseline.yaml").read_text(), LIFECYCLE + "  retirement:\n    min_click_rate: 0.05\n")
+    store = open_store(db_url)
+    try:
+        first = _deploy_first(store, world, pack, tmp_path)
+        second = train_and_record(world.between(0, 30), store=store, models_dir=tmp_path / "models", params={**PARAMS, "factors": 6}, measure_carbon=False, pack=pack).model_version
+        for stage in ("shadow", "canary", "production"):
+            deploy.promote(store, model_version=second, to_stage=stage, pack=None, load_pack=_load, dataset=world.between(0, 30), out_dir=tmp_path / "gate", models_dir=tmp_path / "models")
+        other = _load("california-ccpa")  # production is bound to another pack since the first version passed it
+        with store.session() as session:
+            set_binding(session, stage="production", ref="california-ccpa", pack=other, requirements=StageRequirements(), actor="test")
+        figures = {"models": {second: {"served": 500, "click_rate": 0.01}, first: {"served": 500, "click_rate": 0.2}}}
+        (done,) = retire_models(store, pack, figures=figures, now=world.at(53))
+        assert done["model_version"] == second and done["stage"] == "production" and done["restored"] is None
+        assert any(f"{first} was not restored" in r for r in done["reasons"]), done["reasons"]
+        stages = deploy.status(store)
+        assert stages["production"] == [] and [s["model_version"] for s in stages["retired"]] == [second]
+    finally:
+        store.close()
