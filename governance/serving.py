@@ -221,11 +221,21 @@ RETRAIN_OVERDUE = (
     "replaces it: recgov retrain run DATA --pack {pack}, then serve the new version"
 )
 STANDING_RECHECK_S = 30.0
-"""Seconds between re-reads of an overdue model's standing (a retrain run since lifts the block)."""
+"""Seconds between re-reads of a model's standing (a retirement, or a retrain that lifts an overdue block, since)."""
+
+
+RETIRED_MODEL = (
+    "not profiled: model {model} is retired (never served again); serve what is deployed (recgov deploy status)"
+)
 
 
 def standing_decision(standing: ModelStanding | None, now: datetime, pack: str) -> ProfilingDecision | None:
-    """The decision for everyone when the model is a provisional unlearned one whose retrain is overdue, else None."""
+    """The decision for everyone when the model is retired, or a provisional unlearned one whose retrain is overdue;
+    else None."""
+    if standing is not None and standing.retired:
+        return ProfilingDecision(
+            allowed=False, reason=RETIRED_MODEL.format(model=standing.model_version), purpose="personalization", legal_reference=None
+        )
     if standing is None or not standing.overdue(now):
         return None
     reason = RETRAIN_OVERDUE.format(
@@ -373,9 +383,10 @@ class ServingEngine:
         )
 
     def _standing_now(self, now: datetime) -> ModelStanding | None:
-        """The standing to serve with: re-read (rarely, see ``reread_standing``) while it is overdue."""
+        """The standing to serve with: re-read (rarely, see ``reread_standing``) while the model is not retired, so that
+        a retirement, or a retrain that lifts an overdue block, reaches an engine already open."""
         standing = self.standing
-        if standing is None or self._reread_standing is None or not standing.overdue(now):
+        if standing is None or self._reread_standing is None or standing.retired:
             return standing
         if time.monotonic() - self._standing_read_at < STANDING_RECHECK_S or not self._standing_lock.acquire(blocking=False):
             return standing

@@ -38,7 +38,7 @@ Nothing here stores or logs a raw subject id: ids are hashed the way
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -47,7 +47,7 @@ import pandas as pd
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from audits.models import ModelVersion, SubjectRequest, Suppression, TrainingRun
+from audits.models import Deployment, ModelVersion, SubjectRequest, Suppression, TrainingRun
 from audits.subjects import _subject_bytes, reading_installation_key
 from audits.suppression import _lookup as _suppression_lookup
 from audits.suppression import suppressions_for
@@ -138,6 +138,9 @@ PROVISIONAL = "provisional"
 REPLACED = "replaced"
 """Standing of an unlearned model a full retrain replaced (serve the retrain, retire this one)."""
 
+_STAGE = (
+    select(Deployment.stage).where(Deployment.model_version_id == bindparam("version")).order_by(Deployment.id.desc()).limit(1)
+)
 _REQUEST = select(SubjectRequest.status, SubjectRequest.deadline, SubjectRequest.result).where(
     SubjectRequest.id == bindparam("id"), SubjectRequest.kind == "retrain"
 )
@@ -161,6 +164,8 @@ class ModelStanding:
     """Why the unlearned model is provisional (:func:`recommender.unlearning_quality.unlearned_model_standing`)."""
     replaced_by: tuple[str, ...] = ()
     """The full retrains that replaced it."""
+    retired: bool = False
+    """The version is retired (``recgov deploy retire``, a rollback, a retirement criterion): it profiles nobody."""
 
     def overdue(self, now: datetime) -> bool:
         """Whether the retrain is overdue at ``now``: provisional, and past its deadline."""
@@ -198,13 +203,21 @@ def _legacy_request(read: Session | Any, unlearning: Mapping[str, Any], version:
 
 def model_standing(read: Session | Any, model_version: str) -> ModelStanding:
     """The standing of ``model_version``: :data:`TRAINED`, or, for a model unlearned by an erasure,
-    :data:`PROVISIONAL` until a full retrain replaced it (then :data:`REPLACED`).
+    :data:`PROVISIONAL` until a full retrain replaced it (then :data:`REPLACED`); ``retired`` when its
+    latest deployment retired it (it profiles nobody: :func:`governance.serving.standing_decision`).
 
-    Two indexed reads (the run's parameters, the retrain request); an
+    Three indexed reads (the run's parameters, the retrain request, the latest deployment); an
     unlearned version recorded before standings were is matched to its
     erasure's retrain request by a scan of the retrain requests. A version
     the store does not know is :data:`TRAINED` (serving refuses it elsewhere).
     """
+    standing = _unlearning_standing(read, model_version)
+    if read.execute(_STAGE, {"version": model_version}).scalar_one_or_none() == "retired":
+        return replace(standing, retired=True)
+    return standing
+
+
+def _unlearning_standing(read: Session | Any, model_version: str) -> ModelStanding:
     params = read.execute(_RUN_PARAMS, {"version": model_version}).scalar_one_or_none()
     unlearning = params.get("unlearning") if isinstance(params, Mapping) else None
     if not isinstance(unlearning, Mapping):

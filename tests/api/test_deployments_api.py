@@ -80,6 +80,10 @@ def test_retiring_a_model_version_through_the_api(server) -> None:
         after = client.get("/v1/deployments").json()
     assert after["production"] == before["production"]
     assert version in [s["model_version"] for s in after["retired"]]
+    with server.client("operator") as client:  # a retired version profiles nobody, even asked by name
+        listed = client.post("/v1/recommendations", json={"subject": "u000003", "k": 5, "model_version": version, "pack": "california-ccpa"})
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["mode"] == "non_profiling" and "is retired" in listed.json()["consent"]
     with server.store.session() as session:
         events = session.scalars(select(TrailEvent).where(TrailEvent.action == "deployment.changed")).all()
         stages = [_json(e.payload)["stage"] for e in events if _json(e.objects).get("model") == version]
