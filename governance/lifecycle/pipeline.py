@@ -266,7 +266,7 @@ def _complete_erasures(session: Any, ctx: PipelineContext, ticket: dict[str, Any
     advance, so a crash completes both or neither.
     """
     from audits import list_requests, update_request
-    from governance.privacy.retrains import training_recipe
+    from governance.privacy.retrains import pending_versions, training_recipe
 
     if ticket.get("kind") != "erasure_retrains":
         return {}
@@ -274,10 +274,12 @@ def _complete_erasures(session: Any, ctx: PipelineContext, ticket: dict[str, Any
     rows = [r for r in list_requests(session, kind="retrain", open_only=True) if r["id"] in wanted]
     new_version = ticket["new_model_version"]
     key = _recipe_key(training_recipe(session, new_version))  # the recipe of the model it retrained (its own, reproduced)
+    retired = set(deployed_versions(session)["retired"])
     completed, still_open = [], []
     for row in rows:
         models = list((row["result"] or {}).get("models", []))
-        left = [v for v in models if key is None or _recipe_key(training_recipe(session, v)) != key]
+        # what it still waits on: neither retired nor replaced by an earlier retrain run, as `retrain run` reads it
+        left = [v for v in pending_versions(row, retired) if key is None or _recipe_key(training_recipe(session, v)) != key]
         if left:
             still_open.append({"id": row["id"], "waits_on": left})
             continue

@@ -326,6 +326,47 @@ def test_an_erasure_retrain_ticket_completes_the_erasure_requests_when_its_model
         store.close()
 
 
+def test_an_erasure_retrain_ticket_completes_a_request_whose_other_version_was_retired(
+    db_url: str, world: World, tmp_path: Path
+) -> None:
+    """A request listing the ticket's model and a version of another recipe that was retired meanwhile: retired, that
+    version holds nobody's data in service any more (`retrain run` completes such a request), so the ticket's
+    promotion completes it too; it used to stay open, waiting on the retired version."""
+    from audits import list_requests
+    from audits.monitoring import evidence_key, open_ticket
+    from governance.privacy import erase_subject, pending_retrains
+
+    pack = lifecycle_pack((SHIPPED / "baseline.yaml").read_text())
+    store = open_store(db_url)
+    try:
+        first = _deploy_first(store, world, pack, tmp_path)
+        other = train_and_record(world.between(0, 30), store=store, models_dir=tmp_path / "models", params={**PARAMS, "factors": 4}, measure_carbon=False, pack=pack)
+        erase_subject(store, str(world.between(0, 30).events["user_id"].astype(str).iloc[-1]), pack=pack, measure_residual=False, measure_carbon=False, unlearn_recorded=False)
+        (both,) = pending_retrains(store, now=world.at(50))["pending"]
+        assert set(both["models"]) == {first, other.model_version}
+        with store.session() as session:
+            ticket = open_ticket(
+                session, trigger_id="erasures", trigger_kind="erasure_retrains", model_version=first,
+                evidence={"retrain_requests": [both["id"]], "within_days": 30}, key=evidence_key("erasures", first, {"retrain_requests": [both["id"]]}),
+                stamp=pack.stamp(), now=world.at(50),
+            ).ticket.id  # fmt: skip
+        canary = run_ticket(_ctx(store, world, pack, tmp_path, (45, 50), 50), ticket)
+        second = canary["new_model_version"]
+        deploy.retire(store, model_version=other.model_version)
+        world.served.update({v: _model(store, v) for v in (first, second)})
+        world.serve(store, pack, first_day=50, last_day=52, production=first, canary=second, share=0.3)
+        promoted = run_ticket(_ctx(store, world, pack, tmp_path, (45, 50), 53), ticket)
+        assert promoted["state"] == "promoted", promoted["steps"][-1]
+        assert promoted["steps"][-1]["report"]["erasure_requests_completed"] == [both["id"]]
+        assert promoted["steps"][-1]["report"]["erasure_requests_open"] == []
+        assert pending_retrains(store, now=world.at(53))["pending"] == []
+        with store.session() as session:
+            (request,) = list_requests(session, kind="retrain")
+        assert request["status"] == "completed"
+    finally:
+        store.close()
+
+
 def test_a_canary_whose_lists_are_slow_is_rolled_back_by_its_latency_guardrail(db_url: str, world: World, tmp_path: Path) -> None:
     """``latency_p99_ms`` max 50: the canary's records give 80 ms (production's 5 ms), so its watch rolls it back."""
     guarded = LIFECYCLE.replace("      - metric: provider_gap\n", "      - metric: latency_p99_ms\n        max: 50\n      - metric: provider_gap\n")
