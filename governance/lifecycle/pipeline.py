@@ -65,6 +65,10 @@ CANARY_BUSY = (
 )
 RETIRED_MEANWHILE = "model {version} was retired before its ticket moved on (retired by hand or by age, or by an interrupted run); the ticket is rolled back"
 NO_MODEL = "ticket {id} names no model to retrain and nothing is in production"
+OTHER_PACK = (
+    "ticket {id}: model {version} was trained under the consent rules of pack {trained}; a retrain under pack {run} "
+    "could learn from subjects those rules left out: run the ticket under pack {trained} (--pack {trained}); nothing changed"
+)
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,7 @@ def _advance(ctx: PipelineContext, ticket_id: str, *, step: str, expect: str, st
 
 
 def _train(ctx: PipelineContext, ticket: dict[str, Any]) -> str:
-    from governance.privacy.retrains import training_recipe
+    from governance.privacy.retrains import run_rules, training_recipe
     from governance.training import train_and_record
     from recommender.feedback import FeedbackConfig
 
@@ -122,6 +126,9 @@ def _train(ctx: PipelineContext, ticket: dict[str, Any]) -> str:
         return _advance(ctx, ticket["id"], step="train", expect="open", state="failed", report={"error": NO_MODEL.format(id=ticket["id"])})
     if recipe is None:
         return _advance(ctx, ticket["id"], step="train", expect="open", state="failed", report={"error": NO_RECIPE.format(id=ticket["id"], version=version)})
+    trained = recipe.get("trained_under")
+    if trained not in (None, "", run_rules(ctx.pack)):  # the retrain would learn from subjects its model's rules left out
+        raise ConfigError(OTHER_PACK.format(id=ticket["id"], version=version, trained=trained, run=ctx.pack.name))
     feedback = FeedbackConfig(**recipe["feedback"])
     run = train_and_record(
         ctx.dataset, store=ctx.store, models_dir=ctx.models_dir, feedback=feedback, params=recipe["params"], tune=False,

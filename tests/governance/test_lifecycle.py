@@ -33,6 +33,7 @@ from governance.report.gather import report_document
 from governance.training import train_and_record
 from audits.monitoring import record_profile
 from recommender.als import ALSRecommender
+from recommender.errors import ConfigError
 from recommender.feedback import FeedbackConfig
 from tests.governance.lifecycle_world import LIFECYCLE, K, World, lifecycle_pack
 
@@ -442,5 +443,29 @@ def test_a_production_model_meeting_a_retirement_criterion_is_retired_even_when_
         assert any(f"{first} was not restored" in r for r in done["reasons"]), done["reasons"]
         stages = deploy.status(store)
         assert stages["production"] == [] and [s["model_version"] for s in stages["retired"]] == [second]
+    finally:
+        store.close()
+
+
+def test_a_ticket_run_under_another_pack_than_its_models_consent_rules_is_refused(db_url: str, world: World, tmp_path: Path) -> None:
+    """The ticket's model learned under one pack's consent rules; a run under another pack's would retrain it on
+    subjects those rules left out. Refused, naming the pack, with the ticket untouched (it runs under the right one)."""
+    from audits.monitoring import evidence_key, get_ticket, open_ticket, ticket_doc
+
+    pack = lifecycle_pack((SHIPPED / "baseline.yaml").read_text())
+    ccpa = lifecycle_pack((SHIPPED / "california-ccpa.yaml").read_text(), "\nlifecycle:" + LIFECYCLE.split("\nlifecycle:", 1)[1])
+    store = open_store(db_url)
+    try:
+        first = _deploy_first(store, world, pack, tmp_path)
+        with store.session() as session:
+            ticket = open_ticket(
+                session, trigger_id="monthly", trigger_kind="schedule", model_version=first, evidence={"by": "hand"},
+                key=evidence_key("monthly", first, {"by": "hand"}), stamp=pack.stamp(), now=world.at(50),
+            ).ticket.id  # fmt: skip
+        with pytest.raises(ConfigError, match=f"model {first} was trained under the consent rules of pack baseline.*--pack baseline"):
+            run_ticket(_ctx(store, world, ccpa, tmp_path, (45, 50), 50), ticket)
+        with store.session() as session:
+            assert ticket_doc(get_ticket(session, ticket))["state"] == "open"
+        assert run_ticket(_ctx(store, world, pack, tmp_path, (45, 50), 50), ticket)["state"] == "canary"
     finally:
         store.close()
