@@ -74,10 +74,10 @@ def set_command(
         ),
     ],
     min_events: Annotated[
-        int, typer.Option("--min-events", min=0, help="The gate's data has at least this many events.")
+        int, typer.Option("--min-events", min=0, max=10**12, help="The gate's data has at least this many events.")
     ] = 0,
     min_users: Annotated[
-        int, typer.Option("--min-users", min=0, help="The gate's data has at least this many distinct users.")
+        int, typer.Option("--min-users", min=0, max=10**10, help="The gate's data has at least this many distinct users.")
     ] = 0,
     dataset: Annotated[
         str,
@@ -99,8 +99,11 @@ def set_command(
         raise fail(NOT_A_GATED_STAGE.format(stage=stage))
     try:
         requirements = StageRequirements(min_events=min_events, min_users=min_users, dataset=dataset)
-    except ValidationError:
-        raise fail(DATASET_INVALID.format(value=dataset)) from None
+    except ValidationError as err:  # each option is checked where it is read; this names the one at fault
+        where = str(err.errors()[0]["loc"][0]) if err.errors() and err.errors()[0].get("loc") else "dataset"
+        if where == "dataset":
+            raise fail(DATASET_INVALID.format(value=dataset)) from None
+        raise fail(f"--{where.replace('_', '-')}: {err.errors()[0]['msg']}") from None
     with user_errors():
         ref, loaded = _resolve(pack, packs_dir(), json_output=json_output)
         store = open_store(database_url)

@@ -311,3 +311,16 @@ def test_the_bound_pack_may_be_named_as_stored_and_nothing_else(db_url: str, tmp
     named = _promote(db_url, mv, "canary", tmp_path, "--pack", "house@1.0.0")
     assert named.exit_code == 0, named.output
     assert json.loads(named.stdout)["gate"]["pack"] == "house"
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--min-users", "99999999999999999999"), ("--min-users", "10000000001"), ("--min-events", "1000000000001")],
+)
+def test_a_requirement_out_of_range_is_named_not_blamed_on_dataset(db_url: str, recgov_home: Path, option: str, value: str) -> None:
+    """A --min-users or --min-events above the stored bound was reported as a bad --dataset ('training')."""
+    refused = runner.invoke(cli, ["deploy", "policy", "set", "canary", "--pack", "baseline", option, value, "--database-url", db_url])
+    assert refused.exit_code == 2
+    assert option in refused.output and "--dataset" not in refused.output, refused.output
+    shown = runner.invoke(cli, ["deploy", "policy", "show", "--json", "--database-url", db_url])
+    assert shown.exit_code == 0 and "baseline" not in shown.stdout  # nothing bound
