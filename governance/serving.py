@@ -52,7 +52,7 @@ from governance.harm_vocabulary import items_kept_out
 from governance.ope_logging import DETERMINISTIC, LoggingHook, decision_seed, explored
 from governance.policy import LoadedPack
 from governance.rerank.candidates import Reason
-from governance.suppressed import TRAINED, ModelStanding
+from governance.suppressed import PROVISIONAL, TRAINED, ModelStanding
 from recommender.als import ALSRecommender, blas_single_thread
 from recommender.errors import ConfigError
 
@@ -220,6 +220,11 @@ RETRAIN_OVERDUE = (
     "replaces it (retrain request #{request}) was due by {deadline}; nobody is profiled by it until that retrain "
     "replaces it: recgov retrain run DATA --pack {pack}, then serve the new version"
 )
+RETRAIN_OVERDUE_TRAINED = (
+    "not profiled: model {model} was trained on data of a subject since erased, and the full retrain that replaces "
+    "it (retrain request #{request}) was due by {deadline}; nobody is profiled by it until that retrain replaces it "
+    "or it is retired: recgov retrain due names the pack, recgov retrain run DATA --pack PACK, then serve the new version"
+)
 STANDING_RECHECK_S = 30.0
 """Seconds between re-reads of a model's standing (a retirement, or a retrain that lifts an overdue block, since)."""
 
@@ -238,9 +243,8 @@ def standing_decision(standing: ModelStanding | None, now: datetime, pack: str) 
         )
     if standing is None or not standing.overdue(now):
         return None
-    reason = RETRAIN_OVERDUE.format(
-        model=standing.model_version, request=standing.retrain_request, deadline=standing.deadline.isoformat(), pack=pack
-    )
+    text = RETRAIN_OVERDUE if standing.standing == PROVISIONAL else RETRAIN_OVERDUE_TRAINED
+    reason = text.format(model=standing.model_version, request=standing.retrain_request, deadline=standing.deadline.isoformat(), pack=pack)
     return ProfilingDecision(allowed=False, reason=reason, purpose="personalization", legal_reference="GDPR Art. 17")
 
 

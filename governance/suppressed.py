@@ -147,6 +147,9 @@ _REQUEST = select(SubjectRequest.status, SubjectRequest.deadline, SubjectRequest
 _RETRAIN_REQUESTS = select(SubjectRequest.id, SubjectRequest.status, SubjectRequest.deadline, SubjectRequest.result).where(
     SubjectRequest.kind == "retrain"
 )
+_UNFINISHED_RETRAINS = select(SubjectRequest.id, SubjectRequest.deadline, SubjectRequest.result).where(
+    SubjectRequest.kind == "retrain", SubjectRequest.status != "completed"
+)
 
 
 @dataclass(frozen=True)
@@ -168,8 +171,9 @@ class ModelStanding:
     """The version is retired (``recgov deploy retire``, a rollback, a retirement criterion): it profiles nobody."""
 
     def overdue(self, now: datetime) -> bool:
-        """Whether the retrain is overdue at ``now``: provisional, and past its deadline."""
-        return self.standing == PROVISIONAL and self.deadline is not None and now > self.deadline
+        """Whether the retrain is overdue at ``now``: provisional, or trained on data of a subject since erased (a
+        retrain request still lists it), and past the request's deadline."""
+        return self.standing in (PROVISIONAL, TRAINED) and self.deadline is not None and now > self.deadline
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (what a decision record's context and the reports carry)."""
@@ -214,7 +218,24 @@ def model_standing(read: Session | Any, model_version: str) -> ModelStanding:
     standing = _unlearning_standing(read, model_version)
     if read.execute(_STAGE, {"version": model_version}).scalar_one_or_none() == "retired":
         return replace(standing, retired=True)
+    if standing.standing == TRAINED and standing.retrain_request is None:
+        owed = _owed_retrain(read, model_version)
+        if owed is not None:
+            return replace(standing, retrain_request=owed[0], deadline=owed[1])
     return standing
+
+
+def _owed_retrain(read: Session | Any, model_version: str) -> tuple[int, datetime] | None:
+    """The unfinished retrain request that still waits on ``model_version`` (it lists the version, and no run of it
+    replaced the version yet) with the earliest deadline: the version was trained on data of a subject since erased."""
+    owed = None
+    for request_id, deadline, result in read.execute(_UNFINISHED_RETRAINS):
+        result = result if isinstance(result, Mapping) else {}
+        replaced = {v for entry in result.get("retrained", []) if isinstance(entry, Mapping) for v in entry.get("replaces") or ()}
+        if model_version in (result.get("models") or ()) and model_version not in replaced and deadline is not None:
+            if owed is None or deadline < owed[1]:
+                owed = (int(request_id), deadline)
+    return owed
 
 
 def _unlearning_standing(read: Session | Any, model_version: str) -> ModelStanding:

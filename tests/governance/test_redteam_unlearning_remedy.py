@@ -150,7 +150,8 @@ def test_serving_stamps_the_standing_on_every_decision(store: Store, trained) ->
     context = engine.sink.records[-1].context
     assert context["model_standing"] == PROVISIONAL and context["retrain_request"] == served.retrain_request
     plain = _engine(store, run.model_version).serve(ServeRequest(other, k=5))
-    assert plain.model_standing == TRAINED and plain.retrain_request is None
+    # the version the subject was erased from is trained, and owed the same retrain (it stops profiling when overdue)
+    assert plain.model_standing == TRAINED and plain.retrain_request == served.retrain_request
 
 
 class _Kept:
@@ -316,3 +317,24 @@ def test_an_erasure_that_retrains_at_once_reports_its_stand_in_replaced(store: S
     assert report["retrain"]["run"]["provisional_replaced"] == [step["version"]]
     assert step["standing"]["standing"] == REPLACED
     assert model_standing_of(store, step["version"]).standing == REPLACED
+
+
+def test_an_overdue_retrain_stops_the_model_trained_on_the_erased_subject_profiling_anyone(store: Store, trained) -> None:
+    """Hole: the version the subject was erased from (trained on their data, listed in the retrain request) kept
+    profiling everyone past the retrain's deadline; only the unlearned stand-in stopped."""
+    _, run, victim, other = trained
+    report = _erase(store, victim)
+    request_id = report["retrain"]["request"]["id"]
+    assert run.model_version in report["retrain"]["request"]["models"]
+    with store.session() as session:
+        before = model_standing(session, run.model_version)
+    assert before.standing == TRAINED and before.retrain_request == request_id and not before.overdue(datetime.now(UTC))
+    assert _engine(store, run.model_version).serve(ServeRequest(other, k=5)).mode == "personalized"  # within the deadline
+    _make_overdue(store, request_id)
+    served = _engine(store, run.model_version).serve(ServeRequest(other, k=5))
+    assert served.mode == "non_profiling" and all(score is None for score in served.scores)
+    assert "was trained on data of a subject since erased" in served.consent_reason and f"#{request_id}" in served.consent_reason
+    with store.session() as session:  # a model no request lists is not touched
+        other_run = session.scalars(select(ModelVersion.version_id).where(ModelVersion.version_id != run.model_version)).all()
+        assert all(model_standing(session, v).standing != TRAINED or model_standing(session, v).retrain_request is None
+                   for v in other_run if v not in report["retrain"]["request"]["models"])  # fmt: skip
