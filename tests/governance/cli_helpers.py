@@ -73,3 +73,23 @@ def import_consent(data: object, folder: object, *, database_url: str | None = N
     store = ("--database-url", database_url) if database_url else ()
     ok("consent", "import", target, "--pack", pack, *store)
     return set(export["subject"])
+
+
+def recent_events_csv(path: object, victim: str, *, n_users: int, n_items: int, n_interactions: int, seed: int) -> object:
+    """A small synthetic event log ending two days ago (inside every pack's retention) whose busiest user is
+    ``victim``, written as CSV to ``path`` (returned)."""
+    from datetime import UTC, datetime, timedelta
+
+    import pandas as pd
+
+    from recommender.synthetic import SyntheticSpec, generate
+
+    data = generate(SyntheticSpec(n_users=n_users, n_items=n_items, n_interactions=n_interactions, seed=seed, event_mix={"rating": 1.0}))
+    events = data.events.drop(columns=["session_id", "context"]).copy()
+    events["user_id"] = events["user_id"].astype(str)
+    busiest = events["user_id"].value_counts().index[0]
+    events.loc[events["user_id"] == busiest, "user_id"] = victim
+    stamps = pd.to_datetime(events["timestamp"], utc=True)
+    events["timestamp"] = stamps + (pd.Timestamp(datetime.now(UTC) - timedelta(days=2)) - stamps.max())
+    events.to_csv(path, index=False)
+    return path

@@ -16,9 +16,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
-from cli_helpers import count, dump, invoke, ok
+from cli_helpers import recent_events_csv, count, dump, invoke, ok
 from sqlalchemy import text
 
 from audits import list_requests, open_request, open_store
@@ -28,7 +27,6 @@ from governance.engine import evaluate
 from governance.facts import AuditFacts
 from governance.policy import PolicyError, load_pack, parse_pack
 from governance.privacy import pending_retrains
-from recommender.synthetic import SyntheticSpec, generate
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 VICTIM = "dsr-retrain-victim-K8p3"
@@ -45,16 +43,7 @@ MAP = "user_id=user_id,item_id=item_id,timestamp=timestamp,event_type=event_type
 @pytest.fixture(scope="module")
 def events_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small event log of the last weeks (inside every pack's retention) whose busiest user is the subject."""
-    data = generate(SyntheticSpec(n_users=70, n_items=45, n_interactions=2200, seed=11, event_mix={"rating": 1.0}))
-    events = data.events.drop(columns=["session_id", "context"]).copy()
-    events["user_id"] = events["user_id"].astype(str)
-    busiest = events["user_id"].value_counts().index[0]
-    events.loc[events["user_id"] == busiest, "user_id"] = VICTIM
-    stamps = pd.to_datetime(events["timestamp"], utc=True)
-    events["timestamp"] = stamps + (pd.Timestamp(datetime.now(UTC) - timedelta(days=2)) - stamps.max())
-    path = tmp_path_factory.mktemp("retrain") / "events.csv"
-    events.to_csv(path, index=False)
-    return path
+    return recent_events_csv(tmp_path_factory.mktemp("retrain") / "events.csv", VICTIM, n_users=70, n_items=45, n_interactions=2200, seed=11)
 
 
 def train(events_csv: Path, db_url: str, pack: str = "california-ccpa") -> dict:

@@ -13,14 +13,12 @@ consent rules (nothing to learn from without consent), `--pack baseline` refused
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from cli_helpers import dump, invoke, ok
+from cli_helpers import recent_events_csv, dump, invoke, ok
 
-from recommender.synthetic import SyntheticSpec, generate
 
 VICTIM = "dsr-binding-victim-Q7m2"
 MAP = "user_id=user_id,item_id=item_id,timestamp=timestamp,event_type=event_type,value=value"
@@ -28,16 +26,7 @@ MAP = "user_id=user_id,item_id=item_id,timestamp=timestamp,event_type=event_type
 
 @pytest.fixture(scope="module")
 def events_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data = generate(SyntheticSpec(n_users=60, n_items=40, n_interactions=1800, seed=5, event_mix={"rating": 1.0}))
-    events = data.events.drop(columns=["session_id", "context"]).copy()
-    events["user_id"] = events["user_id"].astype(str)
-    busiest = events["user_id"].value_counts().index[0]
-    events.loc[events["user_id"] == busiest, "user_id"] = VICTIM
-    stamps = pd.to_datetime(events["timestamp"], utc=True)
-    events["timestamp"] = stamps + (pd.Timestamp(datetime.now(UTC) - timedelta(days=2)) - stamps.max())
-    path = tmp_path_factory.mktemp("binding") / "events.csv"
-    events.to_csv(path, index=False)
-    return path
+    return recent_events_csv(tmp_path_factory.mktemp("binding") / "events.csv", VICTIM, n_users=60, n_items=40, n_interactions=1800, seed=5)
 
 
 def run(events_csv: Path, db_url: str, pack: str):  # noqa: ANN201
