@@ -14,28 +14,10 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
-from typer.testing import CliRunner
 
 from audits import open_store
 from audits.models import ModelVersion, TrailEvent
-from governance.cli import app as cli
-
-DATA = "synthetic:n_users=300,n_items=200,n_interactions=12000,seed=4"
-runner = CliRunner()
-
-
-def _train(db_url: str, factors: int) -> str:
-    done = runner.invoke(cli, ["train", DATA, "--no-tune", "--no-carbon", "--factors", str(factors), "--iterations", "4", "--database-url", db_url, "--json"])
-    assert done.exit_code == 0, done.output
-    return json.loads(done.stdout)["model_version"]
-
-
-def _deploy(db_url: str, *args: str):
-    return runner.invoke(cli, ["deploy", *args, "--database-url", db_url])
-
-
-def _promote(db_url: str, mv: str, stage: str, tmp_path: Path):
-    return _deploy(db_url, "promote", mv, "--to", stage, "--data", DATA, "--out", str(tmp_path / "gate"), "--json")
+from test_deploy import _deploy, _promote, _train  # the same small model and the same moves
 
 
 def _trail(db_url: str) -> list[int]:
