@@ -76,6 +76,7 @@ __all__ = [
     "OnlineStore",
     "OutboxWatch",
     "Stamp",
+    "check_redis_url",
     "configured_store",
     "drain_at_startup",
     "drain_outbox",
@@ -390,8 +391,39 @@ def configured_store() -> OnlineStore | None:
     with _STORES_LOCK:
         store = _STORES.get(url)
         if store is None:
-            store = _STORES[url] = OnlineStore.from_url(url)
+            check_redis_url(url)
+            try:
+                made = OnlineStore.from_url(url)
+            except ValueError as err:  # what redis-py refuses beyond the checks above; its message may hold the URL
+                from recommender.errors import ConfigError
+
+                raise ConfigError("RECGOV_REDIS_URL: not a Redis URL redis-py accepts; e.g. redis://127.0.0.1:6379/0") from err
+            store = _STORES[url] = made
         return store
+
+
+def check_redis_url(url: str) -> None:
+    """Refuse a ``RECGOV_REDIS_URL`` that is not a Redis URL, naming the variable and the part that is wrong, never
+    repeating the URL (it may hold a password): a bad scheme or port, or a database that is not a number (which
+    redis-py would silently read as database 0, another application's)."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    from recommender.errors import ConfigError
+
+    where = "RECGOV_REDIS_URL"
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        got = f"{parts.scheme}://" if parts.scheme and len(parts.scheme) <= 16 else "none"
+        raise ConfigError(f"{where}: the scheme must be redis://, rediss:// or unix:// (got {got}); e.g. redis://127.0.0.1:6379/0")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:
+        raise ConfigError(f"{where}: the port must be a number from 0 to 65535; e.g. redis://127.0.0.1:6379/0") from None
+    dbs = [unquote(parts.path).strip("/")] if parts.scheme != "unix" and parts.path.strip("/") else []
+    dbs += parse_qs(parts.query).get("db", [])
+    for db in dbs:
+        if not db.isdigit():
+            raise ConfigError(f"{where}: the database must be a number (the path /0, /1, ... or ?db=N); e.g. redis://127.0.0.1:6379/0")
 
 
 def invalidate_subjects(subject_ids: Iterable[str | int], *, hold: bool = False) -> None:

@@ -84,3 +84,25 @@ def test_warm_stores_nothing_of_a_subject_erased_while_their_consent_was_read(tm
     assert online_store.user_factors(version, victim) is None
     other = online_store.subject_key("u000009")
     assert 0 < online_store.client.pttl(f"{ns}:uf:{version}:{other}") <= online_store.ttl_ms  # factors expire too
+
+
+def test_a_bad_redis_url_is_one_located_line_that_never_repeats_it_and_nothing_is_written(tmp_path, monkeypatch) -> None:
+    """A mistyped RECGOV_REDIS_URL was a ValueError traceback from redis-py (or, for a database that is not a
+    number, silently database 0); it must be one line naming the variable and what is wrong, exit 2, and
+    neither the database nor Redis touched. The URL may hold a password: it is never repeated."""
+    db = tmp_path / "store.db"
+    cases = {
+        "foo://s3cret@host/0": "the scheme must be redis://",
+        "redis://:s3cret@127.0.0.1:notaport/0": "the port must be a number",
+        "redis://:s3cret@127.0.0.1:6379/zero": "the database must be a number",
+        "redis://:s3cret@127.0.0.1:6379?db=x": "the database must be a number",
+    }
+    for url, why in cases.items():
+        monkeypatch.setenv("RECGOV_REDIS_URL", url)
+        for args in (["online-store", "drain"], ["online-store", "warm", "--model", "m"]):
+            result = runner.invoke(app, [*args, "--database-url", f"sqlite:///{db}"])
+            assert result.exit_code == 2, (url, result.output)
+            assert result.exception is None or isinstance(result.exception, SystemExit)
+            assert f"RECGOV_REDIS_URL: {why}" in result.output, result.output
+            assert "s3cret" not in result.output and "Traceback" not in result.output
+            assert not db.exists()  # nothing opened, nothing written
