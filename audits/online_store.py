@@ -3,8 +3,11 @@
 What it holds (``NS`` is the namespace, ``recgov`` by default)::
 
     NS:g                 the global epoch: bumped by a block or an availability change
-    NS:e:<subject key>   the subject's epoch: bumped by a consent change or an erasure
-    NS:l:<subject key>   hash: one cached list per (model version, pack, what is kept out, length, context)
+    NS:e:<subject key>   the subject's epoch: bumped by a consent change or an erasure; it expires twice the
+                         lists' time to live after its last bump or write under it
+    NS:l:<subject key>   hash: one cached list per (model version, pack, what is kept out, length, context),
+                         all under the epochs its field ``~`` names (a write under newer ones starts it afresh);
+                         a list older than the time to live is a miss
     NS:uf:<version>:<subject key>  the subject's factor vector (float32 bytes), with the lists' time to live
     NS:if:<version>      the model's item factors (float32 bytes, with their shape)
     NS:versions          the model versions whose factors are stored
@@ -101,15 +104,29 @@ HOLD_S = 30.0
 TIMEOUT_S = 0.25
 """Connect and read timeout: a slow store must not hold a request."""
 
+LIST_FIELDS_MAX = 32
+"""Cached lists one subject's hash holds at most under the same epochs (model versions, packs, regions, lengths);
+a write beyond it starts the hash afresh."""
+
 # Store the entry only if neither epoch moved since they were read and no hold is on the subject
-# (KEYS: lists, subject epoch, global epoch, hold).
+# (KEYS: lists, subject epoch, global epoch, hold; ARGV: epochs, field, entry, time to live in ms, fields at most,
+# the epoch's time to live in ms). The hash's field "~" names the epochs its entries were written under: a write
+# under newer ones (after a block, an availability change, a consent change) drops the older entries rather than
+# keeping them alive with the hash's time to live, and so does a write past LIST_FIELDS_MAX fields. The subject's
+# epoch key lives at least as long as any entry written under it (its time to live is renewed here).
 _PUT = """
 if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
 local e = redis.call('GET', KEYS[2]) or '0'
 local g = redis.call('GET', KEYS[3]) or '0'
 if e ~= ARGV[1] or g ~= ARGV[2] then return 0 end
+local mark = e .. '|' .. g
+if redis.call('HGET', KEYS[1], '~') ~= mark or redis.call('HLEN', KEYS[1]) > tonumber(ARGV[6]) then
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], '~', mark)
+end
 redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
+if e ~= '0' then redis.call('PEXPIRE', KEYS[2], ARGV[7]) end
 return 1
 """
 
@@ -119,11 +136,12 @@ return {redis.call('HGET', KEYS[1], ARGV[1]), redis.call('GET', KEYS[2]) or '0',
 """
 
 # Store one subject's factors only if their epoch did not move since it was read and no hold is on them
-# (KEYS: factors, subject epoch, hold; ARGV: epoch, factors, time to live in ms).
+# (KEYS: factors, subject epoch, hold; ARGV: epoch, factors, time to live in ms, the epoch's time to live in ms).
 _PUT_FACTORS = """
 if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
 if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+if ARGV[1] ~= '0' then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end
 return 1
 """
 
@@ -156,6 +174,8 @@ class OnlineStore:
         self.client = client
         self.namespace = namespace
         self.ttl_ms = int(ttl_s * 1000)
+        """How long a cached list or a subject's factors live at most: a list read later than this after it was
+        written is a miss, however long its hash was kept alive by newer writes."""
         self._key = key
         self.hold_s = HOLD_S
         self._down_until = 0.0
@@ -171,6 +191,13 @@ class OnlineStore:
 
         client = redis.Redis.from_url(url, socket_connect_timeout=TIMEOUT_S, socket_timeout=TIMEOUT_S)
         return cls(client, **kwargs)
+
+    @property
+    def epoch_ttl_ms(self) -> int:
+        """How long a subject's epoch key lives after its last bump or write under it: twice the entries' time to
+        live, so it outlives every entry written under it (it is renewed by each write) and an epoch never comes
+        back to a value an entry still holds; after that, the subject's keyed hash is gone from Redis."""
+        return 2 * self.ttl_ms
 
     # -- keys ---------------------------------------------------------------------------------------
     def subject_key(self, subject_id: str | int) -> str:
@@ -223,6 +250,9 @@ class OnlineStore:
         entry = orjson.loads(raw)
         if entry.get("e") != stamp.subject or entry.get("g") != stamp.everyone:
             return None, stamp
+        written = entry.get("w")
+        if not isinstance(written, int) or not 0 <= time.time() * 1000 - written <= self.ttl_ms:
+            return None, stamp  # older than its time to live (or of a version that did not say when it was written)
         return entry, stamp
 
     def _call(self, script: Any, keys: Sequence[str], args: Sequence[str]) -> Any:
@@ -269,10 +299,11 @@ class OnlineStore:
         """Store ``entry`` if the epochs still are ``stamp``'s (atomic); whether it was stored."""
         if not self.available:
             return False
-        payload = orjson.dumps({**entry, "e": stamp.subject, "g": stamp.everyone})
+        payload = orjson.dumps({**entry, "e": stamp.subject, "g": stamp.everyone, "w": int(time.time() * 1000)})
         keys = [self._k("l", subject), self._k("e", subject), self._k("g"), self._k("h", subject)]
         try:
-            return bool(self._put(keys=keys, args=[stamp.subject, stamp.everyone, field, payload, self.ttl_ms]))
+            args = [stamp.subject, stamp.everyone, field, payload, self.ttl_ms, LIST_FIELDS_MAX, self.epoch_ttl_ms]
+            return bool(self._put(keys=keys, args=args))
         except Exception as err:  # noqa: BLE001 - a write that fails is skipped
             self._failed("write", err)
             return False
@@ -301,7 +332,7 @@ class OnlineStore:
                 for j in range(start, min(start + 10_000, len(subjects))):
                     s = subjects[j]
                     keys = [self._k("uf", version, s), self._k("e", s), self._k("h", s)]
-                    self._put_factors(keys=keys, args=[stamps[j].subject, users[j].tobytes(), self.ttl_ms], client=pipe)
+                    self._put_factors(keys=keys, args=[stamps[j].subject, users[j].tobytes(), self.ttl_ms, self.epoch_ttl_ms], client=pipe)
                 stored += sum(int(r) for r in pipe.execute())
         except Exception as err:  # noqa: BLE001 - a store that is down holds nothing
             self._failed("factor write", err)
@@ -351,6 +382,7 @@ class OnlineStore:
                 chunk = subjects[start : start + 10_000]
                 for s in chunk:
                     pipe.incr(self._k("e", s))
+                    pipe.pexpire(self._k("e", s), self.epoch_ttl_ms)  # the pseudonym leaves Redis once nothing needs it
                     if hold:
                         pipe.set(self._k("h", s), 1, px=int(self.hold_s * 1000))
                 pipe.delete(*(self._k("l", s) for s in chunk))

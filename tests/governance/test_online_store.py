@@ -434,3 +434,47 @@ def test_the_consent_state_hash_tells_every_field_apart() -> None:
     hashes = [ListCache.consent_state(r) for r in (request, *variants)]
     assert ListCache.consent_state(same) == hashes[0]
     assert len(set(hashes)) == len(hashes)
+
+
+def test_cached_lists_and_epochs_do_not_outlive_their_time_to_live(online_store) -> None:
+    """Each write renewed the time to live of the subject's whole hash, so lists made before a block, an
+    availability change or a new model stayed in Redis (and one could be read) long after their 24 h, and the hash
+    of an active subject grew by a field per change; and a subject's epoch key (their keyed hash) stayed in Redis
+    forever, erased or not. Now: a write under newer epochs drops the older lists, a hash holds at most
+    LIST_FIELDS_MAX lists, a list older than its time to live is a miss, and an epoch key expires."""
+    import time
+
+    from audits.online_store import LIST_FIELDS_MAX
+
+    store = online_store
+    store.ttl_ms = 1500
+    subject = store.subject_key("someone")
+    lists = store._k("l", subject)
+    _, stamp = store.read_list(subject, "old")
+    assert store.write_list(subject, "old", {"i": [1]}, stamp)
+    for n in range(3):  # a block each time, then a list written under the new epoch
+        store.invalidate_everyone()
+        _, stamp = store.read_list(subject, f"f{n}")
+        assert store.write_list(subject, f"f{n}", {"i": [1]}, stamp)
+    assert set(store.client.hkeys(lists)) == {b"~", b"f2"}  # what was made before the last block is gone
+    for n in range(LIST_FIELDS_MAX + 5):  # many lists under the same epochs (regions, lengths, packs, versions)
+        assert store.write_list(subject, f"same{n}", {"i": [1]}, stamp)
+    assert store.client.hlen(lists) <= LIST_FIELDS_MAX + 2
+    # A list kept alive by later writes to its hash is read as a miss once older than its time to live.
+    assert store.write_list(subject, "kept", {"i": [1]}, stamp)
+    time.sleep(1.0)
+    assert store.write_list(subject, "later", {"i": [1]}, stamp)  # renews the hash, not "kept"
+    time.sleep(0.7)
+    assert store.client.hexists(lists, "kept")
+    assert store.read_list(subject, "kept")[0] is None and store.read_list(subject, "later")[0] is not None
+    # The epoch key of an invalidated (e.g. erased) subject expires, and outlives every entry written under it.
+    store.invalidate([subject], hold=False)
+    epoch = store._k("e", subject)
+    assert 0 < store.client.pttl(epoch) <= store.epoch_ttl_ms
+    _, stamp = store.read_list(subject, "x")
+    assert store.write_list(subject, "x", {"i": [1]}, stamp)
+    assert store.client.pttl(epoch) > store.client.pttl(lists)
+    erased = store.subject_key("erased")
+    store.invalidate([erased], hold=True)
+    assert 0 < store.client.pttl(store._k("e", erased)) <= store.epoch_ttl_ms
+    assert 0 < store.client.pttl(store._k("h", erased))
