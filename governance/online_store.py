@@ -10,6 +10,10 @@ plan is ``personalized``), and an entry is used only when it was made
   items the request's context and region admit (availability included), so a
   block, an unblock or an availability change makes every older entry a miss at
   once, in every process, even where Redis could not be told;
+* over the same item metadata: a content hash of the personalizer's catalog (the
+  provider groups and categories the pack's re-ranking and tags use), so a list
+  made by a process that could not read the item table (re-ranked without them)
+  is never served by one that could, nor the other way round;
 * under the same consent state: a hash of the consent records, the signals and
   the erasure sequence the request carried, so a list made before a consent
   change or an erasure is never served after it;
@@ -78,6 +82,7 @@ class ListCache:
         """The outbox as this process knows it (:class:`audits.online_store.OutboxWatch`): a subject with an
         invalidation not yet applied to Redis (or everyone, for a global one) is not served from it."""
         self._blocked_digest: tuple[str, str] | None = None
+        self._catalog_digest: tuple[Any, str] | None = None
         self._fields: dict[tuple[str, str, str, int], str] = {}
         self.hits = 0
         self.misses = 0
@@ -87,9 +92,32 @@ class ListCache:
         cached = self._blocked_digest
         if cached is None or cached[0] != personalizer.token:
             blocked = np.sort(np.asarray(personalizer.blocked_items, dtype=np.int64))
-            cached = self._blocked_digest = (personalizer.token, _digest(blocked.tobytes()))
+            cached = self._blocked_digest = (personalizer.token, _digest(blocked.tobytes(), self._catalog_of(personalizer).encode()))
         mask = b"" if allowed is None else np.packbits(allowed).tobytes()
         return _digest(cached[1].encode(), mask)
+
+    def _catalog_of(self, personalizer: Any) -> str:
+        """A hash of the item metadata ``personalizer`` re-ranks and tags with (its checked catalog; hashed once per
+        catalog, which every personalizer of an engine shares)."""
+        catalog = getattr(personalizer, "_catalog", None)
+        seen = self._catalog_digest
+        if seen is not None and seen[0] is catalog:
+            return seen[1]
+        parts: list[bytes] = []
+        if catalog is None:
+            parts.append(b"none")
+        else:
+            for array in (catalog.item_group, catalog.item_popularity):
+                parts.append(b"-" if array is None else f"{array.dtype.str}{array.shape}".encode() + np.ascontiguousarray(array).tobytes())
+            matrix = catalog.item_categories
+            if matrix is None:
+                parts.append(b"-")
+            else:
+                matrix = matrix.tocsr()
+                parts += [str(matrix.shape).encode(), *(np.ascontiguousarray(a).tobytes() for a in (matrix.indptr, matrix.indices, matrix.data))]
+        digest = _digest(*parts)
+        self._catalog_digest = (catalog, digest)
+        return digest
 
     @staticmethod
     def consent_state(request: Any) -> str:

@@ -478,3 +478,23 @@ def test_cached_lists_and_epochs_do_not_outlive_their_time_to_live(online_store)
     store.invalidate([erased], hold=True)
     assert 0 < store.client.pttl(store._k("e", erased)) <= store.epoch_ttl_ms
     assert 0 < store.client.pttl(store._k("h", erased))
+
+
+def test_a_list_made_without_the_item_metadata_is_not_served_by_an_engine_that_has_it(world, online_store) -> None:
+    """A process that could not read the model's item table serves lists without provider groups (the pack's
+    provider calibration does nothing) and with other tags; the cache key did not say so, so such a list, once in
+    Redis, was served by every process that has the table, as the pack's governed list. The catalog is now part
+    of what an entry was made under."""
+    data, matrix, model = world
+    degraded = ServingEngine(load_pack("policies/eu-gdpr-dsa.yaml"), model, None)  # no item table
+    degraded.list_cache = ListCache(online_store)
+    healthy = engine_of(world, online_store)
+    reference = engine_of(world, None)
+    for u in matrix.user_ids[:10]:
+        degraded.serve(ServeRequest(str(u), k=10, consent=consent("granted")))
+        served = healthy.serve(ServeRequest(str(u), k=10, consent=consent("granted")))
+        want = reference.serve(ServeRequest(str(u), k=10, consent=consent("granted")))
+        assert served.list_source is None
+        assert (served.items, served.tags) == (want.items, want.tags)
+        again = healthy.serve(ServeRequest(str(u), k=10, consent=consent("granted")))  # its own entry is used
+        assert again.list_source == "online_store" and again.items == want.items
