@@ -247,7 +247,13 @@ class OnlineStore:
         stamp = Stamp(int(epoch or 0), int(everyone or 0))
         if raw is None:
             return None, stamp
-        entry = orjson.loads(raw)
+        try:
+            entry = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            entry = None
+        if not isinstance(entry, dict):  # not an entry this version wrote (another version, another program): a miss
+            log.warning("online store: an entry that is not a cached list was read as a miss")
+            return None, stamp
         if entry.get("e") != stamp.subject or entry.get("g") != stamp.everyone:
             return None, stamp
         written = entry.get("w")

@@ -73,6 +73,18 @@ def _digest(*parts: bytes) -> str:
     return h.hexdigest()
 
 
+def _well_formed(rows: Any, scores: Any, tags: Any) -> bool:
+    """Whether a cached entry's items, scores and tags are what :meth:`ListCache.put` writes: lists of one length,
+    the items ints, the scores numbers, each item's tags a list of dicts."""
+    return (
+        type(rows) is list and type(scores) is list and type(tags) is list
+        and len(rows) == len(scores) == len(tags)
+        and all(type(r) is int for r in rows)
+        and all(type(v) in (int, float) or v is None for v in scores)
+        and all(type(t) is list and all(type(d) is dict for d in t) for t in tags)
+    )  # fmt: skip
+
+
 class ListCache:
     """The engine's reads and writes of cached lists (see the module docstring)."""
 
@@ -170,7 +182,10 @@ class ListCache:
         if entry is None or entry.get("c") != self.consent_state(plan.request):
             self.misses += 1
             return None, ticket
-        rows = entry["i"]
+        rows, scores, tags = entry.get("i"), entry.get("s"), entry.get("t")
+        if not _well_formed(rows, scores, tags):
+            self.misses += 1
+            return None, ticket  # not a list this version wrote: made here (and written again) instead
         items = np.asarray(rows, dtype=np.int64)
         blocked = plan.personalizer.blocked_mask  # what no list may hold now (a boolean mask per model row)
         if rows and (
@@ -181,7 +196,7 @@ class ListCache:
             self.misses += 1
             return None, ticket  # never served: something in it is kept out now
         self.hits += 1
-        return PersonalizedList(items, entry["s"], entry["t"]), ticket
+        return PersonalizedList(items, scores, tags), ticket
 
     def put(self, plan: Any, ticket: tuple[str, str, Stamp], personalized: Any) -> bool:
         """Store ``personalized`` for ``plan`` if nothing changed since :meth:`get` (see :mod:`audits.online_store`)."""

@@ -498,3 +498,34 @@ def test_a_list_made_without_the_item_metadata_is_not_served_by_an_engine_that_h
         assert (served.items, served.tags) == (want.items, want.tags)
         again = healthy.serve(ServeRequest(str(u), k=10, consent=consent("granted")))  # its own entry is used
         assert again.list_source == "online_store" and again.items == want.items
+
+
+def test_an_entry_this_version_did_not_write_is_a_miss_not_a_failed_request(world, online_store) -> None:
+    """An entry that is not JSON, not an object, or whose items, scores and tags do not line up (another
+    version's format, another program in the namespace) made every request of that subject fail until it
+    expired; it is now a miss: the list is made here and written again."""
+    import orjson
+
+    _, matrix, _ = world
+    engine = engine_of(world, online_store)
+    reference = engine_of(world, None)
+    user = str(matrix.user_ids[9])
+    key = f"{online_store.namespace}:l:{online_store.subject_key(user)}"
+    want = reference.serve(ServeRequest(user, k=5, consent=consent("granted")))
+    engine.serve(ServeRequest(user, k=5, consent=consent("granted")))
+    field = next(f for f in online_store.client.hkeys(key) if f != b"~")
+    good = orjson.loads(online_store.client.hget(key, field))
+    bad = [
+        b"\x00garbage",
+        b"[1, 2]",
+        orjson.dumps({**good, "s": good["s"][:-1]}),
+        orjson.dumps({**good, "i": ["x"] * len(good["i"])}),
+        orjson.dumps({**good, "t": "text"}),
+        orjson.dumps({k: v for k, v in good.items() if k != "i"}),
+    ]
+    for value in bad:
+        online_store.client.hset(key, field, value)
+        served = engine.serve(ServeRequest(user, k=5, consent=consent("granted")))
+        assert served.list_source is None and (served.items, served.tags) == (want.items, want.tags)
+        again = engine.serve(ServeRequest(user, k=5, consent=consent("granted")))
+        assert again.list_source == "online_store" and again.items == want.items  # written again, good this time
