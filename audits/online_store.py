@@ -647,7 +647,9 @@ class OutboxWatch:
     Read from the database at most every :attr:`interval_s` seconds, by the first request that asks after that
     (one indexed query on a table that is empty when Redis is up), and at once when this process records or drains
     a change; :meth:`holds` is a set lookup. While something is pending and the store answers, that request also
-    drains it (at most every :attr:`interval_s` seconds)."""
+    starts a drain of it (at most every :attr:`interval_s` seconds), on a thread of its own: a drain writes to the
+    database and, after an outage, may apply many thousands of rows, which must not hold the request (the API
+    asks from its event loop). Its subjects stay held until the drain is done and the view read again."""
 
     def __init__(self, engine: Any, interval_s: float = 1.0, *, drain: bool = True) -> None:
         self.engine = engine
@@ -659,6 +661,8 @@ class OutboxWatch:
         self._checked = float("-inf")
         self._drained = float("-inf")
         self._lock = threading.Lock()
+        self._draining = threading.Lock()
+        self._drainer: threading.Thread | None = None
         self.refreshes = 0
 
     @property
@@ -701,12 +705,31 @@ class OutboxWatch:
         now = time.monotonic()
         if self.drain and store is not None and store.available and now - self._drained >= self.interval_s:
             self._drained = now
+            self._drain_behind(store)
+        return self._everyone or subject_key in self._subjects
+
+    def _drain_behind(self, store: OnlineStore) -> None:
+        """Drain the outbox into ``store`` on a thread of its own (one at a time), then read the view again."""
+        if not self._draining.acquire(blocking=False):
+            return  # a drain runs already
+
+        def run() -> None:
             try:
                 drain_outbox(self.engine, store)
                 self.refresh(force=True)  # what is left (nothing, when Redis took it all)
             except Exception as err:  # noqa: BLE001 - drained later (the CLI, the next request, startup)
                 log.warning("online store: the outbox could not be drained (%s)", type(err).__name__)
-        return self._everyone or subject_key in self._subjects
+            finally:
+                self._draining.release()
+
+        self._drainer = threading.Thread(target=run, name="recgov-online-store-drain", daemon=True)
+        self._drainer.start()
+
+    def settle(self, timeout: float | None = None) -> None:
+        """Wait for the drain :meth:`holds` started, if one runs."""
+        drainer = self._drainer
+        if drainer is not None:
+            drainer.join(timeout)
 
 
 _WATCHES: weakref.WeakKeyDictionary[Any, OutboxWatch] = weakref.WeakKeyDictionary()

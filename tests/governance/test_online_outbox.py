@@ -129,7 +129,9 @@ def test_a_serving_request_or_the_startup_drains_what_waits(store, online_store,
     use(monkeypatch, online_store)
     watch = OutboxWatch(store.engine, interval_s=0.0)
     assert watch.holds(key) is True  # not served from Redis while it waits ...
-    assert watch.holds(key, online_store) is False  # ... until a serving request that reaches Redis drains it
+    assert watch.holds(key, online_store) is True  # ... until a serving request that reaches Redis drains it, behind it
+    watch.settle(10)
+    assert watch.holds(key) is False
     assert rows(store.engine) == [] and epoch(online_store, key) == 1 and not watch.pending
     use(monkeypatch, dead)
     with store.session() as session:
@@ -217,3 +219,30 @@ def test_a_bulk_change_records_one_global_row_and_still_invalidates_each_subject
         online.invalidate_subjects_after_commit(session, many)
         session.commit()
     assert rows(store.engine) == [(OUTBOX_EVERYONE, False, 1)] and "bulk-" not in repr(rows(store.engine))
+
+
+def test_a_serving_request_does_not_wait_for_the_drain_it_starts(store, online_store, dead, monkeypatch) -> None:
+    """After an outage the outbox may hold many thousands of rows; the request that found Redis back drained them
+    all before it answered (on the API's event loop, holding every other request, and writing to the database
+    there). It now starts the drain behind it and answers at once, its subjects held until the drain is done."""
+    import threading
+
+    key = online_store.subject_key("s-1")
+    with store.engine.begin() as conn:
+        record_outbox(conn, [key], hold=True)
+    started, release = threading.Event(), threading.Event()
+    real = online.drain_outbox
+
+    def slow_drain(*args, **kwargs):  # a drain of a large outbox: it takes as long as the test says
+        started.set()
+        release.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(online, "drain_outbox", slow_drain)
+    watch = OutboxWatch(store.engine, interval_s=0.0)
+    assert watch.holds(key, online_store) is True  # answered while the drain has not finished
+    assert started.wait(5) and rows(store.engine)  # it runs, behind the request
+    assert watch.holds(key, online_store) is True  # one drain at a time; still held meanwhile
+    release.set()
+    watch.settle(10)
+    assert rows(store.engine) == [] and watch.holds(key) is False
