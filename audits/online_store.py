@@ -9,7 +9,7 @@ What it holds (``NS`` is the namespace, ``recgov`` by default)::
                          all under the epochs its field ``~`` names (a write under newer ones starts it afresh);
                          a list older than the time to live is a miss
     NS:uf:<version>:<subject key>  the subject's factor vector (float32 bytes), with the lists' time to live
-    NS:if:<version>      the model's item factors (float32 bytes, with their shape)
+    NS:if:<version>      the model's item factors (float32 bytes, with their shape), with the same time to live
     NS:versions          the model versions whose factors are stored
 
 A subject is named only by a keyed hash: ``HMAC-SHA256(installation key,
@@ -330,7 +330,9 @@ class OnlineStore:
         try:
             pipe = self.client.pipeline(transaction=False)
             pipe.sadd(self._k("versions"), version)
-            pipe.set(self._k("if", version), orjson.dumps(list(items.shape)) + b"\n" + items.tobytes())
+            # with the same time to live: a model retired, replaced or deleted (an erased subject's data trained it)
+            # does not leave its item factors in Redis for good; each fill renews them
+            pipe.set(self._k("if", version), orjson.dumps(list(items.shape)) + b"\n" + items.tobytes(), px=self.ttl_ms)
             pipe.unlink(self._k("uf", version))  # the former layout (one hash per version, no time to live)
             pipe.execute()
             for start in range(0, len(subjects), 10_000):

@@ -163,6 +163,7 @@ def test_factors_expire_and_are_written_only_under_the_epoch_read_before_consent
     assert np.array_equal(online_store.user_factors(version, keys[0]), model.user_factors_[0].astype(np.float32))
     assert online_store.user_factors(version, keys[1]) is None and online_store.user_factors(version, keys[2]) is None
     assert 0 < client.pttl(f"{ns}:uf:{version}:{keys[0]}") <= online_store.ttl_ms  # never kept indefinitely
+    assert 0 < client.pttl(f"{ns}:if:{version}") <= online_store.ttl_ms  # the model's item factors neither
     # Stamps read now: stored; an invalidation then deletes them.
     assert store_factors(online_store, model, subjects[:2]) == 2
     assert online_store.invalidate(keys[:2]) is True
