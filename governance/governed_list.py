@@ -14,6 +14,7 @@ same reading of the consent ledger (:func:`consent_records`).
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC
 from typing import Any
 
@@ -29,6 +30,7 @@ from governance.consent.tcf import decode_tc_string
 from governance.escalation import items_out_of_lists
 from governance.family_serving import load_served_model
 from governance.online_store import ListCache
+from governance.model_catalog import dataset_sources, read_catalog
 from governance.policy import LoadedPack
 from governance.privacy import record_consent_from_request
 from governance.serving import ServedList, ServeRequest, ServingEngine
@@ -37,14 +39,20 @@ from recommender.errors import ConfigError, DataError
 
 __all__ = ["MODEL_NOT_RECORDED", "consent_records", "open_engine", "serve_list"]
 
+logger = logging.getLogger(__name__)
+
 MODEL_NOT_RECORDED = "model version {version!r} is not in the store; train one with 'recgov train'"
 ARTIFACT_MISMATCH = "the artifact at {location} holds model {found}, not {version}; the store and the file disagree"
 
 
 def open_engine(
-    store: Any, loaded: LoadedPack, model_version: str, items: pd.DataFrame | None = None, vendor_id: int | None = None
+    store: Any, loaded: LoadedPack, model_version: str, items: pd.DataFrame | None = None, vendor_id: int | None = None,
+    *, dataset_items: bool = False,
 ) -> tuple[ServingEngine, DecisionLog]:
-    """A :class:`~governance.serving.ServingEngine` for a recorded model version, and its decision log (close it)."""
+    """A :class:`~governance.serving.ServingEngine` for a recorded model version, and its decision log (close it).
+
+    ``dataset_items``: without ``items``, serve with the item table the API serves the version with (its
+    dataset's, :func:`governance.model_catalog.read_catalog`; a warning and none when it cannot be read)."""
     with store.session() as session:
         row = session.get(ModelVersion, model_version)
         if row is None:
@@ -54,9 +62,15 @@ def open_engine(
         unavailable = unavailable_items(session)
         seen = erasures_seen(session, model_version)
         standing = model_standing(session, model_version)
+        sources = dataset_sources(session.connection(), model_version) if dataset_items and items is None else []
     model, engine_class = load_served_model(kind, location, model_version)  # ALS, or the family's own engine
     if model.version_id_ != model_version:
         raise ConfigError(ARTIFACT_MISMATCH.format(location=location, found=model.version_id_, version=model_version))
+    if dataset_items and items is None:
+        items, problems = read_catalog(model, sources)
+        if items is None:
+            logger.warning("model %s: no item table of its dataset can be read here (%s); its lists are made without item "
+                        "metadata", model_version, "; ".join(problems) or "no source recorded")
     log = DecisionLog(store)
     engine = engine_class(
         loaded, model, items, blocked=blocked, sink=log, vendor_id=vendor_id,

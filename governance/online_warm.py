@@ -49,7 +49,8 @@ def warm_heavy_users(
     if not online.ping():
         raise ConfigError("the online store does not answer; check RECGOV_REDIS_URL and that Redis runs")
     drain_outbox(store.engine, online)  # invalidations recorded while Redis was away are applied first
-    engine, log = open_engine(store, loaded, model_version, items)
+    # the item table the API serves the version with: a list is read back only by an engine with the same item metadata
+    engine, log = open_engine(store, loaded, model_version, items, dataset_items=True)
     try:
         engine.list_cache = ListCache(online, outbox_watch(store.engine))
         model = engine.model

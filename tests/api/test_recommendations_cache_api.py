@@ -165,6 +165,7 @@ def test_a_personalized_eu_list_is_the_engines_list_with_the_models_item_table(s
 
 
 def test_a_dataset_the_service_cannot_read_leaves_lists_served_without_item_metadata(server, monkeypatch, caplog) -> None:  # noqa: ANN001
+    from governance import model_catalog
     from governance.api.services import engines
 
     cache = engines.engines_of(server.app)
@@ -172,7 +173,7 @@ def test_a_dataset_the_service_cannot_read_leaves_lists_served_without_item_meta
     def unreadable(source):  # noqa: ANN001, ANN202
         raise FileNotFoundError(f"no such file: {source}")
 
-    monkeypatch.setattr(engines, "load_data", unreadable)
+    monkeypatch.setattr(model_catalog, "load_data", unreadable)
     with cache._lock:
         cache._catalogs.clear()
         cache._engines.clear()

@@ -106,3 +106,38 @@ def test_a_bad_redis_url_is_one_located_line_that_never_repeats_it_and_nothing_i
             assert f"RECGOV_REDIS_URL: {why}" in result.output, result.output
             assert "s3cret" not in result.output and "Traceback" not in result.output
             assert not db.exists()  # nothing opened, nothing written
+
+
+def test_warm_makes_lists_over_the_item_table_the_api_serves_with(tmp_path, online_store, monkeypatch) -> None:
+    """``warm`` made its lists without any item table (no provider groups, no categories: the pack's provider
+    calibration did nothing), which servers with the table then served as the pack's lists. It now reads the
+    table the API reads (the model's dataset), so a server with it reads warm's lists back, and they are its own."""
+    import audits.online_store as online
+    from governance.governed_list import serve_list
+    from governance.policy import load_pack
+    from recommender.loaders import load_data
+
+    db_url = f"sqlite:///{tmp_path / 'store.db'}"
+    trained = runner.invoke(app, ["train", DATA, "--no-tune", "--no-carbon", "--factors", "8", "--iterations", "3", "--database-url", db_url, "--json"])
+    assert trained.exit_code == 0, trained.output
+    version = json.loads(trained.stdout)["model_version"]
+    url = "redis://online-store-under-test"
+    monkeypatch.setenv("RECGOV_REDIS_URL", url)
+    monkeypatch.setitem(online._STORES, url, online_store)
+    store = open_store(db_url)
+    try:
+        with store.session() as session:
+            for n in range(60):
+                record_consent(session, subject_id=f"u{n:06d}", purpose="personalization", status="granted", lawful_basis="consent", source="api")
+        result = runner.invoke(app, ["online-store", "warm", "--model", version, "--pack", "eu-gdpr-dsa", "--top", "10", "--database-url", db_url, "--json"])
+        assert result.exit_code == 0 and json.loads(result.stdout)["lists_stored"] > 0, result.output
+        loaded = load_pack("policies/eu-gdpr-dsa.yaml")
+        items = load_data(DATA).items  # what the API's engine is built with (the model's dataset's item table)
+        served = [serve_list(store, loaded, version, f"u{n:06d}", k=10, items=items) for n in range(60)]
+        assert sum(s.list_source == "online_store" for s in served) >= 5  # warm's lists, read back
+        monkeypatch.delenv("RECGOV_REDIS_URL")
+        for n, cached in enumerate(served):  # and each is the list such a server makes itself
+            made = serve_list(store, loaded, version, f"u{n:06d}", k=10, items=items)
+            assert made.list_source is None and (cached.items, cached.tags) == (made.items, made.tags)
+    finally:
+        store.close()

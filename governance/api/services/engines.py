@@ -64,7 +64,7 @@ from audits.decision_writer import ProcessDecisionLog
 from audits.decisions import DecisionLog, log_failure
 from audits.availability import unavailable_items
 from audits.online_store import configured_store, outbox_watch
-from audits.models import DatasetVersion, EscalationCase, ItemAvailability, ItemBlock, ItemFlag, ModelVersion
+from audits.models import EscalationCase, ItemAvailability, ItemBlock, ItemFlag, ModelVersion
 from governance import packs as pack_store
 from governance.api.compute import ComputeProcess
 from governance.api.errors import Problem
@@ -75,12 +75,13 @@ from governance.escalation import items_out_of_lists
 from governance.family_serving import load_served_model
 from governance.packs import SHIPPED_PACKS as SHIPPED
 from governance.packs import resolve_pack
+from governance.model_catalog import read_catalog
+from governance.model_catalog import dataset_sources as _dataset_sources
 from governance.policy import LoadedPack
 from governance.online_store import ListCache
 from governance.serving import ServingEngine
 from governance.suppressed import erasures_seen, model_standing, standing_reader
 from recommender.errors import ConfigError
-from recommender.loaders import load_data
 
 __all__ = [
     "MAX_CACHED_MODELS",
@@ -133,34 +134,6 @@ _LATEST_BLOCK_CHANGES = select(
 )
 _ARTIFACT_OF = select(ModelVersion.artifact_location).where(ModelVersion.version_id == bindparam("version"))
 _KIND_OF = select(ModelVersion.kind).where(ModelVersion.version_id == bindparam("version"))
-_DATASET_OF = (
-    select(DatasetVersion.source, DatasetVersion.data_schema)
-    .join(ModelVersion, ModelVersion.dataset_version_id == DatasetVersion.id)
-    .where(ModelVersion.version_id == bindparam("version"))
-)
-_DATASET_BY_HASH = select(DatasetVersion.source, DatasetVersion.data_schema).where(DatasetVersion.content_hash == bindparam("hash"))
-MAX_DERIVATIONS = 8
-"""Unlearned datasets followed back to the one a catalog can be read from (each erasure adds one)."""
-
-
-def _dataset_sources(read: Connection, model_version: str) -> list[str]:
-    """Where the dataset of ``model_version`` came from: its recorded source, then (an unlearned model's
-    dataset is a matrix derived from another) the sources of the datasets it derives from."""
-    sources: list[str] = []
-    seen: set[str] = set()
-    row = read.execute(_DATASET_OF, {"version": model_version}).one_or_none()
-    for _ in range(MAX_DERIVATIONS):
-        if row is None:
-            break
-        source, schema = row
-        if source and source not in sources:
-            sources.append(source)
-        parent = schema.get("derived_from") if isinstance(schema, dict) else None
-        if not isinstance(parent, str) or parent in seen:
-            break
-        seen.add(parent)
-        row = read.execute(_DATASET_BY_HASH, {"hash": parent}).one_or_none()
-    return sources
 
 
 def blocks_revision(read: Session | Connection | Any) -> tuple[int, ...]:
@@ -355,20 +328,7 @@ class EngineCache:
                 entry = self._catalogs.get(model_version)
             if entry is not None and (entry[1] is not None or time.monotonic() - entry[0] < CATALOG_RETRY_S):
                 return entry[1]
-            items, problems = None, []
-            needed = pd.Index(model.train_.item_ids.astype(str))
-            for source in sources:
-                try:
-                    table = load_data(source).items
-                except Exception as err:  # noqa: BLE001 - a catalog that cannot be read degrades to no metadata, loudly
-                    problems.append(f"{source[:200]!r}: {type(err).__name__}: {str(err)[:200]}")
-                    continue
-                missing = needed.difference(table.index.astype(str))
-                if len(missing):
-                    problems.append(f"{source[:200]!r}: {len(missing)} of the model's {len(needed)} items are not in its item table")
-                    continue
-                items = table
-                break
+            items, problems = read_catalog(model, sources)
             if items is None:
                 log.warning(
                     "model %s: no item table of its dataset can be read here (%s); its lists are served without item "
