@@ -7,7 +7,8 @@ What it holds (``NS`` is the namespace, ``recgov`` by default)::
                          lists' time to live after its last bump or write under it
     NS:l:<subject key>   hash: one cached list per (model version, pack, what is kept out, length, context),
                          all under the epochs its field ``~`` names (a write under newer ones starts it afresh);
-                         a list older than the time to live is a miss
+                         a list older than the time to live is a miss; each list is sealed (an HMAC under a key
+                         derived from the installation key, over its subject, field and body): one that is not is a miss
     NS:uf:<version>:<subject key>  the subject's factor vector (float32 bytes), with the lists' time to live
     NS:if:<version>      the model's item factors (float32 bytes, with their shape), with the same time to live
     NS:versions          the model versions whose factors are stored
@@ -95,6 +96,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DOMAIN = b"recgov.online-store.v1\x00"
+MAC_DOMAIN = b"recgov.online-store.list-mac.v1"
+MAC_BYTES = 16
+"""Each cached list starts with this many bytes of HMAC-SHA256 over its subject, field and body (see ``_seal``)."""
 RETRY_AFTER_S = 5.0
 """Seconds during which a store that just failed is not asked again."""
 DEFAULT_TTL_S = 24 * 3600
@@ -177,6 +181,7 @@ class OnlineStore:
         """How long a cached list or a subject's factors live at most: a list read later than this after it was
         written is a miss, however long its hash was kept alive by newer writes."""
         self._key = key
+        self._mac_key: bytes | None = None
         self.hold_s = HOLD_S
         self._down_until = 0.0
         self._lock = threading.Lock()
@@ -200,14 +205,25 @@ class OnlineStore:
         return 2 * self.ttl_ms
 
     # -- keys ---------------------------------------------------------------------------------------
-    def subject_key(self, subject_id: str | int) -> str:
-        """The keyed hash that names ``subject_id`` in Redis (never the id itself)."""
+    def _secret(self) -> bytes:
         if self._key is None:  # read once: the store's keys are named under the key it started with
             from audits.keys import installation_key
             from audits.settings import get_settings
 
             self._key = installation_key(get_settings())
-        return store_subject_key(subject_id, self._key)
+        return self._key
+
+    def subject_key(self, subject_id: str | int) -> str:
+        """The keyed hash that names ``subject_id`` in Redis (never the id itself)."""
+        return store_subject_key(subject_id, self._secret())
+
+    def _seal(self, subject: str, field: str, payload: bytes) -> bytes:
+        """The tag that binds a cached list to its subject and field, under a key derived from the installation
+        key: an entry Redis hands back is served only if this process (or one sharing its key) wrote it there."""
+        mac_key = self._mac_key
+        if mac_key is None:
+            mac_key = self._mac_key = hmac.digest(self._secret(), MAC_DOMAIN, "sha256")
+        return hmac.digest(mac_key, b"%b\x00%b\x00%b" % (subject.encode(), field.encode(), payload), "sha256")[:MAC_BYTES]
 
     def _k(self, *parts: str) -> str:
         return ":".join((self.namespace, *parts))
@@ -247,8 +263,12 @@ class OnlineStore:
         stamp = Stamp(int(epoch or 0), int(everyone or 0))
         if raw is None:
             return None, stamp
+        body = raw[MAC_BYTES:]
+        if not hmac.compare_digest(raw[:MAC_BYTES], self._seal(subject, field, body)):
+            log.warning("online store: a cached list not sealed by this installation (or for another subject) was read as a miss")
+            return None, stamp  # written by someone without the installation key, or moved from another subject
         try:
-            entry = orjson.loads(raw)
+            entry = orjson.loads(body)
         except orjson.JSONDecodeError:
             entry = None
         if not isinstance(entry, dict):  # not an entry this version wrote (another version, another program): a miss
@@ -306,6 +326,7 @@ class OnlineStore:
         if not self.available:
             return False
         payload = orjson.dumps({**entry, "e": stamp.subject, "g": stamp.everyone, "w": int(time.time() * 1000)})
+        payload = self._seal(subject, field, payload) + payload
         keys = [self._k("l", subject), self._k("e", subject), self._k("g"), self._k("h", subject)]
         try:
             args = [stamp.subject, stamp.everyone, field, payload, self.ttl_ms, LIST_FIELDS_MAX, self.epoch_ttl_ms]

@@ -517,8 +517,11 @@ def test_an_entry_this_version_did_not_write_is_a_miss_not_a_failed_request(worl
     key = f"{online_store.namespace}:l:{online_store.subject_key(user)}"
     want = reference.serve(ServeRequest(user, k=5, consent=consent("granted")))
     engine.serve(ServeRequest(user, k=5, consent=consent("granted")))
+    from audits.online_store import MAC_BYTES
+
     field = next(f for f in online_store.client.hkeys(key) if f != b"~")
-    good = orjson.loads(online_store.client.hget(key, field))
+    good = orjson.loads(online_store.client.hget(key, field)[MAC_BYTES:])
+    subject = online_store.subject_key(user)
     bad = [
         b"\x00garbage",
         b"[1, 2]",
@@ -527,9 +530,39 @@ def test_an_entry_this_version_did_not_write_is_a_miss_not_a_failed_request(worl
         orjson.dumps({**good, "t": "text"}),
         orjson.dumps({k: v for k, v in good.items() if k != "i"}),
     ]
-    for value in bad:
-        online_store.client.hset(key, field, value)
+    for value in bad:  # sealed as this installation seals them, so that they reach the checks of their shape
+        online_store.client.hset(key, field, online_store._seal(subject, field.decode(), value) + value)
         served = engine.serve(ServeRequest(user, k=5, consent=consent("granted")))
         assert served.list_source is None and (served.items, served.tags) == (want.items, want.tags)
         again = engine.serve(ServeRequest(user, k=5, consent=consent("granted")))
         assert again.list_source == "online_store" and again.items == want.items  # written again, good this time
+
+
+def test_a_list_redis_did_not_get_from_this_installation_is_not_served(world, online_store) -> None:
+    """Whoever can write to Redis could put any admissible items and any explanation text in a subject's cached
+    list (or copy another subject's there), and it was served and recorded as the pack's list. Each list is now
+    sealed under a key derived from the installation key, bound to its subject and field: anything else is a miss."""
+    from audits.online_store import MAC_BYTES
+
+    _, matrix, _ = world
+    engine = engine_of(world, online_store)
+    reference = engine_of(world, None)
+    a, b = str(matrix.user_ids[11]), str(matrix.user_ids[12])
+    for u in (a, b):
+        engine.serve(ServeRequest(u, k=5, consent=consent("granted")))
+    key_a = f"{online_store.namespace}:l:{online_store.subject_key(a)}"
+    key_b = f"{online_store.namespace}:l:{online_store.subject_key(b)}"
+    field = next(f for f in online_store.client.hkeys(key_a) if f != b"~")
+    sealed = online_store.client.hget(key_a, field)
+    forged = sealed.replace(b"Because you interacted with", b"Because you are pregnant, see")
+    assert forged != sealed
+    online_store.client.hset(key_a, field, forged)
+    served = engine.serve(ServeRequest(a, k=5, consent=consent("granted")))
+    want = reference.serve(ServeRequest(a, k=5, consent=consent("granted")))
+    assert served.list_source is None and served.tags == want.tags
+    online_store.client.hset(key_b, field, online_store.client.hget(key_a, field))  # a's (sealed) list put under b
+    served = engine.serve(ServeRequest(b, k=5, consent=consent("granted")))
+    assert served.list_source is None and served.items == reference.serve(ServeRequest(b, k=5, consent=consent("granted"))).items
+    unsealed = sealed[MAC_BYTES:]  # what an earlier version wrote, or anyone without the key
+    online_store.client.hset(key_a, field, unsealed)
+    assert engine.serve(ServeRequest(a, k=5, consent=consent("granted"))).list_source is None
