@@ -795,7 +795,7 @@ def invalidate_subjects_after_commit(session: Any, subject_ids: Iterable[str | i
         from audits.models import OUTBOX_EVERYONE
 
         record_outbox(session, [OUTBOX_EVERYONE])
-        if store is not None:
+        if store is not None and store.available:
             store.invalidate([store.subject_key(s) for s in ids], hold=hold)  # their own keys too, while Redis answers
             store.invalidate_everyone()
             _drain_after_commit(session)
@@ -810,7 +810,10 @@ def invalidate_subjects_after_commit(session: Any, subject_ids: Iterable[str | i
         keys = [store_subject_key(s, secret) for s in ids]
     record_outbox(session, keys, hold=hold)
     if store is not None:
-        store.invalidate(keys, hold=hold)  # now as well: a list written while the change commits is refused
+        # Now as well (a list written while the change commits is refused), unless the store just failed: this runs
+        # inside the change's transaction, which must not wait on a Redis that hangs (the outbox row carries it).
+        if store.available:
+            store.invalidate(keys, hold=hold)
         _drain_after_commit(session)  # without a store the rows wait for a process that has one
 
 
@@ -823,7 +826,8 @@ def invalidate_everyone_after_commit(session: Any) -> None:
     record_outbox(session, [OUTBOX_EVERYONE])
     store = configured_store()
     if store is not None:
-        store.invalidate_everyone()
+        if store.available:  # not while it is marked down: the change's transaction must not wait on it
+            store.invalidate_everyone()
         _drain_after_commit(session)
 
 
@@ -844,6 +848,10 @@ def _forget_drain(session: Any) -> None:
 def _after_commit(session: Any) -> None:
     engine = session.info.pop("online_store_drain", None)
     if engine is None:
+        return
+    store = configured_store()
+    if store is None or not store.available:  # marked down: the rows wait (held) for a drain once it answers again
+        _note_pending(engine)
         return
     try:
         drain_outbox(engine)

@@ -246,3 +246,56 @@ def test_a_serving_request_does_not_wait_for_the_drain_it_starts(store, online_s
     release.set()
     watch.settle(10)
     assert rows(store.engine) == [] and watch.holds(key) is False
+
+
+@pytest.fixture
+def hung(online_store):
+    """A store whose Redis accepts connections and never answers (a hung server), same namespace and key."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])  # kept open, never read nor answered
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield OnlineStore.from_url(f"redis://127.0.0.1:{server.getsockname()[1]}/0", namespace=online_store.namespace, key=b"k" * 32)
+    finally:
+        stop.set()
+        thread.join(2)
+        for conn in accepted:
+            conn.close()
+        server.close()
+
+
+def test_a_hung_redis_holds_a_consent_change_once_not_every_time(store, online_store, hung, monkeypatch) -> None:
+    """Every consent change called Redis inside its transaction (and again right after it), even while the store
+    was marked down: with a Redis that hangs, each change held the database's write lock a read timeout long and took
+    twice that (about 0.5 s each, for good). Now only the first waits; the others are recorded in the outbox at once,
+    and applied, held meanwhile, once Redis answers."""
+    import time
+
+    use(monkeypatch, hung)
+    took = []
+    for n in range(4):
+        started = time.perf_counter()
+        with store.session() as session:
+            record_consent(session, subject_id=f"s-{n}", purpose="personalization", status="withdrawn", lawful_basis="consent", source="api")
+        took.append(time.perf_counter() - started)
+    assert max(took[1:]) < 0.2, took  # a read timeout is 0.25 s: none of them waited on Redis
+    keys = sorted(online_store.subject_key(f"s-{n}") for n in range(4))
+    assert sorted(k for k, _, _ in rows(store.engine)) == keys  # every change is in the outbox, held
+    assert drain_outbox(store.engine, online_store).pending == 0  # and applied once Redis answers
+    assert all(epoch(online_store, k) == 1 for k in keys)
