@@ -849,12 +849,12 @@ def _after_commit(session: Any) -> None:
     engine = session.info.pop("online_store_drain", None)
     if engine is None:
         return
-    store = configured_store()
-    if store is None or not store.available:  # marked down: the rows wait (held) for a drain once it answers again
-        _note_pending(engine)
-        return
     try:
-        drain_outbox(engine)
+        store = configured_store()
+        if store is None or not store.available:  # marked down: the rows wait (held) for a drain once it answers again
+            _note_pending(engine)
+            return
+        drain_outbox(engine, store)
     except Exception as err:  # noqa: BLE001 - the change is committed; its invalidation waits in the outbox
         log.error("online store: the outbox could not be drained after a commit (%s); it waits for the next drain", type(err).__name__)
         _note_pending(engine)
