@@ -76,14 +76,21 @@ def _audit_sentences(audits: list[dict[str, Any]], deployments: list[dict[str, A
     for audit in failed:
         rules = [r["rule_id"] for r in audit["results"] if r["status"] in ("fail", "error")]
         what = f"failed rules {', '.join(rules)}" if rules else f"verdict {audit['verdict']}"
-        later = [a for a in audits if a["id"] > audit["id"] and a["policy_pack"] == audit["policy_pack"]]
-        passed = next((a for a in later if a["verdict"] == "pass"), None)
+        later = [a for a in audits if a["id"] > audit["id"] and a["verdict"] == "pass"]
+        # The same pack is the same content (its hash): a pack of that name whose rules changed is another rule book.
+        passed = next((a for a in later if a["policy_hash"] == audit["policy_hash"]), None)
+        same_name = next((a for a in later if a["policy_pack"] == audit["policy_pack"]), None)
         if passed is not None:
-            then = f"it was re-audited under the same pack and audit #{passed['id']} passed"
+            then = f"it was re-audited under the same pack (content hash {_short(passed['policy_hash'])}) and audit #{passed['id']} passed"
         elif audit["id"] in gated_on:
             then = "a move was nevertheless recorded on it"
         else:
-            then = "no stage was reached on it (the gate refuses a failed audit) and no passing re-audit under that pack is recorded"
+            then = f"no stage was reached on it (the gate refuses a failed audit) and no passing re-audit under that pack (content hash {_short(audit['policy_hash'])}) is recorded"
+        if passed is None and same_name is not None:
+            then += (
+                f"; audit #{same_name['id']} passed under pack {same_name['policy_pack']} {same_name['policy_version']}"
+                f" (content hash {_short(same_name['policy_hash'])}): other content than the failed audit's pack"
+            )
         out.append(f"Audit #{audit['id']} under pack {audit['policy_pack']} {audit['policy_version']} {what}; {then}.")
     return out
 
