@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
-__all__ = ["DISCLOSING_ROLES", "PATH_MASK", "SUBJECT_MASK", "VALUE_MASK", "disclosed", "shown_to", "subject_path_patterns"]
+__all__ = ["DISCLOSING_ROLES", "PATH_MASK", "SUBJECT_MASK", "VALUE_MASK", "disclosed", "lineage_shown_to", "shown_to", "subject_path_patterns"]
 
 DISCLOSING_ROLES = frozenset({"admin", "operator"})
 """Roles shown server paths and data values: they run the service and its data."""
@@ -139,6 +139,28 @@ def shown_to(role: str | None, text: str | None, home: Path | str | None) -> str
     if text is None or role in DISCLOSING_ROLES:
         return text
     return _server_details_hidden(text, None if home is None else str(Path(home).resolve()))
+
+
+LINEAGE_PATHS = (("model_version", "artifact_location"), ("dataset_version", "source"))
+"""The fields of a lineage document (:func:`audits.lineage.lineage_of`, and the report's document built on it) that hold server paths."""
+
+
+def lineage_shown_to(role: str | None, document: dict[str, Any], home: Path | str | None) -> dict[str, Any]:
+    """A lineage document as a key of ``role`` may see it: the model file's location and a file data set's source
+    shown as ``GET /v1/datasets`` shows sources (relative to ``$RECGOV_HOME``, or ``<server path>``) unless disclosing.
+
+    >>> doc = {"model_version": {"artifact_location": "/srv/recgov/models/a.npz"}, "dataset_version": {"source": "/mnt/x.csv"}}
+    >>> lineage_shown_to("viewer", doc, "/srv/recgov")
+    {'model_version': {'artifact_location': '$RECGOV_HOME/models/a.npz'}, 'dataset_version': {'source': '<server path>'}}
+    """
+    if role in DISCLOSING_ROLES:
+        return document
+    out = dict(document)
+    for part, field in LINEAGE_PATHS:
+        record = out.get(part)
+        if isinstance(record, dict) and isinstance(record.get(field), str):
+            out[part] = {**record, field: shown_to(role, record[field], home)}
+    return out
 
 
 def _walk(value: Any, change: Any) -> Any:

@@ -7,13 +7,16 @@ redirect, so that each answer (303, 403, the cookie's attributes) is checked.
 from __future__ import annotations
 
 import re
+import uuid
 from contextlib import closing
+from datetime import UTC, datetime, timedelta
 from html import unescape
 
 import pytest
 from conftest import LOGIN_TOKEN, MODEL_VERSION, PACK_NAME, ConsoleServer
 from console_a11y import accessibility_problems
 
+from audits import record_dataset_version, record_model_version, record_training_run
 from governance.api.keys import create_key, revoke_key
 
 PAGES = (
@@ -252,6 +255,29 @@ def test_a_viewer_follows_a_deployed_model_version_to_its_lineage(server: Consol
             assert f"<td>{action}</td>" in text  # the trail events that recorded each step
         audit = client.get(f"/console/audits/{server.audit_job['id']}")  # a data-only audit has no model version to follow
         assert "an audit of data only" in audit.text and "/console/lineage/" not in audit.text
+
+
+def test_the_lineage_page_shows_a_viewer_no_server_path(server: ConsoleServer, tmp_path) -> None:
+    """A file data set's source is a server path: whole to an admin, masked to a viewer, as GET /v1/lineage shows it."""
+    source = str(tmp_path / "private-exports" / "events.csv")
+    version = f"console-paths-{uuid.uuid4().hex[:8]}"
+    started = datetime.now(UTC) - timedelta(hours=1)
+    with server.store.session() as session:
+        data = record_dataset_version(
+            session, content_hash=f"sha256:{uuid.uuid4().hex}", name="console-paths", source=source, n_events=10, n_users=3,
+            n_items=4, schema={"user": "int64", "item": "int64"}, validation={"duplicates": 0},
+        )  # fmt: skip
+        run = record_training_run(
+            session, dataset_version=data, params={"factors": 8}, library_versions={"implicit": "0.7.2"},
+            started_at=started, ended_at=started + timedelta(seconds=5),
+        )  # fmt: skip
+        record_model_version(session, version_id=version, kind="als", training_run=run, artifact_hash="sha256:p", artifact_location="models/p.npz")
+    for role, shown in (("viewer", False), ("admin", True)):
+        client, _ = server.signed_in(role)
+        with closing(client):
+            text = unescape(client.get(f"/console/lineage/{version}").text)
+        assert (source in text) is shown and ("private-exports" in text) is shown, role
+        assert ("<server path>" in text) is not shown, role
 
 
 def test_an_unknown_model_version_is_a_not_found_page(server: ConsoleServer) -> None:

@@ -46,7 +46,7 @@ from governance.api.console.consent import load_choice, pack_choices
 from governance.api.console.pages import AuditingKey, ReadingKey
 from governance.api.console.web import ConsoleRoute, Refusal, render
 from governance.api.deps import SessionDep, SettingsDep
-from governance.api.disclosure import shown_to
+from governance.api.disclosure import lineage_shown_to, shown_to
 from governance.api.schemas import IDENTIFIER
 from recommender.errors import ConfigError
 
@@ -64,11 +64,11 @@ NO_SUCH_PACK = "there is no stored pack {name!r}; see the list of packs (a shipp
 
 
 @router.get("/lineage/{model_version}", summary="A model version from its data to its deployments")
-def lineage(model_version: ModelVersionId, request: Request, session: SessionDep, reviewer: ReadingKey) -> Response:
+def lineage(model_version: ModelVersionId, request: Request, session: SessionDep, settings: SettingsDep, reviewer: ReadingKey) -> Response:
     if session.get(ModelVersion, model_version) is None:
         session.rollback()
         raise Refusal(404, NO_SUCH_MODEL.format(version=model_version))
-    document = lineage_of(session, model_version)
+    document = lineage_shown_to(reviewer.key.role, lineage_of(session, model_version), settings.home)
     run_ids = [run["id"] for run in document["audit_runs"]]
     jobs = dict(session.execute(select(AuditJob.audit_run_id, AuditJob.id).where(AuditJob.audit_run_id.in_(run_ids))).all()) if run_ids else {}
     session.rollback()

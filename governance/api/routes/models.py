@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 
 from audits.lineage import lineage_of
 from audits.models import AuditRun, DatasetVersion, Deployment, ModelVersion, TrainingRun
-from governance.api.deps import ReadKey, SessionDep
+from governance.api.deps import ReadKey, SessionDep, SettingsDep
+from governance.api.disclosure import lineage_shown_to
 from governance.api.errors import UNKNOWN_MODEL, Problem, problems
 from governance.api.schemas import IDENTIFIER
 from governance.api.schemas.models import ModelDetail, ModelList
@@ -91,10 +92,10 @@ def list_models(
     summary="A model version with its lineage (viewer)",
     description="The summary of GET /v1/models and the lineage of GET /v1/lineage/{model_version}: data, training run, audits, deployments and the trail events that recorded them.",
 )
-def get_model(version: VersionPath, session: SessionDep, key: ReadKey) -> dict[str, Any]:
+def get_model(version: VersionPath, session: SessionDep, settings: SettingsDep, key: ReadKey) -> dict[str, Any]:
     model = session.get(ModelVersion, version)
     if model is None:
         raise Problem(404, UNKNOWN_MODEL.format(version=version))
-    out = {**_summaries(session, [model])[0], "lineage": lineage_of(session, version)}
+    out = {**_summaries(session, [model])[0], "lineage": lineage_shown_to(key.role, lineage_of(session, version), settings.home)}
     session.rollback()
     return out

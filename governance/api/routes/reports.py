@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from audits.models import ModelVersion
 from governance import packs as pack_store
 from governance.api.deps import AuditKey, SessionDep, SettingsDep
+from governance.api.disclosure import lineage_shown_to
 from governance.api.errors import UNKNOWN_MODEL, Problem, problems
 from governance.api.heavy import run_heavy
 from governance.api.schemas import IDENTIFIER
@@ -92,10 +93,10 @@ async def get_report(
     pack: Annotated[str | None, Query(min_length=1, max_length=200, pattern=IDENTIFIER, description="The pack in force: a shipped name or NAME@VERSION.")] = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
-    return await run_heavy(request, _report, session, settings, model_version, pack, pdf=_wants_pdf(format, accept))
+    return await run_heavy(request, _report, session, settings, key.role, model_version, pack, pdf=_wants_pdf(format, accept))
 
 
-def _report(session: Session, settings: Any, model_version: str, pack: str | None, *, pdf: bool) -> Response:
+def _report(session: Session, settings: Any, role: str, model_version: str, pack: str | None, *, pdf: bool) -> Response:
     """The report of ``model_version`` as a response (heavy work: on a worker thread, a few at a time)."""
     if session.get(ModelVersion, model_version) is None:
         raise Problem(404, UNKNOWN_MODEL.format(version=model_version))
@@ -105,7 +106,7 @@ def _report(session: Session, settings: Any, model_version: str, pack: str | Non
         raise Problem(404, str(err)) from None
     document = report_document(session, model_version, pack=loaded, packs_dir=settings.packs_dir)
     session.rollback()
-    page = render_html(document)
+    page = render_html(lineage_shown_to(role, document, settings.home))  # server paths as the role may see them
     if not pdf:
         return HTMLResponse(page)
     filename = "report-" + re.sub(r"[^A-Za-z0-9._-]", "_", model_version) + ".pdf"  # nothing a header could misread
