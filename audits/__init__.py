@@ -49,7 +49,7 @@ from audits.models import (
     ModelVersion,
     TrainingRun,
 )
-from audits.requests import list_requests, open_request, update_request
+from audits.requests import count_requests, list_requests, open_request, page_requests, update_request
 from audits.subjects import pseudonym, shred_subject
 from audits.trail import AppendResult, EventRecord, NewEvent, append_event, append_many, read_head
 from audits.verify import StoreReport, TrailReport, verify_and_checkpoint, verify_store, verify_trail
@@ -105,6 +105,8 @@ __all__ = [
     "open_request",
     "update_request",
     "list_requests",
+    "page_requests",
+    "count_requests",
     # harmful content
     "flag_item",
     "set_flag_active",

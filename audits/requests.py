@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -49,7 +49,10 @@ from audits.subjects import pseudonym
 from audits.trail import append_event, format_time, lock_head
 from recommender.errors import ConfigError, DataError
 
-__all__ = ["open_request", "update_request", "list_requests", "REQUEST_TRANSITIONS", "BAD_REQUEST_TRANSITION"]
+__all__ = [
+    "open_request", "update_request", "list_requests", "page_requests", "count_requests",
+    "REQUEST_TRANSITIONS", "BAD_REQUEST_TRANSITION", "UNKNOWN_CURSOR",
+]  # fmt: skip
 
 REQUEST_TRANSITIONS: dict[str, tuple[str, ...]] = {
     "received": ("in_progress",),
@@ -62,6 +65,7 @@ OPEN_REQUEST_STATUSES = ("received", "in_progress")
 
 BAD_REQUEST_TRANSITION = "subject request {id} is {current!r}; {allowed}, not to {wanted!r}"
 UNKNOWN_REQUEST = "unknown subject request {id!r}; list them with list_requests"
+UNKNOWN_CURSOR = "there is no subject request {id}: the cursor is the id of the last request of the previous page (its next_after), or 0 for the first page"
 MAX_DEADLINE_DAYS = 366
 
 
@@ -207,6 +211,19 @@ def _as_dict(row: SubjectRequest) -> dict[str, Any]:
     }
 
 
+def _filtered(query: Any, kind: str | None, status: str | None, overdue_at: datetime | None, open_only: bool) -> Any:
+    if open_only:
+        query = query.where(SubjectRequest.status.in_(OPEN_REQUEST_STATUSES))
+    if kind is not None:
+        query = query.where(SubjectRequest.kind == one_of(kind, REQUEST_KINDS, "kind"))
+    if status is not None:
+        query = query.where(SubjectRequest.status == one_of(status, REQUEST_STATUSES, "status"))
+    if overdue_at is not None:
+        moment = aware(overdue_at, "overdue_at")
+        query = query.where(SubjectRequest.status.in_(OPEN_REQUEST_STATUSES), SubjectRequest.deadline < moment)
+    return query
+
+
 def list_requests(
     session: Session,
     *,
@@ -219,15 +236,52 @@ def list_requests(
 
     ``overdue_at``: only requests still open (received or in progress) whose
     deadline is before that moment. ``open_only``: only requests still open.
+    Every matching request: a reader of a store of any size pages with :func:`page_requests`.
     """
-    query = select(SubjectRequest).order_by(SubjectRequest.requested_at, SubjectRequest.id)
-    if open_only:
-        query = query.where(SubjectRequest.status.in_(OPEN_REQUEST_STATUSES))
-    if kind is not None:
-        query = query.where(SubjectRequest.kind == one_of(kind, REQUEST_KINDS, "kind"))
-    if status is not None:
-        query = query.where(SubjectRequest.status == one_of(status, REQUEST_STATUSES, "status"))
-    if overdue_at is not None:
-        moment = aware(overdue_at, "overdue_at")
-        query = query.where(SubjectRequest.status.in_(OPEN_REQUEST_STATUSES), SubjectRequest.deadline < moment)
-    return [_as_dict(row) for row in session.scalars(query)]
+    query = _filtered(select(SubjectRequest), kind, status, overdue_at, open_only)
+    return [_as_dict(row) for row in session.scalars(query.order_by(SubjectRequest.requested_at, SubjectRequest.id))]
+
+
+def page_requests(
+    session: Session,
+    *,
+    limit: int,
+    after: int = 0,
+    kind: str | None = None,
+    status: str | None = None,
+    overdue_at: datetime | None = None,
+) -> tuple[list[dict[str, Any]], int | None]:
+    """One page of :func:`list_requests`'s order (oldest first), and the cursor of the next (None: the last page).
+
+    The cursor is a request's id: ``after`` is the last id of the previous page
+    (0: the first page). The order is by the time a request was made, then by
+    id, so a page starts right after that request's place in it: one range read
+    of the ``(requested_at, id)`` index however many requests the store holds,
+    and requests opened meanwhile (made now, so later in the order) never shift
+    a page. The filters are those of :func:`list_requests`.
+
+    Raises
+    ------
+    ConfigError
+        ``after`` names no request (:data:`UNKNOWN_CURSOR`), or ``limit`` is not positive.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigError(f"limit must be a positive integer, got {limit!r}")
+    query = _filtered(select(SubjectRequest), kind, status, overdue_at, False)
+    if after:
+        at = session.scalar(select(SubjectRequest.requested_at).where(SubjectRequest.id == after)) if isinstance(after, int) else None
+        if at is None:
+            raise ConfigError(UNKNOWN_CURSOR.format(id=after))
+        query = query.where(
+            or_(SubjectRequest.requested_at > at, and_(SubjectRequest.requested_at == at, SubjectRequest.id > after))
+        )
+    rows = [_as_dict(row) for row in session.scalars(query.order_by(SubjectRequest.requested_at, SubjectRequest.id).limit(limit + 1))]
+    return rows[:limit], rows[limit - 1]["id"] if len(rows) > limit else None
+
+
+def count_requests(
+    session: Session, *, kind: str | None = None, status: str | None = None, overdue_at: datetime | None = None
+) -> int:
+    """How many requests :func:`list_requests` would list with these filters (a count in the database, no row read)."""
+    query = _filtered(select(func.count()).select_from(SubjectRequest), kind, status, overdue_at, False)
+    return int(session.scalar(query) or 0)

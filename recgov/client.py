@@ -3,7 +3,7 @@
 :class:`Client` wraps one ``httpx.Client`` with the caller's API key (keys are
 made by an admin with ``recgov keys create NAME --role ROLE``) and has one
 method per step of a review: packs and their exact text, audits (start, wait,
-gate), deployments (promotion, rollback), consent imports, the trail (events, verification, the signed export and the
+gate), deployments (promotion, rollback), consent imports, subject requests, the trail (events, verification, the signed export and the
 signers' keys), the regulator's report, models and lineage, and the records
 (GDPR Art. 30, DSA Art. 27). Every refusal of the API is raised as a
 :class:`ClientError` that carries the problem document (RFC 9457), so a caller
@@ -228,6 +228,21 @@ class Client:
         while after is not None:
             page = self._json("GET", "/v1/trail/events", params={**params, "after": after})
             yield from page["events"]
+            after = page["next_after"]
+
+    # -- subject requests -------------------------------------------------------------------------
+    def subject_requests(
+        self, *, kind: str | None = None, status: str | None = None, overdue: bool = False, page_size: int = 500
+    ) -> Iterator[dict[str, Any]]:
+        """Every subject request that matches (auditor), oldest first, page after page (the cursor is followed for you);
+        subjects by pseudonym only. ``overdue``: only those still open past their deadline."""
+        params: dict[str, Any] = {"limit": page_size, **({"kind": kind} if kind else {}), **({"status": status} if status else {})}
+        if overdue:
+            params["overdue"] = "true"
+        after: int | None = 0
+        while after is not None:
+            page = self._json("GET", "/v1/requests", params={**params, "after": after})
+            yield from page["requests"]
             after = page["next_after"]
 
     def verify_trail(self) -> dict[str, Any]:

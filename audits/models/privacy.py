@@ -81,7 +81,11 @@ class SubjectRequest(Base):
     """A data subject's access, erasure or objection request and where it stands."""
 
     __tablename__ = "subject_requests"
-    __table_args__ = (one_of("kind", REQUEST_KINDS), one_of("status", REQUEST_STATUSES))
+    __table_args__ = (
+        one_of("kind", REQUEST_KINDS),
+        one_of("status", REQUEST_STATUSES),
+        Index("ix_subject_requests_requested_at", "requested_at", "id"),  # the listing's order: a page is one range read
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))

@@ -116,3 +116,23 @@ def test_consent_imports_and_a_refused_rollback_with_the_client(server) -> None:
         with pytest.raises(ClientError) as refused:
             admin.rollback()
         assert refused.value.status == 409 and refused.value.problem["type"].endswith("/deployment-state")
+
+
+def test_the_client_follows_the_subject_requests_cursor(server) -> None:
+    """Every request once, oldest first, whatever the page size; the filters hold on every page."""
+    from datetime import UTC, datetime, timedelta
+
+    from audits import list_requests, open_request
+
+    now = datetime.now(UTC)
+    with server.store.session() as session:
+        for n in range(5):
+            open_request(session, subject_id=f"client-subject-{n}", kind=("access", "erasure")[n % 2], deadline_days=30, requested_at=now - timedelta(days=40 - 9 * n))
+        expected = [r["id"] for r in list_requests(session)]
+        erasures = [r["id"] for r in list_requests(session, kind="erasure")]
+        overdue = [r["id"] for r in list_requests(session, overdue_at=now)]
+    with Client(server.url, _cli_key(server, "auditor")) as reviewer:
+        assert [r["id"] for r in reviewer.subject_requests(page_size=2)] == expected
+        assert [r["id"] for r in reviewer.subject_requests(kind="erasure", page_size=1)] == erasures
+        assert [r["id"] for r in reviewer.subject_requests(overdue=True, page_size=1)] == overdue and overdue
+        assert all("client-subject" not in r["subject"] for r in reviewer.subject_requests())

@@ -129,6 +129,7 @@ STATEFUL_422: dict[tuple[str, str], tuple[set[str], str] | tuple[set[str], str, 
     ("POST", "/v1/recommendations"): ({"consent-signal"}, "a TC string must decode, and meet the pack"),
     ("POST", "/v1/deployments/{model_version}/promote"): ({"invalid-data"}, "the gate's data must be a dataset under $RECGOV_HOME/data"),
     ("GET", "/v1/trail/events"): ({"is after 'until'"}, "JSON Schema cannot compare two parameters (since, until)"),
+    ("GET", "/v1/requests"): ({"query.after"}, "the cursor must be the id of a subject request the store holds"),
     ("POST", "/v1/monitor/runs"): ({"invalid-data"}, "a pass must not end in the future (a schema has no now); its data must be a dataset under $RECGOV_HOME/data"),
     ("PUT", "/v1/items/{item_id}/availability"): (
         {"invalid-availability"},

@@ -207,6 +207,12 @@ def test_an_auditor_reads_the_subject_requests_and_their_deadlines(page: Any, se
     page.wait_for_url(re.compile(r"kind=erasure"))
     assert page.locator(f"#request-{ids['overdue']}").count() == 1 and page.locator(f"#request-{ids['due']}").count() == 0
     _checked(page, artifacts, "subject-requests-erasures")
+    page.get_by_label("Overdue only").check()  # the filters hold together: erasures still open past their deadline
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_url(re.compile(r"overdue=true"))
+    assert page.locator(f"#request-{ids['overdue']}").count() == 1 and page.locator(f"#request-{ids['completed']}").count() == 0
+    assert page.get_by_label("Overdue only").is_checked() and page.get_by_label("Kind").input_value() == "erasure"
+    _checked(page, artifacts, "subject-requests-overdue")
 
 
 def _tab_to(page: Any, selector: str, most: int = 40) -> int:

@@ -314,6 +314,39 @@ def test_an_auditor_reads_subject_requests_by_pseudonym_with_the_overdue_marked(
         assert bad.status_code == 422 and "status" in bad.text
 
 
+def test_the_requests_page_pages_by_cursor_with_its_filters(server: ConsoleServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages of REQUESTS_PER_PAGE (two here), "Later requests" carrying the filters, the overdue count over all pages."""
+    from audits import list_requests
+    from governance.api.console import records
+
+    monkeypatch.setattr(records, "REQUESTS_PER_PAGE", 2)  # the server runs in this process: its module is this one
+    with server.store.session() as session:
+        expected = [r["id"] for r in list_requests(session)]
+        overdue = [r["id"] for r in list_requests(session, overdue_at=datetime.now(UTC))]
+        overdue_erasures = [r["id"] for r in list_requests(session, kind="erasure", overdue_at=datetime.now(UTC))]
+    client, _ = server.signed_in("auditor")
+    with closing(client):
+        seen, url = [], "/console/requests"
+        while url:
+            page = client.get(url)
+            assert page.status_code == 200, page.text
+            rows = [int(n) for n in re.findall(r'<tr id="request-(\d+)">', page.text)]
+            assert len(rows) <= 2 and f"{len(overdue)} overdue</strong> in all" in page.text
+            seen += rows
+            later = re.search(r'<a href="(/console/requests\?after=\d+[^"]*)">Later requests</a>', page.text)
+            url = unescape(later.group(1)) if later else None
+        assert seen == expected and len(expected) > 2
+        only = client.get("/console/requests", params={"overdue": "true", "kind": "erasure"})
+        assert [int(n) for n in re.findall(r'<tr id="request-(\d+)">', only.text)] == overdue_erasures[:2] and overdue_erasures
+        assert "checked" in re.search(r'<input type="checkbox" id="overdue"[^>]*>', only.text).group(0)
+        first = client.get("/console/requests", params={"after": expected[0], "kind": "access"})
+        later = re.search(r'href="/console/requests\?after=0([^"]*)">First requests</a>', first.text)
+        assert later and unescape(later.group(1)) == "&kind=access"
+        bad = client.get("/console/requests", params={"after": max(expected) + 10_000})
+        assert bad.status_code == 422 and f"no subject request {max(expected) + 10_000}" in unescape(bad.text)
+        assert client.get("/console/requests", params={"after": -1}).status_code == 422
+
+
 def test_a_viewer_is_refused_the_subject_requests(server: ConsoleServer) -> None:
     client, _ = server.signed_in("viewer")
     with closing(client):

@@ -3,7 +3,7 @@
 Each page reads what the matching API route reads, through the same library
 function, under the same scope: ``GET /v1/lineage/{model_version}``
 (:func:`audits.lineage.lineage_of`; read), ``GET /v1/requests``
-(:func:`audits.list_requests`; audit) and ``GET /v1/packs`` with
+(:func:`audits.page_requests`, a page at a time after the same cursor; audit) and ``GET /v1/packs`` with
 ``GET /v1/packs/{name}/diff`` (:mod:`governance.packs`, which diffs with
 :func:`governance.policydiff.diff_packs`; read). They only read: no form
 here changes anything, so the filters and the choice of two pack versions are
@@ -37,10 +37,10 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
-from audits import list_requests
+from audits import count_requests, page_requests
 from audits.lineage import lineage_of
 from audits.models import AuditJob, ModelVersion
-from audits.requests import OPEN_REQUEST_STATUSES
+from audits.requests import OPEN_REQUEST_STATUSES, UNKNOWN_CURSOR
 from governance import packs as pack_store
 from governance.api.console.consent import load_choice, pack_choices
 from governance.api.console.pages import AuditingKey, ReadingKey
@@ -77,6 +77,9 @@ def lineage(model_version: ModelVersionId, request: Request, session: SessionDep
     )  # fmt: skip
 
 
+REQUESTS_PER_PAGE = 50
+
+
 @router.get("/requests", summary="Subject requests and their deadlines")
 def requests(
     request: Request,
@@ -84,14 +87,24 @@ def requests(
     reviewer: AuditingKey,
     kind: Literal["access", "erasure", "objection", "retrain"] | None = None,
     status: Literal["received", "in_progress", "completed", "failed"] | None = None,
+    overdue: bool = False,
+    after: int = Query(0, ge=0, le=2**62),
 ) -> Response:
-    rows = list_requests(session, kind=kind, status=status)
-    session.rollback()
+    """A page of the requests, oldest first, after the cursor ``after`` (the last id of the page before), as GET /v1/requests pages."""
     now = datetime.now(UTC)
+    try:
+        rows, next_after = page_requests(
+            session, limit=REQUESTS_PER_PAGE, after=after, kind=kind, status=status, overdue_at=now if overdue else None
+        )
+    except ConfigError:
+        session.rollback()
+        raise Refusal(422, UNKNOWN_CURSOR.format(id=after)) from None
+    n_overdue = count_requests(session, kind=kind, status=status, overdue_at=now)
+    session.rollback()
     shown = [_request_view(row, now) for row in rows]
     return render(
         request, "requests.html", title="Subject requests", reviewer=reviewer, requests=shown, kind=kind, status=status,
-        kinds=REQUEST_KINDS, statuses=REQUEST_STATUSES, n_overdue=sum(1 for row in shown if row["overdue"]),
+        overdue=overdue, after=after, next_after=next_after, kinds=REQUEST_KINDS, statuses=REQUEST_STATUSES, n_overdue=n_overdue,
     )  # fmt: skip
 
 

@@ -10,7 +10,10 @@
   From the next request on, every version that read its data before the erasure
   serves the subject the non-profiling list. The report says what it could not
   reach (artifacts it cannot open: retrain and retire them).
-* ``GET /v1/requests?kind=&status=`` (auditor): the subject requests (pseudonyms only).
+* ``GET /v1/requests?kind=&status=&overdue=&limit=&after=`` (auditor): the subject requests
+  (pseudonyms only), oldest first, page by page: ``after`` is the last id of the
+  previous page (its ``next_after``), so a page is one range read of an index
+  however many requests the store holds (:func:`audits.requests.page_requests`).
 
 Both requests take the subject's id in the body. The older
 ``POST /v1/subjects/{subject_id}/export|erasure`` do the same with the id in
@@ -26,11 +29,13 @@ would log the request path, which holds the id).
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 
-from audits import list_requests
+from audits import page_requests
+from audits.requests import UNKNOWN_CURSOR
 from governance import packs as pack_store
 from governance.api.deps import AuditKey, GovernKey, SessionDep, SettingsDep, StoreDep
 from governance.api.errors import Problem, problems
@@ -39,7 +44,7 @@ from governance.api.call_record import record_call
 from governance.api.schemas import REQUESTED_SUBJECT
 from governance.api.schemas.subjects import ErasureCreate, ExportCreate, SubjectAccessCreate, SubjectErasureCreate
 from governance.privacy import erase_subject, export_subject
-from recommender.errors import RecgovError
+from recommender.errors import ConfigError, RecgovError
 
 router = APIRouter(tags=["subject requests"], responses=problems(401, 403, 422, 500))
 log = logging.getLogger("recgov.api")
@@ -160,11 +165,29 @@ def _no_query_pack(request: Request) -> None:
         raise Problem(422, QUERY_PACK, errors=[{"location": "query", "field": "pack", "message": QUERY_PACK}])
 
 
-@router.get("/v1/requests", summary="Subject requests, oldest first (auditor)")
+@router.get(
+    "/v1/requests",
+    responses=problems(422),
+    summary="Subject requests, oldest first, page by page (auditor)",
+    description="Follow `next_after` (as `after`) until it is null. `kind`, `status` and `overdue` (still open past "
+    "the deadline) filter every page alike. A 422 names `after` when it is no request's id.",
+)
 def requests(
     session: SessionDep,
     key: AuditKey,
     kind: Literal["access", "erasure", "objection", "retrain"] | None = Query(None),
     status: Literal["received", "in_progress", "completed", "failed"] | None = Query(None),
+    overdue: bool = Query(False, description="Only the requests still open (received or in progress) past their deadline."),
+    limit: int = Query(100, ge=1, le=1000, description="Requests per page."),
+    after: int = Query(0, ge=0, le=2**62, description="The cursor: the last id of the previous page (0: the first page)."),
 ) -> dict[str, Any]:
-    return {"requests": list_requests(session, kind=kind, status=status)}
+    try:
+        rows, next_after = page_requests(
+            session, limit=limit, after=after, kind=kind, status=status, overdue_at=datetime.now(UTC) if overdue else None
+        )
+    except ConfigError:
+        session.rollback()
+        message = UNKNOWN_CURSOR.format(id=after)
+        raise Problem(422, message, errors=[{"location": "query", "field": "after", "message": message}]) from None
+    session.rollback()
+    return {"requests": rows, "next_after": next_after}
