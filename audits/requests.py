@@ -51,7 +51,7 @@ from recommender.errors import ConfigError, DataError
 
 __all__ = [
     "open_request", "update_request", "list_requests", "page_requests", "count_requests",
-    "REQUEST_TRANSITIONS", "BAD_REQUEST_TRANSITION", "UNKNOWN_CURSOR",
+    "REQUEST_TRANSITIONS", "BAD_REQUEST_TRANSITION", "UNKNOWN_CURSOR", "UnknownCursor",
 ]  # fmt: skip
 
 REQUEST_TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -65,6 +65,10 @@ OPEN_REQUEST_STATUSES = ("received", "in_progress")
 
 BAD_REQUEST_TRANSITION = "subject request {id} is {current!r}; {allowed}, not to {wanted!r}"
 UNKNOWN_REQUEST = "unknown subject request {id!r}; list them with list_requests"
+class UnknownCursor(ConfigError):
+    """A page's cursor that names no subject request (its message is :data:`UNKNOWN_CURSOR`)."""
+
+
 UNKNOWN_CURSOR = "there is no subject request {id}: the cursor is the id of the last request of the previous page (its next_after), or 0 for the first page"
 MAX_DEADLINE_DAYS = 366
 
@@ -262,8 +266,10 @@ def page_requests(
 
     Raises
     ------
+    UnknownCursor
+        ``after`` names no request (:data:`UNKNOWN_CURSOR`).
     ConfigError
-        ``after`` names no request (:data:`UNKNOWN_CURSOR`), or ``limit`` is not positive.
+        ``limit`` is not positive, or a filter is not one of its values.
     """
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ConfigError(f"limit must be a positive integer, got {limit!r}")
@@ -271,7 +277,7 @@ def page_requests(
     if after:
         at = session.scalar(select(SubjectRequest.requested_at).where(SubjectRequest.id == after)) if isinstance(after, int) else None
         if at is None:
-            raise ConfigError(UNKNOWN_CURSOR.format(id=after))
+            raise UnknownCursor(UNKNOWN_CURSOR.format(id=after))
         query = query.where(
             or_(SubjectRequest.requested_at > at, and_(SubjectRequest.requested_at == at, SubjectRequest.id > after))
         )

@@ -40,7 +40,7 @@ from sqlalchemy import select
 from audits import count_requests, page_requests
 from audits.lineage import lineage_of
 from audits.models import AuditJob, ModelVersion
-from audits.requests import OPEN_REQUEST_STATUSES, UNKNOWN_CURSOR
+from audits.requests import OPEN_REQUEST_STATUSES, UnknownCursor
 from governance import packs as pack_store
 from governance.api.console.consent import load_choice, pack_choices
 from governance.api.console.pages import AuditingKey, ReadingKey
@@ -96,9 +96,9 @@ def requests(
         rows, next_after = page_requests(
             session, limit=REQUESTS_PER_PAGE, after=after, kind=kind, status=status, overdue_at=now if overdue else None
         )
-    except ConfigError:
+    except UnknownCursor as err:
         session.rollback()
-        raise Refusal(422, UNKNOWN_CURSOR.format(id=after)) from None
+        raise Refusal(422, str(err)) from None
     n_overdue = count_requests(session, kind=kind, status=status, overdue_at=now)
     session.rollback()
     shown = [_request_view(row, now) for row in rows]

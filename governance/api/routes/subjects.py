@@ -35,7 +35,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request
 
 from audits import page_requests
-from audits.requests import UNKNOWN_CURSOR
+from audits.requests import UnknownCursor
 from governance import packs as pack_store
 from governance.api.deps import AuditKey, GovernKey, SessionDep, SettingsDep, StoreDep
 from governance.api.errors import Problem, problems
@@ -44,7 +44,7 @@ from governance.api.call_record import record_call
 from governance.api.schemas import REQUESTED_SUBJECT
 from governance.api.schemas.subjects import ErasureCreate, ExportCreate, SubjectAccessCreate, SubjectErasureCreate
 from governance.privacy import erase_subject, export_subject
-from recommender.errors import ConfigError, RecgovError
+from recommender.errors import RecgovError
 
 router = APIRouter(tags=["subject requests"], responses=problems(401, 403, 422, 500))
 log = logging.getLogger("recgov.api")
@@ -185,9 +185,8 @@ def requests(
         rows, next_after = page_requests(
             session, limit=limit, after=after, kind=kind, status=status, overdue_at=datetime.now(UTC) if overdue else None
         )
-    except ConfigError:
+    except UnknownCursor as err:
         session.rollback()
-        message = UNKNOWN_CURSOR.format(id=after)
-        raise Problem(422, message, errors=[{"location": "query", "field": "after", "message": message}]) from None
+        raise Problem(422, str(err), errors=[{"location": "query", "field": "after", "message": str(err)}]) from None
     session.rollback()
     return {"requests": rows, "next_after": next_after}
