@@ -275,7 +275,8 @@ def page_requests(
         raise ConfigError(f"limit must be a positive integer, got {limit!r}")
     query = _filtered(select(SubjectRequest), kind, status, overdue_at, False)
     if after:
-        at = session.scalar(select(SubjectRequest.requested_at).where(SubjectRequest.id == after)) if isinstance(after, int) else None
+        known = isinstance(after, int) and not isinstance(after, bool) and 0 < after < 2**31  # ids are 32-bit integers
+        at = session.scalar(select(SubjectRequest.requested_at).where(SubjectRequest.id == after)) if known else None
         if at is None:
             raise UnknownCursor(UNKNOWN_CURSOR.format(id=after))
         query = query.where(

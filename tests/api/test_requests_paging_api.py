@@ -84,7 +84,7 @@ def test_the_default_page_is_bounded_and_says_the_next(server, opened) -> None:
 
 @pytest.mark.parametrize(
     ("params", "field"),
-    [({"limit": 0}, "limit"), ({"limit": 1001}, "limit"), ({"after": -1}, "after"), ({"after": "x"}, "after"), ({"overdue": "maybe"}, "overdue")],
+    [({"limit": 0}, "limit"), ({"limit": 1001}, "limit"), ({"after": -1}, "after"), ({"after": "x"}, "after"), ({"after": 2**31}, "after"), ({"overdue": "maybe"}, "overdue")],
 )
 def test_a_bad_parameter_is_a_422_naming_it(server, opened, params, field) -> None:
     with server.client("auditor") as http:
@@ -102,6 +102,13 @@ def test_a_cursor_that_names_no_request_is_a_422_naming_after(server, opened) ->
         assert {"location": "query", "field": "after"}.items() <= problem["errors"][0].items()
         assert f"no subject request {max(opened) + 10_000}" in problem["detail"]
         assert http.get("/v1/requests", params={"limit": 1000}).json() == before  # nothing changed
+
+
+def test_the_largest_id_the_column_holds_is_a_cursor_refused_in_a_422_not_a_database_error(server, opened) -> None:
+    """PostgreSQL's integer column: a cursor past it was a 500 (found by the fuzz); the largest it holds is looked up."""
+    with server.client("auditor") as http:
+        response = http.get("/v1/requests", params={"after": 2**31 - 1})
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "after"
 
 
 def test_a_viewer_is_refused(server) -> None:

@@ -345,6 +345,7 @@ def test_the_requests_page_pages_by_cursor_with_its_filters(server: ConsoleServe
         bad = client.get("/console/requests", params={"after": max(expected) + 10_000})
         assert bad.status_code == 422 and f"no subject request {max(expected) + 10_000}" in unescape(bad.text)
         assert client.get("/console/requests", params={"after": -1}).status_code == 422
+        assert client.get("/console/requests", params={"after": 2**31}).status_code == 422  # past the id column: no 500
 
 
 def test_a_viewer_is_refused_the_subject_requests(server: ConsoleServer) -> None:

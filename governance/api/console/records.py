@@ -47,7 +47,7 @@ from governance.api.console.pages import AuditingKey, ReadingKey
 from governance.api.console.web import ConsoleRoute, Refusal, render
 from governance.api.deps import SessionDep, SettingsDep
 from governance.api.disclosure import lineage_shown_to, shown_to
-from governance.api.schemas import IDENTIFIER
+from governance.api.schemas import IDENTIFIER, INT4_MAX
 from recommender.errors import ConfigError
 
 __all__ = ["router"]
@@ -88,7 +88,7 @@ def requests(
     kind: Literal["access", "erasure", "objection", "retrain"] | None = None,
     status: Literal["received", "in_progress", "completed", "failed"] | None = None,
     overdue: bool = False,
-    after: int = Query(0, ge=0, le=2**62),
+    after: int = Query(0, ge=0, le=INT4_MAX),  # a request id: the column is a 32-bit integer
 ) -> Response:
     """A page of the requests, oldest first, after the cursor ``after`` (the last id of the page before), as GET /v1/requests pages."""
     now = datetime.now(UTC)

@@ -41,7 +41,7 @@ from governance.api.deps import AuditKey, GovernKey, SessionDep, SettingsDep, St
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.call_record import record_call
-from governance.api.schemas import REQUESTED_SUBJECT
+from governance.api.schemas import INT4_MAX, REQUESTED_SUBJECT
 from governance.api.schemas.subjects import ErasureCreate, ExportCreate, SubjectAccessCreate, SubjectErasureCreate
 from governance.privacy import erase_subject, export_subject
 from recommender.errors import RecgovError
@@ -179,7 +179,7 @@ def requests(
     status: Literal["received", "in_progress", "completed", "failed"] | None = Query(None),
     overdue: bool = Query(False, description="Only the requests still open (received or in progress) past their deadline."),
     limit: int = Query(100, ge=1, le=1000, description="Requests per page."),
-    after: int = Query(0, ge=0, le=2**62, description="The cursor: the last id of the previous page (0: the first page)."),
+    after: int = Query(0, ge=0, le=INT4_MAX, description="The cursor: the last id of the previous page (0: the first page)."),
 ) -> dict[str, Any]:
     try:
         rows, next_after = page_requests(
