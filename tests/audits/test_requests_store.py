@@ -207,3 +207,32 @@ def test_an_erasure_request_completes_after_the_subject_is_shredded(store: Store
         "subject_request.completed",
     ]
     _assert_clean(store)
+
+
+def test_pages_follow_the_listing_order_and_refuse_an_unknown_cursor_changing_nothing(store: Store) -> None:
+    """Oldest first by the time made, ties by id, whatever the id order; every request once; a bad cursor refused."""
+    from audits import page_requests
+    from audits.requests import UnknownCursor
+
+    now = datetime.now(UTC)
+    tie = now - timedelta(days=9)
+    with store.session() as session:
+        for n, days in enumerate((1, 30, 9, 9, 2, 45)):
+            open_request(session, subject_id=f"page-{n}", kind="access", deadline_days=30, requested_at=tie if days == 9 else now - timedelta(days=days))
+        expected = [r["id"] for r in list_requests(session)]
+    assert expected != sorted(expected)
+    with store.session() as session:
+        for limit in (1, 2, 4, 6, 7):
+            seen, after = [], 0
+            while after is not None:
+                rows, after = page_requests(session, limit=limit, after=after)
+                seen += [r["id"] for r in rows]
+            assert seen == expected, limit
+    before = dump_store(store)
+    with store.session() as session:
+        for bad in (max(expected) + 1, -1, 2**31, 2**40):
+            with pytest.raises(UnknownCursor, match="no subject request"):
+                page_requests(session, limit=2, after=bad)
+        with pytest.raises(ConfigError, match="limit"):
+            page_requests(session, limit=0)
+    assert dump_store(store) == before
