@@ -45,19 +45,25 @@ def test_warm_fills_lists_and_factors_of_consenting_heavy_users_only(tmp_path, o
     assert "u0000" not in result.output  # counts only, no subject id
 
 
-def test_warm_stores_nothing_of_a_subject_erased_while_their_consent_was_read(tmp_path, online_store, monkeypatch) -> None:
-    """The fill reads each subject's epochs before their consent: an erasure that commits after the consent read
-    (its invalidation bumps the epoch) refuses both the list and the factors made from the old consent."""
+def _trained_with_online_store(tmp_path, online_store, monkeypatch) -> tuple[str, str]:
+    """A small model trained into a fresh SQLite store, and ``online_store`` as the store RECGOV_REDIS_URL names."""
     import audits.online_store as online
-    import governance.online_warm as online_warm
 
     db_url = f"sqlite:///{tmp_path / 'store.db'}"
     trained = runner.invoke(app, ["train", DATA, "--no-tune", "--no-carbon", "--factors", "8", "--iterations", "3", "--database-url", db_url, "--json"])
     assert trained.exit_code == 0, trained.output
-    version = json.loads(trained.stdout)["model_version"]
     url = "redis://online-store-under-test"
     monkeypatch.setenv("RECGOV_REDIS_URL", url)
     monkeypatch.setitem(online._STORES, url, online_store)
+    return db_url, json.loads(trained.stdout)["model_version"]
+
+
+def test_warm_stores_nothing_of_a_subject_erased_while_their_consent_was_read(tmp_path, online_store, monkeypatch) -> None:
+    """The fill reads each subject's epochs before their consent: an erasure that commits after the consent read
+    (its invalidation bumps the epoch) refuses both the list and the factors made from the old consent."""
+    import governance.online_warm as online_warm
+
+    db_url, version = _trained_with_online_store(tmp_path, online_store, monkeypatch)
     store = open_store(db_url)
     try:
         with store.session() as session:
@@ -112,18 +118,11 @@ def test_warm_makes_lists_over_the_item_table_the_api_serves_with(tmp_path, onli
     """``warm`` made its lists without any item table (no provider groups, no categories: the pack's provider
     calibration did nothing), which servers with the table then served as the pack's lists. It now reads the
     table the API reads (the model's dataset), so a server with it reads warm's lists back, and they are its own."""
-    import audits.online_store as online
     from governance.governed_list import serve_list
     from governance.policy import load_pack
     from recommender.loaders import load_data
 
-    db_url = f"sqlite:///{tmp_path / 'store.db'}"
-    trained = runner.invoke(app, ["train", DATA, "--no-tune", "--no-carbon", "--factors", "8", "--iterations", "3", "--database-url", db_url, "--json"])
-    assert trained.exit_code == 0, trained.output
-    version = json.loads(trained.stdout)["model_version"]
-    url = "redis://online-store-under-test"
-    monkeypatch.setenv("RECGOV_REDIS_URL", url)
-    monkeypatch.setitem(online._STORES, url, online_store)
+    db_url, version = _trained_with_online_store(tmp_path, online_store, monkeypatch)
     store = open_store(db_url)
     try:
         with store.session() as session:

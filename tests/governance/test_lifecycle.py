@@ -49,6 +49,17 @@ def _load(ref: str):
     return load_pack(SHIPPED / f"{ref}.yaml")
 
 
+def _hand_ticket(store, world: World, pack, model_version: str) -> int:
+    """A retrain ticket opened by hand (a monthly schedule's firing) on ``model_version`` at day 50."""
+    from audits.monitoring import evidence_key, open_ticket
+
+    with store.session() as session:
+        return open_ticket(
+            session, trigger_id="monthly", trigger_kind="schedule", model_version=model_version, evidence={"by": "hand"},
+            key=evidence_key("monthly", model_version, {"by": "hand"}), stamp=pack.stamp(), now=world.at(50),
+        ).ticket.id  # fmt: skip
+
+
 def _deploy_first(store, world: World, pack, tmp_path: Path) -> str:
     """Model A, trained on days 0-30 (before the shift), profiled and promoted to production through the gate."""
     baseline = _load("baseline")
@@ -392,17 +403,11 @@ def test_a_canary_promoted_by_hand_during_its_watch_is_rolled_back_without_empty
     """The watch ends with a breach (no lists served) after an operator moved the canary to production by hand:
     the ticket's rollback used to retire the production version and leave production empty (serving refuses);
     now it rolls back the governed way, and the previous production version serves again."""
-    from audits.monitoring import evidence_key, open_ticket
-
     pack = lifecycle_pack((SHIPPED / "baseline.yaml").read_text())
     store = open_store(db_url)
     try:
         first = _deploy_first(store, world, pack, tmp_path)
-        with store.session() as session:
-            ticket = open_ticket(
-                session, trigger_id="monthly", trigger_kind="schedule", model_version=first, evidence={"by": "hand"},
-                key=evidence_key("monthly", first, {"by": "hand"}), stamp=pack.stamp(), now=world.at(50),
-            ).ticket.id  # fmt: skip
+        ticket = _hand_ticket(store, world, pack, first)
         canary = run_ticket(_ctx(store, world, pack, tmp_path, (45, 50), 50), ticket)
         assert canary["state"] == "canary" and canary["waiting"] is True
         second = canary["new_model_version"]
@@ -450,18 +455,14 @@ def test_a_production_model_meeting_a_retirement_criterion_is_retired_even_when_
 def test_a_ticket_run_under_another_pack_than_its_models_consent_rules_is_refused(db_url: str, world: World, tmp_path: Path) -> None:
     """The ticket's model learned under one pack's consent rules; a run under another pack's would retrain it on
     subjects those rules left out. Refused, naming the pack, with the ticket untouched (it runs under the right one)."""
-    from audits.monitoring import evidence_key, get_ticket, open_ticket, ticket_doc
+    from audits.monitoring import get_ticket, ticket_doc
 
     pack = lifecycle_pack((SHIPPED / "baseline.yaml").read_text())
     ccpa = lifecycle_pack((SHIPPED / "california-ccpa.yaml").read_text(), "\nlifecycle:" + LIFECYCLE.split("\nlifecycle:", 1)[1])
     store = open_store(db_url)
     try:
         first = _deploy_first(store, world, pack, tmp_path)
-        with store.session() as session:
-            ticket = open_ticket(
-                session, trigger_id="monthly", trigger_kind="schedule", model_version=first, evidence={"by": "hand"},
-                key=evidence_key("monthly", first, {"by": "hand"}), stamp=pack.stamp(), now=world.at(50),
-            ).ticket.id  # fmt: skip
+        ticket = _hand_ticket(store, world, pack, first)
         with pytest.raises(ConfigError, match=f"model {first} was trained under the consent rules of pack baseline.*--pack baseline"):
             run_ticket(_ctx(store, world, ccpa, tmp_path, (45, 50), 50), ticket)
         with store.session() as session:
