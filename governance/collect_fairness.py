@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from governance.collect_literature import audit_groups, literature_facts, wants_groups
+from governance.collect_literature import audit_cells, audit_groups, literature_facts, wants_groups
 from governance.facts import (
     CalibrationFacts,
     ExposureFacts,
@@ -324,10 +324,20 @@ def _lists(dataset: Dataset, evaluation: Any, subject: str, train: Any, test: An
     )
 
 
+def _refuse_reserved(values: np.ndarray | None, ids: np.ndarray, table: str, column: str, whose: str) -> None:
+    """Refuse a value that reads as the missing group's name (it would be reported with it, as one group)."""
+    at = None if values is None else F.reserved_label(values)
+    if at is not None:
+        where = f"column {column!r}, {whose} {str(ids[at])!r}"
+        raise DataError(F.RESERVED_LABEL.format(what=f"the {table} table", where=where, value=values[at], missing=F.MISSING_GROUP))
+
+
 def _item_labels(dataset: Dataset, provider: str | None, train: InteractionMatrix) -> _ItemLabels:
+    groups = _present(_aligned(dataset.items, provider, train.item_ids) if provider else None)
+    _refuse_reserved(groups, train.item_ids, "items", provider or "", "item")
     return _ItemLabels(
         provider=provider,
-        groups=_present(_aligned(dataset.items, provider, train.item_ids) if provider else None),
+        groups=groups,
         categories=_present(_aligned(dataset.items, "categories", train.item_ids)),
     )
 
@@ -370,6 +380,7 @@ def _consumer_facts(
                 unavailable[attribute] = f"the users table has no column {attribute!r}"
                 continue
             labels = labels[lists.rows]
+            _refuse_reserved(labels, lists.train.user_ids[lists.rows], "users", attribute, "user")
         per_user = {m: ev.per_user[m] for m in F.CONSUMER_METRICS if m in ev.per_user}
         per_user.update({m: values for m, values in calibration.items() if np.isfinite(values).any()})
         compared = F.compare_groups(
@@ -495,7 +506,8 @@ def fairness_facts(
     absent = {"provider": _provider_absence(dataset, labels, n_items), "calibration": no_calibration}
     unavailable = {**consumer.unavailable, **no_group, **{what: why for what, why in absent.items() if why is not None}}
     ev, item_groups = lists.evaluation, labels.groups
-    census = {name: F.census(values, section.min_group_size) for name, values in (labelled or {}).items()}
+    cells = audit_cells(dataset.users, section, lists.train.user_ids, lists.rows) if grouped else {}
+    census = {name: F.census(values, section.min_group_size, cells.get(name, ())) for name, values in (labelled or {}).items()}
     literature = literature_facts(
         lists.recommended, lists.history, lists.relevant, M.item_popularity(lists.train.matrix),
         ev.per_user.get("ndcg"), labelled or {}, census, item_groups, item_categories=labels.categories,

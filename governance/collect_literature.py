@@ -32,7 +32,7 @@ import scipy.sparse as sp
 from recommender import fairness as F
 from recommender import metrics as M
 
-__all__ = ["audit_groups", "literature_facts", "wants_groups"]
+__all__ = ["audit_cells", "audit_groups", "literature_facts", "wants_groups"]
 
 
 def _num(value: Any) -> float | None:
@@ -79,6 +79,19 @@ def audit_groups(
             continue
         labels.update(F.groups_for(aligned, F.GroupingSpec((), spec.bins, (combo,), spec.min_size)))
     return {name: values[rows] for name, values in labels.items()}, unavailable
+
+
+def audit_cells(
+    users: pd.DataFrame | None, section: Any, user_ids: np.ndarray, rows: np.ndarray
+) -> dict[str, tuple[str, ...]]:
+    """Every combination of the values the evaluated users hold, for each declared intersection whose columns the
+    users table has (:func:`recommender.fairness.intersection_cells`): the census lists the empty ones with n = 0."""
+    table = users if users is not None else pd.DataFrame()
+    aligned = table.reindex(pd.Index(np.asarray(user_ids, dtype=object).astype(str))).iloc[np.asarray(rows)]
+    spec = _spec(section)
+    present = set(table.columns)
+    combos = tuple(combo for combo in spec.intersections if all(a in present for a in combo))
+    return F.cells_for(aligned, F.GroupingSpec((), spec.bins, combos, spec.min_size))
 
 
 def literature_facts(

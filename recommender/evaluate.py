@@ -32,6 +32,7 @@ from recommender import metrics as M
 from recommender.base import MAX_LIST_LENGTH, TOO_LONG, Recommender
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
+from recommender.fairness._common import MISSING_GROUP, RESERVED_LABEL, reserved_label
 from recommender.evaluation_results import BEYOND_METRICS, Comparison, ModelEvaluation
 from recommender.scoring import ranked_lists
 
@@ -107,7 +108,7 @@ def _segment_means(
     for seg, values in segments.items():
         labels = values[rows]
         if labels.isna().any():
-            labels = labels.add_categories(["missing"]).fillna("missing")
+            labels = labels.add_categories([MISSING_GROUP]).fillna(MISSING_GROUP)
         grouped = frame.groupby(labels, observed=True, sort=True)
         means, counts = grouped.mean(), grouped.size()
         out[seg] = {
@@ -147,13 +148,22 @@ def _check_inputs(func: str, train: InteractionMatrix, test: InteractionMatrix, 
     return k
 
 
-def _check_segments(func: str, segments: Mapping[str, Any] | None, n_users: int) -> dict[str, pd.Categorical]:
+def _check_segments(
+    func: str, segments: Mapping[str, Any] | None, n_users: int, user_ids: Any = None
+) -> dict[str, pd.Categorical]:
     out = {}
     for name, values in (segments or {}).items():
         if np.ndim(values) != 1 or len(values) != n_users:
             got = len(values) if np.ndim(values) else 1
             raise DataError(BAD_SEGMENT.format(func=func, name=name, got=got, n_users=n_users))
-        out[str(name)] = _as_segment(values)
+        segment = _as_segment(values)
+        if any(isinstance(c, str) and c.strip().casefold() == MISSING_GROUP for c in segment.categories):
+            labels = np.asarray(segment, dtype=object)
+            row = reserved_label(labels)
+            if row is not None:  # its users would be reported with those whose segment is missing, as one group
+                where = f"user row {row}" if user_ids is None else f"user {str(user_ids[row])!r}"
+                raise DataError(RESERVED_LABEL.format(what=f"{func}: segment {name!r}", where=where, value=labels[row], missing=MISSING_GROUP))
+        out[str(name)] = segment
     return out
 
 
@@ -181,7 +191,7 @@ def _prepare(
 ) -> _Shared:
     if isinstance(head_share, bool) or not isinstance(head_share, (int, float)) or not 0 < head_share <= 1:
         raise ConfigError(M.BAD_HEAD_SHARE.format(func=func, got=head_share))
-    extra = _check_segments(func, segments, train.n_users)
+    extra = _check_segments(func, segments, train.n_users, train.user_ids)
     relevant = sp.csr_matrix(test.matrix > 0)
     relevant.sort_indices()
     rows = np.flatnonzero(np.diff(relevant.indptr) > 0)

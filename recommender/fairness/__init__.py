@@ -60,7 +60,7 @@ from recommender.fairness._amortised import (
     expected_exposure,
 )
 from recommender.fairness._calibration import BAD_ALPHA, CALIBRATION_ALPHA, calibration_kl
-from recommender.fairness._common import BAD_LENGTH, BAD_ROWS, MISSING_GROUP, group_labels
+from recommender.fairness._common import BAD_LENGTH, BAD_ROWS, MISSING_GROUP, RESERVED_LABEL, group_labels, reserved_label
 from recommender.fairness._disparity import BiasDisparity, GroupMAD, bias_disparity, item_mad, user_mad
 from recommender.fairness._distribution import (
     aggregate_diversity,
@@ -89,9 +89,11 @@ from recommender.fairness._grouping import (
     GroupCensus,
     GroupingSpec,
     bin_values,
+    cells_for,
     census,
     groups_for,
     intersect,
+    intersection_cells,
     item_groups,
     membership_exposure,
     multi_membership,
@@ -124,8 +126,10 @@ __all__ = [
     "GroupingSpec",
     "bin_values",
     "census",
+    "cells_for",
     "groups_for",
     "intersect",
+    "intersection_cells",
     "item_groups",
     "membership_exposure",
     "multi_membership",
@@ -176,8 +180,10 @@ __all__ = [
     "popularity_bias",
     "calibration_kl",
     "group_labels",
+    "reserved_label",
     "item_exposure",
     "MISSING_GROUP",
+    "RESERVED_LABEL",
     "BAD_ALPHA",
     "BAD_ATTENTION",
     "BAD_CONFIDENCE",

@@ -21,6 +21,13 @@ from recommender.errors import DataError
 MISSING_GROUP = "missing"
 """The group of users (or items) whose attribute is missing."""
 
+RESERVED_LABEL = (
+    "{what}: {where} holds the value {value!r}, which reads as {missing!r}, the name of the group of those whose "
+    "attribute is missing: the two would be reported as one group. Rename the value, or leave it empty if it "
+    "means that the attribute is missing."
+)
+"""Message of the refusal of a label that would merge with the missing group (:func:`reserved_label`)."""
+
 BAD_ROWS = "{func}: {name} has {got} rows but 'recommended' has {n_users}; row u of both must be the same user."
 BAD_LENGTH = "{func}: {name} has {got} entries but {expected} were expected ({what})."
 
@@ -54,15 +61,44 @@ def _div(a: Any, b: Any) -> Any:
         return np.divide(a, b)
 
 
-def group_labels(values: Any, missing: str = MISSING_GROUP) -> tuple[np.ndarray, tuple[str, ...]]:
+def _reads_as(value: Any, missing: str) -> bool:
+    return isinstance(value, str) and value.strip().casefold() == missing.casefold()
+
+
+def reserved_label(values: Any, missing: str = MISSING_GROUP) -> int | None:
+    """The position of the first present label that reads as ``missing`` (any case, surrounding blanks
+    ignored), or None: such a value would be counted with the entities whose attribute is missing."""
+    labels = pd.Series(pd.array(np.asarray(values, dtype=object), dtype="string"))
+    uniques = labels.dropna().unique()
+    if not any(_reads_as(str(u), missing) for u in uniques):  # the distinct values only: one pass of the column
+        return None
+    hit = labels.fillna("").str.strip().str.casefold() == missing.casefold()
+    return int(np.flatnonzero(hit.to_numpy(dtype=bool))[0])
+
+
+def group_labels(
+    values: Any, missing: str = MISSING_GROUP, *, what: str = "group labels"
+) -> tuple[np.ndarray, tuple[str, ...]]:
     """Integer codes and sorted string names of group labels; missing labels form the group ``missing``.
+
+    A present label that reads as ``missing`` is refused (:data:`RESERVED_LABEL`, naming ``what`` and its
+    position): it would be counted with the missing group, which is reported and never judged.
 
     >>> group_labels(["M", "F", None, "F"])
     (array([1, 0, 2, 0]), ('F', 'M', 'missing'))
     """
-    labels = pd.Series(pd.array(np.asarray(values, dtype=object), dtype="string")).fillna(missing)
-    codes, names = pd.factorize(labels, sort=True)
-    return codes.astype(np.int64), tuple(str(n) for n in names)
+    labels = pd.Series(pd.array(np.asarray(values, dtype=object), dtype="string"))
+    codes, names = pd.factorize(labels, sort=True, use_na_sentinel=True)
+    if any(_reads_as(str(n), missing) for n in names):
+        at = reserved_label(values, missing)
+        raise DataError(RESERVED_LABEL.format(what=what, where=f"entry {at}", value=labels.iloc[at], missing=missing))
+    names = tuple(str(n) for n in names)
+    if (codes < 0).any():  # the missing group, in its sorted place among the names
+        merged = sorted({*names, missing})
+        place = {n: j for j, n in enumerate(merged)}
+        remap = np.asarray([place[n] for n in names] + [place[missing]], dtype=np.int64)
+        return remap[codes], tuple(merged)
+    return codes.astype(np.int64), names
 
 
 def _per_user_groups(

@@ -40,7 +40,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recommender.errors import ConfigError, DataError
-from recommender.fairness._common import MISSING_GROUP, group_labels
+from recommender.fairness._common import MISSING_GROUP, RESERVED_LABEL, group_labels, reserved_label
 
 __all__ = [
     "INTERSECTION_JOIN",
@@ -52,7 +52,9 @@ __all__ = [
     "intersect",
     "multi_membership",
     "census",
+    "cells_for",
     "groups_for",
+    "intersection_cells",
     "item_groups",
     "membership_exposure",
 ]
@@ -96,8 +98,8 @@ class Binning:
             raise bad("edges must be numbers in strictly increasing order")
         if len(labels) != len(edges) - 1:
             raise bad(f"{len(edges) - 1} bins need {len(edges) - 1} labels, one per bin")
-        if len(set(labels)) != len(labels) or any(not label or label == MISSING_GROUP for label in labels):
-            raise bad(f"labels must be distinct, non-empty and not {MISSING_GROUP!r}")
+        if len(set(labels)) != len(labels) or any(not label or label.strip().casefold() == MISSING_GROUP for label in labels):
+            raise bad(f"labels must be distinct, non-empty and not {MISSING_GROUP!r} (in any case)")
         object.__setattr__(self, "edges", edges)
         object.__setattr__(self, "labels", labels)
 
@@ -211,11 +213,14 @@ class GroupCensus:
         }
 
 
-def census(labels: Any, min_size: int = 1) -> GroupCensus:
+def census(labels: Any, min_size: int = 1, cells: Sequence[str] = ()) -> GroupCensus:
     """Count each group's members; below ``min_size`` (or the missing group) is reported but not judged.
 
     ``labels`` is one label per entity, or a sparse membership matrix with its
-    names as ``(matrix, names)`` (:func:`multi_membership`).
+    names as ``(matrix, names)`` (:func:`multi_membership`). ``cells`` are groups
+    to list even when no entity is in them (an intersection's combinations of
+    values, :func:`intersection_cells`): an empty one is listed with ``n = 0``,
+    not judged, so that an auditor sees which combinations no one represents.
 
     >>> c = census(["a", "a", "b", None], min_size=2)
     >>> c.judged, c.reason["b"]
@@ -229,14 +234,20 @@ def census(labels: Any, min_size: int = 1) -> GroupCensus:
     else:
         codes, names = group_labels(labels)
         counts = np.bincount(codes, minlength=len(names))
+    sizes = {str(g): int(c) for g, c in zip(names, counts)}
+    for cell in cells:
+        sizes.setdefault(str(cell), 0)
+    names = tuple(sorted(sizes)) if len(sizes) > len(counts) else tuple(names)
     n, judged, reason = {}, {}, {}
-    for g, c in zip(names, counts):
-        n[g] = int(c)
+    for g in names:
+        c = n[g] = sizes[g]
         if g == MISSING_GROUP:
             judged[g], reason[g] = False, "reported, not judged: the attribute is missing"
+        elif c == 0:
+            judged[g], reason[g] = False, "reported, not judged: no members (a combination of values no one has)"
         elif c < min_size:
             word = "member" if c == 1 else "members"
-            judged[g], reason[g] = False, f"reported, not judged: {int(c)} {word}, fewer than the minimum of {min_size}"
+            judged[g], reason[g] = False, f"reported, not judged: {c} {word}, fewer than the minimum of {min_size}"
         else:
             judged[g], reason[g] = True, ""
     return GroupCensus(groups=tuple(names), n=n, judged=judged, reason=reason, min_size=int(min_size))
@@ -279,7 +290,35 @@ def _column(table: pd.DataFrame, name: str, spec: GroupingSpec, what: str) -> np
         known = ", ".join(map(str, table.columns)) or "no columns"
         raise DataError(UNKNOWN_ATTRIBUTE.format(what=what, name=name, known=known))
     values = table[name].to_numpy(dtype=object)
-    return bin_values(values, spec.bins[name]) if name in spec.bins else _as_labels(values)
+    if name in spec.bins:
+        return bin_values(values, spec.bins[name])
+    labels = _as_labels(values)
+    at = reserved_label(labels)
+    if at is not None:
+        where = f"column {name!r}, row {table.index[at]!r}"
+        raise DataError(RESERVED_LABEL.format(what=what, where=where, value=labels[at], missing=MISSING_GROUP))
+    return labels
+
+
+def intersection_cells(columns: Mapping[str, Any], separator: str = INTERSECTION_SEPARATOR) -> tuple[str, ...]:
+    """Every combination of the values the columns hold (missing left out), labelled as :func:`intersect` labels
+    a row: what :func:`census` lists for an intersection, including the combinations no row has.
+
+    >>> intersection_cells({"gender": ["F", "M", "F"], "age": ["18-24", "18-24", "25-34"]})
+    ('F x 18-24', 'F x 25-34', 'M x 18-24', 'M x 25-34')
+    """
+    import itertools
+
+    parts = [sorted({str(v) for v in _as_labels(values) if v is not None}) for values in columns.values()]
+    return tuple(sorted(separator.join(combo) for combo in itertools.product(*parts)))
+
+
+def cells_for(table: pd.DataFrame, spec: GroupingSpec, *, what: str = "user attributes") -> dict[str, tuple[str, ...]]:
+    """The cells (:func:`intersection_cells`) of every intersection the spec declares, from the rows of ``table``."""
+    return {
+        INTERSECTION_JOIN.join(combo): intersection_cells({n: _column(table, n, spec, what) for n in combo})
+        for combo in spec.intersections
+    }
 
 
 def groups_for(table: pd.DataFrame, spec: GroupingSpec, *, what: str = "user attributes") -> dict[str, np.ndarray]:

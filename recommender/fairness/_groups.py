@@ -57,7 +57,10 @@ class GroupComparison:
 
     Point values are fairlearn ``MetricFrame``'s (``by_group``, ``overall``,
     ``difference()`` and ``ratio()`` between groups, see :func:`_group_point_values`);
-    intervals from :func:`bootstrap_means`.
+    intervals from :func:`bootstrap_means`. A group with one defined value has no
+    interval (``(nan, nan)``: a bootstrap of one user always draws that user), and
+    then neither have ``difference`` and ``ratio`` (their resamples would hold that
+    group's value fixed); its pairs' Welch and Fieller intervals are undefined too.
     """
 
     metric: str
@@ -219,6 +222,14 @@ def compare_groups(
             warnings.simplefilter("ignore", RuntimeWarning)
             spread = np.nanmax(sample, axis=1) - np.nanmin(sample, axis=1)
             ratio = _div(np.nanmin(sample, axis=1), np.nanmax(sample, axis=1))
+        sizes = np.asarray([present[names.index(g)] for g in by_group])
+        # A group of one defined value resamples to itself: its bootstrap interval would have zero width, a
+        # certainty no single user gives. It is undefined (NaN), and so are the gap's and the ratio's across
+        # groups, whose resamples would hold that group's value fixed (too narrow an interval, zero with all such).
+        single = sizes < 2
+        low, high = np.where(single, np.nan, low), np.where(single, np.nan, high)
+        difference_ci = (np.nan, np.nan) if single.any() else _interval(spread, confidence)
+        ratio_ci = (np.nan, np.nan) if single.any() else _interval(ratio, confidence)
         pairs = _pairs(by_group, {g: int(present[names.index(g)]) for g in by_group}, spread_of, confidence)
         out[metric] = GroupComparison(
             metric=metric,
@@ -229,9 +240,9 @@ def compare_groups(
             by_group_sd={g: float(spread_of[g]) for g in by_group},
             overall=point.overall,
             difference=point.difference,
-            difference_ci=_interval(spread, confidence),
+            difference_ci=difference_ci,
             ratio=point.ratio,
-            ratio_ci=_interval(ratio, confidence),
+            ratio_ci=ratio_ci,
             pairs=tuple(pairs),
             confidence=confidence,
             n_boot=n_boot,

@@ -23,7 +23,7 @@ from governance.policy import PolicyError, parse_pack
 from recommender import fairness as F
 from recommender import metrics as M
 from recommender.als import ALSRecommender
-from recommender.errors import ConfigError
+from recommender.errors import ConfigError, DataError
 from recommender.evaluate import evaluate_model
 from recommender.split import SplitConfig, split, train_test_matrices
 from recommender.synthetic import SyntheticSpec, generate
@@ -199,3 +199,46 @@ def test_audit_groups_refuses_a_clash_in_a_section_that_skipped_validation():
                           "gender_x_age": ["own"], "age_x_region": ["p"]}, index=["u1"])
     with pytest.raises(ConfigError, match="'gender_x_age', a name already taken"):
         audit_groups(users, section, np.array(["u1"]), np.array([0]))
+
+
+def test_an_empty_combination_of_declared_values_is_in_the_census_with_no_members(audited):
+    dataset, mats, ev = audited
+    users = dataset.users.copy()
+    first = sorted(users["gender"].dropna().astype(str).unique())[0]
+    mine = (users["gender"].astype(str) == first) & users["age"].notna()
+    users.loc[mine, "age"] = 20.0  # nobody of the first gender is 35 or older now
+    emptied = (dataset.__class__(events=dataset.events, users=users, items=dataset.items), mats, ev)
+    facts = _facts(emptied, HEAD + BASE + DECLARED)
+    census = facts.groups["gender_x_age"]["groups"]
+    for band in ("35-54", "55+"):
+        cell = census[f"{first} x {band}"]
+        assert cell["n"] == 0 and cell["judged"] is False and "no members" in cell["reason"]
+        assert f"{first} x {band}" not in facts.consumer["gender_x_age"]["ndcg"].groups  # no figure for nobody
+    assert census[f"{first} x 18-34"]["n"] > 0
+
+
+def test_an_attribute_value_named_like_the_missing_group_is_refused_naming_its_table_and_entity(audited):
+    dataset, mats, ev = audited
+    evaluated = mats.train.user_ids[ev.user_index]
+    users = dataset.users.copy()
+    users["gender"] = users["gender"].astype(object)
+    assert str(evaluated[3]) in set(users.index.astype(str))
+    users.loc[users.index.astype(str) == str(evaluated[3]), "gender"] = "Missing"
+    renamed = (dataset.__class__(events=dataset.events, users=users, items=dataset.items), mats, ev)
+    with pytest.raises(DataError, match=rf"the users table: column 'gender', user '{evaluated[3]}' holds the value 'Missing'"):
+        _facts(renamed, HEAD + BASE)
+    with pytest.raises(DataError, match=rf"user attributes: column 'gender', row '{evaluated[3]}'"):
+        _facts(renamed, HEAD + BASE + DECLARED)
+    items = dataset.items.copy()
+    items["provider_group"] = items["provider_group"].astype(object)
+    item = str(mats.train.item_ids[2])
+    assert item in set(items.index.astype(str))
+    items.loc[items.index.astype(str) == item, "provider_group"] = "missing"
+    providers = (dataset.__class__(events=dataset.events, users=dataset.users, items=items), mats, ev)
+    with pytest.raises(DataError, match=rf"the items table: column 'provider_group', item '{item}'"):
+        _facts(providers, HEAD + BASE)
+    model = ALSRecommender(factors=4, iterations=2, random_state=0).fit(mats.train)
+    segment = np.array(["a"] * mats.train.n_users, dtype=object)
+    segment[5] = "missing"
+    with pytest.raises(DataError, match=rf"segment 'gender': user '{mats.train.user_ids[5]}' holds the value 'missing'"):
+        evaluate_model(model, mats.train, mats.test, 10, segments={"gender": segment})

@@ -46,6 +46,7 @@ def test_binning_edges_are_half_open_and_out_of_range_is_missing() -> None:
         ((0, 18, 30), ("a",), "2 bins need 2 labels"),
         ((0, 18, 30), ("a", "a"), "distinct"),
         ((0, 18, 30), ("a", "missing"), "distinct"),
+        ((0, 18, 30), ("a", " Missing"), "in any case"),
     ],
 )
 def test_bad_binning_is_a_located_config_error(edges, labels, problem) -> None:
@@ -151,3 +152,75 @@ def test_an_intersection_may_not_take_the_name_of_an_attribute() -> None:
         GroupingSpec(attributes=("gender", "gender_x_age"), intersections=(("gender", "age"),))
     with pytest.raises(ConfigError, match="intersections.1"):
         GroupingSpec(intersections=(("a", "b_x_c"), ("a", "b", "c")))
+
+
+# -- a group of one, a value named like the missing group, empty intersection cells --------------------------
+
+
+def test_a_group_of_one_user_has_no_interval_never_a_zero_width_one() -> None:
+    """One user resamples to itself: a zero-width interval would claim a certainty no single user gives."""
+    from fairlearn.metrics import MetricFrame
+    from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
+
+    ndcg = np.array([0.2, 0.4, 0.6, 0.3, 0.5, 0.9])
+    groups = ["a", "a", "a", "b", "b", "c"]
+    out = compare_groups({"ndcg": ndcg}, groups, n_boot=200)["ndcg"]
+    frame = MetricFrame(metrics=lambda y, p: float(np.mean(y)), y_true=ndcg, y_pred=ndcg, sensitive_features=groups)
+    assert out.by_group == pytest.approx(frame.by_group.to_dict()) and out.difference == pytest.approx(frame.difference())
+    assert out.n_users["c"] == 1
+    assert all(np.isnan(end) for end in out.by_group_ci["c"])
+    low, high = out.by_group_ci["a"]
+    assert high - low > 0  # groups of two and more keep theirs
+    assert all(np.isnan(end) for end in (*out.difference_ci, *out.ratio_ci))  # the gap holds c's value fixed
+    by_pair = {(p.higher, p.lower): p for p in out.pairs}
+    with_c = [p for p in out.pairs if "c" in (p.higher, p.lower)]
+    assert with_c and all(np.isnan(end) for p in with_c for end in p.difference_ci)
+    a_b = by_pair.get(("a", "b")) or by_pair[("b", "a")]
+    welch = CompareMeans(DescrStatsW(ndcg[:3]), DescrStatsW(ndcg[3:5])).tconfint_diff(alpha=0.05, usevar="unequal")
+    sign = 1 if a_b.higher == "a" else -1
+    assert a_b.difference_ci == pytest.approx(tuple(sorted(sign * np.asarray(welch))))
+    every_one_alone = compare_groups({"ndcg": np.array([0.1, 0.7])}, ["x", "y"], n_boot=50)["ndcg"]
+    intervals = [*every_one_alone.by_group_ci.values(), every_one_alone.difference_ci, every_one_alone.ratio_ci]
+    assert all(np.isnan(end) for ci in intervals for end in ci)  # was (0.6, 0.6): a zero-width gap
+
+
+def test_a_value_named_like_the_missing_group_is_refused_where_it_is() -> None:
+    from recommender.fairness import group_labels
+
+    for value in ("missing", " Missing ", "MISSING"):
+        with pytest.raises(DataError, match=r"entry 1 holds the value .*'missing'.*one group"):
+            group_labels(["F", value, None])
+        with pytest.raises(DataError, match="entry 2"):
+            compare_groups({"ndcg": np.array([0.1, 0.2, 0.3])}, ["a", None, value], n_boot=5)
+        with pytest.raises(DataError, match="entry 0"):
+            census([value, "a"])
+    users = pd.DataFrame({"gender": ["F", "missing", None], "age": [20, 30, 40]}, index=["u1", "u2", "u3"])
+    with pytest.raises(DataError, match=r"user attributes: column 'gender', row 'u2' holds the value 'missing'"):
+        groups_for(users, GroupingSpec(attributes=("gender",)))
+    with pytest.raises(DataError, match="row 'u2'"):
+        groups_for(users, GroupingSpec(bins={"age": AGE}, intersections=(("gender", "age"),)))
+    codes, names = group_labels(["b", None, "a", "missed"])
+    assert names == ("a", "b", "missed", "missing") and codes.tolist() == [1, 3, 0, 2]  # the missing group as before
+
+
+def test_the_census_lists_empty_intersection_cells_with_no_members() -> None:
+    from recommender.fairness import cells_for, intersection_cells
+
+    users = pd.DataFrame(
+        {"gender": ["F", "F", "M", "M", None, "X"], "age": [20, 40, 20, 22, 30, 41]}, index=[f"u{j}" for j in range(6)]
+    )
+    spec = GroupingSpec(bins={"age": Binning("age", (18, 35, 120), ("18-34", "35+"))}, intersections=(("gender", "age"),), min_size=1)
+    labels = groups_for(users, spec)["gender_x_age"]
+    cells = cells_for(users, spec)["gender_x_age"]
+    assert cells == intersection_cells({"gender": ["F", "M", "X"], "age": ["18-34", "35+"]})
+    assert cells == ("F x 18-34", "F x 35+", "M x 18-34", "M x 35+", "X x 18-34", "X x 35+")
+    c = census(labels, 1, cells)
+    assert c.groups == (*cells, "missing")
+    assert {g: c.n[g] for g in c.groups} == {
+        "F x 18-34": 1, "F x 35+": 1, "M x 18-34": 2, "M x 35+": 0, "X x 18-34": 0, "X x 35+": 1, "missing": 1,
+    }  # fmt: skip
+    for empty in ("M x 35+", "X x 18-34"):
+        assert not c.judged[empty] and "no members" in c.reason[empty]
+        assert c.as_dict()["groups"][empty] == {"n": 0, "judged": False, "reason": c.reason[empty]}
+    assert "M x 35+" not in c.judged_groups() and "M x 18-34" in c.judged_groups()
+    assert census(labels, 1).groups == tuple(g for g in c.groups if c.n[g])  # without cells: as before
