@@ -59,6 +59,12 @@ __all__ = [
 
 _PLAIN = {"string", "integer", "floating", "mixed-integer-float", "mixed-integer", "decimal", "boolean", "empty", "categorical"}
 """What pandas infers for a column of single values (a Parquet list or struct cell is none of these)."""
+EPOCH = pd.Timestamp(0, tz="UTC")
+PRE_EPOCH = (
+    "{where}: {column} {value} is before 1970-01-01T00:00:00Z (a negative Unix time): no event log records "
+    "such a time; it is a placeholder, a sign error or the wrong unit. Correct or drop the row"
+)
+"""Message of the refusal of an event time before the Unix epoch (``where`` names the file and line or row)."""
 REPEATED_COLUMN = "{path} line 1: the column {column!r} appears {times} times in the header; name each column once"
 _SHOWN_CHARS = 60
 
@@ -181,6 +187,10 @@ def load_event_log(path: str | Path, mapping: ColumnMapping | None = None) -> Da
     if bad.any():
         pos = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataError(f"{path} {line_of(pos)}: {mapping.timestamp} {_shown(ts.iloc[pos])} is not a time (Unix seconds or ISO 8601)")
+    early = (parsed < EPOCH).to_numpy(dtype=bool, na_value=False)
+    if early.any():  # as the published data sets' readers refuse a negative Unix time
+        pos = int(np.flatnonzero(early)[0])
+        raise DataError(PRE_EPOCH.format(where=f"{path} {line_of(pos)}", column=mapping.timestamp, value=_shown(ts.iloc[pos])))
     events["timestamp"] = parsed
     for column in ("user_id", "item_id", "event_type", "session_id"):  # a Parquet list or struct cell is no id
         if column in events and pd.api.types.infer_dtype(events[column], skipna=True) not in _PLAIN:

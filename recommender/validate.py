@@ -28,6 +28,11 @@ The checks, by code:
     negative, infinite or not a number.
 ``future_timestamp``
     after ``now``.
+``pre_epoch_timestamp``
+    before 1970-01-01T00:00:00Z (a negative Unix time): a placeholder, a sign
+    error or the wrong unit, never an event's time (the loaders of
+    :mod:`recommender.loaders` and :mod:`recommender.datasets` refuse such a
+    file; this finding is for a table built otherwise).
 ``bot_users``
     every row of a user whose activity is not human: fast, machine-regular,
     tireless, crawling the catalog, hammering a few items, or an extreme volume
@@ -81,6 +86,10 @@ MESSAGES: dict[str, str] = {
         "or another value that is negative, infinite or not a number"
     ),
     "future_timestamp": "{count} row(s) are timestamped after {now} (the validation time)",
+    "pre_epoch_timestamp": (
+        "{count} row(s) are timestamped before 1970-01-01T00:00:00Z (a negative Unix time): "
+        "a placeholder, a sign error or the wrong unit, not an event's time"
+    ),
     "bot_users": (
         "{count} row(s) come from {n_users} user(s) whose activity is not human "
         "(fast, machine-regular, tireless, crawling the catalog, repeating a few items, or an extreme volume outlier)"
@@ -259,6 +268,7 @@ def validate_events(
     flags["duplicate_events"] = _duplicates(user, item, etype, ts, eligible)
     _flag_values(events, is_rating, low, high, flags, details, skipped)
     flags["future_timestamp"] = ~ts_missing & (ts > in_unit(now, per_second))
+    flags["pre_epoch_timestamp"] = ~ts_missing & (ts < 0)
     signals = bot_signals(
         user, item, etype, ts, eligible & ~flags["duplicate_events"], per_second, rules,
         n_users=len(user_ids), catalog_size=0 if items is None else len(items),
@@ -385,6 +395,7 @@ _EXAMPLE_FIELDS: dict[str, tuple[str, ...]] = {
     "duplicate_events": ("item_id", "event_type", "timestamp"),
     "value_out_of_range": ("item_id", "event_type", "value"),
     "future_timestamp": ("item_id", "event_type", "timestamp"),
+    "pre_epoch_timestamp": ("item_id", "event_type", "timestamp"),
 }
 
 

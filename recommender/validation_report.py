@@ -30,6 +30,7 @@ CODES: tuple[str, ...] = (
     "duplicate_events",
     "value_out_of_range",
     "future_timestamp",
+    "pre_epoch_timestamp",
     "bot_users",
 )
 """Every finding code, in report order. Codes are stable and never reused."""

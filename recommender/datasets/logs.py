@@ -79,9 +79,11 @@ def load_lastfm_1k(path: str | Path) -> Dataset:
     frame = read_table(plays, names, sep="\t", what="tab-separated lines 'user timestamp artist-id artist track-id track'")
     user = required(plays, frame, "user", "a user id")
     times = pd.to_datetime(frame["time"].str.strip(), utc=True, errors="coerce", format="ISO8601")
-    if times.isna().any():
-        line = int(times.isna().idxmax())
-        raise DataError(BAD_FIELD.format(path=plays, line=line, column="time", expected="an ISO 8601 time like 2009-05-04T23:08:57Z", value=Shown(frame["time"].loc[line])))
+    bad = times.isna() | (times < pd.Timestamp(0, tz="UTC"))  # a time before 1970 is no play's (the other readers refuse it too)
+    if bad.any():
+        line = int(bad.idxmax())
+        expected = "an ISO 8601 time like 2009-05-04T23:08:57Z, not before 1970"
+        raise DataError(BAD_FIELD.format(path=plays, line=line, column="time", expected=expected, value=Shown(frame["time"].loc[line])))
     track = frame["track_id"].str.strip()
     label = frame["artist"].str.strip() + " - " + frame["track"].str.strip()
     item = track.where(track != "", label)

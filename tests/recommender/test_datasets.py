@@ -291,3 +291,27 @@ def test_a_huge_bad_cell_of_a_published_layout_is_cut_in_the_message(tmp_path: P
     message = str(info.value)
     assert says in message and message.endswith(("... (2,000,000 characters)", "... (2,000,000 characters) is not a number"))
     assert len(message) < 400
+
+
+@pytest.mark.parametrize(
+    ("files", "fmt", "says"),
+    [
+        ({"ml-1m/ratings.dat": "1::1193::5::978300760\n1::661::3::-978302109\n"}, None, "ratings.dat line 2, column timestamp: expected an integer in 0.."),
+        ({"ml-25m/ratings.csv": "userId,movieId,rating,timestamp\n1,296,5.0,-1\n"}, None, "ratings.csv line 2, column timestamp: expected an integer in 0.."),
+        ({"r.jsonl": '{"reviewerID": "A1", "asin": "B01", "overall": 5.0, "unixReviewTime": 1400000000}\n'
+                     '{"reviewerID": "A2", "asin": "B01", "overall": 4.0, "unixReviewTime": -3600}\n'}, None,
+         "r.jsonl line 2, column unixReviewTime: expected a Unix time in whole seconds"),  # fmt: skip
+        ({"b.jsonl": '{"user_id": "U1", "parent_asin": "P9", "rating": 4.0, "timestamp": -1000}\n'}, None,
+         "b.jsonl line 1, column timestamp: expected a Unix time in whole milliseconds"),  # fmt: skip
+        ({"userid-timestamp-artid-artname-traid-traname.tsv": "u1\t2009-05-04T23:08:57Z\ta\tA\tt\tT\nu1\t1969-12-31T23:59:59Z\ta\tA\tt\tT\n"},
+         None, "line 2, column time: expected an ISO 8601 time like 2009-05-04T23:08:57Z, not before 1970"),  # fmt: skip
+        ({"events.csv": "timestamp,visitorid,event,itemid,transactionid\n-5,1,view,2,\n"}, "retailrocket",
+         "events.csv line 2, column timestamp: expected an integer in 0.."),  # fmt: skip
+    ],
+)
+def test_every_published_layout_refuses_an_event_time_before_1970_on_its_line(tmp_path: Path, files: dict[str, str], fmt: str | None, says: str) -> None:
+    for name, text in files.items():
+        _write(tmp_path / name, text)
+    target = tmp_path / next(iter(files)).split("/")[0]
+    with pytest.raises(DataError, match=re.escape(says)):
+        load_format(target, fmt) if fmt else load_data(target)

@@ -233,3 +233,34 @@ def test_a_parquet_list_cell_where_one_id_belongs_is_located(tmp_path: Path, col
     with pytest.raises(DataError) as info:
         load_event_log(path)
     assert str(info.value) == f"{path} row 1: {column} \"['x']\" is a list, not one value; expected text or a whole number"
+
+
+@pytest.mark.parametrize(
+    ("name", "write", "where", "shown"),
+    [
+        ("neg.csv", lambda p: p.write_text("user_id,item_id,timestamp\na,x,1700000000\nb,y,-86400\n"), "line 3", "'-86400'"),
+        ("iso.csv", lambda p: p.write_text("user_id,item_id,timestamp\na,x,2024-01-01T00:00:00Z\nb,y,2024-01-02\nc,z,1969-07-20T20:17:00Z\n"),
+         "line 4", "'1969-07-20T20:17:00Z'"),  # fmt: skip
+        ("num.parquet", lambda p: pd.DataFrame({"user_id": ["a", "b"], "item_id": ["x", "y"], "timestamp": [1700000000, -1]}).to_parquet(p),
+         "row 2", "'-1'"),  # fmt: skip
+        ("time.parquet", lambda p: pd.DataFrame({"user_id": ["a", "b"], "item_id": ["x", "y"],
+                                                 "timestamp": pd.to_datetime(["1965-01-01", "2024-01-01"])}).to_parquet(p),
+         "row 1", "1965-01-01"),  # fmt: skip
+    ],
+)
+def test_an_event_time_before_1970_is_refused_on_its_line(tmp_path: Path, name: str, write, where: str, shown: str) -> None:
+    """A negative Unix time (a placeholder, a sign error, the wrong unit) is no event's time: it was read as 1969."""
+    path = tmp_path / name
+    write(path)
+    with pytest.raises(DataError, match=re.escape(f"{path} {where}: timestamp ") + ".*" + re.escape(shown) + ".*before 1970-01-01"):
+        load_event_log(path)
+    path.unlink()
+    if name.endswith(".csv"):  # the first second of 1970 is a time like any other
+        path.write_text("user_id,item_id,timestamp\na,x,0\n")
+        assert load_event_log(path).events["timestamp"].iloc[0] == pd.Timestamp(0, tz="UTC")
+
+
+def test_movielens_100k_refuses_a_time_before_1970_on_its_line(ml_dir: Path) -> None:
+    (ml_dir / "u.data").write_text("1\t10\t5\t881250949\n2\t20\t3\t-5\n", encoding="ascii")
+    with pytest.raises(DataError, match=r"u\.data line 2.*timestamp"):
+        load_movielens_100k(ml_dir)

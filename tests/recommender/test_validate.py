@@ -181,6 +181,24 @@ def test_future_timestamps_are_after_now_strictly() -> None:
     )
 
 
+@pytest.mark.parametrize("when", [-86400, "1969-12-31T23:59:59Z", pd.Timestamp("1901-01-01", tz="UTC")])
+def test_times_before_1970_are_a_finding_of_their_own_rows(when) -> None:
+    """A table built without a loader (which refuses them) gets them as a finding, never silently kept."""
+    ev = base()
+    if isinstance(when, int):  # numeric times: the whole column is Unix seconds
+        ev["timestamp"] = (ev["timestamp"].astype("int64") // 10**9).astype("int64")
+    elif isinstance(when, str):
+        ev["timestamp"] = ev["timestamp"].astype(object)
+    ev.loc[[2, 7], "timestamp"] = when
+    report = validate_events(ev, now=NOW)
+    assert report.codes == ["pre_epoch_timestamp"] and report.count("pre_epoch_timestamp") == 2
+    assert report.row_flags["pre_epoch_timestamp"].nonzero()[0].tolist() == [2, 7]
+    assert report.finding("pre_epoch_timestamp").message == MESSAGES["pre_epoch_timestamp"].format(count="2")
+    at_epoch = base()
+    at_epoch.loc[2, "timestamp"] = pd.Timestamp(0, tz="UTC")
+    assert "pre_epoch_timestamp" not in validate_events(at_epoch, now=NOW).codes
+
+
 def test_future_is_judged_against_the_current_time_by_default() -> None:
     ev = base()
     ev.loc[3, "timestamp"] = pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=2)
