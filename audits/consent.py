@@ -485,6 +485,44 @@ def effective_consent(session: Session, subject_id: str | int) -> dict[str, dict
     return dict(sorted(latest.items()))
 
 
+def _ranked_records() -> Any:
+    """Every consent record with its rank among its subject's records of its purpose (1: the one in force)."""
+    table = ConsentRecordRow
+    restrictiveness = case(
+        {status: rank for status, rank in CONSENT_RESTRICTIVENESS.items()}, value=table.status, else_=-1
+    )
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=(table.subject, table.purpose),
+            order_by=(table.recorded_at.desc(), restrictiveness.desc(), table.id.desc()),
+        )
+        .label("rank")
+    )
+    return select(table.subject, table.purpose, table.status, rank)
+
+
+def consent_state_counts(session: Session, left_out: Any) -> tuple[dict[str, dict[str, int]], int]:
+    """What :func:`consent_states` would give, counted in the database: subjects per purpose and status in force,
+    leaving out the subjects ``left_out`` (a subquery of pseudonyms, no NULL among them) selects; and how many of
+    those left out have records. No subject is read into the process."""
+    ranked = _ranked_records().subquery()
+    in_force = ranked.c.rank == 1
+    per_status = session.execute(
+        select(ranked.c.purpose, ranked.c.status, func.count())
+        .where(in_force, ranked.c.subject.not_in(left_out))
+        .group_by(ranked.c.purpose, ranked.c.status)
+        .order_by(ranked.c.purpose, ranked.c.status)
+    ).all()
+    out: dict[str, dict[str, int]] = {}
+    for purpose, status, n in per_status:
+        out.setdefault(purpose, {})[status] = int(n)
+    with_records = session.scalar(
+        select(func.count(func.distinct(ranked.c.subject))).where(in_force, ranked.c.subject.in_(left_out))
+    )
+    return out, int(with_records or 0)
+
+
 def consent_states(session: Session, pseudonyms: list[str] | None = None) -> dict[str, dict[str, str]]:
     """The status in force per purpose for many subjects, in ONE query.
 
@@ -501,23 +539,11 @@ def consent_states(session: Session, pseudonyms: list[str] | None = None) -> dic
     ...     states = consent_states(session, [p for p in who.values() if p])
     ...     allowed = {u for u, p in who.items() if states.get(p, {}).get("personalization") == "granted"}
     """
-    table = ConsentRecordRow
-    restrictiveness = case(
-        {status: rank for status, rank in CONSENT_RESTRICTIVENESS.items()}, value=table.status, else_=-1
-    )
-    rank = (
-        func.row_number()
-        .over(
-            partition_by=(table.subject, table.purpose),
-            order_by=(table.recorded_at.desc(), restrictiveness.desc(), table.id.desc()),
-        )
-        .label("rank")
-    )
-    inner = select(table.subject, table.purpose, table.status, rank)
+    inner = _ranked_records()
     if pseudonyms is not None:
         if not pseudonyms:
             return {}
-        inner = inner.where(in_values(session, table.subject, list(pseudonyms)))
+        inner = inner.where(in_values(session, ConsentRecordRow.subject, list(pseudonyms)))
     ranked = inner.subquery()
     query = select(ranked.c.subject, ranked.c.purpose, ranked.c.status).where(ranked.c.rank == 1)
     states: dict[str, dict[str, str]] = {}

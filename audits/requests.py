@@ -34,7 +34,7 @@ Example
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -235,14 +235,19 @@ def list_requests(
     status: str | None = None,
     overdue_at: datetime | None = None,
     open_only: bool = False,
+    ids: Iterable[int] | None = None,
 ) -> list[dict[str, Any]]:
     """Requests, oldest first, as dicts (datetimes aware UTC; ``subject`` is the pseudonym).
 
     ``overdue_at``: only requests still open (received or in progress) whose
     deadline is before that moment. ``open_only``: only requests still open.
+    ``ids``: only those requests (chosen in the database: the others are never read).
     Every matching request: a reader of a store of any size pages with :func:`page_requests`.
     """
     query = _filtered(select(SubjectRequest), kind, status, overdue_at, open_only)
+    if ids is not None:
+        wanted = sorted(i for i in {int(i) for i in ids} if 0 < i < 2**31)  # ids are 32-bit integers
+        query = query.where(SubjectRequest.id.in_(wanted))
     return [_as_dict(row) for row in session.scalars(query.order_by(SubjectRequest.requested_at, SubjectRequest.id))]
 
 

@@ -115,11 +115,12 @@ def reused_evaluation_events(exclusions: dict[str, Any] | None, events: Dataset 
 def _with_store_facts(facts: AuditFacts, store: Any, model_version: str | None) -> AuditFacts:
     """Add what only the store knows: the training run's consent filter and overdue subject requests."""
     from audits.models import REQUEST_KINDS
-    from audits.requests import list_requests
+    from audits.requests import count_requests
     from governance.facts import PrivacyFacts
 
-    with store.session() as session:
-        overdue = {kind: len(list_requests(session, kind=kind, overdue_at=datetime.now(timezone.utc))) for kind in REQUEST_KINDS}
+    moment = datetime.now(timezone.utc)  # one moment for every kind
+    with store.session() as session:  # counts in the database: no request is read
+        overdue = {kind: count_requests(session, kind=kind, overdue_at=moment) for kind in REQUEST_KINDS}
     privacy = facts.privacy or PrivacyFacts()
     privacy = privacy.model_copy(
         update={

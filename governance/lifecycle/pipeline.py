@@ -278,7 +278,7 @@ def _complete_erasures(session: Any, ctx: PipelineContext, ticket: dict[str, Any
     if ticket.get("kind") != "erasure_retrains":
         return {}
     wanted = {int(i) for i in (ticket.get("evidence") or {}).get("retrain_requests", [])}
-    rows = [r for r in list_requests(session, kind="retrain", open_only=True) if r["id"] in wanted]
+    rows = list_requests(session, kind="retrain", open_only=True, ids=wanted)
     new_version = ticket["new_model_version"]
     key = _recipe_key(training_recipe(session, new_version))  # the recipe of the model it retrained (its own, reproduced)
     retired = set(deployed_versions(session)["retired"])

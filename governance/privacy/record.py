@@ -35,7 +35,8 @@ from typing import Any, TypedDict
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from audits import consent_states, list_requests
+from audits import count_requests
+from audits.consent import consent_state_counts
 from audits.models import ConsentRecordRow, DecisionRecord, SubjectRequest, TrailEvent
 from audits.sealing import KEPT_IN_THE_CLEAR, SEALED_CONTENT, SEALING_SAFEGUARD
 from governance.policy import ConsentSection, LoadedPack, MinimizationSection, PolicyPack
@@ -212,22 +213,17 @@ def _store_counts(session: Session, moment: datetime) -> ProcessingCounts:
         .group_by(ConsentRecordRow.purpose, ConsentRecordRow.status)
         .order_by(ConsentRecordRow.purpose, ConsentRecordRow.status)
     ).all()
-    shredded = set(session.scalars(select(TrailEvent.subject).where(TrailEvent.action == "subject.shredded")))
-    in_force: dict[str, dict[str, int]] = {}
-    erased_with_records = 0
-    for who, states in consent_states(session).items():
-        if who in shredded:  # an erased subject's records stay, unlinkable; they no longer describe anyone
-            erased_with_records += 1
-            continue
-        for purpose, status in states.items():
-            bucket = in_force.setdefault(purpose, {})
-            bucket[status] = bucket.get(status, 0) + 1
+    # counted in the database, no subject read: an erased subject's records stay, unlinkable; they no longer
+    # describe anyone, so they are counted apart
+    shredded = select(TrailEvent.subject).where(TrailEvent.action == "subject.shredded", TrailEvent.subject.is_not(None))
+    in_force, erased_with_records = consent_state_counts(session, shredded)
+    n_shredded = session.scalar(select(func.count(func.distinct(shredded.subquery().c.subject)))) or 0
     requests = session.execute(
         select(SubjectRequest.kind, SubjectRequest.status, func.count())
         .group_by(SubjectRequest.kind, SubjectRequest.status)
         .order_by(SubjectRequest.kind, SubjectRequest.status)
     ).all()
-    overdue = len(list_requests(session, overdue_at=moment))
+    overdue = count_requests(session, overdue_at=moment)  # a count in the database: no request is read
     decisions = session.execute(
         select(DecisionRecord.mode, func.count()).group_by(DecisionRecord.mode).order_by(DecisionRecord.mode)
     ).all()
@@ -235,7 +231,7 @@ def _store_counts(session: Session, moment: datetime) -> ProcessingCounts:
     return ProcessingCounts(
         consent_records=_nested(per_record),
         subjects_in_force={p: dict(sorted(v.items())) for p, v in sorted(in_force.items())},
-        erased_subjects=len(shredded),
+        erased_subjects=int(n_shredded),
         erased_subjects_with_consent_records=erased_with_records,
         subject_requests=by_request,
         open_requests=sum(n for k in by_request.values() for s, n in k.items() if s in _OPEN_STATUSES),

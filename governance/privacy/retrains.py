@@ -511,7 +511,7 @@ def _completed(
     policy = pack_policy(pack)
     with store.session() as session:
         lock_head(session)  # the requests as they stand now: another run may have moved them while this one trained
-        current = {r["id"]: r for r in list_requests(session, kind="retrain") if r["id"] in set(ids)}
+        current = {r["id"]: r for r in list_requests(session, kind="retrain", ids=ids)}  # those only, not every retrain ever
         for entry in retrained:
             append_event(
                 session,

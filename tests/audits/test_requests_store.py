@@ -236,3 +236,28 @@ def test_pages_follow_the_listing_order_and_refuse_an_unknown_cursor_changing_no
         with pytest.raises(ConfigError, match="limit"):
             page_requests(session, limit=0)
     assert dump_store(store) == before
+
+
+def test_listing_chosen_requests_reads_only_those(store: Store) -> None:
+    from sqlalchemy import event
+
+    from audits.models import SubjectRequest
+
+    with store.session() as session:
+        opened = [
+            open_request(session, subject_id=f"subject-{j}", kind="retrain", deadline_days=30,
+                         requested_at=T0 + timedelta(hours=j), actor="dpo")  # fmt: skip
+            for j in range(6)
+        ]
+    wanted = [opened[4].id, opened[1].id, 2**40, -3]  # ids no request can have are no error: there is none
+    loaded: list[object] = []
+    listener = lambda target, context: loaded.append(target)  # noqa: E731
+    event.listen(SubjectRequest, "load", listener)
+    try:
+        with store.session() as session:
+            rows = list_requests(session, kind="retrain", ids=wanted)
+            none = list_requests(session, ids=[])
+    finally:
+        event.remove(SubjectRequest, "load", listener)
+    assert [r["id"] for r in rows] == [opened[1].id, opened[4].id]  # in the listing's order
+    assert none == [] and len(loaded) == 2

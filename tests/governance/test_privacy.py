@@ -619,3 +619,77 @@ def test_consent_coverage_names_a_filter_of_no_pack_as_such() -> None:
         "training kept 5,990 of 6,000 events with no pack's consent filter (only erasures and refusals were left out: "
         "no lawful basis was checked); excluded: 10 erased"
     )
+
+
+def test_overdue_requests_are_counted_in_the_database_with_the_figures_of_the_listing(store: Store) -> None:
+    """The record of processing and the audit's privacy facts count overdue subject requests in SQL: no request is
+    read into the process (a store of millions of requests would be read whole), and the figures are the listing's."""
+    from audits import open_request, update_request
+    from audits.models import REQUEST_KINDS
+    from governance.audit_inputs import _with_store_facts
+    from governance.facts import AuditFacts
+
+    now = datetime.now(UTC)
+    with store.session() as session:
+        for j, kind in enumerate(REQUEST_KINDS):
+            for late in range(j + 1):  # a different count per kind
+                open_request(session, subject_id=f"late-{kind}-{late}", kind=kind, deadline_days=30,
+                             requested_at=now - timedelta(days=40 + late), actor="dpo")  # fmt: skip
+        done = open_request(session, subject_id="late-but-done", kind="access", deadline_days=30,
+                            requested_at=now - timedelta(days=60), actor="dpo")  # fmt: skip
+        update_request(session, done.id, status="in_progress", actor="dpo", at=now - timedelta(days=2))
+        update_request(session, done.id, status="completed", actor="dpo", at=now - timedelta(days=1))
+        open_request(session, subject_id="fresh", kind="access", deadline_days=30, requested_at=now, actor="dpo")
+    with store.session() as session:
+        listed = list_requests(session, overdue_at=now + timedelta(minutes=5))
+    expected = {kind: sum(1 for r in listed if r["kind"] == kind) for kind in REQUEST_KINDS}
+    assert sum(expected.values()) == len(listed) == sum(range(1, len(REQUEST_KINDS) + 1))
+
+    loaded: list[object] = []
+    listener = lambda target, context: loaded.append(target)  # noqa: E731
+    event.listen(SubjectRequest, "load", listener)
+    try:
+        doc = processing_record(EU, store, now=now + timedelta(minutes=5))
+        facts = _with_store_facts(AuditFacts(), store, None)
+    finally:
+        event.remove(SubjectRequest, "load", listener)
+    assert loaded == []
+    assert doc["counts"]["overdue_requests"] == len(listed)
+    assert facts.privacy.overdue_requests == expected
+
+
+def test_the_processing_record_counts_subjects_in_force_in_the_database(store: Store, monkeypatch) -> None:
+    """Subjects per purpose and status in force, and erased subjects, are counted in SQL (the figures of reading
+    every subject's consent state, which the record no longer does)."""
+    from audits import consent_states
+    from governance.privacy import record as record_module
+
+    for j in range(7):
+        _consent(store, f"subject-{j}", "granted")
+        if j % 2:
+            _consent(store, f"subject-{j}", "withdrawn", at=T0 + timedelta(days=1))
+        if j % 3 == 0:
+            _consent(store, f"subject-{j}", "opted_out", purpose="analytics", basis="legitimate_interest", at=T0 + timedelta(days=2))
+    record_consent_from_request(store, "subject-gpc", pack=EU, headers={"Sec-GPC": "1"})
+    for erased in ("subject-0", "subject-3", "never-consented"):
+        erase_subject(store, erased, pack=EU)
+    with store.session() as session:
+        shredded = set(session.scalars(select(TrailEvent.subject).where(TrailEvent.action == "subject.shredded")))
+        expected: dict[str, dict[str, int]] = {}
+        with_records = 0
+        for who, states in consent_states(session).items():
+            if who in shredded:
+                with_records += 1
+                continue
+            for purpose, status in states.items():
+                expected.setdefault(purpose, {}).setdefault(status, 0)
+                expected[purpose][status] += 1
+
+    def read_all(*args, **kwargs):
+        raise AssertionError("the record read every subject's consent state")
+
+    monkeypatch.setattr(record_module, "consent_states", read_all, raising=False)
+    counts = processing_record(EU, store)["counts"]
+    assert counts["subjects_in_force"] == {p: dict(sorted(v.items())) for p, v in sorted(expected.items())}
+    assert counts["erased_subjects"] == len(shredded) == 3
+    assert counts["erased_subjects_with_consent_records"] == with_records == 2
