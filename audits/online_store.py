@@ -10,7 +10,10 @@ What it holds (``NS`` is the namespace, ``recgov`` by default)::
                          a list older than the time to live is a miss; each list is sealed (an HMAC under a key
                          derived from the installation key, over its subject, field and body): one that is not is a miss
     NS:uf:<version>:<subject key>  the subject's factor vector (float32 bytes), with the lists' time to live
-    NS:if:<version>      the model's item factors (float32 bytes, with their shape), with the same time to live
+    NS:if:<version>      the model's item factors (float32 bytes, with their shape), with the same time to live;
+                         factors are sealed as lists are (an HMAC under their own derived key, over the version,
+                         the subject for a subject's vector, and the bytes; a subject's vector also holds the epoch
+                         it was written under, checked at each read): factors that are not are a miss
     NS:versions          the model versions whose factors are stored
 
 A subject is named only by a keyed hash: ``HMAC-SHA256(installation key,
@@ -56,8 +59,10 @@ them should no drain ever run).
 invalidation is logged and waits in the outbox (the serving path's own
 per-request checks also keep the entry from being served: see
 :mod:`governance.online_store`). After a
-failure Redis is not asked again for :data:`RETRY_AFTER_S` seconds, so a dead
-server costs a request nothing.
+failure Redis is not asked again for :data:`RETRY_AFTER_S` seconds, and then
+only once a ping from a background thread found it answering, so a dead or
+hung server costs a request nothing after the one call that found it so (at
+most :data:`TIMEOUT_S`), even on the API's event loop.
 """
 
 from __future__ import annotations
@@ -97,6 +102,7 @@ log = logging.getLogger(__name__)
 
 DOMAIN = b"recgov.online-store.v1\x00"
 MAC_DOMAIN = b"recgov.online-store.list-mac.v1"
+FACTOR_MAC_DOMAIN = b"recgov.online-store.factor-mac.v1"
 MAC_BYTES = 16
 """Each cached list starts with this many bytes of HMAC-SHA256 over its subject, field and body (see ``_seal``)."""
 RETRY_AFTER_S = 5.0
@@ -182,8 +188,13 @@ class OnlineStore:
         written is a miss, however long its hash was kept alive by newer writes."""
         self._key = key
         self._mac_key: bytes | None = None
+        self._factor_mac_key: bytes | None = None
         self.hold_s = HOLD_S
         self._down_until = 0.0
+        self._suspect = False
+        """Whether a call failed since the store last answered a ping (:attr:`available`)."""
+        self._probing = False
+        self._probe_lock = threading.Lock()
         self._lock = threading.Lock()
         self._put = client.register_script(_PUT)
         self._put_factors = client.register_script(_PUT_FACTORS)
@@ -225,26 +236,75 @@ class OnlineStore:
             mac_key = self._mac_key = hmac.digest(self._secret(), MAC_DOMAIN, "sha256")
         return hmac.digest(mac_key, b"%b\x00%b\x00%b" % (subject.encode(), field.encode(), payload), "sha256")[:MAC_BYTES]
 
+    def _factor_seal(self, name: str, payload: bytes) -> bytes:
+        """The tag that binds stored factors to what they are (``name``: the model version, and the subject's key
+        for a subject's vector), under its own key derived from the installation key: factors Redis hands back are
+        used only if this installation wrote them there, for that version and that subject."""
+        mac_key = self._factor_mac_key
+        if mac_key is None:
+            mac_key = self._factor_mac_key = hmac.digest(self._secret(), FACTOR_MAC_DOMAIN, "sha256")
+        return hmac.digest(mac_key, b"%b\x00%b" % (name.encode(), payload), "sha256")[:MAC_BYTES]
+
+    def _unsealed(self, name: str, raw: bytes) -> bytes | None:
+        """The body of sealed factors, or None (logged) when the seal does not hold."""
+        body = raw[MAC_BYTES:]
+        if len(raw) < MAC_BYTES or not hmac.compare_digest(raw[:MAC_BYTES], self._factor_seal(name, body)):
+            log.warning("online store: factors not sealed by this installation (or for another subject or version) were read as a miss")
+            return None
+        return body
+
     def _k(self, *parts: str) -> str:
         return ":".join((self.namespace, *parts))
 
     # -- health -------------------------------------------------------------------------------------
     @property
     def available(self) -> bool:
-        """False while a recent failure keeps the store from being asked (see :data:`RETRY_AFTER_S`)."""
-        return time.monotonic() >= self._down_until
+        """False while a recent failure keeps the store from being asked (see :data:`RETRY_AFTER_S`), and after
+        it until a ping from a background thread has found the store answering again (:meth:`_probe`): a caller
+        on an event loop never becomes the one that waits out a store still hung, so a hang costs the loop one
+        wait of at most :data:`TIMEOUT_S` when it begins, not one every :data:`RETRY_AFTER_S`."""
+        if not self._suspect:
+            return True
+        if time.monotonic() >= self._down_until:
+            self._start_probe()
+        return False
 
     def _failed(self, what: str, err: BaseException) -> None:
         self._down_until = time.monotonic() + RETRY_AFTER_S
+        self._suspect = True
         log.warning("online store: %s failed (%s); not asked again for %g s", what, type(err).__name__, RETRY_AFTER_S)
 
-    def ping(self) -> bool:
-        """Whether Redis answers now."""
+    def _start_probe(self) -> None:
+        with self._probe_lock:
+            if self._probing:
+                return
+            self._probing = True
+        threading.Thread(target=self._probe, name="online-store-probe", daemon=True).start()
+
+    def _probe(self) -> None:
+        """Ping the store off the caller's thread; it is asked again only once it answered."""
         try:
-            return bool(self.client.ping())
+            answered = bool(self.client.ping())
+        except Exception as err:  # noqa: BLE001 - any failure keeps the store marked down
+            self._failed("ping", err)
+            answered = False
+        finally:
+            with self._probe_lock:
+                self._probing = False
+        if answered:
+            self._suspect = False
+            log.info("online store: answering again")
+
+    def ping(self) -> bool:
+        """Whether Redis answers now (an answer makes the store available again at once)."""
+        try:
+            answered = bool(self.client.ping())
         except Exception as err:  # noqa: BLE001 - any failure of the store is a miss
             self._failed("ping", err)
             return False
+        if answered:
+            self._suspect = False
+        return answered
 
     # -- lists --------------------------------------------------------------------------------------
     def read_list(self, subject: str, field: str) -> tuple[dict[str, Any] | None, Stamp | None]:
@@ -353,7 +413,8 @@ class OnlineStore:
             pipe.sadd(self._k("versions"), version)
             # with the same time to live: a model retired, replaced or deleted (an erased subject's data trained it)
             # does not leave its item factors in Redis for good; each fill renews them
-            pipe.set(self._k("if", version), orjson.dumps(list(items.shape)) + b"\n" + items.tobytes(), px=self.ttl_ms)
+            body = orjson.dumps(list(items.shape)) + b"\n" + items.tobytes()
+            pipe.set(self._k("if", version), self._factor_seal(f"if\x00{version}", body) + body, px=self.ttl_ms)
             pipe.unlink(self._k("uf", version))  # the former layout (one hash per version, no time to live)
             pipe.execute()
             for start in range(0, len(subjects), 10_000):
@@ -361,7 +422,9 @@ class OnlineStore:
                 for j in range(start, min(start + 10_000, len(subjects))):
                     s = subjects[j]
                     keys = [self._k("uf", version, s), self._k("e", s), self._k("h", s)]
-                    self._put_factors(keys=keys, args=[stamps[j].subject, users[j].tobytes(), self.ttl_ms, self.epoch_ttl_ms], client=pipe)
+                    body = int(stamps[j].subject).to_bytes(8, "little", signed=True) + users[j].tobytes()  # its epoch, then the vector
+                    sealed = self._factor_seal(f"uf\x00{version}\x00{s}", body) + body
+                    self._put_factors(keys=keys, args=[stamps[j].subject, sealed, self.ttl_ms, self.epoch_ttl_ms], client=pipe)
                 stored += sum(int(r) for r in pipe.execute())
         except Exception as err:  # noqa: BLE001 - a store that is down holds nothing
             self._failed("factor write", err)
@@ -377,22 +440,31 @@ class OnlineStore:
         except Exception as err:  # noqa: BLE001
             self._failed("factor read", err)
             return None
-        if raw is None:
+        body = None if raw is None else self._unsealed(f"if\x00{version}", raw)
+        if body is None:
             return None
-        head, _, body = raw.partition(b"\n")
+        head, _, data = body.partition(b"\n")
         shape = tuple(orjson.loads(head))
-        return np.frombuffer(body, dtype=np.float32).reshape(shape)
+        return np.frombuffer(data, dtype=np.float32).reshape(shape)
 
     def user_factors(self, version: str, subject: str) -> np.ndarray | None:
         """One subject's factors under a model version (None: not stored, or the store is down)."""
         if not self.available:
             return None
         try:
-            raw = self.client.get(self._k("uf", version, subject))
+            pipe = self.client.pipeline(transaction=False)
+            pipe.get(self._k("uf", version, subject))
+            pipe.get(self._k("e", subject))
+            raw, epoch = pipe.execute()
         except Exception as err:  # noqa: BLE001
             self._failed("factor read", err)
             return None
-        return None if raw is None else np.frombuffer(raw, dtype=np.float32)
+        body = None if raw is None else self._unsealed(f"uf\x00{version}\x00{subject}", raw)
+        if body is None or len(body) < 8:
+            return None
+        if int.from_bytes(body[:8], "little", signed=True) != int(epoch or 0):
+            return None  # written under an older epoch (before a consent change or an erasure) and put back since
+        return np.frombuffer(body[8:], dtype=np.float32)
 
     # -- invalidation -------------------------------------------------------------------------------
     def invalidate(self, subjects: Iterable[str], *, hold: bool = False) -> bool:

@@ -39,7 +39,12 @@ its time to live.
 
 :func:`personalize_from_factors` serves a list from factors kept in the store
 (the subject's vector and the model's item factors), governed by the engine's
-own re-ranking and tags: the path of a server that does not hold the model.
+own re-ranking and tags: the path of a server that does not hold the model (the
+API's lists do not take it: they are made from the model the engine loaded, or
+read from a cached list). The factors it reads are sealed as cached lists are
+(:mod:`audits.online_store`: bound to the model version, the subject and the
+subject's epoch), so a vector Redis did not get from this installation, another
+subject's, or one an invalidation deleted and someone put back, is a miss.
 """
 
 from __future__ import annotations

@@ -566,3 +566,99 @@ def test_a_list_redis_did_not_get_from_this_installation_is_not_served(world, on
     unsealed = sealed[MAC_BYTES:]  # what an earlier version wrote, or anyone without the key
     online_store.client.hset(key_a, field, unsealed)
     assert engine.serve(ServeRequest(a, k=5, consent=consent("granted"))).list_source is None
+
+
+def test_factors_redis_did_not_get_from_this_installation_are_not_used(world, online_store) -> None:
+    """Whoever can write to Redis could put any vector under a subject (steering their list to chosen items) or
+    another subject's there, or put back a vector an invalidation deleted; factors are sealed as lists are (their
+    version and subject, and a subject's epoch): anything else is a miss, and the list is then made otherwise."""
+    from audits.online_store import MAC_BYTES
+
+    _, matrix, model = world
+    ns, client, version = online_store.namespace, online_store.client, model.version_id_
+    a, b = str(matrix.user_ids[20]), str(matrix.user_ids[21])
+    key_a, key_b = online_store.subject_key(a), online_store.subject_key(b)
+    assert store_factors(online_store, model, [a, b]) == 2
+    assert np.array_equal(online_store.user_factors(version, key_a), model.user_factors_[model.train_.user_index([a])[0]].astype(np.float32))
+    sealed_a = client.get(f"{ns}:uf:{version}:{key_a}")
+    steering = np.full(model.user_factors_.shape[1], 9.0, dtype=np.float32).tobytes()
+    client.set(f"{ns}:uf:{version}:{key_a}", sealed_a[: len(sealed_a) - len(steering)] + steering)  # the seal kept, the vector replaced
+    assert online_store.user_factors(version, key_a) is None
+    client.set(f"{ns}:uf:{version}:{key_b}", sealed_a)  # a's sealed vector under b
+    assert online_store.user_factors(version, key_b) is None
+    client.set(f"{ns}:uf:{version}:{key_a}", sealed_a[MAC_BYTES + 8 :])  # a bare vector: an earlier layout, or anyone without the key
+    assert online_store.user_factors(version, key_a) is None
+    client.set(f"{ns}:uf:{version}:{key_a}", sealed_a)
+    assert online_store.user_factors(version, key_a) is not None
+    online_store.invalidate([key_a])  # a withdrawal: deleted, the epoch bumped ...
+    client.set(f"{ns}:uf:{version}:{key_a}", sealed_a)  # ... and put back by whoever can write to Redis
+    assert online_store.user_factors(version, key_a) is None
+    items = client.get(f"{ns}:if:{version}")
+    assert online_store.item_factors(version) is not None
+    client.set(f"{ns}:if:{version}", items[:-4] + np.float32(50.0).tobytes())
+    assert online_store.item_factors(version) is None
+    client.set(f"{ns}:if:other-version", items)  # sealed for its own version only
+    assert online_store.item_factors("other-version") is None
+
+
+def test_a_hung_redis_costs_one_bounded_wait_not_one_every_few_seconds(monkeypatch) -> None:
+    """A server that accepts and never answers: the first call waits out the timeout and marks the store down;
+    later calls, once the retry delay is over, no longer wait (a ping in the background finds it still hung), so a
+    caller on the API's event loop is not held every RETRY_AFTER_S seconds. A store answering again is used again."""
+    import socket
+    import threading
+    import time
+
+    from audits import online_store as module
+
+    monkeypatch.setattr(module, "RETRY_AFTER_S", 0.05)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:  # accept, read nothing, answer nothing
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        hung = OnlineStore.from_url(f"redis://127.0.0.1:{server.getsockname()[1]}/0", key=b"k" * 32)
+        began = time.perf_counter()
+        assert hung.stamps(["s"]) is None
+        first = time.perf_counter() - began
+        assert first >= module.TIMEOUT_S * 0.8  # the one wait that finds it hung
+        waits = []
+        deadline = time.monotonic() + 1.0  # about twenty retry delays
+        while time.monotonic() < deadline:
+            began = time.perf_counter()
+            assert hung.stamps(["s"]) is None and hung.read_list("s", "f") == (None, None)
+            waits.append(time.perf_counter() - began)
+            time.sleep(0.01)
+        assert max(waits) < 0.05, f"a call waited {max(waits):.3f} s on a hung store"
+    finally:
+        stop.set()
+        acceptor.join()
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+def test_a_store_marked_down_is_used_again_once_a_background_ping_finds_it_answering(online_store, monkeypatch) -> None:
+    import time
+
+    from audits import online_store as module
+
+    monkeypatch.setattr(module, "RETRY_AFTER_S", 0.05)
+    online_store._failed("read", TimeoutError("as a hung server would"))
+    assert online_store.stamps(["s"]) is None  # marked down
+    deadline = time.monotonic() + 5.0
+    while not online_store.available and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert online_store.available and online_store.stamps(["s"]) is not None
