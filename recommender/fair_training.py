@@ -56,7 +56,7 @@ import pandas as pd
 import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, field_validator, model_serializer
 
-from recommender.errors import ConfigError
+from recommender.errors import ConfigError, DataError
 
 __all__ = [
     "FairReweighting",
@@ -167,7 +167,17 @@ def groups_for(ids: np.ndarray, table: pd.DataFrame | None, attribute: str, *, w
             "holding it (the weights are computed from it and never passed to the model)"
         )
     aligned = table[attribute].reindex(pd.Index(np.asarray(ids).astype(str)))
-    return aligned.astype("string").fillna(MISSING_GROUP).to_numpy(dtype=object)
+    labels = aligned.astype("string")
+    reserved = (labels.str.strip().str.casefold() == MISSING_GROUP).fillna(False).to_numpy(dtype=bool)
+    if reserved.any():  # it would be left at weight 1 and recorded as a missing value, its own users unbalanced
+        at = int(np.flatnonzero(reserved)[0])
+        raise DataError(
+            f"fairness_reweighting.attribute: the {what} table, column {attribute!r}, {what[:-1]} {str(aligned.index[at])!r} "
+            f"holds the value {labels.iloc[at]!r}, which reads as {MISSING_GROUP!r}, the name a missing value is given "
+            "here: the two would be left at weight 1 as one group. Rename the value, or leave it empty if it means "
+            "that the attribute is missing."
+        )
+    return labels.fillna(MISSING_GROUP).to_numpy(dtype=object)
 
 
 def fairness_groups_for(dataset: Any, train: Any, config: FairReweighting | None) -> np.ndarray | None:

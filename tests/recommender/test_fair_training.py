@@ -272,3 +272,22 @@ def test_a_config_without_a_minimum_dumps_as_before():
 
     assert "min_group_size" not in parse_fair_reweighting("gender:1.0").model_dump()
     assert parse_fair_reweighting({"attribute": "gender", "min_group_size": 5}).model_dump()["min_group_size"] == 5
+
+
+def test_a_value_named_like_the_missing_group_is_refused_not_left_unweighted_as_missing(data):
+    """A group whose value is literally 'unknown' (the label a missing value gets here) was merged with the users
+    without the attribute: left at weight 1 and recorded as a missing value, its own users never balanced."""
+    from recommender.errors import DataError
+
+    dataset, train = data
+    users = dataset.users.copy()
+    users["gender"] = users["gender"].astype(object)
+    who = str(train.user_ids[4])
+    users.loc[users.index.astype(str) == who, "gender"] = " Unknown"
+    renamed = dataset.__class__(events=dataset.events, users=users, items=dataset.items)
+    with pytest.raises(DataError, match=rf"the users table, column 'gender', user '{who}' holds the value ' Unknown'"):
+        fairness_groups_for(renamed, train, parse_fair_reweighting("gender"))
+    users.loc[users.index.astype(str) == who, "gender"] = None  # missing: its own group, as before
+    groups = fairness_groups_for(dataset.__class__(events=dataset.events, users=users, items=dataset.items), train,
+                                 parse_fair_reweighting("gender"))  # fmt: skip
+    assert groups[4] == "unknown"
