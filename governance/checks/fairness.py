@@ -58,6 +58,10 @@ NOT_AUDITED = (
     "attribute {attribute!r} is not in the fairness facts (audited: {known}); list it in fairness.audit_attributes"
 )
 TOO_FEW_GROUPS = "{what} by {attribute!r} has fewer than two groups with {size}+ users ({groups})"
+MISSING_USERS = "missing"
+"""The group of users whose attribute is missing (``recommender.fairness.MISSING_GROUP``): reported, never judged,
+nor the reference of a ratio (its users are no group of the attribute)."""
+NOT_A_GROUP = "the attribute is missing: reported, never judged"
 
 CALIBRATION_ALPHA = 0.01
 """The smoothing of the calibration facts (``recommender.fairness.CALIBRATION_ALPHA``, kept here so that
@@ -183,7 +187,9 @@ class ConsumerGap(Check):
                 f"metric {config.metric!r} is not in the fairness facts for {config.attribute!r}"
                 + (f" ({reason})" if reason else "")
             )
-        eligible = {g for g, v in figures.groups.items() if v.n >= config.min_group_size and v.value is not None}
+        eligible = {
+            g for g, v in figures.groups.items() if v.n >= config.min_group_size and v.value is not None and g != MISSING_USERS
+        }
         if len(eligible) < 2:
             sizes = ", ".join(f"{g}: {v.n}" for g, v in figures.groups.items()) or "none"
             return skipped(
@@ -211,11 +217,13 @@ class ConsumerGap(Check):
             )
         required = _required(("difference <=", config.max_difference), ("ratio >=", config.min_ratio))
         excluded = sorted(set(figures.groups) - eligible)
+        small = [g for g in excluded if g != MISSING_USERS]
         judged_on = _judged_on(config.judge, fair.confidence) if config.judge == "point" else _tests_text(tests, config)
         return verdict(
             not failing,
             f"{label} by {config.attribute}: {'; '.join(parts)}; required {required}, judged on {judged_on}"
-            + (f" (left out, under {config.min_group_size} users: {', '.join(excluded)})" if excluded else ""),
+            + (f" (left out, under {config.min_group_size} users: {', '.join(small)})" if small else "")
+            + (f" (left out, {MISSING_USERS}: {NOT_A_GROUP})" if MISSING_USERS in excluded else ""),
             value=widest.difference if config.max_difference is not None else (narrowest.ratio if narrowest else None),
             threshold=_threshold(required, config.max_difference, config.min_ratio),
             evidence={
@@ -291,6 +299,8 @@ class DisparateImpact(Check):
             return skipped(NOT_AUDITED.format(attribute=config.attribute, known=", ".join(fair.outcomes) or "none"))
         rates = outcome.positive_rate
         parity = outcome.parity.get(config.privileged)
+        if config.privileged == MISSING_USERS:
+            return skipped(f"privileged group {MISSING_USERS!r} of {config.attribute!r}: {NOT_A_GROUP}, nor a reference")
         if parity is None or config.privileged not in rates:
             return skipped(
                 f"privileged group {config.privileged!r} is not a group of {config.attribute!r} ({', '.join(rates) or 'none'})"
@@ -300,7 +310,10 @@ class DisparateImpact(Check):
                 f"privileged group {config.privileged!r} has {rates[config.privileged].n} users, under min_group_size {config.min_group_size}"
             )
         if config.per_group:
-            judged = {g: p for g, p in parity.groups.items() if g in rates and rates[g].n >= config.min_group_size}
+            judged = {
+                g: p for g, p in parity.groups.items()
+                if g in rates and rates[g].n >= config.min_group_size and g != MISSING_USERS
+            }  # fmt: skip
         else:
             judged = {"all others": parity}
         judged = {g: p for g, p in judged.items() if p.disparate_impact is not None}

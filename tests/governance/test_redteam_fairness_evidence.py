@@ -174,3 +174,31 @@ def test_the_gate_never_counts_a_skipped_required_rule_as_a_pass():
     assert decide(skipped, GateSection(block_on=["fail", "error", "skipped"])).passed is False
     assert decide(skipped, GateSection()).passed is True
     assert decide(_report(Status.passed), GateSection(required_rules=["exposure"])).passed is True
+
+
+def test_the_users_without_the_attribute_are_never_judged_as_a_group_nor_a_reference():
+    """Hole: the users whose attribute is missing formed a group 'missing' that consumer_gap and disparate_impact
+    judged like a group of the attribute (the census says it is reported, never judged): a rule failed because the
+    users nobody knows the gender of were served worse than men."""
+    consumer = {"model": "als", "k": 10, "n_users": 900, "consumer": {"gender": {"ndcg": {
+        "overall": 0.3, "difference": 0.26, "ratio": 0.16, "pairs": [],
+        "groups": {"F": {"n": 400, "value": 0.30, "sd": 0.2}, "M": {"n": 400, "value": 0.31, "sd": 0.2},
+                   "missing": {"n": 100, "value": 0.05, "sd": 0.2}}}}}}  # fmt: skip
+    gap = run("consumer_gap", {"attribute": "gender", "max_difference": 0.1}, consumer)
+    assert gap.status == Status.passed and gap.value == pytest.approx(0.01)
+    assert "missing" in gap.evidence["excluded_groups"] and "the attribute is missing" in gap.message
+    assert all("missing" not in (p["higher"], p["lower"]) for p in gap.evidence["tests"]["hypotheses"])
+
+    def di(value: float, ci: list[float]) -> dict[str, Any]:
+        return {"disparate_impact": value, "disparate_impact_ci": ci, "statistical_parity_difference": value - 1,
+                "statistical_parity_difference_ci": [c - 1 for c in ci]}  # fmt: skip
+
+    outcomes = {"model": "als", "k": 10, "n_users": 900, "outcomes": {"gender": {
+        "positive_rate": {"F": {"n": 400, "value": 0.5}, "M": {"n": 400, "value": 0.5}, "missing": {"n": 100, "value": 0.1}},
+        "parity": {"M": {**di(0.9, [0.8, 1.0]), "groups": {"F": di(1.0, [0.9, 1.1]), "missing": di(0.2, [0.1, 0.3])}},
+                   "missing": {**di(5.0, [4.0, 6.0]), "groups": {"F": di(5.0, [4.0, 6.0])}}}}}}  # fmt: skip
+    result = run("disparate_impact", {"attribute": "gender", "privileged": "M"}, outcomes)
+    assert result.status == Status.passed and set(result.evidence["judged"]) == {"F"}
+    assert result.evidence["excluded_groups"] == ["missing"]
+    reference = run("disparate_impact", {"attribute": "gender", "privileged": "missing", "max_ratio": 1.25}, outcomes)
+    assert reference.status == Status.skipped and "never judged" in reference.message
