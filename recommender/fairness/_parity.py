@@ -32,7 +32,7 @@ import numpy as np
 from scipy.stats import norm
 
 from recommender.errors import ConfigError, DataError
-from recommender.fairness._common import BAD_LENGTH, _div, group_labels
+from recommender.fairness._common import BAD_LENGTH, MISSING_GROUP, _div, group_labels
 from recommender.fairness._intervals import Interval, Seed, _check_boot
 
 UNKNOWN_PRIVILEGED = "{func}: privileged group {group!r} is not among the groups ({known})."
@@ -148,7 +148,9 @@ def parity(
         ``(n_users,)`` the favourable outcome (truthy), e.g. ``hit_rate == 1``:
         at least one relevant item in the top k. NaN rows are left out.
     groups:
-        ``(n_users,)`` group labels (missing -> ``"missing"``).
+        ``(n_users,)`` group labels (missing -> ``"missing"``). The users of the missing group are never pooled
+        with the other groups (the pooled figures compare the privileged group with the groups of the attribute);
+        their own figures are in ``by_group``.
     privileged:
         The privileged group(s); ``None`` reports every group in turn.
     attribute:
@@ -194,7 +196,10 @@ def parity(
     for p_name in wanted:
         p = names.index(p_name)
         others = [g for g in present if g != p] if n_users[p] > 0 else []
-        pooled = measure(p, others) if others else _UNDEFINED_PARITY
+        # the users whose label is missing are no group of the attribute: their own figures are reported (by_group),
+        # never pooled with the groups the privileged one is compared with
+        pooled_over = [g for g in others if names[g] != MISSING_GROUP]
+        pooled = measure(p, pooled_over) if pooled_over else _UNDEFINED_PARITY
         out[p_name] = ParityReport(
             privileged=p_name,
             positive_rate={names[g]: float(rates[g]) for g in present},

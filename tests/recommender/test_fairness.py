@@ -546,3 +546,17 @@ def test_measures_of_no_measurable_user_are_undefined_not_an_index_error(lists):
     assert math.isnan(pop.arp)
     mean, (low, high) = F.mean_with_interval(np.full(n, np.nan), n_boot=20)
     assert math.isnan(mean) and math.isnan(low) and math.isnan(high)
+
+
+def test_pooled_parity_leaves_out_the_users_without_the_attribute():
+    """The pooled DI and SPD compare the privileged group with the groups of the attribute: the users whose label is
+    missing were pooled with them, so their hit rate moved a figure about groups they are not in."""
+    rng = np.random.default_rng(3)
+    labels = np.array(rng.choice(["A", "B", None], size=600, p=[0.45, 0.35, 0.2]), dtype=object)
+    hit = (rng.random(600) < np.where(labels == None, 0.05, 0.5)).astype(float)  # noqa: E711
+    known = np.array([lab is not None for lab in labels])
+    rep = F.parity(hit, labels, privileged="A", n_boot=10)["A"]
+    without = F.parity(hit[known], labels[known], privileged="A", n_boot=10)["A"]
+    assert (rep.disparate_impact, rep.statistical_parity_difference) == (without.disparate_impact, without.statistical_parity_difference)
+    assert rep.disparate_impact_ci == without.disparate_impact_ci
+    assert "missing" in rep.by_group and rep.n_users["missing"] == int((~known).sum())  # still reported
