@@ -47,7 +47,6 @@ import scipy.sparse as sp
 from recommender import metrics as M
 from recommender.data import Dataset
 from recommender.errors import ConfigError
-from recommender.fairness import MISSING_GROUP
 
 __all__ = [
     "DEFAULT_GRIDS",
@@ -248,17 +247,22 @@ def _nan_mean_rows(shares: np.ndarray) -> np.ndarray:
     return shares[keep].mean(axis=0) if keep.any() else np.full(shares.shape[1], np.nan)
 
 
-_UNLABELLED = {"unknown", MISSING_GROUP}
-"""Labels of users whose attribute is not known (or outside every band): reported elsewhere, never judged here."""
+def _known(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of the users' labels (-1 where the attribute is missing, or outside every band) and the names. Users
+    without the attribute are told by their missing label, never by a name: a group whose value is literally
+    'unknown' is a group like any other, as the audit judges it."""
+    codes, names = pd.factorize(pd.Series(labels, dtype="string"), use_na_sentinel=True)
+    return codes, np.asarray(names, dtype=object)
 
 
 def _consumer_gaps(ndcg: np.ndarray, groups: Mapping[str, np.ndarray], min_size: int) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     for attribute, labels in groups.items():
-        codes, names = pd.factorize(pd.Series(labels, dtype="string").fillna("unknown"))
-        n = np.bincount(codes, minlength=len(names))
-        sums = np.bincount(codes, weights=ndcg, minlength=len(names))
-        judged = (n >= min_size) & ~np.isin(np.asarray(names, dtype=object), list(_UNLABELLED))
+        codes, names = _known(labels)
+        known = codes >= 0
+        n = np.bincount(codes[known], minlength=len(names))
+        sums = np.bincount(codes[known], weights=ndcg[known], minlength=len(names))
+        judged = n >= min_size
         means = sums[judged] / n[judged]
         out[attribute] = float(means.max() - means.min()) if judged.sum() >= 2 else None
     return out
@@ -436,8 +440,9 @@ def _prepare(dataset: Dataset, pack: Any, steps: list[dict[str, Any]], seed: int
     if wants_groups(section):  # the pack's bins and intersections, labelled as the audit labels them
         groups, _ = audit_groups(dataset.users, section, train.user_ids, rows)
     else:
-        segments = user_segments(dataset, train)
-        groups = {a: segments[a][rows] for a in section.audit_attributes if a in segments}
+        segments = user_segments(dataset, train)  # which attributes are groups (few values); their labels as read,
+        aligned = dataset.users.reindex(pd.Index(train.user_ids.astype(str))) if segments else None  # missing kept missing
+        groups = {a: aligned[a].to_numpy(dtype=object)[rows] for a in section.audit_attributes if a in segments}
     return _Prepared(
         seed=seed, rows=rows, relevant=test.matrix[rows].tocsr(), candidates=cands, item_codes=codes.astype(np.int64),
         n_groups=len(names), groups=groups, train_hash=_digest(train.matrix), fit_seconds=time.perf_counter() - started,
@@ -521,9 +526,9 @@ def tradeoff_front(
             comparisons.append({"seed": seed, "what": what, "a": "plain" if a == n_pts else a, "b": b, **result})
         base_ndcg = per_user[chosen][0]
         for attribute, labels in prep.groups.items():
-            lab = pd.Series(labels, dtype="string").fillna("unknown").to_numpy(dtype=object)
-            for g in sorted(set(lab) - _UNLABELLED):
-                inside = lab == g
+            codes, names = _known(labels)
+            for c in np.argsort(names.astype(str), kind="stable"):
+                g, inside = names[c], codes == c
                 need = detectable_group_size(base_ndcg[inside], base_ndcg[~inside], detect_gap)
                 power.append({
                     "seed": seed, "attribute": attribute, "group": str(g), "n_users": int(inside.sum()),

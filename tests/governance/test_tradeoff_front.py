@@ -365,3 +365,14 @@ def test_the_packs_bins_and_intersections_are_the_consumer_groups(data):
     result = tradeoff_front(data, pack, grid={"mmr.tradeoff": [0.3]}, n_boot=100)
     groups = {g["attribute"] for g in result["group_power"]["groups"]}
     assert {"gender", "age_band", "gender_x_age_band"} <= groups
+
+
+def test_a_group_whose_value_is_unknown_is_judged_and_the_users_without_the_attribute_are_not():
+    """The front left out of its consumer gaps every group named 'unknown' (the label missing values were given):
+    a real group of that name was never judged, although the audit judges it; missing labels are what is left out."""
+    from governance.tradeoff_front import _consumer_gaps
+
+    labels = np.array(["a"] * 40 + ["unknown"] * 40 + [None] * 40, dtype=object)
+    ndcg = np.r_[np.full(40, 0.5), np.full(40, 0.1), np.full(40, 0.9)]
+    assert _consumer_gaps(ndcg, {"g": labels}, 30) == {"g": pytest.approx(0.4)}  # a vs unknown; the missing left out
+    assert _consumer_gaps(ndcg, {"g": np.where(labels == "unknown", None, labels)}, 30) == {"g": None}  # one group left
