@@ -43,7 +43,9 @@ def user_segments(dataset: Dataset, train: InteractionMatrix) -> dict[str, np.nd
     """User attributes with few distinct values, aligned with the training rows.
 
     These are the segments every metric is broken down by (gender, age band,
-    occupation, ...). Attributes with many values (zip codes) are left out.
+    occupation, ...). Attributes with many values (zip codes) are left out. A
+    missing value stays missing (the evaluation reports those users as the group
+    ``missing``, which no rule judges), never a name a real value could have.
     """
     users = dataset.users
     if users is None or users.empty:
@@ -53,7 +55,7 @@ def user_segments(dataset: Dataset, train: InteractionMatrix) -> dict[str, np.nd
     for column in aligned.columns:
         values = aligned[column]
         if values.nunique(dropna=True) <= MAX_SEGMENT_GROUPS:
-            out[str(column)] = values.astype("string").fillna("unknown").to_numpy(dtype=object)
+            out[str(column)] = values.astype("string").to_numpy(dtype=object, na_value=None)
     return out
 
 

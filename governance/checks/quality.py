@@ -19,6 +19,8 @@ Metric = Literal[
     "coverage", "exposure_gini", "exposure_gini_weighted", "novelty", "intra_list_diversity", "average_popularity", "long_tail_share",
 ]  # fmt: skip
 UNIT_RANGE = set(ACCURACY) | {"coverage", "exposure_gini", "exposure_gini_weighted", "intra_list_diversity", "long_tail_share"}
+MISSING_SEGMENT = "missing"
+"""The evaluation's group of users whose segment attribute is missing (:mod:`recommender.evaluate`): never judged."""
 NO_EVALUATION = "no offline evaluation in the audit facts (audit with a dataset, or give evaluation facts)"
 
 
@@ -171,6 +173,7 @@ class SegmentConsistency(Check):
             g: v[config.metric]
             for g, v in groups.items()
             if v.get(config.metric) is not None and (v.get("n_users") or 0) >= config.min_group_size
+            and g != MISSING_SEGMENT  # the users without the attribute: reported, never judged as a group
         }
         if len(values) < 2:
             return skipped(f"segment {config.segment!r} has fewer than two groups with {config.min_group_size}+ users")

@@ -435,3 +435,27 @@ def test_evaluate_is_pure(loaded):
 
 def test_shadow_is_recorded_on_the_report(loaded):
     assert evaluate(loaded, AuditFacts(), shadow=True).shadow is True
+
+
+def test_segment_consistency_never_judges_the_users_without_the_attribute():
+    """The users whose attribute is missing were named 'unknown' in the segments, merged with a real value of that
+    name and judged as a group; they are the group 'missing' now, reported and never judged."""
+    import numpy as np
+    import pandas as pd
+
+    from recommender.data import Dataset
+    from recommender.pipeline import user_segments
+
+    segments = {"gender": {"F": {"n_users": 40, "ndcg": 0.30}, "M": {"n_users": 40, "ndcg": 0.32},
+                           "missing": {"n_users": 40, "ndcg": 0.01}}}  # fmt: skip
+    facts = {"evaluation": {"models": {"als": {"metrics": {"ndcg": 0.3}, "segments": segments}}}}
+    result = run("segment_consistency", {"segment": "gender", "min_ratio": 0.8}, facts)
+    assert result.status.value == "pass" and result.evidence["groups"] == {"F": 0.30, "M": 0.32}
+
+    class Train:
+        user_ids = np.array(["u1", "u2", "u3"])
+
+    users = pd.DataFrame({"gender": ["F", None, "unknown"]}, index=["u1", "u2", "u3"])
+    events = pd.DataFrame({"user_id": ["u1"], "item_id": ["i"], "timestamp": [pd.Timestamp("2024-01-01", tz="UTC")]})
+    got = user_segments(Dataset(events=events, users=users), Train())["gender"].tolist()
+    assert got == ["F", None, "unknown"]  # the missing value stays missing, apart from the value 'unknown'
