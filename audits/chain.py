@@ -69,6 +69,8 @@ class TrailReport:
     checkpoints_verified: int = 0
     signed_through: int | None = None
     elapsed_s: float = 0.0
+    extent: str | None = None
+    """An export only: what its header proves about where the file ends (signed, or ``unproven: ...``)."""
 
     @property
     def events_per_s(self) -> float:
@@ -78,6 +80,8 @@ class TrailReport:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the ``--json`` output of ``recgov trail verify``)."""
         document = asdict(self)
+        if self.extent is None:  # a store's report, or an export refused before its extent was read
+            del document["extent"]
         document["elapsed_s"] = round(self.elapsed_s, 4)
         document["events_per_s"] = round(self.events_per_s)
         return document
@@ -93,7 +97,8 @@ class TrailReport:
             else "; no signed checkpoint"
         )
         head = f"seq {self.head_seq}, hash {self.head_hash[:16]}"
-        return f"trail intact: {self.n_events} events up to the head ({head}){signed}"
+        extent = f"; {self.extent}" if self.extent is not None else ""
+        return f"trail intact: {self.n_events} events up to the head ({head}){signed}{extent}"
 
 
 def _message(row: Row, seq: int) -> bytes:

@@ -26,7 +26,14 @@ from audits.models import SigningKeyRecord, TrailCheckpoint
 from audits.trail import TIME_FORMAT, lock_head
 from recommender.errors import DataError
 
-__all__ = ["CheckpointRecord", "CHECKPOINT_DOMAIN", "checkpoint_message", "create_checkpoint", "list_checkpoints"]
+__all__ = [
+    "CheckpointRecord",
+    "CHECKPOINT_DOMAIN",
+    "checkpoint_message",
+    "create_checkpoint",
+    "list_checkpoints",
+    "register_signing_key",
+]
 
 CHECKPOINT_DOMAIN = b"recgov.checkpoint.v1\x00"
 EMPTY_TRAIL = "the trail is empty; there is nothing to checkpoint"
@@ -53,7 +60,8 @@ def checkpoint_message(*, seq: int, hash: str, time: str, key_id: str) -> bytes:
     return CHECKPOINT_DOMAIN + canonical_json({"hash": hash, "key_id": key_id, "seq": seq, "time": time})
 
 
-def _register_key(session: Session | Connection, key: SigningKey) -> None:
+def register_signing_key(session: Session | Connection, key: SigningKey) -> None:
+    """Record ``key``'s public half in ``signing_keys`` (once), so that ``GET /v1/trail/keys`` lists it."""
     known = session.execute(
         select(SigningKeyRecord.key_id).where(SigningKeyRecord.key_id == key.key_id)
     ).scalar_one_or_none()
@@ -83,7 +91,7 @@ def create_checkpoint(session: Session | Connection, key: SigningKey) -> Checkpo
     seq, head_hash = lock_head(session)
     if seq == 0:
         raise DataError(EMPTY_TRAIL)
-    _register_key(session, key)
+    register_signing_key(session, key)
     time = datetime.now(UTC).strftime(TIME_FORMAT)
     signature = key.sign(checkpoint_message(seq=seq, hash=head_hash, time=time, key_id=key.key_id))
     session.execute(

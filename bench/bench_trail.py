@@ -143,7 +143,7 @@ def _export_verify_rate(url: str, folder: Path) -> dict[str, Any]:
             create_checkpoint(session, key)
         with store.snapshot() as connection:
             started = time.perf_counter()
-            summary = export_trail(connection, folder / "trail.jsonl")
+            summary = export_trail(connection, folder / "trail.jsonl", signing_key=key)
             export_s = time.perf_counter() - started
     finally:
         store.close()

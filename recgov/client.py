@@ -11,9 +11,10 @@ reads the same ``detail`` and located ``errors`` the API sent.
 
 The export is verified offline, on the caller's machine, by
 :func:`audits.export.verify_export`: it trusts nothing in the file and checks the
-chain and at least one checkpoint against a public key the caller chose (by
-default the keys ``GET /v1/trail/keys`` answers; pass keys obtained over another
-channel to trust the server less).
+signed header (the export's extent), the chain and a checkpoint covering its
+last event against public keys the caller chose (by default the keys
+``GET /v1/trail/keys`` answers; pass keys obtained over another channel to trust
+the server less), with the defaults of ``recgov trail verify-export``.
 
 Example
 -------
@@ -41,7 +42,7 @@ from audits.export import verify_export
 __all__ = ["AuditTimeout", "Client", "ClientError"]
 
 DONE = ("succeeded", "failed")
-NO_KEYS = "the API knows no key that signed a checkpoint: ask an admin to sign one (POST /v1/trail/checkpoint) before verifying"
+NO_KEYS = "the API knows no key that signed a checkpoint or an export: ask an admin to sign one (POST /v1/trail/checkpoint) before verifying"
 REPORT_SUFFIXES = {".html": "html", ".htm": "html", ".pdf": "pdf"}
 
 
@@ -262,26 +263,33 @@ class Client:
         """Download the signed export of the whole trail to ``target`` (auditor)."""
         return self._download("/v1/trail/export", target)
 
-    def verify_export(self, export: Path, public_keys: str | Sequence[str] | None = None) -> TrailReport:
-        """Verify a downloaded export offline (:func:`audits.export.verify_export`).
+    def verify_export(
+        self,
+        export: Path,
+        public_keys: str | Sequence[str] | None = None,
+        *,
+        allow_unsigned_tail: bool = False,
+        allow_unsigned_header: bool = False,
+    ) -> TrailReport:
+        """Verify a downloaded export offline (:func:`audits.export.verify_export`), as ``recgov trail verify-export`` does.
 
-        ``public_keys``: PEM keys to trust (one or several); default: the keys of
-        :meth:`trail_keys` that signed a checkpoint. The export is intact when its
-        chain holds and a checkpoint by one of them verifies: the first such
-        report is returned, else the last one.
+        ``public_keys``: PEM keys to trust (one or several); default: every key
+        :meth:`trail_keys` lists (the keys that signed checkpoints or export
+        headers). The export is intact when its header is signed by one of them
+        and the file holds exactly the extent it signs, its chain holds, and a
+        checkpoint by one of them covers its last event. Events after the last
+        checkpoint fail (``unsigned_tail``) unless ``allow_unsigned_tail``; a
+        version 1 export (unsigned header) fails (``unsigned_header``) unless
+        ``allow_unsigned_header``, and then its ``extent`` says what it proves.
         """
         if public_keys is None:
-            public_keys = [k["public_key_pem"] for k in self.trail_keys() if k["checkpoints"]]
+            public_keys = [k["public_key_pem"] for k in self.trail_keys()]
         keys = [public_keys] if isinstance(public_keys, str) else list(public_keys)
         if not keys:
             raise ValueError(NO_KEYS)
-        report = None
-        for pem in keys:
-            report = verify_export(Path(export), pem)
-            if report.intact:
-                break
-        assert report is not None
-        return report
+        return verify_export(
+            Path(export), keys, signed_to_the_end=not allow_unsigned_tail, signed_header=not allow_unsigned_header
+        )
 
     # -- models, the report and the records -------------------------------------------------------
     def models(self, *, limit: int = 20, offset: int = 0) -> dict[str, Any]:

@@ -238,8 +238,9 @@ def trail_export(
     ] = True,
     json_output: JsonOutput = False,
 ) -> None:
-    """Export the trail, its checkpoints and public keys as JSON lines for an external auditor."""
-    from audits import export_trail, open_store
+    """Export the trail, its checkpoints and public keys as JSON lines for an external auditor; the header (the export's extent) is signed."""
+    from audits import export_trail, load_signing_key, open_store
+    from audits.checkpoints import register_signing_key
     from audits.settings import get_settings
 
     with store_errors():
@@ -252,57 +253,81 @@ def trail_export(
                     f"{_refusal(report)}; use --no-checkpoint to export it as it is", highlight=False, soft_wrap=True
                 )
                 raise typer.Exit(code=EXIT_FINDING)
+        signing_key = load_signing_key(key)
         store = open_store(database_url)
         try:
+            with store.session() as session:
+                register_signing_key(session, signing_key)
             with store.snapshot() as connection, _progress(progress_enabled(json_output), "exporting") as progress:
-                summary = export_trail(connection, out, progress=progress)
+                # up to the head just signed: events appended since would be an unsigned tail
+                through = None if signed is None else signed.seq
+                summary = export_trail(connection, out, signing_key=signing_key, through=through, progress=progress)
         finally:
             store.close()
     document = summary.to_dict()
-    if signed is not None:
-        document["public_key_file"] = str(get_settings().keys_dir / f"{signed.key_id}.pub.pem")
+    document["public_key_file"] = str(get_settings().keys_dir / f"{signing_key.key_id}.pub.pem")
     if json_output:
         emit_json(document)
         return
     console.print(
         f"wrote {summary.n_events} events and {summary.checkpoints} checkpoint(s) to {summary.path}", highlight=False
     )
-    if signed is not None:
-        console.print(
-            f"give the auditor the public key {document['public_key_file']} (key {signed.key_id}) "
-            "by a separate channel; "
-            f"they check with: recgov trail verify-export {summary.path} --public-key KEY.pem",
-            highlight=False,
-            soft_wrap=True,
-        )
+    console.print(
+        f"give the auditor the public key {document['public_key_file']} (key {signing_key.key_id}) "
+        "by a separate channel; "
+        f"they check with: recgov trail verify-export {summary.path} --public-key KEY.pem",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @trail_app.command("verify-export")
 def trail_verify_export(
     export: Annotated[Path, typer.Argument(help="An export written by `recgov trail export`.")],
-    public_key: Annotated[Path, typer.Option("--public-key", help="The signer's Ed25519 public key (PEM).")],
+    public_key: Annotated[
+        list[Path],
+        typer.Option(
+            "--public-key",
+            help="The signer's Ed25519 public key (PEM); repeat it for several (keys before and after a rotation).",
+        ),
+    ],
     unsigned_tail: Annotated[
         bool,
         typer.Option(
             "--allow-unsigned-tail",
-            help="Accept events after the last checkpoint the key signed (they are held by their hashes alone, "
-            "which anyone can recompute); by default they fail the verification.",
+            help="Accept events after the last checkpoint the key signed (no verification of the store vouches for "
+            "them); by default they fail the verification.",
+        ),
+    ] = False,
+    unsigned_header: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unsigned-header",
+            help="Accept a version 1 export, whose header is unsigned: it proves events up to its last checkpoint "
+            "only, not where the file ends; by default it fails the verification.",
         ),
     ] = False,
     json_output: JsonOutput = False,
 ) -> None:
-    """Verify an export offline (no database): the chain, and a checkpoint signed by PUBLIC_KEY that covers its last event."""
+    """Verify an export offline (no database): its signed header, the chain, and a checkpoint signed by PUBLIC_KEY that covers its last event."""
     from audits import verify_export
     from audits.keys import load_public_key
     from recommender.errors import DataError
 
     with store_errors():
+        pems = []
+        for path in public_key:
+            try:
+                pem = path.read_bytes()
+                load_public_key(pem)
+            except (DataError, OSError) as err:  # located: which of the files is wrong
+                reason = err.strerror if isinstance(err, OSError) else err
+                raise DataError(f"{path}: {reason}") from None
+            pems.append(pem)
         try:
-            load_public_key(public_key.read_bytes())
-        except DataError as err:  # located: which of the two files is wrong
-            raise DataError(f"{public_key}: {err}") from None
-        try:
-            report = verify_export(export, public_key.read_bytes(), signed_to_the_end=not unsigned_tail)
+            report = verify_export(
+                export, pems, signed_to_the_end=not unsigned_tail, signed_header=not unsigned_header
+            )
         except DataError as err:
             raise DataError(f"{export}: {err}") from None
     _print_report(report, json_output)

@@ -41,7 +41,7 @@ def _fill(store: Store, n: int, start: int = 0) -> None:
 
 def _export(store: Store, path: Path) -> Path:
     with store.snapshot() as connection:
-        export_trail(connection, path)
+        export_trail(connection, path, signing_key=load_signing_key())
     return path
 
 
@@ -110,45 +110,39 @@ def test_a_rewritten_export_with_fresh_hashes_fails_the_checkpoint(store: Store,
             canonical_json(event["objects"]).decode(),
             canonical_json(event["payload"]).decode(),
         )
-    documents[0]["head_hash"] = prev
     _write(tmp_path / "forged.jsonl", documents)
     report = verify_export(tmp_path / "forged.jsonl", key.public_key_pem)
     assert (report.intact, report.first_bad_seq, report.reason) == (False, 30, "checkpoint_mismatch")
+    documents[0]["head_hash"] = prev  # and the head with them: the signed header no longer verifies
+    _write(tmp_path / "forged-head.jsonl", documents)
+    report = verify_export(tmp_path / "forged-head.jsonl", key.public_key_pem)
+    assert (report.intact, report.reason) == (False, "bad_header_signature")
 
 
-def test_events_after_the_last_checkpoint_rewritten_fail_unless_an_unsigned_tail_is_allowed(
+def test_events_after_the_last_checkpoint_fail_unless_an_unsigned_tail_is_allowed(
     store: Store, tmp_path: Path, recgov_home: Path
 ) -> None:
-    """An export whose tail no checkpoint covers (an API download after later events): whoever holds it can rewrite
-    those events with fresh hashes and a new header head. The auditor's command refuses that tail by default."""
-    from audits.canonical import canonical_json
-
+    """An export whose tail no checkpoint covers (an API download after later events): no verification of the store
+    vouches for those events. The auditor's command refuses that tail by default; rewriting it fails either way
+    (the signed header holds the head, ``tests/audits/test_export_extent.py``)."""
     _fill(store, 20)
     key = load_signing_key()
     with store.session() as session:
         create_checkpoint(session, key)
     _fill(store, 5, start=20)  # events 21 to 25, after the checkpoint
-    documents = _lines(_export(store, tmp_path / "trail.jsonl"))
+    exported = _export(store, tmp_path / "trail.jsonl")
     store.close()
-    forged = documents[-1]  # event 25, rewritten by the holder of the file
-    forged["actor"] = "mallory"
-    forged["hash"] = hash_event(
-        forged["prev_hash"], forged["seq"], forged["time"], forged["actor"], forged["action"], forged["subject"],
-        canonical_json(forged["objects"]).decode(), canonical_json(forged["payload"]).decode(),
-    )  # fmt: skip
-    documents[0]["head_hash"] = forged["hash"]
-    _write(tmp_path / "forged.jsonl", documents)
-    lenient = verify_export(tmp_path / "forged.jsonl", key.public_key_pem)
+    lenient = verify_export(exported, key.public_key_pem, signed_to_the_end=False)
     assert (lenient.intact, lenient.signed_through, lenient.n_events) == (True, 20, 25)  # the library reports the reach
-    strict = verify_export(tmp_path / "forged.jsonl", key.public_key_pem, signed_to_the_end=True)
+    strict = verify_export(exported, key.public_key_pem)
     assert (strict.intact, strict.reason, strict.first_bad_seq, strict.signed_through) == (False, "unsigned_tail", 21, 20)
     public = tmp_path / "auditor.pem"
     public.write_text(key.public_key_pem)
     runner = CliRunner()
-    result = runner.invoke(app, ["trail", "verify-export", str(tmp_path / "forged.jsonl"), "--public-key", str(public)])
+    result = runner.invoke(app, ["trail", "verify-export", str(exported), "--public-key", str(public)])
     assert result.exit_code == 1, result.output
     assert "trail BROKEN at seq 21: unsigned_tail: events 21 to 25 come after the last checkpoint" in " ".join(result.stdout.split())
-    allowed = ["trail", "verify-export", str(tmp_path / "forged.jsonl"), "--public-key", str(public), "--allow-unsigned-tail", "--json"]
+    allowed = ["trail", "verify-export", str(exported), "--public-key", str(public), "--allow-unsigned-tail", "--json"]
     result = runner.invoke(app, allowed)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["signed_through"] == 20
@@ -158,12 +152,13 @@ def test_a_checkpoint_signed_by_another_key_does_not_verify(store: Store, tmp_pa
     _fill(store, 10)
     with store.session() as session:
         create_checkpoint(session, load_signing_key())
-    exported = _export(store, tmp_path / "trail.jsonl")
     other = load_signing_key(tmp_path / "other-key.pem")
+    with store.snapshot() as connection:  # the header signed by the auditor's key: only the checkpoint is another's
+        exported = export_trail(connection, tmp_path / "trail.jsonl", signing_key=other).path
     report = verify_export(exported, other.public_key_pem)
     assert (report.intact, report.reason) == (False, "no_checkpoint")
     # and a checkpoint whose signature was forged under the trusted key's id fails outright
-    documents = _lines(exported)
+    documents = _lines(Path(exported))
     checkpoint = next(d for d in documents if d["type"] == "checkpoint")
     checkpoint["key_id"] = other.key_id
     _write(tmp_path / "forged-signature.jsonl", documents)
@@ -195,9 +190,14 @@ def test_rotation_keeps_old_checkpoints_verifiable(store: Store, tmp_path: Path)
     with store.snapshot() as connection:
         report = verify_trail(connection)
     assert (report.intact, report.checkpoints_verified, report.signed_through) == (True, 2, 15)
-    exported = _export(store, tmp_path / "trail.jsonl")
-    assert verify_export(exported, first.public_key_pem).signed_through == 10
-    assert verify_export(exported, second.public_key_pem).signed_through == 15
+    exported = _export(store, tmp_path / "trail.jsonl")  # the header signed by the current key, the second
+    old_only = verify_export(exported, first.public_key_pem)
+    assert (old_only.intact, old_only.reason) == (False, "untrusted_header")
+    assert verify_export(exported, [first.public_key_pem, second.public_key_pem]).signed_through == 15
+    _fill(store, 2, start=15)
+    exported = _export(store, tmp_path / "later.jsonl")
+    report = verify_export(exported, [second.public_key_pem, first.public_key_pem], signed_to_the_end=False)
+    assert (report.intact, report.checkpoints_verified, report.signed_through) == (True, 2, 15)
 
 
 def test_a_forged_checkpoint_row_is_reported(store: Store) -> None:
@@ -260,7 +260,7 @@ def test_the_cli_checkpoints_exports_and_verifies_offline(
     (tmp_path / "other.pub.pem").write_text(other.public_key_pem)
     result = runner.invoke(app, ["trail", "verify-export", str(out), "--public-key", str(tmp_path / "other.pub.pem")])
     assert result.exit_code == 1
-    assert f"no checkpoint in the export is signed by key {other.key_id}" in result.stdout
+    assert f"untrusted_header: line 1 (header): the header is signed by key {key_id}, not by key {other.key_id}" in " ".join(result.stdout.split())
     result = runner.invoke(app, ["trail", "verify-export", str(out), "--public-key", str(out)])
     assert result.exit_code == 2 and result.stderr.startswith(f"error: {out}: not a PEM public key")
     result = runner.invoke(app, ["trail", "verify-export", str(public), "--public-key", str(public)])  # the key given as the export

@@ -31,8 +31,10 @@ from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from starlette.background import BackgroundTask
 
+from audits.checkpoints import register_signing_key
 from audits.export import export_trail
 from audits.keys import ALGORITHM, load_public_key, load_signing_key
 from audits.models import SigningKeyRecord, TrailCheckpoint, TrailEvent
@@ -172,9 +174,11 @@ def list_events(
     },
     summary="Download the signed export of the whole trail (auditor)",
     description="Verify it offline with a public key from GET /v1/trail/keys: `recgov trail verify-export FILE --public-key KEY.pem`, "
-    "or `audits.export.verify_export`. One consistent snapshot of the trail, up to its head when the download began. "
-    "Events after the last signed checkpoint carry no signature, and `verify-export` fails them (`unsigned_tail`) unless "
-    "`--allow-unsigned-tail`: sign the head first (POST /v1/trail/checkpoint, admin) for an export that verifies whole.",
+    "or `audits.export.verify_export`. One consistent snapshot of the trail, up to its head when the download began; its "
+    "header (head, extent, checkpoint count, export time) is signed by the installation's trail key, so a file cut short "
+    "or with an edited header fails. Events after the last signed checkpoint are vouched for by no verification of the "
+    "store, and `verify-export` fails them (`unsigned_tail`) unless `--allow-unsigned-tail`: sign the head first "
+    "(POST /v1/trail/checkpoint, admin) for an export that verifies whole.",
 )
 async def download_export(request: Request, store: StoreDep, key: AuditKey) -> FileResponse:
     """Heavy work (:func:`governance.api.heavy.run_heavy`): the whole trail is written, so a few run at a time."""
@@ -182,10 +186,12 @@ async def download_export(request: Request, store: StoreDep, key: AuditKey) -> F
 
 
 def _export(store: Any) -> FileResponse:
+    signing_key = load_signing_key(settings=store.settings)  # signs the header: the export's extent
+    _register(store, signing_key)
     folder = Path(tempfile.mkdtemp(prefix="recgov-trail-export-"))  # owner-only; the file names subjects by pseudonym
     try:
         with store.snapshot() as connection:
-            summary = export_trail(connection, folder / "trail.jsonl")
+            summary = export_trail(connection, folder / "trail.jsonl", signing_key=signing_key)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -198,6 +204,15 @@ def _export(store: Any) -> FileResponse:
     )
 
 
+def _register(store: Any, signing_key: Any) -> None:
+    """List the header's key at GET /v1/trail/keys (once; another request may have recorded it a moment before)."""
+    try:
+        with store.session() as session:
+            register_signing_key(session, signing_key)
+    except IntegrityError:
+        pass
+
+
 def _jwk(key_id: str, pem: str) -> dict[str, str]:
     """The key as a JSON Web Key (RFC 8037: an OKP key on Ed25519)."""
     raw = load_public_key(pem).public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -207,7 +222,7 @@ def _jwk(key_id: str, pem: str) -> dict[str, str]:
 @router.get(
     "/keys",
     response_model=PublicKeyList,
-    summary="The public keys that signed checkpoints, as PEM and JWK (viewer)",
+    summary="The public keys that signed checkpoints or export headers, as PEM and JWK (viewer)",
     description="What an external auditor verifies an export with. Obtain them over a channel you trust: "
     "a key read from the export itself proves nothing.",
 )
