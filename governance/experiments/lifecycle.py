@@ -46,7 +46,16 @@ from audits.sealing import open_decisions
 from audits.trail import append_event, lock_head
 from governance.experiments.assign import InForce, RunningExperiment
 from governance.experiments.guardrails import experiment_id_of_decision, item_table, judge_arm_guardrails
-from governance.experiments.spec import ARM_LEVEL_METRICS, METRIC_KIND, METRICS, PRIMARY_METRICS, LoadedExperiment, experiment_hash, ExperimentSpec
+from governance.experiments.spec import (
+    ARM_LEVEL_METRICS,
+    GUARDRAIL_DIRECTION,
+    METRIC_KIND,
+    METRICS,
+    PRIMARY_METRICS,
+    ExperimentSpec,
+    LoadedExperiment,
+    experiment_hash,
+)
 from recommender.errors import ConfigError, DataError
 
 __all__ = [
@@ -88,6 +97,10 @@ PRIMARY_PEEK = (
     "experiment {name!r}: an exploratory look at the pre-registered primary metric {primary!r} (segment {segment!r}) "
     "is refused while planned looks remain ({taken} of {looks} taken): seeing it early could steer when the planned look "
     "is taken. Look at a guardrail or another metric, or take the planned look (the primary metric, no segment)"
+)
+REVERSED_GUARDRAIL = (
+    "experiment {name!r}: the plan was frozen with guardrail(s) the wrong way round: {said}; judged as written, a harm "
+    "would pass and an improvement fail. It does not start: plan it again under a new name with each metric's direction"
 )
 PLAN_CHANGED = "experiment {name!r}: the plan {what} differs from the one frozen at plan time (hash {frozen}, now {now}); a changed plan is another experiment: plan it under a new name"
 
@@ -177,11 +190,12 @@ def plan(
 
     spec = loaded.spec
     issues = []
+    packs: dict[int, Any] = {}
     if load_pack is not None:
         for i, v in enumerate(spec.variants):
             if v.pack is not None:
                 try:
-                    load_pack(v.pack)
+                    packs[i] = load_pack(v.pack)
                 except ConfigError as err:
                     line, col = loaded.positions.get(f"variants.{i}.pack", (None, None))
                     issues.append(PackIssue(loaded.source, line, col, f"variants.{i}.pack", str(err)))
@@ -190,6 +204,9 @@ def plan(
             if v.model_version is not None and session.get(ModelVersion, v.model_version) is None:
                 line, col = loaded.positions.get(f"variants.{i}.model_version", (None, None))
                 issues.append(PackIssue(loaded.source, line, col, f"variants.{i}.model_version", f"model version {v.model_version!r} is not recorded (recgov train records one)"))
+        production = _production_pack(session, load_pack)
+        weaker, pack_issues = _arm_packs(session, loaded, packs, production)
+        issues += pack_issues
     items: dict[str, Any] = {}
     for i, g in enumerate(spec.guardrails):
         if g.metric == "provider_exposure_gap" and g.items is not None:
@@ -218,7 +235,8 @@ def plan(
         event = append_event(
             session, actor=actor, action="experiment.planned", objects={"experiment": loaded.name},
             payload={"plan_hash": loaded.content_hash, "sample_size": size, "primary_metric": spec.primary_metric,
-                     "variants": [v.model_dump(mode="json") for v in spec.variants], "design": spec.design.model_dump(mode="json")},
+                     "variants": [_variant_payload(v) for v in spec.variants], "design": spec.design.model_dump(mode="json"),
+                     **({"weaker_packs_acknowledged": weaker} if weaker else {})},
         )  # fmt: skip
         row = Experiment(
             name=loaded.name, plan=frozen, plan_hash=loaded.content_hash, salt=new_salt(),
@@ -227,6 +245,78 @@ def plan(
         session.add(row)
         session.flush()
         return _summary(row)
+
+
+def _variant_payload(variant: Any) -> dict[str, Any]:
+    """A variant as the ``experiment.planned`` event records it (an acknowledgement only when there is one)."""
+    document = variant.model_dump(mode="json")
+    if document.get("weaker_pack_acknowledged") is None:
+        document.pop("weaker_pack_acknowledged", None)
+    return document
+
+
+def _production_pack(session: Session, load_pack: Callable[[str], Any] | None) -> tuple[str, Any] | None:
+    """The pack the deployment policy binds to ``production`` (its label and the pack), or None when unbound or unread."""
+    from governance.deploy_policy import binding_for
+
+    binding = binding_for(session, "production")
+    if binding is None or load_pack is None:
+        return None
+    try:
+        return f"the production pack {binding.label}", load_pack(binding.ref)
+    except ConfigError:
+        return None  # a bound pack that cannot be read refuses every promotion already; nothing to compare with
+
+
+def _arm_packs(
+    session: Session, loaded: LoadedExperiment, packs: dict[int, Any], production: tuple[str, Any] | None
+) -> tuple[dict[str, dict[str, Any]], list[Any]]:
+    """Each variant's pack against the production pack and the control's (:func:`governance.experiments.packs.weaker_than`),
+    and the model it serves against the pack it serves under (:func:`governance.experiments.packs.model_refused`).
+
+    Returns what the acknowledged weaker packs drop (by variant) and the located refusals."""
+    from governance.experiments.packs import model_refused, weaker_than
+    from governance.located import PackIssue
+
+    spec = loaded.spec
+    control_index = next(i for i, v in enumerate(spec.variants) if v.control)
+    control_pack = packs.get(control_index)
+    acknowledged: dict[str, dict[str, Any]] = {}
+    issues: list[Any] = []
+
+    def issue(path: str, message: str) -> None:
+        line, col = loaded.positions.get(path, loaded.positions.get(path.rsplit(".", 1)[0], (None, None)))
+        issues.append(PackIssue(loaded.source, line, col, path, message))
+
+    for i, v in enumerate(spec.variants):
+        pack = packs.get(i)
+        if pack is None:
+            continue
+        references = [r for r in (production, None if v.control or control_pack is None else (f"the control's pack {spec.variants[control_index].pack}", control_pack)) if r]
+        drops = {label: found for label, ref in references if ref.content_hash != pack.content_hash and (found := weaker_than(pack.pack, ref.pack))}
+        if not drops:
+            continue
+        if v.weaker_pack_acknowledged is None:
+            said = "; ".join(f"than {label}: {', '.join(found)}" for label, found in drops.items())
+            issue(f"variants.{i}.pack", (
+                f"variant {v.name!r} would serve its subjects under pack {v.pack!r}, which protects them less {said}. "
+                "Name a pack at least as protective, or say why under weaker_pack_acknowledged (frozen with the plan "
+                "and recorded on the trail)"))  # fmt: skip
+        else:
+            acknowledged[v.name] = {"pack": v.pack, "why": v.weaker_pack_acknowledged, "weaker_than": drops}
+    for i, v in enumerate(spec.variants):
+        if v.model_version is None:
+            continue
+        pack = packs.get(i)
+        label = f"its pack {v.pack!r}"
+        if pack is None and production is not None and v.pack is None:
+            label, pack = production
+        if pack is None:
+            continue
+        refused = model_refused(session, v.model_version, pack)
+        if refused is not None:
+            issue(f"variants.{i}.model_version", f"variant {v.name!r} would serve under {label}, which does not admit the model: {refused}")
+    return acknowledged, issues
 
 
 def _check_frozen(row: Experiment, loaded: LoadedExperiment | None) -> None:
@@ -250,6 +340,9 @@ def start(store: Any, name: str, *, actor: str, loaded: LoadedExperiment | None 
         if row.status != "planned":
             raise ExperimentConflict(f"experiment {name!r} is {row.status}; only a planned experiment starts")
         _check_frozen(row, loaded)
+        if reversed_ := [g for g in _judged_guardrails(row.plan["spec"]["guardrails"]) if "plan_direction" in g]:
+            said = ", ".join(f"{g['metric']} ({g['plan_direction']}, but it is {g['direction']})" for g in reversed_)
+            raise ExperimentConflict(REVERSED_GUARDRAIL.format(name=name, said=said))
         other = session.scalars(select(Experiment.name).where(Experiment.status == "running")).first()
         if other is not None:
             raise ExperimentConflict(f"experiment {other!r} is running; stop it first (one experiment runs at a time)")
@@ -512,6 +605,27 @@ def _srm(spec: Mapping[str, Any], randomised: pd.DataFrame) -> dict[str, Any]:
     return {"observed": observed, "checked": True, **result}
 
 
+def _judged_guardrails(guardrails: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The plan's guardrails with each metric's own direction (:data:`GUARDRAIL_DIRECTION`).
+
+    A plan frozen before directions were checked may hold one the wrong way round (harmful exposure
+    ``higher_is_better``): judged as written, more harm would pass and an improvement fail. It is judged by the
+    metric's direction, and the frozen one is kept as ``plan_direction`` beside it."""
+    judged = []
+    for g in guardrails:
+        fixed = GUARDRAIL_DIRECTION.get(g["metric"], g["direction"])
+        judged.append(dict(g) if fixed == g["direction"] else {**g, "direction": fixed, "plan_direction": g["direction"]})
+    return judged
+
+
+def _misjudged(look_result: Mapping[str, Any]) -> list[str]:
+    """The guardrails a stored look judged against their metric's direction (taken before directions were fixed)."""
+    return sorted({
+        f"{g['metric']} ({g['direction']})" for g in look_result.get("guardrails", [])
+        if g.get("metric") in GUARDRAIL_DIRECTION and g.get("direction") != GUARDRAIL_DIRECTION[g["metric"]]
+    })  # fmt: skip
+
+
 def _guardrail_failed(result: Mapping[str, Any]) -> bool:
     """A guardrail fails unless the treatment was shown non-inferior within its margin."""
     return not bool(result["non_inferior"])
@@ -641,10 +755,11 @@ def analyze(
             for c in comparisons:
                 c["p_adjusted"] = c["result"].get("p_value")
         guardrails = []
-        quality = {g["quality"]: _values(g["quality"], randomised, outcomes) for g in spec["guardrails"] if g.get("quality")}
-        arm_level = judge_arm_guardrails(session, row, randomised, spec["guardrails"], control, treatments, design["alpha"],
+        judged = _judged_guardrails(spec["guardrails"])  # by each metric's own direction, whatever an old plan froze
+        quality = {g["quality"]: _values(g["quality"], randomised, outcomes) for g in judged if g.get("quality")}
+        arm_level = judge_arm_guardrails(session, row, randomised, judged, control, treatments, design["alpha"],
                                          row.plan.get("guardrail_items", {}), segment=segment, quality=quality)  # fmt: skip
-        for i, g in enumerate(spec["guardrails"]):
+        for i, g in enumerate(judged):
             for t in treatments:
                 if (i, t) in arm_level:
                     res = arm_level[(i, t)]
@@ -653,7 +768,10 @@ def analyze(
                 failed = _guardrail_failed(res)
                 if kind == "exploratory" and remaining and primary in (g["metric"], g.get("quality")):
                     res = {"non_inferior": not failed, "reason": PRIMARY_GUARDRAIL_WITHHELD.format(primary=primary)}
-                guardrails.append({"metric": g["metric"], "variant": t, "margin": g["margin"], "direction": g["direction"], "failed": failed, "result": res})
+                entry = {"metric": g["metric"], "variant": t, "margin": g["margin"], "direction": g["direction"], "failed": failed, "result": res}
+                if "plan_direction" in g:
+                    entry["plan_direction"] = g["plan_direction"]
+                guardrails.append(entry)
         winners = []
         for c in comparisons:
             r = c["result"]
@@ -743,7 +861,8 @@ def experiments_of_model(session: Session, model_version: str) -> list[dict[str,
             "started_at": row.started_at.isoformat() if row.started_at else None,
             "stopped_at": row.stopped_at.isoformat() if row.stopped_at else None,
             "last_planned_look": None if look is None else {"look": look.look, "decision": look.decision, "verdict": look.result.get("verdict"),
-                                                             "winners": look.result.get("winners", []), "trail_seq": look.trail_seq},
+                                                             "winners": look.result.get("winners", []), "trail_seq": look.trail_seq,
+                                                             "misjudged_guardrails": _misjudged(look.result)},
         })  # fmt: skip
     return out
 
@@ -757,6 +876,11 @@ def _guardrails_failed_by(session: Session, model_version: str) -> list[str]:
         treated = {v["name"] for v in spec["variants"] if v.get("model_version") == model_version and not v["control"]}
         look = _final_look(session, row) if treated else None
         if look is None or (row.status != "stopped" and look.decision == "continue"):
+            continue
+        if misjudged := _misjudged(look.result):
+            out.append(f"experiment {row.name!r} ({row.status}): its last planned look (#{look.look}) judged the guardrail(s) "
+                       f"{', '.join(misjudged)} the wrong way round, so whether a variant serving model version {model_version!r} "
+                       "harmed subjects is unknown; a win elsewhere does not outweigh it")  # fmt: skip
             continue
         failed = sorted({g["metric"] for g in look.result.get("guardrails", []) if g.get("failed") and g.get("variant") in treated})
         if failed:
@@ -787,6 +911,12 @@ def gate_verdict(session: Session, model_version: str) -> tuple[bool, list[str],
             reasons.append(f"{where}: no planned look at its pre-registered metric {exp['primary_metric']!r} yet")
         elif exp["status"] != "stopped" and look["decision"] == "continue":
             reasons.append(f"{where}: still running and its last planned look (#{look['look']}) did not conclude")
+        elif look["misjudged_guardrails"]:
+            reasons.append(
+                f"{where}: its last planned look (#{look['look']}) judged the guardrail(s) {', '.join(look['misjudged_guardrails'])} "
+                "the wrong way round (the plan was frozen before directions were checked): a harm could have passed as an "
+                "improvement, so its result cannot pass the gate; plan the experiment again"
+            )
         elif not set(treated) & set(look["winners"]):
             reasons.append(f"{where}: its last planned look (#{look['look']}) on {exp['primary_metric']!r} found no win ({look['verdict']})")
         elif not set(treated) & set(look["winners"]) - set(exp["other_pack"]):

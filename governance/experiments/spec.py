@@ -131,6 +131,10 @@ class Variant(_Strict):
     """A recorded model version; absent: the version in production serves this arm."""
     pack: str | None = Field(None, pattern=IDENT)
     """A shipped pack name or a stored ``NAME@VERSION``; absent: the pack the request names."""
+    weaker_pack_acknowledged: str | None = Field(None, min_length=10, max_length=2000)
+    """Why this variant may serve under a pack that protects subjects less than the production pack (or the
+    control's): without it such a plan is refused (:mod:`governance.experiments.packs`); with it the plan is frozen
+    with this text, and the ``experiment.planned`` trail event names what the pack drops."""
 
 
 class Guardrail(_Strict):
@@ -222,6 +226,7 @@ class LoadedExperiment:
 
 _OPTIONAL_DEFAULTS: dict[str, Any] = {"holdback_days": 0}
 _OPTIONAL_DESIGN: dict[str, Any] = {"futility_power": None}
+_OPTIONAL_VARIANT: dict[str, Any] = {"weaker_pack_acknowledged": None}
 _OPTIONAL_GUARDRAIL: dict[str, Any] = {"items": None, "attribute": "provider_group", "quality": None, "min_group_size": DEFAULT_MIN_GROUP_SIZE}
 
 
@@ -235,6 +240,10 @@ def canonical_plan(spec: ExperimentSpec) -> dict[str, Any]:
     for key, default in _OPTIONAL_DESIGN.items():
         if document["design"].get(key) == default:
             document["design"].pop(key, None)
+    for variant in document["variants"]:
+        for key, default in _OPTIONAL_VARIANT.items():
+            if variant.get(key) == default:
+                variant.pop(key, None)
     for guardrail in document["guardrails"]:
         for key, default in _OPTIONAL_GUARDRAIL.items():
             if guardrail.get(key) == default:
@@ -265,6 +274,9 @@ def _cross_checks(spec: ExperimentSpec, positions: dict[str, tuple[int, int]], s
         where = f"variants.{controls[1]}" if len(controls) > 1 else "variants"
         issues.append(_issue(source, positions, where, f"exactly one variant must say 'control: true'; {len(controls)} do"))
     for i, v in enumerate(spec.variants):
+        if v.weaker_pack_acknowledged is not None and v.pack is None:
+            issues.append(_issue(source, positions, f"variants.{i}.weaker_pack_acknowledged",
+                                 f"variant {v.name!r} names no pack of its own: there is no weaker pack to acknowledge"))  # fmt: skip
         if v.model_version is None and v.pack is None and not v.control:
             issues.append(_issue(source, positions, f"variants.{i}", f"variant {v.name!r} names neither a model_version nor a pack: it would serve what the control serves"))
     if set(spec.allocation) != set(names):

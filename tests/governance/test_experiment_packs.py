@@ -1,0 +1,208 @@
+"""An arm's pack and model when a plan is frozen, and guardrails an old plan froze the wrong way round; on SQLite and PostgreSQL.
+
+A variant that names a pack serves its subjects under it instead of the request's: a pack weaker than the production
+pack (or the control's) is refused unless the plan says why, and the model an arm serves must be one its pack admits
+(the minimisation allow-list, the forbidden attributes), as a governed fit under that pack would require. A plan
+frozen before guardrail directions were checked is judged by each metric's own direction, does not start, and its
+looks judged the other way do not pass the gate.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import select, update
+
+from audits.lineage import record_dataset_version, record_model_version, record_training_run
+from audits.models import Experiment, ExperimentLook, TrailEvent
+from governance.deploy_policy import StageRequirements, set_binding
+from governance.experiments import lifecycle
+from governance.experiments.spec import ExperimentSpec, canonical_plan, experiment_hash, parse_experiment
+from governance.located import PolicyError
+from governance.packs import shipped_pack_path
+from governance.policy import load_pack
+
+pytestmark = pytest.mark.usefixtures("fixed_experiment_salts")
+
+PLAN = """apiVersion: recgov/v1
+kind: Experiment
+metadata:
+  name: {name}
+  owner: growth team
+hypothesis: Lists under the other arm are clicked more often.
+variants:
+  - name: control
+    control: true
+{control}
+  - name: treatment
+{treatment}
+allocation:
+  control: 0.5
+  treatment: 0.5
+primary_metric: click_through
+guardrails:
+  - metric: non_profiling_share
+    margin: 0.05
+    direction: lower_is_better
+design:
+  baseline: 0.1
+  mde: 0.05
+"""
+
+
+def _load(ref: str) -> Any:
+    return load_pack(shipped_pack_path(ref))
+
+
+def _plan(name: str, control: str = "", treatment: str = "") -> Any:
+    text = PLAN.format(name=name, control=control or "    pack: eu-gdpr-dsa", treatment=treatment)
+    return parse_experiment(text, f"{name}.yaml")
+
+
+def _model(session: Any, name: str, *, kind: str = "als", params: dict[str, Any] | None = None) -> str:
+    data = record_dataset_version(session, content_hash=f"sha256:{name}", name=name, source="synthetic:seed=1", n_events=1, n_users=1, n_items=1, schema={}, validation=None)
+    end = datetime.now(UTC) - timedelta(seconds=1)
+    run = record_training_run(session, dataset_version=data, params=params or {}, library_versions={}, started_at=end - timedelta(seconds=1), ended_at=end)
+    record_model_version(session, version_id=f"{kind}-{name}", kind=kind, training_run=run, artifact_hash="sha256:0", artifact_location=f"/nowhere/{name}.npz")
+    return f"{kind}-{name}"
+
+
+def _refused(store: Any, loaded: Any) -> list[tuple[str, str]]:
+    with pytest.raises(PolicyError) as refused:
+        lifecycle.plan(store, loaded, actor="tester", load_pack=_load)
+    with store.session() as session:
+        assert session.scalars(select(Experiment).where(Experiment.name == loaded.name)).first() is None  # nothing stored
+    return [(i.path, i.message) for i in refused.value.issues]
+
+
+def test_a_treatment_under_a_pack_weaker_than_the_controls_is_refused_unless_acknowledged(store: Any) -> None:
+    issues = _refused(store, _plan("weaker", treatment="    pack: baseline"))
+    assert [p for p, _ in issues] == ["variants.1.pack"], issues
+    message = issues[0][1]
+    assert "variant 'treatment' would serve its subjects under pack 'baseline', which protects them less than the control's pack eu-gdpr-dsa" in message
+    assert "consent: 0 consent_coverage rule(s), not 1" in message and "fairness: 0 provider_exposure rule(s), not 1" in message
+    assert "weaker_pack_acknowledged" in message
+    acknowledged = _plan("weaker", treatment="    pack: baseline\n    weaker_pack_acknowledged: the baseline pack is the question itself, approved by the DPO")
+    summary = lifecycle.plan(store, acknowledged, actor="tester", load_pack=_load)
+    with store.session() as session:
+        event = session.scalars(select(TrailEvent).where(TrailEvent.seq == summary["plan_seq"])).one()
+    import json
+
+    payload = json.loads(event.payload) if isinstance(event.payload, str) else event.payload
+    recorded = payload["weaker_packs_acknowledged"]["treatment"]
+    assert recorded["pack"] == "baseline" and recorded["why"].startswith("the baseline pack is the question")
+    assert any("consent_coverage" in f for f in recorded["weaker_than"]["the control's pack eu-gdpr-dsa"])
+    assert "weaker_pack_acknowledged" not in payload["variants"][0]  # recorded only where given
+
+
+def test_an_arm_pack_weaker_than_the_production_pack_is_refused(store: Any) -> None:
+    eu = _load("eu-gdpr-dsa")
+    with store.session() as session:
+        set_binding(session, stage="production", ref="eu-gdpr-dsa", pack=eu, requirements=StageRequirements(), actor="admin")
+    issues = _refused(store, _plan("below-production", control="    model_version: null", treatment="    pack: california-ccpa"))
+    assert [p for p, _ in issues] == ["variants.1.pack"], issues
+    assert f"protects them less than the production pack eu-gdpr-dsa@{eu.version}: " in issues[0][1]
+    assert "consent purpose 'personalization' is opt_out, not opt_in (no grant needed)" in issues[0][1]
+    # the control itself under a weaker pack is refused too: its subjects are served under it
+    issues = _refused(store, _plan("weak-control", control="    pack: baseline", treatment="    pack: eu-gdpr-dsa"))
+    assert [p for p, _ in issues] == ["variants.0.pack"], issues
+    # as protective as production: planned
+    assert lifecycle.plan(store, _plan("as-strong", control="    model_version: null", treatment="    pack: eu-gdpr-dsa"), actor="tester", load_pack=_load)
+
+
+def test_an_acknowledgement_without_a_pack_is_a_located_error_and_old_plans_hash_as_before() -> None:
+    text = PLAN.format(name="no-pack", control="    pack: eu-gdpr-dsa", treatment="    model_version: m2\n    weaker_pack_acknowledged: nothing to acknowledge here")
+    with pytest.raises(PolicyError) as refused:
+        parse_experiment(text, "no-pack.yaml")
+    assert [(i.path, i.line) for i in refused.value.issues] == [("variants.1.weaker_pack_acknowledged", 13)]
+    loaded = _plan("same-hash", treatment="    pack: eu-gdpr-dsa")
+    assert all("weaker_pack_acknowledged" not in v for v in canonical_plan(loaded.spec)["variants"])
+
+
+def test_a_model_its_arms_pack_does_not_admit_is_refused(store: Any) -> None:
+    with store.session() as session:
+        content = _model(session, "content", kind="content_tfidf", params={"family": "content_tfidf", "family_params": {}, "model_inputs": ["user_id", "item_id", "item_text"]})
+        religious = _model(session, "religion", params={"model_inputs": ["user_id", "item_id", "religion_code"]})
+        plain = _model(session, "plain", params={"model_inputs": ["user_id", "item_id", "event_type", "value"]})
+    issues = _refused(store, _plan("content-arm", treatment=f"    model_version: {content}\n    pack: eu-gdpr-dsa"))
+    assert [p for p, _ in issues] == ["variants.1.model_version"], issues
+    assert issues[0][1].startswith(f"variant 'treatment' would serve under its pack 'eu-gdpr-dsa', which does not admit the model: model version {content!r} (family content_tfidf) reads ")
+    assert "not on minimization.purposes.personalization.allowed_inputs" in issues[0][1] and "item_text" in issues[0][1]
+    issues = _refused(store, _plan("religion-arm", treatment=f"    model_version: {religious}\n    pack: eu-gdpr-dsa"))
+    assert [p for p, _ in issues] == ["variants.1.model_version"], issues
+    assert "was trained on religion_code, which the pack's minimization.forbidden_attributes or audit_only_attributes name" in issues[0][1]
+    # under a pack that allows it (baseline has no such attribute), and for a model reading what eu allows: planned
+    assert lifecycle.plan(store, _plan("plain-arm", treatment=f"    model_version: {plain}\n    pack: eu-gdpr-dsa"), actor="tester", load_pack=_load)
+    # an arm without a pack of its own serves under the request's: the production pack when one is bound
+    with store.session() as session:
+        set_binding(session, stage="production", ref="eu-gdpr-dsa", pack=_load("eu-gdpr-dsa"), requirements=StageRequirements(), actor="admin")
+    issues = _refused(store, _plan("content-production", control="    model_version: null", treatment=f"    model_version: {content}"))
+    assert [p for p, _ in issues] == ["variants.1.model_version"], issues
+    assert "would serve under the production pack eu-gdpr-dsa@" in issues[0][1]
+
+
+def _reverse_frozen_guardrail(store: Any, name: str) -> None:
+    """Rewrite a frozen plan as a recgov that did not check directions would have frozen it (the hash matching)."""
+    with store.session() as session:
+        row = session.scalars(select(Experiment).where(Experiment.name == name)).one()
+        plan = {**row.plan, "spec": {**row.plan["spec"], "guardrails": [{**row.plan["spec"]["guardrails"][0], "direction": "higher_is_better"}]}}
+        spec = ExperimentSpec.model_validate(plan["spec"])
+        session.execute(update(Experiment).where(Experiment.id == row.id).values(plan=plan, plan_hash=experiment_hash(spec)))
+
+
+def test_a_plan_frozen_with_a_reversed_guardrail_is_judged_by_the_metrics_direction(store: Any, tmp_path: Path) -> None:
+    from tests.governance.test_experiment_guardrails import SAME, SUBJECTS, WORSE, _flags, _plan_file, _serve
+    from tests.governance.test_experiment_guardrails import _model as _guardrail_model
+
+    with store.session() as session:
+        control, treatment = _guardrail_model(session, "rvc"), _guardrail_model(session, "rvt")
+    _flags(store)
+    path = _plan_file(tmp_path, "old-plan", control, treatment)
+    text = path.read_text()
+    start = text.index("guardrails:\n")
+    end = text.index("design:")
+    path.write_text(text[:start] + "guardrails:\n  - metric: harmful_exposure\n    margin: 0.02\n    direction: lower_is_better\n" + text[end:])
+    lifecycle.plan(store, parse_experiment(path.read_text(), str(path)), actor="tester")
+    _reverse_frozen_guardrail(store, "old-plan")
+    with pytest.raises(lifecycle.ExperimentConflict, match=r"harmful_exposure \(higher_is_better, but it is lower_is_better\).*It does not start"):
+        lifecycle.start(store, "old-plan", actor="tester")
+    with store.session() as session:  # started before this recgov refused it
+        session.execute(update(Experiment).where(Experiment.name == "old-plan").values(status="running", started_at=datetime.now(UTC)))
+    _serve(store, "old-plan", SUBJECTS, {"control": SAME, "treatment": {**WORSE, "click": 0.5}}, np.random.default_rng(7))
+    lifecycle.stop(store, "old-plan", actor="tester")
+    look = lifecycle.analyze(store, "old-plan", actor="tester")
+    harm = [g for g in look["guardrails"] if g["metric"] == "harmful_exposure"]
+    assert harm and harm[0]["failed"] is True, harm  # judged as the harm it is
+    assert (harm[0]["direction"], harm[0]["plan_direction"]) == ("lower_is_better", "higher_is_better")
+    assert look["verdict"] == "guardrail_failed"
+    with store.session() as session:
+        passed, reasons, _ = lifecycle.gate_verdict(session, treatment)
+    assert not passed and any("harmful_exposure" in r for r in reasons), reasons
+
+
+def test_a_look_judged_the_wrong_way_round_does_not_pass_the_gate(store: Any, tmp_path: Path) -> None:
+    """A look stored before directions were fixed says the harm held: the gate cannot tell, and refuses it."""
+    from tests.governance.test_experiment_guardrails import SAME, SUBJECTS, _plan_file, _serve
+    from tests.governance.test_experiment_guardrails import _model as _guardrail_model
+
+    with store.session() as session:
+        control, treatment = _guardrail_model(session, "wwc"), _guardrail_model(session, "wwt")
+    path = _plan_file(tmp_path, "won", control, treatment)
+    lifecycle.plan(store, parse_experiment(path.read_text(), str(path)), actor="tester")
+    lifecycle.start(store, "won", actor="tester")
+    _serve(store, "won", SUBJECTS, {"control": SAME, "treatment": {**SAME, "click": 0.5}}, np.random.default_rng(5))
+    lifecycle.stop(store, "won", actor="tester")
+    assert lifecycle.analyze(store, "won", actor="tester")["verdict"] == "treatment_won"
+    with store.session() as session:
+        assert lifecycle.gate_verdict(session, treatment)[0] is True
+        look = session.scalars(select(ExperimentLook).order_by(ExperimentLook.id.desc())).first()
+        result = {**look.result, "guardrails": [{**g, "direction": "higher_is_better"} if g["metric"] == "harmful_exposure" else g for g in look.result["guardrails"]]}
+        session.execute(update(ExperimentLook).where(ExperimentLook.id == look.id).values(result=result))
+    with store.session() as session:
+        passed, reasons, evidence = lifecycle.gate_verdict(session, treatment)
+    assert not passed and evidence is None
+    assert any("judged the guardrail(s) harmful_exposure (higher_is_better) the wrong way round" in r for r in reasons), reasons
