@@ -14,7 +14,9 @@ reads those):
   a shadow deployment's failed copy of a request is no failure of the arm;
 * ``harmful_exposure`` -- the share of the arm's served items with an active
   harmful-content flag (``item_flags``), subjects as clusters
-  (:func:`recommender.experiments.ratio_noninferiority`);
+  (:func:`recommender.experiments.ratio_noninferiority`); a flag switched off
+  since the experiment started still counts (switched off before a look, it
+  would hide the harm served while it was on);
 * ``provider_exposure_gap`` -- the gap between the provider groups' shares of the
   arm's exposure (``1 / log2(rank + 1)`` per served item) and their shares of the
   item table the plan names, by a bootstrap over subjects
@@ -46,7 +48,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from audits._common import in_values
@@ -310,6 +312,14 @@ def _consumer_gap(randomised: pd.DataFrame, groups_of: pd.DataFrame, values: pd.
     return {**_as_dict(result), **about}
 
 
+def _flagged(session: Session, row: Any) -> set[str]:
+    """Items with a harmful-content flag active now, or switched off since the experiment started (the flag's last
+    change, its ``trail_seq``, after the ``experiment.started`` event): the harm the arm served while it was on."""
+    since = row.start_seq or 0
+    query = select(ItemFlag.item_id).where(or_(ItemFlag.active.is_(True), ItemFlag.trail_seq > since))
+    return set(session.scalars(query))
+
+
 def judge_arm_guardrails(
     session: Session, row: Any, randomised: pd.DataFrame, guardrails: list[Mapping[str, Any]], control: str,
     treatments: list[str], alpha: float, frozen_items: Mapping[str, Any], segment: str | None = None,
@@ -328,7 +338,7 @@ def judge_arm_guardrails(
     by_variant = {v: randomised.index[randomised["variant"] == v] for v in (control, *treatments)}
     out: dict[tuple[int, str], dict[str, Any]] = {}
     served = _served(session, row, randomised.index) if any(g["metric"] in ("harmful_exposure", "provider_exposure_gap") for _, g in wanted) else None
-    flagged = set(session.scalars(select(ItemFlag.item_id).where(ItemFlag.active.is_(True)))) if any(g["metric"] == "harmful_exposure" for _, g in wanted) else set()
+    flagged = _flagged(session, row) if any(g["metric"] == "harmful_exposure" for _, g in wanted) else set()
     failed = _failures(session, row) if any(g["metric"] == "error_rate" for _, g in wanted) else {}
     consumer = {g["attribute"] for _, g in wanted if g["metric"] == "consumer_quality_gap"}
     groups_of = first_list_attributes(session, randomised, consumer) if consumer else None

@@ -57,7 +57,7 @@ GUARDRAIL_METRICS: dict[str, str] = {
     "conversion": PRIMARY_METRICS["conversion"],
     "latency_ms": "per subject, the mean serving latency of their lists in milliseconds (the decision record's latency_ms)",
     "error_rate": "per request, the share of the arm's requests that failed (failed requests carry their assignment and mode; on a segment, the segment's requests)",
-    "harmful_exposure": "the arm's share of served items with an active harmful-content flag (subjects as clusters, delta method)",
+    "harmful_exposure": "the arm's share of served items with an active harmful-content flag, or one switched off since the start (subjects as clusters, delta method)",
     "provider_exposure_gap": "the arm's total-variation gap between provider groups' exposure shares and their catalogue shares (subject bootstrap)",
     "consumer_quality_gap": "the arm's largest difference of a per-subject quality metric ('quality') between consumer groups ('attribute') "
     "of at least min_group_size subjects in each arm (subject bootstrap)",

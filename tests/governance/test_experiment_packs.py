@@ -206,3 +206,30 @@ def test_a_look_judged_the_wrong_way_round_does_not_pass_the_gate(store: Any, tm
         passed, reasons, evidence = lifecycle.gate_verdict(session, treatment)
     assert not passed and evidence is None
     assert any("judged the guardrail(s) harmful_exposure (higher_is_better) the wrong way round" in r for r in reasons), reasons
+
+
+def test_switching_harm_flags_off_before_the_look_does_not_hide_the_harm(store: Any, tmp_path: Path) -> None:
+    """harmful_exposure counted the flags active when the look ran: an admin who switched them off after the
+    treatment served the flagged items (and on again after the look) let the harm pass the guardrail."""
+    from audits.harm import set_flag_active
+    from audits.models import ItemFlag
+    from tests.governance.test_experiment_guardrails import SAME, SUBJECTS, _flags, _plan_file, _serve
+    from tests.governance.test_experiment_guardrails import _model as _guardrail_model
+
+    with store.session() as session:
+        control, treatment = _guardrail_model(session, "hfc"), _guardrail_model(session, "hft")
+    _flags(store)
+    path = _plan_file(tmp_path, "flags-off", control, treatment)
+    lifecycle.plan(store, parse_experiment(path.read_text(), str(path)), actor="tester")
+    lifecycle.start(store, "flags-off", actor="tester")
+    _serve(store, "flags-off", SUBJECTS, {"control": SAME, "treatment": {**SAME, "harm": 0.6, "click": 0.5}}, np.random.default_rng(11))
+    lifecycle.stop(store, "flags-off", actor="tester")
+    with store.session() as session:
+        for flag in session.scalars(select(ItemFlag.id)).all():
+            set_flag_active(session, flag, active=False, note="false positive", actor="admin")
+    look = lifecycle.analyze(store, "flags-off", actor="tester")
+    harm = next(g for g in look["guardrails"] if g["metric"] == "harmful_exposure")
+    assert harm["failed"] is True, harm
+    assert look["verdict"] == "guardrail_failed"
+    with store.session() as session:
+        assert lifecycle.gate_verdict(session, treatment)[0] is False
