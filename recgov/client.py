@@ -259,9 +259,12 @@ class Client:
         """The public keys that signed checkpoints: key_id, public_key_pem, jwk, checkpoints."""
         return self._json("GET", "/v1/trail/keys")["keys"]
 
-    def download_trail_export(self, target: Path) -> Path:
-        """Download the signed export of the whole trail to ``target`` (auditor)."""
-        return self._download("/v1/trail/export", target)
+    def download_trail_export(self, target: Path, *, signed_only: bool = False) -> Path:
+        """Download the signed export of the whole trail to ``target`` (auditor).
+
+        ``signed_only``: end it at the last signed checkpoint, so that it verifies whole (no unsigned tail)."""
+        params = {"signed_only": "true"} if signed_only else None
+        return self._download("/v1/trail/export", target, params=params)
 
     def verify_export(
         self,

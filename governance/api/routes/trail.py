@@ -34,7 +34,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from starlette.background import BackgroundTask
 
-from audits.checkpoints import register_signing_key
+from audits.checkpoints import list_checkpoints, register_signing_key
 from audits.export import export_trail
 from audits.keys import ALGORITHM, load_public_key, load_signing_key
 from audits.models import SigningKeyRecord, TrailCheckpoint, TrailEvent
@@ -166,6 +166,7 @@ def list_events(
     "/export",
     response_class=FileResponse,
     responses={
+        **problems(409, 422),
         200: {
             "description": "The export, JSON lines: a header, the signers' public keys, the checkpoints, then every event.",
             "content": {EXPORT_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
@@ -178,20 +179,46 @@ def list_events(
     "header (head, extent, checkpoint count, export time) is signed by the installation's trail key, so a file cut short "
     "or with an edited header fails. Events after the last signed checkpoint are vouched for by no verification of the "
     "store, and `verify-export` fails them (`unsigned_tail`) unless `--allow-unsigned-tail`: sign the head first "
-    "(POST /v1/trail/checkpoint, admin) for an export that verifies whole.",
+    "(POST /v1/trail/checkpoint, admin), or ask `signed_only=true` (the export ends at the last checkpoint), for an "
+    "export that verifies whole.",
 )
-async def download_export(request: Request, store: StoreDep, key: AuditKey) -> FileResponse:
+async def download_export(
+    request: Request,
+    store: StoreDep,
+    key: AuditKey,
+    signed_only: bool = Query(
+        False,
+        description="End the export at the last signed checkpoint instead of the head, so that it verifies whole "
+        "(no unsigned tail) without signing first; 409 when no checkpoint was signed yet.",
+    ),
+) -> FileResponse:
     """Heavy work (:func:`governance.api.heavy.run_heavy`): the whole trail is written, so a few run at a time."""
-    return await run_heavy(request, _export, store)
+    return await run_heavy(request, _export, store, signed_only=signed_only)
 
 
-def _export(store: Any) -> FileResponse:
+NO_CHECKPOINT_YET = (
+    "no checkpoint was signed yet, so no export ends at one: an admin signs the head first (POST /v1/trail/checkpoint), "
+    "or ask for the export without signed_only"
+)
+
+
+def _last_checkpoint(connection: Any) -> int:
+    """The sequence number of the last signed checkpoint within the head; 409 when there is none."""
+    head_seq, _ = read_head(connection)
+    signed = [c.seq for c in list_checkpoints(connection) if c.seq <= head_seq]
+    if not signed:
+        raise Problem(409, NO_CHECKPOINT_YET, kind="no-checkpoint")
+    return max(signed)
+
+
+def _export(store: Any, *, signed_only: bool = False) -> FileResponse:
     signing_key = load_signing_key(settings=store.settings)  # signs the header: the export's extent
     _register(store, signing_key)
     folder = Path(tempfile.mkdtemp(prefix="recgov-trail-export-"))  # owner-only; the file names subjects by pseudonym
     try:
         with store.snapshot() as connection:
-            summary = export_trail(connection, folder / "trail.jsonl", signing_key=signing_key)
+            through = _last_checkpoint(connection) if signed_only else None
+            summary = export_trail(connection, folder / "trail.jsonl", signing_key=signing_key, through=through)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
