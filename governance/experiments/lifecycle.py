@@ -319,6 +319,26 @@ def _arm_packs(
     return acknowledged, issues
 
 
+def _check_anchored(session: Session, row: Experiment) -> None:
+    """The stored plan's hash and sample size are the ones its ``experiment.planned`` event anchored.
+
+    The experiments table is not append-only: a sample size lowered there would let the final look be taken
+    early (:func:`_check_final_size` reads it), a plan hash rewritten with the plan would pass :func:`_check_frozen`."""
+    import json
+
+    from audits.canonical import canonical_json
+
+    payload = session.scalars(select(TrailEvent.payload).where(TrailEvent.seq == row.plan_seq, TrailEvent.action == "experiment.planned")).first()
+    anchored = json.loads(payload) if payload is not None else {}
+    same = canonical_json(anchored.get("sample_size")) == canonical_json(row.plan.get("sample_size"))  # as the trail hashed it
+    if anchored.get("plan_hash") != row.plan_hash or not same:
+        what = "plan hash" if anchored.get("plan_hash") != row.plan_hash else "sample size"
+        raise ExperimentConflict(
+            f"experiment {row.name!r}: the stored {what} is not the one the trail anchored when the plan was frozen "
+            f"(experiment.planned, event {row.plan_seq}): the experiment's record was changed since; it is not analysed"
+        )
+
+
 def _check_frozen(row: Experiment, loaded: LoadedExperiment | None) -> None:
     now = experiment_hash(ExperimentSpec.model_validate(row.plan["spec"]))
     if now != row.plan_hash:
@@ -340,6 +360,7 @@ def start(store: Any, name: str, *, actor: str, loaded: LoadedExperiment | None 
         if row.status != "planned":
             raise ExperimentConflict(f"experiment {name!r} is {row.status}; only a planned experiment starts")
         _check_frozen(row, loaded)
+        _check_anchored(session, row)
         if reversed_ := [g for g in _judged_guardrails(row.plan["spec"]["guardrails"]) if "plan_direction" in g]:
             said = ", ".join(f"{g['metric']} ({g['plan_direction']}, but it is {g['direction']})" for g in reversed_)
             raise ExperimentConflict(REVERSED_GUARDRAIL.format(name=name, said=said))
@@ -689,6 +710,7 @@ def analyze(
         if row.started_at is None:
             raise ExperimentConflict(f"experiment {name!r} has not started: there is no data to look at")
         _check_frozen(row, None)
+        _check_anchored(session, row)
         spec, design = row.plan["spec"], row.plan["spec"]["design"]
         primary = spec["primary_metric"]
         asked = metric or primary

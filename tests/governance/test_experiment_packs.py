@@ -21,7 +21,7 @@ from audits.lineage import record_dataset_version, record_model_version, record_
 from audits.models import Experiment, ExperimentLook, TrailEvent
 from governance.deploy_policy import StageRequirements, set_binding
 from governance.experiments import lifecycle
-from governance.experiments.spec import ExperimentSpec, canonical_plan, experiment_hash, parse_experiment
+from governance.experiments.spec import ExperimentSpec, canonical_plan, parse_experiment
 from governance.located import PolicyError
 from governance.packs import shipped_pack_path
 from governance.policy import load_pack
@@ -145,13 +145,14 @@ def test_a_model_its_arms_pack_does_not_admit_is_refused(store: Any) -> None:
     assert "would serve under the production pack eu-gdpr-dsa@" in issues[0][1]
 
 
-def _reverse_frozen_guardrail(store: Any, name: str) -> None:
-    """Rewrite a frozen plan as a recgov that did not check directions would have frozen it (the hash matching)."""
-    with store.session() as session:
-        row = session.scalars(select(Experiment).where(Experiment.name == name)).one()
-        plan = {**row.plan, "spec": {**row.plan["spec"], "guardrails": [{**row.plan["spec"]["guardrails"][0], "direction": "higher_is_better"}]}}
-        spec = ExperimentSpec.model_validate(plan["spec"])
-        session.execute(update(Experiment).where(Experiment.id == row.id).values(plan=plan, plan_hash=experiment_hash(spec)))
+def _plan_as_before_directions_were_checked(store: Any, text: str, source: str) -> None:
+    """Freeze ``text`` with its first guardrail reversed, as a recgov that did not check directions froze it."""
+    from governance.experiments.spec import LoadedExperiment
+
+    loaded = parse_experiment(text, source)
+    document = loaded.spec.model_dump(mode="json")
+    document["guardrails"][0]["direction"] = "higher_is_better"
+    lifecycle.plan(store, LoadedExperiment(ExperimentSpec.model_validate(document), source, loaded.positions), actor="tester")
 
 
 def test_a_plan_frozen_with_a_reversed_guardrail_is_judged_by_the_metrics_direction(store: Any, tmp_path: Path) -> None:
@@ -166,8 +167,7 @@ def test_a_plan_frozen_with_a_reversed_guardrail_is_judged_by_the_metrics_direct
     start = text.index("guardrails:\n")
     end = text.index("design:")
     path.write_text(text[:start] + "guardrails:\n  - metric: harmful_exposure\n    margin: 0.02\n    direction: lower_is_better\n" + text[end:])
-    lifecycle.plan(store, parse_experiment(path.read_text(), str(path)), actor="tester")
-    _reverse_frozen_guardrail(store, "old-plan")
+    _plan_as_before_directions_were_checked(store, path.read_text(), str(path))
     with pytest.raises(lifecycle.ExperimentConflict, match=r"harmful_exposure \(higher_is_better, but it is lower_is_better\).*It does not start"):
         lifecycle.start(store, "old-plan", actor="tester")
     with store.session() as session:  # started before this recgov refused it
@@ -233,3 +233,30 @@ def test_switching_harm_flags_off_before_the_look_does_not_hide_the_harm(store: 
     assert look["verdict"] == "guardrail_failed"
     with store.session() as session:
         assert lifecycle.gate_verdict(session, treatment)[0] is False
+
+
+def test_a_sample_size_lowered_in_the_store_is_caught_before_the_look(store: Any, tmp_path: Path) -> None:
+    """The final look waits for the sample size the plan froze; that size sat in a table that is not append-only,
+    so lowering it there let the final look (and a win) come early."""
+    from tests.governance.test_experiment_guardrails import SAME, SUBJECTS, _plan_file, _serve
+    from tests.governance.test_experiment_guardrails import _model as _guardrail_model
+
+    with store.session() as session:
+        control, treatment = _guardrail_model(session, "ssc"), _guardrail_model(session, "sst")
+    path = _plan_file(tmp_path, "early", control, treatment)
+    text = path.read_text().replace("  mde: 0.2\n", "  mde: 0.02\n")  # a design that needs far more subjects than served
+    path.write_text(text)
+    planned = lifecycle.plan(store, parse_experiment(text, str(path)), actor="tester")
+    lifecycle.start(store, "early", actor="tester")
+    _serve(store, "early", SUBJECTS[:200], {"control": SAME, "treatment": {**SAME, "click": 0.5}}, np.random.default_rng(2), lists=1)
+    lifecycle.stop(store, "early", actor="tester")
+    with pytest.raises(lifecycle.ExperimentConflict, match="planned look 1 is the plan's final look"):
+        lifecycle.analyze(store, "early", actor="tester")
+    with store.session() as session:
+        row = session.scalars(select(Experiment).where(Experiment.name == "early")).one()
+        lowered = {**row.plan, "sample_size": {**row.plan["sample_size"], "n_per_arm": [10 for _ in row.plan["sample_size"]["n_per_arm"]]}}
+        session.execute(update(Experiment).where(Experiment.id == row.id).values(plan=lowered))
+    with pytest.raises(lifecycle.ExperimentConflict, match=rf"the stored sample size is not the one the trail anchored .*event {planned['plan_seq']}"):
+        lifecycle.analyze(store, "early", actor="tester")
+    with store.session() as session:
+        assert session.scalars(select(ExperimentLook)).first() is None  # nothing stored
