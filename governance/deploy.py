@@ -39,6 +39,7 @@ from audits.models import AuditRun, Deployment, ModelVersion
 from audits.settings import get_settings
 from audits.trail import append_event, lock_head
 from governance import deploy_policy
+from governance.artifacts import ARTIFACT_CHANGED, ArtifactChanged, verify_artifact
 from governance.deploy_policy import Gate, PackLoader
 from governance.policy import LoadedPack
 from recommender.data import Dataset
@@ -75,49 +76,18 @@ class UnknownModelVersion(ConfigError):
     """The store records no such model version (the API answers 404)."""
 
 
-ARTIFACT_CHANGED = (
-    "model version {version!r} cannot be deployed: its artifact {location} {why}; what would be served is not what was "
-    "recorded and gated (restore the recorded file, or train and record a new version)"
-)
-
-
-class ArtifactChanged(ConfigError):
-    """The model file is missing or no longer has the SHA-256 recorded with the version (the API answers 409)."""
-
-
 def check_artifact(session: Session, model_version: str) -> None:
     """Raise :class:`ArtifactChanged` unless ``model_version``'s artifact file still has its recorded SHA-256.
 
     The gate refits the version's recorded recipe and serving loads the file: a file changed on disk after
-    it was recorded would pass the gate and be served. Artifacts that are not one file (a folder) are not
-    hashed here, nor recorded hashes that are not SHA-256.
+    it was recorded would pass the gate and be served (:func:`governance.artifacts.verify_artifact`).
     """
-    import hashlib
-    import re
-
     row = session.get(ModelVersion, model_version)
     if row is None or not row.artifact_location:
         return
-    recorded = (row.artifact_hash or "").removeprefix("sha256:").lower()
-    if not re.fullmatch(r"[0-9a-f]{64}", recorded):
-        return
-    path = Path(row.artifact_location)
-    if path.is_dir():
-        return
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    except FileNotFoundError:
-        raise ArtifactChanged(ARTIFACT_CHANGED.format(version=model_version, location=path, why="is missing")) from None
-    except OSError as err:
-        why = f"cannot be read ({err.strerror or type(err).__name__})"
-        raise ArtifactChanged(ARTIFACT_CHANGED.format(version=model_version, location=path, why=why)) from None
-    found = digest.hexdigest()
-    if found != recorded:
-        why = f"has SHA-256 {found[:16]}..., not the {recorded[:16]}... recorded with the version: it changed on disk"
-        raise ArtifactChanged(ARTIFACT_CHANGED.format(version=model_version, location=path, why=why))
+    verify_artifact(model_version, row.artifact_location, row.artifact_hash, use="deployed")
+
+
 GATE_REFUSED = "the gate refused model version {version!r} for {stage} (audit #{audit_id}, pack {pack}): {reasons}"
 
 

@@ -12,8 +12,10 @@ decomposition). :class:`FamilyServingEngine` runs the same engine with
 move the re-ranking made.
 
 :func:`load_served_model` reads a recorded version's artifact with the loader
-its ``kind`` names (ALS, or the family's own ``load``; never pickle) and refuses
-a file of another family with a located error.
+its ``kind`` names (ALS, or the family's own ``load``; never pickle), after
+checking that the file still has the SHA-256 recorded with the version
+(:mod:`governance.artifacts`), and refuses a file of another family with a
+located error.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from governance.artifacts import verify_artifact
 from governance.explain import TagKind
 from governance.serving import PersonalizedList, Personalizer, ServingEngine
 from recommender.errors import ConfigError, DataError
@@ -127,14 +130,20 @@ class FamilyServingEngine(ServingEngine):
         return None
 
 
-def load_served_model(kind: str, location: str, version: str) -> tuple[Any, type[ServingEngine]]:
+def load_served_model(kind: str, location: str, version: str, *, artifact_hash: str | None) -> tuple[Any, type[ServingEngine]]:
     """The model recorded as ``kind`` at ``location``, and the engine class that serves it.
 
-    A file that is not the family's (another family's artifact under this version) is a :class:`ConfigError`
-    naming the file, the recorded family and what the file is.
+    The file must have ``artifact_hash``, the SHA-256 recorded with the version (None: the caller checked it, or
+    nothing was recorded): one changed on disk since is refused with
+    :class:`~governance.artifacts.ArtifactChanged`, naming the version and the file, before it is read. A file
+    that is not the family's (another family's artifact under this version) is a :class:`ConfigError` naming the
+    file, the recorded family and what the file is.
     """
     from governance.family_training import family_for_kind, family_model_class
     from recommender.family import families
+
+    if artifact_hash is not None:
+        verify_artifact(version, location, artifact_hash)
 
     family = family_for_kind(kind)
     if family is None:

@@ -4,7 +4,8 @@ The steps, in order: the request's consent signals become records first (a
 ``Sec-GPC: 1`` an opt-out under a pack that honours it, CCPA regs §7025; a TC
 string a grant where the pack lets TCF grant, or a refusal, IAB TCF v2.2), so
 that training and later requests honour them too; then an engine is opened for
-the recorded model version with its blocks, the erasures its training data saw
+the recorded model version (its file checked against the SHA-256 recorded with
+it: :mod:`governance.artifacts`) with its blocks, the erasures its training data saw
 and its standing; the subject's consent history and erasure are read; the list
 is served, and its decision is written by the decision log before the list is
 returned. The REST API keeps engines warm between requests
@@ -57,13 +58,14 @@ def open_engine(
         row = session.get(ModelVersion, model_version)
         if row is None:
             raise ConfigError(MODEL_NOT_RECORDED.format(version=model_version))
-        location, kind = row.artifact_location, row.kind
+        location, kind, artifact_hash = row.artifact_location, row.kind, row.artifact_hash
         blocked = items_out_of_lists(session, loaded.pack)
         unavailable = unavailable_items(session)
         seen = erasures_seen(session, model_version)
         standing = model_standing(session, model_version)
         sources = dataset_sources(session.connection(), model_version) if dataset_items and items is None else []
-    model, engine_class = load_served_model(kind, location, model_version)  # ALS, or the family's own engine
+    # ALS, or the family's own engine; a file changed on disk since it was recorded is refused (ArtifactChanged)
+    model, engine_class = load_served_model(kind, location, model_version, artifact_hash=artifact_hash)
     if model.version_id_ != model_version:
         raise ConfigError(ARTIFACT_MISMATCH.format(location=location, found=model.version_id_, version=model_version))
     if dataset_items and items is None:

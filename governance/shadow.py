@@ -173,6 +173,7 @@ def open_deployed(
     pack's blocks; a failed request of any engine is logged with its cause.
     """
     from governance import deploy
+    from governance.artifacts import verify_artifact
     from audits.availability import unavailable_items
     from governance.escalation import items_out_of_lists
     from governance.suppressed import erasures_seen, model_standing, standing_reader
@@ -188,7 +189,7 @@ def open_deployed(
         seen = {version: erasures_seen(session, version) for version in versions}
         standings = {version: model_standing(session, version) for version in versions}
         locations = {
-            row.version_id: row.artifact_location
+            row.version_id: (row.artifact_location, row.artifact_hash)
             for row in session.scalars(
                 select(ModelVersion).where(
                     in_values(session, ModelVersion.version_id, [d["model_version"] for key in ("production", "canary", "shadow") for d in stages[key]])
@@ -198,9 +199,11 @@ def open_deployed(
     log = DecisionLog(store)
 
     def engine(model_version: str) -> ServingEngine:
-        model = ALSRecommender.load(locations[model_version])
+        location, artifact_hash = locations[model_version]
+        verify_artifact(model_version, location, artifact_hash)  # a file changed on disk since it was recorded is not served
+        model = ALSRecommender.load(location)
         if model.version_id_ != model_version:
-            raise ConfigError(f"the artifact at {locations[model_version]} holds model {model.version_id_}, not {model_version}; the store and the file disagree")
+            raise ConfigError(f"the artifact at {location} holds model {model.version_id_}, not {model_version}; the store and the file disagree")
         return ServingEngine(
             loaded, model, items, blocked=blocked, sink=log, vendor_id=vendor_id,
             on_failure=lambda cause, detail: log_failure(store, cause, {**detail, "model_version": model_version}),

@@ -117,6 +117,7 @@ def profile_command(
     from governance.lifecycle.facts import lifecycle_of
     from governance.monitoring import profile_under_pack
     from governance.privacy.retrains import training_recipe
+    from governance.artifacts import verify_artifact
     from recommender.als import ALSRecommender
     from recommender.errors import ConfigError
     from recommender.feedback import FeedbackConfig
@@ -130,7 +131,8 @@ def profile_command(
                 if row is None or not row.artifact_location:
                     raise ConfigError(f"model version {model_version!r} is not recorded with an artifact; train one with `recgov train`")
                 recipe = training_recipe(session, model_version)
-                location = row.artifact_location
+                location, artifact_hash = row.artifact_location, row.artifact_hash
+            verify_artifact(model_version, location, artifact_hash, use="profiled")  # the baseline is the recorded model's
             model = ALSRecommender.load(location)
             feedback = FeedbackConfig(**recipe["feedback"]) if recipe else FeedbackConfig()
             profile = profile_under_pack(model, dataset, loaded, store, feedback=feedback, filter_seen=lifecycle_of(loaded).baseline_filter_seen)

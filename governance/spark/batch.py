@@ -187,6 +187,7 @@ def _inprocess_batch(
     import pyarrow.parquet as pq
 
     from audits.trail import format_time
+    from governance.artifacts import verify_artifact
     from governance.spark.lists import _bucket, decision_fields, personalizer_for
     from governance.spark.records import GENESIS, RECORD_COLUMNS, anchor_batch, batch_record_keys, chain_hash, record_json, seal_fields
     from governance.training import train_and_record
@@ -201,6 +202,7 @@ def _inprocess_batch(
                                tune=False, measure_carbon=False, pack=pack, now=now, actor=actor)  # fmt: skip
     timings["filter+train+record"] = time.perf_counter() - mark
     mark = time.perf_counter()
+    verify_artifact(trained.model_version, trained.artifact, trained.artifact_hash)  # the file the lists come from is the one recorded
     model = ALSRecommender.load(trained.artifact)
     personalizer = personalizer_for(pack, model, dataset.items, blocked)
     subjects = [str(u) for u in model.train_.user_ids]

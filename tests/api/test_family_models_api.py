@@ -10,7 +10,9 @@ is another family's, or whose recorded family is not installed, is refused with 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -162,6 +164,13 @@ def test_a_file_of_another_family_is_refused_with_a_problem(server, ease: dict) 
         decisions = connection.execute(select(DecisionRecord.decision_id)).all()
     with server.client("operator") as client:
         _consent(client, "u000044", "granted")
+        changed = _ask(client, "u000044", other["model_version"])
+    # the file is not the one recorded: refused before it is read (409 artifact-changed)
+    assert changed.status_code == 409 and changed.json()["type"].endswith("/artifact-changed"), changed.text
+    with server.store.session() as session:  # a record naming the other family's file with its hash
+        session.get(ModelVersion, other["model_version"]).artifact_hash = bpr["artifact_hash"]
+    os.utime(other["artifact"], ns=(time.time_ns(), time.time_ns() + 1_000_000))  # the engine cache reads it again
+    with server.client("operator") as client:
         answer = _ask(client, "u000044", other["model_version"])
         still = _ask(client, "u000044", ease["model_version"])
     assert answer.status_code == 422 and answer.headers["content-type"] == PROBLEM_JSON
@@ -181,7 +190,7 @@ def test_a_version_of_a_family_not_installed_is_refused_with_a_problem(server, e
         row = session.get(ModelVersion, ease["model_version"])
         record_model_version(
             session, version_id=version, kind="ghost_family", training_run=row.training_run_id,
-            artifact_hash="0" * 64, artifact_location=ease["artifact"],
+            artifact_hash=hashlib.sha256(Path(ease["artifact"]).read_bytes()).hexdigest(), artifact_location=ease["artifact"],
         )  # fmt: skip
     with server.client("operator") as client:
         answer = _ask(client, "u000045", version)

@@ -266,6 +266,18 @@ def test_recommend_refuses_a_model_file_of_another_family(db_url: str) -> None:
     bpr = _train(db_url, "--family", "bpr", "--param", "factors=4", "--param", "iterations=2")
     Path(ease["artifact"]).write_bytes(Path(bpr["artifact"]).read_bytes())
     result = runner.invoke(app, ["recommend", "u000012", "--model", ease["model_version"], "--database-url", db_url])
+    assert result.exit_code == 2, result.output  # the file is not the one recorded: refused before it is read
+    assert "cannot be served" in result.stderr and "changed on disk" in " ".join(result.stderr.split())
+    # A store whose record names the other family's file with its hash: the family check refuses it.
+    from audits.models import ModelVersion
+
+    store = open_store(db_url)
+    try:
+        with store.session() as session:
+            session.get(ModelVersion, ease["model_version"]).artifact_hash = bpr["artifact_hash"]
+    finally:
+        store.close()
+    result = runner.invoke(app, ["recommend", "u000012", "--model", ease["model_version"], "--database-url", db_url])
     assert result.exit_code == 2, result.output
     assert "recorded as model family ease" in result.stderr and "recgov.family.bpr.v1" in result.stderr
 

@@ -67,7 +67,7 @@ def _verify(token: Token) -> None:
 router = APIRouter(tags=["recommendations"], responses=problems(401, 403, 500), route_class=KeyFirstRoute)
 
 
-@router.post("/v1/recommendations", response_model=GovernedList, responses=problems(404, 422, 503), summary="Serve one governed list")
+@router.post("/v1/recommendations", response_model=GovernedList, responses=problems(404, 409, 422, 503), summary="Serve one governed list")
 async def recommend(
     body: RecommendationCreate,
     request: Request,
@@ -79,7 +79,8 @@ async def recommend(
 ) -> Response:
     """A ``Sec-GPC: 1`` header is recorded as an opt-out (under a pack that honours GPC) before serving; a TC string
     (``tcf``) is recorded and judged under the pack's ``consent.tcf`` (a string that does not decode, or a pack that
-    names no vendor id, is a 422 naming ``tcf``).
+    names no vendor id, is a 422 naming ``tcf``). A model file that no longer has the SHA-256 recorded with its
+    version (changed on disk since) is a 409 ``artifact-changed`` naming the version and the file: it is not served.
 
     The key is read in the list's own read-only snapshot, before anything else is read or answered
     (:class:`~governance.api.deps.Token`): one snapshot and one thread hop fewer than a key check of its own."""

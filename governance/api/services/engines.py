@@ -5,8 +5,11 @@ request does not parse its pack, load its model and open a decision log again:
 
 * a pack is re-read when its file changes (stat: size and modification time);
   its identity in the cache is its content hash;
-* a model is re-read when its artifact file changes, and is checked to hold the
-  version the store records for that file; the :data:`MAX_CACHED_MODELS` used
+* a model is re-read when its artifact file changes (size or modification time),
+  is hashed once per load and must have the SHA-256 recorded with the version (a
+  file changed on disk since is a 409 ``artifact-changed``, as promotion answers
+  it: :mod:`governance.artifacts`), and is checked to hold the version the store
+  records for that file; the :data:`MAX_CACHED_MODELS` used
   last stay loaded. It is read with the loader of the kind the store records
   (:func:`governance.family_serving.load_served_model`: ALS, or the model
   family's own ``load``, never pickle) and served by that kind's engine (a
@@ -71,6 +74,7 @@ from governance.api.errors import Problem
 from governance.api.runtime import freeze_heap
 from governance.api.services.call_sink import CallAttributingSink
 from governance.api.services.shadows import ShadowMirror
+from governance.artifacts import ARTIFACT_CHANGED, ArtifactChanged
 from governance.escalation import items_out_of_lists
 from governance.family_serving import load_served_model
 from governance.packs import SHIPPED_PACKS as SHIPPED
@@ -84,6 +88,7 @@ from governance.suppressed import erasures_seen, model_standing, standing_reader
 from recommender.errors import ConfigError
 
 __all__ = [
+    "ARTIFACT_CHANGED_KIND",
     "MAX_CACHED_MODELS",
     "SHUTTING_DOWN",
     "EngineCache",
@@ -101,6 +106,8 @@ MAX_CACHED_MODELS = 8
 """Models (and their engines) kept loaded by a server process, least recently used evicted first."""
 CATALOG_RETRY_S = 60.0
 """Seconds before a model's item table that could not be read is tried again."""
+ARTIFACT_CHANGED_KIND = "artifact-changed"
+"""The problem kind of a model file that no longer has its recorded SHA-256 (409), as promotion answers it."""
 MODEL_MISMATCH = "the artifact at {location} holds model {found}, not {expected}; the store and the file disagree"
 
 
@@ -133,7 +140,7 @@ _LATEST_BLOCK_CHANGES = select(
     *(select(func.coalesce(func.max(t.trail_seq), 0)).scalar_subquery() for t in (ItemFlag, EscalationCase, ItemBlock, ItemAvailability))
 )
 _ARTIFACT_OF = select(ModelVersion.artifact_location).where(ModelVersion.version_id == bindparam("version"))
-_KIND_OF = select(ModelVersion.kind).where(ModelVersion.version_id == bindparam("version"))
+_KIND_OF = select(ModelVersion.kind, ModelVersion.artifact_hash).where(ModelVersion.version_id == bindparam("version"))
 
 
 def blocks_revision(read: Session | Connection | Any) -> tuple[int, ...]:
@@ -173,6 +180,8 @@ class EngineCache:
         self._packs: dict[str, tuple[tuple[int, int], LoadedPack]] = {}
         self._models: dict[str, tuple[tuple[int, int], Any, type[ServingEngine]]] = {}
         """model version -> (its artifact's stat, the model, the engine class that serves its kind)."""
+        self._refused: dict[str, tuple[tuple[int, int], str]] = {}
+        """model version -> (the stat of an artifact that failed its SHA-256 check, why): not hashed again as it is."""
         self._engines: dict[tuple[str, str], _Engine] = {}
         self._catalogs: dict[str, tuple[float, pd.DataFrame | None]] = {}
         self._load_locks: dict[str, threading.Lock] = {}
@@ -236,20 +245,38 @@ class EngineCache:
     def _load_model(self, model_version: str, location: str) -> tuple[Any, type[ServingEngine]]:
         """Load ``model_version`` (outside :attr:`_lock`) with the loader of the kind the store records, and
         the engine class that serves it; the last :data:`MAX_CACHED_MODELS` models used stay loaded (retrains
-        and unlearned versions come and go; a long-running service must not keep them all)."""
+        and unlearned versions come and go; a long-running service must not keep them all).
+
+        The file is hashed once per load and must have the SHA-256 recorded with the version: one changed on
+        disk since is a 409 ``artifact-changed`` naming the version and the file (and is not hashed again until
+        its size or modification time changes)."""
         with self._loading(model_version):
             with self._lock:
                 found = self._cached_model(model_version, location)
+                refused = self._refused.get(model_version)
             if found is not None:  # another request loaded it meanwhile
                 return found
             stat = _stat_key(Path(location))
+            if refused is not None and stat is not None and refused[0] == stat:
+                raise Problem(409, refused[1], kind=ARTIFACT_CHANGED_KIND)
             with self.store.snapshot() as connection:
-                kind = connection.execute(_KIND_OF, {"version": model_version}).scalar_one_or_none()
-            model, engine_class = load_served_model(kind or "als", location, model_version)
+                kind, artifact_hash = connection.execute(_KIND_OF, {"version": model_version}).one_or_none() or (None, None)
+            try:
+                model, engine_class = load_served_model(kind or "als", location, model_version, artifact_hash=artifact_hash)
+                if stat is not None and _stat_key(Path(location)) != stat:  # replaced between the hash and the read
+                    raise ArtifactChanged(ARTIFACT_CHANGED.format(
+                        version=model_version, use="served", location=location, why="changed while it was read",
+                    ))  # fmt: skip
+            except ArtifactChanged as err:
+                if stat is not None:
+                    with self._lock:
+                        self._refused[model_version] = (stat, str(err))
+                raise Problem(409, str(err), kind=ARTIFACT_CHANGED_KIND) from None
             if model.version_id_ != model_version:
                 raise ConfigError(MODEL_MISMATCH.format(location=location, found=model.version_id_, expected=model_version))
             if stat is not None:
                 with self._lock:
+                    self._refused.pop(model_version, None)
                     self._models.pop(model_version, None)
                     self._models[model_version] = (stat, model, engine_class)
                     while len(self._models) > MAX_CACHED_MODELS:
