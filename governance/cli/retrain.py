@@ -1,7 +1,10 @@
 """The full retrains an erasure calls for: ``recgov retrain due`` lists them, ``recgov retrain run`` runs them.
 
 Thin wrappers over :mod:`governance.privacy.retrains`. ``retrain due`` exits 1
-when a retrain is overdue; bad input exits 2 with one line on stderr.
+when a retrain is overdue; ``retrain run`` exits 1 while a request it ran still
+waits (a model version it could not retrain: trained under another pack's
+consent rules, or of a kind recgov cannot retrain), 0 when every request it ran
+is completed (or none was due); bad input exits 2 with one line on stderr.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from governance.cli._common import RequiredPackOpt, console, emit_json, opened_store, progress_enabled
+from governance.cli._common import EXIT_FINDING, RequiredPackOpt, console, emit_json, opened_store, progress_enabled
 from governance.cli.core import DataArg, DatabaseOpt, JsonOpt, MapOpt, load_dataset, print_rows
 from governance.cli.policy import load_or_fail
 from governance.cli.store import store_errors
@@ -70,7 +73,12 @@ def retrain_run(
     database_url: DatabaseOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Run the open retrains: train from DATA, without erased subjects, with the recipe of each model to replace."""
+    """Run the open retrains: train from DATA, without erased subjects, with the recipe of each model to replace.
+
+    Exit codes: 0 every request run is completed (or none was due); 1 a request still waits (a model version trained
+    under another pack's consent rules waits for a run under that pack, one recgov cannot retrain is retrained by
+    hand and retired): the output says which and how; 2 bad input.
+    """
     from governance.privacy import run_retrains
 
     loaded = load_or_fail(pack, json_output=json_output)
@@ -87,8 +95,15 @@ def retrain_run(
             )
     if json_output:
         emit_json(doc)
-        return
-    print_retrain_run(doc)
+    else:
+        print_retrain_run(doc)
+    if still_waiting(doc):
+        raise typer.Exit(code=EXIT_FINDING)
+
+
+def still_waiting(doc: dict[str, Any]) -> list[int]:
+    """The requests a run of retrains left open (each waits for a model version it could not retrain)."""
+    return [r["id"] for r in doc["requests"] if r.get("waiting_for")]
 
 
 def print_retrain_run(doc: dict[str, Any]) -> None:

@@ -248,15 +248,19 @@ def erase_subject(
 
     Steps, in this order:
 
-    1. Check the input (the pack, each model file, that no path recgov would
-       record names the subject; with ``retrain_data``, that a training set
-       is left once the subject's events are out) before anything is stored.
-    2. Open an ``erasure`` request (deadline: the pack's
-       ``consent.requests.erasure_days``) and move it to ``in_progress``.
-    3. List every recorded model version and whether its training data
+    1. List every recorded model version and whether its training data
        includes the subject: read from its artifact when that is still at its
        recorded location with its recorded hash, otherwise ``may_include`` (the
-       store records data set versions, not who is in them).
+       store records data set versions, not who is in them). Check the input
+       (the pack, each model file, that no path recgov would record names the
+       subject; with ``retrain_data``, that a training set is left once the
+       subject's events are out, under ``pack``, when the retrain would train
+       one of those versions under it: a version another pack's consent rules
+       trained waits for ``recgov retrain run --pack`` that pack, as
+       :func:`run_retrains` leaves it) before anything is stored.
+    2. Open an ``erasure`` request (deadline: the pack's
+       ``consent.requests.erasure_days``) and move it to ``in_progress``.
+    3. (The listing of step 1 says what holds the subject.)
     4. For each model artifact given (``model_path``: one path or several):
        remove the subject with :func:`recommender.unlearning.forget_users`
        (their row and factor go, the items they touched are re-solved, and
@@ -324,13 +328,15 @@ def erase_subject(
         propagate=propagate,
         unlearn_recorded=unlearn_recorded,
     )
-    models = _checked_input(store, subject, pack, model_path, options.out_dir, retrain_data, retrain_models_dir)
+    # Before anything is stored (and before unlearning: an artifact deleted below is still read here): every
+    # recorded version and whether it holds the subject, which also says what the retrain would replace.
+    say("listing the model versions that may hold the subject")
+    catalogue = models_for(store, subject)
+    models = _checked_input(store, subject, pack, model_path, options.out_dir, retrain_data, retrain_models_dir, catalogue)
     deadlines = _Deadlines(*request_deadline(pack, "erasure"), *request_deadline(pack, "retrain"))
     started = time.perf_counter()
     request = _opened_erasure(store, subject, deadlines, actor)
     try:
-        say("listing the model versions that may hold the subject")
-        catalogue = models_for(store, subject)  # before unlearning: an artifact deleted below is still read here
         unlearning = unlearn_models(store, subject, models, catalogue, options, say)
         listing = _listing(catalogue, unlearning)
         say("recording and crypto-shredding")
@@ -389,10 +395,14 @@ def _checked_input(
     out_dir: Path | None,
     retrain_data: Dataset | None,
     retrain_models_dir: str | Path | None,
+    catalogue: list[dict[str, Any]],
 ) -> list[tuple[Path, Any]]:
     """Step 1: load each model file, refuse a path recgov would record that names the subject, check the retrain data.
 
-    Before anything is stored, so that bad input changes nothing.
+    Before anything is stored, so that bad input changes nothing. The retrain data is checked under ``pack`` only
+    when the retrain would train a model under it: one the recorded versions that may hold the subject
+    (``catalogue``) are retrained under, by the rule ``recgov retrain run`` follows (a version its own pack's
+    consent rules trained waits for a run under that pack).
     """
     from recommender.als import ALSRecommender
 
@@ -401,7 +411,8 @@ def _checked_input(
         where = {"previous_artifact": str(path), "artifact_location": str((out_dir or path.parent).resolve())}
         guard(where, "the erasure record", subject)
     if retrain_data is not None:
-        check_retrain_data(retrain_data, subject, pack, store, retrain_models_dir)
+        holding = [e["version_id"] for e in catalogue if e["membership"] != "does_not_include"]
+        check_retrain_data(retrain_data, subject, pack, store, retrain_models_dir, versions=holding)
     return models
 
 

@@ -50,6 +50,7 @@ __all__ = [
     "check_retrain_data",
     "pending_retrains",
     "retrain_packs",
+    "retrained_under",
     "run_retrains",
     "training_recipe",
 ]
@@ -79,12 +80,26 @@ def _default_models_dir(models_dir: str | Path | None) -> Path:
 
 
 def check_retrain_data(
-    dataset: Dataset, subject: str, pack: LoadedPack | PolicyPack, store: Any, models_dir: str | Path | None
+    dataset: Dataset,
+    subject: str,
+    pack: LoadedPack | PolicyPack,
+    store: Any,
+    models_dir: str | Path | None,
+    versions: Iterable[str] | None = None,
 ) -> None:
-    """Refuse, before anything is stored, a retrain that could not run: no event left to train on, or no folder."""
+    """Refuse, before anything is stored, a retrain that could not run: no event left to train on, or no folder.
+
+    ``versions``: the model versions the retrain would replace. A run under ``pack`` trains only those
+    :func:`retrained_under` it (as :func:`run_retrains` does: the others wait for a run under the pack whose
+    consent rules trained them), so the data is checked under ``pack`` only when one of them is; None: always.
+    """
     folder = _default_models_dir(models_dir)
     if folder.exists() and not folder.is_dir():
         raise ConfigError(MODELS_DIR_IS_FILE.format(path=folder))
+    if versions is not None:
+        with store.session() as session:
+            if not retrained_under(session, versions, pack):
+                return
     events = dataset.events
     others = events.loc[np.asarray(events["user_id"].astype("string") != subject, dtype=bool)].reset_index(drop=True)
     probe = Dataset(events=others, users=None, items=None, name=dataset.name, source=dataset.source)
@@ -167,6 +182,19 @@ def retrain_packs(session: Session, versions: Iterable[str]) -> dict[str, str | 
         recipe = training_recipe(session, version)
         rules = recipe.get("trained_under") if recipe is not None else None
         out[version] = None if rules is None else (rules or CONSENT_LESS_PACK)
+    return out
+
+
+def retrained_under(session: Session, versions: Iterable[str], pack: LoadedPack | PolicyPack) -> list[str]:
+    """The versions a retrain run under ``pack`` trains (:func:`run_retrains`): those whose recipe the store knows and
+    that its consent rules trained, or no pack's, or that the store cannot tell the rules of. The others wait for a
+    run under their own pack (or are not retrainable by recgov)."""
+    rules = run_rules(pack)
+    out = []
+    for version in dict.fromkeys(versions):
+        recipe = training_recipe(session, version)
+        if recipe is not None and recipe.get("trained_under") in (None, "", rules):
+            out.append(version)
     return out
 
 

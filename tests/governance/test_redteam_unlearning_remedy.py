@@ -9,6 +9,7 @@ retrain is overdue. Each test names the hole it pins.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -120,7 +121,9 @@ def test_an_unlearned_model_whose_source_is_not_recorded_still_gets_a_retrain(st
     assert line in report["not_done"] and "recgov train DATA --pack california-ccpa" in line
     due = pending_retrains(store)["pending"]
     assert [e["provisional"] for e in due] == [[step["version"]]]
-    run = ok("retrain", "run", _csv(data, tmp_path), "--pack", "california-ccpa", "--map", MAP, "--no-carbon", "--database-url", _url(store))
+    ran = invoke("retrain", "run", _csv(data, tmp_path), "--pack", "california-ccpa", "--map", MAP, "--no-carbon", "--database-url", _url(store), "--json")
+    assert ran.exit_code == 1, ran.output  # the request still waits on the version recgov cannot retrain
+    run = json.loads(ran.stdout)
     assert run["not_retrainable"] == [step["version"]] and run["retrained"] == []
     assert [c["version"] for c in run["cannot_retrain"]] == [step["version"]]
     assert "recgov train DATA --pack california-ccpa" in run["cannot_retrain"][0]["message"]

@@ -87,3 +87,49 @@ def test_erase_with_retrain_under_another_pack_reports_the_request_open(db_url: 
     assert any("recgov retrain run DATA --pack california-ccpa" in item for item in erased["not_done"])
     (due,) = ok("retrain", "due", "--database-url", db_url)["pending"]
     assert due["id"] == request["id"]
+
+
+def test_erase_with_retrain_checks_the_data_under_the_pack_the_retrain_runs_under(db_url: str, events_csv: Path) -> None:
+    """`subject erase --retrain` checked the retrain data under the erasure's pack, while the retrain of a model
+    another pack's consent rules trained runs under that pack (as `retrain run` does): an erasure under the EU pack
+    (nobody consented, nothing to learn from under its rules) of a model the CCPA pack trained was refused, although
+    its retrain would never run under the EU pack. Now it is carried out, and the request waits for the CCPA run;
+    `retrain run` exits 1 while a request still waits, 0 once it is completed."""
+    ok("train", events_csv, "--map", MAP, "--pack", "california-ccpa", "--no-tune", "--no-carbon",
+       "--factors", "6", "--iterations", "3", "--database-url", db_url)  # fmt: skip
+    erased = ok("subject", "erase", VICTIM, "--pack", "eu-gdpr-dsa", "--no-residual", "--retrain", events_csv,
+                "--map", MAP, "--no-carbon", "--database-url", db_url)  # fmt: skip
+    request = erased["retrain"]["request"]
+    assert request["status"] == "in_progress" and erased["retrain"]["run"]["retrained"] == []
+    assert any("recgov retrain run DATA --pack california-ccpa" in item for item in erased["not_done"])
+
+    waiting = run(events_csv, db_url, "baseline")  # not the model's pack: nothing runs, the request still waits
+    assert waiting.exit_code == 1, waiting.output
+    assert [r.get("waiting_for") for r in json.loads(waiting.stdout)["requests"]] != [None]
+    table = invoke("retrain", "run", events_csv, "--map", MAP, "--pack", "baseline", "--no-carbon", "--database-url", db_url)
+    assert table.exit_code == 1 and "still open" in table.stdout
+
+    done = run(events_csv, db_url, "california-ccpa")
+    assert done.exit_code == 0, done.output
+    assert [r["status"] for r in json.loads(done.stdout)["requests"]] == ["completed"]
+    assert ok("retrain", "due", "--database-url", db_url)["pending"] == []
+    assert run(events_csv, db_url, "california-ccpa").exit_code == 0  # nothing due: nothing waits
+
+
+def test_erase_with_retrain_still_checks_the_data_a_retrain_under_its_pack_learns_from(db_url: str, events_csv: Path) -> None:
+    """The check still holds where the retrain runs under the erasure's pack: a model the EU pack trained, erased
+    under it, with retrain data nobody consented in, is refused before anything is stored."""
+    others = [VICTIM, *[u for u in pd.read_csv(events_csv)["user_id"].astype(str).unique() if u != VICTIM][:5]]
+    for subject in others:  # the model learns from them, the victim among them
+        ok("consent", "set", subject, "--purpose", "personalization", "--status", "granted", "--source", "api",
+           "--pack", "eu-gdpr-dsa", "--database-url", db_url)  # fmt: skip
+    ok("train", events_csv, "--map", MAP, "--pack", "eu-gdpr-dsa", "--no-tune", "--no-carbon",
+       "--factors", "6", "--iterations", "3", "--database-url", db_url)  # fmt: skip
+    for subject in others:  # every consent withdrawn: nothing left to learn from under the EU pack
+        ok("consent", "set", subject, "--purpose", "personalization", "--status", "withdrawn", "--source", "api",
+           "--pack", "eu-gdpr-dsa", "--database-url", db_url)  # fmt: skip
+    before = sorted(dump(db_url).splitlines())
+    refused = invoke("subject", "erase", VICTIM, "--pack", "eu-gdpr-dsa", "--no-residual", "--retrain", events_csv,
+                     "--map", MAP, "--no-carbon", "--database-url", db_url)  # fmt: skip
+    assert refused.exit_code == 2 and "leaves no event to train on" in " ".join(refused.stderr.split()), refused.output
+    assert sorted(dump(db_url).splitlines()) == before
