@@ -24,7 +24,7 @@ from audits.models import RetrainTicket
 from audits.monitoring import evidence_key, failed_count, open_ticket, profiles_of, record_monitor_run, run_doc, window_decisions, window_outcomes
 from governance.deploy import deployed_versions
 from governance.lifecycle.facts import lifecycle_of, trained_at
-from governance.lifecycle.triggers import ModelFacts, evaluate_triggers
+from governance.lifecycle.triggers import ModelFacts, evaluate_triggers, unticketed_erasures
 from governance.monitoring import WindowInputs, window_figures
 from governance.policy import LoadedPack
 from recommender.errors import DataError
@@ -39,6 +39,12 @@ PROFILED = ("input_drift", "performance_drop", "prediction_skew")
 NO_PROFILE = (
     "the production model {version} has no profile, so triggers {triggers} cannot be judged: "
     "record one with `recgov monitor profile {version} DATA --pack {pack}` (DATA: what it was trained on)"
+)
+
+NO_PRODUCTION_ERASURES = (
+    "erasure retrain request(s) {requests} are due and no model version is in production, so no retrain ticket is "
+    "opened (a ticket retrains the production model): run them with `recgov retrain run DATA --pack {pack}` "
+    "(`recgov retrain due` says which pack each version is retrained under)"
 )
 
 
@@ -85,6 +91,10 @@ def run_monitor(store: Any, pack: LoadedPack, *, items: pd.DataFrame | None = No
     erasures = pending_retrains(store, now=end)["pending"] if any(t.kind == "erasure_retrains" for t in section.triggers) else []
     facts = ModelFacts(production, trained.get(production or ""), last, erasures)
     firings = evaluate_triggers(section, figures, facts, end)
+    waiting = unticketed_erasures(section, facts)
+    if waiting:
+        listed = ", ".join(f"#{i}" for i in waiting)
+        figures["notes"] = [*figures.get("notes", []), NO_PRODUCTION_ERASURES.format(requests=listed, pack=pack.source)]
     with store.session() as session:
         run, created = record_monitor_run(session, window_start=start, window_end=end, stamp=pack.stamp(), metrics=figures, actor=actor)
         if created:

@@ -266,14 +266,15 @@ def _complete_erasures(session: Any, ctx: PipelineContext, ticket: dict[str, Any
     The new model was trained through the pack's training filter, which leaves out erased
     subjects' events (:func:`governance.training.train_and_record`), with the recipe of the
     ticket's model: as :func:`governance.privacy.run_retrains` does, it replaces every model
-    version a request lists that shares that recipe. A request still open whose every listed
+    version a request lists that shares that recipe and that a run under the ticket's pack may
+    retrain (trained by its consent rules, by none, or by rules the store cannot tell). A request still open whose every listed
     version is so replaced is completed (its result names the replacement); one listing a
     version of another recipe stays open (``erasure_requests_open`` says which versions it
     waits on: run ``recgov retrain run``). Runs in the caller's transaction, with the ticket's
     advance, so a crash completes both or neither.
     """
     from audits import list_requests, update_request
-    from governance.privacy.retrains import pending_versions, training_recipe
+    from governance.privacy.retrains import pending_versions, retrained_under, training_recipe
 
     if ticket.get("kind") != "erasure_retrains":
         return {}
@@ -286,7 +287,11 @@ def _complete_erasures(session: Any, ctx: PipelineContext, ticket: dict[str, Any
     for row in rows:
         models = list((row["result"] or {}).get("models", []))
         # what it still waits on: neither retired nor replaced by an earlier retrain run, as `retrain run` reads it
-        left = [v for v in pending_versions(row, retired) if key is None or _recipe_key(training_recipe(session, v)) != key]
+        # and, as `retrain run` groups them, only a version this run's consent rules may retrain: one another pack's
+        # rules trained waits for a run under that pack (this model may have learned from subjects they left out)
+        pending = pending_versions(row, retired)
+        ours = set(retrained_under(session, pending, ctx.pack))
+        left = [v for v in pending if key is None or v not in ours or _recipe_key(training_recipe(session, v)) != key]
         if left:
             still_open.append({"id": row["id"], "waits_on": left})
             continue

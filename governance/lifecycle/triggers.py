@@ -27,7 +27,7 @@ from scipy.stats import binomtest
 
 from governance.lifecycle_section import LifecycleSection
 
-__all__ = ["Firing", "ModelFacts", "evaluate_triggers"]
+__all__ = ["Firing", "ModelFacts", "evaluate_triggers", "unticketed_erasures"]
 
 
 @dataclass(frozen=True)
@@ -109,15 +109,28 @@ def evaluate_triggers(section: LifecycleSection, figures: Mapping[str, Any], fac
     """The triggers of ``section`` that fire on the production model's figures (in pack order).
 
     ``figures`` is a pass's figures with its window (``window_start``, ``window_end``);
-    with no production model only the triggers that need none (erasure retrains) can fire.
+    with no production model none fires: every ticket retrains the production model (an erasure retrains
+    ticket too: it would fail with nothing to retrain, and each new set of due requests would open another;
+    :func:`unticketed_erasures` names the requests ``recgov retrain run`` runs instead).
     """
     model = figures.get("models", {}).get(facts.model_version or "", {})
     window = _window(figures)
     fired = []
     for trigger in section.triggers:
-        if facts.model_version is None and trigger.kind != "erasure_retrains":
+        if facts.model_version is None:
             continue
         firing = _judge(trigger, model, facts, now, window)
         if firing is not None:
             fired.append(firing)
     return fired
+
+
+def unticketed_erasures(section: LifecycleSection, facts: ModelFacts) -> list[int]:
+    """The erasure retrain requests an ``erasure_retrains`` trigger would open a ticket for, were a model in
+    production (with none, no ticket can run: ``recgov retrain run`` retrains the versions they list)."""
+    if facts.model_version is not None:
+        return []
+    within = [t.within_days for t in section.triggers if t.kind == "erasure_retrains"]
+    if not within:
+        return []
+    return sorted(int(e["id"]) for e in facts.erasure_retrains if float(e["days_left"]) <= max(within))

@@ -11,7 +11,7 @@ from scipy.stats import binom
 
 from governance.cli.policy import SHIPPED
 from governance.lifecycle_section import LifecycleSection
-from governance.lifecycle.triggers import ModelFacts, evaluate_triggers
+from governance.lifecycle.triggers import ModelFacts, evaluate_triggers, unticketed_erasures
 from governance.located import PolicyError
 from governance.monitoring import WindowInputs, categorical_psi, gini, popularity_deciles, window_figures
 from governance.policy import content_hash, parse_pack
@@ -164,8 +164,11 @@ def test_triggers_name_their_evidence_and_skip_without_a_production_model() -> N
     assert set(fired) == {"gap", "stale", "erasures"}
     assert fired["gap"].evidence["provider_gap"] == 0.3 and fired["gap"].identity == {"window_start": "s", "window_end": "e"}
     assert fired["erasures"].identity == {"retrain_requests": [7]}
-    none = evaluate_triggers(section, figures, ModelFacts(None, erasure_retrains=[{"id": 7, "days_left": 0}]), NOW)
-    assert [f.trigger_id for f in none] == ["erasures"]
+    # With nothing in production no ticket could run (each retrains the production model): nothing fires, and the
+    # due erasure retrains are named for `recgov retrain run` instead.
+    idle = ModelFacts(None, erasure_retrains=[{"id": 7, "days_left": 0}, {"id": 8, "days_left": 9}])
+    assert evaluate_triggers(section, figures, idle, NOW) == []
+    assert unticketed_erasures(section, idle) == [7] and unticketed_erasures(section, facts) == []
 
 
 BAD_LIFECYCLE = """lifecycle:
