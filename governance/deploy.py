@@ -70,6 +70,10 @@ _GATED = ("canary", "production")
 ILLEGAL_MOVE = "cannot move model version {version!r} from {current} to {stage}: {why}"
 NO_PREVIOUS = "nothing to roll back to: {why}"
 NOT_RETIRABLE = "cannot retire model version {version!r}: {why}"
+RETRAINED_AWAY = (
+    "a full retrain after an erasure replaced it ({by}): it was trained on the data of a subject since erased; "
+    "deploy the retrain (or a model trained since) and retire this version"
+)
 
 
 class UnknownModelVersion(ConfigError):
@@ -143,6 +147,17 @@ def _check_recorded(session: Session, model_version: str) -> None:
         raise UnknownModelVersion(UNKNOWN_MODEL_VERSION.format(version=shown, known=known))
 
 
+def _retrained_away(session: Session, model_version: str) -> str | None:
+    """Why ``model_version`` must not be deployed again, if a full retrain after an erasure replaced it."""
+    from governance.suppressed import retrained_away
+
+    found = retrained_away(session, model_version)
+    if not found:
+        return None
+    by = ", ".join(f"{new} (retrain request #{request})" for new, request in found)
+    return RETRAINED_AWAY.format(by=by)
+
+
 def _check_move(session: Session, model_version: str, stage: str) -> str | None:
     """The current stage, after checking that ``model_version`` may move to ``stage``."""
     if stage not in PROMOTION_STAGES:
@@ -150,6 +165,9 @@ def _check_move(session: Session, model_version: str, stage: str) -> str | None:
     _check_recorded(session, model_version)
     row = _stages(session).get(model_version)
     current = row.stage if row else None
+    away = _retrained_away(session, model_version)
+    if away is not None:
+        raise ConfigError(ILLEGAL_MOVE.format(version=model_version, current=current or "nothing", stage=stage, why=away))
     if _ALLOWED.get(current) != stage:
         if current == stage:
             why = "it is already there"
@@ -299,6 +317,9 @@ def rollback(store: Any, *, actor: str | None = None) -> dict[str, Any]:
         previous = _previous(session, latest)
         if previous is None:
             raise ConfigError(NO_PREVIOUS.format(why=f"{current!r} is in production and no earlier production version is kept in shadow"))
+        away = _retrained_away(session, previous)
+        if away is not None:
+            raise ConfigError(NO_PREVIOUS.format(why=f"{previous!r}, kept in shadow, cannot come back: {away}"))
         gate = _production_gate(session, previous)
         deploy_policy.check_rollback(session, version=previous, gate=gate)
         check_artifact(session, previous)

@@ -225,6 +225,19 @@ def model_standing(read: Session | Any, model_version: str) -> ModelStanding:
     return standing
 
 
+def retrained_away(read: Session | Any, model_version: str) -> list[tuple[str, int]]:
+    """The full retrains after an erasure that replaced ``model_version`` (``recgov retrain run``, or an erasure
+    retrain ticket's promotion): ``(new version, retrain request)`` each. Such a version was trained on the data
+    of a subject since erased, and its retrain was the remedy: it must not be deployed again."""
+    out = []
+    for request_id, _status, _deadline, result in read.execute(_RETRAIN_REQUESTS):
+        result = result if isinstance(result, Mapping) else {}
+        for entry in result.get("retrained", []) or ():
+            if isinstance(entry, Mapping) and model_version in (entry.get("replaces") or ()):
+                out.append((str(entry.get("version")), int(request_id)))
+    return out
+
+
 def _owed_retrain(read: Session | Any, model_version: str) -> tuple[int, datetime] | None:
     """The unfinished retrain request that still waits on ``model_version`` (it lists the version, and no run of it
     replaced the version yet) with the earliest deadline: the version was trained on data of a subject since erased."""
