@@ -12,7 +12,10 @@ exactly, in
 
 An id found nowhere whose near spelling (same text up to case, leading zeros of its numbers, Unicode
 compatibility forms, or a bare number for a lettered id) a model or the availability table knows is refused
-with :class:`NearItemId` ("did you mean i00573?"): nothing is written. An id known to no catalogue at all may
+with :class:`NearItemId` ("did you mean i00573?"): nothing is written, unless the caller says it names a new
+item (``new_item``: ``I9`` beside ``i9`` may be another item), which the write records on the trail with the
+near spellings it was told of. :func:`look_up_item` answers the same without refusing (the listing of
+stored flags marks those no catalogue holds). An id known to no catalogue at all may
 still be right (an item no model has served yet): it is accepted, and the answer says
 ``in_catalogue: false``, so that nobody reads the flag as having removed it from a list.
 
@@ -39,8 +42,11 @@ from recommender.errors import DataError
 __all__ = [
     "MAX_UNDEPLOYED",
     "CatalogueCheck",
+    "NOT_A_NEW_ITEM",
     "NearItemId",
+    "NotANewItem",
     "check_item",
+    "look_up_item",
     "clear_catalogue_cache",
     "spelling_key",
 ]
@@ -60,6 +66,16 @@ _SESSION_KEY = "recgov.catalogue_checks"
 _NUMBER = re.compile(r"[0-9]+")
 _PIECES = re.compile(r"[0-9]+|[^0-9]+")
 _LETTERED = re.compile(r"^[^\W\d_]+[-_.:]?([0-9]+)$")
+
+
+NOT_A_NEW_ITEM = (
+    "{name} {value!r} is in {where}: it is not a new item; drop the new-item claim (it is for an id no catalogue "
+    "holds, spelt like one that does); nothing was stored"
+)
+
+
+class NotANewItem(DataError):
+    """An id claimed to name a new item is one a catalogue holds exactly (CLI exit 2, API 422; nothing written)."""
 
 
 class NearItemId(DataError):
@@ -82,6 +98,10 @@ class CatalogueCheck:
     """What was looked in, in order."""
     unreadable: tuple[str, ...] = ()
     """Model versions whose file could not be read (their items are unknown)."""
+    near: tuple[str, ...] = ()
+    """When no catalogue holds the id: the near spellings of it that one holds (:func:`spelling_key`)."""
+    near_in: str | None = None
+    """The catalogue that holds ``near``."""
 
     def describe(self) -> str:
         """One sentence for the answer: where the item is, or that no list holds it now."""
@@ -241,9 +261,31 @@ def _availability_ids(session: Session) -> _Ids:
     return entry
 
 
-def check_item(session: Session, item_id: str, *, name: str = "item_id") -> CatalogueCheck:
+def check_item(session: Session, item_id: str, *, name: str = "item_id", new_item: bool = False) -> CatalogueCheck:
     """Where ``item_id`` (already checked as stored text) is known; :class:`NearItemId` if it is known nowhere but a
-    near spelling is. Reads only; the answer is kept in the session for the id."""
+    near spelling is. Reads only; the answer is kept in the session for the id.
+
+    ``new_item``: the caller says the id names an item no catalogue holds yet, though one holds a near spelling
+    (``I9`` beside ``i9``): the near spelling is not refused (the answer lists it in ``near``, for the trail), but an
+    id a catalogue holds exactly is (:class:`NotANewItem`): it is no new item."""
+    found = look_up_item(session, item_id)
+    if new_item:
+        if found.in_catalogue:
+            raise NotANewItem(NOT_A_NEW_ITEM.format(name=name, value=item_id, where=found.found_in))
+        return found
+    if found.near:
+        shown = found.near[:MAX_SUGGESTIONS]
+        listed = " or ".join(repr(i) for i in shown) + (f" (and {len(found.near) - len(shown)} more)" if len(found.near) > len(shown) else "")
+        raise NearItemId(
+            NEAR_ITEM_ID.format(name=name, value=item_id, where=found.near_in, near=listed, first=" or ".join(shown)),
+            suggestions=list(found.near),
+        )
+    return found
+
+
+def look_up_item(session: Session, item_id: str) -> CatalogueCheck:
+    """Where ``item_id`` is known, and, when no catalogue holds it, the near spellings one holds (``near``, in the
+    first catalogue that holds any); never raises for a spelling. Kept in the session for the id."""
     memo: dict[str, CatalogueCheck] = session.info.setdefault(_SESSION_KEY, {})
     if item_id in memo:
         return memo[item_id]
@@ -263,24 +305,16 @@ def check_item(session: Session, item_id: str, *, name: str = "item_id") -> Cata
             return memo.setdefault(item_id, CatalogueCheck(item_id, True, label, tuple(checked)))
         read.append((label, ids))
     for label, ids in read:
-        _refuse_near(item_id, name, label, ids)
+        near = ids.near(item_id)
+        if near:
+            return memo.setdefault(item_id, CatalogueCheck(item_id, False, None, tuple(checked), tuple(unreadable), tuple(near), label))
     in_availability = session.scalar(select(ItemAvailability.item_id).where(ItemAvailability.item_id == item_id).limit(1))
     has_availability = session.scalar(select(ItemAvailability.item_id).limit(1)) is not None
     if has_availability:
         checked.append(AVAILABILITY)
     if in_availability is not None:
         return memo.setdefault(item_id, CatalogueCheck(item_id, True, AVAILABILITY, tuple(checked), tuple(unreadable)))
-    if has_availability:
-        _refuse_near(item_id, name, AVAILABILITY, _availability_ids(session))
-    return memo.setdefault(item_id, CatalogueCheck(item_id, False, None, tuple(checked), tuple(unreadable)))
-
-
-def _refuse_near(item_id: str, name: str, where: str, ids: _Ids) -> None:
-    near = ids.near(item_id)
-    if near:
-        shown = near[:MAX_SUGGESTIONS]
-        listed = " or ".join(repr(i) for i in shown) + (f" (and {len(near) - len(shown)} more)" if len(near) > len(shown) else "")
-        raise NearItemId(
-            NEAR_ITEM_ID.format(name=name, value=item_id, where=where, near=listed, first=" or ".join(shown)),
-            suggestions=near,
-        )
+    near = _availability_ids(session).near(item_id) if has_availability else []
+    return memo.setdefault(
+        item_id, CatalogueCheck(item_id, False, None, tuple(checked), tuple(unreadable), tuple(near), AVAILABILITY if near else None)
+    )

@@ -35,7 +35,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from audits._common import actor_name, aware, in_values, one_of, refuse_raw_ids, text
 from audits._common import item_id as _item
-from audits.catalogue import check_item
+from audits.catalogue import CatalogueCheck, check_item
 from audits.models import (
     CASE_ACTIONS,
     CASE_SEVERITIES,
@@ -61,6 +61,7 @@ __all__ = [
     "block_item",
     "blocked_items",
     "flags_for",
+    "other_holds",
     "report_counts",
     "list_cases",
     "CASE_TRANSITIONS",
@@ -100,13 +101,15 @@ def flag_item(
     source: str,
     at: datetime | None = None,
     actor: str | None = None,
+    new_item: bool = False,
 ) -> ItemFlag:
     """Flag an item as possibly harmful: ``category`` (e.g. ``self_harm``) with ``confidence`` in [0, 1].
 
-    ``source``: ``metadata``, ``api``, ``model`` or ``report``. The flag starts active.
+    ``source``: ``metadata``, ``api``, ``model`` or ``report``. The flag starts active. ``new_item``: the id names
+    an item no catalogue holds yet, though one holds a near spelling of it (recorded on the trail with them).
     """
     item = _item(item_id)
-    check_item(session, item)  # a near spelling of a catalogue's id is refused before anything is written
+    found = check_item(session, item, new_item=new_item)  # a near spelling is refused before anything is written
     category = text(category, "category", 100)
     confidence = _confidence(confidence)
     source = one_of(source, FLAG_SOURCES, "source")
@@ -116,7 +119,7 @@ def flag_item(
         actor=actor_name(actor),
         action="item.flagged",
         objects={"item": item},
-        payload={"category": category, "confidence": confidence, "source": source, "at": format_time(created_at)},
+        payload={"category": category, "confidence": confidence, "source": source, "at": format_time(created_at)} | _claimed_new(found, new_item),
     )
     row = ItemFlag(
         item_id=item,
@@ -167,14 +170,16 @@ def report_item(
     reporter_id: str | int | None = None,
     at: datetime | None = None,
     actor: str | None = None,
+    new_item: bool = False,
 ) -> ItemReport:
-    """Record a report of an item; the reporter (optional) is stored only as a pseudonym."""
+    """Record a report of an item; the reporter (optional) is stored only as a pseudonym. ``new_item``: as for
+    :func:`flag_item`."""
     item = _item(item_id)
     reason = text(reason, "reason", 10_000)
     if reporter_id is not None:  # both are kept with the reporter's pseudonym; the item id in clear, on the trail
         refuse_raw_ids(item, field="item_id", subject_ids=[reporter_id])
         refuse_raw_ids(reason, field="reason", subject_ids=[reporter_id])
-    check_item(session, item)  # a near spelling of a catalogue's id is refused before anything is written
+    found = check_item(session, item, new_item=new_item)  # a near spelling is refused before anything is written
     created_at = aware(at, "at", not_after_now=True)
     who, stored = None, reason
     if reporter_id is not None:  # a signed report's free text is sealed under the reporter's record key
@@ -186,7 +191,7 @@ def report_item(
         action="item.reported",
         subject=who,
         objects={"item": item},
-        payload={"reason": stored, "at": format_time(created_at)},
+        payload={"reason": stored, "at": format_time(created_at)} | _claimed_new(found, new_item),
     )
     row = ItemReport(item_id=item, reporter=who, reason=stored, created_at=created_at, trail_seq=event.seq)
     session.add(row)
@@ -320,7 +325,7 @@ def transition_case(
     invalidate_everyone_after_commit(session)  # a case under review keeps its item out; a closed one may not
     if action is not None:
         reason = note or f"escalation case {row.id} ({row.rule_id}): {row.reason}"
-        block_item(session, item_id=row.item_id, blocked=action == "block", reason=reason, case_id=row.id, actor=actor)
+        block_item(session, item_id=row.item_id, blocked=action == "block", reason=reason, case_id=row.id, actor=actor, check=False)
     return row
 
 
@@ -332,12 +337,20 @@ def block_item(
     reason: str,
     case_id: int | None = None,
     actor: str | None = None,
+    check: bool = True,
+    new_item: bool = False,
 ) -> ItemBlock:
-    """Set an item's block state (``item.blocked`` / ``item.unblocked``); the latest call wins."""
+    """Set an item's block state (``item.blocked`` / ``item.unblocked``); the latest call wins.
+
+    The id is checked against the catalogue first, as for :func:`flag_item` (a near spelling is refused, nothing
+    written; ``new_item`` as there), unless ``check`` is False: for an id read from the store (a flag's, a
+    case's), which blocks what was stored under it, whatever its spelling.
+    """
     item = _item(item_id)
     if not isinstance(blocked, bool):
         raise ConfigError(f"blocked must be True or False; got {blocked!r}")
     reason = text(reason, "reason", 10_000)
+    found = check_item(session, item, new_item=new_item) if check else None
     lock_head(session)
     if case_id is not None and session.get(EscalationCase, case_id) is None:
         raise ConfigError(UNKNOWN_CASE.format(id=case_id))
@@ -347,7 +360,7 @@ def block_item(
         actor=actor_name(actor),
         action="item.blocked" if blocked else "item.unblocked",
         objects={"item": item} | ({"case": case_id} if case_id is not None else {}),
-        payload={"reason": reason},
+        payload={"reason": reason} | (_claimed_new(found, new_item) if found is not None else {}),
     )
     row = session.get(ItemBlock, item, with_for_update=True)
     if row is None:
@@ -357,6 +370,31 @@ def block_item(
     session.flush()
     invalidate_everyone_after_commit(session)  # the online store's cached lists were made under the old blocks
     return row
+
+
+def other_holds(session: Session, item_id: str) -> list[str]:
+    """What keeps ``item_id`` out of lists besides its block, in words: its active flags (under a pack that blocks
+    their category) and its open or triaged cases. An unblocked item stays out while any holds."""
+    item = _item(item_id)
+    flags = session.execute(
+        select(ItemFlag.id, ItemFlag.category).where(ItemFlag.item_id == item, ItemFlag.active.is_(True)).order_by(ItemFlag.id)
+    ).all()
+    cases = session.execute(
+        select(EscalationCase.id, EscalationCase.rule_id, EscalationCase.status)
+        .where(EscalationCase.item_id == item, EscalationCase.status.in_(OPEN_CASE_STATUSES))
+        .order_by(EscalationCase.id)
+    ).all()
+    return [
+        *(f"flag {i} ({category}) is active: under a pack that blocks {category!r} it keeps the item out" for i, category in flags),
+        *(f"case {i} ({rule}) is {status}: the item stays out while it is under review" for i, rule, status in cases),
+    ]
+
+
+def _claimed_new(found: CatalogueCheck, new_item: bool) -> dict[str, Any]:
+    """What the trail event records of a new-item claim: the claim, and the near spellings it overrode."""
+    if not new_item:
+        return {}
+    return {"new_item": {"near": list(found.near), "near_in": found.near_in}}
 
 
 def blocked_items(session: Session) -> set[str]:

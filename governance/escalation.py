@@ -42,6 +42,7 @@ __all__ = [
     "UnknownHarmCategory",
     "evaluate_escalations",
     "flag_effect",
+    "flag_listing",
     "flag_under_pack",
     "items_out_of_lists",
 ]
@@ -90,13 +91,14 @@ def flag_effect(pack: Any, category: str, confidence: float, unserved: str | Non
 
 
 def flag_under_pack(
-    session: Any, pack: Any, *, item_id: str | int, category: str, confidence: float, source: str, actor: str | None = None
+    session: Any, pack: Any, *, item_id: str | int, category: str, confidence: float, source: str, actor: str | None = None,
+    new_item: bool = False,
 ) -> tuple[Any, str]:
     """Record a flag whose ``category`` ``pack`` knows; return ``(the flag row, what it does under the pack)``.
 
     Raises :class:`UnknownHarmCategory` (nothing written) when the pack does not know the category, and
     :class:`audits.catalogue.NearItemId` (nothing written) when no catalogue holds the item id but one holds a
-    near spelling of it. Where the item was found is :func:`audits.catalogue.check_item` of the row's id (kept
+    near spelling of it (unless ``new_item``: the caller says it names a new item, recorded on the trail). Where the item was found is :func:`audits.catalogue.check_item` of the row's id (kept
     in the session: asking again costs nothing).
     """
     from audits.catalogue import check_item
@@ -107,8 +109,8 @@ def flag_under_pack(
         if not known:
             raise UnknownHarmCategory(NO_HARM_CATEGORIES.format(pack=_pack_name(pack)))
         raise UnknownHarmCategory(UNKNOWN_HARM_CATEGORY.format(category=category, pack=_pack_name(pack), known=", ".join(known)))
-    row = flag_item(session, item_id=item_id, category=category, confidence=confidence, source=source, actor=actor)
-    found = check_item(session, row.item_id)
+    row = flag_item(session, item_id=item_id, category=category, confidence=confidence, source=source, actor=actor, new_item=new_item)
+    found = check_item(session, row.item_id, new_item=new_item)
     return row, flag_effect(pack, category, float(row.confidence), None if found.in_catalogue else found.describe())
 
 
@@ -207,7 +209,7 @@ def _apply_flags(
             elif confidence >= section.block_confidence:
                 if item not in already and (item, "harm.block") not in closed:
                     reason = f"flagged {category} at confidence {confidence:.2f}"
-                    block_item(session, item_id=item, blocked=True, reason=reason, actor=actor)
+                    block_item(session, item_id=item, blocked=True, reason=reason, actor=actor, check=False)
                     already.add(item)
             elif not _decided_since(closed, item, "harm.review", flag["created_at"]):
                 reason = f"flagged {category} at confidence {confidence:.2f}, below {section.block_confidence}: review"
@@ -282,3 +284,51 @@ def _exposure_cases(
         _open(session, item, "harm.exposure", "high", reason, section, actor)
         for item in sorted(i for i in flagged_served if (i, "harm.exposure") not in closed)
     ]
+
+
+def flag_listing(session: Any, *, active_only: bool = True) -> list[dict[str, Any]]:
+    """Every stored flag (active ones unless ``active_only`` is False), oldest first, each with where the catalogue
+    recgov knows holds its item (:func:`audits.catalogue.look_up_item`): ``in_catalogue``, and ``near``, the
+    catalogue's spellings of an id it does not hold. A flag stored before the catalogue check, or under another
+    spelling (``I00573`` for ``i00573``), keeps nothing out of any list: lists are filtered by the exact id.
+    ``claimed_new``: a write on the trail said the id names a new item (``new_item``), though spelt like one a
+    catalogue holds: such a flag is not a misspelling."""
+    from audits.catalogue import look_up_item
+    from audits.models import ItemFlag
+
+    query = select(ItemFlag).order_by(ItemFlag.id)
+    if active_only:
+        query = query.where(ItemFlag.active.is_(True))
+    out = []
+    for row in session.scalars(query):
+        found = look_up_item(session, row.item_id)
+        out.append({
+            "id": row.id, "item_id": row.item_id, "category": row.category, "confidence": row.confidence, "source": row.source,
+            "active": row.active, "created_at": row.created_at.isoformat(), "in_catalogue": found.in_catalogue,
+            "catalogue": found.describe(), "near": list(found.near), "near_in": found.near_in, "claimed_new": False,
+        })  # fmt: skip
+    near = {f["item_id"] for f in out if f["near"]}
+    if near:
+        claimed = _claimed_new_items(session, near)
+        for entry in out:
+            entry["claimed_new"] = entry["item_id"] in claimed
+    return out
+
+
+def _claimed_new_items(session: Any, items: set[str]) -> set[str]:
+    """Which of ``items`` a write on the trail (a flag, report or block with ``new_item``) said names a new item."""
+    import json
+
+    from audits.models import TrailEvent
+
+    rows = session.execute(
+        select(TrailEvent.objects, TrailEvent.payload).where(
+            TrailEvent.action.in_(("item.flagged", "item.reported", "item.blocked")), TrailEvent.payload.like('%"new_item"%')
+        )
+    )
+    claimed = set()
+    for objects, payload in rows:
+        item = json.loads(objects).get("item")
+        if item in items and isinstance(json.loads(payload).get("new_item"), dict):
+            claimed.add(item)
+    return claimed

@@ -6,11 +6,16 @@ pack's rules on a schedule (a long-running watcher, stopped with Ctrl-C or after
 
 Exit codes: 0 done, 2 bad input (unknown case or pack, a harm category the pack
 does not know, a move the workflow does not allow, a confidence outside 0..1, an
-item id no catalogue holds but spelt like one that does: "did you mean i00573?").
+item id no catalogue holds but spelt like one that does: "did you mean i00573?",
+``--new-item`` on an id a catalogue holds); ``flags`` exits 1 when a listed flag's
+item id is in no catalogue but spelt like one that is (it keeps nothing out of any list).
 
-``flag`` and ``report`` say whether the item is in the catalogue recgov knows (the
-items of the recorded, not retired, models and of the availability table):
-``in_catalogue`` in JSON, and in words when it is not (no list holds it now).
+``flag``, ``report`` and ``block`` say whether the item is in the catalogue recgov
+knows (the items of the recorded, not retired, models and of the availability
+table): ``in_catalogue`` in JSON, and in words when it is not (no list holds it
+now). ``--new-item`` says the id names an item no catalogue holds yet although one
+holds a near spelling (``I9`` beside ``i9``): the write goes ahead, and its trail
+event records the claim and the spellings it overrode.
 """
 
 from __future__ import annotations
@@ -21,13 +26,21 @@ from typing import Annotated
 
 import typer
 
-from governance.cli._common import checked_subject_id, console, emit_json, fail, opened_store, user_errors
+from governance.cli._common import EXIT_FINDING, checked_subject_id, console, emit_json, fail, opened_store, user_errors
 from governance.cli.core import DatabaseOpt, JsonOpt, print_rows
 from governance.cli._common import load_or_fail
 
 __all__ = ["register"]
 
 harm_app = typer.Typer(help="Harmful content: flags, reports, escalation rules and cases.", no_args_is_help=True)
+NewItemOpt = Annotated[
+    bool,
+    typer.Option(
+        "--new-item",
+        help="ITEM names an item no catalogue holds yet, though one holds a near spelling (I9 beside i9): write it "
+        "anyway; the trail event records this claim and the spellings it overrode. Refused for an id a catalogue holds.",
+    ),
+]
 PackOpt = Annotated[str, typer.Option("--pack", "-p", help="Policy pack whose harmful-content rules apply (file, shipped name, or stored NAME@VERSION).")]
 
 
@@ -38,6 +51,7 @@ def flag_command(
     confidence: Annotated[float, typer.Option("--confidence", help="How sure the source is, from 0 to 1.")],
     source: Annotated[str, typer.Option("--source", help="metadata, api, model or report.")] = "api",
     pack: Annotated[str, typer.Option("--pack", "-p", help="Policy pack whose harm vocabulary the category must belong to (file, shipped name, or stored NAME@VERSION).")] = "baseline",
+    new_item: NewItemOpt = False,
     database_url: DatabaseOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -55,13 +69,13 @@ def flag_command(
         with opened_store(database_url) as store:
             with store.session() as session:
                 row, effect = flag_under_pack(
-                    session, loaded.pack, item_id=item, category=category, confidence=confidence, source=source
+                    session, loaded.pack, item_id=item, category=category, confidence=confidence, source=source, new_item=new_item
                 )
-                found = check_item(session, row.item_id)
+                found = check_item(session, row.item_id, new_item=new_item)
                 result = {
                     "flag_id": row.id, "item_id": row.item_id, "category": row.category, "confidence": row.confidence,
                     "source": row.source, "in_catalogue": found.in_catalogue, "catalogue": found.describe(),
-                    "effect": effect, **loaded.stamp(),
+                    "effect": effect, "new_item": new_item, "near": list(found.near), **loaded.stamp(),
                 }  # fmt: skip
     if json_output:
         emit_json(result)
@@ -74,6 +88,7 @@ def report_command(
     item: Annotated[str, typer.Argument(help="The item reported.")],
     reason: Annotated[str, typer.Option("--reason", help="What the user said (stored; no personal data, please).")],
     reporter: Annotated[str | None, typer.Option("--reporter", help="The reporting user (stored only as a pseudonym).", show_default=False, callback=checked_subject_id)] = None,
+    new_item: NewItemOpt = False,
     database_url: DatabaseOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -88,11 +103,11 @@ def report_command(
     with user_errors():
         with opened_store(database_url) as store:
             with store.session() as session:
-                row = report_item(session, item_id=item, reason=reason, reporter_id=reporter)
-                found = check_item(session, row.item_id)
+                row = report_item(session, item_id=item, reason=reason, reporter_id=reporter, new_item=new_item)
+                found = check_item(session, row.item_id, new_item=new_item)
                 result = {
                     "report_id": row.id, "item_id": row.item_id, "in_catalogue": found.in_catalogue,
-                    "catalogue": found.describe(),
+                    "catalogue": found.describe(), "new_item": new_item, "near": list(found.near),
                 }  # fmt: skip
     if json_output:
         emit_json(result)
@@ -189,6 +204,108 @@ def case_command(
     console.print(f"case {case_id}: {to}" + (f", item {result['item_id']} {action}ed" if action else ""), highlight=False)
 
 
+@harm_app.command("block")
+def block_command(
+    item: Annotated[str, typer.Argument(help="The item to keep out of every list (or, with --unblock, to let back).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (stored on the trail; no personal data, please).")],
+    unblock: Annotated[bool, typer.Option("--unblock", help="Lift the item's block instead.")] = False,
+    new_item: NewItemOpt = False,
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Block ITEM now (or lift its block with --unblock), without a case: it is out of every list from the next request.
+
+    As for 'flag', an ITEM no catalogue holds but spelt like one that does is refused (exit 2), naming it: lists
+    are filtered by the exact id, so the block would keep nothing out. One no catalogue holds at all is blocked,
+    and the answer says that no list holds it now.
+    """
+    from audits.catalogue import look_up_item
+    from audits.harm import block_item, other_holds
+
+    with user_errors():
+        with opened_store(database_url) as store:
+            with store.session() as session:
+                row = block_item(session, item_id=item, blocked=not unblock, reason=reason, new_item=new_item)
+                found = look_up_item(session, row.item_id)  # the block checked it first
+                result = {
+                    "item_id": row.item_id, "blocked": row.blocked, "reason": row.reason, "trail_seq": row.trail_seq,
+                    "in_catalogue": found.in_catalogue, "catalogue": found.describe(), "new_item": new_item, "near": list(found.near),
+                    "still_held": [] if row.blocked else other_holds(session, row.item_id),
+                }  # fmt: skip
+    if json_output:
+        emit_json(result)
+        return
+    unserved = "" if found.in_catalogue else f" (no list holds the item now: it is {found.describe()})"
+    console.print(f"item {result['item_id']} {'blocked' if row.blocked else 'unblocked'}{unserved}", highlight=False, soft_wrap=True)
+    for hold in result["still_held"]:
+        console.print(f"  it stays out of lists meanwhile: {hold}", highlight=False, soft_wrap=True)
+
+
+@harm_app.command("flags")
+def flags_command(
+    every: Annotated[bool, typer.Option("--all", help="Inactive flags too.")] = False,
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Stored flags, oldest first, each marked with whether the catalogue recgov knows holds its item.
+
+    A flag stored before item ids were checked, under a spelling no catalogue holds but near one that does
+    (I00573 for i00573), keeps nothing out of any list: it is marked with the catalogue's spelling, and the
+    command exits 1 while such a flag is active (flag the catalogue's id: recgov harm flag ID ..., then switch
+    the misspelt flag off: recgov harm unflag FLAG).
+    """
+    from governance.escalation import flag_listing
+
+    with user_errors():
+        with opened_store(database_url) as store:
+            with store.session() as session:
+                flags = flag_listing(session, active_only=not every)
+    misspelt = [f["id"] for f in flags if f["near"] and not f["claimed_new"] and f["active"]]
+    if json_output:
+        emit_json({"flags": flags, "misspelt": misspelt})
+    elif not flags:
+        console.print("no flag")
+    else:
+        print_rows(
+            [
+                {
+                    "flag": str(f["id"]), "item": f["item_id"], "category": f["category"], "confidence": f"{f['confidence']:.2f}",
+                    "active": "yes" if f["active"] else "no",
+                    "catalogue": "yes" if f["in_catalogue"] else (
+                        f"no: claimed a new item (beside {' or '.join(f['near'][:3])})" if f["claimed_new"]
+                        else f"NO: did you mean {' or '.join(f['near'][:3])}?" if f["near"] else "no (no list holds it now)"
+                    ),
+                }
+                for f in flags
+            ],
+            title=f"{len(flags)} flag(s)" + (f", {len(misspelt)} on an id no catalogue holds but spelt like one that does: they keep nothing out of any list" if misspelt else ""),
+        )  # fmt: skip
+    if misspelt:
+        raise typer.Exit(code=EXIT_FINDING)
+
+
+@harm_app.command("unflag")
+def unflag_command(
+    flag_id: Annotated[int, typer.Argument(help="The flag to switch off (see recgov harm flags).", min=1)],
+    note: Annotated[str | None, typer.Option("--note", help="Why (a false positive, a misspelt id flagged again under the catalogue's).", show_default=False)] = None,
+    again: Annotated[bool, typer.Option("--again", help="Switch the flag on again instead.")] = False,
+    database_url: DatabaseOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Switch a flag off (or on again with --again), on the trail; what it kept out of lists is served again at the next request."""
+    from audits.harm import set_flag_active
+
+    with user_errors():
+        with opened_store(database_url) as store:
+            with store.session() as session:
+                row = set_flag_active(session, flag_id, active=again, note=note)
+                result = {"flag_id": row.id, "item_id": row.item_id, "category": row.category, "active": row.active, "trail_seq": row.trail_seq}
+    if json_output:
+        emit_json(result)
+        return
+    console.print(f"flag {row.id} on {result['item_id']} ({result['category']}): {'on' if again else 'off'}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``recgov harm flag|report|evaluate|cases|case``."""
+    """Add ``recgov harm flag|report|block|flags|unflag|evaluate|cases|case``."""
     app.add_typer(harm_app, name="harm")

@@ -92,6 +92,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/v1/items/{item_id}/flags"): Row("operator", 201, "/v1/items/authz-item/flags", {"json": {"category": "spam", "confidence": 0.2}}),
     ("POST", "/v1/escalations/evaluate"): Row("admin", 200, "/v1/escalations/evaluate", {"json": {"pack": "baseline"}}),
     ("GET", "/v1/escalations"): Row("auditor", 200, "/v1/escalations", {"params": {"status": "open"}}),
+    ("PUT", "/v1/items/{item_id}/block"): Row("admin", 200, "/v1/items/authz-blocked-item/block", {"json": {"reason": "court order"}}),
+    ("GET", "/v1/flags"): Row("auditor", 200, "/v1/flags"),
     ("PUT", "/v1/items/{item_id}/availability"): Row("operator", 200, "/v1/items/authz-item/availability", {"json": {"status": "out_of_stock"}}),
     ("POST", "/v1/availability"): Row("operator", 200, "/v1/availability", {"json": {"changes": [{"item_id": "authz-item", "status": "withdrawn"}]}}),
     ("GET", "/v1/availability"): Row("auditor", 200, "/v1/availability"),

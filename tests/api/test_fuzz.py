@@ -140,12 +140,16 @@ STATEFUL_422: dict[tuple[str, str], tuple[set[str], str] | tuple[set[str], str, 
         "each change's item id must be printable text (no format, private-use or unassigned characters)",
     ),
     ("POST", "/v1/items/{item_id}/reports"): (
-        {"invalid-item", "item-id-spelling", "must not carry a raw subject id"},
-        "an item id must be printable text (no format, private-use or unassigned characters), and not a near spelling of a catalogue's id; a report whose item id is the reporter's own id would store the raw id",
+        {"invalid-item", "item-id-spelling", "not-a-new-item", "must not carry a raw subject id"},
+        "an item id must be printable text (no format, private-use or unassigned characters), and not a near spelling of a catalogue's id (nor, claimed new, one a catalogue holds); a report whose item id is the reporter's own id would store the raw id",
     ),
     ("POST", "/v1/items/{item_id}/flags"): (
-        {"invalid-item", "item-id-spelling"},
-        "an item id must be printable text (no format, private-use or unassigned characters), and not a near spelling of a catalogue's id (the store's models say which)",
+        {"invalid-item", "item-id-spelling", "not-a-new-item"},
+        "an item id must be printable text (no format, private-use or unassigned characters), and not a near spelling of a catalogue's id (nor, claimed new, one a catalogue holds: the store's models say which)",
+    ),
+    ("PUT", "/v1/items/{item_id}/block"): (
+        {"invalid-item", "item-id-spelling", "not-a-new-item"},
+        "an item id must be printable text (no format, private-use or unassigned characters), and not a near spelling of a catalogue's id (nor, claimed new, one a catalogue holds: the store's models say which)",
     ),
     ("POST", "/v1/ope"): (
         {"ope-refused"},

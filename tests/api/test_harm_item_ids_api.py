@@ -8,6 +8,7 @@ is stored; an id no catalogue holds at all is a 201 that says ``in_catalogue: fa
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -78,3 +79,35 @@ def test_the_document_names_the_refusal_and_the_answer(server) -> None:  # noqa:
         assert "422" in responses
         ref = responses["201"]["content"]["application/json"]["schema"]["$ref"]
         assert {"in_catalogue", "catalogue"} <= set(document["components"]["schemas"][ref.rsplit("/", 1)[1]]["required"])
+
+
+def test_a_block_is_checked_a_new_item_is_claimed_and_misspelt_flags_are_listed(server, served_item: str) -> None:  # noqa: ANN001
+    """``PUT /v1/items/{item_id}/block`` checks the id as a flag does; ``new_item`` lets a near spelling through (on
+    the trail) and is refused for an id a catalogue holds; ``GET /v1/flags`` marks a flag no catalogue's id holds."""
+    spelling = served_item.upper()
+    before = _counts(server)
+    with server.client("admin") as client:
+        refused = client.put(f"/v1/items/{spelling}/block", json={"reason": "court order"})
+        assert refused.status_code == 422 and refused.json()["type"].endswith("/item-id-spelling"), refused.text
+        not_new = client.put(f"/v1/items/{served_item}/block", json={"reason": "court order", "new_item": True})
+        assert not_new.status_code == 422 and not_new.json()["type"].endswith("/not-a-new-item"), not_new.text
+        assert [(e["location"], e["field"]) for e in not_new.json()["errors"]] == [("body", "new_item")]
+        assert _counts(server) == before
+        blocked = client.put(f"/v1/items/{served_item}/block", json={"reason": "court order"})
+        assert blocked.status_code == 200 and blocked.json()["blocked"] is True and blocked.json()["in_catalogue"] is True, blocked.text
+        lifted = client.put(f"/v1/items/{served_item}/block", json={"reason": "order lifted", "blocked": False})
+        assert lifted.status_code == 200 and lifted.json()["blocked"] is False
+    with server.client("operator") as client:
+        flagged = client.post(f"/v1/items/{spelling}/flags", json={"category": "spam", "confidence": 0.4, "new_item": True})
+        assert flagged.status_code == 201 and flagged.json()["item_id"] == spelling, flagged.text
+        not_new = client.post(f"/v1/items/{served_item}/reports", json={"reason": "spam", "new_item": True})
+        assert not_new.status_code == 422 and not_new.json()["type"].endswith("/not-a-new-item")
+    with server.store.session() as session:
+        event = session.scalars(select(TrailEvent).where(TrailEvent.action == "item.flagged").order_by(TrailEvent.seq.desc())).first()
+    assert json.loads(event.payload)["new_item"]["near"] == [served_item]
+    with server.client("auditor") as client:
+        listed = client.get("/v1/flags")
+    assert listed.status_code == 200, listed.text
+    mine = [f for f in listed.json()["flags"] if f["item_id"] == spelling]
+    assert mine and mine[0]["near"] == [served_item] and mine[0]["claimed_new"] is True  # claimed: not a misspelling
+    assert mine[0]["id"] not in listed.json()["misspelt"]

@@ -11,6 +11,14 @@ recorded, and the answer says so (``in_catalogue: false``).
 * ``POST /v1/items/{item_id}/flags`` (operator): a flag (category, confidence, source)
   whose category the named pack knows (else 422, naming the known ones), answered
   with what the flag does under that pack.
+* ``PUT /v1/items/{item_id}/block`` (admin): block an item (or lift its block) without a case; its id is
+  checked as for a flag.
+* ``GET /v1/flags`` (auditor): the stored flags, each marked with whether the catalogue holds its item (a flag
+  stored under a near spelling keeps nothing out of any list).
+
+Each write whose body says ``new_item`` (the id names an item no catalogue holds yet, though one holds a near
+spelling: ``I9`` beside ``i9``) is not refused for the spelling; its trail event records the claim and the
+spellings it overrode; ``new_item`` on an id a catalogue holds is a 422 (``not-a-new-item``, at ``body.new_item``).
 * ``POST /v1/escalations/evaluate`` (admin): apply a pack's harmful-content rules;
   answers with the cases newly opened (items may be blocked outright too).
 * ``GET /v1/escalations?status=`` (auditor): cases, by due time.
@@ -26,16 +34,18 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 
 from audits._common import item_id as stored_item_id
-from audits.catalogue import CatalogueCheck, NearItemId, check_item
-from audits.harm import list_cases, report_item, transition_case
+from audits.catalogue import CatalogueCheck, NearItemId, NotANewItem, check_item
+from audits.harm import block_item, list_cases, other_holds, report_item, transition_case
 from governance import packs as pack_store
 from governance.api.deps import AuditKey, GovernKey, OperateKey, SessionDep, SettingsDep
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.call_record import record_call
 from governance.api.schemas import IDENTIFIER, INT4_MAX
-from governance.api.schemas.harm import Case, CaseList, CaseTransition, EvaluationCreate, FlagCreate, FlagPublic, ReportCreate, ReportPublic
-from governance.escalation import UnknownHarmCategory, evaluate_escalations, flag_under_pack
+from governance.api.schemas.harm import (
+    BlockPublic, BlockSet, Case, CaseList, CaseTransition, EvaluationCreate, FlagCreate, FlagList, FlagPublic, ReportCreate, ReportPublic,
+)  # fmt: skip
+from governance.escalation import UnknownHarmCategory, evaluate_escalations, flag_listing, flag_under_pack
 from recommender.errors import ConfigError, DataError
 
 router = APIRouter(tags=["harmful content"], responses=problems(401, 403, 422, 500))
@@ -43,6 +53,7 @@ router = APIRouter(tags=["harmful content"], responses=problems(401, 403, 422, 5
 ItemId = Annotated[str, Path(min_length=1, max_length=200, pattern=IDENTIFIER, description="The item's id.")]
 INVALID_ITEM = "invalid-item"
 ITEM_ID_SPELLING = "item-id-spelling"
+NOT_A_NEW_ITEM = "not-a-new-item"
 
 
 def _item(item_id: str) -> str:
@@ -55,14 +66,18 @@ def _item(item_id: str) -> str:
         raise Problem(422, str(err), kind=INVALID_ITEM, errors=[{"location": "path", "field": "item_id", "message": str(err)}]) from None
 
 
-def _in_catalogue(session: Any, item_id: str) -> CatalogueCheck:
+def _in_catalogue(session: Any, item_id: str, new_item: bool = False) -> CatalogueCheck:
     """Where the catalogue recgov knows holds ``item_id``: a 422 (``item-id-spelling``, at ``path.item_id``) for an
-    id no catalogue holds but spelt like one that does; lists are filtered by the exact id."""
+    id no catalogue holds but spelt like one that does, unless ``new_item``; lists are filtered by the exact id.
+    With ``new_item``, a 422 (``not-a-new-item``, at ``body.new_item``) for an id a catalogue holds."""
     try:
-        return check_item(session, item_id)
+        return check_item(session, item_id, new_item=new_item)
     except NearItemId as err:
         session.rollback()
         raise Problem(422, str(err), kind=ITEM_ID_SPELLING, errors=[{"location": "path", "field": "item_id", "message": str(err)}]) from None
+    except NotANewItem as err:
+        session.rollback()
+        raise Problem(422, str(err), kind=NOT_A_NEW_ITEM, errors=[{"location": "body", "field": "new_item", "message": str(err)}]) from None
 
 
 CaseId = Annotated[int, Path(ge=1, le=INT4_MAX, description="The case's id.")]
@@ -73,8 +88,8 @@ def report(item_id: ItemId, body: ReportCreate, session: SessionDep, key: Operat
     """422 for an item id that is not printable text, or that no catalogue holds but one holds a near spelling of
     (``item-id-spelling``, naming it); nothing stored."""
     item_id = _item(item_id)
-    found = _in_catalogue(session, item_id)
-    row = report_item(session, item_id=item_id, reason=body.reason, reporter_id=body.reporter, actor=actor_of(key))
+    found = _in_catalogue(session, item_id, body.new_item)
+    row = report_item(session, item_id=item_id, reason=body.reason, reporter_id=body.reporter, actor=actor_of(key), new_item=body.new_item)
     record_call(session, key, "items.report", subject=row.reporter, objects={"item": row.item_id, "report": row.id})
     return {
         "id": row.id,
@@ -93,7 +108,7 @@ def flag(item_id: ItemId, body: FlagCreate, session: SessionDep, settings: Setti
     the catalogue's spelling) for an item id no catalogue holds but spelt like one that does; 404 for an unknown
     pack. Nothing stored on any of them."""
     item_id = _item(item_id)
-    found = _in_catalogue(session, item_id)
+    found = _in_catalogue(session, item_id, body.new_item)
     try:
         loaded = pack_store.load_ref(settings.packs_dir, body.pack)
     except pack_store.PackNotFound as err:
@@ -101,7 +116,7 @@ def flag(item_id: ItemId, body: FlagCreate, session: SessionDep, settings: Setti
     try:
         row, effect = flag_under_pack(
             session, loaded.pack, item_id=item_id, category=body.category, confidence=body.confidence,
-            source=body.source, actor=actor_of(key),
+            source=body.source, actor=actor_of(key), new_item=body.new_item,
         )  # fmt: skip
     except UnknownHarmCategory as err:
         session.rollback()
@@ -127,6 +142,34 @@ def flag(item_id: ItemId, body: FlagCreate, session: SessionDep, settings: Setti
         "catalogue": found.describe(),
         **loaded.stamp(),
     }
+
+
+@router.put("/v1/items/{item_id}/block", response_model=BlockPublic, responses=problems(422), summary="Block an item, or lift its block, without a case (admin)")
+def block(item_id: ItemId, body: BlockSet, session: SessionDep, key: GovernKey) -> dict[str, Any]:
+    """Out of every list from the next request (``blocked: false`` lets it back). 422 for an item id that is not
+    printable text, or that no catalogue holds but one holds a near spelling of (``item-id-spelling``, naming it;
+    unless ``new_item``), or with ``new_item`` one a catalogue holds (``not-a-new-item``); nothing stored."""
+    item_id = _item(item_id)
+    found = _in_catalogue(session, item_id, body.new_item)
+    row = block_item(session, item_id=item_id, blocked=body.blocked, reason=body.reason, actor=actor_of(key), new_item=body.new_item)
+    record_call(session, key, "items.block", objects={"item": row.item_id}, payload={"blocked": row.blocked, "new_item": body.new_item})
+    return {
+        "item_id": row.item_id, "blocked": row.blocked, "reason": row.reason, "trail_seq": row.trail_seq,
+        "in_catalogue": found.in_catalogue, "catalogue": found.describe(), "new_item": body.new_item, "near": list(found.near),
+        "still_held": [] if row.blocked else other_holds(session, row.item_id),
+    }  # fmt: skip
+
+
+@router.get("/v1/flags", response_model=FlagList, summary="Stored harm flags, each marked with whether the catalogue holds its item (auditor)")
+def flags(
+    session: SessionDep,
+    key: AuditKey,
+    include_inactive: bool = Query(False, description="Inactive flags too."),
+) -> dict[str, Any]:
+    """A flag whose item id no catalogue holds but one holds a near spelling of (stored before ids were checked)
+    keeps nothing out of any list: ``near`` names the catalogue's spelling and ``misspelt`` lists it."""
+    listed = flag_listing(session, active_only=not include_inactive)
+    return {"flags": listed, "misspelt": [f["id"] for f in listed if f["near"] and not f["claimed_new"] and f["active"]]}
 
 
 @router.post("/v1/escalations/evaluate", responses=problems(404), summary="Apply a pack's harmful-content rules; the cases newly opened (admin)")

@@ -9,7 +9,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from governance.api.schemas import IDENTIFIER, TEXT, AwareMoment, _Body
 
-__all__ = ["Case", "CaseList", "CaseTransition", "EvaluationCreate", "FlagCreate", "FlagPublic", "ReportCreate", "ReportPublic"]
+__all__ = [
+    "BlockPublic",
+    "BlockSet",
+    "Case",
+    "CaseList",
+    "CaseTransition",
+    "EvaluationCreate",
+    "FlagCreate",
+    "FlagList",
+    "FlagPublic",
+    "ListedFlag",
+    "ReportCreate",
+    "ReportPublic",
+]
 
 
 class ReportCreate(_Body):
@@ -28,6 +41,13 @@ class ReportCreate(_Body):
     )
     reporter: str | None = Field(
         None, min_length=1, max_length=200, pattern=IDENTIFIER, description="The reporting subject's id; stored only as its pseudonym."
+    )
+    new_item: bool = Field(
+        False,
+        strict=True,  # a boolean: "true" and 1 are not claims
+        description="The item id names an item no catalogue holds yet, though one holds a near spelling of it (I9 beside "
+        "i9): written anyway, and the trail event records this claim and the spellings it overrode. A 422 "
+        "(not-a-new-item) for an id a catalogue holds.",
     )
 
 
@@ -49,6 +69,13 @@ class FlagCreate(_Body):
         "baseline", min_length=1, max_length=200, pattern=IDENTIFIER,
         description="The pack whose harm vocabulary the category must belong to: a shipped pack name, or a stored pack as NAME@VERSION.",
     )  # fmt: skip
+    new_item: bool = Field(
+        False,
+        strict=True,  # a boolean: "true" and 1 are not claims
+        description="The item id names an item no catalogue holds yet, though one holds a near spelling of it (I9 beside "
+        "i9): written anyway, and the trail event records this claim and the spellings it overrode. A 422 "
+        "(not-a-new-item) for an id a catalogue holds.",
+    )
 
 
 class EvaluationCreate(_Body):
@@ -135,3 +162,72 @@ class CaseList(BaseModel):
     """Escalation cases, by due time."""
 
     cases: list[Case]
+
+
+class BlockSet(_Body):
+    """An item's block, set without a case: out of every list from the next request (or back in them)."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"blocked": True, "reason": "court order 2026-114"}]}
+    )
+
+    blocked: bool = Field(True, strict=True, description="True: keep the item out of every list; False: lift its block.")
+    reason: str = Field(min_length=1, max_length=10_000, pattern=TEXT, description="Why (stored on the trail; no personal data).")
+    new_item: bool = Field(
+        False,
+        strict=True,  # a boolean: "true" and 1 are not claims
+        description="The item id names an item no catalogue holds yet, though one holds a near spelling of it (I9 beside "
+        "i9): written anyway, and the trail event records this claim and the spellings it overrode. A 422 "
+        "(not-a-new-item) for an id a catalogue holds.",
+    )
+
+
+class BlockPublic(BaseModel):
+    """An item's block as set."""
+
+    item_id: str
+    blocked: bool
+    reason: str
+    trail_seq: int = Field(description="The trail event of this change.")
+    in_catalogue: bool = Field(
+        description="Whether the item is in the catalogue recgov knows. False: no list holds it now (an item no model serves yet)."
+    )
+    catalogue: str = Field(description="Where the item was found, or what was looked in without finding it, in one sentence.")
+    new_item: bool
+    near: list[str] = Field(description="With new_item: the catalogue's near spellings the claim overrode.")
+    still_held: list[str] = Field(
+        description="When unblocked: what keeps the item out of lists all the same (an active flag under a pack that "
+        "blocks its category, a case under review), in words."
+    )
+
+
+class ListedFlag(BaseModel):
+    """A stored flag, with whether the catalogue recgov knows holds its item."""
+
+    id: int
+    item_id: str
+    category: str
+    confidence: float
+    source: str
+    active: bool
+    created_at: str = Field(description="ISO 8601, UTC.")
+    in_catalogue: bool
+    catalogue: str = Field(description="Where the item was found, or what was looked in without finding it, in one sentence.")
+    near: list[str] = Field(
+        description="When no catalogue holds the id: the spellings of it one holds. Such a flag keeps nothing out of any "
+        "list (lists are filtered by the exact id): flag the catalogue's id."
+    )
+    near_in: str | None
+    claimed_new: bool = Field(
+        description="A write on the trail said the id names a new item (new_item), though spelt like one a catalogue holds: "
+        "not a misspelling."
+    )
+
+
+class FlagList(BaseModel):
+    """Stored flags, oldest first."""
+
+    flags: list[ListedFlag]
+    misspelt: list[int] = Field(
+        description="The active flags whose item id no catalogue holds but one holds a near spelling of, not claimed a new item."
+    )
