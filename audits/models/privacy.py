@@ -56,6 +56,8 @@ class ConsentRecordRow(Base):
     """
 
     __tablename__ = "consent_records"
+    # On SQLite, revision 0023 spells these three checks as comparisons joined by OR (the same values admitted):
+    # an IN list there is a lookup table built for every row inserted, most of the cost of a bulk import's append.
     __table_args__ = (
         one_of("status", CONSENT_STATUSES),
         one_of("lawful_basis", LAWFUL_BASES),

@@ -202,3 +202,67 @@ def test_suppressions_gain_a_nullable_binding_and_keep_their_triggers_both_ways(
         upgrade(engine)
     finally:
         engine.dispose()
+
+
+def _consent_rows(engine) -> list[tuple]:
+    with engine.connect() as connection:
+        return connection.exec_driver_sql(
+            "SELECT id, subject, purpose, status, lawful_basis, source, evidence, recorded_at, trail_seq FROM consent_records ORDER BY id"
+        ).all()
+
+
+def _refuses(engine, column: str, value: str) -> bool:
+    """Whether consent_records refuses a row whose ``column`` is ``value`` (the others copied from a stored row)."""
+    from sqlalchemy.exc import IntegrityError
+
+    columns = ["subject", "purpose", "status", "lawful_basis", "source", "evidence", "recorded_at", "trail_seq"]
+    chosen = ", ".join(f"'{value}'" if c == column else c for c in columns)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"INSERT INTO consent_records ({', '.join(columns)}) SELECT {chosen} FROM consent_records LIMIT 1")
+            raise _RolledBack
+    except IntegrityError:
+        return True
+    except _RolledBack:
+        return False
+
+
+class _RolledBack(Exception):
+    """Raised to roll back an insert that was accepted."""
+
+
+def test_consent_records_keep_rows_checks_index_and_triggers_across_revision_0023(db_url: str, recgov_home) -> None:
+    """0023 spells the consent_records checks as comparisons on SQLite (a table rebuild); rows, ids, the subject
+    index, the append-only triggers and what the checks admit stay the same both ways, and the trail verifies."""
+    from audits import record_consent, verify_store
+    from audits.consent import consent_history
+
+    store = open_store(db_url)
+    try:
+        with store.session() as session:
+            for n, status in enumerate(("granted", "denied", "withdrawn")):
+                record_consent(session, subject_id=f"migrating-{n:05d}", purpose="personalization", status=status, lawful_basis="consent", source="api")
+        before = _consent_rows(store.engine)
+        for revision in ("0022", "0023"):
+            (downgrade if revision == "0022" else upgrade)(store.engine, revision)
+            assert _consent_rows(store.engine) == before
+            assert _refuses(store.engine, "status", "maybe") and _refuses(store.engine, "source", "fax")
+            assert _refuses(store.engine, "lawful_basis", "whim")
+            assert not _refuses(store.engine, "status", "opted_out")
+            assert {t for t in _triggers(store.engine) if t.startswith("consent_records_")}
+            if store.dialect == "sqlite":  # an IN list is a lookup table built for every row inserted
+                with store.engine.connect() as connection:
+                    schema = connection.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'consent_records'").scalar_one()
+                assert ("status IN (" in schema) == (revision == "0022") and ("status = 'granted' OR" in schema) == (revision == "0023")
+            indexes = {i["name"]: i["column_names"] for i in inspect(store.engine).get_indexes("consent_records")}
+            assert indexes["ix_consent_records_subject"] == ["subject", "purpose", "recorded_at"]
+            with pytest.raises(Exception, match="append-only|refused"):
+                with store.engine.begin() as connection:
+                    connection.exec_driver_sql("DELETE FROM consent_records")
+        store.engine.dispose()
+        with store.session() as session:
+            assert [r["status"] for r in consent_history(session, "migrating-00001")] == ["denied"]
+        with store.snapshot() as connection:
+            assert verify_store(connection).intact
+    finally:
+        store.close()
