@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -256,3 +257,29 @@ def test_a_huge_bad_cell_is_cut_in_its_rows_reason(store: Store, tmp_path: Path)
     assert reasons["time"] == BAD_TIME.format(value="9" * 60).replace("'" + "9" * 60 + "'", "'" + "9" * 60 + "'... (1,000,000 characters)")
     assert "(500 characters)" in reasons["status"] and len(reasons["status"]) < 200
     assert report.added == 1
+
+
+def test_the_garbage_collector_is_paused_during_an_import_and_on_again_after(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An import builds millions of short-lived objects: the cyclic collector waits until it ends (or fails)."""
+    import gc
+
+    import governance.consent.imports as imports
+
+    seen: list[bool] = []
+    real = imports.append_consent_batch
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(imports, "append_consent_batch", watched)
+    path = tmp_path / "consent.csv"
+    path.write_text("subject,purpose,status,time\nu-gc-000001,personalization,granted,2026-01-05T09:30:00Z\n")
+    assert gc.isenabled()
+    report = import_consent(store, path, pack=load_pack(resolve_pack("eu-gdpr-dsa")))
+    assert report.added == 1 and seen == [False] and gc.isenabled()
+    broken = tmp_path / "broken.csv"
+    broken.write_text('subject,purpose\n"unterminated,personalization\n')
+    with pytest.raises(DataError):
+        import_consent(store, broken)
+    assert gc.isenabled()
