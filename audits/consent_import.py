@@ -155,9 +155,20 @@ def records_digest(digests: list[bytes] | bytes) -> str:
     return hashlib.sha256(b"".join(sorted(digests))).hexdigest()
 
 
+_SEALED_HEAD = '{"sealed": "'
+
+
 def _evidence_token(stored: str) -> str | None:
-    """The token of an evidence as :func:`audits.sealing.sealed_evidence_texts` stores it (None for ``{}``)."""
-    return None if stored == "{}" else orjson.loads(stored)["sealed"]
+    """The token of an evidence as :func:`audits.sealing.sealed_evidence_texts` stores it (None for ``{}``).
+
+    That text is ``{"sealed": "TOKEN"}`` exactly, and a token (a version prefix and base64) needs no escaping:
+    the token is cut out of it rather than parsed (a JSON parse a record was a visible part of an import).
+    """
+    if stored == "{}":
+        return None
+    if stored.startswith(_SEALED_HEAD) and stored.endswith('"}') and '"' not in stored[len(_SEALED_HEAD) : -2]:
+        return stored[len(_SEALED_HEAD) : -2]
+    return orjson.loads(stored)["sealed"]
 
 
 def _known_keys(session: Session, keys: list[str]) -> set[str]:
@@ -379,6 +390,7 @@ def append_consent_batch(
         record_digest(key, bases[row], jurisdictions[row], _evidence_token(sealed))
         for key, row, sealed in zip(added_keys, fresh, evidence, strict=True)
     ]
+    ordered_keys = sorted(added_keys)  # the digest's order, and the key order the index is written in
     event = append_event(
         session,
         actor=actor_name(actor),
@@ -389,7 +401,7 @@ def append_consent_batch(
             "added": len(fresh),
             "already_recorded": already,
             "by_status": dict(sorted(Counter(statuses[row] for row in fresh).items())),
-            "import_keys_sha256": import_keys_digest(added_keys),
+            "import_keys_sha256": import_keys_digest(ordered_keys),  # sorted already: the sort inside is one pass
             "records_sha256": records_digest(content),
         },
     )
@@ -406,7 +418,7 @@ def append_consent_batch(
         for row, pseudonym, sealed in zip(fresh, row_pseudonyms, evidence, strict=True)
     ]  # fmt: skip
     _copy_rows(session, "consent_records", _RECORD_COLUMNS, records)
-    _copy_rows(session, "consent_import_keys", ("key", "trail_seq"), [(k, seq) for k in sorted(added_keys)])
+    _copy_rows(session, "consent_import_keys", ("key", "trail_seq"), [(k, seq) for k in ordered_keys])
     return BatchOutcome(trail_seq=seq, rows=len(batch), added=len(fresh), already_recorded=already)
 
 

@@ -215,3 +215,18 @@ def test_evidence_naming_the_subject_refuses_the_whole_batch(store: Store) -> No
     with store.session() as session:
         assert session.scalar(select(func.count()).select_from(ConsentRecordRow)) == 0
         assert session.scalar(select(func.count()).select_from(TrailEvent)) == 0
+
+
+def test_the_token_cut_out_of_a_sealed_evidence_is_the_one_its_json_holds() -> None:
+    """The batch digest reads each record's token from the stored text without parsing it: the same token."""
+    import os
+
+    import orjson
+
+    from audits.consent_import import _evidence_token
+    from audits.sealing import sealed_evidence_texts
+
+    keys = [os.urandom(32) for _ in range(50)]
+    texts = sealed_evidence_texts(keys, [os.urandom(32).hex() for _ in keys], [b'{"banner_version":"2024-11"}'] * 49 + [None])
+    assert [_evidence_token(t) for t in texts] == [orjson.loads(t)["sealed"] for t in texts[:-1]] + [None]
+    assert _evidence_token('{"sealed":"v1:QUJD"}') == "v1:QUJD"  # another spelling of the same JSON: parsed
