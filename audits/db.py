@@ -12,18 +12,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 import json
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, InvalidatePoolError
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.orm import Session, sessionmaker
 
 from audits.db_messages import describe_db_error, masked_url
 from audits.settings import StoreSettings, get_settings
 from recommender.errors import ConfigError
 
-__all__ = ["EncodedJson", "Store", "open_store", "create_store_engine", "describe_db_error", "masked_url"]
+__all__ = ["EncodedJson", "Store", "open_store", "create_store_engine", "describe_db_error", "is_dropped", "masked_url", "unpinged_connection"]
 
 
 class EncodedJson(str):
@@ -84,6 +86,56 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
+_UNPINGED: ContextVar[bool] = ContextVar("recgov_unpinged_checkout", default=False)
+_FRESH = "recgov_fresh"
+
+
+def _ping_on_checkout(engine: Engine) -> None:
+    """PostgreSQL: every checkout from the pool is pinged first (one round trip), except a fresh connection's and
+    :func:`unpinged_connection`'s.
+
+    What ``pool_pre_ping`` does, as a pool ``checkout`` listener: a connection the server dropped while it sat in the
+    pool is found before its user sends anything, and the pool's older connections are replaced with it (a restarted
+    server dropped them all). A read path that recovers from a dropped connection itself (its first statement,
+    which changes nothing, is sent again on a pinged connection) skips the ping.
+    """
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "connect")
+    def _fresh(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_FRESH] = True  # just opened: nothing to ping, as pool_pre_ping does
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if record.info.pop(_FRESH, False) or _UNPINGED.get():
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as err:
+            if dialect.is_disconnect(err, dbapi_connection, None):
+                raise InvalidatePoolError(f"the pooled connection was dropped: {err}") from err  # reconnected by the pool
+            raise
+
+
+def unpinged_connection(engine: Engine) -> PoolProxiedConnection:
+    """A pooled DBAPI connection checked out without the ping (PostgreSQL; SQLite pings nothing).
+
+    For a caller that sends its first statement again on :meth:`Engine.raw_connection`'s pinged connection when the
+    server dropped this one (see :func:`is_dropped`); the ping's round trip is then saved on every other checkout.
+    """
+    token = _UNPINGED.set(True)
+    try:
+        return engine.raw_connection()
+    finally:
+        _UNPINGED.reset(token)
+
+
+def is_dropped(engine: Engine, err: BaseException, dbapi_connection: Any) -> bool:
+    """Whether ``err``, raised by a statement on ``dbapi_connection``, says the server dropped the connection."""
+    dialect = engine.dialect
+    return isinstance(err, dialect.loaded_dbapi.Error) and bool(dialect.is_disconnect(err, dbapi_connection, None))
+
+
 def create_store_engine(url: str, *, pool_size: int | None = None) -> Engine:
     """An engine for ``url`` with the store's connection settings (see module doc).
 
@@ -98,7 +150,9 @@ def create_store_engine(url: str, *, pool_size: int | None = None) -> Engine:
         _configure_sqlite(engine)
         return engine
     connect_args = {"connect_timeout": 10} if "connect_timeout" not in parsed.query else {}
-    return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args, json_serializer=_json_serializer, **pool)
+    engine = create_engine(parsed, connect_args=connect_args, json_serializer=_json_serializer, **pool)
+    _ping_on_checkout(engine)  # pool_pre_ping, which a read path that recovers by itself may skip
+    return engine
 
 
 class Store:
