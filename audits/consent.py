@@ -85,6 +85,7 @@ from audits.subjects import (
     _lookup,
     _pseudonym,
     _subject_bytes,
+    checked_installation_key,
     reading_installation_key,
     record_key,
     subject_record_key,
@@ -93,7 +94,7 @@ from audits.suppression import _lookup as _suppression_lookup
 from audits.suppression import suppression_as_records, suppression_records
 from audits.online_store import invalidate_subjects_after_commit
 from audits.trail import NewEvent, append_event, format_time
-from recommender.errors import ConfigError
+from recommender.errors import ConfigError, DataError
 
 __all__ = [
     "MAX_CACHED_SUBJECTS",
@@ -398,6 +399,23 @@ class ConsentReadCache:
         self.hits = 0
         self.misses = 0
 
+    def version_read(self, engine: Any, subject_id: str | int) -> tuple[Any, dict[str, str]] | None:
+        """The statement and parameters :meth:`read` will begin with for ``subject_id`` as the cache stands now,
+        for a snapshot to send ahead (:mod:`governance.api.reads`); None when they cannot be told without reading
+        the store (the installation key not yet checked against it), or when :meth:`read` would refuse (an
+        unreadable key, a subject id that is not one): it raises that in its turn, after whatever the caller
+        checks first."""
+        try:
+            key = checked_installation_key(engine)
+            raw = _subject_bytes(subject_id)
+        except (ConfigError, DataError):
+            return None
+        if key is None:
+            return None
+        with self._lock:
+            entry = self._entries.get((key, raw))
+        return _STATE_VERSION, _version_parameters(key, raw, entry[1] if entry is not None else "")
+
     def read(self, bind: Connection | Any, subject_id: str | int) -> ConsentState:
         """The subject's consent state as of ``bind``'s read-only snapshot (cached when unchanged)."""
         key = reading_installation_key(bind)
@@ -405,9 +423,9 @@ class ConsentReadCache:
         entry_key = (key, raw)
         with self._lock:
             entry = self._entries.get(entry_key)
-        lookup, suppression = _lookup(key, raw), _suppression_lookup(key, raw)
         pseudonym = entry[1] if entry is not None else ""
-        version = tuple(bind.execute(_STATE_VERSION, {"lookup": lookup, "subject": pseudonym, "suppression": suppression}).one())
+        parameters = _version_parameters(key, raw, pseudonym)
+        version = tuple(bind.execute(_STATE_VERSION, parameters).one())
         if entry is not None and entry[0] == version:
             with self._lock:
                 self.hits += 1
@@ -416,7 +434,7 @@ class ConsentReadCache:
             return entry[2]
         state, who = _read_state(bind, key, raw, version[0])
         if who != pseudonym:  # the counted rows were another pseudonym's: count this one's (same snapshot)
-            version = tuple(bind.execute(_STATE_VERSION, {"lookup": lookup, "subject": who, "suppression": suppression}).one())
+            version = tuple(bind.execute(_STATE_VERSION, {**parameters, "subject": who}).one())
         with self._lock:
             self.misses += 1
             self._entries[entry_key] = (version, who, state)
@@ -432,6 +450,11 @@ class ConsentReadCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def _version_parameters(key: bytes, raw: bytes, pseudonym: str) -> dict[str, str]:
+    """:data:`_STATE_VERSION`'s parameters for the subject ``raw`` (``pseudonym``: theirs as cached, "" without one)."""
+    return {"lookup": _lookup(key, raw), "subject": pseudonym, "suppression": _suppression_lookup(key, raw)}
 
 
 def _read_state(bind: Any, key: bytes, raw: bytes, secret: str | None) -> tuple[ConsentState, str]:

@@ -196,6 +196,16 @@ def _serving_installation_key() -> bytes:
 _KEY_ID_QUERY = select(StoreMeta.value).where(StoreMeta.key == _META_KEY)
 
 
+def checked_installation_key(engine: Engine) -> bytes | None:
+    """The installation key if :func:`reading_installation_key` already found it committed in ``engine``'s database
+    (then it reads nothing there again), else None; reads no database."""
+    checked = _KEYED_ENGINES.get(engine)
+    if not checked:
+        return None
+    key = _serving_installation_key()
+    return key if sha256(_KEY_ID_DOMAIN + key).hexdigest()[:32] in checked else None
+
+
 def reading_installation_key(bind: Session | Connection | Any) -> bytes:
     """The installation key, checked against the database without ever writing to it.
 

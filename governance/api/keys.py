@@ -39,6 +39,7 @@ __all__ = [
     "hash_token",
     "list_keys",
     "live_key",
+    "live_key_read",
     "revoke_key",
     "role_allows",
     "roles_holding",
@@ -138,6 +139,11 @@ def authenticate(session: Session, token: str) -> ApiKey | None:
 _LIVE_KEY = select(ApiKey.id, ApiKey.name, ApiKey.role).where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
 
 
+def live_key_read(token: str) -> tuple[Any, dict[str, str]]:
+    """The statement and parameters :func:`live_key` reads ``token``'s key with (for a snapshot to send ahead)."""
+    return _LIVE_KEY, {"key_hash": hash_token(token)}
+
+
 def live_key(read: Connection | Session | Any, token: str) -> ApiKey | None:
     """:func:`authenticate` for a read-only transaction: one prebuilt statement.
 
@@ -148,7 +154,7 @@ def live_key(read: Connection | Session | Any, token: str) -> ApiKey | None:
     (all a request needs), or None for an unknown or revoked token. Nothing is
     cached: a key revoked before the transaction began is refused.
     """
-    row = read.execute(_LIVE_KEY, {"key_hash": hash_token(token)}).one_or_none()
+    row = read.execute(*live_key_read(token)).one_or_none()
     if row is None:
         return None
     key_id, name, role = row

@@ -23,6 +23,28 @@ DBAPI cursor:
   (:func:`governance.api.keys.live_key`,
   :func:`audits.consent.read_consent_history`, ...) take either.
 
+On PostgreSQL every statement is a network round trip, so a snapshot costs
+no more of them than it must:
+
+* the connection is checked out without the pool's ping
+  (:func:`audits.db.unpinged_connection`); when the server dropped it while it
+  sat in the pool, the ``BEGIN`` (which changes nothing) fails, the connection
+  is discarded and the snapshot begins again on a pinged checkout, as every
+  checkout did before (a restarted server: the pool's other connections are
+  replaced there);
+* ``prefetch`` names reads the snapshot will make (statement and parameters):
+  they are read together, by one statement (each read's first row and its
+  count of rows, side by side: :class:`_Together`), right after the ``BEGIN``,
+  in the snapshot's own transaction, so each reads what it reads when run on
+  its own there; the code then asks for its reads in its own order (the key
+  first) and a read asked for with exactly the statement and parameters named
+  is answered from that row (a read of several rows is read again, as asked).
+  Anything else is read when asked. A governed list's snapshot is then three
+  round trips (``BEGIN``, its reads, ``ROLLBACK``), and psycopg's work per
+  statement is paid three times, not seven (its pipeline mode, two round trips,
+  costs the client more CPU than the round trip it saves). On SQLite, whose
+  reads are local, ``prefetch`` is ignored.
+
 Parameters must be plain values (strings, integers) that need no bind
 processing; statements are compiled at their first use and kept.
 Nothing is cached but compiled SQL: every snapshot reads the database.
@@ -31,14 +53,24 @@ Nothing is cached but compiled SQL: every snapshot reads the database.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeAlias
 
-from sqlalchemy import Select
+from sqlalchemy import Select, func, literal_column, select, true
 from sqlalchemy.engine import Dialect, Engine
 
-__all__ = ["MAX_PREPARED", "FastReads", "FastSnapshot"]
+from audits.db import is_dropped, unpinged_connection
+
+__all__ = ["MAX_PREPARED", "FastReads", "FastSnapshot", "Read"]
+
+Read: TypeAlias = "tuple[Select[Any], Mapping[str, Any] | None]"
+"""A read a snapshot will make: a core ``SELECT`` and its parameters (see ``prefetch``)."""
+
+_BEGIN = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+
+_Ahead: TypeAlias = "tuple[_Together, tuple[tuple[Select[Any], Mapping[str, Any]], ...], dict[str, Any]]"
+"""Reads named ahead, as one statement: it, the reads it answers (statement, parameters), its parameters."""
 
 MAX_PREPARED = 256
 """Statements kept compiled per engine; the hot paths use a handful of module constants."""
@@ -68,6 +100,37 @@ class _Prepared:
         if self.processors is None:
             return row
         return tuple(value if p is None else p(value) for p, value in zip(self.processors, row, strict=True))
+
+
+class _Together:
+    """Reads named ahead as one PostgreSQL statement: each read as a ``LEFT JOIN LATERAL`` of its first row and its
+    count of rows (``count(*) OVER ()``, counted before the ``LIMIT 1``), so each read runs once, in one plan."""
+
+    __slots__ = ("prepared", "widths")
+
+    def __init__(self, statements: Sequence[Select[Any]], dialect: Dialect) -> None:
+        joined: Any = select(literal_column("1").label("recgov_one")).subquery("recgov_one")
+        columns: list[Any] = []
+        widths = []
+        for n, statement in enumerate(statements):
+            inner = statement.subquery(f"recgov_read_{n}")
+            first = select(*inner.c, func.count().over().label("recgov_rows")).limit(1).lateral(f"recgov_ahead_{n}")
+            joined = joined.outerjoin(first, true())
+            read = list(first.c)
+            columns += [read[-1], *read[:-1]]
+            widths.append(len(read) - 1)
+        self.prepared = _Prepared(select(*columns).select_from(joined), dialect)
+        self.widths = tuple(widths)
+
+    def split(self, row: tuple[Any, ...]) -> list[list[tuple[Any, ...]] | None]:
+        """Each read's rows (None: several, not answered from here)."""
+        reads: list[list[tuple[Any, ...]] | None] = []
+        at = 0
+        for width in self.widths:
+            count, values = row[at], row[at + 1 : at + 1 + width]
+            reads.append([] if not count else [tuple(values)] if count == 1 else None)
+            at += 1 + width
+        return reads
 
 
 class _Rows:
@@ -103,19 +166,28 @@ class _Rows:
         return self.one()[0]
 
 
+def _read_key(statement: Select[Any], parameters: Mapping[str, Any] | None) -> tuple[int, tuple[tuple[str, Any], ...]]:
+    return id(statement), tuple(sorted(parameters.items())) if parameters else ()
+
+
 class FastSnapshot:
     """A read-only transaction on one pooled DBAPI connection (see the module doc); from :meth:`FastReads.snapshot`."""
 
-    __slots__ = ("_cursor", "_reads", "engine")
+    __slots__ = ("_cursor", "_ready", "_reads", "engine")
 
-    def __init__(self, reads: FastReads, cursor: Any) -> None:
+    def __init__(self, reads: FastReads, cursor: Any, ready: dict[Any, tuple[Select[Any], list[tuple[Any, ...]]]] | None = None) -> None:
         self._reads = reads
         self._cursor = cursor
+        self._ready = ready
         self.engine = reads.engine
         """The engine (for per-engine caches such as the installation key check)."""
 
     def execute(self, statement: Select[Any], parameters: Mapping[str, Any] | None = None) -> _Rows:
-        """Run a core ``SELECT`` (compiled once per dialect) and return its rows."""
+        """Run a core ``SELECT`` (compiled once per dialect) and return its rows (read with the ``BEGIN`` if prefetched)."""
+        if self._ready:
+            ready = self._ready.pop(_read_key(statement, parameters), None)
+            if ready is not None and ready[0] is statement:
+                return _Rows(ready[1])
         prepared = self._reads.prepared(statement)
         self._cursor.execute(prepared.sql, prepared.parameters(parameters))
         return _Rows([prepared.process(row) for row in self._cursor.fetchall()])
@@ -131,6 +203,7 @@ class FastReads:
         self.embedded = self._sqlite
         """Whether the store is an embedded SQLite file: a read is local file access, not a network round trip."""
         self._prepared: dict[int, tuple[Select[Any], _Prepared]] = {}
+        self._together: dict[tuple[int, ...], tuple[tuple[Select[Any], ...], _Together]] = {}
         self._lock = threading.Lock()
 
     def prepared(self, statement: Select[Any]) -> _Prepared:
@@ -144,48 +217,123 @@ class FastReads:
                 self._prepared[id(statement)] = (statement, prepared)  # the statement is kept: its id stays its own
         return prepared
 
+    def together(self, prefetch: Sequence[Read]) -> _Ahead | None:
+        """``prefetch`` as one statement (compiled once per list of statements), the reads it answers and its
+        parameters; a read whose parameter names another value under a name taken is left out (read when asked)."""
+        reads: list[tuple[Select[Any], Mapping[str, Any]]] = []
+        parameters: dict[str, Any] = {}
+        for statement, given in prefetch:
+            given = given or {}
+            taken = any(statement is other for other, _ in reads)
+            if taken or any(name in parameters and parameters[name] != value for name, value in given.items()):
+                continue
+            reads.append((statement, given))
+            parameters.update(given)
+        if not reads:
+            return None
+        statements = tuple(statement for statement, _ in reads)
+        key = tuple(id(statement) for statement in statements)
+        entry = self._together.get(key)
+        if entry is None or not all(a is b for a, b in zip(entry[0], statements, strict=True)):
+            entry = (statements, _Together(statements, self.dialect))  # the statements are kept: their ids stay theirs
+            with self._lock:
+                if len(self._together) < MAX_PREPARED:
+                    self._together[key] = entry
+        return entry[1], tuple(reads), parameters
+
     @contextmanager
-    def snapshot(self) -> Iterator[FastSnapshot]:
-        """A read-only transaction seeing one committed state of the store; rolled back at the end."""
-        connection = self.engine.raw_connection()
-        try:
-            cursor = connection.cursor()
+    def snapshot(self, prefetch: Sequence[Read] = ()) -> Iterator[FastSnapshot]:
+        """A read-only transaction seeing one committed state of the store; rolled back at the end.
+
+        ``prefetch``: reads the transaction will make, read by one statement after its ``BEGIN`` on PostgreSQL
+        (see the module doc).
+        """
+        if self._sqlite:
+            connection = self.engine.raw_connection()
             try:
-                if self._sqlite:
+                cursor = connection.cursor()
+                try:
                     # The driver runs in autocommit mode (audits.db), so the transaction is ours to begin.
                     cursor.execute("BEGIN DEFERRED")
                     try:
                         yield FastSnapshot(self, cursor)
                     finally:
                         connection.rollback()
-                else:
-                    with _one_statement_begin(connection, cursor):
-                        yield FastSnapshot(self, cursor)
+                finally:
+                    cursor.close()
             finally:
-                cursor.close()
+                connection.close()  # back to the pool
+            return
+        connection, cursor, ready = self._begin(self.together(prefetch) if prefetch else None)
+        try:
+            yield FastSnapshot(self, cursor, ready)
         finally:
-            connection.close()  # back to the pool
+            _end(connection, cursor)
+
+    def _begin(self, reads: _Ahead | None) -> tuple[Any, Any, dict[Any, Any] | None]:
+        """PostgreSQL: a pooled connection with the snapshot begun and ``reads`` read; one retry on a pinged
+        connection when the server had dropped the unpinged one."""
+        connection = unpinged_connection(self.engine)
+        try:
+            return connection, *_begin_on(connection, reads)
+        except BaseException as err:
+            if not is_dropped(self.engine, err, connection.dbapi_connection):
+                _end(connection, None)
+                raise
+            connection.invalidate(err)  # gone: the pool opens another in its place
+            connection.close()
+        connection = self.engine.raw_connection()  # pinged: a dropped connection is replaced before it is used
+        try:
+            return connection, *_begin_on(connection, reads)
+        except BaseException:
+            _end(connection, None)
+            raise
 
 
-@contextmanager
-def _one_statement_begin(connection: Any, cursor: Any) -> Iterator[None]:
-    """PostgreSQL: the read-only transaction begun and ended by one statement each.
+def _begin_on(connection: Any, reads: _Ahead | None) -> tuple[Any, dict[Any, Any] | None]:
+    """PostgreSQL: the read-only transaction begun by one statement, then ``reads`` read in it by one more.
 
     psycopg outside autocommit sends ``BEGIN`` on its own before the first
     statement, and the isolation level would then take a ``SET TRANSACTION`` of
     its own: two round trips, on every request, before the first read. In
     autocommit mode (switched on the idle connection, which costs no round trip)
-    ``BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY`` is one; the connection
-    goes back to the pool as it came (not in autocommit), or is discarded.
+    ``BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY`` is one. The connection
+    goes back to the pool as it came (not in autocommit), or is discarded (:func:`_end`).
     """
     dbapi = connection.dbapi_connection
     dbapi.autocommit = True
+    cursor = dbapi.cursor()
     try:
-        cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        yield
-    finally:
+        cursor.execute(_BEGIN)
+        if reads is None:
+            return cursor, None
+        together, named, parameters = reads
+        prepared = together.prepared
+        cursor.execute(prepared.sql, prepared.parameters(parameters))
+        row = prepared.process(cursor.fetchone())
+    except BaseException:
+        cursor.close()
+        raise
+    ready = {}
+    for (statement, given), rows in zip(named, together.split(row), strict=True):
+        if rows is not None:
+            ready[_read_key(statement, given)] = (statement, rows)
+    return cursor, ready
+
+
+def _end(connection: Any, cursor: Any) -> None:
+    """PostgreSQL: the snapshot ended (also after a failed ``BEGIN``) and the connection back to the pool as it came
+    (not in autocommit), or discarded when it cannot be."""
+    dbapi = connection.dbapi_connection
+    try:
         try:
-            cursor.execute("ROLLBACK")  # also after a failed BEGIN: outside a transaction it only warns
-            dbapi.autocommit = False
+            if dbapi is not None:
+                (cursor or dbapi.cursor()).execute("ROLLBACK")  # outside a transaction it only warns
+                dbapi.autocommit = False
         except Exception:  # noqa: BLE001 - the reads are done; a connection that cannot end them is not pooled again
             connection.invalidate()
+        finally:
+            if cursor is not None:
+                cursor.close()
+    finally:
+        connection.close()  # back to the pool (or, invalidated, replaced there)

@@ -89,11 +89,13 @@ from recommender.errors import ConfigError
 
 __all__ = [
     "ARTIFACT_CHANGED_KIND",
+    "BLOCKS_READ",
     "MAX_CACHED_MODELS",
     "SHUTTING_DOWN",
     "EngineCache",
     "NotReady",
     "artifact_location",
+    "artifact_read",
     "blocks_revision",
     "close_engines",
     "engines_of",
@@ -143,6 +145,15 @@ _ARTIFACT_OF = select(ModelVersion.artifact_location).where(ModelVersion.version
 _KIND_OF = select(ModelVersion.kind, ModelVersion.artifact_hash).where(ModelVersion.version_id == bindparam("version"))
 
 
+BLOCKS_READ = (_LATEST_BLOCK_CHANGES, None)
+"""What :func:`blocks_revision` reads (for a snapshot to send ahead: :mod:`governance.api.reads`)."""
+
+
+def artifact_read(model_version: str) -> tuple[Any, dict[str, str]]:
+    """What :func:`artifact_location` reads for ``model_version`` (for a snapshot to send ahead)."""
+    return _ARTIFACT_OF, {"version": model_version}
+
+
 def blocks_revision(read: Session | Connection | Any) -> tuple[int, ...]:
     """The latest trail event that changed a flag, a case, a block or an item's availability: it moves whenever
     what is kept out of lists may change."""
@@ -151,7 +162,7 @@ def blocks_revision(read: Session | Connection | Any) -> tuple[int, ...]:
 
 def artifact_location(read: Session | Connection | Any, model_version: str) -> str | None:
     """Where the store says ``model_version``'s artifact is (None: no such version)."""
-    return read.execute(_ARTIFACT_OF, {"version": model_version}).scalar_one_or_none()
+    return read.execute(*artifact_read(model_version)).scalar_one_or_none()
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ failure, as the engine logs its own, and the list is not answered.
 
 The model row, the blocks and the subject's consent history are read in one
 read-only snapshot (:mod:`governance.api.reads`: prepared statements on a pooled
-connection; a SQLAlchemy snapshot when the deployments must be read too): on
+connection, on PostgreSQL those known ahead read by one statement; a SQLAlchemy
+snapshot when the deployments must be read too): on
 SQLite that read does not queue behind the writer for the write lock, and
 everything committed before the request began (a block, a withdrawal, an
 erasure) is seen by it. A subject's consent state is kept across requests only
@@ -56,7 +57,7 @@ from typing import Any
 import anyio.to_thread
 from sqlalchemy.orm import Session
 
-from audits.consent import read_consent_state
+from audits.consent import consent_read_cache, read_consent_state
 from audits.consent_write import ConsentWrite
 from audits.availability import canonical_region
 from audits.decisions import DecisionReceipt
@@ -64,13 +65,13 @@ from audits.online_store import configured_store
 from governance import packs as pack_store
 from governance.api.deps import Token
 from governance.api.errors import Problem
-from governance.api.keys import actor_of
+from governance.api.keys import actor_of, live_key_read
 from governance.api.schemas.recommendations import RecommendationCreate
 from governance.api.services import call_sink
 from governance.api.services.call_sink import CallAttributingSink
 from governance.api.services.experiments import experiment_in_force
 from governance.api.services.experiments import route as route_experiment
-from governance.api.services.engines import SHUTTING_DOWN, EngineCache, NotReady, artifact_location
+from governance.api.services.engines import BLOCKS_READ, SHUTTING_DOWN, EngineCache, NotReady, artifact_location, artifact_read
 from governance.consent.gpc import gpc_opt_out
 from governance.consent.tcf import decode_tc_string
 from governance.deploy import deployed_versions
@@ -232,8 +233,9 @@ def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> P
         read_stamps = online.stamps([online.subject_key(body.subject)])
         online_stamp = read_stamps[0] if read_stamps else None
     # The key, the model, the blocks and the consent history as of now, in one read-only snapshot: prepared
-    # statements on a pooled DBAPI connection, or (to read the deployments) a SQLAlchemy one.
-    snapshot = ctx.reads.snapshot() if body.model_version is not None else store.snapshot()
+    # statements on a pooled DBAPI connection (on PostgreSQL those known ahead are read by one statement after its
+    # BEGIN: three round trips for a subject whose state is cached), or (to read the deployments) a SQLAlchemy one.
+    snapshot = ctx.reads.snapshot(_reads_ahead(body, ctx)) if body.model_version is not None else store.snapshot()
     with snapshot as read:
         actor = actor_of(ctx.token.key(read))  # 401 or 403 before any other answer (404, 422, 503)
         try:
@@ -283,6 +285,20 @@ def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> P
             deployment = {**(deployment or {}), "experiment": assigned}
         loaded = engine.loaded
     return Prepared(engine, serve_request, signals, deployment, loaded, shadow_refs, actor, gpc, started, consent)
+
+
+def _reads_ahead(body: RecommendationCreate, ctx: ListContext) -> list[Any]:
+    """The snapshot's reads known before it begins (the key, the model's artifact, the blocks, the subject's consent
+    version), for a store whose reads are network round trips to read them by one statement
+    (:mod:`governance.api.reads`): each is still read where the code below reads it, in the same order of checks
+    (the key first), and answered from what came back; a read told wrong here is only read again."""
+    if ctx.reads.embedded or body.model_version is None:
+        return []
+    reads = [live_key_read(ctx.token.token), artifact_read(body.model_version), BLOCKS_READ]
+    version = consent_read_cache(ctx.reads.engine).version_read(ctx.reads.engine, body.subject)
+    if version is not None:
+        reads.append(version)
+    return reads
 
 
 def _model_to_serve(read: Any, body: RecommendationCreate, settings: Any) -> tuple[str, list[tuple[str, str]], dict[str, Any] | None]:

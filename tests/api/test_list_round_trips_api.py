@@ -1,0 +1,140 @@
+"""A governed list's exchanges with PostgreSQL over real HTTP (governance.api.reads): at most three per list once its
+subject's consent state is cached (its snapshot's BEGIN; the key, the model's artifact, the blocks and the
+consent version read by one statement; its ROLLBACK), with or without Sec-GPC: 1 on record; and a list still answered when the server
+dropped the pooled connections. SQLite lists answer the same, with no exchange at all.
+
+Exchanges are counted in the serving process's psycopg calls on the threads that prepare the lists (the decision
+writer is a process of its own): a statement outside a pipeline, a pipeline, a commit or rollback of an open
+transaction, one each; ``tests/api/test_fast_reads_round_trips.py`` counts the same snapshot on the wire.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from audits import record_consent
+from audits.db import create_store_engine
+
+EU = "eu-gdpr-dsa"
+CCPA = "california-ccpa"
+
+
+class Exchanges:
+    """psycopg exchanges made on worker threads (the lists' preparation) while installed."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def _counts(self) -> bool:
+        return threading.current_thread().name.startswith("AnyIO worker thread")
+
+    def add(self) -> None:
+        if self._counts():
+            with self._lock:
+                self.count += 1
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        execute, pipeline = psycopg.Cursor.execute, psycopg.Connection.pipeline
+        commit, rollback = psycopg.Connection.commit, psycopg.Connection.rollback
+        counter = self
+
+        def counted_execute(cursor: Any, *args: Any, **kwargs: Any) -> Any:
+            if cursor.connection._pipeline is None:
+                counter.add()
+            return execute(cursor, *args, **kwargs)
+
+        def counted_pipeline(connection: Any) -> Any:
+            outermost = connection._pipeline is None
+            manager = pipeline(connection)
+
+            class Counted:
+                def __enter__(self) -> Any:
+                    return manager.__enter__()
+
+                def __exit__(self, *exc: Any) -> Any:
+                    if outermost:
+                        counter.add()
+                    return manager.__exit__(*exc)
+
+            return Counted()
+
+        def ending(original: Any) -> Any:
+            def end(connection: Any) -> Any:
+                if connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    counter.add()
+                return original(connection)
+
+            return end
+
+        monkeypatch.setattr(psycopg.Cursor, "execute", counted_execute)
+        monkeypatch.setattr(psycopg.Connection, "pipeline", counted_pipeline)
+        monkeypatch.setattr(psycopg.Connection, "commit", ending(commit))
+        monkeypatch.setattr(psycopg.Connection, "rollback", ending(rollback))
+
+
+@pytest.fixture
+def exchanges(monkeypatch: pytest.MonkeyPatch) -> Iterator[Exchanges]:
+    counter = Exchanges()
+    counter.install(monkeypatch)
+    yield counter
+
+
+def _list(client: Any, subject: str, pack: str, model_version: str, **headers: str) -> dict[str, Any]:
+    response = client.post("/v1/recommendations", json={"subject": subject, "k": 5, "model_version": model_version, "pack": pack}, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _grant(server: Any, subject: str) -> None:
+    with server.store.session() as session:
+        record_consent(session, subject_id=subject, purpose="personalization", status="granted", lawful_basis="consent", source="api")
+
+
+@pytest.mark.parametrize(("pack", "headers"), [(EU, {}), (CCPA, {"Sec-GPC": "1"})])
+def test_a_cached_subjects_list_is_three_exchanges_at_most(server: Any, exchanges: Exchanges, pack: str, headers: dict[str, str]) -> None:
+    subject = "u000051" if pack == EU else "u000052"
+    _grant(server, subject)
+    postgres = server.store.dialect == "postgresql"
+    with server.client("operator") as client:
+        for _ in range(3):  # the engine built, the subject's state cached, the opt-out on record
+            _list(client, subject, pack, server.model_version, **headers)
+        before = exchanges.count
+        lists = [_list(client, subject, pack, server.model_version, **headers) for _ in range(5)]
+    per_list = (exchanges.count - before) / len(lists)
+    assert lists[-1]["mode"] == ("personalized" if pack == EU else "non_profiling")
+    assert per_list <= (3 if postgres else 0), per_list  # 7 with a ping per checkout and a statement per read
+
+
+def test_a_list_is_answered_after_the_server_dropped_the_pooled_connections(server: Any) -> None:
+    subject = "u000053"
+    _grant(server, subject)
+    with server.client("operator") as client:
+        _list(client, subject, EU, server.model_version)
+        if server.store.dialect != "postgresql":
+            return
+        engine = server.app.state.store.engine
+        held = [engine.raw_connection() for _ in range(3)]  # the pool's idle connections, and what it opens beyond them
+        pids = []
+        for connection in held:
+            cursor = connection.cursor()
+            cursor.execute("SELECT pg_backend_pid()")
+            pids.append(cursor.fetchone()[0])
+            cursor.close()
+        for connection in held:
+            connection.close()  # back to the pool, where the server now drops them
+        admin = create_store_engine(server.db_url)
+        try:
+            with admin.connect() as connection:
+                for pid in pids:
+                    connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        finally:
+            admin.dispose()
+        for _ in range(4):
+            assert _list(client, subject, EU, server.model_version)["mode"] == "personalized"
