@@ -90,8 +90,10 @@ def start_command(
     """Start NAME: lists that name no model version are served by the subject's variant from now on."""
     from governance.experiments import lifecycle
 
+    from governance.cli.deploy_policy import installation_pack_loader, packs_dir
+
     loaded = _load(plan_file, json_output) if plan_file is not None else None
-    summary = _run(database_url, lambda store: lifecycle.start(store, name, actor=_actor(), loaded=loaded))
+    summary = _run(database_url, lambda store: lifecycle.start(store, name, actor=_actor(), loaded=loaded, load_pack=installation_pack_loader(packs_dir())))
     _show(summary, json_output, [f"experiment {name} running since {summary['started_at']} (trail #{summary['start_seq']})"])
 
 
@@ -128,9 +130,11 @@ def analyze_command(
     """One look at NAME's data: planned (the primary metric, within the planned looks) or labelled exploratory; on the trail."""
     from governance.experiments import lifecycle
 
-    from governance.cli.deploy_policy import packs_dir
+    from governance.cli.deploy_policy import installation_pack_loader, packs_dir
 
-    doc = _run(database_url, lambda store: lifecycle.analyze(store, name, actor=_actor(), metric=metric, segment=segment, packs_dir=packs_dir()))
+    doc = _run(database_url, lambda store: lifecycle.analyze(
+        store, name, actor=_actor(), metric=metric, segment=segment, packs_dir=packs_dir(), load_pack=installation_pack_loader(packs_dir())
+    ))  # fmt: skip
     label = f"planned look {doc['look']}" if doc["kind"] == "planned" else "EXPLORATORY look (" + "; ".join(doc["exploratory_because"]) + ")"
     lines = [f"experiment {name}, {label}, metric {doc['metric']}: {doc['verdict']} (decision {doc['decision']}, trail #{doc['trail_seq']})"]
     for c in doc["comparisons"]:

@@ -37,11 +37,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from audits._common import in_values
-from audits.models import DecisionRecord, Experiment, ExperimentLook, ModelVersion, OutcomeEvent, TrailEvent
+from audits.models import DecisionRecord, Deployment, Experiment, ExperimentLook, ModelVersion, OutcomeEvent, TrailEvent
 from audits.sealing import open_decisions
 from audits.trail import append_event, lock_head
 from governance.experiments.assign import InForce, RunningExperiment
@@ -101,6 +101,16 @@ PRIMARY_PEEK = (
 REVERSED_GUARDRAIL = (
     "experiment {name!r}: the plan was frozen with guardrail(s) the wrong way round: {said}; judged as written, a harm "
     "would pass and an improvement fail. It does not start: plan it again under a new name with each metric's direction"
+)
+ARM_PACK_CHANGED = (
+    "experiment {name!r}, variant {variant!r} (variants.{i}.pack): pack {pack!r} has changed since the plan was frozen "
+    "(content hash {pinned} pinned, {now} now); the arm would serve under other rules than the plan's: restore that pack "
+    "or plan the experiment anew under a new name"
+)
+ARM_PACK_UNREAD = "experiment {name!r}, variant {variant!r} (variants.{i}.pack): pack {pack!r} cannot be read: {error}"
+ARM_MODEL_REFUSED = (
+    "experiment {name!r}, variant {variant!r} (variants.{i}.model_version): the arm names no model version, so it serves the "
+    "production model {model!r}, which its pack {pack!r} does not admit: {why}"
 )
 PLAN_CHANGED = "experiment {name!r}: the plan {what} differs from the one frozen at plan time (hash {frozen}, now {now}); a changed plan is another experiment: plan it under a new name"
 
@@ -207,6 +217,12 @@ def plan(
         production = _production_pack(session, load_pack)
         weaker, pack_issues = _arm_packs(session, loaded, packs, production)
         issues += pack_issues
+        for name_, i, why in _production_model_refusals(session, spec.variants, packs):
+            line, col = loaded.positions.get(f"variants.{i}.pack", (None, None))
+            issues.append(PackIssue(loaded.source, line, col, f"variants.{i}.model_version", (
+                f"variant {name_!r} names no model version, so it serves the production model, which its pack "
+                f"{spec.variants[i].pack!r} does not admit: {why}")))  # fmt: skip
+    pins = {v.name: {"pack": v.pack, "content_hash": packs[i].content_hash} for i, v in enumerate(spec.variants) if i in packs}
     items: dict[str, Any] = {}
     for i, g in enumerate(spec.guardrails):
         if g.metric == "provider_exposure_gap" and g.items is not None:
@@ -225,7 +241,7 @@ def plan(
         raise PolicyError([PackIssue(loaded.source, line, col, "design.mde", (
             f"the design asks {largest:.3g} units in an arm (more than {MAX_UNITS_PER_ARM:.0e}): an effect of {spec.design.mde:g} "
             "cannot be detected by any experiment; plan a larger minimum detectable effect"))])  # fmt: skip
-    frozen = {"spec": spec.model_dump(mode="json"), "sample_size": size, **({"guardrail_items": items} if items else {})}
+    frozen = {"spec": spec.model_dump(mode="json"), "sample_size": size, **({"guardrail_items": items} if items else {}), **({"pack_pins": pins} if pins else {})}
     with store.session() as session:
         lock_head(session)
         taken = session.scalars(select(Experiment).where(Experiment.name == loaded.name)).first()
@@ -236,7 +252,7 @@ def plan(
             session, actor=actor, action="experiment.planned", objects={"experiment": loaded.name},
             payload={"plan_hash": loaded.content_hash, "sample_size": size, "primary_metric": spec.primary_metric,
                      "variants": [_variant_payload(v) for v in spec.variants], "design": spec.design.model_dump(mode="json"),
-                     **({"weaker_packs_acknowledged": weaker} if weaker else {})},
+                     **({"weaker_packs_acknowledged": weaker} if weaker else {}), **({"pack_pins": pins} if pins else {})},
         )  # fmt: skip
         row = Experiment(
             name=loaded.name, plan=frozen, plan_hash=loaded.content_hash, salt=new_salt(),
@@ -319,6 +335,56 @@ def _arm_packs(
     return acknowledged, issues
 
 
+def _production_model_refusals(session: Session, variants: Any, packs: Mapping[int, Any]) -> list[tuple[str, int, str]]:
+    """``(variant, index, why)`` for each arm that names a pack but no model version, whose pack does not admit the
+    model in production now (:func:`governance.experiments.packs.model_refused`): that arm serves it."""
+    from governance.experiments.packs import model_refused
+
+    pack_only = [(i, v) for i, v in enumerate(variants) if i in packs and _field(v, "model_version") is None]
+    if not pack_only:
+        return []
+    production = _production_model(session)
+    if production is None:
+        return []
+    return [(_field(v, "name"), i, why) for i, v in pack_only if (why := model_refused(session, production, packs[i])) is not None]
+
+
+def _production_model(session: Session) -> str | None:
+    """The model version whose latest deployment is to ``production`` (as :mod:`governance.deploy` reads it)."""
+    latest = select(Deployment.model_version_id, func.max(Deployment.id).label("id")).group_by(Deployment.model_version_id).subquery()
+    return session.scalars(
+        select(Deployment.model_version_id).join(latest, Deployment.id == latest.c.id).where(Deployment.stage == "production").order_by(Deployment.id.desc())
+    ).first()
+
+
+def _field(variant: Any, key: str) -> Any:
+    return variant.get(key) if isinstance(variant, Mapping) else getattr(variant, key)
+
+
+def _check_arm_packs(session: Session, row: Experiment, load_pack: Callable[[str], Any] | None) -> None:
+    """Each arm's pack still has the content the plan pinned, and admits the production model an arm without a
+    model version of its own serves (:class:`ExperimentConflict`, located, otherwise). Plans frozen before packs
+    were pinned have no pins: only the model is checked for them."""
+    if load_pack is None:
+        return
+    variants = row.plan["spec"]["variants"]
+    pins = row.plan.get("pack_pins") or {}
+    packs: dict[int, Any] = {}
+    for i, v in enumerate(variants):
+        if not v.get("pack"):
+            continue
+        try:
+            packs[i] = load_pack(v["pack"])
+        except ConfigError as err:
+            raise ExperimentConflict(ARM_PACK_UNREAD.format(name=row.name, variant=v["name"], i=i, pack=v["pack"], error=err)) from None
+        pinned = (pins.get(v["name"]) or {}).get("content_hash")
+        if pinned is not None and packs[i].content_hash != pinned:
+            raise ExperimentConflict(ARM_PACK_CHANGED.format(name=row.name, variant=v["name"], i=i, pack=v["pack"], pinned=pinned, now=packs[i].content_hash))
+    for name_, i, why in _production_model_refusals(session, variants, packs):
+        model = _production_model(session)
+        raise ExperimentConflict(ARM_MODEL_REFUSED.format(name=row.name, variant=name_, i=i, model=model, pack=variants[i]["pack"], why=why))
+
+
 def _check_anchored(session: Session, row: Experiment) -> None:
     """The stored plan's hash and sample size are the ones its ``experiment.planned`` event anchored.
 
@@ -331,8 +397,9 @@ def _check_anchored(session: Session, row: Experiment) -> None:
     payload = session.scalars(select(TrailEvent.payload).where(TrailEvent.seq == row.plan_seq, TrailEvent.action == "experiment.planned")).first()
     anchored = json.loads(payload) if payload is not None else {}
     same = canonical_json(anchored.get("sample_size")) == canonical_json(row.plan.get("sample_size"))  # as the trail hashed it
-    if anchored.get("plan_hash") != row.plan_hash or not same:
-        what = "plan hash" if anchored.get("plan_hash") != row.plan_hash else "sample size"
+    pinned = canonical_json(anchored.get("pack_pins")) == canonical_json(row.plan.get("pack_pins"))
+    if anchored.get("plan_hash") != row.plan_hash or not same or not pinned:
+        what = "plan hash" if anchored.get("plan_hash") != row.plan_hash else "sample size" if not same else "arms' pack pins"
         raise ExperimentConflict(
             f"experiment {row.name!r}: the stored {what} is not the one the trail anchored when the plan was frozen "
             f"(experiment.planned, event {row.plan_seq}): the experiment's record was changed since; it is not analysed"
@@ -347,10 +414,14 @@ def _check_frozen(row: Experiment, loaded: LoadedExperiment | None) -> None:
         raise ExperimentConflict(PLAN_CHANGED.format(name=row.name, what=f"in {loaded.source}", frozen=row.plan_hash[:12], now=loaded.content_hash[:12]))
 
 
-def start(store: Any, name: str, *, actor: str, loaded: LoadedExperiment | None = None) -> dict[str, Any]:
+def start(
+    store: Any, name: str, *, actor: str, loaded: LoadedExperiment | None = None, load_pack: Callable[[str], Any] | None = None
+) -> dict[str, Any]:
     """Start a planned experiment: subjects are assigned from the next list on.
 
-    ``loaded``: the plan as the caller has it now; it must hash to the frozen plan.
+    ``loaded``: the plan as the caller has it now; it must hash to the frozen plan. ``load_pack``: reads an arm's
+    pack, which must still have the content the plan pinned and admit the production model an arm without a
+    model version serves (:func:`_check_arm_packs`).
     """
     if loaded is not None and loaded.name != name:
         raise ConfigError(f"the plan file names experiment {loaded.name!r}, not {name!r}")
@@ -361,6 +432,7 @@ def start(store: Any, name: str, *, actor: str, loaded: LoadedExperiment | None 
             raise ExperimentConflict(f"experiment {name!r} is {row.status}; only a planned experiment starts")
         _check_frozen(row, loaded)
         _check_anchored(session, row)
+        _check_arm_packs(session, row, load_pack)
         if reversed_ := [g for g in _judged_guardrails(row.plan["spec"]["guardrails"]) if "plan_direction" in g]:
             said = ", ".join(f"{g['metric']} ({g['plan_direction']}, but it is {g['direction']})" for g in reversed_)
             raise ExperimentConflict(REVERSED_GUARDRAIL.format(name=name, said=said))
@@ -692,10 +764,12 @@ def status(store: Any, name: str, *, actor: str, packs_dir: Path | None = None) 
 
 
 def analyze(
-    store: Any, name: str, *, actor: str, metric: str | None = None, segment: str | None = None, packs_dir: Path | None = None
+    store: Any, name: str, *, actor: str, metric: str | None = None, segment: str | None = None, packs_dir: Path | None = None,
+    load_pack: Callable[[str], Any] | None = None,
 ) -> dict[str, Any]:
     """One look at the experiment's data (see the module doc); stored, and anchored by an ``experiment.analyzed`` event.
-    ``packs_dir``: as :func:`status`."""
+    ``packs_dir``: as :func:`status`. ``load_pack``: as :func:`start`, checked while the experiment runs (an arm whose
+    pack changed, or whose pack does not admit the production model it serves, refuses the look)."""
     from recommender.experiments import AnalysisPlan, analyze_look, correct, guardrail_check
 
     if metric is not None and metric not in METRICS:
@@ -711,6 +785,8 @@ def analyze(
             raise ExperimentConflict(f"experiment {name!r} has not started: there is no data to look at")
         _check_frozen(row, None)
         _check_anchored(session, row)
+        if row.status == "running":
+            _check_arm_packs(session, row, load_pack)
         spec, design = row.plan["spec"], row.plan["spec"]["design"]
         primary = spec["primary_metric"]
         asked = metric or primary

@@ -260,3 +260,83 @@ def test_a_sample_size_lowered_in_the_store_is_caught_before_the_look(store: Any
         lifecycle.analyze(store, "early", actor="tester")
     with store.session() as session:
         assert session.scalars(select(ExperimentLook)).first() is None  # nothing stored
+
+
+def _upgraded_eu(tmp_path: Path) -> Any:
+    """The pack eu-gdpr-dsa under the same name and version, with other content (as an upgrade in place would be)."""
+    text = shipped_pack_path("eu-gdpr-dsa").read_text().replace("  owner: Data Protection Officer\n", "  owner: Another Officer\n", 1)
+    path = tmp_path / "eu-gdpr-dsa.yaml"
+    path.write_text(text)
+    return load_pack(path)
+
+
+def test_an_arms_pack_is_pinned_by_content_and_a_changed_pack_refuses_start_and_looks(store: Any, tmp_path: Path) -> None:
+    eu, upgraded = _load("eu-gdpr-dsa"), _upgraded_eu(tmp_path)
+    assert upgraded.content_hash != eu.content_hash and upgraded.pack.metadata.name == "eu-gdpr-dsa"
+    current = {"eu-gdpr-dsa": eu}
+    loaded = _plan("pinned", treatment="    pack: eu-gdpr-dsa")
+    before = loaded.content_hash
+    summary = lifecycle.plan(store, loaded, actor="tester", load_pack=current.__getitem__)
+    assert summary["plan_hash"] == before == parse_experiment(PLAN.format(name="pinned", control="    pack: eu-gdpr-dsa", treatment="    pack: eu-gdpr-dsa"), "x").content_hash
+    pins = {"control": {"pack": "eu-gdpr-dsa", "content_hash": eu.content_hash}, "treatment": {"pack": "eu-gdpr-dsa", "content_hash": eu.content_hash}}
+    with store.session() as session:
+        assert session.scalars(select(Experiment.plan).where(Experiment.name == "pinned")).one()["pack_pins"] == pins
+        event = session.scalars(select(TrailEvent).where(TrailEvent.seq == summary["plan_seq"])).one()
+    import json
+
+    assert (json.loads(event.payload) if isinstance(event.payload, str) else event.payload)["pack_pins"] == pins  # anchored
+    current["eu-gdpr-dsa"] = upgraded
+    changed = rf"experiment 'pinned', variant 'control' \(variants\.0\.pack\): pack 'eu-gdpr-dsa' has changed since the plan was frozen \(content hash {eu.content_hash} pinned, {upgraded.content_hash} now\)"
+    with pytest.raises(lifecycle.ExperimentConflict, match=changed):
+        lifecycle.start(store, "pinned", actor="tester", load_pack=current.__getitem__)
+    assert lifecycle.get(store, "pinned")["status"] == "planned"  # nothing changed
+    current["eu-gdpr-dsa"] = eu
+    assert lifecycle.start(store, "pinned", actor="tester", load_pack=current.__getitem__)["status"] == "running"
+    current["eu-gdpr-dsa"] = upgraded  # upgraded while the experiment runs
+    with pytest.raises(lifecycle.ExperimentConflict, match=changed):
+        lifecycle.analyze(store, "pinned", actor="tester", load_pack=current.__getitem__)
+    with store.session() as session:
+        assert session.scalars(select(ExperimentLook)).first() is None  # no look stored
+        row = session.scalars(select(Experiment).where(Experiment.name == "pinned")).one()
+        session.execute(update(Experiment).where(Experiment.id == row.id).values(plan={**row.plan, "pack_pins": {**pins, "control": {"pack": "eu-gdpr-dsa", "content_hash": upgraded.content_hash}}}))
+    # re-pinning the upgraded content in the store is caught against the trail
+    with pytest.raises(lifecycle.ExperimentConflict, match=r"the stored arms' pack pins is not the one the trail anchored"):
+        lifecycle.analyze(store, "pinned", actor="tester", load_pack=current.__getitem__)
+
+
+def test_an_arm_without_a_model_version_is_checked_against_the_production_model(store: Any) -> None:
+    from audits.lineage import record_deployment
+
+    with store.session() as session:
+        content = _model(session, "pcontent", kind="content_tfidf", params={"family": "content_tfidf", "family_params": {}, "model_inputs": ["user_id", "item_id", "item_text"]})
+        plain = _model(session, "pplain", params={"model_inputs": ["user_id", "item_id", "event_type", "value"]})
+        record_deployment(session, model_version=content, stage="production", actor="test")
+    arms = dict(control=f"    model_version: {plain}", treatment="    pack: eu-gdpr-dsa")
+    issues = _refused(store, _plan("pack-only", **arms))
+    assert [p for p, _ in issues] == ["variants.1.model_version"], issues
+    assert "variant 'treatment' names no model version, so it serves the production model, which its pack 'eu-gdpr-dsa' does not admit" in issues[0][1]
+    assert "item_text" in issues[0][1]
+
+    def production(version: str) -> None:
+        with store.session() as session:
+            other = content if version == plain else plain
+            if session.scalar(select(Deployment.stage).where(Deployment.model_version_id == other).order_by(Deployment.id.desc()).limit(1)) == "production":
+                record_deployment(session, model_version=other, stage="shadow", actor="test")
+            record_deployment(session, model_version=version, stage="production", actor="test")
+
+    from audits.models import Deployment
+
+    production(plain)
+    assert lifecycle.plan(store, _plan("pack-only", **arms), actor="tester", load_pack=_load)
+    production(content)  # deployed after the plan was frozen: the arm would serve it
+    refused = rf"experiment 'pack-only', variant 'treatment' \(variants\.1\.model_version\): the arm names no model version, so it serves the production model '{content}', which its pack 'eu-gdpr-dsa' does not admit: .*item_text"
+    with pytest.raises(lifecycle.ExperimentConflict, match=refused):
+        lifecycle.start(store, "pack-only", actor="tester", load_pack=_load)
+    assert lifecycle.get(store, "pack-only")["status"] == "planned"
+    production(plain)
+    assert lifecycle.start(store, "pack-only", actor="tester", load_pack=_load)["status"] == "running"
+    production(content)
+    with pytest.raises(lifecycle.ExperimentConflict, match=refused):
+        lifecycle.analyze(store, "pack-only", actor="tester", load_pack=_load)
+    with store.session() as session:
+        assert session.scalars(select(ExperimentLook)).first() is None

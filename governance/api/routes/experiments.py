@@ -119,14 +119,14 @@ def read_one(name: Name, store: StoreDep, key: ReadKey) -> dict[str, Any]:
 
 
 @router.post("/{name}/start", response_model=ExperimentSummary, responses=problems(403, 404, 409, 422), summary="Start a planned experiment (admin)")
-def start(name: Name, body: ExperimentStart, store: StoreDep, session: SessionDep, key: GovernKey) -> dict[str, Any]:
+def start(name: Name, body: ExperimentStart, store: StoreDep, settings: SettingsDep, session: SessionDep, key: GovernKey) -> dict[str, Any]:
     """409 unless planned, unchanged since it was frozen (and ``plan_hash``, when given, is the frozen one) and no other experiment runs."""
     try:
         if body.plan_hash is not None:
             frozen = lifecycle.get(store, name)["plan_hash"]
             if frozen != body.plan_hash:
                 raise lifecycle.ExperimentConflict(lifecycle.PLAN_CHANGED.format(name=name, what="sent", frozen=frozen[:12], now=body.plan_hash[:12]))
-        summary = lifecycle.start(store, name, actor=actor_of(key))
+        summary = lifecycle.start(store, name, actor=actor_of(key), load_pack=_pack_loader(settings))
     except ConfigError as err:
         raise _refused(err) from None
     record_call(session, key, "experiments.start", objects={"experiment": name}, payload={"plan_hash": summary["plan_hash"]})
@@ -159,6 +159,8 @@ def analyze(name: Name, body: AnalysisCreate, store: StoreDep, settings: Setting
     Refused (409): the final planned look before every arm reached its planned size, and a look at the primary metric
     on a segment while planned looks remain (a peek that could steer the planned look)."""
     try:
-        return lifecycle.analyze(store, name, actor=actor_of(key), metric=body.metric, segment=body.segment, packs_dir=settings.packs_dir)
+        return lifecycle.analyze(
+            store, name, actor=actor_of(key), metric=body.metric, segment=body.segment, packs_dir=settings.packs_dir, load_pack=_pack_loader(settings)
+        )
     except ConfigError as err:
         raise _refused(err) from None
