@@ -13,7 +13,8 @@ from governance.spark.als import train_als_spark
 from governance.spark.audit import list_figures
 from governance.spark.filters import events_frame
 from recommender.als import ALSRecommender
-from recommender.errors import ConfigError
+from recommender.errors import ConfigError, DataError
+from recommender.fairness import group_labels
 from recommender.feedback import to_implicit
 from recommender.metrics import exposure, ranking_metrics
 from recommender.split import random_holdout
@@ -75,6 +76,26 @@ def test_the_figures_on_spark_are_recgovs_metrics_on_the_same_lists(spark: Any, 
         assert got["exposure_share"][group] == pytest.approx(share, abs=1e-9)
     with pytest.raises(ConfigError, match="'k' parameter"):
         list_figures(_frame(spark, matrix.user_ids, matrix.item_ids, rec), rel, 0)
+    # Items without a provider group (a null group, or no row at all) form the in-process audit's group
+    # "missing", with the same share; a group that reads as "missing" is refused on both paths.
+    listed = matrix.item_ids[np.unique(rec)].astype(str)
+    partial = groups.copy().astype(object)
+    partial[listed[:3]] = None
+    known = partial.drop(listed[3:5])
+    codes, names = group_labels(known.reindex(matrix.item_ids.astype(str)).to_numpy())
+    expected_shares = np.bincount(codes, weights=weights, minlength=len(names)) / weights.sum()
+    item_frame = spark.createDataFrame(pd.DataFrame({"item_id": known.index.astype(str), "group": known.to_numpy()}), "item_id string, group string")
+    got = list_figures(_frame(spark, matrix.user_ids, matrix.item_ids, rec), rel, K, item_frame)
+    assert list(got["exposure_share"]) == list(names) and "missing" in names
+    for group, share in zip(names, expected_shares, strict=True):
+        assert got["exposure_share"][group] == pytest.approx(share, abs=1e-9)
+    renamed = partial.reindex(matrix.item_ids.astype(str)).fillna(" Missing").to_numpy()
+    with pytest.raises(DataError, match="reads as 'missing'") as in_process:
+        group_labels(renamed)
+    bad = spark.createDataFrame(pd.DataFrame({"item_id": matrix.item_ids.astype(str), "group": renamed}))
+    with pytest.raises(DataError, match="reads as 'missing'") as on_spark:
+        list_figures(_frame(spark, matrix.user_ids, matrix.item_ids, rec), rel, K, bad)
+    assert "' Missing'" in str(in_process.value) and "' Missing'" in str(on_spark.value)
 
 
 def test_mllib_and_implicit_agree_on_the_audit_figures_within_the_stated_tolerance(spark: Any, world: Any) -> None:
