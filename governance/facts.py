@@ -151,10 +151,10 @@ class GroupMetricFacts(_Facts):
     overall: float | None = None
     groups: dict[str, GroupFigure] = Field(default_factory=dict)
     difference: float | None = None
-    """``max - min`` over all groups."""
+    """``max - min`` over the groups of the attribute (``missing``, the users without it, left out)."""
     difference_ci: Interval | None = None
     ratio: float | None = None
-    """``min / max`` over all groups."""
+    """``min / max`` over the groups of the attribute (``missing`` left out)."""
     ratio_ci: Interval | None = None
     pairs: list[GroupGap] = Field(default_factory=list)
     """Every pair of groups (a rule judges the pairs of groups large enough)."""

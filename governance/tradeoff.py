@@ -446,7 +446,8 @@ def tradeoff_summary(
         gap_before``, and the item-exposure Gini under ``attention``; None
         without provider figures),
         ``consumer_gap`` (audit attribute -> metric -> the largest gap between
-        two groups, ``max - min``, with intervals), ``constraints_met`` (step ->
+        two groups of the attribute, ``max - min``, with intervals; the users
+        without the attribute, group ``missing``, are no such group), ``constraints_met`` (step ->
         share of the plain and of the re-ranked lists meeting its constraint)
         and ``reranking`` (steps, candidates, places moved per reason).
 

@@ -2,7 +2,10 @@
 
 The point values are those of fairlearn's :class:`~fairlearn.metrics.MetricFrame`
 over the per-user values: the mean by group, the gap (``max - min``) and the
-ratio (``min / max``) between groups, computed with one numpy mask per group
+ratio (``min / max``) between groups (the users whose attribute is missing form
+the group ``missing``, reported with its mean but left out of the gap and the
+ratio: they are no group of the attribute, so the gap and the ratio are
+``MetricFrame``'s over the users with the attribute), computed with one numpy mask per group
 (``MetricFrame`` splits the rows in Python, seconds per metric at platform scale;
 the tests check the figures against it to the last bit). The bootstrap of
 :mod:`recommender.fairness._intervals` adds an interval to each; every pair of
@@ -23,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from recommender.errors import DataError
-from recommender.fairness._common import BAD_LENGTH, _div, group_labels
+from recommender.fairness._common import BAD_LENGTH, MISSING_GROUP, _div, group_labels
 from recommender.fairness._intervals import (
     Interval,
     Seed,
@@ -61,6 +64,9 @@ class GroupComparison:
     interval (``(nan, nan)``: a bootstrap of one user always draws that user), and
     then neither have ``difference`` and ``ratio`` (their resamples would hold that
     group's value fixed); its pairs' Welch and Fieller intervals are undefined too.
+    The group ``missing`` (users without the attribute) has its own figures and pairs but is left
+    out of ``difference`` and ``ratio`` and of their intervals, as the ``consumer_gap`` rule leaves
+    it out: they are the gap between groups of the attribute (NaN with none).
     """
 
     metric: str
@@ -73,10 +79,12 @@ class GroupComparison:
     with ``n_users`` and ``by_group``, what a two-sample test between groups needs."""
     overall: float
     difference: float
-    """``max - min`` of the group values (fairlearn ``difference(method="between_groups")``)."""
+    """``max - min`` of the group values, the group ``missing`` left out (fairlearn
+    ``difference(method="between_groups")`` over the users with the attribute; NaN without any)."""
     difference_ci: Interval
     ratio: float
-    """``min / max`` of the group values (fairlearn ``ratio(method="between_groups")``)."""
+    """``min / max`` of the group values, the group ``missing`` left out (fairlearn
+    ``ratio(method="between_groups")`` over the users with the attribute; NaN without any)."""
     ratio_ci: Interval
     pairs: tuple[GroupGap, ...]
     """Every pair of groups, in group order, with Welch's interval of the difference and Fieller's of
@@ -106,7 +114,8 @@ class _PointValues:
 
 
 def _group_point_values(values: np.ndarray, codes: np.ndarray, names: tuple[str, ...], present: np.ndarray) -> _PointValues:
-    """The mean by group, the overall mean, ``max - min`` and ``min / max`` of the group means.
+    """The mean by group, the overall mean, ``max - min`` and ``min / max`` of the group means (the
+    group ``missing`` left out of these two: NaN when it is the only one).
 
     The figures of :func:`_metric_frame` (``by_group``, ``overall``, ``difference()`` and ``ratio()``
     between groups), to the last bit: each mean is ``np.mean`` over the same values in the same
@@ -116,8 +125,8 @@ def _group_point_values(values: np.ndarray, codes: np.ndarray, names: tuple[str,
     two.
     """
     by_group = {names[c]: float(np.mean(values[codes == c])) for c in range(len(names)) if present[c]}
-    means = np.fromiter(by_group.values(), dtype=np.float64, count=len(by_group))
-    high, low = means.max(), means.min()
+    means = np.asarray([v for g, v in by_group.items() if g != MISSING_GROUP], dtype=np.float64)
+    high, low = (means.max(), means.min()) if len(means) else (np.nan, np.nan)
     return _PointValues(
         by_group=by_group,
         overall=float(np.mean(values)),
@@ -218,18 +227,21 @@ def compare_groups(
         idx = [names.index(g) for g in by_group]
         sample = draws[:, idx, j]
         low, high = percentile_interval(sample, confidence)
-        with warnings.catch_warnings():
+        attributed = np.asarray([g != MISSING_GROUP for g in by_group], dtype=bool)
+        with warnings.catch_warnings():  # the gap and the ratio between the groups of the attribute: not `missing`
             warnings.simplefilter("ignore", RuntimeWarning)
-            spread = np.nanmax(sample, axis=1) - np.nanmin(sample, axis=1)
-            ratio = _div(np.nanmin(sample, axis=1), np.nanmax(sample, axis=1))
+            between = sample[:, attributed]
+            spread = np.nanmax(between, axis=1) - np.nanmin(between, axis=1) if attributed.any() else np.full(len(sample), np.nan)
+            ratio = _div(np.nanmin(between, axis=1), np.nanmax(between, axis=1)) if attributed.any() else spread
         sizes = np.asarray([present[names.index(g)] for g in by_group])
         # A group of one defined value resamples to itself: its bootstrap interval would have zero width, a
         # certainty no single user gives. It is undefined (NaN), and so are the gap's and the ratio's across
         # groups, whose resamples would hold that group's value fixed (too narrow an interval, zero with all such).
         single = sizes < 2
         low, high = np.where(single, np.nan, low), np.where(single, np.nan, high)
-        difference_ci = (np.nan, np.nan) if single.any() else _interval(spread, confidence)
-        ratio_ci = (np.nan, np.nan) if single.any() else _interval(ratio, confidence)
+        undefined = single[attributed].any() or not attributed.any()
+        difference_ci = (np.nan, np.nan) if undefined else _interval(spread, confidence)
+        ratio_ci = (np.nan, np.nan) if undefined else _interval(ratio, confidence)
         pairs = _pairs(by_group, {g: int(present[names.index(g)]) for g in by_group}, spread_of, confidence)
         out[metric] = GroupComparison(
             metric=metric,

@@ -253,3 +253,20 @@ def test_the_eu_reranking_costs_at_most_5_percent_of_ndcg_and_halves_the_exposur
     assert gap_after <= gap_before / 2
     assert facts.tradeoff["provider_exposure"]["gap"]["reduction"] == pytest.approx(1 - gap_after / gap_before)
     assert math.isfinite(facts.tradeoff["beyond"]["coverage"]["change"])
+
+
+def test_the_consumer_gap_of_the_tradeoff_is_between_groups_of_the_attribute_never_with_missing(small):
+    """The users without the attribute (group ``missing``) keep their own figures in the facts; the report's gap is
+    between the groups of the attribute (by hand: a 0.5, b 0.2 -> 0.3; with missing's 0.95 it would read 0.75)."""
+    from governance.collect_fairness import _group_metric
+    from recommender.fairness import compare_groups
+
+    dataset, run = small
+    plain = run.comparison.evaluations["als"]
+    out = rerank_evaluation(run, dataset, pack_with("{name: exposure_cap, params: {max_share: 1.0}}"))
+    ndcg = np.array([0.6, 0.4, 0.3, 0.1, 0.9, 1.0])
+    figures = _group_metric(compare_groups({"ndcg": ndcg}, ["a", "a", "b", "b", None, None], n_boot=50)["ndcg"])
+    assert figures.groups["missing"].value == pytest.approx(0.95) and figures.groups["missing"].n == 2
+    fairness = FairnessFacts(consumer={"gender": {"ndcg": figures}})
+    gap = tradeoff_summary(plain, out, fairness, fairness)["consumer_gap"]["gender"]["ndcg"]
+    assert (gap["plain"], gap["reranked"], gap["change"]) == (pytest.approx(0.3), pytest.approx(0.3), 0.0)

@@ -145,14 +145,18 @@ def test_compare_groups_cross_checks_pandas_and_fairlearn():
         expected = frame.groupby("g")["v"].mean()
         assert out[metric].by_group == pytest.approx(expected.to_dict(), rel=1e-12), metric
         assert out[metric].n_users == frame.groupby("g").size().to_dict()
+        # the gap and the ratio are between the groups of the attribute: MetricFrame's over the users who have it
+        known = frame[frame["g"] != "missing"]
         mf = MetricFrame(
-            metrics=lambda t, p: float(np.mean(t)), y_true=frame["v"], y_pred=frame["v"], sensitive_features=frame["g"]
+            metrics=lambda t, p: float(np.mean(t)), y_true=known["v"], y_pred=known["v"], sensitive_features=known["g"]
         )
         assert out[metric].difference == pytest.approx(mf.difference(), rel=1e-12)
         assert out[metric].ratio == pytest.approx(mf.ratio(), rel=1e-12)
-        assert out[metric].difference == pytest.approx(expected.max() - expected.min(), rel=1e-12)
-        assert max(p.difference for p in out[metric].pairs) == pytest.approx(out[metric].difference, rel=1e-12)
-        assert min(p.ratio for p in out[metric].pairs) == pytest.approx(out[metric].ratio, rel=1e-12)
+        attributed = expected.drop("missing")
+        assert out[metric].difference == pytest.approx(attributed.max() - attributed.min(), rel=1e-12)
+        between = [p for p in out[metric].pairs if "missing" not in (p.higher, p.lower)]
+        assert max(p.difference for p in between) == pytest.approx(out[metric].difference, rel=1e-12)
+        assert min(p.ratio for p in between) == pytest.approx(out[metric].ratio, rel=1e-12)
         for g, (low, high) in out[metric].by_group_ci.items():
             assert low <= out[metric].by_group[g] <= high
 
@@ -181,6 +185,11 @@ def test_compare_groups_point_values_are_metricframes_to_the_last_bit(seed: int)
         assert out[metric].by_group == {str(g): float(v) for g, v in mf.by_group.items()}, metric
         assert list(out[metric].by_group) == [str(g) for g in mf.by_group.index]
         assert out[metric].overall == float(mf.overall)
+        known = ok & pd.notna(groups)  # the gap and the ratio: between the groups of the attribute, not "missing"
+        mf = MetricFrame(
+            metrics=F.mean_of_values, y_true=values[known], y_pred=values[known],
+            sensitive_features=pd.Series(labels[known].to_numpy(dtype=object), name="age"),
+        )  # fmt: skip
         assert out[metric].difference == float(mf.difference())
         ratio = float(mf.ratio())
         assert out[metric].ratio == ratio or (np.isnan(ratio) and np.isnan(out[metric].ratio))

@@ -224,3 +224,29 @@ def test_the_census_lists_empty_intersection_cells_with_no_members() -> None:
         assert c.as_dict()["groups"][empty] == {"n": 0, "judged": False, "reason": c.reason[empty]}
     assert "M x 35+" not in c.judged_groups() and "M x 18-34" in c.judged_groups()
     assert census(labels, 1).groups == tuple(g for g in c.groups if c.n[g])  # without cells: as before
+
+
+def test_the_gap_and_the_ratio_leave_the_missing_group_out_its_own_figures_stay() -> None:
+    """The users without the attribute are no group of it: a gap or ratio with them would read as one between groups.
+
+    By hand: a = (0.6, 0.4) -> 0.5, b = (0.3, 0.1) -> 0.2, missing = (0.9, 1.0) -> 0.95. Between a and b the gap is
+    0.3 and the ratio 0.4 (with missing they would be 0.75 and 0.2 / 0.95); fairlearn's MetricFrame over the users
+    with the attribute agrees."""
+    from fairlearn.metrics import MetricFrame
+
+    ndcg = np.array([0.6, 0.4, 0.3, 0.1, 0.9, 1.0])
+    groups = ["a", "a", "b", "b", None, None]
+    out = compare_groups({"ndcg": ndcg}, groups, n_boot=200)["ndcg"]
+    assert out.groups == ("a", "b", "missing") and out.n_users["missing"] == 2
+    assert out.by_group == pytest.approx({"a": 0.5, "b": 0.2, "missing": 0.95})
+    assert (out.difference, out.ratio) == pytest.approx((0.3, 0.4))
+    frame = MetricFrame(metrics=lambda y, p: float(np.mean(y)), y_true=ndcg[:4], y_pred=ndcg[:4], sensitive_features=groups[:4])
+    assert (out.difference, out.ratio) == pytest.approx((frame.difference(), frame.ratio()))
+    assert 0.0 <= out.difference_ci[0] <= 0.3 <= out.difference_ci[1] <= 0.5  # a's and b's resamples only
+    assert out.ratio_ci[1] <= 1.0
+    assert any("missing" in (p.higher, p.lower) for p in out.pairs)  # its pairs are reported, named
+    one_group = compare_groups({"ndcg": ndcg}, ["a", "a", None, None, None, None], n_boot=50)["ndcg"]
+    assert (one_group.difference, one_group.ratio) == (0.0, 1.0)  # as MetricFrame with one group
+    none = compare_groups({"ndcg": ndcg}, [None] * 6, n_boot=50)["ndcg"]
+    assert none.by_group == pytest.approx({"missing": float(ndcg.mean())})
+    assert all(np.isnan(x) for x in (none.difference, none.ratio, *none.difference_ci, *none.ratio_ci))
