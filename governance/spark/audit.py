@@ -31,12 +31,14 @@ def list_figures(lists: Any, relevant: Any, k: int, item_groups: Any | None = No
         raise ConfigError(f"The 'k' parameter of list_figures must be an int in the range [1, inf). Got {k!r} instead.")
     if item_groups is not None:
         groups = item_groups.select("item_id", F.col("group").cast("string").alias("group"))
-        reserved = groups.where(F.lower(F.regexp_replace("group", r"^\s+|\s+$", "")) == MISSING_GROUP.casefold()).orderBy("item_id").limit(1).collect()
+        reads_missing = F.lower(F.regexp_replace("group", r"^\s+|\s+$", "")) == MISSING_GROUP.casefold()
+        reserved = groups.where(reads_missing).orderBy("item_id").limit(1).collect()
         if reserved:
             from recommender.errors import DataError
 
             where = f"the group of item {reserved[0]['item_id']!r}"
-            raise DataError(RESERVED_LABEL.format(what="list_figures", where=where, value=reserved[0]["group"], missing=MISSING_GROUP))
+            value = reserved[0]["group"]
+            raise DataError(RESERVED_LABEL.format(what="list_figures", where=where, value=value, missing=MISSING_GROUP))
     ranked = lists.select("user_id", F.posexplode(F.slice("items", 1, k)).alias("pos", "item_id"))
     rel = relevant.select("user_id", "item_id").distinct()
     n_rel = rel.groupBy("user_id").agg(F.count(F.lit(1)).alias("n_rel"))
@@ -55,7 +57,8 @@ def list_figures(lists: Any, relevant: Any, k: int, item_groups: Any | None = No
     out: dict[str, Any] = {"k": k, "ndcg": row["ndcg"], "recall": row["recall"], "users": int(row["users"])}
     if item_groups is not None:
         weighted = ranked.join(groups, "item_id", "left")
-        shares = weighted.groupBy(F.coalesce("group", F.lit(MISSING_GROUP)).alias("group")).agg(F.sum(1.0 / F.log2(F.col("pos") + 2)).alias("w")).collect()
+        by_group = weighted.groupBy(F.coalesce("group", F.lit(MISSING_GROUP)).alias("group"))
+        shares = by_group.agg(F.sum(1.0 / F.log2(F.col("pos") + 2)).alias("w")).collect()
         total = sum(r["w"] for r in shares) or 1.0
         out["exposure_share"] = {r["group"]: r["w"] / total for r in sorted(shares, key=lambda r: r["group"])}
     return out

@@ -231,8 +231,11 @@ def compare_groups(
         with warnings.catch_warnings():  # the gap and the ratio between the groups of the attribute: not `missing`
             warnings.simplefilter("ignore", RuntimeWarning)
             between = sample[:, attributed]
-            spread = np.nanmax(between, axis=1) - np.nanmin(between, axis=1) if attributed.any() else np.full(len(sample), np.nan)
-            ratio = _div(np.nanmin(between, axis=1), np.nanmax(between, axis=1)) if attributed.any() else spread
+            if attributed.any():
+                spread = np.nanmax(between, axis=1) - np.nanmin(between, axis=1)
+                ratio = _div(np.nanmin(between, axis=1), np.nanmax(between, axis=1))
+            else:
+                spread = ratio = np.full(len(sample), np.nan)
         sizes = np.asarray([present[names.index(g)] for g in by_group])
         # A group of one defined value resamples to itself: its bootstrap interval would have zero width, a
         # certainty no single user gives. It is undefined (NaN), and so are the gap's and the ratio's across

@@ -84,7 +84,9 @@ def test_the_figures_on_spark_are_recgovs_metrics_on_the_same_lists(spark: Any, 
     known = partial.drop(listed[3:5])
     codes, names = group_labels(known.reindex(matrix.item_ids.astype(str)).to_numpy())
     expected_shares = np.bincount(codes, weights=weights, minlength=len(names)) / weights.sum()
-    item_frame = spark.createDataFrame(pd.DataFrame({"item_id": known.index.astype(str), "group": known.to_numpy()}), "item_id string, group string")
+    item_frame = spark.createDataFrame(
+        pd.DataFrame({"item_id": known.index.astype(str), "group": known.to_numpy()}), "item_id string, group string"
+    )
     got = list_figures(_frame(spark, matrix.user_ids, matrix.item_ids, rec), rel, K, item_frame)
     assert list(got["exposure_share"]) == list(names) and "missing" in names
     for group, share in zip(names, expected_shares, strict=True):
