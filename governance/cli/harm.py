@@ -189,19 +189,28 @@ def case_command(
     database_url: DatabaseOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Move a case through the workflow; a block or unblock takes effect at the next request."""
+    """Move a case through the workflow; a block or unblock takes effect at the next request.
+
+    An unblock says what keeps the item out of lists all the same (an active flag under a pack that blocks its
+    category, another case under review), as 'block --unblock' does.
+    """
     from audits._common import actor_name
-    from audits.harm import transition_case
+    from audits.harm import other_holds, transition_case
 
     with user_errors():
         with opened_store(database_url) as store:
             with store.session() as session:
                 row = transition_case(session, case_id, status=to, action=action, note=note, actor=actor_name(None))
-                result = {"case_id": row.id, "item_id": row.item_id, "status": row.status, "action": action}
+                result = {
+                    "case_id": row.id, "item_id": row.item_id, "status": row.status, "action": action,
+                    "still_held": other_holds(session, row.item_id) if action == "unblock" else [],
+                }  # fmt: skip
     if json_output:
         emit_json(result)
         return
     console.print(f"case {case_id}: {to}" + (f", item {result['item_id']} {action}ed" if action else ""), highlight=False)
+    for hold in result["still_held"]:
+        console.print(f"  it stays out of lists meanwhile: {hold}", highlight=False, soft_wrap=True)
 
 
 @harm_app.command("block")

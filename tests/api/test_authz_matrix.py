@@ -94,6 +94,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/v1/escalations"): Row("auditor", 200, "/v1/escalations", {"params": {"status": "open"}}),
     ("PUT", "/v1/items/{item_id}/block"): Row("admin", 200, "/v1/items/authz-blocked-item/block", {"json": {"reason": "court order"}}),
     ("GET", "/v1/flags"): Row("auditor", 200, "/v1/flags"),
+    ("PUT", "/v1/flags/{flag_id}/active"): Row("admin", 404, "/v1/flags/2147483647/active", {"json": {"active": False}}),
     ("PUT", "/v1/items/{item_id}/availability"): Row("operator", 200, "/v1/items/authz-item/availability", {"json": {"status": "out_of_stock"}}),
     ("POST", "/v1/availability"): Row("operator", 200, "/v1/availability", {"json": {"changes": [{"item_id": "authz-item", "status": "withdrawn"}]}}),
     ("GET", "/v1/availability"): Row("auditor", 200, "/v1/availability"),

@@ -13,6 +13,8 @@ recorded, and the answer says so (``in_catalogue: false``).
   with what the flag does under that pack.
 * ``PUT /v1/items/{item_id}/block`` (admin): block an item (or lift its block) without a case; its id is
   checked as for a flag.
+* ``PUT /v1/flags/{flag_id}/active`` (admin): switch a flag off (or on again), on the trail as ``recgov harm
+  unflag`` records it; 404 for an unknown flag, 409 for a flag already so.
 * ``GET /v1/flags`` (auditor): the stored flags, each marked with whether the catalogue holds its item (a flag
   stored under a near spelling keeps nothing out of any list).
 
@@ -24,7 +26,8 @@ spellings it overrode; ``new_item`` on an id a catalogue holds is a 422 (``not-a
 * ``GET /v1/escalations?status=`` (auditor): cases, by due time.
 * ``POST /v1/escalations/{case_id}`` (admin): move a case (triaged, resolved,
   dismissed), optionally blocking or unblocking its item; 404 for an unknown
-  case, 409 for a move the workflow does not allow.
+  case, 409 for a move the workflow does not allow. An unblock says what keeps the item out of lists all the
+  same (``still_held``), as ``PUT /v1/items/{item_id}/block`` does.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from fastapi import APIRouter, Path, Query
 
 from audits._common import item_id as stored_item_id
 from audits.catalogue import CatalogueCheck, NearItemId, NotANewItem, check_item
-from audits.harm import block_item, list_cases, other_holds, report_item, transition_case
+from audits.harm import block_item, list_cases, other_holds, report_item, set_flag_active, transition_case
 from governance import packs as pack_store
 from governance.api.deps import AuditKey, GovernKey, OperateKey, SessionDep, SettingsDep
 from governance.api.errors import Problem, problems
@@ -43,7 +46,8 @@ from governance.api.keys import actor_of
 from governance.api.call_record import record_call
 from governance.api.schemas import IDENTIFIER, INT4_MAX
 from governance.api.schemas.harm import (
-    BlockPublic, BlockSet, Case, CaseList, CaseTransition, EvaluationCreate, FlagCreate, FlagList, FlagPublic, ReportCreate, ReportPublic,
+    BlockPublic, BlockSet, CaseList, CaseMoved, CaseTransition, EvaluationCreate, FlagActivePublic, FlagActiveSet, FlagCreate,
+    FlagList, FlagPublic, ReportCreate, ReportPublic,
 )  # fmt: skip
 from governance.escalation import UnknownHarmCategory, evaluate_escalations, flag_listing, flag_under_pack
 from recommender.errors import ConfigError, DataError
@@ -81,6 +85,7 @@ def _in_catalogue(session: Any, item_id: str, new_item: bool = False) -> Catalog
 
 
 CaseId = Annotated[int, Path(ge=1, le=INT4_MAX, description="The case's id.")]
+FlagId = Annotated[int, Path(ge=1, le=INT4_MAX, description="The flag's id (see GET /v1/flags).")]
 
 
 @router.post("/v1/items/{item_id}/reports", status_code=201, response_model=ReportPublic, responses=problems(422), summary="Record a user's report of an item (operator)")
@@ -160,6 +165,21 @@ def block(item_id: ItemId, body: BlockSet, session: SessionDep, key: GovernKey) 
     }  # fmt: skip
 
 
+@router.put("/v1/flags/{flag_id}/active", response_model=FlagActivePublic, responses=problems(404, 409), summary="Switch a flag off, or on again (admin)")
+def flag_active(flag_id: FlagId, body: FlagActiveSet, session: SessionDep, key: GovernKey) -> dict[str, Any]:
+    """What the flag kept out of lists is served again from the next request (``active: false``). 404 for an unknown
+    flag; 409 for a flag already active (or inactive); nothing changed on either."""
+    try:
+        row = set_flag_active(session, flag_id, active=body.active, note=body.note, actor=actor_of(key))
+    except ConfigError as err:
+        session.rollback()
+        if str(err).startswith("unknown item flag"):
+            raise Problem(404, str(err)) from None
+        raise Problem(409, str(err), kind="flag-state") from None
+    record_call(session, key, "flags.active", objects={"item": row.item_id, "flag": row.id}, payload={"active": row.active})
+    return {"id": row.id, "item_id": row.item_id, "category": row.category, "active": row.active, "trail_seq": row.trail_seq}
+
+
 @router.get("/v1/flags", response_model=FlagList, summary="Stored harm flags, each marked with whether the catalogue holds its item (auditor)")
 def flags(
     session: SessionDep,
@@ -196,7 +216,7 @@ def cases(
     return {"cases": list_cases(session, status=status)}
 
 
-@router.post("/v1/escalations/{case_id}", response_model=Case, responses=problems(404, 409), summary="Move a case through the workflow; block or unblock its item (admin)")
+@router.post("/v1/escalations/{case_id}", response_model=CaseMoved, responses=problems(404, 409), summary="Move a case through the workflow; block or unblock its item (admin)")
 def transition(case_id: CaseId, body: CaseTransition, session: SessionDep, key: GovernKey) -> dict[str, Any]:
     """404 for an unknown case; 409 for a move the workflow refuses (e.g. out of a final status, or dismiss with block)."""
     try:
@@ -215,4 +235,5 @@ def transition(case_id: CaseId, body: CaseTransition, session: SessionDep, key: 
         objects={"case": row.id, "item": row.item_id},
         payload={"status": row.status, "action": body.action},
     )
-    return next(c for c in list_cases(session) if c["id"] == row.id)
+    moved = next(c for c in list_cases(session) if c["id"] == row.id)
+    return moved | {"still_held": other_holds(session, row.item_id) if body.action == "unblock" else []}

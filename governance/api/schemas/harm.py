@@ -14,8 +14,11 @@ __all__ = [
     "BlockSet",
     "Case",
     "CaseList",
+    "CaseMoved",
     "CaseTransition",
     "EvaluationCreate",
+    "FlagActivePublic",
+    "FlagActiveSet",
     "FlagCreate",
     "FlagList",
     "FlagPublic",
@@ -158,6 +161,15 @@ class Case(BaseModel):
     trail_seq: int = Field(description="The trail event of the latest change.")
 
 
+class CaseMoved(Case):
+    """A case as moved."""
+
+    still_held: list[str] = Field(
+        description="When the move unblocked the item: what keeps it out of lists all the same (an active flag under a "
+        "pack that blocks its category, another case under review), in words."
+    )
+
+
 class CaseList(BaseModel):
     """Escalation cases, by due time."""
 
@@ -231,3 +243,24 @@ class FlagList(BaseModel):
     misspelt: list[int] = Field(
         description="The active flags whose item id no catalogue holds but one holds a near spelling of, not claimed a new item."
     )
+
+
+class FlagActiveSet(_Body):
+    """A flag switched off (a false positive, a misspelt id flagged again under the catalogue's) or on again."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"active": False, "note": "false positive: satire"}]}
+    )
+
+    active: bool = Field(strict=True, description="False: switch the flag off (what it kept out of lists is served again); True: on again.")
+    note: str | None = Field(None, min_length=1, max_length=10_000, pattern=TEXT, description="Why (stored on the trail; no personal data).")
+
+
+class FlagActivePublic(BaseModel):
+    """A flag as switched."""
+
+    id: int
+    item_id: str
+    category: str
+    active: bool
+    trail_seq: int = Field(description="The trail event of this change.")
