@@ -4,8 +4,10 @@ Thin wrappers over :mod:`governance.privacy.access` and
 :mod:`governance.privacy.erasure`. A subject is given by the id your systems
 know them by; recgov stores only its pseudonym, and no output repeats the raw
 id, except the access export itself (it goes to the subject). Exit codes: 0
-done, 2 bad usage or input (a missing file, broken data, an unreachable
-database), with one line on stderr and nothing stored.
+done; 1 ``erase --retrain`` erased the subject but the retrain request it opened
+still waits (the output names the command to run); 2 bad usage or input (a
+missing file, broken data, an unreachable database), with one line on stderr and
+nothing stored.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from governance.cli._common import (
+    EXIT_FINDING,
     OptionalPackOpt,
     RequiredPackOpt,
     RequestedSubjectArg,
@@ -29,7 +32,7 @@ from governance.cli._common import (
 )
 from governance.cli.core import DatabaseOpt, JsonOpt, MapOpt, load_dataset, print_rows
 from governance.cli.policy import load_or_fail
-from governance.cli.retrain import print_retrain_run
+from governance.cli.retrain import print_retrain_run, still_waiting
 from governance.cli.store import store_errors
 from recommender.errors import ConfigError
 
@@ -160,7 +163,12 @@ def subject_erase(
     json_output: JsonOpt = False,
 ) -> None:
     """Erase SUBJECT (GDPR Art. 17): unlearn them from --model, list models that may hold them, record, crypto-shred,
-    keep their restrictions in a suppression record, and call for (or with --retrain run) a full retrain."""
+    keep their restrictions in a suppression record, and call for (or with --retrain run) a full retrain.
+
+    Exit codes: 0 done; 1 the erasure is done but, with --retrain, the retrain request it opened still waits (a model
+    trained under another pack's consent rules waits for a run under that pack, one recgov cannot retrain is retrained
+    by hand and retired), as for 'recgov retrain run': the output names the command to run; 2 bad input, nothing stored.
+    """
     from governance.privacy import erase_subject
 
     loaded = load_or_fail(pack, json_output=json_output)
@@ -183,8 +191,11 @@ def subject_erase(
             report = erase_subject(store, subject, **options)
     if json_output:
         emit_json(report)
-        return
-    _print_erasure(report)
+    else:
+        _print_erasure(report)
+    run = report["retrain"]["run"]
+    if run is not None and still_waiting(run):  # erased, but the retrain it opened is not done
+        raise typer.Exit(code=EXIT_FINDING)
 
 
 def _print_erasure(report: dict[str, Any]) -> None:
