@@ -143,3 +143,24 @@ def test_flags_stored_under_a_wrong_spelling_are_listed_as_such(db_url: str) -> 
     assert _cli(db_url, "harm", "flags").exit_code == 0
     assert _cli(db_url, "harm", "flags", "--all").exit_code == 0  # the switched-off flag is listed, not a finding
     assert _events(db_url, "item.flag_deactivated")
+
+
+def test_a_case_resolved_with_an_unblock_says_what_still_holds_the_item(db_url: str, version: str) -> None:
+    """``harm case --action unblock`` printed "item ... unblocked" while an active flag (under a pack that blocks its
+    category) or another case under review kept the item out of lists; it says so now, as ``block --unblock`` does."""
+    for n in range(3):  # the baseline pack opens a case at three reports
+        assert _cli(db_url, "harm", "report", "i00047", "--reason", f"abusive ({n})").exit_code == 0
+    opened = _cli(db_url, "harm", "evaluate", "--pack", "baseline", "--json")
+    assert opened.exit_code == 0, opened.output
+    (case,) = [c for c in json.loads(opened.stdout)["opened"] if c["item_id"] == "i00047"]
+    blocked = _cli(db_url, "harm", "case", str(case["case_id"]), "--to", "triaged", "--action", "block", "--json")
+    assert blocked.exit_code == 0 and json.loads(blocked.stdout)["still_held"] == [], blocked.output
+    flag = _cli(db_url, "harm", "flag", "i00047", "--category", "self-harm", "--confidence", "0.99", "--pack", "eu-gdpr-dsa", "--json")
+    assert flag.exit_code == 0, flag.output
+    flag_id = json.loads(flag.stdout)["flag_id"]
+
+    resolved = _cli(db_url, "harm", "case", str(case["case_id"]), "--to", "resolved", "--action", "unblock", "--note", "not abusive")
+    assert resolved.exit_code == 0, resolved.output
+    words = " ".join(resolved.output.split())
+    assert "item i00047 unblocked" in words
+    assert f"it stays out of lists meanwhile: flag {flag_id} (self-harm) is active: under a pack that blocks 'self-harm'" in words
