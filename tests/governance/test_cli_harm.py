@@ -48,7 +48,7 @@ def test_a_flag_below_the_block_confidence_opens_a_review_case_and_a_block_follo
     listed = _json(_harm(db_url, "cases", "--status", "open", "--json"))["cases"]
     assert [c["id"] for c in listed] == [case_id]
     moved = _json(_harm(db_url, "case", str(case_id), "--to", "resolved", "--action", "block", "--note", "confirmed", "--json"))
-    assert moved == {"case_id": case_id, "item_id": "i000007", "status": "resolved", "action": "block"}
+    assert moved == {"case_id": case_id, "item_id": "i000007", "status": "resolved", "action": "block", "still_held": []}
     store = open_store(db_url)
     try:
         with store.session() as session:
