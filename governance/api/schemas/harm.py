@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from governance.api.schemas import IDENTIFIER, TEXT, AwareMoment, _Body
+
+NewItemClaim = Annotated[
+    bool,
+    Field(
+        strict=True,  # a boolean: "true" and 1 are not claims
+        description="The item id names an item no catalogue holds yet, though one holds a near spelling of it (I9 beside "
+        "i9): written anyway, and the trail event records this claim and the spellings it overrode. A 422 "
+        "(not-a-new-item) for an id a catalogue holds.",
+    ),
+]
+"""The ``new_item`` claim of a flag, a report or a block (one definition, so the three bodies say the same)."""
 
 __all__ = [
     "BlockPublic",
@@ -45,13 +56,7 @@ class ReportCreate(_Body):
     reporter: str | None = Field(
         None, min_length=1, max_length=200, pattern=IDENTIFIER, description="The reporting subject's id; stored only as its pseudonym."
     )
-    new_item: bool = Field(
-        False,
-        strict=True,  # a boolean: "true" and 1 are not claims
-        description="The item id names an item no catalogue holds yet, though one holds a near spelling of it (I9 beside "
-        "i9): written anyway, and the trail event records this claim and the spellings it overrode. A 422 "
-        "(not-a-new-item) for an id a catalogue holds.",
-    )
+    new_item: NewItemClaim = False
 
 
 class FlagCreate(_Body):
@@ -72,13 +77,7 @@ class FlagCreate(_Body):
         "baseline", min_length=1, max_length=200, pattern=IDENTIFIER,
         description="The pack whose harm vocabulary the category must belong to: a shipped pack name, or a stored pack as NAME@VERSION.",
     )  # fmt: skip
-    new_item: bool = Field(
-        False,
-        strict=True,  # a boolean: "true" and 1 are not claims
-        description="The item id names an item no catalogue holds yet, though one holds a near spelling of it (I9 beside "
-        "i9): written anyway, and the trail event records this claim and the spellings it overrode. A 422 "
-        "(not-a-new-item) for an id a catalogue holds.",
-    )
+    new_item: NewItemClaim = False
 
 
 class EvaluationCreate(_Body):
@@ -185,13 +184,7 @@ class BlockSet(_Body):
 
     blocked: bool = Field(True, strict=True, description="True: keep the item out of every list; False: lift its block.")
     reason: str = Field(min_length=1, max_length=10_000, pattern=TEXT, description="Why (stored on the trail; no personal data).")
-    new_item: bool = Field(
-        False,
-        strict=True,  # a boolean: "true" and 1 are not claims
-        description="The item id names an item no catalogue holds yet, though one holds a near spelling of it (I9 beside "
-        "i9): written anyway, and the trail event records this claim and the spellings it overrode. A 422 "
-        "(not-a-new-item) for an id a catalogue holds.",
-    )
+    new_item: NewItemClaim = False
 
 
 class BlockPublic(BaseModel):
