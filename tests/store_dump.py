@@ -11,10 +11,11 @@ from audits.db import Store
 
 
 def dump_store(store: Store) -> str:
-    """Every row of every table of ``store``, one ``repr`` of its tuple per line."""
+    """Every row of every table of ``store``, one ``repr`` of its tuple per line, tables by name and rows in
+    sorted order: the same contents always dump to the same text. (PostgreSQL lists its tables in catalogue
+    order, which moves when autovacuum rewrites a table's catalogue row, and returns rows in heap order.)"""
     parts = []
     with store.engine.connect() as connection:
-        for table in inspect(store.engine).get_table_names():
-            for row in connection.execute(text(f'SELECT * FROM "{table}"')):
-                parts.append(repr(tuple(row)))
+        for table in sorted(inspect(store.engine).get_table_names()):
+            parts.extend(sorted(repr(tuple(row)) for row in connection.execute(text(f'SELECT * FROM "{table}"'))))
     return "\n".join(parts)
