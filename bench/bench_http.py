@@ -29,7 +29,12 @@ with Global Privacy Control sends it (the first request of a subject records
 the opt-out, the next ones find it on record); ``gpc-first``, ``Sec-GPC: 1`` from
 a subject never seen before on every request, so that every request records
 its opt-out (a consent write) before it is answered (these subjects hold no
-grant, so their lists are the non-profiling ones). ``--connections`` takes
+grant, so their lists are the non-profiling ones); ``tcf``, the same list with an
+IAB TCF v2.2 TC string in the body granting purposes 1, 5 and 6 to the
+installation's vendor, as a consent-management platform's page sends it on
+every request (served under the EU pack stored with a ``consent.tcf.vendor_id``,
+``eu-gdpr-dsa-tcf@1.0.0``: the first request of a subject records the string's
+grant, the next ones find it on record). ``--connections`` takes
 several concurrencies (``4,8,16``): each is measured in every round, the no-op
 first, and each mix's ratio and p99 are given per concurrency. On a machine
 where wrk and the server share two cores, latency at high concurrency is
@@ -44,7 +49,7 @@ the server process's CPU time per request, and its child processes' (the
 decision writer and the compute process) per request; per store, each mix's
 rate as a ratio to the no-op's in the same server.
 
-Run:  python bench/bench_http.py [--seconds 15] [--connections 4,8,16] [--rounds 2] [--mixes governed,gpc,gpc-first]
+Run:  python bench/bench_http.py [--seconds 15] [--connections 4,8,16] [--rounds 2] [--mixes governed,gpc,gpc-first,tcf]
       [--stores sqlite,postgresql] [--population 1000000] [--json]
 
 ``main`` is long on purpose: it is the benchmark's protocol, read top to bottom
@@ -70,6 +75,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the TC string encoder the tests use
 
 import httpx
 import numpy as np
@@ -83,7 +89,9 @@ from audits import open_store
 from audits.consent import record_consent
 from audits.models import DecisionRecord
 from governance.api.keys import create_key
+from governance.packs import shipped_pack_path, store_pack
 from recommender.loaders import load_data
+from tc_strings import tc_string
 
 DATA = "synthetic:n_users=943,n_items=1682,n_interactions=100000,seed=0"
 PACK = "eu-gdpr-dsa"
@@ -100,7 +108,7 @@ request = function()
     return wrk.format(nil, "%(path)s")
   end
   n = n + 1
-  local body = '{"subject":"' .. %(subject)s .. '","k":10,"model_version":"%(model)s","pack":"%(pack)s"}'
+  local body = '{"subject":"' .. %(subject)s .. '","k":10,"model_version":"%(model)s","pack":"%(pack)s"%(body_extra)s}'
   return wrk.format(nil, "%(path)s", nil, body)
 end
 done = function(summary, latency, requests)
@@ -194,13 +202,32 @@ SERVED = "subjects[(n %% #subjects) + 1]"
 """The subject of request ``n`` (Lua): the model's subjects in turn."""
 FIRST = 'string.format("g%(run)03d-%%07d", n)'
 """A subject never seen before on every request (Lua; ``run`` keeps each wrk run's subjects apart)."""
+TCF_VENDOR = 755
+"""The installation's IAB vendor id in the ``tcf`` mix's pack (any id from 1 to 65535 would do)."""
+TCF_PACK = "eu-gdpr-dsa-tcf@1.0.0"
+"""The ``tcf`` mix's pack: the shipped EU pack stored under another name with ``consent.tcf.vendor_id`` set."""
 MIXES = {
-    # name: (method, path, extra Lua header lines, subject expression)
-    "noop": ("GET", "/v1/ping", "", SERVED),
-    "governed": ("POST", "/v1/recommendations", "", SERVED),
-    "gpc": ("POST", "/v1/recommendations", 'wrk.headers["Sec-GPC"] = "1"', SERVED),
-    "gpc-first": ("POST", "/v1/recommendations", 'wrk.headers["Sec-GPC"] = "1"', FIRST),
+    # name: (method, path, extra Lua header lines, subject expression, TC string in the body)
+    "noop": ("GET", "/v1/ping", "", SERVED, False),
+    "governed": ("POST", "/v1/recommendations", "", SERVED, False),
+    "gpc": ("POST", "/v1/recommendations", 'wrk.headers["Sec-GPC"] = "1"', SERVED, False),
+    "gpc-first": ("POST", "/v1/recommendations", 'wrk.headers["Sec-GPC"] = "1"', FIRST, False),
+    "tcf": ("POST", "/v1/recommendations", "", SERVED, True),
 }
+
+
+def _tcf_pack(packs_dir: Path) -> str:
+    """Store the ``tcf`` mix's pack in the service's pack directory (as ``POST /v1/packs`` would) and return its ref."""
+    text = shipped_pack_path(PACK).read_text(encoding="utf-8")
+    name, version = TCF_PACK.split("@")
+    for before, after in ((f"  name: {PACK}\n", f"  name: {name}\n"), ("    vendor_id: null\n", f"    vendor_id: {TCF_VENDOR}\n")):
+        if text.count(before) != 1:
+            raise SystemExit(f"the shipped pack {PACK} no longer reads {before.strip()!r} once; update the bench's tcf mix")
+        text = text.replace(before, after)
+    loaded, _ = store_pack(packs_dir, text=text)
+    if f"{loaded.name}@{loaded.version}" != f"{name}@{version}":
+        raise SystemExit(f"the tcf mix's pack is {loaded.name}@{loaded.version}, not {TCF_PACK}")
+    return TCF_PACK
 
 
 def _population_file(path: Path, n: int) -> Path:
@@ -277,6 +304,11 @@ def _bench_store(kind: str, db_url: str, tmp: Path, args: argparse.Namespace, sa
                 lawful_basis="consent", source="import", actor="bench",
             )  # fmt: skip
 
+    # The tcf mix: a pack that names the installation's vendor, and one TC string (made a day ago) granting it
+    # purposes 1, 5 and 6 on consent, as the pack's consent.tcf asks.
+    tcf_pack = _tcf_pack(home / "packs")
+    tcf = tc_string(purposes=[1, 5, 6], vendors=[TCF_VENDOR])
+
     server, url = _start_server(env)
     mixes = ["noop", *args.mixes]
     try:
@@ -285,11 +317,12 @@ def _bench_store(kind: str, db_url: str, tmp: Path, args: argparse.Namespace, sa
 
         def script(name: str) -> Path:
             """The wrk script of one run of mix ``name`` (a new one per run: ``gpc-first`` subjects are never reused)."""
-            method, path, extra, subject = MIXES[name]
+            method, path, extra, subject, with_tcf = MIXES[name]
             run = next(runs)
             written = tmp / f"{kind}-{name}-{run}.lua"
             written.write_text(
-                WRK_SCRIPT % {"subjects": quoted, "method": method, "token": token, "path": path, "model": model_version, "pack": PACK,
+                WRK_SCRIPT % {"subjects": quoted, "method": method, "token": token, "path": path, "model": model_version,
+                              "pack": tcf_pack if with_tcf else PACK, "body_extra": f',"tcf":"{tcf}"' if with_tcf else "",
                               "extra_headers": extra, "subject": subject % {"run": run}}
             )  # fmt: skip
             return written
@@ -301,6 +334,11 @@ def _bench_store(kind: str, db_url: str, tmp: Path, args: argparse.Namespace, sa
             time.sleep(2)
         if probe.status_code != 200 or probe.json()["mode"] != "personalized":
             raise SystemExit(f"the governed endpoint does not serve a personalized list: {probe.status_code} {probe.text[:500]}")
+        if "tcf" in args.mixes:  # the TC string must be judged a grant under the tcf pack, or the mix measures a refusal
+            probe = httpx.post(f"{url}/v1/recommendations", json={"subject": subjects[-1], "k": 10, "model_version": model_version, "pack": tcf_pack, "tcf": tcf},
+                               headers={"Authorization": f"Bearer {token}"}, timeout=60)  # fmt: skip
+            if probe.status_code != 200 or probe.json()["mode"] != "personalized":
+                raise SystemExit(f"the tcf mix does not serve a personalized list: {probe.status_code} {probe.text[:500]}")
 
         rows_before, served_before = _decision_rows(store), _decisions_served(url, token)
         say(f"[{kind}] warming up ({args.warmup:g} s per endpoint) ...")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -366,6 +367,14 @@ def _decode_publisher_tc(reader: _BitReader) -> PublisherTC:
     )
 
 
+DECODED_KEPT = 128
+"""How many decoded TC strings :func:`decode_tc_string` keeps (least recently used go first)."""
+DECODED_KEPT_LENGTH = 1024
+"""The longest string kept decoded: a longer one (a rare, long vendor list) is decoded on every call, so that
+hostile strings whose vendor sections decode to thousands of ranges cannot make the kept ones hold more than
+about 60 MB."""
+
+
 def decode_tc_string(s: str) -> TCString:
     """Decode an IAB TCF v2.x TC string.
 
@@ -376,6 +385,23 @@ def decode_tc_string(s: str) -> TCString:
     if not isinstance(s, str):
         raise DataError(MSG_NOT_STR.format(type=type(s).__name__))
     text = s.strip()
+    return _decode_kept(text) if len(text) <= DECODED_KEPT_LENGTH else _decode_text(text)
+
+
+@functools.lru_cache(maxsize=DECODED_KEPT)
+def _decode_kept(text: str) -> TCString:
+    """:func:`decode_tc_string` of a stripped string, kept for the strings decoded last.
+
+    A CMP's page sends the same string with every request until the user chooses
+    again, and a served list reads it three times (its check, the consent
+    judgement, the engine's): a decoded string is immutable, so the work is
+    done once per string. A string that does not decode raises every time (an
+    exception is never kept)."""
+    return _decode_text(text)
+
+
+def _decode_text(text: str) -> TCString:
+    """The decoding itself (see :func:`decode_tc_string`)."""
     if not text:
         raise DataError(MSG_EMPTY)
     segments = text.split(".")

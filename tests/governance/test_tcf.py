@@ -28,6 +28,7 @@ from governance.consent.tcf import (
 )
 from governance.policy import TcfRequirements
 from recommender.errors import ConfigError, DataError
+from tc_strings import tc_string
 
 
 # -- a tiny bit writer: the test-side encoder ----------------------------------------
@@ -675,3 +676,23 @@ def test_created_is_timedelta_exact_for_the_maximum_timestamp():
     w.bits[6:42] = BitWriter().int((1 << 36) - 1, 36).bits
     tc = decode_tc_string(w.encode())
     assert tc.created == datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=((1 << 36) - 1) * 100)
+
+
+def test_a_string_is_decoded_once_and_the_kept_ones_are_bounded() -> None:
+    """A CMP's string repeats on every request: decoded once and kept; long strings and failures never kept."""
+    from governance.consent import tcf as tcf_module
+
+    tcf_module._decode_kept.cache_clear()
+    text = tc_string(purposes=[1, 5, 6], vendors=[755])
+    assert decode_tc_string(text) is decode_tc_string(f"  {text} ")  # the stripped text is the key
+    for n in range(tcf_module.DECODED_KEPT + 40):
+        decode_tc_string(tc_string(purposes=[1], vendors=[n + 1]))
+    assert tcf_module._decode_kept.cache_info().currsize == tcf_module.DECODED_KEPT
+    long_text = tc_string(purposes=[1], vendors=[5000 + 2 * i for i in range(2000)])
+    assert len(long_text) > tcf_module.DECODED_KEPT_LENGTH
+    assert decode_tc_string(long_text) == decode_tc_string(long_text)
+    assert decode_tc_string(long_text) is not decode_tc_string(long_text)
+    with pytest.raises(DataError):
+        decode_tc_string(text[:10])
+    with pytest.raises(DataError):  # a failure raises again: nothing of it was kept
+        decode_tc_string(text[:10])
