@@ -71,6 +71,10 @@ class TrailReport:
     elapsed_s: float = 0.0
     extent: str | None = None
     """An export only: what its header proves about where the file ends (signed, or ``unproven: ...``)."""
+    trusted_keys: str | None = None
+    """A store's report only: which keys its checkpoints were checked with: ``installation`` (the keys this
+    installation holds, and any given), or ``database`` (the keys the store itself holds, where this installation
+    holds none: a writer of the database could have added one)."""
 
     @property
     def events_per_s(self) -> float:
@@ -82,6 +86,8 @@ class TrailReport:
         document = asdict(self)
         if self.extent is None:  # a store's report, or an export refused before its extent was read
             del document["extent"]
+        if self.trusted_keys is None:  # an export's report: its keys are the ones given
+            del document["trusted_keys"]
         document["elapsed_s"] = round(self.elapsed_s, 4)
         document["events_per_s"] = round(self.events_per_s)
         return document
@@ -98,7 +104,13 @@ class TrailReport:
         )
         head = f"seq {self.head_seq}, hash {self.head_hash[:16]}"
         extent = f"; {self.extent}" if self.extent is not None else ""
-        return f"trail intact: {self.n_events} events up to the head ({head}){signed}{extent}"
+        trust = (
+            "; checkpoints checked with the keys the database holds (this installation holds no public key: "
+            "pass the signer's with --public-key)"
+            if self.trusted_keys == "database" and self.signed_through is not None
+            else ""
+        )
+        return f"trail intact: {self.n_events} events up to the head ({head}){signed}{extent}{trust}"
 
 
 def _message(row: Row, seq: int) -> bytes:
@@ -324,6 +336,7 @@ def report(
     head_seq: int,
     head_hash: str,
     started: float,
+    trusted_keys: str | None = None,
 ) -> TrailReport:
     """Combine the walk and the signature checks into a report (the earliest break wins)."""
     found = walker.broken
@@ -352,4 +365,5 @@ def report(
         checkpoints_verified=len(reached),
         signed_through=max((c.seq for c in reached), default=None),
         elapsed_s=_time.perf_counter() - started,
+        trusted_keys=trusted_keys,
     )

@@ -38,6 +38,7 @@ __all__ = [
     "load_public_key",
     "verify_signature",
     "installation_key",
+    "installation_public_keys",
 ]
 
 ALGORITHM = "ed25519"
@@ -168,6 +169,36 @@ def load_signing_key(
     key = SigningKey(private_key=private, key_id=key_id_of(public), public_key_pem=_public_pem(public), path=path)
     _write_public(settings.keys_dir, key)
     return key
+
+
+def installation_public_keys(settings: StoreSettings | None = None) -> dict[str, Ed25519PublicKey]:
+    """The public key of every signing key this installation has had: each ``<key_id>.pub.pem`` in its keys folder.
+
+    What a verification of the store trusts its checkpoints to (:func:`audits.verify.verify_store`): the
+    ``signing_keys`` table holds the same keys, but anyone who can write the database can add one there and
+    sign a rewritten trail with it; the keys folder is the installation's own. Empty where this installation
+    never signed (a host that only reads the store).
+
+    Raises
+    ------
+    ConfigError
+        A ``.pub.pem`` file that cannot be read, is not an Ed25519 public key, or holds another key than its
+        name says.
+    """
+    settings = settings or get_settings()
+    found: dict[str, Ed25519PublicKey] = {}
+    if not settings.keys_dir.is_dir():
+        return found
+    for path in sorted(settings.keys_dir.glob("*.pub.pem")):
+        try:
+            key = load_public_key(path.read_bytes())
+        except (OSError, DataError) as err:
+            raise ConfigError(f"cannot read the public key {path}: {err}") from err
+        key_id = key_id_of(key)
+        if path.name != f"{key_id}.pub.pem":
+            raise ConfigError(f"{path} holds key {key_id}, not the key its name says; a public key file is named <key_id>.pub.pem")
+        found[key_id] = key
+    return found
 
 
 def rotate_signing_key(

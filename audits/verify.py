@@ -22,6 +22,16 @@ table              held against
 A checkpoint is signed only when all of it holds: a signature vouches for the
 records the trail anchors, not for the chain alone.
 
+Which keys a store's checkpoints are checked with (``trusted_keys``): the
+public keys the installation holds in its keys folder
+(:func:`audits.keys.installation_public_keys`, every key it ever signed with),
+and any the caller gives. The ``signing_keys`` table holds the same keys, but
+whoever can write the database can add one there, rewrite the trail, recompute
+its hashes and sign it: a checkpoint by a key outside the trusted ones breaks the
+verification (``untrusted_checkpoint``). Only where the installation holds no
+key at all (a host that never signed, and no key given) are the database's
+keys used, and the report says so (``trusted_keys: database``).
+
 :func:`verify_trail` checks a store's chain; :func:`audits.export.verify_export`
 checks an exported file with nothing but a public key. Both feed rows to the same
 :class:`ChainWalker`, which stops at the first event that does not fit and says
@@ -42,6 +52,9 @@ reason             meaning
 ``head_mismatch``  the head's hash differs from the last event's
 ``checkpoint_mismatch`` the chain no longer reaches a signed checkpoint's hash
 ``bad_signature``  a checkpoint's signature does not verify
+``untrusted_checkpoint`` (store) a checkpoint signed by a key this installation
+                   does not hold (its keys folder) and was not given: anyone who can
+                   write the database can add a key and sign a rewritten trail
 ``no_checkpoint``  (export) no checkpoint signed by the given key
 ================== ===========================================================
 """
@@ -51,7 +64,7 @@ from __future__ import annotations
 import queue
 import threading
 import time as _time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +72,7 @@ from sqlalchemy import Connection
 
 from audits.chain import ROW_COLUMNS, Break, ChainWalker, TrailReport, by_seq, check_signatures, gc_paused, report
 from audits.checkpoints import CheckpointRecord, create_checkpoint, list_checkpoints
+from audits.keys import installation_public_keys
 from audits.trail import GENESIS_HASH, lock_head, read_head
 from recommender.errors import DataError
 
@@ -263,10 +277,17 @@ def _read_batches(connection: Connection, *, batch_size: int, after: int) -> Ite
         cursor.close()
 
 
-def verify_trail(connection: Connection, *, batch_size: int = 20_000, progress: Progress | None = None) -> TrailReport:
+def verify_trail(
+    connection: Connection,
+    *,
+    trusted_keys: Mapping[str, Any] | None = None,
+    batch_size: int = 20_000,
+    progress: Progress | None = None,
+) -> TrailReport:
     """Verify the whole trail of the store behind ``connection``.
 
-    Checks every checkpoint's signature (with the keys in ``signing_keys``),
+    Checks every checkpoint's signature (with ``trusted_keys``, key id -> Ed25519 public key, where given and
+    not empty: a checkpoint by another key is ``untrusted_checkpoint``; else with the keys in ``signing_keys``),
     walks the chain from event 1 in batches, compares its end with the head and
     every checkpoint with the event it signed. Run it on
     :meth:`audits.db.Store.snapshot` so that concurrent appends do not interfere.
@@ -280,7 +301,7 @@ def verify_trail(connection: Connection, *, batch_size: int = 20_000, progress: 
     """
     started = _time.perf_counter()
     head_seq, head_hash = read_head(connection)
-    valid, signature_failure = check_signatures(list_checkpoints(connection))
+    valid, signature_failure, trust = _checked_checkpoints(list_checkpoints(connection), trusted_keys)
     walker = ChainWalker(by_seq(valid))
     batches = iter_rows(connection, batch_size=batch_size)
     try:
@@ -307,21 +328,46 @@ def verify_trail(connection: Connection, *, batch_size: int = 20_000, progress: 
         yield from range(1, max(head_seq, walker.n_events) + 2)
 
     walker.diagnose(candidates)
-    return report(walker, valid, signature_failure, head_seq=head_seq, head_hash=head_hash, started=started)
+    return report(walker, valid, signature_failure, head_seq=head_seq, head_hash=head_hash, started=started, trusted_keys=trust)
 
 
-def verify_store(connection: Connection, *, progress: Progress | None = None) -> StoreReport:
+def _checked_checkpoints(
+    checkpoints: list[CheckpointRecord], trusted_keys: Mapping[str, Any] | None
+) -> tuple[list[CheckpointRecord], Break | None, str]:
+    """The checkpoints whose signatures verify, the first failure, and which keys were trusted (see the module doc)."""
+    if not trusted_keys:
+        valid, failure = check_signatures(checkpoints)
+        return valid, failure, "database"
+    valid, failure = check_signatures(checkpoints, public_keys=dict(trusted_keys))
+    untrusted = [c for c in checkpoints if c.key_id not in trusted_keys]
+    if untrusted:
+        first = min(untrusted, key=lambda c: c.seq)
+        if failure is None or first.seq < failure.seq:
+            failure = Break(
+                first.seq,
+                "untrusted_checkpoint",
+                f"the checkpoint of event {first.seq} signed at {first.time} is by key {first.key_id}, which is not "
+                f"one of this installation's keys (its keys folder) nor one given: whoever can write the database can "
+                f"add a key and sign a rewritten trail with it. If the key is yours (another host's), put its "
+                f"<key_id>.pub.pem in the keys folder or pass it with --public-key",
+            )
+    return valid, failure, "installation"
+
+
+def verify_store(
+    connection: Connection, *, trusted_keys: Mapping[str, Any] | None = None, progress: Progress | None = None
+) -> StoreReport:
     """Verify the trail (:func:`verify_trail`) and every record it anchors (:data:`RECORD_CHECKS`), in one snapshot.
 
     What ``recgov trail verify``, ``GET /v1/trail/verify``, the console and every checkpoint run.
     Run it on :meth:`audits.db.Store.snapshot`.
     """
-    trail = verify_trail(connection, progress=progress)
+    trail = verify_trail(connection, trusted_keys=trusted_keys, progress=progress)
     return StoreReport(trail, tuple(verify_records(connection)))
 
 
 def verify_and_checkpoint(
-    store: Store, key: SigningKey, *, progress: Progress | None = None
+    store: Store, key: SigningKey, *, trusted_keys: Mapping[str, Any] | None = None, progress: Progress | None = None
 ) -> tuple[StoreReport, CheckpointRecord | None]:
     """Verify the whole store (:func:`verify_store`), then sign the trail's head; never sign what does not hold.
 
@@ -332,8 +378,9 @@ def verify_and_checkpoint(
     checked by the next verification). Returns the report and the checkpoint
     (None: nothing was signed).
     """
+    trusted = {**(trusted_keys or installation_public_keys(store.settings)), key.key_id: key.private_key.public_key()}
     with store.snapshot() as connection:
-        checked = verify_store(connection, progress=progress)
+        checked = verify_store(connection, trusted_keys=trusted, progress=progress)
     if not checked.intact:
         return checked, None
     report = checked.trail

@@ -82,17 +82,36 @@ def _progress(enabled: bool, label: str) -> Iterator[Callable[[int, int], None] 
         yield advance
 
 
-def _verify(url: str | None, json_output: bool) -> Any:
+def _verify(url: str | None, json_output: bool, given: dict[str, Any]) -> Any:
     """The store's report (:func:`audits.verify.verify_store`): the chain, and the records anchored in it that no
-    longer match it (a row changed behind the database's back breaks its anchor even though the chain is intact)."""
+    longer match it (a row changed behind the database's back breaks its anchor even though the chain is intact);
+    checkpoints checked with the installation's keys and ``given``."""
     from audits import open_store, verify_store
+    from audits.keys import installation_public_keys
 
     store = open_store(url)
     try:
+        trusted = {**installation_public_keys(store.settings), **given}
         with store.snapshot() as connection, _progress(progress_enabled(json_output), "verifying") as progress:
-            return verify_store(connection, progress=progress)
+            return verify_store(connection, trusted_keys=trusted, progress=progress)
     finally:
         store.close()
+
+
+def _public_keys(paths: list[Path]) -> dict[str, Any]:
+    """The Ed25519 public keys in ``paths`` by key id; a file that is not one is a located error."""
+    from audits.keys import key_id_of, load_public_key
+    from recommender.errors import DataError
+
+    keys: dict[str, Any] = {}
+    for path in paths:
+        try:
+            key = load_public_key(path.read_bytes())
+        except (DataError, OSError) as err:  # located: which of the files is wrong
+            reason = err.strerror if isinstance(err, OSError) else err
+            raise DataError(f"{path}: {reason}") from None
+        keys[key_id_of(key)] = key
+    return keys
 
 
 def _print_report(report: Any, json_output: bool) -> None:
@@ -179,10 +198,26 @@ def db_current(database_url: DatabaseUrl = None, json_output: JsonOutput = False
 
 
 @trail_app.command("verify")
-def trail_verify(database_url: DatabaseUrl = None, json_output: JsonOutput = False) -> None:
-    """Walk the whole chain and the signed checkpoints, and check every record the trail anchors; exit 1 on a break."""
+def trail_verify(
+    database_url: DatabaseUrl = None,
+    public_key: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--public-key",
+            help="Also trust this Ed25519 public key (PEM) for checkpoints, beside the keys in this installation's keys "
+            "folder (another host's signer); repeat it for several.",
+        ),
+    ] = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Walk the whole chain and the signed checkpoints, and check every record the trail anchors; exit 1 on a break.
+
+    Checkpoints are checked with the keys this installation holds (its keys folder) and any --public-key: one
+    signed by another key (which anyone who can write the database could have added) breaks the verification.
+    Where neither gives a key, the database's keys are used and the report says so."""
     with store_errors():
-        report = _verify(database_url, json_output)
+        given = _public_keys(public_key or [])
+        report = _verify(database_url, json_output, given)
     _print_report(report, json_output)
     if not report.intact:
         raise typer.Exit(code=EXIT_FINDING)

@@ -409,7 +409,7 @@ def test_trail_pages_wait_their_turn_without_taking_the_other_pages_threads(serv
     busy, most = [0], [0]
     original = pages.verify_store
 
-    def held(connection):
+    def held(connection, **kwargs):
         with lock:
             busy[0] += 1
             most[0] = max(most[0], busy[0])
@@ -417,7 +417,7 @@ def test_trail_pages_wait_their_turn_without_taking_the_other_pages_threads(serv
         release.wait(60)
         with lock:
             busy[0] -= 1
-        return original(connection)
+        return original(connection, **kwargs)
 
     monkeypatch.setattr(pages, "verify_store", held)
     auditor, _ = server.signed_in("auditor")

@@ -30,6 +30,7 @@ from sqlalchemy import select
 from audits import jobs as job_store
 from audits.checkpoints import list_checkpoints
 from audits.harm import CASE_ACTIONS, CASE_TRANSITIONS, OPEN_CASE_STATUSES, list_cases, transition_case
+from audits.keys import installation_public_keys
 from audits.models import AuditResult, AuditRun, TrailEvent
 from audits.results import results_digest
 from audits.verify import verify_store
@@ -197,8 +198,9 @@ async def trail(request: Request, store: StoreDep, settings: SettingsDep, review
 def _trail_state(store: Any) -> tuple[Any, list[Any], list[Any]]:
     """The whole verification, the checkpoints and the latest events, in one snapshot."""
     latest = select(TrailEvent.seq, TrailEvent.time, TrailEvent.actor, TrailEvent.action, TrailEvent.objects)
+    trusted = installation_public_keys(store.settings)  # not the database's own keys: see audits.verify
     with store.snapshot() as connection:
-        checked = verify_store(connection)
+        checked = verify_store(connection, trusted_keys=trusted)
         checkpoints = list_checkpoints(connection)
         events = connection.execute(latest.order_by(TrailEvent.seq.desc()).limit(RECENT_EVENTS)).all()
     return checked, checkpoints, events

@@ -36,7 +36,7 @@ from starlette.background import BackgroundTask
 
 from audits.checkpoints import list_checkpoints, register_signing_key
 from audits.export import export_trail
-from audits.keys import ALGORITHM, load_public_key, load_signing_key
+from audits.keys import ALGORITHM, installation_public_keys, load_public_key, load_signing_key
 from audits.models import SigningKeyRecord, TrailCheckpoint, TrailEvent
 from audits.trail import format_time, read_head
 from audits.verify import verify_and_checkpoint, verify_store
@@ -68,8 +68,9 @@ async def verify(request: Request, store: StoreDep, settings: SettingsDep, key: 
 
 
 def _verified(store: Any) -> dict[str, Any]:
+    trusted = installation_public_keys(store.settings)  # not the database's own keys: see audits.verify
     with store.snapshot() as connection:
-        return verify_store(connection).to_dict()
+        return verify_store(connection, trusted_keys=trusted).to_dict()
 
 
 def _shown(problems: list[dict[str, Any]], role: str, home: Path) -> list[dict[str, Any]]:
