@@ -7,9 +7,13 @@ hashed where the request is read and never stored; the decision record carries
 the subject's pseudonym with ``{"id", "variant", "reason"}`` in its context.
 
 Reasons: ``randomised`` (in the analysis), ``holdback`` (the long-term holdback:
-served the control, left out of the analysis) and ``not_profiled`` (a subject who
+served the control, left out of the analysis), ``not_profiled`` (a subject who
 may not be profiled is never randomised into a personalised variant: they get
-the control's non-profiling list and are counted as such, outside the analysis).
+the control's non-profiling list and are counted as such, outside the analysis)
+and ``arm_refused`` (the arm could not serve as the plan froze it: its pack no
+longer has the pinned content, or does not admit the model the arm would serve;
+the subject got the list a request outside the experiment gets, and is left out
+of the analysis: see :mod:`governance.api.services.experiments`).
 
 After an experiment stops, a plan with ``holdback_days`` keeps its holdback
 (:class:`InForce`): the subjects whose bucket put them in the holdback are
@@ -22,12 +26,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["ASSIGNMENT_REASONS", "InForce", "RunningExperiment", "assign", "assign_in_force", "bucket"]
 
-ASSIGNMENT_REASONS = ("randomised", "holdback", "not_profiled")
+ASSIGNMENT_REASONS = ("randomised", "holdback", "not_profiled", "arm_refused")
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,8 @@ class RunningExperiment:
     """Each ``{"name", "control", "model_version", "pack"}``, in plan order."""
     allocation: tuple[tuple[str, float], ...]
     holdback: float
+    pins: Mapping[str, str] = field(default_factory=dict)
+    """Variant name -> the content hash of its pack, frozen with the plan (``pack_pins``; none in plans frozen before)."""
 
     @classmethod
     def from_row(cls, id_: int, name: str, plan: dict[str, Any], salt_hex: str) -> RunningExperiment:
@@ -49,6 +56,7 @@ class RunningExperiment:
             id=id_, name=name, salt=bytes.fromhex(salt_hex), variants=tuple(spec["variants"]),
             allocation=tuple((v["name"], float(spec["allocation"][v["name"]])) for v in spec["variants"]),
             holdback=float(spec.get("holdback", 0.0)),
+            pins={name: pin["content_hash"] for name, pin in (plan.get("pack_pins") or {}).items()},
         )  # fmt: skip
 
     @property

@@ -195,6 +195,9 @@ class EngineCache:
         """model version -> (the stat of an artifact that failed its SHA-256 check, why): not hashed again as it is."""
         self._engines: dict[tuple[str, str], _Engine] = {}
         self._catalogs: dict[str, tuple[float, pd.DataFrame | None]] = {}
+        self.arm_verdicts: dict[tuple[str, str], str | None] = {}
+        """(pack content hash, model version) -> why an experiment arm's pack does not admit the model, or None
+        (:func:`governance.api.services.experiments.arm_refused`)."""
         self._load_locks: dict[str, threading.Lock] = {}
         self._log: DecisionLog | None = None
         self._sink: CallAttributingSink | None = None

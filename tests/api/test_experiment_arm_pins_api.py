@@ -1,0 +1,142 @@
+"""An arm is served only under the pack content its plan pinned, checked on every list, over real HTTP (SQLite and
+PostgreSQL).
+
+The treatment names a stored pack. While the experiment runs, the pack's file is changed in place (same name and
+version, other content): serving used to load the changed pack and serve the treatment's subjects under it, rules
+no one had approved for the experiment, until the next look refused. Now each such list is served as a request
+outside the experiment would be (the request's pack, the deployed model), its record saying ``arm_refused`` and why;
+the status counts those subjects per arm, and no list of the experiment carries the changed content. Restored, the
+pack serves the arm again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from audits.lineage import record_deployment
+from audits.models import DecisionRecord, Experiment
+from governance.cli.policy import SHIPPED
+from recgov.client import Client
+
+pytestmark = pytest.mark.usefixtures("fixed_experiment_salts")
+
+ARM_PACK = (SHIPPED / "baseline.yaml").read_text().replace("name: baseline", "name: arm-pack")
+PLAN = """apiVersion: recgov/v1
+kind: Experiment
+metadata:
+  name: pinned-arm
+  owner: growth team
+hypothesis: Lists under the arm's pack are clicked more often.
+variants:
+  - name: control
+    control: true
+  - name: treatment
+    pack: arm-pack@{version}
+allocation:
+  control: 0.5
+  treatment: 0.5
+primary_metric: click_through
+guardrails:
+  - metric: non_profiling_share
+    margin: 0.05
+    direction: lower_is_better
+design:
+  baseline: 0.15
+  mde: 0.15
+"""
+SUBJECTS = [f"p{i:04d}" for i in range(40)]
+REQUEST_PACK = "california-ccpa"
+
+
+def _lists(server, subjects: list[str] = SUBJECTS) -> dict[str, dict]:
+    """Every subject's answer (the deployed path: the experiment in force serves it)."""
+    out = {}
+    with server.client("operator") as http:
+        for subject in subjects:
+            answer = http.post("/v1/recommendations", json={"subject": subject, "k": 5, "pack": REQUEST_PACK})
+            assert answer.status_code == 200, answer.text
+            out[subject] = answer.json()
+    return out
+
+
+def _treated(answers: dict[str, dict]) -> set[str]:
+    return {s for s, body in answers.items() if body["deployment"]["experiment"]["variant"] == "treatment"}
+
+
+def test_an_arm_whose_pack_changed_in_place_is_not_served_under_it(server) -> None:
+    with server.store.session() as session:
+        record_deployment(session, model_version=server.model_version, stage="production", actor="test")
+    with Client(server.url, server.tokens["admin"]) as api, server.client("admin") as admin:
+        uploaded = admin.post("/v1/packs", content=ARM_PACK, headers={"Content-Type": "application/yaml"})
+        assert uploaded.status_code in (200, 201), uploaded.text
+        version = uploaded.json()["pack_version"]
+        planned = api.plan_experiment(PLAN.format(version=version))
+        api.start_experiment("pinned-arm", plan_hash=planned["plan_hash"])
+        with server.store.session() as session:
+            pinned = session.scalars(select(Experiment.plan).where(Experiment.name == "pinned-arm")).one()["pack_pins"]["treatment"]["content_hash"]
+
+        first, later = SUBJECTS[:20], SUBJECTS[20:]
+        before = _lists(server, first)
+        assert 3 <= len(_treated(before)) <= 17, before
+        assert all(before[s]["pack"] == "arm-pack" and before[s]["pack_hash"] == pinned for s in _treated(before))
+
+        path = Path(server.app.state.settings.packs_dir) / "arm-pack" / f"{version}.yaml"
+        original = path.read_text()
+        path.write_text(original.replace("  owner: recgov maintainers\n", "  owner: someone who changed it in place\n", 1))
+        during = _lists(server)
+        treated = _treated(during)
+        assert _treated(before) <= treated and 5 <= len(treated) <= 35, treated
+        for subject in treated:
+            body = during[subject]
+            assignment = body["deployment"]["experiment"]
+            assert assignment["reason"] == "arm_refused", assignment
+            assert f"not the {pinned} the plan pinned" in assignment["refused"], assignment
+            assert body["pack"] == REQUEST_PACK, body  # as a request outside the experiment
+        assert all(during[s]["deployment"]["experiment"]["reason"] == "randomised" for s in set(SUBJECTS) - treated)
+
+        path.write_text(original)
+        after = _lists(server)
+        assert all(after[s]["pack"] == "arm-pack" and after[s]["deployment"]["experiment"]["reason"] == "randomised" for s in treated)
+        status = api.experiment_status("pinned-arm")  # a subject's first list decides their reason
+        assert status["counts"]["treatment"] == {"randomised": len(_treated(before)), "arm_refused": len(treated - set(first))}, status
+        assert status["pack_drift"] == {}, status["pack_drift"]
+        api.stop_experiment("pinned-arm")
+
+    with server.store.session() as session:
+        records = session.execute(select(DecisionRecord.pack_hash, DecisionRecord.context)).all()
+    arm = [digest for digest, context in records if (context.get("experiment") or {}).get("variant") == "treatment"
+           and context["experiment"]["reason"] == "randomised" and "shadow_of" not in context]  # fmt: skip
+    assert arm and set(arm) == {pinned}, arm  # no list of the arm under other content
+    refused = [c["experiment"] for _, c in records if (c.get("experiment") or {}).get("reason") == "arm_refused" and "shadow_of" not in c]
+    assert len(refused) == len(treated) and all("refused" in a for a in refused)
+
+STRICT_PACK = (  # subjects' ids are not among its inputs: it admits no model of their interactions
+    ARM_PACK.replace("name: arm-pack", "name: strict-arm")
+    .replace("allowed_inputs: [user_id, item_id, event_type, value, timestamp, session_id]", "allowed_inputs: [item_id, event_type, value, timestamp]")
+)
+
+
+def test_an_arm_whose_pack_does_not_admit_the_model_deployed_since_the_start_is_not_served(server) -> None:
+    """A pack-only arm serves the production model, which may change while the experiment runs: checked per list."""
+    with server.store.session() as session:  # nothing in production when the plan is frozen and started
+        record_deployment(session, model_version=server.model_version, stage="shadow", actor="test")
+    with Client(server.url, server.tokens["admin"]) as api, server.client("admin") as admin:
+        uploaded = admin.post("/v1/packs", content=STRICT_PACK, headers={"Content-Type": "application/yaml"})
+        assert uploaded.status_code in (200, 201), uploaded.text
+        text = PLAN.replace("name: pinned-arm", "name: strict-arm").format(version=uploaded.json()["pack_version"]).replace("arm-pack@", "strict-arm@")
+        api.start_experiment("strict-arm", plan_hash=api.plan_experiment(text)["plan_hash"])
+        with server.store.session() as session:
+            record_deployment(session, model_version=server.model_version, stage="production", actor="test")
+        served = _lists(server)
+        treated = {s for s, body in served.items() if body["deployment"]["experiment"]["variant"] == "treatment"}
+        assert 5 <= len(treated) <= 35, treated
+        for subject in treated:
+            assignment = served[subject]["deployment"]["experiment"]
+            assert assignment["reason"] == "arm_refused", assignment
+            assert assignment["refused"].startswith(f"pack 'strict-arm@{uploaded.json()['pack_version']}' does not admit the model the arm would serve: "), assignment
+            assert "reads interactions, not on minimization.purposes.personalization.allowed_inputs" in assignment["refused"], assignment
+            assert served[subject]["pack"] == REQUEST_PACK
+        api.stop_experiment("strict-arm")
