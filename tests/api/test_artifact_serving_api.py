@@ -49,3 +49,25 @@ def test_a_model_file_changed_on_disk_is_a_409_not_a_list(server, tmp_path: Path
         shutil.copyfile(kept, path)  # the recorded file back: served again
         again = client.post("/v1/recommendations", json=request)
         assert again.status_code == 200 and again.json()["mode"] == "personalized", again.text
+
+
+def test_a_corrected_record_of_the_artifact_hash_is_seen_without_touching_the_file(server) -> None:
+    """The refusal of a file that does not match its record was kept for the file's stat alone: a record edited to
+    a wrong hash and corrected again kept the model refused until someone touched the file."""
+    from sqlalchemy import update
+
+    trained = CliRunner().invoke(cli, ["train", DATA.replace("seed=4", "seed=9"), "--no-tune", "--no-carbon", "--factors", "5", "--iterations", "3",
+                                       "--database-url", server.db_url, "--json"])  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    version = json.loads(trained.stdout)["model_version"]
+    with server.store.session() as session:
+        recorded = session.get(ModelVersion, version).artifact_hash
+        session.execute(update(ModelVersion).where(ModelVersion.version_id == version).values(artifact_hash="sha256:" + "0" * 64))
+    request = {"subject": "u000003", "k": 3, "model_version": version, "pack": "california-ccpa"}
+    with server.client("operator") as client:
+        refused = client.post("/v1/recommendations", json=request)
+        assert refused.status_code == 409 and refused.json()["type"].endswith("/artifact-changed"), refused.text
+        with server.store.session() as session:
+            session.execute(update(ModelVersion).where(ModelVersion.version_id == version).values(artifact_hash=recorded))
+        served = client.post("/v1/recommendations", json=request)
+        assert served.status_code == 200 and served.json()["mode"] == "personalized", served.text

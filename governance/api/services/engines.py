@@ -191,8 +191,9 @@ class EngineCache:
         self._packs: dict[str, tuple[tuple[int, int], LoadedPack]] = {}
         self._models: dict[str, tuple[tuple[int, int], Any, type[ServingEngine]]] = {}
         """model version -> (its artifact's stat, the model, the engine class that serves its kind)."""
-        self._refused: dict[str, tuple[tuple[int, int], str]] = {}
-        """model version -> (the stat of an artifact that failed its SHA-256 check, why): not hashed again as it is."""
+        self._refused: dict[str, tuple[tuple[tuple[int, int], str | None], str]] = {}
+        """model version -> ((the stat of an artifact that failed its SHA-256 check, the SHA-256 recorded then), why):
+        not hashed again while the file and the record are as they were."""
         self._engines: dict[tuple[str, str], _Engine] = {}
         self._catalogs: dict[str, tuple[float, pd.DataFrame | None]] = {}
         self.arm_verdicts: dict[tuple[str, str], str | None] = {}
@@ -263,7 +264,8 @@ class EngineCache:
 
         The file is hashed once per load and must have the SHA-256 recorded with the version: one changed on
         disk since is a 409 ``artifact-changed`` naming the version and the file (and is not hashed again until
-        its size or modification time changes)."""
+        its size or modification time changes, or the recorded SHA-256 does: a record corrected in the store is
+        seen at the next request)."""
         with self._loading(model_version):
             with self._lock:
                 found = self._cached_model(model_version, location)
@@ -271,10 +273,10 @@ class EngineCache:
             if found is not None:  # another request loaded it meanwhile
                 return found
             stat = _stat_key(Path(location))
-            if refused is not None and stat is not None and refused[0] == stat:
-                raise Problem(409, refused[1], kind=ARTIFACT_CHANGED_KIND)
             with self.store.snapshot() as connection:
                 kind, artifact_hash = connection.execute(_KIND_OF, {"version": model_version}).one_or_none() or (None, None)
+            if refused is not None and stat is not None and refused[0] == (stat, artifact_hash):
+                raise Problem(409, refused[1], kind=ARTIFACT_CHANGED_KIND)
             try:
                 model, engine_class = load_served_model(kind or "als", location, model_version, artifact_hash=artifact_hash)
                 if stat is not None and _stat_key(Path(location)) != stat:  # replaced between the hash and the read
@@ -284,7 +286,7 @@ class EngineCache:
             except ArtifactChanged as err:
                 if stat is not None:
                     with self._lock:
-                        self._refused[model_version] = (stat, str(err))
+                        self._refused[model_version] = ((stat, artifact_hash), str(err))
                 raise Problem(409, str(err), kind=ARTIFACT_CHANGED_KIND) from None
             if model.version_id_ != model_version:
                 raise ConfigError(MODEL_MISMATCH.format(location=location, found=model.version_id_, expected=model_version))
