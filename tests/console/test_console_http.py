@@ -134,6 +134,31 @@ def test_a_reviewer_triages_then_resolves_a_case_and_the_trail_names_the_key(ser
     assert trail.status_code == 200 and "trail intact" in trail.text and f"<td>{actor}</td><td>api.console.escalations.transition</td>" in trail.text
 
 
+def test_an_unblock_on_the_page_says_what_still_keeps_the_item_out(server: ConsoleServer) -> None:
+    """An unblock answered 'now resolved' and nothing more, while an active flag kept the item out all the same:
+    the API's answer (still_held) and the CLI said it; the page did not."""
+    item = "console-held-item"
+    with server.api("operator") as api:
+        for n in range(3):
+            assert api.post(f"/v1/items/{item}/reports", json={"reason": f"abusive ({n})"}).status_code == 201
+    with server.api("admin") as api:
+        opened = api.post("/v1/escalations/evaluate", json={"pack": "baseline"}).json()["opened"]
+        case_id = next(c["case_id"] for c in opened if c["item_id"] == item)
+        flagged = api.post(f"/v1/items/{item}/flags", json={"category": "violence", "confidence": 0.9, "source": "model"})
+        assert flagged.status_code == 201, flagged.text
+    client, csrf = server.signed_in("admin")
+    with closing(client):
+        blocked = _move(client, csrf, case_id, status="triaged", action="block")
+        page = client.get(blocked.headers["location"]).text
+        assert f"Case {case_id} is now triaged." in page and "stays out of lists" not in page
+        unblocked = _move(client, csrf, case_id, status="resolved", action="unblock", note="not abusive after all")
+        raw = client.get(unblocked.headers["location"]).text
+    page = unescape(raw)
+    assert f"Case {case_id} is now resolved. Item {item} is unblocked, but it stays out of lists meanwhile:" in page
+    assert f"<li>flag {flagged.json()['id']} (violence) is active: under a pack that blocks 'violence' it keeps the item out</li>" in page
+    assert accessibility_problems(raw) == []
+
+
 def test_a_form_without_the_session_csrf_token_is_refused_and_changes_nothing(server: ConsoleServer) -> None:
     case_id = server.case_ids[1]
     client, csrf = server.signed_in("admin")

@@ -29,7 +29,7 @@ from sqlalchemy import select
 
 from audits import jobs as job_store
 from audits.checkpoints import list_checkpoints
-from audits.harm import CASE_ACTIONS, CASE_TRANSITIONS, OPEN_CASE_STATUSES, list_cases, transition_case
+from audits.harm import CASE_ACTIONS, CASE_TRANSITIONS, OPEN_CASE_STATUSES, list_cases, other_holds, transition_case
 from audits.keys import installation_public_keys
 from audits.models import AuditResult, AuditRun, TrailEvent
 from audits.results import results_digest
@@ -152,13 +152,28 @@ def _queue(request: Request, session: Any, reviewer: Reviewer, *, status: str | 
     for case in cases:
         case["overdue"] = case["status"] in OPEN_CASE_STATUSES and case["sla_due"] is not None and _aware(case["sla_due"]) < now
         case["moves"] = [(target, CASE_VERBS[target]) for target in CASE_TRANSITIONS[case["status"]]]
-    notice = next((f"Case {c['id']} is now {c['status']}." for c in list_cases(session) if c["id"] == moved), None) if moved else None
+    notice, still_held = _moved_notice(session, moved) if moved else (None, [])
     session.rollback()
     return render(
         request, "escalations.html", status_code=http_status, title="Escalation queue", reviewer=reviewer, cases=cases,
         status_filter=status, statuses=("open", "triaged", "resolved", "dismissed"), can_act=reviewer.can("govern"),
-        actions=CASE_ACTIONS, notice=notice, error=error,
+        actions=CASE_ACTIONS, notice=notice, still_held=still_held, error=error,
     )  # fmt: skip
+
+
+def _moved_notice(session: Any, moved: int) -> tuple[str | None, list[str]]:
+    """What the queue says after a move: the case's new status and, when the move unblocked its item, what keeps the
+    item out of lists all the same (:func:`audits.harm.other_holds`, as the API's ``still_held`` and the CLI say it)."""
+    case = next((c for c in list_cases(session) if c["id"] == moved), None)
+    if case is None:
+        return None, []
+    notice = f"Case {case['id']} is now {case['status']}."
+    if case["action"] != "unblock":
+        return notice, []
+    held = other_holds(session, case["item_id"])
+    if held:
+        notice += f" Item {case['item_id']} is unblocked, but it stays out of lists meanwhile:"
+    return notice, held
 
 
 def _aware(moment: datetime) -> datetime:
