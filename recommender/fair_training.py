@@ -32,8 +32,10 @@ the run, would disclose that person's activity (their mass is the mean mass
 over the weight). With ``min_group_size`` (the pack's
 ``fairness.min_group_size``, the size under which every fairness check leaves
 a group unjudged), groups under it and the group of missing values
-(:data:`MISSING_GROUP`) are left at weight 1; the others are balanced among
-themselves, their total mass unchanged. Only the weighted groups' multipliers
+(:data:`MISSING_GROUP`: ``missing``, as every fairness measure names it; a
+real value ``unknown``, such as the MovieLens genre, is a group like any
+other) are left at weight 1; the others are balanced among themselves, their
+total mass unchanged. Only the weighted groups' multipliers
 are recorded; the others are named with the reason they were left at 1, never
 with their size.
 
@@ -57,6 +59,7 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, field_validator, model_serializer
 
 from recommender.errors import ConfigError, DataError
+from recommender.fairness._common import MISSING_GROUP, reserved_label
 
 __all__ = [
     "FairReweighting",
@@ -72,9 +75,6 @@ __all__ = [
 MAX_GROUPS = 12
 """The most groups an attribute may have (as :func:`recommender.pipeline.user_segments` keeps for segments)."""
 
-MISSING_GROUP = "unknown"
-"""The group of a user (or item) whose attribute is missing: left at weight 1 under a ``min_group_size``
-(a pack's), weighted like any other group without one."""
 
 
 class FairReweighting(BaseModel):
@@ -168,9 +168,8 @@ def groups_for(ids: np.ndarray, table: pd.DataFrame | None, attribute: str, *, w
         )
     aligned = table[attribute].reindex(pd.Index(np.asarray(ids).astype(str)))
     labels = aligned.astype("string")
-    reserved = (labels.str.strip().str.casefold() == MISSING_GROUP).fillna(False).to_numpy(dtype=bool)
-    if reserved.any():  # it would be left at weight 1 and recorded as a missing value, its own users unbalanced
-        at = int(np.flatnonzero(reserved)[0])
+    at = reserved_label(labels, MISSING_GROUP)
+    if at is not None:  # it would be left at weight 1 and recorded as a missing value, its own users unbalanced
         raise DataError(
             f"fairness_reweighting.attribute: the {what} table, column {attribute!r}, {what[:-1]} {str(aligned.index[at])!r} "
             f"holds the value {labels.iloc[at]!r}, which reads as {MISSING_GROUP!r}, the name a missing value is given "

@@ -188,7 +188,7 @@ def test_fit_errors_are_located_and_leave_the_model_unfitted(data):
 
 def test_an_empty_group_keeps_weight_one_and_missing_values_form_their_own_group():
     m = sp.csr_matrix(np.array([[1.0, 0], [0, 0]], dtype=np.float32))
-    w, per_group = reweighting_weights(m, np.array(["a", "unknown"]), FairReweighting(attribute="x"))
+    w, per_group = reweighting_weights(m, np.array(["a", "missing"]), FairReweighting(attribute="x"))
     assert np.isfinite(w).all() and per_group["a"] == pytest.approx(1.0)
 
 
@@ -275,19 +275,26 @@ def test_a_config_without_a_minimum_dumps_as_before():
 
 
 def test_a_value_named_like_the_missing_group_is_refused_not_left_unweighted_as_missing(data):
-    """A group whose value is literally 'unknown' (the label a missing value gets here) was merged with the users
-    without the attribute: left at weight 1 and recorded as a missing value, its own users never balanced."""
+    """A group whose value is literally 'missing' (the label a missing value gets, as every fairness measure names
+    it) would be merged with the users without the attribute: left at weight 1 and recorded as a missing value, its
+    own users never balanced. A real value 'unknown' (a MovieLens genre) is a group like any other: fair reweighting
+    named the missing group 'unknown' and refused it."""
     from recommender.errors import DataError
+    from recommender.fairness import MISSING_GROUP as FAIRNESS_MISSING
 
     dataset, train = data
     users = dataset.users.copy()
     users["gender"] = users["gender"].astype(object)
     who = str(train.user_ids[4])
-    users.loc[users.index.astype(str) == who, "gender"] = " Unknown"
+    users.loc[users.index.astype(str) == who, "gender"] = " Missing"
     renamed = dataset.__class__(events=dataset.events, users=users, items=dataset.items)
-    with pytest.raises(DataError, match=rf"the users table, column 'gender', user '{who}' holds the value ' Unknown'"):
+    with pytest.raises(DataError, match=rf"the users table, column 'gender', user '{who}' holds the value ' Missing', which reads as 'missing'"):
         fairness_groups_for(renamed, train, parse_fair_reweighting("gender"))
-    users.loc[users.index.astype(str) == who, "gender"] = None  # missing: its own group, as before
+    users.loc[users.index.astype(str) == who, "gender"] = "unknown"  # a real value: its own group
     groups = fairness_groups_for(dataset.__class__(events=dataset.events, users=users, items=dataset.items), train,
                                  parse_fair_reweighting("gender"))  # fmt: skip
     assert groups[4] == "unknown"
+    users.loc[users.index.astype(str) == who, "gender"] = None  # missing: the group every fairness measure names so
+    groups = fairness_groups_for(dataset.__class__(events=dataset.events, users=users, items=dataset.items), train,
+                                 parse_fair_reweighting("gender"))  # fmt: skip
+    assert groups[4] == FAIRNESS_MISSING == "missing"
