@@ -6,7 +6,7 @@ with its time) is stored under the subject's pseudonym, never the raw id, in
 ``outcome_events``. :func:`record_outcomes` stores a batch of validated events
 (columns :data:`BATCH_COLUMNS`) in the caller's transaction:
 
-1. events dated outside :data:`EARLIEST` .. :data:`LATEST` are refused; so are
+1. events dated outside :data:`EARLIEST` (the Unix epoch) .. :data:`LATEST` are refused; so are
    events of an erased subject dated at or before the erasure (the erasure's
    suppression record says when): storing them again would give the person
    back what the erasure took. That refusal is worded neutrally
@@ -102,8 +102,14 @@ NOT_STORABLE = "this event cannot be stored for this subject"
 """The refusal of an erased subject's event from before the erasure (GDPR Art. 17). Deliberately neutral: the
 caller (a serving key) must not learn from it whether, or when, anyone was erased."""
 TIME_OUT_OF_RANGE = "the time is out of range (years {lo} to {hi})"
-EARLIEST = pd.Timestamp("1678-01-01", tz="UTC")
-"""The earliest event time stored (the joins compare times at nanosecond resolution, which ends before it)."""
+BEFORE_EPOCH = (
+    "the time is before 1970-01-01T00:00:00Z (a negative Unix time): no event log records such a time; it is a "
+    "placeholder, a sign error or the wrong unit"
+)
+"""The refusal of an event time before :data:`EARLIEST`, as the event loaders refuse one (:mod:`recommender.loaders`)."""
+EARLIEST = pd.Timestamp(0, tz="UTC")
+"""The earliest event time stored: the Unix epoch, as for the events a model is trained on. An outcome dated before
+was stored (down to 1678, where nanosecond joins end) and listed unattributed, though no list could have been served."""
 LATEST = pd.Timestamp("2262-01-01", tz="UTC")
 """The end of the stored time range (exclusive)."""
 EVENT_ID_REUSED = "the event_id already names another event of this subject (another kind or item)"
@@ -366,11 +372,13 @@ def attribute(session: Session, events: pd.DataFrame, window: timedelta = DEFAUL
 def _in_range(batch: pd.DataFrame) -> tuple[pd.DataFrame, list[Refusal]]:
     """The events whose time is within [:data:`EARLIEST`, :data:`LATEST`); a refusal for each other (never a crash)."""
     at = pd.to_datetime(batch["occurred_at"], utc=True)
-    out = ((at < EARLIEST) | (at >= LATEST)).fillna(True).to_numpy(dtype=bool)
+    early = (at < EARLIEST).fillna(False).to_numpy(dtype=bool)
+    out = early | (at >= LATEST).fillna(True).to_numpy(dtype=bool)
     if not out.any():
         return batch, []
-    reason = TIME_OUT_OF_RANGE.format(lo=EARLIEST.year, hi=LATEST.year - 1)
-    return batch[~out], [Refusal(int(line), "time", reason) for line in batch["line"][out]]
+    late = TIME_OUT_OF_RANGE.format(lo=EARLIEST.year, hi=LATEST.year - 1)
+    refused = [Refusal(int(line), "time", BEFORE_EPOCH if before else late) for line, before in zip(batch["line"][out], early[out], strict=True)]
+    return batch[~out], refused
 
 
 def _erased(session: Session, batch: pd.DataFrame) -> tuple[pd.DataFrame, list[Refusal]]:

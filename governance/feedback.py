@@ -18,8 +18,8 @@ located as ``events[i]``.
 
 A row is judged on its own (pure, column-wise): a subject (the raw id, stored
 only as its pseudonym), an item, a kind of :data:`~audits.models.OUTCOME_KINDS`,
-a time (ISO 8601, UTC when no zone is given, or Unix seconds) from 1678 to 2261
-and not in the future, a value where the kind has one (``dwell``: seconds, zero or more;
+a time (ISO 8601, UTC when no zone is given, or Unix seconds) from 1970 (the Unix
+epoch, as the event loaders read times) to 2261 and not in the future, a value where the kind has one (``dwell``: seconds, zero or more;
 ``rating``: a finite number; ``conversion``: optionally an amount, zero or
 more; none for ``impression`` and ``click``), a decision id that is a UUID if
 given, an event id of at most 200 characters if given (it is only hashed with
@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 from audits.models import OUTCOME_KINDS
 from audits.outcomes import (
     BATCH_COLUMNS,
+    BEFORE_EPOCH,
     DEFAULT_WINDOW,
     EARLIEST,
     LATEST,
@@ -296,7 +297,8 @@ def _times(faults: _Faults, values: pd.Series, now: datetime) -> pd.Series:
     parsed = parsed.dt.floor("us")
     faults.add(values == "", "time", NO_VALUE.format(field="time"))
     faults.add(parsed.isna(), "time", BAD_TIME)
-    faults.add((parsed < EARLIEST) | (parsed >= LATEST), "time", TIME_OUT_OF_RANGE.format(lo=EARLIEST.year, hi=LATEST.year - 1))
+    faults.add(parsed < EARLIEST, "time", BEFORE_EPOCH)
+    faults.add(parsed >= LATEST, "time", TIME_OUT_OF_RANGE.format(lo=EARLIEST.year, hi=LATEST.year - 1))
     faults.add(parsed > pd.Timestamp(now), "time", FUTURE_TIME)
     return parsed
 

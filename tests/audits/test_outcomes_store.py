@@ -16,6 +16,7 @@ from audits import DecisionLog, Store, verify_trail
 from audits.models import OutcomeEvent, TrailEvent
 from audits.outcomes import (
     BATCH_COLUMNS,
+    BEFORE_EPOCH,
     OutcomesRefused,
     decision_rewards,
     delete_subject_outcomes,
@@ -253,16 +254,18 @@ def test_window_attribution_agrees_with_a_brute_force_reference(store: Store) ->
 
 
 def test_times_outside_the_stored_range_are_refused_not_a_crash(store: Store) -> None:
-    """Times pandas holds only at microseconds (year 1000, 9999) would overflow the nanosecond joins."""
+    """Times pandas holds only at microseconds (year 1000, 9999) would overflow the nanosecond joins; a time before
+    the Unix epoch is refused as the event loaders refuse it (it was stored, down to 1678)."""
     batch = _batch(
         {"subject": "range-1", "kind": "click", "item_id": "i1", "occurred_at": T0},
         {"subject": "range-1", "kind": "click", "item_id": "i2", "occurred_at": "1000-01-01T00:00:00Z"},
         {"subject": "range-1", "kind": "click", "item_id": "i3", "occurred_at": "9999-01-01T00:00:00Z"},
+        {"subject": "range-1", "kind": "click", "item_id": "i4", "occurred_at": "1969-12-31T23:59:59Z"},
     )
     outcome = _record(store, batch)
     assert outcome.added == 1
-    assert [(r.line, r.field, r.reason) for r in outcome.refused] == [(3, "time", "the time is out of range (years 1678 to 2261)"), (4, "time", "the time is out of range (years 1678 to 2261)")]
-    with pytest.raises(OutcomesRefused, match="event 3: time: the time is out of range"):
+    assert [(r.line, r.field, r.reason) for r in outcome.refused] == [(3, "time", BEFORE_EPOCH), (4, "time", "the time is out of range (years 1970 to 2261)"), (5, "time", BEFORE_EPOCH)]
+    with pytest.raises(OutcomesRefused, match="event 3: time: the time is before 1970"):
         _record(store, batch, whole=True)
     assert [r.item_id for r in _stored(store)] == ["i1"]
 

@@ -263,6 +263,9 @@ def _subject_outcomes(store: Store, subject: str) -> int:
         return int(session.scalar(select(func.count()).select_from(OutcomeEvent).where(OutcomeEvent.subject == who)))
 
 
+BEFORE_EPOCH = "the time is before 1970-01-01T00:00:00Z (a negative Unix time): no event log records such a time; it is a placeholder, a sign error or the wrong unit"
+
+
 def test_times_outside_the_stored_range_are_located_never_a_crash(db_url: str, store: Store, tmp_path: Path) -> None:
     """Year 1000 or -1e10 Unix seconds parse, but no join can compare them: a located refusal, not a traceback."""
     path = tmp_path / "q.csv"
@@ -275,10 +278,11 @@ def test_times_outside_the_stored_range_are_located_never_a_crash(db_url: str, s
     assert result.exit_code == 1, result.output
     doc = json.loads(result.stdout)
     assert [(p["line"], p["field"], p["reason"]) for p in doc["problems"]][:2] == [
-        (3, "time", "the time is out of range (years 1678 to 2261)"), (4, "time", "the time is out of range (years 1678 to 2261)"),
+        (3, "time", BEFORE_EPOCH), (4, "time", BEFORE_EPOCH),
     ]  # fmt: skip
     assert (doc["added"], doc["invalid"]) == (1, 3)  # line 5 is out of range or in the future: refused either way
-    for bad in (-10_000_000_000, "1000-01-01T00:00:00Z", "0001-01-01", "2300-01-01T00:00:00Z"):
+    # before the Unix epoch (as the event loaders refuse): such times down to 1678 were stored, listed unattributed
+    for bad in (-10_000_000_000, -1, "1000-01-01T00:00:00Z", "1900-01-01T00:00:00Z", "1969-12-31T23:59:59Z", "0001-01-01", "2300-01-01T00:00:00Z"):
         with pytest.raises(DataError, match=r"events\[1\]: time: the time is"):
             record_feedback(store, [{"subject": "fb-range-2", "item": "i1", "kind": "click", "time": "2026-01-01"},
                                     {"subject": "fb-range-2", "item": "i2", "kind": "click", "time": bad}])  # fmt: skip
