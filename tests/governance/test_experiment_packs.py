@@ -25,6 +25,8 @@ from governance.experiments.spec import ExperimentSpec, canonical_plan, parse_ex
 from governance.located import PolicyError
 from governance.packs import shipped_pack_path
 from governance.policy import load_pack
+from tests.governance.test_experiment_guardrails import SAME, SUBJECTS, WORSE, _flags, _plan_file, _serve
+from tests.governance.test_experiment_guardrails import _model as _guardrail_model
 
 pytestmark = pytest.mark.usefixtures("fixed_experiment_salts")
 
@@ -145,6 +147,28 @@ def test_a_model_its_arms_pack_does_not_admit_is_refused(store: Any) -> None:
     assert "would serve under the production pack eu-gdpr-dsa@" in issues[0][1]
 
 
+def _models(store: Any, name: str) -> tuple[str, str]:
+    """A control and a treatment model version, recorded for the experiment ``name``."""
+    with store.session() as session:
+        return _guardrail_model(session, f"{name}-c"), _guardrail_model(session, f"{name}-t")
+
+
+def _planned(store: Any, tmp_path: Path, name: str, *, edit: Any = None, load_pack: Any = None) -> tuple[str, str, dict[str, Any]]:
+    """The guardrail world's plan for two new model versions (its text changed by ``edit``), frozen:
+    ``(control, treatment, summary)``."""
+    control, treatment = _models(store, name)
+    path = _plan_file(tmp_path, name, control, treatment)
+    text = edit(path.read_text()) if edit else path.read_text()
+    return control, treatment, lifecycle.plan(store, parse_experiment(text, str(path)), actor="tester", load_pack=load_pack)
+
+
+def _served(store: Any, name: str, treatment: dict[str, float], seed: int, *, subjects: list[str] = SUBJECTS, lists: int = 3) -> None:
+    """Start ``name``, serve ``subjects`` (the control as usual, the treatment as ``treatment`` says), stop it."""
+    lifecycle.start(store, name, actor="tester")
+    _serve(store, name, subjects, {"control": SAME, "treatment": treatment}, np.random.default_rng(seed), lists=lists)
+    lifecycle.stop(store, name, actor="tester")
+
+
 def _plan_as_before_directions_were_checked(store: Any, text: str, source: str) -> None:
     """Freeze ``text`` with its first guardrail reversed, as a recgov that did not check directions froze it."""
     from governance.experiments.spec import LoadedExperiment
@@ -156,11 +180,7 @@ def _plan_as_before_directions_were_checked(store: Any, text: str, source: str) 
 
 
 def test_a_plan_frozen_with_a_reversed_guardrail_is_judged_by_the_metrics_direction(store: Any, tmp_path: Path) -> None:
-    from tests.governance.test_experiment_guardrails import SAME, SUBJECTS, WORSE, _flags, _plan_file, _serve
-    from tests.governance.test_experiment_guardrails import _model as _guardrail_model
-
-    with store.session() as session:
-        control, treatment = _guardrail_model(session, "rvc"), _guardrail_model(session, "rvt")
+    control, treatment = _models(store, "old-plan")
     _flags(store)
     path = _plan_file(tmp_path, "old-plan", control, treatment)
     text = path.read_text()
@@ -186,16 +206,8 @@ def test_a_plan_frozen_with_a_reversed_guardrail_is_judged_by_the_metrics_direct
 
 def test_a_look_judged_the_wrong_way_round_does_not_pass_the_gate(store: Any, tmp_path: Path) -> None:
     """A look stored before directions were fixed says the harm held: the gate cannot tell, and refuses it."""
-    from tests.governance.test_experiment_guardrails import SAME, SUBJECTS, _plan_file, _serve
-    from tests.governance.test_experiment_guardrails import _model as _guardrail_model
-
-    with store.session() as session:
-        control, treatment = _guardrail_model(session, "wwc"), _guardrail_model(session, "wwt")
-    path = _plan_file(tmp_path, "won", control, treatment)
-    lifecycle.plan(store, parse_experiment(path.read_text(), str(path)), actor="tester")
-    lifecycle.start(store, "won", actor="tester")
-    _serve(store, "won", SUBJECTS, {"control": SAME, "treatment": {**SAME, "click": 0.5}}, np.random.default_rng(5))
-    lifecycle.stop(store, "won", actor="tester")
+    _, treatment, _ = _planned(store, tmp_path, "won")
+    _served(store, "won", {**SAME, "click": 0.5}, 5)
     assert lifecycle.analyze(store, "won", actor="tester")["verdict"] == "treatment_won"
     with store.session() as session:
         assert lifecycle.gate_verdict(session, treatment)[0] is True
@@ -213,17 +225,10 @@ def test_switching_harm_flags_off_before_the_look_does_not_hide_the_harm(store: 
     treatment served the flagged items (and on again after the look) let the harm pass the guardrail."""
     from audits.harm import set_flag_active
     from audits.models import ItemFlag
-    from tests.governance.test_experiment_guardrails import SAME, SUBJECTS, _flags, _plan_file, _serve
-    from tests.governance.test_experiment_guardrails import _model as _guardrail_model
 
-    with store.session() as session:
-        control, treatment = _guardrail_model(session, "hfc"), _guardrail_model(session, "hft")
     _flags(store)
-    path = _plan_file(tmp_path, "flags-off", control, treatment)
-    lifecycle.plan(store, parse_experiment(path.read_text(), str(path)), actor="tester")
-    lifecycle.start(store, "flags-off", actor="tester")
-    _serve(store, "flags-off", SUBJECTS, {"control": SAME, "treatment": {**SAME, "harm": 0.6, "click": 0.5}}, np.random.default_rng(11))
-    lifecycle.stop(store, "flags-off", actor="tester")
+    _, treatment, _ = _planned(store, tmp_path, "flags-off")
+    _served(store, "flags-off", {**SAME, "harm": 0.6, "click": 0.5}, 11)
     with store.session() as session:
         for flag in session.scalars(select(ItemFlag.id)).all():
             set_flag_active(session, flag, active=False, note="false positive", actor="admin")
@@ -238,18 +243,8 @@ def test_switching_harm_flags_off_before_the_look_does_not_hide_the_harm(store: 
 def test_a_sample_size_lowered_in_the_store_is_caught_before_the_look(store: Any, tmp_path: Path) -> None:
     """The final look waits for the sample size the plan froze; that size sat in a table that is not append-only,
     so lowering it there let the final look (and a win) come early."""
-    from tests.governance.test_experiment_guardrails import SAME, SUBJECTS, _plan_file, _serve
-    from tests.governance.test_experiment_guardrails import _model as _guardrail_model
-
-    with store.session() as session:
-        control, treatment = _guardrail_model(session, "ssc"), _guardrail_model(session, "sst")
-    path = _plan_file(tmp_path, "early", control, treatment)
-    text = path.read_text().replace("  mde: 0.2\n", "  mde: 0.02\n")  # a design that needs far more subjects than served
-    path.write_text(text)
-    planned = lifecycle.plan(store, parse_experiment(text, str(path)), actor="tester")
-    lifecycle.start(store, "early", actor="tester")
-    _serve(store, "early", SUBJECTS[:200], {"control": SAME, "treatment": {**SAME, "click": 0.5}}, np.random.default_rng(2), lists=1)
-    lifecycle.stop(store, "early", actor="tester")
+    _, _, planned = _planned(store, tmp_path, "early", edit=lambda text: text.replace("  mde: 0.2\n", "  mde: 0.02\n"))  # far more subjects than served
+    _served(store, "early", {**SAME, "click": 0.5}, 2, subjects=SUBJECTS[:200], lists=1)
     with pytest.raises(lifecycle.ExperimentConflict, match="planned look 1 is the plan's final look"):
         lifecycle.analyze(store, "early", actor="tester")
     with store.session() as session:
@@ -340,3 +335,4 @@ def test_an_arm_without_a_model_version_is_checked_against_the_production_model(
         lifecycle.analyze(store, "pack-only", actor="tester", load_pack=_load)
     with store.session() as session:
         assert session.scalars(select(ExperimentLook)).first() is None
+
