@@ -522,13 +522,14 @@ def in_force(session: Session | Any) -> InForce | None:
 # -- the data of a look -------------------------------------------------------------
 def _exposures(session: Session, row: Experiment, *, empty_lists: bool = False) -> pd.DataFrame:
     """One row per subject of the experiment: first variant, reason, first exposure (its decision and mode), list counts by
-    mode, mean latency.
+    mode, mean latency, and the lists served under a pack other than the arm's pinned one (``off_pin``, see
+    :func:`_pack_drift`).
 
     Only the experiment's records are read: the filter on the context's experiment id is the expression
     ``ix_decisions_experiment`` indexes (:func:`governance.experiments.guardrails.experiment_id_of_decision`).
     With ``empty_lists`` the served slates are read too, to count the lists that came out empty (an
     ``empty_list_share`` guardrail); otherwise that count is left out, since a slate is the record's largest part."""
-    columns = [DecisionRecord.subject, DecisionRecord.decided_at, DecisionRecord.decision_id, DecisionRecord.mode, DecisionRecord.context]
+    columns = [DecisionRecord.subject, DecisionRecord.decided_at, DecisionRecord.decision_id, DecisionRecord.mode, DecisionRecord.context, DecisionRecord.pack_hash]
     if empty_lists:
         columns += [DecisionRecord.slate]
     query = select(*columns).where(
@@ -538,20 +539,23 @@ def _exposures(session: Session, row: Experiment, *, empty_lists: bool = False) 
         query = query.where(DecisionRecord.decided_at <= row.stopped_at)
     records = []
     sealed = []
-    for subject, at, decision_id, mode, context, *slate in session.execute(query):
+    pins = _pins(row)
+    for subject, at, decision_id, mode, context, pack_hash, *slate in session.execute(query):
         exp = (context or {}).get("experiment")
         if isinstance(exp, Mapping) and exp.get("id") == row.id and not (context or {}).get("shadow_of"):
             latency = context.get("latency_ms")
-            records.append((subject, at, decision_id, mode, exp.get("variant"), exp.get("reason"), latency if isinstance(latency, (int, float)) else np.nan, np.nan))
+            pinned = pins.get(exp.get("variant"))
+            off_pin = int(pinned is not None and pack_hash != pinned and exp.get("reason") != "arm_refused")
+            records.append((subject, at, decision_id, mode, exp.get("variant"), exp.get("reason"), off_pin, latency if isinstance(latency, (int, float)) else np.nan, np.nan))
             if empty_lists:
                 sealed.append((decision_id, subject, slate[0], context))
     if empty_lists:  # slates are sealed under their subject's key: an erased subject's no longer open (left NaN, left out)
         for n, opened in enumerate(open_decisions(session, sealed)):
             if opened is not None:
                 records[n] = (*records[n][:-1], float(not (opened[0] or {}).get("items")))
-    frame = pd.DataFrame(records, columns=["subject", "at", "decision_id", "mode", "variant", "reason", "latency_ms", "empty"])
+    frame = pd.DataFrame(records, columns=["subject", "at", "decision_id", "mode", "variant", "reason", "off_pin", "latency_ms", "empty"])
     if frame.empty:
-        columns = ["variant", "reason", "first_at", "first_decision", "first_mode", "lists", "non_profiling", "fallback", "empty", "opened", "latency_ms"]
+        columns = ["variant", "reason", "first_at", "first_decision", "first_mode", "lists", "non_profiling", "fallback", "off_pin", "empty", "opened", "latency_ms"]
         return pd.DataFrame(columns=columns).rename_axis("subject")
     frame = frame.sort_values("at", kind="stable")
     frame["non_profiling"] = (frame["mode"] == "non_profiling").astype(int)
@@ -559,11 +563,33 @@ def _exposures(session: Session, row: Experiment, *, empty_lists: bool = False) 
     by = frame.groupby("subject", sort=False)
     out = by[["at", "decision_id", "mode", "variant", "reason"]].first().rename(columns={"at": "first_at", "decision_id": "first_decision", "mode": "first_mode"})
     out["lists"] = by.size()
-    out[["non_profiling", "fallback"]] = by[["non_profiling", "fallback"]].sum()
+    out[["non_profiling", "fallback", "off_pin"]] = by[["non_profiling", "fallback", "off_pin"]].sum()
     out["empty"] = by["empty"].sum(min_count=1)  # NaN where no list was opened (not asked for, or the subject erased)
     out["opened"] = by["empty"].count()
     out["latency_ms"] = by["latency_ms"].mean()  # NaN for a subject none of whose lists recorded a latency
     return out
+
+
+def _pins(row: Experiment) -> dict[str, str]:
+    """Variant name -> the content hash its pack was pinned at when the plan was frozen (none before pins existed)."""
+    return {name: pin["content_hash"] for name, pin in (row.plan.get("pack_pins") or {}).items()}
+
+
+def _pack_drift(row: Experiment, subjects: pd.DataFrame) -> dict[str, Any]:
+    """Per arm, the lists its subjects were served under a pack whose content hash is not the one the plan pinned
+    (each decision's recorded ``pack_hash`` against the pin), and how many subjects got one; empty when none was.
+
+    Serving refuses such an arm since packs are checked on every list (reason ``arm_refused``, left out here); a
+    list recorded otherwise was served before, or by a recgov that did not check. The arm then compared other rules
+    than the plan's: a planned look says so (verdict ``invalid_pack``) and names no winner."""
+    if subjects.empty or not int(subjects["off_pin"].sum()):
+        return {}
+    pins = _pins(row)
+    drifted = subjects[subjects["off_pin"] > 0]
+    return {
+        str(v): {"lists": int(group["off_pin"].sum()), "subjects": int(len(group)), "pinned": pins.get(str(v))}
+        for v, group in drifted.groupby("variant")
+    }
 
 
 def _outcomes(session: Session, row: Experiment, subjects: pd.DataFrame) -> pd.DataFrame:
@@ -754,13 +780,15 @@ def status(store: Any, name: str, *, actor: str, packs_dir: Path | None = None) 
         summary = _summary(row)
         if row.started_at is None:
             return {**summary, "counts": {}, "srm": None, "viewed_seq": None}
-        subjects, consent = _consenting(session, row, _exposures(session, row), packs_dir)
+        exposed = _exposures(session, row)
+        drift = _pack_drift(row, exposed)
+        subjects, consent = _consenting(session, row, exposed, packs_dir)
         spec = row.plan["spec"]
         srm = _srm(spec, subjects[subjects["reason"] == "randomised"])
         counts = _counts(subjects)
         seq = _record(session, row, "experiment.viewed", actor, {"counts": counts, "srm_mismatch": bool(srm.get("mismatch"))})
         looks = session.scalars(select(ExperimentLook).where(ExperimentLook.experiment_id == row.id).order_by(ExperimentLook.id)).all()
-        return {**summary, "counts": counts, "consent": consent, "srm": srm, "viewed_seq": seq, "looks": [_look_dict(x) for x in looks]}
+        return {**summary, "counts": counts, "consent": consent, "srm": srm, "pack_drift": drift, "viewed_seq": seq, "looks": [_look_dict(x) for x in looks]}
 
 
 def analyze(
@@ -808,6 +836,7 @@ def analyze(
             raise ExperimentConflict(PRIMARY_PEEK.format(name=name, primary=primary, segment=segment, taken=len(planned_before), looks=design["looks"]))
         needs_slates = "empty_list_share" in (asked, *(g["metric"] for g in spec["guardrails"]))
         subjects = _exposures(session, row, empty_lists=needs_slates)
+        drift = _pack_drift(row, subjects)
         subjects, consent = _consenting(session, row, subjects, packs_dir)
         randomised = subjects[subjects["reason"] == "randomised"]
         if segment is not None:
@@ -876,19 +905,20 @@ def analyze(
             p_ok = len(comparisons) == 1 or (c["p_adjusted"] is not None and c["p_adjusted"] <= design["alpha"])
             won = r.get("decision") == "reject" and (r.get("estimate") or 0) > 0 and p_ok
             c["won"] = bool(won)
-            if won and not srm.get("mismatch") and not any(g["failed"] and g["variant"] == c["variant"] for g in guardrails):
+            if won and not srm.get("mismatch") and not drift and not any(g["failed"] and g["variant"] == c["variant"] for g in guardrails):
                 winners.append(c["variant"])
         decisions = {c["result"].get("decision") for c in comparisons}
         decision = "continue" if "continue" in decisions or not decisions else ("reject" if "reject" in decisions else sorted(decisions)[0])
-        verdict = _verdict(kind, decision, srm, guardrails, winners)
+        verdict = _verdict(kind, decision, srm, guardrails, winners, drift)
         result = {
             "metric": asked, "segment": segment, "exploratory_because": why_exploratory, "counts": _counts(subjects),
             "srm": srm, "comparisons": comparisons, "guardrails": guardrails, "winners": winners if kind == "planned" else [],
             "verdict": verdict, "recommendation": RECOMMENDATIONS[verdict], "correction": design["correction"], "randomised": int(len(randomised)),
-            "consent": consent,
+            "consent": consent, "pack_drift": drift,
         }  # fmt: skip
         seq = _record(session, row, "experiment.analyzed", actor, {"look": look_no, "kind": kind, "metric": asked, "segment": segment,
-                      "decision": decision, "verdict": verdict, "winners": result["winners"], "srm_mismatch": bool(srm.get("mismatch"))})  # fmt: skip
+                      "decision": decision, "verdict": verdict, "winners": result["winners"], "srm_mismatch": bool(srm.get("mismatch")),
+                      **({"pack_drift": drift} if drift else {})})  # fmt: skip
         look = ExperimentLook(experiment_id=row.id, look=look_no, kind=kind, metric=asked, at=_now(), result=_plain(result), decision=decision, actor=actor, trail_seq=seq)
         session.add(look)
         session.flush()
@@ -905,10 +935,12 @@ def _history(results: list[dict[str, Any]]) -> tuple[Any, ...]:
     return tuple(LookResult(**{k: (math.nan if v is None else v) for k, v in r.items() if k in fields}) for r in results)
 
 
-def _verdict(kind: str, decision: str, srm: Mapping[str, Any], guardrails: list[dict[str, Any]], winners: list[str]) -> str:
+def _verdict(kind: str, decision: str, srm: Mapping[str, Any], guardrails: list[dict[str, Any]], winners: list[str], drift: Mapping[str, Any]) -> str:
     """One word for people: what this look says."""
     if kind == "exploratory":
         return "exploratory"
+    if drift:
+        return "invalid_pack"
     if srm.get("mismatch"):
         return "invalid_srm"
     if any(g["failed"] for g in guardrails):
@@ -922,6 +954,10 @@ def _verdict(kind: str, decision: str, srm: Mapping[str, Any], guardrails: list[
 
 RECOMMENDATIONS: dict[str, str] = {
     "exploratory": "exploratory look: it decides nothing",
+    "invalid_pack": (
+        "stop and investigate: lists of an arm were served under a pack whose content is not the one the plan pinned "
+        "(see pack_drift); the arms compared other rules than the plan's, so this look decides nothing"
+    ),
     "invalid_srm": "stop and investigate: the assignment does not match the planned shares (sample ratio mismatch)",
     "guardrail_failed": "stop: a guardrail is breached (the treatment is not shown within its margin); not promotable",
     "treatment_won": "stop: the treatment won on the pre-registered metric",

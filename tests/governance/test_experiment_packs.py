@@ -336,3 +336,28 @@ def test_an_arm_without_a_model_version_is_checked_against_the_production_model(
     with store.session() as session:
         assert session.scalars(select(ExperimentLook)).first() is None
 
+
+def test_lists_served_under_other_content_than_the_pinned_pack_void_a_stopped_experiments_look(store: Any, tmp_path: Path) -> None:
+    """A stopped experiment was analysed whatever its lists were served under: an arm whose pack changed in place
+    while it ran (before serving checked it) compared other rules than the plan's, and could pass the gate."""
+    eu, other = _load("eu-gdpr-dsa"), _load("california-ccpa")
+    control, treatment, _ = _planned(
+        store, tmp_path, "drifted", load_pack=lambda ref: eu,
+        edit=lambda text: text.replace("  - name: treatment\n", "  - name: treatment\n    pack: eu-gdpr-dsa\n"),
+    )  # fmt: skip
+    changed = {"pack_name": other.name, "pack_version": other.version, "pack_hash": other.content_hash}  # a pack read: analytics judged
+    lifecycle.start(store, "drifted", actor="tester")
+    rng = np.random.default_rng(5)
+    _serve(store, "drifted", SUBJECTS[:600], {"control": SAME, "treatment": {**SAME, "click": 0.5}}, rng)
+    _serve(store, "drifted", SUBJECTS[600:], {"control": SAME, "treatment": {**SAME, "click": 0.5}}, rng, stamp=changed)
+    lifecycle.stop(store, "drifted", actor="tester")
+    look = lifecycle.analyze(store, "drifted", actor="tester")
+    drift = look["pack_drift"]
+    assert list(drift) == ["treatment"] and drift["treatment"]["pinned"] == eu.content_hash, drift  # the control pinned nothing
+    assert 20 <= drift["treatment"]["subjects"] <= 80 and drift["treatment"]["lists"] == 3 * drift["treatment"]["subjects"], drift
+    assert look["kind"] == "planned" and look["verdict"] == "invalid_pack" and look["winners"] == [], look["verdict"]
+    assert look["comparisons"][0]["won"] is True  # the lift is there; it is not the plan's comparison
+    with store.session() as session:
+        passed, reasons, _ = lifecycle.gate_verdict(session, treatment)
+    assert not passed and any("found no win (invalid_pack)" in r for r in reasons), reasons
+    assert lifecycle.status(store, "drifted", actor="tester")["pack_drift"] == drift

@@ -13,6 +13,10 @@ from governance.experiments.spec import METRICS
 __all__ = ["AnalysisCreate", "ExperimentList", "ExperimentLookOut", "ExperimentStart", "ExperimentStatus", "ExperimentSummary"]
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+PACK_DRIFT = (
+    "Per arm, the lists served under a pack whose content hash is not the one the plan pinned ({lists, subjects, "
+    "pinned}); empty when none was. A planned look with any is invalid_pack and names no winner."
+)
 
 
 class ExperimentSummary(BaseModel):
@@ -46,11 +50,12 @@ class ExperimentList(BaseModel):
 
 
 class ExperimentStatus(ExperimentSummary):
-    """Subjects per variant and reason (randomised, holdback, not_profiled) and the SRM check."""
+    """Subjects per variant and reason (randomised, holdback, not_profiled, arm_refused) and the SRM check."""
 
     counts: dict[str, dict[str, int]]
     srm: dict[str, Any] | None
     consent: dict[str, Any] | None = Field(None, description="Subjects left out because their consent does not cover analytics (per arm), and the rule applied.")
+    pack_drift: dict[str, Any] | None = Field(None, description=PACK_DRIFT)
     viewed_seq: int | None = Field(description="The trail event of this look at the data (null before the start).")
 
 
@@ -85,7 +90,7 @@ class ExperimentLookOut(BaseModel):
     segment: str | None
     at: str
     decision: str
-    verdict: str = Field(description="treatment_won, no_win, continue, futility, guardrail_failed, invalid_srm or exploratory.")
+    verdict: str = Field(description="treatment_won, no_win, continue, futility, guardrail_failed, invalid_pack, invalid_srm or exploratory.")
     recommendation: str | None = Field(None, description="What the verdict tells the experimenter to do (e.g. 'stop for futility: ...').")
     exploratory_because: list[str]
     counts: dict[str, dict[str, int]]
@@ -96,5 +101,6 @@ class ExperimentLookOut(BaseModel):
     correction: str
     randomised: int
     consent: dict[str, Any] | None = Field(None, description="Subjects left out because their consent does not cover analytics (per arm), and the rule applied.")
+    pack_drift: dict[str, Any] | None = Field(None, description=PACK_DRIFT)
     trail_seq: int
     actor: str
