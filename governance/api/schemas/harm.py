@@ -19,6 +19,15 @@ NewItemClaim = Annotated[
     ),
 ]
 """The ``new_item`` claim of a flag, a report or a block (one definition, so the three bodies say the same)."""
+InCatalogue = Annotated[
+    bool,
+    Field(
+        description="Whether the item is in the catalogue recgov knows (the items of the recorded models that are not "
+        "retired, and of the availability table). False: no list holds it now (an item no model serves yet)."
+    ),
+]
+Catalogue = Annotated[str, Field(description="Where the item was found, or what was looked in without finding it, in one sentence.")]
+"""What the answers about a reported, flagged or blocked item say of the catalogue (one definition for the four)."""
 
 __all__ = [
     "BlockPublic",
@@ -115,15 +124,12 @@ class ReportPublic(BaseModel):
     reporter: str | None
     reason: str
     created_at: str = Field(description="ISO 8601, UTC.")
-    in_catalogue: bool = Field(
-        description="Whether the item is in the catalogue recgov knows (the items of the recorded models that are not "
-        "retired, and of the availability table). False: no list holds it now (an item no model serves yet)."
-    )
-    catalogue: str = Field(description="Where the item was found, or what was looked in without finding it, in one sentence.")
+    in_catalogue: InCatalogue
+    catalogue: Catalogue
 
 
-class FlagPublic(BaseModel):
-    """A flag as recorded."""
+class _StoredFlag(BaseModel):
+    """What every answer about a stored flag says of it (the flag as written, listed)."""
 
     id: int
     item_id: str
@@ -132,12 +138,14 @@ class FlagPublic(BaseModel):
     source: str
     active: bool
     created_at: str = Field(description="ISO 8601, UTC.")
+    in_catalogue: InCatalogue
+    catalogue: Catalogue
+
+
+class FlagPublic(_StoredFlag):
+    """A flag as recorded."""
+
     effect: str = Field(description="What the flag does under the pack, in one sentence.")
-    in_catalogue: bool = Field(
-        description="Whether the item is in the catalogue recgov knows (the items of the recorded models that are not "
-        "retired, and of the availability table). False: no list holds it now (an item no model serves yet)."
-    )
-    catalogue: str = Field(description="Where the item was found, or what was looked in without finding it, in one sentence.")
     pack: str
     pack_version: str
     pack_hash: str
@@ -194,10 +202,8 @@ class BlockPublic(BaseModel):
     blocked: bool
     reason: str
     trail_seq: int = Field(description="The trail event of this change.")
-    in_catalogue: bool = Field(
-        description="Whether the item is in the catalogue recgov knows. False: no list holds it now (an item no model serves yet)."
-    )
-    catalogue: str = Field(description="Where the item was found, or what was looked in without finding it, in one sentence.")
+    in_catalogue: InCatalogue
+    catalogue: Catalogue
     new_item: bool
     near: list[str] = Field(description="With new_item: the catalogue's near spellings the claim overrode.")
     still_held: list[str] = Field(
@@ -206,18 +212,9 @@ class BlockPublic(BaseModel):
     )
 
 
-class ListedFlag(BaseModel):
+class ListedFlag(_StoredFlag):
     """A stored flag, with whether the catalogue recgov knows holds its item."""
 
-    id: int
-    item_id: str
-    category: str
-    confidence: float
-    source: str
-    active: bool
-    created_at: str = Field(description="ISO 8601, UTC.")
-    in_catalogue: bool
-    catalogue: str = Field(description="Where the item was found, or what was looked in without finding it, in one sentence.")
     near: list[str] = Field(
         description="When no catalogue holds the id: the spellings of it one holds. Such a flag keeps nothing out of any "
         "list (lists are filtered by the exact id): flag the catalogue's id."
