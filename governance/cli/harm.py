@@ -21,8 +21,10 @@ event records the claim and the spellings it overrode.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -41,16 +43,39 @@ NewItemOpt = Annotated[
         "anyway; the trail event records this claim and the spellings it overrode. Refused for an id a catalogue holds.",
     ),
 ]
-PackOpt = Annotated[str, typer.Option("--pack", "-p", help="Policy pack whose harmful-content rules apply (file, shipped name, or stored NAME@VERSION).")]
+PackOpt = Annotated[
+    str,
+    typer.Option("--pack", "-p", help="Policy pack whose harmful-content rules and harm categories apply (file, shipped name, or stored NAME@VERSION)."),
+]
+ItemArg = Annotated[str, typer.Argument(help="The item, by the id the catalogue knows it by.")]
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why, in words: what the user said, or why the item is blocked (stored on the trail; no personal data, please).")]
+NoteOpt = Annotated[
+    str | None,
+    typer.Option("--note", help="The reviewer's note (stored on the trail; no personal data, please): a case's resolution when it closes, why a flag is switched.", show_default=False),
+]
+
+
+@contextmanager
+def _session(database_url: str | None) -> Iterator[Any]:
+    """A session of the store, its expected failures one clear line and exit 2 (:func:`user_errors`)."""
+    with user_errors(), opened_store(database_url) as store, store.session() as session:
+        yield session
+
+
+def _emitted(result: dict[str, Any], json_output: bool) -> bool:
+    """Print ``result`` as JSON under ``--json`` (True: nothing more to print)."""
+    if json_output:
+        emit_json(result)
+    return json_output
 
 
 @harm_app.command("flag")
 def flag_command(
-    item: Annotated[str, typer.Argument(help="The item to flag.")],
+    item: ItemArg,
     category: Annotated[str, typer.Option("--category", help="Harm category, one the pack knows (harmful_content.categories or blocked_categories), e.g. self-harm or violence.")],
     confidence: Annotated[float, typer.Option("--confidence", help="How sure the source is, from 0 to 1.")],
     source: Annotated[str, typer.Option("--source", help="metadata, api, model or report.")] = "api",
-    pack: Annotated[str, typer.Option("--pack", "-p", help="Policy pack whose harm vocabulary the category must belong to (file, shipped name, or stored NAME@VERSION).")] = "baseline",
+    pack: PackOpt = "baseline",
     new_item: NewItemOpt = False,
     database_url: DatabaseOpt = None,
     json_output: JsonOpt = False,
@@ -65,28 +90,23 @@ def flag_command(
     from governance.escalation import flag_under_pack
 
     loaded = load_or_fail(pack, json_output=json_output)
-    with user_errors():
-        with opened_store(database_url) as store:
-            with store.session() as session:
-                row, effect = flag_under_pack(
-                    session, loaded.pack, item_id=item, category=category, confidence=confidence, source=source, new_item=new_item
-                )
-                found = check_item(session, row.item_id, new_item=new_item)
-                result = {
-                    "flag_id": row.id, "item_id": row.item_id, "category": row.category, "confidence": row.confidence,
-                    "source": row.source, "in_catalogue": found.in_catalogue, "catalogue": found.describe(),
-                    "effect": effect, "new_item": new_item, "near": list(found.near), **loaded.stamp(),
-                }  # fmt: skip
-    if json_output:
-        emit_json(result)
+    with _session(database_url) as session:
+        row, effect = flag_under_pack(session, loaded.pack, item_id=item, category=category, confidence=confidence, source=source, new_item=new_item)
+        found = check_item(session, row.item_id, new_item=new_item)
+        result = {
+            "flag_id": row.id, "item_id": row.item_id, "category": row.category, "confidence": row.confidence,
+            "source": row.source, "in_catalogue": found.in_catalogue, "catalogue": found.describe(),
+            "effect": effect, "new_item": new_item, "near": list(found.near), **loaded.stamp(),
+        }  # fmt: skip
+    if _emitted(result, json_output):
         return
     console.print(f"flag {result['flag_id']}: {item} {category} ({confidence:.2f}, {source}): {effect}", highlight=False)
 
 
 @harm_app.command("report")
 def report_command(
-    item: Annotated[str, typer.Argument(help="The item reported.")],
-    reason: Annotated[str, typer.Option("--reason", help="What the user said (stored; no personal data, please).")],
+    item: ItemArg,
+    reason: ReasonOpt,
     reporter: Annotated[str | None, typer.Option("--reporter", help="The reporting user (stored only as a pseudonym).", show_default=False, callback=checked_subject_id)] = None,
     new_item: NewItemOpt = False,
     database_url: DatabaseOpt = None,
@@ -100,17 +120,14 @@ def report_command(
     from audits.catalogue import check_item
     from audits.harm import report_item
 
-    with user_errors():
-        with opened_store(database_url) as store:
-            with store.session() as session:
-                row = report_item(session, item_id=item, reason=reason, reporter_id=reporter, new_item=new_item)
-                found = check_item(session, row.item_id, new_item=new_item)
-                result = {
-                    "report_id": row.id, "item_id": row.item_id, "in_catalogue": found.in_catalogue,
-                    "catalogue": found.describe(), "new_item": new_item, "near": list(found.near),
-                }  # fmt: skip
-    if json_output:
-        emit_json(result)
+    with _session(database_url) as session:
+        row = report_item(session, item_id=item, reason=reason, reporter_id=reporter, new_item=new_item)
+        found = check_item(session, row.item_id, new_item=new_item)
+        result = {
+            "report_id": row.id, "item_id": row.item_id, "in_catalogue": found.in_catalogue,
+            "catalogue": found.describe(), "new_item": new_item, "near": list(found.near),
+        }  # fmt: skip
+    if _emitted(result, json_output):
         return
     unserved = "" if found.in_catalogue else f" (no list holds the item now: it is {found.describe()})"
     console.print(f"report {result['report_id']} on {item} recorded{unserved}", highlight=False)
@@ -165,12 +182,9 @@ def cases_command(
     """Escalation cases by due time."""
     from audits.harm import list_cases
 
-    with user_errors():
-        with opened_store(database_url) as store:
-            with store.session() as session:
-                cases = list_cases(session, status=status, overdue_at=datetime.now(UTC) if overdue else None)
-    if json_output:
-        emit_json({"cases": cases})
+    with _session(database_url) as session:
+        cases = list_cases(session, status=status, overdue_at=datetime.now(UTC) if overdue else None)
+    if _emitted({"cases": cases}, json_output):
         return
     if not cases:
         console.print("no case")
@@ -185,7 +199,7 @@ def case_command(
     case_id: Annotated[int, typer.Argument(help="The case to move.")],
     to: Annotated[str, typer.Option("--to", help="triaged, resolved or dismissed.")],
     action: Annotated[str | None, typer.Option("--action", help="block or unblock the case's item, now.", show_default=False)] = None,
-    note: Annotated[str | None, typer.Option("--note", help="The reviewer's note (the resolution, when closing).", show_default=False)] = None,
+    note: NoteOpt = None,
     database_url: DatabaseOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -197,16 +211,13 @@ def case_command(
     from audits._common import actor_name
     from audits.harm import other_holds, transition_case
 
-    with user_errors():
-        with opened_store(database_url) as store:
-            with store.session() as session:
-                row = transition_case(session, case_id, status=to, action=action, note=note, actor=actor_name(None))
-                result = {
-                    "case_id": row.id, "item_id": row.item_id, "status": row.status, "action": action,
-                    "still_held": other_holds(session, row.item_id) if action == "unblock" else [],
-                }  # fmt: skip
-    if json_output:
-        emit_json(result)
+    with _session(database_url) as session:
+        row = transition_case(session, case_id, status=to, action=action, note=note, actor=actor_name(None))
+        result = {
+            "case_id": row.id, "item_id": row.item_id, "status": row.status, "action": action,
+            "still_held": other_holds(session, row.item_id) if action == "unblock" else [],
+        }  # fmt: skip
+    if _emitted(result, json_output):
         return
     console.print(f"case {case_id}: {to}" + (f", item {result['item_id']} {action}ed" if action else ""), highlight=False)
     for hold in result["still_held"]:
@@ -215,8 +226,8 @@ def case_command(
 
 @harm_app.command("block")
 def block_command(
-    item: Annotated[str, typer.Argument(help="The item to keep out of every list (or, with --unblock, to let back).")],
-    reason: Annotated[str, typer.Option("--reason", help="Why (stored on the trail; no personal data, please).")],
+    item: ItemArg,
+    reason: ReasonOpt,
     unblock: Annotated[bool, typer.Option("--unblock", help="Lift the item's block instead.")] = False,
     new_item: NewItemOpt = False,
     database_url: DatabaseOpt = None,
@@ -231,18 +242,15 @@ def block_command(
     from audits.catalogue import look_up_item
     from audits.harm import block_item, other_holds
 
-    with user_errors():
-        with opened_store(database_url) as store:
-            with store.session() as session:
-                row = block_item(session, item_id=item, blocked=not unblock, reason=reason, new_item=new_item)
-                found = look_up_item(session, row.item_id)  # the block checked it first
-                result = {
-                    "item_id": row.item_id, "blocked": row.blocked, "reason": row.reason, "trail_seq": row.trail_seq,
-                    "in_catalogue": found.in_catalogue, "catalogue": found.describe(), "new_item": new_item, "near": list(found.near),
-                    "still_held": [] if row.blocked else other_holds(session, row.item_id),
-                }  # fmt: skip
-    if json_output:
-        emit_json(result)
+    with _session(database_url) as session:
+        row = block_item(session, item_id=item, blocked=not unblock, reason=reason, new_item=new_item)
+        found = look_up_item(session, row.item_id)  # the block checked it first
+        result = {
+            "item_id": row.item_id, "blocked": row.blocked, "reason": row.reason, "trail_seq": row.trail_seq,
+            "in_catalogue": found.in_catalogue, "catalogue": found.describe(), "new_item": new_item, "near": list(found.near),
+            "still_held": [] if row.blocked else other_holds(session, row.item_id),
+        }  # fmt: skip
+    if _emitted(result, json_output):
         return
     unserved = "" if found.in_catalogue else f" (no list holds the item now: it is {found.describe()})"
     console.print(f"item {result['item_id']} {'blocked' if row.blocked else 'unblocked'}{unserved}", highlight=False, soft_wrap=True)
@@ -265,10 +273,8 @@ def flags_command(
     """
     from governance.escalation import flag_listing
 
-    with user_errors():
-        with opened_store(database_url) as store:
-            with store.session() as session:
-                flags = flag_listing(session, active_only=not every)
+    with _session(database_url) as session:
+        flags = flag_listing(session, active_only=not every)
     misspelt = [f["id"] for f in flags if f["near"] and not f["claimed_new"] and f["active"]]
     if json_output:
         emit_json({"flags": flags, "misspelt": misspelt})
@@ -296,7 +302,7 @@ def flags_command(
 @harm_app.command("unflag")
 def unflag_command(
     flag_id: Annotated[int, typer.Argument(help="The flag to switch off (see recgov harm flags).", min=1)],
-    note: Annotated[str | None, typer.Option("--note", help="Why (a false positive, a misspelt id flagged again under the catalogue's).", show_default=False)] = None,
+    note: NoteOpt = None,
     again: Annotated[bool, typer.Option("--again", help="Switch the flag on again instead.")] = False,
     database_url: DatabaseOpt = None,
     json_output: JsonOpt = False,
@@ -304,13 +310,10 @@ def unflag_command(
     """Switch a flag off (or on again with --again), on the trail; what it kept out of lists is served again at the next request."""
     from audits.harm import set_flag_active
 
-    with user_errors():
-        with opened_store(database_url) as store:
-            with store.session() as session:
-                row = set_flag_active(session, flag_id, active=again, note=note)
-                result = {"flag_id": row.id, "item_id": row.item_id, "category": row.category, "active": row.active, "trail_seq": row.trail_seq}
-    if json_output:
-        emit_json(result)
+    with _session(database_url) as session:
+        row = set_flag_active(session, flag_id, active=again, note=note)
+        result = {"flag_id": row.id, "item_id": row.item_id, "category": row.category, "active": row.active, "trail_seq": row.trail_seq}
+    if _emitted(result, json_output):
         return
     console.print(f"flag {row.id} on {result['item_id']} ({result['category']}): {'on' if again else 'off'}", highlight=False)
 
