@@ -20,33 +20,11 @@ from audits.lineage import record_deployment
 from audits.models import DecisionRecord, Experiment
 from governance.cli.policy import SHIPPED
 from recgov.client import Client
+from tests.governance.test_experiment_packs import PLAN
 
 pytestmark = pytest.mark.usefixtures("fixed_experiment_salts")
 
 ARM_PACK = (SHIPPED / "baseline.yaml").read_text().replace("name: baseline", "name: arm-pack")
-PLAN = """apiVersion: recgov/v1
-kind: Experiment
-metadata:
-  name: pinned-arm
-  owner: growth team
-hypothesis: Lists under the arm's pack are clicked more often.
-variants:
-  - name: control
-    control: true
-  - name: treatment
-    pack: arm-pack@{version}
-allocation:
-  control: 0.5
-  treatment: 0.5
-primary_metric: click_through
-guardrails:
-  - metric: non_profiling_share
-    margin: 0.05
-    direction: lower_is_better
-design:
-  baseline: 0.15
-  mde: 0.15
-"""
 SUBJECTS = [f"p{i:04d}" for i in range(40)]
 REQUEST_PACK = "california-ccpa"
 
@@ -73,7 +51,7 @@ def test_an_arm_whose_pack_changed_in_place_is_not_served_under_it(server) -> No
         uploaded = admin.post("/v1/packs", content=ARM_PACK, headers={"Content-Type": "application/yaml"})
         assert uploaded.status_code in (200, 201), uploaded.text
         version = uploaded.json()["pack_version"]
-        planned = api.plan_experiment(PLAN.format(version=version))
+        planned = api.plan_experiment(PLAN.format(name="pinned-arm", control="", treatment=f"    pack: arm-pack@{version}"))
         api.start_experiment("pinned-arm", plan_hash=planned["plan_hash"])
         with server.store.session() as session:
             pinned = session.scalars(select(Experiment.plan).where(Experiment.name == "pinned-arm")).one()["pack_pins"]["treatment"]["content_hash"]
@@ -126,7 +104,7 @@ def test_an_arm_whose_pack_does_not_admit_the_model_deployed_since_the_start_is_
     with Client(server.url, server.tokens["admin"]) as api, server.client("admin") as admin:
         uploaded = admin.post("/v1/packs", content=STRICT_PACK, headers={"Content-Type": "application/yaml"})
         assert uploaded.status_code in (200, 201), uploaded.text
-        text = PLAN.replace("name: pinned-arm", "name: strict-arm").format(version=uploaded.json()["pack_version"]).replace("arm-pack@", "strict-arm@")
+        text = PLAN.format(name="strict-arm", control="", treatment=f"    pack: strict-arm@{uploaded.json()['pack_version']}")
         api.start_experiment("strict-arm", plan_hash=api.plan_experiment(text)["plan_hash"])
         with server.store.session() as session:
             record_deployment(session, model_version=server.model_version, stage="production", actor="test")
