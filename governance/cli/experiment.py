@@ -117,7 +117,17 @@ def status_command(name: NameArg, database_url: DatabaseOpt = None, json_output:
         f"experiment {name}: {doc['status']} (hash {doc['plan_hash'][:12]})",
         *(f"  {variant}: {counts}" for variant, counts in doc.get("counts", {}).items()),
         f"  SRM: {'MISMATCH' if srm.get('mismatch') else 'ok'} (p = {srm.get('p_value')})" if srm.get("checked") else "  SRM: not checked yet",
+        *_drift_lines(doc),
     ])  # fmt: skip
+
+
+def _drift_lines(doc: dict) -> list[str]:
+    """What a look or a status says of lists served under a pack other than the arm's pinned one (none: nothing)."""
+    return [
+        f"  PACK DRIFT {variant}: {d['lists']} list(s), to {d['subjects']} subject(s), served under a pack whose content is not "
+        f"the pinned {str(d['pinned'])[:12]}: the arm compared other rules than the plan's"
+        for variant, d in (doc.get("pack_drift") or {}).items()
+    ]
 
 
 def analyze_command(
@@ -145,6 +155,7 @@ def analyze_command(
         lines.append(f"  guardrail {g['metric']} ({g['variant']}, margin {g['margin']}): {said}{_guardrail_figures(g['result'])}")
     srm = doc["srm"]
     lines.append(f"  SRM: {'MISMATCH' if srm.get('mismatch') else 'ok'}")
+    lines += _drift_lines(doc)
     if doc.get("recommendation"):
         lines.append(f"  => {doc['recommendation']}")
     _show(doc, json_output, lines)

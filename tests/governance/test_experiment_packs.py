@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 from sqlalchemy import select, update
+from typer.testing import CliRunner
 
 from audits.lineage import record_dataset_version, record_model_version, record_training_run
 from audits.models import Experiment, ExperimentLook, TrailEvent
+from governance.cli import app as cli
 from governance.deploy_policy import StageRequirements, set_binding
 from governance.experiments import lifecycle
 from governance.experiments.spec import ExperimentSpec, canonical_plan, parse_experiment
@@ -337,7 +339,7 @@ def test_an_arm_without_a_model_version_is_checked_against_the_production_model(
         assert session.scalars(select(ExperimentLook)).first() is None
 
 
-def test_lists_served_under_other_content_than_the_pinned_pack_void_a_stopped_experiments_look(store: Any, tmp_path: Path) -> None:
+def test_lists_served_under_other_content_than_the_pinned_pack_void_a_stopped_experiments_look(store: Any, db_url: str, tmp_path: Path) -> None:
     """A stopped experiment was analysed whatever its lists were served under: an arm whose pack changed in place
     while it ran (before serving checked it) compared other rules than the plan's, and could pass the gate."""
     eu, other = _load("eu-gdpr-dsa"), _load("california-ccpa")
@@ -361,3 +363,6 @@ def test_lists_served_under_other_content_than_the_pinned_pack_void_a_stopped_ex
         passed, reasons, _ = lifecycle.gate_verdict(session, treatment)
     assert not passed and any("found no win (invalid_pack)" in r for r in reasons), reasons
     assert lifecycle.status(store, "drifted", actor="tester")["pack_drift"] == drift
+    shown = CliRunner().invoke(cli, ["experiment", "status", "drifted", "--database-url", db_url])
+    assert shown.exit_code == 0, shown.output
+    assert f"  PACK DRIFT treatment: {drift['treatment']['lists']} list(s), to {drift['treatment']['subjects']} subject(s), served under a pack whose content is not the pinned {eu.content_hash[:12]}" in shown.output
