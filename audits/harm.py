@@ -78,7 +78,8 @@ CASE_TRANSITIONS: dict[str, tuple[str, ...]] = {
 OPEN_CASE_STATUSES = ("open", "triaged")
 
 BAD_CASE_TRANSITION = "escalation case {id} is {current!r}; {allowed}, not to {wanted!r}"
-UNKNOWN_CASE = "unknown escalation case {id!r}; list them with list_cases"
+UNKNOWN_CASE = "unknown escalation case {id!r}; the cases are listed by 'recgov harm cases' and GET /v1/escalations"
+UNKNOWN_FLAG = "unknown item flag {id!r}; the flags are listed by 'recgov harm flags --all' and GET /v1/flags with include_inactive=true"
 DISMISS_AND_BLOCK = (
     "escalation case {id}: a dismissed case found no harm, so it cannot block item {item!r}; "
     "resolve it with action='block' instead"
@@ -145,7 +146,7 @@ def set_flag_active(
     lock_head(session)
     row = session.get(ItemFlag, flag_id, with_for_update=True) if isinstance(flag_id, int) else None
     if row is None:
-        raise ConfigError(f"unknown item flag {flag_id!r}; see flags_for")
+        raise ConfigError(UNKNOWN_FLAG.format(id=flag_id))
     if row.active == active:
         raise ConfigError(f"item flag {row.id} is already {'active' if active else 'inactive'}")
     event = append_event(

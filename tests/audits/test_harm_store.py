@@ -248,14 +248,14 @@ BAD_INPUT = [
     (
         lambda s: transition_case(s, 5, status="triaged", actor="r"),
         ConfigError,
-        "unknown escalation case 5; list them with list_cases",
+        "unknown escalation case 5; the cases are listed by 'recgov harm cases' and GET /v1/escalations",
     ),
     (
         lambda s: block_item(s, item_id="i", blocked=True, reason="r", case_id=5),
         ConfigError,
         "unknown escalation case 5",
     ),
-    (lambda s: set_flag_active(s, 5, active=True), ConfigError, "unknown item flag 5"),
+    (lambda s: set_flag_active(s, 5, active=True), ConfigError, "unknown item flag 5; the flags are listed by 'recgov harm flags --all' and GET /v1/flags with include_inactive=true"),
     # served lists hold the stripped ids the loaders read: a padded id would keep nothing out while saying it does
     (
         lambda s: flag_item(s, item_id="i00573 ", category="x", confidence=0.99, source="api"),
