@@ -252,7 +252,8 @@ def plan(
             session, actor=actor, action="experiment.planned", objects={"experiment": loaded.name},
             payload={"plan_hash": loaded.content_hash, "sample_size": size, "primary_metric": spec.primary_metric,
                      "variants": [_variant_payload(v) for v in spec.variants], "design": spec.design.model_dump(mode="json"),
-                     **({"weaker_packs_acknowledged": weaker} if weaker else {}), **({"pack_pins": pins} if pins else {})},
+                     **({"weaker_packs_acknowledged": weaker} if weaker else {}), **({"pack_pins": pins} if pins else {}),
+                     **({"guardrail_items": items} if items else {})},
         )  # fmt: skip
         row = Experiment(
             name=loaded.name, plan=frozen, plan_hash=loaded.content_hash, salt=new_salt(),
@@ -386,10 +387,13 @@ def _check_arm_packs(session: Session, row: Experiment, load_pack: Callable[[str
 
 
 def _check_anchored(session: Session, row: Experiment) -> None:
-    """The stored plan's hash and sample size are the ones its ``experiment.planned`` event anchored.
+    """The stored plan's hash, sample size, arms' pack pins and guardrail item tables are the ones its
+    ``experiment.planned`` event anchored.
 
     The experiments table is not append-only: a sample size lowered there would let the final look be taken
-    early (:func:`_check_final_size` reads it), a plan hash rewritten with the plan would pass :func:`_check_frozen`."""
+    early (:func:`_check_final_size` reads it), a plan hash rewritten with the plan would pass :func:`_check_frozen`,
+    an item table's hash rewritten with the file would let a provider gap be judged against other target shares.
+    Plans frozen before their item tables were anchored have none on the trail: theirs are not compared."""
     import json
 
     from audits.canonical import canonical_json
@@ -398,8 +402,10 @@ def _check_anchored(session: Session, row: Experiment) -> None:
     anchored = json.loads(payload) if payload is not None else {}
     same = canonical_json(anchored.get("sample_size")) == canonical_json(row.plan.get("sample_size"))  # as the trail hashed it
     pinned = canonical_json(anchored.get("pack_pins")) == canonical_json(row.plan.get("pack_pins"))
-    if anchored.get("plan_hash") != row.plan_hash or not same or not pinned:
-        what = "plan hash" if anchored.get("plan_hash") != row.plan_hash else "sample size" if not same else "arms' pack pins"
+    items = "guardrail_items" not in anchored or canonical_json(anchored["guardrail_items"]) == canonical_json(row.plan.get("guardrail_items"))
+    if anchored.get("plan_hash") != row.plan_hash or not same or not pinned or not items:
+        what = ("plan hash" if anchored.get("plan_hash") != row.plan_hash else "sample size" if not same
+                else "arms' pack pins" if not pinned else "guardrail item tables")  # fmt: skip
         raise ExperimentConflict(
             f"experiment {row.name!r}: the stored {what} is not the one the trail anchored when the plan was frozen "
             f"(experiment.planned, event {row.plan_seq}): the experiment's record was changed since; it is not analysed"

@@ -366,3 +366,28 @@ def test_lists_served_under_other_content_than_the_pinned_pack_void_a_stopped_ex
     shown = CliRunner().invoke(cli, ["experiment", "status", "drifted", "--database-url", db_url])
     assert shown.exit_code == 0, shown.output
     assert f"  PACK DRIFT treatment: {drift['treatment']['lists']} list(s), to {drift['treatment']['subjects']} subject(s), served under a pack whose content is not the pinned {eu.content_hash[:12]}" in shown.output
+
+
+def test_an_item_table_swapped_with_its_hash_in_the_store_is_caught_before_the_look(store: Any, tmp_path: Path) -> None:
+    """A provider-gap guardrail judges the arms against the item table the plan froze (by its SHA-256); that hash sat
+    in the stored plan only, so a table swapped together with its hash there was judged as the planned one."""
+    import hashlib
+
+    from governance.experiments.guardrails import item_table
+
+    _, _, planned = _planned(store, tmp_path, "swapped")
+    _served(store, "swapped", {**SAME, "click": 0.5}, 3)
+    items = tmp_path / "items.csv"
+    items.write_text(items.read_text().replace(",small", ",large"), encoding="utf-8")  # every item of one provider...
+    items.write_text(items.read_text().replace("i000,large", "i000,small"), encoding="utf-8")  # ...but one
+    digest = hashlib.sha256(items.read_bytes()).hexdigest()
+    assert item_table(str(items), "provider_group")[1] == digest
+    with store.session() as session:
+        row = session.scalars(select(Experiment).where(Experiment.name == "swapped")).one()
+        frozen = row.plan["guardrail_items"]
+        swapped = {k: {**v, "sha256": digest} for k, v in frozen.items()}
+        session.execute(update(Experiment).where(Experiment.id == row.id).values(plan={**row.plan, "guardrail_items": swapped}))
+    with pytest.raises(lifecycle.ExperimentConflict, match=rf"the stored guardrail item tables is not the one the trail anchored .*event {planned['plan_seq']}"):
+        lifecycle.analyze(store, "swapped", actor="tester")
+    with store.session() as session:
+        assert session.scalars(select(ExperimentLook)).first() is None
