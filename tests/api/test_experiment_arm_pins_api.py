@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from audits.lineage import record_deployment
 from audits.models import DecisionRecord, Experiment
+from governance.deploy import deployed_versions
 from governance.cli.policy import SHIPPED
 from recgov.client import Client
 from tests.governance.test_experiment_packs import PLAN
@@ -40,13 +41,19 @@ def _lists(server, subjects: list[str] = SUBJECTS) -> dict[str, dict]:
     return out
 
 
+def _deploy(server, stage: str) -> None:
+    """The module's model in ``stage`` (recorded unless it is there already)."""
+    with server.store.session() as session:
+        if server.model_version not in deployed_versions(session)[stage]:
+            record_deployment(session, model_version=server.model_version, stage=stage, actor="test")
+
+
 def _treated(answers: dict[str, dict]) -> set[str]:
     return {s for s, body in answers.items() if body["deployment"]["experiment"]["variant"] == "treatment"}
 
 
 def test_an_arm_whose_pack_changed_in_place_is_not_served_under_it(server) -> None:
-    with server.store.session() as session:
-        record_deployment(session, model_version=server.model_version, stage="production", actor="test")
+    _deploy(server, "production")
     with Client(server.url, server.tokens["admin"]) as api, server.client("admin") as admin:
         uploaded = admin.post("/v1/packs", content=ARM_PACK, headers={"Content-Type": "application/yaml"})
         assert uploaded.status_code in (200, 201), uploaded.text
@@ -99,15 +106,13 @@ STRICT_PACK = (  # subjects' ids are not among its inputs: it admits no model of
 
 def test_an_arm_whose_pack_does_not_admit_the_model_deployed_since_the_start_is_not_served(server) -> None:
     """A pack-only arm serves the production model, which may change while the experiment runs: checked per list."""
-    with server.store.session() as session:  # nothing in production when the plan is frozen and started
-        record_deployment(session, model_version=server.model_version, stage="shadow", actor="test")
+    _deploy(server, "shadow")  # nothing in production when the plan is frozen and started
     with Client(server.url, server.tokens["admin"]) as api, server.client("admin") as admin:
         uploaded = admin.post("/v1/packs", content=STRICT_PACK, headers={"Content-Type": "application/yaml"})
         assert uploaded.status_code in (200, 201), uploaded.text
         text = PLAN.format(name="strict-arm", control="", treatment=f"    pack: strict-arm@{uploaded.json()['pack_version']}")
         api.start_experiment("strict-arm", plan_hash=api.plan_experiment(text)["plan_hash"])
-        with server.store.session() as session:
-            record_deployment(session, model_version=server.model_version, stage="production", actor="test")
+        _deploy(server, "production")
         served = _lists(server)
         treated = {s for s, body in served.items() if body["deployment"]["experiment"]["variant"] == "treatment"}
         assert 5 <= len(treated) <= 35, treated
@@ -118,3 +123,44 @@ def test_an_arm_whose_pack_does_not_admit_the_model_deployed_since_the_start_is_
             assert "reads interactions, not on minimization.purposes.personalization.allowed_inputs" in assignment["refused"], assignment
             assert served[subject]["pack"] == REQUEST_PACK
         api.stop_experiment("strict-arm")
+
+
+def test_an_arm_whose_model_file_changed_on_disk_is_not_served(server, tmp_path: Path) -> None:
+    """A list of that arm answered 409 artifact-changed: its subjects got no list at all for an operator's mistake."""
+    import json
+    import shutil
+
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from audits.models import ModelVersion
+    from governance.cli import app as cli
+    from tests.api.conftest import DATA
+
+    trained = CliRunner().invoke(cli, ["train", DATA.replace("seed=4", "seed=12"), "--no-tune", "--no-carbon", "--factors", "5", "--iterations", "3",
+                                       "--database-url", server.db_url, "--json"])  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    treatment = json.loads(trained.stdout)["model_version"]
+    _deploy(server, "production")
+    with server.store.session() as session:
+        path = session.get(ModelVersion, treatment).artifact_location
+    with Client(server.url, server.tokens["admin"]) as api:
+        text = PLAN.format(name="changed-model", control="", treatment=f"    model_version: {treatment}")
+        api.start_experiment("changed-model", plan_hash=api.plan_experiment(text)["plan_hash"])
+        kept = tmp_path / "recorded.npz"
+        shutil.copyfile(path, kept)
+        arrays = dict(np.load(path, allow_pickle=False))
+        arrays["item_factors"] = np.zeros_like(arrays["item_factors"])
+        with open(path, "wb") as handle:
+            np.savez(handle, **arrays)
+        served = _lists(server)
+        treated = _treated(served)
+        assert 5 <= len(treated) <= 35, treated
+        for subject in treated:
+            assignment = served[subject]["deployment"]["experiment"]
+            assert assignment["reason"] == "arm_refused" and "changed on disk" in assignment["refused"], assignment
+            assert served[subject]["model_version"] == server.model_version, served[subject]  # as outside the experiment
+        shutil.copyfile(kept, path)
+        again = _lists(server, sorted(treated))
+        assert all(body["model_version"] == treatment and body["deployment"]["experiment"]["reason"] == "randomised" for body in again.values())
+        api.stop_experiment("changed-model")

@@ -23,8 +23,10 @@ gets what a request outside any experiment gets (the request's pack, the deploye
 model), recorded with the assignment's reason ``arm_refused`` and why, so the
 subject is left out of the analysis and the refusal is on the record; the
 experiment's status counts such subjects per arm, and the missing share shows as a
-sample ratio mismatch. The verdict on a pack and a model is kept per (pack content
-hash, model version): a model's recorded inputs do not change.
+sample ratio mismatch. An arm whose model file no longer has the SHA-256 recorded
+with it (where a request naming that model answers 409 ``artifact-changed``) is
+refused the same way. The verdict on a pack and a model is kept per (pack content hash, model version):
+a model's recorded inputs do not change.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from governance.api.errors import Problem
-from governance.api.services.engines import NotReady, artifact_location
+from governance.api.services.engines import ARTIFACT_CHANGED_KIND, NotReady, artifact_location
 from governance.experiments.assign import InForce, RunningExperiment, assign_in_force
 from governance.experiments.lifecycle import in_force
 from governance.experiments.packs import model_refused
@@ -84,17 +86,22 @@ def route(
         except ConfigError as err:  # gone or unreadable: not the pack the plan pinned either
             why = ARM_PACK_UNREAD.format(pack=ref, error=err)
     why = why or arm_refused(experiment, variant, loaded, model_version, ctx.cache, checked_only=inline)
-    if why is not None:  # what a request outside the experiment gets, and the refusal on its record
-        if (experiment.id, variant["name"], why) not in _WARNED:  # once per arm and reason, not on every list
-            _WARNED.add((experiment.id, variant["name"], why))
-            log.warning("experiment %s, variant %s: arm refused, its lists are served outside the experiment: %s", experiment.name, variant["name"], why)
-        assignment = {**assignment, "reason": "arm_refused", "refused": why}
-    elif model_version != engine.model.version_id_ or ref != pack_ref:
+    if why is None and (model_version != engine.model.version_id_ or ref != pack_ref):
         with ctx.reads.snapshot() as read:
             location = artifact_location(read, model_version)
             if location is None:
                 raise Problem(404, VARIANT_MODEL_MISSING.format(name=experiment.name, variant=variant["name"], model=model_version))
-            chosen = ctx.cache.engine(loaded, model_version, location, read, built_only=inline)
+            try:
+                chosen = ctx.cache.engine(loaded, model_version, location, read, built_only=inline)
+            except Problem as err:  # its file is not the one recorded and gated: not the arm's model either
+                if err.kind != ARTIFACT_CHANGED_KIND:
+                    raise
+                why = err.detail
+    if why is not None:  # what a request outside the experiment gets, and the refusal on its record
+        if (experiment.id, variant["name"], why) not in _WARNED:  # once per arm and reason, not on every list
+            _WARNED.add((experiment.id, variant["name"], why))
+            log.warning("experiment %s, variant %s: arm refused, its lists are served outside the experiment: %s", experiment.name, variant["name"], why)
+        assignment, chosen = {**assignment, "reason": "arm_refused", "refused": why}, engine
     return chosen, dataclasses.replace(request, experiment=assignment), {**assignment, "name": experiment.name}
 
 
