@@ -49,7 +49,7 @@ MONITOR_METRICS: tuple[str, ...] = get_args(MonitorMetric)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)  # finite numbers only
 
 
 class _TriggerBase(_Strict):

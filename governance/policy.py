@@ -67,7 +67,9 @@ RULE_ID = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    # A NaN threshold compares false with every figure (a "share > NaN" limit never fails) and an infinite one
+    # bounds nothing, so a pack holds finite numbers only; a field that means "no end" says so itself.
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
 
 
 # -- rules --------------------------------------------------------------------------
@@ -301,8 +303,8 @@ class ConsentSection(_Section):
 class AttributeBins(_Strict):
     """Bands of a numeric audit attribute (age -> ``18-24``, ``25-34``): its groups are the bands."""
 
-    edges: list[float] = Field(min_length=2)
-    """Increasing edges; bin ``j`` is ``[edges[j], edges[j+1])`` (``.inf`` for an open end)."""
+    edges: list[Annotated[float, Field(allow_inf_nan=True)]] = Field(min_length=2)
+    """Increasing edges; bin ``j`` is ``[edges[j], edges[j+1])`` (``.inf`` for an open end; never ``.nan``)."""
     labels: list[str]
     """One label per bin (``len(edges) - 1``), distinct, never ``missing``."""
     right: bool = False

@@ -10,9 +10,11 @@ __all__ = ["CheckConfig", "skipped", "verdict"]
 
 
 class CheckConfig(BaseModel):
-    """Base of every check's ``params``: unknown keys rejected, field docstrings documented."""
+    """Base of every check's ``params``: unknown keys rejected, field docstrings documented, numbers finite
+    (a NaN bound compares false with every figure, so a rule judged against it could never fail; an infinite
+    one bounds nothing)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True, allow_inf_nan=False)
 
 
 def skipped(reason: str) -> CheckResult:

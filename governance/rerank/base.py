@@ -69,7 +69,7 @@ __all__ = [
 class RerankConfig(BaseModel):
     """Base of every re-ranker's config: unknown keys rejected, field docstrings documented."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True, allow_inf_nan=False)  # finite numbers only
 
 
 # -- helpers the steps share ------------------------------------------------------------
