@@ -44,6 +44,8 @@ NOT_A_PROVIDER = (
     "group 'missing' holds the {n} items without a value of the provider attribute; it is not a provider group"
 )
 SMALL_PROVIDER = "provider group {group!r} has {n} items, under min_group_size {size}: reported, not judged"
+NO_RATIO = "provider group {group!r} was neither shown nor has test positives: its exposure ratio is undefined"
+UNBOUNDED = "shown without any test positive (ratio unbounded)"
 NO_LARGE_PROVIDER = "no provider group has {size}+ items to judge ({groups})"
 
 
@@ -77,6 +79,20 @@ def _none_judged(figures: ExposureFacts, min_group_size: int) -> str:
         missing = figures.groups[MISSING_PROVIDER].n_items if MISSING_PROVIDER in figures.groups else 0
         return NO_PROVIDERS.format(why=f"none of the {missing} items has a value of the provider attribute")
     return NO_LARGE_PROVIDER.format(size=min_group_size, groups=groups)
+
+
+def _ratio(f: Any) -> float | None:
+    """A group's exposure share / relevance share; ``inf`` for a group shown with no test positive at all (the
+    facts store no infinity, so its ratio is null there), None when it was neither shown nor relevant."""
+    if f.exposure_ratio is not None:
+        return f.exposure_ratio
+    if f.relevance_share == 0 and (f.exposure_share or 0) > 0:
+        return math.inf
+    return None
+
+
+def _ratio_text(ratio: float | None) -> str:
+    return "undefined" if ratio is None else (UNBOUNDED if ratio == math.inf else f"{ratio:.3f}")
 
 
 def _exposure(fair: FairnessFacts, config: _AttentionConfig) -> tuple[ExposureFacts | None, str]:
@@ -136,27 +152,38 @@ class ProviderExposure(Check):
         unjudged = _unjudged(figures, config.min_group_size)
         if config.group is not None and config.group in unjudged:
             return skipped(unjudged[config.group])
+        ratios = {g: _ratio(f) for g, f in figures.groups.items()}
+        for g, f in figures.groups.items():
+            if g not in unjudged and ratios[g] is None and (config.max_share is None or f.exposure_share is None):
+                unjudged[g] = NO_RATIO.format(group=g)
         judged = {
             g: f
             for g, f in figures.groups.items()
-            if (config.group is None or g == config.group) and f.exposure_ratio is not None and g not in unjudged
+            if (config.group is None or g == config.group) and g not in unjudged
         }
-        if not judged and set(figures.groups) <= set(unjudged):
+        if config.group is not None and config.group in unjudged:
+            return skipped(unjudged[config.group])
+        if not judged and set(figures.groups) <= set(unjudged) and any(r is not None for r in ratios.values()):
             return skipped(_none_judged(figures, config.min_group_size))
         if not judged:
             return skipped("no provider group has test positives to measure its relevance share")
         failing = []
         for g, f in judged.items():
-            bad = above(f.exposure_ratio, f.exposure_ratio_ci, config.max_ratio, config.judge)
-            bad |= below(f.exposure_ratio, f.exposure_ratio_ci, config.min_ratio, config.judge)
+            ratio = ratios[g]
+            # A group shown with no test positive at all is over-exposed without bound (its ratio is infinite):
+            # no interval can bring it under a max_ratio, and it is never under a min_ratio.
+            bad = ratio == math.inf and config.max_ratio is not None
+            bad |= ratio is not None and ratio != math.inf and above(ratio, f.exposure_ratio_ci, config.max_ratio, config.judge)
+            bad |= ratio is not None and ratio != math.inf and below(ratio, f.exposure_ratio_ci, config.min_ratio, config.judge)
             bad |= above(f.exposure_share, f.exposure_share_ci, config.max_share, config.judge)
             if bad:
                 failing.append(g)
         by_ratio = config.min_ratio is not None or config.max_ratio is not None
-        if config.max_ratio is not None:
-            nearest = max(judged, key=lambda g: judged[g].exposure_ratio or 0.0)
-        elif config.min_ratio is not None:
-            nearest = min(judged, key=lambda g: judged[g].exposure_ratio or 0.0)
+        with_ratio = [g for g in judged if ratios[g] is not None]
+        if config.max_ratio is not None and with_ratio:
+            nearest = max(with_ratio, key=lambda g: ratios[g] or 0.0)
+        elif config.min_ratio is not None and with_ratio:
+            nearest = min(with_ratio, key=lambda g: ratios[g] or 0.0)
         else:
             nearest = max(judged, key=lambda g: judged[g].exposure_share or 0.0)
         shown = failing[0] if failing else nearest  # the first failing group, else the one nearest its bound
@@ -164,12 +191,13 @@ class ProviderExposure(Check):
         required = _required(
             ("ratio >=", config.min_ratio), ("ratio <=", config.max_ratio), ("share <=", config.max_share)
         )
+        unbounded = sorted(g for g in judged if ratios[g] == math.inf)
         return verdict(
             not failing,
-            f"exposure share / relevance share under {config.key()} attention at k={fair.k}: {shown} {f.exposure_ratio:.3f} "
+            f"exposure share / relevance share under {config.key()} attention at k={fair.k}: {shown} {_ratio_text(ratios[shown])} "
             f"(exposure {_f(f.exposure_share)} vs relevance {_f(f.relevance_share)}, {fair.confidence:.0%} CI "
             f"{_ci_text(f.exposure_ratio_ci, 3)}); required {required}, judged on {_judged_on(config.judge, fair.confidence)}",
-            value=f.exposure_ratio if by_ratio else f.exposure_share,
+            value=(None if ratios[shown] == math.inf else ratios[shown]) if by_ratio else f.exposure_share,
             threshold=_threshold(required, config.min_ratio, config.max_ratio, config.max_share),
             evidence={
                 "provider_attribute": fair.provider_attribute,
@@ -180,6 +208,7 @@ class ProviderExposure(Check):
                 "confidence": fair.confidence,
                 "groups": {g: v.model_dump() for g, v in figures.groups.items()},
                 "failing": failing,
+                "shown_without_relevance": unbounded,
                 "min_group_size": config.min_group_size,
                 "not_judged": unjudged,
             },
