@@ -19,15 +19,66 @@ same machine and for budgets with a margin, not for exact accounting.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
+from importlib.util import find_spec
+from pathlib import Path
 
 from governance.facts import CarbonFacts
+from recommender.errors import ConfigError
 
-__all__ = ["CarbonMeter", "measure"]
+__all__ = ["CarbonMeter", "check_country", "grid_countries", "measure", "unknown_grid"]
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN_GRID = (
+    "{code!r} is not a country codecarbon has grid data for: its emissions would be the world average, labelled as "
+    "{code}'s; give the grid's ISO 3166-1 alpha-3 code{hint}"
+)
+
+
+@cache
+def grid_countries() -> frozenset[str] | None:
+    """The ISO 3166-1 alpha-3 codes of codecarbon's offline energy-mix table (read without importing codecarbon,
+    whose import is slow); None when codecarbon is not installed or its table cannot be read."""
+    spec = find_spec("codecarbon")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        try:
+            table = json.loads((Path(folder) / "data" / "private_infra" / "global_energy_mix.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        return frozenset(str(code) for code in table)
+    return None
+
+
+_NEAR = {"GER": "DEU", "ENG": "GBR", "SUI": "CHE", "NED": "NLD", "POR": "PRT", "DEN": "DNK", "CRO": "HRV"}
+"""Sports and vehicle codes people write for a country, and its ISO code."""
+
+
+def unknown_grid(code: str) -> str | None:
+    """Why ``code`` names no grid codecarbon knows (codecarbon would silently use the world average), or None."""
+    known = grid_countries()
+    if known is None or code in known:
+        return None
+    hint = f" (did you mean {_NEAR[code]}?)" if code in _NEAR else ", such as USA, DEU or FRA"
+    return UNKNOWN_GRID.format(code=code, hint=hint)
+
+
+def check_country(code: str, option: str = "--country") -> str:
+    """``code`` when it is an ISO 3166-1 alpha-3 code of a grid codecarbon knows; else a :class:`ConfigError`."""
+    if len(code) != 3 or not code.isalpha() or not code.isupper():
+        raise ConfigError(f"{option} must be an ISO 3166-1 alpha-3 code such as USA or DEU. Got {code!r} instead.")
+    problem = unknown_grid(code)
+    if problem is not None:
+        raise ConfigError(f"{option}: {problem}")
+    return code
 
 
 @dataclass
@@ -36,6 +87,8 @@ class CarbonMeter:
 
     country_iso_code: str
     facts: CarbonFacts | None = None
+    failure: str | None = None
+    """Why nothing was measured although measuring was on (``facts`` stays None)."""
 
 
 @contextmanager
@@ -49,6 +102,7 @@ def measure(country_iso_code: str, *, enabled: bool = True) -> Iterator[CarbonMe
     if not enabled:
         yield meter
         return
+    check_country(country_iso_code, "country_iso_code")  # before the block runs: an unknown grid measures nothing
     from codecarbon import OfflineEmissionsTracker
 
     # codecarbon sets its logger to INFO on import; its start-up chatter is not ours to print.
@@ -70,19 +124,25 @@ def measure(country_iso_code: str, *, enabled: bool = True) -> Iterator[CarbonMe
     try:
         yield meter
     finally:
-        emissions = tracker.stop() or 0.0
-        data = tracker.final_emissions_data
-        cpu_source = _cpu_method(tracker)
-        meter.facts = CarbonFacts(
-            energy_kwh=float(getattr(data, "energy_consumed", 0.0) or 0.0),
-            emissions_kg=float(emissions),
-            duration_s=float(getattr(data, "duration", time.perf_counter() - started) or 0.0),
-            country_iso_code=country_iso_code,
-            method=(
-                f"codecarbon {getattr(data, 'codecarbon_version', '?')} offline; cpu {cpu_source}; "
-                f"ram size-estimate; gpu {'nvml' if getattr(data, 'gpu_count', 0) else 'none'}"
-            )[:100],
-        )
+        # codecarbon swallows its own failures (start and stop are wrapped in a suppress): a tracker that did not
+        # start, or stopped half way, returns None and may leave no data. That is no measurement, never 0 kWh.
+        emissions = tracker.stop()
+        data = getattr(tracker, "final_emissions_data", None)
+        energy = getattr(data, "energy_consumed", None)
+        if emissions is None or energy is None:
+            meter.failure = "codecarbon measured nothing (its tracker failed to start or to stop)"
+            logger.warning("carbon: %s; the run is recorded without energy and emissions", meter.failure)
+        else:  # (no return in this finally: it would swallow the block's own exception)
+            meter.facts = CarbonFacts(
+                energy_kwh=float(energy),
+                emissions_kg=float(emissions),
+                duration_s=float(getattr(data, "duration", time.perf_counter() - started) or 0.0),
+                country_iso_code=country_iso_code,
+                method=(
+                    f"codecarbon {getattr(data, 'codecarbon_version', '?')} offline; cpu {_cpu_method(tracker)}; "
+                    f"ram size-estimate; gpu {'nvml' if getattr(data, 'gpu_count', 0) else 'none'}"
+                )[:100],
+            )
 
 
 def _cpu_method(tracker: object) -> str:

@@ -436,6 +436,16 @@ class CarbonSection(_Section):
 
     country_iso_code: str = Field("USA", pattern=r"^[A-Z]{3}$")
     """ISO 3166-1 alpha-3 code of the grid the runs use (codecarbon's offline mode)."""
+
+    @field_validator("country_iso_code")
+    @classmethod
+    def _known_grid(cls, value: str) -> str:
+        from governance.carbon import unknown_grid
+
+        problem = unknown_grid(value)
+        if problem is not None:  # codecarbon would use the world average without a word, under this country's name
+            raise ValueError(problem)
+        return value
     measure: bool = True
     """Measure runs with codecarbon."""
 

@@ -37,7 +37,7 @@ class CarbonBudget(Check):
     def evaluate(self, config: Config, facts: AuditFacts, section: Any) -> CheckResult:
         c = facts.carbon
         if c is None:
-            return skipped("no carbon measurement in the audit facts (carbon.measure is off, or nothing was trained)")
+            return skipped("no carbon measurement in the audit facts (carbon.measure is off, nothing was trained, or codecarbon measured nothing)")
         ok = (config.max_energy_kwh is None or c.energy_kwh <= config.max_energy_kwh) and (
             config.max_emissions_kg is None or c.emissions_kg <= config.max_emissions_kg
         )

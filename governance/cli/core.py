@@ -372,8 +372,10 @@ def evaluate_command(
     with user_errors():
         if not 0 < test_fraction < 1:
             raise ConfigError(f"--test-fraction must be a number in the range (0, 1). Got {test_fraction} instead.")
-        if chosen is not None and (len(country) != 3 or not country.isalpha() or not country.isupper()):
-            raise ConfigError(f"--country must be an ISO 3166-1 alpha-3 code such as USA or DEU. Got {country!r} instead.")
+        if chosen is not None:
+            from governance.carbon import check_country
+
+            check_country(country)
         config = SplitConfig(kind=split_kind.value, test_fraction=test_fraction, k=leave_k, random_state=seed)
         dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output, data_format=data_format)
         if chosen is not None and loaded is not None:
@@ -564,8 +566,9 @@ def train_command(
                 console.print(f"pack {loaded.name} lists no consent purpose: training on every event but erased subjects'", highlight=False)
             loaded = None
     with user_errors():
-        if len(country) != 3 or not country.isalpha() or not country.isupper():
-            raise ConfigError(f"--country must be an ISO 3166-1 alpha-3 code such as USA or DEU. Got {country!r} instead.")
+        from governance.carbon import check_country
+
+        check_country(country)
         dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output, data_format=data_format)
         if minimising is not None and loaded is None:  # train_and_record checks under a pack it is given
             from governance.family_inputs import check_family_inputs

@@ -57,8 +57,9 @@ def train_family(
             raise ConfigError(f"{', '.join(given)}: ALS options; --family {family} takes its parameters as --param key=value")
         if engine != "inprocess":
             raise ConfigError(f"--engine {engine}: only ALS trains on Spark; --family {family} trains in process")
-        if len(country) != 3 or not country.isalpha() or not country.isupper():
-            raise ConfigError(f"--country must be an ISO 3166-1 alpha-3 code such as USA or DEU. Got {country!r} instead.")
+        from governance.carbon import check_country
+
+        check_country(country)
         params = parse_params(param)
         now = read_as_of(as_of)
     loaded = load_or_fail(pack, json_output=json_output) if pack else None

@@ -323,7 +323,7 @@ def test_carbon_budget(params, status, budget, value):
 def test_carbon_budget_skips_without_a_measurement():
     assert outcome(run("carbon_budget", {"max_energy_kwh": 1.0}, {})) == (
         "skipped",
-        "no carbon measurement in the audit facts (carbon.measure is off, or nothing was trained)",
+        "no carbon measurement in the audit facts (carbon.measure is off, nothing was trained, or codecarbon measured nothing)",
     )
 
 

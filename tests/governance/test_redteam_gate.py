@@ -119,3 +119,77 @@ def test_a_group_neither_shown_nor_relevant_is_said_not_judged():
     result = evaluate(parse_pack(EXPOSURE_PACK % "max_ratio: 2.5"), facts).result("no-over-exposure")
     assert result.status.value == "pass"  # major 0.5 / 0.75, indie 0.5 / 0.25 = 2
     assert "neither shown nor has test positives" in result.evidence["not_judged"]["idle"]
+
+
+# -- carbon: the grid's country, and a measurement that failed -----------------------------------
+def test_a_country_codecarbon_has_no_grid_for_is_refused_where_it_stands():
+    """codecarbon's offline tracker computes the emissions of a country it has no energy mix for with the world
+    average and says so only in a log line recgov silences: a pack naming GER (Germany's sports code) stored
+    world-average figures labelled as Germany's."""
+    from codecarbon.core.emissions import Emissions
+    from codecarbon.core.units import Energy
+    from codecarbon.external.geography import GeoMetadata
+    from codecarbon.input import DataSource
+
+    emissions = Emissions(DataSource())
+    kwh = Energy.from_energy(kWh=1.0)
+    world = emissions.get_country_emissions(kwh, GeoMetadata(country_iso_code="ZZZ"))
+    assert emissions.get_country_emissions(kwh, GeoMetadata(country_iso_code="GER")) == world  # silently the world's
+    assert emissions.get_country_emissions(kwh, GeoMetadata(country_iso_code="DEU")) != world
+
+    with pytest.raises(PolicyError) as caught:
+        parse_pack(HEAD + "carbon:\n  country_iso_code: GER\n", "p.yaml")
+    [issue] = caught.value.issues
+    assert (issue.path, issue.line) == ("carbon.country_iso_code", 4)
+    assert "'GER' is not a country codecarbon has grid data for" in issue.message and "did you mean DEU?" in issue.message
+    assert parse_pack(HEAD + "carbon:\n  country_iso_code: DEU\n").pack.carbon.country_iso_code == "DEU"
+
+
+@pytest.mark.parametrize("code", ["GER", "ZZZ", "ger", "Germany"])
+def test_the_country_option_names_a_grid_codecarbon_knows(code):
+    from governance.carbon import check_country
+    from recommender.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--country"):
+        check_country(code)
+    assert check_country("FRA") == "FRA"
+
+
+def test_an_unknown_grid_is_refused_before_the_measured_block_runs():
+    from governance.carbon import measure
+    from recommender.errors import ConfigError
+
+    ran = []
+    with pytest.raises(ConfigError, match="'ZZZ' is not a country"):
+        with measure("ZZZ"):
+            ran.append(True)
+    assert ran == []
+
+
+class _BrokenTracker:
+    """codecarbon's tracker when its own start or stop failed: both swallow the exception, stop returns None and
+    no final data is left."""
+
+    def __init__(self, **kwargs):
+        pass
+
+    def start(self):
+        pass
+
+    def stop(self):
+        return None
+
+
+def test_a_measurement_codecarbon_swallowed_is_none_not_zero(monkeypatch):
+    import codecarbon
+
+    from governance.carbon import measure
+
+    monkeypatch.setattr(codecarbon, "OfflineEmissionsTracker", _BrokenTracker)
+    with measure("DEU") as meter:
+        pass
+    assert meter.facts is None and "codecarbon measured nothing" in meter.failure
+    # and the block's own exception is never swallowed by the bookkeeping
+    with pytest.raises(KeyError):
+        with measure("DEU"):
+            raise KeyError("the training failed")
