@@ -3,6 +3,8 @@
 Like Cedar's validator, it finds what is wrong with a pack without data:
 
 * duplicate rule ids, and gate conditions naming rules that do not exist (errors);
+* a gate whose ``block_on`` leaves out ``fail`` while rules of severity ``block`` exist (an error: such a
+  rule could fail without blocking, a pack that reads stricter than it is);
 * contradictions: an attribute both allowed as a model input and forbidden (or
   audit-only), or required by a rule while forbidden for every use (errors);
 * a ``consent.tcf.purpose`` that is not a consent purpose of the pack (an error);
@@ -62,7 +64,7 @@ def analyse(
     """
     provider_items = _provider_items(pack, item_table)
     rule_findings, referenced = _rule_findings(pack)
-    findings = [*_id_findings(pack), *_minimization_findings(pack), *_tcf_findings(pack), *rule_findings, *_rerank_findings(pack, provider_items), *_training_findings(pack)]
+    findings = [*_id_findings(pack), *_gate_findings(pack), *_minimization_findings(pack), *_tcf_findings(pack), *rule_findings, *_rerank_findings(pack, provider_items), *_training_findings(pack)]
     if dataset_columns is not None:
         findings += _dataset_findings(pack, referenced, set(dataset_columns))
     if item_harm_categories is not None:
@@ -94,6 +96,22 @@ def _id_findings(pack: Any) -> list[_Finding]:
         if rule_id not in seen:
             findings.append(_Finding(f"gate.required_rules.{i}", f"gate requires rule {rule_id!r}, which the pack does not define; known: {', '.join(seen) or 'none'}"))
     return findings
+
+
+def _gate_findings(pack: Any) -> list[_Finding]:
+    """A gate that does not block on ``fail`` while rules say a failure blocks (severity ``block``, the default).
+
+    ``block_on: [warn]`` reads as a stricter gate (even warnings block) but lets every failed rule through: the
+    rule's severity is where a pack makes a rule advisory (``warn``), never the gate."""
+    if "fail" in pack.gate.block_on:
+        return []
+    blocking = [rule.id for _, rule in pack.rules() if rule.severity == "block"]
+    if not blocking:
+        return []
+    listed = ", ".join(blocking[:5]) + (f" and {len(blocking) - 5} more" if len(blocking) > 5 else "")
+    return [_Finding("gate.block_on", f"gate.block_on {list(pack.gate.block_on)} leaves out fail, so the rules of severity block "
+                     f"({listed}) would not block a release when they fail; keep fail in block_on, and give a rule "
+                     f"severity warn to make it advisory")]  # fmt: skip
 
 
 def _forbidden_for_every_use(pack: Any, attr: str) -> bool:

@@ -193,3 +193,40 @@ def test_a_measurement_codecarbon_swallowed_is_none_not_zero(monkeypatch):
     with pytest.raises(KeyError):
         with measure("DEU"):
             raise KeyError("the training failed")
+
+
+# -- the gate's block_on ---------------------------------------------------------------------------
+GATE_PACK = HEAD + """\
+quality:
+  rules:
+    - {id: lift, check: baseline_lift, description: d, params: {min_ratio: 1.2}}
+    - {id: cov, check: metric_bound, description: d, severity: %s, params: {metric: coverage, min: 0.05}}
+gate:
+  block_on: %s
+"""
+FAILING = AuditFacts.model_validate({"evaluation": {"models": {"als": {"metrics": {"ndcg": 0.1}, "beyond": {"coverage": 0.5}},
+                                                              "popularity": {"metrics": {"ndcg": 0.1}}}}})
+
+
+@pytest.mark.parametrize("block_on", ["[warn, error]", "[error]", "[skipped]", "[]"])
+def test_a_gate_that_leaves_out_fail_is_refused_while_rules_say_a_failure_blocks(block_on):
+    """``block_on: [warn, error]`` reads stricter than the default (even a warning blocks) but let a failed rule
+    of severity block through: the gate passed a model no better than popularity."""
+    from governance.gate import decide
+    from governance.policy import GateSection
+
+    with pytest.raises(PolicyError) as caught:
+        parse_pack(GATE_PACK % ("warn", block_on), "p.yaml")
+    [issue] = caught.value.issues
+    assert (issue.path, issue.line) == ("gate.block_on", 8)
+    assert "leaves out fail, so the rules of severity block (lift) would not block a release" in issue.message
+    # what the refusal prevents: the same rules under that gate, lift failing, and the release let through
+    loaded = parse_pack(GATE_PACK % ("warn", "[fail, error]"))
+    report = evaluate(loaded, FAILING)
+    assert report.result("lift").status.value == "fail"
+    assert decide(report, GateSection.model_validate({"block_on": ["warn", "error"]})).passed is True
+
+
+def test_a_gate_of_advisory_rules_only_may_leave_out_fail():
+    loaded = parse_pack(GATE_PACK.replace("params: {min_ratio: 1.2}", "severity: warn, params: {min_ratio: 1.2}") % ("warn", "[warn, error]"))
+    assert loaded.pack.gate.block_on == ["warn", "error"]
