@@ -8,6 +8,8 @@ Like Cedar's validator, it finds what is wrong with a pack without data:
 * contradictions: an attribute both allowed as a model input and forbidden (or
   audit-only), or required by a rule while forbidden for every use (errors);
 * a ``consent.tcf.purpose`` that is not a consent purpose of the pack (an error);
+* carbon rules under ``carbon.measure: false`` (a warning: a run trained under the pack is never measured,
+  so they are skipped unless the audited model was measured elsewhere);
 * thresholds outside the range of their metric: a rule that can never pass is an
   error, one that can never fail a warning;
 * re-ranking steps that can never act (warnings): parameters that leave the
@@ -64,7 +66,7 @@ def analyse(
     """
     provider_items = _provider_items(pack, item_table)
     rule_findings, referenced = _rule_findings(pack)
-    findings = [*_id_findings(pack), *_gate_findings(pack), *_minimization_findings(pack), *_tcf_findings(pack), *rule_findings, *_rerank_findings(pack, provider_items), *_training_findings(pack)]
+    findings = [*_id_findings(pack), *_gate_findings(pack), *_carbon_findings(pack), *_minimization_findings(pack), *_tcf_findings(pack), *rule_findings, *_rerank_findings(pack, provider_items), *_training_findings(pack)]
     if dataset_columns is not None:
         findings += _dataset_findings(pack, referenced, set(dataset_columns))
     if item_harm_categories is not None:
@@ -112,6 +114,16 @@ def _gate_findings(pack: Any) -> list[_Finding]:
     return [_Finding("gate.block_on", f"gate.block_on {list(pack.gate.block_on)} leaves out fail, so the rules of severity block "
                      f"({listed}) would not block a release when they fail; keep fail in block_on, and give a rule "
                      f"severity warn to make it advisory")]  # fmt: skip
+
+
+def _carbon_findings(pack: Any) -> list[_Finding]:
+    """Carbon rules of a pack that turns measuring off: a budget that reads as enforced and is skipped."""
+    if pack.carbon.measure or not pack.carbon.rules:
+        return []
+    ids = ", ".join(rule.id for rule in pack.carbon.rules)
+    return [_Finding("carbon.measure", f"carbon.measure is false, so no run trained under this pack is measured and the carbon "
+                     f"rule(s) {ids} are skipped (judged only on a recorded model measured elsewhere); measure the runs "
+                     f"or remove the rules", "warning")]  # fmt: skip
 
 
 def _forbidden_for_every_use(pack: Any, attr: str) -> bool:

@@ -230,3 +230,11 @@ def test_a_gate_that_leaves_out_fail_is_refused_while_rules_say_a_failure_blocks
 def test_a_gate_of_advisory_rules_only_may_leave_out_fail():
     loaded = parse_pack(GATE_PACK.replace("params: {min_ratio: 1.2}", "severity: warn, params: {min_ratio: 1.2}") % ("warn", "[warn, error]"))
     assert loaded.pack.gate.block_on == ["warn", "error"]
+
+
+def test_a_carbon_budget_that_is_never_measured_is_a_warning():
+    body = "carbon:\n  measure: false\n  rules:\n    - {id: budget, check: carbon_budget, description: d, params: {max_energy_kwh: 1}}\n"
+    [warning] = parse_pack(HEAD + body, "p.yaml").warnings
+    assert (warning.path, warning.line, warning.severity) == ("carbon.measure", 4, "warning")
+    assert "rule(s) budget are skipped" in warning.message
+    assert parse_pack(HEAD + body.replace("false", "true")).warnings == []
