@@ -10,9 +10,12 @@ from its bundled per-country data (the country is the policy pack's
 * RAM: an estimate from the installed memory size, not a measurement.
 * GPU: NVML when an NVIDIA GPU is present.
 
-The ``method`` stored with each run says which of these applied (``cpu rapl``,
-``cpu tdp-x-load (TDP 8 W)``: TDP scaled by load, ``cpu constant``), so a reader
-knows how much to trust the figure. On a virtual machine without power sensors
+The ``method`` stored with each run says whether the figure is ``measured`` (the
+CPU's RAPL counters were read) or ``estimated``, the grid whose carbon intensity
+was applied (``grid DEU``), and which of these applied (``cpu rapl``,
+``cpu tdp-x-load (TDP 8 W)``: TDP scaled by load, where 8 W on a CPU model
+codecarbon does not know is its default of 4 W per thread, ``cpu constant``), so
+a reader knows how much to trust the figure. On a virtual machine without power sensors
 (the common CI case) the figures are estimates, good for comparing runs on the
 same machine and for budgets with a margin, not for exact accounting.
 """
@@ -138,11 +141,15 @@ def measure(country_iso_code: str, *, enabled: bool = True) -> Iterator[CarbonMe
                 emissions_kg=float(emissions),
                 duration_s=float(getattr(data, "duration", time.perf_counter() - started) or 0.0),
                 country_iso_code=country_iso_code,
-                method=(
-                    f"codecarbon {getattr(data, 'codecarbon_version', '?')} offline; cpu {_cpu_method(tracker)}; "
-                    f"ram size-estimate; gpu {'nvml' if getattr(data, 'gpu_count', 0) else 'none'}"
-                )[:100],
+                method=_method(getattr(data, "codecarbon_version", "?"), country_iso_code, _cpu_method(tracker), bool(getattr(data, "gpu_count", 0))),
             )
+
+
+def _method(version: str, country: str, cpu: str, gpu: bool) -> str:
+    """How a run was measured, in at most 100 characters: ``measured`` only when the CPU's energy counters were read
+    (RAM is always an estimate from its size), ``estimated`` otherwise; the grid whose carbon intensity was applied."""
+    basis = "measured" if cpu == "rapl" else "estimated"
+    return f"codecarbon {version} offline, {basis}; grid {country}; cpu {cpu}; ram size-estimate; gpu {'nvml' if gpu else 'none'}"[:100]
 
 
 def _cpu_method(tracker: object) -> str:

@@ -7,10 +7,19 @@ from typing import Any, ClassVar
 from pydantic import Field, model_validator
 
 from governance.checks._base import CheckConfig, skipped, verdict
-from governance.facts import AuditFacts
+from governance.facts import AuditFacts, CarbonFacts
 from governance.registry import Check, CheckResult, register
 
 __all__ = ["CarbonBudget"]
+
+
+def _label(c: CarbonFacts) -> str:
+    """`` (estimated, USA grid)``: how the figures were obtained and which grid's intensity they carry, as far as
+    the facts say (a recorded run's method names its grid; the facts of a run measured now, its country)."""
+    basis = next((b for b in ("measured", "estimated") if f"offline, {b};" in c.method), None)
+    grid = c.country_iso_code or next((part.removeprefix("grid ") for part in c.method.split("; ") if part.startswith("grid ")), None)
+    parts = [p for p in (basis, f"{grid} grid" if grid else None) if p]
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 @register
@@ -49,7 +58,8 @@ class CarbonBudget(Check):
         )  # fmt: skip
         return verdict(
             ok,
-            f"training used {c.energy_kwh:.6f} kWh and emitted {c.emissions_kg:.6f} kg CO2e in {c.duration_s:.1f} s{f' ({c.country_iso_code} grid)' if c.country_iso_code else ''}; budget {budget}",
+            f"training used {c.energy_kwh:.6f} kWh and emitted {c.emissions_kg:.6f} kg CO2e in {c.duration_s:.1f} s"
+            f"{_label(c)}; budget {budget}",
             value=c.emissions_kg if config.max_emissions_kg is not None else c.energy_kwh,
             threshold=budget,
             evidence=c.model_dump(),

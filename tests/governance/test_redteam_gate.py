@@ -238,3 +238,23 @@ def test_a_carbon_budget_that_is_never_measured_is_a_warning():
     assert (warning.path, warning.line, warning.severity) == ("carbon.measure", 4, "warning")
     assert "rule(s) budget are skipped" in warning.message
     assert parse_pack(HEAD + body.replace("false", "true")).warnings == []
+
+
+def test_carbon_figures_say_whether_they_are_measured_or_estimated_and_on_which_grid(monkeypatch):
+    """A run on a machine without RAPL counters (most VMs and CI runners) is an estimate: TDP x load, RAM from its
+    size. The recorded method said only 'cpu tdp-x-load', never the word estimate, nor the grid whose intensity was
+    applied, so a recorded model's figures judged later under another pack carried no grid at all."""
+    from governance.carbon import _method
+    from governance.facts import CarbonFacts
+
+    estimated = _method("3.3.2", "DEU", "tdp-x-load (TDP 8 W)", False)
+    assert estimated == "codecarbon 3.3.2 offline, estimated; grid DEU; cpu tdp-x-load (TDP 8 W); ram size-estimate; gpu none"
+    assert _method("3.3.2", "USA", "rapl", True).startswith("codecarbon 3.3.2 offline, measured; grid USA; cpu rapl;")
+    assert len(_method("3.3.2", "USA", "tdp-x-load (TDP 1000000 W)", True)) <= 100  # the store keeps 100 characters
+
+    pack = parse_pack(HEAD + "carbon:\n  rules:\n    - {id: budget, check: carbon_budget, description: d, params: {max_energy_kwh: 1}}\n")
+    recorded = CarbonFacts(energy_kwh=0.5, emissions_kg=0.2, duration_s=60.0, method=estimated)  # as a recorded run's facts
+    message = evaluate(pack, AuditFacts(carbon=recorded)).result("budget").message
+    assert "(estimated, DEU grid)" in message
+    bare = CarbonFacts(energy_kwh=0.5, emissions_kg=0.2, duration_s=60.0, method="")
+    assert evaluate(pack, AuditFacts(carbon=bare)).result("budget").message.endswith("in 60.0 s; budget energy <= 1.0 kWh")
