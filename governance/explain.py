@@ -40,6 +40,7 @@ class TagKind(str, Enum):
     exposure_cap = "exposure_cap"
     exploration = "exploration"
     provider_calibration = "provider_calibration"
+    provider_balance = "provider_balance"
 
 
 TAG_TEXT: dict[TagKind, str] = {
@@ -48,6 +49,7 @@ TAG_TEXT: dict[TagKind, str] = {
     TagKind.not_personalized: "Not personalized: chosen without your history",
     TagKind.diversity: "Shown for diversity",
     TagKind.under_exposed_provider: "From an under-exposed provider",
+    TagKind.provider_balance: "Shown to keep each provider group's share of this list at its target",
     TagKind.calibration: "Shown to match the mix of your interests",
     TagKind.provider_calibration: "Shown to match the mix of providers you engage with",
     TagKind.long_tail: "A less popular item you may not have seen",

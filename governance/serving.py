@@ -84,6 +84,16 @@ REASON_TAGS: dict[Reason, TagKind] = {
 
 ``Reason`` is an ``IntEnum``: the pipeline's move codes (small integers in an array) look it up directly."""
 
+PROTECTED_CODE = 1
+"""The re-rankers' group code of the pack's protected provider group (``fairness.provider_group_codes`` keeps it 1)."""
+_BALANCED = 100
+"""The tag code of an item a provider-fairness step promoted although its group is not the protected one: a
+multi-group step (``group_proportions``, ``exposure_targets``, ``amortised_exposure``) also lifts a major label's
+item when the list holds less of that group than its target. Its tag says so; "from an under-exposed provider"
+would claim of the over-exposed group what the data does not show."""
+_TAG_OF: dict[int, TagKind] = {**{int(code): kind for code, kind in REASON_TAGS.items()}, _BALANCED: TagKind.provider_balance}
+"""The tag of each move code of a served list: :data:`REASON_TAGS`, and :data:`_BALANCED`."""
+
 
 class DecisionSink(Protocol):
     """Where decision records go; ``submit_and_wait`` returns once the record is durable."""
@@ -704,7 +714,7 @@ class PoolTags(Sequence):
                 tag["items"] = because
                 tag["weights"] = [round(w, 6) for w, here in zip(self._weights[j], present) if here]
             code = self._reasons[j]
-            made = self._made[j] = [_tag(REASON_TAGS[code]), tag] if code in REASON_TAGS else [tag]
+            made = self._made[j] = [_tag(_TAG_OF[code]), tag] if code in _TAG_OF else [tag]
         return made
 
     def __iter__(self) -> Any:
@@ -840,7 +850,7 @@ class Personalizer:
             keep = out.items[0] >= 0
             ids = out.items[0][keep]
             scores = out.scores[0][keep]
-            reasons = out.moves[0][keep]
+            reasons = _provider_moves(out.moves[0][keep], ids, self._catalog.item_group)
         else:
             ids, scores = ids[:k], scores[:k]
         rounded = [round(s, 6) for s in scores.tolist()]
@@ -870,6 +880,18 @@ class Personalizer:
         model = self.model
         return explain_als_list(model.item_factors_, model.regularization, model.alpha, history[0], history[1], ids, n=n, gram=self._gram)
 
+
+
+def _provider_moves(reasons: np.ndarray, ids: np.ndarray, item_group: np.ndarray | None) -> np.ndarray:
+    """``reasons`` with the provider-fairness moves of items outside the protected group marked :data:`_BALANCED`."""
+    if item_group is None:
+        return reasons
+    other = (reasons == Reason.provider_fairness) & (item_group[ids] != PROTECTED_CODE)
+    if not other.any():
+        return reasons
+    out = reasons.astype(np.int16)
+    out[other] = _BALANCED
+    return out
 
 
 ServingEngine.personalizer_class = Personalizer

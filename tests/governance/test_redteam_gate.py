@@ -258,3 +258,58 @@ def test_carbon_figures_say_whether_they_are_measured_or_estimated_and_on_which_
     assert "(estimated, DEU grid)" in message
     bare = CarbonFacts(energy_kwh=0.5, emissions_kg=0.2, duration_s=60.0, method="")
     assert evaluate(pack, AuditFacts(carbon=bare)).result("budget").message.endswith("in 60.0 s; budget energy <= 1.0 kWh")
+
+
+# -- explanation tags of provider re-ranking --------------------------------------------------------
+@pytest.fixture(scope="module")
+def provider_world():
+    from recommender.als import ALSRecommender
+    from recommender.feedback import to_implicit
+    from recommender.synthetic import SyntheticSpec, generate
+
+    data = generate(SyntheticSpec(n_users=300, n_items=200, n_interactions=15000, seed=9, exposure_bias=3))
+    return data, to_implicit(data.events), ALSRecommender(factors=8, iterations=5).fit(to_implicit(data.events))
+
+
+TAG_PACK = HEAD + """\
+consent:
+  purposes:
+    personalization: {lawful_basis: legitimate_interest, model: opt_out}
+fairness:
+  provider_attribute: provider_group
+  protected_provider_group: independent
+reranking:
+  enabled: true
+  steps: [%s]
+"""
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        "{name: group_proportions, params: {targets: {0: 0.6, 1: 0.4}}}",
+        "{name: exposure_targets, params: {targets: {0: 0.6, 1: 0.4}, tolerance: 0.1}}",
+        "{name: fair_star, params: {p: 0.6}}",
+    ],
+)
+def test_an_item_tagged_from_an_under_exposed_provider_is_from_the_protected_group(provider_world, step):
+    """Multi-group steps lift an item of any group short of its target in the list, the major labels' too (whom the
+    synthetic log over-exposed three times): every lifted item read "From an under-exposed provider". Only items of
+    the protected group may say so; a major label's item lifted to its target says it keeps the list's mix."""
+    from governance.serving import ServeRequest, ServingEngine
+
+    data, matrix, model = provider_world
+    engine = ServingEngine(parse_pack(TAG_PACK % step), model, data.items)
+    group = data.items["provider_group"].astype(str).to_dict()
+    kinds = {}
+    for row in range(0, 300, 3):
+        served = engine.serve(ServeRequest(str(matrix.user_ids[row]), k=10))
+        assert served.mode == "personalized" and len(served.items) == len(set(served.items)) == 10
+        for item, tags in zip(served.items, served.tags, strict=True):
+            for tag in tags:
+                kinds.setdefault(tag["kind"], set()).add(group[item])
+    assert kinds.get("under_exposed_provider", set()) <= {"independent"}
+    if "fair_star" in step:  # FA*IR lifts protected items only
+        assert "provider_balance" not in kinds and kinds["under_exposed_provider"] == {"independent"}
+    else:  # both groups get lifted to their targets somewhere, each tagged for what it is
+        assert kinds["under_exposed_provider"] == {"independent"} and kinds["provider_balance"] == {"major"}
