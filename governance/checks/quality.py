@@ -36,6 +36,17 @@ def metric_value(facts: AuditFacts, model: str | None, metric: str) -> tuple[flo
     return value, label
 
 
+def not_measured(facts: AuditFacts, label: str, metric: str) -> str:
+    """Why ``metric`` of model ``label`` has no value: the model is not in the evaluation, it was measured on no test
+    user (too little data for the split to hold any test positive), or the metric itself is missing."""
+    ev = facts.evaluation
+    figures = ev.models.get(label) if ev is not None else None
+    if figures is not None and figures.n_test_users == 0:
+        return (f"model {label!r} was evaluated on no test user (the split held no test positive: too little data); "
+                f"metric {metric!r} is not measured")
+    return f"metric {metric!r} of model {label!r} is not in the evaluation"
+
+
 @register
 class MetricBound(Check):
     """An offline metric of the audited model stays within bounds."""
@@ -68,7 +79,7 @@ class MetricBound(Check):
             return skipped(NO_EVALUATION)
         value, label = metric_value(facts, config.model, config.metric)
         if value is None:
-            return skipped(f"metric {config.metric!r} of model {label!r} is not in the evaluation")
+            return skipped(not_measured(facts, label, config.metric))
         low_ok = config.min is None or value >= config.min
         high_ok = config.max is None or value <= config.max
         bound = " and ".join(
@@ -119,7 +130,7 @@ class BaselineLift(Check):
         base, _ = metric_value(facts, config.baseline, config.metric)
         if value is None or base is None:
             missing = label if value is None else config.baseline
-            return skipped(f"metric {config.metric!r} of model {missing!r} is not in the evaluation")
+            return skipped(not_measured(facts, missing, config.metric))
         if base <= 0:
             ok = value > 0
             return verdict(ok, f"{config.baseline} scores 0 on {config.metric}; {label} scores {value:.4f}", value=None, threshold=config.min_ratio,

@@ -313,3 +313,21 @@ def test_an_item_tagged_from_an_under_exposed_provider_is_from_the_protected_gro
         assert "provider_balance" not in kinds and kinds["under_exposed_provider"] == {"independent"}
     else:  # both groups get lifted to their targets somewhere, each tagged for what it is
         assert kinds["under_exposed_provider"] == {"independent"} and kinds["provider_balance"] == {"major"}
+
+
+def test_a_quality_rule_on_data_too_small_to_split_says_so():
+    """Five users and twenty events leave the split no test positive: every metric is None and the rules said
+    "metric 'ndcg' of model 'als' is not in the evaluation", as if the pack named a metric that does not exist."""
+    from governance.collect import collect_facts
+    from recommender.synthetic import SyntheticSpec, generate
+
+    pack = parse_pack(HEAD + "quality:\n  tune: false\n  rules:\n"
+                      "    - {id: lift, check: baseline_lift, description: d, params: {min_ratio: 1.2}}\n"
+                      "    - {id: floor, check: metric_bound, description: d, params: {metric: ndcg, min: 0.01}}\n")
+    facts, _ = collect_facts(pack.pack, generate(SyntheticSpec(n_users=5, n_items=5, n_interactions=20, seed=1)), als_params={"factors": 4, "iterations": 2})
+    assert facts.evaluation.models["als"].n_test_users == 0
+    report = evaluate(pack, facts)
+    for rule in ("lift", "floor"):
+        result = report.result(rule)
+        assert result.status.value == "skipped"
+        assert result.message == "model 'als' was evaluated on no test user (the split held no test positive: too little data); metric 'ndcg' is not measured"
