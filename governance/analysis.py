@@ -17,8 +17,9 @@ Like Cedar's validator, it finds what is wrong with a pack without data:
   FA*IR whose minimum-protected table is all zeros at the pack's list length
   (``quality.k``), group targets too small to earn one place in such a list
   (the constraint reported then always holds), exposure windows no list of
-  ``quality.k`` places can reach, or (with the catalog) a group with fewer items
-  than its exposure floor needs;
+  ``quality.k`` places can reach, exposure caps that every provider group of the
+  pack shares and that together hold less than a whole list, or (with the catalog)
+  a group with fewer items than its exposure floor needs;
 * group-targeting steps (``group_proportions``, ``exposure_targets``,
   ``amortised_exposure``) whose targets name a group code no provider group of
   the pack carries (``fairness.provider_group_codes``, else 0 and 1): warnings;
@@ -208,6 +209,12 @@ def _rerank_findings(pack: Any, provider_items: dict[str, int] | None = None) ->
             findings.append(_Finding(f"{base}.epsilon", f"{never}: epsilon 0 explores no place", "warning"))
         elif name == "exposure_cap" and params.max_share >= 1.0:
             findings.append(_Finding(f"{base}.max_share", f"{never}: max_share {params.max_share:g} caps no group (a group holds at most all of a list)", "warning"))
+        elif name == "exposure_cap" and _cap_unreachable(params, pack):
+            capped = _capped_codes(params, pack)
+            findings.append(_Finding(f"{base}.max_share", f"re-ranking step {i} (exposure_cap) can never be met by the pack's provider groups: "
+                                     f"{len(capped)} capped group(s) at max_share {params.max_share:g} hold at most "
+                                     f"{len(capped) * params.max_share:.0%} of a list, and only items of no provider group may fill "
+                                     f"the rest; every other list breaks the cap", "warning"))  # fmt: skip
         elif name == "fair_star":
             from governance.rerank.fair_star import adjusted_mtable, mtable
 
@@ -241,6 +248,18 @@ def _rerank_findings(pack: Any, provider_items: dict[str, int] | None = None) ->
             elif params.weight == 0 and params.item_weight == 0:
                 findings.append(_Finding(f"{base}.weight", f"{never}: weight and item_weight 0 give exposure debt no say", "warning"))
     return findings
+
+
+def _capped_codes(params: Any, pack: Any) -> set[int]:
+    """The group codes an ``exposure_cap`` step caps among those the pack's provider groups carry."""
+    known = set(_pack_group_codes(pack))
+    return known if params.groups is None else known & set(params.groups)
+
+
+def _cap_unreachable(params: Any, pack: Any) -> bool:
+    """Every provider group of the pack is capped, and their caps together hold less than a whole list."""
+    capped = _capped_codes(params, pack)
+    return capped == set(_pack_group_codes(pack)) and params.max_share * len(capped) < 1.0 - 1e-9
 
 
 def _pack_group_codes(pack: Any) -> dict[int, str]:

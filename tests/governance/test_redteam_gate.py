@@ -331,3 +331,23 @@ def test_a_quality_rule_on_data_too_small_to_split_says_so():
         result = report.result(rule)
         assert result.status.value == "skipped"
         assert result.message == "model 'als' was evaluated on no test user (the split held no test positive: too little data); metric 'ndcg' is not measured"
+
+
+def test_an_exposure_cap_no_list_of_the_pack_s_groups_can_meet_is_a_warning():
+    """Two provider groups capped at 30% each fill at most 60% of a list: the cap can never hold, the step
+    alternates groups and every list is reported as breaking it. The pack loaded without a word."""
+    import numpy as np
+
+    from governance.rerank import Candidates, ExposureCapConfig, build_pipeline
+
+    rng = np.random.default_rng(0)
+    cands = Candidates(items=np.stack([rng.permutation(40)[:30] for _ in range(50)]), scores=-np.sort(-rng.random((50, 30)), axis=1),
+                       item_group=rng.integers(0, 2, 40))
+    out = build_pipeline([ExposureCapConfig(max_share=0.3)])(cands, k=10)
+    assert not any(met.any() for met in out.constraints_met.values())  # no list meets it
+
+    body = TAG_PACK % "{name: exposure_cap, params: {max_share: 0.3}}"
+    [warning] = parse_pack(body, "p.yaml").warnings
+    assert warning.path == "reranking.steps.0.params.max_share" and "can never be met" in warning.message
+    assert parse_pack(TAG_PACK % "{name: exposure_cap, params: {max_share: 0.5}}").warnings == []
+    assert parse_pack(TAG_PACK % "{name: exposure_cap, params: {max_share: 0.3, groups: [0]}}").warnings == []
