@@ -351,3 +351,64 @@ def test_an_exposure_cap_no_list_of_the_pack_s_groups_can_meet_is_a_warning():
     assert warning.path == "reranking.steps.0.params.max_share" and "can never be met" in warning.message
     assert parse_pack(TAG_PACK % "{name: exposure_cap, params: {max_share: 0.5}}").warnings == []
     assert parse_pack(TAG_PACK % "{name: exposure_cap, params: {max_share: 0.3, groups: [0]}}").warnings == []
+
+
+# -- through the command line, on SQLite and PostgreSQL ----------------------------------------------
+CARBON_PACK = HEAD + """\
+carbon:
+  country_iso_code: DEU
+  rules:
+    - {id: budget, check: carbon_budget, description: d, params: {max_energy_kwh: 10}}
+quality:
+  tune: false
+"""
+SMALL = "synthetic:n_users=200,n_items=120,n_interactions=6000,seed=5"
+
+
+def _strict_json(text: str):
+    import json
+
+    def refuse(constant: str):
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_gate_records_and_says_how_its_carbon_was_obtained_and_an_unknown_grid_changes_nothing(db_url, tmp_path):
+    from sqlalchemy import func, select
+    from typer.testing import CliRunner
+
+    from audits import open_store
+    from audits.models import AuditRun, TrailEvent, TrainingRun
+    from governance.cli import app
+
+    runner = CliRunner()
+    pack = tmp_path / "pack.yaml"
+    pack.write_text(CARBON_PACK)
+    store = open_store(db_url)
+
+    def counts():
+        with store.session() as s:
+            return [s.scalar(select(func.count()).select_from(t)) for t in (TrainingRun, AuditRun, TrailEvent)]
+
+    try:
+        before = counts()
+        (tmp_path / "ger.yaml").write_text(CARBON_PACK.replace("DEU", "GER"))
+        wrong = runner.invoke(app, ["gate", SMALL, "--pack", str(tmp_path / "ger.yaml"), "--out", str(tmp_path / "w"), "--database-url", db_url])
+        assert wrong.exit_code == 2 and "carbon.country_iso_code" in wrong.output and "did you mean DEU?" in wrong.output
+        train = runner.invoke(app, ["train", SMALL, "--country", "GER", "--database-url", db_url])
+        assert train.exit_code == 2 and "--country: 'GER' is not a country" in train.output
+        assert counts() == before  # nothing recorded
+
+        done = runner.invoke(app, ["gate", SMALL, "--pack", str(pack), "--out", str(tmp_path / "g"), "--database-url", db_url, "--json"])
+        assert done.exit_code == 0, done.output
+        doc = _strict_json(done.stdout)
+        _strict_json((tmp_path / "g" / "gate.json").read_text())
+        [budget] = [r for r in doc["results"] if r["rule_id"] == "budget"]
+        basis = "measured" if "cpu rapl" in budget["evidence"]["method"] else "estimated"
+        assert f"({basis}, DEU grid)" in budget["message"]
+        with store.session() as s:
+            method = s.scalar(select(TrainingRun.carbon_method).where(TrainingRun.id == s.scalar(select(func.max(TrainingRun.id)))))
+        assert method.startswith(f"codecarbon ") and f" offline, {basis}; grid DEU; cpu " in method
+    finally:
+        store.close()
