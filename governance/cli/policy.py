@@ -79,7 +79,12 @@ def diff_command(
     if json_output:
         emit_json({"a": a.stamp(), "b": b.stamp(), "changes": [c.to_dict() for c in changes]})
         return
-    console.print(f"{a.name} {a.version} ({a.content_hash[:12]}) -> {b.name} {b.version} ({b.content_hash[:12]}): {len(changes)} change(s)", highlight=False)
+    stricter, looser = (sum(c.effect == e for c in changes) for e in ("stricter", "looser"))
+    console.print(
+        f"{a.name} {a.version} ({a.content_hash[:12]}) -> {b.name} {b.version} ({b.content_hash[:12]}): {len(changes)} change(s), "
+        f"{stricter} stricter, {looser} looser",
+        highlight=False,
+    )
     for change in changes:
         colour = {"added": "green", "removed": "red", "changed": "yellow"}[change.kind]
         console.print(f"[{colour}]{change}[/]", highlight=False, soft_wrap=True)

@@ -122,7 +122,7 @@ def test_stored_packs_are_listed_diffed_and_immutable(server, stored_packs) -> N
     refs = {p["ref"] for p in listed}
     assert {"baseline", "eu-gdpr-dsa", "california-ccpa", "reviewed@1.0.0", "reviewed@1.1.0"} <= refs
     assert (server.home / "packs" / "reviewed" / "1.1.0.yaml").read_text() == PACK_V2
-    assert {"kind": "changed", "path": "metadata.owner", "before": "compliance team", "after": "privacy office", "threshold": False} in diff["changes"]
+    assert {"kind": "changed", "path": "metadata.owner", "before": "compliance team", "after": "privacy office", "threshold": False, "effect": None} in diff["changes"]
     assert conflict.status_code == 409 and conflict.headers["content-type"] == PROBLEM_JSON
     assert missing.status_code == 404 and "stored versions: 1.0.0, 1.1.0" in missing.json()["detail"]
 

@@ -412,3 +412,60 @@ def test_a_gate_records_and_says_how_its_carbon_was_obtained_and_an_unknown_grid
         assert method.startswith(f"codecarbon ") and f" offline, {basis}; grid DEU; cpu " in method
     finally:
         store.close()
+
+
+# -- policy diff: which way each change goes -----------------------------------------------------------
+DIFF_A = HEAD + """\
+fairness:
+  audit_attributes: [gender]
+  rules:
+    - {id: gap, check: consumer_gap, description: d, params: {attribute: gender, metric: ndcg, min_ratio: 0.8, min_group_size: 30}}
+quality:
+  rules:
+    - {id: lift, check: baseline_lift, description: d, params: {min_ratio: 1.2}}
+    - {id: cov, check: metric_bound, description: d, params: {metric: coverage, min: 0.05}}
+gate:
+  required_rules: [lift]
+"""
+# Every threshold the reader looks at goes up; the rules themselves stop blocking.
+DIFF_B = DIFF_A.replace("min_ratio: 0.8, min_group_size: 30", "min_ratio: 0.9, min_group_size: 500, judge: ci").replace(
+    "params: {min_ratio: 1.2}", "severity: warn, params: {min_ratio: 1.5}").replace(
+    "required_rules: [lift]", "required_rules: []").replace(
+    "    - {id: cov, check: metric_bound, description: d, params: {metric: coverage, min: 0.05}}\n", "")
+
+
+def test_a_pack_that_reads_stricter_says_where_it_is_looser():
+    """B raises both thresholds a reader compares (0.8 -> 0.9, 1.2 -> 1.5), and also judges the gap on its interval,
+    leaves groups under 500 users unjudged, makes the lift rule a warning, drops it from the required rules and
+    removes the coverage rule: the diff listed every line and said nothing of which way they go."""
+    from governance.policydiff import diff_packs
+
+    a, b = parse_pack(DIFF_A, "a.yaml"), parse_pack(DIFF_B, "b.yaml")
+    effects = {c.path: c.effect for c in diff_packs(a, b)}
+    assert effects == {
+        "rule:cov": "looser",
+        "gate.required_rules": "looser",
+        "rule:gap.params.judge": "looser",
+        "rule:gap.params.min_group_size": "looser",
+        "rule:gap.params.min_ratio": "stricter",
+        "rule:lift.params.min_ratio": "stricter",
+        "rule:lift.severity": "looser",
+    }
+    assert {c.path: c.effect for c in diff_packs(b, a)} == {
+        p: {"stricter": "looser", "looser": "stricter"}[e] for p, e in effects.items()
+    }
+
+
+def test_policy_diff_counts_the_stricter_and_looser_changes(tmp_path):
+    from typer.testing import CliRunner
+
+    from governance.cli import app
+
+    (tmp_path / "a.yaml").write_text(DIFF_A)
+    (tmp_path / "b.yaml").write_text(DIFF_B)
+    out = CliRunner().invoke(app, ["policy", "diff", str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")])
+    assert out.exit_code == 0, out.output
+    assert "7 change(s), 2 stricter, 5 looser" in out.stdout
+    assert "~ rule:lift.severity: 'block' -> 'warn'  (looser)" in out.stdout
+    doc = CliRunner().invoke(app, ["policy", "diff", str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml"), "--json"])
+    assert {c["path"]: c["effect"] for c in _strict_json(doc.stdout)["changes"]}["gate.required_rules"] == "looser"

@@ -60,4 +60,4 @@ class PackDiff(BaseModel):
 
     from_: PackStamp = Field(alias="from")
     to: PackStamp
-    changes: list[dict[str, Any]] = Field(description="One entry per change: kind, path, before, after, threshold.")
+    changes: list[dict[str, Any]] = Field(description="One entry per change: kind, path, before, after, threshold, effect (stricter, looser or null).")
