@@ -9,9 +9,9 @@ tree is built, one pass over the parser's events (linear in the text, iterative,
 never recursive) measures its size, its nesting depth, its aliases and the number
 of nodes it would have once every alias is expanded. An alias bomb ("billion
 laughs": anchors of anchors, a few hundred bytes that expand to billions of
-nodes), a cycle (an alias inside the node it names) or ten thousand nested
-brackets is refused there, at the cost of reading it once, with the line where
-the limit was crossed. The same limits hold for the command line and the API.
+nodes), a cycle (an alias inside the node it names), ten thousand nested
+brackets or a tag outside plain YAML (``!!python/object/apply:...``) is refused
+there, at the cost of reading it once, with the line where the limit was crossed. The same limits hold for the command line and the API.
 """
 
 from __future__ import annotations
@@ -50,6 +50,16 @@ TOO_DEEP = "nesting deeper than {limit} levels; a policy document nests a few le
 TOO_MANY_ALIASES = "more than {limit} aliases (*name); write the values out, or use fewer anchors"
 TOO_MANY_NODES = "the document would expand to more than {limit} values once its aliases are resolved (an alias bomb?); write the values out"
 ALIAS_CYCLE = "the alias *{anchor} stands inside the node it names (a cycle); an alias must name a finished node"
+UNKNOWN_TAG = (
+    "the YAML tag {tag} is not allowed: a policy document is plain YAML (text, numbers, true/false, null, lists and "
+    "mappings); remove the tag"
+)
+PLAIN_TAGS = frozenset(
+    {None, "!", *(f"tag:yaml.org,2002:{kind}" for kind in ("str", "int", "float", "bool", "null", "seq", "map"))}
+)
+"""Tags a document may carry: none (the usual case), the non-specific ``!`` and the core schema's own. Any other
+(``!!python/object/apply:...``, ``!!binary``, ``!custom``) is refused where it stands: ruamel builds nodes of such
+tags whose positions it does not keep, and no field of a policy document reads them."""
 
 
 @dataclass(frozen=True)
@@ -189,6 +199,9 @@ def measure_yaml(text: str, source: str, limits: YamlLimits = YAML_LIMITS) -> in
     sizes: dict[str, int] = {}
     expanded = aliases = 0
     for event in YAML(typ="rt").parse(text):
+        tag = getattr(event, "tag", None)
+        if tag is not None and str(tag) not in PLAIN_TAGS:
+            raise refuse(event, UNKNOWN_TAG.format(tag=_short_tag(str(tag))))
         if isinstance(event, AliasEvent):
             aliases += 1
             if aliases > limits.max_aliases:
@@ -212,6 +225,11 @@ def measure_yaml(text: str, source: str, limits: YamlLimits = YAML_LIMITS) -> in
         if expanded > limits.max_nodes:
             raise refuse(event, TOO_MANY_NODES.format(limit=limits.max_nodes))
     return expanded
+
+
+def _short_tag(tag: str) -> str:
+    """``tag:yaml.org,2002:binary`` as written, ``!!binary``."""
+    return "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:yaml.org,2002:") else tag
 
 
 def locate(positions: dict[str, tuple[int, int]], loc: Iterable[Any], tags: Iterable[str] = ()) -> tuple[str, tuple[int, int] | None]:

@@ -469,3 +469,42 @@ def test_policy_diff_counts_the_stricter_and_looser_changes(tmp_path):
     assert "~ rule:lift.severity: 'block' -> 'warn'  (looser)" in out.stdout
     doc = CliRunner().invoke(app, ["policy", "diff", str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml"), "--json"])
     assert {c["path"]: c["effect"] for c in _strict_json(doc.stdout)["changes"]}["gate.required_rules"] == "looser"
+
+
+# -- YAML tags ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("!!python/object/apply:os.system [echo pwned]", "!!python/object/apply:os.system"),
+        ("!!set {a, b}", "!!set"),
+        ("!!binary aGk=", "!!binary"),
+        ("!secret 10", "!secret"),
+    ],
+)
+def test_a_tag_outside_plain_yaml_is_refused_where_it_stands(value, shown):
+    """A tagged sequence made the loader crash (TypeError in the positions of the tree: a traceback and exit 1
+    from recgov policy validate, a 500 from POST /v1/packs/validate); a tagged scalar was refused with the
+    repr of ruamel's node."""
+    with pytest.raises(PolicyError) as caught:
+        parse_pack(HEAD + f"quality:\n  k: {value}\n", "p.yaml")
+    [issue] = caught.value.issues
+    assert (issue.line, issue.column) == (4, 6)
+    assert issue.message.startswith(f"the YAML tag {shown} is not allowed")
+
+
+def test_plain_tags_still_load():
+    loaded = parse_pack(HEAD + "quality:\n  k: !!int 12\n  split: ! time\n")
+    assert (loaded.pack.quality.k, loaded.pack.quality.split) == (12, "time")
+
+
+def test_policy_validate_refuses_a_tagged_sequence_with_exit_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from governance.cli import app
+
+    path = tmp_path / "p.yaml"
+    path.write_text(HEAD + "quality:\n  k: !!python/object/apply:os.system [echo pwned]\n")
+    out = CliRunner().invoke(app, ["policy", "validate", str(path), "--json"])
+    assert out.exit_code == 2, out.output
+    [issue] = _strict_json(out.stdout)["issues"]
+    assert issue["line"] == 4 and "!!python/object/apply:os.system is not allowed" in issue["message"]
