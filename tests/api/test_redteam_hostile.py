@@ -32,7 +32,7 @@ from governance.api.limits import BODY_TOO_LARGE
 from governance.api.audit_jobs import SPEC_TOO_LARGE
 from governance.api.routes.packs import PACK_TOO_LARGE
 from governance.api.settings import ApiSettings
-from governance.located import ALIAS_CYCLE, TOO_DEEP, TOO_MANY_NODES, YAML_LIMITS
+from governance.located import ALIAS_CYCLE, TOO_DEEP, TOO_MANY_NODES, UNKNOWN_TAG, YAML_LIMITS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from bench_hostile import alias_bomb, percentiles, start_attack, time_health
@@ -80,8 +80,9 @@ def test_an_alias_bomb_is_refused_cheaply_with_its_reason(ready) -> None:
         ("x: " + "[" * 100_000, TOO_DEEP.format(limit=YAML_LIMITS.max_depth)),
         ("x: " + "{a: " * 20_000, TOO_DEEP.format(limit=YAML_LIMITS.max_depth)),
         (HEADER + "x: &loop [1, *loop]\n", ALIAS_CYCLE.format(anchor="loop")),
+        (HEADER + "quality:\n  k: !!python/object/apply:os.system [echo pwned]\n", UNKNOWN_TAG.format(tag="!!python/object/apply:os.system")),
     ],
-    ids=["100k-nested-sequences", "20k-nested-mappings", "alias-cycle"],
+    ids=["100k-nested-sequences", "20k-nested-mappings", "alias-cycle", "python-tag"],
 )
 def test_deep_or_cyclic_yaml_is_a_located_422_never_a_500(server, text: str, message: str) -> None:
     """Hole: composing such a tree recursed past Python's limit: a RecursionError, a 500 (the cycle: a guard)."""
