@@ -8,6 +8,7 @@ short Markdown summary and SARIF 2.1.0 pointing at each rule's line in the pack.
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Literal
@@ -105,12 +106,25 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+"""Characters XML 1.0 cannot hold, escaped or not (control characters, lone surrogates, U+FFFE and U+FFFF)."""
+
+
+def _xml(text: Any) -> str:
+    """``text`` as XML can hold it: a character XML 1.0 has no place for is written ``\\xNN`` (``\\uNNNN``).
+
+    Messages name groups and labels read from the data (a provider group, an attribute's value): one holding a
+    control character made the whole ``junit.xml`` unreadable to every JUnit parser, and a CI job that cannot read
+    its report does not show the failure."""
+    return _NOT_XML.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
+
+
 def to_junit(doc: GateDocument) -> str:
-    """JUnit XML: one test suite for the pack, one test case per rule."""
+    """JUnit XML: one test suite for the pack, one test case per rule (text XML cannot hold is escaped)."""
     counts = doc.counts
     suite = ET.Element(
         "testsuite",
-        name=f"recgov:{doc.pack}",
+        name=_xml(f"recgov:{doc.pack}"),
         tests=str(len(doc.results)),
         failures=str(counts.get("fail", 0)),
         errors=str(counts.get("error", 0)),
@@ -118,17 +132,18 @@ def to_junit(doc: GateDocument) -> str:
     )
     props = ET.SubElement(suite, "properties")
     for key in ("pack", "pack_version", "pack_hash", "model_version", "dataset_version", "audit_id"):
-        ET.SubElement(props, "property", name=key, value=_fmt(getattr(doc, key)))
+        ET.SubElement(props, "property", name=key, value=_xml(_fmt(getattr(doc, key))))
     ET.SubElement(props, "property", name="decision", value="pass" if doc.decision.passed else "block")
     for r in doc.results:
-        case = ET.SubElement(suite, "testcase", classname=f"{doc.pack}.{r.section}", name=r.rule_id)
-        text = f"{r.description}\n{r.message}" + (f"\nlegal reference: {r.legal_reference}" if r.legal_reference else "")
+        case = ET.SubElement(suite, "testcase", classname=_xml(f"{doc.pack}.{r.section}"), name=_xml(r.rule_id))
+        text = _xml(f"{r.description}\n{r.message}" + (f"\nlegal reference: {r.legal_reference}" if r.legal_reference else ""))
+        message = _xml(r.message)
         if r.status == Status.fail:
-            ET.SubElement(case, "failure", message=r.message, type=r.check).text = text
+            ET.SubElement(case, "failure", message=message, type=r.check).text = text
         elif r.status == Status.error:
-            ET.SubElement(case, "error", message=r.message, type=r.check).text = text
+            ET.SubElement(case, "error", message=message, type=r.check).text = text
         elif r.status == Status.skipped:
-            ET.SubElement(case, "skipped", message=r.message)
+            ET.SubElement(case, "skipped", message=message)
         else:
             ET.SubElement(case, "system-out").text = f"{r.status.value.upper()}: {text}"
     root = ET.Element("testsuites", name="recgov gate")

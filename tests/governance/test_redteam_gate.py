@@ -508,3 +508,28 @@ def test_policy_validate_refuses_a_tagged_sequence_with_exit_2(tmp_path):
     assert out.exit_code == 2, out.output
     [issue] = _strict_json(out.stdout)["issues"]
     assert issue["line"] == 4 and "!!python/object/apply:os.system is not allowed" in issue["message"]
+
+
+# -- JUnit of messages that name data --------------------------------------------------------------
+def test_a_group_label_with_a_control_character_leaves_junit_readable(tmp_path):
+    """A provider group read from an item table whose label holds a vertical tab (a CSV exported from a
+    spreadsheet) is named in the rule's message: junit.xml carried the raw character, which XML 1.0 cannot hold,
+    and every JUnit parser refused the whole report, so the CI job could not show the failure."""
+    from junitparser import Failure, JUnitXml
+
+    from governance.gate import decide, document, write_outputs
+
+    groups = ["major", "major", "indie\x0b", "indie\x0b", "promo", "promo"]
+    report = evaluate(parse_pack(EXPOSURE_PACK % "max_ratio: 1.5"), _exposure_facts(LISTS, groups, POSITIVES))
+    assert "indie\x0b" in report.result("no-over-exposure").evidence["groups"]
+    doc = document(report, decide(report, parse_pack(EXPOSURE_PACK % "max_ratio: 1.5").pack.gate))
+    paths = write_outputs(doc, tmp_path)
+    [case] = list(next(iter(JUnitXml.fromfile(str(paths["junit"])))))
+    [failure] = [r for r in case.result if isinstance(r, Failure)]
+    assert doc.decision.passed is False and "promo shown without any test positive" in failure.message
+    report2 = evaluate(parse_pack(EXPOSURE_PACK % "min_ratio: 0.5"), _exposure_facts(LISTS, groups, POSITIVES))
+    doc2 = document(report2, decide(report2, parse_pack(EXPOSURE_PACK % "min_ratio: 0.5").pack.gate))
+    [case2] = list(next(iter(JUnitXml.fromfile(str(write_outputs(doc2, tmp_path / "2")["junit"])))))
+    [failure2] = [r for r in case2.result if isinstance(r, Failure)]
+    assert "indie\\x0b 0.000" in failure2.message  # the label, its control character written out
+    _strict_json(paths["json"].read_text())  # gate.json keeps the label as JSON escapes it
