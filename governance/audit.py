@@ -29,7 +29,7 @@ from governance.audit_inputs import (  # noqa: F401 - re-exported
     reused_evaluation_events, training_filter_of,
 )
 
-__all__ = ["AuditOutcome", "OffPolicyInput", "run_audit", "run_slate_audit", "audit_facts"]
+__all__ = ["AuditOutcome", "OffPolicyInput", "check_baseline", "run_audit", "run_slate_audit", "audit_facts"]
 
 
 @dataclass(frozen=True)
@@ -149,6 +149,7 @@ def run_audit(
     """
     started_clock = time.perf_counter()
     started = datetime.now(timezone.utc)
+    check_baseline(baseline)
     estimated = _off_policy(loaded, store, off_policy)
     if spark is not None:
         from governance.spark.gate import spark_audit_facts
@@ -184,6 +185,7 @@ def run_slate_audit(
 
     started_clock = time.perf_counter()
     started = datetime.now(timezone.utc)
+    check_baseline(baseline)
     estimated = _off_policy(loaded, store, off_policy)
     slates = load_slates(slates_path)
     dataset_version = dataset.content_hash()
@@ -192,6 +194,19 @@ def run_slate_audit(
     )
     facts = _with_off_policy(_with_store_facts(facts, store, None), estimated)
     return _decide_and_record(loaded, dataset, facts, None, dataset_version, store, out_dir, shadow, actor, started, started_clock)
+
+
+EMPTY_BASELINE = (
+    "the baseline data set {name!r} holds no event: drift cannot be measured against it; give a baseline with "
+    "events, or audit without --baseline"
+)
+
+
+def check_baseline(baseline: Dataset | None) -> None:
+    """Refuse a baseline with no event before anything is trained or recorded (its drift is undefined: the
+    audit failed at recording, on a NaN it could not store, after training the model)."""
+    if baseline is not None and len(baseline.events) == 0:
+        raise ConfigError(EMPTY_BASELINE.format(name=baseline.name))
 
 
 def _out_of_lists(pack: Any, store: Any) -> set[str] | None:

@@ -8,6 +8,7 @@ that raises becomes an ``error`` result, never a pass. A failed rule of severity
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
 
@@ -76,6 +77,9 @@ def _run(check_cls: Any, rule: Any, facts: AuditFacts, section: Any) -> CheckRes
         return CheckResult(status=Status.error, message=f"check {check_cls.name!r} crashed: {type(err).__name__}: {err}")
     if missing and result.status not in (Status.skipped, Status.error):
         return CheckResult(status=Status.error, message=f"check {check_cls.name!r} returned {result.status.value} without its facts {missing}")
+    if isinstance(result.value, float) and not math.isfinite(result.value):
+        # NaN compares false with every bound, so a verdict on it means nothing; nor can the record hold it
+        return CheckResult(status=Status.error, message=f"check {check_cls.name!r} measured a non-finite value ({result.value}): {result.message}")
     return result
 
 

@@ -8,6 +8,7 @@ detection to its traffic in the same place it sets the share it accepts.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -87,6 +88,8 @@ class DataDrift(Check):
             if stats is None or config.statistic not in stats:
                 return skipped(f"drift statistic {config.statistic!r} of {feature!r} is not in the facts")
             values[feature] = float(stats[config.statistic])
+            if not math.isfinite(values[feature]):  # max() would skip a NaN placed second, and pass on the rest
+                return skipped(f"drift statistic {config.statistic!r} of {feature!r} is undefined (the baseline or the data holds no event)")
         worst = max(values, key=values.__getitem__)
         detail = ", ".join(f"{f} {v:.4f}" for f, v in values.items())
         return verdict(

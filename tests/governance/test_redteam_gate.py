@@ -533,3 +533,50 @@ def test_a_group_label_with_a_control_character_leaves_junit_readable(tmp_path):
     [failure2] = [r for r in case2.result if isinstance(r, Failure)]
     assert "indie\\x0b 0.000" in failure2.message  # the label, its control character written out
     _strict_json(paths["json"].read_text())  # gate.json keeps the label as JSON escapes it
+
+
+# -- NaN figures -----------------------------------------------------------------------------------------
+def test_an_undefined_drift_is_skipped_not_passed_by_the_feature_beside_it():
+    """``max`` over the features kept the first one when a NaN came second: a drift rule passed on user activity
+    alone while item popularity's drift was undefined."""
+    pack = parse_pack(HEAD + "data:\n  rules:\n    - {id: drift, check: data_drift, description: d, params: {max: 0.25}}\n")
+    facts = AuditFacts.model_validate({"drift": {"baseline": "b", "features": {"user_activity": {"psi": 0.01}, "item_popularity": {"psi": float("nan")}}}})
+    result = evaluate(pack, facts).result("drift")
+    assert (result.status.value, result.message) == ("skipped", "drift statistic 'psi' of 'item_popularity' is undefined (the baseline or the data holds no event)")
+
+
+def test_a_verdict_on_a_non_finite_figure_is_an_error():
+    """A NaN compares false with every bound: whatever the check concluded from it means nothing, and the audit
+    record cannot hold it (the audit then failed at recording, after the model was trained)."""
+    pack = parse_pack(HEAD + "quality:\n  rules:\n    - {id: floor, check: metric_bound, description: d, params: {metric: ndcg, min: 0.1}}\n")
+    facts = AuditFacts.model_validate({"evaluation": {"models": {"als": {"metrics": {"ndcg": float("nan")}}}}})
+    result = evaluate(pack, facts).result("floor")
+    assert result.status.value == "error" and result.value is None
+    assert result.message.startswith("check 'metric_bound' measured a non-finite value (nan): ndcg@10 of als is nan")
+
+
+def test_an_empty_baseline_is_refused_before_anything_is_trained_or_recorded(db_url, tmp_path):
+    """The drift of an empty baseline is NaN: the gate trained and recorded a model, then failed at recording the
+    audit with "$[1].value: nan is not a finite number; JSON cannot hold it"."""
+    from sqlalchemy import func, select
+    from typer.testing import CliRunner
+
+    from audits import open_store
+    from audits.models import AuditRun, ModelVersion, TrailEvent, TrainingRun
+    from governance.cli import app
+
+    (tmp_path / "empty.csv").write_text("user_id,item_id,timestamp\n")
+    store = open_store(db_url)
+    try:
+        def counts():
+            with store.session() as s:
+                return [s.scalar(select(func.count()).select_from(t)) for t in (TrainingRun, ModelVersion, AuditRun, TrailEvent)]
+
+        before = counts()
+        out = CliRunner().invoke(app, ["gate", SMALL, "--pack", "baseline", "--baseline", str(tmp_path / "empty.csv"),
+                                       "--out", str(tmp_path / "g"), "--database-url", db_url])
+        assert out.exit_code == 2, out.output
+        assert "the baseline data set 'empty' holds no event: drift cannot be measured against it" in out.output
+        assert counts() == before and not (tmp_path / "g").exists()
+    finally:
+        store.close()
