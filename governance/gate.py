@@ -155,6 +155,12 @@ def to_junit(doc: GateDocument) -> str:
 _ICON = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "error": "ERROR", "skipped": "SKIP"}
 
 
+def _cell(text: str) -> str:
+    """``text`` as one Markdown table cell: pipes escaped, line breaks (a label read from the data may hold one)
+    made spaces, or the row would end there and the rest of the message fall out of the table."""
+    return " ".join(text.replace("|", "\\|").split())
+
+
 def to_markdown(doc: GateDocument) -> str:
     """A short Markdown summary for a pull request or a CI job page."""
     verdict = "passed" if doc.decision.passed else "BLOCKED"
@@ -172,10 +178,10 @@ def to_markdown(doc: GateDocument) -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in doc.results:
-        message = r.message.replace("|", "\\|")
-        lines.append(f"| {_ICON[r.status.value]} | `{r.rule_id}` | {r.section} | {_fmt(r.value)} | {_fmt(r.threshold)} | {message} |")
+        message = _cell(r.message)
+        lines.append(f"| {_ICON[r.status.value]} | `{r.rule_id}` | {r.section} | {_fmt(r.value)} | {_cell(_fmt(r.threshold))} | {message} |")
     if doc.decision.reasons:
-        lines += ["", "**Why:**", ""] + [f"- {reason}" for reason in doc.decision.reasons]
+        lines += ["", "**Why:**", ""] + [f"- {' '.join(reason.split())}" for reason in doc.decision.reasons]
     return "\n".join(lines) + "\n"
 
 

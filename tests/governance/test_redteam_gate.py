@@ -580,3 +580,17 @@ def test_an_empty_baseline_is_refused_before_anything_is_trained_or_recorded(db_
         assert counts() == before and not (tmp_path / "g").exists()
     finally:
         store.close()
+
+
+def test_a_label_with_a_line_break_stays_in_its_markdown_row():
+    """summary.md put a rule's message in a table cell as it was: a group label holding a line break ended the row
+    there and spilled the rest of the message (and the next rows' alignment) out of the table."""
+    from governance.gate import decide, document, to_markdown
+
+    groups = ["major", "major", "indie\nlabel", "indie\nlabel", "promo", "promo"]
+    loaded = parse_pack(EXPOSURE_PACK % "min_ratio: 0.5")
+    report = evaluate(loaded, _exposure_facts(LISTS, groups, POSITIVES))
+    md = to_markdown(document(report, decide(report, loaded.pack.gate)))
+    rows = [line for line in md.splitlines() if line.startswith("| FAIL")]
+    assert len(rows) == 1 and "indie label 0.000" in rows[0] and rows[0].endswith("|")
+    assert all(line.startswith("|") for line in md.split("|---|")[1].splitlines()[1:] if line and not line.startswith(("**", "-")))
