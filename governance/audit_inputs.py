@@ -112,6 +112,17 @@ def reused_evaluation_events(exclusions: dict[str, Any] | None, events: Dataset 
     return events, {reason: int(n) for reason, n in excluded.items() if n}
 
 
+def trained_input_sources(store: Any, model_version: str) -> dict[str, str]:
+    """The columns the model version's training run recorded reading under another name (``params.input_sources``)."""
+    from audits.models import ModelVersion, TrainingRun
+
+    with store.session() as session:
+        model = session.get(ModelVersion, model_version)
+        run = session.get(TrainingRun, model.training_run_id) if model is not None else None
+        recorded = (run.params or {}).get("input_sources") if run is not None else None
+    return {str(k): str(v) for k, v in recorded.items()} if isinstance(recorded, dict) else {}
+
+
 def _with_store_facts(facts: AuditFacts, store: Any, model_version: str | None) -> AuditFacts:
     """Add what only the store knows: the training run's consent filter and overdue subject requests."""
     from audits.models import REQUEST_KINDS
@@ -122,6 +133,10 @@ def _with_store_facts(facts: AuditFacts, store: Any, model_version: str | None) 
     with store.session() as session:  # counts in the database: no request is read
         overdue = {kind: count_requests(session, kind=kind, overdue_at=moment) for kind in REQUEST_KINDS}
     privacy = facts.privacy or PrivacyFacts()
+    if model_version is not None and facts.minimization is not None:
+        trained = trained_input_sources(store, model_version)
+        if trained:
+            facts = facts.model_copy(update={"minimization": facts.minimization.model_copy(update={"trained_input_sources": trained})})
     privacy = privacy.model_copy(
         update={
             "training_filter": training_filter_of(store, model_version) if model_version else None,

@@ -84,6 +84,10 @@ class MinimizationFacts(_Facts):
     """Every field the training path read into the model."""
     input_sources: dict[str, str] = Field(default_factory=dict)
     """Model input -> the source column it was read from, where a column mapping renamed it."""
+    trained_input_sources: dict[str, str] = Field(default_factory=dict)
+    """What the audited model's fit read -> the column it read it from, as its training run recorded them (the
+    renamed columns and the item-table columns its parameters name): the model was fitted on those, whatever
+    the data given to the audit. Empty for a run recorded before runs kept them."""
     dataset_columns: list[str] = Field(default_factory=list)
     """Every column the dataset offers (events, user attributes, item metadata)."""
 

@@ -33,7 +33,7 @@ from recommender.errors import ConfigError
 from recommender.family import Family
 from recommender.feedback import MODEL_INPUT_COLUMNS
 
-__all__ = ["BANNED_COLUMN", "INPUT_FIELDS", "check_family_inputs", "columns_read", "family_input_verdict"]
+__all__ = ["BANNED_COLUMN", "INPUT_FIELDS", "check_family_inputs", "columns_read", "family_input_verdict", "renamed_columns_read"]
 
 INPUT_FIELDS: dict[str, tuple[str, ...]] = {
     "interactions": ("user_id", "item_id"),
@@ -104,6 +104,22 @@ def columns_read(family: Family, dataset: Any = None, params: Mapping[str, Any] 
         source = sources.get(f"items.{column}")
         if source is not None and source != column:
             out.append((f"parameter {parameter} (item-table column {column!r})", source))
+    return out
+
+
+def renamed_columns_read(family: Family, dataset: Any = None, params: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """What a fit of ``family`` reads -> the column it reads it from, for the columns not read under the field's own
+    name (``{"event field value": "gender"}`` for ``--map value=gender``) and every item-table column its parameters
+    name.
+
+    A training run records it (``input_sources`` of its parameters), so that an audit of the recorded model judges
+    the columns the model was fitted on, not only those of the data the audit is given.
+    """
+    out: dict[str, str] = {}
+    for what, column in columns_read(family, dataset, params):
+        own = {"item categories": "categories"}.get(what, what.removeprefix("event field "))
+        if column != own:
+            out[what] = column
     return out
 
 

@@ -36,6 +36,7 @@ from typing import Any
 
 from governance.carbon import measure
 from governance.facts import CarbonFacts
+from governance.family_inputs import renamed_columns_read
 from governance.suppressed import ERASURES_SEEN, drop_erased_events
 from recommender.data import Dataset, InteractionMatrix
 from recommender.errors import ConfigError
@@ -210,7 +211,7 @@ def train_family_and_record(
     family's defaults; a name the family does not take is a :class:`ConfigError` before anything is read.
     """
     from audits import ModelVersion, record_carbon, record_model_version, record_training_run
-    from governance.training import record_dataset
+    from governance.training import INPUT_SOURCES, record_dataset
     from recommender.validate import validate_events
 
     family = get_family(family_name)
@@ -224,6 +225,7 @@ def train_family_and_record(
         chosen["random_state"] = random_state
     model = family.create(**chosen)  # an unknown parameter name: refused here, before any data is read
     feedback = feedback or FeedbackConfig()
+    sources = renamed_columns_read(family, dataset, chosen)  # off the data as given, before the filter copies it
     kept, exclusions, filtered = _filtered(dataset, store, pack, now)
     report = validate_events(kept).to_dict()
     matrix = to_implicit(kept.events, feedback)
@@ -264,6 +266,7 @@ def train_family_and_record(
                     "inputs_given": sorted(fed),
                     # the fields the fit read, as for ALS: the event columns of the conversion, and the side inputs
                     "model_inputs": [*MODEL_INPUT_COLUMNS, *sorted(fed - {"interactions"})],
+                    INPUT_SOURCES: sources,
                     "feedback": feedback.model_dump(),
                     "privacy_filter": exclusions,
                     ERASURES_SEEN: exclusions.get(ERASURES_SEEN),

@@ -24,7 +24,7 @@ from recommender.errors import ConfigError
 from recommender.feedback import MODEL_INPUT_COLUMNS, FeedbackConfig
 from recommender.pipeline import TrainingResult, train_als
 
-__all__ = ["GovernedTraining", "has_consent_rules", "train_and_record", "dataset_schema", "with_pack_training"]
+__all__ = ["INPUT_SOURCES", "GovernedTraining", "has_consent_rules", "train_and_record", "dataset_schema", "with_pack_training"]
 
 
 def record_dataset(session: Any, dataset: Dataset, *, content_hash: str, validation: dict[str, Any] | None, actor: str | None) -> Any:
@@ -164,6 +164,20 @@ def _fit(
     return _Fit(result=result, started=started, ended=ended, carbon=meter.facts)
 
 
+INPUT_SOURCES = "input_sources"
+"""The key, in a training run's parameters, of what the fit read -> the column it read it from, for the columns
+not read under their own name (``{"event field value": "gender"}``; see
+:func:`governance.family_inputs.renamed_columns_read`). Runs recorded before it existed have none."""
+
+
+def _input_sources(dataset: Dataset, params: dict[str, Any] | None, family: str = "als") -> dict[str, str]:
+    """The renamed columns a fit of ``family`` on ``dataset`` reads (recorded with the run)."""
+    from governance.family_inputs import renamed_columns_read
+    from recommender.family import get_family
+
+    return renamed_columns_read(get_family(family), dataset, params)
+
+
 def _record_training(
     session: Any,
     dataset: Dataset,
@@ -173,9 +187,13 @@ def _record_training(
     report: dict[str, Any],
     feedback: FeedbackConfig,
     exclusions: dict[str, Any],
+    input_sources: dict[str, str] | None = None,
     actor: str | None,
 ) -> Any:
-    """Record the dataset version, the training run and its carbon; return the run's row."""
+    """Record the dataset version, the training run and its carbon; return the run's row.
+
+    ``input_sources``: the columns the fit read under another name (:func:`_input_sources`), recorded so that an
+    audit of the model judges what it was fitted on."""
     from audits import record_carbon, record_training_run
 
     dv = record_dataset(
@@ -193,6 +211,7 @@ def _record_training(
             **model.get_params(),
             "feedback": feedback.model_dump(),
             "model_inputs": list(MODEL_INPUT_COLUMNS),
+            INPUT_SOURCES: dict(input_sources or {}),
             "privacy_filter": exclusions,
             ERASURES_SEEN: exclusions[ERASURES_SEEN],
             # the per-group multipliers of a fairness-reweighted run (group labels only, no subject's value)
@@ -336,6 +355,7 @@ def train_and_record(
         from recommender.family import get_family
 
         check_family_inputs(get_family("als"), pack, dataset=dataset, params=params)
+    sources = _input_sources(dataset, params)  # read off the data as given: the filtered copy may not keep its mapping
     dataset, exclusions = _training_events(dataset, store, pack=pack, now=now, actor=actor)
     validation = validate_events(dataset, bot_rules=bot_rules)
     report = validation.to_dict()
@@ -357,7 +377,7 @@ def train_and_record(
         with store.session() as session:
             run = _record_training(
                 session, dataset, fit, data_hash=data_hash, report=report, feedback=feedback, exclusions=exclusions,
-                actor=actor,
+                input_sources=sources, actor=actor,
             )  # fmt: skip
             reproduced = _record_model(
                 session, result.model, run=run, artifact=artifact, artifact_hash=artifact_hash, actor=actor

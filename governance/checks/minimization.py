@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from governance.checks._base import CheckConfig, skipped, verdict
 from governance.facts import AuditFacts
 from governance.registry import Check, CheckResult, register
+from recommender.attribute_names import named_attributes
 
 __all__ = ["InputAllowlist"]
 
@@ -33,9 +34,13 @@ class InputAllowlist(Check):
         inputs = list(facts.minimization.model_inputs)
         allowed = set(purpose.allowed_inputs)
         forbidden = set(section.forbidden_attributes) | set(section.audit_only_attributes)
-        # A mapped input is what its source column holds: `--map value=gender` feeds gender to the model.
+        # A mapped input is what its source column holds: `--map value=gender` feeds gender to the model, and so
+        # does a recorded model fitted from such a column, whatever the data the audit is given. Column names are
+        # compared as words (`Gender`, `user_gender`: recommender.attribute_names), as the fit's own check does.
         sources = facts.minimization.input_sources
-        banned = sorted((set(inputs) | set(sources.values())) & forbidden)
+        trained = facts.minimization.trained_input_sources
+        columns = [*sources.values(), *trained.values()]
+        banned = sorted((set(inputs) & forbidden) | {a for c in columns for a in named_attributes(c, sorted(forbidden))})
         not_allowed = sorted(set(inputs) - allowed - forbidden)
         ok = not not_allowed and not banned
         if ok:
@@ -53,5 +58,5 @@ class InputAllowlist(Check):
             message,
             value=len(not_allowed) + len(banned),
             threshold=0,
-            evidence={"model_inputs": inputs, "input_sources": sources, "allowed": sorted(allowed), "forbidden_present": banned, "not_allowed": not_allowed},
+            evidence={"model_inputs": inputs, "input_sources": sources, "trained_input_sources": trained, "allowed": sorted(allowed), "forbidden_present": banned, "not_allowed": not_allowed},
         )

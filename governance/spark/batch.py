@@ -77,9 +77,9 @@ def train_spark_and_record(
     from governance.spark.als import als_artifact, train_als_spark
     from governance.spark.filters import events_frame, filter_training_events_spark
     from governance.spark.session import spark_session
-    from governance.training import dataset_schema
+    from governance.training import INPUT_SOURCES, dataset_schema
 
-    from governance.family_inputs import check_family_inputs
+    from governance.family_inputs import check_family_inputs, renamed_columns_read
     from recommender.family import get_family
 
     # the ALS family's inputs, and the columns they are read from, against the pack's minimisation rules, as in
@@ -116,7 +116,8 @@ def train_spark_and_record(
         run = record_training_run(
             db, dataset_version=dv,
             params={**model.params, "engine": "spark", "solver": "mllib-als (confidence 1 + alpha r, regularization x n_u)",
-                    "feedback": feedback.model_dump(), "model_inputs": list(MODEL_INPUT_COLUMNS), "privacy_filter": exclusions,
+                    "feedback": feedback.model_dump(), "model_inputs": list(MODEL_INPUT_COLUMNS),
+                    INPUT_SOURCES: renamed_columns_read(get_family("als"), dataset, params), "privacy_filter": exclusions,
                     ERASURES_SEEN: exclusions[ERASURES_SEEN]},
             library_versions={"pyspark": session.version}, started_at=fit_started, ended_at=fit_ended, actor=actor,
         )  # fmt: skip
