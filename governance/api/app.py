@@ -15,6 +15,7 @@ from audits.db import open_store
 from audits.online_store import drain_at_startup
 from governance.api import runtime
 from governance.api.console import router as console_router
+from governance.api.disclosure import mask_access_log
 from governance.api.errors import install_error_handlers
 from governance.api.limits import BodyLimit
 from governance.api.metrics import install_metrics
@@ -118,6 +119,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(monitor_router)
     app.include_router(experiments_router)
     app.include_router(console_router)  # the reviewer's console: HTML pages under /console, outside the OpenAPI document
+    mask_access_log(app)  # an access log kept by whoever runs the app names no subject of a path
     install_metrics(app)  # GET /metrics (viewer) and per-route latency, errors, decisions
     install_monitor_metrics(app)  # and the latest monitoring pass's figures, read at each scrape
     app.add_middleware(OptionsAnswer)  # OPTIONS on every path: 204 with the methods it has in Allow

@@ -23,6 +23,7 @@ read (401) is shown the redacted form.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -33,7 +34,10 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
-__all__ = ["DISCLOSING_ROLES", "PATH_MASK", "SUBJECT_MASK", "VALUE_MASK", "disclosed", "lineage_shown_to", "shown_to", "subject_path_patterns"]
+__all__ = [
+    "ACCESS_LOGGER", "DISCLOSING_ROLES", "PATH_MASK", "SUBJECT_MASK", "VALUE_MASK", "SubjectPathsInLogs", "disclosed",
+    "lineage_shown_to", "mask_access_log", "shown_to", "subject_path_patterns",
+]
 
 DISCLOSING_ROLES = frozenset({"admin", "operator"})
 """Roles shown server paths and data values: they run the service and its data."""
@@ -207,3 +211,49 @@ def disclosed(request: Request, problem: dict[str, Any], *, body: Any = None) ->
         home = _home(request)
         out = {k: (v if k in ("type", "title", "status") else _walk(v, lambda s: _server_details_hidden(s, home))) for k, v in out.items()}
     return out
+
+
+ACCESS_LOGGER = "uvicorn.access"
+"""The logger of uvicorn's access log: ``'%s - "%s %s HTTP/%s" %d'`` with the request path third."""
+
+
+def _template_path(path: str, patterns: list[re.Pattern[str]]) -> str:
+    """``path`` with the subject id a subject route's template names replaced by ``{subject}``."""
+    for pattern in patterns:
+        match = pattern.match(path)
+        if match:
+            path = path[: match.start("subject")] + "{subject}" + path[match.end("subject") :]
+    return path
+
+
+class SubjectPathsInLogs(logging.Filter):
+    """Masks the subject id in the path of an access-log line (``/v1/subjects/{subject}/export``).
+
+    ``recgov serve`` runs uvicorn without an access log; a deployment that runs the app its own way
+    (``uvicorn --factory governance.api.app:app_from_env``, gunicorn's uvicorn workers) keeps uvicorn's, and the
+    routes that take the subject in their path (deprecated, still served) would write the raw id to it.
+    """
+
+    def __init__(self, patterns: list[re.Pattern[str]]) -> None:
+        super().__init__()
+        self.patterns = patterns
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            path = _template_path(args[2], self.patterns)
+            if path != args[2]:
+                record.args = (*args[:2], path, *args[3:])
+        return True
+
+
+def mask_access_log(app: Any) -> None:
+    """Install :class:`SubjectPathsInLogs` on uvicorn's access logger for ``app``'s subject routes (once per process:
+    a later app's routes replace the patterns, every app has the same)."""
+    patterns = subject_path_patterns(_route_paths(getattr(app, "routes", ())))
+    logger = logging.getLogger(ACCESS_LOGGER)
+    for installed in logger.filters:
+        if isinstance(installed, SubjectPathsInLogs):
+            installed.patterns = patterns
+            return
+    logger.addFilter(SubjectPathsInLogs(patterns))
