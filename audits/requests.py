@@ -39,7 +39,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
 from audits._common import actor_name, aware, json_object, one_of
@@ -224,8 +224,30 @@ def _filtered(query: Any, kind: str | None, status: str | None, overdue_at: date
         query = query.where(SubjectRequest.status == one_of(status, REQUEST_STATUSES, "status"))
     if overdue_at is not None:
         moment = aware(overdue_at, "overdue_at")
-        query = query.where(SubjectRequest.status.in_(OPEN_REQUEST_STATUSES), SubjectRequest.deadline < moment)
+        query = query.where(_unanswered(), SubjectRequest.deadline < moment)
     return query
+
+
+def _unanswered() -> Any:
+    """A request still owed an answer: open, or failed with no later request of its kind for its subject completed.
+
+    A failure is final for the request, not for the right it asked to exercise: the subject still waits, and a
+    retry opens a new request with a new deadline, so the failed one stays overdue (from its own deadline) until
+    a later one of its kind completes for the same pseudonym (an erasure shreds only when it completes, so its
+    retry is under the same pseudonym).
+    """
+    later = aliased(SubjectRequest)
+    answered = (
+        select(later.id)
+        .where(
+            later.subject == SubjectRequest.subject,
+            later.kind == SubjectRequest.kind,
+            later.status == "completed",
+            later.id > SubjectRequest.id,
+        )
+        .exists()
+    )
+    return or_(SubjectRequest.status.in_(OPEN_REQUEST_STATUSES), and_(SubjectRequest.status == "failed", ~answered))
 
 
 def list_requests(
@@ -239,8 +261,9 @@ def list_requests(
 ) -> list[dict[str, Any]]:
     """Requests, oldest first, as dicts (datetimes aware UTC; ``subject`` is the pseudonym).
 
-    ``overdue_at``: only requests still open (received or in progress) whose
-    deadline is before that moment. ``open_only``: only requests still open.
+    ``overdue_at``: only requests still unanswered whose deadline is before that
+    moment: open (received or in progress), or failed with no later request of
+    their kind completed for the subject (:func:`_unanswered`). ``open_only``: only requests still open.
     ``ids``: only those requests (chosen in the database: the others are never read).
     Every matching request: a reader of a store of any size pages with :func:`page_requests`.
     """

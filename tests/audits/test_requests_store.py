@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from audits import (
     Store,
+    count_requests,
     list_requests,
     open_request,
     pseudonym,
@@ -261,3 +262,34 @@ def test_listing_chosen_requests_reads_only_those(store: Store) -> None:
         event.remove(SubjectRequest, "load", listener)
     assert [r["id"] for r in rows] == [opened[1].id, opened[4].id]  # in the listing's order
     assert none == [] and len(loaded) == 2
+
+
+def test_a_failed_request_stays_overdue_until_a_later_one_of_its_kind_completes(store: Store) -> None:
+    """Regression: a failed request is final, so it left the overdue count at once, and the retry opened a new
+    request with a new deadline: an erasure that failed (its subject not erased) vanished from the erasure_deadline
+    check and from GET /v1/requests?overdue=true, and the clock started again."""
+    with store.session() as session:
+        failed = open_request(session, subject_id="alice@example.org", kind="erasure", deadline_days=30, requested_at=T0)
+        update_request(session, failed.id, status="in_progress")
+        update_request(session, failed.id, status="failed", result={"error": "the artifact could not be written"})
+        other = open_request(session, subject_id="user-8271", kind="access", deadline_days=30, requested_at=T0)
+        update_request(session, other.id, status="in_progress")
+        update_request(session, other.id, status="completed")
+    late = T0 + timedelta(days=31)
+    with store.session() as session:
+        assert [r["id"] for r in list_requests(session, overdue_at=late)] == [failed.id]
+        assert count_requests(session, kind="erasure", overdue_at=late) == 1
+        assert count_requests(session, overdue_at=T0 + timedelta(days=29)) == 0  # not before its own deadline
+        # the retry, later, with its own deadline; another kind completed for the subject answers nothing
+        access = open_request(session, subject_id="alice@example.org", kind="access", deadline_days=30, requested_at=T0 + timedelta(days=2))
+        update_request(session, access.id, status="in_progress")
+        update_request(session, access.id, status="completed")
+        retry = open_request(session, subject_id="alice@example.org", kind="erasure", deadline_days=30, requested_at=T0 + timedelta(days=3))
+        update_request(session, retry.id, status="in_progress")
+    with store.session() as session:
+        assert [r["id"] for r in list_requests(session, overdue_at=late)] == [failed.id]
+        update_request(session, retry.id, status="completed")
+    with store.session() as session:
+        assert list_requests(session, overdue_at=T0 + timedelta(days=60)) == []
+        assert count_requests(session, overdue_at=T0 + timedelta(days=60)) == 0
+    _assert_clean(store)

@@ -169,7 +169,7 @@ def _no_query_pack(request: Request) -> None:
     "/v1/requests",
     responses=problems(422),
     summary="Subject requests, oldest first, page by page (auditor)",
-    description="Follow `next_after` (as `after`) until it is null. `kind`, `status` and `overdue` (still open past "
+    description="Follow `next_after` (as `after`) until it is null. `kind`, `status` and `overdue` (still unanswered past "
     "the deadline) filter every page alike. A 422 names `after` when it is no request's id.",
 )
 def requests(
@@ -177,7 +177,7 @@ def requests(
     key: AuditKey,
     kind: Literal["access", "erasure", "objection", "retrain"] | None = Query(None),
     status: Literal["received", "in_progress", "completed", "failed"] | None = Query(None),
-    overdue: bool = Query(False, description="Only the requests still open (received or in progress) past their deadline."),
+    overdue: bool = Query(False, description="Only the requests still unanswered past their deadline: open (received or in progress), or failed with no later request of their kind completed for the subject."),
     limit: int = Query(100, ge=1, le=1000, description="Requests per page."),
     after: int = Query(0, ge=0, le=INT4_MAX, description="The cursor: the last id of the previous page (0: the first page)."),
 ) -> dict[str, Any]:
