@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 import json
+import os
 from contextlib import contextmanager
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -22,6 +24,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.orm import Session, sessionmaker
 
 from audits.db_messages import describe_db_error, masked_url
+from audits.private_files import OWNER_ONLY
 from audits.settings import StoreSettings, get_settings
 from recommender.errors import ConfigError
 
@@ -136,6 +139,28 @@ def is_dropped(engine: Engine, err: BaseException, dbapi_connection: Any) -> boo
     return isinstance(err, dialect.loaded_dbapi.Error) and bool(dialect.is_disconnect(err, dbapi_connection, None))
 
 
+def _reserve_sqlite_file(url: URL) -> None:
+    """Create a SQLite store's file owner-only (``0600``) before SQLite creates it with the process umask.
+
+    The file holds every subject's pseudonym secret and record key (:mod:`audits.subjects`), so a reader of the file
+    opens everything sealed under them; ``RECGOV_HOME`` is made ``0700`` only when recgov creates it, and a file
+    created in a folder someone else made (a container volume, a deployment script) was world-readable. SQLite gives
+    its WAL and shared-memory files the database file's mode. An existing file is left as it is.
+    """
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:") or url.query.get("uri"):
+        return
+    path = Path(database)
+    if not path.parent.is_dir():
+        return  # SQLite's own error names it
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, OWNER_ONLY))
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # a folder it may not write to: SQLite's own error names it
+
+
 def create_store_engine(url: str, *, pool_size: int | None = None) -> Engine:
     """An engine for ``url`` with the store's connection settings (see module doc).
 
@@ -146,6 +171,7 @@ def create_store_engine(url: str, *, pool_size: int | None = None) -> Engine:
     parsed = _parse_url(url)
     pool = {} if pool_size is None else {"pool_size": pool_size}
     if parsed.get_backend_name() == "sqlite":
+        _reserve_sqlite_file(parsed)
         engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, json_serializer=_json_serializer, **pool)
         _configure_sqlite(engine)
         return engine

@@ -76,6 +76,22 @@ def test_the_home_of_the_embedded_store_is_owner_only(recgov_home: Path) -> None
     assert (recgov_home / "recgov.db").exists() and _mode(recgov_home) == 0o700
 
 
+def test_the_embedded_store_file_is_owner_only_in_a_home_someone_else_made(recgov_home: Path) -> None:
+    """Hole: RECGOV_HOME is made 0700 only when recgov makes it; in a folder made beforehand (a container volume,
+    a deployment script's mkdir) the SQLite file, holding every subject's pseudonym secret and record key, and its
+    WAL file came out 0644: any account on the machine could open every sealed list and link pseudonyms to ids."""
+    recgov_home.mkdir(mode=0o755, parents=True)
+    done = runner.invoke(app, ["consent", "set", "subj-perm-3", "--purpose", "personalization", "--status", "granted", "--basis", "consent"])
+    assert done.exit_code == 0, done.output
+    files = sorted(p.name for p in recgov_home.iterdir() if p.name.startswith("recgov.db"))
+    assert "recgov.db" in files
+    assert {name: _mode(recgov_home / name) for name in files} == dict.fromkeys(files, 0o600)
+    kept = recgov_home / "kept.db"
+    kept.touch(mode=0o640)  # a file that exists keeps the mode its owner gave it
+    assert runner.invoke(app, ["db", "upgrade", "--database-url", f"sqlite:///{kept}"]).exit_code == 0
+    assert _mode(kept) == 0o640
+
+
 @pytest.mark.parametrize("mode", [0o600, 0o640])
 def test_a_purged_log_keeps_its_mode(db_url: str, tmp_path: Path, mode: int) -> None:
     log = tmp_path / "log.csv"
