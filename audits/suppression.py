@@ -71,6 +71,7 @@ __all__ = [
     "suppression_binding",
     "suppression_records",
     "suppressions_for",
+    "subject_erasures",
 ]
 
 _SUPPRESSION_DOMAIN = b"recgov.suppression.v1\x00"
@@ -231,3 +232,14 @@ def suppression_as_records(
         }
         for purpose, record in sorted((denied or {}).items())
     ]
+
+
+def subject_erasures(session: Session, subject_id: str | int) -> list[SuppressionEntry]:
+    """Every erasure of ``subject_id`` the suppression list keeps, oldest first (found by the keyed hash of the id).
+
+    What the store still holds about a person after their erasure, linked to their id: when they were erased and
+    the restrictions each erasure kept. An access request answers with it (GDPR Art. 15), restrictions or none.
+    """
+    lookup = suppression_lookup(session, subject_id)
+    rows = session.scalars(select(Suppression).where(Suppression.lookup == lookup).order_by(Suppression.id)).all()
+    return [_entry(row) for row in rows]

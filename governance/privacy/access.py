@@ -17,8 +17,8 @@ with one JSON document (:data:`EXPORT_FORMAT`) built in named steps:
 4. **The store** (:func:`_read_holdings`): consent history and records in
    force, served decisions, the outcome events recorded after them (clicks,
    dwell, ratings: :mod:`audits.outcomes`), the item reports they signed
-   (:mod:`audits.harm`) and the trail events under the subject's pseudonym
-   (a :class:`StoreHoldings`).
+   (:mod:`audits.harm`), their earlier erasures (:mod:`audits.suppression`) and
+   the trail events under the subject's pseudonym (a :class:`StoreHoldings`).
 5. **The record**: the request is completed with counts only
    (:class:`ExportCounts`, sealed under the subject's record key by
    :func:`audits.update_request`); the export itself is not kept.
@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from audits import consent_history, effective_consent, open_request, update_request
 from audits.models import DecisionRecord, ItemReport, OutcomeEvent, SubjectRequest, TrailEvent
+from audits.suppression import subject_erasures
 from governance.consent.state import may_profile
 from governance.policy import LoadedPack, PolicyPack
 from governance.privacy.common import fail_request, iso, pack_policy, plain, request_deadline, requested_subject
@@ -50,7 +51,7 @@ from governance.privacy.erasure import models_for
 from recommender.data import Dataset
 from recommender.errors import ConfigError, DataError
 
-__all__ = ["EXPORT_FAILED", "EXPORT_FORMAT", "ExportCounts", "ReportEntry", "StoreHoldings", "export_subject"]
+__all__ = ["EXPORT_FAILED", "EXPORT_FORMAT", "ErasureEntry", "ExportCounts", "ReportEntry", "StoreHoldings", "export_subject"]
 
 EXPORT_FORMAT = "recgov.subject-export.v1"
 EXPORT_FAILED = "the access request {id} failed: {cause}"
@@ -92,6 +93,7 @@ class ExportCounts(TypedDict):
     decisions: int
     outcome_events: int
     item_reports: int
+    erasures: int
     trail_events: int
     models: int
 
@@ -131,6 +133,14 @@ class ReportEntry(TypedDict):
     reported_at: str | None
 
 
+class ErasureEntry(TypedDict):
+    """An erasure of the subject the suppression list keeps: when, and the restrictions it kept in force."""
+
+    erased_at: str | None
+    restrictions: dict[str, str]
+    """Purpose -> the status kept (opted_out, objected, denied, withdrawn); empty when none was in force."""
+
+
 class TrailEntry(TypedDict):
     """An audit event that names the subject: when, who, what."""
 
@@ -153,6 +163,8 @@ class StoreHoldings:
     outcomes: list[OutcomeEntry]
     reports: list[ReportEntry]
     """The item reports they signed, their reasons opened under their record key."""
+    erasures: list[ErasureEntry]
+    """Their earlier erasures, as the suppression list keeps them (found by their id, not their pseudonym)."""
 
     def counts(self, *, interactions: int, models: int) -> ExportCounts:
         """The counts the completed request keeps."""
@@ -162,6 +174,7 @@ class StoreHoldings:
             decisions=len(self.decisions),
             outcome_events=len(self.outcomes),
             item_reports=len(self.reports),
+            erasures=len(self.erasures),
             trail_events=len(self.trail),
             models=models,
         )
@@ -192,6 +205,8 @@ def export_subject(
     * ``outcomes``: the outcome events recorded for them (impressions, clicks, conversions, dwell,
       ratings), each with the decision it was joined to, if any;
     * ``reports``: the item reports they signed (item, reason, time);
+    * ``erasures``: their earlier erasures the suppression list keeps, found by their id (when, and the
+      restrictions each kept in force: the consent history shows those as records at the erasure time);
     * ``trail``: the audit events that name them (time, actor, action);
     * ``models``: the recorded model versions whose training data includes or
       may include them (see :func:`models_for` for how that is known);
@@ -319,6 +334,10 @@ def _read_holdings(session: Session, subject: str, pseudonym: str) -> StoreHoldi
         reports=[
             ReportEntry(id=r.id, item_id=r.item_id, reason=r.reason, reported_at=iso(r.created_at)) for r in reports
         ],
+        erasures=[
+            ErasureEntry(erased_at=iso(e.erased_at), restrictions={p: r["status"] for p, r in sorted(e.denied.items())})
+            for e in subject_erasures(session, subject)
+        ],
     )
 
 
@@ -415,6 +434,7 @@ def _document(
         "decisions": held.decisions,
         "outcomes": held.outcomes,
         "reports": held.reports,
+        "erasures": held.erasures,
         "trail": held.trail,
         "models": models,
         "logic": None,

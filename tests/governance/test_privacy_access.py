@@ -65,3 +65,23 @@ def test_the_export_holds_the_item_reports_the_subject_signed_and_no_one_elses(s
     assert erased["unlinked"]["item_reports"] == 1 and "item reports" in erased["retained"]
     assert export_subject(store, "u1")["reports"] == []  # a new pseudonym: nothing links the old report to them
     assert [r["reason"] for r in export_subject(store, "u10")["reports"]] == ["spam in the title"]
+
+
+def test_the_export_holds_the_subjects_earlier_erasures_with_or_without_restrictions(store: Store) -> None:
+    """Hole: what the suppression list keeps about a person after their erasure (found by their id: when they were
+    erased, which restrictions it kept) reached the export only as restrictions dressed as consent records, and not
+    at all for a person who had restricted nothing: an access request after an erasure said nothing was held."""
+    from audits import record_consent
+
+    eu = load_pack(Path(__file__).resolve().parents[2] / "policies" / "eu-gdpr-dsa.yaml")
+    with store.session() as session:
+        record_consent(session, subject_id="erased-granted", purpose="personalization", status="granted", lawful_basis="consent", source="api")
+        record_consent(session, subject_id="erased-objected", purpose="analytics", status="objected", lawful_basis="legitimate_interest", source="api")
+    assert export_subject(store, "erased-granted")["erasures"] == []
+    for subject in ("erased-granted", "erased-objected"):
+        erase_subject(store, subject, pack=eu, measure_residual=False)
+    granted, objected, never = (export_subject(store, s) for s in ("erased-granted", "erased-objected", "never-seen"))
+    assert [e["restrictions"] for e in granted["erasures"]] == [{}]
+    assert [e["restrictions"] for e in objected["erasures"]] == [{"analytics": "objected"}]
+    assert granted["erasures"][0]["erased_at"] is not None and granted["consent"]["history"] == []
+    assert never["erasures"] == []
