@@ -29,6 +29,11 @@ RAW_ID_IN_JSON = (
     "and name a subject by its pseudonym (audits.pseudonym)"
 )
 FUTURE_TIME = "{name} ({value}) is in the future; times up to {skew} ahead of now are accepted"
+PRE_EPOCH_TIME = (
+    "{name} ({value}) is before 1970-01-01T00:00:00Z (a negative Unix time): no record of a consent, a request, a "
+    "decision or a case dates from then; it is a placeholder, a sign error or the wrong unit"
+)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 RAW_ID_KEYS = frozenset({"subject_id", "user_id", "email", "ip", "ip_address"})
 """JSON keys refused anywhere in stored JSON: they name raw personal identifiers."""
@@ -93,7 +98,11 @@ def item_id(value: Any, name: str = "item_id") -> str:
 
 
 def aware(value: datetime | None, name: str, *, not_after_now: bool = False) -> datetime:
-    """``value`` (default now) as an aware UTC datetime; naive ones are refused."""
+    """``value`` (default now) as an aware UTC datetime; naive ones are refused.
+
+    ``not_after_now``: the moment something was recorded as happening (a consent, a request, a decision, a
+    case), so neither in the future (beyond the clock skew) nor before 1970, the Unix epoch (the event
+    loaders and the outcome log refuse such times too)."""
     now = datetime.now(UTC)
     if value is None:
         return now
@@ -102,6 +111,8 @@ def aware(value: datetime | None, name: str, *, not_after_now: bool = False) -> 
     value = value.astimezone(UTC)
     if not_after_now and value > now + CLOCK_SKEW:
         raise DataError(FUTURE_TIME.format(name=name, value=value.isoformat(), skew=CLOCK_SKEW))
+    if not_after_now and value < EPOCH:
+        raise DataError(PRE_EPOCH_TIME.format(name=name, value=value.isoformat()))
     return value
 
 

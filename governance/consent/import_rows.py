@@ -74,6 +74,10 @@ NOT_ONE_OF = "{field} {value!r} is not one of {allowed}"
 NO_BASIS = "no lawful basis: map a basis column, or import under a pack (the purpose's basis is the default)"
 BAD_TIME = "time {value!r} is not an ISO 8601 time (e.g. 2026-03-01T09:30:00Z) nor Unix seconds"
 FUTURE_TIME = "time {value!r} is in the future; a future record would outrank every later choice"
+PRE_EPOCH_TIME = (
+    "time {value!r} is before 1970-01-01T00:00:00Z (a negative Unix time): no consent dates from then; "
+    "it is a placeholder, a sign error or the wrong unit"
+)
 RAW_ID_IN_EVIDENCE = "evidence.{key} holds the subject's id; evidence must never name the subject"
 RAW_ID_IN_FIELD = "the {field} holds the subject's id; a consent record names the subject only by its pseudonym"
 _CONTROL = r"[\x00-\x1f\x7f]"
@@ -162,6 +166,7 @@ def _times(faults: _Faults, values: pd.Series, now: datetime) -> pd.Series:
     faults.add(values == "", "time", NO_VALUE.format(field="time"))
     faults.add(parsed.isna(), "time", BAD_TIME, values)
     faults.add(parsed > pd.Timestamp(now), "time", FUTURE_TIME, values)
+    faults.add(parsed < pd.Timestamp(0, tz="UTC"), "time", PRE_EPOCH_TIME, values)
     return parsed
 
 

@@ -170,6 +170,8 @@ BAD_RECORDS = [
     ({"purpose": ""}, DataError, "purpose must be a non-empty string of at most 100 characters, got ''"),
     ({"at": datetime(2026, 3, 1, 9, 0)}, DataError, "at must be a timezone-aware datetime"),
     ({"at": datetime.now(UTC) + timedelta(days=1)}, DataError, "is in the future; times up to 0:05:00 ahead"),
+    ({"at": datetime(1969, 12, 31, 23, 59, 59, tzinfo=UTC)}, DataError, r"at \(1969-12-31T23:59:59\+00:00\) is before 1970-01-01"),
+    ({"at": datetime(1900, 1, 1, tzinfo=UTC)}, DataError, "a placeholder, a sign error or the wrong unit"),
     (
         {"evidence": {"form": "signup", "user_id": 17}},
         DataError,

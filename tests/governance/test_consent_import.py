@@ -19,7 +19,7 @@ from audits.consent_import import IMPORT_ACTION
 from audits.db import Store
 from audits.models import ConsentRecordRow, TrailEvent
 from governance.consent.evidence import MSG_MISSING, MSG_TC_UNREADABLE
-from governance.consent.import_rows import BAD_TIME, FUTURE_TIME, NOT_IN_PACK, NOT_ONE_OF
+from governance.consent.import_rows import BAD_TIME, FUTURE_TIME, NOT_IN_PACK, NOT_ONE_OF, PRE_EPOCH_TIME
 from governance.consent.import_table import MISSING_COLUMN, ConsentImportMapping
 from governance.consent.imports import import_consent
 from governance.packs import resolve_pack
@@ -112,6 +112,18 @@ def test_bad_rows_are_reported_with_their_line_and_the_rest_imported(store: Stor
         {"line": 10, "field": "time", "reason": BAD_TIME.format(value="yesterday")},
     ]
     assert all(row["subject"] not in json.dumps(problems) for row in rows)
+    assert _count(store) == 3
+
+
+@pytest.mark.parametrize("when", ["1900-01-01T00:00:00Z", "1969-12-31T23:59:59Z", "-100", "-1"])
+def test_a_time_before_1970_is_refused_at_its_line(store: Store, tmp_path: Path, when: str) -> None:
+    """A placeholder date or a sign error is no moment anyone consented at: refused where it is, the rest imported."""
+    rows = [*GOOD, {**GOOD[0], "subject": "olga-8812031", "time": when}]
+    for row in rows:
+        row.setdefault("tc_string", "")
+    report = import_consent(store, _write(tmp_path, rows, "csv"), pack=EU)
+    assert (report.valid, report.invalid, report.added) == (3, 1, 3)
+    assert [p.to_dict() for p in report.problems] == [{"line": 5, "field": "time", "reason": PRE_EPOCH_TIME.format(value=when)}]
     assert _count(store) == 3
 
 
