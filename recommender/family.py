@@ -410,6 +410,13 @@ def save_state(path: str | Path, *, format: str, meta: dict[str, Any], arrays: d
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+NON_FINITE_ARRAY = (
+    "{path}: array {name!r} holds {n} of {size} value(s) that are not finite (NaN or inf); a fitted model's numbers "
+    "are finite: the file was altered or is damaged, retrain or restore it"
+)
+"""The error of a model file with a NaN or infinite number in one of its arrays."""
+
+
 def read_model_file(path: str | Path, *, kind: str = "", format: str | None = None) -> tuple[Any, dict[str, np.ndarray]]:
     """The JSON ``meta`` and the other arrays of an ``.npz`` model file, read without pickle.
 
@@ -428,6 +435,12 @@ def read_model_file(path: str | Path, *, kind: str = "", format: str | None = No
     if format is not None and (not isinstance(meta, dict) or meta.get("format") != format):
         found = meta.get("format") if isinstance(meta, dict) else None
         raise DataError(f"{path}: unsupported model format {found!r}; expected {format!r}")
+    for name, array in arrays.items():
+        # A fitted model's numbers are finite. The version id is a content address anyone can recompute, so it
+        # does not catch a NaN written on purpose; a NaN factor would serve a list of nothing, scored NaN.
+        if array.dtype.kind in "fc" and not np.isfinite(array).all():
+            bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+            raise DataError(NON_FINITE_ARRAY.format(path=path, name=name, n=bad, size=array.size))
     return meta, arrays
 
 

@@ -167,6 +167,28 @@ def test_an_edited_parameter_is_a_data_error_even_with_a_recomputed_version_id(f
         FAMILIES[family.name].build.load(path)
 
 
+def test_a_nan_number_is_a_data_error_even_with_a_recomputed_version_id(family, tmp_path):
+    """Regression: a NaN written into a model's factors (weights, a network's layers) and resealed loaded, and
+    served lists of no item, scored NaN: the content address catches changes, not a forger who recomputes it."""
+    path = tmp_path / "m.npz"
+    _make(family).fit(clustered()).save(path)
+    saved = path.read_bytes()
+    with np.load(path, allow_pickle=False) as npz:
+        names = [k for k in npz.files if k != "meta" and npz[k].dtype.kind == "f" and npz[k].size]
+    assert names, f"{family.name} saves no float array"
+    for name in names:
+        path.write_bytes(saved)
+
+        def edit(meta, arrays, name=name):
+            arrays[name] = arrays[name].copy()
+            arrays[name].flat[0] = np.nan
+            _reseal(meta, arrays)
+
+        _rewrite(path, edit)
+        with pytest.raises(DataError, match=rf"m\.npz: array '{name}' holds 1 of \d+ value\(s\) that are not finite"):
+            family.build.load(path)
+
+
 @pytest.mark.parametrize("name", ["ease", "pure_svd", "bpr"])
 def test_learned_arrays_that_do_not_fit_the_catalogue_are_a_data_error(name, tmp_path):
     family = FAMILIES[name]
