@@ -78,6 +78,7 @@ __all__ = [
     "load_state",
     "train_arrays",
     "train_from_arrays",
+    "csr_from_arrays",
     "without_users",
     "parse_family_list",
     "BASELINE_FAMILIES",
@@ -364,14 +365,43 @@ def train_arrays(train: InteractionMatrix, prefix: str = "train_") -> dict[str, 
     }
 
 
+def csr_from_arrays(
+    data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple[int, int], *, name: str
+) -> sp.csr_matrix:
+    """A CSR matrix from its three arrays as a model file holds them, checked in full first.
+
+    scipy checks only the lengths of the arrays it is given; an index past the columns, a decreasing or
+    overlong ``indptr`` reach its compiled routines unchecked, where they corrupt memory and kill the process.
+    Anything inconsistent is a ``ValueError`` naming the ``name`` arrays (the loaders make it a located
+    :class:`DataError`)."""
+    n_rows, n_cols = (int(n) for n in shape)
+    data, indices, indptr = (np.asarray(a) for a in (data, indices, indptr))
+    if not all(a.ndim == 1 for a in (data, indices, indptr)):
+        raise ValueError(f"{name}: data, indices and indptr must be one-dimensional")
+    if indices.dtype.kind not in "iu" or indptr.dtype.kind not in "iu" or data.dtype.kind not in "biuf":
+        raise ValueError(f"{name}: indices and indptr must be integers and data numbers (got {indices.dtype}, {indptr.dtype}, {data.dtype})")
+    if len(indptr) != n_rows + 1:
+        raise ValueError(f"{name}: indptr has {len(indptr)} entries for {n_rows} rows (expected {n_rows + 1})")
+    if len(indices) != len(data):
+        raise ValueError(f"{name}: {len(indices)} indices for {len(data)} values")
+    if indptr[0] != 0 or indptr[-1] != len(indices) or (np.diff(indptr) < 0).any():
+        raise ValueError(f"{name}: indptr must rise from 0 to the {len(indices)} stored values")
+    if len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= n_cols):
+        raise ValueError(f"{name}: a column index lies outside [0, {n_cols})")
+    return sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols))
+
+
 def train_from_arrays(arrays: dict[str, np.ndarray], prefix: str = "train_") -> InteractionMatrix:
-    """The :class:`InteractionMatrix` :func:`train_arrays` described (with the same ``prefix``)."""
+    """The :class:`InteractionMatrix` :func:`train_arrays` described (with the same ``prefix``); arrays that do not
+    make one consistent matrix are a ``ValueError`` (:func:`csr_from_arrays`)."""
     user_ids = arrays[f"{prefix}user_ids"].astype(object)
     item_ids = arrays[f"{prefix}item_ids"].astype(object)
-    matrix = sp.csr_matrix(
-        (arrays[f"{prefix}data"], arrays[f"{prefix}indices"], arrays[f"{prefix}indptr"]),
-        shape=(len(user_ids), len(item_ids)),
-    )
+    if user_ids.ndim != 1 or item_ids.ndim != 1:
+        raise ValueError(f"{prefix}user_ids and {prefix}item_ids must be one-dimensional")
+    matrix = csr_from_arrays(
+        arrays[f"{prefix}data"], arrays[f"{prefix}indices"], arrays[f"{prefix}indptr"],
+        (len(user_ids), len(item_ids)), name=f"the training matrix ({prefix}data, {prefix}indices, {prefix}indptr)",
+    )  # fmt: skip
     return InteractionMatrix(matrix=matrix, user_ids=user_ids, item_ids=item_ids)
 
 

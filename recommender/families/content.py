@@ -43,6 +43,7 @@ from recommender.family import (
     register_family,
     subject_rows,
     train_arrays,
+    csr_from_arrays,
     train_from_arrays,
 )
 from recommender.item_features import ItemFeaturizer, check_item_table
@@ -440,8 +441,11 @@ class ContentModel(GovernedModel):
             model._validate_params()
             model.train_ = train_from_arrays(arrays, prefix="")
             item_ids, matrix = model.train_.item_ids, model.train_.matrix
-            model.item_vectors_ = sp.csr_matrix(
-                (arrays["v_data"], arrays["v_indices"], arrays["v_indptr"]), shape=tuple(arrays["v_shape"])
+            v_shape = np.asarray(arrays["v_shape"])
+            if v_shape.shape != (2,) or v_shape.dtype.kind not in "iu" or (v_shape < 0).any():
+                raise ValueError(f"v_shape must be two non-negative integers, got {v_shape.tolist()!r}")
+            model.item_vectors_ = csr_from_arrays(
+                arrays["v_data"], arrays["v_indices"], arrays["v_indptr"], tuple(v_shape), name="the item vectors (v_*)"
             )
             if model.item_vectors_.shape[0] != len(item_ids):
                 raise ValueError(f"{model.item_vectors_.shape[0]} item vectors for {len(item_ids)} items")

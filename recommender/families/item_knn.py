@@ -17,7 +17,7 @@ import scipy.sparse as sp
 
 from recommender.baselines import ItemKNNRecommender
 from recommender.families._shared import StateModel, check_choice, check_int, explain_history_batch, explain_lists, history_tags
-from recommender.family import ErasureKind, Family, ForgetOutcome, ModelTag, register_family
+from recommender.family import ErasureKind, Family, ForgetOutcome, ModelTag, csr_from_arrays, register_family
 
 __all__ = ["ItemKNNModel"]
 
@@ -41,7 +41,9 @@ class ItemKNNModel(ItemKNNRecommender, StateModel):
 
     def _restore(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         n = int(meta["n_items"])
-        similarity = sp.csr_matrix((arrays["sim_data"], arrays["sim_indices"], arrays["sim_indptr"]), shape=(n, n))
+        if n != self.train_.n_items:
+            raise ValueError(f"a similarity matrix over {n} items for {self.train_.n_items} items")
+        similarity = csr_from_arrays(arrays["sim_data"], arrays["sim_indices"], arrays["sim_indptr"], (n, n), name="the similarity matrix (sim_*)")
         self.model_ = SimpleNamespace(similarity=similarity)
 
     def explain(self, user_id: str, item_ids: Sequence[str]) -> list[list[ModelTag]]:

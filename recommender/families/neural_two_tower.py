@@ -40,7 +40,7 @@ from torch import nn
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError
 from recommender.families._torch_common import NeuralModel, ParamSpec, csr_bags, torch_session
-from recommender.family import ErasureKind, Family, ModelTag, register_family
+from recommender.family import ErasureKind, Family, ModelTag, csr_from_arrays, register_family
 from recommender.scoring import block_rows, mask_seen, top_k_rows
 
 __all__ = [
@@ -230,9 +230,10 @@ class TwoTowerRecommender(NeuralModel):
         self.side_ = {}
         self.categories_ = arrays["categories"].astype(str)
         indptr, indices = arrays["cat_indptr"], arrays["cat_indices"]
-        self.category_matrix_ = sp.csr_matrix(
-            (np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(len(indptr) - 1, len(self.categories_))
-        )
+        self.category_matrix_ = csr_from_arrays(
+            np.ones(len(indices), dtype=np.float32), indices, indptr, (max(len(indptr) - 1, 0), len(self.categories_)),
+            name="the item categories (side:cat_indptr, side:cat_indices)",
+        )  # fmt: skip
 
     # -- network and training -----------------------------------------------------
     def _new_module(self, train: InteractionMatrix) -> nn.Module:

@@ -189,6 +189,39 @@ def test_a_nan_number_is_a_data_error_even_with_a_recomputed_version_id(family, 
             family.build.load(path)
 
 
+@pytest.mark.parametrize("edit", ["index_past_the_columns", "negative_index", "falling_indptr", "indptr_past_the_values"])
+def test_sparse_arrays_out_of_range_are_a_data_error_not_a_corrupted_process(family, tmp_path, edit):
+    """Regression: an index past the columns or a falling ``indptr`` in a model file's sparse arrays (the training
+    matrix, item-kNN's similarities, content vectors, two-tower categories) went unchecked into scipy's compiled
+    routines, which wrote past their buffers: the process died (``double free or corruption``), or served."""
+    path = tmp_path / "m.npz"
+    _make(family).fit(clustered()).save(path)
+    saved = path.read_bytes()
+    with np.load(path, allow_pickle=False) as npz:
+        names = [k for k in npz.files if k.endswith("indptr" if "indptr" in edit else "indices") and npz[k].size > 2]
+    if not names:
+        pytest.skip(f"{family.name} saves its sparse arrays inside other files")
+    for name in names:
+        path.write_bytes(saved)
+
+        def change(meta, arrays, name=name):
+            a = arrays[name].copy()
+            if edit == "index_past_the_columns":
+                a[len(a) // 2] = 10**6
+            elif edit == "negative_index":
+                a[0] = -5
+            elif edit == "falling_indptr":
+                a[1] = a[-1] + 3
+            else:
+                a[-1] += 50
+            arrays[name] = a
+            _reseal(meta, arrays)
+
+        _rewrite(path, change)
+        with pytest.raises(DataError, match="m.npz"):
+            family.build.load(path)
+
+
 @pytest.mark.parametrize("name", ["ease", "pure_svd", "bpr"])
 def test_learned_arrays_that_do_not_fit_the_catalogue_are_a_data_error(name, tmp_path):
     family = FAMILIES[name]
