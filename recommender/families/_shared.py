@@ -330,8 +330,9 @@ class StateModel(GovernedModel):
             model.popularity_ = _popularity(train)
             model._restore(meta, arrays)
             if train.n_users:
-                # one list from the restored arrays: shapes that do not fit the catalogue fail here, located
-                model._recommend_known(np.zeros(1, dtype=np.int64), 1, filter_seen=True)
+                # lists of the first and the last user from the restored arrays: shapes that do not fit the
+                # catalogue or the users (a factor matrix a row short) fail here, located
+                model._recommend_known(np.unique([0, train.n_users - 1]).astype(np.int64), 1, filter_seen=True)
         except (KeyError, TypeError, ValueError, IndexError, ConfigError) as err:
             raise DataError(
                 f"{path}: a {cls.FORMAT} file with missing, invalid or inconsistent content ({type(err).__name__}: {err})"

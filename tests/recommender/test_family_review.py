@@ -238,6 +238,22 @@ def test_learned_arrays_that_do_not_fit_the_catalogue_are_a_data_error(name, tmp
         family.build.load(path)
 
 
+def test_user_factors_a_row_short_are_a_data_error(tmp_path):
+    """Regression: BPR's user factors a row short of its users loaded (the load's check list was the first
+    user's) and the last user's list failed at serving with an IndexError."""
+    family = FAMILIES["bpr"]
+    path = tmp_path / "m.npz"
+    _make(family).fit(clustered()).save(path)
+
+    def edit(meta, arrays):
+        arrays["user_factors"] = arrays["user_factors"][:-1]
+        _reseal(meta, arrays)
+
+    _rewrite(path, edit)
+    with pytest.raises(DataError, match="m.npz"):
+        family.build.load(path)
+
+
 def test_als_file_without_factors_is_a_data_error(tmp_path):
     family = FAMILIES["als"]
     path = tmp_path / "m.npz"
