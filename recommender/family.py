@@ -67,6 +67,7 @@ __all__ = [
     "get_family",
     "read_model_file",
     "model_item_ids",
+    "model_user_ids",
     "subject_rows",
     "families",
     "KNOWN_INPUTS",
@@ -476,34 +477,47 @@ def read_model_file(path: str | Path, *, kind: str = "", format: str | None = No
 
 ITEM_ID_MEMBERS = ("item_ids", "train_item_ids")
 """Where a model file keeps the ids of the items it scores (the ALS, neural and content files; the state models)."""
+USER_ID_MEMBERS = ("user_ids", "train_user_ids")
+"""Where a model file keeps the ids of the subjects it learned from (its training rows)."""
 _NESTED_DEPTH = 2  # a hybrid file holds its parents' files as bytes; no file nests deeper
 
 
-def model_item_ids(path: str | Path, *, _depth: int = 0) -> np.ndarray | None:
+def _model_ids(path: Any, members: tuple[str, ...], depth: int) -> np.ndarray | None:
+    """The ids under ``members`` of a model file and of the model files nested in it as bytes (a hybrid's parts)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            names = set(npz.files)
+            found = [npz[name] for name in members if name in names]
+            if found:
+                return np.concatenate([np.asarray(a).astype(str).ravel() for a in found])
+            if depth >= _NESTED_DEPTH:
+                return None
+            nested = []
+            for name in sorted(names - {"meta"}):
+                member = npz[name]
+                if member.dtype == np.uint8 and member.ndim == 1 and member[:2].tobytes() == b"PK":
+                    ids = _model_ids(io.BytesIO(member.tobytes()), members, depth + 1)
+                    if ids is not None:
+                        nested.append(ids)
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: not a recgov model file ({type(err).__name__}: {err})") from err
+    return np.concatenate(nested) if nested else None
+
+
+def model_item_ids(path: str | Path) -> np.ndarray | None:
     """The item ids a model file scores, read without the rest of the file (``allow_pickle=False``).
 
     Only the member holding the ids is read (an ``.npz`` is a zip: its factors stay on disk), so checking an id
     against a large model costs the ids, not the model. A file that holds its parents' files (a hybrid) gives
     their ids together (an id may come twice). None when the file holds no item ids a reader knows; a file that cannot be read is a
     :class:`DataError`, as for :func:`read_model_file`."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            names = set(npz.files)
-            found = [npz[name] for name in ITEM_ID_MEMBERS if name in names]
-            if found:
-                return np.concatenate([np.asarray(a).astype(str).ravel() for a in found])
-            if _depth >= _NESTED_DEPTH:
-                return None
-            nested = []
-            for name in sorted(names - {"meta"}):
-                member = npz[name]
-                if member.dtype == np.uint8 and member.ndim == 1 and member[:2].tobytes() == b"PK":
-                    ids = model_item_ids(io.BytesIO(member.tobytes()), _depth=_depth + 1)
-                    if ids is not None:
-                        nested.append(ids)
-    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
-        raise DataError(f"{path}: not a recgov model file ({type(err).__name__}: {err})") from err
-    return np.concatenate(nested) if nested else None
+    return _model_ids(path, ITEM_ID_MEMBERS, 0)
+
+
+def model_user_ids(path: Any) -> np.ndarray | None:
+    """The subject ids a model file learned from, read as :func:`model_item_ids` reads item ids: a hybrid's
+    are its parts' (an id may come twice). None when the file holds no subject ids a reader knows."""
+    return _model_ids(path, USER_ID_MEMBERS, 0)
 
 
 def load_state(path: str | Path, *, format: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -38,6 +38,7 @@ from audits.models import DatasetVersion, ModelVersion
 from governance.privacy.common import iso, plain
 from governance.privacy.retrains import training_recipe
 from recommender.errors import ConfigError, DataError
+from recommender.family import model_user_ids
 from recommender.feedback import MODEL_INPUT_COLUMNS
 
 __all__ = [
@@ -134,11 +135,13 @@ def _artifact_membership(location: str, artifact_hash: str, subject: str) -> tup
     if hashlib.sha256(data).hexdigest() != artifact_hash.removeprefix("sha256:"):
         return "may_include", "the file at the recorded location is not the recorded artifact (its hash differs)"
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            # an ALS artifact names its rows user_ids; a model family's (recommender.family.train_arrays) train_user_ids
-            user_ids = npz["user_ids"] if "user_ids" in npz.files else npz["train_user_ids"]
-    except (OSError, ValueError, KeyError):
+        # an ALS artifact names its rows user_ids, a model family's (recommender.family.train_arrays) train_user_ids,
+        # and a hybrid's rows are those of the parts' files it holds
+        user_ids = model_user_ids(io.BytesIO(data))
+    except DataError:
         return "may_include", "the artifact is not a readable recgov model file"
+    if user_ids is None:
+        return "may_include", "the artifact names no training rows a reader knows"
     if bool((user_ids.astype(str) == subject).any()):
         return "includes", "the recorded artifact's training rows include the subject"
     return "does_not_include", "the recorded artifact's training rows do not include the subject"

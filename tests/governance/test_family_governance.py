@@ -393,3 +393,25 @@ def test_retrain_run_names_a_family_version_it_cannot_retrain_with_the_command_t
         store.close()
     done = json.loads(runner.invoke(app, ["retrain", "run", DATA, "--pack", "baseline", "--no-carbon", "--database-url", db_url, "--json"]).stdout)
     assert [r["status"] for r in done["requests"]] == ["completed"] and done["not_retrainable"] == []
+
+
+def test_erasure_reads_a_hybrid_models_subjects_from_the_parts_it_holds(db_url: str) -> None:
+    """Regression: a hybrid's file holds its ALS and content parts as nested files, and erasure read only top-level
+    training rows: every hybrid version was 'may_include' ("not a readable recgov model file") for every subject,
+    so erasing someone it never saw still opened a retrain of it."""
+    doc = _train(db_url, "--family", "hybrid", "--no-tune")
+    model = family_model_class(get_family("hybrid")).load(doc["artifact"])
+    inside = "u000017"
+    assert inside in set(model.subjects().astype(str))
+    store = open_store(db_url)
+    try:
+        report = erase_subject(store, inside, pack=EU, measure_carbon=False)
+        listed = {v["version_id"]: v for v in report["models"]["versions"]}
+        assert listed[doc["model_version"]]["membership"] == "includes", listed[doc["model_version"]]
+        assert doc["model_version"] in report["retrain"]["request"]["models"]
+        outside = erase_subject(store, "someone-never-seen", pack=EU, measure_carbon=False)
+    finally:
+        store.close()
+    listed = {v["version_id"]: v for v in outside["models"]["versions"]}
+    assert listed.get(doc["model_version"], {}).get("membership", "does_not_include") == "does_not_include"
+    assert doc["model_version"] not in ((outside.get("retrain") or {}).get("request") or {}).get("models", [])
