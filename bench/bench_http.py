@@ -33,8 +33,9 @@ grant, so their lists are the non-profiling ones); ``tcf``, the same list with a
 IAB TCF v2.2 TC string in the body granting purposes 1, 5 and 6 to the
 installation's vendor, as a consent-management platform's page sends it on
 every request (served under the EU pack stored with a ``consent.tcf.vendor_id``,
-``eu-gdpr-dsa-tcf@1.0.0``: the first request of a subject records the string's
-grant, the next ones find it on record). ``--connections`` takes
+``eu-gdpr-dsa-tcf@1.0.0``; the string's grant is recorded for every served
+subject before the run, as their first request would, so the mix measures
+requests that find it on record). ``--connections`` takes
 several concurrencies (``4,8,16``): each is measured in every round, the no-op
 first, and each mix's ratio and p99 are given per concurrency. On a machine
 where wrk and the server share two cores, latency at high concurrency is
@@ -90,6 +91,7 @@ from audits.consent import record_consent
 from audits.models import DecisionRecord
 from governance.api.keys import create_key
 from governance.packs import shipped_pack_path, store_pack
+from governance.privacy.consent import record_request_signals
 from recommender.loaders import load_data
 from tc_strings import tc_string
 
@@ -216,8 +218,8 @@ MIXES = {
 }
 
 
-def _tcf_pack(packs_dir: Path) -> str:
-    """Store the ``tcf`` mix's pack in the service's pack directory (as ``POST /v1/packs`` would) and return its ref."""
+def _tcf_pack(packs_dir: Path) -> Any:
+    """Store the ``tcf`` mix's pack in the service's pack directory (as ``POST /v1/packs`` would) and return it."""
     text = shipped_pack_path(PACK).read_text(encoding="utf-8")
     name, version = TCF_PACK.split("@")
     for before, after in ((f"  name: {PACK}\n", f"  name: {name}\n"), ("    vendor_id: null\n", f"    vendor_id: {TCF_VENDOR}\n")):
@@ -227,7 +229,7 @@ def _tcf_pack(packs_dir: Path) -> str:
     loaded, _ = store_pack(packs_dir, text=text)
     if f"{loaded.name}@{loaded.version}" != f"{name}@{version}":
         raise SystemExit(f"the tcf mix's pack is {loaded.name}@{loaded.version}, not {TCF_PACK}")
-    return TCF_PACK
+    return loaded
 
 
 def _population_file(path: Path, n: int) -> Path:
@@ -306,8 +308,14 @@ def _bench_store(kind: str, db_url: str, tmp: Path, args: argparse.Namespace, sa
 
     # The tcf mix: a pack that names the installation's vendor, and one TC string (made a day ago) granting it
     # purposes 1, 5 and 6 on consent, as the pack's consent.tcf asks.
-    tcf_pack = _tcf_pack(home / "packs")
+    tcf_loaded, tcf_pack = _tcf_pack(home / "packs"), TCF_PACK
     tcf = tc_string(purposes=[1, 5, 6], vendors=[TCF_VENDOR])
+    if "tcf" in args.mixes:  # the string on record for every served subject, as after its first request: the mix
+        # measures the steady state (a first request records its grant on a worker thread, several times the cost,
+        # and a warm-up too short to reach every subject would leave such writes in the measured seconds)
+        say(f"[{kind}] recording the tcf mix's TC string for {len(subjects)} subjects ...")
+        for subject in subjects:
+            record_request_signals(store, subject, pack=tcf_loaded, tcf=tcf, actor="bench")
 
     server, url = _start_server(env)
     mixes = ["noop", *args.mixes]
