@@ -28,7 +28,17 @@ from audits.private_files import OWNER_ONLY
 from audits.settings import StoreSettings, get_settings
 from recommender.errors import ConfigError
 
-__all__ = ["EncodedJson", "Store", "open_store", "create_store_engine", "describe_db_error", "is_dropped", "masked_url", "unpinged_connection"]
+__all__ = [
+    "EncodedJson",
+    "Store",
+    "connect_arguments",
+    "create_store_engine",
+    "describe_db_error",
+    "is_dropped",
+    "masked_url",
+    "open_store",
+    "unpinged_connection",
+]
 
 
 class EncodedJson(str):
@@ -49,6 +59,8 @@ def _json_serializer(value: Any) -> str:
     return json.dumps(value)
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
+PG_CONNECT_TIMEOUT_S = 10
+"""Seconds a PostgreSQL connection may take to open, unless the URL sets ``connect_timeout``."""
 _SQLITE_BEGIN = "recgov_sqlite_begin"
 
 
@@ -161,6 +173,16 @@ def _reserve_sqlite_file(url: URL) -> None:
         return  # a folder it may not write to: SQLite's own error names it
 
 
+def connect_arguments(engine: Engine) -> dict[str, Any]:
+    """PostgreSQL: the keyword arguments ``psycopg`` connects with for ``engine``'s pool (the URL's host, database,
+    user and query options, SQLAlchemy's type adapters, the connect timeout), for a connection opened outside it
+    (``psycopg.AsyncConnection.connect``) that reads values as the pool's connections do."""
+    _args, params = engine.dialect.create_connect_args(engine.url)
+    if "connect_timeout" not in params:
+        params["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+    return params
+
+
 def create_store_engine(url: str, *, pool_size: int | None = None) -> Engine:
     """An engine for ``url`` with the store's connection settings (see module doc).
 
@@ -175,7 +197,7 @@ def create_store_engine(url: str, *, pool_size: int | None = None) -> Engine:
         engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, json_serializer=_json_serializer, **pool)
         _configure_sqlite(engine)
         return engine
-    connect_args = {"connect_timeout": 10} if "connect_timeout" not in parsed.query else {}
+    connect_args = {"connect_timeout": PG_CONNECT_TIMEOUT_S} if "connect_timeout" not in parsed.query else {}
     engine = create_engine(parsed, connect_args=connect_args, json_serializer=_json_serializer, **pool)
     _ping_on_checkout(engine)  # pool_pre_ping, which a read path that recovers by itself may skip
     return engine

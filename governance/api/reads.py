@@ -62,15 +62,16 @@ from sqlalchemy.engine import Dialect, Engine
 
 from audits.db import is_dropped, unpinged_connection
 
-__all__ = ["MAX_PREPARED", "FastReads", "FastSnapshot", "Read"]
+__all__ = ["MAX_PREPARED", "FastReads", "FastSnapshot", "Read", "ReadsAhead", "Unread"]
 
 Read: TypeAlias = "tuple[Select[Any], Mapping[str, Any] | None]"
 """A read a snapshot will make: a core ``SELECT`` and its parameters (see ``prefetch``)."""
 
 _BEGIN = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 
-_Ahead: TypeAlias = "tuple[_Together, tuple[tuple[Select[Any], Mapping[str, Any]], ...], dict[str, Any]]"
-"""Reads named ahead, as one statement: it, the reads it answers (statement, parameters), its parameters."""
+ReadsAhead: TypeAlias = "tuple[_Together, tuple[tuple[Select[Any], Mapping[str, Any]], ...], dict[str, Any]]"
+"""Reads named ahead, as one statement (:meth:`FastReads.together`): it, the reads it answers (statement, parameters),
+its parameters."""
 
 MAX_PREPARED = 256
 """Statements kept compiled per engine; the hot paths use a handful of module constants."""
@@ -166,12 +167,20 @@ class _Rows:
         return self.one()[0]
 
 
+class Unread(Exception):
+    """A read that a snapshot without a connection (:meth:`FastReads.answered`) was not given: it reads nothing."""
+
+
 def _read_key(statement: Select[Any], parameters: Mapping[str, Any] | None) -> tuple[int, tuple[tuple[str, Any], ...]]:
     return id(statement), tuple(sorted(parameters.items())) if parameters else ()
 
 
 class FastSnapshot:
-    """A read-only transaction on one pooled DBAPI connection (see the module doc); from :meth:`FastReads.snapshot`."""
+    """A read-only transaction on one pooled DBAPI connection (see the module doc); from :meth:`FastReads.snapshot`.
+
+    From :meth:`FastReads.answered`: no connection, only the reads one statement read already (each once); any other
+    read raises :class:`Unread`.
+    """
 
     __slots__ = ("_cursor", "_ready", "_reads", "engine")
 
@@ -188,6 +197,8 @@ class FastSnapshot:
             ready = self._ready.pop(_read_key(statement, parameters), None)
             if ready is not None and ready[0] is statement:
                 return _Rows(ready[1])
+        if self._cursor is None:
+            raise Unread(f"not read ahead: {statement}")
         prepared = self._reads.prepared(statement)
         self._cursor.execute(prepared.sql, prepared.parameters(parameters))
         return _Rows([prepared.process(row) for row in self._cursor.fetchall()])
@@ -217,7 +228,7 @@ class FastReads:
                 self._prepared[id(statement)] = (statement, prepared)  # the statement is kept: its id stays its own
         return prepared
 
-    def together(self, prefetch: Sequence[Read]) -> _Ahead | None:
+    def together(self, prefetch: Sequence[Read]) -> ReadsAhead | None:
         """``prefetch`` as one statement (compiled once per list of statements), the reads it answers and its
         parameters; a read whose parameter names another value under a name taken is left out (read when asked)."""
         reads: list[tuple[Select[Any], Mapping[str, Any]]] = []
@@ -240,6 +251,15 @@ class FastReads:
                 if len(self._together) < MAX_PREPARED:
                     self._together[key] = entry
         return entry[1], tuple(reads), parameters
+
+    def answered(self, ahead: ReadsAhead, row: tuple[Any, ...]) -> FastSnapshot:
+        """A snapshot with no connection that answers the reads of ``ahead`` from ``row``, the row its statement
+        read (processed: :attr:`_Prepared.process`), each once; any other read raises :class:`Unread`.
+
+        On PostgreSQL a single statement reads under one snapshot of its own, so the reads it answers are of one
+        committed state of the store, as they would be in :meth:`snapshot`'s transaction.
+        """
+        return FastSnapshot(self, None, _answers(ahead, row))
 
     @contextmanager
     def snapshot(self, prefetch: Sequence[Read] = ()) -> Iterator[FastSnapshot]:
@@ -270,7 +290,7 @@ class FastReads:
         finally:
             _end(connection, cursor)
 
-    def _begin(self, reads: _Ahead | None) -> tuple[Any, Any, dict[Any, Any] | None]:
+    def _begin(self, reads: ReadsAhead | None) -> tuple[Any, Any, dict[Any, Any] | None]:
         """PostgreSQL: a pooled connection with the snapshot begun and ``reads`` read; one retry on a pinged
         connection when the server had dropped the unpinged one."""
         connection = unpinged_connection(self.engine)
@@ -290,7 +310,7 @@ class FastReads:
             raise
 
 
-def _begin_on(connection: Any, reads: _Ahead | None) -> tuple[Any, dict[Any, Any] | None]:
+def _begin_on(connection: Any, reads: ReadsAhead | None) -> tuple[Any, dict[Any, Any] | None]:
     """PostgreSQL: the read-only transaction begun by one statement, then ``reads`` read in it by one more.
 
     psycopg outside autocommit sends ``BEGIN`` on its own before the first
@@ -307,18 +327,23 @@ def _begin_on(connection: Any, reads: _Ahead | None) -> tuple[Any, dict[Any, Any
         cursor.execute(_BEGIN)
         if reads is None:
             return cursor, None
-        together, named, parameters = reads
-        prepared = together.prepared
-        cursor.execute(prepared.sql, prepared.parameters(parameters))
+        prepared = reads[0].prepared
+        cursor.execute(prepared.sql, prepared.parameters(reads[2]))
         row = prepared.process(cursor.fetchone())
     except BaseException:
         cursor.close()
         raise
+    return cursor, _answers(reads, row)
+
+
+def _answers(ahead: ReadsAhead, row: tuple[Any, ...]) -> dict[Any, tuple[Select[Any], list[tuple[Any, ...]]]]:
+    """The reads ``ahead`` names, each with its rows as ``row`` holds them (a read of several rows is left out)."""
+    together, named, _parameters = ahead
     ready = {}
     for (statement, given), rows in zip(named, together.split(row), strict=True):
         if rows is not None:
             ready[_read_key(statement, given)] = (statement, rows)
-    return cursor, ready
+    return ready
 
 
 def _end(connection: Any, cursor: Any) -> None:

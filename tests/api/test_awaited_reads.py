@@ -1,0 +1,155 @@
+"""A governed list's reads as one PostgreSQL statement awaited on the event loop (governance.api.awaited_reads).
+
+It reads what a snapshot reads (one committed state, a change committed before it seen), one round trip a list once
+its statement is prepared, answers no read it was not given, fails over (Unread) when the server dropped its
+connection and opens another for the next read, shares a few connections between concurrent reads, and closes them
+when told to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from audits import Store, open_store
+from audits.consent import consent_read_cache, read_consent_state
+from governance.api.awaited_reads import STOPPED, AwaitedReads
+from governance.api.keys import create_key, live_key
+from governance.api.reads import FastReads, Unread
+from tests.api.pg_turns import TurnCounter
+from tests.api.test_fast_reads_round_trips import _ahead, _grant, _list_reads, _terminate
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def keyed(postgres_url: str) -> Iterator[tuple[Store, FastReads, str]]:
+    """A store with an operator key and a subject whose consent state the process has cached (its version known)."""
+    store = open_store(postgres_url, pool_size=2)
+    try:
+        with store.session() as session:
+            _, token = create_key(session, name="k", role="operator")
+        _grant(store, "s1")
+        reads = FastReads(store.engine)
+        consent_read_cache(store.engine).clear()
+        with reads.snapshot() as read:  # the installation key checked, the subject's state cached
+            _list_reads(read, token, "s1")
+        yield store, reads, token
+    finally:
+        store.close()
+
+
+def test_one_statement_reads_what_a_snapshot_reads_and_nothing_else(keyed: tuple[Store, FastReads, str]) -> None:
+    store, reads, token = keyed
+    with reads.snapshot() as read:
+        expected = _list_reads(read, token, "s1")
+
+    async def scenario() -> None:
+        awaited = AwaitedReads(reads, 2)
+        try:
+            read = await awaited.read(_ahead(reads, token, "s1"))
+            assert _list_reads(read, token, "s1") == expected
+            with pytest.raises(Unread):  # each read is answered once; any other is not read at all
+                live_key(read, token)
+            _grant(store, "s1")  # committed before the next statement: seen by it
+            read = await awaited.read(_ahead(reads, token, "s1"))
+            live_key(read, token)
+            with pytest.raises(Unread):  # the version moved: the history must be read again, which one statement did not
+                read_consent_state(read, "s1")
+            read = await awaited.read(_ahead(reads, token, "s2"))  # a subject never cached: its history is not read ahead
+            assert live_key(read, token) is not None
+            with pytest.raises(Unread):
+                read_consent_state(read, "s2")
+        finally:
+            await awaited.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_read_is_one_round_trip(postgres_url: str) -> None:
+    open_store(postgres_url).close()  # the schema at head
+    relay = TurnCounter(postgres_url)
+    store = open_store(relay.url, upgrade=False, pool_size=1)
+    try:
+        with store.session() as session:
+            _, token = create_key(session, name="k", role="operator")
+        _grant(store, "s1")
+        reads = FastReads(store.engine)
+        with reads.snapshot() as read:
+            _list_reads(read, token, "s1")
+
+        async def scenario() -> list[int]:
+            awaited = AwaitedReads(reads, 1)
+            turns = []
+            try:
+                for _ in range(4):  # the connection opened and the statement prepared by the first
+                    before = relay.turns
+                    read = await awaited.read(_ahead(reads, token, "s1"))
+                    _list_reads(read, token, "s1")
+                    turns.append(relay.turns - before)
+            finally:
+                await awaited.aclose()
+            return turns
+
+        assert asyncio.run(scenario())[1:] == [1, 1, 1]  # no BEGIN, no ROLLBACK, no ping
+    finally:
+        store.close()
+        relay.close()
+
+
+def test_a_dropped_connection_fails_the_read_once_and_the_next_read_opens_another(
+    keyed: tuple[Store, FastReads, str], postgres_url: str
+) -> None:
+    store, reads, token = keyed
+
+    async def scenario() -> None:
+        awaited = AwaitedReads(reads, 2)
+        try:
+            await awaited.read(_ahead(reads, token, "s1"))
+            (dropped,) = [connection.info.backend_pid for connection in awaited._idle]
+            await asyncio.to_thread(_terminate, postgres_url, dropped)
+            with pytest.raises(Unread):
+                await awaited.read(_ahead(reads, token, "s1"))
+            assert awaited.connections == 0  # closed, not pooled again
+            read = await awaited.read(_ahead(reads, token, "s1"))
+            assert live_key(read, token) is not None
+            assert [connection.info.backend_pid for connection in awaited._idle] != [dropped]
+        finally:
+            await awaited.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_concurrent_reads_share_the_connections_and_close_ends_them(keyed: tuple[Store, FastReads, str]) -> None:
+    store, reads, token = keyed
+
+    async def scenario() -> None:
+        awaited = AwaitedReads(reads, 2)
+        snapshots = await asyncio.gather(*(awaited.read(_ahead(reads, token, "s1")) for _ in range(12)))
+        assert all(live_key(read, token) is not None for read in snapshots)
+        assert awaited.connections == 2  # the others waited for one
+        opened = list(awaited._idle)
+        await awaited.aclose()
+        assert awaited.connections == 0 and all(connection.closed for connection in opened)
+        with pytest.raises(Unread, match=re.escape(STOPPED)):
+            await awaited.read(_ahead(reads, token, "s1"))
+
+    asyncio.run(scenario())
+
+
+def test_a_connection_in_use_at_close_is_closed_when_given_back(keyed: tuple[Store, FastReads, str]) -> None:
+    store, reads, token = keyed
+
+    async def scenario() -> None:
+        awaited = AwaitedReads(reads, 1)
+        reading = asyncio.ensure_future(awaited.read(_ahead(reads, token, "s1")))
+        while awaited.connections == 0:  # the read has taken its connection
+            await asyncio.sleep(0)
+        await awaited.aclose()
+        assert live_key(await reading, token) is not None  # the read under way finishes
+        assert awaited.connections == 0 and not awaited._idle
+
+    asyncio.run(scenario())
