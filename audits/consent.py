@@ -405,6 +405,24 @@ class ConsentReadCache:
         the store (the installation key not yet checked against it), or when :meth:`read` would refuse (an
         unreadable key, a subject id that is not one): it raises that in its turn, after whatever the caller
         checks first."""
+        found = self._entry_of(engine, subject_id)
+        if found is None:
+            return None
+        key, raw, entry = found
+        return _STATE_VERSION, _version_parameters(key, raw, entry[1] if entry is not None else "")
+
+    def cached_version_read(self, engine: Any, subject_id: str | int) -> tuple[Any, dict[str, str]] | None:
+        """:meth:`version_read` for a subject whose state the cache holds (None otherwise): :meth:`read` answers
+        from that read alone while the subject's state is unchanged."""
+        found = self._entry_of(engine, subject_id)
+        if found is None or found[2] is None:
+            return None
+        key, raw, entry = found
+        return _STATE_VERSION, _version_parameters(key, raw, entry[1])
+
+    def _entry_of(self, engine: Any, subject_id: str | int) -> tuple[bytes, bytes, Any] | None:
+        """The installation key, the subject's bytes and their entry (None: not cached), reading no database;
+        None when the key is not yet checked or the key or the subject id cannot be read."""
         try:
             key = checked_installation_key(engine)
             raw = _subject_bytes(subject_id)
@@ -413,8 +431,7 @@ class ConsentReadCache:
         if key is None:
             return None
         with self._lock:
-            entry = self._entries.get((key, raw))
-        return _STATE_VERSION, _version_parameters(key, raw, entry[1] if entry is not None else "")
+            return key, raw, self._entries.get((key, raw))
 
     def read(self, bind: Connection | Any, subject_id: str | int) -> ConsentState:
         """The subject's consent state as of ``bind``'s read-only snapshot (cached when unchanged)."""

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from audits.db import open_store
 from audits.online_store import drain_at_startup
 from governance.api import runtime
+from governance.api.awaited_reads import AwaitedReads
 from governance.api.console import router as console_router
 from governance.api.disclosure import mask_access_log
 from governance.api.errors import install_error_handlers
@@ -67,6 +68,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         app.state.store = open_store(settings.database_url, pool_size=settings.api_threads + 4)
         app.state.reads = FastReads(app.state.store.engine)  # the hot paths' read-only snapshots
+        # PostgreSQL: a governed list's reads as one statement awaited on the loop, on connections of their own.
+        app.state.awaited_reads = None if app.state.reads.embedded else AwaitedReads(app.state.reads, settings.api_threads)
         # Invalidations of the online store recorded while Redis was away (or by a process without it) are applied now.
         await anyio.to_thread.run_sync(drain_at_startup, app.state.store.engine)
         # Concurrent requests are the service's parallelism: one BLAS thread each (see the function).
@@ -94,6 +97,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             yield
         finally:
             runtime.restore()
+            if app.state.awaited_reads is not None:
+                await app.state.awaited_reads.aclose()
             app.state.audit_runner.shutdown()
             app.state.pack_parser.close()
             close_engines(app)  # writes what the shared decision log holds

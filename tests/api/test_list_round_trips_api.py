@@ -1,11 +1,13 @@
-"""A governed list's exchanges with PostgreSQL over real HTTP (governance.api.reads): at most three per list once its
-subject's consent state is cached (its snapshot's BEGIN; the key, the model's artifact, the blocks and the
-consent version read by one statement; its ROLLBACK), with or without Sec-GPC: 1 on record; and a list still answered when the server
-dropped the pooled connections. SQLite lists answer the same, with no exchange at all.
+"""A governed list's exchanges with PostgreSQL over real HTTP (governance.api.awaited_reads): one per list once its
+subject's consent state is cached (the key, the model's artifact, the blocks and the consent version read by one
+statement, awaited on the event loop), none on a worker thread, with or without Sec-GPC: 1 on record; and a list still
+answered when the server dropped the pooled connections, or the awaited reads' own. SQLite lists answer the same, with
+no exchange at all.
 
-Exchanges are counted in the serving process's psycopg calls on the threads that prepare the lists (the decision
-writer is a process of its own): a statement outside a pipeline, a pipeline, a commit or rollback of an open
-transaction, one each; ``tests/api/test_fast_reads_round_trips.py`` counts the same snapshot on the wire.
+Exchanges are counted in the serving process's psycopg calls (the decision writer is a process of its own): on the
+threads that prepare the lists, a statement outside a pipeline, a pipeline, a commit or rollback of an open
+transaction, one each; on the event loop, each statement awaited. ``tests/api/test_fast_reads_round_trips.py`` and
+``tests/api/test_awaited_reads.py`` count the same reads on the wire.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 from sqlalchemy import text
 
 from audits import record_consent
+from audits.consent import consent_read_cache
 from audits.db import create_store_engine
 
 EU = "eu-gdpr-dsa"
@@ -26,10 +29,11 @@ CCPA = "california-ccpa"
 
 
 class Exchanges:
-    """psycopg exchanges made on worker threads (the lists' preparation) while installed."""
+    """psycopg exchanges made on worker threads (the lists' preparation), and statements awaited, while installed."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.awaited = 0
         self._lock = threading.Lock()
 
     def _counts(self) -> bool:
@@ -73,7 +77,15 @@ class Exchanges:
 
             return end
 
+        awaited_execute = psycopg.AsyncCursor.execute
+
+        async def counted_awaited_execute(cursor: Any, *args: Any, **kwargs: Any) -> Any:
+            with counter._lock:
+                counter.awaited += 1
+            return await awaited_execute(cursor, *args, **kwargs)
+
         monkeypatch.setattr(psycopg.Cursor, "execute", counted_execute)
+        monkeypatch.setattr(psycopg.AsyncCursor, "execute", counted_awaited_execute)
         monkeypatch.setattr(psycopg.Connection, "pipeline", counted_pipeline)
         monkeypatch.setattr(psycopg.Connection, "commit", ending(commit))
         monkeypatch.setattr(psycopg.Connection, "rollback", ending(rollback))
@@ -98,18 +110,20 @@ def _grant(server: Any, subject: str) -> None:
 
 
 @pytest.mark.parametrize(("pack", "headers"), [(EU, {}), (CCPA, {"Sec-GPC": "1"})])
-def test_a_cached_subjects_list_is_three_exchanges_at_most(server: Any, exchanges: Exchanges, pack: str, headers: dict[str, str]) -> None:
+def test_a_cached_subjects_list_is_one_statement_awaited_on_the_loop(server: Any, exchanges: Exchanges, pack: str, headers: dict[str, str]) -> None:
     subject = "u000051" if pack == EU else "u000052"
     _grant(server, subject)
     postgres = server.store.dialect == "postgresql"
+    engines = server.app.state.engines
     with server.client("operator") as client:
         for _ in range(3):  # the engine built, the subject's state cached, the opt-out on record
             _list(client, subject, pack, server.model_version, **headers)
-        before = exchanges.count
+        before, awaited, on_threads = exchanges.count, exchanges.awaited, engines.decided_on_threads
         lists = [_list(client, subject, pack, server.model_version, **headers) for _ in range(5)]
-    per_list = (exchanges.count - before) / len(lists)
     assert lists[-1]["mode"] == ("personalized" if pack == EU else "non_profiling")
-    assert per_list <= (3 if postgres else 0), per_list  # 7 with a ping per checkout and a statement per read
+    assert exchanges.count == before  # no worker thread reads (the snapshot's three exchanges before)
+    assert engines.decided_on_threads == on_threads
+    assert (exchanges.awaited - awaited) / len(lists) == (1 if postgres else 0)
 
 
 def test_a_list_is_answered_after_the_server_dropped_the_pooled_connections(server: Any) -> None:
@@ -138,3 +152,45 @@ def test_a_list_is_answered_after_the_server_dropped_the_pooled_connections(serv
             admin.dispose()
         for _ in range(4):
             assert _list(client, subject, EU, server.model_version)["mode"] == "personalized"
+
+
+def test_a_list_is_answered_after_the_server_dropped_the_awaited_reads_connections(server: Any) -> None:
+    subject = "u000054"
+    _grant(server, subject)
+    with server.client("operator") as client:
+        for _ in range(2):  # the subject's state cached
+            _list(client, subject, EU, server.model_version)
+        if server.store.dialect != "postgresql":
+            return
+        awaited = server.app.state.awaited_reads
+        pids = [connection.info.backend_pid for connection in awaited._idle]
+        assert pids
+        admin = create_store_engine(server.db_url)
+        try:
+            with admin.connect() as connection:
+                for pid in pids:
+                    connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        finally:
+            admin.dispose()
+        engines = server.app.state.engines
+        inline, on_threads = engines.decided_inline, engines.decided_on_threads
+        for _ in range(len(pids) + 2):
+            assert _list(client, subject, EU, server.model_version)["mode"] == "personalized"
+    assert engines.decided_on_threads - on_threads == len(pids)  # each dropped connection failed one read over to a thread
+    assert engines.decided_inline - inline == 2  # then a new connection, awaited on the loop again
+
+
+def test_a_subject_not_cached_is_read_on_a_worker_thread_without_an_awaited_statement(server: Any, exchanges: Exchanges) -> None:
+    subject = "u000055"
+    _grant(server, subject)
+    engines = server.app.state.engines
+    with server.client("operator") as client:
+        _list(client, subject, EU, server.model_version)  # the installation key checked, the engine built
+        if server.store.dialect != "postgresql":  # SQLite reads the history on the loop, as any other list
+            return
+        consent_read_cache(server.app.state.store.engine).clear()
+        awaited, on_threads = exchanges.awaited, engines.decided_on_threads
+        _list(client, subject, EU, server.model_version)  # the history read in one snapshot: no statement before it
+        assert exchanges.awaited == awaited and engines.decided_on_threads == on_threads + 1
+        _list(client, subject, EU, server.model_version)  # then cached: one statement awaited
+        assert exchanges.awaited == awaited + 1 and engines.decided_on_threads == on_threads + 1

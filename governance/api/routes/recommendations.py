@@ -1,8 +1,9 @@
 """``/v1/recommendations``: one governed list (operator), honouring ``Sec-GPC: 1`` and a TC string (``tcf``); ``/v1/ping`` beside it.
 
 The route does HTTP only: it parses the body, decides where the list is made
-(on the event loop when the store is embedded and everything is loaded, else on
-a worker thread; see :mod:`governance.api.services.lists`), awaits the
+(on the event loop when everything is loaded and its reads are local, on an
+embedded store, or one statement awaited there, on PostgreSQL; else on a worker
+thread; see :mod:`governance.api.services.lists`), awaits the
 decision's commit, counts it, hands the request to the shadow versions
 (:mod:`governance.api.services.shadows`) and encodes the answer once, in the
 shape of :class:`~governance.api.schemas.recommendations.GovernedList`. Packs,
@@ -30,7 +31,8 @@ from governance.api.deps import ListsKey, ListsToken, SettingsDep, StoreDep, Tok
 from governance.api.errors import problems
 from governance.api.schemas.recommendations import GovernedList, Pong, RecommendationCreate, governed_list_json
 from governance.api.services.engines import engines_of
-from governance.api.services.lists import ListContext, NotReady, Prepared, committed, decide_on_loop, prepare_on_loop, prepare_on_thread
+from governance.api.services.lists import ListContext, NotReady, Prepared, committed, decide_on_loop, prepare_awaited
+from governance.api.services.lists import prepare_on_loop, prepare_on_thread
 
 __all__ = ["router"]
 
@@ -86,15 +88,19 @@ async def recommend(
     (:class:`~governance.api.deps.Token`): one snapshot and one thread hop fewer than a key check of its own."""
     app = request.app
     cache = engines_of(app)
-    ctx = ListContext(cache, app.state.reads, store, settings, request.headers.raw, token)
+    awaited = app.state.awaited_reads
+    ctx = ListContext(cache, app.state.reads, store, settings, request.headers.raw, token, awaited)
     prepared: Prepared | None = None
-    if app.state.reads.embedded:  # local reads: a list that needs nothing loaded or written is prepared on the loop
-        try:
+    try:
+        if app.state.reads.embedded:  # local reads: a list that needs nothing loaded or written is prepared on the loop
             prepared = prepare_on_loop(body, ctx)
             cache.decided_inline += 1
-        except NotReady:
-            pass
-    if prepared is None:  # network reads, a consent record to write, something to load: on a worker thread
+        elif awaited is not None:  # network reads: one statement awaited on the loop, when it answers every read
+            prepared = await prepare_awaited(body, ctx)
+            cache.decided_inline += 1
+    except NotReady:
+        pass
+    if prepared is None:  # reads beyond one statement, a consent record to write, something to load: on a worker thread
         prepared = await anyio.to_thread.run_sync(prepare_on_thread, body, ctx)
         cache.decided_on_threads += 1
     decided = await decide_on_loop(prepared, cache)

@@ -17,9 +17,15 @@ nothing (no consent signal, or one already on record: a browser sends
 ``Sec-GPC: 1`` on every request) and finds its pack, model and engine loaded is
 prepared on the event loop itself (:func:`prepare_on_loop`; so is a first opt-out, which writes nothing there): its reads are a
 few microseconds of local file access, and on one interpreter a worker thread
-adds only lock hand-offs. Everything else (a PostgreSQL store, whose reads are
-network round trips; a TC string's grant to record; a pack, model
-or engine to load) is prepared on a worker thread (:func:`prepare_on_thread`).
+adds only lock hand-offs. On PostgreSQL, whose reads are network round trips, the
+same request is prepared on the event loop too when one statement, awaited there,
+answers every read it makes (:func:`prepare_awaited`,
+:mod:`governance.api.awaited_reads`: the key, the model's artifact, the blocks
+revision and the consent version of a subject whose state the process holds, in one
+snapshot, one round trip). Everything else (a subject's consent history to read,
+the deployments to read, a TC string's grant to record; a pack, model
+or engine to load; an awaited statement that failed) is prepared on a worker
+thread (:func:`prepare_on_thread`), having read nothing else and written nothing.
 Either way the list is then made by :func:`decide_on_loop`: the model's part
 (candidates, re-ranking, tags) in the compute process (``RECGOV_API_COMPUTE``,
 :mod:`governance.api.compute`) while the loop serves other requests, the
@@ -30,8 +36,8 @@ failure, as the engine logs its own, and the list is not answered.
 
 The model row, the blocks and the subject's consent history are read in one
 read-only snapshot (:mod:`governance.api.reads`: prepared statements on a pooled
-connection, on PostgreSQL those known ahead read by one statement; a SQLAlchemy
-snapshot when the deployments must be read too): on
+connection, on PostgreSQL those known ahead read by one statement, awaited or in a
+transaction; a SQLAlchemy snapshot when the deployments must be read too): on
 SQLite that read does not queue behind the writer for the write lock, and
 everything committed before the request began (a block, a withdrawal, an
 erasure) is seen by it. A subject's consent state is kept across requests only
@@ -63,9 +69,11 @@ from audits.availability import canonical_region
 from audits.decisions import DecisionReceipt
 from audits.online_store import configured_store
 from governance import packs as pack_store
+from governance.api.awaited_reads import AwaitedReads
 from governance.api.deps import Token
 from governance.api.errors import Problem
 from governance.api.keys import actor_of, live_key_read
+from governance.api.reads import Unread
 from governance.api.schemas.recommendations import RecommendationCreate
 from governance.api.services import call_sink
 from governance.api.services.call_sink import CallAttributingSink
@@ -92,6 +100,7 @@ __all__ = [
     "Prepared",
     "committed",
     "decide_on_loop",
+    "prepare_awaited",
     "prepare_on_loop",
     "prepare_on_thread",
 ]
@@ -147,6 +156,8 @@ class ListContext:
     """The request's raw headers (``Sec-GPC``)."""
     token: Token
     """The calling key, read (401/403) in the request's own snapshot before anything else is read or answered."""
+    awaited: AwaitedReads | None = None
+    """The app's :class:`~governance.api.awaited_reads.AwaitedReads` (PostgreSQL), else None."""
 
 
 def prepare_on_loop(body: RecommendationCreate, ctx: ListContext) -> Prepared:
@@ -159,6 +170,27 @@ def prepare_on_thread(body: RecommendationCreate, ctx: ListContext) -> Prepared:
     """The request's reads, consent decision and engine, on a worker thread: loading what is missing and
     recording a consent signal that changes the record; the list is then made by :func:`decide_on_loop`."""
     return _prepare(body, ctx, inline=False)
+
+
+async def prepare_awaited(body: RecommendationCreate, ctx: ListContext) -> Prepared:
+    """PostgreSQL: :func:`prepare_on_loop` with the request's reads read by one statement awaited on the event loop
+    (:mod:`governance.api.awaited_reads`), no worker thread. Raise :class:`NotReady`, having written nothing, where
+    that statement would not answer every read (a subject whose consent state is not cached, the installation key
+    not yet checked, the deployments to read), where it fails (a dropped connection), and where
+    :func:`prepare_on_loop` does (something to load, a grant to record)."""
+    if ctx.awaited is None or body.model_version is None:
+        raise NotReady
+    version = consent_read_cache(ctx.reads.engine).cached_version_read(ctx.reads.engine, body.subject)
+    if version is None:  # a subject not cached: their history is read, in a snapshot on a worker thread
+        raise NotReady
+    started = time.perf_counter()
+    online_stamp = _online_stamp(body)  # before the consent is read, as _prepare reads it
+    try:
+        read = await ctx.awaited.read(_named_reads(body, ctx, version))
+        found = _read(body, ctx, read, inline=True)
+    except Unread:
+        raise NotReady from None
+    return _resolve(body, ctx, found, inline=True, started=started, online_stamp=online_stamp)
 
 
 async def decide_on_loop(prepared: Prepared, cache: EngineCache) -> Decided:
@@ -221,39 +253,70 @@ async def committed(decided: Decided) -> None:
 def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> Prepared:
     """The steps up to the list (see the module doc); ``inline``: raise :class:`NotReady` rather than block."""
     started = time.perf_counter()
-    cache, store = ctx.cache, ctx.store
-    gpc = gpc_opt_out(ctx.headers)  # any Sec-GPC: 1, even beside a conflicting duplicate
-    signalled = gpc or body.tcf is not None  # a consent signal to judge (and record, unless already on record) before serving
-    # The subject's online-store epochs, read before their consent: a list cached for this request is written only
-    # if no consent change or erasure committed after this read (audits.online_store; None: no store, or it is down).
-    # A read with no effect, so it may precede the key's check (which must come in the snapshot that follows).
-    online = configured_store()
-    online_stamp = None
-    if online is not None:
-        read_stamps = online.stamps([online.subject_key(body.subject)])
-        online_stamp = read_stamps[0] if read_stamps else None
+    online_stamp = _online_stamp(body)
     # The key, the model, the blocks and the consent history as of now, in one read-only snapshot: prepared
     # statements on a pooled DBAPI connection (on PostgreSQL those known ahead are read by one statement after its
     # BEGIN: three round trips for a subject whose state is cached), or (to read the deployments) a SQLAlchemy one.
-    snapshot = ctx.reads.snapshot(_reads_ahead(body, ctx)) if body.model_version is not None else store.snapshot()
+    snapshot = ctx.reads.snapshot(_reads_ahead(body, ctx)) if body.model_version is not None else ctx.store.snapshot()
     with snapshot as read:
-        actor = actor_of(ctx.token.key(read))  # 401 or 403 before any other answer (404, 422, 503)
-        try:
-            loaded = cache.pack(ctx.settings.packs_dir, body.pack, loaded_only=inline)
-        except pack_store.PackNotFound as err:
-            raise Problem(404, str(err)) from None
-        if body.tcf is not None:
-            _check_tcf(body.tcf, loaded)
-        model_version, shadow_refs, deployment = _model_to_serve(read, body, ctx.settings)
-        experiment = experiment_in_force(read) if body.model_version is None else None
-        location = artifact_location(read, model_version)
-        if location is None:
-            raise Problem(404, NO_MODEL.format(model_version=model_version))
-        engine = cache.engine(loaded, model_version, location, read, built_only=inline)
-        # The consent history and the latest erasure (never undone: read once, with or without a signal), through
-        # the process's cache, which checks the subject's version in this snapshot (audits.consent.ConsentReadCache).
-        state = read_consent_state(read, body.subject)
-        history, erased = state.history(), state.erasure_seq
+        found = _read(body, ctx, read, inline=inline)
+    return _resolve(body, ctx, found, inline=inline, started=started, online_stamp=online_stamp)
+
+
+def _online_stamp(body: RecommendationCreate) -> Any:
+    """The subject's online-store epochs, read before their consent: a list cached for this request is written only
+    if no consent change or erasure committed after this read (audits.online_store; None: no store, or it is down).
+    A read with no effect, so it may precede the key's check (which must come in the snapshot that follows)."""
+    online = configured_store()
+    if online is None:
+        return None
+    read_stamps = online.stamps([online.subject_key(body.subject)])
+    return read_stamps[0] if read_stamps else None
+
+
+@dataclass
+class _Found:
+    """What a list's snapshot read: the caller, the pack, the model's engine, the subject's consent."""
+
+    actor: str
+    loaded: LoadedPack
+    engine: ServingEngine
+    history: list[dict[str, Any]]
+    erased: int | None
+    shadow_refs: list[tuple[str, str]]
+    deployment: dict[str, Any] | None
+    experiment: Any
+
+
+def _read(body: RecommendationCreate, ctx: ListContext, read: Any, *, inline: bool) -> _Found:
+    """The request's reads in the snapshot ``read``, the key first; ``inline``: raise :class:`NotReady` rather
+    than load a pack, a model or an engine."""
+    cache = ctx.cache
+    actor = actor_of(ctx.token.key(read))  # 401 or 403 before any other answer (404, 422, 503)
+    try:
+        loaded = cache.pack(ctx.settings.packs_dir, body.pack, loaded_only=inline)
+    except pack_store.PackNotFound as err:
+        raise Problem(404, str(err)) from None
+    if body.tcf is not None:
+        _check_tcf(body.tcf, loaded)
+    model_version, shadow_refs, deployment = _model_to_serve(read, body, ctx.settings)
+    experiment = experiment_in_force(read) if body.model_version is None else None
+    location = artifact_location(read, model_version)
+    if location is None:
+        raise Problem(404, NO_MODEL.format(model_version=model_version))
+    engine = cache.engine(loaded, model_version, location, read, built_only=inline)
+    # The consent history and the latest erasure (never undone: read once, with or without a signal), through
+    # the process's cache, which checks the subject's version in this snapshot (audits.consent.ConsentReadCache).
+    state = read_consent_state(read, body.subject)
+    return _Found(actor, loaded, engine, state.history(), state.erasure_seq, shadow_refs, deployment, experiment)
+
+
+def _resolve(body: RecommendationCreate, ctx: ListContext, found: _Found, *, inline: bool, started: float, online_stamp: Any) -> Prepared:
+    """The request's consent signals judged on the history read (a grant recorded first, unless ``inline``: then
+    :class:`NotReady`), and what its list is served with."""
+    gpc = gpc_opt_out(ctx.headers)  # any Sec-GPC: 1, even beside a conflicting duplicate
+    signalled = gpc or body.tcf is not None  # a consent signal to judge (and record, unless already on record) before serving
+    actor, loaded, engine, history = found.actor, found.loaded, found.engine, found.history
     # Nothing to record: what record_consent_from_request answers for a request without a signal, or
     # for a signal already on record (a browser sends Sec-GPC: 1 on every request): a read, no write.
     signals: dict[str, Any] | None = {"gpc": False, "tcf": None, "recorded": [], "unchanged": [], "ignored": []}
@@ -271,20 +334,21 @@ def _prepare(body: RecommendationCreate, ctx: ListContext, *, inline: bool) -> P
             if inline:
                 raise NotReady
             consent = ()
-            signals, history = record_request_signals(store, body.subject, pack=loaded, headers=ctx.headers, tcf=body.tcf, actor=actor)
-    if cache.closed:  # a service that is shutting down refuses (503) before it decides anything
+            signals, history = record_request_signals(ctx.store, body.subject, pack=loaded, headers=ctx.headers, tcf=body.tcf, actor=actor)
+    if ctx.cache.closed:  # a service that is shutting down refuses (503) before it decides anything
         raise Problem(503, SHUTTING_DOWN)
     context = {"region": canonical_region(body.region)} if body.region else {}  # region codes are case-insensitive
     serve_request = ServeRequest(
-        body.subject, k=body.k, consent=consent_records(history), gpc=gpc, tcf=body.tcf, context=context, erasure_seq=erased,
+        body.subject, k=body.k, consent=consent_records(history), gpc=gpc, tcf=body.tcf, context=context, erasure_seq=found.erased,
         online_stamp=online_stamp,
     )
-    if experiment is not None:  # the variant the subject is assigned to serves (governance.api.services.experiments)
-        engine, serve_request, assigned = route_experiment(experiment, serve_request, engine, pack_ref=body.pack, ctx=ctx, inline=inline)
+    deployment = found.deployment
+    if found.experiment is not None:  # the variant the subject is assigned to serves (governance.api.services.experiments)
+        engine, serve_request, assigned = route_experiment(found.experiment, serve_request, engine, pack_ref=body.pack, ctx=ctx, inline=inline)
         if assigned is not None:  # a stopped experiment's holdback takes only its own subjects
             deployment = {**(deployment or {}), "experiment": assigned}
         loaded = engine.loaded
-    return Prepared(engine, serve_request, signals, deployment, loaded, shadow_refs, actor, gpc, started, consent)
+    return Prepared(engine, serve_request, signals, deployment, loaded, found.shadow_refs, actor, gpc, started, consent)
 
 
 def _reads_ahead(body: RecommendationCreate, ctx: ListContext) -> list[Any]:
@@ -294,8 +358,12 @@ def _reads_ahead(body: RecommendationCreate, ctx: ListContext) -> list[Any]:
     (the key first), and answered from what came back; a read told wrong here is only read again."""
     if ctx.reads.embedded or body.model_version is None:
         return []
+    return _named_reads(body, ctx, consent_read_cache(ctx.reads.engine).version_read(ctx.reads.engine, body.subject))
+
+
+def _named_reads(body: RecommendationCreate, ctx: ListContext, version: Any) -> list[Any]:
+    """The key, the model's artifact and the blocks revision, and the consent ``version`` read (unless None)."""
     reads = [live_key_read(ctx.token.token), artifact_read(body.model_version), BLOCKS_READ]
-    version = consent_read_cache(ctx.reads.engine).version_read(ctx.reads.engine, body.subject)
     if version is not None:
         reads.append(version)
     return reads
