@@ -44,6 +44,11 @@ no more of them than it must:
   statement is paid three times, not seven (its pipeline mode, two round trips,
   costs the client more CPU than the round trip it saves). On SQLite, whose
   reads are local, ``prefetch`` is ignored.
+* the same statement may be run alone, outside any transaction (one statement
+  reads one committed state), and its row answer a snapshot with no connection
+  (:meth:`FastReads.answered`): a read it was not given raises :class:`Unread`.
+  :mod:`governance.api.awaited_reads` runs it so, awaited on the event loop: a
+  governed list whose every read it answers is one round trip.
 
 Parameters must be plain values (strings, integers) that need no bind
 processing; statements are compiled at their first use and kept.
