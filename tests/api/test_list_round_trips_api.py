@@ -194,3 +194,24 @@ def test_a_subject_not_cached_is_read_on_a_worker_thread_without_an_awaited_stat
         assert exchanges.awaited == awaited and engines.decided_on_threads == on_threads + 1
         _list(client, subject, EU, server.model_version)  # then cached: one statement awaited
         assert exchanges.awaited == awaited + 1 and engines.decided_on_threads == on_threads + 1
+
+
+def test_the_awaited_reads_connections_are_closed_when_the_service_stops(server: Any) -> None:
+    from starlette.testclient import TestClient
+
+    from governance.api import ApiSettings, create_app
+
+    subject = "u000056"
+    _grant(server, subject)
+    app = create_app(ApiSettings(home=server.home, database_url=server.db_url))
+    body = {"subject": subject, "k": 5, "model_version": server.model_version, "pack": EU}
+    with TestClient(app, headers={"Authorization": f"Bearer {server.tokens['operator']}"}) as client:
+        for _ in range(3):  # the engine built, the subject's state cached: then awaited
+            assert client.post("/v1/recommendations", json=body).status_code == 200
+        awaited = app.state.awaited_reads
+        if server.store.dialect != "postgresql":
+            assert awaited is None
+            return
+        opened = list(awaited._idle)
+        assert opened
+    assert awaited.connections == 0 and all(connection.closed for connection in opened)
