@@ -67,7 +67,7 @@ from sqlalchemy.engine import Dialect, Engine
 
 from audits.db import is_dropped, unpinged_connection
 
-__all__ = ["MAX_PREPARED", "FastReads", "FastSnapshot", "Read", "ReadsAhead", "Unread"]
+__all__ = ["MAX_PREPARED", "NOT_READ_AHEAD", "FastReads", "FastSnapshot", "Read", "ReadsAhead", "Unread"]
 
 Read: TypeAlias = "tuple[Select[Any], Mapping[str, Any] | None]"
 """A read a snapshot will make: a core ``SELECT`` and its parameters (see ``prefetch``)."""
@@ -176,6 +176,9 @@ class Unread(Exception):
     """A read that a snapshot without a connection (:meth:`FastReads.answered`) was not given: it reads nothing."""
 
 
+NOT_READ_AHEAD = "a read the statement read ahead did not answer"
+
+
 def _read_key(statement: Select[Any], parameters: Mapping[str, Any] | None) -> tuple[int, tuple[tuple[str, Any], ...]]:
     return id(statement), tuple(sorted(parameters.items())) if parameters else ()
 
@@ -203,7 +206,7 @@ class FastSnapshot:
             if ready is not None and ready[0] is statement:
                 return _Rows(ready[1])
         if self._cursor is None:
-            raise Unread(f"not read ahead: {statement}")
+            raise Unread(NOT_READ_AHEAD, id(statement))  # the statement is not rendered: a fallback must stay cheap
         prepared = self._reads.prepared(statement)
         self._cursor.execute(prepared.sql, prepared.parameters(parameters))
         return _Rows([prepared.process(row) for row in self._cursor.fetchall()])

@@ -13,12 +13,13 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import Select
 
 from audits import Store, open_store
 from audits.consent import consent_read_cache, read_consent_state
 from governance.api.awaited_reads import STOPPED, AwaitedReads
 from governance.api.keys import create_key, live_key
-from governance.api.reads import FastReads, Unread
+from governance.api.reads import NOT_READ_AHEAD, FastReads, Unread
 from tests.api.pg_turns import TurnCounter
 from tests.api.test_fast_reads_round_trips import _ahead, _grant, _list_reads, _terminate
 
@@ -151,5 +152,27 @@ def test_a_connection_in_use_at_close_is_closed_when_given_back(keyed: tuple[Sto
         await awaited.aclose()
         assert live_key(await reading, token) is not None  # the read under way finishes
         assert awaited.connections == 0 and not awaited._idle
+
+    asyncio.run(scenario())
+
+
+def test_a_read_not_given_is_refused_without_rendering_its_statement(
+    keyed: tuple[Store, FastReads, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A subject whose state changed falls back to a worker thread from here on every such list: rendering the SQL
+    of the read refused (for the message) cost more than the statement awaited."""
+    store, reads, token = keyed
+    _grant(store, "s1")  # the cached state is stale: its history will be asked for
+
+    async def scenario() -> None:
+        awaited = AwaitedReads(reads, 1)
+        try:
+            read = await awaited.read(_ahead(reads, token, "s1"))
+        finally:
+            await awaited.aclose()
+        live_key(read, token)
+        monkeypatch.setattr(Select, "__str__", lambda self: pytest.fail("the statement was rendered"))
+        with pytest.raises(Unread, match=NOT_READ_AHEAD):
+            read_consent_state(read, "s1")
 
     asyncio.run(scenario())
