@@ -460,6 +460,14 @@ class ConsentReadCache:
                 self._entries.popitem(last=False)
         return state
 
+    def forget(self, engine: Any, subject_id: str | int) -> None:
+        """Forget one subject whose state this process has just changed (its next read goes to the store at once,
+        without a version read that could only show the change)."""
+        found = self._entry_of(engine, subject_id)
+        if found is not None and found[2] is not None:
+            with self._lock:
+                self._entries.pop((found[0], found[1]), None)
+
     def clear(self) -> None:
         """Forget every subject (the next read of each goes to the store)."""
         with self._lock:

@@ -215,3 +215,21 @@ def test_the_awaited_reads_connections_are_closed_when_the_service_stops(server:
         opened = list(awaited._idle)
         assert opened
     assert awaited.connections == 0 and all(connection.closed for connection in opened)
+
+
+def test_after_a_list_that_wrote_an_opt_out_the_next_reads_the_changed_state_without_a_statement_first(
+    server: Any, exchanges: Exchanges
+) -> None:
+    subject = "u000057"
+    _grant(server, subject)
+    engines = server.app.state.engines
+    with server.client("operator") as client:
+        for _ in range(2):  # the subject's secret made (with the first decision), then their state cached
+            _list(client, subject, EU, server.model_version)
+        awaited, on_threads = exchanges.awaited, engines.decided_on_threads
+        first = _list(client, subject, EU, server.model_version, **{"Sec-GPC": "1"})
+        assert [r["status"] for r in first["signals"]["recorded"]] == ["opted_out"]  # written with its decision
+        _list(client, subject, EU, server.model_version, **{"Sec-GPC": "1"})  # the state changed: read in a snapshot
+        _list(client, subject, EU, server.model_version, **{"Sec-GPC": "1"})  # cached again
+    if server.store.dialect == "postgresql":
+        assert (exchanges.awaited - awaited, engines.decided_on_threads - on_threads) == (2, 1)

@@ -104,7 +104,7 @@ async def recommend(
         prepared = await anyio.to_thread.run_sync(prepare_on_thread, body, ctx)
         cache.decided_on_threads += 1
     decided = await decide_on_loop(prepared, cache)
-    await committed(decided)
+    await committed(decided, ctx)
     served, prepared = decided.served, decided.prepared
     app.state.metrics.decisions.labels(outcome=served.mode).inc()
     cache.shadows.mirror(prepared.request, served.decision_id, prepared.loaded, prepared.shadows)

@@ -223,10 +223,12 @@ async def decide_on_loop(prepared: Prepared, cache: EngineCache) -> Decided:
     return Decided(prepared, served, call.pending)
 
 
-async def committed(decided: Decided) -> None:
+async def committed(decided: Decided, ctx: ListContext) -> None:
     """Wait (on the event loop) until the list's decision is durable; a failed or late commit fails the request.
 
-    The consent records committed with the decision get their ids and trail seqs in the answer's ``signals``.
+    The consent records committed with the decision get their ids and trail seqs in the answer's ``signals``, and
+    the subject's cached consent state is dropped: it changed, so their next list reads it in a snapshot at once,
+    without first awaiting a statement that could only show the change (:func:`prepare_awaited`).
 
     The failure is logged with its cause, as the engine logs its own, and
     raised: the list is not answered. A late commit may still store the
@@ -245,6 +247,7 @@ async def committed(decided: Decided) -> None:
         await anyio.to_thread.run_sync(functools.partial(prepared.engine.report_failure, prepared.request, err, mode=decided.served.mode))
         raise
     if decided.prepared.consent:
+        consent_read_cache(ctx.reads.engine).forget(ctx.reads.engine, decided.prepared.request.subject_id)
         recorded = decided.prepared.signals["recorded"]
         for entry, (record_id, trail_seq) in zip(recorded, receipt.consent_records, strict=True):
             entry["id"], entry["trail_seq"] = record_id, trail_seq
