@@ -126,6 +126,18 @@ def test_a_cached_subjects_list_is_one_statement_awaited_on_the_loop(server: Any
     assert (exchanges.awaited - awaited) / len(lists) == (1 if postgres else 0)
 
 
+
+def _terminate(db_url: str, pids: list[int]) -> None:
+    """Drop these server connections from outside, as a restart or an idle timeout on the server would."""
+    admin = create_store_engine(db_url)
+    try:
+        with admin.connect() as connection:
+            for pid in pids:
+                connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    finally:
+        admin.dispose()
+
+
 def test_a_list_is_answered_after_the_server_dropped_the_pooled_connections(server: Any) -> None:
     subject = "u000053"
     _grant(server, subject)
@@ -143,13 +155,7 @@ def test_a_list_is_answered_after_the_server_dropped_the_pooled_connections(serv
             cursor.close()
         for connection in held:
             connection.close()  # back to the pool, where the server now drops them
-        admin = create_store_engine(server.db_url)
-        try:
-            with admin.connect() as connection:
-                for pid in pids:
-                    connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-        finally:
-            admin.dispose()
+        _terminate(server.db_url, pids)
         for _ in range(4):
             assert _list(client, subject, EU, server.model_version)["mode"] == "personalized"
 
@@ -165,13 +171,7 @@ def test_a_list_is_answered_after_the_server_dropped_the_awaited_reads_connectio
         awaited = server.app.state.awaited_reads
         pids = [connection.info.backend_pid for connection in awaited._idle]
         assert pids
-        admin = create_store_engine(server.db_url)
-        try:
-            with admin.connect() as connection:
-                for pid in pids:
-                    connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-        finally:
-            admin.dispose()
+        _terminate(server.db_url, pids)
         engines = server.app.state.engines
         inline, on_threads = engines.decided_inline, engines.decided_on_threads
         for _ in range(len(pids) + 2):
