@@ -59,7 +59,7 @@ import pickle
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -271,7 +271,7 @@ _RECORDS_OF = select(
 _RECORD_FIELDS = ("id", "purpose", "status", "lawful_basis", "source", "evidence", "jurisdiction", "recorded_at", "trail_seq")
 _LATEST_SUPPRESSION = (
     select(Suppression.id, Suppression.denied, Suppression.erased_at, Suppression.trail_seq)
-    .where(Suppression.lookup == bindparam("lookup"))
+    .where(Suppression.lookup == bindparam("suppression"))  # named as in _STATE_VERSION: the two read together
     .order_by(Suppression.id.desc())
     .limit(1)
 )
@@ -308,7 +308,7 @@ def _suppressed_row(bind: Session | Connection | Any, key: bytes, raw: bytes) ->
     """The subject's latest suppression as consent records (:func:`audits.suppression.suppression_records`,
     one core statement; a test holds them equal) and its trail seq, the subject's latest erasure
     (:func:`governance.suppressed.erasure_seq` reads the same row); ``([], None)`` without one."""
-    row = bind.execute(_LATEST_SUPPRESSION, {"lookup": _suppression_lookup(key, raw)}).one_or_none()
+    row = bind.execute(_LATEST_SUPPRESSION, {"suppression": _suppression_lookup(key, raw)}).one_or_none()
     if row is None:
         return [], None
     row_id, denied, erased_at, trail_seq = row
@@ -411,14 +411,28 @@ class ConsentReadCache:
         key, raw, entry = found
         return _STATE_VERSION, _version_parameters(key, raw, entry[1] if entry is not None else "")
 
-    def cached_version_read(self, engine: Any, subject_id: str | int) -> tuple[Any, dict[str, str]] | None:
-        """:meth:`version_read` for a subject whose state the cache holds (None otherwise): :meth:`read` answers
-        from that read alone while the subject's state is unchanged."""
+    def refresh_reads(self, engine: Any, subject_id: str | int, version: Sequence[Any]) -> tuple[list[tuple[Any, dict[str, str]]], tuple[Any, ...]] | None:
+        """The reads :meth:`read` makes beyond :meth:`version_read`'s when that read found ``version``, for a second
+        statement to read together (:mod:`governance.api.awaited_reads`), and the statements among them to read
+        whole (several rows); ``([], ())`` when the state is cached and unchanged; None when it cannot be told.
+
+        They are the version counted under the pseudonym of the secret ``version`` names (again: the state kept is
+        counted as of the statement that reads it), the subject's consent records and latest suppression. The two
+        statements are two snapshots: :meth:`read` given both keeps nothing read across them but the secret, and
+        checks it (a secret changed between them is read again, which a second statement did not answer)."""
         found = self._entry_of(engine, subject_id)
-        if found is None or found[2] is None:
+        if found is None:
             return None
         key, raw, entry = found
-        return _STATE_VERSION, _version_parameters(key, raw, entry[1])
+        if entry is not None and entry[0] == tuple(version):
+            return [], ()
+        secret = version[0]
+        who = _pseudonym(secret, raw) if secret is not None else ""
+        reads: list[tuple[Any, dict[str, str]]] = [(_STATE_VERSION, _version_parameters(key, raw, who))]
+        if secret is not None:
+            reads.append((_RECORDS_OF, {"subject": who}))
+        reads.append((_LATEST_SUPPRESSION, {"suppression": _suppression_lookup(key, raw)}))
+        return reads, (_RECORDS_OF,)
 
     def _entry_of(self, engine: Any, subject_id: str | int) -> tuple[bytes, bytes, Any] | None:
         """The installation key, the subject's bytes and their entry (None: not cached), reading no database;
@@ -449,9 +463,17 @@ class ConsentReadCache:
                 if entry_key in self._entries:
                     self._entries.move_to_end(entry_key)
             return entry[2]
-        state, who = _read_state(bind, key, raw, version[0])
-        if who != pseudonym:  # the counted rows were another pseudonym's: count this one's (same snapshot)
+        secret = version[0]
+        state, who = _read_state(bind, key, raw, secret)
+        while who != pseudonym:  # the counted rows were another pseudonym's: count this one's (same snapshot)
             version = tuple(bind.execute(_STATE_VERSION, {**parameters, "subject": who}).one())
+            if version[0] == secret:
+                break
+            # Another secret: never within one snapshot, but a snapshot answered by two statements read apart
+            # (refresh_reads) may see a shredding between them. The state is read again under the new secret, so
+            # what is kept is one state and its own version.
+            secret, pseudonym = version[0], who
+            state, who = _read_state(bind, key, raw, secret)
         with self._lock:
             self.misses += 1
             self._entries[entry_key] = (version, who, state)

@@ -40,11 +40,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
+from sqlalchemy import Select
 
 from audits.db import connect_arguments
 from governance.api.reads import FastReads, FastSnapshot, Read, Unread
@@ -68,11 +69,13 @@ class AwaitedReads:
         self._waiting: deque[asyncio.Future[None]] = deque()
         self._closed = False
 
-    async def read(self, prefetch: Sequence[Read]) -> FastSnapshot:
+    async def read(self, prefetch: Sequence[Read], *, whole: Collection[Select[Any]] = (), earlier: FastSnapshot | None = None) -> FastSnapshot:
         """``prefetch`` read by one statement: a snapshot answering those reads (each once) and no other
         (:class:`~governance.api.reads.Unread`); raises :class:`~governance.api.reads.Unread` when the statement
-        could not be read."""
-        ahead = self.reads.together(prefetch)
+        could not be read. ``whole``: statements read with all their rows; ``earlier``: a snapshot an earlier
+        statement answered, whose answers the new one keeps but for the reads it answers again
+        (:meth:`~governance.api.reads.FastReads.answered`)."""
+        ahead = self.reads.together(prefetch, whole)
         if ahead is None:
             raise Unread("nothing to read ahead")
         prepared = ahead[0].prepared
@@ -91,7 +94,7 @@ class AwaitedReads:
             await self._give(connection, reusable)
         if row is None:  # a SELECT of one row of subqueries: never
             raise Unread("the statement read no row")
-        return self.reads.answered(ahead, prepared.process(row))
+        return self.reads.answered(ahead, prepared.process(row), earlier)
 
     async def _take(self) -> psycopg.AsyncConnection[Any]:
         while True:

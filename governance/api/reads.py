@@ -58,11 +58,12 @@ Nothing is cached but compiled SQL: every snapshot reads the database.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeAlias
 
 from sqlalchemy import Select, func, literal_column, select, true
+from sqlalchemy.sql.sqltypes import NULLTYPE
 from sqlalchemy.engine import Dialect, Engine
 
 from audits.db import is_dropped, unpinged_connection
@@ -110,31 +111,48 @@ class _Prepared:
 
 class _Together:
     """Reads named ahead as one PostgreSQL statement: each read as a ``LEFT JOIN LATERAL`` of its first row and its
-    count of rows (``count(*) OVER ()``, counted before the ``LIMIT 1``), so each read runs once, in one plan."""
+    count of rows (``count(*) OVER ()``, counted before the ``LIMIT 1``), so each read runs once, in one plan.
 
-    __slots__ = ("prepared", "widths")
+    A read named ``whole`` (one that may return several rows, e.g. a subject's consent records) is read whole: its
+    count of rows and each column's values as an array (``array_agg``, one aggregate pass over the same rows, so the
+    arrays line up row by row), each value then processed as the statement's own column processes it."""
 
-    def __init__(self, statements: Sequence[Select[Any]], dialect: Dialect) -> None:
+    __slots__ = ("items", "prepared", "widths")
+
+    def __init__(self, statements: Sequence[Select[Any]], dialect: Dialect, whole: Sequence[bool] = ()) -> None:
         joined: Any = select(literal_column("1").label("recgov_one")).subquery("recgov_one")
         columns: list[Any] = []
         widths = []
+        items: list[Any] = []
         for n, statement in enumerate(statements):
             inner = statement.subquery(f"recgov_read_{n}")
-            first = select(*inner.c, func.count().over().label("recgov_rows")).limit(1).lateral(f"recgov_ahead_{n}")
-            joined = joined.outerjoin(first, true())
-            read = list(first.c)
-            columns += [read[-1], *read[:-1]]
-            widths.append(len(read) - 1)
+            if n < len(whole) and whole[n]:
+                arrays = [func.array_agg(column, type_=NULLTYPE) for column in inner.c]  # loaded as the driver loads them
+                lateral = select(func.count().label("recgov_rows"), *arrays).lateral(f"recgov_ahead_{n}")
+                items.append(_Prepared(statement, dialect))
+                values = list(lateral.c)
+            else:
+                lateral = select(*inner.c, func.count().over().label("recgov_rows")).limit(1).lateral(f"recgov_ahead_{n}")
+                items.append(None)
+                values = list(lateral.c)
+                values = [values[-1], *values[:-1]]
+            columns += values  # each read: its count of rows, then its columns
+            widths.append(len(values) - 1)
+            joined = joined.outerjoin(lateral, true())
         self.prepared = _Prepared(select(*columns).select_from(joined), dialect)
         self.widths = tuple(widths)
+        self.items = tuple(items)
 
     def split(self, row: tuple[Any, ...]) -> list[list[tuple[Any, ...]] | None]:
-        """Each read's rows (None: several, not answered from here)."""
+        """Each read's rows (None: several, of a read not read whole: not answered from here)."""
         reads: list[list[tuple[Any, ...]] | None] = []
         at = 0
-        for width in self.widths:
+        for width, item in zip(self.widths, self.items, strict=True):
             count, values = row[at], row[at + 1 : at + 1 + width]
-            reads.append([] if not count else [tuple(values)] if count == 1 else None)
+            if item is not None:  # read whole: the rows from the arrays, each processed as the statement's own
+                reads.append([] if not count else [item.process(tuple(one)) for one in zip(*values, strict=True)])
+            else:
+                reads.append([] if not count else [tuple(values)] if count == 1 else None)
             at += 1 + width
         return reads
 
@@ -199,6 +217,11 @@ class FastSnapshot:
         self.engine = reads.engine
         """The engine (for per-engine caches such as the installation key check)."""
 
+    def peek(self, statement: Select[Any], parameters: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]] | None:
+        """The rows a read named ahead was answered with, leaving it to be read (None: not answered from here)."""
+        ready = self._ready.get(_read_key(statement, parameters)) if self._ready else None
+        return list(ready[1]) if ready is not None and ready[0] is statement else None
+
     def execute(self, statement: Select[Any], parameters: Mapping[str, Any] | None = None) -> _Rows:
         """Run a core ``SELECT`` (compiled once per dialect) and return its rows (read with the ``BEGIN`` if prefetched)."""
         if self._ready:
@@ -236,9 +259,10 @@ class FastReads:
                 self._prepared[id(statement)] = (statement, prepared)  # the statement is kept: its id stays its own
         return prepared
 
-    def together(self, prefetch: Sequence[Read]) -> ReadsAhead | None:
+    def together(self, prefetch: Sequence[Read], whole: Collection[Select[Any]] = ()) -> ReadsAhead | None:
         """``prefetch`` as one statement (compiled once per list of statements), the reads it answers and its
-        parameters; a read whose parameter names another value under a name taken is left out (read when asked)."""
+        parameters; a read whose parameter names another value under a name taken is left out (read when asked).
+        A statement in ``whole`` is read with all its rows (:class:`_Together`), any other answers one row or none."""
         reads: list[tuple[Select[Any], Mapping[str, Any]]] = []
         parameters: dict[str, Any] = {}
         for statement, given in prefetch:
@@ -251,23 +275,30 @@ class FastReads:
         if not reads:
             return None
         statements = tuple(statement for statement, _ in reads)
-        key = tuple(id(statement) for statement in statements)
+        read_whole = tuple(any(statement is other for other in whole) for statement in statements)
+        key = tuple(id(statement) for statement in statements) + read_whole
         entry = self._together.get(key)
         if entry is None or not all(a is b for a, b in zip(entry[0], statements, strict=True)):
-            entry = (statements, _Together(statements, self.dialect))  # the statements are kept: their ids stay theirs
+            entry = (statements, _Together(statements, self.dialect, read_whole))  # the statements are kept: their ids stay theirs
             with self._lock:
                 if len(self._together) < MAX_PREPARED:
                     self._together[key] = entry
         return entry[1], tuple(reads), parameters
 
-    def answered(self, ahead: ReadsAhead, row: tuple[Any, ...]) -> FastSnapshot:
+    def answered(self, ahead: ReadsAhead, row: tuple[Any, ...], earlier: FastSnapshot | None = None) -> FastSnapshot:
         """A snapshot with no connection that answers the reads of ``ahead`` from ``row``, the row its statement
         read (processed: :attr:`_Prepared.process`), each once; any other read raises :class:`Unread`.
 
         On PostgreSQL a single statement reads under one snapshot of its own, so the reads it answers are of one
-        committed state of the store, as they would be in :meth:`snapshot`'s transaction.
+        committed state of the store, as they would be in :meth:`snapshot`'s transaction. ``earlier``: a snapshot
+        answered by an earlier statement, whose reads this one answers too, but for those ``row`` answers again
+        (then as of this statement): a caller that combines two must itself see that what it reads from the
+        earlier one holds with what it reads from this one (:meth:`audits.consent.ConsentReadCache.refresh_reads`).
         """
-        return FastSnapshot(self, None, _answers(ahead, row))
+        answers = _answers(ahead, row)
+        if earlier is not None and earlier._ready:
+            answers = {**earlier._ready, **answers}
+        return FastSnapshot(self, None, answers)
 
     @contextmanager
     def snapshot(self, prefetch: Sequence[Read] = ()) -> Iterator[FastSnapshot]:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import UTC, datetime
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Select
 
 from audits import Store, open_store
-from audits.consent import consent_read_cache, read_consent_state
+from audits.consent import consent_read_cache, read_consent_state, record_consent
+from audits.subjects import shred_subject
+from audits.suppression import suppress_subject
 from governance.api.awaited_reads import STOPPED, AwaitedReads
 from governance.api.keys import create_key, live_key
 from governance.api.reads import NOT_READ_AHEAD, FastReads, Unread
@@ -176,3 +179,89 @@ def test_a_read_not_given_is_refused_without_rendering_its_statement(
             read_consent_state(read, "s1")
 
     asyncio.run(scenario())
+
+
+def _state_by_two_statements(reads: FastReads, token: str, subject: str) -> object:
+    """A governed list's reads as prepare_awaited makes them: one statement, then, for a subject whose state is not
+    cached or changed, a second with their records and latest suppression (governance.api.services.lists)."""
+    cache = consent_read_cache(reads.engine)
+
+    async def scenario() -> object:
+        awaited = AwaitedReads(reads, 1)
+        try:
+            version = cache.version_read(reads.engine, subject)
+            assert version is not None
+            read = await awaited.read([*_ahead(reads, token, subject)[:3], version])
+            more = cache.refresh_reads(reads.engine, subject, read.peek(*version)[0])
+            assert more is not None
+            if more[0]:
+                read = await awaited.read(more[0], whole=more[1], earlier=read)
+            live_key(read, token)
+            return read_consent_state(read, subject)
+        finally:
+            await awaited.aclose()
+
+    return asyncio.run(scenario())
+
+
+def _uncached_state(store: Store, subject: str) -> object:
+    with store.snapshot() as connection:
+        return read_consent_state(connection, subject, cached=False)
+
+
+def test_a_subject_not_cached_or_changed_is_read_whole_by_a_second_statement(keyed: tuple[Store, FastReads, str]) -> None:
+    store, reads, token = keyed
+    cache = consent_read_cache(reads.engine)
+    with store.session() as session:  # several records, with evidence, and a withdrawal: the records read whole
+        record_consent(session, subject_id="s1", purpose="analytics", status="granted", lawful_basis="consent", source="banner", evidence={"banner": "v2", "n": 3})
+        record_consent(session, subject_id="s1", purpose="personalization", status="withdrawn", lawful_basis="consent", source="api")
+    changed = _state_by_two_statements(reads, token, "s1")  # cached, then changed: read again whole
+    assert changed == _uncached_state(store, "s1")
+    assert len(changed.history()) == 3 and {"banner": "v2", "n": 3} in [r["evidence"] for r in changed.history()]
+    misses = cache.misses
+    assert _state_by_two_statements(reads, token, "s1") == changed and cache.misses == misses  # unchanged: one statement
+    cache.clear()  # not cached at all
+    assert _state_by_two_statements(reads, token, "s1") == changed
+    assert _state_by_two_statements(reads, token, "never-seen") == _uncached_state(store, "never-seen")  # no secret, no rows
+    with store.session() as session:  # erased: the secret shredded, the suppression's erasure seq read with the state
+        suppress_subject(session, "s1", denied={"analytics": {"status": "objected", "lawful_basis": "legitimate_interest"}}, erased_at=datetime(2026, 1, 2, tzinfo=UTC))
+        shred_subject(session, "s1")
+    erased = _state_by_two_statements(reads, token, "s1")
+    assert erased == _uncached_state(store, "s1") and erased.erasure_seq is not None
+
+
+def test_a_secret_shredded_between_the_two_statements_is_not_read_across_them(keyed: tuple[Store, FastReads, str]) -> None:
+    """The two statements are two snapshots: a subject erased between them must not be answered with records read
+    under their old secret (their evidence opened with its key), nor cached so."""
+    store, reads, token = keyed
+    cache = consent_read_cache(reads.engine)
+    for cached in (True, False):
+        _grant(store, "s3")
+        if cached:
+            with store.snapshot() as connection:
+                read_consent_state(connection, "s3")  # cached; the grant below changes it
+            _grant(store, "s3")
+        else:
+            cache.clear()
+
+        async def scenario() -> None:
+            awaited = AwaitedReads(reads, 1)
+            try:
+                version = cache.version_read(reads.engine, "s3")
+                read = await awaited.read([version])
+                more = cache.refresh_reads(reads.engine, "s3", read.peek(*version)[0])
+                assert more is not None and more[0]
+                with store.session() as session:
+                    shred_subject(session, "s3")  # committed between the two statements
+                read = await awaited.read(more[0], whole=more[1], earlier=read)
+                misses = cache.misses
+                with pytest.raises(Unread):
+                    read_consent_state(read, "s3")
+                assert cache.misses == misses  # nothing read across the two was kept
+            finally:
+                await awaited.aclose()
+
+        asyncio.run(scenario())
+        assert _uncached_state(store, "s3").history() == []  # what the next list reads, on a worker thread
+        with store.snapshot() as connection:
+            assert read_consent_state(connection, "s3").history() == []

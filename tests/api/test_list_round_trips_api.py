@@ -180,20 +180,26 @@ def test_a_list_is_answered_after_the_server_dropped_the_awaited_reads_connectio
     assert engines.decided_inline - inline == 2  # then a new connection, awaited on the loop again
 
 
-def test_a_subject_not_cached_is_read_on_a_worker_thread_without_an_awaited_statement(server: Any, exchanges: Exchanges) -> None:
+def test_a_subject_not_cached_or_changed_elsewhere_is_read_by_two_statements_awaited_on_the_loop(server: Any, exchanges: Exchanges) -> None:
+    """A subject the process does not hold, or whose state another process changed (a withdrawal recorded by the
+    CLI), is read on the event loop too: a second statement with their records, no worker thread; and the list
+    honours what it read."""
     subject = "u000055"
     _grant(server, subject)
     engines = server.app.state.engines
     with server.client("operator") as client:
         _list(client, subject, EU, server.model_version)  # the installation key checked, the engine built
-        if server.store.dialect != "postgresql":  # SQLite reads the history on the loop, as any other list
-            return
         consent_read_cache(server.app.state.store.engine).clear()
-        awaited, on_threads = exchanges.awaited, engines.decided_on_threads
-        _list(client, subject, EU, server.model_version)  # the history read in one snapshot: no statement before it
-        assert exchanges.awaited == awaited and engines.decided_on_threads == on_threads + 1
-        _list(client, subject, EU, server.model_version)  # then cached: one statement awaited
-        assert exchanges.awaited == awaited + 1 and engines.decided_on_threads == on_threads + 1
+        before, awaited, on_threads = exchanges.count, exchanges.awaited, engines.decided_on_threads
+        assert _list(client, subject, EU, server.model_version)["mode"] == "personalized"  # not cached: two statements
+        _list(client, subject, EU, server.model_version)  # then cached: one
+        with server.store.session() as session:  # changed by another process
+            record_consent(session, subject_id=subject, purpose="personalization", status="withdrawn", lawful_basis="consent", source="api")
+        assert _list(client, subject, EU, server.model_version)["mode"] == "non_profiling"  # two statements
+        assert _list(client, subject, EU, server.model_version)["mode"] == "non_profiling"  # then cached: one
+    if server.store.dialect == "postgresql":
+        assert (exchanges.awaited - awaited, engines.decided_on_threads - on_threads) == (6, 0)
+        assert exchanges.count == before  # no worker thread read anything
 
 
 def test_the_awaited_reads_connections_are_closed_when_the_service_stops(server: Any) -> None:
@@ -217,7 +223,7 @@ def test_the_awaited_reads_connections_are_closed_when_the_service_stops(server:
     assert awaited.connections == 0 and all(connection.closed for connection in opened)
 
 
-def test_after_a_list_that_wrote_an_opt_out_the_next_reads_the_changed_state_without_a_statement_first(
+def test_after_a_list_that_wrote_an_opt_out_the_next_reads_the_changed_state_whole_on_the_loop(
     server: Any, exchanges: Exchanges
 ) -> None:
     subject = "u000057"
@@ -229,7 +235,7 @@ def test_after_a_list_that_wrote_an_opt_out_the_next_reads_the_changed_state_wit
         awaited, on_threads = exchanges.awaited, engines.decided_on_threads
         first = _list(client, subject, EU, server.model_version, **{"Sec-GPC": "1"})
         assert [r["status"] for r in first["signals"]["recorded"]] == ["opted_out"]  # written with its decision
-        _list(client, subject, EU, server.model_version, **{"Sec-GPC": "1"})  # the state changed: read in a snapshot
-        _list(client, subject, EU, server.model_version, **{"Sec-GPC": "1"})  # cached again
+        _list(client, subject, EU, server.model_version, **{"Sec-GPC": "1"})  # the state dropped: read whole, two statements
+        _list(client, subject, EU, server.model_version, **{"Sec-GPC": "1"})  # cached again: one
     if server.store.dialect == "postgresql":
-        assert (exchanges.awaited - awaited, engines.decided_on_threads - on_threads) == (2, 1)
+        assert (exchanges.awaited - awaited, engines.decided_on_threads - on_threads) == (4, 0)

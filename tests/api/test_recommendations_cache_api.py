@@ -268,8 +268,8 @@ def test_a_commit_that_fails_or_comes_late_fails_the_request_and_is_logged(serve
 
 def test_warm_lists_are_decided_on_the_event_loop(server) -> None:
     """A list that writes nothing of its own (a first opt-out goes with its decision) and finds its engine built is
-    decided inline: on SQLite always; on PostgreSQL when one statement awaited on the loop answers its reads (the
-    subject's consent state cached and unchanged), else on a worker thread."""
+    decided inline: on SQLite its reads are local; on PostgreSQL statements awaited on the loop answer them (one for
+    a subject whose consent state is cached and unchanged, a second with their records when it is not)."""
     from governance.api.services import engines
 
     cache = engines.engines_of(server.app)
@@ -281,16 +281,15 @@ def test_warm_lists_are_decided_on_the_event_loop(server) -> None:
             assert client.post("/v1/recommendations", json=body).status_code == 200
         # a first opt-out is written with its decision, in the decision log's batch: no write of the request's own
         assert client.post("/v1/recommendations", json=body, headers={"Sec-GPC": "1"}).status_code == 200
-    if server.db_url.startswith("sqlite"):
-        assert (cache.decided_inline - inline, cache.decided_on_threads - threaded) == (6, 0)
-    else:  # the first list gave the subject a secret (with its decision): the next reads their state again, on a thread
-        assert (cache.decided_inline - inline, cache.decided_on_threads - threaded) == (5, 1)
+    # on PostgreSQL the first list gave the subject a secret (with its decision): the next reads their state again,
+    # on the loop too
+    assert (cache.decided_inline - inline, cache.decided_on_threads - threaded) == (6, 0)
 
 
 def test_a_consent_signal_already_on_record_is_a_read_and_one_that_changes_it_a_write(server) -> None:
     """A browser sends Sec-GPC: 1 on every request: the first records the opt-out (with its decision),
-    the next ones find it in force and write nothing, so they are prepared on the event loop (on PostgreSQL once the
-    state written is read again); every
+    the next ones find it in force and write nothing, so they are prepared on the event loop (on PostgreSQL the
+    first of them reads the state written again, by a second statement awaited there); every
     answer says what the recording path would, and the store holds one GPC record however many requests came.
     A later grant makes the signal new again: recorded once more."""
     from audits import record_consent
@@ -327,10 +326,7 @@ def test_a_consent_signal_already_on_record_is_a_read_and_one_that_changes_it_a_
             assert signals["recorded"] == [] and [u["status"] for u in signals["unchanged"]] == ["opted_out"]
             assert answer.json()["mode"] == first.json()["mode"]
         assert gpc_records() == before + 1  # nothing written again
-        if server.db_url.startswith("sqlite"):
-            assert (cache.decided_inline - inline, cache.decided_on_threads - threaded) == (4, 0)
-        else:  # the opt-out written changed the subject's state: the next list reads it again, on a worker thread
-            assert (cache.decided_inline - inline, cache.decided_on_threads - threaded) == (3, 1)
+        assert (cache.decided_inline - inline, cache.decided_on_threads - threaded) == (4, 0)
         purpose = recorded["recorded"][0]["purpose"]
         with server.store.session() as session:  # a later grant is the record in force: the signal is new again
             record_consent(

@@ -18,12 +18,13 @@ nothing (no consent signal, or one already on record: a browser sends
 prepared on the event loop itself (:func:`prepare_on_loop`; so is a first opt-out, which writes nothing there): its reads are a
 few microseconds of local file access, and on one interpreter a worker thread
 adds only lock hand-offs. On PostgreSQL, whose reads are network round trips, the
-same request is prepared on the event loop too when one statement, awaited there,
-answers every read it makes (:func:`prepare_awaited`,
+same request is prepared on the event loop too when statements awaited there
+answer every read it makes (:func:`prepare_awaited`,
 :mod:`governance.api.awaited_reads`: the key, the model's artifact, the blocks
-revision and the consent version of a subject whose state the process holds, in one
-snapshot, one round trip). Everything else (a subject's consent history to read,
-the deployments to read, a TC string's grant to record; a pack, model
+revision and the subject's consent version in one statement, one round trip; for a
+subject whose state the process does not hold, or holds changed, their records and
+latest suppression in a second). Everything else (the deployments to read, a TC
+string's grant to record; a pack, model
 or engine to load; an awaited statement that failed) is prepared on a worker
 thread (:func:`prepare_on_thread`), having read nothing else and written nothing.
 Either way the list is then made by :func:`decide_on_loop`: the model's part
@@ -173,20 +174,32 @@ def prepare_on_thread(body: RecommendationCreate, ctx: ListContext) -> Prepared:
 
 
 async def prepare_awaited(body: RecommendationCreate, ctx: ListContext) -> Prepared:
-    """PostgreSQL: :func:`prepare_on_loop` with the request's reads read by one statement awaited on the event loop
-    (:mod:`governance.api.awaited_reads`), no worker thread. Raise :class:`NotReady`, having written nothing, where
-    that statement would not answer every read (a subject whose consent state is not cached, the installation key
-    not yet checked, the deployments to read), where it fails (a dropped connection), and where
-    :func:`prepare_on_loop` does (something to load, a grant to record)."""
+    """PostgreSQL: :func:`prepare_on_loop` with the request's reads read by statements awaited on the event loop
+    (:mod:`governance.api.awaited_reads`), no worker thread: one for a subject whose consent state the process
+    holds unchanged; a second, with their consent records and latest suppression, for a subject it does not hold
+    or whose state changed. Raise :class:`NotReady`, having written nothing, where those statements would not
+    answer every read (the installation key not yet checked, the deployments to read, a subject's secret changed
+    between the two), where one fails (a dropped connection), and where :func:`prepare_on_loop` does (something
+    to load, a grant to record)."""
     if ctx.awaited is None or body.model_version is None:
         raise NotReady
-    version = consent_read_cache(ctx.reads.engine).cached_version_read(ctx.reads.engine, body.subject)
-    if version is None:  # a subject not cached: their history is read, in a snapshot on a worker thread
+    engine = ctx.reads.engine
+    cache = consent_read_cache(engine)
+    version = cache.version_read(engine, body.subject)
+    if version is None:  # the installation key not yet checked (or an id that is not one): read on a worker thread
         raise NotReady
     started = time.perf_counter()
     online_stamp = _online_stamp(body)  # before the consent is read, as _prepare reads it
     try:
         read = await ctx.awaited.read(_named_reads(body, ctx, version))
+        # A subject whose state the process does not hold, or whose state changed (another process wrote a
+        # record): their records and latest suppression, and their version again, read by a second statement.
+        counted = read.peek(*version)
+        more = None if not counted else cache.refresh_reads(engine, body.subject, counted[0])
+        if more is None:
+            raise NotReady
+        if more[0]:
+            read = await ctx.awaited.read(more[0], whole=more[1], earlier=read)
         found = _read(body, ctx, read, inline=True)
     except Unread:
         raise NotReady from None
@@ -227,8 +240,8 @@ async def committed(decided: Decided, ctx: ListContext) -> None:
     """Wait (on the event loop) until the list's decision is durable; a failed or late commit fails the request.
 
     The consent records committed with the decision get their ids and trail seqs in the answer's ``signals``, and
-    the subject's cached consent state is dropped: it changed, so their next list reads it in a snapshot at once,
-    without first awaiting a statement that could only show the change (:func:`prepare_awaited`).
+    the subject's cached consent state is dropped: it changed, so their next list reads it whole, without first
+    comparing a version that could only show the change (:func:`prepare_awaited`).
 
     The failure is logged with its cause, as the engine logs its own, and
     raised: the list is not answered. A late commit may still store the
