@@ -200,6 +200,12 @@ def _decision_rows(store: Any) -> int:
         return connection.execute(select(func.count()).select_from(DecisionRecord)).scalar_one()
 
 
+def _decision_batches(store: Any) -> int:
+    """Group commits so far (each batch of decisions is one transaction, named by its trail event)."""
+    with store.snapshot() as connection:
+        return connection.execute(select(func.count(func.distinct(DecisionRecord.batch_seq)))).scalar_one()
+
+
 SERVED = "subjects[(n %% #subjects) + 1]"
 """The subject of request ``n`` (Lua): the model's subjects in turn."""
 FIRST = 'string.format("g%(run)03d-%%07d", n)'
@@ -349,6 +355,7 @@ def _bench_store(kind: str, db_url: str, tmp: Path, args: argparse.Namespace, sa
                 raise SystemExit(f"the tcf mix does not serve a personalized list: {probe.status_code} {probe.text[:500]}")
 
         rows_before, served_before = _decision_rows(store), _decisions_served(url, token)
+        batches_before = _decision_batches(store)
         say(f"[{kind}] warming up ({args.warmup:g} s per endpoint) ...")
         top = max(args.connections)
         warm = {name: _wrk(url, script(name), seconds=args.warmup, connections=top, threads=args.threads) for name in mixes}
@@ -373,6 +380,7 @@ def _bench_store(kind: str, db_url: str, tmp: Path, args: argparse.Namespace, sa
                 break
             served = now
         rows_added = _decision_rows(store) - rows_before
+        batches_added = _decision_batches(store) - batches_before
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -404,6 +412,9 @@ def _bench_store(kind: str, db_url: str, tmp: Path, args: argparse.Namespace, sa
             # not answered, the decision is stored as one never served); never fewer.
             "rows_of_lists_not_served": rows_added - served,
             "every_served_list_has_its_row": rows_added >= served >= governed_ok,
+            # The decision writer's group commits: its cost per list is mostly per batch.
+            "decision_batches": batches_added,
+            "lists_per_batch": round(rows_added / batches_added, 1) if batches_added else None,
         },
     }
 
