@@ -202,6 +202,21 @@ def test_a_subject_not_cached_or_changed_elsewhere_is_read_by_two_statements_awa
         assert exchanges.count == before  # no worker thread read anything
 
 
+def test_an_unknown_key_is_refused_before_a_subjects_records_are_read(server: Any, exchanges: Exchanges) -> None:
+    """401 comes first: a list with a key that is not live reads no consent records of the subject it names."""
+    subject = "u000058"
+    _grant(server, subject)
+    with server.client("operator") as client:
+        _list(client, subject, EU, server.model_version)  # the installation key checked, the engine built
+        consent_read_cache(server.app.state.store.engine).clear()
+        awaited = exchanges.awaited
+        body = {"subject": subject, "k": 5, "model_version": server.model_version, "pack": EU}
+        answer = client.post("/v1/recommendations", json=body, headers={"Authorization": "Bearer rgk_" + "x" * 43})
+        assert answer.status_code == 401, answer.text
+    if server.store.dialect == "postgresql":
+        assert exchanges.awaited - awaited == 1  # the key's statement only
+
+
 def test_the_awaited_reads_connections_are_closed_when_the_service_stops(server: Any) -> None:
     from starlette.testclient import TestClient
 

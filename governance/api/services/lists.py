@@ -198,7 +198,7 @@ async def prepare_awaited(body: RecommendationCreate, ctx: ListContext) -> Prepa
         more = None if not counted else cache.refresh_reads(engine, body.subject, counted[0])
         if more is None:
             raise NotReady
-        if more[0]:
+        if more[0] and read.peek(*live_key_read(ctx.token.token)):  # no live key: its 401 comes first, read no more
             read = await ctx.awaited.read(more[0], whole=more[1], earlier=read)
         found = _read(body, ctx, read, inline=True)
     except Unread:
