@@ -21,7 +21,9 @@ decisions brought (an API call's own record), the rows, one transaction. If the 
 closed) with the cause.
 
 Use it for a long-running service; it costs a process start (about a second
-of imports) before the first commit.
+of imports): a new log returns once its child has opened the store, so the
+first decision never waits for it (and a store the child cannot open is a
+:class:`~recommender.errors.ConfigError` at once, saying why).
 
 >>> with ProcessDecisionLog(store) as log:                      # doctest: +SKIP
 ...     receipt = log.submit_and_wait(record)
@@ -44,16 +46,24 @@ from audits.decisions import DecisionLog
 from audits.trail import NewEvent
 from recommender.errors import ConfigError, DataError, RecgovError
 
-__all__ = ["ProcessDecisionLog", "WRITER_DIED"]
+__all__ = ["WRITER_DIED", "WRITER_NOT_STARTED", "ProcessDecisionLog"]
 
 WRITER_DIED = "the decision log's writer process is gone ({cause}); fail closed: open a new log"
+WRITER_NOT_STARTED = "the decision log's writer process did not start: {cause}"
+WRITER_START_TIMEOUT_S = 120.0
+"""Seconds a new log waits for its writer process to have opened the store (imports on a loaded host take long)."""
 
 
 def _child_main(url: str, actor: str, conn: Connection) -> None:
     """The writer process: commit each batch received, answer with its trail seq or the error."""
     from audits.db import open_store
 
-    store = open_store(url)
+    try:
+        store = open_store(url)
+    except BaseException as err:  # noqa: BLE001 - answered: the parent says why it could not start
+        conn.send(("failed", f"{type(err).__name__}: {err}"[:2000]))
+        return
+    conn.send(("ready",))
     writer = DecisionLog.__new__(DecisionLog)  # only _commit is used: the store, the actor, the filed record keys
     writer.store, writer.actor, writer._filed = store, actor, set()
     frozen = False
@@ -117,7 +127,23 @@ class ProcessDecisionLog(DecisionLog):
         )
         self._process.start()
         child.close()
+        self._wait_until_started()
         super().__init__(store, **options)
+
+    def _wait_until_started(self) -> None:
+        """Return once the child has opened the store, so that no decision waits on its start (a service starting
+        the log at startup accepts lists only then); raise :class:`ConfigError` saying why it could not start."""
+        try:
+            answer = self._conn.recv() if self._conn.poll(WRITER_START_TIMEOUT_S) else ("failed", f"no answer within {WRITER_START_TIMEOUT_S:g} s")
+        except (EOFError, OSError) as err:
+            answer = ("failed", f"it exited ({type(err).__name__})")
+        if answer[0] == "ready":
+            return
+        self._conn.close()
+        self._process.join(5)
+        if self._process.is_alive():
+            self._process.kill()
+        raise ConfigError(WRITER_NOT_STARTED.format(cause=answer[1]))
 
     def _commit(self, batch: list[_Pending]) -> int:
         # Each record as its validated Decision, its slate and context as the canonical JSON encoded at submit time.

@@ -4,10 +4,13 @@ receipts, digests and failures as the thread log; fail closed when the child is 
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
 
 from audits import Store
 from audits.decision_writer import ProcessDecisionLog
@@ -204,3 +207,13 @@ def test_a_batch_of_first_signals_is_stored_as_record_consent_stores_each(store:
     with store.snapshot() as connection:  # the consent records written in the batch hold against their events
         report = verify_store(connection)
         assert report.intact, report
+
+
+def test_a_store_the_writer_cannot_open_is_refused_at_once_saying_why(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the store's folder should be", encoding="utf-8")
+    broken = SimpleNamespace(engine=create_engine(f"sqlite:///{blocked}/trail.db"))  # all the log reads of a store
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match="writer process did not start: .*not-a-folder"):
+        ProcessDecisionLog(broken)  # type: ignore[arg-type]
+    assert time.perf_counter() - started < 60  # answered, not timed out
