@@ -292,5 +292,6 @@ def check_consent_rows(
             "position": table.positions,
         }
     )[ok].reset_index(drop=True)
-    problems = sorted(faults.problems, key=lambda p: p.position)
-    return CheckedRows(valid=valid, problems=problems, invalid_rows=int(faults.bad.sum()))
+    broken = [RowProblem(position, table.located_by, fld, reason) for position, fld, reason in table.broken]
+    problems = sorted([*faults.problems, *broken], key=lambda p: p.position)
+    return CheckedRows(valid=valid, problems=problems, invalid_rows=int(faults.bad.sum()) + len(broken))

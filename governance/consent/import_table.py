@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -100,6 +101,9 @@ class ConsentTable:
     """One string column per mapped field (empty cells are ``""``), in file order."""
     positions: np.ndarray
     """Each row's CSV/JSONL line (the header is line 1) or Parquet row (from 1)."""
+    broken: tuple[tuple[int, str, str], ...] = ()
+    """Lines that are no row (a CSV line with more values than the header names columns, a JSONL line that is no
+    JSON object), as ``(line, field, reason)``: each refused in its turn, the rest of the file read."""
 
     @property
     def located_by(self) -> Literal["line", "row"]:
@@ -125,23 +129,61 @@ def _strings(column: pd.Series) -> pd.Series:
     return plain.where(plain.notna(), "").astype(str).str.strip()
 
 
-def _csv(name: str, data: bytes, mapping: ConsentImportMapping) -> tuple[pd.DataFrame, np.ndarray]:
+def _csv(name: str, data: bytes, mapping: ConsentImportMapping) -> tuple[pd.DataFrame, np.ndarray, tuple[tuple[int, str, str], ...]]:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", pd.errors.ParserWarning)  # more fields than the header: not silently dropped
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)  # more fields than the header: each line refused
             raw = pd.read_csv(
                 io.BytesIO(data), sep=mapping.delimiter, dtype=str, keep_default_na=False, skip_blank_lines=False,
-                encoding="utf-8", index_col=False,
+                encoding="utf-8", index_col=False, on_bad_lines="warn",
             )  # fmt: skip
-    except (pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError, ValueError) as err:
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
         raise DataError(NOT_A_TABLE.format(name=name, kind="CSV", detail=str(err).strip())) from err
+    skipped: dict[int, tuple[int, int]] = {}
+    for warning in caught:
+        message = str(warning.message)
+        found = _SKIPPED.findall(message)
+        if not found or not issubclass(warning.category, pd.errors.ParserWarning):
+            raise DataError(NOT_A_TABLE.format(name=name, kind="CSV", detail=message.strip()))
+        skipped.update((int(record), (int(expected), int(saw))) for record, expected, saw in found)
     _no_duplicate_columns(name, data, mapping.delimiter)
+    if skipped:
+        return _csv_with_skipped(name, data, mapping.delimiter, raw, skipped)
     # A quoted cell may span lines: each row starts after the newlines of the rows before it.
     newlines = np.zeros(len(raw), dtype=np.int64)
     for column in raw.columns:
         newlines += raw[column].str.count("\n").to_numpy(dtype=np.int64, na_value=0)
     positions = 2 + np.arange(len(raw), dtype=np.int64) + np.concatenate(([0], np.cumsum(newlines)[:-1])) if len(raw) else newlines
-    return raw, positions
+    return raw, positions, ()
+
+
+_SKIPPED = re.compile(r"Skipping line (\d+): expected (\d+) fields, saw (\d+)")
+"""pandas' warning for a CSV record with more fields than the header (its records counted from 1, the header's)."""
+
+
+def _csv_with_skipped(
+    name: str, data: bytes, delimiter: str, raw: pd.DataFrame, skipped: dict[int, tuple[int, int]]
+) -> tuple[pd.DataFrame, np.ndarray, tuple[tuple[int, str, str], ...]]:
+    """The rows' lines, and the records pandas skipped as broken lines, where records and lines differ (a quoted cell
+    spans lines): each record's first line, read by the csv module. A file the two read differently is no table."""
+    starts: list[int] = []
+    try:
+        reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""), delimiter=delimiter)
+        line = 0
+        for _record in reader:
+            starts.append(line + 1)
+            line = reader.line_num
+    except (csv.Error, UnicodeDecodeError) as err:
+        raise DataError(NOT_A_TABLE.format(name=name, kind="CSV", detail=str(err))) from err
+    if len(starts) != 1 + len(raw) + len(skipped) or max(skipped) > len(starts):
+        detail = "; ".join(f"line {record}: expected {expected} fields, saw {saw}" for record, (expected, saw) in sorted(skipped.items()))
+        raise DataError(NOT_A_TABLE.format(name=name, kind="CSV", detail=detail))
+    kept = [start for record, start in enumerate(starts[1:], start=2) if record not in skipped]
+    broken = tuple(
+        (starts[record - 1], "fields", f"{saw} values where the header names {expected} columns; the line is not read")
+        for record, (expected, saw) in sorted(skipped.items())
+    )
+    return raw, np.asarray(kept, dtype=np.int64), broken
 
 
 def _no_duplicate_columns(name: str, data: bytes, delimiter: str) -> None:
@@ -179,22 +221,30 @@ def nested_values(name: str, raw: pd.DataFrame, wanted: dict[str, str], position
             raise DataError(FLOAT_ID.format(name=name, located_by=located_by, position=int(positions[at]), column=column))
 
 
-def _jsonl(name: str, data: bytes) -> tuple[pd.DataFrame, np.ndarray]:
+def _jsonl(name: str, data: bytes) -> tuple[pd.DataFrame, np.ndarray, tuple[tuple[int, str, str], ...]]:
     records: list[dict[str, Any]] = []
     positions: list[int] = []
+    broken: list[tuple[int, str, str]] = []
+    first: tuple[int, str] | None = None
     for number, line in enumerate(data.split(b"\n"), start=1):
         if not line.strip():
             continue
         try:
             value = orjson.loads(line)
         except orjson.JSONDecodeError as err:
-            raise DataError(NOT_AN_OBJECT.format(name=name, line=number, detail=err)) from err
-        if not isinstance(value, dict):
-            raise DataError(NOT_AN_OBJECT.format(name=name, line=number, detail=f"got a {type(value).__name__}"))
-        records.append(value)
-        positions.append(number)
+            detail = str(err)
+        else:
+            if isinstance(value, dict):
+                records.append(value)
+                positions.append(number)
+                continue
+            detail = f"got a {type(value).__name__}"
+        first = first or (number, detail)
+        broken.append((number, "json", f"not a JSON object ({detail}); the line is not read"))
+    if not records and first is not None:  # no line is an object: not JSON Lines at all
+        raise DataError(NOT_AN_OBJECT.format(name=name, line=first[0], detail=first[1]))
     # As objects: a column of integers with a null would become floats (777 -> "777.0"), another id.
-    return pd.DataFrame(records, dtype=object), np.asarray(positions, dtype=np.int64)
+    return pd.DataFrame(records, dtype=object), np.asarray(positions, dtype=np.int64), tuple(broken)
 
 
 def _parquet(name: str, data: bytes) -> tuple[pd.DataFrame, np.ndarray]:
@@ -206,7 +256,7 @@ def _parquet(name: str, data: bytes) -> tuple[pd.DataFrame, np.ndarray]:
     for column in raw.columns:
         if isinstance(raw[column].dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(raw[column]):
             raw[column] = raw[column].map(lambda t: "" if pd.isna(t) else t.isoformat())
-    return raw, np.arange(1, len(raw) + 1, dtype=np.int64)
+    return raw, np.arange(1, len(raw) + 1, dtype=np.int64), ()
 
 
 def read_consent_table(
@@ -232,11 +282,11 @@ def read_consent_table(
     if not data.strip():
         raise DataError(EMPTY_FILE.format(name=label))
     if kind == "csv":
-        raw, positions = _csv(label, data, mapping)
+        raw, positions, broken = _csv(label, data, mapping)
     elif kind == "jsonl":
-        raw, positions = _jsonl(label, data)
+        raw, positions, broken = _jsonl(label, data)
     else:
-        raw, positions = _parquet(label, data)
+        raw, positions, broken = _parquet(label, data)
     wanted = mapping.columns(map(str, raw.columns))
     for field, column in wanted.items():
         if column not in raw.columns:
@@ -251,4 +301,5 @@ def read_consent_table(
         format=kind,  # type: ignore[arg-type]
         rows=rows[keep].reset_index(drop=True),
         positions=positions[keep],
+        broken=broken,
     )

@@ -190,7 +190,7 @@ def _import_rows(
             bar.update(len(chunk))
     return ConsentImportReport(
         file=table.name, sha256=table.sha256, format=table.format, pack=None if pack is None else pack.name,
-        rows=len(table.rows), valid=len(valid), invalid=checked.invalid_rows + len(erased),
+        rows=len(table.rows) + len(table.broken), valid=len(valid), invalid=checked.invalid_rows + len(erased),
         added=sum(o["added"] for o in outcomes), already_recorded=sum(o["already_recorded"] for o in outcomes),
         batches=outcomes, problems=problems,
     )  # fmt: skip

@@ -48,17 +48,26 @@ def test_json_lines_by_content_type(server) -> None:
 
 def test_a_broken_body_is_a_located_422_and_writes_nothing(server) -> None:
     with server.client("operator", **{"Content-Type": "application/x-ndjson"}) as client:
-        broken = client.post("/v1/consent-imports", params={"pack": "eu-gdpr-dsa", "name": "broken.jsonl"}, content=JSONL + "[1, 2]\n")
+        broken = client.post("/v1/consent-imports", params={"pack": "eu-gdpr-dsa", "name": "broken.jsonl"}, content="[1, 2]\n" + JSONL.replace("{", "", 1))
         unmapped = client.post("/v1/consent-imports", params={"pack": "eu-gdpr-dsa", "format": "csv"}, content=CSV)
         no_format = client.post("/v1/consent-imports", headers={"Content-Type": "text/plain"}, content=CSV)
         no_pack = client.post("/v1/consent-imports", params={"pack": "no-such-pack"}, content=JSONL)
-    assert broken.status_code == 422 and broken.json()["detail"].startswith("broken.jsonl line 2: not a JSON object")
+    assert broken.status_code == 422 and broken.json()["detail"].startswith("broken.jsonl line 1: not a JSON object")
     assert broken.json()["errors"][0]["location"] == "body"
     assert unmapped.status_code == 422 and "no column 'subject' for the field subject" in unmapped.json()["detail"]
     assert no_format.status_code == 422 and no_format.json()["errors"][0]["field"] == "format"
     assert no_pack.status_code == 404
     with server.store.session() as session:
         assert "personalization" not in effective_consent(session, "api-import-bob-22")
+
+
+def test_a_line_that_is_no_row_is_refused_with_its_line_and_the_good_ones_imported(server) -> None:
+    with server.client("operator", **{"Content-Type": "application/x-ndjson"}) as client:
+        response = client.post("/v1/consent-imports", params={"pack": "eu-gdpr-dsa", "name": "cut.jsonl"}, content="[1, 2]\n" + JSONL)
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["problems"] == [{"line": 1, "field": "json", "reason": "not a JSON object (got a list); the line is not read"}]
+    assert (report["rows"], report["invalid"], report["added"] + report["already_recorded"]) == (2, 1, 1)
 
 
 def test_a_body_over_the_limit_is_413(server) -> None:

@@ -151,12 +151,38 @@ def test_multiline_cells_and_blank_lines_keep_lines_exact(store: Store, tmp_path
     assert [p.position for p in report.problems] == [5] and report.added == 1
 
 
+def test_a_line_that_is_no_row_is_refused_with_its_line_and_the_rest_imported(store: Store, tmp_path: Path) -> None:
+    """A CMP export with a stray separator in one line, or a JSON Lines file with a cut line: that line is refused,
+    located exactly (a quoted cell over two lines before it counted), and the good rows are imported."""
+    csv_path = tmp_path / "stray.csv"
+    csv_path.write_text(
+        "subject,purpose,status,time\n"
+        "stray-1,personalization,granted,2026-01-05T09:30:00Z\n"
+        '"stray\n2",personalization,granted,2026-01-05T09:30:00Z\n'
+        "stray-3,personalization,granted,2026-01-05T09:30:00Z,extra\n"
+        "stray-4,personalization,granted,2026-01-05T09:30:00Z\n"
+    )
+    report = import_consent(store, csv_path, pack=EU)
+    # the subject over two lines holds a control character: refused at the line it starts on, and so is line 5
+    assert [(p.position, p.field) for p in report.problems] == [(3, "subject"), (5, "fields")]
+    assert "5 values where the header names 4" in report.problems[1].reason
+    assert (report.rows, report.added, report.invalid) == (4, 2, 2)
+    jsonl_path = tmp_path / "cut.jsonl"
+    good = '{"subject": "cut-%d", "purpose": "personalization", "status": "granted", "time": "2026-01-05T09:30:00Z"}\n'
+    jsonl_path.write_text(good % 1 + '{"subject": "cut-2", "purp\n' + "[1, 2]\n" + good % 4)
+    report = import_consent(store, jsonl_path, pack=EU)
+    assert [(p.position, p.field) for p in report.problems] == [(2, "json"), (3, "json")]
+    assert (report.rows, report.added, report.invalid) == (4, 2, 2)
+    again = import_consent(store, jsonl_path, pack=EU)  # idempotent, broken lines and all
+    assert (again.added, again.already_recorded, again.invalid) == (0, 2, 2)
+
+
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
         (b"", "the file is empty"),
-        (b'{"subject": "a"}\n[1, 2]\n', "line 2: not a JSON object"),
-        (b"subject,purpose\nx,y,z,w\n", "not a readable CSV file"),
+        (b'[1, 2]\n"text"\n', "line 1: not a JSON object"),  # no line is an object: not JSON Lines at all
+        (b'subject,purpose,status,time\n"unterminated,personalization,granted,2026-01-05T09:30:00Z\n', "not a readable CSV file"),
         (b"PAR1 not really", "not a readable Parquet file"),
     ],
 )
