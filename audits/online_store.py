@@ -53,7 +53,12 @@ most :attr:`OutboxWatch.interval_s` seconds ago, and at once after its own
 changes and drains); so an erasure made while Redis was down leaves nothing of
 the subject served from it, and its entries leave Redis at the first drain
 after Redis is back (their time to live, :data:`DEFAULT_TTL_S`, still bounds
-them should no drain ever run).
+them should no drain ever run). A row no process applies (no Redis configured
+anywhere, or one gone for good) expires once it is older than
+:data:`OUTBOX_MAX_AGE_S`, twice that time to live, when nothing it would
+invalidate can be served any more (:func:`expire_outbox`: deleted, and recorded
+in the audit trail as ``online_store.outbox_expired``, counts only), so the
+table holds at most the changes of that window.
 
 **Redis down.** Every call fails soft: a read is a miss, a write is skipped, an
 invalidation is logged and waits in the outbox (the serving path's own
@@ -89,6 +94,7 @@ __all__ = [
     "configured_store",
     "drain_at_startup",
     "drain_outbox",
+    "expire_outbox",
     "outbox_watch",
     "record_outbox",
     "store_subject_key",
@@ -593,6 +599,17 @@ invalidation instead of a row per subject. Every list and factor leaves the stor
 global epoch), which is what so many changes warrant, and an import of a million records does not pay a
 keyed hash and an upsert per subject."""
 
+OUTBOX_MAX_AGE_S = 2 * DEFAULT_TTL_S
+"""A row older than this is expired unapplied (:func:`expire_outbox`): every list and factor written before its
+change has outlived its time to live by then (read as a miss, or gone from Redis), so applying it would change
+nothing; it only kept the table growing where no process ever reaches Redis. Twice the time to live, as a
+subject's epoch key, so that a clock that runs behind another process's by less than that cannot expire a row
+early."""
+OUTBOX_EXPIRE_EVERY_S = 600.0
+"""How often at most a process that cannot apply the outbox looks for rows past :data:`OUTBOX_MAX_AGE_S`."""
+OUTBOX_EXPIRED_ACTION = "online_store.outbox_expired"
+"""The trail action of an expiry: how many rows, whether a global one, the oldest, and why none applied them."""
+
 OUTBOX_WATCH_MAX = 10_000
 """More pending subjects than this: a serving process treats every subject as pending (it reads no more)."""
 
@@ -651,9 +668,14 @@ class Drained:
     pending: int
     reason: str | None = None
     """Why rows still wait: ``no store`` (none configured), ``store down``; None: nothing waits."""
+    expired: int = 0
+    """Rows past :data:`OUTBOX_MAX_AGE_S` that could not be applied and were expired (:func:`expire_outbox`)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"applied": self.applied, "subjects": self.subjects, "everyone": self.everyone, "pending": self.pending, "reason": self.reason}
+        return {
+            "applied": self.applied, "subjects": self.subjects, "everyone": self.everyone, "pending": self.pending,
+            "reason": self.reason, "expired": self.expired,
+        }  # fmt: skip
 
 
 def _pending_count(engine: Any) -> int:
@@ -680,7 +702,8 @@ def drain_outbox(engine: Any, store: OnlineStore | None = None) -> Drained:
 
     store = store if store is not None else configured_store()
     if store is None:
-        return Drained(0, 0, False, _pending_count(engine), "no store")
+        expired = expire_outbox(engine, "no store")
+        return Drained(0, 0, False, _pending_count(engine), "no store", expired)
     applied = subjects = 0
     everyone = False
     after = 0
@@ -699,9 +722,10 @@ def drain_outbox(engine: Any, store: OnlineStore | None = None) -> Drained:
         ok = (not held or store.invalidate(held, hold=True)) and (not rest or store.invalidate(rest))
         ok = ok and (not glob or store.invalidate_everyone())
         if not ok:
+            expired = expire_outbox(engine, "store down", store)
             pending = _pending_count(engine)
             _note_pending(engine)
-            return Drained(applied, subjects, everyone, pending, "store down")
+            return Drained(applied, subjects, everyone, pending, "store down", expired)
         with engine.begin() as conn:
             conn.execute(
                 delete(T).where(T.id == bindparam("row_id"), T.version == bindparam("row_version")),
@@ -717,11 +741,76 @@ def drain_outbox(engine: Any, store: OnlineStore | None = None) -> Drained:
     return Drained(applied, subjects, everyone, pending, None if pending == 0 else "recorded meanwhile")
 
 
+def expire_outbox(engine: Any, reason: str, store: OnlineStore | None = None) -> int:
+    """Delete the outbox rows recorded more than :data:`OUTBOX_MAX_AGE_S` ago (twice ``store``'s time to live, when
+    it has its own) and record their expiry in the audit trail, in one transaction; how many were deleted.
+
+    ``reason``: why no drain applied them (``no store``, ``store down``). Nothing a row would invalidate can still
+    be served from Redis by then (see :data:`OUTBOX_MAX_AGE_S`); a row re-recorded meanwhile has a newer
+    ``recorded_at`` and stays. The trail event holds counts and times only, never a key."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import delete, select
+
+    from audits.models import OUTBOX_EVERYONE
+    from audits.models import OnlineStoreOutbox as T
+    from audits.trail import append_event
+
+    max_age_s = OUTBOX_MAX_AGE_S if store is None else max(OUTBOX_MAX_AGE_S, store.epoch_ttl_ms / 1000)
+    cutoff = datetime.now(UTC) - timedelta(seconds=max_age_s)
+    rows = subjects = 0
+    everyone = False
+    oldest: datetime | None = None
+    with engine.begin() as conn:
+        while True:
+            ids = select(T.id).where(T.recorded_at < cutoff).order_by(T.id).limit(OUTBOX_BATCH).scalar_subquery()
+            gone = conn.execute(delete(T).where(T.id.in_(ids), T.recorded_at < cutoff).returning(T.subject_key, T.recorded_at)).all()
+            if not gone:
+                break
+            rows += len(gone)
+            subjects += sum(k != OUTBOX_EVERYONE for k, _ in gone)
+            everyone = everyone or any(k == OUTBOX_EVERYONE for k, _ in gone)
+            first = min(t for _, t in gone)
+            oldest = first if oldest is None else min(oldest, first)
+        if rows:
+            append_event(
+                conn,
+                actor="online_store",
+                action=OUTBOX_EXPIRED_ACTION,
+                payload={
+                    "rows": rows, "subjects": subjects, "everyone": everyone, "reason": reason,
+                    "oldest": oldest.astimezone(UTC).isoformat() if oldest is not None else None, "max_age_s": max_age_s,
+                },
+            )  # fmt: skip
+    if rows:
+        log.warning("online store: %d outbox row(s) older than %g s expired unapplied (%s); recorded in the trail", rows, max_age_s, reason)
+        _note_pending(engine)
+    return rows
+
+
+_EXPIRED_AT: weakref.WeakKeyDictionary[Any, float] | dict[Any, float] = weakref.WeakKeyDictionary()
+"""When this process last looked for expired rows, per engine (see :func:`_expire_due`)."""
+
+
+def _expire_due(engine: Any, reason: str) -> None:
+    """:func:`expire_outbox` if this process did not look in the last :data:`OUTBOX_EXPIRE_EVERY_S` seconds."""
+    now = time.monotonic()
+    last = _EXPIRED_AT.get(engine)
+    if last is not None and now - last < OUTBOX_EXPIRE_EVERY_S:
+        return
+    _EXPIRED_AT[engine] = now
+    expire_outbox(engine, reason)
+
+
 def drain_at_startup(engine: Any) -> Drained | None:
     """Drain the outbox into the configured store when a server starts (None: none configured); a store that is
     down, or a failure, is logged and leaves the rows for the next drain: a server starts all the same."""
     store = configured_store()
     if store is None:
+        try:
+            _expire_due(engine, "no store")  # nothing here applies the rows: those past their age go
+        except Exception as err:  # noqa: BLE001 - startup goes on; they are expired later
+            log.error("online store: the outbox's expired rows could not be deleted at startup (%s)", type(err).__name__)
         return None
     try:
         done = drain_outbox(engine, store)
@@ -870,7 +959,7 @@ def invalidate_subjects_after_commit(session: Any, subject_ids: Iterable[str | i
         if store is not None and store.available:
             store.invalidate([store.subject_key(s) for s in ids], hold=hold)  # their own keys too, while Redis answers
             store.invalidate_everyone()
-            _drain_after_commit(session)
+        _drain_after_commit(session)
         return
     if store is not None:
         keys = [store.subject_key(s) for s in ids]
@@ -881,12 +970,11 @@ def invalidate_subjects_after_commit(session: Any, subject_ids: Iterable[str | i
         secret = installation_key(get_settings())  # read once for the batch
         keys = [store_subject_key(s, secret) for s in ids]
     record_outbox(session, keys, hold=hold)
-    if store is not None:
-        # Now as well (a list written while the change commits is refused), unless the store just failed: this runs
-        # inside the change's transaction, which must not wait on a Redis that hangs (the outbox row carries it).
-        if store.available:
-            store.invalidate(keys, hold=hold)
-        _drain_after_commit(session)  # without a store the rows wait for a process that has one
+    # Now as well (a list written while the change commits is refused), unless the store just failed: this runs
+    # inside the change's transaction, which must not wait on a Redis that hangs (the outbox row carries it).
+    if store is not None and store.available:
+        store.invalidate(keys, hold=hold)
+    _drain_after_commit(session)  # without a store the rows wait for a process that has one (or their age)
 
 
 def invalidate_everyone_after_commit(session: Any) -> None:
@@ -897,10 +985,9 @@ def invalidate_everyone_after_commit(session: Any) -> None:
 
     record_outbox(session, [OUTBOX_EVERYONE])
     store = configured_store()
-    if store is not None:
-        if store.available:  # not while it is marked down: the change's transaction must not wait on it
-            store.invalidate_everyone()
-        _drain_after_commit(session)
+    if store is not None and store.available:  # not while it is marked down: the change's transaction must not wait on it
+        store.invalidate_everyone()
+    _drain_after_commit(session)
 
 
 def _drain_after_commit(session: Any) -> None:
@@ -925,6 +1012,7 @@ def _after_commit(session: Any) -> None:
         store = configured_store()
         if store is None or not store.available:  # marked down: the rows wait (held) for a drain once it answers again
             _note_pending(engine)
+            _expire_due(engine, "no store" if store is None else "store down")  # those past their age go
             return
         drain_outbox(engine, store)
     except Exception as err:  # noqa: BLE001 - the change is committed; its invalidation waits in the outbox

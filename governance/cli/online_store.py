@@ -64,7 +64,8 @@ def drain_command(database_url: DatabaseOpt = None, json_output: JsonOpt = False
     else:
         console.print(
             f"{done.applied} invalidation(s) applied ({done.subjects} subject(s){', and every list' if done.everyone else ''}); "
-            f"{done.pending} waiting" + (f" ({done.reason})" if done.reason else ""),
+            f"{done.pending} waiting" + (f" ({done.reason})" if done.reason else "")
+            + (f"; {done.expired} expired unapplied, older than the store's entries live (recorded in the trail)" if done.expired else ""),
             highlight=False,
         )
     if done.pending:

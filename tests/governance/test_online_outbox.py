@@ -108,7 +108,7 @@ def test_an_erasure_and_a_block_while_redis_is_away_wait_in_the_outbox_and_nothi
     use(monkeypatch, online_store)
     result = runner.invoke(app, ["online-store", "drain", "--database-url", db_url, "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"applied": 2, "subjects": 1, "everyone": True, "pending": 0, "reason": None}
+    assert json.loads(result.stdout) == {"applied": 2, "subjects": 1, "everyone": True, "pending": 0, "reason": None, "expired": 0}
     assert rows(store.engine) == []
     assert epoch(online_store, ka) == ea + 1 and epoch(online_store, None) == everyone + 1
     assert not online_store.client.exists(online_store._k("l", ka), online_store._k("uf", model.version_id_, ka))
@@ -299,3 +299,70 @@ def test_a_hung_redis_holds_a_consent_change_once_not_every_time(store, online_s
     assert sorted(k for k, _, _ in rows(store.engine)) == keys  # every change is in the outbox, held
     assert drain_outbox(store.engine, online_store).pending == 0  # and applied once Redis answers
     assert all(epoch(online_store, k) == 1 for k in keys)
+
+
+def _age(engine, key: str, seconds: float) -> None:
+    """Make ``key``'s row look recorded ``seconds`` ago."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    with engine.begin() as conn:
+        conn.execute(
+            update(OnlineStoreOutbox).where(OnlineStoreOutbox.subject_key == key).values(recorded_at=datetime.now(UTC) - timedelta(seconds=seconds))
+        )
+
+
+def _expiries(engine) -> list[dict]:
+    from audits.models import TrailEvent
+
+    with engine.connect() as conn:
+        return [json.loads(p) if isinstance(p, str) else p for p in conn.execute(
+            select(TrailEvent.payload).where(TrailEvent.action == online.OUTBOX_EXPIRED_ACTION).order_by(TrailEvent.seq)
+        ).scalars()]  # fmt: skip
+
+
+def test_rows_no_store_will_ever_apply_expire_once_nothing_they_invalidate_can_be_served(store, online_store, dead, monkeypatch) -> None:
+    """With no Redis configured anywhere (or one gone for good), every consent change, erasure and block left a row
+    in the outbox for ever: the table grew without bound. A row older than the store's entries live (twice their
+    time to live: every list and factor written before its change has expired by then) now expires: deleted, and
+    the expiry recorded in the audit trail (counts only, no key), after a change commits (at most every
+    OUTBOX_EXPIRE_EVERY_S per process) and by a drain that cannot apply it. A younger row, or one re-recorded
+    meanwhile, waits as before."""
+    monkeypatch.delenv("RECGOV_REDIS_URL", raising=False)
+    monkeypatch.setattr(online, "_EXPIRED_AT", {})
+    old_age = online.OUTBOX_MAX_AGE_S + 60
+    with store.session() as session:
+        record_consent(session, subject_id="x-old", purpose="personalization", status="withdrawn", lawful_basis="consent", source="api")
+        block_item(session, item_id="i1", blocked=True, reason="test")
+    old, young = online.store_subject_key("x-old"), online.store_subject_key("x-young")
+    _age(store.engine, old, old_age)
+    _age(store.engine, "*", old_age)
+    online._EXPIRED_AT.clear()  # the commits above ran this process's pass (nothing was past its age then)
+    with store.session() as session:  # the next change in this process expires what is past its age
+        record_consent(session, subject_id="x-young", purpose="personalization", status="withdrawn", lawful_basis="consent", source="api")
+    assert rows(store.engine) == [(young, True, 1)]
+    (event,) = _expiries(store.engine)
+    assert event["rows"] == 2 and event["subjects"] == 1 and event["everyone"] is True and event["reason"] == "no store"
+    assert "x-old" not in json.dumps(event) and old not in json.dumps(event)  # counts, never a key
+    with store.session() as session:  # within OUTBOX_EXPIRE_EVERY_S: no second expiry pass
+        record_consent(session, subject_id="x-old", purpose="personalization", status="granted", lawful_basis="consent", source="api")
+    _age(store.engine, old, old_age)
+    with store.session() as session:
+        record_consent(session, subject_id="x-3", purpose="personalization", status="granted", lawful_basis="consent", source="api")
+    assert len(_expiries(store.engine)) == 1 and (old, False, 1) in rows(store.engine)
+    use(monkeypatch, dead)  # Redis configured and down: a drain that cannot apply a row past its age expires it
+    done = drain_outbox(store.engine)
+    assert done.reason == "store down" and done.expired == 1 and old not in [k for k, _, _ in rows(store.engine)]
+    assert young in [k for k, _, _ in rows(store.engine)]  # younger rows still wait, and hold
+    assert _expiries(store.engine)[-1]["reason"] == "store down"
+    _age(store.engine, young, old_age)
+    _age(store.engine, online.store_subject_key("x-3"), old_age)
+    url = store.engine.url.render_as_string(hide_password=False)
+    said = runner.invoke(app, ["online-store", "drain", "--database-url", url])
+    assert said.exit_code == 0 and "2 expired unapplied" in said.output and rows(store.engine) == []
+    monkeypatch.delenv("RECGOV_REDIS_URL")
+    with store.session() as session:
+        record_consent(session, subject_id="x-young", purpose="personalization", status="withdrawn", lawful_basis="consent", source="api")
+    watch = OutboxWatch(store.engine, interval_s=0.0, drain=False)
+    assert watch.holds(young) is True and watch.holds(old) is False
