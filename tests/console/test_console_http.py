@@ -188,6 +188,27 @@ def test_the_workflow_refuses_an_illegal_move_on_the_page(server: ConsoleServer)
     assert server.case(case_id)["status"] == "open"
 
 
+@pytest.mark.parametrize(
+    ("status", "note", "why"),
+    [("triaged", "n" * 10_001, "at most 10000 characters"), ("resolved", "confirmed\x00abuse", "NUL")],
+    ids=["too-long", "nul"],
+)
+def test_a_note_the_api_refuses_is_a_located_422_page_and_changes_nothing(server: ConsoleServer, status: str, note: str, why: str) -> None:
+    """The API refuses a note longer than 10,000 characters or holding a NUL (which PostgreSQL text cannot hold);
+    the console's form answered the first with a JSON problem echoing the whole note (not a page), and took the
+    second to the store. Both are now refused on the page, naming the note, as the API does."""
+    case_id = server.case_ids[2]
+    client, csrf = server.signed_in("admin")
+    with closing(client):
+        head = server.trail_head()
+        refused = _move(client, csrf, case_id, status=status, note=note)
+        assert refused.status_code == 422, refused.text[:300]
+        assert 'role="alert"' in refused.text and "note" in unescape(refused.text) and why in unescape(refused.text)
+        with server.api("admin") as api:
+            assert api.post(f"/v1/escalations/{case_id}", json={"status": status, "note": note}).status_code == 422
+    assert server.case(case_id)["status"] == "open" and server.trail_head() == head
+
+
 def test_a_viewer_and_an_auditor_have_no_buttons_and_a_forged_post_is_refused(server: ConsoleServer) -> None:
     case_id = server.case_ids[3]
     viewer, viewer_csrf = server.signed_in("viewer")

@@ -25,6 +25,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from audits import jobs as job_store
@@ -42,6 +43,7 @@ from governance.api.disclosure import shown_to
 from governance.api.heavy import run_heavy
 from governance.api.keys import actor_of
 from governance.api.schemas import INT4_MAX
+from governance.api.schemas.harm import CaseTransition
 from recommender.errors import ConfigError
 
 __all__ = ["router"]
@@ -57,8 +59,11 @@ RECENT_EVENTS = 25
 """How many of the trail's latest events the trail page lists."""
 STAGES = ("production", "canary", "shadow", "retired")
 CASE_VERBS = {"triaged": "Triage", "resolved": "Resolve", "dismissed": "Dismiss"}
+BAD_NOTE = "the note must be text of at most {limit} characters, not blank and without a NUL character (got {length} characters{nul})"
 BAD_MOVE = "a case moves to one of {statuses} (got {status!r}), and its item's action is one of {actions} or none (got {action!r})"
 NO_SUCH_JOB = "there is no audit job {job_id}; see the list of audit runs"
+NOTE_MAX = next(m.max_length for m in CaseTransition.model_fields["note"].metadata if getattr(m, "max_length", None))
+"""The longest note ``POST /v1/escalations/{case_id}`` takes (its schema's bound, read from it)."""
 _STYLESHEET = files("governance.api.console").joinpath("static", "console.css").read_bytes()
 
 
@@ -186,6 +191,11 @@ def move_case(case_id: CaseId, request: Request, form: FormDep, session: Session
     status, action, note = first_values(form, "status", "action", "note")
     if status not in CASE_VERBS or (action is not None and action not in CASE_ACTIONS):
         message = BAD_MOVE.format(status=status, action=action, statuses=", ".join(CASE_VERBS), actions=", ".join(CASE_ACTIONS))
+        return _queue(request, session, reviewer, status=None, error=message, http_status=422)
+    try:  # the note the API's schema takes, no other: the store refuses a NUL, the library a longer note
+        CaseTransition.model_validate({"status": status, "action": action, "note": note})
+    except ValidationError:
+        message = BAD_NOTE.format(limit=NOTE_MAX, length=len(note or ""), nul=", one a NUL" if "\x00" in (note or "") else "")
         return _queue(request, session, reviewer, status=None, error=message, http_status=422)
     try:
         row = transition_case(session, case_id, status=status, action=action, note=note, actor=actor_of(reviewer.key))
