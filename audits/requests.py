@@ -34,7 +34,7 @@ Example
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,7 +50,7 @@ from audits.trail import append_event, format_time, lock_head
 from recommender.errors import ConfigError, DataError
 
 __all__ = [
-    "open_request", "update_request", "list_requests", "page_requests", "count_requests",
+    "open_request", "update_request", "list_requests", "page_requests", "count_requests", "overdue_among",
     "REQUEST_TRANSITIONS", "BAD_REQUEST_TRANSITION", "UNKNOWN_CURSOR", "UnknownCursor",
 ]  # fmt: skip
 
@@ -320,3 +320,12 @@ def count_requests(
     """How many requests :func:`list_requests` would list with these filters (a count in the database, no row read)."""
     query = _filtered(select(func.count()).select_from(SubjectRequest), kind, status, overdue_at, False)
     return int(session.scalar(query) or 0)
+
+
+def overdue_among(session: Session, ids: Collection[int], at: datetime) -> set[int]:
+    """Which of the requests ``ids`` are overdue at ``at``, as the ``overdue_at`` filter of :func:`list_requests`
+    and :func:`count_requests` judges them (still unanswered, :func:`_unanswered`, past their deadline): one query."""
+    if not ids:
+        return set()
+    query = _filtered(select(SubjectRequest.id), None, None, at, False).where(SubjectRequest.id.in_(list(ids)))
+    return set(session.scalars(query))

@@ -495,3 +495,37 @@ def test_trail_pages_wait_their_turn_without_taking_the_other_pages_threads(serv
         viewer.close()
     assert statuses == [200] * len(askers)
     assert most[0] == heavy.HEAVY_AT_ONCE
+
+
+def test_a_failed_request_still_owed_is_marked_overdue_as_the_api_counts_it(server: ConsoleServer) -> None:
+    """A failed erasure past its deadline, with no later erasure of the subject completed, is still owed: the API's
+    overdue filter lists it and the page's count included it, yet its row was not marked overdue (the page marked
+    open requests only), so the count named one more overdue request than the rows showed. Once a retry completes,
+    neither the API nor the page counts it any more."""
+    from audits import open_request, update_request
+
+    now = datetime.now(UTC)
+    subject = f"console-failed-{uuid.uuid4().hex[:8]}"
+    with server.store.session() as session:
+        failed = open_request(session, subject_id=subject, kind="erasure", deadline_days=30, requested_at=now - timedelta(days=45))
+        update_request(session, failed.id, status="in_progress")
+        update_request(session, failed.id, status="failed", result={"reason": "model store unreachable"})
+    client, _ = server.signed_in("auditor")
+
+    def shown() -> tuple[bool, int, list[int]]:
+        page = client.get("/console/requests", params={"kind": "erasure"}).text
+        row = re.search(rf'<tr id="request-{failed.id}">(.*?)</tr>', page, re.S).group(1)
+        count = re.search(r"(\d+) overdue</strong> in all", page)
+        with server.api("auditor") as api:
+            listed = api.get("/v1/requests", params={"kind": "erasure", "overdue": "true", "limit": 1000}).json()["requests"]
+        return 'class="overdue"' in row, int(count.group(1)) if count else 0, [r["id"] for r in listed]
+
+    with closing(client):
+        marked, count, api_overdue = shown()
+        assert failed.id in api_overdue and marked, "the API counts it overdue; the page must mark its row"
+        with server.store.session() as session:
+            retry = open_request(session, subject_id=subject, kind="erasure", deadline_days=30)
+            update_request(session, retry.id, status="in_progress")
+            update_request(session, retry.id, status="completed", result={"erased": True})
+        marked, after, api_overdue = shown()
+        assert failed.id not in api_overdue and not marked and after == count - 1

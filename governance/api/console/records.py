@@ -40,7 +40,7 @@ from sqlalchemy import select
 from audits import count_requests, page_requests
 from audits.lineage import lineage_of
 from audits.models import AuditJob, ModelVersion
-from audits.requests import OPEN_REQUEST_STATUSES, UnknownCursor
+from audits.requests import UnknownCursor, overdue_among
 from governance import packs as pack_store
 from governance.api.console.consent import load_choice, pack_choices
 from governance.api.console.pages import AuditingKey, ReadingKey
@@ -100,27 +100,27 @@ def requests(
         session.rollback()
         raise Refusal(422, str(err)) from None
     n_overdue = count_requests(session, kind=kind, status=status, overdue_at=now)
+    late = overdue_among(session, [row["id"] for row in rows], now)  # as the count and GET /v1/requests?overdue=true judge it
     session.rollback()
-    shown = [_request_view(row, now) for row in rows]
+    shown = [_request_view(row, row["id"] in late) for row in rows]
     return render(
         request, "requests.html", title="Subject requests", reviewer=reviewer, requests=shown, kind=kind, status=status,
         overdue=overdue, after=after, next_after=next_after, kinds=REQUEST_KINDS, statuses=REQUEST_STATUSES, n_overdue=n_overdue,
     )  # fmt: skip
 
 
-def _request_view(row: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """A request as the page lists it: the pseudonym, the dates, and overdue when still open past its deadline."""
-    deadline = row["deadline"]
-    open_ = row["status"] in OPEN_REQUEST_STATUSES
+def _request_view(row: dict[str, Any], overdue: bool) -> dict[str, Any]:
+    """A request as the page lists it: the pseudonym, the dates, and whether it is overdue (still owed an answer past
+    its deadline: open, or failed with no later request of its kind completed for the subject)."""
     return {
         "id": row["id"],
         "kind": row["kind"],
         "subject": row["subject"],
         "status": row["status"],
         "opened": row["requested_at"],
-        "deadline": deadline,
+        "deadline": row["deadline"],
         "completed": row["completed_at"],
-        "overdue": open_ and deadline is not None and deadline < now,
+        "overdue": overdue,
     }
 
 
