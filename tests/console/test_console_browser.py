@@ -302,3 +302,41 @@ def test_a_refused_role_gets_a_403_page_for_the_consent_and_the_record(page: Any
     assert page.goto(server.url + "/console/records/processing").status == 403
     assert page.goto(server.url + "/console/datasets").status == 403
     _checked(page, artifacts, "processing-record-refused")
+
+
+MARKUP = '"><img src="x" id="injected"><script id="injected-script">document.title="pwned"</script><b id="injected-b">'
+"""What an attacker stores where a page shows it: an element of it in the rendered DOM is a stored XSS."""
+SHORT_MARKUP = '"><img src="x" id="injected"><b id="injected-b">'
+"""The same, short enough for a key's name (at most 100 characters)."""
+
+
+def test_markup_stored_in_an_item_a_reason_a_note_or_a_key_name_is_shown_as_text(page: Any, server: ConsoleServer, artifacts: Path) -> None:
+    """An item id, a report's reason, a case note (shown as its resolution) and a key's name are stored by whoever
+    reports, reviews or is given a key; every page that shows them shows the text, never an element of it."""
+    from governance.api.keys import create_key
+
+    item = "xss-item" + MARKUP.replace("/", "")  # a path segment holds no slash
+    with server.api("operator") as api:
+        for n in range(3):
+            assert api.post(f"/v1/items/{item}/reports", json={"reason": f"abusive {n}{MARKUP}"}).status_code == 201
+    with server.api("admin") as api:
+        case_id = next(c["case_id"] for c in api.post("/v1/escalations/evaluate", json={"pack": "baseline"}).json()["opened"] if c["item_id"] == item)
+        moved = api.post(f"/v1/escalations/{case_id}", json={"status": "dismissed", "note": "note" + MARKUP})
+        assert moved.status_code == 200, moved.text
+    with server.store.session() as session:
+        _, token = create_key(session, name="reviewer" + SHORT_MARKUP, role="admin")
+    server.tokens["markup"] = token
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    _sign_in(page, server, "markup", artifacts)
+    for path, shown in (
+        ("/console/escalations", SHORT_MARKUP), ("/console/escalations?status=dismissed", MARKUP), ("/console/trail", SHORT_MARKUP),
+        ("/console/audits", SHORT_MARKUP),
+    ):  # fmt: skip
+        page.goto(server.url + path)
+        injected = page.evaluate("document.querySelectorAll('#injected, #injected-script, #injected-b').length")
+        assert injected == 0 and page.title() != "pwned" and not dialogs, path
+        assert shown in page.locator("body").inner_text(), path  # shown, as text
+    page.goto(server.url + "/console/escalations?status=dismissed")
+    row = page.locator(f"#case-{case_id}").inner_text()
+    assert item in row and "note" + MARKUP in row
