@@ -792,13 +792,17 @@ _EXPIRED_AT: weakref.WeakKeyDictionary[Any, float] | dict[Any, float] = weakref.
 """When this process last looked for expired rows, per engine (see :func:`_expire_due`)."""
 
 
-def _expire_due(engine: Any, reason: str) -> None:
-    """:func:`expire_outbox` if this process did not look in the last :data:`OUTBOX_EXPIRE_EVERY_S` seconds."""
-    now = time.monotonic()
+def _expiry_due(engine: Any) -> bool:
+    """Whether this process did not look for expired rows of ``engine``'s outbox in the last :data:`OUTBOX_EXPIRE_EVERY_S` seconds."""
     last = _EXPIRED_AT.get(engine)
-    if last is not None and now - last < OUTBOX_EXPIRE_EVERY_S:
+    return last is None or time.monotonic() - last >= OUTBOX_EXPIRE_EVERY_S
+
+
+def _expire_due(engine: Any, reason: str) -> None:
+    """:func:`expire_outbox` if :func:`_expiry_due`."""
+    if not _expiry_due(engine):
         return
-    _EXPIRED_AT[engine] = now
+    _EXPIRED_AT[engine] = time.monotonic()
     expire_outbox(engine, reason)
 
 
@@ -959,7 +963,7 @@ def invalidate_subjects_after_commit(session: Any, subject_ids: Iterable[str | i
         if store is not None and store.available:
             store.invalidate([store.subject_key(s) for s in ids], hold=hold)  # their own keys too, while Redis answers
             store.invalidate_everyone()
-        _drain_after_commit(session)
+        _drain_after_commit(session, store)
         return
     if store is not None:
         keys = [store.subject_key(s) for s in ids]
@@ -974,7 +978,7 @@ def invalidate_subjects_after_commit(session: Any, subject_ids: Iterable[str | i
     # inside the change's transaction, which must not wait on a Redis that hangs (the outbox row carries it).
     if store is not None and store.available:
         store.invalidate(keys, hold=hold)
-    _drain_after_commit(session)  # without a store the rows wait for a process that has one (or their age)
+    _drain_after_commit(session, store)  # without a store the rows wait for a process that has one (or their age)
 
 
 def invalidate_everyone_after_commit(session: Any) -> None:
@@ -987,13 +991,17 @@ def invalidate_everyone_after_commit(session: Any) -> None:
     store = configured_store()
     if store is not None and store.available:  # not while it is marked down: the change's transaction must not wait on it
         store.invalidate_everyone()
-    _drain_after_commit(session)
+    _drain_after_commit(session, store)
 
 
-def _drain_after_commit(session: Any) -> None:
+def _drain_after_commit(session: Any, store: OnlineStore | None) -> None:
+    """Drain the outbox once ``session`` commits; without a store, only to expire old rows, when that is due (a
+    listener on each session costs a consent write a tenth of a millisecond: not paid for nothing)."""
     from sqlalchemy import event
     from sqlalchemy.orm import Session
 
+    if store is None and not (isinstance(session, Session) and _expiry_due(_engine_of(session))):
+        return
     if isinstance(session, Session) and not session.info.get("online_store_drain"):
         session.info["online_store_drain"] = _engine_of(session)
         event.listen(session, "after_commit", _after_commit, once=True)
