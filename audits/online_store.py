@@ -798,12 +798,12 @@ def _expiry_due(engine: Any) -> bool:
     return last is None or time.monotonic() - last >= OUTBOX_EXPIRE_EVERY_S
 
 
-def _expire_due(engine: Any, reason: str) -> None:
+def _expire_due(engine: Any, reason: str, store: OnlineStore | None = None) -> None:
     """:func:`expire_outbox` if :func:`_expiry_due`."""
     if not _expiry_due(engine):
         return
     _EXPIRED_AT[engine] = time.monotonic()
-    expire_outbox(engine, reason)
+    expire_outbox(engine, reason, store)
 
 
 def drain_at_startup(engine: Any) -> Drained | None:
@@ -1020,7 +1020,7 @@ def _after_commit(session: Any) -> None:
         store = configured_store()
         if store is None or not store.available:  # marked down: the rows wait (held) for a drain once it answers again
             _note_pending(engine)
-            _expire_due(engine, "no store" if store is None else "store down")  # those past their age go
+            _expire_due(engine, "no store" if store is None else "store down", store)  # those past their age go
             return
         drain_outbox(engine, store)
     except Exception as err:  # noqa: BLE001 - the change is committed; its invalidation waits in the outbox
