@@ -158,3 +158,8 @@ def test_redis_flushed_then_down_then_back_fails_no_request_and_serves_nothing_s
             assert time.monotonic() < deadline, f"not cached again after Redis came back ({_pending(server)} outbox rows)"
             time.sleep(0.2)
     assert online_store.client.exists(lists_key)
+    client = online_store.client
+    for key in client.scan_iter(match=f"{online_store.namespace}:*"):  # no raw subject id, in a key or a value
+        kind = client.type(key).decode()
+        values = {"hash": lambda k: [b"%b=%b" % kv for kv in client.hgetall(k).items()], "set": client.smembers}.get(kind, lambda k: [client.get(k)])(key)
+        assert subject.encode() not in key and not any(subject.encode() in (v or b"") for v in values), key
