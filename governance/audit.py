@@ -29,7 +29,7 @@ from governance.audit_inputs import (  # noqa: F401 - re-exported
     reused_evaluation_events, training_filter_of,
 )
 
-__all__ = ["AuditOutcome", "OffPolicyInput", "check_baseline", "run_audit", "run_slate_audit", "audit_facts"]
+__all__ = ["AuditOutcome", "OffPolicyInput", "audit_facts", "check_audit_columns", "check_baseline", "run_audit", "run_slate_audit"]
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,8 @@ def audit_facts(
             measure_carbon=pack.carbon.measure,
             actor=actor,
             show_progress=show_progress,
-            pack=loaded if pack.consent.purposes else None,
+            # the pack whatever its consent section holds: its minimisation refuses a forbidden column before the fit
+            pack=loaded,
             # validated with the pack's bot thresholds, as the audit validates: one report serves both
             bot_rules=bot_rules(pack),
             keep_events=True,
@@ -150,6 +151,7 @@ def run_audit(
     started_clock = time.perf_counter()
     started = datetime.now(timezone.utc)
     check_baseline(baseline)
+    check_audit_columns(loaded, dataset)
     estimated = _off_policy(loaded, store, off_policy)
     if spark is not None:
         from governance.spark.gate import spark_audit_facts
@@ -207,6 +209,17 @@ def check_baseline(baseline: Dataset | None) -> None:
     audit failed at recording, on a NaN it could not store, after training the model)."""
     if baseline is not None and len(baseline.events) == 0:
         raise ConfigError(EMPTY_BASELINE.format(name=baseline.name))
+
+
+def check_audit_columns(loaded: LoadedPack, dataset: Dataset) -> None:
+    """Refuse, before anything is fitted or recorded, data whose column mapping feeds a model a column naming a
+    forbidden or audit-only attribute of the pack (``--map value=gender``): the model an audit trains, and the
+    refit of a recorded model's parameters on a split of the data, read the mapped columns. The
+    ``input_allowlist`` rule judging it afterwards was too late: the model was fitted, and recorded."""
+    from governance.family_inputs import refuse_banned_columns
+    from recommender.family import get_family
+
+    refuse_banned_columns(get_family("als"), loaded, dataset=dataset)
 
 
 def _out_of_lists(pack: Any, store: Any) -> set[str] | None:

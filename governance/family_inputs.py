@@ -33,7 +33,10 @@ from recommender.errors import ConfigError
 from recommender.family import Family
 from recommender.feedback import MODEL_INPUT_COLUMNS
 
-__all__ = ["BANNED_COLUMN", "INPUT_FIELDS", "check_family_inputs", "columns_read", "family_input_verdict", "renamed_columns_read"]
+__all__ = [
+    "BANNED_COLUMN", "INPUT_FIELDS", "check_family_inputs", "columns_read", "family_input_verdict", "refuse_banned_columns",
+    "renamed_columns_read",
+]  # fmt: skip
 
 INPUT_FIELDS: dict[str, tuple[str, ...]] = {
     "interactions": ("user_id", "item_id"),
@@ -133,6 +136,39 @@ def _banned_columns(read: list[tuple[str, str]], banned: list[str]) -> list[str]
     return found
 
 
+def _banned_list(pack: Any, banned_columns: list[str]) -> str:
+    """The pack list that names the attributes of ``banned_columns``: ``forbidden_attributes`` when it names one of
+    them, else ``audit_only_attributes``."""
+    minimization = getattr(getattr(pack, "pack", pack), "minimization", None)
+    forbidden = list(getattr(minimization, "forbidden_attributes", []) or [])
+    named = any(named_attributes(column, forbidden) for column in banned_columns) if forbidden else False
+    return "minimization.forbidden_attributes" if named else "minimization.audit_only_attributes"
+
+
+def _refuse_banned(family: Family, pack: Any, banned_columns: list[str]) -> None:
+    """Raise :data:`BANNED_COLUMN`, located at the pack list that names the attributes (file, line, column)."""
+    where = _banned_list(pack, banned_columns)
+    line_col = (getattr(pack, "positions", {}) or {}).get(where)
+    source = getattr(pack, "source", None)
+    located = where + (f" ({source}:{line_col[0]}:{line_col[1]})" if line_col and source else "")
+    raise ConfigError(BANNED_COLUMN.format(where=located, family=family.name, columns="; ".join(banned_columns)))
+
+
+def refuse_banned_columns(
+    family: Family, pack: Any, *, dataset: Any = None, params: Mapping[str, Any] | None = None
+) -> None:
+    """Refuse a fit of ``family`` on ``dataset`` that would read a column naming a forbidden or audit-only attribute
+    of ``pack`` (:data:`BANNED_COLUMN`), whatever else the pack holds (an allow-list or none, consent rules or none).
+
+    The part of :func:`check_family_inputs` that holds for every fit under a pack, also one that records nothing (an
+    audit's refit of a recorded model's parameters on a split of its data)."""
+    minimization = getattr(getattr(pack, "pack", pack), "minimization", None)
+    forbidden = [*getattr(minimization, "forbidden_attributes", []), *getattr(minimization, "audit_only_attributes", [])]
+    banned = _banned_columns(columns_read(family, dataset, params), forbidden)
+    if banned:
+        _refuse_banned(family, pack, banned)
+
+
 def family_input_verdict(
     family: Family,
     pack: Any,
@@ -198,13 +234,7 @@ def check_family_inputs(
         return
     positions = getattr(pack, "positions", {}) or {}
     if verdict["banned_columns"]:
-        where = "minimization.forbidden_attributes"
-        line_col = positions.get(where) or positions.get("minimization.audit_only_attributes")
-        source = getattr(pack, "source", None)
-        located = where + (f" ({source}:{line_col[0]}:{line_col[1]})" if line_col and source else "")
-        raise ConfigError(
-            BANNED_COLUMN.format(where=located, family=family.name, columns="; ".join(verdict["banned_columns"]))
-        )
+        _refuse_banned(family, pack, verdict["banned_columns"])
     line_col = positions.get(verdict["path"]) or positions.get(verdict["path"].rsplit(".", 1)[0])
     source = getattr(pack, "source", None)
     where = verdict["path"] + (f" ({source}:{line_col[0]}:{line_col[1]})" if line_col and source else "")

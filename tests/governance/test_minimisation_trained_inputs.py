@@ -78,8 +78,11 @@ def test_a_model_trained_on_clean_columns_still_passes(db_url: str, tmp_path: Pa
     assert result["evidence"]["trained_input_sources"] == {"event field user_id": "uid", "event field item_id": "sku", "event field value": "rating"}
 
 
-def test_a_mapped_column_that_spells_an_audit_only_attribute_otherwise_fails(db_url: str, tmp_path: Path) -> None:
+def test_a_mapped_column_that_spells_an_audit_only_attribute_otherwise_is_refused(db_url: str, tmp_path: Path) -> None:
     log = _log(tmp_path, gender_column="User_Gender")
-    result = _min_inputs(tmp_path, db_url, log, "user_id=uid,item_id=sku,timestamp=ts,value=User_Gender")
-    assert result["status"] == "fail", result
-    assert result["evidence"]["forbidden_present"] == ["gender"]
+    pack = tmp_path / "pack.yaml"
+    pack.write_text(PACK)
+    mapping = "user_id=uid,item_id=sku,timestamp=ts,value=User_Gender"
+    result = invoke("audit", log, "--pack", pack, "--map", mapping, "--out", tmp_path / "out", "--database-url", db_url, "--json")
+    assert result.exit_code == 2, result.output
+    assert "event field value reads column 'User_Gender' (gender)" in result.stderr
