@@ -105,7 +105,8 @@ def model_refused(session: Session, model_version: str, pack: Any) -> str | None
 
     The model's family (its run's ``family``, else its kind) must read only inputs the pack's allow-list admits
     (:func:`governance.family_inputs.family_input_verdict`, with the family parameters the run recorded), and
-    no input its run recorded (``model_inputs``) may name a forbidden or audit-only attribute."""
+    no input its run recorded (``model_inputs``), nor a column it read one from (``input_sources``), may name a
+    forbidden or audit-only attribute."""
     from recommender.family import families
 
     row = session.execute(
@@ -120,6 +121,9 @@ def model_refused(session: Session, model_version: str, pack: Any) -> str | None
     purpose = _purpose(inner)
     forbidden = [*inner.minimization.forbidden_attributes, *inner.minimization.audit_only_attributes]
     recorded = [str(c) for c in params.get("model_inputs") or []]
+    # and the columns the fit read them from (``--map value=religion_code``: the run's ``input_sources``)
+    sources = params.get("input_sources")
+    recorded += [str(c) for c in sources.values()] if isinstance(sources, dict) else []
     banned = sorted({c for c in recorded if named_attributes(c, forbidden)})
     if banned:
         return (f"model version {model_version!r} was trained on {', '.join(banned)}, which the pack's "

@@ -149,6 +149,20 @@ def test_a_model_its_arms_pack_does_not_admit_is_refused(store: Any) -> None:
     assert "would serve under the production pack eu-gdpr-dsa@" in issues[0][1]
 
 
+def test_a_model_fitted_from_a_forbidden_column_under_another_name_is_refused(store: Any) -> None:
+    """Regression: the arm's check read only the recorded field names (``value``), not the column the fit read it
+    from (``--map value=religion_code``, the run's ``input_sources``), so such a model was served under a pack
+    forbidding religion."""
+    fields = ["user_id", "item_id", "event_type", "value"]
+    with store.session() as session:
+        mapped = _model(session, "mapped", params={"model_inputs": fields, "input_sources": {"event field value": "religion_code"}})
+        renamed = _model(session, "renamed", params={"model_inputs": fields, "input_sources": {"event field value": "rating"}})
+    issues = _refused(store, _plan("mapped-arm", treatment=f"    model_version: {mapped}\n    pack: eu-gdpr-dsa"))
+    assert [p for p, _ in issues] == ["variants.1.model_version"], issues
+    assert "was trained on religion_code, which the pack's minimization.forbidden_attributes or audit_only_attributes name" in issues[0][1]
+    assert lifecycle.plan(store, _plan("renamed-arm", treatment=f"    model_version: {renamed}\n    pack: eu-gdpr-dsa"), actor="tester", load_pack=_load)
+
+
 def _models(store: Any, name: str) -> tuple[str, str]:
     """A control and a treatment model version, recorded for the experiment ``name``."""
     with store.session() as session:
