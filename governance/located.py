@@ -25,7 +25,10 @@ from pydantic import BaseModel, ValidationError
 
 from recommender.errors import ConfigError
 
-__all__ = ["YAML_LIMITS", "PackIssue", "PolicyError", "YamlLimits", "load_yaml", "validate_located"]
+__all__ = [
+    "BOOLEAN_FOR_NUMBER", "YAML_LIMITS", "PackIssue", "PolicyError", "YamlLimits", "booleans_read_as_numbers", "load_yaml",
+    "validate_located",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -294,10 +297,49 @@ def validate_located(
     tags = {field: list(names) for field, names in (tags or {}).items()}
     all_tags = [t for names in tags.values() for t in names]
     try:
-        return model.model_validate(data)
+        validated = model.model_validate(data)
     except ValidationError as err:
         issues = []
         for e in err.errors():
             path, pos = locate(positions, e["loc"], all_tags)
             issues.append(PackIssue(source, pos[0] if pos else None, pos[1] if pos else None, path, friendly(e, tags)))
         raise PolicyError(issues) from err
+    booleans = booleans_read_as_numbers(data, validated)
+    if booleans:
+        issues = []
+        for loc, got in booleans:
+            path, pos = locate(positions, loc)
+            issues.append(PackIssue(source, pos[0] if pos else None, pos[1] if pos else None, path, BOOLEAN_FOR_NUMBER.format(got=str(got).lower())))
+        raise PolicyError(issues)
+    return validated
+
+
+BOOLEAN_FOR_NUMBER = "expected a number, got the boolean {got}; write the number itself (true is not 1)"
+
+
+def booleans_read_as_numbers(raw: Any, value: Any, loc: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], bool]]:
+    """``(location, value)`` of every ``true``/``false`` of the document ``raw`` that validated into a number.
+
+    pydantic's lax mode reads a boolean as 0 or 1 where a field expects a number (``quality.k: true`` is a
+    cut-off of 1, ``min_ratio: false`` a bound of 0): a pack would mean something its author did not write.
+    The validated document is walked beside the raw one, so every field of every section (the checks' own
+    parameters included) is held to it without each model declaring it.
+    """
+    if isinstance(raw, bool):
+        return [(loc, raw)] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
+    found: list[tuple[tuple[Any, ...], bool]] = []
+    if isinstance(raw, Mapping):
+        if isinstance(value, BaseModel):
+            fields = type(value).model_fields
+            names = {**{f.alias: n for n, f in fields.items() if f.alias}, **{n: n for n in fields}}
+            for key, item in raw.items():
+                if key in names:
+                    found += booleans_read_as_numbers(item, getattr(value, names[key], None), (*loc, key))
+        elif isinstance(value, Mapping):
+            for key, item in raw.items():
+                if key in value:
+                    found += booleans_read_as_numbers(item, value[key], (*loc, key))
+    elif isinstance(raw, list) and isinstance(value, (list, tuple)) and len(raw) == len(value):
+        for index, (item, validated) in enumerate(zip(raw, value)):
+            found += booleans_read_as_numbers(item, validated, (*loc, index))
+    return found
