@@ -11,12 +11,13 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from governance.checks._base import CheckConfig, skipped, verdict
 from governance.facts import AuditFacts
 from governance.registry import Check, CheckResult, register
 from recommender.bots import BotRules
+from recommender.validation_report import CODES, UNKNOWN_CODES
 
 __all__ = ["ValidationFindings", "DataDrift"]
 
@@ -39,6 +40,15 @@ class ValidationFindings(Check):
         """Thresholds of the ``bot_users`` finding (:class:`recommender.bots.BotRules`; each one left out keeps its
         default), e.g. ``{min_events: 50, catalog_share: 0.8}`` for a shop whose best customers see most of a
         small catalog. The audit validates the data with them, so the share judged is the share these rules call bots."""
+
+        @field_validator("max_share")
+        @classmethod
+        def _known_codes(cls, value: dict[str, float]) -> dict[str, float]:
+            # a misspelt code (``duplicate_evnts``) is a limit no finding reads: its finding is judged by the default
+            unknown = [code for code in value if code not in CODES]
+            if unknown:
+                raise ValueError(UNKNOWN_CODES.format(codes=", ".join(map(repr, unknown)), known=", ".join(CODES)))
+            return value
 
     def evaluate(self, config: Config, facts: AuditFacts, section: Any) -> CheckResult:
         if facts.validation is None:
