@@ -178,7 +178,9 @@ def test_a_viewer_follows_a_model_to_its_lineage_and_compares_two_pack_versions(
     page.get_by_role("link", name="Policy packs").click()
     _checked(page, artifacts, "packs")
     page.get_by_role("link", name=f"Compare versions of {PACK_NAME}").click()
-    assert page.get_by_role("row").filter(has_text="default_max_share").inner_text().split("\t")[2:] == ["0.05", "0.02", "yes"]
+    assert page.get_by_role("row").filter(has_text="default_max_share").inner_text().split("\t")[2:] == ["0.05", "0.02", "yes", "stricter"]
+    assert page.get_by_role("row").filter(has_text="carbon-budget").inner_text().split("\t")[-1] == "looser"
+    assert page.get_by_role("definition").filter(has_text="stricter").inner_text() == "2 stricter, 1 looser"
     _checked(page, artifacts, "pack-diff")
     page.get_by_label("From version").select_option("1.1.0")
     page.get_by_label("To version").select_option("1.0.0")
@@ -186,6 +188,8 @@ def test_a_viewer_follows_a_model_to_its_lineage_and_compares_two_pack_versions(
     page.wait_for_url(re.compile(r"from=1\.1\.0&to=1\.0\.0"))
     added = page.get_by_role("table").filter(has=page.get_by_role("columnheader", name="Its settings and thresholds in 1.0.0")).first
     assert added.get_by_role("rowheader").all_inner_texts() == ["carbon-budget"]  # reversed: the carbon rule comes back
+    assert page.get_by_role("row").filter(has_text="default_max_share").inner_text().split("\t")[-1] == "looser"
+    assert page.get_by_role("definition").filter(has_text="stricter").inner_text() == "1 stricter, 2 looser"
     _checked(page, artifacts, "pack-diff-reversed")
     assert page.goto(f"{server.url}/console/packs/{PACK_NAME}?from=1.0.0&to=9.9.9").status == 404
     _checked(page, artifacts, "pack-diff-not-found")

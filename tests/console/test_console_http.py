@@ -418,8 +418,13 @@ def test_a_viewer_compares_two_versions_of_a_stored_pack(server: ConsoleServer) 
         changed = text[text.index('id="changed-heading"') : text.index('id="settings-heading"')]
         assert '<th scope="row">data-drift</th>' in added and "params.max</dt><dd>0.25" in added
         assert '<th scope="row">carbon-budget</th>' in removed and "params.max_energy_kwh</dt><dd>1" in removed
-        assert re.search(r"data-validation</th>\s*<td>params.default_max_share</td>\s*<td>0.05</td>\s*<td>0.02</td>\s*<td>yes</td>", changed)
+        assert re.search(r"data-validation</th>\s*<td>params.default_max_share</td>\s*<td>0.05</td>\s*<td>0.02</td>\s*<td>yes</td>\s*<td>stricter</td>", changed)
+        # each line's effect on what the gate lets through, counted as `recgov policy diff` counts them
+        assert "<td>stricter</td>" in added and "<td>looser</td>" in removed
+        assert "<dt>Effect on the gate</dt><dd>2 stricter, 1 looser</dd>" in text
         assert "metadata.owner" in text and "privacy office" in text
+        settings = text[text.index('id="settings-heading"') :]
+        assert re.search(r"metadata.owner</th><td>compliance team</td><td>privacy office</td><td>depends on the data</td>", settings)
         same = client.get(f"/console/packs/{PACK_NAME}", params={"from": "1.1.0", "to": "1.1.0"})
         assert same.status_code == 200 and "hold the same rules and settings" in same.text
 

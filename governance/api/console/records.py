@@ -25,7 +25,9 @@ rather than failing the page. Each shipped pack links to its Art. 30 record
 A pack diff groups :func:`governance.policydiff.diff_packs`'s changes as a
 reviewer reads a new rule book: rules added, rules removed, rules changed
 (each changed field with its value before and after; a rule's parameters are
-its thresholds) and the pack's other settings.
+its thresholds) and the pack's other settings. Each line says its effect on
+what the gate lets through (``stricter``, ``looser``, or ``depends on the data``)
+and the page counts them, as ``recgov policy diff`` does.
 """
 
 from __future__ import annotations
@@ -168,8 +170,13 @@ def pack_diff(
         raise Refusal(422, shown_to(reviewer.key.role, f"pack {name!r} cannot be used: {err}", settings.home)) from None
     return render(
         request, "pack_diff.html", title=f"Pack {name}: {before} to {after}", reviewer=reviewer, name=name, versions=versions,
-        before=before, after=after, diff=diff, groups=_grouped(diff["changes"]),
+        before=before, after=after, diff=diff, groups=_grouped(diff["changes"]), effects=_effects(diff["changes"]),
     )  # fmt: skip
+
+
+def _effects(changes: list[dict[str, Any]]) -> dict[str, int]:
+    """How many changes make the gate stricter and how many looser (the counts ``recgov policy diff`` prints)."""
+    return {effect: sum(change.get("effect") == effect for change in changes) for effect in ("stricter", "looser")}
 
 
 def _grouped(changes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -181,9 +188,9 @@ def _grouped(changes: list[dict[str, Any]]) -> dict[str, Any]:
         if not head.startswith("rule:"):
             settings.append(change)
         elif not field and change["kind"] == "added":
-            added.append({"rule": head[5:], "fields": change["after"] or {}})
+            added.append({"rule": head[5:], "fields": change["after"] or {}, "effect": change.get("effect")})
         elif not field:
-            removed.append({"rule": head[5:], "fields": change["before"] or {}})
+            removed.append({"rule": head[5:], "fields": change["before"] or {}, "effect": change.get("effect")})
         else:
             changed.setdefault(head[5:], []).append({**change, "field": field})
     return {"added": added, "removed": removed, "changed": sorted(changed.items()), "settings": settings}
