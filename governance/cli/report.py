@@ -103,6 +103,7 @@ def report_command(
         "audits": len(document["audit_runs"]),
         "missing": document["accountability"]["missing"],
         "checkpoint": document["trail"]["checkpoint"],
+        "checkpoint_verification": document["trail"]["checkpoint_verification"],
         "dsa_audit_export": None if dsa_audit is None else {"json": str(dsa_audit), "markdown": str(dsa_audit.with_suffix(".md"))},
     }
     if json_output:
@@ -128,6 +129,7 @@ def _check_outputs(html: Path, openlineage: Path | None, pdf: Path | None, dsa_a
 def _collect(model_version: str, pack: str | None, database_url: str | None, json_output: bool) -> dict[str, Any]:
     """The report's document, read from the store (an unknown model version is a user error, exit 2)."""
     from audits import open_store
+    from audits.keys import installation_public_keys
     from audits.lineage import lineage_of
     from governance.report import collect
 
@@ -136,7 +138,8 @@ def _collect(model_version: str, pack: str | None, database_url: str | None, jso
         with store.session() as session:
             audits = lineage_of(session, model_version)["audit_runs"]  # unknown model: exit 2 here
             loaded = _pack_in_force(pack, audits, json_output)
-            return collect(session, model_version, loaded)
+            # the keys a checkpoint must verify with to be shown as proof: the installation's, as `recgov trail verify`
+            return collect(session, model_version, loaded, trusted_keys=installation_public_keys(store.settings))
     finally:
         store.close()
 
@@ -185,6 +188,12 @@ def _say_written(
         )
     elif missing := document["accountability"]["missing"]:
         console.print(f"the pack in force does not declare {', '.join(missing)}: the report says so", highlight=False)
+    latest = document["trail"]["checkpoint_verification"]["latest"]
+    if latest is not None and not latest["verified"]:
+        console.print(
+            f"the latest checkpoint (event {latest['seq']}) does not verify: {latest['reason']}; the report says so",
+            highlight=False, soft_wrap=True,
+        )
     if pdf is not None:
         console.print(f"printed it to {pdf}", highlight=False, soft_wrap=True)
     if openlineage is not None:

@@ -19,12 +19,12 @@ Example
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from audits.checkpoints import list_checkpoints
 from audits.lineage import lineage_of
 from audits.models import AuditResult, EscalationCase, SubjectRequest
 from audits.trail import read_head
@@ -33,6 +33,7 @@ from governance.report.lifecycle import lifecycle_evidence
 from governance.report.tradeoff_section import tradeoff_evidence
 from governance.report.accountability import accountability
 from governance.report.summary import executive_summary
+from governance.report.trail_proof import checkpoint_evidence
 
 __all__ = ["REPORT_SCHEMA", "collect", "openlineage_events", "render_html"]
 
@@ -75,14 +76,22 @@ def _policy_history(audits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
-def collect(session: Session, model_version_id: str, pack: Any | None = None) -> dict[str, Any]:
+def collect(
+    session: Session, model_version_id: str, pack: Any | None = None, *, trusted_keys: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Everything the report shows, as one JSON-ready dict.
 
     ``pack`` is a :class:`governance.policy.LoadedPack` (the pack in force) or
     None (the disclosure is then left out with a note). Subjects appear only as
-    counts. Raises :class:`recommender.errors.ConfigError` for an unknown model
-    version (from :func:`audits.lineage.lineage_of`).
+    counts. ``trusted_keys`` (key id -> Ed25519 public key; default: the
+    installation's keys folder, :func:`audits.keys.installation_public_keys`) are
+    the keys a checkpoint must verify with to be shown as proof
+    (:mod:`governance.report.trail_proof`). Raises
+    :class:`recommender.errors.ConfigError` for an unknown model version (from
+    :func:`audits.lineage.lineage_of`).
     """
+    from audits.keys import installation_public_keys
+
     from governance.disclosure import disclosure
 
     chain = lineage_of(session, model_version_id)
@@ -90,8 +99,7 @@ def collect(session: Session, model_version_id: str, pack: Any | None = None) ->
     params = run["params"] or {}
     audits = [{**a, "results": _results(session, a["id"])} for a in chain["audit_runs"]]
     head_seq, head_hash = read_head(session.connection())
-    checkpoints = list_checkpoints(session)
-    latest = checkpoints[-1] if checkpoints else None
+    proof, verification = checkpoint_evidence(session, installation_public_keys() if trusted_keys is None else trusted_keys)
     in_force = None
     if pack is not None:
         model_params = {k: v for k, v in params.items() if k not in ("feedback", "model_inputs", "privacy_filter")}
@@ -129,10 +137,11 @@ def collect(session: Session, model_version_id: str, pack: Any | None = None) ->
             "head_seq": head_seq,
             "head_hash": head_hash,
             "events": chain["trail"],
-            "checkpoint": None
-            if latest is None
-            else {"seq": latest.seq, "hash": latest.hash, "time": latest.time, "key_id": latest.key_id},
-            "n_checkpoints": len(checkpoints),
+            # the latest checkpoint signed by a trusted key (never one the database alone vouches for), and
+            # whether the latest stored one verifies
+            "checkpoint": proof,
+            "checkpoint_verification": verification,
+            "n_checkpoints": verification["n_checkpoints"],
         },
         "accountability": accountability(session, model_version_id, audits, None if pack is None else pack.pack),
         "lifecycle": lifecycle_evidence(session, model_version_id),

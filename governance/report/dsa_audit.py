@@ -148,8 +148,16 @@ class TrailEvidence(_Part):
 
     head_seq: int
     head_hash: str
-    checkpoint: dict[str, Any] | None = Field(description="seq, hash, time and key_id of the latest signed checkpoint, or None.")
+    checkpoint: dict[str, Any] | None = Field(
+        description="seq, hash, time and key_id of the latest checkpoint that verifies with a trusted key, or None."
+    )
     n_checkpoints: int
+    checkpoint_verification: dict[str, Any] | None = Field(
+        None,
+        description="Which keys were trusted (installation: the operator's keys folder; database: the keys the database "
+        "holds, where the installation holds none), how many checkpoints verify, and the latest stored checkpoint with "
+        "whether it verifies and, if not, why.",
+    )
 
 
 class DsaAuditExport(_Part):
@@ -375,7 +383,8 @@ def dsa_audit_export(document: dict[str, Any]) -> DsaAuditExport:
         obligations_not_evidenced=not_evidenced,
         risk_assessment=risks,
         trail=TrailEvidence(
-            head_seq=trail["head_seq"], head_hash=trail["head_hash"], checkpoint=trail["checkpoint"], n_checkpoints=trail["n_checkpoints"]
+            head_seq=trail["head_seq"], head_hash=trail["head_hash"], checkpoint=trail["checkpoint"], n_checkpoints=trail["n_checkpoints"],
+            checkpoint_verification=trail.get("checkpoint_verification"),
         ),
         parts_for_the_auditor=[],
     )
@@ -409,6 +418,19 @@ def _risk_lines(risks: list[Risk] | None) -> list[str]:
             said = _evidence_line(m.evidence)[2:] if isinstance(m.evidence, Evidence) else (m.evidence or "never measured")
             lines.append(f"- {m.name} ({m.kind}, {'in force' if m.in_force else 'not in force'}): {said}")
         lines += ["", f"**Auditor's assessment.** {risk.auditor_assessment}", ""]
+    return lines
+
+
+def _unverified_lines(verification: dict[str, Any] | None) -> list[str]:
+    """The latest stored checkpoint when it does not verify, and keys trusted only because the database holds them."""
+    if not verification:
+        return []
+    lines = []
+    if verification.get("trusted_keys") == "database":
+        lines.append("- Checked with the keys the database holds only: this installation holds no key of its own")
+    latest = verification.get("latest")
+    if latest and not latest.get("verified"):
+        lines.append(f"- Latest stored checkpoint NOT verified: seq {latest['seq']}, key {latest['key_id']}: {latest['reason']}")
     return lines
 
 
@@ -448,8 +470,9 @@ def render_markdown(export: DsaAuditExport) -> str:
         "## 5. Audit trail",
         "",
         f"- Head: seq {export.trail.head_seq}, hash {export.trail.head_hash}",
-        "- Latest signed checkpoint: "
+        "- Latest verified checkpoint: "
         + ("none" if checkpoint is None else f"seq {checkpoint['seq']}, hash {checkpoint['hash']}, key {checkpoint['key_id']}"),
+        *_unverified_lines(export.trail.checkpoint_verification),
         "",
         f"## 6. Audit opinion\n\n{export.overall_opinion}",
         "",

@@ -389,10 +389,14 @@ It uses only these fields: {{ ds.inputs|join(", ") }}.{% if ds.not_used %} It ne
 
 <h2 id="trail">10. Audit trail and how to verify it</h2>
 <table><tr><th>Trail head</th><td>event {{ t.head_seq }}, hash <span class="hash">{{ t.head_hash }}</span></td></tr>
-{% if t.checkpoint %}<tr><th>Latest signed checkpoint</th><td>event {{ t.checkpoint.seq }}, hash <span class="hash">{{ t.checkpoint.hash }}</span>, signed {{ t.checkpoint.time }}</td></tr>
+{% set cv = t.checkpoint_verification %}
+{% if t.checkpoint %}<tr><th>Latest verified checkpoint</th><td>event {{ t.checkpoint.seq }}, hash <span class="hash">{{ t.checkpoint.hash }}</span>, signed {{ t.checkpoint.time }}</td></tr>
 <tr><th>Signing key id</th><td class="hash">{{ t.checkpoint.key_id }}</td></tr>
+<tr><th>Verified with</th><td>{% if cv and cv.trusted_keys == "database" %}the keys the database holds only: this installation holds no key of its own, so whoever can write the database could have signed it{% else %}a key of this installation (its keys folder){% endif %}</td></tr>
 {% if t.checkpoint.seq < t.head_seq %}<tr><th>Not yet signed</th><td>{{ t.head_seq - t.checkpoint.seq }} event(s) after the checkpoint</td></tr>{% endif %}
-{% else %}<tr><th>Signed checkpoint</th><td>none yet: run <code>recgov trail checkpoint</code></td></tr>{% endif %}</table>
+{% elif cv and cv.n_checkpoints %}<tr><th>Verified checkpoint</th><td>none: no stored checkpoint verifies with a trusted key</td></tr>
+{% else %}<tr><th>Signed checkpoint</th><td>none yet: run <code>recgov trail checkpoint</code></td></tr>{% endif %}
+{% if cv and cv.latest and not cv.latest.verified %}<tr><th>Latest stored checkpoint: NOT verified</th><td>event {{ cv.latest.seq }}, hash <span class="hash">{{ cv.latest.hash }}</span>, signed {{ cv.latest.time }}: {{ cv.latest.reason }}. It is not proof; run <code>recgov trail verify</code>.</td></tr>{% endif %}</table>
 <p>Trail events that recorded this model's lineage:</p>
 <table><tr><th>Seq</th><th>Time</th><th>Action</th><th>Hash</th></tr>{% for e in t.events %}<tr><td>{{ e.seq }}</td><td>{{ e.time }}</td><td>{{ e.action }}</td><td class="hash">{{ e.hash }}</td></tr>{% endfor %}</table>
 <p>To verify offline, ask the operator for an export and, by a separate channel, the public key of key <span class="hash">{{ t.checkpoint.key_id if t.checkpoint else "KEY_ID" }}</span>:</p>
