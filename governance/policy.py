@@ -72,6 +72,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
 
 
+MAX_RETENTION_DAYS = 36_525
+"""The longest retention window a pack may set: a century. A window reaching before year 1 (a million days) made
+every training run and audit under the pack fail with a date overflow; a pack with no limit leaves it out."""
+
+
 # -- rules --------------------------------------------------------------------------
 class RuleBase(_Strict):
     """Fields every rule has, whatever its check."""
@@ -160,8 +165,8 @@ class MinimizationSection(_Section):
     """Attributes that must never reach a model (e.g. special categories of GDPR Art. 9)."""
     audit_only_attributes: list[str] = Field(default_factory=list)
     """Attributes readable by fairness audits only, never by a model."""
-    retention_days: int | None = Field(None, ge=1)
-    """Events older than this are excluded from training and purged."""
+    retention_days: int | None = Field(None, ge=1, le=MAX_RETENTION_DAYS)
+    """Events older than this are excluded from training and purged (at most a century; leave it out for no limit)."""
 
 
 class ConsentPurpose(_Strict):

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from governance.cli import app
 from governance.located import BOOLEAN_FOR_NUMBER
-from governance.policy import PolicyError, parse_pack
+from governance.policy import MAX_RETENTION_DAYS, PolicyError, parse_pack
 from recommender.validation_report import CODES
 from tests.governance.test_redteam_gate import HEAD, NON_FINITE
 
@@ -76,3 +76,15 @@ def test_every_finding_code_is_a_limit_a_pack_may_set() -> None:
     codes = ", ".join(f"{code}: 0.5" for code in CODES)
     rule = parse_pack(HEAD + VALIDATION.format(codes=codes), "p.yaml").pack.data.rules[0]
     assert dict(rule.params.max_share) == dict.fromkeys(CODES, 0.5)
+
+
+def test_a_retention_window_reaching_before_year_one_is_refused_at_load() -> None:
+    """Regression: ``retention_days: 1000000`` loaded, then every training run and audit under the pack failed with a
+    date overflow traceback (exit 1, read by CI as a blocking finding)."""
+    body = "minimization:\n  retention_days: {v}\n"
+    with pytest.raises(PolicyError) as caught:
+        parse_pack(HEAD + body.format(v=1_000_000), "p.yaml")
+    assert [(i.path, i.line, i.message) for i in caught.value.issues] == [
+        ("minimization.retention_days", 4, f"Input should be less than or equal to {MAX_RETENTION_DAYS} (got 1000000)")
+    ]
+    assert parse_pack(HEAD + body.format(v=MAX_RETENTION_DAYS), "p.yaml").pack.minimization.retention_days == MAX_RETENTION_DAYS
