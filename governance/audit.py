@@ -20,7 +20,7 @@ from governance.collect import bot_rules, collect_facts
 from governance.suppressed import drop_erased_events
 from governance.engine import AuditReport, evaluate
 from governance.facts import AuditFacts, CarbonFacts
-from governance.gate import GateDecision, GateDocument, decide, document, write_outputs
+from governance.gate import GateDecision, GateDocument, check_outputs, decide, document, write_outputs
 from governance.policy import LoadedPack
 from recommender.data import Dataset
 from recommender.errors import ConfigError
@@ -150,6 +150,7 @@ def run_audit(
     """
     started_clock = time.perf_counter()
     started = datetime.now(timezone.utc)
+    check_outputs(out_dir)  # before anything is trained or recorded
     check_baseline(baseline)
     check_audit_columns(loaded, dataset)
     estimated = _off_policy(loaded, store, off_policy)
@@ -187,6 +188,7 @@ def run_slate_audit(
 
     started_clock = time.perf_counter()
     started = datetime.now(timezone.utc)
+    check_outputs(out_dir)
     check_baseline(baseline)
     estimated = _off_policy(loaded, store, off_policy)
     slates = load_slates(slates_path)

@@ -8,6 +8,7 @@ short Markdown summary and SARIF 2.1.0 pointing at each rule's line in the pack.
 from __future__ import annotations
 
 import json
+import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -17,8 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from governance.engine import AuditReport, RuleResult
 from governance.registry import Status
+from recommender.errors import ConfigError
 
-__all__ = ["GateDecision", "GateDocument", "decide", "write_outputs", "to_junit", "to_markdown", "to_sarif", "gate_json_schema"]
+__all__ = [
+    "GateDecision", "GateDocument", "OUTPUT_FILES", "check_outputs", "decide", "write_outputs", "to_junit", "to_markdown",
+    "to_sarif", "gate_json_schema",
+]  # fmt: skip
 
 GATE_SCHEMA_VERSION = "recgov.gate/v1"
 
@@ -227,18 +232,49 @@ def to_sarif(doc: GateDocument) -> dict[str, Any]:
     }
 
 
-def write_outputs(doc: GateDocument, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``gate.json``, ``junit.xml``, ``summary.md`` and ``gate.sarif`` into ``out_dir``."""
+OUTPUT_FILES = {"json": "gate.json", "junit": "junit.xml", "markdown": "summary.md", "sarif": "gate.sarif"}
+"""The files :func:`write_outputs` writes into the output folder."""
+OUT_NOT_A_FOLDER = "the gate's output folder {out} is {what}; give a folder (or a path to create one) for {files}"
+OUT_NOT_WRITABLE = "the gate's output folder {out} cannot be written ({why}); give a folder this user may write to"
+OUT_FAILED = "audit #{audit_id} is recorded, but its outputs could not be written to {out}: {why}"
+
+
+def check_outputs(out_dir: str | Path) -> None:
+    """Refuse, before anything is trained or recorded, an output folder the gate's files could not be written to.
+
+    A file in the folder's place (or a folder in a file's place) failed only once the audit was recorded, with a
+    traceback and exit 1, which CI reads as a blocking finding. Nothing is created here.
+    """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "json": out / "gate.json",
-        "junit": out / "junit.xml",
-        "markdown": out / "summary.md",
-        "sarif": out / "gate.sarif",
-    }
+    files = ", ".join(OUTPUT_FILES.values())
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        what = "a file, not a folder" if existing == out else f"under {existing}, a file"
+        raise ConfigError(OUT_NOT_A_FOLDER.format(out=out, what=what, files=files))
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(OUT_NOT_WRITABLE.format(out=out, why=f"{existing} is not writable"))
+    for name in OUTPUT_FILES.values():
+        if (out / name).is_dir():
+            raise ConfigError(OUT_NOT_A_FOLDER.format(out=out, what=f"holding a folder named {name}", files=files))
+
+
+def write_outputs(doc: GateDocument, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``gate.json``, ``junit.xml``, ``summary.md`` and ``gate.sarif`` into ``out_dir``.
+
+    Raises :class:`~recommender.errors.ConfigError` naming the recorded audit when a file cannot be written (a
+    folder that changed since :func:`check_outputs`)."""
+    out = Path(out_dir)
+    paths = {kind: out / name for kind, name in OUTPUT_FILES.items()}
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_files(doc, paths)
+    except OSError as err:
+        raise ConfigError(OUT_FAILED.format(audit_id=doc.audit_id, out=out, why=err.strerror or err)) from err
+    return paths
+
+
+def _write_files(doc: GateDocument, paths: dict[str, Path]) -> None:
     paths["json"].write_text(json.dumps(doc.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
     paths["junit"].write_text(to_junit(doc), encoding="utf-8")
     paths["markdown"].write_text(to_markdown(doc), encoding="utf-8")
     paths["sarif"].write_text(json.dumps(to_sarif(doc), indent=2) + "\n", encoding="utf-8")
-    return paths
