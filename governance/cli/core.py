@@ -380,6 +380,11 @@ def evaluate_command(
         dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output, data_format=data_format)
         if chosen is not None and loaded is not None:
             _check_families_allowed(chosen, loaded, dataset)
+        elif loaded is not None:  # --ablate under a pack: its fits are ALS's, held to the pack's forbidden attributes
+            from governance.family_inputs import refuse_banned_columns
+            from recommender.family import get_family
+
+            refuse_banned_columns(get_family("als"), loaded, dataset=dataset)
         # Every fit below, tuning included, sees only what the pack (or, without one, erasures and refusals) allows.
         dataset, erased = evaluation_data(dataset, database_url, loaded)
         if ablate:

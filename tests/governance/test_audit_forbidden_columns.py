@@ -64,3 +64,13 @@ def test_an_audit_that_refits_refuses_a_forbidden_column_too(db_url: str, tmp_pa
     clean = invoke("gate", log, "--pack", pack, "--map", CLEAN, *extra, "--out", tmp_path / "out", "--database-url", db_url)
     assert clean.exit_code in (0, 1), clean.output
     assert count(db_url, "audit_runs") == before["audit_runs"] + 1
+
+
+def test_an_ablation_under_a_pack_refuses_a_forbidden_column_before_any_fit(tmp_path: Path) -> None:
+    """``recgov evaluate --ablate --pack`` fits ALS on the mapped columns: held to the pack's forbidden attributes as
+    ``--families`` under a pack already was."""
+    pack = _pack(tmp_path, consent=False)
+    args = ("evaluate", _log(tmp_path), "--no-tune", "--ablate", "--bootstrap", "20", "--pack", pack, "--map")
+    result = invoke(*args, LEAKED)
+    assert result.exit_code == 2, result.output
+    assert "event field value reads column 'gender' (gender); it is not fitted" in result.stderr
