@@ -7,6 +7,8 @@ Like Cedar's validator, it finds what is wrong with a pack without data:
   rule could fail without blocking, a pack that reads stricter than it is);
 * contradictions: an attribute both allowed as a model input and forbidden (or
   audit-only), or required by a rule while forbidden for every use (errors);
+* an ``input_allowlist`` rule judging a purpose ``minimization.purposes`` does not list (a misspelling such as
+  ``personalisation``): the rule would always be skipped (an error);
 * a ``consent.tcf.purpose`` that is not a consent purpose of the pack (an error);
 * carbon rules under ``carbon.measure: false`` (a warning: a run trained under the pack is never measured,
   so they are skipped unless the audited model was measured elsewhere);
@@ -40,6 +42,12 @@ from governance.located import PackIssue
 from governance.registry import get_check
 
 __all__ = ["analyse"]
+
+
+ALLOWLIST_PURPOSE_UNLISTED = (
+    "rule {rule!r} judges the model inputs of purpose {purpose!r}, which minimization.purposes does not list "
+    "(listed: {listed}): the rule would always be skipped; name a listed purpose or give {purpose!r} its allowed_inputs"
+)
 
 
 class _Finding(NamedTuple):
@@ -145,6 +153,16 @@ def _minimization_findings(pack: Any) -> list[_Finding]:
                 findings.append(_Finding(path, f"attribute {attr!r} is allowed as a model input for {purpose!r} but listed in minimization.forbidden_attributes"))
             elif attr in audit_only:
                 findings.append(_Finding(path, f"attribute {attr!r} is allowed as a model input for {purpose!r} but listed in minimization.audit_only_attributes"))
+    for i, rule in enumerate(m.rules):
+        purpose = getattr(rule.params, "purpose", None) if rule.check == "input_allowlist" else None
+        if purpose is None or not m.purposes or purpose in m.purposes:
+            continue  # a pack listing no purpose at all lists no allow-list to misspell
+        listed = ", ".join(sorted(m.purposes))
+        # a misspelt purpose (personalisation) left the rule judging one with no allow-list: always skipped
+        findings.append(_Finding(
+            f"minimization.rules.{i}.params.purpose" if "purpose" in rule.params.model_fields_set else f"minimization.rules.{i}",
+            ALLOWLIST_PURPOSE_UNLISTED.format(rule=rule.id, purpose=purpose, listed=listed),
+        ))  # fmt: skip
     for j, attr in enumerate(pack.fairness.audit_attributes):
         if _forbidden_for_every_use(pack, attr):
             findings.append(_Finding(

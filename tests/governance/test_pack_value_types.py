@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from governance.cli import app
+from governance.analysis import ALLOWLIST_PURPOSE_UNLISTED
 from governance.located import BOOLEAN_FOR_NUMBER
 from governance.policy import MAX_RETENTION_DAYS, PolicyError, parse_pack
 from recommender.validation_report import CODES
@@ -88,3 +89,35 @@ def test_a_retention_window_reaching_before_year_one_is_refused_at_load() -> Non
         ("minimization.retention_days", 4, f"Input should be less than or equal to {MAX_RETENTION_DAYS} (got 1000000)")
     ]
     assert parse_pack(HEAD + body.format(v=MAX_RETENTION_DAYS), "p.yaml").pack.minimization.retention_days == MAX_RETENTION_DAYS
+
+
+ALLOWLIST = """minimization:
+  purposes:
+    personalisation: {{allowed_inputs: [user_id, item_id]}}
+  rules:
+    - id: min-inputs
+      check: input_allowlist
+      description: Only interaction fields.
+{params}"""
+
+
+@pytest.mark.parametrize(
+    ("params", "path", "line"),
+    [("", "minimization.rules.0", 7), ("      params: {purpose: personalization}\n", "minimization.rules.0.params.purpose", 10)],
+    ids=["default-purpose", "named-purpose"],
+)
+def test_an_allowlist_rule_judging_an_unlisted_purpose_is_refused(params: str, path: str, line: int) -> None:
+    """Regression: a pack listing ``personalisation`` under minimization.purposes, with an input_allowlist rule judging
+    ``personalization``, loaded; the rule was then skipped in every audit, which the default gate does not block on."""
+    with pytest.raises(PolicyError) as caught:
+        parse_pack(HEAD + ALLOWLIST.format(params=params), "p.yaml")
+    assert [(i.path, i.line, i.message) for i in caught.value.issues] == [
+        (path, line, ALLOWLIST_PURPOSE_UNLISTED.format(rule="min-inputs", purpose="personalization", listed="personalisation"))
+    ]
+    fixed = ALLOWLIST.replace("personalisation:", "personalization:").format(params=params)
+    assert parse_pack(HEAD + fixed, "p.yaml").warnings == []
+
+
+def test_an_allowlist_rule_in_a_pack_listing_no_purpose_still_loads() -> None:
+    text = ALLOWLIST.replace("  purposes:\n    personalisation: {{allowed_inputs: [user_id, item_id]}}\n", "").format(params="")
+    assert parse_pack(HEAD + text, "p.yaml").warnings == []
