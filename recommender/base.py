@@ -20,9 +20,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommender.data import InteractionMatrix
-from recommender.errors import ConfigError, NotFittedError
+from recommender.errors import ConfigError, DataError, NotFittedError
 
-__all__ = ["MAX_LIST_LENGTH", "RecommendationBatch", "Recommender", "top_k_from_scores", "NOT_FITTED", "TOO_LONG"]
+__all__ = ["MAX_LIST_LENGTH", "MODEL_VALUE_BOUND", "BAD_WEIGHTS", "RecommendationBatch", "Recommender", "top_k_from_scores", "NOT_FITTED", "TOO_LONG"]
 
 NOT_FITTED = "{name} is not fitted yet: call fit(train) before {method}()."
 
@@ -32,6 +32,21 @@ MAX_LIST_LENGTH = 1000
 for re-ranking are not lists a user asks for and may be longer.)"""
 
 TOO_LONG = "The 'k' parameter of {func} must be an int in the range [1, {max}]. Got {got!r} instead."
+
+MODEL_VALUE_BOUND = 1e9
+"""The largest magnitude of a number in a model (its weights, factors, similarities and training weights).
+
+Scores are sums of products of up to three of a model's numbers over a history and the factors (PureSVD's
+``x V V^T``, EASE's ``x B``), ranked as float32 (largest 3.4e38): within this bound no score overflows, while
+one number near the float limits (``1e300``, finite, so a content address recomputed over it still matches)
+turns a score into ``inf`` or ``NaN`` and drops items from lists. Fitted numbers are many orders of magnitude
+below it; interaction weights (summed event weights) are far below it too."""
+
+BAD_WEIGHTS = (
+    "cannot fit {name}: {n} of {nnz} interaction weight(s) are not finite or lie beyond +/-{bound:g} (largest "
+    "magnitude {largest:.3g}); check the event weights and the value column"
+)
+"""The error of a fit on a training matrix with a weight no model can score with (:data:`MODEL_VALUE_BOUND`)."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +161,11 @@ class Recommender(ABC):
                 f"cannot fit {self.name} on an empty interaction matrix "
                 f"({train.n_users} users, {train.n_items} items, {train.nnz} interactions)"
             )
+        weights = np.abs(np.asarray(train.matrix.data, dtype=np.float64))
+        bad = ~(weights <= MODEL_VALUE_BOUND)  # NaN compares False: refused with the infinite and the huge
+        if bad.any():
+            largest = float(np.nanmax(weights)) if not np.isnan(weights).all() else float("nan")
+            raise DataError(BAD_WEIGHTS.format(name=self.name, n=int(bad.sum()), nnz=len(weights), bound=MODEL_VALUE_BOUND, largest=largest))
         self.popularity_ = np.asarray((train.matrix > 0).sum(axis=0)).ravel().astype(np.float64)
         self._fit(train, show_progress=show_progress)
         self.train_ = train

@@ -53,7 +53,7 @@ import numpy as np
 
 import scipy.sparse as sp
 
-from recommender.base import Recommender
+from recommender.base import MODEL_VALUE_BOUND, Recommender
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
 
@@ -81,6 +81,8 @@ __all__ = [
     "train_from_arrays",
     "csr_from_arrays",
     "without_users",
+    "MODEL_VALUE_BOUND",
+    "out_of_bound",
     "parse_family_list",
     "BASELINE_FAMILIES",
 ]
@@ -434,6 +436,10 @@ def save_state(path: str | Path, *, format: str, meta: dict[str, Any], arrays: d
         array = np.asarray(array)
         if array.dtype == object:
             array = array.astype(str)
+        problem = out_of_bound(name, array)
+        if problem:
+            # the file would be refused on load: refuse it now, before anything is written
+            raise DataError(f"{path}: cannot save the model: {problem}")
         clean[name] = array
     document = json.dumps({"format": format, **meta}, sort_keys=True)
     with open_model_file(path) as fh:
@@ -446,6 +452,24 @@ NON_FINITE_ARRAY = (
     "are finite: the file was altered or is damaged, retrain or restore it"
 )
 """The error of a model file with a NaN or infinite number in one of its arrays."""
+
+OUT_OF_BOUND_ARRAY = (
+    "array {name!r} holds {n} of {size} value(s) beyond the bound of a model's numbers, +/-{bound:g} (largest "
+    "magnitude {largest:.3g}); scores built from such numbers overflow"
+)
+"""Why a model's array is refused: a number beyond :data:`MODEL_VALUE_BOUND`."""
+
+
+def out_of_bound(name: str, array: np.ndarray) -> str | None:
+    """Why ``array`` cannot be part of a model (:data:`OUT_OF_BOUND_ARRAY`), or None: only float arrays are bounded."""
+    if array.dtype.kind not in "fc" or not array.size:
+        return None
+    magnitude = np.abs(array)
+    over = magnitude > MODEL_VALUE_BOUND
+    if not over.any():
+        return None
+    largest = float(magnitude.max())
+    return OUT_OF_BOUND_ARRAY.format(name=name, n=int(over.sum()), size=array.size, bound=MODEL_VALUE_BOUND, largest=largest)
 
 
 def read_model_file(path: str | Path, *, kind: str = "", format: str | None = None) -> tuple[Any, dict[str, np.ndarray]]:
@@ -472,6 +496,9 @@ def read_model_file(path: str | Path, *, kind: str = "", format: str | None = No
         if array.dtype.kind in "fc" and not np.isfinite(array).all():
             bad = int(array.size - np.count_nonzero(np.isfinite(array)))
             raise DataError(NON_FINITE_ARRAY.format(path=path, name=name, n=bad, size=array.size))
+        problem = out_of_bound(name, array)
+        if problem:
+            raise DataError(f"{path}: {problem}: the file was altered or is damaged, retrain or restore it")
     return meta, arrays
 
 
