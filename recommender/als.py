@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
-from recommender.base import Recommender
+from recommender.base import MODEL_VALUE_BOUND, Recommender
 from recommender.data import InteractionMatrix
 from recommender.errors import ConfigError, DataError
 from recommender.family import read_model_file, save_state, train_arrays, train_from_arrays
@@ -235,13 +235,18 @@ def continue_fit(model: AlternatingLeastSquares, pair: ConfidencePair, sweeps: i
     model._check_fit_errors()
 
 
-def _check_param(name: str, value: Any, kind: type | tuple[type, ...], low: float, low_inclusive: bool = True) -> None:
+def _check_param(
+    name: str, value: Any, kind: type | tuple[type, ...], low: float, low_inclusive: bool = True, high: float | None = None
+) -> None:
+    """A ``ConfigError`` in scikit-learn's words unless ``value`` is of ``kind`` within the range (NaN never is)."""
     ok = isinstance(value, kind) and not isinstance(value, bool) and (value >= low if low_inclusive else value > low)
+    ok = ok and (high is None or value <= high)
     if not ok:
         bracket = "[" if low_inclusive else "("
         type_name = "an int" if kind is int else "a float"
+        top = "inf)" if high is None else f"{high:g}]"
         raise ConfigError(
-            f"The '{name}' parameter of ALSRecommender must be {type_name} in the range {bracket}{low}, inf). "
+            f"The '{name}' parameter of ALSRecommender must be {type_name} in the range {bracket}{low}, {top}. "
             f"Got {value!r} instead."
         )
 
@@ -350,8 +355,10 @@ class ALSRecommender(Recommender):
     def _validate_params(self) -> None:
         _check_param("factors", self.factors, int, 1)
         _check_param("iterations", self.iterations, int, 1)
-        _check_param("regularization", self.regularization, (int, float), 0)
-        _check_param("alpha", self.alpha, (int, float), 0, low_inclusive=False)
+        # bounded like every number of a model: an infinite or huge one (a file's meta may say 1e300) makes the
+        # explanation's system (Y^T C_u Y + lambda I) overflow
+        _check_param("regularization", self.regularization, (int, float), 0, high=MODEL_VALUE_BOUND)
+        _check_param("alpha", self.alpha, (int, float), 0, low_inclusive=False, high=MODEL_VALUE_BOUND)
         if self.fairness_reweighting is not None:
             from recommender.fair_training import parse_fair_reweighting
 

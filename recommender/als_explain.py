@@ -29,6 +29,10 @@ class ListExplanation:
     """(L, n) history item indices contributing most to each list item (-1 padding)."""
     weights: np.ndarray
     """(L, n) their contributions, best first."""
+    solver: str = "cholesky"
+    """How the user's system was solved: ``cholesky``, or ``pseudo_inverse`` where it is singular (no
+    regularization and fewer independent item factors than factors): then the decomposition is that of the
+    minimum-norm least-squares user factor, still exact for it."""
 
 
 _POTRF, _POTRS = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potrs"), dtype=np.float64)
@@ -39,6 +43,21 @@ def regularized_gram(yty: np.ndarray, regularization: float) -> np.ndarray:
     depend on the user (computed once per model and passed to :func:`explain_als_list`)."""
     yty = np.asarray(yty, dtype=np.float64)
     return yty + float(regularization) * np.eye(yty.shape[0])
+
+
+def _pseudo_inverse(a: np.ndarray) -> np.ndarray:
+    """``a^+`` of a symmetric positive semi-definite ``a`` (eigenvalues under the rounding cut-off count as 0);
+    a clearly negative eigenvalue (a negative regularization) is a ``LinAlgError``: no least-squares problem
+    has such a system."""
+    values, vectors = scipy.linalg.eigh(a)
+    cutoff = max(float(np.abs(values).max(initial=0.0)), np.finfo(np.float64).tiny) * a.shape[0] * np.finfo(np.float64).eps
+    if values.min(initial=0.0) < -cutoff:
+        raise np.linalg.LinAlgError(
+            f"explain_als_list: the user's system is not positive definite nor semi-definite (smallest eigenvalue "
+            f"{values.min():.3g}): the regularization or the factors are not those of a fitted ALS model"
+        )
+    inverse = np.where(values > cutoff, 1.0 / np.where(values > cutoff, values, 1.0), 0.0)
+    return (vectors * inverse) @ vectors.T
 
 
 def explain_als_list(
@@ -93,14 +112,19 @@ def explain_als_list(
     if A.shape != (f, f) or not np.isfinite(A).all():
         raise ValueError("explain_als_list: the factors, gram matrix or history values are not finite (or not f x f)")
     factor, info = _POTRF(A, lower=False, clean=False, overwrite_a=True)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"explain_als_list: the user's system is not positive definite (LAPACK potrf info {info})")
     items = np.asarray(list_items, dtype=np.int64)
     valid = items >= 0
     L = len(items)
-    weighted, info = _POTRS(factor, Y[items[valid]].astype(np.float64).T, lower=False)  # (f, L_valid)
+    targets = Y[items[valid]].astype(np.float64).T  # (f, L_valid)
+    solver = "cholesky"
+    if info == 0:
+        weighted, info = _POTRS(factor, targets, lower=False)
     if info != 0:
-        raise np.linalg.LinAlgError(f"explain_als_list: the solve failed (LAPACK potrs info {info})")
+        # Not positive definite: singular (regularization 0 and fewer independent item factors than factors, or
+        # rounding at that edge). ALS's least-squares problem still has a well-defined answer, the minimum-norm
+        # user factor A^+ b, and the decomposition of its scores is exact: W_u = A^+ in place of A^-1.
+        weighted = _pseudo_inverse(gram + (Yh.T * (conf - 1.0)) @ Yh) @ targets  # potrf overwrote the first A
+        solver = "pseudo_inverse"
     contrib = (Yh @ weighted) * conf[:, None]  # (|H|, L_valid)
     scores = np.full(L, np.nan)
     scores[valid] = contrib.sum(axis=0)
@@ -115,4 +139,4 @@ def explain_als_list(
         best = part[rows, order]  # (L_valid, top), largest contribution first
         contributors[valid, :top] = hist[best]
         weights[valid, :top] = by_item[rows, best]
-    return ListExplanation(scores=scores, contributors=contributors, weights=weights)
+    return ListExplanation(scores=scores, contributors=contributors, weights=weights, solver=solver)

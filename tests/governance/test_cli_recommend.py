@@ -122,3 +122,23 @@ def test_gpc_from_the_command_line_is_recorded_in_the_ledger_like_the_api(db_url
     assert result.exit_code == 0, result.output
     assert _ledger(db_url, other) == []
     assert user not in result.output and runner.invoke(app, ["trail", "verify", "--database-url", db_url]).exit_code == 0
+
+
+def test_tags_of_an_unregularized_model_on_a_small_catalogue_are_served(db_url: str) -> None:
+    """Regression: ALS trained with regularization 0 on fewer items than factors has a singular system per user;
+    every personalized list's tags raised LinAlgError and ``recgov recommend`` ended in a traceback."""
+    data = "synthetic:n_users=60,n_items=6,n_interactions=200,seed=4"
+    trained = runner.invoke(app, ["train", data, "--no-tune", "--no-carbon", "--factors", "16", "--iterations", "4", "--regularization", "0", "--database-url", db_url, "--json"])
+    assert trained.exit_code == 0, trained.output
+    version = json.loads(trained.stdout)["model_version"]
+    store = open_store(db_url)
+    try:
+        with store.session() as session:
+            record_consent(session, subject_id="u000012", purpose="personalization", status="granted", lawful_basis="consent", source="api")
+    finally:
+        store.close()
+    result = runner.invoke(app, ["recommend", "u000012", "--model", version, "--data", data, "--k", "3", "--pack", "eu-gdpr-dsa", "--database-url", db_url, "--json"])
+    assert result.exit_code == 0, result.output
+    served = json.loads(result.stdout)
+    assert served["mode"] == "personalized" and served["items"]
+    assert all(item["tags"] for item in served["items"])

@@ -7,6 +7,7 @@ import pytest
 
 from governance.explain import TagKind, because_tags, explain_als_list, fallback_tags, regularized_gram
 from recommender.als import ALSRecommender, blas_single_thread
+from recommender.errors import ConfigError
 from recommender.feedback import to_implicit
 from recommender.synthetic import SyntheticSpec, generate
 
@@ -92,3 +93,31 @@ def test_tags_name_the_contributing_items(fitted) -> None:
     assert tags[0].text.startswith("Because you interacted with ")
     assert [t.kind for t in fallback_tags(2, profiling_allowed=False)] == [TagKind.not_personalized] * 2
     assert fallback_tags(1, profiling_allowed=True)[0].to_dict() == {"kind": "popular_in_context", "text": "Popular in your context"}
+
+
+def test_a_singular_system_is_decomposed_through_the_minimum_norm_solution() -> None:
+    """Regression: without regularization and with fewer items than factors, ``Y^T C_u Y`` is singular and the
+    tags of every ALS list raised LinAlgError (a 500 from the API, a traceback from ``recgov recommend``). The
+    decomposition is now that of the minimum-norm least-squares user factor, still exact for it."""
+    rng = np.random.default_rng(3)
+    Y = rng.normal(size=(4, 8)).astype(np.float32)  # 4 items, 8 factors: rank 4 at most
+    hist, values, items = np.array([0, 2]), np.array([1.0, 3.0]), np.array([1, 3, 0])
+    ex = explain_als_list(Y, 0.0, 2.0, hist, values, items, n=2)
+    assert ex.solver == "pseudo_inverse"
+    conf = 2.0 * values
+    y = Y.astype(np.float64)
+    a = y.T @ y + (y[hist].T * (conf - 1.0)) @ y[hist]
+    user = np.linalg.lstsq(a, y[hist].T @ conf, rcond=None)[0]  # the minimum-norm least-squares factor
+    np.testing.assert_allclose(ex.scores, y[items] @ user, rtol=1e-8, atol=1e-10)
+    assert np.isfinite(ex.weights[ex.contributors >= 0]).all()
+    regular = explain_als_list(Y, 0.1, 2.0, hist, values, items, n=2)
+    assert regular.solver == "cholesky"
+
+
+def test_an_infinite_or_huge_als_parameter_is_refused_before_any_system_is_built() -> None:
+    """Regression: ``regularization`` and ``alpha`` took ``inf`` (``inf >= 0``); a huge one in a model file's
+    meta made the explanation's system overflow (a ValueError at serving)."""
+    for params in ({"regularization": float("inf")}, {"alpha": float("inf")}, {"alpha": 1e300}, {"regularization": float("nan")}):
+        name = next(iter(params))
+        with pytest.raises(ConfigError, match=rf"The '{name}' parameter of ALSRecommender must be a float in the range"):
+            ALSRecommender(factors=4, iterations=1, **params)._validate_params()
