@@ -70,5 +70,5 @@ def ann_facts(
     return AnnFacts(
         recall_at_k=report.recall_at_k, k=k, index=report.index, n_items=report.n_items, n_queries=report.n_queries,
         params=report.params, speedup=report.speedup, short_lists=report.short_lists, blocked_returned=report.blocked_returned,
-        blocking=blocking,
+        exact_fallbacks=report.exact_fallbacks, index_recall_at_k=report.index_recall_at_k, blocking=blocking,
     )  # fmt: skip

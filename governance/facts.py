@@ -350,6 +350,11 @@ class AnnFacts(_Facts):
     """ANN lists shorter than the exact list of the same user (filtering that failed to refill)."""
     blocked_returned: int = 0
     """Blocked items returned by the ANN lists."""
+    exact_fallbacks: int = 0
+    """Users whose list the index could not fill (filtering left too few candidates after every round), so exact
+    search answered: ``recall_at_k`` counts those lists, exact by construction, as the index's."""
+    index_recall_at_k: float | None = None
+    """Recall@k over the users the index answered itself (None when exact search answered every one)."""
     blocking: AnnBlocking | None = None
     """The blocked items the lists were measured with (None: none, so ``blocked_returned`` says nothing)."""
 

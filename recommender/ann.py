@@ -280,6 +280,11 @@ class RecallReport:
     blocked_returned: int
     """Blocked items that came back in an approximate list (0 when filtering works)."""
     params: dict[str, Any]
+    exact_fallbacks: int = 0
+    """Queries whose list the index could not fill in ``max_rounds`` rounds, so that exact search answered them:
+    those lists are exact search's, and ``recall_at_k`` counts them as the index's."""
+    index_recall_at_k: float | None = None
+    """Recall@k over the queries the index answered itself (None when exact search answered every one)."""
 
     @property
     def speedup(self) -> float | None:
@@ -292,7 +297,8 @@ class RecallReport:
             "recall_at_k": self.recall_at_k, "k": self.k, "index": self.index, "n_items": self.n_items,
             "n_queries": self.n_queries, "ann_seconds": round(self.ann_seconds, 6), "exact_seconds": round(self.exact_seconds, 6),
             "speedup": None if self.speedup is None else round(self.speedup, 3), "short_lists": self.short_lists,
-            "blocked_returned": self.blocked_returned, "params": self.params,
+            "blocked_returned": self.blocked_returned, "params": self.params, "exact_fallbacks": self.exact_fallbacks,
+            "index_recall_at_k": self.index_recall_at_k,
         }  # fmt: skip
 
 
@@ -487,6 +493,7 @@ class ItemIndex:
             sub = excl[pending] if excl is not None else None
             ids[pending], scores[pending] = exact_search(self.vectors_, q[pending], k, exclude=sub, blocked=mask)
         self.last_exact_rows_ = int(len(pending))
+        self.last_exact_queries_ = np.sort(pending)  # which queries: an audit tells their lists from the index's
         return ids, scores
 
 
@@ -509,12 +516,16 @@ def recall_against_exact(
     started = time.perf_counter()
     exact, _ = exact_search(index.vectors_, q, k, exclude=exclude, blocked=mask)
     exact_seconds = time.perf_counter() - started
+    fell_back = index.last_exact_queries_
+    answered = np.ones(len(q), dtype=bool)
+    answered[fell_back] = False
     short = int(((approx >= 0).sum(axis=1) < (exact >= 0).sum(axis=1)).sum())
     leaked = int(mask[approx[approx >= 0]].sum()) if mask is not None else 0
     return RecallReport(
         recall_at_k=recall_at_k(approx, exact), k=k, index=index.config_.index, n_items=index.n_items_,
         n_queries=len(q), ann_seconds=ann_seconds, exact_seconds=exact_seconds, short_lists=short,
-        blocked_returned=leaked, params=index.params,
+        blocked_returned=leaked, params=index.params, exact_fallbacks=len(fell_back),
+        index_recall_at_k=recall_at_k(approx[answered], exact[answered]) if answered.any() else None,
     )  # fmt: skip
 
 

@@ -60,7 +60,7 @@ class AnnRecall(Check):
             else f"ANN candidates ({where}): recall@{ann.k} {ann.recall_at_k:.4f} >= {config.min_recall}, "
             + ("none of them returned, " if ann.blocking is not None and ann.blocking.n_blocked else "")
             + "no short list"
-        )
+        ) + _fallbacks(ann)
         return verdict(
             not problems, message, value=ann.recall_at_k, threshold=config.min_recall, evidence=ann.model_dump(mode="json")
         )
@@ -78,3 +78,15 @@ def _blocking(ann: Any) -> str:
     if blocking.measured_on == "store":
         return f"{blocking.n_blocked:,} blocked or unavailable item(s) from the store"
     return f"{blocking.n_blocked:,} planted blocked item(s) (a seeded {blocking.share:.0%} sample of the items, not the store's)"
+
+
+def _fallbacks(ann: Any) -> str:
+    """How many lists exact search answered instead of the index, and the index's own recall without them: the
+    recall above counts those lists, exact by construction, as the index's."""
+    if not ann.exact_fallbacks:
+        return ""
+    own = "none left" if ann.index_recall_at_k is None else f"{ann.index_recall_at_k:.4f}"
+    return (
+        f"; {ann.exact_fallbacks:,} of {ann.n_queries:,} list(s) answered by exact search (the index could not fill "
+        f"them), recall@{ann.k} of the index's own lists: {own}"
+    )

@@ -110,3 +110,38 @@ def test_bad_ann_params_are_refused_with_their_location() -> None:
         pack("{index: hnsw, ef_search: 0}")
     with pytest.raises(Exception, match="efsearch|extra"):
         pack("{index: hnsw, efsearch: 10}")
+
+
+def test_lists_exact_search_answered_are_counted_in_the_facts_and_the_message(dataset) -> None:
+    """Regression: when the index could not fill a list (filtering left too few candidates after every round),
+    exact search answered it silently, and the audit counted that exact list as the index's: recall 0.54 passed a
+    0.5 floor while the lists the index answered itself had 0.35. The facts and the message now say how many."""
+    ann = "{index: ivf_flat, nlist: 15, nprobe: 1, max_rounds: 1, overfetch: 0}"
+    loaded = pack(ann, min_recall=0.5)
+    facts, run = collect_facts(loaded.pack, dataset, als_params={"factors": 16, "iterations": 4})
+    # the same lists served again, counting the rows the index handed to exact search
+    model = run.models["als"]
+    rows = (run.matrices.test.matrix.getnnz(axis=1) > 0).nonzero()[0]
+    blocked = np.random.default_rng(0).choice(model.train_.n_items, facts.ann.blocking.n_blocked, replace=False)
+    served = ANNRecommender.from_fitted(
+        model, {"index": "ivf_flat", "nlist": 15, "nprobe": 1, "max_rounds": 1, "overfetch": 0}, blocked_items=list(model.train_.item_ids[blocked])
+    )
+    approx, _ = served._recommend_known(rows, 10, filter_seen=True)
+    fell_back = served.index_.last_exact_queries_
+    assert 0 < len(fell_back) < len(rows)
+    assert facts.ann.exact_fallbacks == len(fell_back)
+    exact, _ = exact_search(model.item_factors_, model.user_factors_[rows], 10, exclude=model.train_.matrix[rows], blocked=blocked)
+    own = np.setdiff1d(np.arange(len(rows)), fell_back)
+    assert facts.ann.index_recall_at_k == pytest.approx(recall_at_k(approx[own], exact[own]))
+    assert (approx[fell_back] == exact[fell_back]).all()  # those lists are exact search's
+    (result,) = evaluate(loaded, facts).results
+    assert f"{len(fell_back)} of {len(rows)} list(s) answered by exact search" in result.message, result.message
+    assert f"recall@10 of the index's own lists: {facts.ann.index_recall_at_k:.4f}" in result.message
+    assert result.evidence["exact_fallbacks"] == len(fell_back)
+
+
+def test_a_message_without_exact_fallbacks_does_not_mention_them() -> None:
+    loaded = pack("{index: flat}")
+    base = AnnFacts(recall_at_k=1.0, k=10, index="flat", n_items=100, n_queries=5)
+    (result,) = evaluate(loaded, AuditFacts(ann=base)).results
+    assert "exact search" not in result.message

@@ -187,3 +187,26 @@ def test_ann_recommender_fallbacks_never_serve_a_blocked_or_unavailable_item(als
             for item in ("not-an-item", top[0], str(als.train_.item_ids[-1])):
                 similar = m.similar_items(item, k=10)
                 assert not set(similar.item_ids.ravel()) & set(top) and (similar.item_indices >= 0).all()
+
+
+def test_queries_exact_search_answers_are_counted_apart_from_the_index() -> None:
+    """Two far-apart clusters, one IVF cell each, one cell probed: in cluster A all but 5 items are blocked, so the
+    index cannot fill a list of 10 for a query near A and exact search answers it (from B's items too). The report
+    counts those queries and gives the recall of the others, which the index answered alone."""
+    rng = np.random.default_rng(5)
+    a, b = np.zeros(8), np.zeros(8)
+    a[0], b[1] = 50.0, 50.0
+    items = np.vstack([a + rng.normal(size=(60, 8)), b + rng.normal(size=(60, 8))]).astype(np.float32)
+    queries = np.vstack([a + rng.normal(size=(7, 8)), b + rng.normal(size=(9, 8))]).astype(np.float32)
+    blocked = np.zeros(120, dtype=bool)
+    blocked[5:60] = True
+    index = ItemIndex({"index": "ivf_flat", "nlist": 2, "nprobe": 1}).fit(items)
+    report = recall_against_exact(index, queries, 10, blocked=blocked)
+    assert report.exact_fallbacks == 7 and index.last_exact_queries_.tolist() == list(range(7))
+    exact, _ = exact_search(items, queries, 10, blocked=blocked)
+    approx, _ = index.search(queries, 10, blocked=blocked)
+    assert (approx[:7] == exact[:7]).all()  # exact search's lists
+    assert report.index_recall_at_k == pytest.approx(recall_at_k(approx[7:], exact[7:]))
+    assert report.to_dict()["exact_fallbacks"] == 7
+    flat = recall_against_exact(ItemIndex({"index": "flat"}).fit(items), queries, 10, blocked=blocked)
+    assert flat.exact_fallbacks == 0 and flat.index_recall_at_k == flat.recall_at_k  # an exact index never falls back
