@@ -25,7 +25,10 @@ from recommender.errors import ConfigError
 from recommender.families._shared import StateModel, binarised, check_bool, check_int, explain_history_batch, explain_lists, history_tags, score_blocks
 from recommender.family import ErasureKind, Family, ForgetOutcome, ModelTag, register_family
 
-__all__ = ["PureSVDModel", "item_space"]
+__all__ = ["PureSVDModel", "item_space", "NOISE"]
+
+NOISE = 1e-9
+"""Scores within this share of a user's largest score are rounding noise: served as 0 (they tie, ranked by index)."""
 
 
 def item_space(matrix: Any, factors: int, random_state: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -37,7 +40,25 @@ def item_space(matrix: Any, factors: int, random_state: int | None) -> tuple[np.
     v0 = rng.uniform(-1.0, 1.0, size=n)
     _, s, vt = svds(matrix.astype(np.float64), k=factors, v0=v0, solver="arpack", random_state=random_state)
     order = np.argsort(-s, kind="stable")
-    return np.ascontiguousarray(vt[order].T), s[order]
+    v, s = np.ascontiguousarray(vt[order].T), s[order]
+    # On a matrix of rank below ``factors`` (identical rows, a small catalogue) ARPACK restarts from vectors of its
+    # own generator, whose state lives on in the process: the same seed gives other vectors from fit to fit. What
+    # the data fix is kept exact instead: a singular value 0 up to rounding has a vector of no meaning (any basis of
+    # the null space), and an item no one interacted with has 0 in every vector of a positive singular value (they
+    # lie in the row space). Rounding noise there ranked the items the data cannot tell apart, differently in each
+    # fit; at exactly 0 they tie and rank by index.
+    null = s <= float(s.max(initial=0.0)) * max(matrix.shape) * np.finfo(np.float64).eps
+    v[:, null] = 0.0
+    v[np.diff(matrix.tocsc().indptr) == 0] = 0.0
+    return v, np.where(null, 0.0, s)
+
+
+def _projected(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b.T`` for rows of the orthonormal ``V``: entries of the projector ``V V^T``, at most 1 in magnitude, so
+    those within :data:`NOISE` are rounding noise and are 0 (a tag names no item for noise, as a list ranks none)."""
+    out = a @ b.T
+    out[np.abs(out) <= NOISE] = 0.0
+    return out
 
 
 class PureSVDModel(StateModel):
@@ -89,7 +110,18 @@ class PureSVDModel(StateModel):
     def _recommend_known(self, user_index: np.ndarray, k: int, *, filter_seen: bool) -> tuple[np.ndarray, np.ndarray]:
         x = binarised(self.train_.matrix, bool(self.binary))
         v = self.item_factors_
-        return score_blocks(lambda rows: (x[rows] @ v) @ v.T, user_index, k, n_items=self.train_.n_items, seen=x if filter_seen else None)
+
+        def scores(rows: np.ndarray) -> np.ndarray:
+            block = (x[rows] @ v) @ v.T
+            # Where the matrix's rank is within ``factors``, V V^T projects onto its whole row space and a user's
+            # scores are their own row: every unseen item scores 0, plus rounding noise that differs with the bits
+            # of V (ARPACK's are not reproducible on such a matrix). Noise is not a ranking: scores within
+            # :data:`NOISE` of the row's largest are 0, and those items tie and rank by index.
+            scale = np.abs(block).max(axis=1, keepdims=True)
+            block[np.abs(block) <= NOISE * scale] = 0.0
+            return block
+
+        return score_blocks(scores, user_index, k, n_items=self.train_.n_items, seen=x if filter_seen else None)
 
     def explain(self, user_id: str, item_ids: Sequence[str]) -> list[list[ModelTag]]:
         """``because_you_interacted``: the terms ``x_uj (v_j . v_i)`` of the score, exact."""
@@ -97,7 +129,7 @@ class PureSVDModel(StateModel):
         def known(row: int, items: np.ndarray) -> list[list[ModelTag]]:
             hist = binarised(self.train_.matrix[row], bool(self.binary))
             v = self.item_factors_
-            terms = ((v[hist.indices] @ v[items].T) * hist.data[:, None]).T
+            terms = (_projected(v[hist.indices], v[items]) * hist.data[:, None]).T
             return [[tag] for tag in history_tags(terms, hist.indices, self.train_.item_ids)]
 
         return explain_lists(self, user_id, item_ids, known)
@@ -105,7 +137,7 @@ class PureSVDModel(StateModel):
     def explain_batch(self, user_ids: Sequence[str], item_lists: Sequence[Sequence[str]]) -> list[list[list[ModelTag]]]:
         """``[explain(u, items) for u, items in zip(user_ids, item_lists)]``, vectorised over blocks of users."""
         v = self.item_factors_
-        return explain_history_batch(self, user_ids, item_lists, lambda cols: v @ v[cols].T, lambda m: binarised(m, bool(self.binary)))
+        return explain_history_batch(self, user_ids, item_lists, lambda cols: _projected(v, v[cols]), lambda m: binarised(m, bool(self.binary)))
 
     def forget(self, user_ids: Sequence[str]) -> ForgetOutcome:
         """Exact by refit: the rows go and the truncated SVD runs again on the rest."""
