@@ -260,6 +260,22 @@ class RandomRecommender(Recommender):
 _KNN = {"cosine": CosineRecommender, "tfidf": TFIDFRecommender, "bm25": BM25Recommender}
 
 
+def _power_of_two_scaled_rows(matrix: sp.spmatrix) -> sp.csr_matrix:
+    """``matrix`` with each row times the power of two that brings its largest magnitude into [0.5, 1).
+
+    Cosine ignores a row's scale, and a power of two changes no bit of a normalised row; but the squares of weights
+    under about 1e-23 vanish in float32 (implicit's ``normalize`` squares before it sums in float64), the item's
+    norm is 0, its similarities NaN, and every list came back empty on such weights."""
+    x = sp.csr_matrix(matrix, copy=True)
+    peak = np.zeros(x.shape[0], dtype=np.float64)
+    counts = np.diff(x.indptr)
+    rows = np.flatnonzero(counts)
+    peak[rows] = np.maximum.reduceat(np.abs(x.data.astype(np.float64)), x.indptr[rows]) if len(rows) else peak[rows]
+    _, exponent = np.frexp(peak)
+    x.data = np.ldexp(x.data, -np.repeat(exponent, counts).astype(np.int32)).astype(x.dtype, copy=False)
+    return x
+
+
 class ItemKNNRecommender(Recommender):
     """Item-item nearest neighbours from ``implicit.nearest_neighbours``.
 
@@ -297,7 +313,7 @@ class ItemKNNRecommender(Recommender):
         # ItemItemRecommender.fit as CSR: implicit's own subclasses pass COO and
         # then warn about the conversion on every fit.
         if self.similarity == "cosine":
-            weighted = normalize(counts.T).T
+            weighted = normalize(_power_of_two_scaled_rows(counts.T)).T
         elif self.similarity == "tfidf":
             weighted = normalize(tfidf_weight(counts.T)).T
         else:

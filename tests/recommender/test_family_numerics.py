@@ -138,3 +138,28 @@ def test_pure_svd_on_a_matrix_of_rank_below_its_factors_gives_the_same_lists_and
     first = summary(fits[0].explain_batch(users, named))
     assert all(summary(m.explain_batch(users, named)) == first for m in fits[1:])
     assert summary([fits[0].explain(u, items) for u, items in zip(users, named)]) == first
+
+
+@pytest.mark.parametrize("weight", [1e-25, 1e-40])
+def test_tiny_weights_rank_as_their_pattern_in_every_family(family, weight):
+    """Regression: with every weight 1e-25 (or subnormal, 1e-40) item-kNN's cosine squared them to 0 in float32,
+    every item's norm was 0 and every list came back empty. A family that ranks by the pattern or by relative
+    weights serves full lists of finite scores without seen items."""
+    train = clustered()
+    tiny = train.matrix.copy()
+    tiny.data[:] = weight
+    model = _make(family).fit(InteractionMatrix(tiny, train.user_ids, train.item_ids))
+    batch = model.recommend(list(train.user_ids), k=5)
+    assert (batch.item_indices >= 0).all() and np.isfinite(batch.scores).all()
+    for row, items in enumerate(batch.item_indices):
+        assert not set(items) & set(train.matrix[row].indices)
+
+
+def test_item_knn_cosine_lists_do_not_depend_on_the_scale_of_the_weights():
+    train = clustered()
+    tiny = train.matrix.copy()
+    tiny.data[:] = 1e-30
+    users = list(train.user_ids)
+    plain = _make(FAMILIES["item_knn"]).fit(train).recommend(users, k=5).item_indices
+    scaled = _make(FAMILIES["item_knn"]).fit(InteractionMatrix(tiny, train.user_ids, train.item_ids)).recommend(users, k=5).item_indices
+    assert np.array_equal(plain, scaled)
