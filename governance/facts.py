@@ -335,7 +335,8 @@ class AnnFacts(_Facts):
     """Approximate nearest-neighbour candidates against exact search (:mod:`governance.collect_ann`)."""
 
     recall_at_k: float | None
-    """Share of the exact filtered top-k items (seen items removed) that the ANN lists hold, pooled over users."""
+    """Share of the exact filtered top-k items (seen items removed) that the ANN lists hold, pooled over users; an
+    item whose score ties the exact k-th score counts as one of them (:func:`recommender.ann.recall_with_ties`)."""
     k: int
     index: str
     """``hnsw``, ``ivf_flat`` or ``flat``."""

@@ -12,7 +12,7 @@ from governance.engine import evaluate  # noqa: E402
 from governance.facts import AnnBlocking, AnnFacts, AuditFacts  # noqa: E402
 from governance.policy import parse_pack  # noqa: E402
 from governance.registry import Status  # noqa: E402
-from recommender.ann import ANNRecommender, exact_search, recall_at_k  # noqa: E402
+from recommender.ann import ANNRecommender, exact_search, recall_at_k, recall_with_ties  # noqa: E402
 from recommender.synthetic import SyntheticSpec, generate  # noqa: E402
 
 
@@ -44,11 +44,13 @@ def test_a_good_index_passes_and_the_recall_is_the_exact_lists_share(dataset) ->
     model = run.models["als"]
     rows = (run.matrices.test.matrix.getnnz(axis=1) > 0).nonzero()[0]
     blocked = np.random.default_rng(0).choice(model.train_.n_items, facts.ann.blocking.n_blocked, replace=False)
-    exact, _ = exact_search(model.item_factors_, model.user_factors_[rows], 10, exclude=model.train_.matrix[rows], blocked=blocked)
+    exact, exact_scores = exact_search(model.item_factors_, model.user_factors_[rows], 10, exclude=model.train_.matrix[rows], blocked=blocked)
     served = ANNRecommender.from_fitted(model, {"index": "hnsw", "ef_search": 64}, blocked_items=list(model.train_.item_ids[blocked]))
-    approx, _ = served._recommend_known(rows, 10, filter_seen=True)
+    approx, approx_scores = served._recommend_known(rows, 10, filter_seen=True)
     assert not np.isin(approx, blocked).any()
-    assert facts.ann.recall_at_k == pytest.approx(recall_at_k(approx, exact))
+    # a test user with no training history has a zero factor: all items tie at 0, and any 10 of them are right
+    assert facts.ann.recall_at_k == pytest.approx(recall_with_ties(approx, approx_scores, exact, exact_scores))
+    assert facts.ann.recall_at_k >= recall_at_k(approx, exact)
 
 
 def test_the_stores_blocked_and_unavailable_items_are_the_ones_measured(dataset, store, recgov_home) -> None:
@@ -126,13 +128,13 @@ def test_lists_exact_search_answered_are_counted_in_the_facts_and_the_message(da
     served = ANNRecommender.from_fitted(
         model, {"index": "ivf_flat", "nlist": 15, "nprobe": 1, "max_rounds": 1, "overfetch": 0}, blocked_items=list(model.train_.item_ids[blocked])
     )
-    approx, _ = served._recommend_known(rows, 10, filter_seen=True)
+    approx, approx_scores = served._recommend_known(rows, 10, filter_seen=True)
     fell_back = served.index_.last_exact_queries_
     assert 0 < len(fell_back) < len(rows)
     assert facts.ann.exact_fallbacks == len(fell_back)
-    exact, _ = exact_search(model.item_factors_, model.user_factors_[rows], 10, exclude=model.train_.matrix[rows], blocked=blocked)
+    exact, exact_scores = exact_search(model.item_factors_, model.user_factors_[rows], 10, exclude=model.train_.matrix[rows], blocked=blocked)
     own = np.setdiff1d(np.arange(len(rows)), fell_back)
-    assert facts.ann.index_recall_at_k == pytest.approx(recall_at_k(approx[own], exact[own]))
+    assert facts.ann.index_recall_at_k == pytest.approx(recall_with_ties(approx[own], approx_scores[own], exact[own], exact_scores[own]))
     assert (approx[fell_back] == exact[fell_back]).all()  # those lists are exact search's
     (result,) = evaluate(loaded, facts).results
     assert f"{len(fell_back)} of {len(rows)} list(s) answered by exact search" in result.message, result.message

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 pytest.importorskip("faiss")
 
 from recommender.als import ALSRecommender  # noqa: E402
-from recommender.ann import ANNRecommender, ItemIndex, exact_search, recall_against_exact, recall_at_k  # noqa: E402
+from recommender.ann import ANNRecommender, ItemIndex, exact_search, recall_against_exact, recall_at_k, recall_with_ties  # noqa: E402
 from recommender.errors import ConfigError, DataError, NotFittedError  # noqa: E402
 from recommender.feedback import to_implicit  # noqa: E402
 
@@ -206,7 +206,28 @@ def test_queries_exact_search_answers_are_counted_apart_from_the_index() -> None
     exact, _ = exact_search(items, queries, 10, blocked=blocked)
     approx, _ = index.search(queries, 10, blocked=blocked)
     assert (approx[:7] == exact[:7]).all()  # exact search's lists
-    assert report.index_recall_at_k == pytest.approx(recall_at_k(approx[7:], exact[7:]))
+    assert report.index_recall_at_k == pytest.approx(recall_at_k(approx[7:], exact[7:]))  # no tie among B's scores
     assert report.to_dict()["exact_fallbacks"] == 7
     flat = recall_against_exact(ItemIndex({"index": "flat"}).fit(items), queries, 10, blocked=blocked)
     assert flat.exact_fallbacks == 0 and flat.index_recall_at_k == flat.recall_at_k  # an exact index never falls back
+
+
+@pytest.mark.parametrize("config", [{"index": "flat"}, {"index": "hnsw"}, {"index": "ivf_flat", "nlist": 1}])
+def test_items_tied_at_the_kth_place_are_all_right_answers(config: dict) -> None:
+    """Regression: recall counted by ids called an exact index wrong where scores tie: items never interacted with
+    (factors all 0) or a user without history (a zero factor) tie at 0, any k of them are the top k, and an exact
+    index over equal vectors measured 0.36. An item counts when its score reaches the exact k-th score."""
+    rng = np.random.default_rng(1)
+    items = np.vstack([rng.normal(size=(20, 8)), np.zeros((40, 8))]).astype(np.float32)
+    queries = np.vstack([np.zeros((3, 8)), rng.normal(size=(5, 8))]).astype(np.float32)
+    report = recall_against_exact(ItemIndex(config).fit(items), queries, 10)
+    assert report.recall_at_k == pytest.approx(1.0) if config["index"] == "flat" else report.recall_at_k >= 0.9
+    ties = np.ones((10, 8), dtype=np.float32)
+    flat = recall_against_exact(ItemIndex({"index": "flat"}).fit(np.vstack([ties, ties])), queries, 5)
+    assert flat.recall_at_k == pytest.approx(1.0)
+    # and a list that misses a better item is still a miss
+    exact_ids, exact_scores = exact_search(items, queries[3:], 10)
+    worse = exact_ids.copy()
+    worse[:, 0] = np.argmin(items @ queries[3:].T, axis=0)  # each query's best item swapped for its worst
+    scores = np.take_along_axis(queries[3:] @ items.T, worse, axis=1)
+    assert recall_with_ties(worse, scores, exact_ids, exact_scores) == pytest.approx(0.9)
