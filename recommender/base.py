@@ -161,9 +161,12 @@ class Recommender(ABC):
                 f"cannot fit {self.name} on an empty interaction matrix "
                 f"({train.n_users} users, {train.n_items} items, {train.nnz} interactions)"
             )
-        weights = np.abs(np.asarray(train.matrix.data, dtype=np.float64))
-        bad = ~(weights <= MODEL_VALUE_BOUND)  # NaN compares False: refused with the infinite and the huge
-        if bad.any():
+        data = train.matrix.data
+        # min and max first: no temporary the size of the data (tens of millions of weights) when all is well;
+        # a NaN makes both NaN and fails the comparisons
+        if len(data) and not (-MODEL_VALUE_BOUND <= float(data.min()) and float(data.max()) <= MODEL_VALUE_BOUND):
+            weights = np.abs(np.asarray(data, dtype=np.float64))
+            bad = ~(weights <= MODEL_VALUE_BOUND)  # NaN compares False: refused with the infinite and the huge
             largest = float(np.nanmax(weights)) if not np.isnan(weights).all() else float("nan")
             raise DataError(BAD_WEIGHTS.format(name=self.name, n=int(bad.sum()), nnz=len(weights), bound=MODEL_VALUE_BOUND, largest=largest))
         self.popularity_ = np.asarray((train.matrix > 0).sum(axis=0)).ravel().astype(np.float64)

@@ -464,6 +464,8 @@ def out_of_bound(name: str, array: np.ndarray) -> str | None:
     """Why ``array`` cannot be part of a model (:data:`OUT_OF_BOUND_ARRAY`), or None: only float arrays are bounded."""
     if array.dtype.kind not in "fc" or not array.size:
         return None
+    if array.dtype.kind == "f" and -MODEL_VALUE_BOUND <= float(array.min()) and float(array.max()) <= MODEL_VALUE_BOUND:
+        return None  # the usual case, without a temporary the size of the factors
     magnitude = np.abs(array)
     over = magnitude > MODEL_VALUE_BOUND
     if not over.any():
