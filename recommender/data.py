@@ -47,6 +47,8 @@ __all__ = [
     "EVENT_COLUMNS",
     "EVENT_TYPES",
     "ITEM_COLUMNS",
+    "LATEST_EVENT_TIME",
+    "LATEST_UNIX_SECONDS",
     "REQUIRED_EVENT_COLUMNS",
     "Dataset",
     "InteractionMatrix",
@@ -76,6 +78,13 @@ ITEM_COLUMNS: tuple[str, ...] = ("title", "provider", "provider_group", "categor
 ``|``-separated; a flag reads ``harmful:<category>``."""
 
 REQUIRED_EVENT_COLUMNS: tuple[str, ...] = ("user_id", "item_id", "timestamp")
+
+LATEST_UNIX_SECONDS = 9_223_372_036
+"""The last whole second a nanosecond clock (``datetime64[ns]``, what every rule comparing times reads) holds:
+2262-04-11T23:47:16Z. The loaders refuse a later time: it is a placeholder or the wrong unit (milliseconds read as
+seconds), and cast to nanoseconds it would wrap around to another century."""
+LATEST_EVENT_TIME = pd.Timestamp(LATEST_UNIX_SECONDS, unit="s", tz="UTC")
+""":data:`LATEST_UNIX_SECONDS` as a UTC time."""
 
 
 def empty_events() -> pd.DataFrame:
@@ -154,8 +163,8 @@ def event_times(events: pd.DataFrame, *, source: str = "events") -> np.ndarray:
     """
     raw = events["timestamp"]
     if isinstance(raw.dtype, pd.DatetimeTZDtype):
-        return raw.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
-    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        stamps = raw.dt.tz_convert("UTC")
+    elif pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
         stamps = pd.to_datetime(raw, unit="s", utc=True, errors="coerce")
     else:
         stamps = pd.to_datetime(raw, utc=True, errors="coerce", format="mixed")
@@ -166,6 +175,18 @@ def event_times(events: pd.DataFrame, *, source: str = "events") -> np.ndarray:
             f"{source}: row {row} column timestamp {raw.iloc[row]!r} cannot be read as a time "
             f"({int(bad.sum())} such row(s)); give Unix seconds or ISO 8601"
         )
+    # a coarser unit (pandas reads far times in microseconds or seconds) holds times nanoseconds do not: cast
+    # unchecked, 3000-01-01 would come back as 1830-11-23 and be judged by a time it does not have
+    earliest = pd.Timestamp.min.ceil("s").tz_localize("UTC")
+    for beyond, side, bound in ((stamps > LATEST_EVENT_TIME, "after", LATEST_EVENT_TIME), (stamps < earliest, "before", earliest)):
+        beyond = np.asarray(beyond, dtype=bool)
+        if beyond.any():
+            row = int(np.flatnonzero(beyond)[0])
+            raise DataError(
+                f"{source}: row {row} column timestamp {str(stamps.iloc[row])!r} is {side} {bound.isoformat()} "
+                f"({int(beyond.sum())} such row(s)), outside the times recgov compares: a placeholder or the wrong "
+                "unit (milliseconds read as seconds?); correct or drop the row"
+            )
     return stamps.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
 
 

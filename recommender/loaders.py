@@ -21,7 +21,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from recommender.csv_lines import record_line
-from recommender.data import Dataset, canonical_ids, ensure_event_schema, read_parquet_flat
+from recommender.data import LATEST_EVENT_TIME, Dataset, canonical_ids, ensure_event_schema, read_parquet_flat
 from recommender.datasets import FORMATS, detect_format, load_format
 from recommender.datasets.movielens_100k import (
     BAD_ENCODING,
@@ -55,6 +55,7 @@ __all__ = [
     "OUT_OF_RANGE",
     "WRONG_FIELDS",
     "REPEATED_COLUMN",
+    "AFTER_LATEST",
 ]
 
 _PLAIN = {"string", "integer", "floating", "mixed-integer-float", "mixed-integer", "decimal", "boolean", "empty", "categorical"}
@@ -65,6 +66,11 @@ PRE_EPOCH = (
     "such a time; it is a placeholder, a sign error or the wrong unit. Correct or drop the row"
 )
 """Message of the refusal of an event time before the Unix epoch (``where`` names the file and line or row)."""
+AFTER_LATEST = (
+    "{where}: {column} {value} is after 2262-04-11T23:47:16Z, the latest time recgov compares: it is a placeholder "
+    "or the wrong unit (milliseconds or microseconds read as seconds?). Correct or drop the row"
+)
+"""Message of the refusal of an event time a nanosecond clock cannot hold (:data:`recommender.data.LATEST_EVENT_TIME`)."""
 REPEATED_COLUMN = "{path} line 1: the column {column!r} appears {times} times in the header; name each column once"
 _SHOWN_CHARS = 60
 
@@ -191,6 +197,10 @@ def load_event_log(path: str | Path, mapping: ColumnMapping | None = None) -> Da
     if early.any():  # as the published data sets' readers refuse a negative Unix time
         pos = int(np.flatnonzero(early)[0])
         raise DataError(PRE_EPOCH.format(where=f"{path} {line_of(pos)}", column=mapping.timestamp, value=_shown(ts.iloc[pos])))
+    late = (parsed > LATEST_EVENT_TIME).to_numpy(dtype=bool, na_value=False)
+    if late.any():  # every rule that compares times reads nanoseconds: a later time would wrap to another century
+        pos = int(np.flatnonzero(late)[0])
+        raise DataError(AFTER_LATEST.format(where=f"{path} {line_of(pos)}", column=mapping.timestamp, value=_shown(ts.iloc[pos])))
     events["timestamp"] = parsed
     for column in ("user_id", "item_id", "event_type", "session_id"):  # a Parquet list or struct cell is no id
         if column in events and pd.api.types.infer_dtype(events[column], skipna=True) not in _PLAIN:

@@ -243,7 +243,8 @@ def numbers(
     if bad.any():
         line = int(bad.idxmax())
         kind = "an integer" if integer else "a number"
-        bounds = f" in {low:g}..{high:g}" if low is not None and high is not None else ""
+        shown = (lambda x: f"{int(x):,}") if integer else (lambda x: f"{x:g}")  # a time's bound reads 9,223,372,036, not 9.22337e+09
+        bounds = f" in {shown(low)}..{shown(high)}" if low is not None and high is not None else ""
         raise DataError(BAD_FIELD.format(path=path, line=line, column=column, expected=kind + bounds, value=Shown(raw.loc[line])))
     return values.to_numpy(dtype=np.float64)
 

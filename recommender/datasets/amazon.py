@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recommender.data import Dataset, ensure_event_schema
+from recommender.data import LATEST_UNIX_SECONDS, Dataset, ensure_event_schema
 from recommender.datasets._read import BAD_FIELD, Shown, lines, read_bytes, seconds_to_times
 from recommender.errors import DataError
 
@@ -115,7 +115,8 @@ def load_amazon(path: str | Path) -> Dataset:
     rating = pd.to_numeric(_column(path, text, frame, layout["rating"], "a rating 1..5"), errors="coerce")
     _refuse(path, text, frame, rating.isna() | (rating < 1) | (rating > 5), str(layout["rating"]), "a rating 1..5")
     when = pd.to_numeric(_column(path, text, frame, layout["time"], "a Unix time"), errors="coerce")
-    latest = 2**40 if layout["unit"] == "s" else 2**50  # as the other layouts: times beyond are no clock's
+    # as the other layouts: a later time is no clock's (a nanosecond clock, what every rule comparing times reads, ends there)
+    latest = LATEST_UNIX_SECONDS if layout["unit"] == "s" else LATEST_UNIX_SECONDS * 1000
     bad_time = when.isna() | (when < 0) | (when > latest) | (when % 1 != 0)
     _refuse(path, text, frame, bad_time, str(layout["time"]), f"a Unix time in whole {'seconds' if layout['unit'] == 's' else 'milliseconds'}")
     item = _column(path, text, frame, item_key, "a product id").astype(str).str.strip()

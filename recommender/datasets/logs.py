@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recommender.data import Dataset, ensure_event_schema
+from recommender.data import LATEST_EVENT_TIME, LATEST_UNIX_SECONDS, Dataset, ensure_event_schema
 from recommender.datasets._read import BAD_FIELD, Shown, numbers, read_table, required, seconds_to_times, unique_ids
 from recommender.errors import DataError
 
@@ -79,10 +79,11 @@ def load_lastfm_1k(path: str | Path) -> Dataset:
     frame = read_table(plays, names, sep="\t", what="tab-separated lines 'user timestamp artist-id artist track-id track'")
     user = required(plays, frame, "user", "a user id")
     times = pd.to_datetime(frame["time"].str.strip(), utc=True, errors="coerce", format="ISO8601")
-    bad = times.isna() | (times < pd.Timestamp(0, tz="UTC"))  # a time before 1970 is no play's (the other readers refuse it too)
+    # a time before 1970 is no play's (the other readers refuse it too); one after 2262-04-11 is no clock's
+    bad = times.isna() | (times < pd.Timestamp(0, tz="UTC")) | (times > LATEST_EVENT_TIME)
     if bad.any():
         line = int(bad.idxmax())
-        expected = "an ISO 8601 time like 2009-05-04T23:08:57Z, not before 1970"
+        expected = "an ISO 8601 time like 2009-05-04T23:08:57Z, between 1970 and 2262-04-11"
         raise DataError(BAD_FIELD.format(path=plays, line=line, column="time", expected=expected, value=Shown(frame["time"].loc[line])))
     track = frame["track_id"].str.strip()
     label = frame["artist"].str.strip() + " - " + frame["track"].str.strip()
@@ -171,7 +172,7 @@ def load_retailrocket(path: str | Path) -> Dataset:
     log = _in_dir(path, "events.csv")
     frame = read_table(log, ("timestamp", "visitorid", "event", "itemid", "transactionid"), sep=",",
                        header="timestamp,visitorid,event,itemid,transactionid", min_fields=4, what="a CSV with header timestamp,visitorid,event,itemid,transactionid")  # fmt: skip
-    millis = numbers(log, frame, "timestamp", integer=True, low=0, high=2**50)
+    millis = numbers(log, frame, "timestamp", integer=True, low=0, high=LATEST_UNIX_SECONDS * 1000)
     kind = frame["event"].str.strip()
     unknown = ~kind.isin(list(RETAILROCKET_EVENTS))
     if unknown.any():

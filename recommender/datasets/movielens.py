@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recommender.data import Dataset, ensure_event_schema
+from recommender.data import LATEST_UNIX_SECONDS, Dataset, ensure_event_schema
 from recommender.datasets._read import age_bands, layout_dir, numbers, read_table, required, seconds_to_times, unique_ids
 from recommender.item_table import release_columns
 
@@ -36,7 +36,7 @@ def _rating_events(path: Path, frame: pd.DataFrame, *, low: float, high: float) 
     user = required(path, frame, "userId", "a user id")
     item = required(path, frame, "movieId", "a movie id")
     value = numbers(path, frame, "rating", low=low, high=high)
-    seconds = numbers(path, frame, "timestamp", integer=True, low=0, high=2**40)
+    seconds = numbers(path, frame, "timestamp", integer=True, low=0, high=LATEST_UNIX_SECONDS)
     return pd.DataFrame(
         {
             "user_id": user.to_numpy(),

@@ -14,7 +14,7 @@ import pandas as pd
 
 from recommender.datasets._read import Shown, age_bands, layout_dir, unique_ids
 from recommender.datasets._read import lines as text_lines
-from recommender.data import Dataset, ensure_event_schema
+from recommender.data import LATEST_UNIX_SECONDS, Dataset, ensure_event_schema
 from recommender.errors import DataError
 from recommender.item_table import release_columns
 
@@ -149,7 +149,7 @@ def load_movielens_100k(directory: str | Path) -> Dataset:
     _numeric(udata, frame, "user", integer=True)
     _numeric(udata, frame, "item", integer=True)
     ratings = _numeric(udata, frame, "rating", low=1, high=5)
-    seconds = _numeric(udata, frame, "timestamp", integer=True, low=0, high=2**40)
+    seconds = _numeric(udata, frame, "timestamp", integer=True, low=0, high=LATEST_UNIX_SECONDS)
     events = pd.DataFrame(
         {
             "user_id": frame["user"].str.strip().astype("category"),

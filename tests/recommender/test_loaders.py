@@ -264,3 +264,34 @@ def test_movielens_100k_refuses_a_time_before_1970_on_its_line(ml_dir: Path) -> 
     (ml_dir / "u.data").write_text("1\t10\t5\t881250949\n2\t20\t3\t-5\n", encoding="ascii")
     with pytest.raises(DataError, match=r"u\.data line 2.*timestamp"):
         load_movielens_100k(ml_dir)
+
+
+@pytest.mark.parametrize(
+    ("name", "write", "where", "shown"),
+    [
+        ("secs.csv", lambda p: p.write_text("user_id,item_id,timestamp\na,x,1700000000\nb,y,1700000000000\n"), "line 3", "'1700000000000'"),
+        ("iso.csv", lambda p: p.write_text("user_id,item_id,timestamp\na,x,2024-01-01T00:00:00Z\nb,y,3000-01-01T00:00:00Z\n"),
+         "line 3", "'3000-01-01T00:00:00Z'"),  # fmt: skip
+        ("time.parquet", lambda p: pd.DataFrame({"user_id": ["a", "b"], "item_id": ["x", "y"],
+                                                 "timestamp": pd.to_datetime(["2024-01-01", "2500-01-01"]).as_unit("us")}).to_parquet(p),
+         "row 2", "2500-01-01"),  # fmt: skip
+    ],
+)
+def test_an_event_time_after_2262_is_refused_on_its_line(tmp_path: Path, name: str, write, where: str, shown: str) -> None:
+    """Regression: a time past what a nanosecond clock holds (milliseconds read as seconds, a placeholder) loaded, and
+    the erasure and retention rules then read it wrapped around (3000-01-01 as 1830-11-23)."""
+    path = tmp_path / name
+    write(path)
+    with pytest.raises(DataError, match=re.escape(f"{path} {where}: timestamp ") + ".*" + re.escape(shown) + ".*after 2262-04-11"):
+        load_event_log(path)
+
+
+def test_event_times_refuse_a_time_they_cannot_hold_rather_than_wrap_it() -> None:
+    """Regression: ``event_times`` cast microsecond times to nanoseconds unchecked: 3000-01-01 came back as 1830-11-23,
+    so an erasure or a retention window judged the event by a time it does not have."""
+    from recommender.data import event_times
+
+    events = pd.DataFrame({"timestamp": pd.to_datetime(["2024-01-01", "3000-01-01"], utc=True).as_unit("us")})
+    with pytest.raises(DataError, match=r"row 1 column timestamp .*3000-01-01.* after 2262-04-11"):
+        event_times(events)
+    assert event_times(events.iloc[:1]).tolist() == [pd.Timestamp("2024-01-01").value]
