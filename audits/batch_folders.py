@@ -21,8 +21,8 @@ What an anchored folder may hold, and nothing else:
 
 :func:`verify_spark_batches` (part of :func:`audits.verify.verify_store`) reads every anchored folder
 back with pyarrow (no Spark or Java needed), recomputes every chain from the records' own fields, and
-reports a changed, removed, added or reordered record, a missing or unreadable file, a partition that
-is not anchored, and any other file or folder. Readers of the records
+reports a changed, removed, added or reordered record, a missing or unreadable file, a column beside a
+record's, a partition that is not anchored, and any other file or folder. Readers of the records
 (:func:`governance.spark.records.subject_batch_records`) read only :func:`partition_files`, the data
 files of the anchored partitions: a file placed anywhere else is never taken for a record.
 """
@@ -174,6 +174,10 @@ def _check_partition(data: list[Path], anchored: Mapping[str, Any]) -> str | Non
     import pyarrow.parquet as pq
 
     try:
+        for path in data:  # a column beside the record's is data the chain does not cover: no part of the batch
+            extra = [name for name in pq.read_schema(path).names if name not in RECORD_COLUMNS]
+            if extra:
+                return f"{path.name} holds the column(s) {_listed(extra)}, which are not part of a record"
         tables = [pq.read_table(path, columns=list(RECORD_COLUMNS)) for path in data]
         table = pa.concat_tables(tables) if tables else None
     except Exception as err:  # noqa: BLE001 - an unreadable file is a finding, reported with its cause

@@ -93,3 +93,14 @@ def test_a_stray_bucket_folder_is_a_located_finding_not_a_crash(store: Store, db
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception  # a finding, not a traceback
     assert f"bucket=x/ in {batch.out.resolve()} is not a partition of this batch" in result.stdout
     assert f"partition {batch.bucket.name}: notes.txt is not a data file of the partition" in result.stdout
+
+
+def test_a_column_added_to_an_anchored_data_file_is_reported(store: Store, tmp_path: Path) -> None:
+    """Regression: trail verify read only the record columns, so a column added beside them (here the victim's list
+    in the clear) left every chain intact and the folder reported as unchanged."""
+    batch = _batch(store, tmp_path)
+    (data_file,) = batch.bucket.glob("*.parquet")
+    table = pq.read_table(data_file)
+    leaked = pa.array(["items: a, b, c" if s == batch.who else "" for s in table.column("subject").to_pylist()])
+    pq.write_table(table.append_column("note", leaked), data_file)
+    assert _problems(store) == [f"partition {batch.bucket.name}: {data_file.name} holds the column(s) note, which are not part of a record"]
