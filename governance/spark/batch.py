@@ -152,12 +152,17 @@ def batch_lists(
 ) -> BatchRun:
     """Train under the pack and write every allowed user's governed list as anchored decision records.
 
+    ``out`` must not exist yet: a batch is written once, to a new folder, and an existing one is refused before
+    anything is read, trained or recorded.
+
     Items unavailable everywhere (out of stock, withdrawn; :mod:`audits.availability`), and with ``region`` the
     items restricted there, are left out of every list as blocked items are: before the lists are cut to ``k``."""
     from audits.availability import unavailable_items
     from governance.escalation import items_out_of_lists
 
     check_engine(engine)
+    if "://" not in out and Path(out).exists():  # before the store is read, a JVM starts or any lineage is recorded
+        raise ConfigError(f"{out} already exists; a batch's decision records are written once, to a new folder")
     with store.session() as db:
         blocked = sorted(items_out_of_lists(db, pack.pack) | unavailable_items(db).for_region(region))
     if engine == "inprocess":

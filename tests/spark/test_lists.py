@@ -269,6 +269,35 @@ def test_a_batch_on_either_engine_records_its_lineage_and_anchored_lists(spark: 
         batch_lists(data, EU, store, out=str(tmp_path / "x"), engine="dask", models_dir=tmp_path / "models")
 
 
+@pytest.mark.parametrize("engine", ["spark", "inprocess"])
+def test_a_batch_into_a_folder_that_exists_is_refused_before_anything_is_trained_or_recorded(
+    spark: Any, store: Store, world: Any, tmp_path: Path, engine: str
+) -> None:
+    """Regression: on Spark the folder was checked only when the lists were written, after the filter's trail event,
+    the dataset version, the training run, the model version and its file had been recorded."""
+    from sqlalchemy import func, select
+
+    from audits.models import ModelVersion, TrailEvent
+    from governance.spark.batch import batch_lists
+    from recommender.data import Dataset
+
+    _grant_all(store, sorted(world.events["user_id"].unique()))
+    out = tmp_path / "taken"
+    (out / "bucket=0").mkdir(parents=True)
+    (out / "bucket=0" / "part-00000.parquet").write_bytes(b"an earlier batch")
+    with store.session() as session:
+        before = (session.scalar(select(func.count()).select_from(TrailEvent)), session.scalar(select(func.count()).select_from(ModelVersion)))
+    data = Dataset(events=world.events, items=world.items, name="batch", source="synthetic:batch")
+    with pytest.raises(ConfigError, match=f"{out} already exists"):
+        batch_lists(data, EU, store, out=str(out), engine=engine, k=K, models_dir=tmp_path / "models", params={"factors": 4, "iterations": 2},
+                    now=datetime(2024, 7, 2, tzinfo=UTC), buckets=2, spark=spark)  # fmt: skip
+    with store.session() as session:
+        after = (session.scalar(select(func.count()).select_from(TrailEvent)), session.scalar(select(func.count()).select_from(ModelVersion)))
+    assert after == before
+    assert not (tmp_path / "models").exists()
+    assert sorted(p.name for p in out.rglob("*")) == ["bucket=0", "part-00000.parquet"]
+
+
 def test_the_commands_refuse_an_unknown_engine_and_spark_training_without_a_pack(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
