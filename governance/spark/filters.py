@@ -113,10 +113,13 @@ def _staged(spark: Any, frame: pd.DataFrame, schema: Any) -> Any:
 
 
 def _utc_naive(stamps: pd.Series) -> pd.Series:
-    """Event times as naive UTC (``NaT`` for missing), as :func:`recommender.data.event_times` reads them."""
+    """Event times as naive UTC (``NaT`` for missing), as :func:`recommender.data.event_times` reads them, floored to
+    the microsecond: Spark's timestamps hold no finer time, and a finer one fails the cast to them (Arrow refuses to
+    lose data). Flooring can only move an event earlier: at or before an erasure rather than after it, older rather
+    than younger against the retention window; never the other way."""
     from recommender.data import event_times
 
-    return pd.Series(event_times(pd.DataFrame({"timestamp": stamps})), index=stamps.index)
+    return pd.Series(event_times(pd.DataFrame({"timestamp": stamps})), index=stamps.index).dt.floor("us")
 
 
 def frame_hash(frame: Any, columns: tuple[str, ...] | None = None) -> str:

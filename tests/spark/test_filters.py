@@ -156,3 +156,20 @@ def test_integer_ids_held_as_floats_meet_their_erasure_on_spark(spark: Any, sqli
         assert report["events"]["excluded"]["erased"] == 3 and report["events"]["excluded"]["missing_subject_id"] == 1
         assert report["events"]["kept"] == 2 and report["subjects"]["kept"] == 1
         assert sorted(r[0] for r in kept.select("user_id").collect()) == ["11", "11"]
+
+
+@pytest.mark.parametrize("staged", [False, True], ids=["in-memory", "staged-as-parquet"])
+def test_event_times_finer_than_a_microsecond_reach_spark_on_either_path(
+    spark: Any, monkeypatch: pytest.MonkeyPatch, staged: bool
+) -> None:
+    """Regression: a large events table goes to Spark through a Parquet file, and a nanosecond time (RFC 3339 with
+    nine digits, as many services log) failed that file's cast to microseconds with pyarrow's ArrowInvalid."""
+    import governance.spark.filters as filters
+
+    if staged:
+        monkeypatch.setattr(filters, "_IN_MEMORY_ROWS", 1)
+    stamps = ["2024-03-01T10:00:00.123456789Z", "2024-03-01T10:00:01.000000999Z", None]
+    events = pd.DataFrame({"user_id": ["u1", "u2", "u3"], "item_id": ["a", "b", "c"], "timestamp": pd.to_datetime(stamps, utc=True)})
+    got = events_frame(spark, Dataset(events=events)).orderBy("user_id").toPandas()["timestamp"]
+    assert got.tolist()[:2] == [pd.Timestamp("2024-03-01T10:00:00.123456"), pd.Timestamp("2024-03-01T10:00:01")]  # floored to Spark's microseconds
+    assert pd.isna(got.iloc[2])
