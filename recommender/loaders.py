@@ -213,7 +213,9 @@ def load_event_log(path: str | Path, mapping: ColumnMapping | None = None) -> Da
                     f"is {'an object' if isinstance(cell, dict) else 'a list'}, not one value; expected text or a whole number"
                 )
     for column in ("user_id", "item_id"):  # integer ids (in Parquet, floats if one is missing) read "10", not "10.0"
-        events[column] = canonical_ids(events[column]).astype("string").str.strip().astype("category")
+        ids = canonical_ids(events[column]).astype("string").str.strip()
+        # an id of blanks names no one: a missing id (validation counts it), not one person holding every anonymous event
+        events[column] = ids.mask(ids.eq("").fillna(False)).astype("category")
     events["event_type"] = events["event_type"].astype("string").str.strip().astype("category")
     sources = {dst: src for dst, src in wanted.items() if src is not None and src in raw.columns}
     return Dataset(events=ensure_event_schema(events, source=str(path)), name=path.stem, source=str(path), columns_from=sources)

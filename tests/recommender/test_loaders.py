@@ -295,3 +295,19 @@ def test_event_times_refuse_a_time_they_cannot_hold_rather_than_wrap_it() -> Non
     with pytest.raises(DataError, match=r"row 1 column timestamp .*3000-01-01.* after 2262-04-11"):
         event_times(events)
     assert event_times(events.iloc[:1]).tolist() == [pd.Timestamp("2024-01-01").value]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_blank_id_is_a_missing_id_not_a_person_named_by_blanks(tmp_path: Path, suffix: str) -> None:
+    """Regression: an id of blanks (or an empty Parquet string) was read as the id "", one person whose history
+    gathered every anonymous event, never reported as a missing id by validation."""
+    from recommender.validate import validate_events
+
+    frame = pd.DataFrame({"user_id": ["a", "   ", ""], "item_id": ["x", "y", " "], "timestamp": ["1700000000"] * 3})
+    path = tmp_path / f"log{suffix}"
+    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path)
+    events = load_event_log(path).events
+    assert events["user_id"].isna().tolist() == [False, True, True]
+    assert events["item_id"].isna().tolist() == [False, False, True]
+    codes = {f["code"]: f["count"] for f in validate_events(events).to_dict()["findings"]}
+    assert codes["missing_user_id"] == 2 and codes["missing_item_id"] == 1
