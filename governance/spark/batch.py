@@ -92,7 +92,7 @@ def train_spark_and_record(
     timings["session"] = time.perf_counter() - started
     mark = time.perf_counter()
     frame = events_frame(session, dataset)
-    kept, exclusions = filter_training_events_spark(frame, pack, store, now=now, actor=actor)
+    kept, exclusions = filter_training_events_spark(frame, pack, store, now=now, actor=actor, record_empty=False)
     timings["filter"] = time.perf_counter() - mark
     if exclusions["events"]["kept"] == 0:
         excluded = ", ".join(f"{n:,} {r}" for r, n in exclusions["events"]["excluded"].items() if n)

@@ -153,6 +153,7 @@ def filter_training_events_spark(
     now: datetime | None = None,
     record: bool = True,
     actor: str | None = None,
+    record_empty: bool = True,
 ) -> tuple[Any, dict[str, Any]]:
     """Keep the events a model may learn from, on Spark: the rules and report of the in-process filter.
 
@@ -160,7 +161,9 @@ def filter_training_events_spark(
     distinct subjects are collected to the driver (one string per subject, never an event), the
     store is read for them in bulk, and their verdicts go back to the executors as a broadcast
     join. Returns the kept events with only :data:`~recommender.feedback.MODEL_INPUT_COLUMNS`
-    (cached: training reads them several times) and the exclusions report.
+    (cached: training reads them several times) and the exclusions report. With ``record``, the
+    ``privacy.training_filtered`` trail event is appended; without ``record_empty``, not when nothing is
+    kept (a training run that is then refused writes nothing), as in process.
 
     Raises
     ------
@@ -199,7 +202,7 @@ def filter_training_events_spark(
     counts = _counts(judged, rules.reason)
     kept = judged.where(F.col("reason") == 0).select(*MODEL_INPUT_COLUMNS).cache()
     report = exclusion_report(pack, rules, counts)
-    if record:
+    if record and (record_empty or counts.events_kept):
         before = frame_hash(given.select(*EVENT_FRAME_COLUMNS))
         after = frame_hash(kept)
         record_filtering(store, pack, before, after, report, actor=actor)

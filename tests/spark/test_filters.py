@@ -173,3 +173,18 @@ def test_event_times_finer_than_a_microsecond_reach_spark_on_either_path(
     got = events_frame(spark, Dataset(events=events)).orderBy("user_id").toPandas()["timestamp"]
     assert got.tolist()[:2] == [pd.Timestamp("2024-03-01T10:00:00.123456"), pd.Timestamp("2024-03-01T10:00:01")]  # floored to Spark's microseconds
     assert pd.isna(got.iloc[2])
+
+
+def test_a_spark_training_run_refused_for_want_of_events_writes_nothing(spark: Any, store: Store, tmp_path: Path) -> None:
+    """Regression: on Spark the filter's trail event was appended before the run was refused for keeping no event; in
+    process a refused run writes nothing (``record_empty=False``)."""
+    from governance.spark.batch import train_spark_and_record
+
+    data = _dataset(seed=3)  # no consent recorded: the EU pack keeps no event
+    with store.session() as session:
+        before = session.execute(select(TrailEvent.seq)).all()
+    with pytest.raises(ConfigError, match="no event may be used for training under the pack"):
+        train_spark_and_record(data, EU, store, models_dir=tmp_path / "models", now=NOW, spark=spark)
+    with store.session() as session:
+        assert session.execute(select(TrailEvent.seq)).all() == before
+    assert not (tmp_path / "models").exists()
