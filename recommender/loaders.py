@@ -55,6 +55,7 @@ __all__ = [
     "OUT_OF_RANGE",
     "WRONG_FIELDS",
     "REPEATED_COLUMN",
+    "SHORT_LINE",
     "AFTER_LATEST",
 ]
 
@@ -90,6 +91,34 @@ def _check_header(path: Path, text: str, delimiter: str) -> None:
     for name in dict.fromkeys(names):
         if names.count(name) > 1:
             raise DataError(REPEATED_COLUMN.format(path=path, column=name, times=names.count(name)))
+
+
+SHORT_LINE = (
+    "{path} line {line}: {found} field(s) where the header names {expected} ({names}): a broken line (a field "
+    "missing, or the file cut off while it was written); mend or drop the line"
+)
+"""Message of the refusal of a CSV line with fewer fields than its header (pandas would pad it with empty ones)."""
+
+
+def _refuse_short_lines(path: Path, text: str, delimiter: str, raw: pd.DataFrame) -> None:
+    """Refuse the first line with fewer fields than the header: pandas pads it with empty fields, so a line cut
+    off or missing a field would load as an event of another item, or of no time.
+
+    A short line always leaves the last column empty, so a file whose last column is filled everywhere is not
+    read again; otherwise the records are counted with :mod:`csv`, as pandas splits them (quotes, blank lines).
+    """
+    expected = len(raw.columns)
+    if expected < 2 or not len(raw) or not raw.iloc[:, -1].isna().any():
+        return
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")), delimiter=delimiter)
+    ended = 0
+    for number, row in enumerate(reader):
+        start, ended = ended + 1, reader.line_num
+        if number == 0 or not row or (len(row) == 1 and not row[0].strip()):  # the header; a blank line pandas skips
+            continue
+        if len(row) < expected:
+            names = ", ".join(map(str, raw.columns[:6])) + (", ..." if expected > 6 else "")
+            raise DataError(SHORT_LINE.format(path=path, line=start, found=len(row), expected=expected, names=names))
 
 
 class ColumnMapping(BaseModel):
@@ -150,6 +179,7 @@ def load_event_log(path: str | Path, mapping: ColumnMapping | None = None) -> Da
             raw = pd.read_csv(io.StringIO(text), sep=mapping.delimiter, dtype=str, keep_default_na=False, na_values=[""])
         except (pd.errors.ParserError, csv.Error) as err:
             raise DataError(f"{path}: malformed CSV ({str(err).strip()})") from err
+        _refuse_short_lines(path, text, mapping.delimiter, raw)
         line_of = lambda pos: f"line {record_line(text, mapping.delimiter, pos)}"  # noqa: E731
     else:
         raise DataError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected .csv, .tsv or .parquet")

@@ -311,3 +311,26 @@ def test_a_blank_id_is_a_missing_id_not_a_person_named_by_blanks(tmp_path: Path,
     assert events["item_id"].isna().tolist() == [False, False, True]
     codes = {f["code"]: f["count"] for f in validate_events(events).to_dict()["findings"]}
     assert codes["missing_user_id"] == 2 and codes["missing_item_id"] == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "found"),
+    [
+        ("user_id,item_id,timestamp\na,x,1700000000\nb,y,1700000001\nc,zz", 4, 2),  # cut off while written
+        ("user_id,item_id,timestamp,value\na,x,1700000000,4\nb,1700000001,5\nc,z,1700000002,\n", 3, 3),  # a field missing
+        ('user_id,item_id,timestamp\n"a,1",x,1700000000\n\n"b\n2",1700000001\n', 4, 2),  # quoted, over two lines
+    ],
+)
+def test_a_csv_line_with_fewer_fields_than_the_header_is_refused_on_its_line(tmp_path: Path, content: str, line: int, found: int) -> None:
+    """Regression: pandas pads a short line with empty fields, so a line cut off ("c,zz": item "zz", no time) or
+    missing a field (the time read as the item) loaded as an event of another item at an unknown time."""
+    path = tmp_path / "log.csv"
+    path.write_text(content)
+    with pytest.raises(DataError, match=re.escape(f"{path} line {line}: {found} field(s) where the header names ")):
+        load_event_log(path)
+
+
+def test_an_empty_last_field_is_a_missing_value_not_a_short_line(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text('user_id,item_id,timestamp,value\na,x,1700000000,\n"b,2",y,1700000001,4\n')
+    assert load_event_log(path).events["value"].isna().tolist() == [True, False]
