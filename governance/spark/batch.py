@@ -152,17 +152,18 @@ def batch_lists(
 ) -> BatchRun:
     """Train under the pack and write every allowed user's governed list as anchored decision records.
 
-    ``out`` must not exist yet: a batch is written once, to a new folder, and an existing one is refused before
-    anything is read, trained or recorded.
+    ``out`` must be a path (not a URL) that does not exist yet: a batch is written once, to a new folder that trail
+    verify reads back; anything else is refused before anything is read, trained or recorded.
 
     Items unavailable everywhere (out of stock, withdrawn; :mod:`audits.availability`), and with ``region`` the
     items restricted there, are left out of every list as blocked items are: before the lists are cut to ``k``."""
     from audits.availability import unavailable_items
     from governance.escalation import items_out_of_lists
 
+    from governance.spark.lists import check_batch_folder
+
     check_engine(engine)
-    if "://" not in out and Path(out).exists():  # before the store is read, a JVM starts or any lineage is recorded
-        raise ConfigError(f"{out} already exists; a batch's decision records are written once, to a new folder")
+    check_batch_folder(out)  # before the store is read, a JVM starts or any lineage is recorded
     with store.session() as db:
         blocked = sorted(items_out_of_lists(db, pack.pack) | unavailable_items(db).for_region(region))
     if engine == "inprocess":
@@ -200,8 +201,6 @@ def _inprocess_batch(
     from governance.training_filter import subject_rules
     from recommender.als import ALSRecommender
 
-    if Path(out).exists():
-        raise ConfigError(f"{out} already exists; a batch's decision records are written once, to a new folder")
     timings: dict[str, float] = {}
     mark = time.perf_counter()
     trained = train_and_record(dataset, store=store, models_dir=models_dir, feedback=feedback or FeedbackConfig(), params=params,

@@ -18,7 +18,9 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
+from pathlib import Path
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -32,9 +34,11 @@ from governance.serving import Personalizer
 from governance.spark.records import GENESIS, anchor_batch, batch_record_keys, chain_hash, record_json, seal_fields
 from recommender.errors import ConfigError
 
-__all__ = ["BatchResult", "BATCH_CONSENT", "histories", "recommend_all", "govern_lists", "personalizer_for"]
+__all__ = ["BatchResult", "BATCH_CONSENT", "check_batch_folder", "histories", "recommend_all", "govern_lists", "personalizer_for"]
 
 BATCH_CONSENT = "profiling allowed for personalization: the pack's consent rules, read in bulk when the batch ran"
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")
+"""A URL scheme (``file:``, ``hdfs:``, ``s3a:``); a Windows drive (``C:``) is one letter and no scheme."""
 _NAMESPACE = uuid.UUID("6f1d0c1e-3b7a-5d42-9a57-2f9d8c3e4b10")
 _SCORE_BLOCK = 256
 
@@ -157,12 +161,13 @@ def govern_lists(
 
     ``candidates``: ``(user, cand_items, cand_scores)`` by model row (:func:`recommend_all`, or any
     engine's). ``model`` names the users (``user_ids``, sorted) and the model version. ``out`` must
-    not exist yet (a batch is written once); on a cluster it must be a path every executor can write.
+    not exist yet (a batch is written once) and is a path, not a URL (:func:`check_batch_folder`); on a cluster it
+    must be a path every executor can write.
 
     Raises
     ------
     ConfigError
-        ``k`` or ``buckets`` is not a positive int, or ``out`` already exists.
+        ``k`` or ``buckets`` is not a positive int, or ``out`` is a URL or already exists.
     """
     from pyspark.sql import functions as F
 
@@ -171,10 +176,7 @@ def govern_lists(
     for name, value in (("k", k), ("buckets", buckets)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"The '{name}' parameter of govern_lists must be an int in the range [1, inf). Got {value!r} instead.")
-    from pathlib import Path
-
-    if "://" not in out and Path(out).exists():
-        raise ConfigError(f"{out} already exists; a batch's decision records are written once, to a new folder")
+    check_batch_folder(out)
     spark = candidates.sparkSession
     run = run or uuid.uuid4().hex
     moment = decided_at or datetime.now(UTC)
@@ -207,9 +209,28 @@ def govern_lists(
     records.unpersist()
     seq = None
     if record:
-        path = out if "://" in out else str(Path(out).resolve())
+        path = str(Path(out).resolve())
         seq = anchor_batch(store, run=run, path=path, partitions=partitions, model_version=model.version_id_, pack=stamp, actor=actor)
     return BatchResult(run, out, sum(p["records"] for p in partitions), partitions, seq, int((~allowed).sum()))
+
+
+def check_batch_folder(out: str) -> None:
+    """Refuse a batch folder that is a URL or already exists: a batch is written once, to a new folder that
+    ``recgov trail verify`` and a subject's access request read back as a path on this machine.
+
+    Raises
+    ------
+    ConfigError
+        ``out`` is a URL (``file:``, ``hdfs:``, ``s3a:``...), which the trail would anchor as a path that does not
+        exist, or ``out`` already exists.
+    """
+    if _URL.match(out):
+        raise ConfigError(
+            f"{out} is a URL; trail verify and a subject's access request read a batch folder as a path on this "
+            "machine: give the folder as a path (on a cluster, on a file system every executor and the verifier mount)"
+        )
+    if Path(out).exists():
+        raise ConfigError(f"{out} already exists; a batch's decision records are written once, to a new folder")
 
 
 def _bucket(pseudonym: str, buckets: int) -> int:

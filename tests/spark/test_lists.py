@@ -345,3 +345,28 @@ def test_a_model_trained_on_spark_is_a_recgov_als_model_file_that_serves_its_own
         scores = model.item_factors_ @ U[row]
         scores[seen[row].indices] = -np.inf
         assert list(got.item_ids[0]) == [str(model.item_ids[i]) for i in np.argsort(-scores, kind="stable")[:K]]
+
+
+@pytest.mark.parametrize("scheme", ["file://", "file:", "hdfs://namenode:8020"])
+def test_a_batch_folder_given_as_a_url_is_refused_before_anything_is_trained_or_recorded(
+    spark: Any, store: Store, world: Any, tmp_path: Path, scheme: str
+) -> None:
+    """Regression: Spark wrote a ``file://`` folder where the URL pointed, while the trail anchored the URL, which
+    trail verify (and the subject export looking for a person's lists) read as a path that does not exist: every
+    such batch was reported missing, and left out of access requests."""
+    from sqlalchemy import func, select
+
+    from audits.models import TrailEvent
+    from governance.spark.batch import batch_lists
+    from recommender.data import Dataset
+
+    _grant_all(store, sorted(world.events["user_id"].unique()))
+    with store.session() as session:
+        before = session.scalar(select(func.count()).select_from(TrailEvent))
+    data = Dataset(events=world.events, items=world.items, name="batch", source="synthetic:batch")
+    with pytest.raises(ConfigError, match="is a URL; .* give the folder as a path"):
+        batch_lists(data, EU, store, out=f"{scheme}{tmp_path / 'b'}", engine="spark", k=K, models_dir=tmp_path / "models",
+                    params={"factors": 4, "iterations": 2}, now=datetime(2024, 7, 2, tzinfo=UTC), buckets=2, spark=spark)  # fmt: skip
+    with store.session() as session:
+        assert session.scalar(select(func.count()).select_from(TrailEvent)) == before
+    assert not (tmp_path / "b").exists() and not (tmp_path / "models").exists()
