@@ -519,7 +519,19 @@ def read_parquet_flat(path: str | Path) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if Path(path).is_file():  # (a folder of part files, as Spark writes one, is read whole below)
+        _refuse_repeated_columns(path, pq.read_schema(path).names, "")  # pyarrow's own error dumps the whole schema
     table = pq.read_table(path)
     while any(pa.types.is_struct(f.type) for f in table.schema):
         table = table.flatten()
+    _refuse_repeated_columns(path, table.column_names, " once nested fields are spread")  # a.b beside a struct a{b}
     return table.to_pandas()
+
+
+def _refuse_repeated_columns(path: str | Path, names: list[str], how: str) -> None:
+    """Refuse a table naming a column twice: which of the two a reader took would be a guess."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise DataError(f"{path}: the column {name!r} appears {names.count(name)} times{how}; name each column once")
+        seen.add(name)

@@ -113,6 +113,8 @@ def _read(path: Path, mapping: ItemMapping) -> tuple[pd.DataFrame, Callable[[int
     if suffix == ".parquet":
         try:
             raw = read_parquet_flat(path)  # nested fields as columns of their own names
+        except DataError:
+            raise
         except Exception as err:  # pyarrow raises many types for corrupt files
             raise DataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err})") from err
         return raw.astype(object).where(raw.notna(), None).astype("string"), lambda pos: f"row {pos + 1}"

@@ -169,6 +169,8 @@ def load_event_log(path: str | Path, mapping: ColumnMapping | None = None) -> Da
     if suffix == ".parquet":
         try:
             raw = read_parquet_flat(path)
+        except DataError:
+            raise
         except Exception as err:  # pyarrow raises many types for corrupt files
             raise DataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err})") from err
         line_of = lambda pos: f"row {pos + 1}"  # noqa: E731

@@ -334,3 +334,27 @@ def test_an_empty_last_field_is_a_missing_value_not_a_short_line(tmp_path: Path)
     path = tmp_path / "log.csv"
     path.write_text('user_id,item_id,timestamp,value\na,x,1700000000,\n"b,2",y,1700000001,4\n')
     assert load_event_log(path).events["value"].isna().tolist() == [True, False]
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["named-twice", "a-nested-field-shadowed"])
+def test_a_parquet_column_named_twice_is_refused_in_one_line(tmp_path: Path, nested: bool) -> None:
+    """Regression: a Parquet log naming a column twice failed with pyarrow's multi-line schema dump (its internal
+    columns and all); a top-level ``profile.age`` beside a struct ``profile`` with a field ``age`` was read as two
+    columns of one name, whichever pandas handed out first."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {"user_id": pa.array(["a", "b"]), "item_id": pa.array(["x", "y"]), "timestamp": pa.array([1_700_000_000, 1_700_000_001])}
+    if nested:
+        columns |= {"profile.age": pa.array([30, 40]), "profile": pa.StructArray.from_arrays([pa.array([31, 41])], names=["age"])}
+        repeated = "profile.age"
+    else:
+        repeated = "user_id"
+    names, arrays = list(columns), list(columns.values())
+    if not nested:
+        names, arrays = [*names, "user_id"], [*arrays, pa.array(["c", "d"])]
+    path = tmp_path / "log.parquet"
+    pq.write_table(pa.Table.from_arrays(arrays, names=names), path)
+    with pytest.raises(DataError) as info:
+        load_event_log(path)
+    assert str(info.value) == f"{path}: the column {repeated!r} appears 2 times{' once nested fields are spread' if nested else ''}; name each column once"
