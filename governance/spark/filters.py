@@ -170,13 +170,14 @@ def filter_training_events_spark(
     ConfigError
         ``purpose`` is not in the pack's consent section (nothing is read or recorded).
     DataError
-        ``events`` lacks a column the rules need.
+        ``events`` lacks a column the rules need, or holds one of another type (times as numbers or text).
     """
     from pyspark.sql import functions as F
 
     missing = [c for c in EVENT_FRAME_COLUMNS if c not in events.columns]
     if missing:
         raise DataError(f"events: missing column(s) {', '.join(missing)}; the Spark filter needs {', '.join(EVENT_FRAME_COLUMNS)}")
+    _check_types(events)
     spark = events.sparkSession
     given, events = events, events.withColumn("user_id", _id_string(events, "user_id"))
     subjects = sorted(r[0] for r in events.select("user_id").where(F.col("user_id").isNotNull()).distinct().collect())
@@ -209,6 +210,33 @@ def filter_training_events_spark(
     kept.count()  # materialize the cache before the judged frame is let go
     judged.unpersist()
     return kept, report
+
+
+_EXPECTED_TYPES = {
+    "user_id": ("text or a whole number", ("StringType", "IntegralType", "FractionalType")),
+    "item_id": ("text or a whole number", ("StringType", "IntegralType", "FractionalType")),
+    "event_type": ("text", ("StringType",)),
+    "value": ("a number", ("NumericType",)),
+    "timestamp": ("a timestamp (Unix seconds: F.timestamp_seconds; text: F.to_timestamp)", ("TimestampType", "TimestampNTZType")),
+}
+
+
+def _check_types(events: Any) -> None:
+    """Refuse a column whose Spark type the rules cannot read as they mean to: times held as numbers or text reach
+    the erasure and retention comparisons (and fail there, or compare text with times), a list cast to text names
+    a subject "[u1]".
+
+    Raises
+    ------
+    DataError
+        Naming the first such column, its type and what the filter needs.
+    """
+    from pyspark.sql import types as T
+
+    for name, (expected, kinds) in _EXPECTED_TYPES.items():
+        found = events.schema[name].dataType
+        if not isinstance(found, tuple(getattr(T, kind) for kind in kinds)) and not isinstance(found, T.NullType):
+            raise DataError(f"events: column {name} is {found.simpleString()}; the Spark filter needs {expected}; cast it first")
 
 
 def _id_string(events: Any, column: str) -> Any:

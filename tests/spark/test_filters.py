@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -188,3 +189,23 @@ def test_a_spark_training_run_refused_for_want_of_events_writes_nothing(spark: A
     with store.session() as session:
         assert session.execute(select(TrailEvent.seq)).all() == before
     assert not (tmp_path / "models").exists()
+
+
+@pytest.mark.parametrize(
+    ("column", "spark_type", "value"),
+    [("timestamp", "bigint", 1_709_251_200), ("timestamp", "string", "2024-03-01T00:00:00Z"), ("value", "string", "4"),
+     ("user_id", "array<string>", ["u1"])],
+)  # fmt: skip
+def test_a_spark_events_table_of_the_wrong_types_is_refused_naming_the_column(
+    spark: Any, sqlite_store: Store, column: str, spark_type: str, value: Any
+) -> None:
+    """Regression: a table already on the cluster with its times as Unix seconds or text reached the rules' time
+    comparisons (erasure, retention) and failed there with Spark's analysis error, or compared text with times."""
+    types = {"user_id": "string", "item_id": "string", "event_type": "string", "value": "double", "timestamp": "timestamp_ntz"}
+    row = {"user_id": "u1", "item_id": "a", "event_type": "view", "value": None, "timestamp": datetime(2024, 3, 1)}
+    types[column], row[column] = spark_type, value
+    frame = spark.createDataFrame([tuple(row.values())], ", ".join(f"{c} {t}" for c, t in types.items()))
+    with pytest.raises(DataError, match=re.escape(f"events: column {column} is ") + r".*; the Spark filter needs"):
+        filter_training_events_spark(frame, CA, sqlite_store, now=NOW)
+    with sqlite_store.session() as session:
+        assert session.execute(select(TrailEvent)).first() is None
