@@ -16,8 +16,11 @@ What an anchored folder may hold, and nothing else:
 * a folder ``bucket=N`` (``N`` a decimal number without leading zeros) for each anchored partition,
   holding the partition's Parquet data files (``*.parquet``) and the checksum file Hadoop writes
   beside each (``.NAME.crc``);
-* at its root, the marker Spark writes when a job succeeded (``_SUCCESS``) and its checksum
+* at its root, the marker Spark writes when a job succeeded (``_SUCCESS``, empty) and its checksum
   (``._SUCCESS.crc``).
+
+A checksum file must hold the checksum of its file, as Hadoop writes it, and nothing else: no file of the
+folder holds data its chains do not cover.
 
 :func:`verify_spark_batches` (part of :func:`audits.verify.verify_store`) reads every anchored folder
 back with pyarrow (no Spark or Java needed), recomputes every chain from the records' own fields, and
@@ -98,18 +101,42 @@ def _is_checksum_of(name: str, names: set[str]) -> bool:
     return name.startswith(".") and name.endswith(".crc") and name[1:-4] in names
 
 
-def _partition_entries(folder: Path) -> tuple[list[Path], list[str]]:
-    """A partition folder's data files (sorted) and the names of everything else in it."""
+def _partition_entries(folder: Path) -> tuple[list[Path], list[str], list[Path]]:
+    """A partition folder's data files (sorted), the names of everything else in it, and the checksum files beside
+    its files (their content is checked by :func:`_checksum_holds`)."""
     entries = sorted(folder.iterdir(), key=lambda p: p.name)
     files = {p.name for p in entries if p.is_file()}
-    data, stray = [], []
+    data, stray, checksums = [], [], []
     for entry in entries:
         name = entry.name
         if entry.is_file() and name.endswith(".parquet") and not name.startswith((".", "_")):
             data.append(entry)
-        elif not (entry.is_file() and _is_checksum_of(name, files)):
+        elif entry.is_file() and _is_checksum_of(name, files):
+            checksums.append(entry)
+        else:
             stray.append(name + ("/" if entry.is_dir() else ""))
-    return data, stray
+    return data, stray, checksums
+
+
+_CRC_MAGIC = b"crc\x00"
+
+
+def _checksum_holds(checksum: Path) -> bool:
+    """Whether the Hadoop checksum file ``.NAME.crc`` is the checksum of ``NAME`` beside it, as Hadoop's local file
+    system writes one: ``crc\\0``, the bytes per chunk (a big-endian int), then the CRC-32 of every chunk. Anything
+    else in it is data the batch's chains do not cover."""
+    import struct
+    import zlib
+
+    held = checksum.read_bytes()
+    if len(held) < 8 or not held.startswith(_CRC_MAGIC):
+        return False
+    (chunk,) = struct.unpack(">i", held[4:8])
+    if not 0 < chunk <= 1 << 24:
+        return False
+    data = (checksum.parent / checksum.name[1:-4]).read_bytes()
+    due = b"".join(struct.pack(">I", zlib.crc32(data[i : i + chunk])) for i in range(0, len(data), chunk))
+    return held[8:] == due
 
 
 def partition_files(root: Path, bucket: int) -> list[Path]:
@@ -153,15 +180,24 @@ def _check_batch(anchor: Mapping[str, Any]) -> list[str]:
             stray.append(entry.name + ("/" if entry.is_dir() else ""))
     if stray:
         problems.append(f"{_listed(stray)} in {root} {'is' if len(stray) == 1 else 'are'} not part of the batch (not an anchored bucket=N partition)")
+    marker = root / "_SUCCESS"
+    if marker.is_file() and marker.stat().st_size:
+        problems.append(f"_SUCCESS in {root} is not empty, as the marker of a finished Spark job is")
+    crc = root / "._SUCCESS.crc"
+    if crc.is_file() and not (marker.is_file() and _checksum_holds(crc)):
+        problems.append(f"._SUCCESS.crc in {root} is not the checksum of _SUCCESS")
     for bucket in sorted(set(found) - set(anchored)):
         problems.append(f"partition bucket={bucket} is not anchored on the trail")
     for bucket, part in sorted(anchored.items()):
         if bucket not in found:
             problems.append(f"partition bucket={bucket} ({part['records']} records) is missing")
             continue
-        data, stray = _partition_entries(found[bucket])
+        data, stray, checksums = _partition_entries(found[bucket])
         if stray:
             problems.append(f"partition bucket={bucket}: {_listed(stray)} {'is' if len(stray) == 1 else 'are'} not a data file of the partition")
+        for checksum in checksums:
+            if not _checksum_holds(checksum):
+                problems.append(f"partition bucket={bucket}: {checksum.name} is not the checksum of {checksum.name[1:-4]}")
         problem = _check_partition(data, part)
         if problem:
             problems.append(f"partition bucket={bucket}: {problem}")

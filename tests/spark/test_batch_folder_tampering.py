@@ -104,3 +104,30 @@ def test_a_column_added_to_an_anchored_data_file_is_reported(store: Store, tmp_p
     leaked = pa.array(["items: a, b, c" if s == batch.who else "" for s in table.column("subject").to_pylist()])
     pq.write_table(table.append_column("note", leaked), data_file)
     assert _problems(store) == [f"partition {batch.bucket.name}: {data_file.name} holds the column(s) note, which are not part of a record"]
+
+
+def _hadoop_checksum(data: bytes, chunk: int = 512) -> bytes:
+    """The ``.NAME.crc`` file Hadoop's local file system writes beside ``NAME`` (CRC-32 of every 512-byte chunk)."""
+    import struct
+    import zlib
+
+    return b"crc\x00" + struct.pack(">i", chunk) + b"".join(struct.pack(">I", zlib.crc32(data[i : i + chunk])) for i in range(0, len(data), chunk))
+
+
+def test_a_checksum_or_success_file_holding_anything_but_its_due_is_reported(store: Store, tmp_path: Path) -> None:
+    """Regression: a ``.NAME.crc`` beside a data file and the root's ``_SUCCESS`` were let be whatever they held, so
+    anything (a list in the clear) could be stored in them while trail verify called the folder intact."""
+    batch = _batch(store, tmp_path)
+    (data_file,) = batch.bucket.glob("*.parquet")
+    checksum = batch.bucket / f".{data_file.name}.crc"
+    checksum.write_bytes(_hadoop_checksum(data_file.read_bytes()))
+    (batch.out / "_SUCCESS").write_bytes(b"")
+    (batch.out / "._SUCCESS.crc").write_bytes(_hadoop_checksum(b""))
+    assert _problems(store) == []  # what Spark writes, as it writes it
+    checksum.write_bytes(b"items: a, b, c")
+    (batch.out / "_SUCCESS").write_bytes(b"items: a, b, c")
+    (batch.out / "._SUCCESS.crc").write_bytes(_hadoop_checksum(b"items: a, b, c"))
+    assert _problems(store) == [
+        f"_SUCCESS in {batch.out.resolve()} is not empty, as the marker of a finished Spark job is",
+        f"partition {batch.bucket.name}: .{data_file.name}.crc is not the checksum of {data_file.name}",
+    ]
