@@ -21,7 +21,7 @@ import pandas as pd
 from recommender.errors import DataError
 
 __all__ = [
-    "BAD_FIELD", "BAD_HEADER", "MISSING_FILE", "Shown", "MOVIELENS_AGE_BANDS", "REPEATED_ID", "age_bands", "layout_dir", "lines",
+    "BAD_FIELD", "BAD_HEADER", "MISSING_FILE", "Shown", "MOVIELENS_AGE_BANDS", "REPEATED_ID", "age_bands", "as_utf8_if_resaved", "layout_dir", "lines",
     "numbers", "read_bytes", "read_table", "required", "seconds_to_times", "unique_ids",
 ]  # fmt: skip
 
@@ -135,7 +135,22 @@ def read_bytes(path: Path, what: str) -> bytes:
     return raw
 
 
+def as_utf8_if_resaved(raw: bytes, encoding: str) -> str:
+    """``encoding`` as given, or ``utf-8`` for a latin-1 file re-saved as UTF-8 (as many copies of the published data
+    sets are): latin-1 decodes any bytes, so such a copy would read without an error and every accented title come
+    back garbled (``CafÃ©``). Bytes that decode as UTF-8 and hold a non-ASCII character are UTF-8: latin-1 text
+    would need ``Ã`` followed by another accented letter, in every such place, to look so."""
+    if encoding.lower().replace("_", "-") in ("latin-1", "latin1", "iso-8859-1") and not raw.isascii():
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return encoding
+        return "utf-8"
+    return encoding
+
+
 def _decode(path: Path, raw: bytes, encoding: str) -> str:
+    encoding = as_utf8_if_resaved(raw, encoding)
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as err:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recommender.datasets._read import Shown, age_bands, layout_dir, unique_ids
+from recommender.datasets._read import Shown, age_bands, as_utf8_if_resaved, layout_dir, unique_ids
 from recommender.datasets._read import lines as text_lines
 from recommender.data import LATEST_UNIX_SECONDS, Dataset, ensure_event_schema
 from recommender.errors import DataError
@@ -66,6 +66,7 @@ def read_text(path: Path, encoding: str, what: str) -> str:
         raise DataError(EMPTY_FILE.format(path=path, what=what))
     if b"\x00" in raw[:65536]:
         raise DataError(NOT_TEXT.format(path=path, encoding=encoding))
+    encoding = as_utf8_if_resaved(raw, encoding)  # a latin-1 file re-saved as UTF-8 keeps its accents
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as err:

@@ -345,3 +345,24 @@ def test_every_published_layout_refuses_an_event_time_no_clock_compares_on_its_l
     target = tmp_path / next(iter(files)).split("/")[0]
     with pytest.raises(DataError, match=re.escape(says)):
         load_format(target, fmt) if fmt else load_data(target)
+
+
+@pytest.mark.parametrize(
+    ("files", "item", "title"),
+    [
+        ({"ml-100k/u.data": "1\t10\t5\t978300760\n", "ml-100k/u.item": "10|Café Society (1995)|01-Jan-1995||http://x/10|" + "|".join(["0"] * 18) + "|1\n"},
+         "10", "Café Society (1995)"),  # fmt: skip
+        ({"ml-1m/ratings.dat": "1::1193::5::978300760\n", "ml-1m/movies.dat": "1193::Cité des enfants perdus, La (1995)::Drama\n"},
+         "1193", "Cité des enfants perdus, La (1995)"),  # fmt: skip
+    ],
+)
+def test_a_latin1_layout_saved_as_utf8_keeps_its_titles(tmp_path: Path, files: dict[str, str], item: str, title: str) -> None:
+    """Regression: MovieLens' latin-1 files re-saved as UTF-8 (as many copies are) decode as latin-1 without an
+    error, so every accented title came back garbled ("CafÃ©"): in the item table, the content model and the lists."""
+    for name, text in files.items():
+        _write(tmp_path / name, text, "utf-8")
+    data = load_data(tmp_path / next(iter(files)).split("/")[0])
+    assert data.items.loc[item, "title"] == title
+    for name, text in files.items():  # the published latin-1 bytes read as before
+        _write(tmp_path / name, text, "latin-1")
+    assert load_data(tmp_path / next(iter(files)).split("/")[0]).items.loc[item, "title"] == title
