@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from recommender.data import LATEST_UNIX_SECONDS, Dataset, ensure_event_schema
-from recommender.datasets._read import BAD_FIELD, Shown, lines, read_bytes, seconds_to_times
+from recommender.datasets._read import BAD_FIELD, Shown, _decode, lines, read_bytes, seconds_to_times
 from recommender.errors import DataError
 
 __all__ = ["LAYOUTS", "TEXT_REVIEWS", "load_amazon"]
@@ -63,7 +63,8 @@ def _rows(path: Path) -> tuple[pd.DataFrame, str]:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as err:
             raise DataError(f"{path}: not a readable gzip file ({err})") from err
-    text = raw.decode("utf-8", errors="replace")
+    # strictly: bytes replaced by U+FFFD would make two ids that differ only there one person's
+    text = _decode(path, raw, "utf-8").removeprefix("\ufeff")
     try:
         return pd.read_json(io.StringIO(text), lines=True, dtype=False), text
     except (ValueError, TypeError) as err:  # a line holding a JSON array or number is a TypeError

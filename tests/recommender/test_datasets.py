@@ -366,3 +366,16 @@ def test_a_latin1_layout_saved_as_utf8_keeps_its_titles(tmp_path: Path, files: d
     for name, text in files.items():  # the published latin-1 bytes read as before
         _write(tmp_path / name, text, "latin-1")
     assert load_data(tmp_path / next(iter(files)).split("/")[0]).items.loc[item, "title"] == title
+
+
+def test_an_amazon_file_with_bytes_that_are_not_utf8_is_refused_on_their_line(tmp_path: Path) -> None:
+    """Regression: undecodable bytes were replaced by U+FFFD, so two reviewers whose ids differ only there became one
+    person ("A\\ufffd1"): one history, and an erasure or a consent record keyed by either id met neither."""
+    good = b'{"reviewerID": "A1", "asin": "B01", "overall": 5.0, "unixReviewTime": 1400000000}\n'
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(good + b'{"reviewerID": "A\xe91", "asin": "B01", "overall": 4.0, "unixReviewTime": 1400000001}\n'
+                     + b'{"reviewerID": "A\xe81", "asin": "B02", "overall": 4.0, "unixReviewTime": 1400000002}\n')  # fmt: skip
+    with pytest.raises(DataError, match=re.escape(f"{path} line 2: byte 0xe9 cannot be decoded as utf-8")):
+        load_data(path)
+    path.write_bytes(b"\xef\xbb\xbf" + good)  # a byte-order mark is no content
+    assert load_data(path).events["user_id"].astype(str).tolist() == ["A1"]
