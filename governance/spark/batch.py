@@ -12,6 +12,7 @@ the serving path's personalizer) and writes the same record layout: the benchmar
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -73,7 +74,7 @@ def train_spark_and_record(
     spark: Any = None,
 ) -> tuple[BatchRun, Any]:
     """Filter and train on Spark, save the factors and record the lineage; returns the run and the fitted model."""
-    from audits import record_dataset_version, record_model_version, record_training_run
+    from audits import ModelVersion, record_dataset_version, record_model_version, record_training_run
     from governance.spark.als import als_artifact, train_als_spark
     from governance.spark.filters import events_frame, filter_training_events_spark
     from governance.spark.session import spark_session
@@ -107,27 +108,45 @@ def train_spark_and_record(
     artifact = models_dir / f"{model.version_id_}.npz"
     payload = als_artifact(model, session.version)  # a recgov ALS model file: served, explained and unlearned in process
     artifact_hash = hashlib.sha256(payload).hexdigest()
-    with store.session() as db:
-        dv = record_dataset_version(
-            db, content_hash=exclusions["dataset"]["after"], name=dataset.name, source=dataset.source,
-            n_events=int(exclusions["events"]["kept"]), n_users=len(model.user_ids), n_items=len(model.item_ids),
-            schema=dataset_schema(dataset), validation=None, actor=actor,
-        )  # fmt: skip
-        run = record_training_run(
-            db, dataset_version=dv,
-            params={**model.params, "engine": "spark", "solver": "mllib-als (confidence 1 + alpha r, regularization x n_u)",
-                    "feedback": feedback.model_dump(), "model_inputs": list(MODEL_INPUT_COLUMNS),
-                    INPUT_SOURCES: renamed_columns_read(get_family("als"), dataset, params), "privacy_filter": exclusions,
-                    ERASURES_SEEN: exclusions[ERASURES_SEEN]},
-            library_versions={"pyspark": session.version}, started_at=fit_started, ended_at=fit_ended, actor=actor,
-        )  # fmt: skip
-        record_model_version(
-            db, version_id=model.version_id_, kind="als-spark", training_run=run, artifact_hash=artifact_hash,
-            artifact_location=str(artifact), actor=actor,
-        )  # fmt: skip
-        run_id = run.id
-    with open_model_file(artifact) as handle:  # owner-only: the file holds the ids of the subjects it learned from
+    # written beside the final name and moved into place once the records are committed: a failed run never
+    # replaces a recorded artifact
+    pending = models_dir / f".{model.version_id_}.{os.getpid()}.pending.npz"
+    with open_model_file(pending) as handle:  # owner-only: the file holds the ids of the subjects it learned from
         handle.write(payload)
+    try:
+        with store.session() as db:
+            dv = record_dataset_version(
+                db, content_hash=exclusions["dataset"]["after"], name=dataset.name, source=dataset.source,
+                n_events=int(exclusions["events"]["kept"]), n_users=len(model.user_ids), n_items=len(model.item_ids),
+                schema=dataset_schema(dataset), validation=None, actor=actor,
+            )  # fmt: skip
+            run = record_training_run(
+                db, dataset_version=dv,
+                params={**model.params, "engine": "spark", "solver": "mllib-als (confidence 1 + alpha r, regularization x n_u)",
+                        "feedback": feedback.model_dump(), "model_inputs": list(MODEL_INPUT_COLUMNS),
+                        INPUT_SOURCES: renamed_columns_read(get_family("als"), dataset, params), "privacy_filter": exclusions,
+                        ERASURES_SEEN: exclusions[ERASURES_SEEN]},
+                library_versions={"pyspark": session.version}, started_at=fit_started, ended_at=fit_ended, actor=actor,
+            )  # fmt: skip
+            # the same data, parameters and Spark make the same version id: a run that reproduces a recorded version
+            # bit for bit is recorded as a run of it (as in process); another artifact under that id is refused
+            existing = db.get(ModelVersion, model.version_id_)
+            if existing is None:
+                record_model_version(
+                    db, version_id=model.version_id_, kind="als-spark", training_run=run, artifact_hash=artifact_hash,
+                    artifact_location=str(artifact), actor=actor,
+                )  # fmt: skip
+            elif existing.artifact_hash != artifact_hash:
+                raise ConfigError(
+                    f"model version {existing.version_id} is recorded with artifact {existing.artifact_hash[:16]}... but "
+                    f"this run produced {artifact_hash[:16]}... from the same data, parameters and Spark; MLlib's fit is "
+                    "not reproducible here (another master or partitioning?), refusing to record it under the same version"
+                )
+            run_id = run.id
+    except BaseException:
+        pending.unlink(missing_ok=True)
+        raise
+    os.replace(pending, artifact)
     timings["record"] = time.perf_counter() - mark
     return BatchRun("spark", model.version_id_, run_id, exclusions, timings, artifact=str(artifact)), model
 

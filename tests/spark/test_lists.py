@@ -370,3 +370,30 @@ def test_a_batch_folder_given_as_a_url_is_refused_before_anything_is_trained_or_
     with store.session() as session:
         assert session.scalar(select(func.count()).select_from(TrailEvent)) == before
     assert not (tmp_path / "b").exists() and not (tmp_path / "models").exists()
+
+
+def test_training_on_spark_again_on_the_same_data_reproduces_the_recorded_version(spark: Any, store: Store, world: Any, tmp_path: Path) -> None:
+    """Regression: the second ``recgov train --engine spark`` (or ``recgov batch``) on the same data and parameters made
+    the same version id and was refused ("model version ... is already recorded ... from training run 1"), after its
+    filter was recorded; in process such a run is recorded as reproducing the version."""
+    from sqlalchemy import select
+
+    from audits.models import ModelVersion, TrainingRun
+    from governance.artifacts import verify_artifact
+    from governance.spark.batch import train_spark_and_record
+    from recommender.data import Dataset
+
+    _grant_all(store, sorted(world.events["user_id"].unique()))
+    data = Dataset(events=world.events, items=world.items, name="again", source="synthetic:again")
+    runs = [
+        train_spark_and_record(data, EU, store, models_dir=tmp_path / "models", params={"factors": 4, "iterations": 3},
+                               now=datetime(2024, 7, 2, tzinfo=UTC), spark=spark)[0]
+        for _ in range(2)
+    ]  # fmt: skip
+    assert runs[0].model_version == runs[1].model_version and runs[0].training_run != runs[1].training_run
+    with store.session() as session:
+        (version,) = session.execute(select(ModelVersion)).scalars().all()
+        assert version.training_run_id == runs[0].training_run
+        assert {r.id for r in session.execute(select(TrainingRun)).scalars()} == {runs[0].training_run, runs[1].training_run}
+    verify_artifact(version.version_id, Path(version.artifact_location), version.artifact_hash)
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [f"{version.version_id}.npz"]
