@@ -52,14 +52,15 @@ def batch_command(
     from audits.settings import get_settings
     from governance.cli._common import load_or_fail
     from governance.spark.batch import batch_lists, check_engine
-    from governance.spark.session import spark_master as checked_master
+    from governance.spark.session import check_reachable, spark_master as checked_master
 
     loaded = load_or_fail(pack, json_output=json_output)
     params = {k_: v for k_, v in {"factors": factors, "regularization": regularization, "alpha": alpha, "iterations": iterations}.items() if v is not None}
     with user_errors():
         check_engine(engine)
         if engine == "spark":
-            checked_master(spark_master)  # a bad URL is refused before the data is read or a JVM starts
+            # a bad URL, or a standalone master no connection reaches, is refused before the data is read or a JVM starts
+            check_reachable(checked_master(spark_master))
         if out.exists():
             raise ConfigError(f"--out {out} already exists; a batch's decision records are written once, to a new folder")
         dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output, data_format=data_format)

@@ -628,13 +628,14 @@ def _train_on_spark(
     from audits.settings import get_settings
     from governance.cli._common import load_or_fail
     from governance.spark.batch import check_engine, train_spark_and_record
-    from governance.spark.session import spark_master as checked_master
+    from governance.spark.session import check_reachable, spark_master as checked_master
 
     with user_errors():
         check_engine(engine)
         if not pack:
             raise ConfigError("--engine spark trains only under a pack's rules: give --pack (e.g. --pack eu-gdpr-dsa)")
-        checked_master(spark_master)  # a bad URL is refused before the data is read or a JVM starts
+        # a bad URL, or a standalone master no connection reaches, is refused before the data is read or a JVM starts
+        check_reachable(checked_master(spark_master))
     loaded = load_or_fail(pack, json_output=json_output)
     with user_errors():
         dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output, data_format=data_format)

@@ -61,3 +61,23 @@ def test_a_jvm_that_cannot_start_is_one_line_naming_the_master(tmp_path: Path, r
     ours = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(ours) == 1 and "Spark could not start on master 'local[1]'" in ours[0], done.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_the_commands_refuse_a_master_no_connection_reaches_before_reading_the_data(tmp_path: Path, recgov_home: Path) -> None:
+    """Regression: ``recgov batch`` and ``recgov train --engine spark`` read the whole data set (minutes at scale) and
+    only then found that the standalone master does not answer; ``recgov gate`` already refused it first."""
+    import socket
+
+    from governance.cli import app
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    master = f"spark://127.0.0.1:{port}"
+    unread = str(tmp_path / "never-read.csv")  # no such file: reading it would be the first error
+    runner = CliRunner()
+    for args in (["batch", unread, "--pack", "eu-gdpr-dsa", "--engine", "spark", "--spark-master", master, "--out", str(tmp_path / "o")],
+                 ["train", unread, "--pack", "eu-gdpr-dsa", "--engine", "spark", "--spark-master", master]):  # fmt: skip
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert f"the Spark master '{master}' cannot be reached" in result.output and "no such file" not in result.output
