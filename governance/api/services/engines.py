@@ -76,6 +76,7 @@ from governance.api.services.call_sink import CallAttributingSink
 from governance.api.services.shadows import ShadowMirror
 from governance.artifacts import ARTIFACT_CHANGED, ArtifactChanged
 from governance.escalation import items_out_of_lists
+from governance.experiments.packs import model_refused
 from governance.family_serving import load_served_model
 from governance.packs import SHIPPED_PACKS as SHIPPED
 from governance.packs import resolve_pack
@@ -104,6 +105,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SHUTTING_DOWN = "the service is shutting down; retry the request on another instance"
+NOT_ADMITTED = "pack {pack} does not admit this model: {why}; serve it under a pack that does, or train one without those inputs"
 MAX_CACHED_MODELS = 8
 """Models (and their engines) kept loaded by a server process, least recently used evicted first."""
 CATALOG_RETRY_S = 60.0
@@ -332,6 +334,9 @@ class EngineCache:
             sources = _dataset_sources(connection, model_version)
             seen = erasures_seen(connection, model_version)
             standing = model_standing(connection, model_version)
+            refused = model_refused(session, model_version, loaded)
+        if refused is not None:  # trained on what this pack forbids (or reads what its allow-list does not admit)
+            raise Problem(409, NOT_ADMITTED.format(pack=loaded.name, why=refused), kind="model-not-admitted")
         catalog = self._catalog(model_version, model, sources)  # after the snapshot: loading a dataset is slow
         with self._lock:
             if self._closed:
