@@ -58,6 +58,7 @@ __all__ = [
     "check_artifact",
     "deployed_versions",
     "promote",
+    "replace_after_erasure",
     "retire",
     "rollback",
     "status",
@@ -361,6 +362,36 @@ def retire(store: Any, *, model_version: str, actor: str | None = None) -> dict[
             raise ConfigError(NOT_RETIRABLE.format(version=model_version, why="it is retired already"))
         deployment_id = record_deployment(session, model_version=model_version, stage="retired", actor=who).id
     return {"retired": model_version, "previous_stage": current, "deployment": deployment_id}
+
+
+def replace_after_erasure(session: Session, *, old: str, new: str, erasure_request: int, actor: str | None = None) -> dict[str, Any]:
+    """In the caller's transaction: ``new`` (``old`` minus an erased subject, exactly) takes ``old``'s stage, and
+    ``old`` is retired.
+
+    An exact erasure's version is the model ``old``'s recipe trains without the subject: it stands in ``old``'s
+    stage under the gate that let ``old`` there, as a rollback's restored version does; ``old``, whose file lists
+    the erased subject, is never served again. A version in no stage is retired all the same (a caller naming it
+    gets no profile from it). ``new`` keeps a stage it already has. A ``model.replaced_by_erasure`` event names both
+    and the request. Returns ``{"replaced", "by", "stage", "gate"}`` (``stage``: the stage ``new`` took, or None).
+    """
+    who = actor or get_settings().actor
+    lock_head(session)
+    latest = _stages(session)
+    row = latest.get(old)
+    stage = row.stage if row is not None else None
+    gate = None if row is None or (found := Gate.of_row(row)) is None else found.to_dict()
+    took = None
+    if stage in PROMOTION_STAGES and new not in latest:
+        record_deployment(session, model_version=new, stage=stage, actor=who, gate=gate)
+        took = stage
+    if stage != "retired":
+        record_deployment(session, model_version=old, stage="retired", actor=who, gate=gate)
+    append_event(
+        session, actor=who, action="model.replaced_by_erasure",
+        objects={"model": new, "subject_request": erasure_request},
+        payload={"replaced": old, "by": new, "previous_stage": stage, "stage": took, "gate": gate},
+    )  # fmt: skip
+    return {"replaced": old, "by": new, "stage": took, "gate": gate}
 
 
 def _production_gate(session: Session, model_version: str) -> Gate | None:

@@ -59,6 +59,7 @@ from governance.privacy.common import (
     scrubbed,
     vocabulary_of,
 )
+from governance.privacy.family_erasure import delete_replaced_artifacts, replace_exactly_erased
 from governance.privacy.retrains import CANNOT_RETRAIN, check_not_in_artifact, check_retrain_data, retrain_packs, run_retrains
 from governance.privacy.unlearning import (
     SUPERSEDED_ACTION,
@@ -101,6 +102,10 @@ STILL_LISTED = (
     "the artifact of model version {version} still lists the subject's id in the clear among its training rows, "
     "and nothing recgov does (a retrain, a retirement) deletes it: delete the file (recgov models show {version} "
     "names it) once the version is retired"
+)
+REPLACED_ACTION = (
+    "exactly erased by this request: model version {new}, trained without the subject, takes its place in serving; "
+    "this version is retired and its file deleted"
 )
 MODELS_NOTE = (
     "membership is read from each model's artifact where it is still at its recorded location with its "
@@ -343,6 +348,7 @@ def erase_subject(
         with store.session() as session:
             retrain = _opened_retrain(session, subject, request.id, pack, listing, unlearning, deadlines, actor)
             record_unlearned_models(session, unlearning, retrain.to_dict() if retrain else None, request.id, actor)
+            replace_exactly_erased(session, unlearning.families, request.id, actor)
             if retrain is not None:  # once the unlearned stand-ins are recorded, their lineage leads to their training run
                 retrain = replace(retrain, retrain_under=retrain_packs(session, retrain.models))
             suppression = _suppressed(session, subject, actor)
@@ -350,6 +356,7 @@ def erase_subject(
             sealed = _shred_and_complete(session, subject, request, pack, parts, started, actor)
         if delete_previous:  # only now that the new versions and the completion are committed
             _delete_previous_artifacts(unlearning)
+        undeleted = delete_replaced_artifacts(unlearning.families)
     except BaseException as err:
         cause = fail_request(store, request.id, err, subject, actor)
         if not isinstance(err, (ConfigError, DataError)):
@@ -382,7 +389,7 @@ def erase_subject(
         "unlinked": sealed.unlinked,
         "deleted": sealed.result["deleted"],
         "retained": RETAINED,
-        "not_done": _not_done(policy.metadata.name, retrain, run, unlearning, listing),
+        "not_done": [*_not_done(policy.metadata.name, retrain, run, unlearning, listing), *undeleted],
         "seconds": sealed.result["seconds"],
     }
 
@@ -430,6 +437,7 @@ def _opened_erasure(store: Any, subject: str, deadlines: _Deadlines, actor: str 
 def _listing(catalogue: list[dict[str, Any]], unlearning: UnlearningReport) -> ModelsListing:
     """Step 4b: what to do about each recorded version, now that the unlearning is done."""
     new_versions, unlearned_from = unlearning.new_versions, unlearning.sources
+    replaced = {f.previous_version: f.version for f in unlearning.families if not f.provisional}
     for entry in catalogue:
         if entry.get("action") == SUPERSEDED_ACTION and entry["version_id"] not in unlearned_from:
             continue
@@ -439,6 +447,8 @@ def _listing(catalogue: list[dict[str, Any]], unlearning: UnlearningReport) -> M
             entry["action"] = "none"
         elif entry.get("erasure") == "retrain":  # a model family that forgets only by a retrain
             entry["action"] = f"retrain without the subject (recgov train DATA --family {entry['kind']}) and retire this version"
+        elif entry["version_id"] in replaced:
+            entry["action"] = REPLACED_ACTION.format(new=replaced[entry["version_id"]])
         elif entry["version_id"] in unlearned_from:
             entry["action"] = "unlearned by this request; retire this version and serve the new one"
         else:

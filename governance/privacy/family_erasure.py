@@ -10,6 +10,11 @@ the family declares:
   trained without them; the new version is saved by the family's ``save`` and
   recorded with its lineage, with the standing ``final`` (no retrain owed:
   serving treats it as trained).
+  The version it came from, whose file lists the subject, is replaced by it
+  in serving (it takes the old version's stage) and retired, and, once the
+  erasure is committed, the old file is deleted
+  (:func:`replace_exactly_erased`, :func:`delete_replaced_artifacts`): no file
+  recgov serves or keeps names the subject afterwards.
 * ``approximate``: ``forget`` with its measured residual, recorded with the new
   version; the packs set no residual bound, so, as for ALS, the new version is a
   provisional stand-in and the erasure's retrain request lists it.
@@ -45,7 +50,9 @@ __all__ = [
     "ForgottenModel",
     "family_for_kind",
     "forget_family_models",
+    "delete_replaced_artifacts",
     "record_forgotten_models",
+    "replace_exactly_erased",
     "retrain_action",
 ]
 
@@ -293,3 +300,47 @@ def record_forgotten_models(
             artifact_location=str(f.target), actor=actor,
         )  # fmt: skip
         f.report.update(recorded=True, training_run=run.id)
+
+
+REPLACED_NOTE = (
+    "replaced in serving by {new} (the model trained without the subject), retired, and its file deleted: "
+    "no artifact recgov serves or keeps lists the subject"
+)
+NOT_DELETED = (
+    "the previous artifact {path} of model version {version} still lists the subject: recgov could not delete it "
+    "({cause}); the version is retired and serves nobody: delete the file"
+)
+
+
+def replace_exactly_erased(session: Session, forgotten: list[ForgottenModel], request_id: int, actor: str | None) -> None:
+    """In the erasure's transaction: each recorded version an exact erasure replaced gives its stage to the new
+    version and is retired (:func:`governance.deploy.replace_after_erasure`); its file is marked for deletion
+    (:func:`delete_replaced_artifacts`, once the transaction is committed)."""
+    from audits.models import ModelVersion
+    from governance.deploy import replace_after_erasure
+
+    for f in forgotten:
+        if f.provisional or not f.report.get("recorded") or session.get(ModelVersion, f.previous_version) is None:
+            continue
+        moved = replace_after_erasure(session, old=f.previous_version, new=f.version, erasure_request=request_id, actor=actor)
+        f.report.update(
+            replaced_in_serving=moved,
+            previous_artifact_deleted=True,
+            previous_artifact_note=REPLACED_NOTE.format(new=f.version),
+        )
+
+
+def delete_replaced_artifacts(forgotten: list[ForgottenModel]) -> list[str]:
+    """Delete the files :func:`replace_exactly_erased` marked (after the commit: a failed erasure keeps them);
+    what could not be deleted, each with what to do."""
+    failed = []
+    for f in forgotten:
+        if "replaced_in_serving" not in f.report:
+            continue
+        path = Path(f.report["previous_artifact"])
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as err:
+            f.report.update(previous_artifact_deleted=False)
+            failed.append(NOT_DELETED.format(path=path, version=f.previous_version, cause=type(err).__name__))
+    return failed

@@ -147,6 +147,28 @@ def _artifact_membership(location: str, artifact_hash: str, subject: str) -> tup
     return "does_not_include", "the recorded artifact's training rows do not include the subject"
 
 
+REPLACED_FILE_GONE = (
+    "an exact erasure replaced this version by {new} (trained without the erased subject) and deleted its file: "
+    "no artifact of it holds anyone"
+)
+
+
+def _exactly_replaced(session: Session) -> dict[str, str]:
+    """The recorded versions an exact erasure replaced (``params.unlearning.from`` of a version of kind ``exact``),
+    each with the version that replaced it: the erasure retired them and deleted their files."""
+    from audits.models import TrainingRun
+
+    out = {}
+    rows = session.execute(
+        select(TrainingRun.params, ModelVersion.version_id).join(ModelVersion, ModelVersion.training_run_id == TrainingRun.id)
+    )
+    for params, version in rows:
+        unlearning = params.get("unlearning") if isinstance(params, Mapping) else None
+        if isinstance(unlearning, Mapping) and unlearning.get("kind") == "exact" and isinstance(unlearning.get("from"), str):
+            out[unlearning["from"]] = version
+    return out
+
+
 def models_for(
     store: Any, subject: str, *, dataset_hash: str | None = None, subject_in_dataset: bool = False
 ) -> list[dict[str, Any]]:
@@ -172,9 +194,12 @@ def models_for(
             .join(DatasetVersion, ModelVersion.dataset_version_id == DatasetVersion.id)
             .order_by(ModelVersion.created_at, ModelVersion.version_id)
         ).all()
+        replaced = _exactly_replaced(session)
     out = []
     for version_id, kind, created_at, location, artifact_hash, data_hash, data_name in rows:
         membership, why = _artifact_membership(location, artifact_hash, subject)
+        if membership == "may_include" and version_id in replaced and not Path(location).exists():
+            membership, why = "does_not_include", REPLACED_FILE_GONE.format(new=replaced[version_id])
         if membership == "may_include" and dataset_hash is not None and data_hash == dataset_hash:
             membership = "includes" if subject_in_dataset else "does_not_include"
             why = "trained on the data set version of the data given, " + (

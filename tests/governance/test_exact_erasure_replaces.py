@@ -1,0 +1,87 @@
+"""After an exact erasure, no model file recgov serves or keeps lists the erased subject.
+
+The version the subject was erased from gives its stage to the model trained without them, is retired (it
+profiles nobody), and its file is deleted once the erasure is committed; the trail records the replacement.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from audits import open_store
+from audits.lineage import record_deployment
+from audits.models import TrailEvent
+from governance.cli import app
+from governance.deploy import deployed_versions
+from governance.policy import load_pack
+from governance.privacy import erase_subject
+from governance.suppressed import model_standing
+from recommender.family import model_user_ids
+
+runner = CliRunner()
+DATA = "synthetic:n_users=120,n_items=80,n_interactions=3000,seed=4"
+EU = load_pack(Path(__file__).resolve().parents[2] / "policies" / "eu-gdpr-dsa.yaml")
+
+
+def _train(db_url: str) -> dict:
+    result = runner.invoke(app, ["train", DATA, "--no-carbon", "--database-url", db_url, "--json", "--family", "ease", "--param", "regularization=20"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _files_listing(folder: Path, subject: str) -> list[Path]:
+    """Every model file under ``folder`` whose training rows name ``subject``."""
+    out = []
+    for path in folder.rglob("*.npz"):
+        ids = model_user_ids(io.BytesIO(path.read_bytes()))
+        if ids is not None and (ids.astype(str) == subject).any():
+            out.append(path)
+    return out
+
+
+def test_exact_erasure_replaces_the_deployed_version_retires_it_and_deletes_its_file(db_url: str) -> None:
+    doc = _train(db_url)
+    old, folder, subject = doc["model_version"], Path(doc["artifact"]).parent, "u000017"
+    assert _files_listing(folder, subject) == [Path(doc["artifact"])]
+    store = open_store(db_url)
+    try:
+        with store.session() as session:
+            record_deployment(session, model_version=old, stage="shadow")
+            record_deployment(session, model_version=old, stage="production")
+        report = erase_subject(store, subject, pack=EU, measure_carbon=False)
+        new = next(s["version"] for s in report["unlearning"] if s.get("previous_version") == old)
+        with store.session() as session:
+            stages = deployed_versions(session)
+            retired = model_standing(session, old).retired
+            events = session.execute(select(TrailEvent.action, TrailEvent.payload).where(TrailEvent.action == "model.replaced_by_erasure")).all()
+        other = erase_subject(store, "u000018", pack=EU, measure_carbon=False)
+    finally:
+        store.close()
+    assert _files_listing(folder, subject) == [] and not Path(doc["artifact"]).exists()
+    assert stages["production"] == [new] and old in stages["retired"] and retired
+    assert len(events) == 1 and all(old in str(payload) and new in str(payload) for _a, payload in events)
+    step = next(s for s in report["unlearning"] if s.get("previous_version") == old)
+    assert step["previous_artifact_deleted"] is True and step["replaced_in_serving"]["stage"] == "production"
+    assert not any("still" in line and old in line for line in report["not_done"]), report["not_done"]
+    # a later erasure does not list the deleted version as holding anyone, nor owe a retrain of it
+    listed = {v["version_id"]: v for v in other["models"]["versions"]}
+    assert old not in listed and old not in ((other["retrain"] or {}).get("request") or {}).get("models", [])
+
+
+def test_exact_erasure_retires_an_undeployed_version_and_deletes_its_file(db_url: str) -> None:
+    doc = _train(db_url)
+    old, subject = doc["model_version"], "u000017"
+    store = open_store(db_url)
+    try:
+        erase_subject(store, subject, pack=EU, measure_carbon=False)
+        with store.session() as session:
+            stages = deployed_versions(session)
+    finally:
+        store.close()
+    assert not Path(doc["artifact"]).exists() and _files_listing(Path(doc["artifact"]).parent, subject) == []
+    assert stages["retired"] == [old] and stages["production"] == []
