@@ -472,6 +472,84 @@ class OnlineStore:
             return None  # written under an older epoch (before a consent change or an erasure) and put back since
         return np.frombuffer(body[8:], dtype=np.float32)
 
+    # -- what a subject has here (an access request) ------------------------------------------------
+    def subject_holdings(self, subject: str) -> dict[str, Any] | None:
+        """Everything stored under ``subject`` (a :meth:`subject_key`), for an access request (GDPR Art. 15): each
+        cached list (opened when this installation sealed it, with whether it would still be served), the subject's
+        epoch and hold stamps, and their factor vector under each model version. None: the store is down.
+
+        Entries a read would treat as misses (stale, past their time to live) are listed too: they are stored."""
+        if not self.available:
+            return None
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hgetall(self._k("l", subject))
+            pipe.pttl(self._k("l", subject))
+            pipe.get(self._k("e", subject))
+            pipe.pttl(self._k("e", subject))
+            pipe.pttl(self._k("h", subject))
+            pipe.get(self._k("g"))
+            pipe.smembers(self._k("versions"))
+            fields, lists_ttl, epoch, epoch_ttl, hold_ttl, everyone, versions = pipe.execute()
+            names = sorted(v.decode() if isinstance(v, bytes) else str(v) for v in versions)
+            pipe = self.client.pipeline(transaction=False)
+            for version in names:
+                pipe.get(self._k("uf", version, subject))
+            vectors = pipe.execute() if names else []
+        except Exception as err:  # noqa: BLE001 - the store is down: the caller says so
+            self._failed("read", err)
+            return None
+        epoch_now, everyone_now = int(epoch or 0), int(everyone or 0)
+        now_ms = time.time() * 1000
+        lists = []
+        for raw_field, raw in sorted(fields.items()):
+            field = raw_field.decode("utf-8", "replace") if isinstance(raw_field, bytes) else str(raw_field)
+            if field == "~":
+                continue
+            body = raw[MAC_BYTES:]
+            sealed = len(raw) >= MAC_BYTES and hmac.compare_digest(raw[:MAC_BYTES], self._seal(subject, field, body))
+            try:
+                entry = orjson.loads(body) if sealed else None
+            except orjson.JSONDecodeError:
+                entry = None
+            written = entry.get("w") if isinstance(entry, dict) else None
+            served = (
+                isinstance(entry, dict) and entry.get("e") == epoch_now and entry.get("g") == everyone_now
+                and isinstance(written, int) and 0 <= now_ms - written <= self.ttl_ms
+            )  # fmt: skip
+            lists.append(
+                {
+                    "field": field,
+                    "sealed_by_this_installation": sealed,
+                    "would_be_served": bool(served),
+                    "written_at_ms": written,
+                    "entry": entry if isinstance(entry, dict) else None,
+                    "bytes": len(raw),
+                }
+            )
+        factors = []
+        for version, raw in zip(names, vectors):
+            if raw is None:
+                continue
+            body = self._unsealed(f"uf\x00{version}\x00{subject}", raw)
+            ok = body is not None and len(body) >= 8 and (len(body) - 8) % 4 == 0
+            factors.append(
+                {
+                    "model_version": version,
+                    "written_under_epoch": int.from_bytes(body[:8], "little", signed=True) if ok else None,
+                    "factors": np.frombuffer(body[8:], dtype=np.float32).astype(float).tolist() if ok else None,
+                    "sealed_by_this_installation": body is not None,
+                }
+            )
+        return {
+            "lists": lists,
+            "lists_expire_in_ms": int(lists_ttl) if lists and int(lists_ttl) >= 0 else None,
+            "epoch": epoch_now if epoch is not None else None,
+            "epoch_expires_in_ms": int(epoch_ttl) if epoch is not None and int(epoch_ttl) >= 0 else None,
+            "hold_expires_in_ms": int(hold_ttl) if int(hold_ttl) >= 0 else None,
+            "factors": factors,
+        }
+
     # -- invalidation -------------------------------------------------------------------------------
     def invalidate(self, subjects: Iterable[str], *, hold: bool = False) -> bool:
         """Bump each subject's epoch, delete their lists and their factors under every version; whether Redis

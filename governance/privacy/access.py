@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 from sqlalchemy import select
@@ -96,6 +96,8 @@ class ExportCounts(TypedDict):
     erasures: int
     trail_events: int
     models: int
+    model_rows: NotRequired[int]
+    online_store_entries: NotRequired[int]
 
 
 class DecisionEntry(TypedDict):
@@ -210,6 +212,10 @@ def export_subject(
     * ``trail``: the audit events that name them (time, actor, action);
     * ``models``: the recorded model versions whose training data includes or
       may include them (see :func:`models_for` for how that is known);
+    * ``model_rows``: per version whose file lists them, their factor vector (where the model has one) and
+      their row of its training matrix, read from the file;
+    * ``online_store``: what the online store (Redis, ``RECGOV_REDIS_URL``) holds under their keyed hash:
+      cached lists, the epoch and hold stamps, their factor vector per model version (or why it was not read);
     * ``logic`` (with a pack): the DSA Art. 27 disclosure
       (:func:`governance.disclosure.disclosure`), the meaningful information
       about the logic that Art. 15(1)(h) asks for.
@@ -229,12 +235,18 @@ def export_subject(
             for m in models_for(store, subject, dataset_hash=mine.dataset_hash, subject_in_dataset=bool(mine.events))
             if m["membership"] != "does_not_include"
         ]
+        model_rows = _model_rows(store, subject, models)
+        online = _online_holdings(subject)
         with store.session() as session:
             held = _read_holdings(session, subject, request.pseudonym)
             counts = held.counts(interactions=len(mine.events), models=len(models))
+            counts["model_rows"] = len(model_rows)
+            counts["online_store_entries"] = 0 if not online.get("read") else len(online["lists"]) + len(online["factors"])
             update_request(session, request.id, status="completed", personal={"counts": counts}, actor=actor)
             requests = _request_entries(session, request.pseudonym)
             document = _document(subject, request, policy, held, mine, requests, models)
+            document["model_rows"] = model_rows
+            document["online_store"] = online
     except BaseException as err:
         cause = fail_request(store, request.id, err, subject, actor)
         if not isinstance(err, (ConfigError, DataError)):
@@ -245,6 +257,80 @@ def export_subject(
         document["profiling"] = _profiling(policy, held.history)
         document["logic"] = disclosure(policy)
     return document
+
+
+MODEL_ROWS_NOTE = (
+    "the numbers each model version that holds a row for you keeps about you: your factor vector (what the model "
+    "learned of your tastes) where the model has one, and the items of your row of the interaction matrix it was "
+    "trained on, with their weights; a version listed above without a row here could not be read (see models)"
+)
+ONLINE_NOTE = (
+    "what the online store (Redis) holds under the keyed hash that names you there: the lists cached for you, "
+    "the stamps that say when they are invalidated, and your factor vector under each model version"
+)
+ONLINE_NOT_CONFIGURED = "no online store is configured (RECGOV_REDIS_URL): recgov keeps nothing of you in one"
+ONLINE_DOWN = (
+    "the online store (RECGOV_REDIS_URL) did not answer: what it holds of you is not in this export; its entries "
+    "expire within their time to live ({ttl_s:g} s); ask again once it answers"
+)
+
+
+def _model_rows(store: Any, subject: str, models: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per recorded model version whose artifact lists the subject: their factor vector (where the model has user
+    factors) and their row of its training matrix (item ids and weights), read from the artifact (GDPR Art. 15:
+    numbers derived from them are their personal data)."""
+    from pathlib import Path
+
+    from audits.models import ModelVersion
+    from governance.family_training import family_for_kind, family_model_class
+    from recommender.als import ALSRecommender
+
+    versions = [m["version_id"] for m in models if m["membership"] == "includes"]
+    if not versions:
+        return {"note": MODEL_ROWS_NOTE, "versions": []}
+    with store.session() as session:
+        rows = session.execute(
+            select(ModelVersion.version_id, ModelVersion.kind, ModelVersion.artifact_location).where(ModelVersion.version_id.in_(versions))
+        ).all()
+    out = []
+    for version, kind, location in sorted(rows):
+        family = family_for_kind(kind)
+        try:
+            model = ALSRecommender.load(Path(location)) if family is None else family_model_class(family).load(location)
+        except (OSError, ValueError, KeyError, ConfigError, DataError) as err:
+            out.append({"model_version": version, "kind": kind, "read": False, "why": f"the artifact could not be read ({type(err).__name__})"})
+            continue
+        entry: dict[str, Any] = {"model_version": version, "kind": kind, "read": True, "factors": None, "interactions": None}
+        for part in (model, getattr(model, "als_", None)):  # a hybrid keeps its ALS part's factors
+            train = getattr(part, "train_", None)
+            if train is None:
+                continue
+            row = int(train.user_index(np.asarray([subject], dtype=object))[0])
+            if row < 0:
+                continue
+            factors = getattr(part, "user_factors_", None)
+            if entry["factors"] is None and factors is not None and len(factors) == train.n_users:
+                entry["factors"] = np.asarray(factors[row], dtype=float).tolist()
+            if entry["interactions"] is None:
+                cells = train.matrix[row]
+                entry["interactions"] = [
+                    {"item_id": str(item), "weight": float(weight)} for item, weight in zip(train.item_ids[cells.indices], cells.data)
+                ]
+        out.append(entry)
+    return {"note": MODEL_ROWS_NOTE, "versions": out}
+
+
+def _online_holdings(subject: str) -> dict[str, Any]:
+    """What the online store holds of the subject (:meth:`audits.online_store.OnlineStore.subject_holdings`)."""
+    from audits.online_store import configured_store
+
+    online = configured_store()
+    if online is None:
+        return {"read": False, "configured": False, "note": ONLINE_NOT_CONFIGURED}
+    held = online.subject_holdings(online.subject_key(subject))
+    if held is None:
+        return {"read": False, "configured": True, "note": ONLINE_DOWN.format(ttl_s=online.ttl_ms / 1000)}
+    return {"read": True, "configured": True, "note": ONLINE_NOTE, **held}
 
 
 def _subject_in_data(dataset: Dataset | None, subject: str) -> SubjectInData:
