@@ -124,7 +124,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(monitor_router)
     app.include_router(experiments_router)
     app.include_router(console_router)  # the reviewer's console: HTML pages under /console, outside the OpenAPI document
-    mask_access_log(app)  # an access log kept by whoever runs the app names no subject of a path
+    mask_access_log(app, settings.access_log_clients)  # an access log kept by whoever runs the app names no subject of a path
     install_metrics(app)  # GET /metrics (viewer) and per-route latency, errors, decisions
     install_monitor_metrics(app)  # and the latest monitoring pass's figures, read at each scrape
     app.add_middleware(OptionsAnswer)  # OPTIONS on every path: 204 with the methods it has in Allow

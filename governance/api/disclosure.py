@@ -35,7 +35,7 @@ import orjson
 from starlette.requests import Request
 
 __all__ = [
-    "ACCESS_LOGGER", "DISCLOSING_ROLES", "PATH_MASK", "SUBJECT_MASK", "VALUE_MASK", "SubjectPathsInLogs", "disclosed",
+    "ACCESS_LOGGER", "CLIENT_MODES", "DISCLOSING_ROLES", "PATH_MASK", "SUBJECT_MASK", "VALUE_MASK", "SubjectPathsInLogs", "client_pseudonym", "disclosed",
     "lineage_shown_to", "mask_access_log", "shown_to", "subject_path_patterns",
 ]
 
@@ -226,34 +226,62 @@ def _template_path(path: str, patterns: list[re.Pattern[str]]) -> str:
     return path
 
 
-class SubjectPathsInLogs(logging.Filter):
-    """Masks the subject id in the path of an access-log line (``/v1/subjects/{subject}/export``).
+CLIENT_MODES = ("pseudonymize", "drop", "keep")
+"""What the access log shows of the client's address (``RECGOV_ACCESS_LOG_CLIENTS``)."""
+_CLIENT_KEY = os.urandom(32)
+"""The key of the access log's client pseudonyms: drawn per process and kept nowhere, so a pseudonym links one
+client's requests to each other within a server's lifetime and to nobody (an IPv4 address hashed without a key
+is found back by trying them all)."""
 
-    ``recgov serve`` runs uvicorn without an access log; a deployment that runs the app its own way
-    (``uvicorn --factory governance.api.app:app_from_env``, gunicorn's uvicorn workers) keeps uvicorn's, and the
-    routes that take the subject in their path (deprecated, still served) would write the raw id to it.
+
+def client_pseudonym(client_addr: str) -> str:
+    """``client-`` and a keyed hash of the address the access log would show (``host:port``; the port is left out:
+    ephemeral, it would split one client into many)."""
+    import hashlib
+    import hmac
+
+    host = client_addr.rsplit(":", 1)[0] if ":" in client_addr else client_addr  # uvicorn writes host:port, IPv6 too
+    return "client-" + hmac.new(_CLIENT_KEY, host.encode("utf-8", "replace"), hashlib.sha256).hexdigest()[:12]
+
+
+class SubjectPathsInLogs(logging.Filter):
+    """Masks the subject id in the path of an access-log line (``/v1/subjects/{subject}/export``), and the client's
+    IP address (personal data, GDPR Recital 30) as ``clients`` says: ``pseudonymize`` (default: a keyed hash,
+    :func:`client_pseudonym`), ``drop`` (``-``) or ``keep``.
+
+    ``recgov serve`` runs uvicorn without an access log unless asked (``--access-log``); a deployment that runs
+    the app its own way (``uvicorn --factory governance.api.app:app_from_env``, gunicorn's uvicorn workers) keeps
+    uvicorn's, and the routes that take the subject in their path (deprecated, still served) would write the raw
+    id to it, and every line the client's address.
     """
 
-    def __init__(self, patterns: list[re.Pattern[str]]) -> None:
+    def __init__(self, patterns: list[re.Pattern[str]], clients: str = "pseudonymize") -> None:
         super().__init__()
         self.patterns = patterns
+        self.clients = clients
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
             path = _template_path(args[2], self.patterns)
-            if path != args[2]:
-                record.args = (*args[:2], path, *args[3:])
+            client = args[0]
+            if isinstance(client, str) and client and self.clients != "keep":
+                client = "-" if self.clients == "drop" else client_pseudonym(client)
+            if path != args[2] or client is not args[0]:
+                record.args = (client, args[1], path, *args[3:])
         return True
 
 
-def mask_access_log(app: Any) -> None:
-    """Install :class:`SubjectPathsInLogs` on uvicorn's access logger for ``app``'s subject routes (once per process:
-    a later app's routes replace the patterns, every app has the same)."""
+def mask_access_log(app: Any, clients: str = "pseudonymize") -> None:
+    """Install :class:`SubjectPathsInLogs` on uvicorn's access logger for ``app``'s subject routes and ``clients``
+    (once per process: a later app's routes and setting replace the former, every app has the same routes)."""
+    if clients not in CLIENT_MODES:
+        raise ValueError(f"clients must be one of {', '.join(CLIENT_MODES)}; got {clients!r}")
     patterns = subject_path_patterns(_route_paths(getattr(app, "routes", ())))
     logger = logging.getLogger(ACCESS_LOGGER)
     for installed in logger.filters:
         if isinstance(installed, SubjectPathsInLogs):
             installed.patterns = patterns
+            installed.clients = clients
             return
-    logger.addFilter(SubjectPathsInLogs(patterns))
+    logger.addFilter(SubjectPathsInLogs(patterns, clients))

@@ -51,6 +51,11 @@ class ApiSettings(BaseSettings):
     """SQLAlchemy URL of the store; unset means the SQLite file ``home/recgov.db`` (development only)."""
 
     api_expose_errors: bool = False
+    access_log_clients: Literal["pseudonymize", "drop", "keep"] = "pseudonymize"
+    """What an access log (``recgov serve --access-log``, or uvicorn's own when the app runs under ``uvicorn
+    --factory`` or gunicorn) shows of each client's IP address, personal data (``RECGOV_ACCESS_LOG_CLIENTS``):
+    ``pseudonymize``, a keyed hash drawn per process (one client's requests link to each other, never to an
+    address); ``drop``, ``-``; ``keep``, the address, for an operator whose lawful basis covers it."""
     decision_writer: Literal["process", "thread"] = "process"
     """Where the decision log commits (``RECGOV_DECISION_WRITER``): ``process``, a child process of its
     own, so request threads never wait on the writer's share of the interpreter lock; ``thread``, a

@@ -18,6 +18,13 @@ def serve_command(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
     database_url: DatabaseOpt = None,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="Write uvicorn's access log (subject ids in paths masked; client addresses as RECGOV_ACCESS_LOG_CLIENTS says: pseudonymize by default, drop, or keep).",
+        ),
+    ] = False,
 ) -> None:
     """Run the REST API (OpenAPI at /openapi.json, docs at /docs)."""
     import uvicorn
@@ -26,8 +33,9 @@ def serve_command(
 
     with user_errors():
         settings = ApiSettings(**({"database_url": database_url} if database_url else {}))
-    # No access log: request paths can hold subject ids (/v1/subjects/{id}/...).
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+    # No access log unless asked: request paths can hold subject ids (/v1/subjects/{id}/...) and every line a
+    # client's address; when asked, the app's filter masks the first and pseudonymizes the second by default.
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=access_log)
 
 
 def keys_create(
