@@ -33,6 +33,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from audits.subjects import SUBJECT_ID_PADDED
 from governance import packs as pack_store
 from governance.api.call_record import record_call
 from governance.api.console.web import ConsoleRoute, FormDep, Refusal, Reviewer, acting_for, render, reviewer_for
@@ -112,8 +113,12 @@ def consent_form(request: Request, settings: SettingsDep, reviewer: OperatingKey
 def consent_lookup(request: Request, form: FormDep, store: StoreDep, session: SessionDep, settings: SettingsDep, reviewer: ActingOperator) -> Response:
     """The subject's pseudonym, records in force, history, and each purpose's verdict under the pack; the read on the trail."""
     choices = pack_choices(settings.packs_dir)
-    subject = (form.get("subject") or "").strip()
-    ref = (form.get("pack") or "").strip()
+    # As given, never stripped: the API (GET /v1/consent/{subject}) and the CLI refuse an id padded with
+    # whitespace, which names no one's events; read stripped, it would show another subject's consent.
+    subject = form.get("subject") or ""
+    ref = form.get("pack") or ""
+    if subject.strip() and subject != subject.strip():
+        return _form_page(request, reviewer, choices, pack=ref if ref in choices else None, status=422, error=SUBJECT_ID_PADDED, field="subject")
     if not subject or len(subject) > MAX_SUBJECT or not _IDENTIFIER.fullmatch(subject):
         return _form_page(request, reviewer, choices, pack=ref if ref in choices else None, status=422, error=BAD_SUBJECT, field="subject")
     if ref not in choices:
