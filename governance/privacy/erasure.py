@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 
 from audits import effective_consent, open_request, shred_subject, update_request
 from audits._common import actor_name
-from audits.models import ConsentRecordRow, DecisionRecord, ItemReport, SubjectRequest, TrailEvent
+from audits.models import ConsentRecordRow, DecisionRecord, ItemReport, ModelVersion, SubjectRequest, TrailEvent
 from audits.outcomes import delete_subject_outcomes
 from audits.suppression import SUPPRESSED_STATUSES, suppress_subject
 from governance.policy import LoadedPack, PolicyPack
@@ -341,6 +341,7 @@ def erase_subject(
     deadlines = _Deadlines(*request_deadline(pack, "erasure"), *request_deadline(pack, "retrain"))
     started = time.perf_counter()
     request = _opened_erasure(store, subject, deadlines, actor)
+    unlearning = None
     try:
         unlearning = unlearn_models(store, subject, models, catalogue, options, say)
         listing = _listing(catalogue, unlearning)
@@ -359,6 +360,8 @@ def erase_subject(
         undeleted = delete_replaced_artifacts(unlearning.families)
     except BaseException as err:
         cause = fail_request(store, request.id, err, subject, actor)
+        if unlearning is not None:
+            _drop_unrecorded_family_artifacts(store, unlearning)
         if not isinstance(err, (ConfigError, DataError)):
             raise
         raise type(err)(ERASURE_FAILED.format(id=request.id, cause=cause)) from err
@@ -547,6 +550,16 @@ def _delete_previous_artifacts(unlearning: UnlearningReport) -> None:
     for u in unlearning.unlearned:
         if u.report["previous_artifact_deleted"]:
             Path(u.report["previous_artifact"]).unlink(missing_ok=True)
+
+
+def _drop_unrecorded_family_artifacts(store: Any, unlearning: UnlearningReport) -> None:
+    """After a failed erasure: delete the family artifacts it wrote that no recorded version names (made from a
+    version another erasure replaced meanwhile, such a file may hold whom that erasure erased)."""
+    with store.session() as session:
+        for f in unlearning.families:
+            row = session.get(ModelVersion, f.version)
+            if row is None or row.artifact_location != str(f.target):
+                f.target.unlink(missing_ok=True)
 
 
 def _retrain_at_once(

@@ -306,6 +306,11 @@ REPLACED_NOTE = (
     "replaced in serving by {new} (the model trained without the subject), retired, and its file deleted: "
     "no artifact recgov serves or keeps lists the subject"
 )
+REPLACED_MEANWHILE = (
+    "model version {version} was replaced by {by} by another erasure while this one removed the subject from it, "
+    "so the version this one made still holds whom that one erased; nothing was recorded: run the erasure again "
+    "(it removes the subject from the newest version)"
+)
 NOT_DELETED = (
     "the previous artifact {path} of model version {version} still lists the subject: recgov could not delete it "
     "({cause}); the version is retired and serves nobody: delete the file"
@@ -317,11 +322,17 @@ def replace_exactly_erased(session: Session, forgotten: list[ForgottenModel], re
     version and is retired (:func:`governance.deploy.replace_after_erasure`); its file is marked for deletion
     (:func:`delete_replaced_artifacts`, once the transaction is committed)."""
     from audits.models import ModelVersion
+    from audits.trail import lock_head
     from governance.deploy import replace_after_erasure
+    from governance.privacy.unlearning import exactly_replaced
 
+    lock_head(session)  # erasures replace versions one at a time: the check below sees every one committed before
     for f in forgotten:
         if f.provisional or not f.report.get("recorded") or session.get(ModelVersion, f.previous_version) is None:
             continue
+        others = sorted(v for v in exactly_replaced(session, f.previous_version) if v != f.version)
+        if others:  # another erasure replaced it while this one ran: the new version holds whom that one erased
+            raise DataError(REPLACED_MEANWHILE.format(version=f.previous_version, by=", ".join(others)))
         moved = replace_after_erasure(session, old=f.previous_version, new=f.version, erasure_request=request_id, actor=actor)
         f.report.update(
             replaced_in_serving=moved,

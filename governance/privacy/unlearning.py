@@ -153,20 +153,30 @@ REPLACED_FILE_GONE = (
 )
 
 
-def _exactly_replaced(session: Session) -> dict[str, str]:
-    """The recorded versions an exact erasure replaced (``params.unlearning.from`` of a version of kind ``exact``),
-    each with the version that replaced it: the erasure retired them and deleted their files."""
+def _exact_replacements(session: Session) -> list[tuple[str, str]]:
+    """``(replaced, by)`` for each recorded version an exact erasure made (``params.unlearning`` of kind ``exact``)."""
     from audits.models import TrainingRun
 
-    out = {}
+    out = []
     rows = session.execute(
         select(TrainingRun.params, ModelVersion.version_id).join(ModelVersion, ModelVersion.training_run_id == TrainingRun.id)
     )
     for params, version in rows:
         unlearning = params.get("unlearning") if isinstance(params, Mapping) else None
         if isinstance(unlearning, Mapping) and unlearning.get("kind") == "exact" and isinstance(unlearning.get("from"), str):
-            out[unlearning["from"]] = version
+            out.append((unlearning["from"], version))
     return out
+
+
+def _exactly_replaced(session: Session) -> dict[str, str]:
+    """The recorded versions an exact erasure replaced, each with the version that replaced it: the erasure retired
+    them and deleted their files."""
+    return dict(_exact_replacements(session))
+
+
+def exactly_replaced(session: Session, version: str) -> set[str]:
+    """The recorded versions exact erasures made from ``version``."""
+    return {by for replaced, by in _exact_replacements(session) if replaced == version}
 
 
 def models_for(

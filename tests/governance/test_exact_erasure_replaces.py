@@ -10,6 +10,7 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -21,6 +22,7 @@ from governance.deploy import deployed_versions
 from governance.policy import load_pack
 from governance.privacy import erase_subject
 from governance.suppressed import model_standing
+from recommender.errors import DataError
 from recommender.family import model_user_ids
 
 runner = CliRunner()
@@ -85,3 +87,34 @@ def test_exact_erasure_retires_an_undeployed_version_and_deletes_its_file(db_url
         store.close()
     assert not Path(doc["artifact"]).exists() and _files_listing(Path(doc["artifact"]).parent, subject) == []
     assert stages["retired"] == [old] and stages["production"] == []
+
+
+def test_an_erasure_overtaken_by_another_on_the_same_version_fails_and_its_rerun_leaves_neither_subject(db_url: str) -> None:
+    """Regression: two erasures removing different subjects from the same version each made a version from it; the
+    second to commit found the old one retired already and recorded its own version, which still held the subject
+    the first erased, and the first's version (serving) still held the second's subject."""
+    doc = _train(db_url)
+    old, folder = doc["model_version"], Path(doc["artifact"]).parent
+    first, second = "u000017", "u000018"
+    store = open_store(db_url)
+    try:
+        with store.session() as session:
+            record_deployment(session, model_version=old, stage="shadow")
+            record_deployment(session, model_version=old, stage="production")
+
+        def the_first_commits_meanwhile(step: str) -> None:
+            if step.startswith("recording"):  # the second has made its version from the old one; the first runs through
+                erase_subject(store, first, pack=EU, measure_carbon=False)
+
+        with pytest.raises(DataError, match="replaced by .* by another erasure"):
+            erase_subject(store, second, pack=EU, measure_carbon=False, progress=the_first_commits_meanwhile)
+        assert _files_listing(folder, first) == []  # the second's file, made from the old version, is gone too
+        again = erase_subject(store, second, pack=EU, measure_carbon=False)
+        with store.session() as session:
+            stages = deployed_versions(session)
+    finally:
+        store.close()
+    assert again["shredded"] is True
+    assert _files_listing(folder, first) == [] and _files_listing(folder, second) == []
+    [serving] = stages["production"]
+    assert model_user_ids(io.BytesIO(Path(folder / f"{serving}.npz").read_bytes())) is not None
