@@ -61,6 +61,7 @@ __all__ = [
     "record_key_lookup",
     "INSTALLATION_KEY_MISMATCH",
     "SUBJECT_ID_EMPTY",
+    "SUBJECT_ID_NOT_TEXT",
     "SUBJECT_ID_PADDED",
     "subject_id_problem",
     "subject_known",
@@ -85,6 +86,19 @@ SUBJECT_ID_PADDED = (
     "stripped, so this one would match no subject's events; give the id as your data holds it"
 )
 
+SUBJECT_ID_NOT_TEXT = (
+    "a subject id must be Unicode text that UTF-8 can encode; this one holds a lone surrogate (bytes that are not "
+    "UTF-8, as a shell passes them on): give the id as your data holds it"
+)
+
+
+def _not_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
 
 def subject_id_problem(text: str) -> str | None:
     """Why ``text``, typed by a person as a subject's id, cannot name a subject; ``None`` when it can.
@@ -96,6 +110,8 @@ def subject_id_problem(text: str) -> str | None:
     """
     if not text:
         return SUBJECT_ID_EMPTY
+    if _not_text(text):
+        return SUBJECT_ID_NOT_TEXT
     if text != text.strip():
         return SUBJECT_ID_PADDED
     return None
@@ -116,7 +132,10 @@ def _subject_bytes(subject_id: str | int) -> bytes:
     text = str(subject_id)
     if not text:
         raise DataError(SUBJECT_ID_EMPTY)
-    return text.encode("utf-8")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no pseudonym can be made of it (the message never repeats the id)
+        raise DataError(SUBJECT_ID_NOT_TEXT) from None
 
 
 def _insert_ignore(session: Session | Connection, table: type, **values: object) -> None:

@@ -317,3 +317,45 @@ def test_a_subject_recorded_under_a_padded_id_stays_reachable_by_access_and_eras
     result = invoke("subject", "erase", padded, "--pack", "eu-gdpr-dsa", "--database-url", db_url, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["shredded"] is True
+
+
+@pytest.mark.parametrize("odd", ["\udcff", f"{VICTIM}\udc80", "\ud800x"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["consent", "set", "{subject}", "--purpose", "personalization", "--status", "withdrawn", "--pack", "eu-gdpr-dsa"],
+        ["subject", "erase", "{subject}", "--pack", "eu-gdpr-dsa"],
+        ["subject", "export", "{subject}"],
+    ],
+)
+def test_a_subject_id_that_is_not_utf8_is_refused_and_stores_nothing(db_url: str, args: list[str], odd: str) -> None:
+    """Regression: an id holding bytes that are not UTF-8 (the shell passes them as lone surrogates, e.g.
+    `recgov subject erase $'\\xff'`) was a UnicodeEncodeError traceback where it was pseudonymized."""
+    from audits.subjects import SUBJECT_ID_NOT_TEXT
+
+    result = invoke(*[a.format(subject=odd) for a in args], "--database-url", db_url)
+    assert result.exit_code == 2, result.output
+    assert " ".join(SUBJECT_ID_NOT_TEXT.split()[:8]) in " ".join(result.output.replace("│", " ").split())
+    assert "Traceback" not in result.output and VICTIM not in result.output
+    for table in ("consent_records", "subject_requests", "subject_secrets"):
+        assert count(db_url, table) == 0, table
+
+
+@pytest.mark.parametrize("odd", ["\udcff", f"{VICTIM}\udc80"])
+def test_the_library_refuses_a_subject_id_that_is_not_utf8_with_a_data_error(db_url: str, odd: str) -> None:
+    from audits.subjects import SUBJECT_ID_NOT_TEXT
+    from governance.policy import load_pack
+    from governance.privacy import erase_subject, export_subject
+    from recommender.errors import DataError
+
+    pack = load_pack(Path(__file__).resolve().parents[2] / "policies" / "eu-gdpr-dsa.yaml")
+    store = open_store(db_url)
+    try:
+        for call in (lambda: export_subject(store, odd), lambda: erase_subject(store, odd, pack=pack, measure_carbon=False)):
+            with pytest.raises(DataError, match="lone surrogate") as caught:
+                call()
+            assert str(caught.value) == SUBJECT_ID_NOT_TEXT
+    finally:
+        store.close()
+    for table in ("subject_requests", "subject_secrets"):
+        assert count(db_url, table) == 0, table
