@@ -226,6 +226,9 @@ def _print_unlearning_step(step: dict[str, Any]) -> None:
     if step["status"] != "unlearned":
         _say(f"model {step['previous_version']}: {step['note']}")
         return
+    if "family" in step:  # a model family's forget: its own outcome, no ALS figures
+        _print_family_step(step)
+        return
     _say(
         f"model {step['previous_version']} -> {step['version']}: {step['n_interactions_removed']} interactions removed, "
         f"{step['n_items_refreshed']} items re-solved in {step['seconds'] * 1000:.1f} ms; artifact {step['artifact']}"
@@ -250,6 +253,28 @@ def _print_unlearning_step(step: dict[str, Any]) -> None:
         )
     if step["previous_artifact_deleted"]:
         console.print(f"  deleted the previous artifact {step['previous_artifact']}", highlight=False)
+
+
+def _print_family_step(step: dict[str, Any]) -> None:
+    """One model of another family the subject was removed from: how (exact or approximate), its standing, and
+    what became of the version it came from."""
+    residual = "" if step.get("residual") is None else f", residual {step['residual']}"
+    _say(
+        f"model {step['previous_version']} -> {step['version']} ({step['family']}, {step['erasure']} erasure{residual}) "
+        f"in {step['seconds'] * 1000:.1f} ms; artifact {step['artifact']}"
+        + ("" if step.get("recorded") else f" ({step.get('recorded_note', 'not recorded')})")
+    )
+    standing = step.get("standing")
+    if standing:
+        _say(f"  standing: {standing['standing']}: {standing['reason']}")
+    moved = step.get("replaced_in_serving")
+    if moved:
+        where = f"takes its place in {moved['stage']}" if moved["stage"] else "is recorded (the old version was in no stage)"
+        _say(f"  {step['version']} {where}; {step['previous_version']} is retired")
+    if step["previous_artifact_deleted"]:
+        _say(f"  deleted the previous artifact {step['previous_artifact']}")
+    elif step.get("previous_artifact_note"):
+        _say(f"  {step['previous_artifact_note']}")
 
 
 def _print_models(models: dict[str, Any]) -> None:

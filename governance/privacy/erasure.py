@@ -104,8 +104,8 @@ STILL_LISTED = (
     "names it) once the version is retired"
 )
 REPLACED_ACTION = (
-    "exactly erased by this request: model version {new}, trained without the subject, takes its place in serving; "
-    "this version is retired and its file deleted"
+    "exactly erased by this request: model version {new}, trained without the subject, replaces it (in its "
+    "deployment stage, if it had one); this version is retired and its file deleted"
 )
 MODELS_NOTE = (
     "membership is read from each model's artifact where it is still at its recorded location with its "

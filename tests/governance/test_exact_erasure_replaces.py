@@ -118,3 +118,15 @@ def test_an_erasure_overtaken_by_another_on_the_same_version_fails_and_its_rerun
     assert _files_listing(folder, first) == [] and _files_listing(folder, second) == []
     [serving] = stages["production"]
     assert model_user_ids(io.BytesIO(Path(folder / f"{serving}.npz").read_bytes())) is not None
+
+
+def test_the_erase_command_prints_an_exact_erasure_and_the_replacement(db_url: str) -> None:
+    """Regression: `recgov subject erase` without --json printed each unlearning step with ALS figures, and a model
+    family's step (which has none) ended a completed erasure in a KeyError traceback."""
+    doc = _train(db_url)
+    result = runner.invoke(app, ["subject", "erase", "u000017", "--pack", "eu-gdpr-dsa", "--database-url", db_url], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert f"model {doc['model_version']} -> ease-" in text and "exact erasure" in text
+    assert f"{doc['model_version']} is retired" in text and "deleted the previous artifact" in text
+    assert "u000017" not in result.output
