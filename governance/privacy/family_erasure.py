@@ -51,6 +51,8 @@ __all__ = [
     "family_for_kind",
     "forget_family_models",
     "delete_replaced_artifacts",
+    "exactly_replaced",
+    "exactly_replaced_by",
     "record_forgotten_models",
     "replace_exactly_erased",
     "retrain_action",
@@ -306,6 +308,34 @@ REPLACED_NOTE = (
     "replaced in serving by {new} (the model trained without the subject), retired, and its file deleted: "
     "no artifact recgov serves or keeps lists the subject"
 )
+def _exact_replacements(session: Session) -> list[tuple[str, str]]:
+    """``(replaced, by)`` for each recorded version an exact erasure made (``params.unlearning`` of kind ``exact``)."""
+    from sqlalchemy import select
+
+    from audits.models import ModelVersion, TrainingRun
+
+    out = []
+    rows = session.execute(
+        select(TrainingRun.params, ModelVersion.version_id).join(ModelVersion, ModelVersion.training_run_id == TrainingRun.id)
+    )
+    for params, version in rows:
+        unlearning = params.get("unlearning") if isinstance(params, Mapping) else None
+        if isinstance(unlearning, Mapping) and unlearning.get("kind") == "exact" and isinstance(unlearning.get("from"), str):
+            out.append((unlearning["from"], version))
+    return out
+
+
+def exactly_replaced_by(session: Session) -> dict[str, str]:
+    """The recorded versions an exact erasure replaced, each with the version that replaced it: the erasure retired
+    them and deleted their files."""
+    return dict(_exact_replacements(session))
+
+
+def exactly_replaced(session: Session, version: str) -> set[str]:
+    """The recorded versions exact erasures made from ``version``."""
+    return {by for replaced, by in _exact_replacements(session) if replaced == version}
+
+
 REPLACED_MEANWHILE = (
     "model version {version} was replaced by {by} by another erasure while this one removed the subject from it, "
     "so the version this one made still holds whom that one erased; nothing was recorded: run the erasure again "
@@ -324,7 +354,6 @@ def replace_exactly_erased(session: Session, forgotten: list[ForgottenModel], re
     from audits.models import ModelVersion
     from audits.trail import lock_head
     from governance.deploy import replace_after_erasure
-    from governance.privacy.unlearning import exactly_replaced
 
     lock_head(session)  # erasures replace versions one at a time: the check below sees every one committed before
     for f in forgotten:

@@ -36,6 +36,7 @@ from audits import record_dataset_version, record_model_version, record_training
 from audits._common import in_values
 from audits.models import DatasetVersion, ModelVersion
 from governance.privacy.common import iso, plain
+from governance.privacy.family_erasure import exactly_replaced_by
 from governance.privacy.retrains import training_recipe
 from recommender.errors import ConfigError, DataError
 from recommender.family import model_user_ids
@@ -153,32 +154,6 @@ REPLACED_FILE_GONE = (
 )
 
 
-def _exact_replacements(session: Session) -> list[tuple[str, str]]:
-    """``(replaced, by)`` for each recorded version an exact erasure made (``params.unlearning`` of kind ``exact``)."""
-    from audits.models import TrainingRun
-
-    out = []
-    rows = session.execute(
-        select(TrainingRun.params, ModelVersion.version_id).join(ModelVersion, ModelVersion.training_run_id == TrainingRun.id)
-    )
-    for params, version in rows:
-        unlearning = params.get("unlearning") if isinstance(params, Mapping) else None
-        if isinstance(unlearning, Mapping) and unlearning.get("kind") == "exact" and isinstance(unlearning.get("from"), str):
-            out.append((unlearning["from"], version))
-    return out
-
-
-def _exactly_replaced(session: Session) -> dict[str, str]:
-    """The recorded versions an exact erasure replaced, each with the version that replaced it: the erasure retired
-    them and deleted their files."""
-    return dict(_exact_replacements(session))
-
-
-def exactly_replaced(session: Session, version: str) -> set[str]:
-    """The recorded versions exact erasures made from ``version``."""
-    return {by for replaced, by in _exact_replacements(session) if replaced == version}
-
-
 def models_for(
     store: Any, subject: str, *, dataset_hash: str | None = None, subject_in_dataset: bool = False
 ) -> list[dict[str, Any]]:
@@ -204,7 +179,7 @@ def models_for(
             .join(DatasetVersion, ModelVersion.dataset_version_id == DatasetVersion.id)
             .order_by(ModelVersion.created_at, ModelVersion.version_id)
         ).all()
-        replaced = _exactly_replaced(session)
+        replaced = exactly_replaced_by(session)
     out = []
     for version_id, kind, created_at, location, artifact_hash, data_hash, data_name in rows:
         membership, why = _artifact_membership(location, artifact_hash, subject)
