@@ -45,6 +45,7 @@ from audits._common import actor_name
 from audits.models import ConsentRecordRow, DecisionRecord, ItemReport, ModelVersion, SubjectRequest, TrailEvent
 from audits.outcomes import delete_subject_outcomes
 from audits.suppression import SUPPRESSED_STATUSES, suppress_subject
+from audits.trail import lock_head
 from governance.policy import LoadedPack, PolicyPack
 from governance.privacy.common import (
     fail_request,
@@ -347,6 +348,9 @@ def erase_subject(
         listing = _listing(catalogue, unlearning)
         say("recording and crypto-shredding")
         with store.session() as session:
+            # first of all: an erasure running beside this one records (or reuses) its versions before or after this
+            # one, never between its reads and writes (the same unlearned version must be recorded once)
+            lock_head(session)
             retrain = _opened_retrain(session, subject, request.id, pack, listing, unlearning, deadlines, actor)
             record_unlearned_models(session, unlearning, retrain.to_dict() if retrain else None, request.id, actor)
             replace_exactly_erased(session, unlearning.families, request.id, actor)

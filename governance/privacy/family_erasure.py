@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -100,6 +101,15 @@ def _load(family: Family, location: str) -> GovernedModel:
     return family_model_class(family).load(location)
 
 
+def _load_if_there(family: Family, path: Path) -> GovernedModel | None:
+    if not path.exists():
+        return None
+    try:
+        return _load(family, str(path))
+    except (OSError, ValueError, KeyError, ConfigError, DataError):
+        return None
+
+
 def _holds(model: GovernedModel, subject: str) -> bool:
     return bool((np.asarray(model.subjects()).astype(str) == subject).any())
 
@@ -136,13 +146,20 @@ def _forget_one(
     folder = out_dir or path.parent
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{new_version}.npz"
-    pending = folder / f".{new_version}.{os.getpid()}.pending.npz"
+    # unique per call: two erasures in one process (the API's threads) may make the same version at once
+    pending = folder / f".{new_version}.{os.getpid()}.{uuid.uuid4().hex[:12]}.pending.npz"
     try:
         artifact_hash = model.save(pending)
         saved = _load(family, str(pending))
         if _holds(saved, subject) or saved.version_id_ != new_version:  # the saved file must not hold them
             raise DataError(f"the unlearned artifact {target} still lists the subject or is not {new_version}; not saved")
-        os.replace(pending, target)
+        existing = _load_if_there(family, target)
+        if existing is not None and existing.version_id_ == new_version and not _holds(existing, subject):
+            # the same model minus the same rows, made before (or by an erasure running beside this one): keep the
+            # file its recorded version points at rather than replace it with bytes that may differ in a float's last bits
+            artifact_hash = hashlib.sha256(target.read_bytes()).hexdigest()
+        else:
+            os.replace(pending, target)
     finally:
         pending.unlink(missing_ok=True)
     report.update(

@@ -21,6 +21,7 @@ import hashlib
 import io
 import os
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -239,7 +240,8 @@ def _unlearn(
     report.update(status="unlearned", **plain(result.as_dict()))
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{result.version}.npz"
-    pending = out_dir / f".{result.version}.{os.getpid()}.pending.npz"
+    # unique per call: two erasures in one process (the API's threads) may make the same version at once
+    pending = out_dir / f".{result.version}.{os.getpid()}.{uuid.uuid4().hex[:12]}.pending.npz"
     try:
         artifact_hash = result.model.save(pending)
         saved = ALSRecommender.load(pending)

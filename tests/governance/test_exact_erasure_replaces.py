@@ -130,3 +130,45 @@ def test_the_erase_command_prints_an_exact_erasure_and_the_replacement(db_url: s
     assert f"model {doc['model_version']} -> ease-" in text and "exact erasure" in text
     assert f"{doc['model_version']} is retired" in text and "deleted the previous artifact" in text
     assert "u000017" not in result.output
+
+
+def test_two_erasures_of_one_subject_at_once_both_complete_and_the_served_file_is_the_recorded_one(db_url: str) -> None:
+    """Regression: two erasures of the same subject in one process (two API requests) wrote the new version through
+    the same temporary file name; one renamed it away under the other, which failed with a FileNotFoundError."""
+    import threading
+
+    from governance.deploy import check_artifact
+
+    doc = _train(db_url)
+    old, folder, subject = doc["model_version"], Path(doc["artifact"]).parent, "u000017"
+    store = open_store(db_url)
+    try:
+        with store.session() as session:
+            record_deployment(session, model_version=old, stage="shadow")
+            record_deployment(session, model_version=old, stage="production")
+        together = threading.Barrier(2, timeout=60)
+        outcomes: list[object] = []
+
+        def at_the_same_time(step: str) -> None:
+            if step.startswith("removing the subject"):
+                together.wait()
+
+        def erase() -> None:
+            try:
+                outcomes.append(erase_subject(store, subject, pack=EU, measure_carbon=False, progress=at_the_same_time))
+            except Exception as err:  # noqa: BLE001 - the test reports it
+                outcomes.append(err)
+
+        threads = [threading.Thread(target=erase) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        with store.session() as session:
+            [serving] = deployed_versions(session)["production"]
+            check_artifact(session, serving)  # the file served is the one recorded
+    finally:
+        store.close()
+    assert all(isinstance(o, dict) for o in outcomes) and len(outcomes) == 2, outcomes
+    assert sorted(o["shredded"] for o in outcomes) == [False, True]
+    assert serving != old and _files_listing(folder, subject) == []
