@@ -143,6 +143,9 @@ class FeedbackTable:
     """One string column per field (empty cells are ``""``), in source order."""
     positions: np.ndarray
     """Each row's CSV/JSONL line (the header is line 1), Parquet row (from 1), or JSON list index (from 0)."""
+    broken: tuple[tuple[int, str, str], ...] = ()
+    """Lines that are no row (a CSV line with more values than the header names columns, a JSONL line that is no
+    JSON object), as ``(line, field, reason)``: each refused in its turn (:mod:`governance.consent.import_table`)."""
 
     @property
     def located_by(self) -> Literal["line", "row", "index"]:
@@ -219,11 +222,11 @@ def read_feedback_table(
     if not data.strip():
         raise DataError(EMPTY_FILE.format(name=label))
     if kind == "csv":
-        raw, positions = _csv(label, data, mapping)  # type: ignore[arg-type] - it reads the delimiter only
+        raw, positions, broken = _csv(label, data, mapping)  # type: ignore[arg-type] - it reads the delimiter only
     elif kind == "jsonl":
-        raw, positions = _jsonl(label, data)
+        raw, positions, broken = _jsonl(label, data)
     else:
-        raw, positions = _parquet(label, data)
+        raw, positions, broken = _parquet(label, data)
     wanted = mapping.columns(map(str, raw.columns))
     for fld, column in wanted.items():
         if column not in raw.columns:
@@ -234,7 +237,7 @@ def read_feedback_table(
     keep = (rows != "").any(axis=1).to_numpy()  # a blank line is no row
     if not keep.any():
         raise DataError(NO_ROWS.format(name=label))
-    return FeedbackTable(label, hashlib.sha256(data).hexdigest(), kind, rows[keep].reset_index(drop=True), positions[keep])  # type: ignore[arg-type]
+    return FeedbackTable(label, hashlib.sha256(data).hexdigest(), kind, rows[keep].reset_index(drop=True), positions[keep], broken)  # type: ignore[arg-type]
 
 
 def table_of_events(events: Sequence[Mapping[str, Any]], *, name: str = "body") -> FeedbackTable:
@@ -342,7 +345,8 @@ def check_outcome_rows(table: FeedbackTable, *, now: datetime | None = None) -> 
         },
         index=table.rows.index,
     )[list(BATCH_COLUMNS)]  # fmt: skip
-    return batch[ok].reset_index(drop=True), sorted(faults.problems, key=lambda p: p.position)
+    broken = [RowProblem(position, table.located_by, fld, reason) for position, fld, reason in table.broken]
+    return batch[ok].reset_index(drop=True), sorted([*faults.problems, *broken], key=lambda p: p.position)
 
 
 @dataclass(frozen=True)
@@ -425,7 +429,7 @@ def import_feedback_table(
     unattributed = [{located: u["line"], "reason": u["reason"]} for _, o in outcomes for u in o.unattributed]
     return FeedbackImportReport(
         file=table.name, sha256=table.sha256, format=table.format, window_seconds=span.total_seconds(),
-        rows=len(table.rows), valid=len(valid) - len(refused), invalid=len(problems) + len(refused),
+        rows=len(table.rows) + len(table.broken), valid=len(valid) - len(refused), invalid=len(problems) + len(refused),
         added=sum(o.added for _, o in outcomes), already_recorded=sum(o.already_recorded for _, o in outcomes),
         by_attribution=dict(sorted(by_attribution.items())), batches=[{**b, **o.to_dict()} for b, o in outcomes],
         problems=sorted([*problems, *refused], key=lambda p: p.position), unattributed=unattributed,

@@ -115,9 +115,9 @@ def test_broken_files_are_refused_whole(tmp_path: Path, store: Store) -> None:
         "missing.csv": (None, "no such file"),
         "empty.csv": ("", "the file is empty"),
         "nocol.csv": ("user,item,kind,time\nx,i,click,2026-01-01\n", "no column 'subject' for the field subject"),
-        "bad.jsonl": ('{"subject": "a", "item": "b", "kind": "click", "time": "2026-01-01"}\n[1]\n', "bad.jsonl line 2: not a JSON object"),
+        "bad.jsonl": ('[1]\n"text"\n', "bad.jsonl line 1: not a JSON object"),  # no line is an object
         "bad.parquet": ("not parquet", "not a readable Parquet file"),
-        "ragged.csv": ("subject,item,kind,time\na,b,click,2026-01-01,extra,more\n", "not a readable CSV file"),
+        "ragged.csv": ('subject,item,kind,time\n"a,b,click,2026-01-01\n', "not a readable CSV file"),  # a quote never closed
         "events.xml": ("<x/>", "cannot tell the format"),
     }
     for name, (content, message) in cases.items():
@@ -127,6 +127,18 @@ def test_broken_files_are_refused_whole(tmp_path: Path, store: Store) -> None:
         with pytest.raises(DataError, match=message):
             import_feedback(store, path)
     assert _outcomes(store) == 0
+
+
+def test_a_line_that_is_no_row_is_refused_at_its_line_and_the_rest_read(tmp_path: Path, store: Store) -> None:
+    """One stray separator or one cut line in an export refuses that line, not the file."""
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("subject,item,kind,time\nfb-rg-1,i1,click,2026-01-01\nfb-rg-2,i2,click,2026-01-01,extra\nfb-rg-3,i3,click,2026-01-01\n", encoding="utf-8")
+    report = import_feedback(store, ragged)
+    assert [(p.position, p.field) for p in report.problems] == [(3, "fields")] and (report.rows, report.invalid) == (3, 1)
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text('{"subject": "fb-ct-1", "item": "i1", "kind": "click", "time": "2026-01-01"}\n{"subject": "fb-\n', encoding="utf-8")
+    report = import_feedback(store, cut)
+    assert [(p.position, p.field) for p in report.problems] == [(2, "json")] and (report.rows, report.invalid) == (2, 1)
 
 
 def test_jsonl_and_parquet_with_unix_seconds(store: Store, tmp_path: Path) -> None:
