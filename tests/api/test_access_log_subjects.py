@@ -47,15 +47,7 @@ def test_the_access_log_names_the_route_not_the_subject(db_url: str, tmp_path: P
         )  # fmt: skip
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert server.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.5)
+            _wait_ready(url, server, log)
             headers = {"Authorization": f"Bearer {token}"}
             exported = httpx.post(f"{url}/v1/subjects/{SUBJECT}/export", headers=headers, timeout=60)
             assert exported.status_code == 200, exported.text
@@ -72,6 +64,19 @@ def test_the_access_log_names_the_route_not_the_subject(db_url: str, tmp_path: P
     assert SUBJECT not in text and "alice" not in text, text
 
 
+def _wait_ready(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
+    """Until the server answers /ready (it must not exit meanwhile; two minutes at most)."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.5)
+
+
 ACCESS_LINE = '"GET /ready HTTP/1.1" 200'
 
 
@@ -81,15 +86,7 @@ def _serve_and_log(command: list[str], env: dict[str, str], log: Path, port: int
         server = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert server.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.5)
+            _wait_ready(url, server, log)
             for _ in range(2):
                 assert httpx.get(f"{url}/ready", timeout=10).status_code == 200
         finally:

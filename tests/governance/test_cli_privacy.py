@@ -280,6 +280,16 @@ def test_bad_input_is_one_line_exit_2_and_stores_nothing(db_url: str, args: list
         assert count(db_url, table) == 0, table
 
 
+def _refused_storing_nothing(db_url: str, result: object, message: str) -> None:
+    """Exit 2 with ``message`` (as the terminal wraps it), no traceback, no raw id, nothing stored for anyone."""
+    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+    output = result.output  # type: ignore[attr-defined]
+    assert " ".join(message.split()[:8]) in " ".join(output.replace("│", " ").split())
+    assert "Traceback" not in output and VICTIM not in output
+    for table in ("consent_records", "subject_requests", "subject_secrets"):
+        assert count(db_url, table) == 0, table
+
+
 @pytest.mark.parametrize("padded", [f"{VICTIM} ", f" {VICTIM}", f"{VICTIM}\n", "\t"])
 @pytest.mark.parametrize(
     "args",
@@ -297,11 +307,7 @@ def test_a_subject_id_with_surrounding_whitespace_is_refused_and_stores_nothing(
     from audits.subjects import SUBJECT_ID_PADDED
 
     result = invoke(*[a.format(subject=padded) for a in args], "--database-url", db_url)
-    assert result.exit_code == 2, result.output
-    assert " ".join(SUBJECT_ID_PADDED.split()[:8]) in " ".join(result.output.replace("│", " ").split())
-    assert "Traceback" not in result.output and VICTIM not in result.output
-    for table in ("consent_records", "subject_requests", "subject_secrets"):
-        assert count(db_url, table) == 0, table
+    _refused_storing_nothing(db_url, result, SUBJECT_ID_PADDED)
 
 
 def test_a_subject_recorded_under_a_padded_id_stays_reachable_by_access_and_erasure(db_url: str) -> None:
@@ -334,11 +340,7 @@ def test_a_subject_id_that_is_not_utf8_is_refused_and_stores_nothing(db_url: str
     from audits.subjects import SUBJECT_ID_NOT_TEXT
 
     result = invoke(*[a.format(subject=odd) for a in args], "--database-url", db_url)
-    assert result.exit_code == 2, result.output
-    assert " ".join(SUBJECT_ID_NOT_TEXT.split()[:8]) in " ".join(result.output.replace("│", " ").split())
-    assert "Traceback" not in result.output and VICTIM not in result.output
-    for table in ("consent_records", "subject_requests", "subject_secrets"):
-        assert count(db_url, table) == 0, table
+    _refused_storing_nothing(db_url, result, SUBJECT_ID_NOT_TEXT)
 
 
 @pytest.mark.parametrize("odd", ["\udcff", f"{VICTIM}\udc80"])

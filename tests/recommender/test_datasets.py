@@ -273,6 +273,15 @@ def test_amazon_bad_rows_are_named_by_their_own_line(tmp_path: Path, lines: list
     assert str(info.value) == f"{path} {says}"
 
 
+def _refused_on_its_line(tmp_path: Path, files: dict[str, str], fmt: str | None, says: str) -> None:
+    """Lay out ``files``, load them (as ``fmt``, or by their layout) and expect the refusal ``says``."""
+    for name, text in files.items():
+        _write(tmp_path / name, text)
+    target = tmp_path / next(iter(files)).split("/")[0]
+    with pytest.raises(DataError, match=re.escape(says)):
+        load_format(target, fmt) if fmt else load_data(target)
+
+
 @pytest.mark.parametrize(
     ("files", "fmt", "says"),
     [
@@ -310,11 +319,7 @@ def test_a_huge_bad_cell_of_a_published_layout_is_cut_in_the_message(tmp_path: P
     ],
 )
 def test_every_published_layout_refuses_an_event_time_before_1970_on_its_line(tmp_path: Path, files: dict[str, str], fmt: str | None, says: str) -> None:
-    for name, text in files.items():
-        _write(tmp_path / name, text)
-    target = tmp_path / next(iter(files)).split("/")[0]
-    with pytest.raises(DataError, match=re.escape(says)):
-        load_format(target, fmt) if fmt else load_data(target)
+    _refused_on_its_line(tmp_path, files, fmt, says)
 
 
 @pytest.mark.parametrize(
@@ -340,11 +345,7 @@ def test_every_published_layout_refuses_an_event_time_no_clock_compares_on_its_l
 ) -> None:
     """Regression: times after 2262-04-11 (milliseconds read as seconds, a placeholder) loaded, and every rule that
     compares times (erasure, retention, the time split) read them wrapped around to another century."""
-    for name, text in files.items():
-        _write(tmp_path / name, text)
-    target = tmp_path / next(iter(files)).split("/")[0]
-    with pytest.raises(DataError, match=re.escape(says)):
-        load_format(target, fmt) if fmt else load_data(target)
+    _refused_on_its_line(tmp_path, files, fmt, says)
 
 
 @pytest.mark.parametrize(
