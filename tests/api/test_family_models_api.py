@@ -3,8 +3,8 @@ over real HTTP, on SQLite and PostgreSQL.
 
 An EASE version trained under the baseline pack: a consenting subject gets EASE's ranking with EASE's own
 ``because_you_interacted`` tags (the list the CLI path makes, item for item and tag for tag, and the list the
-compute process makes), a subject who withdrew gets the non-profiling list, an erased subject the non-profiling
-list from the version that read their data; the decision record names the EASE version. A version whose file
+compute process makes), a subject who withdrew gets the non-profiling list; an exact erasure replaces the version
+it erased from; the decision record names the EASE version. A version whose file
 is another family's, or whose recorded family is not installed, is refused with a problem document that says so.
 """
 
@@ -134,25 +134,34 @@ def test_a_subject_who_did_not_consent_gets_the_non_profiling_list(server, ease:
         assert all(t["kind"] != "because_you_interacted" for i in served["items"] for t in i["tags"])
 
 
-def test_an_erased_subject_gets_the_non_profiling_list_from_the_family_version(server, ease: dict) -> None:
-    subject = "u000042"
+def test_an_exact_erasure_replaces_the_family_version_it_erased_from(server) -> None:
+    """EASE forgets exactly: the erasure records a version trained without the subject, which takes the old one's
+    place; the old one, whose file listed the subject, is retired and its file deleted, so naming it is a 409
+    ``model-replaced`` naming the new version (not a list, and not a missing-file error). The new version never
+    held the subject: their list from it is never made from their old history."""
+    # Its own EASE, on data with subjects no other model here holds: the module's versions are not erased from
+    result = CliRunner().invoke(cli, ["train", "synthetic:n_users=320,n_items=200,n_interactions=12800,seed=5", "--no-carbon",
+                                      "--database-url", server.db_url, "--json", "--pack", "baseline", "--family", "ease",
+                                      "--param", "regularization=25"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    own = json.loads(result.stdout)
+    subject = "u000315"
     with server.client("operator") as client:
         _consent(client, subject, "granted")
-        assert _ask(client, subject, ease["model_version"]).json()["mode"] == "personalized"  # the cached engine is warm
+        assert _ask(client, subject, own["model_version"]).json()["mode"] == "personalized"  # the cached engine is warm
     with server.client("admin") as client:
         erased = client.post(f"/v1/subjects/{subject}/erasure", json={"pack": "baseline"})
     assert erased.status_code == 200, erased.text
-    steps = [s for s in erased.json()["unlearning"] if s.get("family") == "ease"]
-    assert steps and all(s["status"] == "unlearned" for s in steps)  # EASE forgets exactly: a new version
+    steps = [s for s in erased.json()["unlearning"] if s.get("family") == "ease" and s.get("previous_version") == own["model_version"]]
+    assert steps and all(s["status"] == "unlearned" for s in steps)
     with server.client("operator") as client:
         _consent(client, subject, "granted")  # a grant after erasure does not bring the old version's data back
-        served = _ask(client, subject, ease["model_version"]).json()
+        replaced = _ask(client, subject, own["model_version"])
         unlearned = _ask(client, subject, steps[0]["version"])
-    assert served["mode"] == "non_profiling" and "erased" in served["consent"]
-    assert all(i["score"] is None for i in served["items"])
-    # the unlearned version never held the subject: nothing to personalize from (never their old history)
+    assert replaced.status_code == 409 and replaced.json()["type"].endswith("/model-replaced"), replaced.text
+    assert steps[0]["version"] in replaced.json()["detail"]
     assert unlearned.status_code == 200, unlearned.text
-    assert unlearned.json()["mode"] in ("non_profiling", "fallback")
+    assert unlearned.json()["mode"] in ("non_profiling", "fallback") or subject not in json.dumps(unlearned.json())
     assert subject not in erased.text
 
 

@@ -58,6 +58,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pandas as pd
 from fastapi import FastAPI
 from sqlalchemy import Connection, bindparam, func, select
@@ -67,7 +68,7 @@ from audits.decision_writer import ProcessDecisionLog
 from audits.decisions import DecisionLog, log_failure
 from audits.availability import unavailable_items
 from audits.online_store import configured_store, outbox_watch
-from audits.models import EscalationCase, ItemAvailability, ItemBlock, ItemFlag, ModelVersion
+from audits.models import EscalationCase, ItemAvailability, ItemBlock, ItemFlag, ModelVersion, TrailEvent
 from governance import packs as pack_store
 from governance.api.compute import ComputeProcess
 from governance.api.errors import Problem
@@ -105,6 +106,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SHUTTING_DOWN = "the service is shutting down; retry the request on another instance"
+REPLACED = (
+    "model version {version!r} was replaced by {by!r} after an exact erasure: its file listed the erased subject and "
+    "is deleted, and it is retired; serve {by!r} (trained the same way, without the subject)"
+)
 NOT_ADMITTED = "pack {pack} does not admit this model: {why}; serve it under a pack that does, or train one without those inputs"
 MAX_CACHED_MODELS = 8
 """Models (and their engines) kept loaded by a server process, least recently used evicted first."""
@@ -117,6 +122,19 @@ MODEL_MISMATCH = "the artifact at {location} holds model {found}, not {expected}
 
 class NotReady(Exception):
     """Deciding this list inline would block the event loop (a load, a build or a write): use a worker thread."""
+
+
+def replacement_after_erasure(connection: Connection, model_version: str) -> str | None:
+    """The version an exact erasure put in ``model_version``'s place (its latest ``model.replaced_by_erasure``
+    event), or None. Read only when the version's file is missing: such events are few."""
+    rows = connection.execute(
+        select(TrailEvent.payload).where(TrailEvent.action == "model.replaced_by_erasure").order_by(TrailEvent.seq.desc())
+    )
+    for (payload,) in rows:
+        found = orjson.loads(payload) if isinstance(payload, str | bytes) else payload
+        if isinstance(found, dict) and found.get("replaced") == model_version:
+            return str(found.get("by"))
+    return None
 
 
 def _stat_key(path: Path) -> tuple[int, int] | None:
@@ -277,6 +295,9 @@ class EngineCache:
             stat = _stat_key(Path(location))
             with self.store.snapshot() as connection:
                 kind, artifact_hash = connection.execute(_KIND_OF, {"version": model_version}).one_or_none() or (None, None)
+                by = replacement_after_erasure(connection, model_version) if stat is None else None
+            if by is not None:  # its file listed an erased subject: deleted, and the version retired for good
+                raise Problem(409, REPLACED.format(version=model_version, by=by), kind="model-replaced")
             if refused is not None and stat is not None and refused[0] == (stat, artifact_hash):
                 raise Problem(409, refused[1], kind=ARTIFACT_CHANGED_KIND)
             try:
