@@ -38,7 +38,8 @@ no more of them than it must:
   in the snapshot's own transaction, so each reads what it reads when run on
   its own there; the code then asks for its reads in its own order (the key
   first) and a read asked for with exactly the statement and parameters named
-  is answered from that row (a read of several rows is read again, as asked).
+  is answered from that row (a read of several rows is read again, as asked, unless
+  it was named to be read whole: then its rows come back as one array a column).
   Anything else is read when asked. A governed list's snapshot is then three
   round trips (``BEGIN``, its reads, ``ROLLBACK``), and psycopg's work per
   statement is paid three times, not seven (its pipeline mode, two round trips,
