@@ -24,7 +24,7 @@ from governance.api.awaited_reads import STOPPED, AwaitedReads
 from governance.api.keys import create_key, live_key
 from governance.api.reads import NOT_READ_AHEAD, FastReads, Unread
 from tests.api.pg_turns import TurnCounter
-from tests.api.test_fast_reads_round_trips import _ahead, _grant, _list_reads, _terminate
+from tests.api.test_fast_reads_round_trips import _ahead, _grant, _list_reads, _terminate, keyed_store
 
 pytestmark = pytest.mark.postgres
 
@@ -32,12 +32,8 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 def keyed(postgres_url: str) -> Iterator[tuple[Store, FastReads, str]]:
     """A store with an operator key and a subject whose consent state the process has cached (its version known)."""
-    store = open_store(postgres_url, pool_size=2)
+    store, reads, token = keyed_store(postgres_url)
     try:
-        with store.session() as session:
-            _, token = create_key(session, name="k", role="operator")
-        _grant(store, "s1")
-        reads = FastReads(store.engine)
         consent_read_cache(store.engine).clear()
         with reads.snapshot() as read:  # the installation key checked, the subject's state cached
             _list_reads(read, token, "s1")

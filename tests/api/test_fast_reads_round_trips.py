@@ -26,6 +26,15 @@ def _grant(store: Store, subject: str) -> None:
         record_consent(session, subject_id=subject, purpose="personalization", status="granted", lawful_basis="consent", source="api")
 
 
+def keyed_store(url: str) -> tuple[Store, FastReads, str]:
+    """A store (two pooled connections) with an operator key and a subject "s1" who granted consent; its reads."""
+    store = open_store(url, pool_size=2)
+    with store.session() as session:
+        _, token = create_key(session, name="k", role="operator")
+    _grant(store, "s1")
+    return store, FastReads(store.engine), token
+
+
 def _list_reads(read: object, token: str, subject: str) -> tuple[object, ...]:
     """The reads of a governed list's snapshot, in its order (governance.api.services.lists)."""
     key = live_key(read, token)
@@ -118,12 +127,8 @@ def _terminate(postgres_url: str, *pids: int) -> None:
 @pytest.mark.postgres
 @pytest.mark.parametrize("ahead", [False, True])
 def test_a_connection_dropped_in_the_pool_is_replaced_and_the_snapshot_reads(postgres_url: str, ahead: bool) -> None:
-    store = open_store(postgres_url, pool_size=2)
+    store, reads, token = keyed_store(postgres_url)
     try:
-        with store.session() as session:
-            _, token = create_key(session, name="k", role="operator")
-        _grant(store, "s1")
-        reads = FastReads(store.engine)
         first = _backend_pid(reads)
         _terminate(postgres_url, first)
         with reads.snapshot(_ahead(reads, token, "s1") if ahead else ()) as read:  # the next request still succeeds
