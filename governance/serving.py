@@ -707,20 +707,24 @@ class PoolTags(Sequence):
         if made is None:
             if self._pending is not None and self._names[j] is None:
                 self._explain([j])
-            present = self._present[j]
-            because = [name for name, here in zip(self._names[j], present) if here]
-            tag: dict[str, Any] = {"kind": _BECAUSE, "text": _BECAUSE_TEXT.format(items=", ".join(because) or "your history")}
-            if because:
-                tag["items"] = because
-                tag["weights"] = [round(w, 6) for w, here in zip(self._weights[j], present) if here]
-            code = self._reasons[j]
-            made = self._made[j] = [_tag(_TAG_OF[code]), tag] if code in _TAG_OF else [tag]
+            made = self._made[j] = _item_tags(self._names[j], self._present[j], self._weights[j], self._reasons[j])
         return made
 
     def __iter__(self) -> Any:
         if self._pending is not None:
             self._explain(list(range(len(self))))
         return (self[j] for j in range(len(self)))
+
+
+def _item_tags(names: list[str], present: list[bool], weights: list[float], code: int) -> list[dict[str, Any]]:
+    """One item's tags from its contributors' figures (see :class:`PoolTags`): the move's tag, if any, then
+    ``because you interacted`` with the contributors present."""
+    because = [name for name, here in zip(names, present) if here]
+    tag: dict[str, Any] = {"kind": _BECAUSE, "text": _BECAUSE_TEXT.format(items=", ".join(because) or "your history")}
+    if because:
+        tag["items"] = because
+        tag["weights"] = [round(w, 6) for w, here in zip(weights, present) if here]
+    return [_tag(_TAG_OF[code]), tag] if code in _TAG_OF else [tag]
 
 
 _BECAUSE = TagKind.because_you_interacted.value
@@ -856,7 +860,8 @@ class Personalizer:
         rounded = [round(s, 6) for s in scores.tolist()]
         if not tag_all:  # explained when read: only the items a logging policy serves
             return PersonalizedList(ids, rounded, PoolTags.deferred(lambda rows: self._tag_figures(history, rows), ids, reasons.tolist()))
-        return PersonalizedList(ids, rounded, list(PoolTags(*self._tag_figures(history, ids), reasons.tolist())))
+        names, present, weights = self._tag_figures(history, ids)
+        return PersonalizedList(ids, rounded, list(map(_item_tags, names, present, weights, reasons.tolist())))
 
     def _tag_figures(self, history: tuple[np.ndarray, np.ndarray], ids: np.ndarray) -> tuple[list, list, list]:
         """The ``because you interacted`` figures of model rows ``ids``: contributors' names, which are present, weights.
@@ -867,12 +872,12 @@ class Personalizer:
         hidden = self.blocked_mask[history[0]]
         ex = self.explain(history, ids, n=TAG_CONTRIBUTORS + int(np.count_nonzero(hidden)))
         contributors, weights = ex.contributors, ex.weights
-        named = (contributors >= 0) & (np.nan_to_num(weights, nan=0.0) > 0) & ~self.blocked_mask[np.maximum(contributors, 0)]
+        safe = np.maximum(contributors, 0)
+        # A NaN weight (padding) compares False: it names nothing, as a weight of 0 would.
+        named = (contributors >= 0) & (weights > 0) & ~self.blocked_mask[safe]
         order = np.argsort(~named, axis=1, kind="stable")[:, :TAG_CONTRIBUTORS]  # the named ones first, best first
-        contributors = np.take_along_axis(contributors, order, axis=1)
-        weights = np.take_along_axis(weights, order, axis=1)
-        named = np.take_along_axis(named, order, axis=1)
-        return self._item_ids[np.maximum(contributors, 0)].tolist(), named.tolist(), weights.tolist()
+        rows = np.arange(order.shape[0])[:, None]
+        return self._item_ids[safe[rows, order]].tolist(), named[rows, order].tolist(), weights[rows, order].tolist()
 
     def explain(self, history: tuple[np.ndarray, np.ndarray], ids: np.ndarray, n: int = TAG_CONTRIBUTORS) -> Any:
         """The exact decomposition of the model's scores of ``ids`` over the user's history, its ``n`` largest
@@ -882,11 +887,14 @@ class Personalizer:
 
 
 
+_PROVIDER_FAIRNESS = int(Reason.provider_fairness)
+
+
 def _provider_moves(reasons: np.ndarray, ids: np.ndarray, item_group: np.ndarray | None) -> np.ndarray:
     """``reasons`` with the provider-fairness moves of items outside the protected group marked :data:`_BALANCED`."""
     if item_group is None:
         return reasons
-    other = (reasons == Reason.provider_fairness) & (item_group[ids] != PROTECTED_CODE)
+    other = (reasons == _PROVIDER_FAIRNESS) & (item_group[ids] != PROTECTED_CODE)
     if not other.any():
         return reasons
     out = reasons.astype(np.int16)
