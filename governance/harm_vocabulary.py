@@ -17,6 +17,10 @@ case keeps the item out of lists until someone decides):
 * an audit of such data carries an ``error`` result that blocks the gate
   (:func:`vocabulary_result`).
 
+A flag is read as a person reads it (:func:`_harm_category`): ``HARMFUL : violence``, a zero-width character
+inside the prefix, full-width letters or letters of another script that look like its own are still
+``harmful:violence``; a flag that nothing reads would keep nothing out.
+
 A pack that declares no harm vocabulary at all (no ``harmful_content`` categories)
 takes no position on harm: serving still keeps every flagged item out and warns,
 and validation warns, but its audits are not failed for it.
@@ -25,6 +29,7 @@ and validation warns, but its audits are not failed for it.
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -34,6 +39,7 @@ import numpy as np
 __all__ = [
     "UNKNOWN_ITEM_CATEGORIES",
     "VOCABULARY_RULE_ID",
+    "is_harm_flagged",
     "item_harm_categories",
     "items_kept_out",
     "unknown_item_categories",
@@ -56,15 +62,55 @@ VOCABULARY_DESCRIPTION = (
 )
 
 
+_LOOKALIKES = str.maketrans({
+    "\u0430": "a", "\u0251": "a", "\u03b1": "a",  # Cyrillic a, Latin alpha, Greek alpha
+    "\u04bb": "h", "\u0570": "h",  # Cyrillic shha, Armenian ho
+    "\u0433": "r", "\u1d26": "r",  # Cyrillic ghe, small capital gamma
+    "\u043c": "m", "\u217f": "m",  # Cyrillic em, Roman numeral one thousand
+    "\u03c5": "u", "\u057d": "u", "\u0446": "u",  # Greek upsilon, Armenian seh, Cyrillic tse
+    "\u04cf": "l", "\u0131": "l", "\u01c0": "l", "\u05c0": "l", "i": "l",  # lookalikes of l, and I folded to i
+    "\u0192": "f", "\u0493": "f",  # Latin f with hook, Cyrillic ghe with stroke
+})
+"""Letters that read as those of ``harmful``: a flag spelt with them (``hаrmful:`` with a Cyrillic ``а``, or
+``harmfuI`` with a capital I) is a harm flag, never one that nothing reads."""
+_PREFIX_SKELETON = "harmful".translate(_LOOKALIKES)
+
+
+def _plain(text: str) -> str:
+    """``text`` in NFKC, without format characters (zero-width spaces and joiners), stripped of white space."""
+    return "".join(ch for ch in unicodedata.normalize("NFKC", text) if unicodedata.category(ch) != "Cf").strip()
+
+
+def _harm_category(part: str) -> str | None:
+    """The category of one flag, or None when it is no harm flag.
+
+    The prefix is read as a person reads it: in any case, with white space around the colon, in compatibility
+    forms (full-width letters), with zero-width characters or letters of other scripts that look like its own:
+    ``HARMFUL : violence`` is a harm flag, not a flag nothing reads and that keeps nothing out. The category is
+    kept as written (normalized and stripped): one the pack does not know keeps the item out and is reported."""
+    prefix, colon, category = _plain(part).partition(":")
+    if not colon:
+        return None
+    skeleton = "".join(prefix.split()).casefold().translate(_LOOKALIKES)
+    return category.strip() if skeleton == _PREFIX_SKELETON else None
+
+
 def _categories_of(flags: str) -> list[str]:
-    return [part[len(FLAG_PREFIX) :].strip() for part in str(flags).split("|") if part.strip().startswith(FLAG_PREFIX)]
+    if not flags:
+        return []
+    return [c for c in (_harm_category(part) for part in str(flags).split("|")) if c is not None]
+
+
+def is_harm_flagged(flags: Any) -> bool:
+    """Whether an item table's ``flags`` value holds at least one harm flag (read as :func:`_harm_category` reads it)."""
+    return isinstance(flags, str) and bool(_categories_of(flags))
 
 
 def item_harm_categories(flags: Iterable[Any]) -> dict[str, int]:
     """Harm category -> number of items flagged with it, from an item table's ``flags`` values."""
     counts: Counter[str] = Counter()
     for value in flags:
-        if isinstance(value, str) and FLAG_PREFIX in value:
+        if isinstance(value, str):
             counts.update(set(_categories_of(value)))
     return dict(sorted(counts.items()))
 
@@ -93,10 +139,7 @@ def items_kept_out(pack: Any, flags: Iterable[Any]) -> np.ndarray:
     values = [str(v) if isinstance(v, str) else "" for v in flags]
     blocked = set(pack.harmful_content.blocked_categories)
     known = set(pack.harmful_content.known_categories())
-    kept_out = np.array(
-        [any(c in blocked or c not in known for c in _categories_of(v)) if FLAG_PREFIX in v else False for v in values],
-        dtype=bool,
-    )
+    kept_out = np.array([any(c in blocked or c not in known for c in _categories_of(v)) for v in values], dtype=bool)
     message = vocabulary_issue_message(pack, item_harm_categories(values))
     if message is not None:
         log.warning("%s", message)

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import ks_2samp
 
+from governance.harm_vocabulary import is_harm_flagged
 from recommender.drift import population_stability_index
 
 __all__ = [
@@ -304,7 +305,7 @@ def _model_figures(
             out["provider_gap"] = _round(catalogue_share - exposure_share)
         if "flags" in table.columns:
             flags = on_list["flags"].astype("string").fillna("")
-            out["harmful_share"] = _round(float(flags.str.contains("harmful:", regex=False).mean()))
+            out["harmful_share"] = _round(float(flags.map(is_harm_flagged).astype(bool).mean()))
     return out
 
 
