@@ -9,6 +9,7 @@ once (:func:`group_labels`) so that every per-group sum is a ``bincount``.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 import numpy as np
@@ -81,18 +82,27 @@ def group_labels(
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """Integer codes and sorted string names of group labels; missing labels form the group ``missing``.
 
+    A label is read as it reads: in Unicode NFC (``"e\\u0301"`` and ``"\\u00e9"`` are one group ``é``) without
+    surrounding blanks (``"F "`` is ``"F"``), and a blank one (``""``, ``"  "``) is missing, as the grouped
+    path (:func:`recommender.fairness.groups_for`) and the provider labels read them: two groups that print
+    alike would otherwise be judged apart, each smaller, and a blank one judged as a group.
+
     A present label that reads as ``missing`` is refused (:data:`RESERVED_LABEL`, naming ``what`` and its
     position): it would be counted with the missing group, which is reported and never judged.
 
-    >>> group_labels(["M", "F", None, "F"])
+    >>> group_labels(["M", "F", None, "F "])
     (array([1, 0, 2, 0]), ('F', 'M', 'missing'))
     """
     labels = pd.Series(pd.array(np.asarray(values, dtype=object), dtype="string"))
-    codes, names = pd.factorize(labels, sort=True, use_na_sentinel=True)
-    if any(_reads_as(str(n), missing) for n in names):
+    raw_codes, raw_names = pd.factorize(labels, sort=False, use_na_sentinel=True)
+    read = [unicodedata.normalize("NFC", str(n)).strip() for n in raw_names]  # the distinct labels only: one pass
+    if any(_reads_as(n, missing) for n in read):
         at = reserved_label(values, missing)
         raise DataError(RESERVED_LABEL.format(what=what, where=f"entry {at}", value=labels.iloc[at], missing=missing))
-    names = tuple(str(n) for n in names)
+    names = tuple(sorted({n for n in read if n}))
+    place = {n: j for j, n in enumerate(names)}
+    remap = np.asarray([place.get(n, -1) for n in read] + [-1], dtype=np.int64)
+    codes = remap[raw_codes]  # the sentinel -1 of a missing label indexes the trailing -1
     if (codes < 0).any():  # the missing group, in its sorted place among the names
         merged = sorted({*names, missing})
         place = {n: j for j, n in enumerate(merged)}
