@@ -11,6 +11,7 @@ independent: 1, regional: 2}``), and groups it does not list are unknown.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 
 import numpy as np
@@ -27,9 +28,22 @@ def provider_codes(groups: pd.Series, protected: str, codes: Mapping[str, int] |
     [0, 1, -1, 0]
     >>> provider_codes(g, "indie", {"major": 0, "indie": 1, "regional": 2}).tolist()
     [0, 1, -1, 2]
+    >>> provider_codes(pd.Series(["indie ", "  ", "major"], dtype="string"), "indie").tolist()
+    [1, -1, 0]
     """
-    missing = groups.isna().to_numpy()
+    labels = _read(groups)
+    missing = (labels.isna() | (labels == "")).to_numpy(dtype=bool)
     if codes is None:
-        return np.where(missing, -1, (groups == protected).fillna(False).to_numpy(dtype=bool).astype(np.int64))
-    mapped = groups.map(dict(codes)).astype("Int64").fillna(-1).to_numpy(dtype=np.int64)
+        return np.where(missing, -1, (labels == _read_one(protected)).fillna(False).to_numpy(dtype=bool).astype(np.int64))
+    mapped = labels.map({_read_one(k): v for k, v in codes.items()}).astype("Int64").fillna(-1).to_numpy(dtype=np.int64)
     return np.where(missing, -1, mapped)
+
+
+def _read_one(label: str) -> str:
+    return unicodedata.normalize("NFC", label).strip()
+
+
+def _read(groups: pd.Series) -> pd.Series:
+    """The labels as the fairness audit reads them (:func:`recommender.fairness.group_labels`): NFC, without
+    surrounding blanks, a blank one missing; so that the items a re-ranker protects are the audit's."""
+    return groups.astype("string").str.normalize("NFC").str.strip()
