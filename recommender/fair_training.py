@@ -59,7 +59,7 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, field_validator, model_serializer
 
 from recommender.errors import ConfigError, DataError
-from recommender.fairness._common import MISSING_GROUP, reserved_label
+from recommender.fairness._common import MISSING_GROUP, group_labels, reserved_label
 
 __all__ = [
     "FairReweighting",
@@ -155,7 +155,8 @@ def parse_fair_reweighting(value: Any, where: str = "fairness_reweighting") -> F
 
 
 def groups_for(ids: np.ndarray, table: pd.DataFrame | None, attribute: str, *, what: str) -> np.ndarray:
-    """The ``attribute`` value of every id in ``ids`` (object array; missing values are :data:`MISSING_GROUP`).
+    """The ``attribute`` value of every id in ``ids`` (object array; missing values, blank ones too, are
+    :data:`MISSING_GROUP`), read as :func:`recommender.fairness.group_labels` reads a label.
 
     ``table`` is the users (or items) table indexed by id. A table without the
     column is a located :class:`ConfigError`: reweighting by an attribute the
@@ -176,7 +177,10 @@ def groups_for(ids: np.ndarray, table: pd.DataFrame | None, attribute: str, *, w
             "here: the two would be left at weight 1 as one group. Rename the value, or leave it empty if it means "
             "that the attribute is missing."
         )
-    return labels.fillna(MISSING_GROUP).to_numpy(dtype=object)
+    # Read as the audit reads them (NFC, no surrounding blanks, a blank one missing): the groups balanced in
+    # training are the groups the audit then judges.
+    codes, names = group_labels(labels.to_numpy(dtype=object))
+    return np.asarray(names, dtype=object)[codes]
 
 
 def fairness_groups_for(dataset: Any, train: Any, config: FairReweighting | None) -> np.ndarray | None:

@@ -298,3 +298,22 @@ def test_a_value_named_like_the_missing_group_is_refused_not_left_unweighted_as_
     groups = fairness_groups_for(dataset.__class__(events=dataset.events, users=users, items=dataset.items), train,
                                  parse_fair_reweighting("gender"))  # fmt: skip
     assert groups[4] == FAIRNESS_MISSING == "missing"
+
+
+def test_training_groups_are_the_audits_however_labels_are_spelt(data):
+    """Bug pinned: reweighting balanced 'F' and 'F ' (and a decomposed 'é') as groups apart, and a blank value
+    as a group, while the audit reads them as one group and as missing: the groups balanced in training were
+    not the groups then judged. Each user's training group is now the audit's (recommender.fairness.group_labels)."""
+    from recommender.fairness import group_labels
+
+    dataset, train = data
+    users = dataset.users.copy()
+    users["gender"] = users["gender"].astype(object)
+    spellings = ["F ", " F", "\u00e9", "e\u0301", "", "  "]
+    for i, value in enumerate(spellings):
+        users.loc[users.index.astype(str) == str(train.user_ids[i]), "gender"] = value
+    groups = fairness_groups_for(dataset.__class__(events=dataset.events, users=users, items=dataset.items), train,
+                                 parse_fair_reweighting("gender"))  # fmt: skip
+    codes, names = group_labels(users["gender"].reindex(train.user_ids.astype(str)).to_numpy(dtype=object))
+    assert groups.tolist() == [names[c] for c in codes]
+    assert groups[:6].tolist() == ["F", "F", "\u00e9", "\u00e9", "missing", "missing"]
