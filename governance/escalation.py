@@ -5,7 +5,7 @@ Three rules, from the pack's ``harmful_content`` section:
 * a flag of a blocked category at or above ``block_confidence`` blocks the item
   outright; below it, the item goes to review (a case) and stays out of lists
   while under review;
-* ``reports_to_escalate`` user reports on one item open a case;
+* ``reports_to_escalate`` user reports on one item open a case (a reporter counts once);
 * flagged items taking more than ``max_flagged_share`` of the places served
   (from the decision log) open a case per flagged item served.
 
@@ -62,6 +62,7 @@ UNSERVED = "no list holds the item now: it is {where}; "
 EFFECT_BLOCK_UNSERVED = UNSERVED + "if a model serves it, pack {pack} keeps it out of lists (a blocked category); at confidence {confidence:.2f} (>= {threshold}) 'evaluate' blocks it"
 EFFECT_REVIEW_UNSERVED = UNSERVED + "if a model serves it, pack {pack} keeps it out of lists (a blocked category); at confidence {confidence:.2f} (< {threshold}) 'evaluate' opens a review case"
 EFFECT_COUNTED_UNSERVED = UNSERVED + "pack {pack} does not block {category!r}: once served, the flag counts towards harmful_content.max_flagged_share ({share:.0%} of the places served)"
+REASON_REPORTS = "{n} user reports (threshold {threshold}; a reporter counts once)"
 REASON_UNKNOWN = "flagged {category!r}, a category pack {pack} does not know (known: {known}): review"
 
 
@@ -234,21 +235,26 @@ def _open(session: Any, item: str, rule: str, severity: str, reason: str, sectio
 def _report_cases(
     session: Any, section: Any, closed: dict[tuple[str, str], datetime], since: datetime | None, actor: str
 ) -> list[_Opened]:
-    """A case per item with ``reports_to_escalate`` user reports (since ``since``, and since its last closed case)."""
+    """A case per item with ``reports_to_escalate`` user reports (since ``since``, and since its last closed case).
+
+    A reporter counts once per item, however many reports they made (a double click, a retry, a grudge):
+    otherwise one person could keep any item out of lists by reporting it ``reports_to_escalate`` times. A
+    report without a reporter counts as one."""
     from audits.models import ItemReport
 
-    reports: Counter[str] = Counter()
-    for item, created in session.execute(select(ItemReport.item_id, ItemReport.created_at)):
+    reporters: dict[str, set[object]] = {}
+    query = select(ItemReport.id, ItemReport.item_id, ItemReport.reporter, ItemReport.created_at)
+    for report_id, item, reporter, created in session.execute(query):
         if since is not None and created < since:
             continue
         if (item, "harm.reports") in closed and created <= closed[(item, "harm.reports")]:
             continue  # counted already when the closed case was decided
-        reports[item] += 1
+        reporters.setdefault(item, set()).add(("reporter", reporter) if reporter is not None else ("report", report_id))
     threshold = section.reports_to_escalate
     return [
-        _open(session, item, "harm.reports", "high", f"{n} user reports (threshold {threshold})", section, actor)
-        for item, n in reports.items()
-        if n >= threshold
+        _open(session, item, "harm.reports", "high", REASON_REPORTS.format(n=len(who), threshold=threshold), section, actor)
+        for item, who in reporters.items()
+        if len(who) >= threshold
     ]
 
 
