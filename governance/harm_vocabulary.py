@@ -109,9 +109,10 @@ def is_harm_flagged(flags: Any) -> bool:
 def item_harm_categories(flags: Iterable[Any]) -> dict[str, int]:
     """Harm category -> number of items flagged with it, from an item table's ``flags`` values."""
     counts: Counter[str] = Counter()
-    for value in flags:
-        if isinstance(value, str):
-            counts.update(set(_categories_of(value)))
+    items_by_value = Counter(value for value in flags if isinstance(value, str) and value)  # few distinct values
+    for value, n_items in items_by_value.items():
+        for category in set(_categories_of(value)):
+            counts[category] += n_items
     return dict(sorted(counts.items()))
 
 
@@ -139,7 +140,8 @@ def items_kept_out(pack: Any, flags: Iterable[Any]) -> np.ndarray:
     values = [str(v) if isinstance(v, str) else "" for v in flags]
     blocked = set(pack.harmful_content.blocked_categories)
     known = set(pack.harmful_content.known_categories())
-    kept_out = np.array([any(c in blocked or c not in known for c in _categories_of(v)) for v in values], dtype=bool)
+    out_by_value = {v: any(c in blocked or c not in known for c in _categories_of(v)) for v in set(values)}  # few distinct
+    kept_out = np.fromiter((out_by_value[v] for v in values), dtype=bool, count=len(values))
     message = vocabulary_issue_message(pack, item_harm_categories(values))
     if message is not None:
         log.warning("%s", message)

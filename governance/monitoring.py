@@ -305,7 +305,8 @@ def _model_figures(
             out["provider_gap"] = _round(catalogue_share - exposure_share)
         if "flags" in table.columns:
             flags = on_list["flags"].astype("string").fillna("")
-            out["harmful_share"] = _round(float(flags.map(is_harm_flagged).astype(bool).mean()))
+            flagged = {value: is_harm_flagged(value) for value in flags.unique()}  # few distinct values, many slots
+            out["harmful_share"] = _round(float(flags.map(flagged).astype(bool).mean()))
     return out
 
 
