@@ -125,10 +125,13 @@ def bin_values(values: Any, binning: Binning) -> np.ndarray:
 
 
 def _as_labels(values: Any) -> np.ndarray:
-    """Strings, ``None`` for missing (NaN, None, pandas NA, empty string)."""
+    """Strings as :func:`group_labels` reads them (NFC, without surrounding blanks), ``None`` for missing (NaN,
+    None, pandas NA, a blank string): an intersection joins the labels its parts' groups have, so that ``"F "``
+    crossed with an age is the cell of ``"F"``, not a cell apart."""
     s = pd.Series(np.asarray(values, dtype=object))
-    missing = s.isna().to_numpy() | (s.astype("string").fillna("").str.strip() == "").to_numpy()
-    return np.where(missing, None, s.astype("string").fillna("").to_numpy(dtype=object))
+    text = s.astype("string").str.normalize("NFC").str.strip().fillna("")
+    missing = s.isna().to_numpy() | (text == "").to_numpy()
+    return np.where(missing, None, text.to_numpy(dtype=object))
 
 
 def intersect(columns: Mapping[str, Any], separator: str = INTERSECTION_SEPARATOR) -> np.ndarray:

@@ -66,3 +66,18 @@ def test_parity_and_census_read_spellings_as_one_group(sample) -> None:  # noqa:
     counted = F.census(labels, min_size=2)
     assert counted.n == clean.value_counts().to_dict()
     assert counted.judged[F.MISSING_GROUP] is False
+
+
+def test_intersections_and_their_cells_read_each_part_as_one_group(sample) -> None:  # noqa: ANN001
+    """Bug pinned: an intersection joined the parts as written, so ``"F "`` crossed with ``"18-24"`` was the cell
+    ``"F  x 18-24"``, apart from ``"F x 18-24"``, and the census listed both spellings' cells."""
+    _, labels, clean = sample
+    rng = np.random.default_rng(11)
+    ages = [["18-24", " 18-24", "25-34", "25-34\t", ""][i] for i in rng.integers(0, 5, size=len(labels))]
+    joined = F.intersect({"gender": labels, "age": ages}).tolist()
+    parts = [(g, _clean(a)) for g, a in zip(clean.tolist(), ages)]
+    expected = [None if F.MISSING_GROUP in (g, a) else f"{g}{F.INTERSECTION_SEPARATOR}{a}" for g, a in parts]
+    assert joined == expected
+    cells = F.intersection_cells({"gender": labels, "age": ages})
+    genders = sorted(set(clean) - {F.MISSING_GROUP})
+    assert cells == tuple(sorted(f"{g}{F.INTERSECTION_SEPARATOR}{a}" for g in genders for a in ("18-24", "25-34")))
