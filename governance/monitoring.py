@@ -44,6 +44,7 @@ from scipy.stats import ks_2samp
 
 from governance.harm_vocabulary import is_harm_flagged
 from recommender.drift import population_stability_index
+from recommender.fairness import read_label, read_labels
 
 __all__ = [
     "N_DECILES",
@@ -299,15 +300,24 @@ def _model_figures(
         table = inputs.items
         on_list = table.reindex(slots["item_id"].astype(str))
         if inputs.provider_attribute in table.columns:
-            groups = table[inputs.provider_attribute].astype("string")
-            catalogue_share = float((groups == inputs.protected_provider_group).mean())
-            exposure_share = float((on_list[inputs.provider_attribute].astype("string") == inputs.protected_provider_group).fillna(False).mean())
-            out["provider_gap"] = _round(catalogue_share - exposure_share)
+            out["provider_gap"] = _provider_gap(table[inputs.provider_attribute], on_list[inputs.provider_attribute], inputs.protected_provider_group)
         if "flags" in table.columns:
             flags = on_list["flags"].astype("string").fillna("")
             flagged = {value: is_harm_flagged(value) for value in flags.unique()}  # few distinct values, many slots
             out["harmful_share"] = _round(float(flags.map(flagged).astype(bool).mean()))
     return out
+
+
+def _provider_gap(catalogue: pd.Series, served: pd.Series, protected: str) -> float | None:
+    """The protected group's share of the catalogue minus its share of the served slots, both among items whose
+    provider group is known (labels read as the fairness audit reads them: ``"indie "`` is ``indie``); None when
+    no item, or no served slot, has a known group. The same base on both sides: an unlabelled item counted in one
+    share and not in the other would make a gap of its own."""
+    name = read_label(protected)
+    catalogue, served = read_labels(catalogue.to_numpy(dtype=object)).dropna(), read_labels(served.to_numpy(dtype=object)).dropna()
+    if catalogue.empty or served.empty:
+        return None
+    return _round(float((catalogue == name).mean()) - float((served == name).mean()))
 
 
 def window_figures(inputs: WindowInputs) -> dict[str, Any]:

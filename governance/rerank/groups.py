@@ -11,17 +11,20 @@ independent: 1, regional: 2}``), and groups it does not list are unknown.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
+from recommender.fairness import read_label, read_labels
+
 __all__ = ["provider_codes"]
 
 
 def provider_codes(groups: pd.Series, protected: str, codes: Mapping[str, int] | None = None) -> np.ndarray:
-    """``(n_items,)`` int64 codes of the provider groups ``groups`` (a string series, missing: ``-1``).
+    """``(n_items,)`` int64 codes of the provider groups ``groups`` (a string series, missing: ``-1``), labels read
+    as the fairness audit reads them (:func:`recommender.fairness.read_labels`), so that the items a re-ranker
+    protects are those the audit counts as protected.
 
     >>> g = pd.Series(["major", "indie", None, "regional"], dtype="string")
     >>> provider_codes(g, "indie").tolist()
@@ -31,19 +34,9 @@ def provider_codes(groups: pd.Series, protected: str, codes: Mapping[str, int] |
     >>> provider_codes(pd.Series(["indie ", "  ", "major"], dtype="string"), "indie").tolist()
     [1, -1, 0]
     """
-    labels = _read(groups)
-    missing = (labels.isna() | (labels == "")).to_numpy(dtype=bool)
+    labels = read_labels(groups.to_numpy(dtype=object))
+    missing = labels.isna().to_numpy(dtype=bool)
     if codes is None:
-        return np.where(missing, -1, (labels == _read_one(protected)).fillna(False).to_numpy(dtype=bool).astype(np.int64))
-    mapped = labels.map({_read_one(k): v for k, v in codes.items()}).astype("Int64").fillna(-1).to_numpy(dtype=np.int64)
+        return np.where(missing, -1, (labels == read_label(protected)).fillna(False).to_numpy(dtype=bool).astype(np.int64))
+    mapped = labels.map({read_label(k): v for k, v in codes.items()}).astype("Int64").fillna(-1).to_numpy(dtype=np.int64)
     return np.where(missing, -1, mapped)
-
-
-def _read_one(label: str) -> str:
-    return unicodedata.normalize("NFC", label).strip()
-
-
-def _read(groups: pd.Series) -> pd.Series:
-    """The labels as the fairness audit reads them (:func:`recommender.fairness.group_labels`): NFC, without
-    surrounding blanks, a blank one missing; so that the items a re-ranker protects are the audit's."""
-    return groups.astype("string").str.normalize("NFC").str.strip()

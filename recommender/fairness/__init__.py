@@ -60,7 +60,7 @@ from recommender.fairness._amortised import (
     expected_exposure,
 )
 from recommender.fairness._calibration import BAD_ALPHA, CALIBRATION_ALPHA, calibration_kl
-from recommender.fairness._common import BAD_LENGTH, BAD_ROWS, MISSING_GROUP, RESERVED_LABEL, group_labels, reserved_label
+from recommender.fairness._common import BAD_LENGTH, BAD_ROWS, MISSING_GROUP, RESERVED_LABEL, group_labels, read_label, read_labels, reserved_label
 from recommender.fairness._disparity import BiasDisparity, GroupMAD, bias_disparity, item_mad, user_mad
 from recommender.fairness._distribution import (
     aggregate_diversity,
@@ -180,6 +180,8 @@ __all__ = [
     "popularity_bias",
     "calibration_kl",
     "group_labels",
+    "read_label",
+    "read_labels",
     "reserved_label",
     "item_exposure",
     "MISSING_GROUP",

@@ -77,6 +77,22 @@ def reserved_label(values: Any, missing: str = MISSING_GROUP) -> int | None:
     return int(np.flatnonzero(hit.to_numpy(dtype=bool))[0])
 
 
+def read_labels(values: Any) -> pd.Series:
+    """Labels as :func:`group_labels` reads them, one per value: a ``string`` series in NFC without surrounding
+    blanks, a blank or absent label ``<NA>``. For code that matches labels against a name (a protected group).
+
+    >>> read_labels(["F ", "e\\u0301", "  ", None]).tolist()
+    ['F', 'é', <NA>, <NA>]
+    """
+    text = pd.Series(pd.array(np.asarray(values, dtype=object), dtype="string")).str.normalize("NFC").str.strip()
+    return text.mask(text == "")
+
+
+def read_label(label: str) -> str:
+    """One name (a pack's protected group, say) as :func:`read_labels` reads a label."""
+    return unicodedata.normalize("NFC", label).strip()
+
+
 def group_labels(
     values: Any, missing: str = MISSING_GROUP, *, what: str = "group labels"
 ) -> tuple[np.ndarray, tuple[str, ...]]:

@@ -81,3 +81,4 @@ def test_monitoring_counts_hidden_flags_as_harmful() -> None:
     figures = window_figures(inputs)["models"]["m1"]
     expected = np.mean([flag in HIDDEN for flag in items["flags"].reindex(["a", "c", "b", "d"])])
     assert figures["harmful_share"] == pytest.approx(expected)
+
