@@ -337,10 +337,15 @@ def _provider_items(pack: Any, item_table: Any | None) -> dict[str, int] | None:
 
 def _items_per_code(pack: Any, provider_items: dict[str, int]) -> dict[int, int]:
     """Items per re-ranker group code, from items per provider group label (``fairness.provider_group_codes``)."""
-    codes = pack.fairness.provider_group_codes
+    from recommender.fairness import read_label
+
+    # labels read as the re-rankers code them (governance.rerank.groups.provider_codes): "indie " is indie, blank unknown
+    codes = {read_label(k): v for k, v in pack.fairness.provider_group_codes.items()} if pack.fairness.provider_group_codes is not None else None
+    protected = read_label(pack.fairness.protected_provider_group)
     out: dict[int, int] = {}
-    for label, n in provider_items.items():
-        code = codes.get(label, -1) if codes is not None else int(label == pack.fairness.protected_provider_group)
+    for raw, n in provider_items.items():
+        label = read_label(raw)
+        code = -1 if not label else codes.get(label, -1) if codes is not None else int(label == protected)
         out[code] = out.get(code, 0) + n
     return out
 

@@ -247,3 +247,16 @@ def test_a_group_with_fewer_items_than_its_floor_needs_is_a_warning_with_the_cat
 def test_a_pack_without_the_step_keeps_its_hash():
     base = HEAD + FAIRNESS
     assert parse_pack(base, "p.yaml").content_hash == parse_pack(base, "q.yaml").content_hash
+
+
+def test_the_catalog_check_counts_items_per_group_as_the_rerankers_code_them():
+    """Bug pinned: the check counted 'major ' items apart from 'major' (as no group of the pack), while the
+    re-rankers (provider_codes) code them as major: it warned of a floor the catalog meets."""
+    from governance.rerank.groups import provider_codes
+
+    text = pack_with("{targets: {0: 0.7, 1: 0.2, 2: 0.1}, tolerance: 0.05}")
+    labels = ["major"] * 4 + ["major ", " major"] + ["indie"] * 29 + ["regional"] * 30
+    items = pd.DataFrame({"provider_group": labels})
+    codes = provider_codes(items["provider_group"].astype("string"), "indie", {"major": 0, "indie": 1, "regional": 2})
+    assert (codes == 0).sum() == et.minimum_items(10, [0.7, 0.2, 0.1, 0.0], 0.05)[0] == 6
+    assert not [w for w in parse_pack(text, "p.yaml", item_table=items).warnings if w.path.startswith("reranking.")]
