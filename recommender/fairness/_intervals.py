@@ -73,7 +73,9 @@ def bootstrap_means(
         ``(n_boot, n_groups, m)``: in resample ``b``, each group draws as many
         rows as it has, with replacement, from its own rows (a stratified
         bootstrap), and each column's mean is taken over the drawn rows where it
-        is not NaN. NaN where a group has no row (or no defined value).
+        is not NaN. NaN where a group has fewer than two defined values: the
+        resamples of one value are that value, an interval of zero width that
+        would claim a certainty no single user gives.
 
     Examples
     --------
@@ -123,6 +125,8 @@ def bootstrap_means(
             defined = np.full((b, m), float(size))
             defined[:, gaps] = sums[:, m:]
             out[start : start + b, g] = _div(sums[:, :m], defined)
+        # One defined value resamples to itself: a zero-width interval, a certainty no single user gives.
+        out[:, g, valid[rows].sum(axis=0) < 2] = np.nan
     return out
 
 

@@ -85,8 +85,10 @@ def test_bootstrap_leaves_missing_values_out_and_rows_coded_minus_one():
     values = np.array([[2.0, np.nan], [2.0, 4.0], [100.0, 100.0]])
     draws = F.bootstrap_means(values, np.array([0, 0, -1]), 1, n_boot=100)[:, 0, :]
     assert np.all(draws[:, 0] == 2.0)
-    defined = ~np.isnan(draws[:, 1])
-    assert np.all(draws[defined, 1] == 4.0) and defined.mean() > 0.5  # NaN only when every draw was the NaN row
+    # one defined value (4.0) in the second column: its resamples would all be 4.0, a zero-width interval
+    assert np.all(np.isnan(draws[:, 1]))
+    draws = F.bootstrap_means(values[:, 1:], np.array([-1, 0, 0]), 1, n_boot=100)[:, 0, 0]
+    assert set(draws.tolist()) <= {4.0, 52.0, 100.0} and len(set(draws.tolist())) > 1  # two values: resampled
 
 
 def test_bootstrap_is_seeded_and_matches_normal_theory():
