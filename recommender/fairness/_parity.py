@@ -32,7 +32,7 @@ import numpy as np
 from scipy.stats import norm
 
 from recommender.errors import ConfigError, DataError
-from recommender.fairness._common import BAD_LENGTH, MISSING_GROUP, _div, group_labels
+from recommender.fairness._common import BAD_LENGTH, MISSING_GROUP, _div, group_labels, read_label
 from recommender.fairness._intervals import Interval, Seed, _check_boot
 
 UNKNOWN_PRIVILEGED = "{func}: privileged group {group!r} is not among the groups ({known})."
@@ -182,6 +182,7 @@ def parity(
     keep = ~np.isnan(y)
     y, codes = (y[keep] > 0).astype(np.float64), codes[keep]
     wanted = list(names) if privileged is None else [privileged] if isinstance(privileged, str) else list(privileged)
+    wanted = [read_label(p) if isinstance(p, str) else p for p in wanted]  # named as group_labels reads a label
     unknown = [p for p in wanted if p not in names]
     if unknown:
         raise ConfigError(UNKNOWN_PRIVILEGED.format(func=func, group=unknown[0], known=", ".join(names)))

@@ -81,3 +81,13 @@ def test_intersections_and_their_cells_read_each_part_as_one_group(sample) -> No
     cells = F.intersection_cells({"gender": labels, "age": ages})
     genders = sorted(set(clean) - {F.MISSING_GROUP})
     assert cells == tuple(sorted(f"{g}{F.INTERSECTION_SEPARATOR}{a}" for g in genders for a in ("18-24", "25-34")))
+
+
+def test_a_privileged_group_is_named_as_labels_are_read(sample) -> None:  # noqa: ANN001
+    """A pack naming its privileged group in NFD (or with a blank) finds the group its users' labels form."""
+    values, labels, clean = sample
+    hits = (values > 0.3).astype(float)
+    (report,) = F.parity(hits, labels, privileged="e\u0301 ", attribute="a", n_boot=50).values()
+    rates = pd.DataFrame({"y": hits, "g": clean}).groupby("g")["y"].mean()
+    assert report.privileged == "\u00e9"
+    assert report.by_group["F"]["disparate_impact"] == pytest.approx(rates["F"] / rates["\u00e9"], rel=1e-12)
