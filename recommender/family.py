@@ -36,11 +36,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import io
 import inspect
 import json
 import os
 import pkgutil
+import sys
 import zipfile
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
@@ -309,8 +311,32 @@ def parse_family_list(text: str, *, option: str = "--families") -> list[str]:
     return [n for n in known if n in set(names)]
 
 
+def _import_named(name: str) -> None:
+    """Import the module of :mod:`recommender.families` named like the family ``name``, where there is one.
+
+    A caller asking for one family by name (the gate asks for ``als``) needs that module only: discovering
+    every family imports the neural ones, and with them torch, seconds of start-up the caller never uses.
+    A module that cannot be imported is left to the full discovery, which records why."""
+    if not name.isidentifier() or name.startswith("_"):
+        return
+    qualified = f"recommender.families.{name}"
+    if qualified in sys.modules or importlib.util.find_spec(qualified) is None:
+        return
+    try:
+        importlib.import_module(qualified)
+    except ImportError:
+        return
+
+
 def get_family(name: str) -> Family:
-    """The family called ``name``, or a :class:`ConfigError` listing the known ones."""
+    """The family called ``name``, or a :class:`ConfigError` listing the known ones.
+
+    The family's own module is imported first (:func:`_import_named`); every family is discovered only when
+    that does not register ``name``."""
+    if name not in _FAMILIES:
+        _import_named(name)
+    if name in _FAMILIES:
+        return _FAMILIES[name]
     known = families()
     if name not in known:
         missing = unavailable_families()
