@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +36,7 @@ from pathlib import Path
 from governance.facts import CarbonFacts
 from recommender.errors import ConfigError
 
-__all__ = ["CarbonMeter", "check_country", "grid_countries", "measure", "unknown_grid"]
+__all__ = ["CarbonMeter", "check_country", "grid_countries", "measure", "prepare", "unknown_grid"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,47 @@ class CarbonMeter:
     """Why nothing was measured although measuring was on (``facts`` stays None)."""
 
 
+_PREPARING: threading.Thread | None = None
+_PREPARING_LOCK = threading.Lock()
+
+
+def _detect_cpu_model() -> None:
+    """codecarbon's own CPU-model detection, whose answer it keeps for the process (``lru_cache``)."""
+    try:
+        from codecarbon.core.util import detect_cpu_model
+
+        detect_cpu_model()
+    except Exception as exc:  # noqa: BLE001 - the tracker detects again and reports for itself
+        logger.debug("carbon: the CPU model was not detected ahead of the measurement: %s", exc)
+
+
+def prepare(*, enabled: bool = True) -> None:
+    """Start, in the background, the slowest part of a tracker's start: codecarbon's CPU-model detection.
+
+    py-cpuinfo detects the model in a child Python process (a second or more on a busy machine) while the
+    caller waits. A caller that will :func:`measure` later calls this first, so that the child runs alongside
+    the caller's own work (a gate's consent filter and validation); :func:`measure` waits for it before its
+    tracker starts, and the tracker finds codecarbon's answer kept. Nothing measured changes: the same
+    function gives the same answer, once. Does nothing with ``enabled=False``, without codecarbon, or when
+    already started in this process.
+    """
+    global _PREPARING
+    if not enabled or find_spec("codecarbon") is None:
+        return
+    with _PREPARING_LOCK:
+        if _PREPARING is None:
+            _PREPARING = threading.Thread(target=_detect_cpu_model, name="carbon-prepare", daemon=True)
+            _PREPARING.start()
+
+
+def _prepared() -> None:
+    """Wait for :func:`prepare`'s detection, if one was started (two detections at once would both run)."""
+    with _PREPARING_LOCK:
+        preparing = _PREPARING
+    if preparing is not None:
+        preparing.join()
+
+
 @contextmanager
 def measure(country_iso_code: str, *, enabled: bool = True) -> Iterator[CarbonMeter]:
     """Measure the block with codecarbon; ``meter.facts`` is set when it ends.
@@ -122,6 +164,7 @@ def measure(country_iso_code: str, *, enabled: bool = True) -> Iterator[CarbonMe
         tracking_mode="process",
         allow_multiple_runs=True,
     )
+    _prepared()
     started = time.perf_counter()
     tracker.start()
     try:

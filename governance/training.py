@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from governance.carbon import measure
+from governance.carbon import measure, prepare as prepare_carbon
 from governance.facts import CarbonFacts
 from governance.suppressed import ERASURES_SEEN, drop_erased_events
 from recommender.data import Dataset
@@ -356,6 +356,8 @@ def train_and_record(
 
         check_family_inputs(get_family("als"), pack, dataset=dataset, params=params)
     sources = _input_sources(dataset, params)  # read off the data as given: the filtered copy may not keep its mapping
+    # The tracker's CPU detection (a child process) runs while the events are filtered and validated.
+    prepare_carbon(enabled=measure_carbon)
     dataset, exclusions = _training_events(dataset, store, pack=pack, now=now, actor=actor)
     validation = validate_events(dataset, bot_rules=bot_rules)
     report = validation.to_dict()
