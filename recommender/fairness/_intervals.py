@@ -108,7 +108,7 @@ def bootstrap_means(
             continue
         gaps = ~valid[rows].all(axis=0)  # columns with missing values also need the count of defined draws
         block = np.concatenate([filled[rows], valid[rows][:, gaps].astype(np.float64)], axis=1)
-        step = max(1, _CELLS // size)
+        step = max(1, min(n_boot, _CELLS // size))  # resamples per batch: never more than are drawn
         ones = np.ones(step * size)
         index = np.int32 if step * size < 2**31 else np.int64  # scipy's own index type: no conversion
         for start in range(0, n_boot, step):

@@ -105,6 +105,27 @@ def test_bootstrap_is_seeded_and_matches_normal_theory():
     assert high[0] == pytest.approx(values.mean() + 1.96 * se, abs=0.4 * se)
 
 
+def test_bootstrap_batch_holds_the_resamples_drawn_not_the_whole_cell_budget(monkeypatch):
+    """A group of 10 users and 100 resamples filled a batch of 2**22 ones (32 MB), 24 times in a 1M-event gate."""
+    from recommender.fairness import _intervals
+
+    sizes: list[int] = []
+    real_ones = np.ones
+
+    def ones(shape, *args, **kwargs):
+        sizes.append(int(np.prod(shape)))
+        return real_ones(shape, *args, **kwargs)
+
+    values = np.arange(10, dtype=np.float64)
+    monkeypatch.setattr(_intervals.np, "ones", ones)
+    draws = F.bootstrap_means(values, n_boot=100, random_state=3)[:, 0, 0]
+    monkeypatch.undo()
+    assert max(sizes) <= 100 * 10
+    # the same resamples as before: one batch of 100 draws of 10 rows, from the same stream
+    picks = np.random.default_rng(3).integers(0, 10, size=100 * 10, dtype=np.int32).reshape(100, 10)
+    np.testing.assert_allclose(draws, values[picks].mean(axis=1))
+
+
 def test_bootstrap_errors():
     with pytest.raises(ConfigError) as info:
         F.bootstrap_means(np.ones(3), n_boot=0)
