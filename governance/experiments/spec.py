@@ -99,6 +99,11 @@ DEFAULT_MIN_GROUP_SIZE = 30
 
 METRICS: dict[str, str] = {**PRIMARY_METRICS, **GUARDRAIL_METRICS}
 
+INDISTINCT_ARMS = (
+    "variant {variant!r} serves what variant {other!r} serves ({model} under {pack}): the two arms cannot be told "
+    "apart, so any difference a look finds between them is noise; give each arm its own model_version or pack"
+)
+
 METRIC_KIND: dict[str, Literal["proportion", "mean"]] = {
     "click_through": "proportion",
     "conversion": "proportion",
@@ -279,6 +284,7 @@ def _cross_checks(spec: ExperimentSpec, positions: dict[str, tuple[int, int]], s
                                  f"variant {v.name!r} names no pack of its own: there is no weaker pack to acknowledge"))  # fmt: skip
         if v.model_version is None and v.pack is None and not v.control:
             issues.append(_issue(source, positions, f"variants.{i}", f"variant {v.name!r} names neither a model_version nor a pack: it would serve what the control serves"))
+    issues += _indistinct_arms(spec, positions, source)
     if set(spec.allocation) != set(names):
         missing, extra = sorted(set(names) - set(spec.allocation)), sorted(set(spec.allocation) - set(names))
         what = "; ".join(x for x in (f"missing {', '.join(missing)}" if missing else "", f"no such variant: {', '.join(extra)}" if extra else "") if x)
@@ -328,6 +334,22 @@ def _cross_checks(spec: ExperimentSpec, positions: dict[str, tuple[int, int]], s
         issues.append(_issue(source, positions, "design.futility_power", f"a futility boundary joins the interim looks of a group_sequential design; method {d.method} has none"))
     if d.method == "group_sequential" and d.looks < 2:
         issues.append(_issue(source, positions, "design.looks", "a group-sequential design has at least 2 looks"))
+    return issues
+
+
+def _indistinct_arms(spec: ExperimentSpec, positions: dict[str, tuple[int, int]], source: str) -> list[PackIssue]:
+    """An arm that serves exactly what an earlier arm serves (the same model version and the same pack, both as
+    written): the two cannot be told apart, so any difference the looks find is noise taken for an effect."""
+    issues, seen = [], {}
+    for i, v in enumerate(spec.variants):
+        served = (v.model_version, v.pack)
+        if served == (None, None) and not v.control:
+            continue  # refused already: it names neither a model_version nor a pack
+        earlier = seen.setdefault(served, i)
+        if earlier != i:
+            where = f"variants.{i}.model_version" if v.model_version is not None else f"variants.{i}.pack" if v.pack is not None else f"variants.{i}"
+            issues.append(_issue(source, positions, where if where in positions else f"variants.{i}", INDISTINCT_ARMS.format(
+                variant=v.name, other=spec.variants[earlier].name, model=v.model_version or "the production model", pack=v.pack or "the request's pack")))  # fmt: skip
     return issues
 
 

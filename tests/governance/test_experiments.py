@@ -79,6 +79,26 @@ def test_every_problem_is_located(change, path, line, words) -> None:
     assert str(found[0]).startswith(f"plan.yaml:{line}:")
 
 
+@pytest.mark.parametrize(
+    ("change", "path", "served"),
+    [
+        (("    control: true\n", "    control: true\n    pack: california-ccpa\n"), "variants.1.pack", "the production model under california-ccpa"),
+        (("    control: true\n", "    control: true\n    model_version: als-1\n    pack: california-ccpa\n"), None, None),
+        (("    pack: california-ccpa\n", "    model_version: als-1\n  - name: third\n    model_version: als-1\n"), "variants.2.model_version", "als-1 under the request's pack"),
+    ],
+)
+def test_arms_that_serve_the_same_model_under_the_same_pack_are_refused(change, path, served) -> None:
+    """Regression: a treatment serving exactly what the control (or another treatment) serves was frozen, and its
+    looks compared an arm with itself."""
+    text = PLAN.replace(*change).replace("  other: 0.5\n", "  other: 0.25\n  third: 0.25\n") if "third" in change[1] else PLAN.replace(*change)
+    if path is None:  # the same pack, another model: the arms differ
+        assert parse_experiment(text, "plan.yaml").content_hash
+        return
+    found = [i for i in _issues(text) if i.path == path]
+    assert found and f"serves ({served}): the two arms cannot be told apart" in found[0].message, [str(i) for i in _issues(text)]
+    assert found[0].line is not None and str(found[0]).startswith(f"plan.yaml:{found[0].line}:")
+
+
 def test_assignment_is_deterministic_at_the_planned_shares_and_consent_aware() -> None:
     spec = parse_experiment(PLAN.replace("  control: 0.5\n  other: 0.5", "  control: 0.7\n  other: 0.3") + "holdback: 0.1\n").spec.model_dump(mode="json")
     running = RunningExperiment.from_row(1, "pack-lift", {"spec": spec}, "ab" * 32)
