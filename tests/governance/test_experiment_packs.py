@@ -123,7 +123,7 @@ def test_an_acknowledgement_without_a_pack_is_a_located_error_and_old_plans_hash
     with pytest.raises(PolicyError) as refused:
         parse_experiment(text, "no-pack.yaml")
     assert [(i.path, i.line) for i in refused.value.issues] == [("variants.1.weaker_pack_acknowledged", 13)]
-    loaded = _plan("same-hash", treatment="    pack: eu-gdpr-dsa")
+    loaded = _plan("same-hash", treatment="    pack: california-ccpa")
     assert all("weaker_pack_acknowledged" not in v for v in canonical_plan(loaded.spec)["variants"])
 
 
@@ -285,10 +285,13 @@ def test_an_arms_pack_is_pinned_by_content_and_a_changed_pack_refuses_start_and_
     eu, upgraded = _load("eu-gdpr-dsa"), _upgraded_eu(tmp_path)
     assert upgraded.content_hash != eu.content_hash and upgraded.pack.metadata.name == "eu-gdpr-dsa"
     current = {"eu-gdpr-dsa": eu}
-    loaded = _plan("pinned", treatment="    pack: eu-gdpr-dsa")
+    with store.session() as session:
+        plain = _model(session, "plain", params={"model_inputs": ["user_id", "item_id", "event_type", "value"]})
+    treatment = f"    model_version: {plain}\n    pack: eu-gdpr-dsa"
+    loaded = _plan("pinned", treatment=treatment)
     before = loaded.content_hash
     summary = lifecycle.plan(store, loaded, actor="tester", load_pack=current.__getitem__)
-    assert summary["plan_hash"] == before == parse_experiment(PLAN.format(name="pinned", control="    pack: eu-gdpr-dsa", treatment="    pack: eu-gdpr-dsa"), "x").content_hash
+    assert summary["plan_hash"] == before == parse_experiment(PLAN.format(name="pinned", control="    pack: eu-gdpr-dsa", treatment=treatment), "x").content_hash
     pins = {"control": {"pack": "eu-gdpr-dsa", "content_hash": eu.content_hash}, "treatment": {"pack": "eu-gdpr-dsa", "content_hash": eu.content_hash}}
     with store.session() as session:
         assert session.scalars(select(Experiment.plan).where(Experiment.name == "pinned")).one()["pack_pins"] == pins
