@@ -208,7 +208,9 @@ def test_bad_plans_are_refused_where_they_are_wrong_and_store_nothing(server) ->
         assert "line 12, column 20" in missing.value.problem["errors"][0]["message"]
         with pytest.raises(ClientError) as metric:
             api.plan_experiment(PLAN.format(name="bad-three", control=server.model_version, treatment=server.model_version).replace("primary_metric: click_through", "primary_metric: revenue"))
-        assert metric.value.status == 422 and "unknown primary metric" in metric.value.problem["errors"][0]["message"]
+        messages = {e["field"]: e["message"] for e in metric.value.problem["errors"]}
+        assert metric.value.status == 422 and "unknown primary metric" in messages["primary_metric"], messages
+        assert "the two arms cannot be told apart" in messages["variants.1.model_version"], messages  # both arms serve one model
         with pytest.raises(ClientError) as gone:
             api.analyze_experiment("never-planned")
         assert gone.value.status == 404
