@@ -49,6 +49,7 @@ from governance.experiments.guardrails import experiment_id_of_decision, item_ta
 from governance.experiments.spec import (
     ARM_LEVEL_METRICS,
     GUARDRAIL_DIRECTION,
+    INDISTINCT_ARMS,
     METRIC_KIND,
     METRICS,
     PRIMARY_METRICS,
@@ -217,6 +218,7 @@ def plan(
         production = _production_pack(session, load_pack)
         weaker, pack_issues = _arm_packs(session, loaded, packs, production)
         issues += pack_issues
+        issues += _arms_serving_production_alike(session, loaded)
         for name_, i, why in _production_model_refusals(session, spec.variants, packs):
             line, col = loaded.positions.get(f"variants.{i}.pack", (None, None))
             issues.append(PackIssue(loaded.source, line, col, f"variants.{i}.model_version", (
@@ -348,6 +350,31 @@ def _production_model_refusals(session: Session, variants: Any, packs: Mapping[i
     if production is None:
         return []
     return [(_field(v, "name"), i, why) for i, v in pack_only if (why := model_refused(session, production, packs[i])) is not None]
+
+
+def _arms_serving_production_alike(session: Session, loaded: LoadedExperiment) -> list[Any]:
+    """Located refusals for an arm that names the model version in production while an earlier arm that names none
+    (so serves production) has the same pack: when the plan is frozen the two serve one model under one pack, and
+    cannot be told apart (the plan alone cannot see it: :func:`governance.experiments.spec.parse_experiment`)."""
+    from governance.located import PackIssue
+
+    production = _production_model(session)
+    if production is None:
+        return []
+    issues, seen = [], {}
+    for i, v in enumerate(loaded.spec.variants):
+        if v.model_version is None and v.pack is None and not v.control:
+            continue  # refused already: it names neither a model_version nor a pack
+        served = (v.model_version or production, v.pack)
+        earlier = seen.setdefault(served, i)
+        if earlier == i or (v.model_version is None) == (loaded.spec.variants[earlier].model_version is None):
+            continue  # the same as written: refused with the plan's own checks
+        field_ = f"variants.{i}.model_version" if v.model_version is not None else f"variants.{i}"
+        line, col = loaded.positions.get(field_, loaded.positions.get(f"variants.{i}", (None, None)))
+        issues.append(PackIssue(loaded.source, line, col, field_, INDISTINCT_ARMS.format(
+            variant=v.name, other=loaded.spec.variants[earlier].name, model=f"{production}, the model in production,",
+            pack=v.pack or "the request's pack")))  # fmt: skip
+    return issues
 
 
 def _production_model(session: Session) -> str | None:

@@ -408,3 +408,18 @@ def test_an_item_table_swapped_with_its_hash_in_the_store_is_caught_before_the_l
         lifecycle.analyze(store, "swapped", actor="tester")
     with store.session() as session:
         assert session.scalars(select(ExperimentLook)).first() is None
+
+
+def test_an_arm_naming_the_production_model_under_the_controls_pack_is_refused(store: Any) -> None:
+    """Regression: a control that names no model (so serves production) and a treatment naming the production
+    version under the same pack were frozen, and every look compared the production model with itself."""
+    from audits.lineage import record_deployment
+
+    with store.session() as session:
+        deployed = _model(session, "deployed", params={"model_inputs": ["user_id", "item_id", "event_type", "value"]})
+        newer = _model(session, "newer", params={"model_inputs": ["user_id", "item_id", "event_type", "value"]})
+        record_deployment(session, model_version=deployed, stage="production", actor="test")
+    issues = _refused(store, _plan("self-lift", treatment=f"    model_version: {deployed}\n    pack: eu-gdpr-dsa"))
+    assert [p for p, _ in issues] == ["variants.1.model_version"], issues
+    assert issues[0][1].startswith(f"variant 'treatment' serves what variant 'control' serves ({deployed}, the model in production, under eu-gdpr-dsa)")
+    assert lifecycle.plan(store, _plan("newer-lift", treatment=f"    model_version: {newer}\n    pack: eu-gdpr-dsa"), actor="tester", load_pack=_load)
