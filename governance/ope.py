@@ -501,9 +501,7 @@ def _pseudo_inverse(c: _Contexts, total: np.ndarray, common: dict[str, Any]) -> 
 
 def _single_action(c: _Contexts, first: np.ndarray, common: dict[str, Any]) -> dict[str, Any]:
     n = len(c.ids)
-    if n == 0:
-        return {}
-    width = max(len(p) for p in c.first_items)
+    width = max((len(p) for p in c.first_items), default=1)  # no list: every estimator is refused, as the slate ones are
     mu, pi = _pad(c.first_log, width, 0.0), _pad(c.first_tgt, width, 0.0)
     codes: dict[str, int] = {}
     cand = np.full((n, width), -1, dtype=np.int64)

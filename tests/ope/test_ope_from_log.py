@@ -275,3 +275,17 @@ def test_a_stochastic_target_drawing_from_a_smaller_pool_than_the_logged_one_is_
     # a deterministic target (it serves its first K places) is replayed as before
     report = evaluate_from_log(store, logged, parse_pack(pack_text(None, "9.4.0")), settings)
     assert not any("fewer than the logged pool" in (est.get("reason") or "") for est in report["metrics"]["click"].values())
+
+
+def test_an_empty_log_reports_every_estimator_refused_with_its_reason(store: Store) -> None:
+    """Regression: on a log with no list the single-action estimators (ips, snips, dm, dr) were left out of the
+    report, while the slate ones were there, refused; a report's shape must not depend on how much was logged."""
+    logged = parse_pack(pack_text(LOGGED), "logged.yaml")
+    target = parse_pack(pack_text(TARGETS["colder"], "9.1.0"), "colder.yaml")
+    report = evaluate_from_log(store, logged, target, OpeSettings(kinds=("click",), n_bootstrap=10))
+    assert report["decisions_read"] == 0
+    estimates = report["metrics"]["click"]
+    expected = {"logged_policy", "slate_standard_ips", "slate_independent_ips", "slate_cascade_ips", "slate_pseudo_inverse", "ips", "snips", "dm", "dr"}
+    assert set(estimates) == expected
+    for name, est in estimates.items():
+        assert est["refused"] and est["value"] is None and est["reason"] == "no logged contexts to estimate from", (name, est)
