@@ -60,6 +60,7 @@ from governance.experiments.spec import (
 from recommender.errors import ConfigError, DataError
 
 __all__ = [
+    "ARMS_ALIKE_AT_START",
     "ExperimentConflict",
     "ExperimentNotFound",
     "PLAN_CHANGED",
@@ -122,6 +123,12 @@ class ExperimentNotFound(ConfigError):
 
 class ExperimentConflict(ConfigError):
     """The experiment is not in a state that allows the move (API 409)."""
+
+
+ARMS_ALIKE_AT_START = (
+    "experiment {name!r} cannot start (variants.{i}): {said}. The production model changed since the plan was frozen; "
+    "plan the experiment again with arms that differ"
+)
 
 
 def new_salt() -> str:
@@ -218,7 +225,7 @@ def plan(
         production = _production_pack(session, load_pack)
         weaker, pack_issues = _arm_packs(session, loaded, packs, production)
         issues += pack_issues
-        issues += _arms_serving_production_alike(session, loaded)
+        issues += _production_alike_issues(session, loaded)
         for name_, i, why in _production_model_refusals(session, spec.variants, packs):
             line, col = loaded.positions.get(f"variants.{i}.pack", (None, None))
             issues.append(PackIssue(loaded.source, line, col, f"variants.{i}.model_version", (
@@ -352,28 +359,36 @@ def _production_model_refusals(session: Session, variants: Any, packs: Mapping[i
     return [(_field(v, "name"), i, why) for i, v in pack_only if (why := model_refused(session, production, packs[i])) is not None]
 
 
-def _arms_serving_production_alike(session: Session, loaded: LoadedExperiment) -> list[Any]:
-    """Located refusals for an arm that names the model version in production while an earlier arm that names none
-    (so serves production) has the same pack: when the plan is frozen the two serve one model under one pack, and
-    cannot be told apart (the plan alone cannot see it: :func:`governance.experiments.spec.parse_experiment`)."""
-    from governance.located import PackIssue
-
+def _arms_serving_production_alike(session: Session, variants: Any) -> list[tuple[int, str, str, str]]:
+    """``(index, variant, earlier variant, production model)`` for each arm that serves what an earlier arm serves
+    once the production model is read: one names the model version in production, the other names none (so serves
+    production), under the same pack. The two cannot be told apart (the plan alone cannot see it:
+    :func:`governance.experiments.spec.parse_experiment` refuses arms equal as written)."""
     production = _production_model(session)
     if production is None:
         return []
-    issues, seen = [], {}
-    for i, v in enumerate(loaded.spec.variants):
-        if v.model_version is None and v.pack is None and not v.control:
-            continue  # refused already: it names neither a model_version nor a pack
-        served = (v.model_version or production, v.pack)
-        earlier = seen.setdefault(served, i)
-        if earlier == i or (v.model_version is None) == (loaded.spec.variants[earlier].model_version is None):
-            continue  # the same as written: refused with the plan's own checks
+    found, seen = [], {}
+    for i, v in enumerate(variants):
+        model, pack = _field(v, "model_version"), _field(v, "pack")
+        if model is None and pack is None and not _field(v, "control"):
+            continue  # refused with the plan: it names neither a model_version nor a pack
+        earlier = seen.setdefault((model or production, pack), i)
+        if earlier != i and (model is None) != (_field(variants[earlier], "model_version") is None):
+            found.append((i, _field(v, "name"), _field(variants[earlier], "name"), production))
+    return found
+
+
+def _production_alike_issues(session: Session, loaded: LoadedExperiment) -> list[Any]:
+    """:func:`_arms_serving_production_alike` as located refusals of the plan."""
+    from governance.located import PackIssue
+
+    issues = []
+    for i, name_, other, production in _arms_serving_production_alike(session, loaded.spec.variants):
+        v = loaded.spec.variants[i]
         field_ = f"variants.{i}.model_version" if v.model_version is not None else f"variants.{i}"
         line, col = loaded.positions.get(field_, loaded.positions.get(f"variants.{i}", (None, None)))
         issues.append(PackIssue(loaded.source, line, col, field_, INDISTINCT_ARMS.format(
-            variant=v.name, other=loaded.spec.variants[earlier].name, model=f"{production}, the model in production,",
-            pack=v.pack or "the request's pack")))  # fmt: skip
+            variant=name_, other=other, model=f"{production}, the model in production,", pack=v.pack or "the request's pack")))  # fmt: skip
     return issues
 
 
@@ -466,6 +481,10 @@ def start(
         _check_frozen(row, loaded)
         _check_anchored(session, row)
         _check_arm_packs(session, row, load_pack)
+        variants = row.plan["spec"]["variants"]
+        for i, name_, other, production in _arms_serving_production_alike(session, variants):
+            raise ExperimentConflict(ARMS_ALIKE_AT_START.format(name=name, i=i, said=INDISTINCT_ARMS.format(
+                variant=name_, other=other, model=f"{production}, the model in production now,", pack=variants[i]["pack"] or "the request's pack")))  # fmt: skip
         if reversed_ := [g for g in _judged_guardrails(row.plan["spec"]["guardrails"]) if "plan_direction" in g]:
             said = ", ".join(f"{g['metric']} ({g['plan_direction']}, but it is {g['direction']})" for g in reversed_)
             raise ExperimentConflict(REVERSED_GUARDRAIL.format(name=name, said=said))

@@ -423,3 +423,14 @@ def test_an_arm_naming_the_production_model_under_the_controls_pack_is_refused(s
     assert [p for p, _ in issues] == ["variants.1.model_version"], issues
     assert issues[0][1].startswith(f"variant 'treatment' serves what variant 'control' serves ({deployed}, the model in production, under eu-gdpr-dsa)")
     assert lifecycle.plan(store, _plan("newer-lift", treatment=f"    model_version: {newer}\n    pack: eu-gdpr-dsa"), actor="tester", load_pack=_load)
+    with store.session() as session:  # the treatment's model reaches production before the start: the arms are one again
+        record_deployment(session, model_version=deployed, stage="shadow", actor="test")
+        record_deployment(session, model_version=newer, stage="production", actor="test")
+    alike = rf"experiment 'newer-lift' cannot start \(variants\.1\): variant 'treatment' serves what variant 'control' serves \({newer}, the model in production now, under eu-gdpr-dsa\)"
+    with pytest.raises(lifecycle.ExperimentConflict, match=alike):
+        lifecycle.start(store, "newer-lift", actor="tester", load_pack=_load)
+    assert lifecycle.get(store, "newer-lift")["status"] == "planned"  # nothing changed
+    with store.session() as session:
+        record_deployment(session, model_version=newer, stage="shadow", actor="test")
+        record_deployment(session, model_version=deployed, stage="production", actor="test")
+    assert lifecycle.start(store, "newer-lift", actor="tester", load_pack=_load)["status"] == "running"
