@@ -125,6 +125,10 @@ class ExperimentConflict(ConfigError):
     """The experiment is not in a state that allows the move (API 409)."""
 
 
+ARM_MODEL_WITHDRAWN = (
+    "variant {variant!r} names model version {version!r}, which may not serve again: {why}. Its subjects would get "
+    "lists no one could ship; name a version that may be deployed"
+)
 ARMS_ALIKE_AT_START = (
     "experiment {name!r} cannot start (variants.{i}): {said}. The production model changed since the plan was frozen; "
     "plan the experiment again with arms that differ"
@@ -222,6 +226,9 @@ def plan(
             if v.model_version is not None and session.get(ModelVersion, v.model_version) is None:
                 line, col = loaded.positions.get(f"variants.{i}.model_version", (None, None))
                 issues.append(PackIssue(loaded.source, line, col, f"variants.{i}.model_version", f"model version {v.model_version!r} is not recorded (recgov train records one)"))
+            elif v.model_version is not None and (why := _never_served_again(session, v.model_version)) is not None:
+                line, col = loaded.positions.get(f"variants.{i}.model_version", (None, None))
+                issues.append(PackIssue(loaded.source, line, col, f"variants.{i}.model_version", ARM_MODEL_WITHDRAWN.format(variant=v.name, version=v.model_version, why=why)))
         production = _production_pack(session, load_pack)
         weaker, pack_issues = _arm_packs(session, loaded, packs, production)
         issues += pack_issues
@@ -390,6 +397,20 @@ def _production_alike_issues(session: Session, loaded: LoadedExperiment) -> list
         issues.append(PackIssue(loaded.source, line, col, field_, INDISTINCT_ARMS.format(
             variant=name_, other=other, model=f"{production}, the model in production,", pack=v.pack or "the request's pack")))  # fmt: skip
     return issues
+
+
+def _never_served_again(session: Session, model_version: str) -> str | None:
+    """Why ``model_version`` may never serve a personalized list again (retired, or replaced by a full retrain after
+    an erasure), or None."""
+    from governance.suppressed import retrained_away
+
+    stage = session.scalars(select(Deployment.stage).where(Deployment.model_version_id == model_version).order_by(Deployment.id.desc()).limit(1)).first()
+    if stage == "retired":
+        return "it is retired, and a retired version profiles nobody"
+    if replaced := retrained_away(session, model_version):
+        by = ", ".join(f"{new} (retrain request #{request})" for new, request in replaced)
+        return f"a full retrain after an erasure replaced it ({by}), so it is never deployed again"
+    return None
 
 
 def _production_model(session: Session) -> str | None:

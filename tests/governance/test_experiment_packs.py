@@ -434,3 +434,20 @@ def test_an_arm_naming_the_production_model_under_the_controls_pack_is_refused(s
         record_deployment(session, model_version=newer, stage="shadow", actor="test")
         record_deployment(session, model_version=deployed, stage="production", actor="test")
     assert lifecycle.start(store, "newer-lift", actor="tester", load_pack=_load)["status"] == "running"
+
+
+def test_an_arm_naming_a_retired_model_version_is_refused(store: Any) -> None:
+    """Regression: a plan naming a retired version was frozen; that version profiles nobody, so its arm served
+    non-personalized lists and the looks compared them with production as if they were the treatment."""
+    from audits.lineage import record_deployment
+
+    with store.session() as session:
+        old = _model(session, "old", params={"model_inputs": ["user_id", "item_id", "event_type", "value"]})
+        record_deployment(session, model_version=old, stage="shadow", actor="test")
+        record_deployment(session, model_version=old, stage="retired", actor="test")
+    issues = _refused(store, _plan("retired-arm", treatment=f"    model_version: {old}\n    pack: eu-gdpr-dsa"))
+    assert [p for p, _ in issues] == ["variants.1.model_version"], issues
+    assert issues[0][1] == (
+        f"variant 'treatment' names model version {old!r}, which may not serve again: it is retired, and a retired version "
+        "profiles nobody. Its subjects would get lists no one could ship; name a version that may be deployed"
+    )
