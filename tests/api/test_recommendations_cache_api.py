@@ -248,14 +248,14 @@ def test_a_commit_that_fails_or_comes_late_fails_the_request_and_is_logged(serve
             return queued[-1]
 
         before = _decision_ids(server)
-        monkeypatch.setattr(log, "submit", refused)
-        answer = client.post("/v1/recommendations", json=body)
-        assert answer.status_code == 422 and "refused the batch" in answer.json()["detail"]
-        monkeypatch.setattr(log, "submit", never)
-        monkeypatch.setattr(call_sink, "DECISION_TIMEOUT_S", 0.3)
-        answer = client.post("/v1/recommendations", json=body)
-        assert answer.status_code == 500
-        monkeypatch.undo()
+        with monkeypatch.context() as patch:  # only these are undone: the test's private RECGOV_HOME stays
+            patch.setattr(log, "submit", refused)
+            answer = client.post("/v1/recommendations", json=body)
+            assert answer.status_code == 422 and "refused the batch" in answer.json()["detail"]
+            patch.setattr(log, "submit", never)
+            patch.setattr(call_sink, "DECISION_TIMEOUT_S", 0.3)
+            answer = client.post("/v1/recommendations", json=body)
+            assert answer.status_code == 500
         assert len(queued) == 2 and not queued[1].done()  # the log's own future is left alone, never cancelled
     with server.client("operator") as client:  # (a 500 closes its connection)
         assert client.post("/v1/recommendations", json=body).status_code == 200  # the service goes on
@@ -352,9 +352,9 @@ def test_a_list_that_fails_while_deciding_is_logged_and_not_answered(server, mon
         def full(record, *, events=(), consent=None):  # noqa: ANN001, ANN202
             raise ConfigError("the decision log is full for u000071")
 
-        monkeypatch.setattr(log, "submit", full)
-        answer = client.post("/v1/recommendations", json=body)
-        monkeypatch.undo()
+        with monkeypatch.context() as patch:  # only this is undone: the test's private RECGOV_HOME stays
+            patch.setattr(log, "submit", full)
+            answer = client.post("/v1/recommendations", json=body)
     assert answer.status_code == 422 and "decision log is full" in answer.json()["detail"]
     with server.store.snapshot() as connection:
         cause, detail = connection.execute(select(FailedRequest.cause, FailedRequest.detail).order_by(FailedRequest.id.desc()).limit(1)).one()

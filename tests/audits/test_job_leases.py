@@ -309,12 +309,12 @@ def test_on_postgresql_the_leases_follow_the_database_clock_not_the_hosts(postgr
     try:
         job_id = _new(store)
         behind = datetime.now(UTC) - timedelta(hours=1)
-        monkeypatch.setattr(job_store, "_now", lambda: behind)  # this process's clock, for every job time it would write
-        with store.session() as session:
-            assert job_store.claim_job(session, job_id, runner=OTHER_HOST) is not None
-        with store.session() as session:
-            assert job_store.renew_leases(session, runner=OTHER_HOST) == [job_id]
-        monkeypatch.undo()
+        with monkeypatch.context() as patch:  # only the clock is undone after: the test's private RECGOV_HOME stays
+            patch.setattr(job_store, "_now", lambda: behind)  # this process's clock, for every job time it would write
+            with store.session() as session:
+                assert job_store.claim_job(session, job_id, runner=OTHER_HOST) is not None
+            with store.session() as session:
+                assert job_store.renew_leases(session, runner=OTHER_HOST) == [job_id]
         with store.session() as session:
             assert job_store.recover_jobs(session, is_alive=_runner_alive, lease_s=60) == ([], [])
             database_now = job_store.store_clock(session)

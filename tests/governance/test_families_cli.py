@@ -167,14 +167,16 @@ def test_a_pack_without_an_allow_list_lets_through_interactions_only(eu):
 def test_evaluate_refuses_a_family_the_pack_does_not_allow_before_any_fit(monkeypatch, tmp_path):
     probe = _probe("attr_probe", {"interactions", "user_attributes"})
     family_registry.families()  # discover first, so the probe joins a full registry
-    monkeypatch.setitem(family_registry._FAMILIES, "attr_probe", probe)
     fitted = []
-    monkeypatch.setattr(EASEModel, "_fit", lambda self, *a, **k: fitted.append(1))
-    result = runner.invoke(app, ["evaluate", SMALL, "--families", "attr_probe", "--pack", "eu-gdpr-dsa", "--no-tune", "--no-carbon"])
+    # Only these patches are undone after (the test's private RECGOV_HOME stays: a later step must never write
+    # into the user's own store).
+    with monkeypatch.context() as patch:
+        patch.setitem(family_registry._FAMILIES, "attr_probe", probe)
+        patch.setattr(EASEModel, "_fit", lambda self, *a, **k: fitted.append(1))
+        result = runner.invoke(app, ["evaluate", SMALL, "--families", "attr_probe", "--pack", "eu-gdpr-dsa", "--no-tune", "--no-carbon"])
     assert result.exit_code == 2, result.output
     assert "minimization.purposes.personalization.allowed_inputs" in result.stderr and "'attr_probe'" in result.stderr
     assert fitted == []
-    monkeypatch.undo()
     import_consent(SMALL, tmp_path)  # under the pack only consented subjects are fitted: no record means no
     ok = runner.invoke(app, ["evaluate", SMALL, "--families", "ease", "--pack", "eu-gdpr-dsa", "--no-tune", "--no-carbon", "--json"])
     assert ok.exit_code == 0, ok.output

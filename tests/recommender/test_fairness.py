@@ -117,9 +117,9 @@ def test_bootstrap_batch_holds_the_resamples_drawn_not_the_whole_cell_budget(mon
         return real_ones(shape, *args, **kwargs)
 
     values = np.arange(10, dtype=np.float64)
-    monkeypatch.setattr(_intervals.np, "ones", ones)
-    draws = F.bootstrap_means(values, n_boot=100, random_state=3)[:, 0, 0]
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:
+        patch.setattr(_intervals.np, "ones", ones)
+        draws = F.bootstrap_means(values, n_boot=100, random_state=3)[:, 0, 0]
     assert max(sizes) <= 100 * 10
     # the same resamples as before: one batch of 100 draws of 10 rows, from the same stream
     picks = np.random.default_rng(3).integers(0, 10, size=100 * 10, dtype=np.int32).reshape(100, 10)
