@@ -73,14 +73,24 @@ __all__ = [
     "ALL_USERS",
     "NO_USERS",
     "UNKNOWN_USERS",
+    "EXACT_METHOD",
     "UNLEARNING_METHOD",
     "UnlearningResult",
     "forget_users",
+    "refit_without_users",
     "residual_influence",
 ]
 
 UNLEARNING_METHOD = "recgov.als-unlearning.v1"
 """Name and revision of the update rule; part of the unlearned model's version id."""
+
+EXACT_METHOD = "recgov.als-refit.v1"
+"""Name and revision of the exact erasure (:func:`refit_without_users`): ``fit`` on the matrix without the subjects."""
+
+_REWEIGHTED_REFIT = (
+    "refit_without_users: model {version} was trained with fairness_reweighting, whose group labels the model "
+    "does not keep; retrain it from the events (recgov train --fair-reweight ...), which leaves erased subjects out"
+)
 
 UNKNOWN_USERS = (
     "cannot forget {n} of the {total} requested user id(s): not in the training data of model {version} "
@@ -148,11 +158,14 @@ class UnlearningResult:
     propagate: int
     seconds: float
     sweeps: int = 0
+    exact: bool = False
+    """Whether the model is the one trained without the users (:func:`refit_without_users`), not an update."""
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready record of the operation (without the model)."""
         return {
-            "method": UNLEARNING_METHOD,
+            "method": EXACT_METHOD if self.exact else UNLEARNING_METHOD,
+            "exact": self.exact,
             "version": self.version,
             "previous_version": self.previous_version,
             "n_users_removed": self.n_users_removed,
@@ -271,6 +284,54 @@ def forget_users(
         propagate=propagate,
         seconds=time.perf_counter() - started,
         sweeps=sweeps,
+    )
+
+
+def refit_without_users(model: ALSRecommender, user_ids: Sequence[str]) -> UnlearningResult:
+    """The model trained without ``user_ids``: ``fit`` with the model's parameters and seed on its training
+    matrix without their rows and without the items only they interacted with.
+
+    This is exact erasure: nothing of the users is left in the factors (a retrain from the events without them,
+    with the same recipe, gets the same matrix), at the cost of one fit. The version id is the one ``fit`` gives
+    (data, parameters, library versions), like any trained model's. The input model is not modified.
+
+    Raises
+    ------
+    ConfigError
+        An empty request, or a model trained with ``fairness_reweighting`` (its group labels are not kept).
+    DataError
+        An id unknown to the model, or a request that would remove every user.
+
+    Examples
+    --------
+    >>> result = refit_without_users(model, ["u42"])  # doctest: +SKIP
+    >>> result.exact  # doctest: +SKIP
+    True
+    """
+    from recommender.family import without_users
+
+    started = time.perf_counter()
+    if not isinstance(model, ALSRecommender):
+        raise ConfigError(_NOT_ALS.format(kind=type(model).__name__))
+    model.check_fitted("refit_without_users")
+    if getattr(model, "fairness_reweighting", None) is not None:
+        raise ConfigError(_REWEIGHTED_REFIT.format(version=model.version_id_))
+    rows = _rows_to_forget(model, user_ids)
+    removed = model.train_.matrix[rows]
+    new_train, _rows = without_users(model.train_, [str(u) for u in model.train_.user_ids[rows]])
+    out = ALSRecommender(**model.get_params(), num_threads=model.num_threads).fit(new_train)
+    return UnlearningResult(
+        model=out,
+        version=out.version_id_,
+        previous_version=model.version_id_,
+        n_users_removed=int(rows.size),
+        n_interactions_removed=int(removed.nnz),
+        n_items_refreshed=int(new_train.n_items),
+        n_users_refreshed=int(new_train.n_users),
+        refresh_items=True,
+        propagate=0,
+        seconds=time.perf_counter() - started,
+        exact=True,
     )
 
 

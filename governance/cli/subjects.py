@@ -140,9 +140,19 @@ def subject_erase(
         int,
         typer.Option(
             "--propagate",
-            help="Sweeps re-solving the users who share the subject's items, then the items (0: the items only).",
+            help="With --approximate: sweeps re-solving the users who share the subject's items, then the items (0: the items only).",
         ),
     ] = 1,
+    approximate: Annotated[
+        bool,
+        typer.Option(
+            "--approximate",
+            help=(
+                "Unlearn ALS models by the fast update: a provisional stand-in until a full retrain, the old version "
+                "kept (default: refit each without the subject, which replaces the old version and deletes its file)."
+            ),
+        ),
+    ] = False,
     retrain: Annotated[
         str | None,
         typer.Option(
@@ -183,6 +193,7 @@ def subject_erase(
         options = dict(
             pack=loaded, model_path=model or None, models_dir=models_dir, delete_previous=delete_previous,
             measure_residual=residual, propagate=propagate, retrain_data=dataset, measure_carbon=carbon,
+            exact=not approximate,
         )  # fmt: skip
         if show:
             with err_console.status("erasing") as status:
@@ -229,9 +240,14 @@ def _print_unlearning_step(step: dict[str, Any]) -> None:
     if "family" in step:  # a model family's forget: its own outcome, no ALS figures
         _print_family_step(step)
         return
+    how = (
+        f"exact erasure: refit without the subject in {step['seconds']:.2f} s"
+        if step.get("exact")
+        else f"{step['n_items_refreshed']} items re-solved in {step['seconds'] * 1000:.1f} ms"
+    )
     _say(
         f"model {step['previous_version']} -> {step['version']}: {step['n_interactions_removed']} interactions removed, "
-        f"{step['n_items_refreshed']} items re-solved in {step['seconds'] * 1000:.1f} ms; artifact {step['artifact']}"
+        f"{how}; artifact {step['artifact']}"
         + ("" if step.get("recorded") else f" ({step.get('recorded_note', 'not recorded')})")
     )
     ri = step["residual_influence"]
@@ -245,14 +261,25 @@ def _print_unlearning_step(step: dict[str, Any]) -> None:
     else:
         _say(f"  residual influence not measured: {ri['reason']}")
     standing = step.get("standing")
-    if standing:
+    if standing and not standing.get("retrain_required", True):
+        _say(f"  standing: {standing['standing']}: {standing['reason']}")
+    elif standing:
         _say(
             f"  standing: {standing['standing']} until the full retrain (request #{standing['retrain_request']}, due "
             f"{standing['deadline']}) replaces it"
             + ("" if standing["retrainable"] else "; recgov cannot run that retrain (see below)")
         )
+    _print_replacement(step)
     if step["previous_artifact_deleted"]:
         console.print(f"  deleted the previous artifact {step['previous_artifact']}", highlight=False)
+
+
+def _print_replacement(step: dict[str, Any]) -> None:
+    """What an exact erasure did with the version the subject was removed from: its stage went to the new one."""
+    moved = step.get("replaced_in_serving")
+    if moved:
+        where = f"takes its place in {moved['stage']}" if moved["stage"] else "is recorded (the old version was in no stage)"
+        _say(f"  {step['version']} {where}; {step['previous_version']} is retired")
 
 
 def _print_family_step(step: dict[str, Any]) -> None:
@@ -267,10 +294,7 @@ def _print_family_step(step: dict[str, Any]) -> None:
     standing = step.get("standing")
     if standing:
         _say(f"  standing: {standing['standing']}: {standing['reason']}")
-    moved = step.get("replaced_in_serving")
-    if moved:
-        where = f"takes its place in {moved['stage']}" if moved["stage"] else "is recorded (the old version was in no stage)"
-        _say(f"  {step['version']} {where}; {step['previous_version']} is retired")
+    _print_replacement(step)
     if step["previous_artifact_deleted"]:
         _say(f"  deleted the previous artifact {step['previous_artifact']}")
     elif step.get("previous_artifact_note"):

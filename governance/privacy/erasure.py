@@ -249,6 +249,7 @@ def erase_subject(
     actor: str | None = None,
     progress: Callable[[str], None] | None = None,
     unlearn_recorded: bool = True,
+    exact: bool = True,
 ) -> dict[str, Any]:
     """Erase a subject (GDPR Art. 17): list what holds them, unlearn, record, shred, and retrain.
 
@@ -333,6 +334,7 @@ def erase_subject(
         measure_residual=measure_residual,
         propagate=propagate,
         unlearn_recorded=unlearn_recorded,
+        exact=exact,
     )
     # Before anything is stored (and before unlearning: an artifact deleted below is still read here): every
     # recorded version and whether it holds the subject, which also says what the retrain would replace.
@@ -353,7 +355,7 @@ def erase_subject(
             lock_head(session)
             retrain = _opened_retrain(session, subject, request.id, pack, listing, unlearning, deadlines, actor)
             record_unlearned_models(session, unlearning, retrain.to_dict() if retrain else None, request.id, actor)
-            replace_exactly_erased(session, unlearning.families, request.id, actor)
+            replace_exactly_erased(session, unlearning.replacing, request.id, actor)
             if retrain is not None:  # once the unlearned stand-ins are recorded, their lineage leads to their training run
                 retrain = replace(retrain, retrain_under=retrain_packs(session, retrain.models))
             suppression = _suppressed(session, subject, actor)
@@ -361,11 +363,11 @@ def erase_subject(
             sealed = _shred_and_complete(session, subject, request, pack, parts, started, actor)
         if delete_previous:  # only now that the new versions and the completion are committed
             _delete_previous_artifacts(unlearning)
-        undeleted = delete_replaced_artifacts(unlearning.families)
+        undeleted = delete_replaced_artifacts(unlearning.replacing)
     except BaseException as err:
         cause = fail_request(store, request.id, err, subject, actor)
         if unlearning is not None:
-            _drop_unrecorded_family_artifacts(store, unlearning)
+            _drop_unrecorded_artifacts(store, unlearning)
         if not isinstance(err, (ConfigError, DataError)):
             raise
         raise type(err)(ERASURE_FAILED.format(id=request.id, cause=cause)) from err
@@ -444,7 +446,7 @@ def _opened_erasure(store: Any, subject: str, deadlines: _Deadlines, actor: str 
 def _listing(catalogue: list[dict[str, Any]], unlearning: UnlearningReport) -> ModelsListing:
     """Step 4b: what to do about each recorded version, now that the unlearning is done."""
     new_versions, unlearned_from = unlearning.new_versions, unlearning.sources
-    replaced = {f.previous_version: f.version for f in unlearning.families if not f.provisional}
+    replaced = {m.previous_version: m.version for m in unlearning.replacing if not m.provisional}
     for entry in catalogue:
         if entry.get("action") == SUPERSEDED_ACTION and entry["version_id"] not in unlearned_from:
             continue
@@ -556,11 +558,11 @@ def _delete_previous_artifacts(unlearning: UnlearningReport) -> None:
             Path(u.report["previous_artifact"]).unlink(missing_ok=True)
 
 
-def _drop_unrecorded_family_artifacts(store: Any, unlearning: UnlearningReport) -> None:
-    """After a failed erasure: delete the family artifacts it wrote that no recorded version names (made from a
+def _drop_unrecorded_artifacts(store: Any, unlearning: UnlearningReport) -> None:
+    """After a failed erasure: delete the model files it wrote that no recorded version names (made from a
     version another erasure replaced meanwhile, such a file may hold whom that erasure erased)."""
     with store.session() as session:
-        for f in unlearning.families:
+        for f in unlearning.replacing:
             row = session.get(ModelVersion, f.version)
             if row is None or row.artifact_location != str(f.target):
                 f.target.unlink(missing_ok=True)

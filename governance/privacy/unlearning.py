@@ -79,6 +79,10 @@ class UnlearningOptions:
     propagate: int = 1
     unlearn_recorded: bool = True
     """Also unlearn from every recorded artifact that holds the subject, not only those named."""
+    exact: bool = True
+    """Erase from ALS models exactly (:func:`recommender.unlearning.refit_without_users`: the model trained without
+    the subject replaces the version it came from); False: fast unlearning
+    (:func:`recommender.unlearning.forget_users`), a provisional stand-in until the full retrain."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,21 @@ class UnlearnedModel:
     artifact_hash: str
     started: datetime
     ended: datetime
+
+    @property
+    def provisional(self) -> bool:
+        """Whether a retrain is still owed (fast unlearning); an exact erasure's model is the one trained without them."""
+        return not self.result.exact
+
+    @property
+    def previous_version(self) -> str:
+        """The version the subject was removed from."""
+        return self.result.previous_version
+
+    @property
+    def version(self) -> str:
+        """The version made without the subject."""
+        return self.result.version
 
 
 @dataclass(frozen=True)
@@ -115,13 +134,19 @@ class UnlearningReport:
     @property
     def settled(self) -> set[str]:
         """The versions an exact erasure replaced by the model trained without the subject: no retrain is owed for them."""
-        return {f.previous_version for f in self.families if not f.provisional}
+        return {m.previous_version for m in self.replacing if not m.provisional}
 
     @property
     def provisional(self) -> list[str]:
         """The new versions, in order: provisional stand-ins the full retrain must replace (an exact erasure's
         version is the model trained without the subject: none is owed)."""
-        return [u.result.version for u in self.unlearned] + [f.version for f in self.families if f.provisional]
+        return [m.version for m in self.replacing if m.provisional]
+
+    @property
+    def replacing(self) -> list[Any]:
+        """Every model made without the subject, ALS and other families alike (each with ``previous_version``,
+        ``version``, ``provisional``, ``report``, ``target``)."""
+        return [*self.unlearned, *self.families]
 
 
 def _artifact_membership(location: str, artifact_hash: str, subject: str) -> tuple[str, str]:
@@ -225,10 +250,14 @@ def _unlearn(
     measure_residual: bool,
     delete_previous: bool,
     propagate: int = 1,
+    exact: bool = True,
 ) -> tuple[dict[str, Any], Any, Path | None, str | None]:
-    """Remove the subject from one loaded model; save the new artifact. Returns (report, result, new path, hash)."""
+    """Remove the subject from one loaded model; save the new artifact. Returns (report, result, new path, hash).
+
+    ``exact``: the model trained without the subject (:func:`recommender.unlearning.refit_without_users`); else the
+    fast update (:func:`recommender.unlearning.forget_users`, ``propagate`` sweeps)."""
     from recommender.als import ALSRecommender
-    from recommender.unlearning import forget_users, residual_influence
+    from recommender.unlearning import forget_users, refit_without_users, residual_influence
 
     report: dict[str, Any] = {"previous_version": model.version_id_, "n_interactions": model.train_.nnz}
     if model.train_.user_index([subject])[0] < 0:
@@ -236,7 +265,7 @@ def _unlearn(
             status="not_in_model", note="the model's training rows do not include the subject: nothing to unlearn"
         )
         return report, None, None, None
-    result = forget_users(model, [subject], propagate=propagate)
+    result = refit_without_users(model, [subject]) if exact else forget_users(model, [subject], propagate=propagate)
     report.update(status="unlearned", **plain(result.as_dict()))
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{result.version}.npz"
@@ -260,7 +289,9 @@ def _unlearn(
         pending.unlink(missing_ok=True)
     report.update(artifact=str(target), artifact_hash=artifact_hash)
 
-    if not measure_residual:
+    if result.exact:
+        report["residual_influence"] = {"measured": False, "reason": EXACT_RESIDUAL}
+    elif not measure_residual:
         report["residual_influence"] = {"measured": False, "reason": "not asked for"}
     elif model.train_.nnz >= RESIDUAL_MAX_INTERACTIONS:
         report["residual_influence"] = {
@@ -292,6 +323,8 @@ def _unlearn(
         )
     return report, result, target, artifact_hash
 
+
+EXACT_RESIDUAL = "exact erasure: the model is the one trained without the subject, nothing of them is left to measure"
 
 NOT_LOADED = "the recorded artifact {path} holds the subject but could not be loaded ({cause}); retrain without them and retire it"
 
@@ -373,10 +406,11 @@ def _record_unlearned(
     standing: Mapping[str, Any] | None = None,
 ) -> None:
     """Record the unlearned model's lineage, with its ``standing``, when the model it came from is recorded."""
-    from recommender.unlearning import UNLEARNING_METHOD
+    from recommender.unlearning import EXACT_METHOD, UNLEARNING_METHOD
 
     already = session.get(ModelVersion, result.version)
-    if already is not None and already.artifact_location == str(target) and already.artifact_hash == artifact_hash:
+    same_file = already is not None and already.artifact_location == str(target) and already.artifact_hash == artifact_hash
+    if already is not None and (same_file or result.exact):  # an exact erasure's model is the one its data trains
         # recorded by an earlier erasure that removed the same rows from the same model
         report["recorded"] = True
         report["training_run"] = already.training_run_id
@@ -412,7 +446,8 @@ def _record_unlearned(
         params={
             **result.model.get_params(),
             "unlearning": {
-                "method": UNLEARNING_METHOD,
+                "method": EXACT_METHOD if result.exact else UNLEARNING_METHOD,
+                **({"kind": "exact"} if result.exact else {}),
                 "from": result.previous_version,
                 "refresh_items": result.refresh_items,
                 "propagate": result.propagate,
@@ -437,6 +472,14 @@ def _record_unlearned(
     )
     report["recorded"] = True
     report["training_run"] = run.id
+
+
+EXACT_STANDING = {
+    "standing": "final",
+    "retrain_required": False,
+    "reason": "exact erasure: the model is the one trained without the subject (its recipe on the matrix without them)",
+}
+"""The standing an exact erasure records with its model: no retrain owed (serving treats it as trained)."""
 
 
 def _provisional_standing(retrain: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -502,6 +545,7 @@ def unlearn_models(
             measure_residual=options.measure_residual,
             propagate=options.propagate,
             delete_previous=options.delete_previous and named_by_caller,
+            exact=options.exact,
         )
         reports.append(report)
         if result is not None:
@@ -532,11 +576,12 @@ def record_unlearned_models(
     retrain (a recorded recipe) and why not.
     """
     for u in unlearning.unlearned:
-        standing = _provisional_standing(retrain)
+        standing = EXACT_STANDING if u.result.exact else _provisional_standing(retrain)
         _record_unlearned(
             session, u.report, u.result, u.target, u.artifact_hash, request_id, u.started, u.ended, actor, standing
         )
-        u.report["standing"] = _retrainability(session, u.report, u.result, standing)
+        # an exact erasure owes no retrain: whether recgov could run one does not matter
+        u.report["standing"] = {**standing, "retrainable": True, "why_not": None} if u.result.exact else _retrainability(session, u.report, u.result, standing)
     if unlearning.families:
         from governance.privacy.family_erasure import record_forgotten_models
 

@@ -75,10 +75,12 @@ def _export(store, session, settings, key, subject_id: str, pack: str | None) ->
     return document
 
 
-def _erase(store, session, settings, key, subject_id: str, pack: str) -> dict[str, Any]:
+def _erase(store, session, settings, key, subject_id: str, pack: str, *, approximate: bool = False) -> dict[str, Any]:
     loaded = _pack(settings, pack)
     try:
-        report = erase_subject(store, subject_id, pack=loaded, model_path=None, measure_residual=False, actor=actor_of(key))
+        report = erase_subject(
+            store, subject_id, pack=loaded, model_path=None, measure_residual=False, exact=not approximate, actor=actor_of(key)
+        )
     except RecgovError:
         raise
     except Exception as err:  # noqa: BLE001 -- logged by type only: the path and message may hold the id
@@ -110,7 +112,7 @@ def access(body: SubjectAccessCreate, store: StoreDep, session: SessionDep, sett
 def erase(body: SubjectErasureCreate, store: StoreDep, session: SessionDep, settings: SettingsDep, key: GovernKey) -> dict[str, Any]:
     """Unlearns the subject named in the body from every recorded artifact that holds them (residual influence
     is not measured here: it retrains each model); ``models`` lists the recorded versions that may still hold them."""
-    return _erase(store, session, settings, key, body.subject, body.pack)
+    return _erase(store, session, settings, key, body.subject, body.pack, approximate=body.approximate)
 
 
 _DEPRECATED = "Deprecated: the subject's id travels in the URL, where proxies and access logs keep it. Use `{instead}` (the id in the body)."
@@ -153,7 +155,10 @@ def erasure(
     body: ErasureCreate | None = None,
 ) -> dict[str, Any]:
     _no_query_pack(request)
-    return _erase(store, session, settings, key, subject_id, body.pack if body is not None else "baseline")
+    return _erase(
+        store, session, settings, key, subject_id, body.pack if body is not None else "baseline",
+        approximate=body is not None and body.approximate,
+    )  # fmt: skip
 
 
 QUERY_PACK = "the pack goes in the body ({\"pack\": NAME}), not in the query: ?pack= would be ignored and the request judged under another pack's deadlines"

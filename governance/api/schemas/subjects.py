@@ -32,6 +32,14 @@ class ErasureCreate(BaseModel):
     pack: str = Field(
         "baseline", min_length=1, max_length=200, pattern=IDENTIFIER, description="A shipped pack name, or a stored pack as NAME@VERSION."
     )
+    approximate: bool = Field(
+        False,
+        description=(
+            "Unlearn ALS models by the fast update: a provisional stand-in until a full retrain, the old version kept. "
+            "Default: refit each without the subject; the new version takes the old one's stage, which is retired and "
+            "its file deleted."
+        ),
+    )
 
 
 _SUBJECT = Field(
