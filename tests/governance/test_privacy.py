@@ -334,7 +334,7 @@ def test_erasure_unlearns_records_and_shreds_leaving_no_raw_id(store: Store, tra
     with store.session() as session:
         before = lookup_pseudonyms(session, [VICTIM])[VICTIM]
 
-    report = erase_subject(store, VICTIM, pack=EU, model_path=run.artifact, delete_previous=True)
+    report = erase_subject(store, VICTIM, pack=EU, exact=False, model_path=run.artifact, delete_previous=True)
 
     (step,) = report["unlearning"]
     assert step["status"] == "unlearned" and step["n_users_removed"] == 1 and step["recorded"] is True
@@ -428,7 +428,7 @@ def test_erasure_input_is_checked_before_anything_is_stored(store: Store, tmp_pa
 def test_residual_influence_is_skipped_on_large_models(store: Store, trained, monkeypatch: pytest.MonkeyPatch) -> None:
     _, run = trained
     monkeypatch.setattr(privacy_unlearning, "RESIDUAL_MAX_INTERACTIONS", 10)
-    report = erase_subject(store, VICTIM, pack=EU, model_path=run.artifact, measure_residual=True)
+    report = erase_subject(store, VICTIM, pack=EU, exact=False, model_path=run.artifact, measure_residual=True)
     residual = report["unlearning"][0]["residual_influence"]
     assert residual["measured"] is False and "at or above 10" in residual["reason"]
     assert run.artifact.exists()  # kept without delete_previous
@@ -440,10 +440,10 @@ def test_erasing_the_same_rows_from_the_same_model_again_reuses_the_recorded_unl
     # erasure of the same subject from the same artifact (the subject came back, or the demo ran
     # twice) makes the same version; it must reuse the recorded one, not fail on its id.
     _, run = trained
-    first = erase_subject(store, VICTIM, pack=EU, model_path=run.artifact)["unlearning"][0]
+    first = erase_subject(store, VICTIM, pack=EU, exact=False, model_path=run.artifact)["unlearning"][0]
     artifact = Path(first["artifact"])
     recorded_bytes = artifact.read_bytes()
-    second = erase_subject(store, VICTIM, pack=EU, model_path=run.artifact)["unlearning"][0]
+    second = erase_subject(store, VICTIM, pack=EU, exact=False, model_path=run.artifact)["unlearning"][0]
     assert second["version"] == first["version"] and second["recorded"] is True
     assert second["artifact_reused"] is True and "reused" in second["recorded_note"]
     assert artifact.read_bytes() == recorded_bytes  # the file its record points at is untouched
@@ -455,7 +455,7 @@ def test_erasing_the_same_rows_from_the_same_model_again_reuses_the_recorded_unl
 
 def test_erasure_without_a_model_unlearns_the_recorded_artifact_lists_models_and_shreds(store: Store, trained) -> None:
     _, run = trained
-    report = erase_subject(store, VICTIM, pack=EU, measure_residual=False)
+    report = erase_subject(store, VICTIM, pack=EU, exact=False, measure_residual=False)
     (step,) = report["unlearning"]  # the recorded artifact holds the subject: it is unlearned without being named
     assert step["previous_version"] == run.model_version and step["status"] == "unlearned"
     assert step["previous_artifact_deleted"] is False and run.artifact.exists()  # it may be deployed

@@ -54,7 +54,7 @@ def test_an_old_version_serves_the_erased_subject_the_non_profiling_list(events_
     personalised list under an opt-out pack (no record means yes), built from their erased history."""
     version = _train(events_csv, db_url)["model_version"]
     assert _recommend(version, "california-ccpa", db_url)["mode"] == "personalized"  # the attack works before erasure
-    ok("subject", "erase", VICTIM, "--pack", "baseline", "--no-residual", "--database-url", db_url)
+    ok("subject", "erase", "--approximate", VICTIM, "--pack", "baseline", "--no-residual", "--database-url", db_url)
     for pack in ("california-ccpa", "baseline"):
         served = _recommend(version, pack, db_url)
         assert served["mode"] == "non_profiling", (pack, served["mode"])
@@ -66,7 +66,7 @@ def test_a_grant_after_erasure_does_not_revive_old_factors(events_csv: Path, db_
     """Hole: a consent grant after erasure (a new history) made every version that still holds the
     old row, and the unlearned one, serve the person again from their pre-erasure factors."""
     version = _train(events_csv, db_url)["model_version"]
-    erased = ok("subject", "erase", VICTIM, "--pack", "eu-gdpr-dsa", "--no-residual", "--database-url", db_url)
+    erased = ok("subject", "erase", "--approximate", VICTIM, "--pack", "eu-gdpr-dsa", "--no-residual", "--database-url", db_url)
     unlearned = [u["version"] for u in erased["unlearning"] if u["status"] == "unlearned"]
     ok(
         "consent",
@@ -93,7 +93,7 @@ def test_cli_erasure_unlearns_every_recorded_artifact_that_holds_the_subject(eve
     first = _train(events_csv, db_url)
     second = _train(events_csv, db_url, "--seed", "3")
     assert first["model_version"] != second["model_version"]
-    report = ok("subject", "erase", VICTIM, "--pack", "baseline", "--no-residual", "--database-url", db_url)
+    report = ok("subject", "erase", "--approximate", VICTIM, "--pack", "baseline", "--no-residual", "--database-url", db_url)
     done = {u["previous_version"]: u for u in report["unlearning"]}
     assert set(done) == {first["model_version"], second["model_version"]}
     for step in done.values():
@@ -106,7 +106,7 @@ def test_training_without_a_pack_leaves_the_erased_subject_out(events_csv: Path,
     the unpurged raw log, and even "reproduced" the very version they were erased from."""
     before = _train(events_csv, db_url)
     assert VICTIM in _user_ids(before["artifact"])
-    ok("subject", "erase", VICTIM, "--pack", "baseline", "--no-residual", "--database-url", db_url)
+    ok("subject", "erase", "--approximate", VICTIM, "--pack", "baseline", "--no-residual", "--database-url", db_url)
     after = _train(events_csv, db_url)
     assert after["reproduced"] is False
     assert after["model_version"] != before["model_version"] and after["dataset_version"] != before["dataset_version"]
@@ -118,7 +118,7 @@ def test_a_new_history_after_erasure_is_personalised_again(events_csv: Path, db_
     """Control (the fix must not over-block): events after the erasure are a new history; a model
     trained after the erasure, which left the old events out, personalises from them."""
     _train(events_csv, db_url)
-    ok("subject", "erase", VICTIM, "--pack", "baseline", "--no-residual", "--database-url", db_url)
+    ok("subject", "erase", "--approximate", VICTIM, "--pack", "baseline", "--no-residual", "--database-url", db_url)
     events = pd.read_csv(events_csv)
     items = events["item_id"].value_counts().index[:12]
     moment = datetime.now(UTC) + timedelta(seconds=1)
@@ -138,7 +138,7 @@ def test_a_new_history_after_erasure_is_personalised_again(events_csv: Path, db_
 def test_trail_verifies_after_the_attacks(events_csv: Path, db_url: str) -> None:
     """The erasure, the refused lists and the retrain leave a trail that still verifies."""
     version = _train(events_csv, db_url)["model_version"]
-    ok("subject", "erase", VICTIM, "--pack", "baseline", "--no-residual", "--database-url", db_url)
+    ok("subject", "erase", "--approximate", VICTIM, "--pack", "baseline", "--no-residual", "--database-url", db_url)
     _recommend(version, "california-ccpa", db_url)
     assert invoke("trail", "verify", "--database-url", db_url).exit_code == 0
 
@@ -149,7 +149,7 @@ def test_erasures_unlearn_each_lineage_once_instead_of_doubling_the_versions(eve
     _train(events_csv, db_url)
     users = pd.read_csv(events_csv)["user_id"].astype(str).value_counts().index[1:4]
     for n, subject in enumerate(users, start=1):
-        report = ok("subject", "erase", subject, "--pack", "baseline", "--no-residual", "--database-url", db_url)
+        report = ok("subject", "erase", "--approximate", subject, "--pack", "baseline", "--no-residual", "--database-url", db_url)
         assert [u["status"] for u in report["unlearning"]] == ["unlearned"], n  # the lineage's newest version only
         assert count(db_url, "model_versions") == 1 + n
         superseded = [v for v in report["models"]["versions"] if v["action"].startswith("withdrawn from serving")]
@@ -166,13 +166,13 @@ def test_the_erasure_names_every_file_that_still_lists_the_subject(events_csv: P
     als = _train(events_csv, db_url)["model_version"]
     bpr = ok("train", events_csv, "--family", "bpr", "--no-carbon", "--map", MAP, "--database-url", db_url)
     bpr_version, bpr_file = bpr["model_version"], bpr["artifact"]
-    first = ok("subject", "erase", VICTIM, "--pack", "eu-gdpr-dsa", "--no-residual", "--database-url", db_url)
+    first = ok("subject", "erase", "--approximate", VICTIM, "--pack", "eu-gdpr-dsa", "--no-residual", "--database-url", db_url)
     assert STILL_LISTED.format(version=bpr_version) in first["not_done"]
     assert VICTIM in set(np.load(bpr_file, allow_pickle=False)["train_user_ids"].astype(str))  # the file at stake
     # the subject comes back and is erased again: the first erasure's source still lists the first history
     grant = ("--purpose", "personalization", "--status", "granted", "--pack", "eu-gdpr-dsa")
     ok("consent", "set", VICTIM, *grant, "--database-url", db_url)
-    again = ok("subject", "erase", VICTIM, "--pack", "eu-gdpr-dsa", "--no-residual", "--database-url", db_url)
+    again = ok("subject", "erase", "--approximate", VICTIM, "--pack", "eu-gdpr-dsa", "--no-residual", "--database-url", db_url)
     listed = {v["version_id"] for v in again["models"]["versions"] if v["membership"] == "includes"}
     assert als in listed and VICTIM in _user_ids(ok("models", "show", als, "--database-url", db_url)["artifact"])
     for version in listed - {u["previous_version"] for u in again["unlearning"] if u.get("status") == "unlearned"}:

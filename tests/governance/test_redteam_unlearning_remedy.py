@@ -58,7 +58,7 @@ def trained(store: Store, recgov_home: Path):
 
 
 def _erase(store: Store, victim: str) -> dict:
-    return erase_subject(store, victim, pack=CCPA, measure_residual=False, measure_carbon=False)
+    return erase_subject(store, exact=False, subject_id=victim, pack=CCPA, measure_residual=False, measure_carbon=False)
 
 
 def _unlearned(report: dict) -> dict:
@@ -112,7 +112,7 @@ def test_an_unlearned_model_whose_source_is_not_recorded_still_gets_a_retrain(st
         ).artifact
     finally:
         other_store.close()
-    report = erase_subject(store, victim, pack=CCPA, model_path=artifact, measure_residual=False, unlearn_recorded=False)
+    report = erase_subject(store, exact=False, subject_id=victim, pack=CCPA, model_path=artifact, measure_residual=False, unlearn_recorded=False)
     step = _unlearned(report)
     retrain = report["retrain"]["request"]
     assert retrain is not None and step["version"] in retrain["models"]
@@ -220,7 +220,7 @@ def test_the_cli_serves_the_standing_and_blocks_when_overdue(store: Store, train
     """Hole: ``recgov recommend`` on an unlearned version neither said it is provisional nor stopped
     profiling once its retrain was overdue; ``recgov subject erase`` did not state the standing."""
     _, _run, victim, other = trained
-    erased = ok("subject", "erase", victim, "--pack", "california-ccpa", "--no-residual", "--database-url", _url(store))
+    erased = ok("subject", "erase", "--approximate", victim, "--pack", "california-ccpa", "--no-residual", "--database-url", _url(store))
     step = _unlearned(erased)
     assert step["standing"]["standing"] == PROVISIONAL
     request_id = erased["retrain"]["request"]["id"]
@@ -249,7 +249,7 @@ def test_the_erasure_and_retrain_reports_say_it_in_words(store: Store, trained, 
     """Hole: the readable reports of ``recgov subject erase`` and ``recgov retrain run`` did not say
     that the unlearned model is provisional, nor that the retrain replaced a provisional version."""
     data, _run, victim, _other = trained
-    erased = invoke("subject", "erase", victim, "--pack", "california-ccpa", "--no-residual", "--database-url", _url(store))
+    erased = invoke("subject", "erase", "--approximate", victim, "--pack", "california-ccpa", "--no-residual", "--database-url", _url(store))
     assert erased.exit_code == 0, erased.output
     assert "standing: provisional until the full retrain (request #" in erased.output
     ran = invoke("retrain", "run", _csv(data, tmp_path), "--pack", "california-ccpa", "--map", MAP, "--no-carbon", "--database-url", _url(store))
@@ -264,7 +264,7 @@ def test_the_deployed_engines_know_a_shadowed_unlearned_model_is_provisional(db_
 
     data = "synthetic:n_users=120,n_items=80,n_interactions=3000,seed=4"
     live = ok("train", data, "--no-tune", "--no-carbon", "--factors", "8", "--iterations", "4", "--database-url", db_url)["model_version"]
-    erased = ok("subject", "erase", "u000003", "--pack", "baseline", "--no-residual", "--database-url", db_url)
+    erased = ok("subject", "erase", "--approximate", "u000003", "--pack", "baseline", "--no-residual", "--database-url", db_url)
     unlearned = _unlearned(erased)["version"]
     ok("deploy", "promote", live, "--to", "shadow", "--database-url", db_url)
     for stage in ("canary", "production"):  # the installation's deployment policy: baseline gates both
@@ -314,7 +314,7 @@ def test_an_erasure_that_retrains_at_once_reports_its_stand_in_replaced(store: S
     model provisional, although the retrain had just replaced it."""
     data, _run, victim, _other = trained
     report = erase_subject(
-        store, victim, pack=CCPA, measure_residual=False, measure_carbon=False, retrain_data=data, retrain_models_dir=recgov_home / "retrained"
+        store, victim, pack=CCPA, exact=False, measure_residual=False, measure_carbon=False, retrain_data=data, retrain_models_dir=recgov_home / "retrained"
     )
     step = _unlearned(report)
     assert report["retrain"]["run"]["provisional_replaced"] == [step["version"]]

@@ -65,7 +65,7 @@ def test_erase_with_retrain_replaces_the_models_and_leaves_the_raw_id_nowhere(
     assert any(n in artifact.read_bytes() for n in NEEDLES), "the check must be able to see the id in an artifact"
     opt_out(db_url)  # an opted-out consumer (CCPA §1798.120) asks to be deleted
 
-    result = invoke("subject", "erase", VICTIM, "--pack", "california-ccpa", "--model", artifact, "--delete-previous",
+    result = invoke("subject", "erase", "--approximate", VICTIM, "--pack", "california-ccpa", "--model", artifact, "--delete-previous",
                     "--no-residual", "--retrain", events_csv, "--map", MAP, "--no-carbon", "--json",
                     "--database-url", db_url)  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -131,7 +131,7 @@ def test_a_deferred_retrain_is_due_by_the_pack_deadline_and_run_later(
     db_url: str, events_csv: Path
 ) -> None:
     trained = train(events_csv, db_url, pack="california-ccpa")
-    report = ok("subject", "erase", VICTIM, "--pack", "eu-gdpr-dsa", "--database-url", db_url)
+    report = ok("subject", "erase", "--approximate", VICTIM, "--pack", "eu-gdpr-dsa", "--database-url", db_url)
     retrain = report["retrain"]["request"]
     # the recorded artifact was unlearned too (fast unlearning approximates a retrain): both are due for one
     unlearned = [u["version"] for u in report["unlearning"] if u["status"] == "unlearned"]
@@ -221,7 +221,7 @@ def test_erase_with_broken_retrain_data_is_one_line_exit_2_and_changes_nothing(
     args = [{"ONLY_VICTIM": str(only_victim), "BROKEN": str(broken)}.get(a, a) for a in args]
     before = sorted(dump(db_url).splitlines())  # as a set of rows: PostgreSQL returns them in no fixed order
 
-    result = invoke("subject", "erase", VICTIM, "--pack", "california-ccpa", *args, "--no-carbon",
+    result = invoke("subject", "erase", "--approximate", VICTIM, "--pack", "california-ccpa", *args, "--no-carbon",
                     "--database-url", db_url)  # fmt: skip
     assert result.exit_code == 2, result.output
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr

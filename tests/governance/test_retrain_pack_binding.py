@@ -38,7 +38,7 @@ def test_a_baseline_model_erased_under_the_eu_pack_is_retrained_under_the_baseli
     trained = ok("train", events_csv, "--map", MAP, "--pack", "baseline", "--no-tune", "--no-carbon",
                  "--factors", "6", "--iterations", "3", "--database-url", db_url)  # fmt: skip
     version = trained["model_version"]
-    erased = ok("subject", "erase", VICTIM, "--pack", "eu-gdpr-dsa", "--no-residual", "--database-url", db_url)
+    erased = ok("subject", "erase", "--approximate", VICTIM, "--pack", "eu-gdpr-dsa", "--no-residual", "--database-url", db_url)
     request = erased["retrain"]["request"]
     holding = request["models"]
     assert version in holding and request["deadline_basis"].startswith("30 days: consent.requests.retrain_days of pack eu-gdpr-dsa")
@@ -89,7 +89,7 @@ def test_erase_with_retrain_under_another_pack_reports_the_request_open(db_url: 
 def waits(db_url: str, events_csv: Path, *, json_output: bool = True):  # noqa: ANN201
     """``subject erase --retrain`` whose retrain request still waits: exit 1 (as ``retrain run``); its JSON document,
     or its words (on one line each)."""
-    args = ("subject", "erase", VICTIM, "--pack", "eu-gdpr-dsa", "--no-residual", "--retrain", events_csv, "--map", MAP,
+    args = ("subject", "erase", "--approximate", VICTIM, "--pack", "eu-gdpr-dsa", "--no-residual", "--retrain", events_csv, "--map", MAP,
             "--no-carbon", "--database-url", db_url, *(["--json"] if json_output else []))  # fmt: skip
     erased = invoke(*args)
     assert erased.exit_code == 1, erased.output
@@ -135,7 +135,7 @@ def test_erase_with_retrain_still_checks_the_data_a_retrain_under_its_pack_learn
         ok("consent", "set", subject, "--purpose", "personalization", "--status", "withdrawn", "--source", "api",
            "--pack", "eu-gdpr-dsa", "--database-url", db_url)  # fmt: skip
     before = sorted(dump(db_url).splitlines())
-    refused = invoke("subject", "erase", VICTIM, "--pack", "eu-gdpr-dsa", "--no-residual", "--retrain", events_csv,
+    refused = invoke("subject", "erase", "--approximate", VICTIM, "--pack", "eu-gdpr-dsa", "--no-residual", "--retrain", events_csv,
                      "--map", MAP, "--no-carbon", "--database-url", db_url)  # fmt: skip
     assert refused.exit_code == 2 and "leaves no event to train on" in " ".join(refused.stderr.split()), refused.output
     assert sorted(dump(db_url).splitlines()) == before

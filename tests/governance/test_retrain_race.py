@@ -35,7 +35,7 @@ def test_a_retrain_run_that_finishes_second_reports_the_request_completed_meanwh
     data.events["timestamp"] = stamps + (pd.Timestamp(datetime.now(UTC) - timedelta(days=2)) - stamps.max())
     train_and_record(data, store=store, models_dir=recgov_home / "models", params={"factors": 6, "iterations": 3}, measure_carbon=False)
     victim = str(data.events["user_id"].astype(str).value_counts().index[0])
-    erase_subject(store, victim, pack=CCPA, measure_residual=False, measure_carbon=False)
+    erase_subject(store, exact=False, subject_id=victim, pack=CCPA, measure_residual=False, measure_carbon=False)
     (due,) = pending_retrains(store)["pending"]
 
     real = retrains_module._retrained

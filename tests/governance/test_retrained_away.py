@@ -26,7 +26,7 @@ def test_rollback_and_promotion_refuse_a_version_a_retrain_replaced(db_url: str,
     for stage in ("canary", "production"):
         assert invoke("deploy", "policy", "set", stage, "--pack", "baseline", "--database-url", db_url).exit_code == 0
     _promote(db_url, first, tmp_path, "shadow", "canary", "production")
-    erased = ok("subject", "erase", "u000003", "--pack", "baseline", "--no-residual", "--database-url", db_url)
+    erased = ok("subject", "erase", "--approximate", "u000003", "--pack", "baseline", "--no-residual", "--database-url", db_url)
     assert first in erased["retrain"]["request"]["models"]
     run = ok("retrain", "run", DATA, "--pack", "baseline", "--no-carbon", "--database-url", db_url)
     (entry,) = run["retrained"]
