@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -246,7 +247,9 @@ def train_family_and_record(
     version = model.version_id_
     models_dir.mkdir(parents=True, exist_ok=True)
     artifact = models_dir / f"{version}.npz"
-    pending = models_dir / f".{version}.{os.getpid()}.pending.npz"
+    # unique per call: two trainings of the same version (threads of one process, or two processes) must not
+    # write through one temporary file, which one of them would move away under the other
+    pending = models_dir / f".{version}.{os.getpid()}.{uuid.uuid4().hex[:12]}.pending.npz"
     artifact_hash = model.save(pending)
     try:
         with store.session() as session:

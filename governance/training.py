@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -373,7 +374,9 @@ def train_and_record(
     artifact = models_dir / f"{result.model.version_id_}.npz"
     # Write beside the final name and move into place only once the records
     # are committed: a failed run never replaces a recorded artifact.
-    pending = models_dir / f".{result.model.version_id_}.{os.getpid()}.pending.npz"
+    # unique per call: two trainings of the same version (threads of one process, or two processes) must not
+    # write through one temporary file, which one of them would move away under the other
+    pending = models_dir / f".{result.model.version_id_}.{os.getpid()}.{uuid.uuid4().hex[:12]}.pending.npz"
     artifact_hash = result.model.save(pending)
     try:
         with store.session() as session:
