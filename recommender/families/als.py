@@ -10,12 +10,12 @@ cent apart on MovieLens-like data), so each tag carries both (``score`` and
 :data:`EXACT_TOLERANCE`: a decomposition of another number than the served
 score is an approximation of it.
 
-Erasure is approximate: :func:`recommender.unlearning.forget_users` removes the
-subjects' rows and factors and re-solves the items they touched, and the
-residual is measured against a model retrained without them
-(:func:`recommender.unlearning.residual_influence`, relative Frobenius
-distance of the score matrices; 0 would be the retrain). Measuring costs one
-retrain; ``measure_residual=False`` skips it and reports no residual.
+Erasure is exact: :func:`recommender.unlearning.refit_without_users` fits the
+model's recipe (parameters and seed) on its matrix without the subjects' rows
+and the items only they touched, which is the model a training without them
+makes, at the cost of one fit. The fast update
+(:func:`recommender.unlearning.forget_users`) is an approximation the erasure
+uses only when asked to (``erase_subject(..., exact=False)``).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class ALSModel(ALSRecommender, GovernedModel):
 
     family: ClassVar[str] = "als"
     inputs: ClassVar[frozenset[str]] = frozenset({"interactions"})
-    erasure: ClassVar[ErasureKind] = ErasureKind.approximate
+    erasure: ClassVar[ErasureKind] = ErasureKind.exact
 
     def explain(self, user_id: str, item_ids: Sequence[str]) -> list[list[ModelTag]]:
         """``because_you_interacted``: the top three terms of the exact ALS decomposition of each score
@@ -78,34 +78,27 @@ class ALSModel(ALSRecommender, GovernedModel):
 
         return explain_lists(self, user_id, item_ids, known)
 
-    def forget(self, user_ids: Sequence[str], *, measure_residual: bool = True) -> ForgetOutcome:
-        """Approximate: :func:`~recommender.unlearning.forget_users`, then the residual against a retrain."""
-        from recommender.unlearning import forget_users, residual_influence
+    def forget(self, user_ids: Sequence[str]) -> ForgetOutcome:
+        """Exact: :func:`~recommender.unlearning.refit_without_users`, the model its recipe trains without them."""
+        from recommender.unlearning import refit_without_users
 
         self.check_fitted("forget")
         requested = [user_ids] if isinstance(user_ids, str) else list(user_ids)
         rows = np.unique(self.train_.user_index(np.asarray(requested, dtype=object)))
         ids = tuple(str(u) for u in self.train_.user_ids[rows[rows >= 0]])
-        result = forget_users(self, requested)
-        residual = None
+        result = refit_without_users(self, requested)
         detail = result.as_dict()
-        if measure_residual:
-            retrained = ALSModel(**{**self.get_params(), "num_threads": self.num_threads}).fit(result.model.train_)
-            report = residual_influence(result.model, retrained, original=self)
-            residual = float(report["unlearned_vs_retrained"]["relative_frobenius"])
-            detail["residual_share"] = report.get("residual_share")
-            detail["residual_measure"] = "relative Frobenius distance of the score matrices to a retrain without the subjects"
         self.__dict__.update(result.model.__dict__)
         # derived from the item factors before the subjects left: never reused (nor held) afterwards
         self.__dict__.pop("_explain_gram", None)
-        return ForgetOutcome(ErasureKind.approximate, ids, residual, False, detail)
+        return ForgetOutcome(ErasureKind.exact, ids, 0.0, False, detail)
 
 
 register_family(
     Family(
         name="als",
         build=ALSModel,
-        description="Implicit-feedback ALS (implicit): tags from the ALS score decomposition of the exact solve (approximate where the served CG score differs); approximate erasure (unlearning) with a measured residual",
+        description="Implicit-feedback ALS (implicit): tags from the ALS score decomposition of the exact solve (approximate where the served CG score differs); exact erasure (a refit without the subjects)",
         inputs=ALSModel.inputs,
         erasure=ALSModel.erasure,
         default_params={"factors": 64, "regularization": 0.05, "alpha": 2.0, "iterations": 15},

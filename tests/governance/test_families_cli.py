@@ -110,10 +110,10 @@ def test_models_families_lists_inputs_erasure_and_availability():
     doc = json.loads(result.stdout)
     by_name = {f["name"]: f for f in doc["families"]}
     assert set(by_name) == set(families())
-    assert by_name["ease"]["erasure"] == "exact" and by_name["bpr"]["erasure"] == "retrain" and by_name["als"]["erasure"] == "approximate"
+    assert by_name["ease"]["erasure"] == "exact" and by_name["bpr"]["erasure"] == "retrain" and by_name["als"]["erasure"] == "exact"
     assert all(f["available"] and f["inputs"] for f in doc["families"])
     table = runner.invoke(app, ["models", "families"], catch_exceptions=False)
-    assert "user_knn" in table.stdout and "approximate" in table.stdout
+    assert "user_knn" in table.stdout and "retrain" in table.stdout
 
 
 # -- minimisation ---------------------------------------------------------------------------------------------
