@@ -41,7 +41,7 @@ def test_cached_engines_do_not_serve_an_erased_subject_from_old_factors(server) 
         warm = _list(client, subject, "california-ccpa", server.model_version)
     assert warm["mode"] == "personalized"  # the attack works before erasure
     with server.client("admin") as client:
-        assert client.post(f"/v1/subjects/{subject}/erasure", json={"pack": "baseline"}).status_code == 200
+        assert client.post(f"/v1/subjects/{subject}/erasure", json={"pack": "baseline", "approximate": True}).status_code == 200
     with server.client("operator") as client:
         for pack in PACKS:
             assert _non_profiling(_list(client, subject, pack, server.model_version)), pack
@@ -51,7 +51,7 @@ def test_erasure_over_the_api_unlearns_the_recorded_artifacts_that_hold_the_subj
     """Hole: erasure over HTTP unlearned no model: the artifacts that serve kept the person's factors."""
     subject = "u000025"
     with server.client("admin") as client:
-        erased = client.post(f"/v1/subjects/{subject}/erasure", json={"pack": "baseline"})
+        erased = client.post(f"/v1/subjects/{subject}/erasure", json={"pack": "baseline", "approximate": True})
     assert erased.status_code == 200, erased.text
     report = erased.json()
     # the newest version of the served model's lineage (itself, or one an earlier erasure unlearned from it)
@@ -72,7 +72,7 @@ def test_a_grant_after_erasure_over_the_api_does_not_revive_old_factors(server) 
     """Hole: after erasure, a new consent grant made the old version personalise from pre-erasure factors."""
     subject = "u000022"
     with server.client("admin") as client:
-        assert client.post(f"/v1/subjects/{subject}/erasure", json={"pack": "eu-gdpr-dsa"}).status_code == 200
+        assert client.post(f"/v1/subjects/{subject}/erasure", json={"pack": "eu-gdpr-dsa", "approximate": True}).status_code == 200
     with server.client("operator") as client:
         granted = client.post(
             "/v1/consent",
@@ -95,7 +95,7 @@ def test_the_deployed_version_serves_an_erased_subject_the_non_profiling_list(se
     with server.client("operator") as client:
         assert _list(client, subject, "california-ccpa", None)["mode"] == "personalized"
     with server.client("admin") as client:
-        assert client.post(f"/v1/subjects/{subject}/erasure", json={"pack": "baseline"}).status_code == 200
+        assert client.post(f"/v1/subjects/{subject}/erasure", json={"pack": "baseline", "approximate": True}).status_code == 200
     with server.client("operator") as client:
         served = _list(client, subject, "california-ccpa", None)
         others = _list(client, "u000024", "california-ccpa", None)
