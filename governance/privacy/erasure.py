@@ -269,7 +269,15 @@ def erase_subject(
        ``consent.requests.erasure_days``) and move it to ``in_progress``.
     3. (The listing of step 1 says what holds the subject.)
     4. For each model artifact given (``model_path``: one path or several):
-       remove the subject with :func:`recommender.unlearning.forget_users`
+       with ``exact`` (default), refit it without the subject
+       (:func:`recommender.unlearning.refit_without_users`: its recipe on the
+       matrix without their row, the model a training without them makes; no
+       residual to measure, no retrain owed); the recorded version it came from
+       is then replaced as an exact family's is (its stage goes to the refit,
+       under the same gate; it is retired with a ``model.replaced_by_erasure``
+       event and its file deleted once the erasure is committed:
+       :func:`governance.privacy.family_erasure.replace_exactly_erased`). With
+       ``exact=False``, remove the subject with :func:`recommender.unlearning.forget_users`
        (their row and factor go, the items they touched are re-solved, and
        ``propagate`` sweeps re-solve the users sharing those items and the
        items again: at MovieLens-100K scale one sweep costs ~40 ms and halves

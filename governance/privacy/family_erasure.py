@@ -1,7 +1,8 @@
 """Erasure from the models of any family, routed by the family's declared erasure kind.
 
-ALS models are unlearned by :mod:`governance.privacy.unlearning`
-(:func:`recommender.unlearning.forget_users`). A recorded model of another
+ALS models are erased by :mod:`governance.privacy.unlearning` (refit without the subject, exact; or
+:func:`recommender.unlearning.forget_users` when the erasure is asked to be approximate); an exact ALS erasure
+goes through the same replacement as the families here (:func:`replace_exactly_erased`). A recorded model of another
 family (its ``kind`` is the family's name, :mod:`governance.family_training`)
 is loaded by its family's ``load`` (no pickle) and the subject is removed as
 the family declares:
@@ -364,7 +365,7 @@ NOT_DELETED = (
 )
 
 
-def replace_exactly_erased(session: Session, forgotten: list[ForgottenModel], request_id: int, actor: str | None) -> None:
+def replace_exactly_erased(session: Session, forgotten: list[Any], request_id: int, actor: str | None) -> None:
     """In the erasure's transaction: each recorded version an exact erasure replaced gives its stage to the new
     version and is retired (:func:`governance.deploy.replace_after_erasure`); its file is marked for deletion
     (:func:`delete_replaced_artifacts`, once the transaction is committed)."""
@@ -387,7 +388,7 @@ def replace_exactly_erased(session: Session, forgotten: list[ForgottenModel], re
         )
 
 
-def delete_replaced_artifacts(forgotten: list[ForgottenModel]) -> list[str]:
+def delete_replaced_artifacts(forgotten: list[Any]) -> list[str]:
     """Delete the files :func:`replace_exactly_erased` marked (after the commit: a failed erasure keeps them);
     what could not be deleted, each with what to do."""
     failed = []
