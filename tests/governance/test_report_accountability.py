@@ -98,7 +98,7 @@ def built(consented_store: ConsentedStore) -> Iterator[dict[str, object]]:
     consented_store.cli("harm", "evaluate", "--pack", "eu-gdpr-dsa", "--json", codes=(0, 1))
     for (case_id,) in _rows(url, EscalationCase.id):
         consented_store.cli("harm", "case", str(case_id), "--to", "resolved", "--action", "block", "--note", "confirmed", "--json")
-    consented_store.cli("subject", "erase", ERASED, "--pack", "eu-gdpr-dsa", "--json", codes=(0, 1))
+    consented_store.cli("subject", "erase", "--approximate", ERASED, "--pack", "eu-gdpr-dsa", "--json", codes=(0, 1))
     consented_store.cli("subject", "export", ACCESSED, "--pack", "eu-gdpr-dsa", "--out", str(root / "access.json"), codes=(0,))
     pages, summaries = {}, {}
     for name, version, extra in (("eu", gated, ("--pack", "eu-gdpr-dsa")), ("refused", refused, ()), ("baseline", gated, ("--pack", "baseline"))):
