@@ -15,13 +15,15 @@ from contextlib import closing
 from html import unescape
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from conftest import CONSENTING, DATA, DENYING, EU_PACK, MODEL_VERSION, PACK_NAME, ConsoleServer
 from console_a11y import accessibility_problems
 from console_privacy import all_trail_events, assert_nowhere_in_the_trail, server_log
 
-from audits import record_dataset_version
+from audits import record_dataset_version, record_model_version
+from audits.models import ModelVersion
 
 COMPLIANCE_PAGES = ("/console/records/processing", "/console/records/disclosure", "/console/datasets")
 def _lookup(client: Any, csrf: str | None, **fields: str) -> Any:
@@ -194,6 +196,24 @@ def test_a_viewer_reads_the_disclosure_but_not_the_processing_record(server: Con
     assert download.headers["content-disposition"] == f'attachment; filename="disclosure-eu-gdpr-dsa-1.0.0-{MODEL_VERSION}.json"'
     assert unknown_model.status_code == 404 and "no-such-model" in unescape(unknown_model.text)
     assert refused.status_code == refused_json.status_code == refused_data.status_code == 403
+
+
+def test_a_model_version_id_beyond_latin_1_is_offered_under_its_exact_name_with_an_ascii_fallback(server: ConsoleServer) -> None:
+    version = "модель-推荐-1"  # an id the API takes (any printable text); HTTP headers carry Latin-1 only
+    with server.store.session() as session:
+        run = session.get(ModelVersion, MODEL_VERSION).training_run_id
+        record_model_version(session, version_id=version, kind="als", training_run=run, artifact_hash="sha256:unicode-artifact", artifact_location="models/u.npz")
+    client, _ = server.signed_in("viewer")
+    with closing(client):
+        download = client.get("/console/records/disclosure.json", params={"pack": EU_PACK, "model_version": version})
+    assert download.status_code == 200, download.text
+    disposition = download.headers["content-disposition"]
+    assert disposition.isascii()
+    fallback = re.search(r'filename="([^"]*)"', disposition).group(1)
+    assert re.fullmatch(r"disclosure-eu-gdpr-dsa-1\.0\.0-[A-Za-z0-9._-]+\.json", fallback)
+    exact = re.search(r"filename\*=UTF-8''(\S+)$", disposition).group(1)
+    assert unquote(exact) == f"disclosure-eu-gdpr-dsa-1.0.0-{version}.json"
+    assert download.json()["model"]["params"] == {"factors": 16, "regularization": 0.05}
 
 
 @pytest.fixture

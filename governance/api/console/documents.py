@@ -38,6 +38,7 @@ from governance.api.services.datasets import audit_inputs
 from governance.api.console.pages import AuditingKey, ReadingKey
 from governance.api.console.web import ConsoleRoute, Refusal, Reviewer, render
 from governance.api.deps import SessionDep, SettingsDep, StoreDep
+from governance.api.download import attachment
 from governance.api.schemas import IDENTIFIER
 from governance.audit import recorded_model
 from governance.disclosure import disclosure
@@ -78,7 +79,7 @@ def _recipients(text: str | None) -> list[str] | None:
 def _download(document: dict[str, Any], filename: str) -> Response:
     """The document as the API sends it, to be saved: JSON, UTF-8, ``attachment``."""
     body = json.dumps(document, indent=2, ensure_ascii=False, default=str).encode("utf-8") + b"\n"
-    headers = {"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"}
+    headers = {"Content-Disposition": attachment(filename), "Cache-Control": "no-store"}
     return Response(body, media_type="application/json", headers=headers)
 
 

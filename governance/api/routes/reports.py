@@ -18,7 +18,6 @@ waiting on the event loop without a worker thread.
 
 from __future__ import annotations
 
-import re
 import tempfile
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
@@ -30,6 +29,7 @@ from sqlalchemy.orm import Session
 from audits.models import ModelVersion
 from governance import packs as pack_store
 from governance.api.deps import AuditKey, SessionDep, SettingsDep
+from governance.api.download import attachment
 from governance.api.disclosure import lineage_shown_to
 from governance.api.errors import UNKNOWN_MODEL, Problem, problems
 from governance.api.heavy import run_heavy
@@ -109,5 +109,5 @@ def _report(session: Session, settings: Any, role: str, model_version: str, pack
     page = render_html(lineage_shown_to(role, document, settings.home))  # server paths as the role may see them
     if not pdf:
         return HTMLResponse(page)
-    filename = "report-" + re.sub(r"[^A-Za-z0-9._-]", "_", model_version) + ".pdf"  # nothing a header could misread
-    return Response(_pdf(page), media_type=PDF, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    filename = f"report-{model_version}.pdf"  # the header carries an ASCII fallback and the exact name (RFC 6266)
+    return Response(_pdf(page), media_type=PDF, headers={"Content-Disposition": attachment(filename)})
