@@ -18,7 +18,7 @@ from audits.canonical import canonical_json
 from audits.lineage import record_audit_run
 from audits.models import AuditResult, AuditRun
 
-__all__ = ["record_audit_results", "results_digest", "verify_audit_results"]
+__all__ = ["gate_mismatch", "record_audit_results", "results_digest", "verify_audit_results"]
 
 RESULT_FIELDS = ("rule_id", "section", "check", "severity", "status", "message", "value", "threshold", "evidence", "legal_reference", "line")
 
@@ -27,6 +27,32 @@ def results_digest(results: list[dict[str, Any]]) -> str:
     """SHA-256 over the canonical JSON of the results (in order), domain separated."""
     plain = [{k: r.get(k) for k in RESULT_FIELDS} for r in results]
     return hashlib.sha256(b"recgov.audit-results.v1\x00" + canonical_json(plain)).hexdigest()
+
+
+def gate_mismatch(gate: dict[str, Any] | None, run: AuditRun | None) -> str | None:
+    """What in a stored gate document disagrees with the audit run it decided, or None when it all agrees.
+
+    The document is a copy kept for reading back; the run (its verdict, its
+    summary with the results' SHA-256, the counts, reasons and enforcement)
+    is what the trail anchors. A document that cannot be checked (no run, no
+    digest) is treated as a mismatch: never shown as a decision unverified.
+    """
+    summary = (run.summary or {}) if run is not None else {}
+    if gate is None or run is None or summary.get("results_sha256") is None:
+        return "there is no recorded digest to check it against"
+    if results_digest(gate.get("results") or []) != summary["results_sha256"]:
+        return "its results differ from the recorded ones"
+    decision = gate.get("decision") or {}
+    if run.verdict in ("pass", "fail") and decision.get("passed") is not (run.verdict == "pass"):
+        return f"its decision differs from the recorded verdict {run.verdict!r}"
+    for name, recorded in (("reasons", summary.get("reasons")), ("enforced", summary.get("enforced"))):
+        if recorded is not None and decision.get(name) != recorded:
+            return f"its decision's {name} differ from the recorded ones"
+    if summary.get("counts") is not None and gate.get("counts") != summary["counts"]:
+        return "its counts differ from the recorded ones"
+    if gate.get("pack_hash") != run.policy_hash:
+        return "its pack hash differs from the recorded one"
+    return None
 
 
 def record_audit_results(

@@ -337,11 +337,38 @@ def test_a_gate_document_changed_in_the_store_is_refused(server, passed_job) -> 
     try:
         with server.client("viewer") as client:
             response = client.get(f"/v1/audits/{passed_job['id']}/gate")
+            detail = client.get(f"/v1/audits/{passed_job['id']}").json()
         assert response.status_code == 409 and response.json()["type"] == "https://recgov.dev/problems/gate-mismatch"
         assert f"no longer matches the results recorded for audit {passed_job['audit_id']}" in response.json()["detail"]
+        assert detail["decision"] is None and detail["counts"] is None and detail["gate_problem"] == response.json()["detail"]
+        assert [r["status"] for r in detail["results"]] == [r["status"] for r in original["results"]]  # the recorded rows, shown
     finally:
         with server.store.session() as session:
             session.get(AuditJob, passed_job["id"]).gate = original
+
+
+def test_a_gate_decision_changed_in_the_store_is_refused_though_its_results_are_intact(server, passed_job) -> None:
+    with server.store.session() as session:
+        job = session.get(AuditJob, passed_job["id"])
+        original = job.gate
+        job.gate = {**original, "decision": {**original["decision"], "passed": not original["decision"]["passed"], "reasons": []}}
+    try:
+        with server.client("viewer") as client:
+            response = client.get(f"/v1/audits/{passed_job['id']}/gate")
+            detail = client.get(f"/v1/audits/{passed_job['id']}").json()
+    finally:
+        with server.store.session() as session:
+            session.get(AuditJob, passed_job["id"]).gate = original
+    assert response.status_code == 409 and response.json()["type"] == "https://recgov.dev/problems/gate-mismatch"
+    assert "its decision differs from the recorded verdict" in response.json()["detail"]
+    assert detail["decision"] is None and "its decision differs" in detail["gate_problem"]
+
+
+def test_an_intact_gate_document_is_shown_with_no_problem(server, passed_job) -> None:
+    with server.client("viewer") as client:
+        detail = client.get(f"/v1/audits/{passed_job['id']}").json()
+        gate = client.get(f"/v1/audits/{passed_job['id']}/gate").json()
+    assert detail["gate_problem"] is None and detail["decision"] == gate["decision"] and detail["counts"] == gate["counts"]
 
 
 def test_after_a_restart_queued_jobs_run_and_interrupted_ones_fail(server) -> None:

@@ -17,6 +17,7 @@ from conftest import LOGIN_TOKEN, MODEL_VERSION, PACK_NAME, ConsoleServer
 from console_a11y import accessibility_problems
 
 from audits import record_dataset_version, record_model_version, record_training_run
+from audits.models import AuditJob
 from governance.api.keys import create_key, revoke_key
 
 PAGES = (
@@ -239,6 +240,33 @@ def test_an_auditor_reads_an_audit_every_rule_and_its_gate(server: ConsoleServer
     words = "passes" if job["decision"]["passed"] else "blocks"
     assert f"The gate <strong>{words}</strong>" in page.text
     assert "<dt>Gate document matches the recorded results</dt><dd>yes</dd>" in page.text
+
+
+@pytest.mark.parametrize("tamper", ["decision", "results"])
+def test_a_gate_document_changed_in_the_store_shows_no_decision_on_the_audit_pages(server: ConsoleServer, tamper: str) -> None:
+    job = server.audit_job
+    with server.store.session() as session:
+        row = session.get(AuditJob, job["id"])
+        original = row.gate
+        passed = not original["decision"]["passed"]  # the opposite of what the audit decided
+        if tamper == "decision":
+            row.gate = {**original, "decision": {**original["decision"], "passed": passed, "reasons": []}}
+        else:
+            row.gate = {**original, "results": [{**r, "status": "fail"} for r in original["results"]]}
+    try:
+        client, _ = server.signed_in("viewer")
+        with closing(client):
+            page = client.get(f"/console/audits/{job['id']}")
+            listing = client.get("/console/audits")
+    finally:
+        with server.store.session() as session:
+            session.get(AuditJob, job["id"]).gate = original
+    assert page.status_code == 200
+    assert "The gate <strong>" not in page.text
+    assert f"no longer matches the results recorded for audit {job['audit_id']}" in unescape(page.text)
+    assert "<dt>Gate document matches the recorded results</dt><dd>no:" in unescape(page.text)
+    row = re.search(rf'href="/console/audits/{job["id"]}".*?</tr>', listing.text, re.S).group(0)
+    assert "not to be trusted" in row and ">passes<" not in row and ">blocks<" not in row
 
 
 def test_malformed_addresses_are_pages_too(server: ConsoleServer) -> None:

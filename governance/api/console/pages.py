@@ -32,12 +32,12 @@ from audits import jobs as job_store
 from audits.checkpoints import list_checkpoints
 from audits.harm import CASE_ACTIONS, CASE_TRANSITIONS, OPEN_CASE_STATUSES, list_cases, other_holds, transition_case
 from audits.keys import installation_public_keys
-from audits.models import AuditResult, AuditRun, TrailEvent
-from audits.results import results_digest
+from audits.models import AuditResult, TrailEvent
 from audits.verify import verify_store
 from governance import deploy
 from governance.api.call_record import record_call
 from governance.api.console.web import ConsoleRoute, FormDep, Refusal, Reviewer, acting_for, first_values, render, reviewer_for
+from governance.api.services.audit_gates import CheckedGate, checked_gate, checked_gates
 from governance.api.deps import SessionDep, SettingsDep, StoreDep
 from governance.api.disclosure import shown_to
 from governance.api.heavy import run_heavy
@@ -83,7 +83,8 @@ def audits(
 ) -> Response:
     limit = 25
     rows, total = job_store.list_jobs(session, status=status, limit=limit, offset=offset)
-    jobs = [_job_view(job, reviewer, settings.home) for job in rows]
+    gates = checked_gates(session, list(rows))
+    jobs = [_job_view(job, reviewer, settings.home, gates.get(str(job.id))) for job in rows]
     session.rollback()
     return render(
         request, "audits.html", title="Audit runs", reviewer=reviewer, jobs=jobs, total=total, status=status,
@@ -91,8 +92,13 @@ def audits(
     )  # fmt: skip
 
 
-def _job_view(job: Any, reviewer: Reviewer, home: Any) -> dict[str, Any]:
-    """A job as a key of the reviewer's role may see it (a failure's server details only for the roles that run the service)."""
+def _job_view(job: Any, reviewer: Reviewer, home: Any, checked: CheckedGate | None) -> dict[str, Any]:
+    """A job as a key of the reviewer's role may see it (a failure's server details only for the roles that run the service).
+
+    Its gate decision is given in words only when the stored document still matches its audit (``checked``); else
+    the decision is "not to be trusted", as ``GET /v1/audits/{id}/gate`` refuses it.
+    """
+    trusted = checked is not None and checked.problem is None
     request = job.request or {}
     return {
         "id": job.id,
@@ -104,7 +110,8 @@ def _job_view(job: Any, reviewer: Reviewer, home: Any) -> dict[str, Any]:
         "finished_at": job.finished_at,
         "audit_id": job.audit_run_id,
         "error": shown_to(reviewer.key.role, job.error, home),
-        "decision": _decision_words((job.gate or {}).get("decision")),
+        "decision": _decision_words((job.gate or {}).get("decision")) if trusted else None,
+        "gate_problem": checked.problem if checked is not None else None,
     }
 
 
@@ -121,19 +128,20 @@ def audit(job_id: UUID, request: Request, session: SessionDep, settings: Setting
     job = job_store.get_job(session, str(job_id))
     if job is None:
         raise Refusal(404, NO_SUCH_JOB.format(job_id=job_id))
-    view = _job_view(job, reviewer, settings.home)
+    checked = checked_gate(session, job) if job.status == "succeeded" and job.gate is not None else None
+    view = _job_view(job, reviewer, settings.home, checked)
     results: list[AuditResult] = []
     gate: dict[str, Any] = {}
     if job.status == "succeeded" and job.audit_run_id is not None:
-        run = session.get(AuditRun, job.audit_run_id)
         results = list(session.scalars(select(AuditResult).where(AuditResult.audit_run_id == job.audit_run_id).order_by(AuditResult.id)))
-        expected = ((run.summary or {}) if run else {}).get("results_sha256")
-        gate = dict(job.gate or {})
-        gate["verdict"] = run.verdict if run else None
+        # As GET /v1/audits/{id}/gate: a gate document that no longer matches its audit decides nothing here either.
+        trusted = checked is not None and checked.problem is None
+        gate = dict(job.gate or {}) if trusted else {"pack": None, "counts": None}
+        gate["verdict"] = checked.run.verdict if checked is not None and checked.run is not None else None
         gate["words"] = view["decision"]
         gate["reasons"] = (gate.get("decision") or {}).get("reasons") or []
-        # As GET /v1/audits/{id}/gate: a gate document whose results no longer match the recorded ones is not to be trusted.
-        gate["matches_results"] = expected is not None and results_digest(gate.get("results") or []) == expected
+        gate["matches_results"] = trusted
+        gate["problem"] = view["gate_problem"] if checked is not None else "the audit has no gate document"
     session.rollback()
     return render(request, "audit.html", title=f"Audit job {job.id}", reviewer=reviewer, job=view, results=results, gate=gate)
 

@@ -40,13 +40,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from audits import jobs as job_store
-from audits.models import AuditJob, AuditResult, AuditRun, ModelVersion
-from audits.results import results_digest
+from audits.models import AuditJob, AuditResult, ModelVersion
 from governance import packs as pack_store
 from governance.api.audit_jobs import AuditRunner, check_input_size, resolve_input
 from governance.api.call_record import record_call
 from governance.api.deps import AuditKey, ReadKey, SessionDep, SettingsDep
 from governance.api.disclosure import shown_to
+from governance.api.services.audit_gates import checked_gate
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.services.engines import engines_of
@@ -219,12 +219,14 @@ def get_audit(job_id: UUID, response: Response, session: SessionDep, settings: S
     if job.status in ("queued", "running"):
         response.headers["Retry-After"] = POLL_AFTER_S
     if job.status == "succeeded" and job.audit_run_id is not None:
-        run = session.get(AuditRun, job.audit_run_id)
+        checked = checked_gate(session, job)
         rows = session.scalars(select(AuditResult).where(AuditResult.audit_run_id == job.audit_run_id).order_by(AuditResult.id))
         out["results"] = [_outcome(r) for r in rows]
-        out["verdict"] = run.verdict if run else None
-        out["decision"] = (job.gate or {}).get("decision")
-        out["counts"] = (job.gate or {}).get("counts")
+        out["verdict"] = checked.run.verdict if checked.run else None
+        if checked.problem is None:  # as GET .../gate: a document that no longer matches its audit decides nothing
+            out["decision"] = (job.gate or {}).get("decision")
+            out["counts"] = (job.gate or {}).get("counts")
+        out["gate_problem"] = checked.problem
     session.rollback()
     return out
 
@@ -253,15 +255,9 @@ def get_gate(job_id: UUID, session: SessionDep, key: ReadKey) -> dict[str, Any]:
             errors=[{"status": job.status, "error": job.error}],
             headers={"Retry-After": POLL_AFTER_S} if pending else None,
         )
-    run = session.get(AuditRun, job.audit_run_id)
-    expected = ((run.summary or {}) if run else {}).get("results_sha256")
-    gate = job.gate
+    checked = checked_gate(session, job)
     session.rollback()
-    if expected is None or results_digest(gate.get("results") or []) != expected:  # no digest to check: refuse, never answer unverified
-        raise Problem(
-            409,
-            f"the gate document of audit job {job.id} no longer matches the results recorded for audit {job.audit_run_id}; "
-            "run 'recgov trail verify' and start a new audit",
-            kind="gate-mismatch",
-        )
+    if checked.problem is not None:  # nothing to check against, or a difference: refuse, never answer unverified
+        raise Problem(409, checked.problem, kind="gate-mismatch")
+    gate = checked.gate
     return gate

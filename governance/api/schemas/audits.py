@@ -126,6 +126,9 @@ class AuditJobDetail(AuditJobPublic):
     decision: GateDecision | None = None
     counts: dict[str, int] | None = None
     results: list[RuleOutcome] | None = None
+    gate_problem: str | None = None
+    """Set when the stored gate document no longer matches the audit it decided (``decision`` and ``counts`` are then
+    left out, and ``GET .../gate`` answers 409 ``gate-mismatch``): what differs, and what to do."""
 
 
 class AuditJobList(BaseModel):
