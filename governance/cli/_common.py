@@ -44,9 +44,44 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+try:  # typer 0.20+ runs commands on its own copy of click: the running command's context is kept there
+    from typer._click.globals import get_current_context as _current_context
+except ImportError:  # pragma: no cover - an older typer runs them on click itself
+    from click import get_current_context as _current_context
+
+_EMITTED = "recgov.json_emitted"
+"""Set in the command's click context once it has printed its JSON document (stdout then holds one document)."""
+
+
+def _json_requested() -> bool:
+    """Whether the running command was given ``--json`` (whatever its parameter is called)."""
+    ctx = _current_context(silent=True)
+    while ctx is not None:
+        for param in ctx.command.params:
+            if "--json" in getattr(param, "opts", ()) and ctx.params.get(param.name or ""):
+                return True
+        ctx = ctx.parent
+    return False
+
+
+def error_document(message: str) -> dict[str, Any]:
+    """A run-time error in the shape of a pack that cannot be loaded: ``{"valid": false, "issues": [...]}``."""
+    issue = {"file": None, "line": None, "column": None, "path": None, "message": message, "severity": "error"}
+    return {"valid": False, "issues": [issue]}
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    """Print ``error: message`` on stderr and return the ``typer.Exit`` to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Report ``message`` and return the ``typer.Exit`` to raise.
+
+    Under ``--json`` the error is one JSON document on stdout (:func:`error_document`), unless the command has
+    already printed its document (then, as without ``--json``, ``error: message`` goes to stderr); the exit code
+    is the same either way.
+    """
+    ctx = _current_context(silent=True)
+    if _json_requested() and not (ctx is not None and ctx.find_root().meta.get(_EMITTED)):
+        emit_json(error_document(message))
+    else:
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code=code)
 
 
@@ -113,6 +148,9 @@ def emit_json(document: Any) -> None:
     """Print one JSON document on stdout."""
     sys.stdout.write(to_json(document) + "\n")
     sys.stdout.flush()
+    ctx = _current_context(silent=True)
+    if ctx is not None:
+        ctx.find_root().meta[_EMITTED] = True
 
 
 def progress_enabled(json_output: bool) -> bool:
