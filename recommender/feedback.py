@@ -12,6 +12,7 @@ one COO -> CSR conversion, so that millions of events convert in a second or two
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
@@ -34,14 +35,15 @@ class FeedbackConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    rating_threshold: float | None = Field(4.0, ge=0)
+    rating_threshold: float | None = Field(4.0, ge=0, allow_inf_nan=False)
     """Ratings at or above this value are positives; lower ratings are dropped.
     ``None`` keeps every rating."""
 
-    event_weights: dict[str, float] = Field(
+    event_weights: dict[str, Annotated[float, Field(allow_inf_nan=False)]] = Field(
         default_factory=lambda: {"view": 1.0, "click": 2.0, "add_to_cart": 3.0, "purchase": 5.0, "rating": 1.0}
     )
-    """Weight of one event of each type. Types not listed are ignored."""
+    """Weight of one event of each type, a finite number (infinity and NaN are refused, with the event type
+    named). Types not listed are ignored."""
 
     def weight_of(self, event_type: str) -> float:
         """The weight of one event of ``event_type`` (0 when not listed)."""

@@ -206,10 +206,11 @@ def load_event_log(path: str | Path, mapping: ColumnMapping | None = None) -> Da
     if "value" in events:
         text_values = events["value"]
         values = pd.to_numeric(text_values, errors="coerce")
-        bad = values.isna() & text_values.notna()
+        bad = (values.isna() | np.isinf(values)) & text_values.notna()  # "inf" is no more a weight than "nan"
         if bad.any():
             pos = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"{path} {line_of(pos)}: {mapping.value} {_shown(text_values.iloc[pos])} is not a number")
+            what = "is not a number" if pd.isna(values.iloc[pos]) else "is not a finite number"
+            raise DataError(f"{path} {line_of(pos)}: {mapping.value} {_shown(text_values.iloc[pos])} {what}")
         events["value"] = values.astype("float64")
     ts = events["timestamp"]
     numeric_ts = pd.to_numeric(ts, errors="coerce") if not pd.api.types.is_datetime64_any_dtype(ts) else None
