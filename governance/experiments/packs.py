@@ -10,7 +10,10 @@ one the request names. Two things are checked when the plan is frozen
   a protective section (minimisation, consent, fairness, harmful content), drops a consent purpose or the grant an
   ``opt_in`` purpose asks, a forbidden or audit-only attribute, the GPC signal,
   a blocked harm category, or a constraint re-ranking step (a fairness
-  constraint). Such an arm is refused unless the variant carries
+  constraint); keeps events longer (``minimization.retention_days`` left out or
+  larger); or loosens the ``gate`` section (a status dropped from ``block_on``, a
+  rule of a check dropped from ``required_rules``, ``max_warnings`` left out or
+  larger). Such an arm is refused unless the variant carries
   ``weaker_pack_acknowledged`` (why, in words), which is frozen with the plan and
   anchored on the trail.
 * :func:`model_refused`: the model version an arm serves must be one the arm's
@@ -79,6 +82,10 @@ def weaker_than(arm: Any, reference: Any) -> list[str]:
             found.append(f"minimization.purposes.{purpose} (its allow-list) is missing")
         elif more := sorted(set(inputs.allowed_inputs) - set(theirs.allowed_inputs)):
             found.append(f"minimization.purposes.{purpose}.allowed_inputs adds {', '.join(more)}")
+    kept, limit = arm.minimization.retention_days, reference.minimization.retention_days
+    if limit is not None and (kept is None or kept > limit):
+        found.append(f"minimization.retention_days is {'not set (no limit)' if kept is None else kept}, not {limit} (older events are kept and learnt from)")
+    found += _gate_looser(arm, reference)
     dropped = sorted(set(reference.harmful_content.blocked_categories) - set(arm.harmful_content.blocked_categories))
     if dropped:
         found.append(f"harmful_content.blocked_categories drops {', '.join(dropped)}")
@@ -89,6 +96,27 @@ def weaker_than(arm: Any, reference: Any) -> list[str]:
 
     if missing := sorted(constraints(reference) - constraints(arm)):
         found.append(f"re-ranking constraint step(s) {', '.join(missing)} are not applied (no fairness constraint)")
+    return found
+
+
+def _required_checks(pack: Any) -> Counter[str]:
+    """The checks of the rules the pack's gate requires (rules compared by check: two packs name their rules apart)."""
+    checks = {rule.id: rule.check for _, rule in pack.rules()}
+    return Counter(checks.get(rule_id, rule_id) for rule_id in pack.gate.required_rules)
+
+
+def _gate_looser(arm: Any, reference: Any) -> list[str]:
+    """How the arm's ``gate`` section lets through what the reference's blocks (statuses, required rules, warnings)."""
+    found = []
+    mine, theirs = arm.gate, reference.gate
+    if missing := [status for status in theirs.block_on if status not in mine.block_on]:
+        found.append(f"gate.block_on drops {', '.join(missing)} (those results no longer block)")
+    required, needed = _required_checks(arm), _required_checks(reference)
+    for check, n in sorted(needed.items()):
+        if required[check] < n:
+            found.append(f"gate.required_rules: {required[check]} required {check} rule(s), not {n}")
+    if theirs.max_warnings is not None and (mine.max_warnings is None or mine.max_warnings > theirs.max_warnings):
+        found.append(f"gate.max_warnings is {'not set (no limit)' if mine.max_warnings is None else mine.max_warnings}, not {theirs.max_warnings}")
     return found
 
 

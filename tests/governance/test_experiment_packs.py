@@ -451,3 +451,56 @@ def test_an_arm_naming_a_retired_model_version_is_refused(store: Any) -> None:
         f"variant 'treatment' names model version {old!r}, which may not serve again: it is retired, and a retired version "
         "profiles nobody. Its subjects would get lists no one could ship; name a version that may be deployed"
     )
+
+
+def _loosened(name: str, *, minimization: dict[str, Any] | None = None, gate: dict[str, Any] | None = None) -> Any:
+    """The pack eu-gdpr-dsa under another name, with ``minimization`` and ``gate`` fields replaced."""
+    eu = _load("eu-gdpr-dsa")
+    pack = eu.pack.model_copy(update={
+        "metadata": eu.pack.metadata.model_copy(update={"name": name}),
+        "minimization": eu.pack.minimization.model_copy(update=minimization or {}),
+        "gate": eu.pack.gate.model_copy(update=gate or {}),
+    })  # fmt: skip
+    return type(eu)(pack=pack, source=f"{name}.yaml", content_hash=f"sha256:{name}")
+
+
+@pytest.mark.parametrize(
+    ("minimization", "gate", "said"),
+    [
+        ({"retention_days": None}, None, "minimization.retention_days is not set (no limit), not 730"),
+        ({"retention_days": 3650}, None, "minimization.retention_days is 3650, not 730"),
+        (None, {"block_on": ["fail"]}, "gate.block_on drops error"),
+        (None, {"required_rules": ["eu-min-inputs"]}, "gate.required_rules: 0 required baseline_lift rule(s), not 1"),
+        (None, {"max_warnings": None}, "gate.max_warnings is not set (no limit), not 3"),
+        (None, {"max_warnings": 10}, "gate.max_warnings is 10, not 3"),
+    ],
+)
+def test_an_arm_pack_that_keeps_data_longer_or_loosens_the_gate_is_refused_unless_acknowledged(
+    store: Any, minimization: dict[str, Any] | None, gate: dict[str, Any] | None, said: str
+) -> None:
+    loose = _loosened("eu-loose", minimization=minimization, gate=gate)
+
+    def load(ref: str) -> Any:
+        return loose if ref == "eu-loose" else _load(ref)
+
+    with pytest.raises(PolicyError) as refused:
+        lifecycle.plan(store, _plan("loose", treatment="    pack: eu-loose"), actor="tester", load_pack=load)
+    [issue] = refused.value.issues
+    assert issue.path == "variants.1.pack" and said in issue.message, issue.message
+    acknowledged = _plan("loose", treatment="    pack: eu-loose\n    weaker_pack_acknowledged: the longer window is what the arm tests, approved by the DPO")
+    summary = lifecycle.plan(store, acknowledged, actor="tester", load_pack=load)
+    with store.session() as session:
+        event = session.scalars(select(TrailEvent).where(TrailEvent.seq == summary["plan_seq"])).one()
+    import json
+
+    payload = json.loads(event.payload) if isinstance(event.payload, str) else event.payload
+    assert any(said in found for found in payload["weaker_packs_acknowledged"]["treatment"]["weaker_than"]["the control's pack eu-gdpr-dsa"])
+
+
+def test_an_arm_pack_as_strict_on_retention_and_the_gate_is_planned(store: Any) -> None:
+    strict = _loosened("eu-strict", minimization={"retention_days": 365}, gate={"block_on": ["fail", "error", "warn"], "max_warnings": 1})
+
+    def load(ref: str) -> Any:
+        return strict if ref == "eu-strict" else _load(ref)
+
+    assert lifecycle.plan(store, _plan("strict", treatment="    pack: eu-strict"), actor="tester", load_pack=load)
