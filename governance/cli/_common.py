@@ -73,15 +73,14 @@ def error_document(message: str) -> dict[str, Any]:
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """Report ``message`` and return the ``typer.Exit`` to raise.
 
-    Under ``--json`` the error is one JSON document on stdout (:func:`error_document`), unless the command has
-    already printed its document (then, as without ``--json``, ``error: message`` goes to stderr); the exit code
-    is the same either way.
+    ``error: message`` goes to stderr; under ``--json`` the error is also one JSON document on stdout
+    (:func:`error_document`), unless the command has already printed its document. The exit code is the same
+    either way.
     """
     ctx = _current_context(silent=True)
     if _json_requested() and not (ctx is not None and ctx.find_root().meta.get(_EMITTED)):
         emit_json(error_document(message))
-    else:
-        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)  # for the person reading the log
     return typer.Exit(code=code)
 
 
