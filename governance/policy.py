@@ -202,7 +202,10 @@ class RequestDeadlines(_Strict):
     erasure_days: int = Field(30, strict=True, ge=1, le=MAX_REQUEST_DAYS)
     """Days to answer an erasure request (GDPR Art. 17; CCPA §1798.105)."""
     objection_days: int = Field(30, strict=True, ge=1, le=MAX_REQUEST_DAYS)
-    """Days to act on an objection to profiling (GDPR Art. 21)."""
+    """Sets no deadline: recgov honours an objection to profiling (GDPR Art. 21), an opt-out or a withdrawal
+    when it is recorded (serving stops profiling the subject at once, training leaves their events out), so no
+    objection request is opened and none can fall overdue. Still read, so that the content hash of a pack
+    written with it does not change; leave it out of new packs."""
     retrain_days: int = Field(30, strict=True, ge=1, le=MAX_REQUEST_DAYS)
     """Days, from an erasure, to replace every model trained on the erased subject's data by a
     full retrain without them (fast unlearning only approximates one)."""
