@@ -88,7 +88,8 @@ def test_nobody_with_consent_means_no_fit_exit_2_and_nothing_written(entry: str,
     result = invoke(*COMMANDS[entry], "--database-url", db_url, *out, "--json")
     assert result.exit_code == 2, result.output
     assert REFUSED in result.stderr and "5,000 no_consent_record" in result.stderr and "recgov consent" in result.stderr
-    assert result.stdout == "" and fitted == {}
+    [issue] = json.loads(result.stdout)["issues"]  # under --json the error is the one document on stdout
+    assert REFUSED in issue["message"] and "5,000 no_consent_record" in issue["message"] and fitted == {}
     assert not (tmp_path / "front").exists()
 
 
