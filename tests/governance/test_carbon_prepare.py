@@ -8,22 +8,9 @@ codecarbon keeps one answer and the measurement is the one it was.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def fresh(code: str) -> dict:
-    """Run ``code`` in a new interpreter (codecarbon keeps its detected CPU model for the process)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+from tests.fresh_interpreter import fresh
 
 
 def test_prepare_detects_the_cpu_in_the_background_and_measure_uses_that_one_detection():

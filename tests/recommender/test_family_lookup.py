@@ -7,19 +7,7 @@ process has imported every family already.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def fresh(code: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+from tests.fresh_interpreter import fresh
 
 
 def test_get_family_als_imports_neither_the_other_families_nor_torch():
