@@ -207,8 +207,9 @@ class RequestDeadlines(_Strict):
     objection request is opened and none can fall overdue. Still read, so that the content hash of a pack
     written with it does not change; leave it out of new packs."""
     retrain_days: int = Field(30, strict=True, ge=1, le=MAX_REQUEST_DAYS)
-    """Days, from an erasure, to replace every model trained on the erased subject's data by a
-    full retrain without them (fast unlearning only approximates one)."""
+    """Days, from an erasure, to replace by a full retrain every model the erasure could not replace at once: a
+    version made by the approximate update (``--approximate``; an exact erasure refits and replaces it there and
+    then), or of a family that forgets only by a retrain."""
     legal_reference: str | None = "GDPR Art. 12(3)"
     """The provision the deadlines implement, quoted with every request they set."""
 
