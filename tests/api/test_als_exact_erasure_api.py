@@ -61,3 +61,23 @@ def test_an_erasure_replaces_the_als_version_and_the_old_one_answers_model_repla
         ids = model_user_ids(io.BytesIO(path.read_bytes()))
         assert ids is None or not (ids.astype(str) == SUBJECT).any(), path
     assert SUBJECT not in erased.text
+
+
+def test_approximate_is_a_json_boolean_or_the_erasure_is_refused_untouched(server) -> None:
+    """Regression: ``"approximate": 0`` (or ``"no"``) was read as a choice and the erasure carried out; a body whose
+    option is not a JSON boolean is a 422 naming the field, and nothing is erased."""
+    subject = "u000343"
+
+    def erasures(client) -> int:  # noqa: ANN001
+        listed = client.get("/v1/requests", params={"kind": "erasure", "limit": 1000})
+        assert listed.status_code == 200, listed.text
+        return len(listed.json()["requests"])
+
+    with server.client("admin") as client:
+        before = erasures(client)
+        for bad in (0, 1, "no", "true", None):
+            for path, body in (("/v1/requests/erasure", {"subject": subject}), (f"/v1/subjects/{subject}/erasure", {})):
+                answer = client.post(path, json={**body, "pack": "baseline", "approximate": bad})
+                assert answer.status_code == 422, (path, bad, answer.text)
+                assert [e["field"] for e in answer.json()["errors"]] == ["approximate"], answer.text
+        assert erasures(client) == before  # no request was opened, none carried out

@@ -171,6 +171,8 @@ def test_an_unknown_pack_or_model_is_a_404_problem(server, unreachable_pack, bod
         ({"pack": "baseline"}, "data", "Field required"),
         ({"pack": "baseline", "data": DATA, "colour": "red"}, "colour", "Extra inputs are not permitted"),
         ({"pack": "baseline", "data": DATA, "shadow": "maybe"}, "shadow", "valid boolean"),
+        ({"pack": "baseline", "data": DATA, "shadow": 1}, "shadow", "valid boolean"),  # a JSON boolean only
+        ({"pack": "baseline", "data": DATA, "shadow": "true"}, "shadow", "valid boolean"),
         ({"pack": "", "data": DATA}, "pack", "at least 1 character"),
         ({"pack": "baseline", "data": DATA, "model_version": "m", "slates": "s.csv"}, "", "give model_version or slates, not both"),
         ({"pack": "baseline", "data": "../../etc/passwd"}, "data", "is outside $RECGOV_HOME/data"),

@@ -86,8 +86,10 @@ def test_a_bad_item_table_is_one_located_line_and_exit_2(db_url: str, tmp_path: 
     code, stdout, stderr = audit(
         db_url, tmp_path, movielens, "--items", str(path), "--items-map", "item_id=movie,provider=studio"
     )
-    assert code == 2 and stdout == ""
     expected = DUPLICATE_ITEM.format(path=path, where="line 4", column="movie", item="1", first="line 2")
+    assert code == 2, stdout
+    [issue] = json.loads(stdout)["issues"]  # under --json the error is the one document on stdout
+    assert json.loads(stdout)["valid"] is False and " ".join(issue["message"].split()) == expected
     assert " ".join(stderr.split()) == f"error: {expected}"
     code, _, stderr = audit(db_url, tmp_path, movielens, "--items-map", "item_id=movie")
     assert code == 2 and " ".join(stderr.split()) == f"error: {ITEMS_MAP_WITHOUT_ITEMS}"

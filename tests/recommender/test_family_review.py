@@ -88,10 +88,7 @@ def test_the_saved_file_no_longer_holds_a_forgotten_subject(family, tmp_path):
     subject = "u017"
     encodings = [subject.encode("utf-32-le"), subject.encode()]
     assert any(e in before.read_bytes() for e in encodings)  # the probe finds the id while it is there
-    if family.name == "als":
-        model.forget([subject], measure_residual=False)
-    else:
-        model.forget([subject])
+    model.forget([subject])  # every family's forget is exact now, ALS's a refit without the subject
     after = tmp_path / "after.npz"
     model.save(after)
     raw = after.read_bytes()
@@ -101,7 +98,7 @@ def test_the_saved_file_no_longer_holds_a_forgotten_subject(family, tmp_path):
 
 def test_forget_refuses_an_empty_request_an_unknown_subject_and_a_second_time(family):
     model = _make(family).fit(clustered())
-    forget = (lambda ids: model.forget(ids, measure_residual=False)) if family.name == "als" else model.forget
+    forget = model.forget
     forget(["u004"])
     version = model.version_id_
     for ids in ([], ["nobody"], ["u004"]):
@@ -302,7 +299,7 @@ def test_als_forget_drops_the_explanation_cache_built_before_it():
     model = _make(FAMILIES["als"]).fit(clustered())
     model.explain("u001", ["i001"])
     assert getattr(model, "_explain_gram", None) is not None
-    model.forget(["u003"], measure_residual=False)
+    model.forget(["u003"])
     assert getattr(model, "_explain_gram", None) is None
 
 

@@ -57,7 +57,7 @@ class AuditCreate(BaseModel):
         "under $RECGOV_HOME/data.",
     )
     baseline: str | None = Field(None, min_length=1, max_length=1000, pattern=IDENTIFIER, description="Baseline DATA for the drift checks.")
-    shadow: bool = Field(False, description="Evaluate and record without enforcing: the gate passes and keeps its reasons.")
+    shadow: bool = Field(False, strict=True, description="Evaluate and record without enforcing: the gate passes and keeps its reasons.")
     ope_logged_pack: str | None = Field(
         None,
         min_length=1,

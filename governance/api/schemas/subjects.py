@@ -34,6 +34,7 @@ class ErasureCreate(BaseModel):
     )
     approximate: bool = Field(
         False,
+        strict=True,  # a JSON boolean only: 0 or "no" is a 422, never read as a choice
         description=(
             "Unlearn ALS models by the fast update: a provisional stand-in until a full retrain, the old version kept. "
             "Default: refit each without the subject; the new version takes the old one's stage, which is retired and "
