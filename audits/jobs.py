@@ -253,6 +253,7 @@ def recover_jobs(
     now: datetime | None = None,
     queued_before: datetime | None = None,
     queued_for_s: float | None = None,
+    holder: str | None = None,
 ) -> tuple[list[str], list[str]]:
     """Fail the running jobs whose runner is gone or whose lease expired, and list the queued ones to start.
 
@@ -266,7 +267,9 @@ def recover_jobs(
     :func:`store_clock`) is failed as interrupted: its runner, on whatever host,
     stopped renewing the lease. ``queued_before`` lists only the queued jobs
     created before it; ``queued_for_s`` only those queued for longer than that
-    many seconds by the store's clock.
+    many seconds by the store's clock. ``holder`` is the runner making the
+    recovery: its own running jobs are not judged by their lease (it runs them
+    and renews them itself; only a peer judges them by the lease).
     Returns ``(queued job ids, oldest first; ids of the jobs failed as interrupted)``.
 
     Raises
@@ -285,6 +288,8 @@ def recover_jobs(
     interrupted = []
     for job in running:
         last = _last_heartbeat(job)
+        if holder is not None and job.runner == holder:
+            continue
         if not is_alive(job.runner or ""):
             failed = _interrupt(session, job, error=INTERRUPTED, now=now, expired_before=None)
         elif last < expired_before:

@@ -137,11 +137,13 @@ class AuditRunner:
 
         ``queued_for_s`` starts only the jobs queued for longer than that, by
         the store's clock (the periodic recovery leaves a live peer's fresh
-        queue to that peer).
+        queue to that peer). The jobs this runner runs are not judged by their
+        lease here: a late beat of its own lease thread (a busy host) is no sign
+        that it stopped (a peer judges them by the lease).
         """
         with self.store.session() as session:
             queued, interrupted = job_store.recover_jobs(
-                session, is_alive=_runner_alive, lease_s=self.lease_s, queued_for_s=queued_for_s
+                session, is_alive=_runner_alive, lease_s=self.lease_s, queued_for_s=queued_for_s, holder=self.runner_id
             )
         if interrupted:
             log.warning("audit jobs whose runner stopped or lost its lease, now failed: %s", ", ".join(interrupted))
