@@ -280,6 +280,10 @@ def _print_replacement(step: dict[str, Any]) -> None:
     if moved:
         where = f"takes its place in {moved['stage']}" if moved["stage"] else "is recorded (the old version was in no stage)"
         _say(f"  {step['version']} {where}; {step['previous_version']} is retired")
+    for older in step.get("older_versions_replaced", []):  # older versions of the lineage that listed the subject too
+        where = f"takes its place in {older['stage']}" if older["stage"] else "replaces it"
+        done = f"deleted its artifact {older['artifact']}" if older["artifact_deleted"] else f"its artifact {older['artifact']} could not be deleted (see below)"
+        _say(f"  {step['version']} {where}; the older version {older['version']} listed the subject too: it is retired, {done}")
 
 
 def _print_family_step(step: dict[str, Any]) -> None:

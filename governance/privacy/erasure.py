@@ -63,12 +63,15 @@ from governance.privacy.common import (
 from governance.privacy.family_erasure import delete_replaced_artifacts, replace_exactly_erased
 from governance.privacy.retrains import CANNOT_RETRAIN, check_not_in_artifact, check_retrain_data, retrain_packs, run_retrains
 from governance.privacy.unlearning import (
+    OLDER_REPLACED_ACTION,
     SUPERSEDED_ACTION,
     UnlearningOptions,
     UnlearningReport,
+    delete_older_artifacts,
     model_paths,
     models_for,
     record_unlearned_models,
+    replace_older_versions,
     unlearn_models,
 )
 from recommender.data import Dataset
@@ -363,6 +366,7 @@ def erase_subject(
             lock_head(session)
             retrain = _opened_retrain(session, subject, request.id, pack, listing, unlearning, deadlines, actor)
             record_unlearned_models(session, unlearning, retrain.to_dict() if retrain else None, request.id, actor)
+            replace_older_versions(session, unlearning, request.id, actor)  # first: the oldest's stage goes to the refit
             replace_exactly_erased(session, unlearning.replacing, request.id, actor)
             if retrain is not None:  # once the unlearned stand-ins are recorded, their lineage leads to their training run
                 retrain = replace(retrain, retrain_under=retrain_packs(session, retrain.models))
@@ -371,7 +375,7 @@ def erase_subject(
             sealed = _shred_and_complete(session, subject, request, pack, parts, started, actor)
         if delete_previous:  # only now that the new versions and the completion are committed
             _delete_previous_artifacts(unlearning)
-        undeleted = delete_replaced_artifacts(unlearning.replacing)
+        undeleted = [*delete_replaced_artifacts(unlearning.replacing), *delete_older_artifacts(unlearning)]
     except BaseException as err:
         cause = fail_request(store, request.id, err, subject, actor)
         if unlearning is not None:
@@ -456,6 +460,9 @@ def _listing(catalogue: list[dict[str, Any]], unlearning: UnlearningReport) -> M
     new_versions, unlearned_from = unlearning.new_versions, unlearning.sources
     replaced = {m.previous_version: m.version for m in unlearning.replacing if not m.provisional}
     for entry in catalogue:
+        if entry["version_id"] in unlearning.older:
+            entry["action"] = OLDER_REPLACED_ACTION.format(new=unlearning.older[entry["version_id"]])
+            continue
         if entry.get("action") == SUPERSEDED_ACTION and entry["version_id"] not in unlearned_from:
             continue
         if entry["version_id"] in new_versions:
@@ -662,7 +669,7 @@ def _not_done(
         *(
             STILL_LISTED.format(version=v["version_id"])
             for v in listing.versions
-            if v["membership"] == "includes" and v["version_id"] not in unlearning.sources
+            if v["membership"] == "includes" and v["version_id"] not in unlearning.sources | unlearning.settled
         ),
     ]
 

@@ -30,6 +30,7 @@ subject: the erasure checks them with :func:`governance.privacy.common.guard`.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 import uuid
@@ -345,8 +346,18 @@ def _exact_replacements(session: Session) -> list[tuple[str, str]]:
 
 def exactly_replaced_by(session: Session) -> dict[str, str]:
     """The recorded versions an exact erasure replaced, each with the version that replaced it: the erasure retired
-    them and deleted their files."""
-    return dict(_exact_replacements(session))
+    them and deleted their files (with the older versions of a lineage it replaced by the same refit, which its
+    ``model.replaced_by_erasure`` events name)."""
+    from sqlalchemy import select
+
+    from audits.models import TrailEvent
+
+    out = dict(_exact_replacements(session))
+    for (payload,) in session.execute(select(TrailEvent.payload).where(TrailEvent.action == "model.replaced_by_erasure")):
+        found = json.loads(payload) if isinstance(payload, str | bytes) else payload
+        if isinstance(found, Mapping) and isinstance(found.get("replaced"), str) and isinstance(found.get("by"), str):
+            out.setdefault(found["replaced"], found["by"])
+    return out
 
 
 def exactly_replaced(session: Session, version: str) -> set[str]:

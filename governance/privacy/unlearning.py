@@ -46,6 +46,7 @@ from recommender.feedback import MODEL_INPUT_COLUMNS
 __all__ = [
     "MODEL_NOT_FOUND",
     "NOT_LOADED",
+    "OLDER_REPLACED_ACTION",
     "RESIDUAL_MAX_INTERACTIONS",
     "SUPERSEDED_ACTION",
     "WHY_NO_RECIPE",
@@ -53,9 +54,12 @@ __all__ = [
     "UnlearnedModel",
     "UnlearningOptions",
     "UnlearningReport",
+    "delete_older_artifacts",
     "model_paths",
     "models_for",
+    "older_holding",
     "record_unlearned_models",
+    "replace_older_versions",
     "unlearn_models",
 ]
 
@@ -120,6 +124,9 @@ class UnlearningReport:
     unlearned: list[UnlearnedModel]
     families: list[Any] = field(default_factory=list)
     """The other families' models the subject was removed from (:class:`governance.privacy.family_erasure.ForgottenModel`)."""
+    older: dict[str, str] = field(default_factory=dict)
+    """Older ALS versions of a lineage an exact erasure refit that list the subject too (made before an approximate
+    erasure of someone else, which kept them), each with the refit that replaces them (:func:`replace_older_versions`)."""
 
     @property
     def new_versions(self) -> set[str]:
@@ -134,7 +141,7 @@ class UnlearningReport:
     @property
     def settled(self) -> set[str]:
         """The versions an exact erasure replaced by the model trained without the subject: no retrain is owed for them."""
-        return {m.previous_version for m in self.replacing if not m.provisional}
+        return {m.previous_version for m in self.replacing if not m.provisional} | set(self.older)
 
     @property
     def provisional(self) -> list[str]:
@@ -335,6 +342,21 @@ SUPERSEDED_ACTION = (
 )
 
 
+def _lineage(session: Session) -> dict[str, str]:
+    """Each recorded unlearned version with the version it was derived from (``params.unlearning.from``)."""
+    from audits.models import TrainingRun
+
+    parents = {}
+    rows = session.execute(
+        select(ModelVersion.version_id, TrainingRun.params).join(ModelVersion, ModelVersion.training_run_id == TrainingRun.id)
+    )
+    for version, params in rows:
+        unlearning = params.get("unlearning") if isinstance(params, Mapping) else None
+        if isinstance(unlearning, Mapping) and isinstance(unlearning.get("from"), str):
+            parents[version] = unlearning["from"]
+    return parents
+
+
 def _superseded(session: Session) -> set[str]:
     """The recorded versions an unlearned version was derived from (``params.unlearning.from``).
 
@@ -343,27 +365,45 @@ def _superseded(session: Session) -> set[str]:
     serving already withdraws every version that read its data before an
     erasure from the erased subject (:func:`governance.serving.erasure_decision`).
     """
-    from audits.models import TrainingRun
+    return set(_lineage(session).values())
 
-    parents = set()
-    for (params,) in session.execute(select(TrainingRun.params).join(ModelVersion, ModelVersion.training_run_id == TrainingRun.id)):
-        unlearning = params.get("unlearning") if isinstance(params, Mapping) else None
-        if isinstance(unlearning, Mapping) and isinstance(unlearning.get("from"), str):
-            parents.add(unlearning["from"])
-    return parents
+
+def older_holding(version: str, parents: Mapping[str, str], holding: set[str]) -> list[str]:
+    """The versions ``version`` derives from (newest first, through ``parents``) that are in ``holding``."""
+    out, seen = [], {version}
+    current = parents.get(version)
+    while current is not None and current not in seen:
+        seen.add(current)
+        if current in holding:
+            out.append(current)
+        current = parents.get(current)
+    return out
+
+
+def _holding(catalogue: list[dict[str, Any]]) -> set[str]:
+    """The catalogue's versions whose artifact lists the subject."""
+    return {e["version_id"] for e in catalogue if e["membership"] == "includes"}
 
 
 def _recorded_models_holding(
-    store: Any, catalogue: list[dict[str, Any]], *, skip: set[str]
+    store: Any, catalogue: list[dict[str, Any]], *, skip: set[str], exact: bool = False
 ) -> tuple[list[tuple[Path, Any]], list[dict[str, Any]]]:
     """The newest recorded model versions of their lineage whose artifact (read at its recorded location,
     with its recorded hash) lists the subject, loaded for unlearning, except the versions in ``skip``; and a
     report entry for each such artifact that could not be loaded. The older versions they replace are
-    marked in ``catalogue`` (:data:`SUPERSEDED_ACTION`)."""
+    marked in ``catalogue`` (:data:`SUPERSEDED_ACTION`).
+
+    ``exact``: the newest version of each lineage that lists the subject, so that a version whose newer
+    versions were made without the subject (by an approximate erasure of them) is refit, not left holding
+    them; its older versions that list them too are replaced by that refit (:func:`replace_older_versions`)."""
     from recommender.als import ALSRecommender
 
     with store.session() as session:
-        superseded = _superseded(session)
+        if exact:
+            parents, holding = _lineage(session), _holding(catalogue)
+            superseded = {older for v in holding for older in older_holding(v, parents, holding)}
+        else:
+            superseded = _superseded(session)
     for entry in catalogue:
         if entry["membership"] == "includes" and entry["version_id"] in superseded:
             entry["action"] = SUPERSEDED_ACTION
@@ -532,7 +572,7 @@ def unlearn_models(
     recorded: list[tuple[Path, Any]] = []
     if options.unlearn_recorded:
         named = {model.version_id_ for _path, model in models}
-        recorded, unreadable = _recorded_models_holding(store, catalogue, skip=named)
+        recorded, unreadable = _recorded_models_holding(store, catalogue, skip=named, exact=options.exact)
         reports.extend(unreadable)
     for path, model, named_by_caller in [*((p, m, True) for p, m in models), *((p, m, False) for p, m in recorded)]:
         say(f"unlearning the subject from {path.name}")
@@ -559,7 +599,15 @@ def unlearn_models(
             superseded = _superseded(session)
         family_reports, forgotten = forget_family_models(store, subject, catalogue, out_dir=options.out_dir, superseded=superseded, say=say)
         reports.extend(family_reports)
-    return UnlearningReport(steps=reports, unlearned=unlearned, families=forgotten)
+    older: dict[str, str] = {}
+    if options.exact and unlearned:
+        with store.session() as session:
+            parents = _lineage(session)
+        holding = _holding(catalogue)
+        for u in unlearned:
+            for version in older_holding(u.previous_version, parents, holding):
+                older.setdefault(version, u.version)
+    return UnlearningReport(steps=reports, unlearned=unlearned, families=forgotten, older=older)
 
 
 def record_unlearned_models(
@@ -586,3 +634,49 @@ def record_unlearned_models(
         from governance.privacy.family_erasure import record_forgotten_models
 
         record_forgotten_models(session, unlearning.families, retrain, request_id, actor)
+
+
+OLDER_REPLACED_ACTION = (
+    "exactly erased by this request: it lists the subject, like the newer version of its lineage refit without "
+    "them, and model version {new}, that refit, replaces it (in its deployment stage, if it had one and {new} "
+    "had none); this version is retired and its file deleted"
+)
+
+
+def replace_older_versions(session: Session, unlearning: UnlearningReport, request_id: int, actor: str | None) -> None:
+    """In the erasure's transaction: each older version of a lineage an exact erasure refit that lists the subject
+    too (``unlearning.older``) gives its stage to the refit and is retired (:func:`governance.deploy.replace_after_erasure`,
+    with its ``model.replaced_by_erasure`` event); its file is marked for deletion (:func:`delete_older_artifacts`,
+    once the transaction is committed). Oldest first: the stage of the version deployed longest goes to the refit."""
+    from governance.deploy import replace_after_erasure
+
+    by_new = {u.version: u for u in unlearning.unlearned}
+    for old, new in reversed(list(unlearning.older.items())):
+        u = by_new[new]
+        row = session.get(ModelVersion, old)
+        if row is None or not u.report.get("recorded") or session.get(ModelVersion, new) is None:
+            continue
+        moved = replace_after_erasure(session, old=old, new=new, erasure_request=request_id, actor=actor)
+        u.report.setdefault("older_versions_replaced", []).append(
+            {"version": old, "artifact": row.artifact_location, "stage": moved["stage"], "artifact_deleted": True}
+        )
+
+
+OLDER_NOT_DELETED = (
+    "the artifact {path} of model version {version} still lists the subject: recgov could not delete it ({cause}); "
+    "the version is retired and serves nobody: delete the file"
+)
+
+
+def delete_older_artifacts(unlearning: UnlearningReport) -> list[str]:
+    """Delete the files :func:`replace_older_versions` marked (after the commit: a failed erasure keeps them); what
+    could not be deleted, each with what to do."""
+    failed = []
+    for u in unlearning.unlearned:
+        for entry in u.report.get("older_versions_replaced", []):
+            try:
+                Path(entry["artifact"]).unlink(missing_ok=True)
+            except OSError as err:
+                entry["artifact_deleted"] = False
+                failed.append(OLDER_NOT_DELETED.format(path=entry["artifact"], version=entry["version"], cause=type(err).__name__))
+    return failed
