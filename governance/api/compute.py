@@ -194,6 +194,19 @@ class ComputeProcess:
         self._closed = True
         self._stop("the service is stopping", restart=False)
 
+    def drop_soon(self, tokens: set[str]) -> None:
+        """Tell the compute process to drop these engines' model parts (from any thread: done on the event loop)."""
+        loop = self._loop
+        if loop is None or self._closed or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop stopped meanwhile: the process is gone with it
+            loop.call_soon_threadsafe(self._drop, set(tokens))
+
+    def _drop(self, tokens: set[str]) -> None:
+        for token in tokens:
+            if self._held.pop(token, None) is not None and self._sock is not None:
+                self._background(("drop", token))
+
     @property
     def running(self) -> bool:
         """Whether a compute process is up and ready."""

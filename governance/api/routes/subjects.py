@@ -75,7 +75,19 @@ def _export(store, session, settings, key, subject_id: str, pack: str | None) ->
     return document
 
 
-def _erase(store, session, settings, key, subject_id: str, pack: str, *, approximate: bool = False) -> dict[str, Any]:
+def _replaced_versions(report: dict[str, Any]) -> set[str]:
+    """The versions the erasure retired because their files listed the subject (now deleted)."""
+    out = set()
+    for step in report.get("unlearning", []):
+        if step.get("replaced_in_serving"):
+            out.add(step["previous_version"])
+        out.update(older["version"] for older in step.get("older_versions_replaced", []))
+    return out
+
+
+def _erase(
+    store, session, settings, key, subject_id: str, pack: str, *, approximate: bool = False, app: Any = None
+) -> dict[str, Any]:
     loaded = _pack(settings, pack)
     try:
         report = erase_subject(
@@ -86,6 +98,9 @@ def _erase(store, session, settings, key, subject_id: str, pack: str, *, approxi
     except Exception as err:  # noqa: BLE001 -- logged by type only: the path and message may hold the id
         log.error("subject erasure failed: %s", type(err).__name__)
         raise Problem(500, INTERNAL) from None
+    engines = getattr(app.state, "engines", None) if app is not None else None
+    if engines is not None:  # committed: the replaced models leave this process's caches now, not at their next request
+        engines.forget_models(_replaced_versions(report))
     record_call(
         session,
         key,
@@ -109,10 +124,12 @@ def access(body: SubjectAccessCreate, store: StoreDep, session: SessionDep, sett
     responses=problems(404),
     summary="Erase a subject from the ledger and crypto-shred them (GDPR Art. 17; admin)",
 )
-def erase(body: SubjectErasureCreate, store: StoreDep, session: SessionDep, settings: SettingsDep, key: GovernKey) -> dict[str, Any]:
+def erase(
+    body: SubjectErasureCreate, store: StoreDep, session: SessionDep, settings: SettingsDep, key: GovernKey, request: Request
+) -> dict[str, Any]:
     """Unlearns the subject named in the body from every recorded artifact that holds them (residual influence
     is not measured here: it retrains each model); ``models`` lists the recorded versions that may still hold them."""
-    return _erase(store, session, settings, key, body.subject, body.pack, approximate=body.approximate)
+    return _erase(store, session, settings, key, body.subject, body.pack, approximate=body.approximate, app=request.app)
 
 
 _DEPRECATED = "Deprecated: the subject's id travels in the URL, where proxies and access logs keep it. Use `{instead}` (the id in the body)."
@@ -157,7 +174,7 @@ def erasure(
     _no_query_pack(request)
     return _erase(
         store, session, settings, key, subject_id, body.pack if body is not None else "baseline",
-        approximate=body is not None and body.approximate,
+        approximate=body is not None and body.approximate, app=request.app,
     )  # fmt: skip
 
 

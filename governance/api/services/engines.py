@@ -220,6 +220,8 @@ class EngineCache:
         """(pack content hash, model version) -> why an experiment arm's pack does not admit the model, or None
         (:func:`governance.api.services.experiments.arm_refused`)."""
         self._load_locks: dict[str, threading.Lock] = {}
+        self._tokens: dict[str, set[str]] = {}
+        """model version -> the tokens of the engines built for it (what the compute process may hold of it)."""
         self._log: DecisionLog | None = None
         self._sink: CallAttributingSink | None = None
         self.shadows = ShadowMirror(self.engine, store, self._lock)
@@ -324,6 +326,7 @@ class EngineCache:
                         for key in [k for k in self._engines if k[1] == evicted]:
                             del self._engines[key]
                         self._catalogs.pop(evicted, None)
+                        self._tokens.pop(evicted, None)
             return model, engine_class
 
     def engine(self, loaded: LoadedPack, model_version: str, location: str, read: Any, *, built_only: bool = False) -> ServingEngine:
@@ -377,6 +380,8 @@ class EngineCache:
             cached = self._engines.get(key)
             if model_version in self._models and (cached is None or cached.revision <= revision):
                 self._engines[key] = _Engine(revision, engine)  # a slower request must not put older blocks back
+            if model_version in self._models:
+                self._tokens.setdefault(model_version, set()).add(engine.personalizer.token)
         freeze_heap()  # the model, its catalog and the engine live on: no full collection walks them again
         return engine
 
@@ -408,6 +413,24 @@ class EngineCache:
                 if model_version in self._models:  # an evicted model's table is not kept
                     self._catalogs[model_version] = (time.monotonic(), items)
             return items
+
+    def forget_models(self, versions: set[str] | frozenset[str]) -> None:
+        """Drop ``versions`` (retired by an erasure: their files listed the erased subject) from every cache now, and
+        tell the compute process to drop their model parts, rather than hold them until their next request."""
+        if not versions:
+            return
+        with self._lock:
+            for version in versions:
+                self._models.pop(version, None)
+                self._refused.pop(version, None)
+                self._catalogs.pop(version, None)
+                self._load_locks.pop(version, None)
+            for key in [k for k in self._engines if k[1] in versions]:
+                del self._engines[key]
+            tokens = {t for version in versions for t in self._tokens.pop(version, set())}
+            self.arm_verdicts = {k: v for k, v in self.arm_verdicts.items() if k[1] not in versions}
+        if self.compute is not None and tokens:
+            self.compute.drop_soon(tokens)
 
     @property
     def closed(self) -> bool:
