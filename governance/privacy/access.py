@@ -237,13 +237,21 @@ def export_subject(
         ]
         model_rows = _model_rows(store, subject, models)
         online = _online_holdings(subject)
+        # One snapshot for every read of the store (PostgreSQL: REPEATABLE READ READ ONLY), so that an erasure
+        # committed meanwhile is wholly in the export or wholly out of it; the completion is written afterwards.
+        with store.snapshot() as connection, Session(bind=connection) as reading:
+            held = _read_holdings(reading, subject, request.pseudonym)
+            requests = _request_entries(reading, request.pseudonym)
         with store.session() as session:
-            held = _read_holdings(session, subject, request.pseudonym)
             counts = held.counts(interactions=len(mine.events), models=len(models))
             counts["model_rows"] = len(model_rows)
             counts["online_store_entries"] = 0 if not online.get("read") else len(online["lists"]) + len(online["factors"])
             update_request(session, request.id, status="completed", personal={"counts": counts}, actor=actor)
-            requests = _request_entries(session, request.pseudonym)
+            done = session.get(SubjectRequest, request.id)
+            requests = [
+                RequestEntry(**{**r, "status": done.status, "completed_at": iso(done.completed_at)}) if r["id"] == request.id else r
+                for r in requests
+            ]
             document = _document(subject, request, policy, held, mine, requests, models)
             document["model_rows"] = model_rows
             document["online_store"] = online
