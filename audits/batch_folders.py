@@ -57,6 +57,7 @@ __all__ = [
     "record_json",
     "sealed_clear_fields",
     "verify_spark_batches",
+    "written_partitions",
 ]
 
 ANCHOR_ACTION = "decisions.spark_batch"
@@ -206,6 +207,21 @@ def _check_batch(anchor: Mapping[str, Any]) -> list[str]:
 
 def _check_partition(data: list[Path], anchored: Mapping[str, Any]) -> str | None:
     """The partition's data files against its anchor: count, positions, chain, head (None: they hold)."""
+    rows = _stored_rows(data)
+    if isinstance(rows, str):
+        return rows
+    if len(rows) != int(anchored["records"]):
+        return f"the trail says {anchored['records']} records, {len(rows)} are stored"
+    problem, head = _chain(rows)
+    if problem is not None:
+        return problem
+    if head != anchored["head"]:
+        return "the chain's head is not the anchored one"
+    return None
+
+
+def _stored_rows(data: list[Path]) -> list[dict[str, Any]] | str:
+    """The records of a partition's data files in ``position`` order, or the problem that keeps them from being read."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -218,21 +234,50 @@ def _check_partition(data: list[Path], anchored: Mapping[str, Any]) -> str | Non
         table = pa.concat_tables(tables) if tables else None
     except Exception as err:  # noqa: BLE001 - an unreadable file is a finding, reported with its cause
         return f"unreadable ({type(err).__name__}: {str(err)[:200]})"
-    rows = [] if table is None else table.sort_by("position").to_pylist()
-    if len(rows) != int(anchored["records"]):
-        return f"the trail says {anchored['records']} records, {len(rows)} are stored"
+    return [] if table is None else table.sort_by("position").to_pylist()
+
+
+def _chain(rows: list[dict[str, Any]]) -> tuple[str | None, str]:
+    """``(problem, head)``: the chain recomputed from the records' own fields; the problem is None when every
+    record holds its position and hashes, and the head is then the last record's hash (:data:`GENESIS` if none)."""
     prev = GENESIS
     for index, row in enumerate(rows):
         if row["position"] != index:
-            return f"positions are not 0..{len(rows) - 1} (found {row['position']} at {index})"
+            return f"positions are not 0..{len(rows) - 1} (found {row['position']} at {index})", prev
         try:
             record = {**row, "slate": json.loads(row["slate"]), "context": json.loads(row["context"])}
         except (TypeError, ValueError):
-            return f"record {index} holds JSON that does not parse"
+            return f"record {index} holds JSON that does not parse", prev
         expected = chain_hash(prev, record_json(record))
         if row["prev_hash"] != prev or row["hash"] != expected:
-            return f"record {index} (decision {row['decision_id']}) does not match its chain (changed, removed or reordered)"
+            return f"record {index} (decision {row['decision_id']}) does not match its chain (changed, removed or reordered)", prev
         prev = expected
-    if prev != anchored["head"]:
-        return "the chain's head is not the anchored one"
-    return None
+    return None, prev
+
+
+def written_partitions(root: Path) -> list[dict[str, Any]]:
+    """The partitions of a batch folder as they are written: ``{"bucket", "records", "head"}`` each, bucket order.
+
+    Every chain is recomputed from the records read back from the files, so an anchor made from these holds
+    exactly what is on disk (whatever a writer held in memory), and :func:`verify_spark_batches` checks it
+    the same way.
+
+    Raises
+    ------
+    ValueError
+        A partition's files cannot be read or do not hold a whole chain (the message names the partition and
+        the problem), or something other than a ``bucket=N`` partition folder is a partition's name.
+    """
+    partitions: list[dict[str, Any]] = []
+    for entry in sorted(root.iterdir(), key=lambda p: p.name):
+        if not entry.name.startswith("bucket="):
+            continue
+        match = _PARTITION.fullmatch(entry.name)
+        if match is None or not entry.is_dir():
+            raise ValueError(f"{entry.name} in {root} is not a partition folder (bucket=N)")
+        rows = _stored_rows(_partition_entries(entry)[0])
+        problem, head = _chain(rows) if not isinstance(rows, str) else (rows, GENESIS)
+        if problem is not None:
+            raise ValueError(f"partition {entry.name} of {root} as written: {problem}")
+        partitions.append({"bucket": int(match.group(1)), "records": len(rows), "head": head})
+    return sorted(partitions, key=lambda p: p["bucket"])

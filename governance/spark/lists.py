@@ -10,8 +10,9 @@
    to the bucket's previous record (:mod:`governance.spark.records`), its list sealed under the
    subject's record key as the SQL decision log seals it (the key rides with the subject's row to
    the worker and is not written).
-3. **Records**: the buckets are written as Parquet partitions, and one trail event anchors each
-   partition's head. Subjects the pack does not allow to be profiled when the lists are made
+3. **Records**: the buckets are written as Parquet partitions, read back, and one trail event anchors
+   each partition's head as written (the chains recomputed from the files: a partition Spark computed
+   twice anchors the copy on disk, never an in-memory one). Subjects the pack does not allow to be profiled when the lists are made
    (consent read again here, in bulk) get no list.
 """
 
@@ -169,8 +170,7 @@ def govern_lists(
     ConfigError
         ``k`` or ``buckets`` is not a positive int, or ``out`` is a URL or already exists.
     """
-    from pyspark.sql import functions as F
-
+    from audits.batch_folders import written_partitions
     from governance.training_filter import subject_rules
 
     for name, value in (("k", k), ("buckets", buckets)):
@@ -198,15 +198,14 @@ def govern_lists(
     work = table.join(hist, "user").join(candidates, "user")
     stamp = loaded.stamp()
     build = _bucket_builder(_for_workers(personalizer), np.asarray(model.item_ids, dtype=object), k, stamp, model.version_id_, run, moment)
-    records = work.groupBy("bucket").applyInPandas(build, schema=_OUTPUT_SCHEMA).cache()
+    records = work.groupBy("bucket").applyInPandas(build, schema=_OUTPUT_SCHEMA)
     records.write.partitionBy("bucket").parquet(out)
-    heads = (
-        records.groupBy("bucket")
-        .agg(F.count(F.lit(1)).alias("records"), F.max_by("hash", "position").alias("head"))
-        .collect()
-    )
-    partitions = [{"bucket": int(r["bucket"]), "records": int(r["records"]), "head": r["head"]} for r in heads]
-    records.unpersist()
+    # The anchors come from the files as written, read back: a recomputed partition (a lost block, a retried
+    # task) seals its lists with fresh nonces, so any copy of the records but the written one has other hashes.
+    try:
+        partitions = written_partitions(Path(out))
+    except ValueError as err:
+        raise ConfigError(f"the batch's records were written to {out} but are not anchored: {err}") from err
     seq = None
     if record:
         path = str(Path(out).resolve())

@@ -196,6 +196,40 @@ def test_a_changed_removed_or_unanchored_record_breaks_trail_verify(spark: Any, 
     assert "bucket=1" in found and "bucket=7 is not anchored" in found
 
 
+def test_the_anchors_are_those_of_the_records_as_written_when_spark_computes_them_again(
+    spark: Any, store: Store, world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: the heads were taken from Spark's cached copy of the records, not from the files. A partition
+    computed again (a lost cached block, a retried task) seals its lists with fresh nonces, so its hashes differ
+    from the written ones and the trail anchored heads no file holds. Here nothing stays cached: every action
+    computes the records again, as after a lost block."""
+    subjects = [str(u) for u in world.matrix.user_ids]
+    _grant_all(store, subjects)
+    personalizer = personalizer_for(EU, world.model, world.items, [])
+    candidates, adapter = _in_process_inputs(spark, world, personalizer)
+    frame_class = type(candidates)  # the session's own DataFrame class (Spark 4's classic one overrides cache)
+    monkeypatch.setattr(frame_class, "cache", lambda self: self)
+    monkeypatch.setattr(frame_class, "persist", lambda self, *args, **kwargs: self)
+    out = tmp_path / "batch"
+    result = govern_lists(store, EU, adapter, personalizer, candidates, str(out), k=K, buckets=2)
+    stored = _read(out)
+    heads = {int(b): g.sort_values("position")["hash"].iloc[-1] for b, g in stored.groupby("bucket", observed=True)}
+    assert {p["bucket"]: p["head"] for p in result.partitions} == heads
+    assert result.records == len(stored) == len(subjects)
+    with store.snapshot() as connection:
+        assert verify_spark_batches(connection) == []
+
+    part = sorted((out / "bucket=1").glob("*.parquet"))[0]
+    table = pq.read_table(part)
+    frame = table.to_pandas()
+    frame.loc[len(frame) - 1, "mode"] = "non_personalized"  # the last record of the chain, changed in the written file
+    pq.write_table(pa_table(frame, table.schema), part)
+    with store.snapshot() as connection:
+        problems = [p["problem"] for p in verify_spark_batches(connection)]
+    assert problems and all(p.startswith("partition bucket=1: ") for p in problems), problems
+    assert any(f"record {len(frame) - 1} " in p and "does not match its chain" in p for p in problems), problems
+
+
 def pa_table(frame: pd.DataFrame, schema: Any) -> Any:
     import pyarrow as pa
 
