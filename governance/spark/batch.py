@@ -73,7 +73,23 @@ def train_spark_and_record(
     actor: str | None = None,
     spark: Any = None,
 ) -> tuple[BatchRun, Any]:
-    """Filter and train on Spark, save the factors and record the lineage; returns the run and the fitted model."""
+    """Filter and train on Spark, save the factors and record the lineage; returns the run and the fitted model.
+
+    The events staged for Spark to read are removed when this returns or fails, unless an enclosing
+    :func:`governance.spark.filters.event_staging` scope keeps them until it ends: the model's Spark frames (its
+    ``ratings``) may read them, so a caller that goes on using those frames holds such a scope around the call."""
+    from governance.spark.filters import event_staging
+
+    with event_staging():
+        return _train_spark_and_record(dataset, pack, store, models_dir=models_dir, params=params, feedback=feedback, now=now,
+                                       master=master, actor=actor, spark=spark)  # fmt: skip
+
+
+def _train_spark_and_record(
+    dataset: Dataset, pack: LoadedPack, store: Any, *, models_dir: Path, params: dict[str, Any] | None,
+    feedback: FeedbackConfig | None, now: datetime | None, master: str | None, actor: str | None, spark: Any,
+) -> tuple[BatchRun, Any]:  # fmt: skip
+    """:func:`train_spark_and_record` inside its staging scope."""
     from audits import ModelVersion, record_dataset_version, record_model_version, record_training_run
     from governance.spark.als import als_artifact, train_als_spark
     from governance.spark.filters import events_frame, filter_training_events_spark
@@ -188,15 +204,19 @@ def batch_lists(
     if engine == "inprocess":
         return _inprocess_batch(dataset, pack, store, out=out, k=k, models_dir=models_dir, params=params, feedback=feedback,
                                 now=now, buckets=buckets, blocked=blocked, actor=actor)  # fmt: skip
+    from governance.spark.filters import event_staging
     from governance.spark.lists import govern_lists, personalizer_for, recommend_all
 
-    run, model = train_spark_and_record(dataset, pack, store, models_dir=models_dir, params=params, feedback=feedback,
-                                        now=now, master=master, actor=actor, spark=spark)  # fmt: skip
-    mark = time.perf_counter()
-    personalizer = personalizer_for(pack, model, dataset.items, blocked)
-    candidates = recommend_all(model, personalizer, k)
-    result = govern_lists(store, pack, model, personalizer, candidates, out, k=k, buckets=buckets, actor=actor)
-    run.timings["lists"] = time.perf_counter() - mark
+    # the lists read the model's ratings, which may be read from the staged events: they are removed once the lists
+    # are written (or the run fails), not at exit
+    with event_staging():
+        run, model = train_spark_and_record(dataset, pack, store, models_dir=models_dir, params=params, feedback=feedback,
+                                            now=now, master=master, actor=actor, spark=spark)  # fmt: skip
+        mark = time.perf_counter()
+        personalizer = personalizer_for(pack, model, dataset.items, blocked)
+        candidates = recommend_all(model, personalizer, k)
+        result = govern_lists(store, pack, model, personalizer, candidates, out, k=k, buckets=buckets, actor=actor)
+        run.timings["lists"] = time.perf_counter() - mark
     run.lists = result.to_dict()
     return run
 

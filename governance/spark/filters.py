@@ -23,6 +23,10 @@ difference is the data hashes: a Spark frame has no row order to hash, so its ha
 from __future__ import annotations
 
 import hashlib
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -42,7 +46,7 @@ from recommender.data import Dataset, canonical_ids
 from recommender.errors import DataError
 from recommender.feedback import MODEL_INPUT_COLUMNS
 
-__all__ = ["EVENT_FRAME_COLUMNS", "events_frame", "filter_training_events_spark", "frame_hash"]
+__all__ = ["EVENT_FRAME_COLUMNS", "event_staging", "events_frame", "filter_training_events_spark", "frame_hash"]
 
 EVENT_FRAME_COLUMNS = ("user_id", "item_id", "event_type", "value", "timestamp")
 """The columns the Spark engine reads from an events table (the model's inputs and the time the rules need)."""
@@ -51,7 +55,9 @@ EVENT_FRAME_COLUMNS = ("user_id", "item_id", "event_type", "value", "timestamp")
 def events_frame(spark: Any, dataset: Dataset | pd.DataFrame, *, partitions: int | None = None) -> Any:
     """A Spark frame of an events table's :data:`EVENT_FRAME_COLUMNS` (ids as strings, times as UTC instants).
 
-    Other columns (sessions, context, user attributes) are not carried over: they are never read.
+    Other columns (sessions, context, user attributes) are not carried over: they are never read. A large table is
+    staged as Parquet for Spark to read; call this inside the run's :func:`event_staging` scope, which removes that
+    copy when the run ends.
     """
     from pyspark.sql import types as T
 
@@ -89,15 +95,41 @@ _IN_MEMORY_ROWS = 200_000
 """Above this many events the frame goes to Spark through a Parquet file, not through the driver's heap."""
 
 
-def _staged(spark: Any, frame: pd.DataFrame, schema: Any) -> Any:
-    """``frame`` written as Parquet in a private temporary folder and read by Spark (removed at exit).
+_STAGING: ContextVar[list[str] | None] = ContextVar("recgov_spark_staging", default=None)
+"""The staged event folders of the run in progress (None: no run holds a :func:`event_staging` scope)."""
 
+
+@contextmanager
+def event_staging() -> Iterator[None]:
+    """The scope of one run on Spark: the events it stages as Parquet (:func:`events_frame`) are removed when it ends,
+    whether it succeeds or fails, not when the process exits (a server or a shell running many batches would
+    keep every run's copy of the events until then).
+
+    Frames read from the staged files (the events, the filtered events, a model's ratings) must not be used once the
+    scope has ended. A scope opened inside another joins it: the outer one removes the folders when it ends, so a
+    run that trains and then makes lists keeps its events until the lists are written."""
+    if _STAGING.get() is not None:
+        yield
+        return
+    folders: list[str] = []
+    token = _STAGING.set(folders)
+    try:
+        yield
+    finally:
+        _STAGING.reset(token)
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _staged(spark: Any, frame: pd.DataFrame, schema: Any) -> Any:
+    """``frame`` written as Parquet in a private temporary folder and read by Spark.
+
+    The folder is removed when the :func:`event_staging` scope around the call ends; outside of one, at exit.
     A large pandas frame handed to ``createDataFrame`` is held whole in the driver's JVM heap;
     read from a file, it is split across tasks. On a cluster, set ``RECGOV_SPARK_STAGING`` to a
     folder every executor can read (a shared file system)."""
     import atexit
     import os
-    import shutil
     import tempfile
 
     import pyarrow as pa
@@ -105,11 +137,19 @@ def _staged(spark: Any, frame: pd.DataFrame, schema: Any) -> Any:
 
     base = os.environ.get("RECGOV_SPARK_STAGING") or None
     folder = tempfile.mkdtemp(prefix="recgov-events-", dir=base)
-    atexit.register(shutil.rmtree, folder, True)
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.set_column(table.schema.get_field_index("timestamp"), "timestamp", table.column("timestamp").cast(pa.timestamp("us")))
-    pq.write_table(table, os.path.join(folder, "events.parquet"), row_group_size=100_000)
-    return spark.read.schema(schema).parquet(folder)
+    scope = _STAGING.get()
+    if scope is not None:
+        scope.append(folder)
+    else:
+        atexit.register(shutil.rmtree, folder, True)
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        table = table.set_column(table.schema.get_field_index("timestamp"), "timestamp", table.column("timestamp").cast(pa.timestamp("us")))
+        pq.write_table(table, os.path.join(folder, "events.parquet"), row_group_size=100_000)
+        return spark.read.schema(schema).parquet(folder)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def _utc_naive(stamps: pd.Series) -> pd.Series:
