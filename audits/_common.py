@@ -252,7 +252,7 @@ def lookup_subject_secrets(
     raw = {subject: _subject_bytes(subject) for subject in ids}
     lookups = {subject: _lookup(key, raw[subject]) for subject in ids}
 
-    postgres = session.get_bind().dialect.name == "postgresql"
+    postgres = (session.get_bind() if isinstance(session, Session) else session).dialect.name == "postgresql"
     wanted = list(set(lookups.values()))
 
     def fetch() -> dict[str, str]:

@@ -240,9 +240,13 @@ class Store:
         except IntegrityError:
             raise  # a constraint the caller may handle (a duplicate id, say)
         except DBAPIError as err:
-            # A store that cannot be written is bad input to the caller (exit 2),
-            # never a policy finding; nothing of the transaction was committed.
-            raise ConfigError(f"the database {masked_url(self.engine.url)} refused the write: {describe_db_error(err)}") from err
+            raise self.refused(err) from err
+
+    def refused(self, err: DBAPIError) -> ConfigError:
+        """The error :meth:`session` raises for a write the database refused (``err``, not an IntegrityError)."""
+        # A store that cannot be written is bad input to the caller (exit 2),
+        # never a policy finding; nothing of the transaction was committed.
+        return ConfigError(f"the database {masked_url(self.engine.url)} refused the write: {describe_db_error(err)}")
 
     @contextmanager
     def snapshot(self) -> Iterator[Connection]:
@@ -270,6 +274,57 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
+
+
+class HeldConnection:
+    """One connection of a store kept checked out across the transactions of a single writer (a process of its own).
+
+    :meth:`Store.session` checks a connection out of the pool for each
+    transaction: on PostgreSQL that is a ping (one round trip) before the first
+    statement, and on both stores the pool's checkout and reset and a new
+    session's set-up, a fixed cost that dominates a small transaction. A writer
+    that runs one transaction after another (the decision writer) keeps one
+    connection instead. Each :meth:`session` is one transaction, committed at
+    the end or rolled back on an exception, with the errors of
+    :meth:`Store.session`. After any database error the connection is given up
+    and the next transaction checks out a new one (pinged).
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._connection: Connection | None = None
+
+    @property
+    def fresh(self) -> bool:
+        """Whether the next transaction runs on a newly checked out connection (pinged, on PostgreSQL)."""
+        return self._connection is None
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction on the held connection: commit on success, roll back on error."""
+        if self._connection is None:
+            self._connection = self.store.engine.connect()
+        connection = self._connection
+        try:
+            with connection.begin():
+                with Session(bind=connection, expire_on_commit=False) as session:
+                    yield session
+                    session.flush()
+        except BaseException as err:
+            if isinstance(err, DBAPIError) or connection.invalidated:
+                self.close()  # a dropped or broken connection is not used again
+            if isinstance(err, DBAPIError) and not isinstance(err, IntegrityError):
+                raise self.store.refused(err) from err
+            raise
+
+    def close(self) -> None:
+        """Return the connection to the pool (the next transaction checks out another)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except DBAPIError:
+                pass
 
 
 def open_store(url: str | None = None, *, upgrade: bool = True, pool_size: int | None = None) -> Store:

@@ -39,7 +39,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from audits.db import Store, describe_db_error
+from audits.db import HeldConnection, Store, describe_db_error
 from audits.consent_write import ConsentWrite
 from audits.decision_record import Decision, _Pending
 from audits.decisions import DecisionLog
@@ -66,6 +66,7 @@ def _child_main(url: str, actor: str, conn: Connection) -> None:
     conn.send(("ready",))
     writer = DecisionLog.__new__(DecisionLog)  # only _commit is used: the store, the actor, the filed record keys
     writer.store, writer.actor, writer._filed = store, actor, set()
+    writer._held = held = HeldConnection(store)  # the only writer of this process: one connection for every batch
     frozen = False
     try:
         while True:
@@ -97,6 +98,7 @@ def _child_main(url: str, actor: str, conn: Connection) -> None:
                     gc.freeze()
                     frozen = True
     finally:
+        held.close()
         store.close()
 
 

@@ -55,7 +55,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from audits._common import actor_name, aware, json_object, lookup_subject_secrets, text
-from audits.db import EncodedJson, Store, describe_db_error
+from audits.db import EncodedJson, HeldConnection, Store, describe_db_error
 from audits.consent_write import ConsentWrite, plan_consent, store_consent
 from audits.decision_record import DECISION_FIELDS, Decision, DecisionReceipt, _fast_digest, _Pending, _prepare, batch_digest
 from audits.models import DecisionRecord, FailedRequest, TrailEvent
@@ -93,6 +93,7 @@ class _Flush:
 
 
 _STOP = object()
+_INSERT_DECISIONS = insert(DecisionRecord.__table__)  # built once: every batch runs it
 
 
 class DecisionLog:
@@ -299,44 +300,83 @@ class DecisionLog:
         first = batch[0].decision.decision_id
         return first if len(batch) == 1 else f"{first} and {len(batch) - 1} others in its batch"
 
+    _held: HeldConnection | None = None
+    """The connection a writer process keeps for its transactions (:mod:`audits.decision_writer`); None: one per batch."""
+
     def _commit(self, batch: list[_Pending]) -> int:
         """Write one batch (pseudonyms, sealing, the trail events, the rows) in one transaction; return its event's seq."""
-        with self.store.session() as session:
-            filed, keys = self._seal(session, batch)
-            # The consent records the decisions were made on come first in the trail, under the pseudonyms and
-            # record keys just read for the decisions (audits.consent_write).
-            writes = [(write, p.decision.subject_id, p.subject, keys[p.subject]) for p in batch if p.consent for write in p.consent]
-            planned = plan_consent(writes)  # type: ignore[arg-type]
-            ids = sorted(p.decision.decision_id for p in batch)
-            committed = NewEvent(
-                actor=self.actor,
-                action="decisions.committed",
-                payload={
-                    "count": len(batch),
-                    "first_decision_id": ids[0],
-                    "last_decision_id": ids[-1],
-                    "sha256": _fast_digest(batch),
-                },
-            )
-            # The consent records' events, then the batch's event (the rows point at it), then the events the
-            # decisions brought.
-            first = append_many(session, [*planned.events, committed, *(event for p in batch for event in p.events)]).first_seq
-            seq = first + len(planned.events)
-            recorded = iter(store_consent(session, planned, first))
-            for pending in batch:
-                if pending.consent:
-                    pending.recorded = tuple(next(recorded) for _ in pending.consent)
-            # slate and context go in as the canonical JSON the digest covers, encoded once
-            session.execute(
-                insert(DecisionRecord.__table__),
-                [p.row | {"slate": EncodedJson(p.slate_json.decode()), "context": EncodedJson(p.context_json.decode()), "batch_seq": seq} for p in batch],
-            )
+        held = self._held
+        if held is None:
+            with self.store.session() as session:
+                seq, filed = self._write_batch(session, batch)
+        else:
+            seq, filed = self._write_held(held, batch)
         if len(self._filed) > _MAX_FILED:
             self._filed.clear()
         self._filed.update(filed)  # only once committed
         return seq
 
-    def _seal(self, session: Session, batch: list[_Pending]) -> tuple[list[str], dict[str, bytes]]:
+    def _write_held(self, held: HeldConnection, batch: list[_Pending]) -> tuple[int, list[str]]:
+        """:meth:`_write_batch` on the held connection. A connection the server dropped while it was held (found by
+        a statement before the commit: nothing was written) is replaced and the batch written again, once, as the
+        ping of a pooled connection would have replaced it before the batch."""
+        before = [(p.subject, p.slate_json, p.context_json, p.recorded) for p in batch]
+        retry = not held.fresh
+        reached_commit = False
+        try:
+            with held.session() as session:
+                result = self._write_batch(session, batch)
+                reached_commit = True
+            return result
+        except ConfigError as err:
+            cause = err.__cause__
+            if not (retry and not reached_commit and isinstance(cause, DBAPIError) and cause.connection_invalidated):
+                raise
+        for pending, (subject, slate_json, context_json, recorded) in zip(batch, before, strict=True):
+            pending.subject, pending.slate_json, pending.context_json, pending.recorded = subject, slate_json, context_json, recorded
+        with held.session() as session:
+            return self._write_batch(session, batch)
+
+    def _write_batch(self, session: Session, batch: list[_Pending]) -> tuple[int, list[str]]:
+        """The batch's statements in the caller's transaction; its event's seq and the pseudonyms whose key it filed.
+
+        The statements go to the session's connection (Core): none of them loads or flushes ORM objects, and the
+        ORM's execution layer costs more than the database's work for a small batch. Only the consent rows go
+        through the session (:func:`~audits.consent_write.store_consent`).
+        """
+        connection = session.connection()
+        filed, keys = self._seal(connection, batch)
+        # The consent records the decisions were made on come first in the trail, under the pseudonyms and
+        # record keys just read for the decisions (audits.consent_write).
+        writes = [(write, p.decision.subject_id, p.subject, keys[p.subject]) for p in batch if p.consent for write in p.consent]
+        planned = plan_consent(writes)  # type: ignore[arg-type]
+        ids = sorted(p.decision.decision_id for p in batch)
+        committed = NewEvent(
+            actor=self.actor,
+            action="decisions.committed",
+            payload={
+                "count": len(batch),
+                "first_decision_id": ids[0],
+                "last_decision_id": ids[-1],
+                "sha256": _fast_digest(batch),
+            },
+        )
+        # The consent records' events, then the batch's event (the rows point at it), then the events the
+        # decisions brought.
+        first = append_many(connection, [*planned.events, committed, *(event for p in batch for event in p.events)]).first_seq
+        seq = first + len(planned.events)
+        recorded = iter(store_consent(session, planned, first))
+        for pending in batch:
+            if pending.consent:
+                pending.recorded = tuple(next(recorded) for _ in pending.consent)
+        # slate and context go in as the canonical JSON the digest covers, encoded once
+        connection.execute(
+            _INSERT_DECISIONS,
+            [p.row | {"slate": EncodedJson(p.slate_json.decode()), "context": EncodedJson(p.context_json.decode()), "batch_seq": seq} for p in batch],
+        )
+        return seq, filed
+
+    def _seal(self, session: Session | Connection, batch: list[_Pending]) -> tuple[list[str], dict[str, bytes]]:
         """Name each decision's subject by pseudonym and seal its slate and context under the subject's record key.
 
         Record keys are derived from the subjects' secrets (read in one query,

@@ -221,3 +221,116 @@ def test_a_store_the_writer_cannot_open_is_refused_at_once_saying_why(tmp_path: 
     with pytest.raises(ConfigError, match="writer process did not start: .*not-a-folder"):
         ProcessDecisionLog(broken)  # type: ignore[arg-type]
     assert time.perf_counter() - started < 60  # answered, not timed out
+
+
+def _writer_of(store: Store, held: bool) -> DecisionLog:
+    """A log's writer as the writer process sets it up, on one held connection or on one per batch."""
+    from audits.db import HeldConnection
+
+    writer = DecisionLog.__new__(DecisionLog)
+    writer.store, writer.actor, writer._filed = store, "writer-test", set()
+    if held:
+        writer._held = HeldConnection(store)
+    return writer
+
+
+def _stored(store: Store) -> dict[str, list[tuple]]:
+    from audits.models import SubjectSecret, TrailEvent, TrailHead
+
+    with store.snapshot() as connection:
+        return {
+            "decisions": [tuple(r) for r in connection.execute(select(DecisionRecord.__table__).order_by(DecisionRecord.decision_id))],
+            "trail": [tuple(r) for r in connection.execute(select(TrailEvent.__table__).order_by(TrailEvent.seq))],
+            "head": [tuple(r) for r in connection.execute(select(TrailHead.__table__))],
+            "secrets": sorted(connection.execute(select(SubjectSecret.lookup, SubjectSecret.secret)).all()),
+        }
+
+
+@pytest.fixture
+def twin_store(request: pytest.FixtureRequest, db_url: str, tmp_path: Path):
+    """A second empty store of the same kind as ``store``."""
+    from audits import open_store
+    from tests.conftest import _postgres_schema_url
+
+    if db_url.startswith("sqlite"):
+        opened = open_store(f"sqlite:///{tmp_path / 'twin.db'}")
+        yield opened
+        opened.close()
+        return
+    for url in _postgres_schema_url(request.getfixturevalue("postgres_admin_url")):
+        opened = open_store(url)
+        yield opened
+        opened.close()
+
+
+def test_the_writer_process_stores_the_same_bytes_as_a_transaction_per_batch(store: Store, twin_store: Store, monkeypatch) -> None:
+    """The writer process's batches (one held connection, Core statements) store rows, trail and secrets identical to
+    those of a session per batch, given the same decisions, secrets, nonces and clock."""
+    from datetime import UTC, datetime
+    import hashlib
+    import itertools
+
+    from audits import _common, sealing, trail
+    from audits.decision_record import _prepare
+    from audits.trail import NewEvent
+
+    def deterministic() -> None:
+        counter = itertools.count()
+        stream = lambda n: hashlib.shake_256(str(next(counter)).encode()).digest(n)  # noqa: E731
+        monkeypatch.setattr(sealing, "os", SimpleNamespace(urandom=stream))
+        monkeypatch.setattr(_common, "secrets", SimpleNamespace(token_hex=lambda n: stream(n).hex()))
+        class clock(datetime):
+            @classmethod
+            def now(cls, tz=None):  # type: ignore[override]
+                return datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+        for module in (trail, _common, sealing):
+            monkeypatch.setattr(module, "datetime", clock)
+
+    def batches() -> list[list]:
+        decided = datetime(2026, 3, 1, 11, 0, tzinfo=UTC)
+        event = NewEvent(actor="key:7:ops", action="api.recommendations.create", objects={"model": "als-1"}, payload={"gpc": False})
+        return [
+            [_prepare({**_record(n), "decision_id": str(uuid.UUID(int=1000 * b + n)), "decided_at": decided}, None, (event,)) for n in range(start, start + size)]
+            for b, (start, size) in enumerate(((0, 1), (1, 5), (3, 20)))  # subjects met again in later batches
+        ]
+
+    stored = []
+    prepared = {False: batches(), True: batches()}  # validated before the clock is fixed
+    for target, held in ((store, False), (twin_store, True)):
+        deterministic()
+        writer = _writer_of(target, held)
+        for batch in prepared[held]:
+            DecisionLog._commit(writer, batch)
+        if held:
+            writer._held.close()
+        stored.append(_stored(target))
+        with target.snapshot() as connection:
+            assert verify_trail(connection).intact and verify_decisions(connection) == []
+    assert len(stored[0]["decisions"]) == 26 and len(stored[0]["trail"]) == 29
+    assert stored[0] == stored[1]
+
+
+def test_a_held_connection_the_server_dropped_is_replaced_and_the_batch_written(postgres_url: str) -> None:
+    """A held connection dropped between batches (a server restart, an idle timeout) costs the next batch nothing:
+    it is written on a new connection, as a pooled connection's ping would have found the drop."""
+    from audits import open_store
+    from audits.decision_record import _prepare
+
+    store = open_store(postgres_url)
+    try:
+        writer = _writer_of(store, held=True)
+        DecisionLog._commit(writer, [_prepare(_record(1), None)])
+        pid = writer._held._connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        writer._held._connection.rollback()
+        with store.engine.begin() as admin:
+            admin.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+        time.sleep(0.2)
+        seq = DecisionLog._commit(writer, [_prepare(_record(2), None), _prepare(_record(3), None)])
+        assert seq > 0
+        writer._held.close()
+        with store.snapshot() as connection:
+            assert len(connection.execute(select(DecisionRecord.decision_id)).all()) == 3
+            assert verify_trail(connection).intact and verify_decisions(connection) == []
+    finally:
+        store.close()
