@@ -334,3 +334,30 @@ def test_a_held_connection_the_server_dropped_is_replaced_and_the_batch_written(
             assert verify_trail(connection).intact and verify_decisions(connection) == []
     finally:
         store.close()
+
+
+def test_two_writer_processes_on_one_store_keep_one_chain(store: Store) -> None:
+    """Two writer processes, each holding its connection across batches, append to one trail: every batch reads the
+    head under the lock in its own transaction, so the chain stays one and every batch verifies."""
+    import threading
+
+    with ProcessDecisionLog(store) as first, ProcessDecisionLog(store) as second:
+        futures: list = []
+
+        def feed(log: ProcessDecisionLog, offset: int) -> None:
+            for n in range(offset, offset + 60):
+                futures.append(log.submit(_record(n % 25)))
+                if n % 7 == 0:
+                    time.sleep(0.002)
+
+        feeders = [threading.Thread(target=feed, args=(log, offset)) for log, offset in ((first, 0), (second, 1000))]
+        for feeder in feeders:
+            feeder.start()
+        for feeder in feeders:
+            feeder.join()
+        receipts = [f.result(timeout=120) for f in futures]
+        assert first.batches_committed > 1 and second.batches_committed > 1
+    assert len({r.batch_seq for r in receipts}) == first.batches_committed + second.batches_committed
+    with store.snapshot() as connection:
+        assert len(connection.execute(select(DecisionRecord.decision_id)).all()) == 120
+        assert verify_trail(connection).intact and verify_decisions(connection) == []
