@@ -51,8 +51,10 @@ __all__ = [
     "ILLEGAL_MOVE",
     "NOT_RETIRABLE",
     "NO_PREVIOUS",
+    "PRODUCTION_MOVED",
     "PROMOTION_STAGES",
     "ArtifactChanged",
+    "ProductionMoved",
     "GateRefused",
     "UnknownModelVersion",
     "check_artifact",
@@ -71,6 +73,10 @@ _GATED = ("canary", "production")
 ILLEGAL_MOVE = "cannot move model version {version!r} from {current} to {stage}: {why}"
 NO_PREVIOUS = "nothing to roll back to: {why}"
 NOT_RETIRABLE = "cannot retire model version {version!r}: {why}"
+PRODUCTION_MOVED = (
+    "production is no longer {expected!r}: {now} is in production now (another rollback or promotion moved it since); "
+    "nothing changed. Read the deployments again and decide on what is in production now"
+)
 RETRAINED_AWAY = (
     "a full retrain after an erasure replaced it ({by}): it was trained on the data of a subject since erased; "
     "deploy the retrain (or a model trained since) and retire this version"
@@ -79,6 +85,23 @@ RETRAINED_AWAY = (
 
 class UnknownModelVersion(ConfigError):
     """The store records no such model version (the API answers 404)."""
+
+
+class ProductionMoved(ConfigError):
+    """The caller's precondition on the production version no longer holds (API 409 ``production-changed``)."""
+
+
+def _check_expected(latest: dict[str, Deployment], expected: str | None) -> None:
+    """:class:`ProductionMoved` unless ``expected`` is None or the version in production now.
+
+    A rollback or promotion decided on what was in production is valid under the lock whatever moved since: two
+    rollbacks at once would each be allowed and together go back two versions. The caller states the version it
+    decided on, and the move is made only if that is still what production serves."""
+    if expected is None:
+        return
+    current = _production(latest)
+    if current != expected:
+        raise ProductionMoved(PRODUCTION_MOVED.format(expected=expected, now=repr(current) if current else "no model version"))
 
 
 def check_artifact(session: Session, model_version: str) -> None:
@@ -193,6 +216,7 @@ def promote(
     out_dir: Path,
     models_dir: Path,
     actor: str | None = None,
+    expected_production: str | None = None,
 ) -> dict[str, Any]:
     """Move ``model_version`` one stage on, through the gate the deployment policy binds for canary and production.
 
@@ -201,6 +225,10 @@ def promote(
     "previous_stage", "audit_id", "displaced", "gate"}`` (``displaced``: the
     version moved from production back to shadow, or None; ``gate``: the pack
     and audit that allowed the move, None into shadow).
+
+    ``expected_production``: when given, the move is made only if that version is in production, checked before
+    the gate runs and again under the lock (:class:`ProductionMoved` otherwise, nothing moved): a promotion to
+    production decided against one production version must not displace another one promoted meanwhile.
 
     Raises
     ------
@@ -211,12 +239,15 @@ def promote(
         bound, or the data does not cover what the binding requires; no gate ran.
     GateRefused
         The gate did not pass; nothing moved. ``reasons`` and ``audit_id`` say why and where.
+    ProductionMoved
+        ``expected_production`` is not the version in production.
     """
     who = actor or get_settings().actor
     gate: Gate | None = None
     evidence: dict[str, Any] | None = None
     with store.session() as session:
         _check_move(session, model_version, to_stage)
+        _check_expected(_stages(session), expected_production)
         check_artifact(session, model_version)  # before any gate: the gate refits the recipe, serving loads the file
         if to_stage in _GATED:
             if dataset is None:
@@ -232,6 +263,7 @@ def promote(
     with store.session() as session:
         lock_head(session)
         current = _check_move(session, model_version, to_stage)  # again, under the lock
+        _check_expected(_stages(session), expected_production)
         if gate is not None:
             deploy_policy.check_unchanged(session, to_stage, gate)
         displaced = _production(_stages(session)) if to_stage == "production" else None
@@ -290,7 +322,7 @@ def _require_experiment(store: Any, pack: LoadedPack, model_version: str, stage:
     return evidence
 
 
-def rollback(store: Any, *, actor: str | None = None) -> dict[str, Any]:
+def rollback(store: Any, *, actor: str | None = None, expected_production: str | None = None) -> dict[str, Any]:
     """Put the previous production version back in production and retire the current one.
 
     The restored version does not go through the gate again: it passed it when it
@@ -301,8 +333,14 @@ def rollback(store: Any, *, actor: str | None = None) -> dict[str, Any]:
     is bound to now (when a binding exists): a rollback must not bring back what
     the installation's current pack was never asked about.
 
+    ``expected_production``: when given, the version the caller means to roll back from; if another version (or
+    none) is in production when the lock is held, :class:`ProductionMoved` and nothing changes. Without it two
+    rollbacks at once are each valid under the lock and together go back two versions.
+
     Raises
     ------
+    ProductionMoved
+        ``expected_production`` is not the version in production.
     ConfigError
         Nothing is in production, or no earlier production version is waiting in shadow.
     DeploymentPolicyRefused
@@ -312,6 +350,7 @@ def rollback(store: Any, *, actor: str | None = None) -> dict[str, Any]:
     with store.session() as session:
         lock_head(session)
         latest = _stages(session)
+        _check_expected(latest, expected_production)
         current = _production(latest)
         if current is None:
             raise ConfigError(NO_PREVIOUS.format(why="no model version is in production"))

@@ -191,18 +191,27 @@ class Client:
         """Deployed model versions by stage, each with its gate and latest audit."""
         return self._json("GET", "/v1/deployments")
 
-    def promote(self, model_version: str, stage: Literal["shadow", "canary", "production"], *, data: str | None = None) -> dict[str, Any]:
+    def promote(
+        self, model_version: str, stage: Literal["shadow", "canary", "production"], *, data: str | None = None, expected_production: str | None = None
+    ) -> dict[str, Any]:
         """Move a model version one stage on, through the gate (admin).
 
         A refusal of the gate (``gate-refused``), of the deployment policy (``deployment-policy``) or of a
         move out of order (``deployment-state``) is a 409 :class:`ClientError`; its ``problem["type"]`` says which.
+        ``expected_production``: move only if that version is in production (else 409 ``production-changed``).
         """
-        body = {"stage": stage, **({"data": data} if data is not None else {})}
+        body = {"stage": stage, **({"data": data} if data is not None else {}), **({"expected_production": expected_production} if expected_production is not None else {})}
         return self._json("POST", f"/v1/deployments/{_segment(model_version)}/promote", json=body)
 
-    def rollback(self) -> dict[str, Any]:
-        """Restore the previous production version (admin); nothing to restore is a 409 ``deployment-state``."""
-        return self._json("POST", "/v1/deployments/rollback")
+    def rollback(self, *, expected_production: str | None = None) -> dict[str, Any]:
+        """Restore the previous production version (admin); nothing to restore is a 409 ``deployment-state``.
+
+        ``expected_production``: roll back only from that version; if production moved meanwhile (another
+        rollback came first), a 409 ``production-changed`` and nothing changes.
+        """
+        if expected_production is None:
+            return self._json("POST", "/v1/deployments/rollback")
+        return self._json("POST", "/v1/deployments/rollback", json={"expected_production": expected_production})
 
     # -- consent ----------------------------------------------------------------------------------
     def import_consent(

@@ -1,9 +1,11 @@
 """``recgov deploy``: promote a model version through the gate, roll back, show what runs where.
 
 Exit codes: 0 done, 1 the gate refused the promotion, 2 bad input (unknown
-model or stage, an illegal move such as shadow -> production) or a move the
+model or stage, an illegal move such as shadow -> production), a move the
 deployment policy refuses (no pack bound to the stage, another pack than the
-bound one, data short of what the binding requires).
+bound one, data short of what the binding requires), or ``--expected VERSION``
+not being the version in production (another rollback or promotion came
+first; nothing changed).
 """
 
 from __future__ import annotations
@@ -29,6 +31,14 @@ PackOpt = Annotated[
 ]
 DataOpt = Annotated[str | None, typer.Option("--data", help="DATA for the gate's audit (needed for canary and production).", show_default=False)]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Folder for the gate's files (default: ./recgov-gate).")]
+ExpectedOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--expected", metavar="VERSION", show_default=False,
+        help="Move only if VERSION is in production when the move is made (another rollback or promotion may have come first): "
+        "otherwise exit 2 and nothing changes.",
+    ),
+]
 
 deploy_app = typer.Typer(help="Governed deployments: shadow -> canary -> production through the gate.", no_args_is_help=True)
 
@@ -43,6 +53,7 @@ def promote_command(
     items: ItemsOpt = None,
     items_map: ItemsMapOpt = None,
     out: OutOpt = None,
+    expected: ExpectedOpt = None,
     database_url: DatabaseOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -64,7 +75,7 @@ def promote_command(
         try:
             result = promote(
                 store, model_version=model_version, to_stage=to, pack=loaded, load_pack=installation_pack_loader(packs_dir()), dataset=dataset,
-                out_dir=out or Path("recgov-gate"), models_dir=get_settings().home / "models", actor=None,
+                out_dir=out or Path("recgov-gate"), models_dir=get_settings().home / "models", actor=None, expected_production=expected,
             )  # fmt: skip
         except GateRefused as err:
             if json_output:
@@ -83,15 +94,17 @@ def promote_command(
 
 
 @deploy_app.command("rollback")
-def rollback_command(database_url: DatabaseOpt = None, json_output: JsonOpt = False) -> None:
-    """Put the previous production version back in production and retire the current one."""
+def rollback_command(expected: ExpectedOpt = None, database_url: DatabaseOpt = None, json_output: JsonOpt = False) -> None:
+    """Put the previous production version back in production and retire the current one.
+
+    Give --expected with the version you mean to roll back from: two rollbacks at once then never go back two versions."""
     from audits import open_store
     from governance.deploy import rollback
 
     with user_errors():
         store = open_store(database_url)
         try:
-            result = rollback(store)
+            result = rollback(store, expected_production=expected)
         finally:
             store.close()
     if json_output:

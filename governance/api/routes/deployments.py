@@ -11,6 +11,10 @@ A request that is well formed but does not fit where the versions stand is a
 rollback with nothing in production, or no earlier production version kept in
 shadow. The same request is right at another moment; what decides is the
 store's state, which no schema of the request can state.
+
+A promotion or rollback may carry ``expected_production``, the version the
+caller decided on; if production serves another one (or none) when the move is
+made, the answer is a 409 of kind ``production-changed`` and nothing moves.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from governance.api.deps import GovernKey, ReadKey, SessionDep, SettingsDep, Sto
 from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.schemas import IDENTIFIER
-from governance.api.schemas.deployments import PromotionCreate, Rollback
+from governance.api.schemas.deployments import PromotionCreate, Rollback, RollbackCreate
 from recommender.errors import ConfigError
 from recommender.loaders import load_data
 
@@ -47,8 +51,8 @@ router = APIRouter(prefix="/v1/deployments", tags=["deployments"], responses=pro
 def promote(model_version: Annotated[str, Path(min_length=1, max_length=128, pattern=IDENTIFIER)], body: PromotionCreate, store: StoreDep, session: SessionDep, settings: SettingsDep, key: GovernKey) -> dict[str, Any]:
     """404 for an unknown model or pack; 409 when the deployment policy or the gate refuses (the gate's reasons and
     audit id in ``errors``) or the move is out of order for where the version stands (kind ``deployment-state``)
-    or the model file is missing or no longer has its recorded SHA-256 (kind ``artifact-changed``);
-    422 for a body or data the gate cannot use."""
+    or the model file is missing or no longer has its recorded SHA-256 (kind ``artifact-changed``) or production
+    is not the body's ``expected_production`` (kind ``production-changed``); 422 for a body or data the gate cannot use."""
     try:
         loaded = pack_store.load_ref(settings.packs_dir, body.pack) if body.pack is not None else None
     except pack_store.PackNotFound as err:
@@ -68,8 +72,10 @@ def promote(model_version: Annotated[str, Path(min_length=1, max_length=128, pat
     try:
         result = deploy.promote(
             store, model_version=model_version, to_stage=body.stage, pack=loaded, load_pack=_loader(settings.packs_dir), dataset=dataset,
-            out_dir=out_dir, models_dir=settings.home / "models", actor=actor_of(key),
+            out_dir=out_dir, models_dir=settings.home / "models", actor=actor_of(key), expected_production=body.expected_production,
         )  # fmt: skip
+    except deploy.ProductionMoved as err:
+        raise Problem(409, str(err), kind="production-changed") from None
     except deploy.GateRefused as err:
         raise Problem(409, str(err), kind="gate-refused", errors=[{"audit_id": err.audit_id, "reason": r} for r in err.reasons]) from None
     except deploy_policy.DeploymentPolicyRefused as err:
@@ -96,13 +102,17 @@ def _loader(packs_dir: Any) -> deploy_policy.PackLoader:
     return load
 
 
-@router.post("/rollback", response_model=Rollback, responses=problems(403, 409), summary="Restore the previous production version")
-def rollback(store: StoreDep, session: SessionDep, key: GovernKey) -> dict[str, Any]:
-    """409 ``deployment-state`` when nothing is in production or no earlier production version waits in shadow;
+@router.post("/rollback", response_model=Rollback, responses=problems(403, 409, 422), summary="Restore the previous production version")
+def rollback(store: StoreDep, session: SessionDep, key: GovernKey, body: RollbackCreate | None = None) -> dict[str, Any]:
+    """409 ``production-changed`` when the body's ``expected_production`` is not the version in production (another
+    rollback or promotion came first; nothing changes);
+    409 ``deployment-state`` when nothing is in production or no earlier production version waits in shadow;
     409 ``deployment-policy`` when the version to restore passed production under another pack than the one bound now;
     409 ``artifact-changed`` when its model file is missing or no longer has the recorded SHA-256."""
     try:
-        result = deploy.rollback(store, actor=actor_of(key))
+        result = deploy.rollback(store, actor=actor_of(key), expected_production=None if body is None else body.expected_production)
+    except deploy.ProductionMoved as err:
+        raise Problem(409, str(err), kind="production-changed") from None
     except deploy_policy.DeploymentPolicyRefused as err:
         raise Problem(409, str(err), kind="deployment-policy") from None
     except deploy.ArtifactChanged as err:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from governance.api.schemas import IDENTIFIER, Count
 
-__all__ = ["PolicySet", "PromotionCreate", "Rollback"]
+__all__ = ["PolicySet", "PromotionCreate", "Rollback", "RollbackCreate"]
 
 
 class PromotionCreate(BaseModel):
@@ -30,6 +30,24 @@ class PromotionCreate(BaseModel):
         description="Leave out: the deployment policy's pack for the stage gates. Naming any other pack (shipped name or NAME@VERSION) is refused.",
     )  # fmt: skip
     data: str | None = Field(None, min_length=1, max_length=10_000, pattern=IDENTIFIER, description="DATA spec for the gate's audit (needed for canary and production).")
+    expected_production: str | None = Field(
+        None, min_length=1, max_length=128, pattern=IDENTIFIER,
+        description="Precondition: the model version the caller expects in production. If another version (or none) is in "
+        "production when the move is made, the answer is a 409 of kind production-changed and nothing moves.",
+    )  # fmt: skip
+
+
+class RollbackCreate(BaseModel):
+    """An optional precondition of a rollback (the body may be left out)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"expected_production": "als-1a2b3c4d5e6f"}]})
+
+    expected_production: str | None = Field(
+        None, min_length=1, max_length=128, pattern=IDENTIFIER,
+        description="The model version the caller means to roll back from. If another version (or none) is in production "
+        "when the rollback is made (another rollback or a promotion came first), the answer is a 409 of kind "
+        "production-changed and nothing changes: two rollbacks decided on the same state never go back two versions.",
+    )  # fmt: skip
 
 
 class Rollback(BaseModel):
