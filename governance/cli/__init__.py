@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typer
 
+from governance.cli._common import JsonErrorsGroup
 from governance.cli import (
     api,
     audit,
@@ -35,6 +36,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=JsonErrorsGroup,  # errors under --json, the parser's own included, as one JSON document
 )
 
 _GROUPS = (core, policy, audit, demo, serve, store, consent, subjects, retrain, processing, api, report, research, deploy, harm, batch, ope)

@@ -13,6 +13,8 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -20,13 +22,14 @@ import numpy as np
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from typer.core import TyperGroup
 
 from governance.located import PolicyError
 from governance.policy import LoadedPack, load_pack
 from governance.packs import resolve_pack
 from recommender.errors import RecgovError
 
-__all__ = ["EXIT_OK", "EXIT_FINDING", "EXIT_USAGE", "console", "err_console", "fail", "emit_json", "opened_store", "user_errors", "progress_enabled", "load_or_fail", "SubjectArg", "RequestedSubjectArg", "checked_subject_id", "checked_requested_subject", "OptionalPackOpt", "RequiredPackOpt", "short_pseudonym"]
+__all__ = ["JsonErrorsGroup", "EXIT_OK", "EXIT_FINDING", "EXIT_USAGE", "console", "err_console", "fail", "emit_json", "opened_store", "user_errors", "progress_enabled", "load_or_fail", "SubjectArg", "RequestedSubjectArg", "checked_subject_id", "checked_requested_subject", "OptionalPackOpt", "RequiredPackOpt", "short_pseudonym"]
 
 EXIT_OK = 0
 EXIT_FINDING = 1
@@ -44,24 +47,70 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-try:  # typer 0.20+ runs commands on its own copy of click: the running command's context is kept there
-    from typer._click.globals import get_current_context as _current_context
-except ImportError:  # pragma: no cover - an older typer runs them on click itself
-    from click import get_current_context as _current_context
+@dataclass
+class _Run:
+    """One run of the command line: whether ``--json`` was asked for, and whether a JSON document was printed."""
 
-_EMITTED = "recgov.json_emitted"
-"""Set in the command's click context once it has printed its JSON document (stdout then holds one document)."""
+    json: bool
+    emitted: bool = False
+
+
+_RUN: ContextVar[_Run | None] = ContextVar("recgov_cli_run", default=None)
+"""The run in progress, set by :class:`JsonErrorsGroup` (None outside a command line run)."""
+
+_CLICK_EXCEPTION: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+"""The base of the usage errors of the click typer runs on (its own copy since typer 0.20, click before), found
+from the public ``typer.BadParameter`` rather than imported from where that copy happens to live."""
+
+
+def json_asked(args: list[str]) -> bool:
+    """Whether ``--json`` is among the command line's options (before a ``--`` that ends them)."""
+    options = args[: args.index("--")] if "--" in args else args
+    return "--json" in options
 
 
 def _json_requested() -> bool:
-    """Whether the running command was given ``--json`` (whatever its parameter is called)."""
-    ctx = _current_context(silent=True)
-    while ctx is not None:
-        for param in ctx.command.params:
-            if "--json" in getattr(param, "opts", ()) and ctx.params.get(param.name or ""):
-                return True
-        ctx = ctx.parent
-    return False
+    """Whether the running command line was given ``--json`` (see :class:`JsonErrorsGroup`)."""
+    run = _RUN.get()
+    return run is not None and run.json
+
+
+class JsonErrorsGroup(TyperGroup):
+    """The root command of a Typer app whose errors under ``--json`` are one JSON document on stdout.
+
+    Run-time errors (:func:`fail`) know from here that ``--json`` was asked for. Usage errors of the parser itself
+    (a bad option value, an unknown option or command, a missing argument) are raised before any command runs:
+    under ``--json`` the root runs the command line without click's own error printing, prints the error as
+    :func:`error_document` on stdout and its usual text on stderr, and exits with click's code for it (2).
+    Only public API: ``typer.core.TyperGroup`` (``cls=``), ``main(standalone_mode=False)``, ``typer.Abort``.
+    """
+
+    def invoke(self, ctx: Any) -> Any:
+        super().invoke(ctx)
+        return None  # a command's return value is no exit code (``main`` returns it when not standalone)
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
+        run = _Run(json=json_asked(argv))
+        token = _RUN.set(run)
+        try:
+            if not (run.json and standalone_mode):
+                return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
+            try:
+                code = super().main(argv, prog_name, complete_var, False, **extra)
+            except _CLICK_EXCEPTION as err:
+                if not run.emitted:
+                    where = getattr(getattr(err, "ctx", None), "command_path", None) or prog_name or self.name
+                    message = err.format_message()  # type: ignore[attr-defined]
+                    emit_json(error_document(f"{where}: {message}" if where else message))
+                err.show()  # type: ignore[attr-defined]  # the usage and the error, on stderr, as without --json
+                sys.exit(err.exit_code)  # type: ignore[attr-defined]
+            except typer.Abort:
+                err_console.print("Aborted!", highlight=False)
+                sys.exit(1)
+            sys.exit(code if isinstance(code, int) else 0)
+        finally:
+            _RUN.reset(token)
 
 
 def error_document(message: str) -> dict[str, Any]:
@@ -77,8 +126,8 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     (:func:`error_document`), unless the command has already printed its document. The exit code is the same
     either way.
     """
-    ctx = _current_context(silent=True)
-    if _json_requested() and not (ctx is not None and ctx.find_root().meta.get(_EMITTED)):
+    run = _RUN.get()
+    if run is not None and run.json and not run.emitted:
         emit_json(error_document(message))
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)  # for the person reading the log
     return typer.Exit(code=code)
@@ -147,9 +196,9 @@ def emit_json(document: Any) -> None:
     """Print one JSON document on stdout."""
     sys.stdout.write(to_json(document) + "\n")
     sys.stdout.flush()
-    ctx = _current_context(silent=True)
-    if ctx is not None:
-        ctx.find_root().meta[_EMITTED] = True
+    run = _RUN.get()
+    if run is not None:
+        run.emitted = True
 
 
 def progress_enabled(json_output: bool) -> bool:

@@ -11,7 +11,7 @@ import typer
 from cli_helpers import invoke
 from typer.testing import CliRunner
 
-from governance.cli._common import emit_json, fail
+from governance.cli._common import JsonErrorsGroup, emit_json, fail
 
 ISSUE_KEYS = {"file", "line", "column", "path", "message", "severity"}
 
@@ -50,7 +50,7 @@ def test_a_run_time_error_under_json_is_one_json_document_with_the_same_exit_cod
 
 
 def test_an_error_after_the_commands_document_stays_on_stderr() -> None:
-    app = typer.Typer()
+    app = typer.Typer(cls=JsonErrorsGroup)
 
     @app.command()
     def refuse(json_output: bool = typer.Option(False, "--json")) -> None:
@@ -67,3 +67,27 @@ def test_an_error_after_the_commands_document_stays_on_stderr() -> None:
     assert "the gate refused" in result.stderr
     plain = CliRunner().invoke(app, ["other"], catch_exceptions=False)
     assert plain.exit_code == 2 and plain.stdout == "" and "no JSON asked for" in plain.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("recommend", "u1", "--k", "abc"), "Invalid value for '--k'"),  # a bad option value
+        (("lineage", "--no-such-option"), "No such option: --no-such-option"),
+        (("no-such-command",), "No such command 'no-such-command'"),
+        (("deploy", "rollback", "--expected"), "Option '--expected' requires an argument"),
+    ],
+)
+def test_a_usage_error_of_the_parser_under_json_is_one_json_document_with_exit_code_2(args: tuple[str, ...], words: str) -> None:
+    plain = invoke(*args)
+    as_json = invoke(*args, "--json") if args[-1] != "--expected" else invoke(*args[:-1], "--json", args[-1])
+    assert plain.exit_code == as_json.exit_code == 2
+    assert plain.stdout == ""
+    message = _error_document(as_json.stdout)["issues"][0]["message"]
+    assert words in message and message.startswith("recgov")  # the command it is about, then click's own words
+    assert words in as_json.stderr  # the usual text stays on stderr for the person reading the log
+
+
+def test_a_json_option_after_the_end_of_options_asks_for_no_json() -> None:
+    result = invoke("lineage", "--no-such-option", "--", "--json")
+    assert result.exit_code == 2 and result.stdout == ""
