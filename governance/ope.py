@@ -68,6 +68,7 @@ from recommender.ope import (
 from recommender.ope.policies import first_position, support_mask
 
 __all__ = [
+    "ALL_REFUSED",
     "ANALYTICS",
     "NO_OFF_POLICY_RULE",
     "OFF_POLICY_CHECKS",
@@ -79,6 +80,7 @@ __all__ = [
     "LoggedPackMismatch",
     "check_logged_hash",
     "evaluate_from_log",
+    "refused_estimates",
     "off_policy_facts",
     "off_policy_gate",
 ]
@@ -271,6 +273,26 @@ def analytics_model(stamps: Iterable[Sequence[str]], packs_dir: Path | None = No
         purpose = pack.pack.consent.purposes.get(ANALYTICS)
         models.add(purpose.model if purpose is not None else "opt_out")
     return ("opt_in" if "opt_in" in models else "opt_out"), sorted(set(unread))
+
+
+ALL_REFUSED = "every estimate of {kinds} is refused (a deterministic log, poor overlap or too few effective samples)"
+"""Why an evaluation is refused as a whole (API 422 ``ope-refused``, ``recgov ope`` exit 2): see :func:`refused_estimates`."""
+
+
+def refused_estimates(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The located refusals of a report whose every estimate of some outcome kind is refused (else none).
+
+    ``logged_policy`` (the on-policy mean of what was served) is not an estimate of the target and never counts.
+    """
+    errors = []
+    for kind, estimates in report.get("metrics", {}).items():
+        of_target = {name: est for name, est in estimates.items() if name != "logged_policy"}
+        if of_target and all(est.get("refused") for est in of_target.values()):
+            errors += [
+                {"location": "report", "field": f"metrics.{kind}.{name}", "message": str(est.get("reason")), "type": "estimate_refused"}
+                for name, est in of_target.items()
+            ]
+    return errors
 
 
 def evaluate_from_log(store: Any, logged: LoadedPack, target: LoadedPack, settings: OpeSettings | None = None) -> dict[str, Any]:

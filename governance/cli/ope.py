@@ -14,10 +14,15 @@ off-policy rules (``off_policy_non_inferiority``, ``off_policy_exposure``), the
 report holds their results and the gate's decision on them; ``--gate`` makes the
 exit code follow it.
 
-Exit codes: 0 the report was made (refused estimates are in it), 1 with ``--gate``:
-the gate blocks CANDIDATE (a refused estimate is missing evidence and blocks), 2 bad
-usage or input (a pack that does not load, a target that re-ranks differently, a
-pack without an analytics purpose, an unreachable store, a provider group file).
+Exit codes: 0 the report was made (some refused estimates may be in it), 1 with
+``--gate``: the gate blocks CANDIDATE (a refused estimate is missing evidence and
+blocks), 2 bad usage or input (a pack that does not load, a target that re-ranks
+differently, a pack without an analytics purpose, an unreachable store, a provider
+group file) or a refused evaluation: every estimate of an outcome kind is refused
+(a deterministic log, poor overlap, too few effective samples), as ``POST /v1/ope``
+answers 422 ``ope-refused``. The text report is printed all the same, then each
+refused estimator and its reason; under ``--json`` the one document is the error,
+an issue per refused estimator (its ``path``: ``metrics.<kind>.<estimator>``).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Annotated, Any
 
 import typer
 
-from governance.cli._common import console, emit_json, fail, load_or_fail
+from governance.cli._common import EXIT_USAGE, console, emit_json, error_document, fail, load_or_fail
 from governance.cli.store import JsonOutput, store_errors
 
 __all__ = ["ope_command", "provider_groups", "register"]
@@ -69,7 +74,7 @@ def ope_command(
 ) -> None:
     """Estimate what CANDIDATE would have earned on the lists served under CURRENT (IPS, SNIPS, DM, DR; slate IPS)."""
     from audits import open_store
-    from governance.ope import OpeSettings, evaluate_from_log
+    from governance.ope import ALL_REFUSED, OpeSettings, evaluate_from_log, refused_estimates
 
     logged = load_or_fail(logged_pack, json_output=json_output)
     target = load_or_fail(target_pack, json_output=json_output)
@@ -99,12 +104,28 @@ def ope_command(
             report = evaluate_from_log(store, logged, target, settings)
         finally:
             store.close()
+    refused = refused_estimates(report)
+    if refused and json_output:
+        emit_json({"valid": False, "issues": [{**error_document(e["message"])["issues"][0], "path": e["field"]} for e in refused]})
     blocked = gate and "gate" in report and not report["gate"]["decision"]["passed"]
+    if refused:
+        if not json_output:
+            _print_report(report)
+        kinds = sorted({e["field"].split(".")[1] for e in refused})
+        said = "; ".join(f"{e['field']}: {e['message']}" for e in refused)
+        raise fail(f"{ALL_REFUSED.format(kinds=', '.join(kinds))}: {said}", code=EXIT_USAGE)
     if json_output:
         emit_json(report)
         if blocked:
             raise typer.Exit(1)
         return
+    _print_report(report)
+    if blocked:
+        raise typer.Exit(1)
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    """The report as text on stdout."""
     console.print(
         f"{report['target_pack']['pack']} {report['target_pack']['pack_version']} on {report['decisions_used']:,} lists served under "
         f"{report['logged_pack']['pack']} {report['logged_pack']['pack_version']} ({report['decisions_read']:,} read; excluded: "
@@ -131,8 +152,6 @@ def ope_command(
         console.print(f"gate: {'passed' if decision['passed'] else 'blocked'}", highlight=False)
         for reason in decision["reasons"]:
             console.print(f"  {reason}", highlight=False, soft_wrap=True, markup=False)
-    if blocked:
-        raise typer.Exit(1)
 
 
 def provider_groups(specs: list[str], option: str = "--provider-group") -> dict[str, frozenset[str]]:

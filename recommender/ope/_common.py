@@ -81,6 +81,11 @@ def effective_sample_size(weights: np.ndarray) -> float:
     return 0.0 if sq == 0.0 else float(w.sum()) ** 2 / sq
 
 
+def plain(value: Any) -> Any:
+    """``value`` as the Python number it holds when it is a numpy scalar: a message says ``1.5``, not ``np.float64(1.5)``."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def as_vector(values: Any, name: str, n: int | None = None) -> np.ndarray:
     """``values`` as a finite float vector (of length ``n`` when given); a located :class:`DataError` otherwise."""
     arr = np.asarray(values, dtype=np.float64)
@@ -90,7 +95,7 @@ def as_vector(values: Any, name: str, n: int | None = None) -> np.ndarray:
         raise DataError(f"{name} has {len(arr)} values, expected {n} (one per context)")
     bad = np.flatnonzero(~np.isfinite(arr))
     if len(bad):
-        raise DataError(f"{name} must be finite; context {int(bad[0])} holds {arr[bad[0]]}")
+        raise DataError(f"{name} must be finite; context {int(bad[0])} holds {plain(arr[bad[0]])}")
     return arr
 
 
@@ -112,7 +117,7 @@ def probabilities(values: Any, name: str, n: int | None = None, *, positive: boo
     bad = np.flatnonzero(low | (arr > 1 + 1e-9))
     if len(bad):
         need = "in (0, 1]" if positive else "in [0, 1]"
-        raise DataError(f"{name} must be probabilities {need}; context {int(bad[0])} holds {arr[bad[0]]!r}")
+        raise DataError(f"{name} must be probabilities {need}; context {int(bad[0])} holds {plain(arr[bad[0]])!r}")
     return arr
 
 
@@ -120,13 +125,13 @@ def check_settings(n_bootstrap: int, confidence: float, min_ess: float, seed: in
     """The bootstrap and refusal settings every estimator takes, checked once (the seed as
     ``numpy.random.default_rng`` takes it: an int >= 0)."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"seed must be an int >= 0, got {seed!r}")
+        raise ConfigError(f"seed must be an int >= 0, got {plain(seed)!r}")
     if not isinstance(n_bootstrap, int) or n_bootstrap < 0:
-        raise ConfigError(f"n_bootstrap must be an int >= 0, got {n_bootstrap!r}")
+        raise ConfigError(f"n_bootstrap must be an int >= 0, got {plain(n_bootstrap)!r}")
     if not 0 < confidence < 1:
-        raise ConfigError(f"confidence must be in (0, 1), got {confidence!r}")
+        raise ConfigError(f"confidence must be in (0, 1), got {plain(confidence)!r}")
     if not np.isfinite(min_ess) or min_ess < 0:
-        raise ConfigError(f"min_ess must be a number >= 0, got {min_ess!r}")
+        raise ConfigError(f"min_ess must be a number >= 0, got {plain(min_ess)!r}")
 
 
 def bootstrap_ratio(

@@ -40,6 +40,7 @@ from typing import Literal
 import numpy as np
 
 from recommender.errors import ConfigError, DataError
+from recommender.ope._common import plain
 
 __all__ = [
     "DEFAULT_MAX_SLATES",
@@ -85,9 +86,9 @@ class SlatePolicy:
         if self.kind not in ("deterministic", "plackett_luce", "epsilon_slots"):
             raise ConfigError(f"unknown slate policy {self.kind!r}; expected deterministic, plackett_luce or epsilon_slots")
         if self.kind == "plackett_luce" and not (np.isfinite(self.temperature) and self.temperature > 0):
-            raise ConfigError(f"temperature must be a number > 0, got {self.temperature!r}")
+            raise ConfigError(f"temperature must be a number > 0, got {plain(self.temperature)!r}")
         if self.kind == "epsilon_slots" and not 0 <= self.epsilon <= 1:
-            raise ConfigError(f"epsilon must be in [0, 1], got {self.epsilon!r}")
+            raise ConfigError(f"epsilon must be in [0, 1], got {plain(self.epsilon)!r}")
         for name in ("fixed", "explore"):
             positions = getattr(self, name)
             if any(p < 0 for p in positions) or len(set(positions)) != len(positions):

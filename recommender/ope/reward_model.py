@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from recommender.errors import ConfigError, DataError
-from recommender.ope._common import as_vector
+from recommender.ope._common import as_vector, plain
 
 __all__ = ["item_mean_rewards", "ridge_rewards"]
 
@@ -29,7 +29,7 @@ def item_mean_rewards(candidates: Any, actions: Any, rewards: Any, *, prior_stre
     candidates; padded cells are predicted 0.
     """
     if prior_strength < 0:
-        raise ConfigError(f"prior_strength must be >= 0, got {prior_strength!r}")
+        raise ConfigError(f"prior_strength must be >= 0, got {plain(prior_strength)!r}")
     cand = np.asarray(candidates)
     if cand.ndim != 2 or not np.issubdtype(cand.dtype, np.integer):
         raise DataError(f"candidates must be an (n, m) array of integer item codes, got {cand.dtype} of shape {cand.shape}")
@@ -60,7 +60,7 @@ def ridge_rewards(features: Any, actions: Any, rewards: Any, *, alpha: float = 1
     unpenalised intercept: ``beta = (X'X + alpha I)^-1 X'(r - mean r)``.
     """
     if not alpha > 0:
-        raise ConfigError(f"alpha must be > 0, got {alpha!r}")
+        raise ConfigError(f"alpha must be > 0, got {plain(alpha)!r}")
     x = np.asarray(features, dtype=np.float64)
     if x.ndim != 3 or not np.isfinite(x).all():
         raise DataError(f"features must be a finite (n, m, d) array, got shape {x.shape}")

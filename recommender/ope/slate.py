@@ -48,6 +48,7 @@ from recommender.ope._common import (
     check_settings,
     effective_sample_size,
     finish,
+    plain,
     probabilities,
     unsupported_reason,
 )
@@ -63,7 +64,7 @@ def _position_probs(values: Any, name: str, n: int, k: int | None = None, *, pos
     if (low | (arr > 1 + 1e-9)).any():
         row, col = map(int, np.argwhere(low | (arr > 1 + 1e-9))[0])
         need = "in (0, 1]" if positive else "in [0, 1]"
-        raise DataError(f"{name} must be probabilities {need}; context {row}, position {col + 1} holds {arr[row, col]!r}")
+        raise DataError(f"{name} must be probabilities {need}; context {row}, position {col + 1} holds {plain(arr[row, col])!r}")
     return arr
 
 

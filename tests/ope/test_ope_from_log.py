@@ -289,3 +289,22 @@ def test_an_empty_log_reports_every_estimator_refused_with_its_reason(store: Sto
     assert set(estimates) == expected
     for name, est in estimates.items():
         assert est["refused"] and est["value"] is None and est["reason"] == "no logged contexts to estimate from", (name, est)
+
+
+def test_the_command_line_refuses_an_evaluation_whose_every_estimate_is_refused_as_the_api_does(store: Store, db_url: str, tmp_path: Path) -> None:
+    logged_text = pack_text(None)  # a deterministic log: no policy overlaps it
+    _fill(store, 200, logged_text)
+    (tmp_path / "logged.yaml").write_text(logged_text)
+    (tmp_path / "target.yaml").write_text(pack_text(TARGETS["colder"], "9.1.0"))
+    runner = CliRunner()
+    args = ["ope", db_url, "--logged-pack", str(tmp_path / "logged.yaml"), "--target-pack", str(tmp_path / "target.yaml"), "--kind", "click", "--bootstrap", "50"]
+    human = runner.invoke(app, args, catch_exceptions=False)
+    assert human.exit_code == 2, human.output
+    assert "every estimate of click is refused" in human.stderr and "metrics.click.ips: " in human.stderr
+    assert "refused: " in human.stdout  # the report is printed all the same
+    as_json = runner.invoke(app, [*args, "--json"], catch_exceptions=False)
+    assert as_json.exit_code == 2, as_json.output
+    doc = json.loads(as_json.stdout)  # one document: the error, an issue per refused estimator
+    assert doc["valid"] is False
+    assert {i["path"] for i in doc["issues"]} == {f"metrics.click.{n}" for n in ("slate_standard_ips", "slate_independent_ips", "slate_cascade_ips", "slate_pseudo_inverse", "ips", "snips", "dm", "dr")}
+    assert all(i["severity"] == "error" and i["message"] for i in doc["issues"])

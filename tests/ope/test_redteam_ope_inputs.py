@@ -40,3 +40,15 @@ def test_a_negative_seed_on_the_command_line_exits_2_and_names_the_flag(store: S
     args = ["ope", db_url, "--logged-pack", str(tmp_path / "logged.yaml"), "--target-pack", str(tmp_path / "target.yaml"), "--kind", "click", "--bootstrap", "50"]
     result = CliRunner().invoke(app, [*args, "--seed", "-1"])
     assert result.exit_code == 2 and "--seed" in result.output and "Traceback" not in result.output, result.output
+
+
+def test_a_value_out_of_range_is_named_as_a_plain_number_not_a_numpy_repr() -> None:
+    from recommender.errors import DataError
+    from recommender.ope import standard_ips
+
+    with pytest.raises(DataError) as refused:
+        standard_ips([1.0, 0.0], [1.5, 0.5], [0.5, 0.5], unsupported_mass=[0.0, 0.0])
+    assert "holds 1.5" in str(refused.value) and "np." not in str(refused.value)
+    with pytest.raises(ConfigError) as bad:
+        standard_ips([1.0], [0.5], [0.5], unsupported_mass=[0.0], min_ess=np.float64(-2.5))
+    assert str(bad.value).endswith("got -2.5")

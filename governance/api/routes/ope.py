@@ -48,7 +48,7 @@ from governance.api.errors import Problem, problems
 from governance.api.keys import actor_of
 from governance.api.schemas.ope import OpeCreate, OpeReportPublic
 from governance.api.services.engines import engines_of
-from governance.ope import NO_ANALYTICS_PURPOSE, RERANKING_DIFFERS, LoggedPackMismatch, OpeSettings, evaluate_from_log
+from governance.ope import ALL_REFUSED, NO_ANALYTICS_PURPOSE, RERANKING_DIFFERS, LoggedPackMismatch, OpeSettings, evaluate_from_log, refused_estimates
 from recommender.errors import ConfigError
 
 __all__ = ["ACTION", "REFUSED_KIND", "router"]
@@ -70,22 +70,6 @@ def finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [finite(v) for v in value]
     return value
-
-
-def refused_estimates(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """The located refusals of a report whose every estimate of some outcome kind is refused (else none).
-
-    ``logged_policy`` (the on-policy mean of what was served) is not an estimate of the target and never counts.
-    """
-    errors = []
-    for kind, estimates in report.get("metrics", {}).items():
-        of_target = {name: est for name, est in estimates.items() if name != "logged_policy"}
-        if of_target and all(est.get("refused") for est in of_target.values()):
-            errors += [
-                {"location": "report", "field": f"metrics.{kind}.{name}", "message": str(est.get("reason")), "type": "estimate_refused"}
-                for name, est in of_target.items()
-            ]
-    return errors
 
 
 def _refuse(session: Any, key: Any, body: OpeCreate, errors: list[dict[str, Any]], detail: str) -> Problem:
@@ -142,8 +126,7 @@ def evaluate(body: OpeCreate, request: Request, response: Response, session: Ses
         kinds = sorted({e["field"].split(".")[1] for e in errors})
         raise _refuse(
             session, key, body, errors,
-            f"every estimate of {', '.join(kinds)} is refused (a deterministic log, poor overlap or too few effective samples); "
-            "each estimator's reason is in errors",
+            ALL_REFUSED.format(kinds=", ".join(kinds)) + "; each estimator's reason is in errors",
         )  # fmt: skip
     digest = hashlib.sha256(canonical_json(report)).hexdigest()
     payload = {"request": body.model_dump(mode="json"), "report": report, "report_sha256": digest}
