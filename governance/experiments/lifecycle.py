@@ -125,9 +125,18 @@ class ExperimentConflict(ConfigError):
     """The experiment is not in a state that allows the move (API 409)."""
 
 
+class ArmsAlike(ExperimentConflict):
+    """A look at a running experiment whose arms serve the same lists now (API 409 ``experiment-arms-alike``)."""
+
+
 ARM_MODEL_WITHDRAWN = (
     "variant {variant!r} names model version {version!r}, which may not serve again: {why}. Its subjects would get "
     "lists no one could ship; name a version that may be deployed"
+)
+ARMS_ALIKE_AT_LOOK = (
+    "experiment {name!r}: no look while its arms serve the same lists (variants.{i}): {said}. The production model changed "
+    "while the experiment runs, so a look would compare the production model with itself; the refusal is on the trail "
+    "(experiment.look_refused). Put the control's model back in production, or stop the experiment and plan it anew"
 )
 ARMS_ALIKE_AT_START = (
     "experiment {name!r} cannot start (variants.{i}): {said}. The production model changed since the plan was frozen; "
@@ -839,6 +848,29 @@ def _guardrail(check: Callable[..., Any], control: Any, treatment: Any, guardrai
                 "reason": "the metric does not vary within either arm: the difference is exact"}  # fmt: skip
 
 
+def _arms_alike_now(session: Session, row: Experiment) -> str | None:
+    """Why a look at running experiment ``row`` is refused because two of its arms serve the same lists now (one names
+    the model version in production, the other names none, under the same pack), or None. Checked at plan and start
+    too; a promotion or rollback while it runs can bring it about."""
+    variants = row.plan["spec"]["variants"]
+    for i, name_, other, production in _arms_serving_production_alike(session, variants):
+        said = INDISTINCT_ARMS.format(variant=name_, other=other, model=f"{production}, the model in production now,", pack=variants[i]["pack"] or "the request's pack")
+        return ARMS_ALIKE_AT_LOOK.format(name=row.name, i=i, said=said)
+    return None
+
+
+def _refuse_alike_look(store: Any, name: str, actor: str) -> None:
+    """:class:`ExperimentConflict` when running experiment ``name``'s arms serve the same lists now, after recording the
+    refused look (``experiment.look_refused``, its own transaction: the refusal stays on the trail)."""
+    with store.session() as session:
+        lock_head(session)
+        row = session.scalars(select(Experiment).where(Experiment.name == name)).first()
+        if row is None or row.status != "running" or (refusal := _arms_alike_now(session, row)) is None:
+            return
+        _record(session, row, "experiment.look_refused", actor, {"reason": "arms_alike", "production": _production_model(session), "detail": refusal})
+    raise ArmsAlike(refusal)
+
+
 def _record(session: Session, row: Experiment, action: str, actor: str, payload: dict[str, Any]) -> int:
     event = append_event(session, actor=actor, action=action, objects={"experiment": row.name}, payload=payload)
     return event.seq
@@ -879,6 +911,7 @@ def analyze(
         raise ConfigError(f"metric {metric!r} is judged as a guardrail of the arm's whole traffic, not compared per subject; declare it under guardrails")
     if segment is not None and segment not in SEGMENTS:
         raise ConfigError(f"unknown segment {segment!r}; one of {', '.join(SEGMENTS)}")
+    _refuse_alike_look(store, name, actor)
     with store.session() as session:
         lock_head(session)  # looks are numbered one at a time
         row = _get(session, name, lock=True)
@@ -888,6 +921,8 @@ def analyze(
         _check_anchored(session, row)
         if row.status == "running":
             _check_arm_packs(session, row, load_pack)
+            if (refusal := _arms_alike_now(session, row)) is not None:
+                raise ArmsAlike(refusal)  # recorded by _refuse_alike_look; a move since then is refused all the same
         spec, design = row.plan["spec"], row.plan["spec"]["design"]
         primary = spec["primary_metric"]
         asked = metric or primary

@@ -436,6 +436,40 @@ def test_an_arm_naming_the_production_model_under_the_controls_pack_is_refused(s
     assert lifecycle.start(store, "newer-lift", actor="tester", load_pack=_load)["status"] == "running"
 
 
+def test_a_look_while_the_treatments_model_is_in_production_is_refused_and_recorded(store: Any) -> None:
+    """The arms were checked at plan and start only: a promotion of the treatment's model while the experiment ran
+    made the control (which serves production) serve the treatment's lists, and every look compared them with themselves."""
+    from audits.lineage import record_deployment
+
+    with store.session() as session:
+        deployed = _model(session, "deployed", params={"model_inputs": ["user_id", "item_id", "event_type", "value"]})
+        newer = _model(session, "newer", params={"model_inputs": ["user_id", "item_id", "event_type", "value"]})
+        record_deployment(session, model_version=deployed, stage="production", actor="test")
+    text = PLAN.format(name="running-lift", control="    pack: eu-gdpr-dsa", treatment=f"    model_version: {newer}\n    pack: eu-gdpr-dsa")
+    sequential = parse_experiment(text + "  method: group_sequential\n  looks: 3\n", "running-lift.yaml")  # interim looks come first
+    assert lifecycle.plan(store, sequential, actor="tester", load_pack=_load)
+    assert lifecycle.start(store, "running-lift", actor="tester", load_pack=_load)["status"] == "running"
+    _serve(store, "running-lift", SUBJECTS, {"control": SAME, "treatment": {**SAME, "click": 0.5}}, np.random.default_rng(3), lists=3)
+    with store.session() as session:  # the treatment's model is promoted while the experiment runs
+        record_deployment(session, model_version=deployed, stage="shadow", actor="test")
+        record_deployment(session, model_version=newer, stage="production", actor="test")
+    alike = (
+        rf"experiment 'running-lift': no look while its arms serve the same lists \(variants\.1\): variant 'treatment' serves what "
+        rf"variant 'control' serves \({newer}, the model in production now, under eu-gdpr-dsa\)"
+    )
+    for _ in range(2):
+        with pytest.raises(lifecycle.ExperimentConflict, match=alike):
+            lifecycle.analyze(store, "running-lift", actor="tester", load_pack=_load)
+    with store.session() as session:
+        assert session.scalars(select(ExperimentLook)).first() is None  # no look is spent
+        refused = session.scalars(select(TrailEvent).where(TrailEvent.action == "experiment.look_refused")).all()
+    assert len(refused) == 2 and all(newer in e.payload and "running-lift" in e.objects for e in refused)
+    assert lifecycle.get(store, "running-lift")["status"] == "running"
+    with store.session() as session:  # the control's model back in production: the arms differ again, the look is taken
+        record_deployment(session, model_version=deployed, stage="production", actor="test")
+    assert lifecycle.analyze(store, "running-lift", actor="tester", load_pack=_load)["look"] == 1
+
+
 def test_an_arm_naming_a_retired_model_version_is_refused(store: Any) -> None:
     """Regression: a plan naming a retired version was frozen; that version profiles nobody, so its arm served
     non-personalized lists and the looks compared them with production as if they were the treatment."""

@@ -63,6 +63,8 @@ TOO_LARGE = "the plan is larger than {limit} bytes, the most an experiment may b
 def _refused(err: Exception) -> Problem:
     if isinstance(err, lifecycle.ExperimentNotFound):
         return Problem(404, str(err))
+    if isinstance(err, lifecycle.ArmsAlike):
+        return Problem(409, str(err), kind="experiment-arms-alike")
     if isinstance(err, lifecycle.ExperimentConflict):
         return Problem(409, str(err))
     if isinstance(err, PolicyError):
@@ -157,7 +159,9 @@ def status(name: Name, store: StoreDep, settings: SettingsDep, key: AuditKey) ->
 def analyze(name: Name, body: AnalysisCreate, store: StoreDep, settings: SettingsDep, key: AuditKey) -> dict[str, Any]:
     """A look at another metric, on a segment, or beyond the planned looks is stored as exploratory and never counts for the gate.
     Refused (409): the final planned look before every arm reached its planned size, and a look at the primary metric
-    on a segment while planned looks remain (a peek that could steer the planned look)."""
+    on a segment while planned looks remain (a peek that could steer the planned look); a look at a running experiment
+    whose arms serve the same lists now, its treatment's model having reached production (kind ``experiment-arms-alike``,
+    recorded on the trail as ``experiment.look_refused``)."""
     try:
         return lifecycle.analyze(
             store, name, actor=actor_of(key), metric=body.metric, segment=body.segment, packs_dir=settings.packs_dir, load_pack=_pack_loader(settings)
