@@ -69,17 +69,12 @@ def json_asked(args: list[str]) -> bool:
     return "--json" in options
 
 
-def _json_requested() -> bool:
-    """Whether the running command line was given ``--json`` (see :class:`JsonErrorsGroup`)."""
-    run = _RUN.get()
-    return run is not None and run.json
-
-
 class JsonErrorsGroup(TyperGroup):
     """The root command of a Typer app whose errors under ``--json`` are one JSON document on stdout.
 
-    Run-time errors (:func:`fail`) know from here that ``--json`` was asked for. Usage errors of the parser itself
-    (a bad option value, an unknown option or command, a missing argument) are raised before any command runs:
+    Run-time errors (:func:`fail`) know from here that ``--json`` was asked for (the run's state, a context variable).
+    Usage errors of the parser itself (a bad option value, an unknown option or command, a missing argument) are
+    raised before any command runs:
     under ``--json`` the root runs the command line without click's own error printing, prints the error as
     :func:`error_document` on stdout and its usual text on stderr, and exits with click's code for it (2).
     Only public API: ``typer.core.TyperGroup`` (``cls=``), ``main(standalone_mode=False)``, ``typer.Abort``.
