@@ -74,7 +74,7 @@ ILLEGAL_MOVE = "cannot move model version {version!r} from {current} to {stage}:
 NO_PREVIOUS = "nothing to roll back to: {why}"
 NOT_RETIRABLE = "cannot retire model version {version!r}: {why}"
 PRODUCTION_MOVED = (
-    "production is no longer {expected!r}: {now} is in production now (another rollback or promotion moved it since); "
+    "production is not {expected!r}: {now} is in production now (another rollback or promotion may have moved it since); "
     "nothing changed. Read the deployments again and decide on what is in production now"
 )
 RETRAINED_AWAY = (

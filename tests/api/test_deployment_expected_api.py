@@ -17,7 +17,7 @@ def test_two_rollbacks_from_the_same_version_go_back_one_version(server) -> None
         again = client.post("/v1/deployments/rollback", json={"expected_production": third})
         assert again.status_code == 409 and again.headers["content-type"] == PROBLEM_JSON
         assert again.json()["type"].endswith("/production-changed")
-        assert f"production is no longer {third!r}: {second!r} is in production now" in again.json()["detail"]
+        assert f"production is not {third!r}: {second!r} is in production now" in again.json()["detail"]
         assert _state(server.db_url) == before
         stale = client.post(f"/v1/deployments/{first}/promote", json={"stage": "canary", "data": "synthetic:seed=1", "expected_production": third})
         assert stale.status_code == 409 and stale.json()["type"].endswith("/production-changed")

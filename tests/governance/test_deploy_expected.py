@@ -57,8 +57,8 @@ def test_a_second_rollback_from_the_same_version_is_refused_and_changes_nothing(
     before = _state(db_url)
     again = runner.invoke(cli, ["deploy", "rollback", "--expected", third, "--database-url", db_url, "--json"])
     assert again.exit_code == 2, again.output
-    assert f"production is no longer {third!r}: {second!r} is in production now" in again.stderr
-    assert json.loads(again.stdout)["issues"][0]["message"].startswith("production is no longer")
+    assert f"production is not {third!r}: {second!r} is in production now" in again.stderr
+    assert json.loads(again.stdout)["issues"][0]["message"].startswith("production is not")
     assert _state(db_url) == before  # first stays in shadow, second in production
     # Decided on what is in production now, it goes on.
     assert runner.invoke(cli, ["deploy", "rollback", "--expected", second, "--database-url", db_url]).exit_code == 0
@@ -69,6 +69,6 @@ def test_a_promotion_decided_on_another_production_version_is_refused(db_url: st
     fourth = _train(db_url, 7)
     before = _state(db_url)
     refused = runner.invoke(cli, ["deploy", "promote", fourth, "--to", "shadow", "--expected", second, "--database-url", db_url])
-    assert refused.exit_code == 2 and f"production is no longer {second!r}" in refused.stderr
+    assert refused.exit_code == 2 and f"production is not {second!r}" in refused.stderr
     assert _state(db_url) == before
     assert runner.invoke(cli, ["deploy", "promote", fourth, "--to", "shadow", "--expected", third, "--database-url", db_url]).exit_code == 0
