@@ -72,3 +72,31 @@ def test_a_promotion_decided_on_another_production_version_is_refused(db_url: st
     assert refused.exit_code == 2 and f"production is not {second!r}" in refused.stderr
     assert _state(db_url) == before
     assert runner.invoke(cli, ["deploy", "promote", fourth, "--to", "shadow", "--expected", third, "--database-url", db_url]).exit_code == 0
+
+
+def test_two_rollbacks_at_once_from_the_same_version_go_back_one_version(db_url: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from governance.deploy import ProductionMoved, rollback
+
+    first, second, third = three_in_a_row(db_url)
+    stores = [open_store(db_url) for _ in range(2)]
+    ready = Barrier(2)
+
+    def roll(store) -> str:
+        ready.wait()
+        try:
+            return rollback(store, actor="test", expected_production=third)["restored"]
+        except ProductionMoved:
+            return "refused"
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            outcomes = sorted(pool.map(roll, stores))
+    finally:
+        for store in stores:
+            store.close()
+    assert outcomes == sorted([second, "refused"])
+    rows, rolled = _state(db_url)
+    assert rolled == 1 and rows[-2:] == [(third, "retired"), (second, "production")]  # first stays in shadow
