@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -30,7 +30,7 @@ from audits.api_keys import ApiKey
 from audits.db import Store
 from governance.api.disclosure import ROLE_STATE
 from governance.api.errors import Problem
-from governance.api.keys import SCOPES, live_key, role_allows, roles_holding
+from governance.api.keys import SCOPES, LiveKey, live_key, live_key_of, role_allows, roles_holding
 from governance.api.reads import FastReads
 from governance.api.settings import ApiSettings
 
@@ -65,6 +65,8 @@ LEGACY_ROLE_SCOPES = {"viewer": "read", "auditor": "audit", "operator": "operate
 """``require("admin")`` from when endpoints named a role: the scope that role's endpoints needed."""
 
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+_Key = TypeVar("_Key", ApiKey, LiveKey)
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from 'recgov keys create NAME --role ROLE'.")
 
@@ -135,7 +137,7 @@ def current_key(reads: ReadsDep, credentials: Annotated[HTTPAuthorizationCredent
 CurrentKey = Annotated[ApiKey, Depends(current_key)]
 
 
-def check_scope(request: Request, key: ApiKey, scope: str) -> ApiKey:
+def check_scope(request: Request, key: _Key, scope: str) -> _Key:
     """``key`` when its role holds ``scope``, else 403; the role is noted for the request's problem documents."""
     setattr(request.state, ROLE_STATE, key.role)  # what its problem documents may show (governance.api.disclosure)
     if not role_allows(key.role, scope):
@@ -177,9 +179,12 @@ class Token:
     scope: str
     request: Request
 
-    def key(self, read: Any) -> ApiKey:
+    def key(self, read: Any) -> LiveKey:
         """The live key (401 when unknown or revoked) whose role holds the scope (403 otherwise), read in ``read``."""
-        return check_scope(self.request, verified_key(read, self.token), self.scope)
+        key = live_key_of(read, self.token)
+        if key is None:
+            raise Problem(401, BAD_KEY, headers=CHALLENGE)
+        return check_scope(self.request, key, self.scope)
 
 
 def token_for(scope: str) -> Any:

@@ -27,7 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security.utils import get_authorization_scheme_param
 
-from governance.api.deps import ListsKey, ListsToken, SettingsDep, StoreDep, Token
+from governance.api.deps import ListsKey, ListsToken, Token
 from governance.api.errors import problems
 from governance.api.schemas.recommendations import GovernedList, Pong, RecommendationCreate, governed_list_json
 from governance.api.services.engines import engines_of
@@ -73,8 +73,6 @@ router = APIRouter(tags=["recommendations"], responses=problems(401, 403, 500), 
 async def recommend(
     body: RecommendationCreate,
     request: Request,
-    store: StoreDep,
-    settings: SettingsDep,
     token: ListsToken,
     # Declared so that OpenAPI documents the header; it is read from the raw headers below.
     sec_gpc: Annotated[str | None, Header(alias="Sec-GPC", description="Global Privacy Control: '1' opts the subject out.")] = None,
@@ -87,9 +85,10 @@ async def recommend(
     The key is read in the list's own read-only snapshot, before anything else is read or answered
     (:class:`~governance.api.deps.Token`): one snapshot and one thread hop fewer than a key check of its own."""
     app = request.app
+    state = app.state  # the store and settings as StoreDep and SettingsDep give them, without two dependencies to solve
     cache = engines_of(app)
-    awaited = app.state.awaited_reads
-    ctx = ListContext(cache, app.state.reads, store, settings, request.headers.raw, token, awaited)
+    awaited = state.awaited_reads
+    ctx = ListContext(cache, state.reads, state.store, state.settings, request.headers.raw, token, awaited)
     prepared: Prepared | None = None
     try:
         if app.state.reads.embedded:  # local reads: a list that needs nothing loaded or written is prepared on the loop

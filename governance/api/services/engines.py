@@ -51,7 +51,9 @@ and :meth:`EngineCache.engine` raise :class:`NotReady` instead of loading.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -137,24 +139,43 @@ def replacement_after_erasure(connection: Connection, model_version: str) -> str
     return None
 
 
-def _stat_key(path: Path) -> tuple[int, int] | None:
+def _stat_key(path: Path | str) -> tuple[int, int] | None:
     """(size, modification time in ns) of ``path``, or None when it cannot be read."""
     try:
-        stat = path.stat()
+        stat = os.stat(path)
     except (OSError, ValueError):
         return None
     return stat.st_size, stat.st_mtime_ns
 
 
 def _pack_path(packs_dir: Path, ref: str) -> Path | None:
-    """The file ``pack_store.load_ref`` reads for ``ref`` (None for a ref it would refuse)."""
+    """The file ``pack_store.load_ref`` reads for ``ref`` (None for a ref it would refuse).
+
+    Checked on every list: what depends on ``ref`` alone is worked out once (:func:`_ref_path`); what the file
+    system says is asked each time (a file named ``ref`` in the working directory is a path, not a shipped pack)."""
+    if "/" in ref and "@" not in ref:  # a path: as resolve_pack reads it
+        path = resolve_pack(ref)
+        return path if path.parent == SHIPPED else None
+    path, as_given = _ref_path(packs_dir, ref)
+    if as_given and os.path.exists(ref):  # resolve_pack takes a file of that name as given: not shipped
+        return None
+    return path
+
+
+@functools.lru_cache(maxsize=256)
+def _ref_path(packs_dir: Path, ref: str) -> tuple[Path | None, bool]:
+    """:func:`_pack_path` of a ref without a ``/``, as far as it follows from the ref alone: the file (or None), and
+    whether a file named ``ref`` in the working directory would make it None (see ``resolve_pack``)."""
     if "@" in ref:
         name, version = ref.split("@", 1)
         if "/" in name or "/" in version or ".." in name or ".." in version:
-            return None
-        return packs_dir / name / f"{version}.yaml"
-    path = resolve_pack(ref)
-    return path if path.parent == SHIPPED else None
+            return None, False
+        return packs_dir / name / f"{version}.yaml", False
+    if Path(ref).suffix in (".yaml", ".yml"):  # a path as given, never a shipped pack
+        return None, False
+    # The shipped file, which resolve_pack names only when it exists: one that does not is stat()ed to None by the
+    # caller, which then caches nothing, as for None.
+    return pack_store.shipped_pack_path(ref), True
 
 
 # Built once: a statement's cache key is then computed once, not on every request.
@@ -271,7 +292,7 @@ class EngineCache:
     def _cached_model(self, model_version: str, location: str) -> tuple[Any, type[ServingEngine]] | None:
         """Under :attr:`_lock`: the loaded model and its engine class if its artifact is unchanged (then most
         recently used)."""
-        stat = _stat_key(Path(location))
+        stat = _stat_key(location)
         cached = self._models.get(model_version)
         if cached is None or stat is None or cached[0] != stat:
             return None
@@ -294,7 +315,7 @@ class EngineCache:
                 refused = self._refused.get(model_version)
             if found is not None:  # another request loaded it meanwhile
                 return found
-            stat = _stat_key(Path(location))
+            stat = _stat_key(location)
             with self.store.snapshot() as connection:
                 kind, artifact_hash = connection.execute(_KIND_OF, {"version": model_version}).one_or_none() or (None, None)
                 by = replacement_after_erasure(connection, model_version) if stat is None else None
@@ -304,7 +325,7 @@ class EngineCache:
                 raise Problem(409, refused[1], kind=ARTIFACT_CHANGED_KIND)
             try:
                 model, engine_class = load_served_model(kind or "als", location, model_version, artifact_hash=artifact_hash)
-                if stat is not None and _stat_key(Path(location)) != stat:  # replaced between the hash and the read
+                if stat is not None and _stat_key(location) != stat:  # replaced between the hash and the read
                     raise ArtifactChanged(ARTIFACT_CHANGED.format(
                         version=model_version, use="served", location=location, why="changed while it was read",
                     ))  # fmt: skip
