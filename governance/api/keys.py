@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
@@ -147,8 +146,7 @@ def live_key_read(token: str) -> tuple[Any, dict[str, str]]:
     return _LIVE_KEY, {"key_hash": hash_token(token)}
 
 
-@dataclass(frozen=True, slots=True)
-class LiveKey:
+class LiveKey(NamedTuple):
     """A live key as a request that only checks it reads it: its id, name and role (the scope check and the trail's
     ``key:<id>:<name>`` actor need nothing else), without the cost of an ORM instance on every governed list."""
 
@@ -161,7 +159,7 @@ def live_key_of(read: Connection | Session | Any, token: str) -> LiveKey | None:
     """:func:`live_key` as a :class:`LiveKey`: the same statement, the same answer (None for an unknown or revoked
     token), nothing cached."""
     row = read.execute(*live_key_read(token)).one_or_none()
-    return None if row is None else LiveKey(*row)
+    return None if row is None else LiveKey._make(row)
 
 
 def live_key(read: Connection | Session | Any, token: str) -> ApiKey | None:
