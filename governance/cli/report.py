@@ -104,6 +104,7 @@ def report_command(
         "missing": document["accountability"]["missing"],
         "checkpoint": document["trail"]["checkpoint"],
         "checkpoint_verification": document["trail"]["checkpoint_verification"],
+        "records": document["trail"]["records"],
         "dsa_audit_export": None if dsa_audit is None else {"json": str(dsa_audit), "markdown": str(dsa_audit.with_suffix(".md"))},
     }
     if json_output:
@@ -192,6 +193,13 @@ def _say_written(
     if latest is not None and not latest["verified"]:
         console.print(
             f"the latest checkpoint (event {latest['seq']}) does not verify: {latest['reason']}; the report says so",
+            highlight=False, soft_wrap=True,
+        )
+    records = document["trail"]["records"]
+    if not records["sound"]:
+        console.print(
+            f"{len(records['problems'])} record(s) the report shows no longer match the trail "
+            f"({'; '.join(p['record'] for p in records['problems'][:5])}): the report says so",
             highlight=False, soft_wrap=True,
         )
     if pdf is not None:

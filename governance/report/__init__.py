@@ -34,6 +34,7 @@ from governance.report.tradeoff_section import tradeoff_evidence
 from governance.report.accountability import accountability
 from governance.report.summary import executive_summary
 from governance.report.trail_proof import checkpoint_evidence
+from governance.report.integrity import record_integrity
 
 __all__ = ["REPORT_SCHEMA", "collect", "openlineage_events", "render_html"]
 
@@ -142,6 +143,9 @@ def collect(
             "checkpoint": proof,
             "checkpoint_verification": verification,
             "n_checkpoints": verification["n_checkpoints"],
+            # whether each record shown still says what its trail event recorded: a row edited in place leaves the
+            # chain and its checkpoint intact, so the checkpoint alone does not vouch for the figures above
+            "records": record_integrity(session, model_version_id),
         },
         "accountability": accountability(session, model_version_id, audits, None if pack is None else pack.pack),
         "lifecycle": lifecycle_evidence(session, model_version_id),

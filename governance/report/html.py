@@ -294,6 +294,9 @@ figure,tr,pre{break-inside:avoid}h1,h2,h3{break-after:avoid}pre{white-space:pre-
 <h1>Lineage report for model {{ m.version_id }}</h1>
 <p>Generated {{ d.generated_at }} by recgov ({{ d.schema }}). This page is self-contained: it needs no software, network or account to read.
 No data subject is named in it, not even by pseudonym: subjects appear as counts only.</p>
+{% set ri = t.records %}{% if not ri.sound %}<div class="integrity-broken" data-integrity="broken"><p><strong class="fail">Records in this report no longer match the audit trail.</strong>
+The figures below are read from the store; these records differ from what the trail recorded when they were written, so they are not proven by it (see section 10):</p>
+<ul>{% for x in ri.problems %}<li>{{ x.record }}: {{ x.problem }}</li>{% endfor %}</ul></div>{% endif %}
 """ + SUMMARY + r"""
 
 <h2 id="system">1. The system and its purpose</h2>
@@ -397,6 +400,8 @@ It uses only these fields: {{ ds.inputs|join(", ") }}.{% if ds.not_used %} It ne
 {% elif cv and cv.n_checkpoints %}<tr><th>Verified checkpoint</th><td>none: no stored checkpoint verifies with a trusted key</td></tr>
 {% else %}<tr><th>Signed checkpoint</th><td>none yet: run <code>recgov trail checkpoint</code></td></tr>{% endif %}
 {% if cv and cv.latest and not cv.latest.verified %}<tr><th>Latest stored checkpoint: NOT verified</th><td>event {{ cv.latest.seq }}, hash <span class="hash">{{ cv.latest.hash }}</span>, signed {{ cv.latest.time }}: {{ cv.latest.reason }}. It is not proof; run <code>recgov trail verify</code>.</td></tr>{% endif %}</table>
+<p data-integrity="{{ "sound" if ri.sound else "broken" }}">Records checked against the trail: {{ ri.checked }} ({{ ri.scope }}).
+{% if ri.sound %}Each still says what its trail event recorded.{% else %}<strong class="fail">{{ ri.problems|length }} problem(s)</strong>: {% for x in ri.problems %}{{ x.record }}: {{ x.problem }}{% if not loop.last %}; {% endif %}{% endfor %}. A checkpoint proves the chain, not these records.{% endif %}</p>
 <p>Trail events that recorded this model's lineage:</p>
 <table><tr><th>Seq</th><th>Time</th><th>Action</th><th>Hash</th></tr>{% for e in t.events %}<tr><td>{{ e.seq }}</td><td>{{ e.time }}</td><td>{{ e.action }}</td><td class="hash">{{ e.hash }}</td></tr>{% endfor %}</table>
 <p>To verify offline, ask the operator for an export and, by a separate channel, the public key of key <span class="hash">{{ t.checkpoint.key_id if t.checkpoint else "KEY_ID" }}</span>:</p>
