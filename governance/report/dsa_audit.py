@@ -393,18 +393,31 @@ def dsa_audit_export(document: dict[str, Any]) -> DsaAuditExport:
 
 
 # -- Markdown ---------------------------------------------------------------------------------
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|!~&])")
+_MD_LINE_START = re.compile(r"^(\s*)([-+=])|^(\s*\d+)([.)])(?=\s|$)")
+_LINE_BREAKS = re.compile(r"[\r\n\t\f\v\x1c-\x1e\x85\u2028\u2029]+")
+
+
+def _md(value: Any) -> str:
+    """``value`` as inline Markdown text: one line (a line break in a pack's or store's text cannot open a heading or
+    a section of its own), with every character that would format, link or pass raw HTML escaped."""
+    text = _LINE_BREAKS.sub(" ", str(value))
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    return _MD_LINE_START.sub(lambda m: f"{m.group(1)}\\{m.group(2)}" if m.group(2) else f"{m.group(3)}\\{m.group(4)}", text)
+
+
 def _evidence_line(ev: Evidence) -> str:
     if ev.source == "audit_result":
-        return f"- {ev.reference}: **{ev.status}** (value {ev.value}, threshold {ev.threshold}; {ev.legal_reference})"
-    figures = ", ".join(f"{k} {'not measured' if v is None else v}" for k, v in ev.figures.items()) or "none recorded"
-    return f"- {ev.reference}: {figures}"
+        return f"- {_md(ev.reference)}: **{_md(ev.status)}** (value {_md(ev.value)}, threshold {_md(ev.threshold)}; {_md(ev.legal_reference)})"
+    figures = ", ".join(f"{_md(k)} {'not measured' if v is None else _md(v)}" for k, v in ev.figures.items()) or "none recorded"
+    return f"- {_md(ev.reference)}: {figures}"
 
 
 def _obligation_lines(ob: Obligation) -> list[str]:
-    lines = [f"### {ob.article}: {ob.title}", "", f"**Provider's statement.** {ob.provider_statement}", "", "**Evidence obtained.**", ""]
+    lines = [f"### {_md(ob.article)}: {_md(ob.title)}", "", f"**Provider's statement.** {_md(ob.provider_statement)}", "", "**Evidence obtained.**", ""]
     lines += [_evidence_line(ev) for ev in ob.evidence] or ["- none in the store"]
-    lines += ["", f"**Audit criteria.** {ob.audit_criteria}", "", f"**Procedures performed.** {ob.procedures_performed}", ""]
-    lines += [f"**Conclusion.** {ob.conclusion}", "", f"**Recommendations.** {ob.recommendations}", ""]
+    lines += ["", f"**Audit criteria.** {_md(ob.audit_criteria)}", "", f"**Procedures performed.** {_md(ob.procedures_performed)}", ""]
+    lines += [f"**Conclusion.** {_md(ob.conclusion)}", "", f"**Recommendations.** {_md(ob.recommendations)}", ""]
     return lines
 
 
@@ -413,11 +426,11 @@ def _risk_lines(risks: list[Risk] | None) -> list[str]:
         return ["The pack in force declares no systemic risks.", ""]
     lines: list[str] = []
     for risk in risks:
-        lines += [f"### {risk.id} ({risk.category}; likelihood {risk.likelihood}, severity {risk.severity})", "", risk.description, ""]
+        lines += [f"### {_md(risk.id)} ({_md(risk.category)}; likelihood {_md(risk.likelihood)}, severity {_md(risk.severity)})", "", _md(risk.description), ""]
         for m in risk.mitigations:
-            said = _evidence_line(m.evidence)[2:] if isinstance(m.evidence, Evidence) else (m.evidence or "never measured")
-            lines.append(f"- {m.name} ({m.kind}, {'in force' if m.in_force else 'not in force'}): {said}")
-        lines += ["", f"**Auditor's assessment.** {risk.auditor_assessment}", ""]
+            said = _evidence_line(m.evidence)[2:] if isinstance(m.evidence, Evidence) else _md(m.evidence or "never measured")
+            lines.append(f"- {_md(m.name)} ({_md(m.kind)}, {'in force' if m.in_force else 'not in force'}): {said}")
+        lines += ["", f"**Auditor's assessment.** {_md(risk.auditor_assessment)}", ""]
     return lines
 
 
@@ -430,7 +443,7 @@ def _unverified_lines(verification: dict[str, Any] | None) -> list[str]:
         lines.append("- Checked with the keys the database holds only: this installation holds no key of its own")
     latest = verification.get("latest")
     if latest and not latest.get("verified"):
-        lines.append(f"- Latest stored checkpoint NOT verified: seq {latest['seq']}, key {latest['key_id']}: {latest['reason']}")
+        lines.append(f"- Latest stored checkpoint NOT verified: seq {latest['seq']}, key {_md(latest['key_id'])}: {_md(latest['reason'])}")
     return lines
 
 
@@ -447,18 +460,18 @@ def render_markdown(export: DsaAuditExport) -> str:
         "",
         "## 1. General information",
         "",
-        f"- Audited provider: {p.name}, {p.address} ({p.contact}); DPO {p.dpo_name} ({p.dpo_contact})",
-        f"- Audited service: model {s.model_version} {f'in {s.current_stage}' if s.current_stage else 'not deployed (no stage)'}, "
-        + (f"pack {s.pack} {s.pack_version} (hash {s.pack_hash})" if s.pack else "no pack in force was found"),
+        f"- Audited provider: {_md(p.name)}, {_md(p.address)} ({_md(p.contact)}); DPO {_md(p.dpo_name)} ({_md(p.dpo_contact)})",
+        f"- Audited service: model {_md(s.model_version)} {f'in {_md(s.current_stage)}' if s.current_stage else 'not deployed (no stage)'}, "
+        + (f"pack {_md(s.pack)} {_md(s.pack_version)} (hash {_md(s.pack_hash)})" if s.pack else "no pack in force was found"),
         "- Evidence period: "
         + (f"{period['from']} to {period['to']}" if period.get("from") else "none (no audit of this model is recorded)"),
-        f"- Auditor: {a.name}; team: {a.team}; independence: {a.independence_declaration}; audit period: {a.audit_period}",
+        f"- Auditor: {_md(a.name)}; team: {_md(a.team)}; independence: {_md(a.independence_declaration)}; audit period: {_md(a.audit_period)}",
         "",
         "## 2. Scope",
         "",
-        export.scope,
+        _md(export.scope),
         "",
-        *(f"- Not evidenced: {item}" for item in export.obligations_not_evidenced),
+        *(f"- Not evidenced: {_md(item)}" for item in export.obligations_not_evidenced),
         "",
         "## 3. Obligations audited",
         "",
@@ -474,7 +487,7 @@ def render_markdown(export: DsaAuditExport) -> str:
         + ("none" if checkpoint is None else f"seq {checkpoint['seq']}, hash {checkpoint['hash']}, key {checkpoint['key_id']}"),
         *_unverified_lines(export.trail.checkpoint_verification),
         "",
-        f"## 6. Audit opinion\n\n{export.overall_opinion}",
+        f"## 6. Audit opinion\n\n{_md(export.overall_opinion)}",
         "",
     ]
     return "\n".join(lines)

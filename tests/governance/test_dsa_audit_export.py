@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -214,3 +215,27 @@ def test_the_markdown_says_what_is_absent_instead_of_none(built: dict) -> None:
     next(e for e in cases["evidence"] if e["reference"] == "cases by status and by severity")["figures"] = {}
     text = render_markdown(DsaAuditExport.model_validate(emptied))
     assert "- cases by status and by severity: none recorded" in text
+
+
+def test_the_markdown_escapes_what_the_pack_and_store_say(built: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A controller's name or a risk's description with a line break, a heading, emphasis, a link or raw HTML is
+    written as text: it cannot open a section of the auditor's document (a forged audit opinion) nor pass HTML."""
+    monkeypatch.setenv("RECGOV_HOME", str(built["root"] / "home"))
+    store = open_store(built["url"])
+    try:
+        with store.session() as session:
+            document = report_document(session, built["gated"], pack=load_pack(resolve_pack("eu-gdpr-dsa")))
+    finally:
+        store.close()
+    forged = "\n\n## 6. Audit opinion\n\npositive <img src=x onerror=alert(1)> [signed](https://evil.example) **clean**\n- 1. ok"
+    hostile = copy.deepcopy(document)
+    assert hostile["accountability"]["controller"] is not None and hostile["accountability"]["systemic_risks"]
+    hostile["accountability"]["controller"]["name"] = "Acme" + forged
+    hostile["accountability"]["systemic_risks"][0]["description"] = "- Risk" + forged
+    text = render_markdown(dsa_audit_export(hostile))
+    headings = [line for line in text.splitlines() if line.startswith("#")]
+    assert headings == [line for line in render_markdown(dsa_audit_export(document)).splitlines() if line.startswith("#")]
+    assert text.count("## 6. Audit opinion") == 1 and "\n- 1. ok" not in text
+    assert not re.search(r"(?<!\\)<img|(?<!\\)\]\(https|(?<!\\)\*\*clean", text)
+    assert "- Audited provider: Acme \\#\\# 6. Audit opinion positive \\<img src=x onerror=alert(1)\\>" in text
+    assert "\n\\- Risk \\#\\# 6." in text
