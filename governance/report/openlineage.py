@@ -4,7 +4,8 @@ Each run gets a START and a COMPLETE event (OpenLineage 2-0-2 ``RunEvent``): job
 namespace ``recgov``, name ``train`` or ``audit``; input the data set (namespace
 ``recgov``, name its content hash), output the model version. Custom run facets
 carry the policy (``recgov_policy``), the audit outcome (``recgov_audit``) and the
-carbon figures (``recgov_carbon``). Run ids are UUIDs derived from the store's run
+carbon figures (``recgov_carbon``: kWh and kg CO2eq with the method, or ``measured: false`` when the run was
+not measured, never zeros). Run ids are UUIDs derived from the store's run
 ids (UUID5), so exporting twice gives the same ids. Plain dicts: no dependency on
 ``openlineage-python`` at run time (the tests validate with its model classes).
 """
@@ -16,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NAMESPACE", "PRODUCER", "SCHEMA_URL", "openlineage_events", "run_uuid", "write_jsonl"]
+__all__ = ["NAMESPACE", "PRODUCER", "SCHEMA_URL", "carbon_facet", "openlineage_events", "run_uuid", "write_jsonl"]
 
 NAMESPACE = "recgov"
 PRODUCER = "https://github.com/recgov/recgov"
@@ -53,6 +54,25 @@ def _event(
     }
 
 
+def carbon_facet(run: dict[str, Any]) -> dict[str, Any]:
+    """The training run's energy and emissions with their units and method; a run not measured says so.
+
+    ``measured`` is false and the figures null when the store holds none (``--no-carbon``, or codecarbon measured
+    nothing): a consumer summing the facets must not read a missing measurement as zero.
+    """
+    measured = run.get("energy_kwh") is not None and run.get("emissions_kg") is not None
+    return _facet(
+        "carbon",
+        measured=measured,
+        energyKwh=run["energy_kwh"] if measured else None,
+        emissionsKg=run["emissions_kg"] if measured else None,
+        energyUnit="kWh",
+        emissionsUnit="kg CO2eq",
+        method=run.get("carbon_method") if measured else None,
+        note=None if measured else "not measured for this training run",
+    )
+
+
 def openlineage_events(document: dict[str, Any]) -> list[dict[str, Any]]:
     """START and COMPLETE events of the training run, then of each audit run, in time order per run."""
     model = document["model_version"]
@@ -62,11 +82,7 @@ def openlineage_events(document: dict[str, Any]) -> list[dict[str, Any]]:
     output = {"namespace": NAMESPACE, "name": model["version_id"], "facets": {}, "outputFacets": {}}
     events: list[dict[str, Any]] = []
 
-    run_facets: dict[str, Any] = {}
-    if run.get("energy_kwh") is not None:
-        run_facets["recgov_carbon"] = _facet(
-            "carbon", energyKwh=run["energy_kwh"], emissionsKg=run["emissions_kg"], method=run["carbon_method"]
-        )
+    run_facets: dict[str, Any] = {"recgov_carbon": carbon_facet(run)}
     train_id = run_uuid("train", run["id"], model["version_id"])
     events.append(_event("train", "START", run["started_at"], train_id, {}, [dataset], []))
     events.append(_event("train", "COMPLETE", run["ended_at"], train_id, run_facets, [dataset], [output]))

@@ -153,6 +153,16 @@ def test_openlineage_events_validate_against_the_openlineage_model(built: dict) 
     assert audit_done["run"]["facets"]["recgov_audit"]["counts"]["fail"] >= 0
 
 
+def test_openlineage_says_a_training_run_not_measured_is_not_measured(built: dict) -> None:
+    """The run was trained with --no-carbon: its carbon facet says so, with null figures, never zeros."""
+    with sqlite3.connect(built["db"]) as db:
+        assert db.execute("SELECT energy_kwh, emissions_kg FROM training_runs").fetchall() == [(None, None)]
+    train_done = built["events"][1]
+    carbon = train_done["run"]["facets"]["recgov_carbon"]
+    assert (carbon["measured"], carbon["energyKwh"], carbon["emissionsKg"]) == (False, None, None)
+    assert carbon["note"] == "not measured for this training run"
+
+
 def test_openlineage_run_ids_are_deterministic(built: dict, tmp_path: Path) -> None:
     again = tmp_path / "again.jsonl"
     _run(

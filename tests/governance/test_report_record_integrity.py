@@ -107,3 +107,22 @@ def test_carbon_figures_edited_in_place_are_reported(store: Store, db_url: str, 
         session.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(energy_kwh=0.001))
     summary, html = _report(db_url, tmp_path, version)
     assert {"record": f"training run {run_id} (energy and emissions)", "problem": "energy_kwh is 0.001 in the store but the trail recorded 0.5"} in summary["records"]["problems"]
+
+
+def test_measured_carbon_goes_to_openlineage_with_units_and_method(store: Store, db_url: str, tmp_path: Path) -> None:
+    import json
+
+    from audits.lineage import record_carbon
+    from audits.models import ModelVersion
+
+    version = _built(db_url, tmp_path)
+    with store.session() as session:
+        run_id = session.get(ModelVersion, version).training_run_id
+        record_carbon(session, training_run=run_id, energy_kwh=0.25, emissions_kg=0.1, carbon_method="test method")
+    events = tmp_path / "events.jsonl"
+    ok("report", version, "--out", tmp_path / "r.html", "--openlineage", events, "--database-url", db_url)
+    train_done = [json.loads(line) for line in events.read_text(encoding="utf-8").splitlines()][1]
+    carbon = train_done["run"]["facets"]["recgov_carbon"]
+    assert {k: carbon[k] for k in ("measured", "energyKwh", "emissionsKg", "energyUnit", "emissionsUnit", "method", "note")} == {
+        "measured": True, "energyKwh": 0.25, "emissionsKg": 0.1, "energyUnit": "kWh", "emissionsUnit": "kg CO2eq", "method": "test method", "note": None,
+    }
