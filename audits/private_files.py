@@ -61,7 +61,11 @@ def _mode_of(path: Path) -> int | None:
 
 def _reserve(target: Path, mode: int) -> Path:
     """A new empty file next to ``target`` with ``mode`` (created ``0600``, then set): what to write before renaming."""
-    if target.is_dir():
+    try:
+        folder = target.is_dir()  # a name too long for the file system raises here, not only when written
+    except OSError as err:
+        raise _unwritable(target, err) from None
+    if folder:
         raise DataError(UNWRITABLE.format(path=target, reason="it is a folder"))
     try:
         fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)

@@ -316,3 +316,16 @@ def test_an_unwritable_second_output_writes_no_report(built: dict, tmp_path: Pat
     assert done.exit_code == 2, done.output
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-folder"] and not any(folder.iterdir())
+
+
+@pytest.mark.parametrize("which", ["out", "model_version"])
+def test_a_file_name_too_long_for_the_file_system_is_one_line(built: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, which: str) -> None:
+    """Regression: a name over the file system's limit (an --out name, or the default report-MODEL_VERSION.html of a
+    very long model version) raised a traceback instead of the one-line error."""
+    monkeypatch.chdir(tmp_path)
+    long = "x" * 5000
+    args = [built["version"], "--out", str(tmp_path / f"{long}.html")] if which == "out" else [long]
+    done = CliRunner().invoke(app, ["report", *args, "--database-url", f"sqlite:///{built['db']}"])
+    assert done.exit_code == 2, done.output
+    assert "cannot be written (File name too long)" in done.stderr and "Traceback" not in done.output
+    assert list(tmp_path.iterdir()) == []
