@@ -158,6 +158,12 @@ class TrailEvidence(_Part):
         "holds, where the installation holds none), how many checkpoints verify, and the latest stored checkpoint with "
         "whether it verifies and, if not, why.",
     )
+    records: dict[str, Any] | None = Field(
+        None,
+        description="Whether each record this export's evidence is read from (data set, training run, model, audits "
+        "with their results, deployment moves) still says what the trail event that wrote it recorded: scope, "
+        "checked, problems (record, problem), sound. A checkpoint proves the chain, not rows edited in place.",
+    )
 
 
 class DsaAuditExport(_Part):
@@ -384,7 +390,7 @@ def dsa_audit_export(document: dict[str, Any]) -> DsaAuditExport:
         risk_assessment=risks,
         trail=TrailEvidence(
             head_seq=trail["head_seq"], head_hash=trail["head_hash"], checkpoint=trail["checkpoint"], n_checkpoints=trail["n_checkpoints"],
-            checkpoint_verification=trail.get("checkpoint_verification"),
+            checkpoint_verification=trail.get("checkpoint_verification"), records=trail.get("records"),
         ),
         parts_for_the_auditor=[],
     )
@@ -447,6 +453,19 @@ def _unverified_lines(verification: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _record_lines(records: dict[str, Any] | None) -> list[str]:
+    """Whether the records the evidence is read from still match the trail, and each that does not."""
+    if not records:
+        return []
+    if records.get("sound"):
+        return [f"- Records held against the trail: {records.get('checked')}, each still as its trail event recorded it"]
+    return [
+        f"- Records that NO LONGER MATCH the trail ({len(records.get('problems') or [])} of {records.get('checked')} checked); "
+        "the evidence read from them is not proven by the trail:",
+        *(f"  - {_md(p.get('record'))}: {_md(p.get('problem'))}" for p in records.get("problems") or []),
+    ]
+
+
 def render_markdown(export: DsaAuditExport) -> str:
     """The export as Markdown, in the template's order."""
     info = export.general_information
@@ -486,6 +505,7 @@ def render_markdown(export: DsaAuditExport) -> str:
         "- Latest verified checkpoint: "
         + ("none" if checkpoint is None else f"seq {checkpoint['seq']}, hash {checkpoint['hash']}, key {checkpoint['key_id']}"),
         *_unverified_lines(export.trail.checkpoint_verification),
+        *_record_lines(export.trail.records),
         "",
         f"## 6. Audit opinion\n\n{_md(export.overall_opinion)}",
         "",

@@ -126,3 +126,20 @@ def test_measured_carbon_goes_to_openlineage_with_units_and_method(store: Store,
     assert {k: carbon[k] for k in ("measured", "energyKwh", "emissionsKg", "energyUnit", "emissionsUnit", "method", "note")} == {
         "measured": True, "energyKwh": 0.25, "emissionsKg": 0.1, "energyUnit": "kWh", "emissionsUnit": "kg CO2eq", "method": "test method", "note": None,
     }
+
+
+def test_the_dsa_audit_export_says_a_record_no_longer_matches(store: Store, db_url: str, tmp_path: Path) -> None:
+    import json
+
+    version = _built(db_url, tmp_path)
+    with store.session() as session:
+        audit = session.scalars(select(AuditRun).where(AuditRun.model_version_id == version)).first()
+        forged = "fail" if audit.verdict == "pass" else "pass"
+        session.execute(update(AuditRun).where(AuditRun.id == audit.id).values(verdict=forged))
+        audit_id = audit.id
+    export = tmp_path / "audit.json"
+    ok("report", version, "--out", tmp_path / "r.html", "--dsa-audit-export", export, "--database-url", db_url)
+    records = json.loads(export.read_text(encoding="utf-8"))["trail"]["records"]
+    assert records["sound"] is False and [p["record"] for p in records["problems"]] == [f"audit #{audit_id}"]
+    markdown = export.with_suffix(".md").read_text(encoding="utf-8")
+    assert "- Records that NO LONGER MATCH the trail (1 of" in markdown and f"  - audit \\#{audit_id}: verdict is" in markdown
