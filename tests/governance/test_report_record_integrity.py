@@ -143,3 +143,22 @@ def test_the_dsa_audit_export_says_a_record_no_longer_matches(store: Store, db_u
     assert records["sound"] is False and [p["record"] for p in records["problems"]] == [f"audit #{audit_id}"]
     markdown = export.with_suffix(".md").read_text(encoding="utf-8")
     assert "- Records that NO LONGER MATCH the trail (1 of" in markdown and f"  - audit \\#{audit_id}: verdict is" in markdown
+
+
+def test_the_reports_audit_counts_are_the_stored_results(store: Store, db_url: str, tmp_path: Path) -> None:
+    """Cross-check by hand: each audit's counts by status and the rows of its results table are the store's rows."""
+    import re
+
+    from sqlalchemy import func
+
+    version = _built(db_url, tmp_path)
+    _, html = _report(db_url, tmp_path, version)
+    with store.session() as session:
+        for audit_id in session.scalars(select(AuditRun.id).where(AuditRun.model_version_id == version)).all():
+            stored = dict(session.execute(select(AuditResult.status, func.count()).where(AuditResult.audit_run_id == audit_id).group_by(AuditResult.status)).all())
+            n_rows = sum(stored.values())
+            section = html[html.index(f"<h3>Audit #{audit_id}:") :]
+            section = section[: section.index("</table>")]
+            shown = {status: int(n) for status, n in re.findall(r"\b(pass|warn|fail|error|skipped) (\d+)\b", section.split("</p>")[0])}
+            assert stored and {k: v for k, v in shown.items() if v} == stored
+            assert section.count("<tr>") - 1 == n_rows  # one row per stored result, under the header
