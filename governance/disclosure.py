@@ -29,8 +29,38 @@ _STEP_TEXT = {
 }
 
 
-def disclosure(pack: Any, model_params: dict[str, Any] | None = None, feedback: FeedbackConfig | None = None) -> dict[str, Any]:
-    """The disclosure as structured data (also rendered by :func:`disclosure_markdown`)."""
+_ALS_KIND = "matrix factorization by alternating least squares (implicit feedback)"
+_ALS_LEARNS = "a small set of taste dimensions for you and for each item, from interactions only"
+
+
+def _model_described(kind: str | None) -> tuple[str, str]:
+    """(what the model is, what it learns) for a model of family ``kind``; ALS when not given (the default recipe).
+
+    A model of another family is described by that family's own registered description, never as ALS.
+    """
+    if kind is None or kind == "als":
+        return _ALS_KIND, _ALS_LEARNS
+    from recommender.family import families
+
+    family = families(available_only=False).get(kind)
+    if family is None:
+        return f"a model of family {kind!r}, which this installation does not describe", "from the fields listed below"
+    return f"the {kind} model family ({family.description})", "from the fields listed below"
+
+
+def disclosure(
+    pack: Any,
+    model_params: dict[str, Any] | None = None,
+    feedback: FeedbackConfig | None = None,
+    *,
+    model_kind: str | None = None,
+    model_inputs: list[str] | None = None,
+) -> dict[str, Any]:
+    """The disclosure as structured data (also rendered by :func:`disclosure_markdown`).
+
+    ``model_kind`` (the recorded model's family) and ``model_inputs`` (the fields its training run recorded) describe
+    the model in force; without them the default ALS recipe and its fields are described.
+    """
     feedback = feedback or FeedbackConfig()
     weights = sorted(((t, w) for t, w in feedback.event_weights.items() if w > 0), key=lambda tw: -tw[1])
     signals = [
@@ -54,15 +84,16 @@ def disclosure(pack: Any, model_params: dict[str, Any] | None = None, feedback: 
     if consent.honour_gpc:
         options.append("A Global Privacy Control signal (Sec-GPC: 1) sent by your browser is honoured as an opt-out (CCPA regs §7025).")
     options.append("Each recommendation says why it is shown; you can ask for a copy of your data and an explanation of the logic (GDPR Art. 15(1)(h)).")
+    described = _model_described(model_kind)
     return {
         "system": pack.metadata.name,
         "policy_version": pack.metadata.version,
         "model": {
-            "kind": "matrix factorization by alternating least squares (implicit feedback)",
+            "kind": described[0],
             "params": model_params or {},
-            "what_it_learns": "a small set of taste dimensions for you and for each item, from interactions only",
+            "what_it_learns": described[1],
         },
-        "inputs": list(MODEL_INPUT_COLUMNS),
+        "inputs": list(model_inputs) if model_inputs else list(MODEL_INPUT_COLUMNS),
         "not_used": sorted(set(pack.minimization.forbidden_attributes) | set(pack.minimization.audit_only_attributes)),
         "signals": signals,
         "rating_threshold": feedback.rating_threshold,

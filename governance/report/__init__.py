@@ -108,7 +108,9 @@ def collect(
             "pack": pack.name,
             "version": pack.version,
             "hash": pack.content_hash,
-            "disclosure": disclosure(pack.pack, model_params),
+            "disclosure": disclosure(
+                pack.pack, model_params, model_kind=chain["model_version"]["kind"], model_inputs=params.get("model_inputs")
+            ),
             "audited": any(a["policy_hash"] == pack.content_hash for a in audits),
             "consent_purposes": {name: c.model_dump() for name, c in pack.pack.consent.purposes.items()},
         }
