@@ -47,6 +47,22 @@ def recorded_model(store: Any, model_version: str) -> tuple[dict[str, Any], Carb
         return params, carbon, data.content_hash
 
 
+def recorded_model_kind(store: Any, model_version: str) -> tuple[str, list[str] | None]:
+    """The family (``kind``) of a recorded model version and the fields its training run recorded (None if none).
+
+    What the DSA Art. 27 disclosure of that model describes (:func:`governance.disclosure.disclosure`).
+    """
+    from audits.models import ModelVersion, TrainingRun
+
+    with store.session() as session:
+        model = session.get(ModelVersion, model_version)
+        if model is None:
+            raise ConfigError(f"model version {model_version!r} is not in the store; train one with 'recgov train' or pass --train")
+        run = session.get(TrainingRun, model.training_run_id)
+        inputs = (run.params or {}).get("model_inputs") if run is not None else None
+        return model.kind, list(inputs) if isinstance(inputs, list) else None
+
+
 def _filtered_from(exclusions: dict[str, Any] | None) -> str | None:
     """The content hash of the data a training filter started from, when its report holds one."""
     hashes = (exclusions or {}).get("dataset")

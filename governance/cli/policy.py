@@ -157,18 +157,20 @@ def disclosure_command(
     from governance.disclosure import disclosure, disclosure_markdown
 
     loaded = load_or_fail(pack, json_output=json_output)
-    params = None
+    params, kind, inputs = None, None, None
     if model:
         from audits import open_store
         from governance.audit import recorded_model
+        from governance.audit_inputs import recorded_model_kind
 
         with user_errors():
             store = open_store(database_url)
             try:
                 params, _, _ = recorded_model(store, model)
+                kind, inputs = recorded_model_kind(store, model)
             finally:
                 store.close()
-    doc = disclosure(loaded.pack, params)
+    doc = disclosure(loaded.pack, params, model_kind=kind, model_inputs=inputs)
     if json_output:
         emit_json(doc)
     else:

@@ -34,3 +34,23 @@ def test_a_data_set_edited_in_place_is_reported_over_http(server) -> None:
         banner = after.text[: after.text.index('id="system"')]
         assert 'data-integrity="broken"' in banner
         assert f"n_users is {stored - 1} in the store but the trail recorded {stored}" in banner
+
+
+def test_the_disclosure_of_an_ease_model_describes_ease_over_http(server) -> None:
+    """Regression: ``GET /v1/records/disclosure?model_version=`` described every model as ALS."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from governance.cli import app as cli
+
+    trained = CliRunner().invoke(cli, ["train", "synthetic:n_users=80,n_items=60,n_interactions=2000,seed=5", "--no-tune", "--no-carbon",
+                                       "--family", "ease", "--database-url", server.db_url, "--json"])  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    ease = json.loads(trained.stdout)["model_version"]
+    with server.client("auditor") as http:
+        said = http.get("/v1/records/disclosure", params={"pack": "baseline", "model_version": ease})
+        assert said.status_code == 200, said.text
+        assert said.json()["model"]["kind"].startswith("the ease model family (EASE (Steck 2019)")
+        als = http.get("/v1/records/disclosure", params={"pack": "baseline", "model_version": server.model_version}).json()
+        assert als["model"]["kind"] == "matrix factorization by alternating least squares (implicit feedback)"

@@ -33,3 +33,10 @@ def test_an_ease_model_is_disclosed_as_ease(store: Store, db_url: str, tmp_path:
 def test_an_als_model_is_still_disclosed_as_als(store: Store, db_url: str, tmp_path: Path) -> None:
     shown = _disclosure(db_url, tmp_path, "--factors", "4", "--iterations", "2")
     assert "Recommendations come from matrix factorization by alternating least squares" in shown
+
+
+def test_policy_disclosure_of_an_ease_model_describes_ease(store: Store, db_url: str) -> None:
+    version = ok("train", DATA, "--no-tune", "--no-carbon", "--family", "ease", "--database-url", db_url)["model_version"]
+    doc = ok("policy", "disclosure", "baseline", "--model", version, "--database-url", db_url)
+    assert doc["model"]["kind"].startswith("the ease model family (EASE (Steck 2019)")
+    assert doc["inputs"] and "alternating least squares" not in doc["model"]["kind"]

@@ -21,6 +21,7 @@ from governance.api.schemas import IDENTIFIER
 from governance.api.schemas.records import Disclosure, ProcessingRecord
 from governance.api.services.engines import engines_of
 from governance.audit import recorded_model
+from governance.audit_inputs import recorded_model_kind
 from governance.disclosure import disclosure
 from governance.policy import LoadedPack
 from governance.privacy import processing_record
@@ -94,10 +95,11 @@ def get_disclosure(
     model_version: Annotated[str | None, Query(min_length=1, max_length=128, pattern=IDENTIFIER, description="A recorded model version whose parameters to describe.")] = None,
 ) -> dict[str, Any]:
     loaded = _pack(request, settings, pack)
-    params = None
+    params, kind, inputs = None, None, None
     if model_version is not None:
         try:
             params, _, _ = recorded_model(store, model_version)
+            kind, inputs = recorded_model_kind(store, model_version)
         except ConfigError:
             raise Problem(404, UNKNOWN_MODEL.format(version=model_version)) from None
-    return disclosure(loaded.pack, params)
+    return disclosure(loaded.pack, params, model_kind=kind, model_inputs=inputs)
