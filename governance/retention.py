@@ -23,8 +23,8 @@ file is then written back without them:
 An erased subject is known only by their suppression entry (a keyed hash of
 the raw id, see :mod:`audits.suppression`), which outlives the crypto-shredding
 of their pseudonym: the log's user ids are hashed the same way and every event
-of an erased subject up to the erasure is dropped (GDPR Art. 17: the
-interactions themselves are deleted, not only kept away from models). A
+of an erased subject up to the erasure, or of unknown time, is dropped (GDPR
+Art. 17: the interactions themselves are deleted, not only kept away from models). A
 layout's file of people (:data:`PROFILE_FILES`: ``u.user``, ``users.dat``,
 Last.fm's and Book-Crossing's profiles) loses the erased subjects' rows the
 same way (their age, gender, location: personal data with no time, so the row
@@ -106,7 +106,8 @@ def _cutoff(pack: Any, now: datetime | None, erased: bool) -> datetime | None:
 
 
 def _erased_rows(store: Any, users: pd.Series, times: pd.Series) -> tuple[pd.Series, int]:
-    """True for each event of an erased subject at or before their erasure; and how many such subjects."""
+    """True for each event of an erased subject at or before their erasure, or of unknown time (it cannot be
+    shown to follow the erasure: training leaves it out as erased too); and how many such subjects."""
     from audits.suppression import suppressions_for
 
     users = users.astype(str)
@@ -115,7 +116,8 @@ def _erased_rows(store: Any, users: pd.Series, times: pd.Series) -> tuple[pd.Ser
     if not found:
         return pd.Series(False, index=users.index), 0
     erased_at = pd.to_datetime(users.map({subject: entry.erased_at for subject, entry in found.items()}), utc=True)
-    hit = erased_at.notna() & (pd.to_datetime(times, utc=True) <= erased_at)
+    stamps = pd.to_datetime(times, utc=True)
+    hit = erased_at.notna() & (stamps.isna() | (stamps <= erased_at))
     return hit.fillna(False).astype(bool), len(found)
 
 

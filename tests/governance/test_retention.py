@@ -98,3 +98,27 @@ def test_purge_removes_every_event_of_an_erased_subject_even_after_shredding(db_
     assert len(payloads) == 1 and ERASED not in str(payloads[0])
     verify = runner.invoke(app, ["trail", "verify", "--database-url", db_url, "--json"])
     assert verify.exit_code == 0, verify.output
+
+
+def test_purge_removes_an_erased_subjects_events_of_unknown_time_as_training_leaves_them_out(db_url: str, tmp_path: Path) -> None:
+    # an event without a time cannot be shown to follow the erasure: training leaves it out, so the log loses it too
+    log = tmp_path / "log.csv"
+    log.write_text(
+        "user_id,item_id,timestamp\n"
+        f"{ERASED},x,2024-06-01T00:00:00Z\n"
+        f"{ERASED},y,\n"
+        "kept-1,y,\n"
+        "kept-2,z,2024-06-02T00:00:00Z\n"
+    )
+    granted = runner.invoke(app, ["consent", "set", ERASED, "--purpose", "personalization", "--status", "granted", "--pack", "eu-gdpr-dsa", "--database-url", db_url])
+    assert granted.exit_code == 0, granted.output
+    erased = runner.invoke(app, ["subject", "erase", ERASED, "--pack", "eu-gdpr-dsa", "--database-url", db_url, "--json"])
+    assert erased.exit_code == 0, erased.output
+    done = runner.invoke(app, ["data", "purge", str(log), "--pack", "eu-gdpr-dsa", "--as-of", "2024-07-01", "--database-url", db_url, "--json"])
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert (report["events_of_erased_subjects"], report["events_purged"], report["events_kept"]) == (2, 2, 2)
+    assert ERASED not in log.read_text()
+    assert pd.read_csv(log, dtype=str)["user_id"].tolist() == ["kept-1", "kept-2"]  # an undated event of anyone else stays
+    again = json.loads(runner.invoke(app, ["data", "purge", str(log), "--pack", "eu-gdpr-dsa", "--as-of", "2024-07-01", "--database-url", db_url, "--json"]).stdout)
+    assert again["events_purged"] == 0 and "trail_seq" not in again  # a second purge finds nothing and writes no trail event
