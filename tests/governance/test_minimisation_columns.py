@@ -86,6 +86,15 @@ def _items(tmp_path: Path) -> Path:
         ("SexualOrientation", "sexual_orientation", True),
         ("sexualorientation", "sexual_orientation", True),
         ("\uff52\uff45\uff4c\uff49\uff47\uff49\uff4f\uff4e", "religion", True),  # full-width letters
+        ("user_reli\u00adgion", "religion", True),  # a soft hyphen inside the word
+        ("reli\u200bgion_code", "religion", True),  # a zero-width space inside the word
+        ("user\u200breligion", "religion", True),  # a zero-width space between the words
+        ("r\u0435ligion", "religion", True),  # Cyrillic e
+        ("R\u0415LIGION", "religion", True),  # Cyrillic capital Ie
+        ("userR\u0435ligion", "religion", True),
+        ("\u0261ender_F", "gender", True),  # IPA script g, one-hot
+        ("religio\u0301n", "religion", True),  # a combining accent
+        ("religi\u00f3n", "religion", True),  # a precomposed accent
         ("healthcare", "health", False),
         ("page_bands", "age_band", False),
         ("rating", "gender", False),
@@ -231,3 +240,35 @@ def test_a_dataset_keeps_the_item_sources_of_the_last_table_attached(tmp_path: P
     assert again.columns_from["items.categories"] == "genres"
     assert dataclasses.replace(again).columns_from == again.columns_from
     assert json.dumps(again.columns_from)  # plain strings, recorded as they are
+
+
+LOOKALIKE = "owner_r\u0435li\u00adgion"  # a Cyrillic e and a soft hyphen: prints as owner_religion
+
+
+def test_train_refuses_a_forbidden_column_spelt_with_lookalike_or_invisible_characters(db_url: str, tmp_path: Path) -> None:
+    _grant(db_url)
+    log = pd.read_csv(_log(tmp_path)).rename(columns={"Religion": "r\u0435ligion"})
+    log.to_csv(tmp_path / "log.csv", index=False)
+    items = pd.read_csv(_items(tmp_path)).rename(columns={"owner_religion": LOOKALIKE})
+    items.to_csv(tmp_path / "items.csv", index=False)
+    content = tmp_path / "eu-content.yaml"
+    content.write_text((POLICIES / "eu-gdpr-dsa.yaml").read_text().replace(
+        "allowed_inputs: [user_id, item_id, event_type, value, timestamp, session_id]",
+        "allowed_inputs: [user_id, item_id, event_type, value, timestamp, session_id, item_text, item_category]"))  # fmt: skip
+    base = ["train", str(tmp_path / "log.csv"), "--no-carbon", "--no-tune", "--database-url", db_url, "--as-of", "2023-12-01", "--json"]
+    mapped = "user_id=uid,item_id=sku,timestamp=ts"
+    cases = [
+        ["--map", f"{mapped},value=r\u0435ligion", "--pack", "eu-gdpr-dsa"],
+        ["--map", mapped, "--items", str(tmp_path / "items.csv"), "--items-map", f"category={LOOKALIKE}", "--pack", str(content), "--family", "two_tower"],
+        ["--map", mapped, "--items", str(tmp_path / "items.csv"), "--pack", str(content), "--family", "content_tfidf",
+         "--param", f'text_columns=["{LOOKALIKE}"]'],
+    ]  # fmt: skip
+    for extra in cases:
+        result = runner.invoke(app, [*base, *extra])
+        assert result.exit_code == 2, (extra, result.output)
+        assert "would read a forbidden or audit-only attribute" in result.stderr and "(religion)" in result.stderr
+    assert _models(db_url) == (0, 0)
+    data = attach_items(load_event_log(tmp_path / "log.csv", ColumnMapping(user_id="uid", item_id="sku", timestamp="ts")),
+                        load_item_table(tmp_path / "items.csv"))  # fmt: skip
+    with pytest.raises(ConfigError, match="parameter content_params.text_columns reads column"):
+        check_family_inputs(get_family("hybrid"), _content_pack(), dataset=data, params={"content_params": {"text_columns": [LOOKALIKE]}})
