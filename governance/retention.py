@@ -239,6 +239,36 @@ def _profile_writer(path: Path, layout: str | None, store: Any) -> tuple[Path, C
     return target, _without_lines(raw, starts, ends, dropped), len(dropped)
 
 
+def _signature(file: Path) -> tuple[int, int, int] | None:
+    """What tells that ``file`` was written to: its inode, size and modification time (None: it is not there)."""
+    try:
+        stat = file.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def _files_read(path: Path, layout: str | None) -> list[Path]:
+    """The files a purge of ``path`` reads and may rewrite: the log, or the layout's file of events and of people."""
+    if layout is None:
+        return [path]
+    folder = path if path.is_dir() else path.parent
+    files = [path / EVENT_FILES[layout].name if path.is_dir() else path]
+    if layout in PROFILE_FILES:
+        files.append(folder / PROFILE_FILES[layout].name)
+    return files
+
+
+def _refuse_changed(before: dict[Path, tuple[int, int, int] | None]) -> None:
+    """Refuse to replace files written to since the purge read them: their new events would be lost unpurged."""
+    for file, signature in before.items():
+        if _signature(file) != signature:
+            raise DataError(
+                f"{file}: changed while it was purged; nothing purged (it was written to after it was read, "
+                "and is as its writer left it): purge again once nothing writes to it"
+            )
+
+
 def _outcomes_past(store: Any, cutoff: datetime | None) -> int:
     """How many of the store's outcome events (:mod:`audits.outcomes`) happened before the retention window."""
     if cutoff is None:
@@ -272,6 +302,7 @@ def purge_expired(
     cutoff = _cutoff(pack, now, erased)
     layout = _layout(path, format)
     mapping = mapping or ColumnMapping()
+    before = {file: _signature(file) for file in _files_read(path, layout)}  # before a byte is read
     dataset: Dataset = load_event_log(path, mapping) if layout is None else load_format(path, layout)
     events = dataset.events
     none = pd.Series(False, index=events.index)
@@ -315,6 +346,7 @@ def purge_expired(
             if cutoff is not None:  # the store's outcome events past the window go in the same transaction
                 report["outcome_events_past_retention"] = purge_outcomes(session, cutoff)
             event = append_event(session, actor=actor or "recgov", action="data.purged", objects={"dataset": report["dataset_before"]}, payload=report)
+            _refuse_changed(before)  # the trail event and the outcome deletions roll back with it
             for tmp, (file, _) in zip(temporary, rewrites):  # each file at once; a crash between two: purge again
                 replace_keeping_mode(tmp, file)
     finally:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from governance.cli import app
@@ -122,3 +123,30 @@ def test_purge_removes_an_erased_subjects_events_of_unknown_time_as_training_lea
     assert pd.read_csv(log, dtype=str)["user_id"].tolist() == ["kept-1", "kept-2"]  # an undated event of anyone else stays
     again = json.loads(runner.invoke(app, ["data", "purge", str(log), "--pack", "eu-gdpr-dsa", "--as-of", "2024-07-01", "--database-url", db_url, "--json"]).stdout)
     assert again["events_purged"] == 0 and "trail_seq" not in again  # a second purge finds nothing and writes no trail event
+
+
+def test_events_written_to_the_log_while_it_is_purged_are_not_lost(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import governance.retention as retention
+
+    log = tmp_path / "log.csv"
+    log.write_text("user_id,item_id,timestamp\na,x,2022-01-01T00:00:00Z\nb,y,2024-06-20T00:00:00Z\n")
+    reserve = retention.reserve_replacement
+
+    def late_writer(target: Path) -> Path:  # another process appends an event after the purge has read the log
+        with open(target, "a") as out:
+            out.write("c,z,2024-06-30T00:00:00Z\n")
+        return reserve(target)
+
+    monkeypatch.setattr(retention, "reserve_replacement", late_writer)
+    args = ["data", "purge", str(log), "--pack", "california-ccpa", "--as-of", "2024-07-01", "--database-url", db_url, "--json"]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2, refused.output
+    assert f"{log}: changed while it was purged; nothing purged" in refused.stderr
+    assert pd.read_csv(log)["user_id"].tolist() == ["a", "b", "c"]  # the late event is there, and nothing went
+    verify = runner.invoke(app, ["trail", "verify", "--database-url", db_url, "--json"])
+    assert verify.exit_code == 0 and json.loads(verify.stdout)["n_events"] == 0  # no purge on the trail
+    monkeypatch.setattr(retention, "reserve_replacement", reserve)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    again = json.loads(result.stdout)
+    assert again["events_purged"] == 1 and pd.read_csv(log)["user_id"].tolist() == ["b", "c"]
