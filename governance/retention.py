@@ -141,12 +141,22 @@ def _layout(path: Path, format: str | None) -> str | None:
     return layout
 
 
+_CHANGED = (
+    "{file}: changed while it was purged; nothing purged (it was written to after it was read, and is as its "
+    "writer left it): purge again once nothing writes to it"
+)
+
+
 def _log_writer(path: Path, mapping: ColumnMapping, keep: np.ndarray) -> Callable[[Path], None]:
     """Writes the kept rows of a CSV/Parquet event log, every column as it was."""
     if path.suffix.lower() == ".parquet":
         table = pd.read_parquet(path)
+        if len(table) != len(keep):
+            raise DataError(_CHANGED.format(file=path))
         return lambda tmp: table[keep].to_parquet(tmp, index=False)
     table = pd.read_csv(path, sep=mapping.delimiter, dtype=str, keep_default_na=False)
+    if len(table) != len(keep):  # written to since its events were read: which row is which is no longer known
+        raise DataError(_CHANGED.format(file=path))
     return lambda tmp: table[keep].to_csv(tmp, sep=mapping.delimiter, index=False)
 
 
@@ -263,10 +273,7 @@ def _refuse_changed(before: dict[Path, tuple[int, int, int] | None]) -> None:
     """Refuse to replace files written to since the purge read them: their new events would be lost unpurged."""
     for file, signature in before.items():
         if _signature(file) != signature:
-            raise DataError(
-                f"{file}: changed while it was purged; nothing purged (it was written to after it was read, "
-                "and is as its writer left it): purge again once nothing writes to it"
-            )
+            raise DataError(_CHANGED.format(file=file))
 
 
 def _outcomes_past(store: Any, cutoff: datetime | None) -> int:

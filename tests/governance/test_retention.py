@@ -150,3 +150,23 @@ def test_events_written_to_the_log_while_it_is_purged_are_not_lost(db_url: str, 
     assert result.exit_code == 0, result.output
     again = json.loads(result.stdout)
     assert again["events_purged"] == 1 and pd.read_csv(log)["user_id"].tolist() == ["b", "c"]
+
+
+def test_a_log_written_to_between_its_two_reads_is_refused_with_a_located_error(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import governance.retention as retention
+
+    log = tmp_path / "log.csv"
+    log.write_text("user_id,item_id,timestamp\na,x,2022-01-01T00:00:00Z\nb,y,2024-06-20T00:00:00Z\n")
+    load = retention.load_event_log
+
+    def then_written(path: Path, mapping: object) -> object:  # an event appended right after the events were loaded
+        loaded = load(path, mapping)
+        with open(path, "a") as out:
+            out.write("c,z,2024-06-30T00:00:00Z\n")
+        return loaded
+
+    monkeypatch.setattr(retention, "load_event_log", then_written)
+    refused = runner.invoke(app, ["data", "purge", str(log), "--pack", "california-ccpa", "--as-of", "2024-07-01", "--database-url", db_url, "--json"])
+    assert refused.exit_code == 2, refused.output
+    assert f"{log}: changed while it was purged; nothing purged" in refused.stderr
+    assert pd.read_csv(log)["user_id"].tolist() == ["a", "b", "c"]
