@@ -39,7 +39,7 @@ purging again finishes the work (a purge finds only what is left).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -48,6 +48,7 @@ import pandas as pd
 
 from audits.outcomes import count_outcomes_before, purge_outcomes
 from audits.private_files import replace_keeping_mode, reserve_replacement
+from governance.privacy_common import as_moment
 from recommender.data import Dataset
 from recommender.datasets import FORMATS, UNKNOWN_FORMAT, detect_format, load_format
 from recommender.errors import ConfigError, DataError
@@ -94,14 +95,12 @@ PROFILE_FILES: dict[str, EventFile] = {
 
 
 def _cutoff(pack: Any, now: datetime | None, erased: bool) -> datetime | None:
+    moment = as_moment(now, "now")  # checked whether or not a window is set
     days = pack.minimization.retention_days
     if days is None:
         if erased:
             return None  # only the erased subjects' events go
         raise ConfigError(f"pack {pack.metadata.name!r} sets no retention window (minimization.retention_days); nothing to purge")
-    moment = now or datetime.now(timezone.utc)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
     return moment - timedelta(days=days)
 
 

@@ -114,3 +114,14 @@ def test_an_erased_subjects_row_of_attributes_leaves_the_file_of_people(store: S
     done = purge_expired(folder, EU, store, now=NOW)
     assert done["trail_seq"] > report["trail_seq"] and "4|33" not in (folder / "u.user").read_text()
     assert purge_expired(folder, EU, store, now=NOW, erased=False)["profiles_of_erased_subjects"] == 0
+
+
+def test_a_naive_now_is_refused_as_the_training_filter_refuses_it(store: Store, tmp_path: Path) -> None:
+    # a time without a zone would be a guess: the window it starts must not depend on where the purge runs
+    log = tmp_path / "log.csv"
+    log.write_text("user_id,item_id,timestamp\na,x,2022-01-01T00:00:00Z\nb,y,2024-06-20T00:00:00Z\n")
+    before = log.read_bytes()
+    with pytest.raises(DataError, match="now must be a timezone-aware datetime"):
+        purge_expired(log, EU, store, now=datetime(2024, 7, 1))
+    assert log.read_bytes() == before
+    assert purge_expired(log, EU, store, now=NOW)["events_purged"] == 1
