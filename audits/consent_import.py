@@ -54,7 +54,7 @@ import hashlib
 import os
 from collections import Counter
 from collections.abc import Collection, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,9 +67,10 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from audits._common import actor_name, holds_raw_id, refuse_raw_ids
 from audits.canonical import canonical_json
 from audits.models import Base
-from audits.sealing import find_record_keys, sealed_evidence_texts
+from audits.sealing import _NONCE_BYTES, find_record_keys, sealed_evidence_texts
 from audits.subjects import (
     _installation_key,
+    _serving_installation_key,
     _subject_bytes,
     hold_head_for_keys,
     lookups_of,
@@ -84,11 +85,14 @@ __all__ = [
     "IMPORT_ACTION",
     "BatchOutcome",
     "ConsentImportKey",
+    "PreparedBatch",
     "append_consent_batch",
     "import_key",
     "import_keys_digest",
     "record_digest",
+    "prepare_consent_batch",
     "records_digest",
+    "write_prepared_batch",
 ]
 
 IMPORT_ACTION = "consent.imported"
@@ -220,42 +224,28 @@ def _insert_new_secrets(session: Session, rows: list[tuple[str, str]], now: date
         cursor.close()
 
 
-def _copy_rows(session: Session, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-    """Append ``rows`` to ``table`` (no conflict expected: a duplicate key fails the whole batch)."""
+def _copy_rows(
+    session: Session, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]], tail: tuple[Any, ...] = ()
+) -> None:
+    """Append ``rows``, each followed by the values of ``tail``, to ``table`` (no conflict expected: a duplicate key
+    fails the whole batch)."""
     if not rows:
         return
     names = ", ".join(f'"{c}"' for c in columns)
     if _postgres(session):
         with _driver(session).cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            write = copy.write_row
             for row in rows:
-                copy.write_row(row)
+                write(row + tail)
         return
     cursor = _driver(session).cursor()
     try:
-        cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})", rows)
+        cursor.executemany(
+            f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})",
+            (row + tail for row in rows) if tail else rows,
+        )
     finally:
         cursor.close()
-
-
-def _subject_secrets(session: Session, subjects: list[bytes], key: bytes) -> tuple[list[str], np.ndarray]:
-    """Each subject's secret (hex), created where missing, and which of them this call created.
-
-    Insert first: a fresh secret is offered for every subject and the store
-    keeps the ones it already has (``ON CONFLICT DO NOTHING``). When every
-    offer was taken (a first import), that one statement is all; otherwise the
-    secrets are read back in one query, and a subject counts as created only
-    where the stored secret is the one offered (a secret filed before, or by
-    another writer meanwhile, wins).
-    """
-    lookups = lookups_of(key, subjects)
-    offered = list(dict.fromkeys(lookups))  # 7 and "7" are one subject
-    fresh = os.urandom(32 * len(offered)).hex()
-    ours = {lookup: fresh[64 * n : 64 * (n + 1)] for n, lookup in enumerate(offered)}
-    if _insert_new_secrets(session, list(ours.items()), datetime.now(UTC)) == len(ours):
-        return [ours[lookup] for lookup in lookups], np.ones(len(lookups), dtype=bool)
-    found = _fetch_secrets(session, offered)
-    created = np.fromiter((found[lookup] == ours[lookup] for lookup in lookups), dtype=bool, count=len(lookups))
-    return [found[lookup] for lookup in lookups], created
 
 
 def _fetch_secrets(session: Session, lookups: list[str]) -> dict[str, str]:
@@ -282,15 +272,6 @@ def _hex_in(session: Session, query: str, column: str, values: list[str]) -> lis
         return cursor.fetchall()
     finally:
         cursor.close()
-
-
-def _filed_record_keys(session: Session, key: bytes, pseudonyms: list[str], derived: list[bytes]) -> dict[str, bytes]:
-    """The record key readers find for each pseudonym: filed now from ``derived``, or the one filed before (it wins)."""
-    lookups = record_key_lookups_of(key, pseudonyms)
-    rows = [(lookup, k.hex()) for lookup, k in zip(lookups, derived, strict=True)]
-    if _insert_new_secrets(session, rows, datetime.now(UTC)) == len(rows):
-        return dict(zip(pseudonyms, derived, strict=True))
-    return find_record_keys(session, key, pseudonyms)
 
 
 def _import_keys(pseudonyms: list[str], purposes: list[str], statuses: list[str], iso_times: list[str], sources: list[str]) -> list[str]:
@@ -332,6 +313,199 @@ def _refuse_ids_in_clear(batch: pd.DataFrame, vocabulary: Collection[str]) -> No
                 refuse_raw_ids(value, field=field, subject_ids=[subject])
 
 
+def _random_bytes(count: int) -> bytes:
+    """``count`` bytes of the system's random source: every secret offered and every nonce of a batch comes from here."""
+    return os.urandom(count)
+
+
+@dataclass(slots=True)
+class _Keyed:
+    """What the subjects' secrets give a batch: pseudonyms, record keys and import keys (one secret per subject)."""
+
+    unique_pseudonyms: list[str]
+    derived_keys: list[bytes]
+    pseudonyms: list[str]
+    keys: list[str]
+    first_of: dict[str, int]
+    """Each distinct import key and the first row that has it (a row repeated within the batch counts once)."""
+
+
+@dataclass(slots=True)
+class _Fresh:
+    """The rows to append (the import keys not stored yet), in index order, and what filing their record keys needs."""
+
+    rows: list[int]
+    plaintexts: list[bytes | None]
+    needed: list[int]
+    """The subjects (codes) of those rows, each once: the record keys to file."""
+    key_lookups: list[str]
+    """:func:`audits.subjects.record_key_lookup` of each needed subject's pseudonym."""
+
+
+@dataclass(slots=True)
+class _Sealed:
+    """The appended rows' stored evidence, content digests and record tuples (all but the anchoring event's seq)."""
+
+    evidence: list[str]
+    records: list[tuple[Any, ...]]
+    ordered_keys: list[str]
+    payload: dict[str, Any]
+    restricted: set[str]
+    others: set[str]
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    """A batch's share of the work that reads nothing from the store (:func:`prepare_consent_batch`).
+
+    Besides the per-row values that never depend on the store (the subjects'
+    lookups under the installation key, the times, the random secrets offered
+    and nonces drawn), it holds what the batch writes if every subject is new
+    to the store: the secrets offered are then the ones filed, so the
+    pseudonyms, import keys, sealed evidence and digests follow from them.
+    :func:`write_prepared_batch` uses that only when the store's answers say
+    so (every secret offered and every record key was filed), and otherwise
+    works it out again from what the store holds, as a batch that was not
+    prepared ahead.
+    """
+
+    batch: pd.DataFrame
+    vocabulary: frozenset[str]
+    installation_key: bytes
+    postgres: bool
+    codes: list[int] = field(default_factory=list)
+    unique_ids: list[Any] = field(default_factory=list)
+    raw: list[bytes] = field(default_factory=list)
+    lookups: list[str] = field(default_factory=list)
+    offered: dict[str, str] = field(default_factory=dict)
+    """Each distinct lookup and the fresh secret (hex) offered for it."""
+    nonces: bytes = b""
+    """One evidence nonce per row of the batch, by row (a row's ciphertext is made once whatever the key)."""
+    iso: list[str] = field(default_factory=list)
+    purposes: list[str] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    bases: list[str] = field(default_factory=list)
+    jurisdictions: list[str | None] = field(default_factory=list)
+    new_keyed: _Keyed | None = None
+    new_fresh: _Fresh | None = None
+    new_sealed: _Sealed | None = None
+
+
+def prepare_consent_batch(
+    batch: pd.DataFrame,
+    *,
+    postgres: bool,
+    vocabulary: Collection[str] = (),
+    installation_key: bytes | None = None,
+    as_if_new: bool = True,
+) -> PreparedBatch:
+    """The store-independent work of :func:`append_consent_batch` for ``batch`` (for a PostgreSQL store if
+    ``postgres``); safe to run in another thread while an earlier batch is written: it reads nothing from the
+    store and writes nothing anywhere. ``installation_key``: by default the one this process serves with
+    (:func:`write_prepared_batch` checks it against the store's). ``as_if_new``: also work out what the batch
+    writes if all its subjects are new to the store (see :class:`PreparedBatch`); without, the writer works
+    everything after the secrets out from the store's answers.
+
+    Raises as :func:`append_consent_batch` would for a batch whose purpose or jurisdiction carries a subject id.
+    """
+    if installation_key is None:
+        installation_key = _serving_installation_key()
+    prepared = PreparedBatch(batch, frozenset(vocabulary), installation_key, postgres)
+    if batch.empty:
+        return prepared
+    _refuse_ids_in_clear(batch, prepared.vocabulary)
+    # Plain lists and integer codes from here on: per-row work through pandas' string arrays costs more than the work.
+    codes_array, uniques = pd.factorize(batch["subject"], sort=False)
+    prepared.codes = codes_array.tolist()
+    prepared.unique_ids = uniques.tolist()
+    prepared.raw = [s.encode() if type(s) is str and s else _subject_bytes(s) for s in prepared.unique_ids]  # as _subject_bytes
+    prepared.lookups = lookups_of(installation_key, prepared.raw)
+    distinct = list(dict.fromkeys(prepared.lookups))  # 7 and "7" are one subject
+    fresh = _random_bytes(32 * len(distinct)).hex()
+    prepared.offered = {lookup: fresh[64 * n : 64 * (n + 1)] for n, lookup in enumerate(distinct)}
+    prepared.nonces = _random_bytes(_NONCE_BYTES * len(batch))
+    prepared.iso = np.datetime_as_string(batch["recorded_at"].to_numpy(dtype="datetime64[us]"), unit="us").tolist()
+    prepared.purposes, prepared.statuses, prepared.sources = (
+        batch["purpose"].tolist(), batch["status"].tolist(), batch["source"].tolist()
+    )  # fmt: skip
+    prepared.bases = batch["lawful_basis"].tolist()
+    prepared.jurisdictions = batch["jurisdiction"].astype(object).where(batch["jurisdiction"].notna(), None).tolist()
+    if not as_if_new:
+        return prepared
+    # Ahead of the store's answers: as if every subject were new (a first import's case).
+    keyed = prepared.new_keyed = _keyed(prepared, [prepared.offered[lookup] for lookup in prepared.lookups])
+    try:
+        fresh_rows = _fresh(prepared, keyed, set())
+    except ValueError:
+        return prepared  # the guard refuses this batch's evidence; said again where the batch is written
+    prepared.new_fresh = fresh_rows
+    if fresh_rows.rows:
+        filed = {keyed.unique_pseudonyms[c]: keyed.derived_keys[c] for c in fresh_rows.needed}
+        prepared.new_sealed = _sealed(prepared, keyed, fresh_rows, filed)
+    return prepared
+
+
+def _keyed(prepared: PreparedBatch, secrets_hex: list[str]) -> _Keyed:
+    unique_pseudonyms, derived_keys = pseudonyms_and_record_keys(secrets_hex, prepared.raw)
+    pseudonyms = [unique_pseudonyms[c] for c in prepared.codes]
+    keys = _import_keys(pseudonyms, prepared.purposes, prepared.statuses, prepared.iso, prepared.sources)
+    first_of: dict[str, int] = {}
+    for row, key in enumerate(keys):
+        first_of.setdefault(key, row)  # a row repeated within the batch counts once
+    return _Keyed(unique_pseudonyms, derived_keys, pseudonyms, keys, first_of)
+
+
+def _fresh(prepared: PreparedBatch, keyed: _Keyed, known: set[str]) -> _Fresh:
+    fresh = [row for key, row in keyed.first_of.items() if key not in known]
+    if not fresh:
+        return _Fresh([], [], [], [])
+    fresh.sort(key=keyed.pseudonyms.__getitem__)  # in index order; stable, so a subject's rows keep file order
+    plaintexts = _evidence_plaintexts(prepared.batch["subject"].tolist(), prepared.batch["evidence"].tolist(), fresh)  # may refuse all
+    codes = prepared.codes
+    needed = list(dict.fromkeys(codes[row] for row in fresh))
+    key_lookups = record_key_lookups_of(prepared.installation_key, [keyed.unique_pseudonyms[c] for c in needed])
+    return _Fresh(fresh, plaintexts, needed, key_lookups)
+
+
+def _sealed(prepared: PreparedBatch, keyed: _Keyed, fresh: _Fresh, filed: Mapping[str, bytes]) -> _Sealed:
+    rows = fresh.rows
+    pseudonyms, keys, nonces, size = keyed.pseudonyms, keyed.keys, prepared.nonces, _NONCE_BYTES
+    added_keys = [keys[row] for row in rows]
+    row_pseudonyms = [pseudonyms[row] for row in rows]
+    evidence = sealed_evidence_texts(
+        [filed[p] for p in row_pseudonyms], row_pseudonyms, fresh.plaintexts,
+        nonces=b"".join([nonces[row * size : (row + 1) * size] for row in rows]),
+    )  # fmt: skip
+    jurisdictions, bases, purposes, statuses, sources = (
+        prepared.jurisdictions, prepared.bases, prepared.purposes, prepared.statuses, prepared.sources
+    )  # fmt: skip
+    content = [
+        record_digest(key, bases[row], jurisdictions[row], _evidence_token(sealed))
+        for key, row, sealed in zip(added_keys, rows, evidence, strict=True)
+    ]
+    ordered_keys = sorted(added_keys)  # the digest's order, and the key order the index is written in
+    payload = {
+        "rows": len(prepared.batch),
+        "added": len(rows),
+        "by_status": dict(sorted(Counter(statuses[row] for row in rows).items())),
+        "import_keys_sha256": import_keys_digest(ordered_keys),  # sorted already: the sort inside is one pass
+        "records_sha256": records_digest(content),
+    }
+    named = [str(s) for s in prepared.unique_ids]  # per row through the pandas Index: about 2 us a row
+    codes = prepared.codes
+    restricted = {named[codes[row]] for row in rows if statuses[row] != "granted"}
+    others = {named[codes[row]] for row in rows} - restricted
+    suffix, separator = ("+00", "T") if prepared.postgres else ("", " ")
+    iso = prepared.iso
+    records = [
+        (pseudonym, jurisdictions[row], purposes[row], statuses[row], bases[row], sources[row], sealed,
+         iso[row].replace("T", separator) + suffix)
+        for row, pseudonym, sealed in zip(rows, row_pseudonyms, evidence, strict=True)
+    ]  # fmt: skip
+    return _Sealed(evidence, records, ordered_keys, payload, restricted, others)
+
+
 def append_consent_batch(
     session: Session, batch: pd.DataFrame, *, anchor: Mapping[str, Any], actor: str | None = None, vocabulary: Collection[str] = ()
 ) -> BatchOutcome:
@@ -349,77 +523,86 @@ def append_consent_batch(
     AES-GCM seal in tight loops; no ORM object. Import keys are looked up only
     for subjects that had a secret before the batch: a subject whose secret
     this batch made has a new pseudonym, so none of its keys can exist.
+
+    The same as :func:`prepare_consent_batch` then :func:`write_prepared_batch`.
     """
     if batch.empty:
         return BatchOutcome(trail_seq=None, rows=0, added=0, already_recorded=0)
-    _refuse_ids_in_clear(batch, frozenset(vocabulary))
-    installation_key = _installation_key(session)
-    hold_head_for_keys(session)  # before reading or filing any record key, as erasure expects
-    # Plain lists and integer codes from here on: per-row work through pandas' string arrays costs more than the work.
-    codes_array, uniques = pd.factorize(batch["subject"], sort=False)
-    codes = codes_array.tolist()
-    unique_ids = uniques.tolist()
-    raw = [s.encode() if type(s) is str and s else _subject_bytes(s) for s in unique_ids]  # as _subject_bytes
-    secrets_hex, created = _subject_secrets(session, raw, installation_key)
-    unique_pseudonyms, derived_keys = pseudonyms_and_record_keys(secrets_hex, raw)
-    pseudonyms = [unique_pseudonyms[c] for c in codes]
-    iso = np.datetime_as_string(batch["recorded_at"].to_numpy(dtype="datetime64[us]"), unit="us").tolist()
-    purposes, statuses, sources = batch["purpose"].tolist(), batch["status"].tolist(), batch["source"].tolist()
-    keys = _import_keys(pseudonyms, purposes, statuses, iso, sources)
-    first_of: dict[str, int] = {}
-    for row, key in enumerate(keys):
-        first_of.setdefault(key, row)  # a row repeated within the batch counts once
-    created_codes = created.tolist()
-    known = _known_keys(session, [key for key, row in first_of.items() if not created_codes[codes[row]]])
-    fresh = [row for key, row in first_of.items() if key not in known]
-    already = len(keys) - len(fresh)
-    if not fresh:
-        return BatchOutcome(trail_seq=None, rows=len(batch), added=0, already_recorded=already)
-    fresh.sort(key=pseudonyms.__getitem__)  # in index order; stable, so a subject's rows keep file order
-    plaintexts = _evidence_plaintexts(batch["subject"].tolist(), batch["evidence"].tolist(), fresh)  # may refuse all
-    needed = list(dict.fromkeys(codes[row] for row in fresh))
-    filed = _filed_record_keys(
-        session, installation_key, [unique_pseudonyms[c] for c in needed], [derived_keys[c] for c in needed]
+    prepared = prepare_consent_batch(
+        batch, installation_key=_installation_key(session), postgres=_postgres(session), vocabulary=vocabulary, as_if_new=False
     )
-    added_keys = [keys[row] for row in fresh]
-    row_pseudonyms = [pseudonyms[row] for row in fresh]
-    evidence = sealed_evidence_texts([filed[p] for p in row_pseudonyms], row_pseudonyms, plaintexts)
-    jurisdictions = batch["jurisdiction"].astype(object).where(batch["jurisdiction"].notna(), None).tolist()
-    bases = batch["lawful_basis"].tolist()
-    content = [
-        record_digest(key, bases[row], jurisdictions[row], _evidence_token(sealed))
-        for key, row, sealed in zip(added_keys, fresh, evidence, strict=True)
-    ]
-    ordered_keys = sorted(added_keys)  # the digest's order, and the key order the index is written in
+    return write_prepared_batch(session, prepared, anchor=anchor, actor=actor)
+
+
+def write_prepared_batch(
+    session: Session, prepared: PreparedBatch, *, anchor: Mapping[str, Any], actor: str | None = None
+) -> BatchOutcome:
+    """Write a batch prepared by :func:`prepare_consent_batch` in the caller's transaction (see :func:`append_consent_batch`).
+
+    What was worked out ahead is used only where the store agrees with it: the
+    secrets offered were all filed (every subject new), and so were the record
+    keys; otherwise the rest follows from what the store holds, as it would
+    have without preparing ahead. The stored rows and the trail event are the
+    same either way.
+    """
+    batch = prepared.batch
+    if batch.empty:
+        return BatchOutcome(trail_seq=None, rows=0, added=0, already_recorded=0)
+    installation_key = _installation_key(session)
+    if installation_key != prepared.installation_key or _postgres(session) != prepared.postgres:
+        prepared = prepare_consent_batch(  # the key changed since (or another store): nothing ahead is of use
+            batch, installation_key=installation_key, postgres=_postgres(session), vocabulary=prepared.vocabulary, as_if_new=False
+        )
+    hold_head_for_keys(session)  # before reading or filing any record key, as erasure expects
+    offered, lookups = prepared.offered, prepared.lookups
+    if _insert_new_secrets(session, list(offered.items()), datetime.now(UTC)) == len(offered):
+        # Every subject new: the secrets offered are theirs, and no import key of theirs can exist yet.
+        keyed = prepared.new_keyed or _keyed(prepared, [offered[lookup] for lookup in lookups])
+        fresh = prepared.new_fresh if keyed is prepared.new_keyed else None
+        known: set[str] = set()
+    else:  # some subject had a secret (filed before, or by another writer meanwhile): it wins
+        found = _fetch_secrets(session, list(offered))
+        codes = prepared.codes
+        created = [found[lookup] == offered[lookup] for lookup in lookups]
+        keyed = _keyed(prepared, [found[lookup] for lookup in lookups])
+        known = _known_keys(session, [key for key, row in keyed.first_of.items() if not created[codes[row]]])
+        fresh = None
+    if fresh is None:
+        fresh = _fresh(prepared, keyed, known)  # may refuse all (the guard)
+    already = len(keyed.keys) - len(fresh.rows)
+    if not fresh.rows:
+        return BatchOutcome(trail_seq=None, rows=len(batch), added=0, already_recorded=already)
+    derived = [keyed.derived_keys[c] for c in fresh.needed]
+    pseudonyms = [keyed.unique_pseudonyms[c] for c in fresh.needed]
+    rows = [(lookup, k.hex()) for lookup, k in zip(fresh.key_lookups, derived, strict=True)]
+    sealed = prepared.new_sealed if keyed is prepared.new_keyed and fresh is prepared.new_fresh else None
+    if _insert_new_secrets(session, rows, datetime.now(UTC)) != len(rows):
+        sealed = None  # a record key filed before wins over the derived one
+        filed = find_record_keys(session, installation_key, pseudonyms)
+    else:
+        filed = dict(zip(pseudonyms, derived, strict=True))
+    if sealed is None:
+        sealed = _sealed(prepared, keyed, fresh, filed)
+    payload = dict(sealed.payload)
     event = append_event(
         session,
         actor=actor_name(actor),
         action=IMPORT_ACTION,
         payload={
             **anchor,
-            "rows": len(batch),
-            "added": len(fresh),
+            "rows": payload.pop("rows"),
+            "added": payload.pop("added"),
             "already_recorded": already,
-            "by_status": dict(sorted(Counter(statuses[row] for row in fresh).items())),
-            "import_keys_sha256": import_keys_digest(ordered_keys),  # sorted already: the sort inside is one pass
-            "records_sha256": records_digest(content),
+            **payload,
         },
     )
     # Their cached lists were made under the old consent; a refusal or withdrawal also holds new ones back a while.
-    named = [str(s) for s in unique_ids]  # per row through the pandas Index: about 2 us a row
-    restricted = {named[codes[row]] for row in fresh if statuses[row] != "granted"}
-    invalidate_subjects_after_commit(session, restricted, hold=True)
-    invalidate_subjects_after_commit(session, {named[codes[row]] for row in fresh} - restricted)
-    suffix, separator = ("+00", "T") if _postgres(session) else ("", " ")
+    invalidate_subjects_after_commit(session, sealed.restricted, hold=True)
+    invalidate_subjects_after_commit(session, sealed.others)
     seq = event.seq
-    records = [
-        (pseudonym, jurisdictions[row], purposes[row], statuses[row], bases[row], sources[row], sealed,
-         iso[row].replace("T", separator) + suffix, seq)
-        for row, pseudonym, sealed in zip(fresh, row_pseudonyms, evidence, strict=True)
-    ]  # fmt: skip
-    _copy_rows(session, "consent_records", _RECORD_COLUMNS, records)
-    _copy_rows(session, "consent_import_keys", ("key", "trail_seq"), [(k, seq) for k in ordered_keys])
-    return BatchOutcome(trail_seq=seq, rows=len(batch), added=len(fresh), already_recorded=already)
+    _copy_rows(session, "consent_records", _RECORD_COLUMNS, sealed.records, tail=(seq,))
+    _copy_rows(session, "consent_import_keys", ("key", "trail_seq"), [(k, seq) for k in sealed.ordered_keys])
+    return BatchOutcome(trail_seq=seq, rows=len(batch), added=len(fresh.rows), already_recorded=already)
 
 
 _RECORD_COLUMNS = ("subject", "jurisdiction", "purpose", "status", "lawful_basis", "source", "evidence", "recorded_at", "trail_seq")

@@ -345,7 +345,7 @@ def seal_evidence(key: bytes, pseudonym: str, evidence: Mapping[str, Any]) -> di
 
 
 def sealed_evidence_texts(
-    keys: Sequence[bytes], pseudonyms: Sequence[str], plaintexts: Sequence[bytes | None]
+    keys: Sequence[bytes], pseudonyms: Sequence[str], plaintexts: Sequence[bytes | None], *, nonces: bytes | None = None
 ) -> list[str]:
     """The stored JSON text of many consent evidences, row by row: ``{"sealed": token}``, or ``{}`` for no evidence.
 
@@ -353,10 +353,14 @@ def sealed_evidence_texts(
     the row's pseudonym), for a bulk writer: ``plaintexts`` are the evidences'
     canonical JSON (None for an empty one), ``keys`` each row's record key. The
     nonces come from one read of the system's random source, and a cipher is
-    set up once per key.
+    set up once per key. ``nonces``: the caller's, one per row (read from the
+    system's random source; each used for one stored token only).
     """
     count = len(plaintexts)
-    nonces = os.urandom(_NONCE_BYTES * count)
+    if nonces is None:
+        nonces = os.urandom(_NONCE_BYTES * count)
+    elif len(nonces) != _NONCE_BYTES * count:
+        raise ValueError(f"{count} rows need {_NONCE_BYTES * count} bytes of nonces; got {len(nonces)}")
     ciphers: dict[bytes, AESGCM] = {}
     prefix = b"%b%b\x00" % (_AAD, EVIDENCE_KIND.encode("ascii"))
     out: list[str] = []

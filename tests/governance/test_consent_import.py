@@ -304,13 +304,13 @@ def test_the_garbage_collector_is_paused_during_an_import_and_on_again_after(sto
     import governance.consent.imports as imports
 
     seen: list[bool] = []
-    real = imports.append_consent_batch
+    real = imports.write_prepared_batch
 
     def watched(*args: Any, **kwargs: Any) -> Any:
         seen.append(gc.isenabled())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(imports, "append_consent_batch", watched)
+    monkeypatch.setattr(imports, "write_prepared_batch", watched)
     path = tmp_path / "consent.csv"
     path.write_text("subject,purpose,status,time\nu-gc-000001,personalization,granted,2026-01-05T09:30:00Z\n")
     assert gc.isenabled()
@@ -321,3 +321,60 @@ def test_the_garbage_collector_is_paused_during_an_import_and_on_again_after(sto
     with pytest.raises(DataError):
         import_consent(store, broken)
     assert gc.isenabled()
+
+
+def _contents(store: Store) -> list[tuple[str, tuple[Any, ...]]]:
+    """Every row of every table, less what the clock writes (times, and the trail hashes made over them)."""
+    from sqlalchemy import inspect, text
+
+    clocked = {"time", "hash", "prev_hash", "created_at", "updated_at", "at"}
+    rows = []
+    with store.engine.connect() as connection:
+        schema = inspect(connection)
+        for table in sorted(schema.get_table_names()):
+            clock = clocked | ({"recorded_at"} if table == "online_store_outbox" else set())
+            columns = [c["name"] for c in schema.get_columns(table) if c["name"] not in clock]
+            if table == "signing_keys" or not columns:
+                continue
+            names = ", ".join(f'"{c}"' for c in columns)
+            rows.extend((table, tuple(row)) for row in connection.execute(text(f'SELECT {names} FROM "{table}"')))
+    return sorted(rows, key=repr)
+
+
+def test_preparing_batches_ahead_stores_and_reports_exactly_what_batch_after_batch_does(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """Batches prepared in a second thread (as if their subjects were new) end in the same rows, trail events and
+    report as batches worked out one after the other from the store's answers: with subjects new to the store,
+    subjects of an earlier batch (the store's secret wins), subjects imported before, a row repeated within a
+    batch, bad rows, and the whole file again (nothing added)."""
+    import random
+
+    import audits.consent_import as consent_import
+
+    earlier = [{"subject": f"old-{n:06d}", "purpose": "personalization", "status": "granted", "time": "2026-01-02T09:00:00Z", "source": "banner", "banner_version": "2025-10"} for n in range(3)]
+    rows = []
+    for n in range(23):
+        subject = f"old-{n:06d}" if n % 7 == 0 else f"sub-{n % 11:06d}"  # before the import, and again in later batches
+        rows.append({"subject": subject, "purpose": "personalization" if n % 3 else "analytics", "status": "denied" if n % 4 == 0 else "granted",
+                     "time": f"2026-01-{3 + n % 5:02d}T10:{n:02d}:00Z", "source": "banner", "banner_version": f"2025-{1 + n % 9:02d}"})  # fmt: skip
+    rows.insert(5, dict(rows[4]))  # the same row twice in one batch
+    rows.insert(9, {**rows[8], "purpose": "telepathy"})  # a bad row
+    before, path = _write(tmp_path, earlier, "csv", name="before"), _write(tmp_path, rows, "csv")
+    other_url = f"sqlite:///{tmp_path / 'other.db'}" if store.engine.dialect.name == "sqlite" else request.getfixturevalue("postgres_url")
+    other = open_store(other_url)
+    try:
+        outcomes = []
+        for target, ahead in ((store, False), (other, True)):
+            monkeypatch.setattr(consent_import, "_random_bytes", random.Random(7).randbytes)  # the same secrets and nonces
+            reports = [import_consent(target, before, pack=EU, batch_size=2, prepare_ahead=ahead).to_dict()]
+            reports += [import_consent(target, path, pack=EU, batch_size=4, prepare_ahead=ahead).to_dict() for _ in range(2)]
+            outcomes.append((reports, _contents(target)))
+        (sequential, stored), (ahead_reports, ahead_stored) = outcomes
+        assert [r["added"] for r in sequential] == [3, 23, 0] and sequential[1]["problems"] and len(sequential[1]["batches"]) == 6
+        assert ahead_reports == sequential
+        assert ahead_stored == stored and sum(1 for table, _ in stored if table == "consent_records") == 26
+        with other.engine.connect() as connection:
+            assert verify_trail(connection).intact
+    finally:
+        other.close()
