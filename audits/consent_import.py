@@ -40,6 +40,15 @@ this batch created needs no read-back, nor its pseudonym an import-key lookup
 (a fresh pseudonym has no keys); only when another writer filed the same
 subject meanwhile (the insert reports fewer new rows) are they read back.
 
+The work splits in two: :func:`prepare_consent_batch` reads nothing from the
+store (lookups, the secrets offered and nonces drawn, and, as if every subject
+were new, the pseudonyms, import keys, sealed evidence, digests and record
+rows), so an importer can run it for the next batch in another thread while
+:func:`write_prepared_batch` writes this one. The writer uses what was worked
+out ahead only when the store filed every secret and record key offered;
+otherwise it works the rest out from the store's answers, as
+:func:`append_consent_batch` does, and the stored rows are the same.
+
 Why the table ``consent_import_keys`` is declared here
 ------------------------------------------------------
 The table belongs to bulk imports only, so it lives beside the code that writes

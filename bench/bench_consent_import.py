@@ -32,7 +32,7 @@ The file is made here with pandas, the shape of the 2026-12-05 measurement in
 BENCHMARKS.md (columns ``user_id, purpose, status, updated_at, source,
 banner_version``; 90% granted, 10% denied; times uniform over 300 days of 2025).
 
-Run:  python bench/bench_consent_import.py [--rows 1000000] [--json] [--skip-postgres] [--skip-sqlite] [--import-only]
+Run:  python bench/bench_consent_import.py [--rows 1000000] [--json] [--skip-postgres] [--skip-sqlite] [--import-only] [--sequential]
       [--verify [--single N]]
 PostgreSQL: RECGOV_TEST_POSTGRES_URL, default postgresql+psycopg://postgres@127.0.0.1:5432/test
 (a scratch schema is created and dropped).
@@ -119,8 +119,12 @@ def _timed(work: Callable[[], Any]) -> tuple[Any, float, float]:
     return result, time.perf_counter() - wall, time.process_time() - cpu
 
 
+PREPARE_AHEAD = {"on": True}
+
+
 def _import(store: Any, path: Path, pack: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    report, wall, cpu = _timed(lambda: import_consent(store, path, mapping=MAPPING, pack=pack))
+    ahead = PREPARE_AHEAD["on"]
+    report, wall, cpu = _timed(lambda: import_consent(store, path, mapping=MAPPING, pack=pack, prepare_ahead=ahead))
     doc = report.to_dict()
     figures = {
         "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "rows_per_s": round(doc["rows"] / wall),
@@ -280,10 +284,12 @@ def main() -> None:
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--import-only", action="store_true", help="step 1 only (the first import)")
+    parser.add_argument("--sequential", action="store_true", help="prepare each batch only after the one before it is written")
     parser.add_argument("--verify", action="store_true", help="time the verification of the store after the first import")
     parser.add_argument("--single", type=int, default=0, help="with --verify: add this many single records, verify again")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
+    PREPARE_AHEAD["on"] = not args.sequential
     os.environ.setdefault("RECGOV_HOME", tempfile.mkdtemp(prefix="recgov-bench-home-"))
     pack = load_pack(resolve_pack("eu-gdpr-dsa"))
     results: dict[str, Any] = {"hardware": hardware(), "rows": args.rows}

@@ -2,7 +2,8 @@
 
 :func:`import_consent` reads the file (:mod:`governance.consent.import_table`),
 judges every row (:mod:`governance.consent.import_rows`), and appends the valid
-rows in batches (:func:`audits.consent.append_consent_batch`), each batch one
+rows in batches (:func:`audits.consent_import.write_prepared_batch`; each batch
+is prepared in a second thread while the one before it is written), each batch one
 transaction anchored on the trail by one ``consent.imported`` event that
 carries the file's sha256, the batch's first and last line, and counts, never a
 subject id. Rows already imported are skipped, so a second import of the same

@@ -378,3 +378,36 @@ def test_preparing_batches_ahead_stores_and_reports_exactly_what_batch_after_bat
             assert verify_trail(connection).intact
     finally:
         other.close()
+
+
+@pytest.mark.parametrize("ahead", [False, True])
+def test_a_batch_that_fails_to_prepare_stops_the_import_after_the_batches_before_it(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ahead: bool
+) -> None:
+    """An error preparing a batch (in the second thread, or in turn) is raised as itself once the batches before it
+    are written, and nothing of it or after it is; importing the file again finishes the import."""
+    import threading
+
+    import governance.consent.imports as imports
+
+    real = imports.prepare_consent_batch
+    threads: list[str] = []
+
+    def failing(batch: pd.DataFrame, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        if "sub-000003" in set(batch["subject"]):
+            raise ValueError("the fourth batch cannot be prepared")
+        return real(batch, **kwargs)
+
+    rows = [{"subject": f"sub-{n:06d}", "purpose": "personalization", "status": "granted", "time": "2026-01-05T09:30:00Z"} for n in range(5)]
+    path = _write(tmp_path, rows, "csv")
+    monkeypatch.setattr(imports, "prepare_consent_batch", failing)
+    with pytest.raises(ValueError, match="the fourth batch cannot be prepared"):
+        import_consent(store, path, pack=EU, batch_size=1, prepare_ahead=ahead)
+    assert _count(store) == 3  # batches 1 to 3
+    with store.session() as session:
+        assert session.scalar(select(func.count()).select_from(TrailEvent).where(TrailEvent.action == IMPORT_ACTION)) == 3
+    assert all(name.startswith("consent-import-prepare") for name in threads) == ahead
+    monkeypatch.setattr(imports, "prepare_consent_batch", real)
+    report = import_consent(store, path, pack=EU, batch_size=1, prepare_ahead=ahead)
+    assert (report.added, report.already_recorded, _count(store)) == (2, 3, 5)
