@@ -32,7 +32,7 @@ The file is made here with pandas, the shape of the 2026-12-05 measurement in
 BENCHMARKS.md (columns ``user_id, purpose, status, updated_at, source,
 banner_version``; 90% granted, 10% denied; times uniform over 300 days of 2025).
 
-Run:  python bench/bench_consent_import.py [--rows 1000000] [--json] [--skip-postgres] [--skip-sqlite] [--import-only] [--sequential]
+Run:  python bench/bench_consent_import.py [--rows 1000000] [--json] [--skip-postgres] [--skip-sqlite] [--import-only] [--sequential | --ahead]
       [--verify [--single N]]
 PostgreSQL: RECGOV_TEST_POSTGRES_URL, default postgresql+psycopg://postgres@127.0.0.1:5432/test
 (a scratch schema is created and dropped).
@@ -119,7 +119,7 @@ def _timed(work: Callable[[], Any]) -> tuple[Any, float, float]:
     return result, time.perf_counter() - wall, time.process_time() - cpu
 
 
-PREPARE_AHEAD = {"on": True}
+PREPARE_AHEAD: dict[str, bool | None] = {"on": None}  # None: the importer's default for the store
 
 
 def _import(store: Any, path: Path, pack: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -285,11 +285,12 @@ def main() -> None:
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--import-only", action="store_true", help="step 1 only (the first import)")
     parser.add_argument("--sequential", action="store_true", help="prepare each batch only after the one before it is written")
+    parser.add_argument("--ahead", action="store_true", help="prepare each batch while the one before it is written, on every store")
     parser.add_argument("--verify", action="store_true", help="time the verification of the store after the first import")
     parser.add_argument("--single", type=int, default=0, help="with --verify: add this many single records, verify again")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
-    PREPARE_AHEAD["on"] = not args.sequential
+    PREPARE_AHEAD["on"] = False if args.sequential else True if args.ahead else None
     os.environ.setdefault("RECGOV_HOME", tempfile.mkdtemp(prefix="recgov-bench-home-"))
     pack = load_pack(resolve_pack("eu-gdpr-dsa"))
     results: dict[str, Any] = {"hardware": hardware(), "rows": args.rows}
