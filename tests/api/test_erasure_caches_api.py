@@ -9,7 +9,6 @@ replaced and its file deleted, and the erasure drops the replaced models from th
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from typer.testing import CliRunner
 
 from audits.lineage import record_deployment
 from governance.cli import app as cli
-from recommender.family import model_user_ids
+from tests.files_naming import files_naming
 
 # subjects of their own: u000320 and above are in no model the module's server trained, u000360 and above in
 # no model of the first test
@@ -33,18 +32,6 @@ def _train(server, data: str = DATA) -> dict:  # noqa: ANN001
 
 def _ask(client, subject: str, version: str):  # noqa: ANN001
     return client.post("/v1/recommendations", json={"subject": subject, "k": 5, "model_version": version, "pack": "baseline"})
-
-
-def _files_naming(folder: Path, subject: str) -> list[Path]:
-    out = []
-    for path in folder.rglob("*"):
-        if not path.is_file():
-            continue
-        data = path.read_bytes()
-        ids = model_user_ids(io.BytesIO(data)) if path.suffix == ".npz" else None
-        if subject.encode() in data or subject.encode("utf-32-le") in data or (ids is not None and (ids.astype(str) == subject).any()):
-            out.append(path)
-    return out
 
 
 def _holds(cache, version: str, model) -> bool:  # noqa: ANN001
@@ -96,12 +83,12 @@ def test_an_exact_erasure_over_http_replaces_the_older_version_an_approximate_on
     with server.client("admin") as client:
         approx = client.post("/v1/requests/erasure", json={"subject": "u000390", "pack": "baseline", "approximate": True})
         assert approx.status_code == 200, approx.text
-        assert Path(doc["artifact"]).exists() and _files_naming(folder, "u000391")
+        assert Path(doc["artifact"]).exists() and files_naming(folder, "u000391")
         erased = client.post("/v1/requests/erasure", json={"subject": "u000391", "pack": "baseline"})
     assert erased.status_code == 200, erased.text
     older = [o for s in erased.json()["unlearning"] for o in s.get("older_versions_replaced", [])]
     assert [o["version"] for o in older] == [first]
-    assert _files_naming(server.home, "u000391") == []  # nothing under RECGOV_HOME lists them
+    assert files_naming(server.home, "u000391") == []  # nothing under RECGOV_HOME lists them
     assert not Path(doc["artifact"]).exists()
     with server.client("operator") as client:
         replaced = _ask(client, "u000392", first)

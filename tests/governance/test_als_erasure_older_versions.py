@@ -9,7 +9,6 @@ retired with a ``model.replaced_by_erasure`` event, and its file is deleted once
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -22,24 +21,11 @@ from audits.models import TrailEvent
 from governance.cli import app
 from governance.deploy import deployed_versions
 from governance.privacy.access import export_subject
-from recommender.family import model_user_ids
+from tests.files_naming import files_naming
 
 runner = CliRunner()
 DATA = "synthetic:n_users=120,n_items=80,n_interactions=3000,seed=4"
 FIRST, SUBJECT = "u000018", "u000017"
-
-
-def _files_naming(folder: Path, subject: str) -> list[Path]:
-    """Every file under ``folder`` whose bytes or training rows name ``subject`` (a grep, then the rows)."""
-    out = []
-    for path in folder.rglob("*"):
-        if not path.is_file():
-            continue
-        data = path.read_bytes()
-        ids = model_user_ids(io.BytesIO(data)) if path.suffix == ".npz" else None
-        if subject.encode() in data or subject.encode("utf-32-le") in data or (ids is not None and (ids.astype(str) == subject).any()):
-            out.append(path)
-    return out
 
 
 def _cli(*args: str) -> dict:
@@ -58,7 +44,7 @@ def test_an_exact_erasure_replaces_the_older_version_an_approximate_one_kept(db_
             record_deployment(session, model_version=first, stage="production")
         approx = _cli("subject", "erase", FIRST, "--pack", "eu-gdpr-dsa", "--approximate", "--database-url", db_url)
         (stand_in,) = [s["version"] for s in approx["unlearning"] if s.get("previous_version") == first]
-        assert artifact.exists() and _files_naming(recgov_home, SUBJECT)  # the approximate erasure kept it
+        assert artifact.exists() and files_naming(recgov_home, SUBJECT)  # the approximate erasure kept it
         report = _cli("subject", "erase", SUBJECT, "--pack", "eu-gdpr-dsa", "--database-url", db_url)
         with store.session() as session:
             stages = deployed_versions(session)
@@ -68,7 +54,7 @@ def test_an_exact_erasure_replaces_the_older_version_an_approximate_one_kept(db_
         store.close()
     (step,) = [s for s in report["unlearning"] if s.get("previous_version") == stand_in]
     refit = step["version"]
-    assert _files_naming(recgov_home, SUBJECT) == []  # no file under RECGOV_HOME lists the subject any more
+    assert files_naming(recgov_home, SUBJECT) == []  # no file under RECGOV_HOME lists the subject any more
     assert not artifact.exists()
     assert stages["production"] == [refit] and {first, stand_in} <= set(stages["retired"])
     assert [(o["version"], o["stage"], o["artifact_deleted"]) for o in step["older_versions_replaced"]] == [(first, "production", True)]
@@ -87,4 +73,4 @@ def test_the_erase_command_prints_the_older_version_it_replaced(db_url: str, rec
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert f"the older version {trained['model_version']} listed the subject too: it is retired, deleted its artifact" in text
-    assert SUBJECT not in result.output and _files_naming(recgov_home, SUBJECT) == []
+    assert SUBJECT not in result.output and files_naming(recgov_home, SUBJECT) == []

@@ -10,7 +10,6 @@ the erasure is committed.
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -28,7 +27,8 @@ from governance.privacy import erase_subject
 from governance.privacy.access import export_subject
 from governance.suppressed import TRAINED, model_standing
 from recommender.als import ALSRecommender
-from recommender.family import model_user_ids, without_users
+from recommender.family import without_users
+from tests.files_naming import files_naming
 
 runner = CliRunner()
 DATA = "synthetic:n_users=120,n_items=80,n_interactions=3000,seed=4"
@@ -42,19 +42,6 @@ def _train(db_url: str) -> dict:
     return json.loads(result.stdout)
 
 
-def _files_naming(folder: Path, subject: str) -> list[Path]:
-    """Every file under ``folder`` whose bytes or training rows name ``subject`` (a grep, then the rows)."""
-    out = []
-    for path in folder.rglob("*"):
-        if not path.is_file():
-            continue
-        data = path.read_bytes()
-        ids = model_user_ids(io.BytesIO(data)) if path.suffix == ".npz" else None
-        if subject.encode() in data or subject.encode("utf-32-le") in data or (ids is not None and (ids.astype(str) == subject).any()):
-            out.append(path)
-    return out
-
-
 def _deployed(store, version: str) -> None:
     with store.session() as session:
         record_deployment(session, model_version=version, stage="shadow")
@@ -64,7 +51,7 @@ def _deployed(store, version: str) -> None:
 def test_an_erasure_refits_the_deployed_als_version_retires_it_and_deletes_its_file(db_url: str, recgov_home: Path) -> None:
     doc = _train(db_url)
     old, artifact = doc["model_version"], Path(doc["artifact"])
-    assert _files_naming(recgov_home, SUBJECT) == [artifact]
+    assert files_naming(recgov_home, SUBJECT) == [artifact]
     store = open_store(db_url)
     try:
         _deployed(store, old)
@@ -78,7 +65,7 @@ def test_an_erasure_refits_the_deployed_als_version_retires_it_and_deletes_its_f
         other = erase_subject(store, "u000018", pack=EU, measure_carbon=False)
     finally:
         store.close()
-    assert _files_naming(recgov_home, SUBJECT) == [] and not artifact.exists()
+    assert files_naming(recgov_home, SUBJECT) == [] and not artifact.exists()
     assert stages["production"] == [new] and old in stages["retired"] and old_standing.retired
     assert new_standing.standing == TRAINED and new_standing.retrain_request is None
     assert len(events) == 1 and old in str(events[0][0]) and new in str(events[0][0])
@@ -126,7 +113,7 @@ def test_the_erase_command_prints_the_als_replacement(db_url: str, recgov_home: 
     text = " ".join(result.output.split())
     assert f"model {doc['model_version']} -> als-" in text and "exact erasure" in text
     assert f"{doc['model_version']} is retired" in text and "deleted the previous artifact" in text
-    assert SUBJECT not in result.output and _files_naming(recgov_home, SUBJECT) == []
+    assert SUBJECT not in result.output and files_naming(recgov_home, SUBJECT) == []
 
 
 def test_an_approximate_erasure_keeps_the_provisional_stand_in(db_url: str, recgov_home: Path) -> None:
