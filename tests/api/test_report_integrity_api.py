@@ -7,17 +7,10 @@ trail and its checkpoint intact, and the page showed the edited figures as the t
 
 from __future__ import annotations
 
-from sqlalchemy import text, update
+from sqlalchemy import update
 
 from audits.models import DatasetVersion, ModelVersion
-
-
-def _switch_off_append_only(session, table: str) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
-    else:
-        for name in session.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :t"), {"t": table}).scalars().all():
-            session.execute(text(f'DROP TRIGGER "{name}"'))
+from tests.tamper import switch_off_append_only
 
 
 def test_a_data_set_edited_in_place_is_reported_over_http(server) -> None:
@@ -27,7 +20,7 @@ def test_a_data_set_edited_in_place_is_reported_over_http(server) -> None:
         with server.store.session() as session:
             data_id = session.get(ModelVersion, server.model_version).dataset_version_id
             stored = session.get(DatasetVersion, data_id).n_users
-            _switch_off_append_only(session, "dataset_versions")
+            switch_off_append_only(session, "dataset_versions")
             session.execute(update(DatasetVersion).where(DatasetVersion.id == data_id).values(n_users=stored - 1))
         after = http.get(f"/v1/reports/{server.model_version}")
         assert after.status_code == 200

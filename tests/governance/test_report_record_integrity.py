@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 
 from audits import Store
 from audits.models import AuditResult, AuditRun, TrailEvent
 from governance.report.integrity import SCOPE
 from tests.governance.cli_helpers import invoke, ok
+from tests.tamper import switch_off_append_only
 
 DATA = "synthetic:n_users=80,n_items=60,n_interactions=2000,seed=5"
 
@@ -26,15 +27,6 @@ def _built(db_url: str, tmp_path: Path) -> str:
     assert done.exit_code in (0, 1), done.output
     ok("trail", "checkpoint", "--database-url", db_url)
     return version
-
-
-def _switch_off_append_only(session, table: str) -> None:
-    """What an attacker does first: switch the table's append-only triggers off (inside this transaction)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
-    else:
-        for name in session.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :t"), {"t": table}).scalars().all():
-            session.execute(text(f'DROP TRIGGER "{name}"'))
 
 
 def _report(db_url: str, tmp_path: Path, version: str) -> tuple[dict, str]:
@@ -76,7 +68,7 @@ def test_a_rule_result_edited_in_place_is_reported(store: Store, db_url: str, tm
     with store.session() as session:
         audit_id = session.scalars(select(AuditRun.id).where(AuditRun.model_version_id == version)).first()
         first = session.scalars(select(AuditResult.id).where(AuditResult.audit_run_id == audit_id).order_by(AuditResult.id)).first()
-        _switch_off_append_only(session, "audit_results")
+        switch_off_append_only(session, "audit_results")
         session.execute(update(AuditResult).where(AuditResult.id == first).values(status="pass", message="all good"))
     summary, _ = _report(db_url, tmp_path, version)
     assert [p["record"] for p in summary["records"]["problems"]] == [f"audit #{audit_id}"]
@@ -88,7 +80,7 @@ def test_a_trail_event_changed_without_rehashing_is_reported(store: Store, db_ur
     with store.session() as session:
         audit = session.scalars(select(AuditRun).where(AuditRun.model_version_id == version)).first()
         payload = session.scalar(select(TrailEvent.payload).where(TrailEvent.seq == audit.trail_seq))
-        _switch_off_append_only(session, "trail_events")
+        switch_off_append_only(session, "trail_events")
         session.execute(update(TrailEvent).where(TrailEvent.seq == audit.trail_seq).values(payload=payload.replace('"verdict":"', '"verdict":"x')))
         seq, audit_id = audit.trail_seq, audit.id
     summary, _ = _report(db_url, tmp_path, version)
