@@ -19,10 +19,10 @@ measures what governance costs per request.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security.utils import get_authorization_scheme_param
@@ -69,14 +69,24 @@ def _verify(token: Token) -> None:
 router = APIRouter(tags=["recommendations"], responses=problems(401, 403, 500), route_class=KeyFirstRoute)
 
 
-@router.post("/v1/recommendations", response_model=GovernedList, responses=problems(404, 409, 422, 503), summary="Serve one governed list")
-async def recommend(
-    body: RecommendationCreate,
-    request: Request,
-    token: ListsToken,
-    # Declared so that OpenAPI documents the header; it is read from the raw headers below.
-    sec_gpc: Annotated[str | None, Header(alias="Sec-GPC", description="Global Privacy Control: '1' opts the subject out.")] = None,
-) -> Response:
+_SEC_GPC = "Global Privacy Control: '1' opts the subject out."
+_SEC_GPC_PARAMETER = {
+    "name": "Sec-GPC",
+    "in": "header",
+    "required": False,
+    "schema": {"anyOf": [{"type": "string"}, {"type": "null"}], "description": _SEC_GPC, "title": "Sec-Gpc"},
+    "description": _SEC_GPC,
+}
+
+
+# ``Sec-GPC`` is documented here rather than declared as a header parameter: the list reads it from the raw
+# headers (:class:`~governance.api.services.lists.ListContext`), and a declared parameter would be parsed and
+# validated again by FastAPI on every list, for nothing.
+@router.post(
+    "/v1/recommendations", response_model=GovernedList, responses=problems(404, 409, 422, 503), summary="Serve one governed list",
+    openapi_extra={"parameters": [_SEC_GPC_PARAMETER]},
+)  # fmt: skip
+async def recommend(body: RecommendationCreate, request: Request, token: ListsToken) -> Response:
     """A ``Sec-GPC: 1`` header is recorded as an opt-out (under a pack that honours GPC) before serving; a TC string
     (``tcf``) is recorded and judged under the pack's ``consent.tcf`` (a string that does not decode, or a pack that
     names no vendor id, is a 422 naming ``tcf``). A model file that no longer has the SHA-256 recorded with its
