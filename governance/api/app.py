@@ -68,6 +68,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         app.state.store = open_store(settings.database_url, pool_size=settings.api_threads + 4)
         app.state.reads = FastReads(app.state.store.engine)  # the hot paths' read-only snapshots
+        app.state.reads.hold_for_this_thread()  # SQLite: the loop's lists read on a connection of its own
         # PostgreSQL: a governed list's reads as one statement awaited on the loop, on connections of their own.
         app.state.awaited_reads = None if app.state.reads.embedded else AwaitedReads(app.state.reads, settings.api_threads)
         # Invalidations of the online store recorded while Redis was away (or by a process without it) are applied now.
@@ -102,6 +103,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             app.state.audit_runner.shutdown()
             app.state.pack_parser.close()
             close_engines(app)  # writes what the shared decision log holds
+            app.state.reads.release()
             app.state.store.close()
 
     app = FastAPI(

@@ -248,6 +248,35 @@ class FastReads:
         self._prepared: dict[int, tuple[Select[Any], _Prepared]] = {}
         self._together: dict[tuple[int, ...], tuple[tuple[Select[Any], ...], _Together]] = {}
         self._lock = threading.Lock()
+        self._held: Any = None  # SQLite: the event loop's own connection (hold_for_this_thread)
+        self._held_thread: int | None = None
+        self._held_busy = False
+
+    def hold_for_this_thread(self) -> None:
+        """SQLite: keep one pooled connection for the snapshots of the calling thread (the event loop's).
+
+        A snapshot on the loop then skips the pool's checkout and check-in, and its reset on return (a second
+        rollback), which cost as much as the reads themselves on an embedded store. Outside a snapshot the
+        connection holds no transaction, so it takes no lock and keeps no older state from anyone. Other
+        threads, and a snapshot begun inside another on the same thread, use the pool as before. No-op on
+        PostgreSQL (its reads on the loop are awaited on connections of their own).
+        """
+        if self._sqlite and self._held is None:
+            self._held = self.engine.raw_connection()
+            self._held_thread = threading.get_ident()
+
+    def release(self) -> None:
+        """Give the held connection back to the pool (the app is stopping)."""
+        held, self._held, self._held_thread = self._held, None, None
+        if held is not None:
+            held.close()
+
+    def _sqlite_connection(self) -> tuple[Any, bool]:
+        """The connection for a SQLite snapshot: the held one when this thread holds it and it is free."""
+        if self._held is not None and not self._held_busy and threading.get_ident() == self._held_thread:
+            self._held_busy = True
+            return self._held, True
+        return self.engine.raw_connection(), False
 
     def prepared(self, statement: Select[Any]) -> _Prepared:
         """``statement`` compiled for this dialect (statements are module constants: keyed by identity)."""
@@ -309,7 +338,8 @@ class FastReads:
         (see the module doc).
         """
         if self._sqlite:
-            connection = self.engine.raw_connection()
+            connection, held = self._sqlite_connection()
+            ended = False
             try:
                 cursor = connection.cursor()
                 try:
@@ -319,10 +349,19 @@ class FastReads:
                         yield FastSnapshot(self, cursor)
                     finally:
                         connection.rollback()
+                        ended = True
                 finally:
                     cursor.close()
             finally:
-                connection.close()  # back to the pool
+                if not held:
+                    connection.close()  # back to the pool
+                elif ended:
+                    self._held_busy = False
+                else:  # a snapshot that could not begin or end: the held connection is not used again
+                    self._held = self._held_thread = None
+                    self._held_busy = False
+                    connection.invalidate()
+                    connection.close()
             return
         connection, cursor, ready = self._begin(self.together(prefetch) if prefetch else None)
         try:

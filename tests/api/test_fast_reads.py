@@ -7,6 +7,8 @@ never hold a write lock.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,9 +25,14 @@ from governance.api.services.engines import blocks_revision
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def reads(store: Store) -> FastReads:
-    return FastReads(store.engine)
+@pytest.fixture(params=["pooled", "held"])
+def reads(store: Store, request: pytest.FixtureRequest) -> Iterator[FastReads]:
+    """Snapshots on the pool's connections, and on SQLite also on the one the serving loop holds for itself."""
+    reads = FastReads(store.engine)
+    if request.param == "held":
+        reads.hold_for_this_thread()
+    yield reads
+    reads.release()
 
 
 def _grant(store: Store, subject: str, status: str = "granted", at: datetime = T0) -> None:
@@ -87,3 +94,53 @@ def test_statements_built_per_call_are_not_kept_without_bound(store: Store, read
         for n in range(MAX_PREPARED + 20):
             read.execute(select(StoreMeta.value).where(StoreMeta.key == f"k{n}")).all()
     assert len(reads._prepared) <= MAX_PREPARED
+
+
+def test_the_held_connection_is_the_holding_threads_alone_and_never_nested(store: Store) -> None:
+    reads = FastReads(store.engine)
+    reads.hold_for_this_thread()
+    if store.engine.dialect.name != "sqlite":
+        assert reads._held is None, "only an embedded store's loop holds a connection"
+        return
+    try:
+        _grant(store, "erin")
+        seen: list[object] = []
+
+        def elsewhere() -> None:  # another thread reads on a pooled connection, while the holder's snapshot is open
+            with reads.snapshot() as read:
+                seen.append(read._cursor.connection)
+                seen.append([r["status"] for r in read_consent_history(read, "erin")])
+
+        with reads.snapshot() as outer:
+            with reads.snapshot() as inner:  # nested on the holding thread: not the held connection (it is in a transaction)
+                assert inner._cursor.connection is not outer._cursor.connection
+                assert [r["status"] for r in read_consent_history(inner, "erin")] == ["granted"]
+            worker = threading.Thread(target=elsewhere)
+            worker.start()
+            worker.join()
+            assert seen[0] is not outer._cursor.connection and seen[1] == ["granted"]
+            held = outer._cursor.connection
+        with reads.snapshot() as again:
+            assert again._cursor.connection is held, "the holding thread's next snapshot reuses its connection"
+            assert held.in_transaction
+        assert not held.in_transaction, "between snapshots the held connection holds no transaction (no lock, no old state)"
+    finally:
+        reads.release()
+
+
+def test_a_held_connection_that_fails_is_dropped_and_the_pool_serves_on(store: Store) -> None:
+    reads = FastReads(store.engine)
+    reads.hold_for_this_thread()
+    if store.engine.dialect.name != "sqlite":
+        assert reads._held is None, "only an embedded store's loop holds a connection"
+        return
+    try:
+        reads._held.dbapi_connection.close()  # the connection broke (a closed file handle, say)
+        with pytest.raises(Exception), reads.snapshot():
+            pass
+        assert reads._held is None
+        _grant(store, "finn")
+        with reads.snapshot() as read:
+            assert [r["status"] for r in read_consent_history(read, "finn")] == ["granted"]
+    finally:
+        reads.release()
