@@ -1,0 +1,148 @@
+"""The list route's direct path over real HTTP, on SQLite and PostgreSQL: the same answers as FastAPI's own path.
+
+A list request in the usual shape (``Content-Type: application/json``, a bearer token, a body orjson reads and
+the request model validates) reaches the endpoint without FastAPI's dependency solving
+(:class:`governance.api.routes.recommendations.KeyFirstRoute`). For well-formed requests (three packs, with and
+without ``Sec-GPC: 1``, a TC string and a region) and for broken ones (bodies that do not parse or validate,
+other content types and encodings, no key, another scheme, a wrong key, a role without the scope), each answer
+with the direct path is compared byte for byte with the answer FastAPI's path gives (this decision's id and time
+put aside), and which path took each request is checked, so that no comparison is of one path with itself.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from tc_strings import tc_string
+
+from audits import record_consent
+from governance.api.routes import recommendations
+from governance.packs import resolve_pack
+
+VENDOR = 755
+GRANTS = tc_string(purposes={1, 5, 6}, vendors={VENDOR})
+STORED = "eu-fast-tcf@1.0.0"
+
+
+@pytest.fixture(scope="module")
+def packs(server) -> list[str]:  # noqa: ANN001
+    text = Path(resolve_pack("eu-gdpr-dsa")).read_text(encoding="utf-8")
+    text = text.replace("name: eu-gdpr-dsa", "name: eu-fast-tcf", 1).replace("vendor_id: null", f"vendor_id: {VENDOR}", 1)
+    with server.client("admin") as client:
+        stored = client.post("/v1/packs", content=text, headers={"Content-Type": "application/yaml"})
+    assert stored.status_code in (200, 201), stored.text
+    return ["california-ccpa", "eu-gdpr-dsa", STORED]
+
+
+@pytest.fixture
+def taken(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether the direct path took each request since (True) or left it to FastAPI's path (False)."""
+    seen: list[bool] = []
+    direct = recommendations._direct
+
+    async def counted(request):  # noqa: ANN001, ANN202
+        found = await direct(request)
+        seen.append(found is not None)
+        return found
+
+    monkeypatch.setattr(recommendations, "_direct", counted)
+    return seen
+
+
+def _post(client, content: bytes, headers: dict[str, str]) -> tuple[int, bytes, list[tuple[str, str]]]:  # noqa: ANN001
+    answer = client.post("/v1/recommendations", content=content, headers=headers)
+    body = answer.content
+    if answer.status_code == 200:
+        found = answer.json()
+        body = body.replace(found["decision_id"].encode(), b"<id>").replace(found["decided_at"].encode(), b"<at>")
+    kept = [(name, value) for name, value in answer.headers.multi_items() if name not in ("date", "content-length")]
+    return answer.status_code, body, kept
+
+
+def _both(client, content: bytes, headers: dict[str, str], monkeypatch: pytest.MonkeyPatch):  # noqa: ANN001, ANN202
+    monkeypatch.setattr(recommendations, "FAST_PATH", True)
+    direct = _post(client, content, headers)
+    monkeypatch.setattr(recommendations, "FAST_PATH", False)
+    reference = _post(client, content, headers)
+    monkeypatch.setattr(recommendations, "FAST_PATH", True)
+    return direct, reference
+
+
+def test_well_formed_lists_take_the_direct_path_with_fastapis_answers(server, packs, taken, monkeypatch) -> None:  # noqa: ANN001
+    requests: list[tuple[dict[str, Any], dict[str, str]]] = []
+    n = 500
+    for pack in packs:
+        signals = [({}, {}), ({}, {"Sec-GPC": "1"}), ({"region": "EU"}, {})] + ([({"tcf": GRANTS}, {})] if pack == STORED else [])
+        for extra, headers in signals:
+            for granted in (True, False):
+                n += 1
+                subject = f"u{n:06d}"
+                if granted:
+                    with server.store.session() as session:
+                        record_consent(session, subject_id=subject, purpose="personalization", status="granted", lawful_basis="consent", source="api")
+                requests.append(({"subject": subject, "k": 5, "model_version": server.model_version, "pack": pack, **extra}, headers))
+    with server.client("operator") as client:
+        auth = {"Authorization": client.headers["Authorization"], "Content-Type": "application/json"}
+        for body, headers in requests:  # first answers: a signal recorded, an engine built
+            assert _post(client, json.dumps(body).encode(), {**auth, **headers})[0] == 200, body
+        del taken[:]
+        for body, headers in requests:
+            direct, reference = _both(client, json.dumps(body).encode(), {**auth, **headers}, monkeypatch)
+            assert direct[0] == 200, (body, direct[1])
+            assert direct == reference, (body, headers)
+    assert taken == [True] * len(requests), "every well-formed list went the direct way (the reference never asks it)"
+
+
+BROKEN: list[tuple[str, bytes, dict[str, str]]] = [
+    ("not JSON", b'{"subject": ', {}),
+    ("empty body", b"", {}),
+    ("an array", b'[{"subject": "u000001"}]', {}),
+    ("NaN", b'{"subject": "u000001", "k": NaN}', {}),
+    ("an integer past 64 bits", b'{"subject": "u000001", "k": 123456789012345678901234567890}', {}),
+    ("an unknown field", b'{"subject": "u000001", "colour": "red"}', {}),
+    ("no subject", b'{"k": 5}', {}),
+    ("k of 0", b'{"subject": "u000001", "k": 0}', {}),
+    ("k as a string", b'{"subject": "u000001", "k": "7"}', {}),
+    ("a subject with a tab", b'{"subject": "u\\t1"}', {}),
+    ("a byte-order mark", b'\xef\xbb\xbf{"subject": "u000001"}', {}),
+    ("UTF-16", '{"subject": "u000001", "pack": "eu-gdpr-dsa"}'.encode("utf-16"), {}),
+    ("a lone surrogate", b'{"subject": "\\ud800"}', {}),
+    ("duplicate keys", b'{"subject": "nobody", "subject": "u000001", "pack": "eu-gdpr-dsa"}', {}),
+    ("a charset parameter", b'{"subject": "u000001", "pack": "eu-gdpr-dsa"}', {"Content-Type": "application/json; charset=utf-8"}),
+    ("a +json type", b'{"subject": "u000001", "pack": "eu-gdpr-dsa"}', {"Content-Type": "application/vnd.list+json"}),
+    ("text/plain", b'{"subject": "u000001"}', {"Content-Type": "text/plain"}),
+    ("no content type", b'{"subject": "u000001"}', {"Content-Type": ""}),
+    ("no key", b'{"subject": "u000001"}', {"Authorization": ""}),
+    ("another scheme", b'{"subject": "u000001"}', {"Authorization": "Basic dXNlcjpwYXNz"}),
+    ("a scheme with no token", b'{"subject": "u000001"}', {"Authorization": "Bearer"}),
+    ("an unknown key", b'{"subject": "u000001"}', {"Authorization": "Bearer rgk_unknown"}),
+    ("an unknown key and a broken body", b'{"k": 0}', {"Authorization": "Bearer rgk_unknown"}),
+]
+
+DIRECT = {"duplicate keys", "an unknown key"}  # read and validated as FastAPI reads them (the last key wins); the key is the route's
+
+
+@pytest.mark.parametrize(("case", "content", "headers"), BROKEN, ids=[case for case, _, _ in BROKEN])
+def test_other_requests_get_fastapis_answers(server, packs, taken, monkeypatch, case: str, content: bytes, headers: dict[str, str]) -> None:  # noqa: ANN001
+    with server.client("operator") as keyed:
+        sent = {"Authorization": keyed.headers["Authorization"], "Content-Type": "application/json", **headers}
+    sent = {name: value for name, value in sent.items() if value}
+    if b"model_version" not in content and content.startswith(b"{") and b"u000001" in content and "UTF" not in case:
+        content = content[:-1] + f', "model_version": "{server.model_version}"}}'.encode()
+    with httpx.Client(base_url=str(keyed.base_url), timeout=60) as client:  # only the headers given here
+        direct, reference = _both(client, content, sent, monkeypatch)
+    assert direct == reference, case
+    assert taken[0] is (case in DIRECT), (case, taken)
+
+
+@pytest.mark.parametrize("body_ok", [True, False], ids=["valid body", "broken body"])
+def test_a_role_without_the_lists_scope_is_refused_alike(server, taken, monkeypatch, body_ok: bool) -> None:  # noqa: ANN001
+    body = {"subject": "u000001", "k": 3, "model_version": server.model_version} if body_ok else {"subject": "u000001", "k": 0}
+    with server.client("viewer") as client:
+        direct, reference = _both(client, json.dumps(body).encode(), {"Content-Type": "application/json"}, monkeypatch)
+    assert direct[0] == 403 and direct == reference
+    assert taken[0] is body_ok
