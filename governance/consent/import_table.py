@@ -33,6 +33,7 @@ from typing import Any, Literal
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
@@ -149,10 +150,12 @@ def _csv(name: str, data: bytes, mapping: ConsentImportMapping) -> tuple[pd.Data
     _no_duplicate_columns(name, data, mapping.delimiter)
     if skipped:
         return _csv_with_skipped(name, data, mapping.delimiter, raw, skipped)
-    # A quoted cell may span lines: each row starts after the newlines of the rows before it.
+    # A quoted cell may span lines: each row starts after the newlines of the rows before it. A line ends at
+    # "\r\n", "\n" or a lone "\r" (an export from an old Mac tool), as for the parser and the csv module.
+    newline = r"\r\n?|\n" if b"\r" in data else "\n"
     newlines = np.zeros(len(raw), dtype=np.int64)
     for column in raw.columns:
-        newlines += raw[column].str.count("\n").to_numpy(dtype=np.int64, na_value=0)
+        newlines += raw[column].str.count(newline).to_numpy(dtype=np.int64, na_value=0)
     positions = 2 + np.arange(len(raw), dtype=np.int64) + np.concatenate(([0], np.cumsum(newlines)[:-1])) if len(raw) else newlines
     return raw, positions, ()
 
@@ -188,7 +191,11 @@ def _csv_with_skipped(
 
 def _no_duplicate_columns(name: str, data: bytes, delimiter: str) -> None:
     """Refuse a header naming a column twice: pandas would rename the second (``subject.1``) and read only the first."""
-    first = next(csv.reader(io.StringIO(data.decode("utf-8-sig", errors="replace")), delimiter=delimiter), [])
+    text = io.StringIO(data.decode("utf-8-sig", errors="replace"), newline="")  # lines end as the parser ends them
+    try:
+        first = next(csv.reader(text, delimiter=delimiter), [])
+    except csv.Error as err:
+        raise DataError(NOT_A_TABLE.format(name=name, kind="CSV", detail=f"line 1: {err}")) from err
     counts: dict[str, int] = {}
     for column in first:
         counts[column.strip()] = counts.get(column.strip(), 0) + 1
@@ -204,7 +211,8 @@ def nested_values(name: str, raw: pd.DataFrame, wanted: dict[str, str], position
     for fld, column in wanted.items():
         if column not in raw.columns or raw[column].dtype != object:
             continue
-        nested = raw[column].map(lambda v: isinstance(v, dict | list)).to_numpy(dtype=bool)
+        # A Parquet list column reads as numpy arrays, a map column as lists of pairs, a struct as dicts.
+        nested = raw[column].map(lambda v: isinstance(v, dict | list | tuple | np.ndarray)).to_numpy(dtype=bool)
         if nested.any():
             at = int(np.flatnonzero(nested)[0])
             kind = "object" if isinstance(raw[column].iloc[at], dict) else "array"
@@ -215,10 +223,14 @@ def nested_values(name: str, raw: pd.DataFrame, wanted: dict[str, str], position
         if pd.api.types.is_float_dtype(values.dtype):
             floats = values.notna().to_numpy(dtype=bool)
         else:
-            floats = values.map(lambda v: isinstance(v, float | np.floating)).to_numpy(dtype=bool)
+            # NaN is a missing value (a null in a Parquet string column), not a float id: that row has no subject.
+            floats = values.map(lambda v: isinstance(v, float | np.floating) and v == v).to_numpy(dtype=bool)
         if floats.any():
             at = int(np.flatnonzero(floats)[0])
             raise DataError(FLOAT_ID.format(name=name, located_by=located_by, position=int(positions[at]), column=column))
+
+
+_BOM = b"\xef\xbb\xbf"
 
 
 def _jsonl(name: str, data: bytes) -> tuple[pd.DataFrame, np.ndarray, tuple[tuple[int, str, str], ...]]:
@@ -226,6 +238,8 @@ def _jsonl(name: str, data: bytes) -> tuple[pd.DataFrame, np.ndarray, tuple[tupl
     positions: list[int] = []
     broken: list[tuple[int, str, str]] = []
     first: tuple[int, str] | None = None
+    if data.startswith(_BOM):  # a byte order mark, as some Windows tools write one: the file's, not line 1's
+        data = data[len(_BOM) :]
     for number, line in enumerate(data.split(b"\n"), start=1):
         if not line.strip():
             continue
@@ -247,12 +261,39 @@ def _jsonl(name: str, data: bytes) -> tuple[pd.DataFrame, np.ndarray, tuple[tupl
     return pd.DataFrame(records, dtype=object), np.asarray(positions, dtype=np.int64), tuple(broken)
 
 
+NOT_UTF8_COLUMN = (
+    "{name} row {position}: the column {column!r} is binary and its value is not UTF-8 text; "
+    "write the export's text columns as UTF-8 strings"
+)
+
+
+def _binary_as_text(name: str, table: pa.Table) -> pa.Table:
+    """Binary columns as UTF-8 text (some writers store strings without the UTF-8 annotation): read as they are,
+    an id ``u7`` would become the text ``b'u7'``, another subject. A value that is not UTF-8 refuses the file at its row."""
+    for number, column in enumerate(table.schema):
+        if not (pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
+            continue
+        values = table.column(number)
+        try:
+            table = table.set_column(number, column.name, values.cast(pa.large_string()))
+        except pa.ArrowInvalid as err:
+            for position, value in enumerate(values.to_pylist(), start=1):
+                try:
+                    value is None or value.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise DataError(NOT_UTF8_COLUMN.format(name=name, position=position, column=column.name)) from err
+            raise DataError(NOT_A_TABLE.format(name=name, kind="Parquet", detail=f"column {column.name!r}: {err}")) from err
+    return table
+
+
 def _parquet(name: str, data: bytes) -> tuple[pd.DataFrame, np.ndarray]:
     try:
         # Integers with nulls stay integers (not floats: 777 must not read back as "777.0").
-        raw = pq.read_table(io.BytesIO(data)).to_pandas(integer_object_nulls=True)
+        table = pq.read_table(io.BytesIO(data))
     except Exception as err:  # pyarrow raises many types for a corrupt file
         raise DataError(NOT_A_TABLE.format(name=name, kind="Parquet", detail=f"{type(err).__name__}: {err}")) from err
+    table = _binary_as_text(name, table)
+    raw = table.to_pandas(integer_object_nulls=True)
     for column in raw.columns:
         if isinstance(raw[column].dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(raw[column]):
             raw[column] = raw[column].map(lambda t: "" if pd.isna(t) else t.isoformat())

@@ -74,3 +74,12 @@ def test_a_body_over_the_limit_is_413(server) -> None:
     with server.client("operator", **{"Content-Type": "text/csv"}) as client:
         response = client.post("/v1/consent-imports", params=PARAMS, content=CSV + "x" * (2 * 1024 * 1024))
     assert response.status_code == 413
+
+
+def test_a_csv_body_with_lone_carriage_returns_is_read_with_its_lines(server) -> None:
+    """An old Mac tool's export (lines end in CR) is a table, not a 500."""
+    body = CSV.replace("\n", "\r")
+    with server.client("operator", **{"Content-Type": "text/csv"}) as client:
+        response = client.post("/v1/consent-imports", params={**PARAMS, "name": "mac.csv"}, content=body)
+    assert response.status_code == 200, response.text
+    assert [(p["line"], p["field"]) for p in response.json()["problems"]] == [(3, "status")]

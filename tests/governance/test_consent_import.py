@@ -413,3 +413,64 @@ def test_a_batch_that_fails_to_prepare_stops_the_import_after_the_batches_before
     monkeypatch.setattr(imports, "prepare_consent_batch", real)
     report = import_consent(store, path, pack=EU, batch_size=1, prepare_ahead=ahead)
     assert (report.added, report.already_recorded, _count(store)) == (2, 3, 5)
+
+
+@pytest.mark.parametrize("newline", ["\r", "\r\n"])
+def test_a_csv_with_old_mac_or_windows_line_ends_keeps_its_lines_exact(store: Store, tmp_path: Path, newline: str) -> None:
+    """Lines ending in a lone CR (an old Mac tool's export) or CRLF: read, not refused whole, and each refused row
+    at its own line, a quoted cell over two lines before it counted."""
+    path = tmp_path / "cr.csv"
+    text = (
+        "subject,purpose,status,time\n"
+        "cr-subj-1,personalization,granted,2026-01-05T09:30:00Z\n"
+        'cr-subj-2,personalization,granted,2026-01-05T09:30:00Z,"extra\nover two lines"\n'
+        "cr-subj-4,personalization,bogus,2026-01-05T09:30:00Z\n"
+        "cr-subj-5,personalization,granted,2026-01-05T09:30:00Z\n"
+    )
+    path.write_bytes(text.replace("\n", newline).encode())
+    report = import_consent(store, path, pack=EU)
+    assert [(p.position, p.field) for p in report.problems] == [(3, "fields"), (5, "status")]
+    assert (report.rows, report.added, report.invalid) == (4, 2, 2)
+    quoted = tmp_path / "cr-quoted.csv"
+    quoted.write_bytes(
+        ('subject,purpose,status,time,origin\ncr-q-1,personalization,granted,2026-01-05T09:30:00Z,"a\nb"\n'
+         "cr-q-3,personalization,bogus,2026-01-05T09:30:00Z,crm\n").replace("\n", newline).encode()
+    )  # fmt: skip
+    assert [p.position for p in import_consent(store, quoted, pack=EU).problems] == [4]
+
+
+def test_a_jsonl_export_with_a_byte_order_mark_keeps_its_first_record(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "bom.jsonl"
+    first = {"subject": "bom-subj-1", "purpose": "personalization", "status": "granted", "time": "2026-01-05T09:30:00Z"}
+    path.write_bytes(b"\xef\xbb\xbf" + (json.dumps(first) + "\r\n\r\n" + json.dumps({**first, "subject": "bom-subj-3", "status": "x"}) + "\r\n").encode())
+    report = import_consent(store, path, pack=EU)
+    assert (report.added, [(p.position, p.field) for p in report.problems]) == (1, [(3, "status")])
+
+
+def test_parquet_nulls_lists_and_binary_columns_are_read_as_the_values_they_are(store: Store, tmp_path: Path) -> None:
+    """A null subject in a string column is that row's fault, not the file's; a binary column of ids is their text
+    (not ``b'...'``); a list column is refused at its row, never stored as its repr."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    row = {"purpose": ["personalization"] * 3, "status": ["granted"] * 3, "time": ["2026-01-05T09:30:00Z"] * 3}
+    nulls = tmp_path / "nulls.parquet"
+    pq.write_table(pa.table({"subject": pa.array(["pq-null-1", None, "pq-null-3"], pa.string()), **row}), nulls)
+    report = import_consent(store, nulls, pack=EU)
+    assert (report.added, [(p.position, p.field) for p in report.problems]) == (2, [(2, "subject")])
+    binary = tmp_path / "binary.parquet"
+    pq.write_table(pa.table({"subject": pa.array([b"pq-bin-1", None, b"pq-bin-3"], pa.binary()), **row}), binary)
+    report = import_consent(store, binary, pack=EU)
+    assert (report.added, [(p.position, p.field) for p in report.problems]) == (2, [(2, "subject")])
+    with store.session() as session:
+        assert effective_consent(session, "pq-bin-1")["personalization"]["status"] == "granted"
+        assert effective_consent(session, "b'pq-bin-1'") == {}
+    pq.write_table(pa.table({"subject": pa.array([b"pq-bin-4", b"\xff\xfe"], pa.binary()), **{k: v[:2] for k, v in row.items()}}), binary)
+    with pytest.raises(DataError, match=r"row 2: the column 'subject' is binary and its value is not UTF-8"):
+        import_consent(store, binary, pack=EU)
+    listed = tmp_path / "listed.parquet"
+    pq.write_table(pa.table({"subject": pa.array([["pq-list-1"], ["pq-list-2"], None]), **row}), listed)
+    with pytest.raises(DataError, match=r"row 1: the field subject \(column 'subject'\) holds a JSON array"):
+        import_consent(store, listed, pack=EU)
+    with store.session() as session:
+        assert effective_consent(session, "['pq-list-1']") == {}
