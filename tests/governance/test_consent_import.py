@@ -474,3 +474,83 @@ def test_parquet_nulls_lists_and_binary_columns_are_read_as_the_values_they_are(
         import_consent(store, listed, pack=EU)
     with store.session() as session:
         assert effective_consent(session, "['pq-list-1']") == {}
+
+
+def test_two_importers_racing_on_new_subjects_file_one_key_each_and_seal_under_the_filed_one(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two imports at once, in two threads, of files about the same subjects, new to the store. The second prepared
+    its batch as if they were new; the first files their secrets and record keys meanwhile and commits while the
+    second waits on the store. The second then finds both filed: its records go under the first one's pseudonyms,
+    sealed under the record keys it finds filed, and only its truly new subject gets keys of its own."""
+    import threading
+
+    import audits.consent_import as consent_import
+    import governance.consent.imports as imports
+
+    shared = [f"race-{n:06d}" for n in range(4)]
+    row = {"purpose": "personalization", "status": "granted", "source": "import", "origin": "crm"}
+    first = _write(tmp_path, [{"subject": s, **row, "time": "2026-01-05T09:30:00Z"} for s in shared], "csv", name="first")
+    second = _write(
+        tmp_path, [{"subject": s, **row, "time": "2026-01-06T09:30:00Z", "origin": "cmp"} for s in [*shared, "race-new-0001"]], "csv", name="second"
+    )
+    first_holds_keys, second_writes = threading.Event(), threading.Event()
+    real_write, real_event, real_find = imports.write_prepared_batch, consent_import.append_event, consent_import.find_record_keys
+    found_by: list[str] = []
+
+    def write(session: Any, prepared: Any, **kwargs: Any) -> Any:
+        if threading.current_thread().name == "second":
+            assert first_holds_keys.wait(30)
+            second_writes.set()  # then waits on the store's lock (PostgreSQL: the trail head; SQLite: the writer's)
+        return real_write(session, prepared, **kwargs)
+
+    def append_event(session: Any, **kwargs: Any) -> Any:
+        if threading.current_thread().name == "first":  # the secrets and record keys are filed, not committed yet
+            first_holds_keys.set()
+            assert second_writes.wait(30)
+            threading.Event().wait(0.5)  # the second is at the lock by now
+        return real_event(session, **kwargs)
+
+    def find_record_keys(session: Any, *args: Any) -> Any:
+        found_by.append(threading.current_thread().name)
+        return real_find(session, *args)
+
+    monkeypatch.setattr(imports, "write_prepared_batch", write)
+    monkeypatch.setattr(consent_import, "append_event", append_event)
+    monkeypatch.setattr(consent_import, "find_record_keys", find_record_keys)
+    reports: dict[str, Any] = {}
+    errors: list[BaseException] = []
+
+    def run(name: str, path: Path) -> None:
+        try:
+            reports[name] = import_consent(store, path, pack=EU, prepare_ahead=True)
+        except BaseException as err:  # noqa: BLE001 - said by the test below
+            errors.append(err)
+            first_holds_keys.set()
+            second_writes.set()
+
+    threads = [threading.Thread(target=run, args=(n, p), name=n) for n, p in (("first", first), ("second", second))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors and not any(t.is_alive() for t in threads)
+    assert (reports["first"].added, reports["second"].added, reports["second"].already_recorded) == (4, 5, 0)
+    assert found_by == ["second"]  # the record keys filed meanwhile were read back, not the derived ones assumed
+    from audits.models import SubjectSecret
+    from audits.subjects import pseudonym
+
+    with store.session() as session:
+        assert session.scalar(select(func.count()).select_from(SubjectSecret)) == 2 * 5  # a secret and a record key each
+        for subject in shared:
+            history = consent_history(session, subject)
+            assert sorted(r["evidence"]["origin"] for r in history) == ["cmp", "crm"]
+            who = pseudonym(session, subject)
+            assert session.scalar(select(func.count()).where(ConsentRecordRow.subject == who)) == 2
+        assert session.scalar(select(func.count(func.distinct(ConsentRecordRow.subject)))) == 5
+    with store.engine.connect() as connection:
+        from audits.consent_verify import verify_consent_records
+
+        assert verify_consent_records(connection) == []
+        assert verify_trail(connection).intact
+    assert import_consent(store, second, pack=EU).already_recorded == 5
