@@ -156,7 +156,8 @@ def _csv(name: str, data: bytes, mapping: ConsentImportMapping) -> tuple[pd.Data
     newlines = np.zeros(len(raw), dtype=np.int64)
     for column in raw.columns:
         newlines += raw[column].str.count(newline).to_numpy(dtype=np.int64, na_value=0)
-    positions = 2 + np.arange(len(raw), dtype=np.int64) + np.concatenate(([0], np.cumsum(newlines)[:-1])) if len(raw) else newlines
+    first = 2 + sum(len(re.findall(newline, str(column))) for column in raw.columns)  # a header cell may span lines too
+    positions = first + np.arange(len(raw), dtype=np.int64) + np.concatenate(([0], np.cumsum(newlines)[:-1])) if len(raw) else newlines
     return raw, positions, ()
 
 

@@ -61,3 +61,15 @@ def test_the_eu_pack_trains_on_the_synthetic_exports_consented_users_only(db_url
     assert subjects["excluded"]["withdrawn"] == int((latest == "withdrawn").sum()) > 0
     assert subjects["excluded"]["denied"] == int((latest == "denied").sum()) > 0
     assert subjects["excluded"]["no_consent_record"] == 0
+
+
+def test_a_header_cell_over_two_lines_moves_every_rows_line(db_url: str, tmp_path: Path) -> None:
+    """A spreadsheet's header cell holding a line break: the rows start a line later, and each refused row is told
+    at its own line, in the text report, in --json and in the batch's anchor on the trail."""
+    path = tmp_path / "export.csv"
+    path.write_text(CSV.replace("banner_version\n", '"banner\nversion"\n', 1))
+    args = ("consent", "import", path, "--map", "subject=user,banner_version=banner\nversion", "--pack", "eu-gdpr-dsa", "--database-url", db_url)
+    doc = json.loads(invoke(*args, "--json").stdout)
+    assert ([p["line"] for p in doc["problems"]], doc["added"]) == ([4], 1)
+    assert (doc["batches"][0]["first_line"], doc["batches"][0]["last_line"]) == (3, 3)
+    assert "line 4: time: time '2099-01-05T09:30:00Z' is in the future" in invoke(*args).stderr
