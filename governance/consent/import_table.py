@@ -25,6 +25,7 @@ import hashlib
 import io
 import re
 import warnings
+from decimal import Decimal
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,16 +220,39 @@ def nested_values(name: str, raw: pd.DataFrame, wanted: dict[str, str], position
             kind = "object" if isinstance(raw[column].iloc[at], dict) else "array"
             raise DataError(NESTED_VALUE.format(name=name, located_by=located_by, position=int(positions[at]), field=fld, column=column, kind=kind))
     column = wanted.get("subject")
-    if column is not None and column in raw.columns:
-        values = raw[column]
-        if pd.api.types.is_float_dtype(values.dtype):
-            floats = values.notna().to_numpy(dtype=bool)
-        else:
-            # NaN is a missing value (a null in a Parquet string column), not a float id: that row has no subject.
-            floats = values.map(lambda v: isinstance(v, float | np.floating) and v == v).to_numpy(dtype=bool)
-        if floats.any():
-            at = int(np.flatnonzero(floats)[0])
-            raise DataError(FLOAT_ID.format(name=name, located_by=located_by, position=int(positions[at]), column=column))
+    if column is None or column not in raw.columns:
+        return
+    values = raw[column]
+    if pd.api.types.is_float_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+        kinds = pd.Series(np.where(values.notna(), "float" if pd.api.types.is_float_dtype(values.dtype) else "boolean", ""))
+    elif values.dtype == object:  # text columns (CSV) hold text only
+        kinds = values.map(_not_an_id)
+    else:
+        return
+    wrong = (kinds != "").to_numpy(dtype=bool)
+    if wrong.any():
+        at = int(np.flatnonzero(wrong)[0])
+        template = FLOAT_ID if kinds.iloc[at] == "float" else NOT_AN_ID.replace("{what}", _NOT_AN_ID[kinds.iloc[at]])
+        raise DataError(template.format(name=name, located_by=located_by, position=int(positions[at]), column=column))
+
+
+NOT_AN_ID = "{name} {located_by} {position}: the field subject (column {column!r}) holds {what}; write ids as text or integers"
+_NOT_AN_ID = {
+    "boolean": "a boolean (true would read as the id 'True', one person for every such row)",
+    "decimal": "a decimal with a scale or an exponent (777.00 would read as the id '777.00', not 777)",
+}
+
+
+def _not_an_id(value: object) -> str:
+    """Why a subject value is no id as its text ("" when it is one): a float (NaN is a missing value, a null in a
+    Parquet string column: that row has no subject), a boolean, a decimal whose text is not the integer's."""
+    if isinstance(value, bool | np.bool_):
+        return "boolean"
+    if isinstance(value, float | np.floating):
+        return "float" if value == value else ""
+    if isinstance(value, Decimal) and value.as_tuple().exponent != 0:
+        return "decimal"
+    return ""
 
 
 _BOM = b"\xef\xbb\xbf"

@@ -554,3 +554,33 @@ def test_two_importers_racing_on_new_subjects_file_one_key_each_and_seal_under_t
         assert verify_consent_records(connection) == []
         assert verify_trail(connection).intact
     assert import_consent(store, second, pack=EU).already_recorded == 5
+
+
+def test_a_boolean_or_a_scaled_decimal_subject_is_refused_where_it_is(store: Store, tmp_path: Path) -> None:
+    """Their text is not the id: every ``true`` would be one person called 'True', and a decimal(10,2) 777 would be
+    '777.00'. A decimal without a scale (a big integer as some tools write it) is the id."""
+    from decimal import Decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    row = {"purpose": "personalization", "status": "granted", "time": "2026-01-05T09:30:00Z"}
+    booleans = tmp_path / "booleans.jsonl"
+    booleans.write_text(json.dumps({"subject": "bool-ok-1", **row}) + "\n" + json.dumps({"subject": True, **row}) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"line 2: the field subject \(column 'subject'\) holds a boolean"):
+        import_consent(store, booleans, pack=EU)
+    columns = {k: [v, v] for k, v in row.items()}
+    scaled = tmp_path / "scaled.parquet"
+    pq.write_table(pa.table({"subject": pa.array([None, Decimal("777")], pa.decimal128(10, 2)), **columns}), scaled)
+    with pytest.raises(DataError, match=r"row 2: the field subject \(column 'subject'\) holds a decimal"):
+        import_consent(store, scaled, pack=EU)
+    flags = tmp_path / "flags.parquet"
+    pq.write_table(pa.table({"subject": pa.array([False, True]), **columns}), flags)
+    with pytest.raises(DataError, match=r"row 1: the field subject \(column 'subject'\) holds a boolean"):
+        import_consent(store, flags, pack=EU)
+    assert _count(store) == 0
+    whole = tmp_path / "whole.parquet"
+    pq.write_table(pa.table({"subject": pa.array([Decimal("12345678901234567890"), None], pa.decimal128(20, 0)), **columns}), whole)
+    assert import_consent(store, whole, pack=EU).added == 1
+    with store.session() as session:
+        assert effective_consent(session, "12345678901234567890")["personalization"]["status"] == "granted"
