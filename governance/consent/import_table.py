@@ -132,6 +132,7 @@ def _strings(column: pd.Series) -> pd.Series:
 
 
 def _csv(name: str, data: bytes, mapping: ConsentImportMapping) -> tuple[pd.DataFrame, np.ndarray, tuple[tuple[int, str, str], ...]]:
+    header = _header(name, data, mapping.delimiter)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", pd.errors.ParserWarning)  # more fields than the header: each line refused
@@ -144,11 +145,12 @@ def _csv(name: str, data: bytes, mapping: ConsentImportMapping) -> tuple[pd.Data
     skipped: dict[int, tuple[int, int]] = {}
     for warning in caught:
         message = str(warning.message)
+        if _WIDER_FIRST_ROW in message and header:
+            return _csv_by_records(name, data, mapping.delimiter, header)
         found = _SKIPPED.findall(message)
         if not found or not issubclass(warning.category, pd.errors.ParserWarning):
             raise DataError(NOT_A_TABLE.format(name=name, kind="CSV", detail=message.strip()))
         skipped.update((int(record), (int(expected), int(saw))) for record, expected, saw in found)
-    _no_duplicate_columns(name, data, mapping.delimiter)
     if skipped:
         return _csv_with_skipped(name, data, mapping.delimiter, raw, skipped)
     # A quoted cell may span lines: each row starts after the newlines of the rows before it. A line ends at
@@ -160,6 +162,39 @@ def _csv(name: str, data: bytes, mapping: ConsentImportMapping) -> tuple[pd.Data
     first = 2 + sum(len(re.findall(newline, str(column))) for column in raw.columns)  # a header cell may span lines too
     positions = first + np.arange(len(raw), dtype=np.int64) + np.concatenate(([0], np.cumsum(newlines)[:-1])) if len(raw) else newlines
     return raw, positions, ()
+
+
+_WIDER_FIRST_ROW = "Length of header or names does not match length of data"
+"""pandas' warning when the first row holds more values than the header names: it then cuts every row as wide as
+that one to the header's width, the values past it lost, rather than refusing the rows."""
+
+
+def _csv_by_records(
+    name: str, data: bytes, delimiter: str, header: list[str]
+) -> tuple[pd.DataFrame, np.ndarray, tuple[tuple[int, str, str], ...]]:
+    """The table read record by record by the csv module (the rare file whose first row is wider than its header):
+    a record with more values than the header names is refused at its first line, as the parser's path refuses
+    one further down; a shorter one is read with its missing values empty."""
+    width = len(header)
+    records: list[list[str]] = []
+    positions: list[int] = []
+    broken: list[tuple[int, str, str]] = []
+    try:
+        reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""), delimiter=delimiter)
+        line = 0
+        for number, record in enumerate(reader):
+            start, line = line + 1, reader.line_num
+            if number == 0:
+                continue
+            if len(record) > width:
+                broken.append((start, "fields", f"{len(record)} values where the header names {width} columns; the line is not read"))
+                continue
+            records.append(record + [""] * (width - len(record)))
+            positions.append(start)
+    except (csv.Error, UnicodeDecodeError) as err:
+        raise DataError(NOT_A_TABLE.format(name=name, kind="CSV", detail=str(err))) from err
+    raw = pd.DataFrame(records, columns=pd.Index(header, dtype=object), dtype=object) if records else pd.DataFrame(columns=header, dtype=object)
+    return raw, np.asarray(positions, dtype=np.int64), tuple(broken)
 
 
 _SKIPPED = re.compile(r"Skipping line (\d+): expected (\d+) fields, saw (\d+)")
@@ -191,8 +226,9 @@ def _csv_with_skipped(
     return raw, np.asarray(kept, dtype=np.int64), broken
 
 
-def _no_duplicate_columns(name: str, data: bytes, delimiter: str) -> None:
-    """Refuse a header naming a column twice: pandas would rename the second (``subject.1``) and read only the first."""
+def _header(name: str, data: bytes, delimiter: str) -> list[str]:
+    """The header's column names (an unnamed one as pandas names it, ``Unnamed: 4``); a header naming a column twice
+    is refused: pandas would rename the second (``subject.1``) and read only the first."""
     text = io.StringIO(data.decode("utf-8-sig", errors="replace"), newline="")  # lines end as the parser ends them
     try:
         first = next(csv.reader(text, delimiter=delimiter), [])
@@ -204,6 +240,7 @@ def _no_duplicate_columns(name: str, data: bytes, delimiter: str) -> None:
     for column, count in counts.items():
         if count > 1 and column:
             raise DataError(DUPLICATE_COLUMN.format(name=name, column=column, count=count))
+    return [column if column else f"Unnamed: {number}" for number, column in enumerate(first)]
 
 
 def nested_values(name: str, raw: pd.DataFrame, wanted: dict[str, str], positions: np.ndarray, located_by: str) -> None:

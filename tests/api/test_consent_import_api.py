@@ -83,3 +83,13 @@ def test_a_csv_body_with_lone_carriage_returns_is_read_with_its_lines(server) ->
         response = client.post("/v1/consent-imports", params={**PARAMS, "name": "mac.csv"}, content=body)
     assert response.status_code == 200, response.text
     assert [(p["line"], p["field"]) for p in response.json()["problems"]] == [(3, "status")]
+
+
+def test_a_first_row_wider_than_the_header_is_one_refused_line_not_a_422(server) -> None:
+    lines = CSV.splitlines(keepends=True)
+    body = lines[0] + lines[1].replace("\n", ",stray\n") + lines[2] + lines[1].replace("alice-1", "alice-4")
+    with server.client("operator", **{"Content-Type": "text/csv"}) as client:
+        response = client.post("/v1/consent-imports", params={**PARAMS, "name": "wide.csv"}, content=body)
+    assert response.status_code == 200, response.text
+    assert [(p["line"], p["field"]) for p in response.json()["problems"]] == [(2, "fields"), (3, "status")]
+    assert response.json()["added"] + response.json()["already_recorded"] == 1

@@ -584,3 +584,25 @@ def test_a_boolean_or_a_scaled_decimal_subject_is_refused_where_it_is(store: Sto
     assert import_consent(store, whole, pack=EU).added == 1
     with store.session() as session:
         assert effective_consent(session, "12345678901234567890")["personalization"]["status"] == "granted"
+
+
+def test_a_first_row_wider_than_the_header_is_refused_at_its_line_and_the_rest_imported(store: Store, tmp_path: Path) -> None:
+    """The parser, seeing more values on the first row than the header names, would refuse the whole file (or cut
+    every row as wide to the header, their last values lost): that row is refused at its line, as one further down."""
+    path = tmp_path / "wide.csv"
+    path.write_text(
+        "subject,purpose,status,time\n"
+        "wide-subj-1,personalization,granted,2026-01-05T09:30:00Z,stray\n"
+        "wide-subj-2,personalization,granted,2026-01-05T09:30:00Z\n"
+        '"wide\nsubj-3",personalization,granted,2026-01-05T09:30:00Z,stray\n'
+        "wide-subj-5,personalization,bogus,2026-01-05T09:30:00Z\n"
+        "wide-subj-6,personalization,granted\n"
+        "wide-subj-7,personalization,granted,2026-01-05T09:30:00Z\n"
+    )
+    report = import_consent(store, path, pack=EU)
+    assert [(p.position, p.field) for p in report.problems] == [(2, "fields"), (4, "fields"), (6, "status"), (7, "time")]
+    assert (report.rows, report.added, report.invalid) == (6, 2, 4)
+    assert [b["first_line"] for b in report.batches] == [3]
+    with store.session() as session:
+        assert effective_consent(session, "wide-subj-1") == {}
+        assert effective_consent(session, "wide-subj-7")["personalization"]["status"] == "granted"
