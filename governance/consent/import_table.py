@@ -88,7 +88,7 @@ class ConsentImportMapping(ColumnMap):
     origin: str | None = Field(None, description="Evidence of an import record (default: the file's name and sha256).")
     tc_string: str | None = Field(None, description="Evidence of a tcf record: the IAB TCF v2.2 TC string.")
     vendor_id: str | None = Field(None, description="With tc_string: the IAB vendor id, where the pack sets none.")
-    delimiter: str = Field(",", min_length=1, max_length=1, description="The CSV field separator.")
+    delimiter: str = Field(",", min_length=1, max_length=1, description="The CSV field separator (a file named .tsv: a tab, unless given).")
 
 
 @dataclass(frozen=True)
@@ -382,6 +382,8 @@ def read_consent_table(
             raise DataError(NO_SUCH_FILE.format(name=label))
         data = path.read_bytes()
     kind = format_of(label, fmt)
+    if kind == "csv" and Path(label).suffix.lower() == ".tsv" and "delimiter" not in mapping.model_fields_set:
+        mapping = mapping.model_copy(update={"delimiter": "\t"})  # tab-separated, as the name says
     if not data.strip():
         raise DataError(EMPTY_FILE.format(name=label))
     if kind == "csv":

@@ -606,3 +606,14 @@ def test_a_first_row_wider_than_the_header_is_refused_at_its_line_and_the_rest_i
     with store.session() as session:
         assert effective_consent(session, "wide-subj-1") == {}
         assert effective_consent(session, "wide-subj-7")["personalization"]["status"] == "granted"
+
+
+def test_a_file_named_tsv_is_read_tab_separated_unless_a_delimiter_is_mapped(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "export.tsv"
+    path.write_text("subject\tpurpose\tstatus\ttime\ntsv-subj-1\tpersonalization\tgranted\t2026-01-05T09:30:00Z\ntsv-subj-2\tpersonalization\tbogus\t2026-01-05T09:30:00Z\n")
+    report = import_consent(store, path, pack=EU)
+    assert (report.added, [(p.position, p.field) for p in report.problems]) == (1, [(3, "status")])
+    with pytest.raises(DataError, match="no column 'subject'"):
+        import_consent(store, path, pack=EU, mapping=ConsentImportMapping.parse("delimiter=;"))
+    path.write_text("subject;purpose;status;time\ntsv-subj-3;personalization;granted;2026-01-05T09:30:00Z\n")
+    assert import_consent(store, path, pack=EU, mapping=ConsentImportMapping.parse("delimiter=;")).added == 1
