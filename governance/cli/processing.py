@@ -44,6 +44,13 @@ def processing_record_command(
         f"[bold]Record of processing activities[/] (GDPR Art. 30): pack {doc['pack']} {doc['pack_version']}, controller {doc['controller']}",
         highlight=False,
     )
+    details, dpo = doc["controller_details"], doc["dpo"]
+    if details:
+        console.print(f"controller's address: {details['address']}; contact: {details['contact']}", highlight=False)
+    console.print(
+        f"data protection officer: {dpo['name']} ({dpo['contact']})" if dpo else "data protection officer: not declared in the pack",
+        highlight=False,
+    )
     print_rows(
         [
             {

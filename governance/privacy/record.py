@@ -92,6 +92,10 @@ def processing_record(
     subjects' included), subjects per purpose and status in force (erased
     subjects left out), subject requests per kind and status (open and overdue
     ones), served decisions.
+
+    The controller is the one the pack declares (``controller``: name, address and contact, with its
+    ``dpo``), as Art. 30(1)(a) asks; a pack that declares none is named by its ``metadata.owner``, and
+    ``controller_details`` and ``dpo`` are then null.
     """
     policy = pack_policy(pack)
     moment = as_moment(now, "now")
@@ -102,7 +106,9 @@ def processing_record(
         "legal_reference": "GDPR Art. 30(1)",
         **pack_stamp(pack),
         "generated_at": moment.isoformat(),
-        "controller": policy.metadata.owner,
+        "controller": policy.controller.name if policy.controller else policy.metadata.owner,
+        "controller_details": policy.controller.model_dump() if policy.controller else None,
+        "dpo": policy.dpo.model_dump() if policy.dpo else None,
         "jurisdictions": list(policy.metadata.jurisdictions),
         "processing": "recommendations of items to users from their interactions, governed by recgov",
         "purposes": purposes,

@@ -167,6 +167,9 @@ def test_an_auditor_reads_the_processing_record_and_downloads_the_apis_document(
     assert dict(zip(columns, map(int, cells))) == {status.replace("_", " "): n for status, n in counts.items()}
     text = unescape(page.text)
     assert f"<dt>Controller</dt><dd>{document['controller']}</dd>" in text
+    dpo, details = document["dpo"], document["controller_details"]
+    assert details["name"] == document["controller"] and f"<dt>Controller's contact</dt><dd>{details['contact']}</dd>" in text
+    assert f"<dt>Data protection officer</dt><dd>{dpo['name']} ({dpo['contact']})</dd>" in text
     for purpose in document["purposes"]:
         assert f'<th scope="row">{purpose["purpose"]}</th>' in text
     assert f"<dt>Open subject requests</dt><dd>{document['counts']['open_requests']}</dd>" in text

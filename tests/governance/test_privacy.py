@@ -474,6 +474,20 @@ def test_erasure_can_leave_recorded_artifacts_alone(store: Store, trained) -> No
 
 
 # -- records of processing ----------------------------------------------------------------------
+def test_the_processing_record_names_the_controller_and_dpo_the_pack_declares(store: Store) -> None:
+    doc = processing_record(EU, store)
+    controller, dpo = EU.pack.controller, EU.pack.dpo
+    assert controller is not None and dpo is not None
+    assert doc["controller"] == controller.name != EU.pack.metadata.owner
+    assert doc["controller_details"] == {"name": controller.name, "address": controller.address, "contact": controller.contact}
+    assert doc["dpo"] == {"name": dpo.name, "contact": dpo.contact}
+    baseline = load_pack(POLICIES / "baseline.yaml")
+    assert baseline.pack.controller is None
+    plain = processing_record(baseline, store)
+    assert plain["controller"] == baseline.pack.metadata.owner
+    assert plain["controller_details"] is None and plain["dpo"] is None
+
+
 def test_the_processing_record_lists_purposes_retention_and_counts(store: Store) -> None:
     _consent(store, "subject-aaaa", "granted")
     _consent(store, "subject-bbbb", "granted")

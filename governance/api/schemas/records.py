@@ -23,7 +23,9 @@ class ProcessingRecord(BaseModel):
             "examples": [
                 {
                     "legal_reference": "GDPR Art. 30(1)", "pack": "eu-gdpr-dsa", "pack_version": "1.0.0", "pack_hash": "9c1f...",
-                    "generated_at": "2026-12-05T10:00:00+00:00", "controller": "compliance team",
+                    "generated_at": "2026-12-05T10:00:00+00:00", "controller": "Example Recommender GmbH",
+                    "controller_details": {"name": "Example Recommender GmbH", "address": "Musterstrasse 1, 10115 Berlin", "contact": "privacy@example.com"},
+                    "dpo": {"name": "Erika Mustermann", "contact": "dpo@example.com"},
                     "purposes": [{"purpose": "personalization", "lawful_basis": "consent", "consent_model": "opt_in", "legal_reference": "GDPR Art. 6(1)(a)"}],
                     "categories_of_data": {"model_inputs": ["user_id", "item_id", "timestamp", "event_type"]},
                     "recipients": ["none outside the controller"],
@@ -38,7 +40,11 @@ class ProcessingRecord(BaseModel):
     pack_version: str
     pack_hash: str
     generated_at: str
-    controller: str | None
+    controller: str | None = Field(description="The controller the pack declares (its name), else the pack's owner.")
+    controller_details: dict[str, str] | None = Field(
+        default=None, description="The declared controller's name, address and contact (GDPR Art. 30(1)(a)); null when the pack declares none."
+    )
+    dpo: dict[str, str] | None = Field(default=None, description="The data protection officer's name and contact; null when the pack declares none.")
     purposes: list[dict[str, Any]] = Field(description="Each purpose with its lawful basis, consent model, legal reference and allowed inputs.")
     categories_of_data: dict[str, Any]
     recipients: list[str]
