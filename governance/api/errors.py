@@ -136,6 +136,19 @@ def _validation_errors(err: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+def _not_sent_as_json(errors: list[dict[str, Any]], content_type: str | None) -> list[dict[str, Any]]:
+    """Say why a JSON body was not read: it was sent under another media type (``curl -d`` sends a form's).
+
+    The body of a JSON route is parsed only when the request declares JSON; under another declared type
+    it reaches validation as bytes, and the bare "Input should be a valid list" hides the cause.
+    """
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if not media or media == "application/json" or media.endswith("+json"):
+        return errors
+    hint = f"the body was sent as {media[:80]!r}, not read as JSON: send it with Content-Type: application/json"
+    return [{**e, "message": f"{e['message']} ({hint})"} if (e["location"], e["field"]) == ("body", "") else e for e in errors]
+
+
 def pack_issues(err: PolicyError) -> list[dict[str, Any]]:
     """A pack's located issues as problem ``errors``."""
     return [{"line": i.line, "column": i.column, "path": i.path, "message": i.message, "severity": i.severity} for i in err.issues]
@@ -161,7 +174,7 @@ def install_error_handlers(app: FastAPI, *, expose_errors: bool = False) -> None
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = _validation_errors(exc)
+        errors = _not_sent_as_json(_validation_errors(exc), request.headers.get("content-type"))
         names = ", ".join(f"{e['location']}.{e['field']}".rstrip(".") for e in errors)
         return problem_response(request, 422, f"the request is invalid: {names}", errors=errors, body=exc.body)
 

@@ -111,6 +111,22 @@ def test_broken_bodies_and_options_are_refused_and_store_nothing(server) -> None
     assert _count(server) == before
 
 
+def test_a_json_body_sent_as_a_form_says_to_send_it_as_json_and_stores_nothing(server) -> None:
+    body = json.dumps([{"subject": "u000014", "item": "i1", "kind": "click", "time": "2026-01-05T09:30:00Z"}])
+    before = _count(server)
+    with server.client("operator") as client:  # what `curl -d` sends without -H 'Content-Type: application/json'
+        form = client.post("/v1/feedback", content=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+        listed = client.post("/v1/recommendations", content=json.dumps({"subject": "u000014", "k": 3}), headers={"Content-Type": "text/plain"})
+        as_json = client.post("/v1/feedback", json={"not": "a list"})
+    for response, media in ((form, "application/x-www-form-urlencoded"), (listed, "text/plain")):
+        assert response.status_code == 422 and response.headers["content-type"] == "application/problem+json", response.text
+        (error,) = response.json()["errors"]
+        assert error["location"] == "body" and f"sent as '{media}'" in error["message"], error
+        assert "Content-Type: application/json" in error["message"]
+    assert "Content-Type" not in as_json.json()["errors"][0]["message"]  # a JSON body that is wrong is only wrong
+    assert _count(server) == before
+
+
 def test_roles_serving_side_posts_viewer_and_auditor_may_not(server) -> None:
     event = [{"subject": "u000015", "item": "i1", "kind": "impression", "time": "2026-01-05T09:30:00Z"}]
     got = {}
