@@ -225,6 +225,8 @@ def test_ready_says_what_it_waits_for_and_then_a_governed_list_is_served(server)
     assert body["ready"] is True
     assert {"store", "migrations", "decision_log", "compute", "pack_parser"} <= set(body["checks"])
     assert all(check["ok"] for check in body["checks"].values())
+    # Lists are made in the compute process on either store (PostgreSQL's awaited lists too): /ready says so on both.
+    assert body["checks"]["compute"]["detail"] == "process up", body["checks"]["compute"]
     with server.client("operator") as client:
         served = client.post("/v1/recommendations", json={"subject": "u000004", "k": 3, "model_version": server.model_version, "pack": "baseline"})
     assert served.status_code == 200, served.text

@@ -86,9 +86,8 @@ def _serving_checks(app: Any) -> dict[str, Check]:
         process = getattr(cache.start_decision_log(), "_process", None)  # the writer's child, in process mode
         alive = process is None or process.is_alive()
         writer = Check(ok=alive, detail=f"{settings.decision_writer} writer " + ("up" if alive else "stopped"))
-    reads = getattr(app.state, "reads", None)
     compute = getattr(cache, "compute", None) if cache is not None else None
-    if compute is None or reads is None or not reads.embedded:
+    if compute is None:  # RECGOV_API_COMPUTE=inline; on either store a configured process makes the lists
         computing = Check(ok=True, detail="not used (lists are made in the server)")
     else:
         computing = Check(ok=compute.running, detail="process up" if compute.running else "process starting")
