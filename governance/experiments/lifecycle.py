@@ -126,7 +126,8 @@ class ExperimentConflict(ConfigError):
 
 
 class ArmsAlike(ExperimentConflict):
-    """A look at a running experiment whose arms serve the same lists now (API 409 ``experiment-arms-alike``)."""
+    """A look at an experiment whose arms serve the same lists now, or served them at some time since it started
+    (API 409 ``experiment-arms-alike``)."""
 
 
 ARM_MODEL_WITHDRAWN = (
@@ -137,6 +138,13 @@ ARMS_ALIKE_AT_LOOK = (
     "experiment {name!r}: no look while its arms serve the same lists (variants.{i}): {said}. The production model changed "
     "while the experiment runs, so a look would compare the production model with itself; the refusal is on the trail "
     "(experiment.look_refused). Put the control's model back in production, or stop the experiment and plan it anew"
+)
+ARMS_ALIKE_SINCE_START = (
+    "experiment {name!r}: no look (variants.{i}): from {begin} to {end} the model in production was {model}, which variant "
+    "{treatment!r} names, so variant {control!r} (which serves production) served the treatment's lists: {lists} of its lists "
+    "in that time. A look would compare a mix of the treatment with itself, biased toward no difference (a harm would pass "
+    "its guardrails), and the subjects' outcomes carry that time whatever a look left out; the refusal is on the trail "
+    "(experiment.look_refused). Stop the experiment and plan it anew under a new name"
 )
 ARMS_ALIKE_AT_START = (
     "experiment {name!r} cannot start (variants.{i}): {said}. The production model changed since the plan was frozen; "
@@ -380,7 +388,11 @@ def _arms_serving_production_alike(session: Session, variants: Any) -> list[tupl
     once the production model is read: one names the model version in production, the other names none (so serves
     production), under the same pack. The two cannot be told apart (the plan alone cannot see it:
     :func:`governance.experiments.spec.parse_experiment` refuses arms equal as written)."""
-    production = _production_model(session)
+    return _alike_under(variants, _production_model(session))
+
+
+def _alike_under(variants: Any, production: str | None) -> list[tuple[int, str, str, str]]:
+    """:func:`_arms_serving_production_alike` with ``production`` the model in production (None: none is)."""
     if production is None:
         return []
     found, seen = [], {}
@@ -428,6 +440,70 @@ def _production_model(session: Session) -> str | None:
     return session.scalars(
         select(Deployment.model_version_id).join(latest, Deployment.id == latest.c.id).where(Deployment.stage == "production").order_by(Deployment.id.desc())
     ).first()
+
+
+def _production_periods(session: Session, since: datetime, until: datetime) -> list[tuple[datetime, datetime, str | None]]:
+    """``(from, to, model)``: the model in production (as :func:`_production_model` reads it at each moment, None for
+    none) over ``[since, until)``, replayed from the deployment history (rows in the order they were recorded, each
+    in force from its ``changed_at``)."""
+    stages: dict[str, tuple[int, str]] = {}
+    changes: list[tuple[datetime, str | None]] = []
+    rows = session.execute(select(Deployment.id, Deployment.model_version_id, Deployment.stage, Deployment.changed_at).order_by(Deployment.id))
+    for id_, model, stage, at in rows:
+        stages[model] = (id_, stage)
+        live = [(n, m) for m, (n, s) in stages.items() if s == "production"]
+        changes.append((at, max(live)[1] if live else None))
+    periods, current, start = [], None, since
+    for at, production in changes:
+        if at <= since:
+            current = production
+            continue
+        if at >= until:
+            break
+        if production != current:
+            periods.append((start, at, current))
+            current, start = production, at
+    periods.append((start, until, current))
+    return periods
+
+
+def _arms_alike_since_start(session: Session, row: Experiment) -> tuple[str, dict[str, Any]] | None:
+    """Why a look at experiment ``row`` is refused because, at some time since it started (until it stopped), the
+    production model made two of its arms serve the same lists and the arm that serves production was served lists
+    then; with the refusal's payload for the trail. None otherwise (a period in which that arm got no list mixes
+    nothing). The lists are the experiment's own records, read by their time (the filter ``ix_decisions_experiment``
+    indexes)."""
+    if row.started_at is None:
+        return None
+    variants = row.plan["spec"]["variants"]
+    windows = []
+    for begin, end, production in _production_periods(session, row.started_at, row.stopped_at or _now()):
+        for i, name_, other, _ in _alike_under(variants, production):
+            serving = name_ if _field(variants[i], "model_version") is None else other
+            treatment = other if serving == name_ else name_
+            windows.append((begin, end, production, i, serving, treatment))
+    if not windows:
+        return None
+    query = select(DecisionRecord.decided_at, DecisionRecord.context).where(
+        experiment_id_of_decision(session) == row.id,
+        DecisionRecord.decided_at >= min(w[0] for w in windows),
+        DecisionRecord.decided_at < max(w[1] for w in windows),
+    )
+    served = [(at, context or {}) for at, context in session.execute(query)]
+    for begin, end, production, i, serving, treatment in windows:
+        lists = sum(
+            1 for at, context in served
+            if begin <= at < end and not context.get("shadow_of") and isinstance(exp := context.get("experiment"), Mapping)
+            and exp.get("id") == row.id and exp.get("variant") == serving
+        )  # fmt: skip
+        if lists:
+            detail = ARMS_ALIKE_SINCE_START.format(
+                name=row.name, i=i, begin=begin.isoformat(), end=end.isoformat(), model=production, treatment=treatment, control=serving, lists=lists
+            )  # fmt: skip
+            payload = {"reason": "arms_alike_since_start", "production": production, "from": begin.isoformat(), "to": end.isoformat(),
+                       "variant": serving, "lists": lists, "detail": detail}  # fmt: skip
+            return detail, payload
+    return None
 
 
 def _field(variant: Any, key: str) -> Any:
@@ -865,9 +941,15 @@ def _refuse_alike_look(store: Any, name: str, actor: str) -> None:
     with store.session() as session:
         lock_head(session)
         row = session.scalars(select(Experiment).where(Experiment.name == name)).first()
-        if row is None or row.status != "running" or (refusal := _arms_alike_now(session, row)) is None:
+        if row is None or row.started_at is None:
             return
-        _record(session, row, "experiment.look_refused", actor, {"reason": "arms_alike", "production": _production_model(session), "detail": refusal})
+        if row.status == "running" and (refusal := _arms_alike_now(session, row)) is not None:
+            _record(session, row, "experiment.look_refused", actor, {"reason": "arms_alike", "production": _production_model(session), "detail": refusal})
+        elif (since := _arms_alike_since_start(session, row)) is not None:
+            refusal, payload = since
+            _record(session, row, "experiment.look_refused", actor, payload)
+        else:
+            return
     raise ArmsAlike(refusal)
 
 
@@ -923,6 +1005,8 @@ def analyze(
             _check_arm_packs(session, row, load_pack)
             if (refusal := _arms_alike_now(session, row)) is not None:
                 raise ArmsAlike(refusal)  # recorded by _refuse_alike_look; a move since then is refused all the same
+        if (since := _arms_alike_since_start(session, row)) is not None:
+            raise ArmsAlike(since[0])
         spec, design = row.plan["spec"], row.plan["spec"]["design"]
         primary = spec["primary_metric"]
         asked = metric or primary

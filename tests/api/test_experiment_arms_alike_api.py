@@ -11,9 +11,10 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from audits.lineage import record_deployment
-from audits.models import ExperimentLook, TrailEvent
+from audits.models import Experiment, ExperimentLook, TrailEvent
 from governance.api.errors import PROBLEM_JSON
 from governance.cli import app as cli
+from governance.experiments import lifecycle
 from recgov.client import Client
 from tests.governance.test_experiment_packs import PLAN
 
@@ -44,3 +45,46 @@ def test_a_look_while_the_treatments_model_is_in_production_is_a_409(server) -> 
         assert session.scalars(select(ExperimentLook)).first() is None
         refused = session.scalars(select(TrailEvent).where(TrailEvent.action == "experiment.look_refused")).all()
     assert len(refused) == 1 and newer in refused[0].payload
+
+
+def test_a_look_after_the_treatments_model_served_production_and_went_back_is_a_409_and_exit_2(server) -> None:
+    """The treatment's model in production for a while, then rolled back: the control's lists served meanwhile were the
+    treatment's. The look is refused over HTTP (409 ``experiment-arms-alike``) and from the command line (exit 2)."""
+    trained = CliRunner().invoke(cli, ["train", DATA.replace("seed=6", "seed=7"), "--no-tune", "--no-carbon", "--factors", "4", "--iterations", "2", "--database-url", server.db_url, "--json"])
+    assert trained.exit_code == 0, trained.output
+    newer = json.loads(trained.stdout)["model_version"]
+    with server.store.session() as session:
+        if lifecycle._production_model(session) != server.model_version:
+            record_deployment(session, model_version=server.model_version, stage="production", actor="test")
+        earlier = session.scalars(select(Experiment.name).where(Experiment.status == "running")).first()
+    if earlier is not None:  # one experiment runs at a time
+        lifecycle.stop(server.store, earlier, actor="test")
+    text = PLAN.format(name="round-trip", control="    pack: eu-gdpr-dsa", treatment=f"    model_version: {newer}\n    pack: eu-gdpr-dsa")
+    with Client(server.url, server.tokens["admin"]) as api:
+        planned = api.plan_experiment(text + "  method: group_sequential\n  looks: 3\n")
+        api.start_experiment("round-trip", plan_hash=planned["plan_hash"])
+    with server.store.session() as session:
+        record_deployment(session, model_version=server.model_version, stage="shadow", actor="test")
+        record_deployment(session, model_version=newer, stage="production", actor="test")
+    variants = set()
+    with server.client("operator") as http:
+        for n in range(40):
+            answer = http.post("/v1/recommendations", json={"subject": f"trip-{n}", "k": 5, "pack": "eu-gdpr-dsa"})
+            assert answer.status_code == 200, answer.text
+            variants.add(answer.json()["deployment"]["experiment"]["variant"])
+    assert "control" in variants, variants
+    with server.store.session() as session:  # rolled back before the look
+        record_deployment(session, model_version=newer, stage="shadow", actor="test")
+        record_deployment(session, model_version=server.model_version, stage="production", actor="test")
+    with server.client("auditor") as http:
+        look = http.post("/v1/experiments/round-trip/analyses", json={})
+    assert look.status_code == 409 and look.headers["content-type"] == PROBLEM_JSON, look.text
+    assert look.json()["type"].endswith("/experiment-arms-alike"), look.text
+    assert f"the model in production was {newer}, which variant 'treatment' names" in look.json()["detail"]
+    refused = CliRunner().invoke(cli, ["experiment", "analyze", "round-trip", "--database-url", server.db_url])
+    assert refused.exit_code == 2, refused.output
+    assert "served the treatment's lists" in refused.output
+    with server.store.session() as session:
+        assert session.scalars(select(ExperimentLook)).first() is None
+        events = [e for e in session.scalars(select(TrailEvent).where(TrailEvent.action == "experiment.look_refused")) if "round-trip" in e.objects]
+    assert len(events) == 2 and all("arms_alike_since_start" in e.payload and "trip-" not in e.payload for e in events)

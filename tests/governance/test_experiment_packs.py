@@ -538,3 +538,61 @@ def test_an_arm_pack_as_strict_on_retention_and_the_gate_is_planned(store: Any) 
         return strict if ref == "eu-strict" else _load(ref)
 
     assert lifecycle.plan(store, _plan("strict", treatment="    pack: eu-strict"), actor="tester", load_pack=load)
+
+
+def _running_lift(store: Any, name: str) -> tuple[str, str]:
+    """A running group-sequential experiment whose control serves production (``deployed``) and whose treatment names ``newer``."""
+    from audits.lineage import record_deployment
+
+    with store.session() as session:
+        deployed = _model(session, f"{name}-deployed", params={"model_inputs": ["user_id", "item_id", "event_type", "value"]})
+        newer = _model(session, f"{name}-newer", params={"model_inputs": ["user_id", "item_id", "event_type", "value"]})
+        record_deployment(session, model_version=deployed, stage="production", actor="test")
+    text = PLAN.format(name=name, control="    pack: eu-gdpr-dsa", treatment=f"    model_version: {newer}\n    pack: eu-gdpr-dsa")
+    assert lifecycle.plan(store, parse_experiment(text + "  method: group_sequential\n  looks: 3\n", f"{name}.yaml"), actor="tester", load_pack=_load)
+    assert lifecycle.start(store, name, actor="tester", load_pack=_load)["status"] == "running"
+    return deployed, newer
+
+
+def _promote(store: Any, model: str, other: str) -> None:
+    from audits.lineage import record_deployment
+
+    with store.session() as session:
+        record_deployment(session, model_version=other, stage="shadow", actor="test")
+        record_deployment(session, model_version=model, stage="production", actor="test")
+
+
+def test_a_look_after_the_treatments_model_served_production_and_went_back_is_refused(store: Any) -> None:
+    """Regression: only the production model at the time of the look was compared with the arms. The treatment's model
+    promoted and rolled back between two looks made the control serve the treatment's lists meanwhile; the next look
+    mixed them (biased toward no difference) as if nothing had happened."""
+    deployed, newer = _running_lift(store, "round-trip")
+    rng = np.random.default_rng(3)
+    _serve(store, "round-trip", SUBJECTS[:400], {"control": SAME, "treatment": {**SAME, "click": 0.5}}, rng, lists=2)
+    _promote(store, newer, deployed)
+    _serve(store, "round-trip", SUBJECTS[400:], {"control": SAME, "treatment": {**SAME, "click": 0.5}}, rng, lists=2)
+    _promote(store, deployed, newer)  # rolled back before the look
+    said = (
+        rf"experiment 'round-trip': no look \(variants\.1\): from \S+ to \S+ the model in production was {newer}, which variant "
+        rf"'treatment' names, so variant 'control' \(which serves production\) served the treatment's lists: \d+ of its lists"
+    )
+    for _ in range(2):
+        with pytest.raises(lifecycle.ArmsAlike, match=said):
+            lifecycle.analyze(store, "round-trip", actor="tester", load_pack=_load)
+    lifecycle.stop(store, "round-trip", actor="tester")
+    with pytest.raises(lifecycle.ArmsAlike, match=said):  # stopped, the data still hold that time
+        lifecycle.analyze(store, "round-trip", actor="tester", load_pack=_load)
+    with store.session() as session:
+        assert session.scalars(select(ExperimentLook)).first() is None  # no look is spent
+        refused = session.scalars(select(TrailEvent).where(TrailEvent.action == "experiment.look_refused")).all()
+    assert len(refused) == 3 and all('"arms_alike_since_start"' in e.payload and newer in e.payload for e in refused)
+    assert all("user-" not in e.payload for e in refused)  # counts and times, no subject
+
+
+def test_a_promotion_and_rollback_while_no_list_was_served_leaves_the_look_alone(store: Any) -> None:
+    """The control served no list while the treatment's model was in production: nothing was mixed, the look is taken."""
+    deployed, newer = _running_lift(store, "quiet-trip")
+    _serve(store, "quiet-trip", SUBJECTS, {"control": SAME, "treatment": {**SAME, "click": 0.5}}, np.random.default_rng(3), lists=2)
+    _promote(store, newer, deployed)
+    _promote(store, deployed, newer)
+    assert lifecycle.analyze(store, "quiet-trip", actor="tester", load_pack=_load)["look"] == 1
