@@ -160,8 +160,9 @@ def analyze(name: Name, body: AnalysisCreate, store: StoreDep, settings: Setting
     """A look at another metric, on a segment, or beyond the planned looks is stored as exploratory and never counts for the gate.
     Refused (409): the final planned look before every arm reached its planned size, and a look at the primary metric
     on a segment while planned looks remain (a peek that could steer the planned look); a look at a running experiment
-    whose arms serve the same lists now, its treatment's model having reached production (kind ``experiment-arms-alike``,
-    recorded on the trail as ``experiment.look_refused``)."""
+    whose arms serve the same lists now, its treatment's model having reached production, and a look at an experiment
+    whose control was served the treatment's model for a time since the start, even if production moved back since
+    (kind ``experiment-arms-alike``, recorded on the trail as ``experiment.look_refused``)."""
     try:
         return lifecycle.analyze(
             store, name, actor=actor_of(key), metric=body.metric, segment=body.segment, packs_dir=settings.packs_dir, load_pack=_pack_loader(settings)
