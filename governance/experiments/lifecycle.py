@@ -469,9 +469,10 @@ def _production_periods(session: Session, since: datetime, until: datetime) -> l
 
 def _arms_alike_since_start(session: Session, row: Experiment) -> tuple[str, dict[str, Any]] | None:
     """Why a look at experiment ``row`` is refused because, at some time since it started (until it stopped), the
-    production model made two of its arms serve the same lists and the arm that serves production was served lists
-    then; with the refusal's payload for the trail. None otherwise (a period in which that arm got no list mixes
-    nothing). The lists are the experiment's own records, read by their time (the filter ``ix_decisions_experiment``
+    production model made two of its arms serve the same lists and the arm that serves production served a
+    personalized list to a randomised subject then; with the refusal's payload for the trail. None otherwise (a
+    period in which that arm served no such list mixes nothing: a fallback or non-profiling list comes from no model,
+    and a subject held back, not profiled or refused by the arm is outside the analysis). The lists are the experiment's own records, read by their time (the filter ``ix_decisions_experiment``
     indexes)."""
     if row.started_at is None:
         return None
@@ -486,6 +487,7 @@ def _arms_alike_since_start(session: Session, row: Experiment) -> tuple[str, dic
         return None
     query = select(DecisionRecord.decided_at, DecisionRecord.context).where(
         experiment_id_of_decision(session) == row.id,
+        DecisionRecord.mode == "personalized",  # a fallback or non-profiling list is no model's: alike in either arm
         DecisionRecord.decided_at >= min(w[0] for w in windows),
         DecisionRecord.decided_at < max(w[1] for w in windows),
     )
@@ -494,7 +496,7 @@ def _arms_alike_since_start(session: Session, row: Experiment) -> tuple[str, dic
         lists = sum(
             1 for at, context in served
             if begin <= at < end and not context.get("shadow_of") and isinstance(exp := context.get("experiment"), Mapping)
-            and exp.get("id") == row.id and exp.get("variant") == serving
+            and exp.get("id") == row.id and exp.get("variant") == serving and exp.get("reason") == "randomised"
         )  # fmt: skip
         if lists:
             detail = ARMS_ALIKE_SINCE_START.format(

@@ -66,13 +66,18 @@ def test_a_look_after_the_treatments_model_served_production_and_went_back_is_a_
     with server.store.session() as session:
         record_deployment(session, model_version=server.model_version, stage="shadow", actor="test")
         record_deployment(session, model_version=newer, stage="production", actor="test")
-    variants = set()
+    subjects = [f"u{n:06d}" for n in range(60)]  # subjects the models know, who consented: their lists are personalized
+    rows = "".join(f"{s},personalization,granted,2026-01-05T09:30:00Z,consent\n" for s in subjects)
+    with server.client("admin") as admin:
+        imported = admin.post("/v1/consent-imports", content="subject,purpose,status,time,basis\n" + rows, headers={"Content-Type": "text/csv"})
+        assert imported.status_code == 200, imported.text
+    served = set()
     with server.client("operator") as http:
-        for n in range(40):
-            answer = http.post("/v1/recommendations", json={"subject": f"trip-{n}", "k": 5, "pack": "eu-gdpr-dsa"})
+        for subject in subjects:
+            answer = http.post("/v1/recommendations", json={"subject": subject, "k": 5, "pack": "eu-gdpr-dsa"})
             assert answer.status_code == 200, answer.text
-            variants.add(answer.json()["deployment"]["experiment"]["variant"])
-    assert "control" in variants, variants
+            served.add((answer.json()["deployment"]["experiment"]["variant"], answer.json()["mode"]))
+    assert ("control", "personalized") in served, served
     with server.store.session() as session:  # rolled back before the look
         record_deployment(session, model_version=newer, stage="shadow", actor="test")
         record_deployment(session, model_version=server.model_version, stage="production", actor="test")
@@ -87,4 +92,4 @@ def test_a_look_after_the_treatments_model_served_production_and_went_back_is_a_
     with server.store.session() as session:
         assert session.scalars(select(ExperimentLook)).first() is None
         events = [e for e in session.scalars(select(TrailEvent).where(TrailEvent.action == "experiment.look_refused")) if "round-trip" in e.objects]
-    assert len(events) == 2 and all("arms_alike_since_start" in e.payload and "trip-" not in e.payload for e in events)
+    assert len(events) == 2 and all("arms_alike_since_start" in e.payload and "u0" not in e.payload for e in events)
