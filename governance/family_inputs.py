@@ -34,7 +34,8 @@ from recommender.family import Family
 from recommender.feedback import MODEL_INPUT_COLUMNS
 
 __all__ = [
-    "BANNED_COLUMN", "INPUT_FIELDS", "check_family_inputs", "columns_read", "family_input_verdict", "refuse_banned_columns",
+    "BANNED_COLUMN", "BANNED_ITEM_COLUMN", "INPUT_FIELDS", "LISTED_ITEM_COLUMNS", "check_family_inputs", "columns_read",
+    "family_input_verdict", "listed_item_columns", "refuse_banned_columns", "refuse_banned_item_columns",
     "renamed_columns_read",
 ]  # fmt: skip
 
@@ -62,6 +63,60 @@ BANNED_COLUMN = (
     "{where}: model family {family!r} would read a forbidden or audit-only attribute: {columns}; it is not "
     "fitted; leave the column out of the column mappings and the parameters"
 )
+
+
+BANNED_ITEM_COLUMN = (
+    "{where}: the item table's column mapping would put a forbidden or audit-only attribute into the lists: {columns}; "
+    "no list is made with it; leave the column out of --items-map"
+)
+
+LISTED_ITEM_COLUMNS: dict[str, str] = {
+    "categories": "item categories",
+    "release_year": "item release",
+    "release_decade": "item release",
+}
+"""Item columns the lists read whatever the model family (the calibration re-ranker, a request's category, the
+release-date rules and metrics) -> what reads them. Mapped from a column naming a forbidden or audit-only attribute
+(``--items-map category=religion``), they are refused for every family, not only for one declaring the input."""
+
+
+def listed_item_columns(sources: Mapping[str, str] | None) -> list[tuple[str, str]]:
+    """``(what, column)`` for each item column of :data:`LISTED_ITEM_COLUMNS` read from a file column of another
+    name (``sources``: :attr:`recommender.data.Dataset.columns_from`, or an item table's own record of them)."""
+    out: list[tuple[str, str]] = []
+    for column, what in LISTED_ITEM_COLUMNS.items():
+        source = (sources or {}).get(f"items.{column}", (sources or {}).get(column))
+        if source is not None and (what, source) not in out:
+            out.append((what, source))
+    return out
+
+
+def _banned_names(pack: Any) -> list[str]:
+    minimization = getattr(getattr(pack, "pack", pack), "minimization", None)
+    return [*getattr(minimization, "forbidden_attributes", []), *getattr(minimization, "audit_only_attributes", [])]
+
+
+def _located(pack: Any, banned_columns: list[str]) -> str:
+    where = _banned_list(pack, banned_columns)
+    line_col = (getattr(pack, "positions", {}) or {}).get(where)
+    source = getattr(pack, "source", None)
+    return where + (f" ({source}:{line_col[0]}:{line_col[1]})" if line_col and source else "")
+
+
+def refuse_banned_item_columns(pack: Any, sources: Mapping[str, str] | None) -> None:
+    """Refuse item metadata whose listed columns (:data:`LISTED_ITEM_COLUMNS`) were read from a column naming a
+    forbidden or audit-only attribute of ``pack``, in any spelling (:data:`BANNED_ITEM_COLUMN`, located at the pack
+    list): what every path that makes lists with an item table calls before it changes anything."""
+    banned = _banned_columns(listed_item_columns(sources), _banned_names(pack))
+    if banned:
+        raise ConfigError(BANNED_ITEM_COLUMN.format(where=_located(pack, banned), columns="; ".join(banned)))
+
+
+def _read_by_lists(family: Family, dataset: Any, params: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """What a fit of ``family`` reads (:func:`columns_read`) and the item columns its lists will read."""
+    read = columns_read(family, dataset, params)
+    extra = [c for c in listed_item_columns(getattr(dataset, "columns_from", None)) if c not in read]
+    return read + extra
 
 
 def _allowed(name: str, allowed: set[str]) -> bool:
@@ -147,11 +202,7 @@ def _banned_list(pack: Any, banned_columns: list[str]) -> str:
 
 def _refuse_banned(family: Family, pack: Any, banned_columns: list[str]) -> None:
     """Raise :data:`BANNED_COLUMN`, located at the pack list that names the attributes (file, line, column)."""
-    where = _banned_list(pack, banned_columns)
-    line_col = (getattr(pack, "positions", {}) or {}).get(where)
-    source = getattr(pack, "source", None)
-    located = where + (f" ({source}:{line_col[0]}:{line_col[1]})" if line_col and source else "")
-    raise ConfigError(BANNED_COLUMN.format(where=located, family=family.name, columns="; ".join(banned_columns)))
+    raise ConfigError(BANNED_COLUMN.format(where=_located(pack, banned_columns), family=family.name, columns="; ".join(banned_columns)))
 
 
 def refuse_banned_columns(
@@ -162,9 +213,7 @@ def refuse_banned_columns(
 
     The part of :func:`check_family_inputs` that holds for every fit under a pack, also one that records nothing (an
     audit's refit of a recorded model's parameters on a split of its data)."""
-    minimization = getattr(getattr(pack, "pack", pack), "minimization", None)
-    forbidden = [*getattr(minimization, "forbidden_attributes", []), *getattr(minimization, "audit_only_attributes", [])]
-    banned = _banned_columns(columns_read(family, dataset, params), forbidden)
+    banned = _banned_columns(_read_by_lists(family, dataset, params), _banned_names(pack))
     if banned:
         _refuse_banned(family, pack, banned)
 
@@ -188,7 +237,7 @@ def family_input_verdict(
     inner = getattr(pack, "pack", pack)
     minimization = getattr(inner, "minimization", None)
     forbidden = [*getattr(minimization, "forbidden_attributes", []), *getattr(minimization, "audit_only_attributes", [])]
-    banned_columns = _banned_columns(columns_read(family, dataset, params), forbidden)
+    banned_columns = _banned_columns(_read_by_lists(family, dataset, params), forbidden)
     purposes = getattr(minimization, "purposes", {}) or {}
     path = f"minimization.purposes.{purpose}.allowed_inputs"
     spec = purposes.get(purpose)

@@ -29,6 +29,7 @@ from audits.models import ModelVersion
 from governance.consent.state import ConsentRecord
 from governance.consent.tcf import decode_tc_string
 from governance.escalation import items_out_of_lists
+from governance.family_inputs import refuse_banned_item_columns
 from governance.family_serving import load_served_model
 from governance.online_store import ListCache
 from governance.model_catalog import dataset_sources, read_catalog
@@ -37,6 +38,7 @@ from governance.privacy import record_consent_from_request
 from governance.serving import ServedList, ServeRequest, ServingEngine
 from governance.suppressed import erasure_seq, erasures_seen, model_standing, standing_reader
 from recommender.errors import ConfigError, DataError
+from recommender.item_table import ITEM_SOURCES
 
 __all__ = ["MODEL_NOT_RECORDED", "consent_records", "open_engine", "serve_list"]
 
@@ -100,7 +102,11 @@ def serve_list(
     category: str | None = None,
     region: str | None = None,
 ) -> ServedList:
-    """Serve one governed list to ``subject_id`` from a recorded model version, recorded before it returns."""
+    """Serve one governed list to ``subject_id`` from a recorded model version, recorded before it returns.
+
+    Item metadata whose categories were read from a column naming a forbidden or audit-only attribute is refused
+    before anything is recorded (:func:`governance.family_inputs.refuse_banned_item_columns`)."""
+    refuse_banned_item_columns(loaded, items.attrs.get(ITEM_SOURCES) if items is not None else None)
     tcf_vendor = vendor_id if vendor_id is not None else loaded.pack.consent.tcf_requirements().vendor_id
     record_tcf = _decodes(tcf) and tcf_vendor is not None
     if gpc or record_tcf:

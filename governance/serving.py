@@ -47,6 +47,7 @@ from audits.decision_record import Decision
 from governance.availability import AvailabilityMasks, combine
 from governance.consent.state import ConsentRecord, ProfilingDecision, may_profile
 from governance.consent.tcf import decode_tc_string
+from governance.family_inputs import refuse_banned_item_columns
 from governance.explain import TAG_TEXT, Tag, TagKind, explain_als_list, regularized_gram
 from governance.harm_vocabulary import items_kept_out
 from governance.ope_logging import DETERMINISTIC, LoggingHook, decision_seed, explored
@@ -311,6 +312,8 @@ class ServingEngine:
         exposure_store: Any = None,
     ) -> None:
         model.check_fitted("serve")
+        # item categories read from a forbidden column reach the lists whatever the model reads: no engine is made
+        refuse_banned_item_columns(loaded, items.attrs.get("columns_from") if items is not None else None)
         self.loaded = loaded
         self.model = model
         self.erasures_seen = erasures_seen

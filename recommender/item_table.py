@@ -230,4 +230,6 @@ def attach_items(dataset: Dataset, table: pd.DataFrame, *, source: str = "items"
     replaced = {f"items.{c}" for c in table.columns}
     sources = {k: v for k, v in (dataset.columns_from or {}).items() if k not in replaced}
     sources.update({f"items.{name}": src for name, src in table.attrs.get(ITEM_SOURCES, {}).items()})
+    # the items carry them too: what makes lists from the items alone checks the columns they were read from
+    items.attrs[ITEM_SOURCES] = {k.removeprefix("items."): v for k, v in sources.items() if k.startswith("items.")}
     return dataclasses.replace(dataset, items=items, columns_from=sources)

@@ -272,3 +272,58 @@ def test_train_refuses_a_forbidden_column_spelt_with_lookalike_or_invisible_char
                         load_item_table(tmp_path / "items.csv"))  # fmt: skip
     with pytest.raises(ConfigError, match="parameter content_params.text_columns reads column"):
         check_family_inputs(get_family("hybrid"), _content_pack(), dataset=data, params={"content_params": {"text_columns": [LOOKALIKE]}})
+
+
+def _count(db_url: str, model: type) -> int:
+    store = open_store(db_url)
+    try:
+        with store.session() as session:
+            return len(session.scalars(select(model)).all())
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("column", ["owner_religion", LOOKALIKE])
+def test_item_categories_from_a_forbidden_column_are_refused_for_every_family_and_at_serving(
+    db_url: str, tmp_path: Path, column: str
+) -> None:
+    """ALS reads no item categories, but the calibration re-ranker and a request's category do: a category column
+    mapped from a forbidden attribute is refused at the mapping, whatever the family, and nothing is recorded."""
+    from audits.models import ConsentRecordRow, DecisionRecord
+    from governance.serving import ServingEngine
+    from recommender.als import ALSRecommender
+    from recommender.feedback import to_implicit
+
+    _grant(db_url)
+    items = pd.read_csv(_items(tmp_path)).rename(columns={"owner_religion": column})
+    items.to_csv(tmp_path / "items.csv", index=False)
+    log = str(_log(tmp_path))
+    mapped = ["--map", "user_id=uid,item_id=sku,timestamp=ts"]
+    with_items = [*mapped, "--items", str(tmp_path / "items.csv"), "--items-map", f"category={column}"]
+    base = ["--database-url", db_url, "--as-of", "2023-12-01", "--json", "--pack", "eu-gdpr-dsa"]
+    for command in (["train", log, "--no-carbon", "--no-tune"], ["batch", log, "--engine", "inprocess", "--out", str(tmp_path / "out")]):
+        refused = runner.invoke(app, [*command, *base, *with_items])
+        assert refused.exit_code == 2, (command, refused.output)
+        assert f"item categories reads column {column!r} (religion)" in refused.stderr, refused.stderr
+        assert "minimization.forbidden_attributes" in refused.stderr
+        assert not (tmp_path / "out").exists()
+    assert _models(db_url) == (0, 0)
+    trained = runner.invoke(app, ["train", log, "--no-carbon", "--no-tune", *base, *mapped])
+    assert trained.exit_code == 0, trained.output
+    version = json.loads(trained.stdout)["model_version"]
+    consents = _count(db_url, ConsentRecordRow)
+    serve = ["recommend", "u1", "--model", version, "--pack", "eu-gdpr-dsa", "--database-url", db_url, "--json", "--gpc", "--data", log]
+    refused = runner.invoke(app, [*serve, *with_items])
+    assert refused.exit_code == 2, refused.output
+    assert "would put a forbidden or audit-only attribute into the lists" in refused.stderr
+    assert f"item categories reads column {column!r} (religion)" in refused.stderr
+    assert _count(db_url, DecisionRecord) == 0 and _count(db_url, ConsentRecordRow) == consents  # the GPC opt-out too
+    fine = runner.invoke(app, [*serve, *mapped, "--items", str(tmp_path / "items.csv"), "--items-map", "category=genres"])
+    assert fine.exit_code == 0, fine.output
+    # the engine itself (the batch lists' and the service's) refuses such items
+    table = load_item_table(tmp_path / "items.csv", ItemMapping(category=column))
+    data = attach_items(load_event_log(_log(tmp_path), ColumnMapping(user_id="uid", item_id="sku", timestamp="ts")), table)
+    model = ALSRecommender(factors=4, iterations=2).fit(to_implicit(data.events))
+    with pytest.raises(ConfigError, match="item categories reads column"):
+        ServingEngine(EU, model, data.items)
+    ServingEngine(EU, model, attach_items(data, load_item_table(tmp_path / "items.csv", ItemMapping(category="genres"))).items)
