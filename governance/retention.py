@@ -1,6 +1,8 @@
 """Purge a stored event log: events older than the pack's window, and the events of erased subjects.
 
-Training already leaves both out (:func:`governance.privacy.filter_training_events`);
+Training already leaves both out (:func:`governance.privacy.filter_training_events`), and
+with them, under a window, every event of unknown time (it cannot be shown to be within it): the purge
+drops those too, counted among the events past retention and on their own (``events_of_unknown_time``);
 purging removes them from the log itself, writes the log back in its own format
 and puts a ``data.purged`` event on the trail (counts and content hashes only).
 The file is replaced atomically: a crash leaves either the old or the new log.
@@ -312,7 +314,9 @@ def purge_expired(
     dataset: Dataset = load_event_log(path, mapping) if layout is None else load_format(path, layout)
     events = dataset.events
     none = pd.Series(False, index=events.index)
-    old = (events["timestamp"] < pd.Timestamp(cutoff)).fillna(False) if cutoff is not None else none
+    # an event of unknown time cannot be shown to be within the window: training leaves it out, so the log loses it
+    undated = events["timestamp"].isna() if cutoff is not None else none
+    old = ((events["timestamp"] < pd.Timestamp(cutoff)).fillna(False) | undated) if cutoff is not None else none
     gone, n_erased = _erased_rows(store, events["user_id"], events["timestamp"]) if erased else (none, 0)
     keep = (~old & ~gone).to_numpy(dtype=bool)
     if layout is None:
@@ -334,6 +338,7 @@ def purge_expired(
         "events_total": n_total,
         "events_purged": n_total - n_kept,
         "events_past_retention": int(old.sum()),
+        "events_of_unknown_time": int(undated.sum()),
         "events_of_erased_subjects": int(gone.sum()),
         "erased_subjects_found": n_erased,
         "events_kept": n_kept,

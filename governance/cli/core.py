@@ -234,6 +234,7 @@ def purge_command(
     verb = "would purge" if dry_run else "purged"
     window = (
         f"{report['events_past_retention']:,} older than {report['cutoff']} ({report['retention_days']} days under {report['pack']} {report['pack_version']})"
+        + (f", {report['events_of_unknown_time']:,} of them of unknown time" if report.get("events_of_unknown_time") else "")
         if report["cutoff"] is not None
         else f"none for age ({report['pack']} sets no retention window)"
     )

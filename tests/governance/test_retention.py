@@ -118,9 +118,11 @@ def test_purge_removes_an_erased_subjects_events_of_unknown_time_as_training_lea
     done = runner.invoke(app, ["data", "purge", str(log), "--pack", "eu-gdpr-dsa", "--as-of", "2024-07-01", "--database-url", db_url, "--json"])
     assert done.exit_code == 0, done.output
     report = json.loads(done.stdout)
-    assert (report["events_of_erased_subjects"], report["events_purged"], report["events_kept"]) == (2, 2, 2)
+    assert (report["events_of_erased_subjects"], report["events_purged"], report["events_kept"]) == (2, 3, 1)
     assert ERASED not in log.read_text()
-    assert pd.read_csv(log, dtype=str)["user_id"].tolist() == ["kept-1", "kept-2"]  # an undated event of anyone else stays
+    # an undated event of anyone else goes too under a window: training cannot show it is within it either
+    assert report["events_of_unknown_time"] == 2
+    assert pd.read_csv(log, dtype=str)["user_id"].tolist() == ["kept-2"]
     again = json.loads(runner.invoke(app, ["data", "purge", str(log), "--pack", "eu-gdpr-dsa", "--as-of", "2024-07-01", "--database-url", db_url, "--json"]).stdout)
     assert again["events_purged"] == 0 and "trail_seq" not in again  # a second purge finds nothing and writes no trail event
 
@@ -170,3 +172,50 @@ def test_a_log_written_to_between_its_two_reads_is_refused_with_a_located_error(
     assert refused.exit_code == 2, refused.output
     assert f"{log}: changed while it was purged; nothing purged" in refused.stderr
     assert pd.read_csv(log)["user_id"].tolist() == ["a", "b", "c"]
+
+
+def test_purge_and_training_keep_the_same_events_at_the_boundary_in_any_zone_and_without_a_time(db_url: str, tmp_path: Path) -> None:
+    """The purged log holds exactly the events training would keep for age: an event at the cutoff stays
+    (written in UTC or another zone), one a second before it goes, one of unknown time goes under a window
+    (reported on its own), and stays where the pack sets none."""
+    from audits import open_store
+    from governance.policy import load_pack
+    from governance.training_filter import filter_training_events
+    from recommender.loaders import load_event_log
+
+    rows = [
+        ("at-cutoff", "2023-07-02T00:00:00Z"),  # eu-gdpr-dsa: 730 days before 2025-07-01 (2024 has 366 days)
+        ("at-cutoff-in-paris", "2023-07-02T02:00:00+02:00"),
+        ("a-second-before", "2023-07-01T23:59:59Z"),
+        ("a-second-before-in-new-york", "2023-07-01T19:59:59-04:00"),
+        ("undated", ""),
+        ("recent", "2025-06-30T12:00:00Z"),
+    ]
+    log = tmp_path / "log.csv"
+    log.write_text("user_id,item_id,timestamp\n" + "".join(f"{u},x,{t}\n" for u, t in rows))
+    pack = load_pack(Path(__file__).resolve().parents[2] / "policies" / "eu-gdpr-dsa.yaml")
+    store = open_store(db_url)
+    try:
+        for u, _ in rows:
+            runner.invoke(app, ["consent", "set", u, "--purpose", "personalization", "--status", "granted", "--pack", "eu-gdpr-dsa", "--database-url", db_url])
+        from datetime import UTC, datetime
+
+        trained, _ = filter_training_events(load_event_log(log), pack, store, now=datetime(2025, 7, 1, tzinfo=UTC), record=False)
+    finally:
+        store.close()
+    args = ["data", "purge", str(log), "--pack", "eu-gdpr-dsa", "--as-of", "2025-07-01", "--database-url", db_url, "--json"]
+    done = runner.invoke(app, args)
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert report["cutoff"] == "2023-07-02T00:00:00+00:00"
+    kept = pd.read_csv(log, dtype=str)["user_id"].tolist()
+    assert kept == ["at-cutoff", "at-cutoff-in-paris", "recent"]
+    assert sorted(kept) == sorted(trained.events["user_id"].astype(str).unique())
+    assert (report["events_past_retention"], report["events_of_unknown_time"], report["events_purged"]) == (3, 1, 3)
+    text = runner.invoke(app, [*args[:-1], "--dry-run"])
+    assert "0 older than" in text.stdout  # nothing left to purge, said in words too
+    # no window: an event of unknown time stays (nothing shows it is too old), as training keeps it
+    undated = tmp_path / "undated.csv"
+    undated.write_text("user_id,item_id,timestamp\nundated,x,\n")
+    none = json.loads(runner.invoke(app, ["data", "purge", str(undated), "--pack", "baseline", "--database-url", db_url, "--json"]).stdout)
+    assert (none["events_purged"], none["events_of_unknown_time"]) == (0, 0)
