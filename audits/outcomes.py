@@ -65,7 +65,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from audits._common import actor_name, in_values, lookup_subject_secrets
-from audits.models import ATTRIBUTED, OUTCOME_KINDS, OUTCOME_SOURCES, DecisionRecord, OutcomeEvent
+from audits.models import ATTRIBUTED, OUTCOME_KINDS, OUTCOME_SOURCES, DecisionRecord, OutcomeEvent, StoreMeta
 from audits.sealing import open_decisions
 from audits.subjects import _installation_key, hold_head_for_keys
 from audits.suppression import suppressions_for
@@ -78,6 +78,7 @@ __all__ = [
     "RECORDED_ACTION",
     "OutcomeBatch",
     "OutcomesRefused",
+    "PAST_RETENTION",
     "Refusal",
     "attribute",
     "decision_rewards",
@@ -86,6 +87,8 @@ __all__ = [
     "outcomes_of_decisions",
     "purge_outcomes",
     "record_outcomes",
+    "retention_window",
+    "set_retention_window",
 ]
 
 RECORDED_ACTION = "outcomes.recorded"
@@ -119,6 +122,13 @@ SHADOW_DECISION = "decision {id} is a shadow list, never served"
 UNREADABLE_DECISION = "decision {id}'s list can no longer be read"
 NOT_IN_DECISION = "the item is not in the list of decision {id}"
 BEFORE_DECISION = "the event ({at}) is before decision {id} ({decided})"
+PAST_RETENTION = (
+    "the time is before the retention window this store is purged by ({days} days under {pack}, the purge at trail seq "
+    "{seq}): the next purge would delete it"
+)
+"""The refusal of an outcome event older than :func:`retention_window` allows: stored, it would outlive the window."""
+RETENTION_KEY = "retention_window"
+"""The ``store_meta`` key of the window the store was last purged by (:func:`set_retention_window`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,6 +391,39 @@ def _in_range(batch: pd.DataFrame) -> tuple[pd.DataFrame, list[Refusal]]:
     return batch[~out], refused
 
 
+def set_retention_window(session: Session, days: int | None, pack: str, seq: int) -> None:
+    """Record, in the transaction of a purge's trail event ``seq``, the window the store is purged by (None: the
+    pack sets none): outcome events older than it are refused from then on (:func:`retention_window`)."""
+    import json
+
+    value = json.dumps({"days": days, "pack": pack, "trail_seq": seq}, sort_keys=True)
+    session.merge(StoreMeta(key=RETENTION_KEY, value=value))
+
+
+def retention_window(session: Session) -> dict[str, Any] | None:
+    """``{"days", "pack", "trail_seq"}`` of the window the store was last purged by, or None (never purged, or
+    last purged under a pack without one)."""
+    import json
+
+    stored = session.scalar(select(StoreMeta.value).where(StoreMeta.key == RETENTION_KEY))
+    if stored is None:
+        return None
+    window = json.loads(stored)
+    return window if window.get("days") is not None else None
+
+
+def _within_retention(session: Session, batch: pd.DataFrame) -> tuple[pd.DataFrame, list[Refusal]]:
+    """The events within the window the store is purged by; a refusal (:data:`PAST_RETENTION`) for each older one,
+    as the purge would delete it (older than the cutoff; one at the cutoff stays)."""
+    window = retention_window(session)
+    if window is None or batch.empty:
+        return batch, []
+    cutoff = pd.Timestamp(datetime.now(UTC) - timedelta(days=int(window["days"])))
+    old = (pd.to_datetime(batch["occurred_at"], utc=True) < cutoff).fillna(False).to_numpy(dtype=bool)
+    reason = PAST_RETENTION.format(days=window["days"], pack=window["pack"], seq=window["trail_seq"])
+    return batch[~old], [Refusal(int(line), "time", reason) for line in batch["line"][old]]
+
+
 def _erased(session: Session, batch: pd.DataFrame) -> tuple[pd.DataFrame, list[Refusal]]:
     """The events that may be stored; a neutral refusal (:data:`NOT_STORABLE`) for each event of an erased subject
     dated at or before the erasure, which says neither that the subject was erased nor when."""
@@ -422,8 +465,9 @@ def record_outcomes(
     installation_key = _installation_key(session)
     hold_head_for_keys(session)
     ranged, out_of_range = _in_range(batch.reset_index(drop=True))
+    ranged, past_retention = _within_retention(session, ranged.reset_index(drop=True))
     kept, refused = _erased(session, ranged.reset_index(drop=True))
-    refused = [*out_of_range, *refused]
+    refused = [*out_of_range, *past_retention, *refused]
     found = lookup_subject_secrets(session, kept["subject"].unique().tolist(), create=True, key=installation_key)
     pseudonyms = [found[s][0] for s in kept["subject"].tolist()]  # type: ignore[index]
     keyed = kept.assign(pseudonym=pseudonyms, event_key=_keys(kept, pseudonyms))

@@ -29,7 +29,9 @@ the pseudonym, never stored), and an item that does not hold the subject's id
 refuses (a column mapped by mistake may hold a person's id). Then the store judges
 the join (:mod:`audits.outcomes`): a decision id must name a list served to
 that subject holding that item, and the events of an erased subject from
-before the erasure are refused.
+before the erasure are refused, and so are events older than the retention window
+the store was last purged by (:func:`audits.outcomes.retention_window`): the
+next purge would delete them.
 """
 
 from __future__ import annotations

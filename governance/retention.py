@@ -33,7 +33,10 @@ same way (their age, gender, location: personal data with no time, so the row
 goes whatever they did since); the item files are not touched. The store's
 outcome events (:mod:`audits.outcomes`: clicks, dwell, ratings after a served
 list) older than the window are deleted in the transaction of the trail event
-(an erased subject's were deleted by the erasure itself). Each file is
+(an erased subject's were deleted by the erasure itself), and the window is
+recorded with it as the one the store is purged by: outcome events imported
+later that are already older than it are refused, each with its line
+(:func:`audits.outcomes.retention_window`), rather than kept until the next purge. Each file is
 replaced atomically after the trail event; should a crash fall between two,
 purging again finishes the work (a purge finds only what is left).
 """
@@ -48,7 +51,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from audits.outcomes import count_outcomes_before, purge_outcomes
+from audits.outcomes import count_outcomes_before, purge_outcomes, set_retention_window
 from audits.private_files import replace_keeping_mode, reserve_replacement
 from governance.privacy_common import as_moment
 from recommender.data import Dataset
@@ -285,6 +288,21 @@ def _outcomes_past(store: Any, cutoff: datetime | None) -> int:
         return count_outcomes_before(session, cutoff)
 
 
+def _pack_label(pack: Any) -> str:
+    return f"{pack.metadata.name} {pack.metadata.version}"
+
+
+def _window_changes(store: Any, pack: Any) -> bool:
+    """Whether the store was last purged by another window than ``pack``'s (then a purge that finds nothing still
+    records, on the trail, the window outcome imports are held to from now on)."""
+    from audits.outcomes import retention_window
+
+    with store.session() as session:
+        window = retention_window(session)
+    days = pack.minimization.retention_days
+    return (window or {}).get("days") != days or (window is not None and window.get("pack") != _pack_label(pack))
+
+
 def purge_expired(
     source: str | Path, pack: Any, store: Any, *, mapping: ColumnMapping | None = None, format: str | None = None,
     now: datetime | None = None, dry_run: bool = False, actor: str | None = None, erased: bool = True,
@@ -347,7 +365,7 @@ def purge_expired(
         "dataset_before": dataset.content_hash(),
     }
     report["outcome_events_past_retention"] = _outcomes_past(store, cutoff)
-    if dry_run or not (rewrites or report["outcome_events_past_retention"]):
+    if dry_run or not (rewrites or report["outcome_events_past_retention"] or _window_changes(store, pack)):
         return report
     temporary = [reserve_replacement(file) for file, _ in rewrites]  # each file's own permission bits, never the umask's
     try:
@@ -357,6 +375,8 @@ def purge_expired(
             if cutoff is not None:  # the store's outcome events past the window go in the same transaction
                 report["outcome_events_past_retention"] = purge_outcomes(session, cutoff)
             event = append_event(session, actor=actor or "recgov", action="data.purged", objects={"dataset": report["dataset_before"]}, payload=report)
+            # the window the store is purged by from now on: outcome events older than it are refused at import
+            set_retention_window(session, pack.minimization.retention_days, _pack_label(pack), event.seq)
             _refuse_changed(before)  # the trail event and the outcome deletions roll back with it
             for tmp, (file, _) in zip(temporary, rewrites):  # each file at once; a crash between two: purge again
                 replace_keeping_mode(tmp, file)

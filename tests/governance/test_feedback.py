@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -397,3 +397,57 @@ def test_a_subject_written_as_a_float_is_refused_not_read_as_another_id(store: S
     with pytest.raises(DataError, match=r"f.jsonl line 2: the field subject \(column 'subject'\) holds a floating-point number"):
         import_feedback(store, jsonl)
     assert _outcomes(store) == 0
+
+
+def test_outcomes_already_past_the_window_the_store_is_purged_by_are_refused_with_their_lines(db_url: str, tmp_path: Path) -> None:
+    """An import has no pack: it holds events to the window of the store's last purge (recorded on the trail with
+    it), refusing, at their lines, those the next purge would delete; one at the cutoff is kept, in any zone."""
+    from audits import open_store
+    from audits.outcomes import retention_window
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    cutoff = now - timedelta(days=730)  # eu-gdpr-dsa
+    rows = [
+        ("fb-ret-1", (cutoff - timedelta(hours=1)).isoformat().replace("+00:00", "Z")),  # past the window
+        ("fb-ret-2", (cutoff + timedelta(minutes=5)).astimezone(timezone(timedelta(hours=-5))).isoformat()),  # within, New York
+        ("fb-ret-3", str(int((cutoff - timedelta(days=2)).timestamp()))),  # past, in Unix seconds
+        ("fb-ret-4", (now - timedelta(days=1)).isoformat()),
+    ]
+    path = tmp_path / "late.csv"
+    path.write_text("subject,item,kind,time\n" + "".join(f"{s},i1,click,{t}\n" for s, t in rows))
+    args = ["feedback", "import", str(path), "--database-url", db_url, "--json"]
+    log = tmp_path / "log.csv"
+    pd.DataFrame({"user_id": ["a"], "item_id": ["x"], "timestamp": [now.isoformat()]}).to_csv(log, index=False)
+    # a dry run records nothing: no window yet, and a purge that finds nothing still records the window it is by
+    dry = runner.invoke(app, ["data", "purge", str(log), "--pack", "eu-gdpr-dsa", "--database-url", db_url, "--json", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    store = open_store(db_url)
+    try:
+        with store.session() as session:
+            assert retention_window(session) is None
+    finally:
+        store.close()
+    purged = runner.invoke(app, ["data", "purge", str(log), "--pack", "eu-gdpr-dsa", "--database-url", db_url, "--json"])
+    assert purged.exit_code == 0, purged.output
+    assert json.loads(purged.stdout)["events_purged"] == 0 and "trail_seq" in json.loads(purged.stdout)
+    done = runner.invoke(app, args)
+    assert done.exit_code == 1, done.output
+    doc = json.loads(done.stdout)
+    assert (doc["added"], doc["invalid"]) == (2, 2)
+    assert [(p["line"], p["field"]) for p in doc["problems"]] == [(2, "time"), (4, "time")]
+    assert all("retention window this store is purged by (730 days under eu-gdpr-dsa" in p["reason"] for p in doc["problems"])
+    # the API's list is whole or nothing: one event past the window refuses it, located
+    store = open_store(db_url)
+    try:
+        with pytest.raises(DataError, match=r"events\[0\].*retention window") as refused:
+            record_feedback(store, [{"subject": "fb-ret-5", "item": "i1", "kind": "click", "time": rows[0][1]},
+                                    {"subject": "fb-ret-5", "item": "i1", "kind": "click", "time": rows[3][1]}])  # fmt: skip
+        assert "nothing was stored" in str(refused.value)
+        assert _outcomes(store) == 2
+    finally:
+        store.close()
+    assert runner.invoke(app, ["trail", "verify", "--database-url", db_url, "--json"]).exit_code == 0
+    # purged under a pack without a window: the store is no longer held to one
+    none = runner.invoke(app, ["data", "purge", str(log), "--pack", "baseline", "--database-url", db_url, "--json"])
+    assert none.exit_code == 0, none.output
+    assert json.loads(runner.invoke(app, args).stdout)["added"] == 2
