@@ -154,10 +154,15 @@ _CHANGED = (
 def _log_writer(path: Path, mapping: ColumnMapping, keep: np.ndarray) -> Callable[[Path], None]:
     """Writes the kept rows of a CSV/Parquet event log, every column as it was."""
     if path.suffix.lower() == ".parquet":
-        table = pd.read_parquet(path)
-        if len(table) != len(keep):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        # the file's own table, filtered: every field under its own name, its metadata as it was (pandas would
+        # rename fields its metadata renames and drop the ones it makes the index)
+        table = pq.read_table(path)
+        if table.num_rows != len(keep):
             raise DataError(_CHANGED.format(file=path))
-        return lambda tmp: table[keep].to_parquet(tmp, index=False)
+        return lambda tmp: pq.write_table(table.filter(pa.array(keep)), tmp)
     table = pd.read_csv(path, sep=mapping.delimiter, dtype=str, keep_default_na=False)
     if len(table) != len(keep):  # written to since its events were read: which row is which is no longer known
         raise DataError(_CHANGED.format(file=path))

@@ -32,6 +32,7 @@ them to dense row and column indices.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -515,7 +516,11 @@ def _lookup(index: pd.Index, ids: object) -> np.ndarray:
 def read_parquet_flat(path: str | Path) -> pd.DataFrame:
     """A Parquet file as a table whose nested (struct) columns are spread into one column per field, named
     ``parent.field``: a field is read, mapped and checked under its own name (a pack that forbids ``religion``
-    sees ``profile.religion``), never carried whole inside a column named otherwise."""
+    sees ``profile.religion``), never carried whole inside a column named otherwise.
+
+    Columns are the file's own fields, under the file's own names: the pandas metadata a writer may add is not
+    followed, since it can name a field otherwise (a field ``religion`` read as ``genres``) or make one the index;
+    only the unnamed index pandas writes (``__index_level_0__``) is left out, as it holds no data of the file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -525,7 +530,12 @@ def read_parquet_flat(path: str | Path) -> pd.DataFrame:
     while any(pa.types.is_struct(f.type) for f in table.schema):
         table = table.flatten()
     _refuse_repeated_columns(path, table.column_names, " once nested fields are spread")  # a.b beside a struct a{b}
-    return table.to_pandas()
+    frame = table.to_pandas(ignore_metadata=True)
+    return frame.drop(columns=[c for c in frame.columns if _PANDAS_INDEX.fullmatch(str(c))])
+
+
+_PANDAS_INDEX = re.compile(r"__index_level_\d+__")
+"""How pandas names the field of an unnamed index it writes into a Parquet file."""
 
 
 def _refuse_repeated_columns(path: str | Path, names: list[str], how: str) -> None:

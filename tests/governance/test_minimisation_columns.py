@@ -28,7 +28,7 @@ from governance.cli import app
 from governance.family_inputs import check_family_inputs, columns_read
 from governance.policy import load_pack
 from recommender.attribute_names import names_attribute
-from recommender.errors import ConfigError
+from recommender.errors import ConfigError, DataError
 from recommender.fair_training import check_attribute_allowed, parse_fair_reweighting
 from recommender.family import get_family
 from recommender.item_table import ItemMapping, attach_items, load_item_table
@@ -327,3 +327,42 @@ def test_item_categories_from_a_forbidden_column_are_refused_for_every_family_an
     with pytest.raises(ConfigError, match="item categories reads column"):
         ServingEngine(EU, model, data.items)
     ServingEngine(EU, model, attach_items(data, load_item_table(tmp_path / "items.csv", ItemMapping(category="genres"))).items)
+
+
+def _renamed_by_pandas_metadata(path: Path, table: pa.Table, renames: dict[str, str], index: list[str] = ()) -> Path:
+    """``table`` written with pandas metadata naming its fields otherwise (``religion`` read as ``genres``)."""
+    columns = [{"name": renames.get(f, f), "field_name": f, "pandas_type": "unicode", "numpy_type": "object", "metadata": None}
+               for f in table.column_names]  # fmt: skip
+    meta = {"index_columns": list(index), "column_indexes": [], "columns": columns, "creator": {"library": "pyarrow", "version": pa.__version__},
+            "pandas_version": pd.__version__}  # fmt: skip
+    pq.write_table(table.replace_schema_metadata({b"pandas": json.dumps(meta).encode()}), path)
+    return path
+
+
+def test_a_parquet_field_is_read_under_its_own_name_whatever_the_pandas_metadata_calls_it(db_url: str, tmp_path: Path) -> None:
+    """A Parquet file's pandas metadata may call its field ``religion`` ``genres``: the field is read, mapped and checked
+    under the file's own name, so the mapping is refused; and a purge rewrites the file's own fields, none lost."""
+    from audits.models import DecisionRecord
+
+    items = pa.table({"item_id": [f"i{i}" for i in range(N_ITEMS)], "religion": [["a", "b", "c"][i % 3] for i in range(N_ITEMS)]})
+    path = _renamed_by_pandas_metadata(tmp_path / "items.parquet", items, {"religion": "genres"})
+    table = load_item_table(path, ItemMapping(category="religion"))
+    assert table.attrs["columns_from"] == {"categories": "religion"}
+    with pytest.raises(DataError, match="missing column"):
+        load_item_table(path, ItemMapping(category="genres"))  # the name the metadata gave is no column of the file
+    _grant(db_url)
+    log = str(_log(tmp_path))
+    refused = runner.invoke(app, ["train", log, "--no-carbon", "--no-tune", "--database-url", db_url, "--as-of", "2023-12-01", "--pack", "eu-gdpr-dsa",
+                                  "--map", "user_id=uid,item_id=sku,timestamp=ts", "--items", str(path), "--items-map", "category=religion"])  # fmt: skip
+    assert refused.exit_code == 2 and "item categories reads column 'religion'" in refused.stderr, refused.output
+    assert _models(db_url) == (0, 0) and _count(db_url, DecisionRecord) == 0
+    # an event log whose pandas metadata makes the user the index: read as a column, and purged without losing it
+    events = pa.table({"user_id": ["a", "b"], "item_id": ["x", "y"], "timestamp": ["2020-01-01T00:00:00Z", "2026-01-01T00:00:00Z"],
+                       "Religion": ["p", "q"]})  # fmt: skip
+    log_path = _renamed_by_pandas_metadata(tmp_path / "events.parquet", events, {"Religion": "score"}, index=["user_id"])
+    assert load_event_log(log_path).events["user_id"].tolist() == ["a", "b"]
+    purged = runner.invoke(app, ["data", "purge", str(log_path), "--pack", "eu-gdpr-dsa", "--as-of", "2026-06-01", "--database-url", db_url, "--json"])
+    assert purged.exit_code == 0, purged.output
+    assert json.loads(purged.stdout)["events_purged"] == 1
+    after = pq.read_table(log_path)
+    assert after.column_names == events.column_names and after.column("user_id").to_pylist() == ["b"]
