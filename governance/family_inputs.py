@@ -34,7 +34,7 @@ from recommender.family import Family
 from recommender.feedback import MODEL_INPUT_COLUMNS
 
 __all__ = [
-    "BANNED_COLUMN", "BANNED_ITEM_COLUMN", "INPUT_FIELDS", "LISTED_ITEM_COLUMNS", "check_family_inputs", "columns_read",
+    "BANNED_COLUMN", "BANNED_ITEM_COLUMN", "INPUT_FIELDS", "LISTED_ITEM_COLUMNS", "PROVIDER_ITEM_COLUMNS", "check_family_inputs", "columns_read",
     "family_input_verdict", "listed_item_columns", "refuse_banned_columns", "refuse_banned_item_columns",
     "renamed_columns_read",
 ]  # fmt: skip
@@ -80,6 +80,12 @@ release-date rules and metrics) -> what reads them. Mapped from a column naming 
 (``--items-map category=religion``), they are refused for every family, not only for one declaring the input."""
 
 
+PROVIDER_ITEM_COLUMNS: dict[str, str] = {"provider": "item provider", "provider_group": "item provider group"}
+"""Item columns the provider re-rankers and rules read into the lists whatever the family -> what reads them. A
+provider's attribute a fairness audit groups by may be declared audit-only; one forbidden (and not audit-only) is
+refused (``--items-map provider_group=owner_ethnicity`` under a pack forbidding ``ethnicity`` for every use)."""
+
+
 def listed_item_columns(sources: Mapping[str, str] | None) -> list[tuple[str, str]]:
     """``(what, column)`` for each item column of :data:`LISTED_ITEM_COLUMNS` read from a file column of another
     name (``sources``: :attr:`recommender.data.Dataset.columns_from`, or an item table's own record of them)."""
@@ -96,6 +102,18 @@ def _banned_names(pack: Any) -> list[str]:
     return [*getattr(minimization, "forbidden_attributes", []), *getattr(minimization, "audit_only_attributes", [])]
 
 
+def _listed_banned(pack: Any, sources: Mapping[str, str] | None) -> list[str]:
+    """``"what reads column (attribute)"`` for each item column the lists read (:data:`LISTED_ITEM_COLUMNS`, and
+    :data:`PROVIDER_ITEM_COLUMNS` held to the attributes forbidden for every use) read from a banned column."""
+    minimization = getattr(getattr(pack, "pack", pack), "minimization", None)
+    audit_only = set(getattr(minimization, "audit_only_attributes", []))
+    for_no_use = [a for a in getattr(minimization, "forbidden_attributes", []) if a not in audit_only]
+    given = sources or {}
+    providers = [(what, source) for column, what in PROVIDER_ITEM_COLUMNS.items()
+                 if (source := given.get(f"items.{column}", given.get(column))) is not None]  # fmt: skip
+    return [*_banned_columns(listed_item_columns(sources), _banned_names(pack)), *_banned_columns(providers, for_no_use)]
+
+
 def _located(pack: Any, banned_columns: list[str]) -> str:
     where = _banned_list(pack, banned_columns)
     line_col = (getattr(pack, "positions", {}) or {}).get(where)
@@ -107,16 +125,15 @@ def refuse_banned_item_columns(pack: Any, sources: Mapping[str, str] | None) -> 
     """Refuse item metadata whose listed columns (:data:`LISTED_ITEM_COLUMNS`) were read from a column naming a
     forbidden or audit-only attribute of ``pack``, in any spelling (:data:`BANNED_ITEM_COLUMN`, located at the pack
     list): what every path that makes lists with an item table calls before it changes anything."""
-    banned = _banned_columns(listed_item_columns(sources), _banned_names(pack))
+    banned = _listed_banned(pack, sources)
     if banned:
         raise ConfigError(BANNED_ITEM_COLUMN.format(where=_located(pack, banned), columns="; ".join(banned)))
 
 
-def _read_by_lists(family: Family, dataset: Any, params: Mapping[str, Any] | None) -> list[tuple[str, str]]:
-    """What a fit of ``family`` reads (:func:`columns_read`) and the item columns its lists will read."""
-    read = columns_read(family, dataset, params)
-    extra = [c for c in listed_item_columns(getattr(dataset, "columns_from", None)) if c not in read]
-    return read + extra
+def _banned_read(family: Family, pack: Any, dataset: Any, params: Mapping[str, Any] | None) -> list[str]:
+    """The banned columns a fit of ``family`` reads (:func:`columns_read`) and those its lists will read."""
+    banned = _banned_columns(columns_read(family, dataset, params), _banned_names(pack))
+    return banned + [b for b in _listed_banned(pack, getattr(dataset, "columns_from", None)) if b not in banned]
 
 
 def _allowed(name: str, allowed: set[str]) -> bool:
@@ -213,7 +230,7 @@ def refuse_banned_columns(
 
     The part of :func:`check_family_inputs` that holds for every fit under a pack, also one that records nothing (an
     audit's refit of a recorded model's parameters on a split of its data)."""
-    banned = _banned_columns(_read_by_lists(family, dataset, params), _banned_names(pack))
+    banned = _banned_read(family, pack, dataset, params)
     if banned:
         _refuse_banned(family, pack, banned)
 
@@ -237,7 +254,7 @@ def family_input_verdict(
     inner = getattr(pack, "pack", pack)
     minimization = getattr(inner, "minimization", None)
     forbidden = [*getattr(minimization, "forbidden_attributes", []), *getattr(minimization, "audit_only_attributes", [])]
-    banned_columns = _banned_columns(_read_by_lists(family, dataset, params), forbidden)
+    banned_columns = _banned_read(family, pack, dataset, params)
     purposes = getattr(minimization, "purposes", {}) or {}
     path = f"minimization.purposes.{purpose}.allowed_inputs"
     spec = purposes.get(purpose)

@@ -366,3 +366,25 @@ def test_a_parquet_field_is_read_under_its_own_name_whatever_the_pandas_metadata
     assert json.loads(purged.stdout)["events_purged"] == 1
     after = pq.read_table(log_path)
     assert after.column_names == events.column_names and after.column("user_id").to_pylist() == ["b"]
+
+
+def test_a_provider_group_from_a_column_forbidden_for_every_use_is_refused_an_audit_only_one_is_not(tmp_path: Path) -> None:
+    """The provider re-rankers read provider groups into the lists: a group read from an attribute forbidden for
+    every use (ethnicity) is refused whatever the family; one read from an audit-only attribute (gender) is not."""
+    from governance.family_inputs import refuse_banned_item_columns
+
+    table = pd.DataFrame({"item_id": [f"i{i}" for i in range(N_ITEMS)], "owner_ethnicity": ["a", "b"] * (N_ITEMS // 2),
+                          "owner_gender": ["f", "m"] * (N_ITEMS // 2), "studio": ["s"] * N_ITEMS})  # fmt: skip
+    table.to_csv(tmp_path / "items.csv", index=False)
+    data = load_event_log(_log(tmp_path), ColumnMapping(user_id="uid", item_id="sku", timestamp="ts"))
+    for mapping, refused in [(ItemMapping(provider_group="owner_ethnicity"), True), (ItemMapping(provider="owner_ethnicity"), True),
+                             (ItemMapping(provider_group="owner_gender"), False), (ItemMapping(provider="studio"), False)]:  # fmt: skip
+        with_items = attach_items(data, load_item_table(tmp_path / "items.csv", mapping))
+        if refused:
+            with pytest.raises(ConfigError, match=r"minimization.forbidden_attributes.*reads column 'owner_ethnicity' \(ethnicity\)"):
+                check_family_inputs(get_family("als"), EU, dataset=with_items)
+            with pytest.raises(ConfigError, match="into the lists"):
+                refuse_banned_item_columns(EU, with_items.items.attrs["columns_from"])
+        else:
+            check_family_inputs(get_family("als"), EU, dataset=with_items)
+            refuse_banned_item_columns(EU, with_items.items.attrs["columns_from"])
