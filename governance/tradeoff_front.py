@@ -484,6 +484,11 @@ def tradeoff_front(
     """
     from governance.ablation import DEFAULT_ALS
 
+    from governance.family_inputs import refuse_banned_columns
+    from recommender.family import get_family
+
+    # the front fits ALS and re-ranks with the item table: held to the pack's minimisation as a governed fit is
+    refuse_banned_columns(get_family("als"), pack, dataset=dataset)
     started = time.perf_counter()
     pack = getattr(pack, "pack", pack)
     steps = _pack_steps(pack)

@@ -94,6 +94,10 @@ def tradeoff_command(
             lineage_of(session, record)
     with user_errors():
         dataset = load_dataset(data, mapping, items=items, items_map=items_map, json_output=json_output, data_format=data_format)
+        from governance.family_inputs import refuse_banned_columns
+        from recommender.family import get_family
+
+        refuse_banned_columns(get_family("als"), loaded, dataset=dataset)  # before the store is read for the data's filter
         dataset, erased = evaluation_data(dataset, database_url, loaded)  # before any fit; refused when nobody is left
         result = tradeoff_front(dataset, loaded.pack, grid=the_grid, seeds=seed_list, n_boot=n_boot, detect_gap=detect_gap, compare=pair)
         result["lineage"]["privacy_filter"] = erased

@@ -388,3 +388,21 @@ def test_a_provider_group_from_a_column_forbidden_for_every_use_is_refused_an_au
         else:
             check_family_inputs(get_family("als"), EU, dataset=with_items)
             refuse_banned_item_columns(EU, with_items.items.attrs["columns_from"])
+
+
+def test_the_tradeoff_front_is_held_to_the_forbidden_attributes(tmp_path: Path) -> None:
+    """The front fits ALS and re-ranks with the item table's categories and providers: a column naming a forbidden
+    attribute is refused before any fit, as in training."""
+    log, items = str(_log(tmp_path)), str(_items(tmp_path))
+    base = ["tradeoff", log, "--pack", str(POLICIES / "eu-gdpr-dsa.yaml"), "--map", "user_id=uid,item_id=sku,timestamp=ts", "--seeds", "0"]
+    for extra, what in [(["--items", items, "--items-map", "category=owner_religion"], "item categories reads column 'owner_religion'"),
+                        (["--map", "user_id=uid,item_id=sku,timestamp=ts,value=Religion"], "event field value reads column 'Religion'")]:  # fmt: skip
+        result = runner.invoke(app, [*base, *extra, "--json"])
+        assert result.exit_code == 2, result.output
+        assert what in result.stderr and "minimization.forbidden_attributes" in result.stderr
+    from governance.tradeoff_front import tradeoff_front
+
+    data = attach_items(load_event_log(_log(tmp_path), ColumnMapping(user_id="uid", item_id="sku", timestamp="ts")),
+                        load_item_table(items, ItemMapping(category="owner_religion")))  # fmt: skip
+    with pytest.raises(ConfigError, match="item categories reads column 'owner_religion'"):
+        tradeoff_front(data, EU, seeds=[0])
