@@ -16,6 +16,9 @@ item-table columns a family's parameters name (``text_columns=["religion"]``)
 and the item categories under the item table's own column. :func:`columns_read`
 lists them, and none may name a forbidden or audit-only attribute, in any
 spelling (``Religion``, ``religion_code``: :mod:`recommender.attribute_names`).
+The item columns the lists read whatever the family (:data:`LISTED_ITEM_COLUMNS`,
+:data:`PROVIDER_ITEM_COLUMNS`) are held to the same rule for every family, and
+:func:`refuse_banned_item_columns` holds item metadata to it where lists are made.
 
 :func:`check_family_inputs` refuses a family with a located
 :class:`~recommender.errors.ConfigError` (the pack path, and its line when the
