@@ -53,6 +53,7 @@ __all__ = [
     "NO_PREVIOUS",
     "PRODUCTION_MOVED",
     "PROMOTION_STAGES",
+    "STAGE_NOT_KEPT",
     "ArtifactChanged",
     "ProductionMoved",
     "GateRefused",
@@ -403,6 +404,13 @@ def retire(store: Any, *, model_version: str, actor: str | None = None) -> dict[
     return {"retired": model_version, "previous_stage": current, "deployment": deployment_id}
 
 
+STAGE_NOT_KEPT = (
+    "{stage} lost a version to an erasure: the version it served there listed the erased subject and is retired, and "
+    "{new}, the model trained without them, serves {took} (one version holds one stage); deploy a version to {stage} "
+    "(recgov deploy promote) if it should serve"
+)
+
+
 def replace_after_erasure(session: Session, *, old: str, new: str, erasure_request: int, actor: str | None = None) -> dict[str, Any]:
     """In the caller's transaction: ``new`` (``old`` minus an erased subject, exactly) takes ``old``'s stage, and
     ``old`` is retired.
@@ -410,8 +418,12 @@ def replace_after_erasure(session: Session, *, old: str, new: str, erasure_reque
     An exact erasure's version is the model ``old``'s recipe trains without the subject: it stands in ``old``'s
     stage under the gate that let ``old`` there, as a rollback's restored version does; ``old``, whose file lists
     the erased subject, is never served again. A version in no stage is retired all the same (a caller naming it
-    gets no profile from it). ``new`` keeps a stage it already has. A ``model.replaced_by_erasure`` event names both
-    and the request. Returns ``{"replaced", "by", "stage", "gate"}`` (``stage``: the stage ``new`` took, or None).
+    gets no profile from it). One version holds one stage: when ``new`` already took a stage (from another version
+    it replaces), it keeps the higher one (production, then canary, then shadow) and moves up to ``old``'s if that is
+    higher, so that production is never left without the version trained without the subject; the stage it could not
+    hold is returned in ``not_kept``, with :data:`STAGE_NOT_KEPT` (never silently empty). A
+    ``model.replaced_by_erasure`` event names both and the request. Returns ``{"replaced", "by", "stage", "gate",
+    "not_kept", "note"}`` (``stage``: the stage ``new`` took, or None).
     """
     who = actor or get_settings().actor
     lock_head(session)
@@ -419,18 +431,29 @@ def replace_after_erasure(session: Session, *, old: str, new: str, erasure_reque
     row = latest.get(old)
     stage = row.stage if row is not None else None
     gate = None if row is None or (found := Gate.of_row(row)) is None else found.to_dict()
-    took = None
-    if stage in PROMOTION_STAGES and new not in latest:
+    took, not_kept = None, None
+    held = latest[new].stage if new in latest else None
+    if stage in PROMOTION_STAGES and held is None:
         record_deployment(session, model_version=new, stage=stage, actor=who, gate=gate)
         took = stage
+    elif stage in PROMOTION_STAGES and held in PROMOTION_STAGES and stage != held:
+        if PROMOTION_STAGES.index(stage) > PROMOTION_STAGES.index(held):  # old's stage ranks higher: new moves up
+            record_deployment(session, model_version=new, stage=stage, actor=who, gate=gate)
+            took, not_kept = stage, held
+        else:
+            not_kept = stage
     if stage != "retired":
         record_deployment(session, model_version=old, stage="retired", actor=who, gate=gate)
+    note = None
+    if not_kept is not None:
+        serves = took or held
+        note = STAGE_NOT_KEPT.format(stage=not_kept, new=new, took=serves)
     append_event(
         session, actor=who, action="model.replaced_by_erasure",
         objects={"model": new, "subject_request": erasure_request},
-        payload={"replaced": old, "by": new, "previous_stage": stage, "stage": took, "gate": gate},
+        payload={"replaced": old, "by": new, "previous_stage": stage, "stage": took, "gate": gate, "not_kept": not_kept},
     )  # fmt: skip
-    return {"replaced": old, "by": new, "stage": took, "gate": gate}
+    return {"replaced": old, "by": new, "stage": took, "gate": gate, "not_kept": not_kept, "note": note}
 
 
 def _production_gate(session: Session, model_version: str) -> Gate | None:

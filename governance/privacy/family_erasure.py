@@ -50,6 +50,7 @@ from recommender.family import ErasureKind, Family, ForgetOutcome, GovernedModel
 
 __all__ = [
     "FAMILY_FORGET_METHOD",
+    "FAMILY_REFIT_METHOD",
     "ForgottenModel",
     "family_for_kind",
     "forget_family_models",
@@ -57,12 +58,15 @@ __all__ = [
     "exactly_replaced",
     "exactly_replaced_by",
     "record_forgotten_models",
+    "refittable",
     "replace_exactly_erased",
     "retrain_action",
 ]
 
 FAMILY_FORGET_METHOD = "family.forget"
 """``params.unlearning.method`` of a version a family's ``forget`` made."""
+FAMILY_REFIT_METHOD = "family.refit"
+"""``params.unlearning.method`` of a version an exact erasure refit (a family whose ``forget`` is approximate)."""
 
 FINAL = "final"
 """Standing of a version an exact erasure made: it is the model trained without the subject."""
@@ -116,10 +120,33 @@ def _holds(model: GovernedModel, subject: str) -> bool:
     return bool((np.asarray(model.subjects()).astype(str) == subject).any())
 
 
+def refittable(family: Family) -> bool:
+    """Whether an exact erasure can refit a model of ``family`` whose own erasure is approximate: a fit with the
+    model's parameters on its training matrix without the subject is the model a training without them makes when
+    the matrix is all the family reads (its inputs are interactions only)."""
+    return family.erasure is ErasureKind.approximate and family.inputs <= frozenset({"interactions"})
+
+
+def _refit(family: Family, model: GovernedModel, subject: str) -> tuple[GovernedModel, ForgetOutcome] | None:
+    """The model ``model``'s parameters fit on its training matrix without the subject (exact), or None when the
+    family cannot be built again from those parameters."""
+    from recommender.family import without_users
+
+    try:
+        fresh = family.create(**model.get_params())
+        fresh.fit(without_users(model.train_, [subject])[0])
+    except (ConfigError, DataError, TypeError, ValueError):
+        return None
+    return fresh, ForgetOutcome(ErasureKind.exact, (subject,), 0.0, False, {"method": FAMILY_REFIT_METHOD})
+
+
 def _forget_one(
-    family: Family, version: str, location: str, subject: str, out_dir: Path | None
+    family: Family, version: str, location: str, subject: str, out_dir: Path | None, *, exact: bool = False
 ) -> tuple[dict[str, Any], ForgottenModel | None]:
-    """Remove the subject from one recorded family model; save and check the new artifact."""
+    """Remove the subject from one recorded family model; save and check the new artifact.
+
+    ``exact`` (an exact erasure): a family whose ``forget`` is approximate is refit without the subject instead
+    (:func:`refittable`), so that the new version is the model trained without them, as for ALS."""
     report: dict[str, Any] = {"previous_version": version, "family": family.name, "erasure": family.erasure.value}
     path = Path(location)
     try:
@@ -139,7 +166,11 @@ def _forget_one(
     report["n_interactions"] = int(model.train_.nnz)
     started = datetime.now(UTC)
     t0 = time.perf_counter()
-    outcome = model.forget([subject])
+    refit = _refit(family, model, subject) if exact and refittable(family) else None
+    if refit is not None:
+        model, outcome = refit
+    else:
+        outcome = model.forget([subject])
     seconds = time.perf_counter() - t0
     if outcome.retrain_required:
         report.update(status="retrain_required", note=retrain_action(family))
@@ -167,7 +198,7 @@ def _forget_one(
     report.update(
         status="unlearned",
         version=new_version,
-        method=FAMILY_FORGET_METHOD,
+        method=FAMILY_FORGET_METHOD if refit is None else FAMILY_REFIT_METHOD,
         outcome={k: v for k, v in outcome.to_dict().items() if k not in ("removed", "detail")},
         residual=outcome.residual,
         seconds=seconds,
@@ -190,6 +221,7 @@ def forget_family_models(
     out_dir: Path | None,
     superseded: set[str],
     say: Callable[[str], None],
+    exact: bool = False,
 ) -> tuple[list[dict[str, Any]], list[ForgottenModel]]:
     """Remove the subject from every recorded non-ALS family model holding them (the newest of each lineage).
 
@@ -216,7 +248,7 @@ def forget_family_models(
     for version, location in sorted(rows):
         family = wanted[version]
         say(f"removing the subject from {Path(location).name} ({family.name}, erasure {family.erasure.value})")
-        report, done = _forget_one(family, version, location, subject, out_dir)
+        report, done = _forget_one(family, version, location, subject, out_dir, exact=exact)
         reports.append(report)
         if done is not None:
             forgotten.append(done)
@@ -301,7 +333,7 @@ def record_forgotten_models(
                 "family_inputs": sorted(f.family.inputs),
                 "model_inputs": list(MODEL_INPUT_COLUMNS),
                 "unlearning": {
-                    "method": FAMILY_FORGET_METHOD,
+                    "method": f.report.get("method", FAMILY_FORGET_METHOD),
                     "kind": f.outcome.kind.value,
                     "from": f.previous_version,
                     "residual": f.outcome.residual,
@@ -392,6 +424,8 @@ def replace_exactly_erased(session: Session, forgotten: list[Any], request_id: i
         if others:  # another erasure replaced it while this one ran: the new version holds whom that one erased
             raise DataError(REPLACED_MEANWHILE.format(version=f.previous_version, by=", ".join(others)))
         moved = replace_after_erasure(session, old=f.previous_version, new=f.version, erasure_request=request_id, actor=actor)
+        if moved["not_kept"]:
+            f.report.update(stage_not_kept=moved["not_kept"])
         f.report.update(
             replaced_in_serving=moved,
             previous_artifact_deleted=True,

@@ -59,6 +59,7 @@ __all__ = [
     "models_for",
     "older_holding",
     "record_unlearned_models",
+    "replace_in_serving",
     "replace_older_versions",
     "unlearn_models",
 ]
@@ -380,6 +381,11 @@ def older_holding(version: str, parents: Mapping[str, str], holding: set[str]) -
     return out
 
 
+def _older_holding_all(parents: Mapping[str, str], holding: set[str]) -> set[str]:
+    """The versions that list the subject and have a newer version of their lineage that lists them too."""
+    return {older for v in holding for older in older_holding(v, parents, holding)}
+
+
 def _holding(catalogue: list[dict[str, Any]]) -> set[str]:
     """The catalogue's versions whose artifact lists the subject."""
     return {e["version_id"] for e in catalogue if e["membership"] == "includes"}
@@ -400,8 +406,7 @@ def _recorded_models_holding(
 
     with store.session() as session:
         if exact:
-            parents, holding = _lineage(session), _holding(catalogue)
-            superseded = {older for v in holding for older in older_holding(v, parents, holding)}
+            superseded = _older_holding_all(_lineage(session), _holding(catalogue))
         else:
             superseded = _superseded(session)
     for entry in catalogue:
@@ -596,17 +601,23 @@ def unlearn_models(
         from governance.privacy.family_erasure import forget_family_models
 
         with store.session() as session:
-            superseded = _superseded(session)
-        family_reports, forgotten = forget_family_models(store, subject, catalogue, out_dir=options.out_dir, superseded=superseded, say=say)
+            parents = _lineage(session)
+            # exact: as for ALS, the newest version of each lineage that lists the subject (its older ones that list
+            # them too are replaced by what is made from it, below); approximate: the newest of each lineage
+            superseded = _older_holding_all(parents, _holding(catalogue)) if options.exact else _superseded(session)
+        family_reports, forgotten = forget_family_models(
+            store, subject, catalogue, out_dir=options.out_dir, superseded=superseded, say=say, exact=options.exact
+        )
         reports.extend(family_reports)
     older: dict[str, str] = {}
-    if options.exact and unlearned:
+    made = [u for u in unlearned if not u.provisional] + [f for f in forgotten if not f.provisional]
+    if options.exact and made:
         with store.session() as session:
             parents = _lineage(session)
         holding = _holding(catalogue)
-        for u in unlearned:
-            for version in older_holding(u.previous_version, parents, holding):
-                older.setdefault(version, u.version)
+        for m in made:
+            for version in older_holding(m.previous_version, parents, holding):
+                older.setdefault(version, m.version)
     return UnlearningReport(steps=reports, unlearned=unlearned, families=forgotten, older=older)
 
 
@@ -647,19 +658,48 @@ def replace_older_versions(session: Session, unlearning: UnlearningReport, reque
     """In the erasure's transaction: each older version of a lineage an exact erasure refit that lists the subject
     too (``unlearning.older``) gives its stage to the refit and is retired (:func:`governance.deploy.replace_after_erasure`,
     with its ``model.replaced_by_erasure`` event); its file is marked for deletion (:func:`delete_older_artifacts`,
-    once the transaction is committed). Oldest first: the stage of the version deployed longest goes to the refit."""
+    once the transaction is committed). Oldest first."""
+    for old, new in reversed(list(unlearning.older.items())):
+        _replace_older(session, unlearning, old, new, request_id, actor)
+
+
+def _replace_older(session: Session, unlearning: UnlearningReport, old: str, new: str, request_id: int, actor: str | None) -> None:
     from governance.deploy import replace_after_erasure
 
-    by_new = {u.version: u for u in unlearning.unlearned}
-    for old, new in reversed(list(unlearning.older.items())):
-        u = by_new[new]
-        row = session.get(ModelVersion, old)
-        if row is None or not u.report.get("recorded") or session.get(ModelVersion, new) is None:
-            continue
-        moved = replace_after_erasure(session, old=old, new=new, erasure_request=request_id, actor=actor)
-        u.report.setdefault("older_versions_replaced", []).append(
-            {"version": old, "artifact": row.artifact_location, "stage": moved["stage"], "artifact_deleted": True}
-        )
+    by_new = {m.version: m for m in unlearning.replacing if not m.provisional}
+    u = by_new[new]
+    row = session.get(ModelVersion, old)
+    if row is None or not u.report.get("recorded") or session.get(ModelVersion, new) is None:
+        return
+    moved = replace_after_erasure(session, old=old, new=new, erasure_request=request_id, actor=actor)
+    u.report.setdefault("older_versions_replaced", []).append(
+        {
+            "version": old, "artifact": row.artifact_location, "stage": moved["stage"], "artifact_deleted": True,
+            **({"stage_not_kept": moved["not_kept"], "note": moved["note"]} if moved["not_kept"] else {}),
+        }  # fmt: skip
+    )
+
+
+_RANK = {"production": 0, "canary": 1, "shadow": 2}
+
+
+def replace_in_serving(session: Session, unlearning: UnlearningReport, request_id: int, actor: str | None) -> None:
+    """In the erasure's transaction: every version an exact erasure replaced, the one it refit
+    (:func:`governance.privacy.family_erasure.replace_exactly_erased`) and the older ones of its lineage that list
+    the subject too (:func:`replace_older_versions`), in the order of the stages they hold: production first, then
+    canary, then shadow, then the rest (oldest first), so that the refit, which holds one stage, takes the highest
+    one they held and each stage it could not take is named (never production left empty)."""
+    from governance.deploy import deployed_versions
+    from governance.privacy.family_erasure import replace_exactly_erased
+
+    stage_of = {v: stage for stage, versions in deployed_versions(session).items() for v in versions}
+    tasks: list[tuple[int, int, Callable[[], None]]] = []
+    for i, (old, new) in enumerate(reversed(list(unlearning.older.items()))):
+        tasks.append((_RANK.get(stage_of.get(old, ""), 3), i, lambda old=old, new=new: _replace_older(session, unlearning, old, new, request_id, actor)))
+    for j, m in enumerate(unlearning.replacing, start=len(tasks)):
+        tasks.append((_RANK.get(stage_of.get(m.previous_version, ""), 3), j, lambda m=m: replace_exactly_erased(session, [m], request_id, actor)))
+    for _rank, _i, task in sorted(tasks, key=lambda t: t[:2]):
+        task()
 
 
 OLDER_NOT_DELETED = (
@@ -672,7 +712,7 @@ def delete_older_artifacts(unlearning: UnlearningReport) -> list[str]:
     """Delete the files :func:`replace_older_versions` marked (after the commit: a failed erasure keeps them); what
     could not be deleted, each with what to do."""
     failed = []
-    for u in unlearning.unlearned:
+    for u in unlearning.replacing:
         for entry in u.report.get("older_versions_replaced", []):
             try:
                 Path(entry["artifact"]).unlink(missing_ok=True)
