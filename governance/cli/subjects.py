@@ -224,6 +224,8 @@ def _print_erasure(report: dict[str, Any]) -> None:
     _print_unlinked(report)
     _print_suppression(report["suppression"])
     _print_retrain(report["retrain"])
+    for request_id in report.get("retrain_requests_settled", []):
+        _say(f"retrain request #{request_id} completed: every version it listed was replaced by a model trained without the subjects")
     for item in report["not_done"]:
         _say(f"still to do: {item}")
 
@@ -279,9 +281,13 @@ def _print_replacement(step: dict[str, Any]) -> None:
     moved = step.get("replaced_in_serving")
     if moved:
         where = f"takes its place in {moved['stage']}" if moved["stage"] else "is recorded (the old version was in no stage)"
+        if moved.get("not_kept"):  # it holds another stage: the one it could not take is said, never left silently
+            where = f"takes its place in {moved['stage']}" if moved["stage"] else f"could not also take its place in {moved['not_kept']}"
         _say(f"  {step['version']} {where}; {step['previous_version']} is retired")
     for older in step.get("older_versions_replaced", []):  # older versions of the lineage that listed the subject too
         where = f"takes its place in {older['stage']}" if older["stage"] else "replaces it"
+        if older.get("stage_not_kept") and not older["stage"]:
+            where = f"replaces it (it could not also take its place in {older['stage_not_kept']})"
         done = f"deleted its artifact {older['artifact']}" if older["artifact_deleted"] else f"its artifact {older['artifact']} could not be deleted (see below)"
         _say(f"  {step['version']} {where}; the older version {older['version']} listed the subject too: it is retired, {done}")
 
@@ -290,8 +296,11 @@ def _print_family_step(step: dict[str, Any]) -> None:
     """One model of another family the subject was removed from: how (exact or approximate), its standing, and
     what became of the version it came from."""
     residual = "" if step.get("residual") is None else f", residual {step['residual']}"
+    how = f"{step['erasure']} erasure{residual}"
+    if step.get("method") == "family.refit":  # its forget is approximate: an exact erasure refit it without the subject
+        how = "refit without the subject, exact"
     _say(
-        f"model {step['previous_version']} -> {step['version']} ({step['family']}, {step['erasure']} erasure{residual}) "
+        f"model {step['previous_version']} -> {step['version']} ({step['family']}, {how}) "
         f"in {step['seconds'] * 1000:.1f} ms; artifact {step['artifact']}"
         + ("" if step.get("recorded") else f" ({step.get('recorded_note', 'not recorded')})")
     )

@@ -60,8 +60,15 @@ from governance.privacy.common import (
     scrubbed,
     vocabulary_of,
 )
-from governance.privacy.family_erasure import delete_replaced_artifacts, replace_exactly_erased
-from governance.privacy.retrains import CANNOT_RETRAIN, check_not_in_artifact, check_retrain_data, retrain_packs, run_retrains
+from governance.privacy.family_erasure import delete_replaced_artifacts
+from governance.privacy.retrains import (
+    CANNOT_RETRAIN,
+    check_not_in_artifact,
+    check_retrain_data,
+    retrain_packs,
+    run_retrains,
+    settle_replaced_requests,
+)
 from governance.privacy.unlearning import (
     OLDER_REPLACED_ACTION,
     SUPERSEDED_ACTION,
@@ -71,7 +78,7 @@ from governance.privacy.unlearning import (
     model_paths,
     models_for,
     record_unlearned_models,
-    replace_older_versions,
+    replace_in_serving,
     unlearn_models,
 )
 from recommender.data import Dataset
@@ -366,8 +373,10 @@ def erase_subject(
             lock_head(session)
             retrain = _opened_retrain(session, subject, request.id, pack, listing, unlearning, deadlines, actor)
             record_unlearned_models(session, unlearning, retrain.to_dict() if retrain else None, request.id, actor)
-            replace_older_versions(session, unlearning, request.id, actor)  # first: the oldest's stage goes to the refit
-            replace_exactly_erased(session, unlearning.replacing, request.id, actor)
+            replace_in_serving(session, unlearning, request.id, actor)  # production first: the refit holds one stage
+            settled = settle_replaced_requests(
+                session, _replaced_now(unlearning), request.id, actor, exclude=None if retrain is None else retrain.id
+            )
             if retrain is not None:  # once the unlearned stand-ins are recorded, their lineage leads to their training run
                 retrain = replace(retrain, retrain_under=retrain_packs(session, retrain.models))
             suppression = _suppressed(session, subject, actor)
@@ -410,7 +419,8 @@ def erase_subject(
         "unlinked": sealed.unlinked,
         "deleted": sealed.result["deleted"],
         "retained": RETAINED,
-        "not_done": [*_not_done(policy.metadata.name, retrain, run, unlearning, listing), *undeleted],
+        "retrain_requests_settled": settled,
+        "not_done": [*_not_done(policy.metadata.name, retrain, run, unlearning, listing), *_stages_not_kept(unlearning), *undeleted],
         "seconds": sealed.result["seconds"],
     }
 
@@ -672,6 +682,25 @@ def _not_done(
             if v["membership"] == "includes" and v["version_id"] not in unlearning.sources | unlearning.settled
         ),
     ]
+
+
+def _replaced_now(unlearning: UnlearningReport) -> dict[str, str]:
+    """The recorded versions this erasure replaced exactly (retired, files deleted), each with what replaced it."""
+    out = {m.previous_version: m.version for m in unlearning.replacing if m.report.get("replaced_in_serving")}
+    for m in unlearning.replacing:
+        out |= {o["version"]: m.version for o in m.report.get("older_versions_replaced", [])}
+    return out
+
+
+def _stages_not_kept(unlearning: UnlearningReport) -> list[str]:
+    """The deployment stages a replaced version served in that the version replacing it could not take (it holds
+    another), each with what to do (:data:`governance.deploy.STAGE_NOT_KEPT`)."""
+    notes = []
+    for m in unlearning.replacing:
+        moved = m.report.get("replaced_in_serving") or {}
+        notes += [moved["note"]] if moved.get("note") else []
+        notes += [o["note"] for o in m.report.get("older_versions_replaced", []) if o.get("note")]
+    return list(dict.fromkeys(notes))
 
 
 def _erasure_result_parts(result_doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

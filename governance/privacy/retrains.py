@@ -52,6 +52,7 @@ __all__ = [
     "retrain_packs",
     "retrained_under",
     "run_retrains",
+    "settle_replaced_requests",
     "training_recipe",
 ]
 
@@ -436,6 +437,42 @@ class RetrainRun:
                 else "no listed model version could be retrained by this run: cannot_retrain says, for each, why and what to do"
             ),
         }
+
+
+SETTLED_BY_ERASURE = (
+    "every model version this request listed is retired: an exact erasure (request {erasure}) replaced {replaced} by "
+    "the model its recipe trains without the subjects erased so far, which holds none of them; no retrain is owed"
+)
+
+
+def settle_replaced_requests(
+    session: Session, replaced: Mapping[str, str], erasure_request: int, actor: str | None, *, exclude: int | None = None
+) -> list[int]:
+    """In an erasure's transaction, once the versions it replaced exactly (``replaced``: old -> new) are retired:
+    complete each open retrain request that listed one of them and now waits on no version (every version it
+    lists is retired or replaced by an earlier run), with what replaced them, so that no request asks to retrain a
+    retired version or stays open with nothing left to do. The ids completed."""
+    if not replaced:
+        return []
+    retired = set(deployed_versions(session)["retired"])
+    done = []
+    for row in list_requests(session, kind="retrain", open_only=True):
+        if row["id"] == exclude:
+            continue
+        listed = (row["result"] or {}).get("models", [])
+        mine = {v: replaced[v] for v in listed if v in replaced}
+        if not mine or pending_versions(row, retired):
+            continue
+        result = {
+            **(row["result"] or {}),
+            "replaced_by_erasure": {"erasure_request": erasure_request, "versions": mine},
+            "note": SETTLED_BY_ERASURE.format(erasure=erasure_request, replaced=", ".join(sorted(mine))),
+        }
+        if row["status"] == "received":
+            update_request(session, row["id"], status="in_progress", actor=actor)
+        update_request(session, row["id"], status="completed", result=result, actor=actor)
+        done.append(row["id"])
+    return done
 
 
 def pending_versions(row: Mapping[str, Any], retired: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
