@@ -109,7 +109,9 @@ class DecisionLog:
         The longest the writer waits for more decisions after the first of a
         batch arrives. It stops waiting as soon as none arrives for half a
         millisecond: under load, batches grow by themselves while the previous
-        one commits, and a lone request pays almost no delay.
+        one commits, and a lone request pays almost no delay. ``0``: never wait;
+        each batch is what queued while the previous one committed (what a
+        service wants: see :data:`governance.api.services.engines.SERVING_BATCH_DELAY_MS`).
     max_pending
         Refuse new decisions (fail closed) when this many wait to be written.
     actor

@@ -412,3 +412,37 @@ def test_a_bad_event_fails_its_own_decision_at_submit_and_never_its_batch(store:
     assert good.batch_seq > 0
     assert _scalar(store, "SELECT COUNT(*) FROM decisions") == 1
     assert _scalar(store, "SELECT COUNT(*) FROM trail_events WHERE action = 'api.call'") == 1
+
+
+def test_with_no_delay_a_batch_is_what_queued_while_the_last_one_committed(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``max_delay_ms=0`` (the service's log): the writer takes the first decision at once, without waiting for the
+    next, and the decisions that queue meanwhile go together in the next batch (group commit, with no wait)."""
+    import audits.decisions as decisions_module
+
+    monkeypatch.setattr(decisions_module, "_IDLE_GAP_S", 0.5)  # a waiting log would hold the first batch open for them
+    batches: list[list[str]] = []
+    writing, release = threading.Event(), threading.Event()
+    log = DecisionLog(store, max_delay_ms=0)
+    write = log._write
+
+    def held_write(batch):  # noqa: ANN001, ANN202 - the first batch stays in its commit until released
+        batches.append([p.decision.decision_id for p in batch])
+        writing.set()
+        if len(batches) == 1:
+            release.wait(30)
+        return write(batch)
+
+    monkeypatch.setattr(log, "_write", held_write)
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    try:
+        first = log.submit(_record(0, decision_id=ids[0], subject=f"{1:064x}"))
+        assert writing.wait(30)
+        time.sleep(0.05)  # well within the half second a waiting log would wait for the next
+        later = [log.submit(_record(n, decision_id=ids[n], subject=f"{n + 1:064x}")) for n in (1, 2)]
+        release.set()
+        receipts = [f.result(timeout=30) for f in (first, *later)]
+    finally:
+        release.set()
+        log.close()
+    assert batches == [[ids[0]], [ids[1], ids[2]]]
+    assert receipts[1].batch_seq == receipts[2].batch_seq != receipts[0].batch_seq
