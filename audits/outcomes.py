@@ -54,6 +54,7 @@ decisions x positions array.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -65,7 +66,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from audits._common import actor_name, in_values, lookup_subject_secrets
-from audits.models import ATTRIBUTED, OUTCOME_KINDS, OUTCOME_SOURCES, DecisionRecord, OutcomeEvent, StoreMeta
+from audits.models import ATTRIBUTED, OUTCOME_KINDS, OUTCOME_SOURCES, DecisionRecord, OutcomeEvent, StoreMeta, TrailEvent
 from audits.sealing import open_decisions
 from audits.subjects import _installation_key, hold_head_for_keys
 from audits.suppression import suppressions_for
@@ -90,6 +91,8 @@ __all__ = [
     "retention_window",
     "set_retention_window",
 ]
+
+log = logging.getLogger(__name__)
 
 RECORDED_ACTION = "outcomes.recorded"
 """The trail action that anchors one batch of outcome events."""
@@ -127,6 +130,8 @@ PAST_RETENTION = (
     "{seq}): the next purge would delete it"
 )
 """The refusal of an outcome event older than :func:`retention_window` allows: stored, it would outlive the window."""
+PURGE_ACTION = "data.purged"
+"""The trail action of a purge (:mod:`governance.retention`): its payload names the window the store is purged by."""
 RETENTION_KEY = "retention_window"
 """The ``store_meta`` key of the window the store was last purged by (:func:`set_retention_window`)."""
 
@@ -402,14 +407,31 @@ def set_retention_window(session: Session, days: int | None, pack: str, seq: int
 
 def retention_window(session: Session) -> dict[str, Any] | None:
     """``{"days", "pack", "trail_seq"}`` of the window the store was last purged by, or None (never purged, or
-    last purged under a pack without one)."""
+    last purged under a pack without one).
+
+    Read from the last ``data.purged`` event of the trail, which its hash chain
+    protects, never from ``store_meta`` alone: that row is a plain table, and
+    editing or deleting it would silently stop the refusal of events past the
+    window. A row that disagrees with the trail is logged as an error and the
+    trail's window is used."""
     import json
 
+    purge = session.execute(
+        select(TrailEvent.seq, TrailEvent.payload).where(TrailEvent.action == PURGE_ACTION).order_by(TrailEvent.seq.desc()).limit(1)
+    ).first()
+    trusted: dict[str, Any] | None = None
+    if purge is not None:
+        payload = json.loads(purge.payload)
+        pack = f"{payload.get('pack')} {payload.get('pack_version')}"
+        trusted = {"days": payload.get("retention_days"), "pack": pack, "trail_seq": int(purge.seq)}
     stored = session.scalar(select(StoreMeta.value).where(StoreMeta.key == RETENTION_KEY))
-    if stored is None:
-        return None
-    window = json.loads(stored)
-    return window if window.get("days") is not None else None
+    recorded = json.loads(stored) if stored is not None else None
+    if recorded != trusted:
+        log.error(
+            "the store_meta row %r (%s) does not match the last data.purged event of the trail (%s): the trail's "
+            "window is used; the row was changed outside a purge", RETENTION_KEY, recorded, trusted,
+        )  # fmt: skip
+    return trusted if trusted is not None and trusted.get("days") is not None else None
 
 
 def _within_retention(session: Session, batch: pd.DataFrame) -> tuple[pd.DataFrame, list[Refusal]]:

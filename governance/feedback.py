@@ -30,7 +30,7 @@ refuses (a column mapped by mistake may hold a person's id). Then the store judg
 the join (:mod:`audits.outcomes`): a decision id must name a list served to
 that subject holding that item, and the events of an erased subject from
 before the erasure are refused, and so are events older than the retention window
-the store was last purged by (:func:`audits.outcomes.retention_window`): the
+the store was last purged by (:func:`audits.outcomes.retention_window`, read from the trail): the
 next purge would delete them.
 """
 

@@ -451,3 +451,46 @@ def test_outcomes_already_past_the_window_the_store_is_purged_by_are_refused_wit
     none = runner.invoke(app, ["data", "purge", str(log), "--pack", "baseline", "--database-url", db_url, "--json"])
     assert none.exit_code == 0, none.output
     assert json.loads(runner.invoke(app, args).stdout)["added"] == 2
+
+
+@pytest.mark.parametrize("edit", ["widened", "deleted"])
+def test_the_window_is_read_from_the_trail_so_editing_its_store_meta_row_does_not_switch_the_refusal_off(
+    db_url: str, tmp_path: Path, edit: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The ``store_meta`` row of the window is a plain table the trail does not protect: widened or deleted in SQL,
+    imports and the API are still held to the window of the last ``data.purged`` event, and the mismatch is logged."""
+    from sqlalchemy import delete, update
+
+    from audits import open_store
+    from audits.models import StoreMeta
+    from audits.outcomes import RETENTION_KEY, retention_window
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    past = (now - timedelta(days=731)).isoformat().replace("+00:00", "Z")
+    log = tmp_path / "log.csv"
+    pd.DataFrame({"user_id": ["a"], "item_id": ["x"], "timestamp": [now.isoformat()]}).to_csv(log, index=False)
+    purged = runner.invoke(app, ["data", "purge", str(log), "--pack", "eu-gdpr-dsa", "--database-url", db_url, "--json"])
+    assert purged.exit_code == 0, purged.output
+    seq = json.loads(purged.stdout)["trail_seq"]
+    store = open_store(db_url)
+    try:
+        with store.session() as session:
+            if edit == "widened":
+                wide = json.dumps({"days": 100000, "pack": "eu-gdpr-dsa 1", "trail_seq": seq})
+                session.execute(update(StoreMeta).where(StoreMeta.key == RETENTION_KEY).values(value=wide))
+            else:
+                session.execute(delete(StoreMeta).where(StoreMeta.key == RETENTION_KEY))
+        with store.session() as session, caplog.at_level("ERROR", logger="audits.outcomes"):
+            assert retention_window(session)["days"] == 730  # type: ignore[index]
+        assert "does not match the last data.purged event" in caplog.text
+        with pytest.raises(DataError, match=r"events\[0\].*730 days under eu-gdpr-dsa"):
+            record_feedback(store, [{"subject": "fb-meta-1", "item": "i1", "kind": "click", "time": past}])
+        assert _outcomes(store) == 0
+    finally:
+        store.close()
+    path = tmp_path / "late.csv"
+    path.write_text(f"subject,item,kind,time\nfb-meta-2,i1,click,{past}\n")
+    done = runner.invoke(app, ["feedback", "import", str(path), "--database-url", db_url, "--json"])
+    assert done.exit_code == 1, done.output
+    doc = json.loads(done.stdout)
+    assert (doc["added"], doc["invalid"]) == (0, 1) and "730 days" in doc["problems"][0]["reason"]
