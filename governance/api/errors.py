@@ -131,6 +131,11 @@ def _validation_errors(err: RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for e in err.errors():
         loc = [str(p) for p in e.get("loc", ())]
+        if e.get("type") == "json_invalid":  # its location is a character offset, not a field: the body is at fault
+            at = f" at character {loc[1]}" if len(loc) > 1 else ""
+            reason = str((e.get("ctx") or {}).get("error", "")) or "unreadable"
+            out.append({"location": "body", "field": "", "message": f"{BODY_NOT_PARSED} ({reason}{at})", "type": "json_invalid"})
+            continue
         where, field = (loc[0], ".".join(loc[1:])) if loc else ("body", "")
         out.append({"location": where, "field": field, "message": e.get("msg", ""), "type": e.get("type", "")})
     return out
