@@ -89,6 +89,7 @@ __all__ = [
     "purge_outcomes",
     "record_outcomes",
     "retention_window",
+    "retention_window_recorded",
     "set_retention_window",
 ]
 
@@ -405,6 +406,32 @@ def set_retention_window(session: Session, days: int | None, pack: str, seq: int
     session.merge(StoreMeta(key=RETENTION_KEY, value=value))
 
 
+def _trail_window(session: Session) -> dict[str, Any] | None:
+    """``{"days", "pack", "trail_seq"}`` of the last ``data.purged`` event of the trail, or None (never purged)."""
+    import json
+
+    purge = session.execute(
+        select(TrailEvent.seq, TrailEvent.payload).where(TrailEvent.action == PURGE_ACTION).order_by(TrailEvent.seq.desc()).limit(1)
+    ).first()
+    if purge is None:
+        return None
+    payload = json.loads(purge.payload)
+    return {"days": payload.get("retention_days"), "pack": f"{payload.get('pack')} {payload.get('pack_version')}", "trail_seq": int(purge.seq)}
+
+
+def _recorded_window(session: Session) -> dict[str, Any] | None:
+    import json
+
+    stored = session.scalar(select(StoreMeta.value).where(StoreMeta.key == RETENTION_KEY))
+    return json.loads(stored) if stored is not None else None
+
+
+def retention_window_recorded(session: Session) -> bool:
+    """Whether the ``store_meta`` row of the window is the one the last purge on the trail recorded (a purge
+    records it again when not)."""
+    return _recorded_window(session) == _trail_window(session)
+
+
 def retention_window(session: Session) -> dict[str, Any] | None:
     """``{"days", "pack", "trail_seq"}`` of the window the store was last purged by, or None (never purged, or
     last purged under a pack without one).
@@ -414,22 +441,12 @@ def retention_window(session: Session) -> dict[str, Any] | None:
     editing or deleting it would silently stop the refusal of events past the
     window. A row that disagrees with the trail is logged as an error and the
     trail's window is used."""
-    import json
-
-    purge = session.execute(
-        select(TrailEvent.seq, TrailEvent.payload).where(TrailEvent.action == PURGE_ACTION).order_by(TrailEvent.seq.desc()).limit(1)
-    ).first()
-    trusted: dict[str, Any] | None = None
-    if purge is not None:
-        payload = json.loads(purge.payload)
-        pack = f"{payload.get('pack')} {payload.get('pack_version')}"
-        trusted = {"days": payload.get("retention_days"), "pack": pack, "trail_seq": int(purge.seq)}
-    stored = session.scalar(select(StoreMeta.value).where(StoreMeta.key == RETENTION_KEY))
-    recorded = json.loads(stored) if stored is not None else None
+    trusted = _trail_window(session)
+    recorded = _recorded_window(session)
     if recorded != trusted:
         log.error(
             "the store_meta row %r (%s) does not match the last data.purged event of the trail (%s): the trail's "
-            "window is used; the row was changed outside a purge", RETENTION_KEY, recorded, trusted,
+            "window is used; the row was changed outside a purge ('recgov data purge' records it again)", RETENTION_KEY, recorded, trusted,
         )  # fmt: skip
     return trusted if trusted is not None and trusted.get("days") is not None else None
 

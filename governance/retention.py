@@ -298,14 +298,16 @@ def _pack_label(pack: Any) -> str:
 
 
 def _window_changes(store: Any, pack: Any) -> bool:
-    """Whether the store was last purged by another window than ``pack``'s (then a purge that finds nothing still
-    records, on the trail, the window outcome imports are held to from now on)."""
-    from audits.outcomes import retention_window
+    """Whether the store was last purged by another window than ``pack``'s, or its ``store_meta`` row no longer
+    says the window the trail does (then a purge that finds nothing still records, on the trail, the window outcome
+    imports are held to from now on)."""
+    from audits.outcomes import retention_window, retention_window_recorded
 
     with store.session() as session:
         window = retention_window(session)
+        recorded = retention_window_recorded(session)  # its store_meta row was edited: recorded again
     days = pack.minimization.retention_days
-    return (window or {}).get("days") != days or (window is not None and window.get("pack") != _pack_label(pack))
+    return not recorded or (window or {}).get("days") != days or (window is not None and window.get("pack") != _pack_label(pack))
 
 
 def purge_expired(

@@ -494,3 +494,15 @@ def test_the_window_is_read_from_the_trail_so_editing_its_store_meta_row_does_no
     assert done.exit_code == 1, done.output
     doc = json.loads(done.stdout)
     assert (doc["added"], doc["invalid"]) == (0, 1) and "730 days" in doc["problems"][0]["reason"]
+    # a purge that finds nothing records the window again, so the row says what the trail does
+    again = runner.invoke(app, ["data", "purge", str(log), "--pack", "eu-gdpr-dsa", "--database-url", db_url, "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["trail_seq"] > seq
+    store = open_store(db_url)
+    try:
+        with store.session() as session:
+            from audits.outcomes import retention_window_recorded
+
+            assert retention_window_recorded(session)
+    finally:
+        store.close()
