@@ -50,6 +50,7 @@ __all__ = [
     "UNLISTED_PURPOSE",
     "as_moment",
     "as_subject",
+    "erased_since",
     "fail_request",
     "guard",
     "vocabulary_of",
@@ -226,3 +227,19 @@ def pending_erasure(session: Session, subject: str | int) -> Any:
         .order_by(SubjectRequest.requested_at, SubjectRequest.id)
         .limit(1)
     ).first()
+
+
+def erased_since(session: Session, model_version: str, user_ids: Any) -> list[str]:
+    """The ids among ``user_ids`` (a model's training rows) erased after ``model_version``'s lineage read its data:
+    their latest erasure is later than the erasures its training left out (:func:`governance.suppressed.erasures_seen`;
+    every erased one when the store cannot tell). A subject who came back after an erasure and was trained on
+    again is not among them."""
+    from audits.suppression import suppressions_for
+    from governance.suppressed import erasures_seen
+
+    found = suppressions_for(session, np.asarray(user_ids).astype(str).tolist())
+    if not found:
+        return []
+    seen = erasures_seen(session, model_version)
+    return sorted(s for s, entry in found.items() if seen is None or entry.trail_seq > seen)
+

@@ -78,6 +78,7 @@ from governance.privacy.unlearning import (
     model_paths,
     models_for,
     record_unlearned_models,
+    refuse_erased_meanwhile,
     replace_in_serving,
     unlearn_models,
 )
@@ -374,6 +375,8 @@ def erase_subject(
             retrain = _opened_retrain(session, subject, request.id, pack, listing, unlearning, deadlines, actor)
             record_unlearned_models(session, unlearning, retrain.to_dict() if retrain else None, request.id, actor)
             replace_in_serving(session, unlearning, request.id, actor)  # production first: the refit holds one stage
+            # whom an erasure beside this one erased is in none of the versions this one records (else all rolls back)
+            refuse_erased_meanwhile(session, unlearning, subject, catalogue)
             settled = settle_replaced_requests(
                 session, _replaced_now(unlearning), request.id, actor, exclude=None if retrain is None else retrain.id
             )

@@ -127,21 +127,31 @@ def refittable(family: Family) -> bool:
     return family.erasure is ErasureKind.approximate and family.inputs <= frozenset({"interactions"})
 
 
-def _refit(family: Family, model: GovernedModel, subject: str) -> tuple[GovernedModel, ForgetOutcome] | None:
+def _refit(
+    family: Family, model: GovernedModel, subject: str, also: list[str] | tuple[str, ...] = ()
+) -> tuple[GovernedModel, ForgetOutcome] | None:
     """The model ``model``'s parameters fit on its training matrix without the subject (exact), or None when the
-    family cannot be built again from those parameters."""
+    family cannot be built again from those parameters. ``also``: the subjects erased since the model's data was
+    read (:func:`governance.privacy.unlearning.erased_since`), left out too, as a training now would."""
     from recommender.family import without_users
 
     try:
         fresh = family.create(**model.get_params())
-        fresh.fit(without_users(model.train_, [subject])[0])
+        fresh.fit(without_users(model.train_, [subject, *(s for s in also if s != subject)])[0])
     except (ConfigError, DataError, TypeError, ValueError):
         return None
     return fresh, ForgetOutcome(ErasureKind.exact, (subject,), 0.0, False, {"method": FAMILY_REFIT_METHOD})
 
 
 def _forget_one(
-    family: Family, version: str, location: str, subject: str, out_dir: Path | None, *, exact: bool = False
+    family: Family,
+    version: str,
+    location: str,
+    subject: str,
+    out_dir: Path | None,
+    *,
+    exact: bool = False,
+    store: Any = None,
 ) -> tuple[dict[str, Any], ForgottenModel | None]:
     """Remove the subject from one recorded family model; save and check the new artifact.
 
@@ -166,7 +176,15 @@ def _forget_one(
     report["n_interactions"] = int(model.train_.nnz)
     started = datetime.now(UTC)
     t0 = time.perf_counter()
-    refit = _refit(family, model, subject) if exact and refittable(family) else None
+    refit = None
+    if exact and refittable(family):
+        also: list[str] = []
+        if store is not None:
+            from governance.privacy.common import erased_since
+
+            with store.session() as session:
+                also = erased_since(session, version, model.subjects())
+        refit = _refit(family, model, subject, also)
     if refit is not None:
         model, outcome = refit
     else:
@@ -248,7 +266,7 @@ def forget_family_models(
     for version, location in sorted(rows):
         family = wanted[version]
         say(f"removing the subject from {Path(location).name} ({family.name}, erasure {family.erasure.value})")
-        report, done = _forget_one(family, version, location, subject, out_dir, exact=exact)
+        report, done = _forget_one(family, version, location, subject, out_dir, exact=exact, store=store)
         reports.append(report)
         if done is not None:
             forgotten.append(done)

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from audits import record_dataset_version, record_model_version, record_training_run
 from audits._common import in_values
 from audits.models import DatasetVersion, ModelVersion
-from governance.privacy.common import iso, plain
+from governance.privacy.common import erased_since, iso, plain
 from governance.privacy.family_erasure import exactly_replaced_by
 from governance.privacy.retrains import training_recipe
 from recommender.errors import ConfigError, DataError
@@ -55,10 +55,12 @@ __all__ = [
     "UnlearningOptions",
     "UnlearningReport",
     "delete_older_artifacts",
+    "erased_since",
     "model_paths",
     "models_for",
     "older_holding",
     "record_unlearned_models",
+    "refuse_erased_meanwhile",
     "replace_in_serving",
     "replace_older_versions",
     "unlearn_models",
@@ -259,11 +261,13 @@ def _unlearn(
     delete_previous: bool,
     propagate: int = 1,
     exact: bool = True,
+    also: Sequence[str] = (),
 ) -> tuple[dict[str, Any], Any, Path | None, str | None]:
     """Remove the subject from one loaded model; save the new artifact. Returns (report, result, new path, hash).
 
     ``exact``: the model trained without the subject (:func:`recommender.unlearning.refit_without_users`); else the
-    fast update (:func:`recommender.unlearning.forget_users`, ``propagate`` sweeps)."""
+    fast update (:func:`recommender.unlearning.forget_users`, ``propagate`` sweeps). ``also``: the rows of subjects
+    erased since the model's data was read (:func:`erased_since`), which the exact refit leaves out too."""
     from recommender.als import ALSRecommender
     from recommender.unlearning import forget_users, refit_without_users, residual_influence
 
@@ -273,7 +277,8 @@ def _unlearn(
             status="not_in_model", note="the model's training rows do not include the subject: nothing to unlearn"
         )
         return report, None, None, None
-    result = refit_without_users(model, [subject]) if exact else forget_users(model, [subject], propagate=propagate)
+    erased = [subject, *(s for s in also if s != subject)]
+    result = refit_without_users(model, erased) if exact else forget_users(model, [subject], propagate=propagate)
     report.update(status="unlearned", **plain(result.as_dict()))
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{result.version}.npz"
@@ -581,6 +586,10 @@ def unlearn_models(
         reports.extend(unreadable)
     for path, model, named_by_caller in [*((p, m, True) for p, m in models), *((p, m, False) for p, m in recorded)]:
         say(f"unlearning the subject from {path.name}")
+        also: list[str] = []
+        if options.exact:  # the model trained without the subject is trained without everyone erased since, too
+            with store.session() as session:
+                also = erased_since(session, model.version_id_, model.train_.user_ids)
         t0 = datetime.now(UTC)
         report, result, target, artifact_hash = _unlearn(
             model,
@@ -591,6 +600,7 @@ def unlearn_models(
             propagate=options.propagate,
             delete_previous=options.delete_previous and named_by_caller,
             exact=options.exact,
+            also=also,
         )
         reports.append(report)
         if result is not None:
@@ -720,3 +730,32 @@ def delete_older_artifacts(unlearning: UnlearningReport) -> list[str]:
                 entry["artifact_deleted"] = False
                 failed.append(OLDER_NOT_DELETED.format(path=entry["artifact"], version=entry["version"], cause=type(err).__name__))
     return failed
+
+
+ERASED_MEANWHILE = (
+    "model version {version}, made by this erasure from {source}, lists a subject another erasure erased while this "
+    "one ran; nothing was recorded: run the erasure again (it leaves out everyone erased before it)"
+)
+RECORDED_MEANWHILE = (
+    "model version {version}, recorded while this erasure ran, lists the subject; nothing was "
+    "recorded: run the erasure again (it removes the subject from every version that lists them)"
+)
+
+
+def refuse_erased_meanwhile(session: Session, unlearning: UnlearningReport, subject: str, catalogue: list[dict[str, Any]]) -> None:
+    """In the erasure's transaction, after :func:`audits.trail.lock_head`: refuse to record when an erasure running
+    beside this one committed between this one's listing and its recording, so that neither leaves a version holding
+    whom the other erased: a version this one made (the newest of a lineage, a family's refit, or the refit that
+    replaces older versions) that lists a subject erased since its source read their data; or a version recorded
+    since this one listed the models (the other's refit of a version this one did not reach) that lists the subject."""
+    for m in unlearning.replacing:
+        if m.provisional:
+            continue
+        rows = m.result.model.train_.user_ids if hasattr(m, "result") else m.model.subjects()
+        if erased_since(session, m.previous_version, rows):
+            raise DataError(ERASED_MEANWHILE.format(version=m.version, source=m.previous_version))
+    listed = {e["version_id"] for e in catalogue} | unlearning.new_versions
+    recorded = session.execute(select(ModelVersion.version_id, ModelVersion.artifact_location, ModelVersion.artifact_hash)).all()
+    for version, location, artifact_hash in recorded:
+        if version not in listed and _artifact_membership(location, artifact_hash, subject)[0] == "includes":
+            raise DataError(RECORDED_MEANWHILE.format(version=version))
