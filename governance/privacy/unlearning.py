@@ -280,6 +280,9 @@ def _unlearn(
     erased = [subject, *(s for s in also if s != subject)]
     result = refit_without_users(model, erased) if exact else forget_users(model, [subject], propagate=propagate)
     report.update(status="unlearned", **plain(result.as_dict()))
+    if len(erased) > 1:  # the figures are the subject's own: whom else the refit left out is not theirs to read
+        own = int(model.train_.matrix[int(model.train_.user_index([subject])[0])].nnz)
+        report.update(n_users_removed=1, n_interactions_removed=own, also_left_out=ALSO_LEFT_OUT)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{result.version}.npz"
     # unique per call: two erasures in one process (the API's threads) may make the same version at once
@@ -337,6 +340,9 @@ def _unlearn(
     return report, result, target, artifact_hash
 
 
+ALSO_LEFT_OUT = (
+    "the refit also leaves out the subjects erased since this version read their data, as a training now would"
+)
 EXACT_RESIDUAL = "exact erasure: the model is the one trained without the subject, nothing of them is left to measure"
 
 NOT_LOADED = "the recorded artifact {path} holds the subject but could not be loaded ({cause}); retrain without them and retire it"

@@ -83,6 +83,11 @@ def test_a_subject_only_in_an_older_version_is_refit_out_without_bringing_back_a
         erase_subject(store, X, pack=EU, measure_carbon=False, exact=False)  # keeps `old`, which lists X and Y
         erase_subject(store, Y, pack=EU, measure_carbon=False, exact=False)  # Y is out of the newest; `old` lists Y
         assert files_naming(recgov_home, X) == [artifact]  # X is only in the older version now
+        if family is None:
+            from recommender.als import ALSRecommender
+
+            matrix = ALSRecommender.load(artifact).train_
+            own = int(matrix.matrix[int(matrix.user_index([X])[0])].nnz)
         report = erase_subject(store, X, pack=EU, measure_carbon=False)  # exactly, this time
         with store.session() as session:
             stages = deployed_versions(session)
@@ -98,6 +103,9 @@ def test_a_subject_only_in_an_older_version_is_refit_out_without_bringing_back_a
     # the refit that took production is no new file naming Y, whom an erasure before it erased
     assert listing == [], listing
     assert Path(step["artifact"]) not in files_naming(recgov_home, Y)
+    if family is None:  # the figures the answer gives are the subject's own, not the other erased subject's too
+        assert step["n_users_removed"] == 1 and step["n_interactions_removed"] == own, step
+        assert "also leaves out the subjects erased since" in step["also_left_out"]
 
 
 @FAMILIES
