@@ -234,11 +234,13 @@ def read_feedback_table(
         if column not in raw.columns:
             columns = ", ".join(map(str, raw.columns)) or "none"
             raise DataError(MISSING_COLUMN.format(name=label, column=column, field=fld, columns=columns))
-    nested_values(label, raw, wanted, positions, "line" if kind != "parquet" else "row")
+    refused, refusals = nested_values(raw, wanted, positions)
     rows = pd.DataFrame({fld: _strings(raw[column]) for fld, column in wanted.items()}, index=raw.index)
     keep = (rows != "").any(axis=1).to_numpy()  # a blank line is no row
     if not keep.any():
         raise DataError(NO_ROWS.format(name=label))
+    keep = keep & ~refused
+    broken = tuple(sorted((*broken, *refusals)))
     return FeedbackTable(label, hashlib.sha256(data).hexdigest(), kind, rows[keep].reset_index(drop=True), positions[keep], broken)  # type: ignore[arg-type]
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import re
 import warnings
 from decimal import Decimal
@@ -63,15 +64,12 @@ NOT_A_TABLE = "{name}: not a readable {kind} file ({detail})"
 EMPTY_FILE = "{name}: the file is empty; expected a consent export with a header row (CSV) or one JSON object a line"
 NOT_AN_OBJECT = "{name} line {line}: not a JSON object ({detail})"
 NO_SUCH_FILE = "{name}: no such file; expected a consent export (.csv, .jsonl or .parquet)"
-DUPLICATE_COLUMN = "{name} line 1: the column {column!r} appears {count} times in the header; name each column once"
+DUPLICATE_COLUMN = "{name} line {line}: the column {column!r} appears {count} times in the header; name each column once"
 FLOAT_ID = (
-    "{name} {located_by} {position}: the field subject (column {column!r}) holds a floating-point number; "
-    "write ids as text or integers (a float is not the id: 777 would read as 777.0, and digits past 2**53 are lost)"
+    "the column {column!r} holds a floating-point number; write ids as text or integers "
+    "(a float is not the id: 777 would read as 777.0, and digits past 2**53 are lost)"
 )
-NESTED_VALUE = (
-    "{name} {located_by} {position}: the field {field} (column {column!r}) holds a JSON {kind}; "
-    "expected a string or a number"
-)
+NESTED_VALUE = "the column {column!r} holds a JSON {kind}; expected a string or a number"
 
 
 class ConsentImportMapping(ColumnMap):
@@ -131,13 +129,53 @@ def _strings(column: pd.Series) -> pd.Series:
     return plain.where(plain.notna(), "").astype(str).str.strip()
 
 
+_LINE_END = re.compile(rb"\r\n|\n|\r")
+_SEP_LINE = re.compile(rb'\s*"?sep=(.)"?[,;\t|]*\s*', re.IGNORECASE)
+"""Excel's first line naming the separator (``sep=;``), as spreadsheets write it for their locale; some tools quote
+it, or pad it to the width of the table with the separator itself."""
+
+
+def _preamble(data: bytes) -> tuple[bytes, int, str | None]:
+    """The file from its header on: the blank lines before the header, and an Excel ``sep=`` line, skipped; with
+    how many lines were skipped (to count every line as it is in the file) and the separator the ``sep=`` line names."""
+    start = len(_BOM) if data.startswith(_BOM) else 0
+    at, skipped, sep = start, 0, None
+    while at < len(data):
+        end = _LINE_END.search(data, at)
+        line, after = (data[at:], len(data)) if end is None else (data[at : end.start()], end.end())
+        if line.strip():
+            named = _SEP_LINE.fullmatch(line) if sep is None else None
+            if named is None:
+                break
+            sep = named.group(1).decode("utf-8", errors="replace")
+        at, skipped = after, skipped + 1
+    if not skipped:
+        return data, 0, None
+    return data[at:], skipped, sep
+
+
 def _csv(name: str, data: bytes, mapping: ConsentImportMapping) -> tuple[pd.DataFrame, np.ndarray, tuple[tuple[int, str, str], ...]]:
-    header = _header(name, data, mapping.delimiter)
+    """The table, its rows' lines and its broken lines; blank lines and an Excel ``sep=`` line before the header are
+    skipped (the separator it names is used unless the mapping gives one), every line still counted."""
+    rest, skipped, sep = _preamble(data)
+    if not skipped:
+        return _csv_table(name, data, mapping.delimiter)
+    if not rest.strip():
+        raise DataError(EMPTY_FILE.format(name=name))
+    delimiter = sep if sep is not None and "delimiter" not in mapping.model_fields_set else mapping.delimiter
+    raw, positions, broken = _csv_table(name, rest, delimiter, first_line=1 + skipped)
+    return raw, positions + skipped, tuple((line + skipped, fld, reason) for line, fld, reason in broken)
+
+
+def _csv_table(
+    name: str, data: bytes, delimiter: str, *, first_line: int = 1
+) -> tuple[pd.DataFrame, np.ndarray, tuple[tuple[int, str, str], ...]]:
+    header = _header(name, data, delimiter, line=first_line)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", pd.errors.ParserWarning)  # more fields than the header: each line refused
             raw = pd.read_csv(
-                io.BytesIO(data), sep=mapping.delimiter, dtype=str, keep_default_na=False, skip_blank_lines=False,
+                io.BytesIO(data), sep=delimiter, dtype=str, keep_default_na=False, skip_blank_lines=False,
                 encoding="utf-8", index_col=False, on_bad_lines="warn",
             )  # fmt: skip
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
@@ -146,13 +184,13 @@ def _csv(name: str, data: bytes, mapping: ConsentImportMapping) -> tuple[pd.Data
     for warning in caught:
         message = str(warning.message)
         if _WIDER_FIRST_ROW in message and header:
-            return _csv_by_records(name, data, mapping.delimiter, header)
+            return _csv_by_records(name, data, delimiter, header)
         found = _SKIPPED.findall(message)
         if not found or not issubclass(warning.category, pd.errors.ParserWarning):
             raise DataError(NOT_A_TABLE.format(name=name, kind="CSV", detail=message.strip()))
         skipped.update((int(record), (int(expected), int(saw))) for record, expected, saw in found)
     if skipped:
-        return _csv_with_skipped(name, data, mapping.delimiter, raw, skipped)
+        return _csv_with_skipped(name, data, delimiter, raw, skipped)
     # A quoted cell may span lines: each row starts after the newlines of the rows before it. A line ends at
     # "\r\n", "\n" or a lone "\r" (an export from an old Mac tool), as for the parser and the csv module.
     newline = r"\r\n?|\n" if b"\r" in data else "\n"
@@ -226,54 +264,59 @@ def _csv_with_skipped(
     return raw, np.asarray(kept, dtype=np.int64), broken
 
 
-def _header(name: str, data: bytes, delimiter: str) -> list[str]:
+def _header(name: str, data: bytes, delimiter: str, *, line: int = 1) -> list[str]:
     """The header's column names (an unnamed one as pandas names it, ``Unnamed: 4``); a header naming a column twice
     is refused: pandas would rename the second (``subject.1``) and read only the first."""
     text = io.StringIO(data.decode("utf-8-sig", errors="replace"), newline="")  # lines end as the parser ends them
     try:
         first = next(csv.reader(text, delimiter=delimiter), [])
     except csv.Error as err:
-        raise DataError(NOT_A_TABLE.format(name=name, kind="CSV", detail=f"line 1: {err}")) from err
+        raise DataError(NOT_A_TABLE.format(name=name, kind="CSV", detail=f"line {line}: {err}")) from err
     counts: dict[str, int] = {}
     for column in first:
         counts[column.strip()] = counts.get(column.strip(), 0) + 1
     for column, count in counts.items():
         if count > 1 and column:
-            raise DataError(DUPLICATE_COLUMN.format(name=name, column=column, count=count))
+            raise DataError(DUPLICATE_COLUMN.format(name=name, line=line, column=column, count=count))
     return [column if column else f"Unnamed: {number}" for number, column in enumerate(first)]
 
 
-def nested_values(name: str, raw: pd.DataFrame, wanted: dict[str, str], positions: np.ndarray, located_by: str) -> None:
-    """Refuse a mapped column holding a JSON object or array (JSON Lines): read as text it would become its
-    Python repr; and a subject given as a floating-point number (a Parquet double column, a JSON ``777.0``):
-    its text is not the id. Says where (line or row, field, column), never the value."""
+def nested_values(raw: pd.DataFrame, wanted: dict[str, str], positions: np.ndarray) -> tuple[np.ndarray, tuple[tuple[int, str, str], ...]]:
+    """The rows whose mapped cell is no value, each refused at its own line or row, the rest of the file read: a JSON
+    object or array (JSON Lines; a Parquet list, map or struct), which read as text would become its Python repr;
+    and a subject given as a floating-point number (a Parquet double column, a JSON ``777.0``), a boolean or a
+    decimal with a scale: its text is not the id. Returns which rows are refused, and ``(position, field, reason)``
+    for each (one fault a row, the first field found), never the value."""
+    refused = np.zeros(len(raw), dtype=bool)
+    found: list[tuple[int, str, str]] = []
     for fld, column in wanted.items():
         if column not in raw.columns or raw[column].dtype != object:
             continue
         # A Parquet list column reads as numpy arrays, a map column as lists of pairs, a struct as dicts.
-        nested = raw[column].map(lambda v: isinstance(v, dict | list | tuple | np.ndarray)).to_numpy(dtype=bool)
-        if nested.any():
-            at = int(np.flatnonzero(nested)[0])
+        nested = raw[column].map(lambda v: isinstance(v, dict | list | tuple | np.ndarray)).to_numpy(dtype=bool) & ~refused
+        for at in np.flatnonzero(nested):
             kind = "object" if isinstance(raw[column].iloc[at], dict) else "array"
-            raise DataError(NESTED_VALUE.format(name=name, located_by=located_by, position=int(positions[at]), field=fld, column=column, kind=kind))
+            found.append((int(positions[at]), fld, NESTED_VALUE.format(column=column, kind=kind)))
+        refused |= nested
     column = wanted.get("subject")
-    if column is None or column not in raw.columns:
-        return
-    values = raw[column]
-    if pd.api.types.is_float_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
-        kinds = pd.Series(np.where(values.notna(), "float" if pd.api.types.is_float_dtype(values.dtype) else "boolean", ""))
-    elif values.dtype == object:  # text columns (CSV) hold text only
-        kinds = values.map(_not_an_id)
-    else:
-        return
-    wrong = (kinds != "").to_numpy(dtype=bool)
-    if wrong.any():
-        at = int(np.flatnonzero(wrong)[0])
-        template = FLOAT_ID if kinds.iloc[at] == "float" else NOT_AN_ID.replace("{what}", _NOT_AN_ID[kinds.iloc[at]])
-        raise DataError(template.format(name=name, located_by=located_by, position=int(positions[at]), column=column))
+    if column is not None and column in raw.columns:
+        values = raw[column]
+        kinds: pd.Series | None = None
+        if pd.api.types.is_float_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+            kinds = pd.Series(np.where(values.notna(), "float" if pd.api.types.is_float_dtype(values.dtype) else "boolean", ""))
+        elif values.dtype == object:  # text columns (CSV) hold text only
+            kinds = values.map(lambda v: "" if isinstance(v, dict | list | tuple | np.ndarray) else _not_an_id(v))
+        if kinds is not None:
+            wrong = (kinds != "").to_numpy(dtype=bool) & ~refused
+            for at in np.flatnonzero(wrong):
+                kind = kinds.iloc[at]
+                reason = FLOAT_ID.format(column=column) if kind == "float" else NOT_AN_ID.format(column=column, what=_NOT_AN_ID[kind])
+                found.append((int(positions[at]), "subject", reason))
+            refused |= wrong
+    return refused, tuple(sorted(found))
 
 
-NOT_AN_ID = "{name} {located_by} {position}: the field subject (column {column!r}) holds {what}; write ids as text or integers"
+NOT_AN_ID = "the column {column!r} holds {what}; write ids as text or integers"
 _NOT_AN_ID = {
     "boolean": "a boolean (true would read as the id 'True', one person for every such row)",
     "decimal": "a decimal with a scale or an exponent (777.00 would read as the id '777.00', not 777)",
@@ -294,6 +337,37 @@ def _not_an_id(value: object) -> str:
 
 _BOM = b"\xef\xbb\xbf"
 
+DUPLICATE_KEY = "the key {key!r} appears more than once in the object: which value is meant is unclear; the line is not read"
+
+
+def _strings_in(value: object) -> int:
+    """How many strings a parsed JSON value holds, keys included: each is written between two quotes."""
+    if isinstance(value, dict):
+        return len(value) + sum(_strings_in(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_strings_in(v) for v in value)
+    return 1 if isinstance(value, str) else 0
+
+
+def _duplicated_key(line: bytes, value: dict[str, Any]) -> str | None:
+    """A key written twice in one object of ``line`` (at any depth), which the parser resolves silently to the last
+    value. Without escapes a line holds two quotes per string of its value; fewer strings parsed than that means a
+    key was dropped. Only such a line, or one with escapes, is parsed again, keeping every pair."""
+    if b"\\" not in line and line.count(b'"') == 2 * _strings_in(value):
+        return None
+    found: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen and not found:
+                found.append(key)
+            seen.add(key)
+        return dict(items)
+
+    json.loads(line, object_pairs_hook=pairs)
+    return found[0] if found else None
+
 
 def _jsonl(name: str, data: bytes) -> tuple[pd.DataFrame, np.ndarray, tuple[tuple[int, str, str], ...]]:
     records: list[dict[str, Any]] = []
@@ -310,6 +384,10 @@ def _jsonl(name: str, data: bytes) -> tuple[pd.DataFrame, np.ndarray, tuple[tupl
         except orjson.JSONDecodeError as err:
             detail = str(err)
         else:
+            key = _duplicated_key(line, value) if isinstance(value, dict) else None
+            if key is not None:
+                broken.append((number, "json", DUPLICATE_KEY.format(key=key)))
+                continue
             if isinstance(value, dict):
                 records.append(value)
                 positions.append(number)
@@ -319,6 +397,8 @@ def _jsonl(name: str, data: bytes) -> tuple[pd.DataFrame, np.ndarray, tuple[tupl
         broken.append((number, "json", f"not a JSON object ({detail}); the line is not read"))
     if not records and first is not None:  # no line is an object: not JSON Lines at all
         raise DataError(NOT_AN_OBJECT.format(name=name, line=first[0], detail=first[1]))
+    if not records and broken:  # every object names a key twice: no row to read the columns from
+        raise DataError(f"{name} line {broken[0][0]}: {broken[0][2]}")
     # As objects: a column of integers with a null would become floats (777 -> "777.0"), another id.
     return pd.DataFrame(records, dtype=object), np.asarray(positions, dtype=np.int64), tuple(broken)
 
@@ -397,14 +477,14 @@ def read_consent_table(
         if column not in raw.columns:
             columns = ", ".join(map(str, raw.columns)) or "none"
             raise DataError(MISSING_COLUMN.format(name=label, column=column, field=field, columns=columns))
-    nested_values(label, raw, wanted, positions, "row" if kind == "parquet" else "line")
+    refused, refusals = nested_values(raw, wanted, positions)
     rows = pd.DataFrame({field: _strings(raw[column]) for field, column in wanted.items()})
-    keep = (rows != "").any(axis=1).to_numpy()  # a blank line is no row
+    keep = (rows != "").any(axis=1).to_numpy() & ~refused  # a blank line is no row
     return ConsentTable(
         name=label,
         sha256=hashlib.sha256(data).hexdigest(),
         format=kind,  # type: ignore[arg-type]
         rows=rows[keep].reset_index(drop=True),
         positions=positions[keep],
-        broken=broken,
+        broken=tuple(sorted((*broken, *refusals))),
     )

@@ -244,9 +244,10 @@ def test_a_refused_upload_is_located_and_its_call_is_on_the_trail(server) -> Non
         nested = client.post("/v1/feedback/imports", content='{"subject": {"id": "fb-nested-1"}, "item": "i1", "kind": "click", "time": "2026-01-05"}\n')
     assert header_only.status_code == 422 and "no rows, only a header" in header_only.json()["detail"]
     assert duplicated.status_code == 422 and "line 1: the column 'subject' appears 2 times" in duplicated.json()["detail"]
-    assert nested.status_code == 422 and "line 1: the field subject (column 'subject') holds a JSON object" in nested.json()["detail"]
+    assert nested.status_code == 200 and [(p["line"], p["field"]) for p in nested.json()["problems"]] == [(1, "subject")]
+    assert nested.json()["problems"][0]["reason"].startswith("the column 'subject' holds a JSON object")
     assert "fb-nested-1" not in nested.text and "fb-dup" not in duplicated.text
     with server.store.session() as session:
         calls = session.scalars(select(TrailEvent).where(TrailEvent.action == "api.feedback.import").order_by(TrailEvent.seq)).all()[calls_before:]
     payloads = [c.payload if isinstance(c.payload, dict) else json.loads(c.payload) for c in calls]
-    assert [p.get("refused") for p in payloads] == [True, True, True]
+    assert [p.get("refused") for p in payloads] == [True, True, None]  # the nested row is refused at its line, the file read

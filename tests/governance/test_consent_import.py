@@ -276,14 +276,14 @@ def test_a_nested_subject_or_a_duplicated_column_is_refused_where_it_is(store: S
         '{"subject": {"id": "secret-9"}, "purpose": "personalization", "status": "granted", "time": "2026-01-05"}\n',
         encoding="utf-8",
     )
-    with pytest.raises(DataError, match=r"line 2: the field subject \(column 'subject'\) holds a JSON object") as err:
-        import_consent(store, nested, pack=EU)
-    assert "secret-9" not in str(err.value)
+    report = import_consent(store, nested, pack=EU)
+    assert (report.added, [(p.position, p.field) for p in report.problems]) == (1, [(2, "subject")])
+    assert report.problems[0].reason.startswith("the column 'subject' holds a JSON object") and "secret-9" not in str(report.to_dict())
     duplicated = tmp_path / "d.csv"
     duplicated.write_text("subject,purpose,status,time,subject\na-1,personalization,granted,2026-01-05,b-2\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"line 1: the column 'subject' appears 2 times"):
         import_consent(store, duplicated, pack=EU)
-    assert _count(store) == 0
+    assert _count(store) == 1
 
 
 def test_a_huge_bad_cell_is_cut_in_its_rows_reason(store: Store, tmp_path: Path) -> None:
@@ -470,8 +470,9 @@ def test_parquet_nulls_lists_and_binary_columns_are_read_as_the_values_they_are(
         import_consent(store, binary, pack=EU)
     listed = tmp_path / "listed.parquet"
     pq.write_table(pa.table({"subject": pa.array([["pq-list-1"], ["pq-list-2"], None]), **row}), listed)
-    with pytest.raises(DataError, match=r"row 1: the field subject \(column 'subject'\) holds a JSON array"):
-        import_consent(store, listed, pack=EU)
+    report = import_consent(store, listed, pack=EU)
+    assert ([(p.position, p.field) for p in report.problems], report.added) == ([(1, "subject"), (2, "subject"), (3, "subject")], 0)
+    assert [p.reason.split(";")[0] for p in report.problems[:2]] == ["the column 'subject' holds a JSON array"] * 2
     with store.session() as session:
         assert effective_consent(session, "['pq-list-1']") == {}
 
@@ -567,18 +568,19 @@ def test_a_boolean_or_a_scaled_decimal_subject_is_refused_where_it_is(store: Sto
     row = {"purpose": "personalization", "status": "granted", "time": "2026-01-05T09:30:00Z"}
     booleans = tmp_path / "booleans.jsonl"
     booleans.write_text(json.dumps({"subject": "bool-ok-1", **row}) + "\n" + json.dumps({"subject": True, **row}) + "\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"line 2: the field subject \(column 'subject'\) holds a boolean"):
-        import_consent(store, booleans, pack=EU)
+    report = import_consent(store, booleans, pack=EU)
+    assert (report.added, [(p.position, p.field) for p in report.problems]) == (1, [(2, "subject")])
+    assert report.problems[0].reason.startswith("the column 'subject' holds a boolean")
     columns = {k: [v, v] for k, v in row.items()}
     scaled = tmp_path / "scaled.parquet"
     pq.write_table(pa.table({"subject": pa.array([None, Decimal("777")], pa.decimal128(10, 2)), **columns}), scaled)
-    with pytest.raises(DataError, match=r"row 2: the field subject \(column 'subject'\) holds a decimal"):
-        import_consent(store, scaled, pack=EU)
+    report = import_consent(store, scaled, pack=EU)
+    assert [p.position for p in report.problems] == [1, 2] and report.problems[1].reason.startswith("the column 'subject' holds a decimal with a scale")
     flags = tmp_path / "flags.parquet"
     pq.write_table(pa.table({"subject": pa.array([False, True]), **columns}), flags)
-    with pytest.raises(DataError, match=r"row 1: the field subject \(column 'subject'\) holds a boolean"):
-        import_consent(store, flags, pack=EU)
-    assert _count(store) == 0
+    report = import_consent(store, flags, pack=EU)
+    assert [(p.position, p.reason.split(" (")[0]) for p in report.problems] == [(1, "the column 'subject' holds a boolean"), (2, "the column 'subject' holds a boolean")]
+    assert _count(store) == 1
     whole = tmp_path / "whole.parquet"
     pq.write_table(pa.table({"subject": pa.array([Decimal("12345678901234567890"), None], pa.decimal128(20, 0)), **columns}), whole)
     assert import_consent(store, whole, pack=EU).added == 1
@@ -617,3 +619,59 @@ def test_a_file_named_tsv_is_read_tab_separated_unless_a_delimiter_is_mapped(sto
         import_consent(store, path, pack=EU, mapping=ConsentImportMapping.parse("delimiter=;"))
     path.write_text("subject;purpose;status;time\ntsv-subj-3;personalization;granted;2026-01-05T09:30:00Z\n")
     assert import_consent(store, path, pack=EU, mapping=ConsentImportMapping.parse("delimiter=;")).added == 1
+
+
+def test_a_jsonl_object_naming_a_key_twice_is_refused_at_its_line(store: Store, tmp_path: Path) -> None:
+    """A parser keeps the last of two values silently: which one the export meant is unknown, so the line is refused,
+    naming the key (at any depth, written plainly or escaped), and the other lines imported."""
+    row = '"purpose": "personalization", "status": "granted", "time": "2026-01-05T09:30:00Z"'
+    path = tmp_path / "twice.jsonl"
+    path.write_text(
+        f'{{"subject": "twice-1", {row}}}\n'
+        f'{{"subject": "twice-2", {row}, "subject": "twice-3"}}\n'
+        f'{{"subject": "twice-4", {row}, "status": "withdrawn"}}\n'
+        f'{{"subject": "twice-5", {row}, "\\u0073ubject": "twice-6"}}\n'
+        f'{{"subject": "twice-7", {row}, "extra": {{"k": 1, "k": 2}}}}\n'
+        f'{{"subject": "twice-8", {row}, "note": "subject \\"subject\\""}}\n',
+        encoding="utf-8",
+    )
+    report = import_consent(store, path, pack=EU)
+    assert [(p.position, p.field, p.reason.split(":")[0]) for p in report.problems] == [
+        (2, "json", "the key 'subject' appears more than once in the object"), (3, "json", "the key 'status' appears more than once in the object"),
+        (4, "json", "the key 'subject' appears more than once in the object"), (5, "json", "the key 'k' appears more than once in the object"),
+    ]  # fmt: skip
+    assert (report.added, report.invalid) == (2, 4) and "twice-3" not in str(report.to_dict())
+    with store.session() as session:
+        assert consent_history(session, "twice-3") == [] and len(consent_history(session, "twice-8")) == 1
+
+
+@pytest.mark.parametrize(
+    ("preamble", "delimiter", "first"),
+    [("\n\n", ",", 4), ("sep=;\n", ";", 3), ('\ufeff"sep=;"\r\n\r\n', ";", 4), ("sep=,\n", ",", 3), ("\r\nsep=|\r\n", "|", 4)],
+)
+def test_blank_lines_and_an_excel_sep_line_before_the_header_are_skipped(
+    store: Store, tmp_path: Path, preamble: str, delimiter: str, first: int
+) -> None:
+    """Excel writes ``sep=;`` above the header for its locale; some exports start with blank lines. The header is the
+    first other line, the separator the one ``sep=`` names, and each line is still counted as it is in the file."""
+    rows = ["subject,purpose,status,time", "pre-1,personalization,granted,2026-01-05T09:30:00Z", "pre-2,personalization,maybe,2026-01-05T09:30:00Z"]
+    path = tmp_path / "pre.csv"
+    newline = "\r\n" if "\r" in preamble else "\n"
+    path.write_bytes((preamble + newline.join(r.replace(",", delimiter) for r in rows) + newline).encode("utf-8"))
+    report = import_consent(store, path, pack=EU)
+    assert (report.added, [(p.position, p.field) for p in report.problems]) == (1, [(first + 1, "status")])
+    with store.session() as session:
+        assert effective_consent(session, "pre-1")["personalization"]["status"] == "granted"
+    given = import_consent(store, path, pack=EU, mapping=ConsentImportMapping(delimiter=delimiter))  # the same, said twice
+    assert (given.already_recorded, [p.position for p in given.problems]) == (1, [first + 1])
+
+
+def test_a_header_after_skipped_lines_is_located_at_its_own_line(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "dup.csv"
+    path.write_text("sep=;\n\nsubject;purpose;status;time;subject\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"line 3: the column 'subject' appears 2 times"):
+        import_consent(store, path, pack=EU)
+    path.write_text("sep=;\n\n\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"the file is empty"):
+        import_consent(store, path, pack=EU)
+    assert _count(store) == 0

@@ -361,9 +361,9 @@ def test_smaller_gaps_nested_invisible_duplicated_or_no_rows(db_url: str, store:
         '{"subject": {"id": "fb-n-1"}, "item": "i1", "kind": "click", "time": "2026-01-01"}\n',
         encoding="utf-8",
     )
-    with pytest.raises(DataError, match=r"n.jsonl line 2: the field subject \(column 'subject'\) holds a JSON object") as err:
-        import_feedback(store, nested)
-    assert "fb-n-1" not in str(err.value)
+    report = import_feedback(store, nested)
+    assert [(p.position, p.field, p.reason.split(";")[0]) for p in report.problems] == [(2, "subject", "the column 'subject' holds a JSON object")]
+    assert report.added == 1 and "fb-n-1" not in str([str(p) for p in report.problems])
     duplicated = tmp_path / "d.csv"
     duplicated.write_text("subject,item,kind,time,subject\nfb-d-1,i1,click,2026-01-01,fb-d-2\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"d.csv line 1: the column 'subject' appears 2 times"):
@@ -375,7 +375,7 @@ def test_smaller_gaps_nested_invisible_duplicated_or_no_rows(db_url: str, store:
         (2, "subject", "the subject holds an invisible character"), (3, "subject", "the subject holds an invisible character"),
         (4, "item", "the item holds an invisible character"),
     ]  # fmt: skip
-    assert _outcomes(store) == 0
+    assert _outcomes(store) == 1  # the nested file's good line
     header = tmp_path / "h.csv"
     header.write_text("subject,item,kind,time\n", encoding="utf-8")
     result = runner.invoke(app, ["feedback", "import", str(header), "--database-url", db_url])
@@ -392,11 +392,12 @@ def test_a_subject_written_as_a_float_is_refused_not_read_as_another_id(store: S
     jsonl = tmp_path / "f.jsonl"
     jsonl.write_text('{"subject": "fb-f-1", "item": "i1", "kind": "click", "time": "2026-01-01"}\n'
                      '{"subject": 12345.0, "item": "i1", "kind": "click", "time": "2026-01-01"}\n', encoding="utf-8")  # fmt: skip
-    with pytest.raises(DataError, match=r"f.parquet row 1: the field subject \(column 'subject'\) holds a floating-point number"):
-        import_feedback(store, parquet)
-    with pytest.raises(DataError, match=r"f.jsonl line 2: the field subject \(column 'subject'\) holds a floating-point number"):
-        import_feedback(store, jsonl)
-    assert _outcomes(store) == 0
+    report = import_feedback(store, parquet)
+    assert [(p.position, p.field) for p in report.problems] == [(1, "subject"), (2, "subject")]  # the float; the null
+    assert report.problems[0].reason.startswith("the column 'subject' holds a floating-point number")
+    report = import_feedback(store, jsonl)
+    assert [(p.position, p.field, p.reason.split(";")[0]) for p in report.problems] == [(2, "subject", "the column 'subject' holds a floating-point number")]
+    assert _outcomes(store) == 1
 
 
 def test_outcomes_already_past_the_window_the_store_is_purged_by_are_refused_with_their_lines(db_url: str, tmp_path: Path) -> None:
@@ -506,3 +507,19 @@ def test_the_window_is_read_from_the_trail_so_editing_its_store_meta_row_does_no
             assert retention_window_recorded(session)
     finally:
         store.close()
+
+
+def test_a_key_named_twice_or_lines_before_the_header_are_handled_at_their_lines(store: Store, tmp_path: Path) -> None:
+    """The consent import's readers: a JSON Lines object naming a key twice is refused at its line, naming the key;
+    blank lines and Excel's ``sep=;`` before a CSV header are skipped, the separator honoured, lines counted as in the file."""
+    event = '"item": "i1", "kind": "click", "time": "2026-01-01T00:00:00Z"'
+    twice = tmp_path / "twice.jsonl"
+    twice.write_text(f'{{"subject": "fb-tw-1", {event}}}\n{{"subject": "fb-tw-2", {event}, "kind": "conversion"}}\n', encoding="utf-8")
+    report = import_feedback(store, twice)
+    assert [(p.position, p.field, p.reason.split(":")[0]) for p in report.problems] == [(2, "json", "the key 'kind' appears more than once in the object")]
+    assert report.added == 1
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes(b'\xef\xbb\xbfsep=;\r\n\r\nsubject;item;kind;time\r\nfb-xl-1;i1;click;2026-01-01T00:00:00Z\r\nfb-xl-1;i1;nope;2026-01-01T00:00:00Z\r\n')
+    report = import_feedback(store, excel)
+    assert (report.added, [(p.position, p.field) for p in report.problems]) == (1, [(5, "kind")])
+    assert _outcomes(store) == 2
