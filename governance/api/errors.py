@@ -56,11 +56,13 @@ UNKNOWN_MODEL = "model version {version!r} is not in the store; GET /v1/models l
 BODY_NOT_PARSED = "the body is not JSON: send a JSON object, encoded as UTF-8, with 'Content-Type: application/json'"
 
 _DESCRIPTIONS = {
+    400: "The body cannot be read as sent (a gzip body cut short or corrupt).",
     401: "No API key, or an unknown or revoked one.",
     403: "The key's role does not hold the scope this endpoint needs (see the operation's security).",
     404: "A named resource (model version, pack, case) is not in the store.",
     409: "The request conflicts with what is stored.",
-    413: "The body is larger than the installation accepts.",
+    413: "The body is larger than the installation accepts (a gzip body: once decompressed).",
+    415: "The body's Content-Encoding is not one the route reads (it reads gzip, or the body as it is).",
     422: "The request is invalid: ``errors`` says where and why.",
     500: "An internal error; it has been logged.",
     503: "The service is shutting down: retry on another instance.",

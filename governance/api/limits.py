@@ -11,15 +11,16 @@ handlers answer it as a 413 problem), and nothing more is read.
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from governance.api.errors import problem_response
+from governance.api.errors import Problem, problem_response
 
-__all__ = ["BODY_TOO_LARGE", "BodyLimit", "BodyTooLarge"]
+__all__ = ["BODY_TOO_LARGE", "GZIP_BROKEN", "UNSUPPORTED_ENCODING", "BodyLimit", "BodyTooLarge", "read_body"]
 
 BODY_TOO_LARGE = "the request body is larger than {limit} bytes, the most this installation accepts (RECGOV_MAX_BODY_BYTES); send less"
 
@@ -72,8 +73,23 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+UNSUPPORTED_ENCODING = (
+    "the body's Content-Encoding {encoding!r} is not one this route reads; send the body as it is, or gzip-compressed "
+    "(Content-Encoding: gzip)"
+)
+GZIP_BROKEN = "the body says Content-Encoding: gzip but is not a whole gzip stream ({detail}); send it again, compressed whole"
+
+
 async def read_body(request: Request, limit: int, detail: str) -> bytes:
-    """The body of ``request``, or :class:`BodyTooLarge` with ``detail`` as soon as it passes ``limit`` bytes."""
+    """The body of ``request``, or :class:`BodyTooLarge` with ``detail`` as soon as it passes ``limit`` bytes.
+
+    A gzip body (``Content-Encoding: gzip``) is decompressed, held to ``limit`` as it is decompressed: a small body
+    that would inflate past it (a zip bomb) is a 413 after ``limit`` bytes of output, never more. Another encoding is
+    a 415 naming it (its bytes are not the text the route reads); a gzip stream cut short or corrupt, a 400."""
+    codings = [c.strip().lower() for c in request.headers.get("content-encoding", "").split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    if codings and codings != ["gzip"] and codings != ["x-gzip"]:
+        raise Problem(415, UNSUPPORTED_ENCODING.format(encoding=request.headers["content-encoding"].strip()))
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -81,4 +97,27 @@ async def read_body(request: Request, limit: int, detail: str) -> bytes:
         if size > limit:
             raise BodyTooLarge(limit, detail)
         chunks.append(chunk)
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    return _gunzip(body, limit, detail) if codings else body
+
+
+def _gunzip(data: bytes, limit: int, detail: str) -> bytes:
+    """``data`` decompressed (every gzip member of it), or :class:`BodyTooLarge` once the output passes ``limit``."""
+    out: list[bytes] = []
+    size = 0
+    rest = data
+    try:
+        while True:
+            stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            chunk = stream.decompress(rest, limit + 1 - size)  # at most one byte past the limit, however it inflates
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(limit, detail)
+            out.append(chunk)
+            if not stream.eof:
+                raise Problem(400, GZIP_BROKEN.format(detail="the stream is cut short"))
+            rest = stream.unused_data
+            if not rest:
+                return b"".join(out)
+    except zlib.error as err:
+        raise Problem(400, GZIP_BROKEN.format(detail=str(err))) from None

@@ -3,6 +3,7 @@ a broken body refused whole (422, nothing written), a second import adding nothi
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from sqlalchemy import select
@@ -93,3 +94,24 @@ def test_a_first_row_wider_than_the_header_is_one_refused_line_not_a_422(server)
     assert response.status_code == 200, response.text
     assert [(p["line"], p["field"]) for p in response.json()["problems"]] == [(2, "fields"), (3, "status")]
     assert response.json()["added"] + response.json()["already_recorded"] == 1
+
+
+def test_a_gzip_body_is_read_and_held_to_the_limit_once_decompressed(server) -> None:
+    """``Content-Encoding: gzip`` is decompressed (not refused as text that is not UTF-8); the body limit holds for what
+    it inflates to, so a small bomb is a 413; another encoding is a 415 naming it; a cut stream a 400. Nothing written."""
+    import gzip
+
+    with server.client("operator", **{"Content-Type": "text/csv", "Content-Encoding": "gzip"}) as client:
+        packed = client.post("/v1/consent-imports", params=PARAMS, content=gzip.compress(CSV.encode()))
+        bomb = client.post("/v1/consent-imports", params=PARAMS, content=gzip.compress(CSV.encode() + b"x" * (64 * 1024 * 1024)))
+        cut = client.post("/v1/consent-imports", params=PARAMS, content=gzip.compress(CSV.replace("alice", "cut").encode())[:-12])
+    with server.client("operator", **{"Content-Type": "text/csv", "Content-Encoding": "br"}) as client:
+        brotli = client.post("/v1/consent-imports", params=PARAMS, content=CSV.replace("alice", "br").encode())
+    assert packed.status_code == 200, packed.text
+    assert (packed.json()["rows"], packed.json()["invalid"], [p["line"] for p in packed.json()["problems"]]) == (2, 1, [3])
+    assert packed.json()["sha256"] == hashlib.sha256(CSV.encode()).hexdigest()  # the file's, as the CLI reports it
+    assert bomb.status_code == 413 and "RECGOV_MAX_BODY_BYTES" in bomb.json()["detail"]
+    assert cut.status_code == 400 and "gzip" in cut.json()["detail"]
+    assert brotli.status_code == 415 and "'br'" in brotli.json()["detail"]
+    with server.store.session() as session:
+        assert effective_consent(session, "api-import-cut-1") == {} and effective_consent(session, "api-import-br-1") == {}

@@ -251,3 +251,17 @@ def test_a_refused_upload_is_located_and_its_call_is_on_the_trail(server) -> Non
         calls = session.scalars(select(TrailEvent).where(TrailEvent.action == "api.feedback.import").order_by(TrailEvent.seq)).all()[calls_before:]
     payloads = [c.payload if isinstance(c.payload, dict) else json.loads(c.payload) for c in calls]
     assert [p.get("refused") for p in payloads] == [True, True, None]  # the nested row is refused at its line, the file read
+
+
+def test_a_gzip_upload_is_read_and_held_to_the_limit_once_decompressed(server) -> None:
+    import gzip
+
+    upload = "subject,item,kind,time\nfb-gz-1,i1,click,2026-01-05T09:30:00Z\nfb-gz-1,i1,nope,2026-01-05T09:30:00Z\n"
+    with server.client("operator", **{"Content-Type": "text/csv", "Content-Encoding": "gzip"}) as client:
+        packed = client.post("/v1/feedback/imports", content=gzip.compress(upload.encode()))
+        bomb = client.post("/v1/feedback/imports", content=gzip.compress(upload.encode() + b"x" * (64 * 1024 * 1024)))
+    with server.client("operator", **{"Content-Type": "text/csv", "Content-Encoding": "deflate"}) as client:
+        deflated = client.post("/v1/feedback/imports", content=upload.replace("fb-gz", "fb-df").encode())
+    assert packed.status_code == 200, packed.text
+    assert (packed.json()["added"], [(p["line"], p["field"]) for p in packed.json()["problems"]]) == (1, [(3, "kind")])
+    assert bomb.status_code == 413 and deflated.status_code == 415 and "'deflate'" in deflated.json()["detail"]

@@ -112,7 +112,7 @@ def _import_format(request: Request, given: str | None) -> str:
 @router.post(
     "/v1/consent-imports",
     response_model=ConsentImportPublic,
-    responses=problems(404, 413),
+    responses=problems(400, 404, 413, 415),
     openapi_extra=IMPORT_BODY,
     summary="Import consent records in bulk (a CSV or JSON Lines body)",
 )

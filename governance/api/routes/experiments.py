@@ -83,7 +83,7 @@ def _pack_loader(settings: Any) -> Any:
     return load
 
 
-@router.post("", status_code=201, response_model=ExperimentSummary, openapi_extra=YAML_BODY, responses=problems(403, 409, 413, 422),
+@router.post("", status_code=201, response_model=ExperimentSummary, openapi_extra=YAML_BODY, responses=problems(400, 403, 409, 413, 415, 422),
              summary="Plan an experiment: validate, size and freeze it (admin)")  # fmt: skip
 async def plan_experiment(request: Request, store: StoreDep, settings: SettingsDep, key: GovernKey) -> dict[str, Any]:
     """The plan's hash and sample size are frozen and anchored on the trail (``experiment.planned``) before any exposure."""

@@ -144,7 +144,7 @@ def _upload_format(request: Request, given: str | None) -> str:
 @router.post(
     "/imports",
     response_model=FeedbackReportPublic,
-    responses=problems(413),
+    responses=problems(400, 413, 415),
     openapi_extra=IMPORT_BODY,
     summary="Import outcome events from a file (CSV, JSON Lines or Parquet body)",
 )

@@ -79,7 +79,7 @@ def _identity(loaded) -> dict[str, Any]:
     return {**loaded.stamp(), "rules": len(loaded.pack.rules()), "warnings": [w.to_dict() for w in loaded.warnings]}
 
 
-@router.post("/validate", response_model=PackValidation, openapi_extra=YAML_BODY, responses=problems(422), summary="Validate a pack (YAML body)")
+@router.post("/validate", response_model=PackValidation, openapi_extra=YAML_BODY, responses=problems(400, 415, 422), summary="Validate a pack (YAML body)")
 async def validate_pack(request: Request, settings: SettingsDep, key: ReadKey) -> dict[str, Any]:
     """200 with the pack's name, version and hash, or 422 with every located issue."""
     return {"valid": True, **await _checked(request, settings, await _text(request))}
@@ -90,7 +90,7 @@ async def validate_pack(request: Request, settings: SettingsDep, key: ReadKey) -
     response_model=PackStored,
     openapi_extra=YAML_BODY,
     status_code=201,
-    responses={200: {"description": "That exact version is stored already.", "model": PackStored}, **problems(403, 409, 422)},
+    responses={200: {"description": "That exact version is stored already.", "model": PackStored}, **problems(400, 403, 409, 415, 422)},
     summary="Store a pack version (admin)",
 )
 async def create_pack(request: Request, response: Response, session: SessionDep, settings: SettingsDep, key: GovernKey) -> dict[str, Any]:
