@@ -221,6 +221,8 @@ def read_feedback_table(
             raise DataError(NO_SUCH_FILE.format(name=label))
         data = path.read_bytes()
     kind = format_of(label, fmt)
+    if kind == "csv" and Path(label).suffix.lower() == ".tsv" and "delimiter" not in mapping.model_fields_set:
+        mapping = mapping.model_copy(update={"delimiter": "\t"})  # tab-separated, as the name says (as consent imports read it)
     if not data.strip():
         raise DataError(EMPTY_FILE.format(name=label))
     if kind == "csv":

@@ -523,3 +523,11 @@ def test_a_key_named_twice_or_lines_before_the_header_are_handled_at_their_lines
     report = import_feedback(store, excel)
     assert (report.added, [(p.position, p.field) for p in report.problems]) == (1, [(5, "kind")])
     assert _outcomes(store) == 2
+
+
+def test_a_tsv_file_is_read_tab_separated_as_a_consent_export_is(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "events.tsv"
+    path.write_text("subject\titem\tkind\ttime\nfb-tsv-1\ti1\tclick\t2026-01-01T00:00:00Z\n", encoding="utf-8")
+    assert import_feedback(store, path).added == 1
+    path.write_text("subject;item;kind;time\nfb-tsv-2;i1;click;2026-01-01T00:00:00Z\n", encoding="utf-8")
+    assert import_feedback(store, path, mapping=FeedbackMapping(delimiter=";")).added == 1  # unless the mapping says otherwise
