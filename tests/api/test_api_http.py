@@ -247,3 +247,16 @@ def test_a_stored_file_that_is_no_pack_is_listed_with_its_fault_not_a_500(server
     assert entry["pack_hash"] == "" and entry["error"] and "handmade/0.1.0.yaml" in entry["error"]
     assert str(server.home) not in entry["error"]  # the server's own paths stay on the server
     assert all(p["error"] is None for p in response.json()["packs"] if p["ref"] != "handmade@0.1.0")
+
+
+def test_a_gzip_pack_body_is_read_and_held_to_the_pack_limit_once_decompressed(server) -> None:
+    """Every route reading its raw body reads gzip alike: the pack's own limit holds for what it inflates to."""
+    import gzip
+
+    with server.client("viewer", **{"Content-Type": "application/yaml", "Content-Encoding": "gzip"}) as client:
+        packed = client.post("/v1/packs/validate", content=gzip.compress(PACK_V1.encode()))
+        bomb = client.post("/v1/packs/validate", content=gzip.compress(PACK_V1.encode() + b"#" * (32 * 1024 * 1024)))
+    with server.client("viewer", **{"Content-Type": "application/yaml", "Content-Encoding": "zstd"}) as client:
+        zstd = client.post("/v1/packs/validate", content=PACK_V1)
+    assert packed.status_code == 200 and packed.json()["valid"] is True, packed.text
+    assert bomb.status_code == 413 and zstd.status_code == 415 and "'zstd'" in zstd.json()["detail"]
