@@ -146,3 +146,24 @@ def test_a_role_without_the_lists_scope_is_refused_alike(server, taken, monkeypa
         direct, reference = _both(client, json.dumps(body).encode(), {"Content-Type": "application/json"}, monkeypatch)
     assert direct[0] == 403 and direct == reference
     assert taken[0] is body_ok
+
+
+def test_a_body_past_the_limit_sent_without_a_length_is_the_same_413(server, taken, monkeypatch) -> None:  # noqa: ANN001
+    """Chunked, with no Content-Length to refuse it by: the limit stops the read on either path, answered alike."""
+    limit = server.app.state.settings.max_body_bytes
+    big = b'{"subject": "u000001", "pad": "' + b"x" * (limit + 10) + b'"}'
+
+    def chunks():  # noqa: ANN202 - a generator body: httpx sends it chunked
+        for start in range(0, len(big), 65536):
+            yield big[start : start + 65536]
+
+    with server.client("operator") as keyed:
+        headers = {"Authorization": keyed.headers["Authorization"], "Content-Type": "application/json"}
+    answers = []
+    with httpx.Client(base_url=str(keyed.base_url), timeout=60) as client:
+        for fast in (True, False):
+            monkeypatch.setattr(recommendations, "FAST_PATH", fast)
+            answer = client.post("/v1/recommendations", content=chunks(), headers=headers)
+            answers.append((answer.status_code, answer.content))
+    assert answers[0] == answers[1] and answers[0][0] == 413, answers[0]
+    assert taken == [], "the read stopped inside the direct path, before it could decide anything"

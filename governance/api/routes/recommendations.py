@@ -28,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 
 from governance.api.deps import ListsKey, ListsToken, Token
 from governance.api.errors import problems
@@ -85,7 +86,12 @@ async def _direct(request: Request) -> tuple[RecommendationCreate, Request, Toke
     scheme, credentials = get_authorization_scheme_param(headers.get("authorization"))
     if not scheme or not credentials or scheme.lower() != "bearer":
         return None
-    body = await request.body()  # kept on the request: FastAPI's path reads it from there
+    try:
+        body = await request.body()  # kept on the request: FastAPI's path reads it from there
+    except HTTPException:
+        raise  # the body limit's 413, which FastAPI's path lets through too
+    except Exception:  # noqa: BLE001 - a body that cannot be read (the client went away): FastAPI's path answers it
+        return None
     try:
         value = orjson.loads(body)
         create = RecommendationCreate.model_validate(value) if type(value) is dict else None
