@@ -48,18 +48,24 @@ def test_a_look_while_the_treatments_model_is_in_production_is_a_409(server) -> 
     assert len(refused) == 1 and newer in refused[0].payload
 
 
-def test_a_look_after_the_treatments_model_served_production_and_went_back_is_a_409_and_exit_2(server) -> None:
-    """The treatment's model in production for a while, then rolled back: the control's lists served meanwhile were the
-    treatment's. The look is refused over HTTP (409 ``experiment-arms-alike``) and from the command line (exit 2)."""
-    trained = CliRunner().invoke(cli, ["train", DATA.replace("seed=6", "seed=7"), "--no-tune", "--no-carbon", "--factors", "4", "--iterations", "2", "--database-url", server.db_url, "--json"])
+def _treatment_model(server, *, seed: int) -> str:  # noqa: ANN001
+    """A newer model for a treatment arm, with the server's model back in production and no experiment running
+    (one runs at a time)."""
+    trained = CliRunner().invoke(cli, ["train", DATA.replace("seed=6", f"seed={seed}"), "--no-tune", "--no-carbon", "--factors", "4", "--iterations", "2", "--database-url", server.db_url, "--json"])
     assert trained.exit_code == 0, trained.output
-    newer = json.loads(trained.stdout)["model_version"]
     with server.store.session() as session:
         if lifecycle._production_model(session) != server.model_version:
             record_deployment(session, model_version=server.model_version, stage="production", actor="test")
         earlier = session.scalars(select(Experiment.name).where(Experiment.status == "running")).first()
-    if earlier is not None:  # one experiment runs at a time
+    if earlier is not None:
         lifecycle.stop(server.store, earlier, actor="test")
+    return json.loads(trained.stdout)["model_version"]
+
+
+def test_a_look_after_the_treatments_model_served_production_and_went_back_is_a_409_and_exit_2(server) -> None:
+    """The treatment's model in production for a while, then rolled back: the control's lists served meanwhile were the
+    treatment's. The look is refused over HTTP (409 ``experiment-arms-alike``) and from the command line (exit 2)."""
+    newer = _treatment_model(server, seed=7)
     text = PLAN.format(name="round-trip", control="    pack: eu-gdpr-dsa", treatment=f"    model_version: {newer}\n    pack: eu-gdpr-dsa")
     with Client(server.url, server.tokens["admin"]) as api:
         planned = api.plan_experiment(text + "  method: group_sequential\n  looks: 3\n")
@@ -103,15 +109,7 @@ def test_fallback_and_held_back_lists_served_while_the_treatments_model_was_in_p
     analysis. Nothing the look compares was mixed: it is taken (201), and no refusal is recorded."""
     from governance.experiments.assign import RunningExperiment, assign
 
-    trained = CliRunner().invoke(cli, ["train", DATA.replace("seed=6", "seed=8"), "--no-tune", "--no-carbon", "--factors", "4", "--iterations", "2", "--database-url", server.db_url, "--json"])
-    assert trained.exit_code == 0, trained.output
-    newer = json.loads(trained.stdout)["model_version"]
-    with server.store.session() as session:
-        if lifecycle._production_model(session) != server.model_version:
-            record_deployment(session, model_version=server.model_version, stage="production", actor="test")
-        earlier = session.scalars(select(Experiment.name).where(Experiment.status == "running")).first()
-    if earlier is not None:  # one experiment runs at a time
-        lifecycle.stop(server.store, earlier, actor="test")
+    newer = _treatment_model(server, seed=8)
     text = PLAN.format(name="nothing-mixed", control="    pack: eu-gdpr-dsa", treatment=f"    model_version: {newer}\n    pack: eu-gdpr-dsa")
     text = text.replace("primary_metric:", "holdback: 0.3\nprimary_metric:")
     with Client(server.url, server.tokens["admin"]) as api:

@@ -96,11 +96,18 @@ def test_statements_built_per_call_are_not_kept_without_bound(store: Store, read
     assert len(reads._prepared) <= MAX_PREPARED
 
 
-def test_the_held_connection_is_the_holding_threads_alone_and_never_nested(store: Store) -> None:
+def _held_reads(store: Store) -> FastReads | None:
+    """Reads whose calling thread holds a connection; None on PostgreSQL, where none is held (checked here)."""
     reads = FastReads(store.engine)
     reads.hold_for_this_thread()
     if store.engine.dialect.name != "sqlite":
         assert reads._held is None, "only an embedded store's loop holds a connection"
+        return None
+    return reads
+
+
+def test_the_held_connection_is_the_holding_threads_alone_and_never_nested(store: Store) -> None:
+    if (reads := _held_reads(store)) is None:
         return
     try:
         _grant(store, "erin")
@@ -129,10 +136,7 @@ def test_the_held_connection_is_the_holding_threads_alone_and_never_nested(store
 
 
 def test_a_held_connection_that_fails_is_dropped_and_the_pool_serves_on(store: Store) -> None:
-    reads = FastReads(store.engine)
-    reads.hold_for_this_thread()
-    if store.engine.dialect.name != "sqlite":
-        assert reads._held is None, "only an embedded store's loop holds a connection"
+    if (reads := _held_reads(store)) is None:
         return
     try:
         reads._held.dbapi_connection.close()  # the connection broke (a closed file handle, say)

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from served_packs import served_packs
 from tc_strings import tc_string
 
 from audits import record_consent
@@ -36,12 +37,7 @@ STORED = "eu-answers-tcf@1.0.0"
 @pytest.fixture(scope="module")
 def packs(server) -> list[str]:  # noqa: ANN001
     """The packs served: a shipped opt-out pack, the shipped EU pack, and the EU pack stored with a vendor id."""
-    text = Path(resolve_pack("eu-gdpr-dsa")).read_text(encoding="utf-8")
-    text = text.replace("name: eu-gdpr-dsa", "name: eu-answers-tcf", 1).replace("vendor_id: null", f"vendor_id: {VENDOR}", 1)
-    with server.client("admin") as client:
-        stored = client.post("/v1/packs", content=text, headers={"Content-Type": "application/yaml"})
-    assert stored.status_code in (200, 201), stored.text
-    return ["california-ccpa", "eu-gdpr-dsa", STORED]
+    return served_packs(server, "eu-answers-tcf", VENDOR)
 
 
 def _requests(server, packs: list[str]) -> list[tuple[dict[str, Any], dict[str, str]]]:  # noqa: ANN001

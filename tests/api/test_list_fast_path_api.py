@@ -12,16 +12,15 @@ put aside), and which path took each request is checked, so that no comparison i
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from served_packs import served_packs
 from tc_strings import tc_string
 
 from audits import record_consent
 from governance.api.routes import recommendations
-from governance.packs import resolve_pack
 
 VENDOR = 755
 GRANTS = tc_string(purposes={1, 5, 6}, vendors={VENDOR})
@@ -30,12 +29,7 @@ STORED = "eu-fast-tcf@1.0.0"
 
 @pytest.fixture(scope="module")
 def packs(server) -> list[str]:  # noqa: ANN001
-    text = Path(resolve_pack("eu-gdpr-dsa")).read_text(encoding="utf-8")
-    text = text.replace("name: eu-gdpr-dsa", "name: eu-fast-tcf", 1).replace("vendor_id: null", f"vendor_id: {VENDOR}", 1)
-    with server.client("admin") as client:
-        stored = client.post("/v1/packs", content=text, headers={"Content-Type": "application/yaml"})
-    assert stored.status_code in (200, 201), stored.text
-    return ["california-ccpa", "eu-gdpr-dsa", STORED]
+    return served_packs(server, "eu-fast-tcf", VENDOR)
 
 
 @pytest.fixture
