@@ -35,6 +35,7 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
 
 from audits.consent import BatchOutcome
@@ -106,7 +107,9 @@ def _without_erased(store: Any, valid: pd.DataFrame, located_by: Any) -> tuple[p
     """
     if valid.empty:
         return valid, []
-    with store.session() as session:
+    # A read-only snapshot: on SQLite a session would begin with the write lock, and wait behind (or hold up)
+    # another import's batch for a read.
+    with store.snapshot() as connection, Session(bind=connection) as session:
         if session.scalar(select(Suppression.id).limit(1)) is None:
             return valid, []  # no erasure ever: no keyed hash of a million ids to look for one
         suppressed = suppressions_for(session, valid["subject"].unique().tolist())

@@ -531,8 +531,11 @@ def test_two_importers_racing_on_new_subjects_file_one_key_each_and_seal_under_t
             second_writes.set()
 
     threads = [threading.Thread(target=run, args=(n, p), name=n) for n, p in (("first", first), ("second", second))]
-    for thread in threads:
-        thread.start()
+    threads[0].start()
+    # The second starts once the first holds its batch's transaction (on SQLite, the write lock): its reads before
+    # its own batch must not wait for that lock, or the two would wait on each other.
+    assert first_holds_keys.wait(30)
+    threads[1].start()
     for thread in threads:
         thread.join(60)
     assert not errors and not any(t.is_alive() for t in threads)
