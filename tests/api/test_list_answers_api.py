@@ -18,10 +18,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from served_packs import served_packs
+from served_packs import list_requests, served_packs
 from tc_strings import tc_string
 
-from audits import record_consent
 from audits.models import DecisionRecord, TrailEvent
 from audits.sealing import open_decisions
 from governance.api.services import engines
@@ -46,18 +45,7 @@ def _requests(server, packs: list[str]) -> list[tuple[dict[str, Any], dict[str, 
     as every later one finds it."""
     signals: list[tuple[dict[str, Any], dict[str, str]]] = [({}, {}), ({}, {"Sec-GPC": "1"}), ({"region": "EU"}, {})]
     tcf = [({"tcf": GRANTS}, {}), ({"tcf": REFUSES}, {"Sec-GPC": "1"})]
-    out, n = [], 100
-    for pack in packs:
-        for extra, headers in signals + (tcf if pack == STORED else []):
-            for granted in (True, False):
-                n += 1
-                subject = f"u{n:06d}"
-                if granted:
-                    with server.store.session() as session:
-                        record_consent(session, subject_id=subject, purpose="personalization", status="granted", lawful_basis="consent", source="api")
-                for k in (1, 7):
-                    out.append(({"subject": subject, "k": k, "model_version": server.model_version, "pack": pack, **extra}, headers))
-    return out
+    return list_requests(server, packs, lambda pack: signals + (tcf if pack == STORED else []), first=100, lengths=(1, 7))
 
 
 def _answer(server, client, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, bytes, list[tuple[str, str]], dict[str, Any]]:  # noqa: ANN001

@@ -16,10 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
-from served_packs import served_packs
+from served_packs import list_requests, served_packs
 from tc_strings import tc_string
 
-from audits import record_consent
 from governance.api.routes import recommendations
 
 VENDOR = 755
@@ -67,18 +66,8 @@ def _both(client, content: bytes, headers: dict[str, str], monkeypatch: pytest.M
 
 
 def test_well_formed_lists_take_the_direct_path_with_fastapis_answers(server, packs, taken, monkeypatch) -> None:  # noqa: ANN001
-    requests: list[tuple[dict[str, Any], dict[str, str]]] = []
-    n = 500
-    for pack in packs:
-        signals = [({}, {}), ({}, {"Sec-GPC": "1"}), ({"region": "EU"}, {})] + ([({"tcf": GRANTS}, {})] if pack == STORED else [])
-        for extra, headers in signals:
-            for granted in (True, False):
-                n += 1
-                subject = f"u{n:06d}"
-                if granted:
-                    with server.store.session() as session:
-                        record_consent(session, subject_id=subject, purpose="personalization", status="granted", lawful_basis="consent", source="api")
-                requests.append(({"subject": subject, "k": 5, "model_version": server.model_version, "pack": pack, **extra}, headers))
+    base: list[tuple[dict[str, Any], dict[str, str]]] = [({}, {}), ({}, {"Sec-GPC": "1"}), ({"region": "EU"}, {})]
+    requests = list_requests(server, packs, lambda pack: base + ([({"tcf": GRANTS}, {})] if pack == STORED else []), first=500, lengths=(5,))
     with server.client("operator") as client:
         auth = {"Authorization": client.headers["Authorization"], "Content-Type": "application/json"}
         for body, headers in requests:  # first answers: a signal recorded, an engine built
